@@ -1,0 +1,84 @@
+package eventstore
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+)
+
+// SchemaVersion is the version of the envelope and payloads written now.
+const SchemaVersion = 1
+
+// Meta is the envelope of the events one command writes: who, why, and
+// the trace they belong to.
+type Meta struct {
+	Actor          *eventv1.Actor
+	CorrelationID  string
+	CausationID    string
+	IdempotencyKey string
+	Trace          *eventv1.TraceContext
+	// OccurredAt defaults to the recording time.
+	OccurredAt time.Time
+}
+
+// payloadFields maps a payload's message name to its field in the
+// Event's oneof, read once from the schema so that adding an event to
+// the proto needs no code here.
+var payloadFields = func() map[protoreflect.FullName]protoreflect.FieldDescriptor {
+	oneof := (&eventv1.Event{}).ProtoReflect().Descriptor().Oneofs().ByName("payload")
+	m := make(map[protoreflect.FullName]protoreflect.FieldDescriptor, oneof.Fields().Len())
+	for i := range oneof.Fields().Len() {
+		f := oneof.Fields().Get(i)
+		m[f.Message().FullName()] = f
+	}
+	return m
+}()
+
+// NewEvent wraps payload (e.g. *eventv1.LeadCaptured) in an envelope with a
+// new UUIDv7 event id, its type name and the recording time now.
+func NewEvent(leadID string, payload proto.Message, meta Meta, now time.Time) (*eventv1.Event, error) {
+	desc := payload.ProtoReflect().Descriptor()
+	field, ok := payloadFields[desc.FullName()]
+	if !ok {
+		return nil, fmt.Errorf("eventstore: %s is not an event payload", desc.FullName())
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, fmt.Errorf("event id: %w", err)
+	}
+	occurred := meta.OccurredAt
+	if occurred.IsZero() {
+		occurred = now
+	}
+	ev := &eventv1.Event{
+		EventId:        id.String(),
+		LeadId:         leadID,
+		EventType:      string(desc.Name()),
+		OccurredAt:     timestamppb.New(occurred),
+		RecordedAt:     timestamppb.New(now),
+		Actor:          meta.Actor,
+		CorrelationId:  meta.CorrelationID,
+		CausationId:    meta.CausationID,
+		SchemaVersion:  SchemaVersion,
+		IdempotencyKey: meta.IdempotencyKey,
+		Trace:          meta.Trace,
+	}
+	ev.ProtoReflect().Set(field, protoreflect.ValueOfMessage(payload.ProtoReflect()))
+	return ev, nil
+}
+
+// Payload returns the event's payload message, or nil.
+func Payload(ev *eventv1.Event) proto.Message {
+	r := ev.ProtoReflect()
+	f := r.WhichOneof(r.Descriptor().Oneofs().ByName("payload"))
+	if f == nil {
+		return nil
+	}
+	return r.Get(f).Message().Interface()
+}

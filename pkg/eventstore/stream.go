@@ -1,0 +1,99 @@
+// Package eventstore is the one way Leadflow appends and reads events.
+//
+// Everything lives in one JetStream stream. Each aggregate has one literal
+// subject (lead.<id>, campaign.<id>), so the server's subject index gives
+// a per-lead order, a per-lead version (the stream sequence of the lead's
+// last message) and loads that never scan the stream. Uniqueness records
+// (identity, idempotency keys) are claims on claim.<kind>.<hash> subjects
+// in the same stream, so a claim and the event it guards commit in one
+// atomic batch: there is no window in which one exists without the other.
+package eventstore
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// DefaultStream is the name of the event stream.
+const DefaultStream = "LEADFLOW"
+
+// Subject prefixes. Consumers filter on them (e.g. "lead.>").
+const (
+	LeadSubjects     = "lead.>"
+	CampaignSubjects = "campaign.>"
+	ModelSubjects    = "model.>"
+	ClaimSubjects    = "claim.>"
+)
+
+// StreamConfig holds the settings of the event stream.
+type StreamConfig struct {
+	// Name defaults to DefaultStream.
+	Name string
+	// Replicas is 1 on one machine and 3 in a cluster.
+	Replicas int
+	// Duplicates is the window in which a repeated Nats-Msg-Id is dropped
+	// by the server; default two minutes. Idempotency beyond it comes from
+	// claims, which never expire.
+	Duplicates time.Duration
+}
+
+// EnsureStream creates the event stream or updates it to cfg. The stream
+// denies delete and purge: history is never rewritten, and personal data
+// is erased by destroying per-lead keys instead (see pkg/vault).
+func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) (jetstream.Stream, error) {
+	if cfg.Name == "" {
+		cfg.Name = DefaultStream
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.Duplicates == 0 {
+		cfg.Duplicates = 2 * time.Minute
+	}
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:               cfg.Name,
+		Description:        "Leadflow lead, campaign and model events; append-only",
+		Subjects:           []string{LeadSubjects, CampaignSubjects, ModelSubjects, ClaimSubjects},
+		Storage:            jetstream.FileStorage,
+		Retention:          jetstream.LimitsPolicy,
+		Replicas:           cfg.Replicas,
+		Duplicates:         cfg.Duplicates,
+		DenyDelete:         true,
+		DenyPurge:          true,
+		AllowDirect:        true,
+		AllowAtomicPublish: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
+	}
+	return s, nil
+}
+
+// LeadSubject is the subject of one lead's events.
+func LeadSubject(leadID string) string { return "lead." + leadID }
+
+// CampaignSubject is the subject of one campaign's events.
+func CampaignSubject(campaignID string) string { return "campaign." + campaignID }
+
+// ModelSubject is the subject of one scoring model's events.
+func ModelSubject(modelID string) string { return "model." + modelID }
+
+// ClaimSubject is the subject of one uniqueness claim. kind is a short
+// word ("email", "ext", "idem"); key must be a valid subject token, such
+// as a keyed hash from pkg/vault.
+func ClaimSubject(kind, key string) string { return "claim." + kind + "." + key }
+
+const defaultTimeout = 5 * time.Second
+
+// withDefaultTimeout gives ctx a deadline when the caller set none.
+func withDefaultTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, defaultTimeout)
+}

@@ -1,0 +1,95 @@
+// Package natsserver runs an embedded NATS server with JetStream, for tests
+// and for the single-machine launcher. Production runs a real cluster
+// (deploy/); this package exists so that tests and `make run` talk to the same
+// server code, pinned in go.mod, instead of whatever NATS a machine happens to
+// have on port 4222.
+package natsserver
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// Config says where the server keeps its data and where it listens.
+type Config struct {
+	// Dir holds JetStream's files. A restart on the same Dir keeps every stream.
+	Dir string
+	// Host defaults to 127.0.0.1.
+	Host string
+	// Port 0 or -1 picks a free port. Never use 4222 here: an old NATS may own it.
+	Port int
+	// SyncAlways makes JetStream fsync every write before acknowledging it.
+	// The default (false) syncs every two minutes, which loses acknowledged
+	// writes on power loss or an OS crash, though not on a process crash.
+	SyncAlways bool
+	// Name is the server name; it must be stable across restarts of one Dir.
+	Name string
+}
+
+// Server is a running embedded server.
+type Server struct {
+	srv *server.Server
+	cfg Config
+}
+
+// Start starts a server and waits until it accepts connections.
+func Start(cfg Config) (*Server, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("natsserver: Dir is required")
+	}
+	if cfg.Host == "" {
+		cfg.Host = "127.0.0.1"
+	}
+	if cfg.Port == 0 {
+		cfg.Port = -1
+	}
+	if cfg.Name == "" {
+		cfg.Name = "leadflow"
+	}
+	opts := &server.Options{
+		ServerName: cfg.Name,
+		Host:       cfg.Host,
+		Port:       cfg.Port,
+		JetStream:  true,
+		StoreDir:   cfg.Dir,
+		SyncAlways: cfg.SyncAlways,
+		NoSigs:     true,
+		NoLog:      true,
+		// Event payloads are small, but bulk import batches are not.
+		MaxPayload: 8 << 20,
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("natsserver: new: %w", err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		return nil, errors.New("natsserver: not ready after 10s")
+	}
+	return &Server{srv: srv, cfg: cfg}, nil
+}
+
+// URL is the client URL, nats://host:port.
+func (s *Server) URL() string { return s.srv.ClientURL() }
+
+// Shutdown stops the server and waits until it has stopped, so a new server
+// can be started on the same Dir right away.
+func (s *Server) Shutdown() {
+	s.srv.Shutdown()
+	s.srv.WaitForShutdown()
+}
+
+// Restart stops the server and starts a new one on the same Dir and port.
+func (s *Server) Restart() (*Server, error) {
+	cfg := s.cfg
+	if addr, ok := s.srv.Addr().(*net.TCPAddr); ok {
+		cfg.Port = addr.Port
+	}
+	s.Shutdown()
+	return Start(cfg)
+}
