@@ -26,7 +26,7 @@ lint: ## buf lint and breaking, gofmt, go vet
 	@if git rev-parse -q --verify main >/dev/null && git cat-file -e main:proto 2>/dev/null; then \
 	  $(GOTOOL) buf breaking --against '.git#branch=main'; \
 	else echo "buf breaking: main has no proto/ yet, nothing to compare"; fi
-	@out=$$(gofmt -l pkg services); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
+	@out=$$(gofmt -l $$(go list -m -f '{{.Dir}}')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
 	go vet $(MODULES)
 
 .PHONY: test
