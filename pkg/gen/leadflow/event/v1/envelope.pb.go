@@ -643,7 +643,11 @@ type Lifecycle struct {
 	Status LeadStatus             `protobuf:"varint,1,opt,name=status,proto3,enum=leadflow.event.v1.LeadStatus" json:"status,omitempty"`
 	Owner  *Owner                 `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`
 	// deadline is when the lead's next step is due; unset in terminal states.
-	Deadline      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	Deadline *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	// attempts counts contact attempts since the lead was last accepted.
+	Attempts int32 `protobuf:"varint,4,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// score is the last total score.
+	Score         int32 `protobuf:"varint,5,opt,name=score,proto3" json:"score,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -697,6 +701,20 @@ func (x *Lifecycle) GetDeadline() *timestamppb.Timestamp {
 		return x.Deadline
 	}
 	return nil
+}
+
+func (x *Lifecycle) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *Lifecycle) GetScore() int32 {
+	if x != nil {
+		return x.Score
+	}
+	return 0
 }
 
 // Claim is an internal uniqueness record on a `claim.<kind>.<hash>`
@@ -821,11 +839,13 @@ const file_leadflow_event_v1_envelope_proto_rawDesc = "" +
 	"\vtraceparent\x18\x01 \x01(\tR\vtraceparent\x12\x1e\n" +
 	"\n" +
 	"tracestate\x18\x02 \x01(\tR\n" +
-	"tracestate\"\xaa\x01\n" +
+	"tracestate\"\xdc\x01\n" +
 	"\tLifecycle\x125\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x1d.leadflow.event.v1.LeadStatusR\x06status\x12.\n" +
 	"\x05owner\x18\x02 \x01(\v2\x18.leadflow.event.v1.OwnerR\x05owner\x126\n" +
-	"\bdeadline\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\"U\n" +
+	"\bdeadline\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12\x1a\n" +
+	"\battempts\x18\x04 \x01(\x05R\battempts\x12\x14\n" +
+	"\x05score\x18\x05 \x01(\x05R\x05score\"U\n" +
 	"\x05Claim\x12\x17\n" +
 	"\alead_id\x18\x01 \x01(\tR\x06leadId\x12\x19\n" +
 	"\bevent_id\x18\x02 \x01(\tR\aeventId\x12\x18\n" +

@@ -1,0 +1,251 @@
+// Package grpcserver builds and runs a Leadflow gRPC server the same way
+// for every service: tracing, health, reflection, panic recovery, bad
+// requests answered with INVALID_ARGUMENT, and a graceful stop.
+package grpcserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/leadflow/leadflow/pkg/telemetry"
+)
+
+// Server is a gRPC server with its health service.
+type Server struct {
+	*grpc.Server
+	Health *health.Server
+	log    *slog.Logger
+}
+
+// New returns a server with tracing, health and reflection registered.
+// Register the service's own API on it, then call Serve.
+func New(log *slog.Logger, opts ...grpc.ServerOption) *Server {
+	rec := &recorder{}
+	opts = append([]grpc.ServerOption{
+		telemetry.ServerOption(),
+		grpc.ForceServerCodecV2(codec{rec: rec}),
+		grpc.ChainUnaryInterceptor(recoverUnary(log), rec.unary),
+		grpc.ChainStreamInterceptor(recoverStream(log), rec.stream),
+	}, opts...)
+	s := &Server{Server: grpc.NewServer(opts...), Health: health.NewServer(), log: log}
+	healthpb.RegisterHealthServer(s.Server, s.Health)
+	reflection.Register(s.Server)
+	return s
+}
+
+// Serve serves on lis until ctx is done, then reports NOT_SERVING, lets
+// running calls finish for up to grace, and stops.
+func (s *Server) Serve(ctx context.Context, lis net.Listener, grace time.Duration) error {
+	s.Health.Resume()
+	errc := make(chan error, 1)
+	go func() { errc <- s.Server.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	s.Health.Shutdown()
+	stopped := make(chan struct{})
+	go func() { s.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(grace):
+		s.log.Warn("grace period over, closing open calls", "grace", grace)
+		s.Stop()
+		<-stopped
+	}
+	if err := <-errc; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return err
+	}
+	return nil
+}
+
+// FieldViolation names one refused request field.
+type FieldViolation struct {
+	Field       string
+	Description string
+}
+
+// InvalidArgument is an INVALID_ARGUMENT status whose details list every
+// refused field (google.rpc.BadRequest), so clients can point at them.
+func InvalidArgument(msg string, fields ...FieldViolation) error {
+	st := status.New(codes.InvalidArgument, msg)
+	br := &errdetails.BadRequest{}
+	for _, f := range fields {
+		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: f.Field, Description: f.Description})
+	}
+	if d, err := st.WithDetails(br); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// Violations returns the field violations of an INVALID_ARGUMENT error.
+func Violations(err error) []FieldViolation {
+	var out []FieldViolation
+	for _, d := range status.Convert(err).Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			for _, f := range br.GetFieldViolations() {
+				out = append(out, FieldViolation{Field: f.GetField(), Description: f.GetDescription()})
+			}
+		}
+	}
+	return out
+}
+
+// The default codec fails a request that does not decode (invalid UTF-8
+// in a string, broken wire data) before any handler runs, and gRPC then
+// answers INTERNAL: a server fault, for what is the client's. This codec
+// decodes to an empty message instead and remembers why; the
+// interceptors answer INVALID_ARGUMENT naming the field before the
+// handler sees the empty message.
+type codec struct{ rec *recorder }
+
+func (codec) Name() string { return "proto" }
+
+func (c codec) Marshal(v any) (mem.BufferSlice, error) {
+	return encoding.GetCodecV2("proto").Marshal(v)
+}
+
+func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
+	m, ok := v.(proto.Message)
+	if !ok {
+		return fmt.Errorf("grpcserver: %T is not a proto message", v)
+	}
+	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	defer buf.Free()
+	if err := proto.Unmarshal(buf.ReadOnlyData(), m); err != nil {
+		proto.Reset(m)
+		if field := invalidUTF8(m.ProtoReflect().Descriptor(), buf.ReadOnlyData(), ""); field != "" {
+			err = InvalidArgument("request is not valid", FieldViolation{Field: field, Description: "must be valid UTF-8"})
+		} else {
+			err = InvalidArgument("request does not decode: " + err.Error())
+		}
+		c.rec.bad.Store(m, err)
+	}
+	return nil
+}
+
+// invalidUTF8 walks wire data against its descriptor and returns the path
+// of the first string field that is not UTF-8 ("contact.email",
+// "consents[1].source"), or "" when there is none.
+func invalidUTF8(md protoreflect.MessageDescriptor, b []byte, prefix string) string {
+	counts := map[protowire.Number]int{}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return ""
+		}
+		b = b[n:]
+		fd := md.Fields().ByNumber(num)
+		if typ != protowire.BytesType || fd == nil {
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return ""
+			}
+			b = b[n:]
+			continue
+		}
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return ""
+		}
+		b = b[n:]
+		path := prefix + string(fd.Name())
+		if fd.IsList() {
+			path = fmt.Sprintf("%s[%d]", path, counts[num])
+			counts[num]++
+		}
+		switch fd.Kind() {
+		case protoreflect.StringKind:
+			if !utf8.Valid(v) {
+				return path
+			}
+		case protoreflect.MessageKind:
+			if fd.IsMap() {
+				continue
+			}
+			if p := invalidUTF8(fd.Message(), v, path+"."); p != "" {
+				return p
+			}
+		}
+	}
+	return ""
+}
+
+type recorder struct{ bad sync.Map } // proto.Message -> decode error
+
+func (r *recorder) check(m any) error {
+	v, ok := r.bad.LoadAndDelete(m)
+	if !ok {
+		return nil
+	}
+	return v.(error)
+}
+
+func (r *recorder) unary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if err := r.check(req); err != nil {
+		return nil, err
+	}
+	return h(ctx, req)
+}
+
+func (r *recorder) stream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	return h(srv, &checkedStream{ServerStream: ss, rec: r})
+}
+
+type checkedStream struct {
+	grpc.ServerStream
+	rec *recorder
+}
+
+func (s *checkedStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	return s.rec.check(m)
+}
+
+func recoverUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				log.ErrorContext(ctx, "panic", "method", info.FullMethod, "panic", p, "stack", string(debug.Stack()))
+				err = status.Error(codes.Internal, "internal error")
+			}
+		}()
+		return h(ctx, req)
+	}
+}
+
+func recoverStream(log *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				log.ErrorContext(ss.Context(), "panic", "method", info.FullMethod, "panic", p, "stack", string(debug.Stack()))
+				err = status.Error(codes.Internal, "internal error")
+			}
+		}()
+		return h(srv, ss)
+	}
+}

@@ -1,0 +1,310 @@
+package telemetry_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/telemetry"
+)
+
+// exportedSpan is the part of a stdouttrace JSON line the tests read.
+type exportedSpan struct {
+	Name        string
+	SpanKind    int
+	SpanContext struct {
+		TraceID string
+		SpanID  string
+	}
+	Parent struct {
+		TraceID string
+		SpanID  string
+	}
+	Resource []struct {
+		Key   string
+		Value struct {
+			Value any
+		}
+	}
+}
+
+func (s exportedSpan) resource(key string) any {
+	for _, kv := range s.Resource {
+		if kv.Key == key {
+			return kv.Value.Value
+		}
+	}
+	return nil
+}
+
+// setup calls telemetry.Setup and, at cleanup, shuts it down (if the test
+// has not) and puts the previous slog default back. The otel globals are left
+// to the next Setup: the tests run sequentially and each installs its own.
+func setup(t *testing.T, cfg telemetry.Config) (*slog.Logger, func() error) {
+	t.Helper()
+	prev := slog.Default()
+	logger, shutdown, err := telemetry.Setup(cfg)
+	if err != nil {
+		t.Fatalf("Setup: %v", err)
+	}
+	done := false
+	stop := func() error {
+		if done {
+			return nil
+		}
+		done = true
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return shutdown(ctx)
+	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		slog.SetDefault(prev)
+	})
+	return logger, stop
+}
+
+func parseSpans(t *testing.T, b []byte) []exportedSpan {
+	t.Helper()
+	var spans []exportedSpan
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 0, 64*1024), 4*1024*1024)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		var s exportedSpan
+		if err := json.Unmarshal(line, &s); err != nil {
+			t.Fatalf("span line %q: %v", line, err)
+		}
+		spans = append(spans, s)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return spans
+}
+
+func TestSetupRequiresService(t *testing.T) {
+	if _, _, err := telemetry.Setup(telemetry.Config{}); err == nil {
+		t.Fatal("Setup with no Service: want an error")
+	}
+}
+
+func TestSpanExportedOnShutdown(t *testing.T) {
+	var spans bytes.Buffer
+	_, stop := setup(t, telemetry.Config{Service: "svc-export", Writer: &bytes.Buffer{}, SpanWriter: &spans})
+
+	_, span := telemetry.Tracer("test").Start(context.Background(), "export-me")
+	span.End()
+	if err := stop(); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+
+	got := parseSpans(t, spans.Bytes())
+	for _, s := range got {
+		if s.Name != "export-me" {
+			continue
+		}
+		if svc := s.resource("service.name"); svc != "svc-export" {
+			t.Fatalf("service.name = %v, want svc-export", svc)
+		}
+		if s.SpanContext.TraceID != span.SpanContext().TraceID().String() {
+			t.Fatalf("trace id = %s, want %s", s.SpanContext.TraceID, span.SpanContext().TraceID())
+		}
+		return
+	}
+	t.Fatalf("span export-me not among %d exported spans:\n%s", len(got), spans.String())
+}
+
+func TestInjectExtract(t *testing.T) {
+	setup(t, telemetry.Config{Service: "svc-propagate", Writer: &bytes.Buffer{}})
+	tracer := telemetry.Tracer("test")
+
+	ctx, parent := tracer.Start(context.Background(), "write-event")
+	defer parent.End()
+
+	tc := telemetry.Inject(ctx)
+	if tc == nil {
+		t.Fatal("Inject on a ctx with a span = nil")
+	}
+	psc := parent.SpanContext()
+	parts := strings.Split(tc.GetTraceparent(), "-")
+	if len(parts) != 4 || parts[1] != psc.TraceID().String() || parts[2] != psc.SpanID().String() {
+		t.Fatalf("traceparent %q does not name trace %s span %s", tc.GetTraceparent(), psc.TraceID(), psc.SpanID())
+	}
+
+	cctx := telemetry.Extract(context.Background(), tc)
+	if rsc := trace.SpanContextFromContext(cctx); !rsc.IsRemote() || !rsc.Equal(psc.WithRemote(true)) {
+		t.Fatalf("extracted span context %+v, want remote %+v", rsc, psc)
+	}
+	_, child := tracer.Start(cctx, "handle-event")
+	defer child.End()
+	csc := child.SpanContext()
+	if csc.TraceID() != psc.TraceID() {
+		t.Fatalf("child trace id %s, want %s", csc.TraceID(), psc.TraceID())
+	}
+	if csc.SpanID() == psc.SpanID() {
+		t.Fatal("child reuses the parent's span id")
+	}
+	ro, ok := child.(interface{ Parent() trace.SpanContext })
+	if !ok {
+		t.Fatalf("child span %T has no Parent method", child)
+	}
+	if got := ro.Parent(); got.SpanID() != psc.SpanID() || got.TraceID() != psc.TraceID() {
+		t.Fatalf("child parent = %s/%s, want %s/%s", got.TraceID(), got.SpanID(), psc.TraceID(), psc.SpanID())
+	}
+}
+
+func TestInjectWithoutSpan(t *testing.T) {
+	if tc := telemetry.Inject(context.Background()); tc != nil {
+		t.Fatalf("Inject(context.Background()) = %v, want nil", tc)
+	}
+}
+
+func TestExtractLeavesContextOnNilOrInvalid(t *testing.T) {
+	type key struct{}
+	ctx := context.WithValue(context.Background(), key{}, "v")
+	for name, tc := range map[string]*eventv1.TraceContext{
+		"nil":       nil,
+		"empty":     {},
+		"malformed": {Traceparent: "not-a-traceparent"},
+		"zero ids":  {Traceparent: "00-00000000000000000000000000000000-0000000000000000-01"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if got := telemetry.Extract(ctx, tc); got != ctx {
+				t.Fatalf("Extract(%v) changed ctx", tc)
+			}
+		})
+	}
+}
+
+func TestGRPCRoundTripSharesTrace(t *testing.T) {
+	var spans bytes.Buffer
+	_, stop := setup(t, telemetry.Config{Service: "svc-grpc", Writer: &bytes.Buffer{}, SpanWriter: &spans})
+
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(telemetry.ServerOption())
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	defer srv.Stop()
+
+	conn, err := grpc.NewClient(lis.Addr().String(),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		telemetry.DialOption(),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("status %v", resp.GetStatus())
+	}
+	if err := conn.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// GracefulStop waits for the handler, so the server span has ended
+	// before shutdown flushes.
+	srv.GracefulStop()
+	if err := <-served; err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+
+	const method = "grpc.health.v1.Health/Check"
+	var client, server *exportedSpan
+	for _, s := range parseSpans(t, spans.Bytes()) {
+		if s.Name != method {
+			continue
+		}
+		switch trace.SpanKind(s.SpanKind) {
+		case trace.SpanKindClient:
+			client = &s
+		case trace.SpanKindServer:
+			server = &s
+		}
+	}
+	if client == nil || server == nil {
+		t.Fatalf("want a client and a server span named %s; exported:\n%s", method, spans.String())
+	}
+	if client.SpanContext.TraceID != server.SpanContext.TraceID {
+		t.Fatalf("client trace %s, server trace %s", client.SpanContext.TraceID, server.SpanContext.TraceID)
+	}
+	if server.Parent.SpanID != client.SpanContext.SpanID {
+		t.Fatalf("server parent %s, want client span %s", server.Parent.SpanID, client.SpanContext.SpanID)
+	}
+}
+
+func TestJSONLogger(t *testing.T) {
+	var logs bytes.Buffer
+	logger, _ := setup(t, telemetry.Config{Service: "svc-log", JSON: true, Writer: &logs})
+
+	ctx, span := telemetry.Tracer("test").Start(context.Background(), "logged")
+	defer span.End()
+	logger.InfoContext(ctx, "hello", "lead", "L1")
+	slog.Debug("below the default level")
+
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if len(lines) != 1 {
+		t.Fatalf("want 1 log line, got %d:\n%s", len(lines), logs.String())
+	}
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &rec); err != nil {
+		t.Fatalf("log line %q is not JSON: %v", lines[0], err)
+	}
+	for k, want := range map[string]string{
+		"msg":      "hello",
+		"service":  "svc-log",
+		"lead":     "L1",
+		"trace_id": span.SpanContext().TraceID().String(),
+		"span_id":  span.SpanContext().SpanID().String(),
+	} {
+		if rec[k] != want {
+			t.Errorf("%s = %v, want %q (line %s)", k, rec[k], want, lines[0])
+		}
+	}
+	if slog.Default() != logger {
+		t.Error("Setup did not install its logger as the slog default")
+	}
+}
+
+func TestTextLoggerLevel(t *testing.T) {
+	var logs bytes.Buffer
+	setup(t, telemetry.Config{Service: "svc-text", Level: slog.LevelDebug, Writer: &logs})
+
+	slog.Debug("dbg")
+	out := logs.String()
+	if !strings.Contains(out, "msg=dbg") || !strings.Contains(out, "service=svc-text") {
+		t.Fatalf("text log %q lacks msg=dbg or service=svc-text", out)
+	}
+	if strings.HasPrefix(strings.TrimSpace(out), "{") {
+		t.Fatalf("JSON false gave JSON: %q", out)
+	}
+}

@@ -1,0 +1,28 @@
+package vault
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base32"
+)
+
+// lowerBase32 is RFC 4648 base32 in lower case: letters and 2-7 only, valid
+// in a NATS subject token and a KV key.
+var lowerBase32 = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// Blind returns the blind index of an identity value: HMAC-SHA256 keyed with
+// the BlindKey over kind, a zero byte and value, truncated to 20 bytes and
+// encoded as 32 characters of lower-case base32. Equal inputs give equal
+// indexes under one BlindKey; without the key an index reveals nothing of the
+// value. Kind names the identity ("email", "external_id") so that equal
+// values of different kinds do not collide; it must not contain a zero byte.
+// Callers normalise value (trim, lower-case an email) before blinding.
+func (v *Vault) Blind(kind, value string) string {
+	mac := hmac.New(sha256.New, v.blindKey)
+	mac.Write([]byte(kind))
+	mac.Write([]byte{0})
+	mac.Write([]byte(value))
+	// 160 bits: collisions stay out of reach for any number of leads, and
+	// 20 bytes encode to base32 without padding.
+	return lowerBase32.EncodeToString(mac.Sum(nil)[:20])
+}

@@ -1,0 +1,493 @@
+// Package vault encrypts a lead's personal data with a per-lead data key
+// (DEK) kept outside the event stream, in a JetStream key-value bucket, so
+// that erasing a lead is destroying its key ("crypto-shredding"): the
+// append-only history stays replayable while the personal fields in it become
+// unreadable. It also computes blind indexes, keyed hashes that let services
+// look a lead up by email or external id without any plaintext identity
+// reaching a stream or a subject.
+//
+// A DEK is stored wrapped (AES-256-GCM under the master key, the lead id as
+// additional data) under the lead id as KV key. Shred writes a purge marker
+// for the lead and then overwrites the stored key on disk: the KV stream then
+// holds only the marker, which is how Open tells a destroyed key
+// (ErrShredded) from one that never existed (ErrNoKey).
+package vault
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Errors callers branch on. They are returned wrapped, with the lead id in the
+// message; test with errors.Is.
+var (
+	// ErrShredded means the lead's key was destroyed by Shred: its sealed data
+	// can never be opened again.
+	ErrShredded = errors.New("vault: key shredded")
+	// ErrNoKey means no key was ever saved for the lead.
+	ErrNoKey = errors.New("vault: no key")
+	// ErrKeyExists means Save found another key already stored for the lead.
+	ErrKeyExists = errors.New("vault: key exists")
+	// ErrCorrupt means sealed data (or a stored key) failed authentication or
+	// is malformed: it was tampered with, truncated, or belongs to another
+	// lead.
+	ErrCorrupt = errors.New("vault: corrupt data")
+)
+
+const (
+	defaultBucket    = "LEADFLOW_KEYS"
+	defaultCacheSize = 100_000
+	// defaultTimeout matches nats.go's own default for API calls made with a
+	// context that has no deadline.
+	defaultTimeout = 5 * time.Second
+	keySize        = 32
+
+	// KV marks deleted and purged keys with this header; nats.go keeps the
+	// constant unexported.
+	kvOperationHeader = "KV-Operation"
+	kvPurge           = "PURGE"
+)
+
+// Config sets up a Vault. MasterKey and BlindKey are required.
+type Config struct {
+	// Bucket is the KV bucket holding the wrapped keys, default "LEADFLOW_KEYS".
+	Bucket string
+	// Replicas of the bucket's stream, default 1.
+	Replicas int
+	// MasterKey is the 32-byte key-encryption key. DEKs are stored wrapped
+	// with it (AES-256-GCM, additional data = lead id).
+	MasterKey []byte
+	// BlindKey is the 32-byte HMAC-SHA256 key for Blind. It must differ from
+	// MasterKey.
+	BlindKey []byte
+	// CacheSize is how many unwrapped DEKs are kept in memory (least recently
+	// used first out), default 100_000.
+	CacheSize int
+}
+
+// Vault stores, caches and destroys per-lead data keys. It is safe for
+// concurrent use.
+type Vault struct {
+	js       jetstream.JetStream
+	stream   jetstream.Stream // the bucket's stream, read directly (see load)
+	prefix   string           // "$KV.<bucket>."
+	master   cipher.AEAD
+	blindKey []byte
+	cache    *cache
+}
+
+// New creates the KV bucket, or updates it to this configuration when it
+// exists (file storage, history 2, message deletes allowed), and returns a
+// Vault using it. It returns an error naming the field when a key has the
+// wrong length.
+func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Vault, error) {
+	if len(cfg.MasterKey) != keySize {
+		return nil, fmt.Errorf("vault: MasterKey must be %d bytes, got %d", keySize, len(cfg.MasterKey))
+	}
+	if len(cfg.BlindKey) != keySize {
+		return nil, fmt.Errorf("vault: BlindKey must be %d bytes, got %d", keySize, len(cfg.BlindKey))
+	}
+	// One key for two jobs would let a blind index leak through the other.
+	if subtle.ConstantTimeCompare(cfg.MasterKey, cfg.BlindKey) == 1 {
+		return nil, errors.New("vault: BlindKey must differ from MasterKey")
+	}
+	if cfg.Replicas < 0 {
+		return nil, fmt.Errorf("vault: Replicas must not be negative, got %d", cfg.Replicas)
+	}
+	if cfg.CacheSize < 0 {
+		return nil, fmt.Errorf("vault: CacheSize must not be negative, got %d", cfg.CacheSize)
+	}
+	if cfg.Bucket == "" {
+		cfg.Bucket = defaultBucket
+	}
+	if !validBucket(cfg.Bucket) {
+		return nil, fmt.Errorf("vault: Bucket %q may hold only letters, digits, '-' and '_'", cfg.Bucket)
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.CacheSize == 0 {
+		cfg.CacheSize = defaultCacheSize
+	}
+
+	master, err := newAEAD(cfg.MasterKey)
+	if err != nil {
+		return nil, fmt.Errorf("vault: MasterKey: %w", err)
+	}
+
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	// The bucket's stream is created here rather than by
+	// CreateOrUpdateKeyValue, which always sets DenyDelete: Shred needs the
+	// message-delete API to overwrite a wrapped key on disk (see shred). The
+	// rest is what nats.go sets for a KV bucket, so KeyValue and `nats kv`
+	// can read it, except that purges are denied (for good: the server never
+	// lets a stream take DenyPurge back): a stream purge or a KV
+	// PurgeDeletes would erase every lead's data, or turn shredded leads
+	// into unknown ones. Hence no roll-ups either, which need the purge
+	// permission; KeyValue.Purge fails on this bucket, Shred is the way.
+	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        "KV_" + cfg.Bucket,
+		Description: "Leadflow per-lead data keys, wrapped; a purged key is a shredded lead",
+		Subjects:    []string{"$KV." + cfg.Bucket + ".>"},
+		// History 2: a key is written once, then Shred writes its purge
+		// marker beside it before erasing it (see shred).
+		MaxMsgsPerSubject: 2,
+		MaxMsgs:           -1,
+		MaxBytes:          -1,
+		MaxMsgSize:        -1,
+		MaxConsumers:      -1,
+		Storage:           jetstream.FileStorage,
+		Replicas:          cfg.Replicas,
+		Discard:           jetstream.DiscardNew,
+		Duplicates:        2 * time.Minute,
+		DenyPurge:         true,
+		AllowDirect:       true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("vault: create bucket %s: %w", cfg.Bucket, err)
+	}
+	return &Vault{
+		js:       js,
+		stream:   stream,
+		prefix:   "$KV." + cfg.Bucket + ".",
+		master:   master,
+		blindKey: append([]byte(nil), cfg.BlindKey...),
+		cache:    newCache(cfg.CacheSize),
+	}, nil
+}
+
+// Save stores the keys, wrapped, create-only, and waits until the server has
+// acknowledged every one; the stored keys are then cached. Keys are published
+// asynchronously, so saving many at once costs about one round trip.
+//
+// Saving a key that is already stored (same lead, same DEK) succeeds, so a
+// Save that timed out can be retried. Otherwise each key that could not be
+// stored gives an error naming its lead and wrapping ErrKeyExists (another
+// key is stored for the lead) or ErrShredded (the lead was shredded; its id
+// cannot get a new key). The errors are joined; keys without an error were
+// stored.
+func (v *Vault) Save(ctx context.Context, keys ...*Key) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	for i, k := range keys {
+		if k == nil {
+			return fmt.Errorf("vault: save: key %d is nil", i)
+		}
+	}
+	// Publishing does not watch ctx; only the wait for acks does.
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("vault: save: %w", err)
+	}
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	epoch := v.cache.currentEpoch()
+
+	var errs []error
+	futures := make([]jetstream.PubAckFuture, 0, len(keys))
+	for _, k := range keys {
+		msg := &nats.Msg{Subject: v.prefix + k.leadID, Data: v.wrap(k)}
+		f, err := v.js.PublishMsgAsync(msg,
+			// Last sequence 0 for the subject: create-only. Unlike
+			// KeyValue.Create, it also refuses a key whose last message is a
+			// purge marker, so a shredded lead never gets a new key.
+			jetstream.WithExpectLastSequencePerSubject(0),
+			// When the connection's window of unacknowledged publishes is
+			// full, wait for room until the deadline rather than 200 ms.
+			jetstream.WithStallWait(time.Until(deadline)))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("vault: save key for lead %s (and %d after it): %w",
+				k.leadID, len(keys)-len(futures)-1, err))
+			break
+		}
+		futures = append(futures, f)
+	}
+
+	saved := make([]*Key, 0, len(futures))
+wait:
+	for i, f := range futures {
+		select {
+		case <-f.Ok():
+			saved = append(saved, keys[i])
+		case err := <-f.Err():
+			if err = v.saveFailed(ctx, keys[i], err); err != nil {
+				errs = append(errs, err)
+			} else {
+				saved = append(saved, keys[i])
+			}
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("vault: save: %d of %d keys unacknowledged: %w",
+				len(futures)-i, len(keys), ctx.Err()))
+			break wait
+		}
+	}
+	v.cache.addKeys(epoch, saved)
+	return errors.Join(errs...)
+}
+
+// saveFailed turns the error of one key's publish into the error Save
+// reports, or nil when the very same key is already stored.
+func (v *Vault) saveFailed(ctx context.Context, k *Key, err error) error {
+	if !isWrongLastSeq(err) {
+		return fmt.Errorf("vault: save key for lead %s: %w", k.leadID, err)
+	}
+	// The subject has a message: this key (a retried or repeated Save),
+	// another key, or a purge marker.
+	dek, lerr := v.load(ctx, k.leadID)
+	switch {
+	case errors.Is(lerr, ErrShredded):
+		return fmt.Errorf("vault: save key for lead %s: %w", k.leadID, ErrShredded)
+	case lerr != nil:
+		return fmt.Errorf("vault: save key for lead %s: %w (and checking the stored key: %w)", k.leadID, ErrKeyExists, lerr)
+	}
+	same := subtle.ConstantTimeCompare(dek[:], k.dek[:]) == 1
+	clear(dek[:])
+	if same {
+		return nil
+	}
+	return fmt.Errorf("vault: save key for lead %s: %w", k.leadID, ErrKeyExists)
+}
+
+// Open decrypts data sealed by the lead's key, from the cache or else loaded
+// from the bucket. It returns an error wrapping ErrShredded when the key was
+// destroyed, ErrNoKey when none was ever saved, and ErrCorrupt when the data
+// was tampered with, is truncated, or was sealed for another lead.
+func (v *Vault) Open(ctx context.Context, leadID string, sealed []byte) ([]byte, error) {
+	if err := checkLeadID(leadID); err != nil {
+		return nil, err
+	}
+	if err := checkSealed(sealed); err != nil {
+		return nil, fmt.Errorf("vault: open for lead %s: %w", leadID, err)
+	}
+	dek, ok := v.cache.get(leadID)
+	if !ok {
+		ctx, cancel := withDefaultTimeout(ctx)
+		defer cancel()
+		epoch := v.cache.currentEpoch()
+		var err error
+		if dek, err = v.load(ctx, leadID); err != nil {
+			return nil, err
+		}
+		v.cache.add(epoch, leadID, &dek)
+	}
+	plain, err := openSealed(&dek, leadID, sealed)
+	clear(dek[:])
+	if err != nil {
+		return nil, fmt.Errorf("vault: open for lead %s: %w", leadID, err)
+	}
+	return plain, nil
+}
+
+// load reads and unwraps the lead's stored key. It reads the subject's last
+// message from the stream, because KeyValue.Get reports a purged key as
+// ErrKeyNotFound, exactly like one that never existed.
+func (v *Vault) load(ctx context.Context, leadID string) ([keySize]byte, error) {
+	var dek [keySize]byte
+	m, err := v.stream.GetLastMsgForSubject(ctx, v.prefix+leadID)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return dek, fmt.Errorf("vault: lead %s: %w", leadID, ErrNoKey)
+	}
+	if err != nil {
+		return dek, fmt.Errorf("vault: load key for lead %s: %w", leadID, err)
+	}
+	if isMarker(m.Header) {
+		return dek, fmt.Errorf("vault: lead %s: %w", leadID, ErrShredded)
+	}
+	if err := v.unwrap(&dek, leadID, m.Data); err != nil {
+		return dek, fmt.Errorf("vault: stored key for lead %s (wrong MasterKey?): %w", leadID, err)
+	}
+	return dek, nil
+}
+
+// Shred destroys the lead's key and evicts it from the cache, zeroed. Data
+// sealed for the lead can no longer be opened, here or by any other Vault on
+// the bucket once its own cache no longer holds the key (see README).
+// Shredding a lead twice, or a lead that never had a key, succeeds; either way
+// the lead id can never get a key afterwards.
+//
+// The stored key is overwritten on disk, not only marked deleted (see
+// README). After an error, call Shred again: the lead may already read as
+// shredded while its wrapped key is still on disk.
+func (v *Vault) Shred(ctx context.Context, leadID string) error {
+	if err := checkLeadID(leadID); err != nil {
+		return err
+	}
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	err := v.shred(ctx, leadID)
+	// Evict after the purge, whatever its outcome: an Open that loaded the
+	// key before the purge landed must not cache it afterwards, which the
+	// cache's epoch prevents.
+	v.cache.remove(leadID)
+	if err != nil {
+		return fmt.Errorf("vault: shred lead %s: %w", leadID, err)
+	}
+	return nil
+}
+
+// shred writes the purge marker first and erases the value second, so that
+// Open never sees a lead between "has a key" and "shredded", and a Shred cut
+// short leaves a shredded lead whose value the next Shred erases.
+func (v *Vault) shred(ctx context.Context, leadID string) error {
+	subject := v.prefix + leadID
+	valueSeq, found, err := v.markPurged(ctx, subject)
+	if err != nil {
+		return err
+	}
+	if !found {
+		// The marker was there already: this Shred retries one cut short,
+		// or races another. Look for a value left before the marker (at
+		// most one: history 2 holds the value and the marker).
+		m, err := v.stream.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(subject))
+		if err != nil {
+			return fmt.Errorf("read key: %w", err)
+		}
+		if isMarker(m.Header) {
+			return nil
+		}
+		valueSeq = m.Sequence
+	}
+	if valueSeq == 0 {
+		return nil
+	}
+	if err := v.stream.SecureDeleteMsg(ctx, valueSeq); err != nil {
+		// A racing Shred may have erased it first; the delete API reports
+		// that only as text, so look again.
+		if _, gerr := v.stream.GetMsg(ctx, valueSeq); !errors.Is(gerr, jetstream.ErrMsgNotFound) {
+			return fmt.Errorf("erase key: %w", err)
+		}
+	}
+	return nil
+}
+
+// markPurged makes a purge marker the subject's last message. When it writes
+// the marker, found is true and valueSeq is the sequence of the value the
+// marker follows, 0 if none; when a marker was there already, found is false.
+func (v *Vault) markPurged(ctx context.Context, subject string) (valueSeq uint64, found bool, err error) {
+	for {
+		var expect uint64 // 0: the subject has no message yet
+		last, err := v.stream.GetLastMsgForSubject(ctx, subject)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+		case err != nil:
+			return 0, false, fmt.Errorf("read key: %w", err)
+		case isMarker(last.Header):
+			return 0, false, nil
+		default:
+			expect = last.Sequence
+		}
+		// A purge marker as KeyValue.Purge writes it, but without its
+		// Nats-Rollup header: a roll-up would drop the value the ordinary
+		// way, which leaves its bytes in the block file until the block is
+		// compacted, possibly never, for anyone holding that file and the
+		// master key. The expected sequence orders the marker against a
+		// racing Save or Shred: whichever comes second sees the other.
+		marker := &nats.Msg{Subject: subject, Header: nats.Header{kvOperationHeader: []string{kvPurge}}}
+		_, err = v.js.PublishMsg(ctx, marker, jetstream.WithExpectLastSequencePerSubject(expect))
+		if err == nil {
+			return expect, true, nil
+		}
+		if !isWrongLastSeq(err) {
+			return 0, false, fmt.Errorf("mark key purged: %w", err)
+		}
+	}
+}
+
+// isWrongLastSeq reports whether a publish failed its expected last
+// sequence: 10071, or 10164 from a replicated stream. The server's code is
+// the only reliable signal; no sentinel error exists for publishes.
+func isWrongLastSeq(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// isMarker reports whether a bucket message marks its key deleted rather than
+// holding a value: KV-Operation PURGE (Shred, KeyValue.Purge) or DEL
+// (KeyValue.Delete), or Nats-Marker-Reason on a marker the server wrote.
+func isMarker(h nats.Header) bool {
+	return h.Get(kvOperationHeader) != "" || h.Get(jetstream.MarkerReasonHeader) != ""
+}
+
+// wrap encrypts the key's DEK with the master key:
+// version | nonce | ciphertext+tag, additional data = lead id.
+func (v *Vault) wrap(k *Key) []byte {
+	return seal(v.master, k.leadID, k.dek[:])
+}
+
+// unwrap decrypts a wrapped DEK into dek.
+func (v *Vault) unwrap(dek *[keySize]byte, leadID string, wrapped []byte) error {
+	if err := checkSealed(wrapped); err != nil {
+		return err
+	}
+	plain, err := open(v.master, leadID, wrapped)
+	if err != nil {
+		return err
+	}
+	if len(plain) != keySize {
+		clear(plain)
+		return fmt.Errorf("%w: unwrapped key is %d bytes", ErrCorrupt, len(plain))
+	}
+	copy(dek[:], plain)
+	clear(plain)
+	return nil
+}
+
+func newAEAD(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+// withDefaultTimeout gives ctx a deadline when the caller set none, as
+// nats.go's jetstream package does for its own calls.
+func withDefaultTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, defaultTimeout)
+}
+
+func validBucket(b string) bool {
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return b != ""
+}
+
+// checkLeadID accepts what JetStream accepts as a KV key, so that a lead id
+// never becomes a wildcard or an empty token in a subject.
+func checkLeadID(id string) error {
+	bad := id == "" || id[0] == '.' || id[len(id)-1] == '.'
+	for i := 0; !bad && i < len(id); i++ {
+		c := id[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '-', c == '/', c == '_', c == '=':
+		case c == '.':
+			bad = id[i-1] == '.'
+		default:
+			bad = true
+		}
+	}
+	if bad {
+		return fmt.Errorf("vault: lead id %q is not a valid KV key", id)
+	}
+	return nil
+}

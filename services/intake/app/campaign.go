@@ -1,0 +1,153 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/services/intake/form"
+)
+
+// RegisterCampaign is a new campaign.
+type RegisterCampaign struct {
+	CampaignID string
+	Name       string
+	Channel    eventv1.Channel
+	StartsAt   time.Time
+	EndsAt     time.Time
+	Budget     *eventv1.Money
+	Actor      *eventv1.Actor
+}
+
+// RegisterCampaign appends CampaignRegistered. Registering the same
+// campaign again is a no-op; another campaign under a taken id is
+// ErrAlreadyExists.
+//
+// Errors: *ValidationError, ErrAlreadyExists.
+func (a *App) RegisterCampaign(ctx context.Context, in RegisterCampaign, meta eventstore.Meta) (Written, error) {
+	var v form.Violations
+	form.ID(&v, "campaign_id", in.CampaignID, true)
+	if in.Name == "" {
+		v.Add("name", "is required")
+	}
+	form.Text(&v, "name", in.Name, form.MaxCompany, false)
+	form.Enum(&v, "channel", int32(in.Channel), form.Defined(eventv1.Channel_name), true)
+	if !in.StartsAt.IsZero() && !in.EndsAt.IsZero() && !in.EndsAt.After(in.StartsAt) {
+		v.Add("ends_at", "must be after starts_at")
+	}
+	form.Money(&v, "budget", in.Budget, false)
+	form.Actor(&v, "actor", in.Actor)
+	if err := invalid(v); err != nil {
+		return Written{}, err
+	}
+	payload := &eventv1.CampaignRegistered{
+		CampaignId: in.CampaignID, Name: in.Name, Channel: in.Channel,
+		StartsAt: ts(in.StartsAt), EndsAt: ts(in.EndsAt), Budget: in.Budget,
+	}
+	meta.Actor = orActor(in.Actor, meta.Actor)
+	for attempt := range maxRaces {
+		recs, err := a.campaigns.Load(ctx, in.CampaignID)
+		if err != nil {
+			return Written{}, err
+		}
+		if len(recs) > 0 {
+			if proto.Equal(recs[0].Event.GetCampaignRegistered(), payload) {
+				return Written{Version: recs[len(recs)-1].Seq, Replayed: true}, nil
+			}
+			return Written{}, fmt.Errorf("campaign %s: %w", in.CampaignID, ErrAlreadyExists)
+		}
+		ev, err := eventstore.NewEvent("", payload, meta, a.now())
+		if err != nil {
+			return Written{}, err
+		}
+		nv, err := a.campaigns.Append(ctx, in.CampaignID, 0, ev)
+		if errors.Is(err, eventstore.ErrConflict) {
+			if err := raced(ctx, attempt); err != nil {
+				return Written{}, err
+			}
+			continue
+		}
+		if err != nil {
+			return Written{}, err
+		}
+		return Written{Version: nv}, nil
+	}
+	return Written{}, fmt.Errorf("campaign %s: %w", in.CampaignID, eventstore.ErrConflict)
+}
+
+// RecordCampaignCost is spend on a campaign.
+type RecordCampaignCost struct {
+	CampaignID  string
+	CostID      string
+	Amount      *eventv1.Money
+	PeriodStart time.Time
+	PeriodEnd   time.Time
+	Actor       *eventv1.Actor
+}
+
+// RecordCampaignCost appends CampaignCostRecorded; the cost id makes a
+// repeat a no-op.
+//
+// Errors: *ValidationError, ErrNotFound (unknown campaign).
+func (a *App) RecordCampaignCost(ctx context.Context, in RecordCampaignCost, meta eventstore.Meta) (Written, error) {
+	var v form.Violations
+	form.ID(&v, "campaign_id", in.CampaignID, true)
+	form.ID(&v, "cost_id", in.CostID, true)
+	form.Money(&v, "amount", in.Amount, true)
+	if !in.PeriodStart.IsZero() && !in.PeriodEnd.IsZero() && !in.PeriodEnd.After(in.PeriodStart) {
+		v.Add("period_end", "must be after period_start")
+	}
+	form.Actor(&v, "actor", in.Actor)
+	if err := invalid(v); err != nil {
+		return Written{}, err
+	}
+	payload := &eventv1.CampaignCostRecorded{
+		CampaignId: in.CampaignID, CostId: in.CostID, Amount: in.Amount,
+		PeriodStart: ts(in.PeriodStart), PeriodEnd: ts(in.PeriodEnd),
+	}
+	meta.Actor = orActor(in.Actor, meta.Actor)
+	for attempt := range maxRaces {
+		recs, err := a.campaigns.Load(ctx, in.CampaignID)
+		if err != nil {
+			return Written{}, err
+		}
+		if len(recs) == 0 {
+			return Written{}, fmt.Errorf("campaign %s: %w", in.CampaignID, ErrNotFound)
+		}
+		version := recs[len(recs)-1].Seq
+		for _, r := range recs {
+			if r.Event.GetCampaignCostRecorded().GetCostId() == in.CostID {
+				return Written{Version: version, Replayed: true}, nil
+			}
+		}
+		ev, err := eventstore.NewEvent("", payload, meta, a.now())
+		if err != nil {
+			return Written{}, err
+		}
+		nv, err := a.campaigns.Append(ctx, in.CampaignID, version, ev)
+		if errors.Is(err, eventstore.ErrConflict) {
+			if err := raced(ctx, attempt); err != nil {
+				return Written{}, err
+			}
+			continue
+		}
+		if err != nil {
+			return Written{}, err
+		}
+		return Written{Version: nv}, nil
+	}
+	return Written{}, fmt.Errorf("campaign %s: %w", in.CampaignID, eventstore.ErrConflict)
+}
+
+func ts(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}

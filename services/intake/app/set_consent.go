@@ -1,0 +1,51 @@
+package app
+
+import (
+	"context"
+	"strings"
+
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/services/intake/form"
+)
+
+// SetConsent is a consent change for one channel of a lead.
+type SetConsent struct {
+	LeadID         string
+	Consent        *eventv1.Consent
+	Source         string
+	IdempotencyKey string
+	Actor          *eventv1.Actor
+}
+
+// SetConsent appends ConsentChanged. With an idempotency key, a repeat is
+// found in the lead's history and is a no-op.
+//
+// Errors: *ValidationError, ErrNotFound, lifecycle.ErrRefused,
+// eventstore.ErrConflict after repeated races.
+func (a *App) SetConsent(ctx context.Context, in SetConsent, meta eventstore.Meta) (Written, error) {
+	var v form.Violations
+	form.ID(&v, "lead_id", in.LeadID, true)
+	if in.Consent == nil {
+		v.Add("consent", "is required")
+	} else {
+		var cv form.Violations
+		form.Consents(&cv, "consent", []*eventv1.Consent{in.Consent})
+		for _, x := range cv {
+			v.Add("consent"+strings.TrimPrefix(x.Field, "consent[0]"), "%s", x.Description)
+		}
+	}
+	form.Slug(&v, "source", in.Source, true)
+	form.Key(&v, "idempotency_key", in.IdempotencyKey)
+	form.Actor(&v, "actor", in.Actor)
+	if err := invalid(v); err != nil {
+		return Written{}, err
+	}
+	meta.Actor, meta.IdempotencyKey = orActor(in.Actor, meta.Actor), in.IdempotencyKey
+	payload := &eventv1.ConsentChanged{Consent: in.Consent, Source: in.Source}
+	seen := func(ev *eventv1.Event) bool {
+		return in.IdempotencyKey != "" && ev.GetConsentChanged() != nil && ev.GetIdempotencyKey() == in.IdempotencyKey
+	}
+	return a.appendToLead(ctx, in.LeadID, lifecycle.Command{Name: lifecycle.ChangeConsent}, payload, meta, seen)
+}

@@ -1,0 +1,238 @@
+// Package form holds intake's rules for what a valid form fill is and how
+// its identity is normalized. Pure: no transport, no storage.
+package form
+
+import (
+	"fmt"
+	"net/mail"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+)
+
+// Violation is one refused field, named by its path in the request.
+type Violation struct {
+	Field       string
+	Description string
+}
+
+// Violations collects refusals; the zero value is ready to use.
+type Violations []Violation
+
+// Add records a refusal of field.
+func (v *Violations) Add(field, format string, args ...any) {
+	*v = append(*v, Violation{Field: field, Description: fmt.Sprintf(format, args...)})
+}
+
+// Limits on field lengths, in characters.
+const (
+	MaxName       = 100
+	MaxEmail      = 254
+	MaxNotes      = 2000
+	MaxCompany    = 200
+	MaxTitle      = 200
+	MaxIndustry   = 100
+	MaxUTM        = 200
+	MaxExternalID = 200
+	MaxKey        = 200
+	MaxDetail     = 500
+	MaxEmployees  = 10_000_000
+)
+
+var (
+	slugRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,99}$`)
+	idRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
+	e164RE  = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
+	phoneOK = strings.NewReplacer(" ", "", "-", "", "(", "", ")", "", ".", "", "/", "")
+)
+
+// Text checks a free-text field: valid UTF-8 (the wire already ensures
+// it for proto strings; other callers may not), no control characters
+// but newlines and tabs in multi-line text, at most max characters.
+func Text(v *Violations, field, s string, max int, multiline bool) {
+	if !utf8.ValidString(s) {
+		v.Add(field, "must be valid UTF-8")
+		return
+	}
+	if n := utf8.RuneCountInString(s); n > max {
+		v.Add(field, "must be at most %d characters, got %d", max, n)
+		return
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) && !(multiline && (r == '\n' || r == '\t' || r == '\r')) {
+			v.Add(field, "must not contain control characters")
+			return
+		}
+	}
+}
+
+// Slug checks a short lowercase identifier such as a source or system name.
+func Slug(v *Violations, field, s string, required bool) {
+	switch {
+	case s == "" && required:
+		v.Add(field, "is required")
+	case s != "" && !slugRE.MatchString(s):
+		v.Add(field, "must be lowercase letters, digits, '.', '_' or '-' (at most 100)")
+	}
+}
+
+// ID checks a caller-chosen identifier (campaign id, activity id, cost id):
+// it becomes part of a NATS subject, so only a safe alphabet is allowed.
+func ID(v *Violations, field, s string, required bool) {
+	switch {
+	case s == "" && required:
+		v.Add(field, "is required")
+	case s != "" && !idRE.MatchString(s):
+		v.Add(field, "must be 1-128 characters of letters, digits, '.', '_', ':' or '-', starting with a letter or digit")
+	}
+}
+
+// Email normalizes an address (trimmed, lowercased) and checks it. It
+// returns the normalized address and its domain.
+func Email(v *Violations, field, s string) (string, string) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	if s == "" {
+		v.Add(field, "is required")
+		return "", ""
+	}
+	if !utf8.ValidString(s) || len(s) > MaxEmail {
+		v.Add(field, "must be valid UTF-8 of at most %d bytes", MaxEmail)
+		return "", ""
+	}
+	addr, err := mail.ParseAddress(s)
+	if err != nil || addr.Address != s || addr.Name != "" {
+		v.Add(field, "must be a plain email address like name@example.com")
+		return "", ""
+	}
+	local, domain, _ := strings.Cut(s, "@")
+	if len(local) > 64 {
+		v.Add(field, "local part must be at most 64 bytes")
+		return "", ""
+	}
+	if !strings.Contains(domain, ".") || strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") || strings.Contains(domain, "..") {
+		v.Add(field, "must have a domain like example.com")
+		return "", ""
+	}
+	return s, domain
+}
+
+// Phone normalizes a phone number to E.164 (spaces, dashes, dots, slashes
+// and parentheses dropped; a leading 00 read as +) and checks it.
+func Phone(v *Violations, field, s string) string {
+	if s == "" {
+		return ""
+	}
+	p := phoneOK.Replace(strings.TrimSpace(s))
+	if strings.HasPrefix(p, "00") {
+		p = "+" + p[2:]
+	}
+	if !e164RE.MatchString(p) {
+		v.Add(field, "must be an international number like +4915112345678 (E.164)")
+		return ""
+	}
+	return p
+}
+
+// Country checks an ISO 3166-1 alpha-2 code and returns it upper-cased.
+func Country(v *Violations, field, s string) string {
+	if s == "" {
+		return ""
+	}
+	c := strings.ToUpper(strings.TrimSpace(s))
+	if len(c) != 2 || !strings.Contains(isoCountries, " "+c+" ") {
+		v.Add(field, "must be an ISO 3166-1 alpha-2 country code like DE or US")
+		return ""
+	}
+	return c
+}
+
+// Time checks an optional event time: not before 2000 and not more than
+// five minutes ahead of now (clock skew), so a typo cannot date a lead
+// into another decade.
+func Time(v *Violations, field string, t, now time.Time) {
+	if t.IsZero() {
+		return
+	}
+	if t.Before(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)) || t.After(now.Add(5*time.Minute)) {
+		v.Add(field, "must be between 2000-01-01 and now")
+	}
+}
+
+// Enum checks that an enum value is set and one the schema defines.
+func Enum(v *Violations, field string, value int32, defined func(int32) bool, required bool) {
+	switch {
+	case value == 0 && required:
+		v.Add(field, "is required")
+	case value != 0 && !defined(value):
+		v.Add(field, "has unknown value %d", value)
+	}
+}
+
+// Consents checks a consent list: each channel once, channel and status set.
+func Consents(v *Violations, field string, cs []*eventv1.Consent) {
+	var seen []eventv1.ConsentChannel
+	for i, c := range cs {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		Enum(v, f+".channel", int32(c.GetChannel()), definedIn(eventv1.ConsentChannel_name), true)
+		Enum(v, f+".status", int32(c.GetStatus()), definedIn(eventv1.ConsentStatus_name), true)
+		if slices.Contains(seen, c.GetChannel()) {
+			v.Add(f+".channel", "appears twice")
+		}
+		seen = append(seen, c.GetChannel())
+	}
+}
+
+// Money checks an amount: an ISO 4217 code and a non-negative amount.
+func Money(v *Violations, field string, m *eventv1.Money, required bool) {
+	if m == nil {
+		if required {
+			v.Add(field, "is required")
+		}
+		return
+	}
+	if len(m.GetCurrency()) != 3 || strings.ToUpper(m.GetCurrency()) != m.GetCurrency() || strings.ContainsFunc(m.GetCurrency(), func(r rune) bool { return r < 'A' || r > 'Z' }) {
+		v.Add(field+".currency", "must be an ISO 4217 code like EUR")
+	}
+	if m.GetMinorUnits() < 0 {
+		v.Add(field+".minor_units", "must not be negative")
+	}
+}
+
+// Actor checks an optional actor.
+func Actor(v *Violations, field string, a *eventv1.Actor) {
+	if a == nil {
+		return
+	}
+	Enum(v, field+".kind", int32(a.GetKind()), definedIn(eventv1.ActorKind_name), true)
+	ID(v, field+".id", a.GetId(), true)
+	Enum(v, field+".team", int32(a.GetTeam()), definedIn(eventv1.Team_name), false)
+}
+
+// Key checks an idempotency key: printable ASCII, at most MaxKey.
+func Key(v *Violations, field, s string) {
+	if len(s) > MaxKey {
+		v.Add(field, "must be at most %d characters", MaxKey)
+		return
+	}
+	for _, r := range s {
+		if r < 0x21 || r > 0x7e {
+			v.Add(field, "must be printable ASCII without spaces")
+			return
+		}
+	}
+}
+
+func definedIn(names map[int32]string) func(int32) bool {
+	return func(x int32) bool { _, ok := names[x]; return ok }
+}
+
+// Defined reports whether an enum value is one of names (a generated
+// <Enum>_name map).
+func Defined(names map[int32]string) func(int32) bool { return definedIn(names) }
+
+const isoCountries = " AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW "

@@ -1,0 +1,94 @@
+package form
+
+import (
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+)
+
+// Capture is a form fill as it arrives.
+type Capture struct {
+	IdempotencyKey string
+	Contact        *eventv1.Contact
+	Profile        *eventv1.Profile
+	Attribution    *eventv1.Attribution
+	ExternalID     *eventv1.ExternalId
+	Consents       []*eventv1.Consent
+	OccurredAt     time.Time
+	Actor          *eventv1.Actor
+}
+
+// Lead is a checked, normalized capture: email and phone normalized,
+// country upper-cased, the email's domain copied into the profile. Its
+// messages are copies; the input is never changed.
+type Lead struct {
+	Capture
+	// Email is the normalized address, the identity to deduplicate on.
+	Email string
+}
+
+// CheckCapture applies every rule to a capture and returns the normalized
+// lead, or the violations (field paths as in the request, e.g.
+// "contact.email").
+func CheckCapture(in Capture, now time.Time) (Lead, Violations) {
+	var v Violations
+	c := cloneOr(in.Contact, &eventv1.Contact{})
+	p := cloneOr(in.Profile, &eventv1.Profile{})
+	a := cloneOr(in.Attribution, &eventv1.Attribution{})
+
+	email, domain := Email(&v, "contact.email", c.GetEmail())
+	c.Email = email
+	Text(&v, "contact.first_name", c.GetFirstName(), MaxName, false)
+	Text(&v, "contact.last_name", c.GetLastName(), MaxName, false)
+	c.Phone = Phone(&v, "contact.phone", c.GetPhone())
+	Text(&v, "contact.notes", c.GetNotes(), MaxNotes, true)
+
+	Text(&v, "profile.company", p.GetCompany(), MaxCompany, false)
+	Text(&v, "profile.title", p.GetTitle(), MaxTitle, false)
+	Text(&v, "profile.industry", p.GetIndustry(), MaxIndustry, false)
+	Enum(&v, "profile.seniority", int32(p.GetSeniority()), Defined(eventv1.Seniority_name), false)
+	if e := p.GetEmployees(); e < 0 || e > MaxEmployees {
+		v.Add("profile.employees", "must be between 0 and %d", MaxEmployees)
+	}
+	p.Country = Country(&v, "profile.country", p.GetCountry())
+	if p.GetEmailDomain() != "" && p.GetEmailDomain() != domain {
+		v.Add("profile.email_domain", "is derived from contact.email; leave it empty")
+	}
+	p.EmailDomain = domain
+
+	Slug(&v, "attribution.source", a.GetSource(), true)
+	ID(&v, "attribution.campaign_id", a.GetCampaignId(), false)
+	Text(&v, "attribution.utm_source", a.GetUtmSource(), MaxUTM, false)
+	Text(&v, "attribution.utm_medium", a.GetUtmMedium(), MaxUTM, false)
+	Text(&v, "attribution.utm_campaign", a.GetUtmCampaign(), MaxUTM, false)
+
+	var ext *eventv1.ExternalId
+	if in.ExternalID != nil && (in.ExternalID.GetSystem() != "" || in.ExternalID.GetId() != "") {
+		ext = in.ExternalID
+		Slug(&v, "external_id.system", ext.GetSystem(), true)
+		if ext.GetId() == "" {
+			v.Add("external_id.id", "is required with external_id.system")
+		}
+		Text(&v, "external_id.id", ext.GetId(), MaxExternalID, false)
+	}
+	Consents(&v, "consents", in.Consents)
+	Key(&v, "idempotency_key", in.IdempotencyKey)
+	Time(&v, "occurred_at", in.OccurredAt, now)
+	Actor(&v, "actor", in.Actor)
+
+	if len(v) > 0 {
+		return Lead{}, v
+	}
+	out := in
+	out.Contact, out.Profile, out.Attribution, out.ExternalID = c, p, a, ext
+	return Lead{Capture: out, Email: email}, nil
+}
+
+func cloneOr[M proto.Message](m M, empty M) M {
+	if proto.Size(m) == 0 {
+		return empty
+	}
+	return proto.Clone(m).(M)
+}

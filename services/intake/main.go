@@ -1,0 +1,59 @@
+// Command intake is Leadflow's capture service: leads (one and bulk),
+// identity dedupe, activity, campaigns and their cost, consent.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/leadflow/leadflow/pkg/config"
+	"github.com/leadflow/leadflow/pkg/telemetry"
+)
+
+// Config is intake's settings.
+type Config struct {
+	Addr      string
+	NATSURL   string
+	Stream    string
+	Replicas  int
+	MasterKey string
+	BlindKey  string
+	Grace     time.Duration
+	LogJSON   bool
+}
+
+func main() {
+	if err := mainErr(); err != nil {
+		fmt.Fprintln(os.Stderr, "intake:", err)
+		os.Exit(1)
+	}
+}
+
+func mainErr() error {
+	var cfg Config
+	f := config.New("intake")
+	f.String(&cfg.Addr, "addr", "LEADFLOW_INTAKE_ADDR", "127.0.0.1:7101", "gRPC listen address")
+	f.String(&cfg.NATSURL, "nats", "LEADFLOW_NATS_URL", "", "NATS URL (required)")
+	f.String(&cfg.Stream, "stream", "LEADFLOW_STREAM", "LEADFLOW", "event stream name")
+	f.Int(&cfg.Replicas, "replicas", "LEADFLOW_REPLICAS", 1, "stream replicas (3 in a cluster)")
+	f.String(&cfg.MasterKey, "master-key", "LEADFLOW_MASTER_KEY", "", "64 hex chars: wraps per-lead data keys (required)")
+	f.String(&cfg.BlindKey, "blind-key", "LEADFLOW_BLIND_KEY", "", "64 hex chars: keys identity hashes (required)")
+	f.Duration(&cfg.Grace, "grace", "LEADFLOW_GRACE", 10*time.Second, "how long running calls may finish on shutdown")
+	f.Bool(&cfg.LogJSON, "log-json", "LEADFLOW_LOG_JSON", false, "JSON logs")
+	if err := f.Parse(os.Args[1:]); err != nil {
+		return err
+	}
+	log, shutdown, err := telemetry.Setup(telemetry.Config{Service: "intake", JSON: cfg.LogJSON})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = shutdown(context.Background()) }()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return run(ctx, cfg, log, nil)
+}

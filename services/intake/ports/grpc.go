@@ -1,0 +1,260 @@
+// Package ports is intake's gRPC API: it turns requests into app calls and
+// app errors into gRPC statuses, and logs what it cannot explain.
+package ports
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
+	"github.com/leadflow/leadflow/pkg/grpcserver"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/pkg/telemetry"
+	"github.com/leadflow/leadflow/services/intake/app"
+	"github.com/leadflow/leadflow/services/intake/form"
+)
+
+// GRPC serves intakev1.IntakeService.
+type GRPC struct {
+	intakev1.UnimplementedIntakeServiceServer
+	app *app.App
+	log *slog.Logger
+}
+
+var _ intakev1.IntakeServiceServer = (*GRPC)(nil)
+
+// NewGRPC returns the gRPC port of a.
+func NewGRPC(a *app.App, log *slog.Logger) *GRPC { return &GRPC{app: a, log: log} }
+
+// CorrelationHeader is the request metadata key that carries a caller's
+// correlation id into every event the request writes.
+const CorrelationHeader = "x-correlation-id"
+
+// meta is the envelope for a request's events: correlation id from the
+// caller or a new one, trace context from the request's span.
+func meta(ctx context.Context, actor *eventv1.Actor) eventstore.Meta {
+	m := eventstore.Meta{Actor: actor, Trace: telemetry.Inject(ctx)}
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get(CorrelationHeader); len(v) > 0 && len(v[0]) <= 128 {
+			m.CorrelationID = v[0]
+		}
+	}
+	if m.CorrelationID == "" {
+		m.CorrelationID = uuid.NewString()
+	}
+	m.CausationID = m.CorrelationID
+	return m
+}
+
+func capture(r *intakev1.CaptureLeadRequest) form.Capture {
+	return form.Capture{
+		IdempotencyKey: r.GetIdempotencyKey(),
+		Contact:        r.GetContact(),
+		Profile:        r.GetProfile(),
+		Attribution:    r.GetAttribution(),
+		ExternalID:     r.GetExternalId(),
+		Consents:       r.GetConsents(),
+		OccurredAt:     asTime(r.GetOccurredAt()),
+		Actor:          r.GetActor(),
+	}
+}
+
+// CaptureLead captures one lead.
+func (g *GRPC) CaptureLead(ctx context.Context, r *intakev1.CaptureLeadRequest) (*intakev1.CaptureLeadResponse, error) {
+	res, err := g.app.CaptureLead(ctx, capture(r), meta(ctx, r.GetActor()))
+	if err != nil {
+		return nil, g.status(ctx, "CaptureLead", err)
+	}
+	return captureResponse(res), nil
+}
+
+func captureResponse(res app.CaptureResult) *intakev1.CaptureLeadResponse {
+	return &intakev1.CaptureLeadResponse{LeadId: res.LeadID, Outcome: outcome(res.Outcome), Replayed: res.Replayed, Version: res.Version}
+}
+
+func outcome(o app.Outcome) intakev1.CaptureOutcome {
+	switch o {
+	case app.Created:
+		return intakev1.CaptureOutcome_CAPTURE_OUTCOME_CREATED
+	case app.Resubmitted:
+		return intakev1.CaptureOutcome_CAPTURE_OUTCOME_RESUBMITTED
+	}
+	return intakev1.CaptureOutcome_CAPTURE_OUTCOME_UNSPECIFIED
+}
+
+// ImportLeads reads rows in chunks of app.ImportChunk and answers one
+// result per row, in order, after each chunk is stored.
+func (g *GRPC) ImportLeads(stream intakev1.IntakeService_ImportLeadsServer) error {
+	ctx := stream.Context()
+	m := meta(ctx, nil)
+	rows := make([]app.ImportRow, 0, app.ImportChunk)
+	flush := func() error {
+		if len(rows) == 0 {
+			return nil
+		}
+		for _, res := range g.app.ImportLeads(ctx, rows, m) {
+			out := &intakev1.ImportLeadsResponse{Row: res.Row}
+			var ve *app.ValidationError
+			switch {
+			case errors.As(res.Err, &ve):
+				for _, v := range ve.Violations {
+					out.Errors = append(out.Errors, &intakev1.FieldError{Field: v.Field, Description: v.Description})
+				}
+			case res.Err != nil:
+				return g.status(ctx, "ImportLeads", res.Err)
+			default:
+				c := captureResponse(res.Result)
+				out.LeadId, out.Outcome, out.Replayed = c.GetLeadId(), c.GetOutcome(), c.GetReplayed()
+			}
+			if err := stream.Send(out); err != nil {
+				return err
+			}
+		}
+		rows = rows[:0]
+		return nil
+	}
+	for {
+		r, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return flush()
+		}
+		if err != nil {
+			return err
+		}
+		rows = append(rows, app.ImportRow{Row: r.GetRow(), Capture: capture(r.GetLead())})
+		if len(rows) == app.ImportChunk {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// RecordActivity records an engagement signal.
+func (g *GRPC) RecordActivity(ctx context.Context, r *intakev1.RecordActivityRequest) (*intakev1.RecordActivityResponse, error) {
+	w, err := g.app.RecordActivity(ctx, app.RecordActivity{
+		LeadID: r.GetLeadId(), ActivityID: r.GetActivityId(), Type: r.GetType(), CampaignID: r.GetCampaignId(),
+		Detail: r.GetDetail(), OccurredAt: asTime(r.GetOccurredAt()), Actor: r.GetActor(),
+	}, meta(ctx, r.GetActor()))
+	if err != nil {
+		return nil, g.status(ctx, "RecordActivity", err)
+	}
+	return &intakev1.RecordActivityResponse{Version: w.Version, Replayed: w.Replayed}, nil
+}
+
+// RegisterCampaign registers a campaign.
+func (g *GRPC) RegisterCampaign(ctx context.Context, r *intakev1.RegisterCampaignRequest) (*intakev1.RegisterCampaignResponse, error) {
+	w, err := g.app.RegisterCampaign(ctx, app.RegisterCampaign{
+		CampaignID: r.GetCampaignId(), Name: r.GetName(), Channel: r.GetChannel(),
+		StartsAt: asTime(r.GetStartsAt()), EndsAt: asTime(r.GetEndsAt()), Budget: r.GetBudget(), Actor: r.GetActor(),
+	}, meta(ctx, r.GetActor()))
+	if err != nil {
+		return nil, g.status(ctx, "RegisterCampaign", err)
+	}
+	return &intakev1.RegisterCampaignResponse{CampaignId: r.GetCampaignId(), Replayed: w.Replayed}, nil
+}
+
+// RecordCampaignCost records spend.
+func (g *GRPC) RecordCampaignCost(ctx context.Context, r *intakev1.RecordCampaignCostRequest) (*intakev1.RecordCampaignCostResponse, error) {
+	w, err := g.app.RecordCampaignCost(ctx, app.RecordCampaignCost{
+		CampaignID: r.GetCampaignId(), CostID: r.GetCostId(), Amount: r.GetAmount(),
+		PeriodStart: asTime(r.GetPeriodStart()), PeriodEnd: asTime(r.GetPeriodEnd()), Actor: r.GetActor(),
+	}, meta(ctx, r.GetActor()))
+	if err != nil {
+		return nil, g.status(ctx, "RecordCampaignCost", err)
+	}
+	return &intakev1.RecordCampaignCostResponse{Version: w.Version, Replayed: w.Replayed}, nil
+}
+
+// SetConsent records a consent change.
+func (g *GRPC) SetConsent(ctx context.Context, r *intakev1.SetConsentRequest) (*intakev1.SetConsentResponse, error) {
+	w, err := g.app.SetConsent(ctx, app.SetConsent{
+		LeadID: r.GetLeadId(), Consent: r.GetConsent(), Source: r.GetSource(),
+		IdempotencyKey: r.GetIdempotencyKey(), Actor: r.GetActor(),
+	}, meta(ctx, r.GetActor()))
+	if err != nil {
+		return nil, g.status(ctx, "SetConsent", err)
+	}
+	return &intakev1.SetConsentResponse{Version: w.Version, Replayed: w.Replayed}, nil
+}
+
+// GetLead returns a lead's current state.
+func (g *GRPC) GetLead(ctx context.Context, r *intakev1.GetLeadRequest) (*intakev1.GetLeadResponse, error) {
+	v, err := g.app.GetLead(ctx, r.GetLeadId())
+	if err != nil {
+		return nil, g.status(ctx, "GetLead", err)
+	}
+	return &intakev1.GetLeadResponse{Lead: &intakev1.Lead{
+		LeadId: v.LeadID, Lifecycle: lifecycle.ToProto(v.State), Contact: v.Contact, Profile: v.Profile,
+		Attribution: v.Attribution, Consents: v.Consents, CapturedAt: pbTime(v.CapturedAt), UpdatedAt: pbTime(v.UpdatedAt),
+		Version: v.Version, Submissions: int32(v.Submissions), Activities: int32(v.Activities), Erased: v.Erased,
+	}}, nil
+}
+
+// GetLeadTimeline returns a lead's events from the stream.
+func (g *GRPC) GetLeadTimeline(ctx context.Context, r *intakev1.GetLeadTimelineRequest) (*intakev1.GetLeadTimelineResponse, error) {
+	entries, err := g.app.GetLeadTimeline(ctx, r.GetLeadId())
+	if err != nil {
+		return nil, g.status(ctx, "GetLeadTimeline", err)
+	}
+	out := &intakev1.GetLeadTimelineResponse{LeadId: r.GetLeadId()}
+	for _, e := range entries {
+		out.Entries = append(out.Entries, &intakev1.TimelineEntry{Sequence: e.Record.Seq, Event: e.Record.Event, Summary: e.Summary})
+	}
+	return out, nil
+}
+
+// status maps an app error to a gRPC status, handling it once: expected
+// refusals are answered as they are, anything else is logged here and
+// answered INTERNAL without details.
+func (g *GRPC) status(ctx context.Context, method string, err error) error {
+	var ve *app.ValidationError
+	var refused *lifecycle.RefusedError
+	switch {
+	case errors.As(err, &ve):
+		fields := make([]grpcserver.FieldViolation, len(ve.Violations))
+		for i, v := range ve.Violations {
+			fields[i] = grpcserver.FieldViolation{Field: v.Field, Description: v.Description}
+		}
+		return grpcserver.InvalidArgument(ve.Error(), fields...)
+	case errors.As(err, &refused):
+		return status.Error(codes.FailedPrecondition, refused.Error())
+	case errors.Is(err, app.ErrNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, app.ErrAlreadyExists):
+		return status.Error(codes.AlreadyExists, err.Error())
+	case errors.Is(err, eventstore.ErrConflict):
+		return status.Error(codes.Aborted, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	}
+	g.log.ErrorContext(ctx, "request failed", "method", method, "err", err)
+	return status.Error(codes.Internal, "internal error")
+}
+
+func asTime(t *timestamppb.Timestamp) (out time.Time) {
+	if t == nil {
+		return out
+	}
+	return t.AsTime()
+}
+
+func pbTime(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"github.com/leadflow/leadflow/pkg/config"
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
+	"github.com/leadflow/leadflow/pkg/grpcserver"
+	"github.com/leadflow/leadflow/pkg/vault"
+	"github.com/leadflow/leadflow/services/intake/adapters"
+	"github.com/leadflow/leadflow/services/intake/app"
+	"github.com/leadflow/leadflow/services/intake/ports"
+)
+
+// run wires intake's parts and serves until ctx is done. ready, if set,
+// is told the address it listens on.
+func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)) error {
+	if cfg.NATSURL == "" {
+		return errors.New("-nats is required")
+	}
+	master, err := config.Key("-master-key", cfg.MasterKey)
+	if err != nil {
+		return err
+	}
+	blind, err := config.Key("-blind-key", cfg.BlindKey)
+	if err != nil {
+		return err
+	}
+	nc, js, err := eventstore.Dial(cfg.NATSURL, "intake")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	if _, err := eventstore.EnsureStream(ctx, js, eventstore.StreamConfig{Name: cfg.Stream, Replicas: cfg.Replicas}); err != nil {
+		return err
+	}
+	keys, err := vault.New(ctx, js, vault.Config{Replicas: cfg.Replicas, MasterKey: master, BlindKey: blind})
+	if err != nil {
+		return err
+	}
+	store := eventstore.New(js, cfg.Stream)
+	a := app.New(adapters.NewLeads(store), adapters.NewCampaigns(store), keys, app.WithLogger(log))
+
+	srv := grpcserver.New(log)
+	intakev1.RegisterIntakeServiceServer(srv.Server, ports.NewGRPC(a, log))
+	lis, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
+	}
+	log.Info("intake serving", "grpc", lis.Addr().String(), "nats", cfg.NATSURL, "stream", cfg.Stream)
+	if ready != nil {
+		ready(lis.Addr())
+	}
+	err = srv.Serve(ctx, lis, cfg.Grace)
+	// Flush what the connection still buffers before closing it.
+	if derr := nc.Drain(); derr != nil && !errors.Is(derr, context.Canceled) {
+		log.Warn("nats drain", "err", derr)
+	}
+	return err
+}
