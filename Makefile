@@ -42,5 +42,5 @@ bench: ## throughput and latency, as ratios to raw JetStream in the same run
 	go run ./services/bench
 
 .PHONY: tidy
-tidy: ## go mod tidy in every module
+tidy: ## go mod tidy in every module (not tools/nats: natscli's tests import a module the proxy no longer serves)
 	for d in pkg services tools tools/buf; do (cd $$d && GOWORK=off go mod tidy); done

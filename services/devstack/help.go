@@ -1,0 +1,31 @@
+package main
+
+import (
+	"fmt"
+	"io"
+)
+
+func printHelp(out io.Writer, natsURL string, services []service, lead string) {
+	fmt.Fprintf(out, "\nLeadflow is running. Ctrl-C stops everything; data stays in .data/ for the next run.\n\n")
+	fmt.Fprintf(out, "  %-14s %-26s %s\n", "NATS JetStream", natsURL, "stream LEADFLOW (lead.>, campaign.>, model.>, claim.>)")
+	for _, s := range services {
+		fmt.Fprintf(out, "  %-14s %-26s gRPC, reflection on\n", s.name, s.addr)
+	}
+	fmt.Fprintf(out, "\nCall it (grpcurl, pinned in tools/):\n")
+	fmt.Fprintf(out, "  scripts/gotool grpcurl -plaintext 127.0.0.1:7101 list leadflow.intake.v1.IntakeService\n")
+	fmt.Fprintf(out, "  scripts/gotool grpcurl -plaintext -d '{\"contact\":{\"email\":\"you@example.com\"},\"attribution\":{\"source\":\"web-form\"}}' \\\n      127.0.0.1:7101 leadflow.intake.v1.IntakeService/CaptureLead\n")
+	if lead != "" {
+		fmt.Fprintf(out, "  scripts/gotool grpcurl -plaintext -d '{\"lead_id\":\"%s\"}' \\\n      127.0.0.1:7101 leadflow.intake.v1.IntakeService/GetLeadTimeline\n", lead)
+	}
+	fmt.Fprintf(out, "\nWatch it (nats CLI, pinned in tools/):\n")
+	fmt.Fprintf(out, "  scripts/gotool nats -s %s stream info LEADFLOW\n", natsURL)
+	fmt.Fprintf(out, "  scripts/gotool nats -s %s sub 'lead.>' --headers-only\n", natsURL)
+	fmt.Fprintf(out, "  scripts/gotool nats -s %s stream view LEADFLOW --subject 'lead.%s'\n\n", natsURL, orPlaceholder(lead))
+}
+
+func orPlaceholder(s string) string {
+	if s == "" {
+		return "<lead id>"
+	}
+	return s
+}

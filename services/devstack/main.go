@@ -1,0 +1,184 @@
+// Command devstack is `make run`: the whole of Leadflow on one machine.
+// It is not a service. It starts an embedded JetStream (data in .data/,
+// kept across restarts), builds and starts every service as its own
+// process, seeds a small demo data set through the public gRPC APIs, and
+// prints where everything listens. Ctrl-C stops it all.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/leadflow/leadflow/pkg/natsserver"
+)
+
+// service is one process devstack runs.
+type service struct {
+	name string // folder under services/
+	addr string
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "devstack:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	data := flag.String("data", ".data", "where JetStream, keys and binaries live")
+	natsPort := flag.Int("nats-port", 4333, "NATS port (not 4222: an old server may own it)")
+	syncAlways := flag.Bool("sync-always", false, "fsync every JetStream write before acknowledging it")
+	seed := flag.Bool("seed", true, "load the demo data set")
+	flag.Parse()
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+
+	root, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	dataDir, err := filepath.Abs(*data)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(dataDir, "bin"), 0o755); err != nil {
+		return err
+	}
+	keys, err := loadKeys(filepath.Join(dataDir, "keys.env"))
+	if err != nil {
+		return err
+	}
+
+	ns, err := natsserver.Start(natsserver.Config{Dir: filepath.Join(dataDir, "jetstream"), Port: *natsPort, SyncAlways: *syncAlways})
+	if err != nil {
+		return fmt.Errorf("start nats on port %d: %w", *natsPort, err)
+	}
+	defer ns.Shutdown()
+	log.Info("jetstream up", "url", ns.URL(), "dir", filepath.Join(dataDir, "jetstream"), "sync_always", *syncAlways)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	services := []service{
+		{name: "intake", addr: "127.0.0.1:7101"},
+	}
+	if _, err := os.Stat(filepath.Join(root, "services", "qualification", "main.go")); err == nil {
+		services = append(services, service{name: "qualification", addr: "127.0.0.1:7102"})
+	}
+	var procs []*exec.Cmd
+	defer func() {
+		for _, p := range procs {
+			_ = p.Process.Signal(syscall.SIGTERM)
+		}
+		for _, p := range procs {
+			_ = p.Wait()
+		}
+	}()
+	exited := make(chan error, len(services))
+	for _, s := range services {
+		bin := filepath.Join(dataDir, "bin", s.name)
+		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./services/"+s.name)
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			return fmt.Errorf("build %s: %w", s.name, err)
+		}
+		cmd := exec.Command(bin, "-addr", s.addr, "-nats", ns.URL())
+		cmd.Env = append(os.Environ(), keys...)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("start %s: %w", s.name, err)
+		}
+		procs = append(procs, cmd)
+		go func(name string) { exited <- fmt.Errorf("%s exited: %w", name, cmd.Wait()) }(s.name)
+		if err := waitHealthy(ctx, s.addr); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		log.Info("service up", "service", s.name, "grpc", s.addr)
+	}
+
+	conns := map[string]*grpc.ClientConn{}
+	for _, s := range services {
+		c, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		conns[s.name] = c
+	}
+	var example string
+	if *seed {
+		if example, err = seedDemo(ctx, conns, os.Stdout); err != nil {
+			return fmt.Errorf("demo data: %w", err)
+		}
+	}
+	printHelp(os.Stdout, ns.URL(), services, example)
+
+	select {
+	case <-ctx.Done():
+		log.Info("stopping")
+		return nil
+	case err := <-exited:
+		return err
+	}
+}
+
+// loadKeys reads the dev master and blind keys, creating them once, so a
+// restart can still open the personal data it sealed before.
+func loadKeys(path string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		lines := []string{"LEADFLOW_MASTER_KEY=" + randomHex(), "LEADFLOW_BLIND_KEY=" + randomHex()}
+		if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+			return nil, err
+		}
+		return lines, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return strings.Fields(string(b)), nil
+}
+
+func randomHex() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func waitHealthy(ctx context.Context, addr string) error {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	h := healthpb.NewHealthClient(conn)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		res, err := h.Check(cctx, &healthpb.HealthCheckRequest{})
+		cancel()
+		if err == nil && res.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("not healthy at %s: %v", addr, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

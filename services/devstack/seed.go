@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"google.golang.org/grpc"
+
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
+	"github.com/leadflow/leadflow/pkg/grpcserver"
+)
+
+type demoLead struct {
+	email, first, last, company, title, country, industry string
+	seniority                                              eventv1.Seniority
+	employees                                              int32
+	campaign                                               string
+	activities                                             []eventv1.ActivityType
+}
+
+var demoLeads = []demoLead{
+	{"ada@analytical.example", "Ada", "Lovelace", "Analytical Engines", "VP Engineering", "GB", "software", eventv1.Seniority_SENIORITY_VP, 250, "webinar-q4",
+		[]eventv1.ActivityType{eventv1.ActivityType_ACTIVITY_TYPE_WEBINAR_ATTENDED, eventv1.ActivityType_ACTIVITY_TYPE_PRICING_PAGE_VISIT, eventv1.ActivityType_ACTIVITY_TYPE_DEMO_REQUEST}},
+	{"grace@cobol.example", "Grace", "Hopper", "Compiler Corp", "Director of Platform", "US", "software", eventv1.Seniority_SENIORITY_DIRECTOR, 1200, "webinar-q4",
+		[]eventv1.ActivityType{eventv1.ActivityType_ACTIVITY_TYPE_WEBINAR_ATTENDED, eventv1.ActivityType_ACTIVITY_TYPE_PRICING_PAGE_VISIT}},
+	{"alan@enigma.example", "Alan", "Turing", "Bletchley Labs", "Research Engineer", "GB", "research", eventv1.Seniority_SENIORITY_INDIVIDUAL, 40, "paid-search-nov",
+		[]eventv1.ActivityType{eventv1.ActivityType_ACTIVITY_TYPE_WEB_VISIT}},
+	{"katherine@orbit.example", "Katherine", "Johnson", "Orbital Math", "CTO", "US", "aerospace", eventv1.Seniority_SENIORITY_EXECUTIVE, 600, "paid-search-nov",
+		[]eventv1.ActivityType{eventv1.ActivityType_ACTIVITY_TYPE_CONTENT_DOWNLOAD, eventv1.ActivityType_ACTIVITY_TYPE_PRICING_PAGE_VISIT, eventv1.ActivityType_ACTIVITY_TYPE_EMAIL_CLICK}},
+	{"edsger@paths.example", "Edsger", "Dijkstra", "Shortest Paths BV", "Engineering Manager", "NL", "software", eventv1.Seniority_SENIORITY_MANAGER, 90, "webinar-q4",
+		[]eventv1.ActivityType{eventv1.ActivityType_ACTIVITY_TYPE_WEBINAR_REGISTERED}},
+	{"barbara@clu.example", "Barbara", "Liskov", "Substitution Inc", "VP Product", "US", "software", eventv1.Seniority_SENIORITY_VP, 300, "webinar-q4",
+		[]eventv1.ActivityType{eventv1.ActivityType_ACTIVITY_TYPE_WEBINAR_ATTENDED, eventv1.ActivityType_ACTIVITY_TYPE_DEMO_REQUEST}},
+	{"student@uni.example", "Sam", "Student", "State University", "Student", "DE", "education", eventv1.Seniority_SENIORITY_STUDENT, 0, "paid-search-nov", nil},
+	{"linus@kernel.example", "Linus", "Torvalds", "Kernel Co", "Maintainer", "FI", "software", eventv1.Seniority_SENIORITY_INDIVIDUAL, 15, "", nil},
+}
+
+// seedDemo loads the demo data through the public APIs. Every write has an
+// idempotency key or caller id, so seeding again on restart changes
+// nothing. It returns one lead id to show in the help.
+func seedDemo(ctx context.Context, conns map[string]*grpc.ClientConn, out io.Writer) (string, error) {
+	intake := intakev1.NewIntakeServiceClient(conns["intake"])
+	for _, c := range []*intakev1.RegisterCampaignRequest{
+		{CampaignId: "webinar-q4", Name: "Q4 product webinar", Channel: eventv1.Channel_CHANNEL_WEBINAR, Budget: &eventv1.Money{Currency: "EUR", MinorUnits: 800000}},
+		{CampaignId: "paid-search-nov", Name: "November paid search", Channel: eventv1.Channel_CHANNEL_PAID_SEARCH, Budget: &eventv1.Money{Currency: "EUR", MinorUnits: 1500000}},
+	} {
+		if _, err := intake.RegisterCampaign(ctx, c); err != nil {
+			return "", fmt.Errorf("register %s: %w", c.GetCampaignId(), err)
+		}
+		if _, err := intake.RecordCampaignCost(ctx, &intakev1.RecordCampaignCostRequest{CampaignId: c.GetCampaignId(), CostId: c.GetCampaignId() + "-invoice-1",
+			Amount: &eventv1.Money{Currency: "EUR", MinorUnits: c.GetBudget().GetMinorUnits() / 2}}); err != nil {
+			return "", err
+		}
+	}
+	if err := seedModel(ctx, conns, out); err != nil {
+		return "", err
+	}
+
+	fmt.Fprintln(out, "\nDemo leads (captured through intake; repeated runs replay, they do not duplicate):")
+	var first string
+	for i, d := range demoLeads {
+		res, err := intake.CaptureLead(ctx, &intakev1.CaptureLeadRequest{
+			IdempotencyKey: fmt.Sprintf("demo-capture-%d", i),
+			Contact:        &eventv1.Contact{Email: d.email, FirstName: d.first, LastName: d.last},
+			Profile:        &eventv1.Profile{Company: d.company, Title: d.title, Country: d.country, Industry: d.industry, Seniority: d.seniority, Employees: d.employees},
+			Attribution:    &eventv1.Attribution{Source: "web-form", CampaignId: d.campaign},
+			Consents:       []*eventv1.Consent{{Channel: eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL, Status: eventv1.ConsentStatus_CONSENT_STATUS_GRANTED}},
+		})
+		if err != nil {
+			return "", fmt.Errorf("capture %s: %w", d.email, err)
+		}
+		if first == "" {
+			first = res.GetLeadId()
+		}
+		for j, a := range d.activities {
+			if _, err := intake.RecordActivity(ctx, &intakev1.RecordActivityRequest{LeadId: res.GetLeadId(), ActivityId: fmt.Sprintf("demo-%d-%d", i, j), Type: a, CampaignId: d.campaign}); err != nil {
+				return "", fmt.Errorf("activity for %s: %w", d.email, err)
+			}
+		}
+		fmt.Fprintf(out, "  %-26s %s  %s%s\n", d.email, res.GetLeadId(), res.GetOutcome(), replayed(res.GetReplayed()))
+	}
+	// The same person again, typed differently: recorded on the same lead.
+	again, err := intake.CaptureLead(ctx, &intakev1.CaptureLeadRequest{
+		IdempotencyKey: "demo-capture-again",
+		Contact:        &eventv1.Contact{Email: "  ADA@Analytical.Example "},
+		Attribution:    &eventv1.Attribution{Source: "webinar"},
+	})
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(out, "  %-26s %s  %s%s (same person, deduplicated)\n", "ADA@Analytical.Example", again.GetLeadId(), again.GetOutcome(), replayed(again.GetReplayed()))
+
+	// Bad input is refused, and says which field.
+	_, err = intake.CaptureLead(ctx, &intakev1.CaptureLeadRequest{Contact: &eventv1.Contact{Email: "not-an-email", Phone: "call me"}, Attribution: &eventv1.Attribution{Source: "web-form"}})
+	fmt.Fprintln(out, "\nA bad request is refused with INVALID_ARGUMENT and the fields:")
+	for _, v := range grpcserver.Violations(err) {
+		fmt.Fprintf(out, "  %s: %s\n", v.Field, v.Description)
+	}
+	return first, nil
+}
+
+func replayed(r bool) string {
+	if r {
+		return " (replayed)"
+	}
+	return ""
+}
