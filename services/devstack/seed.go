@@ -14,10 +14,10 @@ import (
 
 type demoLead struct {
 	email, first, last, company, title, country, industry string
-	seniority                                              eventv1.Seniority
-	employees                                              int32
-	campaign                                               string
-	activities                                             []eventv1.ActivityType
+	seniority                                             eventv1.Seniority
+	employees                                             int32
+	campaign                                              string
+	activities                                            []eventv1.ActivityType
 }
 
 var demoLeads = []demoLead{
