@@ -4,6 +4,7 @@
 package testenv
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -51,10 +52,18 @@ func (n *NATS) Restart(t testing.TB) {
 	n.Server = srv
 	// The client reconnects on its own; wait until it has, so that the
 	// test's next call does not race the reconnect.
+	// Then until JetStream answers: the first request after a restart can
+	// be lost while the server is still recovering its streams.
 	deadline := time.Now().Add(10 * time.Second)
-	for !n.Conn.IsConnected() {
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		_, err := n.JS.AccountInfo(ctx)
+		cancel()
+		if n.Conn.IsConnected() && err == nil {
+			return
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("client did not reconnect after restart")
+			t.Fatalf("jetstream not answering after restart: %v", err)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

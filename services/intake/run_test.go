@@ -23,19 +23,22 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
 	"github.com/leadflow/leadflow/pkg/grpcserver"
 	"github.com/leadflow/leadflow/pkg/testenv"
+	"github.com/leadflow/leadflow/pkg/vault"
 )
 
 type env struct {
+	cfg    Config
 	nats   *testenv.NATS
 	client intakev1.IntakeServiceClient
 	conn   *grpc.ClientConn
 }
 
-func hexKey(t *testing.T) string {
+func hexKey(t testing.TB) string {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
 		t.Fatal(err)
@@ -45,7 +48,7 @@ func hexKey(t *testing.T) string {
 
 // start runs the real service (run, as main calls it) on a free port
 // against an embedded JetStream, and dials it.
-func start(t *testing.T) *env {
+func start(t testing.TB) *env {
 	t.Helper()
 	n := testenv.StartNATS(t)
 	cfg := Config{Addr: "127.0.0.1:0", NATSURL: n.Server.URL(), Stream: "LEADFLOW", Replicas: 1,
@@ -74,7 +77,7 @@ func start(t *testing.T) *env {
 			t.Errorf("run returned %v", err)
 		}
 	})
-	return &env{nats: n, client: intakev1.NewIntakeServiceClient(conn), conn: conn}
+	return &env{cfg: cfg, nats: n, client: intakev1.NewIntakeServiceClient(conn), conn: conn}
 }
 
 func ctxT(t *testing.T) context.Context {
@@ -208,8 +211,9 @@ func TestIdempotencyKeyReturnsTheFirstAnswer(t *testing.T) {
 	}
 	before := e.streamMsgs(t)
 	for range 3 {
-		// A retry, even with a changed body, is the first request again.
-		retry := lead("someone-else@kernel.org")
+		// A retry, even one that changed the title, is the first request again.
+		retry := lead("linus@kernel.org")
+		retry.Profile.Title = "Chief Penguin"
 		retry.IdempotencyKey = "form-7f3a"
 		again, err := e.client.CaptureLead(ctx, retry)
 		if err != nil {
@@ -221,6 +225,10 @@ func TestIdempotencyKeyReturnsTheFirstAnswer(t *testing.T) {
 	}
 	if after := e.streamMsgs(t); after != before {
 		t.Fatalf("retries wrote %d messages", after-before)
+	}
+	got, err := e.client.GetLead(ctx, &intakev1.GetLeadRequest{LeadId: first.GetLeadId()})
+	if err != nil || got.GetLead().GetSubmissions() != 1 || got.GetLead().GetProfile().GetTitle() == "Chief Penguin" {
+		t.Fatalf("retries changed the lead: %v %v", got, err)
 	}
 	// A key used for a resubmission replays as a resubmission.
 	resub := lead("linus@kernel.org")
@@ -609,3 +617,49 @@ func TestServerRestartLosesNothing(t *testing.T) {
 }
 
 func timestamp(t time.Time) *timestamppb.Timestamp { return timestamppb.New(t) }
+
+// A capture that claimed an email and died before writing the lead's first
+// event leaves a claim with no lead behind. The next captures of that
+// email, even racing ones, adopt it: one lead, under the claimed id.
+func TestClaimWithoutEventIsAdopted(t *testing.T) {
+	e := start(t)
+	ctx := ctxT(t)
+	master, _ := hex.DecodeString(e.cfg.MasterKey)
+	blind, _ := hex.DecodeString(e.cfg.BlindKey)
+	v, err := vault.New(ctx, e.nats.JS, vault.Config{MasterKey: master, BlindKey: blind})
+	if err != nil {
+		t.Fatal(err)
+	}
+	orphan := "0199aaaa-0000-7000-8000-00000000abcd"
+	store := eventstore.New(e.nats.JS, "LEADFLOW")
+	if _, err := store.Commit(ctx, eventstore.Write{
+		Subject: eventstore.ClaimSubject("email", v.Blind("email", "crash@example.com")),
+		Claim:   &eventv1.Claim{LeadId: orphan, EventId: "claim-email-" + orphan},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	const racers = 8
+	var wg sync.WaitGroup
+	res := make([]*intakev1.CaptureLeadResponse, racers)
+	errs := make([]error, racers)
+	for i := range racers {
+		wg.Go(func() { res[i], errs[i] = e.client.CaptureLead(ctx, lead("crash@example.com")) })
+	}
+	wg.Wait()
+	created := 0
+	for i := range racers {
+		if errs[i] != nil || res[i].GetLeadId() != orphan {
+			t.Fatalf("racer %d: %v %v, want lead %s", i, res[i], errs[i], orphan)
+		}
+		if res[i].GetOutcome() == intakev1.CaptureOutcome_CAPTURE_OUTCOME_CREATED {
+			created++
+		}
+	}
+	if created != 1 {
+		t.Fatalf("%d racers created the lead", created)
+	}
+	got, err := e.client.GetLead(ctx, &intakev1.GetLeadRequest{LeadId: orphan})
+	if err != nil || got.GetLead().GetSubmissions() != racers || got.GetLead().GetContact().GetEmail() != "crash@example.com" {
+		t.Fatalf("adopted lead: %v %v", got, err)
+	}
+}

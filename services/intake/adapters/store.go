@@ -51,21 +51,18 @@ func (l *Leads) Create(ctx context.Context, leads ...app.NewLead) ([]uint64, err
 	return out, nil
 }
 
-// Append appends events to a lead, with an idempotency claim if given.
-func (l *Leads) Append(ctx context.Context, leadID string, expected uint64, idem *app.Claim, events ...*eventv1.Event) (uint64, error) {
-	subj := eventstore.LeadSubject(leadID)
-	if idem == nil {
-		return l.store.Append(ctx, subj, expected, events...)
-	}
-	writes := []eventstore.Write{{Subject: claimSubject(idem.Key), Claim: idem.Claim}}
-	for i, ev := range events {
-		writes = append(writes, eventstore.Write{Subject: subj, Expect: expected, Unchecked: i > 0, Event: ev})
-	}
-	seqs, err := l.store.Commit(ctx, writes...)
+// Claim takes one claim: the first message on its subject wins.
+func (l *Leads) Claim(ctx context.Context, key app.ClaimKey, claim *eventv1.Claim) error {
+	_, err := l.store.Commit(ctx, eventstore.Write{Subject: claimSubject(key), Claim: claim})
 	if err != nil {
-		return 0, l.claimed(ctx, err)
+		return l.claimed(ctx, err)
 	}
-	return seqs[len(seqs)-1], nil
+	return nil
+}
+
+// Append appends events to a lead at version expected.
+func (l *Leads) Append(ctx context.Context, leadID string, expected uint64, events ...*eventv1.Event) (uint64, error) {
+	return l.store.Append(ctx, eventstore.LeadSubject(leadID), expected, events...)
 }
 
 // claimed turns a conflict on a claim subject into *app.ClaimedError.

@@ -18,20 +18,22 @@ import (
 	"github.com/leadflow/leadflow/pkg/vault"
 )
 
-// Leads stores lead events together with the claims that keep identities
-// and idempotency keys unique (implemented in adapters on pkg/eventstore).
+// Leads stores lead events and the claims that keep identities unique
+// (implemented in adapters on pkg/eventstore).
 type Leads interface {
-	// Create stores new leads' first events with their claims, all or
-	// nothing. It returns each lead's version, or *ClaimedError when a
-	// claim is already held, or an error matching eventstore.ErrConflict.
+	// Claim takes a uniqueness claim for a lead. Errors: *ClaimedError
+	// when the claim is already held.
+	Claim(ctx context.Context, key ClaimKey, claim *eventv1.Claim) error
+	// Create stores new leads' claims and first events all or nothing (one
+	// atomic batch: for bulk import). Errors: *ClaimedError when a claim is
+	// held, an error matching eventstore.ErrConflict.
 	Create(ctx context.Context, leads ...NewLead) ([]uint64, error)
-	// Append appends events to a lead at version expected, with an
-	// idempotency claim when idem is set. Errors: *ClaimedError (the
-	// claim is held: a replay), eventstore.ErrConflict.
-	Append(ctx context.Context, leadID string, expected uint64, idem *Claim, events ...*eventv1.Event) (uint64, error)
+	// Append appends events to a lead at version expected (0: a new lead).
+	// Errors: an error matching eventstore.ErrConflict.
+	Append(ctx context.Context, leadID string, expected uint64, events ...*eventv1.Event) (uint64, error)
 	// Load returns a lead's events in order; none for an unknown lead.
 	Load(ctx context.Context, leadID string) ([]eventstore.Record, error)
-	// Claims returns the claims already held among keys.
+	// Claims returns the claims already held among keys, in one request.
 	Claims(ctx context.Context, keys ...ClaimKey) (map[ClaimKey]*eventv1.Claim, error)
 }
 
@@ -57,10 +59,8 @@ type Keys interface {
 // Compile-time check that the vault serves as Keys.
 var _ Keys = (*vault.Vault)(nil)
 
-type vaultKey = vault.Key
-
-// ClaimKey names one uniqueness claim: its kind ("email", "ext", "idem")
-// and a keyed hash of the value, never the value itself.
+// ClaimKey names one uniqueness claim: its kind ("email", "ext") and a
+// keyed hash of the value, never the value itself.
 type ClaimKey struct {
 	Kind string
 	Hash string

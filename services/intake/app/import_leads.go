@@ -5,14 +5,16 @@ import (
 	"errors"
 	"slices"
 
+	"github.com/google/uuid"
+
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	"github.com/leadflow/leadflow/pkg/vault"
 	"github.com/leadflow/leadflow/services/intake/form"
 )
 
-// ImportChunk is how many rows ImportLeads takes at once: with up to four
-// messages a row (event, two identity claims, an idempotency claim) it
-// keeps one chunk inside one atomic batch.
+// ImportChunk is how many rows ImportLeads takes at once: with up to three
+// messages a row (event, email and external id claims) one chunk fits in
+// one atomic batch.
 const ImportChunk = eventstore.MaxBatch / 4
 
 // ImportRow is one row of a bulk import.
@@ -30,10 +32,11 @@ type ImportResult struct {
 }
 
 // ImportLeads captures up to ImportChunk rows. Rows whose identities are
-// new, and distinct within the chunk, are stored in one atomic batch with
-// their keys saved before it; the rest (known identities, repeated keys,
-// a batch that lost a race) go through CaptureLead one by one, so every
-// row gets exactly CaptureLead's semantics. Results are in row order.
+// new, and distinct within the chunk, are stored in one atomic batch
+// (claims and events together; keys saved before it). The rest (known
+// identities, a person twice in the chunk, a batch that lost a race) go
+// through CaptureLead one by one, in row order, so every row gets exactly
+// CaptureLead's semantics. Results are in row order.
 func (a *App) ImportLeads(ctx context.Context, rows []ImportRow, meta eventstore.Meta) []ImportResult {
 	out := make([]ImportResult, len(rows))
 	now := a.now()
@@ -59,51 +62,32 @@ func (a *App) ImportLeads(ctx context.Context, rows []ImportRow, meta eventstore
 			continue
 		}
 		p := pending{i: i, l: l, ids: a.identity(l)}
-		all := append(p.ids.identity(), p.ids.idem)
-		dup := false
-		for _, k := range all {
-			if k.Hash != "" && taken[k] {
-				dup = true
-			}
-		}
-		if dup {
-			// A second row of the same person in this chunk: after the
-			// batch it finds the first row's lead and resubmits on it.
+		if slices.ContainsFunc(p.ids.all(), func(k ClaimKey) bool { return taken[k] }) {
+			// The same person again in this chunk: after the batch it
+			// finds the first row's lead and resubmits on it.
 			single = append(single, p)
 			continue
 		}
-		for _, k := range all {
-			if k.Hash != "" {
-				taken[k] = true
-				keys = append(keys, k)
-			}
+		for _, k := range p.ids.all() {
+			taken[k] = true
+			keys = append(keys, k)
 		}
 		fresh = append(fresh, p)
 	}
 
 	held, err := a.leads.Claims(ctx, keys...)
 	if err != nil {
-		held = nil
-		single = append(fresh, single...)
-		fresh = nil
+		single, fresh = append(fresh, single...), nil
 	}
 	var batch []NewLead
 	var dataKeys []*vault.Key
 	var inBatch []pending
 	for _, p := range fresh {
-		known := false
-		for _, k := range append(p.ids.identity(), p.ids.idem) {
-			if _, ok := held[k]; ok {
-				known = true
-			}
-		}
-		if known {
+		if slices.ContainsFunc(p.ids.all(), func(k ClaimKey) bool { _, ok := held[k]; return ok }) {
 			single = append(single, p)
 			continue
 		}
-		m := meta
-		m.IdempotencyKey, m.OccurredAt = p.l.IdempotencyKey, p.l.OccurredAt
-		nl, key, err := a.newLead(p.l, p.ids, m)
+		nl, key, err := a.newLead(p.l, p.ids, meta)
 		if err != nil {
 			out[p.i].Err = err
 			continue
@@ -125,7 +109,7 @@ func (a *App) ImportLeads(ctx context.Context, rows []ImportRow, meta eventstore
 		case errors.As(err, &held) || errors.Is(err, eventstore.ErrConflict):
 			// Someone captured one of these people since we looked:
 			// nothing of the batch was stored; go row by row.
-			single = append(inBatch, single...)
+			single = append(single, inBatch...)
 		default:
 			for _, p := range inBatch {
 				out[p.i].Err = err
@@ -136,8 +120,29 @@ func (a *App) ImportLeads(ctx context.Context, rows []ImportRow, meta eventstore
 	// row made.
 	slices.SortFunc(single, func(x, y pending) int { return x.i - y.i })
 	for _, p := range single {
-		m := meta
-		out[p.i].Result, out[p.i].Err = a.CaptureLead(ctx, rows[p.i].Capture, m)
+		out[p.i].Result, out[p.i].Err = a.CaptureLead(ctx, rows[p.i].Capture, meta)
 	}
 	return out
+}
+
+// newLead is a lead's first event and identity claims, for a batch.
+func (a *App) newLead(l form.Lead, ids identities, meta eventstore.Meta) (NewLead, *vault.Key, error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return NewLead{}, nil, err
+	}
+	key, err := a.keys.NewKey(id.String())
+	if err != nil {
+		return NewLead{}, nil, err
+	}
+	meta.IdempotencyKey, meta.OccurredAt = l.IdempotencyKey, l.OccurredAt
+	ev, err := a.capturedEvent(key, l, meta)
+	if err != nil {
+		return NewLead{}, nil, err
+	}
+	nl := NewLead{LeadID: key.LeadID(), Event: ev}
+	for _, k := range ids.all() {
+		nl.Claims = append(nl.Claims, Claim{k, claimFor(key.LeadID(), k)})
+	}
+	return nl, key, nil
 }

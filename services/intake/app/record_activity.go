@@ -79,7 +79,7 @@ func (a *App) appendToLead(ctx context.Context, leadID string, cmd lifecycle.Com
 		if err != nil {
 			return Written{}, err
 		}
-		nv, err := a.leads.Append(ctx, leadID, version, nil, ev)
+		nv, err := a.leads.Append(ctx, leadID, version, ev)
 		if errors.Is(err, eventstore.ErrConflict) {
 			if err := raced(ctx, attempt); err != nil {
 				return Written{}, err

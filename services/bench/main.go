@@ -1,0 +1,82 @@
+// Command bench is `make bench`: Leadflow's throughput and latency beside
+// the raw JetStream figures measured on the same server in the same run,
+// as ratios. Nothing here asserts a number; it measures and prints.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	"github.com/leadflow/leadflow/pkg/natsserver"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	dur := flag.Duration("d", 5*time.Second, "duration of each timed run")
+	bulkRows := flag.Int("bulk", 50_000, "rows in the bulk import run")
+	syncAlways := flag.Bool("sync-always", false, "fsync every write (JetStream sync_interval: always)")
+	flag.Parse()
+	ctx := context.Background()
+
+	dir, err := os.MkdirTemp("", "leadflow-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	ns, err := natsserver.Start(natsserver.Config{Dir: filepath.Join(dir, "js"), SyncAlways: *syncAlways})
+	if err != nil {
+		return err
+	}
+	defer ns.Shutdown()
+	fmt.Printf("Leadflow bench: nats-server embedded (sync_always=%v), %s per run, GOMAXPROCS=%d\n\n", *syncAlways, *dur, gomaxprocs())
+
+	payload, err := captureEventSize()
+	if err != nil {
+		return err
+	}
+	raw, err := measureRaw(ctx, ns.URL(), payload, *dur)
+	if err != nil {
+		return fmt.Errorf("raw: %w", err)
+	}
+
+	bin := filepath.Join(dir, "intake")
+	build := exec.Command("go", "build", "-o", bin, "./services/intake")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("build intake: %w", err)
+	}
+	natsURLForCount = ns.URL()
+	svc, err := startIntake(ctx, bin, ns.URL())
+	if err != nil {
+		return err
+	}
+	defer svc.stop()
+	lf, err := measureIntake(ctx, svc.addr, *dur, *bulkRows)
+	if err != nil {
+		return fmt.Errorf("intake: %w", err)
+	}
+	report(os.Stdout, payload, raw, lf)
+	return nil
+}
+
+// captureEventSize is the stored size of a typical LeadCaptured event, so
+// the raw publishes carry the same bytes as the real ones.
+func captureEventSize() (int, error) {
+	ev, err := eventstore.NewEvent("01a20790-2e2a-70de-9e2c-1c4bab630b7c", sampleCaptured(), eventstore.Meta{CorrelationID: "0f7e2a9c-3f1e-4c7a-9a55-3c2d9e1b7a10"}, time.Now())
+	if err != nil {
+		return 0, err
+	}
+	return protoSize(ev), nil
+}

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
+
+	"github.com/leadflow/leadflow/pkg/eventstore"
+)
+
+// rawFigures are plain JetStream operations on the same server, with
+// payloads the size of a capture event.
+type rawFigures struct {
+	sync      map[int]result // by concurrency
+	async     result
+	batchMsgs result // messages/s through atomic batches of batchSize
+	fetchAck  result
+}
+
+const batchSize = 500
+
+func measureRaw(ctx context.Context, url string, size int, d time.Duration) (rawFigures, error) {
+	nc, js, err := eventstore.Dial(url, "bench-raw")
+	if err != nil {
+		return rawFigures{}, err
+	}
+	defer nc.Close()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "RAW", Subjects: []string{"raw.>"}, Storage: jetstream.FileStorage,
+		AllowAtomicPublish: true, AllowDirect: true}); err != nil {
+		return rawFigures{}, err
+	}
+	data := make([]byte, size)
+	var f rawFigures
+	f.sync = map[int]result{}
+	var n atomic.Int64
+	for _, c := range concurrencies {
+		f.sync[c] = timed(d, c, func() error {
+			// One subject per lead, as the event store writes.
+			_, err := js.Publish(ctx, "raw.s."+strconv.FormatInt(n.Add(1), 10), data)
+			return err
+		})
+	}
+
+	// Async: one publisher keeping a window of acks in flight.
+	start := time.Now()
+	count := 0
+	for time.Since(start) < d {
+		for range 1000 {
+			if _, err := js.PublishAsync("raw.a."+strconv.Itoa(count), data); err != nil {
+				return f, err
+			}
+			count++
+		}
+		select {
+		case <-js.PublishAsyncComplete():
+		case <-time.After(10 * time.Second):
+			return f, fmt.Errorf("async acks timed out")
+		}
+	}
+	f.async = result{ops: count, elapsed: time.Since(start)}
+
+	// Atomic batches, committed one after another.
+	start, count = time.Now(), 0
+	msgs := make([]*nats.Msg, batchSize)
+	for time.Since(start) < d {
+		for i := range msgs {
+			msgs[i] = &nats.Msg{Subject: "raw.b." + strconv.Itoa(count+i), Data: data, Header: nats.Header{}}
+		}
+		if _, err := jetstreamext.PublishMsgBatch(ctx, js, msgs, jetstreamext.BatchFlowControl{AckFirst: false}); err != nil {
+			return f, err
+		}
+		count += batchSize
+	}
+	f.batchMsgs = result{ops: count, elapsed: time.Since(start)}
+
+	// Fetch and ack everything published so far with one durable pull consumer.
+	cons, err := js.CreateOrUpdateConsumer(ctx, "RAW", jetstream.ConsumerConfig{Durable: "fetchack", AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		return f, err
+	}
+	start, count = time.Now(), 0
+	for time.Since(start) < d {
+		batch, err := cons.Fetch(256, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return f, err
+		}
+		got := 0
+		for m := range batch.Messages() {
+			if err := m.Ack(); err != nil {
+				return f, err
+			}
+			got++
+		}
+		if got == 0 {
+			break
+		}
+		count += got
+	}
+	f.fetchAck = result{ops: count, elapsed: time.Since(start)}
+	return f, nil
+}
+
+var concurrencies = []int{1, 16, 64}
+
+// timed runs op from c goroutines for d and records every latency.
+func timed(d time.Duration, c int, op func() error) result {
+	var mu sync.Mutex
+	var all []time.Duration
+	var errs atomic.Int64
+	stop := time.Now().Add(d)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range c {
+		wg.Go(func() {
+			lat := make([]time.Duration, 0, 1<<14)
+			for time.Now().Before(stop) {
+				t := time.Now()
+				if err := op(); err != nil {
+					errs.Add(1)
+					continue
+				}
+				lat = append(lat, time.Since(t))
+			}
+			mu.Lock()
+			all = append(all, lat...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return newResult(all, time.Since(start), int(errs.Load()))
+}

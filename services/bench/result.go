@@ -1,0 +1,82 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"slices"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+)
+
+// result is one timed run: operations, wall time and latencies.
+type result struct {
+	ops      int
+	errors   int
+	elapsed  time.Duration
+	p50, p99 time.Duration
+}
+
+func newResult(lat []time.Duration, elapsed time.Duration, errs int) result {
+	slices.Sort(lat)
+	r := result{ops: len(lat), errors: errs, elapsed: elapsed}
+	if len(lat) > 0 {
+		r.p50 = lat[len(lat)/2]
+		r.p99 = lat[len(lat)*99/100]
+	}
+	return r
+}
+
+func (r result) rate() float64 { return float64(r.ops) / r.elapsed.Seconds() }
+
+func ratio(a, b float64) string {
+	if b == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", a/b)
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
+
+func gomaxprocs() int { return runtime.GOMAXPROCS(0) }
+
+func protoSize(m proto.Message) int { return proto.Size(m) }
+
+func sampleCaptured() *eventv1.LeadCaptured {
+	return &eventv1.LeadCaptured{
+		SealedContact: make([]byte, 1+12+16+60),
+		Profile:       &eventv1.Profile{Company: "Analytical Engines", Title: "VP Engineering", Seniority: eventv1.Seniority_SENIORITY_VP, Employees: 250, Country: "GB", EmailDomain: "example.com"},
+		Attribution:   &eventv1.Attribution{Source: "web-form", CampaignId: "webinar-q4"},
+	}
+}
+
+func report(w io.Writer, payload int, raw rawFigures, lf intakeFigures) {
+	fmt.Fprintf(w, "Raw JetStream, %d-byte messages (the size of a LeadCaptured event), one subject per message:\n", payload)
+	for _, c := range concurrencies {
+		r := raw.sync[c]
+		fmt.Fprintf(w, "  sync publish   c=%-3d %9.0f msg/s   p50 %s   p99 %s\n", c, r.rate(), ms(r.p50), ms(r.p99))
+	}
+	fmt.Fprintf(w, "  async publish        %9.0f msg/s\n", raw.async.rate())
+	fmt.Fprintf(w, "  atomic batch (%d)   %9.0f msg/s\n", batchSize, raw.batchMsgs.rate())
+	fmt.Fprintf(w, "  fetch+ack            %9.0f msg/s\n\n", raw.fetchAck.rate())
+
+	fmt.Fprintf(w, "Leadflow intake over gRPC (separate process, same server):\n")
+	fmt.Fprintf(w, "  %-22s %10s %9s %9s   %-26s %s\n", "", "leads/s", "p50", "p99", "throughput ratio", "p99 ratio")
+	for _, c := range concurrencies {
+		r, s := lf.capture[c], raw.sync[c]
+		fmt.Fprintf(w, "  CaptureLead c=%-3d      %10.0f %9s %9s   %-26s %s\n", c, r.rate(), ms(r.p50), ms(r.p99),
+			ratio(r.rate(), raw.async.rate())+" of async publish",
+			ratio(float64(r.p99), float64(s.p99))+"x sync publish p99 (same c)")
+		if r.errors > 0 {
+			fmt.Fprintf(w, "    (%d errors)\n", r.errors)
+		}
+	}
+	b := lf.bulk
+	fmt.Fprintf(w, "  ImportLeads (%d rows)  %8.0f rows/s  %s of atomic batch msg/s; each row stores %.1f messages (event, claims, key)\n",
+		b.ops, b.rate(), ratio(b.rate(), raw.batchMsgs.rate()), lf.msgsPerRow)
+	fmt.Fprintf(w, "                                        %s of atomic batch msg/s counted in stored messages\n\n",
+		ratio(b.rate()*lf.msgsPerRow, raw.batchMsgs.rate()))
+}
