@@ -38,8 +38,8 @@ run: ## the whole system on this machine with demo data
 	go run ./services/devstack
 
 .PHONY: bench
-bench: ## throughput and latency, as ratios to raw JetStream in the same run
-	go run ./services/bench
+bench: ## throughput and latency, as ratios to raw JetStream in the same run (BENCH_FLAGS=-sync-always ...)
+	go run ./services/bench $(BENCH_FLAGS)
 
 .PHONY: tidy
 tidy: ## go mod tidy in every module (not tools/nats: natscli's tests import a module the proxy no longer serves)
