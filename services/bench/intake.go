@@ -73,6 +73,7 @@ func hexKey() string {
 }
 
 type intakeFigures struct {
+	grpcFloor  map[int]result // an empty unary call (health check) to the same process
 	capture    map[int]result
 	bulk       result
 	msgsPerRow float64
@@ -90,16 +91,17 @@ func captureReq(prefix string) *intakev1.CaptureLeadRequest {
 }
 
 func measureIntake(ctx context.Context, addr string, d time.Duration, bulkRows int) (intakeFigures, error) {
-	f := intakeFigures{capture: map[int]result{}}
+	f := intakeFigures{capture: map[int]result{}, grpcFloor: map[int]result{}}
 	// Enough connections that one HTTP/2 connection is not the bottleneck.
 	clients := make([]intakev1.IntakeServiceClient, 4)
+	conns := make([]*grpc.ClientConn, len(clients))
 	for i := range clients {
 		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			return f, err
 		}
 		defer conn.Close()
-		clients[i] = intakev1.NewIntakeServiceClient(conn)
+		conns[i], clients[i] = conn, intakev1.NewIntakeServiceClient(conn)
 	}
 	// Warm up: connections, caches, the JIT-free but page-cold server.
 	for range 200 {
@@ -108,6 +110,13 @@ func measureIntake(ctx context.Context, addr string, d time.Duration, bulkRows i
 		}
 	}
 	var rr atomic.Int64
+	health := healthpb.NewHealthClient(conns[0])
+	for _, c := range concurrencies {
+		f.grpcFloor[c] = timed(d/2, c, func() error {
+			_, err := health.Check(ctx, &healthpb.HealthCheckRequest{})
+			return err
+		})
+	}
 	for _, c := range concurrencies {
 		f.capture[c] = timed(d, c, func() error {
 			_, err := clients[rr.Add(1)%int64(len(clients))].CaptureLead(ctx, captureReq("c"))

@@ -1,0 +1,60 @@
+package form_test
+
+import (
+	"testing"
+	"time"
+
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/services/intake/form"
+)
+
+func TestNormalization(t *testing.T) {
+	cases := []struct {
+		name, in, want string
+		fn             func(*form.Violations, string, string) string
+	}{
+		{"phone with spaces", "+44 20 7946 0958", "+442079460958", form.Phone},
+		{"phone with 00 prefix", "0049 (151) 123-456-78", "+4915112345678", form.Phone},
+		{"phone without country", "0151 12345678", "", form.Phone},
+		{"country lower case", "de", "DE", form.Country},
+		{"unknown country", "XX", "", form.Country},
+		{"email trimmed and lowered", "  Ada@Example.COM ", "ada@example.com", func(v *form.Violations, f, s string) string { e, _ := form.Email(v, f, s); return e }},
+		{"email with two ats", "a@b@c.com", "", func(v *form.Violations, f, s string) string { e, _ := form.Email(v, f, s); return e }},
+		{"email with 65-byte local part", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@x.com", "", func(v *form.Violations, f, s string) string { e, _ := form.Email(v, f, s); return e }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var v form.Violations
+			got := c.fn(&v, "f", c.in)
+			if got != c.want {
+				t.Fatalf("%q → %q, want %q", c.in, got, c.want)
+			}
+			if (c.want == "") != (len(v) == 1) {
+				t.Fatalf("violations %v for %q", v, c.in)
+			}
+		})
+	}
+}
+
+func TestCheckCaptureDoesNotChangeItsInput(t *testing.T) {
+	in := form.Capture{
+		Contact:     &eventv1.Contact{Email: " A@B.com", Phone: "0044 20 7946 0958"},
+		Profile:     &eventv1.Profile{Country: "gb"},
+		Attribution: &eventv1.Attribution{Source: "web-form"},
+	}
+	l, v := form.CheckCapture(in, time.Now())
+	if len(v) > 0 {
+		t.Fatal(v)
+	}
+	if l.Email != "a@b.com" || l.Contact.GetPhone() != "+442079460958" || l.Profile.GetCountry() != "GB" || l.Profile.GetEmailDomain() != "b.com" {
+		t.Fatalf("normalized: %v %v", l.Contact, l.Profile)
+	}
+	if in.Contact.GetEmail() != " A@B.com" || in.Profile.GetCountry() != "gb" {
+		t.Fatal("CheckCapture changed the caller's messages")
+	}
+	// A nil profile and attribution are refused for the source, not a panic.
+	_, v = form.CheckCapture(form.Capture{Contact: &eventv1.Contact{Email: "a@b.com"}}, time.Now())
+	if len(v) != 1 || v[0].Field != "attribution.source" {
+		t.Fatalf("violations %v", v)
+	}
+}
