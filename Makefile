@@ -28,6 +28,7 @@ lint: ## buf lint and breaking, gofmt, go vet
 	else echo "buf breaking: main has no proto/ yet, nothing to compare"; fi
 	@out=$$(gofmt -l $$(go list -m -f '{{.Dir}}')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
 	go vet $(MODULES)
+	bash deploy/check.sh
 
 .PHONY: test
 test: check-generate lint ## every test of every module, with -race
