@@ -51,22 +51,38 @@ func (a *App) RegisterCampaign(ctx context.Context, in RegisterCampaign, meta ev
 		StartsAt: ts(in.StartsAt), EndsAt: ts(in.EndsAt), Budget: in.Budget,
 	}
 	meta.Actor = orActor(in.Actor, meta.Actor)
+	return a.appendToCampaign(ctx, in.CampaignID, payload, meta, func(recs []eventstore.Record) (bool, error) {
+		if len(recs) == 0 {
+			return false, nil
+		}
+		if proto.Equal(recs[0].Event.GetCampaignRegistered(), payload) {
+			return true, nil
+		}
+		return false, fmt.Errorf("campaign %s: %w", in.CampaignID, ErrAlreadyExists)
+	})
+}
+
+// appendToCampaign is the read-decide-append loop of campaign commands:
+// load, let done say whether the command already happened (or is
+// refused), append at the loaded version, and on a lost race again.
+func (a *App) appendToCampaign(ctx context.Context, campaignID string, payload eventPayload, meta eventstore.Meta, done func([]eventstore.Record) (bool, error)) (Written, error) {
 	for attempt := range maxRaces {
-		recs, err := a.campaigns.Load(ctx, in.CampaignID)
+		recs, err := a.campaigns.Load(ctx, campaignID)
 		if err != nil {
 			return Written{}, err
 		}
+		var version uint64
 		if len(recs) > 0 {
-			if proto.Equal(recs[0].Event.GetCampaignRegistered(), payload) {
-				return Written{Version: recs[len(recs)-1].Seq, Replayed: true}, nil
-			}
-			return Written{}, fmt.Errorf("campaign %s: %w", in.CampaignID, ErrAlreadyExists)
+			version = recs[len(recs)-1].Seq
+		}
+		if seen, err := done(recs); err != nil || seen {
+			return Written{Version: version, Replayed: seen}, err
 		}
 		ev, err := eventstore.NewEvent("", payload, meta, a.now())
 		if err != nil {
 			return Written{}, err
 		}
-		nv, err := a.campaigns.Append(ctx, in.CampaignID, 0, ev)
+		nv, err := a.campaigns.Append(ctx, campaignID, version, ev)
 		if errors.Is(err, eventstore.ErrConflict) {
 			if err := raced(ctx, attempt); err != nil {
 				return Written{}, err
@@ -78,7 +94,7 @@ func (a *App) RegisterCampaign(ctx context.Context, in RegisterCampaign, meta ev
 		}
 		return Written{Version: nv}, nil
 	}
-	return Written{}, fmt.Errorf("campaign %s: %w", in.CampaignID, eventstore.ErrConflict)
+	return Written{}, fmt.Errorf("campaign %s: %w", campaignID, eventstore.ErrConflict)
 }
 
 // RecordCampaignCost is spend on a campaign.
@@ -112,37 +128,17 @@ func (a *App) RecordCampaignCost(ctx context.Context, in RecordCampaignCost, met
 		PeriodStart: ts(in.PeriodStart), PeriodEnd: ts(in.PeriodEnd),
 	}
 	meta.Actor = orActor(in.Actor, meta.Actor)
-	for attempt := range maxRaces {
-		recs, err := a.campaigns.Load(ctx, in.CampaignID)
-		if err != nil {
-			return Written{}, err
-		}
+	return a.appendToCampaign(ctx, in.CampaignID, payload, meta, func(recs []eventstore.Record) (bool, error) {
 		if len(recs) == 0 {
-			return Written{}, fmt.Errorf("campaign %s: %w", in.CampaignID, ErrNotFound)
+			return false, fmt.Errorf("campaign %s: %w", in.CampaignID, ErrNotFound)
 		}
-		version := recs[len(recs)-1].Seq
 		for _, r := range recs {
 			if r.Event.GetCampaignCostRecorded().GetCostId() == in.CostID {
-				return Written{Version: version, Replayed: true}, nil
+				return true, nil
 			}
 		}
-		ev, err := eventstore.NewEvent("", payload, meta, a.now())
-		if err != nil {
-			return Written{}, err
-		}
-		nv, err := a.campaigns.Append(ctx, in.CampaignID, version, ev)
-		if errors.Is(err, eventstore.ErrConflict) {
-			if err := raced(ctx, attempt); err != nil {
-				return Written{}, err
-			}
-			continue
-		}
-		if err != nil {
-			return Written{}, err
-		}
-		return Written{Version: nv}, nil
-	}
-	return Written{}, fmt.Errorf("campaign %s: %w", in.CampaignID, eventstore.ErrConflict)
+		return false, nil
+	})
 }
 
 func ts(t time.Time) *timestamppb.Timestamp {
