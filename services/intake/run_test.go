@@ -167,7 +167,8 @@ func TestSameEmailIsOneLead(t *testing.T) {
 		t.Fatal(err)
 	}
 	again := lead("  GRACE@navy.MIL")
-	again.Profile.Title = "Rear Admiral"
+	again.Contact.FirstName, again.Contact.LastName, again.Contact.Phone = "", "", ""
+	again.Profile = &eventv1.Profile{Title: "Rear Admiral"}
 	second, err := e.client.CaptureLead(ctx, again)
 	if err != nil {
 		t.Fatal(err)
@@ -179,8 +180,11 @@ func TestSameEmailIsOneLead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.GetLead().GetSubmissions() != 2 || got.GetLead().GetProfile().GetTitle() != "Rear Admiral" {
-		t.Fatalf("lead after resubmission: %v", got.GetLead())
+	// The later submission adds what it says and keeps the rest.
+	l := got.GetLead()
+	if l.GetSubmissions() != 2 || l.GetProfile().GetTitle() != "Rear Admiral" || l.GetProfile().GetCompany() != "Analytical Engines" ||
+		l.GetContact().GetFirstName() != "Ada" || l.GetContact().GetEmail() != "grace@navy.mil" {
+		t.Fatalf("lead after resubmission: %v", l)
 	}
 	// The same external id from another email is the same person too.
 	byExt := lead("other@navy.mil")

@@ -41,8 +41,8 @@ func (a *App) GetLead(ctx context.Context, leadID string) (LeadView, error) {
 		return LeadView{}, err
 	}
 	state, version := stateOf(recs)
-	view := LeadView{LeadID: leadID, State: state, Version: version}
-	var sealed []byte
+	view := LeadView{LeadID: leadID, State: state, Version: version, Profile: &eventv1.Profile{}, Attribution: &eventv1.Attribution{}}
+	var sealed [][]byte
 	consents := map[eventv1.ConsentChannel]*eventv1.Consent{}
 	var order []eventv1.ConsentChannel
 	setConsent := func(c *eventv1.Consent) {
@@ -55,16 +55,21 @@ func (a *App) GetLead(ctx context.Context, leadID string) (LeadView, error) {
 		ev := r.Event
 		view.UpdatedAt = r.Time
 		switch p := eventstore.Payload(ev).(type) {
+		// A later submission adds what it says and keeps the rest: its
+		// set fields win (proto.Merge copies only populated fields).
 		case *eventv1.LeadCaptured:
 			view.CapturedAt = ev.GetOccurredAt().AsTime()
 			view.Submissions++
-			sealed, view.Profile, view.Attribution = p.GetSealedContact(), p.GetProfile(), p.GetAttribution()
+			sealed = append(sealed, p.GetSealedContact())
+			proto.Merge(view.Profile, p.GetProfile())
+			proto.Merge(view.Attribution, p.GetAttribution())
 			for _, c := range p.GetConsents() {
 				setConsent(c)
 			}
 		case *eventv1.LeadResubmitted:
 			view.Submissions++
-			sealed, view.Profile = p.GetSealedContact(), p.GetProfile()
+			sealed = append(sealed, p.GetSealedContact())
+			proto.Merge(view.Profile, p.GetProfile())
 		case *eventv1.ActivityRecorded:
 			view.Activities++
 		case *eventv1.ConsentChanged:
@@ -76,21 +81,34 @@ func (a *App) GetLead(ctx context.Context, leadID string) (LeadView, error) {
 	for _, ch := range order {
 		view.Consents = append(view.Consents, consents[ch])
 	}
-	if sealed != nil && !view.Erased {
-		plain, err := a.keys.Open(ctx, leadID, sealed)
-		switch {
-		case errors.Is(err, vault.ErrShredded):
+	if !view.Erased {
+		contact, err := a.openContacts(ctx, leadID, sealed)
+		if errors.Is(err, vault.ErrShredded) {
 			view.Erased = true
-		case err != nil:
-			return LeadView{}, fmt.Errorf("open contact of %s: %w", leadID, err)
-		default:
-			view.Contact = &eventv1.Contact{}
-			if err := proto.Unmarshal(plain, view.Contact); err != nil {
-				return LeadView{}, fmt.Errorf("decode contact of %s: %w", leadID, err)
-			}
+		} else if err != nil {
+			return LeadView{}, err
 		}
+		view.Contact = contact
 	}
 	return view, nil
+}
+
+// openContacts opens every submitted contact of a lead, oldest first,
+// and merges them: the latest value of each field wins.
+func (a *App) openContacts(ctx context.Context, leadID string, sealed [][]byte) (*eventv1.Contact, error) {
+	out := &eventv1.Contact{}
+	for _, s := range sealed {
+		plain, err := a.keys.Open(ctx, leadID, s)
+		if err != nil {
+			return nil, fmt.Errorf("open contact of %s: %w", leadID, err)
+		}
+		c := &eventv1.Contact{}
+		if err := proto.Unmarshal(plain, c); err != nil {
+			return nil, fmt.Errorf("decode contact of %s: %w", leadID, err)
+		}
+		proto.Merge(out, c)
+	}
+	return out, nil
 }
 
 // TimelineEntry is one event of a lead with a one-line summary.
