@@ -23,17 +23,20 @@ import (
 	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
 )
 
-type intakeProc struct {
+// proc is a service process the bench started.
+type proc struct {
 	cmd  *exec.Cmd
 	addr string
 }
 
-func (p *intakeProc) stop() {
+func (p *proc) stop() {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	_ = p.cmd.Wait()
 }
 
-func startIntake(ctx context.Context, bin, natsURL string) (*intakeProc, error) {
+// startService runs a service binary on a free port against the bench's
+// server and waits until its gRPC health check says SERVING.
+func startService(ctx context.Context, bin, natsURL string) (*proc, error) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -46,7 +49,7 @@ func startIntake(ctx context.Context, bin, natsURL string) (*intakeProc, error) 
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	p := &intakeProc{cmd: cmd, addr: addr}
+	p := &proc{cmd: cmd, addr: addr}
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		p.stop()
@@ -60,7 +63,7 @@ func startIntake(ctx context.Context, bin, natsURL string) (*intakeProc, error) 
 		}
 		if time.Now().After(deadline) {
 			p.stop()
-			return nil, fmt.Errorf("intake not healthy: %v", err)
+			return nil, fmt.Errorf("%s not healthy: %v", bin, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -51,23 +51,46 @@ func run() error {
 		return fmt.Errorf("raw: %w", err)
 	}
 
-	bin := filepath.Join(dir, "intake")
-	build := exec.Command("go", "build", "-o", bin, "./services/intake")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("build intake: %w", err)
-	}
 	natsURLForCount = ns.URL()
-	svc, err := startIntake(ctx, bin, ns.URL())
-	if err != nil {
-		return err
+	procs := map[string]*proc{}
+	for _, name := range []string{"intake", "qualification"} {
+		bin := filepath.Join(dir, name)
+		build := exec.Command("go", "build", "-o", bin, "./services/"+name)
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			return fmt.Errorf("build %s: %w", name, err)
+		}
+		p, err := startService(ctx, bin, ns.URL())
+		if err != nil {
+			return err
+		}
+		defer p.stop()
+		procs[name] = p
 	}
-	defer svc.stop()
-	lf, err := measureIntake(ctx, svc.addr, *dur, *bulkRows)
+	// Qualification gets its model now, then sits paused while intake is
+	// measured, so the capture figures are intake's alone; its backlog
+	// is measured after.
+	q, err := newQualification(ctx, ns.URL(), procs["qualification"].addr)
+	if err != nil {
+		return fmt.Errorf("qualification: %w", err)
+	}
+	defer q.close()
+	if err := q.activate(ctx, 70); err != nil {
+		return fmt.Errorf("activate model: %w", err)
+	}
+	if err := q.pause(ctx); err != nil {
+		return fmt.Errorf("pause qualification: %w", err)
+	}
+	lf, err := measureIntake(ctx, procs["intake"].addr, *dur, *bulkRows)
 	if err != nil {
 		return fmt.Errorf("intake: %w", err)
 	}
+	qf, err := q.measure(ctx)
+	if err != nil {
+		return fmt.Errorf("qualification: %w", err)
+	}
 	report(os.Stdout, payload, raw, lf)
+	reportQualification(os.Stdout, raw, qf)
 	return nil
 }
 

@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
+	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
 	"github.com/leadflow/leadflow/pkg/grpcserver"
 )
 
@@ -60,6 +63,7 @@ func seedDemo(ctx context.Context, conns map[string]*grpc.ClientConn, out io.Wri
 
 	fmt.Fprintln(out, "\nDemo leads (captured through intake; repeated runs replay, they do not duplicate):")
 	var first string
+	ids := make([]string, len(demoLeads))
 	for i, d := range demoLeads {
 		res, err := intake.CaptureLead(ctx, &intakev1.CaptureLeadRequest{
 			IdempotencyKey: fmt.Sprintf("demo-capture-%d", i),
@@ -74,6 +78,7 @@ func seedDemo(ctx context.Context, conns map[string]*grpc.ClientConn, out io.Wri
 		if first == "" {
 			first = res.GetLeadId()
 		}
+		ids[i] = res.GetLeadId()
 		for j, a := range d.activities {
 			if _, err := intake.RecordActivity(ctx, &intakev1.RecordActivityRequest{LeadId: res.GetLeadId(), ActivityId: fmt.Sprintf("demo-%d-%d", i, j), Type: a, CampaignId: d.campaign}); err != nil {
 				return "", fmt.Errorf("activity for %s: %w", d.email, err)
@@ -92,6 +97,12 @@ func seedDemo(ctx context.Context, conns map[string]*grpc.ClientConn, out io.Wri
 	}
 	fmt.Fprintf(out, "  %-26s %s  %s%s (same person, deduplicated)\n", "ADA@Analytical.Example", again.GetLeadId(), again.GetOutcome(), replayed(again.GetReplayed()))
 
+	if conns["qualification"] != nil {
+		if err := showScores(ctx, conns, ids, out); err != nil {
+			return "", err
+		}
+	}
+
 	// Bad input is refused, and says which field.
 	_, err = intake.CaptureLead(ctx, &intakev1.CaptureLeadRequest{Contact: &eventv1.Contact{Email: "not-an-email", Phone: "call me"}, Attribution: &eventv1.Attribution{Source: "web-form"}})
 	fmt.Fprintln(out, "\nA bad request is refused with INVALID_ARGUMENT and the fields:")
@@ -106,4 +117,54 @@ func replayed(r bool) string {
 		return " (replayed)"
 	}
 	return ""
+}
+
+// showScores waits until qualification has scored every demo lead's last
+// event and prints score and status: the leads that crossed the threshold
+// are MQLs, routed to the routing queue with a deadline.
+func showScores(ctx context.Context, conns map[string]*grpc.ClientConn, ids []string, out io.Writer) error {
+	intake := intakev1.NewIntakeServiceClient(conns["intake"])
+	q := qualificationv1.NewQualificationServiceClient(conns["qualification"])
+	fmt.Fprintln(out, "\nScored by qualification from the stream (score / threshold → status, owner):")
+	for i, id := range ids {
+		var line string
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			lead, err := intake.GetLead(ctx, &intakev1.GetLeadRequest{LeadId: id})
+			if err != nil {
+				return err
+			}
+			ex, err := q.ExplainScore(ctx, &qualificationv1.ExplainScoreRequest{LeadId: id})
+			lc := lead.GetLead().GetLifecycle()
+			// Scored after the lead's last intake event: nothing more to come.
+			if err == nil && ex.GetCauseEventId() != "" && scoredLast(ctx, intake, id, ex.GetCauseEventId()) {
+				line = fmt.Sprintf("%3d / %d → %s, owner %s", ex.GetScore().GetTotal(), ex.GetScore().GetThreshold(),
+					strings.TrimPrefix(lc.GetStatus().String(), "LEAD_STATUS_"), lc.GetOwner().GetId())
+				break
+			}
+			if time.Now().After(deadline) {
+				line = "not scored yet (is a model active?)"
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		fmt.Fprintf(out, "  %-26s %s\n", demoLeads[i].email, line)
+	}
+	return nil
+}
+
+// scoredLast reports whether cause is the lead's last intake event.
+func scoredLast(ctx context.Context, intake intakev1.IntakeServiceClient, leadID, cause string) bool {
+	tl, err := intake.GetLeadTimeline(ctx, &intakev1.GetLeadTimelineRequest{LeadId: leadID})
+	if err != nil {
+		return false
+	}
+	var last string
+	for _, e := range tl.GetEntries() {
+		switch e.GetEvent().GetPayload().(type) {
+		case *eventv1.Event_LeadCaptured, *eventv1.Event_LeadResubmitted, *eventv1.Event_ActivityRecorded, *eventv1.Event_ConsentChanged:
+			last = e.GetEvent().GetEventId()
+		}
+	}
+	return last == cause
 }

@@ -23,7 +23,8 @@ const (
 )
 
 // Event is one fact in the LEADFLOW stream. Every message stored on a
-// `lead.<id>` or `campaign.<id>` subject is one serialized Event. The
+// `lead.<id>`, `campaign.<id>` or `model.<id>` subject is one serialized
+// Event. The
 // envelope fields are set by the writer; exactly one payload is set.
 type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -64,6 +65,11 @@ type Event struct {
 	//	*Event_LeadScored
 	//	*Event_LeadQualified
 	//	*Event_LeadDisqualified
+	//	*Event_ScoringModelProposed
+	//	*Event_ScoringModelApproved
+	//	*Event_ScoringModelActivated
+	//	*Event_ScoringModelRescoreStarted
+	//	*Event_ScoringModelRescoreCompleted
 	//	*Event_LeadAssigned
 	//	*Event_LeadAccepted
 	//	*Event_LeadRejected
@@ -303,6 +309,51 @@ func (x *Event) GetLeadDisqualified() *LeadDisqualified {
 	return nil
 }
 
+func (x *Event) GetScoringModelProposed() *ScoringModelProposed {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_ScoringModelProposed); ok {
+			return x.ScoringModelProposed
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetScoringModelApproved() *ScoringModelApproved {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_ScoringModelApproved); ok {
+			return x.ScoringModelApproved
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetScoringModelActivated() *ScoringModelActivated {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_ScoringModelActivated); ok {
+			return x.ScoringModelActivated
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetScoringModelRescoreStarted() *ScoringModelRescoreStarted {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_ScoringModelRescoreStarted); ok {
+			return x.ScoringModelRescoreStarted
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetScoringModelRescoreCompleted() *ScoringModelRescoreCompleted {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_ScoringModelRescoreCompleted); ok {
+			return x.ScoringModelRescoreCompleted
+		}
+	}
+	return nil
+}
+
 func (x *Event) GetLeadAssigned() *LeadAssigned {
 	if x != nil {
 		if x, ok := x.Payload.(*Event_LeadAssigned); ok {
@@ -477,6 +528,27 @@ type Event_LeadDisqualified struct {
 	LeadDisqualified *LeadDisqualified `protobuf:"bytes,42,opt,name=lead_disqualified,json=leadDisqualified,proto3,oneof"`
 }
 
+type Event_ScoringModelProposed struct {
+	// Scoring model events, on subject model.scoring (no lead_id, no lifecycle).
+	ScoringModelProposed *ScoringModelProposed `protobuf:"bytes,43,opt,name=scoring_model_proposed,json=scoringModelProposed,proto3,oneof"`
+}
+
+type Event_ScoringModelApproved struct {
+	ScoringModelApproved *ScoringModelApproved `protobuf:"bytes,44,opt,name=scoring_model_approved,json=scoringModelApproved,proto3,oneof"`
+}
+
+type Event_ScoringModelActivated struct {
+	ScoringModelActivated *ScoringModelActivated `protobuf:"bytes,45,opt,name=scoring_model_activated,json=scoringModelActivated,proto3,oneof"`
+}
+
+type Event_ScoringModelRescoreStarted struct {
+	ScoringModelRescoreStarted *ScoringModelRescoreStarted `protobuf:"bytes,46,opt,name=scoring_model_rescore_started,json=scoringModelRescoreStarted,proto3,oneof"`
+}
+
+type Event_ScoringModelRescoreCompleted struct {
+	ScoringModelRescoreCompleted *ScoringModelRescoreCompleted `protobuf:"bytes,47,opt,name=scoring_model_rescore_completed,json=scoringModelRescoreCompleted,proto3,oneof"`
+}
+
 type Event_LeadAssigned struct {
 	LeadAssigned *LeadAssigned `protobuf:"bytes,60,opt,name=lead_assigned,json=leadAssigned,proto3,oneof"`
 }
@@ -554,6 +626,16 @@ func (*Event_LeadScored) isEvent_Payload() {}
 func (*Event_LeadQualified) isEvent_Payload() {}
 
 func (*Event_LeadDisqualified) isEvent_Payload() {}
+
+func (*Event_ScoringModelProposed) isEvent_Payload() {}
+
+func (*Event_ScoringModelApproved) isEvent_Payload() {}
+
+func (*Event_ScoringModelActivated) isEvent_Payload() {}
+
+func (*Event_ScoringModelRescoreStarted) isEvent_Payload() {}
+
+func (*Event_ScoringModelRescoreCompleted) isEvent_Payload() {}
 
 func (*Event_LeadAssigned) isEvent_Payload() {}
 
@@ -787,7 +869,7 @@ var File_leadflow_event_v1_envelope_proto protoreflect.FileDescriptor
 
 const file_leadflow_event_v1_envelope_proto_rawDesc = "" +
 	"\n" +
-	" leadflow/event/v1/envelope.proto\x12\x11leadflow.event.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cleadflow/event/v1/lead.proto\x1a\x1fleadflow/event/v1/handoff.proto\x1a\x1fleadflow/event/v1/nurture.proto\x1a%leadflow/event/v1/qualification.proto\x1a\x1dleadflow/event/v1/types.proto\"\xf3\x12\n" +
+	" leadflow/event/v1/envelope.proto\x12\x11leadflow.event.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cleadflow/event/v1/lead.proto\x1a\x1fleadflow/event/v1/handoff.proto\x1a\x1fleadflow/event/v1/nurture.proto\x1a%leadflow/event/v1/qualification.proto\x1a\x1dleadflow/event/v1/types.proto\"\x87\x17\n" +
 	"\x05Event\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x17\n" +
 	"\alead_id\x18\x02 \x01(\tR\x06leadId\x12\x1d\n" +
@@ -818,7 +900,12 @@ const file_leadflow_event_v1_envelope_proto_rawDesc = "" +
 	"\vlead_scored\x18( \x01(\v2\x1d.leadflow.event.v1.LeadScoredH\x00R\n" +
 	"leadScored\x12I\n" +
 	"\x0elead_qualified\x18) \x01(\v2 .leadflow.event.v1.LeadQualifiedH\x00R\rleadQualified\x12R\n" +
-	"\x11lead_disqualified\x18* \x01(\v2#.leadflow.event.v1.LeadDisqualifiedH\x00R\x10leadDisqualified\x12F\n" +
+	"\x11lead_disqualified\x18* \x01(\v2#.leadflow.event.v1.LeadDisqualifiedH\x00R\x10leadDisqualified\x12_\n" +
+	"\x16scoring_model_proposed\x18+ \x01(\v2'.leadflow.event.v1.ScoringModelProposedH\x00R\x14scoringModelProposed\x12_\n" +
+	"\x16scoring_model_approved\x18, \x01(\v2'.leadflow.event.v1.ScoringModelApprovedH\x00R\x14scoringModelApproved\x12b\n" +
+	"\x17scoring_model_activated\x18- \x01(\v2(.leadflow.event.v1.ScoringModelActivatedH\x00R\x15scoringModelActivated\x12r\n" +
+	"\x1dscoring_model_rescore_started\x18. \x01(\v2-.leadflow.event.v1.ScoringModelRescoreStartedH\x00R\x1ascoringModelRescoreStarted\x12x\n" +
+	"\x1fscoring_model_rescore_completed\x18/ \x01(\v2/.leadflow.event.v1.ScoringModelRescoreCompletedH\x00R\x1cscoringModelRescoreCompleted\x12F\n" +
 	"\rlead_assigned\x18< \x01(\v2\x1f.leadflow.event.v1.LeadAssignedH\x00R\fleadAssigned\x12F\n" +
 	"\rlead_accepted\x18= \x01(\v2\x1f.leadflow.event.v1.LeadAcceptedH\x00R\fleadAccepted\x12F\n" +
 	"\rlead_rejected\x18> \x01(\v2\x1f.leadflow.event.v1.LeadRejectedH\x00R\fleadRejected\x12R\n" +
@@ -866,39 +953,44 @@ func file_leadflow_event_v1_envelope_proto_rawDescGZIP() []byte {
 
 var file_leadflow_event_v1_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_leadflow_event_v1_envelope_proto_goTypes = []any{
-	(*Event)(nil),                 // 0: leadflow.event.v1.Event
-	(*TraceContext)(nil),          // 1: leadflow.event.v1.TraceContext
-	(*Lifecycle)(nil),             // 2: leadflow.event.v1.Lifecycle
-	(*Claim)(nil),                 // 3: leadflow.event.v1.Claim
-	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
-	(*Actor)(nil),                 // 5: leadflow.event.v1.Actor
-	(*LeadCaptured)(nil),          // 6: leadflow.event.v1.LeadCaptured
-	(*LeadResubmitted)(nil),       // 7: leadflow.event.v1.LeadResubmitted
-	(*LeadMerged)(nil),            // 8: leadflow.event.v1.LeadMerged
-	(*ActivityRecorded)(nil),      // 9: leadflow.event.v1.ActivityRecorded
-	(*CampaignRegistered)(nil),    // 10: leadflow.event.v1.CampaignRegistered
-	(*CampaignCostRecorded)(nil),  // 11: leadflow.event.v1.CampaignCostRecorded
-	(*ConsentChanged)(nil),        // 12: leadflow.event.v1.ConsentChanged
-	(*LeadErased)(nil),            // 13: leadflow.event.v1.LeadErased
-	(*LeadScored)(nil),            // 14: leadflow.event.v1.LeadScored
-	(*LeadQualified)(nil),         // 15: leadflow.event.v1.LeadQualified
-	(*LeadDisqualified)(nil),      // 16: leadflow.event.v1.LeadDisqualified
-	(*LeadAssigned)(nil),          // 17: leadflow.event.v1.LeadAssigned
-	(*LeadAccepted)(nil),          // 18: leadflow.event.v1.LeadAccepted
-	(*LeadRejected)(nil),          // 19: leadflow.event.v1.LeadRejected
-	(*ContactAttempted)(nil),      // 20: leadflow.event.v1.ContactAttempted
-	(*SLAWarned)(nil),             // 21: leadflow.event.v1.SLAWarned
-	(*SLABreached)(nil),           // 22: leadflow.event.v1.SLABreached
-	(*LeadReassigned)(nil),        // 23: leadflow.event.v1.LeadReassigned
-	(*OpportunityCreated)(nil),    // 24: leadflow.event.v1.OpportunityCreated
-	(*DealWon)(nil),               // 25: leadflow.event.v1.DealWon
-	(*DealLost)(nil),              // 26: leadflow.event.v1.DealLost
-	(*LeadRecycled)(nil),          // 27: leadflow.event.v1.LeadRecycled
-	(*NurtureEnrolled)(nil),       // 28: leadflow.event.v1.NurtureEnrolled
-	(*LeadReengaged)(nil),         // 29: leadflow.event.v1.LeadReengaged
-	(*NurtureExited)(nil),         // 30: leadflow.event.v1.NurtureExited
-	(LeadStatus)(0),               // 31: leadflow.event.v1.LeadStatus
-	(*Owner)(nil),                 // 32: leadflow.event.v1.Owner
+	(*Event)(nil),                        // 0: leadflow.event.v1.Event
+	(*TraceContext)(nil),                 // 1: leadflow.event.v1.TraceContext
+	(*Lifecycle)(nil),                    // 2: leadflow.event.v1.Lifecycle
+	(*Claim)(nil),                        // 3: leadflow.event.v1.Claim
+	(*timestamppb.Timestamp)(nil),        // 4: google.protobuf.Timestamp
+	(*Actor)(nil),                        // 5: leadflow.event.v1.Actor
+	(*LeadCaptured)(nil),                 // 6: leadflow.event.v1.LeadCaptured
+	(*LeadResubmitted)(nil),              // 7: leadflow.event.v1.LeadResubmitted
+	(*LeadMerged)(nil),                   // 8: leadflow.event.v1.LeadMerged
+	(*ActivityRecorded)(nil),             // 9: leadflow.event.v1.ActivityRecorded
+	(*CampaignRegistered)(nil),           // 10: leadflow.event.v1.CampaignRegistered
+	(*CampaignCostRecorded)(nil),         // 11: leadflow.event.v1.CampaignCostRecorded
+	(*ConsentChanged)(nil),               // 12: leadflow.event.v1.ConsentChanged
+	(*LeadErased)(nil),                   // 13: leadflow.event.v1.LeadErased
+	(*LeadScored)(nil),                   // 14: leadflow.event.v1.LeadScored
+	(*LeadQualified)(nil),                // 15: leadflow.event.v1.LeadQualified
+	(*LeadDisqualified)(nil),             // 16: leadflow.event.v1.LeadDisqualified
+	(*ScoringModelProposed)(nil),         // 17: leadflow.event.v1.ScoringModelProposed
+	(*ScoringModelApproved)(nil),         // 18: leadflow.event.v1.ScoringModelApproved
+	(*ScoringModelActivated)(nil),        // 19: leadflow.event.v1.ScoringModelActivated
+	(*ScoringModelRescoreStarted)(nil),   // 20: leadflow.event.v1.ScoringModelRescoreStarted
+	(*ScoringModelRescoreCompleted)(nil), // 21: leadflow.event.v1.ScoringModelRescoreCompleted
+	(*LeadAssigned)(nil),                 // 22: leadflow.event.v1.LeadAssigned
+	(*LeadAccepted)(nil),                 // 23: leadflow.event.v1.LeadAccepted
+	(*LeadRejected)(nil),                 // 24: leadflow.event.v1.LeadRejected
+	(*ContactAttempted)(nil),             // 25: leadflow.event.v1.ContactAttempted
+	(*SLAWarned)(nil),                    // 26: leadflow.event.v1.SLAWarned
+	(*SLABreached)(nil),                  // 27: leadflow.event.v1.SLABreached
+	(*LeadReassigned)(nil),               // 28: leadflow.event.v1.LeadReassigned
+	(*OpportunityCreated)(nil),           // 29: leadflow.event.v1.OpportunityCreated
+	(*DealWon)(nil),                      // 30: leadflow.event.v1.DealWon
+	(*DealLost)(nil),                     // 31: leadflow.event.v1.DealLost
+	(*LeadRecycled)(nil),                 // 32: leadflow.event.v1.LeadRecycled
+	(*NurtureEnrolled)(nil),              // 33: leadflow.event.v1.NurtureEnrolled
+	(*LeadReengaged)(nil),                // 34: leadflow.event.v1.LeadReengaged
+	(*NurtureExited)(nil),                // 35: leadflow.event.v1.NurtureExited
+	(LeadStatus)(0),                      // 36: leadflow.event.v1.LeadStatus
+	(*Owner)(nil),                        // 37: leadflow.event.v1.Owner
 }
 var file_leadflow_event_v1_envelope_proto_depIdxs = []int32{
 	4,  // 0: leadflow.event.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
@@ -917,28 +1009,33 @@ var file_leadflow_event_v1_envelope_proto_depIdxs = []int32{
 	14, // 13: leadflow.event.v1.Event.lead_scored:type_name -> leadflow.event.v1.LeadScored
 	15, // 14: leadflow.event.v1.Event.lead_qualified:type_name -> leadflow.event.v1.LeadQualified
 	16, // 15: leadflow.event.v1.Event.lead_disqualified:type_name -> leadflow.event.v1.LeadDisqualified
-	17, // 16: leadflow.event.v1.Event.lead_assigned:type_name -> leadflow.event.v1.LeadAssigned
-	18, // 17: leadflow.event.v1.Event.lead_accepted:type_name -> leadflow.event.v1.LeadAccepted
-	19, // 18: leadflow.event.v1.Event.lead_rejected:type_name -> leadflow.event.v1.LeadRejected
-	20, // 19: leadflow.event.v1.Event.contact_attempted:type_name -> leadflow.event.v1.ContactAttempted
-	21, // 20: leadflow.event.v1.Event.sla_warned:type_name -> leadflow.event.v1.SLAWarned
-	22, // 21: leadflow.event.v1.Event.sla_breached:type_name -> leadflow.event.v1.SLABreached
-	23, // 22: leadflow.event.v1.Event.lead_reassigned:type_name -> leadflow.event.v1.LeadReassigned
-	24, // 23: leadflow.event.v1.Event.opportunity_created:type_name -> leadflow.event.v1.OpportunityCreated
-	25, // 24: leadflow.event.v1.Event.deal_won:type_name -> leadflow.event.v1.DealWon
-	26, // 25: leadflow.event.v1.Event.deal_lost:type_name -> leadflow.event.v1.DealLost
-	27, // 26: leadflow.event.v1.Event.lead_recycled:type_name -> leadflow.event.v1.LeadRecycled
-	28, // 27: leadflow.event.v1.Event.nurture_enrolled:type_name -> leadflow.event.v1.NurtureEnrolled
-	29, // 28: leadflow.event.v1.Event.lead_reengaged:type_name -> leadflow.event.v1.LeadReengaged
-	30, // 29: leadflow.event.v1.Event.nurture_exited:type_name -> leadflow.event.v1.NurtureExited
-	31, // 30: leadflow.event.v1.Lifecycle.status:type_name -> leadflow.event.v1.LeadStatus
-	32, // 31: leadflow.event.v1.Lifecycle.owner:type_name -> leadflow.event.v1.Owner
-	4,  // 32: leadflow.event.v1.Lifecycle.deadline:type_name -> google.protobuf.Timestamp
-	33, // [33:33] is the sub-list for method output_type
-	33, // [33:33] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	17, // 16: leadflow.event.v1.Event.scoring_model_proposed:type_name -> leadflow.event.v1.ScoringModelProposed
+	18, // 17: leadflow.event.v1.Event.scoring_model_approved:type_name -> leadflow.event.v1.ScoringModelApproved
+	19, // 18: leadflow.event.v1.Event.scoring_model_activated:type_name -> leadflow.event.v1.ScoringModelActivated
+	20, // 19: leadflow.event.v1.Event.scoring_model_rescore_started:type_name -> leadflow.event.v1.ScoringModelRescoreStarted
+	21, // 20: leadflow.event.v1.Event.scoring_model_rescore_completed:type_name -> leadflow.event.v1.ScoringModelRescoreCompleted
+	22, // 21: leadflow.event.v1.Event.lead_assigned:type_name -> leadflow.event.v1.LeadAssigned
+	23, // 22: leadflow.event.v1.Event.lead_accepted:type_name -> leadflow.event.v1.LeadAccepted
+	24, // 23: leadflow.event.v1.Event.lead_rejected:type_name -> leadflow.event.v1.LeadRejected
+	25, // 24: leadflow.event.v1.Event.contact_attempted:type_name -> leadflow.event.v1.ContactAttempted
+	26, // 25: leadflow.event.v1.Event.sla_warned:type_name -> leadflow.event.v1.SLAWarned
+	27, // 26: leadflow.event.v1.Event.sla_breached:type_name -> leadflow.event.v1.SLABreached
+	28, // 27: leadflow.event.v1.Event.lead_reassigned:type_name -> leadflow.event.v1.LeadReassigned
+	29, // 28: leadflow.event.v1.Event.opportunity_created:type_name -> leadflow.event.v1.OpportunityCreated
+	30, // 29: leadflow.event.v1.Event.deal_won:type_name -> leadflow.event.v1.DealWon
+	31, // 30: leadflow.event.v1.Event.deal_lost:type_name -> leadflow.event.v1.DealLost
+	32, // 31: leadflow.event.v1.Event.lead_recycled:type_name -> leadflow.event.v1.LeadRecycled
+	33, // 32: leadflow.event.v1.Event.nurture_enrolled:type_name -> leadflow.event.v1.NurtureEnrolled
+	34, // 33: leadflow.event.v1.Event.lead_reengaged:type_name -> leadflow.event.v1.LeadReengaged
+	35, // 34: leadflow.event.v1.Event.nurture_exited:type_name -> leadflow.event.v1.NurtureExited
+	36, // 35: leadflow.event.v1.Lifecycle.status:type_name -> leadflow.event.v1.LeadStatus
+	37, // 36: leadflow.event.v1.Lifecycle.owner:type_name -> leadflow.event.v1.Owner
+	4,  // 37: leadflow.event.v1.Lifecycle.deadline:type_name -> google.protobuf.Timestamp
+	38, // [38:38] is the sub-list for method output_type
+	38, // [38:38] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_event_v1_envelope_proto_init() }
@@ -963,6 +1060,11 @@ func file_leadflow_event_v1_envelope_proto_init() {
 		(*Event_LeadScored)(nil),
 		(*Event_LeadQualified)(nil),
 		(*Event_LeadDisqualified)(nil),
+		(*Event_ScoringModelProposed)(nil),
+		(*Event_ScoringModelApproved)(nil),
+		(*Event_ScoringModelActivated)(nil),
+		(*Event_ScoringModelRescoreStarted)(nil),
+		(*Event_ScoringModelRescoreCompleted)(nil),
 		(*Event_LeadAssigned)(nil),
 		(*Event_LeadAccepted)(nil),
 		(*Event_LeadRejected)(nil),

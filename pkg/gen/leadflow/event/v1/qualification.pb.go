@@ -9,6 +9,7 @@ package eventv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -388,11 +389,745 @@ func (x *LeadDisqualified) GetDecidedBy() *Actor {
 	return nil
 }
 
+// ScoringModel is one version of the shared scoring model, as proposed:
+// fit rules on the lead's profile, engagement rules on its activity, the
+// MQL threshold, and the rules that disqualify a lead outright. It is
+// data, so both teams can read, diff and sign off every change.
+type ScoringModel struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// model_id names the model; Leadflow has one, "scoring" (subject
+	// model.scoring).
+	ModelId string `protobuf:"bytes,1,opt,name=model_id,json=modelId,proto3" json:"model_id,omitempty"`
+	// version is assigned by the qualification service on proposal: 1, 2, ...
+	Version     uint32 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	Description string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	// threshold is the total score at which a lead becomes an MQL.
+	Threshold       int32             `protobuf:"varint,4,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	FitRules        []*FitRule        `protobuf:"bytes,5,rep,name=fit_rules,json=fitRules,proto3" json:"fit_rules,omitempty"`
+	EngagementRules []*EngagementRule `protobuf:"bytes,6,rep,name=engagement_rules,json=engagementRules,proto3" json:"engagement_rules,omitempty"`
+	DisqualifyRules []*DisqualifyRule `protobuf:"bytes,7,rep,name=disqualify_rules,json=disqualifyRules,proto3" json:"disqualify_rules,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ScoringModel) Reset() {
+	*x = ScoringModel{}
+	mi := &file_leadflow_event_v1_qualification_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScoringModel) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScoringModel) ProtoMessage() {}
+
+func (x *ScoringModel) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_qualification_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScoringModel.ProtoReflect.Descriptor instead.
+func (*ScoringModel) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_qualification_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ScoringModel) GetModelId() string {
+	if x != nil {
+		return x.ModelId
+	}
+	return ""
+}
+
+func (x *ScoringModel) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *ScoringModel) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *ScoringModel) GetThreshold() int32 {
+	if x != nil {
+		return x.Threshold
+	}
+	return 0
+}
+
+func (x *ScoringModel) GetFitRules() []*FitRule {
+	if x != nil {
+		return x.FitRules
+	}
+	return nil
+}
+
+func (x *ScoringModel) GetEngagementRules() []*EngagementRule {
+	if x != nil {
+		return x.EngagementRules
+	}
+	return nil
+}
+
+func (x *ScoringModel) GetDisqualifyRules() []*DisqualifyRule {
+	if x != nil {
+		return x.DisqualifyRules
+	}
+	return nil
+}
+
+// Criteria are conditions on a lead's profile and consents. Every
+// condition that is set must hold; a list holds when any of its values
+// matches. Text compares without regard to case.
+type Criteria struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	SeniorityIn []Seniority            `protobuf:"varint,1,rep,packed,name=seniority_in,json=seniorityIn,proto3,enum=leadflow.event.v1.Seniority" json:"seniority_in,omitempty"`
+	// min_employees and max_employees bound the company size, inclusive;
+	// 0 leaves that side open.
+	MinEmployees int32    `protobuf:"varint,2,opt,name=min_employees,json=minEmployees,proto3" json:"min_employees,omitempty"`
+	MaxEmployees int32    `protobuf:"varint,3,opt,name=max_employees,json=maxEmployees,proto3" json:"max_employees,omitempty"`
+	IndustryIn   []string `protobuf:"bytes,4,rep,name=industry_in,json=industryIn,proto3" json:"industry_in,omitempty"`
+	// country_in holds ISO 3166-1 alpha-2 codes.
+	CountryIn []string `protobuf:"bytes,5,rep,name=country_in,json=countryIn,proto3" json:"country_in,omitempty"`
+	// title_contains holds keywords, any of which the title contains.
+	TitleContains []string `protobuf:"bytes,6,rep,name=title_contains,json=titleContains,proto3" json:"title_contains,omitempty"`
+	// email_domain_in holds domains; a subdomain matches its parent.
+	EmailDomainIn []string `protobuf:"bytes,7,rep,name=email_domain_in,json=emailDomainIn,proto3" json:"email_domain_in,omitempty"`
+	// required names profile fields that must be present: company, title,
+	// seniority, industry, employees, country, email_domain.
+	Required []string `protobuf:"bytes,8,rep,name=required,proto3" json:"required,omitempty"`
+	// consent_withdrawn holds channels whose consent the lead withdrew.
+	ConsentWithdrawn []ConsentChannel `protobuf:"varint,9,rep,packed,name=consent_withdrawn,json=consentWithdrawn,proto3,enum=leadflow.event.v1.ConsentChannel" json:"consent_withdrawn,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *Criteria) Reset() {
+	*x = Criteria{}
+	mi := &file_leadflow_event_v1_qualification_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Criteria) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Criteria) ProtoMessage() {}
+
+func (x *Criteria) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_qualification_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Criteria.ProtoReflect.Descriptor instead.
+func (*Criteria) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_qualification_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Criteria) GetSeniorityIn() []Seniority {
+	if x != nil {
+		return x.SeniorityIn
+	}
+	return nil
+}
+
+func (x *Criteria) GetMinEmployees() int32 {
+	if x != nil {
+		return x.MinEmployees
+	}
+	return 0
+}
+
+func (x *Criteria) GetMaxEmployees() int32 {
+	if x != nil {
+		return x.MaxEmployees
+	}
+	return 0
+}
+
+func (x *Criteria) GetIndustryIn() []string {
+	if x != nil {
+		return x.IndustryIn
+	}
+	return nil
+}
+
+func (x *Criteria) GetCountryIn() []string {
+	if x != nil {
+		return x.CountryIn
+	}
+	return nil
+}
+
+func (x *Criteria) GetTitleContains() []string {
+	if x != nil {
+		return x.TitleContains
+	}
+	return nil
+}
+
+func (x *Criteria) GetEmailDomainIn() []string {
+	if x != nil {
+		return x.EmailDomainIn
+	}
+	return nil
+}
+
+func (x *Criteria) GetRequired() []string {
+	if x != nil {
+		return x.Required
+	}
+	return nil
+}
+
+func (x *Criteria) GetConsentWithdrawn() []ConsentChannel {
+	if x != nil {
+		return x.ConsentWithdrawn
+	}
+	return nil
+}
+
+// FitRule adds points when the lead's profile matches.
+type FitRule struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Description   string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	Points        int32                  `protobuf:"varint,3,opt,name=points,proto3" json:"points,omitempty"`
+	When          *Criteria              `protobuf:"bytes,4,opt,name=when,proto3" json:"when,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FitRule) Reset() {
+	*x = FitRule{}
+	mi := &file_leadflow_event_v1_qualification_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FitRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FitRule) ProtoMessage() {}
+
+func (x *FitRule) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_qualification_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FitRule.ProtoReflect.Descriptor instead.
+func (*FitRule) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_qualification_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *FitRule) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *FitRule) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *FitRule) GetPoints() int32 {
+	if x != nil {
+		return x.Points
+	}
+	return 0
+}
+
+func (x *FitRule) GetWhen() *Criteria {
+	if x != nil {
+		return x.When
+	}
+	return nil
+}
+
+// EngagementRule adds points per activity of one type, halving them every
+// half_life since the activity occurred, at most cap in all.
+type EngagementRule struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Description   string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	ActivityType  ActivityType           `protobuf:"varint,3,opt,name=activity_type,json=activityType,proto3,enum=leadflow.event.v1.ActivityType" json:"activity_type,omitempty"`
+	Points        int32                  `protobuf:"varint,4,opt,name=points,proto3" json:"points,omitempty"`
+	Cap           int32                  `protobuf:"varint,5,opt,name=cap,proto3" json:"cap,omitempty"`
+	HalfLife      *durationpb.Duration   `protobuf:"bytes,6,opt,name=half_life,json=halfLife,proto3" json:"half_life,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EngagementRule) Reset() {
+	*x = EngagementRule{}
+	mi := &file_leadflow_event_v1_qualification_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EngagementRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EngagementRule) ProtoMessage() {}
+
+func (x *EngagementRule) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_qualification_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EngagementRule.ProtoReflect.Descriptor instead.
+func (*EngagementRule) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_qualification_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *EngagementRule) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *EngagementRule) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *EngagementRule) GetActivityType() ActivityType {
+	if x != nil {
+		return x.ActivityType
+	}
+	return ActivityType_ACTIVITY_TYPE_UNSPECIFIED
+}
+
+func (x *EngagementRule) GetPoints() int32 {
+	if x != nil {
+		return x.Points
+	}
+	return 0
+}
+
+func (x *EngagementRule) GetCap() int32 {
+	if x != nil {
+		return x.Cap
+	}
+	return 0
+}
+
+func (x *EngagementRule) GetHalfLife() *durationpb.Duration {
+	if x != nil {
+		return x.HalfLife
+	}
+	return nil
+}
+
+// DisqualifyRule takes a lead out of the funnel when it matches: for good,
+// or with not_now back to nurture.
+type DisqualifyRule struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Description string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	When        *Criteria              `protobuf:"bytes,3,opt,name=when,proto3" json:"when,omitempty"`
+	// reason is recorded on LeadDisqualified.
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	NotNow        bool   `protobuf:"varint,5,opt,name=not_now,json=notNow,proto3" json:"not_now,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisqualifyRule) Reset() {
+	*x = DisqualifyRule{}
+	mi := &file_leadflow_event_v1_qualification_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisqualifyRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisqualifyRule) ProtoMessage() {}
+
+func (x *DisqualifyRule) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_qualification_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisqualifyRule.ProtoReflect.Descriptor instead.
+func (*DisqualifyRule) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_qualification_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *DisqualifyRule) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DisqualifyRule) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *DisqualifyRule) GetWhen() *Criteria {
+	if x != nil {
+		return x.When
+	}
+	return nil
+}
+
+func (x *DisqualifyRule) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DisqualifyRule) GetNotNow() bool {
+	if x != nil {
+		return x.NotNow
+	}
+	return false
+}
+
+// ScoringModelProposed is a new model version awaiting sign-off.
+type ScoringModelProposed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Model         *ScoringModel          `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	ProposedBy    *Actor                 `protobuf:"bytes,2,opt,name=proposed_by,json=proposedBy,proto3" json:"proposed_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScoringModelProposed) Reset() {
+	*x = ScoringModelProposed{}
+	mi := &file_leadflow_event_v1_qualification_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScoringModelProposed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScoringModelProposed) ProtoMessage() {}
+
+func (x *ScoringModelProposed) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_qualification_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScoringModelProposed.ProtoReflect.Descriptor instead.
+func (*ScoringModelProposed) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_qualification_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ScoringModelProposed) GetModel() *ScoringModel {
+	if x != nil {
+		return x.Model
+	}
+	return nil
+}
+
+func (x *ScoringModelProposed) GetProposedBy() *Actor {
+	if x != nil {
+		return x.ProposedBy
+	}
+	return nil
+}
+
+// ScoringModelApproved is one team's sign-off of a version.
+type ScoringModelApproved struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Approver      *Actor                 `protobuf:"bytes,2,opt,name=approver,proto3" json:"approver,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScoringModelApproved) Reset() {
+	*x = ScoringModelApproved{}
+	mi := &file_leadflow_event_v1_qualification_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScoringModelApproved) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScoringModelApproved) ProtoMessage() {}
+
+func (x *ScoringModelApproved) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_qualification_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScoringModelApproved.ProtoReflect.Descriptor instead.
+func (*ScoringModelApproved) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_qualification_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ScoringModelApproved) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *ScoringModelApproved) GetApprover() *Actor {
+	if x != nil {
+		return x.Approver
+	}
+	return nil
+}
+
+// ScoringModelActivated is a version becoming the one that scores, once
+// both marketing and sales approved it. Written atomically with the
+// approval that completes the sign-off.
+type ScoringModelActivated struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Version uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	// superseded_version is the version active before, 0 if none.
+	SupersededVersion uint32 `protobuf:"varint,2,opt,name=superseded_version,json=supersededVersion,proto3" json:"superseded_version,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *ScoringModelActivated) Reset() {
+	*x = ScoringModelActivated{}
+	mi := &file_leadflow_event_v1_qualification_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScoringModelActivated) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScoringModelActivated) ProtoMessage() {}
+
+func (x *ScoringModelActivated) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_qualification_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScoringModelActivated.ProtoReflect.Descriptor instead.
+func (*ScoringModelActivated) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_qualification_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ScoringModelActivated) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *ScoringModelActivated) GetSupersededVersion() uint32 {
+	if x != nil {
+		return x.SupersededVersion
+	}
+	return 0
+}
+
+// ScoringModelRescoreStarted is the re-scoring of every open lead under a
+// newly active version getting under way.
+type ScoringModelRescoreStarted struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Version uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	// total is how many leads the re-score reads (one per lead, its last
+	// event), open or not.
+	Total uint64 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
+	// end_sequence is the stream sequence the re-score has read up to once
+	// it has read every lead.
+	EndSequence   uint64 `protobuf:"varint,3,opt,name=end_sequence,json=endSequence,proto3" json:"end_sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScoringModelRescoreStarted) Reset() {
+	*x = ScoringModelRescoreStarted{}
+	mi := &file_leadflow_event_v1_qualification_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScoringModelRescoreStarted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScoringModelRescoreStarted) ProtoMessage() {}
+
+func (x *ScoringModelRescoreStarted) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_qualification_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScoringModelRescoreStarted.ProtoReflect.Descriptor instead.
+func (*ScoringModelRescoreStarted) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_qualification_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ScoringModelRescoreStarted) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *ScoringModelRescoreStarted) GetTotal() uint64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *ScoringModelRescoreStarted) GetEndSequence() uint64 {
+	if x != nil {
+		return x.EndSequence
+	}
+	return 0
+}
+
+// ScoringModelRescoreCompleted is every open lead re-scored under a version.
+type ScoringModelRescoreCompleted struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Total         uint64                 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScoringModelRescoreCompleted) Reset() {
+	*x = ScoringModelRescoreCompleted{}
+	mi := &file_leadflow_event_v1_qualification_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScoringModelRescoreCompleted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScoringModelRescoreCompleted) ProtoMessage() {}
+
+func (x *ScoringModelRescoreCompleted) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_qualification_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScoringModelRescoreCompleted.ProtoReflect.Descriptor instead.
+func (*ScoringModelRescoreCompleted) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_qualification_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ScoringModelRescoreCompleted) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *ScoringModelRescoreCompleted) GetTotal() uint64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
 var File_leadflow_event_v1_qualification_proto protoreflect.FileDescriptor
 
 const file_leadflow_event_v1_qualification_proto_rawDesc = "" +
 	"\n" +
-	"%leadflow/event/v1/qualification.proto\x12\x11leadflow.event.v1\x1a\x1dleadflow/event/v1/types.proto\"\x92\x01\n" +
+	"%leadflow/event/v1/qualification.proto\x12\x11leadflow.event.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cleadflow/event/v1/lead.proto\x1a\x1dleadflow/event/v1/types.proto\"\x92\x01\n" +
 	"\vScoreReason\x12\x17\n" +
 	"\arule_id\x18\x01 \x01(\tR\x06ruleId\x120\n" +
 	"\x04part\x18\x02 \x01(\x0e2\x1c.leadflow.event.v1.ScorePartR\x04part\x12\x16\n" +
@@ -421,7 +1156,62 @@ const file_leadflow_event_v1_qualification_proto_rawDesc = "" +
 	"\bmodel_id\x18\x04 \x01(\tR\amodelId\x12#\n" +
 	"\rmodel_version\x18\x05 \x01(\rR\fmodelVersion\x127\n" +
 	"\n" +
-	"decided_by\x18\x06 \x01(\v2\x18.leadflow.event.v1.ActorR\tdecidedBy*V\n" +
+	"decided_by\x18\x06 \x01(\v2\x18.leadflow.event.v1.ActorR\tdecidedBy\"\xd8\x02\n" +
+	"\fScoringModel\x12\x19\n" +
+	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\rR\aversion\x12 \n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\x12\x1c\n" +
+	"\tthreshold\x18\x04 \x01(\x05R\tthreshold\x127\n" +
+	"\tfit_rules\x18\x05 \x03(\v2\x1a.leadflow.event.v1.FitRuleR\bfitRules\x12L\n" +
+	"\x10engagement_rules\x18\x06 \x03(\v2!.leadflow.event.v1.EngagementRuleR\x0fengagementRules\x12L\n" +
+	"\x10disqualify_rules\x18\a \x03(\v2!.leadflow.event.v1.DisqualifyRuleR\x0fdisqualifyRules\"\x90\x03\n" +
+	"\bCriteria\x12?\n" +
+	"\fseniority_in\x18\x01 \x03(\x0e2\x1c.leadflow.event.v1.SeniorityR\vseniorityIn\x12#\n" +
+	"\rmin_employees\x18\x02 \x01(\x05R\fminEmployees\x12#\n" +
+	"\rmax_employees\x18\x03 \x01(\x05R\fmaxEmployees\x12\x1f\n" +
+	"\vindustry_in\x18\x04 \x03(\tR\n" +
+	"industryIn\x12\x1d\n" +
+	"\n" +
+	"country_in\x18\x05 \x03(\tR\tcountryIn\x12%\n" +
+	"\x0etitle_contains\x18\x06 \x03(\tR\rtitleContains\x12&\n" +
+	"\x0femail_domain_in\x18\a \x03(\tR\remailDomainIn\x12\x1a\n" +
+	"\brequired\x18\b \x03(\tR\brequired\x12N\n" +
+	"\x11consent_withdrawn\x18\t \x03(\x0e2!.leadflow.event.v1.ConsentChannelR\x10consentWithdrawn\"\x84\x01\n" +
+	"\aFitRule\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x16\n" +
+	"\x06points\x18\x03 \x01(\x05R\x06points\x12/\n" +
+	"\x04when\x18\x04 \x01(\v2\x1b.leadflow.event.v1.CriteriaR\x04when\"\xea\x01\n" +
+	"\x0eEngagementRule\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x12D\n" +
+	"\ractivity_type\x18\x03 \x01(\x0e2\x1f.leadflow.event.v1.ActivityTypeR\factivityType\x12\x16\n" +
+	"\x06points\x18\x04 \x01(\x05R\x06points\x12\x10\n" +
+	"\x03cap\x18\x05 \x01(\x05R\x03cap\x126\n" +
+	"\thalf_life\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\bhalfLife\"\xa4\x01\n" +
+	"\x0eDisqualifyRule\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x12/\n" +
+	"\x04when\x18\x03 \x01(\v2\x1b.leadflow.event.v1.CriteriaR\x04when\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x17\n" +
+	"\anot_now\x18\x05 \x01(\bR\x06notNow\"\x88\x01\n" +
+	"\x14ScoringModelProposed\x125\n" +
+	"\x05model\x18\x01 \x01(\v2\x1f.leadflow.event.v1.ScoringModelR\x05model\x129\n" +
+	"\vproposed_by\x18\x02 \x01(\v2\x18.leadflow.event.v1.ActorR\n" +
+	"proposedBy\"f\n" +
+	"\x14ScoringModelApproved\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\rR\aversion\x124\n" +
+	"\bapprover\x18\x02 \x01(\v2\x18.leadflow.event.v1.ActorR\bapprover\"`\n" +
+	"\x15ScoringModelActivated\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\rR\aversion\x12-\n" +
+	"\x12superseded_version\x18\x02 \x01(\rR\x11supersededVersion\"o\n" +
+	"\x1aScoringModelRescoreStarted\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\rR\aversion\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\x04R\x05total\x12!\n" +
+	"\fend_sequence\x18\x03 \x01(\x04R\vendSequence\"N\n" +
+	"\x1cScoringModelRescoreCompleted\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\rR\aversion\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\x04R\x05total*V\n" +
 	"\tScorePart\x12\x1a\n" +
 	"\x16SCORE_PART_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eSCORE_PART_FIT\x10\x01\x12\x19\n" +
@@ -441,24 +1231,50 @@ func file_leadflow_event_v1_qualification_proto_rawDescGZIP() []byte {
 }
 
 var file_leadflow_event_v1_qualification_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_leadflow_event_v1_qualification_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_leadflow_event_v1_qualification_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_leadflow_event_v1_qualification_proto_goTypes = []any{
-	(ScorePart)(0),           // 0: leadflow.event.v1.ScorePart
-	(*ScoreReason)(nil),      // 1: leadflow.event.v1.ScoreReason
-	(*LeadScored)(nil),       // 2: leadflow.event.v1.LeadScored
-	(*LeadQualified)(nil),    // 3: leadflow.event.v1.LeadQualified
-	(*LeadDisqualified)(nil), // 4: leadflow.event.v1.LeadDisqualified
-	(*Actor)(nil),            // 5: leadflow.event.v1.Actor
+	(ScorePart)(0),                       // 0: leadflow.event.v1.ScorePart
+	(*ScoreReason)(nil),                  // 1: leadflow.event.v1.ScoreReason
+	(*LeadScored)(nil),                   // 2: leadflow.event.v1.LeadScored
+	(*LeadQualified)(nil),                // 3: leadflow.event.v1.LeadQualified
+	(*LeadDisqualified)(nil),             // 4: leadflow.event.v1.LeadDisqualified
+	(*ScoringModel)(nil),                 // 5: leadflow.event.v1.ScoringModel
+	(*Criteria)(nil),                     // 6: leadflow.event.v1.Criteria
+	(*FitRule)(nil),                      // 7: leadflow.event.v1.FitRule
+	(*EngagementRule)(nil),               // 8: leadflow.event.v1.EngagementRule
+	(*DisqualifyRule)(nil),               // 9: leadflow.event.v1.DisqualifyRule
+	(*ScoringModelProposed)(nil),         // 10: leadflow.event.v1.ScoringModelProposed
+	(*ScoringModelApproved)(nil),         // 11: leadflow.event.v1.ScoringModelApproved
+	(*ScoringModelActivated)(nil),        // 12: leadflow.event.v1.ScoringModelActivated
+	(*ScoringModelRescoreStarted)(nil),   // 13: leadflow.event.v1.ScoringModelRescoreStarted
+	(*ScoringModelRescoreCompleted)(nil), // 14: leadflow.event.v1.ScoringModelRescoreCompleted
+	(*Actor)(nil),                        // 15: leadflow.event.v1.Actor
+	(Seniority)(0),                       // 16: leadflow.event.v1.Seniority
+	(ConsentChannel)(0),                  // 17: leadflow.event.v1.ConsentChannel
+	(ActivityType)(0),                    // 18: leadflow.event.v1.ActivityType
+	(*durationpb.Duration)(nil),          // 19: google.protobuf.Duration
 }
 var file_leadflow_event_v1_qualification_proto_depIdxs = []int32{
-	0, // 0: leadflow.event.v1.ScoreReason.part:type_name -> leadflow.event.v1.ScorePart
-	1, // 1: leadflow.event.v1.LeadScored.reasons:type_name -> leadflow.event.v1.ScoreReason
-	5, // 2: leadflow.event.v1.LeadDisqualified.decided_by:type_name -> leadflow.event.v1.Actor
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	0,  // 0: leadflow.event.v1.ScoreReason.part:type_name -> leadflow.event.v1.ScorePart
+	1,  // 1: leadflow.event.v1.LeadScored.reasons:type_name -> leadflow.event.v1.ScoreReason
+	15, // 2: leadflow.event.v1.LeadDisqualified.decided_by:type_name -> leadflow.event.v1.Actor
+	7,  // 3: leadflow.event.v1.ScoringModel.fit_rules:type_name -> leadflow.event.v1.FitRule
+	8,  // 4: leadflow.event.v1.ScoringModel.engagement_rules:type_name -> leadflow.event.v1.EngagementRule
+	9,  // 5: leadflow.event.v1.ScoringModel.disqualify_rules:type_name -> leadflow.event.v1.DisqualifyRule
+	16, // 6: leadflow.event.v1.Criteria.seniority_in:type_name -> leadflow.event.v1.Seniority
+	17, // 7: leadflow.event.v1.Criteria.consent_withdrawn:type_name -> leadflow.event.v1.ConsentChannel
+	6,  // 8: leadflow.event.v1.FitRule.when:type_name -> leadflow.event.v1.Criteria
+	18, // 9: leadflow.event.v1.EngagementRule.activity_type:type_name -> leadflow.event.v1.ActivityType
+	19, // 10: leadflow.event.v1.EngagementRule.half_life:type_name -> google.protobuf.Duration
+	6,  // 11: leadflow.event.v1.DisqualifyRule.when:type_name -> leadflow.event.v1.Criteria
+	5,  // 12: leadflow.event.v1.ScoringModelProposed.model:type_name -> leadflow.event.v1.ScoringModel
+	15, // 13: leadflow.event.v1.ScoringModelProposed.proposed_by:type_name -> leadflow.event.v1.Actor
+	15, // 14: leadflow.event.v1.ScoringModelApproved.approver:type_name -> leadflow.event.v1.Actor
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_event_v1_qualification_proto_init() }
@@ -466,6 +1282,7 @@ func file_leadflow_event_v1_qualification_proto_init() {
 	if File_leadflow_event_v1_qualification_proto != nil {
 		return
 	}
+	file_leadflow_event_v1_lead_proto_init()
 	file_leadflow_event_v1_types_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -473,7 +1290,7 @@ func file_leadflow_event_v1_qualification_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_leadflow_event_v1_qualification_proto_rawDesc), len(file_leadflow_event_v1_qualification_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   4,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
+	"github.com/leadflow/leadflow/services/qualification/model"
+)
+
+// durable is the qualification service's live consumer.
+const durable = "qualification"
+
+type qualification struct {
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	conn   *grpc.ClientConn
+	client qualificationv1.QualificationServiceClient
+}
+
+func newQualification(ctx context.Context, natsURL, addr string) (*qualification, error) {
+	nc, js, err := eventstore.Dial(natsURL, "bench-qualification")
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return &qualification{nc: nc, js: js, conn: conn, client: qualificationv1.NewQualificationServiceClient(conn)}, nil
+}
+
+func (q *qualification) close() { q.conn.Close(); q.nc.Close() }
+
+// activate proposes the default model with a threshold and signs it off,
+// then waits for its re-score to finish; it returns how long that took.
+func (q *qualification) activate(ctx context.Context, threshold int) error {
+	_, err := q.activateTimed(ctx, threshold)
+	return err
+}
+
+func (q *qualification) activateTimed(ctx context.Context, threshold int) (time.Duration, error) {
+	m := model.Default()
+	m.Threshold = threshold
+	prop, err := q.client.ProposeModel(ctx, &qualificationv1.ProposeModelRequest{Model: model.ToProto(m),
+		ProposedBy: &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "bench", Team: eventv1.Team_TEAM_MARKETING}})
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	for _, team := range []eventv1.Team{eventv1.Team_TEAM_MARKETING, eventv1.Team_TEAM_SALES} {
+		if _, err := q.client.ApproveModel(ctx, &qualificationv1.ApproveModelRequest{Version: prop.GetVersion(),
+			Approver: &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "bench-" + team.String(), Team: team}}); err != nil {
+			return 0, err
+		}
+	}
+	for deadline := time.Now().Add(30 * time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		p, err := q.client.GetRescoreProgress(ctx, &qualificationv1.GetRescoreProgressRequest{Version: prop.GetVersion()})
+		if err != nil {
+			return 0, err
+		}
+		if p.GetState() == qualificationv1.RescoreState_RESCORE_STATE_COMPLETED {
+			return time.Since(start), nil
+		}
+	}
+	return 0, fmt.Errorf("re-score of v%d did not complete", prop.GetVersion())
+}
+
+// pause stops the live consumer's deliveries (JetStream consumer pause)
+// until resume; the process keeps running.
+func (q *qualification) pause(ctx context.Context) error {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		_, err := q.js.PauseConsumer(ctx, "LEADFLOW", durable, time.Now().Add(24*time.Hour))
+		if err == nil {
+			return q.idle(ctx, time.Minute)
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+	}
+}
+
+// idle waits until the live consumer has nothing pending or unacked.
+func (q *qualification) idle(ctx context.Context, max time.Duration) error {
+	for deadline := time.Now().Add(max); ; time.Sleep(5 * time.Millisecond) {
+		c, err := q.js.Consumer(ctx, "LEADFLOW", durable)
+		if err != nil {
+			return err
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.NumPending == 0 && info.NumAckPending == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("consumer still busy: %d pending, %d unacked", info.NumPending, info.NumAckPending)
+		}
+	}
+}
+
+type qualificationFigures struct {
+	backlog  result // lead events through the live consumer
+	rescore  time.Duration
+	leads    uint64
+	sizeNote string
+}
+
+// measure resumes the live consumer on the backlog intake left (every
+// capture is a scoring trigger), times the drain, then activates a new
+// model version and times the re-score of every lead.
+func (q *qualification) measure(ctx context.Context) (qualificationFigures, error) {
+	var f qualificationFigures
+	c, err := q.js.Consumer(ctx, "LEADFLOW", durable)
+	if err != nil {
+		return f, err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return f, err
+	}
+	backlog := info.NumPending
+	start := time.Now()
+	if _, err := q.js.ResumeConsumer(ctx, "LEADFLOW", durable); err != nil {
+		return f, err
+	}
+	if err := q.idle(ctx, 30*time.Minute); err != nil {
+		return f, err
+	}
+	f.backlog = result{ops: int(backlog), elapsed: time.Since(start)}
+	st, err := q.js.Stream(ctx, "LEADFLOW")
+	if err != nil {
+		return f, err
+	}
+	si, err := st.Info(ctx, jetstream.WithSubjectFilter(eventstore.LeadSubjects))
+	if err != nil {
+		return f, err
+	}
+	f.leads = uint64(len(si.State.Subjects))
+	if f.rescore, err = q.activateTimed(ctx, 60); err != nil {
+		return f, err
+	}
+	return f, nil
+}
+
+func reportQualification(w io.Writer, raw rawFigures, f qualificationFigures) {
+	fmt.Fprintf(w, "Leadflow qualification (separate process, same server):\n")
+	fmt.Fprintf(w, "  scoring backlog       %8.0f events/s  (%d lead events through the durable consumer: load, score, append LeadScored/LeadQualified)\n",
+		f.backlog.rate(), f.backlog.ops)
+	fmt.Fprintf(w, "                                        %s of raw fetch+ack\n", ratio(f.backlog.rate(), raw.fetchAck.rate()))
+	fmt.Fprintf(w, "  re-score on activation  %s for %d leads (%.0f leads/s)\n\n", f.rescore.Round(time.Millisecond), f.leads, float64(f.leads)/f.rescore.Seconds())
+}

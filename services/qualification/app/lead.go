@@ -1,0 +1,144 @@
+package app
+
+import (
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/services/qualification/model"
+	"github.com/leadflow/leadflow/services/qualification/registry"
+)
+
+// triggers are the lead events that (re)score a lead: new facts about the
+// person, and re-engagement from nurture. Everything else, qualification's
+// own events included, leaves the score as it is.
+var triggers = map[string]bool{
+	string(lifecycle.KindCaptured):         true,
+	string(lifecycle.KindResubmitted):      true,
+	string(lifecycle.KindActivityRecorded): true,
+	string(lifecycle.KindConsentChanged):   true,
+	string(lifecycle.KindReengaged):        true,
+}
+
+// IsTrigger reports whether a lead event of this type is scored.
+func IsTrigger(eventType string) bool { return triggers[eventType] }
+
+// lead is what scoring needs of one lead, folded from its events. Facts
+// run to factsTo, everything else to version: scoring an event uses facts
+// as of that event, however late it is handled, but the lead's state and
+// scores as they are now.
+type lead struct {
+	id      string
+	state   lifecycle.State // after its last event
+	version uint64          // its last event's sequence, 0 for no events
+	created uint64          // its first event's sequence
+	facts   model.Facts
+	factsTo uint64
+	// pending are events after factsTo whose facts are not applied yet.
+	pending []eventstore.Record
+	// scoredFor maps the causation ids of its LeadScored events (the
+	// events it was scored for) to the score's sequence.
+	scoredFor map[string]uint64
+	// lastScore is its latest LeadScored, if hasScore.
+	lastScore eventstore.Record
+	hasScore  bool
+}
+
+func newLead(id string) *lead { return &lead{id: id, scoredFor: map[string]uint64{}} }
+
+// scored reports whether the lead has a LeadScored caused by event id.
+func (l *lead) scored(id string) bool { _, ok := l.scoredFor[id]; return ok }
+
+// foldLead folds a lead's events, facts up to sequence asOf.
+func foldLead(id string, recs []eventstore.Record, asOf uint64) *lead {
+	l := newLead(id)
+	l.apply(recs, asOf)
+	return l
+}
+
+// apply folds events that follow l.version, in order; facts only up to
+// sequence asOf, the rest wait in pending.
+func (l *lead) apply(recs []eventstore.Record, asOf uint64) {
+	for _, r := range recs {
+		if r.Seq <= l.version {
+			continue // seen already
+		}
+		if l.version == 0 {
+			l.created = r.Seq
+		}
+		l.version = r.Seq
+		ev := r.Event
+		l.state = lifecycle.FromProto(ev.GetLifecycle())
+		if ev.GetLeadScored() != nil {
+			l.scoredFor[ev.GetCausationId()] = r.Seq
+			l.lastScore, l.hasScore = r, true
+		}
+		if hasFacts(ev) {
+			l.pending = append(l.pending, r)
+		}
+	}
+	l.factsAsOf(asOf)
+}
+
+func hasFacts(ev *eventv1.Event) bool {
+	switch ev.GetPayload().(type) {
+	case *eventv1.Event_LeadCaptured, *eventv1.Event_LeadResubmitted, *eventv1.Event_ActivityRecorded, *eventv1.Event_ConsentChanged:
+		return true
+	}
+	return false
+}
+
+// factsAsOf applies the pending facts up to sequence seq.
+func (l *lead) factsAsOf(seq uint64) {
+	n := 0
+	for _, r := range l.pending {
+		if r.Seq > seq {
+			break
+		}
+		l.applyFacts(r.Event)
+		n++
+	}
+	l.pending = l.pending[n:]
+	l.factsTo = max(l.factsTo, min(seq, l.version))
+}
+
+func (l *lead) applyFacts(ev *eventv1.Event) {
+	switch p := ev.GetPayload().(type) {
+	case *eventv1.Event_LeadCaptured:
+		l.facts.Profile = model.ProfileOf(p.LeadCaptured.GetProfile())
+		for _, c := range p.LeadCaptured.GetConsents() {
+			l.setConsent(c)
+		}
+	case *eventv1.Event_LeadResubmitted:
+		// A later form says what it asks: a webinar sign-up with only an
+		// email must not erase the company size an earlier form gave.
+		l.facts.Profile = model.Merge(l.facts.Profile, model.ProfileOf(p.LeadResubmitted.GetProfile()))
+	case *eventv1.Event_ActivityRecorded:
+		l.facts.Activities = append(l.facts.Activities, model.Activity{Type: p.ActivityRecorded.GetType(), At: ev.GetOccurredAt().AsTime()})
+	case *eventv1.Event_ConsentChanged:
+		l.setConsent(p.ConsentChanged.GetConsent())
+	}
+}
+
+func (l *lead) setConsent(c *eventv1.Consent) {
+	if l.facts.Consents == nil {
+		l.facts.Consents = map[eventv1.ConsentChannel]eventv1.ConsentStatus{}
+	}
+	l.facts.Consents[c.GetChannel()] = c.GetStatus()
+}
+
+// scoredSince reports whether the lead has a LeadScored under version n
+// written after stream sequence seq.
+func (l *lead) scoredSince(n uint32, seq uint64) bool {
+	return l.hasScore && l.lastScore.Seq > seq && l.lastScore.Event.GetLeadScored().GetModelVersion() == n
+}
+
+// staleFor reports whether the lead was scored, after reg's active version
+// activated, by another version: some writer knows of a later activation,
+// so reg is out of date.
+func (l *lead) staleFor(reg *registry.Registry) bool {
+	v, ok := reg.Get(reg.Active)
+	if !ok || v.Activation == nil || !l.hasScore {
+		return false
+	}
+	return l.lastScore.Seq > v.Activation.Seq && l.lastScore.Event.GetLeadScored().GetModelVersion() != reg.Active
+}

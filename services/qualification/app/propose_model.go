@@ -1,0 +1,88 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/services/qualification/model"
+)
+
+// ProposeModel is a new model version for sign-off.
+type ProposeModel struct {
+	Model          *eventv1.ScoringModel
+	ProposedBy     *eventv1.Actor
+	IdempotencyKey string
+}
+
+// Proposed is the answer to a proposal.
+type Proposed struct {
+	Version  uint32
+	Replayed bool
+}
+
+const maxKey = 200
+
+// ProposeModel validates a model and appends ScoringModelProposed with
+// the next version number, at the model's version (a racing proposal makes
+// it read and number again). It scores nobody until both teams approve.
+//
+// Errors: *ValidationError (fields named as in the request,
+// "model.fit_rules[2].when.max_employees"), eventstore.ErrConflict after
+// repeated races.
+func (a *App) ProposeModel(ctx context.Context, in ProposeModel, meta eventstore.Meta) (Proposed, error) {
+	var v violations
+	checkActor(&v, "proposed_by", in.ProposedBy)
+	if len(in.IdempotencyKey) > maxKey {
+		v.add("idempotency_key", "must be at most %d characters", maxKey)
+	}
+	if in.Model == nil {
+		v.add("model", "is required")
+	} else {
+		if in.Model.GetVersion() != 0 {
+			v.add("model.version", "is assigned by the service: leave it 0")
+		}
+		if id := in.Model.GetModelId(); id != "" && id != model.ID {
+			v.add("model.model_id", "must be %q (or empty): Leadflow has one scoring model", model.ID)
+		}
+		for _, x := range model.Validate(model.FromProto(in.Model)) {
+			v.add("model."+x.Field, "%s", x.Description)
+		}
+	}
+	if err := v.err(); err != nil {
+		return Proposed{}, err
+	}
+	meta.Actor, meta.IdempotencyKey = in.ProposedBy, strings.TrimSpace(in.IdempotencyKey)
+	for attempt := range maxRaces {
+		reg, err := a.fresh(ctx)
+		if err != nil {
+			return Proposed{}, err
+		}
+		if n, ok := reg.ByIdempotencyKey(meta.IdempotencyKey); ok {
+			return Proposed{Version: n, Replayed: true}, nil
+		}
+		pb := proto.CloneOf(in.Model)
+		pb.ModelId, pb.Version = model.ID, reg.Next()
+		ev, err := eventstore.NewEvent("", &eventv1.ScoringModelProposed{Model: pb, ProposedBy: in.ProposedBy}, meta, a.now())
+		if err != nil {
+			return Proposed{}, err
+		}
+		_, err = a.models.Append(ctx, reg.Seq, ev)
+		if errors.Is(err, eventstore.ErrConflict) {
+			if err := raced(ctx, attempt); err != nil {
+				return Proposed{}, err
+			}
+			continue
+		}
+		if err != nil {
+			return Proposed{}, err
+		}
+		return Proposed{Version: pb.Version}, nil
+	}
+	return Proposed{}, fmt.Errorf("propose: %w after %d races", eventstore.ErrConflict, maxRaces)
+}

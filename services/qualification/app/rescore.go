@@ -1,0 +1,260 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/services/qualification/model"
+	"github.com/leadflow/leadflow/services/qualification/registry"
+)
+
+// Rescore is the re-scoring of every open lead under a newly active
+// version, as of its activation.
+type Rescore struct {
+	Version    uint32
+	Model      model.Model
+	Activation registry.Activation
+	// Scan is the durable name of the read of every lead's last event.
+	Scan string
+	// End is the stream sequence the scan has read every lead by; set by
+	// StartRescore. Later messages (new events, the re-score's own
+	// writes) are not the scan's business.
+	End uint64
+}
+
+// PendingRescore returns the active version's re-score if it has not
+// completed: after an activation, and after a crash part way through.
+func (a *App) PendingRescore(ctx context.Context) (Rescore, bool, error) {
+	reg, err := a.fresh(ctx)
+	if err != nil {
+		return Rescore{}, false, err
+	}
+	v, ok := reg.Get(reg.Active)
+	if !ok || v.Activation == nil || v.Rescore.Completed {
+		return Rescore{}, false, nil
+	}
+	return Rescore{Version: reg.Active, Model: v.Model, Activation: *v.Activation, Scan: a.scans.Name(reg.Active)}, true, nil
+}
+
+// StartRescore opens the version's scan (one message per lead: its last
+// event) and records ScoringModelRescoreStarted once, with how many leads
+// it reads and the stream sequence it has read up to once it has read
+// them all. Several replicas may call it; the first record wins. It
+// returns job with End set from that record.
+func (a *App) StartRescore(ctx context.Context, job Rescore) (Rescore, error) {
+	scan, err := a.scans.Open(ctx, job.Version)
+	if err != nil {
+		return job, err
+	}
+	// Read after the scan exists: every lead's last event as the scan saw
+	// it is at or below this sequence. The scan goes on to deliver later
+	// events too (this re-score's own writes among them); RescoreLead
+	// acknowledges those unread.
+	end, err := a.models.LastSeq(ctx)
+	if err != nil {
+		return job, err
+	}
+	meta := eventstore.Meta{Actor: Actor, CorrelationID: job.Activation.CorrelationID, CausationID: job.Activation.EventID}
+	for attempt := range maxRaces {
+		reg, err := a.fresh(ctx)
+		if err != nil {
+			return job, err
+		}
+		if v, _ := reg.Get(job.Version); v.Rescore.Started {
+			job.End = v.Rescore.End
+			return job, nil
+		}
+		// On a fresh scan Unacked and Acked are 0; after a crash between
+		// opening and recording they make the total approximate.
+		total := scan.Pending + scan.Unacked + scan.Acked
+		ev, err := eventstore.NewEvent("", &eventv1.ScoringModelRescoreStarted{Version: job.Version, Total: total, EndSequence: end}, meta, a.now())
+		if err != nil {
+			return job, err
+		}
+		_, err = a.models.Append(ctx, reg.Seq, ev)
+		if errors.Is(err, eventstore.ErrConflict) {
+			if err := raced(ctx, attempt); err != nil {
+				return job, err
+			}
+			continue
+		}
+		if err != nil {
+			return job, err
+		}
+		a.log.InfoContext(ctx, "re-scoring open leads", "version", job.Version, "leads", total)
+		job.End = end
+		return job, nil
+	}
+	return job, fmt.Errorf("start re-score: %w after %d races", eventstore.ErrConflict, maxRaces)
+}
+
+// RescoreLead re-scores one lead, read by the scan at stream sequence
+// seq, under job's version, as of the activation, caused by it. It skips
+// a message after the scan's end (a later event: the lead was read
+// already, or is new), and a lead that is finished, that was captured
+// after the activation or scored under the version since (the live path
+// scored it already), or that has this re-score's LeadScored (a resumed
+// scan does no work twice). LeadQualified follows only where the
+// lifecycle allows, so an MQL is never qualified twice.
+func (a *App) RescoreLead(ctx context.Context, job Rescore, leadID string, seq uint64) error {
+	if job.End > 0 && seq > job.End {
+		return nil
+	}
+	meta := eventstore.Meta{CorrelationID: job.Activation.CorrelationID, CausationID: job.Activation.EventID}
+	for attempt := range maxRaces {
+		recs, err := a.leads.Load(ctx, leadID)
+		if err != nil {
+			return err
+		}
+		if len(recs) == 0 || recs[0].Seq > job.Activation.Seq {
+			return nil
+		}
+		l := foldLead(leadID, recs, ^uint64(0))
+		if l.scored(job.Activation.EventID) || l.scoredSince(job.Version, job.Activation.Seq) {
+			return nil
+		}
+		events, err := a.scoreEvents(l, job.Version, job.Model, job.Activation.At, meta)
+		if err != nil || len(events) == 0 {
+			return err
+		}
+		_, err = a.leads.Append(ctx, leadID, l.version, events...)
+		if errors.Is(err, eventstore.ErrConflict) {
+			if err := raced(ctx, attempt); err != nil {
+				return err
+			}
+			continue
+		}
+		return err
+	}
+	return fmt.Errorf("re-score lead %s: %w after %d races", leadID, eventstore.ErrConflict, maxRaces)
+}
+
+// FinishRescore reports whether job is over, and if it is, records
+// ScoringModelRescoreCompleted (once). It is over when the scan has
+// acknowledged every lead it read, or when the version is no longer
+// active (a later activation re-scores everyone anyway). Once it is over,
+// stop reading the scan and CloseRescore.
+func (a *App) FinishRescore(ctx context.Context, job Rescore) (bool, error) {
+	reg, err := a.fresh(ctx)
+	if err != nil {
+		return false, err
+	}
+	v, _ := reg.Get(job.Version)
+	if v.Rescore.Completed || reg.Active != job.Version {
+		return true, nil
+	}
+	scan, ok, err := a.scans.Position(ctx, job.Version)
+	if err != nil || !ok || !v.Rescore.Started {
+		return false, err
+	}
+	if _, done := progress(v.Rescore, scan); !done {
+		return false, nil
+	}
+	meta := eventstore.Meta{Actor: Actor, CorrelationID: job.Activation.CorrelationID, CausationID: job.Activation.EventID}
+	ev, err := eventstore.NewEvent("", &eventv1.ScoringModelRescoreCompleted{Version: job.Version, Total: v.Rescore.Total}, meta, a.now())
+	if err != nil {
+		return false, err
+	}
+	_, err = a.models.Append(ctx, reg.Seq, ev)
+	if errors.Is(err, eventstore.ErrConflict) {
+		return false, nil // the model moved (another replica finished?): look again next time
+	}
+	if err != nil {
+		return false, err
+	}
+	a.log.InfoContext(ctx, "re-scored open leads", "version", job.Version, "leads", v.Rescore.Total)
+	return true, nil
+}
+
+// CloseRescore deletes a finished re-score's scan.
+func (a *App) CloseRescore(ctx context.Context, job Rescore) error {
+	return a.scans.Close(ctx, job.Version)
+}
+
+// CloseFinishedRescores deletes the scans of every version whose re-score
+// completed or was abandoned.
+func (a *App) CloseFinishedRescores(ctx context.Context) error {
+	reg, err := a.fresh(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for i, v := range reg.Versions {
+		if n := uint32(i + 1); v.Rescore.Started && (v.Rescore.Completed || n != reg.Active) {
+			errs = append(errs, a.scans.Close(ctx, n))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// progress is how many of the leads a re-score reads it has done, and
+// whether it has done them all: nothing unacknowledged, and nothing
+// pending or everything up to the end sequence acknowledged. While it
+// runs, done is a lower bound: events arriving meanwhile count as pending.
+func progress(r registry.Rescore, s Scan) (done uint64, finished bool) {
+	if s.Unacked == 0 && (s.Pending == 0 || s.AckFloor >= r.End) {
+		return r.Total, true
+	}
+	if left := s.Pending + s.Unacked; left < r.Total {
+		return r.Total - left, false
+	}
+	return 0, false
+}
+
+// RescoreState is how far re-scoring under a version has got.
+type RescoreState int
+
+// The re-score states.
+const (
+	RescorePending      RescoreState = iota + 1 // active, not started yet
+	RescoreRunning                              // started
+	RescoreCompleted                            // every open lead re-scored
+	RescoreAbandoned                            // superseded before it completed
+	RescoreNotActivated                         // the version never activated
+)
+
+// Progress is a re-score's state and count of leads read.
+type Progress struct {
+	Version     uint32
+	State       RescoreState
+	Done, Total uint64
+}
+
+// RescoreProgress reports on re-scoring under version n, or the active
+// version for 0, from the registry and the scan's consumer.
+//
+// Errors: ErrNotFound (unknown version, or none active).
+func (a *App) RescoreProgress(ctx context.Context, n uint32) (Progress, error) {
+	reg, err := a.fresh(ctx)
+	if err != nil {
+		return Progress{}, err
+	}
+	vv, err := lookup(reg, n)
+	if err != nil {
+		return Progress{}, err
+	}
+	p := Progress{Version: vv.Number, Total: vv.Rescore.Total}
+	switch r := vv.Rescore; {
+	case r.Completed:
+		p.State, p.Done = RescoreCompleted, r.Total
+	case vv.Activation == nil:
+		p.State = RescoreNotActivated
+	case vv.State != registry.Active:
+		p.State = RescoreAbandoned
+	case !r.Started:
+		p.State = RescorePending
+	default:
+		p.State = RescoreRunning
+		scan, ok, err := a.scans.Position(ctx, vv.Number)
+		if err != nil {
+			return Progress{}, err
+		}
+		if ok {
+			p.Done, _ = progress(r, scan)
+		}
+	}
+	return p, nil
+}

@@ -1,0 +1,148 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/services/qualification/model"
+)
+
+// ScoreLeadEvent scores the lead of event ev, stored at stream sequence
+// seq on the lead's subject, with the active model: facts as of ev, decay
+// up to the time ev was recorded. It appends LeadScored (caused by ev),
+// plus LeadQualified when the total reaches the threshold or
+// LeadDisqualified when a disqualifying rule matches, each only if the
+// lifecycle allows it (an MQL is not qualified again, a won lead not
+// scored), all in one atomic commit at the lead's version.
+//
+// It does nothing for an event that is not a trigger, when no model is
+// active, when the lead already has a LeadScored caused by ev (a
+// redelivered event changes nothing), or a re-score under the active
+// version written after ev (it ran before this consumer reached ev, and
+// saw ev's facts). meta carries the correlation and trace of ev.
+func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev *eventv1.Event, meta eventstore.Meta) error {
+	if !IsTrigger(ev.GetEventType()) {
+		return nil
+	}
+	reg, err := a.registry(ctx, seq, a.maxAge)
+	if err != nil {
+		return err
+	}
+	if reg.Active == 0 {
+		return nil // a model without both approvals never scores anyone
+	}
+	meta.CausationID = ev.GetEventId()
+	at := ev.GetRecordedAt().AsTime()
+	// A cached fold whose facts are past ev (a redelivery) cannot give the
+	// facts as of ev: start over from the stream.
+	l, ok := a.folds.take(leadID)
+	if ok && l.factsTo >= seq {
+		l = nil
+	}
+	refreshed := false
+	for attempt := range maxRaces {
+		if l == nil {
+			recs, err := a.leads.Load(ctx, leadID)
+			if err != nil {
+				return err
+			}
+			l = foldLead(leadID, recs, seq)
+		} else {
+			recs, err := a.leads.LoadAfter(ctx, leadID, l.version)
+			if err != nil {
+				return err
+			}
+			l.apply(recs, seq)
+		}
+		// Scored for ev already (a redelivery), or re-scored under the
+		// active version after ev, by a re-score that loaded ev's facts
+		// (a live score after ev may be for an earlier event, with facts
+		// as of that one): nothing to add.
+		v, _ := reg.Get(reg.Active)
+		if l.version == 0 || l.scored(ev.GetEventId()) || (v.Activation != nil && l.scoredFor[v.Activation.EventID] > seq) {
+			a.folds.put(l)
+			return nil
+		}
+		if !refreshed && l.staleFor(reg) {
+			if reg, err = a.fresh(ctx); err != nil {
+				return err
+			}
+			refreshed = true
+			continue
+		}
+		events, err := a.scoreEvents(l, reg.Active, v.Model, at, meta)
+		if err != nil {
+			return err
+		}
+		if len(events) == 0 {
+			a.folds.put(l)
+			return nil
+		}
+		last, err := a.leads.Append(ctx, leadID, l.version, events...)
+		if errors.Is(err, eventstore.ErrConflict) {
+			if err := raced(ctx, attempt); err != nil {
+				return err
+			}
+			continue // the next pass reads what the other writer appended
+		}
+		if err != nil {
+			return err
+		}
+		// Fold in what was just written (a commit is contiguous, ending at
+		// last), so the next event reads on from here.
+		own := make([]eventstore.Record, len(events))
+		for i, e := range events {
+			own[i] = eventstore.Record{Seq: last - uint64(len(events)-1-i), Event: e}
+		}
+		l.apply(own, seq)
+		a.folds.put(l)
+		return nil
+	}
+	return fmt.Errorf("score lead %s: %w after %d races", leadID, eventstore.ErrConflict, maxRaces)
+}
+
+// scoreEvents scores l under version n of the model as of at and returns
+// the events to append: LeadScored, then LeadDisqualified or LeadQualified
+// if the lifecycle allows them. It returns none when the lifecycle refuses
+// a score (a finished lead).
+func (a *App) scoreEvents(l *lead, n uint32, m model.Model, at time.Time, meta eventstore.Meta) ([]*eventv1.Event, error) {
+	r := model.Score(m, l.facts, at)
+	meta.Actor, meta.OccurredAt = Actor, at
+	scored, state, err := a.leadEvent(l.id, l.state, lifecycle.Command{Name: lifecycle.Score, Score: r.Total}, &eventv1.LeadScored{
+		ModelId: model.ID, ModelVersion: n, Fit: int32(r.Fit), Engagement: int32(r.Engagement), Total: int32(r.Total),
+		Threshold: int32(m.Threshold), Reasons: model.ReasonsToProto(r.Reasons),
+	}, meta)
+	if errors.Is(err, lifecycle.ErrRefused) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	// The verdict is caused by the score it rests on.
+	meta.CausationID = scored.GetEventId()
+	var verdict *eventv1.Event
+	switch {
+	case r.Disqualify != nil:
+		verdict, _, err = a.leadEvent(l.id, state, lifecycle.Command{Name: lifecycle.Disqualify, Reason: r.Disqualify.Reason, NotNow: r.Disqualify.NotNow},
+			&eventv1.LeadDisqualified{RuleId: r.Disqualify.RuleID, Reason: r.Disqualify.Reason, NotNow: r.Disqualify.NotNow,
+				ModelId: model.ID, ModelVersion: n, DecidedBy: Actor}, meta)
+	case r.Total >= m.Threshold:
+		verdict, _, err = a.leadEvent(l.id, state, lifecycle.Command{Name: lifecycle.Qualify},
+			&eventv1.LeadQualified{ModelId: model.ID, ModelVersion: n, Score: int32(r.Total), Threshold: int32(m.Threshold)}, meta)
+	}
+	switch {
+	case errors.Is(err, lifecycle.ErrRefused):
+		// Already an MQL, or past the point where scoring decides: the
+		// score is recorded, the status stays.
+	case err != nil:
+		return nil, err
+	case verdict != nil:
+		return []*eventv1.Event{scored, verdict}, nil
+	}
+	return []*eventv1.Event{scored}, nil
+}

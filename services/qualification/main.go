@@ -1,0 +1,65 @@
+// Command qualification is Leadflow's scoring service: the shared scoring
+// model, versioned and signed off by marketing and sales; scoring every
+// lead from the lead stream; explaining a score.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/leadflow/leadflow/pkg/config"
+	"github.com/leadflow/leadflow/pkg/telemetry"
+)
+
+// Config is qualification's settings.
+type Config struct {
+	Addr     string
+	NATSURL  string
+	Stream   string
+	Replicas int
+	// Workers is how many leads are scored at once, by the live consumer
+	// and by a re-score each.
+	Workers int
+	// AckWait is how long the server waits for an acknowledgement before
+	// it delivers a message again; it matters only when a delivery or its
+	// acknowledgement is lost (a crash, a server restart).
+	AckWait time.Duration
+	Grace   time.Duration
+	LogJSON bool
+}
+
+func main() {
+	if err := mainErr(); err != nil {
+		fmt.Fprintln(os.Stderr, "qualification:", err)
+		os.Exit(1)
+	}
+}
+
+func mainErr() error {
+	var cfg Config
+	f := config.New("qualification")
+	f.String(&cfg.Addr, "addr", "LEADFLOW_QUALIFICATION_ADDR", "127.0.0.1:7102", "gRPC listen address")
+	f.String(&cfg.NATSURL, "nats", "LEADFLOW_NATS_URL", "", "NATS URL (required)")
+	f.String(&cfg.Stream, "stream", "LEADFLOW_STREAM", "LEADFLOW", "event stream name")
+	f.Int(&cfg.Replicas, "replicas", "LEADFLOW_REPLICAS", 1, "stream replicas (3 in a cluster)")
+	f.Int(&cfg.Workers, "workers", "LEADFLOW_QUALIFICATION_WORKERS", 16, "leads scored at once")
+	f.Duration(&cfg.AckWait, "ack-wait", "LEADFLOW_ACK_WAIT", 30*time.Second, "redelivery delay of an unacknowledged event")
+	f.Duration(&cfg.Grace, "grace", "LEADFLOW_GRACE", 10*time.Second, "how long running calls and handlers may finish on shutdown")
+	f.Bool(&cfg.LogJSON, "log-json", "LEADFLOW_LOG_JSON", false, "JSON logs")
+	if err := f.Parse(os.Args[1:]); err != nil {
+		return err
+	}
+	log, shutdown, err := telemetry.Setup(telemetry.Config{Service: "qualification", JSON: cfg.LogJSON})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = shutdown(context.Background()) }()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return run(ctx, cfg, log, nil)
+}

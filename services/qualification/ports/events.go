@@ -1,0 +1,157 @@
+package ports
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/leadflow/leadflow/pkg/consume"
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	"github.com/leadflow/leadflow/pkg/telemetry"
+	"github.com/leadflow/leadflow/services/qualification/app"
+)
+
+// Durable is the live consumer's durable name.
+const Durable = "qualification"
+
+// Events handles consumed lead events: the live scoring consumer, and the
+// re-score that follows an activation.
+type Events struct {
+	app *app.App
+	log *slog.Logger
+}
+
+// NewEvents returns the event handlers of a.
+func NewEvents(a *app.App, log *slog.Logger) *Events { return &Events{app: a, log: log} }
+
+var tracer = telemetry.Tracer("qualification")
+
+// Score is the live consumer's handler: it scores the lead of every
+// trigger event and acknowledges everything else unread (the type is in a
+// header, so qualification's own events are never decoded).
+func (e *Events) Score(ctx context.Context, m consume.Msg) error {
+	if !app.IsTrigger(m.Header.Get(eventstore.HeaderType)) {
+		return nil
+	}
+	leadID, ok := strings.CutPrefix(m.Subject, "lead.")
+	if !ok {
+		return nil
+	}
+	ev, err := eventstore.DecodeEvent(m.Data)
+	if err != nil {
+		return consume.Permanent(fmt.Errorf("%s seq %d: %w", m.Subject, m.Seq, err))
+	}
+	// Continue the trace of the request that wrote the event.
+	ctx, span := tracer.Start(telemetry.Extract(ctx, ev.GetTrace()), "score "+ev.GetEventType(), trace.WithSpanKind(trace.SpanKindConsumer))
+	defer span.End()
+	meta := eventstore.Meta{CorrelationID: ev.GetCorrelationId(), Trace: telemetry.Inject(ctx)}
+	return e.app.ScoreLeadEvent(ctx, leadID, m.Seq, ev, meta)
+}
+
+// RescoreConfig says how re-scores read the stream.
+type RescoreConfig struct {
+	Stream  string
+	Workers int
+	AckWait time.Duration
+	// Poll is how often the runner looks for a pending re-score and
+	// checks the progress of a running one.
+	Poll   time.Duration
+	Logger *slog.Logger
+}
+
+// Rescores runs re-scores until ctx is done. It looks every Poll, and at
+// once after this process activates a version, for an active version not
+// yet re-scored (just activated, or interrupted by a crash). It then reads
+// every lead's last event through the version's durable scan with
+// pkg/consume, re-scores each open lead and records completion. Every
+// replica may run it: they share the scan.
+func (e *Events) Rescores(ctx context.Context, js jetstream.JetStream, cfg RescoreConfig) error {
+	if cfg.Poll <= 0 {
+		cfg.Poll = time.Second
+	}
+	// A crash between recording a re-score's end and deleting its scan
+	// leaves the scan behind; delete such leftovers once.
+	if err := e.app.CloseFinishedRescores(ctx); err != nil && ctx.Err() == nil {
+		e.log.Warn("re-score: delete finished scans", "err", err)
+	}
+	t := time.NewTicker(cfg.Poll)
+	defer t.Stop()
+	for {
+		job, ok, err := e.app.PendingRescore(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			e.log.Warn("re-score: look for pending work", "err", err)
+		case ok:
+			if err := e.rescore(ctx, js, cfg, job); err != nil && ctx.Err() == nil {
+				e.log.Warn("re-score", "version", job.Version, "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-e.app.Activated():
+		}
+	}
+}
+
+// rescore runs one re-score until it is over or ctx is done.
+func (e *Events) rescore(ctx context.Context, js jetstream.JetStream, cfg RescoreConfig, job app.Rescore) error {
+	job, err := e.app.StartRescore(ctx, job)
+	if err != nil {
+		return err
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	var runErr error
+	wg.Go(func() {
+		runErr = consume.Run(runCtx, js, consume.Config{
+			Stream:         cfg.Stream,
+			Durable:        job.Scan,
+			FilterSubjects: []string{eventstore.LeadSubjects},
+			DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
+			Workers:        cfg.Workers,
+			AckWait:        cfg.AckWait,
+			Logger:         cfg.Logger,
+		}, func(ctx context.Context, m consume.Msg) error {
+			leadID, ok := strings.CutPrefix(m.Subject, "lead.")
+			if !ok {
+				return nil
+			}
+			return e.app.RescoreLead(ctx, job, leadID, m.Seq)
+		})
+		stop() // Run returned on its own (an error): stop watching
+	})
+	// halt stops the scan's reader and waits for it: the scan may be
+	// deleted only then, since pkg/consume recreates a consumer deleted
+	// under it.
+	halt := func() error { stop(); wg.Wait(); return runErr }
+	defer func() { _ = halt() }()
+
+	t := time.NewTicker(min(cfg.Poll, 100*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-runCtx.Done():
+			return errors.Join(halt(), ctx.Err())
+		case <-t.C:
+		}
+		over, err := e.app.FinishRescore(ctx, job)
+		if err != nil {
+			e.log.Warn("re-score: check progress", "version", job.Version, "err", err)
+		}
+		if over {
+			if err := halt(); err != nil {
+				return err
+			}
+			return e.app.CloseRescore(ctx, job)
+		}
+	}
+}

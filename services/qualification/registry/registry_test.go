@@ -1,0 +1,111 @@
+package registry_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/services/qualification/model"
+	"github.com/leadflow/leadflow/services/qualification/registry"
+)
+
+func user(id string, team eventv1.Team) *eventv1.Actor {
+	return &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: id, Team: team}
+}
+
+var (
+	mia = user("mia", eventv1.Team_TEAM_MARKETING)
+	mo  = user("mo", eventv1.Team_TEAM_MARKETING)
+	sam = user("sam", eventv1.Team_TEAM_SALES)
+)
+
+// history folds payloads as consecutive model events.
+func history(payloads ...proto.Message) *registry.Registry {
+	r := &registry.Registry{}
+	for i, p := range payloads {
+		ev, err := eventstore.NewEvent("", p, eventstore.Meta{}, time.Unix(int64(i), 0))
+		if err != nil {
+			panic(err)
+		}
+		ev.OccurredAt = timestamppb.New(time.Unix(int64(i), 0))
+		r.Apply(eventstore.Record{Seq: uint64(i + 1), Event: ev})
+	}
+	return r
+}
+
+func proposed(v uint32) *eventv1.ScoringModelProposed {
+	m := model.Default()
+	m.Version = v
+	return &eventv1.ScoringModelProposed{Model: model.ToProto(m), ProposedBy: mia}
+}
+
+func TestApprove(t *testing.T) {
+	activeV1 := history(proposed(1), &eventv1.ScoringModelApproved{Version: 1, Approver: mia},
+		&eventv1.ScoringModelApproved{Version: 1, Approver: sam}, &eventv1.ScoringModelActivated{Version: 1}, proposed(2))
+	tests := []struct {
+		name     string
+		reg      *registry.Registry
+		version  uint32
+		approver *eventv1.Actor
+		want     registry.Decision
+		field    string // of a *RefusedError
+		unknown  bool
+	}{
+		{name: "first approval", reg: history(proposed(1)), version: 1, approver: mia, want: registry.Decision{}},
+		{name: "second team activates", reg: history(proposed(1), &eventv1.ScoringModelApproved{Version: 1, Approver: mia}),
+			version: 1, approver: sam, want: registry.Decision{Activate: true}},
+		{name: "same person again is a replay", reg: history(proposed(1), &eventv1.ScoringModelApproved{Version: 1, Approver: mia}),
+			version: 1, approver: mia, want: registry.Decision{Replay: true}},
+		{name: "same team twice", reg: history(proposed(1), &eventv1.ScoringModelApproved{Version: 1, Approver: mia}),
+			version: 1, approver: mo, field: "approver.team"},
+		{name: "one person for both teams", reg: history(proposed(1), &eventv1.ScoringModelApproved{Version: 1, Approver: mia}),
+			version: 1, approver: user("mia", eventv1.Team_TEAM_SALES), field: "approver.id"},
+		{name: "unknown version", reg: history(proposed(1)), version: 2, approver: mia, unknown: true},
+		{name: "a new version supersedes the active one", reg: history(proposed(1), &eventv1.ScoringModelApproved{Version: 1, Approver: mia},
+			&eventv1.ScoringModelApproved{Version: 1, Approver: sam}, &eventv1.ScoringModelActivated{Version: 1}, proposed(2),
+			&eventv1.ScoringModelApproved{Version: 2, Approver: sam}), version: 2, approver: mia, want: registry.Decision{Activate: true, Supersedes: 1}},
+		{name: "an approval of an active version by a new team member", reg: activeV1, version: 1, approver: user("zoe", eventv1.Team_TEAM_SALES), field: "approver.team"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := tt.reg.Approve(tt.version, tt.approver)
+			var refused *registry.RefusedError
+			switch {
+			case tt.unknown:
+				if !errors.Is(err, registry.ErrUnknownVersion) {
+					t.Fatalf("got %v, want ErrUnknownVersion", err)
+				}
+			case tt.field != "":
+				if !errors.As(err, &refused) || refused.Field != tt.field {
+					t.Fatalf("got %v, want a refusal naming %s", err, tt.field)
+				}
+			case err != nil || d != tt.want:
+				t.Fatalf("got %+v %v, want %+v", d, err, tt.want)
+			}
+		})
+	}
+	if s := activeV1.State(1); s != registry.Active {
+		t.Errorf("v1 is %v", s)
+	}
+	if s := activeV1.State(2); s != registry.Proposed {
+		t.Errorf("v2 is %v", s)
+	}
+}
+
+// A snapshot handed out never changes when a later one is built from it.
+func TestCloneIsolatesSnapshots(t *testing.T) {
+	a := history(proposed(1), &eventv1.ScoringModelApproved{Version: 1, Approver: mia})
+	b := a.Clone()
+	ev, _ := eventstore.NewEvent("", &eventv1.ScoringModelApproved{Version: 1, Approver: sam}, eventstore.Meta{}, time.Now())
+	b.Apply(eventstore.Record{Seq: 9, Event: ev})
+	va, _ := a.Get(1)
+	vb, _ := b.Get(1)
+	if len(va.Approvals) != 1 || len(vb.Approvals) != 2 || a.Seq != 2 || b.Seq != 9 {
+		t.Fatalf("snapshot changed: %d and %d approvals, seq %d and %d", len(va.Approvals), len(vb.Approvals), a.Seq, b.Seq)
+	}
+}
