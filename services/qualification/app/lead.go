@@ -41,9 +41,14 @@ type lead struct {
 	// lastScore is its latest LeadScored, if hasScore.
 	lastScore eventstore.Record
 	hasScore  bool
+	// verdicts holds the causation ids of its LeadQualified and
+	// LeadDisqualified events: the LeadScored events they follow.
+	verdicts map[string]bool
 }
 
-func newLead(id string) *lead { return &lead{id: id, scoredFor: map[string]uint64{}} }
+func newLead(id string) *lead {
+	return &lead{id: id, scoredFor: map[string]uint64{}, verdicts: map[string]bool{}}
+}
 
 // scored reports whether the lead has a LeadScored caused by event id.
 func (l *lead) scored(id string) bool { _, ok := l.scoredFor[id]; return ok }
@@ -68,9 +73,12 @@ func (l *lead) apply(recs []eventstore.Record, asOf uint64) {
 		l.version = r.Seq
 		ev := r.Event
 		l.state = lifecycle.FromProto(ev.GetLifecycle())
-		if ev.GetLeadScored() != nil {
+		switch ev.GetPayload().(type) {
+		case *eventv1.Event_LeadScored:
 			l.scoredFor[ev.GetCausationId()] = r.Seq
 			l.lastScore, l.hasScore = r, true
+		case *eventv1.Event_LeadQualified, *eventv1.Event_LeadDisqualified:
+			l.verdicts[ev.GetCausationId()] = true
 		}
 		if hasFacts(ev) {
 			l.pending = append(l.pending, r)
@@ -141,4 +149,16 @@ func (l *lead) staleFor(reg *registry.Registry) bool {
 		return false
 	}
 	return l.lastScore.Seq > v.Activation.Seq && l.lastScore.Event.GetLeadScored().GetModelVersion() != reg.Active
+}
+
+// owedVerdict is the verdict event the lead's latest score, caused by
+// cause, decided but that was never written (its writer crashed between
+// the score and the verdict), if the lifecycle still allows it.
+func (a *App) owedVerdict(l *lead, cause string) (*eventv1.Event, error) {
+	if !l.hasScore || l.lastScore.Event.GetCausationId() != cause || l.verdicts[l.lastScore.Event.GetEventId()] {
+		return nil, nil
+	}
+	scored := l.lastScore.Event
+	meta := eventstore.Meta{Actor: Actor, CorrelationID: scored.GetCorrelationId(), CausationID: scored.GetEventId(), OccurredAt: scored.GetOccurredAt().AsTime()}
+	return a.verdictEvent(l.id, l.state, scored.GetLeadScored(), meta)
 }

@@ -113,14 +113,23 @@ func (a *App) RescoreLead(ctx context.Context, job Rescore, leadID string, seq u
 			return nil
 		}
 		l := foldLead(leadID, recs, ^uint64(0))
-		if l.scored(job.Activation.EventID) || l.scoredSince(job.Version, job.Activation.Seq) {
+		var events []*eventv1.Event
+		switch {
+		case l.scored(job.Activation.EventID):
+			// Resumed: finish a verdict the crash cut off, if any.
+			owed, err := a.owedVerdict(l, job.Activation.EventID)
+			if err != nil || owed == nil {
+				return err
+			}
+			events = []*eventv1.Event{owed}
+		case l.scoredSince(job.Version, job.Activation.Seq):
 			return nil
+		default:
+			if events, err = a.scoreEvents(l, job.Version, job.Model, job.Activation.At, meta); err != nil || len(events) == 0 {
+				return err
+			}
 		}
-		events, err := a.scoreEvents(l, job.Version, job.Model, job.Activation.At, meta)
-		if err != nil || len(events) == 0 {
-			return err
-		}
-		_, err = a.leads.Append(ctx, leadID, l.version, events...)
+		err = a.appendOwn(ctx, l, ^uint64(0), events...)
 		if errors.Is(err, eventstore.ErrConflict) {
 			if err := raced(ctx, attempt); err != nil {
 				return err

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
@@ -44,6 +46,12 @@ func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev 
 	if ok && l.factsTo >= seq {
 		l = nil
 	}
+	if !ok && ev.GetLeadCaptured() != nil {
+		// A capture is a lead's first event: the fold starts here without
+		// a load. If more was appended since, the append conflicts and
+		// the next pass reads on from here.
+		l = foldLead(leadID, []eventstore.Record{{Seq: seq, Event: ev}}, seq)
+	}
 	refreshed := false
 	for attempt := range maxRaces {
 		if l == nil {
@@ -64,7 +72,26 @@ func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev 
 		// (a live score after ev may be for an earlier event, with facts
 		// as of that one): nothing to add.
 		v, _ := reg.Get(reg.Active)
-		if l.version == 0 || l.scored(ev.GetEventId()) || (v.Activation != nil && l.scoredFor[v.Activation.EventID] > seq) {
+		if l.scored(ev.GetEventId()) {
+			// A redelivery: the score is there; finish its verdict if the
+			// writer died before it.
+			owed, err := a.owedVerdict(l, ev.GetEventId())
+			if err != nil || owed == nil {
+				a.folds.put(l)
+				return err
+			}
+			if err := a.appendOwn(ctx, l, seq, owed); errors.Is(err, eventstore.ErrConflict) {
+				if err := raced(ctx, attempt); err != nil {
+					return err
+				}
+				continue
+			} else if err != nil {
+				return err
+			}
+			a.folds.put(l)
+			return nil
+		}
+		if l.version == 0 || (v.Activation != nil && l.scoredFor[v.Activation.EventID] > seq) {
 			a.folds.put(l)
 			return nil
 		}
@@ -83,7 +110,10 @@ func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev 
 			a.folds.put(l)
 			return nil
 		}
-		last, err := a.leads.Append(ctx, leadID, l.version, events...)
+		// The score, then its verdict, each a single append: an atomic
+		// batch costs milliseconds on a single-replica file stream. A
+		// crash in between is finished by the redelivery (owedVerdict).
+		err = a.appendOwn(ctx, l, seq, events...)
 		if errors.Is(err, eventstore.ErrConflict) {
 			if err := raced(ctx, attempt); err != nil {
 				return err
@@ -93,13 +123,6 @@ func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev 
 		if err != nil {
 			return err
 		}
-		// Fold in what was just written (a commit is contiguous, ending at
-		// last), so the next event reads on from here.
-		own := make([]eventstore.Record, len(events))
-		for i, e := range events {
-			own[i] = eventstore.Record{Seq: last - uint64(len(events)-1-i), Event: e}
-		}
-		l.apply(own, seq)
 		a.folds.put(l)
 		return nil
 	}
@@ -107,16 +130,25 @@ func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev 
 }
 
 // scoreEvents scores l under version n of the model as of at and returns
-// the events to append: LeadScored, then LeadDisqualified or LeadQualified
-// if the lifecycle allows them. It returns none when the lifecycle refuses
-// a score (a finished lead).
+// the events to append: LeadScored, recording its verdict, then the
+// verdict (LeadQualified or LeadDisqualified) if the lifecycle allows it.
+// It returns none when the lifecycle refuses a score (a finished lead).
 func (a *App) scoreEvents(l *lead, n uint32, m model.Model, at time.Time, meta eventstore.Meta) ([]*eventv1.Event, error) {
 	r := model.Score(m, l.facts, at)
 	meta.Actor, meta.OccurredAt = Actor, at
-	scored, state, err := a.leadEvent(l.id, l.state, lifecycle.Command{Name: lifecycle.Score, Score: r.Total}, &eventv1.LeadScored{
+	payload := &eventv1.LeadScored{
 		ModelId: model.ID, ModelVersion: n, Fit: int32(r.Fit), Engagement: int32(r.Engagement), Total: int32(r.Total),
-		Threshold: int32(m.Threshold), Reasons: model.ReasonsToProto(r.Reasons),
-	}, meta)
+		Threshold: int32(m.Threshold), Reasons: model.ReasonsToProto(r.Reasons), Verdict: eventv1.ScoreVerdict_SCORE_VERDICT_NONE,
+	}
+	switch {
+	case r.Disqualify != nil:
+		payload.Verdict = eventv1.ScoreVerdict_SCORE_VERDICT_DISQUALIFY
+		payload.Disqualify = &eventv1.LeadDisqualified{RuleId: r.Disqualify.RuleID, Reason: r.Disqualify.Reason, NotNow: r.Disqualify.NotNow,
+			ModelId: model.ID, ModelVersion: n, DecidedBy: Actor}
+	case r.Total >= m.Threshold:
+		payload.Verdict = eventv1.ScoreVerdict_SCORE_VERDICT_QUALIFY
+	}
+	scored, state, err := a.leadEvent(l.id, l.state, lifecycle.Command{Name: lifecycle.Score, Score: r.Total}, payload, meta)
 	if errors.Is(err, lifecycle.ErrRefused) {
 		return nil, nil
 	}
@@ -125,24 +157,46 @@ func (a *App) scoreEvents(l *lead, n uint32, m model.Model, at time.Time, meta e
 	}
 	// The verdict is caused by the score it rests on.
 	meta.CausationID = scored.GetEventId()
-	var verdict *eventv1.Event
-	switch {
-	case r.Disqualify != nil:
-		verdict, _, err = a.leadEvent(l.id, state, lifecycle.Command{Name: lifecycle.Disqualify, Reason: r.Disqualify.Reason, NotNow: r.Disqualify.NotNow},
-			&eventv1.LeadDisqualified{RuleId: r.Disqualify.RuleID, Reason: r.Disqualify.Reason, NotNow: r.Disqualify.NotNow,
-				ModelId: model.ID, ModelVersion: n, DecidedBy: Actor}, meta)
-	case r.Total >= m.Threshold:
-		verdict, _, err = a.leadEvent(l.id, state, lifecycle.Command{Name: lifecycle.Qualify},
-			&eventv1.LeadQualified{ModelId: model.ID, ModelVersion: n, Score: int32(r.Total), Threshold: int32(m.Threshold)}, meta)
+	verdict, err := a.verdictEvent(l.id, state, payload, meta)
+	if err != nil || verdict == nil {
+		return []*eventv1.Event{scored}, err
 	}
-	switch {
-	case errors.Is(err, lifecycle.ErrRefused):
-		// Already an MQL, or past the point where scoring decides: the
-		// score is recorded, the status stays.
-	case err != nil:
-		return nil, err
-	case verdict != nil:
-		return []*eventv1.Event{scored, verdict}, nil
+	return []*eventv1.Event{scored, verdict}, nil
+}
+
+// verdictEvent is the LeadQualified or LeadDisqualified a score decided,
+// or nil when it decided none or the lifecycle refuses it (already an
+// MQL, or past the point where scoring decides: the score is recorded,
+// the status stays).
+func (a *App) verdictEvent(leadID string, state lifecycle.State, s *eventv1.LeadScored, meta eventstore.Meta) (*eventv1.Event, error) {
+	var (
+		verdict *eventv1.Event
+		err     error
+	)
+	switch s.GetVerdict() {
+	case eventv1.ScoreVerdict_SCORE_VERDICT_DISQUALIFY:
+		d := proto.Clone(s.GetDisqualify()).(*eventv1.LeadDisqualified)
+		verdict, _, err = a.leadEvent(leadID, state, lifecycle.Command{Name: lifecycle.Disqualify, Reason: d.GetReason(), NotNow: d.GetNotNow()}, d, meta)
+	case eventv1.ScoreVerdict_SCORE_VERDICT_QUALIFY:
+		verdict, _, err = a.leadEvent(leadID, state, lifecycle.Command{Name: lifecycle.Qualify},
+			&eventv1.LeadQualified{ModelId: s.GetModelId(), ModelVersion: s.GetModelVersion(), Score: s.GetTotal(), Threshold: s.GetThreshold()}, meta)
 	}
-	return []*eventv1.Event{scored}, nil
+	if errors.Is(err, lifecycle.ErrRefused) {
+		return nil, nil
+	}
+	return verdict, err
+}
+
+// appendOwn appends events to l one by one, each at the version the one
+// before it made, and folds each in as it lands (facts up to asOf), so
+// the next event reads on from here. A conflict leaves l as far as it got.
+func (a *App) appendOwn(ctx context.Context, l *lead, asOf uint64, events ...*eventv1.Event) error {
+	for _, e := range events {
+		v, err := a.leads.Append(ctx, l.id, l.version, e)
+		if err != nil {
+			return err
+		}
+		l.apply([]eventstore.Record{{Seq: v, Event: e}}, asOf)
+	}
+	return nil
 }

@@ -72,6 +72,60 @@ func (ScorePart) EnumDescriptor() ([]byte, []int) {
 	return file_leadflow_event_v1_qualification_proto_rawDescGZIP(), []int{0}
 }
 
+// ScoreVerdict is what a score decides.
+type ScoreVerdict int32
+
+const (
+	ScoreVerdict_SCORE_VERDICT_UNSPECIFIED ScoreVerdict = 0
+	// SCORE_VERDICT_NONE: below the threshold, nothing disqualifying.
+	ScoreVerdict_SCORE_VERDICT_NONE       ScoreVerdict = 1
+	ScoreVerdict_SCORE_VERDICT_QUALIFY    ScoreVerdict = 2
+	ScoreVerdict_SCORE_VERDICT_DISQUALIFY ScoreVerdict = 3
+)
+
+// Enum value maps for ScoreVerdict.
+var (
+	ScoreVerdict_name = map[int32]string{
+		0: "SCORE_VERDICT_UNSPECIFIED",
+		1: "SCORE_VERDICT_NONE",
+		2: "SCORE_VERDICT_QUALIFY",
+		3: "SCORE_VERDICT_DISQUALIFY",
+	}
+	ScoreVerdict_value = map[string]int32{
+		"SCORE_VERDICT_UNSPECIFIED": 0,
+		"SCORE_VERDICT_NONE":        1,
+		"SCORE_VERDICT_QUALIFY":     2,
+		"SCORE_VERDICT_DISQUALIFY":  3,
+	}
+)
+
+func (x ScoreVerdict) Enum() *ScoreVerdict {
+	p := new(ScoreVerdict)
+	*p = x
+	return p
+}
+
+func (x ScoreVerdict) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ScoreVerdict) Descriptor() protoreflect.EnumDescriptor {
+	return file_leadflow_event_v1_qualification_proto_enumTypes[1].Descriptor()
+}
+
+func (ScoreVerdict) Type() protoreflect.EnumType {
+	return &file_leadflow_event_v1_qualification_proto_enumTypes[1]
+}
+
+func (x ScoreVerdict) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ScoreVerdict.Descriptor instead.
+func (ScoreVerdict) EnumDescriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_qualification_proto_rawDescGZIP(), []int{1}
+}
+
 // ScoreReason is one rule that fired and what it contributed.
 type ScoreReason struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -143,14 +197,21 @@ func (x *ScoreReason) GetDescription() string {
 
 // LeadScored is a (re)score of a lead under one model version.
 type LeadScored struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ModelId       string                 `protobuf:"bytes,1,opt,name=model_id,json=modelId,proto3" json:"model_id,omitempty"`
-	ModelVersion  uint32                 `protobuf:"varint,2,opt,name=model_version,json=modelVersion,proto3" json:"model_version,omitempty"`
-	Fit           int32                  `protobuf:"varint,3,opt,name=fit,proto3" json:"fit,omitempty"`
-	Engagement    int32                  `protobuf:"varint,4,opt,name=engagement,proto3" json:"engagement,omitempty"`
-	Total         int32                  `protobuf:"varint,5,opt,name=total,proto3" json:"total,omitempty"`
-	Threshold     int32                  `protobuf:"varint,6,opt,name=threshold,proto3" json:"threshold,omitempty"`
-	Reasons       []*ScoreReason         `protobuf:"bytes,7,rep,name=reasons,proto3" json:"reasons,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	ModelId      string                 `protobuf:"bytes,1,opt,name=model_id,json=modelId,proto3" json:"model_id,omitempty"`
+	ModelVersion uint32                 `protobuf:"varint,2,opt,name=model_version,json=modelVersion,proto3" json:"model_version,omitempty"`
+	Fit          int32                  `protobuf:"varint,3,opt,name=fit,proto3" json:"fit,omitempty"`
+	Engagement   int32                  `protobuf:"varint,4,opt,name=engagement,proto3" json:"engagement,omitempty"`
+	Total        int32                  `protobuf:"varint,5,opt,name=total,proto3" json:"total,omitempty"`
+	Threshold    int32                  `protobuf:"varint,6,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	Reasons      []*ScoreReason         `protobuf:"bytes,7,rep,name=reasons,proto3" json:"reasons,omitempty"`
+	// verdict is what this score decides. The LeadQualified or
+	// LeadDisqualified it implies follows as its own event (caused by this
+	// one) where the lifecycle allows; recording the verdict here lets a
+	// writer that crashed between the two finish it on redelivery.
+	Verdict ScoreVerdict `protobuf:"varint,8,opt,name=verdict,proto3,enum=leadflow.event.v1.ScoreVerdict" json:"verdict,omitempty"`
+	// disqualify is the rule that fired, with verdict DISQUALIFY.
+	Disqualify    *LeadDisqualified `protobuf:"bytes,9,opt,name=disqualify,proto3" json:"disqualify,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -230,6 +291,20 @@ func (x *LeadScored) GetThreshold() int32 {
 func (x *LeadScored) GetReasons() []*ScoreReason {
 	if x != nil {
 		return x.Reasons
+	}
+	return nil
+}
+
+func (x *LeadScored) GetVerdict() ScoreVerdict {
+	if x != nil {
+		return x.Verdict
+	}
+	return ScoreVerdict_SCORE_VERDICT_UNSPECIFIED
+}
+
+func (x *LeadScored) GetDisqualify() *LeadDisqualified {
+	if x != nil {
+		return x.Disqualify
 	}
 	return nil
 }
@@ -1132,7 +1207,7 @@ const file_leadflow_event_v1_qualification_proto_rawDesc = "" +
 	"\arule_id\x18\x01 \x01(\tR\x06ruleId\x120\n" +
 	"\x04part\x18\x02 \x01(\x0e2\x1c.leadflow.event.v1.ScorePartR\x04part\x12\x16\n" +
 	"\x06points\x18\x03 \x01(\x05R\x06points\x12 \n" +
-	"\vdescription\x18\x04 \x01(\tR\vdescription\"\xec\x01\n" +
+	"\vdescription\x18\x04 \x01(\tR\vdescription\"\xec\x02\n" +
 	"\n" +
 	"LeadScored\x12\x19\n" +
 	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x12#\n" +
@@ -1143,7 +1218,11 @@ const file_leadflow_event_v1_qualification_proto_rawDesc = "" +
 	"engagement\x12\x14\n" +
 	"\x05total\x18\x05 \x01(\x05R\x05total\x12\x1c\n" +
 	"\tthreshold\x18\x06 \x01(\x05R\tthreshold\x128\n" +
-	"\areasons\x18\a \x03(\v2\x1e.leadflow.event.v1.ScoreReasonR\areasons\"\x83\x01\n" +
+	"\areasons\x18\a \x03(\v2\x1e.leadflow.event.v1.ScoreReasonR\areasons\x129\n" +
+	"\averdict\x18\b \x01(\x0e2\x1f.leadflow.event.v1.ScoreVerdictR\averdict\x12C\n" +
+	"\n" +
+	"disqualify\x18\t \x01(\v2#.leadflow.event.v1.LeadDisqualifiedR\n" +
+	"disqualify\"\x83\x01\n" +
 	"\rLeadQualified\x12\x19\n" +
 	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x12#\n" +
 	"\rmodel_version\x18\x02 \x01(\rR\fmodelVersion\x12\x14\n" +
@@ -1215,7 +1294,12 @@ const file_leadflow_event_v1_qualification_proto_rawDesc = "" +
 	"\tScorePart\x12\x1a\n" +
 	"\x16SCORE_PART_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eSCORE_PART_FIT\x10\x01\x12\x19\n" +
-	"\x15SCORE_PART_ENGAGEMENT\x10\x02B\xd1\x01\n" +
+	"\x15SCORE_PART_ENGAGEMENT\x10\x02*~\n" +
+	"\fScoreVerdict\x12\x1d\n" +
+	"\x19SCORE_VERDICT_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12SCORE_VERDICT_NONE\x10\x01\x12\x19\n" +
+	"\x15SCORE_VERDICT_QUALIFY\x10\x02\x12\x1c\n" +
+	"\x18SCORE_VERDICT_DISQUALIFY\x10\x03B\xd1\x01\n" +
 	"\x15com.leadflow.event.v1B\x12QualificationProtoP\x01Z>github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1;eventv1\xa2\x02\x03LEX\xaa\x02\x11Leadflow.Event.V1\xca\x02\x11Leadflow\\Event\\V1\xe2\x02\x1dLeadflow\\Event\\V1\\GPBMetadata\xea\x02\x13Leadflow::Event::V1b\x06proto3"
 
 var (
@@ -1230,51 +1314,54 @@ func file_leadflow_event_v1_qualification_proto_rawDescGZIP() []byte {
 	return file_leadflow_event_v1_qualification_proto_rawDescData
 }
 
-var file_leadflow_event_v1_qualification_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_leadflow_event_v1_qualification_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_leadflow_event_v1_qualification_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_leadflow_event_v1_qualification_proto_goTypes = []any{
 	(ScorePart)(0),                       // 0: leadflow.event.v1.ScorePart
-	(*ScoreReason)(nil),                  // 1: leadflow.event.v1.ScoreReason
-	(*LeadScored)(nil),                   // 2: leadflow.event.v1.LeadScored
-	(*LeadQualified)(nil),                // 3: leadflow.event.v1.LeadQualified
-	(*LeadDisqualified)(nil),             // 4: leadflow.event.v1.LeadDisqualified
-	(*ScoringModel)(nil),                 // 5: leadflow.event.v1.ScoringModel
-	(*Criteria)(nil),                     // 6: leadflow.event.v1.Criteria
-	(*FitRule)(nil),                      // 7: leadflow.event.v1.FitRule
-	(*EngagementRule)(nil),               // 8: leadflow.event.v1.EngagementRule
-	(*DisqualifyRule)(nil),               // 9: leadflow.event.v1.DisqualifyRule
-	(*ScoringModelProposed)(nil),         // 10: leadflow.event.v1.ScoringModelProposed
-	(*ScoringModelApproved)(nil),         // 11: leadflow.event.v1.ScoringModelApproved
-	(*ScoringModelActivated)(nil),        // 12: leadflow.event.v1.ScoringModelActivated
-	(*ScoringModelRescoreStarted)(nil),   // 13: leadflow.event.v1.ScoringModelRescoreStarted
-	(*ScoringModelRescoreCompleted)(nil), // 14: leadflow.event.v1.ScoringModelRescoreCompleted
-	(*Actor)(nil),                        // 15: leadflow.event.v1.Actor
-	(Seniority)(0),                       // 16: leadflow.event.v1.Seniority
-	(ConsentChannel)(0),                  // 17: leadflow.event.v1.ConsentChannel
-	(ActivityType)(0),                    // 18: leadflow.event.v1.ActivityType
-	(*durationpb.Duration)(nil),          // 19: google.protobuf.Duration
+	(ScoreVerdict)(0),                    // 1: leadflow.event.v1.ScoreVerdict
+	(*ScoreReason)(nil),                  // 2: leadflow.event.v1.ScoreReason
+	(*LeadScored)(nil),                   // 3: leadflow.event.v1.LeadScored
+	(*LeadQualified)(nil),                // 4: leadflow.event.v1.LeadQualified
+	(*LeadDisqualified)(nil),             // 5: leadflow.event.v1.LeadDisqualified
+	(*ScoringModel)(nil),                 // 6: leadflow.event.v1.ScoringModel
+	(*Criteria)(nil),                     // 7: leadflow.event.v1.Criteria
+	(*FitRule)(nil),                      // 8: leadflow.event.v1.FitRule
+	(*EngagementRule)(nil),               // 9: leadflow.event.v1.EngagementRule
+	(*DisqualifyRule)(nil),               // 10: leadflow.event.v1.DisqualifyRule
+	(*ScoringModelProposed)(nil),         // 11: leadflow.event.v1.ScoringModelProposed
+	(*ScoringModelApproved)(nil),         // 12: leadflow.event.v1.ScoringModelApproved
+	(*ScoringModelActivated)(nil),        // 13: leadflow.event.v1.ScoringModelActivated
+	(*ScoringModelRescoreStarted)(nil),   // 14: leadflow.event.v1.ScoringModelRescoreStarted
+	(*ScoringModelRescoreCompleted)(nil), // 15: leadflow.event.v1.ScoringModelRescoreCompleted
+	(*Actor)(nil),                        // 16: leadflow.event.v1.Actor
+	(Seniority)(0),                       // 17: leadflow.event.v1.Seniority
+	(ConsentChannel)(0),                  // 18: leadflow.event.v1.ConsentChannel
+	(ActivityType)(0),                    // 19: leadflow.event.v1.ActivityType
+	(*durationpb.Duration)(nil),          // 20: google.protobuf.Duration
 }
 var file_leadflow_event_v1_qualification_proto_depIdxs = []int32{
 	0,  // 0: leadflow.event.v1.ScoreReason.part:type_name -> leadflow.event.v1.ScorePart
-	1,  // 1: leadflow.event.v1.LeadScored.reasons:type_name -> leadflow.event.v1.ScoreReason
-	15, // 2: leadflow.event.v1.LeadDisqualified.decided_by:type_name -> leadflow.event.v1.Actor
-	7,  // 3: leadflow.event.v1.ScoringModel.fit_rules:type_name -> leadflow.event.v1.FitRule
-	8,  // 4: leadflow.event.v1.ScoringModel.engagement_rules:type_name -> leadflow.event.v1.EngagementRule
-	9,  // 5: leadflow.event.v1.ScoringModel.disqualify_rules:type_name -> leadflow.event.v1.DisqualifyRule
-	16, // 6: leadflow.event.v1.Criteria.seniority_in:type_name -> leadflow.event.v1.Seniority
-	17, // 7: leadflow.event.v1.Criteria.consent_withdrawn:type_name -> leadflow.event.v1.ConsentChannel
-	6,  // 8: leadflow.event.v1.FitRule.when:type_name -> leadflow.event.v1.Criteria
-	18, // 9: leadflow.event.v1.EngagementRule.activity_type:type_name -> leadflow.event.v1.ActivityType
-	19, // 10: leadflow.event.v1.EngagementRule.half_life:type_name -> google.protobuf.Duration
-	6,  // 11: leadflow.event.v1.DisqualifyRule.when:type_name -> leadflow.event.v1.Criteria
-	5,  // 12: leadflow.event.v1.ScoringModelProposed.model:type_name -> leadflow.event.v1.ScoringModel
-	15, // 13: leadflow.event.v1.ScoringModelProposed.proposed_by:type_name -> leadflow.event.v1.Actor
-	15, // 14: leadflow.event.v1.ScoringModelApproved.approver:type_name -> leadflow.event.v1.Actor
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	2,  // 1: leadflow.event.v1.LeadScored.reasons:type_name -> leadflow.event.v1.ScoreReason
+	1,  // 2: leadflow.event.v1.LeadScored.verdict:type_name -> leadflow.event.v1.ScoreVerdict
+	5,  // 3: leadflow.event.v1.LeadScored.disqualify:type_name -> leadflow.event.v1.LeadDisqualified
+	16, // 4: leadflow.event.v1.LeadDisqualified.decided_by:type_name -> leadflow.event.v1.Actor
+	8,  // 5: leadflow.event.v1.ScoringModel.fit_rules:type_name -> leadflow.event.v1.FitRule
+	9,  // 6: leadflow.event.v1.ScoringModel.engagement_rules:type_name -> leadflow.event.v1.EngagementRule
+	10, // 7: leadflow.event.v1.ScoringModel.disqualify_rules:type_name -> leadflow.event.v1.DisqualifyRule
+	17, // 8: leadflow.event.v1.Criteria.seniority_in:type_name -> leadflow.event.v1.Seniority
+	18, // 9: leadflow.event.v1.Criteria.consent_withdrawn:type_name -> leadflow.event.v1.ConsentChannel
+	7,  // 10: leadflow.event.v1.FitRule.when:type_name -> leadflow.event.v1.Criteria
+	19, // 11: leadflow.event.v1.EngagementRule.activity_type:type_name -> leadflow.event.v1.ActivityType
+	20, // 12: leadflow.event.v1.EngagementRule.half_life:type_name -> google.protobuf.Duration
+	7,  // 13: leadflow.event.v1.DisqualifyRule.when:type_name -> leadflow.event.v1.Criteria
+	6,  // 14: leadflow.event.v1.ScoringModelProposed.model:type_name -> leadflow.event.v1.ScoringModel
+	16, // 15: leadflow.event.v1.ScoringModelProposed.proposed_by:type_name -> leadflow.event.v1.Actor
+	16, // 16: leadflow.event.v1.ScoringModelApproved.approver:type_name -> leadflow.event.v1.Actor
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_event_v1_qualification_proto_init() }
@@ -1289,7 +1376,7 @@ func file_leadflow_event_v1_qualification_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_leadflow_event_v1_qualification_proto_rawDesc), len(file_leadflow_event_v1_qualification_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
