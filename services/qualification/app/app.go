@@ -153,9 +153,14 @@ func (a *App) registry(ctx context.Context, seen uint64, maxAge time.Duration) (
 	if seen <= c.asOf && a.now().Sub(c.at) < maxAge {
 		return c.reg, nil
 	}
-	// The model's version is read first: the history loaded after it
-	// holds every model event stored before this call, so before any event
-	// the caller has seen.
+	// The stream's end is read first: the model history loaded after it
+	// holds every model event stored up to that end, so the refresh
+	// serves every event up to it, not only the one that asked (a
+	// backlog is served by one refresh, not one per event).
+	end, err := a.models.LastSeq(ctx)
+	if err != nil {
+		return nil, err
+	}
 	v, err := a.models.Version(ctx)
 	if err != nil {
 		return nil, err
@@ -169,9 +174,7 @@ func (a *App) registry(ctx context.Context, seen uint64, maxAge time.Duration) (
 		next.Apply(recs...)
 		c.reg = next
 	}
-	if seen != ^uint64(0) {
-		c.asOf = max(c.asOf, seen)
-	}
+	c.asOf = max(c.asOf, end)
 	c.at = a.now()
 	return c.reg, nil
 }
