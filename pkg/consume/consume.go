@@ -109,9 +109,22 @@ type Config struct {
 	// ShutdownGrace is how long in-flight handlers may run on after ctx is
 	// cancelled before their context is cancelled too, default 5s.
 	ShutdownGrace time.Duration
+	// Pinned makes one Run of the durable the only one the server delivers
+	// to (a JetStream pinned priority group); every other Run of it, in
+	// other replicas of the service, waits as a hot standby and takes over
+	// once the active one has not pulled for PinnedTTL. Per-subject order
+	// then holds with several replicas, and a handler may keep per-subject
+	// state in memory, knowing it sees every message of the durable.
+	Pinned bool
+	// PinnedTTL is how long the server keeps a silent Run pinned, default
+	// 5s: the failover time after a crash. It must exceed the pull wait.
+	PinnedTTL time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
+
+// pinGroup is the priority group every pinned Run pulls in.
+const pinGroup = "leadflow"
 
 // DefaultDeadLetterStream is the dead-letter stream used when
 // Config.DeadLetter is empty.
@@ -185,6 +198,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ShutdownGrace <= 0 {
 		c.ShutdownGrace = defaultGrace
+	}
+	if c.PinnedTTL <= 0 {
+		c.PinnedTTL = 5 * time.Second
+	}
+	if c.Pinned && c.PinnedTTL <= fetchWait {
+		return c, fmt.Errorf("consume: PinnedTTL %s must exceed the pull wait %s", c.PinnedTTL, fetchWait)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -346,6 +365,11 @@ func (r *runner) consumerConfig() jetstream.ConsumerConfig {
 		MaxDeliver:    r.cfg.MaxDeliver,
 		MaxAckPending: r.cfg.maxHeld(),
 		DeliverPolicy: r.cfg.DeliverPolicy,
+	}
+	if r.cfg.Pinned {
+		cc.PriorityPolicy = jetstream.PriorityPolicyPinned
+		cc.PriorityGroups = []string{pinGroup}
+		cc.PinnedTTL = r.cfg.PinnedTTL
 	}
 	switch len(r.cfg.FilterSubjects) {
 	case 0:

@@ -22,7 +22,7 @@ func (r *runner) fetchLoop(ctx context.Context) {
 		if !ok {
 			return
 		}
-		batch, err := r.cons.Fetch(n, jetstream.FetchMaxWait(fetchWait))
+		batch, err := r.cons.Fetch(n, r.fetchOpts()...)
 		if err != nil {
 			release(r.slots, n)
 			if !r.pullFailed(ctx, err, &failures) {
@@ -53,6 +53,16 @@ func (r *runner) fetchLoop(ctx context.Context) {
 	}
 }
 
+// fetchOpts are the options of a live pull. A pinned Run pulls in the
+// priority group; nats.go carries the pin id the server hands out.
+func (r *runner) fetchOpts() []jetstream.FetchOpt {
+	opts := []jetstream.FetchOpt{jetstream.FetchMaxWait(fetchWait)}
+	if r.cfg.Pinned {
+		opts = append(opts, jetstream.FetchPriorityGroup(pinGroup))
+	}
+	return opts
+}
+
 func newItem(m jetstream.Msg, sem chan struct{}) (*item, error) {
 	meta, err := m.Metadata()
 	if err != nil {
@@ -81,6 +91,11 @@ func (r *runner) pullFailed(ctx context.Context, err error, failures *int) bool 
 	if errors.Is(err, nats.ErrConnectionClosed) {
 		r.fail(fmt.Errorf("consume: %s: %w", r.cfg.Durable, err))
 		return false
+	}
+	if errors.Is(err, jetstream.ErrPinIDMismatch) {
+		// Another Run holds the pin (we were failed over, or never had
+		// it): standing by is the normal state, not a failure.
+		return ctx.Err() == nil
 	}
 	*failures++
 	if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {

@@ -61,6 +61,9 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 		return consume.Run(ctx, js, consume.Config{
 			Stream: cfg.Stream, Durable: ports.Durable, FilterSubjects: []string{eventstore.LeadSubjects},
 			Workers: cfg.Workers, AckWait: cfg.AckWait, ShutdownGrace: cfg.Grace, Logger: log,
+			// One replica scores at a time, the others stand by: per-lead
+			// order holds, and the per-lead fold cache sees every event.
+			Pinned: true,
 		}, events.Score)
 	})
 	part(1, func() error {

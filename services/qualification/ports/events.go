@@ -117,6 +117,7 @@ func (e *Events) rescore(ctx context.Context, js jetstream.JetStream, cfg Rescor
 			Durable:        job.Scan,
 			FilterSubjects: []string{eventstore.LeadSubjects},
 			DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
+			Pinned:         true,
 			Workers:        cfg.Workers,
 			AckWait:        cfg.AckWait,
 			Logger:         cfg.Logger,
