@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -253,6 +254,14 @@ func isTransient(err error) bool {
 	return errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, nats.ErrNoResponders) ||
 		errors.Is(err, jetstream.ErrNoStreamResponse)
+}
+
+// AfterConflict waits before a command's next try after it lost an
+// optimistic-concurrency race: a random wait that doubles with each loss
+// (up to 64 ms), so racers on one lead spread out instead of colliding
+// again in lockstep. It returns ctx's error if ctx ends first.
+func AfterConflict(ctx context.Context, attempt int) error {
+	return sleep(ctx, time.Duration(rand.Int64N(int64(time.Millisecond)<<min(attempt, 6))))
 }
 
 func backoff(attempt int) time.Duration {

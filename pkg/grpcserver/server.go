@@ -27,6 +27,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/pkg/telemetry"
 )
 
@@ -248,4 +250,25 @@ func recoverStream(log *slog.Logger) grpc.StreamServerInterceptor {
 		}()
 		return h(srv, ss)
 	}
+}
+
+// Status maps the errors every service shares to a gRPC status, and is the
+// one place an unexplained error is logged: a refused lifecycle transition
+// is FAILED_PRECONDITION, a lost optimistic-concurrency race that outlived
+// its retries ABORTED, a cancelled or expired context CANCELED or
+// DEADLINE_EXCEEDED, anything else INTERNAL without details. Services map
+// their own errors (validation, not found) first and hand the rest here.
+func Status(ctx context.Context, log *slog.Logger, method string, err error) error {
+	switch {
+	case errors.Is(err, lifecycle.ErrRefused):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, eventstore.ErrConflict):
+		return status.Error(codes.Aborted, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	}
+	log.ErrorContext(ctx, "request failed", "method", method, "err", err)
+	return status.Error(codes.Internal, "internal error")
 }

@@ -7,7 +7,6 @@ package app
 import (
 	"context"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -116,21 +115,6 @@ type eventPayload = proto.Message
 // maxRaces bounds how often a command reloads and decides again after
 // losing an optimistic-concurrency race before it gives up (Aborted).
 const maxRaces = 16
-
-// raced waits before the next try after a lost race: a random wait that
-// grows with each loss, so racers on one lead spread out instead of
-// colliding again in lockstep.
-func raced(ctx context.Context, attempt int) error {
-	d := time.Duration(rand.Int64N(int64(time.Millisecond) << min(attempt, 6)))
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
 
 // leadEvent decides cmd on state and wraps payload as the resulting
 // event, stamped with the state after it. Every lead event goes through

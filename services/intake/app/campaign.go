@@ -84,7 +84,7 @@ func (a *App) appendToCampaign(ctx context.Context, campaignID string, payload e
 		}
 		nv, err := a.campaigns.Append(ctx, campaignID, version, ev)
 		if errors.Is(err, eventstore.ErrConflict) {
-			if err := raced(ctx, attempt); err != nil {
+			if err := eventstore.AfterConflict(ctx, attempt); err != nil {
 				return Written{}, err
 			}
 			continue

@@ -73,7 +73,7 @@ func (a *App) CaptureLead(ctx context.Context, in form.Capture, meta eventstore.
 		if !errors.Is(err, eventstore.ErrConflict) {
 			return res, err
 		}
-		if err := raced(ctx, attempt); err != nil {
+		if err := eventstore.AfterConflict(ctx, attempt); err != nil {
 			return CaptureResult{}, err
 		}
 	}

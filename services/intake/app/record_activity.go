@@ -81,7 +81,7 @@ func (a *App) appendToLead(ctx context.Context, leadID string, cmd lifecycle.Com
 		}
 		nv, err := a.leads.Append(ctx, leadID, version, ev)
 		if errors.Is(err, eventstore.ErrConflict) {
-			if err := raced(ctx, attempt); err != nil {
+			if err := eventstore.AfterConflict(ctx, attempt); err != nil {
 				return Written{}, err
 			}
 			continue

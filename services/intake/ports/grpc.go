@@ -215,12 +215,10 @@ func (g *GRPC) GetLeadTimeline(ctx context.Context, r *intakev1.GetLeadTimelineR
 	return out, nil
 }
 
-// status maps an app error to a gRPC status, handling it once: expected
-// refusals are answered as they are, anything else is logged here and
-// answered INTERNAL without details.
+// status maps an app error to a gRPC status, handling it once: intake's
+// own errors here, the shared ones (and logging) in grpcserver.Status.
 func (g *GRPC) status(ctx context.Context, method string, err error) error {
 	var ve *app.ValidationError
-	var refused *lifecycle.RefusedError
 	switch {
 	case errors.As(err, &ve):
 		fields := make([]grpcserver.FieldViolation, len(ve.Violations))
@@ -228,21 +226,12 @@ func (g *GRPC) status(ctx context.Context, method string, err error) error {
 			fields[i] = grpcserver.FieldViolation{Field: v.Field, Description: v.Description}
 		}
 		return grpcserver.InvalidArgument(ve.Error(), fields...)
-	case errors.As(err, &refused):
-		return status.Error(codes.FailedPrecondition, refused.Error())
 	case errors.Is(err, app.ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, app.ErrAlreadyExists):
 		return status.Error(codes.AlreadyExists, err.Error())
-	case errors.Is(err, eventstore.ErrConflict):
-		return status.Error(codes.Aborted, err.Error())
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, err.Error())
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, err.Error())
 	}
-	g.log.ErrorContext(ctx, "request failed", "method", method, "err", err)
-	return status.Error(codes.Internal, "internal error")
+	return grpcserver.Status(ctx, g.log, method, err)
 }
 
 func asTime(t *timestamppb.Timestamp) (out time.Time) {

@@ -9,7 +9,6 @@ package app
 import (
 	"context"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -117,19 +116,6 @@ var Actor = &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_SERVICE, Id: "qual
 // maxRaces bounds how often a write reloads and decides again after losing
 // an optimistic-concurrency race before it gives up (Aborted).
 const maxRaces = 16
-
-// raced waits a random, growing time after a lost race, so racers spread
-// out instead of colliding again in lockstep.
-func raced(ctx context.Context, attempt int) error {
-	t := time.NewTimer(time.Duration(rand.Int64N(int64(time.Millisecond) << min(attempt, 6))))
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
 
 // registryCache keeps the model's history between reads. Scoring reads it
 // for every event, so it is refreshed only when it may be stale (see

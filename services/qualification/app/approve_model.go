@@ -77,7 +77,7 @@ func (a *App) ApproveModel(ctx context.Context, version uint32, approver *eventv
 		}
 		_, err = a.models.Append(ctx, reg.Seq, events...)
 		if errors.Is(err, eventstore.ErrConflict) {
-			if err := raced(ctx, attempt); err != nil {
+			if err := eventstore.AfterConflict(ctx, attempt); err != nil {
 				return Approved{}, err
 			}
 			continue

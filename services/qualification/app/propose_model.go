@@ -74,7 +74,7 @@ func (a *App) ProposeModel(ctx context.Context, in ProposeModel, meta eventstore
 		}
 		_, err = a.models.Append(ctx, reg.Seq, ev)
 		if errors.Is(err, eventstore.ErrConflict) {
-			if err := raced(ctx, attempt); err != nil {
+			if err := eventstore.AfterConflict(ctx, attempt); err != nil {
 				return Proposed{}, err
 			}
 			continue

@@ -76,7 +76,7 @@ func (a *App) StartRescore(ctx context.Context, job Rescore) (Rescore, error) {
 		}
 		_, err = a.models.Append(ctx, reg.Seq, ev)
 		if errors.Is(err, eventstore.ErrConflict) {
-			if err := raced(ctx, attempt); err != nil {
+			if err := eventstore.AfterConflict(ctx, attempt); err != nil {
 				return job, err
 			}
 			continue
@@ -131,7 +131,7 @@ func (a *App) RescoreLead(ctx context.Context, job Rescore, leadID string, seq u
 		}
 		err = a.appendOwn(ctx, l, ^uint64(0), events...)
 		if errors.Is(err, eventstore.ErrConflict) {
-			if err := raced(ctx, attempt); err != nil {
+			if err := eventstore.AfterConflict(ctx, attempt); err != nil {
 				return err
 			}
 			continue

@@ -81,7 +81,7 @@ func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev 
 				return err
 			}
 			if err := a.appendOwn(ctx, l, seq, owed); errors.Is(err, eventstore.ErrConflict) {
-				if err := raced(ctx, attempt); err != nil {
+				if err := eventstore.AfterConflict(ctx, attempt); err != nil {
 					return err
 				}
 				continue
@@ -115,7 +115,7 @@ func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev 
 		// crash in between is finished by the redelivery (owedVerdict).
 		err = a.appendOwn(ctx, l, seq, events...)
 		if errors.Is(err, eventstore.ErrConflict) {
-			if err := raced(ctx, attempt); err != nil {
+			if err := eventstore.AfterConflict(ctx, attempt); err != nil {
 				return err
 			}
 			continue // the next pass reads what the other writer appended

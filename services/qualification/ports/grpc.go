@@ -19,7 +19,6 @@ import (
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
 	"github.com/leadflow/leadflow/pkg/grpcserver"
-	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/pkg/telemetry"
 	"github.com/leadflow/leadflow/services/qualification/app"
 	"github.com/leadflow/leadflow/services/qualification/model"
@@ -184,19 +183,10 @@ func (g *GRPC) status(ctx context.Context, method string, err error) error {
 		return grpcserver.InvalidArgument(ve.Error(), fields...)
 	case errors.As(err, &refused):
 		return status.Error(codes.FailedPrecondition, refused.Error())
-	case errors.Is(err, lifecycle.ErrRefused):
-		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, app.ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, eventstore.ErrConflict):
-		return status.Error(codes.Aborted, err.Error())
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, err.Error())
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, err.Error())
 	}
-	g.log.ErrorContext(ctx, "request failed", "method", method, "err", err)
-	return status.Error(codes.Internal, "internal error")
+	return grpcserver.Status(ctx, g.log, method, err)
 }
 
 func pbTime(t time.Time) *timestamppb.Timestamp {
