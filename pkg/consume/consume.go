@@ -40,6 +40,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -259,6 +260,8 @@ type runner struct {
 	cfg  Config
 	js   jetstream.JetStream
 	h    Handler
+	// lastDelivery is when a live pull last brought messages (unix ns).
+	lastDelivery atomic.Int64
 	log  *slog.Logger
 	src  jetstream.Stream
 	dl   jetstream.Stream
@@ -499,6 +502,7 @@ func (r *runner) run(ctx context.Context) error {
 	close(progressDone)
 	progress.Wait()
 	r.flushSettles()
+	r.unpin()
 	r.fatalMu.Lock()
 	defer r.fatalMu.Unlock()
 	return r.fatal
@@ -588,4 +592,23 @@ func partition(subject string, n int) int {
 		h *= 16777619
 	}
 	return int(h % uint32(n))
+}
+
+// unpin hands a pinned durable over at once on a clean stop, instead of
+// after PinnedTTL: a rolling restart then moves scoring to a standby in a
+// round trip. Only a Run that was receiving messages unpins, so a standby
+// that stops does not knock the active Run off its pin.
+func (r *runner) unpin() {
+	if !r.cfg.Pinned || time.Since(time.Unix(0, r.lastDelivery.Load())) > r.cfg.PinnedTTL {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.ioctx, ioTimeout)
+	defer cancel()
+	s, err := r.js.Stream(ctx, r.cfg.Stream)
+	if err == nil {
+		err = s.UnpinConsumer(ctx, r.cfg.Durable, pinGroup)
+	}
+	if err != nil {
+		r.log.Warn("consume: unpin on stop failed; a standby takes over after PinnedTTL", "durable", r.cfg.Durable, "error", err)
+	}
 }

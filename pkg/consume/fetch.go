@@ -43,6 +43,9 @@ func (r *runner) fetchLoop(ctx context.Context) {
 			r.dispatch(it)
 		}
 		release(r.slots, n-got)
+		if got > 0 {
+			r.lastDelivery.Store(time.Now().UnixNano())
+		}
 		if err := batch.Error(); err != nil {
 			if !r.pullFailed(ctx, err, &failures) {
 				return

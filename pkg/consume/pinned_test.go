@@ -27,7 +27,8 @@ func TestPinnedStandbyTakesOver(t *testing.T) {
 			return nil
 		}
 	}
-	cfg := consume.Config{Stream: leads, Durable: "pinned", Workers: 4, Pinned: true, PinnedTTL: time.Second}
+	// A long pin TTL: a clean stop must hand over at once, not after it.
+	cfg := consume.Config{Stream: leads, Durable: "pinned", Workers: 4, Pinned: true, PinnedTTL: time.Minute}
 	a := start(t, n.JS, cfg, handler(&byA))
 	b := start(t, js2, cfg, handler(&byB))
 
@@ -55,7 +56,7 @@ func TestPinnedStandbyTakesOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	send(2)
-	eventually(t, 15*time.Second, func() bool { return j.len() >= subjects*perSubject }, "after failover: handled %d of %d", j.len(), subjects*perSubject)
+	eventually(t, 10*time.Second, func() bool { return j.len() >= subjects*perSubject }, "after failover: handled %d of %d", j.len(), subjects*perSubject)
 	eventually(t, 5*time.Second, settled(t, n.JS, "pinned"), "not settled")
 	if err := standby.stop(t, 10*time.Second); err != nil {
 		t.Fatal(err)

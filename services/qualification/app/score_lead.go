@@ -29,6 +29,7 @@ import (
 // saw ev's facts). meta carries the correlation and trace of ev.
 func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev *eventv1.Event, meta eventstore.Meta) error {
 	if !IsTrigger(ev.GetEventType()) {
+		a.observe(leadID, seq, ev)
 		return nil
 	}
 	reg, err := a.registry(ctx, seq, a.maxAge)
@@ -54,13 +55,21 @@ func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev 
 	}
 	refreshed := false
 	for attempt := range maxRaces {
-		if l == nil {
+		switch {
+		case l == nil:
 			recs, err := a.leads.Load(ctx, leadID)
 			if err != nil {
 				return err
 			}
 			l = foldLead(leadID, recs, seq)
-		} else {
+		case attempt == 0 && seq > l.version:
+			// The live consumer is pinned: this process is handed every
+			// event of the lead, in order, and folds each one (observe), so
+			// the cached fold plus ev is the lead up to ev without a read.
+			// If more was appended since, the append conflicts and the next
+			// pass reads on from the stream.
+			l.apply([]eventstore.Record{{Seq: seq, Event: ev}}, seq)
+		default:
 			recs, err := a.leads.LoadAfter(ctx, leadID, l.version)
 			if err != nil {
 				return err
@@ -199,4 +208,18 @@ func (a *App) appendOwn(ctx context.Context, l *lead, asOf uint64, events ...*ev
 		l.apply([]eventstore.Record{{Seq: v, Event: e}}, asOf)
 	}
 	return nil
+}
+
+// observe folds a non-trigger event into the lead's cached fold, if it is
+// cached, so the fold stays whole without reading the stream (see
+// ScoreLeadEvent). A lead not cached is read in full when next scored.
+func (a *App) observe(leadID string, seq uint64, ev *eventv1.Event) {
+	l, ok := a.folds.take(leadID)
+	if !ok {
+		return
+	}
+	if seq > l.version {
+		l.apply([]eventstore.Record{{Seq: seq, Event: ev}}, seq)
+	}
+	a.folds.put(l)
 }
