@@ -257,16 +257,16 @@ func Run(ctx context.Context, js jetstream.JetStream, cfg Config, h Handler) err
 
 // runner is one Run: its consumers, worker queues and the messages it holds.
 type runner struct {
-	cfg  Config
-	js   jetstream.JetStream
-	h    Handler
+	cfg Config
+	js  jetstream.JetStream
+	h   Handler
 	// lastDelivery is when a live pull last brought messages (unix ns).
 	lastDelivery atomic.Int64
-	log  *slog.Logger
-	src  jetstream.Stream
-	dl   jetstream.Stream
-	cons jetstream.Consumer // the live durable
-	redr jetstream.Consumer // re-drive requests for this durable
+	log          *slog.Logger
+	src          jetstream.Stream
+	dl           jetstream.Stream
+	cons         jetstream.Consumer // the live durable
+	redr         jetstream.Consumer // re-drive requests for this durable
 
 	queues  []chan *item
 	slots   chan struct{} // one token per live message Run may hold
