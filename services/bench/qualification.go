@@ -64,7 +64,7 @@ func (q *qualification) activateTimed(ctx context.Context, threshold int) (time.
 			return 0, err
 		}
 	}
-	for deadline := time.Now().Add(30 * time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		p, err := q.client.GetRescoreProgress(ctx, &qualificationv1.GetRescoreProgressRequest{Version: prop.GetVersion()})
 		if err != nil {
 			return 0, err
@@ -92,7 +92,7 @@ func (q *qualification) pause(ctx context.Context) error {
 
 // idle waits until the live consumer has nothing pending or unacked.
 func (q *qualification) idle(ctx context.Context, max time.Duration) error {
-	for deadline := time.Now().Add(max); ; time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(max); ; time.Sleep(100 * time.Millisecond) {
 		c, err := q.js.Consumer(ctx, "LEADFLOW", durable)
 		if err != nil {
 			return err
