@@ -62,13 +62,18 @@ func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev 
 				return err
 			}
 			l = foldLead(leadID, recs, seq)
-		case attempt == 0 && seq > l.version:
+		case attempt == 0:
 			// The live consumer is pinned: this process is handed every
 			// event of the lead, in order, and folds each one (observe), so
-			// the cached fold plus ev is the lead up to ev without a read.
-			// If more was appended since, the append conflicts and the next
-			// pass reads on from the stream.
-			l.apply([]eventstore.Record{{Seq: seq, Event: ev}}, seq)
+			// the cached fold plus ev is the lead up to ev without a read
+			// (a fold already past ev, from an earlier read, holds ev's
+			// facts). If more was appended since, the append conflicts and
+			// the next pass reads on from the stream.
+			if seq > l.version {
+				l.apply([]eventstore.Record{{Seq: seq, Event: ev}}, seq)
+			} else {
+				l.factsAsOf(seq)
+			}
 		default:
 			recs, err := a.leads.LoadAfter(ctx, leadID, l.version)
 			if err != nil {
