@@ -158,6 +158,7 @@ func reportQualification(w io.Writer, raw rawFigures, f qualificationFigures) {
 	fmt.Fprintf(w, "Leadflow qualification (separate process, same server):\n")
 	fmt.Fprintf(w, "  scoring backlog       %8.0f events/s  (%d lead events through the durable consumer: load, score, append LeadScored/LeadQualified)\n",
 		f.backlog.rate(), f.backlog.ops)
-	fmt.Fprintf(w, "                                        %s of raw fetch+ack\n", ratio(f.backlog.rate(), raw.fetchAck.rate()))
+	fmt.Fprintf(w, "                                        %s of raw fetch+ack; %s of raw appends with expected sequence (c=16)\n",
+		ratio(f.backlog.rate(), raw.fetchAck.rate()), ratio(f.backlog.rate(), raw.occ.rate()))
 	fmt.Fprintf(w, "  re-score on activation  %s for %d leads (%.0f leads/s)\n\n", f.rescore.Round(time.Millisecond), f.leads, float64(f.leads)/f.rescore.Seconds())
 }

@@ -19,6 +19,10 @@ import (
 // payloads the size of a capture event.
 type rawFigures struct {
 	sync      map[int]result // by concurrency
+	// occ is sync publish to existing subjects spread over the stream, each
+	// with the expected last subject sequence, as every event-store append
+	// carries (the server then looks up the subject's last message).
+	occ       result
 	async     result
 	batchMsgs result // messages/s through atomic batches of batchSize
 	fetchAck  result
@@ -47,6 +51,51 @@ func measureRaw(ctx context.Context, url string, size int, d time.Duration) (raw
 			return err
 		})
 	}
+
+	// Per-subject optimistic concurrency on existing subjects: 16 writers,
+	// each owning 2,000 subjects written round-robin, so consecutive
+	// writes to one subject lie far apart in the stream.
+	const occWriters, occSubjects = 16, 2000
+	last := make([][]uint64, occWriters)
+	for w := range occWriters {
+		last[w] = make([]uint64, occSubjects)
+		for k := range occSubjects {
+			if _, err := js.PublishAsync(fmt.Sprintf("raw.o.%d.%d", w, k), data); err != nil {
+				return f, err
+			}
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(30 * time.Second):
+		return f, fmt.Errorf("occ setup timed out")
+	}
+	for w := range occWriters {
+		for k := range occSubjects {
+			m, err := js.Stream(ctx, "RAW")
+			if err != nil {
+				return f, err
+			}
+			msg, err := m.GetLastMsgForSubject(ctx, fmt.Sprintf("raw.o.%d.%d", w, k))
+			if err != nil {
+				return f, err
+			}
+			last[w][k] = msg.Sequence
+		}
+	}
+	f.occ = timedEach(d, occWriters, func(w int) func() error {
+		k := 0
+		return func() error {
+			subj := fmt.Sprintf("raw.o.%d.%d", w, k)
+			ack, err := js.Publish(ctx, subj, data, jetstream.WithExpectLastSequencePerSubject(last[w][k]))
+			if err != nil {
+				return err
+			}
+			last[w][k] = ack.Sequence
+			k = (k + 1) % occSubjects
+			return nil
+		}
+	})
 
 	// Async: one publisher keeping a window of acks in flight.
 	start := time.Now()
@@ -109,8 +158,23 @@ func measureRaw(ctx context.Context, url string, size int, d time.Duration) (raw
 
 var concurrencies = []int{1, 16, 64}
 
+// timedEach is timed with one op per goroutine, made by mk(i).
+func timedEach(d time.Duration, c int, mk func(i int) func() error) result {
+	ops := make([]func() error, c)
+	for i := range ops {
+		ops[i] = mk(i)
+	}
+	var next atomic.Int64
+	return timedPer(d, c, func() func() error { return ops[next.Add(1)-1] })
+}
+
 // timed runs op from c goroutines for d and records every latency.
 func timed(d time.Duration, c int, op func() error) result {
+	return timedPer(d, c, func() func() error { return op })
+}
+
+// timedPer is timed with each goroutine's op from opFor.
+func timedPer(d time.Duration, c int, opFor func() func() error) result {
 	var mu sync.Mutex
 	var all []time.Duration
 	var errs atomic.Int64
@@ -119,6 +183,7 @@ func timed(d time.Duration, c int, op func() error) result {
 	var wg sync.WaitGroup
 	for range c {
 		wg.Go(func() {
+			op := opFor()
 			lat := make([]time.Duration, 0, 1<<14)
 			for time.Now().Before(stop) {
 				t := time.Now()
