@@ -18,7 +18,7 @@ import (
 // rawFigures are plain JetStream operations on the same server, with
 // payloads the size of a capture event.
 type rawFigures struct {
-	sync      map[int]result // by concurrency
+	sync map[int]result // by concurrency
 	// occ is sync publish to existing subjects spread over the stream, each
 	// with the expected last subject sequence, as every event-store append
 	// carries (the server then looks up the subject's last message).
