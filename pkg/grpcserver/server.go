@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/google/uuid"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -271,4 +273,25 @@ func Status(ctx context.Context, log *slog.Logger, method string, err error) err
 	}
 	log.ErrorContext(ctx, "request failed", "method", method, "err", err)
 	return status.Error(codes.Internal, "internal error")
+}
+
+// CorrelationHeader is the request metadata key that carries a caller's
+// correlation id into every event the request writes.
+const CorrelationHeader = "x-correlation-id"
+
+// Meta is the envelope for the events one request writes: the caller's
+// correlation id (or a new one), which is also the cause of the request's
+// first events, and the trace context of the request's span.
+func Meta(ctx context.Context) eventstore.Meta {
+	m := eventstore.Meta{Trace: telemetry.Inject(ctx)}
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get(CorrelationHeader); len(v) > 0 && len(v[0]) <= 128 {
+			m.CorrelationID = v[0]
+		}
+	}
+	if m.CorrelationID == "" {
+		m.CorrelationID = uuid.NewString()
+	}
+	m.CausationID = m.CorrelationID
+	return m
 }

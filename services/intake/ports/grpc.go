@@ -9,9 +9,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -20,7 +18,6 @@ import (
 	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
 	"github.com/leadflow/leadflow/pkg/grpcserver"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
-	"github.com/leadflow/leadflow/pkg/telemetry"
 	"github.com/leadflow/leadflow/services/intake/app"
 	"github.com/leadflow/leadflow/services/intake/form"
 )
@@ -37,23 +34,11 @@ var _ intakev1.IntakeServiceServer = (*GRPC)(nil)
 // NewGRPC returns the gRPC port of a.
 func NewGRPC(a *app.App, log *slog.Logger) *GRPC { return &GRPC{app: a, log: log} }
 
-// CorrelationHeader is the request metadata key that carries a caller's
-// correlation id into every event the request writes.
-const CorrelationHeader = "x-correlation-id"
-
-// meta is the envelope for a request's events: correlation id from the
-// caller or a new one, trace context from the request's span.
+// meta is the envelope for a request's events (grpcserver.Meta) with
+// the request's actor.
 func meta(ctx context.Context, actor *eventv1.Actor) eventstore.Meta {
-	m := eventstore.Meta{Actor: actor, Trace: telemetry.Inject(ctx)}
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get(CorrelationHeader); len(v) > 0 && len(v[0]) <= 128 {
-			m.CorrelationID = v[0]
-		}
-	}
-	if m.CorrelationID == "" {
-		m.CorrelationID = uuid.NewString()
-	}
-	m.CausationID = m.CorrelationID
+	m := grpcserver.Meta(ctx)
+	m.Actor = actor
 	return m
 }
 

@@ -9,17 +9,13 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
 	"github.com/leadflow/leadflow/pkg/grpcserver"
-	"github.com/leadflow/leadflow/pkg/telemetry"
 	"github.com/leadflow/leadflow/services/qualification/app"
 	"github.com/leadflow/leadflow/services/qualification/model"
 	"github.com/leadflow/leadflow/services/qualification/registry"
@@ -37,29 +33,9 @@ var _ qualificationv1.QualificationServiceServer = (*GRPC)(nil)
 // NewGRPC returns the gRPC port of a.
 func NewGRPC(a *app.App, log *slog.Logger) *GRPC { return &GRPC{app: a, log: log} }
 
-// CorrelationHeader is the request metadata key that carries a caller's
-// correlation id into every event the request writes.
-const CorrelationHeader = "x-correlation-id"
-
-// meta is the envelope for a request's events: correlation id from the
-// caller or a new one, trace context from the request's span.
-func meta(ctx context.Context) eventstore.Meta {
-	m := eventstore.Meta{Trace: telemetry.Inject(ctx)}
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get(CorrelationHeader); len(v) > 0 && len(v[0]) <= 128 {
-			m.CorrelationID = v[0]
-		}
-	}
-	if m.CorrelationID == "" {
-		m.CorrelationID = uuid.NewString()
-	}
-	m.CausationID = m.CorrelationID
-	return m
-}
-
 // ProposeModel records a model version for sign-off.
 func (g *GRPC) ProposeModel(ctx context.Context, r *qualificationv1.ProposeModelRequest) (*qualificationv1.ProposeModelResponse, error) {
-	p, err := g.app.ProposeModel(ctx, app.ProposeModel{Model: r.GetModel(), ProposedBy: r.GetProposedBy(), IdempotencyKey: r.GetIdempotencyKey()}, meta(ctx))
+	p, err := g.app.ProposeModel(ctx, app.ProposeModel{Model: r.GetModel(), ProposedBy: r.GetProposedBy(), IdempotencyKey: r.GetIdempotencyKey()}, grpcserver.Meta(ctx))
 	if err != nil {
 		return nil, g.status(ctx, "ProposeModel", err)
 	}
@@ -68,7 +44,7 @@ func (g *GRPC) ProposeModel(ctx context.Context, r *qualificationv1.ProposeModel
 
 // ApproveModel records one team's sign-off.
 func (g *GRPC) ApproveModel(ctx context.Context, r *qualificationv1.ApproveModelRequest) (*qualificationv1.ApproveModelResponse, error) {
-	a, err := g.app.ApproveModel(ctx, r.GetVersion(), r.GetApprover(), meta(ctx))
+	a, err := g.app.ApproveModel(ctx, r.GetVersion(), r.GetApprover(), grpcserver.Meta(ctx))
 	if err != nil {
 		return nil, g.status(ctx, "ApproveModel", err)
 	}
