@@ -114,16 +114,9 @@ func (v *Vault) Key(ctx context.Context, leadID string) (*Key, error) {
 	if err := checkLeadID(leadID); err != nil {
 		return nil, err
 	}
-	dek, ok := v.cache.get(leadID)
-	if !ok {
-		ctx, cancel := withDefaultTimeout(ctx)
-		defer cancel()
-		epoch := v.cache.currentEpoch()
-		var err error
-		if dek, err = v.load(ctx, leadID); err != nil {
-			return nil, err
-		}
-		v.cache.add(epoch, leadID, &dek)
+	dek, err := v.dek(ctx, leadID)
+	if err != nil {
+		return nil, err
 	}
 	k := &Key{leadID: leadID, dek: dek}
 	clear(dek[:])

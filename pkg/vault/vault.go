@@ -269,16 +269,9 @@ func (v *Vault) Open(ctx context.Context, leadID string, sealed []byte) ([]byte,
 	if err := checkSealed(sealed); err != nil {
 		return nil, fmt.Errorf("vault: open for lead %s: %w", leadID, err)
 	}
-	dek, ok := v.cache.get(leadID)
-	if !ok {
-		ctx, cancel := withDefaultTimeout(ctx)
-		defer cancel()
-		epoch := v.cache.currentEpoch()
-		var err error
-		if dek, err = v.load(ctx, leadID); err != nil {
-			return nil, err
-		}
-		v.cache.add(epoch, leadID, &dek)
+	dek, err := v.dek(ctx, leadID)
+	if err != nil {
+		return nil, err
 	}
 	plain, err := openSealed(&dek, leadID, sealed)
 	clear(dek[:])
@@ -286,6 +279,23 @@ func (v *Vault) Open(ctx context.Context, leadID string, sealed []byte) ([]byte,
 		return nil, fmt.Errorf("vault: open for lead %s: %w", leadID, err)
 	}
 	return plain, nil
+}
+
+// dek returns the lead's unwrapped key from the cache, or loads and
+// caches it. The caller clears its copy when done.
+func (v *Vault) dek(ctx context.Context, leadID string) ([keySize]byte, error) {
+	if dek, ok := v.cache.get(leadID); ok {
+		return dek, nil
+	}
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	epoch := v.cache.currentEpoch()
+	dek, err := v.load(ctx, leadID)
+	if err != nil {
+		return dek, err
+	}
+	v.cache.add(epoch, leadID, &dek)
+	return dek, nil
 }
 
 // load reads and unwraps the lead's stored key. It reads the subject's last

@@ -117,16 +117,11 @@ func (w *world) appendLead(ctx context.Context, leadID string, cmd lifecycle.Com
 			last := recs[len(recs)-1]
 			state, version = lifecycle.FromProto(last.Event.GetLifecycle()), last.Seq
 		}
-		now := time.Now()
-		decided, err := lifecycle.Decide(state, cmd, lifecycle.DefaultPolicy(), now)
+		ev, _, err := eventstore.NewLeadEvent(leadID, state, cmd, lifecycle.DefaultPolicy(), payload,
+			eventstore.Meta{Actor: intakeActor, CorrelationID: uuid.NewString(), OccurredAt: occurred}, time.Now())
 		if err != nil {
 			return nil, err
 		}
-		ev, err := eventstore.NewEvent(leadID, payload, eventstore.Meta{Actor: intakeActor, CorrelationID: uuid.NewString(), OccurredAt: occurred}, now)
-		if err != nil {
-			return nil, err
-		}
-		ev.Lifecycle = lifecycle.ToProto(lifecycle.Fold(state, decided...))
 		_, err = w.store.Append(ctx, subj, version, ev)
 		if errors.Is(err, eventstore.ErrConflict) {
 			continue

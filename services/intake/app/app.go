@@ -120,17 +120,7 @@ const maxRaces = 16
 // event, stamped with the state after it. Every lead event goes through
 // here, so every one carries its lifecycle.
 func (a *App) leadEvent(leadID string, state lifecycle.State, cmd lifecycle.Command, payload eventPayload, meta eventstore.Meta, now time.Time) (*eventv1.Event, lifecycle.State, error) {
-	decided, err := lifecycle.Decide(state, cmd, a.policy, now)
-	if err != nil {
-		return nil, state, err
-	}
-	after := lifecycle.Fold(state, decided...)
-	ev, err := eventstore.NewEvent(leadID, payload, meta, now)
-	if err != nil {
-		return nil, state, err
-	}
-	ev.Lifecycle = lifecycle.ToProto(after)
-	return ev, after, nil
+	return eventstore.NewLeadEvent(leadID, state, cmd, a.policy, payload, meta, now)
 }
 
 // stateOf is a lead's state: the lifecycle stamped on its last event.

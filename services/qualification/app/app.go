@@ -174,16 +174,5 @@ func (a *App) fresh(ctx context.Context) (*registry.Registry, error) {
 // writes goes through here, so every one carries its lifecycle. Deadlines
 // run from the wall clock: routing's clock starts when it can see the MQL.
 func (a *App) leadEvent(leadID string, state lifecycle.State, cmd lifecycle.Command, payload eventPayload, meta eventstore.Meta) (*eventv1.Event, lifecycle.State, error) {
-	now := a.now()
-	decided, err := lifecycle.Decide(state, cmd, a.policy, now)
-	if err != nil {
-		return nil, state, err
-	}
-	after := lifecycle.Fold(state, decided...)
-	ev, err := eventstore.NewEvent(leadID, payload, meta, now)
-	if err != nil {
-		return nil, state, err
-	}
-	ev.Lifecycle = lifecycle.ToProto(after)
-	return ev, after, nil
+	return eventstore.NewLeadEvent(leadID, state, cmd, a.policy, payload, meta, a.now())
 }
