@@ -13,14 +13,14 @@ import (
 )
 
 // BenchmarkNoopHandler measures the reader itself: 100,000 messages of 256
-// bytes on 1,000 subjects, Workers 4, a handler that does nothing. Each
+// bytes on 1,000 keys in 4 partitions, a handler that does nothing. Each
 // iteration reads the whole stream with a fresh durable; msgs/s counts from
 // Run's start to the last message handled (setup included, shutdown not).
 //
 //	go test -run '^$' -bench NoopHandler -benchtime 3x ./consume/
 func BenchmarkNoopHandler(b *testing.B) {
 	const total, subjects = 100_000, 1_000
-	n := startLeads(b)
+	n := startParts(b)
 	nc, _ := n.Connect(b)
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
 	if err != nil {
@@ -28,7 +28,7 @@ func BenchmarkNoopHandler(b *testing.B) {
 	}
 	payload := make([]byte, 256)
 	for i := range total {
-		if _, err := js.PublishAsync(fmt.Sprintf("lead.L%04d", i%subjects), payload); err != nil {
+		if _, err := js.PublishAsync(subject(fmt.Sprintf("K%04d", i%subjects)), payload); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -49,7 +49,7 @@ func BenchmarkNoopHandler(b *testing.B) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() {
-			done <- consume.Run(ctx, n.JS, consume.Config{Stream: leads, Durable: fmt.Sprintf("bench%d", i), Workers: 4, Logger: quiet}, h)
+			done <- consume.Run(ctx, n.JS, config(fmt.Sprintf("bench%d", i)), h)
 		}()
 		deadline := time.Now().Add(2 * time.Minute)
 		for handled.Load() < total {

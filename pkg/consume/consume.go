@@ -1,33 +1,33 @@
-// Package consume is the one stream reader every Leadflow service uses: a
-// durable JetStream pull consumer with explicit acks, in-process retries with
-// backoff, and a dead-letter stream that operators can list and re-drive.
+// Package consume is the one stream reader every Leadflow service uses:
+// partitioned durable pull consumers shared by every replica of a service,
+// with explicit acks, per-key order, in-process retries with backoff, and dead
+// letters that park their key until an operator re-drives or skips them.
 //
-// Ordering: the events of one lead share a subject, and a handler must see them
-// in stream order. Run therefore partitions messages by hash(Subject) % Workers
-// and each worker handles its messages one at a time, in the order fetched. A
-// failing message keeps its worker busy while it is retried, so a later event
-// of the same subject is never handled before an earlier one has been handled
-// or dead-lettered. Different subjects are handled in parallel.
+// Partitions: a group (one consuming service) has Config.Partitions durables,
+// one per partition of the stream's subjects (Config.Filter). Every running
+// replica of the group announces itself in a KV bucket with a short TTL, and
+// each partition belongs to the live member that rendezvous hashing picks, so
+// partitions spread over the replicas and move when one joins or dies. Each
+// durable is also a pinned priority group: the server delivers a partition to
+// one client only, which fences a replica that still believes it owns one.
 //
-// Delivery is at least once: a message is acked only after its handler
-// returned nil, and terminated only after its dead letter is stored, so a crash
-// at any point means redelivery, never a lost message. Handlers must therefore
-// tolerate seeing a message again (Msg.Delivered > 1 hints at it).
+// Order: messages with one key (a lead) are handled one at a time, in stream
+// order, by one worker. Across a hand-over it holds because AckWait is shorter
+// than PinnedTTL: the messages a dead owner held expire, and the server
+// redelivers expired messages sorted by sequence before any new one, before
+// it pins the next owner. A clean hand-over naks what it holds, in order. A
+// replica that finds a held message older than its lease (it was frozen, or
+// its connection dropped) drops everything it holds of that partition.
 //
-// Stopping: when ctx is cancelled Run lets its open pull end, lets running
-// handlers finish (their context is cancelled after Config.ShutdownGrace),
-// and hands every message it holds but has not finished back to the server
-// (a nak with a tiny delay, which the server stores and later redelivers
-// sorted by sequence), so the next Run or another replica gets them at once
-// and in order. It then waits until the server has processed its acks.
+// Delivery is at least once: a message is acked after its handler returned
+// nil, and terminated only after its dead letter is stored, so a crash means
+// redelivery, never a lost message. Handlers must tolerate a repeat.
 //
-// Dead letters live in their own stream (default "DEADLETTER", subjects
-// "deadletter.>"): one entry per failed message at
-// "deadletter.entry.<durable>.<stream seq>", with an empty body and headers
-// naming the stream, subject, sequence, error, attempts and time. The message
-// itself stays in its stream. Redrive publishes a request to
-// "deadletter.redrive.<durable>.<stream seq>", which the running consumer
-// handles through the same worker as the subject's live messages.
+// Dead letters live in their own stream (DefaultDeadLetterStream). A message
+// that keeps failing is stored there and its key is parked: the group's later
+// messages of that key are recorded behind it, in order, and acked, until
+// Redrive handles the dead one again or Skip drops it; then the parked ones
+// are handled in order. DeadLetters lists everything dead or parked.
 //
 // README.md lists what this package does not guarantee.
 package consume
@@ -39,8 +39,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -51,15 +49,16 @@ import (
 type Msg struct {
 	Stream  string
 	Subject string
+	// Key is the message's ordering key (Config.Key).
+	Key string
 	// Seq is the message's stream sequence.
 	Seq uint64
 	// Time is when the stream stored the message.
 	Time   time.Time
 	Header nats.Header
 	Data   []byte
-	// Delivered is the server's delivery count, 1 on first delivery. It is 0
-	// when the message is re-driven from a dead letter (the consumer did not
-	// deliver it).
+	// Delivered is the server's delivery count, 1 on first delivery; 0 when
+	// the message comes from a re-drive or from behind a parked key.
 	Delivered uint64
 }
 
@@ -68,20 +67,25 @@ type Msg struct {
 // Run is stopping and the shutdown grace has run out.
 type Handler func(ctx context.Context, m Msg) error
 
-// Config configures Run. Stream and Durable are required; every other field
-// has a default.
+// Config configures Run. Stream, Group and Filter are required; every other
+// field has a default.
 type Config struct {
 	// Stream is the stream to read.
 	Stream string
-	// Durable names the durable consumer and its dead letters. It must be one
-	// subject token (no '.', '*', '>' or spaces) and unique per dead-letter
-	// stream.
-	Durable string
-	// FilterSubjects optionally limits the consumer to these subjects.
-	FilterSubjects []string
-	// Workers is how many messages are handled at once, default 4. Messages
-	// are partitioned by hash(Subject) % Workers, so one subject is handled in
-	// order by one worker.
+	// Group names the consuming service. Its durables are named after it
+	// (Group, or Group_p<n> when partitioned), and its dead letters and
+	// members are kept under it. One subject token.
+	Group string
+	// Partitions is how many durables share the group's work, default 1.
+	Partitions int
+	// Filter returns the filter subjects of partition p (0 ≤ p < Partitions).
+	// A key must fall in one partition only.
+	Filter func(p int) []string
+	// Key returns a message's ordering key, one subject token. Default: the
+	// subject with its dots replaced.
+	Key func(subject string) string
+	// Workers is how many messages are handled at once, default 16. A key
+	// always maps to the same worker.
 	Workers int
 	// Attempts is how many times a message is tried in-process before it is
 	// dead-lettered, default 5.
@@ -90,66 +94,66 @@ type Config struct {
 	// DefaultBackoff.
 	Backoff func(attempt int) time.Duration
 	// AckWait is how long the server waits for an ack before redelivering,
-	// default 30s. Run signals progress for every message it holds, so this
-	// only matters when a process dies: its messages come back after AckWait.
+	// default 2s. Run signals progress for every message it holds, so this
+	// only matters when a process dies or freezes. It must be below PinnedTTL
+	// minus the pull wait, so a dead owner's messages are redelivered before
+	// the next owner's first new one.
 	AckWait time.Duration
+	// PinnedTTL is how long the server keeps a silent owner pinned, default
+	// 6s: with the member TTL, the failover time after a crash.
+	PinnedTTL time.Duration
 	// MaxDeliver caps server deliveries (crash loops), default 20; negative
-	// means no cap. A message delivered this many times is dead-lettered after
-	// its next failure, and one whose last delivery was never answered (the
-	// process died again) is dead-lettered when the server gives up on it.
+	// means no cap.
 	MaxDeliver int
-	// FetchBatch is the most messages one pull asks for, default 256. At most
-	// 4·FetchBatch messages are held (fetched, unacked) at once.
-	FetchBatch int
-	// DeadLetter names the dead-letter stream, default "DEADLETTER". Run
-	// creates it if it is missing.
+	// MaxHeld is the most messages one partition hands out unacked (its
+	// durable's MaxAckPending), default 512.
+	MaxHeld int
+	// DeadLetter names the dead-letter stream, default
+	// DefaultDeadLetterStream. Run creates it if it is missing.
 	DeadLetter string
-	// DeliverPolicy is where a new durable starts, default DeliverAll. It is
-	// applied only when the durable is created.
+	// Members names the KV bucket of live members, default
+	// DefaultMembersBucket. Run creates it if it is missing.
+	Members string
+	// DeliverPolicy is where a new durable starts, default DeliverAll.
 	DeliverPolicy jetstream.DeliverPolicy
 	// ShutdownGrace is how long in-flight handlers may run on after ctx is
-	// cancelled before their context is cancelled too, default 5s.
+	// cancelled (or their partition moves) before their context is
+	// cancelled, default 5s.
 	ShutdownGrace time.Duration
-	// Pinned makes one Run of the durable the only one the server delivers
-	// to (a JetStream pinned priority group); every other Run of it, in
-	// other replicas of the service, waits as a hot standby and takes over
-	// once the active one has not pulled for PinnedTTL. Per-subject order
-	// then holds with several replicas, and a handler may keep per-subject
-	// state in memory, knowing it sees every message of the durable.
-	Pinned bool
-	// PinnedTTL is how long the server keeps a silent Run pinned, default
-	// 5s: the failover time after a crash. It must exceed the pull wait.
-	PinnedTTL time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
-
-// pinGroup is the priority group every pinned Run pulls in.
-const pinGroup = "leadflow"
 
 // DefaultDeadLetterStream is the dead-letter stream used when
 // Config.DeadLetter is empty.
 const DefaultDeadLetterStream = "DEADLETTER"
 
+// DefaultMembersBucket is the KV bucket of live members used when
+// Config.Members is empty.
+const DefaultMembersBucket = "LEADFLOW_MEMBERS"
+
 const (
-	defaultWorkers    = 4
+	defaultWorkers    = 16
 	defaultAttempts   = 5
-	defaultAckWait    = 30 * time.Second
+	defaultAckWait    = 2 * time.Second
+	defaultPinnedTTL  = 6 * time.Second
 	defaultMaxDeliver = 20
-	defaultFetchBatch = 256
+	defaultMaxHeld    = 512
 	defaultGrace      = 5 * time.Second
 
 	// ioTimeout bounds every single call to the server.
 	ioTimeout = 5 * time.Second
-	// setupTimeout bounds one try at opening or creating the streams and
-	// consumers (normally milliseconds); a lost request is retried after it.
-	setupTimeout = ioTimeout
-	// fetchWait is how long one pull waits for messages. It also bounds how
-	// long a stop waits for the pull in flight, whose messages are handed
-	// back (nak) rather than left to time out after AckWait.
+	// fetchWait is how long one pull waits for messages; an owner pulls
+	// again at once, which keeps its pin even when it holds MaxHeld.
 	fetchWait = 500 * time.Millisecond
-	// redriveBatch is how many re-drive requests are held at once.
-	redriveBatch = 8
+	// fetchBatch is the most messages one pull asks for.
+	fetchBatch = 256
+	// heartbeat is how often a member renews its key and re-reads the
+	// membership; memberTTL is how long a silent member counts as alive.
+	heartbeat = time.Second
+	memberTTL = 3 * time.Second
+	// pinGroup is the priority group every owner pulls in.
+	pinGroup = "leadflow"
 )
 
 // DefaultBackoff is the default Config.Backoff: 50ms·2^(attempt-1), capped at
@@ -170,8 +174,17 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Stream == "" {
 		return c, errors.New("consume: Config.Stream is required")
 	}
-	if err := checkToken("Config.Durable", c.Durable); err != nil {
+	if err := checkToken("Config.Group", c.Group); err != nil {
 		return c, err
+	}
+	if c.Filter == nil {
+		return c, errors.New("consume: Config.Filter is required")
+	}
+	if c.Partitions <= 0 {
+		c.Partitions = 1
+	}
+	if c.Key == nil {
+		c.Key = func(subject string) string { return strings.ReplaceAll(subject, ".", "_") }
 	}
 	if c.Workers <= 0 {
 		c.Workers = defaultWorkers
@@ -185,35 +198,51 @@ func (c Config) withDefaults() (Config, error) {
 	if c.AckWait <= 0 {
 		c.AckWait = defaultAckWait
 	}
+	if c.PinnedTTL <= 0 {
+		c.PinnedTTL = defaultPinnedTTL
+	}
+	if c.AckWait+fetchWait >= c.PinnedTTL {
+		return c, fmt.Errorf("consume: AckWait %s plus the pull wait %s must stay below PinnedTTL %s", c.AckWait, fetchWait, c.PinnedTTL)
+	}
 	switch {
 	case c.MaxDeliver == 0:
 		c.MaxDeliver = defaultMaxDeliver
 	case c.MaxDeliver < 0:
 		c.MaxDeliver = -1
 	}
-	if c.FetchBatch <= 0 {
-		c.FetchBatch = defaultFetchBatch
+	if c.MaxHeld <= 0 {
+		c.MaxHeld = defaultMaxHeld
 	}
 	if c.DeadLetter == "" {
 		c.DeadLetter = DefaultDeadLetterStream
 	}
+	if c.Members == "" {
+		c.Members = DefaultMembersBucket
+	}
 	if c.ShutdownGrace <= 0 {
 		c.ShutdownGrace = defaultGrace
-	}
-	if c.PinnedTTL <= 0 {
-		c.PinnedTTL = 5 * time.Second
-	}
-	if c.Pinned && c.PinnedTTL <= fetchWait {
-		return c, fmt.Errorf("consume: PinnedTTL %s must exceed the pull wait %s", c.PinnedTTL, fetchWait)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	for p := range c.Partitions {
+		if len(c.Filter(p)) == 0 {
+			return c, fmt.Errorf("consume: Config.Filter(%d) is empty", p)
+		}
+	}
 	return c, nil
 }
 
-// checkToken rejects names that cannot be one subject token, since durables
-// are embedded in dead-letter subjects.
+// Durable is the durable name of partition p of a group of n partitions.
+func Durable(group string, p, n int) string {
+	if n <= 1 {
+		return group
+	}
+	return fmt.Sprintf("%s_p%02d", group, p)
+}
+
+// checkToken rejects names that cannot be one subject token, since groups
+// and keys are embedded in subjects.
 func checkToken(field, s string) error {
 	if s == "" {
 		return fmt.Errorf("consume: %s is required", field)
@@ -224,19 +253,17 @@ func checkToken(field, s string) error {
 	return nil
 }
 
-// Run creates or updates the durable pull consumer (explicit ack) and creates
-// the dead-letter stream if it is missing, then fetches and dispatches
-// messages to h until ctx is cancelled. It then stops fetching, hands back
-// (naks) messages it has not started, lets in-flight handlers finish within
-// Config.ShutdownGrace (after which their context is cancelled and their
-// messages are handed back too), waits for every goroutine it started, and
-// returns nil.
+// Run joins the group and handles the messages of the partitions it owns
+// until ctx is cancelled. It creates the durables, the dead-letter stream and
+// the member bucket when they are missing. On stop it hands every partition
+// back (in-flight handlers finish within Config.ShutdownGrace, held messages
+// are naked in order, the pin is released), waits for every goroutine it
+// started, and returns nil.
 //
 // Run returns an error for an invalid Config, when the server refuses the
-// setup (missing stream, a dead-letter stream whose subjects clash, invalid
-// consumer settings), or when the connection is closed. While the server is
-// unreachable or starting, setup is retried until ctx ends, and so are
-// transient errors while running (logged, with backoff).
+// setup (missing stream, invalid consumer settings), or when the connection
+// is closed. While the server is unreachable or starting, setup is retried
+// until ctx ends, and so are transient errors while running.
 func Run(ctx context.Context, js jetstream.JetStream, cfg Config, h Handler) error {
 	if h == nil {
 		return errors.New("consume: nil Handler")
@@ -255,43 +282,11 @@ func Run(ctx context.Context, js jetstream.JetStream, cfg Config, h Handler) err
 	return r.run(ctx)
 }
 
-// runner is one Run: its consumers, worker queues and the messages it holds.
-type runner struct {
-	cfg Config
-	js  jetstream.JetStream
-	h   Handler
-	// lastDelivery is when a live pull last brought messages (unix ns).
-	lastDelivery atomic.Int64
-	log          *slog.Logger
-	src          jetstream.Stream
-	dl           jetstream.Stream
-	cons         jetstream.Consumer // the live durable
-	redr         jetstream.Consumer // re-drive requests for this durable
-
-	queues  []chan *item
-	slots   chan struct{} // one token per live message Run may hold
-	rslots  chan struct{} // one token per re-drive request Run may hold
-	tracked tracker
-
-	stop    <-chan struct{} // closed when Run starts stopping
-	abort   context.CancelCauseFunc
-	hctx    context.Context // handlers' context, cancelled after the grace
-	ioctx   context.Context // carries ctx values, never cancelled: I/O has its own timeouts
-	fatalMu sync.Mutex
-	fatal   error
-
-	// What flushSettles needs, per consumer (live, redriven): deliveries to
-	// hand back once Run has stopped pulling, and the last one settled.
-	settleMu    sync.Mutex
-	back        [2][]jetstream.Msg
-	lastSettled [2]string
-}
-
 // setup opens the stream, creates what is missing, and retries while the
 // server is unreachable or starting (so services may start before NATS is
 // up); it gives up at once when the server answers no, or when ctx ends.
 func setup(ctx context.Context, js jetstream.JetStream, cfg Config, h Handler) (*runner, error) {
-	log := cfg.Logger.With("durable", cfg.Durable, "stream", cfg.Stream)
+	log := cfg.Logger.With("group", cfg.Group, "stream", cfg.Stream)
 	for attempt := 1; ; attempt++ {
 		r, err := trySetup(ctx, js, cfg, h, log)
 		if err == nil || refused(err) || ctx.Err() != nil {
@@ -324,79 +319,77 @@ func refused(err error) bool {
 }
 
 func trySetup(ctx context.Context, js jetstream.JetStream, cfg Config, h Handler, log *slog.Logger) (*runner, error) {
-	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
+	ctx, cancel := context.WithTimeout(ctx, ioTimeout)
 	defer cancel()
 
 	src, err := js.Stream(ctx, cfg.Stream)
 	if err != nil {
 		return nil, fmt.Errorf("consume: stream %s: %w", cfg.Stream, err)
 	}
-	dl, err := ensureDeadLetterStream(ctx, js, cfg.DeadLetter, src.CachedInfo().Config.Replicas)
+	replicas := src.CachedInfo().Config.Replicas
+	dl, err := ensureDeadLetterStream(ctx, js, cfg.DeadLetter, replicas)
 	if err != nil {
 		return nil, err
 	}
-	r := &runner{cfg: cfg, js: js, h: h, log: log, src: src, dl: dl}
-	if r.cons, err = r.ensureConsumer(ctx); err != nil {
+	members, err := ensureMembers(ctx, js, cfg.Members, replicas)
+	if err != nil {
 		return nil, err
+	}
+	r := newRunner(cfg, js, h, log, src, dl, members)
+	for p := range cfg.Partitions {
+		if r.parts[p].cons, err = r.ensureConsumer(ctx, p); err != nil {
+			return nil, err
+		}
 	}
 	r.redr, err = dl.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:       redriveConsumer(cfg.Durable),
-		Description:   "re-drive requests for " + cfg.Durable,
+		Durable:       redriveConsumer(cfg.Group),
+		Description:   "re-drive and skip requests for " + cfg.Group,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       cfg.AckWait,
-		MaxDeliver:    cfg.MaxDeliver,
-		FilterSubject: redriveSubject(cfg.Durable, "*"),
-		MaxAckPending: 4 * redriveBatch,
+		AckWait:       10 * time.Second,
+		FilterSubject: requestSubject(cfg.Group, "*"),
+		MaxAckPending: 64,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("consume: re-drive consumer %s on %s: %w", redriveConsumer(cfg.Durable), cfg.DeadLetter, err)
+		return nil, fmt.Errorf("consume: re-drive consumer of %s on %s: %w", cfg.Group, cfg.DeadLetter, err)
 	}
 	return r, nil
 }
 
-func redriveConsumer(durable string) string { return durable + "_redrive" }
+func redriveConsumer(group string) string { return group + "_redrive" }
 
-// maxHeld is how many live messages Run holds (fetched, not yet settled); it
-// is also the consumer's MaxAckPending.
-func (c Config) maxHeld() int { return 4 * c.FetchBatch }
-
-func (r *runner) consumerConfig() jetstream.ConsumerConfig {
+func (r *runner) consumerConfig(p int) jetstream.ConsumerConfig {
 	cc := jetstream.ConsumerConfig{
-		Durable:       r.cfg.Durable,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       r.cfg.AckWait,
-		MaxDeliver:    r.cfg.MaxDeliver,
-		MaxAckPending: r.cfg.maxHeld(),
-		DeliverPolicy: r.cfg.DeliverPolicy,
+		Durable:        Durable(r.cfg.Group, p, r.cfg.Partitions),
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        r.cfg.AckWait,
+		MaxDeliver:     r.cfg.MaxDeliver,
+		MaxAckPending:  r.cfg.MaxHeld,
+		DeliverPolicy:  r.cfg.DeliverPolicy,
+		PriorityPolicy: jetstream.PriorityPolicyPinned,
+		PriorityGroups: []string{pinGroup},
+		PinnedTTL:      r.cfg.PinnedTTL,
 	}
-	if r.cfg.Pinned {
-		cc.PriorityPolicy = jetstream.PriorityPolicyPinned
-		cc.PriorityGroups = []string{pinGroup}
-		cc.PinnedTTL = r.cfg.PinnedTTL
-	}
-	switch len(r.cfg.FilterSubjects) {
-	case 0:
-	case 1:
-		cc.FilterSubject = r.cfg.FilterSubjects[0]
-	default:
-		cc.FilterSubjects = r.cfg.FilterSubjects
+	if f := r.cfg.Filter(p); len(f) == 1 {
+		cc.FilterSubject = f[0]
+	} else {
+		cc.FilterSubjects = f
 	}
 	return cc
 }
 
-// ensureConsumer creates the durable, or updates it keeping where it started:
-// the server refuses to change a consumer's deliver policy.
-func (r *runner) ensureConsumer(ctx context.Context) (jetstream.Consumer, error) {
-	cc := r.consumerConfig()
+// ensureConsumer creates partition p's durable, or updates it keeping where
+// it started: the server refuses to change a consumer's deliver policy.
+func (r *runner) ensureConsumer(ctx context.Context, p int) (jetstream.Consumer, error) {
+	cc := r.consumerConfig(p)
 	for range 2 {
-		existing, err := r.js.Consumer(ctx, r.cfg.Stream, r.cfg.Durable)
+		existing, err := r.js.Consumer(ctx, r.cfg.Stream, cc.Durable)
 		switch {
 		case err == nil:
 			old := existing.CachedInfo().Config
 			cc.DeliverPolicy, cc.OptStartSeq, cc.OptStartTime = old.DeliverPolicy, old.OptStartSeq, old.OptStartTime
 			c, err := r.js.UpdateConsumer(ctx, r.cfg.Stream, cc)
 			if err != nil {
-				return nil, fmt.Errorf("consume: update consumer %s on %s: %w", r.cfg.Durable, r.cfg.Stream, err)
+				return nil, fmt.Errorf("consume: update consumer %s on %s: %w", cc.Durable, r.cfg.Stream, err)
 			}
 			return c, nil
 		case errors.Is(err, jetstream.ErrConsumerNotFound):
@@ -405,14 +398,14 @@ func (r *runner) ensureConsumer(ctx context.Context) (jetstream.Consumer, error)
 				continue // another replica created it first: update it instead
 			}
 			if err != nil {
-				return nil, fmt.Errorf("consume: create consumer %s on %s: %w", r.cfg.Durable, r.cfg.Stream, err)
+				return nil, fmt.Errorf("consume: create consumer %s on %s: %w", cc.Durable, r.cfg.Stream, err)
 			}
 			return c, nil
 		default:
-			return nil, fmt.Errorf("consume: consumer %s on %s: %w", r.cfg.Durable, r.cfg.Stream, err)
+			return nil, fmt.Errorf("consume: consumer %s on %s: %w", cc.Durable, r.cfg.Stream, err)
 		}
 	}
-	return nil, fmt.Errorf("consume: consumer %s on %s: created and deleted concurrently", r.cfg.Durable, r.cfg.Stream)
+	return nil, fmt.Errorf("consume: consumer %s on %s: created and deleted concurrently", cc.Durable, r.cfg.Stream)
 }
 
 // ensureDeadLetterStream opens the dead-letter stream or creates it with as
@@ -427,14 +420,15 @@ func ensureDeadLetterStream(ctx context.Context, js jetstream.JetStream, name st
 	}
 	s, err = js.CreateStream(ctx, jetstream.StreamConfig{
 		Name:        name,
-		Description: "Leadflow dead letters and re-drive requests (pkg/consume)",
+		Description: "Leadflow dead letters, parked messages and re-drive requests (pkg/consume)",
 		Subjects:    []string{deadLetterPrefix + ">"},
 		Storage:     jetstream.FileStorage,
 		Replicas:    max(replicas, 1),
-		// One entry per failed message: dead-lettering it again replaces the
-		// entry, and a repeated re-drive request replaces the pending one.
+		// One message per subject: dead-lettering a message again replaces
+		// its entry, and a repeated request replaces the pending one.
 		MaxMsgsPerSubject: 1,
 		Discard:           jetstream.DiscardOld,
+		AllowDirect:       true,
 	})
 	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		s, err = js.Stream(ctx, name) // created concurrently by another Run
@@ -443,172 +437,4 @@ func ensureDeadLetterStream(ctx context.Context, js jetstream.JetStream, name st
 		return nil, fmt.Errorf("consume: create dead-letter stream %s: %w", name, err)
 	}
 	return s, nil
-}
-
-func (r *runner) run(ctx context.Context) error {
-	runCtx, abort := context.WithCancelCause(ctx)
-	defer abort(nil)
-	hctx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelHandlers()
-	r.stop, r.abort, r.hctx, r.ioctx = runCtx.Done(), abort, hctx, context.WithoutCancel(ctx)
-
-	held := r.cfg.maxHeld()
-	r.slots = fullSemaphore(held)
-	r.rslots = fullSemaphore(redriveBatch)
-	r.tracked.items = make(map[*item]struct{})
-	r.queues = make([]chan *item, r.cfg.Workers)
-	var workers sync.WaitGroup
-	for i := range r.queues {
-		// Room for every message Run may hold, so a fetcher never waits on a
-		// busy worker and one slow subject does not stall the others.
-		q := make(chan *item, held+redriveBatch)
-		r.queues[i] = q
-		workers.Go(func() { r.work(q) })
-	}
-
-	// The advisory subscription exists before the first pull, so the server's
-	// "max deliveries" advisory for a message this Run's pulls skip is seen.
-	advisories := make(chan *nats.Msg, 64)
-	advSub, err := r.js.Conn().ChanSubscribe(maxDeliveriesAdvisory(r.cfg.Stream, r.cfg.Durable), advisories)
-	if err != nil {
-		r.fail(fmt.Errorf("consume: subscribe to advisories: %w", err))
-	}
-
-	var feeders sync.WaitGroup
-	if err == nil {
-		feeders.Go(func() { r.fetchLoop(runCtx) })
-		feeders.Go(func() { r.redriveLoop(runCtx) })
-		feeders.Go(func() { r.advisoryLoop(runCtx, advisories) })
-	}
-	progressDone := make(chan struct{})
-	var progress sync.WaitGroup
-	progress.Go(func() { r.progressLoop(progressDone) })
-
-	<-runCtx.Done()
-	grace := time.AfterFunc(r.cfg.ShutdownGrace, cancelHandlers)
-	stuck := time.AfterFunc(r.cfg.ShutdownGrace+5*time.Second, func() {
-		r.log.Warn("consume: a handler still runs 5s after its context was cancelled; Run waits for it")
-	})
-	feeders.Wait()
-	if advSub != nil {
-		_ = advSub.Unsubscribe()
-	}
-	for _, q := range r.queues {
-		close(q)
-	}
-	workers.Wait()
-	grace.Stop()
-	stuck.Stop()
-	close(progressDone)
-	progress.Wait()
-	r.flushSettles()
-	r.unpin()
-	r.fatalMu.Lock()
-	defer r.fatalMu.Unlock()
-	return r.fatal
-}
-
-// fail stops Run with err as its result.
-func (r *runner) fail(err error) {
-	r.fatalMu.Lock()
-	if r.fatal == nil {
-		r.fatal = err
-	}
-	r.fatalMu.Unlock()
-	r.abort(err)
-}
-
-func (r *runner) stopping() bool {
-	select {
-	case <-r.stop:
-		return true
-	default:
-		return false
-	}
-}
-
-// sleep waits d and reports false if Run started stopping first.
-func (r *runner) sleep(d time.Duration) bool {
-	if d <= 0 {
-		return !r.stopping()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-r.stop:
-		return false
-	}
-}
-
-func fullSemaphore(n int) chan struct{} {
-	s := make(chan struct{}, n)
-	for range n {
-		s <- struct{}{}
-	}
-	return s
-}
-
-// acquire takes at least lowWater tokens (waiting for them) and then as many
-// more as are free, up to high. It reports false if ctx ended first; tokens
-// taken so far are then given back.
-func acquire(ctx context.Context, sem chan struct{}, lowWater, high int) (int, bool) {
-	if ctx.Err() != nil {
-		return 0, false // a select below would pick a free token half the time
-	}
-	n := 0
-	for n < lowWater {
-		select {
-		case <-sem:
-			n++
-		case <-ctx.Done():
-			release(sem, n)
-			return 0, false
-		}
-	}
-	for n < high {
-		select {
-		case <-sem:
-			n++
-		default:
-			return n, true
-		}
-	}
-	return n, true
-}
-
-func release(sem chan struct{}, n int) {
-	for range n {
-		sem <- struct{}{}
-	}
-}
-
-// partition maps a subject to its worker (FNV-1a).
-func partition(subject string, n int) int {
-	h := uint32(2166136261)
-	for i := 0; i < len(subject); i++ {
-		h ^= uint32(subject[i])
-		h *= 16777619
-	}
-	return int(h % uint32(n))
-}
-
-// unpin hands a pinned durable over at once on a clean stop, instead of
-// after PinnedTTL: a rolling restart then moves scoring to a standby in a
-// round trip. Only a Run that was receiving messages unpins, so a standby
-// that stops does not knock the active Run off its pin.
-func (r *runner) unpin() {
-	if !r.cfg.Pinned || time.Since(time.Unix(0, r.lastDelivery.Load())) > r.cfg.PinnedTTL {
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.ioctx, ioTimeout)
-	defer cancel()
-	s, err := r.js.Stream(ctx, r.cfg.Stream)
-	if err == nil {
-		err = s.UnpinConsumer(ctx, r.cfg.Durable, pinGroup)
-	}
-	if err != nil {
-		r.log.Warn("consume: unpin on stop failed; a standby takes over after PinnedTTL", "durable", r.cfg.Durable, "error", err)
-	}
 }

@@ -2,10 +2,13 @@ package consume
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -13,79 +16,228 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// ErrNotFound is returned by Redrive for a dead letter that does not exist
-// (any more) for the durable.
-var ErrNotFound = errors.New("consume: dead letter not found")
-
-// DeadLetter is a message a durable gave up on.
-type DeadLetter struct {
-	// Seq is the entry's sequence in the dead-letter stream; pass it to
-	// Redrive. Dead-lettering the same message again gives it a new Seq.
-	Seq     uint64
-	Durable string
-	Stream  string
-	// StreamSeq is the original message's sequence; the message itself stays
-	// in its stream.
-	StreamSeq uint64
-	Subject   string
-	Error     string
-	Attempts  int
-	At        time.Time
-}
-
-// Subjects in the dead-letter stream. Entries and requests differ in their
-// second token, so listing one durable's entries never sees a request.
+// Subjects in the dead-letter stream, one message each:
+//
+//	deadletter.entry.<group>.<key>          the message a key is parked behind
+//	deadletter.parked.<group>.<key>.<seq>   a later message of that key, waiting
+//	deadletter.request.<group>.<key>        an operator's re-drive or skip
 const (
 	deadLetterPrefix = "deadletter."
 	entryPrefix      = deadLetterPrefix + "entry."
-	redrivePrefix    = deadLetterPrefix + "redrive."
+	parkedPrefix     = deadLetterPrefix + "parked."
+	requestPrefix    = deadLetterPrefix + "request."
 )
 
-func entrySubject(durable, seq string) string   { return entryPrefix + durable + "." + seq }
-func redriveSubject(durable, seq string) string { return redrivePrefix + durable + "." + seq }
-
-// parseSeqSubject reads the sequence after prefix ("....<durable>.").
-func parseSeqSubject(subject, prefix string) (uint64, bool) {
-	rest, ok := strings.CutPrefix(subject, prefix)
-	if !ok {
-		return 0, false
-	}
-	seq, err := strconv.ParseUint(rest, 10, 64)
-	return seq, err == nil && seq > 0
+func entrySubject(group, key string) string   { return entryPrefix + group + "." + key }
+func requestSubject(group, key string) string { return requestPrefix + group + "." + key }
+func parkedSubject(group, key string, seq uint64) string {
+	return parkedPrefix + group + "." + key + "." + strconv.FormatUint(seq, 10)
 }
 
-// Headers of a dead-letter entry; its body is empty.
+// Headers of entries, parked messages and requests; their bodies are empty.
 const (
-	hdrDurable   = "Leadflow-Dead-Letter-Durable"
-	hdrStream    = "Leadflow-Dead-Letter-Stream"
-	hdrSubject   = "Leadflow-Dead-Letter-Subject"
-	hdrStreamSeq = "Leadflow-Dead-Letter-Stream-Seq"
-	hdrError     = "Leadflow-Dead-Letter-Error"
-	hdrAttempts  = "Leadflow-Dead-Letter-Attempts"
-	hdrTime      = "Leadflow-Dead-Letter-Time"
+	hdrStream    = "Lf-Dl-Stream"
+	hdrSubject   = "Lf-Dl-Subject"
+	hdrStreamSeq = "Lf-Dl-Stream-Seq"
+	hdrPartition = "Lf-Dl-Partition"
+	hdrError     = "Lf-Dl-Error"
+	hdrAttempts  = "Lf-Dl-Attempts"
+	hdrTime      = "Lf-Dl-Time"
+	hdrOp        = "Lf-Dl-Op"
+)
+
+// Operations an operator can ask for on a parked key.
+const (
+	opRedrive = "redrive"
+	opSkip    = "skip"
 )
 
 // maxErrorLen keeps an error text within what a header comfortably carries.
 const maxErrorLen = 4096
 
+// ErrNotFound is returned by Redrive and Skip for a key that has no dead
+// letter in the group.
+var ErrNotFound = errors.New("consume: dead letter not found")
+
+// parkedKeys are the keys this Run holds back, each with the stream sequence
+// of its dead letter (0 for a key whose dead letter is gone but whose parked
+// messages are not released yet).
+type parkedKeys struct {
+	// load serialises a reload with storing a dead letter, so a reload
+	// never drops a key parked while it listed.
+	load sync.Mutex
+	mu   sync.Mutex
+	keys map[string]uint64
+}
+
+func (k *parkedKeys) get(key string) (uint64, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	seq, ok := k.keys[key]
+	return seq, ok
+}
+
+func (k *parkedKeys) set(key string, seq uint64) {
+	k.mu.Lock()
+	k.keys[key] = seq
+	k.mu.Unlock()
+}
+
+func (k *parkedKeys) drop(key string) {
+	k.mu.Lock()
+	delete(k.keys, key)
+	k.mu.Unlock()
+}
+
+// loadParked reads which keys of the group are parked, and releases the
+// parked messages of p's keys whose dead letter is gone (a crash between
+// dropping a dead letter and releasing what waited behind it).
+func (r *runner) loadParked() error {
+	r.parked.load.Lock()
+	defer r.parked.load.Unlock()
+	ctx, cancel := context.WithTimeout(r.ioctx, ioTimeout)
+	defer cancel()
+	entries, err := r.subjects(ctx, entryPrefix+r.cfg.Group+".*")
+	if err != nil {
+		return err
+	}
+	parked, err := r.subjects(ctx, parkedPrefix+r.cfg.Group+".*.*")
+	if err != nil {
+		return err
+	}
+	keys := map[string]uint64{}
+	for _, s := range entries {
+		key := s[len(entryPrefix)+len(r.cfg.Group)+1:]
+		m, err := r.dl.GetLastMsgForSubject(ctx, s)
+		if err != nil {
+			return err
+		}
+		keys[key] = parseEntry(m.Header).streamSeq
+	}
+	var orphans []string
+	for _, s := range parked {
+		key, _, _ := parseParked(s, r.cfg.Group)
+		if _, ok := keys[key]; !ok {
+			keys[key] = 0
+			orphans = append(orphans, s)
+		}
+	}
+	r.parked.mu.Lock()
+	r.parked.keys = keys
+	r.parked.mu.Unlock()
+	for _, s := range orphans {
+		// Released by whoever owns the partition: ask as an operator would,
+		// and let the request find the owner.
+		m, err := r.dl.GetLastMsgForSubject(ctx, s)
+		if err != nil {
+			return err
+		}
+		key, _, _ := parseParked(s, r.cfg.Group)
+		n, _ := strconv.Atoi(m.Header.Get(hdrPartition))
+		if err := r.request(ctx, key, opSkip, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// subjects lists the dead-letter stream's subjects matching filter.
+func (r *runner) subjects(ctx context.Context, filter string) ([]string, error) {
+	return streamSubjects(ctx, r.dl, filter)
+}
+
+func streamSubjects(ctx context.Context, s jetstream.Stream, filter string) ([]string, error) {
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		return nil, fmt.Errorf("consume: list %s: %w", filter, err)
+	}
+	out := make([]string, 0, len(info.State.Subjects))
+	for subj := range info.State.Subjects {
+		out = append(out, subj)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+func parseParked(subject, group string) (key string, seq uint64, ok bool) {
+	rest, ok := strings.CutPrefix(subject, parkedPrefix+group+".")
+	if !ok {
+		return "", 0, false
+	}
+	key, s, ok := strings.Cut(rest, ".")
+	if !ok {
+		return "", 0, false
+	}
+	seq, err := strconv.ParseUint(s, 10, 64)
+	return key, seq, err == nil
+}
+
+// park records it behind its key's dead letter and acks it. The dead
+// message itself, redelivered after a crash between storing its entry and
+// terminating it, is only terminated.
+func (r *runner) park(it *item, dead uint64) bool {
+	if it.msg.Seq != dead {
+		m := nats.NewMsg(parkedSubject(r.cfg.Group, it.msg.Key, it.msg.Seq))
+		m.Header.Set(hdrStream, r.cfg.Stream)
+		m.Header.Set(hdrSubject, it.msg.Subject)
+		m.Header.Set(hdrStreamSeq, strconv.FormatUint(it.msg.Seq, 10))
+		m.Header.Set(hdrPartition, strconv.Itoa(it.part.n))
+		ok := r.persist(it, "park", func(ctx context.Context) error {
+			_, err := r.js.PublishMsg(ctx, m, jetstream.WithExpectStream(r.cfg.DeadLetter))
+			return err
+		})
+		if !ok {
+			return false
+		}
+		r.log.Warn("consume: parked behind a dead letter", "key", it.msg.Key, "seq", it.msg.Seq, "dead", dead)
+	}
+	_ = it.delivery.Ack()
+	return true
+}
+
 type entry struct {
-	durable   string // set when parsed
 	stream    string
 	subject   string
 	streamSeq uint64
+	partition int
 	err       string
 	attempts  int
 	at        time.Time
 }
 
-// publishEntry stores (or replaces: one message per subject) a dead letter
-// and returns once the stream has it.
-func (r *runner) publishEntry(ctx context.Context, e entry) error {
-	m := nats.NewMsg(entrySubject(r.cfg.Durable, strconv.FormatUint(e.streamSeq, 10)))
-	m.Header.Set(hdrDurable, r.cfg.Durable)
+// deadLetter stores m as its key's dead letter and parks the key, then
+// terminates the delivery (unless m came from the dead-letter stream), so a
+// crash in between means a redelivery, never a lost message. It reports
+// false if the partition was handed back first.
+func (r *runner) deadLetter(it *item, m Msg, cause error, fromDL bool) bool {
+	e := entry{
+		stream: m.Stream, subject: m.Subject, streamSeq: m.Seq, partition: it.part.n,
+		err: cause.Error(), attempts: r.cfg.Attempts, at: time.Now(),
+	}
+	r.parked.load.Lock()
+	ok := r.persist(it, "store dead letter", func(ctx context.Context) error {
+		return r.publishEntry(ctx, m.Key, e)
+	})
+	if ok {
+		r.parked.set(m.Key, m.Seq)
+	}
+	r.parked.load.Unlock()
+	if !ok {
+		return false
+	}
+	r.log.Error("consume: dead-lettered; its key is parked", "key", m.Key, "subject", m.Subject, "seq", m.Seq, "error", e.err)
+	if !fromDL {
+		_ = it.delivery.TermWithReason("dead-lettered: " + headerText(e.err, 200))
+	}
+	return true
+}
+
+func (r *runner) publishEntry(ctx context.Context, key string, e entry) error {
+	m := nats.NewMsg(entrySubject(r.cfg.Group, key))
 	m.Header.Set(hdrStream, e.stream)
 	m.Header.Set(hdrSubject, e.subject)
 	m.Header.Set(hdrStreamSeq, strconv.FormatUint(e.streamSeq, 10))
+	m.Header.Set(hdrPartition, strconv.Itoa(e.partition))
 	m.Header.Set(hdrError, headerText(e.err, maxErrorLen))
 	m.Header.Set(hdrAttempts, strconv.Itoa(e.attempts))
 	m.Header.Set(hdrTime, e.at.UTC().Format(time.RFC3339Nano))
@@ -93,18 +245,270 @@ func (r *runner) publishEntry(ctx context.Context, e entry) error {
 	return err
 }
 
-func parseEntry(m *jetstream.RawStreamMsg) entry {
-	h := m.Header
-	e := entry{
-		durable: h.Get(hdrDurable),
-		stream:  h.Get(hdrStream),
-		subject: h.Get(hdrSubject),
-		err:     h.Get(hdrError),
-	}
+func parseEntry(h nats.Header) entry {
+	e := entry{stream: h.Get(hdrStream), subject: h.Get(hdrSubject), err: h.Get(hdrError)}
 	e.streamSeq, _ = strconv.ParseUint(h.Get(hdrStreamSeq), 10, 64)
+	e.partition, _ = strconv.Atoi(h.Get(hdrPartition))
 	e.attempts, _ = strconv.Atoi(h.Get(hdrAttempts))
 	e.at, _ = time.Parse(time.RFC3339Nano, h.Get(hdrTime))
 	return e
+}
+
+// request is an operator's re-drive or skip of one parked key.
+type request struct {
+	op  string
+	key string
+}
+
+// request stores an operation on key for the group's owner of partition.
+func (r *runner) request(ctx context.Context, key, op string, partition int) error {
+	return publishRequest(ctx, r.js, r.cfg.DeadLetter, r.cfg.Group, key, op, partition)
+}
+
+func publishRequest(ctx context.Context, js jetstream.JetStream, stream, group, key, op string, partition int) error {
+	m := nats.NewMsg(requestSubject(group, key))
+	m.Header.Set(hdrOp, op)
+	m.Header.Set(hdrPartition, strconv.Itoa(partition))
+	_, err := js.PublishMsg(ctx, m, jetstream.WithExpectStream(stream))
+	return err
+}
+
+// redriveLoop pulls the group's requests. Every member pulls; the owner of
+// the key's partition serves it through the key's worker, so it is ordered
+// with the key's live messages. Others hand it back for the owner.
+func (r *runner) redriveLoop(ctx context.Context) {
+	for ctx.Err() == nil {
+		batch, err := r.redr.Fetch(16, jetstream.FetchMaxWait(fetchWait))
+		if err != nil {
+			if errors.Is(err, nats.ErrConnectionClosed) {
+				return
+			}
+			sleepCtx(ctx, time.Second)
+			continue
+		}
+		for m := range batch.Messages() {
+			r.routeRequest(m)
+		}
+	}
+}
+
+func (r *runner) routeRequest(m jetstream.Msg) {
+	key := strings.TrimPrefix(m.Subject(), requestPrefix+r.cfg.Group+".")
+	n, err := strconv.Atoi(m.Headers().Get(hdrPartition))
+	if err != nil || n < 0 || n >= len(r.parts) {
+		r.log.Error("consume: malformed request", "subject", m.Subject())
+		_ = m.Term()
+		return
+	}
+	p := r.parts[n]
+	p.mu.Lock()
+	ours := p.running && !p.releasing
+	if ours {
+		it := &item{msg: Msg{Key: key}, part: p, delivery: m, req: &request{op: m.Headers().Get(hdrOp), key: key}}
+		it.touched.Store(time.Now().UnixNano())
+		p.held[it] = struct{}{}
+		p.mu.Unlock()
+		r.dispatch(it)
+		return
+	}
+	p.mu.Unlock()
+	_ = m.NakWithDelay(250 * time.Millisecond)
+}
+
+// serve runs a request in its key's worker: re-drive (or skip) the dead
+// letter, then release the parked messages in order. A message that fails
+// again becomes the key's dead letter and the rest stay parked. It reports
+// false when the partition is being handed back (the request then goes back
+// with it); otherwise the request is settled: acked when done, handed back
+// with a delay after a transient error.
+func (r *runner) serve(it *item) bool {
+	switch r.serveOnce(it) {
+	case served:
+		_ = it.delivery.Ack()
+	case retry:
+		_ = it.delivery.NakWithDelay(time.Second)
+	case handBack:
+		return false
+	}
+	return true
+}
+
+type outcome int
+
+const (
+	served outcome = iota
+	retry
+	handBack
+)
+
+func (r *runner) serveOnce(it *item) outcome {
+	key, p := it.req.key, it.part
+	ctx, cancel := context.WithTimeout(r.ioctx, ioTimeout)
+	defer cancel()
+	entryMsg, err := r.dl.GetLastMsgForSubject(ctx, entrySubject(r.cfg.Group, key))
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		entryMsg = nil // an orphan release, or done already
+	case err != nil:
+		r.log.Warn("consume: request: read dead letter", "key", key, "error", err)
+		return retry
+	}
+	if entryMsg != nil {
+		e := parseEntry(entryMsg.Header)
+		if it.req.op == opRedrive {
+			m, err := r.original(ctx, e.streamSeq, key)
+			if err != nil {
+				r.log.Warn("consume: re-drive: read message", "key", key, "seq", e.streamSeq, "error", err)
+				return retry
+			}
+			done, herr := r.attempt(p.hctx, it, m)
+			switch {
+			case !done:
+				return handBack
+			case herr != nil:
+				r.log.Error("consume: re-driven message failed again", "key", key, "seq", m.Seq, "error", herr)
+				if !r.deadLetter(it, m, herr, true) {
+					return handBack
+				}
+				return served
+			}
+		}
+		r.log.Info("consume: dead letter "+it.req.op+" done", "key", key, "seq", e.streamSeq)
+	}
+	if o := r.releaseParked(it, key); o != served {
+		return o
+	}
+	if entryMsg != nil {
+		if err := r.dl.DeleteMsg(ctx, entryMsg.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			r.log.Warn("consume: delete dead letter", "key", key, "error", err)
+			return retry
+		}
+	}
+	r.parked.drop(key)
+	return served
+}
+
+// releaseParked handles key's parked messages in order, deleting each once
+// handled. One that fails again becomes the key's dead letter (the rest stay
+// parked), and releaseParked reports served with the key still parked.
+func (r *runner) releaseParked(it *item, key string) outcome {
+	ctx, cancel := context.WithTimeout(r.ioctx, 4*ioTimeout)
+	defer cancel()
+	subjects, err := r.subjects(ctx, parkedPrefix+r.cfg.Group+"."+key+".*")
+	if err != nil {
+		r.log.Warn("consume: list parked", "key", key, "error", err)
+		return retry
+	}
+	type parked struct {
+		subject string
+		seq     uint64
+	}
+	var waiting []parked
+	for _, s := range subjects {
+		if _, seq, ok := parseParked(s, r.cfg.Group); ok {
+			waiting = append(waiting, parked{s, seq})
+		}
+	}
+	slices.SortFunc(waiting, func(a, b parked) int { return cmpSeq(a.seq, b.seq) })
+	for _, w := range waiting {
+		m, err := r.original(ctx, w.seq, key)
+		if err != nil {
+			r.log.Warn("consume: release parked: read message", "key", key, "seq", w.seq, "error", err)
+			return retry
+		}
+		done, herr := r.attempt(it.part.hctx, it, m)
+		if !done {
+			return handBack
+		}
+		if herr != nil {
+			if !r.deadLetter(it, m, herr, true) {
+				return handBack
+			}
+			_ = r.dl.Purge(ctx, jetstream.WithPurgeSubject(w.subject))
+			return served
+		}
+		if err := r.dl.Purge(ctx, jetstream.WithPurgeSubject(w.subject)); err != nil {
+			r.log.Warn("consume: release parked: delete", "key", key, "seq", w.seq, "error", err)
+			return retry
+		}
+	}
+	return served
+}
+
+// original reads a message back from its stream, as a handler sees it.
+func (r *runner) original(ctx context.Context, seq uint64, key string) (Msg, error) {
+	m, err := r.src.GetMsg(ctx, seq)
+	if err != nil {
+		return Msg{}, err
+	}
+	return Msg{Stream: r.cfg.Stream, Subject: m.Subject, Key: key, Seq: m.Sequence, Time: m.Time,
+		Header: stripDirectGetHeaders(m.Header), Data: m.Data}, nil
+}
+
+// stripDirectGetHeaders removes what a get adds to a message's own headers,
+// so a re-driven message looks like a delivered one.
+func stripDirectGetHeaders(h nats.Header) nats.Header {
+	if h == nil {
+		return nil
+	}
+	for _, k := range []string{jetstream.StreamHeader, jetstream.SequenceHeader, jetstream.TimeStampHeaer,
+		jetstream.SubjectHeader, "Nats-Num-Pending", "Nats-Last-Sequence"} {
+		delete(h, k)
+	}
+	if len(h) == 0 {
+		return nil
+	}
+	return h
+}
+
+func maxDeliveriesAdvisory(stream string) string {
+	return "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + stream + ".*"
+}
+
+// advisoryLoop dead-letters messages the server gave up on: delivered
+// MaxDeliver times without ever being acked, because each process handling
+// them died or hung. Core NATS advisories are not stored, so this only works
+// while the partition's owner is up.
+func (r *runner) advisoryLoop(ctx context.Context, msgs <-chan *nats.Msg) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-msgs:
+			var adv struct {
+				Consumer   string `json:"consumer"`
+				StreamSeq  uint64 `json:"stream_seq"`
+				Deliveries int    `json:"deliveries"`
+			}
+			if err := json.Unmarshal(m.Data, &adv); err != nil || adv.StreamSeq == 0 {
+				continue
+			}
+			for _, p := range r.parts {
+				if Durable(r.cfg.Group, p.n, r.cfg.Partitions) == adv.Consumer {
+					r.deadLetterAbandoned(p, adv.StreamSeq, adv.Deliveries)
+				}
+			}
+		}
+	}
+}
+
+func (r *runner) deadLetterAbandoned(p *partition, seq uint64, deliveries int) {
+	ctx, cancel := context.WithTimeout(r.ioctx, 2*ioTimeout)
+	defer cancel()
+	m, err := r.src.GetMsg(ctx, seq)
+	if err != nil {
+		r.log.Error("consume: read abandoned message", "seq", seq, "error", err)
+		return
+	}
+	key := r.cfg.Key(m.Subject)
+	e := entry{stream: r.cfg.Stream, subject: m.Subject, streamSeq: seq, partition: p.n, attempts: deliveries, at: time.Now(),
+		err: fmt.Sprintf("delivered %d time(s) (MaxDeliver) and never acked: the process handling it stopped or hung each time", deliveries)}
+	if err := r.publishEntry(ctx, key, e); err != nil {
+		r.log.Error("consume: store dead letter for abandoned message", "seq", seq, "error", err)
+		return
+	}
+	r.parked.set(key, seq)
+	r.log.Error("consume: dead-lettered; its key is parked", "key", key, "subject", m.Subject, "seq", seq, "error", e.err)
 }
 
 // headerText makes s fit a header value: one line, valid UTF-8, at most n bytes.
@@ -123,99 +527,4 @@ func headerText(s string, n int) string {
 		s = s[:len(s)-1]
 	}
 	return s
-}
-
-func termReason(err string) string { return "dead-lettered: " + headerText(err, 200) }
-
-// withDefaultTimeout gives ctx a deadline when the caller set none.
-func withDefaultTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	if _, ok := ctx.Deadline(); ok {
-		return ctx, func() {}
-	}
-	return context.WithTimeout(ctx, d)
-}
-
-// DeadLetters lists the dead letters of one durable, oldest first. A missing
-// dead-letter stream means there are none. Without a deadline on ctx the
-// listing gets 30 seconds.
-func DeadLetters(ctx context.Context, js jetstream.JetStream, deadLetterStream, durable string) ([]DeadLetter, error) {
-	if err := checkToken("durable", durable); err != nil {
-		return nil, err
-	}
-	ctx, cancel := withDefaultTimeout(ctx, 30*time.Second)
-	defer cancel()
-	s, err := js.Stream(ctx, deadLetterStream)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("consume: dead letters of %s: %w", durable, err)
-	}
-	// Dead letters are few (each is an incident), so walking them with
-	// "next message on these subjects" gets is simpler than a consumer and
-	// leaves nothing behind on the server.
-	filter := entrySubject(durable, "*")
-	var out []DeadLetter
-	for seq := uint64(1); ; {
-		m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("consume: dead letters of %s: %w", durable, err)
-		}
-		e := parseEntry(m)
-		out = append(out, DeadLetter{
-			Seq:       m.Sequence,
-			Durable:   durable,
-			Stream:    e.stream,
-			StreamSeq: e.streamSeq,
-			Subject:   e.subject,
-			Error:     e.err,
-			Attempts:  e.attempts,
-			At:        e.at,
-		})
-		seq = m.Sequence + 1
-	}
-}
-
-// Redrive asks the running consumer durable to handle the original message of
-// dead letter seq (DeadLetter.Seq) again. The request is stored, so a durable
-// that is not running handles it when it next runs. On success the dead
-// letter is deleted; on failure it is replaced with the new error.
-//
-// Redrive returns an error wrapping ErrNotFound if deadLetterStream has no
-// dead letter seq for durable (it was re-driven already, or replaced by a
-// newer one for the same message). Without a deadline on ctx it gets 10
-// seconds.
-func Redrive(ctx context.Context, js jetstream.JetStream, deadLetterStream, durable string, seq uint64) error {
-	if err := checkToken("durable", durable); err != nil {
-		return err
-	}
-	ctx, cancel := withDefaultTimeout(ctx, 10*time.Second)
-	defer cancel()
-	s, err := js.Stream(ctx, deadLetterStream)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return fmt.Errorf("consume: redrive %s dead letter %d: %w", durable, seq, ErrNotFound)
-	}
-	if err != nil {
-		return fmt.Errorf("consume: redrive %s dead letter %d: %w", durable, seq, err)
-	}
-	m, err := s.GetMsg(ctx, seq)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return fmt.Errorf("consume: redrive %s dead letter %d: %w", durable, seq, ErrNotFound)
-	}
-	if err != nil {
-		return fmt.Errorf("consume: redrive %s dead letter %d: %w", durable, seq, err)
-	}
-	streamSeq, ok := parseSeqSubject(m.Subject, entrySubject(durable, ""))
-	if !ok {
-		return fmt.Errorf("consume: redrive %s dead letter %d (%s): %w", durable, seq, m.Subject, ErrNotFound)
-	}
-	req := nats.NewMsg(redriveSubject(durable, strconv.FormatUint(streamSeq, 10)))
-	req.Header.Set(hdrStreamSeq, strconv.FormatUint(streamSeq, 10))
-	if _, err := js.PublishMsg(ctx, req, jetstream.WithExpectStream(deadLetterStream)); err != nil {
-		return fmt.Errorf("consume: redrive %s dead letter %d: %w", durable, seq, err)
-	}
-	return nil
 }

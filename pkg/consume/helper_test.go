@@ -1,11 +1,15 @@
 package consume_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,18 +20,46 @@ import (
 	"github.com/leadflow/leadflow/pkg/testenv"
 )
 
-const leads = "LEADS"
+// The test stream is partitioned the way the lead stream is: the partition
+// is a subject token, the key another (part.<p>.<key>).
+const (
+	parts      = "PARTS"
+	partitions = 4
+)
 
-// startLeads starts an embedded JetStream with a lead stream shaped like the
-// real one (file storage, no delete or purge).
-func startLeads(t testing.TB) *testenv.NATS {
+func subject(key string) string {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return fmt.Sprintf("part.%d.%s", h.Sum32()%partitions, key)
+}
+
+func keyOf(subject string) string { return strings.SplitN(subject, ".", 3)[2] }
+
+// config is a group on the test stream with short timeouts.
+func config(group string) consume.Config {
+	return consume.Config{
+		Stream:     parts,
+		Group:      group,
+		Partitions: partitions,
+		Filter:     func(p int) []string { return []string{fmt.Sprintf("part.%d.>", p)} },
+		Key:        keyOf,
+		AckWait:    time.Second,
+		PinnedTTL:  3 * time.Second,
+		Backoff:    fastBackoff,
+		Logger:     quiet,
+	}
+}
+
+// startParts starts an embedded JetStream with a stream shaped like the
+// lead stream (file storage, no delete or purge).
+func startParts(t testing.TB) *testenv.NATS {
 	t.Helper()
 	n := testenv.StartNATS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, err := n.JS.CreateStream(ctx, jetstream.StreamConfig{
-		Name:       leads,
-		Subjects:   []string{"lead.>"},
+		Name:       parts,
+		Subjects:   []string{"part.>"},
 		Storage:    jetstream.FileStorage,
 		DenyDelete: true,
 		DenyPurge:  true,
@@ -38,28 +70,46 @@ func startLeads(t testing.TB) *testenv.NATS {
 	return n
 }
 
-// restart restarts the server and waits until JetStream answers: right
-// after testenv's Restart the first API request is often lost.
-func restart(t testing.TB, n *testenv.NATS) {
-	t.Helper()
-	n.Restart(t)
-	eventually(t, 10*time.Second, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		defer cancel()
-		_, err := n.JS.AccountInfo(ctx)
-		return err == nil
-	}, "JetStream not answering after restart")
-}
-
-func publish(t testing.TB, js jetstream.JetStream, subject, data string) uint64 {
+func publish(t testing.TB, js jetstream.JetStream, key, data string) uint64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	ack, err := js.Publish(ctx, subject, []byte(data))
+	ack, err := js.Publish(ctx, subject(key), []byte(data))
 	if err != nil {
-		t.Fatalf("publish %s: %v", subject, err)
+		t.Fatalf("publish %s: %v", key, err)
 	}
 	return ack.Sequence
+}
+
+// publishMany publishes rounds messages to each key, round-robin across
+// keys, and returns each key's sequences in order.
+func publishMany(t testing.TB, js jetstream.JetStream, keys, rounds int) map[string][]uint64 {
+	t.Helper()
+	out := map[string][]uint64{}
+	var futures []jetstream.PubAckFuture
+	var order []string
+	for r := range rounds {
+		for k := range keys {
+			key := fmt.Sprintf("K%03d", k)
+			f, err := js.PublishAsync(subject(key), []byte(strconv.Itoa(r)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			futures = append(futures, f)
+			order = append(order, key)
+		}
+	}
+	for i, f := range futures {
+		select {
+		case ack := <-f.Ok():
+			out[order[i]] = append(out[order[i]], ack.Sequence)
+		case err := <-f.Err():
+			t.Fatal(err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("publish timed out")
+		}
+	}
+	return out
 }
 
 // quiet keeps expected dead-letter and retry logs out of the test output;
@@ -74,25 +124,24 @@ var quiet = func() *slog.Logger {
 // running is one Run in the background.
 type running struct {
 	cancel   context.CancelFunc
-	returned chan struct{} // closed when Run has returned err
+	returned chan struct{}
 	err      error
 }
 
 // start runs consume.Run until stop is called or the test ends.
 func start(t testing.TB, js jetstream.JetStream, cfg consume.Config, h consume.Handler) *running {
 	t.Helper()
-	if cfg.Logger == nil {
-		cfg.Logger = quiet
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{cancel: cancel, returned: make(chan struct{})}
 	go func() {
 		r.err = consume.Run(ctx, js, cfg, h)
 		close(r.returned)
 	}()
-	t.Cleanup(func() { _ = r.stopWithin(10 * time.Second) })
+	t.Cleanup(func() { _ = r.stopWithin(15 * time.Second) })
 	return r
 }
+
+var errStillRunning = errors.New("still running")
 
 // stop cancels Run and returns its result; it fails the test if Run does not
 // return within d.
@@ -105,24 +154,8 @@ func (r *running) stop(t testing.TB, d time.Duration) error {
 	return err
 }
 
-var errStillRunning = errors.New("still running")
-
 func (r *running) stopWithin(d time.Duration) error {
 	r.cancel()
-	return r.wait(d)
-}
-
-// wait returns Run's result, or errStillRunning if Run has not returned
-// within d (d <= 0: at once).
-func (r *running) wait(d time.Duration) error {
-	if d <= 0 {
-		select {
-		case <-r.returned:
-			return r.err
-		default:
-			return errStillRunning
-		}
-	}
 	select {
 	case <-r.returned:
 		return r.err
@@ -143,81 +176,133 @@ func eventually(t testing.TB, d time.Duration, cond func() bool, format string, 
 	}
 }
 
-func deadLetters(t testing.TB, js jetstream.JetStream, durable string) []consume.DeadLetter {
+func deadLetters(t testing.TB, js jetstream.JetStream) []consume.DeadLetter {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	dls, err := consume.DeadLetters(ctx, js, consume.DefaultDeadLetterStream, durable)
+	dls, err := consume.DeadLetters(context.Background(), js, consume.DefaultDeadLetterStream)
 	if err != nil {
 		t.Fatalf("DeadLetters: %v", err)
 	}
 	return dls
 }
 
-func consumerInfo(t testing.TB, js jetstream.JetStream, durable string) *jetstream.ConsumerInfo {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := js.Consumer(ctx, leads, durable)
-	if err != nil {
-		t.Fatalf("consumer %s: %v", durable, err)
-	}
-	return c.CachedInfo()
+// handling is one handler call: who handled which message.
+type handling struct {
+	member string
+	key    string
+	seq    uint64
 }
 
-// settled reports whether the durable has nothing pending and nothing unacked.
-func settled(t testing.TB, js jetstream.JetStream, durable string) func() bool {
-	return func() bool {
-		ci := consumerInfo(t, js, durable)
-		return ci.NumAckPending == 0 && ci.NumPending == 0
-	}
-}
-
-// journal records what a handler saw.
+// journal records handler calls in the order they happened.
 type journal struct {
-	mu   sync.Mutex
-	msgs []consume.Msg
+	mu sync.Mutex
+	hs []handling
 }
 
-func (j *journal) add(m consume.Msg) {
+func (j *journal) add(member string, m consume.Msg) {
 	j.mu.Lock()
-	j.msgs = append(j.msgs, m)
+	j.hs = append(j.hs, handling{member, m.Key, m.Seq})
 	j.mu.Unlock()
+}
+
+func (j *journal) all() []handling {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return append([]handling(nil), j.hs...)
 }
 
 func (j *journal) len() int {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return len(j.msgs)
+	return len(j.hs)
 }
 
-func (j *journal) all() []consume.Msg {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return append([]consume.Msg(nil), j.msgs...)
-}
-
-// seqs lists the sequences seen, in order, optionally for one subject.
-func (j *journal) seqs(subject string) []uint64 {
-	var out []uint64
-	for _, m := range j.all() {
-		if subject == "" || m.Subject == subject {
-			out = append(out, m.Seq)
+// readJournal reads the lines "member key seq" that child processes append.
+func readJournal(t testing.TB, path string) []handling {
+	t.Helper()
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []handling
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fs := strings.Fields(sc.Text())
+		if len(fs) != 3 {
+			continue // a line cut short by a kill
 		}
+		seq, err := strconv.ParseUint(fs[2], 10, 64)
+		if err != nil {
+			continue
+		}
+		out = append(out, handling{fs[0], fs[1], seq})
 	}
 	return out
 }
 
-func (j *journal) count(seq uint64) int {
-	n := 0
-	for _, m := range j.all() {
-		if m.Seq == seq {
-			n++
+// checkOrder fails the test if any message was handled before an earlier
+// message of its key had been handled at least once, or if a message of
+// want was never handled. It returns how many messages were handled more
+// than once.
+func checkOrder(t testing.TB, hs []handling, want map[string][]uint64) (repeats int) {
+	t.Helper()
+	done := map[string]map[uint64]bool{}
+	for _, h := range hs {
+		seen := done[h.key]
+		if seen == nil {
+			seen = map[uint64]bool{}
+			done[h.key] = seen
+		}
+		for _, s := range want[h.key] {
+			if s >= h.seq {
+				break
+			}
+			if !seen[s] {
+				var story []string
+				for _, o := range hs {
+					if o.key == h.key {
+						story = append(story, fmt.Sprintf("%s:%d", o.member, o.seq))
+					}
+				}
+				t.Fatalf("%s handled %s seq %d before seq %d; the key's handlings: %v", h.member, h.key, h.seq, s, story)
+			}
+		}
+		if seen[h.seq] {
+			repeats++
+		}
+		seen[h.seq] = true
+	}
+	for key, seqs := range want {
+		for _, s := range seqs {
+			if !done[key][s] {
+				t.Fatalf("%s seq %d never handled", key, s)
+			}
 		}
 	}
-	return n
+	return repeats
 }
 
 func fastBackoff(int) time.Duration { return time.Millisecond }
 
-func lead(i int) string { return fmt.Sprintf("lead.L%03d", i) }
+// members counts the live members of a group.
+func members(t testing.TB, js jetstream.JetStream, group string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, consume.DefaultMembersBucket)
+	if err != nil {
+		return 0
+	}
+	l, err := kv.ListKeysFiltered(ctx, group+".*")
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for range l.Keys() {
+		n++
+	}
+	return n
+}

@@ -3,6 +3,7 @@ package consume
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -11,301 +12,220 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// item is one message Run holds, from fetch until it is settled (acked,
-// terminated or handed back).
+// States of an item; only the one who moves it to stateSettled settles it.
+const (
+	stateHeld    int32 = iota // fetched, not started
+	stateStarted              // a worker is on it
+	stateSettled              // acked, terminated, parked or handed back
+)
+
+// item is one message Run holds, from fetch until it is settled, or one
+// re-drive or skip request (req set).
 type item struct {
-	msg Msg
-	// delivery is what gets settled: the live message, or the re-drive request.
+	msg      Msg
+	part     *partition
 	delivery jetstream.Msg
-	// delivered is the delivery's server delivery count.
-	delivered uint64
-	// redrive is set when the item re-drives a dead letter.
-	redrive *redrive
-	// sem gets the item's token back when it is settled.
-	sem chan struct{}
-
-	touched atomic.Int64 // unix nanos of delivery or the last progress signal
-	started atomic.Int64 // unix nanos the first handler call began, 0 before
-	slowLog atomic.Bool  // a slow handler was logged once
+	state    atomic.Int32
+	touched  atomic.Int64 // unix nanos of delivery or the last progress signal
+	req      *request
 }
 
-type redrive struct {
-	entrySubject string
-	requestSeq   uint64 // the request's sequence in the dead-letter stream
-}
-
-// tracker knows every item Run holds, so their AckWait can be kept from
-// running out while they wait in a queue or in a handler.
-type tracker struct {
-	mu    sync.Mutex
-	items map[*item]struct{}
-}
-
-func (t *tracker) add(it *item) {
-	it.touched.Store(time.Now().UnixNano())
-	t.mu.Lock()
-	t.items[it] = struct{}{}
-	t.mu.Unlock()
-}
-
-func (t *tracker) remove(it *item) {
-	t.mu.Lock()
-	delete(t.items, it)
-	t.mu.Unlock()
-}
-
-func (t *tracker) snapshot(buf []*item) []*item {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for it := range t.items {
-		buf = append(buf, it)
+func newItem(m jetstream.Msg, p *partition, key func(string) string) (*item, error) {
+	meta, err := m.Metadata()
+	if err != nil {
+		return nil, err
 	}
-	return buf
+	it := &item{
+		msg: Msg{
+			Stream:    meta.Stream,
+			Subject:   m.Subject(),
+			Key:       key(m.Subject()),
+			Seq:       meta.Sequence.Stream,
+			Time:      meta.Timestamp,
+			Header:    m.Headers(),
+			Data:      m.Data(),
+			Delivered: meta.NumDelivered,
+		},
+		part:     p,
+		delivery: m,
+	}
+	it.touched.Store(time.Now().UnixNano())
+	return it, nil
 }
 
-// progressLoop tells the server, every quarter AckWait, that the messages Run
-// holds are being worked on. Without it a message queued behind a slow or
-// retrying one on the same worker would be redelivered after AckWait and then
-// handled twice, the second time after later messages of its subject.
-func (r *runner) progressLoop(done <-chan struct{}) {
-	every := max(r.cfg.AckWait/4, 10*time.Millisecond)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	var buf []*item
+// queue is one worker's FIFO. It is unbounded so that a fetch never waits on
+// a busy worker (the durables' MaxAckPending bounds it).
+type queue struct {
+	mu     sync.Mutex
+	items  []*item
+	ready  chan struct{}
+	closed bool
+}
+
+func newQueue() *queue { return &queue{ready: make(chan struct{}, 1)} }
+
+func (q *queue) push(it *item) {
+	q.mu.Lock()
+	q.items = append(q.items, it)
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (q *queue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// pop returns the next item, or nil once the queue is closed and empty.
+func (q *queue) pop() *item {
 	for {
-		select {
-		case <-done:
-			return
-		case now := <-t.C:
-			buf = r.tracked.snapshot(buf[:0])
-			for _, it := range buf {
-				if now.UnixNano()-it.touched.Load() >= int64(every) {
-					r.progress(it)
-				}
-				if s := it.started.Load(); s != 0 && now.UnixNano()-s > int64(r.cfg.AckWait) && it.slowLog.CompareAndSwap(false, true) {
-					r.log.Warn("consume: handler still running after AckWait",
-						"subject", it.msg.Subject, "seq", it.msg.Seq, "running", time.Duration(now.UnixNano()-s).Round(time.Millisecond))
-				}
-			}
-			clear(buf)
+		q.mu.Lock()
+		if len(q.items) > 0 {
+			it := q.items[0]
+			q.items[0] = nil
+			q.items = q.items[1:]
+			q.mu.Unlock()
+			return it
 		}
+		closed := q.closed
+		q.mu.Unlock()
+		if closed {
+			return nil
+		}
+		<-q.ready
 	}
 }
 
-func (r *runner) progress(it *item) {
-	// An error means the connection is down; the server then redelivers after
-	// AckWait, which handlers tolerate.
-	_ = it.delivery.InProgress()
-	it.touched.Store(time.Now().UnixNano())
-}
-
-// dispatch hands a held item to its subject's worker.
+// dispatch hands an item to its key's worker.
 func (r *runner) dispatch(it *item) {
-	r.tracked.add(it)
-	// Queues have room for every token, so this does not block.
-	r.queues[partition(it.msg.Subject, len(r.queues))] <- it
+	h := fnv.New32a()
+	h.Write([]byte(it.msg.Key))
+	r.queues[h.Sum32()%uint32(len(r.queues))].push(it)
 }
 
-func (r *runner) work(q <-chan *item) {
-	for it := range q {
+func (r *runner) work(q *queue) {
+	for it := q.pop(); it != nil; it = q.pop() {
 		r.process(it)
-		r.tracked.remove(it)
-		if it.sem != nil {
-			release(it.sem, 1)
-		}
 	}
 }
 
-// process handles one item to the end: acked, dead-lettered, or handed back
-// because Run is stopping. It keeps the worker until then, so the subject's
-// next message waits.
+// begin claims it for a worker; it fails when the partition is being handed
+// back (the release settles it) or the item was settled already.
+func (r *runner) begin(it *item) bool {
+	p := it.part
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.releasing || !it.state.CompareAndSwap(stateHeld, stateStarted) {
+		return false
+	}
+	if it.req == nil && r.leaseLost(it, time.Now()) {
+		// Held past its lease: the server may have given it to another
+		// member, and later messages of its key may already be handled.
+		it.state.Store(stateHeld)
+		p.cancel()
+		return false
+	}
+	p.inflight++
+	return true
+}
+
+// end finishes a claimed item: settled, or back to held for the release to
+// hand back.
+func (r *runner) end(it *item, settled bool) {
+	p := it.part
+	p.mu.Lock()
+	if settled {
+		it.state.Store(stateSettled)
+		delete(p.held, it)
+	} else {
+		it.state.Store(stateHeld)
+	}
+	p.inflight--
+	p.idle.Broadcast()
+	p.mu.Unlock()
+}
+
 func (r *runner) process(it *item) {
-	if r.stopping() {
-		r.handBack(it)
+	if !r.begin(it) {
 		return
 	}
+	if it.req != nil {
+		r.end(it, r.serve(it))
+		return
+	}
+	if dead, ok := r.parked.get(it.msg.Key); ok {
+		r.end(it, r.park(it, dead))
+		return
+	}
+	done, err := r.attempt(it.part.hctx, it, it.msg)
+	switch {
+	case !done:
+		r.end(it, false)
+	case err == nil:
+		_ = it.delivery.Ack()
+		r.end(it, true)
+	default:
+		r.end(it, r.deadLetter(it, it.msg, err, false))
+	}
+}
+
+// attempt runs the handler on m until it succeeds, fails permanently, or
+// runs out of attempts; it reports false when the partition is being handed
+// back first (the message is then not its fault, nor done).
+func (r *runner) attempt(ctx context.Context, it *item, m Msg) (done bool, err error) {
 	budget := r.cfg.Attempts
-	if r.cfg.MaxDeliver > 0 && it.delivered >= uint64(r.cfg.MaxDeliver) {
-		// The server will not deliver it again: after this failure it is now
-		// or never for the dead letter.
+	if r.cfg.MaxDeliver > 0 && m.Delivered >= uint64(r.cfg.MaxDeliver) {
+		// The server will not deliver it again: now or never.
 		budget = 1
 	}
-	it.started.Store(time.Now().UnixNano())
-	for attempt := 1; ; attempt++ {
-		err := r.call(it)
+	for n := 1; ; n++ {
+		err = r.call(ctx, m)
 		if err == nil {
-			r.succeeded(it)
-			return
+			return true, nil
 		}
-		if r.hctx.Err() != nil {
-			// Cut off by shutdown: not the message's fault.
-			r.handBack(it)
-			return
+		if ctx.Err() != nil || r.handingBack(it.part) {
+			return false, err
 		}
-		if IsPermanent(err) || attempt >= budget {
-			r.deadLetter(it, err, attempt)
-			return
+		if IsPermanent(err) || n >= budget {
+			return true, err
 		}
-		r.progress(it)
-		if !r.sleep(r.cfg.Backoff(attempt)) {
-			r.handBack(it)
-			return
+		t := time.NewTimer(r.cfg.Backoff(n))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return false, err
 		}
 	}
 }
 
-func (r *runner) call(it *item) (err error) {
+func (r *runner) handingBack(p *partition) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.releasing || !p.running
+}
+
+func (r *runner) call(ctx context.Context, m Msg) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			r.log.Error("consume: handler panicked", "subject", it.msg.Subject, "seq", it.msg.Seq,
+			r.log.Error("consume: handler panicked", "subject", m.Subject, "seq", m.Seq,
 				"panic", p, "stack", string(debug.Stack()))
 			err = fmt.Errorf("handler panic: %v", p)
 		}
 	}()
-	return r.h(r.hctx, it.msg)
+	return r.h(ctx, m)
 }
 
-// handBack gives a delivery back to the server so that it is delivered again
-// at once (to this durable's next Run or another replica) instead of after
-// AckWait. It is only called while Run stops, and the naks go out after the
-// last pull has ended: a nak while a pull is open would send the message
-// straight back to this Run, round and round until MaxDeliver.
-func (r *runner) handBack(it *item) {
-	if it.redrive != nil {
-		r.giveBack(redriven, it.delivery)
-	} else {
-		r.giveBack(live, it.delivery)
-	}
-}
-
-// Which consumer a delivery came from.
-const (
-	live     = 0
-	redriven = 1
-)
-
-func (r *runner) giveBack(consumer int, m jetstream.Msg) {
-	r.settleMu.Lock()
-	r.back[consumer] = append(r.back[consumer], m)
-	r.settleMu.Unlock()
-}
-
-// settled remembers the last delivery acked or terminated on a consumer; its
-// reply subject serves as the barrier in flushSettles.
-func (r *runner) settled(consumer int, m jetstream.Msg) {
-	r.settleMu.Lock()
-	r.lastSettled[consumer] = m.Reply()
-	r.settleMu.Unlock()
-}
-
-// nakBody is what jetstream.Msg.NakWithDelay sends.
-func nakBody(delay time.Duration) []byte {
-	return fmt.Appendf(nil, "-NAK {\"delay\": %d}", delay.Nanoseconds())
-}
-
-// flushSettles sends the naks handBack collected, then makes sure the server
-// has processed every ack, term and nak of this Run before it returns: they
-// are fire-and-forget, and a server that stops with some still queued would
-// redeliver those messages only after AckWait. Run calls it once no pull is
-// open and no worker is left.
-//
-// A nak with a delay, unlike a plain one, is stored with the consumer (as an
-// expired delivery time), so it survives a server restart; and the server
-// redelivers expired messages sorted by stream sequence, before any new
-// message, which keeps each subject in order.
-//
-// The barrier is one request per consumer on an ack subject: the server
-// handles a consumer's acks in order and answers a request once it got to it.
-// It is the last nak when there is one, else a progress signal for a message
-// already acked or terminated, which changes nothing.
-func (r *runner) flushSettles() {
-	r.settleMu.Lock()
-	defer r.settleMu.Unlock()
-	nc := r.js.Conn()
-	if !nc.IsConnected() {
-		// Closed: nothing can be sent. Reconnecting: the naks wait in the
-		// client's reconnect buffer, and a barrier would only add a timeout.
-		for _, back := range r.back {
-			for _, m := range back {
-				_ = m.NakWithDelay(time.Millisecond)
-			}
-		}
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.ioctx, ioTimeout)
-	defer cancel()
-	for consumer, back := range r.back {
-		barrier, body := r.lastSettled[consumer], []byte("+WPI")
-		for i, m := range back {
-			if i == len(back)-1 {
-				barrier, body = m.Reply(), nakBody(time.Millisecond)
-				break
-			}
-			if err := m.NakWithDelay(time.Millisecond); err != nil {
-				r.log.Debug("consume: hand back", "subject", m.Subject(), "error", err)
-			}
-		}
-		if barrier == "" {
-			continue
-		}
-		if _, err := nc.RequestWithContext(ctx, barrier, body); err != nil {
-			r.log.Warn("consume: confirm acks; some messages may come back after AckWait", "error", err)
-		}
-	}
-}
-
-func (r *runner) succeeded(it *item) {
-	if it.redrive == nil {
-		if err := it.delivery.Ack(); err != nil {
-			r.log.Warn("consume: ack", "subject", it.msg.Subject, "seq", it.msg.Seq, "error", err)
-		}
-		r.settled(live, it.delivery)
-		return
-	}
-	// Re-driven: the dead letter goes, then the request is acked.
-	ok := r.persist(it, "delete dead letter", func(ctx context.Context) error {
-		return r.dl.Purge(ctx, jetstream.WithPurgeSubject(it.redrive.entrySubject))
-	})
-	if !ok {
-		r.handBack(it)
-		return
-	}
-	r.log.Info("consume: re-driven message handled", "subject", it.msg.Subject, "seq", it.msg.Seq)
-	r.finishRequest(it.delivery, it.redrive.requestSeq)
-}
-
-// deadLetter stores the dead letter and only then terminates the message, so
-// a crash in between means a redelivery, never a lost message.
-func (r *runner) deadLetter(it *item, cause error, attempts int) {
-	e := entry{
-		stream:    r.cfg.Stream,
-		subject:   it.msg.Subject,
-		streamSeq: it.msg.Seq,
-		err:       cause.Error(),
-		attempts:  attempts,
-		at:        time.Now(),
-	}
-	ok := r.persist(it, "store dead letter", func(ctx context.Context) error {
-		return r.publishEntry(ctx, e)
-	})
-	if !ok {
-		r.handBack(it)
-		return
-	}
-	r.log.Error("consume: dead-lettered", "subject", e.subject, "seq", e.streamSeq,
-		"error", e.err, "attempts", attempts, "redrive", it.redrive != nil)
-	if it.redrive != nil {
-		r.finishRequest(it.delivery, it.redrive.requestSeq)
-		return
-	}
-	if err := it.delivery.TermWithReason(termReason(e.err)); err != nil {
-		r.log.Warn("consume: terminate", "subject", e.subject, "seq", e.streamSeq, "error", err)
-	}
-	r.settled(live, it.delivery)
-}
-
-// persist runs op until it succeeds, signalling progress between tries; it
-// reports false if Run started stopping first.
+// persist runs op until it succeeds; it reports false if the partition is
+// handed back first.
 func (r *runner) persist(it *item, what string, op func(ctx context.Context) error) bool {
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(r.ioctx, ioTimeout)
@@ -317,24 +237,8 @@ func (r *runner) persist(it *item, what string, op func(ctx context.Context) err
 		if attempt == 1 || attempt%10 == 0 {
 			r.log.Warn("consume: "+what, "subject", it.msg.Subject, "seq", it.msg.Seq, "try", attempt, "error", err)
 		}
-		r.progress(it)
-		if !r.sleep(DefaultBackoff(attempt)) {
+		if r.handingBack(it.part) || !sleepCtx(it.part.hctx, DefaultBackoff(attempt)) {
 			return false
 		}
-	}
-}
-
-// finishRequest acks a handled re-drive request and deletes it, so the
-// dead-letter stream keeps only requests still to do.
-func (r *runner) finishRequest(req jetstream.Msg, seq uint64) {
-	if err := req.Ack(); err != nil {
-		r.log.Warn("consume: ack re-drive request", "error", err)
-		return
-	}
-	r.settled(redriven, req)
-	ctx, cancel := context.WithTimeout(r.ioctx, ioTimeout)
-	defer cancel()
-	if err := r.dl.DeleteMsg(ctx, seq); err != nil {
-		r.log.Debug("consume: delete re-drive request", "seq", seq, "error", err)
 	}
 }

@@ -3,6 +3,7 @@ package eventstore
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -29,14 +30,22 @@ func (e *ConflictError) Error() string {
 // Is makes errors.Is(err, ErrConflict) true.
 func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
 
-// isWrongLastSequence recognises the server's optimistic-concurrency
-// refusal by code: 10071 on a single replica, 10164 on replicated streams.
-// The text ("wrong last sequence: n") is not a contract.
-func isWrongLastSequence(err error) bool {
+// IsWrongLastSequence reports whether err is the server refusing a publish
+// whose expected last sequence did not match: the optimistic-concurrency
+// refusal. It is recognised by server error code, 10071 on a single
+// replica and 10164 on replicated streams, never by text ("wrong last
+// sequence: n" is not a contract).
+func IsWrongLastSequence(err error) bool {
+	return HasErrorCode(err, jetstream.JSErrCodeStreamWrongLastSequence,
+		jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// HasErrorCode reports whether err is, or wraps, a JetStream API error
+// (*jetstream.APIError) carrying one of the server error codes.
+func HasErrorCode(err error, codes ...jetstream.ErrorCode) bool {
 	var apiErr *jetstream.APIError
 	if !errors.As(err, &apiErr) {
 		return false
 	}
-	return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
+	return slices.Contains(codes, apiErr.ErrorCode)
 }

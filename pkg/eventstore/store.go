@@ -80,7 +80,10 @@ func (s *Store) Append(ctx context.Context, subject string, expected uint64, eve
 }
 
 // Commit stores writes all or nothing and returns the stream sequence of
-// each. One write is a plain publish deduplicated by its event id; more are
+// each. It stamps every event with the version it is appended at
+// (Event.version_before: the Expect of its subject's checked write), so a
+// reader that keeps state can tell an event that extends it from one after
+// a gap. One write is a plain publish deduplicated by its event id; more are
 // one atomic batch (at most MaxBatch), in which a single failed expectation
 // rejects every write. A conflict returns a *ConflictError naming the
 // subject that moved.
@@ -98,6 +101,17 @@ func (s *Store) Commit(ctx context.Context, writes ...Write) ([]uint64, error) {
 	if len(writes) > MaxBatch {
 		return nil, fmt.Errorf("eventstore: %d writes in one commit, at most %d", len(writes), MaxBatch)
 	}
+	expect := map[string]uint64{}
+	for _, w := range writes {
+		if !w.Unchecked {
+			expect[w.Subject] = w.Expect
+		}
+	}
+	for _, w := range writes {
+		if w.Event != nil {
+			w.Event.VersionBefore = expect[w.Subject]
+		}
+	}
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
 
@@ -106,7 +120,7 @@ func (s *Store) Commit(ctx context.Context, writes ...Write) ([]uint64, error) {
 		if err == nil {
 			return seqs, nil
 		}
-		if isWrongLastSequence(err) {
+		if IsWrongLastSequence(err) {
 			return s.resolveConflict(ctx, writes)
 		}
 		if !isTransient(err) || ctx.Err() != nil {

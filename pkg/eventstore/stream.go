@@ -1,9 +1,12 @@
 // Package eventstore is the one way Leadflow appends and reads events.
 //
 // Everything lives in one JetStream stream. Each aggregate has one literal
-// subject (lead.<id>, campaign.<id>), so the server's subject index gives
-// a per-lead order, a per-lead version (the stream sequence of the lead's
-// last message) and loads that never scan the stream. Uniqueness records
+// subject (lead.<partition>.<id>, campaign.<id>), so the server's subject
+// index gives a per-lead order, a per-lead version (the stream sequence of
+// the lead's last message) and loads that never scan the stream. The
+// partition token lets a consumer group split the leads between its
+// replicas (pkg/consume); docs/events.md gives the numbers behind the
+// layout. Uniqueness records
 // (identity, idempotency keys) are claims on claim.<kind>.<hash> subjects
 // in the same stream, so a claim and the event it guards commit in one
 // atomic batch: there is no window in which one exists without the other.
@@ -12,9 +15,13 @@ package eventstore
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/leadflow/leadflow/pkg/deadline"
 )
 
 // DefaultStream is the name of the event stream.
@@ -74,8 +81,41 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 	return s, nil
 }
 
+// Partitions is how many partitions the lead subjects are spread over. It
+// is part of every stored lead subject, so it can never change: it bounds
+// how many replicas of one consuming service share the work.
+const Partitions = 16
+
+// Partition is the partition of a lead: FNV-1a of its id.
+func Partition(leadID string) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(leadID); i++ {
+		h ^= uint32(leadID[i])
+		h *= 16777619
+	}
+	return int(h % Partitions)
+}
+
 // LeadSubject is the subject of one lead's events.
-func LeadSubject(leadID string) string { return "lead." + leadID }
+func LeadSubject(leadID string) string {
+	return "lead." + strconv.Itoa(Partition(leadID)) + "." + leadID
+}
+
+// PartitionSubjects is the filter of one partition's lead subjects.
+func PartitionSubjects(p int) []string { return []string{"lead." + strconv.Itoa(p) + ".>"} }
+
+// LeadID is the lead id of a lead subject, "" for any other subject.
+func LeadID(subject string) string {
+	rest, ok := strings.CutPrefix(subject, "lead.")
+	if !ok {
+		return ""
+	}
+	_, id, ok := strings.Cut(rest, ".")
+	if !ok {
+		return ""
+	}
+	return id
+}
 
 // CampaignSubject is the subject of one campaign's events.
 func CampaignSubject(campaignID string) string { return "campaign." + campaignID }
@@ -92,8 +132,5 @@ const defaultTimeout = 5 * time.Second
 
 // withDefaultTimeout gives ctx a deadline when the caller set none.
 func withDefaultTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
-	if _, ok := ctx.Deadline(); ok {
-		return ctx, func() {}
-	}
-	return context.WithTimeout(ctx, defaultTimeout)
+	return deadline.Default(ctx, defaultTimeout)
 }

@@ -29,6 +29,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/pkg/telemetry"
@@ -282,8 +283,8 @@ const CorrelationHeader = "x-correlation-id"
 // Meta is the envelope for the events one request writes: the caller's
 // correlation id (or a new one), which is also the cause of the request's
 // first events, and the trace context of the request's span.
-func Meta(ctx context.Context) eventstore.Meta {
-	m := eventstore.Meta{Trace: telemetry.Inject(ctx)}
+func Meta(ctx context.Context) envelope.Meta {
+	m := envelope.Meta{Trace: telemetry.Inject(ctx)}
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		if v := md.Get(CorrelationHeader); len(v) > 0 && len(v[0]) <= 128 {
 			m.CorrelationID = v[0]

@@ -5,7 +5,9 @@
 // checks a Command against a State and returns the Events to record, or an
 // error saying why not. Evolve applies an Event and never fails, because an
 // event is a fact that has already been recorded. Time is always an argument.
-// Both functions read one table, Transitions.
+// Both functions read one table, Transitions. NewEvent decides and wraps the
+// result as a stored event (pkg/envelope); its new event id (UUIDv7) is the
+// only value here not given by the arguments.
 //
 // Every service relies on one invariant: no lead is lost. A lead that has been
 // captured and has not reached a terminal status always has an owner, and a

@@ -24,6 +24,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/leadflow/leadflow/pkg/deadline"
+	"github.com/leadflow/leadflow/pkg/eventstore"
 )
 
 // Errors callers branch on. They are returned wrapped, with the lead id in the
@@ -123,7 +126,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Vault, error
 		return nil, fmt.Errorf("vault: MasterKey: %w", err)
 	}
 
-	ctx, cancel := withDefaultTimeout(ctx)
+	ctx, cancel := deadline.Default(ctx, defaultTimeout)
 	defer cancel()
 	// The bucket's stream is created here rather than by
 	// CreateOrUpdateKeyValue, which always sets DenyDelete: Shred needs the
@@ -188,9 +191,9 @@ func (v *Vault) Save(ctx context.Context, keys ...*Key) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("vault: save: %w", err)
 	}
-	ctx, cancel := withDefaultTimeout(ctx)
+	ctx, cancel := deadline.Default(ctx, defaultTimeout)
 	defer cancel()
-	deadline, _ := ctx.Deadline()
+	due, _ := ctx.Deadline()
 	epoch := v.cache.currentEpoch()
 
 	var errs []error
@@ -204,7 +207,7 @@ func (v *Vault) Save(ctx context.Context, keys ...*Key) error {
 			jetstream.WithExpectLastSequencePerSubject(0),
 			// When the connection's window of unacknowledged publishes is
 			// full, wait for room until the deadline rather than 200 ms.
-			jetstream.WithStallWait(time.Until(deadline)))
+			jetstream.WithStallWait(time.Until(due)))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("vault: save key for lead %s (and %d after it): %w",
 				k.leadID, len(keys)-len(futures)-1, err))
@@ -238,7 +241,7 @@ wait:
 // saveFailed turns the error of one key's publish into the error Save
 // reports, or nil when the very same key is already stored.
 func (v *Vault) saveFailed(ctx context.Context, k *Key, err error) error {
-	if !isWrongLastSeq(err) {
+	if !eventstore.IsWrongLastSequence(err) {
 		return fmt.Errorf("vault: save key for lead %s: %w", k.leadID, err)
 	}
 	// The subject has a message: this key (a retried or repeated Save),
@@ -287,7 +290,7 @@ func (v *Vault) dek(ctx context.Context, leadID string) ([keySize]byte, error) {
 	if dek, ok := v.cache.get(leadID); ok {
 		return dek, nil
 	}
-	ctx, cancel := withDefaultTimeout(ctx)
+	ctx, cancel := deadline.Default(ctx, defaultTimeout)
 	defer cancel()
 	epoch := v.cache.currentEpoch()
 	dek, err := v.load(ctx, leadID)
@@ -332,7 +335,7 @@ func (v *Vault) Shred(ctx context.Context, leadID string) error {
 	if err := checkLeadID(leadID); err != nil {
 		return err
 	}
-	ctx, cancel := withDefaultTimeout(ctx)
+	ctx, cancel := deadline.Default(ctx, defaultTimeout)
 	defer cancel()
 	err := v.shred(ctx, leadID)
 	// Evict after the purge, whatever its outcome: an Open that loaded the
@@ -407,20 +410,10 @@ func (v *Vault) markPurged(ctx context.Context, subject string) (valueSeq uint64
 		if err == nil {
 			return expect, true, nil
 		}
-		if !isWrongLastSeq(err) {
+		if !eventstore.IsWrongLastSequence(err) {
 			return 0, false, fmt.Errorf("mark key purged: %w", err)
 		}
 	}
-}
-
-// isWrongLastSeq reports whether a publish failed its expected last
-// sequence: 10071, or 10164 from a replicated stream. The server's code is
-// the only reliable signal; no sentinel error exists for publishes.
-func isWrongLastSeq(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) &&
-		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // isMarker reports whether a bucket message marks its key deleted rather than
@@ -460,15 +453,6 @@ func newAEAD(key []byte) (cipher.AEAD, error) {
 		return nil, err
 	}
 	return cipher.NewGCM(block)
-}
-
-// withDefaultTimeout gives ctx a deadline when the caller set none, as
-// nats.go's jetstream package does for its own calls.
-func withDefaultTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
-	if _, ok := ctx.Deadline(); ok {
-		return ctx, func() {}
-	}
-	return context.WithTimeout(ctx, defaultTimeout)
 }
 
 func validBucket(b string) bool {

@@ -12,7 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/leadflow/leadflow/pkg/eventstore"
+	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/natsserver"
 )
 
@@ -41,6 +41,15 @@ func run() error {
 	}
 	defer ns.Shutdown()
 	fmt.Printf("Leadflow bench: nats-server embedded (sync_always=%v), %s per run, GOMAXPROCS=%d\n\n", *syncAlways, *dur, gomaxprocs())
+	if *layoutOn || *layoutOnly { // subject-layout benchmark: layout.go
+		lr, err := measureLayout(ctx, ns.URL(), *layoutLeads)
+		if err != nil {
+			return fmt.Errorf("layout: %w", err)
+		}
+		if lr.print(os.Stdout); *layoutOnly {
+			return nil
+		}
+	}
 
 	payload, err := captureEventSize()
 	if err != nil {
@@ -97,7 +106,7 @@ func run() error {
 // captureEventSize is the stored size of a typical LeadCaptured event, so
 // the raw publishes carry the same bytes as the real ones.
 func captureEventSize() (int, error) {
-	ev, err := eventstore.NewEvent("01a20790-2e2a-70de-9e2c-1c4bab630b7c", sampleCaptured(), eventstore.Meta{CorrelationID: "0f7e2a9c-3f1e-4c7a-9a55-3c2d9e1b7a10"}, time.Now())
+	ev, err := envelope.NewEvent("01a20790-2e2a-70de-9e2c-1c4bab630b7c", sampleCaptured(), envelope.Meta{CorrelationID: "0f7e2a9c-3f1e-4c7a-9a55-3c2d9e1b7a10"}, time.Now())
 	if err != nil {
 		return 0, err
 	}

@@ -18,6 +18,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/leadflow/leadflow/pkg/consume"
+	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
@@ -117,8 +119,8 @@ func (w *world) appendLead(ctx context.Context, leadID string, cmd lifecycle.Com
 			last := recs[len(recs)-1]
 			state, version = lifecycle.FromProto(last.Event.GetLifecycle()), last.Seq
 		}
-		ev, _, err := eventstore.NewLeadEvent(leadID, state, cmd, lifecycle.DefaultPolicy(), payload,
-			eventstore.Meta{Actor: intakeActor, CorrelationID: uuid.NewString(), OccurredAt: occurred}, time.Now())
+		ev, _, err := lifecycle.NewEvent(leadID, state, cmd, lifecycle.DefaultPolicy(), payload,
+			envelope.Meta{Actor: intakeActor, CorrelationID: uuid.NewString(), OccurredAt: occurred}, time.Now())
 		if err != nil {
 			return nil, err
 		}
@@ -192,12 +194,16 @@ func (w *world) settle(t testing.TB) {
 	eventually(t, 30*time.Second, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		c, err := w.nats.JS.Consumer(ctx, stream, ports.Durable)
-		if err != nil {
-			return false
+		for p := range eventstore.Partitions {
+			c, err := w.nats.JS.Consumer(ctx, stream, consume.Durable(ports.Group, p, eventstore.Partitions))
+			if err != nil {
+				return false
+			}
+			if ci := c.CachedInfo(); ci.NumPending != 0 || ci.NumAckPending != 0 {
+				return false
+			}
 		}
-		ci := c.CachedInfo()
-		return ci.NumPending == 0 && ci.NumAckPending == 0
+		return true
 	}, "the live consumer did not settle")
 }
 
@@ -300,7 +306,7 @@ func (w *world) seed(t testing.TB, n int, profile func(i int) *eventv1.Profile, 
 				t.Fatal(err)
 			}
 			state = lifecycle.Fold(state, decided...)
-			ev, err := eventstore.NewEvent(ids[i], payload, eventstore.Meta{Actor: intakeActor, CorrelationID: ids[i]}, now)
+			ev, err := envelope.NewEvent(ids[i], payload, envelope.Meta{Actor: intakeActor, CorrelationID: ids[i]}, now)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -9,6 +9,8 @@ import (
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/leadflow/leadflow/pkg/consume"
+	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/services/qualification/model"
@@ -101,8 +103,10 @@ func TestRedeliveryChangesNothing(t *testing.T) {
 	// Every event again: stop, forget the consumer's position, start.
 	before := w.streamMsgs(t)
 	s.stop()
-	if err := w.nats.JS.DeleteConsumer(ctxT(t), stream, ports.Durable); err != nil {
-		t.Fatal(err)
+	for p := range eventstore.Partitions {
+		if err := w.nats.JS.DeleteConsumer(ctxT(t), stream, consume.Durable(ports.Group, p, eventstore.Partitions)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	w.start(t)
 	w.settle(t)

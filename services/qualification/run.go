@@ -58,12 +58,12 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 		})
 	}
 	part(0, func() error {
+		// Every replica takes some lead partitions; a lead's events are
+		// scored by one replica at a time, in order.
 		return consume.Run(ctx, js, consume.Config{
-			Stream: cfg.Stream, Durable: ports.Durable, FilterSubjects: []string{eventstore.LeadSubjects},
+			Stream: cfg.Stream, Group: ports.Group,
+			Partitions: eventstore.Partitions, Filter: eventstore.PartitionSubjects, Key: eventstore.LeadID,
 			Workers: cfg.Workers, AckWait: cfg.AckWait, ShutdownGrace: cfg.Grace, Logger: log,
-			// One replica scores at a time, the others stand by: per-lead
-			// order holds, and the per-lead fold cache sees every event.
-			Pinned: true,
 		}, events.Score)
 	})
 	part(1, func() error {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
@@ -32,8 +33,8 @@ func TestRedeliveryFinishesAVerdictCutOffByACrash(t *testing.T) {
 	}
 	state := lifecycle.FromProto(recs[0].Event.GetLifecycle())
 	state.Score = 80
-	score, err := eventstore.NewEvent(lead, &eventv1.LeadScored{ModelId: model.ID, ModelVersion: version, Total: 80, Threshold: 70,
-		Verdict: eventv1.ScoreVerdict_SCORE_VERDICT_QUALIFY}, eventstore.Meta{CausationID: trigger.GetEventId()}, time.Now())
+	score, err := envelope.NewEvent(lead, &eventv1.LeadScored{ModelId: model.ID, ModelVersion: version, Total: 80, Threshold: 70,
+		Verdict: eventv1.ScoreVerdict_SCORE_VERDICT_QUALIFY}, envelope.Meta{CausationID: trigger.GetEventId()}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

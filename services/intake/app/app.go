@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
@@ -119,8 +120,8 @@ const maxRaces = 16
 // leadEvent decides cmd on state and wraps payload as the resulting
 // event, stamped with the state after it. Every lead event goes through
 // here, so every one carries its lifecycle.
-func (a *App) leadEvent(leadID string, state lifecycle.State, cmd lifecycle.Command, payload eventPayload, meta eventstore.Meta, now time.Time) (*eventv1.Event, lifecycle.State, error) {
-	return eventstore.NewLeadEvent(leadID, state, cmd, a.policy, payload, meta, now)
+func (a *App) leadEvent(leadID string, state lifecycle.State, cmd lifecycle.Command, payload eventPayload, meta envelope.Meta, now time.Time) (*eventv1.Event, lifecycle.State, error) {
+	return lifecycle.NewEvent(leadID, state, cmd, a.policy, payload, meta, now)
 }
 
 // stateOf is a lead's state: the lifecycle stamped on its last event.

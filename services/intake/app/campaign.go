@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/services/intake/form"
@@ -30,7 +31,7 @@ type RegisterCampaign struct {
 // ErrAlreadyExists.
 //
 // Errors: *ValidationError, ErrAlreadyExists.
-func (a *App) RegisterCampaign(ctx context.Context, in RegisterCampaign, meta eventstore.Meta) (Written, error) {
+func (a *App) RegisterCampaign(ctx context.Context, in RegisterCampaign, meta envelope.Meta) (Written, error) {
 	var v form.Violations
 	form.ID(&v, "campaign_id", in.CampaignID, true)
 	if in.Name == "" {
@@ -65,7 +66,7 @@ func (a *App) RegisterCampaign(ctx context.Context, in RegisterCampaign, meta ev
 // appendToCampaign is the read-decide-append loop of campaign commands:
 // load, let done say whether the command already happened (or is
 // refused), append at the loaded version, and on a lost race again.
-func (a *App) appendToCampaign(ctx context.Context, campaignID string, payload eventPayload, meta eventstore.Meta, done func([]eventstore.Record) (bool, error)) (Written, error) {
+func (a *App) appendToCampaign(ctx context.Context, campaignID string, payload eventPayload, meta envelope.Meta, done func([]eventstore.Record) (bool, error)) (Written, error) {
 	for attempt := range maxRaces {
 		recs, err := a.campaigns.Load(ctx, campaignID)
 		if err != nil {
@@ -78,7 +79,7 @@ func (a *App) appendToCampaign(ctx context.Context, campaignID string, payload e
 		if seen, err := done(recs); err != nil || seen {
 			return Written{Version: version, Replayed: seen}, err
 		}
-		ev, err := eventstore.NewEvent("", payload, meta, a.now())
+		ev, err := envelope.NewEvent("", payload, meta, a.now())
 		if err != nil {
 			return Written{}, err
 		}
@@ -111,7 +112,7 @@ type RecordCampaignCost struct {
 // repeat a no-op.
 //
 // Errors: *ValidationError, ErrNotFound (unknown campaign).
-func (a *App) RecordCampaignCost(ctx context.Context, in RecordCampaignCost, meta eventstore.Meta) (Written, error) {
+func (a *App) RecordCampaignCost(ctx context.Context, in RecordCampaignCost, meta envelope.Meta) (Written, error) {
 	var v form.Violations
 	form.ID(&v, "campaign_id", in.CampaignID, true)
 	form.ID(&v, "cost_id", in.CostID, true)

@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
@@ -55,7 +56,7 @@ type CaptureResult struct {
 // Errors: *ValidationError, lifecycle.ErrRefused (a resubmission on an
 // erased or merged lead), an error matching eventstore.ErrConflict when
 // the lead kept changing under us.
-func (a *App) CaptureLead(ctx context.Context, in form.Capture, meta eventstore.Meta) (CaptureResult, error) {
+func (a *App) CaptureLead(ctx context.Context, in form.Capture, meta envelope.Meta) (CaptureResult, error) {
 	now := a.now()
 	lead, v := form.CheckCapture(in, now)
 	if err := a.checkCampaign(ctx, &v, "attribution.campaign_id", lead.Attribution.GetCampaignId()); err != nil {
@@ -100,7 +101,7 @@ func (ids identities) all() []ClaimKey {
 	return []ClaimKey{ids.ext, ids.email}
 }
 
-func (a *App) captureOnce(ctx context.Context, l form.Lead, ids identities, meta eventstore.Meta) (CaptureResult, error) {
+func (a *App) captureOnce(ctx context.Context, l form.Lead, ids identities, meta envelope.Meta) (CaptureResult, error) {
 	if ids.ext.Hash != "" {
 		// An external id is the stronger match: look both up first so a
 		// known external id wins over a new email.
@@ -157,7 +158,7 @@ func claimFor(leadID string, key ClaimKey) *eventv1.Claim {
 // create writes a claimed lead's first event, sealed with its key, which
 // is already stored: a crash in between leaves an unused key, never a
 // lead whose data cannot be read.
-func (a *App) create(ctx context.Context, key *vault.Key, l form.Lead, meta eventstore.Meta) (CaptureResult, error) {
+func (a *App) create(ctx context.Context, key *vault.Key, l form.Lead, meta envelope.Meta) (CaptureResult, error) {
 	leadID := key.LeadID()
 	ev, err := a.capturedEvent(key, l, meta)
 	if err != nil {
@@ -195,7 +196,7 @@ func (a *App) keyFor(ctx context.Context, leadID string) (*vault.Key, error) {
 // onExisting records a capture on the lead that holds its identity: a
 // replay when the idempotency key is in the lead's history, the first
 // event when the lead has none yet (adoption), else a resubmission.
-func (a *App) onExisting(ctx context.Context, leadID, matchedBy string, l form.Lead, meta eventstore.Meta) (CaptureResult, error) {
+func (a *App) onExisting(ctx context.Context, leadID, matchedBy string, l form.Lead, meta envelope.Meta) (CaptureResult, error) {
 	recs, err := a.leads.Load(ctx, leadID)
 	if err != nil {
 		return CaptureResult{}, err
@@ -245,7 +246,7 @@ func (a *App) onExisting(ctx context.Context, leadID, matchedBy string, l form.L
 }
 
 // capturedEvent is a new lead's LeadCaptured, its contact sealed with key.
-func (a *App) capturedEvent(key *vault.Key, l form.Lead, meta eventstore.Meta) (*eventv1.Event, error) {
+func (a *App) capturedEvent(key *vault.Key, l form.Lead, meta envelope.Meta) (*eventv1.Event, error) {
 	sealed, err := sealContact(key, l.Contact)
 	if err != nil {
 		return nil, err

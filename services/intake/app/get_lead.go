@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
@@ -54,7 +55,7 @@ func (a *App) GetLead(ctx context.Context, leadID string) (LeadView, error) {
 	for _, r := range recs {
 		ev := r.Event
 		view.UpdatedAt = r.Time
-		switch p := eventstore.Payload(ev).(type) {
+		switch p := envelope.Payload(ev).(type) {
 		// A later submission adds what it says and keeps the rest: its
 		// set fields win (proto.Merge copies only populated fields).
 		case *eventv1.LeadCaptured:
@@ -164,7 +165,7 @@ func Summarize(ev *eventv1.Event) string {
 		}
 	}
 	var what string
-	switch p := eventstore.Payload(ev).(type) {
+	switch p := envelope.Payload(ev).(type) {
 	case *eventv1.LeadCaptured:
 		what = fmt.Sprintf("captured from %s", p.GetAttribution().GetSource())
 		if c := p.GetAttribution().GetCampaignId(); c != "" {

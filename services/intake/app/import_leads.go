@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	"github.com/leadflow/leadflow/pkg/vault"
 	"github.com/leadflow/leadflow/services/intake/form"
@@ -37,7 +38,7 @@ type ImportResult struct {
 // identities, a person twice in the chunk, a batch that lost a race) go
 // through CaptureLead one by one, in row order, so every row gets exactly
 // CaptureLead's semantics. Results are in row order.
-func (a *App) ImportLeads(ctx context.Context, rows []ImportRow, meta eventstore.Meta) []ImportResult {
+func (a *App) ImportLeads(ctx context.Context, rows []ImportRow, meta envelope.Meta) []ImportResult {
 	out := make([]ImportResult, len(rows))
 	now := a.now()
 	type pending struct {
@@ -126,7 +127,7 @@ func (a *App) ImportLeads(ctx context.Context, rows []ImportRow, meta eventstore
 }
 
 // newLead is a lead's first event and identity claims, for a batch.
-func (a *App) newLead(l form.Lead, ids identities, meta eventstore.Meta) (NewLead, *vault.Key, error) {
+func (a *App) newLead(l form.Lead, ids identities, meta envelope.Meta) (NewLead, *vault.Key, error) {
 	id, err := uuid.NewV7()
 	if err != nil {
 		return NewLead{}, nil, err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
@@ -34,7 +35,7 @@ type Written struct {
 //
 // Errors: *ValidationError, ErrNotFound, lifecycle.ErrRefused (an erased
 // or merged lead), eventstore.ErrConflict after repeated races.
-func (a *App) RecordActivity(ctx context.Context, in RecordActivity, meta eventstore.Meta) (Written, error) {
+func (a *App) RecordActivity(ctx context.Context, in RecordActivity, meta envelope.Meta) (Written, error) {
 	var v form.Violations
 	form.ID(&v, "lead_id", in.LeadID, true)
 	form.ID(&v, "activity_id", in.ActivityID, true)
@@ -60,7 +61,7 @@ func (a *App) RecordActivity(ctx context.Context, in RecordActivity, meta events
 // appendToLead is the read-decide-append loop of every command on an
 // existing lead: load, stop if seen says the command already happened,
 // decide, append at the loaded version, and on a lost race do it again.
-func (a *App) appendToLead(ctx context.Context, leadID string, cmd lifecycle.Command, payload eventPayload, meta eventstore.Meta, seen func(*eventv1.Event) bool) (Written, error) {
+func (a *App) appendToLead(ctx context.Context, leadID string, cmd lifecycle.Command, payload eventPayload, meta envelope.Meta, seen func(*eventv1.Event) bool) (Written, error) {
 	for attempt := range maxRaces {
 		recs, err := a.leads.Load(ctx, leadID)
 		if err != nil {

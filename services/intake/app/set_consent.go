@@ -4,7 +4,7 @@ import (
 	"context"
 	"strings"
 
-	"github.com/leadflow/leadflow/pkg/eventstore"
+	"github.com/leadflow/leadflow/pkg/envelope"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/services/intake/form"
@@ -24,7 +24,7 @@ type SetConsent struct {
 //
 // Errors: *ValidationError, ErrNotFound, lifecycle.ErrRefused,
 // eventstore.ErrConflict after repeated races.
-func (a *App) SetConsent(ctx context.Context, in SetConsent, meta eventstore.Meta) (Written, error) {
+func (a *App) SetConsent(ctx context.Context, in SetConsent, meta envelope.Meta) (Written, error) {
 	var v form.Violations
 	form.ID(&v, "lead_id", in.LeadID, true)
 	if in.Consent == nil {

@@ -13,7 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/leadflow/leadflow/pkg/eventstore"
+	"github.com/leadflow/leadflow/pkg/envelope"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
 	"github.com/leadflow/leadflow/pkg/grpcserver"
@@ -36,7 +36,7 @@ func NewGRPC(a *app.App, log *slog.Logger) *GRPC { return &GRPC{app: a, log: log
 
 // meta is the envelope for a request's events (grpcserver.Meta) with
 // the request's actor.
-func meta(ctx context.Context, actor *eventv1.Actor) eventstore.Meta {
+func meta(ctx context.Context, actor *eventv1.Actor) envelope.Meta {
 	m := grpcserver.Meta(ctx)
 	m.Actor = actor
 	return m

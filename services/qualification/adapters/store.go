@@ -11,11 +11,15 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/leadflow/leadflow/pkg/deadline"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/services/qualification/app"
 	"github.com/leadflow/leadflow/services/qualification/model"
 )
+
+// defaultTimeout bounds a JetStream API call whose caller set no deadline.
+const defaultTimeout = 5 * time.Second
 
 var (
 	_ app.Leads  = (*Leads)(nil)
@@ -74,7 +78,7 @@ func (m *Models) Version(ctx context.Context) (uint64, error) {
 
 // LastSeq is the stream's last sequence, from the stream's info.
 func (m *Models) LastSeq(ctx context.Context) (uint64, error) {
-	ctx, cancel := withTimeout(ctx)
+	ctx, cancel := deadline.Default(ctx, defaultTimeout)
 	defer cancel()
 	s, err := m.js.Stream(ctx, m.store.Stream())
 	if err != nil {
@@ -112,7 +116,7 @@ func (s *Scans) Config(n uint32) jetstream.ConsumerConfig {
 
 // Open creates version n's scan unless it exists, and returns where it is.
 func (s *Scans) Open(ctx context.Context, n uint32) (app.Scan, error) {
-	ctx, cancel := withTimeout(ctx)
+	ctx, cancel := deadline.Default(ctx, defaultTimeout)
 	defer cancel()
 	c, err := s.js.CreateConsumer(ctx, s.stream, s.Config(n))
 	if errors.Is(err, jetstream.ErrConsumerExists) {
@@ -126,7 +130,7 @@ func (s *Scans) Open(ctx context.Context, n uint32) (app.Scan, error) {
 
 // Position returns where version n's scan is.
 func (s *Scans) Position(ctx context.Context, n uint32) (app.Scan, bool, error) {
-	ctx, cancel := withTimeout(ctx)
+	ctx, cancel := deadline.Default(ctx, defaultTimeout)
 	defer cancel()
 	c, err := s.js.Consumer(ctx, s.stream, s.Name(n))
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
@@ -140,7 +144,7 @@ func (s *Scans) Position(ctx context.Context, n uint32) (app.Scan, bool, error) 
 
 // Close deletes version n's scan.
 func (s *Scans) Close(ctx context.Context, n uint32) error {
-	ctx, cancel := withTimeout(ctx)
+	ctx, cancel := deadline.Default(ctx, defaultTimeout)
 	defer cancel()
 	err := s.js.DeleteConsumer(ctx, s.stream, s.Name(n))
 	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
@@ -151,11 +155,4 @@ func (s *Scans) Close(ctx context.Context, n uint32) error {
 
 func scanOf(ci *jetstream.ConsumerInfo) app.Scan {
 	return app.Scan{Pending: ci.NumPending, Unacked: uint64(ci.NumAckPending), Acked: ci.AckFloor.Consumer, AckFloor: ci.AckFloor.Stream}
-}
-
-func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
-	if _, ok := ctx.Deadline(); ok {
-		return ctx, func() {}
-	}
-	return context.WithTimeout(ctx, 5*time.Second)
 }

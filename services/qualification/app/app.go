@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
@@ -173,6 +174,6 @@ func (a *App) fresh(ctx context.Context) (*registry.Registry, error) {
 // event, stamped with the state after it. Every lead event qualification
 // writes goes through here, so every one carries its lifecycle. Deadlines
 // run from the wall clock: routing's clock starts when it can see the MQL.
-func (a *App) leadEvent(leadID string, state lifecycle.State, cmd lifecycle.Command, payload eventPayload, meta eventstore.Meta) (*eventv1.Event, lifecycle.State, error) {
-	return eventstore.NewLeadEvent(leadID, state, cmd, a.policy, payload, meta, a.now())
+func (a *App) leadEvent(leadID string, state lifecycle.State, cmd lifecycle.Command, payload eventPayload, meta envelope.Meta) (*eventv1.Event, lifecycle.State, error) {
+	return lifecycle.NewEvent(leadID, state, cmd, a.policy, payload, meta, a.now())
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/services/qualification/registry"
@@ -28,7 +29,7 @@ type Approved struct {
 // ErrNotFound (unknown version), *registry.RefusedError (the team approved
 // already, one person for both teams, or the version is active already),
 // eventstore.ErrConflict after repeated races.
-func (a *App) ApproveModel(ctx context.Context, version uint32, approver *eventv1.Actor, meta eventstore.Meta) (Approved, error) {
+func (a *App) ApproveModel(ctx context.Context, version uint32, approver *eventv1.Actor, meta envelope.Meta) (Approved, error) {
 	var v violations
 	if version == 0 {
 		v.add("version", "is required")
@@ -60,7 +61,7 @@ func (a *App) ApproveModel(ctx context.Context, version uint32, approver *eventv
 			return Approved{Version: view(reg, version), Replayed: true}, nil
 		}
 		now := a.now()
-		approved, err := eventstore.NewEvent("", &eventv1.ScoringModelApproved{Version: version, Approver: approver}, meta, now)
+		approved, err := envelope.NewEvent("", &eventv1.ScoringModelApproved{Version: version, Approver: approver}, meta, now)
 		if err != nil {
 			return Approved{}, err
 		}
@@ -69,7 +70,7 @@ func (a *App) ApproveModel(ctx context.Context, version uint32, approver *eventv
 			// Caused by the approval that completed the sign-off.
 			m := meta
 			m.CausationID = approved.GetEventId()
-			activated, err := eventstore.NewEvent("", &eventv1.ScoringModelActivated{Version: version, SupersededVersion: d.Supersedes}, m, now)
+			activated, err := envelope.NewEvent("", &eventv1.ScoringModelActivated{Version: version, SupersededVersion: d.Supersedes}, m, now)
 			if err != nil {
 				return Approved{}, err
 			}

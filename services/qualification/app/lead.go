@@ -1,6 +1,7 @@
 package app
 
 import (
+	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
@@ -159,6 +160,6 @@ func (a *App) owedVerdict(l *lead, cause string) (*eventv1.Event, error) {
 		return nil, nil
 	}
 	scored := l.lastScore.Event
-	meta := eventstore.Meta{Actor: Actor, CorrelationID: scored.GetCorrelationId(), CausationID: scored.GetEventId(), OccurredAt: scored.GetOccurredAt().AsTime()}
+	meta := envelope.Meta{Actor: Actor, CorrelationID: scored.GetCorrelationId(), CausationID: scored.GetEventId(), OccurredAt: scored.GetOccurredAt().AsTime()}
 	return a.verdictEvent(l.id, l.state, scored.GetLeadScored(), meta)
 }

@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/services/qualification/model"
@@ -35,7 +36,7 @@ const maxKey = 200
 // Errors: *ValidationError (fields named as in the request,
 // "model.fit_rules[2].when.max_employees"), eventstore.ErrConflict after
 // repeated races.
-func (a *App) ProposeModel(ctx context.Context, in ProposeModel, meta eventstore.Meta) (Proposed, error) {
+func (a *App) ProposeModel(ctx context.Context, in ProposeModel, meta envelope.Meta) (Proposed, error) {
 	var v violations
 	checkActor(&v, "proposed_by", in.ProposedBy)
 	if len(in.IdempotencyKey) > maxKey {
@@ -68,7 +69,7 @@ func (a *App) ProposeModel(ctx context.Context, in ProposeModel, meta eventstore
 		}
 		pb := proto.CloneOf(in.Model)
 		pb.ModelId, pb.Version = model.ID, reg.Next()
-		ev, err := eventstore.NewEvent("", &eventv1.ScoringModelProposed{Model: pb, ProposedBy: in.ProposedBy}, meta, a.now())
+		ev, err := envelope.NewEvent("", &eventv1.ScoringModelProposed{Model: pb, ProposedBy: in.ProposedBy}, meta, a.now())
 		if err != nil {
 			return Proposed{}, err
 		}

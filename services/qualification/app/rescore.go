@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/services/qualification/model"
@@ -57,7 +58,7 @@ func (a *App) StartRescore(ctx context.Context, job Rescore) (Rescore, error) {
 	if err != nil {
 		return job, err
 	}
-	meta := eventstore.Meta{Actor: Actor, CorrelationID: job.Activation.CorrelationID, CausationID: job.Activation.EventID}
+	meta := envelope.Meta{Actor: Actor, CorrelationID: job.Activation.CorrelationID, CausationID: job.Activation.EventID}
 	for attempt := range maxRaces {
 		reg, err := a.fresh(ctx)
 		if err != nil {
@@ -70,7 +71,7 @@ func (a *App) StartRescore(ctx context.Context, job Rescore) (Rescore, error) {
 		// On a fresh scan Unacked and Acked are 0; after a crash between
 		// opening and recording they make the total approximate.
 		total := scan.Pending + scan.Unacked + scan.Acked
-		ev, err := eventstore.NewEvent("", &eventv1.ScoringModelRescoreStarted{Version: job.Version, Total: total, EndSequence: end}, meta, a.now())
+		ev, err := envelope.NewEvent("", &eventv1.ScoringModelRescoreStarted{Version: job.Version, Total: total, EndSequence: end}, meta, a.now())
 		if err != nil {
 			return job, err
 		}
@@ -103,7 +104,7 @@ func (a *App) RescoreLead(ctx context.Context, job Rescore, leadID string, seq u
 	if job.End > 0 && seq > job.End {
 		return nil
 	}
-	meta := eventstore.Meta{CorrelationID: job.Activation.CorrelationID, CausationID: job.Activation.EventID}
+	meta := envelope.Meta{CorrelationID: job.Activation.CorrelationID, CausationID: job.Activation.EventID}
 	for attempt := range maxRaces {
 		recs, err := a.leads.Load(ctx, leadID)
 		if err != nil {
@@ -162,8 +163,8 @@ func (a *App) FinishRescore(ctx context.Context, job Rescore) (bool, error) {
 	if _, done := progress(v.Rescore, scan); !done {
 		return false, nil
 	}
-	meta := eventstore.Meta{Actor: Actor, CorrelationID: job.Activation.CorrelationID, CausationID: job.Activation.EventID}
-	ev, err := eventstore.NewEvent("", &eventv1.ScoringModelRescoreCompleted{Version: job.Version, Total: v.Rescore.Total}, meta, a.now())
+	meta := envelope.Meta{Actor: Actor, CorrelationID: job.Activation.CorrelationID, CausationID: job.Activation.EventID}
+	ev, err := envelope.NewEvent("", &eventv1.ScoringModelRescoreCompleted{Version: job.Version, Total: v.Rescore.Total}, meta, a.now())
 	if err != nil {
 		return false, err
 	}

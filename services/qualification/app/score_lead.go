@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
@@ -27,7 +28,7 @@ import (
 // redelivered event changes nothing), or a re-score under the active
 // version written after ev (it ran before this consumer reached ev, and
 // saw ev's facts). meta carries the correlation and trace of ev.
-func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev *eventv1.Event, meta eventstore.Meta) error {
+func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev *eventv1.Event, meta envelope.Meta) error {
 	if !IsTrigger(ev.GetEventType()) {
 		a.observe(leadID, seq, ev)
 		return nil
@@ -47,10 +48,10 @@ func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev 
 	if ok && l.factsTo >= seq {
 		l = nil
 	}
-	if !ok && ev.GetLeadCaptured() != nil {
-		// A capture is a lead's first event: the fold starts here without
-		// a load. If more was appended since, the append conflicts and
-		// the next pass reads on from here.
+	if !ok && ev.GetVersionBefore() == 0 && ev.GetLeadCaptured() != nil {
+		// A capture appended to an empty lead is its first event: the fold
+		// starts here without a load. If more was appended since, the
+		// append conflicts and the next pass reads on from here.
 		l = foldLead(leadID, []eventstore.Record{{Seq: seq, Event: ev}}, seq)
 	}
 	refreshed := false
@@ -62,13 +63,14 @@ func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev 
 				return err
 			}
 			l = foldLead(leadID, recs, seq)
-		case attempt == 0:
-			// The live consumer is pinned: this process is handed every
-			// event of the lead, in order, and folds each one (observe), so
-			// the cached fold plus ev is the lead up to ev without a read
-			// (a fold already past ev, from an earlier read, holds ev's
-			// facts). If more was appended since, the append conflicts and
-			// the next pass reads on from the stream.
+		case attempt == 0 && (seq <= l.version || ev.GetVersionBefore() == l.version):
+			// ev follows the cached fold directly (it was appended at the
+			// fold's version), so fold plus ev is the lead up to ev without
+			// a read; a fold already past ev, from an earlier read, holds
+			// ev's facts. A gap (events this replica never saw: another
+			// replica had the partition, or they came while it was away)
+			// falls through to a read. If more was appended since, the
+			// append conflicts and the next pass reads on from the stream.
 			if seq > l.version {
 				l.apply([]eventstore.Record{{Seq: seq, Event: ev}}, seq)
 			} else {
@@ -147,7 +149,7 @@ func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev 
 // the events to append: LeadScored, recording its verdict, then the
 // verdict (LeadQualified or LeadDisqualified) if the lifecycle allows it.
 // It returns none when the lifecycle refuses a score (a finished lead).
-func (a *App) scoreEvents(l *lead, n uint32, m model.Model, at time.Time, meta eventstore.Meta) ([]*eventv1.Event, error) {
+func (a *App) scoreEvents(l *lead, n uint32, m model.Model, at time.Time, meta envelope.Meta) ([]*eventv1.Event, error) {
 	r := model.Score(m, l.facts, at)
 	meta.Actor, meta.OccurredAt = Actor, at
 	payload := &eventv1.LeadScored{
@@ -182,7 +184,7 @@ func (a *App) scoreEvents(l *lead, n uint32, m model.Model, at time.Time, meta e
 // or nil when it decided none or the lifecycle refuses it (already an
 // MQL, or past the point where scoring decides: the score is recorded,
 // the status stays).
-func (a *App) verdictEvent(leadID string, state lifecycle.State, s *eventv1.LeadScored, meta eventstore.Meta) (*eventv1.Event, error) {
+func (a *App) verdictEvent(leadID string, state lifecycle.State, s *eventv1.LeadScored, meta envelope.Meta) (*eventv1.Event, error) {
 	var (
 		verdict *eventv1.Event
 		err     error
@@ -223,7 +225,9 @@ func (a *App) observe(leadID string, seq uint64, ev *eventv1.Event) {
 	if !ok {
 		return
 	}
-	if seq > l.version {
+	// Only an event that follows the fold extends it; after a gap the fold
+	// stays where it is and the next score reads on from it.
+	if seq > l.version && ev.GetVersionBefore() == l.version {
 		l.apply([]eventstore.Record{{Seq: seq, Event: ev}}, seq)
 	}
 	a.folds.put(l)

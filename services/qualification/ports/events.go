@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -13,13 +12,15 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/leadflow/leadflow/pkg/consume"
+	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	"github.com/leadflow/leadflow/pkg/telemetry"
 	"github.com/leadflow/leadflow/services/qualification/app"
 )
 
-// Durable is the live consumer's durable name.
-const Durable = "qualification"
+// Group is the live consumer's group: its durables are Group_p<n>, one
+// per lead partition, shared by every replica.
+const Group = "qualification"
 
 // Events handles consumed lead events: the live scoring consumer, and the
 // re-score that follows an activation.
@@ -40,10 +41,7 @@ func (e *Events) Score(ctx context.Context, m consume.Msg) error {
 	if !app.IsTrigger(m.Header.Get(eventstore.HeaderType)) {
 		return nil
 	}
-	leadID, ok := strings.CutPrefix(m.Subject, "lead.")
-	if !ok {
-		return nil
-	}
+	leadID := m.Key
 	ev, err := eventstore.DecodeEvent(m.Data)
 	if err != nil {
 		return consume.Permanent(fmt.Errorf("%s seq %d: %w", m.Subject, m.Seq, err))
@@ -51,7 +49,7 @@ func (e *Events) Score(ctx context.Context, m consume.Msg) error {
 	// Continue the trace of the request that wrote the event.
 	ctx, span := tracer.Start(telemetry.Extract(ctx, ev.GetTrace()), "score "+ev.GetEventType(), trace.WithSpanKind(trace.SpanKindConsumer))
 	defer span.End()
-	meta := eventstore.Meta{CorrelationID: ev.GetCorrelationId(), Trace: telemetry.Inject(ctx)}
+	meta := envelope.Meta{CorrelationID: ev.GetCorrelationId(), Trace: telemetry.Inject(ctx)}
 	return e.app.ScoreLeadEvent(ctx, leadID, m.Seq, ev, meta)
 }
 
@@ -112,21 +110,19 @@ func (e *Events) rescore(ctx context.Context, js jetstream.JetStream, cfg Rescor
 	var wg sync.WaitGroup
 	var runErr error
 	wg.Go(func() {
+		// One durable, not one per partition: a re-score is rare, and its
+		// progress is read from one consumer.
 		runErr = consume.Run(runCtx, js, consume.Config{
-			Stream:         cfg.Stream,
-			Durable:        job.Scan,
-			FilterSubjects: []string{eventstore.LeadSubjects},
-			DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
-			Pinned:         true,
-			Workers:        cfg.Workers,
-			AckWait:        cfg.AckWait,
-			Logger:         cfg.Logger,
+			Stream:        cfg.Stream,
+			Group:         job.Scan,
+			Filter:        func(int) []string { return []string{eventstore.LeadSubjects} },
+			Key:           eventstore.LeadID,
+			DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
+			Workers:       cfg.Workers,
+			AckWait:       cfg.AckWait,
+			Logger:        cfg.Logger,
 		}, func(ctx context.Context, m consume.Msg) error {
-			leadID, ok := strings.CutPrefix(m.Subject, "lead.")
-			if !ok {
-				return nil
-			}
-			return e.app.RescoreLead(ctx, job, leadID, m.Seq)
+			return e.app.RescoreLead(ctx, job, m.Key, m.Seq)
 		})
 		stop() // Run returned on its own (an error): stop watching
 	})

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/services/qualification/model"
@@ -89,7 +90,7 @@ func (r *Registry) Apply(recs ...eventstore.Record) {
 		r.Seq = max(r.Seq, rec.Seq)
 		ev := rec.Event
 		at := ev.GetOccurredAt().AsTime()
-		switch p := eventstore.Payload(ev).(type) {
+		switch p := envelope.Payload(ev).(type) {
 		case *eventv1.ScoringModelProposed:
 			r.Versions = append(r.Versions, Version{Model: model.FromProto(p.GetModel()), ProposedBy: p.GetProposedBy(),
 				ProposedAt: at, IdempotencyKey: ev.GetIdempotencyKey()})

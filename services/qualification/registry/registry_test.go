@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/services/qualification/model"
@@ -28,7 +29,7 @@ var (
 func history(payloads ...proto.Message) *registry.Registry {
 	r := &registry.Registry{}
 	for i, p := range payloads {
-		ev, err := eventstore.NewEvent("", p, eventstore.Meta{}, time.Unix(int64(i), 0))
+		ev, err := envelope.NewEvent("", p, envelope.Meta{}, time.Unix(int64(i), 0))
 		if err != nil {
 			panic(err)
 		}
@@ -101,7 +102,7 @@ func TestApprove(t *testing.T) {
 func TestCloneIsolatesSnapshots(t *testing.T) {
 	a := history(proposed(1), &eventv1.ScoringModelApproved{Version: 1, Approver: mia})
 	b := a.Clone()
-	ev, _ := eventstore.NewEvent("", &eventv1.ScoringModelApproved{Version: 1, Approver: sam}, eventstore.Meta{}, time.Now())
+	ev, _ := envelope.NewEvent("", &eventv1.ScoringModelApproved{Version: 1, Approver: sam}, envelope.Meta{}, time.Now())
 	b.Apply(eventstore.Record{Seq: 9, Event: ev})
 	va, _ := a.Get(1)
 	vb, _ := b.Get(1)

@@ -52,6 +52,12 @@ type Event struct {
 	// lifecycle is the lead's lifecycle state after this event, as decided by
 	// the shared state machine. Set on lead events only.
 	Lifecycle *Lifecycle `protobuf:"bytes,12,opt,name=lifecycle,proto3" json:"lifecycle,omitempty"`
+	// version_before is the lead's version this event was appended at: the
+	// expected last sequence of its commit (0 for a lead's first event), set
+	// by the event store. A reader holding the lead at version v extends it
+	// with this event only when version_before == v; otherwise it missed
+	// events, or skipped some, and reads them from the stream first.
+	VersionBefore uint64 `protobuf:"varint,13,opt,name=version_before,json=versionBefore,proto3" json:"version_before,omitempty"`
 	// Types that are valid to be assigned to Payload:
 	//
 	//	*Event_LeadCaptured
@@ -201,6 +207,13 @@ func (x *Event) GetLifecycle() *Lifecycle {
 		return x.Lifecycle
 	}
 	return nil
+}
+
+func (x *Event) GetVersionBefore() uint64 {
+	if x != nil {
+		return x.VersionBefore
+	}
+	return 0
 }
 
 func (x *Event) GetPayload() isEvent_Payload {
@@ -869,7 +882,7 @@ var File_leadflow_event_v1_envelope_proto protoreflect.FileDescriptor
 
 const file_leadflow_event_v1_envelope_proto_rawDesc = "" +
 	"\n" +
-	" leadflow/event/v1/envelope.proto\x12\x11leadflow.event.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cleadflow/event/v1/lead.proto\x1a\x1fleadflow/event/v1/handoff.proto\x1a\x1fleadflow/event/v1/nurture.proto\x1a%leadflow/event/v1/qualification.proto\x1a\x1dleadflow/event/v1/types.proto\"\x87\x17\n" +
+	" leadflow/event/v1/envelope.proto\x12\x11leadflow.event.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cleadflow/event/v1/lead.proto\x1a\x1fleadflow/event/v1/handoff.proto\x1a\x1fleadflow/event/v1/nurture.proto\x1a%leadflow/event/v1/qualification.proto\x1a\x1dleadflow/event/v1/types.proto\"\xae\x17\n" +
 	"\x05Event\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x17\n" +
 	"\alead_id\x18\x02 \x01(\tR\x06leadId\x12\x1d\n" +
@@ -886,7 +899,8 @@ const file_leadflow_event_v1_envelope_proto_rawDesc = "" +
 	"\x0fidempotency_key\x18\n" +
 	" \x01(\tR\x0eidempotencyKey\x125\n" +
 	"\x05trace\x18\v \x01(\v2\x1f.leadflow.event.v1.TraceContextR\x05trace\x12:\n" +
-	"\tlifecycle\x18\f \x01(\v2\x1c.leadflow.event.v1.LifecycleR\tlifecycle\x12F\n" +
+	"\tlifecycle\x18\f \x01(\v2\x1c.leadflow.event.v1.LifecycleR\tlifecycle\x12%\n" +
+	"\x0eversion_before\x18\r \x01(\x04R\rversionBefore\x12F\n" +
 	"\rlead_captured\x18\x14 \x01(\v2\x1f.leadflow.event.v1.LeadCapturedH\x00R\fleadCaptured\x12O\n" +
 	"\x10lead_resubmitted\x18\x15 \x01(\v2\".leadflow.event.v1.LeadResubmittedH\x00R\x0fleadResubmitted\x12@\n" +
 	"\vlead_merged\x18\x16 \x01(\v2\x1d.leadflow.event.v1.LeadMergedH\x00R\n" +

@@ -1,4 +1,8 @@
-package eventstore
+// Package envelope wraps event payloads in the Event envelope every
+// Leadflow event is stored in (see docs/events.md), and unwraps them. It is
+// pure: no I/O, and it depends only on the generated schema, protobuf and
+// uuid, so a writer needs neither the store nor the domain to build events.
+package envelope
 
 import (
 	"fmt"
@@ -10,7 +14,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
-	"github.com/leadflow/leadflow/pkg/lifecycle"
 )
 
 // SchemaVersion is the version of the envelope and payloads written now.
@@ -47,7 +50,7 @@ func NewEvent(leadID string, payload proto.Message, meta Meta, now time.Time) (*
 	desc := payload.ProtoReflect().Descriptor()
 	field, ok := payloadFields[desc.FullName()]
 	if !ok {
-		return nil, fmt.Errorf("eventstore: %s is not an event payload", desc.FullName())
+		return nil, fmt.Errorf("envelope: %s is not an event payload", desc.FullName())
 	}
 	id, err := uuid.NewV7()
 	if err != nil {
@@ -82,23 +85,4 @@ func Payload(ev *eventv1.Event) proto.Message {
 		return nil
 	}
 	return r.Get(f).Message().Interface()
-}
-
-// NewLeadEvent decides cmd on a lead's state with the shared state
-// machine and wraps payload as the resulting event, stamped with the
-// state after it (Event.lifecycle). Every lead event is made here, so
-// every one carries its lifecycle. It returns the state after, or the
-// machine's refusal (lifecycle.ErrRefused, lifecycle.ErrInvalidCommand).
-func NewLeadEvent(leadID string, state lifecycle.State, cmd lifecycle.Command, policy lifecycle.Policy, payload proto.Message, meta Meta, now time.Time) (*eventv1.Event, lifecycle.State, error) {
-	decided, err := lifecycle.Decide(state, cmd, policy, now)
-	if err != nil {
-		return nil, state, err
-	}
-	after := lifecycle.Fold(state, decided...)
-	ev, err := NewEvent(leadID, payload, meta, now)
-	if err != nil {
-		return nil, state, err
-	}
-	ev.Lifecycle = lifecycle.ToProto(after)
-	return ev, after, nil
 }

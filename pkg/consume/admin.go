@@ -1,0 +1,137 @@
+package consume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/leadflow/leadflow/pkg/deadline"
+)
+
+// DeadLetter is a message a group gave up on, with the later messages of its
+// key that wait behind it.
+type DeadLetter struct {
+	Group string
+	// Key is the parked key (a lead id); Redrive and Skip take it.
+	Key       string
+	Partition int
+	Stream    string
+	// StreamSeq is the dead message's sequence; it stays in its stream. 0
+	// when only parked messages are left (their dead letter was dropped and
+	// the release did not finish; the partition's owner releases them).
+	StreamSeq uint64
+	Subject   string
+	Error     string
+	Attempts  int
+	At        time.Time
+	// Parked are the stream sequences of the key's later messages, in order.
+	Parked []uint64
+}
+
+// DeadLetters lists every dead letter and parked key in deadLetterStream,
+// of every group, by group and key. A missing stream means there are none.
+// Without a deadline on ctx it gets 10 seconds.
+func DeadLetters(ctx context.Context, js jetstream.JetStream, deadLetterStream string) ([]DeadLetter, error) {
+	ctx, cancel := deadline.Default(ctx, 10*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, deadLetterStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("consume: dead letters: %w", err)
+	}
+	entries, err := streamSubjects(ctx, s, entryPrefix+"*.*")
+	if err != nil {
+		return nil, err
+	}
+	parked, err := streamSubjects(ctx, s, parkedPrefix+"*.*.*")
+	if err != nil {
+		return nil, err
+	}
+	var out []DeadLetter
+	at := map[string]int{} // group.key -> index in out
+	for _, subj := range entries {
+		group, key, _ := strings.Cut(strings.TrimPrefix(subj, entryPrefix), ".")
+		m, err := s.GetLastMsgForSubject(ctx, subj)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue // re-driven while we listed
+		}
+		if err != nil {
+			return nil, fmt.Errorf("consume: dead letters: %w", err)
+		}
+		e := parseEntry(m.Header)
+		at[group+"."+key] = len(out)
+		out = append(out, DeadLetter{Group: group, Key: key, Partition: e.partition, Stream: e.stream,
+			StreamSeq: e.streamSeq, Subject: e.subject, Error: e.err, Attempts: e.attempts, At: e.at})
+	}
+	for _, subj := range parked { // sorted by subject, so by key, not by seq
+		group, _, _ := strings.Cut(strings.TrimPrefix(subj, parkedPrefix), ".")
+		key, seq, ok := parseParked(subj, group)
+		if !ok {
+			continue
+		}
+		i, found := at[group+"."+key]
+		if !found {
+			i = len(out)
+			at[group+"."+key] = i
+			out = append(out, DeadLetter{Group: group, Key: key})
+		}
+		out[i].Parked = append(out[i].Parked, seq)
+	}
+	for i := range out {
+		slices.Sort(out[i].Parked)
+	}
+	return out, nil
+}
+
+// Redrive asks the group to handle key's dead message again and then the
+// messages parked behind it, in order. The request is stored: the member
+// that owns the key's partition serves it, now or when it next runs. A
+// message that fails again becomes the key's dead letter.
+//
+// It returns an error wrapping ErrNotFound when the group has no dead letter
+// for key. Without a deadline on ctx it gets 10 seconds.
+func Redrive(ctx context.Context, js jetstream.JetStream, deadLetterStream, group, key string) error {
+	return ask(ctx, js, deadLetterStream, group, key, opRedrive)
+}
+
+// Skip asks the group to drop key's dead message without handling it, then
+// handle the messages parked behind it, in order. Errors are as Redrive's.
+func Skip(ctx context.Context, js jetstream.JetStream, deadLetterStream, group, key string) error {
+	return ask(ctx, js, deadLetterStream, group, key, opSkip)
+}
+
+func ask(ctx context.Context, js jetstream.JetStream, deadLetterStream, group, key, op string) error {
+	if err := checkToken("group", group); err != nil {
+		return err
+	}
+	if err := checkToken("key", key); err != nil {
+		return err
+	}
+	ctx, cancel := deadline.Default(ctx, 10*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, deadLetterStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("consume: %s %s %s: %w", op, group, key, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("consume: %s %s %s: %w", op, group, key, err)
+	}
+	m, err := s.GetLastMsgForSubject(ctx, entrySubject(group, key))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return fmt.Errorf("consume: %s %s %s: %w", op, group, key, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("consume: %s %s %s: %w", op, group, key, err)
+	}
+	if err := publishRequest(ctx, js, deadLetterStream, group, key, op, parseEntry(m.Header).partition); err != nil {
+		return fmt.Errorf("consume: %s %s %s: %w", op, group, key, err)
+	}
+	return nil
+}

@@ -1,0 +1,127 @@
+package consume_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/leadflow/leadflow/pkg/consume"
+	"github.com/leadflow/leadflow/pkg/eventstore"
+)
+
+// TestMain doubles as a member process for the kill tests: with
+// CONSUME_CHILD_URL set, the test binary is a member of a group that
+// journals every message it handles, until it is killed.
+func TestMain(m *testing.M) {
+	if url := os.Getenv("CONSUME_CHILD_URL"); url != "" {
+		os.Exit(child(url, os.Getenv("CONSUME_CHILD_NAME"), os.Getenv("CONSUME_CHILD_JOURNAL")))
+	}
+	os.Exit(m.Run())
+}
+
+func child(url, name, journalPath string) int {
+	nc, js, err := eventstore.Dial(url, name)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer nc.Close()
+	f, err := os.OpenFile(journalPath, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer f.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	cfg := config("killed")
+	cfg.Workers = 4
+	err = consume.Run(ctx, js, cfg, func(_ context.Context, m consume.Msg) error {
+		// Journal first: a handling counts from when it starts to apply.
+		if _, err := fmt.Fprintf(f, "%s %s %d\n", name, m.Key, m.Seq); err != nil {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// Three member processes share a backlog. One is frozen (SIGSTOP) past
+// PinnedTTL while it holds messages, so the others take its partitions; it
+// is thawed, and then the other two are killed -9. The survivor finishes:
+// every message is handled, and none before an earlier one of its key, also
+// by the thawed process on its way back.
+func TestFrozenThenKilledMembersKeepOrder(t *testing.T) {
+	n := startParts(t)
+	want := publishMany(t, n.JS, 30, 100)
+	journalPath := filepath.Join(t.TempDir(), "journal")
+	var procs []*exec.Cmd
+	for i := range 3 {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(),
+			"CONSUME_CHILD_URL="+n.Server.URL(),
+			fmt.Sprintf("CONSUME_CHILD_NAME=c%d", i),
+			"CONSUME_CHILD_JOURNAL="+journalPath)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		procs = append(procs, cmd)
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	}
+	handled := func() int { return len(readJournal(t, journalPath)) }
+	eventually(t, 20*time.Second, func() bool { return handled() > 200 }, "members did not start")
+
+	frozen := procs[0]
+	if err := frozen.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	at := handled()
+	time.Sleep(5 * time.Second) // past PinnedTTL (3s) and the member TTL
+	if handled() == at {
+		t.Fatal("nobody took over the frozen member's work")
+	}
+	if err := frozen.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	killedAt := handled()
+	for _, p := range procs[1:] {
+		if err := p.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		_ = p.Wait()
+	}
+	eventually(t, 60*time.Second, func() bool {
+		seen := map[uint64]bool{}
+		for _, h := range readJournal(t, journalPath) {
+			seen[h.seq] = true
+		}
+		return len(seen) == 30*100
+	}, "the survivor did not finish: %d handlings", handled())
+	hs := readJournal(t, journalPath)
+	repeats := checkOrder(t, hs, want)
+	by := map[string]int{}
+	for _, h := range hs {
+		by[h.member]++
+	}
+	t.Logf("%d handlings of %d messages (%d repeats, at least once); per member %v; %d after the kill",
+		len(hs), 30*100, repeats, by, len(hs)-killedAt)
+	if by["c1"] == 0 || by["c2"] == 0 {
+		t.Fatalf("a member handled nothing: %v", by)
+	}
+	if len(hs)-killedAt < 100 {
+		t.Fatalf("only %d handlings after the kill: the test did not exercise the take-over", len(hs)-killedAt)
+	}
+}

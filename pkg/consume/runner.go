@@ -1,0 +1,456 @@
+package consume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// runner is one Run: a member of its group, owning some partitions.
+type runner struct {
+	cfg     Config
+	js      jetstream.JetStream
+	h       Handler
+	log     *slog.Logger
+	id      string
+	src     jetstream.Stream
+	dl      jetstream.Stream
+	members jetstream.KeyValue
+	redr    jetstream.Consumer
+	parts   []*partition
+	queues  []*queue
+	parked  parkedKeys
+
+	runCtx context.Context
+	ioctx  context.Context // carries ctx values, never cancelled: I/O has its own timeouts
+	loops  sync.WaitGroup  // partition loops
+
+	fatalMu sync.Mutex
+	fatal   error
+	abort   context.CancelCauseFunc
+}
+
+// partition is one durable of the group, as this Run sees it.
+type partition struct {
+	n    int
+	cons jetstream.Consumer
+
+	mu        sync.Mutex
+	idle      *sync.Cond // signalled when inflight drops
+	running   bool       // a loop owns it (fetching or releasing)
+	cancel    context.CancelFunc
+	releasing bool
+	held      map[*item]struct{}
+	inflight  int
+	fresh     bool // no delivery yet since it was taken
+	hctx      context.Context
+	hcancel   context.CancelFunc
+	delivered time.Time // last delivery, to know whether a release must unpin
+}
+
+func newRunner(cfg Config, js jetstream.JetStream, h Handler, log *slog.Logger, src, dl jetstream.Stream, members jetstream.KeyValue) *runner {
+	r := &runner{cfg: cfg, js: js, h: h, log: log, id: newMemberID(), src: src, dl: dl, members: members}
+	r.parts = make([]*partition, cfg.Partitions)
+	for p := range r.parts {
+		part := &partition{n: p}
+		part.idle = sync.NewCond(&part.mu)
+		r.parts[p] = part
+	}
+	r.queues = make([]*queue, cfg.Workers)
+	for i := range r.queues {
+		r.queues[i] = newQueue()
+	}
+	r.parked.keys = map[string]uint64{}
+	return r
+}
+
+func (r *runner) fail(err error) {
+	r.fatalMu.Lock()
+	if r.fatal == nil {
+		r.fatal = err
+	}
+	r.fatalMu.Unlock()
+	r.abort(err)
+}
+
+func (r *runner) run(ctx context.Context) error {
+	runCtx, abort := context.WithCancelCause(ctx)
+	defer abort(nil)
+	r.runCtx, r.abort, r.ioctx = runCtx, abort, context.WithoutCancel(ctx)
+	r.log = r.log.With("member", r.id)
+
+	var workers sync.WaitGroup
+	for _, q := range r.queues {
+		workers.Go(func() { r.work(q) })
+	}
+	advisories := make(chan *nats.Msg, 64)
+	advSub, err := r.js.Conn().ChanSubscribe(maxDeliveriesAdvisory(r.cfg.Stream), advisories)
+	if err != nil {
+		r.fail(fmt.Errorf("consume: subscribe to advisories: %w", err))
+	}
+	var helpers sync.WaitGroup
+	if err == nil {
+		helpers.Go(func() { r.redriveLoop(runCtx) })
+		helpers.Go(func() { r.advisoryLoop(runCtx, advisories) })
+		helpers.Go(func() { r.progressLoop(runCtx) })
+		r.manage(runCtx)
+	}
+	// Stopping: let the others take over at once, then hand every
+	// partition back in order.
+	r.leave()
+	for _, p := range r.parts {
+		p.stop()
+	}
+	r.loops.Wait()
+	helpers.Wait()
+	if advSub != nil {
+		_ = advSub.Unsubscribe()
+	}
+	for _, q := range r.queues {
+		q.close()
+	}
+	workers.Wait()
+	r.fatalMu.Lock()
+	defer r.fatalMu.Unlock()
+	return r.fatal
+}
+
+// manage renews this member every heartbeat and takes or lets go of
+// partitions as the membership says, until ctx ends.
+func (r *runner) manage(ctx context.Context) {
+	// Members started together see each other before anyone takes a
+	// partition it would hand over a second later.
+	if _, err := r.renew(ctx); err == nil {
+		sleepCtx(ctx, heartbeat/4)
+	}
+	t := time.NewTicker(heartbeat)
+	defer t.Stop()
+	failures := 0
+	for {
+		members, err := r.renew(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			// Keep what we own: the pin fences us if others took it.
+			if failures++; failures&(failures-1) == 0 {
+				r.log.Warn("consume: membership", "error", err, "failures", failures)
+			}
+		case err == nil:
+			failures = 0
+			for _, p := range r.parts {
+				if owner(members, p.n) == r.id {
+					r.take(p)
+				} else {
+					p.stop()
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// take starts partition p's loop unless one runs.
+func (r *runner) take(p *partition) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.running {
+		return
+	}
+	ctx, cancel := context.WithCancel(r.runCtx)
+	p.running, p.cancel, p.releasing, p.fresh = true, cancel, false, true
+	p.held = map[*item]struct{}{}
+	p.hctx, p.hcancel = context.WithCancel(r.ioctx)
+	r.loops.Go(func() {
+		if err := r.loadParked(); err != nil {
+			r.log.Warn("consume: read parked keys", "partition", p.n, "error", err)
+		}
+		r.fetchLoop(ctx, p)
+		r.release(p)
+	})
+}
+
+// stop ends p's fetching; its loop then releases it.
+func (p *partition) stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.running && p.cancel != nil {
+		p.cancel()
+	}
+}
+
+// fetchLoop pulls p's messages and hands them to the workers. It keeps a pull
+// open even when p holds MaxHeld messages (the server then sends nothing), so
+// a slow owner keeps its pin.
+//
+// A partition just taken first gets what its previous owner held and did not
+// ack: the server redelivers those before any new message, but in batches
+// as they expire or are handed back, not in one order. fetchLoop holds that
+// prefix back (they are the deliveries with a count above one) and hands it
+// to the workers sorted by sequence once it ends: at the first new message,
+// or when a pull comes back short (nothing more to redeliver, or MaxHeld
+// reached).
+func (r *runner) fetchLoop(ctx context.Context, p *partition) {
+	failures := 0
+	recovering := true
+	var prefix []*item
+	flush := func() {
+		slices.SortFunc(prefix, func(a, b *item) int { return cmpSeq(a.msg.Seq, b.msg.Seq) })
+		for _, it := range prefix {
+			r.dispatch(it)
+		}
+		prefix, recovering = nil, false
+	}
+	for ctx.Err() == nil {
+		batch, err := p.cons.Fetch(fetchBatch, jetstream.FetchMaxWait(fetchWait), jetstream.FetchPriorityGroup(pinGroup))
+		if err != nil {
+			if !r.pullFailed(ctx, p, err, &failures) {
+				return
+			}
+			continue
+		}
+		got := 0
+		for m := range batch.Messages() {
+			if got++; got == 1 {
+				r.onDelivery(p)
+			}
+			it, err := newItem(m, p, r.cfg.Key)
+			if err != nil {
+				r.log.Error("consume: not a JetStream message", "subject", m.Subject(), "error", err)
+				continue
+			}
+			p.mu.Lock()
+			p.held[it] = struct{}{}
+			p.mu.Unlock()
+			if recovering {
+				if it.msg.Delivered > 1 {
+					prefix = append(prefix, it)
+					continue
+				}
+				flush()
+			}
+			r.dispatch(it)
+		}
+		if recovering && len(prefix) > 0 && got < fetchBatch {
+			flush()
+		}
+		if err := batch.Error(); err != nil {
+			if !r.pullFailed(ctx, p, err, &failures) {
+				return
+			}
+			continue
+		}
+		failures = 0
+	}
+}
+
+// onDelivery runs before the first message of a pull is dispatched. The
+// first delivery after taking p means the previous owner let go of it, so
+// the keys it parked are read now, not when p was taken.
+func (r *runner) onDelivery(p *partition) {
+	p.mu.Lock()
+	fresh := p.fresh
+	p.fresh, p.delivered = false, time.Now()
+	p.mu.Unlock()
+	if !fresh {
+		return
+	}
+	for attempt := 1; ; attempt++ {
+		err := r.loadParked()
+		if err == nil || r.runCtx.Err() != nil {
+			return
+		}
+		r.log.Warn("consume: read parked keys", "partition", p.n, "error", err)
+		time.Sleep(DefaultBackoff(attempt))
+	}
+}
+
+// pullFailed decides what a pull error means: a closed connection ends Run;
+// anything else (another owner still pinned, server restarting, consumer
+// deleted) is waited out and retried. It reports whether to go on.
+func (r *runner) pullFailed(ctx context.Context, p *partition, err error, failures *int) bool {
+	if errors.Is(err, nats.ErrConnectionClosed) {
+		r.fail(fmt.Errorf("consume: %s: %w", r.cfg.Group, err))
+		return false
+	}
+	if errors.Is(err, jetstream.ErrPinIDMismatch) {
+		// Another member is pinned: the previous owner has not let go yet.
+		// nats.go forgets the stale pin id, and the next pull waits its turn.
+		return ctx.Err() == nil
+	}
+	*failures++
+	if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+		cctx, cancel := context.WithTimeout(r.ioctx, ioTimeout)
+		c, cerr := r.ensureConsumer(cctx, p.n)
+		cancel()
+		switch {
+		case cerr == nil:
+			r.log.Warn("consume: consumer was deleted; created it again", "partition", p.n)
+			p.cons = c
+		case errors.Is(cerr, jetstream.ErrStreamNotFound):
+			r.fail(cerr)
+			return false
+		default:
+			err = cerr
+		}
+	}
+	if f := *failures; f&(f-1) == 0 {
+		r.log.Warn("consume: pull failed; retrying", "partition", p.n, "error", err, "failures", f)
+	}
+	return sleepCtx(ctx, min(100*time.Millisecond<<min(*failures-1, 5), 2*time.Second))
+}
+
+// release hands p back: no new handler starts, running ones finish (their
+// context is cancelled after ShutdownGrace), every message still held is
+// naked in stream order, and the pin is given up. A nak with a delay is
+// stored with the consumer, and the server redelivers expired messages
+// sorted by sequence before any new one, so the next owner sees each key in
+// order.
+func (r *runner) release(p *partition) {
+	p.mu.Lock()
+	p.releasing = true
+	grace := time.AfterFunc(r.cfg.ShutdownGrace, p.hcancel)
+	for p.inflight > 0 {
+		p.idle.Wait()
+	}
+	grace.Stop()
+	p.hcancel()
+	var back []*item
+	for it := range p.held {
+		if it.state.CompareAndSwap(stateHeld, stateSettled) {
+			back = append(back, it)
+		}
+	}
+	p.held = nil
+	delivered := p.delivered
+	p.mu.Unlock()
+
+	slices.SortFunc(back, func(a, b *item) int { return cmpSeq(a.msg.Seq, b.msg.Seq) })
+	r.handBack(back)
+	if !delivered.IsZero() && time.Since(delivered) < r.cfg.PinnedTTL {
+		r.unpin(p)
+	}
+	p.mu.Lock()
+	p.running, p.cancel = false, nil
+	p.mu.Unlock()
+}
+
+func cmpSeq(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// handBack naks items in order and waits until the server has processed
+// them (acks and naks are fire-and-forget; a request on the last one's reply
+// subject is answered once the server got to it).
+func (r *runner) handBack(items []*item) {
+	if len(items) == 0 {
+		return
+	}
+	for _, it := range items[:len(items)-1] {
+		_ = it.delivery.NakWithDelay(time.Millisecond)
+	}
+	last := items[len(items)-1].delivery
+	if !r.js.Conn().IsConnected() {
+		_ = last.NakWithDelay(time.Millisecond)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.ioctx, ioTimeout)
+	defer cancel()
+	if _, err := r.js.Conn().RequestWithContext(ctx, last.Reply(), nakBody(time.Millisecond)); err != nil {
+		r.log.Warn("consume: hand back; some messages come back after AckWait", "error", err)
+	}
+}
+
+// nakBody is what jetstream.Msg.NakWithDelay sends.
+func nakBody(delay time.Duration) []byte {
+	return fmt.Appendf(nil, "-NAK {\"delay\": %d}", delay.Nanoseconds())
+}
+
+// unpin lets the next owner in at once instead of after PinnedTTL.
+func (r *runner) unpin(p *partition) {
+	ctx, cancel := context.WithTimeout(r.ioctx, ioTimeout)
+	defer cancel()
+	durable := Durable(r.cfg.Group, p.n, r.cfg.Partitions)
+	if err := r.src.UnpinConsumer(ctx, durable, pinGroup); err != nil {
+		r.log.Debug("consume: unpin", "durable", durable, "error", err)
+	}
+}
+
+// progressLoop tells the server, every quarter AckWait, that held messages
+// are being worked on, and drops a partition whose held messages are older
+// than the lease: the process was frozen or cut off, so the server may have
+// given them to someone else already.
+func (r *runner) progressLoop(ctx context.Context) {
+	every := max(r.cfg.AckWait/4, 10*time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	reconnects := r.js.Conn().Stats().Reconnects
+	var buf []*item
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		cut := r.js.Conn().Stats().Reconnects != reconnects
+		reconnects = r.js.Conn().Stats().Reconnects
+		for _, p := range r.parts {
+			p.mu.Lock()
+			buf = buf[:0]
+			for it := range p.held {
+				buf = append(buf, it)
+			}
+			p.mu.Unlock()
+			lost := cut && len(buf) > 0
+			for _, it := range buf {
+				if it.state.Load() == stateSettled {
+					continue
+				}
+				if r.leaseLost(it, now) {
+					lost = true
+					break
+				}
+				if err := it.delivery.InProgress(); err == nil {
+					it.touched.Store(now.UnixNano())
+				}
+			}
+			if lost {
+				r.log.Warn("consume: held messages outlived their lease; handing the partition back", "partition", p.n)
+				p.stop()
+			}
+		}
+		clear(buf)
+	}
+}
+
+// leaseLost reports whether the server may have redelivered it elsewhere.
+func (r *runner) leaseLost(it *item, now time.Time) bool {
+	return now.UnixNano()-it.touched.Load() > int64(r.cfg.AckWait*3/4)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

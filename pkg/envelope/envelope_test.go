@@ -1,0 +1,60 @@
+package envelope_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/leadflow/leadflow/pkg/envelope"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+)
+
+func TestNewEventWrapsPayload(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0).UTC()
+	occurred := now.Add(-time.Hour)
+	payload := &eventv1.ActivityRecorded{ActivityId: "a1", Detail: "d"}
+	meta := envelope.Meta{CorrelationID: "c1", CausationID: "c0", IdempotencyKey: "k", OccurredAt: occurred}
+	ev, err := envelope.NewEvent("l1", payload, meta, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := uuid.Parse(ev.GetEventId())
+	if err != nil || id.Version() != 7 {
+		t.Errorf("event id %q is not a UUIDv7", ev.GetEventId())
+	}
+	if ev.GetLeadId() != "l1" || ev.GetEventType() != "ActivityRecorded" || ev.GetSchemaVersion() != envelope.SchemaVersion ||
+		ev.GetCorrelationId() != "c1" || ev.GetCausationId() != "c0" || ev.GetIdempotencyKey() != "k" {
+		t.Errorf("envelope %v", ev)
+	}
+	if !ev.GetOccurredAt().AsTime().Equal(occurred) || !ev.GetRecordedAt().AsTime().Equal(now) {
+		t.Errorf("occurred %v recorded %v, want %v and %v", ev.GetOccurredAt().AsTime(), ev.GetRecordedAt().AsTime(), occurred, now)
+	}
+	if got := envelope.Payload(ev); !proto.Equal(got, payload) {
+		t.Errorf("payload %v, want %v", got, payload)
+	}
+}
+
+func TestNewEventOccurredDefaultsToNow(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0).UTC()
+	ev, err := envelope.NewEvent("", &eventv1.ScoringModelApproved{Version: 1}, envelope.Meta{}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ev.GetOccurredAt().AsTime().Equal(now) {
+		t.Errorf("occurred %v, want %v", ev.GetOccurredAt().AsTime(), now)
+	}
+}
+
+func TestNewEventRefusesNonPayloads(t *testing.T) {
+	if _, err := envelope.NewEvent("l", &eventv1.Claim{}, envelope.Meta{}, time.Now()); err == nil {
+		t.Fatal("a Claim was accepted as an event payload")
+	}
+}
+
+func TestPayloadOfEmptyEventIsNil(t *testing.T) {
+	if p := envelope.Payload(&eventv1.Event{}); p != nil {
+		t.Fatalf("payload %v, want nil", p)
+	}
+}
