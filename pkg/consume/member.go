@@ -29,7 +29,7 @@ func ensureMembers(ctx context.Context, js jetstream.JetStream, name string, rep
 		Description: "live members of Leadflow consumer groups (pkg/consume)",
 		TTL:         memberTTL,
 		History:     1,
-		Storage:     jetstream.MemoryStorage,
+		Storage:     jetstream.FileStorage,
 		Replicas:    max(replicas, 1),
 	})
 	if errors.Is(err, jetstream.ErrBucketExists) {
@@ -51,6 +51,12 @@ func (r *runner) renew(ctx context.Context) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, ioTimeout)
 	defer cancel()
 	if _, err := r.members.Put(ctx, memberKey(r.cfg.Group, r.id), nil); err != nil {
+		if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrStreamNotFound) {
+			// The bucket is gone (deleted by hand): make it again.
+			if kv, kerr := ensureMembers(ctx, r.js, r.cfg.Members, 1); kerr == nil {
+				r.members = kv
+			}
+		}
 		return nil, fmt.Errorf("consume: renew member: %w", err)
 	}
 	lister, err := r.members.ListKeysFiltered(ctx, memberKey(r.cfg.Group, "*"))

@@ -133,16 +133,20 @@ func (r *runner) manage(ctx context.Context) {
 	t := time.NewTicker(heartbeat)
 	defer t.Stop()
 	failures := 0
+	members := []string{r.id}
 	for {
-		members, err := r.renew(ctx)
+		live, err := r.renew(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:
-			// Keep what we own: the pin fences us if others took it.
+			// Go on with the last membership known: the pin fences us if
+			// others took a partition meanwhile.
 			if failures++; failures&(failures-1) == 0 {
 				r.log.Warn("consume: membership", "error", err, "failures", failures)
 			}
 		case err == nil:
-			failures = 0
+			failures, members = 0, live
+		}
+		if ctx.Err() == nil {
 			for _, p := range r.parts {
 				if owner(members, p.n) == r.id {
 					r.take(p)
@@ -311,10 +315,11 @@ func (r *runner) pullFailed(ctx context.Context, p *partition, err error, failur
 
 // release hands p back: no new handler starts, running ones finish (their
 // context is cancelled after ShutdownGrace), every message still held is
-// naked in stream order, and the pin is given up. A nak with a delay is
-// stored with the consumer, and the server redelivers expired messages
-// sorted by sequence before any new one, so the next owner sees each key in
-// order.
+// naked in stream order, and the pin is given up. A plain nak puts the
+// message straight on the consumer's redelivery queue, which the server
+// serves before any new message, so the next owner's first deliveries are
+// these (fetchLoop sorts them); a nak with a delay would wait for the
+// server's timer, and a new message could overtake it.
 func (r *runner) release(p *partition) {
 	p.mu.Lock()
 	p.releasing = true
@@ -362,23 +367,18 @@ func (r *runner) handBack(items []*item) {
 		return
 	}
 	for _, it := range items[:len(items)-1] {
-		_ = it.delivery.NakWithDelay(time.Millisecond)
+		_ = it.delivery.Nak()
 	}
 	last := items[len(items)-1].delivery
 	if !r.js.Conn().IsConnected() {
-		_ = last.NakWithDelay(time.Millisecond)
+		_ = last.Nak()
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.ioctx, ioTimeout)
 	defer cancel()
-	if _, err := r.js.Conn().RequestWithContext(ctx, last.Reply(), nakBody(time.Millisecond)); err != nil {
+	if _, err := r.js.Conn().RequestWithContext(ctx, last.Reply(), []byte("-NAK")); err != nil {
 		r.log.Warn("consume: hand back; some messages come back after AckWait", "error", err)
 	}
-}
-
-// nakBody is what jetstream.Msg.NakWithDelay sends.
-func nakBody(delay time.Duration) []byte {
-	return fmt.Appendf(nil, "-NAK {\"delay\": %d}", delay.Nanoseconds())
 }
 
 // unpin lets the next owner in at once instead of after PinnedTTL.
