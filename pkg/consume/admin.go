@@ -135,3 +135,26 @@ func ask(ctx context.Context, js jetstream.JetStream, deadLetterStream, group, k
 	}
 	return nil
 }
+
+// RemoveGroup deletes a group's durables on stream (partitions of them) and
+// its request consumer on deadLetterStream, for a group that is done (a
+// finished re-score). Missing ones are fine. Its dead letters, if any, stay.
+func RemoveGroup(ctx context.Context, js jetstream.JetStream, stream, deadLetterStream, group string, partitions int) error {
+	ctx, cancel := deadline.Default(ctx, 10*time.Second)
+	defer cancel()
+	var errs []error
+	del := func(stream, name string) {
+		if err := js.DeleteConsumer(ctx, stream, name); err != nil &&
+			!errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	for p := range max(partitions, 1) {
+		del(stream, Durable(group, p, partitions))
+	}
+	del(deadLetterStream, redriveConsumer(group))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("consume: remove group %s: %w", group, err)
+	}
+	return nil
+}

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"errors"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/leadflow/leadflow/pkg/consume"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
 	"github.com/leadflow/leadflow/services/qualification/model"
@@ -52,8 +56,10 @@ func TestRescoreEqualsScoringFromScratch(t *testing.T) {
 	if p.GetTotal() != n || p.GetDone() != n {
 		t.Errorf("progress %v, want %d of %d", p, n, n)
 	}
-	eventually(t, 10*time.Second, func() bool { return !consumerExists(t, w.nats.JS, "rescore-v2") },
-		"the finished re-score left its consumer behind")
+	eventually(t, 10*time.Second, func() bool {
+		_, err := w.nats.JS.Consumer(ctxT(t), consume.DefaultDeadLetterStream, "rescore-v2_redrive")
+		return !consumerExists(t, w.nats.JS, "rescore-v2") && errors.Is(err, jetstream.ErrConsumerNotFound)
+	}, "the finished re-score left its consumers behind")
 	// From scratch: a trigger that changes no fact makes the live path
 	// score each open lead under v2 with everything it knows.
 	rescore := map[string]*eventv1.Event{}

@@ -148,7 +148,10 @@ func (e *Events) rescore(ctx context.Context, js jetstream.JetStream, cfg Rescor
 			if err := halt(); err != nil {
 				return err
 			}
-			return e.app.CloseRescore(ctx, job)
+			if err := e.app.CloseRescore(ctx, job); err != nil {
+				return err
+			}
+			return consume.RemoveGroup(ctx, js, cfg.Stream, consume.DefaultDeadLetterStream, job.Scan, 1)
 		}
 	}
 }
