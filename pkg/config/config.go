@@ -56,6 +56,16 @@ func (f Flags) Duration(p *time.Duration, name, env string, def time.Duration, u
 	f.DurationVar(p, name, def, usage+" ($"+env+")")
 }
 
+// Float64 defines a float flag defaulting to $env, else def.
+func (f Flags) Float64(p *float64, name, env string, def float64, usage string) {
+	if v, ok := os.LookupEnv(env); ok {
+		if x, err := strconv.ParseFloat(v, 64); err == nil {
+			def = x
+		}
+	}
+	f.Float64Var(p, name, def, usage+" ($"+env+")")
+}
+
 // Key decodes a 32-byte key given as 64 hex characters; field names the
 // setting in the error.
 func Key(field, s string) ([]byte, error) {

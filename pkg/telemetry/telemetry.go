@@ -38,12 +38,18 @@ type Config struct {
 	// context propagates, but they are not exported. There are no network
 	// exporters: no machine Leadflow runs on has a collector.
 	SpanWriter io.Writer
+	// SampleRatio is the share of new traces recorded; a span with a
+	// parent (a gRPC call, an event's trace context) follows its parent's
+	// decision, so a trace is recorded whole or not at all. Outside (0, 1)
+	// every trace is recorded, as tests and development want.
+	SampleRatio float64
 }
 
 // Setup installs the slog default logger (every record carries
 // service=<Config.Service>, and trace_id/span_id when its context has a
-// span), a global sdk TracerProvider that samples every root span and follows
-// the parent's decision otherwise, and the W3C TraceContext propagator.
+// span), a global sdk TracerProvider that samples root spans at
+// Config.SampleRatio and follows the parent's decision otherwise, and the
+// W3C TraceContext propagator.
 //
 // The returned shutdown flushes pending spans to SpanWriter and stops the
 // provider; call it once, before the process exits. It does not restore the
@@ -67,9 +73,13 @@ func Setup(cfg Config) (logger *slog.Logger, shutdown func(context.Context) erro
 		return nil, nil, fmt.Errorf("telemetry resource: %w", err)
 	}
 
+	root := sdktrace.AlwaysSample()
+	if cfg.SampleRatio > 0 && cfg.SampleRatio < 1 {
+		root = sdktrace.TraceIDRatioBased(cfg.SampleRatio)
+	}
 	opts := []sdktrace.TracerProviderOption{
 		sdktrace.WithResource(res),
-		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())),
+		sdktrace.WithSampler(sdktrace.ParentBased(root)),
 	}
 	if cfg.SpanWriter != nil {
 		exp, err := stdouttrace.New(stdouttrace.WithWriter(cfg.SpanWriter))

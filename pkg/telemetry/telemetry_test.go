@@ -308,3 +308,32 @@ func TestTextLoggerLevel(t *testing.T) {
 		t.Fatalf("JSON false gave JSON: %q", out)
 	}
 }
+
+// Roots are sampled at SampleRatio; a span whose parent was recorded (an
+// event written by a traced request) is recorded too, so a trace is whole.
+func TestSampleRatioSamplesRootsAndFollowsParents(t *testing.T) {
+	_, stop := setup(t, telemetry.Config{Service: "svc-sample", Writer: &bytes.Buffer{}, SampleRatio: 0.25})
+	defer stop()
+	tr := telemetry.Tracer("test")
+	sampled := 0
+	const roots = 4000
+	for range roots {
+		_, span := tr.Start(context.Background(), "root")
+		if span.SpanContext().IsSampled() {
+			sampled++
+		}
+		span.End()
+	}
+	if sampled < roots/8 || sampled > roots*3/8 {
+		t.Fatalf("%d of %d roots sampled at 0.25", sampled, roots)
+	}
+	parent := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1},
+		TraceFlags: trace.FlagsSampled, Remote: true})
+	for range 100 {
+		_, child := tr.Start(trace.ContextWithRemoteSpanContext(context.Background(), parent), "child")
+		if !child.SpanContext().IsSampled() {
+			t.Fatal("a child of a recorded parent was not recorded")
+		}
+		child.End()
+	}
+}

@@ -24,6 +24,8 @@ type Config struct {
 	BlindKey  string
 	Grace     time.Duration
 	LogJSON   bool
+	// TraceSample is the share of new traces recorded.
+	TraceSample float64
 }
 
 func main() {
@@ -44,10 +46,11 @@ func mainErr() error {
 	f.String(&cfg.BlindKey, "blind-key", "LEADFLOW_BLIND_KEY", "", "64 hex chars: keys identity hashes (required)")
 	f.Duration(&cfg.Grace, "grace", "LEADFLOW_GRACE", 10*time.Second, "how long running calls may finish on shutdown")
 	f.Bool(&cfg.LogJSON, "log-json", "LEADFLOW_LOG_JSON", false, "JSON logs")
+	f.Float64(&cfg.TraceSample, "trace-sample", "LEADFLOW_TRACE_SAMPLE", 0.05, "share of new traces recorded (1: all)")
 	if err := f.Parse(os.Args[1:]); err != nil {
 		return err
 	}
-	log, shutdown, err := telemetry.Setup(telemetry.Config{Service: "intake", JSON: cfg.LogJSON})
+	log, shutdown, err := telemetry.Setup(telemetry.Config{Service: "intake", JSON: cfg.LogJSON, SampleRatio: cfg.TraceSample})
 	if err != nil {
 		return err
 	}

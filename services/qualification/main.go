@@ -30,6 +30,8 @@ type Config struct {
 	AckWait time.Duration
 	Grace   time.Duration
 	LogJSON bool
+	// TraceSample is the share of new traces recorded.
+	TraceSample float64
 }
 
 func main() {
@@ -50,10 +52,11 @@ func mainErr() error {
 	f.Duration(&cfg.AckWait, "ack-wait", "LEADFLOW_ACK_WAIT", 2*time.Second, "redelivery delay of an unacknowledged event (below the 6s partition hand-over)")
 	f.Duration(&cfg.Grace, "grace", "LEADFLOW_GRACE", 10*time.Second, "how long running calls and handlers may finish on shutdown")
 	f.Bool(&cfg.LogJSON, "log-json", "LEADFLOW_LOG_JSON", false, "JSON logs")
+	f.Float64(&cfg.TraceSample, "trace-sample", "LEADFLOW_TRACE_SAMPLE", 0.05, "share of new traces recorded (1: all)")
 	if err := f.Parse(os.Args[1:]); err != nil {
 		return err
 	}
-	log, shutdown, err := telemetry.Setup(telemetry.Config{Service: "qualification", JSON: cfg.LogJSON})
+	log, shutdown, err := telemetry.Setup(telemetry.Config{Service: "qualification", JSON: cfg.LogJSON, SampleRatio: cfg.TraceSample})
 	if err != nil {
 		return err
 	}
