@@ -24,7 +24,7 @@ import (
 // is a subject token, the key another (part.<p>.<key>).
 const (
 	parts      = "PARTS"
-	partitions = 4
+	partitions = 16
 )
 
 func subject(key string) string {
