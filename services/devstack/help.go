@@ -3,6 +3,9 @@ package main
 import (
 	"fmt"
 	"io"
+
+	"github.com/leadflow/leadflow/pkg/consume"
+	"github.com/leadflow/leadflow/pkg/eventstore"
 )
 
 func printHelp(out io.Writer, natsURL string, services []service, lead string) {
@@ -20,12 +23,10 @@ func printHelp(out io.Writer, natsURL string, services []service, lead string) {
 	fmt.Fprintf(out, "\nWatch it (nats CLI, pinned in tools/):\n")
 	fmt.Fprintf(out, "  scripts/gotool nats -s %s stream info LEADFLOW\n", natsURL)
 	fmt.Fprintf(out, "  scripts/gotool nats -s %s sub 'lead.>' --headers-only\n", natsURL)
-	fmt.Fprintf(out, "  scripts/gotool nats -s %s stream view LEADFLOW --subject 'lead.%s'\n\n", natsURL, orPlaceholder(lead))
-}
-
-func orPlaceholder(s string) string {
-	if s == "" {
-		return "<lead id>"
+	subject := "lead.*.<lead id>"
+	if lead != "" {
+		subject = eventstore.LeadSubject(lead)
 	}
-	return s
+	fmt.Fprintf(out, "  scripts/gotool nats -s %s stream view LEADFLOW --subject '%s'\n", natsURL, subject)
+	fmt.Fprintf(out, "  scripts/gotool nats -s %s kv ls %s   # consumer group members\n\n", natsURL, consume.DefaultMembersBucket)
 }
