@@ -48,6 +48,7 @@ type partition struct {
 	cancel    context.CancelFunc
 	releasing bool
 	held      map[*item]struct{}
+	seqs      map[uint64]bool // stream sequences of the live messages held
 	inflight  int
 	fresh     bool // no delivery yet since it was taken
 	hctx      context.Context
@@ -172,7 +173,7 @@ func (r *runner) take(p *partition) {
 	}
 	ctx, cancel := context.WithCancel(r.runCtx)
 	p.running, p.cancel, p.releasing, p.fresh = true, cancel, false, true
-	p.held = map[*item]struct{}{}
+	p.held, p.seqs = map[*item]struct{}{}, map[uint64]bool{}
 	p.hctx, p.hcancel = context.WithCancel(r.ioctx)
 	r.loops.Go(func() {
 		if err := r.loadParked(); err != nil {
@@ -188,6 +189,21 @@ func (p *partition) stop() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.running && p.cancel != nil {
+		p.cancel()
+	}
+}
+
+// lose stops p because what it holds can no longer be trusted: no held
+// message starts from now on, and the release hands them all back.
+func (p *partition) lose() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.loseLocked()
+}
+
+func (p *partition) loseLocked() {
+	if p.running && p.cancel != nil {
+		p.releasing = true
 		p.cancel()
 	}
 }
@@ -233,8 +249,17 @@ func (r *runner) fetchLoop(ctx context.Context, p *partition) {
 				continue
 			}
 			p.mu.Lock()
-			p.held[it] = struct{}{}
+			again := p.seqs[it.msg.Seq]
+			p.held[it], p.seqs[it.msg.Seq] = struct{}{}, true
 			p.mu.Unlock()
+			if again {
+				// The server gave us again a message we hold: it let our
+				// copy expire, so what we hold may be out of step with it.
+				// Start the partition over; the release hands both back.
+				r.log.Warn("consume: a held message was redelivered; handing the partition back", "partition", p.n, "seq", it.msg.Seq)
+				p.lose()
+				continue
+			}
 			if recovering {
 				if it.msg.Delivered > 1 {
 					prefix = append(prefix, it)
@@ -335,7 +360,7 @@ func (r *runner) release(p *partition) {
 			back = append(back, it)
 		}
 	}
-	p.held = nil
+	p.held, p.seqs = nil, nil
 	delivered := p.delivered
 	p.mu.Unlock()
 
@@ -432,7 +457,7 @@ func (r *runner) progressLoop(ctx context.Context) {
 			}
 			if lost {
 				r.log.Warn("consume: held messages outlived their lease; handing the partition back", "partition", p.n)
-				p.stop()
+				p.lose()
 			}
 		}
 		clear(buf)

@@ -130,7 +130,7 @@ func (r *runner) begin(it *item) bool {
 		// Held past its lease: the server may have given it to another
 		// member, and later messages of its key may already be handled.
 		it.state.Store(stateHeld)
-		p.cancel()
+		p.loseLocked()
 		return false
 	}
 	p.inflight++
@@ -145,6 +145,9 @@ func (r *runner) end(it *item, settled bool) {
 	if settled {
 		it.state.Store(stateSettled)
 		delete(p.held, it)
+		if it.req == nil && p.seqs != nil {
+			delete(p.seqs, it.msg.Seq)
+		}
 	} else {
 		it.state.Store(stateHeld)
 	}
