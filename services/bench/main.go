@@ -55,6 +55,19 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	// The floor's stream takes lead.>, so it runs before the services
+	// create theirs.
+	var floor *floorFigures
+	if *floorOn || *floorOnly {
+		ff, err := measureFloor(ctx, ns.URL(), payload)
+		if err != nil {
+			return fmt.Errorf("floor: %w", err)
+		}
+		if floor = &ff; *floorOnly {
+			floor.print(os.Stdout, 0)
+			return nil
+		}
+	}
 	raw, err := measureRaw(ctx, ns.URL(), payload, *dur)
 	if err != nil {
 		return fmt.Errorf("raw: %w", err)
@@ -99,7 +112,7 @@ func run() error {
 		return fmt.Errorf("qualification: %w", err)
 	}
 	report(os.Stdout, payload, raw, lf)
-	reportQualification(os.Stdout, raw, qf)
+	reportQualification(os.Stdout, raw, floor, qf)
 	return nil
 }
 

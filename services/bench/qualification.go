@@ -11,14 +11,13 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
 	"github.com/leadflow/leadflow/services/qualification/model"
+	"github.com/leadflow/leadflow/services/qualification/ports"
 )
-
-// durable is the qualification service's live consumer.
-const durable = "qualification"
 
 type qualification struct {
 	nc     *nats.Conn
@@ -76,36 +75,75 @@ func (q *qualification) activateTimed(ctx context.Context, threshold int) (time.
 	return 0, fmt.Errorf("re-score of v%d did not complete", prop.GetVersion())
 }
 
-// pause stops the live consumer's deliveries (JetStream consumer pause)
-// until resume; the process keeps running.
-func (q *qualification) pause(ctx context.Context) error {
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		_, err := q.js.PauseConsumer(ctx, "LEADFLOW", durable, time.Now().Add(24*time.Hour))
-		if err == nil {
-			return q.idle(ctx, time.Minute)
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
+// durables are the qualification service's live consumers: its group has
+// one pinned durable per lead partition (pkg/consume), shared by every
+// replica.
+func durables() []string {
+	names := make([]string, eventstore.Partitions)
+	for p := range names {
+		names[p] = consume.Durable(ports.Group, p, eventstore.Partitions)
 	}
+	return names
 }
 
-// idle waits until the live consumer has nothing pending or unacked.
+// pause stops the deliveries of every live durable (JetStream consumer
+// pause) until resume; the process keeps running and keeps its pulls open.
+// The service may report SERVING before its consumer group has created
+// the durables, so a missing one is waited for.
+func (q *qualification) pause(ctx context.Context) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for _, name := range durables() {
+		for {
+			_, err := q.js.PauseConsumer(ctx, eventstore.DefaultStream, name, time.Now().Add(24*time.Hour))
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("pause %s: %w", name, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return q.idle(ctx, time.Minute)
+}
+
+// resume lets every live durable deliver again.
+func (q *qualification) resume(ctx context.Context) error {
+	for _, name := range durables() {
+		if _, err := q.js.ResumeConsumer(ctx, eventstore.DefaultStream, name); err != nil {
+			return fmt.Errorf("resume %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// pending sums what the live durables have not delivered yet and what
+// they delivered and wait an ack for.
+func (q *qualification) pending(ctx context.Context) (pending, unacked uint64, err error) {
+	for _, name := range durables() {
+		c, err := q.js.Consumer(ctx, eventstore.DefaultStream, name)
+		if err != nil {
+			return 0, 0, fmt.Errorf("consumer %s: %w", name, err)
+		}
+		info := c.CachedInfo() // just fetched by Consumer
+		pending += info.NumPending
+		unacked += uint64(info.NumAckPending)
+	}
+	return pending, unacked, nil
+}
+
+// idle waits until no live durable has anything pending or unacked.
 func (q *qualification) idle(ctx context.Context, max time.Duration) error {
 	for deadline := time.Now().Add(max); ; time.Sleep(100 * time.Millisecond) {
-		c, err := q.js.Consumer(ctx, "LEADFLOW", durable)
+		pending, unacked, err := q.pending(ctx)
 		if err != nil {
 			return err
 		}
-		info, err := c.Info(ctx)
-		if err != nil {
-			return err
-		}
-		if info.NumPending == 0 && info.NumAckPending == 0 {
+		if pending == 0 && unacked == 0 {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("consumer still busy: %d pending, %d unacked", info.NumPending, info.NumAckPending)
+			return fmt.Errorf("%d consumers still busy: %d pending, %d unacked", eventstore.Partitions, pending, unacked)
 		}
 	}
 }
@@ -122,24 +160,19 @@ type qualificationFigures struct {
 // model version and times the re-score of every lead.
 func (q *qualification) measure(ctx context.Context) (qualificationFigures, error) {
 	var f qualificationFigures
-	c, err := q.js.Consumer(ctx, "LEADFLOW", durable)
+	backlog, _, err := q.pending(ctx)
 	if err != nil {
 		return f, err
 	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		return f, err
-	}
-	backlog := info.NumPending
 	start := time.Now()
-	if _, err := q.js.ResumeConsumer(ctx, "LEADFLOW", durable); err != nil {
+	if err := q.resume(ctx); err != nil {
 		return f, err
 	}
 	if err := q.idle(ctx, 30*time.Minute); err != nil {
 		return f, err
 	}
 	f.backlog = result{ops: int(backlog), elapsed: time.Since(start)}
-	st, err := q.js.Stream(ctx, "LEADFLOW")
+	st, err := q.js.Stream(ctx, eventstore.DefaultStream)
 	if err != nil {
 		return f, err
 	}
@@ -154,11 +187,14 @@ func (q *qualification) measure(ctx context.Context) (qualificationFigures, erro
 	return f, nil
 }
 
-func reportQualification(w io.Writer, raw rawFigures, f qualificationFigures) {
+func reportQualification(w io.Writer, raw rawFigures, floor *floorFigures, f qualificationFigures) {
 	fmt.Fprintf(w, "Leadflow qualification (separate process, same server):\n")
-	fmt.Fprintf(w, "  scoring backlog       %8.0f events/s  (%d lead events through the durable consumer: load, score, append LeadScored/LeadQualified)\n",
-		f.backlog.rate(), f.backlog.ops)
+	fmt.Fprintf(w, "  scoring backlog       %8.0f events/s  (%d lead events through the group's %d partition durables: load, score, append LeadScored/LeadQualified)\n",
+		f.backlog.rate(), f.backlog.ops, eventstore.Partitions)
 	fmt.Fprintf(w, "                                        %s of raw fetch+ack; %s of raw appends with expected sequence (c=16)\n",
 		ratio(f.backlog.rate(), raw.fetchAck.rate()), ratio(f.backlog.rate(), raw.occ.rate()))
+	if floor != nil {
+		floor.print(w, f.backlog.rate())
+	}
 	fmt.Fprintf(w, "  re-score on activation  %s for %d leads (%.0f leads/s)\n\n", f.rescore.Round(time.Millisecond), f.leads, float64(f.leads)/f.rescore.Seconds())
 }
