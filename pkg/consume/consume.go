@@ -106,7 +106,9 @@ type Config struct {
 	// means no cap.
 	MaxDeliver int
 	// MaxHeld is the most messages one partition hands out unacked (its
-	// durable's MaxAckPending), default 512.
+	// durable's MaxAckPending), default 64: a member owning all 16
+	// partitions holds up to 1,024, enough to keep its workers busy, and a
+	// short queue means few progress signals and a quick hand-over.
 	MaxHeld int
 	// DeadLetter names the dead-letter stream, default
 	// DefaultDeadLetterStream. Run creates it if it is missing.
@@ -138,7 +140,7 @@ const (
 	defaultAckWait    = 2 * time.Second
 	defaultPinnedTTL  = 6 * time.Second
 	defaultMaxDeliver = 20
-	defaultMaxHeld    = 512
+	defaultMaxHeld    = 64
 	defaultGrace      = 5 * time.Second
 
 	// ioTimeout bounds every single call to the server.

@@ -417,8 +417,9 @@ func (r *runner) unpin(p *partition) {
 }
 
 // progressLoop tells the server, every quarter AckWait, that held messages
-// are being worked on, and drops a partition whose held messages are older
-// than the lease: the process was frozen or cut off, so the server may have
+// waiting longer than that are being worked on (most are handled before
+// they need it), and drops a partition whose held messages are older than
+// the lease: the process was frozen or cut off, so the server may have
 // given them to someone else already.
 func (r *runner) progressLoop(ctx context.Context) {
 	every := max(r.cfg.AckWait/4, 10*time.Millisecond)
@@ -450,6 +451,9 @@ func (r *runner) progressLoop(ctx context.Context) {
 				if r.leaseLost(it, now) {
 					lost = true
 					break
+				}
+				if now.UnixNano()-it.touched.Load() < int64(every) {
+					continue
 				}
 				if err := it.delivery.InProgress(); err == nil {
 					it.touched.Store(now.UnixNano())

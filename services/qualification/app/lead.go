@@ -23,6 +23,16 @@ var triggers = map[string]bool{
 // IsTrigger reports whether a lead event of this type is scored.
 func IsTrigger(eventType string) bool { return triggers[eventType] }
 
+// IsOwn reports whether qualification writes lead events of this type: the
+// live consumer skips them unread, since the writer folded them in already.
+func IsOwn(eventType string) bool {
+	switch lifecycle.Kind(eventType) {
+	case lifecycle.KindScored, lifecycle.KindQualified, lifecycle.KindDisqualified:
+		return true
+	}
+	return false
+}
+
 // lead is what scoring needs of one lead, folded from its events. Facts
 // run to factsTo, everything else to version: scoring an event uses facts
 // as of that event, however late it is handled, but the lead's state and
@@ -106,7 +116,11 @@ func (l *lead) factsAsOf(seq uint64) {
 		l.applyFacts(r.Event)
 		n++
 	}
-	l.pending = l.pending[n:]
+	if n > 0 {
+		// Copy what is left: a reslice would keep the applied events'
+		// decoded protos alive in the cache.
+		l.pending = append([]eventstore.Record(nil), l.pending[n:]...)
+	}
 	l.factsTo = max(l.factsTo, min(seq, l.version))
 }
 

@@ -35,11 +35,20 @@ func NewEvents(a *app.App, log *slog.Logger) *Events { return &Events{app: a, lo
 var tracer = telemetry.Tracer("qualification")
 
 // Score is the live consumer's handler: it scores the lead of every
-// trigger event and acknowledges everything else unread (the type is in a
-// header, so qualification's own events are never decoded).
+// trigger event, and folds other services' events into a cached lead so
+// its next score needs no read. Qualification's own events are skipped
+// unread (the type is in a header): their writer folded them in already.
 func (e *Events) Score(ctx context.Context, m consume.Msg) error {
-	if !app.IsTrigger(m.Header.Get(eventstore.HeaderType)) {
+	typ := m.Header.Get(eventstore.HeaderType)
+	if app.IsOwn(typ) {
 		return nil
+	}
+	if !app.IsTrigger(typ) {
+		ev, err := eventstore.DecodeEvent(m.Data)
+		if err != nil {
+			return consume.Permanent(fmt.Errorf("%s seq %d: %w", m.Subject, m.Seq, err))
+		}
+		return e.app.ScoreLeadEvent(ctx, m.Key, m.Seq, ev, envelope.Meta{})
 	}
 	leadID := m.Key
 	ev, err := eventstore.DecodeEvent(m.Data)
