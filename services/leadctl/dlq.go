@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/leadflow/leadflow/pkg/consume"
+)
+
+func dlqCmd(o *options) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "dlq",
+		Short: "Dead letters and the leads parked behind them",
+	}
+	c.AddCommand(&cobra.Command{
+		Use:   "list",
+		Short: "Every dead letter and parked lead, of every consumer group",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			nc, js, err := o.connect()
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
+			defer cancel()
+			dls, err := consume.DeadLetters(ctx, js, consume.DefaultDeadLetterStream)
+			if err != nil {
+				return err
+			}
+			if o.output == "json" {
+				if dls == nil {
+					dls = []consume.DeadLetter{}
+				}
+				return writeJSON(cmd.OutOrStdout(), dls)
+			}
+			if len(dls) == 0 {
+				fmt.Fprintln(cmd.OutOrStdout(), "no dead letters")
+				return nil
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "GROUP\tLEAD\tDEAD SEQ\tSINCE\tPARKED\tERROR")
+			for _, d := range dls {
+				since := "-"
+				if !d.At.IsZero() {
+					since = time.Since(d.At).Round(time.Second).String()
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\n", d.Group, d.Key, d.StreamSeq, since, len(d.Parked), oneLine(d.Error, 80))
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "\nfix the cause, then: leadctl dlq redrive <group> <lead>   (or skip it: leadctl dlq skip <group> <lead>)")
+			return nil
+		},
+	})
+	for _, op := range []struct {
+		name, short string
+		do          func(context.Context, *options, string, string) error
+	}{
+		{"redrive", "Handle a lead's dead event again, then what is parked behind it, in order", redrive},
+		{"skip", "Drop a lead's dead event, then handle what is parked behind it, in order", skip},
+	} {
+		c.AddCommand(&cobra.Command{
+			Use:   op.name + " <group> <lead id>",
+			Short: op.short,
+			Args:  cobra.ExactArgs(2),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				if err := op.do(cmd.Context(), o, args[0], args[1]); err != nil {
+					if errors.Is(err, consume.ErrNotFound) {
+						return fmt.Errorf("group %s has no dead letter for lead %s (see leadctl dlq list)", args[0], args[1])
+					}
+					return err
+				}
+				if o.output == "json" {
+					return writeJSON(cmd.OutOrStdout(), map[string]string{"group": args[0], "lead": args[1], "requested": op.name})
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s of lead %s requested from group %s; its owner serves it now\n", op.name, args[1], args[0])
+				return nil
+			},
+		})
+	}
+	return c
+}
+
+func redrive(ctx context.Context, o *options, group, lead string) error {
+	nc, js, err := o.connect()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	return consume.Redrive(ctx, js, consume.DefaultDeadLetterStream, group, lead)
+}
+
+func skip(ctx context.Context, o *options, group, lead string) error {
+	nc, js, err := o.connect()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	return consume.Skip(ctx, js, consume.DefaultDeadLetterStream, group, lead)
+}
+
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		return s[:n-1] + "…"
+	}
+	return s
+}

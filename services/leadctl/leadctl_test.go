@@ -1,0 +1,379 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/leadflow/leadflow/pkg/consume"
+	"github.com/leadflow/leadflow/pkg/envelope"
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/pkg/testenv"
+)
+
+// world is an embedded JetStream with the event stream.
+type world struct {
+	nats  *testenv.NATS
+	store *eventstore.Store
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	n := testenv.StartNATS(t)
+	if _, err := eventstore.EnsureStream(context.Background(), n.JS, eventstore.StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	return &world{nats: n, store: eventstore.New(n.JS, "")}
+}
+
+// write decides cmd on the lead's state and appends payload, recorded at.
+func (w *world) write(t *testing.T, lead string, cmd lifecycle.Command, payload proto.Message, cause string, at time.Time) *eventv1.Event {
+	t.Helper()
+	ctx := context.Background()
+	recs, err := w.store.Load(ctx, eventstore.LeadSubject(lead))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var state lifecycle.State
+	var version uint64
+	if len(recs) > 0 {
+		state, version = lifecycle.FromProto(recs[len(recs)-1].Event.GetLifecycle()), recs[len(recs)-1].Seq
+	}
+	ev, _, err := lifecycle.NewEvent(lead, state, cmd, lifecycle.DefaultPolicy(), payload,
+		envelope.Meta{Actor: &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_SERVICE, Id: "intake"}, CausationID: cause, CorrelationID: "req-1"}, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.store.Append(ctx, eventstore.LeadSubject(lead), version, ev); err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+// leadctl runs one command line against w and returns its output.
+func (w *world) leadctl(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	return runCtl(context.Background(), append([]string{"--nats", w.nats.Server.URL()}, args...)...)
+}
+
+func runCtl(ctx context.Context, args ...string) (string, error) {
+	var out bytes.Buffer
+	root := newRoot(&out)
+	root.SetArgs(args)
+	root.SetErr(&out)
+	err := root.ExecuteContext(ctx)
+	return out.String(), err
+}
+
+func captured() *eventv1.LeadCaptured {
+	return &eventv1.LeadCaptured{Profile: &eventv1.Profile{Country: "GB", Employees: 200, EmailDomain: "acme.example",
+		Seniority: eventv1.Seniority_SENIORITY_VP, Industry: "software"}, Attribution: &eventv1.Attribution{Source: "web-form"}}
+}
+
+func activity(typ eventv1.ActivityType) *eventv1.ActivityRecorded {
+	return &eventv1.ActivityRecorded{ActivityId: uuid.NewString(), Type: typ}
+}
+
+func TestTimelineAndStateAsOf(t *testing.T) {
+	w := newWorld(t)
+	lead := uuid.NewString()
+	t0 := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
+	c := w.write(t, lead, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", t0)
+	w.write(t, lead, lifecycle.Command{Name: lifecycle.RecordActivity}, activity(eventv1.ActivityType_ACTIVITY_TYPE_WEBINAR_ATTENDED), "", t0.Add(time.Hour))
+	w.write(t, lead, lifecycle.Command{Name: lifecycle.Score, Score: 80}, &eventv1.LeadScored{Total: 80, Threshold: 70}, c.GetEventId(), t0.Add(2*time.Hour))
+	w.write(t, lead, lifecycle.Command{Name: lifecycle.Qualify}, &eventv1.LeadQualified{Score: 80, Threshold: 70}, c.GetEventId(), t0.Add(3*time.Hour))
+
+	out, err := w.leadctl(t, "timeline", lead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 5 {
+		t.Fatalf("want a header and 4 events:\n%s", out)
+	}
+	for i, want := range []string{"LeadCaptured", "ActivityRecorded", "LeadScored", "LeadQualified"} {
+		if !strings.Contains(lines[i+1], want) {
+			t.Fatalf("line %d is not %s:\n%s", i+1, want, out)
+		}
+	}
+	if !strings.Contains(lines[3], "#1") || !strings.Contains(lines[4], "MQL") {
+		t.Fatalf("the score should name event #1 as its cause and the verdict make an MQL:\n%s", out)
+	}
+
+	out, err = w.leadctl(t, "timeline", lead, "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []struct {
+		Seq   uint64 `json:"seq"`
+		Event struct {
+			EventType string `json:"eventType"`
+		} `json:"event"`
+	}
+	if err := json.Unmarshal([]byte(out), &evs); err != nil || len(evs) != 4 || evs[3].Event.EventType != "LeadQualified" || evs[0].Seq >= evs[3].Seq {
+		t.Fatalf("json timeline %v: %s", err, out)
+	}
+
+	out, err = w.leadctl(t, "state", lead, "--as-of", t0.Add(90*time.Minute).Format(time.RFC3339), "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st leadState
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Status != "NEW" || st.Events != 2 || st.LastEvent != "ActivityRecorded" {
+		t.Fatalf("state as of 10:30 = %+v", st)
+	}
+	out, err = w.leadctl(t, "state", lead)
+	if err != nil || !strings.Contains(out, "MQL") || !strings.Contains(out, "LeadQualified") {
+		t.Fatalf("state now: %v\n%s", err, out)
+	}
+	if _, err := w.leadctl(t, "state", lead, "--as-of", t0.Add(-time.Minute).Format(time.RFC3339)); !errors.Is(err, errUnknownLead) {
+		t.Fatalf("state before capture: %v", err)
+	}
+}
+
+func TestClearErrors(t *testing.T) {
+	w := newWorld(t)
+	if _, err := w.leadctl(t, "timeline", uuid.NewString()); !errors.Is(err, errUnknownLead) {
+		t.Fatalf("unknown lead: %v", err)
+	}
+	if _, err := w.leadctl(t, "timeline", "lead.>"); !errors.Is(err, errUsage) {
+		t.Fatalf("not a uuid: %v", err)
+	}
+	if _, err := w.leadctl(t, "state", uuid.NewString(), "--as-of", "yesterday"); !errors.Is(err, errUsage) {
+		t.Fatalf("bad --as-of: %v", err)
+	}
+	if _, err := w.leadctl(t, "dlq", "list", "-o", "yaml"); !errors.Is(err, errUsage) {
+		t.Fatalf("bad -o: %v", err)
+	}
+	_, err := runCtl(context.Background(), "--nats", "nats://127.0.0.1:1", "--timeout", "500ms", "timeline", uuid.NewString())
+	if err == nil || !strings.Contains(err.Error(), "cannot reach NATS at nats://127.0.0.1:1") {
+		t.Fatalf("unreachable server: %v", err)
+	}
+	_, err = w.leadctl(t, "--qualification", "127.0.0.1:1", "--timeout", "500ms", "explain", uuid.NewString())
+	if err == nil || !strings.Contains(err.Error(), "cannot reach qualification") {
+		t.Fatalf("unreachable qualification: %v", err)
+	}
+}
+
+// A consumer that cannot handle one lead's event dead-letters it; dlq list
+// names the group and lead, redrive (once fixed) releases it, and the list
+// is empty again. skip drops the dead event instead.
+func TestDeadLetterCommands(t *testing.T) {
+	w := newWorld(t)
+	poisoned, skipped := uuid.NewString(), uuid.NewString()
+	t0 := time.Now()
+	w.write(t, poisoned, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", t0)
+	w.write(t, skipped, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", t0)
+	var fixed atomic.Bool
+	var mu sync.Mutex
+	handled := map[string]int{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- consume.Run(ctx, w.nats.JS, consume.Config{Stream: eventstore.DefaultStream, Group: "ops",
+			Partitions: eventstore.Partitions, Filter: eventstore.PartitionSubjects, Key: eventstore.LeadID,
+			Logger: slog.New(slog.DiscardHandler)}, func(_ context.Context, m consume.Msg) error {
+			if !fixed.Load() {
+				return consume.Permanent(errors.New("no route for this lead"))
+			}
+			mu.Lock()
+			handled[m.Key]++
+			mu.Unlock()
+			return nil
+		})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	listed := func() string {
+		out, err := w.leadctl(t, "dlq", "list")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	eventually(t, 15*time.Second, func() bool {
+		out := listed()
+		return strings.Contains(out, poisoned) && strings.Contains(out, skipped)
+	}, "dead letters not listed")
+	w.write(t, poisoned, lifecycle.Command{Name: lifecycle.RecordActivity}, activity(eventv1.ActivityType_ACTIVITY_TYPE_EMAIL_CLICK), "", time.Now())
+	eventually(t, 10*time.Second, func() bool {
+		out, _ := w.leadctl(t, "dlq", "list", "-o", "json")
+		var dls []consume.DeadLetter
+		_ = json.Unmarshal([]byte(out), &dls)
+		for _, d := range dls {
+			if d.Key == poisoned && d.Group == "ops" && len(d.Parked) == 1 && d.Error == "no route for this lead" {
+				return true
+			}
+		}
+		return false
+	}, "the later event is not parked behind the dead one")
+
+	fixed.Store(true)
+	if out, err := w.leadctl(t, "dlq", "redrive", "ops", poisoned); err != nil || !strings.Contains(out, "redrive") {
+		t.Fatalf("redrive: %v %s", err, out)
+	}
+	if _, err := w.leadctl(t, "dlq", "skip", "ops", skipped); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, func() bool { return strings.Contains(listed(), "no dead letters") }, "dead letters left")
+	mu.Lock()
+	defer mu.Unlock()
+	if handled[poisoned] != 2 || handled[skipped] != 0 {
+		t.Fatalf("handled %v: the re-driven lead twice (dead + parked), the skipped one never", handled)
+	}
+	if _, err := w.leadctl(t, "dlq", "redrive", "ops", poisoned); err == nil || !strings.Contains(err.Error(), "no dead letter") {
+		t.Fatalf("redrive of nothing: %v", err)
+	}
+}
+
+func TestTailFollowsNewEvents(t *testing.T) {
+	w := newWorld(t)
+	lead, other := uuid.NewString(), uuid.NewString()
+	ctx, cancel := context.WithCancel(context.Background())
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		root := newRoot(&out)
+		root.SetArgs([]string{"--nats", w.nats.Server.URL(), "tail", "--lead", lead, "--type", "ActivityRecorded"})
+		done <- root.ExecuteContext(ctx)
+	}()
+	time.Sleep(500 * time.Millisecond) // tail starts at the end of the stream
+	w.write(t, lead, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", time.Now())
+	w.write(t, other, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", time.Now())
+	w.write(t, other, lifecycle.Command{Name: lifecycle.RecordActivity}, activity(eventv1.ActivityType_ACTIVITY_TYPE_EMAIL_CLICK), "", time.Now())
+	w.write(t, lead, lifecycle.Command{Name: lifecycle.RecordActivity}, activity(eventv1.ActivityType_ACTIVITY_TYPE_EMAIL_CLICK), "", time.Now())
+	eventually(t, 10*time.Second, func() bool { return strings.Contains(out.String(), "ActivityRecorded") }, "tail showed nothing")
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	got := strings.TrimSpace(out.String())
+	if strings.Count(got, "\n") != 0 || !strings.Contains(got, lead) || strings.Contains(got, other) {
+		t.Fatalf("tail --lead --type printed:\n%s", got)
+	}
+}
+
+// explain asks the real qualification process (built from source) why a
+// lead has its score.
+func TestExplainAgainstQualification(t *testing.T) {
+	w := newWorld(t)
+	bin := filepath.Join(t.TempDir(), "qualification")
+	build := exec.Command("go", "build", "-o", bin, "../qualification")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	proc := exec.Command(bin, "-nats", w.nats.Server.URL(), "-addr", addr)
+	if err := proc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proc.Process.Kill(); _ = proc.Wait() })
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	q := qualificationv1.NewQualificationServiceClient(conn)
+	eventually(t, 20*time.Second, func() bool {
+		_, err := q.ListModelVersions(context.Background(), &qualificationv1.ListModelVersionsRequest{})
+		return err == nil
+	}, "qualification did not start")
+	activateDefault(t, q)
+
+	lead := uuid.NewString()
+	w.write(t, lead, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", time.Now())
+	var out string
+	eventually(t, 20*time.Second, func() bool {
+		out, err = w.leadctl(t, "--qualification", addr, "explain", lead)
+		return err == nil
+	}, "no explanation: %v", err)
+	if !strings.Contains(out, "40 of threshold 35 (fit 40 + engagement 0), model v1") ||
+		!strings.Contains(out, "+30  vp") || !strings.Contains(out, "+10  gb") {
+		t.Fatalf("explain:\n%s", out)
+	}
+	if _, err := w.leadctl(t, "--qualification", addr, "explain", uuid.NewString()); !errors.Is(err, errUnknownLead) {
+		t.Fatalf("explain of an unknown lead: %v", err)
+	}
+}
+
+// activateDefault proposes a small model and signs it off for both teams.
+func activateDefault(t *testing.T, q qualificationv1.QualificationServiceClient) {
+	t.Helper()
+	ctx := context.Background()
+	m := &eventv1.ScoringModel{ModelId: "scoring", Description: "leadctl test", Threshold: 35,
+		FitRules: []*eventv1.FitRule{
+			{Id: "vp", Description: "VP or above", Points: 30, When: &eventv1.Criteria{SeniorityIn: []eventv1.Seniority{eventv1.Seniority_SENIORITY_VP}}},
+			{Id: "gb", Description: "In Great Britain", Points: 10, When: &eventv1.Criteria{CountryIn: []string{"GB"}}},
+		}}
+	marketing := &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "ann", Team: eventv1.Team_TEAM_MARKETING}
+	p, err := q.ProposeModel(ctx, &qualificationv1.ProposeModelRequest{Model: m, ProposedBy: marketing})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, who := range []*eventv1.Actor{marketing, {Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "sam", Team: eventv1.Team_TEAM_SALES}} {
+		if _, err := q.ApproveModel(ctx, &qualificationv1.ApproveModelRequest{Version: p.GetVersion(), Approver: who}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func eventually(t *testing.T, d time.Duration, cond func() bool, format string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: "+format, append([]any{d}, args...)...)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -1,0 +1,95 @@
+// Command leadctl is the operators' CLI: a lead's timeline and state
+// straight from the stream, dead letters, a live tail, a score's
+// explanation. Its defaults match `make run`, so it needs no flags there.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+
+	"github.com/leadflow/leadflow/pkg/eventstore"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := newRoot(os.Stdout).ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "leadctl:", err)
+		os.Exit(1)
+	}
+}
+
+// options are the flags every command shares.
+type options struct {
+	nats          string
+	stream        string
+	qualification string
+	output        string
+	timeout       time.Duration
+}
+
+// errUsage marks a mistake in the command line.
+var errUsage = errors.New("usage")
+
+func newRoot(out io.Writer) *cobra.Command {
+	o := &options{}
+	root := &cobra.Command{
+		Use:           "leadctl",
+		Short:         "Operate Leadflow: timelines, state, dead letters, tail, explain",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			if o.output != "text" && o.output != "json" {
+				return fmt.Errorf("%w: -o must be text or json, not %q", errUsage, o.output)
+			}
+			return nil
+		},
+	}
+	root.SetOut(out)
+	f := root.PersistentFlags()
+	f.StringVar(&o.nats, "nats", envOr("LEADFLOW_NATS_URL", "nats://127.0.0.1:4333"), "NATS URL ($LEADFLOW_NATS_URL)")
+	f.StringVar(&o.stream, "stream", envOr("LEADFLOW_STREAM", eventstore.DefaultStream), "event stream ($LEADFLOW_STREAM)")
+	f.StringVar(&o.qualification, "qualification", envOr("LEADFLOW_QUALIFICATION_ADDR", "127.0.0.1:7102"), "qualification gRPC address")
+	f.StringVarP(&o.output, "output", "o", "text", "output: text or json")
+	f.DurationVar(&o.timeout, "timeout", 5*time.Second, "how long to wait for a server")
+	root.AddCommand(timelineCmd(o), stateCmd(o), dlqCmd(o), tailCmd(o), explainCmd(o))
+	return root
+}
+
+func envOr(key, def string) string {
+	if v, ok := os.LookupEnv(key); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+// connect dials NATS, failing fast with a clear error when nothing answers.
+func (o *options) connect() (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := nats.Connect(o.nats, nats.Name("leadctl"), nats.Timeout(o.timeout), nats.SyncQueueLen(eventstore.SyncQueueLen))
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot reach NATS at %s (is `make run` up? set --nats): %w", o.nats, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
+func (o *options) store() (*eventstore.Store, func(), error) {
+	nc, js, err := o.connect()
+	if err != nil {
+		return nil, nil, err
+	}
+	return eventstore.New(js, o.stream), nc.Close, nil
+}

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+)
+
+// errUnknownLead is a lead id with no events in the stream.
+var errUnknownLead = errors.New("unknown lead")
+
+// loadLead reads a lead's events from the stream, refusing an id that is
+// not a UUID (it would not be a subject token) or has no events.
+func loadLead(ctx context.Context, o *options, id string) ([]eventstore.Record, error) {
+	if _, err := uuid.Parse(id); err != nil {
+		return nil, fmt.Errorf("%w: lead id %q is not a UUID", errUsage, id)
+	}
+	s, closeConn, err := o.store()
+	if err != nil {
+		return nil, err
+	}
+	defer closeConn()
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	recs, err := s.Load(ctx, eventstore.LeadSubject(id))
+	if err != nil {
+		return nil, fmt.Errorf("read lead %s from stream %s: %w", id, o.stream, err)
+	}
+	if len(recs) == 0 {
+		return nil, fmt.Errorf("%w %s: no events in stream %s", errUnknownLead, id, o.stream)
+	}
+	return recs, nil
+}
+
+func timelineCmd(o *options) *cobra.Command {
+	return &cobra.Command{
+		Use:   "timeline <lead id>",
+		Short: "A lead's events straight from the stream, in order, with causation links",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			recs, err := loadLead(cmd.Context(), o, args[0])
+			if err != nil {
+				return err
+			}
+			if o.output == "json" {
+				return writeJSONEvents(cmd.OutOrStdout(), recs)
+			}
+			return writeTimeline(cmd.OutOrStdout(), recs)
+		},
+	}
+}
+
+// writeTimeline prints one line an event. The causation column names the
+// earlier event of this lead that caused it (#n), or the outside request.
+func writeTimeline(w io.Writer, recs []eventstore.Record) error {
+	index := map[string]int{}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "#\tSEQ\tRECORDED\tEVENT\tBY\tCAUSED BY\tSTATUS\tOWNER\tDEADLINE")
+	for i, r := range recs {
+		ev := r.Event
+		index[ev.GetEventId()] = i + 1
+		cause := "request"
+		if n, ok := index[ev.GetCausationId()]; ok {
+			cause = fmt.Sprintf("#%d", n)
+		} else if ev.GetCausationId() != "" && ev.GetCausationId() != ev.GetCorrelationId() {
+			cause = short(ev.GetCausationId())
+		}
+		st := lifecycle.FromProto(ev.GetLifecycle())
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", i+1, r.Seq,
+			ev.GetRecordedAt().AsTime().UTC().Format(time.DateTime), ev.GetEventType(), actor(ev.GetActor()), cause,
+			st.Status, owner(st.Owner), deadline(st.Deadline))
+	}
+	return tw.Flush()
+}
+
+func writeJSONEvents(w io.Writer, recs []eventstore.Record) error {
+	out := make([]json.RawMessage, len(recs))
+	for i, r := range recs {
+		b, err := protojson.Marshal(r.Event)
+		if err != nil {
+			return err
+		}
+		out[i] = json.RawMessage(fmt.Sprintf(`{"seq":%d,"event":%s}`, r.Seq, b))
+	}
+	return writeJSON(w, out)
+}
+
+func stateCmd(o *options) *cobra.Command {
+	var asOf string
+	c := &cobra.Command{
+		Use:   "state <lead id>",
+		Short: "A lead's state, now or as of a point in time, from the stream",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			at := time.Now()
+			if asOf != "" {
+				t, err := time.Parse(time.RFC3339, asOf)
+				if err != nil {
+					return fmt.Errorf("%w: --as-of %q: want RFC 3339, like 2026-12-01T09:30:00Z", errUsage, asOf)
+				}
+				at = t
+			}
+			recs, err := loadLead(cmd.Context(), o, args[0])
+			if err != nil {
+				return err
+			}
+			s, ok := stateAsOf(recs, at)
+			if !ok {
+				return fmt.Errorf("%w %s: it did not exist yet at %s", errUnknownLead, args[0], at.UTC().Format(time.RFC3339))
+			}
+			if o.output == "json" {
+				return writeJSON(cmd.OutOrStdout(), s)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+			fmt.Fprintf(tw, "lead\t%s\nas of\t%s\nstatus\t%s\nowner\t%s\ndeadline\t%s\nscore\t%d\nattempts\t%d\nlast event\t#%d %s (seq %d)\n",
+				s.Lead, s.AsOf, s.Status, s.Owner, s.Deadline, s.Score, s.Attempts, s.Events, s.LastEvent, s.Version)
+			return tw.Flush()
+		},
+	}
+	c.Flags().StringVar(&asOf, "as-of", "", "a time in RFC 3339 (default: now)")
+	return c
+}
+
+// leadState is a lead's state after its last event recorded at or before
+// AsOf. Every event carries the state after it, so no fold is needed.
+type leadState struct {
+	Lead      string `json:"lead"`
+	AsOf      string `json:"as_of"`
+	Status    string `json:"status"`
+	Owner     string `json:"owner"`
+	Deadline  string `json:"deadline"`
+	Score     int    `json:"score"`
+	Attempts  int    `json:"attempts"`
+	Events    int    `json:"events"`
+	LastEvent string `json:"last_event"`
+	Version   uint64 `json:"version"`
+}
+
+func stateAsOf(recs []eventstore.Record, at time.Time) (leadState, bool) {
+	n := 0
+	for n < len(recs) && !recs[n].Event.GetRecordedAt().AsTime().After(at) {
+		n++
+	}
+	if n == 0 {
+		return leadState{}, false
+	}
+	last := recs[n-1]
+	st := lifecycle.FromProto(last.Event.GetLifecycle())
+	return leadState{
+		Lead: last.Event.GetLeadId(), AsOf: at.UTC().Format(time.RFC3339), Status: st.Status.String(),
+		Owner: owner(st.Owner), Deadline: deadline(st.Deadline), Score: st.Score, Attempts: st.Attempts,
+		Events: n, LastEvent: last.Event.GetEventType(), Version: last.Seq,
+	}, true
+}
+
+func actor(a *eventv1.Actor) string {
+	if a == nil {
+		return "-"
+	}
+	return strings.ToLower(strings.TrimPrefix(a.GetKind().String(), "ACTOR_KIND_")) + ":" + a.GetId()
+}
+
+func owner(o lifecycle.Owner) string {
+	if o.ID == "" {
+		return "-"
+	}
+	return o.String()
+}
+
+func deadline(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func short(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
