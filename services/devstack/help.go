@@ -28,5 +28,15 @@ func printHelp(out io.Writer, natsURL string, services []service, lead string) {
 		subject = eventstore.LeadSubject(lead)
 	}
 	fmt.Fprintf(out, "  scripts/gotool nats -s %s stream view LEADFLOW --subject '%s'\n", natsURL, subject)
-	fmt.Fprintf(out, "  scripts/gotool nats -s %s kv ls %s   # consumer group members\n\n", natsURL, consume.DefaultMembersBucket)
+	fmt.Fprintf(out, "  scripts/gotool nats -s %s kv ls %s   # consumer group members\n", natsURL, consume.DefaultMembersBucket)
+	fmt.Fprintf(out, "\nOperate it (leadctl, no flags needed here; -o json for scripts):\n")
+	id := lead
+	if id == "" {
+		id = "<lead id>"
+	}
+	fmt.Fprintf(out, "  go run ./services/leadctl timeline %s\n", id)
+	fmt.Fprintf(out, "  go run ./services/leadctl state %s --as-of 2026-01-01T00:00:00Z\n", id)
+	fmt.Fprintf(out, "  go run ./services/leadctl explain %s\n", id)
+	fmt.Fprintf(out, "  go run ./services/leadctl dlq list\n")
+	fmt.Fprintf(out, "  go run ./services/leadctl tail --type LeadQualified\n\n")
 }
