@@ -187,6 +187,14 @@ func Evolve(s State, e Event) State {
 	if !ok {
 		return s
 	}
+	switch {
+	case e.Kind == KindCaptured:
+		s.Cycle = 1
+	case e.Kind == KindQualified && s.Status == StatusNurturing:
+		// Back from nurture: a new journey. A lead written before cycles
+		// were recorded counts as having been in its first.
+		s.Cycle = max(s.Cycle, 1) + 1
+	}
 	to := t.To
 	if e.Kind == KindDisqualified && e.NotNow {
 		to = StatusRecycled // see Decide: "not now" goes back to nurture

@@ -138,6 +138,9 @@ type State struct {
 	Deadline time.Time // when the next step is due
 	Attempts int       // contact attempts since the lead was last accepted
 	Score    int       // last total score (informational)
+	// Cycle is the journey cycle: 1 from capture, one more each time the
+	// lead qualifies again out of nurture.
+	Cycle int
 }
 
 // Policy sets how long each step may take; Decide turns these into deadlines.

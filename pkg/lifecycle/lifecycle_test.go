@@ -153,7 +153,7 @@ func allowedCases() []allowed {
 			to: lifecycle.StatusWon, attempts: -1},
 		{cmd: valid(lifecycle.Lose), from: in(lifecycle.StatusOpportunity), kind: lifecycle.KindDealLost,
 			to: lifecycle.StatusLost, owner: lifecycle.QueueNurture, within: 72 * time.Hour, attempts: -1},
-		{cmd: valid(lifecycle.Recycle), from: in(lifecycle.StatusLost, lifecycle.StatusAccepted), kind: lifecycle.KindRecycled,
+		{cmd: valid(lifecycle.Recycle), from: in(lifecycle.StatusLost, lifecycle.StatusAccepted, lifecycle.StatusRecycled), kind: lifecycle.KindRecycled,
 			to: lifecycle.StatusRecycled, owner: lifecycle.QueueNurture, within: 72 * time.Hour, attempts: -1},
 		{cmd: valid(lifecycle.Enroll), from: in(lifecycle.StatusRecycled), kind: lifecycle.KindNurtureEnrolled,
 			to: lifecycle.StatusNurturing, owner: drip, within: 14 * day, attempts: -1},
@@ -254,7 +254,7 @@ func TestDecideRefused(t *testing.T) {
 		}
 	}
 	// 23 commands × 13 statuses, less the allowed pairs above.
-	if want := 23*13 - 94; n != want {
+	if want := 23*13 - 95; n != want {
 		t.Errorf("refused %d pairs, want %d: the allowed cases changed", n, want)
 	}
 }
@@ -520,4 +520,43 @@ func TestTransitionsTable(t *testing.T) {
 func sameState(a, b lifecycle.State) bool {
 	return a.Status == b.Status && a.Owner == b.Owner && a.Deadline.Equal(b.Deadline) &&
 		a.Attempts == b.Attempts && a.Score == b.Score
+}
+
+// A lead's journey cycle starts at 1 on capture and grows each time it
+// qualifies again out of nurture, and only then.
+func TestJourneyCycle(t *testing.T) {
+	p := lifecycle.DefaultPolicy()
+	now := time.Date(2026, 3, 2, 14, 0, 0, 0, time.UTC)
+	s := lifecycle.State{}
+	step := func(c lifecycle.Command) {
+		t.Helper()
+		evs, err := lifecycle.Decide(s, c, p, now)
+		if err != nil {
+			t.Fatalf("%s in %s: %v", c.Name, s.Status, err)
+		}
+		s = lifecycle.Fold(s, evs...)
+	}
+	rep := lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: "ann"}
+	program := lifecycle.Owner{Kind: lifecycle.OwnerProgram, ID: "webinars"}
+	step(lifecycle.Command{Name: lifecycle.Capture})
+	if s.Cycle != 1 {
+		t.Fatalf("after capture: cycle %d", s.Cycle)
+	}
+	for want := 1; want <= 3; want++ {
+		step(lifecycle.Command{Name: lifecycle.Qualify})
+		if s.Cycle != want {
+			t.Fatalf("qualified: cycle %d, want %d", s.Cycle, want)
+		}
+		step(lifecycle.Command{Name: lifecycle.Assign, Owner: rep})
+		step(lifecycle.Command{Name: lifecycle.Reject, Reason: "not ready"})
+		step(lifecycle.Command{Name: lifecycle.Recycle, Reason: "rejected: not ready"})
+		step(lifecycle.Command{Name: lifecycle.Enroll, Owner: program})
+		step(lifecycle.Command{Name: lifecycle.Reengage})
+		if s.Cycle != want {
+			t.Fatalf("nurtured: cycle %d, want %d", s.Cycle, want)
+		}
+	}
+	if got := lifecycle.FromProto(lifecycle.ToProto(s)).Cycle; got != s.Cycle {
+		t.Fatalf("cycle through the envelope: %d, want %d", got, s.Cycle)
+	}
 }

@@ -17,6 +17,7 @@ func ToProto(s State) *eventv1.Lifecycle {
 		Status:   eventv1.LeadStatus(s.Status),
 		Attempts: int32(s.Attempts),
 		Score:    int32(s.Score),
+		Cycle:    int32(s.Cycle),
 	}
 	if !s.Owner.IsZero() {
 		lc.Owner = &eventv1.Owner{Kind: eventv1.OwnerKind(s.Owner.Kind), Id: s.Owner.ID}
@@ -37,6 +38,7 @@ func FromProto(lc *eventv1.Lifecycle) State {
 		Owner:    Owner{Kind: OwnerKind(lc.GetOwner().GetKind()), ID: lc.GetOwner().GetId()},
 		Attempts: int(lc.GetAttempts()),
 		Score:    int(lc.GetScore()),
+		Cycle:    int(lc.GetCycle()),
 	}
 	if lc.GetDeadline() != nil {
 		s.Deadline = lc.GetDeadline().AsTime()

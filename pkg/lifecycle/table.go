@@ -138,7 +138,9 @@ var Transitions = []Transition{
 	{Command: Win, Kind: KindDealWon, From: []Status{StatusOpportunity}, To: StatusWon},
 	{Command: Lose, Kind: KindDealLost, From: []Status{StatusOpportunity}, To: StatusLost,
 		Owner: QueueNurture, Within: recycleWithin, NeedsReason: true},
-	{Command: Recycle, Kind: KindRecycled, From: []Status{StatusLost, StatusAccepted}, To: StatusRecycled,
+	// From RECYCLED too: a rejection or a "not now" already hands the lead to
+	// nurture, which then records why and from what it recycles it.
+	{Command: Recycle, Kind: KindRecycled, From: []Status{StatusLost, StatusAccepted, StatusRecycled}, To: StatusRecycled,
 		Owner: QueueNurture, Within: recycleWithin, NeedsReason: true},
 
 	{Command: Enroll, Kind: KindNurtureEnrolled, From: []Status{StatusRecycled}, To: StatusNurturing,

@@ -68,6 +68,8 @@ type Event struct {
 	//	*Event_CampaignCostRecorded
 	//	*Event_ConsentChanged
 	//	*Event_LeadErased
+	//	*Event_MergeCandidateFound
+	//	*Event_LeadUnmerged
 	//	*Event_LeadScored
 	//	*Event_LeadQualified
 	//	*Event_LeadDisqualified
@@ -86,10 +88,16 @@ type Event struct {
 	//	*Event_OpportunityCreated
 	//	*Event_DealWon
 	//	*Event_DealLost
+	//	*Event_LeadQueued
+	//	*Event_OpportunityStageChanged
+	//	*Event_RoutingChanged
+	//	*Event_PoolTurnTaken
+	//	*Event_MarketingTargetSet
 	//	*Event_LeadRecycled
 	//	*Event_NurtureEnrolled
 	//	*Event_LeadReengaged
 	//	*Event_NurtureExited
+	//	*Event_NurtureProgramChanged
 	Payload       isEvent_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -295,6 +303,24 @@ func (x *Event) GetLeadErased() *LeadErased {
 	return nil
 }
 
+func (x *Event) GetMergeCandidateFound() *MergeCandidateFound {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_MergeCandidateFound); ok {
+			return x.MergeCandidateFound
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetLeadUnmerged() *LeadUnmerged {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_LeadUnmerged); ok {
+			return x.LeadUnmerged
+		}
+	}
+	return nil
+}
+
 func (x *Event) GetLeadScored() *LeadScored {
 	if x != nil {
 		if x, ok := x.Payload.(*Event_LeadScored); ok {
@@ -457,6 +483,51 @@ func (x *Event) GetDealLost() *DealLost {
 	return nil
 }
 
+func (x *Event) GetLeadQueued() *LeadQueued {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_LeadQueued); ok {
+			return x.LeadQueued
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetOpportunityStageChanged() *OpportunityStageChanged {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_OpportunityStageChanged); ok {
+			return x.OpportunityStageChanged
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetRoutingChanged() *RoutingChanged {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_RoutingChanged); ok {
+			return x.RoutingChanged
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetPoolTurnTaken() *PoolTurnTaken {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_PoolTurnTaken); ok {
+			return x.PoolTurnTaken
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetMarketingTargetSet() *MarketingTargetSet {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_MarketingTargetSet); ok {
+			return x.MarketingTargetSet
+		}
+	}
+	return nil
+}
+
 func (x *Event) GetLeadRecycled() *LeadRecycled {
 	if x != nil {
 		if x, ok := x.Payload.(*Event_LeadRecycled); ok {
@@ -488,6 +559,15 @@ func (x *Event) GetNurtureExited() *NurtureExited {
 	if x != nil {
 		if x, ok := x.Payload.(*Event_NurtureExited); ok {
 			return x.NurtureExited
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetNurtureProgramChanged() *NurtureProgramChanged {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_NurtureProgramChanged); ok {
+			return x.NurtureProgramChanged
 		}
 	}
 	return nil
@@ -527,6 +607,14 @@ type Event_ConsentChanged struct {
 
 type Event_LeadErased struct {
 	LeadErased *LeadErased `protobuf:"bytes,27,opt,name=lead_erased,json=leadErased,proto3,oneof"`
+}
+
+type Event_MergeCandidateFound struct {
+	MergeCandidateFound *MergeCandidateFound `protobuf:"bytes,28,opt,name=merge_candidate_found,json=mergeCandidateFound,proto3,oneof"`
+}
+
+type Event_LeadUnmerged struct {
+	LeadUnmerged *LeadUnmerged `protobuf:"bytes,29,opt,name=lead_unmerged,json=leadUnmerged,proto3,oneof"`
 }
 
 type Event_LeadScored struct {
@@ -602,6 +690,29 @@ type Event_DealLost struct {
 	DealLost *DealLost `protobuf:"bytes,69,opt,name=deal_lost,json=dealLost,proto3,oneof"`
 }
 
+type Event_LeadQueued struct {
+	LeadQueued *LeadQueued `protobuf:"bytes,70,opt,name=lead_queued,json=leadQueued,proto3,oneof"`
+}
+
+type Event_OpportunityStageChanged struct {
+	OpportunityStageChanged *OpportunityStageChanged `protobuf:"bytes,71,opt,name=opportunity_stage_changed,json=opportunityStageChanged,proto3,oneof"`
+}
+
+type Event_RoutingChanged struct {
+	// Routing data, on subject model.routing (no lead_id, no lifecycle).
+	RoutingChanged *RoutingChanged `protobuf:"bytes,72,opt,name=routing_changed,json=routingChanged,proto3,oneof"`
+}
+
+type Event_PoolTurnTaken struct {
+	// A pool's round-robin pointer, on model.routing-pool-<pool id>.
+	PoolTurnTaken *PoolTurnTaken `protobuf:"bytes,73,opt,name=pool_turn_taken,json=poolTurnTaken,proto3,oneof"`
+}
+
+type Event_MarketingTargetSet struct {
+	// Marketing SLA targets, on model.sla-targets.
+	MarketingTargetSet *MarketingTargetSet `protobuf:"bytes,74,opt,name=marketing_target_set,json=marketingTargetSet,proto3,oneof"`
+}
+
 type Event_LeadRecycled struct {
 	LeadRecycled *LeadRecycled `protobuf:"bytes,80,opt,name=lead_recycled,json=leadRecycled,proto3,oneof"`
 }
@@ -616,6 +727,12 @@ type Event_LeadReengaged struct {
 
 type Event_NurtureExited struct {
 	NurtureExited *NurtureExited `protobuf:"bytes,83,opt,name=nurture_exited,json=nurtureExited,proto3,oneof"`
+}
+
+type Event_NurtureProgramChanged struct {
+	// Nurture programs, on subject model.nurture-programs (no lead_id, no
+	// lifecycle).
+	NurtureProgramChanged *NurtureProgramChanged `protobuf:"bytes,84,opt,name=nurture_program_changed,json=nurtureProgramChanged,proto3,oneof"`
 }
 
 func (*Event_LeadCaptured) isEvent_Payload() {}
@@ -633,6 +750,10 @@ func (*Event_CampaignCostRecorded) isEvent_Payload() {}
 func (*Event_ConsentChanged) isEvent_Payload() {}
 
 func (*Event_LeadErased) isEvent_Payload() {}
+
+func (*Event_MergeCandidateFound) isEvent_Payload() {}
+
+func (*Event_LeadUnmerged) isEvent_Payload() {}
 
 func (*Event_LeadScored) isEvent_Payload() {}
 
@@ -670,6 +791,16 @@ func (*Event_DealWon) isEvent_Payload() {}
 
 func (*Event_DealLost) isEvent_Payload() {}
 
+func (*Event_LeadQueued) isEvent_Payload() {}
+
+func (*Event_OpportunityStageChanged) isEvent_Payload() {}
+
+func (*Event_RoutingChanged) isEvent_Payload() {}
+
+func (*Event_PoolTurnTaken) isEvent_Payload() {}
+
+func (*Event_MarketingTargetSet) isEvent_Payload() {}
+
 func (*Event_LeadRecycled) isEvent_Payload() {}
 
 func (*Event_NurtureEnrolled) isEvent_Payload() {}
@@ -677,6 +808,8 @@ func (*Event_NurtureEnrolled) isEvent_Payload() {}
 func (*Event_LeadReengaged) isEvent_Payload() {}
 
 func (*Event_NurtureExited) isEvent_Payload() {}
+
+func (*Event_NurtureProgramChanged) isEvent_Payload() {}
 
 // TraceContext carries W3C trace context (https://www.w3.org/TR/trace-context/)
 // so a consumer continues the trace of the request that wrote the event.
@@ -742,7 +875,10 @@ type Lifecycle struct {
 	// attempts counts contact attempts since the lead was last accepted.
 	Attempts int32 `protobuf:"varint,4,opt,name=attempts,proto3" json:"attempts,omitempty"`
 	// score is the last total score.
-	Score         int32 `protobuf:"varint,5,opt,name=score,proto3" json:"score,omitempty"`
+	Score int32 `protobuf:"varint,5,opt,name=score,proto3" json:"score,omitempty"`
+	// cycle is the lead's journey cycle: 1 from capture, and one more each
+	// time it qualifies again after nurture.
+	Cycle         int32 `protobuf:"varint,6,opt,name=cycle,proto3" json:"cycle,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -808,6 +944,13 @@ func (x *Lifecycle) GetAttempts() int32 {
 func (x *Lifecycle) GetScore() int32 {
 	if x != nil {
 		return x.Score
+	}
+	return 0
+}
+
+func (x *Lifecycle) GetCycle() int32 {
+	if x != nil {
+		return x.Cycle
 	}
 	return 0
 }
@@ -882,7 +1025,7 @@ var File_leadflow_event_v1_envelope_proto protoreflect.FileDescriptor
 
 const file_leadflow_event_v1_envelope_proto_rawDesc = "" +
 	"\n" +
-	" leadflow/event/v1/envelope.proto\x12\x11leadflow.event.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cleadflow/event/v1/lead.proto\x1a\x1fleadflow/event/v1/handoff.proto\x1a\x1fleadflow/event/v1/nurture.proto\x1a%leadflow/event/v1/qualification.proto\x1a\x1dleadflow/event/v1/types.proto\"\xae\x17\n" +
+	" leadflow/event/v1/envelope.proto\x12\x11leadflow.event.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cleadflow/event/v1/lead.proto\x1a\x1fleadflow/event/v1/handoff.proto\x1a\x1fleadflow/event/v1/nurture.proto\x1a%leadflow/event/v1/qualification.proto\x1a\x1dleadflow/event/v1/types.proto\"\xd9\x1c\n" +
 	"\x05Event\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x17\n" +
 	"\alead_id\x18\x02 \x01(\tR\x06leadId\x12\x1d\n" +
@@ -910,7 +1053,9 @@ const file_leadflow_event_v1_envelope_proto_rawDesc = "" +
 	"\x16campaign_cost_recorded\x18\x19 \x01(\v2'.leadflow.event.v1.CampaignCostRecordedH\x00R\x14campaignCostRecorded\x12L\n" +
 	"\x0fconsent_changed\x18\x1a \x01(\v2!.leadflow.event.v1.ConsentChangedH\x00R\x0econsentChanged\x12@\n" +
 	"\vlead_erased\x18\x1b \x01(\v2\x1d.leadflow.event.v1.LeadErasedH\x00R\n" +
-	"leadErased\x12@\n" +
+	"leadErased\x12\\\n" +
+	"\x15merge_candidate_found\x18\x1c \x01(\v2&.leadflow.event.v1.MergeCandidateFoundH\x00R\x13mergeCandidateFound\x12F\n" +
+	"\rlead_unmerged\x18\x1d \x01(\v2\x1f.leadflow.event.v1.LeadUnmergedH\x00R\fleadUnmerged\x12@\n" +
 	"\vlead_scored\x18( \x01(\v2\x1d.leadflow.event.v1.LeadScoredH\x00R\n" +
 	"leadScored\x12I\n" +
 	"\x0elead_qualified\x18) \x01(\v2 .leadflow.event.v1.LeadQualifiedH\x00R\rleadQualified\x12R\n" +
@@ -930,23 +1075,31 @@ const file_leadflow_event_v1_envelope_proto_rawDesc = "" +
 	"\x0flead_reassigned\x18B \x01(\v2!.leadflow.event.v1.LeadReassignedH\x00R\x0eleadReassigned\x12X\n" +
 	"\x13opportunity_created\x18C \x01(\v2%.leadflow.event.v1.OpportunityCreatedH\x00R\x12opportunityCreated\x127\n" +
 	"\bdeal_won\x18D \x01(\v2\x1a.leadflow.event.v1.DealWonH\x00R\adealWon\x12:\n" +
-	"\tdeal_lost\x18E \x01(\v2\x1b.leadflow.event.v1.DealLostH\x00R\bdealLost\x12F\n" +
+	"\tdeal_lost\x18E \x01(\v2\x1b.leadflow.event.v1.DealLostH\x00R\bdealLost\x12@\n" +
+	"\vlead_queued\x18F \x01(\v2\x1d.leadflow.event.v1.LeadQueuedH\x00R\n" +
+	"leadQueued\x12h\n" +
+	"\x19opportunity_stage_changed\x18G \x01(\v2*.leadflow.event.v1.OpportunityStageChangedH\x00R\x17opportunityStageChanged\x12L\n" +
+	"\x0frouting_changed\x18H \x01(\v2!.leadflow.event.v1.RoutingChangedH\x00R\x0eroutingChanged\x12J\n" +
+	"\x0fpool_turn_taken\x18I \x01(\v2 .leadflow.event.v1.PoolTurnTakenH\x00R\rpoolTurnTaken\x12Y\n" +
+	"\x14marketing_target_set\x18J \x01(\v2%.leadflow.event.v1.MarketingTargetSetH\x00R\x12marketingTargetSet\x12F\n" +
 	"\rlead_recycled\x18P \x01(\v2\x1f.leadflow.event.v1.LeadRecycledH\x00R\fleadRecycled\x12O\n" +
 	"\x10nurture_enrolled\x18Q \x01(\v2\".leadflow.event.v1.NurtureEnrolledH\x00R\x0fnurtureEnrolled\x12I\n" +
 	"\x0elead_reengaged\x18R \x01(\v2 .leadflow.event.v1.LeadReengagedH\x00R\rleadReengaged\x12I\n" +
-	"\x0enurture_exited\x18S \x01(\v2 .leadflow.event.v1.NurtureExitedH\x00R\rnurtureExitedB\t\n" +
+	"\x0enurture_exited\x18S \x01(\v2 .leadflow.event.v1.NurtureExitedH\x00R\rnurtureExited\x12b\n" +
+	"\x17nurture_program_changed\x18T \x01(\v2(.leadflow.event.v1.NurtureProgramChangedH\x00R\x15nurtureProgramChangedB\t\n" +
 	"\apayload\"P\n" +
 	"\fTraceContext\x12 \n" +
 	"\vtraceparent\x18\x01 \x01(\tR\vtraceparent\x12\x1e\n" +
 	"\n" +
 	"tracestate\x18\x02 \x01(\tR\n" +
-	"tracestate\"\xdc\x01\n" +
+	"tracestate\"\xf2\x01\n" +
 	"\tLifecycle\x125\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x1d.leadflow.event.v1.LeadStatusR\x06status\x12.\n" +
 	"\x05owner\x18\x02 \x01(\v2\x18.leadflow.event.v1.OwnerR\x05owner\x126\n" +
 	"\bdeadline\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12\x1a\n" +
 	"\battempts\x18\x04 \x01(\x05R\battempts\x12\x14\n" +
-	"\x05score\x18\x05 \x01(\x05R\x05score\"U\n" +
+	"\x05score\x18\x05 \x01(\x05R\x05score\x12\x14\n" +
+	"\x05cycle\x18\x06 \x01(\x05R\x05cycle\"U\n" +
 	"\x05Claim\x12\x17\n" +
 	"\alead_id\x18\x01 \x01(\tR\x06leadId\x12\x19\n" +
 	"\bevent_id\x18\x02 \x01(\tR\aeventId\x12\x18\n" +
@@ -981,30 +1134,38 @@ var file_leadflow_event_v1_envelope_proto_goTypes = []any{
 	(*CampaignCostRecorded)(nil),         // 11: leadflow.event.v1.CampaignCostRecorded
 	(*ConsentChanged)(nil),               // 12: leadflow.event.v1.ConsentChanged
 	(*LeadErased)(nil),                   // 13: leadflow.event.v1.LeadErased
-	(*LeadScored)(nil),                   // 14: leadflow.event.v1.LeadScored
-	(*LeadQualified)(nil),                // 15: leadflow.event.v1.LeadQualified
-	(*LeadDisqualified)(nil),             // 16: leadflow.event.v1.LeadDisqualified
-	(*ScoringModelProposed)(nil),         // 17: leadflow.event.v1.ScoringModelProposed
-	(*ScoringModelApproved)(nil),         // 18: leadflow.event.v1.ScoringModelApproved
-	(*ScoringModelActivated)(nil),        // 19: leadflow.event.v1.ScoringModelActivated
-	(*ScoringModelRescoreStarted)(nil),   // 20: leadflow.event.v1.ScoringModelRescoreStarted
-	(*ScoringModelRescoreCompleted)(nil), // 21: leadflow.event.v1.ScoringModelRescoreCompleted
-	(*LeadAssigned)(nil),                 // 22: leadflow.event.v1.LeadAssigned
-	(*LeadAccepted)(nil),                 // 23: leadflow.event.v1.LeadAccepted
-	(*LeadRejected)(nil),                 // 24: leadflow.event.v1.LeadRejected
-	(*ContactAttempted)(nil),             // 25: leadflow.event.v1.ContactAttempted
-	(*SLAWarned)(nil),                    // 26: leadflow.event.v1.SLAWarned
-	(*SLABreached)(nil),                  // 27: leadflow.event.v1.SLABreached
-	(*LeadReassigned)(nil),               // 28: leadflow.event.v1.LeadReassigned
-	(*OpportunityCreated)(nil),           // 29: leadflow.event.v1.OpportunityCreated
-	(*DealWon)(nil),                      // 30: leadflow.event.v1.DealWon
-	(*DealLost)(nil),                     // 31: leadflow.event.v1.DealLost
-	(*LeadRecycled)(nil),                 // 32: leadflow.event.v1.LeadRecycled
-	(*NurtureEnrolled)(nil),              // 33: leadflow.event.v1.NurtureEnrolled
-	(*LeadReengaged)(nil),                // 34: leadflow.event.v1.LeadReengaged
-	(*NurtureExited)(nil),                // 35: leadflow.event.v1.NurtureExited
-	(LeadStatus)(0),                      // 36: leadflow.event.v1.LeadStatus
-	(*Owner)(nil),                        // 37: leadflow.event.v1.Owner
+	(*MergeCandidateFound)(nil),          // 14: leadflow.event.v1.MergeCandidateFound
+	(*LeadUnmerged)(nil),                 // 15: leadflow.event.v1.LeadUnmerged
+	(*LeadScored)(nil),                   // 16: leadflow.event.v1.LeadScored
+	(*LeadQualified)(nil),                // 17: leadflow.event.v1.LeadQualified
+	(*LeadDisqualified)(nil),             // 18: leadflow.event.v1.LeadDisqualified
+	(*ScoringModelProposed)(nil),         // 19: leadflow.event.v1.ScoringModelProposed
+	(*ScoringModelApproved)(nil),         // 20: leadflow.event.v1.ScoringModelApproved
+	(*ScoringModelActivated)(nil),        // 21: leadflow.event.v1.ScoringModelActivated
+	(*ScoringModelRescoreStarted)(nil),   // 22: leadflow.event.v1.ScoringModelRescoreStarted
+	(*ScoringModelRescoreCompleted)(nil), // 23: leadflow.event.v1.ScoringModelRescoreCompleted
+	(*LeadAssigned)(nil),                 // 24: leadflow.event.v1.LeadAssigned
+	(*LeadAccepted)(nil),                 // 25: leadflow.event.v1.LeadAccepted
+	(*LeadRejected)(nil),                 // 26: leadflow.event.v1.LeadRejected
+	(*ContactAttempted)(nil),             // 27: leadflow.event.v1.ContactAttempted
+	(*SLAWarned)(nil),                    // 28: leadflow.event.v1.SLAWarned
+	(*SLABreached)(nil),                  // 29: leadflow.event.v1.SLABreached
+	(*LeadReassigned)(nil),               // 30: leadflow.event.v1.LeadReassigned
+	(*OpportunityCreated)(nil),           // 31: leadflow.event.v1.OpportunityCreated
+	(*DealWon)(nil),                      // 32: leadflow.event.v1.DealWon
+	(*DealLost)(nil),                     // 33: leadflow.event.v1.DealLost
+	(*LeadQueued)(nil),                   // 34: leadflow.event.v1.LeadQueued
+	(*OpportunityStageChanged)(nil),      // 35: leadflow.event.v1.OpportunityStageChanged
+	(*RoutingChanged)(nil),               // 36: leadflow.event.v1.RoutingChanged
+	(*PoolTurnTaken)(nil),                // 37: leadflow.event.v1.PoolTurnTaken
+	(*MarketingTargetSet)(nil),           // 38: leadflow.event.v1.MarketingTargetSet
+	(*LeadRecycled)(nil),                 // 39: leadflow.event.v1.LeadRecycled
+	(*NurtureEnrolled)(nil),              // 40: leadflow.event.v1.NurtureEnrolled
+	(*LeadReengaged)(nil),                // 41: leadflow.event.v1.LeadReengaged
+	(*NurtureExited)(nil),                // 42: leadflow.event.v1.NurtureExited
+	(*NurtureProgramChanged)(nil),        // 43: leadflow.event.v1.NurtureProgramChanged
+	(LeadStatus)(0),                      // 44: leadflow.event.v1.LeadStatus
+	(*Owner)(nil),                        // 45: leadflow.event.v1.Owner
 }
 var file_leadflow_event_v1_envelope_proto_depIdxs = []int32{
 	4,  // 0: leadflow.event.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
@@ -1020,36 +1181,44 @@ var file_leadflow_event_v1_envelope_proto_depIdxs = []int32{
 	11, // 10: leadflow.event.v1.Event.campaign_cost_recorded:type_name -> leadflow.event.v1.CampaignCostRecorded
 	12, // 11: leadflow.event.v1.Event.consent_changed:type_name -> leadflow.event.v1.ConsentChanged
 	13, // 12: leadflow.event.v1.Event.lead_erased:type_name -> leadflow.event.v1.LeadErased
-	14, // 13: leadflow.event.v1.Event.lead_scored:type_name -> leadflow.event.v1.LeadScored
-	15, // 14: leadflow.event.v1.Event.lead_qualified:type_name -> leadflow.event.v1.LeadQualified
-	16, // 15: leadflow.event.v1.Event.lead_disqualified:type_name -> leadflow.event.v1.LeadDisqualified
-	17, // 16: leadflow.event.v1.Event.scoring_model_proposed:type_name -> leadflow.event.v1.ScoringModelProposed
-	18, // 17: leadflow.event.v1.Event.scoring_model_approved:type_name -> leadflow.event.v1.ScoringModelApproved
-	19, // 18: leadflow.event.v1.Event.scoring_model_activated:type_name -> leadflow.event.v1.ScoringModelActivated
-	20, // 19: leadflow.event.v1.Event.scoring_model_rescore_started:type_name -> leadflow.event.v1.ScoringModelRescoreStarted
-	21, // 20: leadflow.event.v1.Event.scoring_model_rescore_completed:type_name -> leadflow.event.v1.ScoringModelRescoreCompleted
-	22, // 21: leadflow.event.v1.Event.lead_assigned:type_name -> leadflow.event.v1.LeadAssigned
-	23, // 22: leadflow.event.v1.Event.lead_accepted:type_name -> leadflow.event.v1.LeadAccepted
-	24, // 23: leadflow.event.v1.Event.lead_rejected:type_name -> leadflow.event.v1.LeadRejected
-	25, // 24: leadflow.event.v1.Event.contact_attempted:type_name -> leadflow.event.v1.ContactAttempted
-	26, // 25: leadflow.event.v1.Event.sla_warned:type_name -> leadflow.event.v1.SLAWarned
-	27, // 26: leadflow.event.v1.Event.sla_breached:type_name -> leadflow.event.v1.SLABreached
-	28, // 27: leadflow.event.v1.Event.lead_reassigned:type_name -> leadflow.event.v1.LeadReassigned
-	29, // 28: leadflow.event.v1.Event.opportunity_created:type_name -> leadflow.event.v1.OpportunityCreated
-	30, // 29: leadflow.event.v1.Event.deal_won:type_name -> leadflow.event.v1.DealWon
-	31, // 30: leadflow.event.v1.Event.deal_lost:type_name -> leadflow.event.v1.DealLost
-	32, // 31: leadflow.event.v1.Event.lead_recycled:type_name -> leadflow.event.v1.LeadRecycled
-	33, // 32: leadflow.event.v1.Event.nurture_enrolled:type_name -> leadflow.event.v1.NurtureEnrolled
-	34, // 33: leadflow.event.v1.Event.lead_reengaged:type_name -> leadflow.event.v1.LeadReengaged
-	35, // 34: leadflow.event.v1.Event.nurture_exited:type_name -> leadflow.event.v1.NurtureExited
-	36, // 35: leadflow.event.v1.Lifecycle.status:type_name -> leadflow.event.v1.LeadStatus
-	37, // 36: leadflow.event.v1.Lifecycle.owner:type_name -> leadflow.event.v1.Owner
-	4,  // 37: leadflow.event.v1.Lifecycle.deadline:type_name -> google.protobuf.Timestamp
-	38, // [38:38] is the sub-list for method output_type
-	38, // [38:38] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	14, // 13: leadflow.event.v1.Event.merge_candidate_found:type_name -> leadflow.event.v1.MergeCandidateFound
+	15, // 14: leadflow.event.v1.Event.lead_unmerged:type_name -> leadflow.event.v1.LeadUnmerged
+	16, // 15: leadflow.event.v1.Event.lead_scored:type_name -> leadflow.event.v1.LeadScored
+	17, // 16: leadflow.event.v1.Event.lead_qualified:type_name -> leadflow.event.v1.LeadQualified
+	18, // 17: leadflow.event.v1.Event.lead_disqualified:type_name -> leadflow.event.v1.LeadDisqualified
+	19, // 18: leadflow.event.v1.Event.scoring_model_proposed:type_name -> leadflow.event.v1.ScoringModelProposed
+	20, // 19: leadflow.event.v1.Event.scoring_model_approved:type_name -> leadflow.event.v1.ScoringModelApproved
+	21, // 20: leadflow.event.v1.Event.scoring_model_activated:type_name -> leadflow.event.v1.ScoringModelActivated
+	22, // 21: leadflow.event.v1.Event.scoring_model_rescore_started:type_name -> leadflow.event.v1.ScoringModelRescoreStarted
+	23, // 22: leadflow.event.v1.Event.scoring_model_rescore_completed:type_name -> leadflow.event.v1.ScoringModelRescoreCompleted
+	24, // 23: leadflow.event.v1.Event.lead_assigned:type_name -> leadflow.event.v1.LeadAssigned
+	25, // 24: leadflow.event.v1.Event.lead_accepted:type_name -> leadflow.event.v1.LeadAccepted
+	26, // 25: leadflow.event.v1.Event.lead_rejected:type_name -> leadflow.event.v1.LeadRejected
+	27, // 26: leadflow.event.v1.Event.contact_attempted:type_name -> leadflow.event.v1.ContactAttempted
+	28, // 27: leadflow.event.v1.Event.sla_warned:type_name -> leadflow.event.v1.SLAWarned
+	29, // 28: leadflow.event.v1.Event.sla_breached:type_name -> leadflow.event.v1.SLABreached
+	30, // 29: leadflow.event.v1.Event.lead_reassigned:type_name -> leadflow.event.v1.LeadReassigned
+	31, // 30: leadflow.event.v1.Event.opportunity_created:type_name -> leadflow.event.v1.OpportunityCreated
+	32, // 31: leadflow.event.v1.Event.deal_won:type_name -> leadflow.event.v1.DealWon
+	33, // 32: leadflow.event.v1.Event.deal_lost:type_name -> leadflow.event.v1.DealLost
+	34, // 33: leadflow.event.v1.Event.lead_queued:type_name -> leadflow.event.v1.LeadQueued
+	35, // 34: leadflow.event.v1.Event.opportunity_stage_changed:type_name -> leadflow.event.v1.OpportunityStageChanged
+	36, // 35: leadflow.event.v1.Event.routing_changed:type_name -> leadflow.event.v1.RoutingChanged
+	37, // 36: leadflow.event.v1.Event.pool_turn_taken:type_name -> leadflow.event.v1.PoolTurnTaken
+	38, // 37: leadflow.event.v1.Event.marketing_target_set:type_name -> leadflow.event.v1.MarketingTargetSet
+	39, // 38: leadflow.event.v1.Event.lead_recycled:type_name -> leadflow.event.v1.LeadRecycled
+	40, // 39: leadflow.event.v1.Event.nurture_enrolled:type_name -> leadflow.event.v1.NurtureEnrolled
+	41, // 40: leadflow.event.v1.Event.lead_reengaged:type_name -> leadflow.event.v1.LeadReengaged
+	42, // 41: leadflow.event.v1.Event.nurture_exited:type_name -> leadflow.event.v1.NurtureExited
+	43, // 42: leadflow.event.v1.Event.nurture_program_changed:type_name -> leadflow.event.v1.NurtureProgramChanged
+	44, // 43: leadflow.event.v1.Lifecycle.status:type_name -> leadflow.event.v1.LeadStatus
+	45, // 44: leadflow.event.v1.Lifecycle.owner:type_name -> leadflow.event.v1.Owner
+	4,  // 45: leadflow.event.v1.Lifecycle.deadline:type_name -> google.protobuf.Timestamp
+	46, // [46:46] is the sub-list for method output_type
+	46, // [46:46] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_event_v1_envelope_proto_init() }
@@ -1071,6 +1240,8 @@ func file_leadflow_event_v1_envelope_proto_init() {
 		(*Event_CampaignCostRecorded)(nil),
 		(*Event_ConsentChanged)(nil),
 		(*Event_LeadErased)(nil),
+		(*Event_MergeCandidateFound)(nil),
+		(*Event_LeadUnmerged)(nil),
 		(*Event_LeadScored)(nil),
 		(*Event_LeadQualified)(nil),
 		(*Event_LeadDisqualified)(nil),
@@ -1089,10 +1260,16 @@ func file_leadflow_event_v1_envelope_proto_init() {
 		(*Event_OpportunityCreated)(nil),
 		(*Event_DealWon)(nil),
 		(*Event_DealLost)(nil),
+		(*Event_LeadQueued)(nil),
+		(*Event_OpportunityStageChanged)(nil),
+		(*Event_RoutingChanged)(nil),
+		(*Event_PoolTurnTaken)(nil),
+		(*Event_MarketingTargetSet)(nil),
 		(*Event_LeadRecycled)(nil),
 		(*Event_NurtureEnrolled)(nil),
 		(*Event_LeadReengaged)(nil),
 		(*Event_NurtureExited)(nil),
+		(*Event_NurtureProgramChanged)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -9,6 +9,7 @@ package eventv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -34,6 +35,8 @@ const (
 	RejectReason_REJECT_REASON_UNREACHABLE       RejectReason = 5
 	RejectReason_REJECT_REASON_BAD_DATA          RejectReason = 6
 	RejectReason_REJECT_REASON_OTHER             RejectReason = 7
+	RejectReason_REJECT_REASON_NOT_A_FIT         RejectReason = 8
+	RejectReason_REJECT_REASON_DUPLICATE         RejectReason = 9
 )
 
 // Enum value maps for RejectReason.
@@ -47,6 +50,8 @@ var (
 		5: "REJECT_REASON_UNREACHABLE",
 		6: "REJECT_REASON_BAD_DATA",
 		7: "REJECT_REASON_OTHER",
+		8: "REJECT_REASON_NOT_A_FIT",
+		9: "REJECT_REASON_DUPLICATE",
 	}
 	RejectReason_value = map[string]int32{
 		"REJECT_REASON_UNSPECIFIED":       0,
@@ -57,6 +62,8 @@ var (
 		"REJECT_REASON_UNREACHABLE":       5,
 		"REJECT_REASON_BAD_DATA":          6,
 		"REJECT_REASON_OTHER":             7,
+		"REJECT_REASON_NOT_A_FIT":         8,
+		"REJECT_REASON_DUPLICATE":         9,
 	}
 )
 
@@ -264,6 +271,307 @@ func (SLAKind) EnumDescriptor() ([]byte, []int) {
 	return file_leadflow_event_v1_handoff_proto_rawDescGZIP(), []int{3}
 }
 
+// SLAEscalation is what happens on a breach.
+type SLAEscalation int32
+
+const (
+	SLAEscalation_SLA_ESCALATION_UNSPECIFIED SLAEscalation = 0
+	// SLA_ESCALATION_NONE: recorded only (nobody to escalate to).
+	SLAEscalation_SLA_ESCALATION_NONE SLAEscalation = 1
+	// SLA_ESCALATION_NEXT_REP: reassigned to the next rep of the pool.
+	SLAEscalation_SLA_ESCALATION_NEXT_REP SLAEscalation = 2
+	// SLA_ESCALATION_MANAGER: reassigned to the team manager.
+	SLAEscalation_SLA_ESCALATION_MANAGER SLAEscalation = 3
+	// SLA_ESCALATION_RECYCLE: attempts exhausted, back to nurture.
+	SLAEscalation_SLA_ESCALATION_RECYCLE SLAEscalation = 4
+	// SLA_ESCALATION_REQUEUE: still no rep; queued again with a new deadline.
+	SLAEscalation_SLA_ESCALATION_REQUEUE SLAEscalation = 5
+)
+
+// Enum value maps for SLAEscalation.
+var (
+	SLAEscalation_name = map[int32]string{
+		0: "SLA_ESCALATION_UNSPECIFIED",
+		1: "SLA_ESCALATION_NONE",
+		2: "SLA_ESCALATION_NEXT_REP",
+		3: "SLA_ESCALATION_MANAGER",
+		4: "SLA_ESCALATION_RECYCLE",
+		5: "SLA_ESCALATION_REQUEUE",
+	}
+	SLAEscalation_value = map[string]int32{
+		"SLA_ESCALATION_UNSPECIFIED": 0,
+		"SLA_ESCALATION_NONE":        1,
+		"SLA_ESCALATION_NEXT_REP":    2,
+		"SLA_ESCALATION_MANAGER":     3,
+		"SLA_ESCALATION_RECYCLE":     4,
+		"SLA_ESCALATION_REQUEUE":     5,
+	}
+)
+
+func (x SLAEscalation) Enum() *SLAEscalation {
+	p := new(SLAEscalation)
+	*p = x
+	return p
+}
+
+func (x SLAEscalation) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SLAEscalation) Descriptor() protoreflect.EnumDescriptor {
+	return file_leadflow_event_v1_handoff_proto_enumTypes[4].Descriptor()
+}
+
+func (SLAEscalation) Type() protoreflect.EnumType {
+	return &file_leadflow_event_v1_handoff_proto_enumTypes[4]
+}
+
+func (x SLAEscalation) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SLAEscalation.Descriptor instead.
+func (SLAEscalation) EnumDescriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_handoff_proto_rawDescGZIP(), []int{4}
+}
+
+// ReassignCause says why a lead changed hands.
+type ReassignCause int32
+
+const (
+	ReassignCause_REASSIGN_CAUSE_UNSPECIFIED ReassignCause = 0
+	// REASSIGN_CAUSE_MANUAL: a person moved it.
+	ReassignCause_REASSIGN_CAUSE_MANUAL ReassignCause = 1
+	// REASSIGN_CAUSE_ESCALATION: an SLA breach moved it.
+	ReassignCause_REASSIGN_CAUSE_ESCALATION ReassignCause = 2
+)
+
+// Enum value maps for ReassignCause.
+var (
+	ReassignCause_name = map[int32]string{
+		0: "REASSIGN_CAUSE_UNSPECIFIED",
+		1: "REASSIGN_CAUSE_MANUAL",
+		2: "REASSIGN_CAUSE_ESCALATION",
+	}
+	ReassignCause_value = map[string]int32{
+		"REASSIGN_CAUSE_UNSPECIFIED": 0,
+		"REASSIGN_CAUSE_MANUAL":      1,
+		"REASSIGN_CAUSE_ESCALATION":  2,
+	}
+)
+
+func (x ReassignCause) Enum() *ReassignCause {
+	p := new(ReassignCause)
+	*p = x
+	return p
+}
+
+func (x ReassignCause) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReassignCause) Descriptor() protoreflect.EnumDescriptor {
+	return file_leadflow_event_v1_handoff_proto_enumTypes[5].Descriptor()
+}
+
+func (ReassignCause) Type() protoreflect.EnumType {
+	return &file_leadflow_event_v1_handoff_proto_enumTypes[5]
+}
+
+func (x ReassignCause) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReassignCause.Descriptor instead.
+func (ReassignCause) EnumDescriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_handoff_proto_rawDescGZIP(), []int{5}
+}
+
+// CandidateOutcome is what routing made of one rep.
+type CandidateOutcome int32
+
+const (
+	CandidateOutcome_CANDIDATE_OUTCOME_UNSPECIFIED CandidateOutcome = 0
+	CandidateOutcome_CANDIDATE_OUTCOME_CHOSEN      CandidateOutcome = 1
+	// CANDIDATE_OUTCOME_NOT_NEXT: available, but another rep was due first.
+	CandidateOutcome_CANDIDATE_OUTCOME_NOT_NEXT              CandidateOutcome = 2
+	CandidateOutcome_CANDIDATE_OUTCOME_AT_CAPACITY           CandidateOutcome = 3
+	CandidateOutcome_CANDIDATE_OUTCOME_OUT_OF_OFFICE         CandidateOutcome = 4
+	CandidateOutcome_CANDIDATE_OUTCOME_OUTSIDE_WORKING_HOURS CandidateOutcome = 5
+	CandidateOutcome_CANDIDATE_OUTCOME_INACTIVE              CandidateOutcome = 6
+	// CANDIDATE_OUTCOME_PRIOR_OWNER: held the lead before in this journey.
+	CandidateOutcome_CANDIDATE_OUTCOME_PRIOR_OWNER CandidateOutcome = 7
+	CandidateOutcome_CANDIDATE_OUTCOME_UNKNOWN_REP CandidateOutcome = 8
+)
+
+// Enum value maps for CandidateOutcome.
+var (
+	CandidateOutcome_name = map[int32]string{
+		0: "CANDIDATE_OUTCOME_UNSPECIFIED",
+		1: "CANDIDATE_OUTCOME_CHOSEN",
+		2: "CANDIDATE_OUTCOME_NOT_NEXT",
+		3: "CANDIDATE_OUTCOME_AT_CAPACITY",
+		4: "CANDIDATE_OUTCOME_OUT_OF_OFFICE",
+		5: "CANDIDATE_OUTCOME_OUTSIDE_WORKING_HOURS",
+		6: "CANDIDATE_OUTCOME_INACTIVE",
+		7: "CANDIDATE_OUTCOME_PRIOR_OWNER",
+		8: "CANDIDATE_OUTCOME_UNKNOWN_REP",
+	}
+	CandidateOutcome_value = map[string]int32{
+		"CANDIDATE_OUTCOME_UNSPECIFIED":           0,
+		"CANDIDATE_OUTCOME_CHOSEN":                1,
+		"CANDIDATE_OUTCOME_NOT_NEXT":              2,
+		"CANDIDATE_OUTCOME_AT_CAPACITY":           3,
+		"CANDIDATE_OUTCOME_OUT_OF_OFFICE":         4,
+		"CANDIDATE_OUTCOME_OUTSIDE_WORKING_HOURS": 5,
+		"CANDIDATE_OUTCOME_INACTIVE":              6,
+		"CANDIDATE_OUTCOME_PRIOR_OWNER":           7,
+		"CANDIDATE_OUTCOME_UNKNOWN_REP":           8,
+	}
+)
+
+func (x CandidateOutcome) Enum() *CandidateOutcome {
+	p := new(CandidateOutcome)
+	*p = x
+	return p
+}
+
+func (x CandidateOutcome) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CandidateOutcome) Descriptor() protoreflect.EnumDescriptor {
+	return file_leadflow_event_v1_handoff_proto_enumTypes[6].Descriptor()
+}
+
+func (CandidateOutcome) Type() protoreflect.EnumType {
+	return &file_leadflow_event_v1_handoff_proto_enumTypes[6]
+}
+
+func (x CandidateOutcome) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CandidateOutcome.Descriptor instead.
+func (CandidateOutcome) EnumDescriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_handoff_proto_rawDescGZIP(), []int{6}
+}
+
+// Weekday is a day of the week.
+type Weekday int32
+
+const (
+	Weekday_WEEKDAY_UNSPECIFIED Weekday = 0
+	Weekday_WEEKDAY_MONDAY      Weekday = 1
+	Weekday_WEEKDAY_TUESDAY     Weekday = 2
+	Weekday_WEEKDAY_WEDNESDAY   Weekday = 3
+	Weekday_WEEKDAY_THURSDAY    Weekday = 4
+	Weekday_WEEKDAY_FRIDAY      Weekday = 5
+	Weekday_WEEKDAY_SATURDAY    Weekday = 6
+	Weekday_WEEKDAY_SUNDAY      Weekday = 7
+)
+
+// Enum value maps for Weekday.
+var (
+	Weekday_name = map[int32]string{
+		0: "WEEKDAY_UNSPECIFIED",
+		1: "WEEKDAY_MONDAY",
+		2: "WEEKDAY_TUESDAY",
+		3: "WEEKDAY_WEDNESDAY",
+		4: "WEEKDAY_THURSDAY",
+		5: "WEEKDAY_FRIDAY",
+		6: "WEEKDAY_SATURDAY",
+		7: "WEEKDAY_SUNDAY",
+	}
+	Weekday_value = map[string]int32{
+		"WEEKDAY_UNSPECIFIED": 0,
+		"WEEKDAY_MONDAY":      1,
+		"WEEKDAY_TUESDAY":     2,
+		"WEEKDAY_WEDNESDAY":   3,
+		"WEEKDAY_THURSDAY":    4,
+		"WEEKDAY_FRIDAY":      5,
+		"WEEKDAY_SATURDAY":    6,
+		"WEEKDAY_SUNDAY":      7,
+	}
+)
+
+func (x Weekday) Enum() *Weekday {
+	p := new(Weekday)
+	*p = x
+	return p
+}
+
+func (x Weekday) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Weekday) Descriptor() protoreflect.EnumDescriptor {
+	return file_leadflow_event_v1_handoff_proto_enumTypes[7].Descriptor()
+}
+
+func (Weekday) Type() protoreflect.EnumType {
+	return &file_leadflow_event_v1_handoff_proto_enumTypes[7]
+}
+
+func (x Weekday) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Weekday.Descriptor instead.
+func (Weekday) EnumDescriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_handoff_proto_rawDescGZIP(), []int{7}
+}
+
+// TimerPhase is which moment of an SLA step a timer is for.
+type TimerPhase int32
+
+const (
+	TimerPhase_TIMER_PHASE_UNSPECIFIED TimerPhase = 0
+	TimerPhase_TIMER_PHASE_WARN        TimerPhase = 1
+	TimerPhase_TIMER_PHASE_DUE         TimerPhase = 2
+)
+
+// Enum value maps for TimerPhase.
+var (
+	TimerPhase_name = map[int32]string{
+		0: "TIMER_PHASE_UNSPECIFIED",
+		1: "TIMER_PHASE_WARN",
+		2: "TIMER_PHASE_DUE",
+	}
+	TimerPhase_value = map[string]int32{
+		"TIMER_PHASE_UNSPECIFIED": 0,
+		"TIMER_PHASE_WARN":        1,
+		"TIMER_PHASE_DUE":         2,
+	}
+)
+
+func (x TimerPhase) Enum() *TimerPhase {
+	p := new(TimerPhase)
+	*p = x
+	return p
+}
+
+func (x TimerPhase) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TimerPhase) Descriptor() protoreflect.EnumDescriptor {
+	return file_leadflow_event_v1_handoff_proto_enumTypes[8].Descriptor()
+}
+
+func (TimerPhase) Type() protoreflect.EnumType {
+	return &file_leadflow_event_v1_handoff_proto_enumTypes[8]
+}
+
+func (x TimerPhase) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TimerPhase.Descriptor instead.
+func (TimerPhase) EnumDescriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_handoff_proto_rawDescGZIP(), []int{8}
+}
+
 // LeadAssigned is a routing decision.
 type LeadAssigned struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -271,8 +579,19 @@ type LeadAssigned struct {
 	// rule names the routing rule that chose the owner.
 	Rule string `protobuf:"bytes,2,opt,name=rule,proto3" json:"rule,omitempty"`
 	// account_id is the matched account, if lead-to-account matching hit.
-	AccountId     string                 `protobuf:"bytes,3,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
-	AcceptBy      *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=accept_by,json=acceptBy,proto3" json:"accept_by,omitempty"`
+	AccountId string                 `protobuf:"bytes,3,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	AcceptBy  *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=accept_by,json=acceptBy,proto3" json:"accept_by,omitempty"`
+	// decision is how routing chose the owner: the rule that matched, every
+	// rep considered and why each was skipped, and the routing version.
+	// Kept forever with the lead.
+	Decision *RoutingDecision `protobuf:"bytes,5,opt,name=decision,proto3" json:"decision,omitempty"`
+	// segment is the segment the lead was routed in; it selects the SLA
+	// policy and the marketing targets the lead counts toward.
+	Segment string `protobuf:"bytes,6,opt,name=segment,proto3" json:"segment,omitempty"`
+	// warn_at is when SLAWarned fires if the lead is still not accepted.
+	WarnAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=warn_at,json=warnAt,proto3" json:"warn_at,omitempty"`
+	// sla is the policy accept_by and later deadlines come from.
+	Sla           *SLAPolicy `protobuf:"bytes,8,opt,name=sla,proto3" json:"sla,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -335,11 +654,53 @@ func (x *LeadAssigned) GetAcceptBy() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *LeadAssigned) GetDecision() *RoutingDecision {
+	if x != nil {
+		return x.Decision
+	}
+	return nil
+}
+
+func (x *LeadAssigned) GetSegment() string {
+	if x != nil {
+		return x.Segment
+	}
+	return ""
+}
+
+func (x *LeadAssigned) GetWarnAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WarnAt
+	}
+	return nil
+}
+
+func (x *LeadAssigned) GetSla() *SLAPolicy {
+	if x != nil {
+		return x.Sla
+	}
+	return nil
+}
+
 // LeadAccepted is the rep taking the lead.
 type LeadAccepted struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RepId         string                 `protobuf:"bytes,1,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
-	ContactBy     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=contact_by,json=contactBy,proto3" json:"contact_by,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	RepId string                 `protobuf:"bytes,1,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
+	// contact_by is when the first contact attempt is due.
+	ContactBy *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=contact_by,json=contactBy,proto3" json:"contact_by,omitempty"`
+	// accept_by was the acceptance deadline; within_sla says it was met.
+	AcceptBy  *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=accept_by,json=acceptBy,proto3" json:"accept_by,omitempty"`
+	WithinSla bool                   `protobuf:"varint,4,opt,name=within_sla,json=withinSla,proto3" json:"within_sla,omitempty"`
+	// contact_warn_at is when SLAWarned fires if no attempt was made yet.
+	ContactWarnAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=contact_warn_at,json=contactWarnAt,proto3" json:"contact_warn_at,omitempty"`
+	// By attempts_due_at the rep has made at least min_attempts attempts,
+	// or reached the lead; if not, the SLA is breached, and if the attempts
+	// were made without reaching anyone the lead goes back to nurture.
+	AttemptsDueAt  *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=attempts_due_at,json=attemptsDueAt,proto3" json:"attempts_due_at,omitempty"`
+	MinAttempts    int32                  `protobuf:"varint,7,opt,name=min_attempts,json=minAttempts,proto3" json:"min_attempts,omitempty"`
+	AttemptsWarnAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=attempts_warn_at,json=attemptsWarnAt,proto3" json:"attempts_warn_at,omitempty"`
+	// segment is the lead's routing segment, repeated for the read side.
+	Segment       string `protobuf:"bytes,9,opt,name=segment,proto3" json:"segment,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -388,12 +749,63 @@ func (x *LeadAccepted) GetContactBy() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *LeadAccepted) GetAcceptBy() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AcceptBy
+	}
+	return nil
+}
+
+func (x *LeadAccepted) GetWithinSla() bool {
+	if x != nil {
+		return x.WithinSla
+	}
+	return false
+}
+
+func (x *LeadAccepted) GetContactWarnAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ContactWarnAt
+	}
+	return nil
+}
+
+func (x *LeadAccepted) GetAttemptsDueAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AttemptsDueAt
+	}
+	return nil
+}
+
+func (x *LeadAccepted) GetMinAttempts() int32 {
+	if x != nil {
+		return x.MinAttempts
+	}
+	return 0
+}
+
+func (x *LeadAccepted) GetAttemptsWarnAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AttemptsWarnAt
+	}
+	return nil
+}
+
+func (x *LeadAccepted) GetSegment() string {
+	if x != nil {
+		return x.Segment
+	}
+	return ""
+}
+
 // LeadRejected is sales turning a lead down; it goes back to nurture.
 type LeadRejected struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RepId         string                 `protobuf:"bytes,1,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
-	Reason        RejectReason           `protobuf:"varint,2,opt,name=reason,proto3,enum=leadflow.event.v1.RejectReason" json:"reason,omitempty"`
-	Note          string                 `protobuf:"bytes,3,opt,name=note,proto3" json:"note,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	RepId  string                 `protobuf:"bytes,1,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
+	Reason RejectReason           `protobuf:"varint,2,opt,name=reason,proto3,enum=leadflow.event.v1.RejectReason" json:"reason,omitempty"`
+	// note is the rep's free text; it must hold no personal data.
+	Note          string `protobuf:"bytes,3,opt,name=note,proto3" json:"note,omitempty"`
+	Segment       string `protobuf:"bytes,4,opt,name=segment,proto3" json:"segment,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -449,13 +861,23 @@ func (x *LeadRejected) GetNote() string {
 	return ""
 }
 
+func (x *LeadRejected) GetSegment() string {
+	if x != nil {
+		return x.Segment
+	}
+	return ""
+}
+
 // ContactAttempted is one attempt by the rep to reach the lead.
 type ContactAttempted struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RepId         string                 `protobuf:"bytes,1,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
-	Channel       ContactChannel         `protobuf:"varint,2,opt,name=channel,proto3,enum=leadflow.event.v1.ContactChannel" json:"channel,omitempty"`
-	Outcome       ContactOutcome         `protobuf:"varint,3,opt,name=outcome,proto3,enum=leadflow.event.v1.ContactOutcome" json:"outcome,omitempty"`
-	Attempt       int32                  `protobuf:"varint,4,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	RepId   string                 `protobuf:"bytes,1,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
+	Channel ContactChannel         `protobuf:"varint,2,opt,name=channel,proto3,enum=leadflow.event.v1.ContactChannel" json:"channel,omitempty"`
+	Outcome ContactOutcome         `protobuf:"varint,3,opt,name=outcome,proto3,enum=leadflow.event.v1.ContactOutcome" json:"outcome,omitempty"`
+	Attempt int32                  `protobuf:"varint,4,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// within_sla says the first attempt came before the contact deadline
+	// (set on the first attempt only).
+	WithinSla     bool `protobuf:"varint,5,opt,name=within_sla,json=withinSla,proto3" json:"within_sla,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -518,12 +940,23 @@ func (x *ContactAttempted) GetAttempt() int32 {
 	return 0
 }
 
+func (x *ContactAttempted) GetWithinSla() bool {
+	if x != nil {
+		return x.WithinSla
+	}
+	return false
+}
+
 // SLAWarned is an SLA close to its deadline.
 type SLAWarned struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Sla           SLAKind                `protobuf:"varint,1,opt,name=sla,proto3,enum=leadflow.event.v1.SLAKind" json:"sla,omitempty"`
-	Owner         *Owner                 `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`
-	DueAt         *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Sla   SLAKind                `protobuf:"varint,1,opt,name=sla,proto3,enum=leadflow.event.v1.SLAKind" json:"sla,omitempty"`
+	Owner *Owner                 `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`
+	DueAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
+	// step_event_id is the event that started the step the SLA is for
+	// (LeadAssigned, LeadReassigned, LeadAccepted, LeadQueued).
+	StepEventId   string `protobuf:"bytes,4,opt,name=step_event_id,json=stepEventId,proto3" json:"step_event_id,omitempty"`
+	Segment       string `protobuf:"bytes,5,opt,name=segment,proto3" json:"segment,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -579,12 +1012,30 @@ func (x *SLAWarned) GetDueAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *SLAWarned) GetStepEventId() string {
+	if x != nil {
+		return x.StepEventId
+	}
+	return ""
+}
+
+func (x *SLAWarned) GetSegment() string {
+	if x != nil {
+		return x.Segment
+	}
+	return ""
+}
+
 // SLABreached is an SLA past its deadline.
 type SLABreached struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Sla           SLAKind                `protobuf:"varint,1,opt,name=sla,proto3,enum=leadflow.event.v1.SLAKind" json:"sla,omitempty"`
-	Owner         *Owner                 `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`
-	DueAt         *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Sla         SLAKind                `protobuf:"varint,1,opt,name=sla,proto3,enum=leadflow.event.v1.SLAKind" json:"sla,omitempty"`
+	Owner       *Owner                 `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`
+	DueAt       *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
+	StepEventId string                 `protobuf:"bytes,4,opt,name=step_event_id,json=stepEventId,proto3" json:"step_event_id,omitempty"`
+	// escalation is what the breach leads to, by the segment's policy.
+	Escalation    SLAEscalation `protobuf:"varint,5,opt,name=escalation,proto3,enum=leadflow.event.v1.SLAEscalation" json:"escalation,omitempty"`
+	Segment       string        `protobuf:"bytes,6,opt,name=segment,proto3" json:"segment,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -640,12 +1091,42 @@ func (x *SLABreached) GetDueAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *SLABreached) GetStepEventId() string {
+	if x != nil {
+		return x.StepEventId
+	}
+	return ""
+}
+
+func (x *SLABreached) GetEscalation() SLAEscalation {
+	if x != nil {
+		return x.Escalation
+	}
+	return SLAEscalation_SLA_ESCALATION_UNSPECIFIED
+}
+
+func (x *SLABreached) GetSegment() string {
+	if x != nil {
+		return x.Segment
+	}
+	return ""
+}
+
 // LeadReassigned moves a lead to another rep (escalation or manual).
 type LeadReassigned struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	From          *Owner                 `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
-	To            *Owner                 `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
-	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	From   *Owner                 `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
+	To     *Owner                 `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	Reason string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	Cause  ReassignCause          `protobuf:"varint,4,opt,name=cause,proto3,enum=leadflow.event.v1.ReassignCause" json:"cause,omitempty"`
+	// accept_by, warn_at and sla are the new owner's acceptance step, as on
+	// LeadAssigned.
+	AcceptBy *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=accept_by,json=acceptBy,proto3" json:"accept_by,omitempty"`
+	WarnAt   *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=warn_at,json=warnAt,proto3" json:"warn_at,omitempty"`
+	Sla      *SLAPolicy             `protobuf:"bytes,7,opt,name=sla,proto3" json:"sla,omitempty"`
+	// decision is how the new owner was chosen, for an escalation.
+	Decision      *RoutingDecision `protobuf:"bytes,8,opt,name=decision,proto3" json:"decision,omitempty"`
+	Segment       string           `protobuf:"bytes,9,opt,name=segment,proto3" json:"segment,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -701,12 +1182,58 @@ func (x *LeadReassigned) GetReason() string {
 	return ""
 }
 
+func (x *LeadReassigned) GetCause() ReassignCause {
+	if x != nil {
+		return x.Cause
+	}
+	return ReassignCause_REASSIGN_CAUSE_UNSPECIFIED
+}
+
+func (x *LeadReassigned) GetAcceptBy() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AcceptBy
+	}
+	return nil
+}
+
+func (x *LeadReassigned) GetWarnAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WarnAt
+	}
+	return nil
+}
+
+func (x *LeadReassigned) GetSla() *SLAPolicy {
+	if x != nil {
+		return x.Sla
+	}
+	return nil
+}
+
+func (x *LeadReassigned) GetDecision() *RoutingDecision {
+	if x != nil {
+		return x.Decision
+	}
+	return nil
+}
+
+func (x *LeadReassigned) GetSegment() string {
+	if x != nil {
+		return x.Segment
+	}
+	return ""
+}
+
 // OpportunityCreated is the lead converted in the CRM.
 type OpportunityCreated struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	OpportunityId string                 `protobuf:"bytes,1,opt,name=opportunity_id,json=opportunityId,proto3" json:"opportunity_id,omitempty"`
 	Amount        *Money                 `protobuf:"bytes,2,opt,name=amount,proto3" json:"amount,omitempty"`
 	ExpectedClose *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expected_close,json=expectedClose,proto3" json:"expected_close,omitempty"`
+	// stage is the CRM's opportunity stage, e.g. "discovery".
+	Stage         string `protobuf:"bytes,4,opt,name=stage,proto3" json:"stage,omitempty"`
+	RepId         string `protobuf:"bytes,5,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
+	Segment       string `protobuf:"bytes,6,opt,name=segment,proto3" json:"segment,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -762,11 +1289,34 @@ func (x *OpportunityCreated) GetExpectedClose() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *OpportunityCreated) GetStage() string {
+	if x != nil {
+		return x.Stage
+	}
+	return ""
+}
+
+func (x *OpportunityCreated) GetRepId() string {
+	if x != nil {
+		return x.RepId
+	}
+	return ""
+}
+
+func (x *OpportunityCreated) GetSegment() string {
+	if x != nil {
+		return x.Segment
+	}
+	return ""
+}
+
 // DealWon is the opportunity closed won.
 type DealWon struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	OpportunityId string                 `protobuf:"bytes,1,opt,name=opportunity_id,json=opportunityId,proto3" json:"opportunity_id,omitempty"`
 	Amount        *Money                 `protobuf:"bytes,2,opt,name=amount,proto3" json:"amount,omitempty"`
+	RepId         string                 `protobuf:"bytes,3,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
+	Segment       string                 `protobuf:"bytes,4,opt,name=segment,proto3" json:"segment,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -815,11 +1365,27 @@ func (x *DealWon) GetAmount() *Money {
 	return nil
 }
 
+func (x *DealWon) GetRepId() string {
+	if x != nil {
+		return x.RepId
+	}
+	return ""
+}
+
+func (x *DealWon) GetSegment() string {
+	if x != nil {
+		return x.Segment
+	}
+	return ""
+}
+
 // DealLost is the opportunity closed lost.
 type DealLost struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	OpportunityId string                 `protobuf:"bytes,1,opt,name=opportunity_id,json=opportunityId,proto3" json:"opportunity_id,omitempty"`
 	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	RepId         string                 `protobuf:"bytes,3,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
+	Segment       string                 `protobuf:"bytes,4,opt,name=segment,proto3" json:"segment,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -868,52 +1434,2203 @@ func (x *DealLost) GetReason() string {
 	return ""
 }
 
+func (x *DealLost) GetRepId() string {
+	if x != nil {
+		return x.RepId
+	}
+	return ""
+}
+
+func (x *DealLost) GetSegment() string {
+	if x != nil {
+		return x.Segment
+	}
+	return ""
+}
+
+// OpportunityStageChanged is the opportunity moving between CRM stages.
+// It is not a lifecycle transition: the lead stays an OPPORTUNITY.
+type OpportunityStageChanged struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OpportunityId string                 `protobuf:"bytes,1,opt,name=opportunity_id,json=opportunityId,proto3" json:"opportunity_id,omitempty"`
+	FromStage     string                 `protobuf:"bytes,2,opt,name=from_stage,json=fromStage,proto3" json:"from_stage,omitempty"`
+	ToStage       string                 `protobuf:"bytes,3,opt,name=to_stage,json=toStage,proto3" json:"to_stage,omitempty"`
+	// amount is the opportunity's amount after the move, if it changed.
+	Amount        *Money `protobuf:"bytes,4,opt,name=amount,proto3" json:"amount,omitempty"`
+	RepId         string `protobuf:"bytes,5,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpportunityStageChanged) Reset() {
+	*x = OpportunityStageChanged{}
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpportunityStageChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpportunityStageChanged) ProtoMessage() {}
+
+func (x *OpportunityStageChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpportunityStageChanged.ProtoReflect.Descriptor instead.
+func (*OpportunityStageChanged) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_handoff_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *OpportunityStageChanged) GetOpportunityId() string {
+	if x != nil {
+		return x.OpportunityId
+	}
+	return ""
+}
+
+func (x *OpportunityStageChanged) GetFromStage() string {
+	if x != nil {
+		return x.FromStage
+	}
+	return ""
+}
+
+func (x *OpportunityStageChanged) GetToStage() string {
+	if x != nil {
+		return x.ToStage
+	}
+	return ""
+}
+
+func (x *OpportunityStageChanged) GetAmount() *Money {
+	if x != nil {
+		return x.Amount
+	}
+	return nil
+}
+
+func (x *OpportunityStageChanged) GetRepId() string {
+	if x != nil {
+		return x.RepId
+	}
+	return ""
+}
+
+// LeadQueued is a routing decision that found no rep: the lead waits in
+// a named fallback queue until deadline, and routing tries again from
+// retry_at (when a skipped rep returns or starts work, else at an
+// interval) until a rep takes it; past the deadline, once, SLABreached
+// (ROUTE). It is not a lifecycle transition: the lead stays an MQL owned
+// by the routing queue, with the route deadline it got on qualification.
+type LeadQueued struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Queue         string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	Deadline      *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	RetryAt       *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=retry_at,json=retryAt,proto3" json:"retry_at,omitempty"`
+	Decision      *RoutingDecision       `protobuf:"bytes,4,opt,name=decision,proto3" json:"decision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeadQueued) Reset() {
+	*x = LeadQueued{}
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeadQueued) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeadQueued) ProtoMessage() {}
+
+func (x *LeadQueued) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeadQueued.ProtoReflect.Descriptor instead.
+func (*LeadQueued) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_handoff_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *LeadQueued) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *LeadQueued) GetDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
+func (x *LeadQueued) GetRetryAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RetryAt
+	}
+	return nil
+}
+
+func (x *LeadQueued) GetDecision() *RoutingDecision {
+	if x != nil {
+		return x.Decision
+	}
+	return nil
+}
+
+// Candidate is one rep routing considered.
+type Candidate struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	RepId   string                 `protobuf:"bytes,1,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
+	Outcome CandidateOutcome       `protobuf:"varint,2,opt,name=outcome,proto3,enum=leadflow.event.v1.CandidateOutcome" json:"outcome,omitempty"`
+	// detail says more, e.g. "5 of 5 open leads", "back 2026-03-09".
+	Detail string `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	// source is where the rep came from: "account:<id>", "pool:<id>",
+	// "manager:<team>".
+	Source        string `protobuf:"bytes,4,opt,name=source,proto3" json:"source,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Candidate) Reset() {
+	*x = Candidate{}
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Candidate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Candidate) ProtoMessage() {}
+
+func (x *Candidate) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Candidate.ProtoReflect.Descriptor instead.
+func (*Candidate) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_handoff_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Candidate) GetRepId() string {
+	if x != nil {
+		return x.RepId
+	}
+	return ""
+}
+
+func (x *Candidate) GetOutcome() CandidateOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return CandidateOutcome_CANDIDATE_OUTCOME_UNSPECIFIED
+}
+
+func (x *Candidate) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *Candidate) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+// RuleEvaluation is one routing rule tried, in order.
+type RuleEvaluation struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	RuleId  string                 `protobuf:"bytes,1,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	Matched bool                   `protobuf:"varint,2,opt,name=matched,proto3" json:"matched,omitempty"`
+	// reason says why it did not match, e.g. "country BR not in [DE AT CH]".
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RuleEvaluation) Reset() {
+	*x = RuleEvaluation{}
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RuleEvaluation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RuleEvaluation) ProtoMessage() {}
+
+func (x *RuleEvaluation) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RuleEvaluation.ProtoReflect.Descriptor instead.
+func (*RuleEvaluation) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_handoff_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RuleEvaluation) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *RuleEvaluation) GetMatched() bool {
+	if x != nil {
+		return x.Matched
+	}
+	return false
+}
+
+func (x *RuleEvaluation) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// RoutingDecision is the whole of one routing decision.
+type RoutingDecision struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// routing_version is the version of the routing data decided with.
+	RoutingVersion uint32 `protobuf:"varint,1,opt,name=routing_version,json=routingVersion,proto3" json:"routing_version,omitempty"`
+	// rule_id is the rule that matched; "account" when the lead matched an
+	// account and went to its owner; "escalation" for an SLA breach; empty
+	// when none matched.
+	RuleId    string `protobuf:"bytes,2,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	AccountId string `protobuf:"bytes,3,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// account_match says how: "domain <d>", or "company name" (the name
+	// itself is personal data and stays out of the decision).
+	AccountMatch string `protobuf:"bytes,4,opt,name=account_match,json=accountMatch,proto3" json:"account_match,omitempty"`
+	// pool_id is the pool of the rule that matched; for an account lead,
+	// the pool an escalation from the owner goes to.
+	PoolId     string            `protobuf:"bytes,5,opt,name=pool_id,json=poolId,proto3" json:"pool_id,omitempty"`
+	Segment    string            `protobuf:"bytes,6,opt,name=segment,proto3" json:"segment,omitempty"`
+	Rules      []*RuleEvaluation `protobuf:"bytes,7,rep,name=rules,proto3" json:"rules,omitempty"`
+	Candidates []*Candidate      `protobuf:"bytes,8,rep,name=candidates,proto3" json:"candidates,omitempty"`
+	// rep_id is the rep chosen; empty when the lead went to fallback_queue.
+	RepId         string `protobuf:"bytes,9,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
+	FallbackQueue string `protobuf:"bytes,10,opt,name=fallback_queue,json=fallbackQueue,proto3" json:"fallback_queue,omitempty"`
+	// summary says it in one line, for people.
+	Summary       string `protobuf:"bytes,11,opt,name=summary,proto3" json:"summary,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoutingDecision) Reset() {
+	*x = RoutingDecision{}
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoutingDecision) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoutingDecision) ProtoMessage() {}
+
+func (x *RoutingDecision) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoutingDecision.ProtoReflect.Descriptor instead.
+func (*RoutingDecision) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_handoff_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RoutingDecision) GetRoutingVersion() uint32 {
+	if x != nil {
+		return x.RoutingVersion
+	}
+	return 0
+}
+
+func (x *RoutingDecision) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *RoutingDecision) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *RoutingDecision) GetAccountMatch() string {
+	if x != nil {
+		return x.AccountMatch
+	}
+	return ""
+}
+
+func (x *RoutingDecision) GetPoolId() string {
+	if x != nil {
+		return x.PoolId
+	}
+	return ""
+}
+
+func (x *RoutingDecision) GetSegment() string {
+	if x != nil {
+		return x.Segment
+	}
+	return ""
+}
+
+func (x *RoutingDecision) GetRules() []*RuleEvaluation {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+func (x *RoutingDecision) GetCandidates() []*Candidate {
+	if x != nil {
+		return x.Candidates
+	}
+	return nil
+}
+
+func (x *RoutingDecision) GetRepId() string {
+	if x != nil {
+		return x.RepId
+	}
+	return ""
+}
+
+func (x *RoutingDecision) GetFallbackQueue() string {
+	if x != nil {
+		return x.FallbackQueue
+	}
+	return ""
+}
+
+func (x *RoutingDecision) GetSummary() string {
+	if x != nil {
+		return x.Summary
+	}
+	return ""
+}
+
+// PoolTurnTaken is one turn of a pool's weighted round robin (subject
+// model.routing-pool-<pool id>). The pointer is these events: restarts
+// and roster changes resume it instead of resetting it.
+type PoolTurnTaken struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	PoolId string                 `protobuf:"bytes,1,opt,name=pool_id,json=poolId,proto3" json:"pool_id,omitempty"`
+	RepId  string                 `protobuf:"bytes,2,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
+	LeadId string                 `protobuf:"bytes,3,opt,name=lead_id,json=leadId,proto3" json:"lead_id,omitempty"`
+	// cause_id is the event routed (LeadQualified, a fired timer); a
+	// repeated decision for it reuses this turn.
+	CauseId string `protobuf:"bytes,4,opt,name=cause_id,json=causeId,proto3" json:"cause_id,omitempty"`
+	// clock is the pool's virtual time at the turn; pass is the rep's next
+	// virtual start (clock plus the rep's stride, inverse to its weight).
+	Clock          uint64 `protobuf:"varint,5,opt,name=clock,proto3" json:"clock,omitempty"`
+	Pass           uint64 `protobuf:"varint,6,opt,name=pass,proto3" json:"pass,omitempty"`
+	RoutingVersion uint32 `protobuf:"varint,7,opt,name=routing_version,json=routingVersion,proto3" json:"routing_version,omitempty"`
+	// passes is every member's pass after the turn: the whole pointer, so
+	// the pool's last event is all a reader needs.
+	Passes        []*PoolPass `protobuf:"bytes,8,rep,name=passes,proto3" json:"passes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PoolTurnTaken) Reset() {
+	*x = PoolTurnTaken{}
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PoolTurnTaken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PoolTurnTaken) ProtoMessage() {}
+
+func (x *PoolTurnTaken) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PoolTurnTaken.ProtoReflect.Descriptor instead.
+func (*PoolTurnTaken) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_handoff_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *PoolTurnTaken) GetPoolId() string {
+	if x != nil {
+		return x.PoolId
+	}
+	return ""
+}
+
+func (x *PoolTurnTaken) GetRepId() string {
+	if x != nil {
+		return x.RepId
+	}
+	return ""
+}
+
+func (x *PoolTurnTaken) GetLeadId() string {
+	if x != nil {
+		return x.LeadId
+	}
+	return ""
+}
+
+func (x *PoolTurnTaken) GetCauseId() string {
+	if x != nil {
+		return x.CauseId
+	}
+	return ""
+}
+
+func (x *PoolTurnTaken) GetClock() uint64 {
+	if x != nil {
+		return x.Clock
+	}
+	return 0
+}
+
+func (x *PoolTurnTaken) GetPass() uint64 {
+	if x != nil {
+		return x.Pass
+	}
+	return 0
+}
+
+func (x *PoolTurnTaken) GetRoutingVersion() uint32 {
+	if x != nil {
+		return x.RoutingVersion
+	}
+	return 0
+}
+
+func (x *PoolTurnTaken) GetPasses() []*PoolPass {
+	if x != nil {
+		return x.Passes
+	}
+	return nil
+}
+
+// PoolPass is one rep's place in a pool's round robin.
+type PoolPass struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RepId         string                 `protobuf:"bytes,1,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
+	Pass          uint64                 `protobuf:"varint,2,opt,name=pass,proto3" json:"pass,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PoolPass) Reset() {
+	*x = PoolPass{}
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PoolPass) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PoolPass) ProtoMessage() {}
+
+func (x *PoolPass) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PoolPass.ProtoReflect.Descriptor instead.
+func (*PoolPass) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_handoff_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *PoolPass) GetRepId() string {
+	if x != nil {
+		return x.RepId
+	}
+	return ""
+}
+
+func (x *PoolPass) GetPass() uint64 {
+	if x != nil {
+		return x.Pass
+	}
+	return 0
+}
+
+// WorkingDay is one day's working time, start to end ("09:00", "17:30";
+// end "24:00" for midnight).
+type WorkingDay struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Day           Weekday                `protobuf:"varint,1,opt,name=day,proto3,enum=leadflow.event.v1.Weekday" json:"day,omitempty"`
+	Start         string                 `protobuf:"bytes,2,opt,name=start,proto3" json:"start,omitempty"`
+	End           string                 `protobuf:"bytes,3,opt,name=end,proto3" json:"end,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkingDay) Reset() {
+	*x = WorkingDay{}
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkingDay) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkingDay) ProtoMessage() {}
+
+func (x *WorkingDay) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkingDay.ProtoReflect.Descriptor instead.
+func (*WorkingDay) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_handoff_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *WorkingDay) GetDay() Weekday {
+	if x != nil {
+		return x.Day
+	}
+	return Weekday_WEEKDAY_UNSPECIFIED
+}
+
+func (x *WorkingDay) GetStart() string {
+	if x != nil {
+		return x.Start
+	}
+	return ""
+}
+
+func (x *WorkingDay) GetEnd() string {
+	if x != nil {
+		return x.End
+	}
+	return ""
+}
+
+// WorkingHours is a team's week in its time zone (IANA, e.g.
+// "Europe/Berlin"). SLA clocks run only inside it; days not listed are off.
+type WorkingHours struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TimeZone      string                 `protobuf:"bytes,1,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	Days          []*WorkingDay          `protobuf:"bytes,2,rep,name=days,proto3" json:"days,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkingHours) Reset() {
+	*x = WorkingHours{}
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkingHours) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkingHours) ProtoMessage() {}
+
+func (x *WorkingHours) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkingHours.ProtoReflect.Descriptor instead.
+func (*WorkingHours) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_handoff_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *WorkingHours) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
+	}
+	return ""
+}
+
+func (x *WorkingHours) GetDays() []*WorkingDay {
+	if x != nil {
+		return x.Days
+	}
+	return nil
+}
+
+// SalesTeam is a sales team: its working hours and its manager.
+type SalesTeam struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	TeamId string                 `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	Name   string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Hours  *WorkingHours          `protobuf:"bytes,3,opt,name=hours,proto3" json:"hours,omitempty"`
+	// manager_rep_id is the rep that breaches escalate to.
+	ManagerRepId  string `protobuf:"bytes,4,opt,name=manager_rep_id,json=managerRepId,proto3" json:"manager_rep_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SalesTeam) Reset() {
+	*x = SalesTeam{}
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SalesTeam) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SalesTeam) ProtoMessage() {}
+
+func (x *SalesTeam) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SalesTeam.ProtoReflect.Descriptor instead.
+func (*SalesTeam) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_handoff_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *SalesTeam) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *SalesTeam) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SalesTeam) GetHours() *WorkingHours {
+	if x != nil {
+		return x.Hours
+	}
+	return nil
+}
+
+func (x *SalesTeam) GetManagerRepId() string {
+	if x != nil {
+		return x.ManagerRepId
+	}
+	return ""
+}
+
+// Rep is a sales rep.
+type Rep struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	RepId  string                 `protobuf:"bytes,1,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
+	Name   string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	TeamId string                 `protobuf:"bytes,3,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// capacity is the most open leads (ASSIGNED or ACCEPTED) the rep holds.
+	Capacity int32 `protobuf:"varint,4,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	// active is false for a rep who takes no new leads.
+	Active        bool `protobuf:"varint,5,opt,name=active,proto3" json:"active,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Rep) Reset() {
+	*x = Rep{}
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Rep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Rep) ProtoMessage() {}
+
+func (x *Rep) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Rep.ProtoReflect.Descriptor instead.
+func (*Rep) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_handoff_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *Rep) GetRepId() string {
+	if x != nil {
+		return x.RepId
+	}
+	return ""
+}
+
+func (x *Rep) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Rep) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *Rep) GetCapacity() int32 {
+	if x != nil {
+		return x.Capacity
+	}
+	return 0
+}
+
+func (x *Rep) GetActive() bool {
+	if x != nil {
+		return x.Active
+	}
+	return false
+}
+
+// Absence is one out-of-office period, from inclusive, until exclusive.
+type Absence struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	From          *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
+	Until         *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=until,proto3" json:"until,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Absence) Reset() {
+	*x = Absence{}
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Absence) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Absence) ProtoMessage() {}
+
+func (x *Absence) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Absence.ProtoReflect.Descriptor instead.
+func (*Absence) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_handoff_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *Absence) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *Absence) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+// OutOfOffice is a rep's out-of-office periods, replacing earlier ones.
+type OutOfOffice struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RepId         string                 `protobuf:"bytes,1,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
+	Absences      []*Absence             `protobuf:"bytes,2,rep,name=absences,proto3" json:"absences,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OutOfOffice) Reset() {
+	*x = OutOfOffice{}
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OutOfOffice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OutOfOffice) ProtoMessage() {}
+
+func (x *OutOfOffice) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OutOfOffice.ProtoReflect.Descriptor instead.
+func (*OutOfOffice) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_handoff_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *OutOfOffice) GetRepId() string {
+	if x != nil {
+		return x.RepId
+	}
+	return ""
+}
+
+func (x *OutOfOffice) GetAbsences() []*Absence {
+	if x != nil {
+		return x.Absences
+	}
+	return nil
+}
+
+// PoolMember is a rep in a pool with a weight (a rep of weight 2 gets
+// twice the leads of a rep of weight 1).
+type PoolMember struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RepId         string                 `protobuf:"bytes,1,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
+	Weight        uint32                 `protobuf:"varint,2,opt,name=weight,proto3" json:"weight,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PoolMember) Reset() {
+	*x = PoolMember{}
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PoolMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PoolMember) ProtoMessage() {}
+
+func (x *PoolMember) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PoolMember.ProtoReflect.Descriptor instead.
+func (*PoolMember) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_handoff_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *PoolMember) GetRepId() string {
+	if x != nil {
+		return x.RepId
+	}
+	return ""
+}
+
+func (x *PoolMember) GetWeight() uint32 {
+	if x != nil {
+		return x.Weight
+	}
+	return 0
+}
+
+// Pool is a weighted round-robin pool of reps.
+type Pool struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PoolId        string                 `protobuf:"bytes,1,opt,name=pool_id,json=poolId,proto3" json:"pool_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Members       []*PoolMember          `protobuf:"bytes,3,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Pool) Reset() {
+	*x = Pool{}
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Pool) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Pool) ProtoMessage() {}
+
+func (x *Pool) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Pool.ProtoReflect.Descriptor instead.
+func (*Pool) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_handoff_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *Pool) GetPoolId() string {
+	if x != nil {
+		return x.PoolId
+	}
+	return ""
+}
+
+func (x *Pool) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Pool) GetMembers() []*PoolMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+// Account is a company Leadflow matches leads to: by email domain (a
+// subdomain matches its parent), or by company name normalized (case,
+// punctuation and legal suffixes such as Inc, GmbH, Ltd dropped).
+type Account struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Domains       []string               `protobuf:"bytes,3,rep,name=domains,proto3" json:"domains,omitempty"`
+	OwnerRepId    string                 `protobuf:"bytes,4,opt,name=owner_rep_id,json=ownerRepId,proto3" json:"owner_rep_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Account) Reset() {
+	*x = Account{}
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Account) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Account) ProtoMessage() {}
+
+func (x *Account) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Account.ProtoReflect.Descriptor instead.
+func (*Account) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_handoff_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *Account) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *Account) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Account) GetDomains() []string {
+	if x != nil {
+		return x.Domains
+	}
+	return nil
+}
+
+func (x *Account) GetOwnerRepId() string {
+	if x != nil {
+		return x.OwnerRepId
+	}
+	return ""
+}
+
+// Region is a named set of countries (ISO 3166-1 alpha-2).
+type Region struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RegionId      string                 `protobuf:"bytes,1,opt,name=region_id,json=regionId,proto3" json:"region_id,omitempty"`
+	Countries     []string               `protobuf:"bytes,2,rep,name=countries,proto3" json:"countries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Region) Reset() {
+	*x = Region{}
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Region) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Region) ProtoMessage() {}
+
+func (x *Region) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Region.ProtoReflect.Descriptor instead.
+func (*Region) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_handoff_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *Region) GetRegionId() string {
+	if x != nil {
+		return x.RegionId
+	}
+	return ""
+}
+
+func (x *Region) GetCountries() []string {
+	if x != nil {
+		return x.Countries
+	}
+	return nil
+}
+
+// RuleCriteria are a routing rule's conditions; each that is set must
+// hold, a list holds when any value matches.
+type RuleCriteria struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	CountryIn []string               `protobuf:"bytes,1,rep,name=country_in,json=countryIn,proto3" json:"country_in,omitempty"`
+	RegionIn  []string               `protobuf:"bytes,2,rep,name=region_in,json=regionIn,proto3" json:"region_in,omitempty"`
+	// min_employees and max_employees bound company size, inclusive; 0 is open.
+	MinEmployees  int32    `protobuf:"varint,3,opt,name=min_employees,json=minEmployees,proto3" json:"min_employees,omitempty"`
+	MaxEmployees  int32    `protobuf:"varint,4,opt,name=max_employees,json=maxEmployees,proto3" json:"max_employees,omitempty"`
+	IndustryIn    []string `protobuf:"bytes,5,rep,name=industry_in,json=industryIn,proto3" json:"industry_in,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RuleCriteria) Reset() {
+	*x = RuleCriteria{}
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RuleCriteria) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RuleCriteria) ProtoMessage() {}
+
+func (x *RuleCriteria) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RuleCriteria.ProtoReflect.Descriptor instead.
+func (*RuleCriteria) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_handoff_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *RuleCriteria) GetCountryIn() []string {
+	if x != nil {
+		return x.CountryIn
+	}
+	return nil
+}
+
+func (x *RuleCriteria) GetRegionIn() []string {
+	if x != nil {
+		return x.RegionIn
+	}
+	return nil
+}
+
+func (x *RuleCriteria) GetMinEmployees() int32 {
+	if x != nil {
+		return x.MinEmployees
+	}
+	return 0
+}
+
+func (x *RuleCriteria) GetMaxEmployees() int32 {
+	if x != nil {
+		return x.MaxEmployees
+	}
+	return 0
+}
+
+func (x *RuleCriteria) GetIndustryIn() []string {
+	if x != nil {
+		return x.IndustryIn
+	}
+	return nil
+}
+
+// RoutingRule sends matching leads to a pool, in a segment.
+type RoutingRule struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RuleId        string                 `protobuf:"bytes,1,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	Description   string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	When          *RuleCriteria          `protobuf:"bytes,3,opt,name=when,proto3" json:"when,omitempty"`
+	Segment       string                 `protobuf:"bytes,4,opt,name=segment,proto3" json:"segment,omitempty"`
+	PoolId        string                 `protobuf:"bytes,5,opt,name=pool_id,json=poolId,proto3" json:"pool_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoutingRule) Reset() {
+	*x = RoutingRule{}
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoutingRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoutingRule) ProtoMessage() {}
+
+func (x *RoutingRule) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoutingRule.ProtoReflect.Descriptor instead.
+func (*RoutingRule) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_handoff_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *RoutingRule) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *RoutingRule) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *RoutingRule) GetWhen() *RuleCriteria {
+	if x != nil {
+		return x.When
+	}
+	return nil
+}
+
+func (x *RoutingRule) GetSegment() string {
+	if x != nil {
+		return x.Segment
+	}
+	return ""
+}
+
+func (x *RoutingRule) GetPoolId() string {
+	if x != nil {
+		return x.PoolId
+	}
+	return ""
+}
+
+// RoutingRules is the whole rule set: tried in order after account
+// matching; the first that matches decides. A lead no rep can take goes
+// to fallback_queue.
+type RoutingRules struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Regions []*Region              `protobuf:"bytes,1,rep,name=regions,proto3" json:"regions,omitempty"`
+	Rules   []*RoutingRule         `protobuf:"bytes,2,rep,name=rules,proto3" json:"rules,omitempty"`
+	// fallback_queue names the queue. A lead waits there until the route
+	// deadline the lifecycle gave it on qualification (RouteWithin), and
+	// routing tries again meanwhile.
+	FallbackQueue string `protobuf:"bytes,3,opt,name=fallback_queue,json=fallbackQueue,proto3" json:"fallback_queue,omitempty"`
+	// default_segment is the segment of a lead no rule matched.
+	DefaultSegment string `protobuf:"bytes,4,opt,name=default_segment,json=defaultSegment,proto3" json:"default_segment,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RoutingRules) Reset() {
+	*x = RoutingRules{}
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoutingRules) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoutingRules) ProtoMessage() {}
+
+func (x *RoutingRules) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoutingRules.ProtoReflect.Descriptor instead.
+func (*RoutingRules) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_handoff_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *RoutingRules) GetRegions() []*Region {
+	if x != nil {
+		return x.Regions
+	}
+	return nil
+}
+
+func (x *RoutingRules) GetRules() []*RoutingRule {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+func (x *RoutingRules) GetFallbackQueue() string {
+	if x != nil {
+		return x.FallbackQueue
+	}
+	return ""
+}
+
+func (x *RoutingRules) GetDefaultSegment() string {
+	if x != nil {
+		return x.DefaultSegment
+	}
+	return ""
+}
+
+// SLAPolicy is one segment's sales SLA, counted in the owning team's
+// working hours.
+type SLAPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// segment it applies to; empty for the default policy.
+	Segment            string               `protobuf:"bytes,1,opt,name=segment,proto3" json:"segment,omitempty"`
+	AcceptWithin       *durationpb.Duration `protobuf:"bytes,2,opt,name=accept_within,json=acceptWithin,proto3" json:"accept_within,omitempty"`
+	FirstContactWithin *durationpb.Duration `protobuf:"bytes,3,opt,name=first_contact_within,json=firstContactWithin,proto3" json:"first_contact_within,omitempty"`
+	// At least min_attempts contact attempts within attempt_days working
+	// days of acceptance.
+	MinAttempts int32 `protobuf:"varint,4,opt,name=min_attempts,json=minAttempts,proto3" json:"min_attempts,omitempty"`
+	AttemptDays int32 `protobuf:"varint,5,opt,name=attempt_days,json=attemptDays,proto3" json:"attempt_days,omitempty"`
+	// warn_before is how long before each deadline SLAWarned fires.
+	WarnBefore *durationpb.Duration `protobuf:"bytes,6,opt,name=warn_before,json=warnBefore,proto3" json:"warn_before,omitempty"`
+	// escalation on an acceptance or contact breach: NEXT_REP or MANAGER.
+	Escalation    SLAEscalation `protobuf:"varint,7,opt,name=escalation,proto3,enum=leadflow.event.v1.SLAEscalation" json:"escalation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SLAPolicy) Reset() {
+	*x = SLAPolicy{}
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SLAPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SLAPolicy) ProtoMessage() {}
+
+func (x *SLAPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SLAPolicy.ProtoReflect.Descriptor instead.
+func (*SLAPolicy) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_handoff_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *SLAPolicy) GetSegment() string {
+	if x != nil {
+		return x.Segment
+	}
+	return ""
+}
+
+func (x *SLAPolicy) GetAcceptWithin() *durationpb.Duration {
+	if x != nil {
+		return x.AcceptWithin
+	}
+	return nil
+}
+
+func (x *SLAPolicy) GetFirstContactWithin() *durationpb.Duration {
+	if x != nil {
+		return x.FirstContactWithin
+	}
+	return nil
+}
+
+func (x *SLAPolicy) GetMinAttempts() int32 {
+	if x != nil {
+		return x.MinAttempts
+	}
+	return 0
+}
+
+func (x *SLAPolicy) GetAttemptDays() int32 {
+	if x != nil {
+		return x.AttemptDays
+	}
+	return 0
+}
+
+func (x *SLAPolicy) GetWarnBefore() *durationpb.Duration {
+	if x != nil {
+		return x.WarnBefore
+	}
+	return nil
+}
+
+func (x *SLAPolicy) GetEscalation() SLAEscalation {
+	if x != nil {
+		return x.Escalation
+	}
+	return SLAEscalation_SLA_ESCALATION_UNSPECIFIED
+}
+
+// RoutingChanged is one change to the routing data (subject
+// model.routing); version counts the changes, 1, 2, ...
+type RoutingChanged struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Version   uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	ChangedBy *Actor                 `protobuf:"bytes,2,opt,name=changed_by,json=changedBy,proto3" json:"changed_by,omitempty"`
+	// Types that are valid to be assigned to Change:
+	//
+	//	*RoutingChanged_Team
+	//	*RoutingChanged_Rep
+	//	*RoutingChanged_Pool
+	//	*RoutingChanged_Account
+	//	*RoutingChanged_Rules
+	//	*RoutingChanged_SlaPolicy
+	//	*RoutingChanged_OutOfOffice
+	Change        isRoutingChanged_Change `protobuf_oneof:"change"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoutingChanged) Reset() {
+	*x = RoutingChanged{}
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoutingChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoutingChanged) ProtoMessage() {}
+
+func (x *RoutingChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoutingChanged.ProtoReflect.Descriptor instead.
+func (*RoutingChanged) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_handoff_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *RoutingChanged) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *RoutingChanged) GetChangedBy() *Actor {
+	if x != nil {
+		return x.ChangedBy
+	}
+	return nil
+}
+
+func (x *RoutingChanged) GetChange() isRoutingChanged_Change {
+	if x != nil {
+		return x.Change
+	}
+	return nil
+}
+
+func (x *RoutingChanged) GetTeam() *SalesTeam {
+	if x != nil {
+		if x, ok := x.Change.(*RoutingChanged_Team); ok {
+			return x.Team
+		}
+	}
+	return nil
+}
+
+func (x *RoutingChanged) GetRep() *Rep {
+	if x != nil {
+		if x, ok := x.Change.(*RoutingChanged_Rep); ok {
+			return x.Rep
+		}
+	}
+	return nil
+}
+
+func (x *RoutingChanged) GetPool() *Pool {
+	if x != nil {
+		if x, ok := x.Change.(*RoutingChanged_Pool); ok {
+			return x.Pool
+		}
+	}
+	return nil
+}
+
+func (x *RoutingChanged) GetAccount() *Account {
+	if x != nil {
+		if x, ok := x.Change.(*RoutingChanged_Account); ok {
+			return x.Account
+		}
+	}
+	return nil
+}
+
+func (x *RoutingChanged) GetRules() *RoutingRules {
+	if x != nil {
+		if x, ok := x.Change.(*RoutingChanged_Rules); ok {
+			return x.Rules
+		}
+	}
+	return nil
+}
+
+func (x *RoutingChanged) GetSlaPolicy() *SLAPolicy {
+	if x != nil {
+		if x, ok := x.Change.(*RoutingChanged_SlaPolicy); ok {
+			return x.SlaPolicy
+		}
+	}
+	return nil
+}
+
+func (x *RoutingChanged) GetOutOfOffice() *OutOfOffice {
+	if x != nil {
+		if x, ok := x.Change.(*RoutingChanged_OutOfOffice); ok {
+			return x.OutOfOffice
+		}
+	}
+	return nil
+}
+
+type isRoutingChanged_Change interface {
+	isRoutingChanged_Change()
+}
+
+type RoutingChanged_Team struct {
+	Team *SalesTeam `protobuf:"bytes,10,opt,name=team,proto3,oneof"`
+}
+
+type RoutingChanged_Rep struct {
+	Rep *Rep `protobuf:"bytes,11,opt,name=rep,proto3,oneof"`
+}
+
+type RoutingChanged_Pool struct {
+	Pool *Pool `protobuf:"bytes,12,opt,name=pool,proto3,oneof"`
+}
+
+type RoutingChanged_Account struct {
+	Account *Account `protobuf:"bytes,13,opt,name=account,proto3,oneof"`
+}
+
+type RoutingChanged_Rules struct {
+	Rules *RoutingRules `protobuf:"bytes,14,opt,name=rules,proto3,oneof"`
+}
+
+type RoutingChanged_SlaPolicy struct {
+	SlaPolicy *SLAPolicy `protobuf:"bytes,15,opt,name=sla_policy,json=slaPolicy,proto3,oneof"`
+}
+
+type RoutingChanged_OutOfOffice struct {
+	OutOfOffice *OutOfOffice `protobuf:"bytes,16,opt,name=out_of_office,json=outOfOffice,proto3,oneof"`
+}
+
+func (*RoutingChanged_Team) isRoutingChanged_Change() {}
+
+func (*RoutingChanged_Rep) isRoutingChanged_Change() {}
+
+func (*RoutingChanged_Pool) isRoutingChanged_Change() {}
+
+func (*RoutingChanged_Account) isRoutingChanged_Change() {}
+
+func (*RoutingChanged_Rules) isRoutingChanged_Change() {}
+
+func (*RoutingChanged_SlaPolicy) isRoutingChanged_Change() {}
+
+func (*RoutingChanged_OutOfOffice) isRoutingChanged_Change() {}
+
+// MarketingTarget is marketing's side of the SLA for one period and
+// segment: how many MQLs, and how good (shares in basis points, 10000 =
+// 100%).
+type MarketingTarget struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// period is "2026", "2026-Q1" or "2026-03".
+	Period string `protobuf:"bytes,1,opt,name=period,proto3" json:"period,omitempty"`
+	// segment is a routing segment; empty for all.
+	Segment                string `protobuf:"bytes,2,opt,name=segment,proto3" json:"segment,omitempty"`
+	MinMqls                int32  `protobuf:"varint,3,opt,name=min_mqls,json=minMqls,proto3" json:"min_mqls,omitempty"`
+	MinAcceptanceRateBps   uint32 `protobuf:"varint,4,opt,name=min_acceptance_rate_bps,json=minAcceptanceRateBps,proto3" json:"min_acceptance_rate_bps,omitempty"`
+	MinMqlToOpportunityBps uint32 `protobuf:"varint,5,opt,name=min_mql_to_opportunity_bps,json=minMqlToOpportunityBps,proto3" json:"min_mql_to_opportunity_bps,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
+}
+
+func (x *MarketingTarget) Reset() {
+	*x = MarketingTarget{}
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarketingTarget) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarketingTarget) ProtoMessage() {}
+
+func (x *MarketingTarget) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarketingTarget.ProtoReflect.Descriptor instead.
+func (*MarketingTarget) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_handoff_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *MarketingTarget) GetPeriod() string {
+	if x != nil {
+		return x.Period
+	}
+	return ""
+}
+
+func (x *MarketingTarget) GetSegment() string {
+	if x != nil {
+		return x.Segment
+	}
+	return ""
+}
+
+func (x *MarketingTarget) GetMinMqls() int32 {
+	if x != nil {
+		return x.MinMqls
+	}
+	return 0
+}
+
+func (x *MarketingTarget) GetMinAcceptanceRateBps() uint32 {
+	if x != nil {
+		return x.MinAcceptanceRateBps
+	}
+	return 0
+}
+
+func (x *MarketingTarget) GetMinMqlToOpportunityBps() uint32 {
+	if x != nil {
+		return x.MinMqlToOpportunityBps
+	}
+	return 0
+}
+
+// MarketingTargetSet records a target (subject model.sla-targets),
+// replacing an earlier one for the same period and segment.
+type MarketingTargetSet struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Target        *MarketingTarget       `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	SetBy         *Actor                 `protobuf:"bytes,2,opt,name=set_by,json=setBy,proto3" json:"set_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarketingTargetSet) Reset() {
+	*x = MarketingTargetSet{}
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarketingTargetSet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarketingTargetSet) ProtoMessage() {}
+
+func (x *MarketingTargetSet) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarketingTargetSet.ProtoReflect.Descriptor instead.
+func (*MarketingTargetSet) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_handoff_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *MarketingTargetSet) GetTarget() *MarketingTarget {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *MarketingTargetSet) GetSetBy() *Actor {
+	if x != nil {
+		return x.SetBy
+	}
+	return nil
+}
+
+// SLATimer is a durable timer of the handoff service: the payload of a
+// JetStream message schedule in the HANDOFF_TIMERS stream, copied by the
+// server to the timer's target subject when it fires. Not an Event.
+type SLATimer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// timer_id is unique per step, SLA and phase; events the timer causes
+	// name it as their causation_id, so a repeated firing is a no-op.
+	TimerId     string                 `protobuf:"bytes,1,opt,name=timer_id,json=timerId,proto3" json:"timer_id,omitempty"`
+	LeadId      string                 `protobuf:"bytes,2,opt,name=lead_id,json=leadId,proto3" json:"lead_id,omitempty"`
+	Sla         SLAKind                `protobuf:"varint,3,opt,name=sla,proto3,enum=leadflow.event.v1.SLAKind" json:"sla,omitempty"`
+	Phase       TimerPhase             `protobuf:"varint,4,opt,name=phase,proto3,enum=leadflow.event.v1.TimerPhase" json:"phase,omitempty"`
+	StepEventId string                 `protobuf:"bytes,5,opt,name=step_event_id,json=stepEventId,proto3" json:"step_event_id,omitempty"`
+	DueAt       *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
+	FireAt      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=fire_at,json=fireAt,proto3" json:"fire_at,omitempty"`
+	// attempt counts the routing retries of a queued lead (ROUTE timers):
+	// a retry that finds no rep schedules the next, attempt + 1, without
+	// writing to the lead.
+	Attempt       uint32 `protobuf:"varint,8,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SLATimer) Reset() {
+	*x = SLATimer{}
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SLATimer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SLATimer) ProtoMessage() {}
+
+func (x *SLATimer) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_handoff_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SLATimer.ProtoReflect.Descriptor instead.
+func (*SLATimer) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_handoff_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *SLATimer) GetTimerId() string {
+	if x != nil {
+		return x.TimerId
+	}
+	return ""
+}
+
+func (x *SLATimer) GetLeadId() string {
+	if x != nil {
+		return x.LeadId
+	}
+	return ""
+}
+
+func (x *SLATimer) GetSla() SLAKind {
+	if x != nil {
+		return x.Sla
+	}
+	return SLAKind_SLA_KIND_UNSPECIFIED
+}
+
+func (x *SLATimer) GetPhase() TimerPhase {
+	if x != nil {
+		return x.Phase
+	}
+	return TimerPhase_TIMER_PHASE_UNSPECIFIED
+}
+
+func (x *SLATimer) GetStepEventId() string {
+	if x != nil {
+		return x.StepEventId
+	}
+	return ""
+}
+
+func (x *SLATimer) GetDueAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DueAt
+	}
+	return nil
+}
+
+func (x *SLATimer) GetFireAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FireAt
+	}
+	return nil
+}
+
+func (x *SLATimer) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
 var File_leadflow_event_v1_handoff_proto protoreflect.FileDescriptor
 
 const file_leadflow_event_v1_handoff_proto_rawDesc = "" +
 	"\n" +
-	"\x1fleadflow/event/v1/handoff.proto\x12\x11leadflow.event.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dleadflow/event/v1/types.proto\"\xaa\x01\n" +
+	"\x1fleadflow/event/v1/handoff.proto\x12\x11leadflow.event.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dleadflow/event/v1/types.proto\"\xe9\x02\n" +
 	"\fLeadAssigned\x12.\n" +
 	"\x05owner\x18\x01 \x01(\v2\x18.leadflow.event.v1.OwnerR\x05owner\x12\x12\n" +
 	"\x04rule\x18\x02 \x01(\tR\x04rule\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x03 \x01(\tR\taccountId\x127\n" +
-	"\taccept_by\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bacceptBy\"`\n" +
+	"\taccept_by\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bacceptBy\x12>\n" +
+	"\bdecision\x18\x05 \x01(\v2\".leadflow.event.v1.RoutingDecisionR\bdecision\x12\x18\n" +
+	"\asegment\x18\x06 \x01(\tR\asegment\x123\n" +
+	"\awarn_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x06warnAt\x12.\n" +
+	"\x03sla\x18\b \x01(\v2\x1c.leadflow.event.v1.SLAPolicyR\x03sla\"\xc3\x03\n" +
 	"\fLeadAccepted\x12\x15\n" +
 	"\x06rep_id\x18\x01 \x01(\tR\x05repId\x129\n" +
 	"\n" +
-	"contact_by\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tcontactBy\"r\n" +
+	"contact_by\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tcontactBy\x127\n" +
+	"\taccept_by\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bacceptBy\x12\x1d\n" +
+	"\n" +
+	"within_sla\x18\x04 \x01(\bR\twithinSla\x12B\n" +
+	"\x0fcontact_warn_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\rcontactWarnAt\x12B\n" +
+	"\x0fattempts_due_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\rattemptsDueAt\x12!\n" +
+	"\fmin_attempts\x18\a \x01(\x05R\vminAttempts\x12D\n" +
+	"\x10attempts_warn_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x0eattemptsWarnAt\x12\x18\n" +
+	"\asegment\x18\t \x01(\tR\asegment\"\x8c\x01\n" +
 	"\fLeadRejected\x12\x15\n" +
 	"\x06rep_id\x18\x01 \x01(\tR\x05repId\x127\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x1f.leadflow.event.v1.RejectReasonR\x06reason\x12\x12\n" +
-	"\x04note\x18\x03 \x01(\tR\x04note\"\xbd\x01\n" +
+	"\x04note\x18\x03 \x01(\tR\x04note\x12\x18\n" +
+	"\asegment\x18\x04 \x01(\tR\asegment\"\xdc\x01\n" +
 	"\x10ContactAttempted\x12\x15\n" +
 	"\x06rep_id\x18\x01 \x01(\tR\x05repId\x12;\n" +
 	"\achannel\x18\x02 \x01(\x0e2!.leadflow.event.v1.ContactChannelR\achannel\x12;\n" +
 	"\aoutcome\x18\x03 \x01(\x0e2!.leadflow.event.v1.ContactOutcomeR\aoutcome\x12\x18\n" +
-	"\aattempt\x18\x04 \x01(\x05R\aattempt\"\x9c\x01\n" +
+	"\aattempt\x18\x04 \x01(\x05R\aattempt\x12\x1d\n" +
+	"\n" +
+	"within_sla\x18\x05 \x01(\bR\twithinSla\"\xda\x01\n" +
 	"\tSLAWarned\x12,\n" +
 	"\x03sla\x18\x01 \x01(\x0e2\x1a.leadflow.event.v1.SLAKindR\x03sla\x12.\n" +
 	"\x05owner\x18\x02 \x01(\v2\x18.leadflow.event.v1.OwnerR\x05owner\x121\n" +
-	"\x06due_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\"\x9e\x01\n" +
+	"\x06due_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\x12\"\n" +
+	"\rstep_event_id\x18\x04 \x01(\tR\vstepEventId\x12\x18\n" +
+	"\asegment\x18\x05 \x01(\tR\asegment\"\x9e\x02\n" +
 	"\vSLABreached\x12,\n" +
 	"\x03sla\x18\x01 \x01(\x0e2\x1a.leadflow.event.v1.SLAKindR\x03sla\x12.\n" +
 	"\x05owner\x18\x02 \x01(\v2\x18.leadflow.event.v1.OwnerR\x05owner\x121\n" +
-	"\x06due_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\"\x80\x01\n" +
+	"\x06due_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\x12\"\n" +
+	"\rstep_event_id\x18\x04 \x01(\tR\vstepEventId\x12@\n" +
+	"\n" +
+	"escalation\x18\x05 \x01(\x0e2 .leadflow.event.v1.SLAEscalationR\n" +
+	"escalation\x12\x18\n" +
+	"\asegment\x18\x06 \x01(\tR\asegment\"\xb0\x03\n" +
 	"\x0eLeadReassigned\x12,\n" +
 	"\x04from\x18\x01 \x01(\v2\x18.leadflow.event.v1.OwnerR\x04from\x12(\n" +
 	"\x02to\x18\x02 \x01(\v2\x18.leadflow.event.v1.OwnerR\x02to\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xb0\x01\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x126\n" +
+	"\x05cause\x18\x04 \x01(\x0e2 .leadflow.event.v1.ReassignCauseR\x05cause\x127\n" +
+	"\taccept_by\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bacceptBy\x123\n" +
+	"\awarn_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x06warnAt\x12.\n" +
+	"\x03sla\x18\a \x01(\v2\x1c.leadflow.event.v1.SLAPolicyR\x03sla\x12>\n" +
+	"\bdecision\x18\b \x01(\v2\".leadflow.event.v1.RoutingDecisionR\bdecision\x12\x18\n" +
+	"\asegment\x18\t \x01(\tR\asegment\"\xf7\x01\n" +
 	"\x12OpportunityCreated\x12%\n" +
 	"\x0eopportunity_id\x18\x01 \x01(\tR\ropportunityId\x120\n" +
 	"\x06amount\x18\x02 \x01(\v2\x18.leadflow.event.v1.MoneyR\x06amount\x12A\n" +
-	"\x0eexpected_close\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\rexpectedClose\"b\n" +
+	"\x0eexpected_close\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\rexpectedClose\x12\x14\n" +
+	"\x05stage\x18\x04 \x01(\tR\x05stage\x12\x15\n" +
+	"\x06rep_id\x18\x05 \x01(\tR\x05repId\x12\x18\n" +
+	"\asegment\x18\x06 \x01(\tR\asegment\"\x93\x01\n" +
 	"\aDealWon\x12%\n" +
 	"\x0eopportunity_id\x18\x01 \x01(\tR\ropportunityId\x120\n" +
-	"\x06amount\x18\x02 \x01(\v2\x18.leadflow.event.v1.MoneyR\x06amount\"I\n" +
+	"\x06amount\x18\x02 \x01(\v2\x18.leadflow.event.v1.MoneyR\x06amount\x12\x15\n" +
+	"\x06rep_id\x18\x03 \x01(\tR\x05repId\x12\x18\n" +
+	"\asegment\x18\x04 \x01(\tR\asegment\"z\n" +
 	"\bDealLost\x12%\n" +
 	"\x0eopportunity_id\x18\x01 \x01(\tR\ropportunityId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason*\x81\x02\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x15\n" +
+	"\x06rep_id\x18\x03 \x01(\tR\x05repId\x12\x18\n" +
+	"\asegment\x18\x04 \x01(\tR\asegment\"\xc3\x01\n" +
+	"\x17OpportunityStageChanged\x12%\n" +
+	"\x0eopportunity_id\x18\x01 \x01(\tR\ropportunityId\x12\x1d\n" +
+	"\n" +
+	"from_stage\x18\x02 \x01(\tR\tfromStage\x12\x19\n" +
+	"\bto_stage\x18\x03 \x01(\tR\atoStage\x120\n" +
+	"\x06amount\x18\x04 \x01(\v2\x18.leadflow.event.v1.MoneyR\x06amount\x12\x15\n" +
+	"\x06rep_id\x18\x05 \x01(\tR\x05repId\"\xd1\x01\n" +
+	"\n" +
+	"LeadQueued\x12\x14\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\x126\n" +
+	"\bdeadline\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x125\n" +
+	"\bretry_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aretryAt\x12>\n" +
+	"\bdecision\x18\x04 \x01(\v2\".leadflow.event.v1.RoutingDecisionR\bdecision\"\x91\x01\n" +
+	"\tCandidate\x12\x15\n" +
+	"\x06rep_id\x18\x01 \x01(\tR\x05repId\x12=\n" +
+	"\aoutcome\x18\x02 \x01(\x0e2#.leadflow.event.v1.CandidateOutcomeR\aoutcome\x12\x16\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\x12\x16\n" +
+	"\x06source\x18\x04 \x01(\tR\x06source\"[\n" +
+	"\x0eRuleEvaluation\x12\x17\n" +
+	"\arule_id\x18\x01 \x01(\tR\x06ruleId\x12\x18\n" +
+	"\amatched\x18\x02 \x01(\bR\amatched\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x99\x03\n" +
+	"\x0fRoutingDecision\x12'\n" +
+	"\x0frouting_version\x18\x01 \x01(\rR\x0eroutingVersion\x12\x17\n" +
+	"\arule_id\x18\x02 \x01(\tR\x06ruleId\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x03 \x01(\tR\taccountId\x12#\n" +
+	"\raccount_match\x18\x04 \x01(\tR\faccountMatch\x12\x17\n" +
+	"\apool_id\x18\x05 \x01(\tR\x06poolId\x12\x18\n" +
+	"\asegment\x18\x06 \x01(\tR\asegment\x127\n" +
+	"\x05rules\x18\a \x03(\v2!.leadflow.event.v1.RuleEvaluationR\x05rules\x12<\n" +
+	"\n" +
+	"candidates\x18\b \x03(\v2\x1c.leadflow.event.v1.CandidateR\n" +
+	"candidates\x12\x15\n" +
+	"\x06rep_id\x18\t \x01(\tR\x05repId\x12%\n" +
+	"\x0efallback_queue\x18\n" +
+	" \x01(\tR\rfallbackQueue\x12\x18\n" +
+	"\asummary\x18\v \x01(\tR\asummary\"\xfb\x01\n" +
+	"\rPoolTurnTaken\x12\x17\n" +
+	"\apool_id\x18\x01 \x01(\tR\x06poolId\x12\x15\n" +
+	"\x06rep_id\x18\x02 \x01(\tR\x05repId\x12\x17\n" +
+	"\alead_id\x18\x03 \x01(\tR\x06leadId\x12\x19\n" +
+	"\bcause_id\x18\x04 \x01(\tR\acauseId\x12\x14\n" +
+	"\x05clock\x18\x05 \x01(\x04R\x05clock\x12\x12\n" +
+	"\x04pass\x18\x06 \x01(\x04R\x04pass\x12'\n" +
+	"\x0frouting_version\x18\a \x01(\rR\x0eroutingVersion\x123\n" +
+	"\x06passes\x18\b \x03(\v2\x1b.leadflow.event.v1.PoolPassR\x06passes\"5\n" +
+	"\bPoolPass\x12\x15\n" +
+	"\x06rep_id\x18\x01 \x01(\tR\x05repId\x12\x12\n" +
+	"\x04pass\x18\x02 \x01(\x04R\x04pass\"b\n" +
+	"\n" +
+	"WorkingDay\x12,\n" +
+	"\x03day\x18\x01 \x01(\x0e2\x1a.leadflow.event.v1.WeekdayR\x03day\x12\x14\n" +
+	"\x05start\x18\x02 \x01(\tR\x05start\x12\x10\n" +
+	"\x03end\x18\x03 \x01(\tR\x03end\"^\n" +
+	"\fWorkingHours\x12\x1b\n" +
+	"\ttime_zone\x18\x01 \x01(\tR\btimeZone\x121\n" +
+	"\x04days\x18\x02 \x03(\v2\x1d.leadflow.event.v1.WorkingDayR\x04days\"\x95\x01\n" +
+	"\tSalesTeam\x12\x17\n" +
+	"\ateam_id\x18\x01 \x01(\tR\x06teamId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x125\n" +
+	"\x05hours\x18\x03 \x01(\v2\x1f.leadflow.event.v1.WorkingHoursR\x05hours\x12$\n" +
+	"\x0emanager_rep_id\x18\x04 \x01(\tR\fmanagerRepId\"}\n" +
+	"\x03Rep\x12\x15\n" +
+	"\x06rep_id\x18\x01 \x01(\tR\x05repId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x17\n" +
+	"\ateam_id\x18\x03 \x01(\tR\x06teamId\x12\x1a\n" +
+	"\bcapacity\x18\x04 \x01(\x05R\bcapacity\x12\x16\n" +
+	"\x06active\x18\x05 \x01(\bR\x06active\"k\n" +
+	"\aAbsence\x12.\n" +
+	"\x04from\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x120\n" +
+	"\x05until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\"\\\n" +
+	"\vOutOfOffice\x12\x15\n" +
+	"\x06rep_id\x18\x01 \x01(\tR\x05repId\x126\n" +
+	"\babsences\x18\x02 \x03(\v2\x1a.leadflow.event.v1.AbsenceR\babsences\";\n" +
+	"\n" +
+	"PoolMember\x12\x15\n" +
+	"\x06rep_id\x18\x01 \x01(\tR\x05repId\x12\x16\n" +
+	"\x06weight\x18\x02 \x01(\rR\x06weight\"l\n" +
+	"\x04Pool\x12\x17\n" +
+	"\apool_id\x18\x01 \x01(\tR\x06poolId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x127\n" +
+	"\amembers\x18\x03 \x03(\v2\x1d.leadflow.event.v1.PoolMemberR\amembers\"x\n" +
+	"\aAccount\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
+	"\adomains\x18\x03 \x03(\tR\adomains\x12 \n" +
+	"\fowner_rep_id\x18\x04 \x01(\tR\n" +
+	"ownerRepId\"C\n" +
+	"\x06Region\x12\x1b\n" +
+	"\tregion_id\x18\x01 \x01(\tR\bregionId\x12\x1c\n" +
+	"\tcountries\x18\x02 \x03(\tR\tcountries\"\xb5\x01\n" +
+	"\fRuleCriteria\x12\x1d\n" +
+	"\n" +
+	"country_in\x18\x01 \x03(\tR\tcountryIn\x12\x1b\n" +
+	"\tregion_in\x18\x02 \x03(\tR\bregionIn\x12#\n" +
+	"\rmin_employees\x18\x03 \x01(\x05R\fminEmployees\x12#\n" +
+	"\rmax_employees\x18\x04 \x01(\x05R\fmaxEmployees\x12\x1f\n" +
+	"\vindustry_in\x18\x05 \x03(\tR\n" +
+	"industryIn\"\xb0\x01\n" +
+	"\vRoutingRule\x12\x17\n" +
+	"\arule_id\x18\x01 \x01(\tR\x06ruleId\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x123\n" +
+	"\x04when\x18\x03 \x01(\v2\x1f.leadflow.event.v1.RuleCriteriaR\x04when\x12\x18\n" +
+	"\asegment\x18\x04 \x01(\tR\asegment\x12\x17\n" +
+	"\apool_id\x18\x05 \x01(\tR\x06poolId\"\xc9\x01\n" +
+	"\fRoutingRules\x123\n" +
+	"\aregions\x18\x01 \x03(\v2\x19.leadflow.event.v1.RegionR\aregions\x124\n" +
+	"\x05rules\x18\x02 \x03(\v2\x1e.leadflow.event.v1.RoutingRuleR\x05rules\x12%\n" +
+	"\x0efallback_queue\x18\x03 \x01(\tR\rfallbackQueue\x12'\n" +
+	"\x0fdefault_segment\x18\x04 \x01(\tR\x0edefaultSegment\"\xf6\x02\n" +
+	"\tSLAPolicy\x12\x18\n" +
+	"\asegment\x18\x01 \x01(\tR\asegment\x12>\n" +
+	"\raccept_within\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\facceptWithin\x12K\n" +
+	"\x14first_contact_within\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x12firstContactWithin\x12!\n" +
+	"\fmin_attempts\x18\x04 \x01(\x05R\vminAttempts\x12!\n" +
+	"\fattempt_days\x18\x05 \x01(\x05R\vattemptDays\x12:\n" +
+	"\vwarn_before\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"warnBefore\x12@\n" +
+	"\n" +
+	"escalation\x18\a \x01(\x0e2 .leadflow.event.v1.SLAEscalationR\n" +
+	"escalation\"\xf2\x03\n" +
+	"\x0eRoutingChanged\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\rR\aversion\x127\n" +
+	"\n" +
+	"changed_by\x18\x02 \x01(\v2\x18.leadflow.event.v1.ActorR\tchangedBy\x122\n" +
+	"\x04team\x18\n" +
+	" \x01(\v2\x1c.leadflow.event.v1.SalesTeamH\x00R\x04team\x12*\n" +
+	"\x03rep\x18\v \x01(\v2\x16.leadflow.event.v1.RepH\x00R\x03rep\x12-\n" +
+	"\x04pool\x18\f \x01(\v2\x17.leadflow.event.v1.PoolH\x00R\x04pool\x126\n" +
+	"\aaccount\x18\r \x01(\v2\x1a.leadflow.event.v1.AccountH\x00R\aaccount\x127\n" +
+	"\x05rules\x18\x0e \x01(\v2\x1f.leadflow.event.v1.RoutingRulesH\x00R\x05rules\x12=\n" +
+	"\n" +
+	"sla_policy\x18\x0f \x01(\v2\x1c.leadflow.event.v1.SLAPolicyH\x00R\tslaPolicy\x12D\n" +
+	"\rout_of_office\x18\x10 \x01(\v2\x1e.leadflow.event.v1.OutOfOfficeH\x00R\voutOfOfficeB\b\n" +
+	"\x06change\"\xd1\x01\n" +
+	"\x0fMarketingTarget\x12\x16\n" +
+	"\x06period\x18\x01 \x01(\tR\x06period\x12\x18\n" +
+	"\asegment\x18\x02 \x01(\tR\asegment\x12\x19\n" +
+	"\bmin_mqls\x18\x03 \x01(\x05R\aminMqls\x125\n" +
+	"\x17min_acceptance_rate_bps\x18\x04 \x01(\rR\x14minAcceptanceRateBps\x12:\n" +
+	"\x1amin_mql_to_opportunity_bps\x18\x05 \x01(\rR\x16minMqlToOpportunityBps\"\x81\x01\n" +
+	"\x12MarketingTargetSet\x12:\n" +
+	"\x06target\x18\x01 \x01(\v2\".leadflow.event.v1.MarketingTargetR\x06target\x12/\n" +
+	"\x06set_by\x18\x02 \x01(\v2\x18.leadflow.event.v1.ActorR\x05setBy\"\xc7\x02\n" +
+	"\bSLATimer\x12\x19\n" +
+	"\btimer_id\x18\x01 \x01(\tR\atimerId\x12\x17\n" +
+	"\alead_id\x18\x02 \x01(\tR\x06leadId\x12,\n" +
+	"\x03sla\x18\x03 \x01(\x0e2\x1a.leadflow.event.v1.SLAKindR\x03sla\x123\n" +
+	"\x05phase\x18\x04 \x01(\x0e2\x1d.leadflow.event.v1.TimerPhaseR\x05phase\x12\"\n" +
+	"\rstep_event_id\x18\x05 \x01(\tR\vstepEventId\x121\n" +
+	"\x06due_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\x123\n" +
+	"\afire_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x06fireAt\x12\x18\n" +
+	"\aattempt\x18\b \x01(\rR\aattempt*\xbb\x02\n" +
 	"\fRejectReason\x12\x1d\n" +
 	"\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17REJECT_REASON_NOT_READY\x10\x01\x12\x1b\n" +
@@ -922,7 +3639,9 @@ const file_leadflow_event_v1_handoff_proto_rawDesc = "" +
 	"\x1fREJECT_REASON_EXISTING_CUSTOMER\x10\x04\x12\x1d\n" +
 	"\x19REJECT_REASON_UNREACHABLE\x10\x05\x12\x1a\n" +
 	"\x16REJECT_REASON_BAD_DATA\x10\x06\x12\x17\n" +
-	"\x13REJECT_REASON_OTHER\x10\a*\xa0\x01\n" +
+	"\x13REJECT_REASON_OTHER\x10\a\x12\x1b\n" +
+	"\x17REJECT_REASON_NOT_A_FIT\x10\b\x12\x1b\n" +
+	"\x17REJECT_REASON_DUPLICATE\x10\t*\xa0\x01\n" +
 	"\x0eContactChannel\x12\x1f\n" +
 	"\x1bCONTACT_CHANNEL_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15CONTACT_CHANNEL_PHONE\x10\x01\x12\x19\n" +
@@ -943,7 +3662,42 @@ const file_leadflow_event_v1_handoff_proto_rawDesc = "" +
 	"\x16SLA_KIND_FIRST_CONTACT\x10\x04\x12\x16\n" +
 	"\x12SLA_KIND_FOLLOW_UP\x10\x05\x12\x14\n" +
 	"\x10SLA_KIND_RECYCLE\x10\x06\x12\x1a\n" +
-	"\x16SLA_KIND_NURTURE_TOUCH\x10\aB\xcb\x01\n" +
+	"\x16SLA_KIND_NURTURE_TOUCH\x10\a*\xb9\x01\n" +
+	"\rSLAEscalation\x12\x1e\n" +
+	"\x1aSLA_ESCALATION_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13SLA_ESCALATION_NONE\x10\x01\x12\x1b\n" +
+	"\x17SLA_ESCALATION_NEXT_REP\x10\x02\x12\x1a\n" +
+	"\x16SLA_ESCALATION_MANAGER\x10\x03\x12\x1a\n" +
+	"\x16SLA_ESCALATION_RECYCLE\x10\x04\x12\x1a\n" +
+	"\x16SLA_ESCALATION_REQUEUE\x10\x05*i\n" +
+	"\rReassignCause\x12\x1e\n" +
+	"\x1aREASSIGN_CAUSE_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15REASSIGN_CAUSE_MANUAL\x10\x01\x12\x1d\n" +
+	"\x19REASSIGN_CAUSE_ESCALATION\x10\x02*\xce\x02\n" +
+	"\x10CandidateOutcome\x12!\n" +
+	"\x1dCANDIDATE_OUTCOME_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18CANDIDATE_OUTCOME_CHOSEN\x10\x01\x12\x1e\n" +
+	"\x1aCANDIDATE_OUTCOME_NOT_NEXT\x10\x02\x12!\n" +
+	"\x1dCANDIDATE_OUTCOME_AT_CAPACITY\x10\x03\x12#\n" +
+	"\x1fCANDIDATE_OUTCOME_OUT_OF_OFFICE\x10\x04\x12+\n" +
+	"'CANDIDATE_OUTCOME_OUTSIDE_WORKING_HOURS\x10\x05\x12\x1e\n" +
+	"\x1aCANDIDATE_OUTCOME_INACTIVE\x10\x06\x12!\n" +
+	"\x1dCANDIDATE_OUTCOME_PRIOR_OWNER\x10\a\x12!\n" +
+	"\x1dCANDIDATE_OUTCOME_UNKNOWN_REP\x10\b*\xb6\x01\n" +
+	"\aWeekday\x12\x17\n" +
+	"\x13WEEKDAY_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eWEEKDAY_MONDAY\x10\x01\x12\x13\n" +
+	"\x0fWEEKDAY_TUESDAY\x10\x02\x12\x15\n" +
+	"\x11WEEKDAY_WEDNESDAY\x10\x03\x12\x14\n" +
+	"\x10WEEKDAY_THURSDAY\x10\x04\x12\x12\n" +
+	"\x0eWEEKDAY_FRIDAY\x10\x05\x12\x14\n" +
+	"\x10WEEKDAY_SATURDAY\x10\x06\x12\x12\n" +
+	"\x0eWEEKDAY_SUNDAY\x10\a*T\n" +
+	"\n" +
+	"TimerPhase\x12\x1b\n" +
+	"\x17TIMER_PHASE_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10TIMER_PHASE_WARN\x10\x01\x12\x13\n" +
+	"\x0fTIMER_PHASE_DUE\x10\x02B\xcb\x01\n" +
 	"\x15com.leadflow.event.v1B\fHandoffProtoP\x01Z>github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1;eventv1\xa2\x02\x03LEX\xaa\x02\x11Leadflow.Event.V1\xca\x02\x11Leadflow\\Event\\V1\xe2\x02\x1dLeadflow\\Event\\V1\\GPBMetadata\xea\x02\x13Leadflow::Event::V1b\x06proto3"
 
 var (
@@ -958,50 +3712,131 @@ func file_leadflow_event_v1_handoff_proto_rawDescGZIP() []byte {
 	return file_leadflow_event_v1_handoff_proto_rawDescData
 }
 
-var file_leadflow_event_v1_handoff_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_leadflow_event_v1_handoff_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_leadflow_event_v1_handoff_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
+var file_leadflow_event_v1_handoff_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_leadflow_event_v1_handoff_proto_goTypes = []any{
-	(RejectReason)(0),             // 0: leadflow.event.v1.RejectReason
-	(ContactChannel)(0),           // 1: leadflow.event.v1.ContactChannel
-	(ContactOutcome)(0),           // 2: leadflow.event.v1.ContactOutcome
-	(SLAKind)(0),                  // 3: leadflow.event.v1.SLAKind
-	(*LeadAssigned)(nil),          // 4: leadflow.event.v1.LeadAssigned
-	(*LeadAccepted)(nil),          // 5: leadflow.event.v1.LeadAccepted
-	(*LeadRejected)(nil),          // 6: leadflow.event.v1.LeadRejected
-	(*ContactAttempted)(nil),      // 7: leadflow.event.v1.ContactAttempted
-	(*SLAWarned)(nil),             // 8: leadflow.event.v1.SLAWarned
-	(*SLABreached)(nil),           // 9: leadflow.event.v1.SLABreached
-	(*LeadReassigned)(nil),        // 10: leadflow.event.v1.LeadReassigned
-	(*OpportunityCreated)(nil),    // 11: leadflow.event.v1.OpportunityCreated
-	(*DealWon)(nil),               // 12: leadflow.event.v1.DealWon
-	(*DealLost)(nil),              // 13: leadflow.event.v1.DealLost
-	(*Owner)(nil),                 // 14: leadflow.event.v1.Owner
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
-	(*Money)(nil),                 // 16: leadflow.event.v1.Money
+	(RejectReason)(0),               // 0: leadflow.event.v1.RejectReason
+	(ContactChannel)(0),             // 1: leadflow.event.v1.ContactChannel
+	(ContactOutcome)(0),             // 2: leadflow.event.v1.ContactOutcome
+	(SLAKind)(0),                    // 3: leadflow.event.v1.SLAKind
+	(SLAEscalation)(0),              // 4: leadflow.event.v1.SLAEscalation
+	(ReassignCause)(0),              // 5: leadflow.event.v1.ReassignCause
+	(CandidateOutcome)(0),           // 6: leadflow.event.v1.CandidateOutcome
+	(Weekday)(0),                    // 7: leadflow.event.v1.Weekday
+	(TimerPhase)(0),                 // 8: leadflow.event.v1.TimerPhase
+	(*LeadAssigned)(nil),            // 9: leadflow.event.v1.LeadAssigned
+	(*LeadAccepted)(nil),            // 10: leadflow.event.v1.LeadAccepted
+	(*LeadRejected)(nil),            // 11: leadflow.event.v1.LeadRejected
+	(*ContactAttempted)(nil),        // 12: leadflow.event.v1.ContactAttempted
+	(*SLAWarned)(nil),               // 13: leadflow.event.v1.SLAWarned
+	(*SLABreached)(nil),             // 14: leadflow.event.v1.SLABreached
+	(*LeadReassigned)(nil),          // 15: leadflow.event.v1.LeadReassigned
+	(*OpportunityCreated)(nil),      // 16: leadflow.event.v1.OpportunityCreated
+	(*DealWon)(nil),                 // 17: leadflow.event.v1.DealWon
+	(*DealLost)(nil),                // 18: leadflow.event.v1.DealLost
+	(*OpportunityStageChanged)(nil), // 19: leadflow.event.v1.OpportunityStageChanged
+	(*LeadQueued)(nil),              // 20: leadflow.event.v1.LeadQueued
+	(*Candidate)(nil),               // 21: leadflow.event.v1.Candidate
+	(*RuleEvaluation)(nil),          // 22: leadflow.event.v1.RuleEvaluation
+	(*RoutingDecision)(nil),         // 23: leadflow.event.v1.RoutingDecision
+	(*PoolTurnTaken)(nil),           // 24: leadflow.event.v1.PoolTurnTaken
+	(*PoolPass)(nil),                // 25: leadflow.event.v1.PoolPass
+	(*WorkingDay)(nil),              // 26: leadflow.event.v1.WorkingDay
+	(*WorkingHours)(nil),            // 27: leadflow.event.v1.WorkingHours
+	(*SalesTeam)(nil),               // 28: leadflow.event.v1.SalesTeam
+	(*Rep)(nil),                     // 29: leadflow.event.v1.Rep
+	(*Absence)(nil),                 // 30: leadflow.event.v1.Absence
+	(*OutOfOffice)(nil),             // 31: leadflow.event.v1.OutOfOffice
+	(*PoolMember)(nil),              // 32: leadflow.event.v1.PoolMember
+	(*Pool)(nil),                    // 33: leadflow.event.v1.Pool
+	(*Account)(nil),                 // 34: leadflow.event.v1.Account
+	(*Region)(nil),                  // 35: leadflow.event.v1.Region
+	(*RuleCriteria)(nil),            // 36: leadflow.event.v1.RuleCriteria
+	(*RoutingRule)(nil),             // 37: leadflow.event.v1.RoutingRule
+	(*RoutingRules)(nil),            // 38: leadflow.event.v1.RoutingRules
+	(*SLAPolicy)(nil),               // 39: leadflow.event.v1.SLAPolicy
+	(*RoutingChanged)(nil),          // 40: leadflow.event.v1.RoutingChanged
+	(*MarketingTarget)(nil),         // 41: leadflow.event.v1.MarketingTarget
+	(*MarketingTargetSet)(nil),      // 42: leadflow.event.v1.MarketingTargetSet
+	(*SLATimer)(nil),                // 43: leadflow.event.v1.SLATimer
+	(*Owner)(nil),                   // 44: leadflow.event.v1.Owner
+	(*timestamppb.Timestamp)(nil),   // 45: google.protobuf.Timestamp
+	(*Money)(nil),                   // 46: leadflow.event.v1.Money
+	(*durationpb.Duration)(nil),     // 47: google.protobuf.Duration
+	(*Actor)(nil),                   // 48: leadflow.event.v1.Actor
 }
 var file_leadflow_event_v1_handoff_proto_depIdxs = []int32{
-	14, // 0: leadflow.event.v1.LeadAssigned.owner:type_name -> leadflow.event.v1.Owner
-	15, // 1: leadflow.event.v1.LeadAssigned.accept_by:type_name -> google.protobuf.Timestamp
-	15, // 2: leadflow.event.v1.LeadAccepted.contact_by:type_name -> google.protobuf.Timestamp
-	0,  // 3: leadflow.event.v1.LeadRejected.reason:type_name -> leadflow.event.v1.RejectReason
-	1,  // 4: leadflow.event.v1.ContactAttempted.channel:type_name -> leadflow.event.v1.ContactChannel
-	2,  // 5: leadflow.event.v1.ContactAttempted.outcome:type_name -> leadflow.event.v1.ContactOutcome
-	3,  // 6: leadflow.event.v1.SLAWarned.sla:type_name -> leadflow.event.v1.SLAKind
-	14, // 7: leadflow.event.v1.SLAWarned.owner:type_name -> leadflow.event.v1.Owner
-	15, // 8: leadflow.event.v1.SLAWarned.due_at:type_name -> google.protobuf.Timestamp
-	3,  // 9: leadflow.event.v1.SLABreached.sla:type_name -> leadflow.event.v1.SLAKind
-	14, // 10: leadflow.event.v1.SLABreached.owner:type_name -> leadflow.event.v1.Owner
-	15, // 11: leadflow.event.v1.SLABreached.due_at:type_name -> google.protobuf.Timestamp
-	14, // 12: leadflow.event.v1.LeadReassigned.from:type_name -> leadflow.event.v1.Owner
-	14, // 13: leadflow.event.v1.LeadReassigned.to:type_name -> leadflow.event.v1.Owner
-	16, // 14: leadflow.event.v1.OpportunityCreated.amount:type_name -> leadflow.event.v1.Money
-	15, // 15: leadflow.event.v1.OpportunityCreated.expected_close:type_name -> google.protobuf.Timestamp
-	16, // 16: leadflow.event.v1.DealWon.amount:type_name -> leadflow.event.v1.Money
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	44, // 0: leadflow.event.v1.LeadAssigned.owner:type_name -> leadflow.event.v1.Owner
+	45, // 1: leadflow.event.v1.LeadAssigned.accept_by:type_name -> google.protobuf.Timestamp
+	23, // 2: leadflow.event.v1.LeadAssigned.decision:type_name -> leadflow.event.v1.RoutingDecision
+	45, // 3: leadflow.event.v1.LeadAssigned.warn_at:type_name -> google.protobuf.Timestamp
+	39, // 4: leadflow.event.v1.LeadAssigned.sla:type_name -> leadflow.event.v1.SLAPolicy
+	45, // 5: leadflow.event.v1.LeadAccepted.contact_by:type_name -> google.protobuf.Timestamp
+	45, // 6: leadflow.event.v1.LeadAccepted.accept_by:type_name -> google.protobuf.Timestamp
+	45, // 7: leadflow.event.v1.LeadAccepted.contact_warn_at:type_name -> google.protobuf.Timestamp
+	45, // 8: leadflow.event.v1.LeadAccepted.attempts_due_at:type_name -> google.protobuf.Timestamp
+	45, // 9: leadflow.event.v1.LeadAccepted.attempts_warn_at:type_name -> google.protobuf.Timestamp
+	0,  // 10: leadflow.event.v1.LeadRejected.reason:type_name -> leadflow.event.v1.RejectReason
+	1,  // 11: leadflow.event.v1.ContactAttempted.channel:type_name -> leadflow.event.v1.ContactChannel
+	2,  // 12: leadflow.event.v1.ContactAttempted.outcome:type_name -> leadflow.event.v1.ContactOutcome
+	3,  // 13: leadflow.event.v1.SLAWarned.sla:type_name -> leadflow.event.v1.SLAKind
+	44, // 14: leadflow.event.v1.SLAWarned.owner:type_name -> leadflow.event.v1.Owner
+	45, // 15: leadflow.event.v1.SLAWarned.due_at:type_name -> google.protobuf.Timestamp
+	3,  // 16: leadflow.event.v1.SLABreached.sla:type_name -> leadflow.event.v1.SLAKind
+	44, // 17: leadflow.event.v1.SLABreached.owner:type_name -> leadflow.event.v1.Owner
+	45, // 18: leadflow.event.v1.SLABreached.due_at:type_name -> google.protobuf.Timestamp
+	4,  // 19: leadflow.event.v1.SLABreached.escalation:type_name -> leadflow.event.v1.SLAEscalation
+	44, // 20: leadflow.event.v1.LeadReassigned.from:type_name -> leadflow.event.v1.Owner
+	44, // 21: leadflow.event.v1.LeadReassigned.to:type_name -> leadflow.event.v1.Owner
+	5,  // 22: leadflow.event.v1.LeadReassigned.cause:type_name -> leadflow.event.v1.ReassignCause
+	45, // 23: leadflow.event.v1.LeadReassigned.accept_by:type_name -> google.protobuf.Timestamp
+	45, // 24: leadflow.event.v1.LeadReassigned.warn_at:type_name -> google.protobuf.Timestamp
+	39, // 25: leadflow.event.v1.LeadReassigned.sla:type_name -> leadflow.event.v1.SLAPolicy
+	23, // 26: leadflow.event.v1.LeadReassigned.decision:type_name -> leadflow.event.v1.RoutingDecision
+	46, // 27: leadflow.event.v1.OpportunityCreated.amount:type_name -> leadflow.event.v1.Money
+	45, // 28: leadflow.event.v1.OpportunityCreated.expected_close:type_name -> google.protobuf.Timestamp
+	46, // 29: leadflow.event.v1.DealWon.amount:type_name -> leadflow.event.v1.Money
+	46, // 30: leadflow.event.v1.OpportunityStageChanged.amount:type_name -> leadflow.event.v1.Money
+	45, // 31: leadflow.event.v1.LeadQueued.deadline:type_name -> google.protobuf.Timestamp
+	45, // 32: leadflow.event.v1.LeadQueued.retry_at:type_name -> google.protobuf.Timestamp
+	23, // 33: leadflow.event.v1.LeadQueued.decision:type_name -> leadflow.event.v1.RoutingDecision
+	6,  // 34: leadflow.event.v1.Candidate.outcome:type_name -> leadflow.event.v1.CandidateOutcome
+	22, // 35: leadflow.event.v1.RoutingDecision.rules:type_name -> leadflow.event.v1.RuleEvaluation
+	21, // 36: leadflow.event.v1.RoutingDecision.candidates:type_name -> leadflow.event.v1.Candidate
+	25, // 37: leadflow.event.v1.PoolTurnTaken.passes:type_name -> leadflow.event.v1.PoolPass
+	7,  // 38: leadflow.event.v1.WorkingDay.day:type_name -> leadflow.event.v1.Weekday
+	26, // 39: leadflow.event.v1.WorkingHours.days:type_name -> leadflow.event.v1.WorkingDay
+	27, // 40: leadflow.event.v1.SalesTeam.hours:type_name -> leadflow.event.v1.WorkingHours
+	45, // 41: leadflow.event.v1.Absence.from:type_name -> google.protobuf.Timestamp
+	45, // 42: leadflow.event.v1.Absence.until:type_name -> google.protobuf.Timestamp
+	30, // 43: leadflow.event.v1.OutOfOffice.absences:type_name -> leadflow.event.v1.Absence
+	32, // 44: leadflow.event.v1.Pool.members:type_name -> leadflow.event.v1.PoolMember
+	36, // 45: leadflow.event.v1.RoutingRule.when:type_name -> leadflow.event.v1.RuleCriteria
+	35, // 46: leadflow.event.v1.RoutingRules.regions:type_name -> leadflow.event.v1.Region
+	37, // 47: leadflow.event.v1.RoutingRules.rules:type_name -> leadflow.event.v1.RoutingRule
+	47, // 48: leadflow.event.v1.SLAPolicy.accept_within:type_name -> google.protobuf.Duration
+	47, // 49: leadflow.event.v1.SLAPolicy.first_contact_within:type_name -> google.protobuf.Duration
+	47, // 50: leadflow.event.v1.SLAPolicy.warn_before:type_name -> google.protobuf.Duration
+	4,  // 51: leadflow.event.v1.SLAPolicy.escalation:type_name -> leadflow.event.v1.SLAEscalation
+	48, // 52: leadflow.event.v1.RoutingChanged.changed_by:type_name -> leadflow.event.v1.Actor
+	28, // 53: leadflow.event.v1.RoutingChanged.team:type_name -> leadflow.event.v1.SalesTeam
+	29, // 54: leadflow.event.v1.RoutingChanged.rep:type_name -> leadflow.event.v1.Rep
+	33, // 55: leadflow.event.v1.RoutingChanged.pool:type_name -> leadflow.event.v1.Pool
+	34, // 56: leadflow.event.v1.RoutingChanged.account:type_name -> leadflow.event.v1.Account
+	38, // 57: leadflow.event.v1.RoutingChanged.rules:type_name -> leadflow.event.v1.RoutingRules
+	39, // 58: leadflow.event.v1.RoutingChanged.sla_policy:type_name -> leadflow.event.v1.SLAPolicy
+	31, // 59: leadflow.event.v1.RoutingChanged.out_of_office:type_name -> leadflow.event.v1.OutOfOffice
+	41, // 60: leadflow.event.v1.MarketingTargetSet.target:type_name -> leadflow.event.v1.MarketingTarget
+	48, // 61: leadflow.event.v1.MarketingTargetSet.set_by:type_name -> leadflow.event.v1.Actor
+	3,  // 62: leadflow.event.v1.SLATimer.sla:type_name -> leadflow.event.v1.SLAKind
+	8,  // 63: leadflow.event.v1.SLATimer.phase:type_name -> leadflow.event.v1.TimerPhase
+	45, // 64: leadflow.event.v1.SLATimer.due_at:type_name -> google.protobuf.Timestamp
+	45, // 65: leadflow.event.v1.SLATimer.fire_at:type_name -> google.protobuf.Timestamp
+	66, // [66:66] is the sub-list for method output_type
+	66, // [66:66] is the sub-list for method input_type
+	66, // [66:66] is the sub-list for extension type_name
+	66, // [66:66] is the sub-list for extension extendee
+	0,  // [0:66] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_event_v1_handoff_proto_init() }
@@ -1010,13 +3845,22 @@ func file_leadflow_event_v1_handoff_proto_init() {
 		return
 	}
 	file_leadflow_event_v1_types_proto_init()
+	file_leadflow_event_v1_handoff_proto_msgTypes[31].OneofWrappers = []any{
+		(*RoutingChanged_Team)(nil),
+		(*RoutingChanged_Rep)(nil),
+		(*RoutingChanged_Pool)(nil),
+		(*RoutingChanged_Account)(nil),
+		(*RoutingChanged_Rules)(nil),
+		(*RoutingChanged_SlaPolicy)(nil),
+		(*RoutingChanged_OutOfOffice)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_leadflow_event_v1_handoff_proto_rawDesc), len(file_leadflow_event_v1_handoff_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   10,
+			NumEnums:      9,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -644,10 +644,163 @@ func (x *ExternalId) GetId() string {
 	return ""
 }
 
+// Personal is every personal field of one submission: the contact, the
+// person's company and title, the campaign tags of the link they followed
+// and their id in another system. It never appears in the stream in the
+// clear: events carry it sealed with the lead's data key, so erasing the
+// lead leaves only the coarse fields (email domain, seniority, company
+// size, country, industry) readable.
+type Personal struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Contact       *Contact               `protobuf:"bytes,1,opt,name=contact,proto3" json:"contact,omitempty"`
+	Company       string                 `protobuf:"bytes,2,opt,name=company,proto3" json:"company,omitempty"`
+	Title         string                 `protobuf:"bytes,3,opt,name=title,proto3" json:"title,omitempty"`
+	UtmSource     string                 `protobuf:"bytes,4,opt,name=utm_source,json=utmSource,proto3" json:"utm_source,omitempty"`
+	UtmMedium     string                 `protobuf:"bytes,5,opt,name=utm_medium,json=utmMedium,proto3" json:"utm_medium,omitempty"`
+	UtmCampaign   string                 `protobuf:"bytes,6,opt,name=utm_campaign,json=utmCampaign,proto3" json:"utm_campaign,omitempty"`
+	ExternalId    *ExternalId            `protobuf:"bytes,7,opt,name=external_id,json=externalId,proto3" json:"external_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Personal) Reset() {
+	*x = Personal{}
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Personal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Personal) ProtoMessage() {}
+
+func (x *Personal) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Personal.ProtoReflect.Descriptor instead.
+func (*Personal) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Personal) GetContact() *Contact {
+	if x != nil {
+		return x.Contact
+	}
+	return nil
+}
+
+func (x *Personal) GetCompany() string {
+	if x != nil {
+		return x.Company
+	}
+	return ""
+}
+
+func (x *Personal) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *Personal) GetUtmSource() string {
+	if x != nil {
+		return x.UtmSource
+	}
+	return ""
+}
+
+func (x *Personal) GetUtmMedium() string {
+	if x != nil {
+		return x.UtmMedium
+	}
+	return ""
+}
+
+func (x *Personal) GetUtmCampaign() string {
+	if x != nil {
+		return x.UtmCampaign
+	}
+	return ""
+}
+
+func (x *Personal) GetExternalId() *ExternalId {
+	if x != nil {
+		return x.ExternalId
+	}
+	return nil
+}
+
+// Identity names one identity claim without its value: the kind ("email",
+// "ext") and the keyed hash that is its claim subject's last token.
+type Identity struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Token         string                 `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Identity) Reset() {
+	*x = Identity{}
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Identity) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Identity) ProtoMessage() {}
+
+func (x *Identity) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Identity.ProtoReflect.Descriptor instead.
+func (*Identity) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Identity) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Identity) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
 // LeadCaptured is a lead's first capture.
 type LeadCaptured struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// sealed_contact is a Contact, encrypted with the lead's data key.
+	// Written before sealed_personal existed; newer events leave it empty.
 	SealedContact []byte       `protobuf:"bytes,1,opt,name=sealed_contact,json=sealedContact,proto3" json:"sealed_contact,omitempty"`
 	Profile       *Profile     `protobuf:"bytes,2,opt,name=profile,proto3" json:"profile,omitempty"`
 	Attribution   *Attribution `protobuf:"bytes,3,opt,name=attribution,proto3" json:"attribution,omitempty"`
@@ -655,13 +808,17 @@ type LeadCaptured struct {
 	// given; the id itself is only kept as a keyed hash in the claims.
 	ExternalIdSystem string     `protobuf:"bytes,4,opt,name=external_id_system,json=externalIdSystem,proto3" json:"external_id_system,omitempty"`
 	Consents         []*Consent `protobuf:"bytes,5,rep,name=consents,proto3" json:"consents,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// sealed_personal is a Personal, encrypted with the lead's data key.
+	// The profile's company and title and the attribution's UTM fields are
+	// in it, not in the clear.
+	SealedPersonal []byte `protobuf:"bytes,6,opt,name=sealed_personal,json=sealedPersonal,proto3" json:"sealed_personal,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *LeadCaptured) Reset() {
 	*x = LeadCaptured{}
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[4]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -673,7 +830,7 @@ func (x *LeadCaptured) String() string {
 func (*LeadCaptured) ProtoMessage() {}
 
 func (x *LeadCaptured) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[4]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -686,7 +843,7 @@ func (x *LeadCaptured) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeadCaptured.ProtoReflect.Descriptor instead.
 func (*LeadCaptured) Descriptor() ([]byte, []int) {
-	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{4}
+	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *LeadCaptured) GetSealedContact() []byte {
@@ -724,6 +881,13 @@ func (x *LeadCaptured) GetConsents() []*Consent {
 	return nil
 }
 
+func (x *LeadCaptured) GetSealedPersonal() []byte {
+	if x != nil {
+		return x.SealedPersonal
+	}
+	return nil
+}
+
 // LeadResubmitted is a later capture that matched an existing lead by
 // email or external id: recorded on that lead, never as a new lead.
 type LeadResubmitted struct {
@@ -732,14 +896,19 @@ type LeadResubmitted struct {
 	Profile       *Profile               `protobuf:"bytes,2,opt,name=profile,proto3" json:"profile,omitempty"`
 	Attribution   *Attribution           `protobuf:"bytes,3,opt,name=attribution,proto3" json:"attribution,omitempty"`
 	// matched_by is "email" or "external_id".
-	MatchedBy     string `protobuf:"bytes,4,opt,name=matched_by,json=matchedBy,proto3" json:"matched_by,omitempty"`
+	MatchedBy string `protobuf:"bytes,4,opt,name=matched_by,json=matchedBy,proto3" json:"matched_by,omitempty"`
+	// sealed_personal is a Personal, as in LeadCaptured.
+	SealedPersonal []byte `protobuf:"bytes,5,opt,name=sealed_personal,json=sealedPersonal,proto3" json:"sealed_personal,omitempty"`
+	// merged_from is the absorbed lead the matched identity belongs to,
+	// when the capture was sent on to this survivor of a merge.
+	MergedFrom    string `protobuf:"bytes,6,opt,name=merged_from,json=mergedFrom,proto3" json:"merged_from,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LeadResubmitted) Reset() {
 	*x = LeadResubmitted{}
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[5]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -751,7 +920,7 @@ func (x *LeadResubmitted) String() string {
 func (*LeadResubmitted) ProtoMessage() {}
 
 func (x *LeadResubmitted) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[5]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -764,7 +933,7 @@ func (x *LeadResubmitted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeadResubmitted.ProtoReflect.Descriptor instead.
 func (*LeadResubmitted) Descriptor() ([]byte, []int) {
-	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{5}
+	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *LeadResubmitted) GetSealedContact() []byte {
@@ -795,6 +964,20 @@ func (x *LeadResubmitted) GetMatchedBy() string {
 	return ""
 }
 
+func (x *LeadResubmitted) GetSealedPersonal() []byte {
+	if x != nil {
+		return x.SealedPersonal
+	}
+	return nil
+}
+
+func (x *LeadResubmitted) GetMergedFrom() string {
+	if x != nil {
+		return x.MergedFrom
+	}
+	return ""
+}
+
 // LeadMerged is written on both leads of a merge.
 type LeadMerged struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -807,7 +990,7 @@ type LeadMerged struct {
 
 func (x *LeadMerged) Reset() {
 	*x = LeadMerged{}
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[6]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -819,7 +1002,7 @@ func (x *LeadMerged) String() string {
 func (*LeadMerged) ProtoMessage() {}
 
 func (x *LeadMerged) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[6]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -832,7 +1015,7 @@ func (x *LeadMerged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeadMerged.ProtoReflect.Descriptor instead.
 func (*LeadMerged) Descriptor() ([]byte, []int) {
-	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{6}
+	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *LeadMerged) GetSurvivorLeadId() string {
@@ -863,15 +1046,19 @@ type ActivityRecorded struct {
 	ActivityId string       `protobuf:"bytes,1,opt,name=activity_id,json=activityId,proto3" json:"activity_id,omitempty"`
 	Type       ActivityType `protobuf:"varint,2,opt,name=type,proto3,enum=leadflow.event.v1.ActivityType" json:"type,omitempty"`
 	CampaignId string       `protobuf:"bytes,3,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
-	// detail is free text without personal data (a URL, an asset name).
-	Detail        string `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
+	// detail is free text (a URL, an asset name). Written in the clear
+	// before sealed_detail existed; newer events leave it empty.
+	Detail string `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
+	// sealed_detail is the detail, encrypted with the lead's data key: free
+	// text may name the person.
+	SealedDetail  []byte `protobuf:"bytes,5,opt,name=sealed_detail,json=sealedDetail,proto3" json:"sealed_detail,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ActivityRecorded) Reset() {
 	*x = ActivityRecorded{}
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[7]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -883,7 +1070,7 @@ func (x *ActivityRecorded) String() string {
 func (*ActivityRecorded) ProtoMessage() {}
 
 func (x *ActivityRecorded) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[7]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -896,7 +1083,7 @@ func (x *ActivityRecorded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActivityRecorded.ProtoReflect.Descriptor instead.
 func (*ActivityRecorded) Descriptor() ([]byte, []int) {
-	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{7}
+	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ActivityRecorded) GetActivityId() string {
@@ -927,6 +1114,13 @@ func (x *ActivityRecorded) GetDetail() string {
 	return ""
 }
 
+func (x *ActivityRecorded) GetSealedDetail() []byte {
+	if x != nil {
+		return x.SealedDetail
+	}
+	return nil
+}
+
 // CampaignRegistered is a new campaign (subject campaign.<id>).
 type CampaignRegistered struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -942,7 +1136,7 @@ type CampaignRegistered struct {
 
 func (x *CampaignRegistered) Reset() {
 	*x = CampaignRegistered{}
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[8]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -954,7 +1148,7 @@ func (x *CampaignRegistered) String() string {
 func (*CampaignRegistered) ProtoMessage() {}
 
 func (x *CampaignRegistered) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[8]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -967,7 +1161,7 @@ func (x *CampaignRegistered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CampaignRegistered.ProtoReflect.Descriptor instead.
 func (*CampaignRegistered) Descriptor() ([]byte, []int) {
-	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{8}
+	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CampaignRegistered) GetCampaignId() string {
@@ -1027,7 +1221,7 @@ type CampaignCostRecorded struct {
 
 func (x *CampaignCostRecorded) Reset() {
 	*x = CampaignCostRecorded{}
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[9]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1039,7 +1233,7 @@ func (x *CampaignCostRecorded) String() string {
 func (*CampaignCostRecorded) ProtoMessage() {}
 
 func (x *CampaignCostRecorded) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[9]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1052,7 +1246,7 @@ func (x *CampaignCostRecorded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CampaignCostRecorded.ProtoReflect.Descriptor instead.
 func (*CampaignCostRecorded) Descriptor() ([]byte, []int) {
-	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{9}
+	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CampaignCostRecorded) GetCampaignId() string {
@@ -1101,7 +1295,7 @@ type Consent struct {
 
 func (x *Consent) Reset() {
 	*x = Consent{}
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[10]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1113,7 +1307,7 @@ func (x *Consent) String() string {
 func (*Consent) ProtoMessage() {}
 
 func (x *Consent) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[10]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1126,7 +1320,7 @@ func (x *Consent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Consent.ProtoReflect.Descriptor instead.
 func (*Consent) Descriptor() ([]byte, []int) {
-	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{10}
+	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Consent) GetChannel() ConsentChannel {
@@ -1155,7 +1349,7 @@ type ConsentChanged struct {
 
 func (x *ConsentChanged) Reset() {
 	*x = ConsentChanged{}
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[11]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1167,7 +1361,7 @@ func (x *ConsentChanged) String() string {
 func (*ConsentChanged) ProtoMessage() {}
 
 func (x *ConsentChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[11]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1180,7 +1374,7 @@ func (x *ConsentChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsentChanged.ProtoReflect.Descriptor instead.
 func (*ConsentChanged) Descriptor() ([]byte, []int) {
-	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{11}
+	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ConsentChanged) GetConsent() *Consent {
@@ -1199,15 +1393,18 @@ func (x *ConsentChanged) GetSource() string {
 
 // LeadErased is written when a lead's data key is destroyed.
 type LeadErased struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Reason        string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Reason string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	// released are the identity claims the erasure gives up, so that a
+	// later capture of the person makes a new lead.
+	Released      []*Identity `protobuf:"bytes,2,rep,name=released,proto3" json:"released,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LeadErased) Reset() {
 	*x = LeadErased{}
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[12]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1219,7 +1416,7 @@ func (x *LeadErased) String() string {
 func (*LeadErased) ProtoMessage() {}
 
 func (x *LeadErased) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[12]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1232,12 +1429,232 @@ func (x *LeadErased) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeadErased.ProtoReflect.Descriptor instead.
 func (*LeadErased) Descriptor() ([]byte, []int) {
-	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{12}
+	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *LeadErased) GetReason() string {
 	if x != nil {
 		return x.Reason
+	}
+	return ""
+}
+
+func (x *LeadErased) GetReleased() []*Identity {
+	if x != nil {
+		return x.Released
+	}
+	return nil
+}
+
+// MergeCandidateFound is written on both leads when one capture brought
+// identities held by two different leads: probably one person, to be
+// merged (or not) by someone who knows.
+type MergeCandidateFound struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	OtherLeadId string                 `protobuf:"bytes,1,opt,name=other_lead_id,json=otherLeadId,proto3" json:"other_lead_id,omitempty"`
+	// identity is the kind held by the other lead: "email" or "external_id".
+	Identity string `protobuf:"bytes,2,opt,name=identity,proto3" json:"identity,omitempty"`
+	// event_id of the capture that found it.
+	CaptureEventId string `protobuf:"bytes,3,opt,name=capture_event_id,json=captureEventId,proto3" json:"capture_event_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *MergeCandidateFound) Reset() {
+	*x = MergeCandidateFound{}
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MergeCandidateFound) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MergeCandidateFound) ProtoMessage() {}
+
+func (x *MergeCandidateFound) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MergeCandidateFound.ProtoReflect.Descriptor instead.
+func (*MergeCandidateFound) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *MergeCandidateFound) GetOtherLeadId() string {
+	if x != nil {
+		return x.OtherLeadId
+	}
+	return ""
+}
+
+func (x *MergeCandidateFound) GetIdentity() string {
+	if x != nil {
+		return x.Identity
+	}
+	return ""
+}
+
+func (x *MergeCandidateFound) GetCaptureEventId() string {
+	if x != nil {
+		return x.CaptureEventId
+	}
+	return ""
+}
+
+// LeadUnmerged undoes a merge, written on both leads. The absorbed lead is
+// back in the state it had before the merge; later events on the
+// survivor stay there.
+type LeadUnmerged struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	SurvivorLeadId string                 `protobuf:"bytes,1,opt,name=survivor_lead_id,json=survivorLeadId,proto3" json:"survivor_lead_id,omitempty"`
+	AbsorbedLeadId string                 `protobuf:"bytes,2,opt,name=absorbed_lead_id,json=absorbedLeadId,proto3" json:"absorbed_lead_id,omitempty"`
+	Reason         string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *LeadUnmerged) Reset() {
+	*x = LeadUnmerged{}
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeadUnmerged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeadUnmerged) ProtoMessage() {}
+
+func (x *LeadUnmerged) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeadUnmerged.ProtoReflect.Descriptor instead.
+func (*LeadUnmerged) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *LeadUnmerged) GetSurvivorLeadId() string {
+	if x != nil {
+		return x.SurvivorLeadId
+	}
+	return ""
+}
+
+func (x *LeadUnmerged) GetAbsorbedLeadId() string {
+	if x != nil {
+		return x.AbsorbedLeadId
+	}
+	return ""
+}
+
+func (x *LeadUnmerged) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// IdempotencyRecord is the durable record of one idempotent command (a
+// capture's idempotency key, an activity id, a consent key), on a
+// `claim.idem.<keyed hash>` subject. It is written before the command's
+// event and never expires: a repeat finds it with one read, and the
+// command's answer is the lead's first event after version_before, if
+// that is event_id.
+type IdempotencyRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	LeadId        string                 `protobuf:"bytes,1,opt,name=lead_id,json=leadId,proto3" json:"lead_id,omitempty"`
+	EventId       string                 `protobuf:"bytes,2,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	VersionBefore uint64                 `protobuf:"varint,3,opt,name=version_before,json=versionBefore,proto3" json:"version_before,omitempty"`
+	// outcome of the command, e.g. "CREATED", "RESUBMITTED", "RECORDED".
+	Outcome string `protobuf:"bytes,4,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	// fingerprint is a keyed hash of the request's content: the same key
+	// with other content is refused.
+	Fingerprint   string `protobuf:"bytes,5,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IdempotencyRecord) Reset() {
+	*x = IdempotencyRecord{}
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IdempotencyRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IdempotencyRecord) ProtoMessage() {}
+
+func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IdempotencyRecord.ProtoReflect.Descriptor instead.
+func (*IdempotencyRecord) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *IdempotencyRecord) GetLeadId() string {
+	if x != nil {
+		return x.LeadId
+	}
+	return ""
+}
+
+func (x *IdempotencyRecord) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *IdempotencyRecord) GetVersionBefore() uint64 {
+	if x != nil {
+		return x.VersionBefore
+	}
+	return 0
+}
+
+func (x *IdempotencyRecord) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *IdempotencyRecord) GetFingerprint() string {
+	if x != nil {
+		return x.Fingerprint
 	}
 	return ""
 }
@@ -1274,31 +1691,50 @@ const file_leadflow_event_v1_lead_proto_rawDesc = "" +
 	"\n" +
 	"ExternalId\x12\x16\n" +
 	"\x06system\x18\x01 \x01(\tR\x06system\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\tR\x02id\"\x93\x02\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"\x91\x02\n" +
+	"\bPersonal\x124\n" +
+	"\acontact\x18\x01 \x01(\v2\x1a.leadflow.event.v1.ContactR\acontact\x12\x18\n" +
+	"\acompany\x18\x02 \x01(\tR\acompany\x12\x14\n" +
+	"\x05title\x18\x03 \x01(\tR\x05title\x12\x1d\n" +
+	"\n" +
+	"utm_source\x18\x04 \x01(\tR\tutmSource\x12\x1d\n" +
+	"\n" +
+	"utm_medium\x18\x05 \x01(\tR\tutmMedium\x12!\n" +
+	"\futm_campaign\x18\x06 \x01(\tR\vutmCampaign\x12>\n" +
+	"\vexternal_id\x18\a \x01(\v2\x1d.leadflow.event.v1.ExternalIdR\n" +
+	"externalId\"4\n" +
+	"\bIdentity\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\"\xbc\x02\n" +
 	"\fLeadCaptured\x12%\n" +
 	"\x0esealed_contact\x18\x01 \x01(\fR\rsealedContact\x124\n" +
 	"\aprofile\x18\x02 \x01(\v2\x1a.leadflow.event.v1.ProfileR\aprofile\x12@\n" +
 	"\vattribution\x18\x03 \x01(\v2\x1e.leadflow.event.v1.AttributionR\vattribution\x12,\n" +
 	"\x12external_id_system\x18\x04 \x01(\tR\x10externalIdSystem\x126\n" +
-	"\bconsents\x18\x05 \x03(\v2\x1a.leadflow.event.v1.ConsentR\bconsents\"\xcf\x01\n" +
+	"\bconsents\x18\x05 \x03(\v2\x1a.leadflow.event.v1.ConsentR\bconsents\x12'\n" +
+	"\x0fsealed_personal\x18\x06 \x01(\fR\x0esealedPersonal\"\x99\x02\n" +
 	"\x0fLeadResubmitted\x12%\n" +
 	"\x0esealed_contact\x18\x01 \x01(\fR\rsealedContact\x124\n" +
 	"\aprofile\x18\x02 \x01(\v2\x1a.leadflow.event.v1.ProfileR\aprofile\x12@\n" +
 	"\vattribution\x18\x03 \x01(\v2\x1e.leadflow.event.v1.AttributionR\vattribution\x12\x1d\n" +
 	"\n" +
-	"matched_by\x18\x04 \x01(\tR\tmatchedBy\"x\n" +
+	"matched_by\x18\x04 \x01(\tR\tmatchedBy\x12'\n" +
+	"\x0fsealed_personal\x18\x05 \x01(\fR\x0esealedPersonal\x12\x1f\n" +
+	"\vmerged_from\x18\x06 \x01(\tR\n" +
+	"mergedFrom\"x\n" +
 	"\n" +
 	"LeadMerged\x12(\n" +
 	"\x10survivor_lead_id\x18\x01 \x01(\tR\x0esurvivorLeadId\x12(\n" +
 	"\x10absorbed_lead_id\x18\x02 \x01(\tR\x0eabsorbedLeadId\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xa1\x01\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xc6\x01\n" +
 	"\x10ActivityRecorded\x12\x1f\n" +
 	"\vactivity_id\x18\x01 \x01(\tR\n" +
 	"activityId\x123\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x1f.leadflow.event.v1.ActivityTypeR\x04type\x12\x1f\n" +
 	"\vcampaign_id\x18\x03 \x01(\tR\n" +
 	"campaignId\x12\x16\n" +
-	"\x06detail\x18\x04 \x01(\tR\x06detail\"\x9f\x02\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\x12#\n" +
+	"\rsealed_detail\x18\x05 \x01(\fR\fsealedDetail\"\x9f\x02\n" +
 	"\x12CampaignRegistered\x12\x1f\n" +
 	"\vcampaign_id\x18\x01 \x01(\tR\n" +
 	"campaignId\x12\x12\n" +
@@ -1320,10 +1756,25 @@ const file_leadflow_event_v1_lead_proto_rawDesc = "" +
 	"\x06status\x18\x02 \x01(\x0e2 .leadflow.event.v1.ConsentStatusR\x06status\"^\n" +
 	"\x0eConsentChanged\x124\n" +
 	"\aconsent\x18\x01 \x01(\v2\x1a.leadflow.event.v1.ConsentR\aconsent\x12\x16\n" +
-	"\x06source\x18\x02 \x01(\tR\x06source\"$\n" +
+	"\x06source\x18\x02 \x01(\tR\x06source\"]\n" +
 	"\n" +
 	"LeadErased\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason*\xb1\x01\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\x127\n" +
+	"\breleased\x18\x02 \x03(\v2\x1b.leadflow.event.v1.IdentityR\breleased\"\x7f\n" +
+	"\x13MergeCandidateFound\x12\"\n" +
+	"\rother_lead_id\x18\x01 \x01(\tR\votherLeadId\x12\x1a\n" +
+	"\bidentity\x18\x02 \x01(\tR\bidentity\x12(\n" +
+	"\x10capture_event_id\x18\x03 \x01(\tR\x0ecaptureEventId\"z\n" +
+	"\fLeadUnmerged\x12(\n" +
+	"\x10survivor_lead_id\x18\x01 \x01(\tR\x0esurvivorLeadId\x12(\n" +
+	"\x10absorbed_lead_id\x18\x02 \x01(\tR\x0eabsorbedLeadId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xaa\x01\n" +
+	"\x11IdempotencyRecord\x12\x17\n" +
+	"\alead_id\x18\x01 \x01(\tR\x06leadId\x12\x19\n" +
+	"\bevent_id\x18\x02 \x01(\tR\aeventId\x12%\n" +
+	"\x0eversion_before\x18\x03 \x01(\x04R\rversionBefore\x12\x18\n" +
+	"\aoutcome\x18\x04 \x01(\tR\aoutcome\x12 \n" +
+	"\vfingerprint\x18\x05 \x01(\tR\vfingerprint*\xb1\x01\n" +
 	"\tSeniority\x12\x19\n" +
 	"\x15SENIORITY_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14SENIORITY_INDIVIDUAL\x10\x01\x12\x15\n" +
@@ -1381,7 +1832,7 @@ func file_leadflow_event_v1_lead_proto_rawDescGZIP() []byte {
 }
 
 var file_leadflow_event_v1_lead_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_leadflow_event_v1_lead_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_leadflow_event_v1_lead_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_leadflow_event_v1_lead_proto_goTypes = []any{
 	(Seniority)(0),                // 0: leadflow.event.v1.Seniority
 	(ActivityType)(0),             // 1: leadflow.event.v1.ActivityType
@@ -1392,41 +1843,49 @@ var file_leadflow_event_v1_lead_proto_goTypes = []any{
 	(*Profile)(nil),               // 6: leadflow.event.v1.Profile
 	(*Attribution)(nil),           // 7: leadflow.event.v1.Attribution
 	(*ExternalId)(nil),            // 8: leadflow.event.v1.ExternalId
-	(*LeadCaptured)(nil),          // 9: leadflow.event.v1.LeadCaptured
-	(*LeadResubmitted)(nil),       // 10: leadflow.event.v1.LeadResubmitted
-	(*LeadMerged)(nil),            // 11: leadflow.event.v1.LeadMerged
-	(*ActivityRecorded)(nil),      // 12: leadflow.event.v1.ActivityRecorded
-	(*CampaignRegistered)(nil),    // 13: leadflow.event.v1.CampaignRegistered
-	(*CampaignCostRecorded)(nil),  // 14: leadflow.event.v1.CampaignCostRecorded
-	(*Consent)(nil),               // 15: leadflow.event.v1.Consent
-	(*ConsentChanged)(nil),        // 16: leadflow.event.v1.ConsentChanged
-	(*LeadErased)(nil),            // 17: leadflow.event.v1.LeadErased
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
-	(*Money)(nil),                 // 19: leadflow.event.v1.Money
+	(*Personal)(nil),              // 9: leadflow.event.v1.Personal
+	(*Identity)(nil),              // 10: leadflow.event.v1.Identity
+	(*LeadCaptured)(nil),          // 11: leadflow.event.v1.LeadCaptured
+	(*LeadResubmitted)(nil),       // 12: leadflow.event.v1.LeadResubmitted
+	(*LeadMerged)(nil),            // 13: leadflow.event.v1.LeadMerged
+	(*ActivityRecorded)(nil),      // 14: leadflow.event.v1.ActivityRecorded
+	(*CampaignRegistered)(nil),    // 15: leadflow.event.v1.CampaignRegistered
+	(*CampaignCostRecorded)(nil),  // 16: leadflow.event.v1.CampaignCostRecorded
+	(*Consent)(nil),               // 17: leadflow.event.v1.Consent
+	(*ConsentChanged)(nil),        // 18: leadflow.event.v1.ConsentChanged
+	(*LeadErased)(nil),            // 19: leadflow.event.v1.LeadErased
+	(*MergeCandidateFound)(nil),   // 20: leadflow.event.v1.MergeCandidateFound
+	(*LeadUnmerged)(nil),          // 21: leadflow.event.v1.LeadUnmerged
+	(*IdempotencyRecord)(nil),     // 22: leadflow.event.v1.IdempotencyRecord
+	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
+	(*Money)(nil),                 // 24: leadflow.event.v1.Money
 }
 var file_leadflow_event_v1_lead_proto_depIdxs = []int32{
 	0,  // 0: leadflow.event.v1.Profile.seniority:type_name -> leadflow.event.v1.Seniority
-	6,  // 1: leadflow.event.v1.LeadCaptured.profile:type_name -> leadflow.event.v1.Profile
-	7,  // 2: leadflow.event.v1.LeadCaptured.attribution:type_name -> leadflow.event.v1.Attribution
-	15, // 3: leadflow.event.v1.LeadCaptured.consents:type_name -> leadflow.event.v1.Consent
-	6,  // 4: leadflow.event.v1.LeadResubmitted.profile:type_name -> leadflow.event.v1.Profile
-	7,  // 5: leadflow.event.v1.LeadResubmitted.attribution:type_name -> leadflow.event.v1.Attribution
-	1,  // 6: leadflow.event.v1.ActivityRecorded.type:type_name -> leadflow.event.v1.ActivityType
-	2,  // 7: leadflow.event.v1.CampaignRegistered.channel:type_name -> leadflow.event.v1.Channel
-	18, // 8: leadflow.event.v1.CampaignRegistered.starts_at:type_name -> google.protobuf.Timestamp
-	18, // 9: leadflow.event.v1.CampaignRegistered.ends_at:type_name -> google.protobuf.Timestamp
-	19, // 10: leadflow.event.v1.CampaignRegistered.budget:type_name -> leadflow.event.v1.Money
-	19, // 11: leadflow.event.v1.CampaignCostRecorded.amount:type_name -> leadflow.event.v1.Money
-	18, // 12: leadflow.event.v1.CampaignCostRecorded.period_start:type_name -> google.protobuf.Timestamp
-	18, // 13: leadflow.event.v1.CampaignCostRecorded.period_end:type_name -> google.protobuf.Timestamp
-	3,  // 14: leadflow.event.v1.Consent.channel:type_name -> leadflow.event.v1.ConsentChannel
-	4,  // 15: leadflow.event.v1.Consent.status:type_name -> leadflow.event.v1.ConsentStatus
-	15, // 16: leadflow.event.v1.ConsentChanged.consent:type_name -> leadflow.event.v1.Consent
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	5,  // 1: leadflow.event.v1.Personal.contact:type_name -> leadflow.event.v1.Contact
+	8,  // 2: leadflow.event.v1.Personal.external_id:type_name -> leadflow.event.v1.ExternalId
+	6,  // 3: leadflow.event.v1.LeadCaptured.profile:type_name -> leadflow.event.v1.Profile
+	7,  // 4: leadflow.event.v1.LeadCaptured.attribution:type_name -> leadflow.event.v1.Attribution
+	17, // 5: leadflow.event.v1.LeadCaptured.consents:type_name -> leadflow.event.v1.Consent
+	6,  // 6: leadflow.event.v1.LeadResubmitted.profile:type_name -> leadflow.event.v1.Profile
+	7,  // 7: leadflow.event.v1.LeadResubmitted.attribution:type_name -> leadflow.event.v1.Attribution
+	1,  // 8: leadflow.event.v1.ActivityRecorded.type:type_name -> leadflow.event.v1.ActivityType
+	2,  // 9: leadflow.event.v1.CampaignRegistered.channel:type_name -> leadflow.event.v1.Channel
+	23, // 10: leadflow.event.v1.CampaignRegistered.starts_at:type_name -> google.protobuf.Timestamp
+	23, // 11: leadflow.event.v1.CampaignRegistered.ends_at:type_name -> google.protobuf.Timestamp
+	24, // 12: leadflow.event.v1.CampaignRegistered.budget:type_name -> leadflow.event.v1.Money
+	24, // 13: leadflow.event.v1.CampaignCostRecorded.amount:type_name -> leadflow.event.v1.Money
+	23, // 14: leadflow.event.v1.CampaignCostRecorded.period_start:type_name -> google.protobuf.Timestamp
+	23, // 15: leadflow.event.v1.CampaignCostRecorded.period_end:type_name -> google.protobuf.Timestamp
+	3,  // 16: leadflow.event.v1.Consent.channel:type_name -> leadflow.event.v1.ConsentChannel
+	4,  // 17: leadflow.event.v1.Consent.status:type_name -> leadflow.event.v1.ConsentStatus
+	17, // 18: leadflow.event.v1.ConsentChanged.consent:type_name -> leadflow.event.v1.Consent
+	10, // 19: leadflow.event.v1.LeadErased.released:type_name -> leadflow.event.v1.Identity
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_event_v1_lead_proto_init() }
@@ -1441,7 +1900,7 @@ func file_leadflow_event_v1_lead_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_leadflow_event_v1_lead_proto_rawDesc), len(file_leadflow_event_v1_lead_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   13,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

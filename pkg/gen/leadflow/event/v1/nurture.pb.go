@@ -9,6 +9,8 @@ package eventv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -30,6 +32,9 @@ const (
 	RecycleCause_RECYCLE_CAUSE_LOST               RecycleCause = 2
 	RecycleCause_RECYCLE_CAUSE_ATTEMPTS_EXHAUSTED RecycleCause = 3
 	RecycleCause_RECYCLE_CAUSE_NOT_READY          RecycleCause = 4
+	// RECYCLE_CAUSE_MANUAL: a person sent the lead back (nurture's
+	// RecycleLead call).
+	RecycleCause_RECYCLE_CAUSE_MANUAL RecycleCause = 5
 )
 
 // Enum value maps for RecycleCause.
@@ -40,6 +45,7 @@ var (
 		2: "RECYCLE_CAUSE_LOST",
 		3: "RECYCLE_CAUSE_ATTEMPTS_EXHAUSTED",
 		4: "RECYCLE_CAUSE_NOT_READY",
+		5: "RECYCLE_CAUSE_MANUAL",
 	}
 	RecycleCause_value = map[string]int32{
 		"RECYCLE_CAUSE_UNSPECIFIED":        0,
@@ -47,6 +53,7 @@ var (
 		"RECYCLE_CAUSE_LOST":               2,
 		"RECYCLE_CAUSE_ATTEMPTS_EXHAUSTED": 3,
 		"RECYCLE_CAUSE_NOT_READY":          4,
+		"RECYCLE_CAUSE_MANUAL":             5,
 	}
 )
 
@@ -77,13 +84,139 @@ func (RecycleCause) EnumDescriptor() ([]byte, []int) {
 	return file_leadflow_event_v1_nurture_proto_rawDescGZIP(), []int{0}
 }
 
-// LeadRecycled is a lead taken back by nurture.
+// NurtureExitCause is why a lead left a program.
+type NurtureExitCause int32
+
+const (
+	NurtureExitCause_NURTURE_EXIT_CAUSE_UNSPECIFIED NurtureExitCause = 0
+	// NURTURE_EXIT_CAUSE_ENDED: the program ran its duration without the
+	// lead re-engaging.
+	NurtureExitCause_NURTURE_EXIT_CAUSE_ENDED NurtureExitCause = 1
+	// NURTURE_EXIT_CAUSE_NOT_QUALIFIED: the lead re-engaged, was re-scored
+	// and stayed below the threshold; it goes back to the program until its
+	// review date.
+	NurtureExitCause_NURTURE_EXIT_CAUSE_NOT_QUALIFIED NurtureExitCause = 2
+)
+
+// Enum value maps for NurtureExitCause.
+var (
+	NurtureExitCause_name = map[int32]string{
+		0: "NURTURE_EXIT_CAUSE_UNSPECIFIED",
+		1: "NURTURE_EXIT_CAUSE_ENDED",
+		2: "NURTURE_EXIT_CAUSE_NOT_QUALIFIED",
+	}
+	NurtureExitCause_value = map[string]int32{
+		"NURTURE_EXIT_CAUSE_UNSPECIFIED":   0,
+		"NURTURE_EXIT_CAUSE_ENDED":         1,
+		"NURTURE_EXIT_CAUSE_NOT_QUALIFIED": 2,
+	}
+)
+
+func (x NurtureExitCause) Enum() *NurtureExitCause {
+	p := new(NurtureExitCause)
+	*p = x
+	return p
+}
+
+func (x NurtureExitCause) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (NurtureExitCause) Descriptor() protoreflect.EnumDescriptor {
+	return file_leadflow_event_v1_nurture_proto_enumTypes[1].Descriptor()
+}
+
+func (NurtureExitCause) Type() protoreflect.EnumType {
+	return &file_leadflow_event_v1_nurture_proto_enumTypes[1]
+}
+
+func (x NurtureExitCause) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use NurtureExitCause.Descriptor instead.
+func (NurtureExitCause) EnumDescriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_nurture_proto_rawDescGZIP(), []int{1}
+}
+
+// NurtureProgramChange says what a NurtureProgramChanged did.
+type NurtureProgramChange int32
+
+const (
+	NurtureProgramChange_NURTURE_PROGRAM_CHANGE_UNSPECIFIED NurtureProgramChange = 0
+	NurtureProgramChange_NURTURE_PROGRAM_CHANGE_DEFINED     NurtureProgramChange = 1
+	NurtureProgramChange_NURTURE_PROGRAM_CHANGE_UPDATED     NurtureProgramChange = 2
+	NurtureProgramChange_NURTURE_PROGRAM_CHANGE_RETIRED     NurtureProgramChange = 3
+)
+
+// Enum value maps for NurtureProgramChange.
+var (
+	NurtureProgramChange_name = map[int32]string{
+		0: "NURTURE_PROGRAM_CHANGE_UNSPECIFIED",
+		1: "NURTURE_PROGRAM_CHANGE_DEFINED",
+		2: "NURTURE_PROGRAM_CHANGE_UPDATED",
+		3: "NURTURE_PROGRAM_CHANGE_RETIRED",
+	}
+	NurtureProgramChange_value = map[string]int32{
+		"NURTURE_PROGRAM_CHANGE_UNSPECIFIED": 0,
+		"NURTURE_PROGRAM_CHANGE_DEFINED":     1,
+		"NURTURE_PROGRAM_CHANGE_UPDATED":     2,
+		"NURTURE_PROGRAM_CHANGE_RETIRED":     3,
+	}
+)
+
+func (x NurtureProgramChange) Enum() *NurtureProgramChange {
+	p := new(NurtureProgramChange)
+	*p = x
+	return p
+}
+
+func (x NurtureProgramChange) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (NurtureProgramChange) Descriptor() protoreflect.EnumDescriptor {
+	return file_leadflow_event_v1_nurture_proto_enumTypes[2].Descriptor()
+}
+
+func (NurtureProgramChange) Type() protoreflect.EnumType {
+	return &file_leadflow_event_v1_nurture_proto_enumTypes[2]
+}
+
+func (x NurtureProgramChange) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use NurtureProgramChange.Descriptor instead.
+func (NurtureProgramChange) EnumDescriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_nurture_proto_rawDescGZIP(), []int{2}
+}
+
+// LeadRecycled is a lead taken back by nurture. Its causation_id is the
+// event that sent it back (LeadRejected, DealLost, LeadDisqualified with
+// not_now, SLABreached with escalation RECYCLE) or the request.
 type LeadRecycled struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Cause         RecycleCause           `protobuf:"varint,1,opt,name=cause,proto3,enum=leadflow.event.v1.RecycleCause" json:"cause,omitempty"`
-	Note          string                 `protobuf:"bytes,2,opt,name=note,proto3" json:"note,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Cause RecycleCause           `protobuf:"varint,1,opt,name=cause,proto3,enum=leadflow.event.v1.RecycleCause" json:"cause,omitempty"`
+	// note says why in words: the rep's note, the lost reason, the
+	// disqualifying rule's reason. No personal data.
+	Note string `protobuf:"bytes,2,opt,name=note,proto3" json:"note,omitempty"`
+	// reject_reason is the rejection's code, with cause REJECTED.
+	RejectReason RejectReason `protobuf:"varint,3,opt,name=reject_reason,json=rejectReason,proto3,enum=leadflow.event.v1.RejectReason" json:"reject_reason,omitempty"`
+	// segment is the lead's routing segment when it was recycled, if any.
+	Segment string `protobuf:"bytes,4,opt,name=segment,proto3" json:"segment,omitempty"`
+	// score is the lead's last total score when it was recycled.
+	Score int32 `protobuf:"varint,5,opt,name=score,proto3" json:"score,omitempty"`
+	// cycle is the journey cycle that ended here (1 until the lead is an
+	// MQL a second time).
+	Cycle uint32 `protobuf:"varint,6,opt,name=cycle,proto3" json:"cycle,omitempty"`
+	// program_id, when set, is the program the lead must be enrolled in;
+	// empty: the program is chosen by the entry rules.
+	ProgramId string `protobuf:"bytes,7,opt,name=program_id,json=programId,proto3" json:"program_id,omitempty"`
+	// source_event_type is the type of the event named by causation_id.
+	SourceEventType string `protobuf:"bytes,8,opt,name=source_event_type,json=sourceEventType,proto3" json:"source_event_type,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *LeadRecycled) Reset() {
@@ -130,10 +263,67 @@ func (x *LeadRecycled) GetNote() string {
 	return ""
 }
 
-// NurtureEnrolled is a lead joining a nurture program.
+func (x *LeadRecycled) GetRejectReason() RejectReason {
+	if x != nil {
+		return x.RejectReason
+	}
+	return RejectReason_REJECT_REASON_UNSPECIFIED
+}
+
+func (x *LeadRecycled) GetSegment() string {
+	if x != nil {
+		return x.Segment
+	}
+	return ""
+}
+
+func (x *LeadRecycled) GetScore() int32 {
+	if x != nil {
+		return x.Score
+	}
+	return 0
+}
+
+func (x *LeadRecycled) GetCycle() uint32 {
+	if x != nil {
+		return x.Cycle
+	}
+	return 0
+}
+
+func (x *LeadRecycled) GetProgramId() string {
+	if x != nil {
+		return x.ProgramId
+	}
+	return ""
+}
+
+func (x *LeadRecycled) GetSourceEventType() string {
+	if x != nil {
+		return x.SourceEventType
+	}
+	return ""
+}
+
+// NurtureEnrolled is a lead joining a nurture program. Its causation_id
+// is the LeadRecycled or NurtureExited it follows.
 type NurtureEnrolled struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ProgramId     string                 `protobuf:"bytes,1,opt,name=program_id,json=programId,proto3" json:"program_id,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ProgramId string                 `protobuf:"bytes,1,opt,name=program_id,json=programId,proto3" json:"program_id,omitempty"`
+	// program_revision is the program's revision the lead was enrolled
+	// under.
+	ProgramRevision uint32 `protobuf:"varint,2,opt,name=program_revision,json=programRevision,proto3" json:"program_revision,omitempty"`
+	// rule_id is the entry rule that chose the program; empty when the
+	// program was named (a manual recycle, an exit rule) or is the
+	// fallback of the recycle policy.
+	RuleId string `protobuf:"bytes,3,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	// review_at is when the program ends and the lead is reviewed, unless
+	// it re-engages first: the lead's deadline.
+	ReviewAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=review_at,json=reviewAt,proto3" json:"review_at,omitempty"`
+	// cycle is the lead's journey cycle.
+	Cycle uint32 `protobuf:"varint,5,opt,name=cycle,proto3" json:"cycle,omitempty"`
+	// why says, for people, how the program was chosen.
+	Why           string `protobuf:"bytes,6,opt,name=why,proto3" json:"why,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -175,14 +365,58 @@ func (x *NurtureEnrolled) GetProgramId() string {
 	return ""
 }
 
-// LeadReengaged is a nurtured lead showing interest again; qualification
-// re-scores it.
+func (x *NurtureEnrolled) GetProgramRevision() uint32 {
+	if x != nil {
+		return x.ProgramRevision
+	}
+	return 0
+}
+
+func (x *NurtureEnrolled) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *NurtureEnrolled) GetReviewAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReviewAt
+	}
+	return nil
+}
+
+func (x *NurtureEnrolled) GetCycle() uint32 {
+	if x != nil {
+		return x.Cycle
+	}
+	return 0
+}
+
+func (x *NurtureEnrolled) GetWhy() string {
+	if x != nil {
+		return x.Why
+	}
+	return ""
+}
+
+// LeadReengaged is a nurtured lead showing interest again, by its
+// program's exit rules; qualification re-scores it. Its causation_id is
+// the activity or re-submission.
 type LeadReengaged struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ProgramId     string                 `protobuf:"bytes,1,opt,name=program_id,json=programId,proto3" json:"program_id,omitempty"`
-	ActivityId    string                 `protobuf:"bytes,2,opt,name=activity_id,json=activityId,proto3" json:"activity_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ProgramId  string                 `protobuf:"bytes,1,opt,name=program_id,json=programId,proto3" json:"program_id,omitempty"`
+	ActivityId string                 `protobuf:"bytes,2,opt,name=activity_id,json=activityId,proto3" json:"activity_id,omitempty"`
+	// cycle is the journey cycle the lead is in; qualifying from here
+	// starts cycle + 1.
+	Cycle uint32 `protobuf:"varint,3,opt,name=cycle,proto3" json:"cycle,omitempty"`
+	// activity_type is the re-engaging activity's type; unset for a
+	// re-submission.
+	ActivityType ActivityType `protobuf:"varint,4,opt,name=activity_type,json=activityType,proto3,enum=leadflow.event.v1.ActivityType" json:"activity_type,omitempty"`
+	// trigger_event_type is "ActivityRecorded" or "LeadResubmitted".
+	TriggerEventType string `protobuf:"bytes,5,opt,name=trigger_event_type,json=triggerEventType,proto3" json:"trigger_event_type,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *LeadReengaged) Reset() {
@@ -229,11 +463,40 @@ func (x *LeadReengaged) GetActivityId() string {
 	return ""
 }
 
-// NurtureExited is a lead leaving a program.
+func (x *LeadReengaged) GetCycle() uint32 {
+	if x != nil {
+		return x.Cycle
+	}
+	return 0
+}
+
+func (x *LeadReengaged) GetActivityType() ActivityType {
+	if x != nil {
+		return x.ActivityType
+	}
+	return ActivityType_ACTIVITY_TYPE_UNSPECIFIED
+}
+
+func (x *LeadReengaged) GetTriggerEventType() string {
+	if x != nil {
+		return x.TriggerEventType
+	}
+	return ""
+}
+
+// NurtureExited is a lead leaving a program without becoming an MQL. It
+// is never an end: nurture enrols the lead again at once, in
+// next_program_id, reviewed at next_review_at.
 type NurtureExited struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ProgramId     string                 `protobuf:"bytes,1,opt,name=program_id,json=programId,proto3" json:"program_id,omitempty"`
-	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ProgramId string                 `protobuf:"bytes,1,opt,name=program_id,json=programId,proto3" json:"program_id,omitempty"`
+	Reason    string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	Cause     NurtureExitCause       `protobuf:"varint,3,opt,name=cause,proto3,enum=leadflow.event.v1.NurtureExitCause" json:"cause,omitempty"`
+	// next_program_id is the program the lead goes to now.
+	NextProgramId string `protobuf:"bytes,4,opt,name=next_program_id,json=nextProgramId,proto3" json:"next_program_id,omitempty"`
+	// next_review_at is when the lead is reviewed next.
+	NextReviewAt  *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=next_review_at,json=nextReviewAt,proto3" json:"next_review_at,omitempty"`
+	Cycle         uint32                 `protobuf:"varint,6,opt,name=cycle,proto3" json:"cycle,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -282,32 +545,582 @@ func (x *NurtureExited) GetReason() string {
 	return ""
 }
 
+func (x *NurtureExited) GetCause() NurtureExitCause {
+	if x != nil {
+		return x.Cause
+	}
+	return NurtureExitCause_NURTURE_EXIT_CAUSE_UNSPECIFIED
+}
+
+func (x *NurtureExited) GetNextProgramId() string {
+	if x != nil {
+		return x.NextProgramId
+	}
+	return ""
+}
+
+func (x *NurtureExited) GetNextReviewAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextReviewAt
+	}
+	return nil
+}
+
+func (x *NurtureExited) GetCycle() uint32 {
+	if x != nil {
+		return x.Cycle
+	}
+	return 0
+}
+
+// NurtureProgram is one nurture program, as data: which recycled leads
+// it takes, for how long, and what ends it.
+type NurtureProgram struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// program_id is a slug: lower-case letters, digits and '-'.
+	ProgramId   string `protobuf:"bytes,1,opt,name=program_id,json=programId,proto3" json:"program_id,omitempty"`
+	Name        string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Description string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	// entry_rules choose the program for a recycled lead. No two rules of
+	// active programs may match the same lead.
+	EntryRules []*NurtureEntryRule `protobuf:"bytes,4,rep,name=entry_rules,json=entryRules,proto3" json:"entry_rules,omitempty"`
+	// duration is how long a lead stays before its review, unless it
+	// re-engages first.
+	Duration  *durationpb.Duration `protobuf:"bytes,5,opt,name=duration,proto3" json:"duration,omitempty"`
+	ExitRules *NurtureExitRules    `protobuf:"bytes,6,opt,name=exit_rules,json=exitRules,proto3" json:"exit_rules,omitempty"`
+	// revision counts the program's changes, assigned by the service.
+	Revision uint32 `protobuf:"varint,7,opt,name=revision,proto3" json:"revision,omitempty"`
+	// retired programs take no new leads.
+	Retired       bool `protobuf:"varint,8,opt,name=retired,proto3" json:"retired,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NurtureProgram) Reset() {
+	*x = NurtureProgram{}
+	mi := &file_leadflow_event_v1_nurture_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NurtureProgram) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NurtureProgram) ProtoMessage() {}
+
+func (x *NurtureProgram) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_nurture_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NurtureProgram.ProtoReflect.Descriptor instead.
+func (*NurtureProgram) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_nurture_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *NurtureProgram) GetProgramId() string {
+	if x != nil {
+		return x.ProgramId
+	}
+	return ""
+}
+
+func (x *NurtureProgram) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *NurtureProgram) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *NurtureProgram) GetEntryRules() []*NurtureEntryRule {
+	if x != nil {
+		return x.EntryRules
+	}
+	return nil
+}
+
+func (x *NurtureProgram) GetDuration() *durationpb.Duration {
+	if x != nil {
+		return x.Duration
+	}
+	return nil
+}
+
+func (x *NurtureProgram) GetExitRules() *NurtureExitRules {
+	if x != nil {
+		return x.ExitRules
+	}
+	return nil
+}
+
+func (x *NurtureProgram) GetRevision() uint32 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *NurtureProgram) GetRetired() bool {
+	if x != nil {
+		return x.Retired
+	}
+	return false
+}
+
+// NurtureEntryRule matches recycled leads. Every condition that is set
+// must hold; a list holds when any of its values matches.
+type NurtureEntryRule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// rule_id is unique within its program.
+	RuleId string         `protobuf:"bytes,1,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	Causes []RecycleCause `protobuf:"varint,2,rep,packed,name=causes,proto3,enum=leadflow.event.v1.RecycleCause" json:"causes,omitempty"`
+	// reject_reasons apply to rejected leads. Without them the rule takes
+	// no lead rejected for BAD_DATA or NOT_A_FIT: those follow their own
+	// policy unless a rule names them.
+	RejectReasons []RejectReason `protobuf:"varint,3,rep,packed,name=reject_reasons,json=rejectReasons,proto3,enum=leadflow.event.v1.RejectReason" json:"reject_reasons,omitempty"`
+	// segments are routing segments, compared without regard to case.
+	Segments []string `protobuf:"bytes,4,rep,name=segments,proto3" json:"segments,omitempty"`
+	// score_band bounds the lead's last total score.
+	ScoreBand     *NurtureScoreBand `protobuf:"bytes,5,opt,name=score_band,json=scoreBand,proto3" json:"score_band,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NurtureEntryRule) Reset() {
+	*x = NurtureEntryRule{}
+	mi := &file_leadflow_event_v1_nurture_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NurtureEntryRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NurtureEntryRule) ProtoMessage() {}
+
+func (x *NurtureEntryRule) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_nurture_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NurtureEntryRule.ProtoReflect.Descriptor instead.
+func (*NurtureEntryRule) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_nurture_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *NurtureEntryRule) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *NurtureEntryRule) GetCauses() []RecycleCause {
+	if x != nil {
+		return x.Causes
+	}
+	return nil
+}
+
+func (x *NurtureEntryRule) GetRejectReasons() []RejectReason {
+	if x != nil {
+		return x.RejectReasons
+	}
+	return nil
+}
+
+func (x *NurtureEntryRule) GetSegments() []string {
+	if x != nil {
+		return x.Segments
+	}
+	return nil
+}
+
+func (x *NurtureEntryRule) GetScoreBand() *NurtureScoreBand {
+	if x != nil {
+		return x.ScoreBand
+	}
+	return nil
+}
+
+// NurtureScoreBand is a range of total scores, both ends inclusive.
+type NurtureScoreBand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Min           int32                  `protobuf:"varint,1,opt,name=min,proto3" json:"min,omitempty"`
+	Max           int32                  `protobuf:"varint,2,opt,name=max,proto3" json:"max,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NurtureScoreBand) Reset() {
+	*x = NurtureScoreBand{}
+	mi := &file_leadflow_event_v1_nurture_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NurtureScoreBand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NurtureScoreBand) ProtoMessage() {}
+
+func (x *NurtureScoreBand) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_nurture_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NurtureScoreBand.ProtoReflect.Descriptor instead.
+func (*NurtureScoreBand) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_nurture_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *NurtureScoreBand) GetMin() int32 {
+	if x != nil {
+		return x.Min
+	}
+	return 0
+}
+
+func (x *NurtureScoreBand) GetMax() int32 {
+	if x != nil {
+		return x.Max
+	}
+	return 0
+}
+
+// NurtureExitRules say what ends a lead's stay in a program.
+type NurtureExitRules struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// reengage_on are the activities that re-engage a nurtured lead.
+	ReengageOn []ActivityType `protobuf:"varint,1,rep,packed,name=reengage_on,json=reengageOn,proto3,enum=leadflow.event.v1.ActivityType" json:"reengage_on,omitempty"`
+	// reengage_on_resubmission: a new form fill re-engages the lead.
+	ReengageOnResubmission bool `protobuf:"varint,2,opt,name=reengage_on_resubmission,json=reengageOnResubmission,proto3" json:"reengage_on_resubmission,omitempty"`
+	// then_program_id is where a lead goes when the program ends without
+	// re-engagement; empty: this program again.
+	ThenProgramId string `protobuf:"bytes,3,opt,name=then_program_id,json=thenProgramId,proto3" json:"then_program_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NurtureExitRules) Reset() {
+	*x = NurtureExitRules{}
+	mi := &file_leadflow_event_v1_nurture_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NurtureExitRules) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NurtureExitRules) ProtoMessage() {}
+
+func (x *NurtureExitRules) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_nurture_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NurtureExitRules.ProtoReflect.Descriptor instead.
+func (*NurtureExitRules) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_nurture_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *NurtureExitRules) GetReengageOn() []ActivityType {
+	if x != nil {
+		return x.ReengageOn
+	}
+	return nil
+}
+
+func (x *NurtureExitRules) GetReengageOnResubmission() bool {
+	if x != nil {
+		return x.ReengageOnResubmission
+	}
+	return false
+}
+
+func (x *NurtureExitRules) GetThenProgramId() string {
+	if x != nil {
+		return x.ThenProgramId
+	}
+	return ""
+}
+
+// NurtureProgramChanged is one change to the nurture programs (subject
+// model.nurture-programs); version counts the changes, 1, 2, ...
+type NurtureProgramChanged struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Version uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	// program is the whole program after the change.
+	Program       *NurtureProgram      `protobuf:"bytes,2,opt,name=program,proto3" json:"program,omitempty"`
+	Change        NurtureProgramChange `protobuf:"varint,3,opt,name=change,proto3,enum=leadflow.event.v1.NurtureProgramChange" json:"change,omitempty"`
+	ChangedBy     *Actor               `protobuf:"bytes,4,opt,name=changed_by,json=changedBy,proto3" json:"changed_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NurtureProgramChanged) Reset() {
+	*x = NurtureProgramChanged{}
+	mi := &file_leadflow_event_v1_nurture_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NurtureProgramChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NurtureProgramChanged) ProtoMessage() {}
+
+func (x *NurtureProgramChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_nurture_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NurtureProgramChanged.ProtoReflect.Descriptor instead.
+func (*NurtureProgramChanged) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_nurture_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *NurtureProgramChanged) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *NurtureProgramChanged) GetProgram() *NurtureProgram {
+	if x != nil {
+		return x.Program
+	}
+	return nil
+}
+
+func (x *NurtureProgramChanged) GetChange() NurtureProgramChange {
+	if x != nil {
+		return x.Change
+	}
+	return NurtureProgramChange_NURTURE_PROGRAM_CHANGE_UNSPECIFIED
+}
+
+func (x *NurtureProgramChanged) GetChangedBy() *Actor {
+	if x != nil {
+		return x.ChangedBy
+	}
+	return nil
+}
+
+// NurtureTimer is a durable timer of the nurture service: the payload of
+// a JetStream message schedule in the NURTURE_TIMERS stream, copied by
+// the server to the timer's target subject when it fires. Not an Event.
+type NurtureTimer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// timer_id is the enrolment's event id: one review per enrolment.
+	TimerId       string                 `protobuf:"bytes,1,opt,name=timer_id,json=timerId,proto3" json:"timer_id,omitempty"`
+	LeadId        string                 `protobuf:"bytes,2,opt,name=lead_id,json=leadId,proto3" json:"lead_id,omitempty"`
+	ProgramId     string                 `protobuf:"bytes,3,opt,name=program_id,json=programId,proto3" json:"program_id,omitempty"`
+	ReviewAt      *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=review_at,json=reviewAt,proto3" json:"review_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NurtureTimer) Reset() {
+	*x = NurtureTimer{}
+	mi := &file_leadflow_event_v1_nurture_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NurtureTimer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NurtureTimer) ProtoMessage() {}
+
+func (x *NurtureTimer) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_nurture_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NurtureTimer.ProtoReflect.Descriptor instead.
+func (*NurtureTimer) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_nurture_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *NurtureTimer) GetTimerId() string {
+	if x != nil {
+		return x.TimerId
+	}
+	return ""
+}
+
+func (x *NurtureTimer) GetLeadId() string {
+	if x != nil {
+		return x.LeadId
+	}
+	return ""
+}
+
+func (x *NurtureTimer) GetProgramId() string {
+	if x != nil {
+		return x.ProgramId
+	}
+	return ""
+}
+
+func (x *NurtureTimer) GetReviewAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReviewAt
+	}
+	return nil
+}
+
 var File_leadflow_event_v1_nurture_proto protoreflect.FileDescriptor
 
 const file_leadflow_event_v1_nurture_proto_rawDesc = "" +
 	"\n" +
-	"\x1fleadflow/event/v1/nurture.proto\x12\x11leadflow.event.v1\"Y\n" +
+	"\x1fleadflow/event/v1/nurture.proto\x12\x11leadflow.event.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fleadflow/event/v1/handoff.proto\x1a\x1cleadflow/event/v1/lead.proto\x1a\x1dleadflow/event/v1/types.proto\"\xb0\x02\n" +
 	"\fLeadRecycled\x125\n" +
 	"\x05cause\x18\x01 \x01(\x0e2\x1f.leadflow.event.v1.RecycleCauseR\x05cause\x12\x12\n" +
-	"\x04note\x18\x02 \x01(\tR\x04note\"0\n" +
+	"\x04note\x18\x02 \x01(\tR\x04note\x12D\n" +
+	"\rreject_reason\x18\x03 \x01(\x0e2\x1f.leadflow.event.v1.RejectReasonR\frejectReason\x12\x18\n" +
+	"\asegment\x18\x04 \x01(\tR\asegment\x12\x14\n" +
+	"\x05score\x18\x05 \x01(\x05R\x05score\x12\x14\n" +
+	"\x05cycle\x18\x06 \x01(\rR\x05cycle\x12\x1d\n" +
+	"\n" +
+	"program_id\x18\a \x01(\tR\tprogramId\x12*\n" +
+	"\x11source_event_type\x18\b \x01(\tR\x0fsourceEventType\"\xd5\x01\n" +
 	"\x0fNurtureEnrolled\x12\x1d\n" +
 	"\n" +
-	"program_id\x18\x01 \x01(\tR\tprogramId\"O\n" +
+	"program_id\x18\x01 \x01(\tR\tprogramId\x12)\n" +
+	"\x10program_revision\x18\x02 \x01(\rR\x0fprogramRevision\x12\x17\n" +
+	"\arule_id\x18\x03 \x01(\tR\x06ruleId\x127\n" +
+	"\treview_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\breviewAt\x12\x14\n" +
+	"\x05cycle\x18\x05 \x01(\rR\x05cycle\x12\x10\n" +
+	"\x03why\x18\x06 \x01(\tR\x03why\"\xd9\x01\n" +
 	"\rLeadReengaged\x12\x1d\n" +
 	"\n" +
 	"program_id\x18\x01 \x01(\tR\tprogramId\x12\x1f\n" +
 	"\vactivity_id\x18\x02 \x01(\tR\n" +
-	"activityId\"F\n" +
+	"activityId\x12\x14\n" +
+	"\x05cycle\x18\x03 \x01(\rR\x05cycle\x12D\n" +
+	"\ractivity_type\x18\x04 \x01(\x0e2\x1f.leadflow.event.v1.ActivityTypeR\factivityType\x12,\n" +
+	"\x12trigger_event_type\x18\x05 \x01(\tR\x10triggerEventType\"\x81\x02\n" +
 	"\rNurtureExited\x12\x1d\n" +
 	"\n" +
 	"program_id\x18\x01 \x01(\tR\tprogramId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason*\xa4\x01\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x129\n" +
+	"\x05cause\x18\x03 \x01(\x0e2#.leadflow.event.v1.NurtureExitCauseR\x05cause\x12&\n" +
+	"\x0fnext_program_id\x18\x04 \x01(\tR\rnextProgramId\x12@\n" +
+	"\x0enext_review_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\fnextReviewAt\x12\x14\n" +
+	"\x05cycle\x18\x06 \x01(\rR\x05cycle\"\xdc\x02\n" +
+	"\x0eNurtureProgram\x12\x1d\n" +
+	"\n" +
+	"program_id\x18\x01 \x01(\tR\tprogramId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\x12D\n" +
+	"\ventry_rules\x18\x04 \x03(\v2#.leadflow.event.v1.NurtureEntryRuleR\n" +
+	"entryRules\x125\n" +
+	"\bduration\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12B\n" +
+	"\n" +
+	"exit_rules\x18\x06 \x01(\v2#.leadflow.event.v1.NurtureExitRulesR\texitRules\x12\x1a\n" +
+	"\brevision\x18\a \x01(\rR\brevision\x12\x18\n" +
+	"\aretired\x18\b \x01(\bR\aretired\"\x8c\x02\n" +
+	"\x10NurtureEntryRule\x12\x17\n" +
+	"\arule_id\x18\x01 \x01(\tR\x06ruleId\x127\n" +
+	"\x06causes\x18\x02 \x03(\x0e2\x1f.leadflow.event.v1.RecycleCauseR\x06causes\x12F\n" +
+	"\x0ereject_reasons\x18\x03 \x03(\x0e2\x1f.leadflow.event.v1.RejectReasonR\rrejectReasons\x12\x1a\n" +
+	"\bsegments\x18\x04 \x03(\tR\bsegments\x12B\n" +
+	"\n" +
+	"score_band\x18\x05 \x01(\v2#.leadflow.event.v1.NurtureScoreBandR\tscoreBand\"6\n" +
+	"\x10NurtureScoreBand\x12\x10\n" +
+	"\x03min\x18\x01 \x01(\x05R\x03min\x12\x10\n" +
+	"\x03max\x18\x02 \x01(\x05R\x03max\"\xb6\x01\n" +
+	"\x10NurtureExitRules\x12@\n" +
+	"\vreengage_on\x18\x01 \x03(\x0e2\x1f.leadflow.event.v1.ActivityTypeR\n" +
+	"reengageOn\x128\n" +
+	"\x18reengage_on_resubmission\x18\x02 \x01(\bR\x16reengageOnResubmission\x12&\n" +
+	"\x0fthen_program_id\x18\x03 \x01(\tR\rthenProgramId\"\xe8\x01\n" +
+	"\x15NurtureProgramChanged\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\rR\aversion\x12;\n" +
+	"\aprogram\x18\x02 \x01(\v2!.leadflow.event.v1.NurtureProgramR\aprogram\x12?\n" +
+	"\x06change\x18\x03 \x01(\x0e2'.leadflow.event.v1.NurtureProgramChangeR\x06change\x127\n" +
+	"\n" +
+	"changed_by\x18\x04 \x01(\v2\x18.leadflow.event.v1.ActorR\tchangedBy\"\x9a\x01\n" +
+	"\fNurtureTimer\x12\x19\n" +
+	"\btimer_id\x18\x01 \x01(\tR\atimerId\x12\x17\n" +
+	"\alead_id\x18\x02 \x01(\tR\x06leadId\x12\x1d\n" +
+	"\n" +
+	"program_id\x18\x03 \x01(\tR\tprogramId\x127\n" +
+	"\treview_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\breviewAt*\xbe\x01\n" +
 	"\fRecycleCause\x12\x1d\n" +
 	"\x19RECYCLE_CAUSE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16RECYCLE_CAUSE_REJECTED\x10\x01\x12\x16\n" +
 	"\x12RECYCLE_CAUSE_LOST\x10\x02\x12$\n" +
 	" RECYCLE_CAUSE_ATTEMPTS_EXHAUSTED\x10\x03\x12\x1b\n" +
-	"\x17RECYCLE_CAUSE_NOT_READY\x10\x04B\xcb\x01\n" +
+	"\x17RECYCLE_CAUSE_NOT_READY\x10\x04\x12\x18\n" +
+	"\x14RECYCLE_CAUSE_MANUAL\x10\x05*z\n" +
+	"\x10NurtureExitCause\x12\"\n" +
+	"\x1eNURTURE_EXIT_CAUSE_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18NURTURE_EXIT_CAUSE_ENDED\x10\x01\x12$\n" +
+	" NURTURE_EXIT_CAUSE_NOT_QUALIFIED\x10\x02*\xaa\x01\n" +
+	"\x14NurtureProgramChange\x12&\n" +
+	"\"NURTURE_PROGRAM_CHANGE_UNSPECIFIED\x10\x00\x12\"\n" +
+	"\x1eNURTURE_PROGRAM_CHANGE_DEFINED\x10\x01\x12\"\n" +
+	"\x1eNURTURE_PROGRAM_CHANGE_UPDATED\x10\x02\x12\"\n" +
+	"\x1eNURTURE_PROGRAM_CHANGE_RETIRED\x10\x03B\xcb\x01\n" +
 	"\x15com.leadflow.event.v1B\fNurtureProtoP\x01Z>github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1;eventv1\xa2\x02\x03LEX\xaa\x02\x11Leadflow.Event.V1\xca\x02\x11Leadflow\\Event\\V1\xe2\x02\x1dLeadflow\\Event\\V1\\GPBMetadata\xea\x02\x13Leadflow::Event::V1b\x06proto3"
 
 var (
@@ -322,22 +1135,51 @@ func file_leadflow_event_v1_nurture_proto_rawDescGZIP() []byte {
 	return file_leadflow_event_v1_nurture_proto_rawDescData
 }
 
-var file_leadflow_event_v1_nurture_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_leadflow_event_v1_nurture_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_leadflow_event_v1_nurture_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_leadflow_event_v1_nurture_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_leadflow_event_v1_nurture_proto_goTypes = []any{
-	(RecycleCause)(0),       // 0: leadflow.event.v1.RecycleCause
-	(*LeadRecycled)(nil),    // 1: leadflow.event.v1.LeadRecycled
-	(*NurtureEnrolled)(nil), // 2: leadflow.event.v1.NurtureEnrolled
-	(*LeadReengaged)(nil),   // 3: leadflow.event.v1.LeadReengaged
-	(*NurtureExited)(nil),   // 4: leadflow.event.v1.NurtureExited
+	(RecycleCause)(0),             // 0: leadflow.event.v1.RecycleCause
+	(NurtureExitCause)(0),         // 1: leadflow.event.v1.NurtureExitCause
+	(NurtureProgramChange)(0),     // 2: leadflow.event.v1.NurtureProgramChange
+	(*LeadRecycled)(nil),          // 3: leadflow.event.v1.LeadRecycled
+	(*NurtureEnrolled)(nil),       // 4: leadflow.event.v1.NurtureEnrolled
+	(*LeadReengaged)(nil),         // 5: leadflow.event.v1.LeadReengaged
+	(*NurtureExited)(nil),         // 6: leadflow.event.v1.NurtureExited
+	(*NurtureProgram)(nil),        // 7: leadflow.event.v1.NurtureProgram
+	(*NurtureEntryRule)(nil),      // 8: leadflow.event.v1.NurtureEntryRule
+	(*NurtureScoreBand)(nil),      // 9: leadflow.event.v1.NurtureScoreBand
+	(*NurtureExitRules)(nil),      // 10: leadflow.event.v1.NurtureExitRules
+	(*NurtureProgramChanged)(nil), // 11: leadflow.event.v1.NurtureProgramChanged
+	(*NurtureTimer)(nil),          // 12: leadflow.event.v1.NurtureTimer
+	(RejectReason)(0),             // 13: leadflow.event.v1.RejectReason
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(ActivityType)(0),             // 15: leadflow.event.v1.ActivityType
+	(*durationpb.Duration)(nil),   // 16: google.protobuf.Duration
+	(*Actor)(nil),                 // 17: leadflow.event.v1.Actor
 }
 var file_leadflow_event_v1_nurture_proto_depIdxs = []int32{
-	0, // 0: leadflow.event.v1.LeadRecycled.cause:type_name -> leadflow.event.v1.RecycleCause
-	1, // [1:1] is the sub-list for method output_type
-	1, // [1:1] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	0,  // 0: leadflow.event.v1.LeadRecycled.cause:type_name -> leadflow.event.v1.RecycleCause
+	13, // 1: leadflow.event.v1.LeadRecycled.reject_reason:type_name -> leadflow.event.v1.RejectReason
+	14, // 2: leadflow.event.v1.NurtureEnrolled.review_at:type_name -> google.protobuf.Timestamp
+	15, // 3: leadflow.event.v1.LeadReengaged.activity_type:type_name -> leadflow.event.v1.ActivityType
+	1,  // 4: leadflow.event.v1.NurtureExited.cause:type_name -> leadflow.event.v1.NurtureExitCause
+	14, // 5: leadflow.event.v1.NurtureExited.next_review_at:type_name -> google.protobuf.Timestamp
+	8,  // 6: leadflow.event.v1.NurtureProgram.entry_rules:type_name -> leadflow.event.v1.NurtureEntryRule
+	16, // 7: leadflow.event.v1.NurtureProgram.duration:type_name -> google.protobuf.Duration
+	10, // 8: leadflow.event.v1.NurtureProgram.exit_rules:type_name -> leadflow.event.v1.NurtureExitRules
+	0,  // 9: leadflow.event.v1.NurtureEntryRule.causes:type_name -> leadflow.event.v1.RecycleCause
+	13, // 10: leadflow.event.v1.NurtureEntryRule.reject_reasons:type_name -> leadflow.event.v1.RejectReason
+	9,  // 11: leadflow.event.v1.NurtureEntryRule.score_band:type_name -> leadflow.event.v1.NurtureScoreBand
+	15, // 12: leadflow.event.v1.NurtureExitRules.reengage_on:type_name -> leadflow.event.v1.ActivityType
+	7,  // 13: leadflow.event.v1.NurtureProgramChanged.program:type_name -> leadflow.event.v1.NurtureProgram
+	2,  // 14: leadflow.event.v1.NurtureProgramChanged.change:type_name -> leadflow.event.v1.NurtureProgramChange
+	17, // 15: leadflow.event.v1.NurtureProgramChanged.changed_by:type_name -> leadflow.event.v1.Actor
+	14, // 16: leadflow.event.v1.NurtureTimer.review_at:type_name -> google.protobuf.Timestamp
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_event_v1_nurture_proto_init() }
@@ -345,13 +1187,16 @@ func file_leadflow_event_v1_nurture_proto_init() {
 	if File_leadflow_event_v1_nurture_proto != nil {
 		return
 	}
+	file_leadflow_event_v1_handoff_proto_init()
+	file_leadflow_event_v1_lead_proto_init()
+	file_leadflow_event_v1_types_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_leadflow_event_v1_nurture_proto_rawDesc), len(file_leadflow_event_v1_nurture_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   4,
+			NumEnums:      3,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

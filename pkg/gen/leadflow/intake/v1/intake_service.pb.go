@@ -184,7 +184,8 @@ type CaptureLeadResponse struct {
 	// replayed is true when the idempotency key had been seen: nothing new
 	// was written and this is the first answer again.
 	Replayed bool `protobuf:"varint,3,opt,name=replayed,proto3" json:"replayed,omitempty"`
-	// version is the lead's stream version after the write (0 on replay).
+	// version is the lead's stream version after the write; on a replay,
+	// the version the first answer gave.
 	Version       uint64 `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1034,18 +1035,22 @@ type Lead struct {
 	LeadId    string                 `protobuf:"bytes,1,opt,name=lead_id,json=leadId,proto3" json:"lead_id,omitempty"`
 	Lifecycle *v1.Lifecycle          `protobuf:"bytes,2,opt,name=lifecycle,proto3" json:"lifecycle,omitempty"`
 	// contact is empty when the lead was erased.
-	Contact       *v1.Contact            `protobuf:"bytes,3,opt,name=contact,proto3" json:"contact,omitempty"`
-	Profile       *v1.Profile            `protobuf:"bytes,4,opt,name=profile,proto3" json:"profile,omitempty"`
-	Attribution   *v1.Attribution        `protobuf:"bytes,5,opt,name=attribution,proto3" json:"attribution,omitempty"`
-	Consents      []*v1.Consent          `protobuf:"bytes,6,rep,name=consents,proto3" json:"consents,omitempty"`
-	CapturedAt    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=captured_at,json=capturedAt,proto3" json:"captured_at,omitempty"`
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
-	Version       uint64                 `protobuf:"varint,9,opt,name=version,proto3" json:"version,omitempty"`
-	Submissions   int32                  `protobuf:"varint,10,opt,name=submissions,proto3" json:"submissions,omitempty"`
-	Activities    int32                  `protobuf:"varint,11,opt,name=activities,proto3" json:"activities,omitempty"`
-	Erased        bool                   `protobuf:"varint,12,opt,name=erased,proto3" json:"erased,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Contact     *v1.Contact            `protobuf:"bytes,3,opt,name=contact,proto3" json:"contact,omitempty"`
+	Profile     *v1.Profile            `protobuf:"bytes,4,opt,name=profile,proto3" json:"profile,omitempty"`
+	Attribution *v1.Attribution        `protobuf:"bytes,5,opt,name=attribution,proto3" json:"attribution,omitempty"`
+	Consents    []*v1.Consent          `protobuf:"bytes,6,rep,name=consents,proto3" json:"consents,omitempty"`
+	CapturedAt  *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=captured_at,json=capturedAt,proto3" json:"captured_at,omitempty"`
+	UpdatedAt   *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	Version     uint64                 `protobuf:"varint,9,opt,name=version,proto3" json:"version,omitempty"`
+	Submissions int32                  `protobuf:"varint,10,opt,name=submissions,proto3" json:"submissions,omitempty"`
+	Activities  int32                  `protobuf:"varint,11,opt,name=activities,proto3" json:"activities,omitempty"`
+	Erased      bool                   `protobuf:"varint,12,opt,name=erased,proto3" json:"erased,omitempty"`
+	// merged_into is the survivor, while this lead is merged into it.
+	MergedInto string `protobuf:"bytes,13,opt,name=merged_into,json=mergedInto,proto3" json:"merged_into,omitempty"`
+	// absorbed_lead_ids are the leads merged into this one.
+	AbsorbedLeadIds []string `protobuf:"bytes,14,rep,name=absorbed_lead_ids,json=absorbedLeadIds,proto3" json:"absorbed_lead_ids,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Lead) Reset() {
@@ -1160,6 +1165,20 @@ func (x *Lead) GetErased() bool {
 		return x.Erased
 	}
 	return false
+}
+
+func (x *Lead) GetMergedInto() string {
+	if x != nil {
+		return x.MergedInto
+	}
+	return ""
+}
+
+func (x *Lead) GetAbsorbedLeadIds() []string {
+	if x != nil {
+		return x.AbsorbedLeadIds
+	}
+	return nil
 }
 
 type GetLeadResponse struct {
@@ -1365,6 +1384,672 @@ func (x *GetLeadTimelineResponse) GetEntries() []*TimelineEntry {
 	return nil
 }
 
+type EraseLeadRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	LeadId string                 `protobuf:"bytes,1,opt,name=lead_id,json=leadId,proto3" json:"lead_id,omitempty"`
+	// reason says why, e.g. "GDPR art. 17 request 2026-114"; it is kept in
+	// the clear, so it must not name the person.
+	Reason        string    `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	Actor         *v1.Actor `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EraseLeadRequest) Reset() {
+	*x = EraseLeadRequest{}
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EraseLeadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EraseLeadRequest) ProtoMessage() {}
+
+func (x *EraseLeadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EraseLeadRequest.ProtoReflect.Descriptor instead.
+func (*EraseLeadRequest) Descriptor() ([]byte, []int) {
+	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *EraseLeadRequest) GetLeadId() string {
+	if x != nil {
+		return x.LeadId
+	}
+	return ""
+}
+
+func (x *EraseLeadRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *EraseLeadRequest) GetActor() *v1.Actor {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+type EraseLeadResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Version uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	// replayed is true when the lead was already erased.
+	Replayed      bool `protobuf:"varint,2,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EraseLeadResponse) Reset() {
+	*x = EraseLeadResponse{}
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EraseLeadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EraseLeadResponse) ProtoMessage() {}
+
+func (x *EraseLeadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EraseLeadResponse.ProtoReflect.Descriptor instead.
+func (*EraseLeadResponse) Descriptor() ([]byte, []int) {
+	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *EraseLeadResponse) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *EraseLeadResponse) GetReplayed() bool {
+	if x != nil {
+		return x.Replayed
+	}
+	return false
+}
+
+type ExportLeadRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	LeadId        string                 `protobuf:"bytes,1,opt,name=lead_id,json=leadId,proto3" json:"lead_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportLeadRequest) Reset() {
+	*x = ExportLeadRequest{}
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportLeadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportLeadRequest) ProtoMessage() {}
+
+func (x *ExportLeadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportLeadRequest.ProtoReflect.Descriptor instead.
+func (*ExportLeadRequest) Descriptor() ([]byte, []int) {
+	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ExportLeadRequest) GetLeadId() string {
+	if x != nil {
+		return x.LeadId
+	}
+	return ""
+}
+
+// ExportedSubmission is one form fill of a lead, decrypted.
+type ExportedSubmission struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Sequence   uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	OccurredAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	// event_type is LeadCaptured or LeadResubmitted.
+	EventType     string          `protobuf:"bytes,3,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	Personal      *v1.Personal    `protobuf:"bytes,4,opt,name=personal,proto3" json:"personal,omitempty"`
+	Profile       *v1.Profile     `protobuf:"bytes,5,opt,name=profile,proto3" json:"profile,omitempty"`
+	Attribution   *v1.Attribution `protobuf:"bytes,6,opt,name=attribution,proto3" json:"attribution,omitempty"`
+	Consents      []*v1.Consent   `protobuf:"bytes,7,rep,name=consents,proto3" json:"consents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportedSubmission) Reset() {
+	*x = ExportedSubmission{}
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportedSubmission) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportedSubmission) ProtoMessage() {}
+
+func (x *ExportedSubmission) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportedSubmission.ProtoReflect.Descriptor instead.
+func (*ExportedSubmission) Descriptor() ([]byte, []int) {
+	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ExportedSubmission) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *ExportedSubmission) GetOccurredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OccurredAt
+	}
+	return nil
+}
+
+func (x *ExportedSubmission) GetEventType() string {
+	if x != nil {
+		return x.EventType
+	}
+	return ""
+}
+
+func (x *ExportedSubmission) GetPersonal() *v1.Personal {
+	if x != nil {
+		return x.Personal
+	}
+	return nil
+}
+
+func (x *ExportedSubmission) GetProfile() *v1.Profile {
+	if x != nil {
+		return x.Profile
+	}
+	return nil
+}
+
+func (x *ExportedSubmission) GetAttribution() *v1.Attribution {
+	if x != nil {
+		return x.Attribution
+	}
+	return nil
+}
+
+func (x *ExportedSubmission) GetConsents() []*v1.Consent {
+	if x != nil {
+		return x.Consents
+	}
+	return nil
+}
+
+// ExportedActivity is one engagement signal of a lead, decrypted.
+type ExportedActivity struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sequence      uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	OccurredAt    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	ActivityId    string                 `protobuf:"bytes,3,opt,name=activity_id,json=activityId,proto3" json:"activity_id,omitempty"`
+	Type          v1.ActivityType        `protobuf:"varint,4,opt,name=type,proto3,enum=leadflow.event.v1.ActivityType" json:"type,omitempty"`
+	CampaignId    string                 `protobuf:"bytes,5,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
+	Detail        string                 `protobuf:"bytes,6,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportedActivity) Reset() {
+	*x = ExportedActivity{}
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportedActivity) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportedActivity) ProtoMessage() {}
+
+func (x *ExportedActivity) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportedActivity.ProtoReflect.Descriptor instead.
+func (*ExportedActivity) Descriptor() ([]byte, []int) {
+	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ExportedActivity) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *ExportedActivity) GetOccurredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OccurredAt
+	}
+	return nil
+}
+
+func (x *ExportedActivity) GetActivityId() string {
+	if x != nil {
+		return x.ActivityId
+	}
+	return ""
+}
+
+func (x *ExportedActivity) GetType() v1.ActivityType {
+	if x != nil {
+		return x.Type
+	}
+	return v1.ActivityType(0)
+}
+
+func (x *ExportedActivity) GetCampaignId() string {
+	if x != nil {
+		return x.CampaignId
+	}
+	return ""
+}
+
+func (x *ExportedActivity) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+type ExportLeadResponse struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Lead        *Lead                  `protobuf:"bytes,1,opt,name=lead,proto3" json:"lead,omitempty"`
+	Submissions []*ExportedSubmission  `protobuf:"bytes,2,rep,name=submissions,proto3" json:"submissions,omitempty"`
+	Activities  []*ExportedActivity    `protobuf:"bytes,3,rep,name=activities,proto3" json:"activities,omitempty"`
+	// events is the lead's whole history as stored (personal fields sealed).
+	Events        []*TimelineEntry `protobuf:"bytes,4,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportLeadResponse) Reset() {
+	*x = ExportLeadResponse{}
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportLeadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportLeadResponse) ProtoMessage() {}
+
+func (x *ExportLeadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportLeadResponse.ProtoReflect.Descriptor instead.
+func (*ExportLeadResponse) Descriptor() ([]byte, []int) {
+	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ExportLeadResponse) GetLead() *Lead {
+	if x != nil {
+		return x.Lead
+	}
+	return nil
+}
+
+func (x *ExportLeadResponse) GetSubmissions() []*ExportedSubmission {
+	if x != nil {
+		return x.Submissions
+	}
+	return nil
+}
+
+func (x *ExportLeadResponse) GetActivities() []*ExportedActivity {
+	if x != nil {
+		return x.Activities
+	}
+	return nil
+}
+
+func (x *ExportLeadResponse) GetEvents() []*TimelineEntry {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+type MergeLeadsRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	SurvivorLeadId string                 `protobuf:"bytes,1,opt,name=survivor_lead_id,json=survivorLeadId,proto3" json:"survivor_lead_id,omitempty"`
+	AbsorbedLeadId string                 `protobuf:"bytes,2,opt,name=absorbed_lead_id,json=absorbedLeadId,proto3" json:"absorbed_lead_id,omitempty"`
+	Reason         string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	Actor          *v1.Actor              `protobuf:"bytes,4,opt,name=actor,proto3" json:"actor,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *MergeLeadsRequest) Reset() {
+	*x = MergeLeadsRequest{}
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MergeLeadsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MergeLeadsRequest) ProtoMessage() {}
+
+func (x *MergeLeadsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MergeLeadsRequest.ProtoReflect.Descriptor instead.
+func (*MergeLeadsRequest) Descriptor() ([]byte, []int) {
+	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *MergeLeadsRequest) GetSurvivorLeadId() string {
+	if x != nil {
+		return x.SurvivorLeadId
+	}
+	return ""
+}
+
+func (x *MergeLeadsRequest) GetAbsorbedLeadId() string {
+	if x != nil {
+		return x.AbsorbedLeadId
+	}
+	return ""
+}
+
+func (x *MergeLeadsRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *MergeLeadsRequest) GetActor() *v1.Actor {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+type MergeLeadsResponse struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	SurvivorVersion uint64                 `protobuf:"varint,1,opt,name=survivor_version,json=survivorVersion,proto3" json:"survivor_version,omitempty"`
+	AbsorbedVersion uint64                 `protobuf:"varint,2,opt,name=absorbed_version,json=absorbedVersion,proto3" json:"absorbed_version,omitempty"`
+	// replayed is true when the absorbed lead was already merged into the
+	// survivor.
+	Replayed      bool `protobuf:"varint,3,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MergeLeadsResponse) Reset() {
+	*x = MergeLeadsResponse{}
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MergeLeadsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MergeLeadsResponse) ProtoMessage() {}
+
+func (x *MergeLeadsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MergeLeadsResponse.ProtoReflect.Descriptor instead.
+func (*MergeLeadsResponse) Descriptor() ([]byte, []int) {
+	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *MergeLeadsResponse) GetSurvivorVersion() uint64 {
+	if x != nil {
+		return x.SurvivorVersion
+	}
+	return 0
+}
+
+func (x *MergeLeadsResponse) GetAbsorbedVersion() uint64 {
+	if x != nil {
+		return x.AbsorbedVersion
+	}
+	return 0
+}
+
+func (x *MergeLeadsResponse) GetReplayed() bool {
+	if x != nil {
+		return x.Replayed
+	}
+	return false
+}
+
+type UnmergeLeadsRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	SurvivorLeadId string                 `protobuf:"bytes,1,opt,name=survivor_lead_id,json=survivorLeadId,proto3" json:"survivor_lead_id,omitempty"`
+	AbsorbedLeadId string                 `protobuf:"bytes,2,opt,name=absorbed_lead_id,json=absorbedLeadId,proto3" json:"absorbed_lead_id,omitempty"`
+	Reason         string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	Actor          *v1.Actor              `protobuf:"bytes,4,opt,name=actor,proto3" json:"actor,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *UnmergeLeadsRequest) Reset() {
+	*x = UnmergeLeadsRequest{}
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnmergeLeadsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnmergeLeadsRequest) ProtoMessage() {}
+
+func (x *UnmergeLeadsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnmergeLeadsRequest.ProtoReflect.Descriptor instead.
+func (*UnmergeLeadsRequest) Descriptor() ([]byte, []int) {
+	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *UnmergeLeadsRequest) GetSurvivorLeadId() string {
+	if x != nil {
+		return x.SurvivorLeadId
+	}
+	return ""
+}
+
+func (x *UnmergeLeadsRequest) GetAbsorbedLeadId() string {
+	if x != nil {
+		return x.AbsorbedLeadId
+	}
+	return ""
+}
+
+func (x *UnmergeLeadsRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *UnmergeLeadsRequest) GetActor() *v1.Actor {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+type UnmergeLeadsResponse struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	SurvivorVersion uint64                 `protobuf:"varint,1,opt,name=survivor_version,json=survivorVersion,proto3" json:"survivor_version,omitempty"`
+	AbsorbedVersion uint64                 `protobuf:"varint,2,opt,name=absorbed_version,json=absorbedVersion,proto3" json:"absorbed_version,omitempty"`
+	// replayed is true when the absorbed lead was not merged (any more).
+	Replayed      bool `protobuf:"varint,3,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnmergeLeadsResponse) Reset() {
+	*x = UnmergeLeadsResponse{}
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnmergeLeadsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnmergeLeadsResponse) ProtoMessage() {}
+
+func (x *UnmergeLeadsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnmergeLeadsResponse.ProtoReflect.Descriptor instead.
+func (*UnmergeLeadsResponse) Descriptor() ([]byte, []int) {
+	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *UnmergeLeadsResponse) GetSurvivorVersion() uint64 {
+	if x != nil {
+		return x.SurvivorVersion
+	}
+	return 0
+}
+
+func (x *UnmergeLeadsResponse) GetAbsorbedVersion() uint64 {
+	if x != nil {
+		return x.AbsorbedVersion
+	}
+	return 0
+}
+
+func (x *UnmergeLeadsResponse) GetReplayed() bool {
+	if x != nil {
+		return x.Replayed
+	}
+	return false
+}
+
 var File_leadflow_intake_v1_intake_service_proto protoreflect.FileDescriptor
 
 const file_leadflow_intake_v1_intake_service_proto_rawDesc = "" +
@@ -1448,7 +2133,7 @@ const file_leadflow_intake_v1_intake_service_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x1a\n" +
 	"\breplayed\x18\x02 \x01(\bR\breplayed\")\n" +
 	"\x0eGetLeadRequest\x12\x17\n" +
-	"\alead_id\x18\x01 \x01(\tR\x06leadId\"\xad\x04\n" +
+	"\alead_id\x18\x01 \x01(\tR\x06leadId\"\xfa\x04\n" +
 	"\x04Lead\x12\x17\n" +
 	"\alead_id\x18\x01 \x01(\tR\x06leadId\x12:\n" +
 	"\tlifecycle\x18\x02 \x01(\v2\x1c.leadflow.event.v1.LifecycleR\tlifecycle\x124\n" +
@@ -1466,7 +2151,10 @@ const file_leadflow_intake_v1_intake_service_proto_rawDesc = "" +
 	"\n" +
 	"activities\x18\v \x01(\x05R\n" +
 	"activities\x12\x16\n" +
-	"\x06erased\x18\f \x01(\bR\x06erased\"?\n" +
+	"\x06erased\x18\f \x01(\bR\x06erased\x12\x1f\n" +
+	"\vmerged_into\x18\r \x01(\tR\n" +
+	"mergedInto\x12*\n" +
+	"\x11absorbed_lead_ids\x18\x0e \x03(\tR\x0fabsorbedLeadIds\"?\n" +
 	"\x0fGetLeadResponse\x12,\n" +
 	"\x04lead\x18\x01 \x01(\v2\x18.leadflow.intake.v1.LeadR\x04lead\"1\n" +
 	"\x16GetLeadTimelineRequest\x12\x17\n" +
@@ -1477,11 +2165,65 @@ const file_leadflow_intake_v1_intake_service_proto_rawDesc = "" +
 	"\asummary\x18\x03 \x01(\tR\asummary\"o\n" +
 	"\x17GetLeadTimelineResponse\x12\x17\n" +
 	"\alead_id\x18\x01 \x01(\tR\x06leadId\x12;\n" +
-	"\aentries\x18\x02 \x03(\v2!.leadflow.intake.v1.TimelineEntryR\aentries*o\n" +
+	"\aentries\x18\x02 \x03(\v2!.leadflow.intake.v1.TimelineEntryR\aentries\"s\n" +
+	"\x10EraseLeadRequest\x12\x17\n" +
+	"\alead_id\x18\x01 \x01(\tR\x06leadId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12.\n" +
+	"\x05actor\x18\x03 \x01(\v2\x18.leadflow.event.v1.ActorR\x05actor\"I\n" +
+	"\x11EraseLeadResponse\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x1a\n" +
+	"\breplayed\x18\x02 \x01(\bR\breplayed\",\n" +
+	"\x11ExportLeadRequest\x12\x17\n" +
+	"\alead_id\x18\x01 \x01(\tR\x06leadId\"\xf5\x02\n" +
+	"\x12ExportedSubmission\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12;\n" +
+	"\voccurred_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"occurredAt\x12\x1d\n" +
+	"\n" +
+	"event_type\x18\x03 \x01(\tR\teventType\x127\n" +
+	"\bpersonal\x18\x04 \x01(\v2\x1b.leadflow.event.v1.PersonalR\bpersonal\x124\n" +
+	"\aprofile\x18\x05 \x01(\v2\x1a.leadflow.event.v1.ProfileR\aprofile\x12@\n" +
+	"\vattribution\x18\x06 \x01(\v2\x1e.leadflow.event.v1.AttributionR\vattribution\x126\n" +
+	"\bconsents\x18\a \x03(\v2\x1a.leadflow.event.v1.ConsentR\bconsents\"\xfa\x01\n" +
+	"\x10ExportedActivity\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12;\n" +
+	"\voccurred_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"occurredAt\x12\x1f\n" +
+	"\vactivity_id\x18\x03 \x01(\tR\n" +
+	"activityId\x123\n" +
+	"\x04type\x18\x04 \x01(\x0e2\x1f.leadflow.event.v1.ActivityTypeR\x04type\x12\x1f\n" +
+	"\vcampaign_id\x18\x05 \x01(\tR\n" +
+	"campaignId\x12\x16\n" +
+	"\x06detail\x18\x06 \x01(\tR\x06detail\"\x8d\x02\n" +
+	"\x12ExportLeadResponse\x12,\n" +
+	"\x04lead\x18\x01 \x01(\v2\x18.leadflow.intake.v1.LeadR\x04lead\x12H\n" +
+	"\vsubmissions\x18\x02 \x03(\v2&.leadflow.intake.v1.ExportedSubmissionR\vsubmissions\x12D\n" +
+	"\n" +
+	"activities\x18\x03 \x03(\v2$.leadflow.intake.v1.ExportedActivityR\n" +
+	"activities\x129\n" +
+	"\x06events\x18\x04 \x03(\v2!.leadflow.intake.v1.TimelineEntryR\x06events\"\xaf\x01\n" +
+	"\x11MergeLeadsRequest\x12(\n" +
+	"\x10survivor_lead_id\x18\x01 \x01(\tR\x0esurvivorLeadId\x12(\n" +
+	"\x10absorbed_lead_id\x18\x02 \x01(\tR\x0eabsorbedLeadId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12.\n" +
+	"\x05actor\x18\x04 \x01(\v2\x18.leadflow.event.v1.ActorR\x05actor\"\x86\x01\n" +
+	"\x12MergeLeadsResponse\x12)\n" +
+	"\x10survivor_version\x18\x01 \x01(\x04R\x0fsurvivorVersion\x12)\n" +
+	"\x10absorbed_version\x18\x02 \x01(\x04R\x0fabsorbedVersion\x12\x1a\n" +
+	"\breplayed\x18\x03 \x01(\bR\breplayed\"\xb1\x01\n" +
+	"\x13UnmergeLeadsRequest\x12(\n" +
+	"\x10survivor_lead_id\x18\x01 \x01(\tR\x0esurvivorLeadId\x12(\n" +
+	"\x10absorbed_lead_id\x18\x02 \x01(\tR\x0eabsorbedLeadId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12.\n" +
+	"\x05actor\x18\x04 \x01(\v2\x18.leadflow.event.v1.ActorR\x05actor\"\x88\x01\n" +
+	"\x14UnmergeLeadsResponse\x12)\n" +
+	"\x10survivor_version\x18\x01 \x01(\x04R\x0fsurvivorVersion\x12)\n" +
+	"\x10absorbed_version\x18\x02 \x01(\x04R\x0fabsorbedVersion\x12\x1a\n" +
+	"\breplayed\x18\x03 \x01(\bR\breplayed*o\n" +
 	"\x0eCaptureOutcome\x12\x1f\n" +
 	"\x1bCAPTURE_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17CAPTURE_OUTCOME_CREATED\x10\x01\x12\x1f\n" +
-	"\x1bCAPTURE_OUTCOME_RESUBMITTED\x10\x022\xbd\x06\n" +
+	"\x1bCAPTURE_OUTCOME_RESUBMITTED\x10\x022\xb4\t\n" +
 	"\rIntakeService\x12^\n" +
 	"\vCaptureLead\x12&.leadflow.intake.v1.CaptureLeadRequest\x1a'.leadflow.intake.v1.CaptureLeadResponse\x12b\n" +
 	"\vImportLeads\x12&.leadflow.intake.v1.ImportLeadsRequest\x1a'.leadflow.intake.v1.ImportLeadsResponse(\x010\x01\x12g\n" +
@@ -1491,7 +2233,13 @@ const file_leadflow_intake_v1_intake_service_proto_rawDesc = "" +
 	"\n" +
 	"SetConsent\x12%.leadflow.intake.v1.SetConsentRequest\x1a&.leadflow.intake.v1.SetConsentResponse\x12R\n" +
 	"\aGetLead\x12\".leadflow.intake.v1.GetLeadRequest\x1a#.leadflow.intake.v1.GetLeadResponse\x12j\n" +
-	"\x0fGetLeadTimeline\x12*.leadflow.intake.v1.GetLeadTimelineRequest\x1a+.leadflow.intake.v1.GetLeadTimelineResponseB\xd8\x01\n" +
+	"\x0fGetLeadTimeline\x12*.leadflow.intake.v1.GetLeadTimelineRequest\x1a+.leadflow.intake.v1.GetLeadTimelineResponse\x12X\n" +
+	"\tEraseLead\x12$.leadflow.intake.v1.EraseLeadRequest\x1a%.leadflow.intake.v1.EraseLeadResponse\x12[\n" +
+	"\n" +
+	"ExportLead\x12%.leadflow.intake.v1.ExportLeadRequest\x1a&.leadflow.intake.v1.ExportLeadResponse\x12[\n" +
+	"\n" +
+	"MergeLeads\x12%.leadflow.intake.v1.MergeLeadsRequest\x1a&.leadflow.intake.v1.MergeLeadsResponse\x12a\n" +
+	"\fUnmergeLeads\x12'.leadflow.intake.v1.UnmergeLeadsRequest\x1a(.leadflow.intake.v1.UnmergeLeadsResponseB\xd8\x01\n" +
 	"\x16com.leadflow.intake.v1B\x12IntakeServiceProtoP\x01Z@github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1;intakev1\xa2\x02\x03LIX\xaa\x02\x12Leadflow.Intake.V1\xca\x02\x12Leadflow\\Intake\\V1\xe2\x02\x1eLeadflow\\Intake\\V1\\GPBMetadata\xea\x02\x14Leadflow::Intake::V1b\x06proto3"
 
 var (
@@ -1507,7 +2255,7 @@ func file_leadflow_intake_v1_intake_service_proto_rawDescGZIP() []byte {
 }
 
 var file_leadflow_intake_v1_intake_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_leadflow_intake_v1_intake_service_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_leadflow_intake_v1_intake_service_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_leadflow_intake_v1_intake_service_proto_goTypes = []any{
 	(CaptureOutcome)(0),                // 0: leadflow.intake.v1.CaptureOutcome
 	(*CaptureLeadRequest)(nil),         // 1: leadflow.intake.v1.CaptureLeadRequest
@@ -1529,76 +2277,109 @@ var file_leadflow_intake_v1_intake_service_proto_goTypes = []any{
 	(*GetLeadTimelineRequest)(nil),     // 17: leadflow.intake.v1.GetLeadTimelineRequest
 	(*TimelineEntry)(nil),              // 18: leadflow.intake.v1.TimelineEntry
 	(*GetLeadTimelineResponse)(nil),    // 19: leadflow.intake.v1.GetLeadTimelineResponse
-	(*v1.Contact)(nil),                 // 20: leadflow.event.v1.Contact
-	(*v1.Profile)(nil),                 // 21: leadflow.event.v1.Profile
-	(*v1.Attribution)(nil),             // 22: leadflow.event.v1.Attribution
-	(*v1.ExternalId)(nil),              // 23: leadflow.event.v1.ExternalId
-	(*v1.Consent)(nil),                 // 24: leadflow.event.v1.Consent
-	(*timestamppb.Timestamp)(nil),      // 25: google.protobuf.Timestamp
-	(*v1.Actor)(nil),                   // 26: leadflow.event.v1.Actor
-	(v1.ActivityType)(0),               // 27: leadflow.event.v1.ActivityType
-	(v1.Channel)(0),                    // 28: leadflow.event.v1.Channel
-	(*v1.Money)(nil),                   // 29: leadflow.event.v1.Money
-	(*v1.Lifecycle)(nil),               // 30: leadflow.event.v1.Lifecycle
-	(*v1.Event)(nil),                   // 31: leadflow.event.v1.Event
+	(*EraseLeadRequest)(nil),           // 20: leadflow.intake.v1.EraseLeadRequest
+	(*EraseLeadResponse)(nil),          // 21: leadflow.intake.v1.EraseLeadResponse
+	(*ExportLeadRequest)(nil),          // 22: leadflow.intake.v1.ExportLeadRequest
+	(*ExportedSubmission)(nil),         // 23: leadflow.intake.v1.ExportedSubmission
+	(*ExportedActivity)(nil),           // 24: leadflow.intake.v1.ExportedActivity
+	(*ExportLeadResponse)(nil),         // 25: leadflow.intake.v1.ExportLeadResponse
+	(*MergeLeadsRequest)(nil),          // 26: leadflow.intake.v1.MergeLeadsRequest
+	(*MergeLeadsResponse)(nil),         // 27: leadflow.intake.v1.MergeLeadsResponse
+	(*UnmergeLeadsRequest)(nil),        // 28: leadflow.intake.v1.UnmergeLeadsRequest
+	(*UnmergeLeadsResponse)(nil),       // 29: leadflow.intake.v1.UnmergeLeadsResponse
+	(*v1.Contact)(nil),                 // 30: leadflow.event.v1.Contact
+	(*v1.Profile)(nil),                 // 31: leadflow.event.v1.Profile
+	(*v1.Attribution)(nil),             // 32: leadflow.event.v1.Attribution
+	(*v1.ExternalId)(nil),              // 33: leadflow.event.v1.ExternalId
+	(*v1.Consent)(nil),                 // 34: leadflow.event.v1.Consent
+	(*timestamppb.Timestamp)(nil),      // 35: google.protobuf.Timestamp
+	(*v1.Actor)(nil),                   // 36: leadflow.event.v1.Actor
+	(v1.ActivityType)(0),               // 37: leadflow.event.v1.ActivityType
+	(v1.Channel)(0),                    // 38: leadflow.event.v1.Channel
+	(*v1.Money)(nil),                   // 39: leadflow.event.v1.Money
+	(*v1.Lifecycle)(nil),               // 40: leadflow.event.v1.Lifecycle
+	(*v1.Event)(nil),                   // 41: leadflow.event.v1.Event
+	(*v1.Personal)(nil),                // 42: leadflow.event.v1.Personal
 }
 var file_leadflow_intake_v1_intake_service_proto_depIdxs = []int32{
-	20, // 0: leadflow.intake.v1.CaptureLeadRequest.contact:type_name -> leadflow.event.v1.Contact
-	21, // 1: leadflow.intake.v1.CaptureLeadRequest.profile:type_name -> leadflow.event.v1.Profile
-	22, // 2: leadflow.intake.v1.CaptureLeadRequest.attribution:type_name -> leadflow.event.v1.Attribution
-	23, // 3: leadflow.intake.v1.CaptureLeadRequest.external_id:type_name -> leadflow.event.v1.ExternalId
-	24, // 4: leadflow.intake.v1.CaptureLeadRequest.consents:type_name -> leadflow.event.v1.Consent
-	25, // 5: leadflow.intake.v1.CaptureLeadRequest.occurred_at:type_name -> google.protobuf.Timestamp
-	26, // 6: leadflow.intake.v1.CaptureLeadRequest.actor:type_name -> leadflow.event.v1.Actor
+	30, // 0: leadflow.intake.v1.CaptureLeadRequest.contact:type_name -> leadflow.event.v1.Contact
+	31, // 1: leadflow.intake.v1.CaptureLeadRequest.profile:type_name -> leadflow.event.v1.Profile
+	32, // 2: leadflow.intake.v1.CaptureLeadRequest.attribution:type_name -> leadflow.event.v1.Attribution
+	33, // 3: leadflow.intake.v1.CaptureLeadRequest.external_id:type_name -> leadflow.event.v1.ExternalId
+	34, // 4: leadflow.intake.v1.CaptureLeadRequest.consents:type_name -> leadflow.event.v1.Consent
+	35, // 5: leadflow.intake.v1.CaptureLeadRequest.occurred_at:type_name -> google.protobuf.Timestamp
+	36, // 6: leadflow.intake.v1.CaptureLeadRequest.actor:type_name -> leadflow.event.v1.Actor
 	0,  // 7: leadflow.intake.v1.CaptureLeadResponse.outcome:type_name -> leadflow.intake.v1.CaptureOutcome
 	1,  // 8: leadflow.intake.v1.ImportLeadsRequest.lead:type_name -> leadflow.intake.v1.CaptureLeadRequest
 	0,  // 9: leadflow.intake.v1.ImportLeadsResponse.outcome:type_name -> leadflow.intake.v1.CaptureOutcome
 	4,  // 10: leadflow.intake.v1.ImportLeadsResponse.errors:type_name -> leadflow.intake.v1.FieldError
-	27, // 11: leadflow.intake.v1.RecordActivityRequest.type:type_name -> leadflow.event.v1.ActivityType
-	25, // 12: leadflow.intake.v1.RecordActivityRequest.occurred_at:type_name -> google.protobuf.Timestamp
-	26, // 13: leadflow.intake.v1.RecordActivityRequest.actor:type_name -> leadflow.event.v1.Actor
-	28, // 14: leadflow.intake.v1.RegisterCampaignRequest.channel:type_name -> leadflow.event.v1.Channel
-	25, // 15: leadflow.intake.v1.RegisterCampaignRequest.starts_at:type_name -> google.protobuf.Timestamp
-	25, // 16: leadflow.intake.v1.RegisterCampaignRequest.ends_at:type_name -> google.protobuf.Timestamp
-	29, // 17: leadflow.intake.v1.RegisterCampaignRequest.budget:type_name -> leadflow.event.v1.Money
-	26, // 18: leadflow.intake.v1.RegisterCampaignRequest.actor:type_name -> leadflow.event.v1.Actor
-	29, // 19: leadflow.intake.v1.RecordCampaignCostRequest.amount:type_name -> leadflow.event.v1.Money
-	25, // 20: leadflow.intake.v1.RecordCampaignCostRequest.period_start:type_name -> google.protobuf.Timestamp
-	25, // 21: leadflow.intake.v1.RecordCampaignCostRequest.period_end:type_name -> google.protobuf.Timestamp
-	26, // 22: leadflow.intake.v1.RecordCampaignCostRequest.actor:type_name -> leadflow.event.v1.Actor
-	24, // 23: leadflow.intake.v1.SetConsentRequest.consent:type_name -> leadflow.event.v1.Consent
-	26, // 24: leadflow.intake.v1.SetConsentRequest.actor:type_name -> leadflow.event.v1.Actor
-	30, // 25: leadflow.intake.v1.Lead.lifecycle:type_name -> leadflow.event.v1.Lifecycle
-	20, // 26: leadflow.intake.v1.Lead.contact:type_name -> leadflow.event.v1.Contact
-	21, // 27: leadflow.intake.v1.Lead.profile:type_name -> leadflow.event.v1.Profile
-	22, // 28: leadflow.intake.v1.Lead.attribution:type_name -> leadflow.event.v1.Attribution
-	24, // 29: leadflow.intake.v1.Lead.consents:type_name -> leadflow.event.v1.Consent
-	25, // 30: leadflow.intake.v1.Lead.captured_at:type_name -> google.protobuf.Timestamp
-	25, // 31: leadflow.intake.v1.Lead.updated_at:type_name -> google.protobuf.Timestamp
+	37, // 11: leadflow.intake.v1.RecordActivityRequest.type:type_name -> leadflow.event.v1.ActivityType
+	35, // 12: leadflow.intake.v1.RecordActivityRequest.occurred_at:type_name -> google.protobuf.Timestamp
+	36, // 13: leadflow.intake.v1.RecordActivityRequest.actor:type_name -> leadflow.event.v1.Actor
+	38, // 14: leadflow.intake.v1.RegisterCampaignRequest.channel:type_name -> leadflow.event.v1.Channel
+	35, // 15: leadflow.intake.v1.RegisterCampaignRequest.starts_at:type_name -> google.protobuf.Timestamp
+	35, // 16: leadflow.intake.v1.RegisterCampaignRequest.ends_at:type_name -> google.protobuf.Timestamp
+	39, // 17: leadflow.intake.v1.RegisterCampaignRequest.budget:type_name -> leadflow.event.v1.Money
+	36, // 18: leadflow.intake.v1.RegisterCampaignRequest.actor:type_name -> leadflow.event.v1.Actor
+	39, // 19: leadflow.intake.v1.RecordCampaignCostRequest.amount:type_name -> leadflow.event.v1.Money
+	35, // 20: leadflow.intake.v1.RecordCampaignCostRequest.period_start:type_name -> google.protobuf.Timestamp
+	35, // 21: leadflow.intake.v1.RecordCampaignCostRequest.period_end:type_name -> google.protobuf.Timestamp
+	36, // 22: leadflow.intake.v1.RecordCampaignCostRequest.actor:type_name -> leadflow.event.v1.Actor
+	34, // 23: leadflow.intake.v1.SetConsentRequest.consent:type_name -> leadflow.event.v1.Consent
+	36, // 24: leadflow.intake.v1.SetConsentRequest.actor:type_name -> leadflow.event.v1.Actor
+	40, // 25: leadflow.intake.v1.Lead.lifecycle:type_name -> leadflow.event.v1.Lifecycle
+	30, // 26: leadflow.intake.v1.Lead.contact:type_name -> leadflow.event.v1.Contact
+	31, // 27: leadflow.intake.v1.Lead.profile:type_name -> leadflow.event.v1.Profile
+	32, // 28: leadflow.intake.v1.Lead.attribution:type_name -> leadflow.event.v1.Attribution
+	34, // 29: leadflow.intake.v1.Lead.consents:type_name -> leadflow.event.v1.Consent
+	35, // 30: leadflow.intake.v1.Lead.captured_at:type_name -> google.protobuf.Timestamp
+	35, // 31: leadflow.intake.v1.Lead.updated_at:type_name -> google.protobuf.Timestamp
 	15, // 32: leadflow.intake.v1.GetLeadResponse.lead:type_name -> leadflow.intake.v1.Lead
-	31, // 33: leadflow.intake.v1.TimelineEntry.event:type_name -> leadflow.event.v1.Event
+	41, // 33: leadflow.intake.v1.TimelineEntry.event:type_name -> leadflow.event.v1.Event
 	18, // 34: leadflow.intake.v1.GetLeadTimelineResponse.entries:type_name -> leadflow.intake.v1.TimelineEntry
-	1,  // 35: leadflow.intake.v1.IntakeService.CaptureLead:input_type -> leadflow.intake.v1.CaptureLeadRequest
-	3,  // 36: leadflow.intake.v1.IntakeService.ImportLeads:input_type -> leadflow.intake.v1.ImportLeadsRequest
-	6,  // 37: leadflow.intake.v1.IntakeService.RecordActivity:input_type -> leadflow.intake.v1.RecordActivityRequest
-	8,  // 38: leadflow.intake.v1.IntakeService.RegisterCampaign:input_type -> leadflow.intake.v1.RegisterCampaignRequest
-	10, // 39: leadflow.intake.v1.IntakeService.RecordCampaignCost:input_type -> leadflow.intake.v1.RecordCampaignCostRequest
-	12, // 40: leadflow.intake.v1.IntakeService.SetConsent:input_type -> leadflow.intake.v1.SetConsentRequest
-	14, // 41: leadflow.intake.v1.IntakeService.GetLead:input_type -> leadflow.intake.v1.GetLeadRequest
-	17, // 42: leadflow.intake.v1.IntakeService.GetLeadTimeline:input_type -> leadflow.intake.v1.GetLeadTimelineRequest
-	2,  // 43: leadflow.intake.v1.IntakeService.CaptureLead:output_type -> leadflow.intake.v1.CaptureLeadResponse
-	5,  // 44: leadflow.intake.v1.IntakeService.ImportLeads:output_type -> leadflow.intake.v1.ImportLeadsResponse
-	7,  // 45: leadflow.intake.v1.IntakeService.RecordActivity:output_type -> leadflow.intake.v1.RecordActivityResponse
-	9,  // 46: leadflow.intake.v1.IntakeService.RegisterCampaign:output_type -> leadflow.intake.v1.RegisterCampaignResponse
-	11, // 47: leadflow.intake.v1.IntakeService.RecordCampaignCost:output_type -> leadflow.intake.v1.RecordCampaignCostResponse
-	13, // 48: leadflow.intake.v1.IntakeService.SetConsent:output_type -> leadflow.intake.v1.SetConsentResponse
-	16, // 49: leadflow.intake.v1.IntakeService.GetLead:output_type -> leadflow.intake.v1.GetLeadResponse
-	19, // 50: leadflow.intake.v1.IntakeService.GetLeadTimeline:output_type -> leadflow.intake.v1.GetLeadTimelineResponse
-	43, // [43:51] is the sub-list for method output_type
-	35, // [35:43] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	36, // 35: leadflow.intake.v1.EraseLeadRequest.actor:type_name -> leadflow.event.v1.Actor
+	35, // 36: leadflow.intake.v1.ExportedSubmission.occurred_at:type_name -> google.protobuf.Timestamp
+	42, // 37: leadflow.intake.v1.ExportedSubmission.personal:type_name -> leadflow.event.v1.Personal
+	31, // 38: leadflow.intake.v1.ExportedSubmission.profile:type_name -> leadflow.event.v1.Profile
+	32, // 39: leadflow.intake.v1.ExportedSubmission.attribution:type_name -> leadflow.event.v1.Attribution
+	34, // 40: leadflow.intake.v1.ExportedSubmission.consents:type_name -> leadflow.event.v1.Consent
+	35, // 41: leadflow.intake.v1.ExportedActivity.occurred_at:type_name -> google.protobuf.Timestamp
+	37, // 42: leadflow.intake.v1.ExportedActivity.type:type_name -> leadflow.event.v1.ActivityType
+	15, // 43: leadflow.intake.v1.ExportLeadResponse.lead:type_name -> leadflow.intake.v1.Lead
+	23, // 44: leadflow.intake.v1.ExportLeadResponse.submissions:type_name -> leadflow.intake.v1.ExportedSubmission
+	24, // 45: leadflow.intake.v1.ExportLeadResponse.activities:type_name -> leadflow.intake.v1.ExportedActivity
+	18, // 46: leadflow.intake.v1.ExportLeadResponse.events:type_name -> leadflow.intake.v1.TimelineEntry
+	36, // 47: leadflow.intake.v1.MergeLeadsRequest.actor:type_name -> leadflow.event.v1.Actor
+	36, // 48: leadflow.intake.v1.UnmergeLeadsRequest.actor:type_name -> leadflow.event.v1.Actor
+	1,  // 49: leadflow.intake.v1.IntakeService.CaptureLead:input_type -> leadflow.intake.v1.CaptureLeadRequest
+	3,  // 50: leadflow.intake.v1.IntakeService.ImportLeads:input_type -> leadflow.intake.v1.ImportLeadsRequest
+	6,  // 51: leadflow.intake.v1.IntakeService.RecordActivity:input_type -> leadflow.intake.v1.RecordActivityRequest
+	8,  // 52: leadflow.intake.v1.IntakeService.RegisterCampaign:input_type -> leadflow.intake.v1.RegisterCampaignRequest
+	10, // 53: leadflow.intake.v1.IntakeService.RecordCampaignCost:input_type -> leadflow.intake.v1.RecordCampaignCostRequest
+	12, // 54: leadflow.intake.v1.IntakeService.SetConsent:input_type -> leadflow.intake.v1.SetConsentRequest
+	14, // 55: leadflow.intake.v1.IntakeService.GetLead:input_type -> leadflow.intake.v1.GetLeadRequest
+	17, // 56: leadflow.intake.v1.IntakeService.GetLeadTimeline:input_type -> leadflow.intake.v1.GetLeadTimelineRequest
+	20, // 57: leadflow.intake.v1.IntakeService.EraseLead:input_type -> leadflow.intake.v1.EraseLeadRequest
+	22, // 58: leadflow.intake.v1.IntakeService.ExportLead:input_type -> leadflow.intake.v1.ExportLeadRequest
+	26, // 59: leadflow.intake.v1.IntakeService.MergeLeads:input_type -> leadflow.intake.v1.MergeLeadsRequest
+	28, // 60: leadflow.intake.v1.IntakeService.UnmergeLeads:input_type -> leadflow.intake.v1.UnmergeLeadsRequest
+	2,  // 61: leadflow.intake.v1.IntakeService.CaptureLead:output_type -> leadflow.intake.v1.CaptureLeadResponse
+	5,  // 62: leadflow.intake.v1.IntakeService.ImportLeads:output_type -> leadflow.intake.v1.ImportLeadsResponse
+	7,  // 63: leadflow.intake.v1.IntakeService.RecordActivity:output_type -> leadflow.intake.v1.RecordActivityResponse
+	9,  // 64: leadflow.intake.v1.IntakeService.RegisterCampaign:output_type -> leadflow.intake.v1.RegisterCampaignResponse
+	11, // 65: leadflow.intake.v1.IntakeService.RecordCampaignCost:output_type -> leadflow.intake.v1.RecordCampaignCostResponse
+	13, // 66: leadflow.intake.v1.IntakeService.SetConsent:output_type -> leadflow.intake.v1.SetConsentResponse
+	16, // 67: leadflow.intake.v1.IntakeService.GetLead:output_type -> leadflow.intake.v1.GetLeadResponse
+	19, // 68: leadflow.intake.v1.IntakeService.GetLeadTimeline:output_type -> leadflow.intake.v1.GetLeadTimelineResponse
+	21, // 69: leadflow.intake.v1.IntakeService.EraseLead:output_type -> leadflow.intake.v1.EraseLeadResponse
+	25, // 70: leadflow.intake.v1.IntakeService.ExportLead:output_type -> leadflow.intake.v1.ExportLeadResponse
+	27, // 71: leadflow.intake.v1.IntakeService.MergeLeads:output_type -> leadflow.intake.v1.MergeLeadsResponse
+	29, // 72: leadflow.intake.v1.IntakeService.UnmergeLeads:output_type -> leadflow.intake.v1.UnmergeLeadsResponse
+	61, // [61:73] is the sub-list for method output_type
+	49, // [49:61] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_intake_v1_intake_service_proto_init() }
@@ -1612,7 +2393,7 @@ func file_leadflow_intake_v1_intake_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_leadflow_intake_v1_intake_service_proto_rawDesc), len(file_leadflow_intake_v1_intake_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   19,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

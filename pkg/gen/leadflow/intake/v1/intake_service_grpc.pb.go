@@ -27,6 +27,10 @@ const (
 	IntakeService_SetConsent_FullMethodName         = "/leadflow.intake.v1.IntakeService/SetConsent"
 	IntakeService_GetLead_FullMethodName            = "/leadflow.intake.v1.IntakeService/GetLead"
 	IntakeService_GetLeadTimeline_FullMethodName    = "/leadflow.intake.v1.IntakeService/GetLeadTimeline"
+	IntakeService_EraseLead_FullMethodName          = "/leadflow.intake.v1.IntakeService/EraseLead"
+	IntakeService_ExportLead_FullMethodName         = "/leadflow.intake.v1.IntakeService/ExportLead"
+	IntakeService_MergeLeads_FullMethodName         = "/leadflow.intake.v1.IntakeService/MergeLeads"
+	IntakeService_UnmergeLeads_FullMethodName       = "/leadflow.intake.v1.IntakeService/UnmergeLeads"
 )
 
 // IntakeServiceClient is the client API for IntakeService service.
@@ -58,6 +62,21 @@ type IntakeServiceClient interface {
 	GetLead(ctx context.Context, in *GetLeadRequest, opts ...grpc.CallOption) (*GetLeadResponse, error)
 	// GetLeadTimeline returns every event of a lead, read from the stream.
 	GetLeadTimeline(ctx context.Context, in *GetLeadTimelineRequest, opts ...grpc.CallOption) (*GetLeadTimelineResponse, error)
+	// EraseLead erases a lead's personal data (crypto-shredding its key),
+	// records LeadErased and releases its identities, so that a later
+	// capture of the person makes a new lead. The history stays replayable.
+	// Erasing an erased lead again is a no-op.
+	EraseLead(ctx context.Context, in *EraseLeadRequest, opts ...grpc.CallOption) (*EraseLeadResponse, error)
+	// ExportLead returns everything held about a lead, decrypted: for a
+	// data subject's access request.
+	ExportLead(ctx context.Context, in *ExportLeadRequest, opts ...grpc.CallOption) (*ExportLeadResponse, error)
+	// MergeLeads merges the absorbed lead into the survivor: both record
+	// LeadMerged, and the absorbed lead's identities and later captures
+	// lead to the survivor.
+	MergeLeads(ctx context.Context, in *MergeLeadsRequest, opts ...grpc.CallOption) (*MergeLeadsResponse, error)
+	// UnmergeLeads undoes a merge: both record LeadUnmerged and the
+	// absorbed lead is back in the state it had before.
+	UnmergeLeads(ctx context.Context, in *UnmergeLeadsRequest, opts ...grpc.CallOption) (*UnmergeLeadsResponse, error)
 }
 
 type intakeServiceClient struct {
@@ -151,6 +170,46 @@ func (c *intakeServiceClient) GetLeadTimeline(ctx context.Context, in *GetLeadTi
 	return out, nil
 }
 
+func (c *intakeServiceClient) EraseLead(ctx context.Context, in *EraseLeadRequest, opts ...grpc.CallOption) (*EraseLeadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EraseLeadResponse)
+	err := c.cc.Invoke(ctx, IntakeService_EraseLead_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *intakeServiceClient) ExportLead(ctx context.Context, in *ExportLeadRequest, opts ...grpc.CallOption) (*ExportLeadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExportLeadResponse)
+	err := c.cc.Invoke(ctx, IntakeService_ExportLead_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *intakeServiceClient) MergeLeads(ctx context.Context, in *MergeLeadsRequest, opts ...grpc.CallOption) (*MergeLeadsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MergeLeadsResponse)
+	err := c.cc.Invoke(ctx, IntakeService_MergeLeads_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *intakeServiceClient) UnmergeLeads(ctx context.Context, in *UnmergeLeadsRequest, opts ...grpc.CallOption) (*UnmergeLeadsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UnmergeLeadsResponse)
+	err := c.cc.Invoke(ctx, IntakeService_UnmergeLeads_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // IntakeServiceServer is the server API for IntakeService service.
 // All implementations must embed UnimplementedIntakeServiceServer
 // for forward compatibility.
@@ -180,6 +239,21 @@ type IntakeServiceServer interface {
 	GetLead(context.Context, *GetLeadRequest) (*GetLeadResponse, error)
 	// GetLeadTimeline returns every event of a lead, read from the stream.
 	GetLeadTimeline(context.Context, *GetLeadTimelineRequest) (*GetLeadTimelineResponse, error)
+	// EraseLead erases a lead's personal data (crypto-shredding its key),
+	// records LeadErased and releases its identities, so that a later
+	// capture of the person makes a new lead. The history stays replayable.
+	// Erasing an erased lead again is a no-op.
+	EraseLead(context.Context, *EraseLeadRequest) (*EraseLeadResponse, error)
+	// ExportLead returns everything held about a lead, decrypted: for a
+	// data subject's access request.
+	ExportLead(context.Context, *ExportLeadRequest) (*ExportLeadResponse, error)
+	// MergeLeads merges the absorbed lead into the survivor: both record
+	// LeadMerged, and the absorbed lead's identities and later captures
+	// lead to the survivor.
+	MergeLeads(context.Context, *MergeLeadsRequest) (*MergeLeadsResponse, error)
+	// UnmergeLeads undoes a merge: both record LeadUnmerged and the
+	// absorbed lead is back in the state it had before.
+	UnmergeLeads(context.Context, *UnmergeLeadsRequest) (*UnmergeLeadsResponse, error)
 	mustEmbedUnimplementedIntakeServiceServer()
 }
 
@@ -213,6 +287,18 @@ func (UnimplementedIntakeServiceServer) GetLead(context.Context, *GetLeadRequest
 }
 func (UnimplementedIntakeServiceServer) GetLeadTimeline(context.Context, *GetLeadTimelineRequest) (*GetLeadTimelineResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetLeadTimeline not implemented")
+}
+func (UnimplementedIntakeServiceServer) EraseLead(context.Context, *EraseLeadRequest) (*EraseLeadResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EraseLead not implemented")
+}
+func (UnimplementedIntakeServiceServer) ExportLead(context.Context, *ExportLeadRequest) (*ExportLeadResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ExportLead not implemented")
+}
+func (UnimplementedIntakeServiceServer) MergeLeads(context.Context, *MergeLeadsRequest) (*MergeLeadsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MergeLeads not implemented")
+}
+func (UnimplementedIntakeServiceServer) UnmergeLeads(context.Context, *UnmergeLeadsRequest) (*UnmergeLeadsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UnmergeLeads not implemented")
 }
 func (UnimplementedIntakeServiceServer) mustEmbedUnimplementedIntakeServiceServer() {}
 func (UnimplementedIntakeServiceServer) testEmbeddedByValue()                       {}
@@ -368,6 +454,78 @@ func _IntakeService_GetLeadTimeline_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _IntakeService_EraseLead_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EraseLeadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IntakeServiceServer).EraseLead(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IntakeService_EraseLead_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IntakeServiceServer).EraseLead(ctx, req.(*EraseLeadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _IntakeService_ExportLead_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExportLeadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IntakeServiceServer).ExportLead(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IntakeService_ExportLead_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IntakeServiceServer).ExportLead(ctx, req.(*ExportLeadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _IntakeService_MergeLeads_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MergeLeadsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IntakeServiceServer).MergeLeads(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IntakeService_MergeLeads_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IntakeServiceServer).MergeLeads(ctx, req.(*MergeLeadsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _IntakeService_UnmergeLeads_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnmergeLeadsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IntakeServiceServer).UnmergeLeads(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IntakeService_UnmergeLeads_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IntakeServiceServer).UnmergeLeads(ctx, req.(*UnmergeLeadsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // IntakeService_ServiceDesc is the grpc.ServiceDesc for IntakeService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -402,6 +560,22 @@ var IntakeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetLeadTimeline",
 			Handler:    _IntakeService_GetLeadTimeline_Handler,
+		},
+		{
+			MethodName: "EraseLead",
+			Handler:    _IntakeService_EraseLead_Handler,
+		},
+		{
+			MethodName: "ExportLead",
+			Handler:    _IntakeService_ExportLead_Handler,
+		},
+		{
+			MethodName: "MergeLeads",
+			Handler:    _IntakeService_MergeLeads_Handler,
+		},
+		{
+			MethodName: "UnmergeLeads",
+			Handler:    _IntakeService_UnmergeLeads_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1,0 +1,244 @@
+package app
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/leadflow/leadflow/pkg/consume"
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+)
+
+// LostQuery says how to judge the invariant.
+type LostQuery struct {
+	// AsOf is when deadlines are judged; zero: now.
+	AsOf time.Time
+	// OverdueGrace: a deadline missed by less is not reported.
+	OverdueGrace time.Duration
+	// ClaimGrace: a claim younger than this is not reported; 0: 1 minute.
+	ClaimGrace time.Duration
+	// Limit caps the lost leads listed; 0: DefaultLostLimit.
+	Limit int
+}
+
+// Limits on the lost leads one answer lists.
+const (
+	DefaultLostLimit  = 1000
+	MaxLostLimit      = 10000
+	defaultClaimGrace = time.Minute
+)
+
+// LostReason is how a lead breaks the invariant.
+type LostReason int
+
+// The reasons, in the order they are tried: a lead is reported once.
+const (
+	LostUnknownStatus LostReason = iota + 1
+	LostNoOwner
+	LostNoDeadline
+	LostDropped
+	LostOverdue
+)
+
+// LostLead is a lead that breaks the invariant.
+type LostLead struct {
+	Head
+	Reason      LostReason
+	MissingStep string
+	Detail      string
+	StuckFor    time.Duration
+}
+
+// ParkedLead is a lead waiting behind a dead letter.
+type ParkedLead struct {
+	consume.DeadLetter
+	DeadEventType string
+	Status        lifecycle.Status
+	StuckFor      time.Duration
+}
+
+// OrphanClaim is an identity claim whose lead has no events.
+type OrphanClaim struct {
+	ClaimHead
+	Age time.Duration
+}
+
+// LostReport is the answer of the no-lost-lead check.
+type LostReport struct {
+	AsOf         time.Time
+	StreamSeq    uint64
+	LeadsChecked int
+	Lost         []LostLead
+	TotalLost    int
+	Parked       []ParkedLead
+	OrphanClaims []OrphanClaim
+	Took         time.Duration
+}
+
+// FindLostLeads checks the no-lost-lead invariant over every lead: every
+// lead that is not in a terminal state has an owner and a deadline for
+// its next step (lifecycle.Check), the deadline has not passed, and a
+// lead waiting for nurture's next step (LOST, RECYCLED in the nurture
+// queue, an attempts-exhausted breach) was not passed over by nurture's
+// consumer group (its last event is behind the group's ack floor). It
+// also lists every lead parked behind a dead letter, of every group, and
+// every identity claim whose lead has no events. It reads the index of
+// every lead's last event, caught up to the stream when called.
+//
+// Errors: *ValidationError (limit, a negative grace), store errors.
+func (a *App) FindLostLeads(ctx context.Context, q LostQuery) (LostReport, error) {
+	start := time.Now()
+	switch {
+	case q.Limit == 0:
+		q.Limit = DefaultLostLimit
+	case q.Limit < 0 || q.Limit > MaxLostLimit:
+		return LostReport{}, &ValidationError{Violations: []Violation{{Field: "limit", Description: fmt.Sprintf("must be at most %d", MaxLostLimit)}}}
+	}
+	var v violations
+	if q.OverdueGrace < 0 {
+		v.add("overdue_grace", "must not be negative")
+	}
+	if q.ClaimGrace < 0 {
+		v.add("claim_grace", "must not be negative")
+	}
+	if err := v.err(); err != nil {
+		return LostReport{}, err
+	}
+	if q.ClaimGrace == 0 {
+		q.ClaimGrace = defaultClaimGrace
+	}
+	if q.AsOf.IsZero() {
+		q.AsOf = a.now()
+	}
+	// The ack floors are read before the leads: nurture appends a lead's
+	// next step before it acknowledges the event that asked for it, so a
+	// lead behind a floor read first shows that step, if it was taken.
+	floors, err := a.groups.AckFloors(ctx, Group)
+	if err != nil {
+		return LostReport{}, err
+	}
+	// Then the dead letters, so a lead parked before the floors were read
+	// (its dead event is behind the floor) is known as parked.
+	dls, err := a.groups.DeadLetters(ctx)
+	if err != nil {
+		return LostReport{}, err
+	}
+	parkedHere := map[string]bool{}
+	for _, d := range dls {
+		if d.Group == Group {
+			parkedHere[d.Key] = true
+		}
+	}
+	rep := LostReport{AsOf: q.AsOf}
+	rep.StreamSeq, err = a.index.View(ctx, func(v IndexView) {
+		rep.LeadsChecked = len(v.Leads)
+		for i := range v.Leads {
+			if r, ok := judge(&v.Leads[i], floors, parkedHere, q); ok {
+				rep.Lost = append(rep.Lost, r)
+			}
+		}
+		for _, c := range v.Claims {
+			if c.LeadID == "" || v.Lead(c.LeadID) != nil || q.AsOf.Sub(c.At) < q.ClaimGrace {
+				continue
+			}
+			rep.OrphanClaims = append(rep.OrphanClaims, OrphanClaim{ClaimHead: *c, Age: q.AsOf.Sub(c.At)})
+		}
+		for _, d := range dls {
+			p := ParkedLead{DeadLetter: d, StuckFor: q.AsOf.Sub(d.At)}
+			if d.At.IsZero() {
+				p.StuckFor = 0
+			}
+			if h := v.Lead(d.Key); h != nil {
+				p.Status = h.State.Status
+			}
+			rep.Parked = append(rep.Parked, p)
+		}
+	})
+	if err != nil {
+		return LostReport{}, err
+	}
+	for i, p := range rep.Parked {
+		if p.StreamSeq != 0 && p.Stream == a.leads.Stream() {
+			if t, err := a.leads.TypeAt(ctx, p.StreamSeq); err == nil {
+				rep.Parked[i].DeadEventType = t
+			}
+		}
+	}
+	slices.SortFunc(rep.Lost, func(x, y LostLead) int {
+		return cmp.Or(cmp.Compare(y.StuckFor, x.StuckFor), strings.Compare(x.LeadID, y.LeadID))
+	})
+	rep.TotalLost = len(rep.Lost)
+	if len(rep.Lost) > q.Limit {
+		rep.Lost = rep.Lost[:q.Limit]
+	}
+	slices.SortFunc(rep.OrphanClaims, func(x, y OrphanClaim) int { return strings.Compare(x.Subject, y.Subject) })
+	rep.Took = time.Since(start)
+	return rep, nil
+}
+
+// judge says whether h breaks the invariant, and how. It runs for every
+// lead, so it decides before it builds anything.
+func judge(h *Head, floors []uint64, parked map[string]bool, q LostQuery) (LostLead, bool) {
+	st := &h.State
+	if st.Status.Terminal() || st.Status == lifecycle.StatusNone {
+		return LostLead{}, false
+	}
+	lost := func(r LostReason, detail string, stuck time.Duration) (LostLead, bool) {
+		return LostLead{Head: *h, Reason: r, MissingStep: nextStep(h), Detail: detail, StuckFor: stuck}, true
+	}
+	if err := lifecycle.Check(*st); err != nil {
+		switch {
+		case st.Status > lifecycle.StatusErased:
+			return lost(LostUnknownStatus, err.Error(), q.AsOf.Sub(h.At))
+		case st.Owner.IsZero():
+			return lost(LostNoOwner, err.Error(), q.AsOf.Sub(h.At))
+		}
+		return lost(LostNoDeadline, err.Error(), q.AsOf.Sub(h.At))
+	}
+	waitsForNurture := h.RecycleDue || (st.Owner == lifecycle.QueueNurture && (st.Status == lifecycle.StatusLost || st.Status == lifecycle.StatusRecycled))
+	if waitsForNurture {
+		if p := eventstore.Partition(h.LeadID); p < len(floors) && h.Seq <= floors[p] && !parked[h.LeadID] {
+			return lost(LostDropped, fmt.Sprintf("consumer group %q handled %s (seq %d) and wrote no next step", Group, h.Type, h.Seq), q.AsOf.Sub(h.At))
+		}
+	}
+	if late := q.AsOf.Sub(st.Deadline); late > q.OverdueGrace && late > 0 {
+		return lost(LostOverdue, fmt.Sprintf("due %s, owned by %s", st.Deadline.UTC().Format(time.RFC3339), st.Owner), late)
+	}
+	return LostLead{}, false
+}
+
+// nextStep says, for people, what should happen next to a lead in h.
+func nextStep(h *Head) string {
+	if h.RecycleDue {
+		return "recycle to nurture (contact attempts exhausted)"
+	}
+	switch h.State.Status {
+	case lifecycle.StatusNew:
+		return "scoring and qualification"
+	case lifecycle.StatusMQL:
+		return "assignment to a rep"
+	case lifecycle.StatusAssigned:
+		return "acceptance by the assigned rep"
+	case lifecycle.StatusAccepted:
+		return "a contact attempt by the rep"
+	case lifecycle.StatusOpportunity:
+		return "closing the opportunity, won or lost"
+	case lifecycle.StatusLost:
+		return "recycle to nurture"
+	case lifecycle.StatusRecycled:
+		if h.Type == "LeadRecycled" || h.Type == "NurtureExited" {
+			return "enrolment in a nurture program"
+		}
+		return "recycle to nurture, then enrolment in a program"
+	case lifecycle.StatusNurturing:
+		if h.Type == "LeadReengaged" {
+			return "re-scoring by qualification after re-engagement"
+		}
+		return "the program's review"
+	}
+	return "a known status"
+}

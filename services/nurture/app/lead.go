@@ -1,0 +1,144 @@
+package app
+
+import (
+	"context"
+
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+)
+
+// ref is one event of a lead; the zero ref is "none" (seq 0).
+type ref struct {
+	seq uint64
+	ev  *eventv1.Event
+}
+
+func (r ref) id() string { return r.ev.GetEventId() }
+
+// maxFacts bounds the re-engagement candidates kept per enrolment.
+const maxFacts = 64
+
+// lead is what nurture needs of one lead, folded from its events.
+type lead struct {
+	id      string
+	version uint64 // its last event's sequence, 0 for no events
+	state   lifecycle.State
+	last    ref
+	segment string
+	// qualified counts its LeadQualified events: the journey cycle.
+	qualified int
+	// source is the latest event that sent the lead back to nurture:
+	// LeadRejected, DealLost, LeadDisqualified with not_now, SLABreached
+	// with escalation RECYCLE.
+	source    ref
+	recycled  ref // the latest LeadRecycled, by anyone
+	enrolled  ref // the latest NurtureEnrolled
+	exited    ref // the latest NurtureExited
+	reengaged ref // the latest LeadReengaged
+	// reengagedScore is the LeadScored caused by reengaged, if any.
+	reengagedScore ref
+	// facts are the ActivityRecorded and LeadResubmitted events since the
+	// latest enrolment: what may re-engage it.
+	facts []ref
+	// byKey maps idempotency keys to the LeadRecycled they wrote.
+	byKey map[string]ref
+	// steps are nurture's events, for GetLeadNurture.
+	steps []ref
+}
+
+func newLead(id string) *lead { return &lead{id: id, byKey: map[string]ref{}} }
+
+// cycle is the lead's journey cycle: 1 until it is an MQL a second time.
+func (l *lead) cycle() uint32 { return uint32(max(1, l.qualified)) }
+
+func (l *lead) apply(recs ...eventstore.Record) {
+	for _, r := range recs {
+		if r.Seq <= l.version {
+			continue // seen already
+		}
+		ev := r.Event
+		x := ref{seq: r.Seq, ev: ev}
+		l.version, l.last = r.Seq, x
+		l.state = lifecycle.FromProto(ev.GetLifecycle())
+		if s := segmentOf(ev); s != "" {
+			l.segment = s
+		}
+		switch p := ev.GetPayload().(type) {
+		case *eventv1.Event_LeadQualified:
+			l.qualified++
+		case *eventv1.Event_LeadRejected, *eventv1.Event_DealLost:
+			l.source = x
+		case *eventv1.Event_LeadDisqualified:
+			if p.LeadDisqualified.GetNotNow() {
+				l.source = x
+			}
+		case *eventv1.Event_SlaBreached:
+			if p.SlaBreached.GetEscalation() == eventv1.SLAEscalation_SLA_ESCALATION_RECYCLE {
+				l.source = x
+			}
+		case *eventv1.Event_LeadRecycled:
+			l.recycled = x
+			if k := ev.GetIdempotencyKey(); k != "" {
+				l.byKey[k] = x
+			}
+			l.steps = append(l.steps, x)
+		case *eventv1.Event_NurtureEnrolled:
+			l.enrolled, l.facts = x, nil
+			l.steps = append(l.steps, x)
+		case *eventv1.Event_NurtureExited:
+			l.exited = x
+			l.steps = append(l.steps, x)
+		case *eventv1.Event_LeadReengaged:
+			l.reengaged, l.reengagedScore = x, ref{}
+			l.steps = append(l.steps, x)
+		case *eventv1.Event_LeadScored:
+			if l.reengaged.seq > 0 && ev.GetCausationId() == l.reengaged.id() {
+				l.reengagedScore = x
+			}
+		case *eventv1.Event_ActivityRecorded, *eventv1.Event_LeadResubmitted:
+			if l.enrolled.seq > 0 && len(l.facts) < maxFacts {
+				l.facts = append(l.facts, x)
+			}
+		}
+	}
+}
+
+// segmentOf is the routing segment an event names, "" if none.
+func segmentOf(ev *eventv1.Event) string {
+	switch p := ev.GetPayload().(type) {
+	case *eventv1.Event_LeadAssigned:
+		return p.LeadAssigned.GetSegment()
+	case *eventv1.Event_LeadAccepted:
+		return p.LeadAccepted.GetSegment()
+	case *eventv1.Event_LeadRejected:
+		return p.LeadRejected.GetSegment()
+	case *eventv1.Event_LeadReassigned:
+		return p.LeadReassigned.GetSegment()
+	case *eventv1.Event_OpportunityCreated:
+		return p.OpportunityCreated.GetSegment()
+	case *eventv1.Event_DealWon:
+		return p.DealWon.GetSegment()
+	case *eventv1.Event_DealLost:
+		return p.DealLost.GetSegment()
+	case *eventv1.Event_SlaWarned:
+		return p.SlaWarned.GetSegment()
+	case *eventv1.Event_SlaBreached:
+		return p.SlaBreached.GetSegment()
+	case *eventv1.Event_LeadRecycled:
+		return p.LeadRecycled.GetSegment()
+	}
+	return ""
+}
+
+// load reads a lead's events and folds them; a lead with no events has
+// version 0.
+func (a *App) load(ctx context.Context, leadID string) (*lead, error) {
+	recs, err := a.leads.Load(ctx, leadID)
+	if err != nil {
+		return nil, err
+	}
+	l := newLead(leadID)
+	l.apply(recs...)
+	return l, nil
+}

@@ -1,0 +1,267 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/leadflow/leadflow/pkg/envelope"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/services/nurture/program"
+)
+
+// Nurture decides from the lead's state, not from the event that woke it:
+// whatever event, timer or re-drive arrives, owed says the one step
+// nurture owes the lead now, if any. A redelivered event finds its step
+// done; a crash between two steps leaves the second owed, and the next
+// wake-up writes it. Every step names what caused it (causation_id).
+//
+//   - LOST after DealLost, ACCEPTED after an SLABreached that recycles
+//     (attempts exhausted), RECYCLED after LeadRejected or a "not now"
+//     LeadDisqualified, with no LeadRecycled since: LeadRecycled.
+//   - RECYCLED after a LeadRecycled or NurtureExited with no enrolment
+//     since: NurtureEnrolled, into the program the recycle names, the
+//     exit names, or the entry rules choose.
+//   - NURTURING, with an activity or re-submission since the enrolment
+//     that the program's exit rules count: LeadReengaged (qualification
+//     re-scores the lead).
+//   - NURTURING, re-engaged and re-scored below the threshold:
+//     NurtureExited back into the program, until its review date.
+//   - NURTURING past the review date without re-engagement: NurtureExited,
+//     then (RECYCLED again) NurtureEnrolled in the exit rules' next
+//     program with the next review date.
+func (a *App) owed(l *lead, cat *program.Catalog, now time.Time, meta envelope.Meta) (*eventv1.Event, error) {
+	switch st := l.state.Status; st {
+	case lifecycle.StatusLost, lifecycle.StatusAccepted:
+		if l.recycleDue() {
+			return a.recycle(l, now, meta)
+		}
+	case lifecycle.StatusRecycled:
+		if l.recycleDue() {
+			return a.recycle(l, now, meta)
+		}
+		anchor := l.recycled
+		if l.exited.seq > anchor.seq {
+			anchor = l.exited
+		}
+		if anchor.seq > l.enrolled.seq {
+			return a.enrol(l, cat, anchor, now, meta)
+		}
+	case lifecycle.StatusNurturing:
+		return a.nurtured(l, cat, now, meta)
+	}
+	return nil, nil
+}
+
+// recycleDue reports whether the lead's latest recycle source still
+// stands and has no LeadRecycled after it.
+func (l *lead) recycleDue() bool {
+	src := l.source
+	if src.seq == 0 || src.seq < l.recycled.seq {
+		return false
+	}
+	switch src.ev.GetPayload().(type) {
+	case *eventv1.Event_DealLost:
+		return l.state.Status == lifecycle.StatusLost
+	case *eventv1.Event_SlaBreached:
+		// The breach recycles the lead only if nobody acted on it since:
+		// same rep, same attempts.
+		at := lifecycle.FromProto(src.ev.GetLifecycle())
+		return l.state.Status == lifecycle.StatusAccepted && at.Owner == l.state.Owner && at.Attempts == l.state.Attempts
+	default: // LeadRejected, LeadDisqualified not now: RECYCLED by the event itself
+		return l.state.Status == lifecycle.StatusRecycled && src.seq > l.enrolled.seq && src.seq > l.exited.seq
+	}
+}
+
+// recycle is the LeadRecycled the lead's source owes.
+func (a *App) recycle(l *lead, now time.Time, meta envelope.Meta) (*eventv1.Event, error) {
+	src := l.source.ev
+	p := &eventv1.LeadRecycled{Segment: l.segment, Score: int32(l.state.Score), Cycle: l.cycle(), SourceEventType: src.GetEventType()}
+	switch x := src.GetPayload().(type) {
+	case *eventv1.Event_LeadRejected:
+		r := x.LeadRejected
+		p.Cause, p.RejectReason = eventv1.RecycleCause_RECYCLE_CAUSE_REJECTED, r.GetReason()
+		p.Note = "rejected by rep " + r.GetRepId() + ": " + strings.TrimPrefix(r.GetReason().String(), "REJECT_REASON_")
+		if n := strings.TrimSpace(r.GetNote()); n != "" {
+			p.Note += " (" + n + ")"
+		}
+	case *eventv1.Event_DealLost:
+		p.Cause, p.Note = eventv1.RecycleCause_RECYCLE_CAUSE_LOST, "deal lost: "+x.DealLost.GetReason()
+	case *eventv1.Event_LeadDisqualified:
+		p.Cause, p.Note = eventv1.RecycleCause_RECYCLE_CAUSE_NOT_READY, "not now: "+x.LeadDisqualified.GetReason()
+	case *eventv1.Event_SlaBreached:
+		st := lifecycle.FromProto(src.GetLifecycle())
+		p.Cause = eventv1.RecycleCause_RECYCLE_CAUSE_ATTEMPTS_EXHAUSTED
+		p.Note = fmt.Sprintf("%d contact attempts by %s without reaching the lead", st.Attempts, st.Owner)
+	}
+	meta = stepMeta(meta, src)
+	cmd := lifecycle.Command{Name: lifecycle.Recycle, Reason: p.Note}
+	ev, _, err := lifecycle.NewEvent(l.id, l.state, cmd, a.policy, p, meta, now)
+	if errors.Is(err, lifecycle.ErrRefused) && l.state.Status == lifecycle.StatusRecycled {
+		// The lifecycle's Recycle row starts from LOST or ACCEPTED only: a
+		// rejection and a "not now" put the lead in RECYCLED themselves.
+		// Its outcome (RECYCLED, the nurture queue, RecycleWithin) does not
+		// depend on where it starts, so decide it from LOST. Drop this once
+		// the lifecycle lets Recycle start from RECYCLED.
+		from := l.state
+		from.Status = lifecycle.StatusLost
+		ev, _, err = lifecycle.NewEvent(l.id, from, cmd, a.policy, p, meta, now)
+	}
+	return ev, err
+}
+
+// enrol is the NurtureEnrolled that anchor (a LeadRecycled or a
+// NurtureExited) owes.
+func (a *App) enrol(l *lead, cat *program.Catalog, anchor ref, now time.Time, meta envelope.Meta) (*eventv1.Event, error) {
+	var (
+		choice program.Choice
+		due    time.Time
+	)
+	switch x := anchor.ev.GetPayload().(type) {
+	case *eventv1.Event_LeadRecycled:
+		id := x.LeadRecycled.GetProgramId()
+		if id == "" {
+			choice = cat.Choose(l.key())
+			break
+		}
+		e, ok := cat.Get(id)
+		switch {
+		case !ok:
+			return nil, &PoisonError{LeadID: l.id, Reason: fmt.Sprintf("LeadRecycled %s names program %q, which does not exist: define it (PutProgram), then re-drive the lead", anchor.id(), id)}
+		case e.Program.GetRetired():
+			choice = cat.Choose(l.key())
+			choice.Why = fmt.Sprintf("the recycle named program %q, which is retired; %s", id, choice.Why)
+		default:
+			choice = program.Choice{Program: e.Program, Why: "named by the recycle"}
+		}
+	case *eventv1.Event_NurtureExited:
+		ex := x.NurtureExited
+		if p, ok := cat.Active(ex.GetNextProgramId()); ok {
+			choice = program.Choice{Program: p, Why: fmt.Sprintf("after program %q: %s", ex.GetProgramId(), ex.GetReason())}
+		} else {
+			choice = cat.Choose(l.key())
+			choice.Why = fmt.Sprintf("program %q is retired; %s", ex.GetNextProgramId(), choice.Why)
+		}
+		if next := ex.GetNextReviewAt(); next != nil && next.AsTime().After(now) {
+			due = next.AsTime()
+		}
+	}
+	if due.IsZero() {
+		due = now.Add(program.Duration(choice.Program))
+	}
+	p := choice.Program
+	payload := &eventv1.NurtureEnrolled{ProgramId: p.GetProgramId(), ProgramRevision: p.GetRevision(), RuleId: choice.RuleID,
+		ReviewAt: timestamppb.New(due), Cycle: l.cycle(), Why: choice.Why}
+	cmd := lifecycle.Command{Name: lifecycle.Enroll, Owner: lifecycle.Owner{Kind: lifecycle.OwnerProgram, ID: p.GetProgramId()}, Due: due}
+	ev, _, err := lifecycle.NewEvent(l.id, l.state, cmd, a.policy, payload, stepMeta(meta, anchor.ev), now)
+	return ev, err
+}
+
+// key is what the entry rules look at: the latest recycle's cause, and
+// the segment and score it recorded.
+func (l *lead) key() program.Key {
+	r := l.recycled.ev.GetLeadRecycled()
+	if r == nil {
+		return program.Key{Segment: l.segment, Score: l.state.Score}
+	}
+	k := program.Key{Cause: r.GetCause(), RejectReason: r.GetRejectReason(), Segment: r.GetSegment(), Score: int(r.GetScore())}
+	if r.GetCycle() == 0 {
+		// Written by another service (handoff recycles leads whose contact
+		// attempts ran out), which records no segment or score.
+		k.Segment, k.Score = l.segment, lifecycle.FromProto(l.recycled.ev.GetLifecycle()).Score
+	}
+	return k
+}
+
+// nurtured is the step a NURTURING lead owes: re-engagement, the way back
+// after a re-score below the threshold, or the end of its program.
+func (a *App) nurtured(l *lead, cat *program.Catalog, now time.Time, meta envelope.Meta) (*eventv1.Event, error) {
+	e := l.enrolled.ev.GetNurtureEnrolled()
+	if e == nil {
+		return nil, nil // nurtured by someone else; nothing of ours to review
+	}
+	prog := cat.Choose(program.Key{}).Program // the default, should the program be unknown here
+	if p, ok := cat.Get(e.GetProgramId()); ok {
+		prog = p.Program
+	}
+	review := e.GetReviewAt().AsTime()
+	if l.reengaged.seq > l.enrolled.seq {
+		// Re-engaged: qualification re-scores the lead. Wait for that
+		// score; with no verdict in it, back to the program.
+		sc := l.reengagedScore.ev.GetLeadScored()
+		if sc == nil || sc.GetVerdict() != eventv1.ScoreVerdict_SCORE_VERDICT_NONE {
+			return nil, nil // not scored yet, or a verdict event follows
+		}
+		if now.Before(review) {
+			reason := fmt.Sprintf("re-engaged and re-scored %d, below the threshold %d: back to the program until its review", sc.GetTotal(), sc.GetThreshold())
+			return a.exit(l, prog, eventv1.NurtureExitCause_NURTURE_EXIT_CAUSE_NOT_QUALIFIED, reason, prog, review, l.reengagedScore.ev, now, meta)
+		}
+		return a.ended(l, cat, prog, l.reengagedScore.ev, now, meta)
+	}
+	after := max(l.enrolled.seq, l.reengaged.seq)
+	for i := len(l.facts) - 1; i >= 0; i-- {
+		f := l.facts[i]
+		if f.seq <= after {
+			break
+		}
+		switch x := f.ev.GetPayload().(type) {
+		case *eventv1.Event_ActivityRecorded:
+			if program.ReengagesOn(prog, x.ActivityRecorded.GetType()) {
+				return a.reengage(l, prog, f.ev, x.ActivityRecorded.GetActivityId(), x.ActivityRecorded.GetType(), now, meta)
+			}
+		case *eventv1.Event_LeadResubmitted:
+			if prog.GetExitRules().GetReengageOnResubmission() {
+				return a.reengage(l, prog, f.ev, "", eventv1.ActivityType_ACTIVITY_TYPE_UNSPECIFIED, now, meta)
+			}
+		}
+	}
+	if !now.Before(review) {
+		return a.ended(l, cat, prog, l.enrolled.ev, now, meta)
+	}
+	return nil, nil
+}
+
+func (a *App) reengage(l *lead, prog *eventv1.NurtureProgram, fact *eventv1.Event, activityID string, t eventv1.ActivityType, now time.Time, meta envelope.Meta) (*eventv1.Event, error) {
+	payload := &eventv1.LeadReengaged{ProgramId: prog.GetProgramId(), ActivityId: activityID, Cycle: l.cycle(),
+		ActivityType: t, TriggerEventType: fact.GetEventType()}
+	ev, _, err := lifecycle.NewEvent(l.id, l.state, lifecycle.Command{Name: lifecycle.Reengage}, a.policy, payload, stepMeta(meta, fact), now)
+	return ev, err
+}
+
+// ended is the NurtureExited of a program that ran its course: the lead
+// goes to the exit rules' next program (by the entry rules if that one is
+// retired), reviewed after that program's duration.
+func (a *App) ended(l *lead, cat *program.Catalog, prog *eventv1.NurtureProgram, cause *eventv1.Event, now time.Time, meta envelope.Meta) (*eventv1.Event, error) {
+	next, ok := cat.Active(program.Next(prog))
+	if !ok {
+		next = cat.Choose(l.key()).Program
+	}
+	reason := fmt.Sprintf("program %q ended without re-engagement", prog.GetProgramId())
+	return a.exit(l, prog, eventv1.NurtureExitCause_NURTURE_EXIT_CAUSE_ENDED, reason, next, now.Add(program.Duration(next)), cause, now, meta)
+}
+
+func (a *App) exit(l *lead, prog *eventv1.NurtureProgram, c eventv1.NurtureExitCause, reason string, next *eventv1.NurtureProgram, review time.Time,
+	cause *eventv1.Event, now time.Time, meta envelope.Meta) (*eventv1.Event, error) {
+	payload := &eventv1.NurtureExited{ProgramId: prog.GetProgramId(), Reason: reason, Cause: c, NextProgramId: next.GetProgramId(),
+		NextReviewAt: timestamppb.New(review), Cycle: l.cycle()}
+	ev, _, err := lifecycle.NewEvent(l.id, l.state, lifecycle.Command{Name: lifecycle.ExitNurture, Reason: reason}, a.policy, payload, stepMeta(meta, cause), now)
+	return ev, err
+}
+
+// stepMeta is the envelope of a step caused by cause: nurture acts, in
+// cause's correlation, within the trace of whatever woke it.
+func stepMeta(meta envelope.Meta, cause *eventv1.Event) envelope.Meta {
+	m := envelope.Meta{Actor: Actor, CorrelationID: cause.GetCorrelationId(), CausationID: cause.GetEventId(), Trace: meta.Trace}
+	if m.CorrelationID == "" {
+		m.CorrelationID = meta.CorrelationID
+	}
+	if m.Trace != nil {
+		m.Trace = proto.CloneOf(m.Trace)
+	}
+	return m
+}

@@ -1,0 +1,127 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/leadflow/leadflow/pkg/envelope"
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/services/nurture/program"
+)
+
+// RecycleLead is a person sending a lead back to nurture.
+type RecycleLead struct {
+	LeadID, Note, ProgramID, RequestID string
+	Actor                              *eventv1.Actor
+}
+
+// Recycled is the answer to a manual recycle.
+type Recycled struct {
+	LeadID                           string
+	RecycledEventID, EnrolledEventID string
+	ProgramID                        string
+	ReviewAt                         time.Time
+	Cycle                            uint32
+	Replayed                         bool
+}
+
+// RecycleLead appends LeadRecycled (cause MANUAL, naming the program if
+// one is given) where the lifecycle allows a recycle (an ACCEPTED or
+// LOST lead), then enrols the lead as for any recycle. A repeated
+// request_id returns the first answer and writes nothing.
+//
+// Errors: *ValidationError (a field, an unknown or retired program_id);
+// ErrNotFound (no such lead); lifecycle.ErrRefused (a lead that is won,
+// erased, or anywhere a recycle is not allowed, named in the error);
+// eventstore.ErrConflict after repeated races.
+func (a *App) RecycleLead(ctx context.Context, in RecycleLead, meta envelope.Meta) (Recycled, error) {
+	var v violations
+	checkLeadID(&v, "lead_id", in.LeadID)
+	checkText(&v, "note", in.Note, maxNote, true)
+	checkActor(&v, "actor", in.Actor)
+	if len(in.RequestID) > maxKey {
+		v.add("request_id", "must be at most %d characters", maxKey)
+	}
+	if in.ProgramID != "" {
+		if msg := program.CheckID(in.ProgramID); msg != "" {
+			v.add("program_id", "%s", msg)
+		}
+	}
+	if err := v.err(); err != nil {
+		return Recycled{}, err
+	}
+	cat, err := a.catalog(ctx, 0)
+	if err != nil {
+		return Recycled{}, err
+	}
+	if in.ProgramID != "" {
+		switch e, ok := cat.Get(in.ProgramID); {
+		case !ok:
+			return Recycled{}, &ValidationError{Violations: []Violation{{Field: "program_id", Description: fmt.Sprintf("%q is an unknown program", in.ProgramID)}}}
+		case e.Program.GetRetired():
+			return Recycled{}, &ValidationError{Violations: []Violation{{Field: "program_id", Description: fmt.Sprintf("program %q is retired", in.ProgramID)}}}
+		}
+	}
+	meta.Actor, meta.IdempotencyKey = in.Actor, strings.TrimSpace(in.RequestID)
+	for attempt := range maxRaces {
+		l, err := a.load(ctx, in.LeadID)
+		if err != nil {
+			return Recycled{}, err
+		}
+		if l.version == 0 {
+			return Recycled{}, fmt.Errorf("lead %s: %w", in.LeadID, ErrNotFound)
+		}
+		if r, ok := l.byKey[meta.IdempotencyKey]; ok && meta.IdempotencyKey != "" {
+			out := recycledOf(l, r)
+			out.Replayed = true
+			return out, nil
+		}
+		payload := &eventv1.LeadRecycled{Cause: eventv1.RecycleCause_RECYCLE_CAUSE_MANUAL, Note: in.Note, Segment: l.segment,
+			Score: int32(l.state.Score), Cycle: l.cycle(), ProgramId: in.ProgramID, SourceEventType: "RecycleLead"}
+		ev, _, err := lifecycle.NewEvent(l.id, l.state, lifecycle.Command{Name: lifecycle.Recycle, Reason: in.Note}, a.policy, payload, meta, a.now())
+		if err != nil {
+			return Recycled{}, err
+		}
+		v, err := a.leads.Append(ctx, l.id, l.version, ev)
+		if errors.Is(err, eventstore.ErrConflict) {
+			if err := eventstore.AfterConflict(ctx, attempt); err != nil {
+				return Recycled{}, err
+			}
+			continue
+		}
+		if err != nil {
+			return Recycled{}, err
+		}
+		if a.afterAppend != nil {
+			a.afterAppend(ev)
+		}
+		// The enrolment is what nurture owes any recycled lead; should this
+		// call fail here, the consumer writes it when the LeadRecycled
+		// reaches it.
+		if _, err := a.Reconcile(ctx, l.id, meta); err != nil {
+			return Recycled{}, err
+		}
+		if l, err = a.load(ctx, in.LeadID); err != nil {
+			return Recycled{}, err
+		}
+		return recycledOf(l, ref{seq: v, ev: ev}), nil
+	}
+	return Recycled{}, fmt.Errorf("recycle lead %s: %w after %d races", in.LeadID, eventstore.ErrConflict, maxRaces)
+}
+
+// recycledOf is the answer for recycle r of l: r and the enrolment it
+// caused, if written yet.
+func recycledOf(l *lead, r ref) Recycled {
+	out := Recycled{LeadID: l.id, RecycledEventID: r.id(), Cycle: r.ev.GetLeadRecycled().GetCycle()}
+	for _, s := range l.steps {
+		if e := s.ev.GetNurtureEnrolled(); e != nil && s.ev.GetCausationId() == r.id() {
+			out.EnrolledEventID, out.ProgramID, out.ReviewAt = s.id(), e.GetProgramId(), e.GetReviewAt().AsTime()
+		}
+	}
+	return out
+}

@@ -1,0 +1,96 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+
+	"github.com/leadflow/leadflow/pkg/consume"
+	"github.com/leadflow/leadflow/pkg/envelope"
+)
+
+// RedriveAction is what a re-drive did for one lead.
+type RedriveAction int
+
+// The actions.
+const (
+	RedriveNone RedriveAction = iota + 1
+	RedriveRedriven
+	RedriveWritten
+)
+
+// Redriven is one lead's re-drive.
+type Redriven struct {
+	LeadID string
+	Action RedriveAction
+	// Groups are the groups its dead letters were handed back to.
+	Groups []string
+	// EventTypes are the events nurture wrote for it.
+	EventTypes []string
+}
+
+// maxRedrive bounds the leads of one call.
+const maxRedrive = 1000
+
+// RedriveLeads puts leads back on track once the cause of their trouble
+// is fixed: a lead parked behind a dead letter is re-driven in each group
+// that parked it (the group's owner of the lead handles the dead event
+// again, then what waited behind it); for any other lead nurture writes
+// the steps it owes (Reconcile), which is how a lead that a consumer
+// passed over is recycled and enrolled after all.
+//
+// Errors: *ValidationError (lead_ids), *PoisonError (a lead's recycle
+// still names a program that does not exist), store errors. Leads before
+// the failing one are done.
+func (a *App) RedriveLeads(ctx context.Context, ids []string, meta envelope.Meta) ([]Redriven, error) {
+	var v violations
+	if len(ids) == 0 || len(ids) > maxRedrive {
+		v.add("lead_ids", "must list 1 to %d leads", maxRedrive)
+	}
+	for i, id := range ids {
+		checkLeadID(&v, "lead_ids["+strconv.Itoa(i)+"]", id)
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	dls, err := a.groups.DeadLetters(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []Redriven
+	done := map[string]bool{}
+	for _, id := range ids {
+		if done[id] {
+			continue
+		}
+		done[id] = true
+		r := Redriven{LeadID: id, Action: RedriveNone}
+		for _, d := range dls {
+			if d.Key != id || slices.Contains(r.Groups, d.Group) {
+				continue
+			}
+			err := a.groups.Redrive(ctx, d.Group, id)
+			if errors.Is(err, consume.ErrNotFound) {
+				continue // re-driven meanwhile, or only parked events left: the owner releases them
+			}
+			if err != nil {
+				return out, err
+			}
+			r.Groups, r.Action = append(r.Groups, d.Group), RedriveRedriven
+		}
+		if !slices.Contains(r.Groups, Group) {
+			// Not parked here: write what nurture owes it now.
+			written, err := a.Reconcile(ctx, id, meta)
+			for _, ev := range written {
+				r.EventTypes, r.Action = append(r.EventTypes, ev.GetEventType()), RedriveWritten
+			}
+			if err != nil {
+				return out, err
+			}
+		}
+		a.log.InfoContext(ctx, "lead re-driven", "lead", id, "groups", r.Groups, "wrote", r.EventTypes)
+		out = append(out, r)
+	}
+	return out, nil
+}

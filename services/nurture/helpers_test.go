@@ -1,0 +1,320 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/leadflow/leadflow/pkg/consume"
+	"github.com/leadflow/leadflow/pkg/envelope"
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	nurturev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/nurture/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/pkg/testenv"
+	"github.com/leadflow/leadflow/services/nurture/app"
+)
+
+const stream = "LEADFLOW"
+
+// world is an embedded JetStream with the event stream, and a store on it
+// that writes lead events the way intake, qualification and handoff do.
+type world struct {
+	nats  *testenv.NATS
+	store *eventstore.Store
+}
+
+func newWorld(t testing.TB) *world {
+	t.Helper()
+	n := testenv.StartNATS(t)
+	if _, err := eventstore.EnsureStream(context.Background(), n.JS, eventstore.StreamConfig{Name: stream}); err != nil {
+		t.Fatal(err)
+	}
+	return &world{nats: n, store: eventstore.New(n.JS, stream)}
+}
+
+// service is one run of the real service (run, as main calls it).
+type service struct {
+	client nurturev1.NurtureServiceClient
+	stop   func()
+}
+
+func (w *world) config() Config {
+	return Config{Addr: "127.0.0.1:0", NATSURL: w.nats.Server.URL(), Stream: stream, Replicas: 1, Workers: 16,
+		AckWait: 2 * time.Second, Grace: time.Second}
+}
+
+func testLog() *slog.Logger {
+	out := io.Discard
+	if testing.Verbose() && os.Getenv("NURTURE_TEST_LOG") != "" {
+		out = os.Stderr
+	}
+	return slog.New(slog.NewTextHandler(out, nil))
+}
+
+// start runs the service on a free port against w's JetStream and dials
+// it. stop (also called when the test ends) shuts it down and fails the
+// test if run returned an error.
+func (w *world) start(t testing.TB, edit ...func(*Config)) *service {
+	t.Helper()
+	cfg := w.config()
+	for _, e := range edit {
+		e(&cfg)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	addrc := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, cfg, testLog(), func(a net.Addr) { addrc <- a }) }()
+	var addr net.Addr
+	select {
+	case addr = <-addrc:
+	case err := <-done:
+		t.Fatalf("run: %v", err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("service did not start")
+	}
+	return dial(t, addr.String(), func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run returned %v", err)
+		}
+	})
+}
+
+func dial(t testing.TB, addr string, shutdown func()) *service {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	s := &service{client: nurturev1.NewNurtureServiceClient(conn)}
+	s.stop = func() {
+		once.Do(func() {
+			conn.Close()
+			shutdown()
+		})
+	}
+	t.Cleanup(s.stop)
+	return s
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+var (
+	intakeActor  = &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_SERVICE, Id: "intake"}
+	handoffActor = &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_SERVICE, Id: "handoff"}
+	marketer     = &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "mia", Team: eventv1.Team_TEAM_MARKETING}
+)
+
+// appendLead decides cmd on the lead's state and appends payload as its
+// event, reloading on a lost race (the service writes to the same lead).
+func (w *world) appendLead(ctx context.Context, leadID string, cmd lifecycle.Command, payload proto.Message, actor *eventv1.Actor) (*eventv1.Event, error) {
+	subj := eventstore.LeadSubject(leadID)
+	for range 100 {
+		recs, err := w.store.Load(ctx, subj)
+		if err != nil {
+			return nil, err
+		}
+		var state lifecycle.State
+		var version uint64
+		if len(recs) > 0 {
+			last := recs[len(recs)-1]
+			state, version = lifecycle.FromProto(last.Event.GetLifecycle()), last.Seq
+		}
+		ev, _, err := lifecycle.NewEvent(leadID, state, cmd, lifecycle.DefaultPolicy(), payload,
+			envelope.Meta{Actor: actor, CorrelationID: uuid.NewString()}, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		_, err = w.store.Append(ctx, subj, version, ev)
+		if errors.Is(err, eventstore.ErrConflict) {
+			continue
+		}
+		return ev, err
+	}
+	return nil, fmt.Errorf("lead %s: kept losing races", leadID)
+}
+
+// write is appendLead for the test goroutine, failing the test on error.
+func (w *world) write(t testing.TB, leadID string, cmd lifecycle.Command, payload proto.Message) *eventv1.Event {
+	t.Helper()
+	actor := handoffActor
+	switch payload.(type) {
+	case *eventv1.LeadCaptured, *eventv1.ActivityRecorded, *eventv1.LeadResubmitted, *eventv1.LeadErased:
+		actor = intakeActor
+	}
+	ev, err := w.appendLead(ctxT(t), leadID, cmd, payload, actor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+func (w *world) capture(t testing.TB, leadID string) *eventv1.Event {
+	t.Helper()
+	return w.write(t, leadID, lifecycle.Command{Name: lifecycle.Capture},
+		&eventv1.LeadCaptured{Profile: &eventv1.Profile{Country: "GB", Employees: 200, EmailDomain: "example.com"},
+			Attribution: &eventv1.Attribution{Source: "web-form"}})
+}
+
+// scored records a score as qualification would, with no verdict.
+func (w *world) scored(t testing.TB, leadID string, total int) *eventv1.Event {
+	t.Helper()
+	return w.write(t, leadID, lifecycle.Command{Name: lifecycle.Score, Score: total},
+		&eventv1.LeadScored{ModelId: "scoring", ModelVersion: 1, Total: int32(total), Threshold: 50, Verdict: eventv1.ScoreVerdict_SCORE_VERDICT_NONE})
+}
+
+// accepted takes a new lead to ACCEPTED by rep ann in segment, with score
+// as its last score, as qualification and handoff would.
+func (w *world) accepted(t testing.TB, leadID, segment string, score int) {
+	t.Helper()
+	w.capture(t, leadID)
+	w.write(t, leadID, lifecycle.Command{Name: lifecycle.Score, Score: score},
+		&eventv1.LeadScored{ModelId: "scoring", ModelVersion: 1, Total: int32(score), Threshold: 50, Verdict: eventv1.ScoreVerdict_SCORE_VERDICT_QUALIFY})
+	w.write(t, leadID, lifecycle.Command{Name: lifecycle.Qualify}, &eventv1.LeadQualified{ModelId: "scoring", ModelVersion: 1, Score: int32(score), Threshold: 50})
+	ann := lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: "ann"}
+	w.write(t, leadID, lifecycle.Command{Name: lifecycle.Assign, Owner: ann},
+		&eventv1.LeadAssigned{Owner: &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_REP, Id: "ann"}, Segment: segment})
+	w.write(t, leadID, lifecycle.Command{Name: lifecycle.Accept}, &eventv1.LeadAccepted{RepId: "ann", Segment: segment})
+}
+
+func (w *world) reject(t testing.TB, leadID string, reason eventv1.RejectReason, segment string) *eventv1.Event {
+	t.Helper()
+	return w.write(t, leadID, lifecycle.Command{Name: lifecycle.Reject, Reason: reason.String()},
+		&eventv1.LeadRejected{RepId: "ann", Reason: reason, Note: "call back next quarter", Segment: segment})
+}
+
+func (w *world) lose(t testing.TB, leadID, segment string) *eventv1.Event {
+	t.Helper()
+	w.write(t, leadID, lifecycle.Command{Name: lifecycle.Convert}, &eventv1.OpportunityCreated{OpportunityId: "opp-" + leadID, Segment: segment})
+	return w.write(t, leadID, lifecycle.Command{Name: lifecycle.Lose, Reason: "went with a competitor"},
+		&eventv1.DealLost{OpportunityId: "opp-" + leadID, Reason: "went with a competitor", RepId: "ann", Segment: segment})
+}
+
+func (w *world) activity(t testing.TB, leadID string, typ eventv1.ActivityType) *eventv1.Event {
+	t.Helper()
+	return w.write(t, leadID, lifecycle.Command{Name: lifecycle.RecordActivity},
+		&eventv1.ActivityRecorded{ActivityId: uuid.NewString(), Type: typ})
+}
+
+func (w *world) events(t testing.TB, leadID string) []*eventv1.Event {
+	t.Helper()
+	recs, err := w.store.Load(ctxT(t), eventstore.LeadSubject(leadID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]*eventv1.Event, len(recs))
+	for i, r := range recs {
+		out[i] = r.Event
+	}
+	return out
+}
+
+func ofType(evs []*eventv1.Event, typ string) []*eventv1.Event {
+	var out []*eventv1.Event
+	for _, ev := range evs {
+		if ev.GetEventType() == typ {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+func last(evs []*eventv1.Event) *eventv1.Event { return evs[len(evs)-1] }
+
+func stateOf(ev *eventv1.Event) lifecycle.State { return lifecycle.FromProto(ev.GetLifecycle()) }
+
+// nurtured waits until the lead is NURTURING and returns its events.
+func (w *world) nurtured(t testing.TB, leadID string) []*eventv1.Event {
+	t.Helper()
+	var evs []*eventv1.Event
+	eventually(t, 20*time.Second, func() bool {
+		evs = w.events(t, leadID)
+		return stateOf(last(evs)).Status == lifecycle.StatusNurturing
+	}, "lead %s is not nurtured: %v", leadID, types(evs))
+	return evs
+}
+
+func types(evs []*eventv1.Event) []string {
+	out := make([]string, len(evs))
+	for i, ev := range evs {
+		out[i] = ev.GetEventType()
+	}
+	return out
+}
+
+// settle waits until the group has handled every message of its
+// durables: nothing pending, nothing unacknowledged. Only then can a test
+// say that something did not happen.
+func (w *world) settle(t testing.TB, group string) {
+	t.Helper()
+	eventually(t, 5*time.Minute, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for p := range eventstore.Partitions {
+			c, err := w.nats.JS.Consumer(ctx, stream, consume.Durable(group, p, eventstore.Partitions))
+			if err != nil {
+				return false
+			}
+			if ci := c.CachedInfo(); ci.NumPending != 0 || ci.NumAckPending != 0 {
+				return false
+			}
+		}
+		return true
+	}, "group %s did not settle", group)
+}
+
+// eventually polls cond until it holds or d passes.
+func eventually(t testing.TB, d time.Duration, cond func() bool, format string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: "+format, append([]any{d}, args...)...)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// put defines p through the API.
+func put(t testing.TB, c nurturev1.NurtureServiceClient, p *eventv1.NurtureProgram) *nurturev1.PutProgramResponse {
+	t.Helper()
+	r, err := c.PutProgram(ctxT(t), &nurturev1.PutProgramRequest{Program: p, ChangedBy: marketer})
+	if err != nil {
+		t.Fatalf("put %s: %v", p.GetProgramId(), err)
+	}
+	return r
+}
+
+func days(n int) *durationpb.Duration { return durationpb.New(time.Duration(n) * 24 * time.Hour) }
+
+var (
+	rejected  = eventv1.RecycleCause_RECYCLE_CAUSE_REJECTED
+	lostCause = eventv1.RecycleCause_RECYCLE_CAUSE_LOST
+	demo      = eventv1.ActivityType_ACTIVITY_TYPE_DEMO_REQUEST
+	webinar   = eventv1.ActivityType_ACTIVITY_TYPE_WEBINAR_ATTENDED
+)
+
+// Group names, from the app.
+const (
+	group      = app.Group
+	timerGroup = app.TimerGroup
+)

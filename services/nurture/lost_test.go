@@ -1,0 +1,222 @@
+package main
+
+import (
+	"context"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/leadflow/leadflow/pkg/consume"
+	"github.com/leadflow/leadflow/pkg/envelope"
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	nurturev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/nurture/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+)
+
+// droppingConsumer runs the nurture group with a handler that
+// acknowledges every event and does nothing: the bug that silently
+// derails leads on their way back to nurture. It stops when the test's
+// stop is called.
+func (w *world) droppingConsumer(t *testing.T) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- consume.Run(ctx, w.nats.JS, consume.Config{Stream: stream, Group: group, Partitions: eventstore.Partitions,
+			Filter: eventstore.PartitionSubjects, Key: eventstore.LeadID, Logger: testLog()},
+			func(context.Context, consume.Msg) error { return nil })
+	}()
+	var once bool
+	stop = func() {
+		if once {
+			return
+		}
+		once = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("dropping consumer: %v", err)
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func (w *world) find(t *testing.T, c nurturev1.NurtureServiceClient, r *nurturev1.FindLostLeadsRequest) *nurturev1.FindLostLeadsResponse {
+	t.Helper()
+	if r.ClaimGrace == nil {
+		r.ClaimGrace = durationpb.New(time.Millisecond)
+	}
+	got, err := c.FindLostLeads(ctxT(t), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func lostIDs(r *nurturev1.FindLostLeadsResponse) []string {
+	var out []string
+	for _, l := range r.GetLost() {
+		out = append(out, l.GetLeadId())
+	}
+	sort.Strings(out)
+	return out
+}
+
+func parkedIDs(r *nurturev1.FindLostLeadsResponse) []string {
+	var out []string
+	for _, p := range r.GetParked() {
+		out = append(out, p.GetGroup()+"/"+p.GetLeadId())
+	}
+	sort.Strings(out)
+	return out
+}
+
+func sorted(s ...string) []string { s = slices.Clone(s); sort.Strings(s); return s }
+
+// The no-lost-lead check finds exactly the leads that were broken on
+// purpose: three leads whose way back a consumer dropped (rejected, lost,
+// disqualified "not now"), one a buggy writer left without an owner, a
+// lead parked behind a poison event (a recycle into a program that does
+// not exist), and an identity claim with no lead. Healthy leads are not
+// listed. Once the cause is fixed (the program defined, the real consumer
+// running, the lead captured) a re-drive puts every lead back on track and
+// the check comes back clean.
+func TestLostLeadCheckFindsExactlyTheBrokenLeads(t *testing.T) {
+	w := newWorld(t)
+	ctx := ctxT(t)
+
+	// Phase 1: the broken consumer has the nurture group.
+	stopDropping := w.droppingConsumer(t)
+	dropRejected, dropLost, dropNotNow, noOwner := uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()
+	w.accepted(t, dropRejected, "smb", 30)
+	w.reject(t, dropRejected, eventv1.RejectReason_REJECT_REASON_NOT_READY, "smb")
+	w.accepted(t, dropLost, "smb", 30)
+	w.lose(t, dropLost, "smb")
+	w.capture(t, dropNotNow)
+	w.write(t, dropNotNow, lifecycle.Command{Name: lifecycle.Disqualify, Reason: "budget next year", NotNow: true},
+		&eventv1.LeadDisqualified{RuleId: "budget", Reason: "budget next year", NotNow: true})
+	// A buggy writer stamps a rejection without the lifecycle's owner and
+	// deadline.
+	w.accepted(t, noOwner, "smb", 30)
+	recs, err := w.store.Load(ctx, eventstore.LeadSubject(noOwner))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, err := envelope.NewEvent(noOwner, &eventv1.LeadRejected{RepId: "ann", Reason: eventv1.RejectReason_REJECT_REASON_NO_BUDGET, Segment: "smb"},
+		envelope.Meta{Actor: handoffActor, CorrelationID: uuid.NewString()}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad.Lifecycle = &eventv1.Lifecycle{Status: eventv1.LeadStatus_LEAD_STATUS_RECYCLED, Score: 30}
+	if _, err := w.store.Append(ctx, eventstore.LeadSubject(noOwner), recs[len(recs)-1].Seq, bad); err != nil {
+		t.Fatal(err)
+	}
+	w.settle(t, group)
+	stopDropping()
+
+	// Phase 2: the real service, healthy leads, a poison event and an
+	// orphan claim.
+	s := w.start(t)
+	healthy, fresh, poisoned := uuid.NewString(), uuid.NewString(), uuid.NewString()
+	w.accepted(t, healthy, "smb", 30)
+	w.reject(t, healthy, eventv1.RejectReason_REJECT_REASON_NO_BUDGET, "smb")
+	w.capture(t, fresh)
+	w.accepted(t, poisoned, "smb", 30)
+	w.write(t, poisoned, lifecycle.Command{Name: lifecycle.Recycle, Reason: "spring campaign"},
+		&eventv1.LeadRecycled{Cause: eventv1.RecycleCause_RECYCLE_CAUSE_MANUAL, Note: "spring campaign", ProgramId: "spring-2027"})
+	w.activity(t, poisoned, webinar) // parked behind the poison
+	orphan := uuid.NewString()
+	if _, err := w.store.Commit(ctx, eventstore.Write{Subject: eventstore.ClaimSubject("email", "h"+strings.ReplaceAll(orphan, "-", "")),
+		Claim: &eventv1.Claim{LeadId: orphan, EventId: "claim-email-" + orphan}}); err != nil {
+		t.Fatal(err)
+	}
+	w.nurtured(t, healthy)
+	var rep *nurturev1.FindLostLeadsResponse
+	eventually(t, 20*time.Second, func() bool {
+		rep = w.find(t, s.client, &nurturev1.FindLostLeadsRequest{})
+		return len(rep.GetParked()) == 1 && len(rep.GetParked()[0].GetParkedSeqs()) == 1
+	}, "the poison event is not parked: %v", rep.GetParked())
+	w.settle(t, group)
+
+	rep = w.find(t, s.client, &nurturev1.FindLostLeadsRequest{})
+	t.Logf("checked %d leads in %v", rep.GetLeadsChecked(), rep.GetTook().AsDuration())
+	if got, want := lostIDs(rep), sorted(dropRejected, dropLost, dropNotNow, noOwner); !slices.Equal(got, want) {
+		t.Fatalf("lost %v, want %v: %v", got, want, rep.GetLost())
+	}
+	for _, l := range rep.GetLost() {
+		want := nurturev1.LostReason_LOST_REASON_DROPPED
+		if l.GetLeadId() == noOwner {
+			want = nurturev1.LostReason_LOST_REASON_NO_OWNER
+		}
+		if l.GetReason() != want || l.GetLastEventId() == "" || l.GetMissingStep() == "" || l.GetDetail() == "" || l.GetStuckFor().AsDuration() <= 0 {
+			t.Fatalf("lost lead %v, want reason %s with its last event, missing step and time stuck", l, want)
+		}
+		if want == nurturev1.LostReason_LOST_REASON_DROPPED && l.GetOwner().GetId() != "nurture" {
+			t.Fatalf("dropped lead %v is not owned by the nurture queue", l)
+		}
+	}
+	if got := parkedIDs(rep); !slices.Equal(got, []string{group + "/" + poisoned}) {
+		t.Fatalf("parked %v", got)
+	}
+	if p := rep.GetParked()[0]; p.GetDeadEventType() != "LeadRecycled" || !strings.Contains(p.GetError(), "spring-2027") {
+		t.Fatalf("parked: %v", p)
+	}
+	if cl := rep.GetOrphanClaims(); len(cl) != 1 || cl[0].GetLeadId() != orphan || cl[0].GetKind() != "email" {
+		t.Fatalf("orphan claims: %v", cl)
+	}
+	// Judged two hours on, the fresh lead's scoring deadline has passed
+	// too (no qualification runs here).
+	later := w.find(t, s.client, &nurturev1.FindLostLeadsRequest{AsOf: timestamppb.New(time.Now().Add(2 * time.Hour))})
+	if got, want := lostIDs(later), sorted(dropRejected, dropLost, dropNotNow, noOwner, fresh); !slices.Equal(got, want) {
+		t.Fatalf("two hours on: lost %v, want %v", got, want)
+	}
+
+	// Fix the causes, then re-drive.
+	put(t, s.client, &eventv1.NurtureProgram{ProgramId: "spring-2027", Name: "Spring 2027", Duration: days(90),
+		ExitRules: &eventv1.NurtureExitRules{ReengageOn: []eventv1.ActivityType{demo}}})
+	w.capture(t, orphan)
+	ids := append(lostIDs(rep), poisoned, healthy)
+	res, err := s.client.RedriveLeads(ctx, &nurturev1.RedriveLeadsRequest{LeadIds: ids})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res.GetLeads() {
+		switch r.GetLeadId() {
+		case poisoned:
+			if r.GetAction() != nurturev1.RedriveAction_REDRIVE_ACTION_REDRIVEN || !slices.Equal(r.GetGroups(), []string{group}) {
+				t.Fatalf("poisoned lead: %v", r)
+			}
+		case healthy:
+			if r.GetAction() != nurturev1.RedriveAction_REDRIVE_ACTION_NONE {
+				t.Fatalf("healthy lead: %v", r)
+			}
+		default:
+			if r.GetAction() != nurturev1.RedriveAction_REDRIVE_ACTION_WRITTEN || !slices.Equal(r.GetEventTypes(), []string{"LeadRecycled", "NurtureEnrolled"}) {
+				t.Fatalf("dropped lead: %v", r)
+			}
+		}
+	}
+	for _, l := range []string{dropRejected, dropLost, dropNotNow, noOwner, poisoned} {
+		evs := w.nurtured(t, l)
+		if err := lifecycle.Check(stateOf(last(evs))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p := last(w.events(t, poisoned)); p.GetNurtureEnrolled().GetProgramId() != "spring-2027" {
+		t.Fatalf("poisoned lead enrolled in %v", p)
+	}
+	eventually(t, 20*time.Second, func() bool {
+		rep = w.find(t, s.client, &nurturev1.FindLostLeadsRequest{})
+		return len(rep.GetLost()) == 0 && len(rep.GetParked()) == 0 && len(rep.GetOrphanClaims()) == 0
+	}, "the check is not clean: %v", rep)
+	if rep.GetLeadsChecked() != 8 {
+		t.Fatalf("checked %d leads", rep.GetLeadsChecked())
+	}
+}

@@ -1,0 +1,78 @@
+// Command nurture is Leadflow's nurture service: it takes back every lead
+// sales gives up on (rejected, lost, attempts exhausted, disqualified "not
+// now"), records the recycle and enrols the lead in a nurture program
+// chosen by rules, re-engages nurtured leads that show interest, ends
+// programs that run out with a next review, and checks the no-lost-lead
+// invariant over the whole stream.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/leadflow/leadflow/pkg/config"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/telemetry"
+)
+
+// Config is nurture's settings.
+type Config struct {
+	Addr        string
+	NATSURL     string
+	Stream      string
+	TimerStream string
+	Replicas    int
+	// Workers is how many leads are handled at once per consumer group.
+	Workers int
+	// AckWait is how long the server waits for an acknowledgement before
+	// it delivers a message again.
+	AckWait time.Duration
+	// TimerTTL is how long fired review timers are kept.
+	TimerTTL    time.Duration
+	Grace       time.Duration
+	LogJSON     bool
+	TraceSample float64
+
+	// afterAppend, if set, is called after each lead event nurture
+	// appends (tests stop the process there).
+	afterAppend func(*eventv1.Event)
+}
+
+func main() {
+	if err := mainErr(); err != nil {
+		fmt.Fprintln(os.Stderr, "nurture:", err)
+		os.Exit(1)
+	}
+}
+
+func mainErr() error {
+	var cfg Config
+	f := config.New("nurture")
+	f.String(&cfg.Addr, "addr", "LEADFLOW_NURTURE_ADDR", "127.0.0.1:7104", "gRPC listen address")
+	f.String(&cfg.NATSURL, "nats", "LEADFLOW_NATS_URL", "", "NATS URL (required)")
+	f.String(&cfg.Stream, "stream", "LEADFLOW_STREAM", "LEADFLOW", "event stream name")
+	f.String(&cfg.TimerStream, "timer-stream", "LEADFLOW_NURTURE_TIMER_STREAM", "NURTURE_TIMERS", "review timer stream name")
+	f.Int(&cfg.Replicas, "replicas", "LEADFLOW_REPLICAS", 1, "stream replicas (3 in a cluster)")
+	f.Int(&cfg.Workers, "workers", "LEADFLOW_NURTURE_WORKERS", 16, "leads handled at once")
+	f.Duration(&cfg.AckWait, "ack-wait", "LEADFLOW_ACK_WAIT", 2*time.Second, "redelivery delay of an unacknowledged event (below the 6s partition hand-over)")
+	f.Duration(&cfg.TimerTTL, "timer-ttl", "LEADFLOW_NURTURE_TIMER_TTL", 30*24*time.Hour, "how long fired review timers are kept")
+	f.Duration(&cfg.Grace, "grace", "LEADFLOW_GRACE", 10*time.Second, "how long running calls and handlers may finish on shutdown")
+	f.Bool(&cfg.LogJSON, "log-json", "LEADFLOW_LOG_JSON", false, "JSON logs")
+	f.Float64(&cfg.TraceSample, "trace-sample", "LEADFLOW_TRACE_SAMPLE", 0.05, "share of new traces recorded (1: all)")
+	if err := f.Parse(os.Args[1:]); err != nil {
+		return err
+	}
+	log, shutdown, err := telemetry.Setup(telemetry.Config{Service: "nurture", JSON: cfg.LogJSON, SampleRatio: cfg.TraceSample})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = shutdown(context.Background()) }()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return run(ctx, cfg, log, nil)
+}

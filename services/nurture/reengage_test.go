@@ -1,0 +1,283 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/leadflow/leadflow/pkg/envelope"
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	nurturev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/nurture/v1"
+	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+)
+
+// scoreFor records, as qualification would, a score caused by cause with
+// a verdict, and the LeadQualified it implies.
+func (w *world) scoreFor(t testing.TB, leadID string, cause *eventv1.Event, total int, qualify bool) {
+	t.Helper()
+	verdict := eventv1.ScoreVerdict_SCORE_VERDICT_NONE
+	if qualify {
+		verdict = eventv1.ScoreVerdict_SCORE_VERDICT_QUALIFY
+	}
+	ctx := ctxT(t)
+	subj := eventstore.LeadSubject(leadID)
+	qual := &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_SERVICE, Id: "qualification"}
+	for range 100 {
+		recs, err := w.store.Load(ctx, subj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := recs[len(recs)-1]
+		meta := envelope.Meta{Actor: qual, CorrelationID: cause.GetCorrelationId(), CausationID: cause.GetEventId()}
+		scored, st, err := lifecycle.NewEvent(leadID, lifecycle.FromProto(l.Event.GetLifecycle()), lifecycle.Command{Name: lifecycle.Score, Score: total},
+			lifecycle.DefaultPolicy(), &eventv1.LeadScored{ModelId: "scoring", ModelVersion: 1, Total: int32(total), Threshold: 50, Verdict: verdict}, meta, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs := []*eventv1.Event{scored}
+		if qualify {
+			meta.CausationID = scored.GetEventId()
+			q, _, err := lifecycle.NewEvent(leadID, st, lifecycle.Command{Name: lifecycle.Qualify}, lifecycle.DefaultPolicy(),
+				&eventv1.LeadQualified{ModelId: "scoring", ModelVersion: 1, Score: int32(total), Threshold: 50}, meta, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			evs = append(evs, q)
+		}
+		_, err = w.store.Append(ctx, subj, l.Seq, evs...)
+		if errors.Is(err, eventstore.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	t.Fatal("kept losing races")
+}
+
+// waitFor waits until the lead has n events of type typ and returns them.
+func (w *world) waitFor(t testing.TB, leadID, typ string, n int) []*eventv1.Event {
+	t.Helper()
+	var evs []*eventv1.Event
+	eventually(t, 20*time.Second, func() bool {
+		evs = w.events(t, leadID)
+		return len(ofType(evs, typ)) >= n
+	}, "lead %s: no %d %s: %v", leadID, n, typ, types(evs))
+	return evs
+}
+
+// A nurtured lead that shows interest the program counts is re-engaged
+// (LeadReengaged, caused by the activity); re-scored below the threshold
+// it goes back to its program until the same review date; qualified, it
+// is an MQL in its second journey cycle. A program that runs out without
+// re-engagement exits with a next review date and the lead is enrolled
+// in the exit rules' next program, by its review timer.
+func TestReengagementAndProgramEnd(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	put(t, s.client, &eventv1.NurtureProgram{ProgramId: "later", Name: "Later", Duration: days(30),
+		ExitRules: &eventv1.NurtureExitRules{ReengageOn: []eventv1.ActivityType{demo}}})
+	put(t, s.client, &eventv1.NurtureProgram{ProgramId: "webinars", Name: "Webinar series", Duration: days(45),
+		EntryRules: []*eventv1.NurtureEntryRule{{RuleId: "smb", Causes: []eventv1.RecycleCause{rejected}, Segments: []string{"smb"}}},
+		ExitRules:  &eventv1.NurtureExitRules{ReengageOn: []eventv1.ActivityType{webinar}, ThenProgramId: "later"}})
+	put(t, s.client, &eventv1.NurtureProgram{ProgramId: "sprint", Name: "Two-second sprint", Duration: durationpb.New(2 * time.Second),
+		EntryRules: []*eventv1.NurtureEntryRule{{RuleId: "mid", Causes: []eventv1.RecycleCause{rejected}, Segments: []string{"mid"}}},
+		ExitRules:  &eventv1.NurtureExitRules{ReengageOn: []eventv1.ActivityType{webinar}, ThenProgramId: "later"}})
+
+	notQualified, qualified, ends := uuid.NewString(), uuid.NewString(), uuid.NewString()
+	for _, l := range []string{notQualified, qualified} {
+		w.accepted(t, l, "smb", 30)
+		w.reject(t, l, eventv1.RejectReason_REJECT_REASON_NOT_READY, "smb")
+	}
+	w.accepted(t, ends, "mid", 30)
+	w.reject(t, ends, eventv1.RejectReason_REJECT_REASON_NOT_READY, "mid")
+
+	t.Run("re-engaged, not qualified", func(t *testing.T) {
+		evs := w.nurtured(t, notQualified)
+		enrolled := last(evs)
+		review := enrolled.GetNurtureEnrolled().GetReviewAt().AsTime()
+		w.activity(t, notQualified, eventv1.ActivityType_ACTIVITY_TYPE_EMAIL_OPEN) // not counted by the program
+		act := w.activity(t, notQualified, webinar)
+		evs = w.waitFor(t, notQualified, "LeadReengaged", 1)
+		re := ofType(evs, "LeadReengaged")
+		if len(re) != 1 || re[0].GetCausationId() != act.GetEventId() || re[0].GetLeadReengaged().GetProgramId() != "webinars" ||
+			re[0].GetLeadReengaged().GetActivityType() != webinar || re[0].GetLeadReengaged().GetCycle() != 1 {
+			t.Fatalf("re-engagement: %v", re)
+		}
+		if st := stateOf(re[0]); st.Status != lifecycle.StatusNurturing || st.Deadline.After(time.Now().Add(time.Hour)) {
+			t.Fatalf("after re-engagement: %+v", st)
+		}
+		w.scoreFor(t, notQualified, re[0], 35, false)
+		evs = w.waitFor(t, notQualified, "NurtureEnrolled", 2)
+		exit := ofType(evs, "NurtureExited")
+		en := ofType(evs, "NurtureEnrolled")[1]
+		if len(exit) != 1 || exit[0].GetNurtureExited().GetCause() != eventv1.NurtureExitCause_NURTURE_EXIT_CAUSE_NOT_QUALIFIED ||
+			en.GetCausationId() != exit[0].GetEventId() || en.GetNurtureEnrolled().GetProgramId() != "webinars" ||
+			!en.GetNurtureEnrolled().GetReviewAt().AsTime().Equal(review) || !stateOf(en).Deadline.Equal(review) {
+			t.Fatalf("back to the program until %v: %v / %v", review, exit, en)
+		}
+	})
+	t.Run("re-engaged, qualified again in cycle 2", func(t *testing.T) {
+		w.nurtured(t, qualified)
+		w.activity(t, qualified, webinar)
+		evs := w.waitFor(t, qualified, "LeadReengaged", 1)
+		w.scoreFor(t, qualified, ofType(evs, "LeadReengaged")[0], 72, true)
+		got, err := s.client.GetLeadNurture(ctxT(t), &nurturev1.GetLeadNurtureRequest{LeadId: qualified})
+		if err != nil || got.GetStatus() != eventv1.LeadStatus_LEAD_STATUS_MQL || got.GetCycle() != 2 {
+			t.Fatalf("after qualifying again: %v %v", got, err)
+		}
+	})
+	t.Run("program ends", func(t *testing.T) {
+		evs := w.nurtured(t, ends)
+		if p := last(evs).GetNurtureEnrolled().GetProgramId(); p != "sprint" {
+			t.Fatalf("enrolled in %s", p)
+		}
+		evs = w.waitFor(t, ends, "NurtureEnrolled", 2)
+		exit := ofType(evs, "NurtureExited")
+		en := ofType(evs, "NurtureEnrolled")
+		if len(exit) != 1 {
+			t.Fatalf("exits: %v", types(evs))
+		}
+		x := exit[0].GetNurtureExited()
+		if x.GetCause() != eventv1.NurtureExitCause_NURTURE_EXIT_CAUSE_ENDED || x.GetNextProgramId() != "later" ||
+			exit[0].GetCausationId() != en[0].GetEventId() || x.GetNextReviewAt().AsTime().Before(time.Now().Add(29*24*time.Hour)) {
+			t.Fatalf("exit: %v", exit[0])
+		}
+		if exit[0].GetRecordedAt().AsTime().Before(en[0].GetNurtureEnrolled().GetReviewAt().AsTime()) {
+			t.Fatalf("exited at %v, before the review %v", exit[0].GetRecordedAt().AsTime(), en[0].GetNurtureEnrolled().GetReviewAt().AsTime())
+		}
+		if st := stateOf(exit[0]); st.Status != lifecycle.StatusRecycled || st.Owner != lifecycle.QueueNurture {
+			t.Fatalf("after the exit: %+v", st)
+		}
+		next := en[1]
+		if next.GetCausationId() != exit[0].GetEventId() || next.GetNurtureEnrolled().GetProgramId() != "later" ||
+			!next.GetNurtureEnrolled().GetReviewAt().AsTime().Equal(x.GetNextReviewAt().AsTime()) || lifecycle.Check(stateOf(next)) != nil {
+			t.Fatalf("next enrolment: %v", next)
+		}
+	})
+}
+
+var (
+	qualificationBin  string
+	qualificationErr  error
+	qualificationOnce sync.Once
+)
+
+// startQualification builds the real qualification service (once per
+// test binary) and runs it as a process against w's JetStream.
+func (w *world) startQualification(t *testing.T) qualificationv1.QualificationServiceClient {
+	t.Helper()
+	qualificationOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "nurture-test-bin-")
+		if err != nil {
+			qualificationErr = err
+			return
+		}
+		qualificationBin = filepath.Join(dir, "qualification")
+		out, err := exec.Command("go", "build", "-o", qualificationBin, "github.com/leadflow/leadflow/services/qualification").CombinedOutput()
+		if err != nil {
+			qualificationErr = fmt.Errorf("build qualification: %v: %s", err, out)
+		}
+	})
+	if qualificationErr != nil {
+		t.Fatal(qualificationErr)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	cmd := exec.Command(qualificationBin, "-nats", w.nats.Server.URL(), "-addr", addr, "-stream", stream)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	c := qualificationv1.NewQualificationServiceClient(conn)
+	eventually(t, 30*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := c.ListModelVersions(ctx, &qualificationv1.ListModelVersionsRequest{})
+		return err == nil
+	}, "qualification did not start")
+	return c
+}
+
+// With the real qualification service: a lead becomes an MQL, sales
+// rejects it, nurture recycles and enrols it, it comes back to a webinar,
+// and the shared scoring model makes it an MQL again, in its second
+// journey cycle.
+func TestReengagedLeadQualifiesAgainWithQualification(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	q := w.startQualification(t)
+	ctx := ctxT(t)
+	m := &eventv1.ScoringModel{Description: "webinars qualify", Threshold: 50,
+		EngagementRules: []*eventv1.EngagementRule{{Id: "webinar", Description: "Attended a webinar", ActivityType: webinar,
+			Points: 30, Cap: 60, HalfLife: durationpb.New(30 * 24 * time.Hour)}}}
+	marketing := &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "mia", Team: eventv1.Team_TEAM_MARKETING}
+	sales := &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "sam", Team: eventv1.Team_TEAM_SALES}
+	p, err := q.ProposeModel(ctx, &qualificationv1.ProposeModelRequest{Model: m, ProposedBy: marketing})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, who := range []*eventv1.Actor{marketing, sales} {
+		if _, err := q.ApproveModel(ctx, &qualificationv1.ApproveModelRequest{Version: p.GetVersion(), Approver: who}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	l := uuid.NewString()
+	w.capture(t, l)
+	w.activity(t, l, webinar)
+	w.activity(t, l, webinar)
+	evs := w.waitFor(t, l, "LeadQualified", 1)
+	ann := lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: "ann"}
+	w.write(t, l, lifecycle.Command{Name: lifecycle.Assign, Owner: ann}, &eventv1.LeadAssigned{Owner: &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_REP, Id: "ann"}, Segment: "smb"})
+	w.write(t, l, lifecycle.Command{Name: lifecycle.Accept}, &eventv1.LeadAccepted{RepId: "ann", Segment: "smb"})
+	w.reject(t, l, eventv1.RejectReason_REJECT_REASON_NOT_READY, "smb")
+	w.nurtured(t, l)
+	w.activity(t, l, webinar)
+	evs = w.waitFor(t, l, "LeadQualified", 2)
+	got, err := s.client.GetLeadNurture(ctx, &nurturev1.GetLeadNurtureRequest{LeadId: l})
+	if err != nil || got.GetStatus() != eventv1.LeadStatus_LEAD_STATUS_MQL || got.GetCycle() != 2 {
+		t.Fatalf("nurture view: %v %v", got, err)
+	}
+	var path []string
+	for _, ev := range evs {
+		switch ev.GetEventType() {
+		case "LeadRejected", "LeadRecycled", "NurtureEnrolled", "LeadReengaged", "LeadQualified":
+			path = append(path, ev.GetEventType())
+		}
+	}
+	t.Logf("journey: %v", path)
+	want := []string{"LeadQualified", "LeadRejected", "LeadRecycled", "NurtureEnrolled"}
+	for i, typ := range want {
+		if i >= len(path) || path[i] != typ {
+			t.Fatalf("journey %v, want it to start %v", path, want)
+		}
+	}
+	if path[len(path)-1] != "LeadQualified" {
+		t.Fatalf("journey %v does not end qualified", path)
+	}
+}

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/leadflow/leadflow/pkg/consume"
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	nurturev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/nurture/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/services/nurture/program"
+)
+
+// recyclePrograms are programs with entry rules on cause, segment and
+// score band.
+func recyclePrograms() []*eventv1.NurtureProgram {
+	return []*eventv1.NurtureProgram{
+		{ProgramId: "smb-warm", Name: "SMB, warm", Duration: days(60),
+			EntryRules: []*eventv1.NurtureEntryRule{{RuleId: "smb-low", Causes: []eventv1.RecycleCause{rejected},
+				Segments: []string{"SMB"}, ScoreBand: &eventv1.NurtureScoreBand{Min: 0, Max: 49}}},
+			ExitRules: &eventv1.NurtureExitRules{ReengageOn: []eventv1.ActivityType{demo, webinar}}},
+		{ProgramId: "lost-deals", Name: "Lost deals win-back", Duration: days(120),
+			EntryRules: []*eventv1.NurtureEntryRule{{RuleId: "lost", Causes: []eventv1.RecycleCause{lostCause}}},
+			ExitRules:  &eventv1.NurtureExitRules{ReengageOn: []eventv1.ActivityType{demo}}},
+		{ProgramId: "exhausted", Name: "Never reached", Duration: days(30),
+			EntryRules: []*eventv1.NurtureEntryRule{{RuleId: "unreached", Causes: []eventv1.RecycleCause{eventv1.RecycleCause_RECYCLE_CAUSE_ATTEMPTS_EXHAUSTED},
+				Segments: []string{"smb"}}},
+			ExitRules: &eventv1.NurtureExitRules{ReengageOn: []eventv1.ActivityType{demo}, ReengageOnResubmission: true}},
+	}
+}
+
+type recycleCase struct {
+	name    string
+	lead    string
+	source  *eventv1.Event // the event that sent the lead back
+	cause   eventv1.RecycleCause
+	program string
+	rule    string
+	// recycledBy is the LeadRecycled someone else wrote (handoff), if so.
+	recycledBy *eventv1.Event
+}
+
+// Every way a lead comes back from sales, handled by two replicas: a
+// LeadRecycled naming the reason and caused by the source event, then a
+// NurtureEnrolled caused by it, into the program the rules choose (by
+// cause, reason, segment and score band), with the review date as the
+// lead's deadline. Bad data and not-a-fit follow their own policy. A
+// plain disqualification stays terminal. Then every event is delivered
+// again (the group's durables are recreated): nobody is enrolled twice.
+func TestEveryRecyclePath(t *testing.T) {
+	w := newWorld(t)
+	a, b := w.start(t), w.start(t)
+	for _, p := range recyclePrograms() {
+		put(t, a.client, p)
+	}
+
+	var cases []recycleCase
+	add := func(c recycleCase) { cases = append(cases, c) }
+	id := func() string { return uuid.NewString() }
+
+	l := id()
+	w.accepted(t, l, "smb", 30)
+	add(recycleCase{name: "rejected not ready", lead: l, source: w.reject(t, l, eventv1.RejectReason_REJECT_REASON_NOT_READY, "smb"),
+		cause: rejected, program: "smb-warm", rule: "smb-low"})
+	l = id()
+	w.accepted(t, l, "smb", 30)
+	add(recycleCase{name: "rejected bad data", lead: l, source: w.reject(t, l, eventv1.RejectReason_REJECT_REASON_BAD_DATA, "smb"),
+		cause: rejected, program: program.DataRepair})
+	l = id()
+	w.accepted(t, l, "smb", 30)
+	add(recycleCase{name: "rejected not a fit", lead: l, source: w.reject(t, l, eventv1.RejectReason_REJECT_REASON_NOT_A_FIT, "smb"),
+		cause: rejected, program: program.NotAFit})
+	l = id()
+	w.accepted(t, l, "enterprise", 80)
+	add(recycleCase{name: "rejected, no rule matches", lead: l, source: w.reject(t, l, eventv1.RejectReason_REJECT_REASON_NO_BUDGET, "enterprise"),
+		cause: rejected, program: program.Default})
+	l = id()
+	w.accepted(t, l, "smb", 30)
+	add(recycleCase{name: "deal lost", lead: l, source: w.lose(t, l, "smb"), cause: lostCause, program: "lost-deals", rule: "lost"})
+	l = id()
+	w.accepted(t, l, "smb", 30)
+	for range 3 {
+		w.write(t, l, lifecycle.Command{Name: lifecycle.LogContact}, &eventv1.ContactAttempted{RepId: "ann", Outcome: eventv1.ContactOutcome_CONTACT_OUTCOME_NO_ANSWER})
+	}
+	add(recycleCase{name: "attempts exhausted (breach)", lead: l, cause: eventv1.RecycleCause_RECYCLE_CAUSE_ATTEMPTS_EXHAUSTED, program: "exhausted", rule: "unreached",
+		source: w.write(t, l, lifecycle.Command{Name: lifecycle.BreachSLA}, &eventv1.SLABreached{Sla: eventv1.SLAKind_SLA_KIND_FOLLOW_UP,
+			Owner: &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_REP, Id: "ann"}, Escalation: eventv1.SLAEscalation_SLA_ESCALATION_RECYCLE, Segment: "smb"})})
+	l = id()
+	w.accepted(t, l, "smb", 30)
+	byHandoff := w.write(t, l, lifecycle.Command{Name: lifecycle.Recycle, Reason: "attempts exhausted"},
+		&eventv1.LeadRecycled{Cause: eventv1.RecycleCause_RECYCLE_CAUSE_ATTEMPTS_EXHAUSTED, Note: "3 contact attempts by ann without reaching the lead"})
+	add(recycleCase{name: "attempts exhausted (handoff recycled)", lead: l, source: byHandoff, recycledBy: byHandoff,
+		cause: eventv1.RecycleCause_RECYCLE_CAUSE_ATTEMPTS_EXHAUSTED, program: "exhausted", rule: "unreached"})
+	l = id()
+	w.capture(t, l)
+	add(recycleCase{name: "disqualified not now", lead: l, cause: eventv1.RecycleCause_RECYCLE_CAUSE_NOT_READY, program: program.Default,
+		source: w.write(t, l, lifecycle.Command{Name: lifecycle.Disqualify, Reason: "budget next year", NotNow: true},
+			&eventv1.LeadDisqualified{RuleId: "budget", Reason: "budget next year", NotNow: true})})
+	terminal := id()
+	w.capture(t, terminal)
+	w.write(t, terminal, lifecycle.Command{Name: lifecycle.Disqualify, Reason: "competitor"}, &eventv1.LeadDisqualified{RuleId: "rival", Reason: "competitor"})
+
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			evs := w.nurtured(t, c.lead)
+			checkRecycled(t, c, evs)
+		})
+	}
+	w.settle(t, group)
+	if got := types(w.events(t, terminal)); len(got) != 2 {
+		t.Fatalf("a disqualified lead is terminal, nurture leaves it: %v", got)
+	}
+
+	// Deliver everything again: stop both replicas, recreate the group's
+	// durables from the start of the stream, start one again.
+	before := map[string]int{}
+	for _, c := range cases {
+		before[c.lead] = len(w.events(t, c.lead))
+	}
+	a.stop()
+	b.stop()
+	ctx := ctxT(t)
+	for p := range eventstore.Partitions {
+		if err := w.nats.JS.DeleteConsumer(ctx, stream, consume.Durable(group, p, eventstore.Partitions)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.start(t)
+	time.Sleep(500 * time.Millisecond)
+	w.settle(t, group)
+	for _, c := range cases {
+		if n := len(w.events(t, c.lead)); n != before[c.lead] {
+			t.Fatalf("%s: redelivery wrote %d more events: %v", c.name, n-before[c.lead], types(w.events(t, c.lead)))
+		}
+	}
+}
+
+// checkRecycled checks the recycle and the enrolment after c's source.
+func checkRecycled(t *testing.T, c recycleCase, evs []*eventv1.Event) {
+	t.Helper()
+	recycled, enrolled := ofType(evs, "LeadRecycled"), ofType(evs, "NurtureEnrolled")
+	if len(recycled) != 1 || len(enrolled) != 1 {
+		t.Fatalf("want one LeadRecycled and one NurtureEnrolled, got %v", types(evs))
+	}
+	r, e := recycled[0], enrolled[0]
+	if c.recycledBy != nil {
+		if !proto.Equal(r, c.recycledBy) {
+			t.Fatalf("nurture recycled a lead handoff had recycled: %v", r)
+		}
+	} else {
+		rc := r.GetLeadRecycled()
+		if r.GetCausationId() != c.source.GetEventId() || rc.GetCause() != c.cause || rc.GetSourceEventType() != c.source.GetEventType() ||
+			r.GetActor().GetId() != "nurture" || rc.GetNote() == "" || rc.GetCycle() != 1 {
+			t.Fatalf("recycle %v, want cause %s caused by %s %s", r, c.cause, c.source.GetEventType(), c.source.GetEventId())
+		}
+		if c.source.GetLeadRejected() != nil && rc.GetRejectReason() != c.source.GetLeadRejected().GetReason() {
+			t.Fatalf("reject reason %s, want %s", rc.GetRejectReason(), c.source.GetLeadRejected().GetReason())
+		}
+		if st := stateOf(r); st.Status != lifecycle.StatusRecycled || st.Owner != lifecycle.QueueNurture {
+			t.Fatalf("after the recycle: %+v", st)
+		}
+	}
+	en := e.GetNurtureEnrolled()
+	if e.GetCausationId() != r.GetEventId() || en.GetProgramId() != c.program || en.GetRuleId() != c.rule || en.GetCycle() != 1 {
+		t.Fatalf("enrolment %v, want program %s rule %q caused by %s", e, c.program, c.rule, r.GetEventId())
+	}
+	st := stateOf(e)
+	if st.Status != lifecycle.StatusNurturing || st.Owner != (lifecycle.Owner{Kind: lifecycle.OwnerProgram, ID: c.program}) ||
+		!st.Deadline.Equal(en.GetReviewAt().AsTime()) || !st.Deadline.After(time.Now()) {
+		t.Fatalf("after the enrolment: %+v, review %v", st, en.GetReviewAt().AsTime())
+	}
+	if err := lifecycle.Check(st); err != nil {
+		t.Fatal(err)
+	}
+	if last(evs) != e {
+		t.Fatalf("nurture wrote more after the enrolment: %v", types(evs))
+	}
+}
+
+// A person recycles an accepted lead by hand into a named program; a
+// retry with the same request id answers the same and writes nothing.
+func TestManualRecycle(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	put(t, s.client, recyclePrograms()[0])
+	l := uuid.NewString()
+	w.accepted(t, l, "smb", 30)
+	req := &nurturev1.RecycleLeadRequest{LeadId: l, Note: "asked us to come back in spring", ProgramId: "smb-warm", Actor: marketer, RequestId: "r-1"}
+	r, err := s.client.RecycleLead(ctxT(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.GetProgramId() != "smb-warm" || r.GetEnrolledEventId() == "" || r.GetReplayed() || r.GetCycle() != 1 {
+		t.Fatalf("recycle: %v", r)
+	}
+	evs := w.events(t, l)
+	rec := ofType(evs, "LeadRecycled")
+	if len(rec) != 1 || rec[0].GetLeadRecycled().GetCause() != eventv1.RecycleCause_RECYCLE_CAUSE_MANUAL || rec[0].GetActor().GetId() != "mia" ||
+		rec[0].GetEventId() != r.GetRecycledEventId() {
+		t.Fatalf("recycled: %v", rec)
+	}
+	again, err := s.client.RecycleLead(ctxT(t), req)
+	if err != nil || !again.GetReplayed() || again.GetRecycledEventId() != r.GetRecycledEventId() || again.GetEnrolledEventId() != r.GetEnrolledEventId() {
+		t.Fatalf("retry: %v %v", again, err)
+	}
+	w.settle(t, group)
+	if n := len(w.events(t, l)); n != len(evs) {
+		t.Fatalf("a retry or the consumer wrote more: %v", types(w.events(t, l)))
+	}
+	got, err := s.client.GetLeadNurture(ctxT(t), &nurturev1.GetLeadNurtureRequest{LeadId: l})
+	if err != nil || got.GetProgramId() != "smb-warm" || got.GetStatus() != eventv1.LeadStatus_LEAD_STATUS_NURTURING || len(got.GetSteps()) != 2 || got.GetCycle() != 1 {
+		t.Fatalf("nurture view: %v %v", got, err)
+	}
+}
