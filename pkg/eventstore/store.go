@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -46,18 +47,29 @@ func New(js jetstream.JetStream, stream string) *Store {
 // Stream is the name of the stream the store writes to.
 func (s *Store) Stream() string { return s.stream }
 
-// Write is one message of a Commit: an event or a claim on one subject.
+// Write is one message of a Commit: an event, a claim or another record
+// on one subject.
 type Write struct {
 	Subject string
 	// Expect is the subject's last sequence this write requires, checked by
 	// the server; 0 means the subject must have no message yet.
 	Expect uint64
+	// ExpectFilter, when set, makes the server check Expect against the
+	// last sequence of every subject matching this filter (wildcards
+	// allowed) instead of Subject alone, so one write can require that a
+	// group of subjects is untouched (Expect 0: none of them has a
+	// message).
+	ExpectFilter string
 	// Unchecked skips the check. Only later writes to a subject that an
 	// earlier write of the same commit already checks may be unchecked.
 	Unchecked bool
-	// Exactly one of Event and Claim is set.
+	// Exactly one of Event, Claim and Record is set.
 	Event *eventv1.Event
 	Claim *eventv1.Claim
+	// Record is any other message (an idempotency record), stored with its
+	// message name as Lf-Type and RecordID as Lf-Event-Id.
+	Record   proto.Message
+	RecordID string
 }
 
 // Append appends events to one subject, atomically, if the subject is at
@@ -88,12 +100,16 @@ func (s *Store) Append(ctx context.Context, subject string, expected uint64, eve
 // rejects every write. A conflict returns a *ConflictError naming the
 // subject that moved.
 //
-// A commit whose acknowledgement was lost (timeout, server restart) is sent
-// again, and a caller may send the same writes again too: the server drops
-// a repeated single publish by its message id, and a repeated batch fails
-// its expectations against itself, which Commit recognises by event id and
-// reports as success with the first sequences. That needs at least one
-// checked write in the commit.
+// An attempt that got no answer (timeout, server restart, no responders)
+// is sent again until ctx ends, and a caller may send the same writes again
+// too. Whether they were stored is decided by event id: a commit whose
+// checked expectation failed looks for its own first message right after
+// the version it expected, which is where the server put it if it stored
+// it, whatever was written after. So a repeat answers the first sequences
+// (that needs at least one checked write). When ctx ends before any answer
+// says what happened, Commit returns an *UnknownOutcomeError (errors.Is
+// ErrUnknownOutcome): the writes may or may not be stored, and sending them
+// again finds out.
 func (s *Store) Commit(ctx context.Context, writes ...Write) ([]uint64, error) {
 	if len(writes) == 0 {
 		return nil, nil
@@ -112,30 +128,177 @@ func (s *Store) Commit(ctx context.Context, writes ...Write) ([]uint64, error) {
 			w.Event.VersionBefore = expect[w.Subject]
 		}
 	}
+	msgs, err := messages(writes)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("commit %s: %w", writes[0].Subject, err)
+	}
 
+	// sent: some attempt may have reached the server without an answer, so
+	// the writes may be stored even if a later attempt fails.
+	sent := false
+	var last error
 	for attempt := 0; ; attempt++ {
-		seqs, err := s.commitOnce(ctx, writes)
+		actx, acancel := context.WithTimeout(ctx, attemptTimeout)
+		seqs, err := s.commitOnce(actx, msgs)
+		acancel()
 		if err == nil {
 			return seqs, nil
 		}
+		last = err
 		if IsWrongLastSequence(err) {
 			return s.resolveConflict(ctx, writes)
 		}
-		if !isTransient(err) || ctx.Err() != nil {
-			return nil, fmt.Errorf("commit %s: %w", writes[0].Subject, err)
+		answered, retry := classify(err)
+		sent = sent || !answered
+		if !retry {
+			break
 		}
-		if err := sleep(ctx, backoff(attempt)); err != nil {
-			return nil, fmt.Errorf("commit %s: %w", writes[0].Subject, errors.Join(err, errUnknownOutcome))
+		if sleep(ctx, backoff(attempt)) != nil {
+			break
 		}
 	}
+	if !sent {
+		return nil, fmt.Errorf("commit %s: %w", writes[0].Subject, last)
+	}
+	// Look before giving up: an attempt that timed out may have been
+	// stored all the same.
+	if ctx.Err() == nil {
+		if seqs, found, err := s.stored(ctx, writes); err == nil && found {
+			return seqs, nil
+		}
+	}
+	return nil, &UnknownOutcomeError{Subject: writes[0].Subject, Err: errors.Join(last, ctx.Err())}
 }
 
-// errUnknownOutcome marks a commit that may or may not have been stored.
-var errUnknownOutcome = errors.New("outcome unknown: the server did not answer")
+// CommitEach commits each write on its own, as Commit with that one write
+// would, but sends them all at once (asynchronous publishes on the one
+// connection), so that many independent writes, such as the first events
+// of a bulk import's new leads, cost about one round trip instead of one
+// each. It returns each write's sequence or error; a refused expectation
+// is resolved as Commit resolves it. A write whose answer does not come
+// is sent again by Commit until ctx ends.
+func (s *Store) CommitEach(ctx context.Context, writes []Write) ([]uint64, []error) {
+	seqs := make([]uint64, len(writes))
+	errs := make([]error, len(writes))
+	if len(writes) == 0 {
+		return seqs, errs
+	}
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	due, _ := ctx.Deadline()
+	futures := make([]jetstream.PubAckFuture, len(writes))
+	for i, w := range writes {
+		if w.Event != nil {
+			w.Event.VersionBefore = w.Expect
+		}
+		msgs, err := messages([]Write{w})
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		// When the window of unacknowledged publishes is full, wait for
+		// room until the deadline rather than 200 ms.
+		if futures[i], err = s.js.PublishMsgAsync(msgs[0], jetstream.WithStallWait(time.Until(due))); err != nil {
+			errs[i] = err
+		}
+	}
+	var wg sync.WaitGroup
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		var err error
+		select {
+		case ack := <-f.Ok():
+			seqs[i] = ack.Sequence
+			continue
+		case err = <-f.Err():
+		case <-ctx.Done():
+			errs[i] = &UnknownOutcomeError{Subject: writes[i].Subject, Err: ctx.Err()}
+			continue
+		}
+		// Settle it the way Commit does: a refused expectation by looking
+		// for the write, no answer by sending it again.
+		settle := func() ([]uint64, error) { return s.Commit(ctx, writes[i]) }
+		switch {
+		case IsWrongLastSequence(err):
+			settle = func() ([]uint64, error) { return s.resolveConflict(ctx, writes[i:i+1]) }
+		case answeredOnly(err):
+			errs[i] = fmt.Errorf("commit %s: %w", writes[i].Subject, err)
+			continue
+		}
+		wg.Go(func() {
+			var got []uint64
+			if got, errs[i] = settle(); errs[i] == nil {
+				seqs[i] = got[0]
+			}
+		})
+	}
+	wg.Wait()
+	return seqs, errs
+}
 
-func (s *Store) commitOnce(ctx context.Context, writes []Write) ([]uint64, error) {
+// answeredOnly reports an error by which the server refused a write
+// for good: nothing was stored and sending it again changes nothing.
+func answeredOnly(err error) bool {
+	answered, retry := classify(err)
+	return answered && !retry
+}
+
+// ErrUnknownOutcome is matched (errors.Is) by every *UnknownOutcomeError.
+var ErrUnknownOutcome = errors.New("eventstore: outcome unknown")
+
+// UnknownOutcomeError is a commit that may or may not have been stored:
+// the server did not answer before the deadline. Committing the very same
+// writes again is safe and says which it was.
+type UnknownOutcomeError struct {
+	// Subject is the first write's subject.
+	Subject string
+	// Err is the last attempt's error.
+	Err error
+}
+
+func (e *UnknownOutcomeError) Error() string {
+	return fmt.Sprintf("eventstore: commit to %s: outcome unknown: %v", e.Subject, e.Err)
+}
+
+// Is makes errors.Is(err, ErrUnknownOutcome) true.
+func (e *UnknownOutcomeError) Is(target error) bool { return target == ErrUnknownOutcome }
+
+// Unwrap returns the last attempt's error.
+func (e *UnknownOutcomeError) Unwrap() error { return e.Err }
+
+// attemptTimeout bounds one attempt, so that a request lost on the way
+// (a reconnect, a leader change) is sent again within the caller's
+// deadline instead of using all of it.
+const attemptTimeout = 2 * time.Second
+
+// classify says what a failed attempt tells: answered, the server refused
+// it and stored nothing; retry, another attempt may succeed.
+func classify(err error) (answered, retry bool) {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.As(err, &apiErr):
+		// Too many batches in flight is back-pressure, not a refusal.
+		return true, apiErr.Code == 429 || apiErr.Code == 503
+	case errors.Is(err, nats.ErrNoResponders):
+		// Nobody listened, so nobody stored it: a restart or an election.
+		return true, true
+	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionDraining):
+		return false, false
+	}
+	// A timeout, a lost connection, an answer that makes no sense: the
+	// request may have been stored.
+	return false, true
+}
+
+// messages encodes the writes once, so every attempt sends the same bytes.
+func messages(writes []Write) ([]*nats.Msg, error) {
 	msgs := make([]*nats.Msg, len(writes))
 	for i, w := range writes {
 		m, err := w.msg()
@@ -148,13 +311,23 @@ func (s *Store) commitOnce(ctx context.Context, writes []Write) ([]uint64, error
 		// The message id makes a retried publish a no-op within the
 		// stream's duplicates window; a batch may not carry one.
 		msgs[0].Header.Set(jetstream.MsgIDHeader, msgs[0].Header.Get(HeaderEventID))
-		ack, err := s.js.PublishMsg(ctx, msgs[0])
+	}
+	return msgs, nil
+}
+
+func (s *Store) commitOnce(ctx context.Context, msgs []*nats.Msg) ([]uint64, error) {
+	if len(msgs) == 1 {
+		ack, err := s.js.PublishMsg(ctx, copyMsg(msgs[0]))
 		if err != nil {
 			return nil, err
 		}
 		return []uint64{ack.Sequence}, nil
 	}
-	ack, err := jetstreamext.PublishMsgBatch(ctx, s.js, msgs,
+	batch := make([]*nats.Msg, len(msgs))
+	for i, m := range msgs {
+		batch[i] = copyMsg(m)
+	}
+	ack, err := jetstreamext.PublishMsgBatch(ctx, s.js, batch,
 		// One round trip: the commit's answer covers the whole batch.
 		jetstreamext.BatchFlowControl{AckFirst: false})
 	if err != nil {
@@ -169,59 +342,146 @@ func (s *Store) commitOnce(ctx context.Context, writes []Write) ([]uint64, error
 	return seqs, nil
 }
 
-// resolveConflict finds the subject that moved. When every subject already
-// ends with this commit's own message, an earlier attempt succeeded and
-// only its answer was lost: that is success, not a conflict.
+// copyMsg gives each attempt its own message: a publish sets headers
+// (batch ids, reply subjects) on what it sends.
+func copyMsg(m *nats.Msg) *nats.Msg {
+	c := nats.NewMsg(m.Subject)
+	for k, v := range m.Header {
+		c.Header[k] = append([]string(nil), v...)
+	}
+	c.Data = m.Data
+	return c
+}
+
+// resolveConflict tells a commit that lost its race from one whose earlier
+// attempt (or an earlier call with the same writes) was stored and only
+// its answer was lost: that is success, not a conflict, even when other
+// writes followed it. The look-up for the commit and for the versions a
+// conflict reports go out together: a lost race costs one round trip.
 func (s *Store) resolveConflict(ctx context.Context, writes []Write) ([]uint64, error) {
-	subjects := make([]string, 0, len(writes))
-	lastID := map[string]string{}
-	for _, w := range writes {
-		if _, ok := lastID[w.Subject]; !ok {
-			subjects = append(subjects, w.Subject)
-		}
-		lastID[w.Subject] = w.id()
-	}
-	last, err := s.Last(ctx, subjects...)
-	if err != nil {
-		return nil, fmt.Errorf("resolve conflict: %w", err)
-	}
-	// Event ids are UUIDv7s minted per command, so finding ours at the end
-	// of every subject can only mean this very commit was stored.
-	own := true
-	for _, subj := range subjects {
-		if m, ok := last[subj]; !ok || m.Header.Get(HeaderEventID) != lastID[subj] {
-			own = false
-			break
+	var (
+		wg       sync.WaitGroup
+		seqs     []uint64
+		found    bool
+		storeErr error
+	)
+	actual := make([]uint64, len(writes))
+	errs := make([]error, len(writes))
+	wg.Go(func() { seqs, found, storeErr = s.stored(ctx, writes) })
+	for i, w := range writes {
+		if !w.Unchecked {
+			wg.Go(func() { actual[i], errs[i] = s.lastSeq(ctx, w.checked()) })
 		}
 	}
-	if own {
-		end := last[writes[len(writes)-1].Subject].Seq
-		seqs := make([]uint64, len(writes))
-		for i := range seqs {
-			seqs[i] = end - uint64(len(writes)-1-i)
-		}
+	wg.Wait()
+	if storeErr != nil {
+		// The refusal may be this very commit, stored before: without the
+		// look-up nobody can tell.
+		return nil, &UnknownOutcomeError{Subject: writes[0].Subject, Err: storeErr}
+	}
+	if found {
 		return seqs, nil
 	}
-	for _, w := range writes {
-		if w.Unchecked {
-			continue
-		}
-		if actual := last[w.Subject].Seq; actual != w.Expect {
-			return nil, &ConflictError{Subject: w.Subject, Expected: w.Expect, Actual: actual}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("resolve conflict: %w", err)
+	}
+	for i, w := range writes {
+		if !w.Unchecked && actual[i] != w.Expect {
+			return nil, &ConflictError{Subject: w.Subject, Expected: w.Expect, Actual: actual[i]}
 		}
 	}
 	// The subject moved and, by the time we looked, matched again: it
 	// cannot have (versions only grow) unless the check raced a write we
 	// cannot see. Report the first checked write as the conflict.
-	w := writes[0]
-	return nil, &ConflictError{Subject: w.Subject, Expected: w.Expect, Actual: last[w.Subject].Seq}
+	return nil, &ConflictError{Subject: writes[0].Subject, Expected: writes[0].Expect, Actual: actual[0]}
+}
+
+// stored reports whether this very commit is in the stream, and at which
+// sequences. If the server stored it, its checked expectation held at that
+// moment, so the write is the first message matching its check after
+// Expect, whatever came later: one direct get finds it. Atomic batches
+// are stored whole and contiguously, so one write tells for all. Event
+// ids are UUIDv7s minted per command, so an event is the best witness.
+func (s *Store) stored(ctx context.Context, writes []Write) ([]uint64, bool, error) {
+	probe := -1
+	for i, w := range writes {
+		if w.Unchecked {
+			continue
+		}
+		if probe < 0 || (w.Event != nil && writes[probe].Event == nil) {
+			probe = i
+		}
+	}
+	if probe < 0 {
+		return nil, false, nil
+	}
+	w := writes[probe]
+	m, ok, err := s.Next(ctx, w.checked(), w.Expect)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	if m.Subject != w.Subject || m.Header.Get(HeaderEventID) != w.id() {
+		return nil, false, nil
+	}
+	seqs := make([]uint64, len(writes))
+	for i := range seqs {
+		seqs[i] = m.Seq - uint64(probe) + uint64(i)
+	}
+	return seqs, true, nil
+}
+
+// Next returns the first message on subject (a filter: wildcards allowed)
+// after stream sequence after, and false when there is none. One
+// direct get, served from the stream's subject index.
+func (s *Store) Next(ctx context.Context, subject string, after uint64) (Raw, bool, error) {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	it, err := jetstreamext.GetBatch(ctx, s.js, s.stream, 1,
+		jetstreamext.GetBatchSubject(subject), jetstreamext.GetBatchSeq(after+1))
+	if err != nil {
+		return Raw{}, false, fmt.Errorf("next on %s after %d: %w", subject, after, err)
+	}
+	for m, err := range it {
+		if errors.Is(err, jetstreamext.ErrNoMessages) {
+			return Raw{}, false, nil
+		}
+		if err != nil {
+			return Raw{}, false, fmt.Errorf("next on %s after %d: %w", subject, after, err)
+		}
+		return Raw{Seq: m.Sequence, Subject: m.Subject, Time: m.Time, Header: m.Header, Data: m.Data}, true, nil
+	}
+	return Raw{}, false, nil
+}
+
+// lastSeq is the last sequence of any subject matching filter, 0 if none.
+func (s *Store) lastSeq(ctx context.Context, filter string) (uint64, error) {
+	last, err := s.Last(ctx, filter)
+	if err != nil {
+		return 0, err
+	}
+	var seq uint64
+	for _, m := range last {
+		seq = max(seq, m.Seq)
+	}
+	return seq, nil
+}
+
+// checked is what the write's expectation is checked against.
+func (w Write) checked() string {
+	if w.ExpectFilter != "" {
+		return w.ExpectFilter
+	}
+	return w.Subject
 }
 
 func (w Write) id() string {
-	if w.Event != nil {
+	switch {
+	case w.Event != nil:
 		return w.Event.GetEventId()
+	case w.Claim != nil:
+		return w.Claim.GetEventId()
 	}
-	return w.Claim.GetEventId()
+	return w.RecordID
 }
 
 func (w Write) msg() (*nats.Msg, error) {
@@ -245,12 +505,19 @@ func (w Write) msg() (*nats.Msg, error) {
 				m.Header.Set(HeaderTracestate, ts)
 			}
 		}
-	case w.Claim != nil && w.Event == nil:
+	case w.Claim != nil && w.Event == nil && w.Record == nil:
 		data, err = proto.Marshal(w.Claim)
 		m.Header.Set(HeaderType, typeClaim)
 		m.Header.Set(HeaderEventID, w.Claim.GetEventId())
+	case w.Record != nil && w.Event == nil && w.Claim == nil:
+		if w.RecordID == "" {
+			return nil, fmt.Errorf("eventstore: record on %s lacks an id", w.Subject)
+		}
+		data, err = proto.Marshal(w.Record)
+		m.Header.Set(HeaderType, string(w.Record.ProtoReflect().Descriptor().Name()))
+		m.Header.Set(HeaderEventID, w.RecordID)
 	default:
-		return nil, fmt.Errorf("eventstore: write to %s needs exactly one of event and claim", w.Subject)
+		return nil, fmt.Errorf("eventstore: write to %s needs exactly one of event, claim and record", w.Subject)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", w.Subject, err)
@@ -258,16 +525,11 @@ func (w Write) msg() (*nats.Msg, error) {
 	m.Data = data
 	if !w.Unchecked {
 		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(w.Expect, 10))
+		if w.ExpectFilter != "" {
+			m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, w.ExpectFilter)
+		}
 	}
 	return m, nil
-}
-
-func isTransient(err error) bool {
-	// No answer, or no server to answer yet (a restart, a leader
-	// election): the write may or may not be stored, so it is sent again.
-	return errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, nats.ErrNoResponders) ||
-		errors.Is(err, jetstream.ErrNoStreamResponse)
 }
 
 // AfterConflict waits before a command's next try after it lost an

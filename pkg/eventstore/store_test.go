@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/natsserver"
 	"github.com/leadflow/leadflow/pkg/testenv"
 )
 
@@ -341,5 +343,221 @@ func TestEventsSurviveRestart(t *testing.T) {
 	}
 	if _, err := s.Append(ctx, subj, v, activity(t, "x", "after")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A commit whose answer was lost, and after which another writer appended
+// to the same lead, was stored: sending it again reports the first
+// sequences, not a conflict, and stores nothing.
+func TestLostAckFollowedByACompetingWriteIsSuccess(t *testing.T) {
+	_, s := setup(t)
+	ctx := context.Background()
+	lead := uuid.NewString()
+	subj := eventstore.LeadSubject(lead)
+	ev := activity(t, lead, "mine")
+	batch := []eventstore.Write{
+		{Subject: eventstore.ClaimSubject("idem", uuid.NewString()), Claim: &eventv1.Claim{LeadId: lead, EventId: ev.GetEventId()}},
+		{Subject: subj, Event: ev},
+	}
+	first, err := s.Commit(ctx, batch...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The competing writer read the lead after our commit landed.
+	if _, err := s.Append(ctx, subj, first[1], activity(t, lead, "theirs")); err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.Commit(ctx, batch...)
+	if err != nil {
+		t.Fatalf("the repeat of a stored commit: %v", err)
+	}
+	if fmt.Sprint(again) != fmt.Sprint(first) {
+		t.Fatalf("repeat answered %v, first %v", again, first)
+	}
+	recs, err := s.Load(ctx, subj)
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("lead holds %d events (%v), want 2", len(recs), err)
+	}
+
+	// A commit that was not stored still loses its race as a conflict.
+	_, err = s.Append(ctx, subj, first[1], activity(t, lead, "stale"))
+	var ce *eventstore.ConflictError
+	if !errors.As(err, &ce) || ce.Actual != recs[1].Seq {
+		t.Fatalf("stale append: %v, want a conflict at %d", err, recs[1].Seq)
+	}
+}
+
+// The same for a single write once the server's duplicates window, which
+// answers a repeated message id by itself, has passed.
+func TestLostAckOfASingleWriteBeyondTheDuplicatesWindow(t *testing.T) {
+	n := testenv.StartNATS(t)
+	ctx := context.Background()
+	const window = 100 * time.Millisecond // the server's minimum
+	if _, err := eventstore.EnsureStream(ctx, n.JS, eventstore.StreamConfig{Duplicates: window}); err != nil {
+		t.Fatal(err)
+	}
+	s := eventstore.New(n.JS, "")
+	lead := uuid.NewString()
+	subj := eventstore.LeadSubject(lead)
+	ev := activity(t, lead, "mine")
+	v, err := s.Append(ctx, subj, 0, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, subj, v, activity(t, lead, "theirs")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * window) // set-up, not a check: let the server forget the message id
+	again, err := s.Append(ctx, subj, 0, ev)
+	if err != nil || again != v {
+		t.Fatalf("repeat: %d, %v; want %d", again, err, v)
+	}
+	if recs, _ := s.Load(ctx, subj); len(recs) != 2 {
+		t.Fatalf("lead holds %d events, want 2", len(recs))
+	}
+}
+
+// A server that does not answer within the deadline leaves the outcome
+// unknown, and Commit says so with a typed error; sending the same writes
+// again finds out. A server that comes back within the deadline gets the
+// write, once.
+func TestUnansweredCommitIsRetriedThenUnknown(t *testing.T) {
+	ctx := context.Background()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := natsserver.Config{Dir: t.TempDir(), Port: lis.Addr().(*net.TCPAddr).Port}
+	lis.Close()
+	srv, err := natsserver.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown() })
+	nc, js, err := eventstore.Dial(srv.URL(), t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	if _, err := eventstore.EnsureStream(ctx, js, eventstore.StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	s := eventstore.New(js, "")
+	lost, retried := uuid.NewString(), uuid.NewString()
+	lostEv, retriedEv := activity(t, lost, "lost"), activity(t, retried, "retried")
+
+	srv.Shutdown()
+	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	_, err = s.Append(short, eventstore.LeadSubject(lost), 0, lostEv)
+	var ue *eventstore.UnknownOutcomeError
+	if !errors.As(err, &ue) || !errors.Is(err, eventstore.ErrUnknownOutcome) || errors.Is(err, eventstore.ErrConflict) {
+		t.Fatalf("commit to a silent server: %v, want an UnknownOutcomeError", err)
+	}
+
+	// Down when this commit starts, back before its deadline.
+	done := make(chan error, 1)
+	go func() {
+		long, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		_, err := s.Append(long, eventstore.LeadSubject(retried), 0, retriedEv)
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond) // set-up: let the first attempts fail
+	if srv, err = natsserver.Start(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("commit across a restart: %v", err)
+	}
+	// The unknown one, sent again: stored once, whichever way it went.
+	if _, err := s.Append(ctx, eventstore.LeadSubject(lost), 0, lostEv); err != nil {
+		t.Fatalf("the unknown commit sent again: %v", err)
+	}
+	for _, c := range []struct {
+		lead string
+		ev   *eventv1.Event
+	}{{lost, lostEv}, {retried, retriedEv}} {
+		recs, err := s.Load(ctx, eventstore.LeadSubject(c.lead))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) != 1 || recs[0].Event.GetEventId() != c.ev.GetEventId() {
+			t.Fatalf("lead %s holds %d events, want its one event once", c.lead, len(recs))
+		}
+	}
+}
+
+// A write can require a group of subjects to be untouched: here a lead's
+// first event, refused once a claim shares its id, and recognised as
+// stored when sent again after others wrote.
+func TestExpectFilterChecksAGroupOfSubjects(t *testing.T) {
+	_, s := setup(t)
+	ctx := context.Background()
+	id := uuid.NewString()
+	group := "*.*." + id
+	first := activity(t, id, "first")
+	w := eventstore.Write{Subject: eventstore.LeadSubject(id), ExpectFilter: group, Event: first}
+	seqs, err := s.Commit(ctx, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claimSeqs, err := s.Commit(ctx, eventstore.Write{Subject: eventstore.ClaimSubject("email", id), Expect: seqs[0], ExpectFilter: group,
+		Record: &eventv1.Claim{LeadId: id}, RecordID: uuid.NewString()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.Commit(ctx, w)
+	if err != nil || again[0] != seqs[0] {
+		t.Fatalf("repeat: %v %v, want %d", again, err, seqs[0])
+	}
+	_, err = s.Commit(ctx, eventstore.Write{Subject: eventstore.LeadSubject(id), ExpectFilter: group, Event: activity(t, id, "other")})
+	var ce *eventstore.ConflictError
+	if !errors.As(err, &ce) || ce.Subject != eventstore.LeadSubject(id) || ce.Actual != claimSeqs[0] {
+		t.Fatalf("second first event: %v, want a conflict at the claim's %d", err, claimSeqs[0])
+	}
+	last, err := s.Last(ctx, eventstore.ClaimSubject("email", id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := last[eventstore.ClaimSubject("email", id)].Header.Get(eventstore.HeaderType); got != "Claim" {
+		t.Fatalf("a record is typed by its message name, got %q", got)
+	}
+}
+
+// CommitEach answers every write on its own: stored, refused as a
+// conflict, or recognised as stored before.
+func TestCommitEachAnswersEveryWrite(t *testing.T) {
+	_, s := setup(t)
+	ctx := context.Background()
+	taken := uuid.NewString()
+	v, err := s.Append(ctx, eventstore.LeadSubject(taken), 0, activity(t, taken, "first"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	repeated := uuid.NewString()
+	again := eventstore.Write{Subject: eventstore.LeadSubject(repeated), Event: activity(t, repeated, "once")}
+	first, err := s.Commit(ctx, again)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var writes []eventstore.Write
+	for range 50 {
+		id := uuid.NewString()
+		writes = append(writes, eventstore.Write{Subject: eventstore.LeadSubject(id), Event: activity(t, id, "new")})
+	}
+	writes = append(writes, eventstore.Write{Subject: eventstore.LeadSubject(taken), Event: activity(t, taken, "stale")}, again)
+	seqs, errs := s.CommitEach(ctx, writes)
+	for i := range 50 {
+		if errs[i] != nil || seqs[i] == 0 {
+			t.Fatalf("write %d: %d %v", i, seqs[i], errs[i])
+		}
+	}
+	var ce *eventstore.ConflictError
+	if !errors.As(errs[50], &ce) || ce.Actual != v {
+		t.Fatalf("stale write: %v, want a conflict at %d", errs[50], v)
+	}
+	if errs[51] != nil || seqs[51] != first[0] {
+		t.Fatalf("repeated write: %d %v, want %d", seqs[51], errs[51], first[0])
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base32"
+
+	"github.com/google/uuid"
 )
 
 // lowerBase32 is RFC 4648 base32 in lower case: letters and 2-7 only, valid
@@ -25,4 +27,21 @@ func (v *Vault) Blind(kind, value string) string {
 	// 160 bits: collisions stay out of reach for any number of leads, and
 	// 20 bytes encode to base32 without padding.
 	return lowerBase32.EncodeToString(mac.Sum(nil)[:20])
+}
+
+// BlindID is the blind index of an identity value in the shape of a UUID
+// (version 8, RFC 9562): the first 122 bits of the same HMAC as Blind,
+// under a distinct kind so the two never coincide. It serves where an
+// index doubles as an id, such as a lead id derived from an email, and
+// as a subject token: lower-case hex and dashes only.
+func (v *Vault) BlindID(kind, value string) string {
+	mac := hmac.New(sha256.New, v.blindKey)
+	mac.Write([]byte("id:" + kind))
+	mac.Write([]byte{0})
+	mac.Write([]byte(value))
+	var b [16]byte
+	copy(b[:], mac.Sum(nil))
+	b[6] = b[6]&0x0f | 0x80 // version 8: custom
+	b[8] = b[8]&0x3f | 0x80 // variant RFC 9562
+	return uuid.UUID(b).String()
 }

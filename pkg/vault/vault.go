@@ -6,11 +6,14 @@
 // look a lead up by email or external id without any plaintext identity
 // reaching a stream or a subject.
 //
-// A DEK is stored wrapped (AES-256-GCM under the master key, the lead id as
-// additional data) under the lead id as KV key. Shred writes a purge marker
-// for the lead and then overwrites the stored key on disk: the KV stream then
-// holds only the marker, which is how Open tells a destroyed key
-// (ErrShredded) from one that never existed (ErrNoKey).
+// A DEK is stored wrapped (AES-256-GCM under the master key, its name as
+// additional data) under "<lead id>.<key id>" as KV key; a lead may have
+// several, and sealed data names the one it was sealed with. Shred writes a
+// purge marker under the bare lead id and then overwrites every stored key
+// of the lead on disk: the KV stream then holds only the marker, which is
+// how Open tells a destroyed key (ErrShredded) from one that never existed
+// (ErrNoKey), and which every Vault watches to evict the lead's keys from
+// its cache.
 package vault
 
 import (
@@ -20,10 +23,12 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/leadflow/leadflow/pkg/deadline"
 	"github.com/leadflow/leadflow/pkg/eventstore"
@@ -37,7 +42,8 @@ var (
 	ErrShredded = errors.New("vault: key shredded")
 	// ErrNoKey means no key was ever saved for the lead.
 	ErrNoKey = errors.New("vault: no key")
-	// ErrKeyExists means Save found another key already stored for the lead.
+	// ErrKeyExists means Save found the lead's only key, stored before key
+	// ids, so it takes no other.
 	ErrKeyExists = errors.New("vault: key exists")
 	// ErrCorrupt means sealed data (or a stored key) failed authentication or
 	// is malformed: it was tampered with, truncated, or belongs to another
@@ -81,10 +87,12 @@ type Config struct {
 type Vault struct {
 	js       jetstream.JetStream
 	stream   jetstream.Stream // the bucket's stream, read directly (see load)
+	name     string           // the stream's name
 	prefix   string           // "$KV.<bucket>."
 	master   cipher.AEAD
 	blindKey []byte
 	cache    *cache
+	watch    jetstream.ConsumeContext
 }
 
 // New creates the KV bucket, or updates it to this configuration when it
@@ -158,26 +166,70 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Vault, error
 	if err != nil {
 		return nil, fmt.Errorf("vault: create bucket %s: %w", cfg.Bucket, err)
 	}
-	return &Vault{
+	v := &Vault{
 		js:       js,
 		stream:   stream,
+		name:     "KV_" + cfg.Bucket,
 		prefix:   "$KV." + cfg.Bucket + ".",
 		master:   master,
 		blindKey: append([]byte(nil), cfg.BlindKey...),
 		cache:    newCache(cfg.CacheSize),
-	}, nil
+	}
+	if err := v.watchShreds(ctx); err != nil {
+		return nil, fmt.Errorf("vault: watch bucket %s: %w", cfg.Bucket, err)
+	}
+	return v, nil
 }
 
-// Save stores the keys, wrapped, create-only, and waits until the server has
-// acknowledged every one; the stored keys are then cached. Keys are published
-// asynchronously, so saving many at once costs about one round trip.
+// watchShreds evicts a key from the cache as soon as any process shreds
+// it: an ordered consumer of the bucket's new messages under bare lead ids
+// (purge markers; keys have a key id after the lead id), headers only,
+// sees every purge marker within a round trip. It resumes where it was
+// after a reconnect, so no marker is missed while the connection is
+// down; the cache's epoch keeps a key loaded just before an eviction
+// from being cached just after it.
+func (v *Vault) watchShreds(ctx context.Context) error {
+	cons, err := v.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{v.prefix + "*"},
+		DeliverPolicy:  jetstream.DeliverNewPolicy,
+		HeadersOnly:    true,
+	})
+	if err != nil {
+		return err
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		if isMarker(m.Headers()) {
+			v.cache.remove(strings.TrimPrefix(m.Subject(), v.prefix))
+		}
+	})
+	if err != nil {
+		return err
+	}
+	v.watch = cc
+	return nil
+}
+
+// Close stops watching the bucket for shredded keys. Open, Key and Shred
+// keep working, but a key shredded by another process may then stay in
+// this one's cache.
+func (v *Vault) Close() {
+	v.watch.Stop()
+}
+
+// Save stores the keys, wrapped, and waits until the server has
+// acknowledged every one; the stored keys are then cached, each as its
+// lead's key to seal with next. Keys are published asynchronously, so
+// saving many at once costs about one round trip.
 //
-// Saving a key that is already stored (same lead, same DEK) succeeds, so a
-// Save that timed out can be retried. Otherwise each key that could not be
-// stored gives an error naming its lead and wrapping ErrKeyExists (another
-// key is stored for the lead) or ErrShredded (the lead was shredded; its id
-// cannot get a new key). The errors are joined; keys without an error were
-// stored.
+// A key made by NewKey is stored under its own name (Key.ID) on condition
+// that the lead was never shredded, so a shredded lead never gets a new
+// key however Save and Shred race; a lead may have any number of them.
+// Saving a key that is already stored succeeds, so a Save that timed out
+// can be retried. Otherwise each key that could not be stored gives an
+// error naming its lead and wrapping ErrShredded (the lead was shredded;
+// its id cannot get a new key) or ErrKeyExists (the lead has a key of the
+// first format, stored under its id, which is its only one). The errors
+// are joined; keys without an error were stored.
 func (v *Vault) Save(ctx context.Context, keys ...*Key) error {
 	if len(keys) == 0 {
 		return nil
@@ -199,15 +251,22 @@ func (v *Vault) Save(ctx context.Context, keys ...*Key) error {
 	var errs []error
 	futures := make([]jetstream.PubAckFuture, 0, len(keys))
 	for _, k := range keys {
-		msg := &nats.Msg{Subject: v.prefix + k.leadID, Data: v.wrap(k)}
-		f, err := v.js.PublishMsgAsync(msg,
+		msg := &nats.Msg{Subject: v.prefix + k.ID(), Data: v.wrap(k)}
+		// When the connection's window of unacknowledged publishes is full,
+		// wait for room until the deadline rather than 200 ms.
+		opts := []jetstream.PublishOpt{jetstream.WithStallWait(time.Until(due))}
+		if k.kid == "" {
 			// Last sequence 0 for the subject: create-only. Unlike
 			// KeyValue.Create, it also refuses a key whose last message is a
 			// purge marker, so a shredded lead never gets a new key.
-			jetstream.WithExpectLastSequencePerSubject(0),
-			// When the connection's window of unacknowledged publishes is
-			// full, wait for room until the deadline rather than 200 ms.
-			jetstream.WithStallWait(time.Until(due)))
+			opts = append(opts, jetstream.WithExpectLastSequencePerSubject(0))
+		} else {
+			// Nothing under the lead's own id: no purge marker (and no key
+			// of the first format). The message id makes a retry within the
+			// duplicates window a no-op.
+			opts = append(opts, jetstream.WithExpectLastSequenceForSubject(0, v.prefix+k.leadID), jetstream.WithMsgID(k.ID()))
+		}
+		f, err := v.js.PublishMsgAsync(msg, opts...)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("vault: save key for lead %s (and %d after it): %w",
 				k.leadID, len(keys)-len(futures)-1, err))
@@ -244,16 +303,18 @@ func (v *Vault) saveFailed(ctx context.Context, k *Key, err error) error {
 	if !eventstore.IsWrongLastSequence(err) {
 		return fmt.Errorf("vault: save key for lead %s: %w", k.leadID, err)
 	}
-	// The subject has a message: this key (a retried or repeated Save),
-	// another key, or a purge marker.
-	dek, lerr := v.load(ctx, k.leadID)
+	// The checked subject has a message: for a key of the first format
+	// this key (a retried or repeated Save), another key, or a purge
+	// marker; for a key made by NewKey a purge marker or a key of the
+	// first format.
+	dek, lerr := v.load(ctx, k.leadID, k.leadID)
 	switch {
 	case errors.Is(lerr, ErrShredded):
 		return fmt.Errorf("vault: save key for lead %s: %w", k.leadID, ErrShredded)
 	case lerr != nil:
 		return fmt.Errorf("vault: save key for lead %s: %w (and checking the stored key: %w)", k.leadID, ErrKeyExists, lerr)
 	}
-	same := subtle.ConstantTimeCompare(dek[:], k.dek[:]) == 1
+	same := k.kid == "" && subtle.ConstantTimeCompare(dek[:], k.dek[:]) == 1
 	clear(dek[:])
 	if same {
 		return nil
@@ -261,18 +322,20 @@ func (v *Vault) saveFailed(ctx context.Context, k *Key, err error) error {
 	return fmt.Errorf("vault: save key for lead %s: %w", k.leadID, ErrKeyExists)
 }
 
-// Open decrypts data sealed by the lead's key, from the cache or else loaded
-// from the bucket. It returns an error wrapping ErrShredded when the key was
-// destroyed, ErrNoKey when none was ever saved, and ErrCorrupt when the data
-// was tampered with, is truncated, or was sealed for another lead.
+// Open decrypts data sealed by one of the lead's keys, from the cache or
+// else loaded from the bucket. It returns an error wrapping ErrShredded when
+// the lead's keys were destroyed, ErrNoKey when the key that sealed it is not
+// one of the lead's (never saved, or the data was sealed for another lead),
+// and ErrCorrupt when the data was tampered with or is truncated.
 func (v *Vault) Open(ctx context.Context, leadID string, sealed []byte) ([]byte, error) {
 	if err := checkLeadID(leadID); err != nil {
 		return nil, err
 	}
-	if err := checkSealed(sealed); err != nil {
+	kid, err := sealedKeyID(sealed)
+	if err != nil {
 		return nil, fmt.Errorf("vault: open for lead %s: %w", leadID, err)
 	}
-	dek, err := v.dek(ctx, leadID)
+	dek, err := v.dek(ctx, leadID, keyID(leadID, kid))
 	if err != nil {
 		return nil, err
 	}
@@ -284,42 +347,109 @@ func (v *Vault) Open(ctx context.Context, leadID string, sealed []byte) ([]byte,
 	return plain, nil
 }
 
-// dek returns the lead's unwrapped key from the cache, or loads and
-// caches it. The caller clears its copy when done.
-func (v *Vault) dek(ctx context.Context, leadID string) ([keySize]byte, error) {
-	if dek, ok := v.cache.get(leadID); ok {
+// dek returns one of the lead's unwrapped keys, by key id, from the cache,
+// or loads and caches it. The caller clears its copy when done.
+func (v *Vault) dek(ctx context.Context, leadID, id string) ([keySize]byte, error) {
+	if dek, ok := v.cache.get(id); ok {
 		return dek, nil
 	}
 	ctx, cancel := deadline.Default(ctx, defaultTimeout)
 	defer cancel()
 	epoch := v.cache.currentEpoch()
-	dek, err := v.load(ctx, leadID)
+	dek, err := v.load(ctx, leadID, id)
 	if err != nil {
 		return dek, err
 	}
-	v.cache.add(epoch, leadID, &dek)
+	v.cache.add(epoch, leadID, id, &dek, false)
 	return dek, nil
 }
 
-// load reads and unwraps the lead's stored key. It reads the subject's last
-// message from the stream, because KeyValue.Get reports a purged key as
-// ErrKeyNotFound, exactly like one that never existed.
-func (v *Vault) load(ctx context.Context, leadID string) ([keySize]byte, error) {
+// load reads and unwraps one of the lead's stored keys, in one request with
+// the lead's own subject. It reads the subjects' last messages from the
+// stream, because KeyValue.Get reports a purged key as ErrKeyNotFound,
+// exactly like one that never existed.
+func (v *Vault) load(ctx context.Context, leadID, id string) ([keySize]byte, error) {
 	var dek [keySize]byte
-	m, err := v.stream.GetLastMsgForSubject(ctx, v.prefix+leadID)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return dek, fmt.Errorf("vault: lead %s: %w", leadID, ErrNoKey)
+	subjects := []string{v.prefix + leadID}
+	if id != leadID {
+		subjects = append(subjects, v.prefix+id)
 	}
+	last, err := v.lastMsgs(ctx, subjects...)
 	if err != nil {
 		return dek, fmt.Errorf("vault: load key for lead %s: %w", leadID, err)
 	}
-	if isMarker(m.Header) {
+	if m, ok := last[v.prefix+leadID]; ok && isMarker(m.Header) {
 		return dek, fmt.Errorf("vault: lead %s: %w", leadID, ErrShredded)
 	}
-	if err := v.unwrap(&dek, leadID, m.Data); err != nil {
+	m, ok := last[v.prefix+id]
+	if !ok {
+		return dek, fmt.Errorf("vault: lead %s: %w", leadID, ErrNoKey)
+	}
+	if err := v.unwrap(&dek, id, m.Data); err != nil {
 		return dek, fmt.Errorf("vault: stored key for lead %s (wrong MasterKey?): %w", leadID, err)
 	}
 	return dek, nil
+}
+
+// sealingKey is the key the lead's data is sealed with next: its key of
+// the first format if it has one, else the one saved last.
+func (v *Vault) sealingKey(ctx context.Context, leadID string) (string, [keySize]byte, error) {
+	var dek [keySize]byte
+	if id, dek, ok := v.cache.sealingKey(leadID); ok {
+		return kidOf(leadID, id), dek, nil
+	}
+	ctx, cancel := deadline.Default(ctx, defaultTimeout)
+	defer cancel()
+	epoch := v.cache.currentEpoch()
+	own := v.prefix + leadID
+	last, err := v.lastMsgs(ctx, own, own+".>")
+	if err != nil {
+		return "", dek, fmt.Errorf("vault: load key for lead %s: %w", leadID, err)
+	}
+	var pick *jetstream.RawStreamMsg
+	for subj, m := range last {
+		switch {
+		case subj == own && isMarker(m.Header):
+			return "", dek, fmt.Errorf("vault: lead %s: %w", leadID, ErrShredded)
+		case subj == own:
+			pick = m
+		case pick == nil || (pick.Subject != own && m.Sequence > pick.Sequence):
+			pick = m
+		}
+	}
+	if pick == nil {
+		return "", dek, fmt.Errorf("vault: lead %s: %w", leadID, ErrNoKey)
+	}
+	id := strings.TrimPrefix(pick.Subject, v.prefix)
+	if err := v.unwrap(&dek, id, pick.Data); err != nil {
+		return "", dek, fmt.Errorf("vault: stored key for lead %s (wrong MasterKey?): %w", leadID, err)
+	}
+	v.cache.add(epoch, leadID, id, &dek, true)
+	return kidOf(leadID, id), dek, nil
+}
+
+func kidOf(leadID, id string) string {
+	return strings.TrimPrefix(strings.TrimPrefix(id, leadID), ".")
+}
+
+// lastMsgs returns the last message of each subject (filters allowed)
+// that has one, in one request.
+func (v *Vault) lastMsgs(ctx context.Context, subjects ...string) (map[string]*jetstream.RawStreamMsg, error) {
+	it, err := jetstreamext.GetLastMsgsFor(ctx, v.js, v.name, subjects)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*jetstream.RawStreamMsg{}
+	for m, err := range it {
+		if errors.Is(err, jetstreamext.ErrNoMessages) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[m.Subject] = m
+	}
+	return out, nil
 }
 
 // Shred destroys the lead's key and evicts it from the cache, zeroed. Data
@@ -348,9 +478,9 @@ func (v *Vault) Shred(ctx context.Context, leadID string) error {
 	return nil
 }
 
-// shred writes the purge marker first and erases the value second, so that
+// shred writes the purge marker first and erases the values second, so that
 // Open never sees a lead between "has a key" and "shredded", and a Shred cut
-// short leaves a shredded lead whose value the next Shred erases.
+// short leaves a shredded lead whose values the next Shred erases.
 func (v *Vault) shred(ctx context.Context, leadID string) error {
 	subject := v.prefix + leadID
 	valueSeq, found, err := v.markPurged(ctx, subject)
@@ -365,22 +495,55 @@ func (v *Vault) shred(ctx context.Context, leadID string) error {
 		if err != nil {
 			return fmt.Errorf("read key: %w", err)
 		}
-		if isMarker(m.Header) {
-			return nil
+		if !isMarker(m.Header) {
+			valueSeq = m.Sequence
 		}
-		valueSeq = m.Sequence
 	}
-	if valueSeq == 0 {
-		return nil
+	seqs, err := v.keySeqs(ctx, subject+".>")
+	if err != nil {
+		return err
 	}
-	if err := v.stream.SecureDeleteMsg(ctx, valueSeq); err != nil {
-		// A racing Shred may have erased it first; the delete API reports
-		// that only as text, so look again.
-		if _, gerr := v.stream.GetMsg(ctx, valueSeq); !errors.Is(gerr, jetstream.ErrMsgNotFound) {
-			return fmt.Errorf("erase key: %w", err)
+	if valueSeq != 0 {
+		seqs = append(seqs, valueSeq)
+	}
+	for _, seq := range seqs {
+		if err := v.stream.SecureDeleteMsg(ctx, seq); err != nil {
+			// A racing Shred may have erased it first; the delete API
+			// reports that only as text, so look again.
+			if _, gerr := v.stream.GetMsg(ctx, seq); !errors.Is(gerr, jetstream.ErrMsgNotFound) {
+				return fmt.Errorf("erase key: %w", err)
+			}
 		}
 	}
 	return nil
+}
+
+// keySeqs lists the sequences of every message on the filter: the keys
+// made by NewKey of one lead. A Save racing the marker either failed its
+// check or was stored before it, so it is in this list.
+func (v *Vault) keySeqs(ctx context.Context, filter string) ([]uint64, error) {
+	var seqs []uint64
+	for from := uint64(1); ; {
+		it, err := jetstreamext.GetBatch(ctx, v.js, v.name, 256, jetstreamext.GetBatchSubject(filter), jetstreamext.GetBatchSeq(from))
+		if err != nil {
+			return nil, fmt.Errorf("list keys: %w", err)
+		}
+		more := false
+		for m, err := range it {
+			if errors.Is(err, jetstreamext.ErrNoMessages) {
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("list keys: %w", err)
+			}
+			seqs = append(seqs, m.Sequence)
+			from = m.Sequence + 1
+			more = m.Header.Get("Nats-Num-Pending") != "0"
+		}
+		if !more {
+			return seqs, nil
+		}
+	}
 }
 
 // markPurged makes a purge marker the subject's last message. When it writes
@@ -424,17 +587,19 @@ func isMarker(h nats.Header) bool {
 }
 
 // wrap encrypts the key's DEK with the master key:
-// version | nonce | ciphertext+tag, additional data = lead id.
+// version | nonce | ciphertext+tag, additional data = the key's name (its
+// lead id, and its key id when it has one), so that a wrapped key does not
+// unwrap under another name.
 func (v *Vault) wrap(k *Key) []byte {
-	return seal(v.master, k.leadID, k.dek[:])
+	return seal(v.master, k.ID(), k.dek[:])
 }
 
-// unwrap decrypts a wrapped DEK into dek.
-func (v *Vault) unwrap(dek *[keySize]byte, leadID string, wrapped []byte) error {
+// unwrap decrypts a wrapped DEK stored under the name id into dek.
+func (v *Vault) unwrap(dek *[keySize]byte, id string, wrapped []byte) error {
 	if err := checkSealed(wrapped); err != nil {
 		return err
 	}
-	plain, err := open(v.master, leadID, wrapped)
+	plain, err := open(v.master, id, wrapped)
 	if err != nil {
 		return err
 	}
@@ -465,17 +630,16 @@ func validBucket(b string) bool {
 	return b != ""
 }
 
-// checkLeadID accepts what JetStream accepts as a KV key, so that a lead id
-// never becomes a wildcard or an empty token in a subject.
+// checkLeadID accepts what JetStream accepts as one token of a KV key, so
+// that a lead id never becomes a wildcard, an empty token or more than one
+// token in a subject (a key's name is the lead id, a dot and its key id).
 func checkLeadID(id string) error {
-	bad := id == "" || id[0] == '.' || id[len(id)-1] == '.'
+	bad := id == ""
 	for i := 0; !bad && i < len(id); i++ {
 		c := id[i]
 		switch {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
 		case c == '-', c == '/', c == '_', c == '=':
-		case c == '.':
-			bad = id[i-1] == '.'
 		default:
 			bad = true
 		}

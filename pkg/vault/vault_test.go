@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -91,16 +92,16 @@ func openErr(t testing.TB, v *vault.Vault, leadID string, sealed []byte, want er
 	}
 }
 
-// storedValue reads the lead's KV entry as the server holds it.
-func storedValue(t testing.TB, js jetstream.JetStream, leadID string) []byte {
+// storedValue reads a key's KV entry (by Key.ID) as the server holds it.
+func storedValue(t testing.TB, js jetstream.JetStream, id string) []byte {
 	t.Helper()
 	kv, err := js.KeyValue(t.Context(), bucket)
 	if err != nil {
 		t.Fatalf("key value: %v", err)
 	}
-	e, err := kv.Get(t.Context(), leadID)
+	e, err := kv.Get(t.Context(), id)
 	if err != nil {
-		t.Fatalf("kv get %s: %v", leadID, err)
+		t.Fatalf("kv get %s: %v", id, err)
 	}
 	return e.Value()
 }
@@ -144,8 +145,8 @@ func TestSealOpenRoundTrip(t *testing.T) {
 		if bytes.Contains(s, []byte(email)) {
 			t.Fatalf("sealed bytes contain the plaintext: %q", s)
 		}
-		if len(s) != 1+12+len(email)+16 {
-			t.Fatalf("sealed length %d, want version+nonce+%d+tag", len(s), len(email))
+		if len(s) != 1+8+12+len(email)+16 || s[0] != 2 {
+			t.Fatalf("sealed length %d, version %d; want version 2+key id+nonce+%d+tag", len(s), s[0], len(email))
 		}
 	}
 	empty := seal(t, k, "")
@@ -174,74 +175,121 @@ func TestOpenRejectsTamperedOrForeignData(t *testing.T) {
 		name   string
 		leadID string
 		sealed []byte
+		want   error
 	}{
-		{"another lead's id", bob.LeadID(), sealed},
-		{"version byte", alice.LeadID(), flipped(0)},
-		{"nonce", alice.LeadID(), flipped(1)},
-		{"ciphertext", alice.LeadID(), flipped(14)},
-		{"tag", alice.LeadID(), flipped(len(sealed) - 1)},
-		{"truncated", alice.LeadID(), sealed[:len(sealed)-1]},
-		{"too short", alice.LeadID(), sealed[:20]},
-		{"empty", alice.LeadID(), nil},
+		// Its key id names no key of another lead, nor a changed one.
+		{"another lead's id", bob.LeadID(), sealed, vault.ErrNoKey},
+		{"key id", alice.LeadID(), flipped(1), vault.ErrNoKey},
+		{"version byte", alice.LeadID(), flipped(0), vault.ErrCorrupt},
+		{"nonce", alice.LeadID(), flipped(9), vault.ErrCorrupt},
+		{"ciphertext", alice.LeadID(), flipped(22), vault.ErrCorrupt},
+		{"tag", alice.LeadID(), flipped(len(sealed) - 1), vault.ErrCorrupt},
+		{"truncated", alice.LeadID(), sealed[:len(sealed)-1], vault.ErrCorrupt},
+		{"too short", alice.LeadID(), sealed[:20], vault.ErrCorrupt},
+		{"empty", alice.LeadID(), nil, vault.ErrCorrupt},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			openErr(t, v, tt.leadID, tt.sealed, vault.ErrCorrupt)
-			openErr(t, newVault(t, n.JS), tt.leadID, tt.sealed, vault.ErrCorrupt)
+			openErr(t, v, tt.leadID, tt.sealed, tt.want)
+			openErr(t, newVault(t, n.JS), tt.leadID, tt.sealed, tt.want)
 		})
 	}
 	mustOpen(t, v, alice.LeadID(), sealed, "alice@example.com")
 }
 
-func TestSaveIsCreateOnly(t *testing.T) {
+// A lead may have many keys (each capture can make one without asking
+// which exist): each opens what it sealed, Key seals with the one saved
+// last, and a repeated Save is a retry, not a conflict.
+func TestSaveKeepsEveryKeyOfALead(t *testing.T) {
 	n := testenv.StartNATS(t)
 	v := newVault(t, n.JS)
 	first := newKey(t, v)
 	sealed := seal(t, first, "alice@example.com")
 	save(t, v, first)
-
-	// The same key again is a retry, not a conflict.
 	save(t, v, first)
 
 	second, err := v.NewKey(first.LeadID())
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = v.Save(t.Context(), second)
-	if !errors.Is(err, vault.ErrKeyExists) {
-		t.Fatalf("second key for one lead: %v, want ErrKeyExists", err)
+	if second.ID() == first.ID() {
+		t.Fatalf("two keys named %s", first.ID())
 	}
-	if !strings.Contains(err.Error(), first.LeadID()) {
-		t.Fatalf("error %q does not name lead %s", err, first.LeadID())
+	sealed2 := seal(t, second, "alice@work.example")
+	save(t, v, second)
+	for _, v := range []*vault.Vault{v, newVault(t, n.JS)} {
+		mustOpen(t, v, first.LeadID(), sealed, "alice@example.com")
+		mustOpen(t, v, first.LeadID(), sealed2, "alice@work.example")
+		k, err := v.Key(t.Context(), first.LeadID())
+		if err != nil || k.ID() != second.ID() {
+			t.Fatalf("key to seal with: %v %v, want %s", k, err, second.ID())
+		}
 	}
-	// The first key is untouched, in the cache and in the bucket.
-	mustOpen(t, v, first.LeadID(), sealed, "alice@example.com")
-	mustOpen(t, newVault(t, n.JS), first.LeadID(), sealed, "alice@example.com")
+	if err := v.Shred(t.Context(), first.LeadID()); err != nil {
+		t.Fatal(err)
+	}
+	openErr(t, newVault(t, n.JS), first.LeadID(), sealed, vault.ErrShredded)
+	openErr(t, newVault(t, n.JS), first.LeadID(), sealed2, vault.ErrShredded)
+}
 
-	// In a batch, only the conflicting key fails.
-	a, b := newKey(t, v), newKey(t, v)
-	sa, sb := seal(t, a, "a"), seal(t, b, "b")
-	err = v.Save(t.Context(), a, second, b)
-	if !errors.Is(err, vault.ErrKeyExists) || !strings.Contains(err.Error(), first.LeadID()) {
-		t.Fatalf("batch with a conflict: %v", err)
+// Leads stored before key ids had one key under the lead id, and data
+// sealed in the first format: both keep working, and such a lead gets no
+// second key.
+func TestFirstFormatKeysStillWork(t *testing.T) {
+	n := testenv.StartNATS(t)
+	v := newVault(t, n.JS)
+	leadID := newLeadID()
+	dek := make([]byte, 32)
+	rand.Read(dek)
+	wrapped := gcmSeal(t, masterKey, dek, leadID)
+	if _, err := n.JS.Publish(t.Context(), "$KV."+bucket+"."+leadID, wrapped); err != nil {
+		t.Fatal(err)
 	}
-	if strings.Contains(err.Error(), a.LeadID()) || strings.Contains(err.Error(), b.LeadID()) {
-		t.Fatalf("error %q names leads that were saved", err)
+	old := gcmSeal(t, dek, []byte("alice@example.com"), leadID)
+	mustOpen(t, v, leadID, old, "alice@example.com")
+	k, err := v.Key(t.Context(), leadID)
+	if err != nil || k.ID() != leadID {
+		t.Fatalf("key of a first-format lead: %v %v", k, err)
 	}
-	fresh := newVault(t, n.JS)
-	mustOpen(t, fresh, a.LeadID(), sa, "a")
-	mustOpen(t, fresh, b.LeadID(), sb, "b")
-
-	// Two keys for one new lead in one batch: the server orders them, one wins.
-	c1 := newKey(t, v)
-	c2, err := v.NewKey(c1.LeadID())
+	again := seal(t, k, "later")
+	if again[0] != 1 {
+		t.Fatalf("sealed with a first-format key in version %d", again[0])
+	}
+	mustOpen(t, newVault(t, n.JS), leadID, again, "later")
+	second, err := v.NewKey(leadID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := v.Save(t.Context(), c1, c2); !errors.Is(err, vault.ErrKeyExists) {
-		t.Fatalf("two keys for one lead in a batch: %v, want ErrKeyExists", err)
+	if err := v.Save(t.Context(), second); !errors.Is(err, vault.ErrKeyExists) {
+		t.Fatalf("a second key for a first-format lead: %v, want ErrKeyExists", err)
 	}
-	mustOpen(t, newVault(t, n.JS), c1.LeadID(), seal(t, c1, "c"), "c")
+	if err := v.Shred(t.Context(), leadID); err != nil {
+		t.Fatal(err)
+	}
+	openErr(t, newVault(t, n.JS), leadID, old, vault.ErrShredded)
+	for _, m := range streamMessages(t, n.JS) {
+		if bytes.Contains(m.Data, wrapped) {
+			t.Fatal("the first-format key is still in the stream")
+		}
+	}
+}
+
+// gcmSeal seals in the first format: version 1 | nonce | AES-256-GCM, with
+// ad as additional data.
+func gcmSeal(t testing.TB, key, plaintext []byte, ad string) []byte {
+	t.Helper()
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]byte, 13)
+	out[0] = 1
+	rand.Read(out[1:])
+	return aead.Seal(out, out[1:], plaintext, []byte(ad))
 }
 
 func TestSaveManyThenOpenFromNewVault(t *testing.T) {
@@ -280,7 +328,7 @@ func TestShred(t *testing.T) {
 	sealed := seal(t, k, "alice@example.com")
 	otherSealed := seal(t, other, "bob@example.com")
 	save(t, v, k, other)
-	wrapped := storedValue(t, n.JS, k.LeadID())
+	wrapped := storedValue(t, n.JS, k.ID())
 	mustOpen(t, v, k.LeadID(), sealed, "alice@example.com") // now cached
 
 	if err := v.Shred(t.Context(), k.LeadID()); err != nil {
@@ -397,33 +445,37 @@ func TestStoredKeyIsWrapped(t *testing.T) {
 	k := newKey(t, v)
 	sealed := seal(t, k, "alice@example.com")
 	save(t, v, k)
-	stored := storedValue(t, n.JS, k.LeadID())
+	stored := storedValue(t, n.JS, k.ID())
 
 	// The documented format: version 1 | 12-byte nonce | AES-256-GCM of the
-	// 32-byte DEK under the master key, lead id as additional data.
+	// 32-byte DEK under the master key, the key's name as additional data.
 	if len(stored) != 1+12+32+16 || stored[0] != 1 {
 		t.Fatalf("stored value: %d bytes, version %d", len(stored), stored[0])
 	}
-	unwrap := func(master []byte, leadID string) ([]byte, error) {
-		return gcmOpen(t, master, stored[1:13], stored[13:], leadID)
+	unwrap := func(master []byte, id string) ([]byte, error) {
+		return gcmOpen(t, master, stored[1:13], stored[13:], id)
 	}
-	dek, err := unwrap(masterKey, k.LeadID())
+	dek, err := unwrap(masterKey, k.ID())
 	if err != nil {
 		t.Fatalf("unwrap with the master key: %v", err)
 	}
-	// It is this lead's DEK: it opens what the key sealed.
-	plain, err := gcmOpen(t, dek, sealed[1:13], sealed[13:], k.LeadID())
+	// It is this lead's DEK: it opens what the key sealed (version 2 |
+	// 8-byte key id | nonce | ciphertext, lead id as additional data).
+	plain, err := gcmOpen(t, dek, sealed[9:21], sealed[21:], k.LeadID())
 	if err != nil || string(plain) != "alice@example.com" {
 		t.Fatalf("open with the unwrapped DEK: %q, %v", plain, err)
 	}
 	if bytes.Contains(stored, dek) {
 		t.Fatal("stored value contains the DEK")
 	}
-	if _, err := unwrap(bytes.Repeat([]byte{0x33}, 32), k.LeadID()); err == nil {
+	if _, err := unwrap(bytes.Repeat([]byte{0x33}, 32), k.ID()); err == nil {
 		t.Fatal("unwrapped with the wrong master key")
 	}
 	if _, err := unwrap(masterKey, newLeadID()); err == nil {
 		t.Fatal("unwrapped with another lead's id")
+	}
+	if _, err := unwrap(masterKey, k.LeadID()); err == nil {
+		t.Fatal("unwrapped under another name of the lead")
 	}
 
 	// A vault with another master key cannot use the stored key.
@@ -485,6 +537,27 @@ func TestBlind(t *testing.T) {
 	}
 }
 
+func TestBlindID(t *testing.T) {
+	n := testenv.StartNATS(t)
+	v := newVault(t, n.JS)
+	id := v.BlindID("email", "alice@example.com")
+	u, err := uuid.Parse(id)
+	if err != nil || u.Version() != 8 || u.Variant() != uuid.RFC4122 || u.String() != id {
+		t.Fatalf("BlindID %q is not a canonical version 8 UUID (%v)", id, err)
+	}
+	if again := v.BlindID("email", "alice@example.com"); again != id {
+		t.Fatalf("BlindID changed: %q then %q", id, again)
+	}
+	for name, got := range map[string]string{
+		"another kind":  v.BlindID("ext", "alice@example.com"),
+		"another value": v.BlindID("email", "bob@example.com"),
+	} {
+		if got == id {
+			t.Fatalf("%s: same id %q", name, got)
+		}
+	}
+}
+
 func TestNewValidatesConfig(t *testing.T) {
 	n := testenv.StartNATS(t)
 	tests := []struct {
@@ -525,7 +598,7 @@ func TestInvalidLeadID(t *testing.T) {
 	v := newVault(t, n.JS)
 	k := newKey(t, v)
 	sealed := seal(t, k, "x")
-	for _, id := range []string{"", "a b", "a.*", ">", ".a", "a.", "a..b"} {
+	for _, id := range []string{"", "a b", "a.*", ">", ".a", "a.", "a..b", "a.b"} {
 		if _, err := v.NewKey(id); err == nil {
 			t.Errorf("NewKey(%q) succeeded", id)
 		}
@@ -550,8 +623,10 @@ func TestCacheIsBounded(t *testing.T) {
 		sealed[i] = seal(t, k, k.LeadID())
 	}
 	save(t, v, keys...)
-	// Shred behind the vault's back, through another one: only cached keys
-	// still open here. The cache holds the two most recently saved.
+	// Shred behind the vault's back, through another one, with its watch
+	// stopped: only cached keys still open here. The cache holds the two
+	// most recently saved.
+	v.Close()
 	other := newVault(t, n.JS)
 	for _, k := range keys {
 		if err := other.Shred(t.Context(), k.LeadID()); err != nil {
@@ -691,8 +766,8 @@ func TestShredErasesKeyFromDisk(t *testing.T) {
 	v := newVault(t, n.JS)
 	k, other := newKey(t, v), newKey(t, v)
 	save(t, v, k, other)
-	wrapped := storedValue(t, n.JS, k.LeadID())
-	otherWrapped := storedValue(t, n.JS, other.LeadID())
+	wrapped := storedValue(t, n.JS, k.ID())
+	otherWrapped := storedValue(t, n.JS, other.ID())
 	onDisk := func(b []byte) bool {
 		t.Helper()
 		found := false
@@ -739,7 +814,7 @@ func TestShredFinishesAnInterruptedShred(t *testing.T) {
 	k := newKey(t, v)
 	sealed := seal(t, k, "x")
 	save(t, v, k)
-	wrapped := storedValue(t, n.JS, k.LeadID())
+	wrapped := storedValue(t, n.JS, k.ID())
 
 	marker := &nats.Msg{Subject: "$KV." + bucket + "." + k.LeadID(), Header: nats.Header{"KV-Operation": []string{"PURGE"}}}
 	if _, err := n.JS.PublishMsg(t.Context(), marker); err != nil {
@@ -872,5 +947,36 @@ func TestKeySealsForAnExistingLead(t *testing.T) {
 	}
 	if _, err := v.Key(ctx, "lead-k"); !errors.Is(err, vault.ErrShredded) {
 		t.Fatalf("shredded lead: %v", err)
+	}
+}
+
+// A key shredded by one process leaves every other process's cache
+// within a second: no process serves it afterwards.
+func TestShredEvictsOtherVaultsCaches(t *testing.T) {
+	n := testenv.StartNATS(t)
+	here, there := newVault(t, n.JS), newVault(t, n.JS)
+	t.Cleanup(here.Close)
+	t.Cleanup(there.Close)
+	k := newKey(t, here)
+	sealed := seal(t, k, "alice@example.com")
+	save(t, here, k)
+	mustOpen(t, there, k.LeadID(), sealed, "alice@example.com") // cached there now
+
+	if err := here.Shred(t.Context(), k.LeadID()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Second)
+	for {
+		_, err := there.Open(t.Context(), k.LeadID(), sealed)
+		if errors.Is(err, vault.ErrShredded) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("open after shred: %v", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the other vault still opens the shredded lead's data after a second")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

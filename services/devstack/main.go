@@ -81,6 +81,9 @@ func run() error {
 	if _, err := os.Stat(filepath.Join(root, "services", "qualification", "main.go")); err == nil {
 		services = append(services, service{name: "qualification", addr: "127.0.0.1:7102"})
 	}
+	if _, err := os.Stat(filepath.Join(root, "services", "handoff", "main.go")); err == nil {
+		services = append(services, service{name: "handoff", addr: "127.0.0.1:7103"})
+	}
 	var procs []*exec.Cmd
 	defer func() {
 		for _, p := range procs {

@@ -60,6 +60,9 @@ func seedDemo(ctx context.Context, conns map[string]*grpc.ClientConn, out io.Wri
 	if err := seedModel(ctx, conns, out); err != nil {
 		return "", err
 	}
+	if err := seedRouting(ctx, conns); err != nil {
+		return "", err
+	}
 
 	fmt.Fprintln(out, "\nDemo leads (captured through intake; repeated runs replay, they do not duplicate):")
 	var first string
@@ -99,6 +102,9 @@ func seedDemo(ctx context.Context, conns map[string]*grpc.ClientConn, out io.Wri
 
 	if conns["qualification"] != nil {
 		if err := showScores(ctx, conns, ids, out); err != nil {
+			return "", err
+		}
+		if err := showHandoff(ctx, conns, ids, out); err != nil {
 			return "", err
 		}
 	}

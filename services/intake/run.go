@@ -43,6 +43,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	if err != nil {
 		return err
 	}
+	defer keys.Close()
 	store := eventstore.New(js, cfg.Stream)
 	a := app.New(adapters.NewLeads(store), adapters.NewCampaigns(store), keys, app.WithLogger(log))
 

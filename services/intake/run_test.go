@@ -1,13 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -20,7 +24,9 @@ import (
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/leadflow/leadflow/pkg/eventstore"
@@ -53,6 +59,18 @@ func start(t testing.TB) *env {
 	n := testenv.StartNATS(t)
 	cfg := Config{Addr: "127.0.0.1:0", NATSURL: n.Server.URL(), Stream: "LEADFLOW", Replicas: 1,
 		MasterKey: hexKey(t), BlindKey: hexKey(t), Grace: time.Second}
+	return startWith(t, n, cfg)
+}
+
+// replica starts another intake process on the same server and keys, as
+// a second replica would run.
+func (e *env) replica(t testing.TB) *env {
+	t.Helper()
+	return startWith(t, e.nats, e.cfg)
+}
+
+func startWith(t testing.TB, n *testenv.NATS, cfg Config) *env {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	addrc := make(chan net.Addr, 1)
 	done := make(chan error, 1)
@@ -92,6 +110,41 @@ func lead(email string) *intakev1.CaptureLeadRequest {
 		Profile:     &eventv1.Profile{Company: "Analytical Engines", Title: "VP Engineering", Seniority: eventv1.Seniority_SENIORITY_VP, Employees: 250, Country: "gb"},
 		Attribution: &eventv1.Attribution{Source: "web-form", UtmSource: "newsletter"},
 	}
+}
+
+// counts is the last sequence of every stream the server holds, KV
+// buckets included: any write anywhere moves one.
+func (e *env) counts(t *testing.T) map[string]uint64 {
+	t.Helper()
+	out := map[string]uint64{}
+	lister := e.nats.JS.ListStreams(ctxT(t))
+	for info := range lister.Info() {
+		out[info.Config.Name] = info.State.LastSeq
+	}
+	if err := lister.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func (e *env) assertCounts(t *testing.T, before map[string]uint64) {
+	t.Helper()
+	if after := e.counts(t); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("something was written: streams went from %v to %v", before, after)
+	}
+}
+
+func assertCodeAndField(t *testing.T, err error, code codes.Code, field string) {
+	t.Helper()
+	if status.Code(err) != code {
+		t.Fatalf("want %v, got %v", code, err)
+	}
+	for _, v := range grpcserver.Violations(err) {
+		if v.Field == field {
+			return
+		}
+	}
+	t.Fatalf("no violation for %s in %v", field, grpcserver.Violations(err))
 }
 
 func (e *env) streamMsgs(t *testing.T) uint64 {
@@ -213,23 +266,28 @@ func TestIdempotencyKeyReturnsTheFirstAnswer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := e.streamMsgs(t)
+	before := e.counts(t)
 	for range 3 {
-		// A retry, even one that changed the title, is the first request again.
-		retry := lead("linus@kernel.org")
-		retry.Profile.Title = "Chief Penguin"
-		retry.IdempotencyKey = "form-7f3a"
-		again, err := e.client.CaptureLead(ctx, retry)
+		again, err := e.client.CaptureLead(ctx, req)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if again.GetLeadId() != first.GetLeadId() || !again.GetReplayed() || again.GetOutcome() != first.GetOutcome() {
+		if again.GetLeadId() != first.GetLeadId() || !again.GetReplayed() || again.GetOutcome() != first.GetOutcome() || again.GetVersion() != first.GetVersion() {
 			t.Fatalf("retry answered %v, first %v", again, first)
 		}
 	}
-	if after := e.streamMsgs(t); after != before {
-		t.Fatalf("retries wrote %d messages", after-before)
+	// The key belongs to the caller's request: other content under it,
+	// even another person, is refused, and nothing is written.
+	changed := lead("linus@kernel.org")
+	changed.Profile.Title = "Chief Penguin"
+	changed.IdempotencyKey = "form-7f3a"
+	other := lead("someone.else@kernel.org")
+	other.IdempotencyKey = "form-7f3a"
+	for _, r := range []*intakev1.CaptureLeadRequest{changed, other} {
+		_, err := e.client.CaptureLead(ctx, r)
+		assertCodeAndField(t, err, codes.AlreadyExists, "idempotency_key")
 	}
+	e.assertCounts(t, before)
 	got, err := e.client.GetLead(ctx, &intakev1.GetLeadRequest{LeadId: first.GetLeadId()})
 	if err != nil || got.GetLead().GetSubmissions() != 1 || got.GetLead().GetProfile().GetTitle() == "Chief Penguin" {
 		t.Fatalf("retries changed the lead: %v %v", got, err)
@@ -245,9 +303,65 @@ func TestIdempotencyKeyReturnsTheFirstAnswer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r1.GetOutcome() != intakev1.CaptureOutcome_CAPTURE_OUTCOME_RESUBMITTED || !r2.GetReplayed() || r2.GetOutcome() != r1.GetOutcome() || r1.GetReplayed() {
+	if r1.GetOutcome() != intakev1.CaptureOutcome_CAPTURE_OUTCOME_RESUBMITTED || !r2.GetReplayed() || r2.GetOutcome() != r1.GetOutcome() ||
+		r1.GetReplayed() || r2.GetVersion() != r1.GetVersion() {
 		t.Fatalf("resubmission replay: %v then %v", r1, r2)
 	}
+}
+
+// Repeats of every idempotent command (capture key, activity id, consent
+// key) answer the first answer, version included, and write nothing to
+// any stream or bucket; the same key with other content is refused.
+func TestRepeatsWriteNothingAnywhere(t *testing.T) {
+	e := start(t)
+	ctx := ctxT(t)
+	capture := lead("repeat@example.com")
+	capture.IdempotencyKey = "cap-1"
+	first, err := e.client.CaptureLead(ctx, capture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	act := &intakev1.RecordActivityRequest{LeadId: first.GetLeadId(), ActivityId: "visit-1", Type: eventv1.ActivityType_ACTIVITY_TYPE_WEB_VISIT, Detail: "/pricing"}
+	a1, err := e.client.RecordActivity(ctx, act)
+	if err != nil {
+		t.Fatal(err)
+	}
+	consent := &intakev1.SetConsentRequest{LeadId: first.GetLeadId(), Source: "preference-center", IdempotencyKey: "pc-9",
+		Consent: &eventv1.Consent{Channel: eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL, Status: eventv1.ConsentStatus_CONSENT_STATUS_GRANTED}}
+	c1, err := e.client.SetConsent(ctx, consent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A later event on the lead: a repeat still answers its own first version.
+	if _, err := e.client.RecordActivity(ctx, &intakev1.RecordActivityRequest{LeadId: first.GetLeadId(), ActivityId: "visit-2", Type: eventv1.ActivityType_ACTIVITY_TYPE_WEB_VISIT}); err != nil {
+		t.Fatal(err)
+	}
+	before := e.counts(t)
+	for range 3 {
+		c, err := e.client.CaptureLead(ctx, capture)
+		if err != nil || !c.GetReplayed() || c.GetVersion() != first.GetVersion() || c.GetLeadId() != first.GetLeadId() {
+			t.Fatalf("capture repeat: %v %v, first %v", c, err, first)
+		}
+		a, err := e.client.RecordActivity(ctx, act)
+		if err != nil || !a.GetReplayed() || a.GetVersion() != a1.GetVersion() {
+			t.Fatalf("activity repeat: %v %v, first %v", a, err, a1)
+		}
+		s, err := e.client.SetConsent(ctx, consent)
+		if err != nil || !s.GetReplayed() || s.GetVersion() != c1.GetVersion() {
+			t.Fatalf("consent repeat: %v %v, first %v", s, err, c1)
+		}
+	}
+	e.assertCounts(t, before)
+
+	otherAct := proto.Clone(act).(*intakev1.RecordActivityRequest)
+	otherAct.Detail = "/careers"
+	_, err = e.client.RecordActivity(ctx, otherAct)
+	assertCodeAndField(t, err, codes.AlreadyExists, "activity_id")
+	otherConsent := proto.Clone(consent).(*intakev1.SetConsentRequest)
+	otherConsent.Consent.Status = eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN
+	_, err = e.client.SetConsent(ctx, otherConsent)
+	assertCodeAndField(t, err, codes.AlreadyExists, "idempotency_key")
+	e.assertCounts(t, before)
 }
 
 // Captures of one email racing from many clients make exactly one lead;
@@ -637,7 +751,7 @@ func TestClaimWithoutEventIsAdopted(t *testing.T) {
 	orphan := "0199aaaa-0000-7000-8000-00000000abcd"
 	store := eventstore.New(e.nats.JS, "LEADFLOW")
 	if _, err := store.Commit(ctx, eventstore.Write{
-		Subject: eventstore.ClaimSubject("email", v.Blind("email", "crash@example.com")),
+		Subject: eventstore.ClaimSubject("email", v.BlindID("email", "crash@example.com")),
 		Claim:   &eventv1.Claim{LeadId: orphan, EventId: "claim-email-" + orphan},
 	}); err != nil {
 		t.Fatal(err)
@@ -665,5 +779,397 @@ func TestClaimWithoutEventIsAdopted(t *testing.T) {
 	got, err := e.client.GetLead(ctx, &intakev1.GetLeadRequest{LeadId: orphan})
 	if err != nil || got.GetLead().GetSubmissions() != racers || got.GetLead().GetContact().GetEmail() != "crash@example.com" {
 		t.Fatalf("adopted lead: %v %v", got, err)
+	}
+}
+
+func withExt(r *intakev1.CaptureLeadRequest, id string) *intakev1.CaptureLeadRequest {
+	r.ExternalId = &eventv1.ExternalId{System: "hubspot", Id: id}
+	return r
+}
+
+func (e *env) capture(t *testing.T, r *intakev1.CaptureLeadRequest) *intakev1.CaptureLeadResponse {
+	t.Helper()
+	res, err := e.client.CaptureLead(ctxT(t), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func (e *env) timeline(t *testing.T, leadID string) []*eventv1.Event {
+	t.Helper()
+	tl, err := e.client.GetLeadTimeline(ctxT(t), &intakev1.GetLeadTimelineRequest{LeadId: leadID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*eventv1.Event
+	for _, en := range tl.GetEntries() {
+		out = append(out, en.GetEvent())
+	}
+	return out
+}
+
+// Every identity a capture brings is claimed for its lead, whichever
+// came first: a new email with a known external id, or a new external id
+// with a known email, both lead back to the one lead afterwards.
+func TestEveryIdentityIsClaimedInBothOrders(t *testing.T) {
+	e := start(t)
+	// Email first, then an external id with it, then another email with
+	// that external id: each new identity is the lead's from then on.
+	l1 := e.capture(t, lead("first@a.example")).GetLeadId()
+	if got := e.capture(t, withExt(lead("first@a.example"), "ext-1")); got.GetLeadId() != l1 {
+		t.Fatalf("email match with a new external id went to %s, want %s", got.GetLeadId(), l1)
+	}
+	if got := e.capture(t, withExt(lead("second@a.example"), "ext-1")); got.GetLeadId() != l1 || got.GetOutcome() != intakev1.CaptureOutcome_CAPTURE_OUTCOME_RESUBMITTED {
+		t.Fatalf("external id match with a new email: %v, want a resubmission on %s", got, l1)
+	}
+	if got := e.capture(t, lead("second@a.example")); got.GetLeadId() != l1 {
+		t.Fatalf("the second email alone went to %s, want %s: it was never claimed", got.GetLeadId(), l1)
+	}
+	// External id first: a new person with both, then the same external
+	// id with another email, then that email alone.
+	l2 := e.capture(t, withExt(lead("third@b.example"), "ext-2")).GetLeadId()
+	if got := e.capture(t, withExt(lead("fourth@b.example"), "ext-2")); got.GetLeadId() != l2 {
+		t.Fatalf("external id match: %s, want %s", got.GetLeadId(), l2)
+	}
+	if got := e.capture(t, lead("fourth@b.example")); got.GetLeadId() != l2 {
+		t.Fatalf("the email the external id brought went to %s, want %s", got.GetLeadId(), l2)
+	}
+	if got := e.capture(t, lead("third@b.example")); got.GetLeadId() != l2 {
+		t.Fatalf("the first email went to %s, want %s", got.GetLeadId(), l2)
+	}
+}
+
+// A capture whose email one lead holds and whose external id another
+// does records a merge candidate on both leads, once.
+func TestIdentitiesOfTwoLeadsAreAMergeCandidate(t *testing.T) {
+	e := start(t)
+	byEmail := e.capture(t, lead("dup@c.example")).GetLeadId()
+	byExt := e.capture(t, withExt(lead("other@c.example"), "ext-3")).GetLeadId()
+	for range 2 {
+		got := e.capture(t, withExt(lead("dup@c.example"), "ext-3"))
+		if got.GetLeadId() != byExt {
+			t.Fatalf("the external id is the stronger match: went to %s, want %s", got.GetLeadId(), byExt)
+		}
+	}
+	for _, c := range []struct{ lead, other, identity string }{{byEmail, byExt, "external_id"}, {byExt, byEmail, "email"}} {
+		var found []*eventv1.MergeCandidateFound
+		for _, ev := range e.timeline(t, c.lead) {
+			if m := ev.GetMergeCandidateFound(); m != nil {
+				found = append(found, m)
+			}
+		}
+		if len(found) != 1 || found[0].GetOtherLeadId() != c.other || found[0].GetIdentity() != c.identity {
+			t.Fatalf("lead %s records candidates %v, want one naming %s by %s", c.lead, found, c.other, c.identity)
+		}
+	}
+}
+
+// Two captures racing with one external id and two new emails: one lead
+// holds the external id in the end, and if both made a lead each, both
+// leads record the other as a merge candidate; nothing is left silently.
+func TestRacingCapturesOfOneExternalID(t *testing.T) {
+	e := start(t)
+	ctx := ctxT(t)
+	split := 0
+	defer func() { t.Logf("%d of 5 rounds made two leads", split) }()
+	for round := range 5 {
+		ext := fmt.Sprintf("race-%d", round)
+		var wg sync.WaitGroup
+		res := make([]*intakev1.CaptureLeadResponse, 2)
+		errs := make([]error, 2)
+		for i := range 2 {
+			wg.Go(func() {
+				res[i], errs[i] = e.client.CaptureLead(ctx, withExt(lead(fmt.Sprintf("r%d-%d@d.example", round, i)), ext))
+			})
+		}
+		wg.Wait()
+		for i := range 2 {
+			if errs[i] != nil {
+				t.Fatal(errs[i])
+			}
+		}
+		a, b := res[0].GetLeadId(), res[1].GetLeadId()
+		if a == b {
+			continue
+		}
+		split++
+		for _, c := range [][2]string{{a, b}, {b, a}} {
+			found := false
+			for _, ev := range e.timeline(t, c[0]) {
+				found = found || ev.GetMergeCandidateFound().GetOtherLeadId() == c[1]
+			}
+			if !found {
+				t.Fatalf("round %d: leads %s and %s share an external id, but %s records no candidate", round, a, b, c[0])
+			}
+		}
+	}
+}
+
+// onDisk reports which of the needles appear in any file of the
+// server's store directory.
+func (e *env) onDisk(t *testing.T, needles ...[]byte) []string {
+	t.Helper()
+	var found []string
+	err := filepath.WalkDir(e.nats.Dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		for _, n := range needles {
+			if bytes.Contains(data, n) {
+				found = append(found, fmt.Sprintf("%q in %s", n, filepath.Base(p)))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return found
+}
+
+// Erasure end to end: every personal field of a lead is sealed, an
+// export returns them all, decrypted; after EraseLead none of them (nor
+// the lead's key) is anywhere in the store's files, the history still
+// replays whole, and the person's next capture makes a new lead.
+func TestEraseAndExport(t *testing.T) {
+	e := start(t)
+	ctx := ctxT(t)
+	req := withExt(&intakev1.CaptureLeadRequest{
+		Contact: &eventv1.Contact{Email: "erin.erasure@forget.example", FirstName: "Erinzelda", LastName: "Vanishkova",
+			Phone: "+44 20 7946 0123", Notes: "prefers-calls-after-lunch"},
+		Profile: &eventv1.Profile{Company: "Obliviate Holdings", Title: "Head of Forgetting", Seniority: eventv1.Seniority_SENIORITY_DIRECTOR,
+			Employees: 120, Country: "de", Industry: "software"},
+		Attribution: &eventv1.Attribution{Source: "web-form", UtmSource: "utm-src-zq", UtmMedium: "utm-med-zq", UtmCampaign: "utm-camp-zq"},
+		Consents:    []*eventv1.Consent{{Channel: eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL, Status: eventv1.ConsentStatus_CONSENT_STATUS_GRANTED}},
+	}, "crm-id-zq-4711")
+	res := e.capture(t, req)
+	id := res.GetLeadId()
+	if _, err := e.client.RecordActivity(ctx, &intakev1.RecordActivityRequest{LeadId: id, ActivityId: "dl-1",
+		Type: eventv1.ActivityType_ACTIVITY_TYPE_CONTENT_DOWNLOAD, Detail: "deck-sent-to-erinzelda"}); err != nil {
+		t.Fatal(err)
+	}
+	personal := []string{"erin.erasure@forget.example", "Erinzelda", "Vanishkova", "+442079460123", "prefers-calls-after-lunch",
+		"Obliviate Holdings", "Head of Forgetting", "utm-src-zq", "utm-med-zq", "utm-camp-zq", "crm-id-zq-4711", "deck-sent-to-erinzelda"}
+
+	x, err := e.client.ExportLead(ctx, &intakev1.ExportLeadRequest{LeadId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dump := protojson.Format(x)
+	for _, p := range personal {
+		if !strings.Contains(dump, p) {
+			t.Errorf("the export lacks %q", p)
+		}
+	}
+	// Sealed: no personal field is stored in the clear, even before erasure.
+	needles := make([][]byte, len(personal))
+	for i, p := range personal {
+		needles[i] = []byte(p)
+	}
+	if found := e.onDisk(t, needles...); len(found) > 0 {
+		t.Fatalf("personal data in the clear on disk: %v", found)
+	}
+	if found := e.onDisk(t, []byte("forget.example")); len(found) == 0 {
+		t.Fatal("the email domain, kept in the clear, is not found on disk: the check is blind")
+	}
+	keyMsg, err := e.nats.JS.Stream(ctx, "KV_LEADFLOW_KEYS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrapped, err := keyMsg.GetLastMsgForSubject(ctx, "$KV.LEADFLOW_KEYS."+id+".>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if found := e.onDisk(t, wrapped.Data); len(found) == 0 {
+		t.Fatal("the lead's wrapped key is not on disk before erasure: the check is blind")
+	}
+	before := e.timeline(t, id)
+
+	er, err := e.client.EraseLead(ctx, &intakev1.EraseLeadRequest{LeadId: id, Reason: "access request 2026-114"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := e.client.EraseLead(ctx, &intakev1.EraseLeadRequest{LeadId: id, Reason: "access request 2026-114"})
+	if err != nil || !again.GetReplayed() || again.GetVersion() != er.GetVersion() {
+		t.Fatalf("erasing again: %v %v", again, err)
+	}
+	e.nats.Restart(t)
+	if found := e.onDisk(t, append(needles, wrapped.Data)...); len(found) > 0 {
+		t.Fatalf("after erasure: %v", found)
+	}
+
+	after := e.timeline(t, id)
+	if len(after) != len(before)+1 || after[len(after)-1].GetEventType() != "LeadErased" {
+		t.Fatalf("history after erasure: %d events, want the %d before and LeadErased", len(after), len(before))
+	}
+	for i := range before {
+		if !proto.Equal(before[i], after[i]) {
+			t.Fatalf("event %d changed by the erasure", i)
+		}
+	}
+	got, err := e.client.GetLead(ctx, &intakev1.GetLeadRequest{LeadId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := got.GetLead()
+	if !l.GetErased() || l.GetContact() != nil || l.GetLifecycle().GetStatus() != eventv1.LeadStatus_LEAD_STATUS_ERASED ||
+		l.GetProfile().GetCountry() != "DE" || l.GetProfile().GetEmailDomain() != "forget.example" || l.GetProfile().GetCompany() != "" ||
+		l.GetSubmissions() != 1 || l.GetActivities() != 1 {
+		t.Fatalf("erased lead: %v", l)
+	}
+	x, err = e.client.ExportLead(ctx, &intakev1.ExportLeadRequest{LeadId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dump := protojson.Format(x); strings.Contains(dump, "Erinzelda") || len(x.GetEvents()) != len(after) {
+		t.Fatalf("export after erasure: %s", dump)
+	}
+	// Nothing more happens to an erased lead.
+	_, err = e.client.RecordActivity(ctx, &intakev1.RecordActivityRequest{LeadId: id, ActivityId: "dl-2", Type: eventv1.ActivityType_ACTIVITY_TYPE_WEB_VISIT})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("activity on an erased lead: %v", err)
+	}
+
+	// The person comes back: a new lead, holding both identities.
+	back := e.capture(t, req)
+	if back.GetLeadId() == id || back.GetOutcome() != intakev1.CaptureOutcome_CAPTURE_OUTCOME_CREATED {
+		t.Fatalf("capture after erasure: %v, want a new lead", back)
+	}
+	for _, r := range []*intakev1.CaptureLeadRequest{lead("erin.erasure@forget.example"), withExt(lead("new.address@forget.example"), "crm-id-zq-4711")} {
+		if got := e.capture(t, r); got.GetLeadId() != back.GetLeadId() {
+			t.Fatalf("identity of the new lead went to %s, want %s", got.GetLeadId(), back.GetLeadId())
+		}
+	}
+}
+
+// Merge then unmerge: both timelines show both steps, captures of the
+// absorbed lead's identities go to the survivor while merged and back to
+// the absorbed lead afterwards, which is again in the state it had.
+func TestMergeThenUnmergeRestoresBoth(t *testing.T) {
+	e := start(t)
+	ctx := ctxT(t)
+	survivor := e.capture(t, lead("keeper@m.example")).GetLeadId()
+	absorbed := e.capture(t, withExt(lead("dupe@m.example"), "ext-m")).GetLeadId()
+	if _, err := e.client.RecordActivity(ctx, &intakev1.RecordActivityRequest{LeadId: absorbed, ActivityId: "m-1", Type: eventv1.ActivityType_ACTIVITY_TYPE_WEB_VISIT}); err != nil {
+		t.Fatal(err)
+	}
+	beforeMerge, err := e.client.GetLead(ctx, &intakev1.GetLeadRequest{LeadId: absorbed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	merge := &intakev1.MergeLeadsRequest{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "same person, two addresses"}
+	m, err := e.client.MergeLeads(ctx, merge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := e.client.MergeLeads(ctx, merge); err != nil || !again.GetReplayed() || again.GetAbsorbedVersion() != m.GetAbsorbedVersion() {
+		t.Fatalf("merging again: %v %v", again, err)
+	}
+	a := e.getLead(t, absorbed)
+	s := e.getLead(t, survivor)
+	if a.GetLifecycle().GetStatus() != eventv1.LeadStatus_LEAD_STATUS_MERGED || a.GetMergedInto() != survivor ||
+		!slices.Equal(s.GetAbsorbedLeadIds(), []string{absorbed}) || s.GetLifecycle().GetStatus() != eventv1.LeadStatus_LEAD_STATUS_NEW {
+		t.Fatalf("after merge: absorbed %v, survivor %v", a, s)
+	}
+	for _, r := range []*intakev1.CaptureLeadRequest{lead("dupe@m.example"), withExt(lead("third@m.example"), "ext-m")} {
+		if got := e.capture(t, r); got.GetLeadId() != survivor || got.GetOutcome() != intakev1.CaptureOutcome_CAPTURE_OUTCOME_RESUBMITTED {
+			t.Fatalf("capture of the absorbed lead's identity while merged: %v, want a resubmission on %s", got, survivor)
+		}
+	}
+	_, err = e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: absorbed, AbsorbedLeadId: survivor, Reason: "backwards"})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "MERGED") {
+		t.Fatalf("merging into a merged lead: %v, want FailedPrecondition naming MERGED", err)
+	}
+
+	unmerge := &intakev1.UnmergeLeadsRequest{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "two people after all"}
+	if _, err := e.client.UnmergeLeads(ctx, unmerge); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := e.client.UnmergeLeads(ctx, unmerge); err != nil || !again.GetReplayed() {
+		t.Fatalf("unmerging again: %v %v", again, err)
+	}
+	a = e.getLead(t, absorbed)
+	s = e.getLead(t, survivor)
+	if !proto.Equal(a.GetLifecycle(), beforeMerge.GetLead().GetLifecycle()) || a.GetMergedInto() != "" || len(s.GetAbsorbedLeadIds()) != 0 {
+		t.Fatalf("after unmerge: absorbed %v (before the merge %v), survivor %v", a.GetLifecycle(), beforeMerge.GetLead().GetLifecycle(), s)
+	}
+	if got := e.capture(t, lead("dupe@m.example")); got.GetLeadId() != absorbed {
+		t.Fatalf("capture after unmerge went to %s, want %s", got.GetLeadId(), absorbed)
+	}
+	wantTypes := map[string][]string{
+		absorbed: {"LeadCaptured", "ActivityRecorded", "LeadMerged", "LeadUnmerged", "LeadResubmitted"},
+		survivor: {"LeadCaptured", "LeadMerged", "LeadResubmitted", "LeadResubmitted", "LeadUnmerged"},
+	}
+	for id, want := range wantTypes {
+		var got []string
+		for _, ev := range e.timeline(t, id) {
+			got = append(got, ev.GetEventType())
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("timeline of %s: %v, want %v", id, got, want)
+		}
+	}
+
+	// Every lifecycle rule applies: no merge with an erased lead.
+	gone := e.capture(t, lead("gone@m.example")).GetLeadId()
+	if _, err := e.client.EraseLead(ctx, &intakev1.EraseLeadRequest{LeadId: gone, Reason: "request"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []*intakev1.MergeLeadsRequest{
+		{SurvivorLeadId: survivor, AbsorbedLeadId: gone, Reason: "x"},
+		{SurvivorLeadId: gone, AbsorbedLeadId: survivor, Reason: "x"},
+	} {
+		if _, err := e.client.MergeLeads(ctx, r); status.Code(err) != codes.FailedPrecondition {
+			t.Fatalf("merge with an erased lead: %v, want FailedPrecondition", err)
+		}
+	}
+	_, err = e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: survivor, AbsorbedLeadId: survivor, Reason: "x"})
+	assertField(t, err, "absorbed_lead_id")
+}
+
+func (e *env) getLead(t *testing.T, id string) *intakev1.Lead {
+	t.Helper()
+	got, err := e.client.GetLead(ctxT(t), &intakev1.GetLeadRequest{LeadId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got.GetLead()
+}
+
+// Replicas share no memory: an email one replica claimed for a lead (it
+// came with that lead's external id) is that lead's on another replica
+// too, whose first try at the email alone is to create its lead.
+func TestAClaimedEmailIsTheLeadsOnEveryReplica(t *testing.T) {
+	a := start(t)
+	b := a.replica(t)
+	l1 := a.capture(t, withExt(lead("first@r.example"), "ext-r")).GetLeadId()
+	if got := a.capture(t, withExt(lead("second@r.example"), "ext-r")); got.GetLeadId() != l1 {
+		t.Fatalf("external id match: %v, want %s", got, l1)
+	}
+	for _, e := range []*env{b, a} {
+		got := e.capture(t, lead("second@r.example"))
+		if got.GetLeadId() != l1 || got.GetOutcome() != intakev1.CaptureOutcome_CAPTURE_OUTCOME_RESUBMITTED {
+			t.Fatalf("the claimed email alone: %v, want a resubmission on %s", got, l1)
+		}
+	}
+	// And a lead one replica created is a resubmission on the other.
+	l2 := a.capture(t, lead("third@r.example")).GetLeadId()
+	if got := b.capture(t, lead("third@r.example")); got.GetLeadId() != l2 || got.GetOutcome() != intakev1.CaptureOutcome_CAPTURE_OUTCOME_RESUBMITTED {
+		t.Fatalf("capture on the other replica: %v, want a resubmission on %s", got, l2)
+	}
+	// An erasure on one replica is seen by the other at once.
+	if _, err := a.client.EraseLead(ctxT(t), &intakev1.EraseLeadRequest{LeadId: l2, Reason: "request"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.getLead(t, l2); !got.GetErased() || got.GetContact() != nil {
+		t.Fatalf("the other replica after erasure: %v", got)
+	}
+	if got := b.capture(t, lead("third@r.example")); got.GetLeadId() == l2 || got.GetOutcome() != intakev1.CaptureOutcome_CAPTURE_OUTCOME_CREATED {
+		t.Fatalf("capture of the erased person on the other replica: %v, want a new lead", got)
 	}
 }

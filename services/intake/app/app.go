@@ -1,7 +1,8 @@
 // Package app is intake's use cases: capture (one and bulk), activity,
-// campaigns and their cost, consent, and reading a lead back from its
-// events. It decides with pkg/lifecycle and stores through the ports
-// below; it knows no gRPC and no NATS.
+// campaigns and their cost, consent, merge and unmerge, erasure and
+// export, and reading a lead back from its events. It decides with
+// pkg/lifecycle and stores through the ports below; it knows no gRPC and
+// no NATS.
 package app
 
 import (
@@ -18,23 +19,43 @@ import (
 	"github.com/leadflow/leadflow/pkg/vault"
 )
 
-// Leads stores lead events and the claims that keep identities unique
-// (implemented in adapters on pkg/eventstore).
+// Leads stores lead events, the claims that keep identities unique and
+// the records that make commands idempotent (implemented in adapters on
+// pkg/eventstore). Errors matching eventstore.ErrConflict mean another
+// writer got there first and nothing was stored.
 type Leads interface {
-	// Claim takes a uniqueness claim for a lead. Errors: *ClaimedError
-	// when the claim is already held.
-	Claim(ctx context.Context, key ClaimKey, claim *eventv1.Claim) error
-	// Create stores new leads' claims and first events all or nothing (one
-	// atomic batch: for bulk import). Errors: *ClaimedError when a claim is
-	// held, an error matching eventstore.ErrConflict.
-	Create(ctx context.Context, leads ...NewLead) ([]uint64, error)
-	// Append appends events to a lead at version expected (0: a new lead).
-	// Errors: an error matching eventstore.ErrConflict.
-	Append(ctx context.Context, leadID string, expected uint64, events ...*eventv1.Event) (uint64, error)
 	// Load returns a lead's events in order; none for an unknown lead.
 	Load(ctx context.Context, leadID string) ([]eventstore.Record, error)
-	// Claims returns the claims already held among keys, in one request.
-	Claims(ctx context.Context, keys ...ClaimKey) (map[ClaimKey]*eventv1.Claim, error)
+	// Head returns a lead's last event, nil if it has none: one read.
+	Head(ctx context.Context, leadID string) (*eventstore.Record, error)
+	// After returns a lead's first event after version, nil if none: one
+	// read.
+	After(ctx context.Context, leadID string, version uint64) (*eventstore.Record, error)
+	// Get returns the event stored at a stream sequence.
+	Get(ctx context.Context, seq uint64) (*eventstore.Record, error)
+	// Append appends events to a lead at version expected.
+	Append(ctx context.Context, leadID string, expected uint64, events ...*eventv1.Event) (uint64, error)
+	// Create writes a lead's first event if nothing is stored under its
+	// id yet, neither events nor a claim whose token the id is.
+	Create(ctx context.Context, leadID string, ev *eventv1.Event) (uint64, error)
+	// Commit appends to several leads all or nothing; it returns each
+	// lead's new version.
+	Commit(ctx context.Context, appends ...LeadAppend) ([]uint64, error)
+	// CreateEach writes new leads' first events, each as Create does,
+	// all sent at once; each is answered on its own (its version, or its
+	// error).
+	CreateEach(ctx context.Context, leads []NewLead) ([]uint64, []error)
+	// Holders looks identities up, all in one read.
+	Holders(ctx context.Context, keys ...ClaimKey) (map[ClaimKey]Holder, error)
+	// Claim writes a claim (a release when its lead id is empty) if the
+	// key is still as seen.
+	Claim(ctx context.Context, key ClaimKey, seen Holder, claim *eventv1.Claim) error
+	// Record returns the idempotency record of a token and its sequence,
+	// nil when there is none.
+	Record(ctx context.Context, token string) (*eventv1.IdempotencyRecord, uint64, error)
+	// PutRecord writes a token's record if its sequence is expect (0: no
+	// record yet).
+	PutRecord(ctx context.Context, token string, rec *eventv1.IdempotencyRecord, expect uint64) (uint64, error)
 }
 
 // Campaigns stores campaign events.
@@ -51,19 +72,42 @@ type Campaigns interface {
 type Keys interface {
 	NewKey(leadID string) (*vault.Key, error)
 	Key(ctx context.Context, leadID string) (*vault.Key, error)
+	CachedKey(leadID string) (*vault.Key, bool)
 	Save(ctx context.Context, keys ...*vault.Key) error
 	Open(ctx context.Context, leadID string, sealed []byte) ([]byte, error)
+	Shred(ctx context.Context, leadID string) error
 	Blind(kind, value string) string
+	BlindID(kind, value string) string
 }
 
 // Compile-time check that the vault serves as Keys.
 var _ Keys = (*vault.Vault)(nil)
 
-// ClaimKey names one uniqueness claim: its kind ("email", "ext") and a
-// keyed hash of the value, never the value itself.
+// Identity kinds: the first token after "claim." in a claim's subject.
+const (
+	KindEmail = "email"
+	KindExt   = "ext"
+)
+
+// ClaimKey names one identity: its kind and a keyed hash of the value
+// (vault.BlindID), never the value itself.
 type ClaimKey struct {
-	Kind string
-	Hash string
+	Kind  string
+	Token string
+}
+
+// Holder is what holds an identity now.
+type Holder struct {
+	// LeadID holds it; "" when nobody does.
+	LeadID string
+	// Released: an erasure gave it up.
+	Released bool
+	// Seq is the sequence of the identity's last claim, 0 if it never had
+	// one: an email's own lead (the one whose id is its token) holds it
+	// without a claim.
+	Seq uint64
+	// Head is that own lead's last event, when it holds it.
+	Head *eventstore.Record
 }
 
 // Claim is a claim to write: the key and what it points to.
@@ -72,11 +116,17 @@ type Claim struct {
 	Claim *eventv1.Claim
 }
 
-// NewLead is a lead's first event and the claims that come with it.
+// NewLead is a lead's first event.
 type NewLead struct {
 	LeadID string
 	Event  *eventv1.Event
-	Claims []Claim
+}
+
+// LeadAppend is events to append to one lead at a version.
+type LeadAppend struct {
+	LeadID   string
+	Expected uint64
+	Events   []*eventv1.Event
 }
 
 // App is intake's use cases.
@@ -87,6 +137,7 @@ type App struct {
 	policy    lifecycle.Policy
 	now       func() time.Time
 	log       *slog.Logger
+	known     knownSet
 }
 
 // Option configures an App.
@@ -124,11 +175,27 @@ func (a *App) leadEvent(leadID string, state lifecycle.State, cmd lifecycle.Comm
 	return lifecycle.NewEvent(leadID, state, cmd, a.policy, payload, meta, now)
 }
 
+// factEvent is an event that records a fact about the person and leaves
+// the lifecycle as it is (a merge candidate, the survivor's side of a
+// merge): it is allowed where a resubmission is, so the shared state
+// machine still refuses it on a merged or erased lead.
+func (a *App) factEvent(leadID string, state lifecycle.State, payload eventPayload, meta envelope.Meta) (*eventv1.Event, error) {
+	ev, _, err := a.leadEvent(leadID, state, lifecycle.Command{Name: lifecycle.Resubmit}, payload, meta, a.now())
+	return ev, err
+}
+
 // stateOf is a lead's state: the lifecycle stamped on its last event.
 func stateOf(recs []eventstore.Record) (lifecycle.State, uint64) {
 	if len(recs) == 0 {
 		return lifecycle.State{}, 0
 	}
-	last := recs[len(recs)-1]
-	return lifecycle.FromProto(last.Event.GetLifecycle()), last.Seq
+	return headState(&recs[len(recs)-1])
+}
+
+// headState is the state and version a lead's last event gives.
+func headState(head *eventstore.Record) (lifecycle.State, uint64) {
+	if head == nil {
+		return lifecycle.State{}, 0
+	}
+	return lifecycle.FromProto(head.Event.GetLifecycle()), head.Seq
 }

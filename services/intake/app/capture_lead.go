@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
@@ -16,7 +18,7 @@ import (
 	"github.com/leadflow/leadflow/services/intake/form"
 )
 
-// Outcome says what a capture did.
+// Outcome says what a command did.
 type Outcome string
 
 // Outcomes of a capture.
@@ -37,25 +39,23 @@ type CaptureResult struct {
 
 // CaptureLead records one form fill. A new identity (normalized email,
 // external id) creates a lead; a known one is recorded on its lead as
-// LeadResubmitted.
+// LeadResubmitted, on the survivor when that lead was merged. The
+// external id is the stronger match. Every identity the capture brings
+// is claimed for its lead; one already held by another lead makes the
+// two a merge candidate, recorded on both.
 //
-// How it stays one lead per identity without an atomic batch (which costs
-// milliseconds on a single-replica file stream): the identity is claimed
-// first, on its own subject, where the server lets exactly one writer win;
-// the lead's first event follows at expected version 0. A claim whose
-// lead has no event yet (its writer crashed, or is about to write) is
-// adopted by the next capture of that identity, which writes the first
-// event itself; the server again lets only one of them win, and the loser
-// records its capture as a resubmission.
+// A new person's lead id is derived from their email (vault.BlindID), so
+// the lead's own subject is the email's claim: the server lets exactly one
+// first event be stored under that id, whoever races. Only after an
+// erasure released the email does a new lead get a fresh id, claimed
+// first; a claim whose lead has no event yet (its writer crashed, or is
+// about to write) is adopted by the next capture, which writes the event.
 //
-// An idempotency key travels in the event's envelope: a repeat of the
-// request finds it in the lead's history and gets the first answer. Keys
-// are matched within the lead the request's identity names, and never
-// expire.
+// A repeated idempotency key returns the first answer from the key's
+// record and writes nothing; reused with other content it is refused.
 //
-// Errors: *ValidationError, lifecycle.ErrRefused (a resubmission on an
-// erased or merged lead), an error matching eventstore.ErrConflict when
-// the lead kept changing under us.
+// Errors: *ValidationError, *KeyReusedError, an error matching
+// eventstore.ErrConflict when the lead kept changing under us.
 func (a *App) CaptureLead(ctx context.Context, in form.Capture, meta envelope.Meta) (CaptureResult, error) {
 	now := a.now()
 	lead, v := form.CheckCapture(in, now)
@@ -65,20 +65,151 @@ func (a *App) CaptureLead(ctx context.Context, in form.Capture, meta envelope.Me
 	if err := invalid(v); err != nil {
 		return CaptureResult{}, err
 	}
+	return a.capture(ctx, lead, a.identity(lead), meta, nil)
+}
+
+// capture is CaptureLead for a checked lead; held, when set, is what its
+// identities' holders were a moment ago (a bulk import's look-up), for
+// the first attempt.
+func (a *App) capture(ctx context.Context, lead form.Lead, ids identities, meta envelope.Meta, held map[ClaimKey]Holder) (CaptureResult, error) {
 	meta.IdempotencyKey = lead.IdempotencyKey
 	meta.OccurredAt = lead.OccurredAt
-	ids := a.identity(lead)
-
-	for attempt := range maxRaces {
-		res, err := a.captureOnce(ctx, lead, ids, meta)
-		if !errors.Is(err, eventstore.ErrConflict) {
+	key, err := a.captureKey(lead)
+	if err != nil {
+		return CaptureResult{}, err
+	}
+	run := &captureRun{l: lead, ids: ids, meta: meta, keys: map[string]*vault.Key{}, held: held}
+	if key.token == "" && run.ids.ext.Token == "" && !a.known.has(run.ids.email.Token) {
+		// Most captures are a new person with an email alone: try the
+		// write first, in one round trip.
+		res, ok, err := a.fastCapture(ctx, run)
+		if err != nil {
 			return res, err
 		}
-		if err := eventstore.AfterConflict(ctx, attempt); err != nil {
-			return CaptureResult{}, err
+		if ok {
+			a.known.add(run.ids.email.Token)
+			return res, nil
 		}
 	}
-	return CaptureResult{}, fmt.Errorf("capture: %w after %d races", eventstore.ErrConflict, maxRaces)
+	ans, err := a.once(ctx, key, func(ctx context.Context) (*plan, error) {
+		return a.planCapture(ctx, run)
+	})
+	if err != nil {
+		return CaptureResult{}, err
+	}
+	a.known.add(run.ids.email.Token)
+	return CaptureResult{LeadID: ans.LeadID, Outcome: ans.Outcome, Replayed: ans.Replayed, Version: ans.Version}, nil
+}
+
+// knownSet remembers emails this process has seen captured, by token: a
+// capture of one skips the write-first attempt, which would lose its race
+// and cost a round trip, and reads first. It is a hint, bounded and
+// forgetful; correctness never depends on it.
+type knownSet struct {
+	mu sync.Mutex
+	m  map[string]struct{}
+}
+
+// maxKnown bounds the hint: forgetting everything at once is cheap and
+// rare, and costs only round trips.
+const maxKnown = 1 << 18
+
+func (k *knownSet) has(token string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	_, ok := k.m[token]
+	return ok
+}
+
+func (k *knownSet) add(token string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.m == nil || len(k.m) >= maxKnown {
+		k.m = make(map[string]struct{})
+	}
+	k.m[token] = struct{}{}
+}
+
+// captureRun is one capture across its attempts.
+type captureRun struct {
+	l    form.Lead
+	ids  identities
+	meta envelope.Meta
+	// keys are data keys stored for this capture, by lead: a later
+	// attempt on the same lead seals with the same key.
+	keys map[string]*vault.Key
+	// held, when set, serves the first attempt instead of a look-up.
+	held map[ClaimKey]Holder
+}
+
+// fastCapture writes a new person's lead without reading first: the
+// first event under the id derived from the email and its data key, sent
+// at once. The server stores the event only if nothing holds the email
+// yet; otherwise ok is false, and the stored key serves the slow path
+// when the lead is the email's own.
+func (a *App) fastCapture(ctx context.Context, run *captureRun) (CaptureResult, bool, error) {
+	leadID := run.ids.email.Token
+	key, err := a.keys.NewKey(leadID)
+	if err != nil {
+		return CaptureResult{}, false, err
+	}
+	ev, err := a.capturedEvent(key, run.l, run.meta)
+	if err != nil {
+		return CaptureResult{}, false, err
+	}
+	saved := make(chan error, 1)
+	go func() { saved <- a.keys.Save(ctx, key) }()
+	v, err := a.leads.Create(ctx, leadID, ev)
+	saveErr := <-saved
+	if err == nil {
+		if err := a.keySaved(ctx, key, saveErr, v); err != nil {
+			return CaptureResult{}, false, err
+		}
+		return CaptureResult{LeadID: leadID, Outcome: Created, Version: v}, true, nil
+	}
+	if !errors.Is(err, eventstore.ErrConflict) {
+		return CaptureResult{}, false, err
+	}
+	if saveErr == nil {
+		run.keys[leadID] = key
+	}
+	return CaptureResult{}, false, nil
+}
+
+// keySaved makes sure the key an event stored at v was sealed with is
+// stored too: a Save that failed beside it is tried again.
+func (a *App) keySaved(ctx context.Context, key *vault.Key, saveErr error, v uint64) error {
+	if saveErr == nil {
+		return nil
+	}
+	if err := a.keys.Save(ctx, key); err != nil {
+		return fmt.Errorf("event stored at %d, its data key not: %w", v, errors.Join(saveErr, err))
+	}
+	return nil
+}
+
+// keyOf is the key a submission to a lead is sealed with: one this
+// capture stored already, the one this process has cached, else a new
+// one to store beside the write (store is true).
+func (a *App) keyOf(run *captureRun, leadID string) (key *vault.Key, store bool, err error) {
+	if k, ok := run.keys[leadID]; ok {
+		return k, false, nil
+	}
+	if k, ok := a.keys.CachedKey(leadID); ok {
+		return k, false, nil
+	}
+	k, err := a.keys.NewKey(leadID)
+	return k, true, err
+}
+
+// captureKey is a capture's idempotency key: the caller's key, over
+// everything the normalized request says.
+func (a *App) captureKey(l form.Lead) (idemKey, error) {
+	content := []proto.Message{l.Contact, l.Profile, l.Attribution, l.ExternalID, ts(l.OccurredAt), l.Actor}
+	for _, c := range l.Consents {
+		content = append(content, c)
+	}
+	return a.newIdemKey("idempotency_key", "capture", l.IdempotencyKey, content...)
 }
 
 // identities are the claim keys of one capture.
@@ -87,175 +218,224 @@ type identities struct {
 }
 
 func (a *App) identity(l form.Lead) identities {
-	ids := identities{email: ClaimKey{"email", a.keys.Blind("email", l.Email)}}
+	ids := identities{email: ClaimKey{KindEmail, a.keys.BlindID(KindEmail, l.Email)}}
 	if l.ExternalID != nil {
-		ids.ext = ClaimKey{"ext", a.keys.Blind("ext", l.ExternalID.GetSystem()+"\x00"+l.ExternalID.GetId())}
+		ids.ext = ClaimKey{KindExt, a.keys.BlindID(KindExt, l.ExternalID.GetSystem()+"\x00"+l.ExternalID.GetId())}
 	}
 	return ids
 }
 
+// all lists the keys, the stronger match first.
 func (ids identities) all() []ClaimKey {
-	if ids.ext.Hash == "" {
+	if ids.ext.Token == "" {
 		return []ClaimKey{ids.email}
 	}
 	return []ClaimKey{ids.ext, ids.email}
 }
 
-func (a *App) captureOnce(ctx context.Context, l form.Lead, ids identities, meta envelope.Meta) (CaptureResult, error) {
-	if ids.ext.Hash != "" {
-		// An external id is the stronger match: look both up first so a
-		// known external id wins over a new email.
-		held, err := a.leads.Claims(ctx, ids.all()...)
-		if err != nil {
-			return CaptureResult{}, err
+// matchedBy names an identity kind as LeadResubmitted and
+// MergeCandidateFound do.
+func matchedBy(kind string) string {
+	if kind == KindExt {
+		return "external_id"
+	}
+	return kind
+}
+
+// planCapture decides one attempt of a capture from the holders of its
+// identities: create a lead, adopt a claimed one without events, or
+// resubmit on the holder.
+func (a *App) planCapture(ctx context.Context, run *captureRun) (*plan, error) {
+	l, ids, meta := run.l, run.ids, run.meta
+	held := run.held
+	run.held = nil
+	if held == nil {
+		var err error
+		if held, err = a.leads.Holders(ctx, ids.all()...); err != nil {
+			return nil, err
 		}
-		for _, k := range ids.all() {
-			if c, ok := held[k]; ok {
-				return a.onExisting(ctx, c.GetLeadId(), k.Kind, l, meta)
-			}
+	}
+	var (
+		target, matched string
+		head            *eventstore.Record
+	)
+	for _, k := range ids.all() {
+		if h := held[k]; h.LeadID != "" {
+			target, matched, head = h.LeadID, k.Kind, h.Head
+			break
 		}
+	}
+	if target == "" {
+		return a.planNew(run, held)
+	}
+	final, head, err := a.follow(ctx, target, head)
+	if err != nil {
+		return nil, err
+	}
+	if head == nil {
+		// A claim whose lead was never written: adopt it.
+		return a.planFirst(run, final, held, nil, nil)
+	}
+	state, version := headState(head)
+	if state.Status == lifecycle.StatusErased {
+		// An erasure cut short before it released its claims: finish
+		// that, then the person is new.
+		if err := a.releaseStale(ctx, []string{target, final}, ids, held, head.Event.GetEventId()); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("identity held by erased lead %s: %w", final, eventstore.ErrConflict)
+	}
+	key, store, err := a.keyOf(run, final)
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := sealPersonal(key, l)
+	if err != nil {
+		return nil, err
+	}
+	profile, attribution := coarse(l)
+	payload := &eventv1.LeadResubmitted{SealedPersonal: sealed, Profile: profile, Attribution: attribution, MatchedBy: matchedBy(matched)}
+	if final != target {
+		payload.MergedFrom = target
+	}
+	ev, _, err := a.leadEvent(final, state, lifecycle.Command{Name: lifecycle.Resubmit}, payload, meta, a.now())
+	if err != nil {
+		return nil, err
+	}
+	p := &plan{leadID: final, event: ev, outcome: Resubmitted, expect: version,
+		then: a.claimRest(final, target, ids, held, meta)}
+	if store {
+		p.saveKey, p.stored = key, run.keys
+	}
+	return p, nil
+}
+
+// planNew creates a lead for a person no lead holds: under the id derived
+// from their email, or, when an erasure released that email (its derived
+// id is the erased lead's), under a fresh id claimed first.
+func (a *App) planNew(run *captureRun, held map[ClaimKey]Holder) (*plan, error) {
+	eh := held[run.ids.email]
+	if eh.Seq == 0 {
+		return a.planFirst(run, run.ids.email.Token, held, nil, nil)
 	}
 	id, err := uuid.NewV7()
 	if err != nil {
-		return CaptureResult{}, err
+		return nil, err
 	}
 	leadID := id.String()
-	key, err := a.keys.NewKey(leadID)
-	if err != nil {
-		return CaptureResult{}, err
-	}
-	// Store the new lead's key while claiming its identity: a key for a
-	// lead id that loses its claim is never used, and costs nothing.
-	saved := make(chan error, 1)
-	go func() { saved <- a.keys.Save(ctx, key) }()
-	err = a.leads.Claim(ctx, ids.email, claimFor(leadID, ids.email))
-	if serr := <-saved; serr != nil && err == nil {
-		return CaptureResult{}, serr
-	}
-	var held *ClaimedError
-	if errors.As(err, &held) {
-		return a.onExisting(ctx, held.Held.GetLeadId(), "email", l, meta)
-	}
-	if err != nil {
-		return CaptureResult{}, err
-	}
-	if ids.ext.Hash != "" {
-		// Lost to a concurrent capture with this external id and another
-		// email: both are recorded; the two leads are a merge candidate.
-		if err := a.leads.Claim(ctx, ids.ext, claimFor(leadID, ids.ext)); err != nil && !errors.As(err, &held) {
-			return CaptureResult{}, err
-		}
-	}
-	return a.create(ctx, key, l, meta)
+	claim := Claim{Key: run.ids.email, Claim: claimFor(leadID, run.ids.email)}
+	return a.planFirst(run, leadID, held, []Claim{claim}, []Holder{eh})
 }
 
-// claimFor is a claim of key for a lead. Its id, unique per lead and kind,
-// lets the store drop a retried publish of the same claim.
-func claimFor(leadID string, key ClaimKey) *eventv1.Claim {
-	return &eventv1.Claim{LeadId: leadID, EventId: "claim-" + key.Kind + "-" + leadID}
-}
-
-// create writes a claimed lead's first event, sealed with its key, which
-// is already stored: a crash in between leaves an unused key, never a
-// lead whose data cannot be read.
-func (a *App) create(ctx context.Context, key *vault.Key, l form.Lead, meta envelope.Meta) (CaptureResult, error) {
-	leadID := key.LeadID()
-	ev, err := a.capturedEvent(key, l, meta)
+// planFirst writes a lead's first event, sealed with a key stored beside
+// it, after the claims in before.
+func (a *App) planFirst(run *captureRun, leadID string, held map[ClaimKey]Holder, before []Claim, seen []Holder) (*plan, error) {
+	key, store, err := a.keyOf(run, leadID)
 	if err != nil {
-		return CaptureResult{}, err
-	}
-	v, err := a.leads.Append(ctx, leadID, 0, ev)
-	if errors.Is(err, eventstore.ErrConflict) {
-		// Another capture adopted the claim first: ours is a resubmission.
-		return a.onExisting(ctx, leadID, "email", l, meta)
-	}
-	if err != nil {
-		return CaptureResult{}, err
-	}
-	return CaptureResult{LeadID: leadID, Outcome: Created, Version: v}, nil
-}
-
-// keyFor returns the lead's data key, making and storing it if the lead
-// has none yet (a new lead, or a claim whose writer died before it).
-func (a *App) keyFor(ctx context.Context, leadID string) (*vault.Key, error) {
-	key, err := a.keys.Key(ctx, leadID)
-	if !errors.Is(err, vault.ErrNoKey) {
-		return key, err
-	}
-	if key, err = a.keys.NewKey(leadID); err != nil {
 		return nil, err
 	}
-	err = a.keys.Save(ctx, key)
-	if errors.Is(err, vault.ErrKeyExists) {
-		// A concurrent adopter stored one first; use that.
-		return a.keys.Key(ctx, leadID)
+	ev, err := a.capturedEvent(key, run.l, run.meta)
+	if err != nil {
+		return nil, err
 	}
-	return key, err
+	p := &plan{leadID: leadID, event: ev, outcome: Created, create: true, before: before, seen: seen,
+		then: a.claimRest(leadID, leadID, run.ids, held, run.meta)}
+	if store {
+		p.saveKey, p.stored = key, run.keys
+	}
+	return p, nil
 }
 
-// onExisting records a capture on the lead that holds its identity: a
-// replay when the idempotency key is in the lead's history, the first
-// event when the lead has none yet (adoption), else a resubmission.
-func (a *App) onExisting(ctx context.Context, leadID, matchedBy string, l form.Lead, meta envelope.Meta) (CaptureResult, error) {
-	recs, err := a.leads.Load(ctx, leadID)
-	if err != nil {
-		return CaptureResult{}, err
-	}
-	if len(recs) == 0 {
-		key, err := a.keyFor(ctx, leadID)
-		if err != nil {
-			return CaptureResult{}, err
-		}
-		return a.create(ctx, key, l, meta)
-	}
-	if k := l.IdempotencyKey; k != "" {
-		for _, r := range recs {
-			if r.Event.GetIdempotencyKey() != k {
+// claimRest claims, after a capture's event, every identity it brought
+// that nobody holds, for lead; an identity another lead holds makes that
+// lead and this one a merge candidate. via is the lead the capture
+// matched before following merges.
+func (a *App) claimRest(lead, via string, ids identities, held map[ClaimKey]Holder, meta envelope.Meta) func(context.Context, *eventv1.Event) error {
+	return func(ctx context.Context, ev *eventv1.Event) error {
+		var errs []error
+		for _, k := range ids.all() {
+			h := held[k]
+			if h.LeadID == "" {
+				// An email's derived id is the lead itself: nothing to claim.
+				if k.Kind == KindEmail && k.Token == lead {
+					continue
+				}
+				err := a.leads.Claim(ctx, k, h, claimFor(lead, k))
+				if !errors.Is(err, eventstore.ErrConflict) {
+					errs = append(errs, err)
+					continue
+				}
+				// Taken meanwhile: by whom?
+				now, err := a.leads.Holders(ctx, k)
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				h = now[k]
+			}
+			if h.LeadID == "" || h.LeadID == lead || h.LeadID == via {
 				continue
 			}
-			switch r.Event.GetPayload().(type) {
-			case *eventv1.Event_LeadCaptured:
-				return CaptureResult{LeadID: leadID, Outcome: Created, Replayed: true}, nil
-			case *eventv1.Event_LeadResubmitted:
-				return CaptureResult{LeadID: leadID, Outcome: Resubmitted, Replayed: true}, nil
+			other, head, err := a.follow(ctx, h.LeadID, nil)
+			if err != nil {
+				errs = append(errs, err)
+				continue
 			}
+			if other == lead || head == nil {
+				continue
+			}
+			errs = append(errs, a.recordCandidate(ctx, lead, other, k.Kind, ev.GetEventId(), meta))
 		}
+		return errors.Join(errs...)
 	}
-	state, version := stateOf(recs)
-	key, err := a.keys.Key(ctx, leadID)
-	if err != nil {
-		return CaptureResult{}, fmt.Errorf("resubmit on %s: %w", leadID, err)
-	}
-	sealed, err := sealContact(key, l.Contact)
-	if err != nil {
-		return CaptureResult{}, err
-	}
-	if matchedBy == "ext" {
-		matchedBy = "external_id"
-	}
-	payload := &eventv1.LeadResubmitted{SealedContact: sealed, Profile: l.Profile, Attribution: l.Attribution, MatchedBy: matchedBy}
-	ev, _, err := a.leadEvent(leadID, state, lifecycle.Command{Name: lifecycle.Resubmit}, payload, meta, a.now())
-	if err != nil {
-		return CaptureResult{}, err
-	}
-	v, err := a.leads.Append(ctx, leadID, version, ev)
-	if err != nil {
-		return CaptureResult{}, err
-	}
-	return CaptureResult{LeadID: leadID, Outcome: Resubmitted, Version: v}, nil
 }
 
-// capturedEvent is a new lead's LeadCaptured, its contact sealed with key.
+// claimFor is a claim of key for a lead. Its id is unique per write, so
+// that the store recognises a retried write as this one.
+func claimFor(leadID string, key ClaimKey) *eventv1.Claim {
+	return &eventv1.Claim{LeadId: leadID, EventId: "claim-" + key.Kind + "-" + uuid.NewString()}
+}
+
+// maxHops bounds how many merges a capture follows: a chain longer than
+// that is a loop nobody should have made.
+const maxHops = 8
+
+// follow goes from a lead to the survivor it was merged into, if any,
+// and returns that lead and its last event (nil: no events).
+func (a *App) follow(ctx context.Context, leadID string, head *eventstore.Record) (string, *eventstore.Record, error) {
+	for range maxHops {
+		if head == nil {
+			var err error
+			if head, err = a.leads.Head(ctx, leadID); err != nil || head == nil {
+				return leadID, nil, err
+			}
+		}
+		state, _ := headState(head)
+		if state.Status != lifecycle.StatusMerged {
+			return leadID, head, nil
+		}
+		survivor := head.Event.GetLeadMerged().GetSurvivorLeadId()
+		if survivor == "" {
+			return leadID, head, nil
+		}
+		leadID, head = survivor, nil
+	}
+	return "", nil, fmt.Errorf("lead %s: more than %d merges in a row", leadID, maxHops)
+}
+
+// capturedEvent is a new lead's LeadCaptured, its personal fields sealed
+// with key.
 func (a *App) capturedEvent(key *vault.Key, l form.Lead, meta envelope.Meta) (*eventv1.Event, error) {
-	sealed, err := sealContact(key, l.Contact)
+	sealed, err := sealPersonal(key, l)
 	if err != nil {
 		return nil, err
 	}
+	profile, attribution := coarse(l)
 	payload := &eventv1.LeadCaptured{
-		SealedContact: sealed,
-		Profile:       l.Profile,
-		Attribution:   l.Attribution,
-		Consents:      l.Consents,
+		SealedPersonal: sealed,
+		Profile:        profile,
+		Attribution:    attribution,
+		Consents:       l.Consents,
 	}
 	if l.ExternalID != nil {
 		payload.ExternalIdSystem = l.ExternalID.GetSystem()
@@ -264,8 +444,32 @@ func (a *App) capturedEvent(key *vault.Key, l form.Lead, meta envelope.Meta) (*e
 	return ev, err
 }
 
-func sealContact(key *vault.Key, c *eventv1.Contact) ([]byte, error) {
-	plain, err := proto.Marshal(c)
+// personalOf gathers a submission's personal fields, to be sealed.
+func personalOf(l form.Lead) *eventv1.Personal {
+	return &eventv1.Personal{
+		Contact:     l.Contact,
+		Company:     l.Profile.GetCompany(),
+		Title:       l.Profile.GetTitle(),
+		UtmSource:   l.Attribution.GetUtmSource(),
+		UtmMedium:   l.Attribution.GetUtmMedium(),
+		UtmCampaign: l.Attribution.GetUtmCampaign(),
+		ExternalId:  l.ExternalID,
+	}
+}
+
+// coarse is what of a submission stays in the clear, for scoring and
+// routing: the profile without company and title, the attribution
+// without UTM tags.
+func coarse(l form.Lead) (*eventv1.Profile, *eventv1.Attribution) {
+	p := proto.Clone(l.Profile).(*eventv1.Profile)
+	p.Company, p.Title = "", ""
+	at := proto.Clone(l.Attribution).(*eventv1.Attribution)
+	at.UtmSource, at.UtmMedium, at.UtmCampaign = "", "", ""
+	return p, at
+}
+
+func sealPersonal(key *vault.Key, l form.Lead) ([]byte, error) {
+	plain, err := proto.Marshal(personalOf(l))
 	if err != nil {
 		return nil, err
 	}
@@ -277,10 +481,8 @@ func (a *App) checkCampaign(ctx context.Context, v *form.Violations, field, id s
 	if id == "" {
 		return nil
 	}
-	for _, x := range *v {
-		if x.Field == field {
-			return nil // already refused for its form
-		}
+	if slices.ContainsFunc(*v, func(x form.Violation) bool { return x.Field == field }) {
+		return nil // already refused for its form
 	}
 	ok, err := a.campaigns.Exists(ctx, id)
 	if err != nil {

@@ -2,10 +2,8 @@ package app
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 
-	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/services/intake/form"
 )
 
@@ -37,12 +35,14 @@ func invalid(v form.Violations) error {
 	return &ValidationError{Violations: v}
 }
 
-// ClaimedError is a claim that is already held, pointing at its lead.
-type ClaimedError struct {
-	Key  ClaimKey
-	Held *eventv1.Claim
+// KeyReusedError is an idempotency key (or activity id) that was used
+// before for a request with other content: a key names one request, so
+// the request is refused and nothing is written.
+type KeyReusedError struct {
+	// Field names the key in the request, e.g. "idempotency_key".
+	Field string
 }
 
-func (e *ClaimedError) Error() string {
-	return fmt.Sprintf("claim %s/%s is held by lead %s", e.Key.Kind, e.Key.Hash, e.Held.GetLeadId())
+func (e *KeyReusedError) Error() string {
+	return e.Field + " was used before for a request with other content; use a new one for a new request"
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -30,10 +31,14 @@ type LeadView struct {
 	Submissions int
 	Activities  int
 	Erased      bool
+	// MergedInto is the survivor while this lead is merged into it.
+	MergedInto string
+	// Absorbed are the leads merged into this one.
+	Absorbed []string
 }
 
-// GetLead folds a lead's events into its current view, opening the
-// latest submitted contact with the lead's key.
+// GetLead folds a lead's events into its current view, opening its
+// submissions' personal fields with the lead's key.
 //
 // Errors: *ValidationError, ErrNotFound.
 func (a *App) GetLead(ctx context.Context, leadID string) (LeadView, error) {
@@ -41,9 +46,54 @@ func (a *App) GetLead(ctx context.Context, leadID string) (LeadView, error) {
 	if err != nil {
 		return LeadView{}, err
 	}
+	view, subs := fold(leadID, recs)
+	if view.Erased {
+		return view, nil
+	}
+	view.Contact = &eventv1.Contact{}
+	for _, sub := range subs {
+		p, err := a.openPersonal(ctx, leadID, sub)
+		switch {
+		case errors.Is(err, vault.ErrShredded):
+			view.Erased, view.Contact = true, nil
+			return view, nil
+		case errors.Is(err, vault.ErrNoKey):
+			// Its key never reached the bucket (a capture cut short
+			// after its event was stored): that submission is lost.
+			a.log.WarnContext(ctx, "submission without its key", "lead", leadID, "seq", sub.rec.Seq)
+			continue
+		case err != nil:
+			return LeadView{}, err
+		}
+		// A later submission adds what it says and keeps the rest.
+		proto.Merge(view.Contact, p.GetContact())
+		proto.Merge(view.Profile, &eventv1.Profile{Company: p.GetCompany(), Title: p.GetTitle()})
+		if sub.first {
+			proto.Merge(view.Attribution, &eventv1.Attribution{UtmSource: p.GetUtmSource(), UtmMedium: p.GetUtmMedium(), UtmCampaign: p.GetUtmCampaign()})
+		}
+	}
+	return view, nil
+}
+
+// submission is one form fill in a lead's history.
+type submission struct {
+	rec   eventstore.Record
+	first bool // LeadCaptured
+	// sealed is a Personal, or a Contact in events older than Personal.
+	sealed      []byte
+	legacy      bool
+	profile     *eventv1.Profile
+	attribution *eventv1.Attribution
+	consents    []*eventv1.Consent
+}
+
+// fold is the view of a lead's events without opening anything sealed,
+// and the submissions to open.
+func fold(leadID string, recs []eventstore.Record) (LeadView, []submission) {
 	state, version := stateOf(recs)
-	view := LeadView{LeadID: leadID, State: state, Version: version, Profile: &eventv1.Profile{}, Attribution: &eventv1.Attribution{}}
-	var sealed [][]byte
+	view := LeadView{LeadID: leadID, State: state, Version: version, Profile: &eventv1.Profile{}, Attribution: &eventv1.Attribution{},
+		Erased: state.Status == lifecycle.StatusErased}
+	var subs []submission
 	consents := map[eventv1.ConsentChannel]*eventv1.Consent{}
 	var order []eventv1.ConsentChannel
 	setConsent := func(c *eventv1.Consent) {
@@ -61,7 +111,11 @@ func (a *App) GetLead(ctx context.Context, leadID string) (LeadView, error) {
 		case *eventv1.LeadCaptured:
 			view.CapturedAt = ev.GetOccurredAt().AsTime()
 			view.Submissions++
-			sealed = append(sealed, p.GetSealedContact())
+			sub := submission{rec: r, first: true, sealed: p.GetSealedPersonal(), profile: p.GetProfile(), attribution: p.GetAttribution(), consents: p.GetConsents()}
+			if len(sub.sealed) == 0 {
+				sub.sealed, sub.legacy = p.GetSealedContact(), true
+			}
+			subs = append(subs, sub)
 			proto.Merge(view.Profile, p.GetProfile())
 			proto.Merge(view.Attribution, p.GetAttribution())
 			for _, c := range p.GetConsents() {
@@ -69,12 +123,28 @@ func (a *App) GetLead(ctx context.Context, leadID string) (LeadView, error) {
 			}
 		case *eventv1.LeadResubmitted:
 			view.Submissions++
-			sealed = append(sealed, p.GetSealedContact())
+			sub := submission{rec: r, sealed: p.GetSealedPersonal(), profile: p.GetProfile(), attribution: p.GetAttribution()}
+			if len(sub.sealed) == 0 {
+				sub.sealed, sub.legacy = p.GetSealedContact(), true
+			}
+			subs = append(subs, sub)
 			proto.Merge(view.Profile, p.GetProfile())
 		case *eventv1.ActivityRecorded:
 			view.Activities++
 		case *eventv1.ConsentChanged:
 			setConsent(p.GetConsent())
+		case *eventv1.LeadMerged:
+			if p.GetSurvivorLeadId() == leadID {
+				view.Absorbed = append(view.Absorbed, p.GetAbsorbedLeadId())
+			} else {
+				view.MergedInto = p.GetSurvivorLeadId()
+			}
+		case *eventv1.LeadUnmerged:
+			if p.GetSurvivorLeadId() == leadID {
+				view.Absorbed = slices.DeleteFunc(view.Absorbed, func(id string) bool { return id == p.GetAbsorbedLeadId() })
+			} else {
+				view.MergedInto = ""
+			}
 		case *eventv1.LeadErased:
 			view.Erased = true
 		}
@@ -82,34 +152,30 @@ func (a *App) GetLead(ctx context.Context, leadID string) (LeadView, error) {
 	for _, ch := range order {
 		view.Consents = append(view.Consents, consents[ch])
 	}
-	if !view.Erased {
-		contact, err := a.openContacts(ctx, leadID, sealed)
-		if errors.Is(err, vault.ErrShredded) {
-			view.Erased = true
-		} else if err != nil {
-			return LeadView{}, err
-		}
-		view.Contact = contact
-	}
-	return view, nil
+	return view, subs
 }
 
-// openContacts opens every submitted contact of a lead, oldest first,
-// and merges them: the latest value of each field wins.
-func (a *App) openContacts(ctx context.Context, leadID string, sealed [][]byte) (*eventv1.Contact, error) {
-	out := &eventv1.Contact{}
-	for _, s := range sealed {
-		plain, err := a.keys.Open(ctx, leadID, s)
-		if err != nil {
-			return nil, fmt.Errorf("open contact of %s: %w", leadID, err)
-		}
+// openPersonal opens one submission's personal fields.
+func (a *App) openPersonal(ctx context.Context, leadID string, sub submission) (*eventv1.Personal, error) {
+	if len(sub.sealed) == 0 {
+		return &eventv1.Personal{}, nil
+	}
+	plain, err := a.keys.Open(ctx, leadID, sub.sealed)
+	if err != nil {
+		return nil, fmt.Errorf("open submission %d of %s: %w", sub.rec.Seq, leadID, err)
+	}
+	if sub.legacy {
 		c := &eventv1.Contact{}
 		if err := proto.Unmarshal(plain, c); err != nil {
 			return nil, fmt.Errorf("decode contact of %s: %w", leadID, err)
 		}
-		proto.Merge(out, c)
+		return &eventv1.Personal{Contact: c}, nil
 	}
-	return out, nil
+	p := &eventv1.Personal{}
+	if err := proto.Unmarshal(plain, p); err != nil {
+		return nil, fmt.Errorf("decode personal data of %s: %w", leadID, err)
+	}
+	return p, nil
 }
 
 // TimelineEntry is one event of a lead with a one-line summary.
@@ -136,7 +202,7 @@ func (a *App) GetLeadTimeline(ctx context.Context, leadID string) ([]TimelineEnt
 
 func (a *App) load(ctx context.Context, leadID string) ([]eventstore.Record, error) {
 	var v form.Violations
-	form.ID(&v, "lead_id", leadID, true)
+	form.LeadID(&v, "lead_id", leadID)
 	if err := invalid(v); err != nil {
 		return nil, err
 	}
@@ -183,6 +249,14 @@ func Summarize(ev *eventv1.Event) string {
 		what = fmt.Sprintf("qualified with %d ≥ %d", p.GetScore(), p.GetThreshold())
 	case *eventv1.LeadDisqualified:
 		what = fmt.Sprintf("disqualified: %s", p.GetReason())
+	case *eventv1.LeadMerged:
+		what = fmt.Sprintf("merged: %s into %s", p.GetAbsorbedLeadId(), p.GetSurvivorLeadId())
+	case *eventv1.LeadUnmerged:
+		what = fmt.Sprintf("unmerged: %s from %s", p.GetAbsorbedLeadId(), p.GetSurvivorLeadId())
+	case *eventv1.MergeCandidateFound:
+		what = fmt.Sprintf("merge candidate: lead %s holds this person's %s", p.GetOtherLeadId(), p.GetIdentity())
+	case *eventv1.LeadErased:
+		what = fmt.Sprintf("erased: %s", p.GetReason())
 	default:
 		what = ev.GetEventType()
 	}

@@ -3,9 +3,9 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
-
-	"github.com/google/uuid"
+	"sync"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
@@ -13,10 +13,13 @@ import (
 	"github.com/leadflow/leadflow/services/intake/form"
 )
 
-// ImportChunk is how many rows ImportLeads takes at once: with up to three
-// messages a row (event, email and external id claims) one chunk fits in
-// one atomic batch.
-const ImportChunk = eventstore.MaxBatch / 4
+// ImportChunk is how many rows ImportLeads takes at once: enough to keep
+// the connection busy with the rows' writes in flight together.
+const ImportChunk = 1000
+
+// importWorkers bounds how many people's rows go through CaptureLead at
+// once.
+const importWorkers = 128
 
 // ImportRow is one row of a bulk import.
 type ImportRow struct {
@@ -32,19 +35,24 @@ type ImportResult struct {
 	Err    error
 }
 
-// ImportLeads captures up to ImportChunk rows. Rows whose identities are
-// new, and distinct within the chunk, are stored in one atomic batch
-// (claims and events together; keys saved before it). The rest (known
-// identities, a person twice in the chunk, a batch that lost a race) go
-// through CaptureLead one by one, in row order, so every row gets exactly
-// CaptureLead's semantics. Results are in row order.
+// ImportLeads captures up to ImportChunk rows. Rows of new people
+// (no identity held or ever claimed, distinct within the chunk, no
+// idempotency key) are written together, each as CaptureLead would write
+// it (its first event under the id derived from its email, its data key
+// beside it, then its external id claim), all sent at once rather than one
+// after the other. The rest (known people, a person twice in the chunk,
+// keyed rows, a new person someone else captured meanwhile) go through
+// CaptureLead: rows of one person in row order, different people side by
+// side. So every row gets exactly CaptureLead's semantics. Results are in
+// row order.
 func (a *App) ImportLeads(ctx context.Context, rows []ImportRow, meta envelope.Meta) []ImportResult {
 	out := make([]ImportResult, len(rows))
 	now := a.now()
 	type pending struct {
-		i   int
-		l   form.Lead
-		ids identities
+		i    int
+		l    form.Lead
+		ids  identities
+		held map[ClaimKey]Holder // the chunk's look-up, if the row had one
 	}
 	var fresh, single []pending
 	taken := map[ClaimKey]bool{}
@@ -63,28 +71,36 @@ func (a *App) ImportLeads(ctx context.Context, rows []ImportRow, meta envelope.M
 			continue
 		}
 		p := pending{i: i, l: l, ids: a.identity(l)}
-		if slices.ContainsFunc(p.ids.all(), func(k ClaimKey) bool { return taken[k] }) {
-			// The same person again in this chunk: after the batch it
-			// finds the first row's lead and resubmits on it.
+		repeat := slices.ContainsFunc(p.ids.all(), func(k ClaimKey) bool { return taken[k] })
+		for _, k := range p.ids.all() {
+			taken[k] = true
+		}
+		if l.IdempotencyKey != "" || repeat {
+			// A keyed row needs its record looked up; the same person
+			// again in this chunk finds the first row's lead and resubmits
+			// on it.
 			single = append(single, p)
 			continue
 		}
-		for _, k := range p.ids.all() {
-			taken[k] = true
-			keys = append(keys, k)
-		}
+		keys = append(keys, p.ids.all()...)
 		fresh = append(fresh, p)
 	}
 
-	held, err := a.leads.Claims(ctx, keys...)
+	held, err := a.leads.Holders(ctx, keys...)
 	if err != nil {
 		single, fresh = append(fresh, single...), nil
 	}
-	var batch []NewLead
-	var dataKeys []*vault.Key
-	var inBatch []pending
+	var (
+		news     []NewLead
+		dataKeys []*vault.Key
+		created  []pending
+	)
 	for _, p := range fresh {
-		if slices.ContainsFunc(p.ids.all(), func(k ClaimKey) bool { _, ok := held[k]; return ok }) {
+		if slices.ContainsFunc(p.ids.all(), func(k ClaimKey) bool { return held[k] != (Holder{}) }) {
+			p.held = map[ClaimKey]Holder{}
+			for _, k := range p.ids.all() {
+				p.held[k] = held[k]
+			}
 			single = append(single, p)
 			continue
 		}
@@ -93,46 +109,98 @@ func (a *App) ImportLeads(ctx context.Context, rows []ImportRow, meta envelope.M
 			out[p.i].Err = err
 			continue
 		}
-		batch, dataKeys, inBatch = append(batch, nl), append(dataKeys, key), append(inBatch, p)
+		news, dataKeys, created = append(news, nl), append(dataKeys, key), append(created, p)
 	}
-	if len(batch) > 0 {
-		err := a.keys.Save(ctx, dataKeys...)
-		var versions []uint64
-		if err == nil {
-			versions, err = a.leads.Create(ctx, batch...)
-		}
-		var held *ClaimedError
-		switch {
-		case err == nil:
-			for j, p := range inBatch {
-				out[p.i].Result = CaptureResult{LeadID: batch[j].LeadID, Outcome: Created, Version: versions[j]}
-			}
-		case errors.As(err, &held) || errors.Is(err, eventstore.ErrConflict):
-			// Someone captured one of these people since we looked:
-			// nothing of the batch was stored; go row by row.
-			single = append(single, inBatch...)
-		default:
-			for _, p := range inBatch {
-				out[p.i].Err = err
+	if len(news) > 0 {
+		saved := make(chan error, 1)
+		go func() { saved <- a.keys.Save(ctx, dataKeys...) }()
+		versions, errs := a.leads.CreateEach(ctx, news)
+		if serr := <-saved; serr != nil {
+			// Save is idempotent: once more for every key, and a row
+			// stored without its key fails.
+			if serr = a.keys.Save(ctx, dataKeys...); serr != nil {
+				for j := range errs {
+					if errs[j] == nil {
+						errs[j] = fmt.Errorf("lead stored at %d, its data key not: %w", versions[j], serr)
+					}
+				}
 			}
 		}
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, importWorkers)
+		for j, p := range created {
+			switch {
+			case errs[j] == nil:
+				out[p.i].Result = CaptureResult{LeadID: news[j].LeadID, Outcome: Created, Version: versions[j]}
+				a.known.add(p.ids.email.Token)
+				if p.ids.ext.Token == "" {
+					continue
+				}
+				// The external id, claimed after the lead exists, as
+				// CaptureLead does.
+				then := a.claimRest(news[j].LeadID, news[j].LeadID, p.ids, held, meta)
+				ev := news[j].Event
+				wg.Go(func() {
+					sem <- struct{}{}
+					defer func() { <-sem }()
+					if err := then(ctx, ev); err != nil && ctx.Err() == nil {
+						a.log.WarnContext(ctx, "follow-up writes failed; the next capture retries them", "lead", ev.GetLeadId(), "err", err)
+					}
+				})
+			case errors.Is(errs[j], eventstore.ErrConflict):
+				// Captured by someone else since we looked.
+				single = append(single, p)
+			default:
+				out[p.i].Err = errs[j]
+			}
+		}
+		wg.Wait()
 	}
-	// Row order, so a repeated person resubmits on the lead its first
-	// row made.
+
+	// Rows of one person (sharing an identity) in row order, so that a
+	// repeated person resubmits on the lead its first row made; people
+	// side by side.
 	slices.SortFunc(single, func(x, y pending) int { return x.i - y.i })
+	group := map[ClaimKey]int{}
+	var groups [][]pending
 	for _, p := range single {
-		out[p.i].Result, out[p.i].Err = a.CaptureLead(ctx, rows[p.i].Capture, meta)
+		g := -1
+		for _, k := range p.ids.all() {
+			if x, ok := group[k]; ok {
+				g = x
+				break
+			}
+		}
+		if g < 0 {
+			g = len(groups)
+			groups = append(groups, nil)
+		}
+		groups[g] = append(groups[g], p)
+		for _, k := range p.ids.all() {
+			if _, ok := group[k]; !ok {
+				group[k] = g
+			}
+		}
 	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, importWorkers)
+	for _, g := range groups {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			for _, p := range g {
+				out[p.i].Result, out[p.i].Err = a.capture(ctx, p.l, p.ids, meta, p.held)
+			}
+		})
+	}
+	wg.Wait()
 	return out
 }
 
-// newLead is a lead's first event and identity claims, for a batch.
+// newLead is a new person's first event, under the id derived from their
+// email, and the new key it is sealed with.
 func (a *App) newLead(l form.Lead, ids identities, meta envelope.Meta) (NewLead, *vault.Key, error) {
-	id, err := uuid.NewV7()
-	if err != nil {
-		return NewLead{}, nil, err
-	}
-	key, err := a.keys.NewKey(id.String())
+	key, err := a.keys.NewKey(ids.email.Token)
 	if err != nil {
 		return NewLead{}, nil, err
 	}
@@ -141,9 +209,5 @@ func (a *App) newLead(l form.Lead, ids identities, meta envelope.Meta) (NewLead,
 	if err != nil {
 		return NewLead{}, nil, err
 	}
-	nl := NewLead{LeadID: key.LeadID(), Event: ev}
-	for _, k := range ids.all() {
-		nl.Claims = append(nl.Claims, Claim{k, claimFor(key.LeadID(), k)})
-	}
-	return nl, key, nil
+	return NewLead{LeadID: key.LeadID(), Event: ev}, key, nil
 }

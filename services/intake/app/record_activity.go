@@ -2,12 +2,12 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
 	"github.com/leadflow/leadflow/pkg/envelope"
-	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/services/intake/form"
@@ -30,14 +30,17 @@ type Written struct {
 	Replayed bool
 }
 
-// RecordActivity appends ActivityRecorded to a lead. The activity id makes
-// a repeat a no-op: it is found in the lead's history.
+// RecordActivity appends ActivityRecorded to a lead, its free-text detail
+// sealed with the lead's key. The activity id is the command's
+// idempotency key: a repeat returns the first answer from its record,
+// and the same id with other content is refused.
 //
-// Errors: *ValidationError, ErrNotFound, lifecycle.ErrRefused (an erased
-// or merged lead), eventstore.ErrConflict after repeated races.
+// Errors: *ValidationError, *KeyReusedError, ErrNotFound,
+// lifecycle.ErrRefused (an erased or merged lead), eventstore.ErrConflict
+// after repeated races.
 func (a *App) RecordActivity(ctx context.Context, in RecordActivity, meta envelope.Meta) (Written, error) {
 	var v form.Violations
-	form.ID(&v, "lead_id", in.LeadID, true)
+	form.LeadID(&v, "lead_id", in.LeadID)
 	form.ID(&v, "activity_id", in.ActivityID, true)
 	form.Enum(&v, "type", int32(in.Type), form.Defined(eventv1.ActivityType_name), true)
 	form.ID(&v, "campaign_id", in.CampaignID, false)
@@ -51,48 +54,56 @@ func (a *App) RecordActivity(ctx context.Context, in RecordActivity, meta envelo
 		return Written{}, err
 	}
 	meta.Actor, meta.OccurredAt = orActor(in.Actor, meta.Actor), in.OccurredAt
-	payload := &eventv1.ActivityRecorded{ActivityId: in.ActivityID, Type: in.Type, CampaignId: in.CampaignID, Detail: in.Detail}
-	seen := func(ev *eventv1.Event) bool {
-		return ev.GetActivityRecorded().GetActivityId() == in.ActivityID
+	key, err := a.newIdemKey("activity_id", "activity", in.ActivityID,
+		wrapperspb.String(in.LeadID), &eventv1.ActivityRecorded{Type: in.Type, CampaignId: in.CampaignID, Detail: in.Detail},
+		ts(in.OccurredAt), in.Actor)
+	if err != nil {
+		return Written{}, err
 	}
-	return a.appendToLead(ctx, in.LeadID, lifecycle.Command{Name: lifecycle.RecordActivity}, payload, meta, seen)
+	key.pure = true // planOnLead only reads
+	cmd := lifecycle.Command{Name: lifecycle.RecordActivity}
+	ans, err := a.once(ctx, key, func(ctx context.Context) (*plan, error) {
+		return a.planOnLead(ctx, in.LeadID, cmd, meta, func(state lifecycle.State) (eventPayload, error) {
+			payload := &eventv1.ActivityRecorded{ActivityId: in.ActivityID, Type: in.Type, CampaignId: in.CampaignID}
+			if in.Detail == "" {
+				return payload, nil
+			}
+			k, err := a.keys.Key(ctx, in.LeadID)
+			if err != nil {
+				return nil, fmt.Errorf("seal detail for %s: %w", in.LeadID, err)
+			}
+			payload.SealedDetail, err = k.Seal([]byte(in.Detail))
+			return payload, err
+		})
+	})
+	return Written{Version: ans.Version, Replayed: ans.Replayed}, err
 }
 
-// appendToLead is the read-decide-append loop of every command on an
-// existing lead: load, stop if seen says the command already happened,
-// decide, append at the loaded version, and on a lost race do it again.
-func (a *App) appendToLead(ctx context.Context, leadID string, cmd lifecycle.Command, payload eventPayload, meta envelope.Meta, seen func(*eventv1.Event) bool) (Written, error) {
-	for attempt := range maxRaces {
-		recs, err := a.leads.Load(ctx, leadID)
-		if err != nil {
-			return Written{}, err
-		}
-		if len(recs) == 0 {
-			return Written{}, fmt.Errorf("lead %s: %w", leadID, ErrNotFound)
-		}
-		state, version := stateOf(recs)
-		for _, r := range recs {
-			if seen(r.Event) {
-				return Written{Version: version, Replayed: true}, nil
-			}
-		}
-		ev, _, err := a.leadEvent(leadID, state, cmd, payload, meta, a.now())
-		if err != nil {
-			return Written{}, err
-		}
-		nv, err := a.leads.Append(ctx, leadID, version, ev)
-		if errors.Is(err, eventstore.ErrConflict) {
-			if err := eventstore.AfterConflict(ctx, attempt); err != nil {
-				return Written{}, err
-			}
-			continue
-		}
-		if err != nil {
-			return Written{}, err
-		}
-		return Written{Version: nv}, nil
+// planOnLead decides a command on an existing lead from its last event:
+// the lifecycle first, then the payload (which may need the lead's key).
+func (a *App) planOnLead(ctx context.Context, leadID string, cmd lifecycle.Command, meta envelope.Meta, payload func(lifecycle.State) (eventPayload, error)) (*plan, error) {
+	head, err := a.leads.Head(ctx, leadID)
+	if err != nil {
+		return nil, err
 	}
-	return Written{}, fmt.Errorf("lead %s: %w after %d races", leadID, eventstore.ErrConflict, maxRaces)
+	if head == nil {
+		return nil, fmt.Errorf("lead %s: %w", leadID, ErrNotFound)
+	}
+	state, version := headState(head)
+	now := a.now()
+	// Refuse before sealing: an erased lead has no key to seal with.
+	if _, err := lifecycle.Decide(state, cmd, a.policy, now); err != nil {
+		return nil, err
+	}
+	p, err := payload(state)
+	if err != nil {
+		return nil, err
+	}
+	ev, _, err := a.leadEvent(leadID, state, cmd, p, meta, now)
+	if err != nil {
+		return nil, err
+	}
+	return &plan{leadID: leadID, event: ev, outcome: Recorded, expect: version}, nil
 }
 
 func orActor(a, fallback *eventv1.Actor) *eventv1.Actor {

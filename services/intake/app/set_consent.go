@@ -4,6 +4,8 @@ import (
 	"context"
 	"strings"
 
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
 	"github.com/leadflow/leadflow/pkg/envelope"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
@@ -19,14 +21,15 @@ type SetConsent struct {
 	Actor          *eventv1.Actor
 }
 
-// SetConsent appends ConsentChanged. With an idempotency key, a repeat is
-// found in the lead's history and is a no-op.
+// SetConsent appends ConsentChanged. With an idempotency key, a repeat
+// returns the first answer from the key's record, and the same key with
+// other content is refused.
 //
-// Errors: *ValidationError, ErrNotFound, lifecycle.ErrRefused,
-// eventstore.ErrConflict after repeated races.
+// Errors: *ValidationError, *KeyReusedError, ErrNotFound,
+// lifecycle.ErrRefused, eventstore.ErrConflict after repeated races.
 func (a *App) SetConsent(ctx context.Context, in SetConsent, meta envelope.Meta) (Written, error) {
 	var v form.Violations
-	form.ID(&v, "lead_id", in.LeadID, true)
+	form.LeadID(&v, "lead_id", in.LeadID)
 	if in.Consent == nil {
 		v.Add("consent", "is required")
 	} else {
@@ -44,8 +47,14 @@ func (a *App) SetConsent(ctx context.Context, in SetConsent, meta envelope.Meta)
 	}
 	meta.Actor, meta.IdempotencyKey = orActor(in.Actor, meta.Actor), in.IdempotencyKey
 	payload := &eventv1.ConsentChanged{Consent: in.Consent, Source: in.Source}
-	seen := func(ev *eventv1.Event) bool {
-		return in.IdempotencyKey != "" && ev.GetConsentChanged() != nil && ev.GetIdempotencyKey() == in.IdempotencyKey
+	key, err := a.newIdemKey("idempotency_key", "consent", in.IdempotencyKey, wrapperspb.String(in.LeadID), payload, in.Actor)
+	if err != nil {
+		return Written{}, err
 	}
-	return a.appendToLead(ctx, in.LeadID, lifecycle.Command{Name: lifecycle.ChangeConsent}, payload, meta, seen)
+	key.pure = true // planOnLead only reads
+	cmd := lifecycle.Command{Name: lifecycle.ChangeConsent}
+	ans, err := a.once(ctx, key, func(ctx context.Context) (*plan, error) {
+		return a.planOnLead(ctx, in.LeadID, cmd, meta, func(lifecycle.State) (eventPayload, error) { return payload, nil })
+	})
+	return Written{Version: ans.Version, Replayed: ans.Replayed}, err
 }

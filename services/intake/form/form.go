@@ -12,6 +12,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/google/uuid"
+
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 )
 
@@ -89,6 +91,18 @@ func ID(v *Violations, field, s string, required bool) {
 		v.Add(field, "is required")
 	case s != "" && !idRE.MatchString(s):
 		v.Add(field, "must be 1-128 characters of letters, digits, '.', '_', ':' or '-', starting with a letter or digit")
+	}
+}
+
+// LeadID checks a lead id: a UUID in canonical form, the only shape
+// Leadflow gives a lead, so that no caller's text becomes a subject token.
+func LeadID(v *Violations, field, s string) {
+	if s == "" {
+		v.Add(field, "is required")
+		return
+	}
+	if u, err := uuid.Parse(s); err != nil || u.String() != s {
+		v.Add(field, "must be a lead id: a lower-case UUID like 0199aaaa-0000-7000-8000-000000000000")
 	}
 }
 

@@ -9,11 +9,13 @@ import (
 	"log/slog"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
+	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
 	"github.com/leadflow/leadflow/pkg/grpcserver"
@@ -180,11 +182,16 @@ func (g *GRPC) GetLead(ctx context.Context, r *intakev1.GetLeadRequest) (*intake
 	if err != nil {
 		return nil, g.status(ctx, "GetLead", err)
 	}
-	return &intakev1.GetLeadResponse{Lead: &intakev1.Lead{
+	return &intakev1.GetLeadResponse{Lead: leadOf(v)}, nil
+}
+
+func leadOf(v app.LeadView) *intakev1.Lead {
+	return &intakev1.Lead{
 		LeadId: v.LeadID, Lifecycle: lifecycle.ToProto(v.State), Contact: v.Contact, Profile: v.Profile,
 		Attribution: v.Attribution, Consents: v.Consents, CapturedAt: pbTime(v.CapturedAt), UpdatedAt: pbTime(v.UpdatedAt),
 		Version: v.Version, Submissions: int32(v.Submissions), Activities: int32(v.Activities), Erased: v.Erased,
-	}}, nil
+		MergedInto: v.MergedInto, AbsorbedLeadIds: v.Absorbed,
+	}
 }
 
 // GetLeadTimeline returns a lead's events from the stream.
@@ -200,10 +207,61 @@ func (g *GRPC) GetLeadTimeline(ctx context.Context, r *intakev1.GetLeadTimelineR
 	return out, nil
 }
 
+// EraseLead erases a lead's personal data.
+func (g *GRPC) EraseLead(ctx context.Context, r *intakev1.EraseLeadRequest) (*intakev1.EraseLeadResponse, error) {
+	w, err := g.app.EraseLead(ctx, app.EraseLead{LeadID: r.GetLeadId(), Reason: r.GetReason(), Actor: r.GetActor()}, meta(ctx, r.GetActor()))
+	if err != nil {
+		return nil, g.status(ctx, "EraseLead", err)
+	}
+	return &intakev1.EraseLeadResponse{Version: w.Version, Replayed: w.Replayed}, nil
+}
+
+// ExportLead returns everything held about a lead, decrypted.
+func (g *GRPC) ExportLead(ctx context.Context, r *intakev1.ExportLeadRequest) (*intakev1.ExportLeadResponse, error) {
+	x, err := g.app.ExportLead(ctx, r.GetLeadId())
+	if err != nil {
+		return nil, g.status(ctx, "ExportLead", err)
+	}
+	out := &intakev1.ExportLeadResponse{Lead: leadOf(x.View)}
+	for _, s := range x.Submissions {
+		out.Submissions = append(out.Submissions, &intakev1.ExportedSubmission{Sequence: s.Seq, OccurredAt: pbTime(s.OccurredAt), EventType: s.EventType,
+			Personal: s.Personal, Profile: s.Profile, Attribution: s.Attribution, Consents: s.Consents})
+	}
+	for _, a := range x.Activities {
+		out.Activities = append(out.Activities, &intakev1.ExportedActivity{Sequence: a.Seq, OccurredAt: pbTime(a.OccurredAt), ActivityId: a.ActivityID,
+			Type: a.Type, CampaignId: a.CampaignID, Detail: a.Detail})
+	}
+	for _, e := range x.Events {
+		out.Events = append(out.Events, &intakev1.TimelineEntry{Sequence: e.Record.Seq, Event: e.Record.Event, Summary: e.Summary})
+	}
+	return out, nil
+}
+
+// MergeLeads merges the absorbed lead into the survivor.
+func (g *GRPC) MergeLeads(ctx context.Context, r *intakev1.MergeLeadsRequest) (*intakev1.MergeLeadsResponse, error) {
+	m, err := g.app.MergeLeads(ctx, app.MergeLeads{Survivor: r.GetSurvivorLeadId(), Absorbed: r.GetAbsorbedLeadId(), Reason: r.GetReason(), Actor: r.GetActor()}, meta(ctx, r.GetActor()))
+	if err != nil {
+		return nil, g.status(ctx, "MergeLeads", err)
+	}
+	return &intakev1.MergeLeadsResponse{SurvivorVersion: m.Survivor, AbsorbedVersion: m.Absorbed, Replayed: m.Replayed}, nil
+}
+
+// UnmergeLeads undoes a merge.
+func (g *GRPC) UnmergeLeads(ctx context.Context, r *intakev1.UnmergeLeadsRequest) (*intakev1.UnmergeLeadsResponse, error) {
+	m, err := g.app.UnmergeLeads(ctx, app.MergeLeads{Survivor: r.GetSurvivorLeadId(), Absorbed: r.GetAbsorbedLeadId(), Reason: r.GetReason(), Actor: r.GetActor()}, meta(ctx, r.GetActor()))
+	if err != nil {
+		return nil, g.status(ctx, "UnmergeLeads", err)
+	}
+	return &intakev1.UnmergeLeadsResponse{SurvivorVersion: m.Survivor, AbsorbedVersion: m.Absorbed, Replayed: m.Replayed}, nil
+}
+
 // status maps an app error to a gRPC status, handling it once: intake's
 // own errors here, the shared ones (and logging) in grpcserver.Status.
 func (g *GRPC) status(ctx context.Context, method string, err error) error {
-	var ve *app.ValidationError
+	var (
+		ve *app.ValidationError
+		ke *app.KeyReusedError
+	)
 	switch {
 	case errors.As(err, &ve):
 		fields := make([]grpcserver.FieldViolation, len(ve.Violations))
@@ -211,12 +269,28 @@ func (g *GRPC) status(ctx context.Context, method string, err error) error {
 			fields[i] = grpcserver.FieldViolation{Field: v.Field, Description: v.Description}
 		}
 		return grpcserver.InvalidArgument(ve.Error(), fields...)
+	case errors.As(err, &ke):
+		return withField(codes.AlreadyExists, ke.Error(), ke.Field)
+	case errors.Is(err, eventstore.ErrUnknownOutcome):
+		// Nothing is known to be lost: the same request again (same
+		// key) finds out, and stores it at most once.
+		return status.Error(codes.Unavailable, "the write's outcome is unknown; send the same request again")
 	case errors.Is(err, app.ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, app.ErrAlreadyExists):
 		return status.Error(codes.AlreadyExists, err.Error())
 	}
 	return grpcserver.Status(ctx, g.log, method, err)
+}
+
+// withField is a status whose details name the field at fault
+// (google.rpc.BadRequest), as INVALID_ARGUMENT's do.
+func withField(code codes.Code, msg, field string) error {
+	st := status.New(code, msg)
+	if d, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: msg}}}); err == nil {
+		st = d
+	}
+	return st.Err()
 }
 
 func asTime(t *timestamppb.Timestamp) (out time.Time) {

@@ -1,0 +1,208 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	handoffv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/handoff/v1"
+)
+
+var salesOps = &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "olga.sales-ops", Team: eventv1.Team_TEAM_SALES}
+
+// seedRouting loads the demo routing data through handoff's API, before
+// any lead qualifies: two teams working around the clock (so the demo
+// routes at any hour), a weighted pool each, an account, territory rules,
+// and for enterprise leads a 20-second acceptance SLA, so that the demo
+// shows a breach escalating. Setting the same data again changes nothing.
+func seedRouting(ctx context.Context, conns map[string]*grpc.ClientConn) error {
+	if conns["handoff"] == nil {
+		return nil
+	}
+	h := handoffv1.NewHandoffServiceClient(conns["handoff"])
+	calls := []func() error{}
+	add := func(f func() error) { calls = append(calls, f) }
+	for _, t := range []string{"emea", "americas"} {
+		add(func() error {
+			_, err := h.PutTeam(ctx, &handoffv1.PutTeamRequest{Team: &eventv1.SalesTeam{TeamId: t}, ChangedBy: salesOps})
+			return err
+		})
+	}
+	for _, r := range [][2]string{{"ana", "emea"}, {"ben", "emea"}, {"maya", "emea"}, {"carla", "americas"}, {"dev", "americas"}, {"mark", "americas"}} {
+		add(func() error {
+			_, err := h.PutRep(ctx, &handoffv1.PutRepRequest{Rep: &eventv1.Rep{RepId: r[0], TeamId: r[1], Capacity: 25, Active: true}, ChangedBy: salesOps})
+			return err
+		})
+	}
+	for t, mgr := range map[string]string{"emea": "maya", "americas": "mark"} {
+		add(func() error {
+			_, err := h.PutTeam(ctx, &handoffv1.PutTeamRequest{Team: &eventv1.SalesTeam{TeamId: t, ManagerRepId: mgr}, ChangedBy: salesOps})
+			return err
+		})
+	}
+	add(func() error {
+		_, err := h.PutPool(ctx, &handoffv1.PutPoolRequest{Pool: &eventv1.Pool{PoolId: "emea", Members: []*eventv1.PoolMember{{RepId: "ana", Weight: 2}, {RepId: "ben", Weight: 1}}}, ChangedBy: salesOps})
+		return err
+	})
+	add(func() error {
+		_, err := h.PutPool(ctx, &handoffv1.PutPoolRequest{Pool: &eventv1.Pool{PoolId: "americas", Members: []*eventv1.PoolMember{{RepId: "carla", Weight: 1}, {RepId: "dev", Weight: 1}}}, ChangedBy: salesOps})
+		return err
+	})
+	add(func() error {
+		_, err := h.PutAccount(ctx, &handoffv1.PutAccountRequest{Account: &eventv1.Account{AccountId: "orbital", Name: "Orbital Math Inc.",
+			Domains: []string{"orbit.example"}, OwnerRepId: "dev"}, ChangedBy: salesOps})
+		return err
+	})
+	add(func() error {
+		_, err := h.SetRoutingRules(ctx, &handoffv1.SetRoutingRulesRequest{Rules: &eventv1.RoutingRules{
+			Regions: []*eventv1.Region{{RegionId: "europe", Countries: []string{"GB", "IE", "DE", "FR", "NL", "SE", "DK", "FI"}}},
+			Rules: []*eventv1.RoutingRule{
+				{RuleId: "us-enterprise", Segment: "enterprise", PoolId: "americas", When: &eventv1.RuleCriteria{CountryIn: []string{"US", "CA"}, MinEmployees: 500}},
+				{RuleId: "us-mid-market", Segment: "mid-market", PoolId: "americas", When: &eventv1.RuleCriteria{CountryIn: []string{"US", "CA"}}},
+				{RuleId: "europe", Segment: "emea", PoolId: "emea", When: &eventv1.RuleCriteria{RegionIn: []string{"europe"}}},
+			},
+			FallbackQueue: "sales-triage",
+		}, ChangedBy: salesOps})
+		return err
+	})
+	add(func() error {
+		_, err := h.SetSLAPolicy(ctx, &handoffv1.SetSLAPolicyRequest{Policy: &eventv1.SLAPolicy{Segment: "enterprise",
+			AcceptWithin: durationpb.New(20 * time.Second), WarnBefore: durationpb.New(10 * time.Second), FirstContactWithin: durationpb.New(time.Hour),
+			MinAttempts: 3, AttemptDays: 5, Escalation: eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP}, ChangedBy: salesOps})
+		return err
+	})
+	for i, f := range calls {
+		if err := f(); err != nil {
+			return fmt.Errorf("routing data, step %d: %w", i+1, err)
+		}
+	}
+	return nil
+}
+
+// showHandoff works the demo's MQLs through handoff: each routed (by
+// territory and pool, or to its account's owner); Ada accepted, contacted
+// and won; Barbara rejected; Katherine, an enterprise lead, not accepted
+// in time, so the breach escalates her to the pool's next rep. Every
+// command carries a request id, so a second run replays them.
+func showHandoff(ctx context.Context, conns map[string]*grpc.ClientConn, ids []string, out io.Writer) error {
+	if conns["handoff"] == nil {
+		return nil
+	}
+	h := handoffv1.NewHandoffServiceClient(conns["handoff"])
+	brief := func(id string) (*handoffv1.HandoffBrief, error) {
+		b, err := h.GetHandoffBrief(ctx, &handoffv1.GetHandoffBriefRequest{LeadId: id})
+		return b.GetBrief(), err
+	}
+	fmt.Fprintln(out, "\nRouted by handoff (decision, owner):")
+	owners := map[string]string{}
+	for i, id := range ids {
+		var b *handoffv1.HandoffBrief
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			var err error
+			if b, err = brief(id); err != nil {
+				return err
+			}
+			if b.GetJourney() == 0 || len(b.GetOwners()) > 0 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if b.GetJourney() == 0 {
+			continue // not an MQL
+		}
+		if len(b.GetOwners()) == 0 {
+			fmt.Fprintf(out, "  %-26s not routed yet (queued?)\n", demoLeads[i].email)
+			continue
+		}
+		owners[id] = b.GetOwners()[0].GetOwner().GetId()
+		fmt.Fprintf(out, "  %-26s %s (routing v%d, segment %s)\n", demoLeads[i].email, b.GetRouting().GetSummary(), b.GetRouting().GetRoutingVersion(), b.GetSegment())
+	}
+	byEmail := func(email string) string {
+		for i, d := range demoLeads {
+			if d.email == email {
+				return ids[i]
+			}
+		}
+		return ""
+	}
+	ada, barbara, katherine := byEmail("ada@analytical.example"), byEmail("barbara@clu.example"), byEmail("katherine@orbit.example")
+	if rep := owners[ada]; rep != "" {
+		steps := []func() error{
+			func() error {
+				_, err := h.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: ada, RepId: rep, RequestId: "demo-accept"})
+				return err
+			},
+			func() error {
+				_, err := h.LogContactAttempt(ctx, &handoffv1.LogContactAttemptRequest{LeadId: ada, RepId: rep, RequestId: "demo-call-1",
+					Channel: eventv1.ContactChannel_CONTACT_CHANNEL_PHONE, Outcome: eventv1.ContactOutcome_CONTACT_OUTCOME_MEETING_BOOKED})
+				return err
+			},
+			func() error {
+				_, err := h.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: ada, RepId: rep, RequestId: "demo-convert",
+					Amount: &eventv1.Money{Currency: "EUR", MinorUnits: 4_800_000}, Stage: "discovery"})
+				return err
+			},
+			func() error {
+				_, err := h.MoveOpportunityStage(ctx, &handoffv1.MoveOpportunityStageRequest{LeadId: ada, RepId: rep, RequestId: "demo-stage", Stage: "negotiation"})
+				return err
+			},
+			func() error {
+				_, err := h.CloseWon(ctx, &handoffv1.CloseWonRequest{LeadId: ada, RepId: rep, RequestId: "demo-won", Amount: &eventv1.Money{Currency: "EUR", MinorUnits: 4_500_000}})
+				return err
+			},
+		}
+		for _, s := range steps {
+			if err := s(); err != nil {
+				return fmt.Errorf("work ada's lead: %w", err)
+			}
+		}
+		fmt.Fprintf(out, "  %-26s accepted by %s, meeting booked, opportunity, negotiation, won EUR 45,000\n", "ada@analytical.example", rep)
+	}
+	if rep := owners[barbara]; rep != "" {
+		if _, err := h.RejectLead(ctx, &handoffv1.RejectLeadRequest{LeadId: barbara, RepId: rep, RequestId: "demo-reject",
+			Reason: eventv1.RejectReason_REJECT_REASON_NOT_READY, Note: "budget frozen until Q3"}); err != nil {
+			return fmt.Errorf("reject barbara's lead: %w", err)
+		}
+		fmt.Fprintf(out, "  %-26s rejected by %s (NOT_READY): back to nurture\n", "barbara@clu.example", rep)
+	}
+	if katherine != "" && owners[katherine] != "" {
+		fmt.Fprintf(out, "  %-26s enterprise SLA: accept within 20s; nobody does. Waiting for the breach...\n", "katherine@orbit.example")
+		deadline := time.Now().Add(45 * time.Second)
+		for {
+			b, err := brief(katherine)
+			if err != nil {
+				return err
+			}
+			if n := len(b.GetOwners()); n > 1 {
+				var chain []string
+				for _, o := range b.GetOwners() {
+					chain = append(chain, o.GetOwner().GetId())
+				}
+				var sla []string
+				for _, e := range b.GetSla() {
+					kind := strings.TrimPrefix(e.GetSla().String(), "SLA_KIND_")
+					if e.GetBreached() {
+						sla = append(sla, kind+" breached → "+strings.TrimPrefix(e.GetEscalation().String(), "SLA_ESCALATION_"))
+					} else {
+						sla = append(sla, kind+" warned")
+					}
+				}
+				fmt.Fprintf(out, "  %-26s %s; owners %s\n", "", strings.Join(sla, ", "), strings.Join(chain, " → "))
+				break
+			}
+			if time.Now().After(deadline) {
+				fmt.Fprintf(out, "  %-26s no escalation yet\n", "")
+				break
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	}
+	return nil
+}

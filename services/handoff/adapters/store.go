@@ -1,0 +1,137 @@
+// Package adapters implements the handoff service's ports: leads and the
+// routing, pool, target and campaign subjects on pkg/eventstore, rep
+// capacity in a KV bucket, and SLA timers as JetStream message schedules.
+package adapters
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/services/handoff/app"
+)
+
+// defaultTimeout bounds a JetStream API call whose caller set no deadline.
+const defaultTimeout = 5 * time.Second
+
+var (
+	_ app.Leads   = (*Leads)(nil)
+	_ app.Store   = (*Store)(nil)
+	_ app.Subject = subject{}
+)
+
+// Subjects of the handoff service's own data in the event stream. The
+// stream takes model.> subjects, so routing data sits beside the scoring
+// model: eventstore has no routing helper, and the stream's subjects are
+// eventstore's to set.
+var (
+	RoutingSubject = eventstore.ModelSubject("routing")
+	TargetsSubject = eventstore.ModelSubject("sla-targets")
+)
+
+// PoolSubject is the subject of one pool's round-robin pointer.
+func PoolSubject(poolID string) string { return eventstore.ModelSubject("routing-pool-" + poolID) }
+
+// Leads reads and appends lead events.
+type Leads struct{ store *eventstore.Store }
+
+// NewLeads returns the lead repository.
+func NewLeads(store *eventstore.Store) *Leads { return &Leads{store: store} }
+
+// Load returns a lead's events.
+func (l *Leads) Load(ctx context.Context, leadID string) ([]eventstore.Record, error) {
+	return l.store.Load(ctx, eventstore.LeadSubject(leadID))
+}
+
+// Append appends events to a lead atomically at version expected.
+func (l *Leads) Append(ctx context.Context, leadID string, expected uint64, events ...*eventv1.Event) (uint64, error) {
+	return l.store.Append(ctx, eventstore.LeadSubject(leadID), expected, events...)
+}
+
+// States returns each lead's state from its last event, in one request.
+func (l *Leads) States(ctx context.Context, leadIDs ...string) (map[string]lifecycle.State, error) {
+	subjects := make([]string, len(leadIDs))
+	for i, id := range leadIDs {
+		subjects[i] = eventstore.LeadSubject(id)
+	}
+	last, err := l.store.Last(ctx, subjects...)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]lifecycle.State, len(last))
+	for i, id := range leadIDs {
+		raw, ok := last[subjects[i]]
+		if !ok {
+			continue
+		}
+		ev, err := eventstore.DecodeEvent(raw.Data)
+		if err != nil {
+			return nil, fmt.Errorf("lead %s: %w", id, err)
+		}
+		out[id] = lifecycle.FromProto(ev.GetLifecycle())
+	}
+	return out, nil
+}
+
+// Event returns the event stored at seq.
+func (l *Leads) Event(ctx context.Context, seq uint64) (*eventv1.Event, error) {
+	raw, err := l.store.Get(ctx, seq)
+	if err != nil {
+		return nil, err
+	}
+	return eventstore.DecodeEvent(raw.Data)
+}
+
+// Store opens the service's other subjects.
+type Store struct {
+	store *eventstore.Store
+}
+
+// NewStore returns the subjects of the event stream store writes to.
+func NewStore(store *eventstore.Store) *Store { return &Store{store: store} }
+
+// Routing is the routing data's subject.
+func (s *Store) Routing() app.Subject { return subject{s.store, RoutingSubject} }
+
+// Pool is a pool pointer's subject.
+func (s *Store) Pool(poolID string) app.Subject { return subject{s.store, PoolSubject(poolID)} }
+
+// Targets is the marketing targets' subject.
+func (s *Store) Targets() app.Subject { return subject{s.store, TargetsSubject} }
+
+// Campaign is a campaign's subject.
+func (s *Store) Campaign(campaignID string) app.Subject {
+	return subject{s.store, eventstore.CampaignSubject(campaignID)}
+}
+
+type subject struct {
+	store *eventstore.Store
+	name  string
+}
+
+func (s subject) LoadAfter(ctx context.Context, after uint64) ([]eventstore.Record, error) {
+	return s.store.LoadAfter(ctx, s.name, after)
+}
+
+func (s subject) Last(ctx context.Context) (uint64, *eventv1.Event, error) {
+	last, err := s.store.Last(ctx, s.name)
+	if err != nil {
+		return 0, nil, err
+	}
+	raw, ok := last[s.name]
+	if !ok {
+		return 0, nil, nil
+	}
+	ev, err := eventstore.DecodeEvent(raw.Data)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%s: %w", s.name, err)
+	}
+	return raw.Seq, ev, nil
+}
+
+func (s subject) Append(ctx context.Context, expected uint64, ev *eventv1.Event) (uint64, error) {
+	return s.store.Append(ctx, s.name, expected, ev)
+}

@@ -1,0 +1,117 @@
+package app
+
+import (
+	"context"
+	"time"
+
+	"github.com/leadflow/leadflow/pkg/envelope"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/services/handoff/routing"
+)
+
+// AssignLead gives an MQL to a rep by hand (from a queue).
+type AssignLead struct {
+	LeadID, RepID, RequestID string
+	By                       *eventv1.Actor
+}
+
+// AssignLead appends LeadAssigned to the rep named, with the SLA of the
+// segment the rules put the lead in. The rep must be active, in the
+// office and below capacity.
+//
+// Errors: see command.
+func (a *App) AssignLead(ctx context.Context, in AssignLead, meta envelope.Meta) (Result, error) {
+	var v violations
+	checkLeadID(&v, in.LeadID)
+	checkRepID(&v, "rep_id", in.RepID)
+	checkRequestID(&v, in.RequestID)
+	checkActor(&v, "assigned_by", in.By)
+	if err := v.err(); err != nil {
+		return Result{}, err
+	}
+	meta.Actor, meta.IdempotencyKey = in.By, in.RequestID
+	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindAssigned), []repRef{{"rep_id", in.RepID, true}},
+		func(l *lead, cfg *routing.Config, now time.Time) ([]*eventv1.Event, error) {
+			if _, err := lifecycle.Decide(l.state, lifecycle.Command{Name: lifecycle.Assign, Owner: lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: in.RepID}}, a.policy, now); err != nil {
+				return nil, err
+			}
+			if err := a.takeByHand(ctx, cfg, l.id, in.RepID, now); err != nil {
+				return nil, err
+			}
+			// The rules still say the segment (and so the SLA).
+			d := cfg.Route(l.routingLead(), nil, nil, now)
+			d.RepID, d.Turn, d.Queue = in.RepID, nil, ""
+			d.Record.RuleId, d.Record.PoolId, d.Record.RepId, d.Record.FallbackQueue = "manual", "", in.RepID, ""
+			d.Record.Candidates = []*eventv1.Candidate{{RepId: in.RepID, Outcome: eventv1.CandidateOutcome_CANDIDATE_OUTCOME_CHOSEN,
+				Source: "manual:" + in.By.GetId(), Detail: "assigned by hand"}}
+			d.Record.Summary = "assigned to " + in.RepID + " by " + in.By.GetId()
+			ev, err := a.assignedEvent(cfg, l, d, meta, now)
+			if err != nil {
+				return nil, err
+			}
+			return []*eventv1.Event{ev}, nil
+		})
+}
+
+// ReassignLead moves an assigned or accepted lead to another rep.
+type ReassignLead struct {
+	LeadID, ToRepID, RequestID string
+	Reason                     string
+	By                         *eventv1.Actor
+}
+
+// ReassignLead appends LeadReassigned: the new owner has to accept it,
+// within the lead's acceptance SLA in the new owner's working hours. The
+// rep must be active, in the office and below capacity.
+//
+// Errors: see command; a reassignment to the owner is refused by the
+// lifecycle.
+func (a *App) ReassignLead(ctx context.Context, in ReassignLead, meta envelope.Meta) (Result, error) {
+	var v violations
+	checkLeadID(&v, in.LeadID)
+	checkRepID(&v, "to_rep_id", in.ToRepID)
+	checkRequestID(&v, in.RequestID)
+	checkText(&v, "reason", in.Reason, maxNote, true)
+	checkActor(&v, "reassigned_by", in.By)
+	if err := v.err(); err != nil {
+		return Result{}, err
+	}
+	meta.Actor, meta.IdempotencyKey = in.By, in.RequestID
+	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindReassigned), []repRef{{"to_rep_id", in.ToRepID, true}},
+		func(l *lead, cfg *routing.Config, now time.Time) ([]*eventv1.Event, error) {
+			to := lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: in.ToRepID}
+			if _, err := lifecycle.Decide(l.state, lifecycle.Command{Name: lifecycle.Reassign, Owner: to}, a.policy, now); err != nil {
+				return nil, err
+			}
+			if err := a.takeByHand(ctx, cfg, l.id, in.ToRepID, now); err != nil {
+				return nil, err
+			}
+			rec := &eventv1.RoutingDecision{RoutingVersion: cfg.Version, RuleId: "manual", RepId: in.ToRepID, Segment: l.segment,
+				Candidates: []*eventv1.Candidate{{RepId: in.ToRepID, Outcome: eventv1.CandidateOutcome_CANDIDATE_OUTCOME_CHOSEN,
+					Source: "manual:" + in.By.GetId(), Detail: "reassigned by hand"}},
+				Summary: "reassigned to " + in.ToRepID + " by " + in.By.GetId()}
+			ev, err := a.reassignedEvent(cfg, l, l.state, in.ToRepID, in.Reason, eventv1.ReassignCause_REASSIGN_CAUSE_MANUAL, rec, meta, now)
+			if err != nil {
+				return nil, err
+			}
+			return []*eventv1.Event{ev}, nil
+		})
+}
+
+// takeByHand checks that a rep can be given a lead by hand and reserves
+// the rep's capacity for it.
+func (a *App) takeByHand(ctx context.Context, cfg *routing.Config, leadID, repID string, now time.Time) error {
+	if ok, why := cfg.Available(repID, now); !ok {
+		return &UnavailableError{RepID: repID, Why: why}
+	}
+	capacity := int(cfg.Reps[repID].GetCapacity())
+	ok, open, err := a.reserve(ctx, repID, capacity, leadID, false)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return &AtCapacityError{RepID: repID, Open: open, Capacity: capacity}
+	}
+	return nil
+}

@@ -1,0 +1,252 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+)
+
+// Brief is a lead's story for the rep, assembled from its events.
+type Brief struct {
+	LeadID        string
+	State         lifecycle.State
+	Version       uint64
+	Profile       *eventv1.Profile
+	FirstTouch    FirstTouch
+	Activities    []Activity // newest first, at most maxActivities
+	ActivityCount int        // how many in all
+	Score         *eventv1.LeadScored
+	QualifiedAt   time.Time
+	Journey       int
+	Owners        []Ownership
+	Rejections    []Rejection
+	Recycles      []Recycle
+	Consents      []*eventv1.Consent
+	Routing       *eventv1.RoutingDecision
+	Segment       string
+	SLA           []SLAEntry
+	Opportunity   *Opportunity
+}
+
+// FirstTouch is where the lead came from.
+type FirstTouch struct {
+	At          time.Time
+	Attribution *eventv1.Attribution
+	Campaign    *eventv1.CampaignRegistered
+}
+
+// Activity is one engagement signal.
+type Activity struct {
+	At         time.Time
+	Type       eventv1.ActivityType
+	CampaignID string
+	Detail     string
+}
+
+// Ownership is one rep's time with the lead.
+type Ownership struct {
+	Owner      lifecycle.Owner
+	From, To   time.Time
+	How, Ended string
+	Journey    int
+}
+
+// Rejection is sales turning the lead down.
+type Rejection struct {
+	At     time.Time
+	RepID  string
+	Reason eventv1.RejectReason
+	Note   string
+}
+
+// Recycle is the lead going back to marketing.
+type Recycle struct {
+	At            time.Time
+	Cause, Detail string
+}
+
+// SLAEntry is one warning or breach.
+type SLAEntry struct {
+	At         time.Time
+	Kind       eventv1.SLAKind
+	Breached   bool
+	Owner      *eventv1.Owner
+	Due        time.Time
+	Escalation eventv1.SLAEscalation
+}
+
+// Opportunity is the lead's deal.
+type Opportunity struct {
+	ID, Stage     string
+	Amount        *eventv1.Money
+	ExpectedClose time.Time
+	Outcome       string
+	LostReason    string
+}
+
+const maxActivities = 50
+
+// HandoffBrief reads a lead's events and tells its story: where it came
+// from (source and campaign of the first touch), what it did (key
+// activities), its score with reasons and model version, every owner it
+// had and how each time ended, rejections and recycles, consent as it
+// stands, the routing decision that gave it to its owner, and its SLAs.
+// Contact data stays sealed: handoff holds no keys.
+//
+// Errors: *ValidationError, ErrNotFound.
+func (a *App) HandoffBrief(ctx context.Context, leadID string) (Brief, error) {
+	var v violations
+	checkLeadID(&v, leadID)
+	if err := v.err(); err != nil {
+		return Brief{}, err
+	}
+	recs, err := a.leads.Load(ctx, leadID)
+	if err != nil {
+		return Brief{}, err
+	}
+	if len(recs) == 0 {
+		return Brief{}, ErrNotFound
+	}
+	b := Brief{LeadID: leadID}
+	consents := map[eventv1.ConsentChannel]*eventv1.Consent{}
+	var profile *eventv1.Profile
+	endOwner := func(at time.Time, how string) {
+		if n := len(b.Owners); n > 0 && b.Owners[n-1].To.IsZero() {
+			b.Owners[n-1].To, b.Owners[n-1].Ended = at, how
+		}
+	}
+	var lastAssignedDecision *eventv1.RoutingDecision
+	for _, r := range recs {
+		ev := r.Event
+		at := ev.GetOccurredAt().AsTime()
+		b.State, b.Version = lifecycle.FromProto(ev.GetLifecycle()), r.Seq
+		switch p := ev.GetPayload().(type) {
+		case *eventv1.Event_LeadCaptured:
+			profile = proto.CloneOf(p.LeadCaptured.GetProfile())
+			b.FirstTouch = FirstTouch{At: at, Attribution: p.LeadCaptured.GetAttribution()}
+			for _, c := range p.LeadCaptured.GetConsents() {
+				consents[c.GetChannel()] = c
+			}
+		case *eventv1.Event_LeadResubmitted:
+			profile = mergeProfile(profile, p.LeadResubmitted.GetProfile())
+		case *eventv1.Event_ActivityRecorded:
+			x := p.ActivityRecorded
+			b.Activities = append(b.Activities, Activity{At: at, Type: x.GetType(), CampaignID: x.GetCampaignId(), Detail: x.GetDetail()})
+		case *eventv1.Event_ConsentChanged:
+			consents[p.ConsentChanged.GetConsent().GetChannel()] = p.ConsentChanged.GetConsent()
+		case *eventv1.Event_LeadScored:
+			b.Score = p.LeadScored
+		case *eventv1.Event_LeadQualified:
+			b.Journey++
+			b.QualifiedAt = at
+		case *eventv1.Event_LeadDisqualified:
+			if p.LeadDisqualified.GetNotNow() {
+				b.Recycles = append(b.Recycles, Recycle{At: at, Cause: "not now", Detail: p.LeadDisqualified.GetReason()})
+			}
+		case *eventv1.Event_LeadAssigned:
+			how := "routed"
+			if p.LeadAssigned.GetRule() == "manual" {
+				how = "assigned"
+			}
+			b.Owners = append(b.Owners, Ownership{Owner: ownerOf(p.LeadAssigned.GetOwner()), From: at, How: how, Journey: b.Journey})
+			b.Segment = p.LeadAssigned.GetSegment()
+			lastAssignedDecision = p.LeadAssigned.GetDecision()
+		case *eventv1.Event_LeadReassigned:
+			how := "reassigned"
+			if p.LeadReassigned.GetCause() == eventv1.ReassignCause_REASSIGN_CAUSE_ESCALATION {
+				how = "escalated"
+			}
+			endOwner(at, how)
+			b.Owners = append(b.Owners, Ownership{Owner: ownerOf(p.LeadReassigned.GetTo()), From: at, How: how, Journey: b.Journey})
+			if d := p.LeadReassigned.GetDecision(); d != nil {
+				lastAssignedDecision = d
+			}
+		case *eventv1.Event_LeadRejected:
+			x := p.LeadRejected
+			endOwner(at, "rejected")
+			b.Rejections = append(b.Rejections, Rejection{At: at, RepID: x.GetRepId(), Reason: x.GetReason(), Note: x.GetNote()})
+			b.Recycles = append(b.Recycles, Recycle{At: at, Cause: "rejected", Detail: strings.TrimPrefix(x.GetReason().String(), "REJECT_REASON_")})
+		case *eventv1.Event_LeadRecycled:
+			endOwner(at, "recycled")
+			cause := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(p.LeadRecycled.GetCause().String(), "RECYCLE_CAUSE_"), "_", " "))
+			b.Recycles = append(b.Recycles, Recycle{At: at, Cause: cause, Detail: p.LeadRecycled.GetNote()})
+		case *eventv1.Event_SlaWarned:
+			x := p.SlaWarned
+			b.SLA = append(b.SLA, SLAEntry{At: at, Kind: x.GetSla(), Owner: x.GetOwner(), Due: x.GetDueAt().AsTime()})
+		case *eventv1.Event_SlaBreached:
+			x := p.SlaBreached
+			b.SLA = append(b.SLA, SLAEntry{At: at, Kind: x.GetSla(), Breached: true, Owner: x.GetOwner(), Due: x.GetDueAt().AsTime(), Escalation: x.GetEscalation()})
+		case *eventv1.Event_OpportunityCreated:
+			x := p.OpportunityCreated
+			b.Opportunity = &Opportunity{ID: x.GetOpportunityId(), Stage: x.GetStage(), Amount: x.GetAmount(), Outcome: "open"}
+			if x.GetExpectedClose() != nil {
+				b.Opportunity.ExpectedClose = x.GetExpectedClose().AsTime()
+			}
+		case *eventv1.Event_OpportunityStageChanged:
+			if b.Opportunity != nil {
+				b.Opportunity.Stage = p.OpportunityStageChanged.GetToStage()
+				if m := p.OpportunityStageChanged.GetAmount(); m != nil {
+					b.Opportunity.Amount = m
+				}
+			}
+		case *eventv1.Event_DealWon:
+			endOwner(at, "won")
+			if b.Opportunity != nil {
+				b.Opportunity.Outcome, b.Opportunity.Amount = "won", p.DealWon.GetAmount()
+			}
+		case *eventv1.Event_DealLost:
+			endOwner(at, "lost")
+			if b.Opportunity != nil {
+				b.Opportunity.Outcome, b.Opportunity.LostReason = "lost", p.DealLost.GetReason()
+			}
+			b.Recycles = append(b.Recycles, Recycle{At: at, Cause: "lost", Detail: p.DealLost.GetReason()})
+		case *eventv1.Event_LeadMerged, *eventv1.Event_LeadErased:
+			endOwner(at, strings.ToLower(strings.TrimPrefix(ev.GetEventType(), "Lead")))
+		}
+	}
+	b.Profile = profile
+	b.Routing = lastAssignedDecision
+	b.ActivityCount = len(b.Activities)
+	slices.Reverse(b.Activities)
+	if len(b.Activities) > maxActivities {
+		b.Activities = b.Activities[:maxActivities]
+	}
+	for _, ch := range []eventv1.ConsentChannel{eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL, eventv1.ConsentChannel_CONSENT_CHANNEL_PHONE,
+		eventv1.ConsentChannel_CONSENT_CHANNEL_SMS, eventv1.ConsentChannel_CONSENT_CHANNEL_TRACKING} {
+		if c, ok := consents[ch]; ok {
+			b.Consents = append(b.Consents, c)
+		}
+	}
+	if id := b.FirstTouch.Attribution.GetCampaignId(); leadIDRE.MatchString(id) {
+		camp, err := a.campaign(ctx, id)
+		if err != nil {
+			return Brief{}, err
+		}
+		b.FirstTouch.Campaign = camp
+	}
+	return b, nil
+}
+
+func (a *App) campaign(ctx context.Context, id string) (*eventv1.CampaignRegistered, error) {
+	recs, err := a.store.Campaign(id).LoadAfter(ctx, 0)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	for _, r := range recs {
+		if c := r.Event.GetCampaignRegistered(); c != nil {
+			return c, nil
+		}
+	}
+	return nil, nil
+}
+
+func ownerOf(o *eventv1.Owner) lifecycle.Owner {
+	return lifecycle.Owner{Kind: lifecycle.OwnerKind(o.GetKind()), ID: o.GetId()}
+}

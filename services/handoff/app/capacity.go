@@ -1,0 +1,338 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/leadflow/leadflow/pkg/envelope"
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/services/handoff/routing"
+)
+
+// A rep's capacity counts the leads reserved for the rep: routing reserves
+// a lead before it writes the assignment, so two replicas routing at once
+// cannot both take a rep's last slot. A reservation ends when the lead
+// leaves the rep (the lead consumer releases it), or, should that be
+// missed (a crash, a decision that changed), when a full rep's
+// reservations are checked against the leads' states (prune).
+
+// reservationGrace keeps a reservation whose lead the rep does not own
+// yet: its assignment may still be on its way.
+const reservationGrace = time.Minute
+
+// pruneEvery bounds how often one rep's reservations are checked.
+const pruneEvery = 2 * time.Second
+
+// reserve counts leadID against repID's capacity. It returns false and
+// the rep's open leads when the rep is full. force reserves even then
+// (escalations to a manager).
+func (a *App) reserve(ctx context.Context, repID string, capacity int, leadID string, force bool) (bool, int, error) {
+	for attempt := range maxRaces {
+		res, rev, err := a.loads.Get(ctx, repID, attempt > 0)
+		if err != nil {
+			return false, 0, err
+		}
+		if _, ok := res[leadID]; ok {
+			return true, len(res), nil
+		}
+		if len(res) >= capacity && !force {
+			kept, err := a.prune(ctx, repID, res)
+			if err != nil {
+				return false, 0, err
+			}
+			if len(kept) >= capacity {
+				if len(kept) < len(res) {
+					_ = a.loads.Put(ctx, repID, kept, rev) // tidy; a lost race is fine
+				}
+				return false, len(kept), nil
+			}
+			res = kept
+		}
+		next := maps.Clone(res)
+		if next == nil {
+			next = Reservations{}
+		}
+		next[leadID] = a.now()
+		err = a.loads.Put(ctx, repID, next, rev)
+		if errors.Is(err, ErrStale) {
+			continue
+		}
+		if err != nil {
+			return false, 0, err
+		}
+		return true, len(next), nil
+	}
+	return false, 0, fmt.Errorf("reserve %s for %s: %w", leadID, repID, eventstore.ErrConflict)
+}
+
+// release ends leadID's reservation with repID, if it has one.
+func (a *App) release(ctx context.Context, repID, leadID string) error {
+	for attempt := range maxRaces {
+		res, rev, err := a.loads.Get(ctx, repID, attempt > 0)
+		if err != nil {
+			return err
+		}
+		if _, ok := res[leadID]; !ok {
+			return nil
+		}
+		next := maps.Clone(res)
+		delete(next, leadID)
+		err = a.loads.Put(ctx, repID, next, rev)
+		if !errors.Is(err, ErrStale) {
+			return err
+		}
+	}
+	return fmt.Errorf("release %s from %s: %w", leadID, repID, eventstore.ErrConflict)
+}
+
+// prune keeps the reservations whose leads the rep holds open (ASSIGNED
+// or ACCEPTED), and those too young to tell.
+func (a *App) prune(ctx context.Context, repID string, res Reservations) (Reservations, error) {
+	ids := make([]string, 0, len(res))
+	for id := range res {
+		ids = append(ids, id)
+	}
+	states, err := a.leads.States(ctx, ids...)
+	if err != nil {
+		return nil, err
+	}
+	owner := lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: repID}
+	kept := Reservations{}
+	now := a.now()
+	for id, at := range res {
+		st, ok := states[id]
+		open := ok && st.Owner == owner && (st.Status == lifecycle.StatusAssigned || st.Status == lifecycle.StatusAccepted)
+		if open || now.Sub(at) < reservationGrace {
+			kept[id] = at
+		}
+	}
+	return kept, nil
+}
+
+// refreshFull prunes the reps a decision found at capacity (each at most
+// every pruneEvery) and reports whether that freed any.
+func (a *App) refreshFull(ctx context.Context, cfg *routing.Config, d routing.Decision) (bool, error) {
+	freed := false
+	for _, c := range d.Record.GetCandidates() {
+		if c.GetOutcome() != eventv1.CandidateOutcome_CANDIDATE_OUTCOME_AT_CAPACITY {
+			continue
+		}
+		rep := c.GetRepId()
+		now := a.now()
+		if last, ok := a.pruned.Load(rep); ok && now.Sub(last.(time.Time)) < pruneEvery {
+			continue
+		}
+		a.pruned.Store(rep, now)
+		res, rev, err := a.loads.Get(ctx, rep, true)
+		if err != nil {
+			return false, err
+		}
+		kept, err := a.prune(ctx, rep, res)
+		if err != nil {
+			return false, err
+		}
+		if len(kept) < len(res) {
+			if err := a.loads.Put(ctx, rep, kept, rev); err != nil && !errors.Is(err, ErrStale) {
+				return false, err
+			}
+		}
+		if len(kept) < int(cfg.Reps[rep].GetCapacity()) {
+			freed = true
+		}
+	}
+	return freed, nil
+}
+
+func (a *App) loadCounts(override map[string]int) routing.Loads {
+	return func(rep string) int { return max(a.loads.Count(rep), override[rep]) }
+}
+
+// poolEntry is a pool's pointer as this process last saw it. turn is
+// held while a decision takes the pool's turn, so this process's workers
+// take turns one after another instead of racing each other; mu guards
+// the pointer only, so reading it never waits for a turn being written.
+type poolEntry struct {
+	turn  sync.Mutex
+	mu    sync.Mutex
+	state routing.PoolState
+	ok    bool
+}
+
+func (a *App) poolEntry(id string) *poolEntry {
+	a.poolsMu.Lock()
+	defer a.poolsMu.Unlock()
+	e, ok := a.pools[id]
+	if !ok {
+		e = &poolEntry{}
+		a.pools[id] = e
+	}
+	return e
+}
+
+// poolState returns a pool's pointer, read from the stream when this
+// process does not know it yet, or lost a race on it.
+func (a *App) poolState(ctx context.Context, id string) (routing.PoolState, error) {
+	e := a.poolEntry(id)
+	e.mu.Lock()
+	st, ok := e.state, e.ok
+	e.mu.Unlock()
+	if ok {
+		return st, nil
+	}
+	seq, ev, err := a.store.Pool(id).Last(ctx)
+	if err != nil {
+		return routing.PoolState{}, err
+	}
+	st = routing.PoolStateOf(seq, ev.GetPoolTurnTaken())
+	e.set(st, true)
+	return st, nil
+}
+
+func (e *poolEntry) set(st routing.PoolState, ok bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !ok || !e.ok || st.Seq >= e.state.Seq {
+		e.state, e.ok = st, ok
+	}
+}
+
+// decidedCache remembers recent decisions by cause, so a retry after a
+// lost race on the lead reuses the decision (and its pool turn) instead
+// of taking another turn.
+type decidedCache struct {
+	mu sync.Mutex
+	m  map[string]routing.Decision
+}
+
+func (c *decidedCache) get(cause string) (routing.Decision, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d, ok := c.m[cause]
+	return d, ok
+}
+
+func (c *decidedCache) put(cause string, d routing.Decision) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= 50_000 {
+		clear(c.m)
+	}
+	c.m[cause] = d
+}
+
+// decide carries a routing decision through: it decides with fn, frees
+// reps it finds full by mistake, records the pool turn and reserves the
+// chosen rep's capacity, deciding again whenever one of those loses a
+// race. cause names the decision: the same cause gets the same decision.
+func (a *App) decide(ctx context.Context, cfg *routing.Config, leadID, cause string, fn func(map[string]routing.PoolState, routing.Loads) routing.Decision) (routing.Decision, error) {
+	if d, ok := a.decided.get(cause); ok {
+		return d, nil
+	}
+	override := map[string]int{}
+	reserved := ""
+	var d routing.Decision
+	defer func() {
+		if reserved != "" && reserved != d.RepID {
+			if err := a.release(ctx, reserved, leadID); err != nil {
+				a.log.WarnContext(ctx, "release a reservation", "rep", reserved, "lead", leadID, "err", err)
+			}
+		}
+	}()
+	for attempt := range maxRaces {
+		pools := make(map[string]routing.PoolState, len(cfg.Pools))
+		for id := range cfg.Pools {
+			st, err := a.poolState(ctx, id)
+			if err != nil {
+				return routing.Decision{}, err
+			}
+			pools[id] = st
+		}
+		loads := a.loadCounts(override)
+		d = fn(pools, loads)
+		if attempt < 2 {
+			freed, err := a.refreshFull(ctx, cfg, d)
+			if err != nil {
+				return routing.Decision{}, err
+			}
+			if freed {
+				continue
+			}
+		}
+		if d.RepID == "" {
+			a.decided.put(cause, d)
+			return d, nil
+		}
+		if d.Turn != nil {
+			moved, err := a.takeTurn(ctx, cfg, leadID, cause, fn, &d, pools, loads)
+			if err != nil {
+				return routing.Decision{}, err
+			}
+			if moved {
+				continue
+			}
+		}
+		// The turn is recorded before the reservation, so the pool's lock
+		// covers one write. A rep found full here (another replica took
+		// the last slot a moment ago) costs the turn: the next decision
+		// skips the rep.
+		ok, open, err := a.reserve(ctx, d.RepID, int(cfg.Reps[d.RepID].GetCapacity()), leadID, d.Manager)
+		if err != nil {
+			return routing.Decision{}, err
+		}
+		if !ok {
+			override[d.RepID] = open
+			continue
+		}
+		if reserved != "" && reserved != d.RepID {
+			if err := a.release(ctx, reserved, leadID); err != nil {
+				return routing.Decision{}, err
+			}
+		}
+		reserved = d.RepID
+		a.decided.put(cause, d)
+		return d, nil
+	}
+	return routing.Decision{}, fmt.Errorf("route %s: %w after %d races", leadID, eventstore.ErrConflict, maxRaces)
+}
+
+// takeTurn decides again holding the pool's turn, on its pointer as it is
+// now, and records the turn (PoolTurnTaken at the pointer's version).
+// moved: the decision changed or another replica took a turn; decide
+// again.
+func (a *App) takeTurn(ctx context.Context, cfg *routing.Config, leadID, cause string, fn func(map[string]routing.PoolState, routing.Loads) routing.Decision,
+	d *routing.Decision, pools map[string]routing.PoolState, loads routing.Loads) (bool, error) {
+	pid := d.Turn.PoolID
+	e := a.poolEntry(pid)
+	e.turn.Lock()
+	defer e.turn.Unlock()
+	st, err := a.poolState(ctx, pid)
+	if err != nil {
+		return false, err
+	}
+	pools[pid] = st
+	*d = fn(pools, loads)
+	if d.Turn == nil || d.Turn.PoolID != pid {
+		return true, nil
+	}
+	turn := d.Turn.Event(leadID, cause, cfg.Version)
+	ev, err := envelope.NewEvent("", turn, envelope.Meta{Actor: Actor, CausationID: cause, CorrelationID: cause}, a.now())
+	if err != nil {
+		return false, err
+	}
+	seq, err := a.store.Pool(pid).Append(ctx, st.Seq, ev)
+	if errors.Is(err, eventstore.ErrConflict) {
+		e.set(routing.PoolState{}, false) // another replica took a turn: read the pointer again
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	e.set(routing.PoolStateOf(seq, turn), true)
+	return false, nil
+}

@@ -1,0 +1,79 @@
+package app
+
+import (
+	"context"
+	"time"
+
+	"github.com/leadflow/leadflow/pkg/envelope"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/services/handoff/routing"
+)
+
+// CloseWon closes an opportunity won.
+type CloseWon struct {
+	LeadID, RepID, RequestID string
+	Amount                   *eventv1.Money
+}
+
+// CloseWon appends DealWon with the amount won: the lead is WON, a
+// terminal state.
+//
+// Errors: see command; amount is required.
+func (a *App) CloseWon(ctx context.Context, in CloseWon, meta envelope.Meta) (Result, error) {
+	var v violations
+	checkLeadID(&v, in.LeadID)
+	checkRepID(&v, "rep_id", in.RepID)
+	checkRequestID(&v, in.RequestID)
+	checkMoney(&v, "amount", in.Amount, true)
+	if err := v.err(); err != nil {
+		return Result{}, err
+	}
+	meta = repMeta(meta, in.RepID, in.RequestID)
+	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindDealWon), []repRef{{field: "rep_id", id: in.RepID}},
+		func(l *lead, _ *routing.Config, now time.Time) ([]*eventv1.Event, error) {
+			if err := requireOwner(l, in.RepID, "Win"); err != nil {
+				return nil, err
+			}
+			ev, _, err := a.leadEvent(l.id, l.state, lifecycle.Command{Name: lifecycle.Win}, a.policy,
+				&eventv1.DealWon{OpportunityId: l.opportunity.id, Amount: in.Amount, RepId: in.RepID, Segment: l.segment}, meta, now)
+			if err != nil {
+				return nil, err
+			}
+			return []*eventv1.Event{ev}, nil
+		})
+}
+
+// CloseLost closes an opportunity lost.
+type CloseLost struct {
+	LeadID, RepID, RequestID string
+	Reason                   string
+}
+
+// CloseLost appends DealLost with the reason: the lead is LOST and goes
+// to the nurture queue.
+//
+// Errors: see command; reason is required.
+func (a *App) CloseLost(ctx context.Context, in CloseLost, meta envelope.Meta) (Result, error) {
+	var v violations
+	checkLeadID(&v, in.LeadID)
+	checkRepID(&v, "rep_id", in.RepID)
+	checkRequestID(&v, in.RequestID)
+	checkText(&v, "reason", in.Reason, maxNote, true)
+	if err := v.err(); err != nil {
+		return Result{}, err
+	}
+	meta = repMeta(meta, in.RepID, in.RequestID)
+	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindDealLost), []repRef{{field: "rep_id", id: in.RepID}},
+		func(l *lead, _ *routing.Config, now time.Time) ([]*eventv1.Event, error) {
+			if err := requireOwner(l, in.RepID, "Lose"); err != nil {
+				return nil, err
+			}
+			ev, _, err := a.leadEvent(l.id, l.state, lifecycle.Command{Name: lifecycle.Lose, Reason: in.Reason}, a.policy,
+				&eventv1.DealLost{OpportunityId: l.opportunity.id, Reason: in.Reason, RepId: in.RepID, Segment: l.segment}, meta, now)
+			if err != nil {
+				return nil, err
+			}
+			return []*eventv1.Event{ev}, nil
+		})
+}

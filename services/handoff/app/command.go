@@ -1,0 +1,124 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/leadflow/leadflow/pkg/envelope"
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/services/handoff/routing"
+)
+
+// Result is a lead after a command.
+type Result struct {
+	LeadID  string
+	State   lifecycle.State
+	Version uint64
+	// EventID is the event the command wrote, or first wrote.
+	EventID string
+	// Replayed: the request id was seen before; this is the first answer
+	// again and nothing was written.
+	Replayed bool
+	// Event is that event.
+	Event *eventv1.Event
+}
+
+// decideFunc decides a command on a lead: the events to append, or an
+// error. It must not write.
+type decideFunc func(l *lead, cfg *routing.Config, now time.Time) ([]*eventv1.Event, error)
+
+// command runs one CRM command on a lead: it loads the lead, answers a
+// request id seen before with the first answer, decides, and appends at
+// the lead's version, deciding again on a lost race. So of two commands
+// racing on one lead, the second decides on what the first wrote: two
+// reps accepting at once, or an accept racing a reassignment, end with
+// exactly one winner. eventType is the event the command writes; a
+// request id used before for another command is refused.
+//
+// Errors: ErrNotFound, *ValidationError, lifecycle.ErrRefused,
+// *NotOwnerError, *AtCapacityError, *UnavailableError, and an error
+// matching eventstore.ErrConflict after repeated races.
+func (a *App) command(ctx context.Context, leadID, requestID, eventType string, reps []repRef, decide decideFunc) (Result, error) {
+	for attempt := range maxRaces {
+		l, err := a.load(ctx, leadID)
+		if err != nil {
+			return Result{}, err
+		}
+		if r, ok := l.byKey[requestID]; ok {
+			if r.Event.GetEventType() != eventType {
+				return Result{}, invalid("request_id", "was used for an earlier %s on this lead", r.Event.GetEventType())
+			}
+			return Result{LeadID: leadID, State: lifecycle.FromProto(r.Event.GetLifecycle()), Version: r.Seq, EventID: r.Event.GetEventId(),
+				Replayed: true, Event: r.Event}, nil
+		}
+		ids := make([]string, len(reps))
+		fresh := false
+		for i, r := range reps {
+			ids[i], fresh = r.id, fresh || r.fresh
+		}
+		cfg, err := a.configKnowing(ctx, ids...)
+		if fresh && err == nil {
+			cfg, err = a.freshConfig(ctx)
+		}
+		if err != nil {
+			return Result{}, err
+		}
+		for _, r := range reps {
+			if _, ok := cfg.Reps[r.id]; !ok {
+				return Result{}, invalid(r.field, "%q is not a known rep", r.id)
+			}
+		}
+		now := a.now()
+		events, err := decide(l, cfg, now)
+		if errors.Is(err, errUnchanged) {
+			return Result{LeadID: leadID, State: l.state, Version: l.version}, nil
+		}
+		if err != nil {
+			return Result{}, err
+		}
+		v, err := a.leads.Append(ctx, leadID, l.version, events...)
+		if errors.Is(err, eventstore.ErrConflict) {
+			if err := eventstore.AfterConflict(ctx, attempt); err != nil {
+				return Result{}, err
+			}
+			continue
+		}
+		if err != nil {
+			return Result{}, err
+		}
+		last := events[len(events)-1]
+		return Result{LeadID: leadID, State: lifecycle.FromProto(last.GetLifecycle()), Version: v, EventID: last.GetEventId(), Event: last}, nil
+	}
+	return Result{}, fmt.Errorf("%s on lead %s: %w after %d races", eventType, leadID, eventstore.ErrConflict, maxRaces)
+}
+
+// errUnchanged is a decideFunc's answer to a command that would change
+// nothing: command writes nothing and returns the lead as it is.
+var errUnchanged = errors.New("unchanged")
+
+// repRef is a rep a request names, and the field that names it; fresh
+// asks for the routing data as of the request (who is out of office),
+// not as of a moment ago.
+type repRef struct {
+	field, id string
+	fresh     bool
+}
+
+// requireOwner refuses a rep's command on a lead another rep owns. A lead
+// no rep owns is left to the lifecycle to refuse: its status says more.
+func requireOwner(l *lead, repID, command string) error {
+	if l.ownedBy(repID) || l.state.Owner.Kind != lifecycle.OwnerRep {
+		return nil
+	}
+	return &NotOwnerError{LeadID: l.id, RepID: repID, Owner: l.state.Owner, Status: l.state.Status, Command: command}
+}
+
+// repMeta is the envelope of a rep's command.
+func repMeta(meta envelope.Meta, repID, requestID string) envelope.Meta {
+	meta.Actor, meta.IdempotencyKey = repActor(repID), requestID
+	return meta
+}

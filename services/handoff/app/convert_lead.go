@@ -1,0 +1,110 @@
+package app
+
+import (
+	"context"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/leadflow/leadflow/pkg/envelope"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/services/handoff/routing"
+)
+
+// ConvertLead turns an accepted lead into an opportunity.
+type ConvertLead struct {
+	LeadID, RepID, RequestID string
+	// OpportunityID defaults to "opp-" and the request id.
+	OpportunityID string
+	Amount        *eventv1.Money
+	Stage         string
+	ExpectedClose *timestamppb.Timestamp
+}
+
+// ConvertLead appends OpportunityCreated; the lead's deadline becomes
+// the expected close (else the lifecycle's close interval).
+//
+// Errors: see command; amount and stage are required.
+func (a *App) ConvertLead(ctx context.Context, in ConvertLead, meta envelope.Meta) (Result, error) {
+	var v violations
+	checkLeadID(&v, in.LeadID)
+	checkRepID(&v, "rep_id", in.RepID)
+	checkRequestID(&v, in.RequestID)
+	checkMoney(&v, "amount", in.Amount, true)
+	checkStage(&v, "stage", in.Stage)
+	checkTime(&v, "expected_close", in.ExpectedClose)
+	if in.OpportunityID != "" && !routing.ValidID(in.OpportunityID) {
+		v.add("opportunity_id", "must be 1-64 letters, digits, '-' or '_'")
+	}
+	if in.ExpectedClose != nil && in.ExpectedClose.CheckValid() == nil && !in.ExpectedClose.AsTime().After(a.now()) {
+		v.add("expected_close", "must be in the future")
+	}
+	if err := v.err(); err != nil {
+		return Result{}, err
+	}
+	if in.OpportunityID == "" {
+		in.OpportunityID = "opp-" + in.RequestID
+	}
+	meta = repMeta(meta, in.RepID, in.RequestID)
+	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindOpportunityCreated), []repRef{{field: "rep_id", id: in.RepID}},
+		func(l *lead, _ *routing.Config, now time.Time) ([]*eventv1.Event, error) {
+			cmd := lifecycle.Command{Name: lifecycle.Convert}
+			if in.ExpectedClose != nil {
+				cmd.Due = in.ExpectedClose.AsTime()
+			}
+			if err := requireOwner(l, in.RepID, "Convert"); err != nil {
+				return nil, err
+			}
+			ev, _, err := a.leadEvent(l.id, l.state, cmd, a.policy, &eventv1.OpportunityCreated{
+				OpportunityId: in.OpportunityID, Amount: in.Amount, ExpectedClose: in.ExpectedClose, Stage: in.Stage, RepId: in.RepID, Segment: l.segment,
+			}, meta, now)
+			if err != nil {
+				return nil, err
+			}
+			return []*eventv1.Event{ev}, nil
+		})
+}
+
+// MoveStage moves an opportunity to another CRM stage.
+type MoveStage struct {
+	LeadID, RepID, RequestID string
+	Stage                    string
+	Amount                   *eventv1.Money
+}
+
+// MoveOpportunityStage appends OpportunityStageChanged. It is not a
+// lifecycle transition, but it is refused like one outside OPPORTUNITY.
+// A move to the stage the opportunity is in, with no new amount, writes
+// nothing.
+//
+// Errors: see command.
+func (a *App) MoveOpportunityStage(ctx context.Context, in MoveStage, meta envelope.Meta) (Result, error) {
+	var v violations
+	checkLeadID(&v, in.LeadID)
+	checkRepID(&v, "rep_id", in.RepID)
+	checkRequestID(&v, in.RequestID)
+	checkStage(&v, "stage", in.Stage)
+	checkMoney(&v, "amount", in.Amount, false)
+	if err := v.err(); err != nil {
+		return Result{}, err
+	}
+	meta = repMeta(meta, in.RepID, in.RequestID)
+	return a.command(ctx, in.LeadID, in.RequestID, "OpportunityStageChanged", []repRef{{field: "rep_id", id: in.RepID}},
+		func(l *lead, _ *routing.Config, now time.Time) ([]*eventv1.Event, error) {
+			if err := requireOwner(l, in.RepID, "MoveStage"); err != nil {
+				return nil, err
+			}
+			ev, err := noteEvent(l.id, l.state, "MoveStage", []lifecycle.Status{lifecycle.StatusOpportunity}, &eventv1.OpportunityStageChanged{
+				OpportunityId: l.opportunity.id, FromStage: l.opportunity.stage, ToStage: in.Stage, Amount: in.Amount, RepId: in.RepID,
+			}, meta, now)
+			if err != nil {
+				return nil, err
+			}
+			if in.Stage == l.opportunity.stage && (in.Amount == nil || proto.Equal(in.Amount, l.opportunity.amount)) {
+				return nil, errUnchanged
+			}
+			return []*eventv1.Event{ev}, nil
+		})
+}

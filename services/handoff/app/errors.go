@@ -1,0 +1,192 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/services/handoff/routing"
+)
+
+// ErrNotFound is returned for an unknown lead.
+var ErrNotFound = errors.New("not found")
+
+// Violation is one refused request field.
+type Violation = routing.Violation
+
+// ValidationError lists the refused fields of a request; nothing was
+// written.
+type ValidationError struct {
+	Violations []Violation
+}
+
+func (e *ValidationError) Error() string {
+	parts := make([]string, len(e.Violations))
+	for i, v := range e.Violations {
+		parts[i] = v.Field + " " + v.Description
+	}
+	return "invalid request: " + strings.Join(parts, "; ")
+}
+
+type violations []Violation
+
+func (v *violations) add(field, format string, args ...any) {
+	*v = append(*v, Violation{Field: field, Description: fmt.Sprintf(format, args...)})
+}
+
+func (v violations) err() error {
+	if len(v) == 0 {
+		return nil
+	}
+	return &ValidationError{Violations: v}
+}
+
+func invalid(field, format string, args ...any) error {
+	var v violations
+	v.add(field, format, args...)
+	return v.err()
+}
+
+// NotOwnerError is a rep acting on a lead that someone else owns, or
+// that was taken from them. Nothing was written.
+type NotOwnerError struct {
+	LeadID  string
+	RepID   string
+	Owner   lifecycle.Owner
+	Status  lifecycle.Status
+	Command string
+}
+
+func (e *NotOwnerError) Error() string {
+	owner := e.Owner.String()
+	if owner == "" {
+		owner = "nobody"
+	}
+	return fmt.Sprintf("%s refused in %s: lead %s is owned by %s, not rep %s", e.Command, e.Status, e.LeadID, owner, e.RepID)
+}
+
+// AtCapacityError is a rep who holds as many open leads as the rep's
+// capacity allows. Nothing was written.
+type AtCapacityError struct {
+	RepID          string
+	Open, Capacity int
+}
+
+func (e *AtCapacityError) Error() string {
+	return fmt.Sprintf("rep %s is at capacity: %d of %d open leads", e.RepID, e.Open, e.Capacity)
+}
+
+// UnavailableError is a rep who cannot take a lead now (inactive, out of
+// office). Nothing was written.
+type UnavailableError struct {
+	RepID string
+	Why   string
+}
+
+func (e *UnavailableError) Error() string {
+	return fmt.Sprintf("rep %s cannot take leads: %s", e.RepID, e.Why)
+}
+
+// StaleVersionError is a routing change made against a version that is
+// no longer current. Nothing was written.
+type StaleVersionError struct {
+	Expected, Actual uint32
+}
+
+func (e *StaleVersionError) Error() string {
+	return fmt.Sprintf("routing is at version %d, the change expected %d", e.Actual, e.Expected)
+}
+
+// A lead id becomes a subject token, so it may hold no '.', '*', '>' or
+// space.
+var leadIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_:-]{0,127}$`)
+
+func checkLeadID(v *violations, id string) {
+	if !leadIDRE.MatchString(id) {
+		v.add("lead_id", "must be a lead id: 1-128 letters, digits, '-', '_' or ':'")
+	}
+}
+
+const maxKey = 200
+
+func checkRequestID(v *violations, id string) {
+	switch {
+	case strings.TrimSpace(id) == "":
+		v.add("request_id", "is required: a retry with the same id returns the first answer")
+	case len(id) > maxKey:
+		v.add("request_id", "must be at most %d characters", maxKey)
+	}
+}
+
+func checkRepID(v *violations, field, id string) {
+	switch {
+	case id == "":
+		v.add(field, "is required")
+	case !routing.ValidID(id):
+		v.add(field, "must be a rep id: 1-64 letters, digits, '-' or '_'")
+	}
+}
+
+func checkText(v *violations, field, s string, max int, required bool) {
+	switch {
+	case required && strings.TrimSpace(s) == "":
+		v.add(field, "is required")
+	case len(s) > max:
+		v.add(field, "must be at most %d characters", max)
+	}
+}
+
+const maxActorID = 128
+
+// checkActor checks who is acting: an id is required, and the kind and
+// team must be values the schema defines.
+func checkActor(v *violations, field string, a *eventv1.Actor) {
+	switch id := strings.TrimSpace(a.GetId()); {
+	case a == nil:
+		v.add(field, "is required")
+		return
+	case id == "":
+		v.add(field+".id", "is required")
+	case len(id) > maxActorID:
+		v.add(field+".id", "must be at most %d characters", maxActorID)
+	}
+	if _, ok := eventv1.ActorKind_name[int32(a.GetKind())]; !ok {
+		v.add(field+".kind", "%d is not a known actor kind", a.GetKind())
+	}
+	if _, ok := eventv1.Team_name[int32(a.GetTeam())]; !ok {
+		v.add(field+".team", "%d is not a known team", a.GetTeam())
+	}
+}
+
+var currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
+
+func checkMoney(v *violations, field string, m *eventv1.Money, required bool) {
+	switch {
+	case m == nil && required:
+		v.add(field, "is required")
+	case m == nil:
+	case !currencyRE.MatchString(m.GetCurrency()):
+		v.add(field+".currency", "must be an ISO 4217 code such as EUR")
+	case m.GetMinorUnits() < 0:
+		v.add(field+".minor_units", "must not be negative")
+	}
+}
+
+func checkTime(v *violations, field string, t *timestamppb.Timestamp) {
+	if t != nil && t.CheckValid() != nil {
+		v.add(field, "is not a valid time")
+	}
+}
+
+var stageRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9 _-]{0,63}$`)
+
+func checkStage(v *violations, field, s string) {
+	if !stageRE.MatchString(s) {
+		v.add(field, "must be a stage name: 1-64 letters, digits, spaces, '-' or '_'")
+	}
+}

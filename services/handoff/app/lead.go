@@ -1,0 +1,223 @@
+package app
+
+import (
+	"context"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/services/handoff/routing"
+	"github.com/leadflow/leadflow/services/handoff/sla"
+)
+
+type eventPayload = proto.Message
+
+// lead is what the handoff service needs of one lead, folded from all of
+// its events.
+type lead struct {
+	id      string
+	state   lifecycle.State // after its last event
+	version uint64          // its last event's sequence, 0 for none
+	profile *eventv1.Profile
+	// sealed is the latest sealed personal data (company, title) of a
+	// capture or re-submission that named a company.
+	sealed []byte
+	// byKey maps idempotency keys to the first event written with each;
+	// causes holds the causation ids of the lead's events.
+	byKey  map[string]eventstore.Record
+	causes map[string]struct{}
+	// journey counts qualifications; qualified is the latest's event id.
+	journey   int
+	qualified string
+	// stepID is the event that started the current SLA step: the latest
+	// LeadAssigned or LeadReassigned while ASSIGNED, LeadAccepted while
+	// ACCEPTED, LeadQueued while an MQL waits in a queue.
+	stepID string
+	// The current owner's terms: the pool routed from (for escalation),
+	// the segment and the SLA policy.
+	poolID    string
+	segment   string
+	policy    *eventv1.SLAPolicy
+	acceptBy  time.Time
+	accepted  *eventv1.LeadAccepted
+	connected bool // reached the lead since acceptance
+	// owners are the reps that held the lead in this journey.
+	owners        []string
+	queued        *eventv1.LeadQueued
+	routeBreached bool
+	opportunity   struct {
+		id, stage string
+		amount    *eventv1.Money
+	}
+}
+
+func foldLead(id string, recs []eventstore.Record) *lead {
+	l := &lead{id: id, byKey: map[string]eventstore.Record{}, causes: map[string]struct{}{}}
+	for _, r := range recs {
+		l.apply(r)
+	}
+	return l
+}
+
+func (l *lead) apply(r eventstore.Record) {
+	ev := r.Event
+	l.version = r.Seq
+	l.state = lifecycle.FromProto(ev.GetLifecycle())
+	if k := ev.GetIdempotencyKey(); k != "" {
+		if _, ok := l.byKey[k]; !ok {
+			l.byKey[k] = r
+		}
+	}
+	if c := ev.GetCausationId(); c != "" {
+		l.causes[c] = struct{}{}
+	}
+	switch p := ev.GetPayload().(type) {
+	case *eventv1.Event_LeadCaptured:
+		l.profile = proto.CloneOf(p.LeadCaptured.GetProfile())
+		if b := p.LeadCaptured.GetSealedPersonal(); len(b) > 0 {
+			l.sealed = b
+		}
+	case *eventv1.Event_LeadResubmitted:
+		l.profile = mergeProfile(l.profile, p.LeadResubmitted.GetProfile())
+		if b := p.LeadResubmitted.GetSealedPersonal(); len(b) > 0 {
+			l.sealed = b
+		}
+	case *eventv1.Event_LeadQualified:
+		l.journey++
+		l.qualified = ev.GetEventId()
+		l.owners, l.queued, l.routeBreached, l.stepID = nil, nil, false, ""
+		l.poolID, l.policy, l.accepted, l.connected = "", nil, nil, false
+	case *eventv1.Event_LeadQueued:
+		l.queued, l.stepID = p.LeadQueued, ev.GetEventId()
+	case *eventv1.Event_LeadAssigned:
+		a := p.LeadAssigned
+		l.stepID, l.queued = ev.GetEventId(), nil
+		l.owners = append(l.owners, a.GetOwner().GetId())
+		l.poolID, l.segment, l.policy = a.GetDecision().GetPoolId(), a.GetSegment(), a.GetSla()
+		l.acceptBy = a.GetAcceptBy().AsTime()
+	case *eventv1.Event_LeadReassigned:
+		a := p.LeadReassigned
+		l.stepID = ev.GetEventId()
+		l.owners = append(l.owners, a.GetTo().GetId())
+		if pool := a.GetDecision().GetPoolId(); pool != "" {
+			l.poolID = pool
+		}
+		if a.GetSla() != nil {
+			l.policy = a.GetSla()
+		}
+		l.acceptBy = a.GetAcceptBy().AsTime()
+		l.accepted, l.connected = nil, false
+	case *eventv1.Event_LeadAccepted:
+		l.stepID, l.accepted, l.connected = ev.GetEventId(), p.LeadAccepted, false
+	case *eventv1.Event_ContactAttempted:
+		switch p.ContactAttempted.GetOutcome() {
+		case eventv1.ContactOutcome_CONTACT_OUTCOME_CONNECTED, eventv1.ContactOutcome_CONTACT_OUTCOME_MEETING_BOOKED:
+			l.connected = true
+		}
+	case *eventv1.Event_SlaBreached:
+		if p.SlaBreached.GetSla() == eventv1.SLAKind_SLA_KIND_ROUTE {
+			l.routeBreached = true
+		}
+	case *eventv1.Event_OpportunityCreated:
+		o := p.OpportunityCreated
+		l.opportunity.id, l.opportunity.stage, l.opportunity.amount = o.GetOpportunityId(), o.GetStage(), o.GetAmount()
+	case *eventv1.Event_OpportunityStageChanged:
+		o := p.OpportunityStageChanged
+		l.opportunity.stage = o.GetToStage()
+		if o.GetAmount() != nil {
+			l.opportunity.amount = o.GetAmount()
+		}
+	}
+	switch l.state.Status {
+	case lifecycle.StatusAssigned, lifecycle.StatusAccepted, lifecycle.StatusMQL:
+	default:
+		l.stepID = ""
+	}
+}
+
+// mergeProfile lays a later form's answers over what the lead said
+// before: a field left out keeps its earlier value.
+func mergeProfile(old, later *eventv1.Profile) *eventv1.Profile {
+	if old == nil {
+		return proto.CloneOf(later)
+	}
+	out := proto.CloneOf(old)
+	if later == nil {
+		return out
+	}
+	if later.GetCompany() != "" {
+		out.Company = later.GetCompany()
+	}
+	if later.GetTitle() != "" {
+		out.Title = later.GetTitle()
+	}
+	if later.GetSeniority() != eventv1.Seniority_SENIORITY_UNSPECIFIED {
+		out.Seniority = later.GetSeniority()
+	}
+	if later.GetIndustry() != "" {
+		out.Industry = later.GetIndustry()
+	}
+	if later.GetEmployees() != 0 {
+		out.Employees = later.GetEmployees()
+	}
+	if later.GetCountry() != "" {
+		out.Country = later.GetCountry()
+	}
+	if later.GetEmailDomain() != "" {
+		out.EmailDomain = later.GetEmailDomain()
+	}
+	return out
+}
+
+// routingLead is the lead as routing sees it.
+func (l *lead) routingLead() routing.Lead {
+	return routing.Lead{ID: l.id, Profile: l.profile, Exclude: l.owners}
+}
+
+// unseal completes the profile routing sees with the sealed company name,
+// when the profile has none in the clear. The name is used and dropped:
+// it never goes into an event.
+func (a *App) unseal(ctx context.Context, l *lead) error {
+	if a.personal == nil || l.profile.GetCompany() != "" || len(l.sealed) == 0 {
+		return nil
+	}
+	company, err := a.personal.Company(ctx, l.id, l.sealed)
+	if err != nil || company == "" {
+		return err
+	}
+	l.profile = proto.CloneOf(l.profile)
+	if l.profile == nil {
+		l.profile = &eventv1.Profile{}
+	}
+	l.profile.Company = company
+	return nil
+}
+
+// slaPolicy is the current owner's SLA policy: as recorded when the lead
+// was given to them, else the segment's now.
+func (l *lead) slaPolicy(cfg *routing.Config) sla.Policy {
+	if l.policy != nil {
+		return sla.FromProto(l.policy)
+	}
+	return cfg.Policy(l.segment)
+}
+
+// ownedBy reports whether rep owns the lead.
+func (l *lead) ownedBy(repID string) bool {
+	return l.state.Owner == lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: repID}
+}
+
+// load reads and folds a lead; ErrNotFound when it has no events.
+func (a *App) load(ctx context.Context, leadID string) (*lead, error) {
+	recs, err := a.leads.Load(ctx, leadID)
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) == 0 {
+		return nil, ErrNotFound
+	}
+	return foldLead(leadID, recs), nil
+}

@@ -1,0 +1,61 @@
+package app
+
+import (
+	"context"
+	"time"
+
+	"github.com/leadflow/leadflow/pkg/envelope"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/services/handoff/routing"
+)
+
+// LogContact is one attempt by a rep to reach a lead the rep accepted.
+type LogContact struct {
+	LeadID, RepID, RequestID string
+	Channel                  eventv1.ContactChannel
+	Outcome                  eventv1.ContactOutcome
+}
+
+// LogContactAttempt appends ContactAttempted, numbered. The lead's next
+// deadline is the end of the attempts window while it runs and nobody was
+// reached, else the lifecycle's contact interval.
+//
+// Errors: see command; channel and outcome must be known values.
+func (a *App) LogContactAttempt(ctx context.Context, in LogContact, meta envelope.Meta) (Result, error) {
+	var v violations
+	checkLeadID(&v, in.LeadID)
+	checkRepID(&v, "rep_id", in.RepID)
+	checkRequestID(&v, in.RequestID)
+	if _, ok := eventv1.ContactChannel_name[int32(in.Channel)]; !ok || in.Channel == eventv1.ContactChannel_CONTACT_CHANNEL_UNSPECIFIED {
+		v.add("channel", "must be PHONE, EMAIL, SOCIAL or MEETING")
+	}
+	if _, ok := eventv1.ContactOutcome_name[int32(in.Outcome)]; !ok || in.Outcome == eventv1.ContactOutcome_CONTACT_OUTCOME_UNSPECIFIED {
+		v.add("outcome", "must be NO_ANSWER, LEFT_MESSAGE, CONNECTED or MEETING_BOOKED")
+	}
+	if err := v.err(); err != nil {
+		return Result{}, err
+	}
+	meta = repMeta(meta, in.RepID, in.RequestID)
+	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindContactAttempted), []repRef{{field: "rep_id", id: in.RepID}},
+		func(l *lead, _ *routing.Config, now time.Time) ([]*eventv1.Event, error) {
+			p := a.policy
+			due := l.accepted.GetAttemptsDueAt().AsTime()
+			reached := in.Outcome == eventv1.ContactOutcome_CONTACT_OUTCOME_CONNECTED || in.Outcome == eventv1.ContactOutcome_CONTACT_OUTCOME_MEETING_BOOKED
+			if l.accepted.GetAttemptsDueAt() != nil && due.After(now) && !reached && !l.connected {
+				p.ContactWithin = within(now, due)
+			}
+			attempt := l.state.Attempts + 1
+			contactBy := l.accepted.GetContactBy()
+			payload := &eventv1.ContactAttempted{RepId: in.RepID, Channel: in.Channel, Outcome: in.Outcome, Attempt: int32(attempt),
+				WithinSla: attempt == 1 && (contactBy == nil || !now.After(contactBy.AsTime()))}
+			if err := requireOwner(l, in.RepID, "LogContact"); err != nil {
+				return nil, err
+			}
+			ev, _, err := a.leadEvent(l.id, l.state, lifecycle.Command{Name: lifecycle.LogContact}, p, payload, meta, now)
+			if err != nil {
+				return nil, err
+			}
+			return []*eventv1.Event{ev}, nil
+		})
+}

@@ -1,0 +1,53 @@
+package app
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/leadflow/leadflow/pkg/envelope"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/services/handoff/routing"
+)
+
+// RejectLead is a rep turning down a lead the rep owns.
+type RejectLead struct {
+	LeadID, RepID, RequestID string
+	Reason                   eventv1.RejectReason
+	Note                     string
+}
+
+const maxNote = 500
+
+// RejectLead appends LeadRejected with the reason code: the lead goes
+// back to nurture (RECYCLED, owned by the nurture queue).
+//
+// Errors: see command; reason must be a known code.
+func (a *App) RejectLead(ctx context.Context, in RejectLead, meta envelope.Meta) (Result, error) {
+	var v violations
+	checkLeadID(&v, in.LeadID)
+	checkRepID(&v, "rep_id", in.RepID)
+	checkRequestID(&v, in.RequestID)
+	if _, ok := eventv1.RejectReason_name[int32(in.Reason)]; !ok || in.Reason == eventv1.RejectReason_REJECT_REASON_UNSPECIFIED {
+		v.add("reason", "must be a reject reason code: NOT_READY, NOT_A_FIT, EXISTING_CUSTOMER, BAD_DATA, WRONG_CONTACT, DUPLICATE, ...")
+	}
+	checkText(&v, "note", in.Note, maxNote, false)
+	if err := v.err(); err != nil {
+		return Result{}, err
+	}
+	meta = repMeta(meta, in.RepID, in.RequestID)
+	reason := strings.TrimPrefix(in.Reason.String(), "REJECT_REASON_")
+	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindRejected), []repRef{{field: "rep_id", id: in.RepID}},
+		func(l *lead, _ *routing.Config, now time.Time) ([]*eventv1.Event, error) {
+			if err := requireOwner(l, in.RepID, "Reject"); err != nil {
+				return nil, err
+			}
+			ev, _, err := a.leadEvent(l.id, l.state, lifecycle.Command{Name: lifecycle.Reject, Reason: reason}, a.policy,
+				&eventv1.LeadRejected{RepId: in.RepID, Reason: in.Reason, Note: in.Note, Segment: l.segment}, meta, now)
+			if err != nil {
+				return nil, err
+			}
+			return []*eventv1.Event{ev}, nil
+		})
+}

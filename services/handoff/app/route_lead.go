@@ -1,0 +1,202 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/leadflow/leadflow/pkg/envelope"
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/services/handoff/routing"
+)
+
+// RouteQualified routes the lead of a LeadQualified event ev, stored at
+// stream sequence seq, with the routing data as of ev: LeadAssigned to
+// the rep routing chose, or LeadQueued in the fallback queue with a
+// deadline and a retry. Either is caused by ev, so a redelivered ev
+// changes nothing; so does an ev that is not the lead's latest
+// qualification, or a lead no longer an MQL.
+func (a *App) RouteQualified(ctx context.Context, leadID string, seq uint64, ev *eventv1.Event, meta envelope.Meta) error {
+	// ev was stored before now: routing data read after now has every
+	// change stored before ev.
+	cfg, err := a.config(ctx, a.now())
+	if err != nil {
+		return err
+	}
+	meta.Actor, meta.CausationID = Actor, ev.GetEventId()
+	// The fold the consumer kept, if it ends just before ev: then the lead
+	// is known without a read. If more was appended since, the append
+	// conflicts and the next pass reads the lead.
+	l, ok := a.folds.take(leadID)
+	if ok && (ev.GetVersionBefore() != l.version || seq <= l.version) {
+		l = nil
+	}
+	if l != nil {
+		l.apply(eventstore.Record{Seq: seq, Event: ev})
+	}
+	for attempt := range maxRaces {
+		if l == nil {
+			l, err = a.load(ctx, leadID)
+			if errors.Is(err, ErrNotFound) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if _, done := l.causes[ev.GetEventId()]; done {
+			a.folds.put(l)
+			return nil
+		}
+		if l.state.Status != lifecycle.StatusMQL || l.qualified != ev.GetEventId() {
+			a.folds.put(l)
+			return nil
+		}
+		events, err := a.routeEvents(ctx, cfg, l, ev.GetEventId(), nil, meta)
+		if err != nil {
+			return err
+		}
+		v, err := a.leads.Append(ctx, leadID, l.version, events...)
+		if errors.Is(err, eventstore.ErrConflict) {
+			l = nil
+			if err := eventstore.AfterConflict(ctx, attempt); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		first := v - uint64(len(events)-1)
+		for i, e := range events {
+			l.apply(eventstore.Record{Seq: first + uint64(i), Event: e})
+		}
+		a.folds.put(l)
+		return nil
+	}
+	return fmt.Errorf("route lead %s: %w after %d races", leadID, eventstore.ErrConflict, maxRaces)
+}
+
+// Cached reports whether the lead's fold is cached: only then is an event
+// worth decoding for Observe (or when it is a lead's first).
+func (a *App) Cached(leadID string) bool { return a.folds.has(leadID) }
+
+// Observe folds a lead event the consumer does not act on into the
+// lead's cached fold, if it extends it, so the fold stays whole without
+// reading the stream. A lead not cached starts a fold with its first
+// event; any other is read in full when routing next needs it.
+func (a *App) Observe(leadID string, seq uint64, ev *eventv1.Event) {
+	l, ok := a.folds.take(leadID)
+	switch {
+	case ok && seq > l.version && ev.GetVersionBefore() == l.version:
+		l.apply(eventstore.Record{Seq: seq, Event: ev})
+	case ok:
+		// A gap: the fold stays where it is and is read on next time.
+	case ev.GetVersionBefore() == 0 && ev.GetLeadCaptured() != nil:
+		l = foldLead(leadID, []eventstore.Record{{Seq: seq, Event: ev}})
+	default:
+		return
+	}
+	a.folds.put(l)
+}
+
+// routeEvents decides who gets an MQL and returns the events that say
+// so: LeadAssigned, or on the first try LeadQueued. A retry (a fired ROUTE
+// timer) that finds no rep schedules the next retry, before anything is
+// written so a crash cannot break the chain, and writes only the
+// SLABreached of a route deadline that has passed, once.
+func (a *App) routeEvents(ctx context.Context, cfg *routing.Config, l *lead, cause string, retry *eventv1.SLATimer, meta envelope.Meta) ([]*eventv1.Event, error) {
+	now := a.now()
+	if err := a.unseal(ctx, l); err != nil {
+		return nil, err
+	}
+	d, err := a.decide(ctx, cfg, l.id, cause, func(pools map[string]routing.PoolState, loads routing.Loads) routing.Decision {
+		return cfg.Route(l.routingLead(), pools, loads, now)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if d.RepID != "" {
+		ev, err := a.assignedEvent(cfg, l, d, meta, now)
+		if err != nil {
+			return nil, err
+		}
+		return []*eventv1.Event{ev}, nil
+	}
+	// The queue's deadline is the lifecycle's: the route deadline the
+	// lead got when it qualified.
+	deadline := l.state.Deadline
+	next := now.Add(a.retryEvery)
+	if !d.RetryAt.IsZero() && d.RetryAt.Before(next) {
+		next = d.RetryAt
+	}
+	if deadline.After(now) && deadline.Before(next) {
+		next = deadline
+	}
+	if !next.After(now) {
+		next = now.Add(time.Second)
+	}
+	if retry == nil {
+		q, err := noteEvent(l.id, l.state, "Queue", []lifecycle.Status{lifecycle.StatusMQL}, &eventv1.LeadQueued{
+			Queue: d.Queue, Deadline: pbTime(deadline), RetryAt: timestamppb.New(next), Decision: d.Record,
+		}, meta, now)
+		if err != nil {
+			return nil, err
+		}
+		return []*eventv1.Event{q}, nil
+	}
+	again := proto.CloneOf(retry)
+	again.Attempt++
+	again.TimerId = TimerID(retry.GetStepEventId(), eventv1.SLAKind_SLA_KIND_ROUTE, eventv1.TimerPhase_TIMER_PHASE_DUE) + "-" + strconv.Itoa(int(again.GetAttempt()))
+	again.FireAt = timestamppb.New(next)
+	if err := a.timers.Schedule(ctx, again); err != nil {
+		return nil, err
+	}
+	if deadline.IsZero() || now.Before(deadline) || l.routeBreached {
+		return nil, nil
+	}
+	ev, _, err := a.leadEvent(l.id, l.state, lifecycle.Command{Name: lifecycle.BreachSLA}, a.policy, &eventv1.SLABreached{
+		Sla: eventv1.SLAKind_SLA_KIND_ROUTE, Owner: ownerProto(l.state.Owner), DueAt: timestamppb.New(deadline), StepEventId: l.stepID,
+		Escalation: eventv1.SLAEscalation_SLA_ESCALATION_REQUEUE, Segment: d.Segment,
+	}, meta, now)
+	if err != nil {
+		return nil, err
+	}
+	return []*eventv1.Event{ev}, nil
+}
+
+// assignedEvent is LeadAssigned for a decision that chose a rep, with the
+// acceptance deadlines of the segment's SLA in the rep's working hours.
+func (a *App) assignedEvent(cfg *routing.Config, l *lead, d routing.Decision, meta envelope.Meta, now time.Time) (*eventv1.Event, error) {
+	policy := cfg.Policy(d.Segment)
+	steps := policy.Accept(cfg.RepCalendar(d.RepID), now)
+	p := a.policy
+	p.AcceptWithin = within(now, steps.DueAt)
+	owner := lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: d.RepID}
+	ev, _, err := a.leadEvent(l.id, l.state, lifecycle.Command{Name: lifecycle.Assign, Owner: owner}, p, &eventv1.LeadAssigned{
+		Owner: ownerProto(owner), Rule: d.Record.GetRuleId(), AccountId: d.Record.GetAccountId(), AcceptBy: timestamppb.New(steps.DueAt),
+		Decision: d.Record, Segment: d.Segment, WarnAt: pbTime(steps.WarnAt), Sla: policy.ToProto(),
+	}, meta, now)
+	return ev, err
+}
+
+func ownerProto(o lifecycle.Owner) *eventv1.Owner {
+	if o.IsZero() {
+		return nil
+	}
+	return &eventv1.Owner{Kind: eventv1.OwnerKind(o.Kind), Id: o.ID}
+}
+
+func pbTime(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}

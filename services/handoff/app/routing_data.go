@@ -1,0 +1,101 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/leadflow/leadflow/pkg/envelope"
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/services/handoff/routing"
+)
+
+// ChangeRouting is one change to the routing data.
+type ChangeRouting struct {
+	// Field names the change in the request ("team", "rules"), for errors.
+	Field  string
+	Change *eventv1.RoutingChanged
+	By     *eventv1.Actor
+	// ExpectedVersion, if not 0, must be the routing version now.
+	ExpectedVersion uint32
+}
+
+// Changed is the answer to a routing change.
+type Changed struct {
+	Version   uint32
+	Unchanged bool
+}
+
+// ChangeRouting validates a change against the routing data and appends
+// it as RoutingChanged with the next version, at the data's version (a
+// racing change makes it read and validate again). A change that sets
+// what is in force already writes nothing. Every routing decision after
+// it records the new version.
+//
+// Errors: *ValidationError (the fields named under in.Field),
+// *StaleVersionError, eventstore.ErrConflict after repeated races.
+func (a *App) ChangeRouting(ctx context.Context, in ChangeRouting, meta envelope.Meta) (Changed, error) {
+	var v violations
+	checkActor(&v, "changed_by", in.By)
+	if err := v.err(); err != nil {
+		return Changed{}, err
+	}
+	meta.Actor = in.By
+	for attempt := range maxRaces {
+		cfg, err := a.freshConfig(ctx)
+		if err != nil {
+			return Changed{}, err
+		}
+		if in.ExpectedVersion != 0 && in.ExpectedVersion != cfg.Version {
+			return Changed{}, &StaleVersionError{Expected: in.ExpectedVersion, Actual: cfg.Version}
+		}
+		if vs := cfg.Validate(in.Field, in.Change); len(vs) > 0 {
+			return Changed{}, &ValidationError{Violations: vs}
+		}
+		if cfg.Unchanged(in.Change) {
+			return Changed{Version: cfg.Version, Unchanged: true}, nil
+		}
+		ch := proto.CloneOf(in.Change)
+		ch.Version, ch.ChangedBy = cfg.Version+1, in.By
+		ev, err := envelope.NewEvent("", ch, meta, a.now())
+		if err != nil {
+			return Changed{}, err
+		}
+		_, err = a.store.Routing().Append(ctx, cfg.Seq, ev)
+		if errors.Is(err, eventstore.ErrConflict) {
+			if err := eventstore.AfterConflict(ctx, attempt); err != nil {
+				return Changed{}, err
+			}
+			continue
+		}
+		if err != nil {
+			return Changed{}, err
+		}
+		a.cfg.mu.Lock()
+		a.cfg.started = time.Time{} // this process reads its own change at once
+		a.cfg.mu.Unlock()
+		a.log.InfoContext(ctx, "routing changed", "version", ch.GetVersion(), "change", in.Field, "by", in.By.GetId())
+		return Changed{Version: ch.GetVersion()}, nil
+	}
+	return Changed{}, fmt.Errorf("change routing: %w after %d races", eventstore.ErrConflict, maxRaces)
+}
+
+// Routing returns the routing data at its current version.
+func (a *App) Routing(ctx context.Context) (*routing.Config, error) {
+	return a.freshConfig(ctx)
+}
+
+// SortedKeys returns a map's keys in order, for listing routing data.
+func SortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}

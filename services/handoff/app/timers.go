@@ -1,0 +1,275 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/leadflow/leadflow/pkg/envelope"
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/services/handoff/routing"
+)
+
+// Every SLA step starts with an event that records its deadlines
+// (LeadAssigned, LeadReassigned, LeadAccepted, LeadQueued). The lead
+// consumer turns that event into timers, so a step's timers are
+// scheduled at least once whatever crashes; a timer is named after its
+// step, SLA and phase, so scheduling it again replaces it, and the events
+// it causes name it, so firing it again is a no-op. When a timer fires,
+// the lead is read: a step that is over (accepted, contacted, moved on)
+// makes it a no-op.
+
+// TimersFor returns the timers the step ev starts; none for other events.
+func TimersFor(ev *eventv1.Event) []*eventv1.SLATimer {
+	var out []*eventv1.SLATimer
+	add := func(kind eventv1.SLAKind, phase eventv1.TimerPhase, due, fire *timestamppb.Timestamp) {
+		if fire == nil || due == nil {
+			return
+		}
+		out = append(out, &eventv1.SLATimer{TimerId: TimerID(ev.GetEventId(), kind, phase), LeadId: ev.GetLeadId(), Sla: kind, Phase: phase,
+			StepEventId: ev.GetEventId(), DueAt: due, FireAt: fire})
+	}
+	const warn, due = eventv1.TimerPhase_TIMER_PHASE_WARN, eventv1.TimerPhase_TIMER_PHASE_DUE
+	switch p := ev.GetPayload().(type) {
+	case *eventv1.Event_LeadAssigned:
+		add(eventv1.SLAKind_SLA_KIND_ACCEPT, warn, p.LeadAssigned.GetAcceptBy(), p.LeadAssigned.GetWarnAt())
+		add(eventv1.SLAKind_SLA_KIND_ACCEPT, due, p.LeadAssigned.GetAcceptBy(), p.LeadAssigned.GetAcceptBy())
+	case *eventv1.Event_LeadReassigned:
+		add(eventv1.SLAKind_SLA_KIND_ACCEPT, warn, p.LeadReassigned.GetAcceptBy(), p.LeadReassigned.GetWarnAt())
+		add(eventv1.SLAKind_SLA_KIND_ACCEPT, due, p.LeadReassigned.GetAcceptBy(), p.LeadReassigned.GetAcceptBy())
+	case *eventv1.Event_LeadAccepted:
+		a := p.LeadAccepted
+		add(eventv1.SLAKind_SLA_KIND_FIRST_CONTACT, warn, a.GetContactBy(), a.GetContactWarnAt())
+		add(eventv1.SLAKind_SLA_KIND_FIRST_CONTACT, due, a.GetContactBy(), a.GetContactBy())
+		add(eventv1.SLAKind_SLA_KIND_FOLLOW_UP, warn, a.GetAttemptsDueAt(), a.GetAttemptsWarnAt())
+		add(eventv1.SLAKind_SLA_KIND_FOLLOW_UP, due, a.GetAttemptsDueAt(), a.GetAttemptsDueAt())
+	case *eventv1.Event_LeadQueued:
+		add(eventv1.SLAKind_SLA_KIND_ROUTE, due, p.LeadQueued.GetDeadline(), p.LeadQueued.GetRetryAt())
+	}
+	return out
+}
+
+// DecodeTimer decodes a fired timer.
+func DecodeTimer(data []byte) (*eventv1.SLATimer, error) {
+	t := &eventv1.SLATimer{}
+	if err := proto.Unmarshal(data, t); err != nil {
+		return nil, fmt.Errorf("decode timer: %w", err)
+	}
+	if t.GetTimerId() == "" || t.GetLeadId() == "" {
+		return nil, errors.New("decode timer: no timer or lead id")
+	}
+	return t, nil
+}
+
+// TimerID names a step's timer: one subject token, unique per step, SLA
+// and phase.
+func TimerID(stepEventID string, kind eventv1.SLAKind, phase eventv1.TimerPhase) string {
+	k := strings.ToLower(strings.TrimPrefix(kind.String(), "SLA_KIND_"))
+	p := strings.ToLower(strings.TrimPrefix(phase.String(), "TIMER_PHASE_"))
+	return stepEventID + "-" + strings.ReplaceAll(k, "_", "-") + "-" + p
+}
+
+// StepStarted schedules the timers of the step ev starts.
+func (a *App) StepStarted(ctx context.Context, ev *eventv1.Event) error {
+	timers := TimersFor(ev)
+	if len(timers) == 0 {
+		return nil
+	}
+	return a.timers.Schedule(ctx, timers...)
+}
+
+// Released ends a rep's hold on a lead when ev takes the lead from the
+// rep (reassigned, rejected, converted, recycled, merged, erased), so the
+// rep's capacity counts it no more.
+func (a *App) Released(ctx context.Context, leadID string, ev *eventv1.Event) error {
+	var rep string
+	switch p := ev.GetPayload().(type) {
+	case *eventv1.Event_LeadReassigned:
+		rep = p.LeadReassigned.GetFrom().GetId()
+	case *eventv1.Event_OpportunityCreated:
+		rep = ev.GetLifecycle().GetOwner().GetId()
+	case *eventv1.Event_LeadRejected, *eventv1.Event_LeadRecycled, *eventv1.Event_LeadMerged, *eventv1.Event_LeadErased:
+		if ev.GetVersionBefore() == 0 {
+			return nil
+		}
+		before, err := a.leads.Event(ctx, ev.GetVersionBefore())
+		if err != nil {
+			return err
+		}
+		if o := before.GetLifecycle().GetOwner(); o.GetKind() == eventv1.OwnerKind_OWNER_KIND_REP {
+			rep = o.GetId()
+		}
+	}
+	if rep == "" {
+		return nil
+	}
+	return a.release(ctx, rep, leadID)
+}
+
+// FireTimer acts on a fired timer: nothing if its step is over or it
+// fired before (its events are in the lead's history); else SLAWarned at
+// a warning, and at a deadline SLABreached with the escalation the
+// segment's policy sets (LeadReassigned to the next rep or the manager),
+// LeadRecycled when the attempts were made without reaching the lead, or
+// for a queued lead another routing attempt.
+func (a *App) FireTimer(ctx context.Context, t *eventv1.SLATimer, meta envelope.Meta) error {
+	meta.Actor, meta.CausationID = Actor, t.GetTimerId()
+	for attempt := range maxRaces {
+		l, err := a.load(ctx, t.GetLeadId())
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if _, done := l.causes[t.GetTimerId()]; done {
+			return nil
+		}
+		cfg, err := a.config(ctx, time.Time{})
+		if err != nil {
+			return err
+		}
+		events, err := a.onTimer(ctx, cfg, l, t, meta)
+		if errors.Is(err, lifecycle.ErrRefused) {
+			return nil // the lead moved on in a way the step did not foresee
+		}
+		if err != nil || len(events) == 0 {
+			return err
+		}
+		_, err = a.leads.Append(ctx, l.id, l.version, events...)
+		if errors.Is(err, eventstore.ErrConflict) {
+			if err := eventstore.AfterConflict(ctx, attempt); err != nil {
+				return err
+			}
+			continue
+		}
+		if err == nil {
+			a.log.InfoContext(ctx, "timer fired", "lead", l.id, "sla", t.GetSla().String(), "phase", t.GetPhase().String(), "events", eventTypes(events))
+		}
+		return err
+	}
+	return fmt.Errorf("timer %s: %w after %d races", t.GetTimerId(), eventstore.ErrConflict, maxRaces)
+}
+
+func eventTypes(evs []*eventv1.Event) string {
+	s := make([]string, len(evs))
+	for i, e := range evs {
+		s[i] = e.GetEventType()
+	}
+	return strings.Join(s, ",")
+}
+
+func (a *App) onTimer(ctx context.Context, cfg *routing.Config, l *lead, t *eventv1.SLATimer, meta envelope.Meta) ([]*eventv1.Event, error) {
+	if l.stepID != t.GetStepEventId() {
+		return nil, nil // the step is over
+	}
+	st := l.state
+	warn := t.GetPhase() == eventv1.TimerPhase_TIMER_PHASE_WARN
+	switch t.GetSla() {
+	case eventv1.SLAKind_SLA_KIND_ACCEPT:
+		if st.Status != lifecycle.StatusAssigned {
+			return nil, nil
+		}
+	case eventv1.SLAKind_SLA_KIND_FIRST_CONTACT:
+		if st.Status != lifecycle.StatusAccepted || st.Attempts > 0 {
+			return nil, nil
+		}
+	case eventv1.SLAKind_SLA_KIND_FOLLOW_UP:
+		if st.Status != lifecycle.StatusAccepted || l.connected {
+			return nil, nil
+		}
+		if need := l.slaPolicy(cfg).MinAttempts; st.Attempts >= need {
+			if warn {
+				return nil, nil
+			}
+			// Every attempt the SLA asks for was made and nobody was
+			// reached: back to marketing, for nurture to pick up.
+			ev, _, err := a.leadEvent(l.id, st, lifecycle.Command{Name: lifecycle.Recycle, Reason: "attempts exhausted"}, a.policy,
+				&eventv1.LeadRecycled{Cause: eventv1.RecycleCause_RECYCLE_CAUSE_ATTEMPTS_EXHAUSTED,
+					Note: fmt.Sprintf("%d contact attempts by %s without reaching the lead", st.Attempts, st.Owner.ID)}, meta, a.now())
+			if err != nil {
+				return nil, err
+			}
+			return []*eventv1.Event{ev}, nil
+		}
+	case eventv1.SLAKind_SLA_KIND_ROUTE:
+		if st.Status != lifecycle.StatusMQL {
+			return nil, nil
+		}
+		return a.routeEvents(ctx, cfg, l, t.GetTimerId(), t, meta)
+	default:
+		return nil, nil
+	}
+	if warn {
+		ev, _, err := a.leadEvent(l.id, st, lifecycle.Command{Name: lifecycle.WarnSLA}, a.policy, &eventv1.SLAWarned{
+			Sla: t.GetSla(), Owner: ownerProto(st.Owner), DueAt: t.GetDueAt(), StepEventId: l.stepID, Segment: l.segment,
+		}, meta, a.now())
+		if err != nil {
+			return nil, err
+		}
+		return []*eventv1.Event{ev}, nil
+	}
+	return a.breach(ctx, cfg, l, t, meta)
+}
+
+// breach records an SLA breach and escalates by the policy: the lead goes
+// to the next rep of its pool or to the owner's manager (LeadReassigned,
+// caused by the breach, in the same atomic append).
+func (a *App) breach(ctx context.Context, cfg *routing.Config, l *lead, t *eventv1.SLATimer, meta envelope.Meta) ([]*eventv1.Event, error) {
+	now := a.now()
+	policy := l.slaPolicy(cfg)
+	current := l.state.Owner.ID
+	d, err := a.decide(ctx, cfg, l.id, t.GetTimerId(), func(pools map[string]routing.PoolState, loads routing.Loads) routing.Decision {
+		return cfg.Escalate(l.routingLead(), current, l.poolID, policy.Escalation, pools, loads, now)
+	})
+	if err != nil {
+		return nil, err
+	}
+	escalation := eventv1.SLAEscalation_SLA_ESCALATION_NONE
+	switch {
+	case d.RepID != "" && d.Manager:
+		escalation = eventv1.SLAEscalation_SLA_ESCALATION_MANAGER
+	case d.RepID != "":
+		escalation = eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP
+	}
+	breached, state, err := a.leadEvent(l.id, l.state, lifecycle.Command{Name: lifecycle.BreachSLA}, a.policy, &eventv1.SLABreached{
+		Sla: t.GetSla(), Owner: ownerProto(l.state.Owner), DueAt: t.GetDueAt(), StepEventId: l.stepID, Escalation: escalation, Segment: l.segment,
+	}, meta, now)
+	if err != nil {
+		return nil, err
+	}
+	if d.RepID == "" {
+		return []*eventv1.Event{breached}, nil
+	}
+	m := meta
+	m.CausationID = breached.GetEventId()
+	reason := fmt.Sprintf("%s SLA breached by %s", strings.ToLower(strings.TrimPrefix(t.GetSla().String(), "SLA_KIND_")), current)
+	re, err := a.reassignedEvent(cfg, l, state, d.RepID, reason, eventv1.ReassignCause_REASSIGN_CAUSE_ESCALATION, d.Record, m, now)
+	if err != nil {
+		return nil, err
+	}
+	return []*eventv1.Event{breached, re}, nil
+}
+
+// reassignedEvent is LeadReassigned to rep, with the new owner's
+// acceptance deadlines.
+func (a *App) reassignedEvent(cfg *routing.Config, l *lead, state lifecycle.State, repID, reason string, cause eventv1.ReassignCause,
+	decision *eventv1.RoutingDecision, meta envelope.Meta, now time.Time) (*eventv1.Event, error) {
+	policy := l.slaPolicy(cfg)
+	steps := policy.Accept(cfg.RepCalendar(repID), now)
+	p := a.policy
+	p.AcceptWithin = within(now, steps.DueAt)
+	to := lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: repID}
+	ev, _, err := a.leadEvent(l.id, state, lifecycle.Command{Name: lifecycle.Reassign, Owner: to}, p, &eventv1.LeadReassigned{
+		From: ownerProto(state.Owner), To: ownerProto(to), Reason: reason, Cause: cause, AcceptBy: timestamppb.New(steps.DueAt),
+		WarnAt: pbTime(steps.WarnAt), Sla: policy.ToProto(), Decision: decision, Segment: l.segment,
+	}, meta, now)
+	return ev, err
+}

@@ -1,0 +1,328 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	handoffv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/handoff/v1"
+)
+
+var eur = func(cents int64) *eventv1.Money { return &eventv1.Money{Currency: "EUR", MinorUnits: cents} }
+
+// A lead worked from acceptance to a won deal through the CRM commands,
+// each checked by the lifecycle and idempotent by request id.
+func TestCRMCommandsToWon(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	ctx := ctxT(t)
+	c := s.client
+	id := w.mql(t, dach(5000))
+	owner := ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0])
+	other := "bob"
+	if owner == "bob" {
+		other = "cat"
+	}
+
+	// Refused before acceptance: work it, win it, by someone else.
+	_, err := c.LogContactAttempt(ctx, &handoffv1.LogContactAttemptRequest{LeadId: id, RepId: owner, RequestId: "c0",
+		Channel: eventv1.ContactChannel_CONTACT_CHANNEL_PHONE, Outcome: eventv1.ContactOutcome_CONTACT_OUTCOME_NO_ANSWER})
+	wantCode(t, err, codes.FailedPrecondition, "")
+	if !strings.Contains(err.Error(), "ASSIGNED") {
+		t.Errorf("a refusal names the state: %v", err)
+	}
+	_, err = c.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: id, RepId: other, RequestId: "a0"})
+	wantCode(t, err, codes.FailedPrecondition, "")
+	if !strings.Contains(err.Error(), "owned by rep "+owner) {
+		t.Errorf("accept by a non-owner: %v", err)
+	}
+
+	acc, err := c.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: id, RepId: owner, RequestId: "a1"})
+	if err != nil || acc.GetLead().GetStatus() != eventv1.LeadStatus_LEAD_STATUS_ACCEPTED || acc.GetReplayed() {
+		t.Fatalf("accept: %v %v", acc, err)
+	}
+	again, err := c.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: id, RepId: owner, RequestId: "a1"})
+	if err != nil || !again.GetReplayed() || again.GetLead().GetEventId() != acc.GetLead().GetEventId() || again.GetLead().GetVersion() != acc.GetLead().GetVersion() {
+		t.Fatalf("a repeated accept is the first answer: %v %v", again, err)
+	}
+	_, err = c.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: id, RepId: owner, RequestId: "a2"})
+	wantCode(t, err, codes.FailedPrecondition, "")
+	if !strings.Contains(err.Error(), "refused in ACCEPTED") {
+		t.Errorf("a second accept: %v", err)
+	}
+	la := ofType(w.events(t, id), "LeadAccepted")
+	if len(la) != 1 || !la[0].GetLeadAccepted().GetWithinSla() || la[0].GetLeadAccepted().GetContactBy() == nil || la[0].GetIdempotencyKey() != "a1" ||
+		la[0].GetActor().GetId() != owner {
+		t.Fatalf("accepted: %v", la)
+	}
+
+	for i, o := range []eventv1.ContactOutcome{eventv1.ContactOutcome_CONTACT_OUTCOME_NO_ANSWER, eventv1.ContactOutcome_CONTACT_OUTCOME_CONNECTED} {
+		r, err := c.LogContactAttempt(ctx, &handoffv1.LogContactAttemptRequest{LeadId: id, RepId: owner, RequestId: fmt.Sprint("c", i+1),
+			Channel: eventv1.ContactChannel_CONTACT_CHANNEL_PHONE, Outcome: o})
+		if err != nil || r.GetLead().GetAttempts() != int32(i+1) {
+			t.Fatalf("attempt %d: %v %v", i+1, r, err)
+		}
+	}
+	if r, err := c.LogContactAttempt(ctx, &handoffv1.LogContactAttemptRequest{LeadId: id, RepId: owner, RequestId: "c1",
+		Channel: eventv1.ContactChannel_CONTACT_CHANNEL_PHONE, Outcome: eventv1.ContactOutcome_CONTACT_OUTCOME_NO_ANSWER}); err != nil || !r.GetReplayed() {
+		t.Fatalf("a duplicate CRM callback: %v %v", r, err)
+	}
+	_, err = c.RejectLead(ctx, &handoffv1.RejectLeadRequest{LeadId: id, RepId: owner, RequestId: "c1", Reason: eventv1.RejectReason_REJECT_REASON_NOT_READY})
+	wantCode(t, err, codes.InvalidArgument, "request_id")
+
+	_, err = c.CloseWon(ctx, &handoffv1.CloseWonRequest{LeadId: id, RepId: owner, RequestId: "w0", Amount: eur(100)})
+	wantCode(t, err, codes.FailedPrecondition, "")
+	if !strings.Contains(err.Error(), "not an opportunity") {
+		t.Errorf("win before convert: %v", err)
+	}
+	conv, err := c.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: id, RepId: owner, RequestId: "o1", Amount: eur(5_000_000), Stage: "discovery",
+		ExpectedClose: timestamppb.New(time.Now().Add(30 * 24 * time.Hour))})
+	if err != nil || conv.GetOpportunityId() != "opp-o1" || conv.GetLead().GetStatus() != eventv1.LeadStatus_LEAD_STATUS_OPPORTUNITY {
+		t.Fatalf("convert: %v %v", conv, err)
+	}
+	if r, err := c.MoveOpportunityStage(ctx, &handoffv1.MoveOpportunityStageRequest{LeadId: id, RepId: owner, RequestId: "m1", Stage: "proposal", Amount: eur(6_000_000)}); err != nil ||
+		r.GetLead().GetStatus() != eventv1.LeadStatus_LEAD_STATUS_OPPORTUNITY {
+		t.Fatalf("move stage: %v %v", r, err)
+	}
+	won, err := c.CloseWon(ctx, &handoffv1.CloseWonRequest{LeadId: id, RepId: owner, RequestId: "w1", Amount: eur(5_500_000)})
+	if err != nil || won.GetLead().GetStatus() != eventv1.LeadStatus_LEAD_STATUS_WON || won.GetLead().GetOwner() != nil || won.GetLead().GetDeadline() != nil {
+		t.Fatalf("won: %v %v", won, err)
+	}
+	_, err = c.CloseLost(ctx, &handoffv1.CloseLostRequest{LeadId: id, RepId: owner, RequestId: "l1", Reason: "budget"})
+	wantCode(t, err, codes.FailedPrecondition, "")
+	if !strings.Contains(err.Error(), "WON") {
+		t.Errorf("lose a won deal: %v", err)
+	}
+
+	evs := w.events(t, id)
+	var types []string
+	for _, ev := range evs[3:] {
+		types = append(types, ev.GetEventType())
+	}
+	want := "LeadAssigned LeadAccepted ContactAttempted ContactAttempted OpportunityCreated OpportunityStageChanged DealWon"
+	if strings.Join(types, " ") != want {
+		t.Errorf("history\n got %s\nwant %s", strings.Join(types, " "), want)
+	}
+	if dw := last(evs).GetDealWon(); dw.GetOpportunityId() != "opp-o1" || dw.GetAmount().GetMinorUnits() != 5_500_000 || dw.GetRepId() != owner || dw.GetSegment() != "enterprise" {
+		t.Errorf("deal won: %v", dw)
+	}
+}
+
+func TestRejectAndLost(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	ctx := ctxT(t)
+	c := s.client
+
+	rejected := w.mql(t, dach(50))
+	owner := ownerOf(w.waitFor(t, rejected, "LeadAssigned", 1)[0])
+	r, err := c.RejectLead(ctx, &handoffv1.RejectLeadRequest{LeadId: rejected, RepId: owner, RequestId: "r1",
+		Reason: eventv1.RejectReason_REJECT_REASON_EXISTING_CUSTOMER, Note: "already on the enterprise plan"})
+	if err != nil || r.GetLead().GetStatus() != eventv1.LeadStatus_LEAD_STATUS_RECYCLED || r.GetLead().GetOwner().GetId() != "nurture" || r.GetLead().GetDeadline() == nil {
+		t.Fatalf("reject: %v %v", r, err)
+	}
+	lr := last(w.events(t, rejected)).GetLeadRejected()
+	if lr.GetReason() != eventv1.RejectReason_REJECT_REASON_EXISTING_CUSTOMER || lr.GetRepId() != owner || lr.GetSegment() != "smb" {
+		t.Errorf("rejection: %v", lr)
+	}
+
+	lost := w.mql(t, dach(50))
+	owner = ownerOf(w.waitFor(t, lost, "LeadAssigned", 1)[0])
+	for _, step := range []func() error{
+		func() error {
+			_, err := c.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: lost, RepId: owner, RequestId: "a"})
+			return err
+		},
+		func() error {
+			_, err := c.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: lost, RepId: owner, RequestId: "o", Amount: eur(100), Stage: "discovery"})
+			return err
+		},
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r2, err := c.CloseLost(ctx, &handoffv1.CloseLostRequest{LeadId: lost, RepId: owner, RequestId: "l", Reason: "chose a competitor"})
+	if err != nil || r2.GetLead().GetStatus() != eventv1.LeadStatus_LEAD_STATUS_LOST || r2.GetLead().GetOwner().GetId() != "nurture" {
+		t.Fatalf("lost: %v %v", r2, err)
+	}
+}
+
+// Bad input is INVALID_ARGUMENT naming the field and writes nothing; an
+// unknown lead is NOT_FOUND; an unknown rep names its field.
+func TestCRMBadInput(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	ctx := ctxT(t)
+	c := s.client
+	id := w.mql(t, dach(50))
+	owner := ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0])
+	before := len(w.events(t, id))
+
+	_, err := c.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: id, RepId: owner})
+	wantCode(t, err, codes.InvalidArgument, "request_id")
+	_, err = c.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: "lead.>", RepId: owner, RequestId: "x"})
+	wantCode(t, err, codes.InvalidArgument, "lead_id")
+	_, err = c.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: id, RepId: "zed", RequestId: "x"})
+	wantCode(t, err, codes.InvalidArgument, "rep_id")
+	_, err = c.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: "no-such-lead", RepId: owner, RequestId: "x"})
+	wantCode(t, err, codes.NotFound, "")
+	_, err = c.RejectLead(ctx, &handoffv1.RejectLeadRequest{LeadId: id, RepId: owner, RequestId: "x"})
+	wantCode(t, err, codes.InvalidArgument, "reason")
+	_, err = c.RejectLead(ctx, &handoffv1.RejectLeadRequest{LeadId: id, RepId: owner, RequestId: "x", Reason: 99})
+	wantCode(t, err, codes.InvalidArgument, "reason")
+	_, err = c.LogContactAttempt(ctx, &handoffv1.LogContactAttemptRequest{LeadId: id, RepId: owner, RequestId: "x", Outcome: eventv1.ContactOutcome_CONTACT_OUTCOME_CONNECTED})
+	wantCode(t, err, codes.InvalidArgument, "channel")
+	_, err = c.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: id, RepId: owner, RequestId: "x", Stage: "discovery", Amount: &eventv1.Money{Currency: "euro", MinorUnits: 1}})
+	wantCode(t, err, codes.InvalidArgument, "amount.currency")
+	_, err = c.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: id, RepId: owner, RequestId: "x", Amount: eur(1)})
+	wantCode(t, err, codes.InvalidArgument, "stage")
+	_, err = c.CloseLost(ctx, &handoffv1.CloseLostRequest{LeadId: id, RepId: owner, RequestId: "x"})
+	wantCode(t, err, codes.InvalidArgument, "reason")
+	_, err = c.ReassignLead(ctx, &handoffv1.ReassignLeadRequest{LeadId: id, ToRepId: "zed", RequestId: "x", Reason: "r", ReassignedBy: ops})
+	wantCode(t, err, codes.InvalidArgument, "to_rep_id")
+	_, err = c.ReassignLead(ctx, &handoffv1.ReassignLeadRequest{LeadId: id, ToRepId: owner, RequestId: "x", Reason: "r", ReassignedBy: ops})
+	wantCode(t, err, codes.FailedPrecondition, "")
+	if n := len(w.events(t, id)); n != before {
+		t.Fatalf("refused requests wrote %d events", n-before)
+	}
+}
+
+// Manual assignment from the queue and reassignment refuse a rep who is
+// out of office or at capacity.
+func TestManualAssignAndCapacity(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 1)
+	ctx := ctxT(t)
+	c := s.client
+	queued := w.mql(t, &eventv1.Profile{Country: "BR"})
+	w.waitFor(t, queued, "LeadQueued", 1)
+	first := w.mql(t, dach(50))
+	owner := ownerOf(w.waitFor(t, first, "LeadAssigned", 1)[0])
+
+	_, err := c.AssignLead(ctx, &handoffv1.AssignLeadRequest{LeadId: queued, RepId: owner, RequestId: "m1", AssignedBy: ops})
+	wantCode(t, err, codes.FailedPrecondition, "")
+	if !strings.Contains(err.Error(), "at capacity: 1 of 1") {
+		t.Errorf("assign to a full rep: %v", err)
+	}
+	if _, err := c.SetOutOfOffice(ctx, &handoffv1.SetOutOfOfficeRequest{OutOfOffice: &eventv1.OutOfOffice{RepId: "dan", Absences: []*eventv1.Absence{
+		{From: timestamppb.New(time.Now().Add(-time.Hour)), Until: timestamppb.New(time.Now().Add(time.Hour))}}}, ChangedBy: ops}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.AssignLead(ctx, &handoffv1.AssignLeadRequest{LeadId: queued, RepId: "dan", RequestId: "m2", AssignedBy: ops})
+	wantCode(t, err, codes.FailedPrecondition, "")
+	if !strings.Contains(err.Error(), "out of office") {
+		t.Errorf("assign to a rep away: %v", err)
+	}
+	r, err := c.AssignLead(ctx, &handoffv1.AssignLeadRequest{LeadId: queued, RepId: "mia", RequestId: "m3", AssignedBy: ops})
+	if err != nil || r.GetLead().GetOwner().GetId() != "mia" || r.GetLead().GetStatus() != eventv1.LeadStatus_LEAD_STATUS_ASSIGNED {
+		t.Fatalf("assign by hand: %v %v", r, err)
+	}
+	a := last(w.events(t, queued)).GetLeadAssigned()
+	if a.GetRule() != "manual" || a.GetDecision().GetCandidates()[0].GetSource() != "manual:olga" || a.GetAcceptBy() == nil {
+		t.Errorf("manual assignment: %v", a)
+	}
+	_, err = c.ReassignLead(ctx, &handoffv1.ReassignLeadRequest{LeadId: queued, ToRepId: owner, RequestId: "m4", Reason: "knows them", ReassignedBy: ops})
+	wantCode(t, err, codes.FailedPrecondition, "")
+}
+
+// Reps accept at once. A lead reassigned from dan to ann, accepted by
+// both at the same moment (dan's CRM has not caught up): exactly one
+// acceptance, ann's, and dan is told who owns the lead. And with
+// acceptances racing a reassignment and each other: every acceptance
+// stored was by the lead's owner at that point, one per ownership.
+func TestAcceptRace(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 100)
+	c := s.client
+	const leads = 10
+	mk := func() []string {
+		ids := make([]string, leads)
+		for i := range ids {
+			ids[i] = w.mql(t, &eventv1.Profile{Country: "US", Industry: "software"}) // all to dan
+		}
+		for _, id := range ids {
+			w.waitFor(t, id, "LeadAssigned", 1)
+		}
+		return ids
+	}
+
+	stale := mk()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins := map[string][]string{}
+	accept := func(id, rep, req string) {
+		r, err := c.AcceptLead(ctxT(t), &handoffv1.AcceptLeadRequest{LeadId: id, RepId: rep, RequestId: req})
+		switch {
+		case err == nil && !r.GetReplayed():
+			mu.Lock()
+			wins[id] = append(wins[id], rep)
+			mu.Unlock()
+		case err != nil && status.Code(err) != codes.FailedPrecondition:
+			t.Errorf("%s accepts: %v", rep, err)
+		}
+	}
+	for _, id := range stale {
+		if _, err := c.ReassignLead(ctxT(t), &handoffv1.ReassignLeadRequest{LeadId: id, ToRepId: "ann", RequestId: "to-ann", Reason: "German speaker", ReassignedBy: ops}); err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() { accept(id, "dan", "dan-accepts") })
+		wg.Go(func() { accept(id, "ann", "ann-accepts") })
+	}
+	wg.Wait()
+	for _, id := range stale {
+		acc := ofType(w.events(t, id), "LeadAccepted")
+		if len(acc) != 1 || acc[0].GetLeadAccepted().GetRepId() != "ann" || len(wins[id]) != 1 || wins[id][0] != "ann" {
+			t.Fatalf("lead %s: acceptances %v, winners %v", id, acc, wins[id])
+		}
+	}
+	_, err := c.AcceptLead(ctxT(t), &handoffv1.AcceptLeadRequest{LeadId: stale[0], RepId: "dan", RequestId: "dan-again"})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "owned by rep ann") {
+		t.Errorf("accept after reassignment: %v", err)
+	}
+
+	racing := mk()
+	clear(wins)
+	for _, id := range racing {
+		wg.Go(func() { accept(id, "dan", "dan-1") })
+		wg.Go(func() { accept(id, "dan", "dan-2") })
+		wg.Go(func() {
+			_, err := c.ReassignLead(ctxT(t), &handoffv1.ReassignLeadRequest{LeadId: id, ToRepId: "ann", RequestId: "to-ann", Reason: "German speaker", ReassignedBy: ops})
+			if err != nil && status.Code(err) != codes.FailedPrecondition {
+				t.Errorf("reassign: %v", err)
+			}
+			accept(id, "ann", "ann-1")
+		})
+	}
+	wg.Wait()
+	for _, id := range racing {
+		evs := w.events(t, id)
+		accepted, owners := 0, 0
+		for i, ev := range evs {
+			switch ev.GetEventType() {
+			case "LeadAssigned", "LeadReassigned":
+				owners++
+			case "LeadAccepted":
+				accepted++
+				if by, owner := ev.GetLeadAccepted().GetRepId(), ownerOf(evs[i-1]); by != owner || evs[i-1].GetLifecycle().GetStatus() != eventv1.LeadStatus_LEAD_STATUS_ASSIGNED {
+					t.Fatalf("lead %s: accepted by %s while %s owned it in %s", id, by, owner, evs[i-1].GetLifecycle().GetStatus())
+				}
+			}
+		}
+		if accepted > owners || accepted != len(wins[id]) || accepted == 0 {
+			t.Fatalf("lead %s: %d acceptances for %d ownerships, %d reported", id, accepted, owners, len(wins[id]))
+		}
+	}
+}

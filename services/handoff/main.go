@@ -1,0 +1,81 @@
+// Command handoff is Leadflow's sales handoff service: routing qualified
+// leads by versioned rules, pools and account ownership; the CRM's
+// commands on a lead; the sales SLAs on durable timers, with escalation;
+// and the handoff brief.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/leadflow/leadflow/pkg/config"
+	"github.com/leadflow/leadflow/pkg/telemetry"
+)
+
+// Config is handoff's settings.
+type Config struct {
+	Addr        string
+	NATSURL     string
+	Stream      string
+	TimerStream string
+	LoadsBucket string
+	Replicas    int
+	// Workers is how many leads (and timers) are handled at once.
+	Workers int
+	// AckWait is how long the server waits for an acknowledgement before
+	// it delivers a message again (a crash, a server restart).
+	AckWait time.Duration
+	// RouteRetry is how often routing tries again for a queued lead when
+	// nothing says when a rep will be free.
+	RouteRetry time.Duration
+	// TimerTTL is how long a fired timer is kept in the timer stream.
+	TimerTTL time.Duration
+	// MasterKey and BlindKey (64 hex characters each), if set, open the
+	// vault, so routing can match accounts by the sealed company name.
+	MasterKey string
+	BlindKey  string
+	Grace     time.Duration
+	LogJSON   bool
+}
+
+func main() {
+	if err := mainErr(); err != nil {
+		fmt.Fprintln(os.Stderr, "handoff:", err)
+		os.Exit(1)
+	}
+}
+
+func mainErr() error {
+	var cfg Config
+	f := config.New("handoff")
+	f.String(&cfg.Addr, "addr", "LEADFLOW_HANDOFF_ADDR", "127.0.0.1:7103", "gRPC listen address")
+	f.String(&cfg.NATSURL, "nats", "LEADFLOW_NATS_URL", "", "NATS URL (required)")
+	f.String(&cfg.Stream, "stream", "LEADFLOW_STREAM", "LEADFLOW", "event stream name")
+	f.String(&cfg.TimerStream, "timer-stream", "LEADFLOW_HANDOFF_TIMER_STREAM", "HANDOFF_TIMERS", "SLA timer stream name")
+	f.String(&cfg.LoadsBucket, "loads-bucket", "LEADFLOW_HANDOFF_LOADS_BUCKET", "HANDOFF_LOAD", "KV bucket of reps' open leads")
+	f.Int(&cfg.Replicas, "replicas", "LEADFLOW_REPLICAS", 1, "stream replicas (3 in a cluster)")
+	f.Int(&cfg.Workers, "workers", "LEADFLOW_HANDOFF_WORKERS", 16, "leads handled at once")
+	f.Duration(&cfg.AckWait, "ack-wait", "LEADFLOW_ACK_WAIT", 2*time.Second, "redelivery delay of an unacknowledged event (below the 6s partition hand-over)")
+	f.Duration(&cfg.RouteRetry, "route-retry", "LEADFLOW_HANDOFF_ROUTE_RETRY", 15*time.Minute, "how often routing retries a queued lead")
+	f.Duration(&cfg.TimerTTL, "timer-ttl", "LEADFLOW_HANDOFF_TIMER_TTL", 30*24*time.Hour, "how long fired timers are kept")
+	f.String(&cfg.MasterKey, "master-key", "LEADFLOW_MASTER_KEY", "", "64 hex chars: opens sealed company names for account matching (optional)")
+	f.String(&cfg.BlindKey, "blind-key", "LEADFLOW_BLIND_KEY", "", "64 hex chars: the vault's blind key, with -master-key")
+	f.Duration(&cfg.Grace, "grace", "LEADFLOW_GRACE", 10*time.Second, "how long running calls and handlers may finish on shutdown")
+	f.Bool(&cfg.LogJSON, "log-json", "LEADFLOW_LOG_JSON", false, "JSON logs")
+	if err := f.Parse(os.Args[1:]); err != nil {
+		return err
+	}
+	log, shutdown, err := telemetry.Setup(telemetry.Config{Service: "handoff", JSON: cfg.LogJSON})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = shutdown(context.Background()) }()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return run(ctx, cfg, log, nil)
+}

@@ -1,0 +1,297 @@
+package routing_test
+
+import (
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/services/handoff/routing"
+)
+
+var now = time.Date(2026, 3, 4, 10, 0, 0, 0, time.UTC) // a Wednesday
+
+// build applies changes in order, failing on any the data refuses.
+func build(t *testing.T, changes ...*eventv1.RoutingChanged) *routing.Config {
+	t.Helper()
+	c := routing.New()
+	for i, ch := range changes {
+		if v := c.Validate("change", ch); len(v) > 0 {
+			t.Fatalf("change %d: %v", i, v)
+		}
+		ch.Version = uint32(i + 1)
+		c.Apply(uint64(i+1), ch)
+	}
+	return c
+}
+
+func team(id string, h *eventv1.WorkingHours) *eventv1.RoutingChanged {
+	return &eventv1.RoutingChanged{Change: &eventv1.RoutingChanged_Team{Team: &eventv1.SalesTeam{TeamId: id, Hours: h}}}
+}
+
+func rep(id, team string, capacity int32) *eventv1.RoutingChanged {
+	return &eventv1.RoutingChanged{Change: &eventv1.RoutingChanged_Rep{Rep: &eventv1.Rep{RepId: id, TeamId: team, Capacity: capacity, Active: true}}}
+}
+
+func pool(id string, members ...*eventv1.PoolMember) *eventv1.RoutingChanged {
+	return &eventv1.RoutingChanged{Change: &eventv1.RoutingChanged_Pool{Pool: &eventv1.Pool{PoolId: id, Members: members}}}
+}
+
+func member(rep string, w uint32) *eventv1.PoolMember {
+	return &eventv1.PoolMember{RepId: rep, Weight: w}
+}
+
+func rules(rs ...*eventv1.RoutingRule) *eventv1.RoutingChanged {
+	return &eventv1.RoutingChanged{Change: &eventv1.RoutingChanged_Rules{Rules: &eventv1.RoutingRules{
+		Regions:       []*eventv1.Region{{RegionId: "dach", Countries: []string{"DE", "AT", "CH"}}},
+		Rules:         rs,
+		FallbackQueue: "sales-fallback",
+	}}}
+}
+
+func account(id, name, owner string, domains ...string) *eventv1.RoutingChanged {
+	return &eventv1.RoutingChanged{Change: &eventv1.RoutingChanged_Account{Account: &eventv1.Account{AccountId: id, Name: name, OwnerRepId: owner, Domains: domains}}}
+}
+
+func world(t *testing.T) *routing.Config {
+	return build(t,
+		team("emea", nil), team("us", nil),
+		rep("ann", "emea", 10), rep("bob", "emea", 10), rep("cat", "emea", 10), rep("dan", "us", 10),
+		pool("dach", member("ann", 2), member("bob", 1), member("cat", 1)),
+		pool("us", member("dan", 1)),
+		account("acme", "ACME GmbH & Co. KG", "dan", "acme.example"),
+		rules(
+			&eventv1.RoutingRule{RuleId: "dach-enterprise", Segment: "enterprise", PoolId: "dach",
+				When: &eventv1.RuleCriteria{RegionIn: []string{"dach"}, MinEmployees: 1000}},
+			&eventv1.RoutingRule{RuleId: "dach-smb", Segment: "smb", PoolId: "dach", When: &eventv1.RuleCriteria{RegionIn: []string{"dach"}}},
+			&eventv1.RoutingRule{RuleId: "us", Segment: "mid-market", PoolId: "us", When: &eventv1.RuleCriteria{CountryIn: []string{"US"}, IndustryIn: []string{"Software"}}},
+		),
+	)
+}
+
+func TestTerritoryRules(t *testing.T) {
+	c := world(t)
+	for _, tc := range []struct {
+		p            *eventv1.Profile
+		rule, seg, q string
+	}{
+		{&eventv1.Profile{Country: "DE", Employees: 5000}, "dach-enterprise", "enterprise", ""},
+		{&eventv1.Profile{Country: "at", Employees: 50}, "dach-smb", "smb", ""},
+		{&eventv1.Profile{Country: "US", Industry: "software"}, "us", "mid-market", ""},
+		{&eventv1.Profile{Country: "US", Industry: "retail"}, "", "default", "sales-fallback"},
+		{&eventv1.Profile{Country: "BR"}, "", "default", "sales-fallback"},
+	} {
+		d := c.Route(routing.Lead{Profile: tc.p}, nil, nil, now)
+		if d.Record.GetRuleId() != tc.rule || d.Segment != tc.seg || d.Queue != tc.q {
+			t.Errorf("%v: rule %q segment %q queue %q, want %q %q %q (%s)", tc.p, d.Record.GetRuleId(), d.Segment, d.Queue, tc.rule, tc.seg, tc.q, d.Record.GetSummary())
+		}
+		if d.Queue == "" && d.RepID == "" {
+			t.Errorf("%v: neither a rep nor a queue", tc.p)
+		}
+		if d.Record.GetRoutingVersion() != c.Version {
+			t.Errorf("decision at version %d, data at %d", d.Record.GetRoutingVersion(), c.Version)
+		}
+	}
+	d := c.Route(routing.Lead{Profile: &eventv1.Profile{Country: "BR"}}, nil, nil, now)
+	if n := len(d.Record.GetRules()); n != 3 || d.Record.GetRules()[0].GetReason() == "" {
+		t.Errorf("a lead no rule matched records %d rules tried: %v", n, d.Record.GetRules())
+	}
+}
+
+// Weighted round robin: over many turns each rep gets leads in
+// proportion to its weight, taking turns rather than runs.
+func TestPoolFairness(t *testing.T) {
+	c := world(t)
+	st := map[string]routing.PoolState{}
+	got := map[string]int{}
+	var order []string
+	for i := range 400 {
+		d := c.Route(routing.Lead{Profile: &eventv1.Profile{Country: "DE"}}, st, nil, now)
+		if d.Turn == nil {
+			t.Fatalf("turn %d: no pool turn: %s", i, d.Record.GetSummary())
+		}
+		got[d.RepID]++
+		order = append(order, d.RepID)
+		st["dach"] = routing.PoolStateOf(uint64(i+1), d.Turn.Event("l", "c", 1))
+	}
+	if got["ann"] != 200 || got["bob"] != 100 || got["cat"] != 100 {
+		t.Errorf("shares %v, want 200/100/100 for weights 2/1/1", got)
+	}
+	for i := 2; i < len(order); i++ {
+		if order[i] == order[i-1] && order[i] == order[i-2] {
+			t.Fatalf("%s got three in a row at %d: %v", order[i], i, order[:i+1])
+		}
+	}
+}
+
+// A rep at capacity, out of office or outside working hours is skipped
+// and the decision says why; a rep returning does not get a burst of the
+// turns it missed.
+func TestPoolSkipsAndRejoins(t *testing.T) {
+	c := world(t)
+	c.Apply(100, &eventv1.RoutingChanged{Version: 100, Change: &eventv1.RoutingChanged_OutOfOffice{OutOfOffice: &eventv1.OutOfOffice{RepId: "bob",
+		Absences: []*eventv1.Absence{{From: timestamppb.New(now.Add(-time.Hour)), Until: timestamppb.New(now.Add(time.Hour))}}}}})
+	st := map[string]routing.PoolState{}
+	loads := routing.LoadMap(map[string]int{"ann": 10})
+	got := map[string]int{}
+	for i := range 30 {
+		d := c.Route(routing.Lead{Profile: &eventv1.Profile{Country: "CH"}}, st, loads, now)
+		got[d.RepID]++
+		st["dach"] = routing.PoolStateOf(uint64(i+1), d.Turn.Event("l", "c", 1))
+		if i == 0 {
+			want := map[string]eventv1.CandidateOutcome{
+				"ann": eventv1.CandidateOutcome_CANDIDATE_OUTCOME_AT_CAPACITY,
+				"bob": eventv1.CandidateOutcome_CANDIDATE_OUTCOME_OUT_OF_OFFICE,
+				"cat": eventv1.CandidateOutcome_CANDIDATE_OUTCOME_CHOSEN,
+			}
+			for _, cd := range d.Record.GetCandidates() {
+				if cd.GetOutcome() != want[cd.GetRepId()] || cd.GetDetail() == "" || cd.GetSource() != "pool:dach" {
+					t.Errorf("candidate %v, want %v with a detail", cd, want[cd.GetRepId()])
+				}
+			}
+		}
+	}
+	if got["cat"] != 30 {
+		t.Fatalf("with ann full and bob away, cat got %d of 30", got["cat"])
+	}
+	// Everyone back: ann and bob rejoin at the pool's clock, so the next
+	// turns follow the weights from here on instead of paying them back.
+	got = map[string]int{}
+	for i := range 40 {
+		d := c.Route(routing.Lead{Profile: &eventv1.Profile{Country: "CH"}}, st, nil, now.Add(2*time.Hour))
+		got[d.RepID]++
+		st["dach"] = routing.PoolStateOf(uint64(100+i), d.Turn.Event("l", "c", 1))
+	}
+	for r, want := range map[string]int{"ann": 20, "bob": 10, "cat": 10} {
+		if d := got[r] - want; d < -1 || d > 1 {
+			t.Errorf("after the return: %v, want 20/10/10 give or take the turn in progress", got)
+		}
+	}
+
+	// Nobody can take it: the fallback queue, retrying when bob is back.
+	d := c.Route(routing.Lead{Profile: &eventv1.Profile{Country: "DE"}}, st, routing.LoadMap(map[string]int{"ann": 10, "cat": 10}), now)
+	if d.RepID != "" || d.Queue != "sales-fallback" || !d.RetryAt.Equal(now.Add(time.Hour)) {
+		t.Errorf("nobody free: rep %q queue %q retry %v", d.RepID, d.Queue, d.RetryAt)
+	}
+}
+
+func TestOutsideWorkingHours(t *testing.T) {
+	// Only 13:00-14:00 on weekdays: closed at 10:00.
+	h := &eventv1.WorkingHours{TimeZone: "UTC"}
+	for d := eventv1.Weekday_WEEKDAY_MONDAY; d <= eventv1.Weekday_WEEKDAY_FRIDAY; d++ {
+		h.Days = append(h.Days, &eventv1.WorkingDay{Day: d, Start: "13:00", End: "14:00"})
+	}
+	c := world(t)
+	c.Apply(200, team("emea", h))
+	d := c.Route(routing.Lead{Profile: &eventv1.Profile{Country: "DE"}}, nil, nil, now)
+	if d.RepID != "" || !d.RetryAt.Equal(now.Add(3*time.Hour)) {
+		t.Fatalf("off shift: rep %q retry %v, want none until 13:00", d.RepID, d.RetryAt)
+	}
+	for _, cd := range d.Record.GetCandidates() {
+		if cd.GetOutcome() != eventv1.CandidateOutcome_CANDIDATE_OUTCOME_OUTSIDE_WORKING_HOURS {
+			t.Errorf("candidate %v", cd)
+		}
+	}
+	if d := c.Route(routing.Lead{Profile: &eventv1.Profile{Country: "DE"}}, nil, nil, now.Add(3*time.Hour)); d.RepID != "ann" {
+		t.Errorf("at 13:00: %q", d.RepID)
+	}
+}
+
+func TestAccountOwner(t *testing.T) {
+	c := world(t)
+	for _, tc := range []struct {
+		p   *eventv1.Profile
+		how string
+	}{
+		{&eventv1.Profile{Country: "DE", EmailDomain: "ACME.example"}, "domain acme.example"},
+		{&eventv1.Profile{Country: "DE", EmailDomain: "sales.emea.acme.example"}, "domain sales.emea.acme.example"},
+		{&eventv1.Profile{Country: "DE", EmailDomain: "gmail.com", Company: "Acme, Inc."}, "company name"},
+		{&eventv1.Profile{Country: "DE", Company: "  acme ltd"}, "company name"},
+	} {
+		d := c.Route(routing.Lead{Profile: tc.p}, nil, nil, now)
+		if d.RepID != "dan" || d.Record.GetRuleId() != "account" || d.Record.GetAccountId() != "acme" || d.Record.GetAccountMatch() != tc.how {
+			t.Errorf("%v: %s (match %q)", tc.p, d.Record.GetSummary(), d.Record.GetAccountMatch())
+		}
+		if d.Segment != "enterprise" && d.Segment != "smb" {
+			t.Errorf("%v: an account lead keeps its territory's segment, got %q", tc.p, d.Segment)
+		}
+	}
+	// The owner at capacity: the territory's pool takes it, and the
+	// decision says the owner was considered.
+	d := c.Route(routing.Lead{Profile: &eventv1.Profile{Country: "DE", EmailDomain: "acme.example"}}, nil, routing.LoadMap(map[string]int{"dan": 10}), now)
+	if d.RepID != "ann" || d.Record.GetAccountId() != "acme" || d.Record.GetCandidates()[0].GetOutcome() != eventv1.CandidateOutcome_CANDIDATE_OUTCOME_AT_CAPACITY {
+		t.Errorf("owner full: %s %v", d.RepID, d.Record.GetCandidates())
+	}
+	if d := c.Route(routing.Lead{Profile: &eventv1.Profile{Country: "DE", EmailDomain: "notacme.example", Company: "Acme Widgets"}}, nil, nil, now); d.Record.GetAccountId() != "" {
+		t.Errorf("false match: %v", d.Record)
+	}
+}
+
+func TestNormalizeCompany(t *testing.T) {
+	for in, want := range map[string]string{
+		"ACME GmbH & Co. KG":  "acme",
+		"Acme, Inc.":          "acme",
+		"Société Générale SA": "société générale",
+		"O'Reilly Media LLC":  "oreilly media",
+		"Ltd":                 "ltd",
+		"Kernel Co":           "kernel",
+		"  Big   Corp. Ltd. ": "big",
+		"S.A.":                "sa",
+	} {
+		if got := routing.NormalizeCompany(in); got != want {
+			t.Errorf("NormalizeCompany(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestEscalate(t *testing.T) {
+	c := world(t)
+	c.Apply(300, team("emea", nil))
+	c.Apply(301, &eventv1.RoutingChanged{Change: &eventv1.RoutingChanged_Team{Team: &eventv1.SalesTeam{TeamId: "emea", ManagerRepId: "cat"}}})
+	l := routing.Lead{Profile: &eventv1.Profile{Country: "DE"}, Exclude: []string{"ann"}}
+	d := c.Escalate(l, "bob", "dach", eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP, nil, nil, now)
+	if d.RepID != "cat" || d.Manager || d.Turn == nil {
+		t.Errorf("next rep after ann and bob: %q manager %v", d.RepID, d.Manager)
+	}
+	d = c.Escalate(l, "bob", "dach", eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP, nil, routing.LoadMap(map[string]int{"cat": 10}), now)
+	if d.RepID != "cat" || !d.Manager {
+		t.Errorf("pool exhausted: escalation goes to manager cat whatever her load: %q %v", d.RepID, d.Record)
+	}
+	d = c.Escalate(l, "ann", "dach", eventv1.SLAEscalation_SLA_ESCALATION_MANAGER, nil, nil, now)
+	if d.RepID != "cat" || !d.Manager || d.Turn != nil {
+		t.Errorf("manager policy: %q %v", d.RepID, d.Record)
+	}
+	if d := c.Escalate(l, "cat", "", eventv1.SLAEscalation_SLA_ESCALATION_MANAGER, nil, nil, now); d.RepID != "" {
+		t.Errorf("the manager's own lead escalated to %q", d.RepID)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	c := world(t)
+	for _, tc := range []struct {
+		ch    *eventv1.RoutingChanged
+		field string
+	}{
+		{rep("eve", "nowhere", 5), "change.team_id"},
+		{rep("eve", "emea", 0), "change.capacity"},
+		{rep("bad id", "emea", 5), "change.rep_id"},
+		{pool("p", member("zed", 1)), "change.members[0].rep_id"},
+		{pool("p", member("ann", 0)), "change.members[0].weight"},
+		{pool("p"), "change.members"},
+		{account("other", "Other", "ann", "acme.example"), "change.domains[0]"},
+		{account("other", "Acme Ltd.", "ann", "other.example"), "change.name"},
+		{account("other", "Other", "ann", "gmail.com"), "change.domains[0]"},
+		{account("other", "Other", "nobody", "other.example"), "change.owner_rep_id"},
+		{rules(&eventv1.RoutingRule{RuleId: "r", Segment: "s", PoolId: "nope"}), "change.rules[0].pool_id"},
+		{rules(&eventv1.RoutingRule{RuleId: "r", Segment: "s", PoolId: "us", When: &eventv1.RuleCriteria{RegionIn: []string{"apac"}}}), "change.rules[0].when.region_in[0]"},
+		{rules(&eventv1.RoutingRule{RuleId: "r", Segment: "s", PoolId: "us", When: &eventv1.RuleCriteria{CountryIn: []string{"de"}}}), "change.rules[0].when.country_in[0]"},
+		{rules(&eventv1.RoutingRule{RuleId: "r", Segment: "s", PoolId: "us", When: &eventv1.RuleCriteria{MinEmployees: 10, MaxEmployees: 5}}), "change.rules[0].when.max_employees"},
+		{&eventv1.RoutingChanged{Change: &eventv1.RoutingChanged_SlaPolicy{SlaPolicy: &eventv1.SLAPolicy{Segment: "smb"}}}, "change.accept_within"},
+	} {
+		v := c.Validate("change", tc.ch)
+		if len(v) == 0 || v[0].Field != tc.field {
+			t.Errorf("%v: violations %v, want %s first", tc.ch, v, tc.field)
+		}
+	}
+}

@@ -1,0 +1,335 @@
+package main
+
+import (
+	"bytes"
+	"encoding/hex"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	handoffv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/handoff/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/pkg/vault"
+)
+
+// Qualified leads are routed from the stream: by territory rule to a
+// pool rep, by account to the account's owner, and with no fit to the
+// fallback queue with a deadline. Every decision records the rule, the
+// reps considered and why, and the routing version it used.
+func TestRoutingByTerritoryPoolAndAccount(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	cfg, err := s.client.GetRouting(ctxT(t), &handoffv1.GetRoutingRequest{})
+	if err != nil || cfg.GetVersion() != 12 || len(cfg.GetReps()) != 5 || len(cfg.GetRules().GetRules()) != 3 {
+		t.Fatalf("routing data: version %d, %d reps, %v", cfg.GetVersion(), len(cfg.GetReps()), err)
+	}
+
+	enterprise := w.mql(t, dach(5000))
+	us := w.mql(t, &eventv1.Profile{Country: "US", Industry: "Software", EmailDomain: "startup.example"})
+	account := w.mql(t, &eventv1.Profile{Country: "DE", Employees: 50, EmailDomain: "eu.acme.example"})
+	byName := w.mql(t, &eventv1.Profile{Country: "DE", Employees: 50, Company: "Acme Inc.", EmailDomain: "gmail.com"})
+	nowhere := w.mql(t, &eventv1.Profile{Country: "BR", Industry: "retail"})
+
+	a := w.waitFor(t, enterprise, "LeadAssigned", 1)[0].GetLeadAssigned()
+	d := a.GetDecision()
+	if a.GetOwner().GetId() != "ann" || a.GetRule() != "dach-enterprise" || a.GetSegment() != "enterprise" || d.GetRoutingVersion() != 12 ||
+		d.GetPoolId() != "dach" || d.GetRepId() != "ann" || len(d.GetCandidates()) != 3 || len(d.GetRules()) != 1 || !d.GetRules()[0].GetMatched() {
+		t.Errorf("enterprise lead: %v", a)
+	}
+	for _, c := range d.GetCandidates()[1:] {
+		if c.GetOutcome() != eventv1.CandidateOutcome_CANDIDATE_OUTCOME_NOT_NEXT || c.GetDetail() == "" {
+			t.Errorf("a rep not chosen says why: %v", c)
+		}
+	}
+	if a.GetAcceptBy() == nil || a.GetSla().GetAcceptWithin().AsDuration() != 24*time.Hour {
+		t.Errorf("no acceptance deadline from the default SLA: %v", a)
+	}
+	if st := w.state(t, enterprise); st.Status != lifecycle.StatusAssigned || st.Owner.ID != "ann" || !st.Deadline.Equal(a.GetAcceptBy().AsTime()) {
+		t.Errorf("lifecycle after assignment: %+v", st)
+	}
+
+	if a := w.waitFor(t, us, "LeadAssigned", 1)[0].GetLeadAssigned(); a.GetOwner().GetId() != "dan" || a.GetRule() != "us-software" {
+		t.Errorf("us lead: %v", a)
+	}
+	for _, id := range []string{account, byName} {
+		a := w.waitFor(t, id, "LeadAssigned", 1)[0].GetLeadAssigned()
+		if a.GetOwner().GetId() != "dan" || a.GetRule() != "account" || a.GetAccountId() != "acme" || a.GetSegment() != "smb" ||
+			a.GetDecision().GetCandidates()[0].GetSource() != "account:acme" {
+			t.Errorf("account lead: %v", a)
+		}
+	}
+
+	q := w.waitFor(t, nowhere, "LeadQueued", 1)[0]
+	lq := q.GetLeadQueued()
+	if lq.GetQueue() != "sales-fallback" || lq.GetDeadline() == nil || lq.GetRetryAt() == nil || len(lq.GetDecision().GetRules()) != 3 {
+		t.Errorf("unrouted lead: %v", lq)
+	}
+	if st := lifecycle.FromProto(q.GetLifecycle()); st.Status != lifecycle.StatusMQL || st.Owner.IsZero() || st.Deadline.IsZero() {
+		t.Errorf("a queued lead has an owner and a deadline: %+v", st)
+	}
+
+	// A redelivered qualification, or one seen again, routes nothing more.
+	w.settle(t)
+	for _, id := range []string{enterprise, us, account, byName} {
+		if n := len(ofType(w.events(t, id), "LeadAssigned")); n != 1 {
+			t.Errorf("lead %s assigned %d times", id, n)
+		}
+	}
+}
+
+// Intake seals the company name. With the vault's keys, routing opens it
+// to match the lead's account, and keeps the name out of the decision.
+func TestAccountBySealedCompanyName(t *testing.T) {
+	w := newWorld(t)
+	master, blind := strings.Repeat("ab", 32), strings.Repeat("cd", 32)
+	s := w.startWith(t, func(c *Config) { c.MasterKey, c.BlindKey = master, blind })
+	routingSetup(t, s.client, 10)
+	ctx := ctxT(t)
+	mk, _ := hex.DecodeString(master)
+	bk, _ := hex.DecodeString(blind)
+	v, err := vault.New(ctx, w.nats.JS, vault.Config{MasterKey: mk, BlindKey: bk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Close)
+	id := uuid.NewString()
+	key, err := v.NewKey(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Save(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := proto.Marshal(&eventv1.Personal{Company: "ACME Inc.", Title: "CTO"})
+	sealed, err := key.Seal(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.write(t, id, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{SealedPersonal: sealed,
+		Profile: &eventv1.Profile{Country: "DE", Employees: 50, EmailDomain: "gmail.com"}}, intakeActor)
+	w.qualify(t, id)
+	ev := w.waitFor(t, id, "LeadAssigned", 1)[0]
+	a := ev.GetLeadAssigned()
+	if a.GetOwner().GetId() != "dan" || a.GetAccountId() != "acme" || a.GetDecision().GetAccountMatch() != "company name" {
+		t.Fatalf("sealed company: %v", a)
+	}
+	if b, _ := proto.Marshal(ev); bytes.Contains(bytes.ToLower(b), []byte("acme inc")) {
+		t.Error("the company name is in the event in the clear")
+	}
+}
+
+// The round robin follows the weights and survives a restart of the
+// service: the pointer is the pool's last turn in the stream, not memory.
+// A rep at capacity is skipped and the decision says so; with every rep
+// full a lead queues, and a rejection frees a slot that the queued lead's
+// retry takes.
+func TestPoolFairnessCapacityAndRestart(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 5)
+	got := map[string]int{}
+	var order, all []string
+	route := func(n int) {
+		for range n {
+			id := w.mql(t, dach(50))
+			a := w.waitFor(t, id, "LeadAssigned", 1)[0].GetLeadAssigned()
+			got[a.GetOwner().GetId()]++
+			order = append(order, a.GetOwner().GetId())
+			all = append(all, id)
+		}
+	}
+	route(4)
+	s.stop()
+	s = w.start(t)
+	route(4)
+	if got["ann"] != 4 || got["bob"] != 2 || got["cat"] != 2 {
+		t.Fatalf("8 leads over weights 2/1/1 across a restart: %v (order %v)", got, order)
+	}
+
+	// Capacity 5 each: ann fills up first and is skipped, saying why.
+	route(7)
+	if got["ann"] != 5 || got["bob"] != 5 || got["cat"] != 5 {
+		t.Fatalf("15 leads, 3 reps of capacity 5: %v", got)
+	}
+	full := false
+	for _, id := range all[8:] {
+		for _, c := range w.waitFor(t, id, "LeadAssigned", 1)[0].GetLeadAssigned().GetDecision().GetCandidates() {
+			full = full || (c.GetRepId() == "ann" && c.GetOutcome() == eventv1.CandidateOutcome_CANDIDATE_OUTCOME_AT_CAPACITY && c.GetDetail() == "5 of 5 open leads")
+		}
+	}
+	if !full {
+		t.Error("ann was never reported at capacity")
+	}
+	waiting := w.mql(t, dach(50))
+	q := w.waitFor(t, waiting, "LeadQueued", 1)[0].GetLeadQueued()
+	for _, c := range q.GetDecision().GetCandidates() {
+		if c.GetOutcome() != eventv1.CandidateOutcome_CANDIDATE_OUTCOME_AT_CAPACITY {
+			t.Errorf("everyone full, but %v", c)
+		}
+	}
+	var bobs string
+	for _, id := range all {
+		if ownerOf(last(w.events(t, id))) == "bob" {
+			bobs = id
+			break
+		}
+	}
+	if _, err := s.client.RejectLead(ctxT(t), &handoffv1.RejectLeadRequest{LeadId: bobs, RepId: "bob", RequestId: "r1",
+		Reason: eventv1.RejectReason_REJECT_REASON_NOT_A_FIT}); err != nil {
+		t.Fatal(err)
+	}
+	if a := w.waitFor(t, waiting, "LeadAssigned", 1)[0]; ownerOf(a) != "bob" {
+		t.Errorf("the slot bob's rejection freed went to %s", ownerOf(a))
+	}
+}
+
+// A lead nobody can take waits in the fallback queue; routing tries
+// again, and assigns it once a rep is back.
+func TestQueuedLeadIsRoutedWhenARepReturns(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	ctx := ctxT(t)
+	away := []*eventv1.Absence{{From: timestamppb.New(time.Now().Add(-time.Hour)), Until: timestamppb.New(time.Now().Add(time.Hour))}}
+	for _, r := range []string{"ann", "bob", "cat"} {
+		if _, err := s.client.SetOutOfOffice(ctx, &handoffv1.SetOutOfOfficeRequest{OutOfOffice: &eventv1.OutOfOffice{RepId: r, Absences: away}, ChangedBy: ops}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id := w.mql(t, dach(50))
+	q := w.waitFor(t, id, "LeadQueued", 1)[0].GetLeadQueued()
+	for _, c := range q.GetDecision().GetCandidates() {
+		if c.GetOutcome() != eventv1.CandidateOutcome_CANDIDATE_OUTCOME_OUT_OF_OFFICE {
+			t.Errorf("candidate %v", c)
+		}
+	}
+	if _, err := s.client.SetOutOfOffice(ctx, &handoffv1.SetOutOfOfficeRequest{OutOfOffice: &eventv1.OutOfOffice{RepId: "cat"}, ChangedBy: ops}); err != nil {
+		t.Fatal(err)
+	}
+	a := w.waitFor(t, id, "LeadAssigned", 1)[0]
+	if ownerOf(a) != "cat" || a.GetCausationId() == "" {
+		t.Fatalf("after cat's return: %v", a)
+	}
+	if n := len(ofType(w.events(t, id), "SLABreached")); n != 0 {
+		t.Errorf("%d route breaches before the route deadline", n)
+	}
+}
+
+// A queued lead past its route deadline breaches the ROUTE SLA once,
+// while routing keeps trying (without writing to the lead) until a rep
+// can take it.
+func TestQueuedLeadBreachesRouteDeadlineOnce(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	ctx := ctxT(t)
+	if _, err := s.client.PutPool(ctx, &handoffv1.PutPoolRequest{Pool: &eventv1.Pool{PoolId: "dach", Members: []*eventv1.PoolMember{{RepId: "cat", Weight: 1}}}, ChangedBy: ops}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.client.PutRep(ctx, &handoffv1.PutRepRequest{Rep: &eventv1.Rep{RepId: "cat", TeamId: "emea", Capacity: 10}, ChangedBy: ops}); err != nil {
+		t.Fatal(err)
+	}
+	id := uuid.NewString()
+	w.write(t, id, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{Profile: dach(50)}, intakeActor)
+	w.qualifyWithin(t, id, 2*time.Second)
+	q := w.waitFor(t, id, "LeadQueued", 1)[0].GetLeadQueued()
+	if q.GetDecision().GetCandidates()[0].GetOutcome() != eventv1.CandidateOutcome_CANDIDATE_OUTCOME_INACTIVE {
+		t.Errorf("queued: %v", q)
+	}
+	b := w.waitFor(t, id, "SLABreached", 1)[0].GetSlaBreached()
+	if b.GetSla() != eventv1.SLAKind_SLA_KIND_ROUTE || b.GetEscalation() != eventv1.SLAEscalation_SLA_ESCALATION_REQUEUE || b.GetOwner().GetId() != "routing" {
+		t.Errorf("route breach: %v", b)
+	}
+	time.Sleep(3 * time.Second) // more retries
+	if evs := w.events(t, id); len(ofType(evs, "SLABreached")) != 1 || len(ofType(evs, "LeadQueued")) != 1 || last(evs).GetEventType() != "SLABreached" {
+		t.Fatalf("retries wrote to the lead: %d breaches, %d queued", len(ofType(evs, "SLABreached")), len(ofType(evs, "LeadQueued")))
+	}
+	if n := countFired(t, w, id); n < 2 {
+		t.Errorf("%d retries fired", n)
+	}
+	if _, err := s.client.PutRep(ctx, &handoffv1.PutRepRequest{Rep: &eventv1.Rep{RepId: "cat", TeamId: "emea", Capacity: 10, Active: true}, ChangedBy: ops}); err != nil {
+		t.Fatal(err)
+	}
+	if a := w.waitFor(t, id, "LeadAssigned", 1)[0]; ownerOf(a) != "cat" {
+		t.Errorf("assigned to %s", ownerOf(a))
+	}
+}
+
+// Routing data is changed through the API, each change a new version;
+// bad input is INVALID_ARGUMENT naming the field and changes nothing.
+func TestRoutingDataValidation(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	ctx := ctxT(t)
+	_, err := s.client.PutRep(ctx, &handoffv1.PutRepRequest{Rep: &eventv1.Rep{RepId: "eve", TeamId: "apac", Capacity: 5, Active: true}, ChangedBy: ops})
+	wantCode(t, err, codes.InvalidArgument, "rep.team_id")
+	_, err = s.client.PutPool(ctx, &handoffv1.PutPoolRequest{Pool: &eventv1.Pool{PoolId: "x", Members: []*eventv1.PoolMember{{RepId: "zed", Weight: 1}}}, ChangedBy: ops})
+	wantCode(t, err, codes.InvalidArgument, "pool.members[0].rep_id")
+	_, err = s.client.PutAccount(ctx, &handoffv1.PutAccountRequest{Account: &eventv1.Account{AccountId: "acme2", Name: "Acme Ltd", OwnerRepId: "ann"}, ChangedBy: ops})
+	wantCode(t, err, codes.InvalidArgument, "account.name")
+	_, err = s.client.PutTeam(ctx, &handoffv1.PutTeamRequest{Team: &eventv1.SalesTeam{TeamId: "apac", Hours: &eventv1.WorkingHours{TimeZone: "Asia/Nowhere",
+		Days: []*eventv1.WorkingDay{{Day: eventv1.Weekday_WEEKDAY_MONDAY, Start: "09:00", End: "17:00"}}}}, ChangedBy: ops})
+	wantCode(t, err, codes.InvalidArgument, "team.hours.time_zone")
+	_, err = s.client.SetSLAPolicy(ctx, &handoffv1.SetSLAPolicyRequest{Policy: &eventv1.SLAPolicy{Segment: "smb"}, ChangedBy: ops})
+	wantCode(t, err, codes.InvalidArgument, "policy.accept_within")
+	_, err = s.client.PutRep(ctx, &handoffv1.PutRepRequest{Rep: &eventv1.Rep{RepId: "eve", TeamId: "emea", Capacity: 5, Active: true}})
+	wantCode(t, err, codes.InvalidArgument, "changed_by")
+	_, err = s.client.PutRep(ctx, &handoffv1.PutRepRequest{Rep: &eventv1.Rep{RepId: "eve", TeamId: "emea", Capacity: 5, Active: true}, ChangedBy: ops, ExpectedVersion: 3})
+	wantCode(t, err, codes.Aborted, "")
+
+	r, err := s.client.PutRep(ctx, &handoffv1.PutRepRequest{Rep: &eventv1.Rep{RepId: "eve", TeamId: "emea", Capacity: 5, Active: true}, ChangedBy: ops, ExpectedVersion: 12})
+	if err != nil || r.GetVersion() != 13 || r.GetUnchanged() {
+		t.Fatalf("put rep: %v %v", r, err)
+	}
+	r, err = s.client.PutRep(ctx, &handoffv1.PutRepRequest{Rep: &eventv1.Rep{RepId: "eve", TeamId: "emea", Capacity: 5, Active: true}, ChangedBy: ops})
+	if err != nil || r.GetVersion() != 13 || !r.GetUnchanged() {
+		t.Fatalf("the same rep again: %v %v", r, err)
+	}
+	recs, err := w.store.Load(ctx, "model.routing")
+	if err != nil || len(recs) != 13 {
+		t.Fatalf("%d routing changes stored, want 13 (%v)", len(recs), err)
+	}
+	if ch := last(eventsOf(recs)).GetRoutingChanged(); ch.GetVersion() != 13 || ch.GetChangedBy().GetId() != "olga" || ch.GetRep().GetRepId() != "eve" {
+		t.Errorf("last change: %v", ch)
+	}
+}
+
+// Two replicas share the lead partitions. Every lead is routed once, and
+// the pool's turns stay exact across them: the pointer is appended with
+// optimistic concurrency, so a replica that lost a race decides again.
+func TestTwoReplicasShareRouting(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	w.start(t)
+	routingSetup(t, s.client, 100)
+	const n = 40
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = w.mql(t, dach(50))
+	}
+	got := map[string]int{}
+	for _, id := range ids {
+		got[ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0])]++
+	}
+	w.settle(t)
+	for _, id := range ids {
+		if k := len(ofType(w.events(t, id), "LeadAssigned")); k != 1 {
+			t.Fatalf("lead %s assigned %d times", id, k)
+		}
+	}
+	if got["ann"] != 20 || got["bob"] != 10 || got["cat"] != 10 {
+		t.Errorf("40 leads over weights 2/1/1 by two replicas: %v", got)
+	}
+	turns, err := w.store.Load(ctxT(t), "model.routing-pool-dach")
+	if err != nil || len(turns) != n {
+		t.Errorf("%d pool turns for %d leads (%v)", len(turns), n, err)
+	}
+}

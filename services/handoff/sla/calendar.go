@@ -1,0 +1,281 @@
+// Package sla is the handoff service's clock rules, pure: a team's
+// working hours (Calendar), the sales SLA of a segment (Policy), and the
+// deadlines of each step, counted in working time.
+package sla
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+)
+
+// Violation is one refused field.
+type Violation struct {
+	Field       string
+	Description string
+}
+
+// span is a working period of one day, in minutes after midnight.
+type span struct{ start, end int }
+
+// Calendar is a team's working week in its time zone. The zero Calendar
+// works around the clock, in UTC.
+type Calendar struct {
+	loc  *time.Location
+	days [7][]span // by time.Weekday
+	set  bool      // false: always open
+}
+
+// Always is the calendar that is always open.
+var Always = Calendar{}
+
+// horizon bounds every walk through a calendar: a deadline more than this
+// many days of calendar ahead is a configuration error, not a deadline.
+const horizon = 800
+
+// NewCalendar parses working hours; field prefixes each violation's
+// field ("team.hours"). Nil or empty hours are Always.
+func NewCalendar(field string, h *eventv1.WorkingHours) (Calendar, []Violation) {
+	var v []Violation
+	add := func(f, format string, args ...any) {
+		v = append(v, Violation{Field: field + f, Description: fmt.Sprintf(format, args...)})
+	}
+	if h == nil || (h.GetTimeZone() == "" && len(h.GetDays()) == 0) {
+		return Always, nil
+	}
+	c := Calendar{loc: time.UTC, set: true}
+	if tz := h.GetTimeZone(); tz != "" {
+		loc, err := time.LoadLocation(tz)
+		if err != nil || strings.HasPrefix(tz, "Local") {
+			add(".time_zone", "%q is not an IANA time zone", tz)
+		} else {
+			c.loc = loc
+		}
+	}
+	if len(h.GetDays()) == 0 {
+		add(".days", "needs at least one working day")
+	}
+	for i, d := range h.GetDays() {
+		f := fmt.Sprintf(".days[%d]", i)
+		if d.GetDay() < eventv1.Weekday_WEEKDAY_MONDAY || d.GetDay() > eventv1.Weekday_WEEKDAY_SUNDAY {
+			add(f+".day", "must be a weekday, MONDAY to SUNDAY")
+			continue
+		}
+		start, ok1 := clock(d.GetStart())
+		end, ok2 := clock(d.GetEnd())
+		if !ok1 {
+			add(f+".start", "%q is not a time of day (HH:MM)", d.GetStart())
+		}
+		if !ok2 {
+			add(f+".end", "%q is not a time of day (HH:MM, 24:00 for midnight)", d.GetEnd())
+		}
+		if !ok1 || !ok2 {
+			continue
+		}
+		if end <= start {
+			add(f+".end", "must be after start %s", d.GetStart())
+			continue
+		}
+		wd := time.Weekday(d.GetDay() % 7) // SUNDAY (7) is time.Sunday (0)
+		for _, s := range c.days[wd] {
+			if start < s.end && s.start < end {
+				add(f, "overlaps another period of %s", time.Weekday(wd))
+			}
+		}
+		c.days[wd] = append(c.days[wd], span{start, end})
+	}
+	for i := range c.days {
+		slices.SortFunc(c.days[i], func(a, b span) int { return a.start - b.start })
+	}
+	if len(v) > 0 {
+		return Always, v
+	}
+	return c, nil
+}
+
+// clock parses "HH:MM" into minutes after midnight; "24:00" is 1440.
+func clock(s string) (int, bool) {
+	h, m, ok := strings.Cut(s, ":")
+	if !ok || len(h) != 2 || len(m) != 2 {
+		return 0, false
+	}
+	hh, err1 := strconv.Atoi(h)
+	mm, err2 := strconv.Atoi(m)
+	if err1 != nil || err2 != nil || hh < 0 || mm < 0 || mm > 59 || hh > 24 || (hh == 24 && mm != 0) {
+		return 0, false
+	}
+	return hh*60 + mm, true
+}
+
+// Location is the calendar's time zone.
+func (c Calendar) Location() *time.Location {
+	if c.loc == nil {
+		return time.UTC
+	}
+	return c.loc
+}
+
+// periods returns the working periods of the day of t (in the calendar's
+// zone), as times. DST is left to time.Date: a period starting in a
+// skipped hour starts when the clock resumes.
+func (c Calendar) periods(day time.Time) [][2]time.Time {
+	y, m, d := day.Date()
+	out := make([][2]time.Time, 0, len(c.days[day.Weekday()]))
+	for _, s := range c.days[day.Weekday()] {
+		out = append(out, [2]time.Time{
+			time.Date(y, m, d, 0, s.start, 0, 0, c.loc),
+			time.Date(y, m, d, 0, s.end, 0, 0, c.loc),
+		})
+	}
+	return out
+}
+
+// midnight is the start of t's day in the calendar's zone.
+func (c Calendar) midnight(t time.Time) time.Time {
+	y, m, d := t.In(c.Location()).Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, c.Location())
+}
+
+func nextDay(day time.Time) time.Time {
+	y, m, d := day.Date()
+	return time.Date(y, m, d+1, 0, 0, 0, 0, day.Location())
+}
+
+func prevDay(day time.Time) time.Time {
+	y, m, d := day.Date()
+	return time.Date(y, m, d-1, 0, 0, 0, 0, day.Location())
+}
+
+// Open reports whether t is inside working hours.
+func (c Calendar) Open(t time.Time) bool {
+	if !c.set {
+		return true
+	}
+	for _, p := range c.periods(c.midnight(t)) {
+		if !t.Before(p[0]) && t.Before(p[1]) {
+			return true
+		}
+	}
+	return false
+}
+
+// NextOpen returns t if it is inside working hours, else when they next
+// begin.
+func (c Calendar) NextOpen(t time.Time) time.Time {
+	if !c.set {
+		return t
+	}
+	day := c.midnight(t)
+	for range horizon {
+		for _, p := range c.periods(day) {
+			if t.Before(p[1]) {
+				if t.Before(p[0]) {
+					return p[0]
+				}
+				return t
+			}
+		}
+		day = nextDay(day)
+	}
+	return t
+}
+
+// Add returns the time d of working time after t: the clock runs only
+// inside working hours.
+func (c Calendar) Add(t time.Time, d time.Duration) time.Time {
+	if !c.set || d <= 0 {
+		return c.NextOpen(t).Add(max(d, 0))
+	}
+	left := d
+	cur := t
+	day := c.midnight(t)
+	for range horizon {
+		for _, p := range c.periods(day) {
+			if !cur.Before(p[1]) {
+				continue
+			}
+			start := p[0]
+			if cur.After(start) {
+				start = cur
+			}
+			avail := p[1].Sub(start)
+			if left <= avail {
+				return start.Add(left)
+			}
+			left -= avail
+			cur = p[1]
+		}
+		day = nextDay(day)
+	}
+	return t.Add(d)
+}
+
+// Sub returns the time d of working time before t (never before from):
+// where a warning goes ahead of a deadline.
+func (c Calendar) Sub(t time.Time, d time.Duration, from time.Time) time.Time {
+	if d <= 0 {
+		return t
+	}
+	if !c.set {
+		return maxTime(t.Add(-d), from)
+	}
+	left := d
+	cur := t
+	day := c.midnight(t)
+	for range horizon {
+		ps := c.periods(day)
+		for i := len(ps) - 1; i >= 0; i-- {
+			p := ps[i]
+			if !cur.After(p[0]) {
+				continue
+			}
+			end := p[1]
+			if cur.Before(end) {
+				end = cur
+			}
+			avail := end.Sub(p[0])
+			if left <= avail {
+				return maxTime(end.Add(-left), from)
+			}
+			left -= avail
+			cur = p[0]
+		}
+		day = prevDay(day)
+		if day.Before(c.midnight(from)) {
+			return from
+		}
+	}
+	return from
+}
+
+// AddDays returns the same clock time n working days (days with working
+// hours) after t, moved to the next opening if it falls outside them.
+func (c Calendar) AddDays(t time.Time, n int) time.Time {
+	if n <= 0 {
+		return c.NextOpen(t)
+	}
+	lt := t.In(c.Location())
+	day := c.midnight(t)
+	for range horizon {
+		day = nextDay(day)
+		if c.set && len(c.days[day.Weekday()]) == 0 {
+			continue
+		}
+		if n--; n == 0 {
+			y, m, d := day.Date()
+			return c.NextOpen(time.Date(y, m, d, lt.Hour(), lt.Minute(), lt.Second(), lt.Nanosecond(), c.Location()))
+		}
+	}
+	return t.AddDate(0, 0, n)
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return b
+	}
+	return a
+}

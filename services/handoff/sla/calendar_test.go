@@ -1,0 +1,157 @@
+package sla_test
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/services/handoff/sla"
+)
+
+func weekdays(tz, start, end string) *eventv1.WorkingHours {
+	h := &eventv1.WorkingHours{TimeZone: tz}
+	for d := eventv1.Weekday_WEEKDAY_MONDAY; d <= eventv1.Weekday_WEEKDAY_FRIDAY; d++ {
+		h.Days = append(h.Days, &eventv1.WorkingDay{Day: d, Start: start, End: end})
+	}
+	return h
+}
+
+func berlin(t *testing.T) sla.Calendar {
+	t.Helper()
+	c, v := sla.NewCalendar("hours", weekdays("Europe/Berlin", "09:00", "17:00"))
+	if len(v) > 0 {
+		t.Fatal(v)
+	}
+	return c
+}
+
+func at(t *testing.T, s string) time.Time {
+	t.Helper()
+	loc, _ := time.LoadLocation("Europe/Berlin")
+	v, err := time.ParseInLocation("2006-01-02 15:04", s, loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestCalendarAdd(t *testing.T) {
+	c := berlin(t)
+	// 2026-03-06 is a Friday.
+	for _, tc := range []struct {
+		from string
+		d    time.Duration
+		want string
+	}{
+		{"2026-03-05 10:00", 2 * time.Hour, "2026-03-05 12:00"},
+		{"2026-03-05 16:00", 2 * time.Hour, "2026-03-06 10:00"},    // overnight
+		{"2026-03-06 16:30", time.Hour, "2026-03-09 09:30"},        // over the weekend
+		{"2026-03-07 11:00", time.Hour, "2026-03-09 10:00"},        // starts on a Saturday
+		{"2026-03-05 07:00", 30 * time.Minute, "2026-03-05 09:30"}, // before opening
+		{"2026-03-05 10:00", 8 * time.Hour, "2026-03-06 10:00"},    // a whole working day
+		{"2026-03-27 16:00", 2 * time.Hour, "2026-03-30 10:00"},    // DST starts on Sunday 29th
+	} {
+		if got := c.Add(at(t, tc.from), tc.d); !got.Equal(at(t, tc.want)) {
+			t.Errorf("Add(%s, %s) = %s, want %s", tc.from, tc.d, got.In(c.Location()).Format("2006-01-02 15:04"), tc.want)
+		}
+	}
+	if !c.Open(at(t, "2026-03-05 09:00")) || c.Open(at(t, "2026-03-05 17:00")) || c.Open(at(t, "2026-03-07 12:00")) {
+		t.Error("Open: wrong at the edges or on a Saturday")
+	}
+	if got := c.NextOpen(at(t, "2026-03-06 18:00")); !got.Equal(at(t, "2026-03-09 09:00")) {
+		t.Errorf("NextOpen after Friday close = %s", got)
+	}
+	if got := c.AddDays(at(t, "2026-03-05 10:00"), 3); !got.Equal(at(t, "2026-03-10 10:00")) {
+		t.Errorf("AddDays(Thu, 3) = %s, want Tue", got)
+	}
+	if got := c.AddDays(at(t, "2026-03-05 18:00"), 1); !got.Equal(at(t, "2026-03-09 09:00")) {
+		t.Errorf("AddDays(Thu evening, 1) = %s, want Monday's opening (Friday 18:00 is closed)", got)
+	}
+	if got := c.Sub(at(t, "2026-03-09 09:30"), time.Hour, at(t, "2026-03-01 00:00")); !got.Equal(at(t, "2026-03-06 16:30")) {
+		t.Errorf("Sub over the weekend = %s", got)
+	}
+}
+
+func TestCalendarAlways(t *testing.T) {
+	c, v := sla.NewCalendar("hours", nil)
+	if len(v) > 0 {
+		t.Fatal(v)
+	}
+	now := time.Date(2026, 3, 7, 3, 0, 0, 0, time.UTC)
+	if got := c.Add(now, 90*time.Minute); !got.Equal(now.Add(90 * time.Minute)) {
+		t.Errorf("Always.Add = %s", got)
+	}
+	if !c.Open(now) {
+		t.Error("Always is closed")
+	}
+}
+
+func TestCalendarInvalid(t *testing.T) {
+	for _, tc := range []struct {
+		h     *eventv1.WorkingHours
+		field string
+	}{
+		{&eventv1.WorkingHours{TimeZone: "Mars/Olympus", Days: weekdays("", "09:00", "17:00").Days}, "hours.time_zone"},
+		{&eventv1.WorkingHours{TimeZone: "UTC"}, "hours.days"},
+		{weekdays("UTC", "9", "17:00"), "hours.days[0].start"},
+		{weekdays("UTC", "09:00", "24:30"), "hours.days[0].end"},
+		{weekdays("UTC", "17:00", "09:00"), "hours.days[0].end"},
+		{&eventv1.WorkingHours{Days: []*eventv1.WorkingDay{{Start: "09:00", End: "10:00"}}}, "hours.days[0].day"},
+		{&eventv1.WorkingHours{Days: []*eventv1.WorkingDay{
+			{Day: eventv1.Weekday_WEEKDAY_MONDAY, Start: "09:00", End: "12:00"},
+			{Day: eventv1.Weekday_WEEKDAY_MONDAY, Start: "11:00", End: "13:00"}}}, "hours.days[1]"},
+	} {
+		_, v := sla.NewCalendar("hours", tc.h)
+		if len(v) == 0 || v[0].Field != tc.field {
+			t.Errorf("%v: violations %v, want field %s", tc.h, v, tc.field)
+		}
+	}
+}
+
+// Property: Add(t, d) lies inside working hours (or at a period's end),
+// the working time between t and it is exactly d, and Sub undoes Add.
+func TestCalendarAddProperty(t *testing.T) {
+	h := weekdays("America/New_York", "08:30", "12:00")
+	for d := eventv1.Weekday_WEEKDAY_MONDAY; d <= eventv1.Weekday_WEEKDAY_FRIDAY; d++ {
+		h.Days = append(h.Days, &eventv1.WorkingDay{Day: d, Start: "13:00", End: "18:15"})
+	}
+	h.Days = append(h.Days, &eventv1.WorkingDay{Day: eventv1.Weekday_WEEKDAY_SATURDAY, Start: "10:00", End: "14:00"})
+	c, v := sla.NewCalendar("hours", h)
+	if len(v) > 0 {
+		t.Fatal(v)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for range 150 {
+		start := base.Add(time.Duration(r.Int64N(int64(365 * 24 * time.Hour))))
+		d := time.Duration(r.Int64N(int64(60*time.Hour))) + time.Minute
+		end := c.Add(start, d)
+		if got := working(c, start, end); got != d {
+			t.Fatalf("Add(%s, %s) = %s: %s of working time between", start, d, end, got)
+		}
+		if !c.Open(end.Add(-time.Nanosecond)) {
+			t.Fatalf("Add(%s, %s) = %s, just after a closed moment", start, d, end)
+		}
+		if back := c.Sub(end, d, start.Add(-24*time.Hour)); working(c, back, end) != d {
+			t.Fatalf("Sub(%s, %s) = %s does not undo Add from %s", end, d, back, start)
+		}
+	}
+}
+
+// working measures working time between a and b by walking minutes.
+func working(c sla.Calendar, a, b time.Time) time.Duration {
+	var total time.Duration
+	for t := a; t.Before(b); {
+		step := time.Minute - time.Duration(t.UnixNano()%int64(time.Minute))
+		next := t.Add(step)
+		if next.After(b) {
+			next = b
+		}
+		if c.Open(t) {
+			total += next.Sub(t)
+		}
+		t = next
+	}
+	return total
+}

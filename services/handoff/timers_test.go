@@ -1,0 +1,360 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	handoffv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/handoff/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/pkg/natsserver"
+	"github.com/leadflow/leadflow/services/handoff/app"
+)
+
+// TestMain doubles as a handoff process: with HANDOFF_CHILD_NATS set, the
+// test binary runs the service against that server, on
+// HANDOFF_CHILD_ADDR, until it is signalled or killed.
+func TestMain(m *testing.M) {
+	if u := os.Getenv("HANDOFF_CHILD_NATS"); u != "" {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+		defer stop()
+		cfg := testConfig(u)
+		cfg.Addr = os.Getenv("HANDOFF_CHILD_ADDR")
+		if err := run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// An assigned lead nobody accepts: SLAWarned before the deadline,
+// SLABreached at it, and the breach escalates by policy: to the next rep
+// of the pool (never one who held the lead), then, the pool exhausted, to
+// the team's manager; the manager's own breach has nobody to go to. Each
+// event happens once.
+func TestSLAEscalation(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	slaPolicy(t, s.client, 2*time.Second, 4*time.Second, time.Second, eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP)
+	id := w.mql(t, dach(50))
+	w.waitFor(t, id, "SLABreached", 4)
+	time.Sleep(3 * time.Second) // a duplicate or a further escalation would show now
+	evs := w.events(t, id)
+
+	var owners []string
+	for _, ev := range evs {
+		switch p := ev.GetPayload().(type) {
+		case *eventv1.Event_LeadAssigned:
+			owners = append(owners, p.LeadAssigned.GetOwner().GetId())
+		case *eventv1.Event_LeadReassigned:
+			owners = append(owners, p.LeadReassigned.GetTo().GetId())
+			if p.LeadReassigned.GetCause() != eventv1.ReassignCause_REASSIGN_CAUSE_ESCALATION {
+				t.Errorf("reassignment not by escalation: %v", p.LeadReassigned)
+			}
+		}
+	}
+	if fmt.Sprint(owners) != "[ann bob cat mia]" {
+		t.Fatalf("owners %v, want ann, then the pool's next reps, then manager mia", owners)
+	}
+	warned, breached := ofType(evs, "SLAWarned"), ofType(evs, "SLABreached")
+	if len(warned) != 4 || len(breached) != 4 {
+		t.Fatalf("%d warnings and %d breaches for 4 owners", len(warned), len(breached))
+	}
+	wantEsc := []eventv1.SLAEscalation{eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP, eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP,
+		eventv1.SLAEscalation_SLA_ESCALATION_MANAGER, eventv1.SLAEscalation_SLA_ESCALATION_NONE}
+	byID := map[string]*eventv1.Event{}
+	for _, ev := range evs {
+		byID[ev.GetEventId()] = ev
+	}
+	for i, b := range breached {
+		sb := b.GetSlaBreached()
+		if sb.GetSla() != eventv1.SLAKind_SLA_KIND_ACCEPT || sb.GetEscalation() != wantEsc[i] || sb.GetOwner().GetId() != owners[i] {
+			t.Errorf("breach %d: %v", i, sb)
+		}
+		if w := warned[i].GetSlaWarned(); w.GetOwner().GetId() != owners[i] || w.GetStepEventId() != sb.GetStepEventId() || !w.GetDueAt().AsTime().Equal(sb.GetDueAt().AsTime()) {
+			t.Errorf("warning %d: %v, breach %v", i, w, sb)
+		}
+		if b.GetRecordedAt().AsTime().Before(sb.GetDueAt().AsTime()) {
+			t.Errorf("breach %d recorded %v before its deadline %v", i, b.GetRecordedAt().AsTime(), sb.GetDueAt().AsTime())
+		}
+	}
+	for _, ev := range ofType(evs, "LeadReassigned") {
+		if cause := byID[ev.GetCausationId()]; cause.GetEventType() != "SLABreached" {
+			t.Errorf("reassignment caused by %v", cause.GetEventType())
+		}
+	}
+	if st := w.state(t, id); st.Status != lifecycle.StatusAssigned || st.Owner.ID != "mia" || st.Deadline.IsZero() {
+		t.Errorf("after the escalations: %+v", st)
+	}
+}
+
+// A timer whose step is over does nothing; a timer fired twice acts once;
+// accepted, then every attempt the SLA asks for made without reaching the
+// lead, the lead goes back to nurture.
+func TestTimersNoOpAndAttemptsExhausted(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	slaPolicy(t, s.client, 2*time.Second, 2*time.Second, time.Second, eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP)
+	ctx := ctxT(t)
+	id := w.mql(t, dach(50))
+	owner := ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0])
+	acc, err := s.client.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: id, RepId: owner, RequestId: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if _, err := s.client.LogContactAttempt(ctx, &handoffv1.LogContactAttemptRequest{LeadId: id, RepId: owner, RequestId: fmt.Sprint("c", i),
+			Channel: eventv1.ContactChannel_CONTACT_CHANNEL_PHONE, Outcome: eventv1.ContactOutcome_CONTACT_OUTCOME_NO_ANSWER}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(4 * time.Second) // past the accept and first-contact deadlines
+	if evs := w.events(t, id); len(ofType(evs, "SLABreached"))+len(ofType(evs, "SLAWarned")) != 0 {
+		t.Fatalf("timers of steps already done acted: %v", ofType(evs, "SLABreached"))
+	}
+	fired := countFired(t, w, id)
+	if fired < 3 {
+		t.Errorf("%d timers fired, want the accept warning and deadline, and the first contact's deadline at least", fired)
+	}
+
+	// The attempts window is a working day; fire its deadline now, twice,
+	// as the server does when the schedule comes due.
+	accepted := ofType(w.events(t, id), "LeadAccepted")[0]
+	tm := &eventv1.SLATimer{TimerId: app.TimerID(accepted.GetEventId(), eventv1.SLAKind_SLA_KIND_FOLLOW_UP, eventv1.TimerPhase_TIMER_PHASE_DUE),
+		LeadId: id, Sla: eventv1.SLAKind_SLA_KIND_FOLLOW_UP, Phase: eventv1.TimerPhase_TIMER_PHASE_DUE, StepEventId: accepted.GetEventId(),
+		DueAt: accepted.GetLeadAccepted().GetAttemptsDueAt(), FireAt: accepted.GetLeadAccepted().GetAttemptsDueAt()}
+	fire(t, w, tm)
+	fire(t, w, tm)
+	rec := w.waitFor(t, id, "LeadRecycled", 1)[0]
+	time.Sleep(time.Second)
+	evs := w.events(t, id)
+	if n := len(ofType(evs, "LeadRecycled")); n != 1 {
+		t.Fatalf("a timer fired twice recycled %d times", n)
+	}
+	if r := rec.GetLeadRecycled(); r.GetCause() != eventv1.RecycleCause_RECYCLE_CAUSE_ATTEMPTS_EXHAUSTED || rec.GetCausationId() != tm.GetTimerId() {
+		t.Errorf("recycled: %v caused by %s", r, rec.GetCausationId())
+	}
+	if st := w.state(t, id); st.Status != lifecycle.StatusRecycled || st.Owner != lifecycle.QueueNurture || st.Deadline.IsZero() {
+		t.Errorf("after exhaustion: %+v", st)
+	}
+	if acc.GetLead().GetStatus() != eventv1.LeadStatus_LEAD_STATUS_ACCEPTED {
+		t.Errorf("accept: %v", acc)
+	}
+}
+
+// Timers survive a kill -9 of the service: a lead is assigned, the service
+// dies before its timers fire, the timers fire into the stream while it
+// is dead, and the next process acts on each exactly once.
+func TestTimersAcrossServiceKill(t *testing.T) {
+	w := newWorld(t)
+	addr := freeAddr(t)
+	p1 := startChild(t, w, addr)
+	c := dial(t, addr)
+	waitServing(t, c)
+	routingSetup(t, c, 10)
+	slaPolicy(t, c, 6*time.Second, 8*time.Second, 3*time.Second, eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP)
+	id := w.mql(t, dach(50))
+	w.waitFor(t, id, "LeadAssigned", 1)
+	eventually(t, 10*time.Second, func() bool { return countScheduled(t, w, id) == 2 }, "the accept timers were not scheduled")
+	if err := p1.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = p1.Wait()
+	eventually(t, 15*time.Second, func() bool { return countFired(t, w, id) >= 2 }, "the timers did not fire while the service was dead")
+	if n := len(w.events(t, id)); n != 4 {
+		t.Fatalf("something acted on the lead while no service ran: %d events", n)
+	}
+
+	startChild(t, w, addr)
+	w.waitFor(t, id, "LeadReassigned", 1)
+	time.Sleep(2 * time.Second)
+	evs := w.events(t, id)
+	if len(ofType(evs, "SLAWarned")) != 1 || len(ofType(evs, "SLABreached")) != 1 || len(ofType(evs, "LeadReassigned")) != 1 {
+		t.Fatalf("after the restart: %d warnings, %d breaches, %d reassignments", len(ofType(evs, "SLAWarned")), len(ofType(evs, "SLABreached")), len(ofType(evs, "LeadReassigned")))
+	}
+}
+
+// Timers survive a NATS outage: the server is down when they come due,
+// and fires them once it is back; each acts once.
+func TestTimersAcrossNATSRestart(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	slaPolicy(t, s.client, 4*time.Second, 6*time.Second, 2*time.Second, eventv1.SLAEscalation_SLA_ESCALATION_MANAGER)
+	id := w.mql(t, dach(50))
+	w.waitFor(t, id, "LeadAssigned", 1)
+	eventually(t, 10*time.Second, func() bool { return countScheduled(t, w, id) == 2 }, "the accept timers were not scheduled")
+
+	u, err := url.Parse(w.nats.Server.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, _ := strconv.Atoi(u.Port())
+	w.nats.Server.Shutdown()
+	time.Sleep(5 * time.Second) // both timers come due while the server is down
+	srv, err := natsserver.Start(natsserver.Config{Dir: w.nats.Dir, Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.nats.Server = srv
+	eventually(t, 20*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := w.nats.JS.AccountInfo(ctx)
+		return err == nil
+	}, "jetstream not back")
+
+	w.waitFor(t, id, "LeadReassigned", 1)
+	time.Sleep(2 * time.Second)
+	evs := w.events(t, id)
+	if len(ofType(evs, "SLAWarned")) != 1 || len(ofType(evs, "SLABreached")) != 1 || len(ofType(evs, "LeadReassigned")) != 1 {
+		t.Fatalf("after the outage: %d warnings, %d breaches, %d reassignments", len(ofType(evs, "SLAWarned")), len(ofType(evs, "SLABreached")), len(ofType(evs, "LeadReassigned")))
+	}
+	if to := last(evs).GetLeadReassigned().GetTo().GetId(); to != "mia" {
+		t.Errorf("MANAGER escalation went to %s", to)
+	}
+}
+
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startChild runs the service as a process of its own (this test binary,
+// see TestMain), killed when the test ends.
+func startChild(t testing.TB, w *world, addr string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "HANDOFF_CHILD_NATS="+w.nats.Server.URL(), "HANDOFF_CHILD_ADDR="+addr)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return cmd
+}
+
+func waitServing(t testing.TB, c handoffv1.HandoffServiceClient) {
+	t.Helper()
+	eventually(t, 30*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := c.GetRouting(ctx, &handoffv1.GetRoutingRequest{})
+		return err == nil
+	}, "the child service did not start")
+}
+
+// countScheduled is how many schedules wait for a lead; countFired how
+// many fired copies its timers left.
+func countScheduled(t testing.TB, w *world, leadID string) int {
+	return countSubjects(t, w, "handoff.timer.at.*."+leadID+".*")
+}
+
+func countFired(t testing.TB, w *world, leadID string) int {
+	return countSubjects(t, w, "handoff.timer.fired.*."+leadID)
+}
+
+func countSubjects(t testing.TB, w *world, filter string) int {
+	t.Helper()
+	ctx := ctxT(t)
+	st, err := w.nats.JS.Stream(ctx, "HANDOFF_TIMERS")
+	if err != nil {
+		return -1
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		return -1
+	}
+	n := 0
+	for _, c := range info.State.Subjects {
+		n += int(c)
+	}
+	return n
+}
+
+// fire stores a timer's fired copy, as the server does when its schedule
+// comes due.
+func fire(t testing.TB, w *world, tm *eventv1.SLATimer) {
+	t.Helper()
+	data, err := proto.Marshal(tm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := nats.NewMsg(fmt.Sprintf("handoff.timer.fired.%d.%s", eventstore.Partition(tm.GetLeadId()), tm.GetLeadId()))
+	m.Data = data
+	if _, err := w.nats.JS.PublishMsg(ctxT(t), m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// SLA deadlines run in the owner's working hours: a lead given outside
+// them (to its account's owner, who keeps account leads off hours) is due
+// its acceptance SLA after the owner's next opening, not from now; a pool
+// rep off shift is skipped.
+func TestSLAInWorkingHours(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	ctx := ctxT(t)
+	now := time.Now().UTC()
+	start := now.Hour() + 2
+	if start+1 > 24 {
+		start = 1 // tomorrow 01:00, and now is 22:00 or later
+	}
+	hours := &eventv1.WorkingHours{TimeZone: "UTC"}
+	for d := eventv1.Weekday_WEEKDAY_MONDAY; d <= eventv1.Weekday_WEEKDAY_SUNDAY; d++ {
+		hours.Days = append(hours.Days, &eventv1.WorkingDay{Day: d, Start: fmt.Sprintf("%02d:00", start), End: fmt.Sprintf("%02d:00", start+1)})
+	}
+	if _, err := s.client.PutTeam(ctx, &handoffv1.PutTeamRequest{Team: &eventv1.SalesTeam{TeamId: "us", Hours: hours}, ChangedBy: ops}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.client.SetSLAPolicy(ctx, &handoffv1.SetSLAPolicyRequest{Policy: &eventv1.SLAPolicy{Segment: "smb",
+		AcceptWithin: durationpb.New(30 * time.Minute), FirstContactWithin: durationpb.New(time.Hour), WarnBefore: durationpb.New(10 * time.Minute),
+		Escalation: eventv1.SLAEscalation_SLA_ESCALATION_MANAGER}, ChangedBy: ops}); err != nil {
+		t.Fatal(err)
+	}
+	id := w.mql(t, &eventv1.Profile{Country: "DE", Employees: 50, EmailDomain: "acme.example"})
+	a := w.waitFor(t, id, "LeadAssigned", 1)[0].GetLeadAssigned()
+	opens := time.Date(now.Year(), now.Month(), now.Day(), start, 0, 0, 0, time.UTC)
+	if !opens.After(now) {
+		opens = opens.AddDate(0, 0, 1)
+	}
+	if a.GetOwner().GetId() != "dan" || !a.GetAcceptBy().AsTime().Equal(opens.Add(30*time.Minute)) || !a.GetWarnAt().AsTime().Equal(opens.Add(20*time.Minute)) {
+		t.Errorf("off hours: owner %s, accept by %v, warn at %v; want dan, %v and %v", a.GetOwner().GetId(), a.GetAcceptBy().AsTime(), a.GetWarnAt().AsTime(),
+			opens.Add(30*time.Minute), opens.Add(20*time.Minute))
+	}
+	// A pool rep off shift is skipped (dan is the us pool's only rep), and
+	// routing tries again by the time the shift starts.
+	q := w.mql(t, &eventv1.Profile{Country: "US", Industry: "software", EmailDomain: "startup.example"})
+	lq := w.waitFor(t, q, "LeadQueued", 1)[0].GetLeadQueued()
+	if c := lq.GetDecision().GetCandidates(); len(c) != 1 || c[0].GetOutcome() != eventv1.CandidateOutcome_CANDIDATE_OUTCOME_OUTSIDE_WORKING_HOURS ||
+		lq.GetRetryAt().AsTime().After(opens) {
+		t.Errorf("off shift: %v", lq)
+	}
+}

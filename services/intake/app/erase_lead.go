@@ -1,0 +1,152 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/leadflow/leadflow/pkg/envelope"
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/services/intake/form"
+)
+
+// EraseLead asks for a lead's personal data to be erased.
+type EraseLead struct {
+	LeadID string
+	Reason string
+	Actor  *eventv1.Actor
+}
+
+// MaxReason bounds an erasure's, merge's or unmerge's reason.
+const MaxReason = 500
+
+// EraseLead erases a lead's personal data. It reads the identities the
+// lead holds from its sealed submissions, appends LeadErased naming them
+// (the commit point: the lead is ERASED from here on), releases them so
+// that a later capture of the person makes a new lead, and shreds the
+// lead's key (pkg/vault), after which nothing sealed for it opens again,
+// in any process. The history stays: every event replays, its personal
+// fields unreadable. Leads merged into this one are the same person and
+// are erased with it.
+//
+// Erasing an erased lead finishes what a cut-short erasure left (releases
+// and shredding are idempotent) and answers Replayed.
+//
+// Errors: *ValidationError, ErrNotFound, lifecycle.ErrRefused,
+// eventstore.ErrConflict after repeated races.
+func (a *App) EraseLead(ctx context.Context, in EraseLead, meta envelope.Meta) (Written, error) {
+	var v form.Violations
+	form.LeadID(&v, "lead_id", in.LeadID)
+	form.Text(&v, "reason", in.Reason, MaxReason, false)
+	form.Actor(&v, "actor", in.Actor)
+	if err := invalid(v); err != nil {
+		return Written{}, err
+	}
+	meta.Actor = orActor(in.Actor, meta.Actor)
+	return a.erase(ctx, in.LeadID, in.Reason, meta, maxHops)
+}
+
+func (a *App) erase(ctx context.Context, leadID, reason string, meta envelope.Meta, depth int) (Written, error) {
+	for attempt := range maxRaces {
+		recs, err := a.leads.Load(ctx, leadID)
+		if err != nil {
+			return Written{}, err
+		}
+		if len(recs) == 0 {
+			return Written{}, fmt.Errorf("lead %s: %w", leadID, ErrNotFound)
+		}
+		state, version := stateOf(recs)
+		view, subs := fold(leadID, recs)
+		if state.Status == lifecycle.StatusErased {
+			var released []*eventv1.Identity
+			for _, r := range recs {
+				if e := r.Event.GetLeadErased(); e != nil {
+					released = e.GetReleased()
+				}
+			}
+			return Written{Version: version, Replayed: true}, a.finishErase(ctx, leadID, released, recs[len(recs)-1].Event.GetEventId())
+		}
+		if depth > 0 {
+			for _, absorbed := range view.Absorbed {
+				if _, err := a.erase(ctx, absorbed, reason, meta, depth-1); err != nil {
+					return Written{}, fmt.Errorf("erase %s, merged into %s: %w", absorbed, leadID, err)
+				}
+			}
+		}
+		released, err := a.identitiesOf(ctx, leadID, subs)
+		if err != nil {
+			return Written{}, err
+		}
+		ev, _, err := a.leadEvent(leadID, state, lifecycle.Command{Name: lifecycle.Erase, Reason: reason},
+			&eventv1.LeadErased{Reason: reason, Released: released}, meta, a.now())
+		if err != nil {
+			return Written{}, err
+		}
+		nv, err := a.leads.Append(ctx, leadID, version, ev)
+		if errors.Is(err, eventstore.ErrConflict) {
+			if err := eventstore.AfterConflict(ctx, attempt); err != nil {
+				return Written{}, err
+			}
+			continue
+		}
+		if err != nil {
+			return Written{}, err
+		}
+		return Written{Version: nv}, a.finishErase(ctx, leadID, released, ev.GetEventId())
+	}
+	return Written{}, fmt.Errorf("lead %s: %w after %d races", leadID, eventstore.ErrConflict, maxRaces)
+}
+
+// identitiesOf is every identity a lead's submissions name: each email
+// and external id, as claim keys. A lead created from an email holds it
+// under its own id, which is that email's token.
+func (a *App) identitiesOf(ctx context.Context, leadID string, subs []submission) ([]*eventv1.Identity, error) {
+	seen := map[ClaimKey]bool{}
+	var out []*eventv1.Identity
+	add := func(k ClaimKey) {
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, &eventv1.Identity{Kind: k.Kind, Token: k.Token})
+		}
+	}
+	for _, sub := range subs {
+		p, err := a.openPersonal(ctx, leadID, sub)
+		if err != nil {
+			return nil, err
+		}
+		l := form.Lead{Capture: form.Capture{ExternalID: p.GetExternalId()}, Email: p.GetContact().GetEmail()}
+		if l.ExternalID.GetId() == "" {
+			l.ExternalID = nil
+		}
+		for _, k := range a.identity(l).all() {
+			if k.Token != "" && (k.Kind != KindEmail || l.Email != "") {
+				add(k)
+			}
+		}
+	}
+	return out, nil
+}
+
+// finishErase releases the identities an erasure names, where they still
+// point at the lead, and shreds its key. Both are idempotent, so an
+// erasure cut short is finished by asking again.
+func (a *App) finishErase(ctx context.Context, leadID string, released []*eventv1.Identity, eventID string) error {
+	keys := make([]ClaimKey, len(released))
+	for i, id := range released {
+		keys[i] = ClaimKey{Kind: id.GetKind(), Token: id.GetToken()}
+	}
+	held, err := a.leads.Holders(ctx, keys...)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, k := range keys {
+		errs = append(errs, a.release(ctx, k, held[k], leadID, eventID))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("release identities of %s: %w", leadID, err)
+	}
+	return a.keys.Shred(ctx, leadID)
+}

@@ -1,0 +1,166 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/leadflow/leadflow/pkg/envelope"
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/services/intake/form"
+)
+
+// MergeLeads names the two leads of a merge or unmerge.
+type MergeLeads struct {
+	Survivor string
+	Absorbed string
+	Reason   string
+	Actor    *eventv1.Actor
+}
+
+// Merged is the answer to a merge or unmerge: both leads' versions.
+type Merged struct {
+	Survivor uint64
+	Absorbed uint64
+	Replayed bool
+}
+
+// MergeLeads merges one lead into another: the absorbed lead records
+// LeadMerged and becomes MERGED (the shared state machine's Merge), the
+// survivor records LeadMerged too and stays as it is, both in one atomic
+// commit. Nothing is copied or re-pointed: the absorbed lead's claims
+// stay, and a capture that finds one follows the merge to the survivor,
+// so an unmerge has nothing to put back. Merging again is a no-op.
+//
+// Errors: *ValidationError, ErrNotFound, lifecycle.ErrRefused (a
+// terminal absorbed lead, a merged or erased survivor),
+// eventstore.ErrConflict after repeated races.
+func (a *App) MergeLeads(ctx context.Context, in MergeLeads, meta envelope.Meta) (Merged, error) {
+	if err := checkPair(in); err != nil {
+		return Merged{}, err
+	}
+	meta.Actor = orActor(in.Actor, meta.Actor)
+	payload := &eventv1.LeadMerged{SurvivorLeadId: in.Survivor, AbsorbedLeadId: in.Absorbed, Reason: in.Reason}
+	return a.pairCommit(ctx, in, func(sHead, aHead *eventstore.Record) (*eventv1.Event, *eventv1.Event, error) {
+		sState, _ := headState(sHead)
+		aState, _ := headState(aHead)
+		if m := aHead.Event.GetLeadMerged(); aState.Status == lifecycle.StatusMerged && m.GetSurvivorLeadId() == in.Survivor {
+			return nil, nil, nil // merged already
+		}
+		// The table's Merge takes the survivor as its reason, so any
+		// reader can follow the merge; the caller's reason is the payload's.
+		absorbed, _, err := a.leadEvent(in.Absorbed, aState, lifecycle.Command{Name: lifecycle.Merge, Reason: in.Survivor}, payload, meta, a.now())
+		if err != nil {
+			return nil, nil, fmt.Errorf("absorbed lead %s: %w", in.Absorbed, err)
+		}
+		survivor, err := a.factEvent(in.Survivor, sState, payload, meta)
+		if err != nil {
+			return nil, nil, fmt.Errorf("survivor lead %s: %w", in.Survivor, err)
+		}
+		return survivor, absorbed, nil
+	})
+}
+
+// UnmergeLeads undoes a merge: both leads record LeadUnmerged in one
+// atomic commit, the absorbed lead back in the state it had before the
+// merge (read from the event before its LeadMerged), the survivor as it
+// is, with whatever it recorded meanwhile. Captures of the absorbed
+// lead's identities find it again, as its claims never moved. Unmerging
+// again is a no-op.
+//
+// Errors: *ValidationError, ErrNotFound, lifecycle.ErrRefused (the
+// absorbed lead is not merged into the survivor; the survivor is merged
+// or erased), eventstore.ErrConflict after repeated races.
+func (a *App) UnmergeLeads(ctx context.Context, in MergeLeads, meta envelope.Meta) (Merged, error) {
+	if err := checkPair(in); err != nil {
+		return Merged{}, err
+	}
+	meta.Actor = orActor(in.Actor, meta.Actor)
+	payload := &eventv1.LeadUnmerged{SurvivorLeadId: in.Survivor, AbsorbedLeadId: in.Absorbed, Reason: in.Reason}
+	return a.pairCommit(ctx, in, func(sHead, aHead *eventstore.Record) (*eventv1.Event, *eventv1.Event, error) {
+		sState, _ := headState(sHead)
+		aState, _ := headState(aHead)
+		if u := aHead.Event.GetLeadUnmerged(); u != nil && u.GetSurvivorLeadId() == in.Survivor {
+			return nil, nil, nil // unmerged already
+		}
+		merged := aHead.Event.GetLeadMerged()
+		if aState.Status != lifecycle.StatusMerged || merged.GetSurvivorLeadId() != in.Survivor {
+			return nil, nil, &lifecycle.RefusedError{Command: "Unmerge", Status: aState.Status, Reason: "lead " + in.Absorbed + " is not merged into " + in.Survivor}
+		}
+		survivor, err := a.factEvent(in.Survivor, sState, payload, meta)
+		if err != nil {
+			return nil, nil, fmt.Errorf("survivor lead %s: %w", in.Survivor, err)
+		}
+		before, err := a.leads.Get(ctx, aHead.Event.GetVersionBefore())
+		if err != nil {
+			return nil, nil, fmt.Errorf("state of %s before its merge: %w", in.Absorbed, err)
+		}
+		// The state machine has no way out of MERGED: the state before
+		// the merge, as its own last event recorded it, is restored here.
+		absorbed, err := envelope.NewEvent(in.Absorbed, payload, meta, a.now())
+		if err != nil {
+			return nil, nil, err
+		}
+		absorbed.Lifecycle = before.Event.GetLifecycle()
+		return survivor, absorbed, nil
+	})
+}
+
+func checkPair(in MergeLeads) error {
+	var v form.Violations
+	form.LeadID(&v, "survivor_lead_id", in.Survivor)
+	form.LeadID(&v, "absorbed_lead_id", in.Absorbed)
+	if in.Survivor != "" && in.Survivor == in.Absorbed {
+		v.Add("absorbed_lead_id", "must differ from survivor_lead_id")
+	}
+	if in.Reason == "" {
+		v.Add("reason", "is required")
+	}
+	form.Text(&v, "reason", in.Reason, MaxReason, false)
+	form.Actor(&v, "actor", in.Actor)
+	return invalid(v)
+}
+
+// pairCommit reads both leads' last events, lets decide make one event
+// for each (none: already done), and appends both in one atomic commit,
+// deciding again after a lost race.
+func (a *App) pairCommit(ctx context.Context, in MergeLeads, decide func(survivor, absorbed *eventstore.Record) (*eventv1.Event, *eventv1.Event, error)) (Merged, error) {
+	for attempt := range maxRaces {
+		sHead, err := a.leads.Head(ctx, in.Survivor)
+		if err != nil {
+			return Merged{}, err
+		}
+		aHead, err := a.leads.Head(ctx, in.Absorbed)
+		if err != nil {
+			return Merged{}, err
+		}
+		for id, h := range map[string]*eventstore.Record{in.Survivor: sHead, in.Absorbed: aHead} {
+			if h == nil {
+				return Merged{}, fmt.Errorf("lead %s: %w", id, ErrNotFound)
+			}
+		}
+		sEv, aEv, err := decide(sHead, aHead)
+		if err != nil {
+			return Merged{}, err
+		}
+		if sEv == nil {
+			return Merged{Survivor: sHead.Seq, Absorbed: aHead.Seq, Replayed: true}, nil
+		}
+		vs, err := a.leads.Commit(ctx,
+			LeadAppend{LeadID: in.Survivor, Expected: sHead.Seq, Events: []*eventv1.Event{sEv}},
+			LeadAppend{LeadID: in.Absorbed, Expected: aHead.Seq, Events: []*eventv1.Event{aEv}})
+		if errors.Is(err, eventstore.ErrConflict) {
+			if err := eventstore.AfterConflict(ctx, attempt); err != nil {
+				return Merged{}, err
+			}
+			continue
+		}
+		if err != nil {
+			return Merged{}, err
+		}
+		return Merged{Survivor: vs[0], Absorbed: vs[1]}, nil
+	}
+	return Merged{}, fmt.Errorf("merge %s into %s: %w after %d races", in.Absorbed, in.Survivor, eventstore.ErrConflict, maxRaces)
+}

@@ -1,0 +1,273 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/vault"
+)
+
+// Outcomes recorded for commands other than captures.
+const (
+	Recorded Outcome = "RECORDED"
+)
+
+// answer is what a command on a lead answers, the first time and to
+// every repeat of it.
+type answer struct {
+	LeadID   string
+	Outcome  Outcome
+	Version  uint64
+	Replayed bool
+}
+
+// plan is one decided attempt of a command: one event on one lead, the
+// claims that must be held before it and what follows it.
+type plan struct {
+	leadID  string
+	event   *eventv1.Event
+	outcome Outcome
+	// expect is the lead's version the event is appended at; with create,
+	// the event is the lead's first (expect 0).
+	expect uint64
+	create bool
+	// before are claims to take first (a released identity's new lead):
+	// the lead exists only once they hold.
+	before []Claim
+	// seen is what each claim in before saw.
+	seen []Holder
+	// then runs after the event is stored; it writes what the event
+	// makes due (more claims, merge candidates). Its failure is logged,
+	// not returned: the command is done.
+	then func(ctx context.Context, stored *eventv1.Event) error
+	// saveKey, when set, is a new data key the event is sealed with: it is
+	// stored beside the event, and then in stored, by lead, for later
+	// attempts.
+	saveKey *vault.Key
+	stored  map[string]*vault.Key
+	// done, when set, is the answer without writing anything.
+	done *answer
+}
+
+// idemKey is the idempotency key of a command: the token of its record
+// (empty: the command has none) and the fingerprint of its content.
+type idemKey struct {
+	field       string
+	token       string
+	fingerprint string
+	// pure: the command's decide only reads, so its first attempt may run
+	// beside the record's look-up and be dropped when the record answers.
+	pure bool
+}
+
+// newIdemKey is the key of a request: kind scopes the caller's key (a
+// capture key and a consent key may be equal), content is everything the
+// request says, so that the same key with other content is told apart.
+func (a *App) newIdemKey(field, kind, key string, content ...proto.Message) (idemKey, error) {
+	if key == "" {
+		return idemKey{}, nil
+	}
+	var b []byte
+	for _, m := range content {
+		if m == nil || !m.ProtoReflect().IsValid() {
+			b = append(b, 0)
+			continue
+		}
+		// Deterministic, and length-prefixed so that fields cannot slide
+		// from one message into the next.
+		mb, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+		if err != nil {
+			return idemKey{}, fmt.Errorf("fingerprint %s: %w", field, err)
+		}
+		b = fmt.Appendf(b, "%d:", len(mb))
+		b = append(b, mb...)
+	}
+	return idemKey{
+		field:       field,
+		token:       a.keys.BlindID("idem-"+kind, key),
+		fingerprint: a.keys.Blind("fingerprint-"+kind, string(b)),
+	}, nil
+}
+
+// once runs a command on a lead at most once per idempotency key. It
+// decides, writes the key's record, then the event; a repeat finds the
+// record with one read and answers from it, writing nothing. The record
+// is written first so that a crash between the two leaves a record whose
+// event is missing, which the next repeat completes, rather than an event
+// whose repeat would be stored again. Every attempt for one key writes the
+// same event id, so the server keeps at most one of two racing attempts.
+// Without a key it is the plain read-decide-append loop.
+//
+// decide may return a plan whose done answer needs no write. A lost race
+// (errors matching eventstore.ErrConflict) makes once decide again.
+//
+// Errors: *KeyReusedError, decide's, the store's; eventstore.ErrConflict
+// after maxRaces lost races.
+func (a *App) once(ctx context.Context, key idemKey, decide func(context.Context) (*plan, error)) (answer, error) {
+	var (
+		rec    *eventv1.IdempotencyRecord
+		recSeq uint64
+		// early is decide's first attempt, made beside the look-up.
+		early    *plan
+		earlyErr error
+		decided  bool
+	)
+	if key.token != "" {
+		var wg sync.WaitGroup
+		if key.pure {
+			decided = true
+			wg.Go(func() { early, earlyErr = decide(ctx) })
+		}
+		var err error
+		rec, recSeq, err = a.leads.Record(ctx, key.token)
+		wg.Wait()
+		if err != nil {
+			return answer{}, err
+		}
+		if rec != nil {
+			if ans, ok, err := a.answerOf(ctx, key, rec); err != nil || ok {
+				return ans, err
+			}
+		}
+	}
+	for attempt := range maxRaces {
+		p, err := early, earlyErr
+		if !decided {
+			p, err = decide(ctx)
+		}
+		decided = false
+		if errors.Is(err, eventstore.ErrConflict) {
+			if err := eventstore.AfterConflict(ctx, attempt); err != nil {
+				return answer{}, err
+			}
+			continue
+		}
+		if err != nil {
+			return answer{}, err
+		}
+		if p.done != nil {
+			return *p.done, nil
+		}
+		if key.token != "" {
+			if rec != nil {
+				p.event.EventId = rec.GetEventId()
+			}
+			next := &eventv1.IdempotencyRecord{LeadId: p.leadID, EventId: p.event.GetEventId(),
+				VersionBefore: p.expect, Outcome: string(p.outcome), Fingerprint: key.fingerprint}
+			seq, err := a.leads.PutRecord(ctx, key.token, next, recSeq)
+			if errors.Is(err, eventstore.ErrConflict) {
+				// A racing repeat wrote first: take its record over.
+				if rec, recSeq, err = a.leads.Record(ctx, key.token); err != nil {
+					return answer{}, err
+				}
+				if rec != nil {
+					if ans, ok, err := a.answerOf(ctx, key, rec); err != nil || ok {
+						return ans, err
+					}
+				}
+				if err := eventstore.AfterConflict(ctx, attempt); err != nil {
+					return answer{}, err
+				}
+				continue
+			}
+			if err != nil {
+				return answer{}, err
+			}
+			rec, recSeq = next, seq
+		}
+		v, err := a.execute(ctx, p)
+		if errors.Is(err, eventstore.ErrConflict) {
+			if err := eventstore.AfterConflict(ctx, attempt); err != nil {
+				return answer{}, err
+			}
+			continue
+		}
+		if err != nil {
+			return answer{}, err
+		}
+		if key.token != "" && v <= p.expect {
+			// The server answered an earlier attempt's event, stored
+			// before this attempt's version: point the record at it.
+			if err := a.repoint(ctx, key, rec, recSeq, v); err != nil {
+				a.log.WarnContext(ctx, "idempotency record not re-pointed", "lead", p.leadID, "err", err)
+			}
+		}
+		if p.then != nil {
+			if err := p.then(ctx, p.event); err != nil && ctx.Err() == nil {
+				a.log.WarnContext(ctx, "follow-up writes failed; the next capture retries them", "lead", p.leadID, "err", err)
+			}
+		}
+		return answer{LeadID: p.leadID, Outcome: p.outcome, Version: v}, nil
+	}
+	return answer{}, fmt.Errorf("%w after %d races", eventstore.ErrConflict, maxRaces)
+}
+
+// answerOf is the first answer a record stands for, if its event is
+// stored: the lead's first event after the record's version.
+func (a *App) answerOf(ctx context.Context, key idemKey, rec *eventv1.IdempotencyRecord) (answer, bool, error) {
+	if rec.GetFingerprint() != key.fingerprint {
+		return answer{}, false, &KeyReusedError{Field: key.field}
+	}
+	ev, err := a.leads.After(ctx, rec.GetLeadId(), rec.GetVersionBefore())
+	if err != nil || ev == nil || ev.Event.GetEventId() != rec.GetEventId() {
+		return answer{}, false, err
+	}
+	return answer{LeadID: rec.GetLeadId(), Outcome: Outcome(rec.GetOutcome()), Version: ev.Seq, Replayed: true}, true, nil
+}
+
+// repoint sets a record's version to the one its stored event was
+// appended at, read from the event itself.
+func (a *App) repoint(ctx context.Context, key idemKey, rec *eventv1.IdempotencyRecord, recSeq, seq uint64) error {
+	stored, err := a.leads.Get(ctx, seq)
+	if err != nil {
+		return err
+	}
+	next := proto.Clone(rec).(*eventv1.IdempotencyRecord)
+	next.VersionBefore = stored.Event.GetVersionBefore()
+	_, err = a.leads.PutRecord(ctx, key.token, next, recSeq)
+	return err
+}
+
+// execute writes a plan: its claims first, then its event, and beside
+// the event the key it is sealed with. Keys and events live in separate
+// streams, so the two are sent together and waited for together: one
+// round trip. A key stored beside an event that lost its race stays one
+// of the lead's keys, for the next attempt.
+func (a *App) execute(ctx context.Context, p *plan) (uint64, error) {
+	for i, c := range p.before {
+		if err := a.leads.Claim(ctx, c.Key, p.seen[i], c.Claim); err != nil {
+			return 0, err
+		}
+	}
+	var saved chan error
+	if p.saveKey != nil {
+		saved = make(chan error, 1)
+		go func() { saved <- a.keys.Save(ctx, p.saveKey) }()
+	}
+	var (
+		v   uint64
+		err error
+	)
+	if p.create {
+		v, err = a.leads.Create(ctx, p.leadID, p.event)
+	} else {
+		v, err = a.leads.Append(ctx, p.leadID, p.expect, p.event)
+	}
+	if saved == nil {
+		return v, err
+	}
+	serr := <-saved
+	if serr == nil && p.stored != nil {
+		p.stored[p.leadID] = p.saveKey
+	}
+	if err != nil {
+		return 0, err
+	}
+	return v, a.keySaved(ctx, p.saveKey, serr, v)
+}

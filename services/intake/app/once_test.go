@@ -1,0 +1,163 @@
+package app_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/leadflow/leadflow/pkg/envelope"
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/testenv"
+	"github.com/leadflow/leadflow/pkg/vault"
+	"github.com/leadflow/leadflow/services/intake/adapters"
+	"github.com/leadflow/leadflow/services/intake/app"
+	"github.com/leadflow/leadflow/services/intake/form"
+)
+
+// crashing is the real lead store, except that it can fail the next
+// event write the way a crash would: after the command's record, before
+// its event.
+type crashing struct {
+	*adapters.Leads
+	crashNext atomic.Bool
+}
+
+var errCrash = errors.New("crashed before the event")
+
+func (c *crashing) Create(ctx context.Context, leadID string, ev *eventv1.Event) (uint64, error) {
+	if c.crashNext.CompareAndSwap(true, false) {
+		return 0, errCrash
+	}
+	return c.Leads.Create(ctx, leadID, ev)
+}
+
+func (c *crashing) Append(ctx context.Context, leadID string, expected uint64, events ...*eventv1.Event) (uint64, error) {
+	if c.crashNext.CompareAndSwap(true, false) {
+		return 0, errCrash
+	}
+	return c.Leads.Append(ctx, leadID, expected, events...)
+}
+
+type fixture struct {
+	app   *app.App
+	leads *crashing
+	store *eventstore.Store
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	n := testenv.StartNATS(t)
+	ctx := context.Background()
+	if _, err := eventstore.EnsureStream(ctx, n.JS, eventstore.StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := vault.New(ctx, n.JS, vault.Config{MasterKey: make32(1), BlindKey: make32(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := eventstore.New(n.JS, "")
+	leads := &crashing{Leads: adapters.NewLeads(store)}
+	return &fixture{app: app.New(leads, adapters.NewCampaigns(store), keys), leads: leads, store: store}
+}
+
+func make32(b byte) []byte {
+	k := make([]byte, 32)
+	for i := range k {
+		k[i] = b
+	}
+	return k
+}
+
+func capture(email, key string) form.Capture {
+	return form.Capture{
+		IdempotencyKey: key,
+		Contact:        &eventv1.Contact{Email: email, FirstName: "Ada"},
+		Attribution:    &eventv1.Attribution{Source: "web-form"},
+	}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// A command cut short between its record and its event leaves a record
+// without an event; its repeat writes the event, once, and later repeats
+// answer it.
+func TestRepeatCompletesACommandCutShortAfterItsRecord(t *testing.T) {
+	f := newFixture(t)
+	ctx := ctxT(t)
+	meta := envelope.Meta{CorrelationID: "c"}
+
+	f.leads.crashNext.Store(true)
+	if _, err := f.app.CaptureLead(ctx, capture("cut@example.com", "k-1"), meta); !errors.Is(err, errCrash) {
+		t.Fatalf("first capture: %v, want the crash", err)
+	}
+	done, err := f.app.CaptureLead(ctx, capture("cut@example.com", "k-1"), meta)
+	if err != nil || done.Outcome != app.Created || done.Replayed {
+		t.Fatalf("repeat after the crash: %+v %v", done, err)
+	}
+	again, err := f.app.CaptureLead(ctx, capture("cut@example.com", "k-1"), meta)
+	if err != nil || !again.Replayed || again.Version != done.Version || again.LeadID != done.LeadID {
+		t.Fatalf("repeat after completion: %+v %v, want %+v replayed", again, err, done)
+	}
+
+	act := app.RecordActivity{LeadID: done.LeadID, ActivityID: "a-1", Type: eventv1.ActivityType_ACTIVITY_TYPE_WEB_VISIT, Detail: "/docs"}
+	f.leads.crashNext.Store(true)
+	if _, err := f.app.RecordActivity(ctx, act, meta); !errors.Is(err, errCrash) {
+		t.Fatalf("first activity: %v, want the crash", err)
+	}
+	w1, err := f.app.RecordActivity(ctx, act, meta)
+	if err != nil || w1.Replayed {
+		t.Fatalf("activity repeat after the crash: %+v %v", w1, err)
+	}
+	w2, err := f.app.RecordActivity(ctx, act, meta)
+	if err != nil || !w2.Replayed || w2.Version != w1.Version {
+		t.Fatalf("activity repeat after completion: %+v %v, want version %d", w2, err, w1.Version)
+	}
+	recs, err := f.store.Load(ctx, eventstore.LeadSubject(done.LeadID))
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("lead holds %d events (%v), want the capture and the activity once each", len(recs), err)
+	}
+}
+
+// Repeats of one keyed request racing each other store one event and all
+// answer it.
+func TestRacingRepeatsStoreOneEvent(t *testing.T) {
+	f := newFixture(t)
+	ctx := ctxT(t)
+	first, err := f.app.CaptureLead(ctx, capture("racer@example.com", ""), envelope.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const racers = 12
+	var wg sync.WaitGroup
+	res := make([]app.Written, racers)
+	errs := make([]error, racers)
+	act := app.RecordActivity{LeadID: first.LeadID, ActivityID: "race-1", Type: eventv1.ActivityType_ACTIVITY_TYPE_DEMO_REQUEST}
+	for i := range racers {
+		wg.Go(func() { res[i], errs[i] = f.app.RecordActivity(ctx, act, envelope.Meta{}) })
+	}
+	wg.Wait()
+	fresh := 0
+	for i := range racers {
+		if errs[i] != nil || res[i].Version != res[0].Version {
+			t.Fatalf("racer %d: %+v %v, racer 0 %+v", i, res[i], errs[i], res[0])
+		}
+		if !res[i].Replayed {
+			fresh++
+		}
+	}
+	recs, err := f.store.Load(ctx, eventstore.LeadSubject(first.LeadID))
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("lead holds %d events (%v), want 2", len(recs), err)
+	}
+	if fresh < 1 {
+		t.Fatalf("%d racers wrote, want at least one to have", fresh)
+	}
+}
