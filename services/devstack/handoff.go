@@ -171,6 +171,9 @@ func showHandoff(ctx context.Context, conns map[string]*grpc.ClientConn, ids []s
 			return fmt.Errorf("reject barbara's lead: %w", err)
 		}
 		fmt.Fprintf(out, "  %-26s rejected by %s (NOT_READY): back to nurture\n", "barbara@clu.example", rep)
+		if err := showNurture(ctx, conns, barbara, "barbara@clu.example", out); err != nil {
+			return err
+		}
 	}
 	if katherine != "" && owners[katherine] != "" {
 		fmt.Fprintf(out, "  %-26s enterprise SLA: accept within 20s; nobody does. Waiting for the breach...\n", "katherine@orbit.example")

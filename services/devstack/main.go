@@ -84,6 +84,7 @@ func run() error {
 	if _, err := os.Stat(filepath.Join(root, "services", "handoff", "main.go")); err == nil {
 		services = append(services, service{name: "handoff", addr: "127.0.0.1:7103"})
 	}
+	services = append(services, service{name: "nurture", addr: "127.0.0.1:7104"})
 	var procs []*exec.Cmd
 	defer func() {
 		for _, p := range procs {
