@@ -8,9 +8,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
@@ -25,21 +22,13 @@ func explainCmd(o *options) *cobra.Command {
 			if _, err := uuid.Parse(args[0]); err != nil {
 				return fmt.Errorf("%w: lead id %q is not a UUID", errUsage, args[0])
 			}
-			conn, err := grpc.NewClient(o.qualification, grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
+			var resp *qualificationv1.ExplainScoreResponse
+			err := call(cmd.Context(), o, "qualification", o.qualification, func(ctx context.Context, conn *grpc.ClientConn) error {
+				var err error
+				resp, err = qualificationv1.NewQualificationServiceClient(conn).ExplainScore(ctx, &qualificationv1.ExplainScoreRequest{LeadId: args[0]})
 				return err
-			}
-			defer conn.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
-			defer cancel()
-			resp, err := qualificationv1.NewQualificationServiceClient(conn).ExplainScore(ctx, &qualificationv1.ExplainScoreRequest{LeadId: args[0]})
-			switch status.Code(err) {
-			case codes.OK:
-			case codes.Unavailable, codes.DeadlineExceeded:
-				return fmt.Errorf("cannot reach qualification at %s (set --qualification): %w", o.qualification, err)
-			case codes.NotFound:
-				return fmt.Errorf("%w %s: %s", errUnknownLead, args[0], status.Convert(err).Message())
-			default:
+			})
+			if err != nil {
 				return err
 			}
 			if o.output == "json" {

@@ -19,12 +19,14 @@ import (
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
 	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/pkg/testenv"
@@ -275,22 +277,39 @@ func TestTailFollowsNewEvents(t *testing.T) {
 	}
 }
 
-// explain asks the real qualification process (built from source) why a
-// lead has its score.
-func TestExplainAgainstQualification(t *testing.T) {
-	w := newWorld(t)
-	bin := filepath.Join(t.TempDir(), "qualification")
-	build := exec.Command("go", "build", "-o", bin, "../qualification")
+// serve builds a service from source, runs it against w and returns its
+// address once it answers health checks.
+func (w *world) serve(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), name)
+	build := exec.Command("go", "build", "-o", bin, "../"+name)
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
-	proc := exec.Command(bin, "-nats", w.nats.Server.URL(), "-addr", addr)
+	proc := exec.Command(bin, append([]string{"-nats", w.nats.Server.URL(), "-addr", addr}, args...)...)
 	if err := proc.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = proc.Process.Kill(); _ = proc.Wait() })
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	eventually(t, 30*time.Second, func() bool {
+		r, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
+		return err == nil && r.GetStatus() == healthpb.HealthCheckResponse_SERVING
+	}, "%s did not start", name)
+	return addr
+}
+
+// explain asks the real qualification process (built from source) why a
+// lead has its score.
+func TestExplainAgainstQualification(t *testing.T) {
+	w := newWorld(t)
+	addr := w.serve(t, "qualification")
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -376,4 +395,72 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+const (
+	masterKey = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+	blindKey  = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100"
+)
+
+// export, erase and lost against the real intake and nurture processes.
+func TestExportEraseAndLost(t *testing.T) {
+	w := newWorld(t)
+	intakeAddr := w.serve(t, "intake", "-master-key", masterKey, "-blind-key", blindKey)
+	nurtureAddr := w.serve(t, "nurture")
+	ctl := func(args ...string) (string, error) {
+		return w.leadctl(t, append([]string{"--intake", intakeAddr, "--nurture", nurtureAddr}, args...)...)
+	}
+	conn, err := grpc.NewClient(intakeAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c, err := intakev1.NewIntakeServiceClient(conn).CaptureLead(context.Background(), &intakev1.CaptureLeadRequest{
+		Contact:     &eventv1.Contact{Email: "grace@cobol.example", FirstName: "Grace"},
+		Attribution: &eventv1.Attribution{Source: "web-form"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lead := c.GetLeadId()
+	out, err := ctl("export", lead)
+	if err != nil || !strings.Contains(out, "grace@cobol.example") || !strings.Contains(out, "Grace") {
+		t.Fatalf("export: %v\n%s", err, out)
+	}
+	if _, err := ctl("erase", lead); !errors.Is(err, errUsage) {
+		t.Fatalf("erase without a reason: %v", err)
+	}
+	out, err = ctl("erase", lead, "--reason", "ticket 114")
+	if err != nil || !strings.Contains(out, "erased") {
+		t.Fatalf("erase: %v\n%s", err, out)
+	}
+	out, err = ctl("export", lead)
+	if err == nil && strings.Contains(out, "grace@cobol.example") {
+		t.Fatalf("the erased lead still exports its email:\n%s", out)
+	}
+	if out, err := ctl("timeline", lead); err != nil || !strings.Contains(out, "LeadErased") {
+		t.Fatalf("history after erasure: %v\n%s", err, out)
+	}
+
+	// A writer that leaves a lead without an owner breaks the invariant.
+	orphan := uuid.NewString()
+	ev, _, err := lifecycle.NewEvent(orphan, lifecycle.State{}, lifecycle.Command{Name: lifecycle.Capture}, lifecycle.DefaultPolicy(),
+		captured(), envelope.Meta{CorrelationID: "x"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.Lifecycle.Owner, ev.Lifecycle.Deadline = nil, nil
+	if _, err := w.store.Append(context.Background(), eventstore.LeadSubject(orphan), 0, ev); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() bool {
+		out, err = ctl("lost")
+		return err == nil && strings.Contains(out, orphan)
+	}, "lost does not name the lead without an owner: %v\n%s", err, out)
+	if strings.Contains(out, lead) {
+		t.Fatalf("lost names the erased lead, which is terminal:\n%s", out)
+	}
+	out, err = ctl("lost", "-o", "json")
+	if err != nil || !strings.Contains(out, orphan) {
+		t.Fatalf("lost -o json: %v\n%s", err, out)
+	}
 }

@@ -33,6 +33,8 @@ type options struct {
 	nats          string
 	stream        string
 	qualification string
+	intake        string
+	nurture       string
 	output        string
 	timeout       time.Duration
 }
@@ -44,7 +46,7 @@ func newRoot(out io.Writer) *cobra.Command {
 	o := &options{}
 	root := &cobra.Command{
 		Use:           "leadctl",
-		Short:         "Operate Leadflow: timelines, state, dead letters, tail, explain",
+		Short:         "Operate Leadflow: timelines, state, lost leads, dead letters, tail, explain, erase, export",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(*cobra.Command, []string) error {
@@ -58,10 +60,12 @@ func newRoot(out io.Writer) *cobra.Command {
 	f := root.PersistentFlags()
 	f.StringVar(&o.nats, "nats", envOr("LEADFLOW_NATS_URL", "nats://127.0.0.1:4333"), "NATS URL ($LEADFLOW_NATS_URL)")
 	f.StringVar(&o.stream, "stream", envOr("LEADFLOW_STREAM", eventstore.DefaultStream), "event stream ($LEADFLOW_STREAM)")
+	f.StringVar(&o.intake, "intake", envOr("LEADFLOW_INTAKE_ADDR", "127.0.0.1:7101"), "intake gRPC address")
 	f.StringVar(&o.qualification, "qualification", envOr("LEADFLOW_QUALIFICATION_ADDR", "127.0.0.1:7102"), "qualification gRPC address")
+	f.StringVar(&o.nurture, "nurture", envOr("LEADFLOW_NURTURE_ADDR", "127.0.0.1:7104"), "nurture gRPC address")
 	f.StringVarP(&o.output, "output", "o", "text", "output: text or json")
 	f.DurationVar(&o.timeout, "timeout", 5*time.Second, "how long to wait for a server")
-	root.AddCommand(timelineCmd(o), stateCmd(o), dlqCmd(o), tailCmd(o), explainCmd(o))
+	root.AddCommand(timelineCmd(o), stateCmd(o), dlqCmd(o), tailCmd(o), explainCmd(o), lostCmd(o), eraseCmd(o), exportCmd(o))
 	return root
 }
 
