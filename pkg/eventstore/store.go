@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strconv"
 	"sync"
@@ -26,6 +27,12 @@ const (
 	HeaderTracestate  = "tracestate"
 	typeClaim         = "Claim"
 )
+
+// VersionUnknown is the version_before of the second and later events of
+// one commit on one subject: the sequence of the event before it is not
+// known until the commit is stored, so a reader holding the lead at any
+// version reads on from the stream instead of extending.
+const VersionUnknown = math.MaxUint64
 
 // MaxBatch is the server's limit of messages in one atomic batch.
 const MaxBatch = 1000
@@ -123,10 +130,17 @@ func (s *Store) Commit(ctx context.Context, writes ...Write) ([]uint64, error) {
 			expect[w.Subject] = w.Expect
 		}
 	}
+	stamped := map[string]bool{}
 	for _, w := range writes {
-		if w.Event != nil {
-			w.Event.VersionBefore = expect[w.Subject]
+		if w.Event == nil {
+			continue
 		}
+		w.Event.VersionBefore = expect[w.Subject]
+		if stamped[w.Subject] {
+			// The event before it in this commit has no sequence yet.
+			w.Event.VersionBefore = VersionUnknown
+		}
+		stamped[w.Subject] = true
 	}
 	msgs, err := messages(writes)
 	if err != nil {

@@ -561,3 +561,30 @@ func TestCommitEachAnswersEveryWrite(t *testing.T) {
 		t.Fatalf("repeated write: %d %v, want %d", seqs[51], errs[51], first[0])
 	}
 }
+
+// Every event records the version it was appended at; the later events of
+// one commit on one lead say that version is unknown, so no reader extends
+// a fold with them without reading.
+func TestVersionBefore(t *testing.T) {
+	_, s := setup(t)
+	ctx := context.Background()
+	lead := uuid.NewString()
+	subj := eventstore.LeadSubject(lead)
+	e1 := activity(t, lead, "1")
+	v1, err := s.Append(ctx, subj, 0, e1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e2, e3 := activity(t, lead, "2"), activity(t, lead, "3")
+	if _, err := s.Append(ctx, subj, v1, e2, e3); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := s.Load(ctx, subj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []uint64{recs[0].Event.GetVersionBefore(), recs[1].Event.GetVersionBefore(), recs[2].Event.GetVersionBefore()}
+	if want := []uint64{0, v1, eventstore.VersionUnknown}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("version_before %v, want %v", got, want)
+	}
+}

@@ -56,7 +56,9 @@ type Event struct {
 	// expected last sequence of its commit (0 for a lead's first event), set
 	// by the event store. A reader holding the lead at version v extends it
 	// with this event only when version_before == v; otherwise it missed
-	// events, or skipped some, and reads them from the stream first.
+	// events, or skipped some, and reads them from the stream first. The
+	// second and later events of one commit on one lead carry 2^64-1: the
+	// sequence before them is not known until the commit is stored.
 	VersionBefore uint64 `protobuf:"varint,13,opt,name=version_before,json=versionBefore,proto3" json:"version_before,omitempty"`
 	// Types that are valid to be assigned to Payload:
 	//
