@@ -76,10 +76,12 @@ func hexKey() string {
 }
 
 type intakeFigures struct {
-	grpcFloor  map[int]result // an empty unary call (health check) to the same process
-	capture    map[int]result
-	bulk       result
-	msgsPerRow float64
+	grpcFloor map[int]result // an empty unary call (health check) to the same process
+	capture   map[int]result
+	// captureFloor is a gRPC service doing one append per call.
+	captureFloor map[int]result
+	bulk         result
+	msgsPerRow   float64
 }
 
 var seq atomic.Int64

@@ -107,6 +107,9 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("intake: %w", err)
 	}
+	if lf.captureFloor, err = measureCaptureFloor(ctx, ns.URL(), *dur); err != nil {
+		return err
+	}
 	qf, err := q.measure(ctx)
 	if err != nil {
 		return fmt.Errorf("qualification: %w", err)

@@ -77,7 +77,11 @@ func report(w io.Writer, payload int, raw rawFigures, lf intakeFigures) {
 		fmt.Fprintf(w, "  CaptureLead c=%-3d      %10.0f %9s %9s   %-26s %s\n", c, r.rate(), ms(r.p50), ms(r.p99),
 			ratio(r.rate(), raw.async.rate())+" of async publish",
 			ratio(float64(r.p99), float64(s.p99))+"x sync publish p99 (same c)")
-		fmt.Fprintf(w, "    %s of the gRPC floor at c=%d; a new lead is 3 JetStream writes (identity claim, data key, event)\n", ratio(r.rate(), lf.grpcFloor[c].rate()), c)
+		fmt.Fprintf(w, "    %s of the gRPC floor at c=%d; a new lead is 2 JetStream writes in one round trip (first event, data key)\n", ratio(r.rate(), lf.grpcFloor[c].rate()), c)
+		if fl, ok := lf.captureFloor[c]; ok {
+			fmt.Fprintf(w, "    %s of the capture floor at c=%d: a gRPC service doing one append per call, %.0f calls/s, p99 %s\n",
+				ratio(r.rate(), fl.rate()), c, fl.rate(), ms(fl.p99))
+		}
 		if r.errors > 0 {
 			fmt.Fprintf(w, "    (%d errors)\n", r.errors)
 		}
