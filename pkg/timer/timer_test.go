@@ -1,0 +1,59 @@
+package timer_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/testenv"
+	"github.com/leadflow/leadflow/pkg/timer"
+)
+
+// A timer fires once, at its second, as a copy of its payload on its
+// lead's fired subject; scheduling the same id again replaces it.
+func TestTimerFiresOnceOnItsLeadsSubject(t *testing.T) {
+	n := testenv.StartNATS(t)
+	ctx := context.Background()
+	s := timer.Stream{Name: "TEST_TIMERS", Prefix: "test.timer", Description: "test"}
+	if err := s.Ensure(ctx, n.JS, 1); err != nil {
+		t.Fatal(err)
+	}
+	lead := uuid.NewString()
+	sched := timer.NewScheduler(n.JS, s, time.Hour)
+	payload := &eventv1.TraceContext{Traceparent: "first"}
+	at := time.Now().Add(1500 * time.Millisecond)
+	if err := sched.Schedule(ctx, timer.Timer{LeadID: lead, ID: "t1", At: at, Payload: payload}); err != nil {
+		t.Fatal(err)
+	}
+	payload = &eventv1.TraceContext{Traceparent: "again"}
+	if err := sched.Schedule(ctx, timer.Timer{LeadID: lead, ID: "t1", At: at, Payload: payload}); err != nil {
+		t.Fatal(err)
+	}
+	var filters []string
+	for p := range 16 {
+		filters = append(filters, s.FiredSubjects(p)...)
+	}
+	cons, err := n.JS.OrderedConsumer(ctx, s.Name, jetstream.OrderedConsumerConfig{FilterSubjects: filters})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := cons.Next(jetstream.FetchMaxWait(10 * time.Second))
+	if err != nil {
+		t.Fatalf("no timer fired: %v", err)
+	}
+	if time.Now().Before(at.Truncate(time.Second)) {
+		t.Fatalf("fired early: at %s, now %s", at, time.Now())
+	}
+	got := &eventv1.TraceContext{}
+	if err := proto.Unmarshal(m.Data(), got); err != nil || got.GetTraceparent() != "again" || s.LeadID(m.Subject()) != lead {
+		t.Fatalf("fired %q on %s (%v)", got.GetTraceparent(), m.Subject(), err)
+	}
+	if m, err := cons.Next(jetstream.FetchMaxWait(2500 * time.Millisecond)); err == nil {
+		t.Fatalf("fired twice: %s", m.Subject())
+	}
+}
