@@ -15,7 +15,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
-	"github.com/leadflow/leadflow/services/qualification/model"
+	"github.com/leadflow/leadflow/pkg/scoring"
 	"github.com/leadflow/leadflow/services/qualification/ports"
 )
 
@@ -49,9 +49,9 @@ func (q *qualification) activate(ctx context.Context, threshold int) error {
 }
 
 func (q *qualification) activateTimed(ctx context.Context, threshold int) (time.Duration, error) {
-	m := model.Default()
+	m := scoring.Default()
 	m.Threshold = threshold
-	prop, err := q.client.ProposeModel(ctx, &qualificationv1.ProposeModelRequest{Model: model.ToProto(m),
+	prop, err := q.client.ProposeModel(ctx, &qualificationv1.ProposeModelRequest{Model: scoring.ToProto(m),
 		ProposedBy: &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "bench", Team: eventv1.Team_TEAM_MARKETING}})
 	if err != nil {
 		return 0, err

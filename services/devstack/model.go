@@ -11,7 +11,7 @@ import (
 	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
 	// The demo model is data that lives with the qualification service;
 	// devstack is a launcher, not a service, and only reads it.
-	"github.com/leadflow/leadflow/services/qualification/model"
+	"github.com/leadflow/leadflow/pkg/scoring"
 )
 
 // seedModel proposes the demo scoring model and signs it off, once by
@@ -24,7 +24,7 @@ func seedModel(ctx context.Context, conns map[string]*grpc.ClientConn, out io.Wr
 	}
 	q := qualificationv1.NewQualificationServiceClient(conn)
 	prop, err := q.ProposeModel(ctx, &qualificationv1.ProposeModelRequest{
-		Model:          model.ToProto(model.Default()),
+		Model:          scoring.ToProto(scoring.Default()),
 		ProposedBy:     &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "maria.marketing-ops", Team: eventv1.Team_TEAM_MARKETING},
 		IdempotencyKey: "demo-model-1",
 	})

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
-	"github.com/leadflow/leadflow/services/qualification/model"
+	"github.com/leadflow/leadflow/pkg/scoring"
 )
 
 var (
@@ -37,7 +37,7 @@ func BenchmarkScoring(b *testing.B) {
 				b.StopTimer()
 				w := newWorld(b)
 				s := w.start(b)
-				v := activate(b, s.client, model.Default())
+				v := activate(b, s.client, scoring.Default())
 				rescored(b, s.client, v)
 				s.stop()
 				leads := *benchTriggers / 4
@@ -85,7 +85,7 @@ func BenchmarkRescore(b *testing.B) {
 				w.settle(b) // no model yet: the backlog is read and left unscored
 				b.StartTimer()
 				start := time.Now()
-				v := activate(b, s.client, model.Default())
+				v := activate(b, s.client, scoring.Default())
 				p := rescoredWithin(b, s.client, v, 30*time.Minute)
 				d := time.Since(start)
 				b.ReportMetric(d.Seconds(), "s/rescore")

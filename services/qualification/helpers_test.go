@@ -24,8 +24,8 @@ import (
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/pkg/scoring"
 	"github.com/leadflow/leadflow/pkg/testenv"
-	"github.com/leadflow/leadflow/services/qualification/model"
 	"github.com/leadflow/leadflow/services/qualification/ports"
 )
 
@@ -225,10 +225,10 @@ var (
 )
 
 // activate proposes m and has both teams approve it; it returns the version.
-func activate(t testing.TB, c qualificationv1.QualificationServiceClient, m model.Model) uint32 {
+func activate(t testing.TB, c qualificationv1.QualificationServiceClient, m scoring.Model) uint32 {
 	t.Helper()
 	ctx := ctxT(t)
-	p, err := c.ProposeModel(ctx, &qualificationv1.ProposeModelRequest{Model: model.ToProto(m), ProposedBy: marketing})
+	p, err := c.ProposeModel(ctx, &qualificationv1.ProposeModelRequest{Model: scoring.ToProto(m), ProposedBy: marketing})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
-	"github.com/leadflow/leadflow/services/qualification/model"
+	"github.com/leadflow/leadflow/pkg/scoring"
 	"github.com/leadflow/leadflow/services/qualification/ports"
 )
 
@@ -25,7 +25,7 @@ import (
 func TestRedeliveryChangesNothing(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
-	activate(t, s.client, model.Default())
+	activate(t, s.client, scoring.Default())
 
 	const leads, perLead = 24, 4
 	var (

@@ -17,7 +17,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/envelope"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
-	"github.com/leadflow/leadflow/services/qualification/model"
+	"github.com/leadflow/leadflow/pkg/scoring"
 )
 
 // TestMain doubles as a qualification replica process: with
@@ -47,7 +47,7 @@ func TestMain(m *testing.M) {
 func TestReplicasFrozenAndKilledScoreFromAllFacts(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
-	m := model.Default()
+	m := scoring.Default()
 	n := activate(t, s.client, m)
 	rescored(t, s.client, n)
 	s.stop()
@@ -143,7 +143,7 @@ func TestReplicasFrozenAndKilledScoreFromAllFacts(t *testing.T) {
 				t.Fatalf("lead %d: score caused by %s out of order (index %d after %d)", i, ev.GetCausationId(), k, last)
 			}
 			last = k
-			want := model.Score(m, factsUpTo(evs[:k+1]), evs[k].GetRecordedAt().AsTime()).Total
+			want := scoring.Score(m, factsUpTo(evs[:k+1]), evs[k].GetRecordedAt().AsTime()).Total
 			if int(sc.GetTotal()) != want {
 				t.Fatalf("lead %d: score for event %d is %d, the facts as of it give %d", i, k, sc.GetTotal(), want)
 			}
@@ -155,14 +155,14 @@ func TestReplicasFrozenAndKilledScoreFromAllFacts(t *testing.T) {
 }
 
 // factsUpTo folds the facts of a lead's events, as a single replica does.
-func factsUpTo(evs []*eventv1.Event) model.Facts {
-	var f model.Facts
+func factsUpTo(evs []*eventv1.Event) scoring.Facts {
+	var f scoring.Facts
 	for _, ev := range evs {
 		switch p := envelope.Payload(ev).(type) {
 		case *eventv1.LeadCaptured:
-			f.Profile = model.ProfileOf(p.GetProfile())
+			f.Profile = scoring.ProfileOf(p.GetProfile())
 		case *eventv1.ActivityRecorded:
-			f.Activities = append(f.Activities, model.Activity{Type: p.GetType(), At: ev.GetOccurredAt().AsTime()})
+			f.Activities = append(f.Activities, scoring.Activity{Type: p.GetType(), At: ev.GetOccurredAt().AsTime()})
 		}
 	}
 	return f

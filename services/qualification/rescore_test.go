@@ -10,18 +10,18 @@ import (
 	"github.com/leadflow/leadflow/pkg/consume"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
-	"github.com/leadflow/leadflow/services/qualification/model"
+	"github.com/leadflow/leadflow/pkg/scoring"
 )
 
 // v2 is the default model re-weighted: a lower threshold, webinars worth
 // more, software companies preferred.
-func v2() model.Model {
-	m := model.Default()
+func v2() scoring.Model {
+	m := scoring.Default()
 	m.Description = "v2: lower threshold, webinars count more, software preferred"
 	m.Threshold = 60
 	m.Engagement[1].Points, m.Engagement[1].Cap = 20, 40
-	m.Fit = append(m.Fit, model.FitRule{ID: "software", Description: "Software company", Points: 10,
-		When: model.Criteria{IndustryIn: []string{"software"}}})
+	m.Fit = append(m.Fit, scoring.FitRule{ID: "software", Description: "Software company", Points: 10,
+		When: scoring.Criteria{IndustryIn: []string{"software"}}})
 	return m
 }
 
@@ -42,7 +42,7 @@ func scoreBy(evs []*eventv1.Event, n uint32) []*eventv1.Event {
 func TestRescoreEqualsScoringFromScratch(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
-	activate(t, s.client, model.Default())
+	activate(t, s.client, scoring.Default())
 	const n = 60
 	ids := w.seed(t, n, variedProfile, variedActivities)
 	w.settle(t)
@@ -121,7 +121,7 @@ func TestRescoreResumesAfterACrash(t *testing.T) {
 	s := w.start(t)
 	// Activated while the live consumer still reads the backlog: the two
 	// race over the same leads, and still score each once.
-	v := activate(t, s.client, model.Default())
+	v := activate(t, s.client, scoring.Default())
 	// Stop the service part way through the scan.
 	var at *qualificationv1.GetRescoreProgressResponse
 	eventually(t, 30*time.Second, func() bool {

@@ -13,7 +13,7 @@ import (
 	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
 	"github.com/leadflow/leadflow/pkg/grpcserver"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
-	"github.com/leadflow/leadflow/services/qualification/model"
+	"github.com/leadflow/leadflow/pkg/scoring"
 )
 
 const (
@@ -29,7 +29,7 @@ func TestModelScoresOnlyOnceBothTeamsApproved(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
 	ctx := ctxT(t)
-	p, err := s.client.ProposeModel(ctx, &qualificationv1.ProposeModelRequest{Model: model.ToProto(model.Default()), ProposedBy: marketing})
+	p, err := s.client.ProposeModel(ctx, &qualificationv1.ProposeModelRequest{Model: scoring.ToProto(scoring.Default()), ProposedBy: marketing})
 	if err != nil || p.GetVersion() != 1 {
 		t.Fatalf("propose: %v %v", p, err)
 	}
@@ -98,7 +98,7 @@ func TestModelScoresOnlyOnceBothTeamsApproved(t *testing.T) {
 func TestScoringFromTheStream(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
-	activate(t, s.client, model.Default())
+	activate(t, s.client, scoring.Default())
 	rescored(t, s.client, 1)
 
 	ada := uuid.NewString()
@@ -159,7 +159,7 @@ func TestScoringFromTheStream(t *testing.T) {
 func TestDisqualifiers(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
-	activate(t, s.client, model.Default())
+	activate(t, s.client, scoring.Default())
 
 	rival, student, withdrawn := uuid.NewString(), uuid.NewString(), uuid.NewString()
 	w.capture(t, rival, vpProfile("eu.rival.example"))
@@ -244,13 +244,13 @@ func TestBadModelsAreRefused(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m := model.ToProto(model.Default())
+			m := scoring.ToProto(scoring.Default())
 			tt.edit(m)
 			_, err := s.client.ProposeModel(ctx, &qualificationv1.ProposeModelRequest{Model: m, ProposedBy: marketing})
 			assertField(t, err, codes.InvalidArgument, tt.field)
 		})
 	}
-	_, err := s.client.ProposeModel(ctx, &qualificationv1.ProposeModelRequest{Model: model.ToProto(model.Default())})
+	_, err := s.client.ProposeModel(ctx, &qualificationv1.ProposeModelRequest{Model: scoring.ToProto(scoring.Default())})
 	assertField(t, err, codes.InvalidArgument, "proposed_by")
 	list, err := s.client.ListModelVersions(ctx, &qualificationv1.ListModelVersionsRequest{})
 	if err != nil || len(list.GetVersions()) != 0 {
@@ -265,7 +265,7 @@ func TestSignOff(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
 	ctx := ctxT(t)
-	propose := &qualificationv1.ProposeModelRequest{Model: model.ToProto(model.Default()), ProposedBy: marketing, IdempotencyKey: "q3-model"}
+	propose := &qualificationv1.ProposeModelRequest{Model: scoring.ToProto(scoring.Default()), ProposedBy: marketing, IdempotencyKey: "q3-model"}
 	p, err := s.client.ProposeModel(ctx, propose)
 	if err != nil {
 		t.Fatal(err)
@@ -304,7 +304,7 @@ func TestSignOff(t *testing.T) {
 		t.Fatalf("sales approval: %v %v", r, err)
 	}
 
-	v2 := model.Default()
+	v2 := scoring.Default()
 	v2.Threshold = 60
 	v2.Fit = v2.Fit[1:]
 	v2n := activate(t, s.client, v2)

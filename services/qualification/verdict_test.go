@@ -10,7 +10,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
-	"github.com/leadflow/leadflow/services/qualification/model"
+	"github.com/leadflow/leadflow/pkg/scoring"
 )
 
 // The score and its verdict are two appends. A writer that died between
@@ -20,7 +20,7 @@ import (
 func TestRedeliveryFinishesAVerdictCutOffByACrash(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
-	version := activate(t, s.client, model.Default())
+	version := activate(t, s.client, scoring.Default())
 	s.stop() // the durable stays where it is: it has seen nothing of the lead
 
 	lead := uuid.NewString()
@@ -33,7 +33,7 @@ func TestRedeliveryFinishesAVerdictCutOffByACrash(t *testing.T) {
 	}
 	state := lifecycle.FromProto(recs[0].Event.GetLifecycle())
 	state.Score = 80
-	score, err := envelope.NewEvent(lead, &eventv1.LeadScored{ModelId: model.ID, ModelVersion: version, Total: 80, Threshold: 70,
+	score, err := envelope.NewEvent(lead, &eventv1.LeadScored{ModelId: scoring.ID, ModelVersion: version, Total: 80, Threshold: 70,
 		Verdict: eventv1.ScoreVerdict_SCORE_VERDICT_QUALIFY}, envelope.Meta{CausationID: trigger.GetEventId()}, time.Now())
 	if err != nil {
 		t.Fatal(err)

@@ -14,8 +14,8 @@ import (
 	"github.com/leadflow/leadflow/pkg/deadline"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/scoring"
 	"github.com/leadflow/leadflow/services/qualification/app"
-	"github.com/leadflow/leadflow/services/qualification/model"
 )
 
 // defaultTimeout bounds a JetStream API call whose caller set no deadline.
@@ -59,7 +59,7 @@ func NewModels(store *eventstore.Store, js jetstream.JetStream) *Models {
 	return &Models{store: store, js: js}
 }
 
-var modelSubject = eventstore.ModelSubject(model.ID)
+var modelSubject = eventstore.ModelSubject(scoring.ID)
 
 // LoadAfter returns the model's events after stream sequence after.
 func (m *Models) LoadAfter(ctx context.Context, after uint64) ([]eventstore.Record, error) {

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/leadflow/leadflow/services/qualification/model"
+	"github.com/leadflow/leadflow/pkg/scoring"
 	"github.com/leadflow/leadflow/services/qualification/registry"
 )
 
@@ -60,7 +60,7 @@ func (a *App) ListModelVersions(ctx context.Context) ([]VersionView, uint32, err
 // DiffModels lists the changes from version from to version to.
 //
 // Errors: *ValidationError (a version missing), ErrNotFound.
-func (a *App) DiffModels(ctx context.Context, from, to uint32) ([]model.Change, error) {
+func (a *App) DiffModels(ctx context.Context, from, to uint32) ([]scoring.Change, error) {
 	var v violations
 	if from == 0 {
 		v.add("from_version", "is required")
@@ -83,5 +83,5 @@ func (a *App) DiffModels(ctx context.Context, from, to uint32) ([]model.Change, 
 	if err != nil {
 		return nil, err
 	}
-	return model.Diff(x.Model, y.Model), nil
+	return scoring.Diff(x.Model, y.Model), nil
 }

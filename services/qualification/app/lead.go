@@ -5,7 +5,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
-	"github.com/leadflow/leadflow/services/qualification/model"
+	"github.com/leadflow/leadflow/pkg/scoring"
 	"github.com/leadflow/leadflow/services/qualification/registry"
 )
 
@@ -42,7 +42,7 @@ type lead struct {
 	state   lifecycle.State // after its last event
 	version uint64          // its last event's sequence, 0 for no events
 	created uint64          // its first event's sequence
-	facts   model.Facts
+	facts   scoring.Facts
 	factsTo uint64
 	// pending are events after factsTo whose facts are not applied yet.
 	pending []eventstore.Record
@@ -127,16 +127,16 @@ func (l *lead) factsAsOf(seq uint64) {
 func (l *lead) applyFacts(ev *eventv1.Event) {
 	switch p := ev.GetPayload().(type) {
 	case *eventv1.Event_LeadCaptured:
-		l.facts.Profile = model.ProfileOf(p.LeadCaptured.GetProfile())
+		l.facts.Profile = scoring.ProfileOf(p.LeadCaptured.GetProfile())
 		for _, c := range p.LeadCaptured.GetConsents() {
 			l.setConsent(c)
 		}
 	case *eventv1.Event_LeadResubmitted:
 		// A later form says what it asks: a webinar sign-up with only an
 		// email must not erase the company size an earlier form gave.
-		l.facts.Profile = model.Merge(l.facts.Profile, model.ProfileOf(p.LeadResubmitted.GetProfile()))
+		l.facts.Profile = scoring.Merge(l.facts.Profile, scoring.ProfileOf(p.LeadResubmitted.GetProfile()))
 	case *eventv1.Event_ActivityRecorded:
-		l.facts.Activities = append(l.facts.Activities, model.Activity{Type: p.ActivityRecorded.GetType(), At: ev.GetOccurredAt().AsTime()})
+		l.facts.Activities = append(l.facts.Activities, scoring.Activity{Type: p.ActivityRecorded.GetType(), At: ev.GetOccurredAt().AsTime()})
 	case *eventv1.Event_ConsentChanged:
 		l.setConsent(p.ConsentChanged.GetConsent())
 	}

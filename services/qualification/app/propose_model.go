@@ -11,7 +11,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
-	"github.com/leadflow/leadflow/services/qualification/model"
+	"github.com/leadflow/leadflow/pkg/scoring"
 )
 
 // ProposeModel is a new model version for sign-off.
@@ -48,10 +48,10 @@ func (a *App) ProposeModel(ctx context.Context, in ProposeModel, meta envelope.M
 		if in.Model.GetVersion() != 0 {
 			v.add("model.version", "is assigned by the service: leave it 0")
 		}
-		if id := in.Model.GetModelId(); id != "" && id != model.ID {
-			v.add("model.model_id", "must be %q (or empty): Leadflow has one scoring model", model.ID)
+		if id := in.Model.GetModelId(); id != "" && id != scoring.ID {
+			v.add("model.model_id", "must be %q (or empty): Leadflow has one scoring model", scoring.ID)
 		}
-		for _, x := range model.Validate(model.FromProto(in.Model)) {
+		for _, x := range scoring.Validate(scoring.FromProto(in.Model)) {
 			v.add("model."+x.Field, "%s", x.Description)
 		}
 	}
@@ -68,7 +68,7 @@ func (a *App) ProposeModel(ctx context.Context, in ProposeModel, meta envelope.M
 			return Proposed{Version: n, Replayed: true}, nil
 		}
 		pb := proto.CloneOf(in.Model)
-		pb.ModelId, pb.Version = model.ID, reg.Next()
+		pb.ModelId, pb.Version = scoring.ID, reg.Next()
 		ev, err := envelope.NewEvent("", &eventv1.ScoringModelProposed{Model: pb, ProposedBy: in.ProposedBy}, meta, a.now())
 		if err != nil {
 			return Proposed{}, err

@@ -8,7 +8,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
-	"github.com/leadflow/leadflow/services/qualification/model"
+	"github.com/leadflow/leadflow/pkg/scoring"
 	"github.com/leadflow/leadflow/services/qualification/registry"
 )
 
@@ -16,7 +16,7 @@ import (
 // version, as of its activation.
 type Rescore struct {
 	Version    uint32
-	Model      model.Model
+	Model      scoring.Model
 	Activation registry.Activation
 	// Scan is the durable name of the read of every lead's last event.
 	Scan string

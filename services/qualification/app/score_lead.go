@@ -12,7 +12,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
-	"github.com/leadflow/leadflow/services/qualification/model"
+	"github.com/leadflow/leadflow/pkg/scoring"
 )
 
 // ScoreLeadEvent scores the lead of event ev, stored at stream sequence
@@ -149,18 +149,18 @@ func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev 
 // the events to append: LeadScored, recording its verdict, then the
 // verdict (LeadQualified or LeadDisqualified) if the lifecycle allows it.
 // It returns none when the lifecycle refuses a score (a finished lead).
-func (a *App) scoreEvents(l *lead, n uint32, m model.Model, at time.Time, meta envelope.Meta) ([]*eventv1.Event, error) {
-	r := model.Score(m, l.facts, at)
+func (a *App) scoreEvents(l *lead, n uint32, m scoring.Model, at time.Time, meta envelope.Meta) ([]*eventv1.Event, error) {
+	r := scoring.Score(m, l.facts, at)
 	meta.Actor, meta.OccurredAt = Actor, at
 	payload := &eventv1.LeadScored{
-		ModelId: model.ID, ModelVersion: n, Fit: int32(r.Fit), Engagement: int32(r.Engagement), Total: int32(r.Total),
-		Threshold: int32(m.Threshold), Reasons: model.ReasonsToProto(r.Reasons), Verdict: eventv1.ScoreVerdict_SCORE_VERDICT_NONE,
+		ModelId: scoring.ID, ModelVersion: n, Fit: int32(r.Fit), Engagement: int32(r.Engagement), Total: int32(r.Total),
+		Threshold: int32(m.Threshold), Reasons: scoring.ReasonsToProto(r.Reasons), Verdict: eventv1.ScoreVerdict_SCORE_VERDICT_NONE,
 	}
 	switch {
 	case r.Disqualify != nil:
 		payload.Verdict = eventv1.ScoreVerdict_SCORE_VERDICT_DISQUALIFY
 		payload.Disqualify = &eventv1.LeadDisqualified{RuleId: r.Disqualify.RuleID, Reason: r.Disqualify.Reason, NotNow: r.Disqualify.NotNow,
-			ModelId: model.ID, ModelVersion: n, DecidedBy: Actor}
+			ModelId: scoring.ID, ModelVersion: n, DecidedBy: Actor}
 	case r.Total >= m.Threshold:
 		payload.Verdict = eventv1.ScoreVerdict_SCORE_VERDICT_QUALIFY
 	}

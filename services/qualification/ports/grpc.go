@@ -16,8 +16,8 @@ import (
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
 	"github.com/leadflow/leadflow/pkg/grpcserver"
+	"github.com/leadflow/leadflow/pkg/scoring"
 	"github.com/leadflow/leadflow/services/qualification/app"
-	"github.com/leadflow/leadflow/services/qualification/model"
 	"github.com/leadflow/leadflow/services/qualification/registry"
 )
 
@@ -114,7 +114,7 @@ var rescoreStates = map[app.RescoreState]qualificationv1.RescoreState{
 }
 
 func versionProto(v app.VersionView) *qualificationv1.ModelVersion {
-	out := &qualificationv1.ModelVersion{Model: model.ToProto(v.Model), ProposedBy: v.ProposedBy, ProposedAt: pbTime(v.ProposedAt)}
+	out := &qualificationv1.ModelVersion{Model: scoring.ToProto(v.Model), ProposedBy: v.ProposedBy, ProposedAt: pbTime(v.ProposedAt)}
 	switch v.State {
 	case registry.Proposed:
 		out.State = qualificationv1.ModelState_MODEL_STATE_PROPOSED
@@ -132,13 +132,13 @@ func versionProto(v app.VersionView) *qualificationv1.ModelVersion {
 	return out
 }
 
-func changeKind(k model.ChangeKind) qualificationv1.ChangeKind {
+func changeKind(k scoring.ChangeKind) qualificationv1.ChangeKind {
 	switch k {
-	case model.Added:
+	case scoring.Added:
 		return qualificationv1.ChangeKind_CHANGE_KIND_ADDED
-	case model.Removed:
+	case scoring.Removed:
 		return qualificationv1.ChangeKind_CHANGE_KIND_REMOVED
-	case model.Changed:
+	case scoring.Changed:
 		return qualificationv1.ChangeKind_CHANGE_KIND_CHANGED
 	}
 	return qualificationv1.ChangeKind_CHANGE_KIND_UNSPECIFIED

@@ -17,7 +17,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
-	"github.com/leadflow/leadflow/services/qualification/model"
+	"github.com/leadflow/leadflow/pkg/scoring"
 )
 
 // State is where a version stands.
@@ -32,7 +32,7 @@ const (
 
 // Version is one proposed model and its sign-off.
 type Version struct {
-	Model          model.Model
+	Model          scoring.Model
 	ProposedBy     *eventv1.Actor
 	ProposedAt     time.Time
 	IdempotencyKey string
@@ -92,7 +92,7 @@ func (r *Registry) Apply(recs ...eventstore.Record) {
 		at := ev.GetOccurredAt().AsTime()
 		switch p := envelope.Payload(ev).(type) {
 		case *eventv1.ScoringModelProposed:
-			r.Versions = append(r.Versions, Version{Model: model.FromProto(p.GetModel()), ProposedBy: p.GetProposedBy(),
+			r.Versions = append(r.Versions, Version{Model: scoring.FromProto(p.GetModel()), ProposedBy: p.GetProposedBy(),
 				ProposedAt: at, IdempotencyKey: ev.GetIdempotencyKey()})
 		case *eventv1.ScoringModelApproved:
 			if v := r.version(p.GetVersion()); v != nil {

@@ -11,7 +11,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
-	"github.com/leadflow/leadflow/services/qualification/model"
+	"github.com/leadflow/leadflow/pkg/scoring"
 	"github.com/leadflow/leadflow/services/qualification/registry"
 )
 
@@ -40,9 +40,9 @@ func history(payloads ...proto.Message) *registry.Registry {
 }
 
 func proposed(v uint32) *eventv1.ScoringModelProposed {
-	m := model.Default()
+	m := scoring.Default()
 	m.Version = v
-	return &eventv1.ScoringModelProposed{Model: model.ToProto(m), ProposedBy: mia}
+	return &eventv1.ScoringModelProposed{Model: scoring.ToProto(m), ProposedBy: mia}
 }
 
 func TestApprove(t *testing.T) {

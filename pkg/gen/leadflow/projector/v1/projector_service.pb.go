@@ -330,7 +330,8 @@ type Lead struct {
 	EmailDomain string       `protobuf:"bytes,15,opt,name=email_domain,json=emailDomain,proto3" json:"email_domain,omitempty"`
 	Seniority   v1.Seniority `protobuf:"varint,16,opt,name=seniority,proto3,enum=leadflow.event.v1.Seniority" json:"seniority,omitempty"`
 	Employees   int32        `protobuf:"varint,17,opt,name=employees,proto3" json:"employees,omitempty"`
-	// cycle counts its journeys: each time it became an MQL.
+	// cycle is its journey cycle (Lifecycle.cycle): 1 from capture, one
+	// more each time it qualifies again after nurture.
 	Cycle int32 `protobuf:"varint,18,opt,name=cycle,proto3" json:"cycle,omitempty"`
 	// version is the stream sequence of its last event projected.
 	Version   uint64                 `protobuf:"varint,19,opt,name=version,proto3" json:"version,omitempty"`

@@ -6,7 +6,7 @@
 // The package is pure: no I/O and no clock. Score is deterministic given
 // (model, facts, now), so a redelivered event, a re-score and a score from
 // scratch agree.
-package model
+package scoring
 
 import (
 	"time"

@@ -1,4 +1,4 @@
-package model_test
+package scoring_test
 
 import (
 	"flag"
@@ -8,7 +8,7 @@ import (
 	"time"
 
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
-	"github.com/leadflow/leadflow/services/qualification/model"
+	"github.com/leadflow/leadflow/pkg/scoring"
 )
 
 var seed = flag.Uint64("model.seed", 0, "seed for TestProperties; 0 picks one from the clock")
@@ -26,12 +26,12 @@ func TestProperties(t *testing.T) {
 	r := rand.New(rand.NewPCG(s0, 0))
 	for i := range 2000 {
 		m := randomModel(r)
-		if vs := model.Validate(m); len(vs) > 0 {
+		if vs := scoring.Validate(m); len(vs) > 0 {
 			continue // the generator may pick an unreachable threshold
 		}
 		f := randomFacts(r)
 		now := t0.Add(time.Duration(r.Int64N(int64(200 * day))))
-		a, b := model.Score(m, f, now), model.Score(m, f, now)
+		a, b := scoring.Score(m, f, now), scoring.Score(m, f, now)
 		if !reflect.DeepEqual(a, b) {
 			t.Fatalf("seed %d case %d: not deterministic:\n%+v\n%+v", s0, i, a, b)
 		}
@@ -49,10 +49,10 @@ func TestProperties(t *testing.T) {
 		if fit != a.Fit || eng != a.Engagement || a.Total != fit+eng {
 			t.Fatalf("seed %d case %d: reasons sum to %d+%d, result says %d+%d=%d", s0, i, fit, eng, a.Fit, a.Engagement, a.Total)
 		}
-		if maxFit, maxEng := model.MaxScore(m); a.Fit > maxFit || a.Engagement > maxEng {
+		if maxFit, maxEng := scoring.MaxScore(m); a.Fit > maxFit || a.Engagement > maxEng {
 			t.Fatalf("seed %d case %d: %d+%d beyond the maximum %d+%d", s0, i, a.Fit, a.Engagement, maxFit, maxEng)
 		}
-		later := model.Score(m, f, now.Add(time.Duration(r.Int64N(int64(90*day)))))
+		later := scoring.Score(m, f, now.Add(time.Duration(r.Int64N(int64(90*day)))))
 		for _, x := range later.Reasons {
 			if x.Part != eventv1.ScorePart_SCORE_PART_ENGAGEMENT {
 				continue
@@ -74,27 +74,27 @@ func abs(n int) int { return max(n, -n) }
 
 var activityTypes = []eventv1.ActivityType{webinar, pricing, unsub, eventv1.ActivityType_ACTIVITY_TYPE_EMAIL_CLICK, eventv1.ActivityType_ACTIVITY_TYPE_DEMO_REQUEST}
 
-func randomModel(r *rand.Rand) model.Model {
-	m := model.Model{ID: model.ID}
+func randomModel(r *rand.Rand) scoring.Model {
+	m := scoring.Model{ID: scoring.ID}
 	for i := range r.IntN(5) {
-		m.Fit = append(m.Fit, model.FitRule{ID: "fit" + string(rune('a'+i)), Points: r.IntN(201) - 100 | 1,
-			When: model.Criteria{SeniorityIn: []eventv1.Seniority{eventv1.Seniority(1 + r.IntN(6))}}})
+		m.Fit = append(m.Fit, scoring.FitRule{ID: "fit" + string(rune('a'+i)), Points: r.IntN(201) - 100 | 1,
+			When: scoring.Criteria{SeniorityIn: []eventv1.Seniority{eventv1.Seniority(1 + r.IntN(6))}}})
 	}
 	for i := range 1 + r.IntN(5) {
 		p := r.IntN(101) - 50 | 1
-		m.Engagement = append(m.Engagement, model.EngagementRule{ID: "eng" + string(rune('a'+i)),
+		m.Engagement = append(m.Engagement, scoring.EngagementRule{ID: "eng" + string(rune('a'+i)),
 			Activity: activityTypes[r.IntN(len(activityTypes))], Points: p, Cap: abs(p) * (1 + r.IntN(4)),
 			HalfLife: time.Duration(1+r.IntN(60)) * day})
 	}
-	fit, eng := model.MaxScore(m)
+	fit, eng := scoring.MaxScore(m)
 	m.Threshold = 1 + r.IntN(max(fit+eng, 1))
 	return m
 }
 
-func randomFacts(r *rand.Rand) model.Facts {
-	f := model.Facts{Profile: model.Profile{Seniority: eventv1.Seniority(r.IntN(7))}}
+func randomFacts(r *rand.Rand) scoring.Facts {
+	f := scoring.Facts{Profile: scoring.Profile{Seniority: eventv1.Seniority(r.IntN(7))}}
 	for range r.IntN(12) {
-		f.Activities = append(f.Activities, model.Activity{Type: activityTypes[r.IntN(len(activityTypes))],
+		f.Activities = append(f.Activities, scoring.Activity{Type: activityTypes[r.IntN(len(activityTypes))],
 			At: t0.Add(time.Duration(r.Int64N(int64(120*day))) - 20*day)})
 	}
 	return f

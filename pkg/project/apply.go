@@ -1,0 +1,301 @@
+package project
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/leadflow/leadflow/pkg/envelope"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+)
+
+// msg is one stream message to apply, from a consumer or a replay.
+type msg struct {
+	seq     uint64
+	subject string
+	time    time.Time
+	typ     string // the Lf-Type header
+	data    []byte
+}
+
+// checkpoint is where one subject stands in a schema.
+type checkpoint struct {
+	seq     uint64
+	vb      uint64 // version_before of the last message applied, if isEvent
+	isEvent bool
+	changed bool
+}
+
+// eventTypes are the payload names this binary's schema knows.
+var eventTypes = func() map[string]bool {
+	oneof := (&eventv1.Event{}).ProtoReflect().Descriptor().Oneofs().ByName("payload")
+	m := map[string]bool{}
+	for i := range oneof.Fields().Len() {
+		m[string(oneof.Fields().Get(i).Message().Name())] = true
+	}
+	return m
+}()
+
+// Stats counts what a Projector did since it was created.
+type Stats struct {
+	// Batches is how many transactions committed.
+	Batches uint64
+	// Applied is how many events were handed to the projection.
+	Applied uint64
+	// Redelivered is how many messages were at or below their subject's
+	// checkpoint: already applied, left alone.
+	Redelivered uint64
+	// Gaps is how many times a subject's missing events were read from
+	// the stream before going on.
+	Gaps uint64
+	// Unknown is how many messages of unknown types were skipped.
+	Unknown uint64
+}
+
+type stats struct {
+	batches, applied, redelivered, gaps, unknown atomic.Uint64
+}
+
+// Stats returns what p did so far.
+func (p *Projector) Stats() Stats {
+	return Stats{Batches: p.stats.batches.Load(), Applied: p.stats.applied.Load(), Redelivered: p.stats.redelivered.Load(),
+		Gaps: p.stats.gaps.Load(), Unknown: p.stats.unknown.Load()}
+}
+
+// target says where a batch goes: the active schema (live), or a schema
+// being rebuilt, whose progress the batch records in the same transaction.
+type target struct {
+	schema   string // "" for the active schema
+	position uint64 // rebuild: the last stream sequence this batch read
+}
+
+// applyBatch applies msgs (stream order) in one transaction: the
+// projection's rows, then every subject's checkpoint and the unknown
+// counts. A message at or below its subject's checkpoint is skipped; an
+// event after a gap is preceded by the events missing before it, read
+// from the stream.
+func (p *Projector) applyBatch(ctx context.Context, to target, msgs []msg) error {
+	tx, err := p.cfg.Pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("project: begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if to.schema == "" {
+		// FOR SHARE: a swap (an UPDATE of this row) waits for live batches
+		// in flight, and batches after it write the new schema.
+		_, err = tx.Exec(ctx, `SELECT set_config('search_path', active, true) FROM project.projections WHERE name = $1 FOR SHARE`, p.cfg.Name)
+	} else {
+		// A rebuild need not wait for its commits to reach disk: a crash
+		// loses at most its last batches, position included, and it
+		// resumes from the position that survived.
+		_, err = tx.Exec(ctx, `SELECT set_config('search_path', $1, true), set_config('synchronous_commit', 'off', true)`, to.schema)
+	}
+	if err != nil {
+		return fmt.Errorf("project: schema: %w", err)
+	}
+
+	cps, err := lockCheckpoints(ctx, tx, msgs)
+	if err != nil {
+		return err
+	}
+	var (
+		events  []Event
+		unknown = map[string]*unknownCount{}
+		dups    uint64
+		gaps    uint64
+	)
+	skip := func(typ string, seq uint64) {
+		u := unknown[typ]
+		if u == nil {
+			u = &unknownCount{}
+			unknown[typ] = u
+		}
+		u.count++
+		u.last = max(u.last, seq)
+	}
+	for _, m := range msgs {
+		cp := cps[m.subject]
+		if m.seq <= cp.seq {
+			dups++
+			continue
+		}
+		ev, typ := decode(m)
+		if ev == nil {
+			skip(typ, m.seq)
+			*cp = checkpoint{seq: m.seq, changed: true}
+			continue
+		}
+		vb := ev.GetVersionBefore()
+		// The events of one atomic commit all carry its expected version,
+		// and are stored next to each other.
+		follows := vb == cp.seq || (cp.isEvent && vb == cp.vb && m.seq == cp.seq+1)
+		if !follows {
+			missing, err := p.store.LoadAfter(ctx, m.subject, cp.seq)
+			if err != nil {
+				return fmt.Errorf("project: read %s after gap at %d: %w", m.subject, cp.seq, err)
+			}
+			for _, r := range missing {
+				if r.Seq >= m.seq {
+					break
+				}
+				if envelope.Payload(r.Event) == nil {
+					skip(r.Event.GetEventType(), r.Seq)
+					*cp = checkpoint{seq: r.Seq, changed: true}
+					continue
+				}
+				events = append(events, Event{Seq: r.Seq, Subject: m.subject, Time: r.Time, Event: r.Event})
+				*cp = checkpoint{seq: r.Seq, vb: r.Event.GetVersionBefore(), isEvent: true, changed: true}
+			}
+			gaps++
+		}
+		events = append(events, Event{Seq: m.seq, Subject: m.subject, Time: m.time, Event: ev})
+		*cp = checkpoint{seq: m.seq, vb: vb, isEvent: true, changed: true}
+	}
+
+	if len(events) > 0 {
+		if err := p.proj.Apply(ctx, tx, events); err != nil {
+			return fmt.Errorf("project: apply %d events: %w", len(events), err)
+		}
+	}
+	p.at(stageRows, events)
+	if err := saveCheckpoints(ctx, tx, p.cfg.Name, cps, unknown, to, len(msgs)); err != nil {
+		return err
+	}
+	p.at(stageCheckpoint, events)
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("project: commit: %w", err)
+	}
+	p.at(stageCommitted, events)
+
+	var nUnknown uint64
+	for typ, u := range unknown {
+		nUnknown += u.count
+		p.log.Warn("project: skipped events of an unknown type", "type", typ, "count", u.count, "last_seq", u.last)
+	}
+	p.stats.batches.Add(1)
+	p.stats.applied.Add(uint64(len(events)))
+	p.stats.redelivered.Add(dups)
+	p.stats.gaps.Add(gaps)
+	p.stats.unknown.Add(nUnknown)
+	return nil
+}
+
+func (p *Projector) at(s stage, events []Event) {
+	if p.hook != nil {
+		p.hook(s, events)
+	}
+}
+
+type unknownCount struct{ count, last uint64 }
+
+// decode returns the message's event, or nil and the name to count it
+// under when this binary's schema does not know its type.
+func decode(m msg) (*eventv1.Event, string) {
+	if !eventTypes[m.typ] {
+		if m.typ == "" {
+			return nil, "(no type)"
+		}
+		return nil, m.typ
+	}
+	ev := &eventv1.Event{}
+	if err := proto.Unmarshal(m.data, ev); err != nil || ev.GetEventType() != m.typ || envelope.Payload(ev) == nil {
+		return nil, m.typ + " (undecodable)"
+	}
+	return ev, ""
+}
+
+// lockCheckpoints returns the checkpoint of every subject in msgs, each
+// row locked for the transaction. Missing rows are inserted first, so
+// that a concurrent batch on the same new subject waits here instead of
+// applying it twice. Rows are taken in subject order: two batches never
+// wait on each other in a cycle.
+func lockCheckpoints(ctx context.Context, tx pgx.Tx, msgs []msg) (map[string]*checkpoint, error) {
+	subjects := make([]string, 0, len(msgs))
+	for _, m := range msgs {
+		subjects = append(subjects, m.subject)
+	}
+	slices.Sort(subjects)
+	subjects = slices.Compact(subjects)
+	if _, err := tx.Exec(ctx, `INSERT INTO checkpoints (subject, seq)
+		SELECT s, 0 FROM unnest($1::text[]) AS s ORDER BY s ON CONFLICT DO NOTHING`, subjects); err != nil {
+		return nil, fmt.Errorf("project: checkpoints: %w", err)
+	}
+	rows, err := tx.Query(ctx, `SELECT subject, seq, version_before FROM checkpoints
+		WHERE subject = ANY($1) ORDER BY subject FOR UPDATE`, subjects)
+	if err != nil {
+		return nil, fmt.Errorf("project: lock checkpoints: %w", err)
+	}
+	cps := make(map[string]*checkpoint, len(subjects))
+	for rows.Next() {
+		var (
+			subject string
+			seq     int64
+			vb      *int64
+		)
+		if err := rows.Scan(&subject, &seq, &vb); err != nil {
+			return nil, fmt.Errorf("project: lock checkpoints: %w", err)
+		}
+		cp := &checkpoint{seq: uint64(seq)}
+		if vb != nil {
+			cp.vb, cp.isEvent = uint64(*vb), true
+		}
+		cps[subject] = cp
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("project: lock checkpoints: %w", err)
+	}
+	if len(cps) != len(subjects) {
+		return nil, fmt.Errorf("project: locked %d of %d checkpoints", len(cps), len(subjects))
+	}
+	return cps, nil
+}
+
+// saveCheckpoints writes the moved checkpoints and the unknown counts and,
+// for a rebuild, its progress: all in the batch's transaction, in one
+// round trip.
+func saveCheckpoints(ctx context.Context, tx pgx.Tx, name string, cps map[string]*checkpoint, unknown map[string]*unknownCount, to target, read int) error {
+	var (
+		subjects []string
+		seqs     []int64
+		vbs      []*int64
+	)
+	for s, cp := range cps {
+		if !cp.changed {
+			continue
+		}
+		subjects = append(subjects, s)
+		seqs = append(seqs, int64(cp.seq))
+		if cp.isEvent {
+			vb := int64(cp.vb)
+			vbs = append(vbs, &vb)
+		} else {
+			vbs = append(vbs, nil)
+		}
+	}
+	b := &pgx.Batch{}
+	if len(subjects) > 0 {
+		b.Queue(`UPDATE checkpoints c SET seq = u.seq, version_before = u.vb
+			FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u(subject, seq, vb) WHERE c.subject = u.subject`, subjects, seqs, vbs)
+	}
+	for typ, u := range unknown {
+		b.Queue(`INSERT INTO unknown_events (event_type, count, last_seq) VALUES ($1, $2, $3)
+			ON CONFLICT (event_type) DO UPDATE SET count = unknown_events.count + excluded.count,
+			last_seq = greatest(unknown_events.last_seq, excluded.last_seq)`, typ, int64(u.count), int64(u.last))
+	}
+	if to.schema != "" {
+		b.Queue(`UPDATE project.build_progress SET position = greatest(position, $2), events = events + $3
+			WHERE name = $1 AND schema = $4`, name, int64(to.position), int64(read), to.schema)
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("project: save checkpoints: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,276 @@
+package project_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/leadflow/leadflow/pkg/consume"
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	"github.com/leadflow/leadflow/pkg/project"
+)
+
+// Every event of every lead and campaign is applied exactly once, in
+// order, by the live groups; two projectors (replicas) share the work.
+func TestLiveProjectsEveryEventOnce(t *testing.T) {
+	e := newEnv(t)
+	want := e.workload(t, 40, 3, 4)
+	p1 := newProjector(t, e.pool, e.nats.JS)
+	p2 := newProjector(t, e.connect(t), e.nats.JS)
+	groups(t, e.nats.JS, p1)
+	groups(t, e.nats.JS, p2)
+	waitTally(t, p1, want)
+	more := e.workload(t, 10, 2, 1)
+	for s, seqs := range more {
+		want[s] = append(want[s], seqs...)
+	}
+	waitTally(t, p1, want)
+	st, err := p1.Status(ctxT(t))
+	must(t, err)
+	if st.Active != "tally_1" || st.Subjects != uint64(len(want)) || len(st.Unknown) != 0 {
+		t.Errorf("status: %+v", st)
+	}
+	if s1, s2 := p1.Stats(), p2.Stats(); s1.Applied+s2.Applied != uint64(countSeqs(want)) || s1.Batches+s2.Batches == 0 {
+		t.Errorf("stats %+v and %+v, want %d applied in all", s1, s2, countSeqs(want))
+	}
+}
+
+func countSeqs(m map[string][]uint64) int {
+	n := 0
+	for _, s := range m {
+		n += len(s)
+	}
+	return n
+}
+
+// handler runs p and returns a function that hands it one stored message,
+// as pkg/consume would.
+func handler(t *testing.T, e *env, p *project.Projector) func(seq uint64) error {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = p.Run(ctx) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return func(seq uint64) error {
+		raw, err := e.store.Get(ctxT(t), seq)
+		must(t, err)
+		return p.Handle(ctxT(t), consume.Msg{Stream: eventstore.DefaultStream, Subject: raw.Subject, Key: eventstore.LeadID(raw.Subject),
+			Seq: raw.Seq, Time: raw.Time, Header: raw.Header, Data: raw.Data, Delivered: 1})
+	}
+}
+
+// A message handed over again (a crash before the ack, a hand-over) is at
+// or below its subject's checkpoint and changes nothing.
+func TestRedeliveryIsANoOp(t *testing.T) {
+	e := newEnv(t)
+	p := newProjector(t, e.pool, e.nats.JS)
+	handle := handler(t, e, p)
+	lead := uuid.NewString()
+	s1, s2 := e.appendActivity(t, lead), e.appendActivity(t, lead)
+	for _, s := range []uint64{s1, s2, s1, s2, s2} {
+		must(t, handle(s))
+	}
+	want := map[string][]uint64{eventstore.LeadSubject(lead): {s1, s2}}
+	if diff := tallyDiff(tallied(t, p), want); diff != "" {
+		t.Fatal(diff)
+	}
+	if st := p.Stats(); st.Applied != 2 || st.Redelivered != 3 {
+		t.Errorf("stats %+v, want 2 applied and 3 redelivered", st)
+	}
+}
+
+// An event whose version_before is past the lead's checkpoint follows a
+// gap (here: its predecessors were never handed over, as after a skipped
+// dead letter). The projector reads them from the stream first instead
+// of building on the gap.
+func TestGapIsFilledFromTheStream(t *testing.T) {
+	e := newEnv(t)
+	p := newProjector(t, e.pool, e.nats.JS)
+	handle := handler(t, e, p)
+	lead := uuid.NewString()
+	s1, s2, s3, s4 := e.appendActivity(t, lead), e.appendActivity(t, lead), e.appendActivity(t, lead), e.appendActivity(t, lead)
+	must(t, handle(s1))
+	must(t, handle(s4))
+	must(t, handle(s2)) // late: applied already by the gap read
+	want := map[string][]uint64{eventstore.LeadSubject(lead): {s1, s2, s3, s4}}
+	if diff := tallyDiff(tallied(t, p), want); diff != "" {
+		t.Fatal(diff)
+	}
+	if st := p.Stats(); st.Gaps != 1 || st.Applied != 4 || st.Redelivered != 1 {
+		t.Errorf("stats %+v, want 1 gap, 4 applied, 1 redelivered", st)
+	}
+}
+
+// A message of a type this binary does not know (a newer writer's event)
+// is counted and skipped; the lead's next event still follows it.
+func TestUnknownTypesAreCountedAndSkipped(t *testing.T) {
+	e := newEnv(t)
+	p := newProjector(t, e.pool, e.nats.JS)
+	handle := handler(t, e, p)
+	lead := uuid.NewString()
+	subj := eventstore.LeadSubject(lead)
+	s1 := e.appendActivity(t, lead)
+	m := nats.NewMsg(subj)
+	m.Header.Set(eventstore.HeaderType, "LeadTeleported")
+	m.Header.Set(eventstore.HeaderEventID, uuid.NewString())
+	m.Data = []byte{0x0a, 0x01, 0x78}
+	ack, err := e.nats.JS.PublishMsg(ctxT(t), m, jetstream.WithExpectLastSequencePerSubject(s1))
+	must(t, err)
+	s3 := e.appendActivity(t, lead)
+	for _, s := range []uint64{s1, ack.Sequence, s3} {
+		must(t, handle(s))
+	}
+	if diff := tallyDiff(tallied(t, p), map[string][]uint64{subj: {s1, s3}}); diff != "" {
+		t.Fatal(diff)
+	}
+	st, err := p.Status(ctxT(t))
+	must(t, err)
+	if st.Unknown["LeadTeleported"] != 1 || st.Stats.Gaps != 0 || st.Stats.Unknown != 1 {
+		t.Errorf("status %+v, want LeadTeleported counted once and no gap", st)
+	}
+	// Counted once, also when handed over again.
+	must(t, handle(ack.Sequence))
+	if st, _ := p.Status(ctxT(t)); st.Unknown["LeadTeleported"] != 1 {
+		t.Errorf("unknown after redelivery: %v", st.Unknown)
+	}
+}
+
+// Migrations run on start; a second projector on the same database (a
+// replica, a restart) finds them applied and the same active schema.
+func TestMigrationsAppliedOnStart(t *testing.T) {
+	e := newEnv(t)
+	var wg sync.WaitGroup
+	ps := make([]*project.Projector, 3)
+	errs := make([]error, 3)
+	for i := range ps {
+		wg.Go(func() { ps[i], errs[i] = project.New(ctxT(t), config(e.pool, e.nats.JS), tally{}) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		must(t, err)
+	}
+	var version int64
+	must(t, e.pool.QueryRow(ctxT(t), `SELECT max(version_id) FROM tally_1.goose_db_version`).Scan(&version))
+	if version != 1 {
+		t.Errorf("goose version %d, want 1", version)
+	}
+	st, err := ps[2].Status(ctxT(t))
+	must(t, err)
+	if st.Active != "tally_1" {
+		t.Errorf("active %q", st.Active)
+	}
+}
+
+// A rebuild replays the stream into a fresh schema while the live
+// projection keeps serving and keeps being written; it then swaps, and
+// catches up on what the live side wrote to the old schema meanwhile.
+// Reads see the old schema, whole, until the swap, and the new one after.
+func TestRebuildSwapsWhileServing(t *testing.T) {
+	e := newEnv(t)
+	want := e.workload(t, 60, 4, 3)
+	p := newProjector(t, e.pool, e.nats.JS)
+	groups(t, e.nats.JS, p)
+	waitTally(t, p, want)
+
+	// Writers go on during the rebuild.
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		done = make(chan struct{})
+	)
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			more := e.workload(t, 2, 1, 0)
+			mu.Lock()
+			for s, seqs := range more {
+				want[s] = append(want[s], seqs...)
+			}
+			mu.Unlock()
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
+	var reports []project.Progress
+	pr, err := p.Rebuild(ctxT(t), func(pr project.Progress) {
+		reports = append(reports, pr)
+		// Until the swap, readers are served by the old schema.
+		if !pr.Swapped {
+			if st, err := p.Status(context.Background()); err != nil || st.Active != "tally_1" {
+				t.Errorf("while building: active %q, %v", st.Active, err)
+			}
+		}
+	})
+	close(done)
+	wg.Wait()
+	must(t, err)
+	if pr.Schema != "tally_2" || pr.Replaces != "tally_1" || !pr.Swapped || !pr.Done || pr.Events == 0 || len(reports) < 2 {
+		t.Fatalf("rebuild %+v after %d reports", pr, len(reports))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	waitTally(t, p, want)
+	st, err := p.Status(ctxT(t))
+	must(t, err)
+	if st.Active != "tally_2" || st.Rebuild == nil || !st.Rebuild.Done {
+		t.Errorf("status after rebuild: %+v", st)
+	}
+	// A second rebuild drops the schema the first replaced.
+	if _, err := p.Rebuild(ctxT(t), nil); err != nil {
+		t.Fatal(err)
+	}
+	var schemas []string
+	rows, err := e.pool.Query(ctxT(t), `SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tally_%' ORDER BY 1`)
+	must(t, err)
+	schemas, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	must(t, err)
+	if len(schemas) != 2 || schemas[0] != "tally_2" || schemas[1] != "tally_3" {
+		t.Errorf("schemas after two rebuilds: %v", schemas)
+	}
+	waitTally(t, p, want)
+}
+
+// Only one rebuild of a projection runs at a time.
+func TestOneRebuildAtATime(t *testing.T) {
+	e := newEnv(t)
+	e.workload(t, 200, 5, 0)
+	p := newProjector(t, e.pool, e.nats.JS)
+	other := newProjector(t, e.connect(t), e.nats.JS)
+	started := make(chan struct{})
+	var once sync.Once
+	var wg sync.WaitGroup
+	var err1 error
+	wg.Go(func() {
+		_, err1 = p.Rebuild(ctxT(t), func(project.Progress) { once.Do(func() { close(started) }); time.Sleep(20 * time.Millisecond) })
+	})
+	<-started
+	if _, err := other.Rebuild(ctxT(t), nil); !errors.Is(err, project.ErrRebuildRunning) {
+		t.Errorf("second rebuild: %v, want ErrRebuildRunning", err)
+	}
+	wg.Wait()
+	must(t, err1)
+}
+
+func TestConfigIsChecked(t *testing.T) {
+	e := newEnv(t)
+	for i, c := range []project.Config{
+		{Name: "Bad-Name", Pool: e.pool, JS: e.nats.JS, Subjects: []string{"lead.>"}},
+		{Name: "ok", JS: e.nats.JS, Subjects: []string{"lead.>"}},
+		{Name: "ok", Pool: e.pool, JS: e.nats.JS},
+	} {
+		if _, err := project.New(ctxT(t), c, tally{}); err == nil {
+			t.Errorf("config %d accepted", i)
+		}
+	}
+
+}

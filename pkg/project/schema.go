@@ -1,0 +1,148 @@
+package project
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+)
+
+// controlDDL is the control schema, shared by every projection: which
+// schema serves each read model, and how far its rebuild has got.
+const controlDDL = `
+CREATE SCHEMA IF NOT EXISTS project;
+CREATE TABLE IF NOT EXISTS project.projections (
+	name              text PRIMARY KEY,
+	active            text NOT NULL,
+	generation        int NOT NULL,
+	previous          text,
+	building          text,
+	build_started_at  timestamptz,
+	build_end_seq     bigint NOT NULL DEFAULT 0,
+	build_swapped_at  timestamptz,
+	build_finished_at timestamptz,
+	build_error       text
+);
+-- A rebuild's progress, written in each of its batches' transactions. A
+-- table of its own: live batches hold a share lock on their projection's
+-- row for their whole transaction, and a rebuild batch waiting for it
+-- while they wait for its checkpoint rows would deadlock.
+CREATE TABLE IF NOT EXISTS project.build_progress (
+	name     text PRIMARY KEY,
+	schema   text NOT NULL,
+	position bigint NOT NULL DEFAULT 0,
+	events   bigint NOT NULL DEFAULT 0
+);`
+
+// schemaDDL is what the projector keeps in every read-model schema, next
+// to the projection's own tables and in the same transactions.
+const schemaDDL = `
+CREATE TABLE IF NOT EXISTS checkpoints (
+	subject        text PRIMARY KEY,
+	seq            bigint NOT NULL,
+	-- version_before of the last message applied; NULL when it was not an event
+	version_before bigint
+);
+CREATE TABLE IF NOT EXISTS unknown_events (
+	event_type text PRIMARY KEY,
+	count      bigint NOT NULL,
+	last_seq   bigint NOT NULL
+);`
+
+// setupLock is the advisory lock key held while schemas are created and
+// migrated, so replicas starting together do it once.
+const setupLock = 0x6c6561646670 // "leadfp"
+
+func (p *Projector) setup(ctx context.Context) error {
+	return p.locked(ctx, func(conn *pgx.Conn) error {
+		if _, err := conn.Exec(ctx, controlDDL); err != nil {
+			return fmt.Errorf("project: control schema: %w", err)
+		}
+		var active string
+		err := conn.QueryRow(ctx, `SELECT active FROM project.projections WHERE name = $1`, p.cfg.Name).Scan(&active)
+		if errors.Is(err, pgx.ErrNoRows) {
+			active = p.schemaName(1)
+			_, err = conn.Exec(ctx, `INSERT INTO project.projections (name, active, generation) VALUES ($1, $2, 1)`, p.cfg.Name, active)
+		}
+		if err != nil {
+			return fmt.Errorf("project: control row of %s: %w", p.cfg.Name, err)
+		}
+		return p.migrate(ctx, conn, active)
+	})
+}
+
+// locked runs f on a pooled connection holding the setup lock.
+func (p *Projector) locked(ctx context.Context, f func(*pgx.Conn) error) error {
+	conn, err := p.cfg.Pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("project: %w", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, int64(setupLock)); err != nil {
+		return fmt.Errorf("project: setup lock: %w", err)
+	}
+	defer func() {
+		// Unlock on a fresh context: ctx may be what ended f.
+		_, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, int64(setupLock))
+	}()
+	return f(conn.Conn())
+}
+
+func (p *Projector) schemaName(generation int) string {
+	return fmt.Sprintf("%s_%d", p.cfg.Name, generation)
+}
+
+// migrate creates schema if it is missing, with the projector's tables,
+// and applies the projection's migrations to it (goose, with its version
+// table in the schema itself).
+func (p *Projector) migrate(ctx context.Context, conn *pgx.Conn, schema string) error {
+	ident := pgx.Identifier{schema}.Sanitize()
+	if _, err := conn.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+ident); err != nil {
+		return fmt.Errorf("project: create schema %s: %w", schema, err)
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("project: %w", err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, `SELECT set_config('search_path', $1, true)`, schema); err != nil {
+		return fmt.Errorf("project: %w", err)
+	}
+	if _, err := tx.Exec(ctx, schemaDDL); err != nil {
+		return fmt.Errorf("project: tables of %s: %w", schema, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("project: tables of %s: %w", schema, err)
+	}
+
+	cc := p.cfg.Pool.Config().ConnConfig.Copy()
+	if cc.RuntimeParams == nil {
+		cc.RuntimeParams = map[string]string{}
+	}
+	cc.RuntimeParams["search_path"] = schema
+	db := stdlib.OpenDB(*cc)
+	defer db.Close()
+	prov, err := goose.NewProvider(goose.DialectPostgres, db, p.proj.Migrations(), goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return fmt.Errorf("project: migrations of %s: %w", p.cfg.Name, err)
+	}
+	res, err := prov.Up(ctx)
+	if err != nil {
+		return fmt.Errorf("project: migrate %s: %w", schema, err)
+	}
+	if len(res) > 0 {
+		p.log.Info("project: migrated", "schema", schema, "applied", len(res))
+	}
+	return nil
+}
+
+// dropSchema drops a schema the projection no longer uses.
+func dropSchema(ctx context.Context, conn *pgx.Conn, schema string) error {
+	if _, err := conn.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
+		return fmt.Errorf("project: drop schema %s: %w", schema, err)
+	}
+	return nil
+}

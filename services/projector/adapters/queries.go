@@ -1,0 +1,815 @@
+package adapters
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	projectorv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/projector/v1"
+	"github.com/leadflow/leadflow/services/projector/app"
+	"github.com/leadflow/leadflow/services/projector/lead"
+)
+
+// Reader runs f on one snapshot of the active read model
+// (project.Projector.Read).
+type Reader interface {
+	Read(ctx context.Context, f func(tx pgx.Tx) error) error
+}
+
+// Queries answers the reports from the read model. Every call reads one
+// snapshot, so the figures of one answer are from one moment.
+type Queries struct{ db Reader }
+
+var _ app.Queries = (*Queries)(nil)
+
+// NewQueries returns the reports over r.
+func NewQueries(r Reader) *Queries { return &Queries{db: r} }
+
+// live leaves out leads absorbed by a merge: they are duplicates of their
+// survivor, which carries on their story.
+const live = `l.merged_into = ''`
+
+// period is a condition on col for the period in parameters $a and $b
+// (NULL: open).
+func period(col string, a, b int) string {
+	return fmt.Sprintf("($%[2]d::timestamptz IS NULL OR %[1]s >= $%[2]d) AND ($%[3]d::timestamptz IS NULL OR %[1]s < $%[3]d)", col, a, b)
+}
+
+func bound(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func pbt(t *time.Time) *timestamppb.Timestamp {
+	if t == nil {
+		return nil
+	}
+	return timestamppb.New(*t)
+}
+
+func pbz(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+// SearchLeads implements app.Queries.
+func (q *Queries) SearchLeads(ctx context.Context, s app.LeadQuery) ([]*projectorv1.Lead, string, error) {
+	var (
+		where = []string{"true"}
+		args  []any
+	)
+	arg := func(v any) int { args = append(args, v); return len(args) }
+	eq := func(col, v string) {
+		if v != "" {
+			where = append(where, fmt.Sprintf("%s = $%d", col, arg(v)))
+		}
+	}
+	if len(s.Statuses) > 0 {
+		st := make([]int32, len(s.Statuses))
+		for i, x := range s.Statuses {
+			st[i] = int32(x)
+		}
+		where = append(where, fmt.Sprintf("l.status = ANY($%d)", arg(st)))
+	}
+	eq("l.segment", s.Segment)
+	eq("l.source", s.Source)
+	eq("l.account_id", s.AccountID)
+	eq("l.rep_id", s.RepID)
+	eq("l.email_domain", s.EmailDomain)
+	eq("l.country", s.Country)
+	if s.CampaignID != "" {
+		where = append(where, fmt.Sprintf("EXISTS (SELECT 1 FROM lead_touches t WHERE t.lead_id = l.lead_id AND t.campaign_id = $%d)", arg(s.CampaignID)))
+	}
+	if !s.Captured.From.IsZero() || !s.Captured.To.IsZero() {
+		a, b := arg(bound(s.Captured.From)), arg(bound(s.Captured.To))
+		where = append(where, period("l.captured_at", a, b))
+	}
+	if s.Overdue {
+		where = append(where, fmt.Sprintf("l.deadline < $%d AND l.status <> ALL($%d)", arg(s.Now), arg(terminal)))
+	}
+	// Newest capture first; leads not captured yet (events before the
+	// capture were projected first) sort last.
+	key := "coalesce(l.captured_at, '-infinity'::timestamptz)"
+	if s.After != nil {
+		where = append(where, fmt.Sprintf("(%s, l.lead_id) < ($%d, $%d)", key, arg(s.After.CapturedAt), arg(s.After.LeadID)))
+	}
+	limit := arg(s.PageSize + 1)
+	sql := fmt.Sprintf(`SELECT state FROM leads l WHERE %s ORDER BY %s DESC, l.lead_id DESC LIMIT $%d`, strings.Join(where, " AND "), key, limit)
+	var out []*projectorv1.Lead
+	next := ""
+	err := q.db.Read(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, sql, args...)
+		if err != nil {
+			return err
+		}
+		folds, err := scanFolds(rows)
+		if err != nil {
+			return err
+		}
+		if len(folds) > s.PageSize {
+			folds = folds[:s.PageSize]
+			last := folds[len(folds)-1]
+			at := last.CapturedAt
+			if at.IsZero() {
+				at = time.Unix(-62135596800, 0) // the cursor of "-infinity" is never below a capture
+			}
+			next = app.Cursor{CapturedAt: at, LeadID: last.ID}.Token()
+		}
+		for _, l := range folds {
+			out = append(out, leadProto(l))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("search leads: %w", err)
+	}
+	return out, next, nil
+}
+
+var terminal = []int32{int32(eventv1.LeadStatus_LEAD_STATUS_WON), int32(eventv1.LeadStatus_LEAD_STATUS_DISQUALIFIED),
+	int32(eventv1.LeadStatus_LEAD_STATUS_MERGED), int32(eventv1.LeadStatus_LEAD_STATUS_ERASED)}
+
+func scanFolds(rows pgx.Rows) ([]*lead.Lead, error) {
+	defer rows.Close()
+	var out []*lead.Lead
+	for rows.Next() {
+		var state []byte
+		if err := rows.Scan(&state); err != nil {
+			return nil, err
+		}
+		l := &lead.Lead{}
+		if err := json.Unmarshal(state, l); err != nil {
+			return nil, err
+		}
+		out = append(out, l)
+	}
+	return out, rows.Err()
+}
+
+func leadProto(l *lead.Lead) *projectorv1.Lead {
+	out := &projectorv1.Lead{LeadId: l.ID, Status: l.Status, Deadline: pbz(l.Deadline), Score: int32(l.Score),
+		CapturedAt: pbz(l.CapturedAt), Source: l.Source, FirstCampaignId: l.FirstCampaign, LastCampaignId: l.LastCampaign,
+		Segment: l.Segment, AccountId: l.AccountID, RepId: l.RepID, Country: l.Country, Industry: l.Industry,
+		EmailDomain: l.EmailDomain, Seniority: l.Seniority, Employees: int32(l.Employees), Cycle: int32(l.Cycle),
+		Version: l.Version, UpdatedAt: pbz(l.UpdatedAt), MergedInto: l.MergedInto, MqlAt: pbz(l.MQLAt),
+		AcceptedAt: pbz(l.AcceptedAt), OpportunityAt: pbz(l.OpportunityAt), WonAt: pbz(l.WonAt), LostAt: pbz(l.LostAt),
+		RecycledAt: pbz(l.RecycledAt), DisqualifiedAt: pbz(l.DisqualifiedAt)}
+	if l.OwnerKind != eventv1.OwnerKind_OWNER_KIND_UNSPECIFIED || l.OwnerID != "" {
+		out.Owner = &eventv1.Owner{Kind: l.OwnerKind, Id: l.OwnerID}
+	}
+	return out
+}
+
+// GetLead implements app.Queries: the lead's fold holds everything.
+func (q *Queries) GetLead(ctx context.Context, id string) (*projectorv1.GetLeadResponse, error) {
+	var l *lead.Lead
+	err := q.db.Read(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT state FROM leads WHERE lead_id = $1`, id)
+		if err != nil {
+			return err
+		}
+		folds, err := scanFolds(rows)
+		if len(folds) == 1 {
+			l = folds[0]
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("get lead %s: %w", id, err)
+	}
+	if l == nil {
+		return nil, fmt.Errorf("lead %s: %w", id, app.ErrNotFound)
+	}
+	out := &projectorv1.GetLeadResponse{Lead: leadProto(l)}
+	for _, s := range l.Stages {
+		out.Stages = append(out.Stages, &projectorv1.StageVisit{Status: s.Status, EnteredAt: pbz(s.Entered), LeftAt: pbz(s.Left)})
+	}
+	for _, j := range l.Journeys {
+		out.Journeys = append(out.Journeys, &projectorv1.Journey{Cycle: int32(j.Cycle), MqlAt: pbz(j.MQLAt), Segment: j.Segment,
+			AssignedAt: pbz(j.AssignedAt), AcceptedAt: pbz(j.AcceptedAt), RejectedAt: pbz(j.RejectedAt), RejectReason: j.RejectReason,
+			OpportunityAt: pbz(j.OpportunityAt), WonAt: pbz(j.WonAt), LostAt: pbz(j.LostAt), RecycledAt: pbz(j.RecycledAt)})
+	}
+	for _, h := range l.Handoffs {
+		out.Handoffs = append(out.Handoffs, &projectorv1.Handoff{RepId: h.RepID, Segment: h.Segment, AssignedAt: pbz(h.AssignedAt),
+			AcceptBy: pbz(h.AcceptBy), AcceptedAt: pbz(h.AcceptedAt), AcceptedWithinSla: h.AcceptedWithinSLA,
+			FirstAttemptAt: pbz(h.FirstAttemptAt), FirstAttemptWithinSla: h.FirstAttemptWithinSLA, Attempts: int32(h.Attempts),
+			EndedAt: pbz(h.EndedAt), Cycle: int32(h.Cycle)})
+	}
+	for _, o := range l.Opportunities {
+		p := &projectorv1.Opportunity{OpportunityId: o.ID, Amount: &eventv1.Money{Currency: o.Currency, MinorUnits: o.AmountMinor},
+			Stage: o.Stage, RepId: o.RepID, CreatedAt: pbz(o.CreatedAt), WonAt: pbz(o.WonAt), LostAt: pbz(o.LostAt), LossReason: o.LossReason}
+		if !o.WonAt.IsZero() {
+			p.WonAmount = &eventv1.Money{Currency: o.WonCurrency, MinorUnits: o.WonMinor}
+		}
+		out.Opportunities = append(out.Opportunities, p)
+	}
+	for _, c := range slices.Sorted(func(yield func(string) bool) {
+		for c := range l.Touches {
+			if !yield(c) {
+				return
+			}
+		}
+	}) {
+		out.Touches = append(out.Touches, &projectorv1.Touch{CampaignId: c, Touches: int32(l.Touches[c])})
+	}
+	for _, b := range l.BreachList {
+		out.Breaches = append(out.Breaches, &projectorv1.Breach{Sla: b.SLA, Owner: &eventv1.Owner{Kind: b.OwnerKind, Id: b.OwnerID},
+			DueAt: pbz(b.DueAt), BreachedAt: pbz(b.At)})
+	}
+	return out, nil
+}
+
+// Funnel implements app.Queries: leads captured in the period, counted
+// once per stage they ever reached.
+func (q *Queries) Funnel(ctx context.Context, f app.FunnelQuery) (*projectorv1.GetFunnelResponse, error) {
+	key := "''"
+	switch f.GroupBy {
+	case projectorv1.FunnelGroup_FUNNEL_GROUP_PERIOD:
+		key = fmt.Sprintf("to_char(date_trunc('%s', l.captured_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD')", truncUnit(f.Unit))
+	case projectorv1.FunnelGroup_FUNNEL_GROUP_SEGMENT:
+		key = "l.segment"
+	case projectorv1.FunnelGroup_FUNNEL_GROUP_SOURCE:
+		key = "l.source"
+	}
+	sql := fmt.Sprintf(`SELECT %s AS key, count(*), count(l.mql_at), count(l.accepted_at), count(l.opportunity_at),
+		count(l.won_at), count(l.recycled_at), count(l.disqualified_at)
+		FROM leads l WHERE %s AND l.captured_at IS NOT NULL AND %s
+		AND ($3 = '' OR l.segment = $3) AND ($4 = '' OR l.source = $4)
+		GROUP BY 1 ORDER BY 1`, key, live, period("l.captured_at", 1, 2))
+	out := &projectorv1.GetFunnelResponse{Total: &projectorv1.FunnelRow{}}
+	err := q.db.Read(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, sql, bound(f.Period.From), bound(f.Period.To), f.Segment, f.Source)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			r := &projectorv1.FunnelRow{}
+			if err := rows.Scan(&r.Key, &r.Captured, &r.Mql, &r.Accepted, &r.Opportunity, &r.Won, &r.Recycled, &r.Disqualified); err != nil {
+				return err
+			}
+			t := out.Total
+			t.Captured += r.Captured
+			t.Mql += r.Mql
+			t.Accepted += r.Accepted
+			t.Opportunity += r.Opportunity
+			t.Won += r.Won
+			t.Recycled += r.Recycled
+			t.Disqualified += r.Disqualified
+			if f.GroupBy != projectorv1.FunnelGroup_FUNNEL_GROUP_NONE {
+				out.Rows = append(out.Rows, funnelRates(r))
+			}
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("funnel: %w", err)
+	}
+	funnelRates(out.Total)
+	return out, nil
+}
+
+func truncUnit(u projectorv1.PeriodUnit) string {
+	switch u {
+	case projectorv1.PeriodUnit_PERIOD_UNIT_DAY:
+		return "day"
+	case projectorv1.PeriodUnit_PERIOD_UNIT_WEEK:
+		return "week"
+	case projectorv1.PeriodUnit_PERIOD_UNIT_QUARTER:
+		return "quarter"
+	}
+	return "month"
+}
+
+func funnelRates(r *projectorv1.FunnelRow) *projectorv1.FunnelRow {
+	r.MqlRate = ratio(r.Mql, r.Captured)
+	r.AcceptRate = ratio(r.Accepted, r.Mql)
+	r.OpportunityRate = ratio(r.Opportunity, r.Accepted)
+	r.WinRate = ratio(r.Won, r.Opportunity)
+	return r
+}
+
+func ratio[T int64 | float64](a, b T) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+// Currencies implements app.Queries.
+func (q *Queries) Currencies(ctx context.Context) ([]string, error) {
+	var out []string
+	err := q.db.Read(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT currency FROM campaign_costs UNION SELECT currency FROM opportunities WHERE currency <> ''
+			UNION SELECT won_currency FROM opportunities WHERE won_currency <> '' ORDER BY 1`)
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("currencies: %w", err)
+	}
+	return out, nil
+}
+
+// money is, per lead, its opportunities' amounts in one currency ($1):
+// pipeline (every opportunity), open pipeline, won deals and revenue.
+const money = `SELECT lead_id,
+	coalesce(sum(amount_minor) FILTER (WHERE currency = $1), 0) AS pipeline,
+	coalesce(sum(amount_minor) FILTER (WHERE currency = $1 AND won_at IS NULL AND lost_at IS NULL), 0) AS open_pipeline,
+	count(*) FILTER (WHERE won_at IS NULL AND lost_at IS NULL) AS open_opps,
+	count(won_at) AS won_deals,
+	coalesce(sum(won_minor) FILTER (WHERE won_at IS NOT NULL AND won_currency = $1), 0) AS won
+	FROM opportunities GROUP BY lead_id`
+
+// credit is each attributed lead's share per campaign ("" for none),
+// under the model named by $4, for leads captured in [$2, $3). Shares are
+// numeric, so sums do not depend on row order.
+const credit = `SELECT l.lead_id, CASE WHEN $4 = 'first' THEN l.first_campaign ELSE l.last_campaign END AS campaign_id, 1::numeric AS w
+	FROM leads l WHERE $4 <> 'linear' AND ` + live + ` AND l.captured_at IS NOT NULL AND (%[1]s)
+	UNION ALL
+	SELECT l.lead_id, t.campaign_id, t.touches::numeric / l.touch_count
+	FROM leads l JOIN lead_touches t ON t.lead_id = l.lead_id WHERE $4 = 'linear' AND ` + live + ` AND l.captured_at IS NOT NULL AND (%[1]s)
+	UNION ALL
+	SELECT l.lead_id, '', 1::numeric FROM leads l WHERE $4 = 'linear' AND l.touch_count = 0 AND ` + live + ` AND l.captured_at IS NOT NULL AND (%[1]s)`
+
+// Campaigns implements app.Queries.
+func (q *Queries) Campaigns(ctx context.Context, c app.CampaignQuery) (*projectorv1.GetCampaignReportResponse, error) {
+	model := map[projectorv1.AttributionModel]string{
+		projectorv1.AttributionModel_ATTRIBUTION_MODEL_FIRST_TOUCH: "first",
+		projectorv1.AttributionModel_ATTRIBUTION_MODEL_LAST_TOUCH:  "last",
+		projectorv1.AttributionModel_ATTRIBUTION_MODEL_LINEAR:      "linear",
+	}[c.Attribution]
+	attributed := fmt.Sprintf(`WITH credit AS (`+credit+`), money AS (`+money+`)
+		SELECT c.campaign_id, sum(c.w)::float8,
+			coalesce(sum(c.w) FILTER (WHERE l.mql_at IS NOT NULL), 0)::float8,
+			coalesce(sum(c.w) FILTER (WHERE l.accepted_at IS NOT NULL), 0)::float8,
+			coalesce(sum(c.w) FILTER (WHERE l.opportunity_at IS NOT NULL), 0)::float8,
+			coalesce(sum(c.w * m.pipeline), 0)::float8,
+			coalesce(sum(c.w * m.won_deals), 0)::float8,
+			coalesce(sum(c.w * m.won), 0)::float8
+		FROM credit c JOIN leads l ON l.lead_id = c.lead_id LEFT JOIN money m ON m.lead_id = c.lead_id
+		GROUP BY c.campaign_id`, period("l.captured_at", 2, 3))
+	spend := `SELECT campaign_id, sum(amount_minor)::float8 FROM campaign_costs WHERE currency = $1 AND ` +
+		period("period_start", 2, 3) + ` GROUP BY campaign_id`
+
+	out := &projectorv1.GetCampaignReportResponse{Attribution: c.Attribution, Currency: c.Currency}
+	rows := map[string]*campaignFigures{}
+	get := func(id string) *campaignFigures {
+		r := rows[id]
+		if r == nil {
+			r = &campaignFigures{id: id}
+			rows[id] = r
+		}
+		return r
+	}
+	err := q.db.Read(ctx, func(tx pgx.Tx) error {
+		from, to := bound(c.Period.From), bound(c.Period.To)
+		rs, err := tx.Query(ctx, attributed, c.Currency, from, to, model)
+		if err != nil {
+			return err
+		}
+		for rs.Next() {
+			var id string
+			var f campaignFigures
+			if err := rs.Scan(&id, &f.leads, &f.mqls, &f.accepted, &f.opps, &f.pipeline, &f.wonDeals, &f.won); err != nil {
+				rs.Close()
+				return err
+			}
+			r := get(id)
+			f.id, f.name, f.channel, f.spend = id, r.name, r.channel, r.spend
+			*r = f
+		}
+		if err := rs.Err(); err != nil {
+			return err
+		}
+		rs, err = tx.Query(ctx, spend, c.Currency, from, to)
+		if err != nil {
+			return err
+		}
+		for rs.Next() {
+			var id string
+			var s float64
+			if err := rs.Scan(&id, &s); err != nil {
+				rs.Close()
+				return err
+			}
+			get(id).spend = s
+		}
+		if err := rs.Err(); err != nil {
+			return err
+		}
+		rs, err = tx.Query(ctx, `SELECT campaign_id, name, channel FROM campaigns`)
+		if err != nil {
+			return err
+		}
+		for rs.Next() {
+			var id, name string
+			var ch int32
+			if err := rs.Scan(&id, &name, &ch); err != nil {
+				rs.Close()
+				return err
+			}
+			r := get(id)
+			r.name, r.channel = name, eventv1.Channel(ch)
+		}
+		return rs.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("campaign report: %w", err)
+	}
+	list := make([]*campaignFigures, 0, len(rows))
+	for id, r := range rows {
+		if id == "" {
+			out.Unattributed = r.proto(c.Attribution)
+			continue
+		}
+		list = append(list, r)
+	}
+	// By revenue, not by lead count: the campaigns that look good by
+	// volume are not the ones to fund unless they also close.
+	slices.SortFunc(list, func(a, b *campaignFigures) int {
+		return cmp.Or(cmp.Compare(b.won, a.won), cmp.Compare(b.pipeline, a.pipeline), cmp.Compare(a.id, b.id))
+	})
+	for _, r := range list {
+		out.Campaigns = append(out.Campaigns, r.proto(c.Attribution))
+	}
+	if out.Unattributed == nil {
+		out.Unattributed = (&campaignFigures{}).proto(c.Attribution)
+	}
+	return out, nil
+}
+
+type campaignFigures struct {
+	id, name                                          string
+	channel                                           eventv1.Channel
+	spend, leads, mqls, accepted, opps, pipeline, won float64
+	wonDeals                                          float64
+}
+
+func (f *campaignFigures) proto(m projectorv1.AttributionModel) *projectorv1.CampaignRow {
+	fig := func(v float64) *projectorv1.Figure { return &projectorv1.Figure{Value: v, Attribution: m} }
+	per := func(a, b float64) *projectorv1.Figure {
+		if b == 0 {
+			return &projectorv1.Figure{Attribution: m, Undefined: true}
+		}
+		return fig(a / b)
+	}
+	return &projectorv1.CampaignRow{CampaignId: f.id, Name: f.name, Channel: f.channel, Attribution: m,
+		Spend: fig(f.spend), Leads: fig(f.leads), Mqls: fig(f.mqls), Accepted: fig(f.accepted), Opportunities: fig(f.opps),
+		Pipeline: fig(f.pipeline), WonDeals: fig(f.wonDeals), WonRevenue: fig(f.won),
+		CostPerLead: per(f.spend, f.leads), CostPerAccepted: per(f.spend, f.accepted), CostPerWonDeal: per(f.spend, f.wonDeals),
+		Roi: per(f.won-f.spend, f.spend)}
+}
+
+// SLA implements app.Queries.
+func (q *Queries) SLA(ctx context.Context, s app.SLAQuery) (*projectorv1.GetSLAComplianceResponse, error) {
+	sales := `SELECT GROUPING(h.rep_id), GROUPING(coalesce(r.team_id, '')), coalesce(h.rep_id, ''), coalesce(r.team_id, ''),
+		count(*), count(h.accepted_at), count(*) FILTER (WHERE h.accepted_at IS NOT NULL AND h.accepted_within_sla),
+		coalesce(avg(extract(epoch FROM h.accepted_at - h.assigned_at)), 0)::float8 / 3600,
+		coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM h.accepted_at - h.assigned_at)), 0)::float8 / 3600,
+		count(*) FILTER (WHERE h.accepted_at IS NOT NULL AND h.first_attempt_at IS NOT NULL),
+		count(*) FILTER (WHERE h.accepted_at IS NOT NULL AND h.first_attempt_at IS NOT NULL AND h.first_attempt_within_sla),
+		coalesce(avg(extract(epoch FROM h.first_attempt_at - h.accepted_at)) FILTER (WHERE h.accepted_at IS NOT NULL), 0)::float8 / 3600,
+		coalesce(sum(h.attempts) FILTER (WHERE h.accepted_at IS NOT NULL), 0)
+		FROM handoffs h JOIN leads l ON l.lead_id = h.lead_id LEFT JOIN reps r ON r.rep_id = h.rep_id
+		WHERE ` + live + ` AND ` + period("h.assigned_at", 1, 2) + ` AND ($3 = '' OR h.segment = $3)
+		GROUP BY GROUPING SETS ((h.rep_id, coalesce(r.team_id, '')), (coalesce(r.team_id, '')), ())`
+	breaches := `SELECT b.owner_kind, b.owner_id, coalesce(r.team_id, ''), b.sla, count(*)
+		FROM breaches b JOIN leads l ON l.lead_id = b.lead_id LEFT JOIN reps r ON b.owner_kind = $4 AND r.rep_id = b.owner_id
+		WHERE ` + live + ` AND ` + period("b.at", 1, 2) + ` AND ($3 = '' OR b.segment = $3)
+		GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 4`
+	marketing := `SELECT to_char(date_trunc('month', j.mql_at AT TIME ZONE 'UTC'), 'YYYY-MM'), j.segment,
+		count(*), count(j.accepted_at), count(j.rejected_at), count(j.opportunity_at)
+		FROM journeys j JOIN leads l ON l.lead_id = j.lead_id
+		WHERE ` + live + ` AND ` + period("j.mql_at", 1, 2) + ` AND ($3 = '' OR j.segment = $3)
+		GROUP BY 1, 2 ORDER BY 1, 2`
+
+	out := &projectorv1.GetSLAComplianceResponse{}
+	reps := map[string]*projectorv1.SalesSLARow{}
+	teams := map[string]*projectorv1.SalesSLARow{}
+	var counts []mqlCount
+	var targets []*eventv1.MarketingTarget
+	err := q.db.Read(ctx, func(tx pgx.Tx) error {
+		from, to := bound(s.Period.From), bound(s.Period.To)
+		rs, err := tx.Query(ctx, sales, from, to, s.Segment)
+		if err != nil {
+			return err
+		}
+		for rs.Next() {
+			var gRep, gTeam int32
+			var attempts int64
+			var team *string // NULL where the grouping rolled teams up
+			r := &projectorv1.SalesSLARow{}
+			if err := rs.Scan(&gRep, &gTeam, &r.Key, &team, &r.Assigned, &r.Accepted, &r.AcceptedWithinSla,
+				&r.AvgHoursToAccept, &r.MedianHoursToAccept, &r.Contacted, &r.FirstAttemptWithinSla,
+				&r.AvgHoursToFirstAttempt, &attempts); err != nil {
+				rs.Close()
+				return err
+			}
+			if team != nil {
+				r.TeamId = *team
+			}
+			r.AcceptedWithinSlaRate = ratio(r.AcceptedWithinSla, r.Accepted)
+			r.AttemptsPerLead = ratio(attempts, r.Accepted)
+			switch {
+			case gRep == 0:
+				reps[r.Key] = r
+			case gTeam == 0:
+				r.Key = r.TeamId
+				teams[r.Key] = r
+			default:
+				r.Key, r.TeamId = "", ""
+				out.SalesTotal = r
+			}
+		}
+		if err := rs.Err(); err != nil {
+			return err
+		}
+		rs, err = tx.Query(ctx, breaches, from, to, s.Segment, int32(eventv1.OwnerKind_OWNER_KIND_REP))
+		if err != nil {
+			return err
+		}
+		owners := map[string]*projectorv1.OwnerBreaches{}
+		for rs.Next() {
+			var kind, sla int32
+			var id, team string
+			var n int64
+			if err := rs.Scan(&kind, &id, &team, &sla, &n); err != nil {
+				rs.Close()
+				return err
+			}
+			ok := fmt.Sprintf("%d/%s", kind, id)
+			if owners[ok] == nil {
+				owners[ok] = &projectorv1.OwnerBreaches{Owner: &eventv1.Owner{Kind: eventv1.OwnerKind(kind), Id: id}}
+				out.BreachesByOwner = append(out.BreachesByOwner, owners[ok])
+			}
+			owners[ok].Count += n
+			if eventv1.OwnerKind(kind) != eventv1.OwnerKind_OWNER_KIND_REP {
+				continue
+			}
+			// A rep with breaches but no hand-off in the period still shows.
+			rep := reps[id]
+			if rep == nil {
+				rep = &projectorv1.SalesSLARow{Key: id, TeamId: team}
+				reps[id] = rep
+			}
+			tm := teams[team]
+			if tm == nil {
+				tm = &projectorv1.SalesSLARow{Key: team, TeamId: team}
+				teams[team] = tm
+			}
+			if out.SalesTotal == nil {
+				out.SalesTotal = &projectorv1.SalesSLARow{}
+			}
+			for _, r := range []*projectorv1.SalesSLARow{rep, tm, out.SalesTotal} {
+				r.Breaches += n
+				addSLA(r, eventv1.SLAKind(sla), n)
+			}
+		}
+		if err := rs.Err(); err != nil {
+			return err
+		}
+		rs, err = tx.Query(ctx, marketing, from, to, s.Segment)
+		if err != nil {
+			return err
+		}
+		for rs.Next() {
+			var c mqlCount
+			if err := rs.Scan(&c.month, &c.segment, &c.mqls, &c.accepted, &c.rejected, &c.opps); err != nil {
+				rs.Close()
+				return err
+			}
+			counts = append(counts, c)
+		}
+		if err := rs.Err(); err != nil {
+			return err
+		}
+		rs, err = tx.Query(ctx, `SELECT period, segment, min_mqls, min_acceptance_rate_bps, min_mql_to_opportunity_bps
+			FROM marketing_targets ORDER BY period, segment`)
+		if err != nil {
+			return err
+		}
+		for rs.Next() {
+			t := &eventv1.MarketingTarget{}
+			var acc, opp int32
+			if err := rs.Scan(&t.Period, &t.Segment, &t.MinMqls, &acc, &opp); err != nil {
+				rs.Close()
+				return err
+			}
+			t.MinAcceptanceRateBps, t.MinMqlToOpportunityBps = uint32(acc), uint32(opp)
+			targets = append(targets, t)
+		}
+		return rs.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sla compliance: %w", err)
+	}
+	if out.SalesTotal == nil {
+		out.SalesTotal = &projectorv1.SalesSLARow{}
+	}
+	out.Reps = sortedRows(reps)
+	out.Teams = sortedRows(teams)
+	out.Marketing = marketingRows(counts, targets, s.Segment)
+	return out, nil
+}
+
+func addSLA(r *projectorv1.SalesSLARow, k eventv1.SLAKind, n int64) {
+	for _, c := range r.BreachesBySla {
+		if c.Sla == k {
+			c.Count += n
+			return
+		}
+	}
+	r.BreachesBySla = append(r.BreachesBySla, &projectorv1.SLACount{Sla: k, Count: n})
+	slices.SortFunc(r.BreachesBySla, func(a, b *projectorv1.SLACount) int { return cmp.Compare(a.Sla, b.Sla) })
+}
+
+func sortedRows(m map[string]*projectorv1.SalesSLARow) []*projectorv1.SalesSLARow {
+	out := make([]*projectorv1.SalesSLARow, 0, len(m))
+	for _, r := range m {
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b *projectorv1.SalesSLARow) int { return cmp.Compare(a.Key, b.Key) })
+	return out
+}
+
+type mqlCount struct {
+	month, segment                 string
+	mqls, accepted, rejected, opps int64
+}
+
+// marketingRows turns MQL counts per month and segment into marketing's
+// SLA rows: every month per segment and for all segments, plus each
+// quarter or year a target names; each row with the target set for
+// exactly its period and segment. Counts add up, so coarser periods are
+// sums of months.
+func marketingRows(counts []mqlCount, targets []*eventv1.MarketingTarget, segment string) []*projectorv1.MarketingSLARow {
+	type key struct{ period, segment string }
+	sums := map[key]*projectorv1.MarketingSLARow{}
+	add := func(k key, c mqlCount) {
+		r := sums[k]
+		if r == nil {
+			r = &projectorv1.MarketingSLARow{Period: k.period, Segment: k.segment}
+			sums[k] = r
+		}
+		r.Mqls += c.mqls
+		r.Accepted += c.accepted
+		r.Rejected += c.rejected
+		r.Opportunities += c.opps
+	}
+	wanted := map[key]bool{}
+	for _, t := range targets {
+		if segment == "" || t.GetSegment() == segment {
+			wanted[key{t.GetPeriod(), t.GetSegment()}] = true
+		}
+	}
+	for _, c := range counts {
+		year := c.month[:4]
+		quarter := fmt.Sprintf("%s-Q%d", year, (int(c.month[5]-'0')*10+int(c.month[6]-'0')-1)/3+1)
+		for _, p := range []string{c.month, quarter, year} {
+			for _, s := range []string{c.segment, ""} {
+				if p == c.month || wanted[key{p, s}] {
+					add(key{p, s}, c)
+				}
+			}
+		}
+	}
+	byKey := map[key]*eventv1.MarketingTarget{}
+	for _, t := range targets {
+		byKey[key{t.GetPeriod(), t.GetSegment()}] = t
+	}
+	out := make([]*projectorv1.MarketingSLARow, 0, len(sums))
+	for k, r := range sums {
+		if k.segment == "" && segment != "" {
+			continue // a segment filter: "all segments" would be that segment again
+		}
+		r.AcceptanceRate = ratio(r.Accepted, r.Mqls)
+		r.MqlToOpportunityRate = ratio(r.Opportunities, r.Mqls)
+		if t := byKey[k]; t != nil {
+			r.Target = t
+			r.MqlsMet = r.Mqls >= int64(t.GetMinMqls())
+			r.AcceptanceMet = r.Accepted*10000 >= int64(t.GetMinAcceptanceRateBps())*r.Mqls
+			r.OpportunityMet = r.Opportunities*10000 >= int64(t.GetMinMqlToOpportunityBps())*r.Mqls
+		}
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b *projectorv1.MarketingSLARow) int {
+		return cmp.Or(cmp.Compare(a.Period, b.Period), cmp.Compare(a.Segment, b.Segment))
+	})
+	return out
+}
+
+// Performance implements app.Queries.
+func (q *Queries) Performance(ctx context.Context, p app.PerformanceQuery) (*projectorv1.GetPerformanceResponse, error) {
+	deals := `SELECT count(*), count(o.won_at), count(o.lost_at),
+		coalesce(avg(o.won_minor) FILTER (WHERE o.won_at IS NOT NULL AND o.won_currency = $4), 0)::float8,
+		coalesce(avg(extract(epoch FROM o.won_at - o.created_at)) FILTER (WHERE o.won_at IS NOT NULL), 0)::float8 / 86400
+		FROM opportunities o JOIN leads l ON l.lead_id = o.lead_id
+		WHERE ` + live + ` AND ` + period("o.created_at", 1, 2) + ` AND ($3 = '' OR l.segment = $3)`
+	conversion := `SELECT count(*), count(l.mql_at),
+		count(*) FILTER (WHERE l.mql_at IS NOT NULL AND l.accepted_at IS NOT NULL), count(l.accepted_at),
+		count(*) FILTER (WHERE l.accepted_at IS NOT NULL AND l.opportunity_at IS NOT NULL), count(l.opportunity_at),
+		count(*) FILTER (WHERE l.opportunity_at IS NOT NULL AND l.won_at IS NOT NULL)
+		FROM leads l WHERE ` + live + ` AND l.captured_at IS NOT NULL AND ` + period("l.captured_at", 1, 2) + ` AND ($3 = '' OR l.segment = $3)`
+	stages := `SELECT s.status, count(*),
+		avg(extract(epoch FROM s.left_at - s.entered_at))::float8 / 3600,
+		percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM s.left_at - s.entered_at))::float8 / 3600
+		FROM stage_visits s JOIN leads l ON l.lead_id = s.lead_id
+		WHERE ` + live + ` AND s.left_at IS NOT NULL AND ` + period("s.entered_at", 1, 2) + ` AND ($3 = '' OR l.segment = $3)
+		GROUP BY s.status ORDER BY s.status`
+	out := &projectorv1.GetPerformanceResponse{Currency: p.Currency}
+	err := q.db.Read(ctx, func(tx pgx.Tx) error {
+		from, to := bound(p.Period.From), bound(p.Period.To)
+		if err := tx.QueryRow(ctx, deals, from, to, p.Segment, p.Currency).Scan(&out.Opportunities, &out.Won, &out.Lost,
+			&out.AvgWonDeal, &out.AvgSalesCycleDays); err != nil {
+			return err
+		}
+		var captured, mql, mqlAcc, acc, accOpp, opp, oppWon int64
+		if err := tx.QueryRow(ctx, conversion, from, to, p.Segment).Scan(&captured, &mql, &mqlAcc, &acc, &accOpp, &opp, &oppWon); err != nil {
+			return err
+		}
+		st := func(s string) eventv1.LeadStatus {
+			return eventv1.LeadStatus(eventv1.LeadStatus_value["LEAD_STATUS_"+s])
+		}
+		for _, c := range []struct {
+			from, to         string
+			reached, reachTo int64
+		}{{"NEW", "MQL", captured, mql}, {"MQL", "ACCEPTED", mql, mqlAcc}, {"ACCEPTED", "OPPORTUNITY", acc, accOpp}, {"OPPORTUNITY", "WON", opp, oppWon}} {
+			out.Conversions = append(out.Conversions, &projectorv1.StageConversion{From: st(c.from), To: st(c.to),
+				Reached: c.reached, Converted: c.reachTo, Rate: ratio(c.reachTo, c.reached)})
+		}
+		rs, err := tx.Query(ctx, stages, from, to, p.Segment)
+		if err != nil {
+			return err
+		}
+		defer rs.Close()
+		for rs.Next() {
+			t := &projectorv1.StageTime{}
+			var s int32
+			if err := rs.Scan(&s, &t.Stays, &t.AvgHours, &t.MedianHours); err != nil {
+				return err
+			}
+			t.Status = eventv1.LeadStatus(s)
+			out.TimeInStage = append(out.TimeInStage, t)
+		}
+		return rs.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("performance: %w", err)
+	}
+	out.WinRate = ratio(out.Won, out.Won+out.Lost)
+	if out.AvgSalesCycleDays > 0 {
+		out.Velocity = float64(out.Opportunities) * out.AvgWonDeal * out.WinRate / out.AvgSalesCycleDays
+	}
+	return out, nil
+}
+
+// Accounts implements app.Queries. Leads routing matched to an account
+// count for it; the others for their email domain.
+func (q *Queries) Accounts(ctx context.Context, a app.AccountQuery) (*projectorv1.GetAccountsResponse, error) {
+	sql := `WITH money AS (` + money + `)
+		SELECT CASE WHEN l.account_id <> '' THEN l.account_id ELSE l.email_domain END AS key, l.account_id <> '' AS matched,
+			coalesce(max(a.name), ''), count(*), coalesce(sum(m.open_opps), 0), coalesce(sum(m.open_pipeline), 0),
+			coalesce(sum(m.won_deals), 0), coalesce(sum(m.won), 0) AS won
+		FROM leads l LEFT JOIN money m ON m.lead_id = l.lead_id LEFT JOIN accounts a ON a.account_id = l.account_id
+		WHERE ` + live + ` AND (l.account_id <> '' OR l.email_domain <> '') AND (` + period("l.captured_at", 2, 3) + `)
+		GROUP BY 1, 2 ORDER BY won DESC, 6 DESC, 1 LIMIT $4`
+	out := &projectorv1.GetAccountsResponse{Currency: a.Currency}
+	err := q.db.Read(ctx, func(tx pgx.Tx) error {
+		rs, err := tx.Query(ctx, sql, a.Currency, bound(a.Period.From), bound(a.Period.To), a.Limit)
+		if err != nil {
+			return err
+		}
+		defer rs.Close()
+		for rs.Next() {
+			r := &projectorv1.AccountRow{}
+			if err := rs.Scan(&r.AccountId, &r.Matched, &r.Name, &r.Leads, &r.OpenOpportunities, &r.Pipeline, &r.WonDeals, &r.WonRevenue); err != nil {
+				return err
+			}
+			if !r.Matched {
+				r.Name = r.AccountId
+			}
+			out.Accounts = append(out.Accounts, r)
+		}
+		return rs.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("accounts: %w", err)
+	}
+	return out, nil
+}

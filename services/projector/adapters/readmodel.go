@@ -1,0 +1,481 @@
+// Package adapters is the projector's outbound side: the read model in
+// PostgreSQL (written through pkg/project, queried by the reports) and
+// the stream reads of the what-if replay.
+package adapters
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"reflect"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/project"
+	"github.com/leadflow/leadflow/services/projector/lead"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Name is the read model's name: its schemas are leads_1, leads_2, ...
+const Name = "leads"
+
+// Subjects are what the read model reads: every lead event, campaigns,
+// and the routing data and marketing targets. Pool round-robin pointers
+// (model.routing-pool-*) and the scoring model are left out.
+var Subjects = []string{eventstore.LeadSubjects, eventstore.CampaignSubjects,
+	eventstore.ModelSubject("routing"), eventstore.ModelSubject("sla-targets")}
+
+// ReadModel is the lead read model as a pkg/project projection.
+type ReadModel struct{}
+
+var _ project.Projection = ReadModel{}
+
+// Migrations returns the read model's schema migrations.
+func (ReadModel) Migrations() fs.FS {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		panic(err) // the embedded tree is fixed at build time
+	}
+	return sub
+}
+
+// Apply folds a batch: lead events into each lead's fold (loaded once per
+// batch, written once), reference events as they come.
+func (ReadModel) Apply(ctx context.Context, tx pgx.Tx, events []project.Event) error {
+	var ids []string
+	seen := map[string]bool{}
+	for _, e := range events {
+		if id := eventstore.LeadID(e.Subject); id != "" && !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	folds, err := loadLeads(ctx, tx, ids)
+	if err != nil {
+		return err
+	}
+	b := &pgx.Batch{}
+	for _, e := range events {
+		id := eventstore.LeadID(e.Subject)
+		if id == "" {
+			if err := queueReference(b, e.Event); err != nil {
+				return err
+			}
+			continue
+		}
+		l := folds[id]
+		if l == nil {
+			l = lead.New(id)
+			folds[id] = l
+		}
+		l.Apply(e.Seq, e.Event)
+	}
+	if err := queueLeads(b, ids, folds); err != nil {
+		return err
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("write read model: %w", err)
+	}
+	return nil
+}
+
+func loadLeads(ctx context.Context, tx pgx.Tx, ids []string) (map[string]*lead.Lead, error) {
+	out := make(map[string]*lead.Lead, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := tx.Query(ctx, `SELECT lead_id, state FROM leads WHERE lead_id = ANY($1)`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("load leads: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var state []byte
+		if err := rows.Scan(&id, &state); err != nil {
+			return nil, fmt.Errorf("load leads: %w", err)
+		}
+		l := &lead.Lead{}
+		if err := json.Unmarshal(state, l); err != nil {
+			return nil, fmt.Errorf("load lead %s: %w", id, err)
+		}
+		out[id] = l
+	}
+	return out, rows.Err()
+}
+
+// Row types: one per table, json names = column names, so that a batch
+// of rows is one jsonb_populate_recordset upsert. A nil time is NULL.
+
+type leadRow struct {
+	LeadID         string     `json:"lead_id"`
+	Version        uint64     `json:"version"`
+	Status         int32      `json:"status"`
+	OwnerKind      int32      `json:"owner_kind"`
+	OwnerID        string     `json:"owner_id"`
+	Deadline       *time.Time `json:"deadline"`
+	Score          int        `json:"score"`
+	CapturedAt     *time.Time `json:"captured_at"`
+	UpdatedAt      *time.Time `json:"updated_at"`
+	Source         string     `json:"source"`
+	FirstCampaign  string     `json:"first_campaign"`
+	LastCampaign   string     `json:"last_campaign"`
+	TouchCount     int        `json:"touch_count"`
+	Country        string     `json:"country"`
+	Industry       string     `json:"industry"`
+	Seniority      int32      `json:"seniority"`
+	Employees      int        `json:"employees"`
+	EmailDomain    string     `json:"email_domain"`
+	Segment        string     `json:"segment"`
+	AccountID      string     `json:"account_id"`
+	RepID          string     `json:"rep_id"`
+	MergedInto     string     `json:"merged_into"`
+	Cycle          int        `json:"cycle"`
+	MQLAt          *time.Time `json:"mql_at"`
+	AssignedAt     *time.Time `json:"assigned_at"`
+	AcceptedAt     *time.Time `json:"accepted_at"`
+	OpportunityAt  *time.Time `json:"opportunity_at"`
+	WonAt          *time.Time `json:"won_at"`
+	LostAt         *time.Time `json:"lost_at"`
+	RecycledAt     *time.Time `json:"recycled_at"`
+	DisqualifiedAt *time.Time `json:"disqualified_at"`
+	Attempts       int        `json:"attempts"`
+	Breaches       int        `json:"breaches"`
+	// State goes in as its own parameter (see queueLeadRows).
+	State []byte `json:"-"`
+}
+
+type touchRow struct {
+	LeadID     string `json:"lead_id"`
+	CampaignID string `json:"campaign_id"`
+	Touches    int    `json:"touches"`
+}
+
+type stageRow struct {
+	LeadID    string     `json:"lead_id"`
+	Seq       uint64     `json:"seq"`
+	Status    int32      `json:"status"`
+	EnteredAt *time.Time `json:"entered_at"`
+	LeftAt    *time.Time `json:"left_at"`
+}
+
+type journeyRow struct {
+	LeadID        string     `json:"lead_id"`
+	Cycle         int        `json:"cycle"`
+	MQLAt         *time.Time `json:"mql_at"`
+	Segment       string     `json:"segment"`
+	AssignedAt    *time.Time `json:"assigned_at"`
+	AcceptedAt    *time.Time `json:"accepted_at"`
+	RejectedAt    *time.Time `json:"rejected_at"`
+	RejectReason  int32      `json:"reject_reason"`
+	OpportunityAt *time.Time `json:"opportunity_at"`
+	WonAt         *time.Time `json:"won_at"`
+	LostAt        *time.Time `json:"lost_at"`
+	RecycledAt    *time.Time `json:"recycled_at"`
+}
+
+type handoffRow struct {
+	LeadID                string     `json:"lead_id"`
+	Seq                   uint64     `json:"seq"`
+	Cycle                 int        `json:"cycle"`
+	RepID                 string     `json:"rep_id"`
+	Segment               string     `json:"segment"`
+	AssignedAt            *time.Time `json:"assigned_at"`
+	AcceptBy              *time.Time `json:"accept_by"`
+	AcceptedAt            *time.Time `json:"accepted_at"`
+	AcceptedWithinSLA     bool       `json:"accepted_within_sla"`
+	ContactBy             *time.Time `json:"contact_by"`
+	FirstAttemptAt        *time.Time `json:"first_attempt_at"`
+	FirstAttemptWithinSLA bool       `json:"first_attempt_within_sla"`
+	Attempts              int        `json:"attempts"`
+	EndedAt               *time.Time `json:"ended_at"`
+}
+
+type opportunityRow struct {
+	LeadID        string     `json:"lead_id"`
+	OpportunityID string     `json:"opportunity_id"`
+	Seq           uint64     `json:"seq"`
+	Cycle         int        `json:"cycle"`
+	Currency      string     `json:"currency"`
+	AmountMinor   int64      `json:"amount_minor"`
+	Stage         string     `json:"stage"`
+	RepID         string     `json:"rep_id"`
+	Segment       string     `json:"segment"`
+	CreatedAt     *time.Time `json:"created_at"`
+	ExpectedClose *time.Time `json:"expected_close"`
+	WonAt         *time.Time `json:"won_at"`
+	WonCurrency   string     `json:"won_currency"`
+	WonMinor      int64      `json:"won_minor"`
+	LostAt        *time.Time `json:"lost_at"`
+	LossReason    string     `json:"loss_reason"`
+}
+
+type breachRow struct {
+	LeadID    string     `json:"lead_id"`
+	Seq       uint64     `json:"seq"`
+	SLA       int32      `json:"sla"`
+	OwnerKind int32      `json:"owner_kind"`
+	OwnerID   string     `json:"owner_id"`
+	Segment   string     `json:"segment"`
+	DueAt     *time.Time `json:"due_at"`
+	At        *time.Time `json:"at"`
+}
+
+func tpb(t *timestamppb.Timestamp) *time.Time {
+	if t == nil || !t.IsValid() {
+		return nil
+	}
+	return tp(t.AsTime())
+}
+
+func tp(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+// queueLeads queues the rows of every lead folded in the batch: the lead
+// itself, and each of its child rows that changed.
+func queueLeads(b *pgx.Batch, ids []string, folds map[string]*lead.Lead) error {
+	var (
+		leads    []leadRow
+		touches  []touchRow
+		stages   []stageRow
+		journeys []journeyRow
+		handoffs []handoffRow
+		opps     []opportunityRow
+		breaches []breachRow
+	)
+	for _, id := range ids {
+		l := folds[id]
+		if l == nil || l.Version == 0 {
+			continue
+		}
+		for _, c := range l.Touched() {
+			touches = append(touches, touchRow{LeadID: id, CampaignID: c, Touches: l.Touches[c]})
+		}
+		for _, s := range l.Stages {
+			if s.Dirty {
+				stages = append(stages, stageRow{LeadID: id, Seq: s.Seq, Status: int32(s.Status), EnteredAt: tp(s.Entered), LeftAt: tp(s.Left)})
+			}
+		}
+		for _, j := range l.Journeys {
+			if j.Dirty {
+				journeys = append(journeys, journeyRow{LeadID: id, Cycle: j.Cycle, MQLAt: tp(j.MQLAt), Segment: j.Segment,
+					AssignedAt: tp(j.AssignedAt), AcceptedAt: tp(j.AcceptedAt), RejectedAt: tp(j.RejectedAt), RejectReason: int32(j.RejectReason),
+					OpportunityAt: tp(j.OpportunityAt), WonAt: tp(j.WonAt), LostAt: tp(j.LostAt), RecycledAt: tp(j.RecycledAt)})
+			}
+		}
+		for _, h := range l.Handoffs {
+			if h.Dirty {
+				handoffs = append(handoffs, handoffRow{LeadID: id, Seq: h.Seq, Cycle: h.Cycle, RepID: h.RepID, Segment: h.Segment,
+					AssignedAt: tp(h.AssignedAt), AcceptBy: tp(h.AcceptBy), AcceptedAt: tp(h.AcceptedAt), AcceptedWithinSLA: h.AcceptedWithinSLA,
+					ContactBy: tp(h.ContactBy), FirstAttemptAt: tp(h.FirstAttemptAt), FirstAttemptWithinSLA: h.FirstAttemptWithinSLA,
+					Attempts: h.Attempts, EndedAt: tp(h.EndedAt)})
+			}
+		}
+		for _, o := range l.Opportunities {
+			if o.Dirty {
+				opps = append(opps, opportunityRow{LeadID: id, OpportunityID: o.ID, Seq: o.Seq, Cycle: o.Cycle, Currency: o.Currency,
+					AmountMinor: o.AmountMinor, Stage: o.Stage, RepID: o.RepID, Segment: o.Segment, CreatedAt: tp(o.CreatedAt),
+					ExpectedClose: tp(o.ExpectedClose), WonAt: tp(o.WonAt), WonCurrency: o.WonCurrency, WonMinor: o.WonMinor,
+					LostAt: tp(o.LostAt), LossReason: o.LossReason})
+			}
+		}
+		for _, r := range l.BreachList {
+			if r.Dirty {
+				breaches = append(breaches, breachRow{LeadID: id, Seq: r.Seq, SLA: int32(r.SLA), OwnerKind: int32(r.OwnerKind),
+					OwnerID: r.OwnerID, Segment: r.Segment, DueAt: tp(r.DueAt), At: tp(r.At)})
+			}
+		}
+		l.Clean()
+		state, err := json.Marshal(l)
+		if err != nil {
+			return fmt.Errorf("encode lead %s: %w", id, err)
+		}
+		leads = append(leads, leadRow{LeadID: id, Version: l.Version, Status: int32(l.Status), OwnerKind: int32(l.OwnerKind), OwnerID: l.OwnerID,
+			Deadline: tp(l.Deadline), Score: l.Score, CapturedAt: tp(l.CapturedAt), UpdatedAt: tp(l.UpdatedAt), Source: l.Source,
+			FirstCampaign: l.FirstCampaign, LastCampaign: l.LastCampaign, TouchCount: l.TouchCount, Country: l.Country,
+			Industry: l.Industry, Seniority: int32(l.Seniority), Employees: l.Employees, EmailDomain: l.EmailDomain,
+			Segment: l.Segment, AccountID: l.AccountID, RepID: l.RepID, MergedInto: l.MergedInto, Cycle: l.Cycle,
+			MQLAt: tp(l.MQLAt), AssignedAt: tp(l.AssignedAt), AcceptedAt: tp(l.AcceptedAt), OpportunityAt: tp(l.OpportunityAt),
+			WonAt: tp(l.WonAt), LostAt: tp(l.LostAt), RecycledAt: tp(l.RecycledAt), DisqualifiedAt: tp(l.DisqualifiedAt),
+			Attempts: l.Attempts, Breaches: l.Breaches, State: state})
+	}
+	if len(leads) > 0 {
+		if err := queueLeadRows(b, leads); err != nil {
+			return err
+		}
+	}
+	for _, w := range []struct {
+		table string
+		key   []string
+		rows  any
+		n     int
+	}{
+		{"lead_touches", []string{"lead_id", "campaign_id"}, touches, len(touches)},
+		{"stage_visits", []string{"lead_id", "seq"}, stages, len(stages)},
+		{"journeys", []string{"lead_id", "cycle"}, journeys, len(journeys)},
+		{"handoffs", []string{"lead_id", "seq"}, handoffs, len(handoffs)},
+		{"opportunities", []string{"lead_id", "opportunity_id"}, opps, len(opps)},
+		{"breaches", []string{"lead_id", "seq"}, breaches, len(breaches)},
+	} {
+		if w.n == 0 {
+			continue
+		}
+		if err := queueUpsert(b, w.table, w.key, w.rows); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// queueLeadRows upserts lead rows: each row's columns as JSON, and its
+// fold as bytes beside it (two arrays that unnest together).
+func queueLeadRows(b *pgx.Batch, leads []leadRow) error {
+	rows := make([]string, len(leads))
+	states := make([][]byte, len(leads))
+	for i, l := range leads {
+		data, err := json.Marshal(l)
+		if err != nil {
+			return fmt.Errorf("encode lead %s: %w", l.LeadID, err)
+		}
+		rows[i], states[i] = string(data), l.State
+	}
+	b.Queue(leadUpsert, rows, states)
+	return nil
+}
+
+var leadUpsert = func() string {
+	row := reflect.TypeFor[leadRow]()
+	var cols, sets, sel []string
+	for i := range row.NumField() {
+		c, _, _ := strings.Cut(row.Field(i).Tag.Get("json"), ",")
+		if c == "-" {
+			c = "state"
+		}
+		cols = append(cols, c)
+		if c == "state" {
+			sel = append(sel, "s.state")
+		} else {
+			sel = append(sel, "r."+c)
+		}
+		if c != "lead_id" {
+			sets = append(sets, c+" = excluded."+c)
+		}
+	}
+	return fmt.Sprintf(`INSERT INTO leads (%s) SELECT %s
+		FROM unnest($1::jsonb[], $2::bytea[]) AS s(row, state), LATERAL jsonb_populate_record(NULL::leads, s.row) AS r
+		ON CONFLICT (lead_id) DO UPDATE SET %s`, strings.Join(cols, ", "), strings.Join(sel, ", "), strings.Join(sets, ", "))
+}()
+
+// upsertCache holds the upsert statement of each table.
+var upsertCache stmtCache
+
+type stmtCache struct{ m sync.Map }
+
+func (c *stmtCache) load(k string) (string, bool) {
+	v, ok := c.m.Load(k)
+	if !ok {
+		return "", false
+	}
+	return v.(string), true
+}
+
+func (c *stmtCache) store(k, v string) { c.m.Store(k, v) }
+
+// queueUpsert queues one statement writing rows (a slice of row structs)
+// into table, replacing rows with the same key.
+func queueUpsert(b *pgx.Batch, table string, key []string, rows any) error {
+	data, err := json.Marshal(rows)
+	if err != nil {
+		return fmt.Errorf("encode %s rows: %w", table, err)
+	}
+	b.Queue(upsertSQL(table, key, reflect.TypeOf(rows).Elem()), data)
+	return nil
+}
+
+func upsertSQL(table string, key []string, row reflect.Type) string {
+	if q, ok := upsertCache.load(table); ok {
+		return q
+	}
+	var cols, sets []string
+	for i := range row.NumField() {
+		c, _, _ := strings.Cut(row.Field(i).Tag.Get("json"), ",")
+		cols = append(cols, c)
+		isKey := false
+		for _, k := range key {
+			isKey = isKey || k == c
+		}
+		if !isKey {
+			sets = append(sets, "excluded."+c)
+		}
+	}
+	var set []string
+	for _, s := range sets {
+		set = append(set, strings.TrimPrefix(s, "excluded."))
+	}
+	q := fmt.Sprintf(`INSERT INTO %[1]s (%[2]s) SELECT %[2]s FROM jsonb_populate_recordset(NULL::%[1]s, $1::jsonb)
+		ON CONFLICT (%[3]s) DO UPDATE SET (%[4]s) = ROW(%[5]s)`,
+		table, strings.Join(cols, ", "), strings.Join(key, ", "), strings.Join(set, ", "), strings.Join(sets, ", "))
+	upsertCache.store(table, q)
+	return q
+}
+
+// queueReference queues what a campaign, routing or target event
+// changes.
+func queueReference(b *pgx.Batch, ev *eventv1.Event) error {
+	switch p := ev.GetPayload().(type) {
+	case *eventv1.Event_CampaignRegistered:
+		c := p.CampaignRegistered
+		b.Queue(`INSERT INTO campaigns (campaign_id, name, channel, starts_at, ends_at, budget_currency, budget_minor)
+			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (campaign_id) DO UPDATE SET name = excluded.name, channel = excluded.channel,
+			starts_at = excluded.starts_at, ends_at = excluded.ends_at, budget_currency = excluded.budget_currency, budget_minor = excluded.budget_minor`,
+			c.GetCampaignId(), c.GetName(), int32(c.GetChannel()), tpb(c.GetStartsAt()), tpb(c.GetEndsAt()),
+			c.GetBudget().GetCurrency(), c.GetBudget().GetMinorUnits())
+	case *eventv1.Event_CampaignCostRecorded:
+		c := p.CampaignCostRecorded
+		// A repeated cost line is a no-op: the first one counts.
+		b.Queue(`INSERT INTO campaign_costs (campaign_id, cost_id, currency, amount_minor, period_start, period_end)
+			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
+			c.GetCampaignId(), c.GetCostId(), c.GetAmount().GetCurrency(), c.GetAmount().GetMinorUnits(),
+			tpb(c.GetPeriodStart()), tpb(c.GetPeriodEnd()))
+	case *eventv1.Event_RoutingChanged:
+		switch c := p.RoutingChanged.GetChange().(type) {
+		case *eventv1.RoutingChanged_Team:
+			b.Queue(`INSERT INTO teams (team_id, name, manager_rep_id) VALUES ($1, $2, $3)
+				ON CONFLICT (team_id) DO UPDATE SET name = excluded.name, manager_rep_id = excluded.manager_rep_id`,
+				c.Team.GetTeamId(), c.Team.GetName(), c.Team.GetManagerRepId())
+		case *eventv1.RoutingChanged_Rep:
+			b.Queue(`INSERT INTO reps (rep_id, name, team_id, active) VALUES ($1, $2, $3, $4)
+				ON CONFLICT (rep_id) DO UPDATE SET name = excluded.name, team_id = excluded.team_id, active = excluded.active`,
+				c.Rep.GetRepId(), c.Rep.GetName(), c.Rep.GetTeamId(), c.Rep.GetActive())
+		case *eventv1.RoutingChanged_Account:
+			b.Queue(`INSERT INTO accounts (account_id, name, owner_rep_id) VALUES ($1, $2, $3)
+				ON CONFLICT (account_id) DO UPDATE SET name = excluded.name, owner_rep_id = excluded.owner_rep_id`,
+				c.Account.GetAccountId(), c.Account.GetName(), c.Account.GetOwnerRepId())
+		}
+	case *eventv1.Event_MarketingTargetSet:
+		t := p.MarketingTargetSet.GetTarget()
+		b.Queue(`INSERT INTO marketing_targets (period, segment, min_mqls, min_acceptance_rate_bps, min_mql_to_opportunity_bps)
+			VALUES ($1, $2, $3, $4, $5) ON CONFLICT (period, segment) DO UPDATE SET min_mqls = excluded.min_mqls,
+			min_acceptance_rate_bps = excluded.min_acceptance_rate_bps, min_mql_to_opportunity_bps = excluded.min_mql_to_opportunity_bps`,
+			t.GetPeriod(), t.GetSegment(), t.GetMinMqls(), int32(t.GetMinAcceptanceRateBps()), int32(t.GetMinMqlToOpportunityBps()))
+	}
+	return nil
+}

@@ -1,0 +1,284 @@
+package app
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	projectorv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/projector/v1"
+)
+
+// Period is a time range, From inclusive, To exclusive; a zero side is
+// open.
+type Period struct{ From, To time.Time }
+
+// Contains reports whether t falls in p.
+func (p Period) Contains(t time.Time) bool {
+	return (p.From.IsZero() || !t.Before(p.From)) && (p.To.IsZero() || t.Before(p.To))
+}
+
+func (p Period) check(v *violations, field string) {
+	if !p.From.IsZero() && !p.To.IsZero() && !p.From.Before(p.To) {
+		v.add(field+".to", "must be after %s.from", field)
+	}
+}
+
+// Cursor is where a page of leads ends (newest capture first).
+type Cursor struct {
+	CapturedAt time.Time
+	LeadID     string
+}
+
+// Token is the cursor as an opaque page token.
+func (c Cursor) Token() string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.CapturedAt.UnixMicro(), 10) + "|" + c.LeadID))
+}
+
+func parseToken(s string) (*Cursor, error) {
+	if s == "" {
+		return nil, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return nil, err
+	}
+	ts, id, ok := strings.Cut(string(b), "|")
+	if !ok {
+		return nil, errors.New("malformed")
+	}
+	us, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return nil, err
+	}
+	return &Cursor{CapturedAt: time.UnixMicro(us).UTC(), LeadID: id}, nil
+}
+
+// LeadQuery is a lead search; every filter set must hold.
+type LeadQuery struct {
+	Statuses    []eventv1.LeadStatus
+	Segment     string
+	Source      string
+	CampaignID  string
+	AccountID   string
+	RepID       string
+	EmailDomain string
+	Country     string
+	Captured    Period
+	Overdue     bool
+	// Now is the time Overdue compares deadlines with.
+	Now      time.Time
+	PageSize int
+	After    *Cursor
+	// PageToken is After as the caller sent it.
+	PageToken string
+}
+
+// Page size bounds.
+const (
+	defaultPageSize = 50
+	maxPageSize     = 500
+)
+
+// SearchLeads returns a page of leads, newest capture first, and the
+// token of the next page ("" on the last). It returns a *ValidationError
+// for a bad page size, period or token.
+func (a *App) SearchLeads(ctx context.Context, q LeadQuery) ([]*projectorv1.Lead, string, error) {
+	var v violations
+	switch {
+	case q.PageSize < 0 || q.PageSize > maxPageSize:
+		v.add("page_size", "must be between 0 and %d", maxPageSize)
+	case q.PageSize == 0:
+		q.PageSize = defaultPageSize
+	}
+	for i, s := range q.Statuses {
+		if _, ok := eventv1.LeadStatus_name[int32(s)]; !ok || s == eventv1.LeadStatus_LEAD_STATUS_UNSPECIFIED {
+			v.add(fmt.Sprintf("statuses[%d]", i), "is not a lead status")
+		}
+	}
+	q.Captured.check(&v, "captured")
+	after, err := parseToken(q.PageToken)
+	if err != nil {
+		v.add("page_token", "is not a token this service gave out")
+	}
+	if err := v.err(); err != nil {
+		return nil, "", err
+	}
+	q.After = after
+	q.Now = a.now()
+	return a.queries.SearchLeads(ctx, q)
+}
+
+// idRE is a lead id as the stream allows it: one subject token.
+var idRE = regexp.MustCompile(`^[^.*>\s]{1,128}$`)
+
+// GetLead returns one lead in full. It returns a *ValidationError for a
+// malformed id and ErrNotFound for an unknown lead.
+func (a *App) GetLead(ctx context.Context, id string) (*projectorv1.GetLeadResponse, error) {
+	if !idRE.MatchString(id) {
+		return nil, &ValidationError{Violations: []Violation{{Field: "lead_id", Description: "must be a lead id (no '.', '*', '>' or spaces)"}}}
+	}
+	return a.queries.GetLead(ctx, id)
+}
+
+// FunnelQuery is a funnel: leads captured in Period, grouped.
+type FunnelQuery struct {
+	Period  Period
+	GroupBy projectorv1.FunnelGroup
+	Unit    projectorv1.PeriodUnit
+	Segment string
+	Source  string
+}
+
+// Funnel counts leads by the stages they reached. It returns a
+// *ValidationError for a bad period or an unknown grouping.
+func (a *App) Funnel(ctx context.Context, q FunnelQuery) (*projectorv1.GetFunnelResponse, error) {
+	var v violations
+	q.Period.check(&v, "period")
+	if q.GroupBy == projectorv1.FunnelGroup_FUNNEL_GROUP_UNSPECIFIED {
+		q.GroupBy = projectorv1.FunnelGroup_FUNNEL_GROUP_NONE
+	}
+	if _, ok := projectorv1.FunnelGroup_name[int32(q.GroupBy)]; !ok {
+		v.add("group_by", "is not a funnel grouping")
+	}
+	if q.Unit == projectorv1.PeriodUnit_PERIOD_UNIT_UNSPECIFIED {
+		q.Unit = projectorv1.PeriodUnit_PERIOD_UNIT_MONTH
+	}
+	if _, ok := projectorv1.PeriodUnit_name[int32(q.Unit)]; !ok {
+		v.add("unit", "is not a period unit")
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	return a.queries.Funnel(ctx, q)
+}
+
+// CampaignQuery is a closed-loop campaign report.
+type CampaignQuery struct {
+	Attribution projectorv1.AttributionModel
+	Period      Period
+	Currency    string
+}
+
+var currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
+
+// Campaigns reports every campaign from spend to revenue under one
+// attribution model. It returns a *ValidationError when the model is
+// missing, or the currency is malformed or must be named because the
+// data holds several.
+func (a *App) Campaigns(ctx context.Context, q CampaignQuery) (*projectorv1.GetCampaignReportResponse, error) {
+	var v violations
+	switch q.Attribution {
+	case projectorv1.AttributionModel_ATTRIBUTION_MODEL_FIRST_TOUCH, projectorv1.AttributionModel_ATTRIBUTION_MODEL_LAST_TOUCH,
+		projectorv1.AttributionModel_ATTRIBUTION_MODEL_LINEAR:
+	default:
+		v.add("attribution", "must be FIRST_TOUCH, LAST_TOUCH or LINEAR")
+	}
+	q.Period.check(&v, "period")
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	cur, err := a.currency(ctx, q.Currency)
+	if err != nil {
+		return nil, err
+	}
+	q.Currency = cur
+	return a.queries.Campaigns(ctx, q)
+}
+
+// currency checks a requested currency, or picks the one the data holds.
+func (a *App) currency(ctx context.Context, c string) (string, error) {
+	if c != "" {
+		if !currencyRE.MatchString(c) {
+			return "", &ValidationError{Violations: []Violation{{Field: "currency", Description: "must be an ISO 4217 code such as EUR"}}}
+		}
+		return c, nil
+	}
+	all, err := a.queries.Currencies(ctx)
+	if err != nil {
+		return "", err
+	}
+	switch len(all) {
+	case 0:
+		return "", nil
+	case 1:
+		return all[0], nil
+	}
+	return "", &ValidationError{Violations: []Violation{{Field: "currency",
+		Description: "the data holds " + strings.Join(slices.Sorted(slices.Values(all)), ", ") + ": name one"}}}
+}
+
+// SLAQuery is an SLA compliance report.
+type SLAQuery struct {
+	Period  Period
+	Segment string
+}
+
+// SLA reports SLA compliance both ways. It returns a *ValidationError for
+// a bad period.
+func (a *App) SLA(ctx context.Context, q SLAQuery) (*projectorv1.GetSLAComplianceResponse, error) {
+	var v violations
+	q.Period.check(&v, "period")
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	return a.queries.SLA(ctx, q)
+}
+
+// PerformanceQuery is a sales performance report.
+type PerformanceQuery struct {
+	Period   Period
+	Segment  string
+	Currency string
+}
+
+// Performance reports win rate, velocity, conversion and time in stage.
+// It returns a *ValidationError for a bad period or currency.
+func (a *App) Performance(ctx context.Context, q PerformanceQuery) (*projectorv1.GetPerformanceResponse, error) {
+	var v violations
+	q.Period.check(&v, "period")
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	cur, err := a.currency(ctx, q.Currency)
+	if err != nil {
+		return nil, err
+	}
+	q.Currency = cur
+	return a.queries.Performance(ctx, q)
+}
+
+// AccountQuery is a lead-to-account rollup.
+type AccountQuery struct {
+	Period   Period
+	Currency string
+	Limit    int
+}
+
+// Accounts rolls leads up to accounts. It returns a *ValidationError for
+// a bad period, currency or limit.
+func (a *App) Accounts(ctx context.Context, q AccountQuery) (*projectorv1.GetAccountsResponse, error) {
+	var v violations
+	q.Period.check(&v, "period")
+	switch {
+	case q.Limit < 0 || q.Limit > 10_000:
+		v.add("limit", "must be between 0 and 10000")
+	case q.Limit == 0:
+		q.Limit = 100
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	cur, err := a.currency(ctx, q.Currency)
+	if err != nil {
+		return nil, err
+	}
+	q.Currency = cur
+	return a.queries.Accounts(ctx, q)
+}

@@ -1,0 +1,481 @@
+// Package lead is the projector's fold of one lead: what the read model
+// keeps of a lead, built from its events in order. It is pure, no I/O
+// and no clock: the same events give the same Lead, live or in a rebuild,
+// which is what makes the two agree.
+//
+// Stage milestones follow the lifecycle status every lead event carries
+// (the state after it), so they do not depend on any one service's
+// payloads; the payloads add the details (segment, rep, amounts).
+package lead
+
+import (
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+)
+
+// Lead is one lead in the read model. Times are the events' occurred_at,
+// in UTC; zero means never.
+type Lead struct {
+	ID      string `json:"id"`
+	Version uint64 `json:"version"`
+
+	Status    eventv1.LeadStatus `json:"status"`
+	OwnerKind eventv1.OwnerKind  `json:"owner_kind,omitempty"`
+	OwnerID   string             `json:"owner_id,omitempty"`
+	Deadline  time.Time          `json:"deadline"`
+	Score     int                `json:"score,omitempty"`
+
+	CapturedAt time.Time `json:"captured_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+	Source     string    `json:"source,omitempty"`
+
+	// Campaign touches before the first opportunity.
+	FirstCampaign string         `json:"first_campaign,omitempty"`
+	LastCampaign  string         `json:"last_campaign,omitempty"`
+	TouchCount    int            `json:"touch_count,omitempty"`
+	Touches       map[string]int `json:"touches,omitempty"`
+
+	Country     string            `json:"country,omitempty"`
+	Industry    string            `json:"industry,omitempty"`
+	Seniority   eventv1.Seniority `json:"seniority,omitempty"`
+	Employees   int               `json:"employees,omitempty"`
+	EmailDomain string            `json:"email_domain,omitempty"`
+
+	Segment    string `json:"segment,omitempty"`
+	AccountID  string `json:"account_id,omitempty"`
+	RepID      string `json:"rep_id,omitempty"`
+	MergedInto string `json:"merged_into,omitempty"`
+
+	// Cycle is the lead's journey cycle (Lifecycle.cycle: 1 from capture,
+	// one more each time it qualifies again after nurture). For events
+	// written before the lifecycle carried it, each MQL starts the next.
+	Cycle int `json:"cycle,omitempty"`
+
+	// First time the lead reached each status.
+	MQLAt          time.Time `json:"mql_at"`
+	AssignedAt     time.Time `json:"assigned_at"`
+	AcceptedAt     time.Time `json:"accepted_at"`
+	OpportunityAt  time.Time `json:"opportunity_at"`
+	WonAt          time.Time `json:"won_at"`
+	LostAt         time.Time `json:"lost_at"`
+	RecycledAt     time.Time `json:"recycled_at"`
+	DisqualifiedAt time.Time `json:"disqualified_at"`
+
+	Attempts int `json:"attempts,omitempty"`
+	Breaches int `json:"breaches,omitempty"`
+
+	Stages        []Stage       `json:"stages,omitempty"`
+	Journeys      []Journey     `json:"journeys,omitempty"`
+	Handoffs      []Handoff     `json:"handoffs,omitempty"`
+	Opportunities []Opportunity `json:"opportunities,omitempty"`
+	BreachList    []Breach      `json:"breach_list,omitempty"`
+
+	// touched holds the campaigns whose touch count changed since the
+	// last Clean.
+	touched map[string]bool
+}
+
+// Stage is one stay in a status, from the event that entered it.
+type Stage struct {
+	Seq     uint64             `json:"seq"`
+	Status  eventv1.LeadStatus `json:"status"`
+	Entered time.Time          `json:"entered"`
+	Left    time.Time          `json:"left"`
+	Dirty   bool               `json:"-"`
+}
+
+// Journey is one cycle from becoming an MQL on.
+type Journey struct {
+	Cycle         int                  `json:"cycle"`
+	MQLAt         time.Time            `json:"mql_at"`
+	Segment       string               `json:"segment,omitempty"`
+	AssignedAt    time.Time            `json:"assigned_at"`
+	AcceptedAt    time.Time            `json:"accepted_at"`
+	RejectedAt    time.Time            `json:"rejected_at"`
+	RejectReason  eventv1.RejectReason `json:"reject_reason,omitempty"`
+	OpportunityAt time.Time            `json:"opportunity_at"`
+	WonAt         time.Time            `json:"won_at"`
+	LostAt        time.Time            `json:"lost_at"`
+	RecycledAt    time.Time            `json:"recycled_at"`
+	Dirty         bool                 `json:"-"`
+}
+
+// Handoff is one assignment to a rep, from LeadAssigned or
+// LeadReassigned until the next one.
+type Handoff struct {
+	Seq                   uint64    `json:"seq"`
+	Cycle                 int       `json:"cycle"`
+	RepID                 string    `json:"rep_id"`
+	Segment               string    `json:"segment,omitempty"`
+	AssignedAt            time.Time `json:"assigned_at"`
+	AcceptBy              time.Time `json:"accept_by"`
+	AcceptedAt            time.Time `json:"accepted_at"`
+	AcceptedWithinSLA     bool      `json:"accepted_within_sla,omitempty"`
+	ContactBy             time.Time `json:"contact_by"`
+	FirstAttemptAt        time.Time `json:"first_attempt_at"`
+	FirstAttemptWithinSLA bool      `json:"first_attempt_within_sla,omitempty"`
+	Attempts              int       `json:"attempts,omitempty"`
+	EndedAt               time.Time `json:"ended_at"`
+	Dirty                 bool      `json:"-"`
+}
+
+// Opportunity is one CRM opportunity.
+type Opportunity struct {
+	ID            string    `json:"id"`
+	Seq           uint64    `json:"seq"`
+	Cycle         int       `json:"cycle"`
+	Currency      string    `json:"currency,omitempty"`
+	AmountMinor   int64     `json:"amount_minor,omitempty"`
+	Stage         string    `json:"stage,omitempty"`
+	RepID         string    `json:"rep_id,omitempty"`
+	Segment       string    `json:"segment,omitempty"`
+	CreatedAt     time.Time `json:"created_at"`
+	ExpectedClose time.Time `json:"expected_close"`
+	WonAt         time.Time `json:"won_at"`
+	WonCurrency   string    `json:"won_currency,omitempty"`
+	WonMinor      int64     `json:"won_minor,omitempty"`
+	LostAt        time.Time `json:"lost_at"`
+	LossReason    string    `json:"loss_reason,omitempty"`
+	Dirty         bool      `json:"-"`
+}
+
+// Breach is one SLA breach.
+type Breach struct {
+	Seq       uint64            `json:"seq"`
+	SLA       eventv1.SLAKind   `json:"sla"`
+	OwnerKind eventv1.OwnerKind `json:"owner_kind"`
+	OwnerID   string            `json:"owner_id"`
+	Segment   string            `json:"segment,omitempty"`
+	DueAt     time.Time         `json:"due_at"`
+	At        time.Time         `json:"at"`
+	Dirty     bool              `json:"-"`
+}
+
+// New returns the fold of a lead without events.
+func New(id string) *Lead { return &Lead{ID: id} }
+
+// Apply folds one event of the lead, stored at stream sequence seq. It
+// never fails: an event is a fact; one that says nothing the read model
+// keeps only moves the version.
+func (l *Lead) Apply(seq uint64, ev *eventv1.Event) {
+	at := when(ev)
+	l.Version = seq
+	l.UpdatedAt = at
+	before := l.Status
+	cycle := 0 // the cycle the event carries, if it does
+	if lc := ev.GetLifecycle(); lc != nil {
+		l.Status = lc.GetStatus()
+		l.OwnerKind, l.OwnerID = lc.GetOwner().GetKind(), lc.GetOwner().GetId()
+		l.Deadline = timeOf(lc.GetDeadline())
+		l.Score = int(lc.GetScore())
+		cycle = int(lc.GetCycle())
+	}
+	if l.Status != before {
+		l.enter(seq, before, at, cycle)
+	}
+	if cycle > 0 {
+		l.Cycle = cycle
+	}
+
+	switch p := ev.GetPayload().(type) {
+	case *eventv1.Event_LeadCaptured:
+		c := p.LeadCaptured
+		if l.CapturedAt.IsZero() {
+			l.CapturedAt = at
+		}
+		l.Source = c.GetAttribution().GetSource()
+		l.profile(c.GetProfile())
+		l.touch(c.GetAttribution().GetCampaignId())
+	case *eventv1.Event_LeadResubmitted:
+		l.profile(p.LeadResubmitted.GetProfile())
+		l.touch(p.LeadResubmitted.GetAttribution().GetCampaignId())
+	case *eventv1.Event_ActivityRecorded:
+		l.touch(p.ActivityRecorded.GetCampaignId())
+	case *eventv1.Event_LeadMerged:
+		if s := p.LeadMerged.GetSurvivorLeadId(); s != l.ID {
+			l.MergedInto = s
+		}
+	case *eventv1.Event_LeadUnmerged:
+		if p.LeadUnmerged.GetAbsorbedLeadId() == l.ID {
+			l.MergedInto = ""
+		}
+
+	case *eventv1.Event_LeadAssigned:
+		a := p.LeadAssigned
+		l.segment(a.GetSegment())
+		if id := a.GetAccountId(); id != "" {
+			l.AccountID = id
+		} else if id := a.GetDecision().GetAccountId(); id != "" {
+			l.AccountID = id
+		}
+		l.startHandoff(seq, a.GetOwner().GetId(), a.GetSegment(), at, timeOf(a.GetAcceptBy()))
+	case *eventv1.Event_LeadReassigned:
+		r := p.LeadReassigned
+		l.segment(r.GetSegment())
+		l.startHandoff(seq, r.GetTo().GetId(), r.GetSegment(), at, timeOf(r.GetAcceptBy()))
+	case *eventv1.Event_LeadAccepted:
+		a := p.LeadAccepted
+		l.segment(a.GetSegment())
+		if h := l.handoff(); h != nil && h.AcceptedAt.IsZero() {
+			by := timeOf(a.GetAcceptBy())
+			if by.IsZero() {
+				by = h.AcceptBy
+			}
+			h.AcceptedAt = at
+			h.AcceptedWithinSLA = by.IsZero() || !at.After(by)
+			h.ContactBy = timeOf(a.GetContactBy())
+			h.Dirty = true
+		}
+	case *eventv1.Event_LeadRejected:
+		r := p.LeadRejected
+		l.segment(r.GetSegment())
+		if j := l.journey(); j != nil && j.RejectedAt.IsZero() {
+			j.RejectedAt, j.RejectReason, j.Dirty = at, r.GetReason(), true
+		}
+		l.endHandoff(at)
+	case *eventv1.Event_ContactAttempted:
+		l.Attempts++
+		if h := l.handoff(); h != nil {
+			h.Attempts++
+			if h.FirstAttemptAt.IsZero() {
+				h.FirstAttemptAt = at
+				h.FirstAttemptWithinSLA = h.ContactBy.IsZero() || !at.After(h.ContactBy)
+			}
+			h.Dirty = true
+		}
+	case *eventv1.Event_SlaBreached:
+		b := p.SlaBreached
+		l.Breaches++
+		l.BreachList = append(l.BreachList, Breach{Seq: seq, SLA: b.GetSla(), OwnerKind: b.GetOwner().GetKind(), OwnerID: b.GetOwner().GetId(),
+			Segment: b.GetSegment(), DueAt: timeOf(b.GetDueAt()), At: at, Dirty: true})
+	case *eventv1.Event_OpportunityCreated:
+		o := p.OpportunityCreated
+		l.segment(o.GetSegment())
+		l.Opportunities = append(l.Opportunities, Opportunity{ID: o.GetOpportunityId(), Seq: seq, Cycle: l.Cycle,
+			Currency: o.GetAmount().GetCurrency(), AmountMinor: o.GetAmount().GetMinorUnits(), Stage: o.GetStage(),
+			RepID: o.GetRepId(), Segment: o.GetSegment(), CreatedAt: at, ExpectedClose: timeOf(o.GetExpectedClose()), Dirty: true})
+		l.endHandoff(at)
+	case *eventv1.Event_OpportunityStageChanged:
+		s := p.OpportunityStageChanged
+		if o := l.opportunity(s.GetOpportunityId()); o != nil {
+			o.Stage = s.GetToStage()
+			if m := s.GetAmount(); m != nil {
+				o.Currency, o.AmountMinor = m.GetCurrency(), m.GetMinorUnits()
+			}
+			o.Dirty = true
+		}
+	case *eventv1.Event_DealWon:
+		w := p.DealWon
+		l.segment(w.GetSegment())
+		if o := l.opportunity(w.GetOpportunityId()); o != nil && o.WonAt.IsZero() {
+			o.WonAt, o.WonCurrency, o.WonMinor = at, o.Currency, o.AmountMinor
+			if m := w.GetAmount(); m != nil {
+				o.WonCurrency, o.WonMinor = m.GetCurrency(), m.GetMinorUnits()
+			}
+			o.Dirty = true
+		}
+	case *eventv1.Event_DealLost:
+		d := p.DealLost
+		l.segment(d.GetSegment())
+		if o := l.opportunity(d.GetOpportunityId()); o != nil && o.LostAt.IsZero() {
+			o.LostAt, o.LossReason, o.Dirty = at, d.GetReason(), true
+		}
+	}
+}
+
+// enter records a change of status: the stay in the old one ends, one in
+// the new begins, and milestones and journeys move on.
+func (l *Lead) enter(seq uint64, from eventv1.LeadStatus, at time.Time, cycle int) {
+	if n := len(l.Stages); n > 0 && l.Stages[n-1].Left.IsZero() {
+		l.Stages[n-1].Left, l.Stages[n-1].Dirty = at, true
+	}
+	l.Stages = append(l.Stages, Stage{Seq: seq, Status: l.Status, Entered: at, Dirty: true})
+	first := func(t *time.Time) {
+		if t.IsZero() {
+			*t = at
+		}
+	}
+	j := l.journey()
+	switch l.Status {
+	case eventv1.LeadStatus_LEAD_STATUS_MQL:
+		first(&l.MQLAt)
+		if cycle == 0 {
+			cycle = len(l.Journeys) + 1
+		}
+		if j == nil || j.Cycle != cycle {
+			l.Cycle = cycle
+			l.Journeys = append(l.Journeys, Journey{Cycle: cycle, MQLAt: at, Dirty: true})
+		}
+	case eventv1.LeadStatus_LEAD_STATUS_ASSIGNED:
+		first(&l.AssignedAt)
+		if j != nil && j.AssignedAt.IsZero() {
+			j.AssignedAt, j.Dirty = at, true
+		}
+	case eventv1.LeadStatus_LEAD_STATUS_ACCEPTED:
+		first(&l.AcceptedAt)
+		if j != nil && j.AcceptedAt.IsZero() {
+			j.AcceptedAt, j.Dirty = at, true
+		}
+	case eventv1.LeadStatus_LEAD_STATUS_OPPORTUNITY:
+		first(&l.OpportunityAt)
+		if j != nil && j.OpportunityAt.IsZero() {
+			j.OpportunityAt, j.Dirty = at, true
+		}
+	case eventv1.LeadStatus_LEAD_STATUS_WON:
+		first(&l.WonAt)
+		if j != nil && j.WonAt.IsZero() {
+			j.WonAt, j.Dirty = at, true
+		}
+	case eventv1.LeadStatus_LEAD_STATUS_LOST:
+		first(&l.LostAt)
+		if j != nil && j.LostAt.IsZero() {
+			j.LostAt, j.Dirty = at, true
+		}
+	case eventv1.LeadStatus_LEAD_STATUS_RECYCLED:
+		first(&l.RecycledAt)
+		if j != nil && j.RecycledAt.IsZero() {
+			j.RecycledAt, j.Dirty = at, true
+		}
+	case eventv1.LeadStatus_LEAD_STATUS_DISQUALIFIED:
+		first(&l.DisqualifiedAt)
+	}
+}
+
+func (l *Lead) profile(p *eventv1.Profile) {
+	if p == nil {
+		return
+	}
+	// A later form says what it asks: fields it leaves out keep their value.
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&l.Country, p.GetCountry())
+	set(&l.Industry, p.GetIndustry())
+	set(&l.EmailDomain, p.GetEmailDomain())
+	if s := p.GetSeniority(); s != eventv1.Seniority_SENIORITY_UNSPECIFIED {
+		l.Seniority = s
+	}
+	if e := p.GetEmployees(); e > 0 {
+		l.Employees = int(e)
+	}
+}
+
+// touch counts a campaign touch, unless the lead already became an
+// opportunity: touches after that did not create the pipeline.
+func (l *Lead) touch(campaign string) {
+	if campaign == "" || !l.OpportunityAt.IsZero() {
+		return
+	}
+	if l.Touches == nil {
+		l.Touches = map[string]int{}
+	}
+	if l.touched == nil {
+		l.touched = map[string]bool{}
+	}
+	l.Touches[campaign]++
+	l.touched[campaign] = true
+	l.TouchCount++
+	if l.FirstCampaign == "" {
+		l.FirstCampaign = campaign
+	}
+	l.LastCampaign = campaign
+}
+
+func (l *Lead) segment(s string) {
+	if s != "" {
+		l.Segment = s
+		if j := l.journey(); j != nil && j.Segment != s {
+			j.Segment, j.Dirty = s, true
+		}
+	}
+}
+
+func (l *Lead) journey() *Journey {
+	if n := len(l.Journeys); n > 0 {
+		return &l.Journeys[n-1]
+	}
+	return nil
+}
+
+func (l *Lead) handoff() *Handoff {
+	if n := len(l.Handoffs); n > 0 && l.Handoffs[n-1].EndedAt.IsZero() {
+		return &l.Handoffs[n-1]
+	}
+	return nil
+}
+
+func (l *Lead) startHandoff(seq uint64, rep, segment string, at, acceptBy time.Time) {
+	l.endHandoff(at)
+	if rep != "" {
+		l.RepID = rep
+	}
+	l.Handoffs = append(l.Handoffs, Handoff{Seq: seq, Cycle: l.Cycle, RepID: rep, Segment: segment, AssignedAt: at,
+		AcceptBy: acceptBy, Dirty: true})
+}
+
+// endHandoff closes the running hand-over when the lead leaves the rep's
+// hands (reassigned, rejected, converted).
+func (l *Lead) endHandoff(at time.Time) {
+	if h := l.handoff(); h != nil {
+		h.EndedAt, h.Dirty = at, true
+	}
+}
+
+func (l *Lead) opportunity(id string) *Opportunity {
+	for i := len(l.Opportunities) - 1; i >= 0; i-- {
+		if l.Opportunities[i].ID == id {
+			return &l.Opportunities[i]
+		}
+	}
+	return nil
+}
+
+// Touched returns the campaigns whose touch count changed since the last
+// Clean.
+func (l *Lead) Touched() []string {
+	out := make([]string, 0, len(l.touched))
+	for c := range l.touched {
+		out = append(out, c)
+	}
+	return out
+}
+
+// Clean forgets what changed: the caller has written it.
+func (l *Lead) Clean() {
+	l.touched = nil
+	for i := range l.Stages {
+		l.Stages[i].Dirty = false
+	}
+	for i := range l.Journeys {
+		l.Journeys[i].Dirty = false
+	}
+	for i := range l.Handoffs {
+		l.Handoffs[i].Dirty = false
+	}
+	for i := range l.Opportunities {
+		l.Opportunities[i].Dirty = false
+	}
+	for i := range l.BreachList {
+		l.BreachList[i].Dirty = false
+	}
+}
+
+// when is when an event happened: occurred_at, else recorded_at.
+func when(ev *eventv1.Event) time.Time {
+	if t := ev.GetOccurredAt(); t != nil {
+		return t.AsTime()
+	}
+	return timeOf(ev.GetRecordedAt())
+}
+
+func timeOf(t *timestamppb.Timestamp) time.Time {
+	if t == nil || !t.IsValid() {
+		return time.Time{}
+	}
+	return t.AsTime()
+}

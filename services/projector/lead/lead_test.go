@@ -1,0 +1,146 @@
+package lead_test
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/leadflow/leadflow/pkg/envelope"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/services/projector/lead"
+)
+
+var t0 = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+
+type step struct {
+	h       float64
+	cmd     lifecycle.Command
+	payload proto.Message
+}
+
+// journey builds a lead's events with the shared state machine, as the
+// services write them.
+func journey(t *testing.T, steps []step) []*eventv1.Event {
+	t.Helper()
+	var state lifecycle.State
+	var out []*eventv1.Event
+	for _, s := range steps {
+		at := t0.Add(time.Duration(s.h * float64(time.Hour)))
+		ev, after, err := lifecycle.NewEvent("l", state, s.cmd, lifecycle.DefaultPolicy(), s.payload, envelope.Meta{OccurredAt: at}, at)
+		if err != nil {
+			t.Fatalf("%s: %v", s.cmd.Name, err)
+		}
+		state = after
+		out = append(out, ev)
+	}
+	return out
+}
+
+var ann = lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: "ann"}
+
+func recycledAndBack(t *testing.T) []*eventv1.Event {
+	ts := func(h float64) *timestamppb.Timestamp {
+		return timestamppb.New(t0.Add(time.Duration(h * float64(time.Hour))))
+	}
+	c := func(n lifecycle.CommandName) lifecycle.Command { return lifecycle.Command{Name: n} }
+	return journey(t, []step{
+		{0, c(lifecycle.Capture), &eventv1.LeadCaptured{Attribution: &eventv1.Attribution{Source: "form", CampaignId: "c1"},
+			Profile: &eventv1.Profile{Country: "DE", Employees: 10}}},
+		{1, c(lifecycle.Qualify), &eventv1.LeadQualified{}},
+		{2, lifecycle.Command{Name: lifecycle.Assign, Owner: ann}, &eventv1.LeadAssigned{Owner: &eventv1.Owner{Id: "ann"}, Segment: "smb", AcceptBy: ts(3)}},
+		{4, c(lifecycle.Accept), &eventv1.LeadAccepted{RepId: "ann", ContactBy: ts(5)}},
+		{5, lifecycle.Command{Name: lifecycle.Reject, Reason: "later"}, &eventv1.LeadRejected{Reason: eventv1.RejectReason_REJECT_REASON_NOT_READY}},
+		{6, lifecycle.Command{Name: lifecycle.Enroll, Owner: lifecycle.Owner{Kind: lifecycle.OwnerProgram, ID: "p"}}, &eventv1.NurtureEnrolled{ProgramId: "p"}},
+		{7, c(lifecycle.RecordActivity), &eventv1.ActivityRecorded{CampaignId: "c2"}},
+		{8, c(lifecycle.Reengage), &eventv1.LeadReengaged{ProgramId: "p"}},
+		{9, c(lifecycle.Qualify), &eventv1.LeadQualified{}},
+		{10, lifecycle.Command{Name: lifecycle.Assign, Owner: ann}, &eventv1.LeadAssigned{Owner: &eventv1.Owner{Id: "ann"}, Segment: "mid", AcceptBy: ts(12)}},
+		{11, c(lifecycle.Accept), &eventv1.LeadAccepted{RepId: "ann"}},
+		{12, c(lifecycle.Convert), &eventv1.OpportunityCreated{OpportunityId: "o", Amount: &eventv1.Money{Currency: "EUR", MinorUnits: 5}}},
+		{13, c(lifecycle.RecordActivity), &eventv1.ActivityRecorded{CampaignId: "c3"}},
+		{14, c(lifecycle.Win), &eventv1.DealWon{OpportunityId: "o"}},
+	})
+}
+
+// A lead recycled after a rejection and qualified again has two
+// journeys; first-time milestones stay where they were; touches stop at
+// the opportunity.
+func TestTwoJourneys(t *testing.T) {
+	l := lead.New("l")
+	for i, ev := range recycledAndBack(t) {
+		l.Apply(uint64(i+1), ev)
+	}
+	at := func(h float64) time.Time { return t0.Add(time.Duration(h * float64(time.Hour))) }
+	if l.Status != eventv1.LeadStatus_LEAD_STATUS_WON || l.Cycle != 2 || len(l.Journeys) != 2 || l.Version != 14 {
+		t.Fatalf("lead: status %v cycle %d journeys %d version %d", l.Status, l.Cycle, len(l.Journeys), l.Version)
+	}
+	if !l.MQLAt.Equal(at(1)) || !l.AcceptedAt.Equal(at(4)) || !l.RecycledAt.Equal(at(5)) || !l.WonAt.Equal(at(14)) {
+		t.Errorf("milestones: %+v", l)
+	}
+	j1, j2 := l.Journeys[0], l.Journeys[1]
+	if j1.Segment != "smb" || !j1.RejectedAt.Equal(at(5)) || j1.RejectReason != eventv1.RejectReason_REJECT_REASON_NOT_READY || !j1.OpportunityAt.IsZero() {
+		t.Errorf("journey 1: %+v", j1)
+	}
+	if j2.Segment != "mid" || !j2.MQLAt.Equal(at(9)) || !j2.OpportunityAt.Equal(at(12)) || !j2.WonAt.Equal(at(14)) || !j2.RejectedAt.IsZero() {
+		t.Errorf("journey 2: %+v", j2)
+	}
+	if l.TouchCount != 2 || l.FirstCampaign != "c1" || l.LastCampaign != "c2" || l.Touches["c3"] != 0 {
+		t.Errorf("touches: %d %q %q %v", l.TouchCount, l.FirstCampaign, l.LastCampaign, l.Touches)
+	}
+	// Accepted an hour late the first time, in time the second.
+	if h := l.Handoffs; len(h) != 2 || h[0].AcceptedWithinSLA || !h[1].AcceptedWithinSLA || !h[0].EndedAt.Equal(at(5)) {
+		t.Errorf("hand-offs: %+v", h)
+	}
+	if o := l.Opportunities; len(o) != 1 || o[0].Cycle != 2 || o[0].WonMinor != 5 || o[0].WonCurrency != "EUR" {
+		t.Errorf("opportunities: %+v", o)
+	}
+	if l.OwnerKind != eventv1.OwnerKind_OWNER_KIND_UNSPECIFIED || !l.Deadline.IsZero() {
+		t.Errorf("a won lead has owner %v/%q deadline %v", l.OwnerKind, l.OwnerID, l.Deadline)
+	}
+}
+
+// The projector stores the fold as JSON between batches: folding with a
+// store and load after every event ends where folding in one go does.
+func TestFoldSurvivesItsStorage(t *testing.T) {
+	evs := recycledAndBack(t)
+	whole := lead.New("l")
+	var stored []byte
+	for i, ev := range evs {
+		whole.Apply(uint64(i+1), ev)
+		l := lead.New("l")
+		if stored != nil {
+			if err := json.Unmarshal(stored, l); err != nil {
+				t.Fatal(err)
+			}
+		}
+		l.Apply(uint64(i+1), ev)
+		l.Clean()
+		var err error
+		if stored, err = json.Marshal(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := json.Marshal(whole)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(stored) != string(want) {
+		t.Errorf("stored between events:\n%s\nin one go:\n%s", stored, want)
+	}
+}
+
+// An event that says nothing the read model keeps only moves the version.
+func TestUnprojectedEventsMoveTheVersion(t *testing.T) {
+	evs := journey(t, []step{{0, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{}},
+		{1, lifecycle.Command{Name: lifecycle.Score, Score: 10}, &eventv1.LeadScored{Total: 10}}})
+	l := lead.New("l")
+	l.Apply(3, evs[0])
+	l.Apply(7, evs[1])
+	if l.Version != 7 || l.Score != 10 || len(l.Stages) != 1 {
+		t.Errorf("after a score: version %d score %d stages %d", l.Version, l.Score, len(l.Stages))
+	}
+}

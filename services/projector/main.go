@@ -1,0 +1,70 @@
+// Command projector is Leadflow's query service: it builds the read models
+// in PostgreSQL from every event (pkg/project) and answers lead search,
+// the funnel, the closed-loop campaign report, SLA compliance, sales
+// performance and accounts over gRPC; it rebuilds the read model from the
+// stream and replays proposed scoring models (what-if).
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/leadflow/leadflow/pkg/config"
+	"github.com/leadflow/leadflow/pkg/telemetry"
+)
+
+// Config is the projector's settings.
+type Config struct {
+	Addr     string
+	NATSURL  string
+	Stream   string
+	Replicas int
+	// Postgres is the read models' database (a connection URL).
+	Postgres string
+	// Workers is how many leads are projected at once: the most events
+	// one transaction holds.
+	Workers int
+	AckWait time.Duration
+	Grace   time.Duration
+	LogJSON bool
+	// TraceSample is the share of new traces recorded.
+	TraceSample float64
+}
+
+func main() {
+	if err := mainErr(); err != nil {
+		fmt.Fprintln(os.Stderr, "projector:", err)
+		os.Exit(1)
+	}
+}
+
+func mainErr() error {
+	var cfg Config
+	f := config.New("projector")
+	f.String(&cfg.Addr, "addr", "LEADFLOW_PROJECTOR_ADDR", "127.0.0.1:7105", "gRPC listen address")
+	f.String(&cfg.NATSURL, "nats", "LEADFLOW_NATS_URL", "", "NATS URL (required)")
+	f.String(&cfg.Stream, "stream", "LEADFLOW_STREAM", "LEADFLOW", "event stream name")
+	f.Int(&cfg.Replicas, "replicas", "LEADFLOW_REPLICAS", 1, "stream replicas (3 in a cluster)")
+	f.String(&cfg.Postgres, "postgres", "LEADFLOW_POSTGRES_URL", "", "PostgreSQL URL of the read models (required)")
+	f.Int(&cfg.Workers, "workers", "LEADFLOW_PROJECTOR_WORKERS", 64, "leads projected at once (the most events one transaction holds)")
+	f.Duration(&cfg.AckWait, "ack-wait", "LEADFLOW_ACK_WAIT", 2*time.Second, "redelivery delay of an unacknowledged event (below the 6s partition hand-over)")
+	f.Duration(&cfg.Grace, "grace", "LEADFLOW_GRACE", 10*time.Second, "how long running calls and batches may finish on shutdown")
+	f.Bool(&cfg.LogJSON, "log-json", "LEADFLOW_LOG_JSON", false, "JSON logs")
+	f.Float64(&cfg.TraceSample, "trace-sample", "LEADFLOW_TRACE_SAMPLE", 0.05, "share of new traces recorded (1: all)")
+	if err := f.Parse(os.Args[1:]); err != nil {
+		return err
+	}
+	log, shutdown, err := telemetry.Setup(telemetry.Config{Service: "projector", JSON: cfg.LogJSON, SampleRatio: cfg.TraceSample})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = shutdown(context.Background()) }()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return run(ctx, cfg, log, nil)
+}

@@ -1,0 +1,248 @@
+// Package whatif replays a proposed scoring model over past leads and
+// compares it with the active one, judged by what really happened to
+// those leads (won, rejected). It is pure: the caller feeds it the
+// stream; the scoring is qualification's own scoring.Score, with the facts
+// and the time qualification uses, so "active" here is what the live
+// scorer would say.
+package whatif
+
+import (
+	"cmp"
+	"slices"
+	"time"
+
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/scoring"
+)
+
+// Versions is the scoring model's history: every proposed version, the
+// activated ones, and the active one (0: none).
+type Versions struct {
+	Models    map[uint32]scoring.Model
+	Activated map[uint32]bool
+	Active    uint32
+}
+
+// Fold reads the events of subject model.scoring, in order.
+func (v *Versions) Fold(ev *eventv1.Event) {
+	if v.Models == nil {
+		v.Models, v.Activated = map[uint32]scoring.Model{}, map[uint32]bool{}
+	}
+	switch p := ev.GetPayload().(type) {
+	case *eventv1.Event_ScoringModelProposed:
+		m := scoring.FromProto(p.ScoringModelProposed.GetModel())
+		v.Models[m.Version] = m
+	case *eventv1.Event_ScoringModelActivated:
+		v.Activated[p.ScoringModelActivated.GetVersion()] = true
+		v.Active = p.ScoringModelActivated.GetVersion()
+	}
+}
+
+// Row compares the two versions on some leads.
+type Row struct {
+	// Campaign is the leads' first-touch campaign, "" for none.
+	Campaign     string
+	Leads        int64
+	MQLsActive   int64
+	MQLsProposed int64
+	// Gained: qualified by the proposal only. Lost: by the active only.
+	Gained int64
+	Lost   int64
+	// Of the leads that became won deals, how many the proposal
+	// qualifies (WonQualified) and misses (WonMissed).
+	Won          int64
+	WonQualified int64
+	WonMissed    int64
+	// Of the leads sales rejected, how many the proposal keeps out.
+	Rejected        int64
+	RejectedKeptOut int64
+}
+
+// Result is a what-if's answer: a row per campaign (by campaign id) and
+// the total.
+type Result struct {
+	Campaigns []Row
+	Total     Row
+}
+
+// Replay compares two versions over the leads captured in a period.
+type Replay struct {
+	active   *scoring.Model
+	proposed scoring.Model
+	from, to time.Time
+	leads    map[string]*leadState
+}
+
+type leadState struct {
+	in       bool // captured in the period
+	campaign string
+	opp      bool
+	facts    scoring.Facts
+	// acted: sales took the lead on (accepted, rejected, converted):
+	// scoring after that decided nothing.
+	acted    bool
+	active   verdict
+	proposed verdict
+	won      bool
+	rejected bool
+}
+
+type verdict struct{ qualified, out bool }
+
+// New returns a replay of proposed against active (nil: no version is
+// active, so none qualifies) over leads captured in [from, to) (a zero
+// side is open).
+func New(active *scoring.Model, proposed scoring.Model, from, to time.Time) *Replay {
+	return &Replay{active: active, proposed: proposed, from: from, to: to, leads: map[string]*leadState{}}
+}
+
+// Apply folds one lead event, in stream order. A lead counts only when
+// its capture is seen: one captured before the replay's start is ignored.
+func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
+	l := r.leads[leadID]
+	if l == nil {
+		c := ev.GetLeadCaptured()
+		if c == nil {
+			r.leads[leadID] = &leadState{}
+			return
+		}
+		at := occurred(ev)
+		l = &leadState{in: (r.from.IsZero() || !at.Before(r.from)) && (r.to.IsZero() || at.Before(r.to))}
+		r.leads[leadID] = l
+	}
+	if !l.in {
+		return
+	}
+	trigger := false
+	switch p := ev.GetPayload().(type) {
+	case *eventv1.Event_LeadCaptured:
+		l.facts.Profile = scoring.ProfileOf(p.LeadCaptured.GetProfile())
+		for _, c := range p.LeadCaptured.GetConsents() {
+			l.consent(c)
+		}
+		l.touch(p.LeadCaptured.GetAttribution().GetCampaignId())
+		trigger = true
+	case *eventv1.Event_LeadResubmitted:
+		l.facts.Profile = scoring.Merge(l.facts.Profile, scoring.ProfileOf(p.LeadResubmitted.GetProfile()))
+		l.touch(p.LeadResubmitted.GetAttribution().GetCampaignId())
+		trigger = true
+	case *eventv1.Event_ActivityRecorded:
+		l.facts.Activities = append(l.facts.Activities, scoring.Activity{Type: p.ActivityRecorded.GetType(), At: occurred(ev)})
+		l.touch(p.ActivityRecorded.GetCampaignId())
+		trigger = true
+	case *eventv1.Event_ConsentChanged:
+		l.consent(p.ConsentChanged.GetConsent())
+		trigger = true
+	case *eventv1.Event_LeadReengaged:
+		trigger = true
+	case *eventv1.Event_LeadAccepted, *eventv1.Event_DealLost:
+		l.acted = true
+	case *eventv1.Event_OpportunityCreated:
+		l.acted, l.opp = true, true
+	case *eventv1.Event_LeadRejected:
+		l.acted, l.rejected = true, true
+	case *eventv1.Event_DealWon:
+		l.acted, l.won = true, true
+	}
+	if !trigger || l.acted {
+		return
+	}
+	// As the live scorer does: facts as of the trigger, decay up to the
+	// time it was recorded.
+	at := ev.GetRecordedAt().AsTime()
+	if r.active != nil {
+		l.active.score(*r.active, l.facts, at)
+	}
+	l.proposed.score(r.proposed, l.facts, at)
+}
+
+func (v *verdict) score(m scoring.Model, f scoring.Facts, at time.Time) {
+	if v.qualified || v.out {
+		return
+	}
+	res := scoring.Score(m, f, at)
+	switch {
+	case res.Disqualify != nil && !res.Disqualify.NotNow:
+		v.out = true // disqualified for good: never an MQL under m
+	case res.Qualifies(m):
+		v.qualified = true
+	}
+}
+
+func (l *leadState) consent(c *eventv1.Consent) {
+	if l.facts.Consents == nil {
+		l.facts.Consents = map[eventv1.ConsentChannel]eventv1.ConsentStatus{}
+	}
+	l.facts.Consents[c.GetChannel()] = c.GetStatus()
+}
+
+// touch keeps the first campaign that touched the lead before it became
+// an opportunity, as the read model's first-touch attribution does.
+func (l *leadState) touch(c string) {
+	if l.campaign == "" && c != "" && !l.opp {
+		l.campaign = c
+	}
+}
+
+func occurred(ev *eventv1.Event) time.Time {
+	if t := ev.GetOccurredAt(); t != nil {
+		return t.AsTime()
+	}
+	return ev.GetRecordedAt().AsTime()
+}
+
+// Leads is how many leads of the period the replay has seen.
+func (r *Replay) Leads() int {
+	n := 0
+	for _, l := range r.leads {
+		if l.in {
+			n++
+		}
+	}
+	return n
+}
+
+// Result counts what the replay found, per campaign and in total.
+func (r *Replay) Result() Result {
+	rows := map[string]*Row{}
+	var total Row
+	for _, l := range r.leads {
+		if !l.in {
+			continue
+		}
+		row := rows[l.campaign]
+		if row == nil {
+			row = &Row{Campaign: l.campaign}
+			rows[l.campaign] = row
+		}
+		for _, x := range []*Row{row, &total} {
+			x.add(l)
+		}
+	}
+	out := Result{Total: total}
+	for _, row := range rows {
+		out.Campaigns = append(out.Campaigns, *row)
+	}
+	slices.SortFunc(out.Campaigns, func(a, b Row) int { return cmp.Compare(a.Campaign, b.Campaign) })
+	return out
+}
+
+func (x *Row) add(l *leadState) {
+	b := func(v bool) int64 {
+		if v {
+			return 1
+		}
+		return 0
+	}
+	a, p := l.active.qualified, l.proposed.qualified
+	x.Leads++
+	x.MQLsActive += b(a)
+	x.MQLsProposed += b(p)
+	x.Gained += b(p && !a)
+	x.Lost += b(a && !p)
+	x.Won += b(l.won)
+	x.WonQualified += b(l.won && p)
+	x.WonMissed += b(l.won && !p)
+	x.Rejected += b(l.rejected)
+	x.RejectedKeptOut += b(l.rejected && !p)
+}

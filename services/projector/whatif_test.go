@@ -1,0 +1,189 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	projectorv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/projector/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/pkg/scoring"
+)
+
+// The models of the what-if fixture. Active (v1): a VP is worth 40, a
+// webinar 20 (at most 40); 50 qualifies. Proposed (v2): a VP only 20, a
+// company of 100 to 1,000 people 30, webinars as before, and students are
+// out for good.
+func whatIfModels() (active, proposed scoring.Model) {
+	webinar := scoring.EngagementRule{ID: "webinar", Activity: eventv1.ActivityType_ACTIVITY_TYPE_WEBINAR_ATTENDED, Points: 20, Cap: 40, HalfLife: 1000 * time.Hour}
+	vp := func(p int) scoring.FitRule {
+		return scoring.FitRule{ID: "vp", Points: p, When: scoring.Criteria{SeniorityIn: []eventv1.Seniority{eventv1.Seniority_SENIORITY_VP}}}
+	}
+	active = scoring.Model{ID: scoring.ID, Version: 1, Threshold: 50, Fit: []scoring.FitRule{vp(40)}, Engagement: []scoring.EngagementRule{webinar}}
+	proposed = scoring.Model{ID: scoring.ID, Version: 2, Threshold: 50,
+		Fit:        []scoring.FitRule{vp(20), {ID: "mid-market", Points: 30, When: scoring.Criteria{MinEmployees: 100, MaxEmployees: 1000}}},
+		Engagement: []scoring.EngagementRule{webinar},
+		Disqualify: []scoring.DisqualifyRule{{ID: "student", Reason: "student", When: scoring.Criteria{SeniorityIn: []eventv1.Seniority{eventv1.Seniority_SENIORITY_STUDENT}}}}}
+	return active, proposed
+}
+
+// A proposed model replayed over March's leads, by campaign, with a known
+// answer:
+//
+//	lead  campaign  profile            activity (before sales acted)  active (v1)    proposed (v2)   outcome
+//	a     webinar   VP, 50 people      webinar                        40, 60: MQL    20, 40          won
+//	b     webinar   manager, 300       webinar                        0, 20          30, 50: MQL     won
+//	c     search    VP, 300            -                              40             50: MQL         rejected
+//	d     search    VP, 50             webinar, webinar               40, 60: MQL    20, 40, 60: MQL rejected
+//	e     -         student, 300       webinar ×3                     0..40          out (student)   rejected
+//	f     webinar   VP, 50             webinar (after acceptance)     40             20              (captured in February)
+func TestWhatIfOfAProposedModel(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	active, proposed := whatIfModels()
+	subject := eventstore.ModelSubject("scoring")
+	w.other(t, subject, -100, &eventv1.ScoringModelProposed{Model: scoring.ToProto(active)})
+	w.other(t, subject, -99, &eventv1.ScoringModelActivated{Version: 1})
+	w.other(t, subject, -98, &eventv1.ScoringModelProposed{Model: scoring.ToProto(proposed)})
+
+	cmd := func(n lifecycle.CommandName) lifecycle.Command { return lifecycle.Command{Name: n} }
+	rep := lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: "ann"}
+	capture := func(id string, h float64, campaign string, sen eventv1.Seniority, employees int32) {
+		w.lead(t, id, h, cmd(lifecycle.Capture), &eventv1.LeadCaptured{SealedContact: []byte("s"),
+			Profile:     &eventv1.Profile{Seniority: sen, Employees: employees, EmailDomain: id + ".example"},
+			Attribution: &eventv1.Attribution{Source: "web-form", CampaignId: campaign}})
+	}
+	webinar := func(id string, h float64) {
+		w.lead(t, id, h, cmd(lifecycle.RecordActivity), &eventv1.ActivityRecorded{ActivityId: id + time.Duration(h*float64(time.Hour)).String(),
+			Type: eventv1.ActivityType_ACTIVITY_TYPE_WEBINAR_ATTENDED})
+	}
+	toSales := func(id string, h float64) {
+		w.lead(t, id, h, cmd(lifecycle.Qualify), &eventv1.LeadQualified{})
+		w.lead(t, id, h+1, lifecycle.Command{Name: lifecycle.Assign, Owner: rep}, &eventv1.LeadAssigned{Owner: &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_REP, Id: "ann"}})
+	}
+	won := func(id string, h float64) {
+		toSales(id, h)
+		w.lead(t, id, h+2, cmd(lifecycle.Accept), &eventv1.LeadAccepted{RepId: "ann"})
+		w.lead(t, id, h+3, cmd(lifecycle.Convert), &eventv1.OpportunityCreated{OpportunityId: "o-" + id, Amount: &eventv1.Money{Currency: "EUR", MinorUnits: 100}})
+		w.lead(t, id, h+4, cmd(lifecycle.Win), &eventv1.DealWon{OpportunityId: "o-" + id})
+	}
+	rejected := func(id string, h float64) {
+		toSales(id, h)
+		w.lead(t, id, h+2, lifecycle.Command{Name: lifecycle.Reject, Reason: "no"}, &eventv1.LeadRejected{RepId: "ann", Reason: eventv1.RejectReason_REJECT_REASON_NOT_A_FIT})
+	}
+	vp, mgr, student := eventv1.Seniority_SENIORITY_VP, eventv1.Seniority_SENIORITY_MANAGER, eventv1.Seniority_SENIORITY_STUDENT
+
+	capture("a", 0, "webinar", vp, 50)
+	webinar("a", 1)
+	won("a", 2)
+
+	capture("b", 0, "webinar", mgr, 300)
+	webinar("b", 1)
+	won("b", 2)
+
+	capture("c", 0, "search", vp, 300)
+	rejected("c", 2)
+
+	capture("d", 0, "search", vp, 50)
+	webinar("d", 1)
+	webinar("d", 2)
+	rejected("d", 3)
+
+	capture("e", 0, "", student, 300)
+	webinar("e", 1)
+	webinar("e", 2)
+	webinar("e", 3)
+	rejected("e", 4)
+
+	capture("f", -20*24, "webinar", vp, 50)
+	toSales("f", -20*24+1)
+	w.lead(t, "f", -20*24+3, cmd(lifecycle.Accept), &eventv1.LeadAccepted{RepId: "ann"})
+	webinar("f", -20*24+4)
+
+	ctx := ctxT(t)
+	for _, bad := range []struct {
+		version uint32
+		code    codes.Code
+	}{{0, codes.InvalidArgument}, {1, codes.FailedPrecondition}, {9, codes.FailedPrecondition}} {
+		if _, err := s.client.StartWhatIf(ctx, &projectorv1.StartWhatIfRequest{ProposedVersion: bad.version}); status.Code(err) != bad.code {
+			t.Errorf("what-if of version %d: %v, want %v", bad.version, err, bad.code)
+		}
+	}
+	started, err := s.client.StartWhatIf(ctx, &projectorv1.StartWhatIfRequest{ProposedVersion: 2, Period: marchPeriod()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res *projectorv1.GetWhatIfResponse
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res, err = s.client.GetWhatIf(ctx, &projectorv1.GetWhatIfRequest{WhatIfId: started.GetWhatIfId()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.GetState() != projectorv1.WhatIfState_WHAT_IF_STATE_RUNNING {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("what-if still running: %v", res)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if res.GetState() != projectorv1.WhatIfState_WHAT_IF_STATE_DONE || res.GetProposedVersion() != 2 || res.GetActiveVersion() != 1 ||
+		res.GetRead() == 0 || res.GetRead() != res.GetTotal() || !res.GetPeriod().GetFrom().AsTime().Equal(march.from) {
+		t.Fatalf("what-if: %v", res)
+	}
+	rows := res.GetCampaigns()
+	if len(rows) != 3 {
+		t.Fatalf("rows: %v", rows)
+	}
+	//                 campaign  leads act prop gained lost won wonQ wonMiss rej rejOut
+	checkWhatIf(t, rows[0], "", 1, 0, 0, 0, 0, 0, 0, 0, 1, 1)
+	checkWhatIf(t, rows[1], "search", 2, 1, 2, 1, 0, 0, 0, 0, 2, 0)
+	checkWhatIf(t, rows[2], "webinar", 2, 1, 1, 1, 1, 2, 1, 1, 0, 0)
+	checkWhatIf(t, res.GetTotalRow(), "", 5, 2, 3, 2, 1, 2, 1, 1, 3, 1)
+	for _, r := range append(rows, res.GetTotalRow()) {
+		if r.GetAttribution() != projectorv1.AttributionModel_ATTRIBUTION_MODEL_FIRST_TOUCH {
+			t.Errorf("row %q stamped %v", r.GetCampaignId(), r.GetAttribution())
+		}
+	}
+
+	// The whole stream, February included: f counts, and the active model
+	// never saw its webinar (sales had taken it on).
+	started, err = s.client.StartWhatIf(ctx, &projectorv1.StartWhatIfRequest{ProposedVersion: 2,
+		Period: &projectorv1.Period{To: timestamppb.New(march.to)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		res, err = s.client.GetWhatIf(ctx, &projectorv1.GetWhatIfRequest{WhatIfId: started.GetWhatIfId()})
+		if err != nil || res.GetState() != projectorv1.WhatIfState_WHAT_IF_STATE_RUNNING {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	checkWhatIf(t, res.GetTotalRow(), "", 6, 2, 3, 2, 1, 2, 1, 1, 3, 1)
+	if _, err := s.client.GetWhatIf(ctx, &projectorv1.GetWhatIfRequest{WhatIfId: "nope"}); status.Code(err) != codes.NotFound {
+		t.Errorf("unknown what-if: %v", err)
+	}
+}
+
+func checkWhatIf(t *testing.T, r *projectorv1.WhatIfRow, campaign string, leads, act, prop, gained, lost, won, wonQ, wonMiss, rej, rejOut int64) {
+	t.Helper()
+	got := []int64{r.GetLeads(), r.GetMqlsActive(), r.GetMqlsProposed(), r.GetMqlsGained(), r.GetMqlsLost(), r.GetWon(),
+		r.GetWonQualified(), r.GetWonMissed(), r.GetRejected(), r.GetRejectedKeptOut()}
+	want := []int64{leads, act, prop, gained, lost, won, wonQ, wonMiss, rej, rejOut}
+	if r.GetCampaignId() != campaign {
+		t.Errorf("row %q, want %q", r.GetCampaignId(), campaign)
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Errorf("row %q: %v, want %v", campaign, got, want)
+			return
+		}
+	}
+}
