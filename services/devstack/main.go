@@ -12,6 +12,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -32,6 +33,7 @@ import (
 type service struct {
 	name string // folder under services/
 	addr string
+	args []string // beyond -addr and -nats
 }
 
 func main() {
@@ -65,6 +67,8 @@ func run() error {
 		return err
 	}
 
+	_, statErr := os.Stat(filepath.Join(dataDir, "jetstream"))
+	freshStream := errors.Is(statErr, fs.ErrNotExist)
 	ns, err := natsserver.Start(natsserver.Config{Dir: filepath.Join(dataDir, "jetstream"), Port: *natsPort, SyncAlways: *syncAlways})
 	if err != nil {
 		return fmt.Errorf("start nats on port %d: %w", *natsPort, err)
@@ -85,6 +89,11 @@ func run() error {
 		services = append(services, service{name: "handoff", addr: "127.0.0.1:7103"})
 	}
 	services = append(services, service{name: "nurture", addr: "127.0.0.1:7104"})
+	if dsn, err := readModelDatabase(ctx, freshStream); err != nil {
+		log.Warn("the projector needs PostgreSQL; running without it", "err", err)
+	} else {
+		services = append(services, service{name: "projector", addr: "127.0.0.1:7105", args: []string{"-postgres", dsn}})
+	}
 	var procs []*exec.Cmd
 	defer func() {
 		for _, p := range procs {
@@ -102,7 +111,7 @@ func run() error {
 		if err := build.Run(); err != nil {
 			return fmt.Errorf("build %s: %w", s.name, err)
 		}
-		cmd := exec.Command(bin, "-addr", s.addr, "-nats", ns.URL())
+		cmd := exec.Command(bin, append([]string{"-addr", s.addr, "-nats", ns.URL()}, s.args...)...)
 		cmd.Env = append(os.Environ(), keys...)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Start(); err != nil {
