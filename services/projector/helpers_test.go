@@ -185,7 +185,8 @@ func (w *world) projectedWithin(t testing.TB, dsn string, d time.Duration) {
 		}
 	}
 	w.mu.Unlock()
-	ctx := ctxT(t)
+	ctx, cancel := context.WithTimeout(context.Background(), d+10*time.Second)
+	defer cancel()
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
