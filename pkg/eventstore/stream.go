@@ -15,6 +15,7 @@ package eventstore
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -62,7 +63,7 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 	}
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
-	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s, err := Ensure(ctx, js, jetstream.StreamConfig{
 		Name:               cfg.Name,
 		Description:        "Leadflow lead, campaign and model events; append-only",
 		Subjects:           []string{LeadSubjects, CampaignSubjects, ModelSubjects, ClaimSubjects},
@@ -133,4 +134,34 @@ const defaultTimeout = 5 * time.Second
 // withDefaultTimeout gives ctx a deadline when the caller set none.
 func withDefaultTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	return deadline.Default(ctx, defaultTimeout)
+}
+
+// Ensure creates the stream cfg names, or updates it when it differs in a
+// setting Leadflow chooses; a stream already as wanted is left alone. Every
+// replica of every service calls it on start, and an update racing a
+// consumer's creation on the same stream trips a data race inside
+// nats-server 2.15 (seen under -race), so the common case sends none.
+func Ensure(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	if s, err := js.Stream(ctx, cfg.Name); err == nil && sameSettings(s.CachedInfo().Config, cfg) {
+		return s, nil
+	}
+	return js.CreateOrUpdateStream(ctx, cfg)
+}
+
+// sameSettings compares what Leadflow sets on its streams; the server fills
+// in the rest.
+func sameSettings(have, want jetstream.StreamConfig) bool {
+	return slices.Equal(have.Subjects, want.Subjects) &&
+		have.Description == want.Description &&
+		have.Storage == want.Storage &&
+		have.Replicas == max(want.Replicas, 1) &&
+		(want.Duplicates == 0 || have.Duplicates == want.Duplicates) &&
+		(have.MaxMsgsPerSubject == want.MaxMsgsPerSubject || want.MaxMsgsPerSubject == 0 && have.MaxMsgsPerSubject == -1) &&
+		have.Discard == want.Discard &&
+		have.DenyDelete == want.DenyDelete &&
+		have.DenyPurge == want.DenyPurge &&
+		have.AllowDirect == want.AllowDirect &&
+		have.AllowAtomicPublish == want.AllowAtomicPublish &&
+		have.AllowMsgSchedules == want.AllowMsgSchedules &&
+		have.AllowMsgTTL == want.AllowMsgTTL
 }

@@ -54,7 +54,7 @@ func (s Stream) LeadID(subject string) string {
 func (s Stream) Ensure(ctx context.Context, js jetstream.JetStream, replicas int) error {
 	ctx, cancel := deadline.Default(ctx, 5*time.Second)
 	defer cancel()
-	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	_, err := eventstore.Ensure(ctx, js, jetstream.StreamConfig{
 		Name:              s.Name,
 		Description:       s.Description,
 		Subjects:          []string{s.Subjects()},

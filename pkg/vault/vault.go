@@ -145,7 +145,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Vault, error
 	// PurgeDeletes would erase every lead's data, or turn shredded leads
 	// into unknown ones. Hence no roll-ups either, which need the purge
 	// permission; KeyValue.Purge fails on this bucket, Shred is the way.
-	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	stream, err := eventstore.Ensure(ctx, js, jetstream.StreamConfig{
 		Name:        "KV_" + cfg.Bucket,
 		Description: "Leadflow per-lead data keys, wrapped; a purged key is a shredded lead",
 		Subjects:    []string{"$KV." + cfg.Bucket + ".>"},
