@@ -1,9 +1,11 @@
 package telemetry_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"log"
-	"os"
+	"strings"
 
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/telemetry"
@@ -12,16 +14,19 @@ import (
 // A process sets up telemetry first, passes ServerOption to its gRPC server,
 // and shuts telemetry down last so the final spans are flushed.
 func ExampleSetup() {
-	logger, shutdown, err := telemetry.Setup(telemetry.Config{Service: "handoff", JSON: true, SpanWriter: os.Stdout})
+	var logs, spans bytes.Buffer
+	logger, shutdown, err := telemetry.Setup(telemetry.Config{Service: "handoff", JSON: true, Writer: &logs, SpanWriter: &spans})
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer func() {
-		if err := shutdown(context.Background()); err != nil {
-			logger.Error("telemetry shutdown", "err", err)
-		}
-	}()
+	_, span := telemetry.Tracer("handoff").Start(context.Background(), "route")
+	span.End()
 	logger.Info("serving")
+	if err := shutdown(context.Background()); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(strings.Contains(logs.String(), `"service":"handoff"`), strings.Contains(spans.String(), `"Name":"route"`))
+	// Output: true true
 }
 
 // The writer of an event stores the trace context in the envelope; the
@@ -32,7 +37,8 @@ func ExampleInject() {
 	ev := &eventv1.Event{Trace: telemetry.Inject(ctx)}
 
 	// In the consumer:
-	cctx, handle := telemetry.Tracer("nurture").Start(telemetry.Extract(context.Background(), ev.GetTrace()), "LeadCaptured")
+	_, handle := telemetry.Tracer("nurture").Start(telemetry.Extract(context.Background(), ev.GetTrace()), "LeadCaptured")
 	defer handle.End()
-	_ = cctx
+	fmt.Println(handle.SpanContext().TraceID() == span.SpanContext().TraceID())
+	// Output: true
 }
