@@ -13,6 +13,9 @@ func printHelp(out io.Writer, natsURL string, services []service, lead string) {
 	fmt.Fprintf(out, "  %-14s %-26s %s\n", "NATS JetStream", natsURL, "stream LEADFLOW (lead.>, campaign.>, model.>, claim.>)")
 	for _, s := range services {
 		fmt.Fprintf(out, "  %-14s %-26s gRPC, reflection on\n", s.name, s.addr)
+		if s.web != "" {
+			fmt.Fprintf(out, "  %-14s %-26s the dashboard: open it in a browser (live, works offline)\n", "", s.web)
+		}
 	}
 	fmt.Fprintf(out, "\nCall it (grpcurl, pinned in tools/):\n")
 	fmt.Fprintf(out, "  scripts/gotool grpcurl -plaintext 127.0.0.1:7101 list leadflow.intake.v1.IntakeService\n")

@@ -34,6 +34,7 @@ type service struct {
 	name string // folder under services/
 	addr string
 	args []string // beyond -addr and -nats
+	web  string   // an HTTP page it serves, if any
 }
 
 func main() {
@@ -92,7 +93,8 @@ func run() error {
 	if dsn, err := readModelDatabase(ctx, freshStream); err != nil {
 		log.Warn("the projector needs PostgreSQL; running without it", "err", err)
 	} else {
-		services = append(services, service{name: "projector", addr: "127.0.0.1:7105", args: []string{"-postgres", dsn}})
+		services = append(services, service{name: "projector", addr: "127.0.0.1:7105", web: "http://127.0.0.1:7180/",
+			args: []string{"-postgres", dsn, "-http", "127.0.0.1:7180"}})
 	}
 	var procs []*exec.Cmd
 	defer func() {

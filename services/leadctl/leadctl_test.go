@@ -7,9 +7,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -281,18 +278,14 @@ func TestTailFollowsNewEvents(t *testing.T) {
 // address once it answers health checks.
 func (w *world) serve(t *testing.T, name string, args ...string) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), name)
-	build := exec.Command("go", "build", "-o", bin, "../"+name)
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		t.Fatal(err)
-	}
 	addr := freeAddr(t)
-	proc := exec.Command(bin, append([]string{"-nats", w.nats.Server.URL(), "-addr", addr}, args...)...)
-	if err := proc.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = proc.Process.Kill(); _ = proc.Wait() })
+	w.run(t, build(t, name), addr, args...)
+	return addr
+}
+
+// healthy waits until the gRPC server at addr reports SERVING.
+func healthy(t *testing.T, addr string) {
+	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -301,8 +294,7 @@ func (w *world) serve(t *testing.T, name string, args ...string) string {
 	eventually(t, 30*time.Second, func() bool {
 		r, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
 		return err == nil && r.GetStatus() == healthpb.HealthCheckResponse_SERVING
-	}, "%s did not start", name)
-	return addr
+	}, "%s did not start", addr)
 }
 
 // explain asks the real qualification process (built from source) why a

@@ -1,6 +1,6 @@
 // Command leadctl is the operators' CLI: a lead's timeline and state
-// straight from the stream, dead letters, a live tail, a score's
-// explanation. Its defaults match `make run`, so it needs no flags there.
+// straight from the stream, lost leads, dead letters, replays through the
+// state machine, projection rebuilds, a live tail, a score's explanation. Its defaults match `make run`, so it needs no flags there.
 package main
 
 import (
@@ -35,6 +35,8 @@ type options struct {
 	qualification string
 	intake        string
 	nurture       string
+	handoff       string
+	projector     string
 	output        string
 	timeout       time.Duration
 }
@@ -46,7 +48,7 @@ func newRoot(out io.Writer) *cobra.Command {
 	o := &options{}
 	root := &cobra.Command{
 		Use:           "leadctl",
-		Short:         "Operate Leadflow: timelines, state, lost leads, dead letters, tail, explain, erase, export",
+		Short:         "Operate Leadflow: timelines, state, lost leads, dead letters, replay, rebuild, tail, explain, erase, export",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(*cobra.Command, []string) error {
@@ -62,10 +64,13 @@ func newRoot(out io.Writer) *cobra.Command {
 	f.StringVar(&o.stream, "stream", envOr("LEADFLOW_STREAM", eventstore.DefaultStream), "event stream ($LEADFLOW_STREAM)")
 	f.StringVar(&o.intake, "intake", envOr("LEADFLOW_INTAKE_ADDR", "127.0.0.1:7101"), "intake gRPC address")
 	f.StringVar(&o.qualification, "qualification", envOr("LEADFLOW_QUALIFICATION_ADDR", "127.0.0.1:7102"), "qualification gRPC address")
+	f.StringVar(&o.handoff, "handoff", envOr("LEADFLOW_HANDOFF_ADDR", "127.0.0.1:7103"), "handoff gRPC address")
 	f.StringVar(&o.nurture, "nurture", envOr("LEADFLOW_NURTURE_ADDR", "127.0.0.1:7104"), "nurture gRPC address")
+	f.StringVar(&o.projector, "projector", envOr("LEADFLOW_PROJECTOR_ADDR", "127.0.0.1:7105"), "projector gRPC address")
 	f.StringVarP(&o.output, "output", "o", "text", "output: text or json")
 	f.DurationVar(&o.timeout, "timeout", 5*time.Second, "how long to wait for a server")
-	root.AddCommand(timelineCmd(o), stateCmd(o), dlqCmd(o), tailCmd(o), explainCmd(o), lostCmd(o), eraseCmd(o), exportCmd(o))
+	root.AddCommand(timelineCmd(o), stateCmd(o), dlqCmd(o), tailCmd(o), explainCmd(o), lostCmd(o), reassignCmd(o), eraseCmd(o), exportCmd(o),
+		replayCmd(o), rebuildCmd(o))
 	return root
 }
 

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -15,8 +17,10 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	handoffv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/handoff/v1"
 	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
 	nurturev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/nurture/v1"
 )
@@ -24,7 +28,7 @@ import (
 // call dials one service and runs f, turning "nothing answers" into a clear
 // error naming the flag that sets the address.
 func call(ctx context.Context, o *options, name, addr string, f func(context.Context, *grpc.ClientConn) error) error {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr, grpcDialOpts()...)
 	if err != nil {
 		return err
 	}
@@ -42,6 +46,10 @@ func call(ctx context.Context, o *options, name, addr string, f func(context.Con
 	default:
 		return err
 	}
+}
+
+func grpcDialOpts() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 }
 
 func printProto(cmd *cobra.Command, m proto.Message) error {
@@ -92,35 +100,116 @@ func lostCmd(o *options) *cobra.Command {
 			if o.output == "json" {
 				return printProto(cmd, resp)
 			}
-			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "checked %d leads up to stream seq %d: %d lost, %d parked, %d orphan claims\n",
-				resp.GetLeadsChecked(), resp.GetStreamSeq(), resp.GetTotalLost(), len(resp.GetParked()), len(resp.GetOrphanClaims()))
-			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-			if len(resp.GetLost()) > 0 {
-				fmt.Fprintln(tw, "\nLEAD\tWHY\tLAST EVENT\tMISSING STEP\tOWNER\tSTUCK FOR")
-				for _, l := range resp.GetLost() {
-					fmt.Fprintf(tw, "%s\t%s\t%s (seq %d)\t%s\t%s\t%s\n", l.GetLeadId(), strings.TrimPrefix(l.GetReason().String(), "LOST_REASON_"),
-						l.GetLastEventType(), l.GetLastEventSeq(), l.GetMissingStep(), protoOwner(l.GetOwner()), l.GetStuckFor().AsDuration().Round(time.Second))
-				}
-			}
-			if len(resp.GetParked()) > 0 {
-				fmt.Fprintln(tw, "\nPARKED LEAD\tGROUP\tDEAD SEQ\tPARKED\tERROR")
-				for _, p := range resp.GetParked() {
-					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\n", p.GetLeadId(), p.GetGroup(), p.GetDeadSeq(), len(p.GetParkedSeqs()), oneLine(p.GetError(), 60))
-				}
-			}
-			if len(resp.GetOrphanClaims()) > 0 {
-				fmt.Fprintln(tw, "\nORPHAN CLAIM\tKIND\tLEAD\tAGE")
-				for _, c := range resp.GetOrphanClaims() {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.GetSubject(), c.GetKind(), c.GetLeadId(), c.GetAge().AsDuration().Round(time.Second))
-				}
-			}
-			return tw.Flush()
+			return writeLost(cmd.OutOrStdout(), resp)
 		},
 	}
 	c.Flags().BoolVar(&redrive, "redrive", false, "put every lost and parked lead back on track")
 	return c
 }
+
+// writeLost prints the check for people: per lead its status, owner, last
+// event, the step it misses and for how long, why, and how to fix it.
+func writeLost(w io.Writer, resp *nurturev1.FindLostLeadsResponse) error {
+	fmt.Fprintf(w, "checked %d leads up to stream seq %d in %s: %d lost, %d parked, %d orphan claims\n",
+		resp.GetLeadsChecked(), resp.GetStreamSeq(), resp.GetTook().AsDuration().Round(time.Microsecond),
+		resp.GetTotalLost(), len(resp.GetParked()), len(resp.GetOrphanClaims()))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	var fixes []string
+	fix := func(f string) {
+		if !slices.Contains(fixes, f) {
+			fixes = append(fixes, f)
+		}
+	}
+	if len(resp.GetLost()) > 0 {
+		fmt.Fprintln(tw, "\nLEAD\tSTATUS\tOWNER\tLAST EVENT\tAT\tMISSING STEP\tSTUCK FOR\tWHY")
+		for _, l := range resp.GetLost() {
+			why := strings.ToLower(strings.TrimPrefix(l.GetReason().String(), "LOST_REASON_"))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s: %s\n", l.GetLeadId(), leadStatus(l.GetStatus()), protoOwner(l.GetOwner()),
+				l.GetLastEventType(), at(l.GetLastEventAt()), l.GetMissingStep(), l.GetStuckFor().AsDuration().Round(time.Second), why, l.GetDetail())
+			switch {
+			case l.GetReason() == nurturev1.LostReason_LOST_REASON_DROPPED:
+				fix("leadctl lost --redrive: nurture writes the steps it owes")
+			case l.GetReason() == nurturev1.LostReason_LOST_REASON_STALLED:
+				fix("start the stopped service named under WHY: its group takes the waiting leads in order")
+			case l.GetLastEventType() == "SLABreached":
+				fix("leadctl reassign <lead> --to <rep> --reason <why>: the escalation the breach did not get")
+			}
+		}
+	}
+	if len(resp.GetParked()) > 0 {
+		fmt.Fprintln(tw, "\nPARKED LEAD\tSTATUS\tOWNER\tLAST EVENT\tAT\tMISSING STEP\tSTUCK FOR\tGROUP\tDEAD EVENT\tWAITING\tERROR")
+		for _, p := range resp.GetParked() {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s (seq %d)\t%d\t%s\n", p.GetLeadId(), leadStatus(p.GetStatus()), protoOwner(p.GetOwner()),
+				orDash(p.GetLastEventType()), at(p.GetLastEventAt()), orDash(p.GetMissingStep()), p.GetStuckFor().AsDuration().Round(time.Second),
+				p.GetGroup(), orDash(p.GetDeadEventType()), p.GetDeadSeq(), len(p.GetParkedSeqs()), oneLine(p.GetError(), 300))
+			fix("fix the cause under ERROR, then: leadctl dlq redrive <group> <lead> (or leadctl lost --redrive)")
+		}
+	}
+	if len(resp.GetOrphanClaims()) > 0 {
+		fmt.Fprintln(tw, "\nORPHAN CLAIM\tKIND\tLEAD\tAGE")
+		for _, c := range resp.GetOrphanClaims() {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.GetSubject(), c.GetKind(), c.GetLeadId(), c.GetAge().AsDuration().Round(time.Second))
+		}
+		fix("an orphan claim is adopted by the next capture of that identity")
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(fixes) > 0 {
+		fmt.Fprintln(w, "\nto fix:")
+		for _, f := range fixes {
+			fmt.Fprintln(w, "  "+f)
+		}
+	}
+	return nil
+}
+
+func leadStatus(s eventv1.LeadStatus) string { return strings.TrimPrefix(s.String(), "LEAD_STATUS_") }
+
+func at(t *timestamppb.Timestamp) string {
+	if t == nil {
+		return "-"
+	}
+	return t.AsTime().UTC().Format(time.DateTime)
+}
+
+func reassignCmd(o *options) *cobra.Command {
+	var to, reason string
+	c := &cobra.Command{
+		Use:   "reassign <lead id> --to <rep> --reason <why>",
+		Short: "Give an assigned or accepted lead to another rep (handoff), e.g. a breached SLA nobody escalated",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := uuid.Parse(args[0]); err != nil {
+				return fmt.Errorf("%w: lead id %q is not a UUID", errUsage, args[0])
+			}
+			if to == "" || reason == "" {
+				return fmt.Errorf("%w: --to and --reason are required", errUsage)
+			}
+			var resp *handoffv1.ReassignLeadResponse
+			err := call(cmd.Context(), o, "handoff", o.handoff, func(ctx context.Context, conn *grpc.ClientConn) error {
+				var err error
+				resp, err = handoffv1.NewHandoffServiceClient(conn).ReassignLead(ctx, &handoffv1.ReassignLeadRequest{LeadId: args[0], ToRepId: to,
+					RequestId: uuid.NewString(), Reason: reason, ReassignedBy: operator})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if o.output == "json" {
+				return printProto(cmd, resp)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "lead %s reassigned to rep %s\n", args[0], to)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&to, "to", "", "the rep who takes the lead")
+	c.Flags().StringVar(&reason, "reason", "", "why, kept on the event")
+	return c
+}
+
+// operator is who leadctl acts as.
+var operator = &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "leadctl", Team: eventv1.Team_TEAM_OPERATIONS}
 
 func protoOwner(o *eventv1.Owner) string {
 	if o.GetId() == "" {
@@ -146,7 +235,7 @@ func eraseCmd(o *options) *cobra.Command {
 			err := call(cmd.Context(), o, "intake", o.intake, func(ctx context.Context, conn *grpc.ClientConn) error {
 				var err error
 				resp, err = intakev1.NewIntakeServiceClient(conn).EraseLead(ctx, &intakev1.EraseLeadRequest{LeadId: args[0], Reason: reason,
-					Actor: &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "leadctl", Team: eventv1.Team_TEAM_OPERATIONS}})
+					Actor: operator})
 				return err
 			})
 			if err != nil {

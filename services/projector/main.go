@@ -2,12 +2,14 @@
 // in PostgreSQL from every event (pkg/project) and answers lead search,
 // the funnel, the closed-loop campaign report, SLA compliance, sales
 // performance and accounts over gRPC; it rebuilds the read model from the
-// stream and replays proposed scoring models (what-if).
+// stream and replays proposed scoring models (what-if); and it serves the
+// web dashboard over HTTP.
 package main
 
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -19,7 +21,9 @@ import (
 
 // Config is the projector's settings.
 type Config struct {
-	Addr     string
+	Addr string
+	// HTTP is the dashboard's listen address; empty serves none.
+	HTTP     string
 	NATSURL  string
 	Stream   string
 	Replicas int
@@ -33,6 +37,9 @@ type Config struct {
 	LogJSON bool
 	// TraceSample is the share of new traces recorded.
 	TraceSample float64
+
+	// httpReady, if set, is told the dashboard's address (tests).
+	httpReady func(net.Addr)
 }
 
 func main() {
@@ -46,6 +53,7 @@ func mainErr() error {
 	var cfg Config
 	f := config.New("projector")
 	f.String(&cfg.Addr, "addr", "LEADFLOW_PROJECTOR_ADDR", "127.0.0.1:7105", "gRPC listen address")
+	f.String(&cfg.HTTP, "http", "LEADFLOW_PROJECTOR_HTTP", "127.0.0.1:7180", "dashboard listen address (empty: no dashboard)")
 	f.String(&cfg.NATSURL, "nats", "LEADFLOW_NATS_URL", "", "NATS URL (required)")
 	f.String(&cfg.Stream, "stream", "LEADFLOW_STREAM", "LEADFLOW", "event stream name")
 	f.Int(&cfg.Replicas, "replicas", "LEADFLOW_REPLICAS", 1, "stream replicas (3 in a cluster)")

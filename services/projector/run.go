@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
 
 	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/eventstore"
@@ -17,12 +20,14 @@ import (
 	"github.com/leadflow/leadflow/pkg/project"
 	"github.com/leadflow/leadflow/services/projector/adapters"
 	"github.com/leadflow/leadflow/services/projector/app"
+	"github.com/leadflow/leadflow/services/projector/dashboard"
 	"github.com/leadflow/leadflow/services/projector/ports"
 )
 
 // run wires the projector's parts and runs them until ctx is done: the
-// projection with its two consumer groups, and the gRPC API. ready, if
-// set, is told the address it listens on. Any part failing stops the rest.
+// projection with its two consumer groups, the gRPC API and, when
+// cfg.HTTP is set, the dashboard. ready, if set, is told the gRPC
+// address. Any part failing stops the rest.
 func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)) error {
 	if cfg.NATSURL == "" {
 		return errors.New("-nats is required")
@@ -53,14 +58,37 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 		return err
 	}
 	stream := adapters.NewStream(js, cfg.Stream)
-	a := app.New(adapters.NewQueries(proj), proj, stream, stream, app.WithLogger(log))
+	queries := adapters.NewQueries(proj)
+	a := app.New(queries, proj, stream, stream, app.WithLogger(log))
 	defer a.Close()
+
+	// Open dashboards hear of every committed batch (Handle returns nil
+	// only once its batch is in PostgreSQL) and of scoring model changes,
+	// which the read model does not hold.
+	live := dashboard.NewLive(0)
+	handle := func(ctx context.Context, m consume.Msg) error {
+		err := proj.Handle(ctx, m)
+		if err == nil {
+			live.Changed(m.Seq)
+		}
+		return err
+	}
+	if _, err := nc.Subscribe(eventstore.ModelSubject("scoring"), func(*nats.Msg) { live.Changed(0) }); err != nil {
+		return fmt.Errorf("watch scoring model: %w", err)
+	}
 
 	srv := grpcserver.New(log)
 	projectorv1.RegisterProjectorServiceServer(srv.Server, ports.NewGRPC(a, log))
 	lis, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
+	}
+	var web net.Listener
+	if cfg.HTTP != "" {
+		if web, err = net.Listen("tcp", cfg.HTTP); err != nil {
+			lis.Close()
+			return fmt.Errorf("listen %s: %w", cfg.HTTP, err)
+		}
 	}
 
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -74,7 +102,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	batcher.Go(func() { batchErr = proj.Run(pctx) })
 
 	var wg sync.WaitGroup
-	errs := make([]error, 3)
+	errs := make([]error, 5)
 	part := func(i int, f func() error) {
 		wg.Go(func() {
 			if errs[i] = f(); errs[i] != nil {
@@ -83,9 +111,19 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 		})
 	}
 	gc := ports.GroupConfig{Stream: cfg.Stream, Workers: cfg.Workers, AckWait: cfg.AckWait, ShutdownGrace: cfg.Grace, Logger: log}
-	part(0, func() error { return consume.Run(ctx, js, ports.LeadGroupConfig(gc), proj.Handle) })
-	part(1, func() error { return consume.Run(ctx, js, ports.ReferenceGroupConfig(gc), proj.Handle) })
-	log.Info("projector serving", "grpc", lis.Addr().String(), "nats", cfg.NATSURL, "stream", cfg.Stream)
+	part(0, func() error { return consume.Run(ctx, js, ports.LeadGroupConfig(gc), handle) })
+	part(1, func() error { return consume.Run(ctx, js, ports.ReferenceGroupConfig(gc), handle) })
+	part(3, func() error { live.Run(ctx); return nil })
+	dash := ""
+	if web != nil {
+		dash = "http://" + web.Addr().String() + "/"
+		h := dashboard.New(dashboard.Config{Reports: a, Behind: queries, History: stream, Live: live, Log: log})
+		part(4, func() error { return serveHTTP(ctx, web, h, cfg.Grace, log) })
+		if cfg.httpReady != nil {
+			cfg.httpReady(web.Addr())
+		}
+	}
+	log.Info("projector serving", "grpc", lis.Addr().String(), "dashboard", dash, "nats", cfg.NATSURL, "stream", cfg.Stream)
 	if ready != nil {
 		ready(lis.Addr())
 	}
@@ -98,4 +136,31 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 		log.Warn("nats drain", "err", derr)
 	}
 	return errors.Join(append(errs, batchErr)...)
+}
+
+// serveHTTP serves the dashboard on lis until ctx ends, then shuts down
+// within grace. Live streams never go idle, so their requests' context
+// is ended first.
+func serveHTTP(ctx context.Context, lis net.Listener, h http.Handler, grace time.Duration, log *slog.Logger) error {
+	reqs, stop := context.WithCancel(context.WithoutCancel(ctx))
+	defer stop()
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute,
+		BaseContext: func(net.Listener) context.Context { return reqs },
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(lis) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("dashboard: %w", err)
+	case <-ctx.Done():
+	}
+	stop()
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	err := hs.Shutdown(sctx)
+	<-served
+	if err != nil {
+		return fmt.Errorf("dashboard shutdown: %w", err)
+	}
+	return nil
 }

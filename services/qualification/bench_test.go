@@ -89,7 +89,8 @@ func BenchmarkRescore(b *testing.B) {
 				p := rescoredWithin(b, s.client, v, 30*time.Minute)
 				d := time.Since(start)
 				b.ReportMetric(d.Seconds(), "s/rescore")
-				b.ReportMetric(float64(p.GetTotal())/d.Seconds(), "leads/s")
+				b.ReportMetric(float64(*benchLeads)/d.Seconds(), "leads/s")
+				b.ReportMetric(float64(p.GetTotal())/d.Seconds(), "events/s")
 			}
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -13,22 +14,31 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/pkg/scoring"
 )
 
 // TestMain doubles as a qualification replica process: with
 // QUALIFICATION_CHILD_NATS set, the test binary runs the service against
-// that server until it is signalled or killed.
+// that server (serving gRPC on QUALIFICATION_CHILD_ADDR, if set) until it
+// is signalled or killed.
 func TestMain(m *testing.M) {
 	if url := os.Getenv("QUALIFICATION_CHILD_NATS"); url != "" {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 		defer stop()
 		cfg := Config{Addr: "127.0.0.1:0", NATSURL: url, Stream: stream, Replicas: 1, Workers: 16,
 			AckWait: 2 * time.Second, Grace: time.Second}
+		if addr := os.Getenv("QUALIFICATION_CHILD_ADDR"); addr != "" {
+			cfg.Addr = addr
+		}
 		if err := run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
@@ -166,4 +176,34 @@ func factsUpTo(evs []*eventv1.Event) scoring.Facts {
 		}
 	}
 	return f
+}
+
+// spawn runs the service as a child process against w's JetStream, for a
+// test that kills it -9, and dials it.
+func (w *world) spawn(t *testing.T) (*exec.Cmd, qualificationv1.QualificationServiceClient) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "QUALIFICATION_CHILD_NATS="+w.nats.Server.URL(), "QUALIFICATION_CHILD_ADDR="+addr)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	c := qualificationv1.NewQualificationServiceClient(conn)
+	eventually(t, 15*time.Second, func() bool {
+		_, err := c.GetRescoreProgress(ctxT(t), &qualificationv1.GetRescoreProgressRequest{Version: 1})
+		return status.Code(err) != codes.Unavailable
+	}, "child did not start serving")
+	return cmd, c
 }

@@ -47,14 +47,17 @@ func TestRescoreEqualsScoringFromScratch(t *testing.T) {
 	ids := w.seed(t, n, variedProfile, variedActivities)
 	w.settle(t)
 	mqlBefore := map[string]bool{}
+	events := 0 // what the scan reads
 	for _, id := range ids {
-		mqlBefore[id] = len(ofType(w.events(t, id), "LeadQualified")) == 1
+		evs := w.events(t, id)
+		mqlBefore[id] = len(ofType(evs, "LeadQualified")) == 1
+		events += len(evs)
 	}
 
 	v := activate(t, s.client, v2())
 	p := rescored(t, s.client, v)
-	if p.GetTotal() != n || p.GetDone() != n {
-		t.Errorf("progress %v, want %d of %d", p, n, n)
+	if p.GetTotal() != uint64(events) || p.GetDone() != uint64(events) {
+		t.Errorf("progress %v, want %d of %d", p, events, events)
 	}
 	eventually(t, 10*time.Second, func() bool {
 		_, err := w.nats.JS.Consumer(ctxT(t), consume.DefaultDeadLetterStream, "rescore-v2_redrive")
@@ -112,32 +115,50 @@ func TestRescoreEqualsScoringFromScratch(t *testing.T) {
 	}
 }
 
-// A re-score interrupted by a crash resumes from its durable scan and
-// does no lead twice, nor one that the live consumer scored meanwhile.
+// A replica killed -9 part way through a re-score leaves it to the next
+// one, which finishes it: every open lead is scored once under the version.
+// The kill lands while the scan runs; should a re-score finish before the
+// kill, the next version is activated and the kill tried again.
 func TestRescoreResumesAfterACrash(t *testing.T) {
 	w := newWorld(t)
 	const n = 600
 	ids := w.seed(t, n, variedProfile, func(int) []eventv1.ActivityType { return nil })
-	s := w.start(t)
-	// Activated while the live consumer still reads the backlog: the two
-	// race over the same leads, and still score each once.
-	v := activate(t, s.client, scoring.Default())
-	// Stop the service part way through the scan.
-	var at *qualificationv1.GetRescoreProgressResponse
-	eventually(t, 30*time.Second, func() bool {
-		p, err := s.client.GetRescoreProgress(ctxT(t), &qualificationv1.GetRescoreProgressRequest{Version: v})
-		at = p
-		return err == nil && p.GetState() != qualificationv1.RescoreState_RESCORE_STATE_PENDING && p.GetDone() > 0
-	}, "re-score did not start")
-	s.stop()
-	if at.GetState() == qualificationv1.RescoreState_RESCORE_STATE_COMPLETED {
-		t.Skip("the re-score completed before the crash; nothing to resume")
+	child, client := w.spawn(t)
+	var v uint32
+	for try := 0; ; try++ {
+		if try == 5 {
+			t.Fatal("every re-score finished before the kill could land")
+		}
+		m := scoring.Default()
+		m.Threshold += try // a new version each try
+		// Activated while the live consumer still reads the backlog: the
+		// two race over the same leads, and still score each once.
+		v = activate(t, client, m)
+		var p *qualificationv1.GetRescoreProgressResponse
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
+			var err error
+			p, err = client.GetRescoreProgress(ctxT(t), &qualificationv1.GetRescoreProgressRequest{Version: v})
+			if err == nil && p.GetState() != qualificationv1.RescoreState_RESCORE_STATE_PENDING && p.GetDone() > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("re-score of v%d did not start: %v %v", v, p, err)
+			}
+		}
+		if p.GetState() == qualificationv1.RescoreState_RESCORE_STATE_RUNNING {
+			if err := child.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			_ = child.Wait()
+			t.Logf("killed at %d of %d", p.GetDone(), p.GetTotal())
+			break
+		}
 	}
-	t.Logf("crashed at %d of %d", at.GetDone(), at.GetTotal())
-	s = w.start(t)
-	if p := rescored(t, s.client, v); p.GetDone() != n || p.GetTotal() != n {
+	s := w.start(t)
+	if p := rescored(t, s.client, v); p.GetDone() != p.GetTotal() || p.GetTotal() < n { // every lead event read
 		t.Errorf("progress after resuming: %v", p)
 	}
+	w.settle(t) // the live consumer scores the captures it had not read yet
 	for i, id := range ids {
 		if got := len(scoreBy(w.events(t, id), v)); got != 1 {
 			t.Fatalf("lead %d scored %d times under v%d", i, got, v)

@@ -57,6 +57,37 @@ func (g *Groups) AckFloors(ctx context.Context, group string) ([]uint64, error) 
 	return floors, errors.Join(errs...)
 }
 
+// Stopped reports whether group has a durable on the stream and no key in
+// the members bucket: members renew their key every second and it expires
+// after 3, so a killed group is seen stopped within seconds.
+func (g *Groups) Stopped(ctx context.Context, group string) (bool, error) {
+	ctx, cancel := deadline.Default(ctx, defaultTimeout)
+	defer cancel()
+	_, err := g.js.Consumer(ctx, g.stream, consume.Durable(group, 0, eventstore.Partitions))
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return false, nil // never ran here: a lead waiting for it is not judged by this
+	}
+	if err != nil {
+		return false, fmt.Errorf("durable of %s: %w", group, err)
+	}
+	kv, err := g.js.KeyValue(ctx, consume.DefaultMembersBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("members of %s: %w", group, err)
+	}
+	keys, err := kv.ListKeysFiltered(ctx, group+".*")
+	if err != nil {
+		return false, fmt.Errorf("members of %s: %w", group, err)
+	}
+	for range keys.Keys() {
+		_ = keys.Stop()
+		return false, nil
+	}
+	return true, nil
+}
+
 // DeadLetters lists every dead letter and parked lead of every group.
 func (g *Groups) DeadLetters(ctx context.Context) ([]consume.DeadLetter, error) {
 	return consume.DeadLetters(ctx, g.js, g.deadLetter)

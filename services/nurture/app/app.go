@@ -117,6 +117,9 @@ type Groups interface {
 	// Redrive asks group to handle lead's dead letter again, then what
 	// waits behind it; consume.ErrNotFound when there is none.
 	Redrive(ctx context.Context, group, leadID string) error
+	// Stopped reports whether group has run on the lead stream (its
+	// durables exist) and has no live member now.
+	Stopped(ctx context.Context, group string) (bool, error)
 }
 
 // App is nurture's use cases.

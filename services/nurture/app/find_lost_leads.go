@@ -3,9 +3,11 @@ package app
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/leadflow/leadflow/pkg/consume"
@@ -41,6 +43,7 @@ const (
 	LostNoOwner
 	LostNoDeadline
 	LostDropped
+	LostStalled
 	LostOverdue
 )
 
@@ -59,6 +62,9 @@ type ParkedLead struct {
 	DeadEventType string
 	Status        lifecycle.Status
 	StuckFor      time.Duration
+	// Last is the lead's last event, and MissingStep what should follow.
+	Last        Head
+	MissingStep string
 }
 
 // OrphanClaim is an identity claim whose lead has no events.
@@ -86,8 +92,11 @@ type LostReport struct {
 // queue, an attempts-exhausted breach) was not passed over by nurture's
 // consumer group (its last event is behind the group's ack floor). It
 // also lists every lead parked behind a dead letter, of every group, and
-// every identity claim whose lead has no events. It reads the index of
-// every lead's last event, caught up to the stream when called.
+// every identity claim whose lead has no events. A lead waiting in the
+// queue of qualification or handoff while that group is stopped (it ran
+// before and has no live member) is lost too: nobody will take its step
+// before its deadline passes. It reads the index of every lead's last
+// event, caught up to the stream when called.
 //
 // Errors: *ValidationError (limit, a negative grace), store errors.
 func (a *App) FindLostLeads(ctx context.Context, q LostQuery) (LostReport, error) {
@@ -127,6 +136,30 @@ func (a *App) FindLostLeads(ctx context.Context, q LostQuery) (LostReport, error
 	if err != nil {
 		return LostReport{}, err
 	}
+	// The other groups a lead can wait for (nurture itself is running, as
+	// it answers this call), asked at once: each is a few round trips.
+	stopped := map[lifecycle.Owner]string{}
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		errs []error
+	)
+	for queue, group := range queueGroups {
+		wg.Go(func() {
+			down, err := a.groups.Stopped(ctx, group)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+			} else if down {
+				stopped[queue] = group
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return LostReport{}, err
+	}
 	parkedHere := map[string]bool{}
 	for _, d := range dls {
 		if d.Group == Group {
@@ -137,7 +170,7 @@ func (a *App) FindLostLeads(ctx context.Context, q LostQuery) (LostReport, error
 	rep.StreamSeq, err = a.index.View(ctx, func(v IndexView) {
 		rep.LeadsChecked = len(v.Leads)
 		for i := range v.Leads {
-			if r, ok := judge(&v.Leads[i], floors, parkedHere, q); ok {
+			if r, ok := judge(&v.Leads[i], floors, parkedHere, stopped, q); ok {
 				rep.Lost = append(rep.Lost, r)
 			}
 		}
@@ -153,7 +186,7 @@ func (a *App) FindLostLeads(ctx context.Context, q LostQuery) (LostReport, error
 				p.StuckFor = 0
 			}
 			if h := v.Lead(d.Key); h != nil {
-				p.Status = h.State.Status
+				p.Status, p.Last, p.MissingStep = h.State.Status, *h, nextStep(h)
 			}
 			rep.Parked = append(rep.Parked, p)
 		}
@@ -182,7 +215,7 @@ func (a *App) FindLostLeads(ctx context.Context, q LostQuery) (LostReport, error
 
 // judge says whether h breaks the invariant, and how. It runs for every
 // lead, so it decides before it builds anything.
-func judge(h *Head, floors []uint64, parked map[string]bool, q LostQuery) (LostLead, bool) {
+func judge(h *Head, floors []uint64, parked map[string]bool, stopped map[lifecycle.Owner]string, q LostQuery) (LostLead, bool) {
 	st := &h.State
 	if st.Status.Terminal() || st.Status == lifecycle.StatusNone {
 		return LostLead{}, false
@@ -205,16 +238,31 @@ func judge(h *Head, floors []uint64, parked map[string]bool, q LostQuery) (LostL
 			return lost(LostDropped, fmt.Sprintf("consumer group %q handled %s (seq %d) and wrote no next step", Group, h.Type, h.Seq), q.AsOf.Sub(h.At))
 		}
 	}
+	if group, ok := stopped[st.Owner]; ok {
+		return lost(LostStalled, fmt.Sprintf("consumer group %q has no live member: start %s", group, group), q.AsOf.Sub(h.At))
+	}
 	if late := q.AsOf.Sub(st.Deadline); late > q.OverdueGrace && late > 0 {
 		return lost(LostOverdue, fmt.Sprintf("due %s, owned by %s", st.Deadline.UTC().Format(time.RFC3339), st.Owner), late)
 	}
 	return LostLead{}, false
 }
 
+// queueGroups maps the queues a lead waits in to the consumer group that
+// takes it out of them.
+var queueGroups = map[lifecycle.Owner]string{
+	lifecycle.QueueQualification: "qualification",
+	lifecycle.QueueRouting:       "handoff",
+}
+
 // nextStep says, for people, what should happen next to a lead in h.
 func nextStep(h *Head) string {
 	if h.RecycleDue {
 		return "recycle to nurture (contact attempts exhausted)"
+	}
+	if h.Type == "SLABreached" && (h.State.Status == lifecycle.StatusAssigned || h.State.Status == lifecycle.StatusAccepted) {
+		// handoff escalates in the same append as the breach; a breach
+		// left last had no one to escalate to.
+		return "escalation of the SLA breach: reassignment to another rep"
 	}
 	switch h.State.Status {
 	case lifecycle.StatusNew:

@@ -126,7 +126,8 @@ func (g *GRPC) FindLostLeads(ctx context.Context, r *nurturev1.FindLostLeadsRequ
 	}
 	for _, p := range rep.Parked {
 		out.Parked = append(out.Parked, &nurturev1.ParkedLead{Group: p.Group, LeadId: p.Key, DeadSeq: p.StreamSeq, DeadEventType: p.DeadEventType,
-			Error: p.Error, Since: pbTime(p.At), ParkedSeqs: p.Parked, Status: eventv1.LeadStatus(p.Status), StuckFor: durationpb.New(p.StuckFor)})
+			Error: p.Error, Since: pbTime(p.At), ParkedSeqs: p.Parked, Status: eventv1.LeadStatus(p.Status), StuckFor: durationpb.New(p.StuckFor),
+			Owner: lifecycle.ToProto(p.Last.State).GetOwner(), LastEventType: p.Last.Type, LastEventAt: pbTime(p.Last.At), MissingStep: p.MissingStep})
 	}
 	for _, c := range rep.OrphanClaims {
 		out.OrphanClaims = append(out.OrphanClaims, &nurturev1.OrphanClaim{Subject: c.Subject, Kind: c.Kind, LeadId: c.LeadID,
@@ -140,6 +141,7 @@ var lostReasons = map[app.LostReason]nurturev1.LostReason{
 	app.LostNoOwner:       nurturev1.LostReason_LOST_REASON_NO_OWNER,
 	app.LostNoDeadline:    nurturev1.LostReason_LOST_REASON_NO_DEADLINE,
 	app.LostDropped:       nurturev1.LostReason_LOST_REASON_DROPPED,
+	app.LostStalled:       nurturev1.LostReason_LOST_REASON_STALLED,
 	app.LostOverdue:       nurturev1.LostReason_LOST_REASON_OVERDUE,
 }
 

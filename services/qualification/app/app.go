@@ -25,6 +25,9 @@ type Leads interface {
 	Load(ctx context.Context, leadID string) ([]eventstore.Record, error)
 	// LoadAfter returns a lead's events after stream sequence after.
 	LoadAfter(ctx context.Context, leadID string, after uint64) ([]eventstore.Record, error)
+	// Next returns the sequence of the lead's first event after stream
+	// sequence after, and false when there is none.
+	Next(ctx context.Context, leadID string, after uint64) (uint64, bool, error)
 	// Append appends events atomically at version expected; an error
 	// matching eventstore.ErrConflict when another writer got there first.
 	Append(ctx context.Context, leadID string, expected uint64, events ...*eventv1.Event) (uint64, error)
@@ -43,7 +46,7 @@ type Models interface {
 	LastSeq(ctx context.Context) (uint64, error)
 }
 
-// Scans are the reads of every lead's last event that drive a re-score:
+// Scans are the reads of every lead event that drive a re-score:
 // one durable JetStream consumer per version, so a crash resumes it.
 type Scans interface {
 	// Name is the durable name of version n's scan.

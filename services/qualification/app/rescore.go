@@ -18,7 +18,7 @@ type Rescore struct {
 	Version    uint32
 	Model      scoring.Model
 	Activation registry.Activation
-	// Scan is the durable name of the read of every lead's last event.
+	// Scan is the durable name of the read of every lead event.
 	Scan string
 	// End is the stream sequence the scan has read every lead by; set by
 	// StartRescore. Later messages (new events, the re-score's own
@@ -40,9 +40,8 @@ func (a *App) PendingRescore(ctx context.Context) (Rescore, bool, error) {
 	return Rescore{Version: reg.Active, Model: v.Model, Activation: *v.Activation, Scan: a.scans.Name(reg.Active)}, true, nil
 }
 
-// StartRescore opens the version's scan (one message per lead: its last
-// event) and records ScoringModelRescoreStarted once, with how many leads
-// it reads and the stream sequence it has read up to once it has read
+// StartRescore opens the version's scan (every lead event) and records
+// ScoringModelRescoreStarted once, with how many events it reads and the stream sequence it has read up to once it has read
 // them all. Several replicas may call it; the first record wins. It
 // returns job with End set from that record.
 func (a *App) StartRescore(ctx context.Context, job Rescore) (Rescore, error) {
@@ -50,8 +49,8 @@ func (a *App) StartRescore(ctx context.Context, job Rescore) (Rescore, error) {
 	if err != nil {
 		return job, err
 	}
-	// Read after the scan exists: every lead's last event as the scan saw
-	// it is at or below this sequence. The scan goes on to deliver later
+	// Read after the scan exists: every lead event the scan counted is at
+	// or below this sequence. The scan goes on to deliver later
 	// events too (this re-score's own writes among them); RescoreLead
 	// acknowledges those unread.
 	end, err := a.models.LastSeq(ctx)
@@ -102,6 +101,13 @@ func (a *App) StartRescore(ctx context.Context, job Rescore) (Rescore, error) {
 // lifecycle allows, so an MQL is never qualified twice.
 func (a *App) RescoreLead(ctx context.Context, job Rescore, leadID string, seq uint64) error {
 	if job.End > 0 && seq > job.End {
+		return nil
+	}
+	// The scan reads every event: a lead's turn is its last one as of the
+	// end (one direct get tells), and the lead is loaded once.
+	if next, ok, err := a.leads.Next(ctx, leadID, seq); err != nil {
+		return err
+	} else if ok && next <= job.End {
 		return nil
 	}
 	meta := envelope.Meta{CorrelationID: job.Activation.CorrelationID, CausationID: job.Activation.EventID}
@@ -226,7 +232,7 @@ const (
 	RescoreNotActivated                         // the version never activated
 )
 
-// Progress is a re-score's state and count of leads read.
+// Progress is a re-score's state and count of lead events read.
 type Progress struct {
 	Version     uint32
 	State       RescoreState

@@ -76,7 +76,7 @@ type RescoreConfig struct {
 // Rescores runs re-scores until ctx is done. It looks every Poll, and at
 // once after this process activates a version, for an active version not
 // yet re-scored (just activated, or interrupted by a crash). It then reads
-// every lead's last event through the version's durable scan with
+// every lead event through the version's durable scan with
 // pkg/consume, re-scores each open lead and records completion. Every
 // replica may run it: they share the scan.
 func (e *Events) Rescores(ctx context.Context, js jetstream.JetStream, cfg RescoreConfig) error {
@@ -126,7 +126,7 @@ func (e *Events) rescore(ctx context.Context, js jetstream.JetStream, cfg Rescor
 			Group:         job.Scan,
 			Filter:        func(int) []string { return []string{eventstore.LeadSubjects} },
 			Key:           eventstore.LeadID,
-			DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
+			DeliverPolicy: jetstream.DeliverAllPolicy,
 			Workers:       cfg.Workers,
 			AckWait:       cfg.AckWait,
 			Logger:        cfg.Logger,

@@ -61,7 +61,7 @@ type Activation struct {
 // Rescore is how far re-scoring every lead under a version has got.
 type Rescore struct {
 	Started   bool
-	Total     uint64 // leads read, open or not
+	Total     uint64 // lead events read
 	End       uint64 // the stream sequence the read ends at
 	Completed bool
 }

@@ -92,6 +92,10 @@ const (
 	LostReason_LOST_REASON_DROPPED LostReason = 4
 	// LOST_REASON_OVERDUE: the deadline for the next step has passed.
 	LostReason_LOST_REASON_OVERDUE LostReason = 5
+	// LOST_REASON_STALLED: the lead waits in the queue of a consumer group
+	// that has run before but has no live member now, so nobody takes the
+	// step.
+	LostReason_LOST_REASON_STALLED LostReason = 6
 )
 
 // Enum value maps for LostReason.
@@ -103,6 +107,7 @@ var (
 		3: "LOST_REASON_UNKNOWN_STATUS",
 		4: "LOST_REASON_DROPPED",
 		5: "LOST_REASON_OVERDUE",
+		6: "LOST_REASON_STALLED",
 	}
 	LostReason_value = map[string]int32{
 		"LOST_REASON_UNSPECIFIED":    0,
@@ -111,6 +116,7 @@ var (
 		"LOST_REASON_UNKNOWN_STATUS": 3,
 		"LOST_REASON_DROPPED":        4,
 		"LOST_REASON_OVERDUE":        5,
+		"LOST_REASON_STALLED":        6,
 	}
 )
 
@@ -1326,9 +1332,15 @@ type ParkedLead struct {
 	Error         string                 `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
 	Since         *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=since,proto3" json:"since,omitempty"`
 	// parked_seqs are the lead's later events, waiting.
-	ParkedSeqs    []uint64             `protobuf:"varint,7,rep,packed,name=parked_seqs,json=parkedSeqs,proto3" json:"parked_seqs,omitempty"`
-	Status        v1.LeadStatus        `protobuf:"varint,8,opt,name=status,proto3,enum=leadflow.event.v1.LeadStatus" json:"status,omitempty"`
-	StuckFor      *durationpb.Duration `protobuf:"bytes,9,opt,name=stuck_for,json=stuckFor,proto3" json:"stuck_for,omitempty"`
+	ParkedSeqs []uint64             `protobuf:"varint,7,rep,packed,name=parked_seqs,json=parkedSeqs,proto3" json:"parked_seqs,omitempty"`
+	Status     v1.LeadStatus        `protobuf:"varint,8,opt,name=status,proto3,enum=leadflow.event.v1.LeadStatus" json:"status,omitempty"`
+	StuckFor   *durationpb.Duration `protobuf:"bytes,9,opt,name=stuck_for,json=stuckFor,proto3" json:"stuck_for,omitempty"`
+	// owner, last_event_type, last_event_at and missing_step describe the
+	// lead as its last event left it.
+	Owner         *v1.Owner              `protobuf:"bytes,10,opt,name=owner,proto3" json:"owner,omitempty"`
+	LastEventType string                 `protobuf:"bytes,11,opt,name=last_event_type,json=lastEventType,proto3" json:"last_event_type,omitempty"`
+	LastEventAt   *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=last_event_at,json=lastEventAt,proto3" json:"last_event_at,omitempty"`
+	MissingStep   string                 `protobuf:"bytes,13,opt,name=missing_step,json=missingStep,proto3" json:"missing_step,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1424,6 +1436,34 @@ func (x *ParkedLead) GetStuckFor() *durationpb.Duration {
 		return x.StuckFor
 	}
 	return nil
+}
+
+func (x *ParkedLead) GetOwner() *v1.Owner {
+	if x != nil {
+		return x.Owner
+	}
+	return nil
+}
+
+func (x *ParkedLead) GetLastEventType() string {
+	if x != nil {
+		return x.LastEventType
+	}
+	return ""
+}
+
+func (x *ParkedLead) GetLastEventAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastEventAt
+	}
+	return nil
+}
+
+func (x *ParkedLead) GetMissingStep() string {
+	if x != nil {
+		return x.MissingStep
+	}
+	return ""
 }
 
 // OrphanClaim is an identity claim whose lead has no events: a capture
@@ -1865,7 +1905,7 @@ const file_leadflow_nurture_v1_nurture_service_proto_rawDesc = "" +
 	"\fmissing_step\x18\n" +
 	" \x01(\tR\vmissingStep\x126\n" +
 	"\tstuck_for\x18\v \x01(\v2\x19.google.protobuf.DurationR\bstuckFor\x12\x16\n" +
-	"\x06detail\x18\f \x01(\tR\x06detail\"\xd6\x02\n" +
+	"\x06detail\x18\f \x01(\tR\x06detail\"\x91\x04\n" +
 	"\n" +
 	"ParkedLead\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x17\n" +
@@ -1877,7 +1917,12 @@ const file_leadflow_nurture_v1_nurture_service_proto_rawDesc = "" +
 	"\vparked_seqs\x18\a \x03(\x04R\n" +
 	"parkedSeqs\x125\n" +
 	"\x06status\x18\b \x01(\x0e2\x1d.leadflow.event.v1.LeadStatusR\x06status\x126\n" +
-	"\tstuck_for\x18\t \x01(\v2\x19.google.protobuf.DurationR\bstuckFor\"\xbc\x01\n" +
+	"\tstuck_for\x18\t \x01(\v2\x19.google.protobuf.DurationR\bstuckFor\x12.\n" +
+	"\x05owner\x18\n" +
+	" \x01(\v2\x18.leadflow.event.v1.OwnerR\x05owner\x12&\n" +
+	"\x0flast_event_type\x18\v \x01(\tR\rlastEventType\x12>\n" +
+	"\rlast_event_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\vlastEventAt\x12!\n" +
+	"\fmissing_step\x18\r \x01(\tR\vmissingStep\"\xbc\x01\n" +
 	"\vOrphanClaim\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x17\n" +
@@ -1909,7 +1954,7 @@ const file_leadflow_nurture_v1_nurture_service_proto_rawDesc = "" +
 	"\rProgramSource\x12\x1e\n" +
 	"\x1aPROGRAM_SOURCE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17PROGRAM_SOURCE_BUILT_IN\x10\x01\x12\x1a\n" +
-	"\x16PROGRAM_SOURCE_DEFINED\x10\x02*\xb2\x01\n" +
+	"\x16PROGRAM_SOURCE_DEFINED\x10\x02*\xcb\x01\n" +
 	"\n" +
 	"LostReason\x12\x1b\n" +
 	"\x17LOST_REASON_UNSPECIFIED\x10\x00\x12\x18\n" +
@@ -1917,7 +1962,8 @@ const file_leadflow_nurture_v1_nurture_service_proto_rawDesc = "" +
 	"\x17LOST_REASON_NO_DEADLINE\x10\x02\x12\x1e\n" +
 	"\x1aLOST_REASON_UNKNOWN_STATUS\x10\x03\x12\x17\n" +
 	"\x13LOST_REASON_DROPPED\x10\x04\x12\x17\n" +
-	"\x13LOST_REASON_OVERDUE\x10\x05*\x81\x01\n" +
+	"\x13LOST_REASON_OVERDUE\x10\x05\x12\x17\n" +
+	"\x13LOST_REASON_STALLED\x10\x06*\x81\x01\n" +
 	"\rRedriveAction\x12\x1e\n" +
 	"\x1aREDRIVE_ACTION_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13REDRIVE_ACTION_NONE\x10\x01\x12\x1b\n" +
@@ -2017,36 +2063,38 @@ var file_leadflow_nurture_v1_nurture_service_proto_depIdxs = []int32{
 	26, // 29: leadflow.nurture.v1.ParkedLead.since:type_name -> google.protobuf.Timestamp
 	28, // 30: leadflow.nurture.v1.ParkedLead.status:type_name -> leadflow.event.v1.LeadStatus
 	31, // 31: leadflow.nurture.v1.ParkedLead.stuck_for:type_name -> google.protobuf.Duration
-	26, // 32: leadflow.nurture.v1.OrphanClaim.claimed_at:type_name -> google.protobuf.Timestamp
-	31, // 33: leadflow.nurture.v1.OrphanClaim.age:type_name -> google.protobuf.Duration
-	26, // 34: leadflow.nurture.v1.FindLostLeadsResponse.as_of:type_name -> google.protobuf.Timestamp
-	18, // 35: leadflow.nurture.v1.FindLostLeadsResponse.lost:type_name -> leadflow.nurture.v1.LostLead
-	19, // 36: leadflow.nurture.v1.FindLostLeadsResponse.parked:type_name -> leadflow.nurture.v1.ParkedLead
-	20, // 37: leadflow.nurture.v1.FindLostLeadsResponse.orphan_claims:type_name -> leadflow.nurture.v1.OrphanClaim
-	31, // 38: leadflow.nurture.v1.FindLostLeadsResponse.took:type_name -> google.protobuf.Duration
-	2,  // 39: leadflow.nurture.v1.Redriven.action:type_name -> leadflow.nurture.v1.RedriveAction
-	23, // 40: leadflow.nurture.v1.RedriveLeadsResponse.leads:type_name -> leadflow.nurture.v1.Redriven
-	4,  // 41: leadflow.nurture.v1.NurtureService.PutProgram:input_type -> leadflow.nurture.v1.PutProgramRequest
-	6,  // 42: leadflow.nurture.v1.NurtureService.RetireProgram:input_type -> leadflow.nurture.v1.RetireProgramRequest
-	8,  // 43: leadflow.nurture.v1.NurtureService.GetProgram:input_type -> leadflow.nurture.v1.GetProgramRequest
-	10, // 44: leadflow.nurture.v1.NurtureService.ListPrograms:input_type -> leadflow.nurture.v1.ListProgramsRequest
-	12, // 45: leadflow.nurture.v1.NurtureService.RecycleLead:input_type -> leadflow.nurture.v1.RecycleLeadRequest
-	14, // 46: leadflow.nurture.v1.NurtureService.GetLeadNurture:input_type -> leadflow.nurture.v1.GetLeadNurtureRequest
-	17, // 47: leadflow.nurture.v1.NurtureService.FindLostLeads:input_type -> leadflow.nurture.v1.FindLostLeadsRequest
-	22, // 48: leadflow.nurture.v1.NurtureService.RedriveLeads:input_type -> leadflow.nurture.v1.RedriveLeadsRequest
-	5,  // 49: leadflow.nurture.v1.NurtureService.PutProgram:output_type -> leadflow.nurture.v1.PutProgramResponse
-	7,  // 50: leadflow.nurture.v1.NurtureService.RetireProgram:output_type -> leadflow.nurture.v1.RetireProgramResponse
-	9,  // 51: leadflow.nurture.v1.NurtureService.GetProgram:output_type -> leadflow.nurture.v1.GetProgramResponse
-	11, // 52: leadflow.nurture.v1.NurtureService.ListPrograms:output_type -> leadflow.nurture.v1.ListProgramsResponse
-	13, // 53: leadflow.nurture.v1.NurtureService.RecycleLead:output_type -> leadflow.nurture.v1.RecycleLeadResponse
-	15, // 54: leadflow.nurture.v1.NurtureService.GetLeadNurture:output_type -> leadflow.nurture.v1.GetLeadNurtureResponse
-	21, // 55: leadflow.nurture.v1.NurtureService.FindLostLeads:output_type -> leadflow.nurture.v1.FindLostLeadsResponse
-	24, // 56: leadflow.nurture.v1.NurtureService.RedriveLeads:output_type -> leadflow.nurture.v1.RedriveLeadsResponse
-	49, // [49:57] is the sub-list for method output_type
-	41, // [41:49] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	29, // 32: leadflow.nurture.v1.ParkedLead.owner:type_name -> leadflow.event.v1.Owner
+	26, // 33: leadflow.nurture.v1.ParkedLead.last_event_at:type_name -> google.protobuf.Timestamp
+	26, // 34: leadflow.nurture.v1.OrphanClaim.claimed_at:type_name -> google.protobuf.Timestamp
+	31, // 35: leadflow.nurture.v1.OrphanClaim.age:type_name -> google.protobuf.Duration
+	26, // 36: leadflow.nurture.v1.FindLostLeadsResponse.as_of:type_name -> google.protobuf.Timestamp
+	18, // 37: leadflow.nurture.v1.FindLostLeadsResponse.lost:type_name -> leadflow.nurture.v1.LostLead
+	19, // 38: leadflow.nurture.v1.FindLostLeadsResponse.parked:type_name -> leadflow.nurture.v1.ParkedLead
+	20, // 39: leadflow.nurture.v1.FindLostLeadsResponse.orphan_claims:type_name -> leadflow.nurture.v1.OrphanClaim
+	31, // 40: leadflow.nurture.v1.FindLostLeadsResponse.took:type_name -> google.protobuf.Duration
+	2,  // 41: leadflow.nurture.v1.Redriven.action:type_name -> leadflow.nurture.v1.RedriveAction
+	23, // 42: leadflow.nurture.v1.RedriveLeadsResponse.leads:type_name -> leadflow.nurture.v1.Redriven
+	4,  // 43: leadflow.nurture.v1.NurtureService.PutProgram:input_type -> leadflow.nurture.v1.PutProgramRequest
+	6,  // 44: leadflow.nurture.v1.NurtureService.RetireProgram:input_type -> leadflow.nurture.v1.RetireProgramRequest
+	8,  // 45: leadflow.nurture.v1.NurtureService.GetProgram:input_type -> leadflow.nurture.v1.GetProgramRequest
+	10, // 46: leadflow.nurture.v1.NurtureService.ListPrograms:input_type -> leadflow.nurture.v1.ListProgramsRequest
+	12, // 47: leadflow.nurture.v1.NurtureService.RecycleLead:input_type -> leadflow.nurture.v1.RecycleLeadRequest
+	14, // 48: leadflow.nurture.v1.NurtureService.GetLeadNurture:input_type -> leadflow.nurture.v1.GetLeadNurtureRequest
+	17, // 49: leadflow.nurture.v1.NurtureService.FindLostLeads:input_type -> leadflow.nurture.v1.FindLostLeadsRequest
+	22, // 50: leadflow.nurture.v1.NurtureService.RedriveLeads:input_type -> leadflow.nurture.v1.RedriveLeadsRequest
+	5,  // 51: leadflow.nurture.v1.NurtureService.PutProgram:output_type -> leadflow.nurture.v1.PutProgramResponse
+	7,  // 52: leadflow.nurture.v1.NurtureService.RetireProgram:output_type -> leadflow.nurture.v1.RetireProgramResponse
+	9,  // 53: leadflow.nurture.v1.NurtureService.GetProgram:output_type -> leadflow.nurture.v1.GetProgramResponse
+	11, // 54: leadflow.nurture.v1.NurtureService.ListPrograms:output_type -> leadflow.nurture.v1.ListProgramsResponse
+	13, // 55: leadflow.nurture.v1.NurtureService.RecycleLead:output_type -> leadflow.nurture.v1.RecycleLeadResponse
+	15, // 56: leadflow.nurture.v1.NurtureService.GetLeadNurture:output_type -> leadflow.nurture.v1.GetLeadNurtureResponse
+	21, // 57: leadflow.nurture.v1.NurtureService.FindLostLeads:output_type -> leadflow.nurture.v1.FindLostLeadsResponse
+	24, // 58: leadflow.nurture.v1.NurtureService.RedriveLeads:output_type -> leadflow.nurture.v1.RedriveLeadsResponse
+	51, // [51:59] is the sub-list for method output_type
+	43, // [43:51] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_nurture_v1_nurture_service_proto_init() }

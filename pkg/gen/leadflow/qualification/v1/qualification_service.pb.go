@@ -1082,7 +1082,8 @@ type GetRescoreProgressResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Version uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
 	State   RescoreState           `protobuf:"varint,2,opt,name=state,proto3,enum=leadflow.qualification.v1.RescoreState" json:"state,omitempty"`
-	// done and total count leads read (one message per lead), open or not.
+	// done and total count lead events read (the re-score acts on each
+	// lead's last one as of its start), open lead or not.
 	Done          uint64 `protobuf:"varint,3,opt,name=done,proto3" json:"done,omitempty"`
 	Total         uint64 `protobuf:"varint,4,opt,name=total,proto3" json:"total,omitempty"`
 	unknownFields protoimpl.UnknownFields

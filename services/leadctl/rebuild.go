@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	projectorv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/projector/v1"
+)
+
+// rebuildResult is what `rebuild -o json` prints.
+type rebuildResult struct {
+	Schema   string  `json:"schema"`
+	Replaced string  `json:"replaced"`
+	Events   uint64  `json:"events"`
+	Position uint64  `json:"position"`
+	Resumed  bool    `json:"resumed"`
+	Followed bool    `json:"followed"`
+	Seconds  float64 `json:"seconds"`
+}
+
+func rebuildCmd(o *options) *cobra.Command {
+	var poll time.Duration
+	c := &cobra.Command{
+		Use:   "rebuild",
+		Short: "Rebuild the projector's read models from the stream into a fresh schema, then swap; follows it to the end",
+		Long: `rebuild asks the projector to replay the whole stream into a fresh schema
+while the current one keeps serving, and follows it until the new schema
+has swapped in and caught up. A rebuild already running (here or in another
+replica) is followed instead of started. Ctrl-C stops following, not the
+rebuild.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if poll <= 0 {
+				return fmt.Errorf("%w: --poll must be positive", errUsage)
+			}
+			conn, err := grpc.NewClient(o.projector, grpcDialOpts()...)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			p := projectorv1.NewProjectorServiceClient(conn)
+			res, err := rebuild(cmd, o, p, poll)
+			if err != nil {
+				return err
+			}
+			if o.output == "json" {
+				return writeJSON(cmd.OutOrStdout(), res)
+			}
+			how := "rebuilt"
+			if res.Followed {
+				how = "followed the running rebuild:"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %d events into schema %s (replacing %s) up to stream seq %d in %s; it serves now\n",
+				how, res.Events, res.Schema, orDash(res.Replaced), res.Position, time.Duration(res.Seconds*float64(time.Second)).Round(time.Millisecond))
+			return nil
+		},
+	}
+	c.Flags().DurationVar(&poll, "poll", 200*time.Millisecond, "how often to ask the projector how far it has got")
+	return c
+}
+
+// rebuild starts (or joins) the rebuild and polls GetProjectionStatus
+// until it is done or has failed.
+func rebuild(cmd *cobra.Command, o *options, p projectorv1.ProjectorServiceClient, poll time.Duration) (rebuildResult, error) {
+	ctx := cmd.Context()
+	unreachable := func(err error) error {
+		switch status.Code(err) {
+		case codes.Unavailable, codes.DeadlineExceeded:
+			return fmt.Errorf("cannot reach projector at %s (set --projector): %w", o.projector, err)
+		}
+		return err
+	}
+	statusOf := func() (*projectorv1.GetProjectionStatusResponse, error) {
+		cctx, cancel := context.WithTimeout(ctx, o.timeout)
+		defer cancel()
+		st, err := p.GetProjectionStatus(cctx, &projectorv1.GetProjectionStatusRequest{})
+		return st, unreachable(err)
+	}
+	before, err := statusOf()
+	if err != nil {
+		return rebuildResult{}, err
+	}
+	// A rebuild that failed and is resumed keeps its old error until it
+	// ends again: only a new error means this run failed.
+	staleErr := before.GetRebuild().GetError()
+	started := time.Now()
+	res := rebuildResult{}
+	cctx, cancel := context.WithTimeout(ctx, o.timeout)
+	sr, err := p.StartRebuild(cctx, &projectorv1.StartRebuildRequest{})
+	cancel()
+	switch {
+	case status.Code(err) == codes.AlreadyExists:
+		res.Followed = true
+		fmt.Fprintln(cmd.ErrOrStderr(), "a rebuild is already running; following it")
+	case err != nil:
+		return res, unreachable(err)
+	default:
+		res.Schema = sr.GetSchema()
+		b := before.GetRebuild()
+		res.Resumed = b != nil && b.GetSchema() == res.Schema && !b.GetDone()
+	}
+	bar := newProgress(cmd.ErrOrStderr(), "rebuild", 0)
+	tick := time.NewTicker(poll)
+	defer tick.Stop()
+	for {
+		st, err := statusOf()
+		if err != nil {
+			return res, err
+		}
+		pr := st.GetRebuild()
+		if pr != nil && (res.Schema == "" || pr.GetSchema() == res.Schema) {
+			res.Schema, res.Replaced, res.Events, res.Position = pr.GetSchema(), pr.GetReplaces(), pr.GetEvents(), pr.GetPosition()
+			note := "replaying into " + pr.GetSchema()
+			if pr.GetSwapped() {
+				note = "swapped to " + pr.GetSchema() + ", catching up"
+			}
+			bar.set(int64(pr.GetPosition()), int64(max(pr.GetEnd(), pr.GetPosition())), note)
+			if e := pr.GetError(); e != "" && e != staleErr {
+				bar.finish(int64(pr.GetPosition()), "failed")
+				return res, fmt.Errorf("rebuild into %s failed at stream seq %d: %s", pr.GetSchema(), pr.GetPosition(), e)
+			}
+			if pr.GetDone() && st.GetActiveSchema() == pr.GetSchema() {
+				bar.finish(int64(pr.GetPosition()), "swapped to "+pr.GetSchema())
+				res.Seconds = time.Since(started).Seconds()
+				return res, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			bar.finish(int64(res.Position), "stopped following")
+			return res, errors.New("stopped following; the rebuild goes on in the projector (leadctl rebuild follows it again)")
+		case <-tick.C:
+		}
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,518 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+)
+
+// Kinds of break replay reports.
+const (
+	breakRefused   = "refused"   // the state machine does not allow the event after the one before
+	breakGap       = "gap"       // version_before is not the lead's previous event
+	breakStamp     = "stamp"     // the state stamped on the event is not what the rules make of it
+	breakInvariant = "invariant" // a live lead left without an owner or a deadline
+	breakOverdue   = "overdue"   // the lead ends waiting for a step whose deadline has passed
+)
+
+// replayBreak is one place a lead's journey broke.
+type replayBreak struct {
+	Lead      string    `json:"lead"`
+	Seq       uint64    `json:"seq"`
+	EventType string    `json:"event_type"`
+	At        time.Time `json:"at"`
+	Kind      string    `json:"kind"`
+	Detail    string    `json:"detail"`
+}
+
+// replayStep is a lead's state after one event (replay --lead).
+type replayStep struct {
+	Seq       uint64    `json:"seq"`
+	EventType string    `json:"event_type"`
+	At        time.Time `json:"at"`
+	Status    string    `json:"status"`
+	Owner     string    `json:"owner"`
+	Deadline  string    `json:"deadline"`
+	Cycle     int       `json:"cycle"`
+	Breaks    []string  `json:"breaks,omitempty"`
+}
+
+// replayResult is what replay prints with -o json.
+type replayResult struct {
+	FromSeq   uint64         `json:"from_seq"`
+	ToSeq     uint64         `json:"to_seq"`
+	Events    int            `json:"events"`
+	Leads     int            `json:"leads"`
+	JudgedAt  time.Time      `json:"judged_at"`
+	Unchecked map[string]int `json:"unchecked"`
+	Broken    int            `json:"broken_leads"`
+	Breaks    []replayBreak  `json:"breaks"`
+	Steps     []replayStep   `json:"steps,omitempty"`
+	Seconds   float64        `json:"seconds"`
+}
+
+// replayWindow bounds what is replayed: stream sequences and stored times,
+// both inclusive; zero is open.
+type replayWindow struct {
+	fromSeq, toSeq uint64
+	since, until   time.Time
+}
+
+func (w replayWindow) holds(seq uint64, at time.Time) bool {
+	return (w.fromSeq == 0 || seq >= w.fromSeq) && (w.toSeq == 0 || seq <= w.toSeq) &&
+		(w.since.IsZero() || !at.Before(w.since)) && (w.until.IsZero() || !at.After(w.until))
+}
+
+func replayCmd(o *options) *cobra.Command {
+	var (
+		lead, since, until string
+		win                replayWindow
+		limit              int
+	)
+	c := &cobra.Command{
+		Use:   "replay",
+		Short: "Replay lead events through the shared state machine and show where journeys broke",
+		Long: `replay reads lead events from the stream, in order, and checks each one
+against pkg/lifecycle, the rules every service decides with. It reports:
+  refused    an event the rules do not allow after the lead's previous one
+  gap        an event appended at a version that is not the lead's previous event
+  stamp      a state stamped on the event that is not what the rules make of it
+  invariant  a live lead left without an owner or a deadline
+  overdue    a lead that ends waiting for a step whose deadline has passed
+             (judged at --until, or now)
+Bounds: --since/--until (stored time, RFC 3339) or --from-seq/--to-seq.
+With --lead it replays one lead and prints its state after each event.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			for _, b := range []struct {
+				flag, v string
+				to      *time.Time
+			}{{"since", since, &win.since}, {"until", until, &win.until}} {
+				if b.v == "" {
+					continue
+				}
+				t, err := time.Parse(time.RFC3339, b.v)
+				if err != nil {
+					return fmt.Errorf("%w: --%s %q: want RFC 3339, like 2026-12-01T09:30:00Z", errUsage, b.flag, b.v)
+				}
+				*b.to = t
+			}
+			switch {
+			case win.toSeq != 0 && win.fromSeq > win.toSeq:
+				return fmt.Errorf("%w: --from-seq %d is after --to-seq %d", errUsage, win.fromSeq, win.toSeq)
+			case !win.since.IsZero() && !win.until.IsZero() && win.since.After(win.until):
+				return fmt.Errorf("%w: --since is after --until", errUsage)
+			case limit < 0:
+				return fmt.Errorf("%w: --limit must not be negative", errUsage)
+			}
+			judgeAt := time.Now()
+			if !win.until.IsZero() && win.until.Before(judgeAt) {
+				judgeAt = win.until
+			}
+			start := time.Now()
+			var (
+				res *replayResult
+				err error
+			)
+			if lead != "" {
+				res, err = replayLead(cmd.Context(), o, lead, win, judgeAt)
+			} else {
+				res, err = replayStream(cmd, o, win, judgeAt)
+			}
+			if err != nil {
+				return err
+			}
+			res.Seconds = time.Since(start).Seconds()
+			if o.output == "json" {
+				return writeJSON(cmd.OutOrStdout(), res)
+			}
+			return writeReplay(cmd.OutOrStdout(), res, lead != "", limit)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&lead, "lead", "", "replay only this lead and print its state after each event")
+	f.StringVar(&since, "since", "", "first stored time replayed (RFC 3339)")
+	f.StringVar(&until, "until", "", "last stored time replayed (RFC 3339); deadlines are judged then")
+	f.Uint64Var(&win.fromSeq, "from-seq", 0, "first stream sequence replayed")
+	f.Uint64Var(&win.toSeq, "to-seq", 0, "last stream sequence replayed")
+	f.IntVar(&limit, "limit", 100, "breaks listed in text output (0: all; -o json lists all)")
+	return c
+}
+
+// journey is one lead's replay so far.
+type journey struct {
+	id       string
+	state    lifecycle.State
+	lastSeq  uint64
+	lastType string
+	lastAt   time.Time
+	started  bool
+	broken   bool
+}
+
+// replayer checks events one by one; it holds every lead's journey.
+type replayer struct {
+	res      *replayResult
+	journeys map[string]*journey
+	order    []string
+	// seed reads the lead's event at seq, for a lead whose first event in
+	// the window is not its first.
+	seed func(seq uint64) (*eventv1.Event, error)
+}
+
+func newReplayer() *replayer {
+	return &replayer{res: &replayResult{Unchecked: map[string]int{}, Breaks: []replayBreak{}}, journeys: map[string]*journey{}}
+}
+
+func (r *replayer) flag(j *journey, seq uint64, eventType string, at time.Time, kind, detail string) string {
+	j.broken = true
+	r.res.Breaks = append(r.res.Breaks, replayBreak{Lead: j.id, Seq: seq, EventType: eventType, At: at, Kind: kind, Detail: detail})
+	return kind + ": " + detail
+}
+
+// apply checks one event against the lead's journey and moves it on. It
+// returns the breaks it found, for people.
+func (r *replayer) apply(seq uint64, ev *eventv1.Event, at time.Time) ([]string, error) {
+	id := ev.GetLeadId()
+	j := r.journeys[id]
+	if j == nil {
+		j = &journey{id: id}
+		r.journeys[id] = j
+		r.order = append(r.order, id)
+	}
+	r.res.Events++
+	vb := ev.GetVersionBefore()
+	if !j.started {
+		j.started = true
+		if vb != 0 && vb != eventstore.VersionUnknown && r.seed != nil {
+			// The window starts inside this lead's life: start from the
+			// state its previous event recorded.
+			prev, err := r.seed(vb)
+			if err != nil {
+				return nil, fmt.Errorf("read lead %s's event at seq %d: %w", id, vb, err)
+			}
+			j.state, j.lastSeq, j.lastType = lifecycle.FromProto(prev.GetLifecycle()), vb, prev.GetEventType()
+		} else if vb != 0 {
+			// Mid-commit or no way to read back: trust what it says.
+			j.state, j.lastSeq = lifecycle.FromProto(ev.GetLifecycle()), seq
+			j.lastType, j.lastAt = ev.GetEventType(), at
+			r.res.Unchecked["(first in window)"]++
+			return nil, nil
+		}
+	}
+	var breaks []string
+	if vb != eventstore.VersionUnknown && vb != j.lastSeq {
+		what := fmt.Sprintf("appended at version %d, but the lead's previous event is at seq %d", vb, j.lastSeq)
+		if vb < j.lastSeq {
+			what += ": written without seeing it (a write that bypassed the concurrency check)"
+		} else {
+			what += ": events in between are missing"
+		}
+		breaks = append(breaks, r.flag(j, seq, ev.GetEventType(), at, breakGap, what))
+	}
+	recorded := lifecycle.FromProto(ev.GetLifecycle())
+	kind := lifecycle.Kind(ev.GetEventType())
+	i := slices.IndexFunc(lifecycle.Transitions, func(t lifecycle.Transition) bool { return t.Kind == kind })
+	next := recorded
+	if i < 0 {
+		// Not a step of the state machine (LeadQueued, MergeCandidateFound,
+		// LeadUnmerged, ...): its writer stamps the state.
+		r.res.Unchecked[ev.GetEventType()]++
+		if ev.GetLifecycle() == nil {
+			next = j.state
+		}
+	} else {
+		t := lifecycle.Transitions[i]
+		cmd := lifecycle.Command{Name: t.Command}
+		if t.NeedsReason {
+			cmd.Reason = "replay"
+		}
+		if t.TakesOwner != lifecycle.OwnerNone {
+			cmd.Owner = recorded.Owner
+		}
+		e := lifecycle.Event{Kind: kind, At: at, Owner: recorded.Owner, Deadline: recorded.Deadline}
+		switch p := ev.GetPayload().(type) {
+		case *eventv1.Event_LeadDisqualified:
+			cmd.NotNow, e.NotNow = p.LeadDisqualified.GetNotNow(), p.LeadDisqualified.GetNotNow()
+		case *eventv1.Event_LeadScored:
+			e.Score = int(p.LeadScored.GetTotal())
+		}
+		if _, err := lifecycle.Decide(j.state, cmd, lifecycle.DefaultPolicy(), at); err != nil {
+			breaks = append(breaks, r.flag(j, seq, ev.GetEventType(), at, breakRefused, err.Error()))
+		}
+		want := lifecycle.Evolve(j.state, e)
+		switch {
+		case ev.GetLifecycle() == nil:
+			breaks = append(breaks, r.flag(j, seq, ev.GetEventType(), at, breakStamp, "no state stamped; the rules make it "+want.Status.String()))
+			next = want
+		case want.Status != recorded.Status:
+			breaks = append(breaks, r.flag(j, seq, ev.GetEventType(), at, breakStamp, fmt.Sprintf("stamped %s, the rules make it %s", recorded.Status, want.Status)))
+		case want.Owner != recorded.Owner:
+			breaks = append(breaks, r.flag(j, seq, ev.GetEventType(), at, breakStamp, fmt.Sprintf("stamped owner %q, the rules keep %q", recorded.Owner.String(), want.Owner.String())))
+		}
+	}
+	if ev.GetLifecycle() != nil {
+		if err := lifecycle.Check(recorded); err != nil {
+			breaks = append(breaks, r.flag(j, seq, ev.GetEventType(), at, breakInvariant, err.Error()))
+		}
+	}
+	// Services decide on the stamped state, so the journey goes on from it.
+	j.state, j.lastSeq, j.lastType, j.lastAt = next, seq, ev.GetEventType(), at
+	return breaks, nil
+}
+
+// finish judges where each lead ended, at judgeAt.
+func (r *replayer) finish(judgeAt time.Time) {
+	r.res.JudgedAt = judgeAt.UTC()
+	for _, id := range r.order {
+		j := r.journeys[id]
+		st := j.state
+		if st.Status.Terminal() || st.Status == lifecycle.StatusNone || st.Deadline.IsZero() {
+			continue
+		}
+		if late := judgeAt.Sub(st.Deadline); late > 0 {
+			r.flag(j, j.lastSeq, j.lastType, j.lastAt, breakOverdue, fmt.Sprintf("%s, waiting for %s (owner %s), was due %s: %s late",
+				st.Status, stepAfter(st.Status, j.lastType), orDash(st.Owner.String()), st.Deadline.UTC().Format(time.RFC3339), late.Round(time.Second)))
+		}
+	}
+	r.res.Leads = len(r.order)
+	for _, j := range r.journeys {
+		if j.broken {
+			r.res.Broken++
+		}
+	}
+}
+
+// stepAfter names, for people, the step a lead in s waits for.
+func stepAfter(s lifecycle.Status, lastType string) string {
+	if lastType == string(lifecycle.KindSLABreached) && (s == lifecycle.StatusAssigned || s == lifecycle.StatusAccepted) {
+		return "escalation of the SLA breach"
+	}
+	switch s {
+	case lifecycle.StatusNew:
+		return "scoring and qualification"
+	case lifecycle.StatusMQL:
+		return "assignment to a rep"
+	case lifecycle.StatusAssigned:
+		return "acceptance by the rep"
+	case lifecycle.StatusAccepted:
+		return "a contact attempt"
+	case lifecycle.StatusOpportunity:
+		return "closing the opportunity"
+	case lifecycle.StatusLost, lifecycle.StatusRecycled:
+		return "recycling and enrolment in nurture"
+	case lifecycle.StatusNurturing:
+		return "the nurture program's next step"
+	}
+	return "a next step"
+}
+
+// replayLead replays one lead from its first event, reporting only what
+// falls in the window.
+func replayLead(ctx context.Context, o *options, id string, win replayWindow, judgeAt time.Time) (*replayResult, error) {
+	recs, err := loadLead(ctx, o, id)
+	if err != nil {
+		return nil, err
+	}
+	r := newReplayer()
+	for _, rec := range recs {
+		at := rec.Time
+		if (win.toSeq != 0 && rec.Seq > win.toSeq) || (!win.until.IsZero() && at.After(win.until)) {
+			break
+		}
+		n := len(r.res.Breaks)
+		breaks, err := r.apply(rec.Seq, rec.Event, at)
+		if err != nil {
+			return nil, err
+		}
+		if !win.holds(rec.Seq, at) {
+			// Before the window: it only sets the state the window starts from.
+			r.res.Breaks, r.res.Events = r.res.Breaks[:n], r.res.Events-1
+			continue
+		}
+		if r.res.FromSeq == 0 {
+			r.res.FromSeq = rec.Seq
+		}
+		r.res.ToSeq = rec.Seq
+		st := r.journeys[id].state
+		r.res.Steps = append(r.res.Steps, replayStep{Seq: rec.Seq, EventType: rec.Event.GetEventType(), At: at.UTC(), Status: st.Status.String(),
+			Owner: owner(st.Owner), Deadline: deadline(st.Deadline), Cycle: st.Cycle, Breaks: breaks})
+	}
+	if r.res.Events == 0 {
+		return nil, fmt.Errorf("lead %s has no events in the window", id)
+	}
+	r.journeys[id].broken = false
+	for _, b := range r.res.Breaks {
+		if b.Lead == id {
+			r.journeys[id].broken = true
+		}
+	}
+	r.finish(judgeAt)
+	return r.res, nil
+}
+
+// replayStream replays every lead event in the window, in stream order,
+// through an ordered consumer, with a progress bar on stderr.
+func replayStream(cmd *cobra.Command, o *options, win replayWindow, judgeAt time.Time) (*replayResult, error) {
+	ctx := cmd.Context()
+	nc, js, err := o.connect()
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	ictx, cancel := context.WithTimeout(ctx, o.timeout)
+	st, err := js.Stream(ictx, o.stream)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", o.stream, err)
+	}
+	// What the stream holds now is replayed; what comes later is not.
+	end := st.CachedInfo().State.LastSeq
+	if win.toSeq != 0 {
+		end = min(end, win.toSeq)
+	}
+	store := eventstore.New(js, o.stream)
+	r := newReplayer()
+	r.seed = func(seq uint64) (*eventv1.Event, error) {
+		raw, err := store.Get(ctx, seq)
+		if err != nil {
+			return nil, err
+		}
+		return eventstore.DecodeEvent(raw.Data)
+	}
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{eventstore.LeadSubjects}}
+	switch {
+	case win.fromSeq > 0:
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, win.fromSeq
+	case !win.since.IsZero():
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &win.since
+	}
+	bar := newProgress(cmd.ErrOrStderr(), "replay", 0)
+	r.res.FromSeq = max(win.fromSeq, 1)
+	if end == 0 || end < r.res.FromSeq {
+		bar.finish(0, "nothing to replay")
+		r.finish(judgeAt)
+		return r.res, nil
+	}
+	cons, err := js.OrderedConsumer(ctx, o.stream, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", o.stream, err)
+	}
+	ictx, cancel = context.WithTimeout(ctx, o.timeout)
+	info, err := cons.Info(ictx)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", o.stream, err)
+	}
+	pending := info.NumPending
+	first := true
+	for pending > 0 {
+		batch, err := cons.Fetch(int(min(pending, 256)), jetstream.FetchMaxWait(o.timeout))
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", o.stream, err)
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			meta, err := m.Metadata()
+			if err != nil {
+				return nil, err
+			}
+			seq := meta.Sequence.Stream
+			pending = meta.NumPending
+			if first {
+				first = false
+				r.res.FromSeq = seq
+			}
+			if seq > end || (!win.until.IsZero() && meta.Timestamp.After(win.until)) {
+				pending = 0
+				break
+			}
+			r.res.ToSeq = seq
+			bar.set(int64(seq-r.res.FromSeq+1), int64(end-r.res.FromSeq+1), "")
+			if m.Headers().Get(eventstore.HeaderType) == "Claim" {
+				continue
+			}
+			ev, err := eventstore.DecodeEvent(m.Data())
+			if err != nil {
+				return nil, fmt.Errorf("seq %d: %w", seq, err)
+			}
+			if _, err := r.apply(seq, ev, meta.Timestamp); err != nil {
+				return nil, err
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("read %s: %w", o.stream, err)
+		}
+		if got == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			return nil, fmt.Errorf("read %s: no event came within %s though %d are pending", o.stream, o.timeout, pending)
+		}
+	}
+	bar.finish(int64(r.res.ToSeq-r.res.FromSeq+1), fmt.Sprintf("%d events of %d leads", r.res.Events, len(r.order)))
+	r.finish(judgeAt)
+	return r.res, nil
+}
+
+func writeReplay(w io.Writer, res *replayResult, one bool, limit int) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	if one {
+		fmt.Fprintln(tw, "SEQ\tSTORED\tEVENT\tSTATUS\tOWNER\tDEADLINE\tCYCLE\tCHECK")
+		for _, s := range res.Steps {
+			check := "ok"
+			if len(s.Breaks) > 0 {
+				check = strings.Join(s.Breaks, "; ")
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", s.Seq, s.At.Format(time.DateTime), s.EventType, s.Status, s.Owner, s.Deadline, s.Cycle, check)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintf(w, "replayed %d events of %d leads (stream seq %d to %d) in %s, judged at %s: %d leads broke\n",
+		res.Events, res.Leads, res.FromSeq, res.ToSeq, time.Duration(res.Seconds*float64(time.Second)).Round(time.Millisecond),
+		res.JudgedAt.Format(time.RFC3339), res.Broken)
+	if len(res.Unchecked) > 0 {
+		var parts []string
+		for t, n := range res.Unchecked {
+			parts = append(parts, fmt.Sprintf("%s %d", t, n))
+		}
+		slices.Sort(parts)
+		fmt.Fprintf(w, "not steps of the state machine, taken as stamped: %s\n", strings.Join(parts, ", "))
+	}
+	if len(res.Breaks) == 0 || one {
+		if one && len(res.Breaks) > 0 {
+			for _, b := range res.Breaks {
+				if b.Kind == breakOverdue {
+					fmt.Fprintf(w, "ends overdue: %s\n", b.Detail)
+				}
+			}
+		}
+		return nil
+	}
+	fmt.Fprintln(tw, "\nLEAD\tSEQ\tEVENT\tRECORDED\tBREAK\tDETAIL")
+	for i, b := range res.Breaks {
+		if limit > 0 && i == limit {
+			fmt.Fprintf(tw, "… %d more (--limit 0 or -o json lists them all)\n", len(res.Breaks)-limit)
+			break
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", b.Lead, b.Seq, b.EventType, b.At.UTC().Format(time.DateTime), b.Kind, b.Detail)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,253 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/leadflow/leadflow/pkg/envelope"
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	projectorv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/projector/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/pkg/testenv"
+)
+
+// ctlSplit runs a command line against w with stdout and stderr apart.
+func (w *world) ctlSplit(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	root := newRoot(&out)
+	root.SetErr(&errOut)
+	root.SetArgs(append([]string{"--nats", w.nats.Server.URL()}, args...))
+	err = root.ExecuteContext(context.Background())
+	return out.String(), errOut.String(), err
+}
+
+// raw appends ev to the lead's subject as a writer that bypasses the
+// event store would: no expected-sequence check, version_before as given.
+func (w *world) raw(t *testing.T, lead string, ev *eventv1.Event) {
+	t.Helper()
+	b, err := proto.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := nats.NewMsg(eventstore.LeadSubject(lead))
+	m.Data = b
+	m.Header.Set(eventstore.HeaderType, ev.GetEventType())
+	if _, err := w.nats.JS.PublishMsg(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func breaksOf(res replayResult, lead string) []string {
+	var out []string
+	for _, b := range res.Breaks {
+		if b.Lead == lead {
+			out = append(out, b.Kind+" "+b.EventType)
+		}
+	}
+	return out
+}
+
+// Replay runs every lead event through pkg/lifecycle and names where each
+// journey broke: an event the rules refuse, a version gap, a state
+// stamped against the rules, a lead left overdue. Healthy leads are not
+// named; --lead shows the state after each event; windows bound it.
+func TestReplayFindsBrokenJourneys(t *testing.T) {
+	w := newWorld(t)
+	now := time.Now()
+	healthy, refused, gap, overdue := uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()
+
+	c := w.write(t, healthy, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", now)
+	w.write(t, healthy, lifecycle.Command{Name: lifecycle.Score, Score: 80}, &eventv1.LeadScored{Total: 80, Threshold: 70}, c.GetEventId(), now)
+	w.write(t, healthy, lifecycle.Command{Name: lifecycle.Qualify}, &eventv1.LeadQualified{Score: 80, Threshold: 70}, c.GetEventId(), now)
+
+	// A writer that skips the state machine accepts a lead nobody assigned.
+	w.write(t, refused, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", now)
+	bad, err := envelope.NewEvent(refused, &eventv1.LeadAccepted{RepId: "ann"}, envelope.Meta{CorrelationID: "x"}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad.Lifecycle = lifecycle.ToProto(lifecycle.State{Status: lifecycle.StatusAccepted, Owner: lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: "ann"},
+		Deadline: now.Add(time.Hour), Cycle: 1})
+	recs, err := w.store.Load(context.Background(), eventstore.LeadSubject(refused))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.store.Append(context.Background(), eventstore.LeadSubject(refused), recs[0].Seq, bad); err != nil {
+		t.Fatal(err)
+	}
+
+	// A writer that bypasses the store appends at a version long gone.
+	w.write(t, gap, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", now)
+	act, st, err := lifecycle.NewEvent(gap, lifecycle.FromProto(w.last(t, gap).GetLifecycle()), lifecycle.Command{Name: lifecycle.RecordActivity},
+		lifecycle.DefaultPolicy(), activity(eventv1.ActivityType_ACTIVITY_TYPE_EMAIL_CLICK), envelope.Meta{CorrelationID: "y"}, now)
+	if err != nil || st.Status != lifecycle.StatusNew {
+		t.Fatal(err)
+	}
+	act.VersionBefore = 1
+	w.raw(t, gap, act)
+
+	// Captured three hours ago; scoring was due within one.
+	w.write(t, overdue, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", now.Add(-3*time.Hour))
+
+	stdout, stderr, err := w.ctlSplit(t, "replay", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res replayResult
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatalf("%v: %s", err, stdout)
+	}
+	if res.Events != 8 || res.Leads != 4 || res.Broken != 3 {
+		t.Fatalf("replayed %d events of %d leads, %d broken; want 8, 4, 3: %+v", res.Events, res.Leads, res.Broken, res.Breaks)
+	}
+	for lead, want := range map[string]string{healthy: "", refused: "refused LeadAccepted", gap: "gap ActivityRecorded", overdue: "overdue LeadCaptured"} {
+		if got := strings.Join(breaksOf(res, lead), ","); got != want {
+			t.Fatalf("lead %s: breaks %q, want %q", lead, got, want)
+		}
+	}
+	for _, b := range res.Breaks {
+		if b.Lead == refused && !strings.Contains(b.Detail, "Accept refused in NEW: lead is not assigned") {
+			t.Fatalf("refusal: %q", b.Detail)
+		}
+		if b.Lead == overdue && !strings.Contains(b.Detail, "scoring and qualification") {
+			t.Fatalf("overdue: %q", b.Detail)
+		}
+	}
+	if !strings.Contains(stderr, "replay: ") {
+		t.Fatalf("no progress on stderr (not a terminal: plain lines):\n%s", stderr)
+	}
+
+	// People read the same, as a table.
+	stdout, _, err = w.ctlSplit(t, "replay")
+	if err != nil || !strings.Contains(stdout, "replayed 8 events of 4 leads") || !strings.Contains(stdout, "3 leads broke") ||
+		!strings.Contains(lineWith(stdout, gap), "bypassed the concurrency check") || strings.Contains(stdout, healthy) {
+		t.Fatalf("replay: %v\n%s", err, stdout)
+	}
+
+	// One lead: its state after each event.
+	stdout, _, err = w.ctlSplit(t, "replay", "--lead", refused)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	if len(lines) < 3 || !strings.Contains(lines[1], "LeadCaptured") || !strings.Contains(lines[1], "NEW") || !strings.Contains(lines[1], "ok") ||
+		!strings.Contains(lines[2], "LeadAccepted") || !strings.Contains(lines[2], "refused") {
+		t.Fatalf("replay --lead:\n%s", stdout)
+	}
+
+	// A window from the overdue lead's capture holds that lead only.
+	stdout, _, err = w.ctlSplit(t, "replay", "--from-seq", strconv.FormatUint(w.version(t, overdue), 10), "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res = replayResult{}
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil || res.Events != 1 || res.Leads != 1 || len(res.Breaks) != 1 {
+		t.Fatalf("--from-seq: %v %+v", err, res)
+	}
+	// Until before it was overdue: judged then, it was not yet late.
+	stdout, _, err = w.ctlSplit(t, "replay", "--lead", overdue, "--until", now.Add(-150*time.Minute).Format(time.RFC3339), "-o", "json")
+	if err == nil || !strings.Contains(err.Error(), "no events in the window") {
+		t.Fatalf("the lead's only event was stored now, after --until, so the window is empty: %v\n%s", err, stdout)
+	}
+
+	// Errors people can act on.
+	if _, _, err := w.ctlSplit(t, "replay", "--lead", uuid.NewString()); !errors.Is(err, errUnknownLead) {
+		t.Fatalf("unknown lead: %v", err)
+	}
+	if _, _, err := w.ctlSplit(t, "replay", "--lead", "lead.>"); !errors.Is(err, errUsage) {
+		t.Fatalf("not a uuid: %v", err)
+	}
+	if _, _, err := w.ctlSplit(t, "replay", "--since", "yesterday"); !errors.Is(err, errUsage) {
+		t.Fatalf("bad --since: %v", err)
+	}
+	if _, _, err := w.ctlSplit(t, "replay", "--from-seq", "9", "--to-seq", "3"); !errors.Is(err, errUsage) {
+		t.Fatalf("from after to: %v", err)
+	}
+	_, err = runCtl(context.Background(), "--nats", "nats://127.0.0.1:1", "--timeout", "500ms", "replay")
+	if err == nil || !strings.Contains(err.Error(), "cannot reach NATS at nats://127.0.0.1:1") {
+		t.Fatalf("unreachable server: %v", err)
+	}
+}
+
+// version is the stream sequence of the lead's last event.
+func (w *world) version(t *testing.T, lead string) uint64 {
+	t.Helper()
+	v, err := w.store.Version(context.Background(), eventstore.LeadSubject(lead))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// last is the lead's last event.
+func (w *world) last(t *testing.T, lead string) *eventv1.Event {
+	t.Helper()
+	recs, err := w.store.Load(context.Background(), eventstore.LeadSubject(lead))
+	if err != nil || len(recs) == 0 {
+		t.Fatalf("load %s: %v (%d events)", lead, err, len(recs))
+	}
+	return recs[len(recs)-1].Event
+}
+
+// rebuild against the real projector process (built from source) and a
+// fresh PostgreSQL database: it follows the rebuild to the swap, with
+// progress on stderr, and the new schema serves.
+func TestRebuildFollowsTheProjector(t *testing.T) {
+	w := newWorld(t)
+	dsn := testenv.Postgres(t)
+	addr := w.serve(t, "projector", "-postgres", dsn)
+	for range 20 {
+		lead := uuid.NewString()
+		c := w.write(t, lead, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", time.Now())
+		w.write(t, lead, lifecycle.Command{Name: lifecycle.Score, Score: 80}, &eventv1.LeadScored{Total: 80, Threshold: 70}, c.GetEventId(), time.Now())
+	}
+	p := projectorv1.NewProjectorServiceClient(dialT(t, addr))
+	var st *projectorv1.GetProjectionStatusResponse
+	eventually(t, 30*time.Second, func() bool {
+		var err error
+		st, err = p.GetProjectionStatus(context.Background(), &projectorv1.GetProjectionStatusRequest{})
+		return err == nil && st.GetPosition() >= 40
+	}, "the projector did not catch up: %v", st)
+	before := st.GetActiveSchema()
+
+	stdout, stderr, err := w.ctlSplit(t, "--projector", addr, "rebuild")
+	if err != nil {
+		t.Fatalf("rebuild: %v\n%s\n%s", err, stdout, stderr)
+	}
+	if !strings.Contains(stdout, "rebuilt 40 events into schema ") || !strings.Contains(stdout, "replacing "+before) || !strings.Contains(stderr, "rebuild: ") {
+		t.Fatalf("rebuild printed:\n%s\nstderr:\n%s", stdout, stderr)
+	}
+	st, err = p.GetProjectionStatus(context.Background(), &projectorv1.GetProjectionStatusRequest{})
+	if err != nil || st.GetActiveSchema() == before || !st.GetRebuild().GetDone() {
+		t.Fatalf("after rebuild: %v %v", err, st)
+	}
+
+	stdout, _, err = w.ctlSplit(t, "--projector", addr, "rebuild", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res rebuildResult
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil || res.Events != 40 || res.Replaced != st.GetActiveSchema() || res.Schema == res.Replaced {
+		t.Fatalf("rebuild -o json: %v %s", err, stdout)
+	}
+
+	_, _, err = w.ctlSplit(t, "--projector", "127.0.0.1:1", "--timeout", "500ms", "rebuild")
+	if err == nil || !strings.Contains(err.Error(), "cannot reach projector at 127.0.0.1:1 (set --projector)") {
+		t.Fatalf("unreachable projector: %v", err)
+	}
+	if _, _, err := w.ctlSplit(t, "--projector", addr, "rebuild", "--poll", "0s"); !errors.Is(err, errUsage) {
+		t.Fatalf("bad --poll: %v", err)
+	}
+}

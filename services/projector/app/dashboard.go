@@ -1,0 +1,102 @@
+package app
+
+import (
+	"context"
+	"regexp"
+	"slices"
+
+	projectorv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/projector/v1"
+)
+
+// Figure kinds a BehindQuery can open: the reports whose figures the
+// dashboard links to the leads they count.
+const (
+	FigureFunnel    = "funnel"    // GetFunnel's total
+	FigureCampaign  = "campaign"  // a GetCampaignReport row
+	FigureSales     = "sales"     // a sales SLA row (rep, team or total)
+	FigureBreaches  = "breaches"  // the breaches of a sales SLA row
+	FigureMarketing = "marketing" // a marketing SLA row
+)
+
+// BehindQuery names one report figure; LeadsBehind lists the leads it
+// counts, with the report's own definitions (services/projector/README.md).
+type BehindQuery struct {
+	Figure string
+	// Period and Segment are the report's filters; Source the funnel's.
+	Period  Period
+	Segment string
+	Source  string
+	// Measure is the column of the figure: for the funnel and campaigns
+	// captured (leads), mql, accepted, opportunity, won, recycled,
+	// disqualified; for sales assigned, accepted, accepted_within_sla,
+	// contacted, first_attempt_within_sla; for marketing mql, accepted,
+	// rejected, opportunity.
+	Measure string
+	// Campaign and Attribution pick a campaign row ("" the unattributed).
+	Campaign    string
+	Attribution projectorv1.AttributionModel
+	// Row picks a sales row: "rep" or "team" by Key ("" the team of
+	// reps in no known team); "" is the total.
+	Row string
+	Key string
+	// Month (YYYY-MM) picks a marketing row, with Segment.
+	Month string
+	// Limit bounds the leads returned (default 100, at most 500); the
+	// count is of all of them.
+	Limit int
+}
+
+// Behind lists the leads behind a figure (adapters.Queries).
+type Behind interface {
+	// LeadsBehind returns up to q.Limit leads, newest capture first, and
+	// how many there are in all.
+	LeadsBehind(ctx context.Context, q BehindQuery) ([]*projectorv1.Lead, int64, error)
+}
+
+var monthRE = regexp.MustCompile(`^\d{4}-(0[1-9]|1[0-2])$`)
+
+var measures = map[string][]string{
+	FigureFunnel:    {"captured", "mql", "accepted", "opportunity", "won", "recycled", "disqualified"},
+	FigureCampaign:  {"captured", "mql", "accepted", "opportunity", "won"},
+	FigureSales:     {"assigned", "accepted", "accepted_within_sla", "contacted", "first_attempt_within_sla"},
+	FigureBreaches:  {""},
+	FigureMarketing: {"mql", "accepted", "rejected", "opportunity"},
+}
+
+// Check validates q and fills in its defaults. It returns a
+// *ValidationError naming the field at fault.
+func (q *BehindQuery) Check() error {
+	var v violations
+	ms, ok := measures[q.Figure]
+	if !ok {
+		v.add("figure", "must be funnel, campaign, sales, breaches or marketing")
+	}
+	if q.Measure == "" && ok {
+		q.Measure = ms[0]
+	}
+	if ok && !slices.Contains(ms, q.Measure) {
+		v.add("measure", "is not a figure of %s", q.Figure)
+	}
+	q.Period.check(&v, "period")
+	if q.Figure == FigureCampaign {
+		switch q.Attribution {
+		case projectorv1.AttributionModel_ATTRIBUTION_MODEL_FIRST_TOUCH, projectorv1.AttributionModel_ATTRIBUTION_MODEL_LAST_TOUCH,
+			projectorv1.AttributionModel_ATTRIBUTION_MODEL_LINEAR:
+		default:
+			v.add("attribution", "must be FIRST_TOUCH, LAST_TOUCH or LINEAR")
+		}
+	}
+	if q.Row != "" && q.Row != "rep" && q.Row != "team" {
+		v.add("row", "must be rep, team or empty (the total)")
+	}
+	if q.Figure == FigureMarketing && !monthRE.MatchString(q.Month) {
+		v.add("month", "must be YYYY-MM")
+	}
+	switch {
+	case q.Limit < 0 || q.Limit > maxPageSize:
+		v.add("limit", "must be between 0 and %d", maxPageSize)
+	case q.Limit == 0:
+		q.Limit = 100
+	}
+	return v.err()
+}

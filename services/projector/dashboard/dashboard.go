@@ -1,0 +1,475 @@
+// Package dashboard is the projector's web dashboard: one page, embedded
+// with its styles and script (no CDN, no web font, no call to any other
+// host), and the JSON it reads. Every figure comes from the same app
+// methods the gRPC API answers with, so the page and the API agree; the
+// page links each figure to the leads it counts and each lead to its
+// journey, drawn from the stream. Live pushes (Server-Sent Events) tell
+// open pages when the projector has committed new events.
+package dashboard
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	projectorv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/projector/v1"
+	"github.com/leadflow/leadflow/pkg/project"
+	"github.com/leadflow/leadflow/services/projector/app"
+)
+
+//go:embed web
+var web embed.FS
+
+// Reports is what the page shows: *app.App, the methods behind the gRPC
+// API.
+type Reports interface {
+	SearchLeads(ctx context.Context, q app.LeadQuery) ([]*projectorv1.Lead, string, error)
+	GetLead(ctx context.Context, id string) (*projectorv1.GetLeadResponse, error)
+	Funnel(ctx context.Context, q app.FunnelQuery) (*projectorv1.GetFunnelResponse, error)
+	Campaigns(ctx context.Context, q app.CampaignQuery) (*projectorv1.GetCampaignReportResponse, error)
+	SLA(ctx context.Context, q app.SLAQuery) (*projectorv1.GetSLAComplianceResponse, error)
+	Status(ctx context.Context) (project.Status, error)
+	StartWhatIf(ctx context.Context, n uint32, p app.Period) (string, error)
+	GetWhatIf(ctx context.Context, id string) (app.WhatIf, error)
+}
+
+// History reads the stream (adapters.Stream).
+type History interface {
+	LeadHistory(ctx context.Context, leadID string) ([]eventstore.Record, error)
+	ScoringHistory(ctx context.Context) ([]eventstore.Record, error)
+}
+
+// Config is what the dashboard needs.
+type Config struct {
+	Reports Reports
+	Behind  app.Behind
+	History History
+	// Live, if set, feeds /api/live.
+	Live *Live
+	Log  *slog.Logger
+}
+
+// Handler serves the page and its JSON.
+type Handler struct {
+	cfg Config
+	mux *http.ServeMux
+
+	// whatIfs reuses a what-if of the same version and period for a
+	// minute, so every open page does not start its own replay.
+	mu      sync.Mutex
+	whatIfs map[string]whatIfRun
+}
+
+type whatIfRun struct {
+	id      string
+	started time.Time
+}
+
+// whatIfReuse is how long a what-if answers for its version and period.
+const whatIfReuse = time.Minute
+
+// New returns the dashboard's handler.
+func New(cfg Config) *Handler {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	h := &Handler{cfg: cfg, mux: http.NewServeMux(), whatIfs: map[string]whatIfRun{}}
+	assets, _ := fs.Sub(web, "web")
+	files := http.FileServerFS(assets)
+	h.mux.Handle("GET /{$}", files)
+	h.mux.Handle("GET /assets/", http.StripPrefix("/assets/", files))
+	h.mux.HandleFunc("GET /api/funnel", h.funnel)
+	h.mux.HandleFunc("GET /api/campaigns", h.campaigns)
+	h.mux.HandleFunc("GET /api/sla", h.sla)
+	h.mux.HandleFunc("GET /api/leads", h.leads)
+	h.mux.HandleFunc("GET /api/lead/{id}", h.lead)
+	h.mux.HandleFunc("GET /api/model", h.model)
+	h.mux.HandleFunc("POST /api/whatif", h.startWhatIf)
+	h.mux.HandleFunc("GET /api/whatif/{id}", h.whatIf)
+	h.mux.HandleFunc("GET /api/status", h.status)
+	h.mux.HandleFunc("GET /api/live", h.live)
+	return h
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// The page loads nothing from anywhere else; say so to the browser.
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; font-src 'none'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	h.mux.ServeHTTP(w, r)
+}
+
+// query is the filters every report request may carry.
+type query struct {
+	period  app.Period
+	segment string
+	source  string
+}
+
+// parseQuery reads from/to (YYYY-MM-DD, UTC midnight, or RFC 3339),
+// segment and source.
+func parseQuery(r *http.Request) (query, error) {
+	var q query
+	var err error
+	if q.period.From, err = parseTime(r.FormValue("from"), "from"); err != nil {
+		return q, err
+	}
+	if q.period.To, err = parseTime(r.FormValue("to"), "to"); err != nil {
+		return q, err
+	}
+	q.segment, q.source = r.FormValue("segment"), r.FormValue("source")
+	return q, nil
+}
+
+func parseTime(s, field string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t, nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, &app.ValidationError{Violations: []app.Violation{{Field: "period." + field, Description: "must be YYYY-MM-DD or RFC 3339"}}}
+	}
+	return t, nil
+}
+
+var attributions = map[string]projectorv1.AttributionModel{
+	"first":  projectorv1.AttributionModel_ATTRIBUTION_MODEL_FIRST_TOUCH,
+	"last":   projectorv1.AttributionModel_ATTRIBUTION_MODEL_LAST_TOUCH,
+	"linear": projectorv1.AttributionModel_ATTRIBUTION_MODEL_LINEAR,
+}
+
+func attribution(s string) projectorv1.AttributionModel {
+	if s == "" {
+		s = "first"
+	}
+	return attributions[s] // unknown: UNSPECIFIED, which app refuses naming the field
+}
+
+var groups = map[string]projectorv1.FunnelGroup{
+	"": projectorv1.FunnelGroup_FUNNEL_GROUP_NONE, "source": projectorv1.FunnelGroup_FUNNEL_GROUP_SOURCE,
+	"segment": projectorv1.FunnelGroup_FUNNEL_GROUP_SEGMENT, "period": projectorv1.FunnelGroup_FUNNEL_GROUP_PERIOD,
+}
+
+func (h *Handler) funnel(w http.ResponseWriter, r *http.Request) {
+	q, err := parseQuery(r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	g, ok := groups[r.FormValue("group")]
+	if !ok {
+		g = projectorv1.FunnelGroup(-1) // refused by app, naming group_by
+	}
+	out, err := h.cfg.Reports.Funnel(r.Context(), app.FunnelQuery{Period: q.period, GroupBy: g, Segment: q.segment, Source: q.source})
+	h.reply(w, r, out, err)
+}
+
+func (h *Handler) campaigns(w http.ResponseWriter, r *http.Request) {
+	q, err := parseQuery(r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	out, err := h.cfg.Reports.Campaigns(r.Context(), app.CampaignQuery{Attribution: attribution(r.FormValue("attribution")),
+		Period: q.period, Currency: strings.ToUpper(r.FormValue("currency"))})
+	h.reply(w, r, out, err)
+}
+
+func (h *Handler) sla(w http.ResponseWriter, r *http.Request) {
+	q, err := parseQuery(r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	out, err := h.cfg.Reports.SLA(r.Context(), app.SLAQuery{Period: q.period, Segment: q.segment})
+	h.reply(w, r, out, err)
+}
+
+// leads lists the leads behind a figure (figure=...), or searches them.
+func (h *Handler) leads(w http.ResponseWriter, r *http.Request) {
+	q, err := parseQuery(r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	limit, _ := strconv.Atoi(r.FormValue("limit"))
+	if fig := r.FormValue("figure"); fig != "" {
+		b := app.BehindQuery{Figure: fig, Period: q.period, Segment: q.segment, Source: q.source, Measure: r.FormValue("measure"),
+			Campaign: r.FormValue("campaign"), Attribution: attribution(r.FormValue("attribution")), Row: r.FormValue("row"),
+			Key: r.FormValue("key"), Month: r.FormValue("month"), Limit: limit}
+		if err := b.Check(); err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		leads, total, err := h.cfg.Behind.LeadsBehind(r.Context(), b)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		h.leadList(w, r, leads, total, "")
+		return
+	}
+	lq := app.LeadQuery{Segment: q.segment, Source: q.source, CampaignID: r.FormValue("campaign"), RepID: r.FormValue("rep"),
+		Captured: q.period, Overdue: r.FormValue("overdue") == "true", PageSize: limit, PageToken: r.FormValue("page")}
+	for _, s := range r.Form["status"] {
+		lq.Statuses = append(lq.Statuses, eventv1.LeadStatus(eventv1.LeadStatus_value["LEAD_STATUS_"+strings.ToUpper(s)]))
+	}
+	leads, next, err := h.cfg.Reports.SearchLeads(r.Context(), lq)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	h.leadList(w, r, leads, -1, next)
+}
+
+func (h *Handler) leadList(w http.ResponseWriter, r *http.Request, leads []*projectorv1.Lead, total int64, next string) {
+	list := make([]json.RawMessage, len(leads))
+	for i, l := range leads {
+		b, err := pj.Marshal(l)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		list[i] = b
+	}
+	h.json(w, map[string]any{"leads": list, "total": total, "next_page": next})
+}
+
+// lead is one lead: its read-model row (absent while not projected yet)
+// and its journey from the stream.
+func (h *Handler) lead(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	detail, err := h.cfg.Reports.GetLead(r.Context(), id)
+	if err != nil && !errors.Is(err, app.ErrNotFound) {
+		h.fail(w, r, err)
+		return
+	}
+	recs, err := h.cfg.History.LeadHistory(r.Context(), id)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if detail == nil && len(recs) == 0 {
+		h.fail(w, r, fmt.Errorf("lead %s: %w", id, app.ErrNotFound))
+		return
+	}
+	var raw json.RawMessage = []byte("null")
+	if detail != nil {
+		if raw, err = pj.Marshal(detail); err != nil {
+			h.fail(w, r, err)
+			return
+		}
+	}
+	h.json(w, map[string]any{"detail": raw, "journey": Journey(recs)})
+}
+
+func (h *Handler) model(w http.ResponseWriter, r *http.Request) {
+	recs, err := h.cfg.History.ScoringHistory(r.Context())
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	h.json(w, FoldSignOff(recs))
+}
+
+// startWhatIf starts a what-if of version over the period, or answers
+// with a recent one of the same version and period.
+func (h *Handler) startWhatIf(w http.ResponseWriter, r *http.Request) {
+	q, err := parseQuery(r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	n, err := strconv.ParseUint(r.FormValue("version"), 10, 32)
+	if err != nil {
+		h.fail(w, r, &app.ValidationError{Violations: []app.Violation{{Field: "proposed_version", Description: "must be a version number"}}})
+		return
+	}
+	key := fmt.Sprintf("%d|%s|%s", n, q.period.From, q.period.To)
+	fresh := r.FormValue("fresh") == "true"
+	h.mu.Lock()
+	run, ok := h.whatIfs[key]
+	h.mu.Unlock()
+	if ok && !fresh && time.Since(run.started) < whatIfReuse {
+		if _, err := h.cfg.Reports.GetWhatIf(r.Context(), run.id); err == nil {
+			h.json(w, map[string]any{"id": run.id, "started": run.started})
+			return
+		}
+	}
+	id, err := h.cfg.Reports.StartWhatIf(r.Context(), uint32(n), q.period)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	run = whatIfRun{id: id, started: time.Now().UTC()}
+	h.mu.Lock()
+	for k, v := range h.whatIfs {
+		if time.Since(v.started) > whatIfReuse {
+			delete(h.whatIfs, k)
+		}
+	}
+	h.whatIfs[key] = run
+	h.mu.Unlock()
+	h.json(w, map[string]any{"id": run.id, "started": run.started})
+}
+
+// WhatIfRow is one row of a what-if, as GetWhatIf's WhatIfRow.
+type WhatIfRow struct {
+	Campaign        string `json:"campaign_id"`
+	Leads           int64  `json:"leads"`
+	MQLsActive      int64  `json:"mqls_active"`
+	MQLsProposed    int64  `json:"mqls_proposed"`
+	Gained          int64  `json:"mqls_gained"`
+	Lost            int64  `json:"mqls_lost"`
+	Won             int64  `json:"won"`
+	WonQualified    int64  `json:"won_qualified"`
+	WonMissed       int64  `json:"won_missed"`
+	Rejected        int64  `json:"rejected"`
+	RejectedKeptOut int64  `json:"rejected_kept_out"`
+}
+
+func (h *Handler) whatIf(w http.ResponseWriter, r *http.Request) {
+	wi, err := h.cfg.Reports.GetWhatIf(r.Context(), r.PathValue("id"))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	state := "running"
+	errText := ""
+	switch {
+	case wi.Done && wi.Err != nil:
+		state, errText = "failed", wi.Err.Error()
+	case wi.Done:
+		state = "done"
+	}
+	rows := []WhatIfRow{}
+	for _, c := range wi.Result.Campaigns {
+		rows = append(rows, WhatIfRow(c))
+	}
+	h.json(w, map[string]any{"id": wi.ID, "state": state, "error": errText, "proposed": wi.Proposed, "active": wi.Active,
+		"read": wi.Read, "total": wi.Total, "campaigns": rows, "total_row": WhatIfRow(wi.Result.Total)})
+}
+
+func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
+	st, err := h.cfg.Reports.Status(r.Context())
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	h.json(w, map[string]any{"schema": st.Active, "position": st.Position, "unknown_events": st.Unknown})
+}
+
+// keepAlive is how often an idle live stream sends a comment, so proxies
+// and the browser keep it open.
+const keepAlive = 15 * time.Second
+
+// live streams notices as Server-Sent Events until the client leaves or
+// the server shuts down (the request context ends with both).
+func (h *Handler) live(w http.ResponseWriter, r *http.Request) {
+	if h.cfg.Live == nil {
+		http.Error(w, "live updates are off", http.StatusNotFound)
+		return
+	}
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	ch, now, cancel := h.cfg.Live.subscribe()
+	defer cancel()
+	send := func(n Notice) error {
+		b, _ := json.Marshal(n)
+		if _, err := fmt.Fprintf(w, "event: change\ndata: %s\n\n", b); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	// retry: the browser reconnects after a second if the stream drops.
+	if _, err := fmt.Fprint(w, "retry: 1000\n\n"); err != nil {
+		return
+	}
+	if err := send(now); err != nil {
+		return
+	}
+	t := time.NewTicker(keepAlive)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case n := <-ch:
+			if send(n) != nil {
+				return
+			}
+		case <-t.C:
+			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil || rc.Flush() != nil {
+				return
+			}
+		}
+	}
+}
+
+var pj = protojson.MarshalOptions{EmitUnpopulated: true, UseProtoNames: true}
+
+func (h *Handler) reply(w http.ResponseWriter, r *http.Request, m proto.Message, err error) {
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	b, err := pj.Marshal(m)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(b)
+}
+
+func (h *Handler) json(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// fail answers an error as the gRPC port maps it: a refused field is 400
+// with the violations, a refusal 409, an unknown id 404, else 500,
+// logged once here.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var ve *app.ValidationError
+	var refused *app.RefusedError
+	code := http.StatusInternalServerError
+	body := map[string]any{"error": err.Error()}
+	switch {
+	case errors.As(err, &ve):
+		code = http.StatusBadRequest
+		body["violations"] = ve.Violations
+	case errors.As(err, &refused):
+		code = http.StatusConflict
+	case errors.Is(err, app.ErrNotFound):
+		code = http.StatusNotFound
+	case r.Context().Err() != nil:
+		return // the page went away
+	default:
+		h.cfg.Log.Error("dashboard", "path", r.URL.Path, "err", err)
+		body["error"] = "internal error (logged by the projector)"
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(body)
+}

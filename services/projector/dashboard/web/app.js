@@ -1,0 +1,608 @@
+// Leadflow dashboard. Plain browser JavaScript, no libraries, no calls to
+// any host but the projector that served it. Every figure is fetched from
+// the projector's JSON (the same app methods as its gRPC API) and links
+// to the leads behind it; a lead links to its journey.
+"use strict";
+
+// ---- formatting for people (the browser's locale) ----
+const LOCALE = undefined;
+const intFmt = new Intl.NumberFormat(LOCALE, { maximumFractionDigits: 0 });
+const fracFmt = new Intl.NumberFormat(LOCALE, { maximumFractionDigits: 2 });
+const pctFmt = new Intl.NumberFormat(LOCALE, { style: "percent", maximumFractionDigits: 1 });
+const dateTimeFmt = new Intl.DateTimeFormat(LOCALE, { dateStyle: "medium", timeStyle: "short" });
+const dateFmt = new Intl.DateTimeFormat(LOCALE, { dateStyle: "medium" });
+const timeFmt = new Intl.DateTimeFormat(LOCALE, { timeStyle: "medium" });
+
+const n = (v) => Number(v || 0); // protojson sends int64 as strings
+function fmtCount(v) { v = n(v); return Number.isInteger(v) ? intFmt.format(v) : fracFmt.format(v); }
+function fmtPct(v) { return pctFmt.format(n(v)); }
+const moneyFmts = {};
+// Money is in minor units; amounts of 1,000 or more drop the cents.
+function fmtMoney(minor, currency) {
+  if (!currency) return fmtCount(n(minor) / 100);
+  const key = currency;
+  if (!moneyFmts[key]) {
+    const base = new Intl.NumberFormat(LOCALE, { style: "currency", currency });
+    const digits = base.resolvedOptions().maximumFractionDigits;
+    moneyFmts[key] = { digits, small: base, big: new Intl.NumberFormat(LOCALE, { style: "currency", currency, maximumFractionDigits: 0, minimumFractionDigits: 0 }) };
+  }
+  const f = moneyFmts[key];
+  const major = n(minor) / Math.pow(10, f.digits);
+  return Math.abs(major) >= 1000 ? f.big.format(major) : f.small.format(major);
+}
+function fmtHours(h) {
+  h = n(h);
+  if (h === 0) return "–";
+  return h >= 48 ? fracFmt.format(Math.round(h / 2.4) / 10) + " d" : fracFmt.format(Math.round(h * 10) / 10) + " h";
+}
+const ts = (s) => (s ? new Date(s) : null);
+function fmtWhen(s) { const d = ts(s); return d ? dateTimeFmt.format(d) : "–"; }
+const shortFmt = new Intl.DateTimeFormat(LOCALE, { month: "short", day: "numeric", hour: "numeric", minute: "2-digit" });
+function fmtShort(s) { const d = ts(s); return d ? shortFmt.format(d) : "–"; }
+function fmtDay(s) { const d = ts(s); return d ? dateFmt.format(d) : "–"; }
+const words = (enumName, prefix) => (enumName || "").replace(prefix, "").toLowerCase().replace(/_/g, " ");
+const status = (s) => words(s, "LEAD_STATUS_");
+function owner(o) { if (!o || !o.id) return ""; return words(o.kind, "OWNER_KIND_") + " " + o.id; }
+const channel = (c) => (c && c !== "CHANNEL_UNSPECIFIED" ? words(c, "CHANNEL_") : "");
+
+// ---- DOM ----
+// el builds an element; strings become text nodes, so data is never
+// parsed as HTML.
+function el(tag, attrs, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "class") e.className = v;
+    // Styles through the CSSOM: the page's CSP forbids style attributes.
+    else if (k === "style") for (const [p, x] of Object.entries(v)) e.style.setProperty(p, x);
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (k === "dataset") Object.assign(e.dataset, v);
+    else e.setAttribute(k, v === true ? "" : v);
+  }
+  for (const k of kids.flat(Infinity)) {
+    if (k === undefined || k === null || k === false) continue;
+    e.append(k instanceof Node ? k : document.createTextNode(String(k)));
+  }
+  return e;
+}
+const $ = (id) => document.getElementById(id);
+
+// ---- routing and filters: everything is in the URL hash ----
+function route() {
+  const h = location.hash.replace(/^#/, "") || "/";
+  const [path, qs] = h.split("?");
+  return { path, params: new URLSearchParams(qs || "") };
+}
+const FILTERS = ["from", "to", "segment", "source", "attribution", "group"];
+function filterParams(extra) {
+  const cur = route().params, p = new URLSearchParams();
+  for (const k of FILTERS) if (cur.get(k)) p.set(k, cur.get(k));
+  for (const [k, v] of Object.entries(extra || {})) { if (v === "" || v === undefined || v === null) p.delete(k); else p.set(k, v); }
+  return p;
+}
+const href = (path, extra) => { const p = filterParams(extra).toString(); return "#" + path + (p ? "?" + p : ""); };
+function setParams(extra) { location.hash = href(route().path, extra).slice(1); }
+
+async function api(path, params, opts) {
+  const res = await fetch("/api/" + path + (params && params.toString() ? "?" + params : ""), Object.assign({ cache: "no-store" }, opts));
+  const body = await res.json().catch(() => ({ error: res.statusText }));
+  if (!res.ok) { const err = new Error(body.error || res.statusText); err.body = body; err.status = res.status; throw err; }
+  return body;
+}
+function reportParams(keys) {
+  const cur = route().params, p = new URLSearchParams();
+  for (const k of keys) if (cur.get(k)) p.set(k, cur.get(k));
+  return p;
+}
+
+// ---- periods ----
+const iso = (d) => d.toISOString().slice(0, 10);
+function presetRange(name) {
+  const now = new Date(), y = now.getUTCFullYear(), m = now.getUTCMonth();
+  const day = (yy, mm, dd) => iso(new Date(Date.UTC(yy, mm, dd || 1)));
+  switch (name) {
+    case "this-month": return [day(y, m), day(y, m + 1)];
+    case "last-month": return [day(y, m - 1), day(y, m)];
+    case "this-quarter": { const q = m - (m % 3); return [day(y, q), day(y, q + 3)]; }
+    case "last-90": return [iso(new Date(Date.now() - 89 * 864e5)), iso(new Date(Date.now() + 864e5))];
+    case "this-year": return [day(y, 0), day(y + 1, 0)];
+  }
+  return ["", ""];
+}
+function periodLabel(p) {
+  const from = p.get("from"), to = p.get("to");
+  if (!from && !to) return "all time";
+  const f = from ? fmtDay(from + "T00:00:00Z") : "the start";
+  const t = to ? fmtDay(new Date(Date.parse(to + "T00:00:00Z") - 864e5).toISOString()) : "now";
+  return f + " – " + t;
+}
+
+function syncFilters() {
+  const p = route().params;
+  $("f-from").value = p.get("from") || "";
+  $("f-to").value = p.get("to") || "";
+  $("f-segment").value = p.get("segment") || "";
+  $("f-source").value = p.get("source") || "";
+  let preset = "custom";
+  for (const o of $("f-preset").options) {
+    const [a, b] = presetRange(o.value);
+    if (o.value !== "custom" && a === (p.get("from") || "") && b === (p.get("to") || "")) preset = o.value;
+  }
+  $("f-preset").value = preset;
+  $("f-hint").textContent = "segment/source: funnel; segment: SLA";
+}
+function setOptions(select, values) {
+  const cur = route().params.get(select.name) || "";
+  const want = ["", ...values.filter((v) => v !== "")];
+  if (cur && !want.includes(cur)) want.push(cur);
+  const have = [...select.options].map((o) => o.value);
+  if (have.join("\u0000") === want.join("\u0000")) return;
+  select.replaceChildren(...want.map((v) => el("option", { value: v }, v === "" ? "All" : v)));
+  select.value = cur;
+}
+
+// ---- live: Server-Sent Events when the projector commits ----
+const live = { gen: -1, seq: 0, lastRefresh: 0, inFlight: false, again: false, timer: 0, connected: false };
+function connectLive() {
+  const es = new EventSource("/api/live");
+  es.addEventListener("change", (e) => {
+    const notice = JSON.parse(e.data);
+    live.seq = notice.seq;
+    setLive(true);
+    if (live.gen !== -1 && notice.gen !== live.gen) scheduleRefresh();
+    live.gen = notice.gen;
+    const dot = $("live"); dot.classList.add("flash"); setTimeout(() => dot.classList.remove("flash"), 150);
+  });
+  es.onopen = () => setLive(true);
+  es.onerror = () => setLive(false); // the browser reconnects by itself
+}
+function setLive(on) {
+  live.connected = on;
+  $("live").className = "live " + (on ? "on" : "off");
+  updateLiveText();
+}
+function updateLiveText() {
+  const t = live.connected ? "Live" : "Reconnecting…";
+  const at = live.lastRefresh ? " · updated " + timeFmt.format(new Date(live.lastRefresh)) : "";
+  const seq = live.seq ? " · stream #" + intFmt.format(live.seq) : "";
+  $("live-text").textContent = t + seq + at;
+}
+// At most one refresh a second and one at a time; a notice during a
+// refresh runs another right after it.
+function scheduleRefresh() {
+  if (live.inFlight) { live.again = true; return; }
+  if (live.timer) return;
+  const wait = Math.max(0, 1000 - (Date.now() - live.lastRefresh));
+  live.timer = setTimeout(() => { live.timer = 0; render(true); }, wait);
+}
+
+// ---- rendering ----
+let renderSeq = 0;
+async function render(isLive) {
+  const my = ++renderSeq;
+  const hash = location.hash;
+  live.inFlight = true;
+  try {
+    const { path, params } = route();
+    syncFilters();
+    let view;
+    if (path.startsWith("/lead/")) view = await leadView(decodeURIComponent(path.slice(6)));
+    else if (path === "/leads") view = await leadsView(params);
+    else view = await overview(params, isLive);
+    if (my !== renderSeq) return; // a newer render won
+    $("view").replaceChildren(view);
+    document.body.dataset.loaded = "true";
+    document.body.dataset.route = hash;
+    document.body.dataset.gen = String(live.gen);
+    live.lastRefresh = Date.now();
+    updateLiveText();
+  } finally {
+    live.inFlight = false;
+    if (live.again) { live.again = false; scheduleRefresh(); }
+  }
+}
+
+function crumbs(...parts) {
+  $("crumbs").replaceChildren(...parts.flatMap((p, i) => (i ? [" › ", p] : [p])));
+}
+
+function panel(cls, title, sub, tools, ...body) {
+  return el("section", { class: "panel " + cls },
+    el("div", { class: "panel-head" }, el("h2", {}, title), sub ? el("span", { class: "sub" }, sub) : null,
+      tools ? el("div", { class: "tools" }, tools) : null),
+    ...body);
+}
+function errorBox(e) {
+  const v = e.body && e.body.violations;
+  return el("div", { class: "error" }, v ? v.map((x) => x.Field + ": " + x.Description).join("; ") : e.message);
+}
+async function settle(promise) { try { return { ok: await promise }; } catch (e) { return { err: e }; } }
+
+// A figure: its formatted text, linked to the leads it counts.
+function fig(text, key, drill, cls) {
+  const attrs = { class: "num " + (cls || ""), dataset: { k: key } };
+  if (!drill) return el("span", attrs, text);
+  attrs.href = href("/leads", drill);
+  attrs.title = "Show the leads behind this figure";
+  return el("a", attrs, text);
+}
+
+// ---- overview ----
+async function overview(p, isLive) {
+  crumbs("Overview · " + periodLabel(p));
+  const base = reportParams(["from", "to", "segment", "source"]);
+  const group = p.get("group") || "source";
+  const attr = p.get("attribution") || "first";
+  const camp = reportParams(["from", "to"]); camp.set("attribution", attr); if (p.get("currency")) camp.set("currency", p.get("currency"));
+  const sla = reportParams(["from", "to", "segment"]);
+  const byGroup = new URLSearchParams(base); byGroup.set("group", group);
+  const allTime = reportParams(["from", "to"]);
+  const seg = new URLSearchParams(allTime); seg.set("group", "segment");
+  const src = new URLSearchParams(allTime); src.set("group", "source");
+  const recent = new URLSearchParams(); recent.set("limit", "8");
+  // The filter choices change rarely: a live refresh leaves them be.
+  const none = Promise.resolve({ err: null });
+  const [funnel, grouped, segs, srcs, campaigns, slaR, model, leads] = await Promise.all([
+    settle(api("funnel", base)), settle(api("funnel", byGroup)),
+    isLive ? none : settle(api("funnel", seg)), isLive ? none : settle(api("funnel", src)),
+    settle(api("campaigns", camp)), settle(api("sla", sla)), settle(api("model")), settle(api("leads", recent)),
+  ]);
+  if (segs.ok) setOptions($("f-segment"), segs.ok.rows.map((r) => r.key));
+  if (srcs.ok) setOptions($("f-source"), srcs.ok.rows.map((r) => r.key));
+  return el("div", { class: "grid" },
+    el("div", { class: "span-7" }, funnelPanel(funnel, grouped, group)),
+    el("div", { class: "span-5" }, slaPanel(slaR)),
+    el("div", { class: "span-12" }, campaignPanel(campaigns, attr)),
+    el("div", { class: "span-7" }, modelPanel(model, isLive)),
+    el("div", { class: "span-5" }, recentPanel(leads)));
+}
+
+const STAGES = [["captured", "Captured"], ["mql", "MQL"], ["accepted", "Accepted"], ["opportunity", "Opportunity"], ["won", "Won"]];
+const RATE = { mql: "mql_rate", accepted: "accept_rate", opportunity: "opportunity_rate", won: "win_rate" };
+
+function funnelPanel(res, grouped, group) {
+  const tools = el("label", {}, "Break down by ",
+    el("select", { onchange: (e) => setParams({ group: e.target.value }) },
+      ["source", "segment", "period"].map((g) => el("option", { value: g, selected: g === group }, g === "period" ? "month" : g))));
+  if (res.err) return panel("funnel-panel", "Funnel", "", tools, errorBox(res.err));
+  const t = res.ok.total, top = Math.max(1, n(t.captured));
+  const drill = (measure) => ({ figure: "funnel", measure });
+  const rows = STAGES.map(([k, label]) => [
+    el("div", { class: "label" }, label),
+    el("div", { class: "track" }, el("div", { class: "bar" + (k === "won" ? " won" : ""), style: { width: (100 * n(t[k])) / top + "%" } })),
+    el("div", { class: "count" }, fig(fmtCount(t[k]), "funnel." + k, drill(k))),
+    el("div", { class: "rate" }, RATE[k] ? fmtPct(t[RATE[k]]) + " of previous" : ""),
+  ]);
+  const body = [el("div", { class: "funnel" }, rows),
+    el("div", { class: "side-stats" },
+      el("div", {}, "Recycled", fig(fmtCount(t.recycled), "funnel.recycled", drill("recycled"))),
+      el("div", {}, "Disqualified", fig(fmtCount(t.disqualified), "funnel.disqualified", drill("disqualified"))),
+      el("div", {}, "Captured → won ", el("b", { class: "num" }, fmtPct(n(t.captured) ? n(t.won) / n(t.captured) : 0))))];
+  if (grouped.ok && grouped.ok.rows.length) {
+    const keyName = group === "period" ? "month" : group;
+    const rowDrill = (r, measure) => {
+      const d = { figure: "funnel", measure };
+      if (group === "period") {
+        const start = r.key, end = new Date(Date.parse(start + "T00:00:00Z")); end.setUTCMonth(end.getUTCMonth() + 1);
+        const cur = route().params, to = cur.get("to");
+        d.from = cur.get("from") && cur.get("from") > start ? cur.get("from") : start;
+        d.to = to && to < iso(end) ? to : iso(end);
+      } else d[group] = r.key;
+      return d;
+    };
+    body.push(el("h3", {}, "By " + keyName),
+      el("div", { class: "scroll" }, el("table", { class: "tbl-compact" },
+        el("thead", {}, el("tr", {}, el("th", {}, keyName), STAGES.map(([, l]) => el("th", {}, l)), el("th", {}, "Recycled"), el("th", {}, "Disq."), el("th", {}, "Win rate"))),
+        el("tbody", {}, grouped.ok.rows.map((r) => el("tr", {},
+          el("td", { class: "text" }, group === "period" ? fmtMonth(r.key) : r.key || "(none)"),
+          STAGES.map(([k]) => el("td", {}, fig(fmtCount(r[k]), `funnel.${group}.${r.key}.${k}`, rowDrill(r, k)))),
+          el("td", {}, fig(fmtCount(r.recycled), `funnel.${group}.${r.key}.recycled`, rowDrill(r, "recycled"))),
+          el("td", {}, fig(fmtCount(r.disqualified), `funnel.${group}.${r.key}.disqualified`, rowDrill(r, "disqualified"))),
+          el("td", {}, fmtPct(r.win_rate))))))));
+  }
+  body.push(el("div", { class: "note" }, "Leads captured in the period, counted once per stage they ever reached; rates are shares of the stage before."));
+  return panel("funnel-panel", "Funnel", "captured → MQL → accepted → opportunity → won", tools, ...body);
+}
+const monthFmt = new Intl.DateTimeFormat(LOCALE, { month: "short", year: "numeric", timeZone: "UTC" });
+function fmtMonth(key) { return key ? monthFmt.format(new Date(key.length === 7 ? key + "-01T00:00:00Z" : key + "T00:00:00Z")) : "–"; }
+
+function slaPanel(res) {
+  if (res.err) return panel("sla-panel", "SLA compliance", "", null, errorBox(res.err));
+  const s = res.ok, t = s.sales_total || {};
+  const sd = (row, key, measure) => ({ figure: "sales", measure, row, key });
+  const bd = (row, key) => ({ figure: "breaches", row, key });
+  const rate = (a, b) => (n(b) ? fmtPct(n(a) / n(b)) : "–");
+  const kpis = el("div", { class: "kpis" },
+    el("div", { class: "kpi" }, el("span", { class: "v" }, fig(rate(t.accepted_within_sla, t.accepted), "sales.total.accept_rate", sd("", "", "accepted_within_sla"))),
+      el("span", { class: "l" }, "accepted within SLA (", fig(fmtCount(t.accepted_within_sla), "sales.total.accepted_within_sla", sd("", "", "accepted_within_sla")), " of ",
+        fig(fmtCount(t.accepted), "sales.total.accepted", sd("", "", "accepted")), ")")),
+    el("div", { class: "kpi" }, el("span", { class: "v" }, fig(rate(t.first_attempt_within_sla, t.contacted), "sales.total.contact_rate", sd("", "", "first_attempt_within_sla"))),
+      el("span", { class: "l" }, "first attempt within SLA (", fig(fmtCount(t.first_attempt_within_sla), "sales.total.first_attempt_within_sla", sd("", "", "first_attempt_within_sla")), " of ",
+        fig(fmtCount(t.contacted), "sales.total.contacted", sd("", "", "contacted")), ")")),
+    el("div", { class: "kpi" }, el("span", { class: "v num" }, fmtHours(t.median_hours_to_accept)), el("span", { class: "l" }, "median time to accept (",
+      fig(fmtCount(t.assigned), "sales.total.assigned", sd("", "", "assigned")), " hand-offs)")),
+    el("div", { class: "kpi" }, el("span", { class: "v" }, fig(fmtCount(t.breaches), "sales.total.breaches", bd("", ""), n(t.breaches) ? "neg" : "")),
+      el("span", { class: "l" }, "SLA breaches by reps")));
+  const salesRows = [...(s.teams || []).map((r) => ["team", r]), ...(s.reps || []).map((r) => ["rep", r])];
+  const sales = el("table", { class: "tbl-compact" },
+    el("thead", {}, el("tr", {}, el("th", {}, "Team / rep"), el("th", {}, "Assigned"), el("th", {}, "Accepted"), el("th", {}, "In SLA"), el("th", {}, "Median"), el("th", {}, "Breaches"))),
+    el("tbody", {}, salesRows.map(([kind, r]) => el("tr", { class: kind === "team" ? "" : "muted" },
+      el("td", { class: "text" }, kind === "team" ? el("b", {}, "team " + (r.key || "(none)")) : "  rep " + r.key),
+      el("td", {}, fig(fmtCount(r.assigned), `sales.${kind}.${r.key}.assigned`, sd(kind, r.key, "assigned"))),
+      el("td", {}, fig(fmtCount(r.accepted), `sales.${kind}.${r.key}.accepted`, sd(kind, r.key, "accepted"))),
+      el("td", {}, fig(rate(r.accepted_within_sla, r.accepted), `sales.${kind}.${r.key}.accept_rate`, sd(kind, r.key, "accepted_within_sla"))),
+      el("td", {}, fmtHours(r.median_hours_to_accept)),
+      el("td", {}, fig(fmtCount(r.breaches), `sales.${kind}.${r.key}.breaches`, bd(kind, r.key), n(r.breaches) ? "neg" : ""))))));
+  const mk = s.marketing || [];
+  const md = (r, measure) => ({ figure: "marketing", measure, month: r.period, segment: r.segment });
+  const target = (ok, has) => (has ? el("span", { class: ok ? "met" : "missed" }, ok ? " ✓" : " ✗") : null);
+  const marketing = mk.length ? el("table", { class: "tbl-compact" },
+    el("thead", {}, el("tr", {}, el("th", {}, "Month"), el("th", { class: "text" }, "Segment"), el("th", {}, "MQLs"), el("th", {}, "Accepted"), el("th", {}, "Acceptance"), el("th", {}, "MQL → opp."))),
+    el("tbody", {}, mk.map((r) => {
+      const tg = r.target;
+      return el("tr", {},
+        el("td", {}, fmtMonth(r.period)), el("td", { class: "text" }, r.segment || "(none)"),
+        el("td", { title: tg ? "target ≥ " + fmtCount(tg.min_mqls) : "no target" }, fig(fmtCount(r.mqls), `marketing.${r.period}.${r.segment}.mqls`, md(r, "mql")), target(r.mqls_met, tg && n(tg.min_mqls))),
+        el("td", {}, fig(fmtCount(r.accepted), `marketing.${r.period}.${r.segment}.accepted`, md(r, "accepted"))),
+        el("td", { title: tg ? "target ≥ " + fmtPct(n(tg.min_acceptance_rate_bps) / 10000) : "no target" }, fmtPct(r.acceptance_rate), target(r.acceptance_met, tg && n(tg.min_acceptance_rate_bps))),
+        el("td", { title: tg ? "target ≥ " + fmtPct(n(tg.min_mql_to_opportunity_bps) / 10000) : "no target" }, fig(fmtPct(r.mql_to_opportunity_rate), `marketing.${r.period}.${r.segment}.opp_rate`, md(r, "opportunity")), target(r.opportunity_met, tg && n(tg.min_mql_to_opportunity_bps))));
+    }))) : el("div", { class: "empty" }, "No MQLs in the period.");
+  return panel("sla-panel", "SLA compliance", "both directions", null,
+    el("h3", { class: "first" }, "Sales: accept and contact marketing's leads in time"), kpis,
+    salesRows.length ? el("div", { class: "scroll gap" }, sales) : el("div", { class: "empty" }, "No hand-offs in the period."),
+    el("h3", {}, "Marketing: enough MQLs that sales accepts and converts"), el("div", { class: "scroll" }, marketing));
+}
+
+const ATTR = { first: "first touch", last: "last touch", linear: "linear" };
+function campaignPanel(res, attr) {
+  const tools = el("label", {}, "Attribution ",
+    el("select", { onchange: (e) => setParams({ attribution: e.target.value }) },
+      Object.entries(ATTR).map(([k, v]) => el("option", { value: k, selected: k === attr }, v))));
+  if (res.err) {
+    const v = (res.err.body && res.err.body.violations) || [];
+    const cur = v.find((x) => x.Field === "currency");
+    const picks = cur ? (cur.Description.match(/\b[A-Z]{3}\b/g) || []).map((c) => el("button", { class: "ghost", onclick: () => setParams({ currency: c }) }, c)) : [];
+    return panel("campaign-panel", "Campaigns: spend to revenue", "", tools, errorBox(res.err), picks.length ? el("div", { class: "pager" }, "Report in ", picks) : null);
+  }
+  const r = res.ok, cur = r.currency;
+  const money = (f) => (f.undefined ? el("span", { class: "undef", title: "undefined: nothing to divide by" }, "—") : fmtMoney(f.value, cur));
+  const d = (c, measure) => ({ figure: "campaign", campaign: c.campaign_id || "", measure, attribution: attr });
+  const row = (c, total) => {
+    const id = c.campaign_id || "";
+    const k = (m) => `campaign.${id || "-"}.${m}`;
+    const roi = c.roi.undefined ? el("span", { class: "undef", title: "no spend" }, "—") : el("span", { class: n(c.roi.value) < 0 ? "neg" : "pos" }, fmtPct(c.roi.value));
+    return el("tr", { class: total ? "muted" : "" },
+      el("td", { class: "text" }, total ? "No campaign" : [el("b", {}, c.name || id), el("span", { class: "channel" }, channel(c.channel))]),
+      el("td", {}, fig(fmtMoney(c.spend.value, cur), k("spend"))),
+      el("td", {}, fig(fmtCount(c.leads.value), k("leads"), d(c, "captured"))),
+      el("td", {}, fig(fmtCount(c.mqls.value), k("mqls"), d(c, "mql"))),
+      el("td", {}, fig(fmtCount(c.accepted.value), k("accepted"), d(c, "accepted"))),
+      el("td", {}, fig(fmtCount(c.opportunities.value), k("opportunities"), d(c, "opportunity"))),
+      el("td", {}, fig(fmtMoney(c.pipeline.value, cur), k("pipeline"), d(c, "opportunity"))),
+      el("td", {}, fig(fmtCount(c.won_deals.value), k("won_deals"), d(c, "won"))),
+      el("td", {}, fig(fmtMoney(c.won_revenue.value, cur), k("won_revenue"), d(c, "won"))),
+      el("td", { dataset: { k: k("cost_per_won_deal") } }, money(c.cost_per_won_deal)),
+      el("td", { dataset: { k: k("roi") } }, roi));
+  };
+  const rows = r.campaigns.map((c) => row(c, false));
+  if (r.unattributed && n(r.unattributed.leads.value)) rows.push(row(r.unattributed, true));
+  const table = rows.length ? el("div", { class: "scroll" }, el("table", { class: "tbl-compact campaigns" },
+    el("thead", {}, el("tr", {}, ["Campaign", "Spend", "Leads", "MQLs", "Accepted", "Opps", "Pipeline", "Won deals", "Won revenue", "Cost / won deal", "ROI"].map((h) => el("th", {}, h)))),
+    el("tbody", {}, rows))) : el("div", { class: "empty" }, "No campaigns in the period.");
+  return panel("campaign-panel", "Campaigns: spend to revenue", "sorted by won revenue", tools, table,
+    el("div", { class: "note", dataset: { k: "campaign.stamp" } }, `Attribution: ${ATTR[attr]} (stamped on every figure)` + (cur ? ` · currency ${cur}` : "") +
+      (attr === "linear" ? " · linear shares are fractional; a campaign's list shows every lead it has a share of" : "")));
+}
+
+// What-ifs this page started, by version and period.
+const whatIfs = {};
+function modelPanel(res, isLive) {
+  if (res.err) return panel("model-panel", "Scoring model", "", null, errorBox(res.err));
+  const m = res.ok, p = route().params;
+  const pending = m.versions.filter((v) => v.state === "proposed");
+  const cards = m.versions.slice(0, 4).map((v) => {
+    const teams = ["marketing", "sales"].map((team) => {
+      const a = v.approvals.find((x) => x.team === team);
+      return el("span", { class: "signoff" + (a ? " ok" : ""), dataset: { k: `model.v${v.version}.${team}` }, title: a ? "approved by " + a.by + ", " + fmtWhen(a.at) : "awaiting " + team },
+        (a ? "✓ " : "○ ") + team + (a ? " · " + a.by : ""));
+    });
+    const badge = { active: el("span", { class: "pill good" }, "active"), superseded: el("span", { class: "pill" }, "superseded"),
+      proposed: el("span", { class: "pill warn" }, "awaiting sign-off") }[v.state];
+    const rescore = v.state === "active" && v.rescore_started ? (v.rescore_done ? ` · re-scored ${fmtCount(v.rescore_total)} leads` : " · re-scoring…") : "";
+    return el("div", { class: "version" + (v.state === "active" ? " active" : ""), dataset: { k: `model.v${v.version}` } },
+      el("div", {}, el("span", { class: "title" }, "Version " + v.version + " "), badge,
+        el("div", { class: "meta" }, `threshold ${fmtCount(v.threshold)} · ${fmtCount(v.rules)} rules · proposed by ${v.proposed_by || "?"}, ${fmtWhen(v.proposed_at)}` +
+          (v.activated_at ? " · active since " + fmtWhen(v.activated_at) : "") + rescore),
+        v.description ? el("div", { class: "meta" }, v.description) : null),
+      el("div", { class: "signoffs" }, teams,
+        v.state === "proposed" ? el("button", { class: "ghost", onclick: () => runWhatIf(v.version, true) }, "What-if") : null));
+  });
+  const body = m.versions.length ? [el("div", { class: "versions" }, cards)] : [el("div", { class: "empty" }, "No scoring model has been proposed yet.")];
+  const target = pending[0];
+  if (target) {
+    const key = whatIfKey(target.version);
+    if (!whatIfs[key] && !isLive) runWhatIf(target.version, false);
+    body.push(el("div", { id: "whatif" }, whatIfView(whatIfs[key] || { state: "starting", proposed: target.version })));
+  }
+  return panel("model-panel", "Scoring model", m.active ? "version " + m.active + " scores" : "no version active", null, ...body);
+}
+const whatIfKey = (v) => v + "|" + (route().params.get("from") || "") + "|" + (route().params.get("to") || "");
+async function runWhatIf(version, fresh) {
+  const key = whatIfKey(version);
+  whatIfs[key] = { state: "starting", proposed: version };
+  const p = reportParams(["from", "to"]); p.set("version", version); if (fresh) p.set("fresh", "true");
+  try {
+    const { id, started } = await api("whatif", p, { method: "POST" });
+    for (;;) {
+      const w = await api("whatif/" + id);
+      w.started = started;
+      whatIfs[key] = w;
+      const box = $("whatif"); if (box) box.replaceChildren(whatIfView(w));
+      if (w.state !== "running") break;
+      await new Promise((r) => setTimeout(r, 400));
+    }
+  } catch (e) {
+    whatIfs[key] = { state: "failed", error: e.message, proposed: version };
+    const box = $("whatif"); if (box) box.replaceChildren(whatIfView(whatIfs[key]));
+  }
+}
+function whatIfView(w) {
+  const title = el("h3", {}, `What-if: version ${w.proposed} against ${w.active ? "version " + w.active : "no active version"}, ${periodLabel(route().params)}`);
+  if (w.state === "failed") return el("div", {}, title, el("div", { class: "error" }, w.error));
+  if (w.state !== "done") {
+    const pct = n(w.total) ? (100 * n(w.read)) / n(w.total) : 0;
+    return el("div", {}, title, el("div", { class: "progress" }, el("span", { style: { width: pct + "%" } })),
+      el("div", { class: "note" }, "Replaying the stream… " + fmtCount(w.read) + (n(w.total) ? " of " + fmtCount(w.total) : "") + " events"));
+  }
+  const delta = (v) => el("span", { class: n(v) > 0 ? "pos" : n(v) < 0 ? "neg" : "" }, (n(v) > 0 ? "+" : "") + fmtCount(v));
+  const cd = (c) => ({ figure: "campaign", campaign: c, measure: "captured", attribution: "first" });
+  const row = (r, total) => el("tr", { class: total ? "total" : "" },
+    el("td", { class: "text" }, total ? "Total" : r.campaign_id ? el("a", { href: href("/leads", cd(r.campaign_id)) }, r.campaign_id) : "No campaign"),
+    el("td", {}, fmtCount(r.leads)), el("td", {}, fmtCount(r.mqls_active) + " → " + fmtCount(r.mqls_proposed)),
+    el("td", {}, delta(r.mqls_gained), " / ", delta(-n(r.mqls_lost))),
+    el("td", {}, fmtCount(r.won_qualified) + " of " + fmtCount(r.won), n(r.won_missed) ? el("span", { class: "neg" }, " (" + fmtCount(r.won_missed) + " missed)") : null),
+    el("td", {}, fmtCount(r.rejected_kept_out) + " of " + fmtCount(r.rejected)));
+  return el("div", { dataset: { k: "whatif" } }, title,
+    el("div", { class: "scroll" }, el("table", { class: "tbl-compact" },
+      el("thead", {}, el("tr", {}, ["Campaign", "Leads", `MQLs: v${w.active || 0} → v${w.proposed}`, "Gained / lost", "Won it qualifies", "Rejected kept out"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, w.campaigns.map((r) => row(r, false)), row(w.total_row, true)))),
+    el("div", { class: "note" }, "By first-touch campaign. Replayed from the stream with qualification's scoring; nothing is written. Started " + fmtWhen(w.started) + "."));
+}
+
+function recentPanel(res) {
+  if (res.err) return panel("recent-panel", "Newest leads", "", null, errorBox(res.err));
+  const leads = res.ok.leads;
+  return panel("recent-panel", "Newest leads", "by capture time", el("a", { href: href("/leads", { all: "1" }) }, "all leads →"),
+    leads.length ? leadTable(leads, true) : el("div", { class: "empty" }, "No leads yet."));
+}
+
+function leadTable(leads, compact) {
+  const now = Date.now();
+  const terminal = new Set(["LEAD_STATUS_WON", "LEAD_STATUS_DISQUALIFIED", "LEAD_STATUS_MERGED", "LEAD_STATUS_ERASED"]);
+  const head = compact ? ["Lead", "Status", "Owner", "Next step due"] : ["Lead", "Status", "Owner", "Next step due", "Score", "Source", "Segment", "First campaign", "Cycle", "Captured"];
+  const when = compact ? fmtShort : fmtWhen;
+  return el("div", { class: "scroll" }, el("table", { class: "tbl-compact lead-table" },
+    el("thead", {}, el("tr", {}, head.map((h, i) => el("th", { class: i ? "text" : "" }, h)))),
+    el("tbody", {}, leads.map((l) => {
+      const st = status(l.status);
+      const due = ts(l.deadline), overdue = due && due.getTime() < now && !terminal.has(l.status);
+      const cells = [
+        el("td", { class: "id" }, el("a", { href: href("/lead/" + encodeURIComponent(l.lead_id)), dataset: { lead: l.lead_id } }, shortId(l.lead_id))),
+        el("td", { class: "text" }, el("span", { class: "pill st-" + st.replace(/ /g, "-") }, st)),
+        el("td", { class: "text" }, owner(l.owner) || "–"),
+        el("td", { class: "text" + (overdue ? " overdue" : ""), title: due ? fmtWhen(l.deadline) + (overdue ? ": overdue" : "") : null }, due ? when(l.deadline) + (overdue && !compact ? " (overdue)" : "") : "–"),
+      ];
+      if (!compact) cells.push(el("td", { class: "text num" }, fmtCount(l.score)), el("td", { class: "text" }, l.source || "–"),
+        el("td", { class: "text" }, l.segment || "–"), el("td", { class: "text" }, l.first_campaign_id || "–"), el("td", { class: "text num" }, fmtCount(l.cycle)));
+      if (!compact) cells.push(el("td", { class: "text" }, when(l.captured_at)));
+      return el("tr", { dataset: { lead: l.lead_id } }, cells);
+    }))));
+}
+// Lead ids are UUIDs or external ids; long ones are cut for the table.
+function shortId(id) { return id.length > 14 ? id.slice(0, 8) + "…" + id.slice(-4) : id; }
+
+// ---- the leads behind a figure ----
+const FIGURE_NAMES = {
+  funnel: { captured: "captured", mql: "reached MQL", accepted: "accepted by sales", opportunity: "became opportunities", won: "won", recycled: "recycled", disqualified: "disqualified" },
+  campaign: { captured: "attributed leads", mql: "attributed MQLs", accepted: "attributed accepted leads", opportunity: "attributed opportunities (pipeline)", won: "attributed won deals" },
+  sales: { assigned: "handed off", accepted: "accepted", accepted_within_sla: "accepted within SLA", contacted: "contacted", first_attempt_within_sla: "first attempt within SLA" },
+  marketing: { mql: "MQLs", accepted: "MQLs accepted", rejected: "MQLs rejected", opportunity: "MQLs that became opportunities" },
+};
+function describeFigure(p) {
+  const f = p.get("figure"), m = p.get("measure") || "";
+  const parts = [];
+  if (!f) parts.push(p.get("overdue") ? "overdue leads" : "all leads");
+  else if (f === "breaches") parts.push("leads with SLA breaches");
+  else parts.push("leads " + ((FIGURE_NAMES[f] || {})[m] || m));
+  if (f === "campaign") parts.push("campaign " + (p.get("campaign") || "(none)") + ", " + ATTR[p.get("attribution") || "first"]);
+  if (p.get("row")) parts.push(p.get("row") + " " + (p.get("key") || "(none)"));
+  if (p.get("month")) parts.push(fmtMonth(p.get("month")));
+  if (p.get("segment")) parts.push("segment " + p.get("segment"));
+  if (p.get("source") && f !== "campaign") parts.push("source " + p.get("source"));
+  parts.push(periodLabel(p));
+  const text = parts.join(" · ");
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+async function leadsView(p) {
+  const q = new URLSearchParams(p);
+  q.delete("group"); q.delete("all");
+  if (!q.get("figure")) { q.delete("attribution"); }
+  q.set("limit", "100");
+  crumbs(el("a", { href: href("/") }, "Overview"), "Leads");
+  let res;
+  try { res = await api("leads", q); } catch (e) { return panel("", "Leads", describeFigure(p), null, errorBox(e)); }
+  const total = n(res.total);
+  const shown = res.leads.length;
+  const count = total >= 0 ? `${fmtCount(total)} lead${total === 1 ? "" : "s"}` + (shown < total ? `, newest ${fmtCount(shown)} shown` : "") : `${fmtCount(shown)} shown`;
+  return panel("leads-panel", describeFigure(p), count, el("a", { href: href("/") }, "← overview"),
+    el("div", { dataset: { k: "leads.total" }, hidden: true }, String(total)),
+    shown ? leadTable(res.leads, false) : el("div", { class: "empty" }, "No leads."),
+    res.next_page ? el("div", { class: "pager" }, "More leads exist: narrow the period or filters.") : null);
+}
+
+// ---- one lead's journey ----
+const LANES = ["intake", "qualification", "handoff", "nurture"];
+async function leadView(id) {
+  crumbs(el("a", { href: href("/") }, "Overview"), "Lead " + id);
+  let res;
+  try { res = await api("lead/" + encodeURIComponent(id)); } catch (e) { return panel("", "Lead " + id, "", null, errorBox(e)); }
+  const d = res.detail, l = d ? d.lead : null, steps = res.journey;
+  const last = steps[steps.length - 1] || {};
+  const f = (label, value) => el("div", { class: "f" }, el("span", {}, label), el("b", { title: String(value) }, value));
+  const head = el("div", { class: "lead-head" },
+    f("Status", last.status || (l ? status(l.status) : "–")), f("Owner", last.owner || "–"),
+    f("Next step due", last.deadline ? fmtWhen(last.deadline) : "–"), f("Journey cycle", fmtCount(last.cycle || (l && l.cycle))),
+    f("Score", fmtCount(last.score)), f("Captured", l ? fmtWhen(l.captured_at) : steps.length ? fmtWhen(steps[0].at) : "–"),
+    f("Source", (l && l.source) || "–"), f("First / last campaign", l ? (l.first_campaign_id || "–") + " / " + (l.last_campaign_id || "–") : "–"),
+    f("Segment", (l && l.segment) || "–"), f("Account", (l && l.account_id) || (l && l.email_domain) || "–"),
+    f("Rep", (l && l.rep_id) || "–"), f("Events", fmtCount(steps.length)));
+  const cycles = d && d.journeys.length ? el("div", { class: "cycles" }, d.journeys.map((j) => el("span", { class: "cycle-chip" },
+    el("b", {}, "Cycle " + j.cycle + ": "), ["mql_at", "assigned_at", "accepted_at", "rejected_at", "opportunity_at", "won_at", "lost_at", "recycled_at"]
+      .filter((k) => j[k]).map((k) => k.replace("_at", "").replace("mql", "MQL")).join(" → ") + (j.segment ? " (" + j.segment + ")" : "")))) : null;
+  const lanes = LANES.concat(steps.some((s) => s.lane === "other") ? ["other"] : []);
+  const grid = el("div", { class: "journey", style: { "--lanes": String(lanes.length) }, id: "journey" },
+    el("div", { class: "gutter-h" }, "When · stream #"), lanes.map((ln) => el("div", { class: "lane-h lane-" + ln }, ln)),
+    el("div", { class: "state-h" }, "Status · owner · next deadline"));
+  steps.forEach((s, i) => {
+    if (s.new_cycle) grid.append(el("div", { class: "cycle-band" }, `Cycle ${s.cycle}: qualified again after nurture`));
+    const next = steps[i + 1];
+    const due = ts(s.deadline);
+    const missed = due && (next ? ts(next.at) > due : due.getTime() < Date.now());
+    grid.append(el("div", { class: "gutter" }, el("b", {}, fmtWhen(s.at)), "#" + intFmt.format(s.seq) + (s.actor ? " · " + s.actor : "")));
+    for (const ln of lanes) {
+      grid.append(el("div", { class: "cell lane-" + ln }, ln === s.lane ? el("div", {
+        class: "card step" + (s.recycle ? " recycle" : ""), dataset: { seq: String(s.seq), type: s.type, lane: s.lane }, title: "event " + s.event_id + (s.causation_id ? ", caused by " + s.causation_id : ""),
+      }, el("span", { class: "t" }, (s.recycle ? "↺ " : "") + s.type), el("span", { class: "s" }, s.summary), s.amount ? el("span", { class: "a" }, " · " + fmtMoney(s.amount.minor, s.amount.currency)) : null) : null));
+    }
+    grid.append(el("div", { class: "state" }, el("span", { class: "pill st-" + s.status.replace(/ /g, "-") }, s.status),
+      " cycle " + s.cycle, el("span", { class: "owner" }, s.owner || "no owner"),
+      due ? el("span", { class: missed ? "missed-deadline" : "" }, "due " + fmtWhen(s.deadline) + (missed ? (next ? " (missed)" : " (overdue)") : "")) : null));
+  });
+  return el("div", {}, panel("lead-panel", "Lead " + id, l && l.merged_into ? "merged into " + l.merged_into : "", el("a", { href: href("/") }, "← overview"), head, cycles),
+    el("div", { class: "spacer" }),
+    panel("journey-panel", "Journey", "every event in stream order, one lane per service", null, steps.length ? grid : el("div", { class: "empty" }, "No events.")));
+}
+
+// ---- wiring ----
+function onFilters(e) {
+  const t = e.target;
+  if (t.id === "f-preset") {
+    if (t.value === "custom") return;
+    const [from, to] = presetRange(t.value);
+    setParams({ from, to });
+  } else if (t.id === "f-from" || t.id === "f-to" || t.id === "f-segment" || t.id === "f-source") {
+    setParams({ [t.name]: t.value });
+  }
+}
+function init() {
+  $("filters").addEventListener("change", onFilters);
+  $("filters").addEventListener("submit", (e) => e.preventDefault());
+  $("f-lead").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && e.target.value.trim()) location.hash = href("/lead/" + encodeURIComponent(e.target.value.trim())).slice(1);
+  });
+  window.addEventListener("hashchange", () => render(false));
+  $("foot").textContent = "Times in " + Intl.DateTimeFormat().resolvedOptions().timeZone + ". Figures from the projector's read model; journeys straight from the event stream.";
+  connectLive();
+  render(false);
+}
+init();
