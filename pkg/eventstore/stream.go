@@ -1,7 +1,7 @@
 // Package eventstore is the one way Leadflow appends and reads events.
 //
 // Everything lives in one JetStream stream. Each aggregate has one literal
-// subject (lead.<partition>.<id>, campaign.<id>), so the server's subject
+// subject (lead.<partition>.<id>, campaign.<uuid of id>), so the server's subject
 // index gives a per-lead order, a per-lead version (the stream sequence of
 // the lead's last message) and loads that never scan the stream. The
 // partition token lets a consumer group split the leads between its
@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/leadflow/leadflow/pkg/deadline"
@@ -119,7 +120,16 @@ func LeadID(subject string) string {
 }
 
 // CampaignSubject is the subject of one campaign's events.
-func CampaignSubject(campaignID string) string { return "campaign." + campaignID }
+func CampaignSubject(campaignID string) string { return "campaign." + NameToken(campaignID) }
+
+// NameToken is the subject token for a caller's name (a campaign or pool
+// id): a name-based UUID of it, so no caller's text becomes a subject
+// token (a '.' would split it, a wildcard would widen a filter). The name
+// itself is in the events.
+func NameToken(name string) string { return uuid.NewSHA1(nameNamespace, []byte(name)).String() }
+
+// nameNamespace is fixed forever: subjects derive from it.
+var nameNamespace = uuid.MustParse("6c65616e-6466-4c6f-a763-616d7061696e")
 
 // ModelSubject is the subject of one scoring model's events.
 func ModelSubject(modelID string) string { return "model." + modelID }

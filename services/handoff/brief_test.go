@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
+	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	handoffv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/handoff/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
@@ -31,7 +32,7 @@ func TestHandoffBrief(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.store.Append(ctx, "campaign.webinar-q4", 0, camp); err != nil {
+	if _, err := w.store.Append(ctx, eventstore.CampaignSubject("webinar-q4"), 0, camp); err != nil {
 		t.Fatal(err)
 	}
 

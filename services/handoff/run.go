@@ -70,7 +70,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 		opts = append(opts, app.WithPersonal(adapters.NewPersonal(v)))
 	}
 	store := eventstore.New(js, cfg.Stream)
-	a := app.New(adapters.NewLeads(store), adapters.NewStore(store), loads, adapters.NewTimers(js, cfg.TimerTTL), opts...)
+	a := app.New(adapters.NewLeads(store), adapters.NewStore(store, js), loads, adapters.NewTimers(js, cfg.TimerTTL), opts...)
 	events := ports.NewEvents(a, log)
 
 	srv := grpcserver.New(log)

@@ -16,6 +16,7 @@ import (
 	handoffv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/handoff/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/pkg/vault"
+	"github.com/leadflow/leadflow/services/handoff/adapters"
 )
 
 // Qualified leads are routed from the stream: by territory rule to a
@@ -222,6 +223,27 @@ func TestQueuedLeadIsRoutedWhenARepReturns(t *testing.T) {
 	}
 }
 
+// A running service routes each lead with every routing change stored
+// before it, though it cached the data for the lead before: each change
+// here lands just before the next lead's qualification.
+func TestRoutesWithChangesStoredBeforeTheLead(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	ctx := ctxT(t)
+	for i, rep := range []string{"bob", "cat", "ann", "bob", "cat"} {
+		r, err := s.client.PutPool(ctx, &handoffv1.PutPoolRequest{Pool: &eventv1.Pool{PoolId: "dach", Members: []*eventv1.PoolMember{{RepId: rep, Weight: 1}}}, ChangedBy: ops})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := w.mql(t, dach(50))
+		a := w.waitFor(t, id, "LeadAssigned", 1)[0]
+		if v := a.GetLeadAssigned().GetDecision().GetRoutingVersion(); ownerOf(a) != rep || v != r.GetVersion() {
+			t.Errorf("lead %d: assigned to %s under routing version %d, want %s under %d", i, ownerOf(a), v, rep, r.GetVersion())
+		}
+	}
+}
+
 // A queued lead past its route deadline breaches the ROUTE SLA once,
 // while routing keeps trying (without writing to the lead) until a rep
 // can take it.
@@ -328,7 +350,7 @@ func TestTwoReplicasShareRouting(t *testing.T) {
 	if got["ann"] != 20 || got["bob"] != 10 || got["cat"] != 10 {
 		t.Errorf("40 leads over weights 2/1/1 by two replicas: %v", got)
 	}
-	turns, err := w.store.Load(ctxT(t), "model.routing-pool-dach")
+	turns, err := w.store.Load(ctxT(t), adapters.PoolSubject("dach"))
 	if err != nil || len(turns) != n {
 		t.Errorf("%d pool turns for %d leads (%v)", len(turns), n, err)
 	}

@@ -5,9 +5,15 @@ package adapters
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/leadflow/leadflow/pkg/deadline"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
@@ -33,7 +39,9 @@ var (
 )
 
 // PoolSubject is the subject of one pool's round-robin pointer.
-func PoolSubject(poolID string) string { return eventstore.ModelSubject("routing-pool-" + poolID) }
+func PoolSubject(poolID string) string {
+	return eventstore.ModelSubject("routing-pool-" + eventstore.NameToken(poolID))
+}
 
 // Leads reads and appends lead events.
 type Leads struct{ store *eventstore.Store }
@@ -88,27 +96,34 @@ func (l *Leads) Event(ctx context.Context, seq uint64) (*eventv1.Event, error) {
 // Store opens the service's other subjects.
 type Store struct {
 	store *eventstore.Store
+	nc    *nats.Conn
 }
 
-// NewStore returns the subjects of the event stream store writes to.
-func NewStore(store *eventstore.Store) *Store { return &Store{store: store} }
+// NewStore returns the subjects of the event stream store writes to, read
+// through js (the connection store uses).
+func NewStore(store *eventstore.Store, js jetstream.JetStream) *Store {
+	return &Store{store: store, nc: js.Conn()}
+}
 
 // Routing is the routing data's subject.
-func (s *Store) Routing() app.Subject { return subject{s.store, RoutingSubject} }
+func (s *Store) Routing() app.Subject { return s.subject(RoutingSubject) }
 
 // Pool is a pool pointer's subject.
-func (s *Store) Pool(poolID string) app.Subject { return subject{s.store, PoolSubject(poolID)} }
+func (s *Store) Pool(poolID string) app.Subject { return s.subject(PoolSubject(poolID)) }
 
 // Targets is the marketing targets' subject.
-func (s *Store) Targets() app.Subject { return subject{s.store, TargetsSubject} }
+func (s *Store) Targets() app.Subject { return s.subject(TargetsSubject) }
 
 // Campaign is a campaign's subject.
 func (s *Store) Campaign(campaignID string) app.Subject {
-	return subject{s.store, eventstore.CampaignSubject(campaignID)}
+	return s.subject(eventstore.CampaignSubject(campaignID))
 }
+
+func (s *Store) subject(name string) subject { return subject{s.store, s.nc, name} }
 
 type subject struct {
 	store *eventstore.Store
+	nc    *nats.Conn
 	name  string
 }
 
@@ -130,6 +145,61 @@ func (s subject) Last(ctx context.Context) (uint64, *eventv1.Event, error) {
 		return 0, nil, fmt.Errorf("%s: %w", s.name, err)
 	}
 	return raw.Seq, ev, nil
+}
+
+// LastAsOf asks the server for the subject's last message in a
+// multi-last direct get, whose end-of-batch answer names the stream's last
+// sequence when the server read it (Nats-UpTo-Sequence): so end fences the
+// read, and one request serves every event stored up to end.
+func (s subject) LastAsOf(ctx context.Context) (seq uint64, ev *eventv1.Event, end uint64, err error) {
+	ctx, cancel := deadline.Default(ctx, defaultTimeout)
+	defer cancel()
+	req, err := json.Marshal(map[string]any{"multi_last": []string{s.name}})
+	if err != nil {
+		return 0, nil, 0, err
+	}
+	inbox := s.nc.NewRespInbox()
+	sub, err := s.nc.SubscribeSync(inbox)
+	if err != nil {
+		return 0, nil, 0, fmt.Errorf("%s: %w", s.name, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := s.nc.PublishRequest("$JS.API.DIRECT.GET."+s.store.Stream(), inbox, req); err != nil {
+		return 0, nil, 0, fmt.Errorf("%s: %w", s.name, err)
+	}
+	for {
+		m, err := sub.NextMsg(time.Until(deadlineOf(ctx)))
+		if err != nil {
+			return 0, nil, 0, fmt.Errorf("%s: last: %w", s.name, err)
+		}
+		switch m.Header.Get("Status") {
+		case "404":
+			if m.Header.Get("Description") == "No Results" { // an empty subject: no fence either
+				return 0, nil, 0, nil
+			}
+			return 0, nil, 0, fmt.Errorf("%s: last: status 404 %s", s.name, m.Header.Get("Description"))
+		case "204": // end of batch
+			end, err := strconv.ParseUint(m.Header.Get("Nats-UpTo-Sequence"), 10, 64)
+			if err != nil {
+				return 0, nil, 0, fmt.Errorf("%s: end of batch without Nats-UpTo-Sequence (server before 2.11?): %w", s.name, err)
+			}
+			return seq, ev, end, nil
+		case "":
+			if seq, err = strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64); err != nil {
+				return 0, nil, 0, fmt.Errorf("%s: sequence: %w", s.name, err)
+			}
+			if ev, err = eventstore.DecodeEvent(m.Data); err != nil {
+				return 0, nil, 0, fmt.Errorf("%s: %w", s.name, err)
+			}
+		default:
+			return 0, nil, 0, fmt.Errorf("%s: last: status %s %s", s.name, m.Header.Get("Status"), m.Header.Get("Description"))
+		}
+	}
+}
+
+func deadlineOf(ctx context.Context) time.Time {
+	d, _ := ctx.Deadline()
+	return d
 }
 
 func (s subject) Append(ctx context.Context, expected uint64, ev *eventv1.Event) (uint64, error) {

@@ -42,6 +42,10 @@ type Subject interface {
 	LoadAfter(ctx context.Context, after uint64) ([]eventstore.Record, error)
 	// Last returns the last event and its sequence (0, nil for none).
 	Last(ctx context.Context) (uint64, *eventv1.Event, error)
+	// LastAsOf is Last, and the stream's last sequence when it was read
+	// (0 when the subject is empty): no event of the subject stored up to
+	// end is missing.
+	LastAsOf(ctx context.Context) (seq uint64, ev *eventv1.Event, end uint64, err error)
 	// Append appends at version expected (eventstore.ErrConflict).
 	Append(ctx context.Context, expected uint64, ev *eventv1.Event) (uint64, error)
 }
@@ -50,7 +54,7 @@ type Subject interface {
 type Store interface {
 	// Routing is subject model.routing.
 	Routing() Subject
-	// Pool is a pool's pointer, subject model.routing-pool-<id>.
+	// Pool is a pool's pointer, subject model.routing-pool-<uuid of id>.
 	Pool(poolID string) Subject
 	// Targets is subject model.sla-targets.
 	Targets() Subject
@@ -170,31 +174,35 @@ func repActor(repID string) *eventv1.Actor {
 const maxRaces = 16
 
 // configCache keeps the routing data between reads. A refresh reads the
-// routing subject's last change (one request) and the changes after the
-// cached ones, if any: it sees every change stored before it started.
-// So a lead event seen before a refresh started is routed with every
-// change stored before it, and workers that wait while one refreshes
-// share its result instead of each refreshing.
+// routing subject's last change together with the stream's end (one
+// request), and the changes after the cached ones, if any: the data then
+// holds every change stored up to that end. So a lead event at or below
+// the end is routed without a read, a backlog is served by one refresh,
+// and workers that wait while one refreshes share its result.
 type configCache struct {
 	mu      sync.Mutex
 	cfg     *routing.Config // a snapshot; never changed once published
+	asOf    uint64          // the stream's end when cfg was read
 	started time.Time       // when the last refresh started (zero: refresh next time)
 }
 
-// config returns the routing data including every change stored before
-// seen (zero: any, if no older than maxAge).
-func (a *App) config(ctx context.Context, seen time.Time) (*routing.Config, error) {
+// config returns the routing data including every change stored at or
+// before stream sequence seq, or every change stored before seen (a
+// time); with neither, any no older than maxAge.
+func (a *App) config(ctx context.Context, seq uint64, seen time.Time) (*routing.Config, error) {
 	c := &a.cfg
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := a.now()
-	if !c.started.IsZero() && c.started.After(seen) && now.Sub(c.started) < a.maxAge {
+	switch {
+	case seq > 0 && seq <= c.asOf:
+		return c.cfg, nil
+	case !seen.IsZero() && c.started.After(seen):
+		return c.cfg, nil
+	case seq == 0 && seen.IsZero() && !c.started.IsZero() && now.Sub(c.started) < a.maxAge:
 		return c.cfg, nil
 	}
-	if !c.started.IsZero() && seen.IsZero() && now.Sub(c.started) < a.maxAge {
-		return c.cfg, nil
-	}
-	last, _, err := a.store.Routing().Last(ctx)
+	last, _, end, err := a.store.Routing().LastAsOf(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -211,20 +219,20 @@ func (a *App) config(ctx context.Context, seen time.Time) (*routing.Config, erro
 		}
 		c.cfg = next
 	}
-	c.started = now
+	c.asOf, c.started = max(c.asOf, end), now
 	return c.cfg, nil
 }
 
 // freshConfig is the routing data including every change made before the
 // call: for the API.
 func (a *App) freshConfig(ctx context.Context) (*routing.Config, error) {
-	return a.config(ctx, a.now())
+	return a.config(ctx, 0, a.now())
 }
 
 // configKnowing returns the routing data, refreshed when it does not know
 // the rep (one added a moment ago).
 func (a *App) configKnowing(ctx context.Context, repIDs ...string) (*routing.Config, error) {
-	cfg, err := a.config(ctx, time.Time{})
+	cfg, err := a.config(ctx, 0, time.Time{})
 	if err != nil {
 		return nil, err
 	}

@@ -235,15 +235,25 @@ func (a *App) decide(ctx context.Context, cfg *routing.Config, leadID, cause str
 		return d, nil
 	}
 	override := map[string]int{}
-	reserved := ""
-	var d routing.Decision
+	// reserved is the rep holding a reservation for the lead, kept the one
+	// the decision returns: any other is released on the way out.
+	reserved, kept := "", ""
 	defer func() {
-		if reserved != "" && reserved != d.RepID {
+		if reserved != "" && reserved != kept {
 			if err := a.release(ctx, reserved, leadID); err != nil {
 				a.log.WarnContext(ctx, "release a reservation", "rep", reserved, "lead", leadID, "err", err)
 			}
 		}
 	}()
+	hold := func(rep string) error {
+		if reserved != "" && reserved != rep {
+			if err := a.release(ctx, reserved, leadID); err != nil {
+				return err
+			}
+		}
+		reserved = rep
+		return nil
+	}
 	for attempt := range maxRaces {
 		pools := make(map[string]routing.PoolState, len(cfg.Pools))
 		for id := range cfg.Pools {
@@ -254,7 +264,7 @@ func (a *App) decide(ctx context.Context, cfg *routing.Config, leadID, cause str
 			pools[id] = st
 		}
 		loads := a.loadCounts(override)
-		d = fn(pools, loads)
+		d := fn(pools, loads)
 		if attempt < 2 {
 			freed, err := a.refreshFull(ctx, cfg, d)
 			if err != nil {
@@ -268,45 +278,74 @@ func (a *App) decide(ctx context.Context, cfg *routing.Config, leadID, cause str
 			a.decided.put(cause, d)
 			return d, nil
 		}
+		var r reservation
 		if d.Turn != nil {
-			moved, err := a.takeTurn(ctx, cfg, leadID, cause, fn, &d, pools, loads)
+			// The reservation goes out with the turn, not after it: each is
+			// a round trip, and the pool's lock need cover only the turn's.
+			// If the turn is lost or the decision changes, the reservation
+			// is given back (hold, or the deferred release).
+			var pending chan reservation
+			moved, err := a.takeTurn(ctx, cfg, leadID, cause, fn, &d, pools, loads, func(d routing.Decision) {
+				pending = make(chan reservation, 1)
+				go func() { pending <- a.reservation(ctx, cfg, d, leadID) }()
+			})
+			if pending != nil {
+				r = <-pending
+				if r.err == nil && r.ok {
+					if herr := hold(r.rep); herr != nil && err == nil {
+						err = herr
+					}
+				}
+			}
 			if err != nil {
 				return routing.Decision{}, err
 			}
 			if moved {
 				continue
 			}
-		}
-		// The turn is recorded before the reservation, so the pool's lock
-		// covers one write. A rep found full here (another replica took
-		// the last slot a moment ago) costs the turn: the next decision
-		// skips the rep.
-		ok, open, err := a.reserve(ctx, d.RepID, int(cfg.Reps[d.RepID].GetCapacity()), leadID, d.Manager)
-		if err != nil {
-			return routing.Decision{}, err
-		}
-		if !ok {
-			override[d.RepID] = open
-			continue
-		}
-		if reserved != "" && reserved != d.RepID {
-			if err := a.release(ctx, reserved, leadID); err != nil {
-				return routing.Decision{}, err
+		} else {
+			r = a.reservation(ctx, cfg, d, leadID)
+			if r.err == nil && r.ok {
+				if err := hold(r.rep); err != nil {
+					return routing.Decision{}, err
+				}
 			}
 		}
-		reserved = d.RepID
+		// A rep found full here (another replica took the last slot a
+		// moment ago) costs the turn: the next decision skips the rep.
+		if r.err != nil {
+			return routing.Decision{}, r.err
+		}
+		if !r.ok {
+			override[d.RepID] = r.open
+			continue
+		}
+		kept = d.RepID
 		a.decided.put(cause, d)
 		return d, nil
 	}
 	return routing.Decision{}, fmt.Errorf("route %s: %w after %d races", leadID, eventstore.ErrConflict, maxRaces)
 }
 
+// reservation is the outcome of reserving a decision's rep for a lead.
+type reservation struct {
+	rep  string
+	ok   bool
+	open int
+	err  error
+}
+
+func (a *App) reservation(ctx context.Context, cfg *routing.Config, d routing.Decision, leadID string) reservation {
+	ok, open, err := a.reserve(ctx, d.RepID, int(cfg.Reps[d.RepID].GetCapacity()), leadID, d.Manager)
+	return reservation{rep: d.RepID, ok: ok, open: open, err: err}
+}
+
 // takeTurn decides again holding the pool's turn, on its pointer as it is
-// now, and records the turn (PoolTurnTaken at the pointer's version).
-// moved: the decision changed or another replica took a turn; decide
-// again.
+// now, and records the turn (PoolTurnTaken at the pointer's version),
+// calling appending with the decision as the turn goes out. moved: the
+// decision changed or another replica took a turn; decide again.
 func (a *App) takeTurn(ctx context.Context, cfg *routing.Config, leadID, cause string, fn func(map[string]routing.PoolState, routing.Loads) routing.Decision,
-	d *routing.Decision, pools map[string]routing.PoolState, loads routing.Loads) (bool, error) {
+	d *routing.Decision, pools map[string]routing.PoolState, loads routing.Loads, appending func(routing.Decision)) (bool, error) {
 	pid := d.Turn.PoolID
 	e := a.poolEntry(pid)
 	e.turn.Lock()
@@ -325,6 +364,7 @@ func (a *App) takeTurn(ctx context.Context, cfg *routing.Config, leadID, cause s
 	if err != nil {
 		return false, err
 	}
+	appending(*d)
 	seq, err := a.store.Pool(pid).Append(ctx, st.Seq, ev)
 	if errors.Is(err, eventstore.ErrConflict) {
 		e.set(routing.PoolState{}, false) // another replica took a turn: read the pointer again

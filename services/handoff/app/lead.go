@@ -178,10 +178,11 @@ func (l *lead) routingLead() routing.Lead {
 }
 
 // unseal completes the profile routing sees with the sealed company name,
-// when the profile has none in the clear. The name is used and dropped:
-// it never goes into an event.
-func (a *App) unseal(ctx context.Context, l *lead) error {
-	if a.personal == nil || l.profile.GetCompany() != "" || len(l.sealed) == 0 {
+// when the profile has none in the clear and routing could use it (a
+// read of the lead's key). The name is used and dropped: it never goes
+// into an event.
+func (a *App) unseal(ctx context.Context, cfg *routing.Config, l *lead) error {
+	if a.personal == nil || l.profile.GetCompany() != "" || len(l.sealed) == 0 || !cfg.NeedsCompany(l.profile) {
 		return nil
 	}
 	company, err := a.personal.Company(ctx, l.id, l.sealed)

@@ -24,9 +24,8 @@ import (
 // changes nothing; so does an ev that is not the lead's latest
 // qualification, or a lead no longer an MQL.
 func (a *App) RouteQualified(ctx context.Context, leadID string, seq uint64, ev *eventv1.Event, meta envelope.Meta) error {
-	// ev was stored before now: routing data read after now has every
-	// change stored before ev.
-	cfg, err := a.config(ctx, a.now())
+	// Routing data as of ev: every change stored before it.
+	cfg, err := a.config(ctx, seq, time.Time{})
 	if err != nil {
 		return err
 	}
@@ -114,7 +113,7 @@ func (a *App) Observe(leadID string, seq uint64, ev *eventv1.Event) {
 // SLABreached of a route deadline that has passed, once.
 func (a *App) routeEvents(ctx context.Context, cfg *routing.Config, l *lead, cause string, retry *eventv1.SLATimer, meta envelope.Meta) ([]*eventv1.Event, error) {
 	now := a.now()
-	if err := a.unseal(ctx, l); err != nil {
+	if err := a.unseal(ctx, cfg, l); err != nil {
 		return nil, err
 	}
 	d, err := a.decide(ctx, cfg, l.id, cause, func(pools map[string]routing.PoolState, loads routing.Loads) routing.Decision {

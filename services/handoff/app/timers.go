@@ -132,7 +132,7 @@ func (a *App) FireTimer(ctx context.Context, t *eventv1.SLATimer, meta envelope.
 		if _, done := l.causes[t.GetTimerId()]; done {
 			return nil
 		}
-		cfg, err := a.config(ctx, time.Time{})
+		cfg, err := a.config(ctx, 0, time.Time{})
 		if err != nil {
 			return err
 		}

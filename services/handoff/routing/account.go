@@ -79,3 +79,14 @@ func (c *Config) MatchAccount(p *eventv1.Profile) (acct *eventv1.Account, how st
 	}
 	return nil, ""
 }
+
+// NeedsCompany reports whether a lead with profile p could match an
+// account by company name only: some account has a name, and none
+// matches p by email domain (which would win).
+func (c *Config) NeedsCompany(p *eventv1.Profile) bool {
+	if len(c.names) == 0 {
+		return false
+	}
+	acct, how := c.MatchAccount(p)
+	return acct == nil || how == "company name"
+}

@@ -228,6 +228,28 @@ func TestAccountOwner(t *testing.T) {
 	}
 }
 
+// The sealed company name is read only when it could decide the account.
+func TestNeedsCompany(t *testing.T) {
+	c := world(t)
+	for _, tc := range []struct {
+		p    *eventv1.Profile
+		want bool
+	}{
+		{&eventv1.Profile{Country: "DE", EmailDomain: "acme.example"}, false},       // the domain decides
+		{&eventv1.Profile{Country: "DE", EmailDomain: "sales.acme.example"}, false}, // so does its parent
+		{&eventv1.Profile{Country: "DE", EmailDomain: "other.example"}, true},
+		{&eventv1.Profile{Country: "DE"}, true},
+	} {
+		if got := c.NeedsCompany(tc.p); got != tc.want {
+			t.Errorf("%v: NeedsCompany %v, want %v", tc.p, got, tc.want)
+		}
+	}
+	// No accounts: no name could match.
+	if build(t, team("emea", nil), rep("dan", "emea", 10)).NeedsCompany(&eventv1.Profile{Country: "DE"}) {
+		t.Error("NeedsCompany with no accounts")
+	}
+}
+
 func TestNormalizeCompany(t *testing.T) {
 	for in, want := range map[string]string{
 		"ACME GmbH & Co. KG":  "acme",

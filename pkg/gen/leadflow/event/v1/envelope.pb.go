@@ -706,7 +706,7 @@ type Event_RoutingChanged struct {
 }
 
 type Event_PoolTurnTaken struct {
-	// A pool's round-robin pointer, on model.routing-pool-<pool id>.
+	// A pool's round-robin pointer, on model.routing-pool-<UUIDv5 of the pool id>.
 	PoolTurnTaken *PoolTurnTaken `protobuf:"bytes,73,opt,name=pool_turn_taken,json=poolTurnTaken,proto3,oneof"`
 }
 

@@ -1871,7 +1871,7 @@ func (x *RoutingDecision) GetSummary() string {
 }
 
 // PoolTurnTaken is one turn of a pool's weighted round robin (subject
-// model.routing-pool-<pool id>). The pointer is these events: restarts
+// model.routing-pool-<UUIDv5 of the pool id>). The pointer is these events: restarts
 // and roster changes resume it instead of resetting it.
 type PoolTurnTaken struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
