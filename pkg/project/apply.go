@@ -3,6 +3,7 @@ package project
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -80,48 +81,107 @@ type target struct {
 // event after a gap is preceded by the events missing before it, read
 // from the stream.
 func (p *Projector) applyBatch(ctx context.Context, to target, msgs []msg) error {
-	tx, err := p.cfg.Pool.Begin(ctx)
+	tx, err := p.begin(ctx, to)
 	if err != nil {
-		return fmt.Errorf("project: begin: %w", err)
+		return err
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if to.schema == "" {
-		// FOR SHARE: a swap (an UPDATE of this row) waits for live batches
-		// in flight, and batches after it write the new schema.
-		_, err = tx.Exec(ctx, `SELECT set_config('search_path', active, true) FROM project.projections WHERE name = $1 FOR SHARE`, p.cfg.Name)
-	} else {
-		// A rebuild need not wait for its commits to reach disk: a crash
-		// loses at most its last batches, position included, and it
-		// resumes from the position that survived.
-		_, err = tx.Exec(ctx, `SELECT set_config('search_path', $1, true), set_config('synchronous_commit', 'off', true)`, to.schema)
-	}
-	if err != nil {
-		return fmt.Errorf("project: schema: %w", err)
-	}
 
 	cps, err := lockCheckpoints(ctx, tx, msgs)
 	if err != nil {
 		return err
 	}
-	var (
-		events  []Event
-		unknown = map[string]*unknownCount{}
-		dups    uint64
-		gaps    uint64
-	)
+	var sq sequenced
+	if err := p.sequence(ctx, cps, msgs, &sq); err != nil {
+		return err
+	}
+	events, unknown := sq.events, sq.unknown
+
+	if len(events) > 0 {
+		if err := p.proj.Apply(ctx, tx, events); err != nil {
+			return fmt.Errorf("project: apply %d events: %w", len(events), err)
+		}
+	}
+	p.at(stageRows, events)
+	if err := saveCheckpoints(ctx, tx, p.cfg.Name, cps, unknown, to, len(msgs)); err != nil {
+		return err
+	}
+	p.at(stageCheckpoint, events)
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("project: commit: %w", err)
+	}
+	p.at(stageCommitted, events)
+
+	var nUnknown uint64
+	for typ, u := range unknown {
+		nUnknown += u.count
+		p.log.Warn("project: skipped events of an unknown type", "type", typ, "count", u.count, "last_seq", u.last)
+	}
+	p.stats.batches.Add(1)
+	p.stats.applied.Add(uint64(len(events)))
+	p.stats.redelivered.Add(sq.dups)
+	p.stats.gaps.Add(sq.gaps)
+	p.stats.unknown.Add(nUnknown)
+	return nil
+}
+
+// begin starts a batch's transaction, with search_path set to the
+// schema it writes, in one round trip (BEGIN and the settings as one
+// simple-protocol query; the names in it are the projector's own).
+func (p *Projector) begin(ctx context.Context, to target) (pgx.Tx, error) {
+	var q string
+	if to.schema == "" {
+		// FOR SHARE: a swap (an UPDATE of this row) waits for live batches
+		// in flight, and batches after it write the new schema.
+		q = `BEGIN; SELECT set_config('search_path', active, true) FROM project.projections WHERE name = '` + p.cfg.Name + `' FOR SHARE`
+	} else {
+		// A rebuild need not wait for its commits to reach disk: a crash
+		// loses at most its last batches, position included, and it
+		// resumes from the position that survived.
+		q = `BEGIN; SELECT set_config('search_path', '` + to.schema + `', true), set_config('synchronous_commit', 'off', true)`
+	}
+	tx, err := p.cfg.Pool.BeginTx(ctx, pgx.TxOptions{BeginQuery: q})
+	if err != nil {
+		return nil, fmt.Errorf("project: begin: %w", err)
+	}
+	return tx, nil
+}
+
+// sequenced is what messages come to once checked against their
+// subjects' checkpoints.
+type sequenced struct {
+	// events are the ones to apply, in order, gap reads included.
+	events     []Event
+	unknown    map[string]*unknownCount
+	dups, gaps uint64
+}
+
+// sequence checks msgs (stream order) against cps, moving each subject's
+// checkpoint (a subject without one starts at zero): a message at or
+// below it is a redelivery; an unknown type is counted and skipped; an
+// event after a gap is preceded by the events missing before it, read
+// from the stream.
+func (p *Projector) sequence(ctx context.Context, cps map[string]*checkpoint, msgs []msg, sq *sequenced) error {
+	if sq.unknown == nil {
+		sq.unknown = map[string]*unknownCount{}
+	}
 	skip := func(typ string, seq uint64) {
-		u := unknown[typ]
+		u := sq.unknown[typ]
 		if u == nil {
 			u = &unknownCount{}
-			unknown[typ] = u
+			sq.unknown[typ] = u
 		}
 		u.count++
 		u.last = max(u.last, seq)
 	}
 	for _, m := range msgs {
 		cp := cps[m.subject]
+		if cp == nil {
+			cp = &checkpoint{}
+			cps[m.subject] = cp
+		}
 		if m.seq <= cp.seq {
-			dups++
+			sq.dups++
 			continue
 		}
 		ev, typ := decode(m)
@@ -148,40 +208,14 @@ func (p *Projector) applyBatch(ctx context.Context, to target, msgs []msg) error
 					*cp = checkpoint{seq: r.Seq, changed: true}
 					continue
 				}
-				events = append(events, Event{Seq: r.Seq, Subject: m.subject, Time: r.Time, Event: r.Event})
+				sq.events = append(sq.events, Event{Seq: r.Seq, Subject: m.subject, Time: r.Time, Event: r.Event})
 				*cp = checkpoint{seq: r.Seq, vb: r.Event.GetVersionBefore(), isEvent: true, changed: true}
 			}
-			gaps++
+			sq.gaps++
 		}
-		events = append(events, Event{Seq: m.seq, Subject: m.subject, Time: m.time, Event: ev})
+		sq.events = append(sq.events, Event{Seq: m.seq, Subject: m.subject, Time: m.time, Event: ev})
 		*cp = checkpoint{seq: m.seq, vb: vb, isEvent: true, changed: true}
 	}
-
-	if len(events) > 0 {
-		if err := p.proj.Apply(ctx, tx, events); err != nil {
-			return fmt.Errorf("project: apply %d events: %w", len(events), err)
-		}
-	}
-	p.at(stageRows, events)
-	if err := saveCheckpoints(ctx, tx, p.cfg.Name, cps, unknown, to, len(msgs)); err != nil {
-		return err
-	}
-	p.at(stageCheckpoint, events)
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("project: commit: %w", err)
-	}
-	p.at(stageCommitted, events)
-
-	var nUnknown uint64
-	for typ, u := range unknown {
-		nUnknown += u.count
-		p.log.Warn("project: skipped events of an unknown type", "type", typ, "count", u.count, "last_seq", u.last)
-	}
-	p.stats.batches.Add(1)
-	p.stats.applied.Add(uint64(len(events)))
-	p.stats.redelivered.Add(dups)
-	p.stats.gaps.Add(gaps)
-	p.stats.unknown.Add(nUnknown)
 	return nil
 }
 
@@ -221,15 +255,22 @@ func lockCheckpoints(ctx context.Context, tx pgx.Tx, msgs []msg) (map[string]*ch
 	}
 	slices.Sort(subjects)
 	subjects = slices.Compact(subjects)
-	if _, err := tx.Exec(ctx, `INSERT INTO checkpoints (subject, seq)
-		SELECT s, 0 FROM unnest($1::text[]) AS s ORDER BY s ON CONFLICT DO NOTHING`, subjects); err != nil {
+	// One round trip: the insert runs before the select that locks.
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO checkpoints (subject, seq)
+		SELECT s, 0 FROM unnest($1::text[]) AS s ORDER BY s ON CONFLICT DO NOTHING`, subjects)
+	b.Queue(`SELECT subject, seq, version_before FROM checkpoints
+		WHERE subject = ANY($1) ORDER BY subject FOR UPDATE`, subjects)
+	br := tx.SendBatch(ctx, b)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
 		return nil, fmt.Errorf("project: checkpoints: %w", err)
 	}
-	rows, err := tx.Query(ctx, `SELECT subject, seq, version_before FROM checkpoints
-		WHERE subject = ANY($1) ORDER BY subject FOR UPDATE`, subjects)
+	rows, err := br.Query()
 	if err != nil {
 		return nil, fmt.Errorf("project: lock checkpoints: %w", err)
 	}
+	defer rows.Close()
 	cps := make(map[string]*checkpoint, len(subjects))
 	for rows.Next() {
 		var (
@@ -247,6 +288,10 @@ func lockCheckpoints(ctx context.Context, tx pgx.Tx, msgs []msg) (map[string]*ch
 		cps[subject] = cp
 	}
 	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("project: lock checkpoints: %w", err)
+	}
+	rows.Close()
+	if err := br.Close(); err != nil {
 		return nil, fmt.Errorf("project: lock checkpoints: %w", err)
 	}
 	if len(cps) != len(subjects) {
@@ -282,7 +327,10 @@ func saveCheckpoints(ctx context.Context, tx pgx.Tx, name string, cps map[string
 		b.Queue(`UPDATE checkpoints c SET seq = u.seq, version_before = u.vb
 			FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u(subject, seq, vb) WHERE c.subject = u.subject`, subjects, seqs, vbs)
 	}
-	for typ, u := range unknown {
+	// In type order: batches writing one schema (replicas, a rebuild
+	// catching up) never wait for each other in a cycle.
+	for _, typ := range slices.Sorted(maps.Keys(unknown)) {
+		u := unknown[typ]
 		b.Queue(`INSERT INTO unknown_events (event_type, count, last_seq) VALUES ($1, $2, $3)
 			ON CONFLICT (event_type) DO UPDATE SET count = unknown_events.count + excluded.count,
 			last_seq = greatest(unknown_events.last_seq, excluded.last_seq)`, typ, int64(u.count), int64(u.last))

@@ -27,9 +27,11 @@
 //     control table project.projections names the active one. Migrations
 //     are applied to it on start.
 //   - Rebuild replays the stream from sequence 1 into a fresh schema with
-//     the same code, reporting progress, while the active schema keeps
+//     the same checks, reporting progress, while the active schema keeps
 //     serving; once caught up it swaps the pointer in one transaction and
-//     catches up once more. Read runs a query in one snapshot of the
+//     catches up once more. A FoldingProjection is folded in memory and
+//     loaded with COPY, indexes built after; other projections go through
+//     Apply batch by batch. Read runs a query in one snapshot of the
 //     active schema.
 //
 // README.md lists what this package does not guarantee.
@@ -99,6 +101,15 @@ type Config struct {
 	// one lead a batch holds, the fewer times the lead's rows are written.
 	MaxBatch     int
 	RebuildBatch int
+	// RebuildFold is the most subjects a rebuild of a FoldingProjection
+	// folds in memory before it writes them (under GOMEMLIMIT, also no
+	// more than half the limit of heap); the rest of that rebuild goes
+	// batch by batch. Default 2,000,000 (the lead read model: at most 4 KB
+	// of heap a lead, measured at 1M); negative: never fold.
+	RebuildFold int
+	// RebuildConns is how many loads (then index builds) of a fold run at
+	// once, each on its own connection; default 4.
+	RebuildConns int
 	Logger       *slog.Logger
 }
 
@@ -122,6 +133,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.RebuildBatch <= 0 {
 		c.RebuildBatch = 10000
+	}
+	if c.RebuildConns <= 0 {
+		c.RebuildConns = 4
+	}
+	if c.RebuildFold == 0 {
+		c.RebuildFold = 2_000_000
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -3,6 +3,7 @@ package project_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -140,6 +141,18 @@ func TestUnknownTypesAreCountedAndSkipped(t *testing.T) {
 	if st, _ := p.Status(ctxT(t)); st.Unknown["LeadTeleported"] != 1 {
 		t.Errorf("unknown after redelivery: %v", st.Unknown)
 	}
+	// A rebuild that folds in memory counts and skips it the same way.
+	f, err := project.New(ctxT(t), config(e.pool, e.nats.JS), foldingTally{})
+	must(t, err)
+	if _, err := f.Rebuild(ctxT(t), nil); err != nil {
+		t.Fatal(err)
+	}
+	if diff := tallyDiff(tallied(t, f), map[string][]uint64{subj: {s1, s3}}); diff != "" {
+		t.Fatalf("after a folded rebuild: %s", diff)
+	}
+	if st, _ := f.Status(ctxT(t)); st.Active != "tally_2" || st.Unknown["LeadTeleported"] != 1 {
+		t.Errorf("after a folded rebuild: active %s, unknown %v", st.Active, st.Unknown)
+	}
 }
 
 // Migrations run on start; a second projector on the same database (a
@@ -172,10 +185,32 @@ func TestMigrationsAppliedOnStart(t *testing.T) {
 // projection keeps serving and keeps being written; it then swaps, and
 // catches up on what the live side wrote to the old schema meanwhile.
 // Reads see the old schema, whole, until the swap, and the new one after.
+//
+// It runs batch by batch, with the whole replay folded in memory and
+// copied in (indexes built after), and with a fold of 10 subjects written
+// before the rest goes batch by batch.
 func TestRebuildSwapsWhileServing(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		proj  project.Projection
+		fold  int // Config.RebuildFold
+		batch int // Config.RebuildBatch
+	}{
+		{"batches", tally{}, 0, 0},
+		{"fold", foldingTally{}, 0, 0},
+		{"fold then batches", foldingTally{}, 10, 50},
+	} {
+		t.Run(c.name, func(t *testing.T) { rebuildSwapsWhileServing(t, c.proj, c.fold, c.batch) })
+	}
+}
+
+func rebuildSwapsWhileServing(t *testing.T, proj project.Projection, fold, batch int) {
 	e := newEnv(t)
 	want := e.workload(t, 60, 4, 3)
-	p := newProjector(t, e.pool, e.nats.JS)
+	cfg := config(e.pool, e.nats.JS)
+	cfg.RebuildFold, cfg.RebuildBatch = fold, batch
+	p, err := project.New(ctxT(t), cfg, proj)
+	must(t, err)
 	groups(t, e.nats.JS, p)
 	waitTally(t, p, want)
 
@@ -216,6 +251,11 @@ func TestRebuildSwapsWhileServing(t *testing.T) {
 	must(t, err)
 	if pr.Schema != "tally_2" || pr.Replaces != "tally_1" || !pr.Swapped || !pr.Done || pr.Events == 0 || len(reports) < 2 {
 		t.Fatalf("rebuild %+v after %d reports", pr, len(reports))
+	}
+	// A fold reports messages read before anything is applied.
+	_, folding := proj.(project.FoldingProjection)
+	if folded := slices.ContainsFunc(reports, func(r project.Progress) bool { return r.Position == 0 && r.Events > 0 }); folded != folding {
+		t.Errorf("progress while folding: %v, want %v", folded, folding)
 	}
 	mu.Lock()
 	defer mu.Unlock()

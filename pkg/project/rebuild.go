@@ -128,6 +128,12 @@ func (p *Projector) startRebuild(ctx context.Context) (Progress, error) {
 			if !pr.Swapped {
 				pr.Replaces = *active
 			}
+			if pr.Position == 0 && !pr.Swapped {
+				// Nothing recorded: a fold may have loaded some tables.
+				if err := dropSchema(ctx, conn, pr.Schema); err != nil {
+					return err
+				}
+			}
 			return p.migrate(ctx, conn, pr.Schema)
 		}
 		if previous != nil && *previous != *active {
@@ -215,7 +221,20 @@ func (p *Projector) replay(ctx context.Context, pr Progress, report func(Progres
 		swapEnd uint64
 		// read is the last stream sequence read, projected or not.
 		read uint64
+		// fold holds a fresh schema's replay in memory until it is
+		// written (nil: batch by batch). A resumed rebuild has written
+		// already, so it goes batch by batch.
+		fold   *folding
+		folded uint64 // messages folded
 	)
+	if pr.Position == 0 && !pr.Swapped {
+		fold = p.newFolding(ctx)
+	}
+	defer func() {
+		if fold != nil {
+			_ = fold.wait()
+		}
+	}()
 	for {
 		if err := ctx.Err(); err != nil {
 			return pr, err
@@ -245,7 +264,25 @@ func (p *Projector) replay(ctx context.Context, pr Progress, report func(Progres
 				break // all there is: apply it now rather than wait for more
 			}
 		}
-		if read > pr.Position {
+		switch {
+		case fold != nil:
+			folded += uint64(len(batch))
+			if err := fold.add(batch); err != nil {
+				return pr, err
+			}
+			batch = make([]msg, 0, p.cfg.RebuildBatch) // the fold owns the last one
+			pr.End = max(pr.End, read+pending)
+			// Progress while folding: messages read, nothing applied yet.
+			if _, err := p.cfg.Pool.Exec(ctx, `UPDATE project.build_progress SET events = $3 WHERE name = $1 AND schema = $2`,
+				p.cfg.Name, pr.Schema, int64(pr.Events+folded)); err != nil {
+				return pr, fmt.Errorf("project: progress: %w", err)
+			}
+			if report != nil {
+				r := pr
+				r.Events += folded
+				report(r)
+			}
+		case read > pr.Position:
 			bctx, cancel := context.WithTimeout(ctx, batchTimeout)
 			err := p.applyBatch(bctx, target{schema: pr.Schema, position: read}, batch)
 			cancel()
@@ -269,8 +306,22 @@ func (p *Projector) replay(ctx context.Context, pr Progress, report func(Progres
 			}
 			caughtUp = info.NumPending == 0
 		}
+		nearEnd := caughtUp || (!idle && pending < uint64(p.cfg.RebuildBatch/2))
+		if fold != nil && (nearEnd || p.full(fold)) {
+			// Loaded, then on batch by batch: the swap waits for the next
+			// batch, so the messages stored while the fold was loaded are
+			// in the new schema first.
+			if err := p.writeFold(ctx, pr.Schema, fold, read, pr.Events+folded); err != nil {
+				return pr, err
+			}
+			pr.Position, pr.Events, fold = read, pr.Events+folded, nil
+			if report != nil {
+				report(pr)
+			}
+			continue
+		}
 		switch {
-		case !pr.Swapped && (caughtUp || (!idle && pending < uint64(p.cfg.RebuildBatch/2))):
+		case !pr.Swapped && nearEnd:
 			// Caught up, or close enough that the rest is one batch: writers
 			// never pause for a rebuild, so waiting for a quiet moment could
 			// take forever.

@@ -41,6 +41,17 @@ func run() error {
 	}
 	defer ns.Shutdown()
 	fmt.Printf("Leadflow bench: nats-server embedded (sync_always=%v), %s per run, GOMAXPROCS=%d\n\n", *syncAlways, *dur, gomaxprocs())
+	if *handoffOnly { // handoff pipeline, a server of its own: handoff.go
+		return runHandoff(ctx, os.Stdout, *syncAlways)
+	}
+	if *projectorOnly { // projector section: projector.go
+		pf, err := measureProjector(ctx, dir, *projectorLeads, os.Stdout)
+		if err != nil {
+			return fmt.Errorf("projector: %w", err)
+		}
+		pf.print(os.Stdout)
+		return nil
+	}
 	if *layoutOn || *layoutOnly { // subject-layout benchmark: layout.go
 		lr, err := measureLayout(ctx, ns.URL(), *layoutLeads)
 		if err != nil {
@@ -116,6 +127,18 @@ func run() error {
 	}
 	report(os.Stdout, payload, raw, lf)
 	reportQualification(os.Stdout, raw, floor, qf)
+	if *handoffOn {
+		if err := runHandoff(ctx, os.Stdout, *syncAlways); err != nil {
+			return err
+		}
+	}
+	if *projectorOn {
+		pf, err := measureProjector(ctx, dir, *projectorLeads, os.Stdout)
+		if err != nil {
+			return fmt.Errorf("projector: %w", err)
+		}
+		pf.print(os.Stdout)
+	}
 	return nil
 }
 

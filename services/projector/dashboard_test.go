@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"math"
 	"net"
 	"net/url"
@@ -21,8 +19,6 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/leadflow/leadflow/pkg/eventstore"
@@ -253,47 +249,16 @@ func (w *world) dashboardExtras(t testing.TB) {
 // returns the gRPC client and the dashboard's URL.
 func (w *world) startDashboard(t testing.TB) (*service, string) {
 	t.Helper()
-	addrc, webc := make(chan net.Addr, 1), make(chan net.Addr, 1)
-	cfg := Config{Addr: "127.0.0.1:0", HTTP: "127.0.0.1:0", NATSURL: w.nats.Server.URL(), Stream: stream, Replicas: 1,
-		Postgres: w.dsn, Workers: 64, AckWait: 2 * time.Second, Grace: time.Second, httpReady: func(a net.Addr) { webc <- a }}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), func(a net.Addr) { addrc <- a })
-	}()
-	var addr, web net.Addr
-	for addr == nil || web == nil {
-		select {
-		case addr = <-addrc:
-		case web = <-webc:
-		case err := <-done:
-			t.Fatalf("run: %v", err)
-		case <-time.After(30 * time.Second):
-			t.Fatal("service did not start")
-		}
+	webc := make(chan net.Addr, 1)
+	s := w.launch(t, Config{Addr: "127.0.0.1:0", HTTP: "127.0.0.1:0", NATSURL: w.nats.Server.URL(), Stream: stream, Replicas: 1,
+		Postgres: w.dsn, Workers: 64, AckWait: 2 * time.Second, Grace: time.Second, httpReady: func(a net.Addr) { webc <- a }})
+	select {
+	case web := <-webc:
+		return s, "http://" + web.String() + "/"
+	case <-time.After(30 * time.Second):
+		t.Fatal("the dashboard did not start")
+		return nil, ""
 	}
-	conn, err := grpc.NewClient(addr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	s := &service{client: projectorv1.NewProjectorServiceClient(conn)}
-	s.stop = func() {
-		once.Do(func() {
-			conn.Close()
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("run returned %v", err)
-				}
-			case <-time.After(30 * time.Second):
-				t.Error("run did not return: a live stream kept the dashboard from shutting down")
-			}
-		})
-	}
-	t.Cleanup(s.stop)
-	return s, "http://" + web.String() + "/"
 }
 
 // findChromium fails the test when the browser is missing: the browser

@@ -62,8 +62,14 @@ func (w *world) start(t testing.TB) *service { return w.startOn(t, w.dsn) }
 // it down and fails the test if run returned an error.
 func (w *world) startOn(t testing.TB, dsn string) *service {
 	t.Helper()
-	cfg := Config{Addr: "127.0.0.1:0", NATSURL: w.nats.Server.URL(), Stream: stream, Replicas: 1, Postgres: dsn,
-		Workers: 64, AckWait: 2 * time.Second, Grace: time.Second}
+	return w.launch(t, Config{Addr: "127.0.0.1:0", NATSURL: w.nats.Server.URL(), Stream: stream, Replicas: 1, Postgres: dsn,
+		Workers: 64, AckWait: 2 * time.Second, Grace: time.Second})
+}
+
+// launch runs the service with cfg (its gRPC address a free port) and
+// dials it.
+func (w *world) launch(t testing.TB, cfg Config) *service {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	addrc := make(chan net.Addr, 1)
 	done := make(chan error, 1)
@@ -91,8 +97,14 @@ func (w *world) startOn(t testing.TB, dsn string) *service {
 		once.Do(func() {
 			conn.Close()
 			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("run returned %v", err)
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("run returned %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				// A dashboard's live stream must not hold the shutdown.
+				t.Error("run did not return within 30s")
 			}
 		})
 	}

@@ -249,76 +249,120 @@ func tp(t time.Time) *time.Time {
 	return &u
 }
 
-// queueLeads queues the rows of every lead folded in the batch: the lead
-// itself, and each of its child rows that changed.
-func queueLeads(b *pgx.Batch, ids []string, folds map[string]*lead.Lead) error {
-	var (
-		leads    []leadRow
-		touches  []touchRow
-		stages   []stageRow
-		journeys []journeyRow
-		handoffs []handoffRow
-		opps     []opportunityRow
-		breaches []breachRow
-	)
-	for _, id := range ids {
-		l := folds[id]
-		if l == nil || l.Version == 0 {
-			continue
+// rowSet is the rows of some leads, table by table.
+type rowSet struct {
+	leads    []leadRow
+	touches  []touchRow
+	stages   []stageRow
+	journeys []journeyRow
+	handoffs []handoffRow
+	opps     []opportunityRow
+	breaches []breachRow
+}
+
+// childRows adds the child rows of lead l to r, of table only (every
+// table when ""): every row when all is set, else those that changed
+// since the last Clean.
+func childRows(r *rowSet, l *lead.Lead, all bool, only string) {
+	id := l.ID
+	want := func(table string) bool { return only == "" || only == table }
+	switch {
+	case !want("lead_touches"):
+	case all:
+		for c, n := range l.Touches {
+			r.touches = append(r.touches, touchRow{LeadID: id, CampaignID: c, Touches: n})
 		}
+	default:
 		for _, c := range l.Touched() {
-			touches = append(touches, touchRow{LeadID: id, CampaignID: c, Touches: l.Touches[c]})
+			r.touches = append(r.touches, touchRow{LeadID: id, CampaignID: c, Touches: l.Touches[c]})
 		}
+	}
+	if want("stage_visits") {
 		for _, s := range l.Stages {
-			if s.Dirty {
-				stages = append(stages, stageRow{LeadID: id, Seq: s.Seq, Status: int32(s.Status), EnteredAt: tp(s.Entered), LeftAt: tp(s.Left)})
+			if all || s.Dirty {
+				r.stages = append(r.stages, stageRow{LeadID: id, Seq: s.Seq, Status: int32(s.Status), EnteredAt: tp(s.Entered), LeftAt: tp(s.Left)})
 			}
 		}
+	}
+	if want("journeys") {
 		for _, j := range l.Journeys {
-			if j.Dirty {
-				journeys = append(journeys, journeyRow{LeadID: id, Cycle: j.Cycle, MQLAt: tp(j.MQLAt), Segment: j.Segment,
+			if all || j.Dirty {
+				r.journeys = append(r.journeys, journeyRow{LeadID: id, Cycle: j.Cycle, MQLAt: tp(j.MQLAt), Segment: j.Segment,
 					AssignedAt: tp(j.AssignedAt), AcceptedAt: tp(j.AcceptedAt), RejectedAt: tp(j.RejectedAt), RejectReason: int32(j.RejectReason),
 					OpportunityAt: tp(j.OpportunityAt), WonAt: tp(j.WonAt), LostAt: tp(j.LostAt), RecycledAt: tp(j.RecycledAt)})
 			}
 		}
+	}
+	if want("handoffs") {
 		for _, h := range l.Handoffs {
-			if h.Dirty {
-				handoffs = append(handoffs, handoffRow{LeadID: id, Seq: h.Seq, Cycle: h.Cycle, RepID: h.RepID, Segment: h.Segment,
+			if all || h.Dirty {
+				r.handoffs = append(r.handoffs, handoffRow{LeadID: id, Seq: h.Seq, Cycle: h.Cycle, RepID: h.RepID, Segment: h.Segment,
 					AssignedAt: tp(h.AssignedAt), AcceptBy: tp(h.AcceptBy), AcceptedAt: tp(h.AcceptedAt), AcceptedWithinSLA: h.AcceptedWithinSLA,
 					ContactBy: tp(h.ContactBy), FirstAttemptAt: tp(h.FirstAttemptAt), FirstAttemptWithinSLA: h.FirstAttemptWithinSLA,
 					Attempts: h.Attempts, EndedAt: tp(h.EndedAt)})
 			}
 		}
+	}
+	if want("opportunities") {
 		for _, o := range l.Opportunities {
-			if o.Dirty {
-				opps = append(opps, opportunityRow{LeadID: id, OpportunityID: o.ID, Seq: o.Seq, Cycle: o.Cycle, Currency: o.Currency,
+			if all || o.Dirty {
+				r.opps = append(r.opps, opportunityRow{LeadID: id, OpportunityID: o.ID, Seq: o.Seq, Cycle: o.Cycle, Currency: o.Currency,
 					AmountMinor: o.AmountMinor, Stage: o.Stage, RepID: o.RepID, Segment: o.Segment, CreatedAt: tp(o.CreatedAt),
 					ExpectedClose: tp(o.ExpectedClose), WonAt: tp(o.WonAt), WonCurrency: o.WonCurrency, WonMinor: o.WonMinor,
 					LostAt: tp(o.LostAt), LossReason: o.LossReason})
 			}
 		}
-		for _, r := range l.BreachList {
-			if r.Dirty {
-				breaches = append(breaches, breachRow{LeadID: id, Seq: r.Seq, SLA: int32(r.SLA), OwnerKind: int32(r.OwnerKind),
-					OwnerID: r.OwnerID, Segment: r.Segment, DueAt: tp(r.DueAt), At: tp(r.At)})
+	}
+	if want("breaches") {
+		for _, b := range l.BreachList {
+			if all || b.Dirty {
+				r.breaches = append(r.breaches, breachRow{LeadID: id, Seq: b.Seq, SLA: int32(b.SLA), OwnerKind: int32(b.OwnerKind),
+					OwnerID: b.OwnerID, Segment: b.Segment, DueAt: tp(b.DueAt), At: tp(b.At)})
 			}
 		}
-		l.Clean()
-		state, err := json.Marshal(l)
-		if err != nil {
-			return fmt.Errorf("encode lead %s: %w", id, err)
-		}
-		leads = append(leads, leadRow{LeadID: id, Version: l.Version, Status: int32(l.Status), OwnerKind: int32(l.OwnerKind), OwnerID: l.OwnerID,
-			Deadline: tp(l.Deadline), Score: l.Score, CapturedAt: tp(l.CapturedAt), UpdatedAt: tp(l.UpdatedAt), Source: l.Source,
-			FirstCampaign: l.FirstCampaign, LastCampaign: l.LastCampaign, TouchCount: l.TouchCount, Country: l.Country,
-			Industry: l.Industry, Seniority: int32(l.Seniority), Employees: l.Employees, EmailDomain: l.EmailDomain,
-			Segment: l.Segment, AccountID: l.AccountID, RepID: l.RepID, MergedInto: l.MergedInto, Cycle: l.Cycle,
-			MQLAt: tp(l.MQLAt), AssignedAt: tp(l.AssignedAt), AcceptedAt: tp(l.AcceptedAt), OpportunityAt: tp(l.OpportunityAt),
-			WonAt: tp(l.WonAt), LostAt: tp(l.LostAt), RecycledAt: tp(l.RecycledAt), DisqualifiedAt: tp(l.DisqualifiedAt),
-			Attempts: l.Attempts, Breaches: l.Breaches, State: state})
 	}
-	if len(leads) > 0 {
-		if err := queueLeadRows(b, leads); err != nil {
+}
+
+// rowOf is the leads row of l, its fold (state) included.
+func rowOf(l *lead.Lead) (leadRow, error) {
+	state, err := json.Marshal(l)
+	if err != nil {
+		return leadRow{}, fmt.Errorf("encode lead %s: %w", l.ID, err)
+	}
+	return leadRowOf(l, state), nil
+}
+
+// leadRowOf is the leads row of l with its encoded fold.
+func leadRowOf(l *lead.Lead, state []byte) leadRow {
+	return leadRow{LeadID: l.ID, Version: l.Version, Status: int32(l.Status), OwnerKind: int32(l.OwnerKind), OwnerID: l.OwnerID,
+		Deadline: tp(l.Deadline), Score: l.Score, CapturedAt: tp(l.CapturedAt), UpdatedAt: tp(l.UpdatedAt), Source: l.Source,
+		FirstCampaign: l.FirstCampaign, LastCampaign: l.LastCampaign, TouchCount: l.TouchCount, Country: l.Country,
+		Industry: l.Industry, Seniority: int32(l.Seniority), Employees: l.Employees, EmailDomain: l.EmailDomain,
+		Segment: l.Segment, AccountID: l.AccountID, RepID: l.RepID, MergedInto: l.MergedInto, Cycle: l.Cycle,
+		MQLAt: tp(l.MQLAt), AssignedAt: tp(l.AssignedAt), AcceptedAt: tp(l.AcceptedAt), OpportunityAt: tp(l.OpportunityAt),
+		WonAt: tp(l.WonAt), LostAt: tp(l.LostAt), RecycledAt: tp(l.RecycledAt), DisqualifiedAt: tp(l.DisqualifiedAt),
+		Attempts: l.Attempts, Breaches: l.Breaches, State: state}
+}
+
+// queueLeads queues the rows of every lead folded in the batch: the lead
+// itself, and each of its child rows that changed.
+func queueLeads(b *pgx.Batch, ids []string, folds map[string]*lead.Lead) error {
+	var r rowSet
+	for _, id := range ids {
+		l := folds[id]
+		if l == nil || l.Version == 0 {
+			continue
+		}
+		childRows(&r, l, false, "")
+		l.Clean()
+		row, err := rowOf(l)
+		if err != nil {
+			return err
+		}
+		r.leads = append(r.leads, row)
+	}
+	if len(r.leads) > 0 {
+		if err := queueLeadRows(b, r.leads); err != nil {
 			return err
 		}
 	}
@@ -328,12 +372,12 @@ func queueLeads(b *pgx.Batch, ids []string, folds map[string]*lead.Lead) error {
 		rows  any
 		n     int
 	}{
-		{"lead_touches", []string{"lead_id", "campaign_id"}, touches, len(touches)},
-		{"stage_visits", []string{"lead_id", "seq"}, stages, len(stages)},
-		{"journeys", []string{"lead_id", "cycle"}, journeys, len(journeys)},
-		{"handoffs", []string{"lead_id", "seq"}, handoffs, len(handoffs)},
-		{"opportunities", []string{"lead_id", "opportunity_id"}, opps, len(opps)},
-		{"breaches", []string{"lead_id", "seq"}, breaches, len(breaches)},
+		{"lead_touches", []string{"lead_id", "campaign_id"}, r.touches, len(r.touches)},
+		{"stage_visits", []string{"lead_id", "seq"}, r.stages, len(r.stages)},
+		{"journeys", []string{"lead_id", "cycle"}, r.journeys, len(r.journeys)},
+		{"handoffs", []string{"lead_id", "seq"}, r.handoffs, len(r.handoffs)},
+		{"opportunities", []string{"lead_id", "opportunity_id"}, r.opps, len(r.opps)},
+		{"breaches", []string{"lead_id", "seq"}, r.breaches, len(r.breaches)},
 	} {
 		if w.n == 0 {
 			continue
@@ -437,45 +481,76 @@ func upsertSQL(table string, key []string, row reflect.Type) string {
 	return q
 }
 
-// queueReference queues what a campaign, routing or target event
-// changes.
-func queueReference(b *pgx.Batch, ev *eventv1.Event) error {
+// refRow is the row a campaign, routing or target event writes: the
+// first nKey columns are its key. A later event with the same key
+// replaces it, except where firstWins (a repeated cost line counts once).
+type refRow struct {
+	table     string
+	cols      []string
+	nKey      int
+	vals      []any
+	firstWins bool
+}
+
+func (r refRow) key() string { return fmt.Sprintf("%q", r.vals[:r.nKey]) }
+
+// referenceRow is what a reference event writes; false when it writes
+// nothing.
+func referenceRow(ev *eventv1.Event) (refRow, bool) {
 	switch p := ev.GetPayload().(type) {
 	case *eventv1.Event_CampaignRegistered:
 		c := p.CampaignRegistered
-		b.Queue(`INSERT INTO campaigns (campaign_id, name, channel, starts_at, ends_at, budget_currency, budget_minor)
-			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (campaign_id) DO UPDATE SET name = excluded.name, channel = excluded.channel,
-			starts_at = excluded.starts_at, ends_at = excluded.ends_at, budget_currency = excluded.budget_currency, budget_minor = excluded.budget_minor`,
-			c.GetCampaignId(), c.GetName(), int32(c.GetChannel()), tpb(c.GetStartsAt()), tpb(c.GetEndsAt()),
-			c.GetBudget().GetCurrency(), c.GetBudget().GetMinorUnits())
+		return refRow{table: "campaigns", nKey: 1,
+			cols: []string{"campaign_id", "name", "channel", "starts_at", "ends_at", "budget_currency", "budget_minor"},
+			vals: []any{c.GetCampaignId(), c.GetName(), int32(c.GetChannel()), tpb(c.GetStartsAt()), tpb(c.GetEndsAt()),
+				c.GetBudget().GetCurrency(), c.GetBudget().GetMinorUnits()}}, true
 	case *eventv1.Event_CampaignCostRecorded:
 		c := p.CampaignCostRecorded
-		// A repeated cost line is a no-op: the first one counts.
-		b.Queue(`INSERT INTO campaign_costs (campaign_id, cost_id, currency, amount_minor, period_start, period_end)
-			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
-			c.GetCampaignId(), c.GetCostId(), c.GetAmount().GetCurrency(), c.GetAmount().GetMinorUnits(),
-			tpb(c.GetPeriodStart()), tpb(c.GetPeriodEnd()))
+		return refRow{table: "campaign_costs", nKey: 2, firstWins: true,
+			cols: []string{"campaign_id", "cost_id", "currency", "amount_minor", "period_start", "period_end"},
+			vals: []any{c.GetCampaignId(), c.GetCostId(), c.GetAmount().GetCurrency(), c.GetAmount().GetMinorUnits(),
+				tpb(c.GetPeriodStart()), tpb(c.GetPeriodEnd())}}, true
 	case *eventv1.Event_RoutingChanged:
 		switch c := p.RoutingChanged.GetChange().(type) {
 		case *eventv1.RoutingChanged_Team:
-			b.Queue(`INSERT INTO teams (team_id, name, manager_rep_id) VALUES ($1, $2, $3)
-				ON CONFLICT (team_id) DO UPDATE SET name = excluded.name, manager_rep_id = excluded.manager_rep_id`,
-				c.Team.GetTeamId(), c.Team.GetName(), c.Team.GetManagerRepId())
+			return refRow{table: "teams", nKey: 1, cols: []string{"team_id", "name", "manager_rep_id"},
+				vals: []any{c.Team.GetTeamId(), c.Team.GetName(), c.Team.GetManagerRepId()}}, true
 		case *eventv1.RoutingChanged_Rep:
-			b.Queue(`INSERT INTO reps (rep_id, name, team_id, active) VALUES ($1, $2, $3, $4)
-				ON CONFLICT (rep_id) DO UPDATE SET name = excluded.name, team_id = excluded.team_id, active = excluded.active`,
-				c.Rep.GetRepId(), c.Rep.GetName(), c.Rep.GetTeamId(), c.Rep.GetActive())
+			return refRow{table: "reps", nKey: 1, cols: []string{"rep_id", "name", "team_id", "active"},
+				vals: []any{c.Rep.GetRepId(), c.Rep.GetName(), c.Rep.GetTeamId(), c.Rep.GetActive()}}, true
 		case *eventv1.RoutingChanged_Account:
-			b.Queue(`INSERT INTO accounts (account_id, name, owner_rep_id) VALUES ($1, $2, $3)
-				ON CONFLICT (account_id) DO UPDATE SET name = excluded.name, owner_rep_id = excluded.owner_rep_id`,
-				c.Account.GetAccountId(), c.Account.GetName(), c.Account.GetOwnerRepId())
+			return refRow{table: "accounts", nKey: 1, cols: []string{"account_id", "name", "owner_rep_id"},
+				vals: []any{c.Account.GetAccountId(), c.Account.GetName(), c.Account.GetOwnerRepId()}}, true
 		}
 	case *eventv1.Event_MarketingTargetSet:
 		t := p.MarketingTargetSet.GetTarget()
-		b.Queue(`INSERT INTO marketing_targets (period, segment, min_mqls, min_acceptance_rate_bps, min_mql_to_opportunity_bps)
-			VALUES ($1, $2, $3, $4, $5) ON CONFLICT (period, segment) DO UPDATE SET min_mqls = excluded.min_mqls,
-			min_acceptance_rate_bps = excluded.min_acceptance_rate_bps, min_mql_to_opportunity_bps = excluded.min_mql_to_opportunity_bps`,
-			t.GetPeriod(), t.GetSegment(), t.GetMinMqls(), int32(t.GetMinAcceptanceRateBps()), int32(t.GetMinMqlToOpportunityBps()))
+		return refRow{table: "marketing_targets", nKey: 2,
+			cols: []string{"period", "segment", "min_mqls", "min_acceptance_rate_bps", "min_mql_to_opportunity_bps"},
+			vals: []any{t.GetPeriod(), t.GetSegment(), t.GetMinMqls(), int32(t.GetMinAcceptanceRateBps()), int32(t.GetMinMqlToOpportunityBps())}}, true
 	}
+	return refRow{}, false
+}
+
+// queueReference queues what a campaign, routing or target event
+// changes.
+func queueReference(b *pgx.Batch, ev *eventv1.Event) error {
+	r, ok := referenceRow(ev)
+	if !ok {
+		return nil
+	}
+	params := make([]string, len(r.cols))
+	for i := range params {
+		params[i] = fmt.Sprintf("$%d", i+1)
+	}
+	conflict := "DO NOTHING"
+	if !r.firstWins {
+		sets := make([]string, 0, len(r.cols)-r.nKey)
+		for _, c := range r.cols[r.nKey:] {
+			sets = append(sets, c+" = excluded."+c)
+		}
+		conflict = "DO UPDATE SET " + strings.Join(sets, ", ")
+	}
+	b.Queue(fmt.Sprintf(`INSERT INTO %s (%s) VALUES (%s) ON CONFLICT (%s) %s`, r.table, strings.Join(r.cols, ", "),
+		strings.Join(params, ", "), strings.Join(r.cols[:r.nKey], ", "), conflict), r.vals...)
 	return nil
 }

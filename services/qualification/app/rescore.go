@@ -84,7 +84,7 @@ func (a *App) StartRescore(ctx context.Context, job Rescore) (Rescore, error) {
 		if err != nil {
 			return job, err
 		}
-		a.log.InfoContext(ctx, "re-scoring open leads", "version", job.Version, "leads", total)
+		a.log.InfoContext(ctx, "re-scoring open leads", "version", job.Version, "events", total)
 		job.End = end
 		return job, nil
 	}
@@ -181,7 +181,7 @@ func (a *App) FinishRescore(ctx context.Context, job Rescore) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	a.log.InfoContext(ctx, "re-scored open leads", "version", job.Version, "leads", v.Rescore.Total)
+	a.log.InfoContext(ctx, "re-scored open leads", "version", job.Version, "events", v.Rescore.Total)
 	return true, nil
 }
 
