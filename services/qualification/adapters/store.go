@@ -43,13 +43,6 @@ func (l *Leads) LoadAfter(ctx context.Context, leadID string, after uint64) ([]e
 	return l.store.LoadAfter(ctx, eventstore.LeadSubject(leadID), after)
 }
 
-// Next returns the sequence of the lead's first event after stream
-// sequence after, and false when there is none.
-func (l *Leads) Next(ctx context.Context, leadID string, after uint64) (uint64, bool, error) {
-	r, ok, err := l.store.Next(ctx, eventstore.LeadSubject(leadID), after)
-	return r.Seq, ok, err
-}
-
 // Append appends events to a lead atomically at version expected.
 func (l *Leads) Append(ctx context.Context, leadID string, expected uint64, events ...*eventv1.Event) (uint64, error) {
 	return l.store.Append(ctx, eventstore.LeadSubject(leadID), expected, events...)
@@ -95,8 +88,7 @@ func (m *Models) LastSeq(ctx context.Context) (uint64, error) {
 }
 
 // Scans are the re-score reads: one durable consumer per version on every
-// lead event; the re-score acts on each lead's last event as of its end,
-// which carries its lifecycle. Being durable, a scan resumes after a crash
+// lead event; the re-score acts on each lead's first event. Being durable, a scan resumes after a crash
 // where it was acknowledged. Not DeliverLastPerSubject, which would read one
 // message per lead: with explicit acks and MaxAckPending reached,
 // nats-server 2.15.2 skips some leads in that mode (docs/operations.md).

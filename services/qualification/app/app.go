@@ -25,9 +25,6 @@ type Leads interface {
 	Load(ctx context.Context, leadID string) ([]eventstore.Record, error)
 	// LoadAfter returns a lead's events after stream sequence after.
 	LoadAfter(ctx context.Context, leadID string, after uint64) ([]eventstore.Record, error)
-	// Next returns the sequence of the lead's first event after stream
-	// sequence after, and false when there is none.
-	Next(ctx context.Context, leadID string, after uint64) (uint64, bool, error)
 	// Append appends events atomically at version expected; an error
 	// matching eventstore.ErrConflict when another writer got there first.
 	Append(ctx context.Context, leadID string, expected uint64, events ...*eventv1.Event) (uint64, error)

@@ -92,22 +92,17 @@ func (a *App) StartRescore(ctx context.Context, job Rescore) (Rescore, error) {
 }
 
 // RescoreLead re-scores one lead, read by the scan at stream sequence
-// seq, under job's version, as of the activation, caused by it. It skips
-// a message after the scan's end (a later event: the lead was read
-// already, or is new), and a lead that is finished, that was captured
-// after the activation or scored under the version since (the live path
-// scored it already), or that has this re-score's LeadScored (a resumed
-// scan does no work twice). LeadQualified follows only where the
-// lifecycle allows, so an MQL is never qualified twice.
-func (a *App) RescoreLead(ctx context.Context, job Rescore, leadID string, seq uint64) error {
-	if job.End > 0 && seq > job.End {
-		return nil
-	}
-	// The scan reads every event: a lead's turn is its last one as of the
-	// end (one direct get tells), and the lead is loaded once.
-	if next, ok, err := a.leads.Next(ctx, leadID, seq); err != nil {
-		return err
-	} else if ok && next <= job.End {
+// seq, under job's version, as of the activation, caused by it. The scan
+// reads every lead event; a lead's turn is its first one (versionBefore
+// 0, the start of its history), so the rest cost no I/O. It skips a
+// message after the scan's end (the lead is new), and a lead that is
+// finished, that was captured after the activation or scored under the
+// version since (the live path scored it already), or that has this
+// re-score's LeadScored (a resumed scan does no work twice).
+// LeadQualified follows only where the lifecycle allows, so an MQL is
+// never qualified twice.
+func (a *App) RescoreLead(ctx context.Context, job Rescore, leadID string, seq, versionBefore uint64) error {
+	if versionBefore != 0 || (job.End > 0 && seq > job.End) {
 		return nil
 	}
 	meta := envelope.Meta{CorrelationID: job.Activation.CorrelationID, CausationID: job.Activation.EventID}

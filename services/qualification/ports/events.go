@@ -131,7 +131,11 @@ func (e *Events) rescore(ctx context.Context, js jetstream.JetStream, cfg Rescor
 			AckWait:       cfg.AckWait,
 			Logger:        cfg.Logger,
 		}, func(ctx context.Context, m consume.Msg) error {
-			return e.app.RescoreLead(ctx, job, m.Key, m.Seq)
+			ev, err := eventstore.DecodeEvent(m.Data)
+			if err != nil {
+				return consume.Permanent(fmt.Errorf("%s seq %d: %w", m.Subject, m.Seq, err))
+			}
+			return e.app.RescoreLead(ctx, job, m.Key, m.Seq, ev.GetVersionBefore())
 		})
 		stop() // Run returned on its own (an error): stop watching
 	})
