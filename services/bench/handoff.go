@@ -342,8 +342,9 @@ func (p *appendProbe) run(d time.Duration) result {
 	return newResult(lat, time.Since(start), errs)
 }
 
-// startServiceEnv is startService with the environment given (keys
-// shared by the three processes) instead of fresh keys.
+// startServiceEnv runs a service binary on a free port against natsURL,
+// with env added to its environment, and waits until its gRPC health
+// check says SERVING.
 func startServiceEnv(ctx context.Context, bin, natsURL string, env ...string) (*proc, error) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"net"
-	"os"
 	"os/exec"
 	"strconv"
 	"sync/atomic"
@@ -35,38 +33,10 @@ func (p *proc) stop() {
 }
 
 // startService runs a service binary on a free port against the bench's
-// server and waits until its gRPC health check says SERVING.
+// server, with fresh vault keys, and waits until its gRPC health check
+// says SERVING.
 func startService(ctx context.Context, bin, natsURL string) (*proc, error) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	addr := lis.Addr().String()
-	lis.Close()
-	cmd := exec.Command(bin, "-addr", addr, "-nats", natsURL)
-	cmd.Env = append(os.Environ(), "LEADFLOW_MASTER_KEY="+hexKey(), "LEADFLOW_BLIND_KEY="+hexKey())
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &proc{cmd: cmd, addr: addr}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		p.stop()
-		return nil, err
-	}
-	defer conn.Close()
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		res, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
-		if err == nil && res.GetStatus() == healthpb.HealthCheckResponse_SERVING {
-			return p, nil
-		}
-		if time.Now().After(deadline) {
-			p.stop()
-			return nil, fmt.Errorf("%s not healthy: %v", bin, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return startServiceEnv(ctx, bin, natsURL, "LEADFLOW_MASTER_KEY="+hexKey(), "LEADFLOW_BLIND_KEY="+hexKey())
 }
 
 func hexKey() string {
