@@ -198,7 +198,12 @@ func TestLostLeadCheckFindsExactlyTheBrokenLeads(t *testing.T) {
 				t.Fatalf("healthy lead: %v", r)
 			}
 		default:
-			if r.GetAction() != nurturev1.RedriveAction_REDRIVE_ACTION_WRITTEN || !slices.Equal(r.GetEventTypes(), []string{"LeadRecycled", "NurtureEnrolled"}) {
+			// The re-drive writes the recycle; the enrolment after it is
+			// written by the re-drive or, when it gets there first, by the
+			// running service reading that recycle (checked below).
+			types := r.GetEventTypes()
+			if r.GetAction() != nurturev1.RedriveAction_REDRIVE_ACTION_WRITTEN ||
+				!slices.Equal(types, []string{"LeadRecycled"}) && !slices.Equal(types, []string{"LeadRecycled", "NurtureEnrolled"}) {
 				t.Fatalf("dropped lead: %v", r)
 			}
 		}
