@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -127,18 +128,18 @@ func (p *Projector) applyBatch(ctx context.Context, to target, msgs []msg) error
 
 // begin starts a batch's transaction, with search_path set to the
 // schema it writes, in one round trip (BEGIN and the settings as one
-// simple-protocol query; the names in it are the projector's own).
+// simple-protocol query, the names quoted as literals).
 func (p *Projector) begin(ctx context.Context, to target) (pgx.Tx, error) {
 	var q string
 	if to.schema == "" {
 		// FOR SHARE: a swap (an UPDATE of this row) waits for live batches
 		// in flight, and batches after it write the new schema.
-		q = `BEGIN; SELECT set_config('search_path', active, true) FROM project.projections WHERE name = '` + p.cfg.Name + `' FOR SHARE`
+		q = `BEGIN; SELECT set_config('search_path', active, true) FROM project.projections WHERE name = ` + literal(p.cfg.Name) + ` FOR SHARE`
 	} else {
 		// A rebuild need not wait for its commits to reach disk: a crash
 		// loses at most its last batches, position included, and it
 		// resumes from the position that survived.
-		q = `BEGIN; SELECT set_config('search_path', '` + to.schema + `', true), set_config('synchronous_commit', 'off', true)`
+		q = `BEGIN; SELECT set_config('search_path', ` + literal(to.schema) + `, true), set_config('synchronous_commit', 'off', true)`
 	}
 	tx, err := p.cfg.Pool.BeginTx(ctx, pgx.TxOptions{BeginQuery: q})
 	if err != nil {
@@ -146,6 +147,10 @@ func (p *Projector) begin(ctx context.Context, to target) (pgx.Tx, error) {
 	}
 	return tx, nil
 }
+
+// literal quotes s as an SQL string literal, for the one query that
+// cannot take parameters (the simple protocol of BeginQuery).
+func literal(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // sequenced is what messages come to once checked against their
 // subjects' checkpoints.
