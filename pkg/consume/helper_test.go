@@ -164,17 +164,7 @@ func (r *running) stopWithin(d time.Duration) error {
 	}
 }
 
-// eventually polls cond until it holds or d passes.
-func eventually(t testing.TB, d time.Duration, cond func() bool, format string, args ...any) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: "+format, append([]any{d}, args...)...)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+var eventually = testenv.Eventually
 
 func deadLetters(t testing.TB, js jetstream.JetStream) []consume.DeadLetter {
 	t.Helper()

@@ -270,17 +270,7 @@ func (w *world) settle(t testing.TB) {
 	}, "the lead consumer did not settle")
 }
 
-// eventually polls cond until it holds or d passes.
-func eventually(t testing.TB, d time.Duration, cond func() bool, format string, args ...any) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: "+format, append([]any{d}, args...)...)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+var eventually = testenv.Eventually
 
 // wantCode fails unless err is a gRPC status with code c; for
 // INVALID_ARGUMENT, field names the first violation.

@@ -361,16 +361,7 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-func eventually(t *testing.T, d time.Duration, cond func() bool, format string, args ...any) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: "+format, append([]any{d}, args...)...)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+var eventually = testenv.Eventually
 
 type syncBuffer struct {
 	mu sync.Mutex

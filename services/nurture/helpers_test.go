@@ -282,17 +282,7 @@ func (w *world) settle(t testing.TB, group string) {
 	}, "group %s did not settle", group)
 }
 
-// eventually polls cond until it holds or d passes.
-func eventually(t testing.TB, d time.Duration, cond func() bool, format string, args ...any) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: "+format, append([]any{d}, args...)...)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+var eventually = testenv.Eventually
 
 // put defines p through the API.
 func put(t testing.TB, c nurturev1.NurtureServiceClient, p *eventv1.NurtureProgram) *nurturev1.PutProgramResponse {

@@ -207,17 +207,7 @@ func (w *world) settle(t testing.TB) {
 	}, "the live consumer did not settle")
 }
 
-// eventually polls cond until it holds or d passes.
-func eventually(t testing.TB, d time.Duration, cond func() bool, format string, args ...any) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: "+format, append([]any{d}, args...)...)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+var eventually = testenv.Eventually
 
 var (
 	marketing = &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "mia", Team: eventv1.Team_TEAM_MARKETING}
