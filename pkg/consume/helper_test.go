@@ -282,17 +282,9 @@ func members(t testing.TB, js jetstream.JetStream, group string) int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	kv, err := js.KeyValue(ctx, consume.DefaultMembersBucket)
+	n, err := consume.Members(ctx, js, consume.DefaultMembersBucket, group)
 	if err != nil {
-		return 0
-	}
-	l, err := kv.ListKeysFiltered(ctx, group+".*")
-	if err != nil {
-		return 0
-	}
-	n := 0
-	for range l.Keys() {
-		n++
+		t.Fatal(err)
 	}
 	return n
 }

@@ -45,6 +45,28 @@ func newMemberID() string { return strings.ReplaceAll(uuid.NewString(), "-", "")
 
 func memberKey(group, id string) string { return group + "." + id }
 
+// Members counts group's live members in the bucket (Config.Members): a
+// member renews its key every second, a clean stop removes it, and a
+// killed member's expires after memberTTL. No bucket: none ever ran.
+func Members(ctx context.Context, js jetstream.JetStream, bucket, group string) (int, error) {
+	kv, err := js.KeyValue(ctx, bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("consume: members bucket %s: %w", bucket, err)
+	}
+	l, err := kv.ListKeysFiltered(ctx, memberKey(group, "*"))
+	if err != nil {
+		return 0, fmt.Errorf("consume: members of %s: %w", group, err)
+	}
+	n := 0
+	for range l.Keys() {
+		n++
+	}
+	return n, nil
+}
+
 // renew announces this member and returns the group's live members, itself
 // included, sorted.
 func (r *runner) renew(ctx context.Context) ([]string, error) {

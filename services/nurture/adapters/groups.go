@@ -70,22 +70,11 @@ func (g *Groups) Stopped(ctx context.Context, group string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("durable of %s: %w", group, err)
 	}
-	kv, err := g.js.KeyValue(ctx, consume.DefaultMembersBucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return true, nil
-	}
+	n, err := consume.Members(ctx, g.js, consume.DefaultMembersBucket, group)
 	if err != nil {
-		return false, fmt.Errorf("members of %s: %w", group, err)
+		return false, err
 	}
-	keys, err := kv.ListKeysFiltered(ctx, group+".*")
-	if err != nil {
-		return false, fmt.Errorf("members of %s: %w", group, err)
-	}
-	for range keys.Keys() {
-		_ = keys.Stop()
-		return false, nil
-	}
-	return true, nil
+	return n == 0, nil
 }
 
 // DeadLetters lists every dead letter and parked lead of every group.
