@@ -6,6 +6,7 @@ import (
 	"math"
 	"runtime/debug"
 	"runtime/metrics"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -185,6 +186,28 @@ func (p *Projector) writeFold(ctx context.Context, schema string, f *folding, po
 	if err != nil {
 		return err
 	}
+	// Fresh tables have no statistics: without them the planner guesses,
+	// and the reports read a million rows by nested loops.
+	var tables []string
+	for _, l := range loads {
+		if !slices.Contains(tables, l.Table) {
+			tables = append(tables, l.Table)
+		}
+	}
+	err = p.parallel(ctx, len(tables), func(i int) error {
+		tx, err := p.begin(ctx, target{schema: schema})
+		if err != nil {
+			return err
+		}
+		defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+		if _, err := tx.Exec(ctx, `ANALYZE `+pgx.Identifier{tables[i]}.Sanitize()); err != nil {
+			return fmt.Errorf("project: analyze %s: %w", tables[i], err)
+		}
+		return tx.Commit(ctx)
+	})
+	if err != nil {
+		return err
+	}
 	copied := time.Now()
 	p.at(stageRows, nil)
 
@@ -209,7 +232,7 @@ func (p *Projector) writeFold(ctx context.Context, schema string, f *folding, po
 	}
 	p.at(stageCommitted, nil)
 	p.log.Info("project: fold written", "schema", schema, "subjects", len(f.cps), "events", f.applied, "loads", len(loads),
-		"copy", loaded.Sub(start).Round(time.Millisecond), "indexes", len(builds), "index", copied.Sub(loaded).Round(time.Millisecond))
+		"copy", loaded.Sub(start).Round(time.Millisecond), "indexes", len(builds), "index and analyze", copied.Sub(loaded).Round(time.Millisecond))
 	var nUnknown uint64
 	for typ, u := range f.sq.unknown {
 		nUnknown += u.count

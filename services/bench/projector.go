@@ -49,7 +49,7 @@ var (
 	projectorOnly    = flag.Bool("projector-only", false, "run only the projector section")
 	projectorLeads   = flag.Int("projector-leads", 1_000_000, "leads stored for the projector section (about 2.5 events each)")
 	projectorLive    = flag.Duration("projector-live", 20*time.Second, "live projection window, draining the stored backlog")
-	projectorWorkers = flag.Int("projector-workers", 64, "live: consumer workers, the most messages one transaction holds (the projector's -workers)")
+	projectorWorkers = flag.Int("projector-workers", 512, "live: consumer workers, the most messages one transaction holds (the projector's -workers)")
 	projectorProfile = flag.String("projector-profile", "", "write CPU profiles of the live window and the rebuild to this directory")
 	projectorRebuild = flag.Bool("projector-rebuild", true, "measure the rebuild and the reports (false: floors and live only, to iterate)")
 	projectorConns   = flag.Int("projector-conns", 0, "rebuild: tables loaded at once (pkg/project Config.RebuildConns; 0: its default)")

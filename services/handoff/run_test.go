@@ -350,8 +350,25 @@ func TestTwoReplicasShareRouting(t *testing.T) {
 	if got["ann"] != 20 || got["bob"] != 10 || got["cat"] != 10 {
 		t.Errorf("40 leads over weights 2/1/1 by two replicas: %v", got)
 	}
-	turns, err := w.store.Load(ctxT(t), adapters.PoolSubject("dach"))
-	if err != nil || len(turns) != n {
-		t.Errorf("%d pool turns for %d leads (%v)", len(turns), n, err)
+	recs, err := w.store.Load(ctxT(t), adapters.PoolSubject("dach"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A replica's waiting decisions take their turns in one append: the
+	// last turn carries the ones before it.
+	leads := map[string]int{}
+	for _, e := range eventsOf(recs) {
+		turn := e.GetPoolTurnTaken()
+		for _, t := range append(turn.GetBefore(), turn) {
+			leads[t.GetLeadId()]++
+		}
+	}
+	for _, id := range ids {
+		if leads[id] != 1 {
+			t.Errorf("lead %s took %d pool turns, want 1", id, leads[id])
+		}
+	}
+	if len(leads) != n {
+		t.Errorf("%d leads took pool turns, want %d", len(leads), n)
 	}
 }

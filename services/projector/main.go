@@ -58,7 +58,7 @@ func mainErr() error {
 	f.String(&cfg.Stream, "stream", "LEADFLOW_STREAM", "LEADFLOW", "event stream name")
 	f.Int(&cfg.Replicas, "replicas", "LEADFLOW_REPLICAS", 1, "stream replicas (3 in a cluster)")
 	f.String(&cfg.Postgres, "postgres", "LEADFLOW_POSTGRES_URL", "", "PostgreSQL URL of the read models (required)")
-	f.Int(&cfg.Workers, "workers", "LEADFLOW_PROJECTOR_WORKERS", 64, "leads projected at once (the most events one transaction holds)")
+	f.Int(&cfg.Workers, "workers", "LEADFLOW_PROJECTOR_WORKERS", 512, "leads projected at once (the most events one transaction holds)")
 	f.Duration(&cfg.AckWait, "ack-wait", "LEADFLOW_ACK_WAIT", 2*time.Second, "redelivery delay of an unacknowledged event (below the 6s partition hand-over)")
 	f.Duration(&cfg.Grace, "grace", "LEADFLOW_GRACE", 10*time.Second, "how long running calls and batches may finish on shutdown")
 	f.Bool(&cfg.LogJSON, "log-json", "LEADFLOW_LOG_JSON", false, "JSON logs")

@@ -36,7 +36,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 		return errors.New("-postgres is required")
 	}
 	if cfg.Workers <= 0 {
-		cfg.Workers = 64
+		cfg.Workers = 512
 	}
 	nc, js, err := eventstore.Dial(cfg.NATSURL, "projector")
 	if err != nil {

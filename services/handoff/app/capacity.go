@@ -153,15 +153,39 @@ func (a *App) loadCounts(override map[string]int) routing.Loads {
 	return func(rep string) int { return max(a.loads.Count(rep), override[rep]) }
 }
 
-// poolEntry is a pool's pointer as this process last saw it. turn is
-// held while a decision takes the pool's turn, so this process's workers
-// take turns one after another instead of racing each other; mu guards
-// the pointer only, so reading it never waits for a turn being written.
+// poolEntry is a pool's pointer as this process last saw it, and the
+// decisions of this process waiting for the pool's turn. One of them at
+// a time leads: it takes the turns of all that wait, in order, in one
+// append (group commit), so a pool's turns cost one round trip per
+// batch, not one per lead, and this process's workers never race each
+// other for the pointer. mu guards the pointer only, so reading it never
+// waits for a turn being written.
 type poolEntry struct {
-	turn  sync.Mutex
 	mu    sync.Mutex
 	state routing.PoolState
 	ok    bool
+
+	qmu     sync.Mutex
+	waiting []*turnReq
+	leading bool
+}
+
+// turnReq is one decision waiting for its pool's turn.
+type turnReq struct {
+	leadID, cause string
+	version       uint32
+	fn            func(map[string]routing.PoolState, routing.Loads) routing.Decision
+	d             *routing.Decision
+	pools         map[string]routing.PoolState
+	loads         routing.Loads
+	appending     func(routing.Decision)
+	done          chan turnResult
+}
+
+// turnResult ends a turnReq, or (lead) makes its caller the leader.
+type turnResult struct {
+	moved, lead bool
+	err         error
 }
 
 func (a *App) poolEntry(id string) *poolEntry {
@@ -340,39 +364,104 @@ func (a *App) reservation(ctx context.Context, cfg *routing.Config, d routing.De
 	return reservation{rep: d.RepID, ok: ok, open: open, err: err}
 }
 
-// takeTurn decides again holding the pool's turn, on its pointer as it is
-// now, and records the turn (PoolTurnTaken at the pointer's version),
-// calling appending with the decision as the turn goes out. moved: the
-// decision changed or another replica took a turn; decide again.
+// takeTurn decides again on the pool's pointer as it is when the turn is
+// taken, and records the turn (PoolTurnTaken at the pointer's version),
+// calling appending with the decision as the turn goes out. The turns of
+// decisions waiting together go out in one append. moved: the decision
+// changed or another replica took a turn; decide again.
 func (a *App) takeTurn(ctx context.Context, cfg *routing.Config, leadID, cause string, fn func(map[string]routing.PoolState, routing.Loads) routing.Decision,
 	d *routing.Decision, pools map[string]routing.PoolState, loads routing.Loads, appending func(routing.Decision)) (bool, error) {
 	pid := d.Turn.PoolID
 	e := a.poolEntry(pid)
-	e.turn.Lock()
-	defer e.turn.Unlock()
+	r := &turnReq{leadID: leadID, cause: cause, version: cfg.Version, fn: fn, d: d, pools: pools, loads: loads, appending: appending,
+		done: make(chan turnResult, 1)}
+	e.qmu.Lock()
+	e.waiting = append(e.waiting, r)
+	if !e.leading {
+		e.leading = true
+		r.done <- turnResult{lead: true}
+	}
+	e.qmu.Unlock()
+	for {
+		res := <-r.done
+		if !res.lead {
+			return res.moved, res.err
+		}
+		e.qmu.Lock()
+		batch := e.waiting
+		e.waiting = nil
+		e.qmu.Unlock()
+		a.takeTurns(ctx, pid, e, batch)
+		// Hand the lead to the first decision that came in meanwhile.
+		e.qmu.Lock()
+		if len(e.waiting) > 0 {
+			e.waiting[0].done <- turnResult{lead: true}
+		} else {
+			e.leading = false
+		}
+		e.qmu.Unlock()
+	}
+}
+
+// takeTurns decides batch in order, each on the pointer the turns before
+// it moved and counting the reps they chose as taken, and records every
+// turn in one append: the last, carrying the earlier ones. Each request
+// gets its outcome on done.
+func (a *App) takeTurns(ctx context.Context, pid string, e *poolEntry, batch []*turnReq) {
+	finish := func(rs []*turnReq, res turnResult) {
+		for _, r := range rs {
+			r.done <- res
+		}
+	}
 	st, err := a.poolState(ctx, pid)
 	if err != nil {
-		return false, err
+		finish(batch, turnResult{err: err})
+		return
 	}
-	pools[pid] = st
-	*d = fn(pools, loads)
-	if d.Turn == nil || d.Turn.PoolID != pid {
-		return true, nil
+	var (
+		taken []*turnReq
+		turns []*eventv1.PoolTurnTaken
+		next  = st
+		extra = map[string]int{}
+	)
+	for _, r := range batch {
+		r.pools[pid] = next
+		loads := r.loads
+		*r.d = r.fn(r.pools, func(rep string) int { return loads(rep) + extra[rep] })
+		if r.d.Turn == nil || r.d.Turn.PoolID != pid {
+			finish([]*turnReq{r}, turnResult{moved: true})
+			continue
+		}
+		turn := r.d.Turn.Event(r.leadID, r.cause, r.version)
+		next = routing.PoolStateOf(st.Seq, turn)
+		extra[r.d.RepID]++
+		taken, turns = append(taken, r), append(turns, turn)
 	}
-	turn := d.Turn.Event(leadID, cause, cfg.Version)
-	ev, err := envelope.NewEvent("", turn, envelope.Meta{Actor: Actor, CausationID: cause, CorrelationID: cause}, a.now())
+	if len(taken) == 0 {
+		return
+	}
+	last := turns[len(turns)-1]
+	for _, t := range turns[:len(turns)-1] {
+		t.Passes = nil
+		last.Before = append(last.Before, t)
+	}
+	ev, err := envelope.NewEvent("", last, envelope.Meta{Actor: Actor, CausationID: last.GetCauseId(), CorrelationID: last.GetCauseId()}, a.now())
 	if err != nil {
-		return false, err
+		finish(taken, turnResult{err: err})
+		return
 	}
-	appending(*d)
+	for _, r := range taken {
+		r.appending(*r.d)
+	}
 	seq, err := a.store.Pool(pid).Append(ctx, st.Seq, ev)
-	if errors.Is(err, eventstore.ErrConflict) {
+	switch {
+	case errors.Is(err, eventstore.ErrConflict):
 		e.set(routing.PoolState{}, false) // another replica took a turn: read the pointer again
-		return true, nil
+		finish(taken, turnResult{moved: true})
+	case err != nil:
+		finish(taken, turnResult{err: err})
+	default:
+		e.set(routing.PoolStateOf(seq, last), true)
+		finish(taken, turnResult{})
 	}
-	if err != nil {
-		return false, err
-	}
-	e.set(routing.PoolStateOf(seq, turn), true)
-	return false, nil
 }

@@ -336,16 +336,46 @@ const money = `SELECT lead_id,
 	coalesce(sum(won_minor) FILTER (WHERE won_at IS NOT NULL AND won_currency = $1), 0) AS won
 	FROM opportunities GROUP BY lead_id`
 
-// credit is each attributed lead's share per campaign ("" for none),
-// under the model named by $4, for leads captured in [$2, $3). Shares are
-// numeric, so sums do not depend on row order.
-const credit = `SELECT l.lead_id, CASE WHEN $4 = 'first' THEN l.first_campaign ELSE l.last_campaign END AS campaign_id, 1::numeric AS w
-	FROM leads l WHERE $4 <> 'linear' AND ` + live + ` AND l.captured_at IS NOT NULL AND (%[1]s)
-	UNION ALL
-	SELECT l.lead_id, t.campaign_id, t.touches::numeric / l.touch_count
-	FROM leads l JOIN lead_touches t ON t.lead_id = l.lead_id WHERE $4 = 'linear' AND ` + live + ` AND l.captured_at IS NOT NULL AND (%[1]s)
-	UNION ALL
-	SELECT l.lead_id, '', 1::numeric FROM leads l WHERE $4 = 'linear' AND l.touch_count = 0 AND ` + live + ` AND l.captured_at IS NOT NULL AND (%[1]s)`
+// attributedSQL is the campaign report's query for one attribution
+// model: per campaign ("" for leads without one), its leads, MQLs,
+// accepted leads, opportunities, pipeline, won deals and revenue
+// (currency $1), of the leads captured in [$2, $3).
+//
+// First and last touch give each lead to one campaign: one pass over the
+// leads. Linear gives a lead's campaigns touches/touch_count of it; the
+// figures are summed in integers per campaign and touch count, and
+// divided once per group (numeric), so that the sums are exact and do
+// not depend on row order, and the leads are read once.
+func attributedSQL(model string) string {
+	where := live + ` AND l.captured_at IS NOT NULL AND ` + period("l.captured_at", 2, 3)
+	if model != "linear" {
+		col := "l.first_campaign"
+		if model == "last" {
+			col = "l.last_campaign"
+		}
+		return `WITH money AS (` + money + `)
+		SELECT ` + col + `, count(*)::float8, count(*) FILTER (WHERE l.mql_at IS NOT NULL)::float8,
+			count(*) FILTER (WHERE l.accepted_at IS NOT NULL)::float8, count(*) FILTER (WHERE l.opportunity_at IS NOT NULL)::float8,
+			coalesce(sum(m.pipeline), 0)::float8, coalesce(sum(m.won_deals), 0)::float8, coalesce(sum(m.won), 0)::float8
+		FROM leads l LEFT JOIN money m ON m.lead_id = l.lead_id WHERE ` + where + ` GROUP BY 1`
+	}
+	share := func(col string) string { return `coalesce(sum(` + col + `::numeric / n), 0)::float8` }
+	return `WITH money AS (` + money + `), g AS (
+		SELECT t.campaign_id, l.touch_count AS n, sum(t.touches) AS leads,
+			sum(t.touches) FILTER (WHERE l.mql_at IS NOT NULL) AS mqls,
+			sum(t.touches) FILTER (WHERE l.accepted_at IS NOT NULL) AS accepted,
+			sum(t.touches) FILTER (WHERE l.opportunity_at IS NOT NULL) AS opps,
+			sum(t.touches * m.pipeline) AS pipeline, sum(t.touches * m.won_deals) AS won_deals, sum(t.touches * m.won) AS won
+		FROM leads l JOIN lead_touches t ON t.lead_id = l.lead_id LEFT JOIN money m ON m.lead_id = l.lead_id
+		WHERE ` + where + ` GROUP BY 1, 2
+		UNION ALL
+		SELECT '', 1, count(*), count(*) FILTER (WHERE l.mql_at IS NOT NULL), count(*) FILTER (WHERE l.accepted_at IS NOT NULL),
+			count(*) FILTER (WHERE l.opportunity_at IS NOT NULL), sum(m.pipeline), sum(m.won_deals), sum(m.won)
+		FROM leads l LEFT JOIN money m ON m.lead_id = l.lead_id WHERE l.touch_count = 0 AND ` + where + `)
+	SELECT campaign_id, ` + share("leads") + `, ` + share("mqls") + `, ` + share("accepted") + `, ` + share("opps") + `,
+		` + share("pipeline") + `, ` + share("won_deals") + `, ` + share("won") + `
+	FROM g GROUP BY 1 HAVING sum(leads) > 0`
+}
 
 // Campaigns implements app.Queries.
 func (q *Queries) Campaigns(ctx context.Context, c app.CampaignQuery) (*projectorv1.GetCampaignReportResponse, error) {
@@ -354,16 +384,7 @@ func (q *Queries) Campaigns(ctx context.Context, c app.CampaignQuery) (*projecto
 		projectorv1.AttributionModel_ATTRIBUTION_MODEL_LAST_TOUCH:  "last",
 		projectorv1.AttributionModel_ATTRIBUTION_MODEL_LINEAR:      "linear",
 	}[c.Attribution]
-	attributed := fmt.Sprintf(`WITH credit AS (`+credit+`), money AS (`+money+`)
-		SELECT c.campaign_id, sum(c.w)::float8,
-			coalesce(sum(c.w) FILTER (WHERE l.mql_at IS NOT NULL), 0)::float8,
-			coalesce(sum(c.w) FILTER (WHERE l.accepted_at IS NOT NULL), 0)::float8,
-			coalesce(sum(c.w) FILTER (WHERE l.opportunity_at IS NOT NULL), 0)::float8,
-			coalesce(sum(c.w * m.pipeline), 0)::float8,
-			coalesce(sum(c.w * m.won_deals), 0)::float8,
-			coalesce(sum(c.w * m.won), 0)::float8
-		FROM credit c JOIN leads l ON l.lead_id = c.lead_id LEFT JOIN money m ON m.lead_id = c.lead_id
-		GROUP BY c.campaign_id`, period("l.captured_at", 2, 3))
+	attributed := attributedSQL(model)
 	spend := `SELECT campaign_id, sum(amount_minor)::float8 FROM campaign_costs WHERE currency = $1 AND ` +
 		period("period_start", 2, 3) + ` GROUP BY campaign_id`
 
@@ -379,7 +400,7 @@ func (q *Queries) Campaigns(ctx context.Context, c app.CampaignQuery) (*projecto
 	}
 	err := q.db.Read(ctx, func(tx pgx.Tx) error {
 		from, to := bound(c.Period.From), bound(c.Period.To)
-		rs, err := tx.Query(ctx, attributed, c.Currency, from, to, model)
+		rs, err := tx.Query(ctx, attributed, c.Currency, from, to)
 		if err != nil {
 			return err
 		}

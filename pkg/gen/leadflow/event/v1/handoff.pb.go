@@ -1888,7 +1888,12 @@ type PoolTurnTaken struct {
 	RoutingVersion uint32 `protobuf:"varint,7,opt,name=routing_version,json=routingVersion,proto3" json:"routing_version,omitempty"`
 	// passes is every member's pass after the turn: the whole pointer, so
 	// the pool's last event is all a reader needs.
-	Passes        []*PoolPass `protobuf:"bytes,8,rep,name=passes,proto3" json:"passes,omitempty"`
+	Passes []*PoolPass `protobuf:"bytes,8,rep,name=passes,proto3" json:"passes,omitempty"`
+	// before are the turns recorded in the same append ahead of this one,
+	// oldest first (a replica's waiting decisions take the pool's turns
+	// together), without their passes: this turn's passes are the pointer
+	// after all of them.
+	Before        []*PoolTurnTaken `protobuf:"bytes,9,rep,name=before,proto3" json:"before,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1975,6 +1980,13 @@ func (x *PoolTurnTaken) GetRoutingVersion() uint32 {
 func (x *PoolTurnTaken) GetPasses() []*PoolPass {
 	if x != nil {
 		return x.Passes
+	}
+	return nil
+}
+
+func (x *PoolTurnTaken) GetBefore() []*PoolTurnTaken {
+	if x != nil {
+		return x.Before
 	}
 	return nil
 }
@@ -3513,7 +3525,7 @@ const file_leadflow_event_v1_handoff_proto_rawDesc = "" +
 	"\x06rep_id\x18\t \x01(\tR\x05repId\x12%\n" +
 	"\x0efallback_queue\x18\n" +
 	" \x01(\tR\rfallbackQueue\x12\x18\n" +
-	"\asummary\x18\v \x01(\tR\asummary\"\xfb\x01\n" +
+	"\asummary\x18\v \x01(\tR\asummary\"\xb5\x02\n" +
 	"\rPoolTurnTaken\x12\x17\n" +
 	"\apool_id\x18\x01 \x01(\tR\x06poolId\x12\x15\n" +
 	"\x06rep_id\x18\x02 \x01(\tR\x05repId\x12\x17\n" +
@@ -3522,7 +3534,8 @@ const file_leadflow_event_v1_handoff_proto_rawDesc = "" +
 	"\x05clock\x18\x05 \x01(\x04R\x05clock\x12\x12\n" +
 	"\x04pass\x18\x06 \x01(\x04R\x04pass\x12'\n" +
 	"\x0frouting_version\x18\a \x01(\rR\x0eroutingVersion\x123\n" +
-	"\x06passes\x18\b \x03(\v2\x1b.leadflow.event.v1.PoolPassR\x06passes\"5\n" +
+	"\x06passes\x18\b \x03(\v2\x1b.leadflow.event.v1.PoolPassR\x06passes\x128\n" +
+	"\x06before\x18\t \x03(\v2 .leadflow.event.v1.PoolTurnTakenR\x06before\"5\n" +
 	"\bPoolPass\x12\x15\n" +
 	"\x06rep_id\x18\x01 \x01(\tR\x05repId\x12\x12\n" +
 	"\x04pass\x18\x02 \x01(\x04R\x04pass\"b\n" +
@@ -3804,39 +3817,40 @@ var file_leadflow_event_v1_handoff_proto_depIdxs = []int32{
 	22, // 35: leadflow.event.v1.RoutingDecision.rules:type_name -> leadflow.event.v1.RuleEvaluation
 	21, // 36: leadflow.event.v1.RoutingDecision.candidates:type_name -> leadflow.event.v1.Candidate
 	25, // 37: leadflow.event.v1.PoolTurnTaken.passes:type_name -> leadflow.event.v1.PoolPass
-	7,  // 38: leadflow.event.v1.WorkingDay.day:type_name -> leadflow.event.v1.Weekday
-	26, // 39: leadflow.event.v1.WorkingHours.days:type_name -> leadflow.event.v1.WorkingDay
-	27, // 40: leadflow.event.v1.SalesTeam.hours:type_name -> leadflow.event.v1.WorkingHours
-	45, // 41: leadflow.event.v1.Absence.from:type_name -> google.protobuf.Timestamp
-	45, // 42: leadflow.event.v1.Absence.until:type_name -> google.protobuf.Timestamp
-	30, // 43: leadflow.event.v1.OutOfOffice.absences:type_name -> leadflow.event.v1.Absence
-	32, // 44: leadflow.event.v1.Pool.members:type_name -> leadflow.event.v1.PoolMember
-	36, // 45: leadflow.event.v1.RoutingRule.when:type_name -> leadflow.event.v1.RuleCriteria
-	35, // 46: leadflow.event.v1.RoutingRules.regions:type_name -> leadflow.event.v1.Region
-	37, // 47: leadflow.event.v1.RoutingRules.rules:type_name -> leadflow.event.v1.RoutingRule
-	47, // 48: leadflow.event.v1.SLAPolicy.accept_within:type_name -> google.protobuf.Duration
-	47, // 49: leadflow.event.v1.SLAPolicy.first_contact_within:type_name -> google.protobuf.Duration
-	47, // 50: leadflow.event.v1.SLAPolicy.warn_before:type_name -> google.protobuf.Duration
-	4,  // 51: leadflow.event.v1.SLAPolicy.escalation:type_name -> leadflow.event.v1.SLAEscalation
-	48, // 52: leadflow.event.v1.RoutingChanged.changed_by:type_name -> leadflow.event.v1.Actor
-	28, // 53: leadflow.event.v1.RoutingChanged.team:type_name -> leadflow.event.v1.SalesTeam
-	29, // 54: leadflow.event.v1.RoutingChanged.rep:type_name -> leadflow.event.v1.Rep
-	33, // 55: leadflow.event.v1.RoutingChanged.pool:type_name -> leadflow.event.v1.Pool
-	34, // 56: leadflow.event.v1.RoutingChanged.account:type_name -> leadflow.event.v1.Account
-	38, // 57: leadflow.event.v1.RoutingChanged.rules:type_name -> leadflow.event.v1.RoutingRules
-	39, // 58: leadflow.event.v1.RoutingChanged.sla_policy:type_name -> leadflow.event.v1.SLAPolicy
-	31, // 59: leadflow.event.v1.RoutingChanged.out_of_office:type_name -> leadflow.event.v1.OutOfOffice
-	41, // 60: leadflow.event.v1.MarketingTargetSet.target:type_name -> leadflow.event.v1.MarketingTarget
-	48, // 61: leadflow.event.v1.MarketingTargetSet.set_by:type_name -> leadflow.event.v1.Actor
-	3,  // 62: leadflow.event.v1.SLATimer.sla:type_name -> leadflow.event.v1.SLAKind
-	8,  // 63: leadflow.event.v1.SLATimer.phase:type_name -> leadflow.event.v1.TimerPhase
-	45, // 64: leadflow.event.v1.SLATimer.due_at:type_name -> google.protobuf.Timestamp
-	45, // 65: leadflow.event.v1.SLATimer.fire_at:type_name -> google.protobuf.Timestamp
-	66, // [66:66] is the sub-list for method output_type
-	66, // [66:66] is the sub-list for method input_type
-	66, // [66:66] is the sub-list for extension type_name
-	66, // [66:66] is the sub-list for extension extendee
-	0,  // [0:66] is the sub-list for field type_name
+	24, // 38: leadflow.event.v1.PoolTurnTaken.before:type_name -> leadflow.event.v1.PoolTurnTaken
+	7,  // 39: leadflow.event.v1.WorkingDay.day:type_name -> leadflow.event.v1.Weekday
+	26, // 40: leadflow.event.v1.WorkingHours.days:type_name -> leadflow.event.v1.WorkingDay
+	27, // 41: leadflow.event.v1.SalesTeam.hours:type_name -> leadflow.event.v1.WorkingHours
+	45, // 42: leadflow.event.v1.Absence.from:type_name -> google.protobuf.Timestamp
+	45, // 43: leadflow.event.v1.Absence.until:type_name -> google.protobuf.Timestamp
+	30, // 44: leadflow.event.v1.OutOfOffice.absences:type_name -> leadflow.event.v1.Absence
+	32, // 45: leadflow.event.v1.Pool.members:type_name -> leadflow.event.v1.PoolMember
+	36, // 46: leadflow.event.v1.RoutingRule.when:type_name -> leadflow.event.v1.RuleCriteria
+	35, // 47: leadflow.event.v1.RoutingRules.regions:type_name -> leadflow.event.v1.Region
+	37, // 48: leadflow.event.v1.RoutingRules.rules:type_name -> leadflow.event.v1.RoutingRule
+	47, // 49: leadflow.event.v1.SLAPolicy.accept_within:type_name -> google.protobuf.Duration
+	47, // 50: leadflow.event.v1.SLAPolicy.first_contact_within:type_name -> google.protobuf.Duration
+	47, // 51: leadflow.event.v1.SLAPolicy.warn_before:type_name -> google.protobuf.Duration
+	4,  // 52: leadflow.event.v1.SLAPolicy.escalation:type_name -> leadflow.event.v1.SLAEscalation
+	48, // 53: leadflow.event.v1.RoutingChanged.changed_by:type_name -> leadflow.event.v1.Actor
+	28, // 54: leadflow.event.v1.RoutingChanged.team:type_name -> leadflow.event.v1.SalesTeam
+	29, // 55: leadflow.event.v1.RoutingChanged.rep:type_name -> leadflow.event.v1.Rep
+	33, // 56: leadflow.event.v1.RoutingChanged.pool:type_name -> leadflow.event.v1.Pool
+	34, // 57: leadflow.event.v1.RoutingChanged.account:type_name -> leadflow.event.v1.Account
+	38, // 58: leadflow.event.v1.RoutingChanged.rules:type_name -> leadflow.event.v1.RoutingRules
+	39, // 59: leadflow.event.v1.RoutingChanged.sla_policy:type_name -> leadflow.event.v1.SLAPolicy
+	31, // 60: leadflow.event.v1.RoutingChanged.out_of_office:type_name -> leadflow.event.v1.OutOfOffice
+	41, // 61: leadflow.event.v1.MarketingTargetSet.target:type_name -> leadflow.event.v1.MarketingTarget
+	48, // 62: leadflow.event.v1.MarketingTargetSet.set_by:type_name -> leadflow.event.v1.Actor
+	3,  // 63: leadflow.event.v1.SLATimer.sla:type_name -> leadflow.event.v1.SLAKind
+	8,  // 64: leadflow.event.v1.SLATimer.phase:type_name -> leadflow.event.v1.TimerPhase
+	45, // 65: leadflow.event.v1.SLATimer.due_at:type_name -> google.protobuf.Timestamp
+	45, // 66: leadflow.event.v1.SLATimer.fire_at:type_name -> google.protobuf.Timestamp
+	67, // [67:67] is the sub-list for method output_type
+	67, // [67:67] is the sub-list for method input_type
+	67, // [67:67] is the sub-list for extension type_name
+	67, // [67:67] is the sub-list for extension extendee
+	0,  // [0:67] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_event_v1_handoff_proto_init() }
