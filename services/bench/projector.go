@@ -417,7 +417,7 @@ func tableRows(ctx context.Context, pool *pgxpool.Pool) (map[string]int64, error
 		return nil, err
 	}
 	out := map[string]int64{}
-	for _, t := range []string{"leads", "checkpoints", "lead_touches", "stage_visits", "journeys", "handoffs", "opportunities"} {
+	for _, t := range []string{"leads", "lead_folds", "checkpoints", "lead_touches", "stage_visits", "journeys", "handoffs", "opportunities"} {
 		var n int64
 		if err := pool.QueryRow(ctx, `SELECT count(*) FROM `+pgx.Identifier{schema, t}.Sanitize()).Scan(&n); err != nil {
 			return nil, err

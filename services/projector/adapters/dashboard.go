@@ -114,7 +114,7 @@ func (q *Queries) LeadsBehind(ctx context.Context, b app.BehindQuery) ([]*projec
 
 	cond := strings.Join(where, " AND ")
 	key := "coalesce(l.captured_at, '-infinity'::timestamptz)"
-	list := fmt.Sprintf(`SELECT state FROM leads l WHERE %s ORDER BY %s DESC, l.lead_id DESC LIMIT $%d`, cond, key, len(args)+1)
+	list := fmt.Sprintf(`SELECT f.state FROM leads l JOIN lead_folds f ON f.lead_id = l.lead_id WHERE %s ORDER BY %s DESC, l.lead_id DESC LIMIT $%d`, cond, key, len(args)+1)
 	count := fmt.Sprintf(`SELECT count(*) FROM leads l WHERE %s`, cond)
 	var out []*projectorv1.Lead
 	var n int64

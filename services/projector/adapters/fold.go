@@ -98,8 +98,11 @@ func (f *fold) Loads() []project.Load {
 	}
 	// The leads carry their encoded folds: the largest load, in parts
 	// that encode and copy side by side. The child tables follow.
-	for _, part := range f.parts(4) {
+	for _, part := range f.parts(2) {
 		loads = append(loads, project.Load{Table: "leads", Columns: leadColumns, Rows: leadLoad(part)})
+	}
+	for _, part := range f.parts(4) {
+		loads = append(loads, project.Load{Table: "lead_folds", Columns: columns[foldRow](), Rows: foldLoad(part)})
 	}
 	for _, part := range f.parts(2) {
 		loads = append(loads,
@@ -125,17 +128,32 @@ func (f *fold) parts(n int) [][]*lead.Lead {
 	return out
 }
 
-// leadLoad is the leads rows of leads, each with its fold encoded as
-// JSON into one buffer: pgx encodes a row before it asks for the next.
+// leadLoad is the leads rows of leads.
 func leadLoad(leads []*lead.Lead) pgx.CopyFromSource {
+	return &leadSource[leadRow]{leads: leads, rowsOf: func(l *lead.Lead, rows []leadRow) ([]leadRow, error) {
+		return append(rows, leadRowOf(l, nil)), nil
+	}}
+}
+
+// foldRow is a lead_folds row: a lead's fold, encoded.
+type foldRow struct {
+	LeadID string `json:"lead_id"`
+	State  []byte `json:"state"`
+}
+
+func (r foldRow) values(dst []any) []any { return append(dst[:0], r.LeadID, r.State) }
+
+// foldLoad is the lead_folds rows of leads, each fold encoded as JSON
+// into one buffer: pgx encodes a row before it asks for the next.
+func foldLoad(leads []*lead.Lead) pgx.CopyFromSource {
 	var state bytes.Buffer
 	enc := json.NewEncoder(&state)
-	return &leadSource[leadRow]{leads: leads, rowsOf: func(l *lead.Lead, rows []leadRow) ([]leadRow, error) {
+	return &leadSource[foldRow]{leads: leads, rowsOf: func(l *lead.Lead, rows []foldRow) ([]foldRow, error) {
 		state.Reset()
 		if err := enc.Encode(l); err != nil {
 			return rows, fmt.Errorf("encode lead %s: %w", l.ID, err)
 		}
-		return append(rows, leadRowOf(l, bytes.TrimSuffix(state.Bytes(), []byte("\n")))), nil
+		return append(rows, foldRow{LeadID: l.ID, State: bytes.TrimSuffix(state.Bytes(), []byte("\n"))}), nil
 	}}
 }
 
@@ -197,18 +215,18 @@ func columns[R any]() []string {
 	return out
 }
 
-// leadColumns are the leads table's columns, state last.
+// leadColumns are the leads table's columns (the fold, json:"-", is in
+// lead_folds).
 var leadColumns = func() []string {
 	c := columns[leadRow]()
-	c[len(c)-1] = "state" // json:"-"
-	return c
+	return c[:len(c)-1]
 }()
 
 func (r leadRow) values(dst []any) []any {
 	return append(dst[:0], r.LeadID, int64(r.Version), r.Status, r.OwnerKind, r.OwnerID, r.Deadline, int32(r.Score), r.CapturedAt, r.UpdatedAt,
 		r.Source, r.FirstCampaign, r.LastCampaign, int32(r.TouchCount), r.Country, r.Industry, r.Seniority, int32(r.Employees),
 		r.EmailDomain, r.Segment, r.AccountID, r.RepID, r.MergedInto, int32(r.Cycle), r.MQLAt, r.AssignedAt, r.AcceptedAt,
-		r.OpportunityAt, r.WonAt, r.LostAt, r.RecycledAt, r.DisqualifiedAt, int32(r.Attempts), int32(r.Breaches), r.State)
+		r.OpportunityAt, r.WonAt, r.LostAt, r.RecycledAt, r.DisqualifiedAt, int32(r.Attempts), int32(r.Breaches))
 }
 
 func (r touchRow) values(dst []any) []any {

@@ -106,7 +106,7 @@ func (q *Queries) SearchLeads(ctx context.Context, s app.LeadQuery) ([]*projecto
 		where = append(where, fmt.Sprintf("(%s, l.lead_id) < ($%d, $%d)", key, arg(s.After.CapturedAt), arg(s.After.LeadID)))
 	}
 	limit := arg(s.PageSize + 1)
-	sql := fmt.Sprintf(`SELECT state FROM leads l WHERE %s ORDER BY %s DESC, l.lead_id DESC LIMIT $%d`, strings.Join(where, " AND "), key, limit)
+	sql := fmt.Sprintf(`SELECT f.state FROM leads l JOIN lead_folds f ON f.lead_id = l.lead_id WHERE %s ORDER BY %s DESC, l.lead_id DESC LIMIT $%d`, strings.Join(where, " AND "), key, limit)
 	var out []*projectorv1.Lead
 	next := ""
 	err := q.db.Read(ctx, func(tx pgx.Tx) error {
@@ -176,7 +176,7 @@ func leadProto(l *lead.Lead) *projectorv1.Lead {
 func (q *Queries) GetLead(ctx context.Context, id string) (*projectorv1.GetLeadResponse, error) {
 	var l *lead.Lead
 	err := q.db.Read(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT state FROM leads WHERE lead_id = $1`, id)
+		rows, err := tx.Query(ctx, `SELECT state FROM lead_folds WHERE lead_id = $1`, id)
 		if err != nil {
 			return err
 		}

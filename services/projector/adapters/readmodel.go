@@ -97,7 +97,7 @@ func loadLeads(ctx context.Context, tx pgx.Tx, ids []string) (map[string]*lead.L
 	if len(ids) == 0 {
 		return out, nil
 	}
-	rows, err := tx.Query(ctx, `SELECT lead_id, state FROM leads WHERE lead_id = ANY($1)`, ids)
+	rows, err := tx.Query(ctx, `SELECT lead_id, state FROM lead_folds WHERE lead_id = ANY($1)`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("load leads: %w", err)
 	}
@@ -154,7 +154,7 @@ type leadRow struct {
 	DisqualifiedAt *time.Time `json:"disqualified_at"`
 	Attempts       int        `json:"attempts"`
 	Breaches       int        `json:"breaches"`
-	// State goes in as its own parameter (see queueLeadRows).
+	// State is the fold, stored in lead_folds (see queueLeadRows).
 	State []byte `json:"-"`
 }
 
@@ -389,42 +389,36 @@ func queueLeads(b *pgx.Batch, ids []string, folds map[string]*lead.Lead) error {
 	return nil
 }
 
-// queueLeadRows upserts lead rows: each row's columns as JSON, and its
-// fold as bytes beside it (two arrays that unnest together).
+// queueLeadRows upserts lead rows, each row's columns as JSON, and their
+// folds into lead_folds.
 func queueLeadRows(b *pgx.Batch, leads []leadRow) error {
 	rows := make([]string, len(leads))
+	ids := make([]string, len(leads))
 	states := make([][]byte, len(leads))
 	for i, l := range leads {
 		data, err := json.Marshal(l)
 		if err != nil {
 			return fmt.Errorf("encode lead %s: %w", l.LeadID, err)
 		}
-		rows[i], states[i] = string(data), l.State
+		rows[i], ids[i], states[i] = string(data), l.LeadID, l.State
 	}
-	b.Queue(leadUpsert, rows, states)
+	b.Queue(leadUpsert, rows)
+	b.Queue(`INSERT INTO lead_folds (lead_id, state) SELECT * FROM unnest($1::text[], $2::bytea[])
+		ON CONFLICT (lead_id) DO UPDATE SET state = excluded.state`, ids, states)
 	return nil
 }
 
 var leadUpsert = func() string {
-	row := reflect.TypeFor[leadRow]()
-	var cols, sets, sel []string
-	for i := range row.NumField() {
-		c, _, _ := strings.Cut(row.Field(i).Tag.Get("json"), ",")
-		if c == "-" {
-			c = "state"
-		}
-		cols = append(cols, c)
-		if c == "state" {
-			sel = append(sel, "s.state")
-		} else {
-			sel = append(sel, "r."+c)
-		}
+	cols := leadColumns
+	var sets, sel []string
+	for _, c := range cols {
+		sel = append(sel, "r."+c)
 		if c != "lead_id" {
 			sets = append(sets, c+" = excluded."+c)
 		}
 	}
 	return fmt.Sprintf(`INSERT INTO leads (%s) SELECT %s
-		FROM unnest($1::jsonb[], $2::bytea[]) AS s(row, state), LATERAL jsonb_populate_record(NULL::leads, s.row) AS r
+		FROM unnest($1::jsonb[]) AS s(row), LATERAL jsonb_populate_record(NULL::leads, s.row) AS r
 		ON CONFLICT (lead_id) DO UPDATE SET %s`, strings.Join(cols, ", "), strings.Join(sel, ", "), strings.Join(sets, ", "))
 }()
 
