@@ -8,7 +8,7 @@ package main
 //   - a backlog of lead-like messages on lead.<p>.<uuid> (p = FNV-1a 32 of
 //     the uuid mod eventstore.Partitions), several events per lead, written
 //     round by round so one lead's events lie far apart in the stream;
-//   - 16 workers in one process, a lead always on the same worker (FNV-1a
+//   - 64 workers in one process, a lead always on the same worker (FNV-1a
 //     of the subject), fed by pulls of 256 from pinned durables with
 //     MaxAckPending 512, as pkg/consume's defaults are;
 //   - per trigger message, one publish to its own subject with
@@ -50,7 +50,7 @@ var (
 
 const (
 	floorStream     = "FLOOR"
-	floorWorkers    = 16  // qualification's -workers default
+	floorWorkers    = 64  // qualification's -workers default
 	floorFetch      = 256 // pkg/consume's pull
 	floorFetchWait  = 500 * time.Millisecond
 	floorMaxAck     = 512 // pkg/consume's MaxHeld per durable

@@ -48,7 +48,7 @@ func mainErr() error {
 	f.String(&cfg.NATSURL, "nats", "LEADFLOW_NATS_URL", "", "NATS URL (required)")
 	f.String(&cfg.Stream, "stream", "LEADFLOW_STREAM", "LEADFLOW", "event stream name")
 	f.Int(&cfg.Replicas, "replicas", "LEADFLOW_REPLICAS", 1, "stream replicas (3 in a cluster)")
-	f.Int(&cfg.Workers, "workers", "LEADFLOW_QUALIFICATION_WORKERS", 16, "leads scored at once")
+	f.Int(&cfg.Workers, "workers", "LEADFLOW_QUALIFICATION_WORKERS", 64, "leads scored at once (a score waits on round trips, not the CPU)")
 	f.Duration(&cfg.AckWait, "ack-wait", "LEADFLOW_ACK_WAIT", 2*time.Second, "redelivery delay of an unacknowledged event (below the 6s partition hand-over)")
 	f.Duration(&cfg.Grace, "grace", "LEADFLOW_GRACE", 10*time.Second, "how long running calls and handlers may finish on shutdown")
 	f.Bool(&cfg.LogJSON, "log-json", "LEADFLOW_LOG_JSON", false, "JSON logs")

@@ -25,7 +25,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 		return errors.New("-nats is required")
 	}
 	if cfg.Workers <= 0 {
-		cfg.Workers = 16
+		cfg.Workers = 64
 	}
 	nc, js, err := eventstore.Dial(cfg.NATSURL, "qualification")
 	if err != nil {
