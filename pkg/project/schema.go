@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 )
@@ -76,7 +78,11 @@ func (p *Projector) setup(ctx context.Context) error {
 
 // locked runs f on a pooled connection holding the setup lock.
 func (p *Projector) locked(ctx context.Context, f func(*pgx.Conn) error) error {
-	conn, err := p.cfg.Pool.Acquire(ctx)
+	return locked(ctx, p.cfg.Pool, f)
+}
+
+func locked(ctx context.Context, pool *pgxpool.Pool, f func(*pgx.Conn) error) error {
+	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("project: %w", err)
 	}
@@ -118,25 +124,48 @@ func (p *Projector) migrate(ctx context.Context, conn *pgx.Conn, schema string) 
 		return fmt.Errorf("project: tables of %s: %w", schema, err)
 	}
 
-	cc := p.cfg.Pool.Config().ConnConfig.Copy()
+	n, err := gooseUp(ctx, p.cfg.Pool, schema, p.proj.Migrations())
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		p.log.Info("project: migrated", "schema", schema, "applied", n)
+	}
+	return nil
+}
+
+// gooseUp applies migrations to schema (goose, with its version table in
+// the schema) and returns how many it applied.
+func gooseUp(ctx context.Context, pool *pgxpool.Pool, schema string, migrations fs.FS) (int, error) {
+	cc := pool.Config().ConnConfig.Copy()
 	if cc.RuntimeParams == nil {
 		cc.RuntimeParams = map[string]string{}
 	}
 	cc.RuntimeParams["search_path"] = schema
 	db := stdlib.OpenDB(*cc)
 	defer db.Close()
-	prov, err := goose.NewProvider(goose.DialectPostgres, db, p.proj.Migrations(), goose.WithDisableGlobalRegistry(true))
+	prov, err := goose.NewProvider(goose.DialectPostgres, db, migrations, goose.WithDisableGlobalRegistry(true))
 	if err != nil {
-		return fmt.Errorf("project: migrations of %s: %w", p.cfg.Name, err)
+		return 0, fmt.Errorf("project: migrations of %s: %w", schema, err)
 	}
 	res, err := prov.Up(ctx)
 	if err != nil {
-		return fmt.Errorf("project: migrate %s: %w", schema, err)
+		return 0, fmt.Errorf("project: migrate %s: %w", schema, err)
 	}
-	if len(res) > 0 {
-		p.log.Info("project: migrated", "schema", schema, "applied", len(res))
-	}
-	return nil
+	return len(res), nil
+}
+
+// Migrate creates schema if it is missing and applies migrations (goose
+// SQL files at the root of the FS) to it, for a service's own tables
+// beside its read models. Replicas starting together apply them once.
+func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string, migrations fs.FS) error {
+	return locked(ctx, pool, func(conn *pgx.Conn) error {
+		if _, err := conn.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{schema}.Sanitize()); err != nil {
+			return fmt.Errorf("project: create schema %s: %w", schema, err)
+		}
+		_, err := gooseUp(ctx, pool, schema, migrations)
+		return err
+	})
 }
 
 // dropSchema drops a schema the projection no longer uses.

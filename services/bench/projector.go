@@ -208,7 +208,11 @@ func measureProjector(ctx context.Context, dir string, leads int, out io.Writer)
 
 	// Reports on the rebuilt model, through the use cases the API calls.
 	st := adapters.NewStream(js, eventstore.DefaultStream)
-	a := app.New(adapters.NewQueries(proj), proj, st, st, app.WithLogger(quiet))
+	whatIfs, err := adapters.NewWhatIfs(ctx, pool)
+	if err != nil {
+		return nil, err
+	}
+	a := app.New(adapters.NewQueries(proj), proj, st, st, whatIfs, app.WithLogger(quiet))
 	defer a.Close()
 	f.reportN = *projectorReports
 	for _, m := range []projectorv1.AttributionModel{projectorv1.AttributionModel_ATTRIBUTION_MODEL_FIRST_TOUCH, projectorv1.AttributionModel_ATTRIBUTION_MODEL_LINEAR} {

@@ -53,7 +53,11 @@ func (w *world) replay(t *testing.T, dsn string) *replayed {
 		t.Fatal(err)
 	}
 	st := adapters.NewStream(w.nats.JS, stream)
-	a := app.New(adapters.NewQueries(proj), proj, st, st, app.WithLogger(log))
+	whatIfs, err := adapters.NewWhatIfs(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := app.New(adapters.NewQueries(proj), proj, st, st, whatIfs, app.WithLogger(log))
 	t.Cleanup(a.Close)
 	srv := grpcserver.New(log)
 	projectorv1.RegisterProjectorServiceServer(srv.Server, ports.NewGRPC(a, log))

@@ -59,7 +59,11 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	}
 	stream := adapters.NewStream(js, cfg.Stream)
 	queries := adapters.NewQueries(proj)
-	a := app.New(queries, proj, stream, stream, app.WithLogger(log))
+	whatIfs, err := adapters.NewWhatIfs(ctx, pool)
+	if err != nil {
+		return err
+	}
+	a := app.New(queries, proj, stream, stream, whatIfs, app.WithLogger(log))
 	defer a.Close()
 
 	// Open dashboards hear of every committed batch (Handle returns nil

@@ -1,8 +1,13 @@
 package main
 
 import (
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/protobuf/proto"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -150,6 +155,33 @@ func TestWhatIfOfAProposedModel(t *testing.T) {
 		if r.GetAttribution() != projectorv1.AttributionModel_ATTRIBUTION_MODEL_FIRST_TOUCH {
 			t.Errorf("row %q stamped %v", r.GetCampaignId(), r.GetAttribution())
 		}
+	}
+
+	// Every replica answers for it, after the one that ran it stopped too:
+	// what-ifs are kept in PostgreSQL.
+	other := w.start(t)
+	s.stop()
+	again, err := other.client.GetWhatIf(ctx, &projectorv1.GetWhatIfRequest{WhatIfId: started.GetWhatIfId()})
+	if err != nil || !proto.Equal(again, res) {
+		t.Fatalf("the what-if from another replica, after the first stopped: %v (%v), want %v", again, err, res)
+	}
+	s = other
+
+	// One whose replica stopped writing it while it ran is failed, not
+	// left running forever.
+	db, err := pgx.Connect(ctx, w.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	stale := uuid.NewString()
+	if _, err := db.Exec(ctx, `INSERT INTO projector.what_ifs (id, proposed, active, read, total, started_at, updated_at)
+		VALUES ($1, 2, 1, 10, 100, now() - interval '2 minutes', now() - interval '1 minute')`, stale); err != nil {
+		t.Fatal(err)
+	}
+	res, err = s.client.GetWhatIf(ctx, &projectorv1.GetWhatIfRequest{WhatIfId: stale})
+	if err != nil || res.GetState() != projectorv1.WhatIfState_WHAT_IF_STATE_FAILED || !strings.Contains(res.GetError(), "abandoned") || res.GetRead() != 10 {
+		t.Fatalf("a what-if whose replica stopped: %v (%v)", res, err)
 	}
 
 	// The whole stream, February included: f counts, and the active model

@@ -71,9 +71,7 @@ type App struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu      sync.Mutex
-	whatIfs map[string]*whatIfJob
-	order   []string
+	whatIfs WhatIfs
 }
 
 // Option configures an App.
@@ -87,10 +85,10 @@ func WithLogger(l *slog.Logger) Option { return func(a *App) { a.log = l } }
 
 // New returns the use cases over their ports. Close stops the jobs it
 // started.
-func New(q Queries, p Projection, m Models, r Replayer, opts ...Option) *App {
+func New(q Queries, p Projection, m Models, r Replayer, w WhatIfs, opts ...Option) *App {
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &App{queries: q, proj: p, models: m, replayer: r, log: slog.Default(), now: time.Now,
-		ctx: ctx, cancel: cancel, whatIfs: map[string]*whatIfJob{}}
+	a := &App{queries: q, proj: p, models: m, replayer: r, whatIfs: w, log: slog.Default(), now: time.Now,
+		ctx: ctx, cancel: cancel}
 	for _, o := range opts {
 		o(a)
 	}

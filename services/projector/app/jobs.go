@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -52,17 +53,12 @@ func (a *App) StartRebuild(ctx context.Context) (string, error) {
 	}
 }
 
-// whatIfJob is one what-if, in memory: a restart forgets it.
-type whatIfJob struct {
-	id       string
-	proposed uint32
-	active   uint32
-	period   Period
-
-	read, total uint64
-	done        bool
-	err         error
-	result      whatif.Result
+// WhatIfs stores what-ifs where every replica reads them.
+type WhatIfs interface {
+	// Put writes w, replacing what was stored under its id.
+	Put(ctx context.Context, w WhatIf) error
+	// Get reads a what-if; ErrNotFound if none has that id.
+	Get(ctx context.Context, id string) (WhatIf, error)
 }
 
 // WhatIf is a what-if's progress, and its result once done.
@@ -76,10 +72,21 @@ type WhatIf struct {
 	Done     bool
 	Err      error
 	Result   whatif.Result
+	// Started is when it started; Updated when its replica last wrote it.
+	Started, Updated time.Time
 }
 
-// maxWhatIfs is how many what-ifs are kept; the oldest go first.
-const maxWhatIfs = 32
+// whatIfEvery is how often a running what-if's progress is written;
+// whatIfStale is how long one may go unwritten before it counts as
+// abandoned (its replica stopped).
+const (
+	whatIfEvery = time.Second
+	whatIfStale = 30 * time.Second
+)
+
+// ErrWhatIfAbandoned is the error of a what-if whose replica stopped
+// before it was done.
+var ErrWhatIfAbandoned = errors.New("abandoned: the replica running it stopped; start it again")
 
 // StartWhatIf replays proposed version n over the leads captured in p and
 // compares it with the active version. It returns at once with the
@@ -110,44 +117,49 @@ func (a *App) StartWhatIf(ctx context.Context, n uint32, p Period) (string, erro
 	if act, ok := versions.Models[versions.Active]; ok {
 		replay = whatif.New(&act, proposed, p.From, p.To)
 	}
-	job := &whatIfJob{id: uuid.NewString(), proposed: n, active: versions.Active, period: p}
-	a.mu.Lock()
-	a.whatIfs[job.id] = job
-	a.order = append(a.order, job.id)
-	for len(a.order) > maxWhatIfs {
-		delete(a.whatIfs, a.order[0])
-		a.order = a.order[1:]
+	now := a.now()
+	job := WhatIf{ID: uuid.NewString(), Proposed: n, Active: versions.Active, Period: p, Started: now, Updated: now}
+	if err := a.whatIfs.Put(ctx, job); err != nil {
+		return "", err
 	}
-	a.mu.Unlock()
 
 	a.wg.Go(func() {
 		err := a.replayer.Replay(a.ctx, p.From, func(_ uint64, subject string, ev *eventv1.Event) {
 			replay.Apply(ev.GetLeadId(), ev)
 		}, func(read, total uint64) {
-			a.mu.Lock()
-			job.read, job.total = read, total
-			a.mu.Unlock()
+			job.Read, job.Total = read, total
+			if now := a.now(); now.Sub(job.Updated) >= whatIfEvery {
+				job.Updated = now
+				if err := a.whatIfs.Put(a.ctx, job); err != nil {
+					a.log.Warn("what-if progress", "id", job.ID, "err", err)
+				}
+			}
 		})
-		res := replay.Result()
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		job.done, job.err, job.result = true, err, res
+		job.Done, job.Err, job.Result, job.Updated = true, err, replay.Result(), a.now()
 		if err != nil {
-			a.log.Warn("what-if failed", "id", job.id, "version", n, "err", err)
+			a.log.Warn("what-if failed", "id", job.ID, "version", n, "err", err)
+		}
+		// The last write outlives Close: a what-if cut off by a shutdown is
+		// recorded as failed, not left running.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(a.ctx), 10*time.Second)
+		defer cancel()
+		if err := a.whatIfs.Put(ctx, job); err != nil {
+			a.log.Error("what-if result", "id", job.ID, "err", err)
 		}
 	})
-	return job.id, nil
+	return job.ID, nil
 }
 
-// GetWhatIf returns a what-if's progress and result. It returns
-// ErrNotFound for an unknown id (or one this process forgot).
-func (a *App) GetWhatIf(_ context.Context, id string) (WhatIf, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	j, ok := a.whatIfs[id]
-	if !ok {
-		return WhatIf{}, fmt.Errorf("what-if %s: %w", id, ErrNotFound)
+// GetWhatIf returns a what-if's progress and result, from any replica.
+// It returns ErrNotFound for an unknown id. One whose replica stopped
+// writing it before it was done is reported failed (ErrWhatIfAbandoned).
+func (a *App) GetWhatIf(ctx context.Context, id string) (WhatIf, error) {
+	w, err := a.whatIfs.Get(ctx, id)
+	if err != nil {
+		return WhatIf{}, err
 	}
-	return WhatIf{ID: j.id, Proposed: j.proposed, Active: j.active, Period: j.period, Read: j.read, Total: j.total,
-		Done: j.done, Err: j.err, Result: j.result}, nil
+	if !w.Done && a.now().Sub(w.Updated) > whatIfStale {
+		w.Done, w.Err = true, ErrWhatIfAbandoned
+	}
+	return w, nil
 }
