@@ -153,6 +153,7 @@ func (c Criteria) fields() []field {
 		{"when.industry_in", strings.Join(c.IndustryIn, ", ")},
 		{"when.country_in", strings.Join(c.CountryIn, ", ")},
 		{"when.title_contains", strings.Join(c.TitleContains, ", ")},
+		{"when.function_in", list(c.FunctionIn)},
 		{"when.email_domain_in", strings.Join(c.EmailDomainIn, ", ")},
 		{"when.required", strings.Join(c.Required, ", ")},
 		{"when.consent_withdrawn", list(c.ConsentWithdrawn)},

@@ -42,7 +42,12 @@ type Criteria struct {
 	IndustryIn   []string
 	CountryIn    []string
 	// TitleContains holds keywords, any of which the title contains.
+	// Intake seals titles, so Validate refuses it in new versions; older
+	// versions keep it, and it matches only profiles given a title.
 	TitleContains []string
+	// FunctionIn holds job functions (the coarse department intake
+	// derives from the title).
+	FunctionIn []eventv1.JobFunction
 	// EmailDomainIn holds domains; a subdomain matches its parent.
 	EmailDomainIn []string
 	// Required names profile fields that must be present (see Fields).
@@ -86,6 +91,7 @@ type Profile struct {
 	Company     string
 	Title       string
 	Seniority   eventv1.Seniority
+	Function    eventv1.JobFunction
 	Industry    string
 	Employees   int
 	Country     string

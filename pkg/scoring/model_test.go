@@ -113,7 +113,7 @@ func TestScoreDefault(t *testing.T) {
 
 func TestCriteria(t *testing.T) {
 	p := scoring.Profile{Company: "Acme", Title: "Head of Revenue Operations", Seniority: vp, Industry: "Software",
-		Employees: 120, Country: "US", EmailDomain: "acme.com"}
+		Employees: 120, Country: "US", EmailDomain: "acme.com", Function: eventv1.JobFunction_JOB_FUNCTION_OPERATIONS}
 	tests := []struct {
 		name string
 		when scoring.Criteria
@@ -129,6 +129,8 @@ func TestCriteria(t *testing.T) {
 		{"title keyword", scoring.Criteria{TitleContains: []string{"REVENUE"}}, true},
 		{"title keyword missing", scoring.Criteria{TitleContains: []string{"marketing"}}, false},
 		{"domain", scoring.Criteria{EmailDomainIn: []string{"acme.com"}}, true},
+		{"function in", scoring.Criteria{FunctionIn: []eventv1.JobFunction{eventv1.JobFunction_JOB_FUNCTION_SALES, eventv1.JobFunction_JOB_FUNCTION_OPERATIONS}}, true},
+		{"function not in", scoring.Criteria{FunctionIn: []eventv1.JobFunction{eventv1.JobFunction_JOB_FUNCTION_ENGINEERING}}, false},
 		{"required present", scoring.Criteria{Required: []string{"company", "industry", "employees"}}, true},
 		{"all conditions must hold", scoring.Criteria{SeniorityIn: []eventv1.Seniority{vp}, CountryIn: []string{"GB"}}, false},
 		{"consent withdrawn, none recorded", scoring.Criteria{ConsentWithdrawn: []eventv1.ConsentChannel{emailCh}}, false},
@@ -171,6 +173,9 @@ func TestValidate(t *testing.T) {
 		{"bad country", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{CountryIn: []string{"USA"}}}), "fit_rules[0].when.country_in[0]"},
 		{"bad domain", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{EmailDomainIn: []string{"a@b.com"}}}), "fit_rules[0].when.email_domain_in[0]"},
 		{"unknown field", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{Required: []string{"shoe_size"}}}), "fit_rules[0].when.required[0]"},
+		{"title keywords (sealed)", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{TitleContains: []string{"sales"}}}), "fit_rules[0].when.title_contains"},
+		{"required company (sealed)", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{Required: []string{"company"}}}), "fit_rules[0].when.required[0]"},
+		{"unknown function", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{FunctionIn: []eventv1.JobFunction{42}}}), "fit_rules[0].when.function_in[0]"},
 		{"unknown seniority", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{SeniorityIn: []eventv1.Seniority{99}}}), "fit_rules[0].when.seniority_in[0]"},
 		{"unspecified seniority", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{SeniorityIn: []eventv1.Seniority{0}}}), "fit_rules[0].when.seniority_in[0]"},
 		{"points too big", fit(scoring.FitRule{ID: "x", Points: 1001, When: scoring.Criteria{CountryIn: []string{"US"}}}), "fit_rules[0].points"},

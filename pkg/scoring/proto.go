@@ -52,7 +52,7 @@ func criteriaToProto(c Criteria) *eventv1.Criteria {
 	return &eventv1.Criteria{
 		SeniorityIn: c.SeniorityIn, MinEmployees: int32(c.MinEmployees), MaxEmployees: int32(c.MaxEmployees),
 		IndustryIn: c.IndustryIn, CountryIn: c.CountryIn, TitleContains: c.TitleContains, EmailDomainIn: c.EmailDomainIn,
-		Required: c.Required, ConsentWithdrawn: c.ConsentWithdrawn,
+		Required: c.Required, ConsentWithdrawn: c.ConsentWithdrawn, FunctionIn: c.FunctionIn,
 	}
 }
 
@@ -60,13 +60,13 @@ func criteriaFromProto(c *eventv1.Criteria) Criteria {
 	return Criteria{
 		SeniorityIn: c.GetSeniorityIn(), MinEmployees: int(c.GetMinEmployees()), MaxEmployees: int(c.GetMaxEmployees()),
 		IndustryIn: c.GetIndustryIn(), CountryIn: c.GetCountryIn(), TitleContains: c.GetTitleContains(),
-		EmailDomainIn: c.GetEmailDomainIn(), Required: c.GetRequired(), ConsentWithdrawn: c.GetConsentWithdrawn(),
+		EmailDomainIn: c.GetEmailDomainIn(), Required: c.GetRequired(), ConsentWithdrawn: c.GetConsentWithdrawn(), FunctionIn: c.GetFunctionIn(),
 	}
 }
 
 // ProfileOf is the model's view of an event profile.
 func ProfileOf(p *eventv1.Profile) Profile {
-	return Profile{Company: p.GetCompany(), Title: p.GetTitle(), Seniority: p.GetSeniority(), Industry: p.GetIndustry(),
+	return Profile{Company: p.GetCompany(), Title: p.GetTitle(), Seniority: p.GetSeniority(), Function: p.GetJobFunction(), Industry: p.GetIndustry(),
 		Employees: int(p.GetEmployees()), Country: p.GetCountry(), EmailDomain: p.GetEmailDomain()}
 }
 
@@ -84,6 +84,10 @@ func Merge(earlier, later Profile) Profile {
 		EmailDomain: pick(earlier.EmailDomain, later.EmailDomain), Seniority: earlier.Seniority, Employees: earlier.Employees}
 	if later.Seniority != eventv1.Seniority_SENIORITY_UNSPECIFIED {
 		out.Seniority = later.Seniority
+	}
+	out.Function = earlier.Function
+	if later.Function != eventv1.JobFunction_JOB_FUNCTION_UNSPECIFIED {
+		out.Function = later.Function
 	}
 	if later.Employees > 0 {
 		out.Employees = later.Employees

@@ -70,6 +70,7 @@ func (c Criteria) matches(f Facts) bool {
 	p := f.Profile
 	switch {
 	case len(c.SeniorityIn) > 0 && !slices.Contains(c.SeniorityIn, p.Seniority),
+		len(c.FunctionIn) > 0 && !slices.Contains(c.FunctionIn, p.Function),
 		c.MinEmployees > 0 && (p.Employees == 0 || p.Employees < c.MinEmployees),
 		c.MaxEmployees > 0 && (p.Employees == 0 || p.Employees > c.MaxEmployees),
 		len(c.IndustryIn) > 0 && !anyFold(c.IndustryIn, p.Industry),
@@ -97,6 +98,7 @@ var Fields = map[string]func(Profile) bool{
 	"company":      func(p Profile) bool { return strings.TrimSpace(p.Company) != "" },
 	"title":        func(p Profile) bool { return strings.TrimSpace(p.Title) != "" },
 	"seniority":    func(p Profile) bool { return p.Seniority != eventv1.Seniority_SENIORITY_UNSPECIFIED },
+	"job_function": func(p Profile) bool { return p.Function != eventv1.JobFunction_JOB_FUNCTION_UNSPECIFIED },
 	"industry":     func(p Profile) bool { return strings.TrimSpace(p.Industry) != "" },
 	"employees":    func(p Profile) bool { return p.Employees > 0 },
 	"country":      func(p Profile) bool { return strings.TrimSpace(p.Country) != "" },

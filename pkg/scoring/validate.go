@@ -151,6 +151,9 @@ func (v *violations) criteria(field string, c Criteria) {
 	for i, s := range c.SeniorityIn {
 		v.enum(fmt.Sprintf("%s.seniority_in[%d]", field, i), s)
 	}
+	for i, f := range c.FunctionIn {
+		v.enum(fmt.Sprintf("%s.function_in[%d]", field, i), f)
+	}
 	for i, ch := range c.ConsentWithdrawn {
 		v.enum(fmt.Sprintf("%s.consent_withdrawn[%d]", field, i), ch)
 	}
@@ -167,12 +170,17 @@ func (v *violations) criteria(field string, c Criteria) {
 	}
 	v.set(field+".industry_in", c.IndustryIn, nil)
 	v.set(field+".country_in", c.CountryIn, countryRE)
-	v.set(field+".title_contains", c.TitleContains, nil)
+	if len(c.TitleContains) > 0 {
+		v.add(field+".title_contains", "titles are sealed at capture, so no lead would match: use function_in")
+	}
 	v.set(field+".email_domain_in", c.EmailDomainIn, domainRE)
 	v.set(field+".required", c.Required, nil)
 	for i, name := range c.Required {
-		if _, ok := Fields[strings.TrimSpace(name)]; !ok {
-			v.add(fmt.Sprintf("%s.required[%d]", field, i), "%q is not a profile field (company, title, seniority, industry, employees, country, email_domain)", name)
+		name = strings.TrimSpace(name)
+		if _, ok := Fields[name]; !ok {
+			v.add(fmt.Sprintf("%s.required[%d]", field, i), "%q is not a profile field (seniority, job_function, industry, employees, country, email_domain)", name)
+		} else if sealed[name] {
+			v.add(fmt.Sprintf("%s.required[%d]", field, i), "%s is sealed at capture, so no lead would have it", name)
 		}
 	}
 }
@@ -205,5 +213,9 @@ func (v *violations) set(field string, values []string, shape *regexp.Regexp) {
 func (c Criteria) isEmpty() bool {
 	return len(c.SeniorityIn) == 0 && c.MinEmployees == 0 && c.MaxEmployees == 0 && len(c.IndustryIn) == 0 &&
 		len(c.CountryIn) == 0 && len(c.TitleContains) == 0 && len(c.EmailDomainIn) == 0 && len(c.Required) == 0 &&
-		len(c.ConsentWithdrawn) == 0
+		len(c.ConsentWithdrawn) == 0 && len(c.FunctionIn) == 0
 }
+
+// sealed are the profile fields intake seals: stored leads never carry
+// them in the clear.
+var sealed = map[string]bool{"company": true, "title": true}

@@ -58,3 +58,41 @@ func TestCheckCaptureDoesNotChangeItsInput(t *testing.T) {
 		t.Fatalf("violations %v", v)
 	}
 }
+
+// The title is sealed at capture; its job function stays in the clear for
+// scoring and routing, unless the caller set one.
+func TestJobFunctionOfTheTitle(t *testing.T) {
+	for title, want := range map[string]eventv1.JobFunction{
+		"Head of Revenue Operations": eventv1.JobFunction_JOB_FUNCTION_OPERATIONS,
+		"Marketing Ops Lead":         eventv1.JobFunction_JOB_FUNCTION_OPERATIONS,
+		"VP, Demand-Generation":      eventv1.JobFunction_JOB_FUNCTION_MARKETING,
+		"Senior Account Executive":   eventv1.JobFunction_JOB_FUNCTION_SALES,
+		"Accounting Manager":         eventv1.JobFunction_JOB_FUNCTION_FINANCE,
+		"DevOps Engineer":            eventv1.JobFunction_JOB_FUNCTION_ENGINEERING,
+		"Digital Producer":           eventv1.JobFunction_JOB_FUNCTION_OTHER, // no "it" or "product" inside words
+		"  ":                         eventv1.JobFunction_JOB_FUNCTION_UNSPECIFIED,
+	} {
+		if got := form.JobFunction(title); got != want {
+			t.Errorf("%q: %v, want %v", title, got, want)
+		}
+	}
+	base := form.Capture{Contact: &eventv1.Contact{Email: "ada@example.com"}, Attribution: &eventv1.Attribution{Source: "web-form"}}
+	for _, c := range []struct {
+		given, want eventv1.JobFunction
+	}{
+		{eventv1.JobFunction_JOB_FUNCTION_UNSPECIFIED, eventv1.JobFunction_JOB_FUNCTION_MARKETING},
+		{eventv1.JobFunction_JOB_FUNCTION_FINANCE, eventv1.JobFunction_JOB_FUNCTION_FINANCE},
+	} {
+		in := base
+		in.Profile = &eventv1.Profile{Title: "Growth Marketer", JobFunction: c.given}
+		l, v := form.CheckCapture(in, time.Now())
+		if len(v) > 0 || l.Profile.GetJobFunction() != c.want {
+			t.Errorf("given %v: %v (%v), want %v", c.given, l.Profile.GetJobFunction(), v, c.want)
+		}
+	}
+	in := base
+	in.Profile = &eventv1.Profile{JobFunction: 42}
+	if _, v := form.CheckCapture(in, time.Now()); len(v) != 1 || v[0].Field != "profile.job_function" {
+		t.Errorf("an unknown job function: %v", v)
+	}
+}

@@ -21,8 +21,9 @@ type Capture struct {
 }
 
 // Lead is a checked, normalized capture: email and phone normalized,
-// country upper-cased, the email's domain copied into the profile. Its
-// messages are copies; the input is never changed.
+// country upper-cased, the email's domain and the title's job function
+// copied into the profile. Its messages are copies; the input is never
+// changed.
 type Lead struct {
 	Capture
 	// Email is the normalized address, the identity to deduplicate on.
@@ -49,6 +50,10 @@ func CheckCapture(in Capture, now time.Time) (Lead, Violations) {
 	Text(&v, "profile.title", p.GetTitle(), MaxTitle, false)
 	Text(&v, "profile.industry", p.GetIndustry(), MaxIndustry, false)
 	Enum(&v, "profile.seniority", int32(p.GetSeniority()), Defined(eventv1.Seniority_name), false)
+	Enum(&v, "profile.job_function", int32(p.GetJobFunction()), Defined(eventv1.JobFunction_name), false)
+	if p.GetJobFunction() == eventv1.JobFunction_JOB_FUNCTION_UNSPECIFIED {
+		p.JobFunction = JobFunction(p.GetTitle())
+	}
 	if e := p.GetEmployees(); e < 0 || e > MaxEmployees {
 		v.Add("profile.employees", "must be between 0 and %d", MaxEmployees)
 	}

@@ -22,6 +22,76 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// JobFunction is a coarse department.
+type JobFunction int32
+
+const (
+	JobFunction_JOB_FUNCTION_UNSPECIFIED JobFunction = 0
+	// revenue, sales, marketing or business operations
+	JobFunction_JOB_FUNCTION_OPERATIONS  JobFunction = 1
+	JobFunction_JOB_FUNCTION_MARKETING   JobFunction = 2
+	JobFunction_JOB_FUNCTION_SALES       JobFunction = 3
+	JobFunction_JOB_FUNCTION_ENGINEERING JobFunction = 4
+	JobFunction_JOB_FUNCTION_FINANCE     JobFunction = 5
+	JobFunction_JOB_FUNCTION_PRODUCT     JobFunction = 6
+	JobFunction_JOB_FUNCTION_PEOPLE      JobFunction = 7
+	// a title that names none of the above
+	JobFunction_JOB_FUNCTION_OTHER JobFunction = 8
+)
+
+// Enum value maps for JobFunction.
+var (
+	JobFunction_name = map[int32]string{
+		0: "JOB_FUNCTION_UNSPECIFIED",
+		1: "JOB_FUNCTION_OPERATIONS",
+		2: "JOB_FUNCTION_MARKETING",
+		3: "JOB_FUNCTION_SALES",
+		4: "JOB_FUNCTION_ENGINEERING",
+		5: "JOB_FUNCTION_FINANCE",
+		6: "JOB_FUNCTION_PRODUCT",
+		7: "JOB_FUNCTION_PEOPLE",
+		8: "JOB_FUNCTION_OTHER",
+	}
+	JobFunction_value = map[string]int32{
+		"JOB_FUNCTION_UNSPECIFIED": 0,
+		"JOB_FUNCTION_OPERATIONS":  1,
+		"JOB_FUNCTION_MARKETING":   2,
+		"JOB_FUNCTION_SALES":       3,
+		"JOB_FUNCTION_ENGINEERING": 4,
+		"JOB_FUNCTION_FINANCE":     5,
+		"JOB_FUNCTION_PRODUCT":     6,
+		"JOB_FUNCTION_PEOPLE":      7,
+		"JOB_FUNCTION_OTHER":       8,
+	}
+)
+
+func (x JobFunction) Enum() *JobFunction {
+	p := new(JobFunction)
+	*p = x
+	return p
+}
+
+func (x JobFunction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (JobFunction) Descriptor() protoreflect.EnumDescriptor {
+	return file_leadflow_event_v1_lead_proto_enumTypes[0].Descriptor()
+}
+
+func (JobFunction) Type() protoreflect.EnumType {
+	return &file_leadflow_event_v1_lead_proto_enumTypes[0]
+}
+
+func (x JobFunction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use JobFunction.Descriptor instead.
+func (JobFunction) EnumDescriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{0}
+}
+
 // Seniority is a coarse job level.
 type Seniority int32
 
@@ -68,11 +138,11 @@ func (x Seniority) String() string {
 }
 
 func (Seniority) Descriptor() protoreflect.EnumDescriptor {
-	return file_leadflow_event_v1_lead_proto_enumTypes[0].Descriptor()
+	return file_leadflow_event_v1_lead_proto_enumTypes[1].Descriptor()
 }
 
 func (Seniority) Type() protoreflect.EnumType {
-	return &file_leadflow_event_v1_lead_proto_enumTypes[0]
+	return &file_leadflow_event_v1_lead_proto_enumTypes[1]
 }
 
 func (x Seniority) Number() protoreflect.EnumNumber {
@@ -81,7 +151,7 @@ func (x Seniority) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Seniority.Descriptor instead.
 func (Seniority) EnumDescriptor() ([]byte, []int) {
-	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{0}
+	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{1}
 }
 
 // ActivityType is an engagement signal.
@@ -145,11 +215,11 @@ func (x ActivityType) String() string {
 }
 
 func (ActivityType) Descriptor() protoreflect.EnumDescriptor {
-	return file_leadflow_event_v1_lead_proto_enumTypes[1].Descriptor()
+	return file_leadflow_event_v1_lead_proto_enumTypes[2].Descriptor()
 }
 
 func (ActivityType) Type() protoreflect.EnumType {
-	return &file_leadflow_event_v1_lead_proto_enumTypes[1]
+	return &file_leadflow_event_v1_lead_proto_enumTypes[2]
 }
 
 func (x ActivityType) Number() protoreflect.EnumNumber {
@@ -158,7 +228,7 @@ func (x ActivityType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ActivityType.Descriptor instead.
 func (ActivityType) EnumDescriptor() ([]byte, []int) {
-	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{1}
+	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{2}
 }
 
 // Channel is a campaign's marketing channel.
@@ -213,11 +283,11 @@ func (x Channel) String() string {
 }
 
 func (Channel) Descriptor() protoreflect.EnumDescriptor {
-	return file_leadflow_event_v1_lead_proto_enumTypes[2].Descriptor()
+	return file_leadflow_event_v1_lead_proto_enumTypes[3].Descriptor()
 }
 
 func (Channel) Type() protoreflect.EnumType {
-	return &file_leadflow_event_v1_lead_proto_enumTypes[2]
+	return &file_leadflow_event_v1_lead_proto_enumTypes[3]
 }
 
 func (x Channel) Number() protoreflect.EnumNumber {
@@ -226,7 +296,7 @@ func (x Channel) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Channel.Descriptor instead.
 func (Channel) EnumDescriptor() ([]byte, []int) {
-	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{2}
+	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{3}
 }
 
 // ConsentChannel is what a consent covers.
@@ -269,11 +339,11 @@ func (x ConsentChannel) String() string {
 }
 
 func (ConsentChannel) Descriptor() protoreflect.EnumDescriptor {
-	return file_leadflow_event_v1_lead_proto_enumTypes[3].Descriptor()
+	return file_leadflow_event_v1_lead_proto_enumTypes[4].Descriptor()
 }
 
 func (ConsentChannel) Type() protoreflect.EnumType {
-	return &file_leadflow_event_v1_lead_proto_enumTypes[3]
+	return &file_leadflow_event_v1_lead_proto_enumTypes[4]
 }
 
 func (x ConsentChannel) Number() protoreflect.EnumNumber {
@@ -282,7 +352,7 @@ func (x ConsentChannel) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ConsentChannel.Descriptor instead.
 func (ConsentChannel) EnumDescriptor() ([]byte, []int) {
-	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{3}
+	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{4}
 }
 
 // ConsentStatus is whether a consent is given.
@@ -319,11 +389,11 @@ func (x ConsentStatus) String() string {
 }
 
 func (ConsentStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_leadflow_event_v1_lead_proto_enumTypes[4].Descriptor()
+	return file_leadflow_event_v1_lead_proto_enumTypes[5].Descriptor()
 }
 
 func (ConsentStatus) Type() protoreflect.EnumType {
-	return &file_leadflow_event_v1_lead_proto_enumTypes[4]
+	return &file_leadflow_event_v1_lead_proto_enumTypes[5]
 }
 
 func (x ConsentStatus) Number() protoreflect.EnumNumber {
@@ -332,7 +402,7 @@ func (x ConsentStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ConsentStatus.Descriptor instead.
 func (ConsentStatus) EnumDescriptor() ([]byte, []int) {
-	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{4}
+	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{5}
 }
 
 // Contact is a lead's personal data. It never appears in the stream in the
@@ -428,7 +498,11 @@ type Profile struct {
 	Country string `protobuf:"bytes,6,opt,name=country,proto3" json:"country,omitempty"`
 	// email_domain is the domain part of the email, kept in the clear for
 	// fit and disqualification rules (competitor, free mail, bad domain).
-	EmailDomain   string `protobuf:"bytes,7,opt,name=email_domain,json=emailDomain,proto3" json:"email_domain,omitempty"`
+	EmailDomain string `protobuf:"bytes,7,opt,name=email_domain,json=emailDomain,proto3" json:"email_domain,omitempty"`
+	// job_function is the coarse department of the title. Intake derives
+	// it from the title when the caller leaves it unset, before the title
+	// is sealed, so scoring and routing can still use the role.
+	JobFunction   JobFunction `protobuf:"varint,8,opt,name=job_function,json=jobFunction,proto3,enum=leadflow.event.v1.JobFunction" json:"job_function,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -510,6 +584,13 @@ func (x *Profile) GetEmailDomain() string {
 		return x.EmailDomain
 	}
 	return ""
+}
+
+func (x *Profile) GetJobFunction() JobFunction {
+	if x != nil {
+		return x.JobFunction
+	}
+	return JobFunction_JOB_FUNCTION_UNSPECIFIED
 }
 
 // Attribution is where a lead came from.
@@ -1670,7 +1751,7 @@ const file_leadflow_event_v1_lead_proto_rawDesc = "" +
 	"first_name\x18\x02 \x01(\tR\tfirstName\x12\x1b\n" +
 	"\tlast_name\x18\x03 \x01(\tR\blastName\x12\x14\n" +
 	"\x05phone\x18\x04 \x01(\tR\x05phone\x12\x14\n" +
-	"\x05notes\x18\x05 \x01(\tR\x05notes\"\xec\x01\n" +
+	"\x05notes\x18\x05 \x01(\tR\x05notes\"\xaf\x02\n" +
 	"\aProfile\x12\x18\n" +
 	"\acompany\x18\x01 \x01(\tR\acompany\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x12:\n" +
@@ -1678,7 +1759,8 @@ const file_leadflow_event_v1_lead_proto_rawDesc = "" +
 	"\bindustry\x18\x04 \x01(\tR\bindustry\x12\x1c\n" +
 	"\temployees\x18\x05 \x01(\x05R\temployees\x12\x18\n" +
 	"\acountry\x18\x06 \x01(\tR\acountry\x12!\n" +
-	"\femail_domain\x18\a \x01(\tR\vemailDomain\"\xa7\x01\n" +
+	"\femail_domain\x18\a \x01(\tR\vemailDomain\x12A\n" +
+	"\fjob_function\x18\b \x01(\x0e2\x1e.leadflow.event.v1.JobFunctionR\vjobFunction\"\xa7\x01\n" +
 	"\vAttribution\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x1f\n" +
 	"\vcampaign_id\x18\x02 \x01(\tR\n" +
@@ -1774,7 +1856,17 @@ const file_leadflow_event_v1_lead_proto_rawDesc = "" +
 	"\bevent_id\x18\x02 \x01(\tR\aeventId\x12%\n" +
 	"\x0eversion_before\x18\x03 \x01(\x04R\rversionBefore\x12\x18\n" +
 	"\aoutcome\x18\x04 \x01(\tR\aoutcome\x12 \n" +
-	"\vfingerprint\x18\x05 \x01(\tR\vfingerprint*\xb1\x01\n" +
+	"\vfingerprint\x18\x05 \x01(\tR\vfingerprint*\xff\x01\n" +
+	"\vJobFunction\x12\x1c\n" +
+	"\x18JOB_FUNCTION_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17JOB_FUNCTION_OPERATIONS\x10\x01\x12\x1a\n" +
+	"\x16JOB_FUNCTION_MARKETING\x10\x02\x12\x16\n" +
+	"\x12JOB_FUNCTION_SALES\x10\x03\x12\x1c\n" +
+	"\x18JOB_FUNCTION_ENGINEERING\x10\x04\x12\x18\n" +
+	"\x14JOB_FUNCTION_FINANCE\x10\x05\x12\x18\n" +
+	"\x14JOB_FUNCTION_PRODUCT\x10\x06\x12\x17\n" +
+	"\x13JOB_FUNCTION_PEOPLE\x10\a\x12\x16\n" +
+	"\x12JOB_FUNCTION_OTHER\x10\b*\xb1\x01\n" +
 	"\tSeniority\x12\x19\n" +
 	"\x15SENIORITY_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14SENIORITY_INDIVIDUAL\x10\x01\x12\x15\n" +
@@ -1831,61 +1923,63 @@ func file_leadflow_event_v1_lead_proto_rawDescGZIP() []byte {
 	return file_leadflow_event_v1_lead_proto_rawDescData
 }
 
-var file_leadflow_event_v1_lead_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_leadflow_event_v1_lead_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
 var file_leadflow_event_v1_lead_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_leadflow_event_v1_lead_proto_goTypes = []any{
-	(Seniority)(0),                // 0: leadflow.event.v1.Seniority
-	(ActivityType)(0),             // 1: leadflow.event.v1.ActivityType
-	(Channel)(0),                  // 2: leadflow.event.v1.Channel
-	(ConsentChannel)(0),           // 3: leadflow.event.v1.ConsentChannel
-	(ConsentStatus)(0),            // 4: leadflow.event.v1.ConsentStatus
-	(*Contact)(nil),               // 5: leadflow.event.v1.Contact
-	(*Profile)(nil),               // 6: leadflow.event.v1.Profile
-	(*Attribution)(nil),           // 7: leadflow.event.v1.Attribution
-	(*ExternalId)(nil),            // 8: leadflow.event.v1.ExternalId
-	(*Personal)(nil),              // 9: leadflow.event.v1.Personal
-	(*Identity)(nil),              // 10: leadflow.event.v1.Identity
-	(*LeadCaptured)(nil),          // 11: leadflow.event.v1.LeadCaptured
-	(*LeadResubmitted)(nil),       // 12: leadflow.event.v1.LeadResubmitted
-	(*LeadMerged)(nil),            // 13: leadflow.event.v1.LeadMerged
-	(*ActivityRecorded)(nil),      // 14: leadflow.event.v1.ActivityRecorded
-	(*CampaignRegistered)(nil),    // 15: leadflow.event.v1.CampaignRegistered
-	(*CampaignCostRecorded)(nil),  // 16: leadflow.event.v1.CampaignCostRecorded
-	(*Consent)(nil),               // 17: leadflow.event.v1.Consent
-	(*ConsentChanged)(nil),        // 18: leadflow.event.v1.ConsentChanged
-	(*LeadErased)(nil),            // 19: leadflow.event.v1.LeadErased
-	(*MergeCandidateFound)(nil),   // 20: leadflow.event.v1.MergeCandidateFound
-	(*LeadUnmerged)(nil),          // 21: leadflow.event.v1.LeadUnmerged
-	(*IdempotencyRecord)(nil),     // 22: leadflow.event.v1.IdempotencyRecord
-	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
-	(*Money)(nil),                 // 24: leadflow.event.v1.Money
+	(JobFunction)(0),              // 0: leadflow.event.v1.JobFunction
+	(Seniority)(0),                // 1: leadflow.event.v1.Seniority
+	(ActivityType)(0),             // 2: leadflow.event.v1.ActivityType
+	(Channel)(0),                  // 3: leadflow.event.v1.Channel
+	(ConsentChannel)(0),           // 4: leadflow.event.v1.ConsentChannel
+	(ConsentStatus)(0),            // 5: leadflow.event.v1.ConsentStatus
+	(*Contact)(nil),               // 6: leadflow.event.v1.Contact
+	(*Profile)(nil),               // 7: leadflow.event.v1.Profile
+	(*Attribution)(nil),           // 8: leadflow.event.v1.Attribution
+	(*ExternalId)(nil),            // 9: leadflow.event.v1.ExternalId
+	(*Personal)(nil),              // 10: leadflow.event.v1.Personal
+	(*Identity)(nil),              // 11: leadflow.event.v1.Identity
+	(*LeadCaptured)(nil),          // 12: leadflow.event.v1.LeadCaptured
+	(*LeadResubmitted)(nil),       // 13: leadflow.event.v1.LeadResubmitted
+	(*LeadMerged)(nil),            // 14: leadflow.event.v1.LeadMerged
+	(*ActivityRecorded)(nil),      // 15: leadflow.event.v1.ActivityRecorded
+	(*CampaignRegistered)(nil),    // 16: leadflow.event.v1.CampaignRegistered
+	(*CampaignCostRecorded)(nil),  // 17: leadflow.event.v1.CampaignCostRecorded
+	(*Consent)(nil),               // 18: leadflow.event.v1.Consent
+	(*ConsentChanged)(nil),        // 19: leadflow.event.v1.ConsentChanged
+	(*LeadErased)(nil),            // 20: leadflow.event.v1.LeadErased
+	(*MergeCandidateFound)(nil),   // 21: leadflow.event.v1.MergeCandidateFound
+	(*LeadUnmerged)(nil),          // 22: leadflow.event.v1.LeadUnmerged
+	(*IdempotencyRecord)(nil),     // 23: leadflow.event.v1.IdempotencyRecord
+	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	(*Money)(nil),                 // 25: leadflow.event.v1.Money
 }
 var file_leadflow_event_v1_lead_proto_depIdxs = []int32{
-	0,  // 0: leadflow.event.v1.Profile.seniority:type_name -> leadflow.event.v1.Seniority
-	5,  // 1: leadflow.event.v1.Personal.contact:type_name -> leadflow.event.v1.Contact
-	8,  // 2: leadflow.event.v1.Personal.external_id:type_name -> leadflow.event.v1.ExternalId
-	6,  // 3: leadflow.event.v1.LeadCaptured.profile:type_name -> leadflow.event.v1.Profile
-	7,  // 4: leadflow.event.v1.LeadCaptured.attribution:type_name -> leadflow.event.v1.Attribution
-	17, // 5: leadflow.event.v1.LeadCaptured.consents:type_name -> leadflow.event.v1.Consent
-	6,  // 6: leadflow.event.v1.LeadResubmitted.profile:type_name -> leadflow.event.v1.Profile
-	7,  // 7: leadflow.event.v1.LeadResubmitted.attribution:type_name -> leadflow.event.v1.Attribution
-	1,  // 8: leadflow.event.v1.ActivityRecorded.type:type_name -> leadflow.event.v1.ActivityType
-	2,  // 9: leadflow.event.v1.CampaignRegistered.channel:type_name -> leadflow.event.v1.Channel
-	23, // 10: leadflow.event.v1.CampaignRegistered.starts_at:type_name -> google.protobuf.Timestamp
-	23, // 11: leadflow.event.v1.CampaignRegistered.ends_at:type_name -> google.protobuf.Timestamp
-	24, // 12: leadflow.event.v1.CampaignRegistered.budget:type_name -> leadflow.event.v1.Money
-	24, // 13: leadflow.event.v1.CampaignCostRecorded.amount:type_name -> leadflow.event.v1.Money
-	23, // 14: leadflow.event.v1.CampaignCostRecorded.period_start:type_name -> google.protobuf.Timestamp
-	23, // 15: leadflow.event.v1.CampaignCostRecorded.period_end:type_name -> google.protobuf.Timestamp
-	3,  // 16: leadflow.event.v1.Consent.channel:type_name -> leadflow.event.v1.ConsentChannel
-	4,  // 17: leadflow.event.v1.Consent.status:type_name -> leadflow.event.v1.ConsentStatus
-	17, // 18: leadflow.event.v1.ConsentChanged.consent:type_name -> leadflow.event.v1.Consent
-	10, // 19: leadflow.event.v1.LeadErased.released:type_name -> leadflow.event.v1.Identity
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	1,  // 0: leadflow.event.v1.Profile.seniority:type_name -> leadflow.event.v1.Seniority
+	0,  // 1: leadflow.event.v1.Profile.job_function:type_name -> leadflow.event.v1.JobFunction
+	6,  // 2: leadflow.event.v1.Personal.contact:type_name -> leadflow.event.v1.Contact
+	9,  // 3: leadflow.event.v1.Personal.external_id:type_name -> leadflow.event.v1.ExternalId
+	7,  // 4: leadflow.event.v1.LeadCaptured.profile:type_name -> leadflow.event.v1.Profile
+	8,  // 5: leadflow.event.v1.LeadCaptured.attribution:type_name -> leadflow.event.v1.Attribution
+	18, // 6: leadflow.event.v1.LeadCaptured.consents:type_name -> leadflow.event.v1.Consent
+	7,  // 7: leadflow.event.v1.LeadResubmitted.profile:type_name -> leadflow.event.v1.Profile
+	8,  // 8: leadflow.event.v1.LeadResubmitted.attribution:type_name -> leadflow.event.v1.Attribution
+	2,  // 9: leadflow.event.v1.ActivityRecorded.type:type_name -> leadflow.event.v1.ActivityType
+	3,  // 10: leadflow.event.v1.CampaignRegistered.channel:type_name -> leadflow.event.v1.Channel
+	24, // 11: leadflow.event.v1.CampaignRegistered.starts_at:type_name -> google.protobuf.Timestamp
+	24, // 12: leadflow.event.v1.CampaignRegistered.ends_at:type_name -> google.protobuf.Timestamp
+	25, // 13: leadflow.event.v1.CampaignRegistered.budget:type_name -> leadflow.event.v1.Money
+	25, // 14: leadflow.event.v1.CampaignCostRecorded.amount:type_name -> leadflow.event.v1.Money
+	24, // 15: leadflow.event.v1.CampaignCostRecorded.period_start:type_name -> google.protobuf.Timestamp
+	24, // 16: leadflow.event.v1.CampaignCostRecorded.period_end:type_name -> google.protobuf.Timestamp
+	4,  // 17: leadflow.event.v1.Consent.channel:type_name -> leadflow.event.v1.ConsentChannel
+	5,  // 18: leadflow.event.v1.Consent.status:type_name -> leadflow.event.v1.ConsentStatus
+	18, // 19: leadflow.event.v1.ConsentChanged.consent:type_name -> leadflow.event.v1.Consent
+	11, // 20: leadflow.event.v1.LeadErased.released:type_name -> leadflow.event.v1.Identity
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_event_v1_lead_proto_init() }
@@ -1899,7 +1993,7 @@ func file_leadflow_event_v1_lead_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_leadflow_event_v1_lead_proto_rawDesc), len(file_leadflow_event_v1_lead_proto_rawDesc)),
-			NumEnums:      5,
+			NumEnums:      6,
 			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,

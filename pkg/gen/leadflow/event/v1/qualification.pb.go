@@ -578,6 +578,8 @@ type Criteria struct {
 	// country_in holds ISO 3166-1 alpha-2 codes.
 	CountryIn []string `protobuf:"bytes,5,rep,name=country_in,json=countryIn,proto3" json:"country_in,omitempty"`
 	// title_contains holds keywords, any of which the title contains.
+	// Intake seals the title, so a stored lead has none: proposals are
+	// refused with it; use function_in.
 	TitleContains []string `protobuf:"bytes,6,rep,name=title_contains,json=titleContains,proto3" json:"title_contains,omitempty"`
 	// email_domain_in holds domains; a subdomain matches its parent.
 	EmailDomainIn []string `protobuf:"bytes,7,rep,name=email_domain_in,json=emailDomainIn,proto3" json:"email_domain_in,omitempty"`
@@ -586,8 +588,10 @@ type Criteria struct {
 	Required []string `protobuf:"bytes,8,rep,name=required,proto3" json:"required,omitempty"`
 	// consent_withdrawn holds channels whose consent the lead withdrew.
 	ConsentWithdrawn []ConsentChannel `protobuf:"varint,9,rep,packed,name=consent_withdrawn,json=consentWithdrawn,proto3,enum=leadflow.event.v1.ConsentChannel" json:"consent_withdrawn,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// function_in holds job functions (Profile.job_function).
+	FunctionIn    []JobFunction `protobuf:"varint,10,rep,packed,name=function_in,json=functionIn,proto3,enum=leadflow.event.v1.JobFunction" json:"function_in,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Criteria) Reset() {
@@ -679,6 +683,13 @@ func (x *Criteria) GetRequired() []string {
 func (x *Criteria) GetConsentWithdrawn() []ConsentChannel {
 	if x != nil {
 		return x.ConsentWithdrawn
+	}
+	return nil
+}
+
+func (x *Criteria) GetFunctionIn() []JobFunction {
+	if x != nil {
+		return x.FunctionIn
 	}
 	return nil
 }
@@ -1243,7 +1254,7 @@ const file_leadflow_event_v1_qualification_proto_rawDesc = "" +
 	"\tthreshold\x18\x04 \x01(\x05R\tthreshold\x127\n" +
 	"\tfit_rules\x18\x05 \x03(\v2\x1a.leadflow.event.v1.FitRuleR\bfitRules\x12L\n" +
 	"\x10engagement_rules\x18\x06 \x03(\v2!.leadflow.event.v1.EngagementRuleR\x0fengagementRules\x12L\n" +
-	"\x10disqualify_rules\x18\a \x03(\v2!.leadflow.event.v1.DisqualifyRuleR\x0fdisqualifyRules\"\x90\x03\n" +
+	"\x10disqualify_rules\x18\a \x03(\v2!.leadflow.event.v1.DisqualifyRuleR\x0fdisqualifyRules\"\xd1\x03\n" +
 	"\bCriteria\x12?\n" +
 	"\fseniority_in\x18\x01 \x03(\x0e2\x1c.leadflow.event.v1.SeniorityR\vseniorityIn\x12#\n" +
 	"\rmin_employees\x18\x02 \x01(\x05R\fminEmployees\x12#\n" +
@@ -1255,7 +1266,10 @@ const file_leadflow_event_v1_qualification_proto_rawDesc = "" +
 	"\x0etitle_contains\x18\x06 \x03(\tR\rtitleContains\x12&\n" +
 	"\x0femail_domain_in\x18\a \x03(\tR\remailDomainIn\x12\x1a\n" +
 	"\brequired\x18\b \x03(\tR\brequired\x12N\n" +
-	"\x11consent_withdrawn\x18\t \x03(\x0e2!.leadflow.event.v1.ConsentChannelR\x10consentWithdrawn\"\x84\x01\n" +
+	"\x11consent_withdrawn\x18\t \x03(\x0e2!.leadflow.event.v1.ConsentChannelR\x10consentWithdrawn\x12?\n" +
+	"\vfunction_in\x18\n" +
+	" \x03(\x0e2\x1e.leadflow.event.v1.JobFunctionR\n" +
+	"functionIn\"\x84\x01\n" +
 	"\aFitRule\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x16\n" +
@@ -1336,8 +1350,9 @@ var file_leadflow_event_v1_qualification_proto_goTypes = []any{
 	(*Actor)(nil),                        // 16: leadflow.event.v1.Actor
 	(Seniority)(0),                       // 17: leadflow.event.v1.Seniority
 	(ConsentChannel)(0),                  // 18: leadflow.event.v1.ConsentChannel
-	(ActivityType)(0),                    // 19: leadflow.event.v1.ActivityType
-	(*durationpb.Duration)(nil),          // 20: google.protobuf.Duration
+	(JobFunction)(0),                     // 19: leadflow.event.v1.JobFunction
+	(ActivityType)(0),                    // 20: leadflow.event.v1.ActivityType
+	(*durationpb.Duration)(nil),          // 21: google.protobuf.Duration
 }
 var file_leadflow_event_v1_qualification_proto_depIdxs = []int32{
 	0,  // 0: leadflow.event.v1.ScoreReason.part:type_name -> leadflow.event.v1.ScorePart
@@ -1350,18 +1365,19 @@ var file_leadflow_event_v1_qualification_proto_depIdxs = []int32{
 	10, // 7: leadflow.event.v1.ScoringModel.disqualify_rules:type_name -> leadflow.event.v1.DisqualifyRule
 	17, // 8: leadflow.event.v1.Criteria.seniority_in:type_name -> leadflow.event.v1.Seniority
 	18, // 9: leadflow.event.v1.Criteria.consent_withdrawn:type_name -> leadflow.event.v1.ConsentChannel
-	7,  // 10: leadflow.event.v1.FitRule.when:type_name -> leadflow.event.v1.Criteria
-	19, // 11: leadflow.event.v1.EngagementRule.activity_type:type_name -> leadflow.event.v1.ActivityType
-	20, // 12: leadflow.event.v1.EngagementRule.half_life:type_name -> google.protobuf.Duration
-	7,  // 13: leadflow.event.v1.DisqualifyRule.when:type_name -> leadflow.event.v1.Criteria
-	6,  // 14: leadflow.event.v1.ScoringModelProposed.model:type_name -> leadflow.event.v1.ScoringModel
-	16, // 15: leadflow.event.v1.ScoringModelProposed.proposed_by:type_name -> leadflow.event.v1.Actor
-	16, // 16: leadflow.event.v1.ScoringModelApproved.approver:type_name -> leadflow.event.v1.Actor
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	19, // 10: leadflow.event.v1.Criteria.function_in:type_name -> leadflow.event.v1.JobFunction
+	7,  // 11: leadflow.event.v1.FitRule.when:type_name -> leadflow.event.v1.Criteria
+	20, // 12: leadflow.event.v1.EngagementRule.activity_type:type_name -> leadflow.event.v1.ActivityType
+	21, // 13: leadflow.event.v1.EngagementRule.half_life:type_name -> google.protobuf.Duration
+	7,  // 14: leadflow.event.v1.DisqualifyRule.when:type_name -> leadflow.event.v1.Criteria
+	6,  // 15: leadflow.event.v1.ScoringModelProposed.model:type_name -> leadflow.event.v1.ScoringModel
+	16, // 16: leadflow.event.v1.ScoringModelProposed.proposed_by:type_name -> leadflow.event.v1.Actor
+	16, // 17: leadflow.event.v1.ScoringModelApproved.approver:type_name -> leadflow.event.v1.Actor
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_event_v1_qualification_proto_init() }
