@@ -205,10 +205,20 @@ func TestCaptureAndReadBackFromTheStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, secret := range []string{"ada@example.com", "Lovelace", "7946"} {
+	for _, secret := range []string{"ada@example.com", "Lovelace", "7946", "VP Engineering", "Analytical Engines"} {
 		if strings.Contains(string(msg.Data), secret) || strings.Contains(fmt.Sprint(msg.Header), secret) || strings.Contains(msg.Subject, secret) {
 			t.Errorf("%q is in the stream in the clear", secret)
 		}
+	}
+	// What stays clear of the role: its seniority, and the job function
+	// of the sealed title.
+	var ev eventv1.Event
+	if err := proto.Unmarshal(msg.Data, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if p := ev.GetLeadCaptured().GetProfile(); p.GetTitle() != "" || p.GetJobFunction() != eventv1.JobFunction_JOB_FUNCTION_ENGINEERING ||
+		p.GetSeniority() != eventv1.Seniority_SENIORITY_VP {
+		t.Errorf("stored profile: %v", p)
 	}
 }
 
