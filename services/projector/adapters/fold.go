@@ -96,8 +96,8 @@ func (f *fold) Loads() []project.Load {
 	for _, t := range tables {
 		loads = append(loads, project.Load{Table: t, Columns: cols[t], Rows: pgx.CopyFromRows(byTable[t])})
 	}
-	// The leads carry their encoded folds: the largest load, in parts
-	// that encode and copy side by side. The child tables follow.
+	// The leads, then their encoded folds (the largest load, in parts
+	// that encode and copy side by side), then the child tables.
 	for _, part := range f.parts(2) {
 		loads = append(loads, project.Load{Table: "leads", Columns: leadColumns, Rows: leadLoad(part)})
 	}

@@ -583,8 +583,9 @@ type Criteria struct {
 	TitleContains []string `protobuf:"bytes,6,rep,name=title_contains,json=titleContains,proto3" json:"title_contains,omitempty"`
 	// email_domain_in holds domains; a subdomain matches its parent.
 	EmailDomainIn []string `protobuf:"bytes,7,rep,name=email_domain_in,json=emailDomainIn,proto3" json:"email_domain_in,omitempty"`
-	// required names profile fields that must be present: company, title,
-	// seniority, industry, employees, country, email_domain.
+	// required names profile fields that must be present: seniority,
+	// job_function, industry, employees, country, email_domain (company and
+	// title are sealed at capture: proposals naming them are refused).
 	Required []string `protobuf:"bytes,8,rep,name=required,proto3" json:"required,omitempty"`
 	// consent_withdrawn holds channels whose consent the lead withdrew.
 	ConsentWithdrawn []ConsentChannel `protobuf:"varint,9,rep,packed,name=consent_withdrawn,json=consentWithdrawn,proto3,enum=leadflow.event.v1.ConsentChannel" json:"consent_withdrawn,omitempty"`
