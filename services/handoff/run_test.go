@@ -356,11 +356,22 @@ func TestTwoReplicasShareRouting(t *testing.T) {
 	}
 	// A replica's waiting decisions take their turns in one append: the
 	// last turn carries the ones before it.
+	// Turns follow each other on the pool's virtual clock, within an
+	// append as across appends; only the last turn of one carries the
+	// passes (the pointer after all of them).
 	leads := map[string]int{}
+	var clock uint64
 	for _, e := range eventsOf(recs) {
 		turn := e.GetPoolTurnTaken()
-		for _, t := range append(turn.GetBefore(), turn) {
-			leads[t.GetLeadId()]++
+		for i, tt := range append(turn.GetBefore(), turn) {
+			leads[tt.GetLeadId()]++
+			if tt.GetClock() < clock {
+				t.Errorf("turn for %s at clock %d, after one at %d", tt.GetLeadId(), tt.GetClock(), clock)
+			}
+			clock = tt.GetClock()
+			if last := i == len(turn.GetBefore()); last != (len(tt.GetPasses()) > 0) {
+				t.Errorf("turn %d of an append of %d: %d passes", i+1, len(turn.GetBefore())+1, len(tt.GetPasses()))
+			}
 		}
 	}
 	for _, id := range ids {
