@@ -16,8 +16,9 @@ type Event struct {
 	Owner    Owner     // owner after the event (zero: unchanged)
 	Deadline time.Time // deadline after the event (zero: unchanged)
 	Reason   string
-	NotNow   bool // LeadDisqualified only: "not now", goes to nurture instead of terminal
-	Score    int  // LeadScored only
+	NotNow   bool   // LeadDisqualified only: "not now", goes to nurture instead of terminal
+	Score    int    // LeadScored only
+	Status   Status // LeadUnmerged only: the status restored
 }
 
 // Command asks for one step in a lead's life. Fields a command does not use
@@ -25,11 +26,12 @@ type Event struct {
 // Decide rejects it.
 type Command struct {
 	Name   CommandName
-	Owner  Owner     // Assign, Reassign: a rep (required); Enroll: a program (required)
-	Due    time.Time // Convert: expected close; Enroll: next touch; optional, after now when set
-	Reason string    // required for Disqualify, Reject, Lose, Recycle, ExitNurture, and Merge (the surviving lead id)
+	Owner  Owner     // Assign, Reassign: a rep (required); Queue: a queue (required); Enroll: a program (required); Unmerge: the owner before the merge
+	Due    time.Time // Convert: expected close; Enroll: next touch; optional, after now when set; Unmerge: the deadline before the merge
+	Reason string    // required for Disqualify, Reject, Lose, Recycle, ExitNurture, Merge (the surviving lead id) and Unmerge
 	NotNow bool      // Disqualify only
 	Score  int       // Score only
+	Status Status    // Unmerge only: the status before the merge
 }
 
 // ErrRefused is wrapped by every RefusedError.
@@ -58,7 +60,7 @@ var ErrInvalidCommand = errors.New("invalid command")
 // or wrong, whatever the lead's state.
 type InvalidCommandError struct {
 	Command CommandName
-	Field   string // "name", "owner", "due", "reason", "not_now" or "score"
+	Field   string // "name", "owner", "due", "reason", "not_now", "score" or "status"
 	Reason  string // for people, such as "is required"
 }
 
@@ -93,8 +95,11 @@ func Decide(s State, c Command, p Policy, now time.Time) ([]Event, error) {
 	}
 
 	e := Event{Kind: t.Kind, At: now, Owner: t.Owner, Reason: c.Reason}
-	if t.TakesOwner != OwnerNone {
+	if t.TakesOwner != OwnerNone || t.Restores {
 		e.Owner = c.Owner
+	}
+	if t.Restores {
+		e.Status = c.Status
 	}
 	switch {
 	case !c.Due.IsZero(): // validate allowed it only where TakesDue
@@ -123,7 +128,28 @@ func validate(c Command, t Transition, now time.Time) error {
 		return &InvalidCommandError{Command: c.Name, Field: field, Reason: reason}
 	}
 	const unused = "is not used by this command"
+	if t.Restores {
+		// The state before a merge: any live one, as it was, deadline
+		// included even when it has passed since.
+		switch {
+		case strings.TrimSpace(c.Reason) == "":
+			return invalid("reason", "is required")
+		case !c.Status.live():
+			return invalid("status", "must be the live status the lead had before, not "+c.Status.String())
+		case c.Owner.IsZero() || c.Owner.Kind == OwnerNone || strings.TrimSpace(c.Owner.ID) == "":
+			return invalid("owner", "must be the owner the lead had before")
+		case c.Due.IsZero():
+			return invalid("due", "must be the deadline the lead had before")
+		case c.NotNow:
+			return invalid("not_now", unused)
+		case c.Score != 0:
+			return invalid("score", unused)
+		}
+		return nil
+	}
 	switch {
+	case c.Status != StatusNone:
+		return invalid("status", unused)
 	case t.NeedsReason && strings.TrimSpace(c.Reason) == "":
 		return invalid("reason", "is required")
 	case t.TakesOwner == OwnerNone && !c.Owner.IsZero():
@@ -196,8 +222,11 @@ func Evolve(s State, e Event) State {
 		s.Cycle = max(s.Cycle, 1) + 1
 	}
 	to := t.To
-	if e.Kind == KindDisqualified && e.NotNow {
+	switch {
+	case e.Kind == KindDisqualified && e.NotNow:
 		to = StatusRecycled // see Decide: "not now" goes back to nurture
+	case t.Restores:
+		to = e.Status
 	}
 	if to != StatusNone {
 		s.Status = to

@@ -16,15 +16,15 @@ func table() string {
 	for _, t := range lifecycle.Transitions {
 		from := "any non-terminal"
 		if len(t.From) > 0 {
-			names := make([]string, len(t.From))
-			for i, s := range t.From {
-				names[i] = s.String()
-			}
-			from = strings.Join(names, ", ")
+			from = strings.Join(names(t.From), ", ")
 		}
 		to := "unchanged"
 		if t.To != lifecycle.StatusNone {
 			to = t.To.String()
+		}
+		if t.Restores {
+			fmt.Fprintf(&b, "| %s | %s | %s | as before the merge | as before | as before |\n", t.Command, t.Kind, strings.Join(names(t.From), ", "))
+			continue
 		}
 		owner := "unchanged"
 		switch {
@@ -48,6 +48,14 @@ func table() string {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", t.Command, t.Kind, from, to, owner, deadline)
 	}
 	return b.String()
+}
+
+func names(ss []lifecycle.Status) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = s.String()
+	}
+	return out
 }
 
 // withinName names the policy field a row's deadline comes from, by

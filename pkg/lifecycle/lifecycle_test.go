@@ -37,19 +37,24 @@ var (
 
 	allCommands = []lifecycle.CommandName{
 		lifecycle.Capture, lifecycle.Resubmit, lifecycle.RecordActivity, lifecycle.ChangeConsent, lifecycle.Score,
-		lifecycle.Qualify, lifecycle.Disqualify, lifecycle.Assign, lifecycle.Accept, lifecycle.Reject,
+		lifecycle.Qualify, lifecycle.Disqualify, lifecycle.Queue, lifecycle.Assign, lifecycle.Accept, lifecycle.Reject,
 		lifecycle.LogContact, lifecycle.WarnSLA, lifecycle.BreachSLA, lifecycle.Reassign, lifecycle.Convert,
 		lifecycle.Win, lifecycle.Lose, lifecycle.Recycle, lifecycle.Enroll, lifecycle.Reengage,
-		lifecycle.ExitNurture, lifecycle.Merge, lifecycle.Erase,
+		lifecycle.ExitNurture, lifecycle.Merge, lifecycle.Unmerge, lifecycle.Erase,
 	}
 	allKinds = []lifecycle.Kind{
 		lifecycle.KindCaptured, lifecycle.KindResubmitted, lifecycle.KindMerged, lifecycle.KindActivityRecorded,
 		lifecycle.KindConsentChanged, lifecycle.KindScored, lifecycle.KindQualified, lifecycle.KindDisqualified,
-		lifecycle.KindAssigned, lifecycle.KindAccepted, lifecycle.KindRejected, lifecycle.KindContactAttempted,
+		lifecycle.KindQueued, lifecycle.KindAssigned, lifecycle.KindAccepted, lifecycle.KindRejected, lifecycle.KindContactAttempted,
 		lifecycle.KindSLAWarned, lifecycle.KindSLABreached, lifecycle.KindReassigned,
 		lifecycle.KindOpportunityCreated, lifecycle.KindDealWon, lifecycle.KindDealLost, lifecycle.KindRecycled,
-		lifecycle.KindNurtureEnrolled, lifecycle.KindReengaged, lifecycle.KindNurtureExited, lifecycle.KindErased,
+		lifecycle.KindNurtureEnrolled, lifecycle.KindReengaged, lifecycle.KindNurtureExited, lifecycle.KindUnmerged,
+		lifecycle.KindErased,
 	}
+
+	fallback = lifecycle.Owner{Kind: lifecycle.OwnerQueue, ID: "fallback-emea"}
+	// the state a merged lead had before its merge, as an unmerge restores it.
+	premerge = lifecycle.State{Status: lifecycle.StatusAccepted, Owner: bob, Deadline: t0.Add(-time.Hour)}
 )
 
 // start returns a plausible state in status s, owned by ann where a rep owns
@@ -84,6 +89,11 @@ func valid(n lifecycle.CommandName) lifecycle.Command {
 		c.Reason = "no budget"
 	case lifecycle.Merge:
 		c.Reason = "lead-7"
+	case lifecycle.Unmerge:
+		c.Reason = "two people"
+		c.Status, c.Owner, c.Due = premerge.Status, premerge.Owner, premerge.Deadline
+	case lifecycle.Queue:
+		c.Owner = fallback
 	case lifecycle.Assign:
 		c.Owner = ann
 	case lifecycle.Reassign:
@@ -104,6 +114,7 @@ type allowed struct {
 	owner        lifecycle.Owner
 	keepOwner    bool
 	within       time.Duration // deadline is now+within; 0: kept or cleared
+	deadline     time.Time     // set: the deadline after, given by the command
 	keepDeadline bool
 	attempts     int // -1: kept
 }
@@ -133,6 +144,8 @@ func allowedCases() []allowed {
 			kind: lifecycle.KindDisqualified, to: lifecycle.StatusDisqualified, attempts: -1},
 		{cmd: notNow, from: in(lifecycle.StatusNew, lifecycle.StatusMQL, lifecycle.StatusNurturing), kind: lifecycle.KindDisqualified,
 			to: lifecycle.StatusRecycled, owner: lifecycle.QueueNurture, within: 72 * time.Hour, attempts: -1},
+		{cmd: valid(lifecycle.Queue), from: in(lifecycle.StatusMQL), kind: lifecycle.KindQueued,
+			owner: fallback, keepDeadline: true, attempts: -1},
 		{cmd: valid(lifecycle.Assign), from: in(lifecycle.StatusMQL), kind: lifecycle.KindAssigned,
 			to: lifecycle.StatusAssigned, owner: ann, within: day, attempts: -1},
 		{cmd: valid(lifecycle.Accept), from: in(lifecycle.StatusAssigned), kind: lifecycle.KindAccepted,
@@ -165,6 +178,9 @@ func allowedCases() []allowed {
 			to: lifecycle.StatusRecycled, owner: lifecycle.QueueNurture, within: 72 * time.Hour, attempts: -1},
 		{cmd: valid(lifecycle.Merge), from: live, kind: lifecycle.KindMerged,
 			to: lifecycle.StatusMerged, attempts: -1},
+		// The deadline before the merge had passed: it comes back as it was.
+		{cmd: valid(lifecycle.Unmerge), from: in(lifecycle.StatusMerged), kind: lifecycle.KindUnmerged,
+			to: premerge.Status, owner: premerge.Owner, deadline: premerge.Deadline, attempts: -1},
 		{cmd: valid(lifecycle.Erase), from: allBut(lifecycle.StatusNone, lifecycle.StatusErased), kind: lifecycle.KindErased,
 			to: lifecycle.StatusErased, attempts: -1},
 	}
@@ -207,6 +223,8 @@ func TestDecideAllowed(t *testing.T) {
 					want.Owner = tc.owner
 				}
 				switch {
+				case !tc.deadline.IsZero():
+					want.Deadline = tc.deadline
 				case tc.within != 0:
 					want.Deadline = now.Add(tc.within)
 				case !tc.keepDeadline:
@@ -253,8 +271,8 @@ func TestDecideRefused(t *testing.T) {
 			})
 		}
 	}
-	// 23 commands × 13 statuses, less the allowed pairs above.
-	if want := 23*13 - 95; n != want {
+	// 25 commands × 13 statuses, less the allowed pairs above.
+	if want := 25*13 - 97; n != want {
 		t.Errorf("refused %d pairs, want %d: the allowed cases changed", n, want)
 	}
 }

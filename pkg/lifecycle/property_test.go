@@ -30,6 +30,7 @@ func TestProperties(t *testing.T) {
 	for seq := range sequences {
 		var (
 			s      lifecycle.State
+			prior  lifecycle.State // before the last merge
 			log    []lifecycle.Event
 			clock  = t0
 			failed = func(format string, args ...any) {
@@ -42,7 +43,7 @@ func TestProperties(t *testing.T) {
 			// Several tries per step, keeping the first that succeeds, so that
 			// sequences get deep into the funnel; every try is checked.
 			for range tries {
-				c := randomCommand(r, clock)
+				c := randomCommand(r, clock, prior)
 				events, err := lifecycle.Decide(s, c, p, clock)
 				if err != nil {
 					if events != nil {
@@ -57,11 +58,20 @@ func TestProperties(t *testing.T) {
 					failed("%s in %s: %d events", c.Name, s.Status, len(events))
 				}
 				e := events[0]
-				if !e.At.Equal(clock) || (!e.Deadline.IsZero() && !e.Deadline.After(clock)) {
+				// An unmerge brings back the deadline the lead had, past or not.
+				if !e.At.Equal(clock) || (!e.Deadline.IsZero() && !e.Deadline.After(clock) && c.Name != lifecycle.Unmerge) {
 					failed("%s at %v: event %+v", c.Name, clock, e)
 				}
 				next := lifecycle.Evolve(s, e)
 				checkStep(failed, s, c, next)
+				if c.Name == lifecycle.Merge {
+					prior = s
+				}
+				// What the command restores comes back; the rest is as it was
+				// before the merge.
+				if want := (lifecycle.State{Status: c.Status, Owner: c.Owner, Deadline: c.Due, Attempts: prior.Attempts, Score: prior.Score, Cycle: prior.Cycle}); c.Name == lifecycle.Unmerge && !sameState(next, want) {
+					failed("Unmerge gave %+v, want %+v (before the merge: %+v)", next, want, prior)
+				}
 				s = next
 				log = append(log, e)
 				emitted[e.Kind]++
@@ -97,6 +107,7 @@ func checkStep(failed func(string, ...any), s lifecycle.State, c lifecycle.Comma
 		fact := slices.Contains([]lifecycle.CommandName{lifecycle.Resubmit, lifecycle.RecordActivity, lifecycle.ChangeConsent}, c.Name)
 		switch {
 		case c.Name == lifecycle.Erase && s.Status != lifecycle.StatusErased:
+		case c.Name == lifecycle.Unmerge && s.Status == lifecycle.StatusMerged:
 		case fact && (s.Status == lifecycle.StatusWon || s.Status == lifecycle.StatusDisqualified) && sameState(s, next):
 		default:
 			failed("%s accepted in terminal %+v, giving %+v", c.Name, s, next)
@@ -109,6 +120,7 @@ func checkStep(failed func(string, ...any), s lifecycle.State, c lifecycle.Comma
 
 var (
 	reps     = []lifecycle.Owner{ann, bob, {Kind: lifecycle.OwnerRep, ID: "cy"}}
+	queues   = []lifecycle.Owner{fallback, {Kind: lifecycle.OwnerQueue, ID: "fallback-apac"}}
 	programs = []lifecycle.Owner{drip, {Kind: lifecycle.OwnerProgram, ID: "win-back"}}
 	anyOwner = append(append([]lifecycle.Owner{{}, lifecycle.QueueRouting, {Kind: lifecycle.OwnerRep}}, reps...), programs...)
 	reasons  = []string{"", " ", "no budget", "lead-7"}
@@ -116,7 +128,8 @@ var (
 
 // randomCommand returns a random command, usually well formed so that
 // sequences progress, sometimes with arbitrary fields to exercise validation.
-func randomCommand(r *rand.Rand, now time.Time) lifecycle.Command {
+// An unmerge restores prior, the state before the last merge.
+func randomCommand(r *rand.Rand, now time.Time, prior lifecycle.State) lifecycle.Command {
 	// Merge and Erase end a sequence, so they are drawn less often.
 	name := allCommands[r.IntN(len(allCommands))]
 	if (name == lifecycle.Merge || name == lifecycle.Erase) && r.IntN(4) != 0 {
@@ -139,11 +152,16 @@ func randomCommand(r *rand.Rand, now time.Time) lifecycle.Command {
 		c.Due = due()
 		c.NotNow = r.IntN(2) == 0
 		c.Score = r.IntN(3) - 1
+		c.Status = pick(r, allStatuses)
 		return c
 	}
 	switch name {
 	case lifecycle.Assign, lifecycle.Reassign:
 		c.Owner = pick(r, reps)
+	case lifecycle.Queue:
+		c.Owner = pick(r, queues)
+	case lifecycle.Unmerge:
+		c.Status, c.Owner, c.Due = prior.Status, prior.Owner, prior.Deadline
 	case lifecycle.Enroll:
 		c.Owner = pick(r, programs)
 		c.Due = due()
@@ -154,7 +172,7 @@ func randomCommand(r *rand.Rand, now time.Time) lifecycle.Command {
 	case lifecycle.Score:
 		c.Score = r.IntN(101)
 	}
-	if r.IntN(2) == 0 || name == lifecycle.Merge {
+	if r.IntN(2) == 0 || name == lifecycle.Merge || name == lifecycle.Unmerge {
 		c.Reason = pick(r, reasons[2:])
 	}
 	return c

@@ -13,11 +13,13 @@ const (
 	KindCaptured           Kind = "LeadCaptured"
 	KindResubmitted        Kind = "LeadResubmitted"
 	KindMerged             Kind = "LeadMerged"
+	KindUnmerged           Kind = "LeadUnmerged"
 	KindActivityRecorded   Kind = "ActivityRecorded"
 	KindConsentChanged     Kind = "ConsentChanged"
 	KindScored             Kind = "LeadScored"
 	KindQualified          Kind = "LeadQualified"
 	KindDisqualified       Kind = "LeadDisqualified"
+	KindQueued             Kind = "LeadQueued"
 	KindAssigned           Kind = "LeadAssigned"
 	KindAccepted           Kind = "LeadAccepted"
 	KindRejected           Kind = "LeadRejected"
@@ -47,6 +49,7 @@ const (
 	Score          CommandName = "Score"
 	Qualify        CommandName = "Qualify"
 	Disqualify     CommandName = "Disqualify"
+	Queue          CommandName = "Queue"
 	Assign         CommandName = "Assign"
 	Accept         CommandName = "Accept"
 	Reject         CommandName = "Reject"
@@ -62,6 +65,7 @@ const (
 	Reengage       CommandName = "Reengage"
 	ExitNurture    CommandName = "ExitNurture"
 	Merge          CommandName = "Merge"
+	Unmerge        CommandName = "Unmerge"
 	Erase          CommandName = "Erase"
 )
 
@@ -82,6 +86,10 @@ type Transition struct {
 	TakesDue   bool                       // the command may name the deadline instead of Within
 
 	NeedsReason bool // the command must say why; the reason is kept on the event
+
+	// Restores: the command names the status, owner and deadline to go
+	// back to (an unmerge, with the state from before the merge).
+	Restores bool
 }
 
 // Allows reports whether the transition may happen from status s.
@@ -117,6 +125,9 @@ var Transitions = []Transition{
 		Owner: QueueRouting, Within: routeWithin},
 	{Command: Disqualify, Kind: KindDisqualified, From: []Status{StatusNew, StatusMQL, StatusNurturing}, To: StatusDisqualified,
 		NeedsReason: true},
+	// No rep fits: the MQL waits in a named queue, still due by its route
+	// deadline, until a rep is free or someone assigns it from there.
+	{Command: Queue, Kind: KindQueued, From: []Status{StatusMQL}, TakesOwner: OwnerQueue},
 	{Command: Assign, Kind: KindAssigned, From: []Status{StatusMQL}, To: StatusAssigned,
 		TakesOwner: OwnerRep, Within: acceptWithin},
 	{Command: Accept, Kind: KindAccepted, From: []Status{StatusAssigned}, To: StatusAccepted,
@@ -152,6 +163,10 @@ var Transitions = []Transition{
 
 	// The reason names the surviving lead, so readers can follow the merge.
 	{Command: Merge, Kind: KindMerged, To: StatusMerged, NeedsReason: true},
+	// The only way out of a terminal status: an unmerge puts the absorbed
+	// lead back as it was before its merge, which the caller reads from the
+	// lead's history. An old deadline stays old, so the lead shows overdue.
+	{Command: Unmerge, Kind: KindUnmerged, From: []Status{StatusMerged}, NeedsReason: true, Restores: true},
 	// Erasure is a legal duty, so it is allowed from every terminal status
 	// too; only an erased lead cannot be erased again.
 	{Command: Erase, Kind: KindErased, From: allBut(StatusNone, StatusErased), To: StatusErased},

@@ -261,12 +261,19 @@ func TestQueuedLeadBreachesRouteDeadlineOnce(t *testing.T) {
 	id := uuid.NewString()
 	w.write(t, id, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{Profile: dach(50)}, intakeActor)
 	w.qualifyWithin(t, id, 2*time.Second)
-	q := w.waitFor(t, id, "LeadQueued", 1)[0].GetLeadQueued()
+	qe := w.waitFor(t, id, "LeadQueued", 1)[0]
+	q := qe.GetLeadQueued()
 	if q.GetDecision().GetCandidates()[0].GetOutcome() != eventv1.CandidateOutcome_CANDIDATE_OUTCOME_INACTIVE {
 		t.Errorf("queued: %v", q)
 	}
+	// The queue owns the lead, an MQL still due by its route deadline.
+	qualified := w.waitFor(t, id, "LeadQualified", 1)[0].GetLifecycle()
+	if st := qe.GetLifecycle(); q.GetQueue() == "" || st.GetOwner().GetKind() != eventv1.OwnerKind_OWNER_KIND_QUEUE || st.GetOwner().GetId() != q.GetQueue() ||
+		st.GetStatus() != eventv1.LeadStatus_LEAD_STATUS_MQL || !st.GetDeadline().AsTime().Equal(qualified.GetDeadline().AsTime()) {
+		t.Errorf("queued in %q, stamped %v; qualified %v", q.GetQueue(), st, qualified)
+	}
 	b := w.waitFor(t, id, "SLABreached", 1)[0].GetSlaBreached()
-	if b.GetSla() != eventv1.SLAKind_SLA_KIND_ROUTE || b.GetEscalation() != eventv1.SLAEscalation_SLA_ESCALATION_REQUEUE || b.GetOwner().GetId() != "routing" {
+	if b.GetSla() != eventv1.SLAKind_SLA_KIND_ROUTE || b.GetEscalation() != eventv1.SLAEscalation_SLA_ESCALATION_REQUEUE || b.GetOwner().GetId() != q.GetQueue() {
 		t.Errorf("route breach: %v", b)
 	}
 	time.Sleep(3 * time.Second) // more retries

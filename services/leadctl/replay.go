@@ -228,8 +228,8 @@ func (r *replayer) apply(seq uint64, ev *eventv1.Event, at time.Time) ([]string,
 	i := slices.IndexFunc(lifecycle.Transitions, func(t lifecycle.Transition) bool { return t.Kind == kind })
 	next := recorded
 	if i < 0 {
-		// Not a step of the state machine (LeadQueued, MergeCandidateFound,
-		// LeadUnmerged, ...): its writer stamps the state.
+		// Not a step of the state machine (MergeCandidateFound,
+		// OpportunityStageChanged, ...): its writer stamps the state.
 		r.res.Unchecked[ev.GetEventType()]++
 		if ev.GetLifecycle() == nil {
 			next = j.state
@@ -244,6 +244,10 @@ func (r *replayer) apply(seq uint64, ev *eventv1.Event, at time.Time) ([]string,
 			cmd.Owner = recorded.Owner
 		}
 		e := lifecycle.Event{Kind: kind, At: at, Owner: recorded.Owner, Deadline: recorded.Deadline}
+		if t.Restores {
+			cmd.Status, cmd.Owner, cmd.Due = recorded.Status, recorded.Owner, recorded.Deadline
+			e.Status = recorded.Status
+		}
 		switch p := ev.GetPayload().(type) {
 		case *eventv1.Event_LeadDisqualified:
 			cmd.NotNow, e.NotNow = p.LeadDisqualified.GetNotNow(), p.LeadDisqualified.GetNotNow()

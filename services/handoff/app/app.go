@@ -251,7 +251,7 @@ func (a *App) leadEvent(leadID string, state lifecycle.State, cmd lifecycle.Comm
 }
 
 // noteEvent wraps payload as a lead event that is not a lifecycle
-// transition (LeadQueued, OpportunityStageChanged): stamped with the
+// transition (OpportunityStageChanged): stamped with the
 // state unchanged, allowed only in the statuses given, else refused as
 // the lifecycle refuses.
 func noteEvent(leadID string, state lifecycle.State, command string, allowed []lifecycle.Status, payload eventPayload, meta envelope.Meta, now time.Time) (*eventv1.Event, error) {

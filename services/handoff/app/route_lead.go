@@ -143,7 +143,8 @@ func (a *App) routeEvents(ctx context.Context, cfg *routing.Config, l *lead, cau
 		next = now.Add(time.Second)
 	}
 	if retry == nil {
-		q, err := noteEvent(l.id, l.state, "Queue", []lifecycle.Status{lifecycle.StatusMQL}, &eventv1.LeadQueued{
+		queue := lifecycle.Owner{Kind: lifecycle.OwnerQueue, ID: d.Queue}
+		q, _, err := a.leadEvent(l.id, l.state, lifecycle.Command{Name: lifecycle.Queue, Owner: queue}, a.policy, &eventv1.LeadQueued{
 			Queue: d.Queue, Deadline: pbTime(deadline), RetryAt: timestamppb.New(next), Decision: d.Record,
 		}, meta, now)
 		if err != nil {

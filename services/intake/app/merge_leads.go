@@ -65,8 +65,9 @@ func (a *App) MergeLeads(ctx context.Context, in MergeLeads, meta envelope.Meta)
 
 // UnmergeLeads undoes a merge: both leads record LeadUnmerged in one
 // atomic commit, the absorbed lead back in the state it had before the
-// merge (read from the event before its LeadMerged), the survivor as it
-// is, with whatever it recorded meanwhile. Captures of the absorbed
+// merge (lifecycle's Unmerge, with the state read from the event before
+// its LeadMerged), the survivor as it is, with whatever it recorded
+// meanwhile. Captures of the absorbed
 // lead's identities find it again, as its claims never moved. Unmerging
 // again is a no-op.
 //
@@ -97,13 +98,15 @@ func (a *App) UnmergeLeads(ctx context.Context, in MergeLeads, meta envelope.Met
 		if err != nil {
 			return nil, nil, fmt.Errorf("state of %s before its merge: %w", in.Absorbed, err)
 		}
-		// The state machine has no way out of MERGED: the state before
-		// the merge, as its own last event recorded it, is restored here.
-		absorbed, err := envelope.NewEvent(in.Absorbed, payload, meta, a.now())
+		// The state before the merge, as the absorbed lead's own event
+		// before its LeadMerged recorded it.
+		prior := lifecycle.FromProto(before.Event.GetLifecycle())
+		absorbed, _, err := a.leadEvent(in.Absorbed, aState, lifecycle.Command{
+			Name: lifecycle.Unmerge, Reason: in.Reason, Status: prior.Status, Owner: prior.Owner, Due: prior.Deadline,
+		}, payload, meta, a.now())
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, fmt.Errorf("absorbed lead %s: %w", in.Absorbed, err)
 		}
-		absorbed.Lifecycle = before.Event.GetLifecycle()
 		return survivor, absorbed, nil
 	})
 }

@@ -238,7 +238,7 @@ func judge(h *Head, floors []uint64, parked map[string]bool, stopped map[lifecyc
 			return lost(LostDropped, fmt.Sprintf("consumer group %q handled %s (seq %d) and wrote no next step", Group, h.Type, h.Seq), q.AsOf.Sub(h.At))
 		}
 	}
-	if group, ok := stopped[st.Owner]; ok {
+	if group, ok := stopped[waitingIn(*st)]; ok {
 		return lost(LostStalled, fmt.Sprintf("consumer group %q has no live member: start %s", group, group), q.AsOf.Sub(h.At))
 	}
 	if late := q.AsOf.Sub(st.Deadline); late > q.OverdueGrace && late > 0 {
@@ -252,6 +252,16 @@ func judge(h *Head, floors []uint64, parked map[string]bool, stopped map[lifecyc
 var queueGroups = map[lifecycle.Owner]string{
 	lifecycle.QueueQualification: "qualification",
 	lifecycle.QueueRouting:       "handoff",
+}
+
+// waitingIn is the queue whose group takes the lead out of where it waits:
+// an MQL in a named fallback queue waits for handoff's routing retries,
+// as one in the routing queue does.
+func waitingIn(st lifecycle.State) lifecycle.Owner {
+	if st.Status == lifecycle.StatusMQL && st.Owner.Kind == lifecycle.OwnerQueue {
+		return lifecycle.QueueRouting
+	}
+	return st.Owner
 }
 
 // nextStep says, for people, what should happen next to a lead in h.

@@ -1,0 +1,31 @@
+package app
+
+import (
+	"testing"
+	"time"
+
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+)
+
+// An MQL waits for handoff whether routing still holds it or it sits in a
+// named fallback queue: with handoff stopped, both are stalled, and a lead
+// waiting for someone else is not.
+func TestJudgeStalledQueues(t *testing.T) {
+	now := time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)
+	stopped := map[lifecycle.Owner]string{lifecycle.QueueRouting: "handoff"}
+	for _, tc := range []struct {
+		state lifecycle.State
+		want  bool
+	}{
+		{lifecycle.State{Status: lifecycle.StatusMQL, Owner: lifecycle.QueueRouting, Deadline: now.Add(time.Hour)}, true},
+		{lifecycle.State{Status: lifecycle.StatusMQL, Owner: lifecycle.Owner{Kind: lifecycle.OwnerQueue, ID: "fallback-emea"}, Deadline: now.Add(time.Hour)}, true},
+		{lifecycle.State{Status: lifecycle.StatusNew, Owner: lifecycle.QueueQualification, Deadline: now.Add(time.Hour)}, false},
+		{lifecycle.State{Status: lifecycle.StatusAssigned, Owner: lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: "ann"}, Deadline: now.Add(time.Hour)}, false},
+	} {
+		h := &Head{LeadID: "0195f3a0-0000-7000-8000-000000000001", Seq: 9, At: now.Add(-time.Minute), Type: "LeadQueued", State: tc.state}
+		got, lost := judge(h, nil, nil, stopped, LostQuery{AsOf: now})
+		if lost != tc.want || (lost && got.Reason != LostStalled) {
+			t.Errorf("%v: lost %v (%+v), want stalled %v", tc.state, lost, got, tc.want)
+		}
+	}
+}
