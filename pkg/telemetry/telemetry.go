@@ -10,6 +10,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"runtime/pprof"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel"
@@ -107,7 +109,38 @@ func Setup(cfg Config) (logger *slog.Logger, shutdown func(context.Context) erro
 	otel.SetTextMapPropagator(propagation.TraceContext{})
 	slog.SetDefault(logger)
 
-	return logger, tp.Shutdown, nil
+	stopProfile, err := cpuProfile(cfg.Service, os.Getenv("LEADFLOW_CPU_PROFILE"))
+	if err != nil {
+		return nil, nil, err
+	}
+	return logger, func(ctx context.Context) error {
+		stopProfile()
+		return tp.Shutdown(ctx)
+	}, nil
+}
+
+// cpuProfile records the process's CPU profile into dir (when set) as
+// <service>-<pid>.pprof until the returned stop is called, so a process
+// started by make run or make bench can be profiled without a rebuild.
+func cpuProfile(service, dir string) (stop func(), err error) {
+	if dir == "" {
+		return func() {}, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("telemetry: cpu profile: %w", err)
+	}
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d.pprof", service, os.Getpid())))
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("telemetry: cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // ServerOption instruments a grpc.Server: every RPC gets a server span that

@@ -5,8 +5,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -335,5 +339,28 @@ func TestSampleRatioSamplesRootsAndFollowsParents(t *testing.T) {
 			t.Fatal("a child of a recorded parent was not recorded")
 		}
 		child.End()
+	}
+}
+
+// LEADFLOW_CPU_PROFILE makes Setup record a CPU profile that shutdown
+// writes out, named after the service and the process.
+func TestCPUProfileFromEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("LEADFLOW_CPU_PROFILE", dir)
+	_, shutdown, err := telemetry.Setup(telemetry.Config{Service: "profiled", Writer: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, fmt.Sprintf("profiled-%d.pprof", os.Getpid()))
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A pprof profile is gzipped protobuf.
+	if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Fatalf("%s is not a gzipped profile (%d bytes)", path, len(b))
 	}
 }
