@@ -63,6 +63,7 @@ func report(w io.Writer, payload int, raw rawFigures, lf intakeFigures) {
 	fmt.Fprintf(w, "                 c=16  %9.0f msg/s   p50 %s   p99 %s   (what every event-store append pays)\n", raw.occ.rate(), ms(raw.occ.p50), ms(raw.occ.p99))
 	fmt.Fprintf(w, "  async publish        %9.0f msg/s\n", raw.async.rate())
 	fmt.Fprintf(w, "  atomic batch (%d)   %9.0f msg/s\n", batchSize, raw.batchMsgs.rate())
+	fmt.Fprintf(w, "  fast batch (%d)    %9.0f msg/s\n", fastBatchSize, raw.fastMsgs.rate())
 	fmt.Fprintf(w, "  fetch+ack            %9.0f msg/s\n\n", raw.fetchAck.rate())
 
 	fmt.Fprintf(w, "gRPC floor: an empty unary call (health check) to the intake process:\n")
@@ -89,6 +90,8 @@ func report(w io.Writer, payload int, raw rawFigures, lf intakeFigures) {
 	b := lf.bulk
 	fmt.Fprintf(w, "  ImportLeads (%d rows)  %8.0f rows/s  %s of atomic batch msg/s; each row stores %.1f messages (event, claims, key)\n",
 		b.ops, b.rate(), ratio(b.rate(), raw.batchMsgs.rate()), lf.msgsPerRow)
-	fmt.Fprintf(w, "                                        %s of atomic batch msg/s counted in stored messages\n\n",
+	fmt.Fprintf(w, "                                        %s of atomic batch msg/s counted in stored messages\n",
 		ratio(b.rate()*lf.msgsPerRow, raw.batchMsgs.rate()))
+	fmt.Fprintf(w, "                                        %s of async publish, %s of fast batch msg/s (one message a row)\n\n",
+		ratio(b.rate(), raw.async.rate()), ratio(b.rate(), raw.fastMsgs.rate()))
 }

@@ -39,7 +39,10 @@ func (a *App) ExplainScore(ctx context.Context, leadID string) (Explanation, err
 	if !l.hasScore {
 		return Explanation{}, fmt.Errorf("score of lead %s: %w", leadID, ErrNotFound)
 	}
-	ev := l.lastScore.Event
+	ev, err := l.lastScore.event()
+	if err != nil {
+		return Explanation{}, err
+	}
 	return Explanation{LeadID: leadID, Score: ev.GetLeadScored(), At: ev.GetOccurredAt().AsTime(),
 		Cause: ev.GetCausationId(), Status: l.state.Status}, nil
 }

@@ -1,6 +1,11 @@
 package app
 
 import (
+	"fmt"
+
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
@@ -48,21 +53,63 @@ type lead struct {
 	pending []eventstore.Record
 	// scoredFor maps the causation ids of its LeadScored events (the
 	// events it was scored for) to the score's sequence.
-	scoredFor map[string]uint64
+	scoredFor map[eventKey]uint64
 	// lastScore is its latest LeadScored, if hasScore.
-	lastScore eventstore.Record
+	lastScore scoreRef
 	hasScore  bool
 	// verdicts holds the causation ids of its LeadQualified and
 	// LeadDisqualified events: the LeadScored events they follow.
-	verdicts map[string]bool
+	verdicts map[eventKey]bool
+}
+
+// A cached lead holds no decoded events and keys its maps by 16 bytes:
+// the cache keeps up to 100,000 leads, and the garbage collector scans
+// every pointer in them on each cycle (a third of the process's CPU when
+// each kept its last LeadScored decoded).
+
+// eventKey is an event id as map key without pointers: the UUID's bytes
+// (any other id hashed to 16 bytes).
+type eventKey [16]byte
+
+func keyOf(id string) eventKey {
+	if u, err := uuid.Parse(id); err == nil {
+		return eventKey(u)
+	}
+	return eventKey(uuid.NewSHA1(uuid.Nil, []byte(id)))
+}
+
+// scoreRef is a LeadScored as the cache keeps it: what every scoring
+// checks, and the stored bytes, decoded when a verdict is owed or a score
+// explained.
+type scoreRef struct {
+	seq          uint64
+	modelVersion uint32
+	eventID      eventKey
+	causationID  eventKey
+	data         []byte
+}
+
+func newScoreRef(seq uint64, ev *eventv1.Event) scoreRef {
+	// A decoded event encodes again; should it not, event says so.
+	data, _ := proto.Marshal(ev)
+	return scoreRef{seq: seq, modelVersion: ev.GetLeadScored().GetModelVersion(),
+		eventID: keyOf(ev.GetEventId()), causationID: keyOf(ev.GetCausationId()), data: data}
+}
+
+// event decodes the LeadScored.
+func (s scoreRef) event() (*eventv1.Event, error) {
+	if len(s.data) == 0 {
+		return nil, fmt.Errorf("LeadScored at %d could not be kept", s.seq)
+	}
+	return eventstore.DecodeEvent(s.data)
 }
 
 func newLead(id string) *lead {
-	return &lead{id: id, scoredFor: map[string]uint64{}, verdicts: map[string]bool{}}
+	return &lead{id: id, scoredFor: map[eventKey]uint64{}, verdicts: map[eventKey]bool{}}
 }
 
 // scored reports whether the lead has a LeadScored caused by event id.
-func (l *lead) scored(id string) bool { _, ok := l.scoredFor[id]; return ok }
+func (l *lead) scored(id string) bool { _, ok := l.scoredFor[keyOf(id)]; return ok }
 
 // foldLead folds a lead's events, facts up to sequence asOf.
 func foldLead(id string, recs []eventstore.Record, asOf uint64) *lead {
@@ -86,10 +133,10 @@ func (l *lead) apply(recs []eventstore.Record, asOf uint64) {
 		l.state = lifecycle.FromProto(ev.GetLifecycle())
 		switch ev.GetPayload().(type) {
 		case *eventv1.Event_LeadScored:
-			l.scoredFor[ev.GetCausationId()] = r.Seq
-			l.lastScore, l.hasScore = r, true
+			l.scoredFor[keyOf(ev.GetCausationId())] = r.Seq
+			l.lastScore, l.hasScore = newScoreRef(r.Seq, ev), true
 		case *eventv1.Event_LeadQualified, *eventv1.Event_LeadDisqualified:
-			l.verdicts[ev.GetCausationId()] = true
+			l.verdicts[keyOf(ev.GetCausationId())] = true
 		}
 		if hasFacts(ev) {
 			l.pending = append(l.pending, r)
@@ -152,7 +199,7 @@ func (l *lead) setConsent(c *eventv1.Consent) {
 // scoredSince reports whether the lead has a LeadScored under version n
 // written after stream sequence seq.
 func (l *lead) scoredSince(n uint32, seq uint64) bool {
-	return l.hasScore && l.lastScore.Seq > seq && l.lastScore.Event.GetLeadScored().GetModelVersion() == n
+	return l.hasScore && l.lastScore.seq > seq && l.lastScore.modelVersion == n
 }
 
 // staleFor reports whether the lead was scored, after reg's active version
@@ -163,17 +210,20 @@ func (l *lead) staleFor(reg *registry.Registry) bool {
 	if !ok || v.Activation == nil || !l.hasScore {
 		return false
 	}
-	return l.lastScore.Seq > v.Activation.Seq && l.lastScore.Event.GetLeadScored().GetModelVersion() != reg.Active
+	return l.lastScore.seq > v.Activation.Seq && l.lastScore.modelVersion != reg.Active
 }
 
 // owedVerdict is the verdict event the lead's latest score, caused by
 // cause, decided but that was never written (its writer crashed between
 // the score and the verdict), if the lifecycle still allows it.
 func (a *App) owedVerdict(l *lead, cause string) (*eventv1.Event, error) {
-	if !l.hasScore || l.lastScore.Event.GetCausationId() != cause || l.verdicts[l.lastScore.Event.GetEventId()] {
+	if !l.hasScore || l.lastScore.causationID != keyOf(cause) || l.verdicts[l.lastScore.eventID] {
 		return nil, nil
 	}
-	scored := l.lastScore.Event
+	scored, err := l.lastScore.event()
+	if err != nil {
+		return nil, err
+	}
 	meta := envelope.Meta{Actor: Actor, CorrelationID: scored.GetCorrelationId(), CausationID: scored.GetEventId(), OccurredAt: scored.GetOccurredAt().AsTime()}
 	return a.verdictEvent(l.id, l.state, scored.GetLeadScored(), meta)
 }

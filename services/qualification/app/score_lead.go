@@ -107,7 +107,7 @@ func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev 
 			a.folds.put(l)
 			return nil
 		}
-		if l.version == 0 || (v.Activation != nil && l.scoredFor[v.Activation.EventID] > seq) {
+		if l.version == 0 || (v.Activation != nil && l.scoredFor[keyOf(v.Activation.EventID)] > seq) {
 			a.folds.put(l)
 			return nil
 		}
