@@ -234,6 +234,7 @@ func (c *Config) pick(pool *eventv1.Pool, st PoolState, exclude []string, loads 
 		turn.Passes[m.GetRepId()] = st.Pass[m.GetRepId()]
 	}
 	turn.Passes[chosen.GetRepId()] = turn.Pass
+	notNext := "available; " + chosen.GetRepId() + " was due first" // one string for every rep passed over
 	for i, cd := range cands {
 		switch {
 		case i == best:
@@ -241,7 +242,7 @@ func (c *Config) pick(pool *eventv1.Pool, st PoolState, exclude []string, loads 
 			cd.Detail = fmt.Sprintf("next in turn (weight %d)", chosen.GetWeight())
 		case cd.Outcome == eventv1.CandidateOutcome_CANDIDATE_OUTCOME_UNSPECIFIED:
 			cd.Outcome = eventv1.CandidateOutcome_CANDIDATE_OUTCOME_NOT_NEXT
-			cd.Detail = fmt.Sprintf("available; %s was due first", chosen.GetRepId())
+			cd.Detail = notNext
 		}
 	}
 	return chosen.GetRepId(), turn, cands, retry
