@@ -181,6 +181,55 @@ func TestReplayFindsBrokenJourneys(t *testing.T) {
 	}
 }
 
+// A queued lead and an unmerged lead are steps of the state machine, so
+// replay checks them like any other: done by the rules they pass, and an
+// unmerge stamped as still merged (a writer that never restored the lead)
+// is named.
+func TestReplayChecksQueuesAndUnmerges(t *testing.T) {
+	w := newWorld(t)
+	now := time.Now()
+	queued, unmerged, stuck, survivor := uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()
+
+	c := w.write(t, queued, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", now)
+	w.write(t, queued, lifecycle.Command{Name: lifecycle.Score, Score: 80}, &eventv1.LeadScored{Total: 80, Threshold: 70}, c.GetEventId(), now)
+	w.write(t, queued, lifecycle.Command{Name: lifecycle.Qualify}, &eventv1.LeadQualified{Score: 80, Threshold: 70}, c.GetEventId(), now)
+	fallback := lifecycle.Owner{Kind: lifecycle.OwnerQueue, ID: "fallback-emea"}
+	w.write(t, queued, lifecycle.Command{Name: lifecycle.Queue, Owner: fallback}, &eventv1.LeadQueued{Queue: fallback.ID}, "", now)
+
+	for _, lead := range []string{unmerged, stuck} {
+		w.write(t, lead, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", now)
+		w.write(t, lead, lifecycle.Command{Name: lifecycle.Merge, Reason: survivor}, &eventv1.LeadMerged{SurvivorLeadId: survivor, AbsorbedLeadId: lead}, "", now)
+	}
+	before := lifecycle.FromProto(w.write(t, survivor, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", now).GetLifecycle())
+	unmerge := &eventv1.LeadUnmerged{SurvivorLeadId: survivor, Reason: "two people"}
+	w.write(t, unmerged, lifecycle.Command{Name: lifecycle.Unmerge, Reason: "two people", Status: before.Status, Owner: before.Owner, Due: before.Deadline}, unmerge, "", now)
+	bad, err := envelope.NewEvent(stuck, unmerge, envelope.Meta{CorrelationID: "z"}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad.Lifecycle = w.last(t, stuck).GetLifecycle() // still MERGED
+	if _, err := w.store.Append(context.Background(), eventstore.LeadSubject(stuck), w.version(t, stuck), bad); err != nil {
+		t.Fatal(err)
+	}
+
+	stdout, _, err := w.ctlSplit(t, "replay", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res replayResult
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatalf("%v: %s", err, stdout)
+	}
+	for lead, want := range map[string]string{queued: "", unmerged: "", survivor: "", stuck: "refused LeadUnmerged"} {
+		if got := strings.Join(breaksOf(res, lead), ","); got != want {
+			t.Fatalf("lead %s: breaks %q, want %q: %+v", lead, got, want, res.Breaks)
+		}
+	}
+	if res.Unchecked["LeadQueued"] != 0 || res.Unchecked["LeadUnmerged"] != 0 {
+		t.Fatalf("taken as stamped, not checked: %v", res.Unchecked)
+	}
+}
+
 // version is the stream sequence of the lead's last event.
 func (w *world) version(t *testing.T, lead string) uint64 {
 	t.Helper()
