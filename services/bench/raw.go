@@ -26,7 +26,12 @@ type rawFigures struct {
 	async     result
 	batchMsgs result // messages/s through atomic batches of batchSize
 	fastMsgs  result // messages/s through fast batches of fastBatchSize
-	fetchAck  result
+	// importRows is rows/s of the floor of an imported row as Leadflow
+	// stores it: two async create-only publishes (expected last subject
+	// sequence 0), the lead's first event and its data key in a second
+	// stream.
+	importRows result
+	fetchAck   result
 }
 
 const (
@@ -118,6 +123,29 @@ func measureRaw(ctx context.Context, url string, size int, d time.Duration) (raw
 		}
 	}
 	f.async = result{ops: count, elapsed: time.Since(start)}
+
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "RAWKEYS", Subjects: []string{"rawk.>"}, Storage: jetstream.FileStorage}); err != nil {
+		return f, err
+	}
+	start, count = time.Now(), 0
+	for time.Since(start) < d {
+		for range 500 {
+			id := strconv.Itoa(count)
+			if _, err := js.PublishAsync("raw.i."+id, data, jetstream.WithExpectLastSequencePerSubject(0)); err != nil {
+				return f, err
+			}
+			if _, err := js.PublishAsync("rawk."+id, data[:64], jetstream.WithExpectLastSequencePerSubject(0)); err != nil {
+				return f, err
+			}
+			count++
+		}
+		select {
+		case <-js.PublishAsyncComplete():
+		case <-time.After(10 * time.Second):
+			return f, fmt.Errorf("import floor acks timed out")
+		}
+	}
+	f.importRows = result{ops: count, elapsed: time.Since(start)}
 
 	// Atomic batches, committed one after another.
 	start, count = time.Now(), 0

@@ -64,6 +64,7 @@ func report(w io.Writer, payload int, raw rawFigures, lf intakeFigures) {
 	fmt.Fprintf(w, "  async publish        %9.0f msg/s\n", raw.async.rate())
 	fmt.Fprintf(w, "  atomic batch (%d)   %9.0f msg/s\n", batchSize, raw.batchMsgs.rate())
 	fmt.Fprintf(w, "  fast batch (%d)    %9.0f msg/s\n", fastBatchSize, raw.fastMsgs.rate())
+	fmt.Fprintf(w, "  import row floor     %9.0f rows/s  (two create-only async publishes a row: an event, and a 64-byte key in a second stream)\n", raw.importRows.rate())
 	fmt.Fprintf(w, "  fetch+ack            %9.0f msg/s\n\n", raw.fetchAck.rate())
 
 	fmt.Fprintf(w, "gRPC floor: an empty unary call (health check) to the intake process:\n")
@@ -92,6 +93,8 @@ func report(w io.Writer, payload int, raw rawFigures, lf intakeFigures) {
 		b.ops, b.rate(), ratio(b.rate(), raw.batchMsgs.rate()), lf.msgsPerRow)
 	fmt.Fprintf(w, "                                        %s of atomic batch msg/s counted in stored messages\n",
 		ratio(b.rate()*lf.msgsPerRow, raw.batchMsgs.rate()))
-	fmt.Fprintf(w, "                                        %s of async publish, %s of fast batch msg/s (one message a row)\n\n",
+	fmt.Fprintf(w, "                                        %s of async publish, %s of fast batch msg/s (one message a row)\n",
 		ratio(b.rate(), raw.async.rate()), ratio(b.rate(), raw.fastMsgs.rate()))
+	fmt.Fprintf(w, "                                        %s of the import row floor (%.0f rows/s)\n\n",
+		ratio(b.rate(), raw.importRows.rate()), raw.importRows.rate())
 }

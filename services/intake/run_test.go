@@ -35,6 +35,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/grpcserver"
 	"github.com/leadflow/leadflow/pkg/testenv"
 	"github.com/leadflow/leadflow/pkg/vault"
+	"github.com/leadflow/leadflow/services/intake/app"
 )
 
 type env struct {
@@ -520,17 +521,24 @@ func TestBulkImport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const rows = 700 // more than two chunks
+	// Three chunks (the last one short): a person in several chunks, or on
+	// both sides of a chunk's edge, is created once and resubmitted after.
+	const rows = 2*app.ImportChunk + 100
+	last := app.ImportChunk - 1 // the last row of the first chunk
 	go func() {
 		for i := range rows {
 			var r *intakev1.CaptureLeadRequest
 			switch {
 			case i == 5:
 				r = lead("known@example.com") // an existing lead
-			case i == 10 || i == 400:
-				r = lead("twice@example.com") // the same person twice, in two chunks
+			case i == 10 || i == 1500 || i == 2050:
+				r = lead("twice@example.com") // the same person in three chunks
 			case i == 11:
 				r = lead("twice@example.com") // ... and twice in one chunk
+			case i == last || i == last+1:
+				// The last row of a chunk and the first of the next: one
+				// person, known by an external id, with two addresses.
+				r = withExt(lead(fmt.Sprintf("edge%d@example.com", i)), "ext-edge")
 			case i%100 == 7:
 				r = lead("broken") // refused
 			default:
@@ -574,9 +582,13 @@ func TestBulkImport(t *testing.T) {
 			if r.GetLeadId() != existing.GetLeadId() || r.GetOutcome() != intakev1.CaptureOutcome_CAPTURE_OUTCOME_RESUBMITTED {
 				t.Errorf("row 5 should resubmit on %s: %v", existing.GetLeadId(), r)
 			}
-		case i == 11 || i == 400:
+		case i == 11 || i == 1500 || i == 2050:
 			if r.GetLeadId() != got[10].GetLeadId() || r.GetOutcome() != intakev1.CaptureOutcome_CAPTURE_OUTCOME_RESUBMITTED {
 				t.Errorf("row %d should resubmit on row 10's lead %s: %v", i, got[10].GetLeadId(), r)
+			}
+		case i == last+1:
+			if r.GetLeadId() != got[last].GetLeadId() || r.GetOutcome() != intakev1.CaptureOutcome_CAPTURE_OUTCOME_RESUBMITTED {
+				t.Errorf("row %d should resubmit on row %d's lead %s: %v", i, last, got[last].GetLeadId(), r)
 			}
 		default:
 			if r.GetOutcome() != intakev1.CaptureOutcome_CAPTURE_OUTCOME_CREATED || leads[r.GetLeadId()] {
@@ -586,7 +598,7 @@ func TestBulkImport(t *testing.T) {
 		}
 	}
 	l, err := e.client.GetLead(ctx, &intakev1.GetLeadRequest{LeadId: got[10].GetLeadId()})
-	if err != nil || l.GetLead().GetSubmissions() != 3 || l.GetLead().GetContact().GetEmail() != "twice@example.com" {
+	if err != nil || l.GetLead().GetSubmissions() != 4 || l.GetLead().GetContact().GetEmail() != "twice@example.com" {
 		t.Fatalf("the twice-imported lead: %v %v", l, err)
 	}
 	// Import again: every valid row is now known, nothing is new.

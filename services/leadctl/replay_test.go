@@ -68,9 +68,7 @@ func TestReplayFindsBrokenJourneys(t *testing.T) {
 	now := time.Now()
 	healthy, refused, gap, overdue := uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()
 
-	c := w.write(t, healthy, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", now)
-	w.write(t, healthy, lifecycle.Command{Name: lifecycle.Score, Score: 80}, &eventv1.LeadScored{Total: 80, Threshold: 70}, c.GetEventId(), now)
-	w.write(t, healthy, lifecycle.Command{Name: lifecycle.Qualify}, &eventv1.LeadQualified{Score: 80, Threshold: 70}, c.GetEventId(), now)
+	w.qualified(t, healthy, now)
 
 	// A writer that skips the state machine accepts a lead nobody assigned.
 	w.write(t, refused, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", now)
@@ -190,9 +188,7 @@ func TestReplayChecksQueuesAndUnmerges(t *testing.T) {
 	now := time.Now()
 	queued, unmerged, stuck, survivor := uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()
 
-	c := w.write(t, queued, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", now)
-	w.write(t, queued, lifecycle.Command{Name: lifecycle.Score, Score: 80}, &eventv1.LeadScored{Total: 80, Threshold: 70}, c.GetEventId(), now)
-	w.write(t, queued, lifecycle.Command{Name: lifecycle.Qualify}, &eventv1.LeadQualified{Score: 80, Threshold: 70}, c.GetEventId(), now)
+	w.qualified(t, queued, now)
 	fallback := lifecycle.Owner{Kind: lifecycle.OwnerQueue, ID: "fallback-emea"}
 	w.write(t, queued, lifecycle.Command{Name: lifecycle.Queue, Owner: fallback}, &eventv1.LeadQueued{Queue: fallback.ID}, "", now)
 
@@ -228,6 +224,15 @@ func TestReplayChecksQueuesAndUnmerges(t *testing.T) {
 	if res.Unchecked["LeadQueued"] != 0 || res.Unchecked["LeadUnmerged"] != 0 {
 		t.Fatalf("taken as stamped, not checked: %v", res.Unchecked)
 	}
+}
+
+// qualified captures a lead, scores it 80 and qualifies it, as the rules
+// allow.
+func (w *world) qualified(t *testing.T, lead string, at time.Time) {
+	t.Helper()
+	c := w.write(t, lead, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", at)
+	w.write(t, lead, lifecycle.Command{Name: lifecycle.Score, Score: 80}, &eventv1.LeadScored{Total: 80, Threshold: 70}, c.GetEventId(), at)
+	w.write(t, lead, lifecycle.Command{Name: lifecycle.Qualify}, &eventv1.LeadQualified{Score: 80, Threshold: 70}, c.GetEventId(), at)
 }
 
 // version is the stream sequence of the lead's last event.
