@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"time"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
@@ -27,8 +28,20 @@ func run() error {
 	dur := flag.Duration("d", 5*time.Second, "duration of each timed run")
 	bulkRows := flag.Int("bulk", 50_000, "rows in the bulk import run")
 	syncAlways := flag.Bool("sync-always", false, "fsync every write (JetStream sync_interval: always)")
+	cpuProfile := flag.String("cpuprofile", "", "write the bench process's CPU profile (its embedded servers and load included) to this file")
 	flag.Parse()
 	ctx := context.Background()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	dir, err := os.MkdirTemp("", "leadflow-bench-")
 	if err != nil {
