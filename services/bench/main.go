@@ -5,12 +5,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/pprof"
 	"time"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
@@ -28,19 +28,18 @@ func run() error {
 	dur := flag.Duration("d", 5*time.Second, "duration of each timed run")
 	bulkRows := flag.Int("bulk", 50_000, "rows in the bulk import run")
 	syncAlways := flag.Bool("sync-always", false, "fsync every write (JetStream sync_interval: always)")
-	cpuProfile := flag.String("cpuprofile", "", "write the bench process's CPU profile (its embedded servers and load included) to this file")
+	profileTo := flag.String("cpuprofile", "", "write the bench process's CPU profile (its embedded servers and load included) to this file")
 	flag.Parse()
 	ctx := context.Background()
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
+	if *profileTo != "" {
+		if *projectorProfile != "" {
+			return errors.New("-cpuprofile and -projector-profile each take the process's one CPU profile: give one")
+		}
+		stop, err := cpuProfile(*profileTo)
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+		defer stop()
 	}
 
 	dir, err := os.MkdirTemp("", "leadflow-bench-")

@@ -245,7 +245,7 @@ func measureProjector(ctx context.Context, dir string, leads int, out io.Writer)
 }
 
 // profiled runs f, writing its CPU profile to -projector-profile/name.pprof
-// when that is set.
+// when that flag is set.
 func profiled(name string, f func() error) error {
 	if *projectorProfile == "" {
 		return f()
@@ -253,16 +253,29 @@ func profiled(name string, f func() error) error {
 	if err := os.MkdirAll(*projectorProfile, 0o755); err != nil {
 		return err
 	}
-	file, err := os.Create(filepath.Join(*projectorProfile, name+".pprof"))
+	stop, err := cpuProfile(filepath.Join(*projectorProfile, name+".pprof"))
 	if err != nil {
 		return err
 	}
-	defer file.Close()
-	if err := pprof.StartCPUProfile(file); err != nil {
-		return err
-	}
-	defer pprof.StopCPUProfile()
+	defer stop()
 	return f()
+}
+
+// cpuProfile records this process's CPU profile into path until stop.
+func cpuProfile(path string) (stop func(), err error) {
+	file, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(file); err != nil {
+		file.Close()
+		os.Remove(path)
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		file.Close()
+	}, nil
 }
 
 // measureLive drains the backlog with the projector's consumer groups for
