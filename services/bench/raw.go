@@ -127,6 +127,8 @@ func measureRaw(ctx context.Context, url string, size int, d time.Duration) (raw
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "RAWKEYS", Subjects: []string{"rawk.>"}, Storage: jetstream.FileStorage}); err != nil {
 		return f, err
 	}
+	// The import row floor: a window of rows in flight, two create-only
+	// publishes each.
 	start, count = time.Now(), 0
 	for time.Since(start) < d {
 		for range 500 {

@@ -67,9 +67,8 @@ func (a *App) MergeLeads(ctx context.Context, in MergeLeads, meta envelope.Meta)
 // atomic commit, the absorbed lead back in the state it had before the
 // merge (lifecycle's Unmerge, with the state read from the event before
 // its LeadMerged), the survivor as it is, with whatever it recorded
-// meanwhile. Captures of the absorbed
-// lead's identities find it again, as its claims never moved. Unmerging
-// again is a no-op.
+// meanwhile. Captures of the absorbed lead's identities find it again, as
+// its claims never moved. Unmerging again is a no-op.
 //
 // Errors: *ValidationError, ErrNotFound, lifecycle.ErrRefused (the
 // absorbed lead is not merged into the survivor; the survivor is merged
