@@ -129,12 +129,20 @@ func cpuProfile(service, dir string) (stop func(), err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("telemetry: cpu profile: %w", err)
 	}
-	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%d.pprof", service, os.Getpid())))
+	return CPUProfile(filepath.Join(dir, fmt.Sprintf("%s-%d.pprof", service, os.Getpid())))
+}
+
+// CPUProfile records this process's CPU profile into the file at path
+// until stop is called. A process has one CPU profiler: a second start
+// fails until the first stops.
+func CPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: cpu profile: %w", err)
 	}
 	if err := pprof.StartCPUProfile(f); err != nil {
 		f.Close()
+		os.Remove(path)
 		return nil, fmt.Errorf("telemetry: cpu profile: %w", err)
 	}
 	return func() {

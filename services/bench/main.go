@@ -15,6 +15,7 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/natsserver"
+	"github.com/leadflow/leadflow/pkg/telemetry"
 )
 
 func main() {
@@ -35,7 +36,7 @@ func run() error {
 		if *projectorProfile != "" {
 			return errors.New("-cpuprofile and -projector-profile each take the process's one CPU profile: give one")
 		}
-		stop, err := cpuProfile(*profileTo)
+		stop, err := telemetry.CPUProfile(*profileTo)
 		if err != nil {
 			return err
 		}

@@ -21,7 +21,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/metrics"
-	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
@@ -39,6 +38,7 @@ import (
 	projectorv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/projector/v1"
 	"github.com/leadflow/leadflow/pkg/natsserver"
 	"github.com/leadflow/leadflow/pkg/project"
+	"github.com/leadflow/leadflow/pkg/telemetry"
 	"github.com/leadflow/leadflow/services/projector/adapters"
 	"github.com/leadflow/leadflow/services/projector/app"
 	"github.com/leadflow/leadflow/services/projector/ports"
@@ -228,7 +228,7 @@ func measureProjector(ctx context.Context, dir string, leads int, out io.Writer)
 		}
 		f.reportSlowest[m.String()] = lat.p99
 	}
-	f.detailN = 2000
+	f.detailN = min(2000, leads) // a lead detail call each, on leads in random order
 	ids, err := sampleLeads(ctx, pool, f.detailN)
 	if err != nil {
 		return nil, err
@@ -253,29 +253,12 @@ func profiled(name string, f func() error) error {
 	if err := os.MkdirAll(*projectorProfile, 0o755); err != nil {
 		return err
 	}
-	stop, err := cpuProfile(filepath.Join(*projectorProfile, name+".pprof"))
+	stop, err := telemetry.CPUProfile(filepath.Join(*projectorProfile, name+".pprof"))
 	if err != nil {
 		return err
 	}
 	defer stop()
 	return f()
-}
-
-// cpuProfile records this process's CPU profile into path until stop.
-func cpuProfile(path string) (stop func(), err error) {
-	file, err := os.Create(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := pprof.StartCPUProfile(file); err != nil {
-		file.Close()
-		os.Remove(path)
-		return nil, err
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		file.Close()
-	}, nil
 }
 
 // measureLive drains the backlog with the projector's consumer groups for

@@ -204,23 +204,21 @@ func (s *leadSource[R]) Err() error { return s.err }
 // into dst.
 type valuer interface{ values(dst []any) []any }
 
-// columns are a row type's columns: its fields' json names.
+// columns are a row type's columns: its fields' json names, but for
+// fields tagged json:"-" (kept elsewhere).
 func columns[R any]() []string {
 	t := reflect.TypeFor[R]()
 	var out []string
 	for i := range t.NumField() {
-		c, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
-		out = append(out, c)
+		if c, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); c != "-" {
+			out = append(out, c)
+		}
 	}
 	return out
 }
 
-// leadColumns are the leads table's columns (the fold, json:"-", is in
-// lead_folds).
-var leadColumns = func() []string {
-	c := columns[leadRow]()
-	return c[:len(c)-1]
-}()
+// leadColumns are the leads table's columns (its fold is in lead_folds).
+var leadColumns = columns[leadRow]()
 
 func (r leadRow) values(dst []any) []any {
 	return append(dst[:0], r.LeadID, int64(r.Version), r.Status, r.OwnerKind, r.OwnerID, r.Deadline, int32(r.Score), r.CapturedAt, r.UpdatedAt,
