@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS project.build_progress (
 // to the projection's own tables and in the same transactions.
 const schemaDDL = `
 CREATE TABLE IF NOT EXISTS checkpoints (
-	subject        text PRIMARY KEY,
+	subject        text COLLATE "C" PRIMARY KEY, -- byte order: sorts skip the C library
 	seq            bigint NOT NULL,
 	-- version_before of the last message applied; NULL when it was not an event
 	version_before bigint

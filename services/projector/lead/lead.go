@@ -17,7 +17,8 @@ import (
 )
 
 // Lead is one lead in the read model. Times are the events' occurred_at,
-// in UTC; zero means never.
+// in UTC; zero means never, and is left out of the stored fold (most are
+// zero, and writing them was a third of a rebuild's JSON encoding).
 type Lead struct {
 	ID      string `json:"id"`
 	Version uint64 `json:"version"`
@@ -25,11 +26,11 @@ type Lead struct {
 	Status    eventv1.LeadStatus `json:"status"`
 	OwnerKind eventv1.OwnerKind  `json:"owner_kind,omitempty"`
 	OwnerID   string             `json:"owner_id,omitempty"`
-	Deadline  time.Time          `json:"deadline"`
+	Deadline  time.Time          `json:"deadline,omitzero"`
 	Score     int                `json:"score,omitempty"`
 
-	CapturedAt time.Time `json:"captured_at"`
-	UpdatedAt  time.Time `json:"updated_at"`
+	CapturedAt time.Time `json:"captured_at,omitzero"`
+	UpdatedAt  time.Time `json:"updated_at,omitzero"`
 	Source     string    `json:"source,omitempty"`
 
 	// Campaign touches before the first opportunity.
@@ -55,14 +56,14 @@ type Lead struct {
 	Cycle int `json:"cycle,omitempty"`
 
 	// First time the lead reached each status.
-	MQLAt          time.Time `json:"mql_at"`
-	AssignedAt     time.Time `json:"assigned_at"`
-	AcceptedAt     time.Time `json:"accepted_at"`
-	OpportunityAt  time.Time `json:"opportunity_at"`
-	WonAt          time.Time `json:"won_at"`
-	LostAt         time.Time `json:"lost_at"`
-	RecycledAt     time.Time `json:"recycled_at"`
-	DisqualifiedAt time.Time `json:"disqualified_at"`
+	MQLAt          time.Time `json:"mql_at,omitzero"`
+	AssignedAt     time.Time `json:"assigned_at,omitzero"`
+	AcceptedAt     time.Time `json:"accepted_at,omitzero"`
+	OpportunityAt  time.Time `json:"opportunity_at,omitzero"`
+	WonAt          time.Time `json:"won_at,omitzero"`
+	LostAt         time.Time `json:"lost_at,omitzero"`
+	RecycledAt     time.Time `json:"recycled_at,omitzero"`
+	DisqualifiedAt time.Time `json:"disqualified_at,omitzero"`
 
 	Attempts int `json:"attempts,omitempty"`
 	Breaches int `json:"breaches,omitempty"`
@@ -82,24 +83,24 @@ type Lead struct {
 type Stage struct {
 	Seq     uint64             `json:"seq"`
 	Status  eventv1.LeadStatus `json:"status"`
-	Entered time.Time          `json:"entered"`
-	Left    time.Time          `json:"left"`
+	Entered time.Time          `json:"entered,omitzero"`
+	Left    time.Time          `json:"left,omitzero"`
 	Dirty   bool               `json:"-"`
 }
 
 // Journey is one cycle from becoming an MQL on.
 type Journey struct {
 	Cycle         int                  `json:"cycle"`
-	MQLAt         time.Time            `json:"mql_at"`
+	MQLAt         time.Time            `json:"mql_at,omitzero"`
 	Segment       string               `json:"segment,omitempty"`
-	AssignedAt    time.Time            `json:"assigned_at"`
-	AcceptedAt    time.Time            `json:"accepted_at"`
-	RejectedAt    time.Time            `json:"rejected_at"`
+	AssignedAt    time.Time            `json:"assigned_at,omitzero"`
+	AcceptedAt    time.Time            `json:"accepted_at,omitzero"`
+	RejectedAt    time.Time            `json:"rejected_at,omitzero"`
 	RejectReason  eventv1.RejectReason `json:"reject_reason,omitempty"`
-	OpportunityAt time.Time            `json:"opportunity_at"`
-	WonAt         time.Time            `json:"won_at"`
-	LostAt        time.Time            `json:"lost_at"`
-	RecycledAt    time.Time            `json:"recycled_at"`
+	OpportunityAt time.Time            `json:"opportunity_at,omitzero"`
+	WonAt         time.Time            `json:"won_at,omitzero"`
+	LostAt        time.Time            `json:"lost_at,omitzero"`
+	RecycledAt    time.Time            `json:"recycled_at,omitzero"`
 	Dirty         bool                 `json:"-"`
 }
 
@@ -110,15 +111,15 @@ type Handoff struct {
 	Cycle                 int       `json:"cycle"`
 	RepID                 string    `json:"rep_id"`
 	Segment               string    `json:"segment,omitempty"`
-	AssignedAt            time.Time `json:"assigned_at"`
-	AcceptBy              time.Time `json:"accept_by"`
-	AcceptedAt            time.Time `json:"accepted_at"`
+	AssignedAt            time.Time `json:"assigned_at,omitzero"`
+	AcceptBy              time.Time `json:"accept_by,omitzero"`
+	AcceptedAt            time.Time `json:"accepted_at,omitzero"`
 	AcceptedWithinSLA     bool      `json:"accepted_within_sla,omitempty"`
-	ContactBy             time.Time `json:"contact_by"`
-	FirstAttemptAt        time.Time `json:"first_attempt_at"`
+	ContactBy             time.Time `json:"contact_by,omitzero"`
+	FirstAttemptAt        time.Time `json:"first_attempt_at,omitzero"`
 	FirstAttemptWithinSLA bool      `json:"first_attempt_within_sla,omitempty"`
 	Attempts              int       `json:"attempts,omitempty"`
-	EndedAt               time.Time `json:"ended_at"`
+	EndedAt               time.Time `json:"ended_at,omitzero"`
 	Dirty                 bool      `json:"-"`
 }
 
@@ -132,12 +133,12 @@ type Opportunity struct {
 	Stage         string    `json:"stage,omitempty"`
 	RepID         string    `json:"rep_id,omitempty"`
 	Segment       string    `json:"segment,omitempty"`
-	CreatedAt     time.Time `json:"created_at"`
-	ExpectedClose time.Time `json:"expected_close"`
-	WonAt         time.Time `json:"won_at"`
+	CreatedAt     time.Time `json:"created_at,omitzero"`
+	ExpectedClose time.Time `json:"expected_close,omitzero"`
+	WonAt         time.Time `json:"won_at,omitzero"`
 	WonCurrency   string    `json:"won_currency,omitempty"`
 	WonMinor      int64     `json:"won_minor,omitempty"`
-	LostAt        time.Time `json:"lost_at"`
+	LostAt        time.Time `json:"lost_at,omitzero"`
 	LossReason    string    `json:"loss_reason,omitempty"`
 	Dirty         bool      `json:"-"`
 }
@@ -149,8 +150,8 @@ type Breach struct {
 	OwnerKind eventv1.OwnerKind `json:"owner_kind"`
 	OwnerID   string            `json:"owner_id"`
 	Segment   string            `json:"segment,omitempty"`
-	DueAt     time.Time         `json:"due_at"`
-	At        time.Time         `json:"at"`
+	DueAt     time.Time         `json:"due_at,omitzero"`
+	At        time.Time         `json:"at,omitzero"`
 	Dirty     bool              `json:"-"`
 }
 
