@@ -60,6 +60,8 @@ type lead struct {
 	// verdicts holds the causation ids of its LeadQualified and
 	// LeadDisqualified events: the LeadScored events they follow.
 	verdicts map[eventKey]bool
+	// reengaged is the id of its latest LeadReengaged, if any.
+	reengaged eventKey
 }
 
 // A cached lead holds no decoded events and keys its maps by 16 bytes:
@@ -137,6 +139,8 @@ func (l *lead) apply(recs []eventstore.Record, asOf uint64) {
 			l.lastScore, l.hasScore = newScoreRef(r.Seq, ev), true
 		case *eventv1.Event_LeadQualified, *eventv1.Event_LeadDisqualified:
 			l.verdicts[keyOf(ev.GetCausationId())] = true
+		case *eventv1.Event_LeadReengaged:
+			l.reengaged = keyOf(ev.GetEventId())
 		}
 		if hasFacts(ev) {
 			l.pending = append(l.pending, r)
@@ -194,6 +198,13 @@ func (l *lead) setConsent(c *eventv1.Consent) {
 		l.facts.Consents = map[eventv1.ConsentChannel]eventv1.ConsentStatus{}
 	}
 	l.facts.Consents[c.GetChannel()] = c.GetStatus()
+}
+
+// awaitsReengagedScore reports whether the lead is nurtured and its
+// latest re-engagement has no score yet.
+func (l *lead) awaitsReengagedScore() bool {
+	_, scored := l.scoredFor[l.reengaged]
+	return l.state.Status == lifecycle.StatusNurturing && l.reengaged != eventKey{} && !scored
 }
 
 // scoredSince reports whether the lead has a LeadScored under version n
