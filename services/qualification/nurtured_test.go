@@ -6,10 +6,41 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/leadflow/leadflow/pkg/consume"
+	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/pkg/scoring"
+	"github.com/leadflow/leadflow/services/qualification/ports"
 )
+
+func webinarModel(threshold int) scoring.Model {
+	return scoring.Model{Description: "webinars qualify", Threshold: threshold,
+		Engagement: []scoring.EngagementRule{{ID: "webinar", Description: "Attended a webinar", Activity: webinar,
+			Points: 30, Cap: 60, HalfLife: 30 * 24 * time.Hour}}}
+}
+
+// nurtured writes a nurtured lead: captured, sent to nurture as "not
+// now", and enrolled in a program.
+func (w *world) nurtured(t testing.TB, lead string) {
+	t.Helper()
+	w.capture(t, lead, &eventv1.Profile{Country: "DE"})
+	w.write(t, lead, lifecycle.Command{Name: lifecycle.Disqualify, Reason: "not now", NotNow: true},
+		&eventv1.LeadDisqualified{RuleId: "budget", Reason: "not now", NotNow: true})
+	w.write(t, lead, lifecycle.Command{Name: lifecycle.Enroll, Owner: lifecycle.Owner{Kind: lifecycle.OwnerProgram, ID: "warm-up"},
+		Due: time.Now().Add(30 * 24 * time.Hour)}, &eventv1.NurtureEnrolled{ProgramId: "warm-up"})
+}
+
+// causedBy returns the events of evs caused by the event id.
+func causedBy(evs []*eventv1.Event, id string) []*eventv1.Event {
+	var out []*eventv1.Event
+	for _, ev := range evs {
+		if ev.GetCausationId() == id {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
 
 // A nurtured lead's activities are scored, but only nurture's
 // LeadReengaged may make it an MQL again: its program decides which
@@ -18,16 +49,10 @@ import (
 func TestNurturedLeadQualifiesOnlyThroughReengagement(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
-	activate(t, s.client, scoring.Model{Description: "webinars qualify", Threshold: 50,
-		Engagement: []scoring.EngagementRule{{ID: "webinar", Description: "Attended a webinar", Activity: webinar,
-			Points: 30, Cap: 60, HalfLife: 30 * 24 * time.Hour}}})
+	activate(t, s.client, webinarModel(50))
 
 	lead := uuid.NewString()
-	w.capture(t, lead, &eventv1.Profile{Country: "DE"})
-	w.write(t, lead, lifecycle.Command{Name: lifecycle.Disqualify, Reason: "not now", NotNow: true},
-		&eventv1.LeadDisqualified{RuleId: "budget", Reason: "not now", NotNow: true})
-	w.write(t, lead, lifecycle.Command{Name: lifecycle.Enroll, Owner: lifecycle.Owner{Kind: lifecycle.OwnerProgram, ID: "warm-up"},
-		Due: time.Now().Add(30 * 24 * time.Hour)}, &eventv1.NurtureEnrolled{ProgramId: "warm-up"})
+	w.nurtured(t, lead)
 	w.activity(t, lead, webinar)
 	second := w.activity(t, lead, webinar)
 	w.settle(t)
@@ -36,13 +61,7 @@ func TestNurturedLeadQualifiesOnlyThroughReengagement(t *testing.T) {
 	if q := ofType(evs, "LeadQualified"); len(q) != 0 {
 		t.Fatalf("a nurtured lead qualified by an activity: %v", q)
 	}
-	var scored *eventv1.Event
-	for _, ev := range ofType(evs, "LeadScored") {
-		if ev.GetCausationId() == second.GetEventId() {
-			scored = ev
-		}
-	}
-	if sc := scored.GetLeadScored(); sc.GetTotal() != 60 || sc.GetVerdict() != eventv1.ScoreVerdict_SCORE_VERDICT_NONE {
+	if sc := causedBy(evs, second.GetEventId())[0].GetLeadScored(); sc.GetTotal() != 60 || sc.GetVerdict() != eventv1.ScoreVerdict_SCORE_VERDICT_NONE {
 		t.Fatalf("the second webinar's score: %v, want 60 with no verdict", sc)
 	}
 	if st := last(evs).GetLifecycle().GetStatus(); st != eventv1.LeadStatus_LEAD_STATUS_NURTURING {
@@ -53,17 +72,61 @@ func TestNurturedLeadQualifiesOnlyThroughReengagement(t *testing.T) {
 	eventually(t, 20*time.Second, func() bool { return len(ofType(w.events(t, lead), "LeadQualified")) == 1 },
 		"the re-engaged lead was not qualified")
 	evs = w.events(t, lead)
-	q := ofType(evs, "LeadQualified")[0]
-	var cause *eventv1.Event
-	for _, ev := range evs {
-		if ev.GetEventId() == q.GetCausationId() {
-			cause = ev
-		}
-	}
-	if cause.GetEventType() != "LeadScored" || cause.GetCausationId() != re.GetEventId() || cause.GetLeadScored().GetTotal() != 60 {
-		t.Fatalf("LeadQualified rests on %v, want the score of the LeadReengaged %s", cause, re.GetEventId())
+	scores := causedBy(evs, re.GetEventId())
+	if len(scores) != 1 || scores[0].GetLeadScored().GetTotal() != 60 ||
+		ofType(evs, "LeadQualified")[0].GetCausationId() != scores[0].GetEventId() {
+		t.Fatalf("the LeadReengaged's scores %v; LeadQualified must rest on its one score", scores)
 	}
 	if st := last(evs).GetLifecycle().GetStatus(); st != eventv1.LeadStatus_LEAD_STATUS_MQL {
 		t.Fatalf("status %s, want MQL", st)
 	}
+}
+
+// A model activated while a re-engagement waits for its score: the
+// re-score answers it, caused by the LeadReengaged, since nurture waits
+// for that score (with no verdict in it the lead goes back to its
+// program). The live consumer then finds it scored and adds nothing.
+func TestRescoreAnswersAWaitingReengagement(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	activate(t, s.client, webinarModel(50))
+	lead := uuid.NewString()
+	w.nurtured(t, lead)
+	w.activity(t, lead, webinar)
+	w.settle(t)
+
+	ctx := ctxT(t)
+	var durables []string
+	for p := range eventstore.Partitions {
+		durables = append(durables, consume.Durable(ports.Group, p, eventstore.Partitions))
+	}
+	for _, d := range durables {
+		if _, err := w.nats.JS.PauseConsumer(ctx, stream, d, time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	re := w.write(t, lead, lifecycle.Command{Name: lifecycle.Reengage}, &eventv1.LeadReengaged{ProgramId: "warm-up"})
+	v2 := activate(t, s.client, webinarModel(25))
+	rescored(t, s.client, v2)
+
+	check := func(when string) {
+		evs := w.events(t, lead)
+		scores := causedBy(evs, re.GetEventId())
+		if len(scores) != 1 || scores[0].GetLeadScored().GetModelVersion() != v2 ||
+			scores[0].GetLeadScored().GetVerdict() != eventv1.ScoreVerdict_SCORE_VERDICT_QUALIFY {
+			t.Fatalf("%s: scores caused by the LeadReengaged: %v, want the re-score's one, qualifying", when, scores)
+		}
+		q := ofType(evs, "LeadQualified")
+		if len(q) != 1 || q[0].GetCausationId() != scores[0].GetEventId() || last(evs).GetLifecycle().GetStatus() != eventv1.LeadStatus_LEAD_STATUS_MQL {
+			t.Fatalf("%s: qualifications %v, status %s: want one, resting on that score, and an MQL", when, q, last(evs).GetLifecycle().GetStatus())
+		}
+	}
+	check("after the re-score")
+	for _, d := range durables {
+		if _, err := w.nats.JS.ResumeConsumer(ctx, stream, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.settle(t)
+	check("after the live consumer")
 }

@@ -60,8 +60,8 @@ type lead struct {
 	// verdicts holds the causation ids of its LeadQualified and
 	// LeadDisqualified events: the LeadScored events they follow.
 	verdicts map[eventKey]bool
-	// reengaged is the id of its latest LeadReengaged, if any.
-	reengaged eventKey
+	// reengaged is the event id of its latest LeadReengaged, if any.
+	reengaged string
 }
 
 // A cached lead holds no decoded events and keys its maps by 16 bytes:
@@ -140,7 +140,7 @@ func (l *lead) apply(recs []eventstore.Record, asOf uint64) {
 		case *eventv1.Event_LeadQualified, *eventv1.Event_LeadDisqualified:
 			l.verdicts[keyOf(ev.GetCausationId())] = true
 		case *eventv1.Event_LeadReengaged:
-			l.reengaged = keyOf(ev.GetEventId())
+			l.reengaged = ev.GetEventId()
 		}
 		if hasFacts(ev) {
 			l.pending = append(l.pending, r)
@@ -203,8 +203,7 @@ func (l *lead) setConsent(c *eventv1.Consent) {
 // awaitsReengagedScore reports whether the lead is nurtured and its
 // latest re-engagement has no score yet.
 func (l *lead) awaitsReengagedScore() bool {
-	_, scored := l.scoredFor[l.reengaged]
-	return l.state.Status == lifecycle.StatusNurturing && l.reengaged != eventKey{} && !scored
+	return l.state.Status == lifecycle.StatusNurturing && l.reengaged != "" && !l.scored(l.reengaged)
 }
 
 // scoredSince reports whether the lead has a LeadScored under version n

@@ -127,11 +127,14 @@ func (a *App) RescoreLead(ctx context.Context, job Rescore, leadID string, seq, 
 		case l.scoredSince(job.Version, job.Activation.Seq):
 			return nil
 		default:
-			// A re-score decides for a nurtured lead only in place of the
-			// score its re-engagement awaits: the live consumer skips that
-			// one once this lands.
-			verdicts := decides(l.state, "") || l.awaitsReengagedScore()
-			if events, err = a.scoreEvents(l, job.Version, job.Model, job.Activation.At, verdicts, meta); err != nil || len(events) == 0 {
+			// A re-score decides for a nurtured lead only as the score its
+			// re-engagement awaits, and then is caused by it: nurture waits
+			// for that score, and the live consumer finds it there.
+			m, verdicts := meta, decides(l.state, "")
+			if l.awaitsReengagedScore() {
+				m.CausationID, verdicts = l.reengaged, true
+			}
+			if events, err = a.scoreEvents(l, job.Version, job.Model, job.Activation.At, verdicts, m); err != nil || len(events) == 0 {
 				return err
 			}
 		}
