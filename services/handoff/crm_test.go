@@ -101,6 +101,17 @@ func TestCRMCommandsToWon(t *testing.T) {
 	if !strings.Contains(err.Error(), "WON") {
 		t.Errorf("lose a won deal: %v", err)
 	}
+	// A retry of the conversion, after the win, answers as the first time.
+	reconv, err := c.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: id, RepId: owner, RequestId: "o1", Amount: eur(5_000_000), Stage: "discovery"})
+	if err != nil || !reconv.GetReplayed() || reconv.GetOpportunityId() != "opp-o1" || reconv.GetLead().GetVersion() != conv.GetLead().GetVersion() ||
+		reconv.GetLead().GetEventId() != conv.GetLead().GetEventId() || reconv.GetLead().GetStatus() != eventv1.LeadStatus_LEAD_STATUS_OPPORTUNITY {
+		t.Fatalf("convert again: %v %v, want the first answer %v", reconv, err, conv)
+	}
+	_, err = c.CloseLost(ctx, &handoffv1.CloseLostRequest{LeadId: id, RepId: owner, RequestId: "o1", Reason: "budget"})
+	wantCode(t, err, codes.InvalidArgument, "request_id")
+	if !strings.Contains(err.Error(), "OpportunityCreated") {
+		t.Errorf("a conversion's request id reused to lose: %v", err)
+	}
 
 	evs := w.events(t, id)
 	var types []string

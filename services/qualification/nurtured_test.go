@@ -17,12 +17,27 @@ import (
 func webinarModel(threshold int) scoring.Model {
 	return scoring.Model{Description: "webinars qualify", Threshold: threshold,
 		Engagement: []scoring.EngagementRule{{ID: "webinar", Description: "Attended a webinar", Activity: webinar,
-			Points: 30, Cap: 60, HalfLife: 30 * 24 * time.Hour}}}
+			Points: 30, Cap: 60, HalfLife: 30 * 24 * time.Hour}},
+		Disqualify: []scoring.DisqualifyRule{{ID: "no-email", Description: "Withdrew email consent", Reason: "withdrew email consent",
+			When: scoring.Criteria{ConsentWithdrawn: []eventv1.ConsentChannel{eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL}}}}}
 }
 
-// nurtured writes a nurtured lead: captured, sent to nurture as "not
-// now", and enrolled in a program.
-func (w *world) nurtured(t testing.TB, lead string) {
+// startNurtured starts the service with webinarModel(50) active and
+// writes a nurtured lead: captured, sent to nurture as "not now", enrolled
+// in a program, then at a webinar (30 points).
+func startNurtured(t *testing.T) (w *world, s *service, lead string) {
+	t.Helper()
+	w = newWorld(t)
+	s = w.start(t)
+	activate(t, s.client, webinarModel(50))
+	lead = uuid.NewString()
+	w.nurture(t, lead)
+	w.activity(t, lead, webinar)
+	return w, s, lead
+}
+
+// nurture writes a new lead, sent to nurture as "not now" and enrolled.
+func (w *world) nurture(t testing.TB, lead string) {
 	t.Helper()
 	w.capture(t, lead, &eventv1.Profile{Country: "DE"})
 	w.write(t, lead, lifecycle.Command{Name: lifecycle.Disqualify, Reason: "not now", NotNow: true},
@@ -45,15 +60,13 @@ func causedBy(evs []*eventv1.Event, id string) []*eventv1.Event {
 // A nurtured lead's activities are scored, but only nurture's
 // LeadReengaged may make it an MQL again: its program decides which
 // activities open the way back, and the journey must show the
-// re-engagement before the qualification.
+// re-engagement before the qualification. Any trigger may still
+// disqualify it: a lead that withdrew email consent leaves nurture.
 func TestNurturedLeadQualifiesOnlyThroughReengagement(t *testing.T) {
-	w := newWorld(t)
-	s := w.start(t)
-	activate(t, s.client, webinarModel(50))
-
-	lead := uuid.NewString()
-	w.nurtured(t, lead)
-	w.activity(t, lead, webinar)
+	w, _, lead := startNurtured(t)
+	withdrawn := uuid.NewString()
+	w.nurture(t, withdrawn)
+	w.consent(t, withdrawn, eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL, eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN)
 	second := w.activity(t, lead, webinar)
 	w.settle(t)
 
@@ -66,6 +79,10 @@ func TestNurturedLeadQualifiesOnlyThroughReengagement(t *testing.T) {
 	}
 	if st := last(evs).GetLifecycle().GetStatus(); st != eventv1.LeadStatus_LEAD_STATUS_NURTURING {
 		t.Fatalf("status %s, want NURTURING", st)
+	}
+	if evs := w.events(t, withdrawn); len(ofType(evs, "LeadDisqualified")) != 2 ||
+		last(evs).GetLifecycle().GetStatus() != eventv1.LeadStatus_LEAD_STATUS_DISQUALIFIED {
+		t.Fatalf("the nurtured lead that withdrew email consent ends %s, want disqualified", last(evs).GetEventType())
 	}
 
 	re := w.write(t, lead, lifecycle.Command{Name: lifecycle.Reengage}, &eventv1.LeadReengaged{ProgramId: "warm-up"})
@@ -87,12 +104,7 @@ func TestNurturedLeadQualifiesOnlyThroughReengagement(t *testing.T) {
 // for that score (with no verdict in it the lead goes back to its
 // program). The live consumer then finds it scored and adds nothing.
 func TestRescoreAnswersAWaitingReengagement(t *testing.T) {
-	w := newWorld(t)
-	s := w.start(t)
-	activate(t, s.client, webinarModel(50))
-	lead := uuid.NewString()
-	w.nurtured(t, lead)
-	w.activity(t, lead, webinar)
+	w, s, lead := startNurtured(t)
 	w.settle(t)
 
 	ctx := ctxT(t)

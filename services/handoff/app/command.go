@@ -23,8 +23,8 @@ type Result struct {
 	// Replayed: the request id was seen before; this is the first answer
 	// again and nothing was written.
 	Replayed bool
-	// Event is that event.
-	Event *eventv1.Event
+	// OpportunityID is the opportunity that event created, if it did.
+	OpportunityID string
 }
 
 // decideFunc decides a command on a lead: the events to append, or an
@@ -49,11 +49,10 @@ func (a *App) command(ctx context.Context, leadID, requestID, eventType string, 
 			return Result{}, err
 		}
 		if r, ok := l.byKey[requestID]; ok {
-			if r.Event.GetEventType() != eventType {
-				return Result{}, invalid("request_id", "was used for an earlier %s on this lead", r.Event.GetEventType())
+			if r.typ != eventType {
+				return Result{}, invalid("request_id", "was used for an earlier %s on this lead", r.typ)
 			}
-			return Result{LeadID: leadID, State: lifecycle.FromProto(r.Event.GetLifecycle()), Version: r.Seq, EventID: r.Event.GetEventId(),
-				Replayed: true, Event: r.Event}, nil
+			return Result{LeadID: leadID, State: r.state, Version: r.seq, EventID: r.eventID, Replayed: true, OpportunityID: r.opportunityID}, nil
 		}
 		ids := make([]string, len(reps))
 		fresh := false
@@ -91,7 +90,8 @@ func (a *App) command(ctx context.Context, leadID, requestID, eventType string, 
 			return Result{}, err
 		}
 		last := events[len(events)-1]
-		return Result{LeadID: leadID, State: lifecycle.FromProto(last.GetLifecycle()), Version: v, EventID: last.GetEventId(), Event: last}, nil
+		return Result{LeadID: leadID, State: lifecycle.FromProto(last.GetLifecycle()), Version: v, EventID: last.GetEventId(),
+			OpportunityID: last.GetOpportunityCreated().GetOpportunityId()}, nil
 	}
 	return Result{}, fmt.Errorf("%s on lead %s: %w after %d races", eventType, leadID, eventstore.ErrConflict, maxRaces)
 }

@@ -27,7 +27,7 @@ type lead struct {
 	sealed []byte
 	// byKey maps idempotency keys to the first event written with each;
 	// causes holds the causation ids of the lead's events.
-	byKey  map[string]eventstore.Record
+	byKey  map[string]keyed
 	causes map[string]struct{}
 	// journey counts qualifications; qualified is the latest's event id.
 	journey   int
@@ -54,8 +54,18 @@ type lead struct {
 	}
 }
 
+// keyed is what a repeated request answers of the first event written
+// with its key. Not the event itself: keyed captures are common, and the
+// cache (50,000 leads) would keep each decoded for the collector to scan.
+type keyed struct {
+	typ, eventID  string
+	seq           uint64
+	state         lifecycle.State
+	opportunityID string
+}
+
 func foldLead(id string, recs []eventstore.Record) *lead {
-	l := &lead{id: id, byKey: map[string]eventstore.Record{}, causes: map[string]struct{}{}}
+	l := &lead{id: id, byKey: map[string]keyed{}, causes: map[string]struct{}{}}
 	for _, r := range recs {
 		l.apply(r)
 	}
@@ -68,7 +78,8 @@ func (l *lead) apply(r eventstore.Record) {
 	l.state = lifecycle.FromProto(ev.GetLifecycle())
 	if k := ev.GetIdempotencyKey(); k != "" {
 		if _, ok := l.byKey[k]; !ok {
-			l.byKey[k] = r
+			l.byKey[k] = keyed{typ: ev.GetEventType(), eventID: ev.GetEventId(), seq: r.Seq, state: l.state,
+				opportunityID: ev.GetOpportunityCreated().GetOpportunityId()}
 		}
 	}
 	if c := ev.GetCausationId(); c != "" {

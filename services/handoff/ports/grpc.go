@@ -196,7 +196,7 @@ func (g *GRPC) ConvertLead(ctx context.Context, r *handoffv1.ConvertLeadRequest)
 		return nil, g.status(ctx, "ConvertLead", err)
 	}
 	return &handoffv1.ConvertLeadResponse{Lead: leadProto(res), Replayed: res.Replayed,
-		OpportunityId: res.Event.GetOpportunityCreated().GetOpportunityId()}, nil
+		OpportunityId: res.OpportunityID}, nil
 }
 
 // MoveOpportunityStage moves the opportunity's stage.

@@ -127,14 +127,14 @@ func (a *App) RescoreLead(ctx context.Context, job Rescore, leadID string, seq, 
 		case l.scoredSince(job.Version, job.Activation.Seq):
 			return nil
 		default:
-			// A re-score decides for a nurtured lead only as the score its
+			// A re-score qualifies a nurtured lead only as the score its
 			// re-engagement awaits, and then is caused by it: nurture waits
 			// for that score, and the live consumer finds it there.
-			m, verdicts := meta, decides(l.state, "")
+			m, qualify := meta, mayQualify(l.state, "")
 			if l.awaitsReengagedScore() {
-				m.CausationID, verdicts = l.reengaged, true
+				m.CausationID, qualify = l.reengaged, true
 			}
-			if events, err = a.scoreEvents(l, job.Version, job.Model, job.Activation.At, verdicts, m); err != nil || len(events) == 0 {
+			if events, err = a.scoreEvents(l, job.Version, job.Model, job.Activation.At, qualify, m); err != nil || len(events) == 0 {
 				return err
 			}
 		}

@@ -118,7 +118,7 @@ func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev 
 			refreshed = true
 			continue
 		}
-		events, err := a.scoreEvents(l, reg.Active, v.Model, at, decides(l.state, ev.GetEventType()), meta)
+		events, err := a.scoreEvents(l, reg.Active, v.Model, at, mayQualify(l.state, ev.GetEventType()), meta)
 		if err != nil {
 			return err
 		}
@@ -145,21 +145,22 @@ func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev 
 	return fmt.Errorf("score lead %s: %w after %d races", leadID, eventstore.ErrConflict, maxRaces)
 }
 
-// decides reports whether a score for a trigger of type typ may carry a
-// verdict. A nurtured lead's way back is nurture's to open: its program's
-// exit rules say which activities re-engage it, and only the score of its
-// LeadReengaged may make it an MQL (or disqualify it). Its other triggers
-// are scored, with no verdict, so the score stays current.
-func decides(s lifecycle.State, typ string) bool {
+// mayQualify reports whether a score for a trigger of type typ may make
+// the lead an MQL. A nurtured lead's way back is nurture's to open: its
+// program's exit rules say which activities re-engage it, and only the
+// score of its LeadReengaged may qualify it. Its other triggers are
+// scored, and may still disqualify it (a withdrawn consent ends its
+// nurture too).
+func mayQualify(s lifecycle.State, typ string) bool {
 	return s.Status != lifecycle.StatusNurturing || typ == string(lifecycle.KindReengaged)
 }
 
 // scoreEvents scores l under version n of the model as of at and returns
-// the events to append: LeadScored, recording its verdict (none unless
-// verdicts), then the verdict (LeadQualified or LeadDisqualified) if the
+// the events to append: LeadScored, recording its verdict (QUALIFY only
+// if qualify), then the verdict (LeadQualified or LeadDisqualified) if the
 // lifecycle allows it. It returns none when the lifecycle refuses a score
 // (a finished lead).
-func (a *App) scoreEvents(l *lead, n uint32, m scoring.Model, at time.Time, verdicts bool, meta envelope.Meta) ([]*eventv1.Event, error) {
+func (a *App) scoreEvents(l *lead, n uint32, m scoring.Model, at time.Time, qualify bool, meta envelope.Meta) ([]*eventv1.Event, error) {
 	r := scoring.Score(m, l.facts, at)
 	meta.Actor, meta.OccurredAt = Actor, at
 	payload := &eventv1.LeadScored{
@@ -167,12 +168,11 @@ func (a *App) scoreEvents(l *lead, n uint32, m scoring.Model, at time.Time, verd
 		Threshold: int32(m.Threshold), Reasons: scoring.ReasonsToProto(r.Reasons), Verdict: eventv1.ScoreVerdict_SCORE_VERDICT_NONE,
 	}
 	switch {
-	case !verdicts:
 	case r.Disqualify != nil:
 		payload.Verdict = eventv1.ScoreVerdict_SCORE_VERDICT_DISQUALIFY
 		payload.Disqualify = &eventv1.LeadDisqualified{RuleId: r.Disqualify.RuleID, Reason: r.Disqualify.Reason, NotNow: r.Disqualify.NotNow,
 			ModelId: scoring.ID, ModelVersion: n, DecidedBy: Actor}
-	case r.Total >= m.Threshold:
+	case qualify && r.Total >= m.Threshold:
 		payload.Verdict = eventv1.ScoreVerdict_SCORE_VERDICT_QUALIFY
 	}
 	scored, state, err := a.leadEvent(l.id, l.state, lifecycle.Command{Name: lifecycle.Score, Score: r.Total}, payload, meta)
