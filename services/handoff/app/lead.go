@@ -56,7 +56,8 @@ type lead struct {
 
 // keyed is what a repeated request answers of the first event written
 // with its key. Not the event itself: keyed captures are common, and the
-// cache (50,000 leads) would keep each decoded for the collector to scan.
+// cache (50,000 leads by default) would keep each decoded for the
+// collector to scan.
 type keyed struct {
 	typ, eventID  string
 	seq           uint64
