@@ -14,6 +14,8 @@ import (
 	"github.com/leadflow/leadflow/services/qualification/ports"
 )
 
+// webinarModel scores 30 a webinar (at most 60) and disqualifies a lead
+// that withdrew email consent.
 func webinarModel(threshold int) scoring.Model {
 	return scoring.Model{Description: "webinars qualify", Threshold: threshold,
 		Engagement: []scoring.EngagementRule{{ID: "webinar", Description: "Attended a webinar", Activity: webinar,
@@ -74,8 +76,9 @@ func TestNurturedLeadQualifiesOnlyThroughReengagement(t *testing.T) {
 	if q := ofType(evs, "LeadQualified"); len(q) != 0 {
 		t.Fatalf("a nurtured lead qualified by an activity: %v", q)
 	}
-	if sc := causedBy(evs, second.GetEventId())[0].GetLeadScored(); sc.GetTotal() != 60 || sc.GetVerdict() != eventv1.ScoreVerdict_SCORE_VERDICT_NONE {
-		t.Fatalf("the second webinar's score: %v, want 60 with no verdict", sc)
+	if sc := causedBy(evs, second.GetEventId()); len(sc) != 1 || sc[0].GetLeadScored().GetTotal() != 60 ||
+		sc[0].GetLeadScored().GetVerdict() != eventv1.ScoreVerdict_SCORE_VERDICT_NONE {
+		t.Fatalf("the second webinar's scores: %v, want one, 60 with no verdict", sc)
 	}
 	if st := last(evs).GetLifecycle().GetStatus(); st != eventv1.LeadStatus_LEAD_STATUS_NURTURING {
 		t.Fatalf("status %s, want NURTURING", st)
