@@ -123,7 +123,10 @@ func foldLead(id string, recs []eventstore.Record, asOf uint64) *lead {
 // apply folds events that follow l.version, in order; facts only up to
 // sequence asOf, the rest wait in pending.
 func (l *lead) apply(recs []eventstore.Record, asOf uint64) {
-	for _, r := range recs {
+	// Only the last LeadScored is kept, so only it is encoded: a load of a
+	// long history holds many.
+	var lastScore *eventstore.Record
+	for i, r := range recs {
 		if r.Seq <= l.version {
 			continue // seen already
 		}
@@ -136,7 +139,7 @@ func (l *lead) apply(recs []eventstore.Record, asOf uint64) {
 		switch ev.GetPayload().(type) {
 		case *eventv1.Event_LeadScored:
 			l.scoredFor[keyOf(ev.GetCausationId())] = r.Seq
-			l.lastScore, l.hasScore = newScoreRef(r.Seq, ev), true
+			lastScore = &recs[i]
 		case *eventv1.Event_LeadQualified, *eventv1.Event_LeadDisqualified:
 			l.verdicts[keyOf(ev.GetCausationId())] = true
 		case *eventv1.Event_LeadReengaged:
@@ -145,6 +148,9 @@ func (l *lead) apply(recs []eventstore.Record, asOf uint64) {
 		if hasFacts(ev) {
 			l.pending = append(l.pending, r)
 		}
+	}
+	if lastScore != nil {
+		l.lastScore, l.hasScore = newScoreRef(lastScore.Seq, lastScore.Event), true
 	}
 	l.factsAsOf(asOf)
 }
