@@ -26,7 +26,7 @@ type Event struct {
 // Decide rejects it.
 type Command struct {
 	Name   CommandName
-	Owner  Owner     // Assign, Reassign: a rep (required); Queue: a queue (required); Enroll: a program (required); Unmerge: the owner before the merge
+	Owner  Owner     // Assign: a rep (required); Reassign: a rep or a queue (required); Queue: a queue (required); Enroll: a program (required); Unmerge: the owner before the merge
 	Due    time.Time // Convert: expected close; Enroll: next touch; optional, after now when set; Unmerge: the deadline before the merge
 	Reason string    // required for Disqualify, Reject, Lose, Recycle, ExitNurture, Merge (the surviving lead id) and Unmerge
 	NotNow bool      // Disqualify only
@@ -157,9 +157,9 @@ func validate(c Command, t Transition, now time.Time) error {
 	case t.TakesOwner != OwnerNone && c.Owner.IsZero():
 		return invalid("owner", "is required")
 	case t.TakesOwner != OwnerNone && c.Owner.Kind == OwnerNone:
-		return invalid("owner", "must be a "+t.TakesOwner.String())
-	case t.TakesOwner != OwnerNone && c.Owner.Kind != t.TakesOwner:
-		return invalid("owner", "must be a "+t.TakesOwner.String()+", not a "+c.Owner.Kind.String())
+		return invalid("owner", "must be a "+t.takes())
+	case t.TakesOwner != OwnerNone && c.Owner.Kind != t.TakesOwner && !(t.OrQueue && c.Owner.Kind == OwnerQueue):
+		return invalid("owner", "must be a "+t.takes()+", not a "+c.Owner.Kind.String())
 	case t.TakesOwner != OwnerNone && strings.TrimSpace(c.Owner.ID) == "":
 		return invalid("owner", "needs an id")
 	case !t.TakesDue && !c.Due.IsZero():

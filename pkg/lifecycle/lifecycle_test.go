@@ -353,7 +353,7 @@ func TestDecideInvalid(t *testing.T) {
 		{"assign to an owner without kind", lifecycle.StatusMQL, lifecycle.Assign, owner(lifecycle.Owner{ID: "ann"}), "owner"},
 		{"assign to a rep without id", lifecycle.StatusMQL, lifecycle.Assign, owner(lifecycle.Owner{Kind: lifecycle.OwnerRep}), "owner"},
 		{"reassign without owner", lifecycle.StatusAssigned, lifecycle.Reassign, owner(lifecycle.Owner{}), "owner"},
-		{"reassign to a queue", lifecycle.StatusAssigned, lifecycle.Reassign, owner(lifecycle.QueueNurture), "owner"},
+		{"reassign to a program", lifecycle.StatusAssigned, lifecycle.Reassign, owner(drip), "owner"},
 		{"enroll without program", lifecycle.StatusRecycled, lifecycle.Enroll, owner(lifecycle.Owner{}), "owner"},
 		{"enroll with a rep", lifecycle.StatusRecycled, lifecycle.Enroll, owner(ann), "owner"},
 		{"accept with an owner", lifecycle.StatusAssigned, lifecycle.Accept, owner(bob), "owner"},
@@ -576,5 +576,28 @@ func TestJourneyCycle(t *testing.T) {
 	}
 	if got := lifecycle.FromProto(lifecycle.ToProto(s)).Cycle; got != s.Cycle {
 		t.Fatalf("cycle through the envelope: %d, want %d", got, s.Cycle)
+	}
+}
+
+// An escalation hands an accepted lead to a manager's queue: sales still
+// holds it, as ASSIGNED, and the queue is due to hand it on.
+func TestReassignToAQueue(t *testing.T) {
+	mgrQueue := lifecycle.Owner{Kind: lifecycle.OwnerQueue, ID: "manager:emea"}
+	p := lifecycle.DefaultPolicy()
+	events, err := lifecycle.Decide(start(lifecycle.StatusAccepted), lifecycle.Command{Name: lifecycle.Reassign, Owner: mgrQueue}, p, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := lifecycle.Evolve(start(lifecycle.StatusAccepted), events[0])
+	if after.Status != lifecycle.StatusAssigned || after.Owner != mgrQueue || !after.Deadline.Equal(now.Add(p.AcceptWithin)) {
+		t.Errorf("after a reassignment to a queue: %+v", after)
+	}
+	// And from the queue to a rep.
+	events, err = lifecycle.Decide(after, lifecycle.Command{Name: lifecycle.Reassign, Owner: bob}, p, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := lifecycle.Evolve(after, events[0]); got.Owner != bob || got.Status != lifecycle.StatusAssigned {
+		t.Errorf("from the queue to bob: %+v", got)
 	}
 }

@@ -156,8 +156,10 @@ func randomCommand(r *rand.Rand, now time.Time, prior lifecycle.State) lifecycle
 		return c
 	}
 	switch name {
-	case lifecycle.Assign, lifecycle.Reassign:
+	case lifecycle.Assign:
 		c.Owner = pick(r, reps)
+	case lifecycle.Reassign:
+		c.Owner = pick(r, append(slices.Clone(reps), queues...))
 	case lifecycle.Queue:
 		c.Owner = pick(r, queues)
 	case lifecycle.Unmerge:

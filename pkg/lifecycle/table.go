@@ -82,6 +82,7 @@ type Transition struct {
 
 	Owner      Owner                      // fixed owner after the event (a queue); zero: unchanged, or see TakesOwner
 	TakesOwner OwnerKind                  // the command names the new owner, who must be of this kind
+	OrQueue    bool                       // ... or a queue (an escalation to a manager's queue)
 	Within     func(Policy) time.Duration // the new deadline is now plus this; nil: unchanged
 	TakesDue   bool                       // the command may name the deadline instead of Within
 
@@ -90,6 +91,14 @@ type Transition struct {
 	// Restores: the command names the status, owner and deadline to go
 	// back to (an unmerge, with the state from before the merge).
 	Restores bool
+}
+
+// takes names the kinds of owner the command may name.
+func (t Transition) takes() string {
+	if t.OrQueue {
+		return t.TakesOwner.String() + " or a " + OwnerQueue.String()
+	}
+	return t.TakesOwner.String()
 }
 
 // Allows reports whether the transition may happen from status s.
@@ -141,8 +150,10 @@ var Transitions = []Transition{
 	// stays breached until someone acts on it.
 	{Command: WarnSLA, Kind: KindSLAWarned},
 	{Command: BreachSLA, Kind: KindSLABreached},
+	// To a rep, or to a queue whose people hand it on (a manager's queue,
+	// by escalation): either way sales still holds it.
 	{Command: Reassign, Kind: KindReassigned, From: []Status{StatusAssigned, StatusAccepted}, To: StatusAssigned,
-		TakesOwner: OwnerRep, Within: acceptWithin},
+		TakesOwner: OwnerRep, OrQueue: true, Within: acceptWithin},
 
 	{Command: Convert, Kind: KindOpportunityCreated, From: []Status{StatusAccepted}, To: StatusOpportunity,
 		Within: closeWithin, TakesDue: true},

@@ -11,12 +11,14 @@ import (
 	"os/exec"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -49,8 +51,9 @@ func TestMain(m *testing.M) {
 // An assigned lead nobody accepts: SLAWarned before the deadline,
 // SLABreached at it, and the breach escalates by policy: to the next rep
 // of the pool (never one who held the lead), then, the pool exhausted, to
-// the team's manager; the manager's own breach has nobody to go to. Each
-// event happens once.
+// the team manager's queue, where no rep may act on it; a breach there is
+// recorded and goes nowhere. Each event happens once. The manager hands
+// the lead on to a rep, who accepts it.
 func TestSLAEscalation(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
@@ -73,8 +76,8 @@ func TestSLAEscalation(t *testing.T) {
 			}
 		}
 	}
-	if fmt.Sprint(owners) != "[ann bob cat mia]" {
-		t.Fatalf("owners %v, want ann, then the pool's next reps, then manager mia", owners)
+	if fmt.Sprint(owners) != "[ann bob cat manager:emea]" {
+		t.Fatalf("owners %v, want ann, then the pool's next reps, then manager mia's queue", owners)
 	}
 	warned, breached := ofType(evs, "SLAWarned"), ofType(evs, "SLABreached")
 	if len(warned) != 4 || len(breached) != 4 {
@@ -103,8 +106,34 @@ func TestSLAEscalation(t *testing.T) {
 			t.Errorf("reassignment caused by %v", cause.GetEventType())
 		}
 	}
-	if st := w.state(t, id); st.Status != lifecycle.StatusAssigned || st.Owner.ID != "mia" || st.Deadline.IsZero() {
-		t.Errorf("after the escalations: %+v", st)
+	queue := lifecycle.Owner{Kind: lifecycle.OwnerQueue, ID: "manager:emea"}
+	if st := w.state(t, id); st.Status != lifecycle.StatusAssigned || st.Owner != queue || st.Deadline.IsZero() {
+		t.Fatalf("after the escalations: %+v", st)
+	}
+	if r := last(ofType(evs, "LeadReassigned")).GetLeadReassigned(); r.GetTo().GetKind() != eventv1.OwnerKind_OWNER_KIND_QUEUE ||
+		r.GetDecision().GetFallbackQueue() != "manager:emea" || r.GetAcceptBy() == nil {
+		t.Errorf("escalation to the manager's queue: %v", r)
+	}
+
+	// In the manager's queue no rep may take the lead, not even the
+	// manager: the manager hands it on.
+	ctx := ctxT(t)
+	for _, rep := range []string{"cat", "mia"} {
+		_, err := s.client.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: id, RepId: rep, RequestId: "acc-" + rep})
+		wantCode(t, err, codes.FailedPrecondition, "")
+		if !strings.Contains(err.Error(), "queue manager:emea") {
+			t.Errorf("refusal does not name the queue: %v", err)
+		}
+	}
+	if _, err := s.client.ReassignLead(ctx, &handoffv1.ReassignLeadRequest{LeadId: id, ToRepId: "bob", RequestId: "hand-on",
+		Reason: "bob has room now", ReassignedBy: &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "mia", Team: eventv1.Team_TEAM_SALES}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.client.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: id, RepId: "bob", RequestId: "acc-bob"}); err != nil {
+		t.Fatal(err)
+	}
+	if st := w.state(t, id); st.Status != lifecycle.StatusAccepted || st.Owner.ID != "bob" {
+		t.Errorf("handed on and accepted: %+v", st)
 	}
 }
 
@@ -231,8 +260,8 @@ func TestTimersAcrossNATSRestart(t *testing.T) {
 	if len(ofType(evs, "SLAWarned")) != 1 || len(ofType(evs, "SLABreached")) != 1 || len(ofType(evs, "LeadReassigned")) != 1 {
 		t.Fatalf("after the outage: %d warnings, %d breaches, %d reassignments", len(ofType(evs, "SLAWarned")), len(ofType(evs, "SLABreached")), len(ofType(evs, "LeadReassigned")))
 	}
-	if to := last(evs).GetLeadReassigned().GetTo().GetId(); to != "mia" {
-		t.Errorf("MANAGER escalation went to %s", to)
+	if to := last(evs).GetLeadReassigned().GetTo(); to.GetId() != "manager:emea" || to.GetKind() != eventv1.OwnerKind_OWNER_KIND_QUEUE {
+		t.Errorf("MANAGER escalation went to %v", to)
 	}
 }
 

@@ -289,7 +289,7 @@ func (r *replayer) finish(judgeAt time.Time) {
 		}
 		if late := judgeAt.Sub(st.Deadline); late > 0 {
 			r.flag(j, j.lastSeq, j.lastType, j.lastAt, breakOverdue, fmt.Sprintf("%s, waiting for %s (owner %s), was due %s: %s late",
-				st.Status, stepAfter(st.Status, j.lastType), orDash(st.Owner.String()), st.Deadline.UTC().Format(time.RFC3339), late.Round(time.Second)))
+				st.Status, stepAfter(st, j.lastType), orDash(st.Owner.String()), st.Deadline.UTC().Format(time.RFC3339), late.Round(time.Second)))
 		}
 	}
 	r.res.Leads = len(r.order)
@@ -301,7 +301,8 @@ func (r *replayer) finish(judgeAt time.Time) {
 }
 
 // stepAfter names, for people, the step a lead in s waits for.
-func stepAfter(s lifecycle.Status, lastType string) string {
+func stepAfter(st lifecycle.State, lastType string) string {
+	s := st.Status
 	if lastType == string(lifecycle.KindSLABreached) && (s == lifecycle.StatusAssigned || s == lifecycle.StatusAccepted) {
 		return "escalation of the SLA breach"
 	}
@@ -311,6 +312,9 @@ func stepAfter(s lifecycle.Status, lastType string) string {
 	case lifecycle.StatusMQL:
 		return "assignment to a rep"
 	case lifecycle.StatusAssigned:
+		if st.Owner.Kind == lifecycle.OwnerQueue {
+			return "hand-on from the manager's queue"
+		}
 		return "acceptance by the rep"
 	case lifecycle.StatusAccepted:
 		return "a contact attempt"

@@ -91,7 +91,7 @@ func (a *App) ReassignLead(ctx context.Context, in ReassignLead, meta envelope.M
 				Candidates: []*eventv1.Candidate{{RepId: in.ToRepID, Outcome: eventv1.CandidateOutcome_CANDIDATE_OUTCOME_CHOSEN,
 					Source: "manual:" + in.By.GetId(), Detail: "reassigned by hand"}},
 				Summary: "reassigned to " + in.ToRepID + " by " + in.By.GetId()}
-			ev, err := a.reassignedEvent(cfg, l, l.state, in.ToRepID, in.Reason, eventv1.ReassignCause_REASSIGN_CAUSE_MANUAL, rec, meta, now)
+			ev, err := a.reassignedEvent(cfg, l, l.state, to, cfg.RepCalendar(in.ToRepID), in.Reason, eventv1.ReassignCause_REASSIGN_CAUSE_MANUAL, rec, meta, now)
 			if err != nil {
 				return nil, err
 			}
@@ -106,7 +106,7 @@ func (a *App) takeByHand(ctx context.Context, cfg *routing.Config, leadID, repID
 		return &UnavailableError{RepID: repID, Why: why}
 	}
 	capacity := int(cfg.Reps[repID].GetCapacity())
-	ok, open, err := a.reserve(ctx, repID, capacity, leadID, false)
+	ok, open, err := a.reserve(ctx, repID, capacity, leadID)
 	if err != nil {
 		return err
 	}

@@ -30,9 +30,8 @@ const reservationGrace = time.Minute
 const pruneEvery = 2 * time.Second
 
 // reserve counts leadID against repID's capacity. It returns false and
-// the rep's open leads when the rep is full. force reserves even then
-// (escalations to a manager).
-func (a *App) reserve(ctx context.Context, repID string, capacity int, leadID string, force bool) (bool, int, error) {
+// the rep's open leads when the rep is full.
+func (a *App) reserve(ctx context.Context, repID string, capacity int, leadID string) (bool, int, error) {
 	for attempt := range maxRaces {
 		res, rev, err := a.loads.Get(ctx, repID, attempt > 0)
 		if err != nil {
@@ -41,7 +40,7 @@ func (a *App) reserve(ctx context.Context, repID string, capacity int, leadID st
 		if _, ok := res[leadID]; ok {
 			return true, len(res), nil
 		}
-		if len(res) >= capacity && !force {
+		if len(res) >= capacity {
 			kept, err := a.prune(ctx, repID, res)
 			if err != nil {
 				return false, 0, err
@@ -360,7 +359,7 @@ type reservation struct {
 }
 
 func (a *App) reservation(ctx context.Context, cfg *routing.Config, d routing.Decision, leadID string) reservation {
-	ok, open, err := a.reserve(ctx, d.RepID, int(cfg.Reps[d.RepID].GetCapacity()), leadID, d.Manager)
+	ok, open, err := a.reserve(ctx, d.RepID, int(cfg.Reps[d.RepID].GetCapacity()), leadID)
 	return reservation{rep: d.RepID, ok: ok, open: open, err: err}
 }
 

@@ -108,13 +108,17 @@ type repRef struct {
 	fresh     bool
 }
 
-// requireOwner refuses a rep's command on a lead another rep owns. A lead
-// no rep owns is left to the lifecycle to refuse: its status says more.
+// requireOwner refuses a rep's command on a lead another rep owns, or
+// that waits in a manager's queue for the manager to hand it on. Any
+// other lead no rep owns is left to the lifecycle to refuse: its status
+// says more.
 func requireOwner(l *lead, repID, command string) error {
-	if l.ownedBy(repID) || l.state.Owner.Kind != lifecycle.OwnerRep {
+	st := l.state
+	inSalesQueue := st.Owner.Kind == lifecycle.OwnerQueue && (st.Status == lifecycle.StatusAssigned || st.Status == lifecycle.StatusAccepted)
+	if l.ownedBy(repID) || (st.Owner.Kind != lifecycle.OwnerRep && !inSalesQueue) {
 		return nil
 	}
-	return &NotOwnerError{LeadID: l.id, RepID: repID, Owner: l.state.Owner, Status: l.state.Status, Command: command}
+	return &NotOwnerError{LeadID: l.id, RepID: repID, Owner: st.Owner, Status: st.Status, Command: command}
 }
 
 // repMeta is the envelope of a rep's command.

@@ -113,7 +113,9 @@ func (l *lead) apply(r eventstore.Record) {
 	case *eventv1.Event_LeadReassigned:
 		a := p.LeadReassigned
 		l.stepID = ev.GetEventId()
-		l.owners = append(l.owners, a.GetTo().GetId())
+		if to := a.GetTo(); to.GetKind() == eventv1.OwnerKind_OWNER_KIND_REP {
+			l.owners = append(l.owners, to.GetId())
+		}
 		if pool := a.GetDecision().GetPoolId(); pool != "" {
 			l.poolID = pool
 		}

@@ -15,6 +15,7 @@ import (
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/services/handoff/routing"
+	"github.com/leadflow/leadflow/services/handoff/sla"
 )
 
 // Every SLA step starts with an event that records its deadlines
@@ -89,12 +90,12 @@ func (a *App) StepStarted(ctx context.Context, ev *eventv1.Event) error {
 // rep (reassigned, rejected, converted, recycled, merged, erased), so the
 // rep's capacity counts it no more.
 func (a *App) Released(ctx context.Context, leadID string, ev *eventv1.Event) error {
-	var rep string
+	var from *eventv1.Owner
 	switch p := ev.GetPayload().(type) {
 	case *eventv1.Event_LeadReassigned:
-		rep = p.LeadReassigned.GetFrom().GetId()
+		from = p.LeadReassigned.GetFrom()
 	case *eventv1.Event_OpportunityCreated:
-		rep = ev.GetLifecycle().GetOwner().GetId()
+		from = ev.GetLifecycle().GetOwner()
 	case *eventv1.Event_LeadRejected, *eventv1.Event_LeadRecycled, *eventv1.Event_LeadMerged, *eventv1.Event_LeadErased:
 		if ev.GetVersionBefore() == 0 {
 			return nil
@@ -103,20 +104,19 @@ func (a *App) Released(ctx context.Context, leadID string, ev *eventv1.Event) er
 		if err != nil {
 			return err
 		}
-		if o := before.GetLifecycle().GetOwner(); o.GetKind() == eventv1.OwnerKind_OWNER_KIND_REP {
-			rep = o.GetId()
-		}
+		from = before.GetLifecycle().GetOwner()
 	}
-	if rep == "" {
+	// A queue (a manager's) holds no reservations.
+	if from.GetKind() != eventv1.OwnerKind_OWNER_KIND_REP {
 		return nil
 	}
-	return a.release(ctx, rep, leadID)
+	return a.release(ctx, from.GetId(), leadID)
 }
 
 // FireTimer acts on a fired timer: nothing if its step is over or it
 // fired before (its events are in the lead's history); else SLAWarned at
 // a warning, and at a deadline SLABreached with the escalation the
-// segment's policy sets (LeadReassigned to the next rep or the manager),
+// segment's policy sets (LeadReassigned to the next rep or the manager's queue),
 // LeadRecycled when the attempts were made without reaching the lead, or
 // for a queued lead another routing attempt.
 func (a *App) FireTimer(ctx context.Context, t *eventv1.SLATimer, meta envelope.Meta) error {
@@ -220,22 +220,29 @@ func (a *App) onTimer(ctx context.Context, cfg *routing.Config, l *lead, t *even
 }
 
 // breach records an SLA breach and escalates by the policy: the lead goes
-// to the next rep of its pool or to the owner's manager (LeadReassigned,
-// caused by the breach, in the same atomic append).
+// to the next rep of its pool or to the queue of the owner's manager
+// (LeadReassigned, caused by the breach, in the same atomic append). A
+// lead already in a queue stays there: its breach is recorded only.
 func (a *App) breach(ctx context.Context, cfg *routing.Config, l *lead, t *eventv1.SLATimer, meta envelope.Meta) ([]*eventv1.Event, error) {
 	now := a.now()
 	policy := l.slaPolicy(cfg)
 	current := l.state.Owner.ID
-	d, err := a.decide(ctx, cfg, l.id, t.GetTimerId(), func(pools map[string]routing.PoolState, loads routing.Loads) routing.Decision {
-		return cfg.Escalate(l.routingLead(), current, l.poolID, policy.Escalation, pools, loads, now)
-	})
-	if err != nil {
-		return nil, err
+	var d routing.Decision
+	if l.state.Owner.Kind == lifecycle.OwnerRep {
+		var err error
+		d, err = a.decide(ctx, cfg, l.id, t.GetTimerId(), func(pools map[string]routing.PoolState, loads routing.Loads) routing.Decision {
+			return cfg.Escalate(l.routingLead(), current, l.poolID, policy.Escalation, pools, loads, now)
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	escalation := eventv1.SLAEscalation_SLA_ESCALATION_NONE
+	to := lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: d.RepID}
 	switch {
-	case d.RepID != "" && d.Manager:
+	case d.Queue != "" && d.Manager:
 		escalation = eventv1.SLAEscalation_SLA_ESCALATION_MANAGER
+		to = lifecycle.Owner{Kind: lifecycle.OwnerQueue, ID: d.Queue}
 	case d.RepID != "":
 		escalation = eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP
 	}
@@ -245,28 +252,28 @@ func (a *App) breach(ctx context.Context, cfg *routing.Config, l *lead, t *event
 	if err != nil {
 		return nil, err
 	}
-	if d.RepID == "" {
+	if escalation == eventv1.SLAEscalation_SLA_ESCALATION_NONE {
 		return []*eventv1.Event{breached}, nil
 	}
 	m := meta
 	m.CausationID = breached.GetEventId()
 	reason := fmt.Sprintf("%s SLA breached by %s", strings.ToLower(strings.TrimPrefix(t.GetSla().String(), "SLA_KIND_")), current)
-	re, err := a.reassignedEvent(cfg, l, state, d.RepID, reason, eventv1.ReassignCause_REASSIGN_CAUSE_ESCALATION, d.Record, m, now)
+	// The manager's queue keeps the breaching rep's team hours.
+	re, err := a.reassignedEvent(cfg, l, state, to, cfg.RepCalendar(current), reason, eventv1.ReassignCause_REASSIGN_CAUSE_ESCALATION, d.Record, m, now)
 	if err != nil {
 		return nil, err
 	}
 	return []*eventv1.Event{breached, re}, nil
 }
 
-// reassignedEvent is LeadReassigned to rep, with the new owner's
-// acceptance deadlines.
-func (a *App) reassignedEvent(cfg *routing.Config, l *lead, state lifecycle.State, repID, reason string, cause eventv1.ReassignCause,
-	decision *eventv1.RoutingDecision, meta envelope.Meta, now time.Time) (*eventv1.Event, error) {
+// reassignedEvent is LeadReassigned to a rep or a queue, with the
+// acceptance deadlines in cal, the new owner's working hours.
+func (a *App) reassignedEvent(cfg *routing.Config, l *lead, state lifecycle.State, to lifecycle.Owner, cal sla.Calendar, reason string,
+	cause eventv1.ReassignCause, decision *eventv1.RoutingDecision, meta envelope.Meta, now time.Time) (*eventv1.Event, error) {
 	policy := l.slaPolicy(cfg)
-	steps := policy.Accept(cfg.RepCalendar(repID), now)
+	steps := policy.Accept(cal, now)
 	p := a.policy
 	p.AcceptWithin = within(now, steps.DueAt)
-	to := lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: repID}
 	ev, _, err := a.leadEvent(l.id, state, lifecycle.Command{Name: lifecycle.Reassign, Owner: to}, p, &eventv1.LeadReassigned{
 		From: ownerProto(state.Owner), To: ownerProto(to), Reason: reason, Cause: cause, AcceptBy: timestamppb.New(steps.DueAt),
 		WarnAt: pbTime(steps.WarnAt), Sla: policy.ToProto(), Decision: decision, Segment: l.segment,

@@ -90,7 +90,8 @@ type Decision struct {
 	// when nothing is known.
 	Queue   string
 	RetryAt time.Time
-	// Manager is set when an escalation went to a team manager.
+	// Manager is set when an escalation went to a team manager's queue
+	// (then Queue names it).
 	Manager bool
 }
 
@@ -154,11 +155,16 @@ func (c *Config) queue(d Decision, why string) Decision {
 	return d
 }
 
-// Escalate decides who gets a lead whose SLA owner breached: by the
+// ManagerQueue is the queue of a team's manager, where escalations wait
+// for the manager to hand them on. ':' keeps it apart from configured
+// queue ids.
+func ManagerQueue(teamID string) string { return "manager:" + teamID }
+
+// Escalate decides where a lead whose SLA owner breached goes: by the
 // policy, the next rep of the pool it was routed from (never a rep who
-// held it in this journey), else, or by policy, the manager of the
-// current owner's team. The manager takes escalations whatever the load.
-// RepID is "" when there is nobody to escalate to.
+// held it in this journey), else, or by policy, the queue of the manager
+// of the current owner's team, whatever the manager's load: the manager
+// hands it on. RepID and Queue are both "" when there is nowhere to go.
 func (c *Config) Escalate(l Lead, current, poolID string, escalation eventv1.SLAEscalation, pools map[string]PoolState, loads Loads, now time.Time) Decision {
 	rec := &eventv1.RoutingDecision{RoutingVersion: c.Version, RuleId: "escalation", PoolId: poolID}
 	d := Decision{Record: rec}
@@ -177,22 +183,22 @@ func (c *Config) Escalate(l Lead, current, poolID string, escalation eventv1.SLA
 	}
 	team := c.Teams[c.Reps[current].GetTeamId()]
 	mgr := team.GetManagerRepId()
-	src := "manager:" + team.GetTeamId()
+	queue := ManagerQueue(team.GetTeamId())
 	switch rep, ok := c.Reps[mgr]; {
 	case mgr == "":
 		rec.Summary = fmt.Sprintf("escalation from %s found nobody: team %q has no manager", current, team.GetTeamId())
 	case mgr == current:
-		rec.Candidates = append(rec.Candidates, &eventv1.Candidate{RepId: mgr, Outcome: eventv1.CandidateOutcome_CANDIDATE_OUTCOME_PRIOR_OWNER, Detail: "is the owner", Source: src})
+		rec.Candidates = append(rec.Candidates, &eventv1.Candidate{RepId: mgr, Outcome: eventv1.CandidateOutcome_CANDIDATE_OUTCOME_PRIOR_OWNER, Detail: "is the owner", Source: queue})
 		rec.Summary = fmt.Sprintf("escalation from %s found nobody: the owner is the team's manager", current)
 	case !ok || !rep.GetActive():
-		rec.Candidates = append(rec.Candidates, &eventv1.Candidate{RepId: mgr, Outcome: eventv1.CandidateOutcome_CANDIDATE_OUTCOME_INACTIVE, Source: src})
+		rec.Candidates = append(rec.Candidates, &eventv1.Candidate{RepId: mgr, Outcome: eventv1.CandidateOutcome_CANDIDATE_OUTCOME_INACTIVE, Source: queue})
 		rec.Summary = fmt.Sprintf("escalation from %s found nobody: manager %s is not active", current, mgr)
 	default:
 		rec.Candidates = append(rec.Candidates, &eventv1.Candidate{RepId: mgr, Outcome: eventv1.CandidateOutcome_CANDIDATE_OUTCOME_CHOSEN,
-			Detail: "escalations go to the team's manager", Source: src})
-		rec.RepId = mgr
-		rec.Summary = fmt.Sprintf("escalated from %s to manager %s of team %s", current, mgr, team.GetTeamId())
-		d.RepID, d.Manager = mgr, true
+			Detail: "escalations wait in the team manager's queue", Source: queue})
+		rec.FallbackQueue = queue
+		rec.Summary = fmt.Sprintf("escalated from %s to the queue of manager %s of team %s", current, mgr, team.GetTeamId())
+		d.Queue, d.Manager = queue, true
 	}
 	return d
 }

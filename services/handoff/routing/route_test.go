@@ -277,15 +277,15 @@ func TestEscalate(t *testing.T) {
 		t.Errorf("next rep after ann and bob: %q manager %v", d.RepID, d.Manager)
 	}
 	d = c.Escalate(l, "bob", "dach", eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP, nil, routing.LoadMap(map[string]int{"cat": 10}), now)
-	if d.RepID != "cat" || !d.Manager {
-		t.Errorf("pool exhausted: escalation goes to manager cat whatever her load: %q %v", d.RepID, d.Record)
+	if d.RepID != "" || d.Queue != "manager:emea" || !d.Manager || d.Record.GetFallbackQueue() != d.Queue {
+		t.Errorf("pool exhausted: escalation goes to manager cat's queue whatever her load: %q %q %v", d.RepID, d.Queue, d.Record)
 	}
 	d = c.Escalate(l, "ann", "dach", eventv1.SLAEscalation_SLA_ESCALATION_MANAGER, nil, nil, now)
-	if d.RepID != "cat" || !d.Manager || d.Turn != nil {
-		t.Errorf("manager policy: %q %v", d.RepID, d.Record)
+	if d.Queue != "manager:emea" || !d.Manager || d.Turn != nil || d.RepID != "" {
+		t.Errorf("manager policy: %q %v", d.Queue, d.Record)
 	}
-	if d := c.Escalate(l, "cat", "", eventv1.SLAEscalation_SLA_ESCALATION_MANAGER, nil, nil, now); d.RepID != "" {
-		t.Errorf("the manager's own lead escalated to %q", d.RepID)
+	if d := c.Escalate(l, "cat", "", eventv1.SLAEscalation_SLA_ESCALATION_MANAGER, nil, nil, now); d.RepID != "" || d.Queue != "" {
+		t.Errorf("the manager's own lead escalated to %q %q", d.RepID, d.Queue)
 	}
 }
 

@@ -280,6 +280,9 @@ func nextStep(h *Head) string {
 	case lifecycle.StatusMQL:
 		return "assignment to a rep"
 	case lifecycle.StatusAssigned:
+		if h.State.Owner.Kind == lifecycle.OwnerQueue {
+			return "hand-on from the manager's queue to a rep"
+		}
 		return "acceptance by the assigned rep"
 	case lifecycle.StatusAccepted:
 		return "a contact attempt by the rep"

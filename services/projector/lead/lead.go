@@ -105,7 +105,8 @@ type Journey struct {
 }
 
 // Handoff is one assignment to a rep, from LeadAssigned or
-// LeadReassigned until the next one.
+// LeadReassigned until the next one (or until a reassignment to a
+// queue).
 type Handoff struct {
 	Seq                   uint64    `json:"seq"`
 	Cycle                 int       `json:"cycle"`
@@ -216,6 +217,12 @@ func (l *Lead) Apply(seq uint64, ev *eventv1.Event) {
 	case *eventv1.Event_LeadReassigned:
 		r := p.LeadReassigned
 		l.segment(r.GetSegment())
+		if r.GetTo().GetKind() == eventv1.OwnerKind_OWNER_KIND_QUEUE {
+			// An escalation to a manager's queue: no rep holds it until the
+			// manager hands it on.
+			l.endHandoff(at)
+			break
+		}
 		l.startHandoff(seq, r.GetTo().GetId(), r.GetSegment(), at, timeOf(r.GetAcceptBy()))
 	case *eventv1.Event_LeadAccepted:
 		a := p.LeadAccepted

@@ -103,6 +103,43 @@ func TestTwoJourneys(t *testing.T) {
 	}
 }
 
+// An escalation to a manager's queue ends the rep's hand-off and starts
+// none: the queue is not a rep, and the manager's hand-on to a rep starts
+// the next.
+func TestEscalationToAManagersQueue(t *testing.T) {
+	ts := func(h float64) *timestamppb.Timestamp {
+		return timestamppb.New(t0.Add(time.Duration(h * float64(time.Hour))))
+	}
+	c := func(n lifecycle.CommandName) lifecycle.Command { return lifecycle.Command{Name: n} }
+	queue := lifecycle.Owner{Kind: lifecycle.OwnerQueue, ID: "manager:emea"}
+	bob := lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: "bob"}
+	evs := journey(t, []step{
+		{0, c(lifecycle.Capture), &eventv1.LeadCaptured{Profile: &eventv1.Profile{Country: "DE"}}},
+		{1, c(lifecycle.Qualify), &eventv1.LeadQualified{}},
+		{2, lifecycle.Command{Name: lifecycle.Assign, Owner: ann}, &eventv1.LeadAssigned{Owner: &eventv1.Owner{Id: "ann"}, Segment: "smb", AcceptBy: ts(3)}},
+		{3, c(lifecycle.BreachSLA), &eventv1.SLABreached{Sla: eventv1.SLAKind_SLA_KIND_ACCEPT, Owner: &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_REP, Id: "ann"}}},
+		{3, lifecycle.Command{Name: lifecycle.Reassign, Owner: queue}, &eventv1.LeadReassigned{
+			To: &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_QUEUE, Id: queue.ID}, Segment: "smb", AcceptBy: ts(5)}},
+		{4, lifecycle.Command{Name: lifecycle.Reassign, Owner: bob}, &eventv1.LeadReassigned{
+			To: &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_REP, Id: "bob"}, Segment: "smb", AcceptBy: ts(6)}},
+	})
+	l := lead.New("l")
+	for i, ev := range evs[:5] {
+		l.Apply(uint64(i+1), ev)
+	}
+	at := func(h float64) time.Time { return t0.Add(time.Duration(h * float64(time.Hour))) }
+	if h := l.Handoffs; len(h) != 1 || h[0].RepID != "ann" || !h[0].EndedAt.Equal(at(3)) {
+		t.Fatalf("in the manager's queue, hand-offs %+v", h)
+	}
+	if l.OwnerKind != eventv1.OwnerKind_OWNER_KIND_QUEUE || l.OwnerID != "manager:emea" || l.Status != eventv1.LeadStatus_LEAD_STATUS_ASSIGNED {
+		t.Errorf("in the manager's queue: %v %v/%q", l.Status, l.OwnerKind, l.OwnerID)
+	}
+	l.Apply(6, evs[5])
+	if h := l.Handoffs; len(h) != 2 || h[1].RepID != "bob" || !h[1].AssignedAt.Equal(at(4)) || !h[1].EndedAt.IsZero() {
+		t.Errorf("handed on to bob: %+v", h)
+	}
+}
+
 // The projector stores the fold as JSON between batches: folding with a
 // store and load after every event ends where folding in one go does.
 func TestFoldSurvivesItsStorage(t *testing.T) {

@@ -280,7 +280,9 @@ const (
 	SLAEscalation_SLA_ESCALATION_NONE SLAEscalation = 1
 	// SLA_ESCALATION_NEXT_REP: reassigned to the next rep of the pool.
 	SLAEscalation_SLA_ESCALATION_NEXT_REP SLAEscalation = 2
-	// SLA_ESCALATION_MANAGER: reassigned to the team manager.
+	// SLA_ESCALATION_MANAGER: reassigned to the queue of the team's manager
+	// (owner queue "manager:<team>"), who hands it on; events written before
+	// 2026-12-02 reassigned it to the manager as a rep.
 	SLAEscalation_SLA_ESCALATION_MANAGER SLAEscalation = 3
 	// SLA_ESCALATION_RECYCLE: attempts exhausted, back to nurture.
 	SLAEscalation_SLA_ESCALATION_RECYCLE SLAEscalation = 4
@@ -1755,7 +1757,9 @@ type RoutingDecision struct {
 	Rules      []*RuleEvaluation `protobuf:"bytes,7,rep,name=rules,proto3" json:"rules,omitempty"`
 	Candidates []*Candidate      `protobuf:"bytes,8,rep,name=candidates,proto3" json:"candidates,omitempty"`
 	// rep_id is the rep chosen; empty when the lead went to fallback_queue.
-	RepId         string `protobuf:"bytes,9,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
+	RepId string `protobuf:"bytes,9,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
+	// fallback_queue is the queue the lead went to: the rules' fallback, or
+	// for an escalation the manager's queue.
 	FallbackQueue string `protobuf:"bytes,10,opt,name=fallback_queue,json=fallbackQueue,proto3" json:"fallback_queue,omitempty"`
 	// summary says it in one line, for people.
 	Summary       string `protobuf:"bytes,11,opt,name=summary,proto3" json:"summary,omitempty"`
