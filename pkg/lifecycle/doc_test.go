@@ -30,6 +30,8 @@ func table() string {
 		switch {
 		case t.To.Terminal():
 			owner = "none"
+		case t.TakesOwner != lifecycle.OwnerNone && t.OrQueue:
+			owner = "the " + t.TakesOwner.String() + " or queue named"
 		case t.TakesOwner != lifecycle.OwnerNone:
 			owner = "the " + t.TakesOwner.String() + " named"
 		case !t.Owner.IsZero():
