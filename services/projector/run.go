@@ -77,8 +77,13 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 		}
 		return err
 	}
-	if _, err := nc.Subscribe(eventstore.ModelSubject("scoring"), func(*nats.Msg) { live.Changed(0) }); err != nil {
+	if _, err := nc.Subscribe(eventstore.ModelSubject("scoring"), func(*nats.Msg) { live.Refresh() }); err != nil {
 		return fmt.Errorf("watch scoring model: %w", err)
+	}
+	// The other replicas' commits too, over core NATS: one subject per
+	// stream, so projectors of two streams on one server stay apart.
+	if err := live.Share(nc, "leadflow.projector.live."+cfg.Stream); err != nil {
+		return err
 	}
 
 	srv := grpcserver.New(log)
