@@ -304,6 +304,14 @@ func TestReportsOnTheFixture(t *testing.T) {
 		if err != nil || leadIDs(res.GetLeads()) != "l7 l1" {
 			t.Errorf("mid, ann: %v %v", res, err)
 		}
+		// Owned by a queue now: rejected l2 and lost l5 wait for nurture,
+		// l8 for routing; l4 is NEW, qualification's.
+		for queue, want := range map[string]string{"nurture": "l5 l2", "routing": "l8", "qualification": "l4", "manager:emea": ""} {
+			res, err = c.SearchLeads(ctx, &projectorv1.SearchLeadsRequest{QueueId: queue})
+			if err != nil || leadIDs(res.GetLeads()) != want {
+				t.Errorf("in queue %s: %v %v, want %q", queue, leadIDs(res.GetLeads()), err, want)
+			}
+		}
 		// Pages of 4 over all nine, newest capture first.
 		var all []string
 		token := ""

@@ -87,6 +87,9 @@ func (q *Queries) SearchLeads(ctx context.Context, s app.LeadQuery) ([]*projecto
 	eq("l.source", s.Source)
 	eq("l.account_id", s.AccountID)
 	eq("l.rep_id", s.RepID)
+	if s.QueueID != "" {
+		where = append(where, fmt.Sprintf("l.owner_kind = $%d AND l.owner_id = $%d", arg(int32(eventv1.OwnerKind_OWNER_KIND_QUEUE)), arg(s.QueueID)))
+	}
 	eq("l.email_domain", s.EmailDomain)
 	eq("l.country", s.Country)
 	if s.CampaignID != "" {

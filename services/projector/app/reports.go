@@ -68,6 +68,7 @@ type LeadQuery struct {
 	CampaignID  string
 	AccountID   string
 	RepID       string
+	QueueID     string // the queue that owns the lead now
 	EmailDomain string
 	Country     string
 	Captured    Period

@@ -56,7 +56,7 @@ func periodProto(p app.Period) *projectorv1.Period {
 // SearchLeads lists leads.
 func (g *GRPC) SearchLeads(ctx context.Context, r *projectorv1.SearchLeadsRequest) (*projectorv1.SearchLeadsResponse, error) {
 	leads, next, err := g.app.SearchLeads(ctx, app.LeadQuery{Statuses: r.GetStatuses(), Segment: r.GetSegment(), Source: r.GetSource(),
-		CampaignID: r.GetCampaignId(), AccountID: r.GetAccountId(), RepID: r.GetRepId(), EmailDomain: r.GetEmailDomain(),
+		CampaignID: r.GetCampaignId(), AccountID: r.GetAccountId(), RepID: r.GetRepId(), QueueID: r.GetQueueId(), EmailDomain: r.GetEmailDomain(),
 		Country: r.GetCountry(), Captured: period(r.GetCaptured()), Overdue: r.GetOverdue(), PageSize: int(r.GetPageSize()),
 		PageToken: r.GetPageToken()})
 	if err != nil {

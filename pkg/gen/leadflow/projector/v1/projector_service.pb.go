@@ -593,8 +593,11 @@ type SearchLeadsRequest struct {
 	// overdue: not terminal and past its deadline.
 	Overdue bool `protobuf:"varint,10,opt,name=overdue,proto3" json:"overdue,omitempty"`
 	// page_size defaults to 50, at most 500.
-	PageSize      int32  `protobuf:"varint,11,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PageToken     string `protobuf:"bytes,12,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageSize  int32  `protobuf:"varint,11,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken string `protobuf:"bytes,12,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// queue_id matches a lead that a queue owns now: "routing", "nurture",
+	// the rules' fallback queue, or a manager's queue ("manager:<team>").
+	QueueId       string `protobuf:"bytes,13,opt,name=queue_id,json=queueId,proto3" json:"queue_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -709,6 +712,13 @@ func (x *SearchLeadsRequest) GetPageSize() int32 {
 func (x *SearchLeadsRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *SearchLeadsRequest) GetQueueId() string {
+	if x != nil {
+		return x.QueueId
 	}
 	return ""
 }
@@ -3905,7 +3915,7 @@ const file_leadflow_projector_v1_projector_service_proto_rawDesc = "" +
 	"\alost_at\x18\x1a \x01(\v2\x1a.google.protobuf.TimestampR\x06lostAt\x12;\n" +
 	"\vrecycled_at\x18\x1b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"recycledAt\x12C\n" +
-	"\x0fdisqualified_at\x18\x1c \x01(\v2\x1a.google.protobuf.TimestampR\x0edisqualifiedAt\"\xa6\x03\n" +
+	"\x0fdisqualified_at\x18\x1c \x01(\v2\x1a.google.protobuf.TimestampR\x0edisqualifiedAt\"\xc1\x03\n" +
 	"\x12SearchLeadsRequest\x129\n" +
 	"\bstatuses\x18\x01 \x03(\x0e2\x1d.leadflow.event.v1.LeadStatusR\bstatuses\x12\x18\n" +
 	"\asegment\x18\x02 \x01(\tR\asegment\x12\x16\n" +
@@ -3922,7 +3932,8 @@ const file_leadflow_projector_v1_projector_service_proto_rawDesc = "" +
 	" \x01(\bR\aoverdue\x12\x1b\n" +
 	"\tpage_size\x18\v \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\f \x01(\tR\tpageToken\"p\n" +
+	"page_token\x18\f \x01(\tR\tpageToken\x12\x19\n" +
+	"\bqueue_id\x18\r \x01(\tR\aqueueId\"p\n" +
 	"\x13SearchLeadsResponse\x121\n" +
 	"\x05leads\x18\x01 \x03(\v2\x1b.leadflow.projector.v1.LeadR\x05leads\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\")\n" +
