@@ -242,11 +242,11 @@ func (w *world) handled(t *testing.T, lead string, seq uint64) {
 	}, "nurture group did not pass seq %d of %s", seq, lead)
 }
 
-// Four ways a lead gets lost, each diagnosed by `leadctl lost` (lead,
+// Five ways a lead gets lost, each diagnosed by `leadctl lost` (lead,
 // last event, missing step, owner) and put back by the fix it names,
 // after which lost is clean again. Real nurture and handoff processes,
 // built from source, on an embedded JetStream.
-func TestDiagnoseFourFaults(t *testing.T) {
+func TestDiagnoseFaults(t *testing.T) {
 	top := t
 	w := newWorld(t)
 	nurtureBin, handoffBin := build(t, "nurture"), build(t, "handoff")
@@ -363,6 +363,30 @@ func TestDiagnoseFourFaults(t *testing.T) {
 		}
 		// The lead keeps the 2s policy of its journey: mia accepts at once.
 		if _, err := hc.AcceptLead(context.Background(), &handoffv1.AcceptLeadRequest{LeadId: lead, RepId: "mia", RequestId: uuid.NewString()}); err != nil {
+			t.Fatal(err)
+		}
+		w.waitFor(t, lead, "LeadAccepted")
+		clean(t)
+	})
+
+	t.Run("left in the manager's queue", func(t *testing.T) {
+		// With a manager, the breach escalates to the manager's queue; the
+		// queue's own deadline passes with nobody handed the lead.
+		if _, err := hc.PutTeam(context.Background(), &handoffv1.PutTeamRequest{Team: &eventv1.SalesTeam{TeamId: "emea", Name: "EMEA", ManagerRepId: "mia"}, ChangedBy: ops}); err != nil {
+			t.Fatal(err)
+		}
+		setSLA(t, hc, 2*time.Second, time.Second)
+		lead := w.mql(t)
+		w.waitFor(t, lead, "LeadReassigned")
+		setSLA(t, hc, time.Hour, time.Second)
+		out := diagnose(t, "left in the manager's queue", lead, "ASSIGNED", "queue manager:emea", "hand-on from the manager's queue to a rep", "overdue")
+		if !strings.Contains(out, "the manager's hand-on from the queue") {
+			t.Fatalf("lost names no fix:\n%s", out)
+		}
+		if out, err := ctl("reassign", lead, "--to", "bob", "--reason", "handed on from the manager's queue"); err != nil || !strings.Contains(out, "reassigned to rep bob") {
+			t.Fatalf("reassign: %v\n%s", err, out)
+		}
+		if _, err := hc.AcceptLead(context.Background(), &handoffv1.AcceptLeadRequest{LeadId: lead, RepId: "bob", RequestId: uuid.NewString()}); err != nil {
 			t.Fatal(err)
 		}
 		w.waitFor(t, lead, "LeadAccepted")

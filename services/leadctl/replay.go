@@ -303,6 +303,9 @@ func (r *replayer) finish(judgeAt time.Time) {
 // stepAfter names, for people, the step a lead in s waits for.
 func stepAfter(st lifecycle.State, lastType string) string {
 	s := st.Status
+	if s == lifecycle.StatusAssigned && st.Owner.Kind == lifecycle.OwnerQueue {
+		return "hand-on from the manager's queue"
+	}
 	if lastType == string(lifecycle.KindSLABreached) && (s == lifecycle.StatusAssigned || s == lifecycle.StatusAccepted) {
 		return "escalation of the SLA breach"
 	}
@@ -312,9 +315,6 @@ func stepAfter(st lifecycle.State, lastType string) string {
 	case lifecycle.StatusMQL:
 		return "assignment to a rep"
 	case lifecycle.StatusAssigned:
-		if st.Owner.Kind == lifecycle.OwnerQueue {
-			return "hand-on from the manager's queue"
-		}
 		return "acceptance by the rep"
 	case lifecycle.StatusAccepted:
 		return "a contact attempt"

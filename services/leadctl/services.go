@@ -131,6 +131,8 @@ func writeLost(w io.Writer, resp *nurturev1.FindLostLeadsResponse) error {
 				fix("leadctl lost --redrive: nurture writes the steps it owes")
 			case l.GetReason() == nurturev1.LostReason_LOST_REASON_STALLED:
 				fix("start the stopped service named under WHY: its group takes the waiting leads in order")
+			case l.GetOwner().GetKind() == eventv1.OwnerKind_OWNER_KIND_QUEUE && l.GetStatus() == eventv1.LeadStatus_LEAD_STATUS_ASSIGNED:
+				fix("leadctl reassign <lead> --to <rep> --reason <why>: the manager's hand-on from the queue")
 			case l.GetLastEventType() == "SLABreached":
 				fix("leadctl reassign <lead> --to <rep> --reason <why>: the escalation the breach did not get")
 			}

@@ -269,6 +269,10 @@ func nextStep(h *Head) string {
 	if h.RecycleDue {
 		return "recycle to nurture (contact attempts exhausted)"
 	}
+	if h.State.Status == lifecycle.StatusAssigned && h.State.Owner.Kind == lifecycle.OwnerQueue {
+		// Escalated to a manager's queue, breached there or not.
+		return "hand-on from the manager's queue to a rep"
+	}
 	if h.Type == "SLABreached" && (h.State.Status == lifecycle.StatusAssigned || h.State.Status == lifecycle.StatusAccepted) {
 		// handoff escalates in the same append as the breach; a breach
 		// left last had no one to escalate to.
@@ -280,9 +284,6 @@ func nextStep(h *Head) string {
 	case lifecycle.StatusMQL:
 		return "assignment to a rep"
 	case lifecycle.StatusAssigned:
-		if h.State.Owner.Kind == lifecycle.OwnerQueue {
-			return "hand-on from the manager's queue to a rep"
-		}
 		return "acceptance by the assigned rep"
 	case lifecycle.StatusAccepted:
 		return "a contact attempt by the rep"
