@@ -113,6 +113,17 @@ func TestDashboardInABrowser(t *testing.T) {
 		for _, m := range sla.GetMarketing() {
 			b.expectText(t, "marketing."+m.GetPeriod()+"."+m.GetSegment()+".mqls", count(float64(m.GetMqls())))
 		}
+		queues, err := c.GetQueues(ctx, &projectorv1.GetQueuesRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(queues.GetQueues()) == 0 {
+			t.Fatal("the fixture has an MQL waiting for routing")
+		}
+		for _, q := range queues.GetQueues() {
+			b.expectText(t, "queue."+q.GetQueueId()+".leads", count(float64(q.GetLeads())))
+			b.expectText(t, "queue."+q.GetQueueId()+".overdue", count(float64(q.GetOverdue())))
+		}
 
 		// The sign-off as the stream has it: v1 active, v2 approved by
 		// marketing only.
@@ -160,6 +171,15 @@ func TestDashboardInABrowser(t *testing.T) {
 			t.Errorf("leads behind the MQL figure %v, want %v", got, want)
 		}
 		b.screenshot(t, "dashboard-leads-behind-mql")
+
+		// A queue's overdue leads: l8, waiting for routing since February.
+		b.open(t, base+"#/?"+march)
+		b.waitFor(t, `document.querySelector('[data-k="queue.routing.overdue"]') !== null`, 10*time.Second)
+		b.run(t, chromedp.Click(chromedp.CSS(`[data-k="queue.routing.overdue"]`)))
+		b.waitFor(t, `location.hash.includes("figure=queue") && document.querySelector(".leads-panel") !== null`, 10*time.Second)
+		if got := b.eval(t, `[...document.querySelectorAll(".leads-panel tr[data-lead]")].map(e => e.dataset.lead)`); !slices.Equal(got, []string{"l8"}) {
+			t.Errorf("leads behind the routing queue's overdue figure %v, want [l8]", got)
+		}
 	})
 
 	t.Run("a captured lead shows without a reload", func(t *testing.T) {

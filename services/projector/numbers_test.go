@@ -108,6 +108,8 @@ func reports(t *testing.T, c projectorv1.ProjectorServiceClient, leads []string)
 	}
 	all, err := c.SearchLeads(ctx, &projectorv1.SearchLeadsRequest{PageSize: 500})
 	add("search", all, err)
+	queues, err := c.GetQueues(ctx, &projectorv1.GetQueuesRequest{})
+	add("queues", queues, err)
 	for _, id := range leads {
 		d, err := c.GetLead(ctx, &projectorv1.GetLeadRequest{LeadId: id})
 		add("lead "+id, d, err)

@@ -304,6 +304,19 @@ func TestReportsOnTheFixture(t *testing.T) {
 		if err != nil || leadIDs(res.GetLeads()) != "l7 l1" {
 			t.Errorf("mid, ann: %v %v", res, err)
 		}
+		// Before a rep: only l8, an MQL since February, waits for routing,
+		// long past its deadline.
+		qs, err := c.GetQueues(ctx, &projectorv1.GetQueuesRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q := qs.GetQueues(); len(q) != 1 || q[0].GetQueueId() != "routing" || q[0].GetStatus() != eventv1.LeadStatus_LEAD_STATUS_MQL ||
+			q[0].GetLeads() != 1 || q[0].GetOverdue() != 1 || q[0].GetFirstDeadline() == nil {
+			t.Errorf("queues: %v", q)
+		}
+		if qs, err := c.GetQueues(ctx, &projectorv1.GetQueuesRequest{Segment: "no-such-segment"}); err != nil || len(qs.GetQueues()) != 0 {
+			t.Errorf("queues of an unknown segment: %v %v", qs, err)
+		}
 		// Owned by a queue now: rejected l2 and lost l5 wait for nurture,
 		// l8 for routing; l4 is NEW, qualification's.
 		for queue, want := range map[string]string{"nurture": "l5 l2", "routing": "l8", "qualification": "l4", "manager:emea": ""} {

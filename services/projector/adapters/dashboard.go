@@ -108,6 +108,13 @@ func (q *Queries) LeadsBehind(ctx context.Context, b app.BehindQuery) ([]*projec
 		conds = append(conds, map[string]string{"mql": "true", "accepted": "j.accepted_at IS NOT NULL",
 			"rejected": "j.rejected_at IS NOT NULL", "opportunity": "j.opportunity_at IS NOT NULL"}[b.Measure])
 		exists("journeys j", "j", conds)
+	case app.FigureQueue:
+		where = append(where, queuedCond())
+		eq("l.owner_id", b.Key)
+		eq("l.segment", b.Segment)
+		if b.Measure == "overdue" {
+			where = append(where, fmt.Sprintf("l.deadline < $%d", arg(b.Now)))
+		}
 	default:
 		return nil, 0, fmt.Errorf("leads behind: unknown figure %q", b.Figure)
 	}

@@ -837,3 +837,45 @@ func (q *Queries) Accounts(ctx context.Context, a app.AccountQuery) (*projectorv
 	}
 	return out, nil
 }
+
+// queued are the leads a queue before a rep holds: MQLs (waiting for
+// routing, or in the fallback queue) and assigned leads in a manager's
+// queue. LeadsBehind repeats it for FigureQueue.
+const queued = `l.owner_kind = %d AND l.status IN (%d, %d)`
+
+func queuedCond() string {
+	return fmt.Sprintf(queued, eventv1.OwnerKind_OWNER_KIND_QUEUE, eventv1.LeadStatus_LEAD_STATUS_MQL, eventv1.LeadStatus_LEAD_STATUS_ASSIGNED)
+}
+
+// Queues implements app.Queries.
+func (q *Queries) Queues(ctx context.Context, s app.QueueQuery) (*projectorv1.GetQueuesResponse, error) {
+	sql := `SELECT l.owner_id, min(l.status), count(*), count(*) FILTER (WHERE l.deadline < $1), min(l.deadline)
+		FROM leads l WHERE ` + live + ` AND ` + queuedCond() + ` AND ($2 = '' OR l.segment = $2)
+		GROUP BY l.owner_id ORDER BY l.owner_id`
+	out := &projectorv1.GetQueuesResponse{}
+	err := q.db.Read(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, sql, s.Now, s.Segment)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			r := &projectorv1.QueueBacklog{}
+			var status int32
+			var first *time.Time
+			if err := rows.Scan(&r.QueueId, &status, &r.Leads, &r.Overdue, &first); err != nil {
+				return err
+			}
+			r.Status = eventv1.LeadStatus(status)
+			if first != nil {
+				r.FirstDeadline = timestamppb.New(*first)
+			}
+			out.Queues = append(out.Queues, r)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queues: %w", err)
+	}
+	return out, nil
+}

@@ -33,6 +33,7 @@ type Queries interface {
 	SLA(ctx context.Context, q SLAQuery) (*projectorv1.GetSLAComplianceResponse, error)
 	Performance(ctx context.Context, q PerformanceQuery) (*projectorv1.GetPerformanceResponse, error)
 	Accounts(ctx context.Context, q AccountQuery) (*projectorv1.GetAccountsResponse, error)
+	Queues(ctx context.Context, q QueueQuery) (*projectorv1.GetQueuesResponse, error)
 	// Currencies lists the currencies of every cost and opportunity.
 	Currencies(ctx context.Context) ([]string, error)
 }

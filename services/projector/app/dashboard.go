@@ -4,6 +4,7 @@ import (
 	"context"
 	"regexp"
 	"slices"
+	"time"
 
 	projectorv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/projector/v1"
 )
@@ -16,6 +17,7 @@ const (
 	FigureSales     = "sales"     // a sales SLA row (rep, team or total)
 	FigureBreaches  = "breaches"  // the breaches of a sales SLA row
 	FigureMarketing = "marketing" // a marketing SLA row
+	FigureQueue     = "queue"     // a GetQueues row, by Key
 )
 
 // BehindQuery names one report figure; LeadsBehind lists the leads it
@@ -36,11 +38,14 @@ type BehindQuery struct {
 	Campaign    string
 	Attribution projectorv1.AttributionModel
 	// Row picks a sales row: "rep" or "team" by Key ("" the team of
-	// reps in no known team); "" is the total.
+	// reps in no known team); "" is the total. A queue row is its Key.
 	Row string
 	Key string
 	// Month (YYYY-MM) picks a marketing row, with Segment.
 	Month string
+	// Now is the time a queue's overdue leads are counted at (Check sets
+	// it).
+	Now time.Time
 	// Limit bounds the leads returned (default 100, at most 500); the
 	// count is of all of them.
 	Limit int
@@ -61,6 +66,7 @@ var measures = map[string][]string{
 	FigureSales:     {"assigned", "accepted", "accepted_within_sla", "contacted", "first_attempt_within_sla"},
 	FigureBreaches:  {""},
 	FigureMarketing: {"mql", "accepted", "rejected", "opportunity"},
+	FigureQueue:     {"leads", "overdue"},
 }
 
 // Check validates q and fills in its defaults. It returns a
@@ -69,7 +75,7 @@ func (q *BehindQuery) Check() error {
 	var v violations
 	ms, ok := measures[q.Figure]
 	if !ok {
-		v.add("figure", "must be funnel, campaign, sales, breaches or marketing")
+		v.add("figure", "must be funnel, campaign, sales, breaches, marketing or queue")
 	}
 	if q.Measure == "" && ok {
 		q.Measure = ms[0]
@@ -91,6 +97,12 @@ func (q *BehindQuery) Check() error {
 	}
 	if q.Figure == FigureMarketing && !monthRE.MatchString(q.Month) {
 		v.add("month", "must be YYYY-MM")
+	}
+	if q.Figure == FigureQueue && q.Key == "" {
+		v.add("key", "must name the queue")
+	}
+	if q.Now.IsZero() {
+		q.Now = time.Now()
 	}
 	switch {
 	case q.Limit < 0 || q.Limit > maxPageSize:

@@ -283,3 +283,17 @@ func (a *App) Accounts(ctx context.Context, q AccountQuery) (*projectorv1.GetAcc
 	q.Currency = cur
 	return a.queries.Accounts(ctx, q)
 }
+
+// QueueQuery asks what the queues before a rep hold now.
+type QueueQuery struct {
+	Segment string
+	// Now is the time deadlines are compared with.
+	Now time.Time
+}
+
+// Queues reports, per queue that holds MQLs or assigned leads, how many
+// and how many are overdue.
+func (a *App) Queues(ctx context.Context, q QueueQuery) (*projectorv1.GetQueuesResponse, error) {
+	q.Now = a.now()
+	return a.queries.Queues(ctx, q)
+}

@@ -42,6 +42,7 @@ type Reports interface {
 	Funnel(ctx context.Context, q app.FunnelQuery) (*projectorv1.GetFunnelResponse, error)
 	Campaigns(ctx context.Context, q app.CampaignQuery) (*projectorv1.GetCampaignReportResponse, error)
 	SLA(ctx context.Context, q app.SLAQuery) (*projectorv1.GetSLAComplianceResponse, error)
+	Queues(ctx context.Context, q app.QueueQuery) (*projectorv1.GetQueuesResponse, error)
 	Status(ctx context.Context) (project.Status, error)
 	StartWhatIf(ctx context.Context, n uint32, p app.Period) (string, error)
 	GetWhatIf(ctx context.Context, id string) (app.WhatIf, error)
@@ -95,6 +96,7 @@ func New(cfg Config) *Handler {
 	h.mux.HandleFunc("GET /api/funnel", h.funnel)
 	h.mux.HandleFunc("GET /api/campaigns", h.campaigns)
 	h.mux.HandleFunc("GET /api/sla", h.sla)
+	h.mux.HandleFunc("GET /api/queues", h.queues)
 	h.mux.HandleFunc("GET /api/leads", h.leads)
 	h.mux.HandleFunc("GET /api/lead/{id}", h.lead)
 	h.mux.HandleFunc("GET /api/model", h.model)
@@ -199,6 +201,12 @@ func (h *Handler) sla(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out, err := h.cfg.Reports.SLA(r.Context(), app.SLAQuery{Period: q.period, Segment: q.segment})
+	h.reply(w, r, out, err)
+}
+
+// queues is GetQueues: what the queues before a rep hold now.
+func (h *Handler) queues(w http.ResponseWriter, r *http.Request) {
+	out, err := h.cfg.Reports.Queues(r.Context(), app.QueueQuery{Segment: r.FormValue("segment")})
 	h.reply(w, r, out, err)
 }
 

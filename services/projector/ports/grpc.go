@@ -65,6 +65,15 @@ func (g *GRPC) SearchLeads(ctx context.Context, r *projectorv1.SearchLeadsReques
 	return &projectorv1.SearchLeadsResponse{Leads: leads, NextPageToken: next}, nil
 }
 
+// GetQueues reports what the queues before a rep hold now.
+func (g *GRPC) GetQueues(ctx context.Context, r *projectorv1.GetQueuesRequest) (*projectorv1.GetQueuesResponse, error) {
+	out, err := g.app.Queues(ctx, app.QueueQuery{Segment: r.GetSegment()})
+	if err != nil {
+		return nil, g.status(ctx, "GetQueues", err)
+	}
+	return out, nil
+}
+
 // GetLead returns one lead.
 func (g *GRPC) GetLead(ctx context.Context, r *projectorv1.GetLeadRequest) (*projectorv1.GetLeadResponse, error) {
 	out, err := g.app.GetLead(ctx, r.GetLeadId())

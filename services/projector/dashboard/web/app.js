@@ -242,16 +242,17 @@ async function overview(p, isLive) {
   const recent = new URLSearchParams(); recent.set("limit", "8");
   // The filter choices change rarely: a live refresh leaves them be.
   const none = Promise.resolve({ err: null });
-  const [funnel, grouped, segs, srcs, campaigns, slaR, model, leads] = await Promise.all([
+  const queues = reportParams(["segment"]);
+  const [funnel, grouped, segs, srcs, campaigns, slaR, model, leads, queuesR] = await Promise.all([
     settle(api("funnel", base)), settle(api("funnel", byGroup)),
     isLive ? none : settle(api("funnel", seg)), isLive ? none : settle(api("funnel", src)),
-    settle(api("campaigns", camp)), settle(api("sla", sla)), settle(api("model")), settle(api("leads", recent)),
+    settle(api("campaigns", camp)), settle(api("sla", sla)), settle(api("model")), settle(api("leads", recent)), settle(api("queues", queues)),
   ]);
   if (segs.ok) setOptions($("f-segment"), segs.ok.rows.map((r) => r.key));
   if (srcs.ok) setOptions($("f-source"), srcs.ok.rows.map((r) => r.key));
   return el("div", { class: "grid" },
     el("div", { class: "span-7" }, funnelPanel(funnel, grouped, group)),
-    el("div", { class: "span-5" }, slaPanel(slaR)),
+    el("div", { class: "span-5" }, slaPanel(slaR, queuesR)),
     el("div", { class: "span-12" }, campaignPanel(campaigns, attr)),
     el("div", { class: "span-7" }, modelPanel(model, isLive)),
     el("div", { class: "span-5" }, recentPanel(leads)));
@@ -306,7 +307,22 @@ function funnelPanel(res, grouped, group) {
 const monthFmt = new Intl.DateTimeFormat(LOCALE, { month: "short", year: "numeric", timeZone: "UTC" });
 function fmtMonth(key) { return key ? monthFmt.format(new Date(key.length === 7 ? key + "-01T00:00:00Z" : key + "T00:00:00Z")) : "–"; }
 
-function slaPanel(res) {
+function queuesTable(res) {
+  if (res.err) return errorBox(res.err);
+  const qs = res.ok.queues || [];
+  if (!qs.length) return el("div", { class: "empty" }, "No lead waits in a queue.");
+  const qd = (q, measure) => ({ figure: "queue", measure, key: q.queue_id });
+  return el("table", { class: "tbl-compact" },
+    el("thead", {}, el("tr", {}, el("th", { class: "text" }, "Queue"), el("th", { class: "text" }, "Holds"), el("th", {}, "Leads"), el("th", {}, "Overdue"), el("th", {}, "First due"))),
+    el("tbody", {}, qs.map((q) => el("tr", {},
+      el("td", { class: "text" }, q.queue_id),
+      el("td", { class: "text" }, (q.status || "").replace("LEAD_STATUS_", "")),
+      el("td", {}, fig(fmtCount(q.leads), `queue.${q.queue_id}.leads`, qd(q, "leads"))),
+      el("td", {}, fig(fmtCount(q.overdue), `queue.${q.queue_id}.overdue`, qd(q, "overdue"), n(q.overdue) ? "neg" : "")),
+      el("td", {}, fmtWhen(q.first_deadline))))));
+}
+
+function slaPanel(res, queuesR) {
   if (res.err) return panel("sla-panel", "SLA compliance", "", null, errorBox(res.err));
   const s = res.ok, t = s.sales_total || {};
   const sd = (row, key, measure) => ({ figure: "sales", measure, row, key });
@@ -350,7 +366,8 @@ function slaPanel(res) {
   return panel("sla-panel", "SLA compliance", "both directions", null,
     el("h3", { class: "first" }, "Sales: accept and contact marketing's leads in time"), kpis,
     salesRows.length ? el("div", { class: "scroll gap" }, sales) : el("div", { class: "empty" }, "No hand-offs in the period."),
-    el("h3", {}, "Marketing: enough MQLs that sales accepts and converts"), el("div", { class: "scroll" }, marketing));
+    el("h3", {}, "Marketing: enough MQLs that sales accepts and converts"), el("div", { class: "scroll" }, marketing),
+    el("h3", {}, "Queues now: MQLs before routing, escalations before a manager hands them on"), el("div", { class: "scroll" }, queuesTable(queuesR)));
 }
 
 const ATTR = { first: "first touch", last: "last touch", linear: "linear" };
@@ -507,6 +524,7 @@ const FIGURE_NAMES = {
   campaign: { captured: "attributed leads", mql: "attributed MQLs", accepted: "attributed accepted leads", opportunity: "attributed opportunities (pipeline)", won: "attributed won deals" },
   sales: { assigned: "handed off", accepted: "accepted", accepted_within_sla: "accepted within SLA", contacted: "contacted", first_attempt_within_sla: "first attempt within SLA" },
   marketing: { mql: "MQLs", accepted: "MQLs accepted", rejected: "MQLs rejected", opportunity: "MQLs that became opportunities" },
+  queue: { leads: "waiting in queue", overdue: "overdue in queue" },
 };
 function describeFigure(p) {
   const f = p.get("figure"), m = p.get("measure") || "";
@@ -516,10 +534,11 @@ function describeFigure(p) {
   else parts.push("leads " + ((FIGURE_NAMES[f] || {})[m] || m));
   if (f === "campaign") parts.push("campaign " + (p.get("campaign") || "(none)") + ", " + ATTR[p.get("attribution") || "first"]);
   if (p.get("row")) parts.push(p.get("row") + " " + (p.get("key") || "(none)"));
+  if (f === "queue") parts.push(p.get("key") + ", now");
   if (p.get("month")) parts.push(fmtMonth(p.get("month")));
   if (p.get("segment")) parts.push("segment " + p.get("segment"));
   if (p.get("source") && f !== "campaign") parts.push("source " + p.get("source"));
-  parts.push(periodLabel(p));
+  if (f !== "queue") parts.push(periodLabel(p));
   const text = parts.join(" · ");
   return text.charAt(0).toUpperCase() + text.slice(1);
 }

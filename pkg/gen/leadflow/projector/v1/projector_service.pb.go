@@ -2954,6 +2954,176 @@ func (x *GetPerformanceResponse) GetTimeInStage() []*StageTime {
 	return nil
 }
 
+type GetQueuesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// segment, when set, counts its leads only.
+	Segment       string `protobuf:"bytes,1,opt,name=segment,proto3" json:"segment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetQueuesRequest) Reset() {
+	*x = GetQueuesRequest{}
+	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetQueuesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetQueuesRequest) ProtoMessage() {}
+
+func (x *GetQueuesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetQueuesRequest.ProtoReflect.Descriptor instead.
+func (*GetQueuesRequest) Descriptor() ([]byte, []int) {
+	return file_leadflow_projector_v1_projector_service_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *GetQueuesRequest) GetSegment() string {
+	if x != nil {
+		return x.Segment
+	}
+	return ""
+}
+
+// QueueBacklog is what one queue holds now.
+type QueueBacklog struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	QueueId string                 `protobuf:"bytes,1,opt,name=queue_id,json=queueId,proto3" json:"queue_id,omitempty"`
+	// status is MQL (routing, fallback) or ASSIGNED (a manager's queue).
+	Status v1.LeadStatus `protobuf:"varint,2,opt,name=status,proto3,enum=leadflow.event.v1.LeadStatus" json:"status,omitempty"`
+	Leads  int64         `protobuf:"varint,3,opt,name=leads,proto3" json:"leads,omitempty"`
+	// overdue counts the leads past their deadline.
+	Overdue int64 `protobuf:"varint,4,opt,name=overdue,proto3" json:"overdue,omitempty"`
+	// first_deadline is the earliest deadline among them.
+	FirstDeadline *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=first_deadline,json=firstDeadline,proto3" json:"first_deadline,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueueBacklog) Reset() {
+	*x = QueueBacklog{}
+	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueueBacklog) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueueBacklog) ProtoMessage() {}
+
+func (x *QueueBacklog) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueueBacklog.ProtoReflect.Descriptor instead.
+func (*QueueBacklog) Descriptor() ([]byte, []int) {
+	return file_leadflow_projector_v1_projector_service_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *QueueBacklog) GetQueueId() string {
+	if x != nil {
+		return x.QueueId
+	}
+	return ""
+}
+
+func (x *QueueBacklog) GetStatus() v1.LeadStatus {
+	if x != nil {
+		return x.Status
+	}
+	return v1.LeadStatus(0)
+}
+
+func (x *QueueBacklog) GetLeads() int64 {
+	if x != nil {
+		return x.Leads
+	}
+	return 0
+}
+
+func (x *QueueBacklog) GetOverdue() int64 {
+	if x != nil {
+		return x.Overdue
+	}
+	return 0
+}
+
+func (x *QueueBacklog) GetFirstDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirstDeadline
+	}
+	return nil
+}
+
+type GetQueuesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// queues, by queue id.
+	Queues        []*QueueBacklog `protobuf:"bytes,1,rep,name=queues,proto3" json:"queues,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetQueuesResponse) Reset() {
+	*x = GetQueuesResponse{}
+	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetQueuesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetQueuesResponse) ProtoMessage() {}
+
+func (x *GetQueuesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetQueuesResponse.ProtoReflect.Descriptor instead.
+func (*GetQueuesResponse) Descriptor() ([]byte, []int) {
+	return file_leadflow_projector_v1_projector_service_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *GetQueuesResponse) GetQueues() []*QueueBacklog {
+	if x != nil {
+		return x.Queues
+	}
+	return nil
+}
+
 type GetAccountsRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Period   *Period                `protobuf:"bytes,1,opt,name=period,proto3" json:"period,omitempty"`
@@ -2966,7 +3136,7 @@ type GetAccountsRequest struct {
 
 func (x *GetAccountsRequest) Reset() {
 	*x = GetAccountsRequest{}
-	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[29]
+	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2978,7 +3148,7 @@ func (x *GetAccountsRequest) String() string {
 func (*GetAccountsRequest) ProtoMessage() {}
 
 func (x *GetAccountsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[29]
+	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2991,7 +3161,7 @@ func (x *GetAccountsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountsRequest.ProtoReflect.Descriptor instead.
 func (*GetAccountsRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_projector_v1_projector_service_proto_rawDescGZIP(), []int{29}
+	return file_leadflow_projector_v1_projector_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetAccountsRequest) GetPeriod() *Period {
@@ -3033,7 +3203,7 @@ type AccountRow struct {
 
 func (x *AccountRow) Reset() {
 	*x = AccountRow{}
-	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[30]
+	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3045,7 +3215,7 @@ func (x *AccountRow) String() string {
 func (*AccountRow) ProtoMessage() {}
 
 func (x *AccountRow) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[30]
+	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3058,7 +3228,7 @@ func (x *AccountRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccountRow.ProtoReflect.Descriptor instead.
 func (*AccountRow) Descriptor() ([]byte, []int) {
-	return file_leadflow_projector_v1_projector_service_proto_rawDescGZIP(), []int{30}
+	return file_leadflow_projector_v1_projector_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *AccountRow) GetAccountId() string {
@@ -3127,7 +3297,7 @@ type GetAccountsResponse struct {
 
 func (x *GetAccountsResponse) Reset() {
 	*x = GetAccountsResponse{}
-	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[31]
+	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3139,7 +3309,7 @@ func (x *GetAccountsResponse) String() string {
 func (*GetAccountsResponse) ProtoMessage() {}
 
 func (x *GetAccountsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[31]
+	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3152,7 +3322,7 @@ func (x *GetAccountsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountsResponse.ProtoReflect.Descriptor instead.
 func (*GetAccountsResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_projector_v1_projector_service_proto_rawDescGZIP(), []int{31}
+	return file_leadflow_projector_v1_projector_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GetAccountsResponse) GetCurrency() string {
@@ -3177,7 +3347,7 @@ type GetProjectionStatusRequest struct {
 
 func (x *GetProjectionStatusRequest) Reset() {
 	*x = GetProjectionStatusRequest{}
-	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[32]
+	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3189,7 +3359,7 @@ func (x *GetProjectionStatusRequest) String() string {
 func (*GetProjectionStatusRequest) ProtoMessage() {}
 
 func (x *GetProjectionStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[32]
+	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3202,7 +3372,7 @@ func (x *GetProjectionStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProjectionStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetProjectionStatusRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_projector_v1_projector_service_proto_rawDescGZIP(), []int{32}
+	return file_leadflow_projector_v1_projector_service_proto_rawDescGZIP(), []int{35}
 }
 
 // RebuildProgress is how far a rebuild has got.
@@ -3223,7 +3393,7 @@ type RebuildProgress struct {
 
 func (x *RebuildProgress) Reset() {
 	*x = RebuildProgress{}
-	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[33]
+	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3235,7 +3405,7 @@ func (x *RebuildProgress) String() string {
 func (*RebuildProgress) ProtoMessage() {}
 
 func (x *RebuildProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[33]
+	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3248,7 +3418,7 @@ func (x *RebuildProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebuildProgress.ProtoReflect.Descriptor instead.
 func (*RebuildProgress) Descriptor() ([]byte, []int) {
-	return file_leadflow_projector_v1_projector_service_proto_rawDescGZIP(), []int{33}
+	return file_leadflow_projector_v1_projector_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RebuildProgress) GetSchema() string {
@@ -3329,7 +3499,7 @@ type GetProjectionStatusResponse struct {
 
 func (x *GetProjectionStatusResponse) Reset() {
 	*x = GetProjectionStatusResponse{}
-	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[34]
+	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3341,7 +3511,7 @@ func (x *GetProjectionStatusResponse) String() string {
 func (*GetProjectionStatusResponse) ProtoMessage() {}
 
 func (x *GetProjectionStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[34]
+	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3354,7 +3524,7 @@ func (x *GetProjectionStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProjectionStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetProjectionStatusResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_projector_v1_projector_service_proto_rawDescGZIP(), []int{34}
+	return file_leadflow_projector_v1_projector_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetProjectionStatusResponse) GetActiveSchema() string {
@@ -3400,7 +3570,7 @@ type StartRebuildRequest struct {
 
 func (x *StartRebuildRequest) Reset() {
 	*x = StartRebuildRequest{}
-	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[35]
+	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3412,7 +3582,7 @@ func (x *StartRebuildRequest) String() string {
 func (*StartRebuildRequest) ProtoMessage() {}
 
 func (x *StartRebuildRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[35]
+	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3425,7 +3595,7 @@ func (x *StartRebuildRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRebuildRequest.ProtoReflect.Descriptor instead.
 func (*StartRebuildRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_projector_v1_projector_service_proto_rawDescGZIP(), []int{35}
+	return file_leadflow_projector_v1_projector_service_proto_rawDescGZIP(), []int{38}
 }
 
 type StartRebuildResponse struct {
@@ -3437,7 +3607,7 @@ type StartRebuildResponse struct {
 
 func (x *StartRebuildResponse) Reset() {
 	*x = StartRebuildResponse{}
-	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[36]
+	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3449,7 +3619,7 @@ func (x *StartRebuildResponse) String() string {
 func (*StartRebuildResponse) ProtoMessage() {}
 
 func (x *StartRebuildResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[36]
+	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3462,7 +3632,7 @@ func (x *StartRebuildResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRebuildResponse.ProtoReflect.Descriptor instead.
 func (*StartRebuildResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_projector_v1_projector_service_proto_rawDescGZIP(), []int{36}
+	return file_leadflow_projector_v1_projector_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *StartRebuildResponse) GetSchema() string {
@@ -3484,7 +3654,7 @@ type StartWhatIfRequest struct {
 
 func (x *StartWhatIfRequest) Reset() {
 	*x = StartWhatIfRequest{}
-	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[37]
+	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3496,7 +3666,7 @@ func (x *StartWhatIfRequest) String() string {
 func (*StartWhatIfRequest) ProtoMessage() {}
 
 func (x *StartWhatIfRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[37]
+	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3509,7 +3679,7 @@ func (x *StartWhatIfRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartWhatIfRequest.ProtoReflect.Descriptor instead.
 func (*StartWhatIfRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_projector_v1_projector_service_proto_rawDescGZIP(), []int{37}
+	return file_leadflow_projector_v1_projector_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *StartWhatIfRequest) GetProposedVersion() uint32 {
@@ -3535,7 +3705,7 @@ type StartWhatIfResponse struct {
 
 func (x *StartWhatIfResponse) Reset() {
 	*x = StartWhatIfResponse{}
-	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[38]
+	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3547,7 +3717,7 @@ func (x *StartWhatIfResponse) String() string {
 func (*StartWhatIfResponse) ProtoMessage() {}
 
 func (x *StartWhatIfResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[38]
+	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3560,7 +3730,7 @@ func (x *StartWhatIfResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartWhatIfResponse.ProtoReflect.Descriptor instead.
 func (*StartWhatIfResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_projector_v1_projector_service_proto_rawDescGZIP(), []int{38}
+	return file_leadflow_projector_v1_projector_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *StartWhatIfResponse) GetWhatIfId() string {
@@ -3579,7 +3749,7 @@ type GetWhatIfRequest struct {
 
 func (x *GetWhatIfRequest) Reset() {
 	*x = GetWhatIfRequest{}
-	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[39]
+	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3591,7 +3761,7 @@ func (x *GetWhatIfRequest) String() string {
 func (*GetWhatIfRequest) ProtoMessage() {}
 
 func (x *GetWhatIfRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[39]
+	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3604,7 +3774,7 @@ func (x *GetWhatIfRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWhatIfRequest.ProtoReflect.Descriptor instead.
 func (*GetWhatIfRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_projector_v1_projector_service_proto_rawDescGZIP(), []int{39}
+	return file_leadflow_projector_v1_projector_service_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetWhatIfRequest) GetWhatIfId() string {
@@ -3642,7 +3812,7 @@ type WhatIfRow struct {
 
 func (x *WhatIfRow) Reset() {
 	*x = WhatIfRow{}
-	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[40]
+	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3654,7 +3824,7 @@ func (x *WhatIfRow) String() string {
 func (*WhatIfRow) ProtoMessage() {}
 
 func (x *WhatIfRow) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[40]
+	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3667,7 +3837,7 @@ func (x *WhatIfRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhatIfRow.ProtoReflect.Descriptor instead.
 func (*WhatIfRow) Descriptor() ([]byte, []int) {
-	return file_leadflow_projector_v1_projector_service_proto_rawDescGZIP(), []int{40}
+	return file_leadflow_projector_v1_projector_service_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *WhatIfRow) GetCampaignId() string {
@@ -3774,7 +3944,7 @@ type GetWhatIfResponse struct {
 
 func (x *GetWhatIfResponse) Reset() {
 	*x = GetWhatIfResponse{}
-	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[41]
+	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3786,7 +3956,7 @@ func (x *GetWhatIfResponse) String() string {
 func (*GetWhatIfResponse) ProtoMessage() {}
 
 func (x *GetWhatIfResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[41]
+	mi := &file_leadflow_projector_v1_projector_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3799,7 +3969,7 @@ func (x *GetWhatIfResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWhatIfResponse.ProtoReflect.Descriptor instead.
 func (*GetWhatIfResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_projector_v1_projector_service_proto_rawDescGZIP(), []int{41}
+	return file_leadflow_projector_v1_projector_service_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GetWhatIfResponse) GetWhatIfId() string {
@@ -4138,7 +4308,17 @@ const file_leadflow_projector_v1_projector_service_proto_rawDesc = "" +
 	"\bvelocity\x18\b \x01(\x01R\bvelocity\x12H\n" +
 	"\vconversions\x18\t \x03(\v2&.leadflow.projector.v1.StageConversionR\vconversions\x12D\n" +
 	"\rtime_in_stage\x18\n" +
-	" \x03(\v2 .leadflow.projector.v1.StageTimeR\vtimeInStage\"}\n" +
+	" \x03(\v2 .leadflow.projector.v1.StageTimeR\vtimeInStage\",\n" +
+	"\x10GetQueuesRequest\x12\x18\n" +
+	"\asegment\x18\x01 \x01(\tR\asegment\"\xd3\x01\n" +
+	"\fQueueBacklog\x12\x19\n" +
+	"\bqueue_id\x18\x01 \x01(\tR\aqueueId\x125\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x1d.leadflow.event.v1.LeadStatusR\x06status\x12\x14\n" +
+	"\x05leads\x18\x03 \x01(\x03R\x05leads\x12\x18\n" +
+	"\aoverdue\x18\x04 \x01(\x03R\aoverdue\x12A\n" +
+	"\x0efirst_deadline\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\rfirstDeadline\"P\n" +
+	"\x11GetQueuesResponse\x12;\n" +
+	"\x06queues\x18\x01 \x03(\v2#.leadflow.projector.v1.QueueBacklogR\x06queues\"}\n" +
 	"\x12GetAccountsRequest\x125\n" +
 	"\x06period\x18\x01 \x01(\v2\x1d.leadflow.projector.v1.PeriodR\x06period\x12\x1a\n" +
 	"\bcurrency\x18\x02 \x01(\tR\bcurrency\x12\x14\n" +
@@ -4244,7 +4424,8 @@ const file_leadflow_projector_v1_projector_service_proto_rawDesc = "" +
 	"\x19WHAT_IF_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15WHAT_IF_STATE_RUNNING\x10\x01\x12\x16\n" +
 	"\x12WHAT_IF_STATE_DONE\x10\x02\x12\x18\n" +
-	"\x14WHAT_IF_STATE_FAILED\x10\x032\xa1\t\n" +
+	"\x14WHAT_IF_STATE_FAILED\x10\x032\x81\n" +
+	"\n" +
 	"\x10ProjectorService\x12d\n" +
 	"\vSearchLeads\x12).leadflow.projector.v1.SearchLeadsRequest\x1a*.leadflow.projector.v1.SearchLeadsResponse\x12X\n" +
 	"\aGetLead\x12%.leadflow.projector.v1.GetLeadRequest\x1a&.leadflow.projector.v1.GetLeadResponse\x12^\n" +
@@ -4252,7 +4433,8 @@ const file_leadflow_projector_v1_projector_service_proto_rawDesc = "" +
 	"\x11GetCampaignReport\x12/.leadflow.projector.v1.GetCampaignReportRequest\x1a0.leadflow.projector.v1.GetCampaignReportResponse\x12s\n" +
 	"\x10GetSLACompliance\x12..leadflow.projector.v1.GetSLAComplianceRequest\x1a/.leadflow.projector.v1.GetSLAComplianceResponse\x12m\n" +
 	"\x0eGetPerformance\x12,.leadflow.projector.v1.GetPerformanceRequest\x1a-.leadflow.projector.v1.GetPerformanceResponse\x12d\n" +
-	"\vGetAccounts\x12).leadflow.projector.v1.GetAccountsRequest\x1a*.leadflow.projector.v1.GetAccountsResponse\x12|\n" +
+	"\vGetAccounts\x12).leadflow.projector.v1.GetAccountsRequest\x1a*.leadflow.projector.v1.GetAccountsResponse\x12^\n" +
+	"\tGetQueues\x12'.leadflow.projector.v1.GetQueuesRequest\x1a(.leadflow.projector.v1.GetQueuesResponse\x12|\n" +
 	"\x13GetProjectionStatus\x121.leadflow.projector.v1.GetProjectionStatusRequest\x1a2.leadflow.projector.v1.GetProjectionStatusResponse\x12g\n" +
 	"\fStartRebuild\x12*.leadflow.projector.v1.StartRebuildRequest\x1a+.leadflow.projector.v1.StartRebuildResponse\x12d\n" +
 	"\vStartWhatIf\x12).leadflow.projector.v1.StartWhatIfRequest\x1a*.leadflow.projector.v1.StartWhatIfResponse\x12^\n" +
@@ -4272,7 +4454,7 @@ func file_leadflow_projector_v1_projector_service_proto_rawDescGZIP() []byte {
 }
 
 var file_leadflow_projector_v1_projector_service_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_leadflow_projector_v1_projector_service_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_leadflow_projector_v1_projector_service_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_leadflow_projector_v1_projector_service_proto_goTypes = []any{
 	(FunnelGroup)(0),                    // 0: leadflow.projector.v1.FunnelGroup
 	(PeriodUnit)(0),                     // 1: leadflow.projector.v1.PeriodUnit
@@ -4307,75 +4489,78 @@ var file_leadflow_projector_v1_projector_service_proto_goTypes = []any{
 	(*StageConversion)(nil),             // 30: leadflow.projector.v1.StageConversion
 	(*StageTime)(nil),                   // 31: leadflow.projector.v1.StageTime
 	(*GetPerformanceResponse)(nil),      // 32: leadflow.projector.v1.GetPerformanceResponse
-	(*GetAccountsRequest)(nil),          // 33: leadflow.projector.v1.GetAccountsRequest
-	(*AccountRow)(nil),                  // 34: leadflow.projector.v1.AccountRow
-	(*GetAccountsResponse)(nil),         // 35: leadflow.projector.v1.GetAccountsResponse
-	(*GetProjectionStatusRequest)(nil),  // 36: leadflow.projector.v1.GetProjectionStatusRequest
-	(*RebuildProgress)(nil),             // 37: leadflow.projector.v1.RebuildProgress
-	(*GetProjectionStatusResponse)(nil), // 38: leadflow.projector.v1.GetProjectionStatusResponse
-	(*StartRebuildRequest)(nil),         // 39: leadflow.projector.v1.StartRebuildRequest
-	(*StartRebuildResponse)(nil),        // 40: leadflow.projector.v1.StartRebuildResponse
-	(*StartWhatIfRequest)(nil),          // 41: leadflow.projector.v1.StartWhatIfRequest
-	(*StartWhatIfResponse)(nil),         // 42: leadflow.projector.v1.StartWhatIfResponse
-	(*GetWhatIfRequest)(nil),            // 43: leadflow.projector.v1.GetWhatIfRequest
-	(*WhatIfRow)(nil),                   // 44: leadflow.projector.v1.WhatIfRow
-	(*GetWhatIfResponse)(nil),           // 45: leadflow.projector.v1.GetWhatIfResponse
-	nil,                                 // 46: leadflow.projector.v1.GetProjectionStatusResponse.UnknownEventsEntry
-	(*timestamppb.Timestamp)(nil),       // 47: google.protobuf.Timestamp
-	(v1.LeadStatus)(0),                  // 48: leadflow.event.v1.LeadStatus
-	(*v1.Owner)(nil),                    // 49: leadflow.event.v1.Owner
-	(v1.Seniority)(0),                   // 50: leadflow.event.v1.Seniority
-	(v1.RejectReason)(0),                // 51: leadflow.event.v1.RejectReason
-	(*v1.Money)(nil),                    // 52: leadflow.event.v1.Money
-	(v1.SLAKind)(0),                     // 53: leadflow.event.v1.SLAKind
-	(v1.Channel)(0),                     // 54: leadflow.event.v1.Channel
-	(*v1.MarketingTarget)(nil),          // 55: leadflow.event.v1.MarketingTarget
+	(*GetQueuesRequest)(nil),            // 33: leadflow.projector.v1.GetQueuesRequest
+	(*QueueBacklog)(nil),                // 34: leadflow.projector.v1.QueueBacklog
+	(*GetQueuesResponse)(nil),           // 35: leadflow.projector.v1.GetQueuesResponse
+	(*GetAccountsRequest)(nil),          // 36: leadflow.projector.v1.GetAccountsRequest
+	(*AccountRow)(nil),                  // 37: leadflow.projector.v1.AccountRow
+	(*GetAccountsResponse)(nil),         // 38: leadflow.projector.v1.GetAccountsResponse
+	(*GetProjectionStatusRequest)(nil),  // 39: leadflow.projector.v1.GetProjectionStatusRequest
+	(*RebuildProgress)(nil),             // 40: leadflow.projector.v1.RebuildProgress
+	(*GetProjectionStatusResponse)(nil), // 41: leadflow.projector.v1.GetProjectionStatusResponse
+	(*StartRebuildRequest)(nil),         // 42: leadflow.projector.v1.StartRebuildRequest
+	(*StartRebuildResponse)(nil),        // 43: leadflow.projector.v1.StartRebuildResponse
+	(*StartWhatIfRequest)(nil),          // 44: leadflow.projector.v1.StartWhatIfRequest
+	(*StartWhatIfResponse)(nil),         // 45: leadflow.projector.v1.StartWhatIfResponse
+	(*GetWhatIfRequest)(nil),            // 46: leadflow.projector.v1.GetWhatIfRequest
+	(*WhatIfRow)(nil),                   // 47: leadflow.projector.v1.WhatIfRow
+	(*GetWhatIfResponse)(nil),           // 48: leadflow.projector.v1.GetWhatIfResponse
+	nil,                                 // 49: leadflow.projector.v1.GetProjectionStatusResponse.UnknownEventsEntry
+	(*timestamppb.Timestamp)(nil),       // 50: google.protobuf.Timestamp
+	(v1.LeadStatus)(0),                  // 51: leadflow.event.v1.LeadStatus
+	(*v1.Owner)(nil),                    // 52: leadflow.event.v1.Owner
+	(v1.Seniority)(0),                   // 53: leadflow.event.v1.Seniority
+	(v1.RejectReason)(0),                // 54: leadflow.event.v1.RejectReason
+	(*v1.Money)(nil),                    // 55: leadflow.event.v1.Money
+	(v1.SLAKind)(0),                     // 56: leadflow.event.v1.SLAKind
+	(v1.Channel)(0),                     // 57: leadflow.event.v1.Channel
+	(*v1.MarketingTarget)(nil),          // 58: leadflow.event.v1.MarketingTarget
 }
 var file_leadflow_projector_v1_projector_service_proto_depIdxs = []int32{
-	47,  // 0: leadflow.projector.v1.Period.from:type_name -> google.protobuf.Timestamp
-	47,  // 1: leadflow.projector.v1.Period.to:type_name -> google.protobuf.Timestamp
-	48,  // 2: leadflow.projector.v1.Lead.status:type_name -> leadflow.event.v1.LeadStatus
-	49,  // 3: leadflow.projector.v1.Lead.owner:type_name -> leadflow.event.v1.Owner
-	47,  // 4: leadflow.projector.v1.Lead.deadline:type_name -> google.protobuf.Timestamp
-	47,  // 5: leadflow.projector.v1.Lead.captured_at:type_name -> google.protobuf.Timestamp
-	50,  // 6: leadflow.projector.v1.Lead.seniority:type_name -> leadflow.event.v1.Seniority
-	47,  // 7: leadflow.projector.v1.Lead.updated_at:type_name -> google.protobuf.Timestamp
-	47,  // 8: leadflow.projector.v1.Lead.mql_at:type_name -> google.protobuf.Timestamp
-	47,  // 9: leadflow.projector.v1.Lead.accepted_at:type_name -> google.protobuf.Timestamp
-	47,  // 10: leadflow.projector.v1.Lead.opportunity_at:type_name -> google.protobuf.Timestamp
-	47,  // 11: leadflow.projector.v1.Lead.won_at:type_name -> google.protobuf.Timestamp
-	47,  // 12: leadflow.projector.v1.Lead.lost_at:type_name -> google.protobuf.Timestamp
-	47,  // 13: leadflow.projector.v1.Lead.recycled_at:type_name -> google.protobuf.Timestamp
-	47,  // 14: leadflow.projector.v1.Lead.disqualified_at:type_name -> google.protobuf.Timestamp
-	48,  // 15: leadflow.projector.v1.SearchLeadsRequest.statuses:type_name -> leadflow.event.v1.LeadStatus
+	50,  // 0: leadflow.projector.v1.Period.from:type_name -> google.protobuf.Timestamp
+	50,  // 1: leadflow.projector.v1.Period.to:type_name -> google.protobuf.Timestamp
+	51,  // 2: leadflow.projector.v1.Lead.status:type_name -> leadflow.event.v1.LeadStatus
+	52,  // 3: leadflow.projector.v1.Lead.owner:type_name -> leadflow.event.v1.Owner
+	50,  // 4: leadflow.projector.v1.Lead.deadline:type_name -> google.protobuf.Timestamp
+	50,  // 5: leadflow.projector.v1.Lead.captured_at:type_name -> google.protobuf.Timestamp
+	53,  // 6: leadflow.projector.v1.Lead.seniority:type_name -> leadflow.event.v1.Seniority
+	50,  // 7: leadflow.projector.v1.Lead.updated_at:type_name -> google.protobuf.Timestamp
+	50,  // 8: leadflow.projector.v1.Lead.mql_at:type_name -> google.protobuf.Timestamp
+	50,  // 9: leadflow.projector.v1.Lead.accepted_at:type_name -> google.protobuf.Timestamp
+	50,  // 10: leadflow.projector.v1.Lead.opportunity_at:type_name -> google.protobuf.Timestamp
+	50,  // 11: leadflow.projector.v1.Lead.won_at:type_name -> google.protobuf.Timestamp
+	50,  // 12: leadflow.projector.v1.Lead.lost_at:type_name -> google.protobuf.Timestamp
+	50,  // 13: leadflow.projector.v1.Lead.recycled_at:type_name -> google.protobuf.Timestamp
+	50,  // 14: leadflow.projector.v1.Lead.disqualified_at:type_name -> google.protobuf.Timestamp
+	51,  // 15: leadflow.projector.v1.SearchLeadsRequest.statuses:type_name -> leadflow.event.v1.LeadStatus
 	4,   // 16: leadflow.projector.v1.SearchLeadsRequest.captured:type_name -> leadflow.projector.v1.Period
 	5,   // 17: leadflow.projector.v1.SearchLeadsResponse.leads:type_name -> leadflow.projector.v1.Lead
-	48,  // 18: leadflow.projector.v1.StageVisit.status:type_name -> leadflow.event.v1.LeadStatus
-	47,  // 19: leadflow.projector.v1.StageVisit.entered_at:type_name -> google.protobuf.Timestamp
-	47,  // 20: leadflow.projector.v1.StageVisit.left_at:type_name -> google.protobuf.Timestamp
-	47,  // 21: leadflow.projector.v1.Journey.mql_at:type_name -> google.protobuf.Timestamp
-	47,  // 22: leadflow.projector.v1.Journey.assigned_at:type_name -> google.protobuf.Timestamp
-	47,  // 23: leadflow.projector.v1.Journey.accepted_at:type_name -> google.protobuf.Timestamp
-	47,  // 24: leadflow.projector.v1.Journey.rejected_at:type_name -> google.protobuf.Timestamp
-	51,  // 25: leadflow.projector.v1.Journey.reject_reason:type_name -> leadflow.event.v1.RejectReason
-	47,  // 26: leadflow.projector.v1.Journey.opportunity_at:type_name -> google.protobuf.Timestamp
-	47,  // 27: leadflow.projector.v1.Journey.won_at:type_name -> google.protobuf.Timestamp
-	47,  // 28: leadflow.projector.v1.Journey.lost_at:type_name -> google.protobuf.Timestamp
-	47,  // 29: leadflow.projector.v1.Journey.recycled_at:type_name -> google.protobuf.Timestamp
-	47,  // 30: leadflow.projector.v1.Handoff.assigned_at:type_name -> google.protobuf.Timestamp
-	47,  // 31: leadflow.projector.v1.Handoff.accept_by:type_name -> google.protobuf.Timestamp
-	47,  // 32: leadflow.projector.v1.Handoff.accepted_at:type_name -> google.protobuf.Timestamp
-	47,  // 33: leadflow.projector.v1.Handoff.first_attempt_at:type_name -> google.protobuf.Timestamp
-	47,  // 34: leadflow.projector.v1.Handoff.ended_at:type_name -> google.protobuf.Timestamp
-	52,  // 35: leadflow.projector.v1.Opportunity.amount:type_name -> leadflow.event.v1.Money
-	47,  // 36: leadflow.projector.v1.Opportunity.created_at:type_name -> google.protobuf.Timestamp
-	47,  // 37: leadflow.projector.v1.Opportunity.won_at:type_name -> google.protobuf.Timestamp
-	52,  // 38: leadflow.projector.v1.Opportunity.won_amount:type_name -> leadflow.event.v1.Money
-	47,  // 39: leadflow.projector.v1.Opportunity.lost_at:type_name -> google.protobuf.Timestamp
-	53,  // 40: leadflow.projector.v1.Breach.sla:type_name -> leadflow.event.v1.SLAKind
-	49,  // 41: leadflow.projector.v1.Breach.owner:type_name -> leadflow.event.v1.Owner
-	47,  // 42: leadflow.projector.v1.Breach.due_at:type_name -> google.protobuf.Timestamp
-	47,  // 43: leadflow.projector.v1.Breach.breached_at:type_name -> google.protobuf.Timestamp
+	51,  // 18: leadflow.projector.v1.StageVisit.status:type_name -> leadflow.event.v1.LeadStatus
+	50,  // 19: leadflow.projector.v1.StageVisit.entered_at:type_name -> google.protobuf.Timestamp
+	50,  // 20: leadflow.projector.v1.StageVisit.left_at:type_name -> google.protobuf.Timestamp
+	50,  // 21: leadflow.projector.v1.Journey.mql_at:type_name -> google.protobuf.Timestamp
+	50,  // 22: leadflow.projector.v1.Journey.assigned_at:type_name -> google.protobuf.Timestamp
+	50,  // 23: leadflow.projector.v1.Journey.accepted_at:type_name -> google.protobuf.Timestamp
+	50,  // 24: leadflow.projector.v1.Journey.rejected_at:type_name -> google.protobuf.Timestamp
+	54,  // 25: leadflow.projector.v1.Journey.reject_reason:type_name -> leadflow.event.v1.RejectReason
+	50,  // 26: leadflow.projector.v1.Journey.opportunity_at:type_name -> google.protobuf.Timestamp
+	50,  // 27: leadflow.projector.v1.Journey.won_at:type_name -> google.protobuf.Timestamp
+	50,  // 28: leadflow.projector.v1.Journey.lost_at:type_name -> google.protobuf.Timestamp
+	50,  // 29: leadflow.projector.v1.Journey.recycled_at:type_name -> google.protobuf.Timestamp
+	50,  // 30: leadflow.projector.v1.Handoff.assigned_at:type_name -> google.protobuf.Timestamp
+	50,  // 31: leadflow.projector.v1.Handoff.accept_by:type_name -> google.protobuf.Timestamp
+	50,  // 32: leadflow.projector.v1.Handoff.accepted_at:type_name -> google.protobuf.Timestamp
+	50,  // 33: leadflow.projector.v1.Handoff.first_attempt_at:type_name -> google.protobuf.Timestamp
+	50,  // 34: leadflow.projector.v1.Handoff.ended_at:type_name -> google.protobuf.Timestamp
+	55,  // 35: leadflow.projector.v1.Opportunity.amount:type_name -> leadflow.event.v1.Money
+	50,  // 36: leadflow.projector.v1.Opportunity.created_at:type_name -> google.protobuf.Timestamp
+	50,  // 37: leadflow.projector.v1.Opportunity.won_at:type_name -> google.protobuf.Timestamp
+	55,  // 38: leadflow.projector.v1.Opportunity.won_amount:type_name -> leadflow.event.v1.Money
+	50,  // 39: leadflow.projector.v1.Opportunity.lost_at:type_name -> google.protobuf.Timestamp
+	56,  // 40: leadflow.projector.v1.Breach.sla:type_name -> leadflow.event.v1.SLAKind
+	52,  // 41: leadflow.projector.v1.Breach.owner:type_name -> leadflow.event.v1.Owner
+	50,  // 42: leadflow.projector.v1.Breach.due_at:type_name -> google.protobuf.Timestamp
+	50,  // 43: leadflow.projector.v1.Breach.breached_at:type_name -> google.protobuf.Timestamp
 	5,   // 44: leadflow.projector.v1.GetLeadResponse.lead:type_name -> leadflow.projector.v1.Lead
 	9,   // 45: leadflow.projector.v1.GetLeadResponse.stages:type_name -> leadflow.projector.v1.StageVisit
 	10,  // 46: leadflow.projector.v1.GetLeadResponse.journeys:type_name -> leadflow.projector.v1.Journey
@@ -4389,7 +4574,7 @@ var file_leadflow_projector_v1_projector_service_proto_depIdxs = []int32{
 	17,  // 54: leadflow.projector.v1.GetFunnelResponse.rows:type_name -> leadflow.projector.v1.FunnelRow
 	17,  // 55: leadflow.projector.v1.GetFunnelResponse.total:type_name -> leadflow.projector.v1.FunnelRow
 	2,   // 56: leadflow.projector.v1.Figure.attribution:type_name -> leadflow.projector.v1.AttributionModel
-	54,  // 57: leadflow.projector.v1.CampaignRow.channel:type_name -> leadflow.event.v1.Channel
+	57,  // 57: leadflow.projector.v1.CampaignRow.channel:type_name -> leadflow.event.v1.Channel
 	2,   // 58: leadflow.projector.v1.CampaignRow.attribution:type_name -> leadflow.projector.v1.AttributionModel
 	19,  // 59: leadflow.projector.v1.CampaignRow.spend:type_name -> leadflow.projector.v1.Figure
 	19,  // 60: leadflow.projector.v1.CampaignRow.leads:type_name -> leadflow.projector.v1.Figure
@@ -4409,59 +4594,64 @@ var file_leadflow_projector_v1_projector_service_proto_depIdxs = []int32{
 	20,  // 74: leadflow.projector.v1.GetCampaignReportResponse.campaigns:type_name -> leadflow.projector.v1.CampaignRow
 	20,  // 75: leadflow.projector.v1.GetCampaignReportResponse.unattributed:type_name -> leadflow.projector.v1.CampaignRow
 	4,   // 76: leadflow.projector.v1.GetSLAComplianceRequest.period:type_name -> leadflow.projector.v1.Period
-	53,  // 77: leadflow.projector.v1.SLACount.sla:type_name -> leadflow.event.v1.SLAKind
+	56,  // 77: leadflow.projector.v1.SLACount.sla:type_name -> leadflow.event.v1.SLAKind
 	24,  // 78: leadflow.projector.v1.SalesSLARow.breaches_by_sla:type_name -> leadflow.projector.v1.SLACount
-	55,  // 79: leadflow.projector.v1.MarketingSLARow.target:type_name -> leadflow.event.v1.MarketingTarget
+	58,  // 79: leadflow.projector.v1.MarketingSLARow.target:type_name -> leadflow.event.v1.MarketingTarget
 	25,  // 80: leadflow.projector.v1.GetSLAComplianceResponse.reps:type_name -> leadflow.projector.v1.SalesSLARow
 	25,  // 81: leadflow.projector.v1.GetSLAComplianceResponse.teams:type_name -> leadflow.projector.v1.SalesSLARow
 	25,  // 82: leadflow.projector.v1.GetSLAComplianceResponse.sales_total:type_name -> leadflow.projector.v1.SalesSLARow
 	26,  // 83: leadflow.projector.v1.GetSLAComplianceResponse.marketing:type_name -> leadflow.projector.v1.MarketingSLARow
 	28,  // 84: leadflow.projector.v1.GetSLAComplianceResponse.breaches_by_owner:type_name -> leadflow.projector.v1.OwnerBreaches
-	49,  // 85: leadflow.projector.v1.OwnerBreaches.owner:type_name -> leadflow.event.v1.Owner
+	52,  // 85: leadflow.projector.v1.OwnerBreaches.owner:type_name -> leadflow.event.v1.Owner
 	4,   // 86: leadflow.projector.v1.GetPerformanceRequest.period:type_name -> leadflow.projector.v1.Period
-	48,  // 87: leadflow.projector.v1.StageConversion.from:type_name -> leadflow.event.v1.LeadStatus
-	48,  // 88: leadflow.projector.v1.StageConversion.to:type_name -> leadflow.event.v1.LeadStatus
-	48,  // 89: leadflow.projector.v1.StageTime.status:type_name -> leadflow.event.v1.LeadStatus
+	51,  // 87: leadflow.projector.v1.StageConversion.from:type_name -> leadflow.event.v1.LeadStatus
+	51,  // 88: leadflow.projector.v1.StageConversion.to:type_name -> leadflow.event.v1.LeadStatus
+	51,  // 89: leadflow.projector.v1.StageTime.status:type_name -> leadflow.event.v1.LeadStatus
 	30,  // 90: leadflow.projector.v1.GetPerformanceResponse.conversions:type_name -> leadflow.projector.v1.StageConversion
 	31,  // 91: leadflow.projector.v1.GetPerformanceResponse.time_in_stage:type_name -> leadflow.projector.v1.StageTime
-	4,   // 92: leadflow.projector.v1.GetAccountsRequest.period:type_name -> leadflow.projector.v1.Period
-	34,  // 93: leadflow.projector.v1.GetAccountsResponse.accounts:type_name -> leadflow.projector.v1.AccountRow
-	47,  // 94: leadflow.projector.v1.RebuildProgress.started_at:type_name -> google.protobuf.Timestamp
-	46,  // 95: leadflow.projector.v1.GetProjectionStatusResponse.unknown_events:type_name -> leadflow.projector.v1.GetProjectionStatusResponse.UnknownEventsEntry
-	37,  // 96: leadflow.projector.v1.GetProjectionStatusResponse.rebuild:type_name -> leadflow.projector.v1.RebuildProgress
-	4,   // 97: leadflow.projector.v1.StartWhatIfRequest.period:type_name -> leadflow.projector.v1.Period
-	2,   // 98: leadflow.projector.v1.WhatIfRow.attribution:type_name -> leadflow.projector.v1.AttributionModel
-	3,   // 99: leadflow.projector.v1.GetWhatIfResponse.state:type_name -> leadflow.projector.v1.WhatIfState
-	4,   // 100: leadflow.projector.v1.GetWhatIfResponse.period:type_name -> leadflow.projector.v1.Period
-	44,  // 101: leadflow.projector.v1.GetWhatIfResponse.campaigns:type_name -> leadflow.projector.v1.WhatIfRow
-	44,  // 102: leadflow.projector.v1.GetWhatIfResponse.total_row:type_name -> leadflow.projector.v1.WhatIfRow
-	6,   // 103: leadflow.projector.v1.ProjectorService.SearchLeads:input_type -> leadflow.projector.v1.SearchLeadsRequest
-	8,   // 104: leadflow.projector.v1.ProjectorService.GetLead:input_type -> leadflow.projector.v1.GetLeadRequest
-	16,  // 105: leadflow.projector.v1.ProjectorService.GetFunnel:input_type -> leadflow.projector.v1.GetFunnelRequest
-	21,  // 106: leadflow.projector.v1.ProjectorService.GetCampaignReport:input_type -> leadflow.projector.v1.GetCampaignReportRequest
-	23,  // 107: leadflow.projector.v1.ProjectorService.GetSLACompliance:input_type -> leadflow.projector.v1.GetSLAComplianceRequest
-	29,  // 108: leadflow.projector.v1.ProjectorService.GetPerformance:input_type -> leadflow.projector.v1.GetPerformanceRequest
-	33,  // 109: leadflow.projector.v1.ProjectorService.GetAccounts:input_type -> leadflow.projector.v1.GetAccountsRequest
-	36,  // 110: leadflow.projector.v1.ProjectorService.GetProjectionStatus:input_type -> leadflow.projector.v1.GetProjectionStatusRequest
-	39,  // 111: leadflow.projector.v1.ProjectorService.StartRebuild:input_type -> leadflow.projector.v1.StartRebuildRequest
-	41,  // 112: leadflow.projector.v1.ProjectorService.StartWhatIf:input_type -> leadflow.projector.v1.StartWhatIfRequest
-	43,  // 113: leadflow.projector.v1.ProjectorService.GetWhatIf:input_type -> leadflow.projector.v1.GetWhatIfRequest
-	7,   // 114: leadflow.projector.v1.ProjectorService.SearchLeads:output_type -> leadflow.projector.v1.SearchLeadsResponse
-	15,  // 115: leadflow.projector.v1.ProjectorService.GetLead:output_type -> leadflow.projector.v1.GetLeadResponse
-	18,  // 116: leadflow.projector.v1.ProjectorService.GetFunnel:output_type -> leadflow.projector.v1.GetFunnelResponse
-	22,  // 117: leadflow.projector.v1.ProjectorService.GetCampaignReport:output_type -> leadflow.projector.v1.GetCampaignReportResponse
-	27,  // 118: leadflow.projector.v1.ProjectorService.GetSLACompliance:output_type -> leadflow.projector.v1.GetSLAComplianceResponse
-	32,  // 119: leadflow.projector.v1.ProjectorService.GetPerformance:output_type -> leadflow.projector.v1.GetPerformanceResponse
-	35,  // 120: leadflow.projector.v1.ProjectorService.GetAccounts:output_type -> leadflow.projector.v1.GetAccountsResponse
-	38,  // 121: leadflow.projector.v1.ProjectorService.GetProjectionStatus:output_type -> leadflow.projector.v1.GetProjectionStatusResponse
-	40,  // 122: leadflow.projector.v1.ProjectorService.StartRebuild:output_type -> leadflow.projector.v1.StartRebuildResponse
-	42,  // 123: leadflow.projector.v1.ProjectorService.StartWhatIf:output_type -> leadflow.projector.v1.StartWhatIfResponse
-	45,  // 124: leadflow.projector.v1.ProjectorService.GetWhatIf:output_type -> leadflow.projector.v1.GetWhatIfResponse
-	114, // [114:125] is the sub-list for method output_type
-	103, // [103:114] is the sub-list for method input_type
-	103, // [103:103] is the sub-list for extension type_name
-	103, // [103:103] is the sub-list for extension extendee
-	0,   // [0:103] is the sub-list for field type_name
+	51,  // 92: leadflow.projector.v1.QueueBacklog.status:type_name -> leadflow.event.v1.LeadStatus
+	50,  // 93: leadflow.projector.v1.QueueBacklog.first_deadline:type_name -> google.protobuf.Timestamp
+	34,  // 94: leadflow.projector.v1.GetQueuesResponse.queues:type_name -> leadflow.projector.v1.QueueBacklog
+	4,   // 95: leadflow.projector.v1.GetAccountsRequest.period:type_name -> leadflow.projector.v1.Period
+	37,  // 96: leadflow.projector.v1.GetAccountsResponse.accounts:type_name -> leadflow.projector.v1.AccountRow
+	50,  // 97: leadflow.projector.v1.RebuildProgress.started_at:type_name -> google.protobuf.Timestamp
+	49,  // 98: leadflow.projector.v1.GetProjectionStatusResponse.unknown_events:type_name -> leadflow.projector.v1.GetProjectionStatusResponse.UnknownEventsEntry
+	40,  // 99: leadflow.projector.v1.GetProjectionStatusResponse.rebuild:type_name -> leadflow.projector.v1.RebuildProgress
+	4,   // 100: leadflow.projector.v1.StartWhatIfRequest.period:type_name -> leadflow.projector.v1.Period
+	2,   // 101: leadflow.projector.v1.WhatIfRow.attribution:type_name -> leadflow.projector.v1.AttributionModel
+	3,   // 102: leadflow.projector.v1.GetWhatIfResponse.state:type_name -> leadflow.projector.v1.WhatIfState
+	4,   // 103: leadflow.projector.v1.GetWhatIfResponse.period:type_name -> leadflow.projector.v1.Period
+	47,  // 104: leadflow.projector.v1.GetWhatIfResponse.campaigns:type_name -> leadflow.projector.v1.WhatIfRow
+	47,  // 105: leadflow.projector.v1.GetWhatIfResponse.total_row:type_name -> leadflow.projector.v1.WhatIfRow
+	6,   // 106: leadflow.projector.v1.ProjectorService.SearchLeads:input_type -> leadflow.projector.v1.SearchLeadsRequest
+	8,   // 107: leadflow.projector.v1.ProjectorService.GetLead:input_type -> leadflow.projector.v1.GetLeadRequest
+	16,  // 108: leadflow.projector.v1.ProjectorService.GetFunnel:input_type -> leadflow.projector.v1.GetFunnelRequest
+	21,  // 109: leadflow.projector.v1.ProjectorService.GetCampaignReport:input_type -> leadflow.projector.v1.GetCampaignReportRequest
+	23,  // 110: leadflow.projector.v1.ProjectorService.GetSLACompliance:input_type -> leadflow.projector.v1.GetSLAComplianceRequest
+	29,  // 111: leadflow.projector.v1.ProjectorService.GetPerformance:input_type -> leadflow.projector.v1.GetPerformanceRequest
+	36,  // 112: leadflow.projector.v1.ProjectorService.GetAccounts:input_type -> leadflow.projector.v1.GetAccountsRequest
+	33,  // 113: leadflow.projector.v1.ProjectorService.GetQueues:input_type -> leadflow.projector.v1.GetQueuesRequest
+	39,  // 114: leadflow.projector.v1.ProjectorService.GetProjectionStatus:input_type -> leadflow.projector.v1.GetProjectionStatusRequest
+	42,  // 115: leadflow.projector.v1.ProjectorService.StartRebuild:input_type -> leadflow.projector.v1.StartRebuildRequest
+	44,  // 116: leadflow.projector.v1.ProjectorService.StartWhatIf:input_type -> leadflow.projector.v1.StartWhatIfRequest
+	46,  // 117: leadflow.projector.v1.ProjectorService.GetWhatIf:input_type -> leadflow.projector.v1.GetWhatIfRequest
+	7,   // 118: leadflow.projector.v1.ProjectorService.SearchLeads:output_type -> leadflow.projector.v1.SearchLeadsResponse
+	15,  // 119: leadflow.projector.v1.ProjectorService.GetLead:output_type -> leadflow.projector.v1.GetLeadResponse
+	18,  // 120: leadflow.projector.v1.ProjectorService.GetFunnel:output_type -> leadflow.projector.v1.GetFunnelResponse
+	22,  // 121: leadflow.projector.v1.ProjectorService.GetCampaignReport:output_type -> leadflow.projector.v1.GetCampaignReportResponse
+	27,  // 122: leadflow.projector.v1.ProjectorService.GetSLACompliance:output_type -> leadflow.projector.v1.GetSLAComplianceResponse
+	32,  // 123: leadflow.projector.v1.ProjectorService.GetPerformance:output_type -> leadflow.projector.v1.GetPerformanceResponse
+	38,  // 124: leadflow.projector.v1.ProjectorService.GetAccounts:output_type -> leadflow.projector.v1.GetAccountsResponse
+	35,  // 125: leadflow.projector.v1.ProjectorService.GetQueues:output_type -> leadflow.projector.v1.GetQueuesResponse
+	41,  // 126: leadflow.projector.v1.ProjectorService.GetProjectionStatus:output_type -> leadflow.projector.v1.GetProjectionStatusResponse
+	43,  // 127: leadflow.projector.v1.ProjectorService.StartRebuild:output_type -> leadflow.projector.v1.StartRebuildResponse
+	45,  // 128: leadflow.projector.v1.ProjectorService.StartWhatIf:output_type -> leadflow.projector.v1.StartWhatIfResponse
+	48,  // 129: leadflow.projector.v1.ProjectorService.GetWhatIf:output_type -> leadflow.projector.v1.GetWhatIfResponse
+	118, // [118:130] is the sub-list for method output_type
+	106, // [106:118] is the sub-list for method input_type
+	106, // [106:106] is the sub-list for extension type_name
+	106, // [106:106] is the sub-list for extension extendee
+	0,   // [0:106] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_projector_v1_projector_service_proto_init() }
@@ -4475,7 +4665,7 @@ func file_leadflow_projector_v1_projector_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_leadflow_projector_v1_projector_service_proto_rawDesc), len(file_leadflow_projector_v1_projector_service_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   43,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,7 @@ const (
 	ProjectorService_GetSLACompliance_FullMethodName    = "/leadflow.projector.v1.ProjectorService/GetSLACompliance"
 	ProjectorService_GetPerformance_FullMethodName      = "/leadflow.projector.v1.ProjectorService/GetPerformance"
 	ProjectorService_GetAccounts_FullMethodName         = "/leadflow.projector.v1.ProjectorService/GetAccounts"
+	ProjectorService_GetQueues_FullMethodName           = "/leadflow.projector.v1.ProjectorService/GetQueues"
 	ProjectorService_GetProjectionStatus_FullMethodName = "/leadflow.projector.v1.ProjectorService/GetProjectionStatus"
 	ProjectorService_StartRebuild_FullMethodName        = "/leadflow.projector.v1.ProjectorService/StartRebuild"
 	ProjectorService_StartWhatIf_FullMethodName         = "/leadflow.projector.v1.ProjectorService/StartWhatIf"
@@ -67,6 +68,10 @@ type ProjectorServiceClient interface {
 	// GetAccounts rolls leads up to accounts: leads, open opportunities and
 	// revenue per account, sorted by won revenue.
 	GetAccounts(ctx context.Context, in *GetAccountsRequest, opts ...grpc.CallOption) (*GetAccountsResponse, error)
+	// GetQueues says what the queues before a rep hold now: MQLs waiting
+	// for routing or in the rules' fallback queue, and escalated leads in a
+	// manager's queue ("manager:<team>").
+	GetQueues(ctx context.Context, in *GetQueuesRequest, opts ...grpc.CallOption) (*GetQueuesResponse, error)
 	// GetProjectionStatus says which schema serves, how far it has got and
 	// how a rebuild is doing.
 	GetProjectionStatus(ctx context.Context, in *GetProjectionStatusRequest, opts ...grpc.CallOption) (*GetProjectionStatusResponse, error)
@@ -161,6 +166,16 @@ func (c *projectorServiceClient) GetAccounts(ctx context.Context, in *GetAccount
 	return out, nil
 }
 
+func (c *projectorServiceClient) GetQueues(ctx context.Context, in *GetQueuesRequest, opts ...grpc.CallOption) (*GetQueuesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetQueuesResponse)
+	err := c.cc.Invoke(ctx, ProjectorService_GetQueues_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *projectorServiceClient) GetProjectionStatus(ctx context.Context, in *GetProjectionStatusRequest, opts ...grpc.CallOption) (*GetProjectionStatusResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetProjectionStatusResponse)
@@ -236,6 +251,10 @@ type ProjectorServiceServer interface {
 	// GetAccounts rolls leads up to accounts: leads, open opportunities and
 	// revenue per account, sorted by won revenue.
 	GetAccounts(context.Context, *GetAccountsRequest) (*GetAccountsResponse, error)
+	// GetQueues says what the queues before a rep hold now: MQLs waiting
+	// for routing or in the rules' fallback queue, and escalated leads in a
+	// manager's queue ("manager:<team>").
+	GetQueues(context.Context, *GetQueuesRequest) (*GetQueuesResponse, error)
 	// GetProjectionStatus says which schema serves, how far it has got and
 	// how a rebuild is doing.
 	GetProjectionStatus(context.Context, *GetProjectionStatusRequest) (*GetProjectionStatusResponse, error)
@@ -280,6 +299,9 @@ func (UnimplementedProjectorServiceServer) GetPerformance(context.Context, *GetP
 }
 func (UnimplementedProjectorServiceServer) GetAccounts(context.Context, *GetAccountsRequest) (*GetAccountsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetAccounts not implemented")
+}
+func (UnimplementedProjectorServiceServer) GetQueues(context.Context, *GetQueuesRequest) (*GetQueuesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetQueues not implemented")
 }
 func (UnimplementedProjectorServiceServer) GetProjectionStatus(context.Context, *GetProjectionStatusRequest) (*GetProjectionStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetProjectionStatus not implemented")
@@ -440,6 +462,24 @@ func _ProjectorService_GetAccounts_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ProjectorService_GetQueues_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetQueuesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProjectorServiceServer).GetQueues(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ProjectorService_GetQueues_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProjectorServiceServer).GetQueues(ctx, req.(*GetQueuesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ProjectorService_GetProjectionStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetProjectionStatusRequest)
 	if err := dec(in); err != nil {
@@ -546,6 +586,10 @@ var ProjectorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetAccounts",
 			Handler:    _ProjectorService_GetAccounts_Handler,
+		},
+		{
+			MethodName: "GetQueues",
+			Handler:    _ProjectorService_GetQueues_Handler,
 		},
 		{
 			MethodName: "GetProjectionStatus",
