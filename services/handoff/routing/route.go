@@ -85,9 +85,10 @@ type Decision struct {
 	Segment string
 	// Turn is set when a pool's round robin chose the rep.
 	Turn *Turn
-	// Queue is the fallback queue when no rep could take the lead, and
-	// RetryAt when one may (a skipped rep's next opening or return); zero
-	// when nothing is known.
+	// Queue is the fallback queue when no rep could take the lead (or,
+	// with Manager, the manager's queue of an escalation), and RetryAt
+	// when a rep may (a skipped rep's next opening or return); zero when
+	// nothing is known.
 	Queue   string
 	RetryAt time.Time
 	// Manager is set when an escalation went to a team manager's queue
