@@ -257,10 +257,22 @@ func TestTimersAcrossNATSRestart(t *testing.T) {
 	w.waitFor(t, id, "LeadReassigned", 1)
 	time.Sleep(2 * time.Second)
 	evs := w.events(t, id)
-	if len(ofType(evs, "SLAWarned")) != 1 || len(ofType(evs, "SLABreached")) != 1 || len(ofType(evs, "LeadReassigned")) != 1 {
-		t.Fatalf("after the outage: %d warnings, %d breaches, %d reassignments", len(ofType(evs, "SLAWarned")), len(ofType(evs, "SLABreached")), len(ofType(evs, "LeadReassigned")))
+	// The rep's step only: the manager's queue has timers of its own,
+	// whose warning may come within the wait.
+	var warned, breached int
+	for _, ev := range evs {
+		if ev.GetSlaWarned().GetOwner().GetKind() == eventv1.OwnerKind_OWNER_KIND_REP {
+			warned++
+		}
+		if ev.GetSlaBreached().GetOwner().GetKind() == eventv1.OwnerKind_OWNER_KIND_REP {
+			breached++
+		}
 	}
-	if to := last(evs).GetLeadReassigned().GetTo(); to.GetId() != "manager:emea" || to.GetKind() != eventv1.OwnerKind_OWNER_KIND_QUEUE {
+	reassigned := ofType(evs, "LeadReassigned")
+	if warned != 1 || breached != 1 || len(reassigned) != 1 {
+		t.Fatalf("after the outage: %d warnings, %d breaches, %d reassignments", warned, breached, len(reassigned))
+	}
+	if to := reassigned[0].GetLeadReassigned().GetTo(); to.GetId() != "manager:emea" || to.GetKind() != eventv1.OwnerKind_OWNER_KIND_QUEUE {
 		t.Errorf("MANAGER escalation went to %v", to)
 	}
 }
