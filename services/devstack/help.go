@@ -41,6 +41,7 @@ func printHelp(out io.Writer, natsURL string, services []service, lead string) {
 	fmt.Fprintf(out, "  go run ./services/leadctl state %s --as-of 2026-01-01T00:00:00Z\n", id)
 	fmt.Fprintf(out, "  go run ./services/leadctl explain %s\n", id)
 	fmt.Fprintf(out, "  go run ./services/leadctl lost            # the no-lost-lead check, with the fix for each\n")
+	fmt.Fprintf(out, "  go run ./services/leadctl queues          # what waits before a rep: routing, fallback, managers' queues\n")
 	fmt.Fprintf(out, "  go run ./services/leadctl replay          # every lead event through the lifecycle rules\n")
 	fmt.Fprintf(out, "  go run ./services/leadctl rebuild         # the projector's read models, from the stream\n")
 	fmt.Fprintf(out, "  go run ./services/leadctl dlq list\n")

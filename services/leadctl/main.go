@@ -70,7 +70,7 @@ func newRoot(out io.Writer) *cobra.Command {
 	f.StringVarP(&o.output, "output", "o", "text", "output: text or json")
 	f.DurationVar(&o.timeout, "timeout", 5*time.Second, "how long to wait for a server")
 	root.AddCommand(timelineCmd(o), stateCmd(o), dlqCmd(o), tailCmd(o), explainCmd(o), lostCmd(o), reassignCmd(o), eraseCmd(o), exportCmd(o),
-		replayCmd(o), rebuildCmd(o))
+		replayCmd(o), rebuildCmd(o), queuesCmd(o))
 	return root
 }
 

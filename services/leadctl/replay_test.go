@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -303,5 +304,44 @@ func TestRebuildFollowsTheProjector(t *testing.T) {
 	}
 	if _, _, err := w.ctlSplit(t, "--projector", addr, "rebuild", "--poll", "0s"); !errors.Is(err, errUsage) {
 		t.Fatalf("bad --poll: %v", err)
+	}
+}
+
+// queues against the real projector: what the queues before a rep hold
+// (an MQL overdue for routing, an escalation in a manager's queue), then
+// one queue's leads.
+func TestQueuesFromTheProjector(t *testing.T) {
+	w := newWorld(t)
+	addr := w.serve(t, "projector", "-postgres", testenv.Postgres(t))
+	old, now := time.Now().Add(-48*time.Hour), time.Now()
+	mql := uuid.NewString()
+	c := w.write(t, mql, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", old)
+	w.write(t, mql, lifecycle.Command{Name: lifecycle.Qualify}, &eventv1.LeadQualified{}, c.GetEventId(), old)
+	esc := uuid.NewString()
+	c = w.write(t, esc, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", now)
+	q := w.write(t, esc, lifecycle.Command{Name: lifecycle.Qualify}, &eventv1.LeadQualified{}, c.GetEventId(), now)
+	ann := &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_REP, Id: "ann"}
+	a := w.write(t, esc, lifecycle.Command{Name: lifecycle.Assign, Owner: lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: "ann"}},
+		&eventv1.LeadAssigned{Owner: ann, Segment: "emea"}, q.GetEventId(), now)
+	queue := lifecycle.Owner{Kind: lifecycle.OwnerQueue, ID: "manager:emea"}
+	w.write(t, esc, lifecycle.Command{Name: lifecycle.Reassign, Owner: queue},
+		&eventv1.LeadReassigned{From: ann, To: &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_QUEUE, Id: queue.ID}, Segment: "emea"}, a.GetEventId(), now)
+
+	var out string
+	eventually(t, 30*time.Second, func() bool {
+		var err error
+		out, _, err = w.ctlSplit(t, "--projector", addr, "queues")
+		return err == nil && strings.Contains(out, "manager:emea")
+	}, "queues never showed the manager's queue:\n%s", out)
+	if !regexp.MustCompile(`(?m)^manager:emea +ASSIGNED +1 +0 `).MatchString(out) || !regexp.MustCompile(`(?m)^routing +MQL +1 +1 `).MatchString(out) {
+		t.Fatalf("queues printed:\n%s", out)
+	}
+	out, _, err := w.ctlSplit(t, "--projector", addr, "queues", "manager:emea")
+	if err != nil || !strings.Contains(out, esc) || !strings.Contains(out, "ann") || strings.Contains(out, mql) {
+		t.Fatalf("queues manager:emea: %v\n%s", err, out)
+	}
+	out, _, err = w.ctlSplit(t, "--projector", addr, "queues", "manager:emea", "--segment", "smb")
+	if err != nil || !strings.Contains(out, "queue manager:emea holds no lead") {
+		t.Fatalf("queues manager:emea --segment smb: %v\n%s", err, out)
 	}
 }
