@@ -601,3 +601,24 @@ func TestReassignToAQueue(t *testing.T) {
 		t.Errorf("from the queue to bob: %+v", got)
 	}
 }
+
+func TestNextStep(t *testing.T) {
+	queue := lifecycle.Owner{Kind: lifecycle.OwnerQueue, ID: "manager:emea"}
+	for _, c := range []struct {
+		s    lifecycle.State
+		last lifecycle.Kind
+		want string
+	}{
+		{lifecycle.State{Status: lifecycle.StatusAssigned, Owner: ann}, lifecycle.KindAssigned, "acceptance by the assigned rep"},
+		{lifecycle.State{Status: lifecycle.StatusAssigned, Owner: ann}, lifecycle.KindSLABreached, "escalation of the SLA breach: reassignment to another rep"},
+		// In a manager's queue, breached there or not, the manager hands it on.
+		{lifecycle.State{Status: lifecycle.StatusAssigned, Owner: queue}, lifecycle.KindSLABreached, "hand-on from the manager's queue to a rep"},
+		{lifecycle.State{Status: lifecycle.StatusAssigned, Owner: queue}, lifecycle.KindReassigned, "hand-on from the manager's queue to a rep"},
+		{lifecycle.State{Status: lifecycle.StatusRecycled, Owner: lifecycle.QueueNurture}, lifecycle.KindRejected, "recycle to nurture, then enrolment in a program"},
+		{lifecycle.State{Status: lifecycle.StatusRecycled, Owner: lifecycle.QueueNurture}, lifecycle.KindRecycled, "enrolment in a nurture program"},
+	} {
+		if got := lifecycle.NextStep(c.s, c.last); got != c.want {
+			t.Errorf("NextStep(%v, %s) = %q, want %q", c.s.Status, c.last, got, c.want)
+		}
+	}
+}

@@ -289,7 +289,7 @@ func (r *replayer) finish(judgeAt time.Time) {
 		}
 		if late := judgeAt.Sub(st.Deadline); late > 0 {
 			r.flag(j, j.lastSeq, j.lastType, j.lastAt, breakOverdue, fmt.Sprintf("%s, waiting for %s (owner %s), was due %s: %s late",
-				st.Status, stepAfter(st, j.lastType), orDash(st.Owner.String()), st.Deadline.UTC().Format(time.RFC3339), late.Round(time.Second)))
+				st.Status, lifecycle.NextStep(st, lifecycle.Kind(j.lastType)), orDash(st.Owner.String()), st.Deadline.UTC().Format(time.RFC3339), late.Round(time.Second)))
 		}
 	}
 	r.res.Leads = len(r.order)
@@ -298,34 +298,6 @@ func (r *replayer) finish(judgeAt time.Time) {
 			r.res.Broken++
 		}
 	}
-}
-
-// stepAfter names, for people, the step a lead in s waits for.
-func stepAfter(st lifecycle.State, lastType string) string {
-	s := st.Status
-	if s == lifecycle.StatusAssigned && st.Owner.Kind == lifecycle.OwnerQueue {
-		return "hand-on from the manager's queue"
-	}
-	if lastType == string(lifecycle.KindSLABreached) && (s == lifecycle.StatusAssigned || s == lifecycle.StatusAccepted) {
-		return "escalation of the SLA breach"
-	}
-	switch s {
-	case lifecycle.StatusNew:
-		return "scoring and qualification"
-	case lifecycle.StatusMQL:
-		return "assignment to a rep"
-	case lifecycle.StatusAssigned:
-		return "acceptance by the rep"
-	case lifecycle.StatusAccepted:
-		return "a contact attempt"
-	case lifecycle.StatusOpportunity:
-		return "closing the opportunity"
-	case lifecycle.StatusLost, lifecycle.StatusRecycled:
-		return "recycling and enrolment in nurture"
-	case lifecycle.StatusNurturing:
-		return "the nurture program's next step"
-	}
-	return "a next step"
 }
 
 // replayLead replays one lead from its first event, reporting only what

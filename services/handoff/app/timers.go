@@ -240,7 +240,7 @@ func (a *App) breach(ctx context.Context, cfg *routing.Config, l *lead, t *event
 	escalation := eventv1.SLAEscalation_SLA_ESCALATION_NONE
 	to := lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: d.RepID}
 	switch {
-	case d.Queue != "" && d.Manager:
+	case d.Queue != "": // Escalate queues only to a manager
 		escalation = eventv1.SLAEscalation_SLA_ESCALATION_MANAGER
 		to = lifecycle.Owner{Kind: lifecycle.OwnerQueue, ID: d.Queue}
 	case d.RepID != "":

@@ -85,15 +85,11 @@ type Decision struct {
 	Segment string
 	// Turn is set when a pool's round robin chose the rep.
 	Turn *Turn
-	// Queue is the fallback queue when no rep could take the lead (or,
-	// with Manager, the manager's queue of an escalation), and RetryAt
-	// when a rep may (a skipped rep's next opening or return); zero when
-	// nothing is known.
+	// Queue is the fallback queue when no rep could take the lead (for an
+	// escalation, the manager's queue), and RetryAt when a rep may (a
+	// skipped rep's next opening or return); zero when nothing is known.
 	Queue   string
 	RetryAt time.Time
-	// Manager is set when an escalation went to a team manager's queue
-	// (then Queue names it).
-	Manager bool
 }
 
 // Route decides who gets a lead: the owner of its account, if it matches
@@ -199,7 +195,7 @@ func (c *Config) Escalate(l Lead, current, poolID string, escalation eventv1.SLA
 			Detail: "escalations wait in the team manager's queue", Source: queue})
 		rec.FallbackQueue = queue
 		rec.Summary = fmt.Sprintf("escalated from %s to the queue of manager %s of team %s", current, mgr, team.GetTeamId())
-		d.Queue, d.Manager = queue, true
+		d.Queue = queue
 	}
 	return d
 }

@@ -273,15 +273,15 @@ func TestEscalate(t *testing.T) {
 	c.Apply(301, &eventv1.RoutingChanged{Change: &eventv1.RoutingChanged_Team{Team: &eventv1.SalesTeam{TeamId: "emea", ManagerRepId: "cat"}}})
 	l := routing.Lead{Profile: &eventv1.Profile{Country: "DE"}, Exclude: []string{"ann"}}
 	d := c.Escalate(l, "bob", "dach", eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP, nil, nil, now)
-	if d.RepID != "cat" || d.Manager || d.Turn == nil {
-		t.Errorf("next rep after ann and bob: %q manager %v", d.RepID, d.Manager)
+	if d.RepID != "cat" || d.Queue != "" || d.Turn == nil {
+		t.Errorf("next rep after ann and bob: %q queue %q", d.RepID, d.Queue)
 	}
 	d = c.Escalate(l, "bob", "dach", eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP, nil, routing.LoadMap(map[string]int{"cat": 10}), now)
-	if d.RepID != "" || d.Queue != "manager:emea" || !d.Manager || d.Record.GetFallbackQueue() != d.Queue {
+	if d.RepID != "" || d.Queue != "manager:emea" || d.Record.GetFallbackQueue() != d.Queue {
 		t.Errorf("pool exhausted: escalation goes to manager cat's queue whatever her load: %q %q %v", d.RepID, d.Queue, d.Record)
 	}
 	d = c.Escalate(l, "ann", "dach", eventv1.SLAEscalation_SLA_ESCALATION_MANAGER, nil, nil, now)
-	if d.Queue != "manager:emea" || !d.Manager || d.Turn != nil || d.RepID != "" {
+	if d.Queue != "manager:emea" || d.Turn != nil || d.RepID != "" {
 		t.Errorf("manager policy: %q %v", d.Queue, d.Record)
 	}
 	if d := c.Escalate(l, "cat", "", eventv1.SLAEscalation_SLA_ESCALATION_MANAGER, nil, nil, now); d.RepID != "" || d.Queue != "" {

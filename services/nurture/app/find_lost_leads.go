@@ -269,38 +269,5 @@ func nextStep(h *Head) string {
 	if h.RecycleDue {
 		return "recycle to nurture (contact attempts exhausted)"
 	}
-	if h.State.Status == lifecycle.StatusAssigned && h.State.Owner.Kind == lifecycle.OwnerQueue {
-		// Escalated to a manager's queue, breached there or not.
-		return "hand-on from the manager's queue to a rep"
-	}
-	if h.Type == "SLABreached" && (h.State.Status == lifecycle.StatusAssigned || h.State.Status == lifecycle.StatusAccepted) {
-		// handoff escalates in the same append as the breach; a breach
-		// left last had no one to escalate to.
-		return "escalation of the SLA breach: reassignment to another rep"
-	}
-	switch h.State.Status {
-	case lifecycle.StatusNew:
-		return "scoring and qualification"
-	case lifecycle.StatusMQL:
-		return "assignment to a rep"
-	case lifecycle.StatusAssigned:
-		return "acceptance by the assigned rep"
-	case lifecycle.StatusAccepted:
-		return "a contact attempt by the rep"
-	case lifecycle.StatusOpportunity:
-		return "closing the opportunity, won or lost"
-	case lifecycle.StatusLost:
-		return "recycle to nurture"
-	case lifecycle.StatusRecycled:
-		if h.Type == "LeadRecycled" || h.Type == "NurtureExited" {
-			return "enrolment in a nurture program"
-		}
-		return "recycle to nurture, then enrolment in a program"
-	case lifecycle.StatusNurturing:
-		if h.Type == "LeadReengaged" {
-			return "re-scoring by qualification after re-engagement"
-		}
-		return "the program's review"
-	}
-	return "a known status"
+	return lifecycle.NextStep(h.State, lifecycle.Kind(h.Type))
 }

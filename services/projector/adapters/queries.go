@@ -840,7 +840,8 @@ func (q *Queries) Accounts(ctx context.Context, a app.AccountQuery) (*projectorv
 
 // queued are the leads a queue before a rep holds: MQLs (waiting for
 // routing, or in the fallback queue) and assigned leads in a manager's
-// queue. LeadsBehind repeats it for FigureQueue.
+// queue. LeadsBehind repeats it for FigureQueue; the partial index
+// leads_queued (migration 00004) has the same condition.
 const queued = `l.owner_kind = %d AND l.status IN (%d, %d)`
 
 func queuedCond() string {
