@@ -48,10 +48,10 @@ func Example() {
 		log.Fatal(err)
 	}
 
-	// Capturing a lead: seal its personal fields with a new key, and blind
-	// its email for dedupe. The event carries only these. A service saves
-	// the key alongside appending the event.
-	key, err := v.NewKey("0b7e5c2a-6f1d-4c39-9a4e-2f8d1c7b3e10")
+	// Capturing a lead: seal its personal fields with a new key (stored
+	// ahead, in a block: no write here), and blind its email for dedupe.
+	// The event carries only these.
+	key, err := v.Take(ctx, "0b7e5c2a-6f1d-4c39-9a4e-2f8d1c7b3e10")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -60,9 +60,6 @@ func Example() {
 		log.Fatal(err)
 	}
 	_ = v.Blind("email", "alice@example.com") // 32 characters of [a-z2-7]
-	if err := v.Save(ctx, key); err != nil {
-		log.Fatal(err)
-	}
 
 	// Reading the history back.
 	plain, err := v.Open(ctx, key.LeadID(), email)
@@ -72,7 +69,12 @@ func Example() {
 	fmt.Println(string(plain))
 
 	// Erasing the lead: its events stay, their personal fields are gone.
-	if err := v.Shred(ctx, key.LeadID()); err != nil {
+	// Shred is given the keys its sealed fields name.
+	kid, err := vault.SealedKeyID(email)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := v.Shred(ctx, key.LeadID(), kid); err != nil {
 		log.Fatal(err)
 	}
 	_, err = v.Open(ctx, key.LeadID(), email)

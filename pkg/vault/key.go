@@ -10,17 +10,20 @@ import (
 
 // Sealed data and wrapped keys share one layout:
 //
-//	version (1 byte) | [key id (8 bytes), version 2 only] | nonce (12 bytes) | AES-256-GCM ciphertext + tag (16 bytes)
+//	version (1 byte) | [key id (8 or 10 bytes), versions 2 and 3] | nonce (12 bytes) | AES-256-GCM ciphertext + tag (16 bytes)
 //
 // with the lead id as additional data, so that data sealed for one lead does
 // not open as another's. Version 1 is sealed with a lead's only key (stored
 // under the lead id), version 2 with one of its keys, named by the key id
-// (stored under lead id "." key id). Wrapped keys are version 1, with the
-// name they are stored under as additional data. The version byte leaves
-// room for another cipher or a rotated master key.
+// (stored under lead id "." key id), version 3 with a key from a block,
+// named by the block id (8 bytes) and the slot (2 bytes, big-endian).
+// Wrapped keys and blocks are version 1, with the name they are stored
+// under as additional data. The version byte leaves room for another
+// cipher or a rotated master key.
 const (
 	formatV1  = 1
 	formatV2  = 2
+	formatV3  = 3
 	kidSize   = 8
 	nonceSize = 12
 	tagSize   = 16
@@ -89,10 +92,13 @@ func (k *Key) Seal(plaintext []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vault: seal: key id %q: %w", k.kid, err)
 	}
-	out := make([]byte, 1+kidSize+nonceSize, overhead+kidSize+len(plaintext))
+	out := make([]byte, 1+len(kid)+nonceSize, overhead+len(kid)+len(plaintext))
 	out[0] = formatV2
+	if isBlockKid(k.kid) {
+		out[0] = formatV3
+	}
 	copy(out[1:], kid)
-	nonce := out[1+kidSize:]
+	nonce := out[1+len(kid):]
 	_, _ = rand.Read(nonce)
 	return k.aead.Seal(out, nonce, plaintext, []byte(k.leadID)), nil
 }
@@ -106,6 +112,11 @@ func seal(aead cipher.AEAD, ad string, plaintext []byte) []byte {
 	return aead.Seal(out, out[1:1+nonceSize], plaintext, []byte(ad))
 }
 
+// SealedKeyID names the key that sealed data: what Shred needs of a key
+// from a block (Take). It fails, wrapping ErrCorrupt, when the data is not
+// sealed data.
+func SealedKeyID(sealed []byte) (string, error) { return sealedKeyID(sealed) }
+
 // sealedKeyID checks the layout of sealed data before any I/O is spent on
 // it, and returns the id of the key that sealed it ("" for version 1).
 func sealedKeyID(sealed []byte) (string, error) {
@@ -116,7 +127,9 @@ func sealedKeyID(sealed []byte) (string, error) {
 		return "", nil
 	case sealed[0] == formatV2 && len(sealed) >= overhead+kidSize:
 		return hex.EncodeToString(sealed[1 : 1+kidSize]), nil
-	case sealed[0] == formatV2:
+	case sealed[0] == formatV3 && len(sealed) >= overhead+blockIDSize+slotSize:
+		return hex.EncodeToString(sealed[1 : 1+blockIDSize+slotSize]), nil
+	case sealed[0] == formatV2, sealed[0] == formatV3:
 		return "", fmt.Errorf("%w: %d bytes is too short", ErrCorrupt, len(sealed))
 	}
 	return "", fmt.Errorf("%w: unknown format version %d", ErrCorrupt, sealed[0])
@@ -136,8 +149,11 @@ func checkSealed(sealed []byte) error {
 // open decrypts data that passed sealedKeyID or checkSealed.
 func open(aead cipher.AEAD, ad string, sealed []byte) ([]byte, error) {
 	body := sealed[1:]
-	if sealed[0] == formatV2 {
+	switch sealed[0] {
+	case formatV2:
 		body = sealed[1+kidSize:]
+	case formatV3:
+		body = sealed[1+blockIDSize+slotSize:]
 	}
 	plain, err := aead.Open(nil, body[:nonceSize], body[nonceSize:], []byte(ad))
 	if err != nil {

@@ -93,6 +93,7 @@ type Vault struct {
 	blindKey []byte
 	cache    *cache
 	watch    jetstream.ConsumeContext
+	blocks   blocks // keys stored ahead, for Take
 }
 
 // New creates the KV bucket, or updates it to this configuration when it
@@ -250,7 +251,13 @@ func (v *Vault) Save(ctx context.Context, keys ...*Key) error {
 
 	var errs []error
 	futures := make([]jetstream.PubAckFuture, 0, len(keys))
+	published := make([]*Key, 0, len(keys))
+	var inBlocks []*Key
 	for _, k := range keys {
+		if isBlockKid(k.kid) {
+			inBlocks = append(inBlocks, k) // stored with its block
+			continue
+		}
 		msg := &nats.Msg{Subject: v.prefix + k.ID(), Data: v.wrap(k)}
 		// When the connection's window of unacknowledged publishes is full,
 		// wait for room until the deadline rather than 200 ms.
@@ -268,24 +275,25 @@ func (v *Vault) Save(ctx context.Context, keys ...*Key) error {
 		}
 		f, err := v.js.PublishMsgAsync(msg, opts...)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("vault: save key for lead %s (and %d after it): %w",
-				k.leadID, len(keys)-len(futures)-1, err))
+			errs = append(errs, fmt.Errorf("vault: save key for lead %s (and the keys after it): %w", k.leadID, err))
 			break
 		}
-		futures = append(futures, f)
+		futures, published = append(futures, f), append(published, k)
 	}
 
-	saved := make([]*Key, 0, len(futures))
+	saved := make([]*Key, 0, len(futures)+len(inBlocks))
+	saved = append(saved, inBlocks...)
 wait:
 	for i, f := range futures {
+		k := published[i]
 		select {
 		case <-f.Ok():
-			saved = append(saved, keys[i])
+			saved = append(saved, k)
 		case err := <-f.Err():
-			if err = v.saveFailed(ctx, keys[i], err); err != nil {
+			if err = v.saveFailed(ctx, k, err); err != nil {
 				errs = append(errs, err)
 			} else {
-				saved = append(saved, keys[i])
+				saved = append(saved, k)
 			}
 		case <-ctx.Done():
 			errs = append(errs, fmt.Errorf("vault: save: %d of %d keys unacknowledged: %w",
@@ -369,6 +377,9 @@ func (v *Vault) dek(ctx context.Context, leadID, id string) ([keySize]byte, erro
 // stream, because KeyValue.Get reports a purged key as ErrKeyNotFound,
 // exactly like one that never existed.
 func (v *Vault) load(ctx context.Context, leadID, id string) ([keySize]byte, error) {
+	if kid := kidOf(leadID, id); isBlockKid(kid) {
+		return v.loadBlockKey(ctx, leadID, kid)
+	}
 	var dek [keySize]byte
 	subjects := []string{v.prefix + leadID}
 	if id != leadID {
@@ -452,22 +463,30 @@ func (v *Vault) lastMsgs(ctx context.Context, subjects ...string) (map[string]*j
 	return out, nil
 }
 
-// Shred destroys the lead's key and evicts it from the cache, zeroed. Data
-// sealed for the lead can no longer be opened, here or by any other Vault on
-// the bucket once its own cache no longer holds the key (see README).
-// Shredding a lead twice, or a lead that never had a key, succeeds; either way
-// the lead id can never get a key afterwards.
+// Shred destroys the lead's keys and evicts them from the cache, zeroed:
+// the keys stored under its id, and the keys from blocks named by keyIDs
+// (SealedKeyID of everything stored for the lead; other ids are ignored).
+// Data sealed for the lead can no longer be opened, here or by any other
+// Vault on the bucket once its own cache no longer holds the key (see
+// README). Shredding a lead twice, or a lead that never had a key,
+// succeeds; either way the lead id can never get a key of its own
+// afterwards.
 //
 // The stored key is overwritten on disk, not only marked deleted (see
 // README). After an error, call Shred again: the lead may already read as
 // shredded while its wrapped key is still on disk.
-func (v *Vault) Shred(ctx context.Context, leadID string) error {
+func (v *Vault) Shred(ctx context.Context, leadID string, keyIDs ...string) error {
 	if err := checkLeadID(leadID); err != nil {
 		return err
 	}
 	ctx, cancel := deadline.Default(ctx, defaultTimeout)
 	defer cancel()
 	err := v.shred(ctx, leadID)
+	for _, kid := range keyIDs {
+		if err == nil && isBlockKid(kid) {
+			err = v.shredSlot(ctx, kid)
+		}
+	}
 	// Evict after the purge, whatever its outcome: an Open that loaded the
 	// key before the purge landed must not cache it afterwards, which the
 	// cache's epoch prevents.
@@ -507,12 +526,8 @@ func (v *Vault) shred(ctx context.Context, leadID string) error {
 		seqs = append(seqs, valueSeq)
 	}
 	for _, seq := range seqs {
-		if err := v.stream.SecureDeleteMsg(ctx, seq); err != nil {
-			// A racing Shred may have erased it first; the delete API
-			// reports that only as text, so look again.
-			if _, gerr := v.stream.GetMsg(ctx, seq); !errors.Is(gerr, jetstream.ErrMsgNotFound) {
-				return fmt.Errorf("erase key: %w", err)
-			}
+		if err := v.erase(ctx, seq); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -634,7 +649,7 @@ func validBucket(b string) bool {
 // that a lead id never becomes a wildcard, an empty token or more than one
 // token in a subject (a key's name is the lead id, a dot and its key id).
 func checkLeadID(id string) error {
-	bad := id == ""
+	bad := id == "" || id == blockToken
 	for i := 0; !bad && i < len(id); i++ {
 		c := id[i]
 		switch {

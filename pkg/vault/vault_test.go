@@ -180,7 +180,7 @@ func TestOpenRejectsTamperedOrForeignData(t *testing.T) {
 		// Its key id names no key of another lead, nor a changed one.
 		{"another lead's id", bob.LeadID(), sealed, vault.ErrNoKey},
 		{"key id", alice.LeadID(), flipped(1), vault.ErrNoKey},
-		{"version byte", alice.LeadID(), flipped(0), vault.ErrCorrupt},
+		{"version byte", alice.LeadID(), append([]byte{9}, sealed[1:]...), vault.ErrCorrupt},
 		{"nonce", alice.LeadID(), flipped(9), vault.ErrCorrupt},
 		{"ciphertext", alice.LeadID(), flipped(22), vault.ErrCorrupt},
 		{"tag", alice.LeadID(), flipped(len(sealed) - 1), vault.ErrCorrupt},

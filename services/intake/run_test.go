@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -18,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -971,7 +973,9 @@ func TestEraseAndExport(t *testing.T) {
 	}, "crm-id-zq-4711")
 	res := e.capture(t, req)
 	id := res.GetLeadId()
-	if _, err := e.client.RecordActivity(ctx, &intakev1.RecordActivityRequest{LeadId: id, ActivityId: "dl-1",
+	// Through another replica, which seals with a key of its own: the
+	// erasure must shred both.
+	if _, err := e.replica(t).client.RecordActivity(ctx, &intakev1.RecordActivityRequest{LeadId: id, ActivityId: "dl-1",
 		Type: eventv1.ActivityType_ACTIVITY_TYPE_CONTENT_DOWNLOAD, Detail: "deck-sent-to-erinzelda"}); err != nil {
 		t.Fatal(err)
 	}
@@ -999,16 +1003,16 @@ func TestEraseAndExport(t *testing.T) {
 	if found := e.onDisk(t, []byte("forget.example")); len(found) == 0 {
 		t.Fatal("the email domain, kept in the clear, is not found on disk: the check is blind")
 	}
-	keyMsg, err := e.nats.JS.Stream(ctx, "KV_LEADFLOW_KEYS")
-	if err != nil {
-		t.Fatal(err)
+	// The lead's keys are in the key blocks of the two replicas, one
+	// block each, wrapped.
+	blocks := e.keyBlocks(t)
+	if len(blocks) != 2 {
+		t.Fatalf("%d key blocks stored, want one a replica", len(blocks))
 	}
-	wrapped, err := keyMsg.GetLastMsgForSubject(ctx, "$KV.LEADFLOW_KEYS."+id+".>")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if found := e.onDisk(t, wrapped.Data); len(found) == 0 {
-		t.Fatal("the lead's wrapped key is not on disk before erasure: the check is blind")
+	for _, b := range blocks {
+		if found := e.onDisk(t, b); len(found) == 0 {
+			t.Fatal("a key block is not on disk before erasure: the check is blind")
+		}
 	}
 	before := e.timeline(t, id)
 
@@ -1021,8 +1025,18 @@ func TestEraseAndExport(t *testing.T) {
 		t.Fatalf("erasing again: %v %v", again, err)
 	}
 	e.nats.Restart(t)
-	if found := e.onDisk(t, append(needles, wrapped.Data)...); len(found) > 0 {
+	// Both blocks were stored again without the lead's key, and erased as
+	// they were.
+	if found := e.onDisk(t, needles...); len(found) > 0 {
 		t.Fatalf("after erasure: %v", found)
+	}
+	for i, b := range blocks {
+		if len(e.onDisk(t, b)) > 0 {
+			t.Fatalf("key block %d is on disk as it was before the erasure", i)
+		}
+	}
+	if got := len(e.keyBlocks(t)); got != 2 {
+		t.Fatalf("%d key blocks after erasure, want the 2 rewritten", got)
 	}
 
 	after := e.timeline(t, id)
@@ -1152,6 +1166,26 @@ func TestMergeThenUnmergeRestoresBoth(t *testing.T) {
 	}
 	_, err = e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: survivor, AbsorbedLeadId: survivor, Reason: "x"})
 	assertField(t, err, "absorbed_lead_id")
+}
+
+// keyBlocks is the wrapped data of every key block stored (pkg/vault).
+func (e *env) keyBlocks(t *testing.T) [][]byte {
+	t.Helper()
+	st, err := e.nats.JS.Stream(t.Context(), "KV_LEADFLOW_KEYS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]byte
+	for seq := uint64(1); ; seq++ {
+		m, err := st.GetMsg(t.Context(), seq, jetstream.WithGetMsgSubject("$KV.LEADFLOW_KEYS._blocks.>"))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, seq = append(out, m.Data), m.Sequence
+	}
 }
 
 func (e *env) getLead(t *testing.T, id string) *intakev1.Lead {

@@ -70,12 +70,13 @@ type Campaigns interface {
 
 // Keys holds the per-lead data keys that seal personal data (pkg/vault).
 type Keys interface {
-	NewKey(leadID string) (*vault.Key, error)
-	Key(ctx context.Context, leadID string) (*vault.Key, error)
+	// Take returns a new key for the lead, stored already (ahead, in a
+	// block of keys), so sealing costs no write.
+	Take(ctx context.Context, leadID string) (*vault.Key, error)
 	CachedKey(leadID string) (*vault.Key, bool)
-	Save(ctx context.Context, keys ...*vault.Key) error
 	Open(ctx context.Context, leadID string, sealed []byte) ([]byte, error)
-	Shred(ctx context.Context, leadID string) error
+	// Shred destroys the lead's keys: keyIDs name those from blocks.
+	Shred(ctx context.Context, leadID string, keyIDs ...string) error
 	Blind(kind, value string) string
 	BlindID(kind, value string) string
 }

@@ -135,7 +135,7 @@ type captureRun struct {
 	l    form.Lead
 	ids  identities
 	meta envelope.Meta
-	// keys are data keys stored for this capture, by lead: a later
+	// keys are data keys taken for this capture, by lead: a later
 	// attempt on the same lead seals with the same key.
 	keys map[string]*vault.Key
 	// held, when set, serves the first attempt instead of a look-up.
@@ -143,13 +143,14 @@ type captureRun struct {
 }
 
 // fastCapture writes a new person's lead without reading first: the
-// first event under the id derived from the email and its data key, sent
-// at once. The server stores the event only if nothing holds the email
-// yet; otherwise ok is false, and the stored key serves the slow path
-// when the lead is the email's own.
+// first event under the id derived from the email, sealed with a key
+// stored ahead (pkg/vault Take), so the event is the capture's only
+// write. The server stores it only if nothing holds the email yet;
+// otherwise ok is false, and the key serves the slow path when the lead
+// is the email's own.
 func (a *App) fastCapture(ctx context.Context, run *captureRun) (CaptureResult, bool, error) {
 	leadID := run.ids.email.Token
-	key, err := a.keys.NewKey(leadID)
+	key, err := a.keys.Take(ctx, leadID)
 	if err != nil {
 		return CaptureResult{}, false, err
 	}
@@ -157,49 +158,38 @@ func (a *App) fastCapture(ctx context.Context, run *captureRun) (CaptureResult, 
 	if err != nil {
 		return CaptureResult{}, false, err
 	}
-	saved := make(chan error, 1)
-	go func() { saved <- a.keys.Save(ctx, key) }()
 	v, err := a.leads.Create(ctx, leadID, ev)
-	saveErr := <-saved
 	if err == nil {
-		if err := a.keySaved(ctx, key, saveErr, v); err != nil {
-			return CaptureResult{}, false, err
-		}
 		return CaptureResult{LeadID: leadID, Outcome: Created, Version: v}, true, nil
 	}
 	if !errors.Is(err, eventstore.ErrConflict) {
 		return CaptureResult{}, false, err
 	}
-	if saveErr == nil {
-		run.keys[leadID] = key
-	}
+	run.keys[leadID] = key
 	return CaptureResult{}, false, nil
 }
 
-// keySaved makes sure the key an event stored at v was sealed with is
-// stored too: a Save that failed beside it is tried again.
-func (a *App) keySaved(ctx context.Context, key *vault.Key, saveErr error, v uint64) error {
-	if saveErr == nil {
-		return nil
+// keyOf is the key a submission to a lead is sealed with: one this
+// capture took already, the one this process has cached, else a new one.
+func (a *App) keyOf(ctx context.Context, run *captureRun, leadID string) (*vault.Key, error) {
+	if k, ok := run.keys[leadID]; ok {
+		return k, nil
 	}
-	if err := a.keys.Save(ctx, key); err != nil {
-		return fmt.Errorf("event stored at %d, its data key not: %w", v, errors.Join(saveErr, err))
+	k, err := a.sealingKey(ctx, leadID)
+	if err == nil {
+		run.keys[leadID] = k
 	}
-	return nil
+	return k, err
 }
 
-// keyOf is the key a submission to a lead is sealed with: one this
-// capture stored already, the one this process has cached, else a new
-// one to store beside the write (store is true).
-func (a *App) keyOf(run *captureRun, leadID string) (key *vault.Key, store bool, err error) {
-	if k, ok := run.keys[leadID]; ok {
-		return k, false, nil
-	}
+// sealingKey is the key more of a lead's data is sealed with: the one
+// this process used last for the lead, else a new one. A lead may have
+// many; erasure shreds every one its events name.
+func (a *App) sealingKey(ctx context.Context, leadID string) (*vault.Key, error) {
 	if k, ok := a.keys.CachedKey(leadID); ok {
-		return k, false, nil
+		return k, nil
 	}
-	k, err := a.keys.NewKey(leadID)
-	return k, true, err
+	return a.keys.Take(ctx, leadID)
 }
 
 // captureKey is a capture's idempotency key: the caller's key, over
@@ -266,7 +256,7 @@ func (a *App) planCapture(ctx context.Context, run *captureRun) (*plan, error) {
 		}
 	}
 	if target == "" {
-		return a.planNew(run, held)
+		return a.planNew(ctx, run, held)
 	}
 	final, head, err := a.follow(ctx, target, head)
 	if err != nil {
@@ -274,7 +264,7 @@ func (a *App) planCapture(ctx context.Context, run *captureRun) (*plan, error) {
 	}
 	if head == nil {
 		// A claim whose lead was never written: adopt it.
-		return a.planFirst(run, final, held, nil, nil)
+		return a.planFirst(ctx, run, final, held, nil, nil)
 	}
 	state, version := headState(head)
 	if state.Status == lifecycle.StatusErased {
@@ -285,7 +275,7 @@ func (a *App) planCapture(ctx context.Context, run *captureRun) (*plan, error) {
 		}
 		return nil, fmt.Errorf("identity held by erased lead %s: %w", final, eventstore.ErrConflict)
 	}
-	key, store, err := a.keyOf(run, final)
+	key, err := a.keyOf(ctx, run, final)
 	if err != nil {
 		return nil, err
 	}
@@ -302,21 +292,17 @@ func (a *App) planCapture(ctx context.Context, run *captureRun) (*plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &plan{leadID: final, event: ev, outcome: Resubmitted, expect: version,
-		then: a.claimRest(final, target, ids, held, meta)}
-	if store {
-		p.saveKey, p.stored = key, run.keys
-	}
-	return p, nil
+	return &plan{leadID: final, event: ev, outcome: Resubmitted, expect: version,
+		then: a.claimRest(final, target, ids, held, meta)}, nil
 }
 
 // planNew creates a lead for a person no lead holds: under the id derived
 // from their email, or, when an erasure released that email (its derived
 // id is the erased lead's), under a fresh id claimed first.
-func (a *App) planNew(run *captureRun, held map[ClaimKey]Holder) (*plan, error) {
+func (a *App) planNew(ctx context.Context, run *captureRun, held map[ClaimKey]Holder) (*plan, error) {
 	eh := held[run.ids.email]
 	if eh.Seq == 0 {
-		return a.planFirst(run, run.ids.email.Token, held, nil, nil)
+		return a.planFirst(ctx, run, run.ids.email.Token, held, nil, nil)
 	}
 	id, err := uuid.NewV7()
 	if err != nil {
@@ -324,13 +310,12 @@ func (a *App) planNew(run *captureRun, held map[ClaimKey]Holder) (*plan, error) 
 	}
 	leadID := id.String()
 	claim := Claim{Key: run.ids.email, Claim: claimFor(leadID, run.ids.email)}
-	return a.planFirst(run, leadID, held, []Claim{claim}, []Holder{eh})
+	return a.planFirst(ctx, run, leadID, held, []Claim{claim}, []Holder{eh})
 }
 
-// planFirst writes a lead's first event, sealed with a key stored beside
-// it, after the claims in before.
-func (a *App) planFirst(run *captureRun, leadID string, held map[ClaimKey]Holder, before []Claim, seen []Holder) (*plan, error) {
-	key, store, err := a.keyOf(run, leadID)
+// planFirst writes a lead's first event after the claims in before.
+func (a *App) planFirst(ctx context.Context, run *captureRun, leadID string, held map[ClaimKey]Holder, before []Claim, seen []Holder) (*plan, error) {
+	key, err := a.keyOf(ctx, run, leadID)
 	if err != nil {
 		return nil, err
 	}
@@ -338,12 +323,8 @@ func (a *App) planFirst(run *captureRun, leadID string, held map[ClaimKey]Holder
 	if err != nil {
 		return nil, err
 	}
-	p := &plan{leadID: leadID, event: ev, outcome: Created, create: true, before: before, seen: seen,
-		then: a.claimRest(leadID, leadID, run.ids, held, run.meta)}
-	if store {
-		p.saveKey, p.stored = key, run.keys
-	}
-	return p, nil
+	return &plan{leadID: leadID, event: ev, outcome: Created, create: true, before: before, seen: seen,
+		then: a.claimRest(leadID, leadID, run.ids, held, run.meta)}, nil
 }
 
 // claimRest claims, after a capture's event, every identity it brought

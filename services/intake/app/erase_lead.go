@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/pkg/vault"
 	"github.com/leadflow/leadflow/services/intake/form"
 )
 
@@ -66,7 +70,7 @@ func (a *App) erase(ctx context.Context, leadID, reason string, meta envelope.Me
 					released = e.GetReleased()
 				}
 			}
-			return Written{Version: version, Replayed: true}, a.finishErase(ctx, leadID, released, recs[len(recs)-1].Event.GetEventId())
+			return Written{Version: version, Replayed: true}, a.finishErase(ctx, leadID, released, sealedKeyIDs(recs), recs[len(recs)-1].Event.GetEventId())
 		}
 		if depth > 0 {
 			for _, absorbed := range view.Absorbed {
@@ -94,7 +98,9 @@ func (a *App) erase(ctx context.Context, leadID, reason string, meta envelope.Me
 		if err != nil {
 			return Written{}, err
 		}
-		return Written{Version: nv}, a.finishErase(ctx, leadID, released, ev.GetEventId())
+		// recs is the whole history before LeadErased: the append
+		// checked it, so every key it names is here.
+		return Written{Version: nv}, a.finishErase(ctx, leadID, released, sealedKeyIDs(recs), ev.GetEventId())
 	}
 	return Written{}, fmt.Errorf("lead %s: %w after %d races", leadID, eventstore.ErrConflict, maxRaces)
 }
@@ -130,9 +136,10 @@ func (a *App) identitiesOf(ctx context.Context, leadID string, subs []submission
 }
 
 // finishErase releases the identities an erasure names, where they still
-// point at the lead, and shreds its key. Both are idempotent, so an
-// erasure cut short is finished by asking again.
-func (a *App) finishErase(ctx context.Context, leadID string, released []*eventv1.Identity, eventID string) error {
+// point at the lead, and shreds its keys (keyIDs: every key its events
+// name). Both are idempotent, so an erasure cut short is finished by
+// asking again.
+func (a *App) finishErase(ctx context.Context, leadID string, released []*eventv1.Identity, keyIDs []string, eventID string) error {
 	keys := make([]ClaimKey, len(released))
 	for i, id := range released {
 		keys[i] = ClaimKey{Kind: id.GetKind(), Token: id.GetToken()}
@@ -148,5 +155,37 @@ func (a *App) finishErase(ctx context.Context, leadID string, released []*eventv
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("release identities of %s: %w", leadID, err)
 	}
-	return a.keys.Shred(ctx, leadID)
+	return a.keys.Shred(ctx, leadID, keyIDs...)
+}
+
+// sealedKeyIDs names the keys that sealed anything in recs: every bytes
+// field whose name starts with "sealed", at any depth, so a sealed field
+// added later is shredded without a change here.
+func sealedKeyIDs(recs []eventstore.Record) []string {
+	seen := map[string]bool{}
+	var out []string
+	var walk func(m protoreflect.Message)
+	walk = func(m protoreflect.Message) {
+		m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+			switch {
+			case fd.Kind() == protoreflect.BytesKind && !fd.IsList() && strings.HasPrefix(string(fd.Name()), "sealed"):
+				// Data that is not sealed data names no key: nothing to shred.
+				if id, err := vault.SealedKeyID(v.Bytes()); err == nil && id != "" && !seen[id] {
+					seen[id] = true
+					out = append(out, id)
+				}
+			case fd.Kind() == protoreflect.MessageKind && fd.IsList():
+				for i := range v.List().Len() {
+					walk(v.List().Get(i).Message())
+				}
+			case fd.Kind() == protoreflect.MessageKind && !fd.IsMap():
+				walk(v.Message())
+			}
+			return true
+		})
+	}
+	for _, r := range recs {
+		walk(r.Event.ProtoReflect())
+	}
+	return out
 }

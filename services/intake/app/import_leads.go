@@ -3,13 +3,11 @@ package app
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"sync"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
-	"github.com/leadflow/leadflow/pkg/vault"
 	"github.com/leadflow/leadflow/services/intake/form"
 )
 
@@ -91,9 +89,8 @@ func (a *App) ImportLeads(ctx context.Context, rows []ImportRow, meta envelope.M
 		single, fresh = append(fresh, single...), nil
 	}
 	var (
-		news     []NewLead
-		dataKeys []*vault.Key
-		created  []pending
+		news    []NewLead
+		created []pending
 	)
 	for _, p := range fresh {
 		if slices.ContainsFunc(p.ids.all(), func(k ClaimKey) bool { return held[k] != (Holder{}) }) {
@@ -104,28 +101,15 @@ func (a *App) ImportLeads(ctx context.Context, rows []ImportRow, meta envelope.M
 			single = append(single, p)
 			continue
 		}
-		nl, key, err := a.newLead(p.l, p.ids, meta)
+		nl, err := a.newLead(ctx, p.l, p.ids, meta)
 		if err != nil {
 			out[p.i].Err = err
 			continue
 		}
-		news, dataKeys, created = append(news, nl), append(dataKeys, key), append(created, p)
+		news, created = append(news, nl), append(created, p)
 	}
 	if len(news) > 0 {
-		saved := make(chan error, 1)
-		go func() { saved <- a.keys.Save(ctx, dataKeys...) }()
 		versions, errs := a.leads.CreateEach(ctx, news)
-		if serr := <-saved; serr != nil {
-			// Save is idempotent: once more for every key, and a row
-			// stored without its key fails.
-			if serr = a.keys.Save(ctx, dataKeys...); serr != nil {
-				for j := range errs {
-					if errs[j] == nil {
-						errs[j] = fmt.Errorf("lead stored at %d, its data key not: %w", versions[j], serr)
-					}
-				}
-			}
-		}
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, importWorkers)
 		for j, p := range created {
@@ -198,16 +182,16 @@ func (a *App) ImportLeads(ctx context.Context, rows []ImportRow, meta envelope.M
 }
 
 // newLead is a new person's first event, under the id derived from their
-// email, and the new key it is sealed with.
-func (a *App) newLead(l form.Lead, ids identities, meta envelope.Meta) (NewLead, *vault.Key, error) {
-	key, err := a.keys.NewKey(ids.email.Token)
+// email, sealed with a new key.
+func (a *App) newLead(ctx context.Context, l form.Lead, ids identities, meta envelope.Meta) (NewLead, error) {
+	key, err := a.keys.Take(ctx, ids.email.Token)
 	if err != nil {
-		return NewLead{}, nil, err
+		return NewLead{}, err
 	}
 	meta.IdempotencyKey, meta.OccurredAt = l.IdempotencyKey, l.OccurredAt
 	ev, err := a.capturedEvent(key, l, meta)
 	if err != nil {
-		return NewLead{}, nil, err
+		return NewLead{}, err
 	}
-	return NewLead{LeadID: key.LeadID(), Event: ev}, key, nil
+	return NewLead{LeadID: key.LeadID(), Event: ev}, nil
 }

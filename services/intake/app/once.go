@@ -10,7 +10,6 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
-	"github.com/leadflow/leadflow/pkg/vault"
 )
 
 // Outcomes recorded for commands other than captures.
@@ -46,11 +45,6 @@ type plan struct {
 	// makes due (more claims, merge candidates). Its failure is logged,
 	// not returned: the command is done.
 	then func(ctx context.Context, stored *eventv1.Event) error
-	// saveKey, when set, is a new data key the event is sealed with: it is
-	// stored beside the event, and then in stored, by lead, for later
-	// attempts.
-	saveKey *vault.Key
-	stored  map[string]*vault.Key
 	// done, when set, is the answer without writing anything.
 	done *answer
 }
@@ -234,40 +228,16 @@ func (a *App) repoint(ctx context.Context, key idemKey, rec *eventv1.Idempotency
 	return err
 }
 
-// execute writes a plan: its claims first, then its event, and beside
-// the event the key it is sealed with. Keys and events live in separate
-// streams, so the two are sent together and waited for together: one
-// round trip. A key stored beside an event that lost its race stays one
-// of the lead's keys, for the next attempt.
+// execute writes a plan: its claims first, then its event. The key the
+// event is sealed with was stored ahead (pkg/vault Take).
 func (a *App) execute(ctx context.Context, p *plan) (uint64, error) {
 	for i, c := range p.before {
 		if err := a.leads.Claim(ctx, c.Key, p.seen[i], c.Claim); err != nil {
 			return 0, err
 		}
 	}
-	var saved chan error
-	if p.saveKey != nil {
-		saved = make(chan error, 1)
-		go func() { saved <- a.keys.Save(ctx, p.saveKey) }()
-	}
-	var (
-		v   uint64
-		err error
-	)
 	if p.create {
-		v, err = a.leads.Create(ctx, p.leadID, p.event)
-	} else {
-		v, err = a.leads.Append(ctx, p.leadID, p.expect, p.event)
+		return a.leads.Create(ctx, p.leadID, p.event)
 	}
-	if saved == nil {
-		return v, err
-	}
-	serr := <-saved
-	if serr == nil && p.stored != nil {
-		p.stored[p.leadID] = p.saveKey
-	}
-	if err != nil {
-		return 0, err
-	}
-	return v, a.keySaved(ctx, p.saveKey, serr, v)
+	return a.leads.Append(ctx, p.leadID, p.expect, p.event)
 }

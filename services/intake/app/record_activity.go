@@ -68,7 +68,7 @@ func (a *App) RecordActivity(ctx context.Context, in RecordActivity, meta envelo
 			if in.Detail == "" {
 				return payload, nil
 			}
-			k, err := a.keys.Key(ctx, in.LeadID)
+			k, err := a.sealingKey(ctx, in.LeadID)
 			if err != nil {
 				return nil, fmt.Errorf("seal detail for %s: %w", in.LeadID, err)
 			}
