@@ -48,6 +48,45 @@ type blocks struct {
 	next *pendingBlock // a save in flight, nil if none
 }
 
+// blockCache holds the last few blocks Open unwrapped, by block id. Leads
+// are captured, and so read, roughly in order, so a handful serves most
+// reads. A block's slots only ever change to zero (a shred), after the
+// lead's marker is stored, which every read checks.
+type blockCache struct {
+	mu    sync.Mutex
+	m     map[string][]byte
+	order []string // oldest first
+}
+
+const blockCacheSize = 8
+
+// get returns the cached block, which is never changed in place: the
+// caller copies from it.
+func (c *blockCache) get(blockHex string) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, ok := c.m[blockHex]
+	return b, ok
+}
+
+func (c *blockCache) put(blockHex string, plain []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string][]byte{}
+	}
+	if _, ok := c.m[blockHex]; ok {
+		return
+	}
+	c.m[blockHex] = plain
+	c.order = append(c.order, blockHex)
+	if len(c.order) > blockCacheSize {
+		// Not zeroed: a reader may still be copying from it.
+		delete(c.m, c.order[0])
+		c.order = c.order[1:]
+	}
+}
+
 type block struct {
 	id   [blockIDSize]byte
 	deks [][keySize]byte
@@ -196,7 +235,9 @@ func (v *Vault) openBlock(blockHex string, wrapped []byte) ([]byte, error) {
 
 // loadBlockKey reads one slot of a stored block, with the lead's own
 // subject in the same request: its purge marker means shredded. A zeroed
-// slot was shredded too (its lead's marker is written first).
+// slot was shredded too (its lead's marker is written first). A block
+// read before is kept (blockCache), so the next leads of the block cost
+// only the marker's check.
 func (v *Vault) loadBlockKey(ctx context.Context, leadID, kid string) ([keySize]byte, error) {
 	var dek [keySize]byte
 	blockHex, slot, err := splitBlockKid(kid)
@@ -204,22 +245,30 @@ func (v *Vault) loadBlockKey(ctx context.Context, leadID, kid string) ([keySize]
 		return dek, fmt.Errorf("vault: lead %s: %w", leadID, err)
 	}
 	subject := v.prefix + blockName(blockHex)
-	last, err := v.lastMsgs(ctx, v.prefix+leadID, subject)
+	subjects := []string{v.prefix + leadID, subject}
+	plain, cached := v.blockCache.get(blockHex)
+	if cached {
+		// A cached block may be older than a shred of this lead; the
+		// lead's marker, written before the block is, says so.
+		subjects = subjects[:1]
+	}
+	last, err := v.lastMsgs(ctx, subjects...)
 	if err != nil {
 		return dek, fmt.Errorf("vault: load key for lead %s: %w", leadID, err)
 	}
 	if m, ok := last[v.prefix+leadID]; ok && isMarker(m.Header) {
 		return dek, fmt.Errorf("vault: lead %s: %w", leadID, ErrShredded)
 	}
-	m, ok := last[subject]
-	if !ok {
-		return dek, fmt.Errorf("vault: lead %s: %w", leadID, ErrNoKey)
+	if !cached {
+		m, ok := last[subject]
+		if !ok {
+			return dek, fmt.Errorf("vault: lead %s: %w", leadID, ErrNoKey)
+		}
+		if plain, err = v.openBlock(blockHex, m.Data); err != nil {
+			return dek, fmt.Errorf("vault: stored key block for lead %s (wrong MasterKey?): %w", leadID, err)
+		}
+		v.blockCache.put(blockHex, plain)
 	}
-	plain, err := v.openBlock(blockHex, m.Data)
-	if err != nil {
-		return dek, fmt.Errorf("vault: stored key block for lead %s (wrong MasterKey?): %w", leadID, err)
-	}
-	defer clear(plain)
 	if (slot+1)*keySize > len(plain) {
 		return dek, fmt.Errorf("vault: lead %s: %w: slot %d of a %d-key block", leadID, ErrCorrupt, slot, len(plain)/keySize)
 	}

@@ -215,6 +215,23 @@ func TestShredFinishesAnInterruptedRewrite(t *testing.T) {
 	mustOpen(t, newVault(t, n.JS), b.LeadID(), sb, "b")
 }
 
+// A process that has read a block keeps it, and a lead of that block
+// shredded since is still refused: its marker is checked on every read.
+func TestCachedBlockServesNoShreddedKey(t *testing.T) {
+	n := testenv.StartNATS(t)
+	writer := newVault(t, n.JS)
+	a, b := take(t, writer), take(t, writer)
+	sa, sb := seal(t, a, "a"), seal(t, b, "b")
+	reader := newVault(t, n.JS)
+	mustOpen(t, reader, b.LeadID(), sb, "b") // reads and keeps the block, a's slot in it
+
+	if err := writer.Shred(t.Context(), a.LeadID(), keyIDOf(t, sa)); err != nil {
+		t.Fatal(err)
+	}
+	openErr(t, reader, a.LeadID(), sa, vault.ErrShredded)
+	mustOpen(t, reader, b.LeadID(), sb, "b")
+}
+
 func TestBlockKeyErrors(t *testing.T) {
 	n := testenv.StartNATS(t)
 	v := newVault(t, n.JS)

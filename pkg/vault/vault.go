@@ -85,15 +85,16 @@ type Config struct {
 // Vault stores, caches and destroys per-lead data keys. It is safe for
 // concurrent use.
 type Vault struct {
-	js       jetstream.JetStream
-	stream   jetstream.Stream // the bucket's stream, read directly (see load)
-	name     string           // the stream's name
-	prefix   string           // "$KV.<bucket>."
-	master   cipher.AEAD
-	blindKey []byte
-	cache    *cache
-	watch    jetstream.ConsumeContext
-	blocks   blocks // keys stored ahead, for Take
+	js         jetstream.JetStream
+	stream     jetstream.Stream // the bucket's stream, read directly (see load)
+	name       string           // the stream's name
+	prefix     string           // "$KV.<bucket>."
+	master     cipher.AEAD
+	blindKey   []byte
+	cache      *cache
+	watch      jetstream.ConsumeContext
+	blocks     blocks     // keys stored ahead, for Take
+	blockCache blockCache // blocks Open read
 }
 
 // New creates the KV bucket, or updates it to this configuration when it
