@@ -3,9 +3,6 @@ package vault_test
 import (
 	"bytes"
 	"errors"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 
@@ -97,22 +94,7 @@ func TestShredDestroysOnlyItsSlot(t *testing.T) {
 	if len(before) != 1 {
 		t.Fatalf("%d blocks, want 1", len(before))
 	}
-	onDisk := func(data []byte) bool {
-		t.Helper()
-		found := false
-		err := filepath.WalkDir(n.Dir, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return err
-			}
-			b, err := os.ReadFile(p)
-			found = found || bytes.Contains(b, data)
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return found
-	}
+	onDisk := func(data []byte) bool { return onDisk(t, n.Dir, data) }
 	if !onDisk(before[0].Data) {
 		t.Fatal("the block is not on disk before the shred; the check is blind")
 	}

@@ -761,6 +761,24 @@ func BenchmarkOpen(b *testing.B) {
 // TestShredErasesKeyFromDisk checks the file store itself: a plain KV purge
 // leaves the purged value's bytes in the stream's block file, where the
 // master key would still unwrap them.
+// onDisk reports whether any file under dir holds b.
+func onDisk(t testing.TB, dir string, b []byte) bool {
+	t.Helper()
+	found := false
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		found = found || bytes.Contains(data, b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return found
+}
+
 func TestShredErasesKeyFromDisk(t *testing.T) {
 	n := testenv.StartNATS(t)
 	v := newVault(t, n.JS)
@@ -768,22 +786,7 @@ func TestShredErasesKeyFromDisk(t *testing.T) {
 	save(t, v, k, other)
 	wrapped := storedValue(t, n.JS, k.ID())
 	otherWrapped := storedValue(t, n.JS, other.ID())
-	onDisk := func(b []byte) bool {
-		t.Helper()
-		found := false
-		err := filepath.WalkDir(n.Dir, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return err
-			}
-			data, err := os.ReadFile(p)
-			found = found || bytes.Contains(data, b)
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return found
-	}
+	onDisk := func(b []byte) bool { return onDisk(t, n.Dir, b) }
 	if !onDisk(wrapped) {
 		t.Fatal("wrapped key not found on disk before shred; the check is blind")
 	}
