@@ -3,6 +3,7 @@ package vault_test
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 
@@ -82,6 +83,53 @@ func TestTakeStoresKeysAheadInBlocks(t *testing.T) {
 	save(t, v, keys[3])
 	if got := len(streamMessages(t, n.JS)); got != 2 {
 		t.Fatalf("Save of a block key wrote: %d messages", got)
+	}
+}
+
+// Takes from many goroutines across block boundaries never hand out a
+// slot twice, and wait for the next block rather than fail.
+func TestTakeConcurrently(t *testing.T) {
+	n := testenv.StartNATS(t)
+	v := newVault(t, n.JS)
+	const workers, each = 16, 200
+	keys := make(chan *vault.Key, workers*each)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for range each {
+				k, err := v.Take(t.Context(), newLeadID())
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				keys <- k
+			}
+		})
+	}
+	wg.Wait()
+	close(keys)
+	ids := map[string]bool{}
+	var sample []*vault.Key
+	for k := range keys {
+		if ids[k.ID()[strings.IndexByte(k.ID(), '.'):]] {
+			t.Fatalf("slot %s handed out twice", k.ID())
+		}
+		ids[k.ID()[strings.IndexByte(k.ID(), '.'):]] = true
+		if len(ids)%400 == 0 {
+			sample = append(sample, k)
+		}
+	}
+	if len(ids) != workers*each {
+		t.Fatalf("%d keys, want %d", len(ids), workers*each)
+	}
+	// 3,200 keys fill 3 blocks and start a fourth; one more may be
+	// saved ahead.
+	if got := len(blockMessages(t, n.JS)); got < 4 || got > 5 {
+		t.Fatalf("%d blocks stored for %d keys", got, workers*each)
+	}
+	other := newVault(t, n.JS)
+	for _, k := range sample {
+		mustOpen(t, other, k.LeadID(), seal(t, k, "x"), "x")
 	}
 }
 
