@@ -52,12 +52,23 @@ type intakeFigures struct {
 	captureFloor map[int]result
 	bulk         result
 	msgsPerRow   float64
+	// knownCapture and knownBulk: captures at 16 clients, and an import,
+	// of people captured before (each a LeadResubmitted on its lead).
+	knownCapture result
+	knownBulk    result
 }
+
+// knownRows bounds the re-import of known rows.
+const knownRows = 20_000
 
 var seq atomic.Int64
 
 func captureReq(prefix string) *intakev1.CaptureLeadRequest {
-	n := seq.Add(1)
+	return captureReqN(prefix, seq.Add(1))
+}
+
+// captureReqN is the n-th person of a prefix: the same n, the same person.
+func captureReqN(prefix string, n int64) *intakev1.CaptureLeadRequest {
 	return &intakev1.CaptureLeadRequest{
 		Contact:     &eventv1.Contact{Email: prefix + strconv.FormatInt(n, 10) + "@bench.example", FirstName: "Bench", LastName: "Mark"},
 		Profile:     &eventv1.Profile{Company: "Analytical Engines", Title: "VP Engineering", Seniority: eventv1.Seniority_SENIORITY_VP, Employees: 250, Country: "GB"},
@@ -92,26 +103,62 @@ func measureIntake(ctx context.Context, addr string, d time.Duration, bulkRows i
 			return err
 		})
 	}
+	var first, last int64 // the people captured at 16 clients
 	for _, c := range concurrencies {
+		if c == 16 {
+			first = seq.Load() + 1
+		}
 		f.capture[c] = timed(d, c, func() error {
 			_, err := clients[rr.Add(1)%int64(len(clients))].CaptureLead(ctx, captureReq("c"))
 			return err
 		})
+		if c == 16 {
+			last = seq.Load()
+		}
 	}
-
+	// The same people again: every capture finds its lead.
+	var next atomic.Int64
+	f.knownCapture = timed(d, 16, func() error {
+		n := first + (next.Add(1)-1)%(last-first+1)
+		r, err := clients[rr.Add(1)%int64(len(clients))].CaptureLead(ctx, captureReqN("c", n))
+		if err == nil && r.GetOutcome() != intakev1.CaptureOutcome_CAPTURE_OUTCOME_RESUBMITTED {
+			return fmt.Errorf("known person %d: %v", n, r.GetOutcome())
+		}
+		return err
+	})
 	before, err := storedMessages(ctx, addr)
 	if err != nil {
 		return f, err
 	}
-	stream, err := clients[0].ImportLeads(ctx)
+	bulkFirst := seq.Add(int64(bulkRows)) - int64(bulkRows) + 1
+	person := func(want intakev1.CaptureOutcome) func(i int) (int64, intakev1.CaptureOutcome) {
+		return func(i int) (int64, intakev1.CaptureOutcome) { return bulkFirst + int64(i), want }
+	}
+	if f.bulk, err = importRows(ctx, clients[0], bulkRows, person(intakev1.CaptureOutcome_CAPTURE_OUTCOME_CREATED)); err != nil {
+		return f, err
+	}
+	after, err := storedMessages(ctx, addr)
 	if err != nil {
 		return f, err
+	}
+	f.msgsPerRow = float64(after-before) / float64(f.bulk.ops)
+	f.knownBulk, err = importRows(ctx, clients[0], min(bulkRows, knownRows), person(intakev1.CaptureOutcome_CAPTURE_OUTCOME_RESUBMITTED))
+	return f, err
+}
+
+// importRows streams rows through ImportLeads, row i being the person
+// person(i) names, and checks each answer's outcome against it.
+func importRows(ctx context.Context, client intakev1.IntakeServiceClient, rows int, person func(i int) (int64, intakev1.CaptureOutcome)) (result, error) {
+	stream, err := client.ImportLeads(ctx)
+	if err != nil {
+		return result{}, err
 	}
 	start := time.Now()
 	sendErr := make(chan error, 1)
 	go func() {
-		for i := range bulkRows {
-			if err := stream.Send(&intakev1.ImportLeadsRequest{Row: int64(i), Lead: captureReq("bulk")}); err != nil {
+		for i := range rows {
+			n, _ := person(i)
+			if err := stream.Send(&intakev1.ImportLeadsRequest{Row: int64(i), Lead: captureReqN("bulk", n)}); err != nil {
 				sendErr <- err
 				return
 			}
@@ -125,23 +172,17 @@ func measureIntake(ctx context.Context, addr string, d time.Duration, bulkRows i
 			break
 		}
 		if err != nil {
-			return f, err
+			return result{}, err
 		}
-		if len(r.GetErrors()) > 0 || r.GetOutcome() != intakev1.CaptureOutcome_CAPTURE_OUTCOME_CREATED {
-			return f, fmt.Errorf("bulk row %d: %v", r.GetRow(), r)
+		if _, want := person(int(r.GetRow())); len(r.GetErrors()) > 0 || r.GetOutcome() != want {
+			return result{}, fmt.Errorf("bulk row %d: %v, want %v", r.GetRow(), r, want)
 		}
 		got++
 	}
 	if err := <-sendErr; err != nil {
-		return f, err
+		return result{}, err
 	}
-	f.bulk = result{ops: got, elapsed: time.Since(start)}
-	after, err := storedMessages(ctx, addr)
-	if err != nil {
-		return f, err
-	}
-	f.msgsPerRow = float64(after-before) / float64(got)
-	return f, nil
+	return result{ops: got, elapsed: time.Since(start)}, nil
 }
 
 // storedMessages counts messages in the event stream and the key bucket.

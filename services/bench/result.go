@@ -88,6 +88,12 @@ func report(w io.Writer, payload int, raw rawFigures, lf intakeFigures) {
 			fmt.Fprintf(w, "    (%d errors)\n", r.errors)
 		}
 	}
+	k := lf.knownCapture
+	fmt.Fprintf(w, "  CaptureLead c=16 known  %10.0f %9s %9s   %s of a new person's rate at c=16 (each a LeadResubmitted on its lead)\n",
+		k.rate(), ms(k.p50), ms(k.p99), ratio(k.rate(), lf.capture[16].rate()))
+	if k.errors > 0 {
+		fmt.Fprintf(w, "    (%d errors)\n", k.errors)
+	}
 	b := lf.bulk
 	fmt.Fprintf(w, "  ImportLeads (%d rows)  %8.0f rows/s  %s of atomic batch msg/s; each row stores %.2f messages (events, claims, key blocks)\n",
 		b.ops, b.rate(), ratio(b.rate(), raw.batchMsgs.rate()), lf.msgsPerRow)
@@ -95,6 +101,9 @@ func report(w io.Writer, payload int, raw rawFigures, lf intakeFigures) {
 		ratio(b.rate()*lf.msgsPerRow, raw.batchMsgs.rate()))
 	fmt.Fprintf(w, "                                        %s of async publish, %s of fast batch msg/s (one message a row)\n",
 		ratio(b.rate(), raw.async.rate()), ratio(b.rate(), raw.fastMsgs.rate()))
-	fmt.Fprintf(w, "                                        %s of the import row floor (%.0f rows/s)\n\n",
+	fmt.Fprintf(w, "                                        %s of the import row floor (%.0f rows/s)\n",
 		ratio(b.rate(), raw.importRows.rate()), raw.importRows.rate())
+	kb := lf.knownBulk
+	fmt.Fprintf(w, "  ImportLeads known (%d rows) %6.0f rows/s  %s of the new rows' rate (the same people again: each a LeadResubmitted)\n\n",
+		kb.ops, kb.rate(), ratio(kb.rate(), b.rate()))
 }
