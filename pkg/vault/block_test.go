@@ -23,6 +23,9 @@ func take(t testing.TB, v *vault.Vault) *vault.Key {
 	return k
 }
 
+// slotOf is a key's id without its lead: the block and the slot.
+func slotOf(k *vault.Key) string { return k.ID()[strings.IndexByte(k.ID(), '.')+1:] }
+
 func keyIDOf(t testing.TB, sealed []byte) string {
 	t.Helper()
 	id, err := vault.SealedKeyID(sealed)
@@ -63,12 +66,12 @@ func TestTakeStoresKeysAheadInBlocks(t *testing.T) {
 	if got := len(streamMessages(t, n.JS)); got != 2 {
 		t.Fatalf("bucket holds %d messages, want only the 2 blocks", got)
 	}
-	ids := map[string]bool{}
+	slots := map[string]bool{}
 	for _, k := range keys {
-		if ids[k.ID()] {
-			t.Fatalf("key %s handed out twice", k.ID())
+		if slots[slotOf(k)] {
+			t.Fatalf("slot of %s handed out twice", k.ID())
 		}
-		ids[k.ID()] = true
+		slots[slotOf(k)] = true
 	}
 
 	// Another process, nothing cached, opens what each block's keys sealed.
@@ -108,19 +111,19 @@ func TestTakeConcurrently(t *testing.T) {
 	}
 	wg.Wait()
 	close(keys)
-	ids := map[string]bool{}
+	slots := map[string]bool{}
 	var sample []*vault.Key
 	for k := range keys {
-		if ids[k.ID()[strings.IndexByte(k.ID(), '.'):]] {
-			t.Fatalf("slot %s handed out twice", k.ID())
+		if slots[slotOf(k)] {
+			t.Fatalf("slot of %s handed out twice", k.ID())
 		}
-		ids[k.ID()[strings.IndexByte(k.ID(), '.'):]] = true
-		if len(ids)%400 == 0 {
+		slots[slotOf(k)] = true
+		if len(slots)%400 == 0 {
 			sample = append(sample, k)
 		}
 	}
-	if len(ids) != workers*each {
-		t.Fatalf("%d keys, want %d", len(ids), workers*each)
+	if len(slots) != workers*each {
+		t.Fatalf("%d keys, want %d", len(slots), workers*each)
 	}
 	// 3,200 keys fill 3 blocks and start a fourth; one more may be
 	// saved ahead.
