@@ -118,13 +118,16 @@ func (l *Leads) Commit(ctx context.Context, appends ...app.LeadAppend) ([]uint64
 	return out, nil
 }
 
-// CreateEach writes new leads' first events, each as Create does, sent
-// together (eventstore.CommitEach): a chunk costs about one round trip,
-// not one per lead.
-func (l *Leads) CreateEach(ctx context.Context, leads []app.NewLead) ([]uint64, []error) {
+// WriteEach writes one event to each of many leads, as Create or Append
+// would, sent together (eventstore.CommitEach): a bulk import's chunk costs
+// about one round trip, not one per lead.
+func (l *Leads) WriteEach(ctx context.Context, leads []app.LeadWrite) ([]uint64, []error) {
 	writes := make([]eventstore.Write, len(leads))
-	for i, nl := range leads {
-		writes[i] = eventstore.Write{Subject: eventstore.LeadSubject(nl.LeadID), ExpectFilter: underToken(nl.LeadID), Event: nl.Event}
+	for i, w := range leads {
+		writes[i] = eventstore.Write{Subject: eventstore.LeadSubject(w.LeadID), Expect: w.Expected, Event: w.Event}
+		if w.Create {
+			writes[i].Expect, writes[i].ExpectFilter = 0, underToken(w.LeadID)
+		}
 	}
 	return l.store.CommitEach(ctx, writes)
 }

@@ -41,10 +41,10 @@ type Leads interface {
 	// Commit appends to several leads all or nothing; it returns each
 	// lead's new version.
 	Commit(ctx context.Context, appends ...LeadAppend) ([]uint64, error)
-	// CreateEach writes new leads' first events, each as Create does,
-	// all sent at once; each is answered on its own (its version, or its
-	// error).
-	CreateEach(ctx context.Context, leads []NewLead) ([]uint64, []error)
+	// WriteEach writes one event to each of many leads, each as Create
+	// or Append would, all sent at once; each is answered on its own (its
+	// version, or its error).
+	WriteEach(ctx context.Context, writes []LeadWrite) ([]uint64, []error)
 	// Holders looks identities up, all in one read.
 	Holders(ctx context.Context, keys ...ClaimKey) (map[ClaimKey]Holder, error)
 	// Claim writes a claim (a release when its lead id is empty) if the
@@ -117,10 +117,13 @@ type Claim struct {
 	Claim *eventv1.Claim
 }
 
-// NewLead is a lead's first event.
-type NewLead struct {
-	LeadID string
-	Event  *eventv1.Event
+// LeadWrite is one event for one lead: its first (Create), or appended
+// at version Expected.
+type LeadWrite struct {
+	LeadID   string
+	Event    *eventv1.Event
+	Create   bool
+	Expected uint64
 }
 
 // LeadAppend is events to append to one lead at a version.

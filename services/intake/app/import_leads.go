@@ -8,6 +8,8 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/vault"
 	"github.com/leadflow/leadflow/services/intake/form"
 )
 
@@ -33,25 +35,58 @@ type ImportResult struct {
 	Err    error
 }
 
-// ImportLeads captures up to ImportChunk rows. Rows of new people
-// (no identity held or ever claimed, distinct within the chunk, no
-// idempotency key) are written together, each as CaptureLead would write
-// it (its first event under the id derived from its email, its data key
-// beside it, then its external id claim), all sent at once rather than one
-// after the other. The rest (known people, a person twice in the chunk,
-// keyed rows, a new person someone else captured meanwhile) go through
-// CaptureLead: rows of one person in row order, different people side by
-// side. So every row gets exactly CaptureLead's semantics. Results are in
-// row order.
+// pending is a checked row of an import.
+type pending struct {
+	i    int
+	l    form.Lead
+	ids  identities
+	held map[ClaimKey]Holder // the chunk's look-up, if the row had one
+}
+
+// sentRow is a row whose one write went with the chunk's others.
+type sentRow struct {
+	pending
+	outcome Outcome
+	then    func(context.Context, *eventv1.Event) error
+}
+
+// ImportLeads captures up to ImportChunk rows. Rows of people distinct
+// within the chunk and without an idempotency key are decided from one
+// look-up of the chunk's identities and written together, each as
+// CaptureLead would write it (a new person's first event under the id
+// derived from their email, then its external id claim; a known person's
+// LeadResubmitted at the version looked up), all sent at once rather than
+// one after the other. The rest (a person twice in the chunk, keyed rows,
+// a row whose lead changed since the look-up, anything but a plain
+// creation or resubmission) go through CaptureLead: rows of one person in
+// row order, different people side by side. So every row gets exactly
+// CaptureLead's semantics. Results are in row order.
 func (a *App) ImportLeads(ctx context.Context, rows []ImportRow, meta envelope.Meta) []ImportResult {
+	return a.PrepareImport(ctx, rows, meta, nil).Write(ctx)
+}
+
+// ImportBatch is a chunk of an import, checked, looked up and decided,
+// not yet written.
+type ImportBatch struct {
+	a      *App
+	meta   envelope.Meta
+	out    []ImportResult
+	writes []LeadWrite
+	sent   []sentRow
+	single []pending
+	// taken are the identities the chunk's rows bring.
+	taken map[ClaimKey]bool
+}
+
+// PrepareImport checks up to ImportChunk rows, looks their identities up
+// and decides each fresh row's write; it writes nothing. It may run while
+// before, the chunk ahead of this one, is written: a row that brings an
+// identity of that chunk goes through CaptureLead after it, and a decision
+// that other writes made stale fails its write's expectation and goes
+// through CaptureLead too, so rows keep their semantics and order.
+func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope.Meta, before *ImportBatch) *ImportBatch {
 	out := make([]ImportResult, len(rows))
 	now := a.now()
-	type pending struct {
-		i    int
-		l    form.Lead
-		ids  identities
-		held map[ClaimKey]Holder // the chunk's look-up, if the row had one
-	}
 	var fresh, single []pending
 	taken := map[ClaimKey]bool{}
 	var keys []ClaimKey
@@ -69,14 +104,14 @@ func (a *App) ImportLeads(ctx context.Context, rows []ImportRow, meta envelope.M
 			continue
 		}
 		p := pending{i: i, l: l, ids: a.identity(l)}
-		repeat := slices.ContainsFunc(p.ids.all(), func(k ClaimKey) bool { return taken[k] })
+		repeat := slices.ContainsFunc(p.ids.all(), func(k ClaimKey) bool { return taken[k] || before != nil && before.taken[k] })
 		for _, k := range p.ids.all() {
 			taken[k] = true
 		}
 		if l.IdempotencyKey != "" || repeat {
 			// A keyed row needs its record looked up; the same person
-			// again in this chunk finds the first row's lead and resubmits
-			// on it.
+			// again in this chunk or the one before finds the first row's
+			// lead and resubmits on it.
 			single = append(single, p)
 			continue
 		}
@@ -88,54 +123,83 @@ func (a *App) ImportLeads(ctx context.Context, rows []ImportRow, meta envelope.M
 	if err != nil {
 		single, fresh = append(fresh, single...), nil
 	}
+	// Each fresh row is one write: a new person's first event, or a known
+	// one's LeadResubmitted decided from the look-up's head.
 	var (
-		news    []NewLead
-		created []pending
+		writes []LeadWrite
+		sent   []sentRow
 	)
 	for _, p := range fresh {
-		if slices.ContainsFunc(p.ids.all(), func(k ClaimKey) bool { return held[k] != (Holder{}) }) {
-			p.held = map[ClaimKey]Holder{}
-			for _, k := range p.ids.all() {
-				p.held[k] = held[k]
+		m := meta
+		m.IdempotencyKey, m.OccurredAt = p.l.IdempotencyKey, p.l.OccurredAt
+		if !slices.ContainsFunc(p.ids.all(), func(k ClaimKey) bool { return held[k] != (Holder{}) }) {
+			key, err := a.keys.Take(ctx, p.ids.email.Token)
+			var ev *eventv1.Event
+			if err == nil {
+				ev, err = a.capturedEvent(key, p.l, m)
 			}
+			if err != nil {
+				out[p.i].Err = err
+				continue
+			}
+			var then func(context.Context, *eventv1.Event) error
+			if p.ids.ext.Token != "" {
+				// The external id, claimed after the lead exists, as
+				// CaptureLead does.
+				then = a.claimRest(key.LeadID(), key.LeadID(), p.ids, held, m)
+			}
+			writes = append(writes, LeadWrite{LeadID: key.LeadID(), Event: ev, Create: true})
+			sent = append(sent, sentRow{pending: p, outcome: Created, then: then})
+			continue
+		}
+		p.held = map[ClaimKey]Holder{}
+		for _, k := range p.ids.all() {
+			p.held[k] = held[k]
+		}
+		run := &captureRun{l: p.l, ids: p.ids, meta: m, keys: map[string]*vault.Key{}, held: p.held}
+		pl, err := a.planCapture(ctx, run)
+		if err != nil || pl.done != nil || len(pl.before) > 0 {
+			// Anything but a plain resubmission or creation goes the
+			// whole way through CaptureLead.
 			single = append(single, p)
 			continue
 		}
-		nl, err := a.newLead(ctx, p.l, p.ids, meta)
-		if err != nil {
-			out[p.i].Err = err
-			continue
-		}
-		news, created = append(news, nl), append(created, p)
+		writes = append(writes, LeadWrite{LeadID: pl.leadID, Event: pl.event, Create: pl.create, Expected: pl.expect})
+		sent = append(sent, sentRow{pending: p, outcome: pl.outcome, then: pl.then})
 	}
-	if len(news) > 0 {
-		versions, errs := a.leads.CreateEach(ctx, news)
+	return &ImportBatch{a: a, meta: meta, out: out, writes: writes, sent: sent, single: single, taken: taken}
+}
+
+// Write writes a prepared chunk and answers each of its rows, in row
+// order.
+func (b *ImportBatch) Write(ctx context.Context) []ImportResult {
+	a, meta, out, writes, single := b.a, b.meta, b.out, b.writes, b.single
+	if len(writes) > 0 {
+		versions, errs := a.leads.WriteEach(ctx, writes)
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, importWorkers)
-		for j, p := range created {
+		for j, r := range b.sent {
 			switch {
 			case errs[j] == nil:
-				out[p.i].Result = CaptureResult{LeadID: news[j].LeadID, Outcome: Created, Version: versions[j]}
-				a.known.add(p.ids.email.Token)
-				if p.ids.ext.Token == "" {
+				out[r.i].Result = CaptureResult{LeadID: writes[j].LeadID, Outcome: r.outcome, Version: versions[j]}
+				a.known.add(r.ids.email.Token)
+				if r.then == nil {
 					continue
 				}
-				// The external id, claimed after the lead exists, as
-				// CaptureLead does.
-				then := a.claimRest(news[j].LeadID, news[j].LeadID, p.ids, held, meta)
-				ev := news[j].Event
+				ev := writes[j].Event
 				wg.Go(func() {
 					sem <- struct{}{}
 					defer func() { <-sem }()
-					if err := then(ctx, ev); err != nil && ctx.Err() == nil {
+					if err := r.then(ctx, ev); err != nil && ctx.Err() == nil {
 						a.log.WarnContext(ctx, "follow-up writes failed; the next capture retries them", "lead", ev.GetLeadId(), "err", err)
 					}
 				})
 			case errors.Is(errs[j], eventstore.ErrConflict):
-				// Captured by someone else since we looked.
-				single = append(single, p)
+				// Written by someone else since we looked.
+				r.held = nil
+				single = append(single, r.pending)
 			default:
-				out[p.i].Err = errs[j]
+				out[r.i].Err = errs[j]
 			}
 		}
 		wg.Wait()
@@ -179,19 +243,4 @@ func (a *App) ImportLeads(ctx context.Context, rows []ImportRow, meta envelope.M
 	}
 	wg.Wait()
 	return out
-}
-
-// newLead is a new person's first event, under the id derived from their
-// email, sealed with a new key.
-func (a *App) newLead(ctx context.Context, l form.Lead, ids identities, meta envelope.Meta) (NewLead, error) {
-	key, err := a.keys.Take(ctx, ids.email.Token)
-	if err != nil {
-		return NewLead{}, err
-	}
-	meta.IdempotencyKey, meta.OccurredAt = l.IdempotencyKey, l.OccurredAt
-	ev, err := a.capturedEvent(key, l, meta)
-	if err != nil {
-		return NewLead{}, err
-	}
-	return NewLead{LeadID: key.LeadID(), Event: ev}, nil
 }

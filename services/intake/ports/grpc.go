@@ -81,16 +81,20 @@ func outcome(o app.Outcome) intakev1.CaptureOutcome {
 }
 
 // ImportLeads reads rows in chunks of app.ImportChunk and answers one
-// result per row, in order, after each chunk is stored.
+// result per row, in order, as soon as its chunk is stored. One goroutine
+// receives and decides each chunk while this one writes the chunk before
+// it and answers it; chunks are written one after the other, so that a
+// person's rows in two chunks are stored in row order.
 func (g *GRPC) ImportLeads(stream intakev1.IntakeService_ImportLeadsServer) error {
 	ctx := stream.Context()
-	m := meta(ctx, nil)
-	rows := make([]app.ImportRow, 0, app.ImportChunk)
-	flush := func() error {
-		if len(rows) == 0 {
-			return nil
-		}
-		for _, res := range g.app.ImportLeads(ctx, rows, m) {
+	batches := make(chan *app.ImportBatch)
+	received := make(chan error, 1)
+	go func() {
+		defer close(batches)
+		received <- g.receiveImport(ctx, stream, batches)
+	}()
+	for b := range batches {
+		for _, res := range b.Write(ctx) {
 			out := &intakev1.ImportLeadsResponse{Row: res.Row}
 			var ve *app.ValidationError
 			switch {
@@ -108,20 +112,40 @@ func (g *GRPC) ImportLeads(stream intakev1.IntakeService_ImportLeadsServer) erro
 				return err
 			}
 		}
-		rows = rows[:0]
-		return nil
+	}
+	return <-received
+}
+
+// receiveImport reads an import's rows and hands each chunk on, decided
+// (app.PrepareImport), until the client ends the stream.
+func (g *GRPC) receiveImport(ctx context.Context, stream intakev1.IntakeService_ImportLeadsServer, batches chan<- *app.ImportBatch) error {
+	m := meta(ctx, nil)
+	rows := make([]app.ImportRow, 0, app.ImportChunk)
+	var last *app.ImportBatch // the chunk before, perhaps still being written
+	hand := func() error {
+		b := g.app.PrepareImport(ctx, rows, m, last)
+		select {
+		case batches <- b:
+			rows, last = make([]app.ImportRow, 0, app.ImportChunk), b
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	for {
 		r, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
-			return flush()
+			if len(rows) == 0 {
+				return nil
+			}
+			return hand()
 		}
 		if err != nil {
 			return err
 		}
 		rows = append(rows, app.ImportRow{Row: r.GetRow(), Capture: capture(r.GetLead())})
 		if len(rows) == app.ImportChunk {
-			if err := flush(); err != nil {
+			if err := hand(); err != nil {
 				return err
 			}
 		}
