@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -31,23 +33,103 @@ type Raw struct {
 	Data    []byte
 }
 
-// loadBatch is how many messages one direct-get request asks for; the
-// server also caps a response by bytes, so Load pages on.
+// loadBatch is how many messages one batched direct-get request asks
+// for; the server also caps a response by bytes, so the batched load pages
+// on.
 const loadBatch = 256
 
+// maxWalk bounds the single gets a load makes along version_before before
+// it reads the rest in batches.
+const maxWalk = 8
+
 // Load returns the events of one subject in order. The version is the
-// sequence of the last one (0 and no error for an empty subject). It reads
-// through the stream's subject index with direct-get batches: one round
-// trip for an ordinary lead, no consumer, no scan.
+// sequence of the last one (0 and no error for an empty subject).
 func (s *Store) Load(ctx context.Context, subject string) ([]Record, error) {
 	return s.LoadAfter(ctx, subject, 0)
 }
 
 // LoadAfter is Load for the events after stream sequence after, for
 // readers that keep a snapshot.
+//
+// It asks at once for the subject's last event and its first one after
+// after, then follows version_before back from the last (every event names
+// the version it was appended at): a history of one or two events comes in
+// one round trip, a few more in one single get each. Single direct gets
+// are served from the stream's subject index. A batched get is not used
+// first because the server ends it with a count of what is still pending,
+// and for a subject in the older half of the stream the file store counts
+// by walking a block of messages under the lock appends need (measured in
+// docs/operations.md); a longer history, or one whose events do not chain,
+// is read in batches.
 func (s *Store) LoadAfter(ctx context.Context, subject string, after uint64) ([]Record, error) {
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
+	out, ok, err := s.walk(ctx, subject, after)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", subject, err)
+	}
+	if ok {
+		return out, nil
+	}
+	return s.loadBatched(ctx, subject, after)
+}
+
+// walk reads a subject's events after after along version_before; ok is
+// false when the history is longer than maxWalk or does not chain.
+func (s *Store) walk(ctx context.Context, subject string, after uint64) ([]Record, bool, error) {
+	st, err := s.direct(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	var (
+		first *jetstream.RawStreamMsg
+		ferr  error
+		wg    sync.WaitGroup
+	)
+	wg.Go(func() { first, ferr = st.GetMsg(ctx, after+1, jetstream.WithGetMsgSubject(subject)) })
+	m, err := st.GetLastMsgForSubject(ctx, subject)
+	wg.Wait()
+	if errors.Is(ferr, jetstream.ErrMsgNotFound) {
+		return nil, true, nil
+	}
+	if err = errors.Join(ferr, err); err != nil {
+		return nil, false, err
+	}
+	var out []Record
+	for hops := 0; ; hops++ {
+		rec, err := decodeRecord(m)
+		if err != nil {
+			return nil, false, err
+		}
+		out = append(out, rec)
+		if m.Sequence <= first.Sequence {
+			break
+		}
+		prev := rec.Event.GetVersionBefore()
+		switch {
+		case prev == first.Sequence:
+			m = first
+			continue
+		case prev < first.Sequence || prev == VersionUnknown || hops == maxWalk:
+			return nil, false, nil
+		}
+		if m, err = st.GetMsg(ctx, prev); err != nil {
+			return nil, false, err
+		}
+		if m.Subject != subject {
+			return nil, false, nil
+		}
+	}
+	if m.Sequence != first.Sequence {
+		return nil, false, nil
+	}
+	slices.Reverse(out)
+	return out, true, nil
+}
+
+// loadBatched reads a subject's events after after with batched direct
+// gets.
+func (s *Store) loadBatched(ctx context.Context, subject string, after uint64) ([]Record, error) {
 	var out []Record
 	from := after + 1
 	for {
@@ -77,6 +159,22 @@ func (s *Store) LoadAfter(ctx context.Context, subject string, after uint64) ([]
 			return out, nil
 		}
 	}
+}
+
+// direct is a handle on the stream for single direct gets, made once
+// (making one reads the stream's info).
+func (s *Store) direct(ctx context.Context) (jetstream.Stream, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.st != nil {
+		return s.st, nil
+	}
+	st, err := s.js.Stream(ctx, s.stream)
+	if err != nil {
+		return nil, err
+	}
+	s.st = st
+	return st, nil
 }
 
 // Version is the sequence of the subject's last message, 0 if none.
@@ -117,7 +215,7 @@ func (s *Store) Last(ctx context.Context, subjects ...string) (map[string]Raw, e
 func (s *Store) Get(ctx context.Context, seq uint64) (Raw, error) {
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
-	st, err := s.js.Stream(ctx, s.stream)
+	st, err := s.direct(ctx)
 	if err != nil {
 		return Raw{}, fmt.Errorf("get %d: %w", seq, err)
 	}

@@ -41,6 +41,9 @@ const MaxBatch = 1000
 type Store struct {
 	js     jetstream.JetStream
 	stream string
+
+	mu sync.Mutex
+	st jetstream.Stream // for single direct gets; see direct
 }
 
 // New returns a Store on the named stream (see EnsureStream).
@@ -445,26 +448,23 @@ func (s *Store) stored(ctx context.Context, writes []Write) ([]uint64, bool, err
 }
 
 // Next returns the first message on subject (a filter: wildcards allowed)
-// after stream sequence after, and false when there is none. One
+// after stream sequence after, and false when there is none. One single
 // direct get, served from the stream's subject index.
 func (s *Store) Next(ctx context.Context, subject string, after uint64) (Raw, bool, error) {
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
-	it, err := jetstreamext.GetBatch(ctx, s.js, s.stream, 1,
-		jetstreamext.GetBatchSubject(subject), jetstreamext.GetBatchSeq(after+1))
+	st, err := s.direct(ctx)
 	if err != nil {
 		return Raw{}, false, fmt.Errorf("next on %s after %d: %w", subject, after, err)
 	}
-	for m, err := range it {
-		if errors.Is(err, jetstreamext.ErrNoMessages) {
-			return Raw{}, false, nil
-		}
-		if err != nil {
-			return Raw{}, false, fmt.Errorf("next on %s after %d: %w", subject, after, err)
-		}
-		return Raw{Seq: m.Sequence, Subject: m.Subject, Time: m.Time, Header: m.Header, Data: m.Data}, true, nil
+	m, err := st.GetMsg(ctx, after+1, jetstream.WithGetMsgSubject(subject))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return Raw{}, false, nil
 	}
-	return Raw{}, false, nil
+	if err != nil {
+		return Raw{}, false, fmt.Errorf("next on %s after %d: %w", subject, after, err)
+	}
+	return Raw{Seq: m.Sequence, Subject: m.Subject, Time: m.Time, Header: m.Header, Data: m.Data}, true, nil
 }
 
 // lastSeq is the last sequence of any subject matching filter, 0 if none.

@@ -588,3 +588,94 @@ func TestVersionBefore(t *testing.T) {
 		t.Fatalf("version_before %v, want %v", got, want)
 	}
 }
+
+// Loads follow version_before back from a subject's last event; these
+// histories are short enough for that, or break the chain, or are too
+// long, and every load must still be the whole history after the version
+// asked, in order.
+func TestLoadFollowsVersionsBackOrReadsInBatches(t *testing.T) {
+	_, s := setup(t)
+	ctx := context.Background()
+	details := func(recs []eventstore.Record) string {
+		var d []string
+		for _, r := range recs {
+			d = append(d, envelope.Payload(r.Event).(*eventv1.ActivityRecorded).GetDetail())
+		}
+		return strings.Join(d, ",")
+	}
+	check := func(name, subj string, want []string, seqs []uint64) {
+		t.Helper()
+		for i := range len(want) + 1 {
+			var after uint64
+			if i > 0 {
+				after = seqs[i-1]
+			}
+			recs, err := s.LoadAfter(ctx, subj, after)
+			if err != nil {
+				t.Fatalf("%s after %d: %v", name, after, err)
+			}
+			if got := details(recs); got != strings.Join(want[i:], ",") {
+				t.Fatalf("%s after event %d: %q, want %q", name, i, got, strings.Join(want[i:], ","))
+			}
+			for j := range recs {
+				if recs[j].Seq != seqs[i+j] {
+					t.Fatalf("%s after event %d: record %d at %d, want %d", name, i, j, recs[j].Seq, seqs[i+j])
+				}
+			}
+		}
+	}
+	for _, n := range []int{1, 2, 3, 10, 14} {
+		lead := uuid.NewString()
+		subj := eventstore.LeadSubject(lead)
+		var want []string
+		var seqs []uint64
+		for i := range n {
+			d := fmt.Sprint(i)
+			v, err := s.Append(ctx, subj, lastOf(seqs), activity(t, lead, d))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, seqs = append(want, d), append(seqs, v)
+			// Other leads between, so that no two events of this one are
+			// neighbours in the stream.
+			if _, err := s.Append(ctx, eventstore.LeadSubject(uuid.NewString()), 0, activity(t, "o", "other")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		check(fmt.Sprintf("%d events", n), subj, want, seqs)
+	}
+
+	// Two events in one commit: the second cannot name the first's
+	// version, and an unchecked write names none.
+	lead := uuid.NewString()
+	subj := eventstore.LeadSubject(lead)
+	v1, err := s.Append(ctx, subj, 0, activity(t, lead, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v3, err := s.Append(ctx, subj, v1, activity(t, lead, "b"), activity(t, lead, "c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs, err := s.Commit(ctx, eventstore.Write{Subject: subj, Unchecked: true, Event: activity(t, lead, "d")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v5, err := s.Append(ctx, subj, seqs[0], activity(t, lead, "e"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("unchained", subj, []string{"a", "b", "c", "d", "e"}, []uint64{v1, v3 - 1, v3, seqs[0], v5})
+
+	recs, err := s.Load(ctx, eventstore.LeadSubject(uuid.NewString()))
+	if err != nil || len(recs) != 0 {
+		t.Fatalf("an empty subject: %d records, %v", len(recs), err)
+	}
+}
+
+func lastOf(seqs []uint64) uint64 {
+	if len(seqs) == 0 {
+		return 0
+	}
+	return seqs[len(seqs)-1]
+}
