@@ -79,7 +79,9 @@ type ImportBatch struct {
 }
 
 // PrepareImport checks up to ImportChunk rows, looks their identities up
-// and decides each fresh row's write; it writes nothing. It may run while
+// and decides each fresh row's write, without writing the rows (deciding
+// on a person an erased lead still holds finishes that erasure's releases
+// first, as CaptureLead does). It may run while
 // before, the chunk ahead of this one, is written: a row that brings an
 // identity of that chunk goes through CaptureLead after it, and a decision
 // that other writes made stale fails its write's expectation and goes
