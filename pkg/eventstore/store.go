@@ -433,11 +433,16 @@ func (s *Store) stored(ctx context.Context, writes []Write) ([]uint64, bool, err
 		return nil, false, nil
 	}
 	w := writes[probe]
-	m, ok, err := s.Next(ctx, w.checked(), w.Expect)
+	// Looked for on its own subject: if the server stored it, nothing
+	// matching its check came between Expect and it, so it is also the
+	// subject's first message after Expect. A literal subject is found
+	// through the subject index; a wildcard check filter (ExpectFilter)
+	// may make the server search every block.
+	m, ok, err := s.Next(ctx, w.Subject, w.Expect)
 	if err != nil || !ok {
 		return nil, false, err
 	}
-	if m.Subject != w.Subject || m.Header.Get(HeaderEventID) != w.id() {
+	if m.Header.Get(HeaderEventID) != w.id() {
 		return nil, false, nil
 	}
 	seqs := make([]uint64, len(writes))
