@@ -92,6 +92,11 @@ func (s *Store) walk(ctx context.Context, subject string, after uint64) ([]Recor
 	if errors.Is(ferr, jetstream.ErrMsgNotFound) {
 		return nil, true, nil
 	}
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		// A first without a last: the two answers disagree (a replica
+		// behind the other); the batches read it whole.
+		return nil, false, ferr
+	}
 	if err = errors.Join(ferr, err); err != nil {
 		return nil, false, err
 	}
