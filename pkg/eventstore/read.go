@@ -86,10 +86,10 @@ func (s *Store) walk(ctx context.Context, subject string, after uint64) ([]Recor
 		ferr  error
 		wg    sync.WaitGroup
 	)
-	wg.Go(func() { first, ferr = st.GetMsg(ctx, after+1, jetstream.WithGetMsgSubject(subject)) })
+	wg.Go(func() { first, ferr = s.next(ctx, subject, after) })
 	m, err := st.GetLastMsgForSubject(ctx, subject)
 	wg.Wait()
-	if errors.Is(ferr, jetstream.ErrMsgNotFound) {
+	if ferr == nil && first == nil {
 		return nil, true, nil
 	}
 	if errors.Is(err, jetstream.ErrMsgNotFound) {

@@ -758,9 +758,6 @@ func BenchmarkOpen(b *testing.B) {
 	})
 }
 
-// TestShredErasesKeyFromDisk checks the file store itself: a plain KV purge
-// leaves the purged value's bytes in the stream's block file, where the
-// master key would still unwrap them.
 // onDisk reports whether any file under dir holds b.
 func onDisk(t testing.TB, dir string, b []byte) bool {
 	t.Helper()
@@ -779,6 +776,9 @@ func onDisk(t testing.TB, dir string, b []byte) bool {
 	return found
 }
 
+// TestShredErasesKeyFromDisk checks the file store itself: a plain KV purge
+// leaves the purged value's bytes in the stream's block file, where the
+// master key would still unwrap them.
 func TestShredErasesKeyFromDisk(t *testing.T) {
 	n := testenv.StartNATS(t)
 	v := newVault(t, n.JS)

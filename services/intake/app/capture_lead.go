@@ -72,13 +72,11 @@ func (a *App) CaptureLead(ctx context.Context, in form.Capture, meta envelope.Me
 // identities' holders were a moment ago (a bulk import's look-up), for
 // the first attempt.
 func (a *App) capture(ctx context.Context, lead form.Lead, ids identities, meta envelope.Meta, held map[ClaimKey]Holder) (CaptureResult, error) {
-	meta.IdempotencyKey = lead.IdempotencyKey
-	meta.OccurredAt = lead.OccurredAt
 	key, err := a.captureKey(lead)
 	if err != nil {
 		return CaptureResult{}, err
 	}
-	run := &captureRun{l: lead, ids: ids, meta: meta, keys: map[string]*vault.Key{}, held: held}
+	run := newCaptureRun(lead, ids, meta, held)
 	if key.token == "" && run.ids.ext.Token == "" && !a.known.has(run.ids.email.Token) {
 		// Most captures are a new person with an email alone: try the
 		// write first, in one round trip.
@@ -142,6 +140,24 @@ type captureRun struct {
 	held map[ClaimKey]Holder
 }
 
+// newCaptureRun starts a capture of lead; its events carry the lead's
+// idempotency key and time.
+func newCaptureRun(lead form.Lead, ids identities, meta envelope.Meta, held map[ClaimKey]Holder) *captureRun {
+	meta.IdempotencyKey, meta.OccurredAt = lead.IdempotencyKey, lead.OccurredAt
+	return &captureRun{l: lead, ids: ids, meta: meta, keys: map[string]*vault.Key{}, held: held}
+}
+
+// newLeadEvent is a new person's first event, under the id derived from
+// their email, sealed with a key stored ahead (pkg/vault Take).
+func (a *App) newLeadEvent(ctx context.Context, run *captureRun) (*vault.Key, *eventv1.Event, error) {
+	key, err := a.keys.Take(ctx, run.ids.email.Token)
+	if err != nil {
+		return nil, nil, err
+	}
+	ev, err := a.capturedEvent(key, run.l, run.meta)
+	return key, ev, err
+}
+
 // fastCapture writes a new person's lead without reading first: the
 // first event under the id derived from the email, sealed with a key
 // stored ahead (pkg/vault Take), so the event is the capture's only
@@ -150,11 +166,7 @@ type captureRun struct {
 // is the email's own.
 func (a *App) fastCapture(ctx context.Context, run *captureRun) (CaptureResult, bool, error) {
 	leadID := run.ids.email.Token
-	key, err := a.keys.Take(ctx, leadID)
-	if err != nil {
-		return CaptureResult{}, false, err
-	}
-	ev, err := a.capturedEvent(key, run.l, run.meta)
+	key, ev, err := a.newLeadEvent(ctx, run)
 	if err != nil {
 		return CaptureResult{}, false, err
 	}

@@ -9,7 +9,6 @@ import (
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
-	"github.com/leadflow/leadflow/pkg/vault"
 	"github.com/leadflow/leadflow/services/intake/form"
 )
 
@@ -132,14 +131,9 @@ func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope
 		sent   []sentRow
 	)
 	for _, p := range fresh {
-		m := meta
-		m.IdempotencyKey, m.OccurredAt = p.l.IdempotencyKey, p.l.OccurredAt
 		if !slices.ContainsFunc(p.ids.all(), func(k ClaimKey) bool { return held[k] != (Holder{}) }) {
-			key, err := a.keys.Take(ctx, p.ids.email.Token)
-			var ev *eventv1.Event
-			if err == nil {
-				ev, err = a.capturedEvent(key, p.l, m)
-			}
+			run := newCaptureRun(p.l, p.ids, meta, nil)
+			key, ev, err := a.newLeadEvent(ctx, run)
 			if err != nil {
 				out[p.i].Err = err
 				continue
@@ -148,7 +142,7 @@ func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope
 			if p.ids.ext.Token != "" {
 				// The external id, claimed after the lead exists, as
 				// CaptureLead does.
-				then = a.claimRest(key.LeadID(), key.LeadID(), p.ids, held, m)
+				then = a.claimRest(key.LeadID(), key.LeadID(), p.ids, held, run.meta)
 			}
 			writes = append(writes, LeadWrite{LeadID: key.LeadID(), Event: ev, Create: true})
 			sent = append(sent, sentRow{pending: p, outcome: Created, then: then})
@@ -158,7 +152,7 @@ func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope
 		for _, k := range p.ids.all() {
 			p.held[k] = held[k]
 		}
-		run := &captureRun{l: p.l, ids: p.ids, meta: m, keys: map[string]*vault.Key{}, held: p.held}
+		run := newCaptureRun(p.l, p.ids, meta, p.held)
 		pl, err := a.planCapture(ctx, run)
 		if err != nil || pl.done != nil || len(pl.before) > 0 {
 			// Anything but a plain resubmission or creation goes the
