@@ -58,7 +58,7 @@ func mainErr() error {
 	f.String(&cfg.TimerStream, "timer-stream", "LEADFLOW_HANDOFF_TIMER_STREAM", "HANDOFF_TIMERS", "SLA timer stream name")
 	f.String(&cfg.LoadsBucket, "loads-bucket", "LEADFLOW_HANDOFF_LOADS_BUCKET", "HANDOFF_LOAD", "KV bucket of reps' open leads")
 	f.Int(&cfg.Replicas, "replicas", "LEADFLOW_REPLICAS", 1, "stream replicas (3 in a cluster)")
-	f.Int(&cfg.Workers, "workers", "LEADFLOW_HANDOFF_WORKERS", 64, "leads handled at once (a decision waits on round trips, not the CPU)")
+	f.Int(&cfg.Workers, "workers", "LEADFLOW_HANDOFF_WORKERS", 256, "leads handled at once (a decision waits on round trips, not the CPU)")
 	f.Duration(&cfg.AckWait, "ack-wait", "LEADFLOW_ACK_WAIT", 2*time.Second, "redelivery delay of an unacknowledged event (below the 6s partition hand-over)")
 	f.Duration(&cfg.RouteRetry, "route-retry", "LEADFLOW_HANDOFF_ROUTE_RETRY", 15*time.Minute, "how often routing retries a queued lead")
 	f.Duration(&cfg.TimerTTL, "timer-ttl", "LEADFLOW_HANDOFF_TIMER_TTL", 30*24*time.Hour, "how long fired timers are kept")
