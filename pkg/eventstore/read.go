@@ -211,7 +211,7 @@ func (s *Store) Last(ctx context.Context, subjects ...string) (map[string]Raw, e
 		if err != nil {
 			return nil, fmt.Errorf("last of %d subjects: %w", len(subjects), err)
 		}
-		out[m.Subject] = Raw{Seq: m.Sequence, Subject: m.Subject, Time: m.Time, Header: m.Header, Data: m.Data}
+		out[m.Subject] = rawOf(m)
 	}
 	return out, nil
 }
@@ -228,7 +228,11 @@ func (s *Store) Get(ctx context.Context, seq uint64) (Raw, error) {
 	if err != nil {
 		return Raw{}, fmt.Errorf("get %d: %w", seq, err)
 	}
-	return Raw{Seq: m.Sequence, Subject: m.Subject, Time: m.Time, Header: m.Header, Data: m.Data}, nil
+	return rawOf(m), nil
+}
+
+func rawOf(m *jetstream.RawStreamMsg) Raw {
+	return Raw{Seq: m.Sequence, Subject: m.Subject, Time: m.Time, Header: m.Header, Data: m.Data}
 }
 
 // DecodeEvent decodes a stored event.

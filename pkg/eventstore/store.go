@@ -462,23 +462,23 @@ func (s *Store) Next(ctx context.Context, subject string, after uint64) (Raw, bo
 	if err != nil || m == nil {
 		return Raw{}, false, err
 	}
-	return Raw{Seq: m.Sequence, Subject: m.Subject, Time: m.Time, Header: m.Header, Data: m.Data}, true, nil
+	return rawOf(m), true, nil
 }
 
 // next is Next's single direct get; nil when there is no such message.
 func (s *Store) next(ctx context.Context, subject string, after uint64) (*jetstream.RawStreamMsg, error) {
 	st, err := s.direct(ctx)
-	if err == nil {
-		var m *jetstream.RawStreamMsg
-		m, err = st.GetMsg(ctx, after+1, jetstream.WithGetMsgSubject(subject))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return nil, nil
-		}
-		if err == nil {
-			return m, nil
-		}
+	if err != nil {
+		return nil, fmt.Errorf("next on %s after %d: %w", subject, after, err)
 	}
-	return nil, fmt.Errorf("next on %s after %d: %w", subject, after, err)
+	m, err := st.GetMsg(ctx, after+1, jetstream.WithGetMsgSubject(subject))
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("next on %s after %d: %w", subject, after, err)
+	}
+	return m, nil
 }
 
 // lastSeq is the last sequence of any subject matching filter, 0 if none.
