@@ -42,6 +42,10 @@ run: ## the whole system on this machine with demo data
 bench: ## throughput and latency, as ratios to raw JetStream in the same run (BENCH_FLAGS=-sync-always ...)
 	go run ./services/bench $(BENCH_FLAGS)
 
+.PHONY: fuzz
+fuzz: ## every fuzz target for FUZZTIME each (default 1m); make test replays their seeds only
+	scripts/fuzz
+
 .PHONY: tidy
 tidy: ## go mod tidy in every module (not tools/nats: natscli's tests import a module the proxy no longer serves)
 	for d in pkg services tools tools/buf; do (cd $$d && GOWORK=off go mod tidy); done

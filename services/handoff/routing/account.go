@@ -8,10 +8,17 @@ import (
 )
 
 // NormalizeDomain is a domain as accounts are matched by it: lower case,
-// without surrounding space, a trailing dot or a leading "www.".
+// without surrounding space, trailing dots or leading "www."s. Trimmed
+// until nothing changes, so normalizing twice changes nothing.
 func NormalizeDomain(d string) string {
-	d = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), ".")
-	return strings.TrimPrefix(d, "www.")
+	d = strings.ToLower(d)
+	for {
+		n := strings.TrimPrefix(strings.TrimRight(strings.TrimSpace(d), "."), "www.")
+		if n == d {
+			return n
+		}
+		d = n
+	}
 }
 
 // legalSuffixes are the legal forms a company name may end with; matching

@@ -119,43 +119,59 @@ func (c Calendar) Location() *time.Location {
 	return c.loc
 }
 
-// periods returns the working periods of the day of t (in the calendar's
-// zone), as times. DST is left to time.Date: a period starting in a
-// skipped hour starts when the clock resumes.
+// Days are walked as civil dates (midnight UTC stands for the date), not
+// as local midnights: where DST starts at midnight (Santiago, Asuncion,
+// Havana) the local midnight does not exist, and a date (Apia's
+// 2011-12-30) may not exist at all.
+
+// date is the calendar date of t in the calendar's zone.
+func (c Calendar) date(t time.Time) time.Time {
+	y, m, d := t.In(c.Location()).Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+}
+
+// at is when the calendar's clock shows time of day tod on day; a time
+// the clock skips (a DST gap) is when the clock resumes.
+func (c Calendar) at(day time.Time, tod time.Duration) time.Time {
+	want := day.Add(tod)
+	t := time.Date(want.Year(), want.Month(), want.Day(), want.Hour(), want.Minute(), want.Second(), want.Nanosecond(), c.Location())
+	lt := t.In(c.Location())
+	got := time.Date(lt.Year(), lt.Month(), lt.Day(), lt.Hour(), lt.Minute(), lt.Second(), lt.Nanosecond(), time.UTC)
+	if got.Equal(want) {
+		return t
+	}
+	start, end := t.ZoneBounds()
+	switch {
+	case got.After(want) && !start.IsZero(): // placed after the gap: it began when this zone did
+		return start
+	case got.Before(want) && !end.IsZero(): // placed before the gap: it begins when this zone ends
+		return end
+	}
+	return t
+}
+
+// periods returns the working periods of day, as times.
 func (c Calendar) periods(day time.Time) [][2]time.Time {
-	y, m, d := day.Date()
 	out := make([][2]time.Time, 0, len(c.days[day.Weekday()]))
 	for _, s := range c.days[day.Weekday()] {
 		out = append(out, [2]time.Time{
-			time.Date(y, m, d, 0, s.start, 0, 0, c.loc),
-			time.Date(y, m, d, 0, s.end, 0, 0, c.loc),
+			c.at(day, time.Duration(s.start)*time.Minute),
+			c.at(day, time.Duration(s.end)*time.Minute),
 		})
 	}
 	return out
 }
 
-// midnight is the start of t's day in the calendar's zone.
-func (c Calendar) midnight(t time.Time) time.Time {
-	y, m, d := t.In(c.Location()).Date()
-	return time.Date(y, m, d, 0, 0, 0, 0, c.Location())
-}
+func nextDay(day time.Time) time.Time { return day.AddDate(0, 0, 1) }
 
-func nextDay(day time.Time) time.Time {
-	y, m, d := day.Date()
-	return time.Date(y, m, d+1, 0, 0, 0, 0, day.Location())
-}
-
-func prevDay(day time.Time) time.Time {
-	y, m, d := day.Date()
-	return time.Date(y, m, d-1, 0, 0, 0, 0, day.Location())
-}
+func prevDay(day time.Time) time.Time { return day.AddDate(0, 0, -1) }
 
 // Open reports whether t is inside working hours.
 func (c Calendar) Open(t time.Time) bool {
 	if !c.set {
 		return true
 	}
-	for _, p := range c.periods(c.midnight(t)) {
+	for _, p := range c.periods(c.date(t)) {
 		if !t.Before(p[0]) && t.Before(p[1]) {
 			return true
 		}
@@ -169,7 +185,7 @@ func (c Calendar) NextOpen(t time.Time) time.Time {
 	if !c.set {
 		return t
 	}
-	day := c.midnight(t)
+	day := c.date(t)
 	for range horizon {
 		for _, p := range c.periods(day) {
 			if t.Before(p[1]) {
@@ -192,7 +208,7 @@ func (c Calendar) Add(t time.Time, d time.Duration) time.Time {
 	}
 	left := d
 	cur := t
-	day := c.midnight(t)
+	day := c.date(t)
 	for range horizon {
 		for _, p := range c.periods(day) {
 			if !cur.Before(p[1]) {
@@ -225,7 +241,7 @@ func (c Calendar) Sub(t time.Time, d time.Duration, from time.Time) time.Time {
 	}
 	left := d
 	cur := t
-	day := c.midnight(t)
+	day := c.date(t)
 	for range horizon {
 		ps := c.periods(day)
 		for i := len(ps) - 1; i >= 0; i-- {
@@ -245,7 +261,7 @@ func (c Calendar) Sub(t time.Time, d time.Duration, from time.Time) time.Time {
 			cur = p[0]
 		}
 		day = prevDay(day)
-		if day.Before(c.midnight(from)) {
+		if day.Before(c.date(from)) {
 			return from
 		}
 	}
@@ -258,16 +274,17 @@ func (c Calendar) AddDays(t time.Time, n int) time.Time {
 	if n <= 0 {
 		return c.NextOpen(t)
 	}
+	day := c.date(t)
 	lt := t.In(c.Location())
-	day := c.midnight(t)
+	tod := time.Duration(lt.Hour())*time.Hour + time.Duration(lt.Minute())*time.Minute +
+		time.Duration(lt.Second())*time.Second + time.Duration(lt.Nanosecond())
 	for range horizon {
 		day = nextDay(day)
 		if c.set && len(c.days[day.Weekday()]) == 0 {
 			continue
 		}
 		if n--; n == 0 {
-			y, m, d := day.Date()
-			return c.NextOpen(time.Date(y, m, d, lt.Hour(), lt.Minute(), lt.Second(), lt.Nanosecond(), c.Location()))
+			return c.NextOpen(c.at(day, tod))
 		}
 	}
 	return t.AddDate(0, 0, n)

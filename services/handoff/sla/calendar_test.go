@@ -155,3 +155,36 @@ func working(c sla.Calendar, a, b time.Time) time.Duration {
 	}
 	return total
 }
+
+// Around clock changes where a local midnight or a whole date does not
+// exist, Add is still the working time between, against a minute walk.
+func TestCalendarSkippedMidnights(t *testing.T) {
+	for _, tc := range []struct {
+		zone  string
+		start time.Time // a day or so before the change
+	}{
+		{"America/Santiago", time.Date(2026, 9, 4, 12, 0, 0, 0, time.UTC)},  // 2026-09-06 00:00 skipped
+		{"America/Asuncion", time.Date(2024, 10, 4, 12, 0, 0, 0, time.UTC)}, // 2024-10-06 00:00 skipped
+		{"America/Havana", time.Date(2026, 3, 6, 12, 0, 0, 0, time.UTC)},    // 2026-03-08 00:00 skipped
+		{"Pacific/Apia", time.Date(2011, 12, 28, 22, 0, 0, 0, time.UTC)},    // 2011-12-30 skipped
+	} {
+		h := &eventv1.WorkingHours{TimeZone: tc.zone}
+		for d := eventv1.Weekday_WEEKDAY_MONDAY; d <= eventv1.Weekday_WEEKDAY_SUNDAY; d++ {
+			h.Days = append(h.Days, &eventv1.WorkingDay{Day: d, Start: "00:00", End: "02:00"},
+				&eventv1.WorkingDay{Day: d, Start: "10:00", End: "11:00"})
+		}
+		c, v := sla.NewCalendar("hours", h)
+		if len(v) > 0 {
+			t.Fatal(v)
+		}
+		for _, d := range []time.Duration{time.Hour, 3 * time.Hour, 5 * time.Hour, 9 * time.Hour, 13 * time.Hour} {
+			end := c.Add(tc.start, d)
+			if got := working(c, tc.start, end); got != d {
+				t.Errorf("%s: Add(%s, %s) = %s: %s of working time between", tc.zone, tc.start, d, end, got)
+			}
+			if back := c.Sub(end, d, tc.start.Add(-24*time.Hour)); working(c, back, end) != d {
+				t.Errorf("%s: Sub(%s, %s) = %s does not undo Add", tc.zone, end, d, back)
+			}
+		}
+	}
+}
