@@ -42,6 +42,10 @@ run: ## the whole system on this machine with demo data
 bench: ## throughput and latency, as ratios to raw JetStream in the same run (BENCH_FLAGS=-sync-always ...)
 	go run ./services/bench $(BENCH_FLAGS)
 
+.PHONY: chaos
+chaos: ## the pipeline, two replicas a service, under kill -9 and server restarts, then every lead checked (CHAOS_FLAGS=-chaos 5m ...)
+	go run ./services/bench $(or $(CHAOS_FLAGS),-chaos 2m)
+
 .PHONY: fuzz
 fuzz: ## every fuzz target for FUZZTIME each (default 1m); make test replays their seeds only
 	scripts/fuzz

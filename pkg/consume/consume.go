@@ -88,7 +88,8 @@ type Config struct {
 	// always maps to the same worker.
 	Workers int
 	// Attempts is how many times a message is tried in-process before it is
-	// dead-lettered, default 5.
+	// dead-lettered, default 5. Tries that failed because the server was
+	// away (no responders, or the connection dropped meanwhile) do not count.
 	Attempts int
 	// Backoff is the wait after failed attempt n (1-based), default
 	// DefaultBackoff.

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/leadflow/leadflow/pkg/consume"
+	"github.com/leadflow/leadflow/pkg/natsserver"
 )
 
 // Three members share a backlog: each handles some partitions, every message
@@ -75,6 +78,58 @@ func TestTransientFailureIsRetried(t *testing.T) {
 	}
 	if dl := deadLetters(t, n.JS); len(dl) != 0 {
 		t.Fatalf("dead letters after a transient failure: %+v", dl)
+	}
+}
+
+// A server restart fails every handler that calls it, for longer than a
+// message's attempts last; it dead-letters nothing: the attempts that
+// failed for the server do not count, and every message is handled once it
+// is back.
+func TestServerRestartDeadLettersNothing(t *testing.T) {
+	n := startParts(t)
+	publishMany(t, n.JS, 20, 1)
+	cfg := config("outage")
+	cfg.Attempts = 2
+	gate := make(chan struct{})
+	var handled sync.Map
+	var failed, waiting atomic.Int32
+	start(t, n.JS, cfg, func(ctx context.Context, m consume.Msg) error {
+		waiting.Add(1)
+		<-gate
+		ctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+		if _, err := n.JS.Stream(ctx, parts); err != nil {
+			failed.Add(1)
+			return fmt.Errorf("read stream: %w", err)
+		}
+		handled.Store(m.Seq, true)
+		return nil
+	})
+	eventually(t, 10*time.Second, func() bool { return waiting.Load() >= 10 }, "handlers never started")
+	// Take the server away under the workers' held messages.
+	u, err := url.Parse(n.Server.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, _ := strconv.Atoi(u.Port())
+	n.Server.Shutdown()
+	close(gate)
+	time.Sleep(2 * time.Second) // far past 2 attempts with fastBackoff
+	srv, err := natsserver.Start(natsserver.Config{Dir: n.Dir, Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Server = srv
+	eventually(t, 30*time.Second, func() bool {
+		count := 0
+		handled.Range(func(any, any) bool { count++; return true })
+		return count == 20
+	}, "not every message was handled after the restart")
+	if failed.Load() <= int32(cfg.Attempts) {
+		t.Fatalf("only %d attempts failed during the outage: it did not outlast the attempts", failed.Load())
+	}
+	if dl := deadLetters(t, n.JS); len(dl) != 0 {
+		t.Fatalf("dead letters after a server restart: %+v", dl)
 	}
 }
 

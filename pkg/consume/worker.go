@@ -2,6 +2,7 @@ package consume
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"runtime/debug"
@@ -9,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -189,7 +191,8 @@ func (r *runner) attempt(ctx context.Context, it *item, m Msg) (done bool, err e
 		// The server will not deliver it again: now or never.
 		budget = 1
 	}
-	for n := 1; ; n++ {
+	for n, away := 1, 0; ; n++ {
+		reconnects := r.js.Conn().Stats().Reconnects
 		err = r.call(ctx, m)
 		if err == nil {
 			return true, nil
@@ -197,10 +200,21 @@ func (r *runner) attempt(ctx context.Context, it *item, m Msg) (done bool, err e
 		if ctx.Err() != nil || r.handingBack(it.part) {
 			return false, err
 		}
-		if IsPermanent(err) || n >= budget {
+		wait := r.cfg.Backoff(n)
+		switch {
+		case r.serverAway(err, reconnects):
+			// The server restarting or out of reach is not the message's
+			// fault: wait for it without using up the message's attempts,
+			// so an outage dead-letters nothing.
+			n--
+			if away++; away == 1 || away%20 == 0 {
+				r.log.Warn("consume: waiting for the server", "subject", m.Subject, "seq", m.Seq, "tries", away, "error", err)
+			}
+			wait = DefaultBackoff(away)
+		case IsPermanent(err) || n >= budget:
 			return true, err
 		}
-		t := time.NewTimer(r.cfg.Backoff(n))
+		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
@@ -208,6 +222,15 @@ func (r *runner) attempt(ctx context.Context, it *item, m Msg) (done bool, err e
 			return false, err
 		}
 	}
+}
+
+// serverAway reports whether a failed attempt failed for the server, not
+// for the message: JetStream did not answer (no responders: it is starting
+// or gone), or the connection dropped during the attempt (reconnects is
+// the connection's count before it).
+func (r *runner) serverAway(err error, reconnects uint64) bool {
+	nc := r.js.Conn()
+	return errors.Is(err, nats.ErrNoResponders) || !nc.IsConnected() || nc.Stats().Reconnects != reconnects
 }
 
 func (r *runner) handingBack(p *partition) bool {

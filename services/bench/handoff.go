@@ -348,6 +348,11 @@ func (p *appendProbe) run(d time.Duration) result {
 // with env added to its environment, and waits until its gRPC health
 // check says SERVING.
 func startServiceEnv(ctx context.Context, bin, natsURL string, env ...string) (*proc, error) {
+	return startServiceLog(ctx, bin, natsURL, os.Stderr, env...)
+}
+
+// startServiceLog is startServiceEnv with the service's log to stderr.
+func startServiceLog(ctx context.Context, bin, natsURL string, stderr io.Writer, env ...string) (*proc, error) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -356,7 +361,7 @@ func startServiceEnv(ctx context.Context, bin, natsURL string, env ...string) (*
 	lis.Close()
 	cmd := exec.Command(bin, "-addr", addr, "-nats", natsURL)
 	cmd.Env = append(os.Environ(), env...)
-	cmd.Stderr = os.Stderr
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}

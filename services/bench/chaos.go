@@ -1,0 +1,395 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
+	"github.com/leadflow/leadflow/pkg/natsserver"
+)
+
+var (
+	chaosFor   = flag.Duration("chaos", 0, "instead of measuring: run intake, qualification and handoff, two replicas each, under faults for this long, then check every lead (make chaos)")
+	chaosRate  = flag.Int("chaos-rate", 100, "leads captured a second during -chaos")
+	chaosEvery = flag.Duration("chaos-every", 2*time.Second, "mean time between faults during -chaos")
+)
+
+// chaosReplicas is how many processes of each service a chaos run keeps.
+const chaosReplicas = 2
+
+// fleet is the chaos run's service processes, each restartable.
+type fleet struct {
+	ctx      context.Context
+	dir, url string
+	env      []string
+	bins     map[string]string
+
+	mu    sync.Mutex
+	procs map[string][]*proc // by service, one slot per replica; nil while down
+	conns map[string]*grpc.ClientConn
+}
+
+func (f *fleet) start(name string, slot int) error {
+	logf, err := os.OpenFile(filepath.Join(f.dir, fmt.Sprintf("%s-%d.log", name, slot)), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	p, err := startServiceLog(f.ctx, f.bins[name], f.url, logf, f.env...)
+	if err != nil {
+		logf.Close()
+		return fmt.Errorf("start %s-%d: %w", name, slot, err)
+	}
+	f.mu.Lock()
+	f.procs[name][slot] = p
+	f.mu.Unlock()
+	return nil
+}
+
+// kill sends SIGKILL to one replica and waits for it to die.
+func (f *fleet) kill(name string, slot int) {
+	f.mu.Lock()
+	p := f.procs[name][slot]
+	f.procs[name][slot] = nil
+	f.mu.Unlock()
+	if p != nil {
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+	}
+}
+
+// intake returns a client of a random live intake replica.
+func (f *fleet) intake() (intakev1.IntakeServiceClient, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var live []*proc
+	for _, p := range f.procs["intake"] {
+		if p != nil {
+			live = append(live, p)
+		}
+	}
+	if len(live) == 0 {
+		return nil, errors.New("no intake replica is up")
+	}
+	p := live[rand.IntN(len(live))]
+	conn, ok := f.conns[p.addr]
+	if !ok {
+		var err error
+		if conn, err = grpc.NewClient(p.addr, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+			return nil, err
+		}
+		f.conns[p.addr] = conn
+	}
+	return intakev1.NewIntakeServiceClient(conn), nil
+}
+
+func (f *fleet) stop() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, ps := range f.procs {
+		for _, p := range ps {
+			if p != nil {
+				p.stop()
+			}
+		}
+	}
+	for _, c := range f.conns {
+		c.Close()
+	}
+}
+
+// chaosReport is what a chaos run did and found.
+type chaosReport struct {
+	captures, retries int
+	faults            map[string]int
+	leads             int
+	violations        []string
+}
+
+// runChaos captures leads at a steady rate while replicas are killed
+// (SIGKILL) and restarted and the server restarts, then waits for the
+// pipeline to settle and checks every lead in the stream.
+func runChaos(ctx context.Context, w io.Writer) error {
+	dir, err := os.MkdirTemp("", "leadflow-chaos-")
+	if err != nil {
+		return err
+	}
+	ns, err := natsserver.Start(natsserver.Config{Dir: filepath.Join(dir, "js"), Name: "leadflow-chaos"})
+	if err != nil {
+		return err
+	}
+	defer func() { ns.Shutdown() }()
+	f := &fleet{ctx: ctx, dir: dir, url: ns.URL(), env: []string{"LEADFLOW_MASTER_KEY=" + hexKey(), "LEADFLOW_BLIND_KEY=" + hexKey()},
+		bins: map[string]string{}, procs: map[string][]*proc{}, conns: map[string]*grpc.ClientConn{}}
+	services := []string{"intake", "qualification", "handoff"}
+	for _, name := range services {
+		bin := filepath.Join(dir, name)
+		build := exec.Command("go", "build", "-o", bin, "./services/"+name)
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			return fmt.Errorf("build %s: %w", name, err)
+		}
+		f.bins[name], f.procs[name] = bin, make([]*proc, chaosReplicas)
+		for slot := range chaosReplicas {
+			if err := f.start(name, slot); err != nil {
+				return err
+			}
+		}
+	}
+	defer f.stop()
+	q, err := newQualification(ctx, f.url, f.procs["qualification"][0].addr)
+	if err != nil {
+		return err
+	}
+	defer q.close()
+	if err := q.activate(ctx, benchThreshold); err != nil {
+		return fmt.Errorf("activate model: %w", err)
+	}
+	pl, err := newPipeline(ctx, f.url, f.procs["intake"][0].addr, f.procs["handoff"][0].addr, q)
+	if err != nil {
+		return err
+	}
+	defer pl.close()
+	if err := pl.setupRouting(ctx); err != nil {
+		return fmt.Errorf("routing data: %w", err)
+	}
+
+	rep := chaosReport{faults: map[string]int{}}
+	fmt.Fprintf(w, "Leadflow chaos: %d replicas each of %s; %d leads/s for %s, a fault every %s on average (logs in %s)\n",
+		chaosReplicas, strings.Join(services, ", "), *chaosRate, *chaosFor, *chaosEvery, dir)
+	var leads []string
+	var retries int
+	loadDone := make(chan struct{})
+	go func() {
+		leads, retries = chaosLoad(ctx, f, pl, *chaosRate, *chaosFor)
+		close(loadDone)
+	}()
+	// Faults until the load stops: a replica killed and restarted a moment
+	// later, or the server restarted on its store.
+	deadline := time.Now().Add(*chaosFor)
+	for time.Now().Before(deadline) {
+		time.Sleep(time.Duration(float64(*chaosEvery) * (0.5 + rand.Float64())))
+		if rand.IntN(8) == 0 {
+			if ns, err = ns.Restart(); err != nil {
+				return fmt.Errorf("restart nats: %w", err)
+			}
+			rep.faults["nats restart"]++
+			continue
+		}
+		name, slot := services[rand.IntN(len(services))], rand.IntN(chaosReplicas)
+		f.kill(name, slot)
+		rep.faults[name+" kill -9"]++
+		time.Sleep(time.Duration(rand.IntN(1500)) * time.Millisecond)
+		if err := f.start(name, slot); err != nil {
+			return err
+		}
+	}
+	<-loadDone
+	rep.captures, rep.retries = len(leads), retries
+	for !pl.nc.IsConnected() || !q.nc.IsConnected() { // after a last server restart
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := pl.settle(ctx, 5*time.Minute); err != nil {
+		return fmt.Errorf("settle: %w", err)
+	}
+	// Timers are scheduled by handoff's lead consumer as it sees each
+	// LeadAssigned, so settled consumers have scheduled them all.
+	rep.leads, rep.violations, err = checkLeads(ctx, pl, leads)
+	if err != nil {
+		return err
+	}
+	rep.print(w)
+	if len(rep.violations) > 0 {
+		return fmt.Errorf("%d violations; logs kept in %s", len(rep.violations), dir)
+	}
+	return os.RemoveAll(dir)
+}
+
+// chaosLoad captures rate leads a second for d, each with its own
+// idempotency key, retrying each (same key, any live replica) until it is
+// acknowledged: a capture whose answer was lost in a crash must not make a
+// second lead. It returns the lead of each capture, in order, and how many
+// retries it took.
+func chaosLoad(ctx context.Context, f *fleet, pl *pipeline, rate int, d time.Duration) ([]string, int) {
+	total := max(int(float64(rate)*d.Seconds()), 1)
+	out := make([]string, total)
+	var retries atomic.Int64
+	var wg sync.WaitGroup
+	every := time.Second / time.Duration(rate)
+	start := time.Now()
+	giveUp := start.Add(d + 2*time.Minute) // then out[i] stays "", reported as unacknowledged
+	for i := range total {
+		if wait := time.Until(start.Add(time.Duration(i) * every)); wait > 0 {
+			time.Sleep(wait)
+		}
+		req := pl.lead()
+		req.IdempotencyKey = fmt.Sprintf("chaos-%d", i)
+		wg.Go(func() {
+			for try := 0; time.Now().Before(giveUp); try++ {
+				if try > 0 {
+					retries.Add(1)
+					time.Sleep(100 * time.Millisecond)
+				}
+				c, err := f.intake()
+				if err != nil {
+					continue
+				}
+				cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				res, err := c.CaptureLead(cctx, req)
+				cancel()
+				if err == nil {
+					out[i] = res.GetLeadId()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return out, int(retries.Load())
+}
+
+// checkLeads reads every lead of the stream and checks what a crash must
+// never do: a capture acknowledged twice as two leads or not stored, a
+// lead stored that no capture acknowledged, a broken version chain, an
+// event applied twice (two scores of one trigger, two verdicts, two
+// assignments), a qualified lead never routed, an assignment without its
+// SLA timers.
+func checkLeads(ctx context.Context, pl *pipeline, leads []string) (int, []string, error) {
+	var bad []string
+	report := func(format string, args ...any) {
+		if len(bad) < 50 {
+			bad = append(bad, fmt.Sprintf(format, args...))
+		}
+	}
+	acked := map[string]int{}
+	for i, id := range leads {
+		if id == "" {
+			report("capture %d was never acknowledged, retried for two minutes after the run", i)
+			continue
+		}
+		if prev, ok := acked[id]; ok {
+			report("captures %d and %d (two people) answered the same lead %s", prev, i, id)
+		}
+		acked[id] = i
+	}
+	stream, err := pl.js.Stream(ctx, eventstore.DefaultStream)
+	if err != nil {
+		return 0, nil, err
+	}
+	stored, err := subjectCounts(ctx, stream, "lead.>")
+	if err != nil {
+		return 0, nil, err
+	}
+	timers, err := pl.js.Stream(ctx, "HANDOFF_TIMERS")
+	if err != nil {
+		return 0, nil, err
+	}
+	scheduled, err := subjectCounts(ctx, timers, "handoff.timer.at.>")
+	if err != nil {
+		return 0, nil, err
+	}
+	timersOf := map[string]int{}
+	for subj := range scheduled {
+		if t := strings.Split(subj, "."); len(t) >= 6 {
+			timersOf[t[4]]++
+		}
+	}
+	for subj := range stored {
+		if id := eventstore.LeadID(subj); id != "" {
+			if _, ok := acked[id]; !ok {
+				report("lead %s is stored but no capture was answered with it", id)
+			}
+		}
+	}
+	for _, id := range leads {
+		if id == "" {
+			continue
+		}
+		if _, ok := stored[eventstore.LeadSubject(id)]; !ok {
+			report("lead %s was acknowledged but is not stored", id)
+			continue
+		}
+		recs, err := pl.store.Load(ctx, eventstore.LeadSubject(id))
+		if err != nil {
+			return 0, nil, err
+		}
+		var prev, prevVB uint64
+		scored := map[string]int{}
+		count := map[string]int{}
+		for _, r := range recs {
+			ev := r.Event
+			// The events of one atomic commit all carry its version and are
+			// stored next to each other.
+			if vb := ev.GetVersionBefore(); vb != prev && (prev == 0 || vb != prevVB || r.Seq != prev+1) {
+				report("lead %s: event %d (%s) follows version %d, the lead was at %d", id, r.Seq, ev.GetEventType(), vb, prev)
+			}
+			prev, prevVB = r.Seq, ev.GetVersionBefore()
+			count[ev.GetEventType()]++
+			if _, ok := ev.GetPayload().(*eventv1.Event_LeadScored); ok {
+				if scored[ev.GetCausationId()]++; scored[ev.GetCausationId()] > 1 {
+					report("lead %s: scored twice for trigger %s", id, ev.GetCausationId())
+				}
+			}
+		}
+		for _, typ := range []string{"LeadCaptured", "LeadQualified", "LeadAssigned", "LeadQueued"} {
+			if count[typ] > 1 {
+				report("lead %s: %d × %s", id, count[typ], typ)
+			}
+		}
+		switch {
+		case count["LeadCaptured"] == 0:
+			report("lead %s: no LeadCaptured", id)
+		case count["LeadQualified"] == 0:
+			report("lead %s: never qualified (every chaos lead qualifies on its capture)", id)
+		case count["LeadAssigned"]+count["LeadQueued"] == 0:
+			report("lead %s: qualified but never routed", id)
+		case count["LeadAssigned"] == 1 && timersOf[id] < 2:
+			report("lead %s: assigned with %d of its 2 acceptance timers scheduled", id, timersOf[id])
+		}
+	}
+	return len(stored), bad, nil
+}
+
+// subjectCounts is how many messages each subject matching filter holds.
+func subjectCounts(ctx context.Context, s jetstream.Stream, filter string) (map[string]uint64, error) {
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		return nil, err
+	}
+	return info.State.Subjects, nil
+}
+
+func (r chaosReport) print(w io.Writer) {
+	var faults []string
+	for _, k := range slices.Sorted(maps.Keys(r.faults)) {
+		faults = append(faults, fmt.Sprintf("%s %d", k, r.faults[k]))
+	}
+	fmt.Fprintf(w, "  faults: %s\n", strings.Join(faults, ", "))
+	fmt.Fprintf(w, "  captures acknowledged: %d (%d retries with the same idempotency key); leads stored: %d\n", r.captures, r.retries, r.leads)
+	if len(r.violations) == 0 {
+		fmt.Fprintf(w, "  every lead checked: one lead a capture, versions chained, no event applied twice, every lead qualified and routed, every assignment's timers scheduled\n")
+		return
+	}
+	fmt.Fprintf(w, "  VIOLATIONS:\n")
+	for _, v := range r.violations {
+		fmt.Fprintf(w, "    %s\n", v)
+	}
+}
