@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -25,6 +26,7 @@ import (
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
 	"github.com/leadflow/leadflow/pkg/natsserver"
+	projectorports "github.com/leadflow/leadflow/services/projector/ports"
 )
 
 var (
@@ -41,6 +43,7 @@ type fleet struct {
 	ctx      context.Context
 	dir, url string
 	env      []string
+	extra    map[string][]string // environment of one service only
 	bins     map[string]string
 
 	mu    sync.Mutex
@@ -53,7 +56,7 @@ func (f *fleet) start(name string, slot int) error {
 	if err != nil {
 		return err
 	}
-	p, err := startServiceLog(f.ctx, f.bins[name], f.url, logf, f.env...)
+	p, err := startServiceLog(f.ctx, f.bins[name], f.url, logf, append(slices.Clone(f.env), f.extra[name]...)...)
 	if err != nil {
 		logf.Close()
 		return fmt.Errorf("start %s-%d: %w", name, slot, err)
@@ -137,9 +140,15 @@ func runChaos(ctx context.Context, w io.Writer) error {
 		return err
 	}
 	defer func() { ns.Shutdown() }()
+	pg, dropDB, err := benchDatabase(ctx, *projectorPG)
+	if err != nil {
+		return fmt.Errorf("projector database: %w", err)
+	}
+	defer dropDB()
 	f := &fleet{ctx: ctx, dir: dir, url: ns.URL(), env: []string{"LEADFLOW_MASTER_KEY=" + hexKey(), "LEADFLOW_BLIND_KEY=" + hexKey()},
-		bins: map[string]string{}, procs: map[string][]*proc{}, conns: map[string]*grpc.ClientConn{}}
-	services := []string{"intake", "qualification", "handoff"}
+		extra: map[string][]string{"projector": {"LEADFLOW_POSTGRES_URL=" + pg, "LEADFLOW_PROJECTOR_HTTP=127.0.0.1:0"}},
+		bins:  map[string]string{}, procs: map[string][]*proc{}, conns: map[string]*grpc.ClientConn{}}
+	services := []string{"intake", "qualification", "handoff", "projector"}
 	for _, name := range services {
 		bin := filepath.Join(dir, name)
 		build := exec.Command("go", "build", "-o", bin, "./services/"+name)
@@ -210,12 +219,21 @@ func runChaos(ctx context.Context, w io.Writer) error {
 	if err := pl.settle(ctx, 5*time.Minute); err != nil {
 		return fmt.Errorf("settle: %w", err)
 	}
+	if err := groupIdle(ctx, pl.js, projectorports.LeadGroup, 5*time.Minute, 100*time.Millisecond); err != nil {
+		return fmt.Errorf("settle: %w", err)
+	}
 	// Timers are scheduled by handoff's lead consumer as it sees each
 	// LeadAssigned, so settled consumers have scheduled them all.
-	rep.leads, rep.violations, err = checkLeads(ctx, pl, leads)
+	versions := map[string]uint64{}
+	rep.leads, rep.violations, err = checkLeads(ctx, pl, leads, versions)
 	if err != nil {
 		return err
 	}
+	bad, err := checkReadModel(ctx, pg, versions)
+	if err != nil {
+		return err
+	}
+	rep.violations = append(rep.violations, bad...)
 	rep.print(w)
 	if len(rep.violations) > 0 {
 		return fmt.Errorf("%d violations; logs kept in %s", len(rep.violations), dir)
@@ -272,7 +290,7 @@ func chaosLoad(ctx context.Context, f *fleet, pl *pipeline, rate int, d time.Dur
 // event applied twice (two scores of one trigger, two verdicts, two
 // assignments), a qualified lead never routed, an assignment without its
 // SLA timers.
-func checkLeads(ctx context.Context, pl *pipeline, leads []string) (int, []string, error) {
+func checkLeads(ctx context.Context, pl *pipeline, leads []string, versions map[string]uint64) (int, []string, error) {
 	var bad []string
 	report := func(format string, args ...any) {
 		if len(bad) < 50 {
@@ -349,6 +367,7 @@ func checkLeads(ctx context.Context, pl *pipeline, leads []string) (int, []strin
 				}
 			}
 		}
+		versions[id] = prev
 		for _, typ := range []string{"LeadCaptured", "LeadQualified", "LeadAssigned", "LeadQueued"} {
 			if count[typ] > 1 {
 				report("lead %s: %d × %s", id, count[typ], typ)
@@ -368,6 +387,50 @@ func checkLeads(ctx context.Context, pl *pipeline, leads []string) (int, []strin
 	return len(stored), bad, nil
 }
 
+// checkReadModel compares the projector's leads table with the stream:
+// one row a lead, each at the version of the lead's last event (a row
+// behind missed an event; one ahead cannot be; a row twice is a key
+// violation PostgreSQL would have refused).
+func checkReadModel(ctx context.Context, pg string, versions map[string]uint64) ([]string, error) {
+	conn, err := pgx.Connect(ctx, pg)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(ctx)
+	var schema string
+	if err := conn.QueryRow(ctx, `SELECT active FROM project.projections WHERE name = 'leads'`).Scan(&schema); err != nil {
+		return nil, fmt.Errorf("read model: %w", err)
+	}
+	rows, err := conn.Query(ctx, `SELECT lead_id, version FROM `+pgx.Identifier{schema, "leads"}.Sanitize())
+	if err != nil {
+		return nil, err
+	}
+	var bad []string
+	seen := 0
+	for rows.Next() {
+		var id string
+		var v int64
+		if err := rows.Scan(&id, &v); err != nil {
+			return nil, err
+		}
+		seen++
+		want, ok := versions[id]
+		switch {
+		case !ok:
+			bad = append(bad, fmt.Sprintf("read model: lead %s is not in the stream", id))
+		case uint64(v) != want:
+			bad = append(bad, fmt.Sprintf("read model: lead %s at version %d, the stream at %d", id, v, want))
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if seen != len(versions) {
+		bad = append(bad, fmt.Sprintf("read model: %d leads, the stream %d", seen, len(versions)))
+	}
+	return bad[:min(len(bad), 50)], nil
+}
+
 // subjectCounts is how many messages each subject matching filter holds.
 func subjectCounts(ctx context.Context, s jetstream.Stream, filter string) (map[string]uint64, error) {
 	info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
@@ -385,7 +448,7 @@ func (r chaosReport) print(w io.Writer) {
 	fmt.Fprintf(w, "  faults: %s\n", strings.Join(faults, ", "))
 	fmt.Fprintf(w, "  captures acknowledged: %d (%d retries with the same idempotency key); leads stored: %d\n", r.captures, r.retries, r.leads)
 	if len(r.violations) == 0 {
-		fmt.Fprintf(w, "  every lead checked: one lead a capture, versions chained, no event applied twice, every lead qualified and routed, every assignment's timers scheduled\n")
+		fmt.Fprintf(w, "  every lead checked: one lead a capture, versions chained, no event applied twice, every lead qualified and routed, every assignment's timers scheduled, the read model at every lead's version\n")
 		return
 	}
 	fmt.Fprintf(w, "  VIOLATIONS:\n")
