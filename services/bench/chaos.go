@@ -8,10 +8,12 @@ import (
 	"io"
 	"maps"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,6 +36,59 @@ var (
 	chaosRate  = flag.Int("chaos-rate", 100, "leads captured a second during -chaos")
 	chaosEvery = flag.Duration("chaos-every", 2*time.Second, "mean time between faults during -chaos")
 )
+
+// natsServe makes this binary a bare JetStream server (DIR:PORT), so that
+// a chaos run can kill its server with SIGKILL like any other process.
+var natsServe = flag.String("nats-serve", "", "internal to -chaos: run only a JetStream server on DIR:PORT until killed")
+
+// serveNATS is the -nats-serve process.
+func serveNATS(spec string) error {
+	dir, portText, ok := strings.Cut(spec, ":")
+	port, err := strconv.Atoi(portText)
+	if !ok || err != nil {
+		return fmt.Errorf("-nats-serve %q: want DIR:PORT", spec)
+	}
+	if _, err := natsserver.Start(natsserver.Config{Dir: dir, Port: port, Name: "leadflow-chaos"}); err != nil {
+		return err
+	}
+	select {}
+}
+
+// natsProc is the chaos run's server, a child process.
+type natsProc struct {
+	dir  string
+	port int
+	log  io.Writer
+	cmd  *exec.Cmd
+}
+
+// start runs the server and waits until it accepts connections.
+func (n *natsProc) start() error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	n.cmd = exec.Command(self, "-nats-serve", fmt.Sprintf("%s:%d", n.dir, n.port))
+	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
+	if err := n.cmd.Start(); err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", n.port)); err == nil {
+			c.Close()
+			return nil
+		}
+	}
+	return errors.New("nats server not listening after 30s")
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (n *natsProc) kill() {
+	_ = n.cmd.Process.Kill()
+	_ = n.cmd.Wait()
+}
+
+func (n *natsProc) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.port) }
 
 // chaosReplicas is how many processes of each service a chaos run keeps.
 const chaosReplicas = 2
@@ -128,24 +183,35 @@ type chaosReport struct {
 }
 
 // runChaos captures leads at a steady rate while replicas are killed
-// (SIGKILL) and restarted and the server restarts, then waits for the
+// (SIGKILL) and restarted, the server process too, then waits for the
 // pipeline to settle and checks every lead in the stream.
 func runChaos(ctx context.Context, w io.Writer) error {
 	dir, err := os.MkdirTemp("", "leadflow-chaos-")
 	if err != nil {
 		return err
 	}
-	ns, err := natsserver.Start(natsserver.Config{Dir: filepath.Join(dir, "js"), Name: "leadflow-chaos"})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	defer func() { ns.Shutdown() }()
+	port := lis.Addr().(*net.TCPAddr).Port
+	lis.Close()
+	natsLog, err := os.Create(filepath.Join(dir, "nats.log"))
+	if err != nil {
+		return err
+	}
+	defer natsLog.Close()
+	ns := &natsProc{dir: filepath.Join(dir, "js"), port: port, log: natsLog}
+	if err := ns.start(); err != nil {
+		return err
+	}
+	defer ns.kill()
 	pg, dropDB, err := benchDatabase(ctx, *projectorPG)
 	if err != nil {
 		return fmt.Errorf("projector database: %w", err)
 	}
 	defer dropDB()
-	f := &fleet{ctx: ctx, dir: dir, url: ns.URL(), env: []string{"LEADFLOW_MASTER_KEY=" + hexKey(), "LEADFLOW_BLIND_KEY=" + hexKey()},
+	f := &fleet{ctx: ctx, dir: dir, url: ns.url(), env: []string{"LEADFLOW_MASTER_KEY=" + hexKey(), "LEADFLOW_BLIND_KEY=" + hexKey()},
 		extra: map[string][]string{"projector": {"LEADFLOW_POSTGRES_URL=" + pg, "LEADFLOW_PROJECTOR_HTTP=127.0.0.1:0"}},
 		bins:  map[string]string{}, procs: map[string][]*proc{}, conns: map[string]*grpc.ClientConn{}}
 	services := []string{"intake", "qualification", "handoff", "projector"}
@@ -191,16 +257,18 @@ func runChaos(ctx context.Context, w io.Writer) error {
 		leads, retries = chaosLoad(ctx, f, pl, *chaosRate, *chaosFor)
 		close(loadDone)
 	}()
-	// Faults until the load stops: a replica killed and restarted a moment
-	// later, or the server restarted on its store.
+	// Faults until the load stops: a replica, or the server, killed and
+	// restarted a moment later (the server on its store and port).
 	deadline := time.Now().Add(*chaosFor)
 	for time.Now().Before(deadline) {
 		time.Sleep(time.Duration(float64(*chaosEvery) * (0.5 + rand.Float64())))
 		if rand.IntN(8) == 0 {
-			if ns, err = ns.Restart(); err != nil {
+			ns.kill()
+			rep.faults["nats kill -9"]++
+			time.Sleep(time.Duration(rand.IntN(1500)) * time.Millisecond)
+			if err := ns.start(); err != nil {
 				return fmt.Errorf("restart nats: %w", err)
 			}
-			rep.faults["nats restart"]++
 			continue
 		}
 		name, slot := services[rand.IntN(len(services))], rand.IntN(chaosReplicas)

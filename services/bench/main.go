@@ -32,6 +32,9 @@ func run() error {
 	profileTo := flag.String("cpuprofile", "", "write the bench process's CPU profile (its embedded servers and load included) to this file")
 	flag.Parse()
 	ctx := context.Background()
+	if *natsServe != "" { // the chaos run's server process: chaos.go
+		return serveNATS(*natsServe)
+	}
 	if *chaosFor > 0 { // faults, not figures: chaos.go
 		return runChaos(ctx, os.Stdout)
 	}
