@@ -32,7 +32,7 @@ import (
 )
 
 var (
-	chaosFor   = flag.Duration("chaos", 0, "instead of measuring: run intake, qualification and handoff, two replicas each, under faults for this long, then check every lead (make chaos)")
+	chaosFor   = flag.Duration("chaos", 0, "instead of measuring: run intake, qualification, handoff and the projector, two replicas each, under kill -9 of them and of the server for this long, then check every lead (make chaos)")
 	chaosRate  = flag.Int("chaos-rate", 100, "leads captured a second during -chaos")
 	chaosEvery = flag.Duration("chaos-every", 2*time.Second, "mean time between faults during -chaos")
 )
@@ -190,12 +190,10 @@ func runChaos(ctx context.Context, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freePort()
 	if err != nil {
 		return err
 	}
-	port := lis.Addr().(*net.TCPAddr).Port
-	lis.Close()
 	natsLog, err := os.Create(filepath.Join(dir, "nats.log"))
 	if err != nil {
 		return err
@@ -216,11 +214,9 @@ func runChaos(ctx context.Context, w io.Writer) error {
 		bins:  map[string]string{}, procs: map[string][]*proc{}, conns: map[string]*grpc.ClientConn{}}
 	services := []string{"intake", "qualification", "handoff", "projector"}
 	for _, name := range services {
-		bin := filepath.Join(dir, name)
-		build := exec.Command("go", "build", "-o", bin, "./services/"+name)
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			return fmt.Errorf("build %s: %w", name, err)
+		bin, err := buildService(dir, name)
+		if err != nil {
+			return err
 		}
 		f.bins[name], f.procs[name] = bin, make([]*proc, chaosReplicas)
 		for slot := range chaosReplicas {

@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -167,11 +166,9 @@ func measureHandoff(ctx context.Context, syncAlways bool) (f handoffFigures, err
 	addrs := map[string]string{}
 	pids := map[string]int{"bench (server, load)": os.Getpid()}
 	for _, name := range []string{"intake", "qualification", "handoff"} {
-		bin := filepath.Join(dir, name)
-		build := exec.Command("go", "build", "-o", bin, "./services/"+name)
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			return f, fmt.Errorf("build %s: %w", name, err)
+		bin, err := buildService(dir, name)
+		if err != nil {
+			return f, err
 		}
 		// One vault for all three: handoff opens what intake sealed.
 		p, err := startServiceEnv(ctx, bin, url, keys...)
@@ -353,12 +350,11 @@ func startServiceEnv(ctx context.Context, bin, natsURL string, env ...string) (*
 
 // startServiceLog is startServiceEnv with the service's log to stderr.
 func startServiceLog(ctx context.Context, bin, natsURL string, stderr io.Writer, env ...string) (*proc, error) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	addr := lis.Addr().String()
-	lis.Close()
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	cmd := exec.Command(bin, "-addr", addr, "-nats", natsURL)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = stderr

@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"time"
 
@@ -106,11 +105,9 @@ func run() error {
 	natsURLForCount = ns.URL()
 	procs := map[string]*proc{}
 	for _, name := range []string{"intake", "qualification"} {
-		bin := filepath.Join(dir, name)
-		build := exec.Command("go", "build", "-o", bin, "./services/"+name)
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			return fmt.Errorf("build %s: %w", name, err)
+		bin, err := buildService(dir, name)
+		if err != nil {
+			return err
 		}
 		p, err := startService(ctx, bin, ns.URL())
 		if err != nil {
