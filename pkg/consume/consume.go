@@ -43,6 +43,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/leadflow/leadflow/pkg/eventstore"
 )
 
 // Msg is one stream message handed to a handler.
@@ -292,7 +294,7 @@ func setup(ctx context.Context, js jetstream.JetStream, cfg Config, h Handler) (
 	log := cfg.Logger.With("group", cfg.Group, "stream", cfg.Stream)
 	for attempt := 1; ; attempt++ {
 		r, err := trySetup(ctx, js, cfg, h, log)
-		if err == nil || refused(err) || ctx.Err() != nil {
+		if err == nil || eventstore.Refused(err) || ctx.Err() != nil {
 			return r, err
 		}
 		if attempt&(attempt-1) == 0 {
@@ -306,19 +308,6 @@ func setup(ctx context.Context, js jetstream.JetStream, cfg Config, h Handler) (
 		case <-t.C:
 		}
 	}
-}
-
-// refused reports whether the server answered no (a 4xx API error), or the
-// connection is closed for good: retrying will not help.
-func refused(err error) bool {
-	if errors.Is(err, nats.ErrConnectionClosed) {
-		return true
-	}
-	var je jetstream.JetStreamError
-	if errors.As(err, &je) && je.APIError() != nil {
-		return je.APIError().Code >= 400 && je.APIError().Code < 500
-	}
-	return false
 }
 
 func trySetup(ctx context.Context, js jetstream.JetStream, cfg Config, h Handler, log *slog.Logger) (*runner, error) {

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/natsserver"
 )
@@ -130,6 +132,43 @@ func TestServerRestartDeadLettersNothing(t *testing.T) {
 	}
 	if dl := deadLetters(t, n.JS); len(dl) != 0 {
 		t.Fatalf("dead letters after a server restart: %+v", dl)
+	}
+}
+
+// A write that finds no stream to answer it (in a cluster, the stream's
+// leader died with its node and the next is not elected yet; the client
+// stays connected to another node) fails for the server, not the message:
+// it dead-letters nothing, however long it lasts, and goes on once the
+// stream answers again. Here the stream appears only later.
+func TestWriteWithoutStreamLeaderDeadLettersNothing(t *testing.T) {
+	n := startParts(t)
+	publishMany(t, n.JS, 10, 1)
+	cfg := config("leaderless")
+	cfg.Attempts = 2
+	var handled, failed atomic.Int32
+	start(t, n.JS, cfg, func(ctx context.Context, m consume.Msg) error {
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		if _, err := n.JS.Publish(ctx, "out."+keyOf(m.Subject), nil); err != nil {
+			failed.Add(1)
+			return err
+		}
+		handled.Add(1)
+		return nil
+	})
+	// Until each message failed more often than its attempts allow.
+	eventually(t, 30*time.Second, func() bool {
+		if dl := deadLetters(t, n.JS); len(dl) != 0 {
+			t.Fatalf("dead letters while no stream answered: %+v", dl)
+		}
+		return failed.Load() >= int32(10*(cfg.Attempts+2))
+	}, "the writes did not fail without their stream")
+	if _, err := n.JS.CreateStream(context.Background(), jetstream.StreamConfig{Name: "OUT", Subjects: []string{"out.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() bool { return handled.Load() == 10 }, "handled %d of 10 once the stream answered", handled.Load())
+	if dl := deadLetters(t, n.JS); len(dl) != 0 {
+		t.Fatalf("dead letters: %+v", dl)
 	}
 }
 

@@ -2,7 +2,6 @@ package consume
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"runtime/debug"
@@ -10,8 +9,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/leadflow/leadflow/pkg/eventstore"
 )
 
 // States of an item; only the one who moves it to stateSettled settles it.
@@ -225,12 +225,13 @@ func (r *runner) attempt(ctx context.Context, it *item, m Msg) (done bool, err e
 }
 
 // serverAway reports whether a failed attempt failed for the server, not
-// for the message: JetStream did not answer (no responders: it is starting
-// or gone), or the connection dropped during the attempt (reconnects is
-// the connection's count before it).
+// for the message: JetStream could not take a request (a server starting,
+// a stream between leaders after a node died: eventstore.Unavailable), or
+// the connection dropped during the attempt (reconnects is the
+// connection's count before it).
 func (r *runner) serverAway(err error, reconnects uint64) bool {
 	nc := r.js.Conn()
-	return errors.Is(err, nats.ErrNoResponders) || !nc.IsConnected() || nc.Stats().Reconnects != reconnects
+	return eventstore.Unavailable(err) || !nc.IsConnected() || nc.Stats().Reconnects != reconnects
 }
 
 func (r *runner) handingBack(p *partition) bool {

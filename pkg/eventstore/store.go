@@ -300,12 +300,12 @@ const attemptTimeout = 2 * time.Second
 func classify(err error) (answered, retry bool) {
 	var apiErr *jetstream.APIError
 	switch {
+	case Unavailable(err):
+		// Nobody stored it: a restart or an election.
+		return true, true
 	case errors.As(err, &apiErr):
 		// Too many batches in flight is back-pressure, not a refusal.
-		return true, apiErr.Code == 429 || apiErr.Code == 503
-	case errors.Is(err, nats.ErrNoResponders):
-		// Nobody listened, so nobody stored it: a restart or an election.
-		return true, true
+		return true, apiErr.Code == 429
 	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionDraining):
 		return false, false
 	}

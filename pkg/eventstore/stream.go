@@ -62,8 +62,6 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 	if cfg.Duplicates == 0 {
 		cfg.Duplicates = 2 * time.Minute
 	}
-	ctx, cancel := withDefaultTimeout(ctx)
-	defer cancel()
 	s, err := Ensure(ctx, js, jetstream.StreamConfig{
 		Name:               cfg.Name,
 		Description:        "Leadflow lead, campaign and model events; append-only",
@@ -151,11 +149,19 @@ func withDefaultTimeout(ctx context.Context) (context.Context, context.CancelFun
 // replica of every service calls it on start, and an update racing a
 // consumer's creation on the same stream trips a data race inside
 // nats-server 2.15 (seen under -race), so the common case sends none.
+//
+// It retries as Setup does, so a process starting while a cluster elects
+// leaders waits instead of exiting.
 func Ensure(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
-	if s, err := js.Stream(ctx, cfg.Name); err == nil && sameSettings(s.CachedInfo().Config, cfg) {
-		return s, nil
-	}
-	return js.CreateOrUpdateStream(ctx, cfg)
+	var s jetstream.Stream
+	err := Setup(ctx, func(ctx context.Context) (err error) {
+		if s, err = js.Stream(ctx, cfg.Name); err == nil && sameSettings(s.CachedInfo().Config, cfg) {
+			return nil
+		}
+		s, err = js.CreateOrUpdateStream(ctx, cfg)
+		return err
+	})
+	return s, err
 }
 
 // sameSettings compares what Leadflow sets on its streams; the server fills

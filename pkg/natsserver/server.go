@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -26,8 +27,22 @@ type Config struct {
 	// The default (false) syncs every two minutes, which loses acknowledged
 	// writes on power loss or an OS crash, though not on a process crash.
 	SyncAlways bool
-	// Name is the server name; it must be stable across restarts of one Dir.
+	// Name is the server name; it must be stable across restarts of one Dir
+	// and unique within a cluster.
 	Name string
+	// Cluster, when set, makes this server one node of a JetStream cluster.
+	Cluster *Cluster
+}
+
+// Cluster joins a server to others over routes.
+type Cluster struct {
+	// Name is the cluster's name, the same on every node.
+	Name string
+	// Port is where this node listens for routes (on Host).
+	Port int
+	// Routes are every node's route URLs (nats://host:port), this node's
+	// own included: each node then needs the same list.
+	Routes []string
 }
 
 // Server is a running embedded server.
@@ -61,6 +76,16 @@ func Start(cfg Config) (*Server, error) {
 		NoLog:      true,
 		// Event payloads are small, but bulk import batches are not.
 		MaxPayload: 8 << 20,
+	}
+	if c := cfg.Cluster; c != nil {
+		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: cfg.Host, Port: c.Port}
+		for _, r := range c.Routes {
+			u, err := url.Parse(r)
+			if err != nil {
+				return nil, fmt.Errorf("natsserver: route %q: %w", r, err)
+			}
+			opts.Routes = append(opts.Routes, u)
+		}
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {

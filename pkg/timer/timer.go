@@ -52,8 +52,6 @@ func (s Stream) LeadID(subject string) string {
 // Ensure creates or updates the stream. It allows message schedules and
 // purges; fired copies carry a TTL, so it does not grow without end.
 func (s Stream) Ensure(ctx context.Context, js jetstream.JetStream, replicas int) error {
-	ctx, cancel := deadline.Default(ctx, 5*time.Second)
-	defer cancel()
 	_, err := eventstore.Ensure(ctx, js, jetstream.StreamConfig{
 		Name:              s.Name,
 		Description:       s.Description,

@@ -136,7 +136,8 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Vault, error
 		return nil, fmt.Errorf("vault: MasterKey: %w", err)
 	}
 
-	ctx, cancel := deadline.Default(ctx, defaultTimeout)
+	// Setup waits out a cluster electing leaders (eventstore.Setup).
+	ctx, cancel := deadline.Default(ctx, eventstore.SetupTimeout)
 	defer cancel()
 	// The bucket's stream is created here rather than by
 	// CreateOrUpdateKeyValue, which always sets DenyDelete: Shred needs the
@@ -177,7 +178,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Vault, error
 		blindKey: append([]byte(nil), cfg.BlindKey...),
 		cache:    newCache(cfg.CacheSize),
 	}
-	if err := v.watchShreds(ctx); err != nil {
+	if err := eventstore.Setup(ctx, v.watchShreds); err != nil {
 		return nil, fmt.Errorf("vault: watch bucket %s: %w", cfg.Bucket, err)
 	}
 	return v, nil

@@ -35,11 +35,16 @@ var (
 	chaosFor   = flag.Duration("chaos", 0, "instead of measuring: run intake, qualification, handoff and the projector, two replicas each, under kill -9 of them and of the server for this long, then check every lead (make chaos)")
 	chaosRate  = flag.Int("chaos-rate", 100, "leads captured a second during -chaos")
 	chaosEvery = flag.Duration("chaos-every", 2*time.Second, "mean time between faults during -chaos")
+	chaosNodes = flag.Int("chaos-nodes", 1, "NATS servers during -chaos: 3 runs a cluster whose streams keep three replicas, one node killed at a time")
 )
 
 // natsServe makes this binary a bare JetStream server (DIR:PORT), so that
 // a chaos run can kill its server with SIGKILL like any other process.
-var natsServe = flag.String("nats-serve", "", "internal to -chaos: run only a JetStream server on DIR:PORT until killed")
+var (
+	natsServe   = flag.String("nats-serve", "", "internal to -chaos: run only a JetStream server on DIR:PORT until killed")
+	natsName    = flag.String("nats-name", "leadflow-chaos", "internal to -chaos: the -nats-serve server's name")
+	natsCluster = flag.String("nats-cluster", "", "internal to -chaos: the -nats-serve server's route PORT,ROUTE-URL,... (a cluster node)")
+)
 
 // serveNATS is the -nats-serve process.
 func serveNATS(spec string) error {
@@ -48,18 +53,30 @@ func serveNATS(spec string) error {
 	if !ok || err != nil {
 		return fmt.Errorf("-nats-serve %q: want DIR:PORT", spec)
 	}
-	if _, err := natsserver.Start(natsserver.Config{Dir: dir, Port: port, Name: "leadflow-chaos"}); err != nil {
+	cfg := natsserver.Config{Dir: dir, Port: port, Name: *natsName}
+	if *natsCluster != "" {
+		routePort, routes, _ := strings.Cut(*natsCluster, ",")
+		p, err := strconv.Atoi(routePort)
+		if err != nil {
+			return fmt.Errorf("-nats-cluster %q: want PORT,ROUTE-URL,...", *natsCluster)
+		}
+		cfg.Cluster = &natsserver.Cluster{Name: "leadflow-chaos", Port: p, Routes: strings.Split(routes, ",")}
+	}
+	if _, err := natsserver.Start(cfg); err != nil {
 		return err
 	}
 	select {}
 }
 
-// natsProc is the chaos run's server, a child process.
+// natsProc is one of the chaos run's servers, a child process.
 type natsProc struct {
+	name string
 	dir  string
 	port int
-	log  io.Writer
-	cmd  *exec.Cmd
+	// cluster is the -nats-cluster value of a cluster node, "" for one server.
+	cluster string
+	log     io.Writer
+	cmd     *exec.Cmd
 }
 
 // start runs the server and waits until it accepts connections.
@@ -68,7 +85,11 @@ func (n *natsProc) start() error {
 	if err != nil {
 		return err
 	}
-	n.cmd = exec.Command(self, "-nats-serve", fmt.Sprintf("%s:%d", n.dir, n.port))
+	args := []string{"-nats-serve", fmt.Sprintf("%s:%d", n.dir, n.port), "-nats-name", n.name}
+	if n.cluster != "" {
+		args = append(args, "-nats-cluster", n.cluster)
+	}
+	n.cmd = exec.Command(self, args...)
 	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
 	if err := n.cmd.Start(); err != nil {
 		return err
@@ -89,6 +110,58 @@ func (n *natsProc) kill() {
 }
 
 func (n *natsProc) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.port) }
+
+// startNATS starts the run's servers: one, or a cluster of nodes whose
+// streams then keep three replicas. It returns the client URL list.
+func startNATS(dir string, nodes int, log io.Writer) ([]*natsProc, string, error) {
+	ns := make([]*natsProc, nodes)
+	var urls, routes []string
+	routePorts := make([]int, nodes)
+	for i := range ns {
+		port, err := freePort()
+		if err != nil {
+			return nil, "", err
+		}
+		ns[i] = &natsProc{name: fmt.Sprintf("leadflow-chaos-%d", i), dir: filepath.Join(dir, fmt.Sprintf("js-%d", i)), port: port, log: log}
+		urls = append(urls, ns[i].url())
+		if nodes > 1 {
+			if routePorts[i], err = freePort(); err != nil {
+				return nil, "", err
+			}
+			routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", routePorts[i]))
+		}
+	}
+	for i, n := range ns {
+		if nodes > 1 {
+			n.cluster = strconv.Itoa(routePorts[i]) + "," + strings.Join(routes, ",")
+		}
+		if err := n.start(); err != nil {
+			return nil, "", err
+		}
+	}
+	url := strings.Join(urls, ",")
+	return ns, url, waitJetStream(url, time.Minute)
+}
+
+// waitJetStream waits until JetStream answers: a cluster first elects its
+// meta leader, and services creating their streams before that would exit.
+func waitJetStream(url string, d time.Duration) error {
+	nc, js, err := eventstore.Dial(url, "bench-chaos-wait")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	var last error
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, last = js.AccountInfo(ctx)
+		cancel()
+		if last == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("jetstream not ready after %s: %w", d, last)
+}
 
 // chaosReplicas is how many processes of each service a chaos run keeps.
 const chaosReplicas = 2
@@ -190,26 +263,29 @@ func runChaos(ctx context.Context, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	port, err := freePort()
-	if err != nil {
-		return err
-	}
 	natsLog, err := os.Create(filepath.Join(dir, "nats.log"))
 	if err != nil {
 		return err
 	}
 	defer natsLog.Close()
-	ns := &natsProc{dir: filepath.Join(dir, "js"), port: port, log: natsLog}
-	if err := ns.start(); err != nil {
+	if *chaosNodes != 1 && *chaosNodes != 3 {
+		return fmt.Errorf("-chaos-nodes %d: want 1 or 3", *chaosNodes)
+	}
+	ns, url, err := startNATS(dir, *chaosNodes, natsLog)
+	defer func() {
+		for _, n := range ns {
+			n.kill()
+		}
+	}()
+	if err != nil {
 		return err
 	}
-	defer ns.kill()
 	pg, dropDB, err := benchDatabase(ctx, *projectorPG)
 	if err != nil {
 		return fmt.Errorf("projector database: %w", err)
 	}
 	defer dropDB()
-	f := &fleet{ctx: ctx, dir: dir, url: ns.url(), env: []string{"LEADFLOW_MASTER_KEY=" + hexKey(), "LEADFLOW_BLIND_KEY=" + hexKey()},
+	f := &fleet{ctx: ctx, dir: dir, url: url, env: []string{"LEADFLOW_MASTER_KEY=" + hexKey(), "LEADFLOW_BLIND_KEY=" + hexKey(), fmt.Sprintf("LEADFLOW_REPLICAS=%d", *chaosNodes)},
 		extra: map[string][]string{"projector": {"LEADFLOW_POSTGRES_URL=" + pg, "LEADFLOW_PROJECTOR_HTTP=127.0.0.1:0"}},
 		bins:  map[string]string{}, procs: map[string][]*proc{}, conns: map[string]*grpc.ClientConn{}}
 	services := []string{"intake", "qualification", "handoff", "projector"}
@@ -244,8 +320,8 @@ func runChaos(ctx context.Context, w io.Writer) error {
 	}
 
 	rep := chaosReport{faults: map[string]int{}}
-	fmt.Fprintf(w, "Leadflow chaos: %d replicas each of %s; %d leads/s for %s, a fault every %s on average (logs in %s)\n",
-		chaosReplicas, strings.Join(services, ", "), *chaosRate, *chaosFor, *chaosEvery, dir)
+	fmt.Fprintf(w, "Leadflow chaos: %d replicas each of %s, %d NATS server(s); %d leads/s for %s, a fault every %s on average (logs in %s)\n",
+		chaosReplicas, strings.Join(services, ", "), *chaosNodes, *chaosRate, *chaosFor, *chaosEvery, dir)
 	var leads []string
 	var retries int
 	loadDone := make(chan struct{})
@@ -253,16 +329,18 @@ func runChaos(ctx context.Context, w io.Writer) error {
 		leads, retries = chaosLoad(ctx, f, pl, *chaosRate, *chaosFor)
 		close(loadDone)
 	}()
-	// Faults until the load stops: a replica, or the server, killed and
-	// restarted a moment later (the server on its store and port).
+	// Faults until the load stops: a replica, or a server, killed and
+	// restarted a moment later (a server on its store and port). One
+	// process is down at a time, so a cluster keeps its quorum.
 	deadline := time.Now().Add(*chaosFor)
 	for time.Now().Before(deadline) {
 		time.Sleep(time.Duration(float64(*chaosEvery) * (0.5 + rand.Float64())))
-		if rand.IntN(8) == 0 {
-			ns.kill()
+		if rand.IntN(8) < len(ns) {
+			n := ns[rand.IntN(len(ns))]
+			n.kill()
 			rep.faults["nats kill -9"]++
 			time.Sleep(time.Duration(rand.IntN(1500)) * time.Millisecond)
-			if err := ns.start(); err != nil {
+			if err := n.start(); err != nil {
 				return fmt.Errorf("restart nats: %w", err)
 			}
 			continue

@@ -43,14 +43,16 @@ func NewLoads(ctx context.Context, js jetstream.JetStream, bucket string, replic
 	if bucket == "" {
 		bucket = DefaultLoadsBucket
 	}
-	ctx, cancel := deadline.Default(ctx, defaultTimeout)
-	defer cancel()
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      bucket,
-		Description: "handoff: each rep's open leads, for capacity (a derived index; the lead stream is the truth)",
-		History:     1,
-		Storage:     jetstream.FileStorage,
-		Replicas:    max(replicas, 1),
+	var kv jetstream.KeyValue
+	err := eventstore.Setup(ctx, func(ctx context.Context) (err error) {
+		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      bucket,
+			Description: "handoff: each rep's open leads, for capacity (a derived index; the lead stream is the truth)",
+			History:     1,
+			Storage:     jetstream.FileStorage,
+			Replicas:    max(replicas, 1),
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("loads bucket %s: %w", bucket, err)

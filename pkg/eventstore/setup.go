@@ -1,0 +1,67 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/leadflow/leadflow/pkg/deadline"
+)
+
+// SetupTimeout is how long a process starting waits, when its caller set no
+// deadline, for the server to create or confirm what it needs. A cluster
+// that lost a node elects new leaders within seconds, and a service that
+// exited instead would crash-loop.
+const SetupTimeout = time.Minute
+
+// setupAttempt bounds one attempt, so that a request lost to a dead
+// leader is sent again instead of waiting out the whole setup.
+const setupAttempt = 5 * time.Second
+
+// Setup runs f until it succeeds, the server refuses it (Refused), or ctx
+// (default SetupTimeout) ends. Each attempt gets its own deadline. It is
+// for idempotent setup calls: stream and bucket creation.
+func Setup(ctx context.Context, f func(context.Context) error) error {
+	ctx, cancel := deadline.Default(ctx, SetupTimeout)
+	defer cancel()
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		actx, acancel := context.WithTimeout(ctx, setupAttempt)
+		err := f(actx)
+		acancel()
+		if err == nil || Refused(err) || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
+}
+
+// Refused reports whether the server answered no (a 4xx API error), or the
+// connection is closed for good: retrying will not help. Anything else (a
+// timeout, no responders, a cluster without a leader for now) may pass.
+func Refused(err error) bool {
+	if errors.Is(err, nats.ErrConnectionClosed) {
+		return true
+	}
+	var je jetstream.JetStreamError
+	if errors.As(err, &je) && je.APIError() != nil {
+		return je.APIError().Code >= 400 && je.APIError().Code < 500
+	}
+	return false
+}
+
+// Unavailable reports whether err says JetStream could not take a request
+// at all, so nothing was stored: nobody listened (a server starting, a
+// stream between leaders; a publish reports it as "no response from
+// stream"), or the server answered that it is unavailable for now (503).
+func Unavailable(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.As(err, &apiErr) && apiErr.Code == 503
+}
