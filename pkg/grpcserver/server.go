@@ -1,6 +1,7 @@
 // Package grpcserver builds and runs a Leadflow gRPC server the same way
 // for every service: tracing, health, reflection, panic recovery, bad
-// requests answered with INVALID_ARGUMENT, and a graceful stop.
+// requests answered with INVALID_ARGUMENT, HTTP/JSON through the same
+// server (grpc-gateway), and a graceful stop.
 package grpcserver
 
 import (
@@ -40,6 +41,9 @@ type Server struct {
 	*grpc.Server
 	Health *health.Server
 	log    *slog.Logger
+	// web, if set, is where Serve answers HTTP/JSON (see ListenHTTP).
+	web      net.Listener
+	gateways []Gateway
 }
 
 // streamWorkers is how many calls run on reused goroutines: most calls
@@ -67,31 +71,54 @@ func New(log *slog.Logger, opts ...grpc.ServerOption) *Server {
 	return s
 }
 
-// Serve serves on lis until ctx is done, then reports NOT_SERVING, lets
-// running calls finish for up to grace, and stops.
+// Serve serves on lis (and HTTP/JSON, after ListenHTTP) until ctx is
+// done, then reports NOT_SERVING, lets running calls finish for up to
+// grace, and stops. HTTP stops first: its calls go through the gRPC
+// server, which keeps serving them until then.
 func (s *Server) Serve(ctx context.Context, lis net.Listener, grace time.Duration) error {
 	s.Health.Resume()
 	errc := make(chan error, 1)
 	go func() { errc <- s.Server.Serve(lis) }()
+	var web *webServer
+	var webDone <-chan struct{} // nil without HTTP: never ready
+	if s.web != nil {
+		var err error
+		if web, err = s.startHTTP(ctx, lis.Addr()); err != nil {
+			s.web.Close()
+			s.Server.Stop()
+			<-errc
+			return err
+		}
+		webDone = web.done
+	}
 	select {
 	case err := <-errc:
+		if web != nil {
+			_ = web.stop(time.Now(), s.log)
+		}
 		return err
+	case <-webDone: // the HTTP server failed: stop the rest too
 	case <-ctx.Done():
 	}
 	s.Health.Shutdown()
+	deadline := time.Now().Add(grace)
+	var webErr error
+	if web != nil {
+		webErr = web.stop(deadline, s.log)
+	}
 	stopped := make(chan struct{})
 	go func() { s.GracefulStop(); close(stopped) }()
 	select {
 	case <-stopped:
-	case <-time.After(grace):
+	case <-time.After(time.Until(deadline)):
 		s.log.Warn("grace period over, closing open calls", "grace", grace)
 		s.Stop()
 		<-stopped
 	}
 	if err := <-errc; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-		return err
+		return errors.Join(err, webErr)
 	}
-	return nil
+	return webErr
 }
 
 // FieldViolation names one refused request field.

@@ -355,7 +355,7 @@ func startServiceLog(ctx context.Context, bin, natsURL string, stderr io.Writer,
 		return nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cmd := exec.Command(bin, "-addr", addr, "-nats", natsURL)
+	cmd := exec.Command(bin, "-addr", addr, "-http-addr", "", "-nats", natsURL) // replicas would share HTTP's default port
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {

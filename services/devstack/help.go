@@ -13,6 +13,7 @@ func printHelp(out io.Writer, natsURL string, services []service, lead string) {
 	fmt.Fprintf(out, "  %-14s %-26s %s\n", "NATS JetStream", natsURL, "stream LEADFLOW (lead.>, campaign.>, model.>, claim.>)")
 	for _, s := range services {
 		fmt.Fprintf(out, "  %-14s %-26s gRPC, reflection on\n", s.name, s.addr)
+		fmt.Fprintf(out, "  %-14s %-26s HTTP/JSON (OpenAPI: pkg/gen/leadflow/%s/v1/%s_service.swagger.json)\n", "", "http://"+s.http, s.name, s.name)
 		if s.web != "" {
 			fmt.Fprintf(out, "  %-14s %-26s the dashboard: open it in a browser (live, works offline)\n", "", s.web)
 		}
@@ -22,6 +23,21 @@ func printHelp(out io.Writer, natsURL string, services []service, lead string) {
 	fmt.Fprintf(out, "  scripts/gotool grpcurl -plaintext -d '{\"contact\":{\"email\":\"you@example.com\"},\"attribution\":{\"source\":\"web-form\"}}' \\\n      127.0.0.1:7101 leadflow.intake.v1.IntakeService/CaptureLead\n")
 	if lead != "" {
 		fmt.Fprintf(out, "  scripts/gotool grpcurl -plaintext -d '{\"lead_id\":\"%s\"}' \\\n      127.0.0.1:7101 leadflow.intake.v1.IntakeService/GetLeadTimeline\n", lead)
+	}
+	httpAddr := map[string]string{}
+	for _, s := range services {
+		httpAddr[s.name] = s.http
+	}
+	fmt.Fprintf(out, "\nOr with curl and JSON (every method also answers POST /<package>.<Service>/<Method>):\n")
+	fmt.Fprintf(out, "  curl -s -X POST http://%s/v1/leads -H 'X-Correlation-Id: demo-1' \\\n      -d '{\"contact\":{\"email\":\"you@example.com\"},\"attribution\":{\"source\":\"web-form\"}}'\n", httpAddr["intake"])
+	if lead != "" {
+		fmt.Fprintf(out, "  curl -s http://%s/v1/leads/%s\n", httpAddr["intake"], lead)
+		if a, ok := httpAddr["handoff"]; ok {
+			fmt.Fprintf(out, "  curl -s http://%s/v1/leads/%s/brief\n", a, lead)
+		}
+	}
+	if a, ok := httpAddr["projector"]; ok {
+		fmt.Fprintf(out, "  curl -s 'http://%s/v1/reports/campaigns?attribution=ATTRIBUTION_MODEL_FIRST_TOUCH'\n", a)
 	}
 	fmt.Fprintf(out, "\nWatch it (nats CLI, pinned in tools/):\n")
 	fmt.Fprintf(out, "  scripts/gotool nats -s %s stream info LEADFLOW\n", natsURL)

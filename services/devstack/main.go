@@ -2,7 +2,7 @@
 // It is not a service. It starts an embedded JetStream (data in .data/,
 // kept across restarts), builds and starts every service as its own
 // process, seeds a small demo data set through the public gRPC APIs, and
-// prints where everything listens. Ctrl-C stops it all.
+// prints where everything listens (gRPC and HTTP/JSON). Ctrl-C stops it all.
 package main
 
 import (
@@ -33,7 +33,8 @@ import (
 type service struct {
 	name string // folder under services/
 	addr string
-	args []string // beyond -addr and -nats
+	http string   // its HTTP/JSON API's address
+	args []string // beyond -addr, -http-addr and -nats
 	web  string   // an HTTP page it serves, if any
 }
 
@@ -81,19 +82,19 @@ func run() error {
 	defer stop()
 
 	services := []service{
-		{name: "intake", addr: "127.0.0.1:7101"},
+		{name: "intake", addr: "127.0.0.1:7101", http: "127.0.0.1:7201"},
 	}
 	if _, err := os.Stat(filepath.Join(root, "services", "qualification", "main.go")); err == nil {
-		services = append(services, service{name: "qualification", addr: "127.0.0.1:7102"})
+		services = append(services, service{name: "qualification", addr: "127.0.0.1:7102", http: "127.0.0.1:7202"})
 	}
 	if _, err := os.Stat(filepath.Join(root, "services", "handoff", "main.go")); err == nil {
-		services = append(services, service{name: "handoff", addr: "127.0.0.1:7103"})
+		services = append(services, service{name: "handoff", addr: "127.0.0.1:7103", http: "127.0.0.1:7203"})
 	}
-	services = append(services, service{name: "nurture", addr: "127.0.0.1:7104"})
+	services = append(services, service{name: "nurture", addr: "127.0.0.1:7104", http: "127.0.0.1:7204"})
 	if dsn, err := readModelDatabase(ctx, freshStream); err != nil {
 		log.Warn("the projector needs PostgreSQL; running without it", "err", err)
 	} else {
-		services = append(services, service{name: "projector", addr: "127.0.0.1:7105", web: "http://127.0.0.1:7180/",
+		services = append(services, service{name: "projector", addr: "127.0.0.1:7105", http: "127.0.0.1:7205", web: "http://127.0.0.1:7180/",
 			args: []string{"-postgres", dsn, "-http", "127.0.0.1:7180"}})
 	}
 	var procs []*exec.Cmd
@@ -113,7 +114,7 @@ func run() error {
 		if err := build.Run(); err != nil {
 			return fmt.Errorf("build %s: %w", s.name, err)
 		}
-		cmd := exec.Command(bin, append([]string{"-addr", s.addr, "-nats", ns.URL()}, s.args...)...)
+		cmd := exec.Command(bin, append([]string{"-addr", s.addr, "-http-addr", s.http, "-nats", ns.URL()}, s.args...)...)
 		cmd.Env = append(os.Environ(), keys...)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Start(); err != nil {
@@ -124,7 +125,7 @@ func run() error {
 		if err := waitHealthy(ctx, s.addr); err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
-		log.Info("service up", "service", s.name, "grpc", s.addr)
+		log.Info("service up", "service", s.name, "grpc", s.addr, "http", s.http)
 	}
 
 	conns := map[string]*grpc.ClientConn{}

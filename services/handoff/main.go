@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -18,7 +19,9 @@ import (
 
 // Config is handoff's settings.
 type Config struct {
-	Addr        string
+	Addr string
+	// HTTPAddr is the HTTP/JSON API's listen address; empty serves none.
+	HTTPAddr    string
 	NATSURL     string
 	Stream      string
 	TimerStream string
@@ -40,6 +43,10 @@ type Config struct {
 	BlindKey  string
 	Grace     time.Duration
 	LogJSON   bool
+
+	// httpReady, if set, is told the HTTP/JSON API's address, nil when
+	// it is off (tests).
+	httpReady func(net.Addr)
 }
 
 func main() {
@@ -53,6 +60,7 @@ func mainErr() error {
 	var cfg Config
 	f := config.New("handoff")
 	f.String(&cfg.Addr, "addr", "LEADFLOW_HANDOFF_ADDR", "127.0.0.1:7103", "gRPC listen address")
+	f.String(&cfg.HTTPAddr, "http-addr", "LEADFLOW_HANDOFF_HTTP_ADDR", "127.0.0.1:7203", "HTTP/JSON API listen address (empty: no HTTP API)")
 	f.String(&cfg.NATSURL, "nats", "LEADFLOW_NATS_URL", "", "NATS URL (required)")
 	f.String(&cfg.Stream, "stream", "LEADFLOW_STREAM", "LEADFLOW", "event stream name")
 	f.String(&cfg.TimerStream, "timer-stream", "LEADFLOW_HANDOFF_TIMER_STREAM", "HANDOFF_TIMERS", "SLA timer stream name")

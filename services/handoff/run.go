@@ -79,6 +79,11 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
 	}
+	api, err := srv.ListenHTTP(cfg.HTTPAddr, handoffv1.RegisterHandoffServiceHandler)
+	if err != nil {
+		lis.Close()
+		return err
+	}
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -111,7 +116,10 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 			Workers: cfg.Workers, AckWait: cfg.AckWait, ShutdownGrace: cfg.Grace, Logger: log, MaxHeld: maxHeld,
 		}, events.Timer)
 	})
-	log.Info("handoff serving", "grpc", lis.Addr().String(), "nats", cfg.NATSURL, "stream", cfg.Stream, "timers", cfg.TimerStream)
+	log.Info("handoff serving", "grpc", lis.Addr().String(), "http", api, "nats", cfg.NATSURL, "stream", cfg.Stream, "timers", cfg.TimerStream)
+	if cfg.httpReady != nil {
+		cfg.httpReady(api)
+	}
 	if ready != nil {
 		ready(lis.Addr())
 	}

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -16,7 +17,9 @@ import (
 
 // Config is intake's settings.
 type Config struct {
-	Addr      string
+	Addr string
+	// HTTPAddr is the HTTP/JSON API's listen address; empty serves none.
+	HTTPAddr  string
 	NATSURL   string
 	Stream    string
 	Replicas  int
@@ -26,6 +29,10 @@ type Config struct {
 	LogJSON   bool
 	// TraceSample is the share of new traces recorded.
 	TraceSample float64
+
+	// httpReady, if set, is told the HTTP/JSON API's address, nil when
+	// it is off (tests).
+	httpReady func(net.Addr)
 }
 
 func main() {
@@ -39,6 +46,7 @@ func mainErr() error {
 	var cfg Config
 	f := config.New("intake")
 	f.String(&cfg.Addr, "addr", "LEADFLOW_INTAKE_ADDR", "127.0.0.1:7101", "gRPC listen address")
+	f.String(&cfg.HTTPAddr, "http-addr", "LEADFLOW_INTAKE_HTTP_ADDR", "127.0.0.1:7201", "HTTP/JSON API listen address (empty: no HTTP API)")
 	f.String(&cfg.NATSURL, "nats", "LEADFLOW_NATS_URL", "", "NATS URL (required)")
 	f.String(&cfg.Stream, "stream", "LEADFLOW_STREAM", "LEADFLOW", "event stream name")
 	f.Int(&cfg.Replicas, "replicas", "LEADFLOW_REPLICAS", 1, "stream replicas (3 in a cluster)")

@@ -53,7 +53,15 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
 	}
-	log.Info("intake serving", "grpc", lis.Addr().String(), "nats", cfg.NATSURL, "stream", cfg.Stream)
+	api, err := srv.ListenHTTP(cfg.HTTPAddr, intakev1.RegisterIntakeServiceHandler)
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	log.Info("intake serving", "grpc", lis.Addr().String(), "http", api, "nats", cfg.NATSURL, "stream", cfg.Stream)
+	if cfg.httpReady != nil {
+		cfg.httpReady(api)
+	}
 	if ready != nil {
 		ready(lis.Addr())
 	}

@@ -56,7 +56,8 @@ func (w *world) run(t *testing.T, bin, addr string, args ...string) *proc {
 // ends.
 func (w *world) runFor(t, owner *testing.T, bin, addr string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(bin, append([]string{"-nats", w.nats.Server.URL(), "-addr", addr}, args...)...), done: make(chan struct{})}
+	// No HTTP API: its default port would clash with other tests' services.
+	p := &proc{cmd: exec.Command(bin, append([]string{"-nats", w.nats.Server.URL(), "-addr", addr, "-http-addr", ""}, args...)...), done: make(chan struct{})}
 	if os.Getenv("LEADCTL_TEST_LOG") != "" {
 		p.cmd.Stderr, p.cmd.Stdout = os.Stderr, os.Stderr
 	}

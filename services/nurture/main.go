@@ -9,6 +9,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -21,7 +22,9 @@ import (
 
 // Config is nurture's settings.
 type Config struct {
-	Addr        string
+	Addr string
+	// HTTPAddr is the HTTP/JSON API's listen address; empty serves none.
+	HTTPAddr    string
 	NATSURL     string
 	Stream      string
 	TimerStream string
@@ -40,6 +43,10 @@ type Config struct {
 	// afterAppend, if set, is called after each lead event nurture
 	// appends (tests stop the process there).
 	afterAppend func(*eventv1.Event)
+
+	// httpReady, if set, is told the HTTP/JSON API's address, nil when
+	// it is off (tests).
+	httpReady func(net.Addr)
 }
 
 func main() {
@@ -53,6 +60,7 @@ func mainErr() error {
 	var cfg Config
 	f := config.New("nurture")
 	f.String(&cfg.Addr, "addr", "LEADFLOW_NURTURE_ADDR", "127.0.0.1:7104", "gRPC listen address")
+	f.String(&cfg.HTTPAddr, "http-addr", "LEADFLOW_NURTURE_HTTP_ADDR", "127.0.0.1:7204", "HTTP/JSON API listen address (empty: no HTTP API)")
 	f.String(&cfg.NATSURL, "nats", "LEADFLOW_NATS_URL", "", "NATS URL (required)")
 	f.String(&cfg.Stream, "stream", "LEADFLOW_STREAM", "LEADFLOW", "event stream name")
 	f.String(&cfg.TimerStream, "timer-stream", "LEADFLOW_NURTURE_TIMER_STREAM", "NURTURE_TIMERS", "review timer stream name")

@@ -204,7 +204,7 @@ func (w *world) startQualification(t *testing.T) qualificationv1.QualificationSe
 	}
 	addr := lis.Addr().String()
 	lis.Close()
-	cmd := exec.Command(qualificationBin, "-nats", w.nats.Server.URL(), "-addr", addr, "-stream", stream)
+	cmd := exec.Command(qualificationBin, "-nats", w.nats.Server.URL(), "-addr", addr, "-http-addr", "", "-stream", stream)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -271,7 +271,7 @@ func (w *world) startDashboard(t testing.TB) (*service, string) {
 	t.Helper()
 	webc := make(chan net.Addr, 1)
 	s := w.launch(t, Config{Addr: "127.0.0.1:0", HTTP: "127.0.0.1:0", NATSURL: w.nats.Server.URL(), Stream: stream, Replicas: 1,
-		Postgres: w.dsn, Workers: 64, AckWait: 2 * time.Second, Grace: time.Second, httpReady: func(a net.Addr) { webc <- a }})
+		Postgres: w.dsn, Workers: 64, AckWait: 2 * time.Second, Grace: time.Second, dashboardReady: func(a net.Addr) { webc <- a }})
 	select {
 	case web := <-webc:
 		return s, "http://" + web.String() + "/"

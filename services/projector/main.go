@@ -22,6 +22,8 @@ import (
 // Config is the projector's settings.
 type Config struct {
 	Addr string
+	// HTTPAddr is the HTTP/JSON API's listen address; empty serves none.
+	HTTPAddr string
 	// HTTP is the dashboard's listen address; empty serves none.
 	HTTP     string
 	NATSURL  string
@@ -38,8 +40,10 @@ type Config struct {
 	// TraceSample is the share of new traces recorded.
 	TraceSample float64
 
-	// httpReady, if set, is told the dashboard's address (tests).
-	httpReady func(net.Addr)
+	// dashboardReady, if set, is told the dashboard's address, and
+	// httpReady the HTTP/JSON API's, nil when it is off (tests).
+	dashboardReady func(net.Addr)
+	httpReady      func(net.Addr)
 }
 
 func main() {
@@ -53,6 +57,7 @@ func mainErr() error {
 	var cfg Config
 	f := config.New("projector")
 	f.String(&cfg.Addr, "addr", "LEADFLOW_PROJECTOR_ADDR", "127.0.0.1:7105", "gRPC listen address")
+	f.String(&cfg.HTTPAddr, "http-addr", "LEADFLOW_PROJECTOR_HTTP_ADDR", "127.0.0.1:7205", "HTTP/JSON API listen address (empty: no HTTP API)")
 	f.String(&cfg.HTTP, "http", "LEADFLOW_PROJECTOR_HTTP", "127.0.0.1:7180", "dashboard listen address (empty: no dashboard)")
 	f.String(&cfg.NATSURL, "nats", "LEADFLOW_NATS_URL", "", "NATS URL (required)")
 	f.String(&cfg.Stream, "stream", "LEADFLOW_STREAM", "LEADFLOW", "event stream name")

@@ -25,9 +25,10 @@ import (
 )
 
 // run wires the projector's parts and runs them until ctx is done: the
-// projection with its two consumer groups, the gRPC API and, when
-// cfg.HTTP is set, the dashboard. ready, if set, is told the gRPC
-// address. Any part failing stops the rest.
+// projection with its two consumer groups, the gRPC API (and its
+// HTTP/JSON side when cfg.HTTPAddr is set) and, when cfg.HTTP is set, the
+// dashboard. ready, if set, is told the gRPC address. Any part failing
+// stops the rest.
 func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)) error {
 	if cfg.NATSURL == "" {
 		return errors.New("-nats is required")
@@ -99,6 +100,14 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 			return fmt.Errorf("listen %s: %w", cfg.HTTP, err)
 		}
 	}
+	api, err := srv.ListenHTTP(cfg.HTTPAddr, projectorv1.RegisterProjectorServiceHandler)
+	if err != nil {
+		lis.Close()
+		if web != nil {
+			web.Close()
+		}
+		return err
+	}
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -128,11 +137,14 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 		dash = "http://" + web.Addr().String() + "/"
 		h := dashboard.New(dashboard.Config{Reports: a, Behind: queries, History: stream, Live: live, Log: log})
 		part(4, func() error { return serveHTTP(ctx, web, h, cfg.Grace, log) })
-		if cfg.httpReady != nil {
-			cfg.httpReady(web.Addr())
+		if cfg.dashboardReady != nil {
+			cfg.dashboardReady(web.Addr())
 		}
 	}
-	log.Info("projector serving", "grpc", lis.Addr().String(), "dashboard", dash, "nats", cfg.NATSURL, "stream", cfg.Stream)
+	log.Info("projector serving", "grpc", lis.Addr().String(), "http", api, "dashboard", dash, "nats", cfg.NATSURL, "stream", cfg.Stream)
+	if cfg.httpReady != nil {
+		cfg.httpReady(api)
+	}
 	if ready != nil {
 		ready(lis.Addr())
 	}

@@ -56,10 +56,13 @@ type service struct {
 // start runs the service on a free port against w's JetStream and dials
 // it. stop (also called when the test ends) shuts it down and fails the
 // test if run returned an error.
-func (w *world) start(t testing.TB) *service {
+func (w *world) start(t testing.TB, edit ...func(*Config)) *service {
 	t.Helper()
 	cfg := Config{Addr: "127.0.0.1:0", NATSURL: w.nats.Server.URL(), Stream: stream, Replicas: 1, Workers: 16,
 		AckWait: 2 * time.Second, Grace: time.Second}
+	for _, e := range edit {
+		e(&cfg)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	addrc := make(chan net.Addr, 1)
 	done := make(chan error, 1)

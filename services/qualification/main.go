@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -17,7 +18,9 @@ import (
 
 // Config is qualification's settings.
 type Config struct {
-	Addr     string
+	Addr string
+	// HTTPAddr is the HTTP/JSON API's listen address; empty serves none.
+	HTTPAddr string
 	NATSURL  string
 	Stream   string
 	Replicas int
@@ -32,6 +35,10 @@ type Config struct {
 	LogJSON bool
 	// TraceSample is the share of new traces recorded.
 	TraceSample float64
+
+	// httpReady, if set, is told the HTTP/JSON API's address, nil when
+	// it is off (tests).
+	httpReady func(net.Addr)
 }
 
 func main() {
@@ -45,6 +52,7 @@ func mainErr() error {
 	var cfg Config
 	f := config.New("qualification")
 	f.String(&cfg.Addr, "addr", "LEADFLOW_QUALIFICATION_ADDR", "127.0.0.1:7102", "gRPC listen address")
+	f.String(&cfg.HTTPAddr, "http-addr", "LEADFLOW_QUALIFICATION_HTTP_ADDR", "127.0.0.1:7202", "HTTP/JSON API listen address (empty: no HTTP API)")
 	f.String(&cfg.NATSURL, "nats", "LEADFLOW_NATS_URL", "", "NATS URL (required)")
 	f.String(&cfg.Stream, "stream", "LEADFLOW_STREAM", "LEADFLOW", "event stream name")
 	f.Int(&cfg.Replicas, "replicas", "LEADFLOW_REPLICAS", 1, "stream replicas (3 in a cluster)")

@@ -45,6 +45,11 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
 	}
+	api, err := srv.ListenHTTP(cfg.HTTPAddr, qualificationv1.RegisterQualificationServiceHandler)
+	if err != nil {
+		lis.Close()
+		return err
+	}
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -69,7 +74,10 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	part(1, func() error {
 		return events.Rescores(ctx, js, ports.RescoreConfig{Stream: cfg.Stream, Workers: cfg.Workers, AckWait: cfg.AckWait, Logger: log})
 	})
-	log.Info("qualification serving", "grpc", lis.Addr().String(), "nats", cfg.NATSURL, "stream", cfg.Stream)
+	log.Info("qualification serving", "grpc", lis.Addr().String(), "http", api, "nats", cfg.NATSURL, "stream", cfg.Stream)
+	if cfg.httpReady != nil {
+		cfg.httpReady(api)
+	}
 	if ready != nil {
 		ready(lis.Addr())
 	}

@@ -1,0 +1,147 @@
+package grpcserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/encoding/protojson"
+)
+
+// Gateway adds one service's HTTP/JSON routes to a mux, each calling the
+// service through conn: the Register<Service>Handler functions that
+// protoc-gen-grpc-gateway writes into pkg/gen.
+type Gateway func(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientConn) error
+
+// HTTPHandler returns the HTTP/JSON API of the services the gateways add,
+// plus GET /healthz (the gRPC health check). Every call goes through conn
+// as a gRPC call, so the server's interceptors apply to it as to any
+// other. The x-correlation-id header and W3C trace context are passed on
+// as gRPC metadata, Authorization as "authorization" (the gateway's
+// default). JSON uses the proto JSON names (lowerCamel) and accepts the
+// proto names too; a field the request type does not have is refused.
+// Errors keep their gRPC status: code, message and details (field
+// violations) in the JSON body, mapped to an HTTP status (INVALID_ARGUMENT
+// and FAILED_PRECONDITION 400, NOT_FOUND 404, ABORTED 409, ...).
+func HTTPHandler(ctx context.Context, conn *grpc.ClientConn, gateways ...Gateway) (http.Handler, error) {
+	mux := runtime.NewServeMux(
+		runtime.WithIncomingHeaderMatcher(headerMatcher),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{Marshaler: &runtime.JSONPb{
+			MarshalOptions: protojson.MarshalOptions{EmitUnpopulated: true},
+			// The gateway's default drops unknown fields: a misspelt
+			// idempotencyKey would then be a silent duplicate capture.
+			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+		}}),
+		runtime.WithHealthzEndpoint(healthpb.NewHealthClient(conn)),
+	)
+	for _, g := range gateways {
+		if err := g(ctx, mux, conn); err != nil {
+			return nil, fmt.Errorf("register http gateway: %w", err)
+		}
+	}
+	return fullDuplex(mux), nil
+}
+
+// headerMatcher passes on the headers the services read beyond the
+// gateway's defaults: the correlation id and the caller's trace context.
+func headerMatcher(key string) (string, bool) {
+	for _, h := range []string{CorrelationHeader, "traceparent", "tracestate"} {
+		if strings.EqualFold(key, h) {
+			return h, true
+		}
+	}
+	return runtime.DefaultHeaderMatcher(key)
+}
+
+// fullDuplex lets a streaming call (ImportLeads, newline-delimited JSON)
+// keep reading rows while it writes results: without it Go's HTTP/1
+// server discards the unread body once the response starts.
+func fullDuplex(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = http.NewResponseController(w).EnableFullDuplex()
+		h.ServeHTTP(w, r)
+	})
+}
+
+// ListenHTTP makes Serve answer HTTP/JSON on addr too, for the services
+// the gateways add (see HTTPHandler), through a client connection to the
+// server's own gRPC listener. It returns the address bound, or nil when
+// addr is empty: no HTTP. Call it before Serve.
+func (s *Server) ListenHTTP(addr string, gateways ...Gateway) (net.Addr, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	s.web, s.gateways = lis, gateways
+	return lis.Addr(), nil
+}
+
+// dialSelf connects to the server's own listener; an unspecified listen
+// address (":7101") is reached on loopback.
+func dialSelf(addr net.Addr) (*grpc.ClientConn, error) {
+	target := addr.String()
+	if tcp, ok := addr.(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
+		host := "127.0.0.1"
+		if tcp.IP.To4() == nil {
+			host = "::1"
+		}
+		target = net.JoinHostPort(host, fmt.Sprint(tcp.Port))
+	}
+	return grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+}
+
+// webServer is Serve's HTTP side.
+type webServer struct {
+	srv  *http.Server
+	conn *grpc.ClientConn
+	done chan struct{} // closed when srv.Serve has returned err
+	err  error
+}
+
+func (s *Server) startHTTP(ctx context.Context, grpcAddr net.Addr) (*webServer, error) {
+	conn, err := dialSelf(grpcAddr)
+	if err != nil {
+		return nil, fmt.Errorf("http gateway: %w", err)
+	}
+	h, err := HTTPHandler(ctx, conn, s.gateways...)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	w := &webServer{conn: conn, done: make(chan struct{}), srv: &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}}
+	go func() { w.err = w.srv.Serve(s.web); close(w.done) }()
+	return w, nil
+}
+
+// stop lets running HTTP calls finish until deadline, then closes them.
+func (w *webServer) stop(deadline time.Time, log *slog.Logger) error {
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	if err := w.srv.Shutdown(ctx); err != nil {
+		log.Warn("grace period over, closing open http calls", "err", err)
+		w.srv.Close()
+	}
+	<-w.done
+	w.conn.Close()
+	if errors.Is(w.err, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("http: %w", w.err)
+}

@@ -1,0 +1,265 @@
+package grpcserver_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
+	"github.com/leadflow/leadflow/pkg/grpcserver"
+)
+
+// fakeIntake answers the way the real services do: INVALID_ARGUMENT with
+// field violations, NOT_FOUND, FAILED_PRECONDITION naming the state, and
+// a panic the recovery interceptor turns into INTERNAL. It records the
+// metadata of the calls it serves.
+type fakeIntake struct {
+	intakev1.UnimplementedIntakeServiceServer
+	mu    sync.Mutex
+	calls []metadata.MD
+}
+
+func (f *fakeIntake) record(ctx context.Context) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	f.mu.Lock()
+	f.calls = append(f.calls, md)
+	f.mu.Unlock()
+}
+
+func (f *fakeIntake) served() []metadata.MD {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]metadata.MD(nil), f.calls...)
+}
+
+func (f *fakeIntake) CaptureLead(ctx context.Context, req *intakev1.CaptureLeadRequest) (*intakev1.CaptureLeadResponse, error) {
+	f.record(ctx)
+	if req.GetContact().GetEmail() == "" {
+		return nil, grpcserver.InvalidArgument("request is not valid", grpcserver.FieldViolation{Field: "contact.email", Description: "is required"})
+	}
+	return &intakev1.CaptureLeadResponse{LeadId: "lead-" + req.GetIdempotencyKey(), Outcome: intakev1.CaptureOutcome_CAPTURE_OUTCOME_CREATED, Version: 7}, nil
+}
+
+func (f *fakeIntake) GetLead(ctx context.Context, req *intakev1.GetLeadRequest) (*intakev1.GetLeadResponse, error) {
+	f.record(ctx)
+	switch req.GetLeadId() {
+	case "known":
+		return &intakev1.GetLeadResponse{Lead: &intakev1.Lead{LeadId: "known", Submissions: 2}}, nil
+	case "merged":
+		return nil, status.Error(codes.FailedPrecondition, "lead merged: refused in MERGED")
+	case "boom":
+		panic("boom")
+	}
+	return nil, status.Error(codes.NotFound, "no lead "+req.GetLeadId())
+}
+
+func (f *fakeIntake) ImportLeads(stream intakev1.IntakeService_ImportLeadsServer) error {
+	f.record(stream.Context())
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		res := &intakev1.ImportLeadsResponse{Row: req.GetRow(), LeadId: "lead-" + req.GetLead().GetContact().GetEmail()}
+		if err := stream.Send(res); err != nil {
+			return err
+		}
+	}
+}
+
+// serve runs a server with the fake on 127.0.0.1:0 and HTTP/JSON beside
+// it; stop cancels Serve and returns what it returned.
+func serve(t *testing.T) (fake *fakeIntake, base string, stop func() error) {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv := grpcserver.New(log)
+	fake = &fakeIntake{}
+	intakev1.RegisterIntakeServiceServer(srv.Server, fake)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	web, err := srv.ListenHTTP("127.0.0.1:0", intakev1.RegisterIntakeServiceHandler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, lis, 2*time.Second) }()
+	var once sync.Once
+	var served error
+	stop = func() error {
+		once.Do(func() { cancel(); served = <-done })
+		return served
+	}
+	t.Cleanup(func() { _ = stop() })
+	return fake, "http://" + web.String(), stop
+}
+
+func do(t *testing.T, method, url, body string, header ...string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
+		t.Fatalf("%s %s: body does not decode: %v", method, url, err)
+	}
+	return res.StatusCode, out
+}
+
+func TestHTTPCallsGoThroughTheGRPCServer(t *testing.T) {
+	fake, base, stop := serve(t)
+
+	// lowerCamel JSON names and proto names are both accepted; the
+	// answer uses lowerCamel and lists unset fields too.
+	for _, body := range []string{`{"idempotencyKey":"k1","contact":{"email":"ada@example.com"}}`,
+		`{"idempotency_key":"k1","contact":{"email":"ada@example.com","first_name":"Ada"}}`} {
+		code, out := do(t, "POST", base+"/v1/leads", body, "X-Correlation-Id", "corr-1", "Authorization", "Bearer t0k")
+		if code != 200 || out["leadId"] != "lead-k1" || out["outcome"] != "CAPTURE_OUTCOME_CREATED" || out["version"] != "7" || out["replayed"] != false {
+			t.Fatalf("capture %s: %d %v", body, code, out)
+		}
+	}
+	md := fake.served()[0]
+	if got := md.Get(grpcserver.CorrelationHeader); len(got) != 1 || got[0] != "corr-1" {
+		t.Errorf("correlation id in metadata: %v", md)
+	}
+	if got := md.Get("authorization"); len(got) != 1 || got[0] != "Bearer t0k" {
+		t.Errorf("authorization in metadata: %v", md)
+	}
+
+	// The unbound path of a method that also has a REST path.
+	if code, out := do(t, "POST", base+"/leadflow.intake.v1.IntakeService/GetLead", `{"leadId":"known"}`); code != 200 ||
+		out["lead"].(map[string]any)["submissions"] != float64(2) {
+		t.Fatalf("unbound GetLead: %d %v", code, out)
+	}
+	if code, out := do(t, "GET", base+"/v1/leads/known", ""); code != 200 || out["lead"].(map[string]any)["leadId"] != "known" {
+		t.Fatalf("GET lead: %d %v", code, out)
+	}
+
+	// Errors keep their gRPC status in the body.
+	code, out := do(t, "POST", base+"/v1/leads", `{"contact":{}}`)
+	if code != 400 || out["code"] != float64(codes.InvalidArgument) || !strings.Contains(toJSON(t, out["details"]), `"field":"contact.email"`) {
+		t.Fatalf("invalid capture: %d %v", code, out)
+	}
+	if code, out := do(t, "GET", base+"/v1/leads/nobody", ""); code != 404 || out["code"] != float64(codes.NotFound) {
+		t.Fatalf("unknown lead: %d %v", code, out)
+	}
+	if code, out := do(t, "GET", base+"/v1/leads/merged", ""); code != 400 || out["code"] != float64(codes.FailedPrecondition) ||
+		out["message"] != "lead merged: refused in MERGED" {
+		t.Fatalf("refused: %d %v", code, out)
+	}
+	// The recovery interceptor runs for HTTP calls too.
+	if code, out := do(t, "GET", base+"/v1/leads/boom", ""); code != 500 || out["code"] != float64(codes.Internal) {
+		t.Fatalf("panic: %d %v", code, out)
+	}
+	if code, out := do(t, "GET", base+"/healthz", ""); code != 200 || out["status"] != "SERVING" {
+		t.Fatalf("healthz: %d %v", code, out)
+	}
+
+	// A field the request does not have, or JSON that does not decode,
+	// is refused before any call.
+	calls := len(fake.served())
+	for _, body := range []string{`{"contact":{"email":"a@example.com"},"idempotencyKy":"k"}`, `{"contact":`} {
+		if code, out := do(t, "POST", base+"/v1/leads", body); code != 400 || out["code"] != float64(codes.InvalidArgument) {
+			t.Fatalf("%s: %d %v", body, code, out)
+		}
+	}
+	if n := len(fake.served()); n != calls {
+		t.Fatalf("a refused body reached the service: %d calls, want %d", n, calls)
+	}
+	if code, out := do(t, "POST", base+"/v1/nothing", `{}`); code != 404 || out["code"] != float64(codes.NotFound) {
+		t.Fatalf("unknown path: %d %v", code, out)
+	}
+
+	if err := stop(); err != nil {
+		t.Fatalf("serve returned %v", err)
+	}
+	if _, err := http.Get(base + "/healthz"); err == nil {
+		t.Fatal("HTTP still answers after Serve returned")
+	}
+}
+
+// A client-streaming call over HTTP: newline-delimited JSON in, one JSON
+// object per result out, rows read while results are written.
+func TestHTTPStreamsNewlineDelimitedJSON(t *testing.T) {
+	_, base, _ := serve(t)
+	const rows = 3000 // more than Go's HTTP/1 server reads ahead on its own
+	pr, pw := io.Pipe()
+	go func() {
+		enc := json.NewEncoder(pw)
+		for i := range rows {
+			if err := enc.Encode(map[string]any{"row": i + 1, "lead": map[string]any{"contact": map[string]any{"email": strings.Repeat("x", 200) + "@example.com"}}}); err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+		}
+		pw.Close()
+	}()
+	res, err := http.Post(base+"/v1/leads:import", "application/json", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("status %d", res.StatusCode)
+	}
+	sc := bufio.NewScanner(res.Body)
+	sc.Buffer(nil, 1<<20)
+	n := 0
+	for sc.Scan() {
+		var line struct {
+			Result *struct {
+				Row string `json:"row"`
+			} `json:"result"`
+			Error any `json:"error"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil || line.Result == nil {
+			t.Fatalf("line %d: %s (%v)", n+1, sc.Text(), err)
+		}
+		n++
+		if want := strings.TrimSpace(toJSON(t, n)); line.Result.Row != want {
+			t.Fatalf("result %d is row %s", n, line.Result.Row)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n != rows {
+		t.Fatalf("%d results, want %d", n, rows)
+	}
+}
+
+func toJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

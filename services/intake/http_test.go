@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	"github.com/leadflow/leadflow/pkg/testenv"
+)
+
+// startHTTP is start with the HTTP/JSON API on a free port too; it
+// returns the API's base URL.
+func startHTTP(t *testing.T) (*env, string) {
+	t.Helper()
+	n := testenv.StartNATS(t)
+	web := make(chan net.Addr, 1)
+	cfg := Config{Addr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", NATSURL: n.Server.URL(), Stream: "LEADFLOW", Replicas: 1,
+		MasterKey: hexKey(t), BlindKey: hexKey(t), Grace: time.Second, httpReady: func(a net.Addr) { web <- a }}
+	e := startWith(t, n, cfg)
+	select {
+	case a := <-web:
+		if a == nil {
+			t.Fatal("no HTTP address")
+		}
+		return e, "http://" + a.String()
+	case <-time.After(10 * time.Second):
+		t.Fatal("HTTP API did not start")
+	}
+	return nil, ""
+}
+
+// call sends a JSON request and decodes the JSON answer.
+func call(t *testing.T, method, url, body string, header ...string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctxT(t), method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	return res.StatusCode, out
+}
+
+// get follows a path of object keys through decoded JSON.
+func get(v any, keys ...string) any {
+	for _, k := range keys {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[k]
+	}
+	return v
+}
+
+const captureJSON = `{"idempotencyKey":"form-7","contact":{"email":"Grace@Example.com","firstName":"Grace","lastName":"Hopper"},
+	"profile":{"company":"Navy","title":"Rear Admiral","seniority":"SENIORITY_VP","employees":5000,"country":"us"},
+	"attribution":{"source":"web-form","utmSource":"newsletter"}}`
+
+// A marketing platform captures a lead with curl and JSON and reads it
+// back, by the REST path and by the method's own path; the correlation
+// id it sends is in the event written.
+func TestHTTPCaptureAndReadBack(t *testing.T) {
+	e, base := startHTTP(t)
+	code, out := call(t, "POST", base+"/v1/leads", captureJSON, "X-Correlation-Id", "crm-sync-42")
+	id, _ := out["leadId"].(string)
+	if code != http.StatusOK || id == "" || out["outcome"] != "CAPTURE_OUTCOME_CREATED" || out["replayed"] != false {
+		t.Fatalf("capture: %d %v", code, out)
+	}
+	// The same key again is the first answer, written once.
+	if code, again := call(t, "POST", base+"/v1/leads", captureJSON); code != http.StatusOK || again["leadId"] != id || again["replayed"] != true {
+		t.Fatalf("repeat: %d %v", code, again)
+	}
+
+	code, rest := call(t, "GET", base+"/v1/leads/"+id, "")
+	if code != http.StatusOK || get(rest, "lead", "leadId") != id || get(rest, "lead", "contact", "email") != "grace@example.com" ||
+		get(rest, "lead", "lifecycle", "status") != "LEAD_STATUS_NEW" || get(rest, "lead", "profile", "country") != "US" {
+		t.Fatalf("GET /v1/leads/%s: %d %v", id, code, rest)
+	}
+	// The method's own path, with the proto field name in the body.
+	code, unbound := call(t, "POST", base+"/leadflow.intake.v1.IntakeService/GetLead", fmt.Sprintf(`{"lead_id":%q}`, id))
+	if code != http.StatusOK || fmt.Sprint(unbound) != fmt.Sprint(rest) {
+		t.Fatalf("unbound GetLead: %d %v, want %v", code, unbound, rest)
+	}
+
+	recs, err := eventstore.New(e.nats.JS, "LEADFLOW").Load(ctxT(t), eventstore.LeadSubject(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || recs[0].Event.GetEventType() != "LeadCaptured" || recs[0].Event.GetCorrelationId() != "crm-sync-42" {
+		t.Fatalf("events: %v", recs)
+	}
+}
+
+// A bad request over HTTP is 400 with the gRPC status in the body, naming
+// the field, and writes nothing; so is a body that is not the request.
+func TestHTTPBadRequestNamesTheFieldAndWritesNothing(t *testing.T) {
+	e, base := startHTTP(t)
+	before := e.counts(t)
+	code, out := call(t, "POST", base+"/v1/leads", `{"contact":{"email":"not an email"},"attribution":{"source":"web-form"}}`)
+	if code != http.StatusBadRequest || out["code"] != float64(3) {
+		t.Fatalf("invalid email: %d %v", code, out)
+	}
+	details, _ := json.Marshal(out["details"])
+	if !strings.Contains(string(details), `"field":"contact.email"`) || !strings.Contains(string(details), "google.rpc.BadRequest") {
+		t.Fatalf("details do not name contact.email: %s", details)
+	}
+	for _, body := range []string{`{"contact":{"email":"ok@example.com"},"idempotencyKy":"k"}`, `{"contact":{"email":"ok@example.com"}`} {
+		if code, out := call(t, "POST", base+"/v1/leads", body); code != http.StatusBadRequest || out["code"] != float64(3) {
+			t.Fatalf("%s: %d %v", body, code, out)
+		}
+	}
+	if code, out := call(t, "GET", base+"/v1/leads/00000000-0000-0000-0000-000000000000", ""); code != http.StatusNotFound || out["code"] != float64(5) {
+		t.Fatalf("unknown lead: %d %v", code, out)
+	}
+	e.assertCounts(t, before)
+}
+
+// ImportLeads over HTTP: newline-delimited JSON rows in, one result per
+// row out, a refused row naming its field.
+func TestHTTPImportNewlineDelimited(t *testing.T) {
+	_, base := startHTTP(t)
+	var body strings.Builder
+	for i := 1; i <= 300; i++ {
+		email := fmt.Sprintf("row%d@example.com", i)
+		if i == 150 {
+			email = ""
+		}
+		fmt.Fprintf(&body, `{"row":%d,"lead":{"contact":{"email":%q},"attribution":{"source":"import"}}}`+"\n", i, email)
+	}
+	res, err := http.Post(base+"/v1/leads:import", "application/json", strings.NewReader(body.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", res.StatusCode)
+	}
+	sc := bufio.NewScanner(res.Body)
+	rows := 0
+	for sc.Scan() {
+		var line map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil || line["result"] == nil {
+			t.Fatalf("line %q: %v", sc.Text(), err)
+		}
+		rows++
+		r := line["result"]
+		if get(r, "row") != fmt.Sprint(rows) {
+			t.Fatalf("result %d: %v", rows, r)
+		}
+		errs, _ := get(r, "errors").([]any)
+		if refused := rows == 150; refused != (len(errs) > 0) || refused && get(errs[0], "field") != "contact.email" ||
+			!refused && get(r, "leadId") == "" {
+			t.Fatalf("result %d: %v", rows, r)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 300 {
+		t.Fatalf("%d results, want 300", rows)
+	}
+}

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	projectorv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/projector/v1"
+)
+
+// The queries over HTTP answer what the gRPC API answers: lead search and
+// detail, the funnel and the campaign report, by their REST paths with
+// query parameters; errors keep their gRPC meaning.
+func TestHTTPQueriesAnswerAsGRPC(t *testing.T) {
+	w := newWorld(t)
+	w.fixture(t)
+	web := make(chan net.Addr, 1)
+	s := w.launch(t, Config{Addr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", NATSURL: w.nats.Server.URL(), Stream: stream, Replicas: 1,
+		Postgres: w.dsn, Workers: 64, AckWait: 2 * time.Second, Grace: time.Second, httpReady: func(a net.Addr) { web <- a }})
+	var base string
+	select {
+	case a := <-web:
+		base = "http://" + a.String()
+	case <-time.After(10 * time.Second):
+		t.Fatal("HTTP API did not start")
+	}
+	w.projected(t, w.dsn)
+	ctx := ctxT(t)
+	p := marchPeriod()
+	period := func(prefix string) string {
+		return prefix + ".from=" + url.QueryEscape(p.GetFrom().AsTime().Format(time.RFC3339)) + "&" + prefix + ".to=" + url.QueryEscape(p.GetTo().AsTime().Format(time.RFC3339))
+	}
+
+	search, err := s.client.SearchLeads(ctx, &projectorv1.SearchLeadsRequest{Captured: p, PageSize: 500})
+	if err != nil || len(search.GetLeads()) == 0 {
+		t.Fatalf("search: %v %v", search, err)
+	}
+	sameAs(t, base+"/v1/leads?pageSize=500&"+period("captured"), search)
+	detail, err := s.client.GetLead(ctx, &projectorv1.GetLeadRequest{LeadId: "l1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameAs(t, base+"/v1/leads/l1", detail)
+	funnel, err := s.client.GetFunnel(ctx, &projectorv1.GetFunnelRequest{Period: p, GroupBy: projectorv1.FunnelGroup_FUNNEL_GROUP_SOURCE})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameAs(t, base+"/v1/reports/funnel?groupBy=FUNNEL_GROUP_SOURCE&"+period("period"), funnel)
+	report, err := s.client.GetCampaignReport(ctx, &projectorv1.GetCampaignReportRequest{Period: p, Attribution: projectorv1.AttributionModel_ATTRIBUTION_MODEL_LINEAR})
+	if err != nil || len(report.GetCampaigns()) == 0 {
+		t.Fatalf("report: %v %v", report, err)
+	}
+	sameAs(t, base+"/v1/reports/campaigns?attribution=ATTRIBUTION_MODEL_LINEAR&"+period("period"), report)
+
+	code, out := httpError(t, base+"/v1/leads/nobody")
+	if code != http.StatusNotFound || out["code"] != float64(5) {
+		t.Fatalf("unknown lead: %d %v", code, out)
+	}
+	code, out = httpError(t, base+"/v1/reports/campaigns?"+period("period"))
+	if details, _ := json.Marshal(out["details"]); code != http.StatusBadRequest || out["code"] != float64(3) || !strings.Contains(string(details), `"field":"attribution"`) {
+		t.Fatalf("no attribution: %d %v", code, out)
+	}
+}
+
+// sameAs fails unless GET url answers 200 with want in JSON.
+func sameAs(t *testing.T, url string, want proto.Message) {
+	t.Helper()
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", url, res.StatusCode, body)
+	}
+	got := want.ProtoReflect().New().Interface()
+	if err := protojson.Unmarshal(body, got); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	if !proto.Equal(got, want) {
+		t.Fatalf("GET %s:\n%v\nwant (gRPC)\n%v", url, got, want)
+	}
+}
+
+// httpError GETs url and decodes the JSON status it answers.
+func httpError(t *testing.T, url string) (int, map[string]any) {
+	t.Helper()
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return res.StatusCode, out
+}
