@@ -88,7 +88,7 @@ func (f *fakeIntake) ImportLeads(stream intakev1.IntakeService_ImportLeadsServer
 func serve(t *testing.T) (fake *fakeIntake, base string, stop func() error) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := grpcserver.New(log)
+	srv := grpcserver.New(log, nil)
 	fake = &fakeIntake{}
 	intakev1.RegisterIntakeServiceServer(srv.Server, fake)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")

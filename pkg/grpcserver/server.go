@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -30,6 +31,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/leadflow/leadflow/pkg/auth"
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
@@ -51,14 +53,25 @@ type Server struct {
 const streamWorkers = 256
 
 // New returns a server with tracing, health and reflection registered.
-// Register the service's own API on it, then call Serve.
-func New(log *slog.Logger, opts ...grpc.ServerOption) *Server {
+// Register the service's own API on it, then call Serve. With a verifier,
+// every call but health and reflection needs a token granting the scope
+// its method declares (pkg/auth), checked before the request is looked
+// at; without one, anyone may call anything, which New logs.
+func New(log *slog.Logger, v *auth.Verifier, opts ...grpc.ServerOption) *Server {
 	rec := &recorder{}
+	unary := []grpc.UnaryServerInterceptor{recoverUnary(log), rec.unary}
+	stream := []grpc.StreamServerInterceptor{recoverStream(log), rec.stream}
+	if v != nil {
+		unary = slices.Insert(unary, 1, v.UnaryInterceptor())
+		stream = slices.Insert(stream, 1, v.StreamInterceptor())
+	} else {
+		log.Warn("auth off: no -auth-keys, so every caller may call every method")
+	}
 	opts = append([]grpc.ServerOption{
 		telemetry.ServerOption(),
 		grpc.ForceServerCodecV2(codec{rec: rec}),
-		grpc.ChainUnaryInterceptor(recoverUnary(log), rec.unary),
-		grpc.ChainStreamInterceptor(recoverStream(log), rec.stream),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
 		// Calls run on long-lived goroutines whose stacks have already
 		// grown, instead of a new goroutine each that grows its stack
 		// while encoding an event (a sixth of a capture's CPU, profiled).
@@ -321,6 +334,9 @@ const CorrelationHeader = "x-correlation-id"
 // first events, and the trace context of the request's span.
 func Meta(ctx context.Context) envelope.Meta {
 	m := envelope.Meta{Trace: telemetry.Inject(ctx)}
+	if p, ok := auth.FromContext(ctx); ok {
+		m.Actor = p.Actor() // services that know better (a rep) set their own
+	}
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		if v := md.Get(CorrelationHeader); len(v) > 0 && len(v[0]) <= 128 {
 			m.CorrelationID = v[0]

@@ -8,8 +8,10 @@ import (
 	"github.com/leadflow/leadflow/pkg/eventstore"
 )
 
-func printHelp(out io.Writer, natsURL string, services []service, lead string) {
+func printHelp(out io.Writer, natsURL string, services []service, lead, token string) {
 	fmt.Fprintf(out, "\nLeadflow is running. Ctrl-C stops everything; data stays in .data/ for the next run.\n\n")
+	fmt.Fprintf(out, "Every API call needs a bearer token granting its method's scope (docs/operations.md#auth).\n")
+	fmt.Fprintf(out, "An operator's token, every scope, valid 30 days (leadctl reads it too):\n\n  export LEADFLOW_TOKEN=%s\n\n", token)
 	fmt.Fprintf(out, "  %-14s %-26s %s\n", "NATS JetStream", natsURL, "stream LEADFLOW (lead.>, campaign.>, model.>, claim.>)")
 	for _, s := range services {
 		fmt.Fprintf(out, "  %-14s %-26s gRPC, reflection on\n", s.name, s.addr)
@@ -20,24 +22,24 @@ func printHelp(out io.Writer, natsURL string, services []service, lead string) {
 	}
 	fmt.Fprintf(out, "\nCall it (grpcurl, pinned in tools/):\n")
 	fmt.Fprintf(out, "  scripts/gotool grpcurl -plaintext 127.0.0.1:7101 list leadflow.intake.v1.IntakeService\n")
-	fmt.Fprintf(out, "  scripts/gotool grpcurl -plaintext -d '{\"contact\":{\"email\":\"you@example.com\"},\"attribution\":{\"source\":\"web-form\"}}' \\\n      127.0.0.1:7101 leadflow.intake.v1.IntakeService/CaptureLead\n")
+	fmt.Fprintf(out, "  scripts/gotool grpcurl -plaintext -H \"authorization: Bearer $LEADFLOW_TOKEN\" \\\n      -d '{\"contact\":{\"email\":\"you@example.com\"},\"attribution\":{\"source\":\"web-form\"}}' \\\n      127.0.0.1:7101 leadflow.intake.v1.IntakeService/CaptureLead\n")
 	if lead != "" {
-		fmt.Fprintf(out, "  scripts/gotool grpcurl -plaintext -d '{\"lead_id\":\"%s\"}' \\\n      127.0.0.1:7101 leadflow.intake.v1.IntakeService/GetLeadTimeline\n", lead)
+		fmt.Fprintf(out, "  scripts/gotool grpcurl -plaintext -H \"authorization: Bearer $LEADFLOW_TOKEN\" -d '{\"lead_id\":\"%s\"}' \\\n      127.0.0.1:7101 leadflow.intake.v1.IntakeService/GetLeadTimeline\n", lead)
 	}
 	httpAddr := map[string]string{}
 	for _, s := range services {
 		httpAddr[s.name] = s.http
 	}
 	fmt.Fprintf(out, "\nOr with curl and JSON (every method also answers POST /<package>.<Service>/<Method>):\n")
-	fmt.Fprintf(out, "  curl -s -X POST http://%s/v1/leads -H 'X-Correlation-Id: demo-1' \\\n      -d '{\"contact\":{\"email\":\"you@example.com\"},\"attribution\":{\"source\":\"web-form\"}}'\n", httpAddr["intake"])
+	fmt.Fprintf(out, "  curl -s -X POST http://%s/v1/leads -H \"Authorization: Bearer $LEADFLOW_TOKEN\" -H 'X-Correlation-Id: demo-1' \\\n      -d '{\"contact\":{\"email\":\"you@example.com\"},\"attribution\":{\"source\":\"web-form\"}}'\n", httpAddr["intake"])
 	if lead != "" {
-		fmt.Fprintf(out, "  curl -s http://%s/v1/leads/%s\n", httpAddr["intake"], lead)
+		fmt.Fprintf(out, "  curl -s -H \"Authorization: Bearer $LEADFLOW_TOKEN\" http://%s/v1/leads/%s\n", httpAddr["intake"], lead)
 		if a, ok := httpAddr["handoff"]; ok {
-			fmt.Fprintf(out, "  curl -s http://%s/v1/leads/%s/brief\n", a, lead)
+			fmt.Fprintf(out, "  curl -s -H \"Authorization: Bearer $LEADFLOW_TOKEN\" http://%s/v1/leads/%s/brief\n", a, lead)
 		}
 	}
 	if a, ok := httpAddr["projector"]; ok {
-		fmt.Fprintf(out, "  curl -s 'http://%s/v1/reports/campaigns?attribution=ATTRIBUTION_MODEL_FIRST_TOUCH'\n", a)
+		fmt.Fprintf(out, "  curl -s -H \"Authorization: Bearer $LEADFLOW_TOKEN\" 'http://%s/v1/reports/campaigns?attribution=ATTRIBUTION_MODEL_FIRST_TOUCH'\n", a)
 	}
 	fmt.Fprintf(out, "\nWatch it (nats CLI, pinned in tools/):\n")
 	fmt.Fprintf(out, "  scripts/gotool nats -s %s stream info LEADFLOW\n", natsURL)
@@ -61,5 +63,7 @@ func printHelp(out io.Writer, natsURL string, services []service, lead string) {
 	fmt.Fprintf(out, "  go run ./services/leadctl replay          # every lead event through the lifecycle rules\n")
 	fmt.Fprintf(out, "  go run ./services/leadctl rebuild         # the projector's read models, from the stream\n")
 	fmt.Fprintf(out, "  go run ./services/leadctl dlq list\n")
-	fmt.Fprintf(out, "  go run ./services/leadctl tail --type LeadQualified\n\n")
+	fmt.Fprintf(out, "  go run ./services/leadctl tail --type LeadQualified\n")
+	fmt.Fprintf(out, "  export $(grep SIGNING .data/keys.env)  # then tokens for your integrations:\n")
+	fmt.Fprintf(out, "  go run ./services/leadctl token issue --sub web-forms --kind integration --team marketing --scope leads:capture --ttl 720h\n\n")
 }

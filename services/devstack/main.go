@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -25,7 +26,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 
+	"github.com/leadflow/leadflow/pkg/auth"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/natsserver"
 )
 
@@ -64,7 +68,14 @@ func run() error {
 	if err := os.MkdirAll(filepath.Join(dataDir, "bin"), 0o755); err != nil {
 		return err
 	}
-	keys, err := loadKeys(filepath.Join(dataDir, "keys.env"))
+	keys, signer, err := loadKeys(filepath.Join(dataDir, "keys.env"))
+	if err != nil {
+		return err
+	}
+	// The operator's token: every scope, for the printed examples, leadctl
+	// and the demo data; the model's sign-offs use their signers' own.
+	token, err := auth.Issue(signer, auth.Principal{Subject: "operator", Kind: eventv1.ActorKind_ACTOR_KIND_USER,
+		Team: eventv1.Team_TEAM_OPERATIONS, Scopes: []string{auth.AllScopes}}, 30*24*time.Hour)
 	if err != nil {
 		return err
 	}
@@ -139,11 +150,16 @@ func run() error {
 	}
 	var example string
 	if *seed {
-		if example, err = seedDemo(ctx, conns, os.Stdout); err != nil {
+		as := func(ctx context.Context, who *eventv1.Actor, scopes ...string) (context.Context, error) {
+			tok, err := auth.Issue(signer, auth.Principal{Subject: who.GetId(), Kind: who.GetKind(), Team: who.GetTeam(), Scopes: scopes}, time.Hour)
+			return metadata.NewOutgoingContext(ctx, metadata.Pairs("authorization", "Bearer "+tok)), err
+		}
+		seedCtx := metadata.NewOutgoingContext(ctx, metadata.Pairs("authorization", "Bearer "+token))
+		if example, err = seedDemo(seedCtx, conns, as, os.Stdout); err != nil {
 			return fmt.Errorf("demo data: %w", err)
 		}
 	}
-	printHelp(os.Stdout, ns.URL(), services, example)
+	printHelp(os.Stdout, ns.URL(), services, example, token)
 
 	select {
 	case <-ctx.Done():
@@ -154,21 +170,42 @@ func run() error {
 	}
 }
 
-// loadKeys reads the dev master and blind keys, creating them once, so a
-// restart can still open the personal data it sealed before.
-func loadKeys(path string) ([]string, error) {
+// loadKeys reads the dev master and blind keys and the token signing key,
+// creating each once, so a restart can still open the personal data it
+// sealed before and the tokens it printed stay valid. It returns the
+// services' environment (the public key, never the signing key) and the
+// signing key.
+func loadKeys(path string) ([]string, ed25519.PrivateKey, error) {
 	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		lines := []string{"LEADFLOW_MASTER_KEY=" + randomHex(), "LEADFLOW_BLIND_KEY=" + randomHex()}
-		if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
-			return nil, err
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, nil, err
+	}
+	lines := strings.Fields(string(b))
+	have := map[string]string{}
+	for _, l := range lines {
+		k, v, _ := strings.Cut(l, "=")
+		have[k] = v
+	}
+	added := false
+	for _, k := range []string{"LEADFLOW_MASTER_KEY", "LEADFLOW_BLIND_KEY", "LEADFLOW_AUTH_SIGNING_KEY"} {
+		if have[k] == "" {
+			have[k] = randomHex()
+			lines = append(lines, k+"="+have[k])
+			added = true
 		}
-		return lines, nil
 	}
+	if added {
+		if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+			return nil, nil, err
+		}
+	}
+	signer, err := auth.ParsePrivateKey(have["LEADFLOW_AUTH_SIGNING_KEY"])
 	if err != nil {
-		return nil, err
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return strings.Fields(string(b)), nil
+	env := []string{"LEADFLOW_MASTER_KEY=" + have["LEADFLOW_MASTER_KEY"], "LEADFLOW_BLIND_KEY=" + have["LEADFLOW_BLIND_KEY"],
+		"LEADFLOW_AUTH_KEYS=" + hex.EncodeToString(signer.Public().(ed25519.PublicKey))}
+	return env, signer, nil
 }
 
 func randomHex() string {

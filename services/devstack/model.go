@@ -16,26 +16,36 @@ import (
 
 // seedModel proposes the demo scoring model and signs it off, once by
 // marketing and once by sales, as both teams must before it scores
-// anyone. The idempotency key and the approvals make a second run a no-op.
-func seedModel(ctx context.Context, conns map[string]*grpc.ClientConn, out io.Writer) error {
+// anyone: each with their own token, as a sign-off acts as its caller. The
+// idempotency key and the approvals make a second run a no-op.
+func seedModel(ctx context.Context, conns map[string]*grpc.ClientConn, as asCaller, out io.Writer) error {
 	conn := conns["qualification"]
 	if conn == nil {
 		return nil
 	}
 	q := qualificationv1.NewQualificationServiceClient(conn)
-	prop, err := q.ProposeModel(ctx, &qualificationv1.ProposeModelRequest{
+	maria := &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "maria.marketing-ops", Team: eventv1.Team_TEAM_MARKETING}
+	mctx, err := as(ctx, maria, "models:propose")
+	if err != nil {
+		return err
+	}
+	prop, err := q.ProposeModel(mctx, &qualificationv1.ProposeModelRequest{
 		Model:          scoring.ToProto(scoring.Default()),
-		ProposedBy:     &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "maria.marketing-ops", Team: eventv1.Team_TEAM_MARKETING},
+		ProposedBy:     maria,
 		IdempotencyKey: "demo-model-1",
 	})
 	if err != nil {
 		return fmt.Errorf("propose model: %w", err)
 	}
 	for _, approver := range []*eventv1.Actor{
-		{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "maria.marketing-ops", Team: eventv1.Team_TEAM_MARKETING},
+		maria,
 		{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "sam.sales-lead", Team: eventv1.Team_TEAM_SALES},
 	} {
-		if _, err := q.ApproveModel(ctx, &qualificationv1.ApproveModelRequest{Version: prop.GetVersion(), Approver: approver}); err != nil {
+		actx, err := as(ctx, approver, "models:approve")
+		if err != nil {
+			return err
+		}
+		if _, err := q.ApproveModel(actx, &qualificationv1.ApproveModelRequest{Version: prop.GetVersion(), Approver: approver}); err != nil {
 			return fmt.Errorf("approve model v%d by %s: %w", prop.GetVersion(), approver.GetId(), err)
 		}
 	}

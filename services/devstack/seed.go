@@ -43,7 +43,10 @@ var demoLeads = []demoLead{
 // seedDemo loads the demo data through the public APIs. Every write has an
 // idempotency key or caller id, so seeding again on restart changes
 // nothing. It returns one lead id to show in the help.
-func seedDemo(ctx context.Context, conns map[string]*grpc.ClientConn, out io.Writer) (string, error) {
+// asCaller is ctx with a token for who granting scopes.
+type asCaller func(ctx context.Context, who *eventv1.Actor, scopes ...string) (context.Context, error)
+
+func seedDemo(ctx context.Context, conns map[string]*grpc.ClientConn, as asCaller, out io.Writer) (string, error) {
 	intake := intakev1.NewIntakeServiceClient(conns["intake"])
 	for _, c := range []*intakev1.RegisterCampaignRequest{
 		{CampaignId: "webinar-q4", Name: "Q4 product webinar", Channel: eventv1.Channel_CHANNEL_WEBINAR, Budget: &eventv1.Money{Currency: "EUR", MinorUnits: 800000}},
@@ -57,7 +60,7 @@ func seedDemo(ctx context.Context, conns map[string]*grpc.ClientConn, out io.Wri
 			return "", err
 		}
 	}
-	if err := seedModel(ctx, conns, out); err != nil {
+	if err := seedModel(ctx, conns, as, out); err != nil {
 		return "", err
 	}
 	if err := seedRouting(ctx, conns); err != nil {

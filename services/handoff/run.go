@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 
+	"github.com/leadflow/leadflow/pkg/auth"
 	"github.com/leadflow/leadflow/pkg/config"
 	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/eventstore"
@@ -73,7 +74,11 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	a := app.New(adapters.NewLeads(store), adapters.NewStore(store, js), loads, adapters.NewTimers(js, cfg.TimerTTL), opts...)
 	events := ports.NewEvents(a, log)
 
-	srv := grpcserver.New(log)
+	verifier, err := auth.FromKeys(cfg.AuthKeys)
+	if err != nil {
+		return fmt.Errorf("-auth-keys: %w", err)
+	}
+	srv := grpcserver.New(log, verifier)
 	handoffv1.RegisterHandoffServiceServer(srv.Server, ports.NewGRPC(a, log))
 	lis, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

@@ -19,7 +19,9 @@ import (
 type Config struct {
 	Addr string
 	// HTTPAddr is the HTTP/JSON API's listen address; empty serves none.
-	HTTPAddr  string
+	HTTPAddr string
+	// AuthKeys are the public keys of trusted token signers; empty: auth off.
+	AuthKeys  string
 	NATSURL   string
 	Stream    string
 	Replicas  int
@@ -47,6 +49,7 @@ func mainErr() error {
 	f := config.New("intake")
 	f.String(&cfg.Addr, "addr", "LEADFLOW_INTAKE_ADDR", "127.0.0.1:7101", "gRPC listen address")
 	f.String(&cfg.HTTPAddr, "http-addr", "LEADFLOW_INTAKE_HTTP_ADDR", "127.0.0.1:7201", "HTTP/JSON API listen address (empty: no HTTP API)")
+	f.String(&cfg.AuthKeys, "auth-keys", "LEADFLOW_AUTH_KEYS", "", "comma-separated Ed25519 public keys (64 hex chars each) whose tokens are trusted; empty turns auth off")
 	f.String(&cfg.NATSURL, "nats", "LEADFLOW_NATS_URL", "", "NATS URL (required)")
 	f.String(&cfg.Stream, "stream", "LEADFLOW_STREAM", "LEADFLOW", "event stream name")
 	f.Int(&cfg.Replicas, "replicas", "LEADFLOW_REPLICAS", 1, "stream replicas (3 in a cluster)")

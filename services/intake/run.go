@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 
+	"github.com/leadflow/leadflow/pkg/auth"
 	"github.com/leadflow/leadflow/pkg/config"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
@@ -47,7 +48,11 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	store := eventstore.New(js, cfg.Stream)
 	a := app.New(adapters.NewLeads(store), adapters.NewCampaigns(store), keys, app.WithLogger(log))
 
-	srv := grpcserver.New(log)
+	verifier, err := auth.FromKeys(cfg.AuthKeys)
+	if err != nil {
+		return fmt.Errorf("-auth-keys: %w", err)
+	}
+	srv := grpcserver.New(log, verifier)
 	intakev1.RegisterIntakeServiceServer(srv.Server, ports.NewGRPC(a, log))
 	lis, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

@@ -39,6 +39,7 @@ type options struct {
 	projector     string
 	output        string
 	timeout       time.Duration
+	token         string
 }
 
 // errUsage marks a mistake in the command line.
@@ -48,7 +49,7 @@ func newRoot(out io.Writer) *cobra.Command {
 	o := &options{}
 	root := &cobra.Command{
 		Use:           "leadctl",
-		Short:         "Operate Leadflow: timelines, state, lost leads, dead letters, replay, rebuild, tail, explain, erase, export",
+		Short:         "Operate Leadflow: timelines, state, lost leads, dead letters, replay, rebuild, tail, explain, erase, export, API tokens",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(*cobra.Command, []string) error {
@@ -69,8 +70,9 @@ func newRoot(out io.Writer) *cobra.Command {
 	f.StringVar(&o.projector, "projector", envOr("LEADFLOW_PROJECTOR_ADDR", "127.0.0.1:7105"), "projector gRPC address")
 	f.StringVarP(&o.output, "output", "o", "text", "output: text or json")
 	f.DurationVar(&o.timeout, "timeout", 5*time.Second, "how long to wait for a server")
+	f.StringVar(&o.token, "token", os.Getenv("LEADFLOW_TOKEN"), "bearer token for the services' APIs ($LEADFLOW_TOKEN; `make run` prints one)")
 	root.AddCommand(timelineCmd(o), stateCmd(o), dlqCmd(o), tailCmd(o), explainCmd(o), lostCmd(o), reassignCmd(o), eraseCmd(o), exportCmd(o),
-		replayCmd(o), rebuildCmd(o), queuesCmd(o))
+		replayCmd(o), rebuildCmd(o), queuesCmd(o), tokenCmd())
 	return root
 }
 

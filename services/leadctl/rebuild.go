@@ -40,7 +40,7 @@ rebuild.`,
 			if poll <= 0 {
 				return fmt.Errorf("%w: --poll must be positive", errUsage)
 			}
-			conn, err := grpc.NewClient(o.projector, grpcDialOpts()...)
+			conn, err := grpc.NewClient(o.projector, o.dialOpts()...)
 			if err != nil {
 				return err
 			}

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/leadflow/leadflow/pkg/auth"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	handoffv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/handoff/v1"
 	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
@@ -28,7 +29,7 @@ import (
 // call dials one service and runs f, turning "nothing answers" into a clear
 // error naming the flag that sets the address.
 func call(ctx context.Context, o *options, name, addr string, f func(context.Context, *grpc.ClientConn) error) error {
-	conn, err := grpc.NewClient(addr, grpcDialOpts()...)
+	conn, err := grpc.NewClient(addr, o.dialOpts()...)
 	if err != nil {
 		return err
 	}
@@ -48,8 +49,10 @@ func call(ctx context.Context, o *options, name, addr string, f func(context.Con
 	}
 }
 
-func grpcDialOpts() []grpc.DialOption {
-	return []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+// dialOpts are how leadctl reaches the services: plaintext, as they
+// listen on one machine, with the operator's token when there is one.
+func (o *options) dialOpts() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()), auth.Bearer(o.token)}
 }
 
 func printProto(cmd *cobra.Command, m proto.Message) error {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 
+	"github.com/leadflow/leadflow/pkg/auth"
 	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	nurturev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/nurture/v1"
@@ -52,7 +53,11 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 		adapters.NewGroups(js, cfg.Stream, consume.DefaultDeadLetterStream), opts...)
 	events := ports.NewEvents(a, log)
 
-	srv := grpcserver.New(log)
+	verifier, err := auth.FromKeys(cfg.AuthKeys)
+	if err != nil {
+		return fmt.Errorf("-auth-keys: %w", err)
+	}
+	srv := grpcserver.New(log, verifier)
 	nurturev1.RegisterNurtureServiceServer(srv.Server, ports.NewGRPC(a, log))
 	lis, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

@@ -24,6 +24,8 @@ type Config struct {
 	Addr string
 	// HTTPAddr is the HTTP/JSON API's listen address; empty serves none.
 	HTTPAddr string
+	// AuthKeys are the public keys of trusted token signers; empty: auth off.
+	AuthKeys string
 	// HTTP is the dashboard's listen address; empty serves none.
 	HTTP     string
 	NATSURL  string
@@ -58,6 +60,7 @@ func mainErr() error {
 	f := config.New("projector")
 	f.String(&cfg.Addr, "addr", "LEADFLOW_PROJECTOR_ADDR", "127.0.0.1:7105", "gRPC listen address")
 	f.String(&cfg.HTTPAddr, "http-addr", "LEADFLOW_PROJECTOR_HTTP_ADDR", "127.0.0.1:7205", "HTTP/JSON API listen address (empty: no HTTP API)")
+	f.String(&cfg.AuthKeys, "auth-keys", "LEADFLOW_AUTH_KEYS", "", "comma-separated Ed25519 public keys (64 hex chars each) whose tokens are trusted; empty turns auth off")
 	f.String(&cfg.HTTP, "http", "LEADFLOW_PROJECTOR_HTTP", "127.0.0.1:7180", "dashboard listen address (empty: no dashboard)")
 	f.String(&cfg.NATSURL, "nats", "LEADFLOW_NATS_URL", "", "NATS URL (required)")
 	f.String(&cfg.Stream, "stream", "LEADFLOW_STREAM", "LEADFLOW", "event stream name")

@@ -59,7 +59,7 @@ func (w *world) replay(t *testing.T, dsn string) *replayed {
 	}
 	a := app.New(adapters.NewQueries(proj), proj, st, st, whatIfs, app.WithLogger(log))
 	t.Cleanup(a.Close)
-	srv := grpcserver.New(log)
+	srv := grpcserver.New(log, nil)
 	projectorv1.RegisterProjectorServiceServer(srv.Server, ports.NewGRPC(a, log))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

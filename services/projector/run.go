@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 
+	"github.com/leadflow/leadflow/pkg/auth"
 	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	projectorv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/projector/v1"
@@ -87,7 +88,11 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 		return err
 	}
 
-	srv := grpcserver.New(log)
+	verifier, err := auth.FromKeys(cfg.AuthKeys)
+	if err != nil {
+		return fmt.Errorf("-auth-keys: %w", err)
+	}
+	srv := grpcserver.New(log, verifier)
 	projectorv1.RegisterProjectorServiceServer(srv.Server, ports.NewGRPC(a, log))
 	lis, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 
+	"github.com/leadflow/leadflow/pkg/auth"
 	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
@@ -39,7 +40,11 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	a := app.New(adapters.NewLeads(store), adapters.NewModels(store, js), adapters.NewScans(js, cfg.Stream), app.WithLogger(log))
 	events := ports.NewEvents(a, log)
 
-	srv := grpcserver.New(log)
+	verifier, err := auth.FromKeys(cfg.AuthKeys)
+	if err != nil {
+		return fmt.Errorf("-auth-keys: %w", err)
+	}
+	srv := grpcserver.New(log, verifier)
 	qualificationv1.RegisterQualificationServiceServer(srv.Server, ports.NewGRPC(a, log))
 	lis, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

@@ -37,10 +37,13 @@ var _ intakev1.IntakeServiceServer = (*GRPC)(nil)
 func NewGRPC(a *app.App, log *slog.Logger) *GRPC { return &GRPC{app: a, log: log} }
 
 // meta is the envelope for a request's events (grpcserver.Meta) with
-// the request's actor.
+// the actor the request names (an integration acting for a person), else
+// the caller its token names.
 func meta(ctx context.Context, actor *eventv1.Actor) envelope.Meta {
 	m := grpcserver.Meta(ctx)
-	m.Actor = actor
+	if actor != nil {
+		m.Actor = actor
+	}
 	return m
 }
 

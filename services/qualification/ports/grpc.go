@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/leadflow/leadflow/pkg/auth"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
 	"github.com/leadflow/leadflow/pkg/grpcserver"
@@ -35,7 +36,11 @@ func NewGRPC(a *app.App, log *slog.Logger) *GRPC { return &GRPC{app: a, log: log
 
 // ProposeModel records a model version for sign-off.
 func (g *GRPC) ProposeModel(ctx context.Context, r *qualificationv1.ProposeModelRequest) (*qualificationv1.ProposeModelResponse, error) {
-	p, err := g.app.ProposeModel(ctx, app.ProposeModel{Model: r.GetModel(), ProposedBy: r.GetProposedBy(), IdempotencyKey: r.GetIdempotencyKey()}, grpcserver.Meta(ctx))
+	by, err := auth.Acting(ctx, r.GetProposedBy(), "proposed_by")
+	if err != nil {
+		return nil, err
+	}
+	p, err := g.app.ProposeModel(ctx, app.ProposeModel{Model: r.GetModel(), ProposedBy: by, IdempotencyKey: r.GetIdempotencyKey()}, grpcserver.Meta(ctx))
 	if err != nil {
 		return nil, g.status(ctx, "ProposeModel", err)
 	}
@@ -44,7 +49,11 @@ func (g *GRPC) ProposeModel(ctx context.Context, r *qualificationv1.ProposeModel
 
 // ApproveModel records one team's sign-off.
 func (g *GRPC) ApproveModel(ctx context.Context, r *qualificationv1.ApproveModelRequest) (*qualificationv1.ApproveModelResponse, error) {
-	a, err := g.app.ApproveModel(ctx, r.GetVersion(), r.GetApprover(), grpcserver.Meta(ctx))
+	approver, err := auth.Acting(ctx, r.GetApprover(), "approver")
+	if err != nil {
+		return nil, err
+	}
+	a, err := g.app.ApproveModel(ctx, r.GetVersion(), approver, grpcserver.Meta(ctx))
 	if err != nil {
 		return nil, g.status(ctx, "ApproveModel", err)
 	}

@@ -7,6 +7,7 @@
 package handoffv1
 
 import (
+	_ "github.com/leadflow/leadflow/pkg/gen/leadflow/auth/v1"
 	v1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -3175,7 +3176,7 @@ var File_leadflow_handoff_v1_handoff_service_proto protoreflect.FileDescriptor
 
 const file_leadflow_handoff_v1_handoff_service_proto_rawDesc = "" +
 	"\n" +
-	")leadflow/handoff/v1/handoff_service.proto\x12\x13leadflow.handoff.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fleadflow/event/v1/handoff.proto\x1a\x1cleadflow/event/v1/lead.proto\x1a%leadflow/event/v1/qualification.proto\x1a\x1dleadflow/event/v1/types.proto\"\xa6\x01\n" +
+	")leadflow/handoff/v1/handoff_service.proto\x12\x13leadflow.handoff.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bleadflow/auth/v1/auth.proto\x1a\x1fleadflow/event/v1/handoff.proto\x1a\x1cleadflow/event/v1/lead.proto\x1a%leadflow/event/v1/qualification.proto\x1a\x1dleadflow/event/v1/types.proto\"\xa6\x01\n" +
 	"\x0ePutTeamRequest\x120\n" +
 	"\x04team\x18\x01 \x01(\v2\x1c.leadflow.event.v1.SalesTeamR\x04team\x127\n" +
 	"\n" +
@@ -3421,33 +3422,34 @@ const file_leadflow_handoff_v1_handoff_service_proto_rawDesc = "" +
 	"\tunchanged\x18\x01 \x01(\bR\tunchanged\"\x1d\n" +
 	"\x1bListMarketingTargetsRequest\"\\\n" +
 	"\x1cListMarketingTargetsResponse\x12<\n" +
-	"\atargets\x18\x01 \x03(\v2\".leadflow.event.v1.MarketingTargetR\atargets2\xf7\x0f\n" +
-	"\x0eHandoffService\x12T\n" +
-	"\aPutTeam\x12#.leadflow.handoff.v1.PutTeamRequest\x1a$.leadflow.handoff.v1.PutTeamResponse\x12Q\n" +
-	"\x06PutRep\x12\".leadflow.handoff.v1.PutRepRequest\x1a#.leadflow.handoff.v1.PutRepResponse\x12i\n" +
-	"\x0eSetOutOfOffice\x12*.leadflow.handoff.v1.SetOutOfOfficeRequest\x1a+.leadflow.handoff.v1.SetOutOfOfficeResponse\x12T\n" +
-	"\aPutPool\x12#.leadflow.handoff.v1.PutPoolRequest\x1a$.leadflow.handoff.v1.PutPoolResponse\x12]\n" +
+	"\atargets\x18\x01 \x03(\v2\".leadflow.event.v1.MarketingTargetR\atargets2\xe4\x12\n" +
+	"\x0eHandoffService\x12g\n" +
+	"\aPutTeam\x12#.leadflow.handoff.v1.PutTeamRequest\x1a$.leadflow.handoff.v1.PutTeamResponse\"\x11\x8a\xb5\x18\rrouting:write\x12d\n" +
+	"\x06PutRep\x12\".leadflow.handoff.v1.PutRepRequest\x1a#.leadflow.handoff.v1.PutRepResponse\"\x11\x8a\xb5\x18\rrouting:write\x12|\n" +
+	"\x0eSetOutOfOffice\x12*.leadflow.handoff.v1.SetOutOfOfficeRequest\x1a+.leadflow.handoff.v1.SetOutOfOfficeResponse\"\x11\x8a\xb5\x18\rrouting:write\x12g\n" +
+	"\aPutPool\x12#.leadflow.handoff.v1.PutPoolRequest\x1a$.leadflow.handoff.v1.PutPoolResponse\"\x11\x8a\xb5\x18\rrouting:write\x12p\n" +
 	"\n" +
-	"PutAccount\x12&.leadflow.handoff.v1.PutAccountRequest\x1a'.leadflow.handoff.v1.PutAccountResponse\x12l\n" +
-	"\x0fSetRoutingRules\x12+.leadflow.handoff.v1.SetRoutingRulesRequest\x1a,.leadflow.handoff.v1.SetRoutingRulesResponse\x12c\n" +
-	"\fSetSLAPolicy\x12(.leadflow.handoff.v1.SetSLAPolicyRequest\x1a).leadflow.handoff.v1.SetSLAPolicyResponse\x12]\n" +
+	"PutAccount\x12&.leadflow.handoff.v1.PutAccountRequest\x1a'.leadflow.handoff.v1.PutAccountResponse\"\x11\x8a\xb5\x18\rrouting:write\x12\x7f\n" +
+	"\x0fSetRoutingRules\x12+.leadflow.handoff.v1.SetRoutingRulesRequest\x1a,.leadflow.handoff.v1.SetRoutingRulesResponse\"\x11\x8a\xb5\x18\rrouting:write\x12v\n" +
+	"\fSetSLAPolicy\x12(.leadflow.handoff.v1.SetSLAPolicyRequest\x1a).leadflow.handoff.v1.SetSLAPolicyResponse\"\x11\x8a\xb5\x18\rrouting:write\x12o\n" +
 	"\n" +
-	"GetRouting\x12&.leadflow.handoff.v1.GetRoutingRequest\x1a'.leadflow.handoff.v1.GetRoutingResponse\x12]\n" +
+	"GetRouting\x12&.leadflow.handoff.v1.GetRoutingRequest\x1a'.leadflow.handoff.v1.GetRoutingResponse\"\x10\x8a\xb5\x18\frouting:read\x12p\n" +
 	"\n" +
-	"AssignLead\x12&.leadflow.handoff.v1.AssignLeadRequest\x1a'.leadflow.handoff.v1.AssignLeadResponse\x12c\n" +
-	"\fReassignLead\x12(.leadflow.handoff.v1.ReassignLeadRequest\x1a).leadflow.handoff.v1.ReassignLeadResponse\x12]\n" +
+	"AssignLead\x12&.leadflow.handoff.v1.AssignLeadRequest\x1a'.leadflow.handoff.v1.AssignLeadResponse\"\x11\x8a\xb5\x18\rrouting:write\x12v\n" +
+	"\fReassignLead\x12(.leadflow.handoff.v1.ReassignLeadRequest\x1a).leadflow.handoff.v1.ReassignLeadResponse\"\x11\x8a\xb5\x18\rrouting:write\x12n\n" +
 	"\n" +
-	"AcceptLead\x12&.leadflow.handoff.v1.AcceptLeadRequest\x1a'.leadflow.handoff.v1.AcceptLeadResponse\x12]\n" +
+	"AcceptLead\x12&.leadflow.handoff.v1.AcceptLeadRequest\x1a'.leadflow.handoff.v1.AcceptLeadResponse\"\x0f\x8a\xb5\x18\vsales:write\x12n\n" +
 	"\n" +
-	"RejectLead\x12&.leadflow.handoff.v1.RejectLeadRequest\x1a'.leadflow.handoff.v1.RejectLeadResponse\x12r\n" +
-	"\x11LogContactAttempt\x12-.leadflow.handoff.v1.LogContactAttemptRequest\x1a..leadflow.handoff.v1.LogContactAttemptResponse\x12`\n" +
-	"\vConvertLead\x12'.leadflow.handoff.v1.ConvertLeadRequest\x1a(.leadflow.handoff.v1.ConvertLeadResponse\x12{\n" +
-	"\x14MoveOpportunityStage\x120.leadflow.handoff.v1.MoveOpportunityStageRequest\x1a1.leadflow.handoff.v1.MoveOpportunityStageResponse\x12W\n" +
-	"\bCloseWon\x12$.leadflow.handoff.v1.CloseWonRequest\x1a%.leadflow.handoff.v1.CloseWonResponse\x12Z\n" +
-	"\tCloseLost\x12%.leadflow.handoff.v1.CloseLostRequest\x1a&.leadflow.handoff.v1.CloseLostResponse\x12l\n" +
-	"\x0fGetHandoffBrief\x12+.leadflow.handoff.v1.GetHandoffBriefRequest\x1a,.leadflow.handoff.v1.GetHandoffBriefResponse\x12u\n" +
-	"\x12SetMarketingTarget\x12..leadflow.handoff.v1.SetMarketingTargetRequest\x1a/.leadflow.handoff.v1.SetMarketingTargetResponse\x12{\n" +
-	"\x14ListMarketingTargets\x120.leadflow.handoff.v1.ListMarketingTargetsRequest\x1a1.leadflow.handoff.v1.ListMarketingTargetsResponseB\xe0\x01\n" +
+	"RejectLead\x12&.leadflow.handoff.v1.RejectLeadRequest\x1a'.leadflow.handoff.v1.RejectLeadResponse\"\x0f\x8a\xb5\x18\vsales:write\x12\x83\x01\n" +
+	"\x11LogContactAttempt\x12-.leadflow.handoff.v1.LogContactAttemptRequest\x1a..leadflow.handoff.v1.LogContactAttemptResponse\"\x0f\x8a\xb5\x18\vsales:write\x12q\n" +
+	"\vConvertLead\x12'.leadflow.handoff.v1.ConvertLeadRequest\x1a(.leadflow.handoff.v1.ConvertLeadResponse\"\x0f\x8a\xb5\x18\vsales:write\x12\x8c\x01\n" +
+	"\x14MoveOpportunityStage\x120.leadflow.handoff.v1.MoveOpportunityStageRequest\x1a1.leadflow.handoff.v1.MoveOpportunityStageResponse\"\x0f\x8a\xb5\x18\vsales:write\x12h\n" +
+	"\bCloseWon\x12$.leadflow.handoff.v1.CloseWonRequest\x1a%.leadflow.handoff.v1.CloseWonResponse\"\x0f\x8a\xb5\x18\vsales:write\x12k\n" +
+	"\tCloseLost\x12%.leadflow.handoff.v1.CloseLostRequest\x1a&.leadflow.handoff.v1.CloseLostResponse\"\x0f\x8a\xb5\x18\vsales:write\x12|\n" +
+	"\x0fGetHandoffBrief\x12+.leadflow.handoff.v1.GetHandoffBriefRequest\x1a,.leadflow.handoff.v1.GetHandoffBriefResponse\"\x0e\x8a\xb5\x18\n" +
+	"leads:read\x12\x88\x01\n" +
+	"\x12SetMarketingTarget\x12..leadflow.handoff.v1.SetMarketingTargetRequest\x1a/.leadflow.handoff.v1.SetMarketingTargetResponse\"\x11\x8a\xb5\x18\rtargets:write\x12\x8d\x01\n" +
+	"\x14ListMarketingTargets\x120.leadflow.handoff.v1.ListMarketingTargetsRequest\x1a1.leadflow.handoff.v1.ListMarketingTargetsResponse\"\x10\x8a\xb5\x18\freports:readB\xe0\x01\n" +
 	"\x17com.leadflow.handoff.v1B\x13HandoffServiceProtoP\x01ZBgithub.com/leadflow/leadflow/pkg/gen/leadflow/handoff/v1;handoffv1\xa2\x02\x03LHX\xaa\x02\x13Leadflow.Handoff.V1\xca\x02\x13Leadflow\\Handoff\\V1\xe2\x02\x1fLeadflow\\Handoff\\V1\\GPBMetadata\xea\x02\x15Leadflow::Handoff::V1b\x06proto3"
 
 var (

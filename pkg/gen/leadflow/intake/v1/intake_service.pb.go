@@ -7,6 +7,7 @@
 package intakev1
 
 import (
+	_ "github.com/leadflow/leadflow/pkg/gen/leadflow/auth/v1"
 	v1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -2054,7 +2055,7 @@ var File_leadflow_intake_v1_intake_service_proto protoreflect.FileDescriptor
 
 const file_leadflow_intake_v1_intake_service_proto_rawDesc = "" +
 	"\n" +
-	"'leadflow/intake/v1/intake_service.proto\x12\x12leadflow.intake.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a leadflow/event/v1/envelope.proto\x1a\x1cleadflow/event/v1/lead.proto\x1a\x1dleadflow/event/v1/types.proto\"\xd0\x03\n" +
+	"'leadflow/intake/v1/intake_service.proto\x12\x12leadflow.intake.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bleadflow/auth/v1/auth.proto\x1a leadflow/event/v1/envelope.proto\x1a\x1cleadflow/event/v1/lead.proto\x1a\x1dleadflow/event/v1/types.proto\"\xd0\x03\n" +
 	"\x12CaptureLeadRequest\x12'\n" +
 	"\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKey\x124\n" +
 	"\acontact\x18\x02 \x01(\v2\x1a.leadflow.event.v1.ContactR\acontact\x124\n" +
@@ -2223,23 +2224,25 @@ const file_leadflow_intake_v1_intake_service_proto_rawDesc = "" +
 	"\x0eCaptureOutcome\x12\x1f\n" +
 	"\x1bCAPTURE_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17CAPTURE_OUTCOME_CREATED\x10\x01\x12\x1f\n" +
-	"\x1bCAPTURE_OUTCOME_RESUBMITTED\x10\x022\xb4\t\n" +
-	"\rIntakeService\x12^\n" +
-	"\vCaptureLead\x12&.leadflow.intake.v1.CaptureLeadRequest\x1a'.leadflow.intake.v1.CaptureLeadResponse\x12b\n" +
-	"\vImportLeads\x12&.leadflow.intake.v1.ImportLeadsRequest\x1a'.leadflow.intake.v1.ImportLeadsResponse(\x010\x01\x12g\n" +
-	"\x0eRecordActivity\x12).leadflow.intake.v1.RecordActivityRequest\x1a*.leadflow.intake.v1.RecordActivityResponse\x12m\n" +
-	"\x10RegisterCampaign\x12+.leadflow.intake.v1.RegisterCampaignRequest\x1a,.leadflow.intake.v1.RegisterCampaignResponse\x12s\n" +
-	"\x12RecordCampaignCost\x12-.leadflow.intake.v1.RecordCampaignCostRequest\x1a..leadflow.intake.v1.RecordCampaignCostResponse\x12[\n" +
+	"\x1bCAPTURE_OUTCOME_RESUBMITTED\x10\x022\x95\v\n" +
+	"\rIntakeService\x12q\n" +
+	"\vCaptureLead\x12&.leadflow.intake.v1.CaptureLeadRequest\x1a'.leadflow.intake.v1.CaptureLeadResponse\"\x11\x8a\xb5\x18\rleads:capture\x12u\n" +
+	"\vImportLeads\x12&.leadflow.intake.v1.ImportLeadsRequest\x1a'.leadflow.intake.v1.ImportLeadsResponse\"\x11\x8a\xb5\x18\rleads:capture(\x010\x01\x12z\n" +
+	"\x0eRecordActivity\x12).leadflow.intake.v1.RecordActivityRequest\x1a*.leadflow.intake.v1.RecordActivityResponse\"\x11\x8a\xb5\x18\rleads:capture\x12\x82\x01\n" +
+	"\x10RegisterCampaign\x12+.leadflow.intake.v1.RegisterCampaignRequest\x1a,.leadflow.intake.v1.RegisterCampaignResponse\"\x13\x8a\xb5\x18\x0fcampaigns:write\x12\x88\x01\n" +
+	"\x12RecordCampaignCost\x12-.leadflow.intake.v1.RecordCampaignCostRequest\x1a..leadflow.intake.v1.RecordCampaignCostResponse\"\x13\x8a\xb5\x18\x0fcampaigns:write\x12n\n" +
 	"\n" +
-	"SetConsent\x12%.leadflow.intake.v1.SetConsentRequest\x1a&.leadflow.intake.v1.SetConsentResponse\x12R\n" +
-	"\aGetLead\x12\".leadflow.intake.v1.GetLeadRequest\x1a#.leadflow.intake.v1.GetLeadResponse\x12j\n" +
-	"\x0fGetLeadTimeline\x12*.leadflow.intake.v1.GetLeadTimelineRequest\x1a+.leadflow.intake.v1.GetLeadTimelineResponse\x12X\n" +
-	"\tEraseLead\x12$.leadflow.intake.v1.EraseLeadRequest\x1a%.leadflow.intake.v1.EraseLeadResponse\x12[\n" +
+	"SetConsent\x12%.leadflow.intake.v1.SetConsentRequest\x1a&.leadflow.intake.v1.SetConsentResponse\"\x11\x8a\xb5\x18\rleads:capture\x12b\n" +
+	"\aGetLead\x12\".leadflow.intake.v1.GetLeadRequest\x1a#.leadflow.intake.v1.GetLeadResponse\"\x0e\x8a\xb5\x18\n" +
+	"leads:read\x12z\n" +
+	"\x0fGetLeadTimeline\x12*.leadflow.intake.v1.GetLeadTimelineRequest\x1a+.leadflow.intake.v1.GetLeadTimelineResponse\"\x0e\x8a\xb5\x18\n" +
+	"leads:read\x12k\n" +
+	"\tEraseLead\x12$.leadflow.intake.v1.EraseLeadRequest\x1a%.leadflow.intake.v1.EraseLeadResponse\"\x11\x8a\xb5\x18\rprivacy:erase\x12o\n" +
 	"\n" +
-	"ExportLead\x12%.leadflow.intake.v1.ExportLeadRequest\x1a&.leadflow.intake.v1.ExportLeadResponse\x12[\n" +
+	"ExportLead\x12%.leadflow.intake.v1.ExportLeadRequest\x1a&.leadflow.intake.v1.ExportLeadResponse\"\x12\x8a\xb5\x18\x0eprivacy:export\x12l\n" +
 	"\n" +
-	"MergeLeads\x12%.leadflow.intake.v1.MergeLeadsRequest\x1a&.leadflow.intake.v1.MergeLeadsResponse\x12a\n" +
-	"\fUnmergeLeads\x12'.leadflow.intake.v1.UnmergeLeadsRequest\x1a(.leadflow.intake.v1.UnmergeLeadsResponseB\xd8\x01\n" +
+	"MergeLeads\x12%.leadflow.intake.v1.MergeLeadsRequest\x1a&.leadflow.intake.v1.MergeLeadsResponse\"\x0f\x8a\xb5\x18\vleads:merge\x12r\n" +
+	"\fUnmergeLeads\x12'.leadflow.intake.v1.UnmergeLeadsRequest\x1a(.leadflow.intake.v1.UnmergeLeadsResponse\"\x0f\x8a\xb5\x18\vleads:mergeB\xd8\x01\n" +
 	"\x16com.leadflow.intake.v1B\x12IntakeServiceProtoP\x01Z@github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1;intakev1\xa2\x02\x03LIX\xaa\x02\x12Leadflow.Intake.V1\xca\x02\x12Leadflow\\Intake\\V1\xe2\x02\x1eLeadflow\\Intake\\V1\\GPBMetadata\xea\x02\x14Leadflow::Intake::V1b\x06proto3"
 
 var (

@@ -7,6 +7,7 @@
 package nurturev1
 
 import (
+	_ "github.com/leadflow/leadflow/pkg/gen/leadflow/auth/v1"
 	v1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -1811,7 +1812,7 @@ var File_leadflow_nurture_v1_nurture_service_proto protoreflect.FileDescriptor
 
 const file_leadflow_nurture_v1_nurture_service_proto_rawDesc = "" +
 	"\n" +
-	")leadflow/nurture/v1/nurture_service.proto\x12\x13leadflow.nurture.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fleadflow/event/v1/nurture.proto\x1a\x1dleadflow/event/v1/types.proto\"\xf6\x01\n" +
+	")leadflow/nurture/v1/nurture_service.proto\x12\x13leadflow.nurture.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bleadflow/auth/v1/auth.proto\x1a\x1fleadflow/event/v1/nurture.proto\x1a\x1dleadflow/event/v1/types.proto\"\xf6\x01\n" +
 	"\aProgram\x12;\n" +
 	"\aprogram\x18\x01 \x01(\v2!.leadflow.event.v1.NurtureProgramR\aprogram\x12:\n" +
 	"\x06source\x18\x02 \x01(\x0e2\".leadflow.nurture.v1.ProgramSourceR\x06source\x129\n" +
@@ -1968,18 +1969,19 @@ const file_leadflow_nurture_v1_nurture_service_proto_rawDesc = "" +
 	"\x1aREDRIVE_ACTION_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13REDRIVE_ACTION_NONE\x10\x01\x12\x1b\n" +
 	"\x17REDRIVE_ACTION_REDRIVEN\x10\x02\x12\x1a\n" +
-	"\x16REDRIVE_ACTION_WRITTEN\x10\x032\xb5\x06\n" +
-	"\x0eNurtureService\x12]\n" +
+	"\x16REDRIVE_ACTION_WRITTEN\x10\x032\xb4\a\n" +
+	"\x0eNurtureService\x12p\n" +
 	"\n" +
-	"PutProgram\x12&.leadflow.nurture.v1.PutProgramRequest\x1a'.leadflow.nurture.v1.PutProgramResponse\x12f\n" +
-	"\rRetireProgram\x12).leadflow.nurture.v1.RetireProgramRequest\x1a*.leadflow.nurture.v1.RetireProgramResponse\x12]\n" +
+	"PutProgram\x12&.leadflow.nurture.v1.PutProgramRequest\x1a'.leadflow.nurture.v1.PutProgramResponse\"\x11\x8a\xb5\x18\rnurture:write\x12y\n" +
+	"\rRetireProgram\x12).leadflow.nurture.v1.RetireProgramRequest\x1a*.leadflow.nurture.v1.RetireProgramResponse\"\x11\x8a\xb5\x18\rnurture:write\x12o\n" +
 	"\n" +
-	"GetProgram\x12&.leadflow.nurture.v1.GetProgramRequest\x1a'.leadflow.nurture.v1.GetProgramResponse\x12c\n" +
-	"\fListPrograms\x12(.leadflow.nurture.v1.ListProgramsRequest\x1a).leadflow.nurture.v1.ListProgramsResponse\x12`\n" +
-	"\vRecycleLead\x12'.leadflow.nurture.v1.RecycleLeadRequest\x1a(.leadflow.nurture.v1.RecycleLeadResponse\x12i\n" +
-	"\x0eGetLeadNurture\x12*.leadflow.nurture.v1.GetLeadNurtureRequest\x1a+.leadflow.nurture.v1.GetLeadNurtureResponse\x12f\n" +
-	"\rFindLostLeads\x12).leadflow.nurture.v1.FindLostLeadsRequest\x1a*.leadflow.nurture.v1.FindLostLeadsResponse\x12c\n" +
-	"\fRedriveLeads\x12(.leadflow.nurture.v1.RedriveLeadsRequest\x1a).leadflow.nurture.v1.RedriveLeadsResponseB\xe0\x01\n" +
+	"GetProgram\x12&.leadflow.nurture.v1.GetProgramRequest\x1a'.leadflow.nurture.v1.GetProgramResponse\"\x10\x8a\xb5\x18\fnurture:read\x12u\n" +
+	"\fListPrograms\x12(.leadflow.nurture.v1.ListProgramsRequest\x1a).leadflow.nurture.v1.ListProgramsResponse\"\x10\x8a\xb5\x18\fnurture:read\x12s\n" +
+	"\vRecycleLead\x12'.leadflow.nurture.v1.RecycleLeadRequest\x1a(.leadflow.nurture.v1.RecycleLeadResponse\"\x11\x8a\xb5\x18\rnurture:write\x12y\n" +
+	"\x0eGetLeadNurture\x12*.leadflow.nurture.v1.GetLeadNurtureRequest\x1a+.leadflow.nurture.v1.GetLeadNurtureResponse\"\x0e\x8a\xb5\x18\n" +
+	"leads:read\x12o\n" +
+	"\rFindLostLeads\x12).leadflow.nurture.v1.FindLostLeadsRequest\x1a*.leadflow.nurture.v1.FindLostLeadsResponse\"\a\x8a\xb5\x18\x03ops\x12l\n" +
+	"\fRedriveLeads\x12(.leadflow.nurture.v1.RedriveLeadsRequest\x1a).leadflow.nurture.v1.RedriveLeadsResponse\"\a\x8a\xb5\x18\x03opsB\xe0\x01\n" +
 	"\x17com.leadflow.nurture.v1B\x13NurtureServiceProtoP\x01ZBgithub.com/leadflow/leadflow/pkg/gen/leadflow/nurture/v1;nurturev1\xa2\x02\x03LNX\xaa\x02\x13Leadflow.Nurture.V1\xca\x02\x13Leadflow\\Nurture\\V1\xe2\x02\x1fLeadflow\\Nurture\\V1\\GPBMetadata\xea\x02\x15Leadflow::Nurture::V1b\x06proto3"
 
 var (

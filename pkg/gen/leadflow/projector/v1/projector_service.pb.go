@@ -7,6 +7,7 @@
 package projectorv1
 
 import (
+	_ "github.com/leadflow/leadflow/pkg/gen/leadflow/auth/v1"
 	v1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -4046,7 +4047,7 @@ var File_leadflow_projector_v1_projector_service_proto protoreflect.FileDescript
 
 const file_leadflow_projector_v1_projector_service_proto_rawDesc = "" +
 	"\n" +
-	"-leadflow/projector/v1/projector_service.proto\x12\x15leadflow.projector.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fleadflow/event/v1/handoff.proto\x1a\x1cleadflow/event/v1/lead.proto\x1a\x1dleadflow/event/v1/types.proto\"d\n" +
+	"-leadflow/projector/v1/projector_service.proto\x12\x15leadflow.projector.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bleadflow/auth/v1/auth.proto\x1a\x1fleadflow/event/v1/handoff.proto\x1a\x1cleadflow/event/v1/lead.proto\x1a\x1dleadflow/event/v1/types.proto\"d\n" +
 	"\x06Period\x12.\n" +
 	"\x04from\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
 	"\x02to\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\"\xab\t\n" +
@@ -4424,21 +4425,22 @@ const file_leadflow_projector_v1_projector_service_proto_rawDesc = "" +
 	"\x19WHAT_IF_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15WHAT_IF_STATE_RUNNING\x10\x01\x12\x16\n" +
 	"\x12WHAT_IF_STATE_DONE\x10\x02\x12\x18\n" +
-	"\x14WHAT_IF_STATE_FAILED\x10\x032\x81\n" +
-	"\n" +
-	"\x10ProjectorService\x12d\n" +
-	"\vSearchLeads\x12).leadflow.projector.v1.SearchLeadsRequest\x1a*.leadflow.projector.v1.SearchLeadsResponse\x12X\n" +
-	"\aGetLead\x12%.leadflow.projector.v1.GetLeadRequest\x1a&.leadflow.projector.v1.GetLeadResponse\x12^\n" +
-	"\tGetFunnel\x12'.leadflow.projector.v1.GetFunnelRequest\x1a(.leadflow.projector.v1.GetFunnelResponse\x12v\n" +
-	"\x11GetCampaignReport\x12/.leadflow.projector.v1.GetCampaignReportRequest\x1a0.leadflow.projector.v1.GetCampaignReportResponse\x12s\n" +
-	"\x10GetSLACompliance\x12..leadflow.projector.v1.GetSLAComplianceRequest\x1a/.leadflow.projector.v1.GetSLAComplianceResponse\x12m\n" +
-	"\x0eGetPerformance\x12,.leadflow.projector.v1.GetPerformanceRequest\x1a-.leadflow.projector.v1.GetPerformanceResponse\x12d\n" +
-	"\vGetAccounts\x12).leadflow.projector.v1.GetAccountsRequest\x1a*.leadflow.projector.v1.GetAccountsResponse\x12^\n" +
-	"\tGetQueues\x12'.leadflow.projector.v1.GetQueuesRequest\x1a(.leadflow.projector.v1.GetQueuesResponse\x12|\n" +
-	"\x13GetProjectionStatus\x121.leadflow.projector.v1.GetProjectionStatusRequest\x1a2.leadflow.projector.v1.GetProjectionStatusResponse\x12g\n" +
-	"\fStartRebuild\x12*.leadflow.projector.v1.StartRebuildRequest\x1a+.leadflow.projector.v1.StartRebuildResponse\x12d\n" +
-	"\vStartWhatIf\x12).leadflow.projector.v1.StartWhatIfRequest\x1a*.leadflow.projector.v1.StartWhatIfResponse\x12^\n" +
-	"\tGetWhatIf\x12'.leadflow.projector.v1.GetWhatIfRequest\x1a(.leadflow.projector.v1.GetWhatIfResponseB\xf0\x01\n" +
+	"\x14WHAT_IF_STATE_FAILED\x10\x032\xc4\v\n" +
+	"\x10ProjectorService\x12t\n" +
+	"\vSearchLeads\x12).leadflow.projector.v1.SearchLeadsRequest\x1a*.leadflow.projector.v1.SearchLeadsResponse\"\x0e\x8a\xb5\x18\n" +
+	"leads:read\x12h\n" +
+	"\aGetLead\x12%.leadflow.projector.v1.GetLeadRequest\x1a&.leadflow.projector.v1.GetLeadResponse\"\x0e\x8a\xb5\x18\n" +
+	"leads:read\x12p\n" +
+	"\tGetFunnel\x12'.leadflow.projector.v1.GetFunnelRequest\x1a(.leadflow.projector.v1.GetFunnelResponse\"\x10\x8a\xb5\x18\freports:read\x12\x88\x01\n" +
+	"\x11GetCampaignReport\x12/.leadflow.projector.v1.GetCampaignReportRequest\x1a0.leadflow.projector.v1.GetCampaignReportResponse\"\x10\x8a\xb5\x18\freports:read\x12\x85\x01\n" +
+	"\x10GetSLACompliance\x12..leadflow.projector.v1.GetSLAComplianceRequest\x1a/.leadflow.projector.v1.GetSLAComplianceResponse\"\x10\x8a\xb5\x18\freports:read\x12\x7f\n" +
+	"\x0eGetPerformance\x12,.leadflow.projector.v1.GetPerformanceRequest\x1a-.leadflow.projector.v1.GetPerformanceResponse\"\x10\x8a\xb5\x18\freports:read\x12v\n" +
+	"\vGetAccounts\x12).leadflow.projector.v1.GetAccountsRequest\x1a*.leadflow.projector.v1.GetAccountsResponse\"\x10\x8a\xb5\x18\freports:read\x12p\n" +
+	"\tGetQueues\x12'.leadflow.projector.v1.GetQueuesRequest\x1a(.leadflow.projector.v1.GetQueuesResponse\"\x10\x8a\xb5\x18\freports:read\x12\x85\x01\n" +
+	"\x13GetProjectionStatus\x121.leadflow.projector.v1.GetProjectionStatusRequest\x1a2.leadflow.projector.v1.GetProjectionStatusResponse\"\a\x8a\xb5\x18\x03ops\x12p\n" +
+	"\fStartRebuild\x12*.leadflow.projector.v1.StartRebuildRequest\x1a+.leadflow.projector.v1.StartRebuildResponse\"\a\x8a\xb5\x18\x03ops\x12u\n" +
+	"\vStartWhatIf\x12).leadflow.projector.v1.StartWhatIfRequest\x1a*.leadflow.projector.v1.StartWhatIfResponse\"\x0f\x8a\xb5\x18\vmodels:read\x12o\n" +
+	"\tGetWhatIf\x12'.leadflow.projector.v1.GetWhatIfRequest\x1a(.leadflow.projector.v1.GetWhatIfResponse\"\x0f\x8a\xb5\x18\vmodels:readB\xf0\x01\n" +
 	"\x19com.leadflow.projector.v1B\x15ProjectorServiceProtoP\x01ZFgithub.com/leadflow/leadflow/pkg/gen/leadflow/projector/v1;projectorv1\xa2\x02\x03LPX\xaa\x02\x15Leadflow.Projector.V1\xca\x02\x15Leadflow\\Projector\\V1\xe2\x02!Leadflow\\Projector\\V1\\GPBMetadata\xea\x02\x17Leadflow::Projector::V1b\x06proto3"
 
 var (

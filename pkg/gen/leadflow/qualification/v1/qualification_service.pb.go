@@ -7,6 +7,7 @@
 package qualificationv1
 
 import (
+	_ "github.com/leadflow/leadflow/pkg/gen/leadflow/auth/v1"
 	v1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -1152,7 +1153,7 @@ var File_leadflow_qualification_v1_qualification_service_proto protoreflect.File
 
 const file_leadflow_qualification_v1_qualification_service_proto_rawDesc = "" +
 	"\n" +
-	"5leadflow/qualification/v1/qualification_service.proto\x12\x19leadflow.qualification.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%leadflow/event/v1/qualification.proto\x1a\x1dleadflow/event/v1/types.proto\"}\n" +
+	"5leadflow/qualification/v1/qualification_service.proto\x12\x19leadflow.qualification.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bleadflow/auth/v1/auth.proto\x1a%leadflow/event/v1/qualification.proto\x1a\x1dleadflow/event/v1/types.proto\"}\n" +
 	"\bApproval\x124\n" +
 	"\bapprover\x18\x01 \x01(\v2\x18.leadflow.event.v1.ActorR\bapprover\x12;\n" +
 	"\vapproved_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -1233,16 +1234,16 @@ const file_leadflow_qualification_v1_qualification_service_proto_rawDesc = "" +
 	"\x15RESCORE_STATE_RUNNING\x10\x02\x12\x1b\n" +
 	"\x17RESCORE_STATE_COMPLETED\x10\x03\x12\x1b\n" +
 	"\x17RESCORE_STATE_ABANDONED\x10\x04\x12\x1f\n" +
-	"\x1bRESCORE_STATE_NOT_ACTIVATED\x10\x052\xbd\x06\n" +
-	"\x14QualificationService\x12o\n" +
-	"\fProposeModel\x12..leadflow.qualification.v1.ProposeModelRequest\x1a/.leadflow.qualification.v1.ProposeModelResponse\x12o\n" +
-	"\fApproveModel\x12..leadflow.qualification.v1.ApproveModelRequest\x1a/.leadflow.qualification.v1.ApproveModelResponse\x12c\n" +
-	"\bGetModel\x12*.leadflow.qualification.v1.GetModelRequest\x1a+.leadflow.qualification.v1.GetModelResponse\x12~\n" +
-	"\x11ListModelVersions\x123.leadflow.qualification.v1.ListModelVersionsRequest\x1a4.leadflow.qualification.v1.ListModelVersionsResponse\x12i\n" +
+	"\x1bRESCORE_STATE_NOT_ACTIVATED\x10\x052\xbe\a\n" +
+	"\x14QualificationService\x12\x83\x01\n" +
+	"\fProposeModel\x12..leadflow.qualification.v1.ProposeModelRequest\x1a/.leadflow.qualification.v1.ProposeModelResponse\"\x12\x8a\xb5\x18\x0emodels:propose\x12\x83\x01\n" +
+	"\fApproveModel\x12..leadflow.qualification.v1.ApproveModelRequest\x1a/.leadflow.qualification.v1.ApproveModelResponse\"\x12\x8a\xb5\x18\x0emodels:approve\x12t\n" +
+	"\bGetModel\x12*.leadflow.qualification.v1.GetModelRequest\x1a+.leadflow.qualification.v1.GetModelResponse\"\x0f\x8a\xb5\x18\vmodels:read\x12\x8f\x01\n" +
+	"\x11ListModelVersions\x123.leadflow.qualification.v1.ListModelVersionsRequest\x1a4.leadflow.qualification.v1.ListModelVersionsResponse\"\x0f\x8a\xb5\x18\vmodels:read\x12z\n" +
 	"\n" +
-	"DiffModels\x12,.leadflow.qualification.v1.DiffModelsRequest\x1a-.leadflow.qualification.v1.DiffModelsResponse\x12o\n" +
-	"\fExplainScore\x12..leadflow.qualification.v1.ExplainScoreRequest\x1a/.leadflow.qualification.v1.ExplainScoreResponse\x12\x81\x01\n" +
-	"\x12GetRescoreProgress\x124.leadflow.qualification.v1.GetRescoreProgressRequest\x1a5.leadflow.qualification.v1.GetRescoreProgressResponseB\x90\x02\n" +
+	"DiffModels\x12,.leadflow.qualification.v1.DiffModelsRequest\x1a-.leadflow.qualification.v1.DiffModelsResponse\"\x0f\x8a\xb5\x18\vmodels:read\x12\x80\x01\n" +
+	"\fExplainScore\x12..leadflow.qualification.v1.ExplainScoreRequest\x1a/.leadflow.qualification.v1.ExplainScoreResponse\"\x0f\x8a\xb5\x18\vmodels:read\x12\x92\x01\n" +
+	"\x12GetRescoreProgress\x124.leadflow.qualification.v1.GetRescoreProgressRequest\x1a5.leadflow.qualification.v1.GetRescoreProgressResponse\"\x0f\x8a\xb5\x18\vmodels:readB\x90\x02\n" +
 	"\x1dcom.leadflow.qualification.v1B\x19QualificationServiceProtoP\x01ZNgithub.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1;qualificationv1\xa2\x02\x03LQX\xaa\x02\x19Leadflow.Qualification.V1\xca\x02\x19Leadflow\\Qualification\\V1\xe2\x02%Leadflow\\Qualification\\V1\\GPBMetadata\xea\x02\x1bLeadflow::Qualification::V1b\x06proto3"
 
 var (

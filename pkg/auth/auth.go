@@ -1,0 +1,200 @@
+// Package auth checks who calls a Leadflow API and what they may do.
+//
+// A caller sends a bearer token: a JWT signed with Ed25519 (EdDSA) by a key
+// the services trust, naming the caller (sub), its kind and team, when it
+// expires (exp), and the scopes it grants. Each API method declares the
+// scope it needs in its proto definition (leadflow.auth.v1.scope), so the
+// contract says what a token must grant and one interceptor enforces it
+// for every service, over gRPC and over HTTP (which goes through gRPC).
+//
+// Services hold public keys only; whoever issues tokens (leadctl token, or
+// an identity provider that signs EdDSA) holds the private key. Several
+// public keys may be trusted at once, so a key can be rotated.
+package auth
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+)
+
+// Issuer is the iss claim of every Leadflow token.
+const Issuer = "leadflow"
+
+// AllScopes, granted by a token, is every scope: an operator's or a
+// demo's token, never an integration's.
+const AllScopes = "*"
+
+// Principal is the caller a verified token names.
+type Principal struct {
+	// Subject is a user id or an integration's name.
+	Subject string
+	Kind    eventv1.ActorKind
+	Team    eventv1.Team
+	Scopes  []string
+}
+
+// Grants reports whether the principal may use scope.
+func (p Principal) Grants(scope string) bool {
+	return scope != "" && (slices.Contains(p.Scopes, scope) || slices.Contains(p.Scopes, AllScopes))
+}
+
+// Actor is the principal as events record who acted.
+func (p Principal) Actor() *eventv1.Actor {
+	return &eventv1.Actor{Kind: p.Kind, Id: p.Subject, Team: p.Team}
+}
+
+type claims struct {
+	jwt.RegisteredClaims
+	Scope string `json:"scope"` // space-separated, as OAuth 2.0 has it
+	Kind  string `json:"kind,omitempty"`
+	Team  string `json:"team,omitempty"`
+}
+
+// Issue signs a token for p that expires after ttl.
+func Issue(key ed25519.PrivateKey, p Principal, ttl time.Duration) (string, error) {
+	if p.Subject == "" || len(p.Scopes) == 0 || ttl <= 0 {
+		return "", errors.New("auth: a token needs a subject, a scope and a lifetime")
+	}
+	now := time.Now()
+	c := claims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer: Issuer, Subject: p.Subject,
+			IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+		},
+		Scope: strings.Join(p.Scopes, " "),
+		Kind:  strings.TrimPrefix(p.Kind.String(), "ACTOR_KIND_"),
+		Team:  strings.TrimPrefix(p.Team.String(), "TEAM_"),
+	}
+	return jwt.NewWithClaims(jwt.SigningMethodEdDSA, c).SignedString(key)
+}
+
+// ErrUnauthenticated is matched by every refused token.
+var ErrUnauthenticated = errors.New("auth: token refused")
+
+// Verifier checks tokens against the trusted public keys. A verified token
+// is remembered until it expires: an Ed25519 check costs more than a
+// capture's own work, and callers send the same token on every call.
+type Verifier struct {
+	keys   jwt.VerificationKeySet
+	parser *jwt.Parser
+	now    func() time.Time
+
+	mu   sync.Mutex
+	seen map[string]Principal
+	exp  map[string]time.Time
+}
+
+// maxRemembered bounds the verified-token cache; past it, it starts over.
+const maxRemembered = 10_000
+
+// NewVerifier trusts keys.
+func NewVerifier(keys ...ed25519.PublicKey) (*Verifier, error) {
+	if len(keys) == 0 {
+		return nil, errors.New("auth: no public key to trust")
+	}
+	v := &Verifier{now: time.Now, seen: map[string]Principal{}, exp: map[string]time.Time{}}
+	for _, k := range keys {
+		v.keys.Keys = append(v.keys.Keys, k)
+	}
+	v.parser = jwt.NewParser(
+		jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}),
+		jwt.WithIssuer(Issuer),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(30*time.Second), // clocks of issuer and service differ
+		jwt.WithTimeFunc(func() time.Time { return v.now() }),
+	)
+	return v, nil
+}
+
+// Verify returns the principal of a valid token, or an error matching
+// ErrUnauthenticated that says why not.
+func (v *Verifier) Verify(token string) (Principal, error) {
+	now := v.now()
+	v.mu.Lock()
+	p, ok := v.seen[token]
+	exp := v.exp[token]
+	v.mu.Unlock()
+	if ok && now.Before(exp) {
+		return p, nil
+	}
+	var c claims
+	if _, err := v.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return v.keys, nil }); err != nil {
+		return Principal{}, fmt.Errorf("%w: %w", ErrUnauthenticated, err)
+	}
+	if c.Subject == "" {
+		return Principal{}, fmt.Errorf("%w: no subject", ErrUnauthenticated)
+	}
+	p = Principal{
+		Subject: c.Subject,
+		Kind:    eventv1.ActorKind(eventv1.ActorKind_value["ACTOR_KIND_"+c.Kind]),
+		Team:    eventv1.Team(eventv1.Team_value["TEAM_"+c.Team]),
+		Scopes:  strings.Fields(c.Scope),
+	}
+	v.mu.Lock()
+	if len(v.seen) >= maxRemembered {
+		clear(v.seen)
+		clear(v.exp)
+	}
+	v.seen[token], v.exp[token] = p, c.ExpiresAt.Time
+	v.mu.Unlock()
+	return p, nil
+}
+
+// ParsePublicKeys reads comma-separated public keys, each 64 hex chars.
+func ParsePublicKeys(s string) ([]ed25519.PublicKey, error) {
+	var keys []ed25519.PublicKey
+	for _, f := range strings.Split(s, ",") {
+		b, err := hex.DecodeString(strings.TrimSpace(f))
+		if err != nil || len(b) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("auth: public key %q: want %d hex chars", f, 2*ed25519.PublicKeySize)
+		}
+		keys = append(keys, ed25519.PublicKey(b))
+	}
+	return keys, nil
+}
+
+// ParsePrivateKey reads a signing key: its 32-byte seed, 64 hex chars.
+func ParsePrivateKey(s string) (ed25519.PrivateKey, error) {
+	b, err := hex.DecodeString(strings.TrimSpace(s))
+	if err != nil || len(b) != ed25519.SeedSize {
+		return nil, fmt.Errorf("auth: signing key: want %d hex chars", 2*ed25519.SeedSize)
+	}
+	return ed25519.NewKeyFromSeed(b), nil
+}
+
+type principalKey struct{}
+
+// WithPrincipal returns ctx carrying p.
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// FromContext is the caller of the request ctx belongs to, if auth is on.
+func FromContext(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(Principal)
+	return p, ok
+}
+
+// FromKeys is the verifier of a service's setting: comma-separated public
+// keys, or nil (auth off) when it is empty.
+func FromKeys(keys string) (*Verifier, error) {
+	if strings.TrimSpace(keys) == "" {
+		return nil, nil
+	}
+	pubs, err := ParsePublicKeys(keys)
+	if err != nil {
+		return nil, err
+	}
+	return NewVerifier(pubs...)
+}

@@ -1,0 +1,144 @@
+package auth
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	authv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/auth/v1"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+)
+
+// open are the services anyone may call: load balancers probe health, and
+// reflection describes the API, which is public.
+var open = []string{"/grpc.health.v1.Health/", "/grpc.reflection.v1.ServerReflection/", "/grpc.reflection.v1alpha.ServerReflection/"}
+
+// Scope is the scope a method (its full gRPC name, /pkg.Service/Method)
+// declares, or "" when it declares none or is unknown.
+func Scope(fullMethod string) string {
+	if s, ok := scopes.Load(fullMethod); ok {
+		return s.(string)
+	}
+	var scope string
+	name := protoreflect.FullName(strings.ReplaceAll(strings.TrimPrefix(fullMethod, "/"), "/", "."))
+	if d, err := protoregistry.GlobalFiles.FindDescriptorByName(name); err == nil {
+		if md, ok := d.(protoreflect.MethodDescriptor); ok && md.Options() != nil {
+			scope, _ = proto.GetExtension(md.Options(), authv1.E_Scope).(string)
+		}
+	}
+	scopes.Store(fullMethod, scope)
+	return scope
+}
+
+var scopes sync.Map // full method -> scope
+
+// authorize finds the caller of ctx and checks it may call method:
+// UNAUTHENTICATED without a valid token, PERMISSION_DENIED naming the
+// scope the method needs when the token does not grant it.
+func (v *Verifier) authorize(ctx context.Context, method string) (context.Context, error) {
+	for _, prefix := range open {
+		if strings.HasPrefix(method, prefix) {
+			return ctx, nil
+		}
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	var token string
+	if h := md.Get("authorization"); len(h) > 0 {
+		scheme, t, ok := strings.Cut(h[0], " ")
+		if ok && strings.EqualFold(scheme, "bearer") {
+			token = strings.TrimSpace(t)
+		}
+	}
+	if token == "" {
+		return nil, status.Error(codes.Unauthenticated, "authorization: a bearer token is required")
+	}
+	p, err := v.Verify(token)
+	if err != nil {
+		return nil, status.Error(codes.Unauthenticated, err.Error())
+	}
+	scope := Scope(method)
+	if scope == "" {
+		return nil, status.Errorf(codes.PermissionDenied, "%s declares no scope, so nobody may call it", method)
+	}
+	if !p.Grants(scope) {
+		return nil, status.Errorf(codes.PermissionDenied, "%s needs scope %q, which the token of %q does not grant", method, scope, p.Subject)
+	}
+	return WithPrincipal(ctx, p), nil
+}
+
+// UnaryInterceptor checks every unary call.
+func (v *Verifier) UnaryInterceptor() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		ctx, err := v.authorize(ctx, info.FullMethod)
+		if err != nil {
+			return nil, err
+		}
+		return h(ctx, req)
+	}
+}
+
+// StreamInterceptor checks every streaming call.
+func (v *Verifier) StreamInterceptor() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		ctx, err := v.authorize(ss.Context(), info.FullMethod)
+		if err != nil {
+			return err
+		}
+		return h(srv, &principalStream{ServerStream: ss, ctx: ctx})
+	}
+}
+
+type principalStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *principalStream) Context() context.Context { return s.ctx }
+
+// KnownScopes are the scopes the methods of every Leadflow API linked into
+// this binary declare, sorted.
+func KnownScopes() []string {
+	seen := map[string]bool{}
+	protoregistry.GlobalFiles.RangeFiles(func(fd protoreflect.FileDescriptor) bool {
+		for i := range fd.Services().Len() {
+			sd := fd.Services().Get(i)
+			for j := range sd.Methods().Len() {
+				if s := Scope("/" + string(sd.FullName()) + "/" + string(sd.Methods().Get(j).Name())); s != "" {
+					seen[s] = true
+				}
+			}
+		}
+		return true
+	})
+	return slices.Sorted(maps.Keys(seen))
+}
+
+// Acting is who a request acts as when it names an actor (field) whose
+// word matters, such as the team that signs a scoring model off. With auth
+// off it is the actor the request names. With auth on it is the caller: a
+// request naming nobody acts as the caller, and one naming someone else is
+// PERMISSION_DENIED, so nobody signs for another person or team.
+func Acting(ctx context.Context, claimed *eventv1.Actor, field string) (*eventv1.Actor, error) {
+	p, ok := FromContext(ctx)
+	if !ok {
+		return claimed, nil
+	}
+	if claimed.GetId() == "" && claimed.GetTeam() == eventv1.Team_TEAM_UNSPECIFIED {
+		return p.Actor(), nil
+	}
+	if claimed.GetId() != p.Subject || claimed.GetTeam() != p.Team {
+		return nil, status.Errorf(codes.PermissionDenied, "%s is %q of %s, but the caller is %q of %s: a request acts as its caller",
+			field, claimed.GetId(), claimed.GetTeam(), p.Subject, p.Team)
+	}
+	return p.Actor(), nil
+}
