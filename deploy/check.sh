@@ -120,22 +120,28 @@ package main
 import (
 	"fmt"
 	"os"
+	"regexp"
 
 	"github.com/nats-io/nats-server/v2/server"
 )
 
 func main() {
 	os.Setenv("SERVER_NAME", "nats-0")
+	// The users' passwords come from the environment ($NATS_<ROLE>_PASSWORD).
+	conf, _ := os.ReadFile(os.Args[1])
+	for _, m := range regexp.MustCompile(`\$(NATS_[A-Z_]+_PASSWORD)`).FindAllSubmatch(conf, -1) {
+		os.Setenv(string(m[1]), "check")
+	}
 	o, err := server.ProcessConfigFile(os.Args[1])
-	if err == nil && (!o.JetStream || !o.SyncAlways || o.StoreDir != "/data" || len(o.Routes) != 3 || o.ServerName != "nats-0") {
-		err = fmt.Errorf("want jetstream, sync always, /data, 3 routes, server_name from env; got %v %v %q %d %q",
-			o.JetStream, o.SyncAlways, o.StoreDir, len(o.Routes), o.ServerName)
+	if err == nil && (!o.JetStream || !o.SyncAlways || o.StoreDir != "/data" || len(o.Routes) != 3 || o.ServerName != "nats-0" || len(o.Users) == 0) {
+		err = fmt.Errorf("want jetstream, sync always, /data, 3 routes, server_name from env, users; got %v %v %q %d %q %d users",
+			o.JetStream, o.SyncAlways, o.StoreDir, len(o.Routes), o.ServerName, len(o.Users))
 	}
 	if err != nil {
 		fmt.Println("check: nats.conf:", err)
 		os.Exit(1)
 	}
-	fmt.Println("check: nats.conf parses (nats-server library): sync always, 3 routes")
+	fmt.Printf("check: nats.conf parses (nats-server library): sync always, 3 routes, %d users\n", len(o.Users))
 }
 GO
   if (cd "$tmp" && GOWORK=off GOFLAGS=-mod=mod GOPROXY=off go build -o natscheck . 2>/dev/null); then

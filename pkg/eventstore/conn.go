@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -16,14 +17,17 @@ const SyncQueueLen = 1024
 // with a synchronous queue sized to the largest batch a Leadflow reader
 // asks for (Load's direct-get batches, consumer fetches): the default
 // allocates a 64k-slot channel for every short request, and anything
-// smaller than a batch drops replies as a slow consumer.
-func Dial(url, name string) (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := nats.Connect(url,
+// smaller than a batch drops replies as a slow consumer. Errors the server
+// reports on its own (a permissions violation) are logged. opts come last
+// and win: WithUser for credentials.
+func Dial(url, name string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := nats.Connect(url, append([]nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(50*time.Millisecond),
+		nats.ReconnectWait(50 * time.Millisecond),
 		nats.SyncQueueLen(SyncQueueLen),
-	)
+		nats.ErrorHandler(logAsyncError),
+	}, opts...)...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect %s: %w", url, err)
 	}
@@ -33,4 +37,29 @@ func Dial(url, name string) (*nats.Conn, jetstream.JetStream, error) {
 		return nil, nil, fmt.Errorf("jetstream: %w", err)
 	}
 	return nc, js, nil
+}
+
+// WithUser connects as user (a pkg/natsauth role) with its password, and
+// takes replies under the user's own inbox prefix, the only one its
+// permissions let it subscribe to. An empty user connects without
+// credentials.
+func WithUser(user, password string) nats.Option {
+	return func(o *nats.Options) error {
+		if user == "" {
+			return nil
+		}
+		o.User, o.Password = user, password
+		return nats.CustomInboxPrefix(InboxPrefix(user))(o)
+	}
+}
+
+// InboxPrefix is where user's replies arrive: _INBOX.<user>.
+func InboxPrefix(user string) string { return "_INBOX." + user }
+
+func logAsyncError(_ *nats.Conn, sub *nats.Subscription, err error) {
+	if sub != nil {
+		slog.Warn("nats", "err", err, "subject", sub.Subject)
+		return
+	}
+	slog.Warn("nats", "err", err)
 }

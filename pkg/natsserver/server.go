@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -32,6 +33,20 @@ type Config struct {
 	Name string
 	// Cluster, when set, makes this server one node of a JetStream cluster.
 	Cluster *Cluster
+	// Users, when set, are the only clients the server accepts, each held
+	// to its allow lists (pkg/natsauth builds them); none: anyone may
+	// connect and do anything.
+	Users []User
+	// LogFile, when set, receives the server's log: errors, warnings and
+	// notices, among them every permissions violation. Empty: no log.
+	LogFile string
+}
+
+// User is a client the server accepts by name and password, allowed to
+// publish and subscribe only on the subjects listed (wildcards allowed).
+type User struct {
+	Name, Password     string
+	Publish, Subscribe []string
 }
 
 // Cluster joins a server to others over routes.
@@ -77,6 +92,15 @@ func Start(cfg Config) (*Server, error) {
 		// Event payloads are small, but bulk import batches are not.
 		MaxPayload: 8 << 20,
 	}
+	for _, u := range cfg.Users {
+		opts.Users = append(opts.Users, &server.User{Username: u.Name, Password: u.Password, Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: u.Publish},
+			Subscribe: &server.SubjectPermission{Allow: u.Subscribe},
+		}})
+	}
+	if cfg.LogFile != "" {
+		opts.NoLog, opts.LogFile, opts.Logtime = false, cfg.LogFile, true
+	}
 	if c := cfg.Cluster; c != nil {
 		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: cfg.Host, Port: c.Port}
 		for _, r := range c.Routes {
@@ -90,6 +114,9 @@ func Start(cfg Config) (*Server, error) {
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("natsserver: new: %w", err)
+	}
+	if cfg.LogFile != "" {
+		srv.ConfigureLogger()
 	}
 	srv.Start()
 	if !srv.ReadyForConnections(10 * time.Second) {
@@ -117,4 +144,17 @@ func (s *Server) Restart() (*Server, error) {
 	}
 	s.Shutdown()
 	return Start(cfg)
+}
+
+// Violations returns the lines of a server log (Config.LogFile) that report
+// a permissions violation: a publish or a subscription the user's allow
+// lists refused.
+func Violations(log string) []string {
+	var out []string
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, "Publish Violation") || strings.Contains(l, "Subscription Violation") || strings.Contains(l, "Permissions Violation") {
+			out = append(out, l)
+		}
+	}
+	return out
 }

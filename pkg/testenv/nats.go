@@ -5,6 +5,9 @@ package testenv
 
 import (
 	"context"
+	"crypto/rand"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -12,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/leadflow/leadflow/pkg/eventstore"
+	"github.com/leadflow/leadflow/pkg/natsauth"
 	"github.com/leadflow/leadflow/pkg/natsserver"
 )
 
@@ -21,14 +25,40 @@ type NATS struct {
 	Conn   *nats.Conn
 	JS     jetstream.JetStream
 	Dir    string
+	// Passwords are the role users' passwords (pkg/natsauth), by role;
+	// nil when the server takes anyone (StartNATS).
+	Passwords map[string]string
 }
+
+// Admin is the user StartNATSWithUsers adds for the test itself: it may do
+// anything, as tests set up and inspect what the roles may not touch.
+const Admin = "test-admin"
 
 // StartNATS starts an embedded JetStream on a free port with its data in a
 // temporary folder, and stops it when the test ends.
 func StartNATS(t testing.TB) *NATS {
 	t.Helper()
 	n := &NATS{Dir: t.TempDir()}
-	srv, err := natsserver.Start(natsserver.Config{Dir: n.Dir})
+	return startNATS(t, n, natsserver.Config{Dir: n.Dir})
+}
+
+// StartNATSWithUsers is StartNATS with a user per pkg/natsauth role (random
+// passwords, in Passwords) and nobody else but Admin, whose connection is
+// Conn. The server logs to Dir/nats.log, permissions violations included.
+func StartNATSWithUsers(t testing.TB) *NATS {
+	t.Helper()
+	n := &NATS{Dir: t.TempDir(), Passwords: map[string]string{}}
+	for _, r := range natsauth.Roles() {
+		n.Passwords[r.Name] = rand.Text()
+	}
+	n.Passwords[Admin] = rand.Text()
+	users := append(natsauth.Users(n.Passwords), natsserver.User{Name: Admin, Password: n.Passwords[Admin], Publish: []string{">"}, Subscribe: []string{">"}})
+	return startNATS(t, n, natsserver.Config{Dir: filepath.Join(n.Dir, "jetstream"), Users: users, LogFile: filepath.Join(n.Dir, "nats.log")})
+}
+
+func startNATS(t testing.TB, n *NATS, cfg natsserver.Config) *NATS {
+	t.Helper()
+	srv, err := natsserver.Start(cfg)
 	if err != nil {
 		t.Fatalf("start nats: %v", err)
 	}
@@ -69,10 +99,26 @@ func (n *NATS) Restart(t testing.TB) {
 	}
 }
 
-// Connect opens another client connection, closed when the test ends.
+// Connect opens another client connection, closed when the test ends: as
+// Admin when the server has users.
 func (n *NATS) Connect(t testing.TB) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, js, err := eventstore.Dial(n.Server.URL(), t.Name())
+	if n.Passwords != nil {
+		return n.ConnectAs(t, Admin)
+	}
+	return n.dial(t)
+}
+
+// ConnectAs opens a connection as user (a pkg/natsauth role, or Admin),
+// closed when the test ends; opts come after Dial's own.
+func (n *NATS) ConnectAs(t testing.TB, user string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	return n.dial(t, append([]nats.Option{eventstore.WithUser(user, n.Passwords[user])}, opts...)...)
+}
+
+func (n *NATS) dial(t testing.TB, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, js, err := eventstore.Dial(n.Server.URL(), t.Name(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,4 +130,26 @@ func (n *NATS) connect(t testing.TB) {
 	t.Helper()
 	nc, js := n.Connect(t)
 	n.Conn, n.JS = nc, js
+}
+
+// Violations returns the permissions violations the server logged
+// (StartNATSWithUsers), one line each.
+func (n *NATS) Violations(t testing.TB) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(n.Dir, "nats.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return natsserver.Violations(string(b))
+}
+
+// NoViolations fails the test when it ends (after what the test started
+// later has stopped) if the server logged a permissions violation.
+func (n *NATS) NoViolations(t testing.TB) {
+	t.Helper()
+	t.Cleanup(func() {
+		for _, v := range n.Violations(t) {
+			t.Errorf("nats: %s", v)
+		}
+	})
 }

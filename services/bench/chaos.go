@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	crand "crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -27,6 +29,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
+	"github.com/leadflow/leadflow/pkg/natsauth"
 	"github.com/leadflow/leadflow/pkg/natsserver"
 	projectorports "github.com/leadflow/leadflow/services/projector/ports"
 )
@@ -44,6 +47,8 @@ var (
 	natsServe   = flag.String("nats-serve", "", "internal to -chaos: run only a JetStream server on DIR:PORT until killed")
 	natsName    = flag.String("nats-name", "leadflow-chaos", "internal to -chaos: the -nats-serve server's name")
 	natsCluster = flag.String("nats-cluster", "", "internal to -chaos: the -nats-serve server's route PORT,ROUTE-URL,... (a cluster node)")
+	natsUsers   = flag.Bool("nats-users", false, "internal to -chaos: the -nats-serve server takes only pkg/natsauth's users, passwords from $NATS_<ROLE>_PASSWORD")
+	natsLogFile = flag.String("nats-log", "", "internal to -chaos: the -nats-serve server's log file")
 )
 
 // serveNATS is the -nats-serve process.
@@ -53,7 +58,10 @@ func serveNATS(spec string) error {
 	if !ok || err != nil {
 		return fmt.Errorf("-nats-serve %q: want DIR:PORT", spec)
 	}
-	cfg := natsserver.Config{Dir: dir, Port: port, Name: *natsName}
+	cfg := natsserver.Config{Dir: dir, Port: port, Name: *natsName, LogFile: *natsLogFile}
+	if *natsUsers {
+		cfg.Users = natsauth.Users(natsauth.PasswordsFromEnv())
+	}
 	if *natsCluster != "" {
 		routePort, routes, _ := strings.Cut(*natsCluster, ",")
 		p, err := strconv.Atoi(routePort)
@@ -76,6 +84,10 @@ type natsProc struct {
 	// cluster is the -nats-cluster value of a cluster node, "" for one server.
 	cluster string
 	log     io.Writer
+	// logFile is the server's own log (permissions violations among it);
+	// env holds the users' passwords.
+	logFile string
+	env     []string
 	cmd     *exec.Cmd
 }
 
@@ -85,11 +97,12 @@ func (n *natsProc) start() error {
 	if err != nil {
 		return err
 	}
-	args := []string{"-nats-serve", fmt.Sprintf("%s:%d", n.dir, n.port), "-nats-name", n.name}
+	args := []string{"-nats-serve", fmt.Sprintf("%s:%d", n.dir, n.port), "-nats-name", n.name, "-nats-users", "-nats-log", n.logFile}
 	if n.cluster != "" {
 		args = append(args, "-nats-cluster", n.cluster)
 	}
 	n.cmd = exec.Command(self, args...)
+	n.cmd.Env = append(os.Environ(), n.env...)
 	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
 	if err := n.cmd.Start(); err != nil {
 		return err
@@ -112,8 +125,13 @@ func (n *natsProc) kill() {
 func (n *natsProc) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.port) }
 
 // startNATS starts the run's servers: one, or a cluster of nodes whose
-// streams then keep three replicas. It returns the client URL list.
-func startNATS(dir string, nodes int, log io.Writer) ([]*natsProc, string, error) {
+// streams then keep three replicas, each taking only the users of
+// pkg/natsauth with passwords. It returns the client URL list.
+func startNATS(dir string, nodes int, log io.Writer, passwords map[string]string) ([]*natsProc, string, error) {
+	var env []string
+	for role, pw := range passwords {
+		env = append(env, natsauth.PasswordEnv(role)+"="+pw)
+	}
 	ns := make([]*natsProc, nodes)
 	var urls, routes []string
 	routePorts := make([]int, nodes)
@@ -122,7 +140,8 @@ func startNATS(dir string, nodes int, log io.Writer) ([]*natsProc, string, error
 		if err != nil {
 			return nil, "", err
 		}
-		ns[i] = &natsProc{name: fmt.Sprintf("leadflow-chaos-%d", i), dir: filepath.Join(dir, fmt.Sprintf("js-%d", i)), port: port, log: log}
+		ns[i] = &natsProc{name: fmt.Sprintf("leadflow-chaos-%d", i), dir: filepath.Join(dir, fmt.Sprintf("js-%d", i)), port: port, log: log,
+			logFile: filepath.Join(dir, fmt.Sprintf("nats-server-%d.log", i)), env: env}
 		urls = append(urls, ns[i].url())
 		if nodes > 1 {
 			if routePorts[i], err = freePort(); err != nil {
@@ -140,13 +159,13 @@ func startNATS(dir string, nodes int, log io.Writer) ([]*natsProc, string, error
 		}
 	}
 	url := strings.Join(urls, ",")
-	return ns, url, waitJetStream(url, time.Minute)
+	return ns, url, waitJetStream(url, time.Minute, eventstore.WithUser(natsauth.Operator, passwords[natsauth.Operator]))
 }
 
 // waitJetStream waits until JetStream answers: a cluster first elects its
 // meta leader, and services creating their streams before that would exit.
-func waitJetStream(url string, d time.Duration) error {
-	nc, js, err := eventstore.Dial(url, "bench-chaos-wait")
+func waitJetStream(url string, d time.Duration, opts ...nats.Option) error {
+	nc, js, err := eventstore.Dial(url, "bench-chaos-wait", opts...)
 	if err != nil {
 		return err
 	}
@@ -271,7 +290,14 @@ func runChaos(ctx context.Context, w io.Writer) error {
 	if *chaosNodes != 1 && *chaosNodes != 3 {
 		return fmt.Errorf("-chaos-nodes %d: want 1 or 3", *chaosNodes)
 	}
-	ns, url, err := startNATS(dir, *chaosNodes, natsLog)
+	// Every process connects as its own NATS user, so the run exercises
+	// the permissions under faults; the bench itself as the operator.
+	passwords := map[string]string{}
+	for _, r := range natsauth.Roles() {
+		passwords[r.Name] = crand.Text()
+	}
+	asOperator := eventstore.WithUser(natsauth.Operator, passwords[natsauth.Operator])
+	ns, url, err := startNATS(dir, *chaosNodes, natsLog, passwords)
 	defer func() {
 		for _, n := range ns {
 			n.kill()
@@ -290,6 +316,9 @@ func runChaos(ctx context.Context, w io.Writer) error {
 		bins:  map[string]string{}, procs: map[string][]*proc{}, conns: map[string]*grpc.ClientConn{}}
 	services := []string{"intake", "qualification", "handoff", "projector"}
 	for _, name := range services {
+		f.extra[name] = append(f.extra[name], "LEADFLOW_NATS_USER="+name, "LEADFLOW_NATS_PASSWORD="+passwords[name])
+	}
+	for _, name := range services {
 		bin, err := buildService(dir, name)
 		if err != nil {
 			return err
@@ -302,7 +331,7 @@ func runChaos(ctx context.Context, w io.Writer) error {
 		}
 	}
 	defer f.stop()
-	q, err := newQualification(ctx, f.url, f.procs["qualification"][0].addr)
+	q, err := newQualification(ctx, f.url, f.procs["qualification"][0].addr, asOperator)
 	if err != nil {
 		return err
 	}
@@ -310,7 +339,7 @@ func runChaos(ctx context.Context, w io.Writer) error {
 	if err := q.activate(ctx, benchThreshold); err != nil {
 		return fmt.Errorf("activate model: %w", err)
 	}
-	pl, err := newPipeline(ctx, f.url, f.procs["intake"][0].addr, f.procs["handoff"][0].addr, q)
+	pl, err := newPipeline(ctx, f.url, f.procs["intake"][0].addr, f.procs["handoff"][0].addr, q, asOperator)
 	if err != nil {
 		return err
 	}
@@ -376,6 +405,17 @@ func runChaos(ctx context.Context, w io.Writer) error {
 		return err
 	}
 	rep.violations = append(rep.violations, bad...)
+	// A refused publish or subscription is logged by the server only: a
+	// role missing a permission must fail the run, not hide in a retry.
+	for _, n := range ns {
+		b, err := os.ReadFile(n.logFile)
+		if err != nil {
+			return err
+		}
+		for _, v := range natsserver.Violations(string(b)) {
+			rep.violations = append(rep.violations, "nats permissions: "+v)
+		}
+	}
 	rep.print(w)
 	if len(rep.violations) > 0 {
 		return fmt.Errorf("%d violations; logs kept in %s", len(rep.violations), dir)

@@ -392,8 +392,8 @@ type pipeline struct {
 	n       atomic.Int64
 }
 
-func newPipeline(ctx context.Context, url, intakeAddr, handoffAddr string, q *qualification) (*pipeline, error) {
-	nc, js, err := eventstore.Dial(url, "bench-pipeline")
+func newPipeline(ctx context.Context, url, intakeAddr, handoffAddr string, q *qualification, opts ...nats.Option) (*pipeline, error) {
+	nc, js, err := eventstore.Dial(url, "bench-pipeline", opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -661,10 +661,14 @@ func resumeGroup(ctx context.Context, js jetstream.JetStream, group string) erro
 func groupIdle(ctx context.Context, js jetstream.JetStream, group string, bound, every time.Duration) error {
 	for deadline := time.Now().Add(bound); ; time.Sleep(every) {
 		var pending, unacked uint64
+		var err error
 		for _, name := range groupDurables(group) {
-			c, err := js.Consumer(ctx, eventstore.DefaultStream, name)
-			if err != nil {
-				return fmt.Errorf("consumer %s: %w", name, err)
+			var c jetstream.Consumer
+			// Asked again until bound: a killed node's consumers have no
+			// leader for a moment.
+			if c, err = js.Consumer(ctx, eventstore.DefaultStream, name); err != nil {
+				err = fmt.Errorf("consumer %s: %w", name, err)
+				break
 			}
 			info := c.CachedInfo()
 			if !info.Paused {
@@ -672,10 +676,13 @@ func groupIdle(ctx context.Context, js jetstream.JetStream, group string, bound,
 			}
 			unacked += uint64(info.NumAckPending)
 		}
-		if pending == 0 && unacked == 0 {
+		if err == nil && pending == 0 && unacked == 0 {
 			return nil
 		}
-		if time.Now().After(deadline) {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			if err != nil {
+				return err
+			}
 			return fmt.Errorf("group %s still busy after %s: %d pending, %d unacked", group, bound, pending, unacked)
 		}
 	}

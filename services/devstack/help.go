@@ -8,10 +8,11 @@ import (
 	"github.com/leadflow/leadflow/pkg/eventstore"
 )
 
-func printHelp(out io.Writer, natsURL string, services []service, lead, token string) {
+func printHelp(out io.Writer, natsURL string, services []service, lead, token, operatorPassword string) {
 	fmt.Fprintf(out, "\nLeadflow is running. Ctrl-C stops everything; data stays in .data/ for the next run.\n\n")
 	fmt.Fprintf(out, "Every API call needs a bearer token granting its method's scope (docs/operations.md#auth).\n")
-	fmt.Fprintf(out, "An operator's token, every scope, valid 30 days (leadctl reads it too):\n\n  export LEADFLOW_TOKEN=%s\n\n", token)
+	fmt.Fprintf(out, "An operator's token, every scope, valid 30 days (leadctl reads it too), and NATS's operator user\n(reads the streams, re-drives dead letters; no key vault, no writes; docs/operations.md#nats-users):\n\n")
+	fmt.Fprintf(out, "  export LEADFLOW_TOKEN=%s\n  export LEADFLOW_NATS_USER=operator LEADFLOW_NATS_PASSWORD=%s\n\n", token, operatorPassword)
 	fmt.Fprintf(out, "  %-14s %-26s %s\n", "NATS JetStream", natsURL, "stream LEADFLOW (lead.>, campaign.>, model.>, claim.>)")
 	for _, s := range services {
 		fmt.Fprintf(out, "  %-14s %-26s gRPC, reflection on\n", s.name, s.addr)
@@ -41,7 +42,8 @@ func printHelp(out io.Writer, natsURL string, services []service, lead, token st
 	if a, ok := httpAddr["projector"]; ok {
 		fmt.Fprintf(out, "  curl -s -H \"Authorization: Bearer $LEADFLOW_TOKEN\" 'http://%s/v1/reports/campaigns?attribution=ATTRIBUTION_MODEL_FIRST_TOUCH'\n", a)
 	}
-	fmt.Fprintf(out, "\nWatch it (nats CLI, pinned in tools/):\n")
+	fmt.Fprintf(out, "\nWatch it (nats CLI, pinned in tools/; as the operator, whose replies come to its own inbox prefix):\n")
+	natsURL += " --user operator --password $LEADFLOW_NATS_PASSWORD --inbox-prefix _INBOX.operator"
 	fmt.Fprintf(out, "  scripts/gotool nats -s %s stream info LEADFLOW\n", natsURL)
 	fmt.Fprintf(out, "  scripts/gotool nats -s %s sub 'lead.>' --headers-only\n", natsURL)
 	subject := "lead.*.<lead id>"

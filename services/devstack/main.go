@@ -30,6 +30,7 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/auth"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/natsauth"
 	"github.com/leadflow/leadflow/pkg/natsserver"
 )
 
@@ -68,7 +69,7 @@ func run() error {
 	if err := os.MkdirAll(filepath.Join(dataDir, "bin"), 0o755); err != nil {
 		return err
 	}
-	keys, signer, err := loadKeys(filepath.Join(dataDir, "keys.env"))
+	keys, signer, passwords, err := loadKeys(filepath.Join(dataDir, "keys.env"))
 	if err != nil {
 		return err
 	}
@@ -82,7 +83,10 @@ func run() error {
 
 	_, statErr := os.Stat(filepath.Join(dataDir, "jetstream"))
 	freshStream := errors.Is(statErr, fs.ErrNotExist)
-	ns, err := natsserver.Start(natsserver.Config{Dir: filepath.Join(dataDir, "jetstream"), Port: *natsPort, SyncAlways: *syncAlways})
+	// A NATS user per service (pkg/natsauth), as in production: the
+	// server's log in .data/nats.log names any permissions violation.
+	ns, err := natsserver.Start(natsserver.Config{Dir: filepath.Join(dataDir, "jetstream"), Port: *natsPort, SyncAlways: *syncAlways,
+		Users: natsauth.Users(passwords), LogFile: filepath.Join(dataDir, "nats.log")})
 	if err != nil {
 		return fmt.Errorf("start nats on port %d: %w", *natsPort, err)
 	}
@@ -126,7 +130,7 @@ func run() error {
 			return fmt.Errorf("build %s: %w", s.name, err)
 		}
 		cmd := exec.Command(bin, append([]string{"-addr", s.addr, "-http-addr", s.http, "-nats", ns.URL()}, s.args...)...)
-		cmd.Env = append(os.Environ(), keys...)
+		cmd.Env = append(os.Environ(), append(keys, "LEADFLOW_NATS_USER="+s.name, "LEADFLOW_NATS_PASSWORD="+passwords[s.name])...)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Start(); err != nil {
 			return fmt.Errorf("start %s: %w", s.name, err)
@@ -159,7 +163,7 @@ func run() error {
 			return fmt.Errorf("demo data: %w", err)
 		}
 	}
-	printHelp(os.Stdout, ns.URL(), services, example, token)
+	printHelp(os.Stdout, ns.URL(), services, example, token, passwords[natsauth.Operator])
 
 	select {
 	case <-ctx.Done():
@@ -170,15 +174,16 @@ func run() error {
 	}
 }
 
-// loadKeys reads the dev master and blind keys and the token signing key,
-// creating each once, so a restart can still open the personal data it
-// sealed before and the tokens it printed stay valid. It returns the
-// services' environment (the public key, never the signing key) and the
-// signing key.
-func loadKeys(path string) ([]string, ed25519.PrivateKey, error) {
+// loadKeys reads the dev master and blind keys, the token signing key and
+// a NATS password per role, creating each once, so a restart can still
+// open the personal data it sealed before and the tokens and passwords it
+// printed stay valid. It returns the services' environment (the public
+// key, never the signing key), the signing key and the NATS passwords by
+// role.
+func loadKeys(path string) ([]string, ed25519.PrivateKey, map[string]string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	lines := strings.Fields(string(b))
 	have := map[string]string{}
@@ -187,7 +192,11 @@ func loadKeys(path string) ([]string, ed25519.PrivateKey, error) {
 		have[k] = v
 	}
 	added := false
-	for _, k := range []string{"LEADFLOW_MASTER_KEY", "LEADFLOW_BLIND_KEY", "LEADFLOW_AUTH_SIGNING_KEY"} {
+	names := []string{"LEADFLOW_MASTER_KEY", "LEADFLOW_BLIND_KEY", "LEADFLOW_AUTH_SIGNING_KEY"}
+	for _, r := range natsauth.Roles() {
+		names = append(names, natsauth.PasswordEnv(r.Name))
+	}
+	for _, k := range names {
 		if have[k] == "" {
 			have[k] = randomHex()
 			lines = append(lines, k+"="+have[k])
@@ -196,16 +205,20 @@ func loadKeys(path string) ([]string, ed25519.PrivateKey, error) {
 	}
 	if added {
 		if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	signer, err := auth.ParsePrivateKey(have["LEADFLOW_AUTH_SIGNING_KEY"])
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", path, err)
+		return nil, nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	passwords := map[string]string{}
+	for _, r := range natsauth.Roles() {
+		passwords[r.Name] = have[natsauth.PasswordEnv(r.Name)]
 	}
 	env := []string{"LEADFLOW_MASTER_KEY=" + have["LEADFLOW_MASTER_KEY"], "LEADFLOW_BLIND_KEY=" + have["LEADFLOW_BLIND_KEY"],
 		"LEADFLOW_AUTH_KEYS=" + hex.EncodeToString(signer.Public().(ed25519.PublicKey))}
-	return env, signer, nil
+	return env, signer, passwords, nil
 }
 
 func randomHex() string {

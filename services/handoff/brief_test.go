@@ -19,7 +19,9 @@ import (
 // and its campaign, activities, score with reasons and model version,
 // every owner and how each time ended, the rejection and recycle of an
 // earlier journey, consent as it stands, and the routing decision.
-func TestHandoffBrief(t *testing.T) {
+func TestHandoffBrief(t *testing.T) { testHandoffBrief(t, newWorld) }
+
+func testHandoffBrief(t *testing.T, newWorld func(testing.TB) *world) {
 	w := newWorld(t)
 	s := w.start(t)
 	routingSetup(t, s.client, 10)

@@ -27,6 +27,7 @@ import (
 	handoffv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/handoff/v1"
 	"github.com/leadflow/leadflow/pkg/grpcserver"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/pkg/natsauth"
 	"github.com/leadflow/leadflow/pkg/testenv"
 	"github.com/leadflow/leadflow/services/handoff/ports"
 )
@@ -44,7 +45,21 @@ type world struct {
 
 func newWorld(t testing.TB) *world {
 	t.Helper()
-	n := testenv.StartNATS(t)
+	return worldOn(t, testenv.StartNATS(t))
+}
+
+// newWorldWithUsers is newWorld on a server with a user per role: the
+// service runs as handoff's, the test's own writes as the admin. It fails
+// the test if the server logged a permissions violation.
+func newWorldWithUsers(t testing.TB) *world {
+	t.Helper()
+	n := testenv.StartNATSWithUsers(t)
+	n.NoViolations(t)
+	return worldOn(t, n)
+}
+
+func worldOn(t testing.TB, n *testenv.NATS) *world {
+	t.Helper()
 	if _, err := eventstore.EnsureStream(context.Background(), n.JS, eventstore.StreamConfig{Name: stream}); err != nil {
 		t.Fatal(err)
 	}
@@ -74,6 +89,9 @@ func (w *world) start(t testing.TB) *service {
 func (w *world) startWith(t testing.TB, edit func(*Config)) *service {
 	t.Helper()
 	cfg := testConfig(w.nats.Server.URL())
+	if w.nats.Passwords != nil { // newWorldWithUsers: run as handoff's NATS user
+		cfg.NATSUser, cfg.NATSPassword = natsauth.Handoff, w.nats.Passwords[natsauth.Handoff]
+	}
 	if edit != nil {
 		edit(&cfg)
 	}

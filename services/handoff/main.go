@@ -23,12 +23,15 @@ type Config struct {
 	// HTTPAddr is the HTTP/JSON API's listen address; empty serves none.
 	HTTPAddr string
 	// AuthKeys are the public keys of trusted token signers; empty: auth off.
-	AuthKeys    string
-	NATSURL     string
-	Stream      string
-	TimerStream string
-	LoadsBucket string
-	Replicas    int
+	AuthKeys string
+	NATSURL  string
+	// NATSUser and NATSPassword are this service's NATS user (pkg/natsauth);
+	// an empty user connects without credentials.
+	NATSUser, NATSPassword string
+	Stream                 string
+	TimerStream            string
+	LoadsBucket            string
+	Replicas               int
 	// Workers is how many leads (and timers) are handled at once.
 	Workers int
 	// AckWait is how long the server waits for an acknowledgement before
@@ -65,6 +68,8 @@ func mainErr() error {
 	f.String(&cfg.HTTPAddr, "http-addr", "LEADFLOW_HANDOFF_HTTP_ADDR", "127.0.0.1:7203", "HTTP/JSON API listen address (empty: no HTTP API)")
 	f.String(&cfg.AuthKeys, "auth-keys", "LEADFLOW_AUTH_KEYS", "", "comma-separated Ed25519 public keys (64 hex chars each) whose tokens are trusted; empty turns auth off")
 	f.String(&cfg.NATSURL, "nats", "LEADFLOW_NATS_URL", "", "NATS URL (required)")
+	f.String(&cfg.NATSUser, "nats-user", "LEADFLOW_NATS_USER", "", "NATS user (empty: no credentials)")
+	f.String(&cfg.NATSPassword, "nats-password", "LEADFLOW_NATS_PASSWORD", "", "NATS password of -nats-user")
 	f.String(&cfg.Stream, "stream", "LEADFLOW_STREAM", "LEADFLOW", "event stream name")
 	f.String(&cfg.TimerStream, "timer-stream", "LEADFLOW_HANDOFF_TIMER_STREAM", "HANDOFF_TIMERS", "SLA timer stream name")
 	f.String(&cfg.LoadsBucket, "loads-bucket", "LEADFLOW_HANDOFF_LOADS_BUCKET", "HANDOFF_LOAD", "KV bucket of reps' open leads")

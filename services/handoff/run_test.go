@@ -24,6 +24,10 @@ import (
 // fallback queue with a deadline. Every decision records the rule, the
 // reps considered and why, and the routing version it used.
 func TestRoutingByTerritoryPoolAndAccount(t *testing.T) {
+	testRoutingByTerritoryPoolAndAccount(t, newWorld)
+}
+
+func testRoutingByTerritoryPoolAndAccount(t *testing.T, newWorld func(testing.TB) *world) {
 	w := newWorld(t)
 	s := w.start(t)
 	routingSetup(t, s.client, 10)
@@ -87,19 +91,22 @@ func TestRoutingByTerritoryPoolAndAccount(t *testing.T) {
 
 // Intake seals the company name. With the vault's keys, routing opens it
 // to match the lead's account, and keeps the name out of the decision.
-func TestAccountBySealedCompanyName(t *testing.T) {
+func TestAccountBySealedCompanyName(t *testing.T) { testAccountBySealedCompanyName(t, newWorld) }
+
+func testAccountBySealedCompanyName(t *testing.T, newWorld func(testing.TB) *world) {
 	w := newWorld(t)
 	master, blind := strings.Repeat("ab", 32), strings.Repeat("cd", 32)
-	s := w.startWith(t, func(c *Config) { c.MasterKey, c.BlindKey = master, blind })
-	routingSetup(t, s.client, 10)
 	ctx := ctxT(t)
 	mk, _ := hex.DecodeString(master)
 	bk, _ := hex.DecodeString(blind)
+	// The vault is intake's to make: handoff only reads it.
 	v, err := vault.New(ctx, w.nats.JS, vault.Config{MasterKey: mk, BlindKey: bk})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(v.Close)
+	s := w.startWith(t, func(c *Config) { c.MasterKey, c.BlindKey = master, blind })
+	routingSetup(t, s.client, 10)
 	// Keys as intake takes them now (two slots of one block: the second
 	// read finds the block kept), and one of a lead's own, as stored
 	// before key blocks.

@@ -54,7 +54,9 @@ func TestMain(m *testing.M) {
 // the team manager's queue, where no rep may act on it; a breach there is
 // recorded and goes nowhere. Each event happens once. The manager hands
 // the lead on to a rep, who accepts it.
-func TestSLAEscalation(t *testing.T) {
+func TestSLAEscalation(t *testing.T) { testSLAEscalation(t, newWorld) }
+
+func testSLAEscalation(t *testing.T, newWorld func(testing.TB) *world) {
 	w := newWorld(t)
 	s := w.start(t)
 	routingSetup(t, s.client, 10)

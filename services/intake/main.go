@@ -21,14 +21,17 @@ type Config struct {
 	// HTTPAddr is the HTTP/JSON API's listen address; empty serves none.
 	HTTPAddr string
 	// AuthKeys are the public keys of trusted token signers; empty: auth off.
-	AuthKeys  string
-	NATSURL   string
-	Stream    string
-	Replicas  int
-	MasterKey string
-	BlindKey  string
-	Grace     time.Duration
-	LogJSON   bool
+	AuthKeys string
+	NATSURL  string
+	// NATSUser and NATSPassword are this service's NATS user (pkg/natsauth);
+	// an empty user connects without credentials.
+	NATSUser, NATSPassword string
+	Stream                 string
+	Replicas               int
+	MasterKey              string
+	BlindKey               string
+	Grace                  time.Duration
+	LogJSON                bool
 	// TraceSample is the share of new traces recorded.
 	TraceSample float64
 
@@ -51,6 +54,8 @@ func mainErr() error {
 	f.String(&cfg.HTTPAddr, "http-addr", "LEADFLOW_INTAKE_HTTP_ADDR", "127.0.0.1:7201", "HTTP/JSON API listen address (empty: no HTTP API)")
 	f.String(&cfg.AuthKeys, "auth-keys", "LEADFLOW_AUTH_KEYS", "", "comma-separated Ed25519 public keys (64 hex chars each) whose tokens are trusted; empty turns auth off")
 	f.String(&cfg.NATSURL, "nats", "LEADFLOW_NATS_URL", "", "NATS URL (required)")
+	f.String(&cfg.NATSUser, "nats-user", "LEADFLOW_NATS_USER", "", "NATS user (empty: no credentials)")
+	f.String(&cfg.NATSPassword, "nats-password", "LEADFLOW_NATS_PASSWORD", "", "NATS password of -nats-user")
 	f.String(&cfg.Stream, "stream", "LEADFLOW_STREAM", "LEADFLOW", "event stream name")
 	f.Int(&cfg.Replicas, "replicas", "LEADFLOW_REPLICAS", 1, "stream replicas (3 in a cluster)")
 	f.String(&cfg.MasterKey, "master-key", "LEADFLOW_MASTER_KEY", "", "64 hex chars: wraps per-lead data keys (required)")

@@ -32,7 +32,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	if err != nil {
 		return err
 	}
-	nc, js, err := eventstore.Dial(cfg.NATSURL, "intake")
+	nc, js, err := eventstore.Dial(cfg.NATSURL, "intake", eventstore.WithUser(cfg.NATSUser, cfg.NATSPassword))
 	if err != nil {
 		return err
 	}

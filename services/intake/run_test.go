@@ -163,7 +163,9 @@ func (e *env) streamMsgs(t *testing.T) uint64 {
 	return info.State.Msgs
 }
 
-func TestCaptureAndReadBackFromTheStream(t *testing.T) {
+func TestCaptureAndReadBackFromTheStream(t *testing.T) { testCaptureAndReadBackFromTheStream(t, start) }
+
+func testCaptureAndReadBackFromTheStream(t *testing.T, start func(testing.TB) *env) {
 	e := start(t)
 	ctx := ctxT(t)
 	res, err := e.client.CaptureLead(ctx, lead("Ada@Example.COM "))
@@ -512,7 +514,9 @@ func TestInvalidUTF8IsInvalidArgument(t *testing.T) {
 	}
 }
 
-func TestBulkImport(t *testing.T) {
+func TestBulkImport(t *testing.T) { testBulkImport(t, start) }
+
+func testBulkImport(t *testing.T, start func(testing.TB) *env) {
 	e := start(t)
 	ctx := ctxT(t)
 	existing, err := e.client.CaptureLead(ctx, lead("known@example.com"))
@@ -960,7 +964,9 @@ func (e *env) onDisk(t *testing.T, needles ...[]byte) []string {
 // export returns them all, decrypted; after EraseLead none of them (nor
 // the lead's key) is anywhere in the store's files, the history still
 // replays whole, and the person's next capture makes a new lead.
-func TestEraseAndExport(t *testing.T) {
+func TestEraseAndExport(t *testing.T) { testEraseAndExport(t, start) }
+
+func testEraseAndExport(t *testing.T, start func(testing.TB) *env) {
 	e := start(t)
 	ctx := ctxT(t)
 	req := withExt(&intakev1.CaptureLeadRequest{

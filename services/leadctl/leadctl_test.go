@@ -26,6 +26,7 @@ import (
 	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
 	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/pkg/natsauth"
 	"github.com/leadflow/leadflow/pkg/testenv"
 )
 
@@ -35,9 +36,23 @@ type world struct {
 	store *eventstore.Store
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t testing.TB) *world {
 	t.Helper()
-	n := testenv.StartNATS(t)
+	return worldOn(t, testenv.StartNATS(t))
+}
+
+// newWorldWithUsers is newWorld on a server with a user per role: leadctl
+// runs as the operator, the test's own writes as the admin. It fails the
+// test if the server logged a permissions violation.
+func newWorldWithUsers(t testing.TB) *world {
+	t.Helper()
+	n := testenv.StartNATSWithUsers(t)
+	n.NoViolations(t)
+	return worldOn(t, n)
+}
+
+func worldOn(t testing.TB, n *testenv.NATS) *world {
+	t.Helper()
 	if _, err := eventstore.EnsureStream(context.Background(), n.JS, eventstore.StreamConfig{}); err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +86,16 @@ func (w *world) write(t *testing.T, lead string, cmd lifecycle.Command, payload 
 // leadctl runs one command line against w and returns its output.
 func (w *world) leadctl(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	return runCtl(context.Background(), append([]string{"--nats", w.nats.Server.URL()}, args...)...)
+	return runCtl(context.Background(), append(w.natsFlags(), args...)...)
+}
+
+// natsFlags point leadctl at w's server, as the operator when it has users.
+func (w *world) natsFlags() []string {
+	flags := []string{"--nats", w.nats.Server.URL()}
+	if w.nats.Passwords != nil {
+		flags = append(flags, "--nats-user", natsauth.Operator, "--nats-password", w.nats.Passwords[natsauth.Operator])
+	}
+	return flags
 }
 
 func runCtl(ctx context.Context, args ...string) (string, error) {
@@ -92,7 +116,9 @@ func activity(typ eventv1.ActivityType) *eventv1.ActivityRecorded {
 	return &eventv1.ActivityRecorded{ActivityId: uuid.NewString(), Type: typ}
 }
 
-func TestTimelineAndStateAsOf(t *testing.T) {
+func TestTimelineAndStateAsOf(t *testing.T) { testTimelineAndStateAsOf(t, newWorld) }
+
+func testTimelineAndStateAsOf(t *testing.T, newWorld func(testing.TB) *world) {
 	w := newWorld(t)
 	lead := uuid.NewString()
 	t0 := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
@@ -179,7 +205,9 @@ func TestClearErrors(t *testing.T) {
 // A consumer that cannot handle one lead's event dead-letters it; dlq list
 // names the group and lead, redrive (once fixed) releases it, and the list
 // is empty again. skip drops the dead event instead.
-func TestDeadLetterCommands(t *testing.T) {
+func TestDeadLetterCommands(t *testing.T) { testDeadLetterCommands(t, newWorld) }
+
+func testDeadLetterCommands(t *testing.T, newWorld func(testing.TB) *world) {
 	w := newWorld(t)
 	poisoned, skipped := uuid.NewString(), uuid.NewString()
 	t0 := time.Now()
@@ -246,7 +274,9 @@ func TestDeadLetterCommands(t *testing.T) {
 	}
 }
 
-func TestTailFollowsNewEvents(t *testing.T) {
+func TestTailFollowsNewEvents(t *testing.T) { testTailFollowsNewEvents(t, newWorld) }
+
+func testTailFollowsNewEvents(t *testing.T, newWorld func(testing.TB) *world) {
 	w := newWorld(t)
 	lead, other := uuid.NewString(), uuid.NewString()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -254,7 +284,7 @@ func TestTailFollowsNewEvents(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		root := newRoot(&out)
-		root.SetArgs([]string{"--nats", w.nats.Server.URL(), "tail", "--lead", lead, "--type", "ActivityRecorded"})
+		root.SetArgs(append(w.natsFlags(), "tail", "--lead", lead, "--type", "ActivityRecorded"))
 		done <- root.ExecuteContext(ctx)
 	}()
 	time.Sleep(500 * time.Millisecond) // tail starts at the end of the stream

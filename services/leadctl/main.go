@@ -31,6 +31,8 @@ func main() {
 // options are the flags every command shares.
 type options struct {
 	nats          string
+	natsUser      string
+	natsPassword  string
 	stream        string
 	qualification string
 	intake        string
@@ -62,6 +64,8 @@ func newRoot(out io.Writer) *cobra.Command {
 	root.SetOut(out)
 	f := root.PersistentFlags()
 	f.StringVar(&o.nats, "nats", envOr("LEADFLOW_NATS_URL", "nats://127.0.0.1:4333"), "NATS URL ($LEADFLOW_NATS_URL)")
+	f.StringVar(&o.natsUser, "nats-user", os.Getenv("LEADFLOW_NATS_USER"), "NATS user, the operator's ($LEADFLOW_NATS_USER; `make run` prints it)")
+	f.StringVar(&o.natsPassword, "nats-password", os.Getenv("LEADFLOW_NATS_PASSWORD"), "NATS password ($LEADFLOW_NATS_PASSWORD)")
 	f.StringVar(&o.stream, "stream", envOr("LEADFLOW_STREAM", eventstore.DefaultStream), "event stream ($LEADFLOW_STREAM)")
 	f.StringVar(&o.intake, "intake", envOr("LEADFLOW_INTAKE_ADDR", "127.0.0.1:7101"), "intake gRPC address")
 	f.StringVar(&o.qualification, "qualification", envOr("LEADFLOW_QUALIFICATION_ADDR", "127.0.0.1:7102"), "qualification gRPC address")
@@ -85,14 +89,9 @@ func envOr(key, def string) string {
 
 // connect dials NATS, failing fast with a clear error when nothing answers.
 func (o *options) connect() (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := nats.Connect(o.nats, nats.Name("leadctl"), nats.Timeout(o.timeout), nats.SyncQueueLen(eventstore.SyncQueueLen))
+	nc, js, err := eventstore.Dial(o.nats, "leadctl", nats.Timeout(o.timeout), eventstore.WithUser(o.natsUser, o.natsPassword))
 	if err != nil {
-		return nil, nil, fmt.Errorf("cannot reach NATS at %s (is `make run` up? set --nats): %w", o.nats, err)
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("cannot reach NATS at %s (is `make run` up? set --nats, --nats-user): %w", o.nats, err)
 	}
 	return nc, js, nil
 }

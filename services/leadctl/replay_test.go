@@ -29,7 +29,7 @@ func (w *world) ctlSplit(t *testing.T, args ...string) (stdout, stderr string, e
 	var out, errOut bytes.Buffer
 	root := newRoot(&out)
 	root.SetErr(&errOut)
-	root.SetArgs(append([]string{"--nats", w.nats.Server.URL()}, args...))
+	root.SetArgs(append(w.natsFlags(), args...))
 	err = root.ExecuteContext(context.Background())
 	return out.String(), errOut.String(), err
 }
@@ -64,7 +64,9 @@ func breaksOf(res replayResult, lead string) []string {
 // journey broke: an event the rules refuse, a version gap, a state
 // stamped against the rules, a lead left overdue. Healthy leads are not
 // named; --lead shows the state after each event; windows bound it.
-func TestReplayFindsBrokenJourneys(t *testing.T) {
+func TestReplayFindsBrokenJourneys(t *testing.T) { testReplayFindsBrokenJourneys(t, newWorld) }
+
+func testReplayFindsBrokenJourneys(t *testing.T, newWorld func(testing.TB) *world) {
 	w := newWorld(t)
 	now := time.Now()
 	healthy, refused, gap, overdue := uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()

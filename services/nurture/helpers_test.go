@@ -24,6 +24,7 @@ import (
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	nurturev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/nurture/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/pkg/natsauth"
 	"github.com/leadflow/leadflow/pkg/testenv"
 	"github.com/leadflow/leadflow/services/nurture/app"
 )
@@ -39,7 +40,21 @@ type world struct {
 
 func newWorld(t testing.TB) *world {
 	t.Helper()
-	n := testenv.StartNATS(t)
+	return worldOn(t, testenv.StartNATS(t))
+}
+
+// newWorldWithUsers is newWorld on a server with a user per role: the
+// service runs as nurture's, the test's own writes as the admin. It fails
+// the test if the server logged a permissions violation.
+func newWorldWithUsers(t testing.TB) *world {
+	t.Helper()
+	n := testenv.StartNATSWithUsers(t)
+	n.NoViolations(t)
+	return worldOn(t, n)
+}
+
+func worldOn(t testing.TB, n *testenv.NATS) *world {
+	t.Helper()
 	if _, err := eventstore.EnsureStream(context.Background(), n.JS, eventstore.StreamConfig{Name: stream}); err != nil {
 		t.Fatal(err)
 	}
@@ -53,8 +68,12 @@ type service struct {
 }
 
 func (w *world) config() Config {
-	return Config{Addr: "127.0.0.1:0", NATSURL: w.nats.Server.URL(), Stream: stream, Replicas: 1, Workers: 16,
+	cfg := Config{Addr: "127.0.0.1:0", NATSURL: w.nats.Server.URL(), Stream: stream, Replicas: 1, Workers: 16,
 		AckWait: 2 * time.Second, Grace: time.Second}
+	if w.nats.Passwords != nil { // newWorldWithUsers: run as nurture's NATS user
+		cfg.NATSUser, cfg.NATSPassword = natsauth.Nurture, w.nats.Passwords[natsauth.Nurture]
+	}
+	return cfg
 }
 
 func testLog() *slog.Logger {

@@ -89,6 +89,10 @@ func sorted(s ...string) []string { s = slices.Clone(s); sort.Strings(s); return
 // running, the lead captured) a re-drive puts every lead back on track and
 // the check comes back clean.
 func TestLostLeadCheckFindsExactlyTheBrokenLeads(t *testing.T) {
+	testLostLeadCheckFindsExactlyTheBrokenLeads(t, newWorld)
+}
+
+func testLostLeadCheckFindsExactlyTheBrokenLeads(t *testing.T, newWorld func(testing.TB) *world) {
 	w := newWorld(t)
 	ctx := ctxT(t)
 

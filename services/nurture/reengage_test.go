@@ -88,7 +88,9 @@ func (w *world) waitFor(t testing.TB, leadID, typ string, n int) []*eventv1.Even
 // is an MQL in its second journey cycle. A program that runs out without
 // re-engagement exits with a next review date and the lead is enrolled
 // in the exit rules' next program, by its review timer.
-func TestReengagementAndProgramEnd(t *testing.T) {
+func TestReengagementAndProgramEnd(t *testing.T) { testReengagementAndProgramEnd(t, newWorld) }
+
+func testReengagementAndProgramEnd(t *testing.T, newWorld func(testing.TB) *world) {
 	w := newWorld(t)
 	s := w.start(t)
 	put(t, s.client, &eventv1.NurtureProgram{ProgramId: "later", Name: "Later", Duration: days(30),

@@ -32,7 +32,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	if cfg.TimerStream == "" {
 		cfg.TimerStream = adapters.DefaultTimerStream
 	}
-	nc, js, err := eventstore.Dial(cfg.NATSURL, "nurture")
+	nc, js, err := eventstore.Dial(cfg.NATSURL, "nurture", eventstore.WithUser(cfg.NATSUser, cfg.NATSPassword))
 	if err != nil {
 		return err
 	}

@@ -51,7 +51,9 @@ type recycleCase struct {
 // lead's deadline. Bad data and not-a-fit follow their own policy. A
 // plain disqualification stays terminal. Then every event is delivered
 // again (the group's durables are recreated): nobody is enrolled twice.
-func TestEveryRecyclePath(t *testing.T) {
+func TestEveryRecyclePath(t *testing.T) { testEveryRecyclePath(t, newWorld) }
+
+func testEveryRecyclePath(t *testing.T, newWorld func(testing.TB) *world) {
 	w := newWorld(t)
 	a, b := w.start(t), w.start(t)
 	for _, p := range recyclePrograms() {

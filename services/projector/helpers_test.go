@@ -21,6 +21,7 @@ import (
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	projectorv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/projector/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/pkg/natsauth"
 	"github.com/leadflow/leadflow/pkg/testenv"
 )
 
@@ -41,7 +42,21 @@ type world struct {
 
 func newWorld(t testing.TB) *world {
 	t.Helper()
-	n := testenv.StartNATS(t)
+	return worldOn(t, testenv.StartNATS(t))
+}
+
+// newWorldWithUsers is newWorld on a server with a user per role: the
+// service runs as the projector's, the test's own writes as the admin. It
+// fails the test if the server logged a permissions violation.
+func newWorldWithUsers(t testing.TB) *world {
+	t.Helper()
+	n := testenv.StartNATSWithUsers(t)
+	n.NoViolations(t)
+	return worldOn(t, n)
+}
+
+func worldOn(t testing.TB, n *testenv.NATS) *world {
+	t.Helper()
 	if _, err := eventstore.EnsureStream(context.Background(), n.JS, eventstore.StreamConfig{Name: stream}); err != nil {
 		t.Fatal(err)
 	}
@@ -70,6 +85,9 @@ func (w *world) startOn(t testing.TB, dsn string) *service {
 // dials it.
 func (w *world) launch(t testing.TB, cfg Config) *service {
 	t.Helper()
+	if w.nats.Passwords != nil { // newWorldWithUsers: run as the projector's NATS user
+		cfg.NATSUser, cfg.NATSPassword = natsauth.Projector, w.nats.Passwords[natsauth.Projector]
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	addrc := make(chan net.Addr, 1)
 	done := make(chan error, 1)

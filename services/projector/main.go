@@ -27,10 +27,13 @@ type Config struct {
 	// AuthKeys are the public keys of trusted token signers; empty: auth off.
 	AuthKeys string
 	// HTTP is the dashboard's listen address; empty serves none.
-	HTTP     string
-	NATSURL  string
-	Stream   string
-	Replicas int
+	HTTP    string
+	NATSURL string
+	// NATSUser and NATSPassword are this service's NATS user (pkg/natsauth);
+	// an empty user connects without credentials.
+	NATSUser, NATSPassword string
+	Stream                 string
+	Replicas               int
 	// Postgres is the read models' database (a connection URL).
 	Postgres string
 	// Workers is how many leads are projected at once: the most events
@@ -63,6 +66,8 @@ func mainErr() error {
 	f.String(&cfg.AuthKeys, "auth-keys", "LEADFLOW_AUTH_KEYS", "", "comma-separated Ed25519 public keys (64 hex chars each) whose tokens are trusted; empty turns auth off")
 	f.String(&cfg.HTTP, "http", "LEADFLOW_PROJECTOR_HTTP", "127.0.0.1:7180", "dashboard listen address (empty: no dashboard)")
 	f.String(&cfg.NATSURL, "nats", "LEADFLOW_NATS_URL", "", "NATS URL (required)")
+	f.String(&cfg.NATSUser, "nats-user", "LEADFLOW_NATS_USER", "", "NATS user (empty: no credentials)")
+	f.String(&cfg.NATSPassword, "nats-password", "LEADFLOW_NATS_PASSWORD", "", "NATS password of -nats-user")
 	f.String(&cfg.Stream, "stream", "LEADFLOW_STREAM", "LEADFLOW", "event stream name")
 	f.Int(&cfg.Replicas, "replicas", "LEADFLOW_REPLICAS", 1, "stream replicas (3 in a cluster)")
 	f.String(&cfg.Postgres, "postgres", "LEADFLOW_POSTGRES_URL", "", "PostgreSQL URL of the read models (required)")

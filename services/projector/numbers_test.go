@@ -187,7 +187,9 @@ var fixtureLeads = []string{"l1", "l2", "l3", "l4", "l5", "l6", "l7", "l8", "l9"
 // gives every report figure and every row the live projection has, and
 // so does a rebuild of the live service, swapped in while events keep
 // coming.
-func TestOneSetOfNumbers(t *testing.T) {
+func TestOneSetOfNumbers(t *testing.T) { testOneSetOfNumbers(t, newWorld) }
+
+func testOneSetOfNumbers(t *testing.T, newWorld func(testing.TB) *world) {
 	w := newWorld(t)
 	s := w.start(t)
 	w.fixture(t)

@@ -40,7 +40,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	if cfg.Workers <= 0 {
 		cfg.Workers = 512
 	}
-	nc, js, err := eventstore.Dial(cfg.NATSURL, "projector")
+	nc, js, err := eventstore.Dial(cfg.NATSURL, "projector", eventstore.WithUser(cfg.NATSUser, cfg.NATSPassword))
 	if err != nil {
 		return err
 	}

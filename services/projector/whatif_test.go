@@ -47,7 +47,9 @@ func whatIfModels() (active, proposed scoring.Model) {
 //	d     search    VP, 50             webinar, webinar               40, 60: MQL    20, 40, 60: MQL rejected
 //	e     -         student, 300       webinar ×3                     0..40          out (student)   rejected
 //	f     webinar   VP, 50             webinar (after acceptance)     40             20              (captured in February)
-func TestWhatIfOfAProposedModel(t *testing.T) {
+func TestWhatIfOfAProposedModel(t *testing.T) { testWhatIfOfAProposedModel(t, newWorld) }
+
+func testWhatIfOfAProposedModel(t *testing.T, newWorld func(testing.TB) *world) {
 	w := newWorld(t)
 	s := w.start(t)
 	active, proposed := whatIfModels()

@@ -24,8 +24,11 @@ type Config struct {
 	// AuthKeys are the public keys of trusted token signers; empty: auth off.
 	AuthKeys string
 	NATSURL  string
-	Stream   string
-	Replicas int
+	// NATSUser and NATSPassword are this service's NATS user (pkg/natsauth);
+	// an empty user connects without credentials.
+	NATSUser, NATSPassword string
+	Stream                 string
+	Replicas               int
 	// Workers is how many leads are scored at once, by the live consumer
 	// and by a re-score each.
 	Workers int
@@ -57,6 +60,8 @@ func mainErr() error {
 	f.String(&cfg.HTTPAddr, "http-addr", "LEADFLOW_QUALIFICATION_HTTP_ADDR", "127.0.0.1:7202", "HTTP/JSON API listen address (empty: no HTTP API)")
 	f.String(&cfg.AuthKeys, "auth-keys", "LEADFLOW_AUTH_KEYS", "", "comma-separated Ed25519 public keys (64 hex chars each) whose tokens are trusted; empty turns auth off")
 	f.String(&cfg.NATSURL, "nats", "LEADFLOW_NATS_URL", "", "NATS URL (required)")
+	f.String(&cfg.NATSUser, "nats-user", "LEADFLOW_NATS_USER", "", "NATS user (empty: no credentials)")
+	f.String(&cfg.NATSPassword, "nats-password", "LEADFLOW_NATS_PASSWORD", "", "NATS password of -nats-user")
 	f.String(&cfg.Stream, "stream", "LEADFLOW_STREAM", "LEADFLOW", "event stream name")
 	f.Int(&cfg.Replicas, "replicas", "LEADFLOW_REPLICAS", 1, "stream replicas (3 in a cluster)")
 	f.Int(&cfg.Workers, "workers", "LEADFLOW_QUALIFICATION_WORKERS", 64, "leads scored at once (a score waits on round trips, not the CPU)")

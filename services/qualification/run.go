@@ -28,7 +28,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	if cfg.Workers <= 0 {
 		cfg.Workers = 64
 	}
-	nc, js, err := eventstore.Dial(cfg.NATSURL, "qualification")
+	nc, js, err := eventstore.Dial(cfg.NATSURL, "qualification", eventstore.WithUser(cfg.NATSUser, cfg.NATSPassword))
 	if err != nil {
 		return err
 	}

@@ -95,7 +95,9 @@ func TestModelScoresOnlyOnceBothTeamsApproved(t *testing.T) {
 // With a model active, every trigger scores the lead once, with reasons
 // and the version; the lead is qualified once when it crosses the
 // threshold and only scored after that.
-func TestScoringFromTheStream(t *testing.T) {
+func TestScoringFromTheStream(t *testing.T) { testScoringFromTheStream(t, newWorld) }
+
+func testScoringFromTheStream(t *testing.T, newWorld func(testing.TB) *world) {
 	w := newWorld(t)
 	s := w.start(t)
 	activate(t, s.client, scoring.Default())

@@ -1,0 +1,349 @@
+// Package natsauth is the one table of what each Leadflow process may do on
+// NATS: a user per role with explicit publish and subscribe allow lists,
+// built from the real stream, bucket, subject and consumer names. The
+// embedded servers (make run, make chaos, tests) load it through Users, and
+// deploy/k8s/nats.yaml holds the same table rendered by Conf (a test keeps
+// the two equal).
+//
+// NATS matches permissions by whole subject tokens and a consumer's name is
+// one token, so a role that reads with ordered consumers (names the client
+// library makes up) or runs groups named at run time (qualification's
+// re-scores) is allowed that consumer API for every name on the stream;
+// docs/operations.md ("NATS users") lists what that leaves open.
+package natsauth
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/leadflow/leadflow/pkg/consume"
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	"github.com/leadflow/leadflow/pkg/natsserver"
+)
+
+// The roles: one NATS user each. Operator is leadctl's (and the nats CLI's).
+const (
+	Intake        = "intake"
+	Qualification = "qualification"
+	Handoff       = "handoff"
+	Nurture       = "nurture"
+	Projector     = "projector"
+	Operator      = "operator"
+)
+
+// Names the table is built from that live in services/ (pkg cannot import
+// them); each service's tests check that its own constants agree.
+const (
+	KeysBucket           = "LEADFLOW_KEYS" // pkg/vault's default bucket
+	HandoffTimers        = "HANDOFF_TIMERS"
+	HandoffTimerPrefix   = "handoff.timer"
+	NurtureTimers        = "NURTURE_TIMERS"
+	NurtureTimerPrefix   = "nurture.timer"
+	HandoffLoads         = "HANDOFF_LOAD"
+	QualificationGroup   = "qualification"
+	HandoffGroup         = "handoff"
+	HandoffTimerGroup    = "handoff-timers"
+	NurtureGroup         = "nurture"
+	NurtureTimerGroup    = "nurture-timers"
+	ProjectorGroup       = "projector"
+	ProjectorRefGroup    = "projector-ref"
+	ProjectorLiveSubject = "leadflow.projector.live." + eventstore.DefaultStream
+)
+
+// Role is one NATS user's permissions: allow lists only, sorted.
+type Role struct {
+	Name      string
+	Publish   []string
+	Subscribe []string
+}
+
+// Roles is the table, one entry per role, in a fixed order.
+func Roles() []Role {
+	return []Role{intake(), qualification(), handoff(), nurture(), projector(), operator()}
+}
+
+// Lookup returns the role named name.
+func Lookup(name string) (Role, bool) {
+	for _, r := range Roles() {
+		if r.Name == name {
+			return r, true
+		}
+	}
+	return Role{}, false
+}
+
+// PasswordEnv is the environment variable holding role's password, for
+// the servers (nats.conf reads it as $NATS_<ROLE>_PASSWORD) and for the
+// launchers that start them.
+func PasswordEnv(role string) string {
+	return "NATS_" + strings.ToUpper(strings.ReplaceAll(role, "-", "_")) + "_PASSWORD"
+}
+
+// Users turns the table into the embedded server's users, with the
+// passwords given by role name; a role without a password is left out.
+func Users(passwords map[string]string) []natsserver.User {
+	var out []natsserver.User
+	for _, r := range Roles() {
+		if pw := passwords[r.Name]; pw != "" {
+			out = append(out, natsserver.User{Name: r.Name, Password: pw, Publish: r.Publish, Subscribe: r.Subscribe})
+		}
+	}
+	return out
+}
+
+// PasswordsFromEnv reads every role's password from PasswordEnv; roles
+// without one are absent from the map.
+func PasswordsFromEnv() map[string]string {
+	out := map[string]string{}
+	for _, r := range Roles() {
+		if pw := os.Getenv(PasswordEnv(r.Name)); pw != "" {
+			out[r.Name] = pw
+		}
+	}
+	return out
+}
+
+// perms collects one role's allow lists.
+type perms struct {
+	name     string
+	pub, sub []string
+}
+
+func newRole(name string) *perms {
+	p := &perms{name: name}
+	// Replies come to the role's own inbox prefix (eventstore.WithUser sets
+	// it), so no role can read another's answers.
+	p.sub = append(p.sub, eventstore.InboxPrefix(name)+".>")
+	// The account's JetStream usage and limits, which clients ask for
+	// when they probe whether JetStream answers.
+	p.pub = append(p.pub, api+"INFO")
+	return p
+}
+
+func (p *perms) publish(s ...string)   { p.pub = append(p.pub, s...) }
+func (p *perms) subscribe(s ...string) { p.sub = append(p.sub, s...) }
+
+func (p *perms) role() Role {
+	clean := func(s []string) []string {
+		slices.Sort(s)
+		return slices.Compact(s)
+	}
+	return Role{Name: p.name, Publish: clean(p.pub), Subscribe: clean(p.sub)}
+}
+
+const api = "$JS.API."
+
+// ensure: look a stream up, and create or update it (every service makes
+// the streams it uses, so that they start in any order).
+func (p *perms) ensure(stream string) {
+	p.publish(api+"STREAM.INFO."+stream, api+"STREAM.CREATE."+stream, api+"STREAM.UPDATE."+stream)
+}
+
+// read: single and batched direct gets, and the plain get a stream
+// without AllowDirect answers.
+func (p *perms) read(stream string) {
+	p.publish(api+"DIRECT.GET."+stream, api+"DIRECT.GET."+stream+".>", api+"STREAM.MSG.GET."+stream)
+}
+
+// scan: ordered consumers, which the client names at random and deletes
+// when it resets one, so the consumer token is a wildcard.
+func (p *perms) scan(stream string) {
+	c := stream + ".*"
+	p.publish(api+"CONSUMER.CREATE."+c, api+"CONSUMER.CREATE."+c+".>", api+"CONSUMER.INFO."+c,
+		api+"CONSUMER.MSG.NEXT."+c, api+"CONSUMER.DELETE."+c)
+}
+
+// durable: create or update (a filtered create carries the filter in the
+// subject), look up, pull, unpin, and ack one named consumer.
+func (p *perms) durable(stream, name string) {
+	c := stream + "." + name
+	p.publish(api+"CONSUMER.CREATE."+c, api+"CONSUMER.CREATE."+c+".>", api+"CONSUMER.INFO."+c,
+		api+"CONSUMER.MSG.NEXT."+c, api+"CONSUMER.UNPIN."+c, "$JS.ACK."+c+".>")
+}
+
+// kv: a bucket's stream made or opened, its keys written and read, and
+// watched (push consumers: ephemeral, deleted on stop, flow controlled).
+func (p *perms) kv(bucket string, write bool) {
+	s := "KV_" + bucket
+	p.ensure(s)
+	p.read(s)
+	p.publish(api+"CONSUMER.CREATE."+s+".*.>", api+"CONSUMER.DELETE."+s+".*", "$JS.FC."+s+".>")
+	if write {
+		p.publish("$KV." + bucket + ".>")
+	}
+}
+
+// group: a pkg/consume group of partitions durables on stream: its
+// durables, its re-drive consumer and dead letters in DEADLETTER (stored,
+// deleted and purged by subject when released), its key in the members
+// bucket, and the advisory that reports a message past MaxDeliver.
+// group "*" is any group (names chosen at run time).
+func (p *perms) group(stream, group string, partitions int) {
+	for n := range max(partitions, 1) {
+		d := "*"
+		if group != "*" {
+			d = consume.Durable(group, n, partitions)
+		}
+		p.durable(stream, d)
+	}
+	dl := consume.DefaultDeadLetterStream
+	redrive := "*"
+	if group != "*" {
+		redrive = group + "_redrive"
+	}
+	p.durable(dl, redrive)
+	p.ensure(dl)
+	p.read(dl)
+	p.publish(api+"STREAM.MSG.DELETE."+dl, api+"STREAM.PURGE."+dl)
+	for _, kind := range []string{"entry", "parked", "request"} {
+		p.publish("deadletter." + kind + "." + group + ".>")
+	}
+	m := consume.DefaultMembersBucket
+	p.ensure("KV_" + m)
+	p.read("KV_" + m)
+	p.publish("$KV."+m+"."+group+".*", api+"CONSUMER.CREATE.KV_"+m+".*.$KV."+m+"."+group+".*",
+		api+"CONSUMER.DELETE.KV_"+m+".*", "$JS.FC.KV_"+m+".>")
+	p.subscribe("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + stream + ".*")
+}
+
+// leadStream: the lead stream opened and read. Only its owner, intake,
+// may create it or change its settings: an update could set limits that
+// drop events, so the others wait for intake at their first start.
+func (p *perms) leadStream(owner bool) {
+	p.publish(api + "STREAM.INFO." + eventstore.DefaultStream)
+	if owner {
+		p.ensure(eventstore.DefaultStream)
+	}
+	p.read(eventstore.DefaultStream)
+}
+
+// vault: the key bucket opened and watched for erasures; write adds
+// making it, storing keys and shredding them (message delete). A reader
+// may not change its settings, which could drop every key.
+func (p *perms) vault(write bool) {
+	s := "KV_" + KeysBucket
+	p.publish(api + "STREAM.INFO." + s)
+	p.read(s)
+	p.scan(s)
+	if write {
+		p.ensure(s)
+		p.publish("$KV."+KeysBucket+".>", api+"STREAM.MSG.DELETE."+s)
+	}
+}
+
+// timers: a pkg/timer stream: schedules published, fired copies consumed
+// by the service's timer group.
+func (p *perms) timers(stream, prefix, group string) {
+	p.ensure(stream)
+	p.read(stream)
+	p.publish(prefix + ".>")
+	p.group(stream, group, eventstore.Partitions)
+}
+
+func intake() Role {
+	p := newRole(Intake)
+	p.leadStream(true)
+	p.publish("lead.>", "claim.>", "campaign.>")
+	p.vault(true)
+	return p.role()
+}
+
+func qualification() Role {
+	p := newRole(Qualification)
+	p.leadStream(false)
+	p.publish("lead.>", "model.>", "claim.>")
+	p.group(eventstore.DefaultStream, QualificationGroup, eventstore.Partitions)
+	// Re-scores: a group and durable per model version (rescore-v<n>),
+	// removed once done.
+	p.group(eventstore.DefaultStream, "*", 1)
+	p.publish(api+"CONSUMER.DELETE."+eventstore.DefaultStream+".*", api+"CONSUMER.DELETE."+consume.DefaultDeadLetterStream+".*")
+	return p.role()
+}
+
+func handoff() Role {
+	p := newRole(Handoff)
+	p.leadStream(false)
+	p.publish("lead.>", "model.>", "claim.>")
+	p.group(eventstore.DefaultStream, HandoffGroup, eventstore.Partitions)
+	p.timers(HandoffTimers, HandoffTimerPrefix, HandoffTimerGroup)
+	p.kv(HandoffLoads, true)
+	// The handoff brief opens the lead's sealed contact data: read only.
+	p.vault(false)
+	return p.role()
+}
+
+func nurture() Role {
+	p := newRole(Nurture)
+	p.leadStream(false)
+	p.scan(eventstore.DefaultStream) // the lost-lead index reads the whole stream
+	p.publish("lead.>", "model.>", "claim.>")
+	p.group(eventstore.DefaultStream, NurtureGroup, eventstore.Partitions)
+	p.timers(NurtureTimers, NurtureTimerPrefix, NurtureTimerGroup)
+	// The no-lost-lead check reads every group's progress, members and
+	// dead letters, and re-drives them.
+	m := consume.DefaultMembersBucket
+	p.publish(api+"CONSUMER.CREATE.KV_"+m+".*.$KV."+m+".>", "deadletter.request.>")
+	return p.role()
+}
+
+func projector() Role {
+	p := newRole(Projector)
+	p.leadStream(false)
+	p.scan(eventstore.DefaultStream) // rebuilds, what-if replays
+	p.group(eventstore.DefaultStream, ProjectorGroup, eventstore.Partitions)
+	p.group(eventstore.DefaultStream, ProjectorRefGroup, 1)
+	// Dashboards: the replicas' commit notices, and scoring model changes.
+	p.publish(ProjectorLiveSubject)
+	p.subscribe(ProjectorLiveSubject, eventstore.ModelSubject("scoring"))
+	return p.role()
+}
+
+// operator reads everything but the key vault, and re-drives dead
+// letters; it changes no stream and writes no event.
+func operator() Role {
+	p := newRole(Operator)
+	p.publish(api+"STREAM.NAMES", api+"STREAM.LIST", "deadletter.request.>")
+	for _, s := range []string{eventstore.DefaultStream, consume.DefaultDeadLetterStream, HandoffTimers, NurtureTimers,
+		"KV_" + consume.DefaultMembersBucket, "KV_" + HandoffLoads} {
+		p.publish(api+"STREAM.INFO."+s, api+"CONSUMER.NAMES."+s, api+"CONSUMER.LIST."+s)
+		p.read(s)
+		p.scan(s)
+		p.publish("$JS.FC." + s + ".>")
+	}
+	p.subscribe(eventstore.LeadSubjects, eventstore.CampaignSubjects, eventstore.ModelSubjects, eventstore.ClaimSubjects)
+	return p.role()
+}
+
+// Conf renders the table as a nats.conf authorization block, indented by
+// indent; passwords are $NATS_<ROLE>_PASSWORD variables, which the server
+// resolves from its environment.
+func Conf(indent string) string {
+	var b strings.Builder
+	w := func(depth int, format string, args ...any) {
+		b.WriteString(indent + strings.Repeat("  ", depth) + fmt.Sprintf(format, args...) + "\n")
+	}
+	list := func(depth int, key string, subjects []string) {
+		w(depth, "%s: {allow: [", key)
+		for _, s := range subjects {
+			w(depth+1, "%q", s)
+		}
+		w(depth, "]}")
+	}
+	w(0, "authorization {")
+	w(1, "users: [")
+	for _, r := range Roles() {
+		w(2, "{")
+		w(3, "user: %s", r.Name)
+		w(3, "password: $%s", PasswordEnv(r.Name))
+		w(3, "permissions: {")
+		list(4, "publish", r.Publish)
+		list(4, "subscribe", r.Subscribe)
+		w(3, "}")
+		w(2, "}")
+	}
+	w(1, "]")
+	w(0, "}")
+	return b.String()
+}

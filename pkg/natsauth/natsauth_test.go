@@ -1,0 +1,224 @@
+package natsauth_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/leadflow/leadflow/pkg/consume"
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	"github.com/leadflow/leadflow/pkg/natsauth"
+	"github.com/leadflow/leadflow/pkg/testenv"
+	"github.com/leadflow/leadflow/pkg/vault"
+)
+
+// refusals records the permissions violations the server sends a client.
+type refusals chan error
+
+func (r refusals) handler(_ *nats.Conn, _ *nats.Subscription, err error) {
+	if errors.Is(err, nats.ErrPermissionViolation) {
+		select {
+		case r <- err:
+		default:
+		}
+	}
+}
+
+// expect waits for a violation naming subject.
+func (r refusals) expect(t *testing.T, subject string) {
+	t.Helper()
+	select {
+	case err := <-r:
+		if !strings.Contains(err.Error(), subject) {
+			t.Fatalf("violation %v, want one for %q", err, subject)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no permissions violation for %s", subject)
+	}
+}
+
+func connectAs(t *testing.T, n *testenv.NATS, role string) (jetstream.JetStream, *nats.Conn, refusals) {
+	t.Helper()
+	r := make(refusals, 16)
+	nc, js := n.ConnectAs(t, role, nats.ErrorHandler(r.handler))
+	return js, nc, r
+}
+
+// try sends a JetStream API request without waiting for its answer: a
+// refused one is answered by a violation only.
+func try(t *testing.T, nc *nats.Conn, subject, body string) {
+	t.Helper()
+	if err := nc.PublishRequest(subject, nc.NewRespInbox(), []byte(body)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func short(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// setup creates what the services would: the lead stream, the key vault,
+// the dead letters.
+func setup(t *testing.T, n *testenv.NATS) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := eventstore.EnsureStream(ctx, n.JS, eventstore.StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	master, blind := make([]byte, 32), make([]byte, 32)
+	blind[0] = 1
+	v, err := vault.New(ctx, n.JS, vault.Config{MasterKey: master, BlindKey: blind})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Close()
+}
+
+func TestKeyVaultIsIntakesAndHandoffsOnly(t *testing.T) {
+	n := testenv.StartNATSWithUsers(t)
+	setup(t, n)
+	for _, role := range []string{natsauth.Qualification, natsauth.Projector, natsauth.Nurture, natsauth.Operator} {
+		t.Run(role, func(t *testing.T) {
+			js, _, r := connectAs(t, n, role)
+			_, err := js.KeyValue(short(t), natsauth.KeysBucket)
+			if err == nil {
+				t.Fatal("opened the key vault")
+			}
+			r.expect(t, "$JS.API.STREAM.INFO.KV_"+natsauth.KeysBucket)
+			if _, err := js.Publish(short(t), "$KV."+natsauth.KeysBucket+".L1", []byte("k")); err == nil {
+				t.Fatal("wrote a key")
+			}
+			r.expect(t, "$KV."+natsauth.KeysBucket+".L1")
+			try(t, js.Conn(), "$JS.API.DIRECT.GET.KV_"+natsauth.KeysBucket+".$KV."+natsauth.KeysBucket+".L1", "")
+			r.expect(t, "$JS.API.DIRECT.GET.KV_"+natsauth.KeysBucket)
+		})
+	}
+	// Handoff reads keys (the brief) but neither writes nor shreds them.
+	js, _, r := connectAs(t, n, natsauth.Handoff)
+	if _, err := js.Publish(short(t), "$KV."+natsauth.KeysBucket+".L1", []byte("k")); err == nil {
+		t.Fatal("handoff wrote a key")
+	}
+	r.expect(t, "$KV."+natsauth.KeysBucket+".L1")
+	try(t, js.Conn(), "$JS.API.STREAM.MSG.DELETE.KV_"+natsauth.KeysBucket, `{"seq":1}`)
+	r.expect(t, "$JS.API.STREAM.MSG.DELETE.KV_"+natsauth.KeysBucket)
+}
+
+func TestOnlyWritersAppendLeadEvents(t *testing.T) {
+	n := testenv.StartNATSWithUsers(t)
+	setup(t, n)
+	for _, role := range []string{natsauth.Projector, natsauth.Operator} {
+		t.Run(role, func(t *testing.T) {
+			js, _, r := connectAs(t, n, role)
+			subj := eventstore.LeadSubject("L1")
+			if _, err := js.Publish(short(t), subj, []byte("x")); err == nil {
+				t.Fatal("appended a lead event")
+			}
+			r.expect(t, subj)
+		})
+	}
+	js, _, _ := connectAs(t, n, natsauth.Intake)
+	if _, err := js.Publish(context.Background(), eventstore.LeadSubject("L1"), []byte("x")); err != nil {
+		t.Fatalf("intake cannot append: %v", err)
+	}
+	// What make chaos and the users tests look for in the server's log.
+	if v := n.Violations(t); len(v) != 2 || !strings.Contains(v[0], eventstore.LeadSubject("L1")) {
+		t.Errorf("server log violations: %q", v)
+	}
+}
+
+func TestNoRoleDeletesOrPurgesAStream(t *testing.T) {
+	n := testenv.StartNATSWithUsers(t)
+	setup(t, n)
+	streams := []string{eventstore.DefaultStream, "KV_" + natsauth.KeysBucket, consume.DefaultDeadLetterStream}
+	for _, s := range []string{natsauth.HandoffTimers, natsauth.NurtureTimers, consume.DefaultDeadLetterStream} {
+		if _, err := n.JS.CreateStream(context.Background(), jetstream.StreamConfig{Name: s, Subjects: []string{strings.ToLower(s) + ".>"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	streams = append(streams, natsauth.HandoffTimers, natsauth.NurtureTimers)
+	for _, r := range natsauth.Roles() {
+		t.Run(r.Name, func(t *testing.T) {
+			_, nc, refused := connectAs(t, n, r.Name)
+			for _, s := range streams {
+				try(t, nc, "$JS.API.STREAM.DELETE."+s, "")
+				refused.expect(t, "$JS.API.STREAM.DELETE."+s)
+				if s == consume.DefaultDeadLetterStream && r.Name != natsauth.Operator && r.Name != natsauth.Intake {
+					continue // consumer groups purge their released dead letters by subject
+				}
+				try(t, nc, "$JS.API.STREAM.PURGE."+s, "")
+				refused.expect(t, "$JS.API.STREAM.PURGE."+s)
+			}
+		})
+	}
+	for _, s := range streams {
+		if _, err := n.JS.Stream(context.Background(), s); err != nil {
+			t.Errorf("%s: %v", s, err)
+		}
+	}
+}
+
+func TestNoRoleReadsAnothersReplies(t *testing.T) {
+	n := testenv.StartNATSWithUsers(t)
+	for _, r := range natsauth.Roles() {
+		t.Run(r.Name, func(t *testing.T) {
+			_, nc, refused := connectAs(t, n, r.Name)
+			for _, other := range natsauth.Roles() {
+				if other.Name == r.Name {
+					continue
+				}
+				inbox := eventstore.InboxPrefix(other.Name) + ".>"
+				if _, err := nc.SubscribeSync(inbox); err != nil {
+					t.Fatal(err)
+				}
+				refused.expect(t, inbox)
+			}
+			if _, err := nc.SubscribeSync("_INBOX.>"); err != nil {
+				t.Fatal(err)
+			}
+			refused.expect(t, "_INBOX.>")
+		})
+	}
+}
+
+// TestEveryRoleConnects: each role's own requests get answered on its
+// own inbox.
+func TestEveryRoleConnects(t *testing.T) {
+	n := testenv.StartNATSWithUsers(t)
+	setup(t, n)
+	for _, r := range natsauth.Roles() {
+		js, _, _ := connectAs(t, n, r.Name)
+		if _, err := js.Stream(context.Background(), eventstore.DefaultStream); err != nil {
+			t.Errorf("%s: %v", r.Name, err)
+		}
+	}
+}
+
+// TestOnlyIntakeChangesTheLeadStreamAndVault: an update could set limits
+// that drop events or keys, so the readers may not send one.
+func TestOnlyIntakeChangesTheLeadStreamAndVault(t *testing.T) {
+	n := testenv.StartNATSWithUsers(t)
+	setup(t, n)
+	for _, r := range natsauth.Roles() {
+		if r.Name == natsauth.Intake {
+			continue
+		}
+		t.Run(r.Name, func(t *testing.T) {
+			_, nc, refused := connectAs(t, n, r.Name)
+			for _, s := range []string{eventstore.DefaultStream, "KV_" + natsauth.KeysBucket} {
+				try(t, nc, "$JS.API.STREAM.UPDATE."+s, `{"name":"`+s+`","max_age":1000000000}`)
+				refused.expect(t, "$JS.API.STREAM.UPDATE."+s)
+			}
+		})
+	}
+	info, err := n.JS.Stream(context.Background(), eventstore.DefaultStream)
+	if err != nil || info.CachedInfo().Config.MaxAge != 0 {
+		t.Fatalf("lead stream changed: %v", err)
+	}
+}
