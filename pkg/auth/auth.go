@@ -42,6 +42,8 @@ type Principal struct {
 	Kind    eventv1.ActorKind
 	Team    eventv1.Team
 	Scopes  []string
+	// Expires is when the token stops being valid.
+	Expires time.Time
 }
 
 // Grants reports whether the principal may use scope.
@@ -140,6 +142,7 @@ func (v *Verifier) Verify(token string) (Principal, error) {
 		Kind:    eventv1.ActorKind(eventv1.ActorKind_value["ACTOR_KIND_"+c.Kind]),
 		Team:    eventv1.Team(eventv1.Team_value["TEAM_"+c.Team]),
 		Scopes:  strings.Fields(c.Scope),
+		Expires: c.ExpiresAt.Time,
 	}
 	v.mu.Lock()
 	if len(v.seen) >= maxRemembered {

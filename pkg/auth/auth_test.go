@@ -31,7 +31,7 @@ import (
 	_ "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
 )
 
-func key(t *testing.T) ed25519.PrivateKey {
+func key(t testing.TB) ed25519.PrivateKey {
 	t.Helper()
 	_, k, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {

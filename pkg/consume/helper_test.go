@@ -233,6 +233,22 @@ func readJournal(t testing.TB, path string) []handling {
 	return out
 }
 
+// handledAll reports whether every message of want was handled.
+func handledAll(hs []handling, want map[string][]uint64) bool {
+	done := map[handling]bool{}
+	for _, h := range hs {
+		done[handling{key: h.key, seq: h.seq}] = true
+	}
+	for key, seqs := range want {
+		for _, s := range seqs {
+			if !done[handling{key: key, seq: s}] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // checkOrder fails the test if any message was handled before an earlier
 // message of its key had been handled at least once, or if a message of
 // want was never handled. It returns how many messages were handled more

@@ -17,7 +17,8 @@ import (
 // optimistic concurrency (the replicated refusal is another error code)
 // when the stream's leader stops, and again when the next leader stops
 // after the first came back: the returning node caught up, or the stream
-// would have no quorum.
+// would have no quorum. Reads may trail: any replica answers a direct get,
+// and a follower applies a commit a moment after it is acknowledged.
 func TestReplicatedStreamOutlivesItsLeaders(t *testing.T) {
 	c := testenv.StartCluster(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -40,8 +41,8 @@ func TestReplicatedStreamOutlivesItsLeaders(t *testing.T) {
 		t.Helper()
 		_, err := s.Append(ctx, subj, 0, activity(t, lead, "stale"))
 		var ce *eventstore.ConflictError
-		if !errors.As(err, &ce) || ce.Actual != version {
-			t.Fatalf("stale append: want a conflict at version %d, got %v", version, err)
+		if !errors.As(err, &ce) || ce.Actual == 0 || ce.Actual > version {
+			t.Fatalf("stale append: want a conflict at version %d (or one a replica still reads), got %v", version, err)
 		}
 	}
 	stale()
@@ -87,17 +88,23 @@ func TestReplicatedStreamOutlivesItsLeaders(t *testing.T) {
 	if version, err = s.Append(ctx, subj, version, activity(t, lead, "node 1 back, another gone")); err != nil {
 		t.Fatalf("append after the second leader stopped: %v", err)
 	}
-	recs, err := s.Load(ctx, subj)
-	if err != nil {
-		t.Fatal(err)
-	}
+	want := []string{"before", "leader 1 gone", "node 1 back, another gone"}
 	var details []string
-	for _, r := range recs {
-		details = append(details, r.Event.GetActivityRecorded().GetDetail())
-	}
-	if want := []string{"before", "leader 1 gone", "node 1 back, another gone"}; !slices.Equal(details, want) || recs[len(recs)-1].Seq != version {
-		t.Fatalf("history %q at version %d, want %q at %d", details, recs[len(recs)-1].Seq, want, version)
-	}
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		recs, err := s.Load(ctx, subj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		details = details[:0]
+		for _, r := range recs {
+			details = append(details, r.Event.GetActivityRecorded().GetDetail())
+		}
+		// A trailing replica answers a prefix of the history, never a gap.
+		if !slices.Equal(details, want[:min(len(details), len(want))]) {
+			t.Fatalf("history %q is not a prefix of %q", details, want)
+		}
+		return len(recs) == len(want) && recs[len(recs)-1].Seq == version
+	}, "history %q, want %q at version %d", details, want, version)
 	stale()
 }
 

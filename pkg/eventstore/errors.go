@@ -16,7 +16,9 @@ var ErrNotFound = errors.New("eventstore: not found")
 
 // ConflictError is a lost optimistic-concurrency race: the subject's last
 // sequence was not the one the writer expected. Nothing of the commit was
-// stored. Actual is the subject's version now; reload and decide again.
+// stored. Actual is the subject's version as the answering replica read
+// it (in a cluster it may trail the newest by a moment); reload and decide
+// again.
 type ConflictError struct {
 	Subject  string
 	Expected uint64

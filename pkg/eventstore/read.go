@@ -118,7 +118,9 @@ func (s *Store) walk(ctx context.Context, subject string, after uint64) ([]Recor
 		case prev < first.Sequence || prev == VersionUnknown || hops == maxWalk:
 			return nil, false, nil
 		}
-		if m, err = st.GetMsg(ctx, prev); err != nil {
+		if m, err = st.GetMsg(ctx, prev); errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil, false, nil // a replica behind the one that answered last: batches
+		} else if err != nil {
 			return nil, false, err
 		}
 		if m.Subject != subject {

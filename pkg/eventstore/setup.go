@@ -44,17 +44,23 @@ func Setup(ctx context.Context, f func(context.Context) error) error {
 
 // Refused reports whether the server answered no (a 4xx API error), or the
 // connection is closed for good: retrying will not help. Anything else (a
-// timeout, no responders, a cluster without a leader for now) may pass.
+// timeout, no responders, a cluster without a leader for now) may pass, and
+// so may "no suitable peers" while a node is down.
 func Refused(err error) bool {
 	if errors.Is(err, nats.ErrConnectionClosed) {
 		return true
 	}
 	var je jetstream.JetStreamError
 	if errors.As(err, &je) && je.APIError() != nil {
-		return je.APIError().Code >= 400 && je.APIError().Code < 500
+		e := je.APIError()
+		return e.Code >= 400 && e.Code < 500 && e.ErrorCode != errNoSuitablePeers
 	}
 	return false
 }
+
+// errNoSuitablePeers is the server's JSClusterNoPeersErr: a replicated
+// stream cannot be placed because too few nodes are up, for now.
+const errNoSuitablePeers jetstream.ErrorCode = 10005
 
 // Unavailable reports whether err says JetStream could not take a request
 // at all, so nothing was stored: nobody listened (a server starting, a

@@ -20,6 +20,7 @@ import (
 
 	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
 	"github.com/leadflow/leadflow/pkg/grpcserver"
+	"github.com/leadflow/leadflow/pkg/testenv"
 )
 
 // fakeIntake answers the way the real services do: INVALID_ARGUMENT with
@@ -112,27 +113,6 @@ func serve(t *testing.T) (fake *fakeIntake, base string, stop func() error) {
 	return fake, "http://" + web.String(), stop
 }
 
-func do(t *testing.T, method, url, body string, header ...string) (int, map[string]any) {
-	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	var out map[string]any
-	if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
-		t.Fatalf("%s %s: body does not decode: %v", method, url, err)
-	}
-	return res.StatusCode, out
-}
-
 func TestHTTPCallsGoThroughTheGRPCServer(t *testing.T) {
 	fake, base, stop := serve(t)
 
@@ -140,7 +120,7 @@ func TestHTTPCallsGoThroughTheGRPCServer(t *testing.T) {
 	// answer uses lowerCamel and lists unset fields too.
 	for _, body := range []string{`{"idempotencyKey":"k1","contact":{"email":"ada@example.com"}}`,
 		`{"idempotency_key":"k1","contact":{"email":"ada@example.com","first_name":"Ada"}}`} {
-		code, out := do(t, "POST", base+"/v1/leads", body, "X-Correlation-Id", "corr-1", "Authorization", "Bearer t0k")
+		code, out := testenv.HTTPJSON(t, "POST", base+"/v1/leads", body, "X-Correlation-Id", "corr-1", "Authorization", "Bearer t0k")
 		if code != 200 || out["leadId"] != "lead-k1" || out["outcome"] != "CAPTURE_OUTCOME_CREATED" || out["version"] != "7" || out["replayed"] != false {
 			t.Fatalf("capture %s: %d %v", body, code, out)
 		}
@@ -154,31 +134,31 @@ func TestHTTPCallsGoThroughTheGRPCServer(t *testing.T) {
 	}
 
 	// The unbound path of a method that also has a REST path.
-	if code, out := do(t, "POST", base+"/leadflow.intake.v1.IntakeService/GetLead", `{"leadId":"known"}`); code != 200 ||
+	if code, out := testenv.HTTPJSON(t, "POST", base+"/leadflow.intake.v1.IntakeService/GetLead", `{"leadId":"known"}`); code != 200 ||
 		out["lead"].(map[string]any)["submissions"] != float64(2) {
 		t.Fatalf("unbound GetLead: %d %v", code, out)
 	}
-	if code, out := do(t, "GET", base+"/v1/leads/known", ""); code != 200 || out["lead"].(map[string]any)["leadId"] != "known" {
+	if code, out := testenv.HTTPJSON(t, "GET", base+"/v1/leads/known", ""); code != 200 || out["lead"].(map[string]any)["leadId"] != "known" {
 		t.Fatalf("GET lead: %d %v", code, out)
 	}
 
 	// Errors keep their gRPC status in the body.
-	code, out := do(t, "POST", base+"/v1/leads", `{"contact":{}}`)
+	code, out := testenv.HTTPJSON(t, "POST", base+"/v1/leads", `{"contact":{}}`)
 	if code != 400 || out["code"] != float64(codes.InvalidArgument) || !strings.Contains(toJSON(t, out["details"]), `"field":"contact.email"`) {
 		t.Fatalf("invalid capture: %d %v", code, out)
 	}
-	if code, out := do(t, "GET", base+"/v1/leads/nobody", ""); code != 404 || out["code"] != float64(codes.NotFound) {
+	if code, out := testenv.HTTPJSON(t, "GET", base+"/v1/leads/nobody", ""); code != 404 || out["code"] != float64(codes.NotFound) {
 		t.Fatalf("unknown lead: %d %v", code, out)
 	}
-	if code, out := do(t, "GET", base+"/v1/leads/merged", ""); code != 400 || out["code"] != float64(codes.FailedPrecondition) ||
+	if code, out := testenv.HTTPJSON(t, "GET", base+"/v1/leads/merged", ""); code != 400 || out["code"] != float64(codes.FailedPrecondition) ||
 		out["message"] != "lead merged: refused in MERGED" {
 		t.Fatalf("refused: %d %v", code, out)
 	}
 	// The recovery interceptor runs for HTTP calls too.
-	if code, out := do(t, "GET", base+"/v1/leads/boom", ""); code != 500 || out["code"] != float64(codes.Internal) {
+	if code, out := testenv.HTTPJSON(t, "GET", base+"/v1/leads/boom", ""); code != 500 || out["code"] != float64(codes.Internal) {
 		t.Fatalf("panic: %d %v", code, out)
 	}
-	if code, out := do(t, "GET", base+"/healthz", ""); code != 200 || out["status"] != "SERVING" {
+	if code, out := testenv.HTTPJSON(t, "GET", base+"/healthz", ""); code != 200 || out["status"] != "SERVING" {
 		t.Fatalf("healthz: %d %v", code, out)
 	}
 
@@ -186,14 +166,14 @@ func TestHTTPCallsGoThroughTheGRPCServer(t *testing.T) {
 	// is refused before any call.
 	calls := len(fake.served())
 	for _, body := range []string{`{"contact":{"email":"a@example.com"},"idempotencyKy":"k"}`, `{"contact":`} {
-		if code, out := do(t, "POST", base+"/v1/leads", body); code != 400 || out["code"] != float64(codes.InvalidArgument) {
+		if code, out := testenv.HTTPJSON(t, "POST", base+"/v1/leads", body); code != 400 || out["code"] != float64(codes.InvalidArgument) {
 			t.Fatalf("%s: %d %v", body, code, out)
 		}
 	}
 	if n := len(fake.served()); n != calls {
 		t.Fatalf("a refused body reached the service: %d calls, want %d", n, calls)
 	}
-	if code, out := do(t, "POST", base+"/v1/nothing", `{}`); code != 404 || out["code"] != float64(codes.NotFound) {
+	if code, out := testenv.HTTPJSON(t, "POST", base+"/v1/nothing", `{}`); code != 404 || out["code"] != float64(codes.NotFound) {
 		t.Fatalf("unknown path: %d %v", code, out)
 	}
 

@@ -18,7 +18,7 @@ func printHelp(out io.Writer, natsURL string, services []service, lead, token, o
 		fmt.Fprintf(out, "  %-14s %-26s gRPC, reflection on\n", s.name, s.addr)
 		fmt.Fprintf(out, "  %-14s %-26s HTTP/JSON (OpenAPI: pkg/gen/leadflow/%s/v1/%s_service.swagger.json)\n", "", "http://"+s.http, s.name, s.name)
 		if s.web != "" {
-			fmt.Fprintf(out, "  %-14s %-26s the dashboard: open it in a browser (live, works offline)\n", "", s.web)
+			fmt.Fprintf(out, "  %-14s %-26s the dashboard: open it in a browser and sign in with $LEADFLOW_TOKEN (live, works offline)\n", "", s.web)
 		}
 	}
 	fmt.Fprintf(out, "\nCall it (grpcurl, pinned in tools/):\n")

@@ -50,10 +50,10 @@ func TestAuthScopesOverGRPCAndHTTP(t *testing.T) {
 	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), `"leads:capture"`) {
 		t.Fatalf("token without leads:capture: %v", err)
 	}
-	if code, _ := call(t, "POST", base+"/v1/leads", captureJSON); code != http.StatusUnauthorized {
+	if code, _ := testenv.HTTPJSON(t, "POST", base+"/v1/leads", captureJSON); code != http.StatusUnauthorized {
 		t.Fatalf("HTTP without a token: %d", code)
 	}
-	if code, _ := call(t, "POST", base+"/v1/leads", captureJSON, "Authorization", "Bearer "+token("leads:read")); code != http.StatusForbidden {
+	if code, _ := testenv.HTTPJSON(t, "POST", base+"/v1/leads", captureJSON, "Authorization", "Bearer "+token("leads:read")); code != http.StatusForbidden {
 		t.Fatalf("HTTP without the scope: %d", code)
 	}
 	e.assertCounts(t, before)
@@ -62,7 +62,7 @@ func TestAuthScopesOverGRPCAndHTTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, out := call(t, "POST", base+"/v1/leads", captureJSON, "Authorization", "Bearer "+token("leads:capture", "leads:read"))
+	code, out := testenv.HTTPJSON(t, "POST", base+"/v1/leads", captureJSON, "Authorization", "Bearer "+token("leads:capture", "leads:read"))
 	if code != http.StatusOK {
 		t.Fatalf("HTTP capture: %d %v", code, out)
 	}

@@ -35,41 +35,6 @@ func startHTTP(t *testing.T) (*env, string) {
 	return nil, ""
 }
 
-// call sends a JSON request and decodes the JSON answer.
-func call(t *testing.T, method, url, body string, header ...string) (int, map[string]any) {
-	t.Helper()
-	req, err := http.NewRequestWithContext(ctxT(t), method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	var out map[string]any
-	if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	return res.StatusCode, out
-}
-
-// get follows a path of object keys through decoded JSON.
-func get(v any, keys ...string) any {
-	for _, k := range keys {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil
-		}
-		v = m[k]
-	}
-	return v
-}
-
 const captureJSON = `{"idempotencyKey":"form-7","contact":{"email":"Grace@Example.com","firstName":"Grace","lastName":"Hopper"},
 	"profile":{"company":"Navy","title":"Rear Admiral","seniority":"SENIORITY_VP","employees":5000,"country":"us"},
 	"attribution":{"source":"web-form","utmSource":"newsletter"}}`
@@ -79,23 +44,23 @@ const captureJSON = `{"idempotencyKey":"form-7","contact":{"email":"Grace@Exampl
 // id it sends is in the event written.
 func TestHTTPCaptureAndReadBack(t *testing.T) {
 	e, base := startHTTP(t)
-	code, out := call(t, "POST", base+"/v1/leads", captureJSON, "X-Correlation-Id", "crm-sync-42")
+	code, out := testenv.HTTPJSON(t, "POST", base+"/v1/leads", captureJSON, "X-Correlation-Id", "crm-sync-42")
 	id, _ := out["leadId"].(string)
 	if code != http.StatusOK || id == "" || out["outcome"] != "CAPTURE_OUTCOME_CREATED" || out["replayed"] != false {
 		t.Fatalf("capture: %d %v", code, out)
 	}
 	// The same key again is the first answer, written once.
-	if code, again := call(t, "POST", base+"/v1/leads", captureJSON); code != http.StatusOK || again["leadId"] != id || again["replayed"] != true {
+	if code, again := testenv.HTTPJSON(t, "POST", base+"/v1/leads", captureJSON); code != http.StatusOK || again["leadId"] != id || again["replayed"] != true {
 		t.Fatalf("repeat: %d %v", code, again)
 	}
 
-	code, rest := call(t, "GET", base+"/v1/leads/"+id, "")
-	if code != http.StatusOK || get(rest, "lead", "leadId") != id || get(rest, "lead", "contact", "email") != "grace@example.com" ||
-		get(rest, "lead", "lifecycle", "status") != "LEAD_STATUS_NEW" || get(rest, "lead", "profile", "country") != "US" {
+	code, rest := testenv.HTTPJSON(t, "GET", base+"/v1/leads/"+id, "")
+	if code != http.StatusOK || testenv.JSONField(rest, "lead", "leadId") != id || testenv.JSONField(rest, "lead", "contact", "email") != "grace@example.com" ||
+		testenv.JSONField(rest, "lead", "lifecycle", "status") != "LEAD_STATUS_NEW" || testenv.JSONField(rest, "lead", "profile", "country") != "US" {
 		t.Fatalf("GET /v1/leads/%s: %d %v", id, code, rest)
 	}
 	// The method's own path, with the proto field name in the body.
-	code, unbound := call(t, "POST", base+"/leadflow.intake.v1.IntakeService/GetLead", fmt.Sprintf(`{"lead_id":%q}`, id))
+	code, unbound := testenv.HTTPJSON(t, "POST", base+"/leadflow.intake.v1.IntakeService/GetLead", fmt.Sprintf(`{"lead_id":%q}`, id))
 	if code != http.StatusOK || fmt.Sprint(unbound) != fmt.Sprint(rest) {
 		t.Fatalf("unbound GetLead: %d %v, want %v", code, unbound, rest)
 	}
@@ -114,7 +79,7 @@ func TestHTTPCaptureAndReadBack(t *testing.T) {
 func TestHTTPBadRequestNamesTheFieldAndWritesNothing(t *testing.T) {
 	e, base := startHTTP(t)
 	before := e.counts(t)
-	code, out := call(t, "POST", base+"/v1/leads", `{"contact":{"email":"not an email"},"attribution":{"source":"web-form"}}`)
+	code, out := testenv.HTTPJSON(t, "POST", base+"/v1/leads", `{"contact":{"email":"not an email"},"attribution":{"source":"web-form"}}`)
 	if code != http.StatusBadRequest || out["code"] != float64(3) {
 		t.Fatalf("invalid email: %d %v", code, out)
 	}
@@ -123,11 +88,11 @@ func TestHTTPBadRequestNamesTheFieldAndWritesNothing(t *testing.T) {
 		t.Fatalf("details do not name contact.email: %s", details)
 	}
 	for _, body := range []string{`{"contact":{"email":"ok@example.com"},"idempotencyKy":"k"}`, `{"contact":{"email":"ok@example.com"}`} {
-		if code, out := call(t, "POST", base+"/v1/leads", body); code != http.StatusBadRequest || out["code"] != float64(3) {
+		if code, out := testenv.HTTPJSON(t, "POST", base+"/v1/leads", body); code != http.StatusBadRequest || out["code"] != float64(3) {
 			t.Fatalf("%s: %d %v", body, code, out)
 		}
 	}
-	if code, out := call(t, "GET", base+"/v1/leads/00000000-0000-0000-0000-000000000000", ""); code != http.StatusNotFound || out["code"] != float64(5) {
+	if code, out := testenv.HTTPJSON(t, "GET", base+"/v1/leads/00000000-0000-0000-0000-000000000000", ""); code != http.StatusNotFound || out["code"] != float64(5) {
 		t.Fatalf("unknown lead: %d %v", code, out)
 	}
 	e.assertCounts(t, before)
@@ -162,12 +127,12 @@ func TestHTTPImportNewlineDelimited(t *testing.T) {
 		}
 		rows++
 		r := line["result"]
-		if get(r, "row") != fmt.Sprint(rows) {
+		if testenv.JSONField(r, "row") != fmt.Sprint(rows) {
 			t.Fatalf("result %d: %v", rows, r)
 		}
-		errs, _ := get(r, "errors").([]any)
-		if refused := rows == 150; refused != (len(errs) > 0) || refused && get(errs[0], "field") != "contact.email" ||
-			!refused && get(r, "leadId") == "" {
+		errs, _ := testenv.JSONField(r, "errors").([]any)
+		if refused := rows == 150; refused != (len(errs) > 0) || refused && testenv.JSONField(errs[0], "field") != "contact.email" ||
+			!refused && testenv.JSONField(r, "leadId") == "" {
 			t.Fatalf("result %d: %v", rows, r)
 		}
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	nurturev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/nurture/v1"
+	"github.com/leadflow/leadflow/pkg/testenv"
 )
 
 // Nurture over HTTP: the programs by their REST path as the gRPC API
@@ -37,7 +37,7 @@ func TestHTTPProgramsAndRecycle(t *testing.T) {
 	if err != nil || len(want.GetPrograms()) == 0 {
 		t.Fatalf("programs: %v %v", want, err)
 	}
-	code, body := send(t, "GET", base+"/v1/programs?includeRetired=true", "")
+	code, body := testenv.HTTP(t, "GET", base+"/v1/programs?includeRetired=true", "")
 	var got nurturev1.ListProgramsResponse
 	if err := protojson.Unmarshal([]byte(body), &got); err != nil || code != http.StatusOK || !proto.Equal(&got, want) {
 		t.Fatalf("GET /v1/programs: %d %s, want %v (%v)", code, body, want, err)
@@ -46,34 +46,16 @@ func TestHTTPProgramsAndRecycle(t *testing.T) {
 	id := uuid.NewString()
 	w.capture(t, id)
 	before := len(w.events(t, id))
-	code, body = send(t, "POST", base+"/v1/leads/"+id+":recycle", `{"requestId":"r1","actor":{"kind":"ACTOR_KIND_USER","id":"mia"}}`)
+	code, body = testenv.HTTP(t, "POST", base+"/v1/leads/"+id+":recycle", `{"requestId":"r1","actor":{"kind":"ACTOR_KIND_USER","id":"mia"}}`)
 	if code != http.StatusBadRequest || !strings.Contains(body, `"field":"note"`) {
 		t.Fatalf("recycle without a note: %d %s", code, body)
 	}
 	if n := len(w.events(t, id)); n != before {
 		t.Fatalf("a refused recycle wrote: %d events, was %d", n, before)
 	}
-	code, body = send(t, "GET", base+"/v1/leads/"+uuid.NewString()+"/nurture", "")
+	code, body = testenv.HTTP(t, "GET", base+"/v1/leads/"+uuid.NewString()+"/nurture", "")
 	var st struct{ Code int }
 	if err := json.Unmarshal([]byte(body), &st); err != nil || code != http.StatusNotFound || st.Code != 5 {
 		t.Fatalf("an unknown lead: %d %s", code, body)
 	}
-}
-
-func send(t *testing.T, method, url, body string) (int, string) {
-	t.Helper()
-	req, err := http.NewRequestWithContext(ctxT(t), method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res.StatusCode, string(b)
 }

@@ -267,11 +267,15 @@ func (w *world) dashboardExtras(t testing.TB) {
 
 // startDashboard runs the service with its dashboard on free ports and
 // returns the gRPC client and the dashboard's URL.
-func (w *world) startDashboard(t testing.TB) (*service, string) {
+func (w *world) startDashboard(t testing.TB, edits ...func(*Config)) (*service, string) {
 	t.Helper()
 	webc := make(chan net.Addr, 1)
-	s := w.launch(t, Config{Addr: "127.0.0.1:0", HTTP: "127.0.0.1:0", NATSURL: w.nats.Server.URL(), Stream: stream, Replicas: 1,
-		Postgres: w.dsn, Workers: 64, AckWait: 2 * time.Second, Grace: time.Second, dashboardReady: func(a net.Addr) { webc <- a }})
+	cfg := Config{Addr: "127.0.0.1:0", HTTP: "127.0.0.1:0", NATSURL: w.nats.Server.URL(), Stream: stream, Replicas: 1,
+		Postgres: w.dsn, Workers: 64, AckWait: 2 * time.Second, Grace: time.Second, dashboardReady: func(a net.Addr) { webc <- a }}
+	for _, edit := range edits {
+		edit(&cfg)
+	}
+	s := w.launch(t, cfg)
 	select {
 	case web := <-webc:
 		return s, "http://" + web.String() + "/"

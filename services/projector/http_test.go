@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	projectorv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/projector/v1"
+	"github.com/leadflow/leadflow/pkg/testenv"
 )
 
 // The queries over HTTP answer what the gRPC API answers: lead search and
@@ -60,11 +61,11 @@ func TestHTTPQueriesAnswerAsGRPC(t *testing.T) {
 	}
 	sameAs(t, base+"/v1/reports/campaigns?attribution=ATTRIBUTION_MODEL_LINEAR&"+period("period"), report)
 
-	code, out := httpError(t, base+"/v1/leads/nobody")
+	code, out := testenv.HTTPJSON(t, "GET", base+"/v1/leads/nobody", "")
 	if code != http.StatusNotFound || out["code"] != float64(5) {
 		t.Fatalf("unknown lead: %d %v", code, out)
 	}
-	code, out = httpError(t, base+"/v1/reports/campaigns?"+period("period"))
+	code, out = testenv.HTTPJSON(t, "GET", base+"/v1/reports/campaigns?"+period("period"), "")
 	if details, _ := json.Marshal(out["details"]); code != http.StatusBadRequest || out["code"] != float64(3) || !strings.Contains(string(details), `"field":"attribution"`) {
 		t.Fatalf("no attribution: %d %v", code, out)
 	}
@@ -92,19 +93,4 @@ func sameAs(t *testing.T, url string, want proto.Message) {
 	if !proto.Equal(got, want) {
 		t.Fatalf("GET %s:\n%v\nwant (gRPC)\n%v", url, got, want)
 	}
-}
-
-// httpError GETs url and decodes the JSON status it answers.
-func httpError(t *testing.T, url string) (int, map[string]any) {
-	t.Helper()
-	res, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	var out map[string]any
-	if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
-		t.Fatal(err)
-	}
-	return res.StatusCode, out
 }

@@ -140,7 +140,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	dash := ""
 	if web != nil {
 		dash = "http://" + web.Addr().String() + "/"
-		h := dashboard.New(dashboard.Config{Reports: a, Behind: queries, History: stream, Live: live, Log: log})
+		h := dashboard.New(dashboard.Config{Reports: a, Behind: queries, History: stream, Live: live, Log: log, Auth: verifier})
 		part(4, func() error { return serveHTTP(ctx, web, h, cfg.Grace, log) })
 		if cfg.dashboardReady != nil {
 			cfg.dashboardReady(web.Addr())

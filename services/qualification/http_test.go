@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
 	"github.com/leadflow/leadflow/pkg/scoring"
+	"github.com/leadflow/leadflow/pkg/testenv"
 )
 
 // The scoring model over HTTP: a proposal in JSON, read back by its REST
@@ -43,16 +43,16 @@ func TestHTTPModelAndScore(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	code, body := send(t, "POST", base+"/v1/models", `{"model":`+string(model)+`}`)
+	code, body := testenv.HTTP(t, "POST", base+"/v1/models", `{"model":`+string(model)+`}`)
 	if !strings.Contains(body, `"field":"proposed_by"`) || code != http.StatusBadRequest {
 		t.Fatalf("proposal without proposer: %d %s", code, body)
 	}
-	code, body = send(t, "GET", base+"/v1/models", "")
+	code, body = testenv.HTTP(t, "GET", base+"/v1/models", "")
 	var list qualificationv1.ListModelVersionsResponse
 	if err := protojson.Unmarshal([]byte(body), &list); err != nil || code != http.StatusOK || len(list.GetVersions()) != 0 {
 		t.Fatalf("a refused proposal was recorded: %d %s (%v)", code, body, err)
 	}
-	code, body = send(t, "POST", base+"/v1/models", `{"model":`+string(model)+`,"proposedBy":`+string(who)+`}`)
+	code, body = testenv.HTTP(t, "POST", base+"/v1/models", `{"model":`+string(model)+`,"proposedBy":`+string(who)+`}`)
 	var proposed qualificationv1.ProposeModelResponse
 	if err := protojson.Unmarshal([]byte(body), &proposed); err != nil || code != http.StatusOK || proposed.GetVersion() != 1 {
 		t.Fatalf("propose: %d %s (%v)", code, body, err)
@@ -61,32 +61,14 @@ func TestHTTPModelAndScore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, body = send(t, "GET", base+"/v1/models/1", "")
+	code, body = testenv.HTTP(t, "GET", base+"/v1/models/1", "")
 	var got qualificationv1.GetModelResponse
 	if err := protojson.Unmarshal([]byte(body), &got); err != nil || code != http.StatusOK || !proto.Equal(&got, want) {
 		t.Fatalf("GET /v1/models/1: %d %s, want %v (%v)", code, body, want, err)
 	}
-	code, body = send(t, "GET", base+"/v1/leads/"+uuid.NewString()+"/score", "")
+	code, body = testenv.HTTP(t, "GET", base+"/v1/leads/"+uuid.NewString()+"/score", "")
 	var st struct{ Code int }
 	if err := json.Unmarshal([]byte(body), &st); err != nil || code != http.StatusNotFound || st.Code != 5 {
 		t.Fatalf("an unknown lead's score: %d %s", code, body)
 	}
-}
-
-func send(t *testing.T, method, url, body string) (int, string) {
-	t.Helper()
-	req, err := http.NewRequestWithContext(ctxT(t), method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res.StatusCode, string(b)
 }

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/leadflow/leadflow/pkg/auth"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	projectorv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/projector/v1"
@@ -61,6 +62,9 @@ type Config struct {
 	History History
 	// Live, if set, feeds /api/live.
 	Live *Live
+	// Auth, if set, makes every /api/ call need a token granting what it
+	// reads: the page signs in with one (session.go).
+	Auth *auth.Verifier
 	Log  *slog.Logger
 }
 
@@ -104,6 +108,7 @@ func New(cfg Config) *Handler {
 	h.mux.HandleFunc("GET /api/whatif/{id}", h.whatIf)
 	h.mux.HandleFunc("GET /api/status", h.status)
 	h.mux.HandleFunc("GET /api/live", h.live)
+	h.mux.HandleFunc("/api/session", h.session)
 	return h
 }
 
@@ -112,7 +117,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; font-src 'none'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Referrer-Policy", "no-referrer")
-	h.mux.ServeHTTP(w, r)
+	h.guard(h.mux).ServeHTTP(w, r)
 }
 
 // query is the filters every report request may carry.

@@ -86,8 +86,30 @@ function setParams(extra) { location.hash = href(route().path, extra).slice(1); 
 async function api(path, params, opts) {
   const res = await fetch("/api/" + path + (params && params.toString() ? "?" + params : ""), Object.assign({ cache: "no-store" }, opts));
   const body = await res.json().catch(() => ({ error: res.statusText }));
+  if (res.status === 401 && path !== "session") showSignIn(body.error);
   if (!res.ok) { const err = new Error(body.error || res.statusText); err.body = body; err.status = res.status; throw err; }
   return body;
+}
+
+// ---- signing in: with auth on, the page needs a token granting the
+// reports; the projector keeps it in an HttpOnly cookie, never the page ----
+let signingIn = false;
+function showSignIn(why) {
+  if (signingIn) return;
+  signingIn = true;
+  const input = el("input", { type: "password", id: "signin-token", placeholder: "bearer token", autocomplete: "off", spellcheck: "false" });
+  const msg = el("div", { class: "error", id: "signin-error" }, why && why !== "sign in: no token" ? why : "");
+  const form = el("form", { class: "signin", id: "signin" }, el("label", {}, "Token ", input), el("button", { type: "submit" }, "Sign in"), msg);
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      await api("session", null, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ token: input.value }) });
+      signingIn = false;
+      start();
+    } catch (err) { msg.textContent = err.message; }
+  });
+  $("view").replaceChildren(panel("", "Sign in", "a token granting reports:read (make run prints one)", null, form));
+  document.body.dataset.signin = "true";
 }
 function reportParams(keys) {
   const cur = route().params, p = new URLSearchParams();
@@ -621,7 +643,12 @@ function init() {
   });
   window.addEventListener("hashchange", () => render(false));
   $("foot").textContent = "Times in " + Intl.DateTimeFormat().resolvedOptions().timeZone + ". Figures from the projector's read model; journeys straight from the event stream.";
-  connectLive();
+  api("session").then((s) => { if (s.auth && !s.subject) showSignIn(); else start(); }, () => start());
+}
+let started = false;
+function start() {
+  delete document.body.dataset.signin;
+  if (!started) { started = true; connectLive(); }
   render(false);
 }
 init();

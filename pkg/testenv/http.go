@@ -1,0 +1,60 @@
+package testenv
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// HTTP sends body to url with the header pairs given (name, value, ...)
+// and returns the status and the body of the answer.
+func HTTP(t testing.TB, method, url, body string, header ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.StatusCode, string(b)
+}
+
+// HTTPJSON is HTTP for an answer that is a JSON object, decoded.
+func HTTPJSON(t testing.TB, method, url, body string, header ...string) (int, map[string]any) {
+	t.Helper()
+	code, b := HTTP(t, method, url, body, header...)
+	var out map[string]any
+	if err := json.Unmarshal([]byte(b), &out); err != nil {
+		t.Fatalf("%s %s: %d %q does not decode: %v", method, url, code, b, err)
+	}
+	return code, out
+}
+
+// JSONField follows a path of object keys through decoded JSON; nil when
+// one is missing.
+func JSONField(v any, keys ...string) any {
+	for _, k := range keys {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[k]
+	}
+	return v
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/leadflow/leadflow/pkg/auth"
+)
+
+// With auth on, the dashboard's data needs a token too: the JSON answers
+// 401 without one and 403 for a scope the token lacks, and the page asks
+// for a token, refuses one that does not grant the reports, and shows
+// the figures once signed in (the token kept in an HttpOnly cookie).
+func TestDashboardSignIn(t *testing.T) {
+	chromium := findChromium(t)
+	pub, signer, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := func(scopes ...string) string {
+		tok, err := auth.Issue(signer, auth.Principal{Subject: "leader", Scopes: scopes}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	w := newWorld(t)
+	_, base := w.startDashboard(t, func(c *Config) { c.AuthKeys = hex.EncodeToString(pub) })
+	w.fixture(t)
+	w.projected(t, w.dsn)
+
+	get := func(path, tok string) int {
+		req, err := http.NewRequestWithContext(ctxT(t), http.MethodGet, base+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	reports := token("reports:read")
+	for _, c := range []struct {
+		path, tok string
+		want      int
+	}{
+		{"api/funnel", "", http.StatusUnauthorized},
+		{"api/funnel", "forged", http.StatusUnauthorized},
+		{"api/funnel", token("leads:capture"), http.StatusForbidden},
+		{"api/funnel", reports, http.StatusOK},
+		{"api/lead/x", reports, http.StatusForbidden},
+		{"api/model", reports, http.StatusForbidden},
+		{"", "", http.StatusOK}, // the page itself holds no data
+	} {
+		if got := get(c.path, c.tok); got != c.want {
+			t.Errorf("GET /%s with %.10q: %d, want %d", c.path, c.tok, got, c.want)
+		}
+	}
+
+	b := newBrowser(t, chromium, base)
+	b.run(t, chromedp.Navigate(base))
+	b.waitFor(t, `document.body.dataset.signin === "true"`, 20*time.Second)
+	if got := b.eval(t, `[...document.querySelectorAll('[data-k="funnel.captured"]')].map(e => e.textContent)`); len(got) != 0 {
+		t.Fatalf("figures shown before signing in: %v", got)
+	}
+	signIn := func(tok string) {
+		b.eval(t, fmt.Sprintf(`document.getElementById("signin-token").value = %q; document.getElementById("signin").requestSubmit(); []`, tok))
+	}
+	signIn(token("leads:capture"))
+	b.waitFor(t, `document.getElementById("signin-error").textContent.includes("reports:read")`, 10*time.Second)
+	signIn(token("reports:read", "leads:read"))
+	b.waitFor(t, `document.body.dataset.loaded === "true" && !document.body.dataset.signin`, 20*time.Second)
+	if got := b.text(t, "funnel.captured"); strings.TrimSpace(got) == "" || got == "0" {
+		t.Fatalf("funnel.captured shows %q after signing in", got)
+	}
+	// The cookie is not the page's to read.
+	if got := b.eval(t, `[document.cookie]`); strings.Contains(got[0], "leadflow_session") {
+		t.Fatalf("the session cookie is readable by script: %q", got[0])
+	}
+	b.close(t)
+}
