@@ -52,7 +52,7 @@ func printHelp(out io.Writer, natsURL string, services []service, lead, token, o
 	}
 	fmt.Fprintf(out, "  scripts/gotool nats -s %s stream view LEADFLOW --subject '%s'\n", natsURL, subject)
 	fmt.Fprintf(out, "  scripts/gotool nats -s %s kv ls %s   # consumer group members\n", natsURL, consume.DefaultMembersBucket)
-	fmt.Fprintf(out, "\nOperate it (leadctl, no flags needed here; -o json for scripts):\n")
+	fmt.Fprintf(out, "\nOperate it (leadctl, after the exports above; -o json for scripts):\n")
 	id := lead
 	if id == "" {
 		id = "<lead id>"

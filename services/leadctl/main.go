@@ -1,6 +1,6 @@
 // Command leadctl is the operators' CLI: a lead's timeline and state
 // straight from the stream, lost leads, dead letters, replays through the
-// state machine, projection rebuilds, a live tail, a score's explanation. Its defaults match `make run`, so it needs no flags there.
+// state machine, projection rebuilds, a live tail, a score's explanation. Its defaults match `make run`; the token and NATS user `make run` prints come from the environment.
 package main
 
 import (
