@@ -2,9 +2,20 @@ package auth
 
 import (
 	"context"
+	"strings"
 
 	"google.golang.org/grpc"
 )
+
+// BearerToken is the token of an Authorization value "Bearer <token>", or
+// "" for any other.
+func BearerToken(header string) string {
+	scheme, t, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "bearer") {
+		return ""
+	}
+	return strings.TrimSpace(t)
+}
 
 // Bearer makes every call of a client connection carry token. An empty
 // token adds nothing, for servers with auth off.

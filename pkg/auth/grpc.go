@@ -54,10 +54,7 @@ func (v *Verifier) authorize(ctx context.Context, method string) (context.Contex
 	md, _ := metadata.FromIncomingContext(ctx)
 	var token string
 	if h := md.Get("authorization"); len(h) > 0 {
-		scheme, t, ok := strings.Cut(h[0], " ")
-		if ok && strings.EqualFold(scheme, "bearer") {
-			token = strings.TrimSpace(t)
-		}
+		token = BearerToken(h[0])
 	}
 	if token == "" {
 		return nil, status.Error(codes.Unauthenticated, "authorization: a bearer token is required")

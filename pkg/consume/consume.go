@@ -292,28 +292,16 @@ func Run(ctx context.Context, js jetstream.JetStream, cfg Config, h Handler) err
 // up); it gives up at once when the server answers no, or when ctx ends.
 func setup(ctx context.Context, js jetstream.JetStream, cfg Config, h Handler) (*runner, error) {
 	log := cfg.Logger.With("group", cfg.Group, "stream", cfg.Stream)
-	for attempt := 1; ; attempt++ {
-		r, err := trySetup(ctx, js, cfg, h, log)
-		if err == nil || eventstore.Refused(err) || ctx.Err() != nil {
-			return r, err
-		}
-		if attempt&(attempt-1) == 0 {
-			log.Warn("consume: setup failed; retrying", "error", err, "tries", attempt)
-		}
-		t := time.NewTimer(DefaultBackoff(attempt))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-t.C:
-		}
-	}
+	var r *runner
+	err := eventstore.Setup(ctx, log, func(ctx context.Context) (err error) {
+		r, err = trySetup(ctx, js, cfg, h, log)
+		return err
+	})
+	return r, err
 }
 
+// trySetup is one attempt; eventstore.Setup bounds its time.
 func trySetup(ctx context.Context, js jetstream.JetStream, cfg Config, h Handler, log *slog.Logger) (*runner, error) {
-	ctx, cancel := context.WithTimeout(ctx, ioTimeout)
-	defer cancel()
-
 	src, err := js.Stream(ctx, cfg.Stream)
 	if err != nil {
 		return nil, fmt.Errorf("consume: stream %s: %w", cfg.Stream, err)

@@ -3,6 +3,7 @@ package eventstore
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -10,6 +11,11 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/deadline"
 )
+
+// WithSetupTimeout gives ctx a deadline SetupTimeout away when it has none.
+func WithSetupTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	return deadline.Default(ctx, SetupTimeout)
+}
 
 // SetupTimeout is how long a process starting waits, when its caller set no
 // deadline, for the server to create or confirm what it needs. A cluster
@@ -22,18 +28,26 @@ const SetupTimeout = time.Minute
 const setupAttempt = 5 * time.Second
 
 // Setup runs f until it succeeds, the server refuses it (Refused), or ctx
-// (default SetupTimeout) ends. Each attempt gets its own deadline. It is
-// for idempotent setup calls: stream and bucket creation.
-func Setup(ctx context.Context, f func(context.Context) error) error {
-	ctx, cancel := deadline.Default(ctx, SetupTimeout)
-	defer cancel()
-	for wait := 50 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+// ends; each attempt gets its own deadline, and failures are logged (log,
+// or slog's default) at tries 1, 2, 4, 8... It is the one retry loop for
+// idempotent setup calls: streams, buckets, consumer groups. Callers that
+// must not wait forever give ctx a deadline (WithSetupTimeout).
+func Setup(ctx context.Context, log *slog.Logger, f func(context.Context) error) error {
+	if log == nil {
+		log = slog.Default()
+	}
+	wait := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
 		actx, acancel := context.WithTimeout(ctx, setupAttempt)
 		err := f(actx)
 		acancel()
 		if err == nil || Refused(err) || ctx.Err() != nil {
 			return err
 		}
+		if attempt&(attempt-1) == 0 {
+			log.Warn("setup failed; retrying", "error", err, "tries", attempt)
+		}
+		wait = min(2*wait, 2*time.Second)
 		select {
 		case <-ctx.Done():
 			return err

@@ -153,8 +153,10 @@ func withDefaultTimeout(ctx context.Context) (context.Context, context.CancelFun
 // It retries as Setup does, so a process starting while a cluster elects
 // leaders waits instead of exiting.
 func Ensure(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	ctx, cancel := WithSetupTimeout(ctx)
+	defer cancel()
 	var s jetstream.Stream
-	err := Setup(ctx, func(ctx context.Context) (err error) {
+	err := Setup(ctx, nil, func(ctx context.Context) (err error) {
 		if s, err = js.Stream(ctx, cfg.Name); err == nil && sameSettings(s.CachedInfo().Config, cfg) {
 			return nil
 		}

@@ -137,7 +137,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Vault, error
 	}
 
 	// Setup waits out a cluster electing leaders (eventstore.Setup).
-	ctx, cancel := deadline.Default(ctx, eventstore.SetupTimeout)
+	ctx, cancel := eventstore.WithSetupTimeout(ctx)
 	defer cancel()
 	// The bucket's stream is created here rather than by
 	// CreateOrUpdateKeyValue, which always sets DenyDelete: Shred needs the
@@ -178,7 +178,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Vault, error
 		blindKey: append([]byte(nil), cfg.BlindKey...),
 		cache:    newCache(cfg.CacheSize),
 	}
-	if err := eventstore.Setup(ctx, v.watchShreds); err != nil {
+	if err := eventstore.Setup(ctx, nil, v.watchShreds); err != nil {
 		return nil, fmt.Errorf("vault: watch bucket %s: %w", cfg.Bucket, err)
 	}
 	return v, nil

@@ -43,8 +43,10 @@ func NewLoads(ctx context.Context, js jetstream.JetStream, bucket string, replic
 	if bucket == "" {
 		bucket = DefaultLoadsBucket
 	}
+	ctx, cancel := eventstore.WithSetupTimeout(ctx)
+	defer cancel()
 	var kv jetstream.KeyValue
-	err := eventstore.Setup(ctx, func(ctx context.Context) (err error) {
+	err := eventstore.Setup(ctx, nil, func(ctx context.Context) (err error) {
 		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket:      bucket,
 			Description: "handoff: each rep's open leads, for capacity (a derived index; the lead stream is the truth)",

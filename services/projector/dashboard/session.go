@@ -49,10 +49,8 @@ func (h *Handler) guard(next http.Handler) http.Handler {
 
 // caller is who the request's token (header, else cookie) names.
 func (h *Handler) caller(r *http.Request) (auth.Principal, error) {
-	token := ""
-	if scheme, t, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "bearer") {
-		token = strings.TrimSpace(t)
-	} else if c, err := r.Cookie(sessionCookie); err == nil {
+	token := auth.BearerToken(r.Header.Get("Authorization"))
+	if c, err := r.Cookie(sessionCookie); token == "" && err == nil {
 		token = c.Value
 	}
 	if token == "" {
