@@ -43,7 +43,7 @@ bench: ## throughput and latency, as ratios to raw JetStream in the same run (BE
 	go run ./services/bench $(BENCH_FLAGS)
 
 .PHONY: chaos
-chaos: ## intake to projector, two replicas a service, under kill -9 and server restarts, then every lead checked (CHAOS_FLAGS=-chaos 5m ...)
+chaos: ## intake to nurture and the projector, two replicas a service, sales working the leads, under kill -9 and server restarts, then every lead checked (CHAOS_FLAGS=-chaos 5m ...)
 	go run ./services/bench $(or $(CHAOS_FLAGS),-chaos 2m)
 
 .PHONY: fuzz

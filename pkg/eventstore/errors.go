@@ -42,6 +42,13 @@ func IsWrongLastSequence(err error) bool {
 		jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
+// errCodeDuplicateInProcess (10158, "duplicate message id is in process")
+// is a replicated stream's leader seeing a publish again whose first
+// copy it has proposed but not yet applied: the write may well be stored
+// in a moment, and sending it again then answers its sequence. nats.go
+// has no name for it.
+const errCodeDuplicateInProcess jetstream.ErrorCode = 10158
+
 // HasErrorCode reports whether err is, or wraps, a JetStream API error
 // (*jetstream.APIError) carrying one of the server error codes.
 func HasErrorCode(err error, codes ...jetstream.ErrorCode) bool {

@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -64,47 +65,56 @@ func (s *Store) Load(ctx context.Context, subject string) ([]Record, error) {
 func (s *Store) LoadAfter(ctx context.Context, subject string, after uint64) ([]Record, error) {
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
-	out, ok, err := s.walk(ctx, subject, after)
+	out, want, ok, err := s.walk(ctx, subject, after)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", subject, err)
 	}
 	if ok {
 		return out, nil
 	}
-	return s.loadBatched(ctx, subject, after)
+	return s.loadBatched(ctx, subject, after, want)
 }
 
 // walk reads a subject's events after after along version_before; ok is
-// false when the history is longer than maxWalk or does not chain.
-func (s *Store) walk(ctx context.Context, subject string, after uint64) ([]Record, bool, error) {
-	st, err := s.direct(ctx)
+// false when the history is longer than maxWalk or does not chain, or a
+// replica that answered is behind. want is the sequence of the subject's
+// last event as the stream's leader holds it (0: none, or not asked).
+func (s *Store) walk(ctx context.Context, subject string, after uint64) ([]Record, uint64, bool, error) {
+	st, leader, err := s.direct(ctx)
 	if err != nil {
-		return nil, false, err
+		return nil, 0, false, err
 	}
 	var (
 		first *jetstream.RawStreamMsg
 		ferr  error
 		wg    sync.WaitGroup
+		m     *jetstream.RawStreamMsg
 	)
 	wg.Go(func() { first, ferr = s.next(ctx, subject, after) })
-	m, err := st.GetLastMsgForSubject(ctx, subject)
-	wg.Wait()
-	if ferr == nil && first == nil {
-		return nil, true, nil
+	if leader {
+		m, err = s.leaderLast(ctx, subject)
+	} else {
+		m, err = st.GetLastMsgForSubject(ctx, subject)
 	}
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
+	wg.Wait()
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
 		// A first without a last: the two answers disagree (a replica
 		// behind the other); the batches read it whole.
-		return nil, false, ferr
+		return nil, 0, ferr == nil && first == nil, ferr
+	case err != nil || ferr != nil:
+		return nil, 0, false, errors.Join(ferr, err)
+	case m.Sequence <= after:
+		return nil, m.Sequence, true, nil
+	case first == nil:
+		return nil, m.Sequence, false, nil // the replica that answered is behind
 	}
-	if err = errors.Join(ferr, err); err != nil {
-		return nil, false, err
-	}
+	want := m.Sequence
 	var out []Record
 	for hops := 0; ; hops++ {
 		rec, err := decodeRecord(m)
 		if err != nil {
-			return nil, false, err
+			return nil, want, false, err
 		}
 		out = append(out, rec)
 		if m.Sequence <= first.Sequence {
@@ -116,27 +126,45 @@ func (s *Store) walk(ctx context.Context, subject string, after uint64) ([]Recor
 			m = first
 			continue
 		case prev < first.Sequence || prev == VersionUnknown || hops == maxWalk:
-			return nil, false, nil
+			return nil, want, false, nil
 		}
 		if m, err = st.GetMsg(ctx, prev); errors.Is(err, jetstream.ErrMsgNotFound) {
-			return nil, false, nil // a replica behind the one that answered last: batches
+			return nil, want, false, nil // a replica behind the one that answered last: batches
 		} else if err != nil {
-			return nil, false, err
+			return nil, want, false, err
 		}
 		if m.Subject != subject {
-			return nil, false, nil
+			return nil, want, false, nil
 		}
 	}
 	if m.Sequence != first.Sequence {
-		return nil, false, nil
+		return nil, want, false, nil
 	}
 	slices.Reverse(out)
-	return out, true, nil
+	return out, want, true, nil
 }
 
 // loadBatched reads a subject's events after after with batched direct
-// gets.
-func (s *Store) loadBatched(ctx context.Context, subject string, after uint64) ([]Record, error) {
+// gets. The replica that answers may be behind the leader: until the
+// history reaches want, it is read again.
+func (s *Store) loadBatched(ctx context.Context, subject string, after, want uint64) ([]Record, error) {
+	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+		out, err := s.batches(ctx, subject, after)
+		if err != nil {
+			return nil, err
+		}
+		if want == 0 || len(out) > 0 && out[len(out)-1].Seq >= want {
+			return out, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("load %s: every replica asked was behind the leader's sequence %d: %w", subject, want, ctx.Err())
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (s *Store) batches(ctx context.Context, subject string, after uint64) ([]Record, error) {
 	var out []Record
 	from := after + 1
 	for {
@@ -169,28 +197,110 @@ func (s *Store) loadBatched(ctx context.Context, subject string, after uint64) (
 }
 
 // direct is a handle on the stream for single direct gets, made once
-// (making one reads the stream's info).
-func (s *Store) direct(ctx context.Context) (jetstream.Stream, error) {
+// (making one reads the stream's info). leader is true when the stream
+// keeps more than one replica: any of them answers a direct get, and a
+// follower serves them while it is behind (once 90% caught up), so a
+// load asks the leader for the subject's last message, which holds every
+// acknowledged write.
+func (s *Store) direct(ctx context.Context) (jetstream.Stream, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.st != nil {
-		return s.st, nil
+		return s.st, s.replicated, nil
 	}
 	st, err := s.js.Stream(ctx, s.stream)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	s.st = st
-	return st, nil
+	s.st, s.replicated = st, st.CachedInfo().Config.Replicas > 1
+	return st, s.replicated, nil
 }
 
-// Version is the sequence of the subject's last message, 0 if none.
-func (s *Store) Version(ctx context.Context, subject string) (uint64, error) {
-	last, err := s.Last(ctx, subject)
+// leaderLast is the subject's last message as the stream's leader holds
+// it.
+func (s *Store) leaderLast(ctx context.Context, subject string) (*jetstream.RawStreamMsg, error) {
+	return s.leaderGet(ctx, leaderGetRequest{LastFor: subject})
+}
+
+// leaderGetRequest is the stream API's message get request.
+type leaderGetRequest struct {
+	Seq     uint64 `json:"seq,omitempty"`
+	LastFor string `json:"last_by_subj,omitempty"`
+	NextFor string `json:"next_by_subj,omitempty"`
+}
+
+// leaderGet is a message get through the stream API, which only the
+// stream's leader answers, where a direct get is answered by any replica.
+// It costs more than a direct get, so it is asked only where a replica
+// behind would give a wrong answer.
+func (s *Store) leaderGet(ctx context.Context, r leaderGetRequest) (*jetstream.RawStreamMsg, error) {
+	req, err := json.Marshal(r)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	return last[subject].Seq, nil
+	msg, err := s.js.Conn().RequestWithContext(ctx, jetstream.DefaultAPIPrefix+"STREAM.MSG.GET."+s.stream, req)
+	if err != nil {
+		return nil, err
+	}
+	var resp struct {
+		Error *struct {
+			Code        int    `json:"code"`
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+		Message *struct {
+			Subject string    `json:"subject"`
+			Seq     uint64    `json:"seq"`
+			Header  []byte    `json:"hdrs"`
+			Data    []byte    `json:"data"`
+			Time    time.Time `json:"time"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return nil, fmt.Errorf("message get from the leader: %w", err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrCode == int(jetstream.JSErrCodeMessageNotFound):
+		return nil, jetstream.ErrMsgNotFound
+	case resp.Error != nil:
+		return nil, &jetstream.APIError{Code: resp.Error.Code, ErrorCode: jetstream.ErrorCode(resp.Error.ErrCode), Description: resp.Error.Description}
+	case resp.Message == nil:
+		return nil, fmt.Errorf("message get from the leader: %w", jetstream.ErrInvalidJetStreamResponse)
+	}
+	out := &jetstream.RawStreamMsg{Subject: resp.Message.Subject, Sequence: resp.Message.Seq, Data: resp.Message.Data, Time: resp.Message.Time}
+	if len(resp.Message.Header) > 0 {
+		if out.Header, err = nats.DecodeHeadersMsg(resp.Message.Header); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Version is the sequence of the subject's last message, 0 if none. On a
+// replicated stream it is the leader's, so it counts every acknowledged
+// write (see direct).
+func (s *Store) Version(ctx context.Context, subject string) (uint64, error) {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	_, leader, err := s.direct(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("version of %s: %w", subject, err)
+	}
+	if !leader {
+		last, err := s.Last(ctx, subject)
+		if err != nil {
+			return 0, err
+		}
+		return last[subject].Seq, nil
+	}
+	m, err := s.leaderLast(ctx, subject)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("version of %s: %w", subject, err)
+	}
+	return m.Sequence, nil
 }
 
 // Last returns the last message of each subject that has one, in one
@@ -222,11 +332,14 @@ func (s *Store) Last(ctx context.Context, subjects ...string) (map[string]Raw, e
 func (s *Store) Get(ctx context.Context, seq uint64) (Raw, error) {
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
-	st, err := s.direct(ctx)
+	st, leader, err := s.direct(ctx)
 	if err != nil {
 		return Raw{}, fmt.Errorf("get %d: %w", seq, err)
 	}
 	m, err := st.GetMsg(ctx, seq)
+	if leader && errors.Is(err, jetstream.ErrMsgNotFound) {
+		m, err = s.leaderGet(ctx, leaderGetRequest{Seq: seq}) // a replica behind
+	}
 	if err != nil {
 		return Raw{}, fmt.Errorf("get %d: %w", seq, err)
 	}

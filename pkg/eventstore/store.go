@@ -42,8 +42,9 @@ type Store struct {
 	js     jetstream.JetStream
 	stream string
 
-	mu sync.Mutex
-	st jetstream.Stream // for single direct gets; see direct
+	mu         sync.Mutex
+	st         jetstream.Stream // for single direct gets; see direct
+	replicated bool
 }
 
 // New returns a Store on the named stream (see EnsureStream).
@@ -303,6 +304,9 @@ func classify(err error) (answered, retry bool) {
 	case Unavailable(err):
 		// Nobody stored it: a restart or an election.
 		return true, true
+	case HasErrorCode(err, errCodeDuplicateInProcess):
+		// An earlier attempt is being stored: the next one answers it.
+		return false, true
 	case errors.As(err, &apiErr):
 		// Too many batches in flight is back-pressure, not a refusal.
 		return true, apiErr.Code == 429
@@ -454,11 +458,26 @@ func (s *Store) stored(ctx context.Context, writes []Write) ([]uint64, bool, err
 
 // Next returns the first message on subject (a filter: wildcards allowed)
 // after stream sequence after, and false when there is none. One single
-// direct get, served from the stream's subject index.
+// direct get, served from the stream's subject index; on a replicated
+// stream the leader is asked instead. A follower can be behind the
+// leader, and also ahead of what the leader has applied: a commit found
+// there (see stored) and reported as done could be missing from the next
+// command's load, which reads the leader's.
 func (s *Store) Next(ctx context.Context, subject string, after uint64) (Raw, bool, error) {
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
-	m, err := s.next(ctx, subject, after)
+	var m *jetstream.RawStreamMsg
+	_, leader, err := s.direct(ctx)
+	switch {
+	case err != nil:
+	case leader:
+		m, err = s.leaderGet(ctx, leaderGetRequest{Seq: after + 1, NextFor: subject})
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			m, err = nil, nil
+		}
+	default:
+		m, err = s.next(ctx, subject, after)
+	}
 	if err != nil || m == nil {
 		return Raw{}, false, err
 	}
@@ -467,7 +486,7 @@ func (s *Store) Next(ctx context.Context, subject string, after uint64) (Raw, bo
 
 // next is Next's single direct get; nil when there is no such message.
 func (s *Store) next(ctx context.Context, subject string, after uint64) (*jetstream.RawStreamMsg, error) {
-	st, err := s.direct(ctx)
+	st, _, err := s.direct(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("next on %s after %d: %w", subject, after, err)
 	}

@@ -141,8 +141,9 @@ func (p *perms) ensure(stream string) {
 	p.publish(api+"STREAM.INFO."+stream, api+"STREAM.CREATE."+stream, api+"STREAM.UPDATE."+stream)
 }
 
-// read: single and batched direct gets, and the plain get a stream
-// without AllowDirect answers.
+// read: single and batched direct gets, and the stream API's get, which
+// only the stream's leader answers (eventstore reads a replicated
+// stream's newest message there).
 func (p *perms) read(stream string) {
 	p.publish(api+"DIRECT.GET."+stream, api+"DIRECT.GET."+stream+".>", api+"STREAM.MSG.GET."+stream)
 }

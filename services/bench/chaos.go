@@ -35,7 +35,7 @@ import (
 )
 
 var (
-	chaosFor   = flag.Duration("chaos", 0, "instead of measuring: run intake, qualification, handoff and the projector, two replicas each, under kill -9 of them and of the server for this long, then check every lead (make chaos)")
+	chaosFor   = flag.Duration("chaos", 0, "instead of measuring: run intake, qualification, handoff, nurture and the projector, two replicas each, under kill -9 of them and of the server for this long while sales works the leads, then check every lead (make chaos)")
 	chaosRate  = flag.Int("chaos-rate", 100, "leads captured a second during -chaos")
 	chaosEvery = flag.Duration("chaos-every", 2*time.Second, "mean time between faults during -chaos")
 	chaosNodes = flag.Int("chaos-nodes", 1, "NATS servers during -chaos: 3 runs a cluster whose streams keep three replicas, one node killed at a time")
@@ -226,18 +226,18 @@ func (f *fleet) kill(name string, slot int) {
 	}
 }
 
-// intake returns a client of a random live intake replica.
-func (f *fleet) intake() (intakev1.IntakeServiceClient, error) {
+// conn returns a connection to a random live replica of a service.
+func (f *fleet) conn(name string) (*grpc.ClientConn, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var live []*proc
-	for _, p := range f.procs["intake"] {
+	for _, p := range f.procs[name] {
 		if p != nil {
 			live = append(live, p)
 		}
 	}
 	if len(live) == 0 {
-		return nil, errors.New("no intake replica is up")
+		return nil, fmt.Errorf("no %s replica is up", name)
 	}
 	p := live[rand.IntN(len(live))]
 	conn, ok := f.conns[p.addr]
@@ -248,7 +248,7 @@ func (f *fleet) intake() (intakev1.IntakeServiceClient, error) {
 		}
 		f.conns[p.addr] = conn
 	}
-	return intakev1.NewIntakeServiceClient(conn), nil
+	return conn, nil
 }
 
 func (f *fleet) stop() {
@@ -271,6 +271,7 @@ type chaosReport struct {
 	captures, retries int
 	faults            map[string]int
 	leads             int
+	sales             salesReport
 	violations        []string
 }
 
@@ -314,7 +315,7 @@ func runChaos(ctx context.Context, w io.Writer) error {
 	f := &fleet{ctx: ctx, dir: dir, url: url, env: []string{"LEADFLOW_MASTER_KEY=" + hexKey(), "LEADFLOW_BLIND_KEY=" + hexKey(), fmt.Sprintf("LEADFLOW_REPLICAS=%d", *chaosNodes)},
 		extra: map[string][]string{"projector": {"LEADFLOW_POSTGRES_URL=" + pg, "LEADFLOW_PROJECTOR_HTTP=127.0.0.1:0"}},
 		bins:  map[string]string{}, procs: map[string][]*proc{}, conns: map[string]*grpc.ClientConn{}}
-	services := []string{"intake", "qualification", "handoff", "projector"}
+	services := []string{"intake", "qualification", "handoff", "nurture", "projector"}
 	for _, name := range services {
 		f.extra[name] = append(f.extra[name], "LEADFLOW_NATS_USER="+name, "LEADFLOW_NATS_PASSWORD="+passwords[name])
 	}
@@ -353,10 +354,23 @@ func runChaos(ctx context.Context, w io.Writer) error {
 		chaosReplicas, strings.Join(services, ", "), *chaosNodes, *chaosRate, *chaosFor, *chaosEvery, dir)
 	var leads []string
 	var retries int
-	loadDone := make(chan struct{})
+	var sales salesReport
+	routes, err := watchRouting(ctx, pl)
+	if err != nil {
+		return err
+	}
+	loadDone, salesDone := make(chan struct{}), make(chan struct{})
+	acked := make(chan ackedLead, 1024)
 	go func() {
-		leads, retries = chaosLoad(ctx, f, pl, *chaosRate, *chaosFor)
+		leads, retries = chaosLoad(ctx, f, pl, *chaosRate, *chaosFor, acked)
+		close(acked)
 		close(loadDone)
+	}()
+	go func() {
+		// As long as the settling below may take: the pipeline drains
+		// its backlog after the faults stop.
+		sales = chaosSales(ctx, f, routes, acked, time.Now().Add(*chaosFor+5*time.Minute))
+		close(salesDone)
 	}()
 	// Faults until the load stops: a replica, or a server, killed and
 	// restarted a moment later (a server on its store and port). One
@@ -383,23 +397,37 @@ func runChaos(ctx context.Context, w io.Writer) error {
 		}
 	}
 	<-loadDone
-	rep.captures, rep.retries = len(leads), retries
+	<-salesDone
+	rep.captures, rep.retries, rep.sales = len(leads), retries, sales
 	for !pl.nc.IsConnected() || !q.nc.IsConnected() { // after a last server restart
 		time.Sleep(50 * time.Millisecond)
 	}
-	if err := pl.settle(ctx, 5*time.Minute); err != nil {
-		return fmt.Errorf("settle: %w", err)
+	// Nurture writes after handoff's events, and every group reads what
+	// the others wrote: settle twice.
+	for range 2 {
+		if err := pl.settle(ctx, 5*time.Minute); err != nil {
+			return fmt.Errorf("settle: %w", err)
+		}
+		for _, g := range []string{natsauth.NurtureGroup, projectorports.LeadGroup} {
+			if err := groupIdle(ctx, pl.js, g, 5*time.Minute, 100*time.Millisecond); err != nil {
+				return fmt.Errorf("settle %s: %w", g, err)
+			}
+		}
 	}
-	if err := groupIdle(ctx, pl.js, projectorports.LeadGroup, 5*time.Minute, 100*time.Millisecond); err != nil {
-		return fmt.Errorf("settle: %w", err)
-	}
-	// Timers are scheduled by handoff's lead consumer as it sees each
-	// LeadAssigned, so settled consumers have scheduled them all.
+	// Timers are scheduled by handoff's and nurture's lead consumers as
+	// they see each LeadAssigned and NurtureEnrolled, so settled
+	// consumers have scheduled them all.
 	versions := map[string]uint64{}
-	rep.leads, rep.violations, err = checkLeads(ctx, pl, leads, versions)
+	rep.leads, rep.violations, err = checkLeads(ctx, pl, leads, sales, versions)
 	if err != nil {
 		return err
 	}
+	rep.violations = append(rep.violations, sales.failed...)
+	lost, err := checkLost(ctx, f)
+	if err != nil {
+		return err
+	}
+	rep.violations = append(rep.violations, lost...)
 	bad, err := checkReadModel(ctx, pg, versions)
 	if err != nil {
 		return err
@@ -426,9 +454,9 @@ func runChaos(ctx context.Context, w io.Writer) error {
 // chaosLoad captures rate leads a second for d, each with its own
 // idempotency key, retrying each (same key, any live replica) until it is
 // acknowledged: a capture whose answer was lost in a crash must not make a
-// second lead. It returns the lead of each capture, in order, and how many
-// retries it took.
-func chaosLoad(ctx context.Context, f *fleet, pl *pipeline, rate int, d time.Duration) ([]string, int) {
+// second lead. It hands each answer to acked as it comes, and returns the
+// lead of each capture, in order, and how many retries it took.
+func chaosLoad(ctx context.Context, f *fleet, pl *pipeline, rate int, d time.Duration, acked chan<- ackedLead) ([]string, int) {
 	total := max(int(float64(rate)*d.Seconds()), 1)
 	out := make([]string, total)
 	var retries atomic.Int64
@@ -448,15 +476,16 @@ func chaosLoad(ctx context.Context, f *fleet, pl *pipeline, rate int, d time.Dur
 					retries.Add(1)
 					time.Sleep(100 * time.Millisecond)
 				}
-				c, err := f.intake()
+				conn, err := f.conn("intake")
 				if err != nil {
 					continue
 				}
 				cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				res, err := c.CaptureLead(cctx, req)
+				res, err := intakev1.NewIntakeServiceClient(conn).CaptureLead(cctx, req)
 				cancel()
 				if err == nil {
 					out[i] = res.GetLeadId()
+					acked <- ackedLead{i, out[i]}
 					return
 				}
 			}
@@ -471,8 +500,8 @@ func chaosLoad(ctx context.Context, f *fleet, pl *pipeline, rate int, d time.Dur
 // lead stored that no capture acknowledged, a broken version chain, an
 // event applied twice (two scores of one trigger, two verdicts, two
 // assignments), a qualified lead never routed, an assignment without its
-// SLA timers.
-func checkLeads(ctx context.Context, pl *pipeline, leads []string, versions map[string]uint64) (int, []string, error) {
+// SLA timers, and what sales did not stored once (checkSales).
+func checkLeads(ctx context.Context, pl *pipeline, leads []string, sales salesReport, versions map[string]uint64) (int, []string, error) {
 	var bad []string
 	report := func(format string, args ...any) {
 		if len(bad) < 50 {
@@ -506,12 +535,16 @@ func checkLeads(ctx context.Context, pl *pipeline, leads []string, versions map[
 	if err != nil {
 		return 0, nil, err
 	}
-	timersOf := map[string]int{}
-	for subj := range scheduled {
-		if t := strings.Split(subj, "."); len(t) >= 6 {
-			timersOf[t[4]]++
-		}
+	timersOf := timersByLead(scheduled)
+	reviews, err := pl.js.Stream(ctx, "NURTURE_TIMERS")
+	if err != nil {
+		return 0, nil, err
 	}
+	scheduled, err = subjectCounts(ctx, reviews, "nurture.timer.at.>")
+	if err != nil {
+		return 0, nil, err
+	}
+	reviewsOf := timersByLead(scheduled)
 	for subj := range stored {
 		if id := eventstore.LeadID(subj); id != "" {
 			if _, ok := acked[id]; !ok {
@@ -550,6 +583,8 @@ func checkLeads(ctx context.Context, pl *pipeline, leads []string, versions map[
 			}
 		}
 		versions[id] = prev
+		act, worked := sales.done[id]
+		checkSales(id, act, worked, count, recs[len(recs)-1].Event, reviewsOf[id], report)
 		for _, typ := range []string{"LeadCaptured", "LeadQualified", "LeadAssigned", "LeadQueued"} {
 			if count[typ] > 1 {
 				report("lead %s: %d × %s", id, count[typ], typ)
@@ -613,6 +648,18 @@ func checkReadModel(ctx context.Context, pg string, versions map[string]uint64) 
 	return bad[:min(len(bad), 50)], nil
 }
 
+// timersByLead counts the timers of each lead, from their subjects
+// (<prefix>.timer.at.<partition>.<lead>.<timer id>).
+func timersByLead(subjects map[string]uint64) map[string]int {
+	out := map[string]int{}
+	for subj := range subjects {
+		if t := strings.Split(subj, "."); len(t) >= 6 {
+			out[t[4]]++
+		}
+	}
+	return out
+}
+
 // subjectCounts is how many messages each subject matching filter holds.
 func subjectCounts(ctx context.Context, s jetstream.Stream, filter string) (map[string]uint64, error) {
 	info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
@@ -629,8 +676,14 @@ func (r chaosReport) print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  faults: %s\n", strings.Join(faults, ", "))
 	fmt.Fprintf(w, "  captures acknowledged: %d (%d retries with the same idempotency key); leads stored: %d\n", r.captures, r.retries, r.leads)
+	acts := map[salesAct]int{}
+	for _, a := range r.sales.done {
+		acts[a]++
+	}
+	fmt.Fprintf(w, "  sales, through any live handoff replica: %d rejected, %d accepted, %d lost as deals, %d left assigned (%d retried calls)\n",
+		acts[reject], acts[accept], acts[loseDeal], acts[leaveAssigned], r.sales.retries)
 	if len(r.violations) == 0 {
-		fmt.Fprintf(w, "  every lead checked: one lead a capture, versions chained, no event applied twice, every lead qualified and routed, every assignment's timers scheduled, the read model at every lead's version\n")
+		fmt.Fprintf(w, "  every lead checked: one lead a capture, versions chained, no event applied twice, every lead qualified and routed, every assignment's timers scheduled, every rejection and lost deal recycled and enrolled in nurture once with its review timer, nothing lost, parked or orphaned by nurture's own check, the read model at every lead's version\n")
 		return
 	}
 	fmt.Fprintf(w, "  VIOLATIONS:\n")

@@ -46,6 +46,9 @@ type Subject interface {
 	// (0 when the subject is empty): no event of the subject stored up to
 	// end is missing.
 	LastAsOf(ctx context.Context) (seq uint64, ev *eventv1.Event, end uint64, err error)
+	// Version is the last event's sequence, counting every acknowledged
+	// write: on a replicated stream, LastAsOf's replica may be behind.
+	Version(ctx context.Context) (uint64, error)
 	// Append appends at version expected (eventstore.ErrConflict).
 	Append(ctx context.Context, expected uint64, ev *eventv1.Event) (uint64, error)
 }
@@ -205,6 +208,16 @@ func (a *App) config(ctx context.Context, seq uint64, seen time.Time) (*routing.
 	last, _, end, err := a.store.Routing().LastAsOf(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if !seen.IsZero() {
+		// The API reads every change acknowledged before the call (a
+		// PutRep naming the team a PutTeam just made, through another
+		// node); the replica that answered may be behind.
+		v, err := a.store.Routing().Version(ctx)
+		if err != nil {
+			return nil, err
+		}
+		last = max(last, v)
 	}
 	if last != c.cfg.Seq {
 		recs, err := a.store.Routing().LoadAfter(ctx, c.cfg.Seq)
