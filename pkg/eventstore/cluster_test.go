@@ -226,3 +226,40 @@ func TestLoadSeesEveryWriteThroughAnyNode(t *testing.T) {
 			stale[0], reads[0], stale[1], reads[1], stale[2], reads[2], stale[3], reads[3])
 	}
 }
+
+// What a replicated stream's reads cost: a subject's last message by a
+// direct get (any replica answers, the nearest first) against the stream
+// API's get, which the leader answers, as Store.Version does there.
+//
+//	go test -run '^$' -bench ReplicatedLast ./eventstore/
+func BenchmarkReplicatedLast(b *testing.B) {
+	c := testenv.StartCluster(b, 3)
+	ctx := context.Background()
+	stream, err := eventstore.EnsureStream(ctx, c.JS, eventstore.StreamConfig{Replicas: 3})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := eventstore.New(c.JS, "")
+	subjects := make([]string, 1000)
+	for i := range subjects {
+		lead := uuid.NewString()
+		subjects[i] = eventstore.LeadSubject(lead)
+		if _, err := s.Append(ctx, subjects[i], 0, activity(b, lead, "x")); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("direct get", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			if _, err := stream.GetLastMsgForSubject(ctx, subjects[i%len(subjects)]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("leader get", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			if _, err := s.Version(ctx, subjects[i%len(subjects)]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
