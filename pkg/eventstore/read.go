@@ -99,8 +99,8 @@ func (s *Store) walk(ctx context.Context, subject string, after uint64) ([]Recor
 	wg.Wait()
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound):
-		// A first without a last: the two answers disagree (a replica
-		// behind the other); the batches read it whole.
+		// No last: an empty subject, or a first without a last (two
+		// replicas that disagree), which the batches read whole.
 		return nil, 0, ferr == nil && first == nil, ferr
 	case err != nil || ferr != nil:
 		return nil, 0, false, errors.Join(ferr, err)

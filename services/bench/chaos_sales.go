@@ -77,6 +77,10 @@ func chaosSales(ctx context.Context, f *fleet, routes *routed, acked <-chan acke
 			err := workLead(ctx, f, routes, l, act, giveUp, &retries)
 			mu.Lock()
 			defer mu.Unlock()
+			if errors.Is(err, errQueued) {
+				rep.done[l.id] = leaveAssigned // nobody to act: checked as left alone
+				return
+			}
 			if err != nil {
 				rep.failed = append(rep.failed, fmt.Sprintf("lead %s (%s): %v", l.id, act, err))
 				return
@@ -89,12 +93,18 @@ func chaosSales(ctx context.Context, f *fleet, routes *routed, acked <-chan acke
 	return rep
 }
 
+// errQueued is a lead routed to a queue, which no rep works.
+var errQueued = errors.New("routed to a queue")
+
 // workLead waits until the lead is assigned to a rep, then takes its
 // act's steps as that rep.
 func workLead(ctx context.Context, f *fleet, routes *routed, l ackedLead, act salesAct, giveUp time.Time, retries *atomic.Int64) error {
 	owner, err := routes.rep(ctx, l.id, giveUp)
-	if err != nil || owner == "" {
-		return err // "" : routed to a queue, nobody to act
+	if err != nil {
+		return err
+	}
+	if owner == "" {
+		return errQueued
 	}
 	type step struct {
 		name string

@@ -147,14 +147,14 @@ func (s subject) Last(ctx context.Context) (uint64, *eventv1.Event, error) {
 	return raw.Seq, ev, nil
 }
 
-// LastAsOf asks the server for the subject's last message in a
-// multi-last direct get, whose end-of-batch answer names the stream's last
-// sequence when the server read it (Nats-UpTo-Sequence): so end fences the
-// read, and one request serves every event stored up to end.
 func (s subject) Version(ctx context.Context) (uint64, error) {
 	return s.store.Version(ctx, s.name)
 }
 
+// LastAsOf asks the server for the subject's last message in a
+// multi-last direct get, whose end-of-batch answer names the stream's last
+// sequence when the server read it (Nats-UpTo-Sequence): so end fences the
+// read, and one request serves every event stored up to end.
 func (s subject) LastAsOf(ctx context.Context) (seq uint64, ev *eventv1.Event, end uint64, err error) {
 	ctx, cancel := deadline.Default(ctx, defaultTimeout)
 	defer cancel()
