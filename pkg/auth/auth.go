@@ -9,7 +9,9 @@
 //
 // Services hold public keys only; whoever issues tokens (leadctl token, or
 // an identity provider that signs EdDSA) holds the private key. Several
-// public keys may be trusted at once, so a key can be rotated.
+// public keys may be trusted at once, so a key can be rotated. A token can
+// be revoked before it expires, alone or with every token of its caller
+// (revoke.go).
 package auth
 
 import (
@@ -24,6 +26,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/uuid"
 
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 )
@@ -44,6 +47,10 @@ type Principal struct {
 	Scopes  []string
 	// Expires is when the token stops being valid.
 	Expires time.Time
+	// ID (jti) names the token, for revoking it alone; IssuedAt, for
+	// revoking every token of its subject issued up to a moment.
+	ID       string
+	IssuedAt time.Time
 }
 
 // Grants reports whether the principal may use scope.
@@ -71,7 +78,7 @@ func Issue(key ed25519.PrivateKey, p Principal, ttl time.Duration) (string, erro
 	now := time.Now()
 	c := claims{
 		RegisteredClaims: jwt.RegisteredClaims{
-			Issuer: Issuer, Subject: p.Subject,
+			Issuer: Issuer, Subject: p.Subject, ID: uuid.Must(uuid.NewV7()).String(),
 			IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 		},
 		Scope: strings.Join(p.Scopes, " "),
@@ -95,6 +102,10 @@ type Verifier struct {
 	mu   sync.Mutex
 	seen map[string]Principal
 	exp  map[string]time.Time
+	// Revocations (see Follow): token ids, and subjects with the time up
+	// to which their tokens are revoked.
+	revokedIDs      map[string]struct{}
+	revokedSubjects map[string]time.Time
 }
 
 // maxRemembered bounds the verified-token cache; past it, it starts over.
@@ -105,7 +116,8 @@ func NewVerifier(keys ...ed25519.PublicKey) (*Verifier, error) {
 	if len(keys) == 0 {
 		return nil, errors.New("auth: no public key to trust")
 	}
-	v := &Verifier{now: time.Now, seen: map[string]Principal{}, exp: map[string]time.Time{}}
+	v := &Verifier{now: time.Now, seen: map[string]Principal{}, exp: map[string]time.Time{},
+		revokedIDs: map[string]struct{}{}, revokedSubjects: map[string]time.Time{}}
 	for _, k := range keys {
 		v.keys.Keys = append(v.keys.Keys, k)
 	}
@@ -128,6 +140,9 @@ func (v *Verifier) Verify(token string) (Principal, error) {
 	exp := v.exp[token]
 	v.mu.Unlock()
 	if ok && now.Before(exp) {
+		if v.revoked(p) {
+			return Principal{}, fmt.Errorf("%w: revoked", ErrUnauthenticated)
+		}
 		return p, nil
 	}
 	var c claims
@@ -143,6 +158,13 @@ func (v *Verifier) Verify(token string) (Principal, error) {
 		Team:    eventv1.Team(eventv1.Team_value["TEAM_"+c.Team]),
 		Scopes:  strings.Fields(c.Scope),
 		Expires: c.ExpiresAt.Time,
+		ID:      c.ID,
+	}
+	if c.IssuedAt != nil {
+		p.IssuedAt = c.IssuedAt.Time
+	}
+	if v.revoked(p) {
+		return Principal{}, fmt.Errorf("%w: revoked", ErrUnauthenticated)
 	}
 	v.mu.Lock()
 	if len(v.seen) >= maxRemembered {

@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/leadflow/leadflow/pkg/auth"
 	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	"github.com/leadflow/leadflow/pkg/natsserver"
@@ -234,6 +235,20 @@ func (p *perms) vault(write bool) {
 	}
 }
 
+// revocations: the bucket of revoked API tokens followed (an ordered
+// consumer); owner adds making it, writer storing revocations.
+func (p *perms) revocations(owner, writer bool) {
+	s := "KV_" + auth.RevokedBucket
+	p.publish(api + "STREAM.INFO." + s)
+	p.scan(s)
+	if owner {
+		p.ensure(s)
+	}
+	if writer {
+		p.publish("$KV." + auth.RevokedBucket + ".>")
+	}
+}
+
 // timers: a pkg/timer stream: schedules published, fired copies consumed
 // by the service's timer group.
 func (p *perms) timers(stream, prefix, group string) {
@@ -248,6 +263,7 @@ func intake() Role {
 	p.leadStream(true)
 	p.publish("lead.>", "claim.>", "campaign.>")
 	p.vault(true)
+	p.revocations(true, false)
 	return p.role()
 }
 
@@ -260,6 +276,7 @@ func qualification() Role {
 	// removed once done.
 	p.group(eventstore.DefaultStream, "*", 1)
 	p.publish(api+"CONSUMER.DELETE."+eventstore.DefaultStream+".*", api+"CONSUMER.DELETE."+consume.DefaultDeadLetterStream+".*")
+	p.revocations(false, false)
 	return p.role()
 }
 
@@ -272,6 +289,7 @@ func handoff() Role {
 	p.kv(HandoffLoads, true)
 	// The handoff brief opens the lead's sealed contact data: read only.
 	p.vault(false)
+	p.revocations(false, false)
 	return p.role()
 }
 
@@ -286,6 +304,7 @@ func nurture() Role {
 	// dead letters, and re-drives them.
 	m := consume.DefaultMembersBucket
 	p.publish(api+"CONSUMER.CREATE.KV_"+m+".*.$KV."+m+".>", "deadletter.request.>")
+	p.revocations(false, false)
 	return p.role()
 }
 
@@ -298,11 +317,12 @@ func projector() Role {
 	// Dashboards: the replicas' commit notices, and scoring model changes.
 	p.publish(ProjectorLiveSubject)
 	p.subscribe(ProjectorLiveSubject, eventstore.ModelSubject("scoring"))
+	p.revocations(false, false)
 	return p.role()
 }
 
-// operator reads everything but the key vault, and re-drives dead
-// letters; it changes no stream and writes no event.
+// operator reads everything but the key vault, re-drives dead letters
+// and revokes API tokens; it changes no stream and writes no event.
 func operator() Role {
 	p := newRole(Operator)
 	p.publish(api+"STREAM.NAMES", api+"STREAM.LIST", "deadletter.request.>")
@@ -314,6 +334,7 @@ func operator() Role {
 		p.publish("$JS.FC." + s + ".>")
 	}
 	p.subscribe(eventstore.LeadSubjects, eventstore.CampaignSubjects, eventstore.ModelSubjects, eventstore.ClaimSubjects)
+	p.revocations(false, true) // leadctl token revoke
 	return p.role()
 }
 

@@ -2,7 +2,10 @@ package natsauth_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/leadflow/leadflow/pkg/auth"
 	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	"github.com/leadflow/leadflow/pkg/natsauth"
@@ -220,5 +224,56 @@ func TestOnlyIntakeChangesTheLeadStreamAndVault(t *testing.T) {
 	info, err := n.JS.Stream(context.Background(), eventstore.DefaultStream)
 	if err != nil || info.CachedInfo().Config.MaxAge != 0 {
 		t.Fatalf("lead stream changed: %v", err)
+	}
+}
+
+// Intake makes the revocations bucket, the operator revokes, every
+// service follows it as its own user, and nobody else writes it: a
+// service that could would let any caller's token be revoked, or none.
+func TestRevocationsAreTheOperatorsToWrite(t *testing.T) {
+	n := testenv.StartNATSWithUsers(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	js, _, _ := connectAs(t, n, natsauth.Intake)
+	if err := auth.EnsureRevocations(ctx, js, 1); err != nil {
+		t.Fatal(err)
+	}
+	_, signer, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := auth.Issue(signer, auth.Principal{Subject: "crm-sync", Scopes: []string{"leads:read"}}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _, _ = connectAs(t, n, natsauth.Operator)
+	if err := auth.Revoke(ctx, js, "", "crm-sync"); err != nil {
+		t.Fatal(err)
+	}
+	for _, role := range []string{natsauth.Intake, natsauth.Qualification, natsauth.Handoff, natsauth.Nurture, natsauth.Projector} {
+		t.Run(role, func(t *testing.T) {
+			js, _, r := connectAs(t, n, role)
+			v, err := auth.NewVerifier(signer.Public().(ed25519.PublicKey))
+			if err != nil {
+				t.Fatal(err)
+			}
+			fctx, stop := context.WithCancel(ctx)
+			defer stop()
+			go v.Follow(fctx, js, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			testenv.Eventually(t, 5*time.Second, func() bool {
+				_, err := v.Verify(tok)
+				return err != nil
+			}, "%s never read the revocation", role)
+			stop() // an ordered consumer deletes itself
+			select {
+			case err := <-r:
+				t.Fatalf("following: %v", err)
+			case <-time.After(300 * time.Millisecond):
+			}
+			if _, err := js.Publish(short(t), "$KV."+auth.RevokedBucket+".sub.eA", []byte("2026-12-03T00:00:00Z")); err == nil {
+				t.Fatal("wrote a revocation")
+			}
+			r.expect(t, "$KV."+auth.RevokedBucket)
+		})
 	}
 }

@@ -40,6 +40,12 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	if _, err := eventstore.EnsureStream(ctx, js, eventstore.StreamConfig{Name: cfg.Stream, Replicas: cfg.Replicas}); err != nil {
 		return err
 	}
+	sctx, cancel := eventstore.WithSetupTimeout(ctx)
+	err = eventstore.Setup(sctx, log, func(ctx context.Context) error { return auth.EnsureRevocations(ctx, js, cfg.Replicas) })
+	cancel()
+	if err != nil {
+		return fmt.Errorf("revocations bucket: %w", err)
+	}
 	keys, err := vault.New(ctx, js, vault.Config{Replicas: cfg.Replicas, MasterKey: master, BlindKey: blind})
 	if err != nil {
 		return err
@@ -51,6 +57,9 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	verifier, err := auth.FromKeys(cfg.AuthKeys)
 	if err != nil {
 		return fmt.Errorf("-auth-keys: %w", err)
+	}
+	if verifier != nil {
+		go verifier.Follow(ctx, js, log) // revoked tokens (leadctl token revoke)
 	}
 	srv := grpcserver.New(log, verifier)
 	intakev1.RegisterIntakeServiceServer(srv.Server, ports.NewGRPC(a, log))

@@ -76,7 +76,7 @@ func newRoot(out io.Writer) *cobra.Command {
 	f.DurationVar(&o.timeout, "timeout", 5*time.Second, "how long to wait for a server")
 	f.StringVar(&o.token, "token", os.Getenv("LEADFLOW_TOKEN"), "bearer token for the services' APIs ($LEADFLOW_TOKEN; `make run` prints one)")
 	root.AddCommand(timelineCmd(o), stateCmd(o), dlqCmd(o), tailCmd(o), explainCmd(o), lostCmd(o), reassignCmd(o), eraseCmd(o), exportCmd(o),
-		replayCmd(o), rebuildCmd(o), queuesCmd(o), tokenCmd())
+		replayCmd(o), rebuildCmd(o), queuesCmd(o), tokenCmd(o))
 	return root
 }
 

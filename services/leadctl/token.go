@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
@@ -19,8 +20,8 @@ import (
 	_ "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
 )
 
-func tokenCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "token", Short: "API tokens: make a signing key, issue a token with scopes"}
+func tokenCmd(o *options) *cobra.Command {
+	cmd := &cobra.Command{Use: "token", Short: "API tokens: make a signing key, issue a token with scopes, revoke tokens"}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "keygen",
 		Short: "Print a new signing key (keep it secret) and its public key (the services' LEADFLOW_AUTH_KEYS)",
@@ -65,8 +66,17 @@ func tokenCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("%w: %w", errUsage, err)
 			}
-			_, err = fmt.Fprintln(cmd.OutOrStdout(), tok)
-			return err
+			if _, err := fmt.Fprintln(cmd.OutOrStdout(), tok); err != nil {
+				return err
+			}
+			// Its id, for revoking it alone, where it stays out of a
+			// captured $(leadctl token issue ...).
+			if v, err := auth.NewVerifier(signer.Public().(ed25519.PublicKey)); err == nil {
+				if p, err := v.Verify(tok); err == nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "token id %s (leadctl token revoke --id %s)\n", p.ID, p.ID)
+				}
+			}
+			return nil
 		},
 	}
 	f := issue.Flags()
@@ -77,5 +87,35 @@ func tokenCmd() *cobra.Command {
 	f.DurationVar(&ttl, "ttl", 24*time.Hour, "how long the token is valid")
 	f.StringVar(&key, "signing-key", os.Getenv("LEADFLOW_AUTH_SIGNING_KEY"), "64 hex chars ($LEADFLOW_AUTH_SIGNING_KEY; leadctl token keygen makes one)")
 	cmd.AddCommand(issue)
+	var id, subject string
+	revoke := &cobra.Command{
+		Use:   "revoke",
+		Short: "Revoke one token (--id, printed when it was issued) or every token of --sub issued up to now; every service refuses them within a moment",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if (id == "") == (subject == "") {
+				return fmt.Errorf("%w: name a token with --id or a caller with --sub", errUsage)
+			}
+			nc, js, err := o.connect()
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
+			defer cancel()
+			if err := auth.Revoke(ctx, js, id, subject); err != nil {
+				return err
+			}
+			what := "token " + id
+			if id == "" {
+				what = "every token of " + subject + " issued up to now"
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "revoked %s\n", what)
+			return err
+		},
+	}
+	revoke.Flags().StringVar(&id, "id", "", "the token's id (its jti)")
+	revoke.Flags().StringVar(&subject, "sub", "", "a caller: every token issued to it up to now")
+	cmd.AddCommand(revoke)
 	return cmd
 }

@@ -57,6 +57,9 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	if err != nil {
 		return fmt.Errorf("-auth-keys: %w", err)
 	}
+	if verifier != nil {
+		go verifier.Follow(ctx, js, log) // revoked tokens (leadctl token revoke)
+	}
 	srv := grpcserver.New(log, verifier)
 	nurturev1.RegisterNurtureServiceServer(srv.Server, ports.NewGRPC(a, log))
 	lis, err := net.Listen("tcp", cfg.Addr)

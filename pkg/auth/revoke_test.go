@@ -1,0 +1,100 @@
+package auth_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/leadflow/leadflow/pkg/auth"
+	"github.com/leadflow/leadflow/pkg/testenv"
+)
+
+// A revocation stored in the bucket reaches a verifier that follows it
+// within a moment, though the token was verified (and cached) before: one
+// token by its id, then every token of a subject issued up to then. A
+// token issued after the subject's revocation works, and so do other
+// callers' tokens.
+func TestRevokedTokensAreRefused(t *testing.T) {
+	n := testenv.StartNATS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	k := key(t)
+	v, err := auth.NewVerifier(k.Public().(ed25519.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Following starts before the bucket exists, as a service may.
+	go v.Follow(ctx, n.JS, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := auth.EnsureRevocations(ctx, n.JS, 1); err != nil {
+		t.Fatal(err)
+	}
+	issue := func(sub string) (string, auth.Principal) {
+		t.Helper()
+		p := reader
+		p.Subject = sub
+		tok, err := auth.Issue(k, p, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := v.Verify(tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.ID == "" || got.IssuedAt.IsZero() {
+			t.Fatalf("principal %+v names no token id or issue time", got)
+		}
+		return tok, got
+	}
+	refused := func(tok string) {
+		t.Helper()
+		testenv.Eventually(t, 5*time.Second, func() bool {
+			_, err := v.Verify(tok)
+			return errors.Is(err, auth.ErrUnauthenticated)
+		}, "a revoked token is still accepted")
+	}
+	accepted := func(tok string) {
+		t.Helper()
+		if _, err := v.Verify(tok); err != nil {
+			t.Fatalf("a token that is not revoked: %v", err)
+		}
+	}
+	one, p := issue("crm-sync")
+	other, _ := issue("crm-sync")
+	stranger, _ := issue("web-forms")
+	if err := auth.Revoke(ctx, n.JS, p.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	refused(one)
+	accepted(other)
+
+	if err := auth.Revoke(ctx, n.JS, "", "crm-sync"); err != nil {
+		t.Fatal(err)
+	}
+	refused(other)
+	accepted(stranger)
+	time.Sleep(1100 * time.Millisecond) // issue times are in whole seconds
+	fresh, _ := issue("crm-sync")
+	accepted(fresh)
+
+	// A second verifier that starts later reads every revocation stored.
+	late, err := auth.NewVerifier(k.Public().(ed25519.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go late.Follow(ctx, n.JS, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	testenv.Eventually(t, 5*time.Second, func() bool {
+		_, e1 := late.Verify(one)
+		_, e2 := late.Verify(other)
+		return e1 != nil && e2 != nil
+	}, "a verifier started later accepts revoked tokens")
+	if _, err := late.Verify(fresh); err != nil {
+		t.Fatalf("the token issued after the revocation: %v", err)
+	}
+	if err := auth.Revoke(ctx, n.JS, "", ""); err == nil {
+		t.Fatal("a revocation naming nothing was stored")
+	}
+}
