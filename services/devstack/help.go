@@ -67,5 +67,6 @@ func printHelp(out io.Writer, natsURL string, services []service, lead, token, o
 	fmt.Fprintf(out, "  go run ./services/leadctl dlq list\n")
 	fmt.Fprintf(out, "  go run ./services/leadctl tail --type LeadQualified\n")
 	fmt.Fprintf(out, "  export $(grep SIGNING .data/keys.env)  # then tokens for your integrations:\n")
-	fmt.Fprintf(out, "  go run ./services/leadctl token issue --sub web-forms --kind integration --team marketing --scope leads:capture --ttl 720h\n\n")
+	fmt.Fprintf(out, "  go run ./services/leadctl token issue --sub web-forms --kind integration --team marketing --scope leads:capture --ttl 720h\n")
+	fmt.Fprintf(out, "  go run ./services/leadctl token revoke --id <the id issue printed>   # or --sub web-forms: all of its tokens\n\n")
 }
