@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/leadflow/leadflow/pkg/consume"
@@ -23,15 +24,11 @@ func dlqCmd(o *options) *cobra.Command {
 		Short: "Every dead letter and parked lead, of every consumer group",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			nc, js, err := o.connect()
-			if err != nil {
+			var dls []consume.DeadLetter
+			if err := o.withJS(cmd.Context(), func(ctx context.Context, js jetstream.JetStream) (err error) {
+				dls, err = consume.DeadLetters(ctx, js, consume.DefaultDeadLetterStream)
 				return err
-			}
-			defer nc.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
-			defer cancel()
-			dls, err := consume.DeadLetters(ctx, js, consume.DefaultDeadLetterStream)
-			if err != nil {
+			}); err != nil {
 				return err
 			}
 			if o.output == "json" {

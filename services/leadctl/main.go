@@ -96,6 +96,18 @@ func (o *options) connect() (*nats.Conn, jetstream.JetStream, error) {
 	return nc, js, nil
 }
 
+// withJS connects and runs f within --timeout.
+func (o *options) withJS(ctx context.Context, f func(context.Context, jetstream.JetStream) error) error {
+	nc, js, err := o.connect()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	return f(ctx, js)
+}
+
 func (o *options) store() (*eventstore.Store, func(), error) {
 	nc, js, err := o.connect()
 	if err != nil {

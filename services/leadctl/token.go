@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/leadflow/leadflow/pkg/auth"
@@ -96,21 +97,16 @@ func tokenCmd(o *options) *cobra.Command {
 			if (id == "") == (subject == "") {
 				return fmt.Errorf("%w: name a token with --id or a caller with --sub", errUsage)
 			}
-			nc, js, err := o.connect()
-			if err != nil {
-				return err
-			}
-			defer nc.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
-			defer cancel()
-			if err := auth.Revoke(ctx, js, id, subject); err != nil {
+			if err := o.withJS(cmd.Context(), func(ctx context.Context, js jetstream.JetStream) error {
+				return auth.Revoke(ctx, js, id, subject)
+			}); err != nil {
 				return err
 			}
 			what := "token " + id
 			if id == "" {
 				what = "every token of " + subject + " issued up to now"
 			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "revoked %s\n", what)
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "revoked %s\n", what)
 			return err
 		},
 	}
