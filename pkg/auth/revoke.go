@@ -89,7 +89,7 @@ func (v *Verifier) apply(key string, value []byte) error {
 // bucket does not exist yet, or the server is away, it tries again.
 func (v *Verifier) Follow(ctx context.Context, js jetstream.JetStream, log *slog.Logger) {
 	for ctx.Err() == nil {
-		err := v.follow(ctx, js)
+		err := v.follow(ctx, js, log)
 		if ctx.Err() != nil {
 			return
 		}
@@ -101,7 +101,7 @@ func (v *Verifier) Follow(ctx context.Context, js jetstream.JetStream, log *slog
 	}
 }
 
-func (v *Verifier) follow(ctx context.Context, js jetstream.JetStream) error {
+func (v *Verifier) follow(ctx context.Context, js jetstream.JetStream, log *slog.Logger) error {
 	st, err := js.Stream(ctx, "KV_"+RevokedBucket)
 	if err != nil {
 		return err
@@ -124,7 +124,7 @@ func (v *Verifier) follow(ctx context.Context, js jetstream.JetStream) error {
 			return err
 		}
 		if err := v.apply(strings.TrimPrefix(m.Subject(), prefix), m.Data()); err != nil {
-			return err
+			log.Error("auth: a revocation that is not one, skipped", "err", err) // not written by Revoke
 		}
 	}
 }
