@@ -156,10 +156,9 @@ func (s *Store) loadBatched(ctx context.Context, subject string, after, want uin
 		if want == 0 || len(out) > 0 && out[len(out)-1].Seq >= want {
 			return out, nil
 		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("load %s: every replica asked was behind the leader's sequence %d: %w", subject, want, ctx.Err())
-		case <-time.After(wait):
+		// A replica catches up in milliseconds: shorter waits than backoff's.
+		if err := sleep(ctx, wait); err != nil {
+			return nil, fmt.Errorf("load %s: every replica asked was behind the leader's sequence %d: %w", subject, want, err)
 		}
 	}
 }

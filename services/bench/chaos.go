@@ -474,23 +474,19 @@ func chaosLoad(ctx context.Context, f *fleet, pl *pipeline, rate int, d time.Dur
 		req := pl.lead()
 		req.IdempotencyKey = fmt.Sprintf("chaos-%d", i)
 		wg.Go(func() {
-			for try := 0; time.Now().Before(giveUp); try++ {
-				if try > 0 {
-					retries.Add(1)
-					time.Sleep(100 * time.Millisecond)
-				}
+			err := untilAnswered(ctx, giveUp, &retries, func(ctx context.Context) error {
 				conn, err := f.conn("intake")
 				if err != nil {
-					continue
+					return err
 				}
-				cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				res, err := intakev1.NewIntakeServiceClient(conn).CaptureLead(cctx, req)
-				cancel()
+				res, err := intakev1.NewIntakeServiceClient(conn).CaptureLead(ctx, req)
 				if err == nil {
 					out[i] = res.GetLeadId()
-					acked <- ackedLead{i, out[i]}
-					return
 				}
+				return err
+			})
+			if err == nil {
+				acked <- ackedLead{i, out[i]}
 			}
 		})
 	}
