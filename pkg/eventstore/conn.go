@@ -19,7 +19,7 @@ const SyncQueueLen = 1024
 // allocates a 64k-slot channel for every short request, and anything
 // smaller than a batch drops replies as a slow consumer. Errors the server
 // reports on its own (a permissions violation) are logged. opts come last
-// and win: WithUser for credentials.
+// and win: WithUser for credentials, WithCA for TLS.
 func Dial(url, name string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
 	nc, err := nats.Connect(url, append([]nats.Option{
 		nats.Name(name),
@@ -50,6 +50,18 @@ func WithUser(user, password string) nats.Option {
 		}
 		o.User, o.Password = user, password
 		return nats.CustomInboxPrefix(InboxPrefix(user))(o)
+	}
+}
+
+// WithCA connects over TLS, trusting the server's certificate when the CA
+// in file (PEM) signed it. An empty file changes nothing: a tls:// URL then
+// uses the system's roots.
+func WithCA(file string) nats.Option {
+	return func(o *nats.Options) error {
+		if file == "" {
+			return nil
+		}
+		return nats.RootCAs(file)(o)
 	}
 }
 

@@ -2,6 +2,8 @@ package grpcserver
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -22,7 +25,7 @@ import (
 // protoc-gen-grpc-gateway writes into pkg/gen.
 type Gateway func(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientConn) error
 
-// HTTPHandler returns the HTTP/JSON API of the services the gateways add,
+// httpHandler returns the HTTP/JSON API of the services the gateways add,
 // plus GET /healthz (the gRPC health check). Every call goes through conn
 // as a gRPC call, so the server's interceptors apply to it as to any
 // other. The x-correlation-id header and W3C trace context are passed on
@@ -31,16 +34,19 @@ type Gateway func(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientC
 // proto names too; a field the request type does not have is refused.
 // Errors keep their gRPC status: code, message and details (field
 // violations) in the JSON body, mapped to an HTTP status (INVALID_ARGUMENT
-// and FAILED_PRECONDITION 400, NOT_FOUND 404, ABORTED 409, ...).
-func HTTPHandler(ctx context.Context, conn *grpc.ClientConn, gateways ...Gateway) (http.Handler, error) {
+// and FAILED_PRECONDITION 400, NOT_FOUND 404, ABORTED 409, ...). A
+// client-streaming body that stops decoding ends the call with
+// INVALID_ARGUMENT after the results of the values before it; conn must
+// carry streamBodyErrors for that (dialSelf's does).
+func httpHandler(ctx context.Context, conn *grpc.ClientConn, gateways ...Gateway) (http.Handler, error) {
 	mux := runtime.NewServeMux(
 		runtime.WithIncomingHeaderMatcher(headerMatcher),
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{Marshaler: &runtime.JSONPb{
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, decodeRecorder{&runtime.HTTPBodyMarshaler{Marshaler: &runtime.JSONPb{
 			MarshalOptions: protojson.MarshalOptions{EmitUnpopulated: true},
 			// The gateway's default drops unknown fields: a misspelt
 			// idempotencyKey would then be a silent duplicate capture.
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-		}}),
+		}}}),
 		runtime.WithHealthzEndpoint(healthpb.NewHealthClient(conn)),
 	)
 	for _, g := range gateways {
@@ -48,7 +54,7 @@ func HTTPHandler(ctx context.Context, conn *grpc.ClientConn, gateways ...Gateway
 			return nil, fmt.Errorf("register http gateway: %w", err)
 		}
 	}
-	return fullDuplex(mux), nil
+	return fullDuplex(withBody(mux)), nil
 }
 
 // headerMatcher passes on the headers the services read beyond the
@@ -89,8 +95,10 @@ func (s *Server) ListenHTTP(addr string, gateways ...Gateway) (net.Addr, error) 
 }
 
 // dialSelf connects to the server's own listener; an unspecified listen
-// address (":7101") is reached on loopback.
-func dialSelf(addr net.Addr) (*grpc.ClientConn, error) {
+// address (":7101") is reached on loopback. Over TLS it trusts the
+// server's own certificate, under a name the certificate holds, since
+// loopback is rarely one of them.
+func dialSelf(addr net.Addr, serverTLS *tls.Config) (*grpc.ClientConn, error) {
 	target := addr.String()
 	if tcp, ok := addr.(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
 		host := "127.0.0.1"
@@ -99,7 +107,40 @@ func dialSelf(addr net.Addr) (*grpc.ClientConn, error) {
 		}
 		target = net.JoinHostPort(host, fmt.Sprint(tcp.Port))
 	}
-	return grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if serverTLS != nil {
+		c, err := selfTLS(serverTLS)
+		if err != nil {
+			return nil, err
+		}
+		creds = credentials.NewTLS(c)
+	}
+	return grpc.NewClient(target, grpc.WithTransportCredentials(creds),
+		grpc.WithChainStreamInterceptor(streamBodyErrors))
+}
+
+// selfTLS is a client config that trusts exactly the leaf certificate of
+// serverTLS.
+func selfTLS(serverTLS *tls.Config) (*tls.Config, error) {
+	if len(serverTLS.Certificates) == 0 || len(serverTLS.Certificates[0].Certificate) == 0 {
+		return nil, errors.New("tls: the server has no certificate")
+	}
+	leaf, err := x509.ParseCertificate(serverTLS.Certificates[0].Certificate[0])
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	var name string
+	switch {
+	case len(leaf.DNSNames) > 0:
+		name = leaf.DNSNames[0]
+	case len(leaf.IPAddresses) > 0:
+		name = leaf.IPAddresses[0].String()
+	default:
+		return nil, errors.New("tls: the server's certificate names no host (DNS or IP SAN)")
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	return &tls.Config{RootCAs: pool, ServerName: name, MinVersion: tls.VersionTLS12}, nil
 }
 
 // webServer is Serve's HTTP side.
@@ -111,11 +152,11 @@ type webServer struct {
 }
 
 func (s *Server) startHTTP(ctx context.Context, grpcAddr net.Addr) (*webServer, error) {
-	conn, err := dialSelf(grpcAddr)
+	conn, err := dialSelf(grpcAddr, s.tls)
 	if err != nil {
 		return nil, fmt.Errorf("http gateway: %w", err)
 	}
-	h, err := HTTPHandler(ctx, conn, s.gateways...)
+	h, err := httpHandler(ctx, conn, s.gateways...)
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -126,7 +167,15 @@ func (s *Server) startHTTP(ctx context.Context, grpcAddr net.Addr) (*webServer, 
 		IdleTimeout:       time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}}
-	go func() { w.err = w.srv.Serve(s.web); close(w.done) }()
+	go func() {
+		if s.tls != nil {
+			w.srv.TLSConfig = s.tls // ServeTLS offers HTTP/2 on a copy of it
+			w.err = w.srv.ServeTLS(s.web, "", "")
+		} else {
+			w.err = w.srv.Serve(s.web)
+		}
+		close(w.done)
+	}()
 	return w, nil
 }
 

@@ -5,16 +5,20 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -31,6 +35,7 @@ type fakeIntake struct {
 	intakev1.UnimplementedIntakeServiceServer
 	mu    sync.Mutex
 	calls []metadata.MD
+	rows  atomic.Int64 // ImportLeads rows received
 }
 
 func (f *fakeIntake) record(ctx context.Context) {
@@ -77,6 +82,7 @@ func (f *fakeIntake) ImportLeads(stream intakev1.IntakeService_ImportLeadsServer
 		if err != nil {
 			return err
 		}
+		f.rows.Add(1)
 		res := &intakev1.ImportLeadsResponse{Row: req.GetRow(), LeadId: "lead-" + req.GetLead().GetContact().GetEmail()}
 		if err := stream.Send(res); err != nil {
 			return err
@@ -88,15 +94,22 @@ func (f *fakeIntake) ImportLeads(stream intakev1.IntakeService_ImportLeadsServer
 // it; stop cancels Serve and returns what it returned.
 func serve(t *testing.T) (fake *fakeIntake, base string, stop func() error) {
 	t.Helper()
+	fake, _, web, stop := serveOn(t)
+	return fake, "http://" + web.String(), stop
+}
+
+// serveOn is serve, returning the gRPC and HTTP addresses.
+func serveOn(t *testing.T, opts ...grpcserver.Option) (fake *fakeIntake, grpcAddr, web net.Addr, stop func() error) {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := grpcserver.New(log, nil)
+	srv := grpcserver.New(log, nil, opts...)
 	fake = &fakeIntake{}
 	intakev1.RegisterIntakeServiceServer(srv.Server, fake)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	web, err := srv.ListenHTTP("127.0.0.1:0", intakev1.RegisterIntakeServiceHandler)
+	web, err = srv.ListenHTTP("127.0.0.1:0", intakev1.RegisterIntakeServiceHandler)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +123,7 @@ func serve(t *testing.T) (fake *fakeIntake, base string, stop func() error) {
 		return served
 	}
 	t.Cleanup(func() { _ = stop() })
-	return fake, "http://" + web.String(), stop
+	return fake, lis.Addr(), web, stop
 }
 
 func TestHTTPCallsGoThroughTheGRPCServer(t *testing.T) {
@@ -242,4 +255,109 @@ func toJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// A streamed body whose value does not decode ends the call with
+// INVALID_ARGUMENT naming that value, after the results of the values
+// before it; nothing after it is sent. A first value that does not decode
+// is a plain 400.
+func TestHTTPStreamEndsAtAValueThatDoesNotDecode(t *testing.T) {
+	fake, base, _ := serve(t)
+	row := func(i int, field string) string {
+		return fmt.Sprintf(`{"row":%d,"lead":{"contact":{%q:"r%d@example.com"}}}`+"\n", i, field, i)
+	}
+	var body strings.Builder
+	for i := 1; i <= 8; i++ {
+		field := "email"
+		if i == 5 {
+			field = "emial"
+		}
+		body.WriteString(row(i, field))
+	}
+	res, err := http.Post(base+"/v1/leads:import", "application/json", strings.NewReader(body.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", res.StatusCode)
+	}
+	var lines []map[string]any
+	sc := bufio.NewScanner(res.Body)
+	for sc.Scan() {
+		var line map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			t.Fatalf("line %q: %v", sc.Text(), err)
+		}
+		lines = append(lines, line)
+	}
+	if len(lines) != 5 {
+		t.Fatalf("%d lines, want 4 results and an error: %v", len(lines), lines)
+	}
+	for i, line := range lines[:4] {
+		if got := testenv.JSONField(line["result"], "row"); got != fmt.Sprint(i+1) {
+			t.Fatalf("line %d: %v", i+1, line)
+		}
+	}
+	e := lines[4]["error"]
+	if msg, _ := testenv.JSONField(e, "message").(string); testenv.JSONField(e, "code") != float64(3) ||
+		!strings.Contains(msg, "value 5") || !strings.Contains(msg, `unknown field "emial"`) {
+		t.Fatalf("error line: %v", lines[4])
+	}
+	if got := len(fake.served()); got != 1 {
+		t.Fatalf("%d calls served, want the one import", got)
+	}
+	if n := fake.rows.Load(); n != 4 {
+		t.Fatalf("the server got %d rows, want the 4 before the bad one", n)
+	}
+
+	code, out := testenv.HTTPJSON(t, "POST", base+"/v1/leads:import", "not json\n"+row(2, "email"))
+	if msg, _ := testenv.JSONField(out, "error", "message").(string); code != http.StatusBadRequest ||
+		testenv.JSONField(out, "error", "code") != float64(3) || !strings.Contains(msg, "value 1") {
+		t.Fatalf("a first value that does not decode: %d %v", code, out)
+	}
+}
+
+// WithTLS: gRPC and HTTP/JSON answer over TLS only, and HTTP calls still
+// reach the gRPC server through the gateway's own connection, whose
+// address (loopback) the certificate need not name.
+func TestTLS(t *testing.T) {
+	certs := testenv.NewTLS(t)
+	fake, grpcAddr, web, _ := serveOn(t, grpcserver.WithTLS(certs.Server(t)))
+
+	conn, err := grpc.NewClient(grpcAddr.String(), certs.Dial())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := intakev1.NewIntakeServiceClient(conn).GetLead(ctx, &intakev1.GetLeadRequest{LeadId: "known"}); err != nil {
+		t.Fatalf("over TLS: %v", err)
+	}
+	plain, err := grpc.NewClient(grpcAddr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if _, err := intakev1.NewIntakeServiceClient(plain).GetLead(ctx, &intakev1.GetLeadRequest{LeadId: "known"}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("plaintext gRPC: want UNAVAILABLE, got %v", err)
+	}
+
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: certs.Client(), ForceAttemptHTTP2: true}}
+	res, err := client.Get("https://localhost:" + fmt.Sprint(web.(*net.TCPAddr).Port) + "/v1/leads/known")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || !strings.Contains(string(body), `"leadId":"known"`) || res.ProtoMajor != 2 {
+		t.Fatalf("over HTTPS: %s %d %s", res.Proto, res.StatusCode, body)
+	}
+	if n := len(fake.served()); n != 2 {
+		t.Fatalf("%d calls served, want 2 (gRPC and HTTPS)", n)
+	}
+	if res, err := http.Get("http://" + web.String() + "/healthz"); err == nil && res.StatusCode == http.StatusOK {
+		t.Fatal("plaintext HTTP answered")
+	}
 }

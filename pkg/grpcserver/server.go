@@ -6,6 +6,7 @@ package grpcserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -46,7 +48,16 @@ type Server struct {
 	// web, if set, is where Serve answers HTTP/JSON (see ListenHTTP).
 	web      net.Listener
 	gateways []Gateway
+	// tls, if set, is what gRPC and HTTP/JSON answer with.
+	tls *tls.Config
 }
+
+// Option configures New.
+type Option func(*Server)
+
+// WithTLS makes the server answer gRPC and HTTP/JSON over TLS with cfg's
+// certificate; nil keeps them plaintext.
+func WithTLS(cfg *tls.Config) Option { return func(s *Server) { s.tls = cfg } }
 
 // streamWorkers is how many calls run on reused goroutines: most calls
 // wait on JetStream round trips, so many are in flight per core.
@@ -57,7 +68,11 @@ const streamWorkers = 256
 // every call but health and reflection needs a token granting the scope
 // its method declares (pkg/auth), checked before the request is looked
 // at; without one, anyone may call anything, which New logs.
-func New(log *slog.Logger, v *auth.Verifier, opts ...grpc.ServerOption) *Server {
+func New(log *slog.Logger, v *auth.Verifier, opts ...Option) *Server {
+	s := &Server{Health: health.NewServer(), log: log}
+	for _, o := range opts {
+		o(s)
+	}
 	rec := &recorder{}
 	unary := []grpc.UnaryServerInterceptor{recoverUnary(log), rec.unary}
 	stream := []grpc.StreamServerInterceptor{recoverStream(log), rec.stream}
@@ -67,7 +82,7 @@ func New(log *slog.Logger, v *auth.Verifier, opts ...grpc.ServerOption) *Server 
 	} else {
 		log.Warn("auth off: no -auth-keys, so every caller may call every method")
 	}
-	opts = append([]grpc.ServerOption{
+	gopts := []grpc.ServerOption{
 		telemetry.ServerOption(),
 		grpc.ForceServerCodecV2(codec{rec: rec}),
 		grpc.ChainUnaryInterceptor(unary...),
@@ -77,8 +92,11 @@ func New(log *slog.Logger, v *auth.Verifier, opts ...grpc.ServerOption) *Server 
 		// while encoding an event (a sixth of a capture's CPU, profiled).
 		// Calls beyond the workers still get a goroutine of their own.
 		grpc.NumStreamWorkers(streamWorkers),
-	}, opts...)
-	s := &Server{Server: grpc.NewServer(opts...), Health: health.NewServer(), log: log}
+	}
+	if s.tls != nil {
+		gopts = append(gopts, grpc.Creds(credentials.NewTLS(s.tls)))
+	}
+	s.Server = grpc.NewServer(gopts...)
 	healthpb.RegisterHealthServer(s.Server, s.Health)
 	reflection.Register(s.Server)
 	return s

@@ -6,6 +6,7 @@
 package natsserver
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -40,6 +41,9 @@ type Config struct {
 	// LogFile, when set, receives the server's log: errors, warnings and
 	// notices, among them every permissions violation. Empty: no log.
 	LogFile string
+	// TLS, when set, is the certificate clients must connect over: the
+	// server then refuses plaintext clients.
+	TLS *tls.Config
 }
 
 // User is a client the server accepts by name and password, allowed to
@@ -100,6 +104,9 @@ func Start(cfg Config) (*Server, error) {
 	}
 	if cfg.LogFile != "" {
 		opts.NoLog, opts.LogFile, opts.Logtime = false, cfg.LogFile, true
+	}
+	if cfg.TLS != nil {
+		opts.TLS, opts.TLSConfig, opts.TLSTimeout = true, cfg.TLS, 2
 	}
 	if c := cfg.Cluster; c != nil {
 		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: cfg.Host, Port: c.Port}

@@ -28,6 +28,9 @@ type NATS struct {
 	// Passwords are the role users' passwords (pkg/natsauth), by role;
 	// nil when the server takes anyone (StartNATS).
 	Passwords map[string]string
+	// TLS is the certificate the server answers with, and its CA; nil
+	// when the server is plaintext (StartNATS).
+	TLS *TLS
 }
 
 // Admin is the user StartNATSWithUsers adds for the test itself: it may do
@@ -42,18 +45,20 @@ func StartNATS(t testing.TB) *NATS {
 	return startNATS(t, n, natsserver.Config{Dir: n.Dir})
 }
 
-// StartNATSWithUsers is StartNATS with a user per pkg/natsauth role (random
-// passwords, in Passwords) and nobody else but Admin, whose connection is
-// Conn. The server logs to Dir/nats.log, permissions violations included.
+// StartNATSWithUsers is StartNATS as production runs it: over TLS only
+// (TLS), with a user per pkg/natsauth role (random passwords, in
+// Passwords) and nobody else but Admin, whose connection is Conn. The
+// server logs to Dir/nats.log, permissions violations included.
 func StartNATSWithUsers(t testing.TB) *NATS {
 	t.Helper()
-	n := &NATS{Dir: t.TempDir(), Passwords: map[string]string{}}
+	n := &NATS{Dir: t.TempDir(), Passwords: map[string]string{}, TLS: NewTLS(t)}
 	for _, r := range natsauth.Roles() {
 		n.Passwords[r.Name] = rand.Text()
 	}
 	n.Passwords[Admin] = rand.Text()
 	users := append(natsauth.Users(n.Passwords), natsserver.User{Name: Admin, Password: n.Passwords[Admin], Publish: []string{">"}, Subscribe: []string{">"}})
-	return startNATS(t, n, natsserver.Config{Dir: filepath.Join(n.Dir, "jetstream"), Users: users, LogFile: filepath.Join(n.Dir, "nats.log")})
+	return startNATS(t, n, natsserver.Config{Dir: filepath.Join(n.Dir, "jetstream"), Users: users, LogFile: filepath.Join(n.Dir, "nats.log"),
+		TLS: n.TLS.Server(t)})
 }
 
 func startNATS(t testing.TB, n *NATS, cfg natsserver.Config) *NATS {
@@ -118,6 +123,9 @@ func (n *NATS) ConnectAs(t testing.TB, user string, opts ...nats.Option) (*nats.
 
 func (n *NATS) dial(t testing.TB, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
+	if n.TLS != nil {
+		opts = append([]nats.Option{eventstore.WithCA(n.TLS.CAFile)}, opts...)
+	}
 	nc, js, err := eventstore.Dial(n.Server.URL(), t.Name(), opts...)
 	if err != nil {
 		t.Fatal(err)

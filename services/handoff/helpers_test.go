@@ -15,7 +15,6 @@ import (
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -91,6 +90,7 @@ func (w *world) startWith(t testing.TB, edit func(*Config)) *service {
 	cfg := testConfig(w.nats.Server.URL())
 	if w.nats.Passwords != nil { // newWorldWithUsers: run as handoff's NATS user
 		cfg.NATSUser, cfg.NATSPassword = natsauth.Handoff, w.nats.Passwords[natsauth.Handoff]
+		cfg.TLS = w.nats.TLS.Files() // and over TLS, as in production
 	}
 	if edit != nil {
 		edit(&cfg)
@@ -112,7 +112,7 @@ func (w *world) startWith(t testing.TB, edit func(*Config)) *service {
 	case <-time.After(15 * time.Second):
 		t.Fatal("service did not start")
 	}
-	s := &service{client: dial(t, addr.String())}
+	s := &service{client: dial(t, addr.String(), w.nats.TLS.Dial())}
 	var once sync.Once
 	s.stop = func() {
 		once.Do(func() {
@@ -126,9 +126,9 @@ func (w *world) startWith(t testing.TB, edit func(*Config)) *service {
 	return s
 }
 
-func dial(t testing.TB, addr string) handoffv1.HandoffServiceClient {
+func dial(t testing.TB, addr string, creds grpc.DialOption) handoffv1.HandoffServiceClient {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr, creds)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,10 +28,12 @@ type Config struct {
 	// NATSUser and NATSPassword are this service's NATS user (pkg/natsauth);
 	// an empty user connects without credentials.
 	NATSUser, NATSPassword string
-	Stream                 string
-	TimerStream            string
-	LoadsBucket            string
-	Replicas               int
+	// TLS names the APIs' certificate and the NATS server's CA.
+	TLS         config.TLS
+	Stream      string
+	TimerStream string
+	LoadsBucket string
+	Replicas    int
 	// Workers is how many leads (and timers) are handled at once.
 	Workers int
 	// AckWait is how long the server waits for an acknowledgement before
@@ -70,6 +72,7 @@ func mainErr() error {
 	f.String(&cfg.NATSURL, "nats", "LEADFLOW_NATS_URL", "", "NATS URL (required)")
 	f.String(&cfg.NATSUser, "nats-user", "LEADFLOW_NATS_USER", "", "NATS user (empty: no credentials)")
 	f.String(&cfg.NATSPassword, "nats-password", "LEADFLOW_NATS_PASSWORD", "", "NATS password of -nats-user")
+	f.TLS(&cfg.TLS)
 	f.String(&cfg.Stream, "stream", "LEADFLOW_STREAM", "LEADFLOW", "event stream name")
 	f.String(&cfg.TimerStream, "timer-stream", "LEADFLOW_HANDOFF_TIMER_STREAM", "HANDOFF_TIMERS", "SLA timer stream name")
 	f.String(&cfg.LoadsBucket, "loads-bucket", "LEADFLOW_HANDOFF_LOADS_BUCKET", "HANDOFF_LOAD", "KV bucket of reps' open leads")

@@ -201,7 +201,7 @@ func TestTimersAcrossServiceKill(t *testing.T) {
 	w := newWorld(t)
 	addr := freeAddr(t)
 	p1 := startChild(t, w, addr)
-	c := dial(t, addr)
+	c := dial(t, addr, w.nats.TLS.Dial())
 	waitServing(t, c)
 	routingSetup(t, c, 10)
 	slaPolicy(t, c, 6*time.Second, 8*time.Second, 3*time.Second, eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP)

@@ -142,4 +142,35 @@ func TestHTTPImportNewlineDelimited(t *testing.T) {
 	if rows != 300 {
 		t.Fatalf("%d results, want 300", rows)
 	}
+
+	// A row that does not decode ends the import there with an error line
+	// naming it; the rows before it are stored, the rows after it are not.
+	body.Reset()
+	for i := 1; i <= 5; i++ {
+		field := map[bool]string{true: "emial", false: "email"}[i == 4]
+		fmt.Fprintf(&body, `{"row":%d,"lead":{"contact":{%q:"late%d@example.com"},"attribution":{"source":"import"}}}`+"\n", i, field, i)
+	}
+	res, err = http.Post(base+"/v1/leads:import", "application/json", strings.NewReader(body.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var lines []map[string]any
+	for sc = bufio.NewScanner(res.Body); sc.Scan(); {
+		var line map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			t.Fatalf("line %q: %v", sc.Text(), err)
+		}
+		lines = append(lines, line)
+	}
+	if len(lines) != 4 || testenv.JSONField(lines[2], "result", "leadId") == "" ||
+		!strings.Contains(fmt.Sprint(testenv.JSONField(lines[3], "error", "message")), "value 4") {
+		t.Fatalf("want 3 results and an error naming value 4: %v", lines)
+	}
+	for i, want := range map[int]string{3: "CAPTURE_OUTCOME_RESUBMITTED", 5: "CAPTURE_OUTCOME_CREATED"} {
+		code, out := testenv.HTTPJSON(t, "POST", base+"/v1/leads", fmt.Sprintf(`{"contact":{"email":"late%d@example.com"},"attribution":{"source":"web"}}`, i))
+		if code != http.StatusOK || out["outcome"] != want {
+			t.Fatalf("row %d captured again: %d %v, want %s", i, code, out, want)
+		}
+	}
 }

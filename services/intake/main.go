@@ -26,12 +26,14 @@ type Config struct {
 	// NATSUser and NATSPassword are this service's NATS user (pkg/natsauth);
 	// an empty user connects without credentials.
 	NATSUser, NATSPassword string
-	Stream                 string
-	Replicas               int
-	MasterKey              string
-	BlindKey               string
-	Grace                  time.Duration
-	LogJSON                bool
+	// TLS names the APIs' certificate and the NATS server's CA.
+	TLS       config.TLS
+	Stream    string
+	Replicas  int
+	MasterKey string
+	BlindKey  string
+	Grace     time.Duration
+	LogJSON   bool
 	// TraceSample is the share of new traces recorded.
 	TraceSample float64
 
@@ -56,6 +58,7 @@ func mainErr() error {
 	f.String(&cfg.NATSURL, "nats", "LEADFLOW_NATS_URL", "", "NATS URL (required)")
 	f.String(&cfg.NATSUser, "nats-user", "LEADFLOW_NATS_USER", "", "NATS user (empty: no credentials)")
 	f.String(&cfg.NATSPassword, "nats-password", "LEADFLOW_NATS_PASSWORD", "", "NATS password of -nats-user")
+	f.TLS(&cfg.TLS)
 	f.String(&cfg.Stream, "stream", "LEADFLOW_STREAM", "LEADFLOW", "event stream name")
 	f.Int(&cfg.Replicas, "replicas", "LEADFLOW_REPLICAS", 1, "stream replicas (3 in a cluster)")
 	f.String(&cfg.MasterKey, "master-key", "LEADFLOW_MASTER_KEY", "", "64 hex chars: wraps per-lead data keys (required)")

@@ -9,14 +9,15 @@ import (
 )
 
 // startAsUser runs intake as its own NATS user (pkg/natsauth) on a server
-// that takes nobody else, and fails the test if the server logged a
-// permissions violation by the time it ends.
+// that takes nobody else, over TLS to NATS and from its clients, and fails
+// the test if the server logged a permissions violation by the time it
+// ends.
 func startAsUser(t testing.TB) *env {
 	t.Helper()
 	n := testenv.StartNATSWithUsers(t)
 	n.NoViolations(t)
 	cfg := Config{Addr: "127.0.0.1:0", NATSURL: n.Server.URL(), Stream: "LEADFLOW", Replicas: 1,
-		NATSUser: natsauth.Intake, NATSPassword: n.Passwords[natsauth.Intake],
+		NATSUser: natsauth.Intake, NATSPassword: n.Passwords[natsauth.Intake], TLS: n.TLS.Files(),
 		MasterKey: hexKey(t), BlindKey: hexKey(t), Grace: time.Second}
 	return startWith(t, n, cfg)
 }

@@ -22,7 +22,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
@@ -87,7 +86,7 @@ func startWith(t testing.TB, n *testenv.NATS, cfg Config) *env {
 	case <-time.After(10 * time.Second):
 		t.Fatal("service did not start")
 	}
-	conn, err := grpc.NewClient(addr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr.String(), n.TLS.Dial()) // n.TLS: startAsUser
 	if err != nil {
 		t.Fatal(err)
 	}

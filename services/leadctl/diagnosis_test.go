@@ -57,7 +57,13 @@ func (w *world) run(t *testing.T, bin, addr string, args ...string) *proc {
 func (w *world) runFor(t, owner *testing.T, bin, addr string, args ...string) *proc {
 	t.Helper()
 	// No HTTP API: its default port would clash with other tests' services.
-	p := &proc{cmd: exec.Command(bin, append([]string{"-nats", w.nats.Server.URL(), "-addr", addr, "-http-addr", ""}, args...)...), done: make(chan struct{})}
+	flags := []string{"-nats", w.nats.Server.URL(), "-addr", addr, "-http-addr", ""}
+	if w.nats.Passwords != nil { // newWorldWithUsers: as its NATS user, over TLS (the binary's own flags)
+		role := filepath.Base(bin)
+		flags = append(flags, "-nats-user", role, "-nats-password", w.nats.Passwords[role], "-nats-ca", w.nats.TLS.CAFile,
+			"-tls-cert", w.nats.TLS.CertFile, "-tls-key", w.nats.TLS.KeyFile)
+	}
+	p := &proc{cmd: exec.Command(bin, append(flags, args...)...), done: make(chan struct{})}
 	if os.Getenv("LEADCTL_TEST_LOG") != "" {
 		p.cmd.Stderr, p.cmd.Stdout = os.Stderr, os.Stderr
 	}
@@ -66,7 +72,7 @@ func (w *world) runFor(t, owner *testing.T, bin, addr string, args ...string) *p
 	}
 	go func() { _ = p.cmd.Wait(); close(p.done) }()
 	owner.Cleanup(func() { p.stop(owner) })
-	healthy(t, addr)
+	healthy(t, addr, w.nats.TLS.Dial())
 	return p
 }
 

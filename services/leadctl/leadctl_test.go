@@ -89,11 +89,13 @@ func (w *world) leadctl(t *testing.T, args ...string) (string, error) {
 	return runCtl(context.Background(), append(w.natsFlags(), args...)...)
 }
 
-// natsFlags point leadctl at w's server, as the operator when it has users.
+// natsFlags point leadctl at w's server, as the operator when it has
+// users, and then over TLS to NATS and the services.
 func (w *world) natsFlags() []string {
 	flags := []string{"--nats", w.nats.Server.URL()}
 	if w.nats.Passwords != nil {
-		flags = append(flags, "--nats-user", natsauth.Operator, "--nats-password", w.nats.Passwords[natsauth.Operator])
+		flags = append(flags, "--nats-user", natsauth.Operator, "--nats-password", w.nats.Passwords[natsauth.Operator],
+			"--nats-ca", w.nats.TLS.CAFile, "--tls-ca", w.nats.TLS.CAFile)
 	}
 	return flags
 }
@@ -314,9 +316,9 @@ func (w *world) serve(t *testing.T, name string, args ...string) string {
 }
 
 // healthy waits until the gRPC server at addr reports SERVING.
-func healthy(t *testing.T, addr string) {
+func healthy(t *testing.T, addr string, creds grpc.DialOption) {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr, creds)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,10 +331,12 @@ func healthy(t *testing.T, addr string) {
 
 // explain asks the real qualification process (built from source) why a
 // lead has its score.
-func TestExplainAgainstQualification(t *testing.T) {
+func TestExplainAgainstQualification(t *testing.T) { testExplainAgainstQualification(t, newWorld) }
+
+func testExplainAgainstQualification(t *testing.T, newWorld func(testing.TB) *world) {
 	w := newWorld(t)
 	addr := w.serve(t, "qualification")
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr, w.nats.TLS.Dial())
 	if err != nil {
 		t.Fatal(err)
 	}

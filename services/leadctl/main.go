@@ -33,6 +33,8 @@ type options struct {
 	nats          string
 	natsUser      string
 	natsPassword  string
+	natsCA        string
+	tlsCA         string
 	stream        string
 	qualification string
 	intake        string
@@ -66,6 +68,8 @@ func newRoot(out io.Writer) *cobra.Command {
 	f.StringVar(&o.nats, "nats", envOr("LEADFLOW_NATS_URL", "nats://127.0.0.1:4333"), "NATS URL ($LEADFLOW_NATS_URL)")
 	f.StringVar(&o.natsUser, "nats-user", os.Getenv("LEADFLOW_NATS_USER"), "NATS user, the operator's ($LEADFLOW_NATS_USER; `make run` prints it)")
 	f.StringVar(&o.natsPassword, "nats-password", os.Getenv("LEADFLOW_NATS_PASSWORD"), "NATS password ($LEADFLOW_NATS_PASSWORD)")
+	f.StringVar(&o.natsCA, "nats-ca", os.Getenv("LEADFLOW_NATS_CA"), "PEM CA of the NATS server's certificate: connect over TLS ($LEADFLOW_NATS_CA)")
+	f.StringVar(&o.tlsCA, "tls-ca", os.Getenv("LEADFLOW_TLS_CA"), "PEM CA of the services' certificate: call their APIs over TLS ($LEADFLOW_TLS_CA; empty: plaintext)")
 	f.StringVar(&o.stream, "stream", envOr("LEADFLOW_STREAM", eventstore.DefaultStream), "event stream ($LEADFLOW_STREAM)")
 	f.StringVar(&o.intake, "intake", envOr("LEADFLOW_INTAKE_ADDR", "127.0.0.1:7101"), "intake gRPC address")
 	f.StringVar(&o.qualification, "qualification", envOr("LEADFLOW_QUALIFICATION_ADDR", "127.0.0.1:7102"), "qualification gRPC address")
@@ -89,7 +93,8 @@ func envOr(key, def string) string {
 
 // connect dials NATS, failing fast with a clear error when nothing answers.
 func (o *options) connect() (*nats.Conn, jetstream.JetStream, error) {
-	nc, js, err := eventstore.Dial(o.nats, "leadctl", nats.Timeout(o.timeout), eventstore.WithUser(o.natsUser, o.natsPassword))
+	nc, js, err := eventstore.Dial(o.nats, "leadctl", nats.Timeout(o.timeout), eventstore.WithUser(o.natsUser, o.natsPassword),
+		eventstore.WithCA(o.natsCA))
 	if err != nil {
 		return nil, nil, fmt.Errorf("cannot reach NATS at %s (is `make run` up? set --nats, --nats-user): %w", o.nats, err)
 	}

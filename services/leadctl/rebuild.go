@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -40,7 +39,7 @@ rebuild.`,
 			if poll <= 0 {
 				return fmt.Errorf("%w: --poll must be positive", errUsage)
 			}
-			conn, err := grpc.NewClient(o.projector, o.dialOpts()...)
+			conn, err := o.dial(o.projector)
 			if err != nil {
 				return err
 			}

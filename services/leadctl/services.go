@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -29,7 +30,7 @@ import (
 // call dials one service and runs f, turning "nothing answers" into a clear
 // error naming the flag that sets the address.
 func call(ctx context.Context, o *options, name, addr string, f func(context.Context, *grpc.ClientConn) error) error {
-	conn, err := grpc.NewClient(addr, o.dialOpts()...)
+	conn, err := o.dial(addr)
 	if err != nil {
 		return err
 	}
@@ -49,10 +50,19 @@ func call(ctx context.Context, o *options, name, addr string, f func(context.Con
 	}
 }
 
-// dialOpts are how leadctl reaches the services: plaintext, as they
-// listen on one machine, with the operator's token when there is one.
-func (o *options) dialOpts() []grpc.DialOption {
-	return []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()), auth.Bearer(o.token)}
+// dial is how leadctl reaches a service: over TLS when --tls-ca names
+// their CA, else plaintext (`make run`), with the operator's token when
+// there is one.
+func (o *options) dial(addr string) (*grpc.ClientConn, error) {
+	creds := insecure.NewCredentials()
+	if o.tlsCA != "" {
+		c, err := credentials.NewClientTLSFromFile(o.tlsCA, "")
+		if err != nil {
+			return nil, fmt.Errorf("--tls-ca: %w", err)
+		}
+		creds = c
+	}
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(creds), auth.Bearer(o.token))
 }
 
 func printProto(cmd *cobra.Command, m proto.Message) error {

@@ -14,7 +14,6 @@ import (
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -72,6 +71,7 @@ func (w *world) config() Config {
 		AckWait: 2 * time.Second, Grace: time.Second}
 	if w.nats.Passwords != nil { // newWorldWithUsers: run as nurture's NATS user
 		cfg.NATSUser, cfg.NATSPassword = natsauth.Nurture, w.nats.Passwords[natsauth.Nurture]
+		cfg.TLS = w.nats.TLS.Files() // and over TLS, as in production
 	}
 	return cfg
 }
@@ -105,7 +105,7 @@ func (w *world) start(t testing.TB, edit ...func(*Config)) *service {
 	case <-time.After(15 * time.Second):
 		t.Fatal("service did not start")
 	}
-	return dial(t, addr.String(), func() {
+	return dial(t, addr.String(), w.nats.TLS.Dial(), func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("run returned %v", err)
@@ -113,9 +113,9 @@ func (w *world) start(t testing.TB, edit ...func(*Config)) *service {
 	})
 }
 
-func dial(t testing.TB, addr string, shutdown func()) *service {
+func dial(t testing.TB, addr string, creds grpc.DialOption, shutdown func()) *service {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr, creds)
 	if err != nil {
 		t.Fatal(err)
 	}

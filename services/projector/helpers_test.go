@@ -13,7 +13,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
@@ -87,6 +86,7 @@ func (w *world) launch(t testing.TB, cfg Config) *service {
 	t.Helper()
 	if w.nats.Passwords != nil { // newWorldWithUsers: run as the projector's NATS user
 		cfg.NATSUser, cfg.NATSPassword = natsauth.Projector, w.nats.Passwords[natsauth.Projector]
+		cfg.TLS = w.nats.TLS.Files() // and over TLS, as in production
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	addrc := make(chan net.Addr, 1)
@@ -105,7 +105,7 @@ func (w *world) launch(t testing.TB, cfg Config) *service {
 	case <-time.After(30 * time.Second):
 		t.Fatal("service did not start")
 	}
-	conn, err := grpc.NewClient(addr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr.String(), w.nats.TLS.Dial())
 	if err != nil {
 		t.Fatal(err)
 	}

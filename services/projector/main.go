@@ -32,8 +32,10 @@ type Config struct {
 	// NATSUser and NATSPassword are this service's NATS user (pkg/natsauth);
 	// an empty user connects without credentials.
 	NATSUser, NATSPassword string
-	Stream                 string
-	Replicas               int
+	// TLS names the APIs' certificate and the NATS server's CA.
+	TLS      config.TLS
+	Stream   string
+	Replicas int
 	// Postgres is the read models' database (a connection URL).
 	Postgres string
 	// Workers is how many leads are projected at once: the most events
@@ -68,6 +70,7 @@ func mainErr() error {
 	f.String(&cfg.NATSURL, "nats", "LEADFLOW_NATS_URL", "", "NATS URL (required)")
 	f.String(&cfg.NATSUser, "nats-user", "LEADFLOW_NATS_USER", "", "NATS user (empty: no credentials)")
 	f.String(&cfg.NATSPassword, "nats-password", "LEADFLOW_NATS_PASSWORD", "", "NATS password of -nats-user")
+	f.TLS(&cfg.TLS)
 	f.String(&cfg.Stream, "stream", "LEADFLOW_STREAM", "LEADFLOW", "event stream name")
 	f.Int(&cfg.Replicas, "replicas", "LEADFLOW_REPLICAS", 1, "stream replicas (3 in a cluster)")
 	f.String(&cfg.Postgres, "postgres", "LEADFLOW_POSTGRES_URL", "", "PostgreSQL URL of the read models (required)")

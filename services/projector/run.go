@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,7 +41,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	if cfg.Workers <= 0 {
 		cfg.Workers = 512
 	}
-	nc, js, err := eventstore.Dial(cfg.NATSURL, "projector", eventstore.WithUser(cfg.NATSUser, cfg.NATSPassword))
+	nc, js, err := eventstore.Dial(cfg.NATSURL, "projector", eventstore.WithUser(cfg.NATSUser, cfg.NATSPassword), eventstore.WithCA(cfg.TLS.NATSCAFile))
 	if err != nil {
 		return err
 	}
@@ -95,7 +96,11 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	if verifier != nil {
 		go verifier.Follow(ctx, js, log) // revoked tokens (leadctl token revoke)
 	}
-	srv := grpcserver.New(log, verifier)
+	certs, err := cfg.TLS.Server()
+	if err != nil {
+		return err
+	}
+	srv := grpcserver.New(log, verifier, grpcserver.WithTLS(certs))
 	projectorv1.RegisterProjectorServiceServer(srv.Server, ports.NewGRPC(a, log))
 	lis, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -143,8 +148,11 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	dash := ""
 	if web != nil {
 		dash = "http://" + web.Addr().String() + "/"
+		if certs != nil {
+			dash = "https://" + web.Addr().String() + "/"
+		}
 		h := dashboard.New(dashboard.Config{Reports: a, Behind: queries, History: stream, Live: live, Log: log, Auth: verifier})
-		part(4, func() error { return serveHTTP(ctx, web, h, cfg.Grace, log) })
+		part(4, func() error { return serveHTTP(ctx, web, certs, h, cfg.Grace, log) })
 		if cfg.dashboardReady != nil {
 			cfg.dashboardReady(web.Addr())
 		}
@@ -167,17 +175,23 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	return errors.Join(append(errs, batchErr)...)
 }
 
-// serveHTTP serves the dashboard on lis until ctx ends, then shuts down
-// within grace. Live streams never go idle, so their requests' context
-// is ended first.
-func serveHTTP(ctx context.Context, lis net.Listener, h http.Handler, grace time.Duration, log *slog.Logger) error {
+// serveHTTP serves the dashboard on lis (over TLS with certs, if set)
+// until ctx ends, then shuts down within grace. Live streams never go
+// idle, so their requests' context is ended first.
+func serveHTTP(ctx context.Context, lis net.Listener, certs *tls.Config, h http.Handler, grace time.Duration, log *slog.Logger) error {
 	reqs, stop := context.WithCancel(context.WithoutCancel(ctx))
 	defer stop()
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute,
 		BaseContext: func(net.Listener) context.Context { return reqs },
-		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn), TLSConfig: certs}
 	served := make(chan error, 1)
-	go func() { served <- hs.Serve(lis) }()
+	go func() {
+		if certs != nil {
+			served <- hs.ServeTLS(lis, "", "")
+			return
+		}
+		served <- hs.Serve(lis)
+	}()
 	select {
 	case err := <-served:
 		return fmt.Errorf("dashboard: %w", err)

@@ -15,7 +15,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/leadflow/leadflow/pkg/consume"
@@ -77,6 +76,7 @@ func (w *world) start(t testing.TB, edit ...func(*Config)) *service {
 		AckWait: 2 * time.Second, Grace: time.Second}
 	if w.nats.Passwords != nil { // newWorldWithUsers: run as qualification's NATS user
 		cfg.NATSUser, cfg.NATSPassword = natsauth.Qualification, w.nats.Passwords[natsauth.Qualification]
+		cfg.TLS = w.nats.TLS.Files() // and over TLS, as in production
 	}
 	for _, e := range edit {
 		e(&cfg)
@@ -98,7 +98,7 @@ func (w *world) start(t testing.TB, edit ...func(*Config)) *service {
 	case <-time.After(15 * time.Second):
 		t.Fatal("service did not start")
 	}
-	conn, err := grpc.NewClient(addr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr.String(), w.nats.TLS.Dial())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,8 +27,10 @@ type Config struct {
 	// NATSUser and NATSPassword are this service's NATS user (pkg/natsauth);
 	// an empty user connects without credentials.
 	NATSUser, NATSPassword string
-	Stream                 string
-	Replicas               int
+	// TLS names the APIs' certificate and the NATS server's CA.
+	TLS      config.TLS
+	Stream   string
+	Replicas int
 	// Workers is how many leads are scored at once, by the live consumer
 	// and by a re-score each.
 	Workers int
@@ -62,6 +64,7 @@ func mainErr() error {
 	f.String(&cfg.NATSURL, "nats", "LEADFLOW_NATS_URL", "", "NATS URL (required)")
 	f.String(&cfg.NATSUser, "nats-user", "LEADFLOW_NATS_USER", "", "NATS user (empty: no credentials)")
 	f.String(&cfg.NATSPassword, "nats-password", "LEADFLOW_NATS_PASSWORD", "", "NATS password of -nats-user")
+	f.TLS(&cfg.TLS)
 	f.String(&cfg.Stream, "stream", "LEADFLOW_STREAM", "LEADFLOW", "event stream name")
 	f.Int(&cfg.Replicas, "replicas", "LEADFLOW_REPLICAS", 1, "stream replicas (3 in a cluster)")
 	f.Int(&cfg.Workers, "workers", "LEADFLOW_QUALIFICATION_WORKERS", 64, "leads scored at once (a score waits on round trips, not the CPU)")

@@ -28,7 +28,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	if cfg.Workers <= 0 {
 		cfg.Workers = 64
 	}
-	nc, js, err := eventstore.Dial(cfg.NATSURL, "qualification", eventstore.WithUser(cfg.NATSUser, cfg.NATSPassword))
+	nc, js, err := eventstore.Dial(cfg.NATSURL, "qualification", eventstore.WithUser(cfg.NATSUser, cfg.NATSPassword), eventstore.WithCA(cfg.TLS.NATSCAFile))
 	if err != nil {
 		return err
 	}
@@ -47,7 +47,11 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	if verifier != nil {
 		go verifier.Follow(ctx, js, log) // revoked tokens (leadctl token revoke)
 	}
-	srv := grpcserver.New(log, verifier)
+	certs, err := cfg.TLS.Server()
+	if err != nil {
+		return err
+	}
+	srv := grpcserver.New(log, verifier, grpcserver.WithTLS(certs))
 	qualificationv1.RegisterQualificationServiceServer(srv.Server, ports.NewGRPC(a, log))
 	lis, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
