@@ -266,7 +266,8 @@ func (w *world) dashboardExtras(t testing.TB) {
 }
 
 // startDashboard runs the service with its dashboard on free ports and
-// returns the gRPC client and the dashboard's URL.
+// returns the gRPC client and the dashboard's URL (https on a world with
+// users).
 func (w *world) startDashboard(t testing.TB, edits ...func(*Config)) (*service, string) {
 	t.Helper()
 	webc := make(chan net.Addr, 1)
@@ -276,9 +277,13 @@ func (w *world) startDashboard(t testing.TB, edits ...func(*Config)) (*service, 
 		edit(&cfg)
 	}
 	s := w.launch(t, cfg)
+	scheme := "http://"
+	if w.nats.TLS != nil { // launch turns TLS on with the users
+		scheme = "https://"
+	}
 	select {
 	case web := <-webc:
-		return s, "http://" + web.String() + "/"
+		return s, scheme + web.String() + "/"
 	case <-time.After(30 * time.Second):
 		t.Fatal("the dashboard did not start")
 		return nil, ""
