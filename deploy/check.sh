@@ -118,9 +118,19 @@ for d in yaml.safe_load_all(open(sys.argv[1])):
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"os"
+	"path/filepath"
 	"regexp"
+	"strings"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 )
@@ -132,16 +142,41 @@ func main() {
 	for _, m := range regexp.MustCompile(`\$(NATS_[A-Z_]+_PASSWORD)`).FindAllSubmatch(conf, -1) {
 		os.Setenv(string(m[1]), "check")
 	}
-	o, err := server.ProcessConfigFile(os.Args[1])
-	if err == nil && (!o.JetStream || !o.SyncAlways || o.StoreDir != "/data" || len(o.Routes) != 3 || o.ServerName != "nats-0" || len(o.Users) == 0) {
-		err = fmt.Errorf("want jetstream, sync always, /data, 3 routes, server_name from env, users; got %v %v %q %d %q %d users",
-			o.JetStream, o.SyncAlways, o.StoreDir, len(o.Routes), o.ServerName, len(o.Users))
+	// The server loads certificates as it parses: a throwaway self-signed
+	// one stands in for Secret leadflow-tls at /etc/nats-tls.
+	dir := filepath.Dir(os.Args[1])
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "check"}, DNSNames: []string{"nats"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	keyDER, kerr := x509.MarshalECPrivateKey(key)
+	if err == nil {
+		err = kerr
+	}
+	crt := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	for name, b := range map[string][]byte{"tls.crt": crt, "ca.crt": crt, "tls.key": pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})} {
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, name), b, 0o600)
+		}
+	}
+	path := filepath.Join(dir, "nats-local.conf")
+	if err == nil {
+		err = os.WriteFile(path, []byte(strings.ReplaceAll(string(conf), "/etc/nats-tls/", dir+"/")), 0o600)
+	}
+	var o *server.Options
+	if err == nil {
+		o, err = server.ProcessConfigFile(path)
+	}
+	if err == nil && (!o.JetStream || !o.SyncAlways || o.StoreDir != "/data" || len(o.Routes) != 3 || o.ServerName != "nats-0" || len(o.Users) == 0 ||
+		o.TLSConfig == nil || o.Cluster.TLSConfig == nil) {
+		err = fmt.Errorf("want jetstream, sync always, /data, 3 routes, server_name from env, users, TLS for clients and routes; got %v %v %q %d %q %d users, TLS %v %v",
+			o.JetStream, o.SyncAlways, o.StoreDir, len(o.Routes), o.ServerName, len(o.Users), o.TLSConfig != nil, o.Cluster.TLSConfig != nil)
 	}
 	if err != nil {
 		fmt.Println("check: nats.conf:", err)
 		os.Exit(1)
 	}
-	fmt.Printf("check: nats.conf parses (nats-server library): sync always, 3 routes, %d users\n", len(o.Users))
+	fmt.Printf("check: nats.conf parses (nats-server library): sync always, 3 routes, TLS for clients and routes, %d users\n", len(o.Users))
 }
 GO
   if (cd "$tmp" && GOWORK=off GOFLAGS=-mod=mod GOPROXY=off go build -o natscheck . 2>/dev/null); then

@@ -1,6 +1,7 @@
 package natsauth_test
 
 import (
+	"crypto/tls"
 	"flag"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/leadflow/leadflow/pkg/natsauth"
+	"github.com/leadflow/leadflow/pkg/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite deploy/k8s/nats.yaml's users from the table")
@@ -57,8 +59,13 @@ func TestDeployHasTheTable(t *testing.T) {
 			conf = append(conf, strings.TrimPrefix(l, "    "))
 		}
 	}
+	// The server loads the certificates as it parses: point it at
+	// throwaway ones where the pods mount Secret leadflow-tls.
+	certs := testenv.NewTLS(t)
+	text = strings.NewReplacer("/etc/nats-tls/tls.crt", certs.CertFile, "/etc/nats-tls/tls.key", certs.KeyFile,
+		"/etc/nats-tls/ca.crt", certs.CAFile).Replace(strings.Join(conf, "\n"))
 	path := filepath.Join(t.TempDir(), "nats.conf")
-	if err := os.WriteFile(path, []byte(strings.Join(conf, "\n")), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("SERVER_NAME", "nats-0")
@@ -68,6 +75,9 @@ func TestDeployHasTheTable(t *testing.T) {
 	opts, err := server.ProcessConfigFile(path)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if opts.TLSConfig == nil || opts.Cluster.TLSConfig == nil || opts.Cluster.TLSConfig.ClientAuth != tls.RequireAndVerifyClientCert {
+		t.Errorf("want TLS for clients and verified TLS both ways for routes: client %v, routes %+v", opts.TLSConfig != nil, opts.Cluster.TLSConfig)
 	}
 	if len(opts.Users) != len(natsauth.Roles()) {
 		t.Fatalf("%d users in nats.conf, %d roles", len(opts.Users), len(natsauth.Roles()))
