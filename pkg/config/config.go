@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -76,6 +77,22 @@ func Key(field, s string) ([]byte, error) {
 		return nil, fmt.Errorf("%s must be 64 hex characters (32 bytes)", field)
 	}
 	return b, nil
+}
+
+// Keys decodes a comma-separated list of keys as Key does; empty: none.
+func Keys(field, s string) ([][]byte, error) {
+	var out [][]byte
+	for i, k := range strings.Split(s, ",") {
+		if k = strings.TrimSpace(k); k == "" {
+			continue
+		}
+		b, err := Key(fmt.Sprintf("%s (key %d)", field, i+1), k)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
 }
 
 // TLS is where a service finds its TLS files: the certificate and key its

@@ -219,18 +219,22 @@ func splitBlockKid(kid string) (string, int, error) {
 // openBlock unwraps a stored block into its keys' bytes; the caller
 // clears them.
 func (v *Vault) openBlock(blockHex string, wrapped []byte) ([]byte, error) {
-	if err := checkSealed(wrapped); err != nil {
-		return nil, err
-	}
-	plain, err := open(v.master, blockName(blockHex), wrapped)
+	plain, _, err := v.openBlockAny(blockHex, wrapped)
+	return plain, err
+}
+
+// openBlockAny is openBlock, saying whether the master key (not a read
+// master key) wrapped the block.
+func (v *Vault) openBlockAny(blockHex string, wrapped []byte) ([]byte, bool, error) {
+	plain, current, err := v.unwrapAny(blockName(blockHex), wrapped)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if len(plain)%keySize != 0 {
 		clear(plain)
-		return nil, fmt.Errorf("%w: key block of %d bytes", ErrCorrupt, len(plain))
+		return nil, false, fmt.Errorf("%w: key block of %d bytes", ErrCorrupt, len(plain))
 	}
-	return plain, nil
+	return plain, current, nil
 }
 
 // loadBlockKey reads one slot of a stored block, with the lead's own
@@ -286,62 +290,76 @@ func (v *Vault) loadBlockKey(ctx context.Context, leadID, kid string) ([keySize]
 }
 
 // shredSlot destroys one slot of a block: the block is stored again with
-// the slot zeroed, on condition that it did not change meanwhile, and the
-// message before is erased. Versions left by a rewrite cut short are
-// erased first, so that the subject's history limit (2) never drops one
-// the ordinary way, which leaves its bytes on disk.
+// the slot zeroed (rewriteBlock).
 func (v *Vault) shredSlot(ctx context.Context, kid string) error {
 	blockHex, slot, err := splitBlockKid(kid)
 	if err != nil {
 		return err
 	}
+	_, err = v.rewriteBlock(ctx, blockHex, func(plain []byte, _ bool) (bool, error) {
+		if (slot+1)*keySize > len(plain) {
+			return false, fmt.Errorf("%w: slot %d of a %d-key block", ErrCorrupt, slot, len(plain)/keySize)
+		}
+		key := plain[slot*keySize : (slot+1)*keySize]
+		if [keySize]byte(key) == ([keySize]byte{}) {
+			return false, nil // shredded before
+		}
+		clear(key)
+		return true, nil
+	})
+	return err
+}
+
+// rewriteBlock stores a block again, wrapped with the master key, when
+// edit changes its keys (or says to for another reason), on condition
+// that it did not change meanwhile, and erases the message before.
+// Versions left by a rewrite cut short are erased first, so that the
+// subject's history limit (2) never drops one the ordinary way, which
+// leaves its bytes on disk. edit gets the block's keys and whether the
+// master key wrapped them; it reports whether to store them again.
+func (v *Vault) rewriteBlock(ctx context.Context, blockHex string, edit func(plain []byte, current bool) (bool, error)) (bool, error) {
 	name := blockName(blockHex)
 	subject := v.prefix + name
 	for {
 		seqs, err := v.keySeqs(ctx, subject)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if len(seqs) == 0 {
-			return nil // no such block: nothing it names was ever stored
+			return false, nil // no such block: nothing it names was ever stored
 		}
 		last := seqs[len(seqs)-1]
 		for _, seq := range seqs[:len(seqs)-1] {
 			if err := v.erase(ctx, seq); err != nil {
-				return err
+				return false, err
 			}
 		}
 		m, err := v.stream.GetMsg(ctx, last)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue // another Shred rewrote it meanwhile
+			continue // another rewrite meanwhile
 		}
 		if err != nil {
-			return fmt.Errorf("read key block: %w", err)
+			return false, fmt.Errorf("read key block: %w", err)
 		}
-		plain, err := v.openBlock(blockHex, m.Data)
+		plain, current, err := v.openBlockAny(blockHex, m.Data)
 		if err != nil {
-			return fmt.Errorf("key block %s: %w", blockHex, err)
+			return false, fmt.Errorf("key block %s: %w", blockHex, err)
 		}
-		if (slot+1)*keySize > len(plain) {
+		write, err := edit(plain, current)
+		if err != nil || !write {
 			clear(plain)
-			return fmt.Errorf("%w: slot %d of a %d-key block", ErrCorrupt, slot, len(plain)/keySize)
+			return false, err
 		}
-		key := plain[slot*keySize : (slot+1)*keySize]
-		if [keySize]byte(key) == ([keySize]byte{}) {
-			clear(plain)
-			return nil // shredded before
-		}
-		clear(key)
 		msg := &nats.Msg{Subject: subject, Data: seal(v.master, name, plain)}
 		clear(plain)
 		_, err = v.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(last))
 		if eventstore.IsWrongLastSequence(err) {
-			continue // another slot's Shred came first: again, on its version
+			continue // another rewrite came first: again, on its version
 		}
 		if err != nil {
-			return fmt.Errorf("rewrite key block: %w", err)
+			return false, fmt.Errorf("rewrite key block: %w", err)
 		}
-		return v.erase(ctx, last)
+		return true, v.erase(ctx, last)
 	}
 }
 

@@ -74,6 +74,10 @@ type Config struct {
 	// MasterKey is the 32-byte key-encryption key. DEKs are stored wrapped
 	// with it (AES-256-GCM, additional data = lead id).
 	MasterKey []byte
+	// ReadMasterKeys are more 32-byte master keys that stored keys may be
+	// wrapped with: they unwrap, never wrap. They carry a rotation (see
+	// Rewrap and the package README).
+	ReadMasterKeys [][]byte
 	// BlindKey is the 32-byte HMAC-SHA256 key for Blind. It must differ from
 	// MasterKey.
 	BlindKey []byte
@@ -90,6 +94,7 @@ type Vault struct {
 	name       string           // the stream's name
 	prefix     string           // "$KV.<bucket>."
 	master     cipher.AEAD
+	readOnly   []cipher.AEAD // ReadMasterKeys
 	blindKey   []byte
 	cache      *cache
 	watch      jetstream.ConsumeContext
@@ -111,6 +116,20 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Vault, error
 	// One key for two jobs would let a blind index leak through the other.
 	if subtle.ConstantTimeCompare(cfg.MasterKey, cfg.BlindKey) == 1 {
 		return nil, errors.New("vault: BlindKey must differ from MasterKey")
+	}
+	var readOnly []cipher.AEAD
+	for i, k := range cfg.ReadMasterKeys {
+		if len(k) != keySize {
+			return nil, fmt.Errorf("vault: ReadMasterKeys[%d] must be %d bytes, got %d", i, keySize, len(k))
+		}
+		if subtle.ConstantTimeCompare(k, cfg.BlindKey) == 1 {
+			return nil, fmt.Errorf("vault: ReadMasterKeys[%d] must differ from BlindKey", i)
+		}
+		aead, err := newAEAD(k)
+		if err != nil {
+			return nil, fmt.Errorf("vault: ReadMasterKeys[%d]: %w", i, err)
+		}
+		readOnly = append(readOnly, aead)
 	}
 	if cfg.Replicas < 0 {
 		return nil, fmt.Errorf("vault: Replicas must not be negative, got %d", cfg.Replicas)
@@ -175,6 +194,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Vault, error
 		name:     "KV_" + cfg.Bucket,
 		prefix:   "$KV." + cfg.Bucket + ".",
 		master:   master,
+		readOnly: readOnly,
 		blindKey: append([]byte(nil), cfg.BlindKey...),
 		cache:    newCache(cfg.CacheSize),
 	}
@@ -613,10 +633,7 @@ func (v *Vault) wrap(k *Key) []byte {
 
 // unwrap decrypts a wrapped DEK stored under the name id into dek.
 func (v *Vault) unwrap(dek *[keySize]byte, id string, wrapped []byte) error {
-	if err := checkSealed(wrapped); err != nil {
-		return err
-	}
-	plain, err := open(v.master, id, wrapped)
+	plain, _, err := v.unwrapAny(id, wrapped)
 	if err != nil {
 		return err
 	}
@@ -627,6 +644,24 @@ func (v *Vault) unwrap(dek *[keySize]byte, id string, wrapped []byte) error {
 	copy(dek[:], plain)
 	clear(plain)
 	return nil
+}
+
+// unwrapAny opens a value the vault stored under name, wrapped with the
+// master key or one of the read master keys; current says which.
+func (v *Vault) unwrapAny(name string, wrapped []byte) (plain []byte, current bool, err error) {
+	if err := checkSealed(wrapped); err != nil {
+		return nil, false, err
+	}
+	plain, err = open(v.master, name, wrapped)
+	if err == nil {
+		return plain, true, nil
+	}
+	for _, k := range v.readOnly {
+		if p, rerr := open(k, name, wrapped); rerr == nil {
+			return p, false, nil
+		}
+	}
+	return nil, false, err
 }
 
 func newAEAD(key []byte) (cipher.AEAD, error) {

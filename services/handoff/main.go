@@ -47,9 +47,11 @@ type Config struct {
 	// MasterKey and BlindKey (64 hex characters each), if set, open the
 	// vault, so routing can match accounts by the sealed company name.
 	MasterKey string
-	BlindKey  string
-	Grace     time.Duration
-	LogJSON   bool
+	// ReadMasterKeys are master keys that only unwrap (a rotation).
+	ReadMasterKeys string
+	BlindKey       string
+	Grace          time.Duration
+	LogJSON        bool
 
 	// httpReady, if set, is told the HTTP/JSON API's address, nil when
 	// it is off (tests).
@@ -82,6 +84,7 @@ func mainErr() error {
 	f.Duration(&cfg.RouteRetry, "route-retry", "LEADFLOW_HANDOFF_ROUTE_RETRY", 15*time.Minute, "how often routing retries a queued lead")
 	f.Duration(&cfg.TimerTTL, "timer-ttl", "LEADFLOW_HANDOFF_TIMER_TTL", 30*24*time.Hour, "how long fired timers are kept")
 	f.String(&cfg.MasterKey, "master-key", "LEADFLOW_MASTER_KEY", "", "64 hex chars: opens sealed company names for account matching (optional)")
+	f.String(&cfg.ReadMasterKeys, "read-master-keys", "LEADFLOW_READ_MASTER_KEYS", "", "comma-separated master keys that may also have wrapped stored data keys (a rotation)")
 	f.String(&cfg.BlindKey, "blind-key", "LEADFLOW_BLIND_KEY", "", "64 hex chars: the vault's blind key, with -master-key")
 	f.Duration(&cfg.Grace, "grace", "LEADFLOW_GRACE", 10*time.Second, "how long running calls and handlers may finish on shutdown")
 	f.Bool(&cfg.LogJSON, "log-json", "LEADFLOW_LOG_JSON", false, "JSON logs")

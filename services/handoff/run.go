@@ -63,7 +63,11 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 		if err != nil {
 			return err
 		}
-		v, err := vault.New(ctx, js, vault.Config{Replicas: cfg.Replicas, MasterKey: master, BlindKey: blind})
+		readMasters, err := config.Keys("-read-master-keys", cfg.ReadMasterKeys)
+		if err != nil {
+			return err
+		}
+		v, err := vault.New(ctx, js, vault.Config{Replicas: cfg.Replicas, MasterKey: master, ReadMasterKeys: readMasters, BlindKey: blind})
 		if err != nil {
 			return err
 		}

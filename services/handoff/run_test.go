@@ -93,7 +93,15 @@ func testRoutingByTerritoryPoolAndAccount(t *testing.T, newWorld func(testing.TB
 // to match the lead's account, and keeps the name out of the decision.
 func TestAccountBySealedCompanyName(t *testing.T) { testAccountBySealedCompanyName(t, newWorld) }
 
-func testAccountBySealedCompanyName(t *testing.T, newWorld func(testing.TB) *world) {
+// Mid-rotation of the master key, handoff runs with the new one and reads
+// keys that intake still wrapped with the old one (-read-master-keys).
+func TestAccountBySealedCompanyNameMidRotation(t *testing.T) {
+	testAccountBySealedCompanyName(t, newWorld, func(c *Config) {
+		c.MasterKey, c.ReadMasterKeys = strings.Repeat("ef", 32), c.MasterKey
+	})
+}
+
+func testAccountBySealedCompanyName(t *testing.T, newWorld func(testing.TB) *world, edits ...func(*Config)) {
 	w := newWorld(t)
 	master, blind := strings.Repeat("ab", 32), strings.Repeat("cd", 32)
 	ctx := ctxT(t)
@@ -105,7 +113,12 @@ func testAccountBySealedCompanyName(t *testing.T, newWorld func(testing.TB) *wor
 		t.Fatal(err)
 	}
 	t.Cleanup(v.Close)
-	s := w.startWith(t, func(c *Config) { c.MasterKey, c.BlindKey = master, blind })
+	s := w.startWith(t, func(c *Config) {
+		c.MasterKey, c.BlindKey = master, blind
+		for _, edit := range edits {
+			edit(c)
+		}
+	})
 	routingSetup(t, s.client, 10)
 	// Keys as intake takes them now (two slots of one block: the second
 	// read finds the block kept), and one of a lead's own, as stored

@@ -31,9 +31,11 @@ type Config struct {
 	Stream    string
 	Replicas  int
 	MasterKey string
-	BlindKey  string
-	Grace     time.Duration
-	LogJSON   bool
+	// ReadMasterKeys are master keys that only unwrap (a rotation).
+	ReadMasterKeys string
+	BlindKey       string
+	Grace          time.Duration
+	LogJSON        bool
 	// TraceSample is the share of new traces recorded.
 	TraceSample float64
 
@@ -62,6 +64,7 @@ func mainErr() error {
 	f.String(&cfg.Stream, "stream", "LEADFLOW_STREAM", "LEADFLOW", "event stream name")
 	f.Int(&cfg.Replicas, "replicas", "LEADFLOW_REPLICAS", 1, "stream replicas (3 in a cluster)")
 	f.String(&cfg.MasterKey, "master-key", "LEADFLOW_MASTER_KEY", "", "64 hex chars: wraps per-lead data keys (required)")
+	f.String(&cfg.ReadMasterKeys, "read-master-keys", "LEADFLOW_READ_MASTER_KEYS", "", "comma-separated master keys (64 hex chars each) that unwrap stored data keys but never wrap: a rotation; intake rewraps every key under -master-key in the background")
 	f.String(&cfg.BlindKey, "blind-key", "LEADFLOW_BLIND_KEY", "", "64 hex chars: keys identity hashes (required)")
 	f.Duration(&cfg.Grace, "grace", "LEADFLOW_GRACE", 10*time.Second, "how long running calls may finish on shutdown")
 	f.Bool(&cfg.LogJSON, "log-json", "LEADFLOW_LOG_JSON", false, "JSON logs")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/leadflow/leadflow/pkg/auth"
 	"github.com/leadflow/leadflow/pkg/config"
@@ -18,6 +19,25 @@ import (
 	"github.com/leadflow/leadflow/services/intake/ports"
 )
 
+// rewrap stores every data key again under the master key, retrying
+// until it is done or ctx ends; its last log line says when the read
+// master keys may go.
+func rewrap(ctx context.Context, keys *vault.Vault, log *slog.Logger) {
+	for {
+		n, err := keys.Rewrap(ctx)
+		if err == nil {
+			log.Info("master key rotation: every stored data key is wrapped with -master-key; -read-master-keys may go once every intake and handoff runs with this -master-key", "rewrapped", n)
+			return
+		}
+		log.Warn("master key rotation: rewrap failed, retrying", "rewrapped", n, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Second):
+		}
+	}
+}
+
 // run wires intake's parts and serves until ctx is done. ready, if set,
 // is told the address it listens on.
 func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)) error {
@@ -29,6 +49,10 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 		return err
 	}
 	blind, err := config.Key("-blind-key", cfg.BlindKey)
+	if err != nil {
+		return err
+	}
+	readMasters, err := config.Keys("-read-master-keys", cfg.ReadMasterKeys)
 	if err != nil {
 		return err
 	}
@@ -46,11 +70,14 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	if err != nil {
 		return fmt.Errorf("revocations bucket: %w", err)
 	}
-	keys, err := vault.New(ctx, js, vault.Config{Replicas: cfg.Replicas, MasterKey: master, BlindKey: blind})
+	keys, err := vault.New(ctx, js, vault.Config{Replicas: cfg.Replicas, MasterKey: master, ReadMasterKeys: readMasters, BlindKey: blind})
 	if err != nil {
 		return err
 	}
 	defer keys.Close()
+	if len(readMasters) > 0 {
+		go rewrap(ctx, keys, log)
+	}
 	store := eventstore.New(js, cfg.Stream)
 	a := app.New(adapters.NewLeads(store), adapters.NewCampaigns(store), keys, app.WithLogger(log))
 
