@@ -274,22 +274,9 @@ func TestHTTPStreamEndsAtAValueThatDoesNotDecode(t *testing.T) {
 		}
 		body.WriteString(row(i, field))
 	}
-	res, err := http.Post(base+"/v1/leads:import", "application/json", strings.NewReader(body.String()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("status %d", res.StatusCode)
-	}
-	var lines []map[string]any
-	sc := bufio.NewScanner(res.Body)
-	for sc.Scan() {
-		var line map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
-			t.Fatalf("line %q: %v", sc.Text(), err)
-		}
-		lines = append(lines, line)
+	code, lines := testenv.HTTPLines(t, "POST", base+"/v1/leads:import", body.String())
+	if code != http.StatusOK {
+		t.Fatalf("status %d", code)
 	}
 	if len(lines) != 5 {
 		t.Fatalf("%d lines, want 4 results and an error: %v", len(lines), lines)

@@ -46,6 +46,22 @@ func HTTPJSON(t testing.TB, method, url, body string, header ...string) (int, ma
 	return code, out
 }
 
+// HTTPLines is HTTP for an answer of one JSON object a line (a streamed
+// call's results), decoded.
+func HTTPLines(t testing.TB, method, url, body string, header ...string) (int, []map[string]any) {
+	t.Helper()
+	code, b := HTTP(t, method, url, body, header...)
+	var out []map[string]any
+	for l := range strings.Lines(b) {
+		var line map[string]any
+		if err := json.Unmarshal([]byte(l), &line); err != nil {
+			t.Fatalf("%s %s: line %q does not decode: %v", method, url, l, err)
+		}
+		out = append(out, line)
+	}
+	return code, out
+}
+
 // JSONField follows a path of object keys through decoded JSON; nil when
 // one is missing.
 func JSONField(v any, keys ...string) any {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -110,37 +109,20 @@ func TestHTTPImportNewlineDelimited(t *testing.T) {
 		}
 		fmt.Fprintf(&body, `{"row":%d,"lead":{"contact":{"email":%q},"attribution":{"source":"import"}}}`+"\n", i, email)
 	}
-	res, err := http.Post(base+"/v1/leads:import", "application/json", strings.NewReader(body.String()))
-	if err != nil {
-		t.Fatal(err)
+	code, lines := testenv.HTTPLines(t, "POST", base+"/v1/leads:import", body.String())
+	if code != http.StatusOK || len(lines) != 300 {
+		t.Fatalf("status %d, %d results, want 300", code, len(lines))
 	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("status %d", res.StatusCode)
-	}
-	sc := bufio.NewScanner(res.Body)
-	rows := 0
-	for sc.Scan() {
-		var line map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &line); err != nil || line["result"] == nil {
-			t.Fatalf("line %q: %v", sc.Text(), err)
-		}
-		rows++
-		r := line["result"]
-		if testenv.JSONField(r, "row") != fmt.Sprint(rows) {
-			t.Fatalf("result %d: %v", rows, r)
+	for i, line := range lines {
+		row, r := i+1, line["result"]
+		if testenv.JSONField(r, "row") != fmt.Sprint(row) {
+			t.Fatalf("result %d: %v", row, line)
 		}
 		errs, _ := testenv.JSONField(r, "errors").([]any)
-		if refused := rows == 150; refused != (len(errs) > 0) || refused && testenv.JSONField(errs[0], "field") != "contact.email" ||
+		if refused := row == 150; refused != (len(errs) > 0) || refused && testenv.JSONField(errs[0], "field") != "contact.email" ||
 			!refused && testenv.JSONField(r, "leadId") == "" {
-			t.Fatalf("result %d: %v", rows, r)
+			t.Fatalf("result %d: %v", row, r)
 		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if rows != 300 {
-		t.Fatalf("%d results, want 300", rows)
 	}
 
 	// A row that does not decode ends the import there with an error line
@@ -150,19 +132,7 @@ func TestHTTPImportNewlineDelimited(t *testing.T) {
 		field := map[bool]string{true: "emial", false: "email"}[i == 4]
 		fmt.Fprintf(&body, `{"row":%d,"lead":{"contact":{%q:"late%d@example.com"},"attribution":{"source":"import"}}}`+"\n", i, field, i)
 	}
-	res, err = http.Post(base+"/v1/leads:import", "application/json", strings.NewReader(body.String()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	var lines []map[string]any
-	for sc = bufio.NewScanner(res.Body); sc.Scan(); {
-		var line map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
-			t.Fatalf("line %q: %v", sc.Text(), err)
-		}
-		lines = append(lines, line)
-	}
+	_, lines = testenv.HTTPLines(t, "POST", base+"/v1/leads:import", body.String())
 	if len(lines) != 4 || testenv.JSONField(lines[2], "result", "leadId") == "" ||
 		!strings.Contains(fmt.Sprint(testenv.JSONField(lines[3], "error", "message")), "value 4") {
 		t.Fatalf("want 3 results and an error naming value 4: %v", lines)
