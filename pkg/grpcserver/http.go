@@ -130,13 +130,17 @@ func selfTLS(serverTLS *tls.Config) (*tls.Config, error) {
 		return nil, fmt.Errorf("tls: %w", err)
 	}
 	var name string
-	switch {
-	case len(leaf.DNSNames) > 0:
-		name = leaf.DNSNames[0]
-	case len(leaf.IPAddresses) > 0:
+	for _, n := range leaf.DNSNames {
+		if !strings.HasPrefix(n, "*.") { // a wildcard is no name to dial
+			name = n
+			break
+		}
+	}
+	if name == "" && len(leaf.IPAddresses) > 0 {
 		name = leaf.IPAddresses[0].String()
-	default:
-		return nil, errors.New("tls: the server's certificate names no host (DNS or IP SAN)")
+	}
+	if name == "" {
+		return nil, errors.New("tls: the server's certificate names no host (a DNS name that is no wildcard, or an IP)")
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(leaf)

@@ -62,6 +62,9 @@ type Cluster struct {
 	// Routes are every node's route URLs (nats://host:port), this node's
 	// own included: each node then needs the same list.
 	Routes []string
+	// TLS, when set, is the routes' TLS, both ways: the node's certificate
+	// and the CA its peers' certificates must chain to (RootCAs).
+	TLS *tls.Config
 }
 
 // Server is a running embedded server.
@@ -110,6 +113,11 @@ func Start(cfg Config) (*Server, error) {
 	}
 	if c := cfg.Cluster; c != nil {
 		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: cfg.Host, Port: c.Port}
+		if c.TLS != nil {
+			rt := c.TLS.Clone()
+			rt.ClientCAs, rt.ClientAuth = rt.RootCAs, tls.RequireAndVerifyClientCert
+			opts.Cluster.TLSConfig, opts.Cluster.TLSTimeout = rt, 2
+		}
 		for _, r := range c.Routes {
 			u, err := url.Parse(r)
 			if err != nil {

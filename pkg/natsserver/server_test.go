@@ -1,10 +1,14 @@
 package natsserver_test
 
 import (
+	"fmt"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	"github.com/leadflow/leadflow/pkg/natsserver"
@@ -40,4 +44,51 @@ func TestTLSOnly(t *testing.T) {
 		_, err := js.AccountInfo(t.Context())
 		return nc.IsConnected() && err == nil
 	}, "no JetStream over TLS after a restart")
+}
+
+// Cluster routes over TLS, both ways: two nodes with the same CA form a
+// JetStream cluster that keeps a stream on both.
+func TestClusterRoutesOverTLS(t *testing.T) {
+	certs := testenv.NewTLS(t)
+	routeTLS := certs.Server(t)
+	routeTLS.RootCAs = certs.Client().RootCAs
+	ports := [2][2]int{}
+	for i := range ports {
+		for j := range ports[i] {
+			ports[i][j] = freePort(t)
+		}
+	}
+	routes := []string{fmt.Sprintf("nats://127.0.0.1:%d", ports[0][1]), fmt.Sprintf("nats://127.0.0.1:%d", ports[1][1])}
+	var urls []string
+	for i := range ports {
+		srv, err := natsserver.Start(natsserver.Config{Dir: t.TempDir(), Port: ports[i][0], Name: fmt.Sprintf("n%d", i), TLS: certs.Server(t),
+			Cluster: &natsserver.Cluster{Name: "tls", Port: ports[i][1], Routes: routes, TLS: routeTLS}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(srv.Shutdown)
+		urls = append(urls, srv.URL())
+	}
+	nc, js, err := eventstore.Dial(strings.Join(urls, ","), t.Name(), eventstore.WithCA(certs.CAFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	testenv.Eventually(t, time.Minute, func() bool {
+		_, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "R2", Subjects: []string{"r2.>"}, Replicas: 2})
+		return err == nil
+	}, "no stream on both nodes: the routes did not form")
+	if _, err := js.Publish(t.Context(), "r2.x", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }

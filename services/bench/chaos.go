@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	crand "crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,8 +26,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/leadflow/leadflow/pkg/config"
+	"github.com/leadflow/leadflow/pkg/devcert"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
@@ -49,6 +52,7 @@ var (
 	natsCluster = flag.String("nats-cluster", "", "internal to -chaos: the -nats-serve server's route PORT,ROUTE-URL,... (a cluster node)")
 	natsUsers   = flag.Bool("nats-users", false, "internal to -chaos: the -nats-serve server takes only pkg/natsauth's users, passwords from $NATS_<ROLE>_PASSWORD")
 	natsLogFile = flag.String("nats-log", "", "internal to -chaos: the -nats-serve server's log file")
+	natsTLS     = flag.String("nats-tls", "", "internal to -chaos: the -nats-serve server's TLS files (pkg/devcert) in this folder: clients and routes over TLS only")
 )
 
 // serveNATS is the -nats-serve process.
@@ -62,18 +66,42 @@ func serveNATS(spec string) error {
 	if *natsUsers {
 		cfg.Users = natsauth.Users(natsauth.PasswordsFromEnv())
 	}
+	var routeTLS *tls.Config
+	if *natsTLS != "" {
+		files := devcert.Files{CA: filepath.Join(*natsTLS, "ca.pem"), Cert: filepath.Join(*natsTLS, "cert.pem"), Key: filepath.Join(*natsTLS, "key.pem")}
+		if cfg.TLS, err = (config.TLS{CertFile: files.Cert, KeyFile: files.Key}).Server(); err != nil {
+			return err
+		}
+		routeTLS = cfg.TLS.Clone()
+		if routeTLS.RootCAs, err = caPool(files.CA); err != nil {
+			return err
+		}
+	}
 	if *natsCluster != "" {
 		routePort, routes, _ := strings.Cut(*natsCluster, ",")
 		p, err := strconv.Atoi(routePort)
 		if err != nil {
 			return fmt.Errorf("-nats-cluster %q: want PORT,ROUTE-URL,...", *natsCluster)
 		}
-		cfg.Cluster = &natsserver.Cluster{Name: "leadflow-chaos", Port: p, Routes: strings.Split(routes, ",")}
+		cfg.Cluster = &natsserver.Cluster{Name: "leadflow-chaos", Port: p, Routes: strings.Split(routes, ","), TLS: routeTLS}
 	}
 	if _, err := natsserver.Start(cfg); err != nil {
 		return err
 	}
 	select {}
+}
+
+// caPool reads a PEM CA file.
+func caPool(file string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s: no certificate", file)
+	}
+	return pool, nil
 }
 
 // natsProc is one of the chaos run's servers, a child process.
@@ -85,9 +113,10 @@ type natsProc struct {
 	cluster string
 	log     io.Writer
 	// logFile is the server's own log (permissions violations among it);
-	// env holds the users' passwords.
+	// env holds the users' passwords; tls is the folder of its TLS files.
 	logFile string
 	env     []string
+	tls     string
 	cmd     *exec.Cmd
 }
 
@@ -97,7 +126,8 @@ func (n *natsProc) start() error {
 	if err != nil {
 		return err
 	}
-	args := []string{"-nats-serve", fmt.Sprintf("%s:%d", n.dir, n.port), "-nats-name", n.name, "-nats-users", "-nats-log", n.logFile}
+	args := []string{"-nats-serve", fmt.Sprintf("%s:%d", n.dir, n.port), "-nats-name", n.name, "-nats-users", "-nats-log", n.logFile,
+		"-nats-tls", n.tls}
 	if n.cluster != "" {
 		args = append(args, "-nats-cluster", n.cluster)
 	}
@@ -127,7 +157,7 @@ func (n *natsProc) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.po
 // startNATS starts the run's servers: one, or a cluster of nodes whose
 // streams then keep three replicas, each taking only the users of
 // pkg/natsauth with passwords. It returns the client URL list.
-func startNATS(dir string, nodes int, log io.Writer, passwords map[string]string) ([]*natsProc, string, error) {
+func startNATS(dir string, nodes int, log io.Writer, passwords map[string]string, certs devcert.Files, operator nats.Option) ([]*natsProc, string, error) {
 	var env []string
 	for role, pw := range passwords {
 		env = append(env, natsauth.PasswordEnv(role)+"="+pw)
@@ -141,7 +171,7 @@ func startNATS(dir string, nodes int, log io.Writer, passwords map[string]string
 			return nil, "", err
 		}
 		ns[i] = &natsProc{name: fmt.Sprintf("leadflow-chaos-%d", i), dir: filepath.Join(dir, fmt.Sprintf("js-%d", i)), port: port, log: log,
-			logFile: filepath.Join(dir, fmt.Sprintf("nats-server-%d.log", i)), env: env}
+			logFile: filepath.Join(dir, fmt.Sprintf("nats-server-%d.log", i)), env: env, tls: filepath.Dir(certs.CA)}
 		urls = append(urls, ns[i].url())
 		if nodes > 1 {
 			if routePorts[i], err = freePort(); err != nil {
@@ -159,7 +189,7 @@ func startNATS(dir string, nodes int, log io.Writer, passwords map[string]string
 		}
 	}
 	url := strings.Join(urls, ",")
-	return ns, url, waitJetStream(url, time.Minute, eventstore.WithUser(natsauth.Operator, passwords[natsauth.Operator]))
+	return ns, url, waitJetStream(url, time.Minute, operator)
 }
 
 // waitJetStream waits until JetStream answers: a cluster first elects its
@@ -243,7 +273,7 @@ func (f *fleet) conn(name string) (*grpc.ClientConn, error) {
 	conn, ok := f.conns[p.addr]
 	if !ok {
 		var err error
-		if conn, err = grpc.NewClient(p.addr, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+		if conn, err = grpc.NewClient(p.addr, serviceCreds); err != nil {
 			return nil, err
 		}
 		f.conns[p.addr] = conn
@@ -297,8 +327,25 @@ func runChaos(ctx context.Context, w io.Writer) error {
 	for _, r := range natsauth.Roles() {
 		passwords[r.Name] = crand.Text()
 	}
-	asOperator := eventstore.WithUser(natsauth.Operator, passwords[natsauth.Operator])
-	ns, url, err := startNATS(dir, *chaosNodes, natsLog, passwords)
+	// And over TLS, as production runs: NATS clients and routes, and the
+	// services' APIs, with a throwaway CA.
+	if err := os.Mkdir(filepath.Join(dir, "tls"), 0o700); err != nil {
+		return err
+	}
+	certs, err := devcert.Write(filepath.Join(dir, "tls"))
+	if err != nil {
+		return err
+	}
+	if serviceCreds, err = clientTLS(certs.CA); err != nil {
+		return err
+	}
+	asOperator := func(o *nats.Options) error {
+		if err := eventstore.WithUser(natsauth.Operator, passwords[natsauth.Operator])(o); err != nil {
+			return err
+		}
+		return eventstore.WithCA(certs.CA)(o)
+	}
+	ns, url, err := startNATS(dir, *chaosNodes, natsLog, passwords, certs, asOperator)
 	defer func() {
 		for _, n := range ns {
 			n.kill()
@@ -312,7 +359,8 @@ func runChaos(ctx context.Context, w io.Writer) error {
 		return fmt.Errorf("projector database: %w", err)
 	}
 	defer dropDB()
-	f := &fleet{ctx: ctx, dir: dir, url: url, env: []string{"LEADFLOW_MASTER_KEY=" + hexKey(), "LEADFLOW_BLIND_KEY=" + hexKey(), fmt.Sprintf("LEADFLOW_REPLICAS=%d", *chaosNodes)},
+	f := &fleet{ctx: ctx, dir: dir, url: url, env: []string{"LEADFLOW_MASTER_KEY=" + hexKey(), "LEADFLOW_BLIND_KEY=" + hexKey(), fmt.Sprintf("LEADFLOW_REPLICAS=%d", *chaosNodes),
+		"LEADFLOW_NATS_CA=" + certs.CA, "LEADFLOW_TLS_CERT=" + certs.Cert, "LEADFLOW_TLS_KEY=" + certs.Key},
 		extra: map[string][]string{"projector": {"LEADFLOW_POSTGRES_URL=" + pg, "LEADFLOW_PROJECTOR_HTTP=127.0.0.1:0"}},
 		bins:  map[string]string{}, procs: map[string][]*proc{}, conns: map[string]*grpc.ClientConn{}}
 	services := []string{"intake", "qualification", "handoff", "nurture", "projector"}

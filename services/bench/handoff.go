@@ -34,6 +34,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -341,6 +342,19 @@ func (p *appendProbe) run(d time.Duration) result {
 	return newResult(lat, time.Since(start), errs)
 }
 
+// serviceCreds is how the bench dials the services it starts: plaintext
+// while measuring, TLS in a chaos run (runChaos sets it first).
+var serviceCreds = grpc.WithTransportCredentials(insecure.NewCredentials())
+
+// clientTLS trusts the CA in file (PEM) only.
+func clientTLS(file string) (grpc.DialOption, error) {
+	creds, err := credentials.NewClientTLSFromFile(file, "")
+	if err != nil {
+		return nil, err
+	}
+	return grpc.WithTransportCredentials(creds), nil
+}
+
 // startServiceEnv runs a service binary on a free port against natsURL,
 // with env added to its environment, and waits until its gRPC health
 // check says SERVING.
@@ -362,7 +376,7 @@ func startServiceLog(ctx context.Context, bin, natsURL string, stderr io.Writer,
 		return nil, err
 	}
 	p := &proc{cmd: cmd, addr: addr}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr, serviceCreds)
 	if err != nil {
 		p.stop()
 		return nil, err
@@ -399,7 +413,7 @@ func newPipeline(ctx context.Context, url, intakeAddr, handoffAddr string, q *qu
 	}
 	pl := &pipeline{nc: nc, js: js, store: eventstore.New(js, eventstore.DefaultStream), q: q}
 	for range 4 { // enough HTTP/2 connections that one is not the bottleneck
-		conn, err := grpc.NewClient(intakeAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(intakeAddr, serviceCreds)
 		if err != nil {
 			pl.close()
 			return nil, err
@@ -407,7 +421,7 @@ func newPipeline(ctx context.Context, url, intakeAddr, handoffAddr string, q *qu
 		pl.conns = append(pl.conns, conn)
 		pl.intake = append(pl.intake, intakev1.NewIntakeServiceClient(conn))
 	}
-	conn, err := grpc.NewClient(handoffAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(handoffAddr, serviceCreds)
 	if err != nil {
 		pl.close()
 		return nil, err
