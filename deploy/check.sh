@@ -137,6 +137,7 @@ import (
 
 func main() {
 	os.Setenv("SERVER_NAME", "nats-0")
+	os.Setenv("CLUSTER_ADVERTISE", "nats-0.nats-headless:6222")
 	// The users' passwords come from the environment ($NATS_<ROLE>_PASSWORD).
 	conf, _ := os.ReadFile(os.Args[1])
 	for _, m := range regexp.MustCompile(`\$(NATS_[A-Z_]+_PASSWORD)`).FindAllSubmatch(conf, -1) {
@@ -168,9 +169,9 @@ func main() {
 		o, err = server.ProcessConfigFile(path)
 	}
 	if err == nil && (!o.JetStream || !o.SyncAlways || o.StoreDir != "/data" || len(o.Routes) != 3 || o.ServerName != "nats-0" || len(o.Users) == 0 ||
-		o.TLSConfig == nil || o.Cluster.TLSConfig == nil) {
-		err = fmt.Errorf("want jetstream, sync always, /data, 3 routes, server_name from env, users, TLS for clients and routes; got %v %v %q %d %q %d users, TLS %v %v",
-			o.JetStream, o.SyncAlways, o.StoreDir, len(o.Routes), o.ServerName, len(o.Users), o.TLSConfig != nil, o.Cluster.TLSConfig != nil)
+		o.TLSConfig == nil || o.Cluster.TLSConfig == nil || o.Cluster.Advertise != "nats-0.nats-headless:6222") {
+		err = fmt.Errorf("want jetstream, sync always, /data, 3 routes, server_name and cluster advertise from env, users, TLS for clients and routes; got %v %v %q %d %q %q %d users, TLS %v %v",
+			o.JetStream, o.SyncAlways, o.StoreDir, len(o.Routes), o.ServerName, o.Cluster.Advertise, len(o.Users), o.TLSConfig != nil, o.Cluster.TLSConfig != nil)
 	}
 	if err != nil {
 		fmt.Println("check: nats.conf:", err)

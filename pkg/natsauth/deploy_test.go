@@ -69,6 +69,7 @@ func TestDeployHasTheTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("SERVER_NAME", "nats-0")
+	t.Setenv("CLUSTER_ADVERTISE", "nats-0.nats-headless:6222")
 	for _, r := range natsauth.Roles() {
 		t.Setenv(natsauth.PasswordEnv(r.Name), "pw-"+r.Name)
 	}
@@ -78,6 +79,9 @@ func TestDeployHasTheTable(t *testing.T) {
 	}
 	if opts.TLSConfig == nil || opts.Cluster.TLSConfig == nil || opts.Cluster.TLSConfig.ClientAuth != tls.RequireAndVerifyClientCert {
 		t.Errorf("want TLS for clients and verified TLS both ways for routes: client %v, routes %+v", opts.TLSConfig != nil, opts.Cluster.TLSConfig)
+	}
+	if opts.Cluster.Advertise != "nats-0.nats-headless:6222" { // a name the route certificate holds
+		t.Errorf("routes advertised as %q", opts.Cluster.Advertise)
 	}
 	if len(opts.Users) != len(natsauth.Roles()) {
 		t.Fatalf("%d users in nats.conf, %d roles", len(opts.Users), len(natsauth.Roles()))
