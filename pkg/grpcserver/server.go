@@ -1,7 +1,7 @@
 // Package grpcserver builds and runs a Leadflow gRPC server the same way
 // for every service: tracing, health, reflection, panic recovery, bad
 // requests answered with INVALID_ARGUMENT, HTTP/JSON through the same
-// server (grpc-gateway), and a graceful stop.
+// server (grpc-gateway), TLS for both when configured, and a graceful stop.
 package grpcserver
 
 import (
