@@ -103,34 +103,37 @@ else
 fi
 
 # nats.conf is YAML-in-YAML: have the nats-server version pkg/ pins parse it
-# (offline, from the module cache; skipped when go or the module is missing).
+# (offline, from the module cache; skipped when go, openssl or the module is
+# missing).
 root="$(cd "$(dirname "$0")/.." && pwd)"
 natsv=$(awk '$1 == "github.com/nats-io/nats-server/v2" {print $2}' "$root/pkg/go.mod" 2>/dev/null || true)
-if command -v go >/dev/null && command -v python3 >/dev/null && [ -n "$natsv" ] && [ -f "$dir/nats.yaml" ]; then
+if command -v go >/dev/null && command -v python3 >/dev/null && command -v openssl >/dev/null && [ -n "$natsv" ] && [ -f "$dir/nats.yaml" ]; then
   tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
   python3 -c 'import sys, yaml
 for d in yaml.safe_load_all(open(sys.argv[1])):
     if d and d.get("kind") == "ConfigMap" and "nats.conf" in d.get("data", {}):
         open(sys.argv[2], "w").write(d["data"]["nats.conf"])' "$dir/nats.yaml" "$tmp/nats.conf"
+  # The server loads certificates as it parses: make them as
+  # deploy/README.md says (which checks the recipe too) where the pods mount
+  # Secret leadflow-tls.
+  mkdir "$tmp/tls"
+  (cd "$tmp/tls" &&
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+      -subj /CN=leadflow-ca -keyout ca.key -out ca.crt &&
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=leadflow -keyout tls.key -out tls.csr &&
+    openssl x509 -req -in tls.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 365 -out tls.crt -extfile <(printf \
+      'subjectAltName=DNS:nats,DNS:*.nats-headless,DNS:intake,DNS:qualification,DNS:handoff,DNS:nurture,DNS:projector\nextendedKeyUsage=serverAuth,clientAuth\n')
+  ) >/dev/null 2>&1 || { echo "check: openssl could not make the certificates deploy/README.md describes"; exit 1; }
+  sed -i "s#/etc/nats-tls/#$tmp/tls/#g" "$tmp/nats.conf"
   printf 'module natscheck\ngo 1.26.0\nrequire github.com/nats-io/nats-server/v2 %s\n' "$natsv" >"$tmp/go.mod"
   cp "$root/pkg/go.sum" "$tmp/"
   cat >"$tmp/main.go" <<'GO'
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"os"
-	"path/filepath"
 	"regexp"
-	"strings"
-	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 )
@@ -143,31 +146,7 @@ func main() {
 	for _, m := range regexp.MustCompile(`\$(NATS_[A-Z_]+_PASSWORD)`).FindAllSubmatch(conf, -1) {
 		os.Setenv(string(m[1]), "check")
 	}
-	// The server loads certificates as it parses: a throwaway self-signed
-	// one stands in for Secret leadflow-tls at /etc/nats-tls.
-	dir := filepath.Dir(os.Args[1])
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "check"}, DNSNames: []string{"nats"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	keyDER, kerr := x509.MarshalECPrivateKey(key)
-	if err == nil {
-		err = kerr
-	}
-	crt := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	for name, b := range map[string][]byte{"tls.crt": crt, "ca.crt": crt, "tls.key": pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})} {
-		if err == nil {
-			err = os.WriteFile(filepath.Join(dir, name), b, 0o600)
-		}
-	}
-	path := filepath.Join(dir, "nats-local.conf")
-	if err == nil {
-		err = os.WriteFile(path, []byte(strings.ReplaceAll(string(conf), "/etc/nats-tls/", dir+"/")), 0o600)
-	}
-	var o *server.Options
-	if err == nil {
-		o, err = server.ProcessConfigFile(path)
-	}
+	o, err := server.ProcessConfigFile(os.Args[1])
 	if err == nil && (!o.JetStream || !o.SyncAlways || o.StoreDir != "/data" || len(o.Routes) != 3 || o.ServerName != "nats-0" || len(o.Users) == 0 ||
 		o.TLSConfig == nil || o.Cluster.TLSConfig == nil || o.Cluster.Advertise != "nats-0.nats-headless:6222") {
 		err = fmt.Errorf("want jetstream, sync always, /data, 3 routes, server_name and cluster advertise from env, users, TLS for clients and routes; got %v %v %q %d %q %q %d users, TLS %v %v",

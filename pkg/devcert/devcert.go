@@ -24,6 +24,19 @@ type Files struct {
 	CA, Cert, Key string
 }
 
+// Roots is a pool holding the CA, for clients and cluster routes to trust.
+func (f Files) Roots() (*x509.CertPool, error) {
+	b, err := os.ReadFile(f.CA)
+	if err != nil {
+		return nil, fmt.Errorf("devcert: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("devcert: %s holds no certificate", f.CA)
+	}
+	return pool, nil
+}
+
 // Write makes a CA and a certificate for localhost and 127.0.0.1 (server
 // and client use, valid for a day) in dir: ca.pem, cert.pem, key.pem.
 func Write(dir string) (Files, error) {

@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -34,6 +35,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/leadflow/leadflow/pkg/auth"
+	"github.com/leadflow/leadflow/pkg/config"
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
@@ -50,7 +52,33 @@ type Server struct {
 	gateways []Gateway
 	// tls, if set, is what gRPC and HTTP/JSON answer with.
 	tls *tls.Config
+	// verifier checks the callers' tokens; nil: auth off.
+	verifier *auth.Verifier
 }
+
+// ForService builds a service's server from its settings: the tokens of
+// the signers authKeys lists (auth off when empty), with revocations
+// followed on js until ctx ends, and TLS from the files tlsFiles names.
+func ForService(ctx context.Context, log *slog.Logger, js jetstream.JetStream, authKeys string, tlsFiles config.TLS) (*Server, error) {
+	verifier, err := auth.FromKeys(authKeys)
+	if err != nil {
+		return nil, fmt.Errorf("-auth-keys: %w", err)
+	}
+	certs, err := tlsFiles.Server()
+	if err != nil {
+		return nil, err
+	}
+	if verifier != nil {
+		go verifier.Follow(ctx, js, log) // revoked tokens (leadctl token revoke)
+	}
+	return New(log, verifier, WithTLS(certs)), nil
+}
+
+// Verifier is what checks the callers' tokens; nil when auth is off.
+func (s *Server) Verifier() *auth.Verifier { return s.verifier }
+
+// TLSConfig is what the server answers with; nil when it is plaintext.
+func (s *Server) TLSConfig() *tls.Config { return s.tls }
 
 // Option configures New.
 type Option func(*Server)
@@ -69,7 +97,7 @@ const streamWorkers = 256
 // its method declares (pkg/auth), checked before the request is looked
 // at; without one, anyone may call anything, which New logs.
 func New(log *slog.Logger, v *auth.Verifier, opts ...Option) *Server {
-	s := &Server{Health: health.NewServer(), log: log}
+	s := &Server{Health: health.NewServer(), log: log, verifier: v}
 	for _, o := range opts {
 		o(s)
 	}

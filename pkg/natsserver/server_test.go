@@ -2,7 +2,6 @@ package natsserver_test
 
 import (
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -55,7 +54,7 @@ func TestClusterRoutesOverTLS(t *testing.T) {
 	ports := [2][2]int{}
 	for i := range ports {
 		for j := range ports[i] {
-			ports[i][j] = freePort(t)
+			ports[i][j] = testenv.FreePort(t)
 		}
 	}
 	routes := []string{fmt.Sprintf("nats://127.0.0.1:%d", ports[0][1]), fmt.Sprintf("nats://127.0.0.1:%d", ports[1][1])}
@@ -81,14 +80,4 @@ func TestClusterRoutesOverTLS(t *testing.T) {
 	if _, err := js.Publish(t.Context(), "r2.x", []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

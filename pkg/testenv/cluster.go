@@ -34,7 +34,7 @@ func StartCluster(t testing.TB, nodes int) *Cluster {
 	dir := t.TempDir()
 	var routes, urls []string
 	for i := range nodes {
-		port, routePort := freePort(t), freePort(t)
+		port, routePort := FreePort(t), FreePort(t)
 		c.cfgs[i] = natsserver.Config{
 			Dir: filepath.Join(dir, fmt.Sprint(i)), Port: port, Name: fmt.Sprintf("node-%d", i),
 			Cluster: &natsserver.Cluster{Name: "leadflow-test", Port: routePort},
@@ -99,7 +99,8 @@ func (c *Cluster) Node(name string) int {
 	return -1
 }
 
-func freePort(t testing.TB) int {
+// FreePort is a TCP port on 127.0.0.1 that nothing listens on now.
+func FreePort(t testing.TB) int {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -3,7 +3,6 @@ package testenv
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"os"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -28,15 +27,11 @@ func NewTLS(t testing.TB) *TLS {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pem, err := os.ReadFile(f.CA)
+	roots, err := f.Roots()
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &TLS{CAFile: f.CA, CertFile: f.Cert, KeyFile: f.Key, roots: x509.NewCertPool()}
-	if !c.roots.AppendCertsFromPEM(pem) {
-		t.Fatal("the CA does not parse")
-	}
-	return c
+	return &TLS{CAFile: f.CA, CertFile: f.Cert, KeyFile: f.Key, roots: roots}
 }
 
 // Server is the certificate as a server's TLS settings.

@@ -216,17 +216,11 @@ func splitBlockKid(kid string) (string, int, error) {
 	return kid[:2*blockIDSize], int(binary.BigEndian.Uint16(b[blockIDSize:])), nil
 }
 
-// openBlock unwraps a stored block into its keys' bytes; the caller
-// clears them.
-func (v *Vault) openBlock(blockHex string, wrapped []byte) ([]byte, error) {
-	plain, _, err := v.openBlockAny(blockHex, wrapped)
-	return plain, err
-}
-
-// openBlockAny is openBlock, saying whether the master key (not a read
-// master key) wrapped the block.
-func (v *Vault) openBlockAny(blockHex string, wrapped []byte) ([]byte, bool, error) {
-	plain, current, err := v.unwrapAny(blockName(blockHex), wrapped)
+// openBlock unwraps a stored block into its keys' bytes, which the
+// caller clears; current says whether the master key (not a read master
+// key) wrapped it.
+func (v *Vault) openBlock(blockHex string, wrapped []byte) (plain []byte, current bool, err error) {
+	plain, current, err = v.unwrapAny(blockName(blockHex), wrapped)
 	if err != nil {
 		return nil, false, err
 	}
@@ -274,7 +268,7 @@ func (v *Vault) loadBlockKey(ctx context.Context, leadID, kid string) ([keySize]
 		if !ok {
 			return dek, fmt.Errorf("vault: lead %s: %w", leadID, ErrNoKey)
 		}
-		if plain, err = v.openBlock(blockHex, m.Data); err != nil {
+		if plain, _, err = v.openBlock(blockHex, m.Data); err != nil {
 			return dek, fmt.Errorf("vault: stored key block for lead %s (wrong MasterKey?): %w", leadID, err)
 		}
 		v.blockCache.put(blockHex, plain)
@@ -341,7 +335,7 @@ func (v *Vault) rewriteBlock(ctx context.Context, blockHex string, edit func(pla
 		if err != nil {
 			return false, fmt.Errorf("read key block: %w", err)
 		}
-		plain, current, err := v.openBlockAny(blockHex, m.Data)
+		plain, current, err := v.openBlock(blockHex, m.Data)
 		if err != nil {
 			return false, fmt.Errorf("key block %s: %w", blockHex, err)
 		}

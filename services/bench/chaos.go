@@ -4,7 +4,6 @@ import (
 	"context"
 	crand "crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -73,7 +72,7 @@ func serveNATS(spec string) error {
 			return err
 		}
 		routeTLS = cfg.TLS.Clone()
-		if routeTLS.RootCAs, err = caPool(files.CA); err != nil {
+		if routeTLS.RootCAs, err = files.Roots(); err != nil {
 			return err
 		}
 	}
@@ -89,19 +88,6 @@ func serveNATS(spec string) error {
 		return err
 	}
 	select {}
-}
-
-// caPool reads a PEM CA file.
-func caPool(file string) (*x509.CertPool, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("%s: no certificate", file)
-	}
-	return pool, nil
 }
 
 // natsProc is one of the chaos run's servers, a child process.

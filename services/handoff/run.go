@@ -8,7 +8,6 @@ import (
 	"net"
 	"sync"
 
-	"github.com/leadflow/leadflow/pkg/auth"
 	"github.com/leadflow/leadflow/pkg/config"
 	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/eventstore"
@@ -78,18 +77,10 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	a := app.New(adapters.NewLeads(store), adapters.NewStore(store, js), loads, adapters.NewTimers(js, cfg.TimerTTL), opts...)
 	events := ports.NewEvents(a, log)
 
-	verifier, err := auth.FromKeys(cfg.AuthKeys)
-	if err != nil {
-		return fmt.Errorf("-auth-keys: %w", err)
-	}
-	if verifier != nil {
-		go verifier.Follow(ctx, js, log) // revoked tokens (leadctl token revoke)
-	}
-	certs, err := cfg.TLS.Server()
+	srv, err := grpcserver.ForService(ctx, log, js, cfg.AuthKeys, cfg.TLS)
 	if err != nil {
 		return err
 	}
-	srv := grpcserver.New(log, verifier, grpcserver.WithTLS(certs))
 	handoffv1.RegisterHandoffServiceServer(srv.Server, ports.NewGRPC(a, log))
 	lis, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

@@ -81,18 +81,10 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	store := eventstore.New(js, cfg.Stream)
 	a := app.New(adapters.NewLeads(store), adapters.NewCampaigns(store), keys, app.WithLogger(log))
 
-	verifier, err := auth.FromKeys(cfg.AuthKeys)
-	if err != nil {
-		return fmt.Errorf("-auth-keys: %w", err)
-	}
-	if verifier != nil {
-		go verifier.Follow(ctx, js, log) // revoked tokens (leadctl token revoke)
-	}
-	certs, err := cfg.TLS.Server()
+	srv, err := grpcserver.ForService(ctx, log, js, cfg.AuthKeys, cfg.TLS)
 	if err != nil {
 		return err
 	}
-	srv := grpcserver.New(log, verifier, grpcserver.WithTLS(certs))
 	intakev1.RegisterIntakeServiceServer(srv.Server, ports.NewGRPC(a, log))
 	lis, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

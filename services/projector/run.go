@@ -14,7 +14,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 
-	"github.com/leadflow/leadflow/pkg/auth"
 	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	projectorv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/projector/v1"
@@ -89,18 +88,10 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 		return err
 	}
 
-	verifier, err := auth.FromKeys(cfg.AuthKeys)
-	if err != nil {
-		return fmt.Errorf("-auth-keys: %w", err)
-	}
-	if verifier != nil {
-		go verifier.Follow(ctx, js, log) // revoked tokens (leadctl token revoke)
-	}
-	certs, err := cfg.TLS.Server()
+	srv, err := grpcserver.ForService(ctx, log, js, cfg.AuthKeys, cfg.TLS)
 	if err != nil {
 		return err
 	}
-	srv := grpcserver.New(log, verifier, grpcserver.WithTLS(certs))
 	projectorv1.RegisterProjectorServiceServer(srv.Server, ports.NewGRPC(a, log))
 	lis, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -148,11 +139,11 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	dash := ""
 	if web != nil {
 		dash = "http://" + web.Addr().String() + "/"
-		if certs != nil {
+		if srv.TLSConfig() != nil {
 			dash = "https://" + web.Addr().String() + "/"
 		}
-		h := dashboard.New(dashboard.Config{Reports: a, Behind: queries, History: stream, Live: live, Log: log, Auth: verifier})
-		part(4, func() error { return serveHTTP(ctx, web, certs, h, cfg.Grace, log) })
+		h := dashboard.New(dashboard.Config{Reports: a, Behind: queries, History: stream, Live: live, Log: log, Auth: srv.Verifier()})
+		part(4, func() error { return serveHTTP(ctx, web, srv.TLSConfig(), h, cfg.Grace, log) })
 		if cfg.dashboardReady != nil {
 			cfg.dashboardReady(web.Addr())
 		}
