@@ -143,7 +143,8 @@ func testAccountBySealedCompanyName(t *testing.T, newWorld func(testing.TB) *wor
 	for i, own := range []bool{false, false, true} {
 		id := uuid.NewString()
 		plain, _ := proto.Marshal(&eventv1.Personal{Company: "ACME Inc.", Title: "CTO"})
-		sealed, err := newKey(id, own).Seal(plain)
+		key := newKey(id, own)
+		sealed, err := key.Seal(plain)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -157,6 +158,52 @@ func testAccountBySealedCompanyName(t *testing.T, newWorld func(testing.TB) *wor
 		}
 		if b, _ := proto.Marshal(ev); bytes.Contains(bytes.ToLower(b), []byte("acme inc")) {
 			t.Error("the company name is in the event in the clear")
+		}
+		if i > 0 {
+			continue
+		}
+		// The rep's brief opens what intake sealed, until the lead is
+		// erased.
+		detail, err := key.Seal([]byte("asked about SSO for 40 seats"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.write(t, id, lifecycle.Command{Name: lifecycle.RecordActivity}, &eventv1.ActivityRecorded{ActivityId: uuid.NewString(),
+			Type: eventv1.ActivityType_ACTIVITY_TYPE_DEMO_REQUEST, SealedDetail: detail}, intakeActor)
+		brief := func() *handoffv1.HandoffBrief {
+			r, err := s.client.GetHandoffBrief(ctx, &handoffv1.GetHandoffBriefRequest{LeadId: id})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r.GetBrief()
+		}
+		b := brief()
+		if b.GetProfile().GetCompany() != "ACME Inc." || b.GetProfile().GetTitle() != "CTO" || b.GetProfile().GetCountry() != "DE" ||
+			len(b.GetActivities()) != 1 || b.GetActivities()[0].GetDetail() != "asked about SSO for 40 seats" {
+			t.Fatalf("brief of a sealed lead: %v %v", b.GetProfile(), b.GetActivities())
+		}
+		var keyIDs []string
+		for _, sealed := range [][]byte{sealed, detail} {
+			kid, err := vault.SealedKeyID(sealed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			keyIDs = append(keyIDs, kid)
+		}
+		if err := v.Shred(ctx, id, keyIDs...); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			b = brief()
+			if b.GetProfile().GetCompany() == "" && b.GetProfile().GetTitle() == "" && b.GetActivities()[0].GetDetail() == "" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the brief of a shredded lead: %v %v", b.GetProfile(), b.GetActivities())
+			}
+		}
+		if b.GetProfile().GetCountry() != "DE" {
+			t.Errorf("the clear profile went with the keys: %v", b.GetProfile())
 		}
 	}
 }

@@ -20,19 +20,35 @@ type Personal struct{ v *vault.Vault }
 // NewPersonal returns the opener on v.
 func NewPersonal(v *vault.Vault) *Personal { return &Personal{v: v} }
 
-// Company returns the company a lead's sealed Personal names; "" for an
-// erased lead, whose key is gone.
-func (p *Personal) Company(ctx context.Context, leadID string, sealed []byte) (string, error) {
-	plain, err := p.v.Open(ctx, leadID, sealed)
-	if errors.Is(err, vault.ErrShredded) || errors.Is(err, vault.ErrNoKey) {
-		return "", nil
-	}
-	if err != nil {
-		return "", err
+// Personal returns what a lead's sealed Personal holds; nil for an erased
+// lead, whose key is gone.
+func (p *Personal) Personal(ctx context.Context, leadID string, sealed []byte) (*eventv1.Personal, error) {
+	plain, err := p.open(ctx, leadID, sealed)
+	if plain == nil || err != nil {
+		return nil, err
 	}
 	var personal eventv1.Personal
 	if err := proto.Unmarshal(plain, &personal); err != nil {
-		return "", fmt.Errorf("lead %s: personal data: %w", leadID, err)
+		return nil, fmt.Errorf("lead %s: personal data: %w", leadID, err)
 	}
-	return personal.GetCompany(), nil
+	return &personal, nil
+}
+
+// Text returns sealed text of a lead; "" for an erased lead.
+func (p *Personal) Text(ctx context.Context, leadID string, sealed []byte) (string, error) {
+	plain, err := p.open(ctx, leadID, sealed)
+	return string(plain), err
+}
+
+// open opens sealed with the lead's key: nil, no error, once the key is
+// shredded.
+func (p *Personal) open(ctx context.Context, leadID string, sealed []byte) ([]byte, error) {
+	plain, err := p.v.Open(ctx, leadID, sealed)
+	if errors.Is(err, vault.ErrShredded) || errors.Is(err, vault.ErrNoKey) {
+		return nil, nil
+	}
+	if plain == nil && err == nil {
+		plain = []byte{}
+	}
+	return plain, err
 }

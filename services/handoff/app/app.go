@@ -92,13 +92,18 @@ type Timers interface {
 }
 
 // Personal opens a lead's sealed personal data (adapters, pkg/vault):
-// routing needs the company name, which intake seals. Optional: without
-// it, accounts match by email domain, and by the company name only of
-// leads whose profile still carries it in the clear.
+// routing needs the company name, which intake seals, and the brief tells
+// the rep the company, the title and what each activity said. Optional:
+// without it, accounts match by email domain, and by the company name
+// only of leads whose profile still carries it in the clear, and briefs
+// leave what is sealed out.
 type Personal interface {
-	// Company returns the company named in sealed, a LeadCaptured's or
-	// LeadResubmitted's sealed_personal; "" when the lead was erased.
-	Company(ctx context.Context, leadID string, sealed []byte) (string, error)
+	// Personal returns what sealed holds, a LeadCaptured's or
+	// LeadResubmitted's sealed_personal; nil when the lead was erased.
+	Personal(ctx context.Context, leadID string, sealed []byte) (*eventv1.Personal, error)
+	// Text returns sealed text, an ActivityRecorded's sealed_detail; ""
+	// when the lead was erased.
+	Text(ctx context.Context, leadID string, sealed []byte) (string, error)
 }
 
 // App is the handoff service's use cases.

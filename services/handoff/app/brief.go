@@ -48,6 +48,7 @@ type Activity struct {
 	Type       eventv1.ActivityType
 	CampaignID string
 	Detail     string
+	sealed     []byte // the detail, sealed
 }
 
 // Ownership is one rep's time with the lead.
@@ -98,7 +99,8 @@ const maxActivities = 50
 // activities), its score with reasons and model version, every owner it
 // had and how each time ended, rejections and recycles, consent as it
 // stands, the routing decision that gave it to its owner, and its SLAs.
-// Contact data stays sealed: handoff holds no keys.
+// With the vault (Personal), the company, the title and the activities'
+// details are opened; contact data is intake's to hand out.
 //
 // Errors: *ValidationError, ErrNotFound.
 func (a *App) HandoffBrief(ctx context.Context, leadID string) (Brief, error) {
@@ -117,6 +119,7 @@ func (a *App) HandoffBrief(ctx context.Context, leadID string) (Brief, error) {
 	b := Brief{LeadID: leadID}
 	consents := map[eventv1.ConsentChannel]*eventv1.Consent{}
 	var profile *eventv1.Profile
+	var sealed []byte // the latest sealed personal data
 	endOwner := func(at time.Time, how string) {
 		if n := len(b.Owners); n > 0 && b.Owners[n-1].To.IsZero() {
 			b.Owners[n-1].To, b.Owners[n-1].Ended = at, how
@@ -130,15 +133,20 @@ func (a *App) HandoffBrief(ctx context.Context, leadID string) (Brief, error) {
 		switch p := ev.GetPayload().(type) {
 		case *eventv1.Event_LeadCaptured:
 			profile = proto.CloneOf(p.LeadCaptured.GetProfile())
+			sealed = p.LeadCaptured.GetSealedPersonal()
 			b.FirstTouch = FirstTouch{At: at, Attribution: p.LeadCaptured.GetAttribution()}
 			for _, c := range p.LeadCaptured.GetConsents() {
 				consents[c.GetChannel()] = c
 			}
 		case *eventv1.Event_LeadResubmitted:
 			profile = mergeProfile(profile, p.LeadResubmitted.GetProfile())
+			if s := p.LeadResubmitted.GetSealedPersonal(); len(s) > 0 {
+				sealed = s
+			}
 		case *eventv1.Event_ActivityRecorded:
 			x := p.ActivityRecorded
-			b.Activities = append(b.Activities, Activity{At: at, Type: x.GetType(), CampaignID: x.GetCampaignId(), Detail: x.GetDetail()})
+			b.Activities = append(b.Activities, Activity{At: at, Type: x.GetType(), CampaignID: x.GetCampaignId(), Detail: x.GetDetail(),
+				sealed: x.GetSealedDetail()})
 		case *eventv1.Event_ConsentChanged:
 			consents[p.ConsentChanged.GetConsent().GetChannel()] = p.ConsentChanged.GetConsent()
 		case *eventv1.Event_LeadScored:
@@ -218,6 +226,9 @@ func (a *App) HandoffBrief(ctx context.Context, leadID string) (Brief, error) {
 	if len(b.Activities) > maxActivities {
 		b.Activities = b.Activities[:maxActivities]
 	}
+	if err := a.openBrief(ctx, &b, sealed); err != nil {
+		return Brief{}, err
+	}
 	for _, ch := range []eventv1.ConsentChannel{eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL, eventv1.ConsentChannel_CONSENT_CHANNEL_PHONE,
 		eventv1.ConsentChannel_CONSENT_CHANNEL_SMS, eventv1.ConsentChannel_CONSENT_CHANNEL_TRACKING} {
 		if c, ok := consents[ch]; ok {
@@ -249,4 +260,40 @@ func (a *App) campaign(ctx context.Context, id string) (*eventv1.CampaignRegiste
 
 func ownerOf(o *eventv1.Owner) lifecycle.Owner {
 	return lifecycle.Owner{Kind: lifecycle.OwnerKind(o.GetKind()), ID: o.GetId()}
+}
+
+// openBrief fills in what intake sealed: the company and title the lead
+// gave last, and its activities' details. An erased lead's stay empty.
+func (a *App) openBrief(ctx context.Context, b *Brief, sealed []byte) error {
+	if a.personal == nil {
+		return nil
+	}
+	if len(sealed) > 0 {
+		p, err := a.personal.Personal(ctx, b.LeadID, sealed)
+		if err != nil {
+			return err
+		}
+		if p != nil {
+			if b.Profile == nil {
+				b.Profile = &eventv1.Profile{}
+			}
+			if c := p.GetCompany(); c != "" {
+				b.Profile.Company = c
+			}
+			if t := p.GetTitle(); t != "" {
+				b.Profile.Title = t
+			}
+		}
+	}
+	for i, act := range b.Activities {
+		if len(act.sealed) == 0 {
+			continue
+		}
+		d, err := a.personal.Text(ctx, b.LeadID, act.sealed)
+		if err != nil {
+			return err
+		}
+		b.Activities[i].Detail = d
+	}
+	return nil
 }

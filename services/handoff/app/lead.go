@@ -199,7 +199,8 @@ func (a *App) unseal(ctx context.Context, cfg *routing.Config, l *lead) error {
 	if a.personal == nil || l.profile.GetCompany() != "" || len(l.sealed) == 0 || !cfg.NeedsCompany(l.profile) {
 		return nil
 	}
-	company, err := a.personal.Company(ctx, l.id, l.sealed)
+	personal, err := a.personal.Personal(ctx, l.id, l.sealed)
+	company := personal.GetCompany()
 	if err != nil || company == "" {
 		return err
 	}

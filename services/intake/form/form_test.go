@@ -96,3 +96,52 @@ func TestJobFunctionOfTheTitle(t *testing.T) {
 		t.Errorf("an unknown job function: %v", v)
 	}
 }
+
+// Forms ask for a title, seldom for a level: the level a title names stays
+// in the clear for scoring and routing, unless the caller set one.
+func TestSeniorityOfTheTitle(t *testing.T) {
+	for title, want := range map[string]eventv1.Seniority{
+		"VP Engineering":              eventv1.Seniority_SENIORITY_VP,
+		"Vice-President, Sales":       eventv1.Seniority_SENIORITY_VP,
+		"Executive Vice President":    eventv1.Seniority_SENIORITY_VP,
+		"President":                   eventv1.Seniority_SENIORITY_EXECUTIVE,
+		"CTO & VP of Engineering":     eventv1.Seniority_SENIORITY_EXECUTIVE, // the highest level named
+		"Co-Founder":                  eventv1.Seniority_SENIORITY_EXECUTIVE,
+		"Managing Director":           eventv1.Seniority_SENIORITY_EXECUTIVE,
+		"Director of Platform":        eventv1.Seniority_SENIORITY_DIRECTOR,
+		"Head of Demand Gen":          eventv1.Seniority_SENIORITY_DIRECTOR,
+		"Director of Student Affairs": eventv1.Seniority_SENIORITY_DIRECTOR,
+		"Engineering Manager":         eventv1.Seniority_SENIORITY_MANAGER,
+		"Marketing Ops Lead":          eventv1.Seniority_SENIORITY_MANAGER,
+		"Senior Account Executive":    eventv1.Seniority_SENIORITY_INDIVIDUAL, // a seller, not an executive
+		"Product Owner":               eventv1.Seniority_SENIORITY_INDIVIDUAL,
+		"Research Engineer":           eventv1.Seniority_SENIORITY_INDIVIDUAL,
+		"Marketing Intern":            eventv1.Seniority_SENIORITY_STUDENT,
+		"PhD Student":                 eventv1.Seniority_SENIORITY_STUDENT,
+		"":                            eventv1.Seniority_SENIORITY_UNSPECIFIED,
+		"  -- ":                       eventv1.Seniority_SENIORITY_UNSPECIFIED,
+	} {
+		if got := form.Seniority(title); got != want {
+			t.Errorf("%q: %v, want %v", title, got, want)
+		}
+	}
+	base := form.Capture{Contact: &eventv1.Contact{Email: "ada@example.com"}, Attribution: &eventv1.Attribution{Source: "web-form"}}
+	for _, c := range []struct {
+		title       string
+		given, want eventv1.Seniority
+	}{
+		{"VP Engineering", eventv1.Seniority_SENIORITY_UNSPECIFIED, eventv1.Seniority_SENIORITY_VP},
+		{"VP Engineering", eventv1.Seniority_SENIORITY_DIRECTOR, eventv1.Seniority_SENIORITY_DIRECTOR},
+		{"", eventv1.Seniority_SENIORITY_UNSPECIFIED, eventv1.Seniority_SENIORITY_UNSPECIFIED},
+	} {
+		in := base
+		in.Profile = &eventv1.Profile{Title: c.title, Seniority: c.given}
+		l, v := form.CheckCapture(in, time.Now())
+		if len(v) > 0 || l.Profile.GetSeniority() != c.want {
+			t.Errorf("%q given %v: %v (%v), want %v", c.title, c.given, l.Profile.GetSeniority(), v, c.want)
+		}
+		if in.Profile.GetSeniority() != c.given {
+			t.Errorf("%q: the caller's profile was changed", c.title)
+		}
+	}
+}

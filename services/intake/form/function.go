@@ -27,7 +27,7 @@ var functionWords = []struct {
 // the clear when it seals the title. OTHER for a title that names none,
 // UNSPECIFIED for no title.
 func JobFunction(title string) eventv1.JobFunction {
-	words := strings.FieldsFunc(strings.ToLower(title), func(r rune) bool { return !unicode.IsLetter(r) })
+	words := titleWords(title)
 	if len(words) == 0 {
 		return eventv1.JobFunction_JOB_FUNCTION_UNSPECIFIED
 	}
@@ -41,4 +41,10 @@ func JobFunction(title string) eventv1.JobFunction {
 		}
 	}
 	return eventv1.JobFunction_JOB_FUNCTION_OTHER
+}
+
+// titleWords are a title's words, lower case, split at anything but a
+// letter.
+func titleWords(title string) []string {
+	return strings.FieldsFunc(strings.ToLower(title), func(r rune) bool { return !unicode.IsLetter(r) })
 }

@@ -54,6 +54,9 @@ func CheckCapture(in Capture, now time.Time) (Lead, Violations) {
 	if p.GetJobFunction() == eventv1.JobFunction_JOB_FUNCTION_UNSPECIFIED {
 		p.JobFunction = JobFunction(p.GetTitle())
 	}
+	if p.GetSeniority() == eventv1.Seniority_SENIORITY_UNSPECIFIED {
+		p.Seniority = Seniority(p.GetTitle())
+	}
 	if e := p.GetEmployees(); e < 0 || e > MaxEmployees {
 		v.Add("profile.employees", "must be between 0 and %d", MaxEmployees)
 	}

@@ -2278,7 +2278,8 @@ type HandoffBrief struct {
 	Owner    *v1.Owner              `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
 	Deadline *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=deadline,proto3" json:"deadline,omitempty"`
 	// profile is the latest the lead told us (captures and re-submissions
-	// merged); contact data stays sealed and is not in the brief.
+	// merged), the company and title opened from what intake sealed (empty
+	// once the lead is erased). Contact data is not in the brief.
 	Profile    *v1.Profile `protobuf:"bytes,5,opt,name=profile,proto3" json:"profile,omitempty"`
 	FirstTouch *FirstTouch `protobuf:"bytes,6,opt,name=first_touch,json=firstTouch,proto3" json:"first_touch,omitempty"`
 	// activities are the lead's engagement, newest first (at most 50).
@@ -2538,11 +2539,13 @@ func (x *FirstTouch) GetCampaign() *v1.CampaignRegistered {
 
 // ActivityEntry is one engagement signal.
 type ActivityEntry struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	At            *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=at,proto3" json:"at,omitempty"`
-	Type          v1.ActivityType        `protobuf:"varint,2,opt,name=type,proto3,enum=leadflow.event.v1.ActivityType" json:"type,omitempty"`
-	CampaignId    string                 `protobuf:"bytes,3,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
-	Detail        string                 `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	At         *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=at,proto3" json:"at,omitempty"`
+	Type       v1.ActivityType        `protobuf:"varint,2,opt,name=type,proto3,enum=leadflow.event.v1.ActivityType" json:"type,omitempty"`
+	CampaignId string                 `protobuf:"bytes,3,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
+	// detail is the activity's free text, opened (empty once the lead is
+	// erased).
+	Detail        string `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
