@@ -3,16 +3,34 @@ package main
 import (
 	"fmt"
 	"io"
+	"path/filepath"
+	"strings"
 
 	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 )
 
-func printHelp(out io.Writer, natsURL string, services []service, lead, token, operatorPassword string) {
-	fmt.Fprintf(out, "\nLeadflow is running. Ctrl-C stops everything; data stays in .data/ for the next run.\n\n")
+func printHelp(out io.Writer, data, natsURL string, services []service, lead, token, operatorPassword string) {
+	fmt.Fprintf(out, "\nLeadflow is running. Ctrl-C stops everything; data stays in %s/ for the next run.\n\n", data)
 	fmt.Fprintf(out, "Every API call needs a bearer token granting its method's scope (docs/operations.md#auth).\n")
 	fmt.Fprintf(out, "An operator's token, every scope, valid 30 days (leadctl reads it too), and NATS's operator user\n(reads the streams, re-drives dead letters; no key vault, no writes; docs/operations.md#nats-users):\n\n")
-	fmt.Fprintf(out, "  export LEADFLOW_TOKEN=%s\n  export LEADFLOW_NATS_USER=operator LEADFLOW_NATS_PASSWORD=%s\n\n", token, operatorPassword)
+	fmt.Fprintf(out, "  export LEADFLOW_TOKEN=%s\n  export LEADFLOW_NATS_USER=operator LEADFLOW_NATS_PASSWORD=%s\n", token, operatorPassword)
+	// leadctl's defaults are make run's addresses; elsewhere it reads these.
+	addrs := map[string]string{}
+	var moved []string
+	if natsURL != "nats://127.0.0.1:4333" {
+		moved = append(moved, "LEADFLOW_NATS_URL="+natsURL)
+	}
+	for _, s := range services {
+		addrs[s.name] = s.addr
+		if s.addr != defaultAddr[s.name] {
+			moved = append(moved, "LEADFLOW_"+strings.ToUpper(s.name)+"_ADDR="+s.addr)
+		}
+	}
+	if len(moved) > 0 {
+		fmt.Fprintf(out, "  export %s\n", strings.Join(moved, " "))
+	}
+	fmt.Fprintln(out)
 	fmt.Fprintf(out, "  %-14s %-26s %s\n", "NATS JetStream", natsURL, "stream LEADFLOW (lead.>, campaign.>, model.>, claim.>)")
 	for _, s := range services {
 		fmt.Fprintf(out, "  %-14s %-26s gRPC, reflection on\n", s.name, s.addr)
@@ -22,10 +40,10 @@ func printHelp(out io.Writer, natsURL string, services []service, lead, token, o
 		}
 	}
 	fmt.Fprintf(out, "\nCall it (grpcurl, pinned in tools/):\n")
-	fmt.Fprintf(out, "  scripts/gotool grpcurl -plaintext 127.0.0.1:7101 list leadflow.intake.v1.IntakeService\n")
-	fmt.Fprintf(out, "  scripts/gotool grpcurl -plaintext -H \"authorization: Bearer $LEADFLOW_TOKEN\" \\\n      -d '{\"contact\":{\"email\":\"you@example.com\"},\"attribution\":{\"source\":\"web-form\"}}' \\\n      127.0.0.1:7101 leadflow.intake.v1.IntakeService/CaptureLead\n")
+	fmt.Fprintf(out, "  scripts/gotool grpcurl -plaintext %s list leadflow.intake.v1.IntakeService\n", addrs["intake"])
+	fmt.Fprintf(out, "  scripts/gotool grpcurl -plaintext -H \"authorization: Bearer $LEADFLOW_TOKEN\" \\\n      -d '{\"contact\":{\"email\":\"you@example.com\"},\"attribution\":{\"source\":\"web-form\"}}' \\\n      %s leadflow.intake.v1.IntakeService/CaptureLead\n", addrs["intake"])
 	if lead != "" {
-		fmt.Fprintf(out, "  scripts/gotool grpcurl -plaintext -H \"authorization: Bearer $LEADFLOW_TOKEN\" -d '{\"lead_id\":\"%s\"}' \\\n      127.0.0.1:7101 leadflow.intake.v1.IntakeService/GetLeadTimeline\n", lead)
+		fmt.Fprintf(out, "  scripts/gotool grpcurl -plaintext -H \"authorization: Bearer $LEADFLOW_TOKEN\" -d '{\"lead_id\":\"%s\"}' \\\n      %s leadflow.intake.v1.IntakeService/GetLeadTimeline\n", lead, addrs["intake"])
 	}
 	httpAddr := map[string]string{}
 	for _, s := range services {
@@ -66,7 +84,11 @@ func printHelp(out io.Writer, natsURL string, services []service, lead, token, o
 	fmt.Fprintf(out, "  go run ./services/leadctl rebuild         # the projector's read models, from the stream\n")
 	fmt.Fprintf(out, "  go run ./services/leadctl dlq list\n")
 	fmt.Fprintf(out, "  go run ./services/leadctl tail --type LeadQualified\n")
-	fmt.Fprintf(out, "  export $(grep SIGNING .data/keys.env)  # then tokens for your integrations:\n")
+	fmt.Fprintf(out, "  export $(grep SIGNING %s)  # then tokens for your integrations:\n", filepath.Join(data, "keys.env"))
 	fmt.Fprintf(out, "  go run ./services/leadctl token issue --sub web-forms --kind integration --team marketing --scope leads:capture --ttl 720h\n")
 	fmt.Fprintf(out, "  go run ./services/leadctl token revoke --id <the id issue printed>   # or --sub web-forms: all of its tokens\n\n")
 }
+
+// defaultAddr are the addresses leadctl calls unless told otherwise.
+var defaultAddr = map[string]string{"intake": "127.0.0.1:7101", "qualification": "127.0.0.1:7102", "handoff": "127.0.0.1:7103",
+	"nurture": "127.0.0.1:7104", "projector": "127.0.0.1:7105"}

@@ -55,13 +55,12 @@ func run() error {
 	natsPort := flag.Int("nats-port", 4333, "NATS port (not 4222: an old server may own it)")
 	syncAlways := flag.Bool("sync-always", false, "fsync every JetStream write before acknowledging it")
 	seed := flag.Bool("seed", true, "load the demo data set")
+	offset := flag.Int("port-offset", 0, "added to every API's and the dashboard's port (NATS has -nats-port): a second stack beside the first, or a test")
+	database := flag.String("database", "leadflow", "the read models' database on the local PostgreSQL")
 	flag.Parse()
+	at := func(port int) string { return fmt.Sprintf("127.0.0.1:%d", port+*offset) }
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
-	root, err := os.Getwd()
-	if err != nil {
-		return err
-	}
 	dataDir, err := filepath.Abs(*data)
 	if err != nil {
 		return err
@@ -97,20 +96,16 @@ func run() error {
 	defer stop()
 
 	services := []service{
-		{name: "intake", addr: "127.0.0.1:7101", http: "127.0.0.1:7201"},
+		{name: "intake", addr: at(7101), http: at(7201)},
+		{name: "qualification", addr: at(7102), http: at(7202)},
+		{name: "handoff", addr: at(7103), http: at(7203)},
+		{name: "nurture", addr: at(7104), http: at(7204)},
 	}
-	if _, err := os.Stat(filepath.Join(root, "services", "qualification", "main.go")); err == nil {
-		services = append(services, service{name: "qualification", addr: "127.0.0.1:7102", http: "127.0.0.1:7202"})
-	}
-	if _, err := os.Stat(filepath.Join(root, "services", "handoff", "main.go")); err == nil {
-		services = append(services, service{name: "handoff", addr: "127.0.0.1:7103", http: "127.0.0.1:7203"})
-	}
-	services = append(services, service{name: "nurture", addr: "127.0.0.1:7104", http: "127.0.0.1:7204"})
-	if dsn, err := readModelDatabase(ctx, freshStream); err != nil {
+	if dsn, err := readModelDatabase(ctx, freshStream, *database); err != nil {
 		log.Warn("the projector needs PostgreSQL; running without it", "err", err)
 	} else {
-		services = append(services, service{name: "projector", addr: "127.0.0.1:7105", http: "127.0.0.1:7205", web: "http://127.0.0.1:7180/",
-			args: []string{"-postgres", dsn, "-http", "127.0.0.1:7180"}})
+		services = append(services, service{name: "projector", addr: at(7105), http: at(7205), web: "http://" + at(7180) + "/",
+			args: []string{"-postgres", dsn, "-http", at(7180)}})
 	}
 	var procs []*exec.Cmd
 	defer func() {
@@ -163,7 +158,7 @@ func run() error {
 			return fmt.Errorf("demo data: %w", err)
 		}
 	}
-	printHelp(os.Stdout, ns.URL(), services, example, token, passwords[natsauth.Operator])
+	printHelp(os.Stdout, *data, ns.URL(), services, example, token, passwords[natsauth.Operator])
 
 	select {
 	case <-ctx.Done():

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"time"
 
@@ -16,7 +17,7 @@ import (
 // trust-auth server) and returns its URL. With a fresh stream it starts the
 // database afresh too: read models checkpointed past the new stream's end
 // would skip its first events.
-func readModelDatabase(ctx context.Context, fresh bool) (string, error) {
+func readModelDatabase(ctx context.Context, fresh bool, name string) (string, error) {
 	admin := os.Getenv("LEADFLOW_POSTGRES_ADMIN_URL")
 	if admin == "" {
 		admin = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
@@ -33,13 +34,14 @@ func readModelDatabase(ctx context.Context, fresh bool) (string, error) {
 	}
 	defer conn.Close(context.Background())
 	if fresh {
-		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS leadflow WITH (FORCE)"); err != nil {
+		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
 			return "", fmt.Errorf("drop the old read models: %w", err)
 		}
 	}
 	var pgErr *pgconn.PgError
-	if _, err := conn.Exec(ctx, "CREATE DATABASE leadflow"); err != nil && !(errors.As(err, &pgErr) && pgErr.Code == "42P04") {
-		return "", fmt.Errorf("create database leadflow: %w", err)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil && !(errors.As(err, &pgErr) && pgErr.Code == "42P04") {
+		return "", fmt.Errorf("create database %s: %w", name, err)
 	}
-	return fmt.Sprintf("postgres://%s@%s:%d/leadflow?sslmode=disable", cfg.User, cfg.Host, cfg.Port), nil
+	u := url.URL{Scheme: "postgres", User: url.User(cfg.User), Host: fmt.Sprintf("%s:%d", cfg.Host, cfg.Port), Path: "/" + name, RawQuery: "sslmode=disable"}
+	return u.String(), nil
 }
