@@ -4,9 +4,7 @@
 package config
 
 import (
-	"crypto/tls"
 	"encoding/hex"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -108,19 +106,4 @@ func (f Flags) TLS(t *TLS) {
 	f.String(&t.CertFile, "tls-cert", "LEADFLOW_TLS_CERT", "", "PEM certificate (and chain) the APIs answer with over TLS (empty: plaintext)")
 	f.String(&t.KeyFile, "tls-key", "LEADFLOW_TLS_KEY", "", "PEM private key of -tls-cert")
 	f.String(&t.NATSCAFile, "nats-ca", "LEADFLOW_NATS_CA", "", "PEM CA that signed the NATS server's certificate: connect to NATS over TLS (empty: as -nats says)")
-}
-
-// Server loads the APIs' certificate; nil, nil when none is set.
-func (t TLS) Server() (*tls.Config, error) {
-	if t.CertFile == "" && t.KeyFile == "" {
-		return nil, nil
-	}
-	if t.CertFile == "" || t.KeyFile == "" {
-		return nil, errors.New("-tls-cert and -tls-key go together")
-	}
-	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("-tls-cert, -tls-key: %w", err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }

@@ -2,14 +2,18 @@ package grpcserver_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,10 +22,13 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/leadflow/leadflow/pkg/devcert"
 	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
 	"github.com/leadflow/leadflow/pkg/grpcserver"
 	"github.com/leadflow/leadflow/pkg/testenv"
@@ -346,5 +353,93 @@ func TestTLS(t *testing.T) {
 	}
 	if res, err := http.Get("http://" + web.String() + "/healthz"); err == nil && res.StatusCode == http.StatusOK {
 		t.Fatal("plaintext HTTP answered")
+	}
+}
+
+// A renewed certificate (the files replaced, as cert-manager or a
+// Kubernetes Secret does) is served to new connections without a restart,
+// gRPC and HTTP alike; a pair that does not load leaves the last good one
+// in service.
+func TestTLSCertificateRenewed(t *testing.T) {
+	certs := testenv.NewTLS(t)
+	renewed, err := devcert.Write(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := certs.Client().RootCAs
+	caPEM, err := os.ReadFile(renewed.CA)
+	if err != nil || !roots.AppendCertsFromPEM(caPEM) {
+		t.Fatalf("second CA: %v", err)
+	}
+	client := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	_, grpcAddr, web, _ := serveOn(t, grpcserver.WithTLS(certs.Server(t)))
+
+	// The leaf each kind of call meets on a fresh connection.
+	servedGRPC := func() []byte {
+		t.Helper()
+		conn, err := grpc.NewClient(grpcAddr.String(), grpc.WithTransportCredentials(credentials.NewTLS(client)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var p peer.Peer
+		if _, err := intakev1.NewIntakeServiceClient(conn).GetLead(ctx, &intakev1.GetLeadRequest{LeadId: "known"}, grpc.Peer(&p)); err != nil {
+			t.Fatalf("gRPC over TLS: %v", err)
+		}
+		return p.AuthInfo.(credentials.TLSInfo).State.PeerCertificates[0].Raw
+	}
+	servedHTTP := func() []byte {
+		t.Helper()
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: client, ForceAttemptHTTP2: true}}
+		defer hc.CloseIdleConnections()
+		res, err := hc.Get("https://localhost:" + fmt.Sprint(web.(*net.TCPAddr).Port) + "/v1/leads/known")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		if body, _ := io.ReadAll(res.Body); res.StatusCode != http.StatusOK || !strings.Contains(string(body), `"leadId":"known"`) {
+			t.Fatalf("HTTPS: %d %s", res.StatusCode, body)
+		}
+		return res.TLS.PeerCertificates[0].Raw
+	}
+	leaf := func(file string) []byte {
+		t.Helper()
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		block, _ := pem.Decode(b)
+		return block.Bytes
+	}
+	first := leaf(certs.CertFile)
+	if !bytes.Equal(servedGRPC(), first) || !bytes.Equal(servedHTTP(), first) {
+		t.Fatal("not the first certificate before the renewal")
+	}
+	// Replaced as a mounted Secret is: each file swapped whole.
+	replace := func(dst, src string) {
+		t.Helper()
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmp := dst + ".new"
+		if err := os.WriteFile(tmp, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, dst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replace(certs.CertFile, renewed.Cert)
+	// Half renewed (the new certificate, the old key): the old pair serves.
+	if !bytes.Equal(servedGRPC(), first) {
+		t.Fatal("a certificate without its key was served")
+	}
+	replace(certs.KeyFile, renewed.Key)
+	second := leaf(renewed.Cert)
+	if !bytes.Equal(servedGRPC(), second) || !bytes.Equal(servedHTTP(), second) {
+		t.Fatal("the renewed certificate is not served to new connections")
 	}
 }

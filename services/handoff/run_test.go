@@ -150,6 +150,15 @@ func testAccountBySealedCompanyName(t *testing.T, newWorld func(testing.TB) *wor
 		}
 		w.write(t, id, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{SealedPersonal: sealed,
 			Profile: &eventv1.Profile{Country: "DE", Employees: 50, EmailDomain: "gmail.com"}}, intakeActor)
+		// Captured again with the email only: that submission seals no
+		// company, and the one before still names it.
+		plain, _ = proto.Marshal(&eventv1.Personal{Contact: &eventv1.Contact{Email: "cto@gmail.com"}})
+		again, err := key.Seal(plain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.write(t, id, lifecycle.Command{Name: lifecycle.Resubmit}, &eventv1.LeadResubmitted{SealedPersonal: again,
+			Profile: &eventv1.Profile{EmailDomain: "gmail.com"}}, intakeActor)
 		w.qualify(t, id)
 		ev := w.waitFor(t, id, "LeadAssigned", 1)[0]
 		a := ev.GetLeadAssigned()

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"slices"
@@ -119,7 +120,7 @@ func (a *App) HandoffBrief(ctx context.Context, leadID string) (Brief, error) {
 	b := Brief{LeadID: leadID}
 	consents := map[eventv1.ConsentChannel]*eventv1.Consent{}
 	var profile *eventv1.Profile
-	var sealed []byte // the latest sealed personal data
+	var sealed [][]byte // every submission's sealed personal data
 	endOwner := func(at time.Time, how string) {
 		if n := len(b.Owners); n > 0 && b.Owners[n-1].To.IsZero() {
 			b.Owners[n-1].To, b.Owners[n-1].Ended = at, how
@@ -133,16 +134,14 @@ func (a *App) HandoffBrief(ctx context.Context, leadID string) (Brief, error) {
 		switch p := ev.GetPayload().(type) {
 		case *eventv1.Event_LeadCaptured:
 			profile = proto.CloneOf(p.LeadCaptured.GetProfile())
-			sealed = p.LeadCaptured.GetSealedPersonal()
+			sealed = [][]byte{p.LeadCaptured.GetSealedPersonal()}
 			b.FirstTouch = FirstTouch{At: at, Attribution: p.LeadCaptured.GetAttribution()}
 			for _, c := range p.LeadCaptured.GetConsents() {
 				consents[c.GetChannel()] = c
 			}
 		case *eventv1.Event_LeadResubmitted:
 			profile = mergeProfile(profile, p.LeadResubmitted.GetProfile())
-			if s := p.LeadResubmitted.GetSealedPersonal(); len(s) > 0 {
-				sealed = s
-			}
+			sealed = append(sealed, p.LeadResubmitted.GetSealedPersonal())
 		case *eventv1.Event_ActivityRecorded:
 			x := p.ActivityRecorded
 			b.Activities = append(b.Activities, Activity{At: at, Type: x.GetType(), CampaignID: x.GetCampaignId(), Detail: x.GetDetail(),
@@ -262,28 +261,22 @@ func ownerOf(o *eventv1.Owner) lifecycle.Owner {
 	return lifecycle.Owner{Kind: lifecycle.OwnerKind(o.GetKind()), ID: o.GetId()}
 }
 
-// openBrief fills in what intake sealed: the company and title the lead
-// gave last, and its activities' details. An erased lead's stay empty.
-func (a *App) openBrief(ctx context.Context, b *Brief, sealed []byte) error {
+// openBrief fills in what intake sealed (sealed: every submission's
+// personal data): the company and title the lead gave last, and its
+// activities' details. An erased lead's stay empty.
+func (a *App) openBrief(ctx context.Context, b *Brief, sealed [][]byte) error {
 	if a.personal == nil {
 		return nil
 	}
-	if len(sealed) > 0 {
-		p, err := a.personal.Personal(ctx, b.LeadID, sealed)
-		if err != nil {
-			return err
+	company, title, err := a.sealedProfile(ctx, b.LeadID, slices.DeleteFunc(sealed, func(s []byte) bool { return len(s) == 0 }))
+	if err != nil {
+		return err
+	}
+	if company != "" || title != "" {
+		if b.Profile == nil {
+			b.Profile = &eventv1.Profile{}
 		}
-		if p != nil {
-			if b.Profile == nil {
-				b.Profile = &eventv1.Profile{}
-			}
-			if c := p.GetCompany(); c != "" {
-				b.Profile.Company = c
-			}
-			if t := p.GetTitle(); t != "" {
-				b.Profile.Title = t
-			}
-		}
+		b.Profile.Company, b.Profile.Title = cmp.Or(company, b.Profile.GetCompany()), cmp.Or(title, b.Profile.GetTitle())
 	}
 	for i, act := range b.Activities {
 		if len(act.sealed) == 0 {

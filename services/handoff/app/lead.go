@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"time"
 
@@ -22,9 +23,9 @@ type lead struct {
 	state   lifecycle.State // after its last event
 	version uint64          // its last event's sequence, 0 for none
 	profile *eventv1.Profile
-	// sealed is the latest sealed personal data (company, title) of a
-	// capture or re-submission that named a company.
-	sealed []byte
+	// sealed is every submission's sealed personal data (company,
+	// title), in order: a re-submission seals only what it brought.
+	sealed [][]byte
 	// byKey maps idempotency keys to the first event written with each;
 	// causes holds the causation ids of the lead's events.
 	byKey  map[string]keyed
@@ -89,13 +90,14 @@ func (l *lead) apply(r eventstore.Record) {
 	switch p := ev.GetPayload().(type) {
 	case *eventv1.Event_LeadCaptured:
 		l.profile = proto.CloneOf(p.LeadCaptured.GetProfile())
+		l.sealed = nil
 		if b := p.LeadCaptured.GetSealedPersonal(); len(b) > 0 {
-			l.sealed = b
+			l.sealed = [][]byte{b}
 		}
 	case *eventv1.Event_LeadResubmitted:
 		l.profile = mergeProfile(l.profile, p.LeadResubmitted.GetProfile())
 		if b := p.LeadResubmitted.GetSealedPersonal(); len(b) > 0 {
-			l.sealed = b
+			l.sealed = append(l.sealed, b)
 		}
 	case *eventv1.Event_LeadQualified:
 		l.journey++
@@ -199,8 +201,7 @@ func (a *App) unseal(ctx context.Context, cfg *routing.Config, l *lead) error {
 	if a.personal == nil || l.profile.GetCompany() != "" || len(l.sealed) == 0 || !cfg.NeedsCompany(l.profile) {
 		return nil
 	}
-	personal, err := a.personal.Personal(ctx, l.id, l.sealed)
-	company := personal.GetCompany()
+	company, _, err := a.sealedProfile(ctx, l.id, l.sealed)
 	if err != nil || company == "" {
 		return err
 	}
@@ -236,4 +237,18 @@ func (a *App) load(ctx context.Context, leadID string) (*lead, error) {
 		return nil, ErrNotFound
 	}
 	return foldLead(leadID, recs), nil
+}
+
+// sealedProfile is the company and title a lead gave last, from its
+// submissions' sealed personal data (sealed, in order), opened newest
+// first; "" for an erased lead's.
+func (a *App) sealedProfile(ctx context.Context, leadID string, sealed [][]byte) (company, title string, err error) {
+	for i := len(sealed) - 1; i >= 0 && (company == "" || title == ""); i-- {
+		p, err := a.personal.Personal(ctx, leadID, sealed[i])
+		if err != nil || p == nil {
+			return company, title, err
+		}
+		company, title = cmp.Or(company, p.GetCompany()), cmp.Or(title, p.GetTitle())
+	}
+	return company, title, nil
 }
