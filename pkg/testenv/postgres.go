@@ -29,17 +29,8 @@ const DefaultPostgres = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=dis
 // nothing here is skipped or faked.
 func Postgres(t testing.TB) string {
 	t.Helper()
-	base := os.Getenv(PostgresEnv)
-	if base == "" {
-		base = DefaultPostgres
-	}
-	cfg, err := pgx.ParseConfig(base)
-	if err != nil {
-		t.Fatalf("%s: %v", PostgresEnv, err)
-	}
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	name := "leadflow_test_" + hex.EncodeToString(b[:])
+	cfg := postgresAdmin(t)
+	name := DatabaseName(t, "leadflow_test")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -51,6 +42,39 @@ func Postgres(t testing.TB) string {
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
 		t.Fatalf("create database %s: %v", name, err)
 	}
+	db := cfg.Copy()
+	db.Database = name
+	return connString(db)
+}
+
+// PostgresAdmin is the URL of the test server's database the tests
+// create theirs from ($LEADFLOW_TEST_POSTGRES, else DefaultPostgres).
+func PostgresAdmin() string {
+	if u := os.Getenv(PostgresEnv); u != "" {
+		return u
+	}
+	return DefaultPostgres
+}
+
+func postgresAdmin(t testing.TB) *pgx.ConnConfig {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(PostgresAdmin())
+	if err != nil {
+		t.Fatalf("%s: %v", PostgresEnv, err)
+	}
+	return cfg
+}
+
+// DatabaseName is a fresh database name (prefix and random hex) on the
+// test server, for a test or a process it starts to create; whatever is
+// created under it is dropped when the test ends, even with connections
+// still open.
+func DatabaseName(t testing.TB, prefix string) string {
+	t.Helper()
+	cfg := postgresAdmin(t)
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := prefix + "_" + hex.EncodeToString(b[:])
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -65,9 +89,7 @@ func Postgres(t testing.TB) string {
 			t.Errorf("drop database %s: %v", name, err)
 		}
 	})
-	db := cfg.Copy()
-	db.Database = name
-	return connString(db)
+	return name
 }
 
 // connString renders a config as a URL; pgx keeps none of its own.

@@ -2,9 +2,7 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"math/big"
@@ -19,8 +17,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/leadflow/leadflow/pkg/testenv"
 )
@@ -44,7 +40,7 @@ func TestMakeRun(t *testing.T) {
 	}
 	data := t.TempDir()
 	natsPort, offset := testenv.FreePort(t), freeOffset(t)
-	database := readModels(t)
+	database := testenv.DatabaseName(t, "leadflow_devstack")
 	at := func(port int) string { return fmt.Sprintf("127.0.0.1:%d", port+offset) }
 
 	first := startStack(t, root, bin, data, natsPort, offset, database)
@@ -135,7 +131,7 @@ func startStack(t *testing.T, root, bin, data string, natsPort, offset int, data
 	}
 	s.cmd = exec.Command(bin, "-data", data, "-nats-port", strconv.Itoa(natsPort), "-port-offset", strconv.Itoa(offset), "-database", database)
 	s.cmd.Dir = root
-	s.cmd.Env = append(os.Environ(), "LEADFLOW_POSTGRES_ADMIN_URL="+adminURL())
+	s.cmd.Env = append(os.Environ(), "LEADFLOW_POSTGRES_ADMIN_URL="+testenv.PostgresAdmin())
 	s.cmd.Stderr = logs
 	stdout, err := s.cmd.StdoutPipe()
 	if err != nil {
@@ -261,34 +257,4 @@ func freeOffset(t *testing.T) int {
 	}
 	t.Fatal("no free port range for devstack")
 	return 0
-}
-
-func adminURL() string {
-	if u := os.Getenv(testenv.PostgresEnv); u != "" {
-		return u
-	}
-	return testenv.DefaultPostgres
-}
-
-// readModels names a database for devstack's read models, dropped when
-// the test ends.
-func readModels(t *testing.T) string {
-	t.Helper()
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	name := "leadflow_devstack_" + hex.EncodeToString(b[:])
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, adminURL())
-		if err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-			return
-		}
-		defer conn.Close(context.Background())
-		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-		}
-	})
-	return name
 }
