@@ -118,9 +118,13 @@ func config(pool *pgxpool.Pool, js jetstream.JetStream) project.Config {
 		Subjects: []string{eventstore.LeadSubjects, eventstore.CampaignSubjects}, Logger: quiet}
 }
 
-func newProjector(t testing.TB, pool *pgxpool.Pool, js jetstream.JetStream) *project.Projector {
+func newProjector(t testing.TB, pool *pgxpool.Pool, js jetstream.JetStream, edits ...func(*project.Config)) *project.Projector {
 	t.Helper()
-	p, err := project.New(ctxT(t), config(pool, js), tally{})
+	cfg := config(pool, js)
+	for _, edit := range edits {
+		edit(&cfg)
+	}
+	p, err := project.New(ctxT(t), cfg, tally{})
 	if err != nil {
 		t.Fatal(err)
 	}

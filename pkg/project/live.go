@@ -2,6 +2,7 @@ package project
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/leadflow/leadflow/pkg/consume"
@@ -50,17 +51,31 @@ func (p *Projector) Handle(ctx context.Context, m consume.Msg) error {
 	}
 }
 
-// Run commits queued messages in batches until ctx is done, then fails
-// what is still queued with ErrStopped. A batch running when ctx ends is
-// finished (within its own timeout), not cut off. Call it once; stop the
-// consumers feeding Handle first.
+// Run commits queued messages in batches, Config.Flushers at once, until
+// ctx is done, then fails what is still queued with ErrStopped. A batch
+// running when ctx ends is finished (within its own timeout), not cut
+// off. Call it once; stop the consumers feeding Handle first.
 func (p *Projector) Run(ctx context.Context) error {
 	defer p.stop()
+	var wg sync.WaitGroup
+	for range p.cfg.Flushers {
+		wg.Go(func() { p.flushLoop(ctx) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// flushLoop commits batches, one at a time, until ctx is done. Batches of
+// several loops run side by side and never share a subject, as pkg/consume
+// hands a key's next message over only once Handle returned for the last
+// (a message handed over again while its first batch still runs waits
+// for that batch's row locks, then finds itself applied).
+func (p *Projector) flushLoop(ctx context.Context) {
 	for {
 		var first *item
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case first = <-p.queue:
 		}
 		batch := []*item{first}

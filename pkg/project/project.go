@@ -101,6 +101,9 @@ type Config struct {
 	// one lead a batch holds, the fewer times the lead's rows are written.
 	MaxBatch     int
 	RebuildBatch int
+	// Flushers is how many live batches commit at once, each in its own
+	// transaction and never two with the same subject; default 1.
+	Flushers int
 	// RebuildFold is the most subjects a rebuild of a FoldingProjection
 	// folds in memory before it writes them (under GOMEMLIMIT, also no
 	// more than half the limit of heap); the rest of that rebuild goes
@@ -133,6 +136,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.RebuildBatch <= 0 {
 		c.RebuildBatch = 10000
+	}
+	if c.Flushers <= 0 {
+		c.Flushers = 1
 	}
 	if c.RebuildConns <= 0 {
 		c.RebuildConns = 4

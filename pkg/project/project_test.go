@@ -19,11 +19,12 @@ import (
 )
 
 // Every event of every lead and campaign is applied exactly once, in
-// order, by the live groups; two projectors (replicas) share the work.
+// order, by the live groups; two projectors (replicas) share the work, one
+// committing three batches at once.
 func TestLiveProjectsEveryEventOnce(t *testing.T) {
 	e := newEnv(t)
 	want := e.workload(t, 40, 3, 4)
-	p1 := newProjector(t, e.pool, e.nats.JS)
+	p1 := newProjector(t, e.pool, e.nats.JS, func(c *project.Config) { c.Flushers = 3 })
 	p2 := newProjector(t, e.connect(t), e.nats.JS)
 	groups(t, e.nats.JS, p1)
 	groups(t, e.nats.JS, p2)

@@ -45,17 +45,18 @@ import (
 )
 
 var (
-	projectorOn      = flag.Bool("projector", true, "measure the projector: live and rebuild throughput, report latency on the stored leads")
-	projectorOnly    = flag.Bool("projector-only", false, "run only the projector section")
-	projectorLeads   = flag.Int("projector-leads", 1_000_000, "leads stored for the projector section (about 2.5 events each)")
-	projectorLive    = flag.Duration("projector-live", 20*time.Second, "live projection window, draining the stored backlog")
-	projectorWorkers = flag.Int("projector-workers", 512, "live: consumer workers, the most messages one transaction holds (the projector's -workers)")
-	projectorProfile = flag.String("projector-profile", "", "write CPU profiles of the live window and the rebuild to this directory")
-	projectorRebuild = flag.Bool("projector-rebuild", true, "measure the rebuild and the reports (false: floors and live only, to iterate)")
-	projectorConns   = flag.Int("projector-conns", 0, "rebuild: tables loaded at once (pkg/project Config.RebuildConns; 0: its default)")
-	projectorReports = flag.Int("projector-reports", 5, "campaign report calls timed per attribution model")
-	projectorKeep    = flag.String("projector-keep", "", "keep the section's JetStream data in this directory and reuse the leads stored there (to iterate)")
-	projectorPG      = flag.String("projector-postgres", envOr("LEADFLOW_POSTGRES_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"),
+	projectorOn       = flag.Bool("projector", true, "measure the projector: live and rebuild throughput, report latency on the stored leads")
+	projectorOnly     = flag.Bool("projector-only", false, "run only the projector section")
+	projectorLeads    = flag.Int("projector-leads", 1_000_000, "leads stored for the projector section (about 2.5 events each)")
+	projectorLive     = flag.Duration("projector-live", 20*time.Second, "live projection window, draining the stored backlog")
+	projectorWorkers  = flag.Int("projector-workers", 2048, "live: consumer workers, the most messages one transaction holds (the projector's -workers)")
+	projectorProfile  = flag.String("projector-profile", "", "write CPU profiles of the live window and the rebuild to this directory")
+	projectorFlushers = flag.Int("projector-flushers", 3, "live: transactions committed at once (the projector's -flushers)")
+	projectorRebuild  = flag.Bool("projector-rebuild", true, "measure the rebuild and the reports (false: floors and live only, to iterate)")
+	projectorConns    = flag.Int("projector-conns", 0, "rebuild: tables loaded at once (pkg/project Config.RebuildConns; 0: its default)")
+	projectorReports  = flag.Int("projector-reports", 5, "campaign report calls timed per attribution model")
+	projectorKeep     = flag.String("projector-keep", "", "keep the section's JetStream data in this directory and reuse the leads stored there (to iterate)")
+	projectorPG       = flag.String("projector-postgres", envOr("LEADFLOW_POSTGRES_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"),
 		"PostgreSQL to create the bench database on")
 )
 
@@ -265,7 +266,7 @@ func profiled(name string, f func() error) error {
 // -projector-live and returns what it applied.
 func measureLive(ctx context.Context, js jetstream.JetStream, pool *pgxpool.Pool, log *slog.Logger) (project.Stats, float64, error) {
 	proj, err := project.New(ctx, project.Config{Name: "live", Pool: pool, JS: js, Stream: eventstore.DefaultStream,
-		Subjects: adapters.Subjects, MaxBatch: *projectorWorkers, Logger: log}, adapters.ReadModel{})
+		Subjects: adapters.Subjects, MaxBatch: *projectorWorkers, Flushers: *projectorFlushers, Logger: log}, adapters.ReadModel{})
 	if err != nil {
 		return project.Stats{}, 0, err
 	}
@@ -474,8 +475,8 @@ func (f *projectorFigures) print(w io.Writer) {
 	fmt.Fprintf(w, "  floors        ordered read (unfiltered, decoded) %9.0f events/s   pgx CopyFrom (%d lead-shaped rows) %9.0f rows/s\n",
 		f.orderedRead, f.copyRows, f.copyFrom)
 	fmt.Fprintf(w, "  %-13s %9s   %-18s %-18s %s\n", "", "events/s", "of ordered read", "of CopyFrom", "of min(floors)")
-	fmt.Fprintf(w, "  %-13s %9.0f   %-18s %-18s %s   (%d events in %s, %d transactions, %d workers)\n", "live", f.live,
-		ratio(f.live, f.orderedRead), ratio(f.live, f.copyFrom), ratio(f.live, floor), f.liveEvents, *projectorLive, f.liveBatches, *projectorWorkers)
+	fmt.Fprintf(w, "  %-13s %9.0f   %-18s %-18s %s   (%d events in %s, %d transactions, %d at once, %d workers)\n", "live", f.live,
+		ratio(f.live, f.orderedRead), ratio(f.live, f.copyFrom), ratio(f.live, floor), f.liveEvents, *projectorLive, f.liveBatches, *projectorFlushers, *projectorWorkers)
 	fmt.Fprintf(w, "  %-13s %9.0f   live is %s of it: the projector's lead group, same workers and window, a handler that does nothing\n",
 		"no-op group", f.noop, ratio(f.live, f.noop))
 	fmt.Fprintf(w, "  %-13s %9.0f   %-18s %-18s %s   (%d events in %.1fs, swap included; heap up to %d MiB)\n", "rebuild", f.rebuild,

@@ -39,11 +39,13 @@ type Config struct {
 	// Postgres is the read models' database (a connection URL).
 	Postgres string
 	// Workers is how many leads are projected at once: the most events
-	// one transaction holds.
-	Workers int
-	AckWait time.Duration
-	Grace   time.Duration
-	LogJSON bool
+	// one transaction holds. Flushers is how many of those transactions
+	// commit at once.
+	Workers  int
+	Flushers int
+	AckWait  time.Duration
+	Grace    time.Duration
+	LogJSON  bool
 	// TraceSample is the share of new traces recorded.
 	TraceSample float64
 
@@ -74,7 +76,8 @@ func mainErr() error {
 	f.String(&cfg.Stream, "stream", "LEADFLOW_STREAM", "LEADFLOW", "event stream name")
 	f.Int(&cfg.Replicas, "replicas", "LEADFLOW_REPLICAS", 1, "stream replicas (3 in a cluster)")
 	f.String(&cfg.Postgres, "postgres", "LEADFLOW_POSTGRES_URL", "", "PostgreSQL URL of the read models (required)")
-	f.Int(&cfg.Workers, "workers", "LEADFLOW_PROJECTOR_WORKERS", 512, "leads projected at once (the most events one transaction holds)")
+	f.Int(&cfg.Workers, "workers", "LEADFLOW_PROJECTOR_WORKERS", 2048, "leads projected at once (the most events one transaction holds)")
+	f.Int(&cfg.Flushers, "flushers", "LEADFLOW_PROJECTOR_FLUSHERS", 3, "transactions of projected events committed at once")
 	f.Duration(&cfg.AckWait, "ack-wait", "LEADFLOW_ACK_WAIT", 2*time.Second, "redelivery delay of an unacknowledged event (below the 6s partition hand-over)")
 	f.Duration(&cfg.Grace, "grace", "LEADFLOW_GRACE", 10*time.Second, "how long running calls and batches may finish on shutdown")
 	f.Bool(&cfg.LogJSON, "log-json", "LEADFLOW_LOG_JSON", false, "JSON logs")

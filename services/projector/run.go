@@ -38,7 +38,10 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 		return errors.New("-postgres is required")
 	}
 	if cfg.Workers <= 0 {
-		cfg.Workers = 512
+		cfg.Workers = 2048
+	}
+	if cfg.Flushers <= 0 {
+		cfg.Flushers = 3
 	}
 	nc, js, err := eventstore.Dial(cfg.NATSURL, "projector", eventstore.WithUser(cfg.NATSUser, cfg.NATSPassword), eventstore.WithCA(cfg.TLS.NATSCAFile))
 	if err != nil {
@@ -55,7 +58,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	defer pool.Close()
 	// Migrations are applied here, before anything is consumed or served.
 	proj, err := project.New(ctx, project.Config{Name: adapters.Name, Pool: pool, JS: js, Stream: cfg.Stream,
-		Subjects: adapters.Subjects, MaxBatch: cfg.Workers, Logger: log}, adapters.ReadModel{})
+		Subjects: adapters.Subjects, MaxBatch: cfg.Workers, Flushers: cfg.Flushers, Logger: log}, adapters.ReadModel{})
 	if err != nil {
 		return err
 	}
