@@ -2,7 +2,6 @@ package config
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -79,11 +78,8 @@ func (c *certFiles) current() (*tls.Certificate, error) {
 		var pair tls.Certificate
 		if pair, err = tls.LoadX509KeyPair(c.cert, c.key); err == nil {
 			renewed := c.pair != nil
-			if pair.Leaf == nil {
-				pair.Leaf, _ = x509.ParseCertificate(pair.Certificate[0])
-			}
 			c.pair, c.loaded = &pair, now
-			if renewed {
+			if renewed && pair.Leaf != nil { // LoadX509KeyPair parses the leaf
 				slog.Info("tls: certificate renewed", "file", c.cert, "not_after", pair.Leaf.NotAfter)
 			}
 			return c.pair, nil

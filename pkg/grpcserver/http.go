@@ -132,8 +132,10 @@ func selfTLS(serverTLS *tls.Config) (*tls.Config, error) {
 		}
 		return &serverTLS.Certificates[0], nil
 	}
-	if c, err := current(); err != nil || c == nil || len(c.Certificate) == 0 {
-		return nil, fmt.Errorf("tls: the server has no certificate: %v", err)
+	if c, err := current(); err != nil {
+		return nil, err
+	} else if c == nil || len(c.Certificate) == 0 {
+		return nil, errors.New("tls: the server has no certificate")
 	}
 	return &tls.Config{
 		// Verified below, against the server's own certificate: no name
