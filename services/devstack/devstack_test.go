@@ -237,11 +237,13 @@ func demoLeadLines(out string) map[string]string {
 func freeOffset(t *testing.T) int {
 	t.Helper()
 	for range 50 {
-		n, err := rand.Int(rand.Reader, big.NewInt(400))
+		// Ports 17101 to 32105: below Linux's ephemeral range (32768 on),
+		// where other tests' client sockets come from.
+		n, err := rand.Int(rand.Reader, big.NewInt(150))
 		if err != nil {
 			t.Fatal(err)
 		}
-		offset := 20000 + int(n.Int64())*100
+		offset := 10000 + int(n.Int64())*100
 		free := true
 		for _, port := range []int{7101, 7102, 7103, 7104, 7105, 7201, 7202, 7203, 7204, 7205, 7180} {
 			lis, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port+offset))
