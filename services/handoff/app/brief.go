@@ -268,7 +268,7 @@ func (a *App) openBrief(ctx context.Context, b *Brief, sealed [][]byte) error {
 	if a.personal == nil {
 		return nil
 	}
-	company, title, err := a.sealedProfile(ctx, b.LeadID, slices.DeleteFunc(sealed, func(s []byte) bool { return len(s) == 0 }))
+	company, title, err := a.sealedProfile(ctx, b.LeadID, slices.DeleteFunc(sealed, func(s []byte) bool { return len(s) == 0 }), true)
 	if err != nil {
 		return err
 	}

@@ -201,7 +201,7 @@ func (a *App) unseal(ctx context.Context, cfg *routing.Config, l *lead) error {
 	if a.personal == nil || l.profile.GetCompany() != "" || len(l.sealed) == 0 || !cfg.NeedsCompany(l.profile) {
 		return nil
 	}
-	company, _, err := a.sealedProfile(ctx, l.id, l.sealed)
+	company, _, err := a.sealedProfile(ctx, l.id, l.sealed, false)
 	if err != nil || company == "" {
 		return err
 	}
@@ -239,11 +239,11 @@ func (a *App) load(ctx context.Context, leadID string) (*lead, error) {
 	return foldLead(leadID, recs), nil
 }
 
-// sealedProfile is the company and title a lead gave last, from its
-// submissions' sealed personal data (sealed, in order), opened newest
-// first; "" for an erased lead's.
-func (a *App) sealedProfile(ctx context.Context, leadID string, sealed [][]byte) (company, title string, err error) {
-	for i := len(sealed) - 1; i >= 0 && (company == "" || title == ""); i-- {
+// sealedProfile is the company (and, withTitle, the title) a lead gave
+// last, from its submissions' sealed personal data (sealed, in order),
+// opened newest first until found; "" for an erased lead's.
+func (a *App) sealedProfile(ctx context.Context, leadID string, sealed [][]byte, withTitle bool) (company, title string, err error) {
+	for i := len(sealed) - 1; i >= 0 && (company == "" || (withTitle && title == "")); i-- {
 		p, err := a.personal.Personal(ctx, leadID, sealed[i])
 		if err != nil || p == nil {
 			return company, title, err
