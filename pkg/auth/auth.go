@@ -152,17 +152,7 @@ func (v *Verifier) Verify(token string) (Principal, error) {
 	if c.Subject == "" {
 		return Principal{}, fmt.Errorf("%w: no subject", ErrUnauthenticated)
 	}
-	p = Principal{
-		Subject: c.Subject,
-		Kind:    eventv1.ActorKind(eventv1.ActorKind_value["ACTOR_KIND_"+c.Kind]),
-		Team:    eventv1.Team(eventv1.Team_value["TEAM_"+c.Team]),
-		Scopes:  strings.Fields(c.Scope),
-		Expires: c.ExpiresAt.Time,
-		ID:      c.ID,
-	}
-	if c.IssuedAt != nil {
-		p.IssuedAt = c.IssuedAt.Time
-	}
+	p = c.principal()
 	if v.revoked(p) {
 		return Principal{}, fmt.Errorf("%w: revoked", ErrUnauthenticated)
 	}
@@ -174,6 +164,37 @@ func (v *Verifier) Verify(token string) (Principal, error) {
 	v.seen[token], v.exp[token] = p, c.ExpiresAt.Time
 	v.mu.Unlock()
 	return p, nil
+}
+
+func (c claims) principal() Principal {
+	p := Principal{
+		Subject: c.Subject,
+		Kind:    eventv1.ActorKind(eventv1.ActorKind_value["ACTOR_KIND_"+c.Kind]),
+		Team:    eventv1.Team(eventv1.Team_value["TEAM_"+c.Team]),
+		Scopes:  strings.Fields(c.Scope),
+		ID:      c.ID,
+	}
+	if c.ExpiresAt != nil {
+		p.Expires = c.ExpiresAt.Time
+	}
+	if c.IssuedAt != nil {
+		p.IssuedAt = c.IssuedAt.Time
+	}
+	return p
+}
+
+// Claimed is the principal a token names, unchecked: for a client that
+// records itself as the actor of what it asks for (leadctl). Only a
+// service's Verify says whether the token is valid.
+func Claimed(token string) (Principal, error) {
+	var c claims
+	if _, _, err := jwt.NewParser().ParseUnverified(token, &c); err != nil {
+		return Principal{}, err
+	}
+	if c.Subject == "" {
+		return Principal{}, errors.New("auth: the token names no subject")
+	}
+	return c.principal(), nil
 }
 
 // ParsePublicKeys reads comma-separated public keys, each 64 hex chars.

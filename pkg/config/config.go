@@ -27,6 +27,21 @@ func (f Flags) String(p *string, name, env, def, usage string) {
 	f.StringVar(p, name, def, usage+" ($"+env+")")
 }
 
+// Secret defines a string flag defaulting to $env, else empty, whose
+// value -help never prints: keys and passwords come from the environment
+// of a pod or a shell, where anyone reading the help would see them.
+func (f Flags) Secret(p *string, name, env, usage string) {
+	*p = os.Getenv(env)
+	f.Var(secret{p}, name, usage+" ($"+env+")")
+}
+
+// secret is a string flag.Value that shows nothing: flag takes a Value
+// whose String is empty as unset, so no default is printed.
+type secret struct{ p *string }
+
+func (s secret) String() string     { return "" }
+func (s secret) Set(v string) error { *s.p = v; return nil }
+
 // Int defines an int flag defaulting to $env, else def.
 func (f Flags) Int(p *int, name, env string, def int, usage string) {
 	if v, ok := os.LookupEnv(env); ok {

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -60,14 +61,18 @@ func newRoot(out io.Writer) *cobra.Command {
 			if o.output != "text" && o.output != "json" {
 				return fmt.Errorf("%w: -o must be text or json, not %q", errUsage, o.output)
 			}
+			// Read here, not as flag defaults, so that --help never prints a secret.
+			o.natsUser = cmp.Or(o.natsUser, os.Getenv("LEADFLOW_NATS_USER"))
+			o.natsPassword = cmp.Or(o.natsPassword, os.Getenv("LEADFLOW_NATS_PASSWORD"))
+			o.token = cmp.Or(o.token, os.Getenv("LEADFLOW_TOKEN"))
 			return nil
 		},
 	}
 	root.SetOut(out)
 	f := root.PersistentFlags()
 	f.StringVar(&o.nats, "nats", envOr("LEADFLOW_NATS_URL", "nats://127.0.0.1:4333"), "NATS URL ($LEADFLOW_NATS_URL)")
-	f.StringVar(&o.natsUser, "nats-user", os.Getenv("LEADFLOW_NATS_USER"), "NATS user, the operator's ($LEADFLOW_NATS_USER; `make run` prints it)")
-	f.StringVar(&o.natsPassword, "nats-password", os.Getenv("LEADFLOW_NATS_PASSWORD"), "NATS password ($LEADFLOW_NATS_PASSWORD)")
+	f.StringVar(&o.natsUser, "nats-user", "", "NATS user, the operator's ($LEADFLOW_NATS_USER; make run prints it)")
+	f.StringVar(&o.natsPassword, "nats-password", "", "NATS password ($LEADFLOW_NATS_PASSWORD)")
 	f.StringVar(&o.natsCA, "nats-ca", os.Getenv("LEADFLOW_NATS_CA"), "PEM CA of the NATS server's certificate: connect over TLS ($LEADFLOW_NATS_CA)")
 	f.StringVar(&o.tlsCA, "tls-ca", os.Getenv("LEADFLOW_TLS_CA"), "PEM CA of the services' certificate: call their APIs over TLS ($LEADFLOW_TLS_CA; empty: plaintext)")
 	f.StringVar(&o.stream, "stream", envOr("LEADFLOW_STREAM", eventstore.DefaultStream), "event stream ($LEADFLOW_STREAM)")
@@ -78,7 +83,7 @@ func newRoot(out io.Writer) *cobra.Command {
 	f.StringVar(&o.projector, "projector", envOr("LEADFLOW_PROJECTOR_ADDR", "127.0.0.1:7105"), "projector gRPC address")
 	f.StringVarP(&o.output, "output", "o", "text", "output: text or json")
 	f.DurationVar(&o.timeout, "timeout", 5*time.Second, "how long to wait for a server")
-	f.StringVar(&o.token, "token", os.Getenv("LEADFLOW_TOKEN"), "bearer token for the services' APIs ($LEADFLOW_TOKEN; `make run` prints one)")
+	f.StringVar(&o.token, "token", "", "bearer token for the services' APIs ($LEADFLOW_TOKEN; make run prints one)")
 	root.AddCommand(timelineCmd(o), stateCmd(o), dlqCmd(o), tailCmd(o), explainCmd(o), lostCmd(o), reassignCmd(o), eraseCmd(o), exportCmd(o),
 		replayCmd(o), rebuildCmd(o), queuesCmd(o), tokenCmd(o))
 	return root

@@ -205,7 +205,7 @@ func reassignCmd(o *options) *cobra.Command {
 			err := call(cmd.Context(), o, "handoff", o.handoff, func(ctx context.Context, conn *grpc.ClientConn) error {
 				var err error
 				resp, err = handoffv1.NewHandoffServiceClient(conn).ReassignLead(ctx, &handoffv1.ReassignLeadRequest{LeadId: args[0], ToRepId: to,
-					RequestId: uuid.NewString(), Reason: reason, ReassignedBy: operator})
+					RequestId: uuid.NewString(), Reason: reason, ReassignedBy: o.actor()})
 				return err
 			})
 			if err != nil {
@@ -223,8 +223,15 @@ func reassignCmd(o *options) *cobra.Command {
 	return c
 }
 
-// operator is who leadctl acts as.
-var operator = &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "leadctl", Team: eventv1.Team_TEAM_OPERATIONS}
+// actor is who leadctl's writes name: the caller its token names, so an
+// erasure or a hand-on records the operator who did it; "leadctl" when
+// the services run without auth.
+func (o *options) actor() *eventv1.Actor {
+	if p, err := auth.Claimed(o.token); err == nil {
+		return p.Actor()
+	}
+	return &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "leadctl", Team: eventv1.Team_TEAM_OPERATIONS}
+}
 
 func protoOwner(o *eventv1.Owner) string {
 	if o.GetId() == "" {
@@ -250,7 +257,7 @@ func eraseCmd(o *options) *cobra.Command {
 			err := call(cmd.Context(), o, "intake", o.intake, func(ctx context.Context, conn *grpc.ClientConn) error {
 				var err error
 				resp, err = intakev1.NewIntakeServiceClient(conn).EraseLead(ctx, &intakev1.EraseLeadRequest{LeadId: args[0], Reason: reason,
-					Actor: operator})
+					Actor: o.actor()})
 				return err
 			})
 			if err != nil {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
 	"io"
 	"log/slog"
@@ -10,7 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/leadflow/leadflow/pkg/auth"
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
 	"github.com/leadflow/leadflow/pkg/testenv"
 )
 
@@ -78,5 +86,42 @@ func testTokenRevoke(t *testing.T, newWorld func(testing.TB) *world) {
 	refused(second)
 	if _, err := runCtl(ctx, append(w.natsFlags(), "token", "revoke")...); !errors.Is(err, errUsage) {
 		t.Fatalf("revoke naming nothing: %v, want a usage error", err)
+	}
+}
+
+// With auth on, what leadctl writes names the caller its token names: an
+// erasure records who erased the lead.
+func TestWritesNameTheTokensCaller(t *testing.T) {
+	w := newWorld(t)
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := auth.Issue(priv, auth.Principal{Subject: "olga", Kind: eventv1.ActorKind_ACTOR_KIND_USER,
+		Team: eventv1.Team_TEAM_OPERATIONS, Scopes: []string{auth.AllScopes}}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := w.serve(t, "intake", "-master-key", masterKey, "-blind-key", blindKey, "-auth-keys", hex.EncodeToString(pub))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), auth.Bearer(token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c, err := intakev1.NewIntakeServiceClient(conn).CaptureLead(context.Background(), &intakev1.CaptureLeadRequest{
+		Contact: &eventv1.Contact{Email: "ada@analytical.example"}, Attribution: &eventv1.Attribution{Source: "web-form"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := w.leadctl(t, "--intake", addr, "--token", token, "erase", c.GetLeadId(), "--reason", "ticket 7"); err != nil {
+		t.Fatalf("erase: %v\n%s", err, out)
+	}
+	recs, err := w.store.Load(context.Background(), eventstore.LeadSubject(c.GetLeadId()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := recs[len(recs)-1].Event
+	if last.GetEventType() != "LeadErased" || last.GetActor().GetId() != "olga" || last.GetActor().GetTeam() != eventv1.Team_TEAM_OPERATIONS {
+		t.Fatalf("last event %s by %v, want LeadErased by olga of operations", last.GetEventType(), last.GetActor())
 	}
 }

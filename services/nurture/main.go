@@ -71,7 +71,7 @@ func mainErr() error {
 	f.String(&cfg.AuthKeys, "auth-keys", "LEADFLOW_AUTH_KEYS", "", "comma-separated Ed25519 public keys (64 hex chars each) whose tokens are trusted; empty turns auth off")
 	f.String(&cfg.NATSURL, "nats", "LEADFLOW_NATS_URL", "", "NATS URL (required)")
 	f.String(&cfg.NATSUser, "nats-user", "LEADFLOW_NATS_USER", "", "NATS user (empty: no credentials)")
-	f.String(&cfg.NATSPassword, "nats-password", "LEADFLOW_NATS_PASSWORD", "", "NATS password of -nats-user")
+	f.Secret(&cfg.NATSPassword, "nats-password", "LEADFLOW_NATS_PASSWORD", "NATS password of -nats-user")
 	f.TLS(&cfg.TLS)
 	f.String(&cfg.Stream, "stream", "LEADFLOW_STREAM", "LEADFLOW", "event stream name")
 	f.String(&cfg.TimerStream, "timer-stream", "LEADFLOW_NURTURE_TIMER_STREAM", "NURTURE_TIMERS", "review timer stream name")
