@@ -291,3 +291,32 @@ func TestBlockKeyErrors(t *testing.T) {
 		t.Fatalf("%d block versions", len(got))
 	}
 }
+
+// Another process seals more of a lead's data with the key that sealed
+// what it holds; the lead's shred, naming only that first data's key,
+// destroys what it sealed too.
+func TestKeyOfSealsWithTheSameKey(t *testing.T) {
+	n := testenv.StartNATS(t)
+	intake, handoff := newVault(t, n.JS), newVault(t, n.JS)
+	k := take(t, intake)
+	first := seal(t, k, "ada@analytical.example")
+	more, err := handoff.KeyOf(t.Context(), k.LeadID(), first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	note := seal(t, more, "call her after the board meeting")
+	if keyIDOf(t, note) != keyIDOf(t, first) {
+		t.Fatalf("sealed with key %s, want %s", keyIDOf(t, note), keyIDOf(t, first))
+	}
+	mustOpen(t, newVault(t, n.JS), k.LeadID(), note, "call her after the board meeting")
+	if _, err := handoff.KeyOf(t.Context(), newLeadID(), first); !errors.Is(err, vault.ErrCorrupt) {
+		t.Fatalf("KeyOf for another lead: %v, want ErrCorrupt", err)
+	}
+	if err := intake.Shred(t.Context(), k.LeadID(), keyIDOf(t, first)); err != nil {
+		t.Fatal(err)
+	}
+	openErr(t, newVault(t, n.JS), k.LeadID(), note, vault.ErrShredded)
+	if _, err := newVault(t, n.JS).KeyOf(t.Context(), k.LeadID(), first); !errors.Is(err, vault.ErrShredded) {
+		t.Fatalf("KeyOf after the shred: %v, want ErrShredded", err)
+	}
+}

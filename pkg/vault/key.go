@@ -193,6 +193,36 @@ func (v *Vault) Key(ctx context.Context, leadID string) (*Key, error) {
 	return k, nil
 }
 
+// KeyOf returns the key that sealed data of the lead, to seal more of its
+// data with that key: what a process that reads the lead's keys but makes
+// none (handoff) seals with, so that the lead's erasure shreds it too.
+// Errors wrap ErrShredded, ErrNoKey or ErrCorrupt as Open's do.
+func (v *Vault) KeyOf(ctx context.Context, leadID string, sealed []byte) (*Key, error) {
+	if err := checkLeadID(leadID); err != nil {
+		return nil, err
+	}
+	kid, err := sealedKeyID(sealed)
+	if err != nil {
+		return nil, fmt.Errorf("vault: key of lead %s: %w", leadID, err)
+	}
+	dek, err := v.dek(ctx, leadID, keyID(leadID, kid))
+	if err != nil {
+		return nil, err
+	}
+	// A block's key is not stored under its lead: only opening sealed
+	// (its additional data is the lead id) shows the key is this lead's.
+	if _, err := openSealed(&dek, leadID, sealed); err != nil {
+		clear(dek[:])
+		return nil, fmt.Errorf("vault: key of lead %s: %w", leadID, err)
+	}
+	k := &Key{leadID: leadID, kid: kid, dek: dek}
+	clear(dek[:])
+	if k.aead, err = newAEAD(k.dek[:]); err != nil {
+		return nil, fmt.Errorf("vault: key of lead %s: %w", leadID, err)
+	}
+	return k, nil
+}
+
 // CachedKey is Key without I/O: the key the lead's data is sealed with
 // next if this vault holds it in its cache, else false.
 func (v *Vault) CachedKey(leadID string) (*Key, bool) {

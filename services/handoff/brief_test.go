@@ -39,7 +39,7 @@ func testHandoffBrief(t *testing.T, newWorld func(testing.TB) *world) {
 	}
 
 	id := uuid.NewString()
-	w.write(t, id, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{SealedContact: []byte("sealed"), Profile: dach(50),
+	w.write(t, id, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{SealedPersonal: w.sealed(t, id, &eventv1.Personal{Contact: &eventv1.Contact{Email: "ada@example.com"}}), Profile: dach(50),
 		Attribution: &eventv1.Attribution{Source: "webinar", CampaignId: "webinar-q4", UtmSource: "newsletter"},
 		Consents:    []*eventv1.Consent{{Channel: eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL, Status: eventv1.ConsentStatus_CONSENT_STATUS_GRANTED}}}, intakeActor)
 	for _, a := range []eventv1.ActivityType{eventv1.ActivityType_ACTIVITY_TYPE_WEBINAR_ATTENDED, eventv1.ActivityType_ACTIVITY_TYPE_PRICING_PAGE_VISIT} {

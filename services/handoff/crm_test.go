@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 	"sync"
@@ -9,6 +10,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
@@ -145,6 +147,7 @@ func TestRejectAndLost(t *testing.T) {
 	if lr.GetReason() != eventv1.RejectReason_REJECT_REASON_EXISTING_CUSTOMER || lr.GetRepId() != owner || lr.GetSegment() != "smb" {
 		t.Errorf("rejection: %v", lr)
 	}
+	w.wantSealed(t, rejected, last(w.events(t, rejected)), lr.GetSealedNote(), "already on the enterprise plan")
 
 	lost := w.mql(t, dach(50))
 	owner = ownerOf(w.waitFor(t, lost, "LeadAssigned", 1)[0])
@@ -165,6 +168,43 @@ func TestRejectAndLost(t *testing.T) {
 	r2, err := c.CloseLost(ctx, &handoffv1.CloseLostRequest{LeadId: lost, RepId: owner, RequestId: "l", Reason: "chose a competitor"})
 	if err != nil || r2.GetLead().GetStatus() != eventv1.LeadStatus_LEAD_STATUS_LOST || r2.GetLead().GetOwner().GetId() != "nurture" {
 		t.Fatalf("lost: %v %v", r2, err)
+	}
+	dl := last(w.events(t, lost))
+	w.wantSealed(t, lost, dl, dl.GetDealLost().GetSealedReason(), "chose a competitor")
+	if b, err := c.GetHandoffBrief(ctx, &handoffv1.GetHandoffBriefRequest{LeadId: lost}); err != nil || b.GetBrief().GetOpportunity().GetLostReason() != "chose a competitor" {
+		t.Fatalf("brief of the lost deal: %v %v", b.GetBrief().GetOpportunity(), err)
+	}
+
+	// Without the key vault a rep's free text cannot be kept: refused, and
+	// nothing is written. The reason code alone goes through.
+	bare := w.startWith(t, func(c *Config) { c.MasterKey, c.BlindKey = "", "" }).client
+	id := w.mql(t, dach(50))
+	owner = ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0])
+	before := len(w.events(t, id))
+	_, err = bare.RejectLead(ctx, &handoffv1.RejectLeadRequest{LeadId: id, RepId: owner, RequestId: "n1",
+		Reason: eventv1.RejectReason_REJECT_REASON_NOT_READY, Note: "her budget is frozen"})
+	if status.Code(err) != codes.FailedPrecondition || !strings.HasPrefix(status.Convert(err).Message(), "note: ") {
+		t.Fatalf("a note without the vault: %v, want FAILED_PRECONDITION naming note", err)
+	}
+	if n := len(w.events(t, id)); n != before {
+		t.Fatalf("a refused note wrote %d events", n-before)
+	}
+	if _, err := bare.RejectLead(ctx, &handoffv1.RejectLeadRequest{LeadId: id, RepId: owner, RequestId: "n2",
+		Reason: eventv1.RejectReason_REJECT_REASON_NOT_READY}); err != nil {
+		t.Fatalf("a rejection without a note, without the vault: %v", err)
+	}
+}
+
+// wantSealed checks that ev keeps text only sealed with one of the lead's
+// keys.
+func (w *world) wantSealed(t *testing.T, leadID string, ev *eventv1.Event, sealed []byte, text string) {
+	t.Helper()
+	if b, _ := proto.Marshal(ev); bytes.Contains(b, []byte(text)) {
+		t.Errorf("%s holds %q in the clear", ev.GetEventType(), text)
+	}
+	plain, err := w.vault.Open(ctxT(t), leadID, sealed)
+	if err != nil || string(plain) != text {
+		t.Errorf("%s sealed %q, %v; want %q", ev.GetEventType(), plain, err, text)
 	}
 }
 

@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,6 +30,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/pkg/natsauth"
 	"github.com/leadflow/leadflow/pkg/testenv"
+	"github.com/leadflow/leadflow/pkg/vault"
 	"github.com/leadflow/leadflow/services/handoff/ports"
 )
 
@@ -38,6 +41,9 @@ const stream = "LEADFLOW"
 type world struct {
 	nats  *testenv.NATS
 	store *eventstore.Store
+	// vault is intake's key vault: handoff opens what it sealed, and seals
+	// the reps' notes with the same keys.
+	vault *vault.Vault
 	// policy, if set, replaces the lifecycle's default for the next write.
 	policy *lifecycle.Policy
 }
@@ -62,12 +68,42 @@ func worldOn(t testing.TB, n *testenv.NATS) *world {
 	if _, err := eventstore.EnsureStream(context.Background(), n.JS, eventstore.StreamConfig{Name: stream}); err != nil {
 		t.Fatal(err)
 	}
-	return &world{nats: n, store: eventstore.New(n.JS, stream)}
+	mk, _ := hex.DecodeString(testMasterKey)
+	bk, _ := hex.DecodeString(testBlindKey)
+	v, err := vault.New(context.Background(), n.JS, vault.Config{MasterKey: mk, BlindKey: bk}) // as intake makes it
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Close)
+	return &world{nats: n, store: eventstore.New(n.JS, stream), vault: v}
 }
+
+// The keys of the world's vault, which the service gets too.
+var testMasterKey, testBlindKey = strings.Repeat("5a", 32), strings.Repeat("a5", 32)
 
 func testConfig(url string) Config {
 	return Config{Addr: "127.0.0.1:0", NATSURL: url, Stream: stream, TimerStream: "HANDOFF_TIMERS", LoadsBucket: "HANDOFF_LOAD",
-		Replicas: 1, Workers: 16, AckWait: 2 * time.Second, RouteRetry: time.Second, Grace: time.Second}
+		Replicas: 1, Workers: 16, AckWait: 2 * time.Second, RouteRetry: time.Second, Grace: time.Second,
+		MasterKey: testMasterKey, BlindKey: testBlindKey}
+}
+
+// sealed is personal data of the lead sealed as intake seals it: with a
+// key of its own, from a block.
+func (w *world) sealed(t testing.TB, leadID string, p *eventv1.Personal) []byte {
+	t.Helper()
+	k, err := w.vault.Take(ctxT(t), leadID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := proto.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := k.Seal(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // service is one run of the real service (run, as main calls it).
@@ -195,7 +231,8 @@ func (w *world) write(t testing.TB, leadID string, cmd lifecycle.Command, payloa
 func (w *world) mql(t testing.TB, p *eventv1.Profile) string {
 	t.Helper()
 	id := uuid.NewString()
-	w.write(t, id, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{SealedContact: []byte("sealed"), Profile: p,
+	w.write(t, id, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{
+		SealedPersonal: w.sealed(t, id, &eventv1.Personal{Contact: &eventv1.Contact{Email: "lead@" + p.GetEmailDomain()}}), Profile: p,
 		Attribution: &eventv1.Attribution{Source: "web-form"}}, intakeActor)
 	w.qualify(t, id)
 	return id

@@ -83,7 +83,7 @@ func mainErr() error {
 	f.Duration(&cfg.AckWait, "ack-wait", "LEADFLOW_ACK_WAIT", 2*time.Second, "redelivery delay of an unacknowledged event (below the 6s partition hand-over)")
 	f.Duration(&cfg.RouteRetry, "route-retry", "LEADFLOW_HANDOFF_ROUTE_RETRY", 15*time.Minute, "how often routing retries a queued lead")
 	f.Duration(&cfg.TimerTTL, "timer-ttl", "LEADFLOW_HANDOFF_TIMER_TTL", 30*24*time.Hour, "how long fired timers are kept")
-	f.Secret(&cfg.MasterKey, "master-key", "LEADFLOW_MASTER_KEY", "64 hex chars: opens sealed company names for account matching (optional)")
+	f.Secret(&cfg.MasterKey, "master-key", "LEADFLOW_MASTER_KEY", "64 hex chars: opens sealed company names for account matching and seals the reps' notes; without it, notes and lost reasons are refused")
 	f.Secret(&cfg.ReadMasterKeys, "read-master-keys", "LEADFLOW_READ_MASTER_KEYS", "comma-separated master keys that may also have wrapped stored data keys (a rotation)")
 	f.Secret(&cfg.BlindKey, "blind-key", "LEADFLOW_BLIND_KEY", "64 hex chars: the vault's blind key, with -master-key")
 	f.Duration(&cfg.Grace, "grace", "LEADFLOW_GRACE", 10*time.Second, "how long running calls and handlers may finish on shutdown")

@@ -823,6 +823,41 @@ func (e *env) capture(t *testing.T, r *intakev1.CaptureLeadRequest) *intakev1.Ca
 	return res
 }
 
+// appendRejection appends LeadRejected by rep ann with note sealed as
+// handoff seals it, with the key of the lead's last submission.
+func (e *env) appendRejection(t *testing.T, leadID, note string) {
+	t.Helper()
+	ctx := ctxT(t)
+	mk, _ := hex.DecodeString(e.cfg.MasterKey)
+	bk, _ := hex.DecodeString(e.cfg.BlindKey)
+	v, err := vault.New(ctx, e.nats.JS, vault.Config{MasterKey: mk, BlindKey: bk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	events := e.timeline(t, leadID)
+	k, err := v.KeyOf(ctx, leadID, events[0].GetLeadCaptured().GetSealedPersonal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := k.Seal([]byte(note))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := eventstore.New(e.nats.JS, e.cfg.Stream)
+	version, err := store.Version(ctx, eventstore.LeadSubject(leadID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := &eventv1.Event{EventId: fmt.Sprintf("rejected-%d", version), LeadId: leadID, EventType: "LeadRejected", OccurredAt: timestamppb.Now(),
+		Actor:     &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "ann", Team: eventv1.Team_TEAM_SALES},
+		Lifecycle: events[len(events)-1].GetLifecycle(),
+		Payload:   &eventv1.Event_LeadRejected{LeadRejected: &eventv1.LeadRejected{RepId: "ann", Reason: eventv1.RejectReason_REJECT_REASON_NOT_READY, SealedNote: sealed}}}
+	if _, err := store.Append(ctx, eventstore.LeadSubject(leadID), version, ev); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func (e *env) timeline(t *testing.T, leadID string) []*eventv1.Event {
 	t.Helper()
 	tl, err := e.client.GetLeadTimeline(ctxT(t), &intakev1.GetLeadTimelineRequest{LeadId: leadID})
@@ -984,8 +1019,12 @@ func testEraseAndExport(t *testing.T, start func(testing.TB) *env) {
 		Type: eventv1.ActivityType_ACTIVITY_TYPE_CONTENT_DOWNLOAD, Detail: "deck-sent-to-erinzelda"}); err != nil {
 		t.Fatal(err)
 	}
+	// A rep's note, as handoff seals it: with the key of the lead's
+	// submission.
+	e.appendRejection(t, id, "erinzelda-asked-for-her-husband")
 	personal := []string{"erin.erasure@forget.example", "Erinzelda", "Vanishkova", "+442079460123", "prefers-calls-after-lunch",
-		"Obliviate Holdings", "Head of Forgetting", "utm-src-zq", "utm-med-zq", "utm-camp-zq", "crm-id-zq-4711", "deck-sent-to-erinzelda"}
+		"Obliviate Holdings", "Head of Forgetting", "utm-src-zq", "utm-med-zq", "utm-camp-zq", "crm-id-zq-4711", "deck-sent-to-erinzelda",
+		"erinzelda-asked-for-her-husband"}
 
 	x, err := e.client.ExportLead(ctx, &intakev1.ExportLeadRequest{LeadId: id})
 	if err != nil {
@@ -996,6 +1035,9 @@ func testEraseAndExport(t *testing.T, start func(testing.TB) *env) {
 		if !strings.Contains(dump, p) {
 			t.Errorf("the export lacks %q", p)
 		}
+	}
+	if n := x.GetNotes(); len(n) != 1 || n[0].GetEventType() != "LeadRejected" || n[0].GetField() != "sealed_note" || n[0].GetActor().GetId() != "ann" {
+		t.Errorf("exported notes: %v", n)
 	}
 	// Sealed: no personal field is stored in the clear, even before erasure.
 	needles := make([][]byte, len(personal))

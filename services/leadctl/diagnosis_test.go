@@ -415,7 +415,7 @@ func TestDiagnoseFaults(t *testing.T) {
 		}
 		stopStandIn := w.standIn(t)
 		if _, err := hc.RejectLead(context.Background(), &handoffv1.RejectLeadRequest{LeadId: lead, RepId: rep, RequestId: uuid.NewString(),
-			Reason: eventv1.RejectReason_REJECT_REASON_NOT_READY, Note: "next quarter"}); err != nil {
+			Reason: eventv1.RejectReason_REJECT_REASON_NOT_READY}); err != nil {
 			t.Fatal(err)
 		}
 		rejected := w.waitFor(t, lead, "LeadRejected")

@@ -40,6 +40,15 @@ func (p *Personal) Text(ctx context.Context, leadID string, sealed []byte) (stri
 	return string(plain), err
 }
 
+// Seal seals text with the key that sealed with.
+func (p *Personal) Seal(ctx context.Context, leadID string, with []byte, text string) ([]byte, error) {
+	k, err := p.v.KeyOf(ctx, leadID, with)
+	if err != nil {
+		return nil, err
+	}
+	return k.Seal([]byte(text))
+}
+
 // open opens sealed with the lead's key: nil, no error, once the key is
 // shredded.
 func (p *Personal) open(ctx context.Context, leadID string, sealed []byte) ([]byte, error) {

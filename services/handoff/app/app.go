@@ -95,8 +95,10 @@ type Timers interface {
 // routing needs the company name, which intake seals, and the brief tells
 // the rep the company, the title and what each activity said. Optional:
 // without it, accounts match by email domain, and by the company name
-// only of leads whose profile still carries it in the clear, and briefs
-// leave what is sealed out.
+// only of leads whose profile still carries it in the clear, briefs
+// leave what is sealed out, and a rep's free text (a rejection's note, a
+// lost deal's reason) is refused: it may name the person, so it is kept
+// only sealed.
 type Personal interface {
 	// Personal returns what sealed holds, a LeadCaptured's or
 	// LeadResubmitted's sealed_personal; nil when the lead was erased.
@@ -104,6 +106,9 @@ type Personal interface {
 	// Text returns sealed text, an ActivityRecorded's sealed_detail; ""
 	// when the lead was erased.
 	Text(ctx context.Context, leadID string, sealed []byte) (string, error)
+	// Seal seals a rep's free text with the key that sealed with (one of
+	// the lead's submissions), so the lead's erasure shreds it too.
+	Seal(ctx context.Context, leadID string, with []byte, text string) ([]byte, error)
 }
 
 // App is the handoff service's use cases.

@@ -66,12 +66,14 @@ type Rejection struct {
 	RepID  string
 	Reason eventv1.RejectReason
 	Note   string
+	sealed []byte // the note, sealed
 }
 
 // Recycle is the lead going back to marketing.
 type Recycle struct {
 	At            time.Time
 	Cause, Detail string
+	sealed        []byte // the rep's words, sealed: appended to Detail
 }
 
 // SLAEntry is one warning or breach.
@@ -91,6 +93,7 @@ type Opportunity struct {
 	ExpectedClose time.Time
 	Outcome       string
 	LostReason    string
+	sealedLost    []byte // LostReason, sealed
 }
 
 const maxActivities = 50
@@ -178,7 +181,7 @@ func (a *App) HandoffBrief(ctx context.Context, leadID string) (Brief, error) {
 		case *eventv1.Event_LeadRejected:
 			x := p.LeadRejected
 			endOwner(at, "rejected")
-			b.Rejections = append(b.Rejections, Rejection{At: at, RepID: x.GetRepId(), Reason: x.GetReason(), Note: x.GetNote()})
+			b.Rejections = append(b.Rejections, Rejection{At: at, RepID: x.GetRepId(), Reason: x.GetReason(), Note: x.GetNote(), sealed: x.GetSealedNote()})
 			b.Recycles = append(b.Recycles, Recycle{At: at, Cause: "rejected", Detail: strings.TrimPrefix(x.GetReason().String(), "REJECT_REASON_")})
 		case *eventv1.Event_LeadRecycled:
 			endOwner(at, "recycled")
@@ -211,9 +214,9 @@ func (a *App) HandoffBrief(ctx context.Context, leadID string) (Brief, error) {
 		case *eventv1.Event_DealLost:
 			endOwner(at, "lost")
 			if b.Opportunity != nil {
-				b.Opportunity.Outcome, b.Opportunity.LostReason = "lost", p.DealLost.GetReason()
+				b.Opportunity.Outcome, b.Opportunity.LostReason, b.Opportunity.sealedLost = "lost", p.DealLost.GetReason(), p.DealLost.GetSealedReason()
 			}
-			b.Recycles = append(b.Recycles, Recycle{At: at, Cause: "lost", Detail: p.DealLost.GetReason()})
+			b.Recycles = append(b.Recycles, Recycle{At: at, Cause: "lost", Detail: p.DealLost.GetReason(), sealed: p.DealLost.GetSealedReason()})
 		case *eventv1.Event_LeadMerged, *eventv1.Event_LeadErased:
 			endOwner(at, strings.ToLower(strings.TrimPrefix(ev.GetEventType(), "Lead")))
 		}
@@ -261,9 +264,10 @@ func ownerOf(o *eventv1.Owner) lifecycle.Owner {
 	return lifecycle.Owner{Kind: lifecycle.OwnerKind(o.GetKind()), ID: o.GetId()}
 }
 
-// openBrief fills in what intake sealed (sealed: every submission's
-// personal data): the company and title the lead gave last, and its
-// activities' details. An erased lead's stay empty.
+// openBrief fills in what is sealed (sealed: every submission's personal
+// data): the company and title the lead gave last, its activities'
+// details, and the reps' notes and lost reasons. An erased lead's stay
+// empty.
 func (a *App) openBrief(ctx context.Context, b *Brief, sealed [][]byte) error {
 	if a.personal == nil {
 		return nil
@@ -278,15 +282,26 @@ func (a *App) openBrief(ctx context.Context, b *Brief, sealed [][]byte) error {
 		}
 		b.Profile.Company, b.Profile.Title = cmp.Or(company, b.Profile.GetCompany()), cmp.Or(title, b.Profile.GetTitle())
 	}
-	for i, act := range b.Activities {
-		if len(act.sealed) == 0 {
-			continue
+	open := func(text *string, sealed []byte) error {
+		if len(sealed) == 0 {
+			return nil
 		}
-		d, err := a.personal.Text(ctx, b.LeadID, act.sealed)
-		if err != nil {
-			return err
-		}
-		b.Activities[i].Detail = d
+		s, err := a.personal.Text(ctx, b.LeadID, sealed)
+		*text = cmp.Or(s, *text)
+		return err
 	}
-	return nil
+	var errs []error
+	for i := range b.Activities {
+		errs = append(errs, open(&b.Activities[i].Detail, b.Activities[i].sealed))
+	}
+	for i := range b.Rejections {
+		errs = append(errs, open(&b.Rejections[i].Note, b.Rejections[i].sealed))
+	}
+	for i := range b.Recycles {
+		errs = append(errs, open(&b.Recycles[i].Detail, b.Recycles[i].sealed))
+	}
+	if o := b.Opportunity; o != nil {
+		errs = append(errs, open(&o.LostReason, o.sealedLost))
+	}
+	return errors.Join(errs...)
 }

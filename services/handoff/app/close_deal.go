@@ -69,8 +69,12 @@ func (a *App) CloseLost(ctx context.Context, in CloseLost, meta envelope.Meta) (
 			if err := requireOwner(l, in.RepID, "Lose"); err != nil {
 				return nil, err
 			}
+			reason, err := a.sealText(ctx, l, "reason", in.Reason)
+			if err != nil {
+				return nil, err
+			}
 			ev, _, err := a.leadEvent(l.id, l.state, lifecycle.Command{Name: lifecycle.Lose, Reason: in.Reason}, a.policy,
-				&eventv1.DealLost{OpportunityId: l.opportunity.id, Reason: in.Reason, RepId: in.RepID, Segment: l.segment}, meta, now)
+				&eventv1.DealLost{OpportunityId: l.opportunity.id, SealedReason: reason, RepId: in.RepID, Segment: l.segment}, meta, now)
 			if err != nil {
 				return nil, err
 			}

@@ -92,6 +92,16 @@ func (e *UnavailableError) Error() string {
 	return fmt.Sprintf("rep %s cannot take leads: %s", e.RepID, e.Why)
 }
 
+// CannotSealError is a rep's free text that cannot be kept sealed: this
+// handoff has no key vault, or the lead no data key. Nothing was written.
+type CannotSealError struct {
+	Field, Why string
+}
+
+func (e *CannotSealError) Error() string {
+	return fmt.Sprintf("%s: %s, and free text may name the person, so it is kept only sealed; send the request without it", e.Field, e.Why)
+}
+
 // StaleVersionError is a routing change made against a version that is
 // no longer current. Nothing was written.
 type StaleVersionError struct {

@@ -26,6 +26,9 @@ type lead struct {
 	// sealed is every submission's sealed personal data (company,
 	// title), in order: a re-submission seals only what it brought.
 	sealed [][]byte
+	// keyed is the last submission's sealed data of either kind: its key
+	// seals the rep's free text (sealText).
+	keyed []byte
 	// byKey maps idempotency keys to the first event written with each;
 	// causes holds the causation ids of the lead's events.
 	byKey  map[string]keyed
@@ -94,11 +97,13 @@ func (l *lead) apply(r eventstore.Record) {
 		if b := p.LeadCaptured.GetSealedPersonal(); len(b) > 0 {
 			l.sealed = [][]byte{b}
 		}
+		l.keyed = nonEmpty(p.LeadCaptured.GetSealedPersonal(), p.LeadCaptured.GetSealedContact())
 	case *eventv1.Event_LeadResubmitted:
 		l.profile = mergeProfile(l.profile, p.LeadResubmitted.GetProfile())
 		if b := p.LeadResubmitted.GetSealedPersonal(); len(b) > 0 {
 			l.sealed = append(l.sealed, b)
 		}
+		l.keyed = nonEmpty(p.LeadResubmitted.GetSealedPersonal(), p.LeadResubmitted.GetSealedContact(), l.keyed)
 	case *eventv1.Event_LeadQualified:
 		l.journey++
 		l.qualified = ev.GetEventId()
@@ -251,4 +256,14 @@ func (a *App) sealedProfile(ctx context.Context, leadID string, sealed [][]byte,
 		company, title = cmp.Or(company, p.GetCompany()), cmp.Or(title, p.GetTitle())
 	}
 	return company, title, nil
+}
+
+// nonEmpty is the first of bs that holds anything.
+func nonEmpty(bs ...[]byte) []byte {
+	for _, b := range bs {
+		if len(b) > 0 {
+			return b
+		}
+	}
+	return nil
 }

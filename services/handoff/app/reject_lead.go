@@ -20,6 +20,20 @@ type RejectLead struct {
 
 const maxNote = 500
 
+// sealText seals a rep's free text for the lead (nil for none) with the
+// key of its last submission, so that erasing the lead shreds it.
+func (a *App) sealText(ctx context.Context, l *lead, field, text string) ([]byte, error) {
+	switch {
+	case strings.TrimSpace(text) == "":
+		return nil, nil
+	case a.personal == nil:
+		return nil, &CannotSealError{Field: field, Why: "this handoff runs without the key vault (-master-key)"}
+	case len(l.keyed) == 0:
+		return nil, &CannotSealError{Field: field, Why: "the lead has no data key"}
+	}
+	return a.personal.Seal(ctx, l.id, l.keyed, text)
+}
+
 // RejectLead appends LeadRejected with the reason code: the lead goes
 // back to nurture (RECYCLED, owned by the nurture queue).
 //
@@ -43,8 +57,12 @@ func (a *App) RejectLead(ctx context.Context, in RejectLead, meta envelope.Meta)
 			if err := requireOwner(l, in.RepID, "Reject"); err != nil {
 				return nil, err
 			}
+			note, err := a.sealText(ctx, l, "note", in.Note)
+			if err != nil {
+				return nil, err
+			}
 			ev, _, err := a.leadEvent(l.id, l.state, lifecycle.Command{Name: lifecycle.Reject, Reason: reason}, a.policy,
-				&eventv1.LeadRejected{RepId: in.RepID, Reason: in.Reason, Note: in.Note, Segment: l.segment}, meta, now)
+				&eventv1.LeadRejected{RepId: in.RepID, Reason: in.Reason, SealedNote: note, Segment: l.segment}, meta, now)
 			if err != nil {
 				return nil, err
 			}

@@ -290,6 +290,7 @@ func (g *GRPC) status(ctx context.Context, method string, err error) error {
 		full  *app.AtCapacityError
 		away  *app.UnavailableError
 		stale *app.StaleVersionError
+		seal  *app.CannotSealError
 	)
 	switch {
 	case errors.As(err, &ve):
@@ -300,7 +301,7 @@ func (g *GRPC) status(ctx context.Context, method string, err error) error {
 		return grpcserver.InvalidArgument(ve.Error(), fields...)
 	case errors.Is(err, app.ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
-	case errors.As(err, &owner), errors.As(err, &full), errors.As(err, &away):
+	case errors.As(err, &owner), errors.As(err, &full), errors.As(err, &away), errors.As(err, &seal):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.As(err, &stale):
 		return status.Error(codes.Aborted, err.Error())

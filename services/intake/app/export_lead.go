@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
@@ -18,6 +21,18 @@ type Export struct {
 	Submissions []ExportedSubmission
 	Activities  []ExportedActivity
 	Events      []TimelineEntry
+	Notes       []ExportedNote
+}
+
+// ExportedNote is sealed free text of an event that is neither a
+// submission nor an activity (a rep's note), opened.
+type ExportedNote struct {
+	Seq        uint64
+	OccurredAt time.Time
+	EventType  string
+	Field      string
+	Actor      *eventv1.Actor
+	Text       string
 }
 
 // ExportedSubmission is one form fill, its personal fields opened (nil
@@ -74,6 +89,13 @@ func (a *App) ExportLead(ctx context.Context, leadID string) (Export, error) {
 	}
 	for _, r := range recs {
 		out.Events = append(out.Events, TimelineEntry{Record: r, Summary: Summarize(r.Event)})
+		if !view.Erased {
+			notes, err := a.openNotes(ctx, leadID, r)
+			if err != nil {
+				return Export{}, err
+			}
+			out.Notes = append(out.Notes, notes...)
+		}
 		act, ok := envelope.Payload(r.Event).(*eventv1.ActivityRecorded)
 		if !ok {
 			continue
@@ -87,6 +109,40 @@ func (a *App) ExportLead(ctx context.Context, leadID string) (Export, error) {
 	}
 	return out, nil
 }
+
+// openNotes opens the sealed text fields of r's payload that are not a
+// submission's or an activity's (exported with those): what other
+// services sealed, such as a rep's rejection note.
+func (a *App) openNotes(ctx context.Context, leadID string, r eventstore.Record) ([]ExportedNote, error) {
+	p := envelope.Payload(r.Event)
+	if p == nil {
+		return nil, nil
+	}
+	var out []ExportedNote
+	var err error
+	p.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		name := string(fd.Name())
+		if fd.Kind() != protoreflect.BytesKind || fd.IsList() || !strings.HasPrefix(name, "sealed") || exportedElsewhere[name] {
+			return true
+		}
+		plain, oerr := a.keys.Open(ctx, leadID, v.Bytes())
+		switch {
+		case errors.Is(oerr, vault.ErrShredded), errors.Is(oerr, vault.ErrNoKey):
+			return true // erased meanwhile, or not the lead's: nothing to show
+		case oerr != nil:
+			err = fmt.Errorf("open %s of %s at %d: %w", name, r.Event.GetEventType(), r.Seq, oerr)
+			return false
+		}
+		out = append(out, ExportedNote{Seq: r.Seq, OccurredAt: r.Event.GetOccurredAt().AsTime(), EventType: r.Event.GetEventType(),
+			Field: name, Actor: r.Event.GetActor(), Text: string(plain)})
+		return true
+	})
+	return out, err
+}
+
+// exportedElsewhere are the sealed fields an export shows as submissions
+// and activities.
+var exportedElsewhere = map[string]bool{"sealed_personal": true, "sealed_contact": true, "sealed_detail": true}
 
 // openDetail is an activity's detail: sealed in newer events, in the
 // clear in older ones.

@@ -261,6 +261,10 @@ func (g *GRPC) ExportLead(ctx context.Context, r *intakev1.ExportLeadRequest) (*
 	for _, e := range x.Events {
 		out.Events = append(out.Events, &intakev1.TimelineEntry{Sequence: e.Record.Seq, Event: e.Record.Event, Summary: e.Summary})
 	}
+	for _, n := range x.Notes {
+		out.Notes = append(out.Notes, &intakev1.ExportedNote{Sequence: n.Seq, OccurredAt: pbTime(n.OccurredAt), EventType: n.EventType,
+			Field: n.Field, Actor: n.Actor, Text: n.Text})
+	}
 	return out, nil
 }
 

@@ -87,11 +87,16 @@ func (a *App) recycle(l *lead, now time.Time, meta envelope.Meta) (*eventv1.Even
 		r := x.LeadRejected
 		p.Cause, p.RejectReason = eventv1.RecycleCause_RECYCLE_CAUSE_REJECTED, r.GetReason()
 		p.Note = "rejected by rep " + r.GetRepId() + ": " + strings.TrimPrefix(r.GetReason().String(), "REJECT_REASON_")
-		if n := strings.TrimSpace(r.GetNote()); n != "" {
+		if n := strings.TrimSpace(r.GetNote()); n != "" { // written in the clear before notes were sealed
 			p.Note += " (" + n + ")"
 		}
+		p.SealedNote = r.GetSealedNote()
 	case *eventv1.Event_DealLost:
-		p.Cause, p.Note = eventv1.RecycleCause_RECYCLE_CAUSE_LOST, "deal lost: "+x.DealLost.GetReason()
+		p.Cause, p.Note = eventv1.RecycleCause_RECYCLE_CAUSE_LOST, "deal lost"
+		if n := strings.TrimSpace(x.DealLost.GetReason()); n != "" {
+			p.Note += ": " + n
+		}
+		p.SealedNote = x.DealLost.GetSealedReason()
 	case *eventv1.Event_LeadDisqualified:
 		p.Cause, p.Note = eventv1.RecycleCause_RECYCLE_CAUSE_NOT_READY, "not now: "+x.LeadDisqualified.GetReason()
 	case *eventv1.Event_SlaBreached:

@@ -805,9 +805,13 @@ type LeadRejected struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	RepId  string                 `protobuf:"bytes,1,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
 	Reason RejectReason           `protobuf:"varint,2,opt,name=reason,proto3,enum=leadflow.event.v1.RejectReason" json:"reason,omitempty"`
-	// note is the rep's free text; it must hold no personal data.
-	Note          string `protobuf:"bytes,3,opt,name=note,proto3" json:"note,omitempty"`
-	Segment       string `protobuf:"bytes,4,opt,name=segment,proto3" json:"segment,omitempty"`
+	// note is the rep's free text as written before sealed_note existed;
+	// newer events leave it empty.
+	Note    string `protobuf:"bytes,3,opt,name=note,proto3" json:"note,omitempty"`
+	Segment string `protobuf:"bytes,4,opt,name=segment,proto3" json:"segment,omitempty"`
+	// sealed_note is the rep's free text, sealed with one of the lead's data
+	// keys (it may say anything about the person), so erasure shreds it.
+	SealedNote    []byte `protobuf:"bytes,5,opt,name=sealed_note,json=sealedNote,proto3" json:"sealed_note,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -868,6 +872,13 @@ func (x *LeadRejected) GetSegment() string {
 		return x.Segment
 	}
 	return ""
+}
+
+func (x *LeadRejected) GetSealedNote() []byte {
+	if x != nil {
+		return x.SealedNote
+	}
+	return nil
 }
 
 // ContactAttempted is one attempt by the rep to reach the lead.
@@ -1385,9 +1396,14 @@ func (x *DealWon) GetSegment() string {
 type DealLost struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	OpportunityId string                 `protobuf:"bytes,1,opt,name=opportunity_id,json=opportunityId,proto3" json:"opportunity_id,omitempty"`
-	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
-	RepId         string                 `protobuf:"bytes,3,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
-	Segment       string                 `protobuf:"bytes,4,opt,name=segment,proto3" json:"segment,omitempty"`
+	// reason is the rep's free text as written before sealed_reason existed;
+	// newer events leave it empty.
+	Reason  string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	RepId   string `protobuf:"bytes,3,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
+	Segment string `protobuf:"bytes,4,opt,name=segment,proto3" json:"segment,omitempty"`
+	// sealed_reason is why the deal was lost in the rep's words, sealed with
+	// one of the lead's data keys, as LeadRejected's sealed_note.
+	SealedReason  []byte `protobuf:"bytes,5,opt,name=sealed_reason,json=sealedReason,proto3" json:"sealed_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1448,6 +1464,13 @@ func (x *DealLost) GetSegment() string {
 		return x.Segment
 	}
 	return ""
+}
+
+func (x *DealLost) GetSealedReason() []byte {
+	if x != nil {
+		return x.SealedReason
+	}
+	return nil
 }
 
 // OpportunityStageChanged is the opportunity moving between CRM stages.
@@ -3437,12 +3460,14 @@ const file_leadflow_event_v1_handoff_proto_rawDesc = "" +
 	"\x0fattempts_due_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\rattemptsDueAt\x12!\n" +
 	"\fmin_attempts\x18\a \x01(\x05R\vminAttempts\x12D\n" +
 	"\x10attempts_warn_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x0eattemptsWarnAt\x12\x18\n" +
-	"\asegment\x18\t \x01(\tR\asegment\"\x8c\x01\n" +
+	"\asegment\x18\t \x01(\tR\asegment\"\xad\x01\n" +
 	"\fLeadRejected\x12\x15\n" +
 	"\x06rep_id\x18\x01 \x01(\tR\x05repId\x127\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x1f.leadflow.event.v1.RejectReasonR\x06reason\x12\x12\n" +
 	"\x04note\x18\x03 \x01(\tR\x04note\x12\x18\n" +
-	"\asegment\x18\x04 \x01(\tR\asegment\"\xdc\x01\n" +
+	"\asegment\x18\x04 \x01(\tR\asegment\x12\x1f\n" +
+	"\vsealed_note\x18\x05 \x01(\fR\n" +
+	"sealedNote\"\xdc\x01\n" +
 	"\x10ContactAttempted\x12\x15\n" +
 	"\x06rep_id\x18\x01 \x01(\tR\x05repId\x12;\n" +
 	"\achannel\x18\x02 \x01(\x0e2!.leadflow.event.v1.ContactChannelR\achannel\x12;\n" +
@@ -3486,12 +3511,13 @@ const file_leadflow_event_v1_handoff_proto_rawDesc = "" +
 	"\x0eopportunity_id\x18\x01 \x01(\tR\ropportunityId\x120\n" +
 	"\x06amount\x18\x02 \x01(\v2\x18.leadflow.event.v1.MoneyR\x06amount\x12\x15\n" +
 	"\x06rep_id\x18\x03 \x01(\tR\x05repId\x12\x18\n" +
-	"\asegment\x18\x04 \x01(\tR\asegment\"z\n" +
+	"\asegment\x18\x04 \x01(\tR\asegment\"\x9f\x01\n" +
 	"\bDealLost\x12%\n" +
 	"\x0eopportunity_id\x18\x01 \x01(\tR\ropportunityId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x15\n" +
 	"\x06rep_id\x18\x03 \x01(\tR\x05repId\x12\x18\n" +
-	"\asegment\x18\x04 \x01(\tR\asegment\"\xc3\x01\n" +
+	"\asegment\x18\x04 \x01(\tR\asegment\x12#\n" +
+	"\rsealed_reason\x18\x05 \x01(\fR\fsealedReason\"\xc3\x01\n" +
 	"\x17OpportunityStageChanged\x12%\n" +
 	"\x0eopportunity_id\x18\x01 \x01(\tR\ropportunityId\x12\x1d\n" +
 	"\n" +

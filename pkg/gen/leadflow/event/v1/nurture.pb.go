@@ -198,8 +198,9 @@ func (NurtureProgramChange) EnumDescriptor() ([]byte, []int) {
 type LeadRecycled struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Cause RecycleCause           `protobuf:"varint,1,opt,name=cause,proto3,enum=leadflow.event.v1.RecycleCause" json:"cause,omitempty"`
-	// note says why in words: the rep's note, the lost reason, the
-	// disqualifying rule's reason. No personal data.
+	// note says why in words, in the clear: the rejection's code, the
+	// disqualifying rule's reason, an operator's note (RecycleLead). The
+	// rep's own words are in sealed_note.
 	Note string `protobuf:"bytes,2,opt,name=note,proto3" json:"note,omitempty"`
 	// reject_reason is the rejection's code, with cause REJECTED.
 	RejectReason RejectReason `protobuf:"varint,3,opt,name=reject_reason,json=rejectReason,proto3,enum=leadflow.event.v1.RejectReason" json:"reject_reason,omitempty"`
@@ -215,8 +216,11 @@ type LeadRecycled struct {
 	ProgramId string `protobuf:"bytes,7,opt,name=program_id,json=programId,proto3" json:"program_id,omitempty"`
 	// source_event_type is the type of the event named by causation_id.
 	SourceEventType string `protobuf:"bytes,8,opt,name=source_event_type,json=sourceEventType,proto3" json:"source_event_type,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// sealed_note is the rep's words from the source event (LeadRejected's
+	// sealed_note, DealLost's sealed_reason), copied as sealed.
+	SealedNote    []byte `protobuf:"bytes,9,opt,name=sealed_note,json=sealedNote,proto3" json:"sealed_note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LeadRecycled) Reset() {
@@ -303,6 +307,13 @@ func (x *LeadRecycled) GetSourceEventType() string {
 		return x.SourceEventType
 	}
 	return ""
+}
+
+func (x *LeadRecycled) GetSealedNote() []byte {
+	if x != nil {
+		return x.SealedNote
+	}
+	return nil
 }
 
 // NurtureEnrolled is a lead joining a nurture program. Its causation_id
@@ -1031,7 +1042,7 @@ var File_leadflow_event_v1_nurture_proto protoreflect.FileDescriptor
 
 const file_leadflow_event_v1_nurture_proto_rawDesc = "" +
 	"\n" +
-	"\x1fleadflow/event/v1/nurture.proto\x12\x11leadflow.event.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fleadflow/event/v1/handoff.proto\x1a\x1cleadflow/event/v1/lead.proto\x1a\x1dleadflow/event/v1/types.proto\"\xb0\x02\n" +
+	"\x1fleadflow/event/v1/nurture.proto\x12\x11leadflow.event.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fleadflow/event/v1/handoff.proto\x1a\x1cleadflow/event/v1/lead.proto\x1a\x1dleadflow/event/v1/types.proto\"\xd1\x02\n" +
 	"\fLeadRecycled\x125\n" +
 	"\x05cause\x18\x01 \x01(\x0e2\x1f.leadflow.event.v1.RecycleCauseR\x05cause\x12\x12\n" +
 	"\x04note\x18\x02 \x01(\tR\x04note\x12D\n" +
@@ -1041,7 +1052,9 @@ const file_leadflow_event_v1_nurture_proto_rawDesc = "" +
 	"\x05cycle\x18\x06 \x01(\rR\x05cycle\x12\x1d\n" +
 	"\n" +
 	"program_id\x18\a \x01(\tR\tprogramId\x12*\n" +
-	"\x11source_event_type\x18\b \x01(\tR\x0fsourceEventType\"\xd5\x01\n" +
+	"\x11source_event_type\x18\b \x01(\tR\x0fsourceEventType\x12\x1f\n" +
+	"\vsealed_note\x18\t \x01(\fR\n" +
+	"sealedNote\"\xd5\x01\n" +
 	"\x0fNurtureEnrolled\x12\x1d\n" +
 	"\n" +
 	"program_id\x18\x01 \x01(\tR\tprogramId\x12)\n" +

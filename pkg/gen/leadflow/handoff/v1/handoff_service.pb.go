@@ -1408,7 +1408,9 @@ type RejectLeadRequest struct {
 	RepId     string                 `protobuf:"bytes,2,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
 	RequestId string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	Reason    v1.RejectReason        `protobuf:"varint,4,opt,name=reason,proto3,enum=leadflow.event.v1.RejectReason" json:"reason,omitempty"`
-	// note is free text without personal data.
+	// note is the rep's free text. It may name the person, so it is stored
+	// only sealed with the lead's key (LeadRejected.sealed_note); a handoff
+	// without the key vault refuses it (FAILED_PRECONDITION naming note).
 	Note          string `protobuf:"bytes,5,opt,name=note,proto3" json:"note,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2063,11 +2065,13 @@ func (x *CloseWonResponse) GetReplayed() bool {
 }
 
 type CloseLostRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	LeadId        string                 `protobuf:"bytes,1,opt,name=lead_id,json=leadId,proto3" json:"lead_id,omitempty"`
-	RepId         string                 `protobuf:"bytes,2,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
-	RequestId     string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	LeadId    string                 `protobuf:"bytes,1,opt,name=lead_id,json=leadId,proto3" json:"lead_id,omitempty"`
+	RepId     string                 `protobuf:"bytes,2,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
+	RequestId string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// reason is why, in the rep's words (required), stored sealed as
+	// RejectLeadRequest's note is.
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }

@@ -1723,20 +1723,110 @@ func (x *ExportedActivity) GetDetail() string {
 	return ""
 }
 
+// ExportedNote is free text others wrote about the lead, such as a rep's
+// rejection note or a lost deal's reason, opened.
+type ExportedNote struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Sequence   uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	OccurredAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	EventType  string                 `protobuf:"bytes,3,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	// field is the sealed field it was read from, e.g. "sealed_note".
+	Field         string    `protobuf:"bytes,4,opt,name=field,proto3" json:"field,omitempty"`
+	Actor         *v1.Actor `protobuf:"bytes,5,opt,name=actor,proto3" json:"actor,omitempty"`
+	Text          string    `protobuf:"bytes,6,opt,name=text,proto3" json:"text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportedNote) Reset() {
+	*x = ExportedNote{}
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportedNote) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportedNote) ProtoMessage() {}
+
+func (x *ExportedNote) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportedNote.ProtoReflect.Descriptor instead.
+func (*ExportedNote) Descriptor() ([]byte, []int) {
+	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ExportedNote) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *ExportedNote) GetOccurredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OccurredAt
+	}
+	return nil
+}
+
+func (x *ExportedNote) GetEventType() string {
+	if x != nil {
+		return x.EventType
+	}
+	return ""
+}
+
+func (x *ExportedNote) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
+func (x *ExportedNote) GetActor() *v1.Actor {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
+func (x *ExportedNote) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
 type ExportLeadResponse struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Lead        *Lead                  `protobuf:"bytes,1,opt,name=lead,proto3" json:"lead,omitempty"`
 	Submissions []*ExportedSubmission  `protobuf:"bytes,2,rep,name=submissions,proto3" json:"submissions,omitempty"`
 	Activities  []*ExportedActivity    `protobuf:"bytes,3,rep,name=activities,proto3" json:"activities,omitempty"`
 	// events is the lead's whole history as stored (personal fields sealed).
-	Events        []*TimelineEntry `protobuf:"bytes,4,rep,name=events,proto3" json:"events,omitempty"`
+	Events []*TimelineEntry `protobuf:"bytes,4,rep,name=events,proto3" json:"events,omitempty"`
+	// notes are the other sealed texts of its events, opened (empty once
+	// the lead is erased).
+	Notes         []*ExportedNote `protobuf:"bytes,5,rep,name=notes,proto3" json:"notes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ExportLeadResponse) Reset() {
 	*x = ExportLeadResponse{}
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[24]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1748,7 +1838,7 @@ func (x *ExportLeadResponse) String() string {
 func (*ExportLeadResponse) ProtoMessage() {}
 
 func (x *ExportLeadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[24]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1761,7 +1851,7 @@ func (x *ExportLeadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportLeadResponse.ProtoReflect.Descriptor instead.
 func (*ExportLeadResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{24}
+	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ExportLeadResponse) GetLead() *Lead {
@@ -1792,6 +1882,13 @@ func (x *ExportLeadResponse) GetEvents() []*TimelineEntry {
 	return nil
 }
 
+func (x *ExportLeadResponse) GetNotes() []*ExportedNote {
+	if x != nil {
+		return x.Notes
+	}
+	return nil
+}
+
 type MergeLeadsRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	SurvivorLeadId string                 `protobuf:"bytes,1,opt,name=survivor_lead_id,json=survivorLeadId,proto3" json:"survivor_lead_id,omitempty"`
@@ -1804,7 +1901,7 @@ type MergeLeadsRequest struct {
 
 func (x *MergeLeadsRequest) Reset() {
 	*x = MergeLeadsRequest{}
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[25]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1816,7 +1913,7 @@ func (x *MergeLeadsRequest) String() string {
 func (*MergeLeadsRequest) ProtoMessage() {}
 
 func (x *MergeLeadsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[25]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1829,7 +1926,7 @@ func (x *MergeLeadsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeLeadsRequest.ProtoReflect.Descriptor instead.
 func (*MergeLeadsRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{25}
+	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *MergeLeadsRequest) GetSurvivorLeadId() string {
@@ -1873,7 +1970,7 @@ type MergeLeadsResponse struct {
 
 func (x *MergeLeadsResponse) Reset() {
 	*x = MergeLeadsResponse{}
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[26]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1885,7 +1982,7 @@ func (x *MergeLeadsResponse) String() string {
 func (*MergeLeadsResponse) ProtoMessage() {}
 
 func (x *MergeLeadsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[26]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1898,7 +1995,7 @@ func (x *MergeLeadsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeLeadsResponse.ProtoReflect.Descriptor instead.
 func (*MergeLeadsResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{26}
+	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *MergeLeadsResponse) GetSurvivorVersion() uint64 {
@@ -1934,7 +2031,7 @@ type UnmergeLeadsRequest struct {
 
 func (x *UnmergeLeadsRequest) Reset() {
 	*x = UnmergeLeadsRequest{}
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[27]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1946,7 +2043,7 @@ func (x *UnmergeLeadsRequest) String() string {
 func (*UnmergeLeadsRequest) ProtoMessage() {}
 
 func (x *UnmergeLeadsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[27]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1959,7 +2056,7 @@ func (x *UnmergeLeadsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnmergeLeadsRequest.ProtoReflect.Descriptor instead.
 func (*UnmergeLeadsRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{27}
+	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *UnmergeLeadsRequest) GetSurvivorLeadId() string {
@@ -2002,7 +2099,7 @@ type UnmergeLeadsResponse struct {
 
 func (x *UnmergeLeadsResponse) Reset() {
 	*x = UnmergeLeadsResponse{}
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[28]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2014,7 +2111,7 @@ func (x *UnmergeLeadsResponse) String() string {
 func (*UnmergeLeadsResponse) ProtoMessage() {}
 
 func (x *UnmergeLeadsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[28]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2027,7 +2124,7 @@ func (x *UnmergeLeadsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnmergeLeadsResponse.ProtoReflect.Descriptor instead.
 func (*UnmergeLeadsResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{28}
+	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *UnmergeLeadsResponse) GetSurvivorVersion() uint64 {
@@ -2195,14 +2292,24 @@ const file_leadflow_intake_v1_intake_service_proto_rawDesc = "" +
 	"\x04type\x18\x04 \x01(\x0e2\x1f.leadflow.event.v1.ActivityTypeR\x04type\x12\x1f\n" +
 	"\vcampaign_id\x18\x05 \x01(\tR\n" +
 	"campaignId\x12\x16\n" +
-	"\x06detail\x18\x06 \x01(\tR\x06detail\"\x8d\x02\n" +
+	"\x06detail\x18\x06 \x01(\tR\x06detail\"\xe0\x01\n" +
+	"\fExportedNote\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12;\n" +
+	"\voccurred_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"occurredAt\x12\x1d\n" +
+	"\n" +
+	"event_type\x18\x03 \x01(\tR\teventType\x12\x14\n" +
+	"\x05field\x18\x04 \x01(\tR\x05field\x12.\n" +
+	"\x05actor\x18\x05 \x01(\v2\x18.leadflow.event.v1.ActorR\x05actor\x12\x12\n" +
+	"\x04text\x18\x06 \x01(\tR\x04text\"\xc5\x02\n" +
 	"\x12ExportLeadResponse\x12,\n" +
 	"\x04lead\x18\x01 \x01(\v2\x18.leadflow.intake.v1.LeadR\x04lead\x12H\n" +
 	"\vsubmissions\x18\x02 \x03(\v2&.leadflow.intake.v1.ExportedSubmissionR\vsubmissions\x12D\n" +
 	"\n" +
 	"activities\x18\x03 \x03(\v2$.leadflow.intake.v1.ExportedActivityR\n" +
 	"activities\x129\n" +
-	"\x06events\x18\x04 \x03(\v2!.leadflow.intake.v1.TimelineEntryR\x06events\"\xaf\x01\n" +
+	"\x06events\x18\x04 \x03(\v2!.leadflow.intake.v1.TimelineEntryR\x06events\x126\n" +
+	"\x05notes\x18\x05 \x03(\v2 .leadflow.intake.v1.ExportedNoteR\x05notes\"\xaf\x01\n" +
 	"\x11MergeLeadsRequest\x12(\n" +
 	"\x10survivor_lead_id\x18\x01 \x01(\tR\x0esurvivorLeadId\x12(\n" +
 	"\x10absorbed_lead_id\x18\x02 \x01(\tR\x0eabsorbedLeadId\x12\x16\n" +
@@ -2258,7 +2365,7 @@ func file_leadflow_intake_v1_intake_service_proto_rawDescGZIP() []byte {
 }
 
 var file_leadflow_intake_v1_intake_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_leadflow_intake_v1_intake_service_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_leadflow_intake_v1_intake_service_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_leadflow_intake_v1_intake_service_proto_goTypes = []any{
 	(CaptureOutcome)(0),                // 0: leadflow.intake.v1.CaptureOutcome
 	(*CaptureLeadRequest)(nil),         // 1: leadflow.intake.v1.CaptureLeadRequest
@@ -2285,104 +2392,108 @@ var file_leadflow_intake_v1_intake_service_proto_goTypes = []any{
 	(*ExportLeadRequest)(nil),          // 22: leadflow.intake.v1.ExportLeadRequest
 	(*ExportedSubmission)(nil),         // 23: leadflow.intake.v1.ExportedSubmission
 	(*ExportedActivity)(nil),           // 24: leadflow.intake.v1.ExportedActivity
-	(*ExportLeadResponse)(nil),         // 25: leadflow.intake.v1.ExportLeadResponse
-	(*MergeLeadsRequest)(nil),          // 26: leadflow.intake.v1.MergeLeadsRequest
-	(*MergeLeadsResponse)(nil),         // 27: leadflow.intake.v1.MergeLeadsResponse
-	(*UnmergeLeadsRequest)(nil),        // 28: leadflow.intake.v1.UnmergeLeadsRequest
-	(*UnmergeLeadsResponse)(nil),       // 29: leadflow.intake.v1.UnmergeLeadsResponse
-	(*v1.Contact)(nil),                 // 30: leadflow.event.v1.Contact
-	(*v1.Profile)(nil),                 // 31: leadflow.event.v1.Profile
-	(*v1.Attribution)(nil),             // 32: leadflow.event.v1.Attribution
-	(*v1.ExternalId)(nil),              // 33: leadflow.event.v1.ExternalId
-	(*v1.Consent)(nil),                 // 34: leadflow.event.v1.Consent
-	(*timestamppb.Timestamp)(nil),      // 35: google.protobuf.Timestamp
-	(*v1.Actor)(nil),                   // 36: leadflow.event.v1.Actor
-	(v1.ActivityType)(0),               // 37: leadflow.event.v1.ActivityType
-	(v1.Channel)(0),                    // 38: leadflow.event.v1.Channel
-	(*v1.Money)(nil),                   // 39: leadflow.event.v1.Money
-	(*v1.Lifecycle)(nil),               // 40: leadflow.event.v1.Lifecycle
-	(*v1.Event)(nil),                   // 41: leadflow.event.v1.Event
-	(*v1.Personal)(nil),                // 42: leadflow.event.v1.Personal
+	(*ExportedNote)(nil),               // 25: leadflow.intake.v1.ExportedNote
+	(*ExportLeadResponse)(nil),         // 26: leadflow.intake.v1.ExportLeadResponse
+	(*MergeLeadsRequest)(nil),          // 27: leadflow.intake.v1.MergeLeadsRequest
+	(*MergeLeadsResponse)(nil),         // 28: leadflow.intake.v1.MergeLeadsResponse
+	(*UnmergeLeadsRequest)(nil),        // 29: leadflow.intake.v1.UnmergeLeadsRequest
+	(*UnmergeLeadsResponse)(nil),       // 30: leadflow.intake.v1.UnmergeLeadsResponse
+	(*v1.Contact)(nil),                 // 31: leadflow.event.v1.Contact
+	(*v1.Profile)(nil),                 // 32: leadflow.event.v1.Profile
+	(*v1.Attribution)(nil),             // 33: leadflow.event.v1.Attribution
+	(*v1.ExternalId)(nil),              // 34: leadflow.event.v1.ExternalId
+	(*v1.Consent)(nil),                 // 35: leadflow.event.v1.Consent
+	(*timestamppb.Timestamp)(nil),      // 36: google.protobuf.Timestamp
+	(*v1.Actor)(nil),                   // 37: leadflow.event.v1.Actor
+	(v1.ActivityType)(0),               // 38: leadflow.event.v1.ActivityType
+	(v1.Channel)(0),                    // 39: leadflow.event.v1.Channel
+	(*v1.Money)(nil),                   // 40: leadflow.event.v1.Money
+	(*v1.Lifecycle)(nil),               // 41: leadflow.event.v1.Lifecycle
+	(*v1.Event)(nil),                   // 42: leadflow.event.v1.Event
+	(*v1.Personal)(nil),                // 43: leadflow.event.v1.Personal
 }
 var file_leadflow_intake_v1_intake_service_proto_depIdxs = []int32{
-	30, // 0: leadflow.intake.v1.CaptureLeadRequest.contact:type_name -> leadflow.event.v1.Contact
-	31, // 1: leadflow.intake.v1.CaptureLeadRequest.profile:type_name -> leadflow.event.v1.Profile
-	32, // 2: leadflow.intake.v1.CaptureLeadRequest.attribution:type_name -> leadflow.event.v1.Attribution
-	33, // 3: leadflow.intake.v1.CaptureLeadRequest.external_id:type_name -> leadflow.event.v1.ExternalId
-	34, // 4: leadflow.intake.v1.CaptureLeadRequest.consents:type_name -> leadflow.event.v1.Consent
-	35, // 5: leadflow.intake.v1.CaptureLeadRequest.occurred_at:type_name -> google.protobuf.Timestamp
-	36, // 6: leadflow.intake.v1.CaptureLeadRequest.actor:type_name -> leadflow.event.v1.Actor
+	31, // 0: leadflow.intake.v1.CaptureLeadRequest.contact:type_name -> leadflow.event.v1.Contact
+	32, // 1: leadflow.intake.v1.CaptureLeadRequest.profile:type_name -> leadflow.event.v1.Profile
+	33, // 2: leadflow.intake.v1.CaptureLeadRequest.attribution:type_name -> leadflow.event.v1.Attribution
+	34, // 3: leadflow.intake.v1.CaptureLeadRequest.external_id:type_name -> leadflow.event.v1.ExternalId
+	35, // 4: leadflow.intake.v1.CaptureLeadRequest.consents:type_name -> leadflow.event.v1.Consent
+	36, // 5: leadflow.intake.v1.CaptureLeadRequest.occurred_at:type_name -> google.protobuf.Timestamp
+	37, // 6: leadflow.intake.v1.CaptureLeadRequest.actor:type_name -> leadflow.event.v1.Actor
 	0,  // 7: leadflow.intake.v1.CaptureLeadResponse.outcome:type_name -> leadflow.intake.v1.CaptureOutcome
 	1,  // 8: leadflow.intake.v1.ImportLeadsRequest.lead:type_name -> leadflow.intake.v1.CaptureLeadRequest
 	0,  // 9: leadflow.intake.v1.ImportLeadsResponse.outcome:type_name -> leadflow.intake.v1.CaptureOutcome
 	4,  // 10: leadflow.intake.v1.ImportLeadsResponse.errors:type_name -> leadflow.intake.v1.FieldError
-	37, // 11: leadflow.intake.v1.RecordActivityRequest.type:type_name -> leadflow.event.v1.ActivityType
-	35, // 12: leadflow.intake.v1.RecordActivityRequest.occurred_at:type_name -> google.protobuf.Timestamp
-	36, // 13: leadflow.intake.v1.RecordActivityRequest.actor:type_name -> leadflow.event.v1.Actor
-	38, // 14: leadflow.intake.v1.RegisterCampaignRequest.channel:type_name -> leadflow.event.v1.Channel
-	35, // 15: leadflow.intake.v1.RegisterCampaignRequest.starts_at:type_name -> google.protobuf.Timestamp
-	35, // 16: leadflow.intake.v1.RegisterCampaignRequest.ends_at:type_name -> google.protobuf.Timestamp
-	39, // 17: leadflow.intake.v1.RegisterCampaignRequest.budget:type_name -> leadflow.event.v1.Money
-	36, // 18: leadflow.intake.v1.RegisterCampaignRequest.actor:type_name -> leadflow.event.v1.Actor
-	39, // 19: leadflow.intake.v1.RecordCampaignCostRequest.amount:type_name -> leadflow.event.v1.Money
-	35, // 20: leadflow.intake.v1.RecordCampaignCostRequest.period_start:type_name -> google.protobuf.Timestamp
-	35, // 21: leadflow.intake.v1.RecordCampaignCostRequest.period_end:type_name -> google.protobuf.Timestamp
-	36, // 22: leadflow.intake.v1.RecordCampaignCostRequest.actor:type_name -> leadflow.event.v1.Actor
-	34, // 23: leadflow.intake.v1.SetConsentRequest.consent:type_name -> leadflow.event.v1.Consent
-	36, // 24: leadflow.intake.v1.SetConsentRequest.actor:type_name -> leadflow.event.v1.Actor
-	40, // 25: leadflow.intake.v1.Lead.lifecycle:type_name -> leadflow.event.v1.Lifecycle
-	30, // 26: leadflow.intake.v1.Lead.contact:type_name -> leadflow.event.v1.Contact
-	31, // 27: leadflow.intake.v1.Lead.profile:type_name -> leadflow.event.v1.Profile
-	32, // 28: leadflow.intake.v1.Lead.attribution:type_name -> leadflow.event.v1.Attribution
-	34, // 29: leadflow.intake.v1.Lead.consents:type_name -> leadflow.event.v1.Consent
-	35, // 30: leadflow.intake.v1.Lead.captured_at:type_name -> google.protobuf.Timestamp
-	35, // 31: leadflow.intake.v1.Lead.updated_at:type_name -> google.protobuf.Timestamp
+	38, // 11: leadflow.intake.v1.RecordActivityRequest.type:type_name -> leadflow.event.v1.ActivityType
+	36, // 12: leadflow.intake.v1.RecordActivityRequest.occurred_at:type_name -> google.protobuf.Timestamp
+	37, // 13: leadflow.intake.v1.RecordActivityRequest.actor:type_name -> leadflow.event.v1.Actor
+	39, // 14: leadflow.intake.v1.RegisterCampaignRequest.channel:type_name -> leadflow.event.v1.Channel
+	36, // 15: leadflow.intake.v1.RegisterCampaignRequest.starts_at:type_name -> google.protobuf.Timestamp
+	36, // 16: leadflow.intake.v1.RegisterCampaignRequest.ends_at:type_name -> google.protobuf.Timestamp
+	40, // 17: leadflow.intake.v1.RegisterCampaignRequest.budget:type_name -> leadflow.event.v1.Money
+	37, // 18: leadflow.intake.v1.RegisterCampaignRequest.actor:type_name -> leadflow.event.v1.Actor
+	40, // 19: leadflow.intake.v1.RecordCampaignCostRequest.amount:type_name -> leadflow.event.v1.Money
+	36, // 20: leadflow.intake.v1.RecordCampaignCostRequest.period_start:type_name -> google.protobuf.Timestamp
+	36, // 21: leadflow.intake.v1.RecordCampaignCostRequest.period_end:type_name -> google.protobuf.Timestamp
+	37, // 22: leadflow.intake.v1.RecordCampaignCostRequest.actor:type_name -> leadflow.event.v1.Actor
+	35, // 23: leadflow.intake.v1.SetConsentRequest.consent:type_name -> leadflow.event.v1.Consent
+	37, // 24: leadflow.intake.v1.SetConsentRequest.actor:type_name -> leadflow.event.v1.Actor
+	41, // 25: leadflow.intake.v1.Lead.lifecycle:type_name -> leadflow.event.v1.Lifecycle
+	31, // 26: leadflow.intake.v1.Lead.contact:type_name -> leadflow.event.v1.Contact
+	32, // 27: leadflow.intake.v1.Lead.profile:type_name -> leadflow.event.v1.Profile
+	33, // 28: leadflow.intake.v1.Lead.attribution:type_name -> leadflow.event.v1.Attribution
+	35, // 29: leadflow.intake.v1.Lead.consents:type_name -> leadflow.event.v1.Consent
+	36, // 30: leadflow.intake.v1.Lead.captured_at:type_name -> google.protobuf.Timestamp
+	36, // 31: leadflow.intake.v1.Lead.updated_at:type_name -> google.protobuf.Timestamp
 	15, // 32: leadflow.intake.v1.GetLeadResponse.lead:type_name -> leadflow.intake.v1.Lead
-	41, // 33: leadflow.intake.v1.TimelineEntry.event:type_name -> leadflow.event.v1.Event
+	42, // 33: leadflow.intake.v1.TimelineEntry.event:type_name -> leadflow.event.v1.Event
 	18, // 34: leadflow.intake.v1.GetLeadTimelineResponse.entries:type_name -> leadflow.intake.v1.TimelineEntry
-	36, // 35: leadflow.intake.v1.EraseLeadRequest.actor:type_name -> leadflow.event.v1.Actor
-	35, // 36: leadflow.intake.v1.ExportedSubmission.occurred_at:type_name -> google.protobuf.Timestamp
-	42, // 37: leadflow.intake.v1.ExportedSubmission.personal:type_name -> leadflow.event.v1.Personal
-	31, // 38: leadflow.intake.v1.ExportedSubmission.profile:type_name -> leadflow.event.v1.Profile
-	32, // 39: leadflow.intake.v1.ExportedSubmission.attribution:type_name -> leadflow.event.v1.Attribution
-	34, // 40: leadflow.intake.v1.ExportedSubmission.consents:type_name -> leadflow.event.v1.Consent
-	35, // 41: leadflow.intake.v1.ExportedActivity.occurred_at:type_name -> google.protobuf.Timestamp
-	37, // 42: leadflow.intake.v1.ExportedActivity.type:type_name -> leadflow.event.v1.ActivityType
-	15, // 43: leadflow.intake.v1.ExportLeadResponse.lead:type_name -> leadflow.intake.v1.Lead
-	23, // 44: leadflow.intake.v1.ExportLeadResponse.submissions:type_name -> leadflow.intake.v1.ExportedSubmission
-	24, // 45: leadflow.intake.v1.ExportLeadResponse.activities:type_name -> leadflow.intake.v1.ExportedActivity
-	18, // 46: leadflow.intake.v1.ExportLeadResponse.events:type_name -> leadflow.intake.v1.TimelineEntry
-	36, // 47: leadflow.intake.v1.MergeLeadsRequest.actor:type_name -> leadflow.event.v1.Actor
-	36, // 48: leadflow.intake.v1.UnmergeLeadsRequest.actor:type_name -> leadflow.event.v1.Actor
-	1,  // 49: leadflow.intake.v1.IntakeService.CaptureLead:input_type -> leadflow.intake.v1.CaptureLeadRequest
-	3,  // 50: leadflow.intake.v1.IntakeService.ImportLeads:input_type -> leadflow.intake.v1.ImportLeadsRequest
-	6,  // 51: leadflow.intake.v1.IntakeService.RecordActivity:input_type -> leadflow.intake.v1.RecordActivityRequest
-	8,  // 52: leadflow.intake.v1.IntakeService.RegisterCampaign:input_type -> leadflow.intake.v1.RegisterCampaignRequest
-	10, // 53: leadflow.intake.v1.IntakeService.RecordCampaignCost:input_type -> leadflow.intake.v1.RecordCampaignCostRequest
-	12, // 54: leadflow.intake.v1.IntakeService.SetConsent:input_type -> leadflow.intake.v1.SetConsentRequest
-	14, // 55: leadflow.intake.v1.IntakeService.GetLead:input_type -> leadflow.intake.v1.GetLeadRequest
-	17, // 56: leadflow.intake.v1.IntakeService.GetLeadTimeline:input_type -> leadflow.intake.v1.GetLeadTimelineRequest
-	20, // 57: leadflow.intake.v1.IntakeService.EraseLead:input_type -> leadflow.intake.v1.EraseLeadRequest
-	22, // 58: leadflow.intake.v1.IntakeService.ExportLead:input_type -> leadflow.intake.v1.ExportLeadRequest
-	26, // 59: leadflow.intake.v1.IntakeService.MergeLeads:input_type -> leadflow.intake.v1.MergeLeadsRequest
-	28, // 60: leadflow.intake.v1.IntakeService.UnmergeLeads:input_type -> leadflow.intake.v1.UnmergeLeadsRequest
-	2,  // 61: leadflow.intake.v1.IntakeService.CaptureLead:output_type -> leadflow.intake.v1.CaptureLeadResponse
-	5,  // 62: leadflow.intake.v1.IntakeService.ImportLeads:output_type -> leadflow.intake.v1.ImportLeadsResponse
-	7,  // 63: leadflow.intake.v1.IntakeService.RecordActivity:output_type -> leadflow.intake.v1.RecordActivityResponse
-	9,  // 64: leadflow.intake.v1.IntakeService.RegisterCampaign:output_type -> leadflow.intake.v1.RegisterCampaignResponse
-	11, // 65: leadflow.intake.v1.IntakeService.RecordCampaignCost:output_type -> leadflow.intake.v1.RecordCampaignCostResponse
-	13, // 66: leadflow.intake.v1.IntakeService.SetConsent:output_type -> leadflow.intake.v1.SetConsentResponse
-	16, // 67: leadflow.intake.v1.IntakeService.GetLead:output_type -> leadflow.intake.v1.GetLeadResponse
-	19, // 68: leadflow.intake.v1.IntakeService.GetLeadTimeline:output_type -> leadflow.intake.v1.GetLeadTimelineResponse
-	21, // 69: leadflow.intake.v1.IntakeService.EraseLead:output_type -> leadflow.intake.v1.EraseLeadResponse
-	25, // 70: leadflow.intake.v1.IntakeService.ExportLead:output_type -> leadflow.intake.v1.ExportLeadResponse
-	27, // 71: leadflow.intake.v1.IntakeService.MergeLeads:output_type -> leadflow.intake.v1.MergeLeadsResponse
-	29, // 72: leadflow.intake.v1.IntakeService.UnmergeLeads:output_type -> leadflow.intake.v1.UnmergeLeadsResponse
-	61, // [61:73] is the sub-list for method output_type
-	49, // [49:61] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	37, // 35: leadflow.intake.v1.EraseLeadRequest.actor:type_name -> leadflow.event.v1.Actor
+	36, // 36: leadflow.intake.v1.ExportedSubmission.occurred_at:type_name -> google.protobuf.Timestamp
+	43, // 37: leadflow.intake.v1.ExportedSubmission.personal:type_name -> leadflow.event.v1.Personal
+	32, // 38: leadflow.intake.v1.ExportedSubmission.profile:type_name -> leadflow.event.v1.Profile
+	33, // 39: leadflow.intake.v1.ExportedSubmission.attribution:type_name -> leadflow.event.v1.Attribution
+	35, // 40: leadflow.intake.v1.ExportedSubmission.consents:type_name -> leadflow.event.v1.Consent
+	36, // 41: leadflow.intake.v1.ExportedActivity.occurred_at:type_name -> google.protobuf.Timestamp
+	38, // 42: leadflow.intake.v1.ExportedActivity.type:type_name -> leadflow.event.v1.ActivityType
+	36, // 43: leadflow.intake.v1.ExportedNote.occurred_at:type_name -> google.protobuf.Timestamp
+	37, // 44: leadflow.intake.v1.ExportedNote.actor:type_name -> leadflow.event.v1.Actor
+	15, // 45: leadflow.intake.v1.ExportLeadResponse.lead:type_name -> leadflow.intake.v1.Lead
+	23, // 46: leadflow.intake.v1.ExportLeadResponse.submissions:type_name -> leadflow.intake.v1.ExportedSubmission
+	24, // 47: leadflow.intake.v1.ExportLeadResponse.activities:type_name -> leadflow.intake.v1.ExportedActivity
+	18, // 48: leadflow.intake.v1.ExportLeadResponse.events:type_name -> leadflow.intake.v1.TimelineEntry
+	25, // 49: leadflow.intake.v1.ExportLeadResponse.notes:type_name -> leadflow.intake.v1.ExportedNote
+	37, // 50: leadflow.intake.v1.MergeLeadsRequest.actor:type_name -> leadflow.event.v1.Actor
+	37, // 51: leadflow.intake.v1.UnmergeLeadsRequest.actor:type_name -> leadflow.event.v1.Actor
+	1,  // 52: leadflow.intake.v1.IntakeService.CaptureLead:input_type -> leadflow.intake.v1.CaptureLeadRequest
+	3,  // 53: leadflow.intake.v1.IntakeService.ImportLeads:input_type -> leadflow.intake.v1.ImportLeadsRequest
+	6,  // 54: leadflow.intake.v1.IntakeService.RecordActivity:input_type -> leadflow.intake.v1.RecordActivityRequest
+	8,  // 55: leadflow.intake.v1.IntakeService.RegisterCampaign:input_type -> leadflow.intake.v1.RegisterCampaignRequest
+	10, // 56: leadflow.intake.v1.IntakeService.RecordCampaignCost:input_type -> leadflow.intake.v1.RecordCampaignCostRequest
+	12, // 57: leadflow.intake.v1.IntakeService.SetConsent:input_type -> leadflow.intake.v1.SetConsentRequest
+	14, // 58: leadflow.intake.v1.IntakeService.GetLead:input_type -> leadflow.intake.v1.GetLeadRequest
+	17, // 59: leadflow.intake.v1.IntakeService.GetLeadTimeline:input_type -> leadflow.intake.v1.GetLeadTimelineRequest
+	20, // 60: leadflow.intake.v1.IntakeService.EraseLead:input_type -> leadflow.intake.v1.EraseLeadRequest
+	22, // 61: leadflow.intake.v1.IntakeService.ExportLead:input_type -> leadflow.intake.v1.ExportLeadRequest
+	27, // 62: leadflow.intake.v1.IntakeService.MergeLeads:input_type -> leadflow.intake.v1.MergeLeadsRequest
+	29, // 63: leadflow.intake.v1.IntakeService.UnmergeLeads:input_type -> leadflow.intake.v1.UnmergeLeadsRequest
+	2,  // 64: leadflow.intake.v1.IntakeService.CaptureLead:output_type -> leadflow.intake.v1.CaptureLeadResponse
+	5,  // 65: leadflow.intake.v1.IntakeService.ImportLeads:output_type -> leadflow.intake.v1.ImportLeadsResponse
+	7,  // 66: leadflow.intake.v1.IntakeService.RecordActivity:output_type -> leadflow.intake.v1.RecordActivityResponse
+	9,  // 67: leadflow.intake.v1.IntakeService.RegisterCampaign:output_type -> leadflow.intake.v1.RegisterCampaignResponse
+	11, // 68: leadflow.intake.v1.IntakeService.RecordCampaignCost:output_type -> leadflow.intake.v1.RecordCampaignCostResponse
+	13, // 69: leadflow.intake.v1.IntakeService.SetConsent:output_type -> leadflow.intake.v1.SetConsentResponse
+	16, // 70: leadflow.intake.v1.IntakeService.GetLead:output_type -> leadflow.intake.v1.GetLeadResponse
+	19, // 71: leadflow.intake.v1.IntakeService.GetLeadTimeline:output_type -> leadflow.intake.v1.GetLeadTimelineResponse
+	21, // 72: leadflow.intake.v1.IntakeService.EraseLead:output_type -> leadflow.intake.v1.EraseLeadResponse
+	26, // 73: leadflow.intake.v1.IntakeService.ExportLead:output_type -> leadflow.intake.v1.ExportLeadResponse
+	28, // 74: leadflow.intake.v1.IntakeService.MergeLeads:output_type -> leadflow.intake.v1.MergeLeadsResponse
+	30, // 75: leadflow.intake.v1.IntakeService.UnmergeLeads:output_type -> leadflow.intake.v1.UnmergeLeadsResponse
+	64, // [64:76] is the sub-list for method output_type
+	52, // [52:64] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_intake_v1_intake_service_proto_init() }
@@ -2396,7 +2507,7 @@ func file_leadflow_intake_v1_intake_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_leadflow_intake_v1_intake_service_proto_rawDesc), len(file_leadflow_intake_v1_intake_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   29,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1145,7 +1145,9 @@ type Opportunity struct {
 	WonAt         *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=won_at,json=wonAt,proto3" json:"won_at,omitempty"`
 	WonAmount     *v1.Money              `protobuf:"bytes,7,opt,name=won_amount,json=wonAmount,proto3" json:"won_amount,omitempty"`
 	LostAt        *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=lost_at,json=lostAt,proto3" json:"lost_at,omitempty"`
-	LossReason    string                 `protobuf:"bytes,9,opt,name=loss_reason,json=lossReason,proto3" json:"loss_reason,omitempty"`
+	// loss_reason is set only for deals lost before the reps' words were
+	// sealed (DealLost.reason); the handoff brief opens newer ones.
+	LossReason    string `protobuf:"bytes,9,opt,name=loss_reason,json=lossReason,proto3" json:"loss_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
