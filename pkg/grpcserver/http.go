@@ -31,7 +31,9 @@ type Gateway func(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientC
 // other. The x-correlation-id header and W3C trace context are passed on
 // as gRPC metadata, Authorization as "authorization" (the gateway's
 // default). JSON uses the proto JSON names (lowerCamel) and accepts the
-// proto names too; a field the request type does not have is refused.
+// proto names too; a field the request type does not have is refused,
+// named by its path in the request (e.g. attribution.campaign) as a field
+// violation.
 // Errors keep their gRPC status: code, message and details (field
 // violations) in the JSON body, mapped to an HTTP status (INVALID_ARGUMENT
 // and FAILED_PRECONDITION 400, NOT_FOUND 404, ABORTED 409, ...). A
@@ -39,14 +41,15 @@ type Gateway func(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientC
 // INVALID_ARGUMENT after the results of the values before it; conn must
 // carry streamBodyErrors for that (dialSelf's does).
 func httpHandler(ctx context.Context, conn *grpc.ClientConn, gateways ...Gateway) (http.Handler, error) {
+	// The gateway's default drops unknown fields: a misspelt
+	// idempotencyKey would then be a silent duplicate capture.
+	unmarshal := protojson.UnmarshalOptions{DiscardUnknown: false}
 	mux := runtime.NewServeMux(
 		runtime.WithIncomingHeaderMatcher(headerMatcher),
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, decodeRecorder{&runtime.HTTPBodyMarshaler{Marshaler: &runtime.JSONPb{
-			MarshalOptions: protojson.MarshalOptions{EmitUnpopulated: true},
-			// The gateway's default drops unknown fields: a misspelt
-			// idempotencyKey would then be a silent duplicate capture.
-			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-		}}}),
+			MarshalOptions: protojson.MarshalOptions{EmitUnpopulated: true}, UnmarshalOptions: unmarshal,
+		}}, unmarshal}),
+		runtime.WithErrorHandler(bodyErrors),
 		runtime.WithHealthzEndpoint(healthpb.NewHealthClient(conn)),
 	)
 	for _, g := range gateways {

@@ -183,8 +183,18 @@ func TestHTTPCallsGoThroughTheGRPCServer(t *testing.T) {
 	}
 
 	// A field the request does not have, or JSON that does not decode,
-	// is refused before any call.
+	// is refused before any call; an unknown field by its path.
 	calls := len(fake.served())
+	for body, field := range map[string]string{
+		`{"contact":{"email":"a@example.com"},"attribution":{"campaign":"spring"}}`:     "attribution.campaign",
+		`{"contact":{"email":"a@example.com"},"consents":[{"channel":1},{"chanel":2}]}`: "consents[1].chanel",
+	} {
+		code, out := testenv.HTTPJSON(t, "POST", base+"/v1/leads", body)
+		if msg, _ := out["message"].(string); code != 400 || out["code"] != float64(codes.InvalidArgument) || !strings.HasPrefix(msg, field+": unknown field") ||
+			!strings.Contains(toJSON(t, out["details"]), `"field":"`+field+`"`) {
+			t.Fatalf("%s: %d %v", body, code, out)
+		}
+	}
 	for _, body := range []string{`{"contact":{"email":"a@example.com"},"idempotencyKy":"k"}`, `{"contact":`} {
 		if code, out := testenv.HTTPJSON(t, "POST", base+"/v1/leads", body); code != 400 || out["code"] != float64(codes.InvalidArgument) {
 			t.Fatalf("%s: %d %v", body, code, out)
@@ -295,7 +305,8 @@ func TestHTTPStreamEndsAtAValueThatDoesNotDecode(t *testing.T) {
 	}
 	e := lines[4]["error"]
 	if msg, _ := testenv.JSONField(e, "message").(string); testenv.JSONField(e, "code") != float64(3) ||
-		!strings.Contains(msg, "value 5") || !strings.Contains(msg, `unknown field "emial"`) {
+		!strings.Contains(msg, "value 5") || !strings.Contains(msg, "lead.contact.emial: unknown field; Contact has email, firstName") ||
+		!strings.Contains(toJSON(t, e), `"field":"lead.contact.emial"`) {
 		t.Fatalf("error line: %v", lines[4])
 	}
 	if got := len(fake.served()); got != 1 {

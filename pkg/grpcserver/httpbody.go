@@ -2,6 +2,7 @@ package grpcserver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,10 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 )
 
 // The gateway sends a client-streaming body (ImportLeads' rows) from a
@@ -61,19 +66,43 @@ func withBody(h http.Handler) http.Handler {
 
 // decodeRecorder is the gateway's marshaler, with decoders that report
 // their errors to the requestBody they read.
-type decodeRecorder struct{ runtime.Marshaler }
+// A message is decoded as the gateway's JSONPb does it (one JSON value,
+// then protojson), except that a field the message does not have is
+// reported by its path in the request (UnknownFieldError).
+type decodeRecorder struct {
+	runtime.Marshaler
+	unmarshal protojson.UnmarshalOptions
+}
 
 func (m decodeRecorder) NewDecoder(r io.Reader) runtime.Decoder {
-	dec := m.Marshaler.NewDecoder(r)
-	b, ok := r.(*requestBody)
-	if !ok {
-		return dec
-	}
+	jd := json.NewDecoder(r)
+	other := runtime.DecoderWrapper{Decoder: jd, UnmarshalOptions: m.unmarshal}
+	b, _ := r.(*requestBody)
 	return runtime.DecoderFunc(func(v any) error {
-		err := dec.Decode(v)
-		b.record(err)
+		err := m.decode(jd, other, v)
+		if b != nil {
+			b.record(err)
+		}
 		return err
 	})
+}
+
+func (m decodeRecorder) decode(jd *json.Decoder, other runtime.Decoder, v any) error {
+	p, ok := v.(proto.Message)
+	if !ok {
+		return other.Decode(v)
+	}
+	var raw json.RawMessage
+	if err := jd.Decode(&raw); err != nil {
+		return err
+	}
+	err := m.unmarshal.Unmarshal(raw, p)
+	if err != nil {
+		if uf := unknownField(raw, p.ProtoReflect().Descriptor(), ""); uf != nil {
+			return uf
+		}
+	}
+	return err
 }
 
 // streamBodyErrors turns the clean end of a client stream whose HTTP body
@@ -96,8 +125,31 @@ func (s bodyCheckedStream) RecvMsg(m any) error {
 	err := s.ClientStream.RecvMsg(m)
 	if errors.Is(err, io.EOF) {
 		if bad := s.body.failed(); bad != nil {
-			return InvalidArgument(bad.Error(), FieldViolation{Field: "body", Description: bad.Error()})
+			return InvalidArgument(bad.Error(), bodyViolation(bad))
 		}
 	}
 	return err
+}
+
+// bodyViolation names the field of a body that did not decode: the
+// unknown field's path, else the body.
+func bodyViolation(err error) FieldViolation {
+	var uf *UnknownFieldError
+	if errors.As(err, &uf) {
+		return FieldViolation{Field: uf.Path, Description: uf.Error()}
+	}
+	return FieldViolation{Field: "body", Description: err.Error()}
+}
+
+// bodyErrors gives an INVALID_ARGUMENT that the gateway made of a request
+// body that did not decode (its text only) the field violation that says
+// which field.
+func bodyErrors(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	b, _ := r.Context().Value(bodyKey{}).(*requestBody)
+	if s, ok := status.FromError(err); ok && s.Code() == codes.InvalidArgument && len(s.Details()) == 0 && b != nil {
+		if bad := b.failed(); bad != nil {
+			err = InvalidArgument(s.Message(), bodyViolation(bad))
+		}
+	}
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 }

@@ -1,0 +1,81 @@
+package grpcserver
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// UnknownFieldError is a JSON request naming a field its message does
+// not have. protojson says only which name and where in the bytes; this
+// says where in the request, so an HTTP caller can fix the right field.
+type UnknownFieldError struct {
+	// Path is the field as a violation names it, e.g. "attribution.campaign".
+	Path string
+	// Message is the type that lacks it; Known, the JSON names of the
+	// fields it has.
+	Message string
+	Known   []string
+}
+
+func (e *UnknownFieldError) Error() string {
+	return fmt.Sprintf("%s: unknown field; %s has %s", e.Path, e.Message, strings.Join(e.Known, ", "))
+}
+
+// unknownField finds the first field of raw, a JSON object for a message
+// of type md, that md does not have, at any depth. Well-known types have
+// their own JSON forms and are not looked into.
+func unknownField(raw json.RawMessage, md protoreflect.MessageDescriptor, path string) *UnknownFieldError {
+	if strings.HasPrefix(string(md.FullName()), "google.protobuf.") {
+		return nil
+	}
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(raw, &obj) != nil {
+		return nil
+	}
+	for _, name := range slices.Sorted(maps.Keys(obj)) {
+		fd := md.Fields().ByJSONName(name)
+		if fd == nil {
+			fd = md.Fields().ByName(protoreflect.Name(name))
+		}
+		if fd == nil {
+			known := make([]string, md.Fields().Len())
+			for i := range known {
+				known[i] = md.Fields().Get(i).JSONName()
+			}
+			return &UnknownFieldError{Path: path + name, Message: string(md.Name()), Known: known}
+		}
+		at := path + string(fd.Name())
+		switch {
+		case fd.Message() == nil:
+		case fd.IsMap():
+			if fd.MapValue().Message() == nil {
+				continue
+			}
+			var m map[string]json.RawMessage
+			_ = json.Unmarshal(obj[name], &m)
+			for _, k := range slices.Sorted(maps.Keys(m)) {
+				if e := unknownField(m[k], fd.MapValue().Message(), at+"["+k+"]."); e != nil {
+					return e
+				}
+			}
+		case fd.IsList():
+			var l []json.RawMessage
+			_ = json.Unmarshal(obj[name], &l)
+			for i, v := range l {
+				if e := unknownField(v, fd.Message(), fmt.Sprintf("%s[%d].", at, i)); e != nil {
+					return e
+				}
+			}
+		default:
+			if e := unknownField(obj[name], fd.Message(), at+"."); e != nil {
+				return e
+			}
+		}
+	}
+	return nil
+}
