@@ -769,12 +769,7 @@ func timestamp(t time.Time) *timestamppb.Timestamp { return timestamppb.New(t) }
 func TestClaimWithoutEventIsAdopted(t *testing.T) {
 	e := start(t)
 	ctx := ctxT(t)
-	master, _ := hex.DecodeString(e.cfg.MasterKey)
-	blind, _ := hex.DecodeString(e.cfg.BlindKey)
-	v, err := vault.New(ctx, e.nats.JS, vault.Config{MasterKey: master, BlindKey: blind})
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := e.vault(t)
 	orphan := "0199aaaa-0000-7000-8000-00000000abcd"
 	store := eventstore.New(e.nats.JS, "LEADFLOW")
 	if _, err := store.Commit(ctx, eventstore.Write{
@@ -823,18 +818,26 @@ func (e *env) capture(t *testing.T, r *intakev1.CaptureLeadRequest) *intakev1.Ca
 	return res
 }
 
+// vault is a vault on e's server with intake's keys, closed when the
+// test ends.
+func (e *env) vault(t *testing.T) *vault.Vault {
+	t.Helper()
+	master, _ := hex.DecodeString(e.cfg.MasterKey)
+	blind, _ := hex.DecodeString(e.cfg.BlindKey)
+	v, err := vault.New(ctxT(t), e.nats.JS, vault.Config{MasterKey: master, BlindKey: blind})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Close)
+	return v
+}
+
 // appendRejection appends LeadRejected by rep ann with note sealed as
 // handoff seals it, with the key of the lead's last submission.
 func (e *env) appendRejection(t *testing.T, leadID, note string) {
 	t.Helper()
 	ctx := ctxT(t)
-	mk, _ := hex.DecodeString(e.cfg.MasterKey)
-	bk, _ := hex.DecodeString(e.cfg.BlindKey)
-	v, err := vault.New(ctx, e.nats.JS, vault.Config{MasterKey: mk, BlindKey: bk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
+	v := e.vault(t)
 	events := e.timeline(t, leadID)
 	k, err := v.KeyOf(ctx, leadID, events[0].GetLeadCaptured().GetSealedPersonal())
 	if err != nil {
