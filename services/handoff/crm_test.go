@@ -15,6 +15,7 @@ import (
 
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	handoffv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/handoff/v1"
+	"github.com/leadflow/leadflow/pkg/vault"
 )
 
 var eur = func(cents int64) *eventv1.Money { return &eventv1.Money{Currency: "EUR", MinorUnits: cents} }
@@ -192,6 +193,23 @@ func TestRejectAndLost(t *testing.T) {
 	if _, err := bare.RejectLead(ctx, &handoffv1.RejectLeadRequest{LeadId: id, RepId: owner, RequestId: "n2",
 		Reason: eventv1.RejectReason_REJECT_REASON_NOT_READY}); err != nil {
 		t.Fatalf("a rejection without a note, without the vault: %v", err)
+	}
+
+	// Keys shredded by an erasure whose LeadErased is not written yet:
+	// the note is refused as erased, not an internal error.
+	gone := w.mql(t, dach(50))
+	owner = ownerOf(w.waitFor(t, gone, "LeadAssigned", 1)[0])
+	kid, err := vault.SealedKeyID(w.events(t, gone)[0].GetLeadCaptured().GetSealedPersonal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.vault.Shred(ctx, gone, kid); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.RejectLead(ctx, &handoffv1.RejectLeadRequest{LeadId: gone, RepId: owner, RequestId: "e1",
+		Reason: eventv1.RejectReason_REJECT_REASON_NOT_READY, Note: "call back in May"})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(status.Convert(err).Message(), "note: the lead's personal data is erased") {
+		t.Fatalf("a note on a shredded lead: %v", err)
 	}
 }
 

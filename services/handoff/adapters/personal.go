@@ -40,9 +40,13 @@ func (p *Personal) Text(ctx context.Context, leadID string, sealed []byte) (stri
 	return string(plain), err
 }
 
-// Seal seals text with the key that sealed with.
+// Seal seals text with the key that sealed with; app.ErrErased once the
+// lead's keys are shredded.
 func (p *Personal) Seal(ctx context.Context, leadID string, with []byte, text string) ([]byte, error) {
 	k, err := p.v.KeyOf(ctx, leadID, with)
+	if errors.Is(err, vault.ErrShredded) {
+		return nil, app.ErrErased
+	}
 	if err != nil {
 		return nil, err
 	}

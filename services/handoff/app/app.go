@@ -107,7 +107,8 @@ type Personal interface {
 	// when the lead was erased.
 	Text(ctx context.Context, leadID string, sealed []byte) (string, error)
 	// Seal seals a rep's free text with the key that sealed with (one of
-	// the lead's submissions), so the lead's erasure shreds it too.
+	// the lead's submissions), so the lead's erasure shreds it too;
+	// ErrErased once it is erased.
 	Seal(ctx context.Context, leadID string, with []byte, text string) ([]byte, error)
 }
 

@@ -16,6 +16,10 @@ import (
 // ErrNotFound is returned for an unknown lead.
 var ErrNotFound = errors.New("not found")
 
+// ErrErased is what Personal.Seal returns once the lead's keys are
+// shredded.
+var ErrErased = errors.New("the lead's personal data is erased")
+
 // Violation is one refused request field.
 type Violation = routing.Violation
 

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 
@@ -31,7 +32,11 @@ func (a *App) sealText(ctx context.Context, l *lead, field, text string) ([]byte
 	case len(l.keyed) == 0:
 		return nil, &CannotSealError{Field: field, Why: "the lead has no data key"}
 	}
-	return a.personal.Seal(ctx, l.id, l.keyed, text)
+	sealed, err := a.personal.Seal(ctx, l.id, l.keyed, text)
+	if errors.Is(err, ErrErased) { // erased since the lead was read
+		return nil, &CannotSealError{Field: field, Why: err.Error()}
+	}
+	return sealed, err
 }
 
 // RejectLead appends LeadRejected with the reason code: the lead goes
