@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -50,6 +51,16 @@ type replayStep struct {
 	Breaks    []string  `json:"breaks,omitempty"`
 }
 
+// mergeCandidate is two leads that hold one person's identities
+// (MergeCandidateFound on both) and were neither merged nor ended since.
+type mergeCandidate struct {
+	Lead     string    `json:"lead"`
+	Other    string    `json:"other_lead"`
+	Identity string    `json:"identity"`
+	Seq      uint64    `json:"seq"`
+	At       time.Time `json:"at"`
+}
+
 // replayResult is what replay prints with -o json.
 type replayResult struct {
 	FromSeq   uint64         `json:"from_seq"`
@@ -61,7 +72,10 @@ type replayResult struct {
 	Broken    int            `json:"broken_leads"`
 	Breaks    []replayBreak  `json:"breaks"`
 	Steps     []replayStep   `json:"steps,omitempty"`
-	Seconds   float64        `json:"seconds"`
+	// MergeCandidates are the open ones: both leads neither merged into
+	// anyone nor erased.
+	MergeCandidates []mergeCandidate `json:"merge_candidates"`
+	Seconds         float64          `json:"seconds"`
 }
 
 // replayWindow bounds what is replayed: stream sequences and stored times,
@@ -93,6 +107,8 @@ against pkg/lifecycle, the rules every service decides with. It reports:
   invariant  a live lead left without an owner or a deadline
   overdue    a lead that ends waiting for a step whose deadline has passed
              (judged at --until, or now)
+and the open merge candidates: pairs of leads that hold one person's
+identities, neither merged nor erased since.
 Bounds: --since/--until (stored time, RFC 3339) or --from-seq/--to-seq.
 With --lead it replays one lead and prints its state after each event.`,
 		Args: cobra.NoArgs,
@@ -171,10 +187,37 @@ type replayer struct {
 	// seed reads the lead's event at seq, for a lead whose first event in
 	// the window is not its first.
 	seed func(seq uint64) (*eventv1.Event, error)
+	// candidates are the merge candidates seen, by their pair of leads.
+	candidates map[[2]string]*mergeCandidate
 }
 
 func newReplayer() *replayer {
-	return &replayer{res: &replayResult{Unchecked: map[string]int{}, Breaks: []replayBreak{}}, journeys: map[string]*journey{}}
+	return &replayer{res: &replayResult{Unchecked: map[string]int{}, Breaks: []replayBreak{}, MergeCandidates: []mergeCandidate{}},
+		journeys: map[string]*journey{}, candidates: map[[2]string]*mergeCandidate{}}
+}
+
+func pairOf(a, b string) [2]string {
+	if b < a {
+		a, b = b, a
+	}
+	return [2]string{a, b}
+}
+
+// merges follows the merge candidates: found on both leads, settled by a
+// merge of the two (an unmerge is a decision too: they stay apart).
+func (r *replayer) merges(seq uint64, ev *eventv1.Event, at time.Time) {
+	switch p := ev.GetPayload().(type) {
+	case *eventv1.Event_MergeCandidateFound:
+		k := pairOf(ev.GetLeadId(), p.MergeCandidateFound.GetOtherLeadId())
+		if r.candidates[k] == nil {
+			r.candidates[k] = &mergeCandidate{Lead: ev.GetLeadId(), Other: p.MergeCandidateFound.GetOtherLeadId(),
+				Identity: p.MergeCandidateFound.GetIdentity(), Seq: seq, At: at.UTC()}
+		}
+	case *eventv1.Event_LeadMerged:
+		delete(r.candidates, pairOf(p.LeadMerged.GetSurvivorLeadId(), p.LeadMerged.GetAbsorbedLeadId()))
+	case *eventv1.Event_LeadUnmerged:
+		delete(r.candidates, pairOf(p.LeadUnmerged.GetSurvivorLeadId(), p.LeadUnmerged.GetAbsorbedLeadId()))
+	}
 }
 
 func (r *replayer) flag(j *journey, seq uint64, eventType string, at time.Time, kind, detail string) string {
@@ -275,6 +318,7 @@ func (r *replayer) apply(seq uint64, ev *eventv1.Event, at time.Time) ([]string,
 	}
 	// Services decide on the stamped state, so the journey goes on from it.
 	j.state, j.lastSeq, j.lastType, j.lastAt = next, seq, ev.GetEventType(), at
+	r.merges(seq, ev, at)
 	return breaks, nil
 }
 
@@ -298,6 +342,16 @@ func (r *replayer) finish(judgeAt time.Time) {
 			r.res.Broken++
 		}
 	}
+	ended := func(id string) bool {
+		j := r.journeys[id]
+		return j != nil && (j.state.Status == lifecycle.StatusMerged || j.state.Status == lifecycle.StatusErased)
+	}
+	for _, c := range r.candidates {
+		if !ended(c.Lead) && !ended(c.Other) {
+			r.res.MergeCandidates = append(r.res.MergeCandidates, *c)
+		}
+	}
+	slices.SortFunc(r.res.MergeCandidates, func(a, b mergeCandidate) int { return cmp.Compare(a.Seq, b.Seq) })
 }
 
 // replayLead replays one lead from its first event, reporting only what
@@ -475,6 +529,16 @@ func writeReplay(w io.Writer, res *replayResult, one bool, limit int) error {
 		}
 		slices.Sort(parts)
 		fmt.Fprintf(w, "not steps of the state machine, taken as stamped: %s\n", strings.Join(parts, ", "))
+	}
+	if n := len(res.MergeCandidates); n > 0 && !one {
+		fmt.Fprintf(w, "%d open merge candidate(s): two leads hold one person's identities; to join them, leadctl merge <survivor> <absorbed> --reason <why>\n", n)
+		fmt.Fprintln(tw, "LEAD\tOTHER LEAD\tIDENTITY\tSEQ\tFOUND")
+		for _, c := range res.MergeCandidates {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", c.Lead, c.Other, c.Identity, c.Seq, c.At.Format(time.DateTime))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
 	if len(res.Breaks) == 0 || one {
 		if one && len(res.Breaks) > 0 {

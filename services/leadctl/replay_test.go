@@ -13,11 +13,14 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
 	projectorv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/projector/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/pkg/testenv"
@@ -345,5 +348,82 @@ func TestQueuesFromTheProjector(t *testing.T) {
 	out, _, err = w.ctlSplit(t, "--projector", addr, "queues", "manager:emea", "--segment", "smb")
 	if err != nil || !strings.Contains(out, "queue manager:emea holds no lead") {
 		t.Fatalf("queues manager:emea --segment smb: %v\n%s", err, out)
+	}
+}
+
+// Two leads found to hold one person's identities are listed by replay
+// until an operator merges them (leadctl merge, against the real intake);
+// an unmerge settles them too.
+func TestMergeCandidatesAndMerge(t *testing.T) {
+	w := newWorld(t)
+	intakeAddr := w.serve(t, "intake", "-master-key", masterKey, "-blind-key", blindKey)
+	conn, err := grpc.NewClient(intakeAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	intake := intakev1.NewIntakeServiceClient(conn)
+	capture := func(email, crm string) string {
+		t.Helper()
+		r := &intakev1.CaptureLeadRequest{Contact: &eventv1.Contact{Email: email}, Attribution: &eventv1.Attribution{Source: "web-form"}}
+		if crm != "" {
+			r.ExternalId = &eventv1.ExternalId{System: "crm", Id: crm}
+		}
+		c, err := intake.CaptureLead(context.Background(), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.GetLeadId()
+	}
+	a := capture("ada@analytical.example", "crm-7")
+	b := capture("ada.lovelace@home.example", "")
+	capture("ada.lovelace@home.example", "crm-7") // both identities, held by two leads
+	candidates := func() []mergeCandidate {
+		t.Helper()
+		stdout, _, err := w.ctlSplit(t, "replay", "-o", "json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res replayResult
+		if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+			t.Fatalf("%v: %s", err, stdout)
+		}
+		return res.MergeCandidates
+	}
+	got := candidates()
+	if len(got) != 1 || pairOf(got[0].Lead, got[0].Other) != pairOf(a, b) {
+		t.Fatalf("merge candidates %+v, want the pair %s, %s", got, a, b)
+	}
+	if stdout, _, err := w.ctlSplit(t, "replay"); err != nil || !strings.Contains(stdout, "1 open merge candidate(s)") || !strings.Contains(stdout, "leadctl merge") {
+		t.Fatalf("replay text: %v\n%s", err, stdout)
+	}
+	ctl := func(args ...string) string {
+		t.Helper()
+		out, err := w.leadctl(t, append([]string{"--intake", intakeAddr}, args...)...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		return out
+	}
+	if _, err := w.leadctl(t, "--intake", intakeAddr, "merge", a, b); !errors.Is(err, errUsage) {
+		t.Fatalf("merge without a reason: %v", err)
+	}
+	if out := ctl("merge", a, b, "--reason", "ticket 9"); !strings.Contains(out, "merged: survivor "+a) {
+		t.Fatalf("merge: %s", out)
+	}
+	if out := ctl("merge", a, b, "--reason", "ticket 9"); !strings.Contains(out, "already merged") {
+		t.Fatalf("merge again: %s", out)
+	}
+	if got := candidates(); len(got) != 0 {
+		t.Fatalf("candidates after the merge: %+v", got)
+	}
+	if out := ctl("timeline", b); !strings.Contains(out, "LeadMerged") || !strings.Contains(out, "MERGED") {
+		t.Fatalf("absorbed lead's timeline:\n%s", out)
+	}
+	if out := ctl("unmerge", a, b, "--reason", "two people after all"); !strings.Contains(out, "unmerged: survivor "+a) {
+		t.Fatalf("unmerge: %s", out)
+	}
+	if got := candidates(); len(got) != 0 {
+		t.Fatalf("candidates after the unmerge, which decided them: %+v", got)
 	}
 }

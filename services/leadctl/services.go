@@ -240,6 +240,64 @@ func protoOwner(o *eventv1.Owner) string {
 	return strings.ToLower(strings.TrimPrefix(o.GetKind().String(), "OWNER_KIND_")) + " " + o.GetId()
 }
 
+// mergeCmd is merge, or with undo unmerge: intake's MergeLeads and
+// UnmergeLeads, for the candidates replay lists.
+func mergeCmd(o *options, undo bool) *cobra.Command {
+	var reason string
+	verb, short := "merge", "Merge the absorbed lead into the survivor (intake): its identities and later captures go to the survivor"
+	if undo {
+		verb, short = "unmerge", "Undo a merge (intake): both leads are back as they were, by replay"
+	}
+	c := &cobra.Command{
+		Use:   verb + " <survivor lead id> <absorbed lead id> --reason <why>",
+		Short: short,
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, id := range args {
+				if _, err := uuid.Parse(id); err != nil {
+					return fmt.Errorf("%w: lead id %q is not a UUID", errUsage, id)
+				}
+			}
+			if reason == "" {
+				return fmt.Errorf("%w: --reason is required (kept in the clear: do not name the person)", errUsage)
+			}
+			var (
+				resp               proto.Message
+				survivor, absorbed uint64
+				replayed           bool
+			)
+			err := call(cmd.Context(), o, "intake", o.intake, func(ctx context.Context, conn *grpc.ClientConn) error {
+				c := intakev1.NewIntakeServiceClient(conn)
+				if undo {
+					r, err := c.UnmergeLeads(ctx, &intakev1.UnmergeLeadsRequest{SurvivorLeadId: args[0], AbsorbedLeadId: args[1], Reason: reason, Actor: o.actor()})
+					resp, survivor, absorbed, replayed = r, r.GetSurvivorVersion(), r.GetAbsorbedVersion(), r.GetReplayed()
+					return err
+				}
+				r, err := c.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: args[0], AbsorbedLeadId: args[1], Reason: reason, Actor: o.actor()})
+				resp, survivor, absorbed, replayed = r, r.GetSurvivorVersion(), r.GetAbsorbedVersion(), r.GetReplayed()
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if o.output == "json" {
+				return printProto(cmd, resp)
+			}
+			switch {
+			case replayed && undo:
+				fmt.Fprintf(cmd.OutOrStdout(), "lead %s is not merged into %s (any more)\n", args[1], args[0])
+			case replayed:
+				fmt.Fprintf(cmd.OutOrStdout(), "lead %s was already merged into %s\n", args[1], args[0])
+			default:
+				fmt.Fprintf(cmd.OutOrStdout(), "%sd: survivor %s at version %d, absorbed %s at version %d\n", verb, args[0], survivor, args[1], absorbed)
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&reason, "reason", "", "why, kept on the event in the clear, e.g. a ticket number")
+	return c
+}
+
 func eraseCmd(o *options) *cobra.Command {
 	var reason string
 	c := &cobra.Command{
