@@ -118,6 +118,12 @@ func Decide(s State, c Command, p Policy, now time.Time) ([]Event, error) {
 		}
 	case Score:
 		e.Score = c.Score
+		if s.Status == StatusNew {
+			// Scored: what a new lead waits for now is engagement that
+			// scores it over the threshold (a verdict follows at once when
+			// this score is over it), not the scoring it just had.
+			e.Deadline = now.Add(p.EngageWithin)
+		}
 	}
 	return []Event{e}, nil
 }

@@ -146,6 +146,7 @@ type State struct {
 // Policy sets how long each step may take; Decide turns these into deadlines.
 type Policy struct {
 	ScoreWithin        time.Duration // capture or re-engagement to scoring
+	EngageWithin       time.Duration // a new lead's score below the threshold to its next score (engagement)
 	RouteWithin        time.Duration // qualification to assignment
 	AcceptWithin       time.Duration // assignment to acceptance by the rep
 	ContactWithin      time.Duration // acceptance, or the last attempt, to the next contact attempt
@@ -158,6 +159,7 @@ type Policy struct {
 func DefaultPolicy() Policy {
 	return Policy{
 		ScoreWithin:        time.Hour,
+		EngageWithin:       30 * 24 * time.Hour,
 		RouteWithin:        4 * time.Hour,
 		AcceptWithin:       24 * time.Hour,
 		ContactWithin:      48 * time.Hour,

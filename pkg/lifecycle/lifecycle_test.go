@@ -137,7 +137,10 @@ func allowedCases() []allowed {
 		keep(lifecycle.Resubmit, facts, lifecycle.KindResubmitted),
 		keep(lifecycle.RecordActivity, facts, lifecycle.KindActivityRecorded),
 		keep(lifecycle.ChangeConsent, facts, lifecycle.KindConsentChanged),
-		keep(lifecycle.Score, live, lifecycle.KindScored),
+		// Scored, a new lead waits for engagement: its scoring is done.
+		{cmd: valid(lifecycle.Score), from: in(lifecycle.StatusNew), kind: lifecycle.KindScored, keepOwner: true, within: 30 * day, attempts: -1},
+		keep(lifecycle.Score, slices.DeleteFunc(slices.Clone(live), func(s lifecycle.Status) bool { return s == lifecycle.StatusNew }),
+			lifecycle.KindScored),
 		{cmd: valid(lifecycle.Qualify), from: in(lifecycle.StatusNew, lifecycle.StatusNurturing), kind: lifecycle.KindQualified,
 			to: lifecycle.StatusMQL, owner: lifecycle.QueueRouting, within: 4 * time.Hour, attempts: -1},
 		{cmd: valid(lifecycle.Disqualify), from: in(lifecycle.StatusNew, lifecycle.StatusMQL, lifecycle.StatusNurturing),
@@ -501,7 +504,7 @@ func TestOwner(t *testing.T) {
 
 func TestDefaultPolicy(t *testing.T) {
 	want := lifecycle.Policy{
-		ScoreWithin: time.Hour, RouteWithin: 4 * time.Hour, AcceptWithin: 24 * time.Hour,
+		ScoreWithin: time.Hour, EngageWithin: 30 * 24 * time.Hour, RouteWithin: 4 * time.Hour, AcceptWithin: 24 * time.Hour,
 		ContactWithin: 48 * time.Hour, CloseWithin: 90 * 24 * time.Hour, RecycleWithin: 72 * time.Hour,
 		NurtureTouchWithin: 14 * 24 * time.Hour,
 	}
@@ -616,6 +619,8 @@ func TestNextStep(t *testing.T) {
 		{lifecycle.State{Status: lifecycle.StatusAssigned, Owner: queue}, lifecycle.KindReassigned, "hand-on from the manager's queue to a rep"},
 		{lifecycle.State{Status: lifecycle.StatusRecycled, Owner: lifecycle.QueueNurture}, lifecycle.KindRejected, "recycle to nurture, then enrolment in a program"},
 		{lifecycle.State{Status: lifecycle.StatusRecycled, Owner: lifecycle.QueueNurture}, lifecycle.KindRecycled, "enrolment in a nurture program"},
+		{lifecycle.State{Status: lifecycle.StatusNew, Owner: lifecycle.QueueQualification}, lifecycle.KindCaptured, "scoring and qualification"},
+		{lifecycle.State{Status: lifecycle.StatusNew, Owner: lifecycle.QueueQualification}, lifecycle.KindScored, "engagement that scores over the threshold, or a disqualification"},
 	} {
 		if got := lifecycle.NextStep(c.s, c.last); got != c.want {
 			t.Errorf("NextStep(%v, %s) = %q, want %q", c.s.Status, c.last, got, c.want)

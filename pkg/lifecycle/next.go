@@ -15,6 +15,9 @@ func NextStep(s State, last Kind) string {
 	}
 	switch s.Status {
 	case StatusNew:
+		if last == KindScored {
+			return "engagement that scores over the threshold, or a disqualification"
+		}
 		return "scoring and qualification"
 	case StatusMQL:
 		return "assignment to a rep"

@@ -56,8 +56,12 @@ func (w *world) run(t *testing.T, bin, addr string, args ...string) *proc {
 // ends.
 func (w *world) runFor(t, owner *testing.T, bin, addr string, args ...string) *proc {
 	t.Helper()
-	// No HTTP API: its default port would clash with other tests' services.
+	// No HTTP API (nor the projector's dashboard): their default ports
+	// would clash with other tests' services and with a running make run.
 	flags := []string{"-nats", w.nats.Server.URL(), "-addr", addr, "-http-addr", ""}
+	if filepath.Base(bin) == "projector" {
+		flags = append(flags, "-http", "")
+	}
 	if w.nats.Passwords != nil { // newWorldWithUsers: as its NATS user, over TLS (the binary's own flags)
 		role := filepath.Base(bin)
 		flags = append(flags, "-nats-user", role, "-nats-password", w.nats.Passwords[role], "-nats-ca", w.nats.TLS.CAFile,

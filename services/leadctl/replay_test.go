@@ -37,6 +37,19 @@ func (w *world) ctlSplit(t *testing.T, args ...string) (stdout, stderr string, e
 	return out.String(), errOut.String(), err
 }
 
+// replayJSON runs replay -o json over the whole stream.
+func (w *world) replayJSON(t *testing.T) (res replayResult, stderr string) {
+	t.Helper()
+	stdout, stderr, err := w.ctlSplit(t, "replay", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatalf("%v: %s", err, stdout)
+	}
+	return res, stderr
+}
+
 // raw appends ev to the lead's subject as a writer that bypasses the
 // event store would: no expected-sequence check, version_before as given.
 func (w *world) raw(t *testing.T, lead string, ev *eventv1.Event) {
@@ -105,14 +118,7 @@ func testReplayFindsBrokenJourneys(t *testing.T, newWorld func(testing.TB) *worl
 	// Captured three hours ago; scoring was due within one.
 	w.write(t, overdue, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", now.Add(-3*time.Hour))
 
-	stdout, stderr, err := w.ctlSplit(t, "replay", "-o", "json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var res replayResult
-	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
-		t.Fatalf("%v: %s", err, stdout)
-	}
+	res, stderr := w.replayJSON(t)
 	if res.Events != 8 || res.Leads != 4 || res.Broken != 3 {
 		t.Fatalf("replayed %d events of %d leads, %d broken; want 8, 4, 3: %+v", res.Events, res.Leads, res.Broken, res.Breaks)
 	}
@@ -134,7 +140,7 @@ func testReplayFindsBrokenJourneys(t *testing.T, newWorld func(testing.TB) *worl
 	}
 
 	// People read the same, as a table.
-	stdout, _, err = w.ctlSplit(t, "replay")
+	stdout, _, err := w.ctlSplit(t, "replay")
 	if err != nil || !strings.Contains(stdout, "replayed 8 events of 4 leads") || !strings.Contains(stdout, "3 leads broke") ||
 		!strings.Contains(lineWith(stdout, gap), "bypassed the concurrency check") || strings.Contains(stdout, healthy) {
 		t.Fatalf("replay: %v\n%s", err, stdout)
@@ -214,14 +220,7 @@ func TestReplayChecksQueuesAndUnmerges(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	stdout, _, err := w.ctlSplit(t, "replay", "-o", "json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var res replayResult
-	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
-		t.Fatalf("%v: %s", err, stdout)
-	}
+	res, _ := w.replayJSON(t)
 	for lead, want := range map[string]string{queued: "", unmerged: "", survivor: "", stuck: "refused LeadUnmerged"} {
 		if got := strings.Join(breaksOf(res, lead), ","); got != want {
 			t.Fatalf("lead %s: breaks %q, want %q: %+v", lead, got, want, res.Breaks)
@@ -380,14 +379,7 @@ func TestMergeCandidatesAndMerge(t *testing.T) {
 	capture("ada.lovelace@home.example", "crm-7") // both identities, held by two leads
 	candidates := func() []mergeCandidate {
 		t.Helper()
-		stdout, _, err := w.ctlSplit(t, "replay", "-o", "json")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var res replayResult
-		if err := json.Unmarshal([]byte(stdout), &res); err != nil {
-			t.Fatalf("%v: %s", err, stdout)
-		}
+		res, _ := w.replayJSON(t)
 		return res.MergeCandidates
 	}
 	got := candidates()
