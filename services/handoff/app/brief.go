@@ -73,7 +73,7 @@ type Rejection struct {
 type Recycle struct {
 	At            time.Time
 	Cause, Detail string
-	sealed        []byte // the rep's words, sealed: appended to Detail
+	sealed        []byte // the rep's words, sealed: Detail once opened
 }
 
 // SLAEntry is one warning or breach.

@@ -26,9 +26,9 @@ type lead struct {
 	// sealed is every submission's sealed personal data (company,
 	// title), in order: a re-submission seals only what it brought.
 	sealed [][]byte
-	// keyed is the last submission's sealed data of either kind: its key
-	// seals the rep's free text (sealText).
-	keyed []byte
+	// sealWith is the last submission's sealed data of either kind: its
+	// key seals the rep's free text (sealText).
+	sealWith []byte
 	// byKey maps idempotency keys to the first event written with each;
 	// causes holds the causation ids of the lead's events.
 	byKey  map[string]keyed
@@ -97,13 +97,13 @@ func (l *lead) apply(r eventstore.Record) {
 		if b := p.LeadCaptured.GetSealedPersonal(); len(b) > 0 {
 			l.sealed = [][]byte{b}
 		}
-		l.keyed = nonEmpty(p.LeadCaptured.GetSealedPersonal(), p.LeadCaptured.GetSealedContact())
+		l.sealWith = nonEmpty(p.LeadCaptured.GetSealedPersonal(), p.LeadCaptured.GetSealedContact())
 	case *eventv1.Event_LeadResubmitted:
 		l.profile = mergeProfile(l.profile, p.LeadResubmitted.GetProfile())
 		if b := p.LeadResubmitted.GetSealedPersonal(); len(b) > 0 {
 			l.sealed = append(l.sealed, b)
 		}
-		l.keyed = nonEmpty(p.LeadResubmitted.GetSealedPersonal(), p.LeadResubmitted.GetSealedContact(), l.keyed)
+		l.sealWith = nonEmpty(p.LeadResubmitted.GetSealedPersonal(), p.LeadResubmitted.GetSealedContact(), l.sealWith)
 	case *eventv1.Event_LeadQualified:
 		l.journey++
 		l.qualified = ev.GetEventId()

@@ -29,10 +29,10 @@ func (a *App) sealText(ctx context.Context, l *lead, field, text string) ([]byte
 		return nil, nil
 	case a.personal == nil:
 		return nil, &CannotSealError{Field: field, Why: "this handoff runs without the key vault (-master-key)"}
-	case len(l.keyed) == 0:
+	case len(l.sealWith) == 0:
 		return nil, &CannotSealError{Field: field, Why: "the lead has no data key"}
 	}
-	sealed, err := a.personal.Seal(ctx, l.id, l.keyed, text)
+	sealed, err := a.personal.Seal(ctx, l.id, l.sealWith, text)
 	if errors.Is(err, ErrErased) { // erased since the lead was read
 		return nil, &CannotSealError{Field: field, Why: err.Error()}
 	}
