@@ -198,14 +198,7 @@ func (v *Vault) Key(ctx context.Context, leadID string) (*Key, error) {
 // none (handoff) seals with, so that the lead's erasure shreds it too.
 // Errors wrap ErrShredded, ErrNoKey or ErrCorrupt as Open's do.
 func (v *Vault) KeyOf(ctx context.Context, leadID string, sealed []byte) (*Key, error) {
-	if err := checkLeadID(leadID); err != nil {
-		return nil, err
-	}
-	kid, err := sealedKeyID(sealed)
-	if err != nil {
-		return nil, fmt.Errorf("vault: key of lead %s: %w", leadID, err)
-	}
-	dek, err := v.dek(ctx, leadID, keyID(leadID, kid))
+	kid, dek, err := v.sealedDEK(ctx, leadID, sealed)
 	if err != nil {
 		return nil, err
 	}

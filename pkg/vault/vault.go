@@ -358,14 +358,7 @@ func (v *Vault) saveFailed(ctx context.Context, k *Key, err error) error {
 // one of the lead's (never saved, or the data was sealed for another lead),
 // and ErrCorrupt when the data was tampered with or is truncated.
 func (v *Vault) Open(ctx context.Context, leadID string, sealed []byte) ([]byte, error) {
-	if err := checkLeadID(leadID); err != nil {
-		return nil, err
-	}
-	kid, err := sealedKeyID(sealed)
-	if err != nil {
-		return nil, fmt.Errorf("vault: open for lead %s: %w", leadID, err)
-	}
-	dek, err := v.dek(ctx, leadID, keyID(leadID, kid))
+	_, dek, err := v.sealedDEK(ctx, leadID, sealed)
 	if err != nil {
 		return nil, err
 	}
@@ -375,6 +368,21 @@ func (v *Vault) Open(ctx context.Context, leadID string, sealed []byte) ([]byte,
 		return nil, fmt.Errorf("vault: open for lead %s: %w", leadID, err)
 	}
 	return plain, nil
+}
+
+// sealedDEK returns the id and the unwrapped key that sealed data of the
+// lead names. The caller clears the key when done.
+func (v *Vault) sealedDEK(ctx context.Context, leadID string, sealed []byte) (string, [keySize]byte, error) {
+	var dek [keySize]byte
+	if err := checkLeadID(leadID); err != nil {
+		return "", dek, err
+	}
+	kid, err := sealedKeyID(sealed)
+	if err != nil {
+		return "", dek, fmt.Errorf("vault: open for lead %s: %w", leadID, err)
+	}
+	dek, err = v.dek(ctx, leadID, keyID(leadID, kid))
+	return kid, dek, err
 }
 
 // dek returns one of the lead's unwrapped keys, by key id, from the cache,

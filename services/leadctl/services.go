@@ -261,20 +261,20 @@ func mergeCmd(o *options, undo bool) *cobra.Command {
 			if reason == "" {
 				return fmt.Errorf("%w: --reason is required (kept in the clear: do not name the person)", errUsage)
 			}
-			var (
-				resp               proto.Message
-				survivor, absorbed uint64
-				replayed           bool
-			)
-			err := call(cmd.Context(), o, "intake", o.intake, func(ctx context.Context, conn *grpc.ClientConn) error {
+			// Both answers read alike.
+			var resp interface {
+				proto.Message
+				GetSurvivorVersion() uint64
+				GetAbsorbedVersion() uint64
+				GetReplayed() bool
+			}
+			err := call(cmd.Context(), o, "intake", o.intake, func(ctx context.Context, conn *grpc.ClientConn) (err error) {
 				c := intakev1.NewIntakeServiceClient(conn)
 				if undo {
-					r, err := c.UnmergeLeads(ctx, &intakev1.UnmergeLeadsRequest{SurvivorLeadId: args[0], AbsorbedLeadId: args[1], Reason: reason, Actor: o.actor()})
-					resp, survivor, absorbed, replayed = r, r.GetSurvivorVersion(), r.GetAbsorbedVersion(), r.GetReplayed()
-					return err
+					resp, err = c.UnmergeLeads(ctx, &intakev1.UnmergeLeadsRequest{SurvivorLeadId: args[0], AbsorbedLeadId: args[1], Reason: reason, Actor: o.actor()})
+				} else {
+					resp, err = c.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: args[0], AbsorbedLeadId: args[1], Reason: reason, Actor: o.actor()})
 				}
-				r, err := c.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: args[0], AbsorbedLeadId: args[1], Reason: reason, Actor: o.actor()})
-				resp, survivor, absorbed, replayed = r, r.GetSurvivorVersion(), r.GetAbsorbedVersion(), r.GetReplayed()
 				return err
 			})
 			if err != nil {
@@ -283,13 +283,13 @@ func mergeCmd(o *options, undo bool) *cobra.Command {
 			if o.output == "json" {
 				return printProto(cmd, resp)
 			}
-			switch {
+			switch replayed := resp.GetReplayed(); {
 			case replayed && undo:
 				fmt.Fprintf(cmd.OutOrStdout(), "lead %s is not merged into %s (any more)\n", args[1], args[0])
 			case replayed:
 				fmt.Fprintf(cmd.OutOrStdout(), "lead %s was already merged into %s\n", args[1], args[0])
 			default:
-				fmt.Fprintf(cmd.OutOrStdout(), "%sd: survivor %s at version %d, absorbed %s at version %d\n", verb, args[0], survivor, args[1], absorbed)
+				fmt.Fprintf(cmd.OutOrStdout(), "%sd: survivor %s at version %d, absorbed %s at version %d\n", verb, args[0], resp.GetSurvivorVersion(), args[1], resp.GetAbsorbedVersion())
 			}
 			return nil
 		},

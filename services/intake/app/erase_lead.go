@@ -164,28 +164,35 @@ func (a *App) finishErase(ctx context.Context, leadID string, released []*eventv
 func sealedKeyIDs(recs []eventstore.Record) []string {
 	seen := map[string]bool{}
 	var out []string
-	var walk func(m protoreflect.Message)
-	walk = func(m protoreflect.Message) {
-		m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-			switch {
-			case fd.Kind() == protoreflect.BytesKind && !fd.IsList() && strings.HasPrefix(string(fd.Name()), "sealed"):
-				// Data that is not sealed data names no key: nothing to shred.
-				if id, err := vault.SealedKeyID(v.Bytes()); err == nil && id != "" && !seen[id] {
-					seen[id] = true
-					out = append(out, id)
-				}
-			case fd.Kind() == protoreflect.MessageKind && fd.IsList():
-				for i := range v.List().Len() {
-					walk(v.List().Get(i).Message())
-				}
-			case fd.Kind() == protoreflect.MessageKind && !fd.IsMap():
-				walk(v.Message())
+	for _, r := range recs {
+		eachSealed(r.Event.ProtoReflect(), func(_ string, b []byte) bool {
+			// Data that is not sealed data names no key: nothing to shred.
+			if id, err := vault.SealedKeyID(b); err == nil && id != "" && !seen[id] {
+				seen[id] = true
+				out = append(out, id)
 			}
 			return true
 		})
 	}
-	for _, r := range recs {
-		walk(r.Event.ProtoReflect())
-	}
 	return out
+}
+
+// eachSealed calls visit with the name and value of every bytes field of
+// m named "sealed*", at any depth, until visit returns false.
+func eachSealed(m protoreflect.Message, visit func(name string, b []byte) bool) bool {
+	more := true
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.Kind() == protoreflect.BytesKind && !fd.IsList() && strings.HasPrefix(string(fd.Name()), "sealed"):
+			more = visit(string(fd.Name()), v.Bytes())
+		case fd.Kind() == protoreflect.MessageKind && fd.IsList():
+			for i := 0; more && i < v.List().Len(); i++ {
+				more = eachSealed(v.List().Get(i).Message(), visit)
+			}
+		case fd.Kind() == protoreflect.MessageKind && !fd.IsMap():
+			more = eachSealed(v.Message(), visit)
+		}
+		return more
+	})
+	return more
 }

@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
-
-	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
@@ -114,18 +111,13 @@ func (a *App) ExportLead(ctx context.Context, leadID string) (Export, error) {
 // submission's or an activity's (exported with those): what other
 // services sealed, such as a rep's rejection note.
 func (a *App) openNotes(ctx context.Context, leadID string, r eventstore.Record) ([]ExportedNote, error) {
-	p := envelope.Payload(r.Event)
-	if p == nil {
-		return nil, nil
-	}
 	var out []ExportedNote
 	var err error
-	p.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		name := string(fd.Name())
-		if fd.Kind() != protoreflect.BytesKind || fd.IsList() || !strings.HasPrefix(name, "sealed") || exportedElsewhere[name] {
+	eachSealed(r.Event.ProtoReflect(), func(name string, b []byte) bool {
+		if exportedElsewhere[name] || len(b) == 0 {
 			return true
 		}
-		plain, oerr := a.keys.Open(ctx, leadID, v.Bytes())
+		plain, oerr := a.keys.Open(ctx, leadID, b)
 		switch {
 		case errors.Is(oerr, vault.ErrShredded), errors.Is(oerr, vault.ErrNoKey):
 			return true // erased meanwhile, or not the lead's: nothing to show
