@@ -169,7 +169,7 @@ func allowedCases() []allowed {
 			to: lifecycle.StatusWon, attempts: -1},
 		{cmd: valid(lifecycle.Lose), from: in(lifecycle.StatusOpportunity), kind: lifecycle.KindDealLost,
 			to: lifecycle.StatusLost, owner: lifecycle.QueueNurture, within: 72 * time.Hour, attempts: -1},
-		{cmd: valid(lifecycle.Recycle), from: in(lifecycle.StatusLost, lifecycle.StatusAccepted, lifecycle.StatusRecycled), kind: lifecycle.KindRecycled,
+		{cmd: valid(lifecycle.Recycle), from: in(lifecycle.StatusNew, lifecycle.StatusLost, lifecycle.StatusAccepted, lifecycle.StatusRecycled), kind: lifecycle.KindRecycled,
 			to: lifecycle.StatusRecycled, owner: lifecycle.QueueNurture, within: 72 * time.Hour, attempts: -1},
 		{cmd: valid(lifecycle.Enroll), from: in(lifecycle.StatusRecycled), kind: lifecycle.KindNurtureEnrolled,
 			to: lifecycle.StatusNurturing, owner: drip, within: 14 * day, attempts: -1},
@@ -275,7 +275,7 @@ func TestDecideRefused(t *testing.T) {
 		}
 	}
 	// 25 commands × 13 statuses, less the allowed pairs above.
-	if want := 25*13 - 97; n != want {
+	if want := 25*13 - 98; n != want {
 		t.Errorf("refused %d pairs, want %d: the allowed cases changed", n, want)
 	}
 }
@@ -620,7 +620,7 @@ func TestNextStep(t *testing.T) {
 		{lifecycle.State{Status: lifecycle.StatusRecycled, Owner: lifecycle.QueueNurture}, lifecycle.KindRejected, "recycle to nurture, then enrolment in a program"},
 		{lifecycle.State{Status: lifecycle.StatusRecycled, Owner: lifecycle.QueueNurture}, lifecycle.KindRecycled, "enrolment in a nurture program"},
 		{lifecycle.State{Status: lifecycle.StatusNew, Owner: lifecycle.QueueQualification}, lifecycle.KindCaptured, "scoring and qualification"},
-		{lifecycle.State{Status: lifecycle.StatusNew, Owner: lifecycle.QueueQualification}, lifecycle.KindScored, "engagement that scores over the threshold, or a disqualification"},
+		{lifecycle.State{Status: lifecycle.StatusNew, Owner: lifecycle.QueueQualification}, lifecycle.KindScored, "engagement that scores over the threshold; at the deadline, recycle to nurture"},
 	} {
 		if got := lifecycle.NextStep(c.s, c.last); got != c.want {
 			t.Errorf("NextStep(%v, %s) = %q, want %q", c.s.Status, c.last, got, c.want)

@@ -16,7 +16,7 @@ func NextStep(s State, last Kind) string {
 	switch s.Status {
 	case StatusNew:
 		if last == KindScored {
-			return "engagement that scores over the threshold, or a disqualification"
+			return "engagement that scores over the threshold; at the deadline, recycle to nurture"
 		}
 		return "scoring and qualification"
 	case StatusMQL:

@@ -161,8 +161,9 @@ var Transitions = []Transition{
 	{Command: Lose, Kind: KindDealLost, From: []Status{StatusOpportunity}, To: StatusLost,
 		Owner: QueueNurture, Within: recycleWithin, NeedsReason: true},
 	// From RECYCLED too: a rejection or a "not now" already hands the lead to
-	// nurture, which then records why and from what it recycles it.
-	{Command: Recycle, Kind: KindRecycled, From: []Status{StatusLost, StatusAccepted, StatusRecycled}, To: StatusRecycled,
+	// nurture, which then records why and from what it recycles it. From
+	// NEW: a lead no score qualified by its deadline goes to nurture.
+	{Command: Recycle, Kind: KindRecycled, From: []Status{StatusNew, StatusLost, StatusAccepted, StatusRecycled}, To: StatusRecycled,
 		Owner: QueueNurture, Within: recycleWithin, NeedsReason: true},
 
 	{Command: Enroll, Kind: KindNurtureEnrolled, From: []Status{StatusRecycled}, To: StatusNurturing,

@@ -110,6 +110,12 @@ func dialT(t *testing.T, addr string) *grpc.ClientConn {
 // writeAs appends an event to a lead as the named service would write it.
 func (w *world) writeAs(t *testing.T, service, lead string, cmd lifecycle.Command, payload proto.Message) *eventv1.Event {
 	t.Helper()
+	return w.writeAsWith(t, lifecycle.DefaultPolicy(), service, lead, cmd, payload)
+}
+
+// writeAsWith is writeAs deciding deadlines by policy p.
+func (w *world) writeAsWith(t *testing.T, p lifecycle.Policy, service, lead string, cmd lifecycle.Command, payload proto.Message) *eventv1.Event {
+	t.Helper()
 	ctx := context.Background()
 	for range 20 {
 		recs, err := w.store.Load(ctx, eventstore.LeadSubject(lead))
@@ -121,7 +127,7 @@ func (w *world) writeAs(t *testing.T, service, lead string, cmd lifecycle.Comman
 		if len(recs) > 0 {
 			state, version = lifecycle.FromProto(recs[len(recs)-1].Event.GetLifecycle()), recs[len(recs)-1].Seq
 		}
-		ev, _, err := lifecycle.NewEvent(lead, state, cmd, lifecycle.DefaultPolicy(), payload,
+		ev, _, err := lifecycle.NewEvent(lead, state, cmd, p, payload,
 			envelope.Meta{Actor: &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_SERVICE, Id: service}, CorrelationID: uuid.NewString()}, time.Now())
 		if err != nil {
 			t.Fatal(err)
@@ -253,7 +259,7 @@ func (w *world) handled(t *testing.T, lead string, seq uint64) {
 	}, "nurture group did not pass seq %d of %s", seq, lead)
 }
 
-// Five ways a lead gets lost, each diagnosed by `leadctl lost` (lead,
+// Six ways a lead gets lost, each diagnosed by `leadctl lost` (lead,
 // last event, missing step, owner) and put back by the fix it names,
 // after which lost is clean again. Real nurture and handoff processes,
 // built from source, on an embedded JetStream.
@@ -439,6 +445,44 @@ func TestDiagnoseFaults(t *testing.T) {
 			t.Fatalf("lost --redrive: %v\n%s", err, out)
 		}
 		w.waitFor(t, lead, "NurtureEnrolled")
+		clean(t)
+	})
+
+	t.Run("never qualified, no engagement timer", func(t *testing.T) {
+		// Nurture is down when a new lead is scored below the threshold
+		// (as for leads scored before nurture took such leads): no timer
+		// waits for its engagement deadline, which passes at once here.
+		nurture.stop(t)
+		stopStandIn := w.standIn(t)
+		lead := uuid.NewString()
+		w.writeAs(t, "intake", lead, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{
+			Profile: &eventv1.Profile{Country: "DE", Employees: 5}, Attribution: &eventv1.Attribution{Source: "web-form"}})
+		soon := lifecycle.DefaultPolicy()
+		soon.EngageWithin = time.Millisecond
+		w.writeAsWith(t, soon, "qualification", lead, lifecycle.Command{Name: lifecycle.Score, Score: 20},
+			&eventv1.LeadScored{ModelId: "scoring", ModelVersion: 1, Total: 20, Threshold: 70, Verdict: eventv1.ScoreVerdict_SCORE_VERDICT_NONE})
+		recs, err := w.store.Load(context.Background(), eventstore.LeadSubject(lead))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.handled(t, lead, recs[len(recs)-1].Seq)
+		stopStandIn()
+		nurture = w.runFor(t, top, nurtureBin, nurtureAddr)
+		out := diagnose(t, "never qualified, no engagement timer", lead, "NEW", "queue qualification", "LeadScored", "recycle to nurture", "overdue")
+		if !strings.Contains(out, "leadctl lost --redrive: nurture recycles a new lead") {
+			t.Fatalf("lost names no fix:\n%s", out)
+		}
+		if out, err := ctl("lost", "--redrive"); err != nil || !strings.Contains(out, "re-drive requested for 1 lead") {
+			t.Fatalf("lost --redrive: %v\n%s", err, out)
+		}
+		w.waitFor(t, lead, "NurtureEnrolled")
+		all, err := w.store.Load(context.Background(), eventstore.LeadSubject(lead))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := all[len(all)-2].Event; r.GetLeadRecycled().GetCause() != eventv1.RecycleCause_RECYCLE_CAUSE_NOT_QUALIFIED || r.GetCausationId() != recs[len(recs)-1].Event.GetEventId() {
+			t.Fatalf("recycle: %v", r)
+		}
 		clean(t)
 	})
 }

@@ -458,6 +458,26 @@ func TestExportEraseAndLost(t *testing.T) {
 		t.Fatalf("history after erasure: %v\n%s", err, out)
 	}
 
+	// By hand to nurture: not an erased lead, but a new one, enrolled at once.
+	if out, err := ctl("recycle", lead, "--note", "not ready"); err == nil || !strings.Contains(err.Error(), "Recycle refused in ERASED") {
+		t.Fatalf("recycle an erased lead: %v\n%s", err, out)
+	}
+	if _, err := ctl("recycle", lead); !errors.Is(err, errUsage) {
+		t.Fatalf("recycle without a note: %v", err)
+	}
+	c, err = intakev1.NewIntakeServiceClient(conn).CaptureLead(context.Background(), &intakev1.CaptureLeadRequest{
+		Contact: &eventv1.Contact{Email: "ada@engine.example"}, Attribution: &eventv1.Attribution{Source: "trade-show"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err = ctl("recycle", c.GetLeadId(), "--note", "trade-show list, not ready to talk")
+	if err != nil || !strings.Contains(out, "enrolled in nurture-default") {
+		t.Fatalf("recycle a new lead: %v\n%s", err, out)
+	}
+	if out, err := ctl("timeline", c.GetLeadId()); err != nil || !strings.Contains(out, "LeadRecycled") || !strings.Contains(out, "NurtureEnrolled") {
+		t.Fatalf("timeline after the recycle: %v\n%s", err, out)
+	}
+
 	// A writer that leaves a lead without an owner breaks the invariant.
 	orphan := uuid.NewString()
 	ev, _, err := lifecycle.NewEvent(orphan, lifecycle.State{}, lifecycle.Command{Name: lifecycle.Capture}, lifecycle.DefaultPolicy(),

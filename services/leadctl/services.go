@@ -148,6 +148,8 @@ func writeLost(w io.Writer, resp *nurturev1.FindLostLeadsResponse) error {
 				fix("leadctl reassign <lead> --to <rep> --reason <why>: the manager's hand-on from the queue")
 			case l.GetLastEventType() == "SLABreached":
 				fix("leadctl reassign <lead> --to <rep> --reason <why>: the escalation the breach did not get")
+			case l.GetStatus() == eventv1.LeadStatus_LEAD_STATUS_NEW && l.GetLastEventType() == "LeadScored":
+				fix("leadctl lost --redrive: nurture recycles a new lead no score qualified by its deadline (or leadctl recycle <lead> --note <why>)")
 			}
 		}
 	}
@@ -295,6 +297,49 @@ func mergeCmd(o *options, undo bool) *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&reason, "reason", "", "why, kept on the event in the clear, e.g. a ticket number")
+	return c
+}
+
+func recycleCmd(o *options) *cobra.Command {
+	var note, programID, requestID string
+	c := &cobra.Command{
+		Use:   "recycle <lead id> --note <why> [--program <id>]",
+		Short: "Send a lead to nurture by hand (nurture): a NEW, ACCEPTED, LOST or RECYCLED lead, enrolled at once",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := uuid.Parse(args[0]); err != nil {
+				return fmt.Errorf("%w: lead id %q is not a UUID", errUsage, args[0])
+			}
+			if note == "" {
+				return fmt.Errorf("%w: --note is required (kept in the clear: do not name the person)", errUsage)
+			}
+			if requestID == "" {
+				requestID = uuid.NewString() // this run's retries write once
+			}
+			var resp *nurturev1.RecycleLeadResponse
+			err := call(cmd.Context(), o, "nurture", o.nurture, func(ctx context.Context, conn *grpc.ClientConn) error {
+				var err error
+				resp, err = nurturev1.NewNurtureServiceClient(conn).RecycleLead(ctx, &nurturev1.RecycleLeadRequest{LeadId: args[0], Note: note,
+					ProgramId: programID, RequestId: requestID, Actor: o.actor()})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if o.output == "json" {
+				return printProto(cmd, resp)
+			}
+			enrolled := "its enrolment is owed; nurture writes it when the recycle reaches its consumer"
+			if resp.GetEnrolledEventId() != "" {
+				enrolled = fmt.Sprintf("enrolled in %s, review %s", resp.GetProgramId(), at(resp.GetReviewAt()))
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "lead %s recycled (journey cycle %d): %s\n", args[0], resp.GetCycle(), enrolled)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&note, "note", "", "why, kept on the event in the clear")
+	c.Flags().StringVar(&programID, "program", "", "the program to enrol the lead in (default: nurture's entry rules choose)")
+	c.Flags().StringVar(&requestID, "request-id", "", "makes a repeat of this command answer the first recycle (default: a new id per run)")
 	return c
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -25,6 +26,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/pkg/natsauth"
 	"github.com/leadflow/leadflow/pkg/testenv"
+	"github.com/leadflow/leadflow/services/nurture/adapters"
 	"github.com/leadflow/leadflow/services/nurture/app"
 )
 
@@ -143,9 +145,10 @@ var (
 	marketer     = &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "mia", Team: eventv1.Team_TEAM_MARKETING}
 )
 
-// appendLead decides cmd on the lead's state and appends payload as its
-// event, reloading on a lost race (the service writes to the same lead).
-func (w *world) appendLead(ctx context.Context, leadID string, cmd lifecycle.Command, payload proto.Message, actor *eventv1.Actor) (*eventv1.Event, error) {
+// appendLead decides cmd on the lead's state with policy p and appends
+// payload as its event, reloading on a lost race (the service writes to
+// the same lead).
+func (w *world) appendLead(ctx context.Context, p lifecycle.Policy, leadID string, cmd lifecycle.Command, payload proto.Message, actor *eventv1.Actor) (*eventv1.Event, error) {
 	subj := eventstore.LeadSubject(leadID)
 	for range 100 {
 		recs, err := w.store.Load(ctx, subj)
@@ -158,7 +161,7 @@ func (w *world) appendLead(ctx context.Context, leadID string, cmd lifecycle.Com
 			last := recs[len(recs)-1]
 			state, version = lifecycle.FromProto(last.Event.GetLifecycle()), last.Seq
 		}
-		ev, _, err := lifecycle.NewEvent(leadID, state, cmd, lifecycle.DefaultPolicy(), payload,
+		ev, _, err := lifecycle.NewEvent(leadID, state, cmd, p, payload,
 			envelope.Meta{Actor: actor, CorrelationID: uuid.NewString()}, time.Now())
 		if err != nil {
 			return nil, err
@@ -172,15 +175,21 @@ func (w *world) appendLead(ctx context.Context, leadID string, cmd lifecycle.Com
 	return nil, fmt.Errorf("lead %s: kept losing races", leadID)
 }
 
-// write is appendLead for the test goroutine, failing the test on error.
+// write is appendLead with the default policy for the test goroutine,
+// failing the test on error.
 func (w *world) write(t testing.TB, leadID string, cmd lifecycle.Command, payload proto.Message) *eventv1.Event {
+	t.Helper()
+	return w.writeWith(t, lifecycle.DefaultPolicy(), leadID, cmd, payload)
+}
+
+func (w *world) writeWith(t testing.TB, p lifecycle.Policy, leadID string, cmd lifecycle.Command, payload proto.Message) *eventv1.Event {
 	t.Helper()
 	actor := handoffActor
 	switch payload.(type) {
 	case *eventv1.LeadCaptured, *eventv1.ActivityRecorded, *eventv1.LeadResubmitted, *eventv1.LeadErased:
 		actor = intakeActor
 	}
-	ev, err := w.appendLead(ctxT(t), leadID, cmd, payload, actor)
+	ev, err := w.appendLead(ctxT(t), p, leadID, cmd, payload, actor)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,10 +203,14 @@ func (w *world) capture(t testing.TB, leadID string) *eventv1.Event {
 			Attribution: &eventv1.Attribution{Source: "web-form"}})
 }
 
-// scored records a score as qualification would, with no verdict.
-func (w *world) scored(t testing.TB, leadID string, total int) *eventv1.Event {
+// scored records a score as qualification would, with no verdict, on a
+// policy whose engagement window is engage: a NEW lead is due for
+// engagement that long after.
+func (w *world) scored(t testing.TB, leadID string, total int, engage time.Duration) *eventv1.Event {
 	t.Helper()
-	return w.write(t, leadID, lifecycle.Command{Name: lifecycle.Score, Score: total},
+	p := lifecycle.DefaultPolicy()
+	p.EngageWithin = engage
+	return w.writeWith(t, p, leadID, lifecycle.Command{Name: lifecycle.Score, Score: total},
 		&eventv1.LeadScored{ModelId: "scoring", ModelVersion: 1, Total: int32(total), Threshold: 50, Verdict: eventv1.ScoreVerdict_SCORE_VERDICT_NONE})
 }
 
@@ -303,6 +316,24 @@ func (w *world) settle(t testing.TB, group string) {
 
 var eventually = testenv.Eventually
 
+// waitingTimers counts the timers scheduled for a lead and not fired yet.
+func (w *world) waitingTimers(t testing.TB, leadID string) uint64 {
+	t.Helper()
+	st, err := w.nats.JS.Stream(ctxT(t), adapters.DefaultTimerStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctxT(t), jetstream.WithSubjectFilter("nurture.timer.at.*."+leadID+".*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for _, c := range info.State.Subjects {
+		n += c
+	}
+	return n
+}
+
 // put defines p through the API.
 func put(t testing.TB, c nurturev1.NurtureServiceClient, p *eventv1.NurtureProgram) *nurturev1.PutProgramResponse {
 	t.Helper()
@@ -316,10 +347,11 @@ func put(t testing.TB, c nurturev1.NurtureServiceClient, p *eventv1.NurtureProgr
 func days(n int) *durationpb.Duration { return durationpb.New(time.Duration(n) * 24 * time.Hour) }
 
 var (
-	rejected  = eventv1.RecycleCause_RECYCLE_CAUSE_REJECTED
-	lostCause = eventv1.RecycleCause_RECYCLE_CAUSE_LOST
-	demo      = eventv1.ActivityType_ACTIVITY_TYPE_DEMO_REQUEST
-	webinar   = eventv1.ActivityType_ACTIVITY_TYPE_WEBINAR_ATTENDED
+	rejected     = eventv1.RecycleCause_RECYCLE_CAUSE_REJECTED
+	lostCause    = eventv1.RecycleCause_RECYCLE_CAUSE_LOST
+	notQualified = eventv1.RecycleCause_RECYCLE_CAUSE_NOT_QUALIFIED
+	demo         = eventv1.ActivityType_ACTIVITY_TYPE_DEMO_REQUEST
+	webinar      = eventv1.ActivityType_ACTIVITY_TYPE_WEBINAR_ATTENDED
 )
 
 // Group names, from the app.

@@ -99,13 +99,16 @@ func TestBadInputWritesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	won, erased, fresh, accepted := uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()
+	won, erased, mql, accepted := uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()
 	w.accepted(t, won, "smb", 30)
 	w.write(t, won, lifecycle.Command{Name: lifecycle.Convert}, &eventv1.OpportunityCreated{OpportunityId: "o1"})
 	w.write(t, won, lifecycle.Command{Name: lifecycle.Win}, &eventv1.DealWon{OpportunityId: "o1"})
 	w.capture(t, erased)
 	w.write(t, erased, lifecycle.Command{Name: lifecycle.Erase}, &eventv1.LeadErased{Reason: "request"})
-	w.capture(t, fresh)
+	w.capture(t, mql)
+	w.write(t, mql, lifecycle.Command{Name: lifecycle.Score, Score: 70},
+		&eventv1.LeadScored{ModelId: "scoring", ModelVersion: 1, Total: 70, Threshold: 50, Verdict: eventv1.ScoreVerdict_SCORE_VERDICT_QUALIFY})
+	w.write(t, mql, lifecycle.Command{Name: lifecycle.Qualify}, &eventv1.LeadQualified{ModelId: "scoring", ModelVersion: 1, Score: 70, Threshold: 50})
 	w.accepted(t, accepted, "smb", 30)
 	w.settle(t, group)
 
@@ -183,7 +186,7 @@ func TestBadInputWritesNothing(t *testing.T) {
 		{"recycle without a note", recycle(&nurturev1.RecycleLeadRequest{LeadId: accepted}), codes.InvalidArgument, "note", "required"},
 		{"recycle a won lead", recycle(&nurturev1.RecycleLeadRequest{LeadId: won, Note: "n"}), codes.FailedPrecondition, "", "lead is won, a terminal state"},
 		{"recycle an erased lead", recycle(&nurturev1.RecycleLeadRequest{LeadId: erased, Note: "n"}), codes.FailedPrecondition, "", "lead is erased, a terminal state"},
-		{"recycle a new lead", recycle(&nurturev1.RecycleLeadRequest{LeadId: fresh, Note: "n"}), codes.FailedPrecondition, "", "Recycle refused in NEW"},
+		{"recycle an MQL", recycle(&nurturev1.RecycleLeadRequest{LeadId: mql, Note: "n"}), codes.FailedPrecondition, "", "Recycle refused in MQL"},
 		{"recycle an unknown lead", recycle(&nurturev1.RecycleLeadRequest{LeadId: uuid.NewString(), Note: "n"}), codes.NotFound, "", "not found"},
 		{"recycle a malformed lead id", recycle(&nurturev1.RecycleLeadRequest{LeadId: "lead.>", Note: "n"}), codes.InvalidArgument, "lead_id", "lead id"},
 	} {

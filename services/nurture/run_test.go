@@ -30,6 +30,9 @@ func recyclePrograms() []*eventv1.NurtureProgram {
 			EntryRules: []*eventv1.NurtureEntryRule{{RuleId: "unreached", Causes: []eventv1.RecycleCause{eventv1.RecycleCause_RECYCLE_CAUSE_ATTEMPTS_EXHAUSTED},
 				Segments: []string{"smb"}}},
 			ExitRules: &eventv1.NurtureExitRules{ReengageOn: []eventv1.ActivityType{demo}, ReengageOnResubmission: true}},
+		{ProgramId: "welcome", Name: "Welcome series", Duration: days(45),
+			EntryRules: []*eventv1.NurtureEntryRule{{RuleId: "never-qualified", Causes: []eventv1.RecycleCause{notQualified}}},
+			ExitRules:  &eventv1.NurtureExitRules{ReengageOn: []eventv1.ActivityType{demo, webinar}}},
 	}
 }
 
@@ -44,12 +47,14 @@ type recycleCase struct {
 	recycledBy *eventv1.Event
 }
 
-// Every way a lead comes back from sales, handled by two replicas: a
-// LeadRecycled naming the reason and caused by the source event, then a
+// Every way a lead comes back from sales, or never qualifies in time,
+// handled by two replicas: a LeadRecycled naming the reason and caused by
+// the source event, then a
 // NurtureEnrolled caused by it, into the program the rules choose (by
 // cause, reason, segment and score band), with the review date as the
 // lead's deadline. Bad data and not-a-fit follow their own policy. A
-// plain disqualification stays terminal. Then every event is delivered
+// plain disqualification stays terminal, and a new lead whose last score
+// moved its deadline on stays NEW, with one timer. Then every event is delivered
 // again (the group's durables are recreated): nobody is enrolled twice.
 func TestEveryRecyclePath(t *testing.T) { testEveryRecyclePath(t, newWorld) }
 
@@ -102,6 +107,15 @@ func testEveryRecyclePath(t *testing.T, newWorld func(testing.TB) *world) {
 	add(recycleCase{name: "disqualified not now", lead: l, cause: eventv1.RecycleCause_RECYCLE_CAUSE_NOT_READY, program: program.Default,
 		source: w.write(t, l, lifecycle.Command{Name: lifecycle.Disqualify, Reason: "budget next year", NotNow: true},
 			&eventv1.LeadDisqualified{RuleId: "budget", Reason: "budget next year", NotNow: true})})
+	l = id()
+	w.capture(t, l)
+	w.scored(t, l, 20, 30*24*time.Hour) // its deadline is replaced by the next score's
+	add(recycleCase{name: "not qualified by its deadline", lead: l, cause: notQualified, program: "welcome", rule: "never-qualified",
+		source: w.scored(t, l, 25, 2*time.Second)})
+	waiting := id()
+	w.capture(t, waiting)
+	w.scored(t, waiting, 20, time.Hour)
+	w.scored(t, waiting, 30, 30*24*time.Hour) // engagement moved its deadline on
 	terminal := id()
 	w.capture(t, terminal)
 	w.write(t, terminal, lifecycle.Command{Name: lifecycle.Disqualify, Reason: "competitor"}, &eventv1.LeadDisqualified{RuleId: "rival", Reason: "competitor"})
@@ -115,6 +129,14 @@ func testEveryRecyclePath(t *testing.T, newWorld func(testing.TB) *world) {
 	w.settle(t, group)
 	if got := types(w.events(t, terminal)); len(got) != 2 {
 		t.Fatalf("a disqualified lead is terminal, nurture leaves it: %v", got)
+	}
+	// One engagement timer per lead, at its last score's deadline: the
+	// first score's is gone, so nothing wakes the lead at it.
+	if n := w.waitingTimers(t, waiting); n != 1 {
+		t.Fatalf("%d timers wait for lead %s, want 1", n, waiting)
+	}
+	if evs := w.events(t, waiting); len(evs) != 3 || stateOf(last(evs)).Status != lifecycle.StatusNew {
+		t.Fatalf("a lead waiting for engagement: %v", types(evs))
 	}
 
 	// Deliver everything again: stop both replicas, recreate the group's

@@ -46,11 +46,11 @@ func NewTimers(js jetstream.JetStream, ttl time.Duration) *Timers {
 	return &Timers{s: timer.NewScheduler(js, timers, ttl)}
 }
 
-// Schedule publishes tm as a message schedule firing at its review_at. A
-// repeat replaces the schedule, or schedules a fired timer again, which
-// Reconcile then finds has nothing to do. No message id: a timer
-// scheduled again because it fired early must not be dropped as a
+// Schedule publishes tm as a message schedule in slot, firing at its
+// review_at. A repeat replaces the schedule, or schedules a fired timer
+// again, which Reconcile then finds has nothing to do. No message id: a
+// timer scheduled again because it fired early must not be dropped as a
 // duplicate.
-func (t *Timers) Schedule(ctx context.Context, tm *eventv1.NurtureTimer) error {
-	return t.s.Schedule(ctx, timer.Timer{LeadID: tm.GetLeadId(), ID: tm.GetTimerId(), At: tm.GetReviewAt().AsTime(), Payload: tm})
+func (t *Timers) Schedule(ctx context.Context, slot string, tm *eventv1.NurtureTimer) error {
+	return t.s.Schedule(ctx, timer.Timer{LeadID: tm.GetLeadId(), ID: slot, At: tm.GetReviewAt().AsTime(), Payload: tm})
 }

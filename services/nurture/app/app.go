@@ -51,12 +51,12 @@ type Programs interface {
 	Append(ctx context.Context, expected uint64, ev *eventv1.Event) (uint64, error)
 }
 
-// Timers schedules the program reviews (adapters, on JetStream message
-// schedules).
+// Timers schedules the program reviews and the engagement deadlines of
+// new leads (adapters, on JetStream message schedules).
 type Timers interface {
-	// Schedule makes t fire at its review_at; scheduling the same timer
-	// again replaces it.
-	Schedule(ctx context.Context, t *eventv1.NurtureTimer) error
+	// Schedule makes t fire at its review_at. slot names the timer within
+	// its lead: scheduling into a slot again replaces what waits there.
+	Schedule(ctx context.Context, slot string, t *eventv1.NurtureTimer) error
 }
 
 // Head is one lead's last event as the index holds it.

@@ -30,7 +30,8 @@ type lead struct {
 	qualified int
 	// source is the latest event that sent the lead back to nurture:
 	// LeadRejected, DealLost, LeadDisqualified with not_now, SLABreached
-	// with escalation RECYCLE.
+	// with escalation RECYCLE, or a NEW lead's LeadScored with no verdict
+	// (it goes to nurture at the deadline the score set).
 	source    ref
 	recycled  ref // the latest LeadRecycled, by anyone
 	enrolled  ref // the latest NurtureEnrolled
@@ -96,12 +97,24 @@ func (l *lead) apply(recs ...eventstore.Record) {
 			if l.reengaged.seq > 0 && ev.GetCausationId() == l.reengaged.id() {
 				l.reengagedScore = x
 			}
+			if waitsForEngagement(ev) {
+				l.source = x
+			}
 		case *eventv1.Event_ActivityRecorded, *eventv1.Event_LeadResubmitted:
 			if l.enrolled.seq > 0 && len(l.facts) < maxFacts {
 				l.facts = append(l.facts, x)
 			}
 		}
 	}
+}
+
+// waitsForEngagement reports whether ev is a NEW lead's score with no
+// verdict: the lead waits for engagement until the deadline it carries,
+// then goes to nurture.
+func waitsForEngagement(ev *eventv1.Event) bool {
+	sc := ev.GetLeadScored()
+	return sc != nil && sc.GetVerdict() == eventv1.ScoreVerdict_SCORE_VERDICT_NONE &&
+		lifecycle.FromProto(ev.GetLifecycle()).Status == lifecycle.StatusNew
 }
 
 // segmentOf is the routing segment an event names, "" if none.

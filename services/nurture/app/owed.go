@@ -1,7 +1,6 @@
 package app
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -23,7 +22,9 @@ import (
 //
 //   - LOST after DealLost, ACCEPTED after an SLABreached that recycles
 //     (attempts exhausted), RECYCLED after LeadRejected or a "not now"
-//     LeadDisqualified, with no LeadRecycled since: LeadRecycled.
+//     LeadDisqualified, with no LeadRecycled since: LeadRecycled. So is
+//     a NEW lead past the deadline its last score (no verdict) set: no
+//     engagement qualified it in time.
 //   - RECYCLED after a LeadRecycled or NurtureExited with no enrolment
 //     since: NurtureEnrolled, into the program the recycle names, the
 //     exit names, or the entry rules choose.
@@ -37,12 +38,12 @@ import (
 //     program with the next review date.
 func (a *App) owed(l *lead, cat *program.Catalog, now time.Time, meta envelope.Meta) (*eventv1.Event, error) {
 	switch st := l.state.Status; st {
-	case lifecycle.StatusLost, lifecycle.StatusAccepted:
-		if l.recycleDue() {
+	case lifecycle.StatusNew, lifecycle.StatusLost, lifecycle.StatusAccepted:
+		if l.recycleDue(now) {
 			return a.recycle(l, now, meta)
 		}
 	case lifecycle.StatusRecycled:
-		if l.recycleDue() {
+		if l.recycleDue(now) {
 			return a.recycle(l, now, meta)
 		}
 		anchor := l.recycled
@@ -59,8 +60,8 @@ func (a *App) owed(l *lead, cat *program.Catalog, now time.Time, meta envelope.M
 }
 
 // recycleDue reports whether the lead's latest recycle source still
-// stands and has no LeadRecycled after it.
-func (l *lead) recycleDue() bool {
+// stands at now and has no LeadRecycled after it.
+func (l *lead) recycleDue(now time.Time) bool {
 	src := l.source
 	if src.seq == 0 || src.seq < l.recycled.seq {
 		return false
@@ -68,6 +69,10 @@ func (l *lead) recycleDue() bool {
 	switch src.ev.GetPayload().(type) {
 	case *eventv1.Event_DealLost:
 		return l.state.Status == lifecycle.StatusLost
+	case *eventv1.Event_LeadScored:
+		// Still NEW at the deadline: no score since qualified it, and a
+		// later one would be the source, with its own deadline.
+		return l.state.Status == lifecycle.StatusNew && !now.Before(l.state.Deadline)
 	case *eventv1.Event_SlaBreached:
 		// The breach recycles the lead only if nobody acted on it since:
 		// same rep, same attempts.
@@ -103,20 +108,14 @@ func (a *App) recycle(l *lead, now time.Time, meta envelope.Meta) (*eventv1.Even
 		st := lifecycle.FromProto(src.GetLifecycle())
 		p.Cause = eventv1.RecycleCause_RECYCLE_CAUSE_ATTEMPTS_EXHAUSTED
 		p.Note = fmt.Sprintf("%d contact attempts by %s without reaching the lead", st.Attempts, st.Owner)
+	case *eventv1.Event_LeadScored:
+		sc := x.LeadScored
+		p.Cause = eventv1.RecycleCause_RECYCLE_CAUSE_NOT_QUALIFIED
+		p.Note = fmt.Sprintf("not qualified by %s: last scored %d, below the threshold %d",
+			l.state.Deadline.UTC().Format(time.DateOnly), sc.GetTotal(), sc.GetThreshold())
 	}
-	meta = stepMeta(meta, src)
 	cmd := lifecycle.Command{Name: lifecycle.Recycle, Reason: p.Note}
-	ev, _, err := lifecycle.NewEvent(l.id, l.state, cmd, a.policy, p, meta, now)
-	if errors.Is(err, lifecycle.ErrRefused) && l.state.Status == lifecycle.StatusRecycled {
-		// The lifecycle's Recycle row starts from LOST or ACCEPTED only: a
-		// rejection and a "not now" put the lead in RECYCLED themselves.
-		// Its outcome (RECYCLED, the nurture queue, RecycleWithin) does not
-		// depend on where it starts, so decide it from LOST. Drop this once
-		// the lifecycle lets Recycle start from RECYCLED.
-		from := l.state
-		from.Status = lifecycle.StatusLost
-		ev, _, err = lifecycle.NewEvent(l.id, from, cmd, a.policy, p, meta, now)
-	}
+	ev, _, err := lifecycle.NewEvent(l.id, l.state, cmd, a.policy, p, stepMeta(meta, src), now)
 	return ev, err
 }
 

@@ -6,41 +6,56 @@ import (
 	"fmt"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 )
 
-// Every enrolment has a review date. The lead consumer turns each
-// NurtureEnrolled into a timer, so a review is scheduled at least once
-// whatever crashes; the timer is named after the enrolment, so scheduling
-// it again replaces it. When it fires, Reconcile decides from the lead as
-// it is then: an enrolment that is over (re-engaged, qualified, moved on)
-// owes nothing.
+// Every enrolment has a review date, and a new lead scored below the
+// threshold a deadline for engagement. The lead consumer turns each
+// NurtureEnrolled, and each such LeadScored, into a timer, so it is
+// scheduled at least once whatever crashes. A review is named after its
+// enrolment, so scheduling it again replaces it; a new lead has one
+// engagement slot, so each score replaces the deadline of the one
+// before. When a timer fires, Reconcile decides from the lead as it is
+// then: an enrolment that is over (re-engaged, qualified, moved on), or
+// a lead qualified since, owes nothing.
 
-// ScheduleReview schedules the review of enrolment ev (a NurtureEnrolled);
-// other events schedule nothing.
-func (a *App) ScheduleReview(ctx context.Context, ev *eventv1.Event) error {
-	e := ev.GetNurtureEnrolled()
-	if e == nil || e.GetReviewAt() == nil {
-		return nil
+// engageSlot is the slot of a new lead's engagement deadline.
+const engageSlot = "engage"
+
+// ScheduleTimer schedules what ev starts: the review of an enrolment (a
+// NurtureEnrolled), or the engagement deadline of a NEW lead's score with
+// no verdict. Other events schedule nothing.
+func (a *App) ScheduleTimer(ctx context.Context, ev *eventv1.Event) error {
+	t := &eventv1.NurtureTimer{TimerId: ev.GetEventId(), LeadId: ev.GetLeadId()}
+	switch e := ev.GetNurtureEnrolled(); {
+	case e.GetReviewAt() != nil:
+		t.ProgramId, t.ReviewAt = e.GetProgramId(), e.GetReviewAt()
+		return a.timers.Schedule(ctx, t.GetTimerId(), t)
+	case waitsForEngagement(ev):
+		t.ReviewAt = timestamppb.New(lifecycle.FromProto(ev.GetLifecycle()).Deadline)
+		return a.timers.Schedule(ctx, engageSlot, t)
 	}
-	return a.timers.Schedule(ctx, &eventv1.NurtureTimer{TimerId: ev.GetEventId(), LeadId: ev.GetLeadId(),
-		ProgramId: e.GetProgramId(), ReviewAt: e.GetReviewAt()})
+	return nil
 }
 
-// ReviewDue acts on a fired review timer: whatever the lead owes now
-// (see Reconcile). A timer that fired before its time (the server's
-// schedules count whole seconds) is scheduled again.
+// ReviewDue acts on a fired timer: whatever the lead owes now (see
+// Reconcile). A timer that fired before its time (the server's schedules
+// count whole seconds) is scheduled again if it still stands.
 func (a *App) ReviewDue(ctx context.Context, t *eventv1.NurtureTimer, meta envelope.Meta) error {
 	if at := t.GetReviewAt().AsTime(); a.now().Before(at) {
 		l, err := a.load(ctx, t.GetLeadId())
 		if err != nil {
 			return err
 		}
-		if l.state.Status == lifecycle.StatusNurturing && l.enrolled.id() == t.GetTimerId() {
-			return a.timers.Schedule(ctx, proto.CloneOf(t))
+		switch id := t.GetTimerId(); {
+		case l.state.Status == lifecycle.StatusNurturing && l.enrolled.id() == id:
+			return a.timers.Schedule(ctx, id, proto.CloneOf(t))
+		case l.state.Status == lifecycle.StatusNew && l.source.id() == id:
+			return a.timers.Schedule(ctx, engageSlot, proto.CloneOf(t))
 		}
 		return nil
 	}

@@ -44,9 +44,10 @@ var wakes = map[string]bool{
 }
 
 // Lead is the lead consumer's handler. A NurtureEnrolled schedules its
-// review; any event that leaves the lead LOST, RECYCLED or NURTURING, or
-// an SLABreached that recycles it, makes nurture write what it owes the
-// lead now (app.Reconcile). A recycle naming a program that does not
+// review, and a NEW lead's score with no verdict its engagement deadline
+// (app.ScheduleTimer); any event that leaves the lead LOST, RECYCLED or
+// NURTURING, or an SLABreached that recycles it, makes nurture write what
+// it owes the lead now (app.Reconcile). A recycle naming a program that does not
 // exist is dead-lettered at once and parks the lead until it is defined
 // and the lead re-driven.
 func (e *Events) Lead(ctx context.Context, m consume.Msg) error {
@@ -57,7 +58,7 @@ func (e *Events) Lead(ctx context.Context, m consume.Msg) error {
 	if err != nil {
 		return consume.Permanent(fmt.Errorf("%s seq %d: %w", m.Subject, m.Seq, err))
 	}
-	if err := e.app.ScheduleReview(ctx, ev); err != nil {
+	if err := e.app.ScheduleTimer(ctx, ev); err != nil {
 		return err
 	}
 	switch st := lifecycle.Status(ev.GetLifecycle().GetStatus()); {

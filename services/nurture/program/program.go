@@ -116,12 +116,17 @@ func Matches(r *eventv1.NurtureEntryRule, k Key) bool {
 	return true
 }
 
-// causes are the recycle causes a rule can take.
-var causes = []eventv1.RecycleCause{
-	eventv1.RecycleCause_RECYCLE_CAUSE_REJECTED, eventv1.RecycleCause_RECYCLE_CAUSE_LOST,
-	eventv1.RecycleCause_RECYCLE_CAUSE_ATTEMPTS_EXHAUSTED, eventv1.RecycleCause_RECYCLE_CAUSE_NOT_READY,
-	eventv1.RecycleCause_RECYCLE_CAUSE_MANUAL,
-}
+// causes are the recycle causes a rule can take: every declared one.
+var causes = func() []eventv1.RecycleCause {
+	var out []eventv1.RecycleCause
+	for n := range eventv1.RecycleCause_name {
+		if c := eventv1.RecycleCause(n); c != eventv1.RecycleCause_RECYCLE_CAUSE_UNSPECIFIED {
+			out = append(out, c)
+		}
+	}
+	slices.Sort(out)
+	return out
+}()
 
 // overlap reports whether some lead matches both a and b, and describes
 // such leads.

@@ -35,6 +35,10 @@ const (
 	// RECYCLE_CAUSE_MANUAL: a person sent the lead back (nurture's
 	// RecycleLead call).
 	RecycleCause_RECYCLE_CAUSE_MANUAL RecycleCause = 5
+	// RECYCLE_CAUSE_NOT_QUALIFIED: a new lead that no score took over the
+	// threshold by its deadline (the lifecycle's EngageWithin after its
+	// last score).
+	RecycleCause_RECYCLE_CAUSE_NOT_QUALIFIED RecycleCause = 6
 )
 
 // Enum value maps for RecycleCause.
@@ -46,6 +50,7 @@ var (
 		3: "RECYCLE_CAUSE_ATTEMPTS_EXHAUSTED",
 		4: "RECYCLE_CAUSE_NOT_READY",
 		5: "RECYCLE_CAUSE_MANUAL",
+		6: "RECYCLE_CAUSE_NOT_QUALIFIED",
 	}
 	RecycleCause_value = map[string]int32{
 		"RECYCLE_CAUSE_UNSPECIFIED":        0,
@@ -54,6 +59,7 @@ var (
 		"RECYCLE_CAUSE_ATTEMPTS_EXHAUSTED": 3,
 		"RECYCLE_CAUSE_NOT_READY":          4,
 		"RECYCLE_CAUSE_MANUAL":             5,
+		"RECYCLE_CAUSE_NOT_QUALIFIED":      6,
 	}
 )
 
@@ -194,7 +200,8 @@ func (NurtureProgramChange) EnumDescriptor() ([]byte, []int) {
 
 // LeadRecycled is a lead taken back by nurture. Its causation_id is the
 // event that sent it back (LeadRejected, DealLost, LeadDisqualified with
-// not_now, SLABreached with escalation RECYCLE) or the request.
+// not_now, SLABreached with escalation RECYCLE, a NEW lead's last
+// LeadScored) or the request.
 type LeadRecycled struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Cause RecycleCause           `protobuf:"varint,1,opt,name=cause,proto3,enum=leadflow.event.v1.RecycleCause" json:"cause,omitempty"`
@@ -971,7 +978,8 @@ func (x *NurtureProgramChanged) GetChangedBy() *Actor {
 // the server to the timer's target subject when it fires. Not an Event.
 type NurtureTimer struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// timer_id is the enrolment's event id: one review per enrolment.
+	// timer_id is the event the timer is for: an enrolment's review, or the
+	// last LeadScored of a NEW lead, due at its deadline.
 	TimerId       string                 `protobuf:"bytes,1,opt,name=timer_id,json=timerId,proto3" json:"timer_id,omitempty"`
 	LeadId        string                 `protobuf:"bytes,2,opt,name=lead_id,json=leadId,proto3" json:"lead_id,omitempty"`
 	ProgramId     string                 `protobuf:"bytes,3,opt,name=program_id,json=programId,proto3" json:"program_id,omitempty"`
@@ -1117,14 +1125,15 @@ const file_leadflow_event_v1_nurture_proto_rawDesc = "" +
 	"\alead_id\x18\x02 \x01(\tR\x06leadId\x12\x1d\n" +
 	"\n" +
 	"program_id\x18\x03 \x01(\tR\tprogramId\x127\n" +
-	"\treview_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\breviewAt*\xbe\x01\n" +
+	"\treview_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\breviewAt*\xdf\x01\n" +
 	"\fRecycleCause\x12\x1d\n" +
 	"\x19RECYCLE_CAUSE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16RECYCLE_CAUSE_REJECTED\x10\x01\x12\x16\n" +
 	"\x12RECYCLE_CAUSE_LOST\x10\x02\x12$\n" +
 	" RECYCLE_CAUSE_ATTEMPTS_EXHAUSTED\x10\x03\x12\x1b\n" +
 	"\x17RECYCLE_CAUSE_NOT_READY\x10\x04\x12\x18\n" +
-	"\x14RECYCLE_CAUSE_MANUAL\x10\x05*z\n" +
+	"\x14RECYCLE_CAUSE_MANUAL\x10\x05\x12\x1f\n" +
+	"\x1bRECYCLE_CAUSE_NOT_QUALIFIED\x10\x06*z\n" +
 	"\x10NurtureExitCause\x12\"\n" +
 	"\x1eNURTURE_EXIT_CAUSE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18NURTURE_EXIT_CAUSE_ENDED\x10\x01\x12$\n" +

@@ -53,8 +53,8 @@ type NurtureServiceClient interface {
 	GetProgram(ctx context.Context, in *GetProgramRequest, opts ...grpc.CallOption) (*GetProgramResponse, error)
 	// ListPrograms returns every program and the programs' version.
 	ListPrograms(ctx context.Context, in *ListProgramsRequest, opts ...grpc.CallOption) (*ListProgramsResponse, error)
-	// RecycleLead sends a lead back to nurture by hand (an ACCEPTED or LOST
-	// lead) and enrols it, in the program named or by the entry rules. A
+	// RecycleLead sends a lead to nurture by hand (a NEW, ACCEPTED, LOST or
+	// RECYCLED lead) and enrols it, in the program named or by the entry rules. A
 	// repeated request_id returns the first answer.
 	RecycleLead(ctx context.Context, in *RecycleLeadRequest, opts ...grpc.CallOption) (*RecycleLeadResponse, error)
 	// GetLeadNurture says where a lead stands in nurture.
@@ -182,8 +182,8 @@ type NurtureServiceServer interface {
 	GetProgram(context.Context, *GetProgramRequest) (*GetProgramResponse, error)
 	// ListPrograms returns every program and the programs' version.
 	ListPrograms(context.Context, *ListProgramsRequest) (*ListProgramsResponse, error)
-	// RecycleLead sends a lead back to nurture by hand (an ACCEPTED or LOST
-	// lead) and enrols it, in the program named or by the entry rules. A
+	// RecycleLead sends a lead to nurture by hand (a NEW, ACCEPTED, LOST or
+	// RECYCLED lead) and enrols it, in the program named or by the entry rules. A
 	// repeated request_id returns the first answer.
 	RecycleLead(context.Context, *RecycleLeadRequest) (*RecycleLeadResponse, error)
 	// GetLeadNurture says where a lead stands in nurture.
