@@ -362,6 +362,22 @@ func testExplainAgainstQualification(t *testing.T, newWorld func(testing.TB) *wo
 	if _, err := w.leadctl(t, "--qualification", addr, "explain", uuid.NewString()); !errors.Is(err, errUnknownLead) {
 		t.Fatalf("explain of an unknown lead: %v", err)
 	}
+
+	// A verdict no rule gave: by hand, once.
+	if _, err := w.leadctl(t, "--qualification", addr, "disqualify", lead); !errors.Is(err, errUsage) {
+		t.Fatalf("disqualify without a reason: %v", err)
+	}
+	out, err = w.leadctl(t, "--qualification", addr, "disqualify", lead, "--reason", "a competitor's analyst")
+	if err != nil || !strings.Contains(out, "is DISQUALIFIED") {
+		t.Fatalf("disqualify: %v\n%s", err, out)
+	}
+	if ev := w.last(t, lead); ev.GetLeadDisqualified().GetReason() != "a competitor's analyst" || ev.GetActor().GetId() != "leadctl" {
+		t.Fatalf("the verdict: %v", ev)
+	}
+	if _, err := w.leadctl(t, "--qualification", addr, "disqualify", lead, "--reason", "again", "--not-now"); err == nil ||
+		!strings.Contains(err.Error(), "Disqualify refused in DISQUALIFIED") {
+		t.Fatalf("a second verdict: %v", err)
+	}
 }
 
 // activateDefault proposes a small model and signs it off for both teams.

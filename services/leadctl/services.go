@@ -25,6 +25,7 @@ import (
 	handoffv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/handoff/v1"
 	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
 	nurturev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/nurture/v1"
+	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
 )
 
 // call dials one service and runs f, turning "nothing answers" into a clear
@@ -340,6 +341,46 @@ func recycleCmd(o *options) *cobra.Command {
 	c.Flags().StringVar(&note, "note", "", "why, kept on the event in the clear")
 	c.Flags().StringVar(&programID, "program", "", "the program to enrol the lead in (default: nurture's entry rules choose)")
 	c.Flags().StringVar(&requestID, "request-id", "", "makes a repeat of this command answer the first recycle (default: a new id per run)")
+	return c
+}
+
+func disqualifyCmd(o *options) *cobra.Command {
+	var reason, requestID string
+	var notNow bool
+	c := &cobra.Command{
+		Use:   "disqualify <lead id> --reason <why> [--not-now]",
+		Short: "Disqualify a NEW, MQL or nurtured lead by hand (qualification): it ends, or with --not-now goes to nurture",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := uuid.Parse(args[0]); err != nil {
+				return fmt.Errorf("%w: lead id %q is not a UUID", errUsage, args[0])
+			}
+			if reason == "" {
+				return fmt.Errorf("%w: --reason is required (kept in the clear: do not name the person)", errUsage)
+			}
+			if requestID == "" {
+				requestID = uuid.NewString() // this run's retries write once
+			}
+			var resp *qualificationv1.DisqualifyLeadResponse
+			err := call(cmd.Context(), o, "qualification", o.qualification, func(ctx context.Context, conn *grpc.ClientConn) error {
+				var err error
+				resp, err = qualificationv1.NewQualificationServiceClient(conn).DisqualifyLead(ctx, &qualificationv1.DisqualifyLeadRequest{
+					LeadId: args[0], Reason: reason, NotNow: notNow, RequestId: requestID, DecidedBy: o.actor()})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if o.output == "json" {
+				return printProto(cmd, resp)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "lead %s is %s at version %d\n", args[0], leadStatus(resp.GetStatus()), resp.GetVersion())
+			return nil
+		},
+	}
+	c.Flags().StringVar(&reason, "reason", "", "why, kept on the event in the clear, e.g. spam")
+	c.Flags().BoolVar(&notNow, "not-now", false, "not ready rather than not a lead: nurture takes it")
+	c.Flags().StringVar(&requestID, "request-id", "", "makes a repeat of this command answer the first verdict (default: a new id per run)")
 	return c
 }
 

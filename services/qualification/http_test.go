@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
 	"github.com/leadflow/leadflow/pkg/scoring"
 	"github.com/leadflow/leadflow/pkg/testenv"
@@ -19,7 +20,8 @@ import (
 
 // The scoring model over HTTP: a proposal in JSON, read back by its REST
 // path as the gRPC API answers it; a refused proposal is 400 naming the
-// field and records nothing; an unknown lead's score is 404.
+// field and records nothing; an unknown lead's score is 404; a lead is
+// disqualified by its REST path.
 func TestHTTPModelAndScore(t *testing.T) {
 	w := newWorld(t)
 	web := make(chan net.Addr, 1)
@@ -70,5 +72,12 @@ func TestHTTPModelAndScore(t *testing.T) {
 	var st struct{ Code int }
 	if err := json.Unmarshal([]byte(body), &st); err != nil || code != http.StatusNotFound || st.Code != 5 {
 		t.Fatalf("an unknown lead's score: %d %s", code, body)
+	}
+	lead := uuid.NewString()
+	w.capture(t, lead, &eventv1.Profile{Country: "DE"})
+	code, body = testenv.HTTP(t, "POST", base+"/v1/leads/"+lead+":disqualify", `{"reason":"spam","decidedBy":`+string(who)+`}`)
+	var d qualificationv1.DisqualifyLeadResponse
+	if err := protojson.Unmarshal([]byte(body), &d); err != nil || code != http.StatusOK || d.GetStatus() != eventv1.LeadStatus_LEAD_STATUS_DISQUALIFIED {
+		t.Fatalf("POST /v1/leads/{id}:disqualify: %d %s (%v)", code, body, err)
 	}
 }

@@ -105,6 +105,21 @@ func (g *GRPC) ExplainScore(ctx context.Context, r *qualificationv1.ExplainScore
 		CauseEventId: e.Cause, Status: eventv1.LeadStatus(e.Status)}, nil
 }
 
+// DisqualifyLead records a person's verdict on a lead.
+func (g *GRPC) DisqualifyLead(ctx context.Context, r *qualificationv1.DisqualifyLeadRequest) (*qualificationv1.DisqualifyLeadResponse, error) {
+	by, err := auth.Acting(ctx, r.GetDecidedBy(), "decided_by")
+	if err != nil {
+		return nil, err
+	}
+	d, err := g.app.DisqualifyLead(ctx, app.DisqualifyLead{LeadID: r.GetLeadId(), Reason: r.GetReason(), NotNow: r.GetNotNow(),
+		RequestID: r.GetRequestId(), DecidedBy: by}, grpcserver.Meta(ctx))
+	if err != nil {
+		return nil, g.status(ctx, "DisqualifyLead", err)
+	}
+	return &qualificationv1.DisqualifyLeadResponse{LeadId: d.LeadID, Version: d.Version, Status: eventv1.LeadStatus(d.Status),
+		EventId: d.EventID, Replayed: d.Replayed}, nil
+}
+
 // GetRescoreProgress reports on re-scoring under a version.
 func (g *GRPC) GetRescoreProgress(ctx context.Context, r *qualificationv1.GetRescoreProgressRequest) (*qualificationv1.GetRescoreProgressResponse, error) {
 	p, err := g.app.RescoreProgress(ctx, r.GetVersion())

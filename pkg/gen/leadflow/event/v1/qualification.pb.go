@@ -378,8 +378,10 @@ func (x *LeadQualified) GetThreshold() int32 {
 	return 0
 }
 
-// LeadDisqualified is a disqualifying rule firing. With not_now the lead
-// goes to nurture instead of a terminal state.
+// LeadDisqualified is a disqualifying rule firing, or a person's verdict
+// (qualification's DisqualifyLead: no rule_id or model, decided_by the
+// person). With not_now the lead goes to nurture instead of a terminal
+// state.
 type LeadDisqualified struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RuleId        string                 `protobuf:"bytes,1,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`

@@ -1149,6 +1149,169 @@ func (x *GetRescoreProgressResponse) GetTotal() uint64 {
 	return 0
 }
 
+type DisqualifyLeadRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	LeadId string                 `protobuf:"bytes,1,opt,name=lead_id,json=leadId,proto3" json:"lead_id,omitempty"`
+	// reason says why. It is kept in the clear on LeadDisqualified: do not
+	// name the person.
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// not_now sends the lead to nurture (RECYCLED, then a program) instead
+	// of ending it.
+	NotNow bool `protobuf:"varint,3,opt,name=not_now,json=notNow,proto3" json:"not_now,omitempty"`
+	// decided_by is who decides; with auth on it must be the token's
+	// caller, and may be left empty for it.
+	DecidedBy *v1.Actor `protobuf:"bytes,4,opt,name=decided_by,json=decidedBy,proto3" json:"decided_by,omitempty"`
+	// request_id, when set, makes a retry return the first answer; reused
+	// for another verdict on the lead it is refused.
+	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisqualifyLeadRequest) Reset() {
+	*x = DisqualifyLeadRequest{}
+	mi := &file_leadflow_qualification_v1_qualification_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisqualifyLeadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisqualifyLeadRequest) ProtoMessage() {}
+
+func (x *DisqualifyLeadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_qualification_v1_qualification_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisqualifyLeadRequest.ProtoReflect.Descriptor instead.
+func (*DisqualifyLeadRequest) Descriptor() ([]byte, []int) {
+	return file_leadflow_qualification_v1_qualification_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *DisqualifyLeadRequest) GetLeadId() string {
+	if x != nil {
+		return x.LeadId
+	}
+	return ""
+}
+
+func (x *DisqualifyLeadRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DisqualifyLeadRequest) GetNotNow() bool {
+	if x != nil {
+		return x.NotNow
+	}
+	return false
+}
+
+func (x *DisqualifyLeadRequest) GetDecidedBy() *v1.Actor {
+	if x != nil {
+		return x.DecidedBy
+	}
+	return nil
+}
+
+func (x *DisqualifyLeadRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type DisqualifyLeadResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	LeadId string                 `protobuf:"bytes,1,opt,name=lead_id,json=leadId,proto3" json:"lead_id,omitempty"`
+	// version is the lead's version after the LeadDisqualified.
+	Version uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	// status is DISQUALIFIED, or RECYCLED with not_now.
+	Status  v1.LeadStatus `protobuf:"varint,3,opt,name=status,proto3,enum=leadflow.event.v1.LeadStatus" json:"status,omitempty"`
+	EventId string        `protobuf:"bytes,4,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// replayed is true when the request_id had been seen.
+	Replayed      bool `protobuf:"varint,5,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisqualifyLeadResponse) Reset() {
+	*x = DisqualifyLeadResponse{}
+	mi := &file_leadflow_qualification_v1_qualification_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisqualifyLeadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisqualifyLeadResponse) ProtoMessage() {}
+
+func (x *DisqualifyLeadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_qualification_v1_qualification_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisqualifyLeadResponse.ProtoReflect.Descriptor instead.
+func (*DisqualifyLeadResponse) Descriptor() ([]byte, []int) {
+	return file_leadflow_qualification_v1_qualification_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *DisqualifyLeadResponse) GetLeadId() string {
+	if x != nil {
+		return x.LeadId
+	}
+	return ""
+}
+
+func (x *DisqualifyLeadResponse) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *DisqualifyLeadResponse) GetStatus() v1.LeadStatus {
+	if x != nil {
+		return x.Status
+	}
+	return v1.LeadStatus(0)
+}
+
+func (x *DisqualifyLeadResponse) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *DisqualifyLeadResponse) GetReplayed() bool {
+	if x != nil {
+		return x.Replayed
+	}
+	return false
+}
+
 var File_leadflow_qualification_v1_qualification_service_proto protoreflect.FileDescriptor
 
 const file_leadflow_qualification_v1_qualification_service_proto_rawDesc = "" +
@@ -1215,7 +1378,21 @@ const file_leadflow_qualification_v1_qualification_service_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12=\n" +
 	"\x05state\x18\x02 \x01(\x0e2'.leadflow.qualification.v1.RescoreStateR\x05state\x12\x12\n" +
 	"\x04done\x18\x03 \x01(\x04R\x04done\x12\x14\n" +
-	"\x05total\x18\x04 \x01(\x04R\x05total*w\n" +
+	"\x05total\x18\x04 \x01(\x04R\x05total\"\xb9\x01\n" +
+	"\x15DisqualifyLeadRequest\x12\x17\n" +
+	"\alead_id\x18\x01 \x01(\tR\x06leadId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x17\n" +
+	"\anot_now\x18\x03 \x01(\bR\x06notNow\x127\n" +
+	"\n" +
+	"decided_by\x18\x04 \x01(\v2\x18.leadflow.event.v1.ActorR\tdecidedBy\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x05 \x01(\tR\trequestId\"\xb9\x01\n" +
+	"\x16DisqualifyLeadResponse\x12\x17\n" +
+	"\alead_id\x18\x01 \x01(\tR\x06leadId\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\x125\n" +
+	"\x06status\x18\x03 \x01(\x0e2\x1d.leadflow.event.v1.LeadStatusR\x06status\x12\x19\n" +
+	"\bevent_id\x18\x04 \x01(\tR\aeventId\x12\x1a\n" +
+	"\breplayed\x18\x05 \x01(\bR\breplayed*w\n" +
 	"\n" +
 	"ModelState\x12\x1b\n" +
 	"\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
@@ -1234,7 +1411,7 @@ const file_leadflow_qualification_v1_qualification_service_proto_rawDesc = "" +
 	"\x15RESCORE_STATE_RUNNING\x10\x02\x12\x1b\n" +
 	"\x17RESCORE_STATE_COMPLETED\x10\x03\x12\x1b\n" +
 	"\x17RESCORE_STATE_ABANDONED\x10\x04\x12\x1f\n" +
-	"\x1bRESCORE_STATE_NOT_ACTIVATED\x10\x052\xbe\a\n" +
+	"\x1bRESCORE_STATE_NOT_ACTIVATED\x10\x052\xc9\b\n" +
 	"\x14QualificationService\x12\x83\x01\n" +
 	"\fProposeModel\x12..leadflow.qualification.v1.ProposeModelRequest\x1a/.leadflow.qualification.v1.ProposeModelResponse\"\x12\x8a\xb5\x18\x0emodels:propose\x12\x83\x01\n" +
 	"\fApproveModel\x12..leadflow.qualification.v1.ApproveModelRequest\x1a/.leadflow.qualification.v1.ApproveModelResponse\"\x12\x8a\xb5\x18\x0emodels:approve\x12t\n" +
@@ -1243,7 +1420,8 @@ const file_leadflow_qualification_v1_qualification_service_proto_rawDesc = "" +
 	"\n" +
 	"DiffModels\x12,.leadflow.qualification.v1.DiffModelsRequest\x1a-.leadflow.qualification.v1.DiffModelsResponse\"\x0f\x8a\xb5\x18\vmodels:read\x12\x80\x01\n" +
 	"\fExplainScore\x12..leadflow.qualification.v1.ExplainScoreRequest\x1a/.leadflow.qualification.v1.ExplainScoreResponse\"\x0f\x8a\xb5\x18\vmodels:read\x12\x92\x01\n" +
-	"\x12GetRescoreProgress\x124.leadflow.qualification.v1.GetRescoreProgressRequest\x1a5.leadflow.qualification.v1.GetRescoreProgressResponse\"\x0f\x8a\xb5\x18\vmodels:readB\x90\x02\n" +
+	"\x12GetRescoreProgress\x124.leadflow.qualification.v1.GetRescoreProgressRequest\x1a5.leadflow.qualification.v1.GetRescoreProgressResponse\"\x0f\x8a\xb5\x18\vmodels:read\x12\x88\x01\n" +
+	"\x0eDisqualifyLead\x120.leadflow.qualification.v1.DisqualifyLeadRequest\x1a1.leadflow.qualification.v1.DisqualifyLeadResponse\"\x11\x8a\xb5\x18\rleads:qualifyB\x90\x02\n" +
 	"\x1dcom.leadflow.qualification.v1B\x19QualificationServiceProtoP\x01ZNgithub.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1;qualificationv1\xa2\x02\x03LQX\xaa\x02\x19Leadflow.Qualification.V1\xca\x02\x19Leadflow\\Qualification\\V1\xe2\x02%Leadflow\\Qualification\\V1\\GPBMetadata\xea\x02\x1bLeadflow::Qualification::V1b\x06proto3"
 
 var (
@@ -1259,7 +1437,7 @@ func file_leadflow_qualification_v1_qualification_service_proto_rawDescGZIP() []
 }
 
 var file_leadflow_qualification_v1_qualification_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_leadflow_qualification_v1_qualification_service_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_leadflow_qualification_v1_qualification_service_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_leadflow_qualification_v1_qualification_service_proto_goTypes = []any{
 	(ModelState)(0),                    // 0: leadflow.qualification.v1.ModelState
 	(ChangeKind)(0),                    // 1: leadflow.qualification.v1.ChangeKind
@@ -1281,52 +1459,58 @@ var file_leadflow_qualification_v1_qualification_service_proto_goTypes = []any{
 	(*ExplainScoreResponse)(nil),       // 17: leadflow.qualification.v1.ExplainScoreResponse
 	(*GetRescoreProgressRequest)(nil),  // 18: leadflow.qualification.v1.GetRescoreProgressRequest
 	(*GetRescoreProgressResponse)(nil), // 19: leadflow.qualification.v1.GetRescoreProgressResponse
-	(*v1.Actor)(nil),                   // 20: leadflow.event.v1.Actor
-	(*timestamppb.Timestamp)(nil),      // 21: google.protobuf.Timestamp
-	(*v1.ScoringModel)(nil),            // 22: leadflow.event.v1.ScoringModel
-	(*v1.LeadScored)(nil),              // 23: leadflow.event.v1.LeadScored
-	(v1.LeadStatus)(0),                 // 24: leadflow.event.v1.LeadStatus
+	(*DisqualifyLeadRequest)(nil),      // 20: leadflow.qualification.v1.DisqualifyLeadRequest
+	(*DisqualifyLeadResponse)(nil),     // 21: leadflow.qualification.v1.DisqualifyLeadResponse
+	(*v1.Actor)(nil),                   // 22: leadflow.event.v1.Actor
+	(*timestamppb.Timestamp)(nil),      // 23: google.protobuf.Timestamp
+	(*v1.ScoringModel)(nil),            // 24: leadflow.event.v1.ScoringModel
+	(*v1.LeadScored)(nil),              // 25: leadflow.event.v1.LeadScored
+	(v1.LeadStatus)(0),                 // 26: leadflow.event.v1.LeadStatus
 }
 var file_leadflow_qualification_v1_qualification_service_proto_depIdxs = []int32{
-	20, // 0: leadflow.qualification.v1.Approval.approver:type_name -> leadflow.event.v1.Actor
-	21, // 1: leadflow.qualification.v1.Approval.approved_at:type_name -> google.protobuf.Timestamp
-	22, // 2: leadflow.qualification.v1.ModelVersion.model:type_name -> leadflow.event.v1.ScoringModel
+	22, // 0: leadflow.qualification.v1.Approval.approver:type_name -> leadflow.event.v1.Actor
+	23, // 1: leadflow.qualification.v1.Approval.approved_at:type_name -> google.protobuf.Timestamp
+	24, // 2: leadflow.qualification.v1.ModelVersion.model:type_name -> leadflow.event.v1.ScoringModel
 	0,  // 3: leadflow.qualification.v1.ModelVersion.state:type_name -> leadflow.qualification.v1.ModelState
-	20, // 4: leadflow.qualification.v1.ModelVersion.proposed_by:type_name -> leadflow.event.v1.Actor
-	21, // 5: leadflow.qualification.v1.ModelVersion.proposed_at:type_name -> google.protobuf.Timestamp
+	22, // 4: leadflow.qualification.v1.ModelVersion.proposed_by:type_name -> leadflow.event.v1.Actor
+	23, // 5: leadflow.qualification.v1.ModelVersion.proposed_at:type_name -> google.protobuf.Timestamp
 	3,  // 6: leadflow.qualification.v1.ModelVersion.approvals:type_name -> leadflow.qualification.v1.Approval
-	21, // 7: leadflow.qualification.v1.ModelVersion.activated_at:type_name -> google.protobuf.Timestamp
-	22, // 8: leadflow.qualification.v1.ProposeModelRequest.model:type_name -> leadflow.event.v1.ScoringModel
-	20, // 9: leadflow.qualification.v1.ProposeModelRequest.proposed_by:type_name -> leadflow.event.v1.Actor
-	20, // 10: leadflow.qualification.v1.ApproveModelRequest.approver:type_name -> leadflow.event.v1.Actor
+	23, // 7: leadflow.qualification.v1.ModelVersion.activated_at:type_name -> google.protobuf.Timestamp
+	24, // 8: leadflow.qualification.v1.ProposeModelRequest.model:type_name -> leadflow.event.v1.ScoringModel
+	22, // 9: leadflow.qualification.v1.ProposeModelRequest.proposed_by:type_name -> leadflow.event.v1.Actor
+	22, // 10: leadflow.qualification.v1.ApproveModelRequest.approver:type_name -> leadflow.event.v1.Actor
 	4,  // 11: leadflow.qualification.v1.ApproveModelResponse.model:type_name -> leadflow.qualification.v1.ModelVersion
 	4,  // 12: leadflow.qualification.v1.GetModelResponse.model:type_name -> leadflow.qualification.v1.ModelVersion
 	4,  // 13: leadflow.qualification.v1.ListModelVersionsResponse.versions:type_name -> leadflow.qualification.v1.ModelVersion
 	1,  // 14: leadflow.qualification.v1.ModelChange.kind:type_name -> leadflow.qualification.v1.ChangeKind
 	14, // 15: leadflow.qualification.v1.DiffModelsResponse.changes:type_name -> leadflow.qualification.v1.ModelChange
-	23, // 16: leadflow.qualification.v1.ExplainScoreResponse.score:type_name -> leadflow.event.v1.LeadScored
-	21, // 17: leadflow.qualification.v1.ExplainScoreResponse.scored_at:type_name -> google.protobuf.Timestamp
-	24, // 18: leadflow.qualification.v1.ExplainScoreResponse.status:type_name -> leadflow.event.v1.LeadStatus
+	25, // 16: leadflow.qualification.v1.ExplainScoreResponse.score:type_name -> leadflow.event.v1.LeadScored
+	23, // 17: leadflow.qualification.v1.ExplainScoreResponse.scored_at:type_name -> google.protobuf.Timestamp
+	26, // 18: leadflow.qualification.v1.ExplainScoreResponse.status:type_name -> leadflow.event.v1.LeadStatus
 	2,  // 19: leadflow.qualification.v1.GetRescoreProgressResponse.state:type_name -> leadflow.qualification.v1.RescoreState
-	5,  // 20: leadflow.qualification.v1.QualificationService.ProposeModel:input_type -> leadflow.qualification.v1.ProposeModelRequest
-	7,  // 21: leadflow.qualification.v1.QualificationService.ApproveModel:input_type -> leadflow.qualification.v1.ApproveModelRequest
-	9,  // 22: leadflow.qualification.v1.QualificationService.GetModel:input_type -> leadflow.qualification.v1.GetModelRequest
-	11, // 23: leadflow.qualification.v1.QualificationService.ListModelVersions:input_type -> leadflow.qualification.v1.ListModelVersionsRequest
-	13, // 24: leadflow.qualification.v1.QualificationService.DiffModels:input_type -> leadflow.qualification.v1.DiffModelsRequest
-	16, // 25: leadflow.qualification.v1.QualificationService.ExplainScore:input_type -> leadflow.qualification.v1.ExplainScoreRequest
-	18, // 26: leadflow.qualification.v1.QualificationService.GetRescoreProgress:input_type -> leadflow.qualification.v1.GetRescoreProgressRequest
-	6,  // 27: leadflow.qualification.v1.QualificationService.ProposeModel:output_type -> leadflow.qualification.v1.ProposeModelResponse
-	8,  // 28: leadflow.qualification.v1.QualificationService.ApproveModel:output_type -> leadflow.qualification.v1.ApproveModelResponse
-	10, // 29: leadflow.qualification.v1.QualificationService.GetModel:output_type -> leadflow.qualification.v1.GetModelResponse
-	12, // 30: leadflow.qualification.v1.QualificationService.ListModelVersions:output_type -> leadflow.qualification.v1.ListModelVersionsResponse
-	15, // 31: leadflow.qualification.v1.QualificationService.DiffModels:output_type -> leadflow.qualification.v1.DiffModelsResponse
-	17, // 32: leadflow.qualification.v1.QualificationService.ExplainScore:output_type -> leadflow.qualification.v1.ExplainScoreResponse
-	19, // 33: leadflow.qualification.v1.QualificationService.GetRescoreProgress:output_type -> leadflow.qualification.v1.GetRescoreProgressResponse
-	27, // [27:34] is the sub-list for method output_type
-	20, // [20:27] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	22, // 20: leadflow.qualification.v1.DisqualifyLeadRequest.decided_by:type_name -> leadflow.event.v1.Actor
+	26, // 21: leadflow.qualification.v1.DisqualifyLeadResponse.status:type_name -> leadflow.event.v1.LeadStatus
+	5,  // 22: leadflow.qualification.v1.QualificationService.ProposeModel:input_type -> leadflow.qualification.v1.ProposeModelRequest
+	7,  // 23: leadflow.qualification.v1.QualificationService.ApproveModel:input_type -> leadflow.qualification.v1.ApproveModelRequest
+	9,  // 24: leadflow.qualification.v1.QualificationService.GetModel:input_type -> leadflow.qualification.v1.GetModelRequest
+	11, // 25: leadflow.qualification.v1.QualificationService.ListModelVersions:input_type -> leadflow.qualification.v1.ListModelVersionsRequest
+	13, // 26: leadflow.qualification.v1.QualificationService.DiffModels:input_type -> leadflow.qualification.v1.DiffModelsRequest
+	16, // 27: leadflow.qualification.v1.QualificationService.ExplainScore:input_type -> leadflow.qualification.v1.ExplainScoreRequest
+	18, // 28: leadflow.qualification.v1.QualificationService.GetRescoreProgress:input_type -> leadflow.qualification.v1.GetRescoreProgressRequest
+	20, // 29: leadflow.qualification.v1.QualificationService.DisqualifyLead:input_type -> leadflow.qualification.v1.DisqualifyLeadRequest
+	6,  // 30: leadflow.qualification.v1.QualificationService.ProposeModel:output_type -> leadflow.qualification.v1.ProposeModelResponse
+	8,  // 31: leadflow.qualification.v1.QualificationService.ApproveModel:output_type -> leadflow.qualification.v1.ApproveModelResponse
+	10, // 32: leadflow.qualification.v1.QualificationService.GetModel:output_type -> leadflow.qualification.v1.GetModelResponse
+	12, // 33: leadflow.qualification.v1.QualificationService.ListModelVersions:output_type -> leadflow.qualification.v1.ListModelVersionsResponse
+	15, // 34: leadflow.qualification.v1.QualificationService.DiffModels:output_type -> leadflow.qualification.v1.DiffModelsResponse
+	17, // 35: leadflow.qualification.v1.QualificationService.ExplainScore:output_type -> leadflow.qualification.v1.ExplainScoreResponse
+	19, // 36: leadflow.qualification.v1.QualificationService.GetRescoreProgress:output_type -> leadflow.qualification.v1.GetRescoreProgressResponse
+	21, // 37: leadflow.qualification.v1.QualificationService.DisqualifyLead:output_type -> leadflow.qualification.v1.DisqualifyLeadResponse
+	30, // [30:38] is the sub-list for method output_type
+	22, // [22:30] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_qualification_v1_qualification_service_proto_init() }
@@ -1340,7 +1524,7 @@ func file_leadflow_qualification_v1_qualification_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_leadflow_qualification_v1_qualification_service_proto_rawDesc), len(file_leadflow_qualification_v1_qualification_service_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

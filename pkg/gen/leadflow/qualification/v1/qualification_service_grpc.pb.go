@@ -26,6 +26,7 @@ const (
 	QualificationService_DiffModels_FullMethodName         = "/leadflow.qualification.v1.QualificationService/DiffModels"
 	QualificationService_ExplainScore_FullMethodName       = "/leadflow.qualification.v1.QualificationService/ExplainScore"
 	QualificationService_GetRescoreProgress_FullMethodName = "/leadflow.qualification.v1.QualificationService/GetRescoreProgress"
+	QualificationService_DisqualifyLead_FullMethodName     = "/leadflow.qualification.v1.QualificationService/DisqualifyLead"
 )
 
 // QualificationServiceClient is the client API for QualificationService service.
@@ -58,6 +59,12 @@ type QualificationServiceClient interface {
 	ExplainScore(ctx context.Context, in *ExplainScoreRequest, opts ...grpc.CallOption) (*ExplainScoreResponse, error)
 	// GetRescoreProgress says how far re-scoring under a version has got.
 	GetRescoreProgress(ctx context.Context, in *GetRescoreProgressRequest, opts ...grpc.CallOption) (*GetRescoreProgressResponse, error)
+	// DisqualifyLead is a person's verdict on a NEW, MQL or nurtured lead
+	// that no rule caught: not a lead at all (spam, a competitor, a
+	// student), which ends it, or with not_now not ready, which sends it to
+	// nurture. A refused transition is FAILED_PRECONDITION naming the
+	// lead's status. A repeated request_id returns the first answer.
+	DisqualifyLead(ctx context.Context, in *DisqualifyLeadRequest, opts ...grpc.CallOption) (*DisqualifyLeadResponse, error)
 }
 
 type qualificationServiceClient struct {
@@ -138,6 +145,16 @@ func (c *qualificationServiceClient) GetRescoreProgress(ctx context.Context, in 
 	return out, nil
 }
 
+func (c *qualificationServiceClient) DisqualifyLead(ctx context.Context, in *DisqualifyLeadRequest, opts ...grpc.CallOption) (*DisqualifyLeadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DisqualifyLeadResponse)
+	err := c.cc.Invoke(ctx, QualificationService_DisqualifyLead_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // QualificationServiceServer is the server API for QualificationService service.
 // All implementations must embed UnimplementedQualificationServiceServer
 // for forward compatibility.
@@ -168,6 +185,12 @@ type QualificationServiceServer interface {
 	ExplainScore(context.Context, *ExplainScoreRequest) (*ExplainScoreResponse, error)
 	// GetRescoreProgress says how far re-scoring under a version has got.
 	GetRescoreProgress(context.Context, *GetRescoreProgressRequest) (*GetRescoreProgressResponse, error)
+	// DisqualifyLead is a person's verdict on a NEW, MQL or nurtured lead
+	// that no rule caught: not a lead at all (spam, a competitor, a
+	// student), which ends it, or with not_now not ready, which sends it to
+	// nurture. A refused transition is FAILED_PRECONDITION naming the
+	// lead's status. A repeated request_id returns the first answer.
+	DisqualifyLead(context.Context, *DisqualifyLeadRequest) (*DisqualifyLeadResponse, error)
 	mustEmbedUnimplementedQualificationServiceServer()
 }
 
@@ -198,6 +221,9 @@ func (UnimplementedQualificationServiceServer) ExplainScore(context.Context, *Ex
 }
 func (UnimplementedQualificationServiceServer) GetRescoreProgress(context.Context, *GetRescoreProgressRequest) (*GetRescoreProgressResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetRescoreProgress not implemented")
+}
+func (UnimplementedQualificationServiceServer) DisqualifyLead(context.Context, *DisqualifyLeadRequest) (*DisqualifyLeadResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DisqualifyLead not implemented")
 }
 func (UnimplementedQualificationServiceServer) mustEmbedUnimplementedQualificationServiceServer() {}
 func (UnimplementedQualificationServiceServer) testEmbeddedByValue()                              {}
@@ -346,6 +372,24 @@ func _QualificationService_GetRescoreProgress_Handler(srv interface{}, ctx conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _QualificationService_DisqualifyLead_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DisqualifyLeadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QualificationServiceServer).DisqualifyLead(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QualificationService_DisqualifyLead_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QualificationServiceServer).DisqualifyLead(ctx, req.(*DisqualifyLeadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // QualificationService_ServiceDesc is the grpc.ServiceDesc for QualificationService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -380,6 +424,10 @@ var QualificationService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetRescoreProgress",
 			Handler:    _QualificationService_GetRescoreProgress_Handler,
+		},
+		{
+			MethodName: "DisqualifyLead",
+			Handler:    _QualificationService_DisqualifyLead_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,119 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/leadflow/leadflow/pkg/envelope"
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+)
+
+// DisqualifyLead is a person's verdict on a lead that no rule caught.
+type DisqualifyLead struct {
+	LeadID, Reason, RequestID string
+	// NotNow sends the lead to nurture instead of ending it.
+	NotNow    bool
+	DecidedBy *eventv1.Actor
+}
+
+// Disqualified is the answer to DisqualifyLead.
+type Disqualified struct {
+	LeadID   string
+	Version  uint64
+	Status   lifecycle.Status
+	EventID  string
+	Replayed bool
+}
+
+// Limits on a manual verdict's text.
+const (
+	maxReason    = 500
+	maxRequestID = 128
+)
+
+// DisqualifyLead appends LeadDisqualified (no rule, decided by a person)
+// where the lifecycle allows it: a NEW, MQL or NURTURING lead. With NotNow
+// the lead is RECYCLED and nurture takes it as for a rule's "not now". A
+// request id seen on the lead before returns the first answer and writes
+// nothing. A race with another writer (a score, an assignment) reloads
+// and decides again, so the verdict is decided on what that one wrote.
+//
+// Errors: *ValidationError (a field, a request id used for another event
+// on the lead); ErrNotFound (no such lead); lifecycle.ErrRefused (naming
+// the lead's status); eventstore.ErrConflict after repeated races.
+func (a *App) DisqualifyLead(ctx context.Context, in DisqualifyLead, meta envelope.Meta) (Disqualified, error) {
+	var v violations
+	checkLeadID(&v, "lead_id", in.LeadID)
+	switch r := strings.TrimSpace(in.Reason); {
+	case r == "":
+		v.add("reason", "is required")
+	case len(r) > maxReason:
+		v.add("reason", "must be at most %d characters", maxReason)
+	}
+	if len(in.RequestID) > maxRequestID {
+		v.add("request_id", "must be at most %d characters", maxRequestID)
+	}
+	checkActor(&v, "decided_by", in.DecidedBy)
+	if err := v.err(); err != nil {
+		return Disqualified{}, err
+	}
+	reason := strings.TrimSpace(in.Reason)
+	meta.Actor, meta.IdempotencyKey = in.DecidedBy, strings.TrimSpace(in.RequestID)
+	for attempt := range maxRaces {
+		recs, err := a.leads.Load(ctx, in.LeadID)
+		if err != nil {
+			return Disqualified{}, err
+		}
+		if len(recs) == 0 {
+			return Disqualified{}, fmt.Errorf("lead %s: %w", in.LeadID, ErrNotFound)
+		}
+		if meta.IdempotencyKey != "" {
+			if r, ok := keyed(recs, meta.IdempotencyKey); ok {
+				if r.Event.GetLeadDisqualified() == nil {
+					return Disqualified{}, &ValidationError{Violations: []Violation{{Field: "request_id",
+						Description: "was used for an earlier " + r.Event.GetEventType() + " on this lead"}}}
+				}
+				return disqualified(r, true), nil
+			}
+		}
+		last := recs[len(recs)-1]
+		state := lifecycle.FromProto(last.Event.GetLifecycle())
+		payload := &eventv1.LeadDisqualified{Reason: reason, NotNow: in.NotNow, DecidedBy: in.DecidedBy}
+		ev, _, err := a.leadEvent(in.LeadID, state, lifecycle.Command{Name: lifecycle.Disqualify, Reason: reason, NotNow: in.NotNow}, payload, meta)
+		if err != nil {
+			return Disqualified{}, err
+		}
+		seq, err := a.leads.Append(ctx, in.LeadID, last.Seq, ev)
+		if errors.Is(err, eventstore.ErrConflict) {
+			if err := eventstore.AfterConflict(ctx, attempt); err != nil {
+				return Disqualified{}, err
+			}
+			continue
+		}
+		if err != nil {
+			return Disqualified{}, err
+		}
+		a.log.InfoContext(ctx, "lead disqualified by hand", "lead", in.LeadID, "by", in.DecidedBy.GetId(), "not_now", in.NotNow)
+		return disqualified(eventstore.Record{Seq: seq, Event: ev}, false), nil
+	}
+	return Disqualified{}, fmt.Errorf("disqualify lead %s: %w after %d races", in.LeadID, eventstore.ErrConflict, maxRaces)
+}
+
+// keyed is the lead's first event written under idempotency key k.
+func keyed(recs []eventstore.Record, k string) (eventstore.Record, bool) {
+	for _, r := range recs {
+		if r.Event.GetIdempotencyKey() == k {
+			return r, true
+		}
+	}
+	return eventstore.Record{}, false
+}
+
+func disqualified(r eventstore.Record, replayed bool) Disqualified {
+	return Disqualified{LeadID: r.Event.GetLeadId(), Version: r.Seq, Status: lifecycle.FromProto(r.Event.GetLifecycle()).Status,
+		EventID: r.Event.GetEventId(), Replayed: replayed}
+}

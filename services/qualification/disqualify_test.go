@@ -1,0 +1,88 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
+	"github.com/leadflow/leadflow/pkg/scoring"
+)
+
+// A person disqualifies what no rule caught: a spam lead ends, a lead not
+// ready now goes to nurture. A retry answers the first verdict and writes
+// nothing; a second verdict is refused naming the status; bad input is
+// refused naming the field and writes nothing. The live scorer, whose fold
+// of the lead predates the verdict, scores the lead's next activity on
+// the state the verdict left.
+func TestDisqualifyByHand(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	activate(t, s.client, scoring.Default())
+	mia := &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "mia", Team: eventv1.Team_TEAM_MARKETING}
+	spam, later := uuid.NewString(), uuid.NewString()
+	for _, l := range []string{spam, later} {
+		w.capture(t, l, &eventv1.Profile{Country: "DE", EmailDomain: "mail.example"})
+	}
+	w.settle(t)
+	if st := last(w.events(t, later)).GetLifecycle().GetStatus(); st != eventv1.LeadStatus_LEAD_STATUS_NEW {
+		t.Fatalf("scored into %s, want NEW below the threshold", st)
+	}
+
+	req := &qualificationv1.DisqualifyLeadRequest{LeadId: spam, Reason: "spam: a test submission", DecidedBy: mia, RequestId: "d-1"}
+	d, err := s.client.DisqualifyLead(ctxT(t), req)
+	if err != nil || d.GetStatus() != eventv1.LeadStatus_LEAD_STATUS_DISQUALIFIED || d.GetReplayed() {
+		t.Fatalf("disqualify: %v %v", d, err)
+	}
+	ev := last(w.events(t, spam))
+	ld := ev.GetLeadDisqualified()
+	if ev.GetEventId() != d.GetEventId() || ld.GetReason() != req.Reason || ld.GetRuleId() != "" || ld.GetDecidedBy().GetId() != "mia" ||
+		ev.GetActor().GetId() != "mia" || ev.GetIdempotencyKey() != "d-1" || ev.GetLifecycle().GetOwner() != nil {
+		t.Fatalf("the verdict: %v", ev)
+	}
+	before := w.streamMsgs(t)
+	again, err := s.client.DisqualifyLead(ctxT(t), req)
+	if err != nil || !again.GetReplayed() || again.GetEventId() != d.GetEventId() || again.GetVersion() != d.GetVersion() {
+		t.Fatalf("retry: %v %v", again, err)
+	}
+	_, err = s.client.DisqualifyLead(ctxT(t), &qualificationv1.DisqualifyLeadRequest{LeadId: spam, Reason: "again", DecidedBy: mia})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(status.Convert(err).Message(), "Disqualify refused in DISQUALIFIED") {
+		t.Fatalf("a second verdict: %v", err)
+	}
+	for _, c := range []struct {
+		name  string
+		req   *qualificationv1.DisqualifyLeadRequest
+		code  codes.Code
+		field string
+	}{
+		{"no reason", &qualificationv1.DisqualifyLeadRequest{LeadId: later, Reason: " ", DecidedBy: mia}, codes.InvalidArgument, "reason"},
+		{"nobody decides", &qualificationv1.DisqualifyLeadRequest{LeadId: later, Reason: "r"}, codes.InvalidArgument, "decided_by"},
+		{"a malformed lead id", &qualificationv1.DisqualifyLeadRequest{LeadId: "lead.>", Reason: "r", DecidedBy: mia}, codes.InvalidArgument, "lead_id"},
+		{"an unknown lead", &qualificationv1.DisqualifyLeadRequest{LeadId: uuid.NewString(), Reason: "r", DecidedBy: mia}, codes.NotFound, "not found"},
+	} {
+		_, err := s.client.DisqualifyLead(ctxT(t), c.req)
+		assertField(t, err, c.code, c.field)
+	}
+	if after := w.streamMsgs(t); after != before {
+		t.Fatalf("a retry or a refusal wrote %d messages", after-before)
+	}
+
+	d, err = s.client.DisqualifyLead(ctxT(t), &qualificationv1.DisqualifyLeadRequest{LeadId: later, Reason: "budget frozen until Q3", NotNow: true, DecidedBy: mia})
+	if err != nil || d.GetStatus() != eventv1.LeadStatus_LEAD_STATUS_RECYCLED {
+		t.Fatalf("not now: %v %v", d, err)
+	}
+	if o := last(w.events(t, later)).GetLifecycle().GetOwner(); o.GetId() != "nurture" {
+		t.Fatalf("not now leaves the lead with %v, want the nurture queue", o)
+	}
+	w.activity(t, later, eventv1.ActivityType_ACTIVITY_TYPE_DEMO_REQUEST)
+	w.settle(t)
+	evs := w.events(t, later)
+	sc := ofType(evs, "LeadScored")
+	if n := len(sc); n != 2 || sc[1].GetLifecycle().GetStatus() != eventv1.LeadStatus_LEAD_STATUS_RECYCLED || len(ofType(evs, "LeadQualified")) != 0 {
+		t.Fatalf("scored after the verdict: %d scores, last %v", n, sc[n-1].GetLifecycle())
+	}
+}
