@@ -80,6 +80,8 @@ func printHelp(out io.Writer, data, natsURL string, services []service, lead, to
 	fmt.Fprintf(out, "  go run ./services/leadctl explain %s\n", id)
 	fmt.Fprintf(out, "  go run ./services/leadctl lost            # the no-lost-lead check, with the fix for each\n")
 	fmt.Fprintf(out, "  go run ./services/leadctl queues          # what waits before a rep: routing, fallback, managers' queues\n")
+	fmt.Fprintf(out, "  go run ./services/leadctl disqualify <lead id> --reason spam   # a verdict no rule gave (--not-now: to nurture)\n")
+	fmt.Fprintf(out, "  go run ./services/leadctl recycle <lead id> --note <why>       # to nurture by hand, enrolled at once\n")
 	fmt.Fprintf(out, "  go run ./services/leadctl replay          # every lead event through the lifecycle rules\n")
 	fmt.Fprintf(out, "  go run ./services/leadctl rebuild         # the projector's read models, from the stream\n")
 	fmt.Fprintf(out, "  go run ./services/leadctl dlq list\n")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -198,11 +199,11 @@ func reassignCmd(o *options) *cobra.Command {
 		Short: "Give an assigned or accepted lead to another rep (handoff), e.g. a breached SLA nobody escalated",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := uuid.Parse(args[0]); err != nil {
-				return fmt.Errorf("%w: lead id %q is not a UUID", errUsage, args[0])
+			if err := checkWrite("reason", reason, args[0]); err != nil {
+				return err
 			}
-			if to == "" || reason == "" {
-				return fmt.Errorf("%w: --to and --reason are required", errUsage)
+			if to == "" {
+				return fmt.Errorf("%w: --to is required", errUsage)
 			}
 			var resp *handoffv1.ReassignLeadResponse
 			err := call(cmd.Context(), o, "handoff", o.handoff, func(ctx context.Context, conn *grpc.ClientConn) error {
@@ -256,13 +257,8 @@ func mergeCmd(o *options, undo bool) *cobra.Command {
 		Short: short,
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			for _, id := range args {
-				if _, err := uuid.Parse(id); err != nil {
-					return fmt.Errorf("%w: lead id %q is not a UUID", errUsage, id)
-				}
-			}
-			if reason == "" {
-				return fmt.Errorf("%w: --reason is required (kept in the clear: do not name the person)", errUsage)
+			if err := checkWrite("reason", reason, args...); err != nil {
+				return err
 			}
 			// Both answers read alike.
 			var resp interface {
@@ -301,6 +297,20 @@ func mergeCmd(o *options, undo bool) *cobra.Command {
 	return c
 }
 
+// checkWrite checks a write's lead ids and the text a person must give
+// with it (flag), which is required.
+func checkWrite(flag, text string, leadIDs ...string) error {
+	for _, id := range leadIDs {
+		if _, err := uuid.Parse(id); err != nil {
+			return fmt.Errorf("%w: lead id %q is not a UUID", errUsage, id)
+		}
+	}
+	if text == "" {
+		return fmt.Errorf("%w: --%s is required (kept in the clear: do not name the person)", errUsage, flag)
+	}
+	return nil
+}
+
 func recycleCmd(o *options) *cobra.Command {
 	var note, programID, requestID string
 	c := &cobra.Command{
@@ -308,15 +318,10 @@ func recycleCmd(o *options) *cobra.Command {
 		Short: "Send a lead to nurture by hand (nurture): a NEW, ACCEPTED, LOST or RECYCLED lead, enrolled at once",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := uuid.Parse(args[0]); err != nil {
-				return fmt.Errorf("%w: lead id %q is not a UUID", errUsage, args[0])
+			if err := checkWrite("note", note, args[0]); err != nil {
+				return err
 			}
-			if note == "" {
-				return fmt.Errorf("%w: --note is required (kept in the clear: do not name the person)", errUsage)
-			}
-			if requestID == "" {
-				requestID = uuid.NewString() // this run's retries write once
-			}
+			requestID = cmp.Or(requestID, uuid.NewString()) // this run's retries write once
 			var resp *nurturev1.RecycleLeadResponse
 			err := call(cmd.Context(), o, "nurture", o.nurture, func(ctx context.Context, conn *grpc.ClientConn) error {
 				var err error
@@ -352,15 +357,10 @@ func disqualifyCmd(o *options) *cobra.Command {
 		Short: "Disqualify a NEW, MQL or nurtured lead by hand (qualification): it ends, or with --not-now goes to nurture",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := uuid.Parse(args[0]); err != nil {
-				return fmt.Errorf("%w: lead id %q is not a UUID", errUsage, args[0])
+			if err := checkWrite("reason", reason, args[0]); err != nil {
+				return err
 			}
-			if reason == "" {
-				return fmt.Errorf("%w: --reason is required (kept in the clear: do not name the person)", errUsage)
-			}
-			if requestID == "" {
-				requestID = uuid.NewString() // this run's retries write once
-			}
+			requestID = cmp.Or(requestID, uuid.NewString()) // this run's retries write once
 			var resp *qualificationv1.DisqualifyLeadResponse
 			err := call(cmd.Context(), o, "qualification", o.qualification, func(ctx context.Context, conn *grpc.ClientConn) error {
 				var err error
@@ -391,11 +391,8 @@ func eraseCmd(o *options) *cobra.Command {
 		Short: "Erase a lead's personal data (crypto-shredding); its history stays",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := uuid.Parse(args[0]); err != nil {
-				return fmt.Errorf("%w: lead id %q is not a UUID", errUsage, args[0])
-			}
-			if reason == "" {
-				return fmt.Errorf("%w: --reason is required (kept in the clear: do not name the person)", errUsage)
+			if err := checkWrite("reason", reason, args[0]); err != nil {
+				return err
 			}
 			var resp *intakev1.EraseLeadResponse
 			err := call(cmd.Context(), o, "intake", o.intake, func(ctx context.Context, conn *grpc.ClientConn) error {
