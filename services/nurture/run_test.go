@@ -112,6 +112,17 @@ func testEveryRecyclePath(t *testing.T, newWorld func(testing.TB) *world) {
 	w.scored(t, l, 20, 30*24*time.Hour) // its deadline is replaced by the next score's
 	add(recycleCase{name: "not qualified by its deadline", lead: l, cause: notQualified, program: "welcome", rule: "never-qualified",
 		source: w.scored(t, l, 25, 2*time.Second)})
+	l = id()
+	w.capture(t, l)
+	lastScore := w.scored(t, l, 15, 30*24*time.Hour)
+	survivor := id()
+	w.write(t, l, lifecycle.Command{Name: lifecycle.Merge, Reason: survivor}, &eventv1.LeadMerged{SurvivorLeadId: survivor, AbsorbedLeadId: l, Reason: "same person"})
+	// Unmerged as it was, with the deadline it had then (here about to pass).
+	w.write(t, l, lifecycle.Command{Name: lifecycle.Unmerge, Reason: "not the same person", Status: lifecycle.StatusNew,
+		Owner: lifecycle.QueueQualification, Due: time.Now().Add(2 * time.Second)},
+		&eventv1.LeadUnmerged{SurvivorLeadId: survivor, AbsorbedLeadId: l, Reason: "not the same person"})
+	add(recycleCase{name: "unmerged back to NEW, not qualified by its deadline", lead: l, cause: notQualified, program: "welcome",
+		rule: "never-qualified", source: lastScore})
 	waiting := id()
 	w.capture(t, waiting)
 	w.scored(t, waiting, 20, time.Hour)

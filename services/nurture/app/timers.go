@@ -28,14 +28,16 @@ const engageSlot = "engage"
 
 // ScheduleTimer schedules what ev starts: the review of an enrolment (a
 // NurtureEnrolled), or the engagement deadline of a NEW lead's score with
-// no verdict. Other events schedule nothing.
+// no verdict or of an unmerge that puts a lead back in NEW. Other events
+// schedule nothing.
 func (a *App) ScheduleTimer(ctx context.Context, ev *eventv1.Event) error {
 	t := &eventv1.NurtureTimer{TimerId: ev.GetEventId(), LeadId: ev.GetLeadId()}
 	switch e := ev.GetNurtureEnrolled(); {
 	case e.GetReviewAt() != nil:
 		t.ProgramId, t.ReviewAt = e.GetProgramId(), e.GetReviewAt()
 		return a.timers.Schedule(ctx, t.GetTimerId(), t)
-	case waitsForEngagement(ev):
+	case waitsForEngagement(ev),
+		ev.GetLeadUnmerged() != nil && lifecycle.FromProto(ev.GetLifecycle()).Status == lifecycle.StatusNew:
 		t.ReviewAt = timestamppb.New(lifecycle.FromProto(ev.GetLifecycle()).Deadline)
 		return a.timers.Schedule(ctx, engageSlot, t)
 	}
@@ -54,7 +56,7 @@ func (a *App) ReviewDue(ctx context.Context, t *eventv1.NurtureTimer, meta envel
 		switch id := t.GetTimerId(); {
 		case l.state.Status == lifecycle.StatusNurturing && l.enrolled.id() == id:
 			return a.timers.Schedule(ctx, id, proto.CloneOf(t))
-		case l.state.Status == lifecycle.StatusNew && l.source.id() == id:
+		case l.state.Status == lifecycle.StatusNew && l.state.Deadline.Equal(at):
 			return a.timers.Schedule(ctx, engageSlot, proto.CloneOf(t))
 		}
 		return nil

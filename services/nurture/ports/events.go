@@ -41,15 +41,16 @@ var wakes = map[string]bool{
 	string(lifecycle.KindActivityRecorded): true,
 	string(lifecycle.KindResubmitted):      true,
 	string(lifecycle.KindScored):           true,
+	string(lifecycle.KindUnmerged):         true,
 }
 
 // Lead is the lead consumer's handler. A NurtureEnrolled schedules its
-// review, and a NEW lead's score with no verdict its engagement deadline
-// (app.ScheduleTimer); any event that leaves the lead LOST, RECYCLED or
-// NURTURING, or an SLABreached that recycles it, makes nurture write what
-// it owes the lead now (app.Reconcile). A recycle naming a program that does not
-// exist is dead-lettered at once and parks the lead until it is defined
-// and the lead re-driven.
+// review, and a NEW lead's score with no verdict (or an unmerge back to
+// NEW) its engagement deadline (app.ScheduleTimer); any event that leaves
+// the lead LOST, RECYCLED or NURTURING, or an SLABreached that recycles
+// it, makes nurture write what it owes the lead now (app.Reconcile). A
+// recycle naming a program that does not exist is dead-lettered at once
+// and parks the lead until it is defined and the lead re-driven.
 func (e *Events) Lead(ctx context.Context, m consume.Msg) error {
 	if !wakes[m.Header.Get(eventstore.HeaderType)] {
 		return nil
