@@ -201,6 +201,15 @@ func waitJetStream(url string, d time.Duration, opts ...nats.Option) error {
 // chaosReplicas is how many processes of each service a chaos run keeps.
 const chaosReplicas = 2
 
+// chaosEngage is qualification's engagement window in a chaos run: a lead
+// captured below the threshold goes to nurture this long after its score,
+// on nurture's timers, while the faults go on.
+const chaosEngage = 20 * time.Second
+
+// belowThreshold reports whether capture i is one that scores below the
+// threshold: sales never sees it, nurture takes it at its deadline.
+func belowThreshold(i int) bool { return i%10 == 9 }
+
 // fleet is the chaos run's service processes, each restartable.
 type fleet struct {
 	ctx      context.Context
@@ -353,6 +362,7 @@ func runChaos(ctx context.Context, w io.Writer) error {
 	for _, name := range services {
 		f.extra[name] = append(f.extra[name], "LEADFLOW_NATS_USER="+name, "LEADFLOW_NATS_PASSWORD="+passwords[name])
 	}
+	f.extra["qualification"] = append(f.extra["qualification"], "LEADFLOW_ENGAGE_WITHIN="+chaosEngage.String())
 	for _, name := range services {
 		bin, err := buildService(dir, name)
 		if err != nil {
@@ -436,6 +446,7 @@ func runChaos(ctx context.Context, w io.Writer) error {
 	for !pl.nc.IsConnected() || !q.nc.IsConnected() { // after a last server restart
 		time.Sleep(50 * time.Millisecond)
 	}
+	awaitEngageDeadlines(ctx, pl, leads, chaosEngage+2*time.Minute)
 	// Nurture writes after handoff's events, and every group reads what
 	// the others wrote: settle twice.
 	for range 2 {
@@ -506,6 +517,9 @@ func chaosLoad(ctx context.Context, f *fleet, pl *pipeline, rate int, d time.Dur
 			time.Sleep(wait)
 		}
 		req := pl.lead()
+		if belowThreshold(i) {
+			req.Profile.Title, req.Profile.Seniority = "Marketing Manager", eventv1.Seniority_SENIORITY_MANAGER
+		}
 		req.IdempotencyKey = fmt.Sprintf("chaos-%d", i)
 		wg.Go(func() {
 			err := untilAnswered(ctx, giveUp, &retries, func(ctx context.Context) error {
@@ -585,7 +599,7 @@ func checkLeads(ctx context.Context, pl *pipeline, leads []string, sales salesRe
 			}
 		}
 	}
-	for _, id := range leads {
+	for i, id := range leads {
 		if id == "" {
 			continue
 		}
@@ -626,8 +640,10 @@ func checkLeads(ctx context.Context, pl *pipeline, leads []string, sales salesRe
 		switch {
 		case count["LeadCaptured"] == 0:
 			report("lead %s: no LeadCaptured", id)
+		case belowThreshold(i):
+			checkBelowThreshold(id, count, recs, reviewsOf[id], report)
 		case count["LeadQualified"] == 0:
-			report("lead %s: never qualified (every chaos lead qualifies on its capture)", id)
+			report("lead %s: never qualified (every chaos lead but those below the threshold qualifies on its capture)", id)
 		case count["LeadAssigned"]+count["LeadQueued"] == 0:
 			report("lead %s: qualified but never routed", id)
 		case count["LeadAssigned"] == 1 && timersOf[id] < 2:
@@ -635,6 +651,49 @@ func checkLeads(ctx context.Context, pl *pipeline, leads []string, sales salesRe
 		}
 	}
 	return len(stored), bad, nil
+}
+
+// checkBelowThreshold checks a lead captured below the threshold: never
+// qualified and, once its engagement deadline passed, recycled by nurture
+// as not qualified and enrolled once, with its review timer.
+func checkBelowThreshold(id string, count map[string]int, recs []eventstore.Record, reviews int, report func(string, ...any)) {
+	var cause eventv1.RecycleCause
+	for _, r := range recs {
+		if x := r.Event.GetLeadRecycled(); x != nil {
+			cause = x.GetCause()
+		}
+	}
+	switch st := recs[len(recs)-1].Event.GetLifecycle().GetStatus(); {
+	case count["LeadQualified"] > 0:
+		report("lead %s (below the threshold): qualified", id)
+	case count["LeadRecycled"] != 1 || cause != eventv1.RecycleCause_RECYCLE_CAUSE_NOT_QUALIFIED:
+		report("lead %s (below the threshold): %d LeadRecycled, the last %s, want one NOT_QUALIFIED", id, count["LeadRecycled"], cause)
+	case count["NurtureEnrolled"] != 1 || st != eventv1.LeadStatus_LEAD_STATUS_NURTURING:
+		report("lead %s (below the threshold): %d NurtureEnrolled, ends %s", id, count["NurtureEnrolled"], st)
+	case reviews == 0:
+		report("lead %s (below the threshold): enrolled without its review timer", id)
+	}
+}
+
+// awaitEngageDeadlines waits, up to bound, until no lead captured below
+// the threshold is NEW any more: nurture takes each at its engagement
+// deadline. What is still NEW then, checkLeads reports.
+func awaitEngageDeadlines(ctx context.Context, pl *pipeline, leads []string, bound time.Duration) {
+	for deadline := time.Now().Add(bound); time.Now().Before(deadline) && ctx.Err() == nil; time.Sleep(time.Second) {
+		waiting := false
+		for i, id := range leads {
+			if id == "" || !belowThreshold(i) {
+				continue
+			}
+			recs, err := pl.store.Load(ctx, eventstore.LeadSubject(id))
+			if waiting = err != nil || len(recs) == 0 || recs[len(recs)-1].Event.GetLifecycle().GetStatus() == eventv1.LeadStatus_LEAD_STATUS_NEW; waiting {
+				break
+			}
+		}
+		if !waiting {
+			return
+		}
+	}
 }
 
 // checkReadModel compares the projector's leads table with the stream:
@@ -716,7 +775,7 @@ func (r chaosReport) print(w io.Writer) {
 	fmt.Fprintf(w, "  sales, through any live handoff replica: %d rejected, %d accepted, %d lost as deals, %d left assigned (%d retried calls)\n",
 		acts[reject], acts[accept], acts[loseDeal], acts[leaveAssigned], r.sales.retries)
 	if len(r.violations) == 0 {
-		fmt.Fprintf(w, "  every lead checked: one lead a capture, versions chained, no event applied twice, every lead qualified and routed, every assignment's timers scheduled, every rejection and lost deal recycled and enrolled in nurture once with its review timer, nothing lost, parked or orphaned by nurture's own check, the read model at every lead's version\n")
+		fmt.Fprintf(w, "  every lead checked: one lead a capture, versions chained, no event applied twice, every lead over the threshold qualified and routed, every assignment's timers scheduled, every rejection and lost deal recycled and enrolled in nurture once with its review timer, every lead below the threshold (1 in 10) recycled as not qualified %s after its score and enrolled once, nothing lost, parked or orphaned by nurture's own check, the read model at every lead's version\n", chaosEngage)
 		return
 	}
 	fmt.Fprintf(w, "  VIOLATIONS:\n")

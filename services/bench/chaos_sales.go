@@ -66,6 +66,9 @@ func chaosSales(ctx context.Context, f *fleet, routes *routed, acked <-chan acke
 		wg      sync.WaitGroup
 	)
 	for l := range acked {
+		if belowThreshold(l.i) {
+			continue // never an MQL: nurture's
+		}
 		act := salesActOf(l.i)
 		if act == leaveAssigned {
 			mu.Lock()

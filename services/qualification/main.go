@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/leadflow/leadflow/pkg/config"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/pkg/telemetry"
 )
 
@@ -39,7 +40,11 @@ type Config struct {
 	// acknowledgement is lost (a crash, a server restart).
 	AckWait time.Duration
 	Grace   time.Duration
-	LogJSON bool
+	// EngageWithin is how long a NEW lead scored below the threshold
+	// waits for engagement before nurture takes it (zero: the lifecycle's
+	// default).
+	EngageWithin time.Duration
+	LogJSON      bool
 	// TraceSample is the share of new traces recorded.
 	TraceSample float64
 
@@ -70,6 +75,8 @@ func mainErr() error {
 	f.Int(&cfg.Workers, "workers", "LEADFLOW_QUALIFICATION_WORKERS", 64, "leads scored at once (a score waits on round trips, not the CPU)")
 	f.Duration(&cfg.AckWait, "ack-wait", "LEADFLOW_ACK_WAIT", 2*time.Second, "redelivery delay of an unacknowledged event (below the 6s partition hand-over)")
 	f.Duration(&cfg.Grace, "grace", "LEADFLOW_GRACE", 10*time.Second, "how long running calls and handlers may finish on shutdown")
+	f.Duration(&cfg.EngageWithin, "engage-within", "LEADFLOW_ENGAGE_WITHIN", lifecycle.DefaultPolicy().EngageWithin,
+		"how long a new lead scored below the threshold waits for engagement before nurture takes it")
 	f.Bool(&cfg.LogJSON, "log-json", "LEADFLOW_LOG_JSON", false, "JSON logs")
 	f.Float64(&cfg.TraceSample, "trace-sample", "LEADFLOW_TRACE_SAMPLE", 0.05, "share of new traces recorded (1: all)")
 	if err := f.Parse(os.Args[1:]); err != nil {

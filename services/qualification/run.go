@@ -12,6 +12,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
 	"github.com/leadflow/leadflow/pkg/grpcserver"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/services/qualification/adapters"
 	"github.com/leadflow/leadflow/services/qualification/app"
 	"github.com/leadflow/leadflow/services/qualification/ports"
@@ -36,7 +37,11 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 		return err
 	}
 	store := eventstore.New(js, cfg.Stream)
-	a := app.New(adapters.NewLeads(store), adapters.NewModels(store, js), adapters.NewScans(js, cfg.Stream), app.WithLogger(log))
+	policy := lifecycle.DefaultPolicy()
+	if cfg.EngageWithin > 0 {
+		policy.EngageWithin = cfg.EngageWithin
+	}
+	a := app.New(adapters.NewLeads(store), adapters.NewModels(store, js), adapters.NewScans(js, cfg.Stream), app.WithLogger(log), app.WithPolicy(policy))
 	events := ports.NewEvents(a, log)
 
 	srv, err := grpcserver.ForService(ctx, log, js, cfg.AuthKeys, cfg.TLS)
