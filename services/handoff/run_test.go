@@ -12,11 +12,13 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/leadflow/leadflow/pkg/consume"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	handoffv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/handoff/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/pkg/vault"
 	"github.com/leadflow/leadflow/services/handoff/adapters"
+	"github.com/leadflow/leadflow/services/handoff/ports"
 )
 
 // Qualified leads are routed from the stream: by territory rule to a
@@ -430,6 +432,14 @@ func TestTwoReplicasShareRouting(t *testing.T) {
 	s := w.start(t)
 	w.start(t)
 	routingSetup(t, s.client, 100)
+	// Sharing, not a hand-over: both members joined, and each has renewed
+	// (every second) since and given up the partitions the other takes.
+	// A hand-over can cost a lead a second turn (README, known weaknesses).
+	eventually(t, 10*time.Second, func() bool {
+		m, err := consume.Members(ctxT(t), w.nats.JS, consume.DefaultMembersBucket, ports.Group)
+		return err == nil && m == 2
+	}, "the second replica did not join")
+	time.Sleep(3 * time.Second)
 	const n = 40
 	ids := make([]string, n)
 	for i := range ids {

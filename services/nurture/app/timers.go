@@ -15,8 +15,8 @@ import (
 
 // Every enrolment has a review date, and a new lead scored below the
 // threshold a deadline for engagement. The lead consumer turns each
-// NurtureEnrolled, and each such LeadScored, into a timer, so it is
-// scheduled at least once whatever crashes. A review is named after its
+// NurtureEnrolled, and each such LeadScored (or unmerge back to NEW),
+// into a timer, so it is scheduled at least once whatever crashes. A review is named after its
 // enrolment, so scheduling it again replaces it; a new lead has one
 // engagement slot, so each score replaces the deadline of the one
 // before. When a timer fires, Reconcile decides from the lead as it is

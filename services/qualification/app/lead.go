@@ -29,7 +29,9 @@ var triggers = map[string]bool{
 func IsTrigger(eventType string) bool { return triggers[eventType] }
 
 // IsOwn reports whether qualification writes lead events of this type: the
-// live consumer skips them unread, since the writer folded them in already.
+// live consumer skips them unread, since the writer folded them in already
+// (a verdict by hand, DisqualifyLead, is not in the scorer's fold: the
+// lead's next event shows the gap, and the scorer reads on).
 func IsOwn(eventType string) bool {
 	switch lifecycle.Kind(eventType) {
 	case lifecycle.KindScored, lifecycle.KindQualified, lifecycle.KindDisqualified:
