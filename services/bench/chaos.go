@@ -679,21 +679,35 @@ func checkBelowThreshold(id string, count map[string]int, recs []eventstore.Reco
 // the threshold is NEW any more: nurture takes each at its engagement
 // deadline. What is still NEW then, checkLeads reports.
 func awaitEngageDeadlines(ctx context.Context, pl *pipeline, leads []string, bound time.Duration) {
-	for deadline := time.Now().Add(bound); time.Now().Before(deadline) && ctx.Err() == nil; time.Sleep(time.Second) {
-		waiting := false
-		for i, id := range leads {
-			if id == "" || !belowThreshold(i) {
-				continue
-			}
-			recs, err := pl.store.Load(ctx, eventstore.LeadSubject(id))
-			if waiting = err != nil || len(recs) == 0 || recs[len(recs)-1].Event.GetLifecycle().GetStatus() == eventv1.LeadStatus_LEAD_STATUS_NEW; waiting {
-				break
-			}
+	var subjects []string
+	for i, id := range leads {
+		if id != "" && belowThreshold(i) {
+			subjects = append(subjects, eventstore.LeadSubject(id))
 		}
-		if !waiting {
+	}
+	for deadline := time.Now().Add(bound); time.Now().Before(deadline) && ctx.Err() == nil; time.Sleep(time.Second) {
+		if !anyNew(ctx, pl, subjects) {
 			return
 		}
 	}
+}
+
+// anyNew reports whether a lead of subjects is still NEW, by its last
+// event, read in batches (a batch that cannot be read counts as NEW).
+func anyNew(ctx context.Context, pl *pipeline, subjects []string) bool {
+	for batch := range slices.Chunk(subjects, 500) {
+		last, err := pl.store.Last(ctx, batch...)
+		if err != nil || len(last) < len(batch) {
+			return true
+		}
+		for _, raw := range last {
+			ev, err := eventstore.DecodeEvent(raw.Data)
+			if err != nil || ev.GetLifecycle().GetStatus() == eventv1.LeadStatus_LEAD_STATUS_NEW {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // checkReadModel compares the projector's leads table with the stream:
