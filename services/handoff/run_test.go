@@ -434,7 +434,7 @@ func TestTwoReplicasShareRouting(t *testing.T) {
 	routingSetup(t, s.client, 100)
 	// Sharing, not a hand-over: both members joined, and each has renewed
 	// (every second) since and given up the partitions the other takes.
-	// A hand-over can cost a lead a second turn (README, known weaknesses).
+	// A lead routed in the middle of a hand-over may be delivered to both.
 	eventually(t, 10*time.Second, func() bool {
 		m, err := consume.Members(ctxT(t), w.nats.JS, consume.DefaultMembersBucket, ports.Group)
 		return err == nil && m == 2

@@ -87,6 +87,9 @@ func (a *App) RouteQualified(ctx context.Context, leadID string, seq uint64, ev 
 // worth decoding for Observe (or when it is a lead's first).
 func (a *App) Cached(leadID string) bool { return a.folds.has(leadID) }
 
+// Forget drops the lead's cached fold: the next use reads the lead.
+func (a *App) Forget(leadID string) { a.folds.take(leadID) }
+
 // Observe folds a lead event the consumer does not act on into the
 // lead's cached fold, if it extends it, so the fold stays whole without
 // reading the stream. A lead not cached starts a fold with its first

@@ -42,6 +42,12 @@ var tracer = telemetry.Tracer("handoff")
 // when a lead leaves the rep. Everything else is acknowledged unread (the
 // type is in a header).
 func (e *Events) Lead(ctx context.Context, m consume.Msg) error {
+	if m.Delivered > 1 {
+		// Someone may have handled it since this replica's fold of the
+		// lead was built: routing on that fold would take a pool turn
+		// before the version check told it the lead was routed.
+		e.app.Forget(m.Key)
+	}
 	typ := m.Header.Get(eventstore.HeaderType)
 	acts := true
 	switch lifecycle.Kind(typ) {

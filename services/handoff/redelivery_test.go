@@ -1,0 +1,84 @@
+package main
+
+import (
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/leadflow/leadflow/pkg/consume"
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	"github.com/leadflow/leadflow/services/handoff/adapters"
+	"github.com/leadflow/leadflow/services/handoff/app"
+	"github.com/leadflow/leadflow/services/handoff/ports"
+)
+
+// A LeadQualified comes back to a replica whose fold of the lead ended
+// just before it, after another replica routed the lead (a hand-over, an
+// ack lost): the fold does not show the assignment, and trusting it would
+// take a second turn of the pool before the lead's version check refused
+// the assignment. The redelivery is routed on the lead as stored: no turn.
+func TestRedeliveredQualificationTakesNoSecondTurn(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 100)
+	s.stop() // the two replicas below get the lead's events by hand
+	id := w.mql(t, dach(50))
+	recs, err := w.store.Load(ctxT(t), eventstore.LeadSubject(id))
+	if err != nil || len(recs) != 3 {
+		t.Fatalf("the MQL's events: %d, %v", len(recs), err)
+	}
+	a, b := w.replica(t), w.replica(t)
+	// b saw the capture and the score, then its partition moved to a.
+	for _, r := range recs[:2] {
+		w.deliver(t, b, r.Seq, 1)
+	}
+	w.deliver(t, a, recs[2].Seq, 1)
+	if got := ofType(w.events(t, id), "LeadAssigned"); len(got) != 1 {
+		t.Fatalf("routed by a: %d LeadAssigned", len(got))
+	}
+	w.deliver(t, b, recs[2].Seq, 2)
+	pool, err := w.store.Load(ctxT(t), adapters.PoolSubject("dach"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	turns := 0
+	for _, e := range eventsOf(pool) {
+		turns += 1 + len(e.GetPoolTurnTaken().GetBefore())
+	}
+	if turns != 1 {
+		t.Errorf("the lead took %d turns of its pool, want 1", turns)
+	}
+	if got := ofType(w.events(t, id), "LeadAssigned"); len(got) != 1 {
+		t.Errorf("after the redelivery: %d LeadAssigned", len(got))
+	}
+}
+
+// replica is a handoff replica's lead handler, without its consumers.
+func (w *world) replica(t testing.TB) *ports.Events {
+	t.Helper()
+	loads, err := adapters.NewLoads(ctxT(t), w.nats.JS, "HANDOFF_LOAD", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := app.New(adapters.NewLeads(w.store), adapters.NewStore(w.store, w.nats.JS), loads, adapters.NewTimers(w.nats.JS, time.Hour))
+	return ports.NewEvents(a, slog.New(slog.DiscardHandler))
+}
+
+// deliver hands e the lead event stored at seq as the consumer would, as
+// its delivered-th delivery.
+func (w *world) deliver(t testing.TB, e *ports.Events, seq uint64, delivered uint64) {
+	t.Helper()
+	st, err := w.nats.JS.Stream(ctxT(t), stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := st.GetMsg(ctxT(t), seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = e.Lead(ctxT(t), consume.Msg{Stream: stream, Subject: m.Subject, Key: eventstore.LeadID(m.Subject), Seq: seq,
+		Time: m.Time, Header: m.Header, Data: m.Data, Delivered: delivered})
+	if err != nil {
+		t.Fatalf("handle seq %d: %v", seq, err)
+	}
+}
