@@ -239,8 +239,14 @@ func TestManualRecycle(t *testing.T) {
 		t.Fatalf("recycled: %v", rec)
 	}
 	again, err := s.client.RecycleLead(ctxT(t), req)
-	if err != nil || !again.GetReplayed() || again.GetRecycledEventId() != r.GetRecycledEventId() || again.GetEnrolledEventId() != r.GetEnrolledEventId() {
-		t.Fatalf("retry: %v %v", again, err)
+	if err != nil || !again.GetReplayed() || again.GetRecycledEventId() != r.GetRecycledEventId() || again.GetEnrolledEventId() != r.GetEnrolledEventId() ||
+		again.GetProgramId() != r.GetProgramId() || !again.GetReviewAt().AsTime().Equal(r.GetReviewAt().AsTime()) || again.GetCycle() != r.GetCycle() {
+		t.Fatalf("retry: %v %v, want %v", again, err, r)
+	}
+	// Answered from the request id's record, stored with the recycle.
+	if typ, rec, found, err := w.store.Keyed(ctxT(t), "nurture", eventstore.LeadSubject(l), "r-1"); err != nil || !found ||
+		typ != "LeadRecycled" || rec.Event.GetEventId() != r.GetRecycledEventId() {
+		t.Fatalf("the recycle's record: %q %v %v", typ, found, err)
 	}
 	w.settle(t, group)
 	if n := len(w.events(t, l)); n != len(evs) {

@@ -3,13 +3,17 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/leadflow/leadflow/pkg/envelope"
+	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/pkg/scoring"
 )
 
@@ -43,6 +47,11 @@ func TestDisqualifyByHand(t *testing.T) {
 	if ev.GetEventId() != d.GetEventId() || ld.GetReason() != req.Reason || ld.GetRuleId() != "" || ld.GetDecidedBy().GetId() != "mia" ||
 		ev.GetActor().GetId() != "mia" || ev.GetIdempotencyKey() != "d-1" || ev.GetLifecycle().GetOwner() != nil {
 		t.Fatalf("the verdict: %v", ev)
+	}
+	// The verdict's record, stored with it, answers a retry in one read.
+	if typ, rec, found, err := w.store.Keyed(ctxT(t), "qualification", eventstore.LeadSubject(spam), "d-1"); err != nil || !found ||
+		typ != "LeadDisqualified" || rec.Event.GetEventId() != d.GetEventId() || rec.Seq != d.GetVersion() {
+		t.Fatalf("the verdict's record: %q %d %v %v", typ, rec.Seq, found, err)
 	}
 	before := w.streamMsgs(t)
 	again, err := s.client.DisqualifyLead(ctxT(t), req)
@@ -84,5 +93,41 @@ func TestDisqualifyByHand(t *testing.T) {
 	sc := ofType(evs, "LeadScored")
 	if n := len(sc); n != 2 || sc[1].GetLifecycle().GetStatus() != eventv1.LeadStatus_LEAD_STATUS_RECYCLED || len(ofType(evs, "LeadQualified")) != 0 {
 		t.Fatalf("scored after the verdict: %d scores, last %v", n, sc[n-1].GetLifecycle())
+	}
+}
+
+// A verdict stored before records (its request id only on the event) is
+// still the answer to a retry, found in the lead's events.
+func TestDisqualifyRetryOfAVerdictWithoutRecord(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	id := uuid.NewString()
+	w.capture(t, id, &eventv1.Profile{Country: "DE", EmailDomain: "mail.example"})
+	w.settle(t)
+	ctx := ctxT(t)
+	subj := eventstore.LeadSubject(id)
+	recs, err := w.store.Load(ctx, subj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev := recs[len(recs)-1]
+	mia := &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "mia", Team: eventv1.Team_TEAM_MARKETING}
+	ev, _, err := lifecycle.NewEvent(id, lifecycle.FromProto(prev.Event.GetLifecycle()), lifecycle.Command{Name: lifecycle.Disqualify, Reason: "spam"},
+		lifecycle.DefaultPolicy(), &eventv1.LeadDisqualified{Reason: "spam", DecidedBy: mia},
+		envelope.Meta{Actor: mia, IdempotencyKey: "old-1", CorrelationID: uuid.NewString()}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := w.store.Append(ctx, subj, prev.Seq, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := w.streamMsgs(t)
+	again, err := s.client.DisqualifyLead(ctx, &qualificationv1.DisqualifyLeadRequest{LeadId: id, Reason: "spam", DecidedBy: mia, RequestId: "old-1"})
+	if err != nil || !again.GetReplayed() || again.GetEventId() != ev.GetEventId() || again.GetVersion() != v {
+		t.Fatalf("retry: %v %v, want event %s at %d", again, err, ev.GetEventId(), v)
+	}
+	if after := w.streamMsgs(t); after != before {
+		t.Fatalf("the retry wrote %d messages", after-before)
 	}
 }

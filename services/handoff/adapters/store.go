@@ -59,6 +59,20 @@ func (l *Leads) Append(ctx context.Context, leadID string, expected uint64, even
 	return l.store.Append(ctx, eventstore.LeadSubject(leadID), expected, events...)
 }
 
+// Keyed returns the first answer of a rep's request id on a lead.
+func (l *Leads) Keyed(ctx context.Context, leadID, requestID string) (string, eventstore.Record, bool, error) {
+	return l.store.Keyed(ctx, service, eventstore.LeadSubject(leadID), requestID)
+}
+
+// AppendKeyed is Append with the request id's record in the same commit.
+func (l *Leads) AppendKeyed(ctx context.Context, leadID string, expected uint64, requestID, outcome string, events ...*eventv1.Event) (uint64, error) {
+	return l.store.AppendKeyed(ctx, service, eventstore.LeadSubject(leadID), expected, requestID, outcome, events...)
+}
+
+// service scopes handoff's request ids: the same id sent to another
+// service is another request.
+const service = "handoff"
+
 // States returns each lead's state from its last event, in one request.
 func (l *Leads) States(ctx context.Context, leadIDs ...string) (map[string]lifecycle.State, error) {
 	subjects := make([]string, len(leadIDs))

@@ -31,24 +31,39 @@ type Result struct {
 // error. It must not write.
 type decideFunc func(l *lead, cfg *routing.Config, now time.Time) ([]*eventv1.Event, error)
 
-// command runs one CRM command on a lead: it loads the lead, answers a
-// request id seen before with the first answer, decides, and appends at
-// the lead's version, deciding again on a lost race. So of two commands
-// racing on one lead, the second decides on what the first wrote: two
-// reps accepting at once, or an accept racing a reassignment, end with
-// exactly one winner. eventType is the event the command writes; a
-// request id used before for another command is refused.
+// command runs one CRM command on a lead: it answers a request id seen
+// before with the first answer, from the id's record (two reads, however
+// long the lead's history; leads keyed before records, from their
+// events), or loads the lead, decides, and appends at the lead's version
+// with the request id's record in the same commit, deciding again on a
+// lost race. So of two commands racing on one lead, the second decides on
+// what the first wrote: two reps accepting at once, or an accept racing a
+// reassignment, end with exactly one winner. eventType is the event the
+// command writes; a request id used before for another command is
+// refused.
 //
 // Errors: ErrNotFound, *ValidationError, lifecycle.ErrRefused,
 // *NotOwnerError, *AtCapacityError, *UnavailableError, and an error
 // matching eventstore.ErrConflict after repeated races.
 func (a *App) command(ctx context.Context, leadID, requestID, eventType string, reps []repRef, decide decideFunc) (Result, error) {
 	for attempt := range maxRaces {
+		if requestID != "" {
+			typ, last, found, err := a.leads.Keyed(ctx, leadID, requestID)
+			if err != nil {
+				return Result{}, err
+			}
+			if found {
+				if typ != eventType {
+					return Result{}, invalid("request_id", "was used for an earlier %s on this lead", typ)
+				}
+				return resultOf(leadID, last, true), nil
+			}
+		}
 		l, err := a.load(ctx, leadID)
 		if err != nil {
 			return Result{}, err
 		}
-		if r, ok := l.byKey[requestID]; ok {
+		if r, ok := l.byKey[requestID]; ok && requestID != "" {
 			if r.typ != eventType {
 				return Result{}, invalid("request_id", "was used for an earlier %s on this lead", r.typ)
 			}
@@ -79,7 +94,12 @@ func (a *App) command(ctx context.Context, leadID, requestID, eventType string, 
 		if err != nil {
 			return Result{}, err
 		}
-		v, err := a.leads.Append(ctx, leadID, l.version, events...)
+		var v uint64
+		if requestID != "" {
+			v, err = a.leads.AppendKeyed(ctx, leadID, l.version, requestID, eventType, events...)
+		} else {
+			v, err = a.leads.Append(ctx, leadID, l.version, events...)
+		}
 		if errors.Is(err, eventstore.ErrConflict) {
 			if err := eventstore.AfterConflict(ctx, attempt); err != nil {
 				return Result{}, err
@@ -89,11 +109,16 @@ func (a *App) command(ctx context.Context, leadID, requestID, eventType string, 
 		if err != nil {
 			return Result{}, err
 		}
-		last := events[len(events)-1]
-		return Result{LeadID: leadID, State: lifecycle.FromProto(last.GetLifecycle()), Version: v, EventID: last.GetEventId(),
-			OpportunityID: last.GetOpportunityCreated().GetOpportunityId()}, nil
+		return resultOf(leadID, eventstore.Record{Seq: v, Event: events[len(events)-1]}, false), nil
 	}
 	return Result{}, fmt.Errorf("%s on lead %s: %w after %d races", eventType, leadID, eventstore.ErrConflict, maxRaces)
+}
+
+// resultOf is the answer of a command whose last event is last.
+func resultOf(leadID string, last eventstore.Record, replayed bool) Result {
+	ev := last.Event
+	return Result{LeadID: leadID, State: lifecycle.FromProto(ev.GetLifecycle()), Version: last.Seq, EventID: ev.GetEventId(),
+		Replayed: replayed, OpportunityID: ev.GetOpportunityCreated().GetOpportunityId()}
 }
 
 // errUnchanged is a decideFunc's answer to a command that would change

@@ -7,6 +7,7 @@ package adapters
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/leadflow/leadflow/pkg/eventstore"
@@ -36,6 +37,33 @@ func (l *Leads) Load(ctx context.Context, leadID string) ([]eventstore.Record, e
 // Append appends events to a lead atomically at version expected.
 func (l *Leads) Append(ctx context.Context, leadID string, expected uint64, events ...*eventv1.Event) (uint64, error) {
 	return l.store.Append(ctx, eventstore.LeadSubject(leadID), expected, events...)
+}
+
+// Keyed returns the first answer of a request id on a lead.
+func (l *Leads) Keyed(ctx context.Context, leadID, requestID string) (string, eventstore.Record, bool, error) {
+	return l.store.Keyed(ctx, service, eventstore.LeadSubject(leadID), requestID)
+}
+
+// AppendKeyed is Append with the request id's record in the same commit.
+func (l *Leads) AppendKeyed(ctx context.Context, leadID string, expected uint64, requestID, outcome string, events ...*eventv1.Event) (uint64, error) {
+	return l.store.AppendKeyed(ctx, service, eventstore.LeadSubject(leadID), expected, requestID, outcome, events...)
+}
+
+// service scopes nurture's request ids: the same id sent to another
+// service is another request.
+const service = "nurture"
+
+// After returns the lead's first event after seq.
+func (l *Leads) After(ctx context.Context, leadID string, seq uint64) (eventstore.Record, bool, error) {
+	raw, ok, err := l.store.Next(ctx, eventstore.LeadSubject(leadID), seq)
+	if err != nil || !ok {
+		return eventstore.Record{}, false, err
+	}
+	ev, err := eventstore.DecodeEvent(raw.Data)
+	if err != nil {
+		return eventstore.Record{}, false, fmt.Errorf("%s seq %d: %w", raw.Subject, raw.Seq, err)
+	}
+	return eventstore.Record{Seq: raw.Seq, Subject: raw.Subject, Time: raw.Time, Event: ev}, true, nil
 }
 
 // TypeAt returns the Lf-Type of the message stored at seq.

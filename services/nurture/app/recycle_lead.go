@@ -31,9 +31,10 @@ type Recycled struct {
 }
 
 // RecycleLead appends LeadRecycled (cause MANUAL, naming the program if
-// one is given) where the lifecycle allows a recycle (an ACCEPTED or
-// LOST lead), then enrols the lead as for any recycle. A repeated
-// request_id returns the first answer and writes nothing.
+// one is given) where the lifecycle allows a recycle, then enrols the
+// lead as for any recycle. A repeated request_id returns the first
+// answer, found from the id's record (stored with the recycle), and
+// writes nothing.
 //
 // Errors: *ValidationError (a field, an unknown or retired program_id);
 // ErrNotFound (no such lead); lifecycle.ErrRefused (a lead that is won,
@@ -68,7 +69,13 @@ func (a *App) RecycleLead(ctx context.Context, in RecycleLead, meta envelope.Met
 		}
 	}
 	meta.Actor, meta.IdempotencyKey = in.Actor, strings.TrimSpace(in.RequestID)
+	key := meta.IdempotencyKey
 	for attempt := range maxRaces {
+		if key != "" {
+			if out, ok, err := a.recycledByKey(ctx, in.LeadID, key); err != nil || ok {
+				return out, err
+			}
+		}
 		l, err := a.load(ctx, in.LeadID)
 		if err != nil {
 			return Recycled{}, err
@@ -76,7 +83,8 @@ func (a *App) RecycleLead(ctx context.Context, in RecycleLead, meta envelope.Met
 		if l.version == 0 {
 			return Recycled{}, fmt.Errorf("lead %s: %w", in.LeadID, ErrNotFound)
 		}
-		if r, ok := l.byKey[meta.IdempotencyKey]; ok && meta.IdempotencyKey != "" {
+		// A recycle keyed before records is found in the lead's events.
+		if r, ok := l.byKey[key]; ok && key != "" {
 			out := recycledOf(l, r)
 			out.Replayed = true
 			return out, nil
@@ -87,7 +95,12 @@ func (a *App) RecycleLead(ctx context.Context, in RecycleLead, meta envelope.Met
 		if err != nil {
 			return Recycled{}, err
 		}
-		v, err := a.leads.Append(ctx, l.id, l.version, ev)
+		var v uint64
+		if key != "" {
+			v, err = a.leads.AppendKeyed(ctx, l.id, l.version, key, typeRecycled, ev)
+		} else {
+			v, err = a.leads.Append(ctx, l.id, l.version, ev)
+		}
 		if errors.Is(err, eventstore.ErrConflict) {
 			if err := eventstore.AfterConflict(ctx, attempt); err != nil {
 				return Recycled{}, err
@@ -112,6 +125,38 @@ func (a *App) RecycleLead(ctx context.Context, in RecycleLead, meta envelope.Met
 		return recycledOf(l, ref{seq: v, ev: ev}), nil
 	}
 	return Recycled{}, fmt.Errorf("recycle lead %s: %w after %d races", in.LeadID, eventstore.ErrConflict, maxRaces)
+}
+
+// typeRecycled is the event a recycle writes, and its record's outcome.
+const typeRecycled = "LeadRecycled"
+
+// recycledByKey is the first answer of request id key, from its record:
+// the recycle, and the enrolment it caused, which is read from the
+// lead's next event (the whole lead is read only when that is something
+// else). false: the id has no record.
+func (a *App) recycledByKey(ctx context.Context, leadID, key string) (Recycled, bool, error) {
+	typ, r, found, err := a.leads.Keyed(ctx, leadID, key)
+	if err != nil || !found {
+		return Recycled{}, false, err
+	}
+	if typ != typeRecycled {
+		return Recycled{}, false, &ValidationError{Violations: []Violation{{Field: "request_id", Description: "was used for an earlier " + typ + " on this lead"}}}
+	}
+	l := newLead(leadID)
+	next, ok, err := a.leads.After(ctx, leadID, r.Seq)
+	switch {
+	case err != nil:
+		return Recycled{}, false, err
+	case ok && next.Event.GetNurtureEnrolled() != nil && next.Event.GetCausationId() == r.Event.GetEventId():
+		l.steps = []ref{{seq: next.Seq, ev: next.Event}}
+	case ok:
+		if l, err = a.load(ctx, leadID); err != nil {
+			return Recycled{}, false, err
+		}
+	}
+	out := recycledOf(l, ref{seq: r.Seq, ev: r.Event})
+	out.Replayed = true
+	return out, true, nil
 }
 
 // recycledOf is the answer for recycle r of l: r and the enrolment it

@@ -48,6 +48,20 @@ func (l *Leads) Append(ctx context.Context, leadID string, expected uint64, even
 	return l.store.Append(ctx, eventstore.LeadSubject(leadID), expected, events...)
 }
 
+// Keyed returns the first answer of a request id on a lead.
+func (l *Leads) Keyed(ctx context.Context, leadID, requestID string) (string, eventstore.Record, bool, error) {
+	return l.store.Keyed(ctx, service, eventstore.LeadSubject(leadID), requestID)
+}
+
+// AppendKeyed is Append with the request id's record in the same commit.
+func (l *Leads) AppendKeyed(ctx context.Context, leadID string, expected uint64, requestID, outcome string, events ...*eventv1.Event) (uint64, error) {
+	return l.store.AppendKeyed(ctx, service, eventstore.LeadSubject(leadID), expected, requestID, outcome, events...)
+}
+
+// service scopes qualification's request ids: the same id sent to
+// another service is another request.
+const service = "qualification"
+
 // Models reads and appends the scoring model's events.
 type Models struct {
 	store *eventstore.Store

@@ -28,6 +28,14 @@ type Leads interface {
 	// Append appends events atomically at version expected; an error
 	// matching eventstore.ErrConflict when another writer got there first.
 	Append(ctx context.Context, leadID string, expected uint64, events ...*eventv1.Event) (uint64, error)
+	// Keyed returns the first answer of a command by its request id on
+	// the lead, found in O(1) from the record AppendKeyed stored: the
+	// command's event type and the event it wrote; false: no record.
+	Keyed(ctx context.Context, leadID, requestID string) (eventType string, last eventstore.Record, found bool, err error)
+	// AppendKeyed is Append with the request id's record in the same
+	// commit; an error matching eventstore.ErrConflict also when another
+	// attempt with the request id committed first.
+	AppendKeyed(ctx context.Context, leadID string, expected uint64, requestID, eventType string, events ...*eventv1.Event) (uint64, error)
 }
 
 // Models reads and appends the scoring model's events (subject

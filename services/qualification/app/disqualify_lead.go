@@ -38,7 +38,8 @@ const (
 // DisqualifyLead appends LeadDisqualified (no rule, decided by a person)
 // where the lifecycle allows it: a NEW, MQL or NURTURING lead. With NotNow
 // the lead is RECYCLED and nurture takes it as for a rule's "not now". A
-// request id seen on the lead before returns the first answer and writes
+// request id seen on the lead before returns the first answer, found in
+// O(1) from the id's record (stored with the verdict), and writes
 // nothing. A race with another writer (a score, an assignment) reloads
 // and decides again, so the verdict is decided on what that one wrote.
 //
@@ -63,7 +64,20 @@ func (a *App) DisqualifyLead(ctx context.Context, in DisqualifyLead, meta envelo
 	}
 	reason := strings.TrimSpace(in.Reason)
 	meta.Actor, meta.IdempotencyKey = in.DecidedBy, strings.TrimSpace(in.RequestID)
+	key := meta.IdempotencyKey
 	for attempt := range maxRaces {
+		if key != "" {
+			typ, last, found, err := a.leads.Keyed(ctx, in.LeadID, key)
+			if err != nil {
+				return Disqualified{}, err
+			}
+			if found {
+				if typ != typeDisqualified {
+					return Disqualified{}, keyReused(typ)
+				}
+				return disqualified(last, true), nil
+			}
+		}
 		recs, err := a.leads.Load(ctx, in.LeadID)
 		if err != nil {
 			return Disqualified{}, err
@@ -71,11 +85,11 @@ func (a *App) DisqualifyLead(ctx context.Context, in DisqualifyLead, meta envelo
 		if len(recs) == 0 {
 			return Disqualified{}, fmt.Errorf("lead %s: %w", in.LeadID, ErrNotFound)
 		}
-		if meta.IdempotencyKey != "" {
-			if r, ok := keyed(recs, meta.IdempotencyKey); ok {
+		// A verdict keyed before records is found in the lead's events.
+		if key != "" {
+			if r, ok := keyed(recs, key); ok {
 				if r.Event.GetLeadDisqualified() == nil {
-					return Disqualified{}, &ValidationError{Violations: []Violation{{Field: "request_id",
-						Description: "was used for an earlier " + r.Event.GetEventType() + " on this lead"}}}
+					return Disqualified{}, keyReused(r.Event.GetEventType())
 				}
 				return disqualified(r, true), nil
 			}
@@ -87,7 +101,12 @@ func (a *App) DisqualifyLead(ctx context.Context, in DisqualifyLead, meta envelo
 		if err != nil {
 			return Disqualified{}, err
 		}
-		seq, err := a.leads.Append(ctx, in.LeadID, last.Seq, ev)
+		var seq uint64
+		if key != "" {
+			seq, err = a.leads.AppendKeyed(ctx, in.LeadID, last.Seq, key, typeDisqualified, ev)
+		} else {
+			seq, err = a.leads.Append(ctx, in.LeadID, last.Seq, ev)
+		}
 		if errors.Is(err, eventstore.ErrConflict) {
 			if err := eventstore.AfterConflict(ctx, attempt); err != nil {
 				return Disqualified{}, err
@@ -101,6 +120,13 @@ func (a *App) DisqualifyLead(ctx context.Context, in DisqualifyLead, meta envelo
 		return disqualified(eventstore.Record{Seq: seq, Event: ev}, false), nil
 	}
 	return Disqualified{}, fmt.Errorf("disqualify lead %s: %w after %d races", in.LeadID, eventstore.ErrConflict, maxRaces)
+}
+
+// typeDisqualified is the event a verdict writes, and its record's outcome.
+const typeDisqualified = "LeadDisqualified"
+
+func keyReused(eventType string) error {
+	return &ValidationError{Violations: []Violation{{Field: "request_id", Description: "was used for an earlier " + eventType + " on this lead"}}}
 }
 
 // keyed is the lead's first event written under idempotency key k.

@@ -1,0 +1,96 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
+
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+)
+
+// A keyed command, one its caller may send again with the same key, stores
+// an idempotency record beside its events, in the same atomic commit: a
+// repeat finds the first answer with one read of the record and one of
+// the event, however long the subject's history, and writes nothing.
+
+// CommandKeySubject is the subject of the record of a caller's key for a
+// command of service on one subject (a lead): claim.command.<UUIDv5>, so
+// the key's text is not in the subject and every (service, subject, key)
+// has its own record.
+func CommandKeySubject(service, subject, key string) string {
+	return ClaimSubject("command", uuid.NewSHA1(commandKeyNamespace, []byte(service+"\x00"+subject+"\x00"+key)).String())
+}
+
+// commandKeyNamespace is fixed forever: subjects derive from it.
+var commandKeyNamespace = uuid.MustParse("6c65616e-6466-4c6f-a763-6f6d6d616e64")
+
+// AppendKeyed is Append with the record of service's key on subject
+// (at CommandKeySubject) stored in the same commit: the record names the
+// commit's last event and the version it was appended at, and outcome
+// (what the command did, for telling a key reused for another command).
+// A *ConflictError on the record's subject means another attempt with the
+// key committed first: read its answer with Keyed.
+func (s *Store) AppendKeyed(ctx context.Context, service, subject string, expected uint64, key, outcome string, events ...*eventv1.Event) (uint64, error) {
+	if len(events) == 0 {
+		return expected, nil
+	}
+	writes := make([]Write, 0, len(events)+1)
+	for i, ev := range events {
+		writes = append(writes, Write{Subject: subject, Expect: expected, Unchecked: i > 0, Event: ev})
+	}
+	rec := &eventv1.IdempotencyRecord{LeadId: LeadID(subject), EventId: events[len(events)-1].GetEventId(),
+		VersionBefore: expected, Outcome: outcome}
+	writes = append(writes, Write{Subject: CommandKeySubject(service, subject, key), Record: rec, RecordID: uuid.NewString()})
+	seqs, err := s.Commit(ctx, writes...)
+	if err != nil {
+		return 0, err
+	}
+	return seqs[len(events)-1], nil
+}
+
+// Keyed returns the first answer of service's key on subject, from the
+// key's record: the record's outcome and the last event of its commit.
+// found is false when the key has no record.
+func (s *Store) Keyed(ctx context.Context, service, subject, key string) (outcome string, last Record, found bool, err error) {
+	keySubject := CommandKeySubject(service, subject, key)
+	got, err := s.Last(ctx, keySubject)
+	if err != nil {
+		return "", Record{}, false, err
+	}
+	raw, ok := got[keySubject]
+	if !ok {
+		return "", Record{}, false, nil
+	}
+	rec := &eventv1.IdempotencyRecord{}
+	if err := proto.Unmarshal(raw.Data, rec); err != nil {
+		return "", Record{}, false, fmt.Errorf("decode record %s: %w", keySubject, err)
+	}
+	// The commit's events follow the version it was appended at: its
+	// last one is at most MaxBatch messages of the subject later.
+	after := rec.GetVersionBefore()
+	for range MaxBatch {
+		m, ok, err := s.Next(ctx, subject, after)
+		if err != nil {
+			return "", Record{}, false, err
+		}
+		if !ok {
+			break
+		}
+		ev, err := DecodeEvent(m.Data)
+		if err != nil {
+			return "", Record{}, false, fmt.Errorf("%s seq %d: %w", subject, m.Seq, err)
+		}
+		if ev.GetEventId() == rec.GetEventId() {
+			return rec.GetOutcome(), Record{Seq: m.Seq, Subject: m.Subject, Time: m.Time, Event: ev}, true, nil
+		}
+		after = m.Seq
+	}
+	return "", Record{}, false, fmt.Errorf("record %s: %w", keySubject, errRecordWithoutEvent)
+}
+
+// errRecordWithoutEvent: a record is committed with its events, so one
+// whose event is not on its subject was not written by AppendKeyed.
+var errRecordWithoutEvent = errors.New("its event is not on the subject")

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/leadflow/leadflow/pkg/envelope"
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/services/handoff/adapters"
+	"github.com/leadflow/leadflow/services/handoff/app"
+)
+
+// countingLeads counts the lead loads a command makes; legacy stores a
+// keyed command's events without their record, as handoff did before
+// records.
+type countingLeads struct {
+	*adapters.Leads
+	loads  atomic.Int32
+	legacy bool
+}
+
+func (c *countingLeads) Load(ctx context.Context, leadID string) ([]eventstore.Record, error) {
+	c.loads.Add(1)
+	return c.Leads.Load(ctx, leadID)
+}
+
+func (c *countingLeads) AppendKeyed(ctx context.Context, leadID string, expected uint64, requestID, eventType string, events ...*eventv1.Event) (uint64, error) {
+	if c.legacy {
+		return c.Leads.Append(ctx, leadID, expected, events...)
+	}
+	return c.Leads.AppendKeyed(ctx, leadID, expected, requestID, eventType, events...)
+}
+
+// app is handoff's use cases over leads, beside the running service.
+func (w *world) app(t testing.TB, leads app.Leads) *app.App {
+	t.Helper()
+	loads, err := adapters.NewLoads(ctxT(t), w.nats.JS, "HANDOFF_LOAD", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return app.New(leads, adapters.NewStore(w.store, w.nats.JS), loads, adapters.NewTimers(w.nats.JS, time.Hour))
+}
+
+// stored counts the messages of every stream (buckets included).
+func (w *world) stored(t testing.TB) uint64 {
+	t.Helper()
+	var n uint64
+	l := w.nats.JS.ListStreams(ctxT(t))
+	for info := range l.Info() {
+		n += info.State.Msgs
+	}
+	if err := l.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// A repeated request id is answered from its record: the lead is not
+// read, nothing is written anywhere, and the answer is the first one. A
+// request id used before records existed is still found, in the lead's
+// events; and one used for another command is refused.
+func TestRepeatedCommandIsAnsweredFromItsRecord(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	id := w.mql(t, dach(5000))
+	owner := ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0])
+	w.settle(t)
+	leads := &countingLeads{Leads: adapters.NewLeads(w.store)}
+	a := w.app(t, leads)
+	ctx := ctxT(t)
+
+	first, err := a.AcceptLead(ctx, app.AcceptLead{LeadID: id, RepID: owner, RequestID: "accept-1"}, envelope.Meta{})
+	if err != nil || first.Replayed {
+		t.Fatalf("accept: %+v %v", first, err)
+	}
+	// Worked on since: the answer is still the first one.
+	if _, err := a.LogContactAttempt(ctx, app.LogContact{LeadID: id, RepID: owner, RequestID: "call-1",
+		Channel: eventv1.ContactChannel_CONTACT_CHANNEL_PHONE, Outcome: eventv1.ContactOutcome_CONTACT_OUTCOME_NO_ANSWER}, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	before := w.stored(t)
+	leads.loads.Store(0)
+	again, err := a.AcceptLead(ctx, app.AcceptLead{LeadID: id, RepID: owner, RequestID: "accept-1"}, envelope.Meta{})
+	if err != nil || !again.Replayed || again.EventID != first.EventID || again.Version != first.Version || again.State != first.State {
+		t.Fatalf("the repeat: %+v %v, want the first answer %+v", again, err, first)
+	}
+	if n := leads.loads.Load(); n != 0 {
+		t.Errorf("the repeat read the lead %d times", n)
+	}
+	if after := w.stored(t); after != before {
+		t.Errorf("the repeat stored %d messages", after-before)
+	}
+	_, err = a.RejectLead(ctx, app.RejectLead{LeadID: id, RepID: owner, RequestID: "accept-1", Reason: eventv1.RejectReason_REJECT_REASON_NOT_READY}, envelope.Meta{})
+	var invalid *app.ValidationError
+	if !errors.As(err, &invalid) || invalid.Violations[0].Field != "request_id" {
+		t.Errorf("a request id of an accept sent with a rejection: %v", err)
+	}
+
+	// Stored without a record, as before records: found in the events.
+	leads.legacy = true
+	old, err := a.LogContactAttempt(ctx, app.LogContact{LeadID: id, RepID: owner, RequestID: "call-2",
+		Channel: eventv1.ContactChannel_CONTACT_CHANNEL_EMAIL, Outcome: eventv1.ContactOutcome_CONTACT_OUTCOME_NO_ANSWER}, envelope.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leads.legacy = false
+	before = w.stored(t)
+	again, err = a.LogContactAttempt(ctx, app.LogContact{LeadID: id, RepID: owner, RequestID: "call-2",
+		Channel: eventv1.ContactChannel_CONTACT_CHANNEL_EMAIL, Outcome: eventv1.ContactOutcome_CONTACT_OUTCOME_NO_ANSWER}, envelope.Meta{})
+	if err != nil || !again.Replayed || again.EventID != old.EventID {
+		t.Fatalf("a repeat of a request stored without a record: %+v %v, want %+v", again, err, old)
+	}
+	if after := w.stored(t); after != before {
+		t.Errorf("the repeat stored %d messages", after-before)
+	}
+}
