@@ -11,9 +11,11 @@ import (
 	"github.com/leadflow/leadflow/pkg/testenv"
 )
 
-// What a keyed command's record costs: one event appended alone, against
-// the same event with its record in one atomic commit (go test -run '^$'
-// -bench KeyedAppend ./eventstore/), and what a repeat's answer costs.
+// What a keyed command's record costs (go test -run '^$' -bench
+// KeyedAppend ./eventstore/): one event appended alone ("plain"), two
+// events in one atomic commit ("pair", what the record would cost inside
+// the commit), an event then its record ("keyed"), and a repeat's answer
+// from the record ("repeat").
 func BenchmarkKeyedAppend(b *testing.B) {
 	n := testenv.StartNATS(b)
 	ctx := context.Background()
@@ -21,11 +23,8 @@ func BenchmarkKeyedAppend(b *testing.B) {
 		b.Fatal(err)
 	}
 	s := eventstore.New(n.JS, "")
-	for _, keyed := range []bool{false, true} {
-		name := "plain"
-		if keyed {
-			name = "keyed"
-		}
+	for _, mode := range []string{"plain", "pair", "keyed"} {
+		name, keyed := mode, mode == "keyed"
 		b.Run(name, func(b *testing.B) {
 			lead := uuid.NewString()
 			subj := eventstore.LeadSubject(lead)
@@ -33,9 +32,12 @@ func BenchmarkKeyedAppend(b *testing.B) {
 			var err error
 			for i := range b.N {
 				ev := activity(b, lead, "x")
-				if keyed {
+				switch {
+				case keyed:
 					v, err = s.AppendKeyed(ctx, "bench", subj, v, "r"+strconv.Itoa(i), "ActivityRecorded", ev)
-				} else {
+				case name == "pair":
+					v, err = s.Append(ctx, subj, v, ev, activity(b, lead, "y"))
+				default:
 					v, err = s.Append(ctx, subj, v, ev)
 				}
 				if err != nil {

@@ -16,7 +16,7 @@ import (
 
 // countingLeads counts the lead loads a command makes; legacy stores a
 // keyed command's events without their record, as handoff did before
-// records.
+// records and as a crash between the two leaves them.
 type countingLeads struct {
 	*adapters.Leads
 	loads  atomic.Int32
@@ -61,8 +61,8 @@ func (w *world) stored(t testing.TB) uint64 {
 
 // A repeated request id is answered from its record: the lead is not
 // read, nothing is written anywhere, and the answer is the first one. A
-// request id used before records existed is still found, in the lead's
-// events; and one used for another command is refused.
+// request id without a record is still found, in the lead's events; and
+// one used for another command is refused.
 func TestRepeatedCommandIsAnsweredFromItsRecord(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
@@ -101,7 +101,7 @@ func TestRepeatedCommandIsAnsweredFromItsRecord(t *testing.T) {
 		t.Errorf("a request id of an accept sent with a rejection: %v", err)
 	}
 
-	// Stored without a record, as before records: found in the events.
+	// Stored without a record: found in the events.
 	leads.legacy = true
 	old, err := a.LogContactAttempt(ctx, app.LogContact{LeadID: id, RepID: owner, RequestID: "call-2",
 		Channel: eventv1.ContactChannel_CONTACT_CHANNEL_EMAIL, Outcome: eventv1.ContactOutcome_CONTACT_OUTCOME_NO_ANSWER}, envelope.Meta{})

@@ -1662,9 +1662,10 @@ func (x *LeadUnmerged) GetReason() string {
 // command's answer is the lead's first event after version_before, if
 // that is event_id. A request id of a command on one lead (handoff's CRM
 // commands, qualification's DisqualifyLead, nurture's RecycleLead) has
-// its record on `claim.command.<UUIDv5>`, stored in the
-// same atomic commit as the command's events; event_id is the last of
-// them and outcome the command's event type.
+// its record on `claim.command.<UUIDv5>`, stored right after the
+// command's events (a record lost to a crash leaves the id to be found
+// on the events); event_id is the last of them and outcome the
+// command's event type.
 type IdempotencyRecord struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	LeadId        string                 `protobuf:"bytes,1,opt,name=lead_id,json=leadId,proto3" json:"lead_id,omitempty"`
