@@ -12,15 +12,16 @@ import (
 )
 
 // A keyed command, one its caller may send again with the same key, stores
-// an idempotency record right after its events: a repeat finds the first
-// answer with one read of the record and one of the event, however long
-// the subject's history, and writes nothing. The record is a second
-// write, not part of an atomic commit with the events: on a one-replica
-// file stream the server stages every atomic batch in a file store of its
-// own, which cost about 4 ms a commit against 0.1 ms for one message
-// (BenchmarkKeyedAppend). A record lost to a crash between the two leaves
-// the key where it always is, on the events (idempotency_key): a caller
-// that finds no record reads the subject before it writes anything.
+// an idempotency record after its events: a repeat finds the first answer
+// with one read of the record and one of the event, however long the
+// subject's history, and writes nothing. The record is only a short cut:
+// the key is also on the events (idempotency_key), and a caller that
+// finds no record reads the subject before it writes anything. So the
+// record is sent without waiting for its answer, and costs the command
+// no round trip. In one atomic commit with the events it would cost one
+// on a cluster and forty on a one-replica file stream, where the server
+// stages every atomic batch in a file store of its own
+// (BenchmarkKeyedAppend, docs/operations.md).
 
 // CommandKeySubject is the subject of the record of a caller's key for a
 // command of service on one subject (a lead): claim.command.<UUIDv5>, so
@@ -33,22 +34,24 @@ func CommandKeySubject(service, subject, key string) string {
 // commandKeyNamespace is fixed forever: subjects derive from it.
 var commandKeyNamespace = uuid.MustParse("6c65616e-6466-4c6f-a763-6f6d6d616e64")
 
-// AppendKeyed is Append, then the record of service's key on subject (at
-// CommandKeySubject): it names the commit's last event and the version it
-// was appended at, and outcome (what the command did, for telling a key
-// reused for another command). Once the events are stored the command is
-// done: a record that cannot be stored is left to the events' own key
-// (see above), and so is a record the key already has.
+// AppendKeyed is Append, then sends the record of service's key on
+// subject (at CommandKeySubject) without waiting for it: it names the
+// commit's last event and the version it was appended at, and outcome
+// (what the command did, for telling a key reused for another command).
+// A record the server does not store (a crash, an outage, a key that has
+// one) leaves the key to the events (see above).
 func (s *Store) AppendKeyed(ctx context.Context, service, subject string, expected uint64, key, outcome string, events ...*eventv1.Event) (uint64, error) {
 	seq, err := s.Append(ctx, subject, expected, events...)
 	if err != nil || len(events) == 0 {
 		return seq, err
 	}
 	keySubject := CommandKeySubject(service, subject, key)
-	rec := &eventv1.IdempotencyRecord{LeadId: LeadID(subject), EventId: events[len(events)-1].GetEventId(),
-		VersionBefore: expected, Outcome: outcome}
-	recordID := uuid.NewSHA1(commandKeyNamespace, []byte(keySubject)).String()
-	_, _ = s.Commit(ctx, Write{Subject: keySubject, Record: rec, RecordID: recordID})
+	rec := Write{Subject: keySubject, RecordID: uuid.NewSHA1(commandKeyNamespace, []byte(keySubject)).String(),
+		Record: &eventv1.IdempotencyRecord{LeadId: LeadID(subject), EventId: events[len(events)-1].GetEventId(),
+			VersionBefore: expected, Outcome: outcome}}
+	if m, err := rec.msg(); err == nil {
+		_, _ = s.js.PublishMsgAsync(m)
+	}
 	return seq, nil
 }
 

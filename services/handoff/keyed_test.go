@@ -83,6 +83,11 @@ func TestRepeatedCommandIsAnsweredFromItsRecord(t *testing.T) {
 		Channel: eventv1.ContactChannel_CONTACT_CHANNEL_PHONE, Outcome: eventv1.ContactOutcome_CONTACT_OUTCOME_NO_ANSWER}, envelope.Meta{}); err != nil {
 		t.Fatal(err)
 	}
+	// Records are sent without waiting: count once both are stored.
+	eventually(t, 5*time.Second, func() bool {
+		_, _, found, err := leads.Keyed(ctx, id, "call-1")
+		return err == nil && found
+	}, "the contact attempt's record was not stored")
 	before := w.stored(t)
 	leads.loads.Store(0)
 	again, err := a.AcceptLead(ctx, app.AcceptLead{LeadID: id, RepID: owner, RequestID: "accept-1"}, envelope.Meta{})

@@ -243,7 +243,7 @@ func TestManualRecycle(t *testing.T) {
 		again.GetProgramId() != r.GetProgramId() || !again.GetReviewAt().AsTime().Equal(r.GetReviewAt().AsTime()) || again.GetCycle() != r.GetCycle() {
 		t.Fatalf("retry: %v %v, want %v", again, err, r)
 	}
-	// Answered from the request id's record, stored after the recycle.
+	// Answered from the request id's record, sent after the recycle.
 	if typ, rec, found, err := w.store.Keyed(ctxT(t), "nurture", eventstore.LeadSubject(l), "r-1"); err != nil || !found ||
 		typ != "LeadRecycled" || rec.Event.GetEventId() != r.GetRecycledEventId() {
 		t.Fatalf("the recycle's record: %q %v %v", typ, found, err)

@@ -48,11 +48,11 @@ func TestDisqualifyByHand(t *testing.T) {
 		ev.GetActor().GetId() != "mia" || ev.GetIdempotencyKey() != "d-1" || ev.GetLifecycle().GetOwner() != nil {
 		t.Fatalf("the verdict: %v", ev)
 	}
-	// The verdict's record, stored with it, answers a retry in one read.
-	if typ, rec, found, err := w.store.Keyed(ctxT(t), "qualification", eventstore.LeadSubject(spam), "d-1"); err != nil || !found ||
-		typ != "LeadDisqualified" || rec.Event.GetEventId() != d.GetEventId() || rec.Seq != d.GetVersion() {
-		t.Fatalf("the verdict's record: %q %d %v %v", typ, rec.Seq, found, err)
-	}
+	// The verdict's record, sent after it, answers a retry in two reads.
+	eventually(t, 5*time.Second, func() bool {
+		typ, rec, found, err := w.store.Keyed(ctxT(t), "qualification", eventstore.LeadSubject(spam), "d-1")
+		return err == nil && found && typ == "LeadDisqualified" && rec.Event.GetEventId() == d.GetEventId() && rec.Seq == d.GetVersion()
+	}, "the verdict's record")
 	before := w.streamMsgs(t)
 	again, err := s.client.DisqualifyLead(ctxT(t), req)
 	if err != nil || !again.GetReplayed() || again.GetEventId() != d.GetEventId() || again.GetVersion() != d.GetVersion() {

@@ -35,7 +35,7 @@ type decideFunc func(l *lead, cfg *routing.Config, now time.Time) ([]*eventv1.Ev
 // before with the first answer, from the id's record (two reads, however
 // long the lead's history) or, for an id without one, from the lead's
 // events. Otherwise it loads the lead, decides, appends at the lead's
-// version (deciding again on a lost race) and stores the id's record. So
+// version (deciding again on a lost race) and sends the id's record. So
 // of two commands racing on one lead, the second decides on what the
 // first wrote: two reps accepting at once, or an accept racing a
 // reassignment, end with exactly one winner. eventType is the event the

@@ -44,7 +44,7 @@ func (l *Leads) Keyed(ctx context.Context, leadID, requestID string) (string, ev
 	return l.store.Keyed(ctx, service, eventstore.LeadSubject(leadID), requestID)
 }
 
-// AppendKeyed is Append, then the request id's record.
+// AppendKeyed is Append, then sends the request id's record.
 func (l *Leads) AppendKeyed(ctx context.Context, leadID string, expected uint64, requestID, outcome string, events ...*eventv1.Event) (uint64, error) {
 	return l.store.AppendKeyed(ctx, service, eventstore.LeadSubject(leadID), expected, requestID, outcome, events...)
 }

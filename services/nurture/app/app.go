@@ -38,8 +38,8 @@ type Leads interface {
 	// the lead, found in O(1) from the record AppendKeyed stored: the
 	// command's event type and the event it wrote; false: no record.
 	Keyed(ctx context.Context, leadID, requestID string) (eventType string, last eventstore.Record, found bool, err error)
-	// AppendKeyed is Append, then the request id's record; a record
-	// that could not be stored leaves the id to the events' own key.
+	// AppendKeyed is Append, then sends the request id's record without
+	// waiting; a record not stored leaves the id to the events' own key.
 	AppendKeyed(ctx context.Context, leadID string, expected uint64, requestID, eventType string, events ...*eventv1.Event) (uint64, error)
 	// After returns the lead's first event after stream sequence seq;
 	// false when there is none.

@@ -33,7 +33,7 @@ type Recycled struct {
 // RecycleLead appends LeadRecycled (cause MANUAL, naming the program if
 // one is given) where the lifecycle allows a recycle, then enrols the
 // lead as for any recycle. A repeated request_id returns the first
-// answer, found from the id's record (stored after the recycle), and
+// answer, found from the id's record (sent after the recycle), and
 // writes nothing.
 //
 // Errors: *ValidationError (a field, an unknown or retired program_id);

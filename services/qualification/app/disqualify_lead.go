@@ -39,7 +39,7 @@ const (
 // where the lifecycle allows it: a NEW, MQL or NURTURING lead. With NotNow
 // the lead is RECYCLED and nurture takes it as for a rule's "not now". A
 // request id seen on the lead before returns the first answer, found in
-// O(1) from the id's record (stored after the verdict), and writes
+// O(1) from the id's record (sent after the verdict), and writes
 // nothing. A race with another writer (a score, an assignment) reloads
 // and decides again, so the verdict is decided on what that one wrote.
 //

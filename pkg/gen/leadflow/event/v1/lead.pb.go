@@ -1662,8 +1662,8 @@ func (x *LeadUnmerged) GetReason() string {
 // command's answer is the lead's first event after version_before, if
 // that is event_id. A request id of a command on one lead (handoff's CRM
 // commands, qualification's DisqualifyLead, nurture's RecycleLead) has
-// its record on `claim.command.<UUIDv5>`, stored right after the
-// command's events (a record lost to a crash leaves the id to be found
+// its record on `claim.command.<UUIDv5>`, sent after the command's
+// events without waiting (a record not stored leaves the id to be found
 // on the events); event_id is the last of them and outcome the
 // command's event type.
 type IdempotencyRecord struct {
