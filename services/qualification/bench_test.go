@@ -19,7 +19,7 @@ var (
 // service under the default model, from its start until its durable has
 // handled every event. "verdicts": webinar, pricing and email click, so
 // most decision makers qualify and one lead in ten is at a competitor (a
-// verdict is a two-event atomic commit); "scores-only": three email
+// verdict is a second append); "scores-only": three email
 // clicks and no competitors, so nobody crosses (one-event appends).
 //
 //	go test -run '^$' -bench Scoring -benchtime 1x ./qualification/ [-args -score.triggers 20000]
@@ -63,7 +63,7 @@ func noCompetitor(i int) *eventv1.Profile {
 // through its scan, loads the lead and appends its score; timed from the
 // activation to the completion. "verdicts": a capture and up to four
 // activities per lead, so about half the leads qualify or are disqualified
-// (a two-event atomic commit); "scores-only": captures alone, no lead
+// (a second append); "scores-only": captures alone, no lead
 // crosses (one-event appends).
 //
 //	go test -run '^$' -bench Rescore -benchtime 1x ./qualification/ [-args -rescore.leads 100000]

@@ -21,7 +21,7 @@ import (
 // plus LeadQualified when the total reaches the threshold or
 // LeadDisqualified when a disqualifying rule matches, each only if the
 // lifecycle allows it (an MQL is not qualified again, a won lead not
-// scored), all in one atomic commit at the lead's version.
+// scored), each a single append at the version the one before made.
 //
 // It does nothing for an event that is not a trigger, when no model is
 // active, when the lead already has a LeadScored caused by ev (a
