@@ -2,7 +2,6 @@ package eventstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/google/uuid"
@@ -57,7 +56,9 @@ func (s *Store) AppendKeyed(ctx context.Context, service, subject string, expect
 
 // Keyed returns the first answer of service's key on subject, from the
 // key's record: the record's outcome and the last event of its commit.
-// found is false when the key has no record.
+// found is false when the key has no record, or one that does not lead
+// to its event (not written by AppendKeyed): the caller reads the
+// subject then, as for a record not stored.
 func (s *Store) Keyed(ctx context.Context, service, subject, key string) (outcome string, last Record, found bool, err error) {
 	keySubject := CommandKeySubject(service, subject, key)
 	got, err := s.Last(ctx, keySubject)
@@ -70,7 +71,7 @@ func (s *Store) Keyed(ctx context.Context, service, subject, key string) (outcom
 	}
 	rec := &eventv1.IdempotencyRecord{}
 	if err := proto.Unmarshal(raw.Data, rec); err != nil {
-		return "", Record{}, false, fmt.Errorf("decode record %s: %w", keySubject, err)
+		return "", Record{}, false, nil
 	}
 	// The commit's events follow the version it was appended at: its
 	// last one is at most MaxBatch messages of the subject later.
@@ -92,9 +93,5 @@ func (s *Store) Keyed(ctx context.Context, service, subject, key string) (outcom
 		}
 		after = m.Seq
 	}
-	return "", Record{}, false, fmt.Errorf("record %s: %w", keySubject, errRecordWithoutEvent)
+	return "", Record{}, false, nil
 }
-
-// errRecordWithoutEvent: a record is committed with its events, so one
-// whose event is not on its subject was not written by AppendKeyed.
-var errRecordWithoutEvent = errors.New("its event is not on the subject")

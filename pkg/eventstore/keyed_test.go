@@ -7,6 +7,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/testenv"
 )
 
@@ -57,6 +58,26 @@ func TestKeyedCommitIsFoundByItsRecord(t *testing.T) {
 	}
 	if _, again, _, err := s.Keyed(ctx, "test", subj, "request-1"); err != nil || again.Seq != v3 {
 		t.Errorf("after a second commit the key answers %d, %v; want the first, %d", again.Seq, err, v3)
+	}
+}
+
+// A record that does not lead to its event (not written by AppendKeyed)
+// is taken as none: the caller then reads the subject.
+func TestKeyedRecordWithoutItsEventIsNone(t *testing.T) {
+	_, s := setup(t)
+	ctx := context.Background()
+	lead := uuid.NewString()
+	subj := eventstore.LeadSubject(lead)
+	if _, err := s.Append(ctx, subj, 0, activity(t, lead, "first")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Commit(ctx, eventstore.Write{Subject: eventstore.CommandKeySubject("test", subj, "k"), RecordID: uuid.NewString(),
+		Record: &eventv1.IdempotencyRecord{LeadId: lead, EventId: uuid.NewString(), Outcome: "ActivityRecorded"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, found, err := s.Keyed(ctx, "test", subj, "k"); err != nil || found {
+		t.Fatalf("Keyed = found %v, %v; want none", found, err)
 	}
 }
 

@@ -3,12 +3,10 @@ package main
 import (
 	"log/slog"
 	"testing"
-	"time"
 
 	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	"github.com/leadflow/leadflow/services/handoff/adapters"
-	"github.com/leadflow/leadflow/services/handoff/app"
 	"github.com/leadflow/leadflow/services/handoff/ports"
 )
 
@@ -56,12 +54,7 @@ func TestRedeliveredQualificationTakesNoSecondTurn(t *testing.T) {
 // replica is a handoff replica's lead handler, without its consumers.
 func (w *world) replica(t testing.TB) *ports.Events {
 	t.Helper()
-	loads, err := adapters.NewLoads(ctxT(t), w.nats.JS, "HANDOFF_LOAD", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := app.New(adapters.NewLeads(w.store), adapters.NewStore(w.store, w.nats.JS), loads, adapters.NewTimers(w.nats.JS, time.Hour))
-	return ports.NewEvents(a, slog.New(slog.DiscardHandler))
+	return ports.NewEvents(w.app(t, adapters.NewLeads(w.store)), slog.New(slog.DiscardHandler))
 }
 
 // deliver hands e the lead event stored at seq as the consumer would, as

@@ -83,7 +83,8 @@ func (a *App) RecycleLead(ctx context.Context, in RecycleLead, meta envelope.Met
 		if l.version == 0 {
 			return Recycled{}, fmt.Errorf("lead %s: %w", in.LeadID, ErrNotFound)
 		}
-		// A recycle keyed before records is found in the lead's events.
+		// A recycle without a record (keyed before records, or its record
+		// not stored) is found in the lead's events.
 		if r, ok := l.byKey[key]; ok && key != "" {
 			out := recycledOf(l, r)
 			out.Replayed = true

@@ -85,7 +85,8 @@ func (a *App) DisqualifyLead(ctx context.Context, in DisqualifyLead, meta envelo
 		if len(recs) == 0 {
 			return Disqualified{}, fmt.Errorf("lead %s: %w", in.LeadID, ErrNotFound)
 		}
-		// A verdict keyed before records is found in the lead's events.
+		// A verdict without a record (keyed before records, or its record
+		// not stored) is found in the lead's events.
 		if key != "" {
 			if r, ok := keyed(recs, key); ok {
 				if r.Event.GetLeadDisqualified() == nil {
