@@ -70,10 +70,19 @@ type claims struct {
 	Team  string `json:"team,omitempty"`
 }
 
-// Issue signs a token for p that expires after ttl.
+// MaxLifetime is the longest a token is valid: Issue refuses more and
+// Verify refuses a token that claims more, so every token issued before a
+// revocation has expired MaxLifetime after it, and the revocation can go
+// (revoke.go).
+const MaxLifetime = 366 * 24 * time.Hour
+
+// Issue signs a token for p that expires after ttl (at most MaxLifetime).
 func Issue(key ed25519.PrivateKey, p Principal, ttl time.Duration) (string, error) {
 	if p.Subject == "" || len(p.Scopes) == 0 || ttl <= 0 {
 		return "", errors.New("auth: a token needs a subject, a scope and a lifetime")
+	}
+	if ttl > MaxLifetime {
+		return "", fmt.Errorf("auth: a token is valid for at most %v", MaxLifetime)
 	}
 	now := time.Now()
 	c := claims{
@@ -151,6 +160,9 @@ func (v *Verifier) Verify(token string) (Principal, error) {
 	}
 	if c.Subject == "" {
 		return Principal{}, fmt.Errorf("%w: no subject", ErrUnauthenticated)
+	}
+	if c.IssuedAt == nil || c.ExpiresAt.Sub(c.IssuedAt.Time) > MaxLifetime {
+		return Principal{}, fmt.Errorf("%w: valid for longer than %v", ErrUnauthenticated, MaxLifetime)
 	}
 	p = c.principal()
 	if v.revoked(p) {

@@ -91,9 +91,19 @@ func TestRefusedTokens(t *testing.T) {
 	none, _ := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{"iss": auth.Issuer, "sub": "x", "scope": "*", "exp": time.Now().Add(time.Hour).Unix()}).SignedString(jwt.UnsafeAllowNoneSignatureType)
 	wrongIssuer, _ := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iss": "someone", "sub": "x", "scope": "*", "exp": time.Now().Add(time.Hour).Unix()}).SignedString(k)
 	noExpiry, _ := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iss": auth.Issuer, "sub": "x", "scope": "*"}).SignedString(k)
+	// Revocations expire after MaxLifetime: a token may not outlive them.
+	now := time.Now()
+	tooLong, _ := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iss": auth.Issuer, "sub": "x", "scope": "*",
+		"iat": now.Unix(), "exp": now.Add(auth.MaxLifetime + time.Hour).Unix()}).SignedString(k)
+	noIssueTime, _ := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iss": auth.Issuer, "sub": "x", "scope": "*",
+		"exp": now.Add(time.Hour).Unix()}).SignedString(k)
+	if _, err := auth.Issue(k, reader, auth.MaxLifetime+time.Second); err == nil {
+		t.Error("issued a token valid for longer than MaxLifetime")
+	}
 	for name, tok := range map[string]string{
 		"another key": foreign, "forged payload": forged, "hmac": hmac, "none": none,
 		"wrong issuer": wrongIssuer, "no expiry": noExpiry, "garbage": "abc", "empty": "",
+		"valid too long": tooLong, "no issue time": noIssueTime,
 	} {
 		if _, err := v.Verify(tok); !errors.Is(err, auth.ErrUnauthenticated) {
 			t.Errorf("%s: verified (err %v)", name, err)

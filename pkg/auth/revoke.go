@@ -17,21 +17,27 @@ import (
 // and every service follows it. A key is "id.<token id>", one token, or
 // "sub.<subject, base64url>", every token of the subject issued up to
 // the time the value holds (RFC 3339). Revocations are never taken back:
-// a revoked caller gets a new token.
+// a revoked caller gets a new token. Each lives revocationTTL, after
+// which every token it can refuse has expired (MaxLifetime).
 const RevokedBucket = "AUTH_REVOKED"
 
-// EnsureRevocations makes the revocations bucket, or opens it as it is.
+// revocationTTL is MaxLifetime and an hour for the clocks of issuers.
+const revocationTTL = MaxLifetime + time.Hour
+
+// EnsureRevocations makes the revocations bucket, or updates it to allow
+// revocations that expire.
 func EnsureRevocations(ctx context.Context, js jetstream.JetStream, replicas int) error {
 	_, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: RevokedBucket, Description: "revoked API tokens", History: 1, Replicas: max(replicas, 1)})
+		Bucket: RevokedBucket, Description: "revoked API tokens", History: 1, Replicas: max(replicas, 1),
+		// Per-key TTLs; an expired key leaves a marker this long.
+		LimitMarkerTTL: time.Minute})
 	return err
 }
 
-// Revoke stores one revocation: of the token with id, or, with id empty,
-// of every token of subject issued up to now.
+// Revoke stores one revocation, for revocationTTL: of the token with id,
+// or, with id empty, of every token of subject issued up to now.
 func Revoke(ctx context.Context, js jetstream.JetStream, id, subject string) error {
-	kv, err := js.KeyValue(ctx, RevokedBucket)
-	if err != nil {
+	if _, err := js.KeyValue(ctx, RevokedBucket); err != nil {
 		return fmt.Errorf("auth: revocations bucket: %w", err)
 	}
 	key := "id." + id
@@ -43,7 +49,9 @@ func Revoke(ctx context.Context, js jetstream.JetStream, id, subject string) err
 	case strings.ContainsAny(id, ". *>"):
 		return fmt.Errorf("auth: %q is not a token id", id)
 	}
-	_, err = kv.Put(ctx, key, []byte(time.Now().UTC().Format(time.RFC3339Nano)))
+	// A publish to the key's subject is a put that carries its own TTL.
+	_, err := js.Publish(ctx, "$KV."+RevokedBucket+"."+key, []byte(time.Now().UTC().Format(time.RFC3339Nano)),
+		jetstream.WithMsgTTL(revocationTTL))
 	return err
 }
 
@@ -122,6 +130,11 @@ func (v *Verifier) follow(ctx context.Context, js jetstream.JetStream, log *slog
 		m, err := it.Next()
 		if err != nil {
 			return err
+		}
+		if m.Headers().Get("KV-Operation") != "" || m.Headers().Get(jetstream.MarkerReasonHeader) != "" {
+			// A delete, or the marker of a revocation that expired: the
+			// tokens it refused have expired too.
+			continue
 		}
 		if err := v.apply(strings.TrimPrefix(m.Subject(), prefix), m.Data()); err != nil {
 			log.Error("auth: a revocation that is not one, skipped", "err", err) // not written by Revoke

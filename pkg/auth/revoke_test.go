@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/leadflow/leadflow/pkg/auth"
 	"github.com/leadflow/leadflow/pkg/testenv"
 )
@@ -104,5 +106,40 @@ func TestRevokedTokensAreRefused(t *testing.T) {
 	}
 	if err := auth.Revoke(ctx, n.JS, "", ""); err == nil {
 		t.Fatal("a revocation naming nothing was stored")
+	}
+}
+
+// A revocation lives as long as the longest token it can refuse, and the
+// bucket of an older release, made without per-key TTLs, takes them once
+// EnsureRevocations has run.
+func TestRevocationsExpireAfterEveryTokenTheyRefuse(t *testing.T) {
+	n := testenv.StartNATS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := n.JS.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: auth.RevokedBucket, History: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := auth.EnsureRevocations(ctx, n.JS, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := auth.Revoke(ctx, n.JS, "0192a1b2-0000-7000-8000-000000000001", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := auth.Revoke(ctx, n.JS, "", "crm-sync"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := n.JS.Stream(ctx, "KV_"+auth.RevokedBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(1); seq <= 2; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ttl, err := time.ParseDuration(m.Header.Get("Nats-TTL"))
+		if err != nil || ttl <= auth.MaxLifetime || ttl > auth.MaxLifetime+2*time.Hour {
+			t.Errorf("revocation %s lives %v (%v), want a little over %v", m.Subject, ttl, err, auth.MaxLifetime)
+		}
 	}
 }

@@ -85,7 +85,7 @@ func tokenCmd(o *options) *cobra.Command {
 	f.StringSliceVar(&scopes, "scope", nil, "a scope the token grants (repeat it); * grants all")
 	f.StringVar(&team, "team", "operations", "marketing, sales or operations")
 	f.StringVar(&kind, "kind", "user", "user, integration or service")
-	f.DurationVar(&ttl, "ttl", 24*time.Hour, "how long the token is valid")
+	f.DurationVar(&ttl, "ttl", 24*time.Hour, "how long the token is valid (at most 8784h, 366 days)")
 	f.StringVar(&key, "signing-key", os.Getenv("LEADFLOW_AUTH_SIGNING_KEY"), "64 hex chars ($LEADFLOW_AUTH_SIGNING_KEY; leadctl token keygen makes one)")
 	cmd.AddCommand(issue)
 	var id, subject string

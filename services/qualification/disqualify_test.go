@@ -26,7 +26,9 @@ import (
 func TestDisqualifyByHand(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
-	activate(t, s.client, scoring.Default())
+	// The activation's re-score writes to the stream when it completes:
+	// done before this test counts messages.
+	rescored(t, s.client, activate(t, s.client, scoring.Default()))
 	mia := &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "mia", Team: eventv1.Team_TEAM_MARKETING}
 	spam, later := uuid.NewString(), uuid.NewString()
 	for _, l := range []string{spam, later} {
