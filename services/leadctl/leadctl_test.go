@@ -367,9 +367,14 @@ func testExplainAgainstQualification(t *testing.T, newWorld func(testing.TB) *wo
 	if _, err := w.leadctl(t, "--qualification", addr, "disqualify", lead); !errors.Is(err, errUsage) {
 		t.Fatalf("disqualify without a reason: %v", err)
 	}
-	out, err = w.leadctl(t, "--qualification", addr, "disqualify", lead, "--reason", "a competitor's analyst")
-	if err != nil || !strings.Contains(out, "is DISQUALIFIED") {
+	out, err = w.leadctl(t, "--qualification", addr, "disqualify", lead, "--reason", "a competitor's analyst", "--request-id", "v-1")
+	if err != nil || !strings.Contains(out, "is DISQUALIFIED") || strings.Contains(out, "first answer") {
 		t.Fatalf("disqualify: %v\n%s", err, out)
+	}
+	// Run again with its request id: the first verdict, said to be one.
+	again, err := w.leadctl(t, "--qualification", addr, "disqualify", lead, "--reason", "a competitor's analyst", "--request-id", "v-1")
+	if err != nil || !strings.Contains(again, "is DISQUALIFIED") || !strings.Contains(again, "the first answer to this --request-id") {
+		t.Fatalf("disqualify again: %v\n%s", err, again)
 	}
 	if ev := w.last(t, lead); ev.GetLeadDisqualified().GetReason() != "a competitor's analyst" || ev.GetActor().GetId() != "leadctl" {
 		t.Fatalf("the verdict: %v", ev)

@@ -299,6 +299,14 @@ func mergeCmd(o *options, undo bool) *cobra.Command {
 
 // checkWrite checks a write's lead ids and the text a person must give
 // with it (flag), which is required.
+// repeat tells a repeated --request-id's answer from a first one.
+func repeat(replayed bool) string {
+	if replayed {
+		return " (the first answer to this --request-id; nothing written)"
+	}
+	return ""
+}
+
 func checkWrite(flag, text string, leadIDs ...string) error {
 	for _, id := range leadIDs {
 		if _, err := uuid.Parse(id); err != nil {
@@ -339,7 +347,7 @@ func recycleCmd(o *options) *cobra.Command {
 			if resp.GetEnrolledEventId() != "" {
 				enrolled = fmt.Sprintf("enrolled in %s, review %s", resp.GetProgramId(), at(resp.GetReviewAt()))
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "lead %s recycled (journey cycle %d): %s\n", args[0], resp.GetCycle(), enrolled)
+			fmt.Fprintf(cmd.OutOrStdout(), "lead %s recycled (journey cycle %d): %s%s\n", args[0], resp.GetCycle(), enrolled, repeat(resp.GetReplayed()))
 			return nil
 		},
 	}
@@ -374,7 +382,7 @@ func disqualifyCmd(o *options) *cobra.Command {
 			if o.output == "json" {
 				return printProto(cmd, resp)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "lead %s is %s at version %d\n", args[0], leadStatus(resp.GetStatus()), resp.GetVersion())
+			fmt.Fprintf(cmd.OutOrStdout(), "lead %s is %s at version %d%s\n", args[0], leadStatus(resp.GetStatus()), resp.GetVersion(), repeat(resp.GetReplayed()))
 			return nil
 		},
 	}
