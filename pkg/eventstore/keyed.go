@@ -2,7 +2,6 @@ package eventstore
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
@@ -77,21 +76,14 @@ func (s *Store) Keyed(ctx context.Context, service, subject, key string) (outcom
 	// last one is at most MaxBatch messages of the subject later.
 	after := rec.GetVersionBefore()
 	for range MaxBatch {
-		m, ok, err := s.Next(ctx, subject, after)
-		if err != nil {
+		r, ok, err := s.NextEvent(ctx, subject, after)
+		if err != nil || !ok {
 			return "", Record{}, false, err
 		}
-		if !ok {
-			break
+		if r.Event.GetEventId() == rec.GetEventId() {
+			return rec.GetOutcome(), r, true, nil
 		}
-		ev, err := DecodeEvent(m.Data)
-		if err != nil {
-			return "", Record{}, false, fmt.Errorf("%s seq %d: %w", subject, m.Seq, err)
-		}
-		if ev.GetEventId() == rec.GetEventId() {
-			return rec.GetOutcome(), Record{Seq: m.Seq, Subject: m.Subject, Time: m.Time, Event: ev}, true, nil
-		}
-		after = m.Seq
+		after = r.Seq
 	}
 	return "", Record{}, false, nil
 }

@@ -484,6 +484,20 @@ func (s *Store) Next(ctx context.Context, subject string, after uint64) (Raw, bo
 	return rawOf(m), true, nil
 }
 
+// NextEvent is Next, decoded: the subject's first event after stream
+// sequence after, and false when there is none.
+func (s *Store) NextEvent(ctx context.Context, subject string, after uint64) (Record, bool, error) {
+	raw, ok, err := s.Next(ctx, subject, after)
+	if err != nil || !ok {
+		return Record{}, false, err
+	}
+	ev, err := DecodeEvent(raw.Data)
+	if err != nil {
+		return Record{}, false, fmt.Errorf("%s seq %d: %w", raw.Subject, raw.Seq, err)
+	}
+	return Record{Seq: raw.Seq, Subject: raw.Subject, Time: raw.Time, Event: ev}, true, nil
+}
+
 // next is Next's single direct get; nil when there is no such message.
 func (s *Store) next(ctx context.Context, subject string, after uint64) (*jetstream.RawStreamMsg, error) {
 	st, _, err := s.direct(ctx)

@@ -47,7 +47,7 @@ type decideFunc func(l *lead, cfg *routing.Config, now time.Time) ([]*eventv1.Ev
 // matching eventstore.ErrConflict after repeated races.
 func (a *App) command(ctx context.Context, leadID, requestID, eventType string, reps []repRef, decide decideFunc) (Result, error) {
 	for attempt := range maxRaces {
-		if requestID != "" {
+		if requestID != "" && attempt == 0 { // after a lost race, the reload shows a repeat
 			typ, last, found, err := a.leads.Keyed(ctx, leadID, requestID)
 			if err != nil {
 				return Result{}, err

@@ -58,11 +58,11 @@ func (l *Leads) Head(ctx context.Context, leadID string) (*eventstore.Record, er
 
 // After returns a lead's first event after version, nil if none.
 func (l *Leads) After(ctx context.Context, leadID string, version uint64) (*eventstore.Record, error) {
-	raw, ok, err := l.store.Next(ctx, eventstore.LeadSubject(leadID), version)
+	r, ok, err := l.store.NextEvent(ctx, eventstore.LeadSubject(leadID), version)
 	if err != nil || !ok {
 		return nil, err
 	}
-	return decode(raw)
+	return &r, nil
 }
 
 // Get returns the event stored at seq.

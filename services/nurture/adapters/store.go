@@ -7,7 +7,6 @@ package adapters
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/leadflow/leadflow/pkg/eventstore"
@@ -55,15 +54,7 @@ const service = "nurture"
 
 // After returns the lead's first event after seq.
 func (l *Leads) After(ctx context.Context, leadID string, seq uint64) (eventstore.Record, bool, error) {
-	raw, ok, err := l.store.Next(ctx, eventstore.LeadSubject(leadID), seq)
-	if err != nil || !ok {
-		return eventstore.Record{}, false, err
-	}
-	ev, err := eventstore.DecodeEvent(raw.Data)
-	if err != nil {
-		return eventstore.Record{}, false, fmt.Errorf("%s seq %d: %w", raw.Subject, raw.Seq, err)
-	}
-	return eventstore.Record{Seq: raw.Seq, Subject: raw.Subject, Time: raw.Time, Event: ev}, true, nil
+	return l.store.NextEvent(ctx, eventstore.LeadSubject(leadID), seq)
 }
 
 // TypeAt returns the Lf-Type of the message stored at seq.

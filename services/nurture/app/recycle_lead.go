@@ -71,7 +71,7 @@ func (a *App) RecycleLead(ctx context.Context, in RecycleLead, meta envelope.Met
 	meta.Actor, meta.IdempotencyKey = in.Actor, strings.TrimSpace(in.RequestID)
 	key := meta.IdempotencyKey
 	for attempt := range maxRaces {
-		if key != "" {
+		if key != "" && attempt == 0 { // after a lost race, the reload shows a repeat
 			if out, ok, err := a.recycledByKey(ctx, in.LeadID, key); err != nil || ok {
 				return out, err
 			}

@@ -66,7 +66,7 @@ func (a *App) DisqualifyLead(ctx context.Context, in DisqualifyLead, meta envelo
 	meta.Actor, meta.IdempotencyKey = in.DecidedBy, strings.TrimSpace(in.RequestID)
 	key := meta.IdempotencyKey
 	for attempt := range maxRaces {
-		if key != "" {
+		if key != "" && attempt == 0 { // after a lost race, the reload shows a repeat
 			typ, last, found, err := a.leads.Keyed(ctx, in.LeadID, key)
 			if err != nil {
 				return Disqualified{}, err
