@@ -477,6 +477,11 @@ func (r *runner) progressLoop(ctx context.Context) {
 		forget := now.Add(-r.cfg.PinnedTTL).UnixNano()
 		for _, p := range r.parts {
 			p.mu.Lock()
+			if p.releasing {
+				// Its release hands back what it holds.
+				p.mu.Unlock()
+				continue
+			}
 			buf = buf[:0]
 			for it := range p.held {
 				buf = append(buf, it)
