@@ -599,6 +599,7 @@ func checkLeads(ctx context.Context, pl *pipeline, leads []string, sales salesRe
 			}
 		}
 	}
+	stories := 0
 	for i, id := range leads {
 		if id == "" {
 			continue
@@ -630,6 +631,16 @@ func checkLeads(ctx context.Context, pl *pipeline, leads []string, sales salesRe
 			}
 		}
 		versions[id] = prev
+		if sales.gaveUp[id] && stories < 20 {
+			stories++
+			// When each step was stored tells a stage that fell behind
+			// from one that never got the lead.
+			var story []string
+			for _, r := range recs {
+				story = append(story, r.Event.GetEventType()+" "+r.Time.Format("15:04:05.000"))
+			}
+			report("lead %s (partition %d), which sales gave up on: %s", id, eventstore.Partition(id), strings.Join(story, ", "))
+		}
 		act, worked := sales.done[id]
 		checkSales(id, act, worked, count, recs[len(recs)-1].Event, reviewsOf[id], report)
 		for _, typ := range []string{"LeadCaptured", "LeadQualified", "LeadAssigned", "LeadQueued"} {

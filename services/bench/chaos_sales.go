@@ -54,6 +54,7 @@ type ackedLead struct {
 type salesReport struct {
 	done    map[string]salesAct
 	failed  []string
+	gaveUp  map[string]bool // the leads of failed
 	retries int
 }
 
@@ -61,7 +62,7 @@ type salesReport struct {
 func chaosSales(ctx context.Context, f *fleet, routes *routed, acked <-chan ackedLead, giveUp time.Time) salesReport {
 	var (
 		mu      sync.Mutex
-		rep     = salesReport{done: map[string]salesAct{}}
+		rep     = salesReport{done: map[string]salesAct{}, gaveUp: map[string]bool{}}
 		retries atomic.Int64
 		wg      sync.WaitGroup
 	)
@@ -86,6 +87,7 @@ func chaosSales(ctx context.Context, f *fleet, routes *routed, acked <-chan acke
 			}
 			if err != nil {
 				rep.failed = append(rep.failed, fmt.Sprintf("lead %s (%s): %v", l.id, act, err))
+				rep.gaveUp[l.id] = true
 				return
 			}
 			rep.done[l.id] = act
