@@ -347,10 +347,14 @@ func (r *runner) pullFailed(ctx context.Context, p *partition, err error, failur
 		// no longer have is not released.
 		p.mu.Lock()
 		p.delivered = time.Time{}
-		if len(p.held) > 0 {
+		holding := len(p.held)
+		if holding > 0 {
 			p.loseLocked()
 		}
 		p.mu.Unlock()
+		if holding > 0 {
+			r.log.Warn("consume: the server pinned another client; handing the partition back", "partition", p.n, "held", holding)
+		}
 		return ctx.Err() == nil
 	}
 	*failures++
