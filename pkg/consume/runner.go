@@ -238,6 +238,7 @@ func (r *runner) fetchLoop(ctx context.Context, p *partition) {
 	failures := 0
 	recovering := true
 	var prefix []*item
+	lastGot := time.Now()
 	flush := func() {
 		slices.SortFunc(prefix, func(a, b *item) int { return cmpSeq(a.msg.Seq, b.msg.Seq) })
 		for _, it := range prefix {
@@ -300,6 +301,12 @@ func (r *runner) fetchLoop(ctx context.Context, p *partition) {
 		if recovering && len(prefix) > 0 && got < fetchBatch {
 			flush()
 		}
+		if got > 0 {
+			lastGot = time.Now()
+		} else if time.Since(lastGot) >= r.cfg.PinnedTTL*3 {
+			r.reportStall(p, time.Since(lastGot))
+			lastGot = time.Now()
+		}
 		if err := batch.Error(); err != nil {
 			if !r.pullFailed(ctx, p, err, &failures) {
 				return
@@ -308,6 +315,33 @@ func (r *runner) fetchLoop(ctx context.Context, p *partition) {
 		}
 		failures = 0
 	}
+}
+
+// reportStall warns when p's pulls have come back empty for a while
+// although its durable has messages to deliver and p could take them:
+// another client holds the pin, or messages nobody handles fill the
+// durable's MaxAckPending. Nothing else would show such a stall.
+func (r *runner) reportStall(p *partition, empty time.Duration) {
+	ctx, cancel := context.WithTimeout(r.ioctx, ioTimeout)
+	defer cancel()
+	info, err := p.cons.Info(ctx)
+	if err != nil {
+		return
+	}
+	p.mu.Lock()
+	held := len(p.held)
+	p.mu.Unlock()
+	if info.NumPending == 0 || held >= r.cfg.MaxHeld {
+		return
+	}
+	pinned := ""
+	for _, g := range info.PriorityGroups {
+		if g.Group == pinGroup {
+			pinned = g.PinnedClientID
+		}
+	}
+	r.log.Warn("consume: pulls come back empty while messages wait", "partition", p.n, "for", empty.Round(time.Second),
+		"pending", info.NumPending, "ack_pending", info.NumAckPending, "held", held, "waiting_pulls", info.NumWaiting, "pinned", pinned)
 }
 
 // onDelivery runs before the first message of a pull is dispatched. The

@@ -192,15 +192,26 @@ func untilAnswered(ctx context.Context, giveUp time.Time, retries *atomic.Int64,
 // applied (and acknowledged) it, and the guarantee checked is that every
 // command sees every acknowledged write.
 type routed struct {
+	pl      *pipeline
 	mu      sync.Mutex
-	to      map[string]string
-	waiting map[string][]chan string
+	to      map[string]assignment
+	waiting map[string][]chan assignment
+}
+
+// assignment is where a LeadAssigned or LeadQueued sent a lead, and the
+// stream sequence it was stored at.
+type assignment struct {
+	rep     string // "" for a queue
+	subject string
+	seq     uint64
 }
 
 // watchRouting reads every LeadAssigned and LeadQueued appended from now
-// until ctx ends.
+// until ctx ends. Each is handed on at once; rep, in the lead's own
+// goroutine, waits for the leader to hold it, so one slow leader read does
+// not hold up every lead after it.
 func watchRouting(ctx context.Context, pl *pipeline) (*routed, error) {
-	r := &routed{to: map[string]string{}, waiting: map[string][]chan string{}}
+	r := &routed{pl: pl, to: map[string]assignment{}, waiting: map[string][]chan assignment{}}
 	cons, err := pl.js.OrderedConsumer(ctx, eventstore.DefaultStream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{eventstore.LeadSubjects}, DeliverPolicy: jetstream.DeliverNewPolicy})
 	if err != nil {
@@ -219,23 +230,15 @@ func watchRouting(ctx context.Context, pl *pipeline) (*routed, error) {
 		if err != nil {
 			return
 		}
-		for {
-			v, err := pl.store.Version(ctx, m.Subject())
-			if err == nil && v >= md.Sequence.Stream || ctx.Err() != nil {
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		owner := ev.GetLifecycle().GetOwner()
-		rep := ""
-		if owner.GetKind() == eventv1.OwnerKind_OWNER_KIND_REP {
-			rep = owner.GetId()
+		a := assignment{subject: m.Subject(), seq: md.Sequence.Stream}
+		if owner := ev.GetLifecycle().GetOwner(); owner.GetKind() == eventv1.OwnerKind_OWNER_KIND_REP {
+			a.rep = owner.GetId()
 		}
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		r.to[ev.GetLeadId()] = rep
+		r.to[ev.GetLeadId()] = a
 		for _, w := range r.waiting[ev.GetLeadId()] {
-			w <- rep
+			w <- a
 		}
 		delete(r.waiting, ev.GetLeadId())
 	})
@@ -246,24 +249,39 @@ func watchRouting(ctx context.Context, pl *pipeline) (*routed, error) {
 	return r, nil
 }
 
-// rep waits until the lead is routed and returns its rep ("" for a
-// queue).
+// rep waits until the lead is routed and the stream's leader holds the
+// routing (a consumer on a follower may deliver it before), and returns
+// its rep ("" for a queue).
 func (r *routed) rep(ctx context.Context, id string, giveUp time.Time) (string, error) {
 	r.mu.Lock()
-	if rep, ok := r.to[id]; ok {
-		r.mu.Unlock()
-		return rep, nil
+	a, ok := r.to[id]
+	var w chan assignment
+	if !ok {
+		w = make(chan assignment, 1)
+		r.waiting[id] = append(r.waiting[id], w)
 	}
-	w := make(chan string, 1)
-	r.waiting[id] = append(r.waiting[id], w)
 	r.mu.Unlock()
-	select {
-	case rep := <-w:
-		return rep, nil
-	case <-time.After(time.Until(giveUp)):
-		return "", errors.New("never routed before giving up")
-	case <-ctx.Done():
-		return "", ctx.Err()
+	if !ok {
+		select {
+		case a = <-w:
+		case <-time.After(time.Until(giveUp)):
+			return "", errors.New("never routed before giving up")
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	for {
+		v, err := r.pl.store.Version(ctx, a.subject)
+		if err == nil && v >= a.seq {
+			return a.rep, nil
+		}
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		if time.Now().After(giveUp) {
+			return "", fmt.Errorf("routed, but the stream's leader did not show it before giving up (%v)", err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
