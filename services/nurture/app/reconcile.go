@@ -24,6 +24,13 @@ const maxSteps = 4
 // not exist (retrying will not help until it is defined);
 // eventstore.ErrConflict after repeated races; store errors.
 func (a *App) Reconcile(ctx context.Context, leadID string, meta envelope.Meta) ([]*eventv1.Event, error) {
+	return a.ReconcileSeen(ctx, leadID, 0, meta)
+}
+
+// ReconcileSeen is Reconcile woken by the lead's event at stream sequence
+// seen: a read of the lead without it is ErrBehind, not a lead that owes
+// nothing, since nurture decides from what it reads, not from the event.
+func (a *App) ReconcileSeen(ctx context.Context, leadID string, seen uint64, meta envelope.Meta) ([]*eventv1.Event, error) {
 	cat, err := a.catalog(ctx, catalogMaxAge)
 	if err != nil {
 		return nil, err
@@ -34,6 +41,9 @@ func (a *App) Reconcile(ctx context.Context, leadID string, meta envelope.Meta) 
 		l, err := a.load(ctx, leadID)
 		if err != nil {
 			return written, err
+		}
+		if l.version < seen {
+			return written, fmt.Errorf("lead %s read at version %d, before its event at %d: %w", leadID, l.version, seen, ErrBehind)
 		}
 		raced := false
 		for range maxSteps {

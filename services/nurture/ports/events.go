@@ -71,7 +71,7 @@ func (e *Events) Lead(ctx context.Context, m consume.Msg) error {
 	// Continue the trace of the request that wrote the event.
 	ctx, span := tracer.Start(telemetry.Extract(ctx, ev.GetTrace()), "nurture "+ev.GetEventType(), trace.WithSpanKind(trace.SpanKindConsumer))
 	defer span.End()
-	_, err = e.app.Reconcile(ctx, m.Key, envelope.Meta{CorrelationID: ev.GetCorrelationId(), Trace: telemetry.Inject(ctx)})
+	_, err = e.app.ReconcileSeen(ctx, m.Key, m.Seq, envelope.Meta{CorrelationID: ev.GetCorrelationId(), Trace: telemetry.Inject(ctx)})
 	return poison(err)
 }
 
