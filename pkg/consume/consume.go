@@ -16,11 +16,8 @@
 // than PinnedTTL: the messages a dead owner held expire, and the server
 // redelivers expired messages sorted by sequence before any new one, before
 // it pins the next owner. A clean hand-over naks what it holds, in order. A
-// replica whose pin may have moved (its last pull is older than ¾ PinnedTTL,
-// its connection dropped, or the server names another pin) drops
-// everything it holds of that partition; one that is only late with
-// progress signals keeps it, as the server gives the expired copies back
-// to the pinned member alone.
+// replica that finds a held message older than its lease (it was frozen, or
+// its connection dropped) drops everything it holds of that partition.
 //
 // Delivery is at least once: a message is acked after its handler returned
 // nil, and terminated only after its dead letter is stored, so a crash means
@@ -101,8 +98,7 @@ type Config struct {
 	Backoff func(attempt int) time.Duration
 	// AckWait is how long the server waits for an ack before redelivering,
 	// default 2s. Run signals progress for every message it holds, so this
-	// matters when a process dies (a late signal only brings the copy back
-	// to the same pinned member). It must be below PinnedTTL
+	// only matters when a process dies or freezes. It must be below PinnedTTL
 	// minus the pull wait, so a dead owner's messages are redelivered before
 	// the next owner's first new one.
 	AckWait time.Duration

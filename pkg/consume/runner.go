@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -49,18 +48,12 @@ type partition struct {
 	cancel    context.CancelFunc
 	releasing bool
 	held      map[*item]struct{}
-	// seqs holds the stream sequence of every message held (0) or settled
-	// in the last PinnedTTL (when, in unix nanos): a redelivery of either
-	// while the pin holds came to this member only, and is dropped.
-	seqs      map[uint64]int64
+	seqs      map[uint64]bool // stream sequences of the live messages held
 	inflight  int
 	fresh     bool // no delivery yet since it was taken
 	hctx      context.Context
 	hcancel   context.CancelFunc
 	delivered time.Time // last delivery, to know whether a release must unpin
-	// lastPull is when the last pull the server took was sent (unix
-	// nanos): the server keeps the pin while pulls come within PinnedTTL.
-	lastPull atomic.Int64
 }
 
 func newRunner(cfg Config, js jetstream.JetStream, h Handler, log *slog.Logger, src, dl jetstream.Stream, members jetstream.KeyValue) *runner {
@@ -180,8 +173,7 @@ func (r *runner) take(p *partition) {
 	}
 	ctx, cancel := context.WithCancel(r.runCtx)
 	p.running, p.cancel, p.releasing, p.fresh = true, cancel, false, true
-	p.held, p.seqs = map[*item]struct{}{}, map[uint64]int64{}
-	p.lastPull.Store(0)
+	p.held, p.seqs = map[*item]struct{}{}, map[uint64]bool{}
 	p.hctx, p.hcancel = context.WithCancel(r.ioctx)
 	r.loops.Go(func() {
 		if err := r.loadParked(); err != nil {
@@ -199,13 +191,6 @@ func (p *partition) stop() {
 	if p.running && p.cancel != nil {
 		p.cancel()
 	}
-}
-
-// holding reports whether p holds messages, running ones included.
-func (p *partition) holding() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.held) > 0
 }
 
 // lose stops p because what it holds can no longer be trusted: no held
@@ -247,14 +232,6 @@ func (r *runner) fetchLoop(ctx context.Context, p *partition) {
 		prefix, recovering = nil, false
 	}
 	for ctx.Err() == nil {
-		sent := time.Now()
-		if r.pinLapsed(p, sent) && p.holding() {
-			// The loop itself was held up past the lease (the process was
-			// frozen or starved): another member may be pinned by now.
-			r.log.Warn("consume: no pull for most of PinnedTTL; handing the partition back", "partition", p.n)
-			p.lose()
-			return
-		}
 		batch, err := p.cons.Fetch(fetchBatch, jetstream.FetchMaxWait(fetchWait), jetstream.FetchPriorityGroup(pinGroup))
 		if err != nil {
 			if !r.pullFailed(ctx, p, err, &failures) {
@@ -262,7 +239,6 @@ func (r *runner) fetchLoop(ctx context.Context, p *partition) {
 			}
 			continue
 		}
-		p.lastPull.Store(sent.UnixNano())
 		got := 0
 		for m := range batch.Messages() {
 			if got++; got == 1 {
@@ -274,19 +250,15 @@ func (r *runner) fetchLoop(ctx context.Context, p *partition) {
 				continue
 			}
 			p.mu.Lock()
-			settled, again := p.seqs[it.msg.Seq]
-			if !again {
-				p.held[it], p.seqs[it.msg.Seq] = struct{}{}, 0
-			}
+			again := p.seqs[it.msg.Seq]
+			p.held[it], p.seqs[it.msg.Seq] = struct{}{}, true
 			p.mu.Unlock()
 			if again {
-				// The server let our copy expire (a progress signal came
-				// late) and, as we hold the pin, gave it to us again: the
-				// copy we hold, or held, stands. Acks go by sequence, so
-				// either delivery settles it.
-				if settled != 0 {
-					_ = m.Ack()
-				}
+				// The server gave us again a message we hold: it let our
+				// copy expire, so what we hold may be out of step with it.
+				// Start the partition over; the release hands both back.
+				r.log.Warn("consume: a held message was redelivered; handing the partition back", "partition", p.n, "seq", it.msg.Seq)
+				p.lose()
 				continue
 			}
 			if recovering {
@@ -374,21 +346,8 @@ func (r *runner) pullFailed(ctx context.Context, p *partition, err error, failur
 		return false
 	}
 	if errors.Is(err, jetstream.ErrPinIDMismatch) {
-		// Another member is pinned: the previous owner has not let go yet,
-		// or (when we hold messages) the server dropped our pin, say on a
-		// new consumer leader. nats.go forgets the stale pin id, and the
-		// next pull waits its turn; what we hold goes back, and the pin we
-		// no longer have is not released.
-		p.mu.Lock()
-		p.delivered = time.Time{}
-		holding := len(p.held)
-		if holding > 0 {
-			p.loseLocked()
-		}
-		p.mu.Unlock()
-		if holding > 0 {
-			r.log.Warn("consume: the server pinned another client; handing the partition back", "partition", p.n, "held", holding)
-		}
+		// Another member is pinned: the previous owner has not let go yet.
+		// nats.go forgets the stale pin id, and the next pull waits its turn.
 		return ctx.Err() == nil
 	}
 	*failures++
@@ -493,10 +452,9 @@ func (r *runner) unpin(p *partition) {
 
 // progressLoop tells the server, every quarter AckWait, that held messages
 // waiting longer than that are being worked on (most are handled before
-// they need it), forgets settled sequences older than PinnedTTL, and drops
-// a partition whose pin may have moved (its last pull is older than the
-// lease, or the connection dropped): the server may have given what it
-// holds to someone else already.
+// they need it), and drops a partition whose held messages are older than
+// the lease: the process was frozen or cut off, so the server may have
+// given them to someone else already.
 func (r *runner) progressLoop(ctx context.Context) {
 	every := max(r.cfg.AckWait/4, 10*time.Millisecond)
 	t := time.NewTicker(every)
@@ -512,56 +470,41 @@ func (r *runner) progressLoop(ctx context.Context) {
 		now := time.Now()
 		cut := r.js.Conn().Stats().Reconnects != reconnects
 		reconnects = r.js.Conn().Stats().Reconnects
-		forget := now.Add(-r.cfg.PinnedTTL).UnixNano()
 		for _, p := range r.parts {
 			p.mu.Lock()
-			if p.releasing {
-				// Its release hands back what it holds.
-				p.mu.Unlock()
-				continue
-			}
 			buf = buf[:0]
 			for it := range p.held {
 				buf = append(buf, it)
 			}
-			for seq, at := range p.seqs {
-				if at != 0 && at < forget {
-					delete(p.seqs, seq)
-				}
-			}
 			p.mu.Unlock()
-			if len(buf) > 0 && (cut || r.pinLapsed(p, now)) {
-				r.log.Warn("consume: held messages outlived the pin's lease; handing the partition back", "partition", p.n, "reconnected", cut)
-				p.lose()
-				clear(buf)
-				continue
-			}
-			if progressPaused.Load() {
-				continue
-			}
+			lost := cut && len(buf) > 0
 			for _, it := range buf {
-				if it.state.Load() == stateSettled || now.UnixNano()-it.touched.Load() < int64(every) {
+				if it.state.Load() == stateSettled {
+					continue
+				}
+				if r.leaseLost(it, now) {
+					lost = true
+					break
+				}
+				if now.UnixNano()-it.touched.Load() < int64(every) {
 					continue
 				}
 				if err := it.delivery.InProgress(); err == nil {
 					it.touched.Store(now.UnixNano())
 				}
 			}
+			if lost {
+				r.log.Warn("consume: held messages outlived their lease; handing the partition back", "partition", p.n)
+				p.lose()
+			}
 		}
 		clear(buf)
 	}
 }
 
-// progressPaused stops progress signals, for tests that play a member
-// starved of CPU.
-var progressPaused atomic.Bool
-
-// pinLapsed reports whether the server may have moved p's pin: it keeps
-// the pin while the owner's pulls come within PinnedTTL, and p's last
-// pull was sent more than the lease (three quarters of that) ago.
-func (r *runner) pinLapsed(p *partition, now time.Time) bool {
-	last := p.lastPull.Load()
-	return last != 0 && now.UnixNano()-last > int64(r.cfg.PinnedTTL*3/4)
+// leaseLost reports whether the server may have redelivered it elsewhere.
+func (r *runner) leaseLost(it *item, now time.Time) bool {
+	return now.UnixNano()-it.touched.Load() > int64(r.cfg.AckWait*3/4)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {

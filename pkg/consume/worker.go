@@ -28,7 +28,7 @@ type item struct {
 	part     *partition
 	delivery jetstream.Msg
 	state    atomic.Int32
-	touched  atomic.Int64 // unix nanos of delivery or the last progress signal, to pace them
+	touched  atomic.Int64 // unix nanos of delivery or the last progress signal
 	req      *request
 }
 
@@ -128,10 +128,9 @@ func (r *runner) begin(it *item) bool {
 	if p.releasing || !it.state.CompareAndSwap(stateHeld, stateStarted) {
 		return false
 	}
-	if it.req == nil && r.pinLapsed(p, time.Now()) {
-		// The pin may have moved: the server may have given this message
-		// to another member, and later messages of its key may already be
-		// handled.
+	if it.req == nil && r.leaseLost(it, time.Now()) {
+		// Held past its lease: the server may have given it to another
+		// member, and later messages of its key may already be handled.
 		it.state.Store(stateHeld)
 		p.loseLocked()
 		return false
@@ -149,7 +148,7 @@ func (r *runner) end(it *item, settled bool) {
 		it.state.Store(stateSettled)
 		delete(p.held, it)
 		if it.req == nil && p.seqs != nil {
-			p.seqs[it.msg.Seq] = time.Now().UnixNano()
+			delete(p.seqs, it.msg.Seq)
 		}
 	} else {
 		it.state.Store(stateHeld)
