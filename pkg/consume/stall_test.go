@@ -28,6 +28,7 @@ func (h *countHandler) Handle(_ context.Context, r slog.Record) error {
 func (h *countHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h *countHandler) WithGroup(string) slog.Handler      { return h }
 
+// partitionOf is the test stream's partition of key (see subject).
 func partitionOf(key string) int {
 	var p int
 	fmt.Sscanf(subject(key), "part.%d.", &p)

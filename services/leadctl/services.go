@@ -297,8 +297,6 @@ func mergeCmd(o *options, undo bool) *cobra.Command {
 	return c
 }
 
-// checkWrite checks a write's lead ids and the text a person must give
-// with it (flag), which is required.
 // repeat tells a repeated --request-id's answer from a first one.
 func repeat(replayed bool) string {
 	if replayed {
@@ -307,6 +305,8 @@ func repeat(replayed bool) string {
 	return ""
 }
 
+// checkWrite checks a write's lead ids and the text a person must give
+// with it (flag), which is required.
 func checkWrite(flag, text string, leadIDs ...string) error {
 	for _, id := range leadIDs {
 		if _, err := uuid.Parse(id); err != nil {
