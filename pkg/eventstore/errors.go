@@ -14,6 +14,22 @@ var ErrConflict = errors.New("eventstore: concurrent write")
 // ErrNotFound is returned by Load when a subject has no events.
 var ErrNotFound = errors.New("eventstore: not found")
 
+// ErrBehind is a read of a subject that does not show the event being
+// handled: on a replicated stream a consumer on one replica can deliver an
+// event before the replica that answers the read has applied it. A handler
+// that decides from the read returns it rather than acknowledge an event it
+// did not see; the consumer's retry reads again.
+var ErrBehind = errors.New("eventstore: read is behind the event being handled")
+
+// Behind is ErrBehind for a read of subject at version when the event
+// being handled was stored at seen, nil when the read shows it.
+func Behind(subject string, version, seen uint64) error {
+	if version >= seen {
+		return nil
+	}
+	return fmt.Errorf("%s read at version %d, before its event at %d: %w", subject, version, seen, ErrBehind)
+}
+
 // ConflictError is a lost optimistic-concurrency race: the subject's last
 // sequence was not the one the writer expected. Nothing of the commit was
 // stored. Actual is the subject's version as the answering replica read

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 
 	"github.com/leadflow/leadflow/pkg/consume"
+	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	"github.com/leadflow/leadflow/services/handoff/adapters"
 	"github.com/leadflow/leadflow/services/handoff/ports"
@@ -48,6 +52,53 @@ func TestRedeliveredQualificationTakesNoSecondTurn(t *testing.T) {
 	}
 	if got := ofType(w.events(t, id), "LeadAssigned"); len(got) != 1 {
 		t.Errorf("after the redelivery: %d LeadAssigned", len(got))
+	}
+}
+
+// staleOnce plays a replica behind the consumer that delivered an event:
+// its first read of a lead leaves out the lead's last event.
+type staleOnce struct {
+	*adapters.Leads
+	served atomic.Bool
+}
+
+func (s *staleOnce) Load(ctx context.Context, leadID string) ([]eventstore.Record, error) {
+	recs, err := s.Leads.Load(ctx, leadID)
+	if err == nil && len(recs) > 0 && s.served.CompareAndSwap(false, true) {
+		recs = recs[:len(recs)-1]
+	}
+	return recs, err
+}
+
+// A LeadQualified delivered before the read of its lead shows it is
+// retried, as the consumer retries a failed handler, and the lead routed;
+// a read without it found the lead not qualified by the event, and the
+// event was acknowledged with the lead left unrouted.
+func TestQualificationAheadOfTheReadIsRetried(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 100)
+	s.stop() // the handler below is the only one to route the lead
+	id := w.mql(t, dach(50))
+	recs, err := w.store.Load(ctxT(t), eventstore.LeadSubject(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := recs[len(recs)-1]
+	a := w.app(t, &staleOnce{Leads: adapters.NewLeads(w.store)})
+	var errs []error
+	for range 5 { // what the consumer does: attempts until one succeeds
+		err := a.RouteQualified(ctxT(t), id, q.Seq, q.Event, envelope.Meta{})
+		if err == nil {
+			break
+		}
+		errs = append(errs, err)
+	}
+	if len(errs) != 1 || !errors.Is(errs[0], eventstore.ErrBehind) {
+		t.Errorf("failed attempts %v, want one ErrBehind", errs)
+	}
+	if got := ofType(w.events(t, id), "LeadAssigned"); len(got) != 1 {
+		t.Fatalf("%d LeadAssigned, want 1", len(got))
 	}
 }
 

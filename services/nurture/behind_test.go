@@ -77,7 +77,7 @@ func TestEventAheadOfTheReadIsRetried(t *testing.T) {
 		}
 		errs = append(errs, err)
 	}
-	if len(errs) != 1 || !errors.Is(errs[0], app.ErrBehind) {
+	if len(errs) != 1 || !errors.Is(errs[0], eventstore.ErrBehind) {
 		t.Errorf("failed attempts %v, want one ErrBehind", errs)
 	}
 	var recycled bool

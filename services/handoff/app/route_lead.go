@@ -42,11 +42,16 @@ func (a *App) RouteQualified(ctx context.Context, leadID string, seq uint64, ev 
 	}
 	for attempt := range maxRaces {
 		if l == nil {
+			// A read without ev (a replica behind the consumer that
+			// delivered it) would find the lead not qualified by ev.
 			l, err = a.load(ctx, leadID)
 			if errors.Is(err, ErrNotFound) {
-				return nil
+				return eventstore.Behind(leadID, 0, seq)
 			}
 			if err != nil {
+				return err
+			}
+			if err := eventstore.Behind(leadID, l.version, seq); err != nil {
 				return err
 			}
 		}

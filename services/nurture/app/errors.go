@@ -13,11 +13,6 @@ import (
 // ErrNotFound is returned for an unknown lead or program.
 var ErrNotFound = errors.New("not found")
 
-// ErrBehind is a read of a lead that does not yet show the event that woke
-// nurture: on a replicated stream a consumer on one replica can deliver an
-// event before the stream's leader has applied it. Retrying reads it.
-var ErrBehind = errors.New("read of the lead is behind the event that woke nurture")
-
 // Violation is one refused request field.
 type Violation struct {
 	Field       string

@@ -28,7 +28,7 @@ func (a *App) Reconcile(ctx context.Context, leadID string, meta envelope.Meta) 
 }
 
 // ReconcileSeen is Reconcile woken by the lead's event at stream sequence
-// seen: a read of the lead without it is ErrBehind, not a lead that owes
+// seen: a read of the lead without it is eventstore.ErrBehind, not a lead that owes
 // nothing, since nurture decides from what it reads, not from the event.
 func (a *App) ReconcileSeen(ctx context.Context, leadID string, seen uint64, meta envelope.Meta) ([]*eventv1.Event, error) {
 	cat, err := a.catalog(ctx, catalogMaxAge)
@@ -42,8 +42,8 @@ func (a *App) ReconcileSeen(ctx context.Context, leadID string, seen uint64, met
 		if err != nil {
 			return written, err
 		}
-		if l.version < seen {
-			return written, fmt.Errorf("lead %s read at version %d, before its event at %d: %w", leadID, l.version, seen, ErrBehind)
+		if err := eventstore.Behind(leadID, l.version, seen); err != nil {
+			return written, err
 		}
 		raced := false
 		for range maxSteps {

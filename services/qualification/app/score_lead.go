@@ -83,6 +83,12 @@ func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev 
 			}
 			l.apply(recs, seq)
 		}
+		// A read that does not show ev (a replica behind the consumer
+		// that delivered it) would find nothing to score, or score
+		// without ev's facts.
+		if err := eventstore.Behind(leadID, l.version, seq); err != nil {
+			return err
+		}
 		// Scored for ev already (a redelivery), or re-scored under the
 		// active version after ev, by a re-score that loaded ev's facts
 		// (a live score after ev may be for an earlier event, with facts

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/leadflow/leadflow/pkg/consume"
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/pkg/scoring"
+	"github.com/leadflow/leadflow/services/qualification/adapters"
+	"github.com/leadflow/leadflow/services/qualification/app"
+	"github.com/leadflow/leadflow/services/qualification/ports"
+)
+
+// emptyOnce plays a replica that has applied none of a lead's events
+// when the consumer on another replica delivers one: its first read of a
+// lead finds nothing.
+type emptyOnce struct {
+	*adapters.Leads
+	served atomic.Bool
+}
+
+func (e *emptyOnce) Load(ctx context.Context, leadID string) ([]eventstore.Record, error) {
+	if e.served.CompareAndSwap(false, true) {
+		return nil, nil
+	}
+	return e.Leads.Load(ctx, leadID)
+}
+
+// An activity delivered before the read of its lead shows the lead is
+// retried, as the consumer retries a failed handler, and scored; a read
+// that found no lead once acknowledged it unscored.
+func TestEventAheadOfTheReadIsRetried(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	rescored(t, s.client, activate(t, s.client, scoring.Default()))
+	s.stop() // the test's handler is the only one to score the lead
+
+	lead := uuid.NewString()
+	w.capture(t, lead, variedProfile(1))
+	act := w.activity(t, lead, eventv1.ActivityType_ACTIVITY_TYPE_DEMO_REQUEST)
+	recs, err := w.store.Load(ctxT(t), eventstore.LeadSubject(lead))
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := recs[len(recs)-1]
+	if last.Event.GetEventId() != act.GetEventId() {
+		t.Fatalf("the lead's last event is %s", last.Event.GetEventType())
+	}
+	data, err := proto.Marshal(last.Event)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	a := app.New(&emptyOnce{Leads: adapters.NewLeads(w.store)}, adapters.NewModels(w.store, w.nats.JS), adapters.NewScans(w.nats.JS, stream),
+		app.WithLogger(log), app.WithPolicy(lifecycle.DefaultPolicy()))
+	handle := ports.NewEvents(a, log).Score
+	m := consume.Msg{Stream: stream, Subject: eventstore.LeadSubject(lead), Key: lead, Seq: last.Seq, Time: last.Time,
+		Header: nats.Header{eventstore.HeaderType: []string{act.GetEventType()}}, Data: data, Delivered: 1}
+
+	// What the consumer does: attempts until one succeeds.
+	var errs []error
+	for range 5 {
+		err := handle(ctxT(t), m)
+		if err == nil {
+			break
+		}
+		errs = append(errs, err)
+	}
+	if len(errs) != 1 || !errors.Is(errs[0], eventstore.ErrBehind) {
+		t.Errorf("failed attempts %v, want one ErrBehind", errs)
+	}
+	var scored int
+	for _, ev := range ofType(w.events(t, lead), "LeadScored") {
+		if ev.GetCausationId() == act.GetEventId() {
+			scored++
+		}
+	}
+	if scored != 1 {
+		t.Fatalf("the activity was scored %d times, want once", scored)
+	}
+}
