@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/leadflow/leadflow/pkg/consume"
+	"github.com/leadflow/leadflow/pkg/eventstore"
 	"github.com/leadflow/leadflow/pkg/natsserver"
 )
 
@@ -171,6 +172,36 @@ func TestWriteWithoutStreamLeaderDeadLettersNothing(t *testing.T) {
 	eventually(t, 30*time.Second, func() bool { return handled.Load() == 10 }, "handled %d of 10 once the stream answered", handled.Load())
 	if dl := deadLetters(t, n.JS); len(dl) != 0 {
 		t.Fatalf("dead letters: %+v", dl)
+	}
+}
+
+// A handler whose read of the stream does not yet show the message
+// (eventstore.ErrBehind: on a cluster, a stream leader behind the consumer)
+// waits for the read to catch up however many attempts that takes: a lag
+// is the server's, not the message's, and dead-letters nothing.
+func TestReadBehindDeadLettersNothing(t *testing.T) {
+	n := startParts(t)
+	seq := publish(t, n.JS, "K1", "x")
+	cfg := config("behind")
+	cfg.Attempts = 2
+	var calls atomic.Int32
+	done := make(chan struct{})
+	start(t, n.JS, cfg, func(_ context.Context, m consume.Msg) error {
+		if calls.Add(1) <= int32(3*cfg.Attempts) {
+			return eventstore.Behind(m.Subject, m.Seq-1, m.Seq)
+		}
+		if m.Seq == seq {
+			close(done)
+		}
+		return nil
+	})
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("not handled after %d calls", calls.Load())
+	}
+	if dl := deadLetters(t, n.JS); len(dl) != 0 {
+		t.Fatalf("dead letters after reads that were behind: %+v", dl)
 	}
 }
 

@@ -2,6 +2,7 @@ package consume
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"runtime/debug"
@@ -226,12 +227,14 @@ func (r *runner) attempt(ctx context.Context, it *item, m Msg) (done bool, err e
 
 // serverAway reports whether a failed attempt failed for the server, not
 // for the message: JetStream could not take a request (a server starting,
-// a stream between leaders after a node died: eventstore.Unavailable), or
-// the connection dropped during the attempt (reconnects is the
-// connection's count before it).
+// a stream between leaders after a node died: eventstore.Unavailable), a
+// read the handler made did not yet show the message (a new stream leader
+// still applying: eventstore.ErrBehind), or the connection dropped during
+// the attempt (reconnects is the connection's count before it).
 func (r *runner) serverAway(err error, reconnects uint64) bool {
 	nc := r.js.Conn()
-	return eventstore.Unavailable(err) || !nc.IsConnected() || nc.Stats().Reconnects != reconnects
+	return eventstore.Unavailable(err) || errors.Is(err, eventstore.ErrBehind) ||
+		!nc.IsConnected() || nc.Stats().Reconnects != reconnects
 }
 
 func (r *runner) handingBack(p *partition) bool {
