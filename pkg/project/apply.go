@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
+	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 )
 
@@ -200,7 +201,7 @@ func (p *Projector) sequence(ctx context.Context, cps map[string]*checkpoint, ms
 		// and are stored next to each other.
 		follows := vb == cp.seq || (cp.isEvent && vb == cp.vb && m.seq == cp.seq+1)
 		if !follows {
-			missing, err := p.store.LoadAfter(ctx, m.subject, cp.seq)
+			missing, err := p.loadAfter(ctx, m.subject, cp.seq)
 			if err != nil {
 				return fmt.Errorf("project: read %s after gap at %d: %w", m.subject, cp.seq, err)
 			}
@@ -215,6 +216,12 @@ func (p *Projector) sequence(ctx context.Context, cps map[string]*checkpoint, ms
 				}
 				sq.events = append(sq.events, Event{Seq: r.Seq, Subject: m.subject, Time: r.Time, Event: r.Event})
 				*cp = checkpoint{seq: r.Seq, vb: r.Event.GetVersionBefore(), isEvent: true, changed: true}
+			}
+			if cp.seq < vb {
+				// The read stops short of the event's predecessor (on a
+				// cluster, a stream leader behind the consumer's replica):
+				// fail the batch, to be retried, rather than build on the gap.
+				return fmt.Errorf("project: read %s after gap: %w", m.subject, eventstore.Behind(m.subject, cp.seq, vb))
 			}
 			sq.gaps++
 		}

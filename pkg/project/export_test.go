@@ -1,5 +1,11 @@
 package project
 
+import (
+	"context"
+
+	"github.com/leadflow/leadflow/pkg/eventstore"
+)
+
 // Crash points of a batch, for the kill tests.
 const (
 	StageRows       = int(stageRows)
@@ -11,4 +17,10 @@ const (
 // events. Set it before p runs.
 func SetHook(p *Projector, f func(stage int, events []Event)) {
 	p.hook = func(s stage, evs []Event) { f(int(s), evs) }
+}
+
+// SetGapReader makes p read the events missing after a gap with f. Set
+// it before p runs.
+func SetGapReader(p *Projector, f func(ctx context.Context, subject string, after uint64) ([]eventstore.Record, error)) {
+	p.loadAfter = f
 }

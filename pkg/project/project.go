@@ -162,6 +162,9 @@ type Projector struct {
 	queue chan *item
 	stats stats
 	hook  func(stage, []Event)
+	// loadAfter reads a subject's events after a gap: store.LoadAfter,
+	// replaced in tests.
+	loadAfter func(ctx context.Context, subject string, after uint64) ([]eventstore.Record, error)
 
 	stopOnce sync.Once
 	stopCh   chan struct{} // closed when Run has returned
@@ -177,6 +180,7 @@ func New(ctx context.Context, cfg Config, p Projection) (*Projector, error) {
 	}
 	pr := &Projector{cfg: cfg, proj: p, store: eventstore.New(cfg.JS, cfg.Stream), log: cfg.Logger.With("projection", cfg.Name),
 		queue: make(chan *item, 4*cfg.MaxBatch), stopCh: make(chan struct{})}
+	pr.loadAfter = pr.store.LoadAfter
 	if err := pr.setup(ctx); err != nil {
 		return nil, err
 	}

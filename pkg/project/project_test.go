@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -107,6 +108,40 @@ func TestGapIsFilledFromTheStream(t *testing.T) {
 	}
 	if st := p.Stats(); st.Gaps != 1 || st.Applied != 4 || st.Redelivered != 1 {
 		t.Errorf("stats %+v, want 1 gap, 4 applied, 1 redelivered", st)
+	}
+}
+
+// A gap read that stops short of the event's predecessor (on a cluster,
+// the stream's leader behind the replica whose consumer delivered the
+// event) fails the event with eventstore.ErrBehind, for the consumer to
+// retry, and applies nothing; the retry fills the gap.
+func TestGapReadBehindIsRetried(t *testing.T) {
+	e := newEnv(t)
+	p := newProjector(t, e.pool, e.nats.JS)
+	var short atomic.Bool
+	short.Store(true)
+	project.SetGapReader(p, func(ctx context.Context, subject string, after uint64) ([]eventstore.Record, error) {
+		recs, err := e.store.LoadAfter(ctx, subject, after)
+		if err == nil && len(recs) > 1 && short.CompareAndSwap(true, false) {
+			recs = recs[:1] // the last missing one not applied yet
+		}
+		return recs, err
+	})
+	handle := handler(t, e, p)
+	lead := uuid.NewString()
+	s1, s2, s3, s4 := e.appendActivity(t, lead), e.appendActivity(t, lead), e.appendActivity(t, lead), e.appendActivity(t, lead)
+	must(t, handle(s1))
+	if err := handle(s4); !errors.Is(err, eventstore.ErrBehind) {
+		t.Fatalf("s4 after a short gap read: %v, want ErrBehind", err)
+	}
+	want := map[string][]uint64{eventstore.LeadSubject(lead): {s1}}
+	if diff := tallyDiff(tallied(t, p), want); diff != "" {
+		t.Fatalf("after the short read: %s", diff)
+	}
+	must(t, handle(s4))
+	want = map[string][]uint64{eventstore.LeadSubject(lead): {s1, s2, s3, s4}}
+	if diff := tallyDiff(tallied(t, p), want); diff != "" {
+		t.Fatal(diff)
 	}
 }
 
