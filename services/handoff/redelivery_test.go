@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync/atomic"
 	"testing"
 
 	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
+	"github.com/leadflow/leadflow/pkg/testenv"
 	"github.com/leadflow/leadflow/services/handoff/adapters"
 	"github.com/leadflow/leadflow/services/handoff/ports"
 )
@@ -55,19 +55,15 @@ func TestRedeliveredQualificationTakesNoSecondTurn(t *testing.T) {
 	}
 }
 
-// staleOnce plays a replica behind the consumer that delivered an event:
-// its first read of a lead leaves out the lead's last event.
-type staleOnce struct {
+// staleLeads reads leads as a replica behind the consumer that
+// delivered an event: its first read of a lead leaves out the last event.
+type staleLeads struct {
 	*adapters.Leads
-	served atomic.Bool
+	short testenv.ShortRead
 }
 
-func (s *staleOnce) Load(ctx context.Context, leadID string) ([]eventstore.Record, error) {
-	recs, err := s.Leads.Load(ctx, leadID)
-	if err == nil && len(recs) > 0 && s.served.CompareAndSwap(false, true) {
-		recs = recs[:len(recs)-1]
-	}
-	return recs, err
+func (s *staleLeads) Load(ctx context.Context, leadID string) ([]eventstore.Record, error) {
+	return s.short.Trim(s.Leads.Load(ctx, leadID))
 }
 
 // A LeadQualified delivered before the read of its lead shows it is
@@ -85,15 +81,10 @@ func TestQualificationAheadOfTheReadIsRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	q := recs[len(recs)-1]
-	a := w.app(t, &staleOnce{Leads: adapters.NewLeads(w.store)})
-	var errs []error
-	for range 5 { // what the consumer does: attempts until one succeeds
-		err := a.RouteQualified(ctxT(t), id, q.Seq, q.Event, envelope.Meta{})
-		if err == nil {
-			break
-		}
-		errs = append(errs, err)
-	}
+	a := w.app(t, &staleLeads{Leads: adapters.NewLeads(w.store)})
+	errs := testenv.Retried(5, func() error { // as the consumer retries
+		return a.RouteQualified(ctxT(t), id, q.Seq, q.Event, envelope.Meta{})
+	})
 	if len(errs) != 1 || !errors.Is(errs[0], eventstore.ErrBehind) {
 		t.Errorf("failed attempts %v, want one ErrBehind", errs)
 	}

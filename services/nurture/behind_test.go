@@ -4,35 +4,29 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/testenv"
 	"github.com/leadflow/leadflow/services/nurture/adapters"
 	"github.com/leadflow/leadflow/services/nurture/app"
 	"github.com/leadflow/leadflow/services/nurture/ports"
 )
 
-// staleOnce plays a replica behind the consumer that delivered an event:
-// its first read of a lead leaves out the lead's last event.
-type staleOnce struct {
+// staleLeads reads leads as a replica behind the consumer that
+// delivered an event: its first read of a lead leaves out the last event.
+type staleLeads struct {
 	*adapters.Leads
-	served atomic.Bool
+	short testenv.ShortRead
 }
 
-func (s *staleOnce) Load(ctx context.Context, leadID string) ([]eventstore.Record, error) {
-	recs, err := s.Leads.Load(ctx, leadID)
-	if err == nil && len(recs) > 0 && s.served.CompareAndSwap(false, true) {
-		recs = recs[:len(recs)-1]
-	}
-	return recs, err
+func (s *staleLeads) Load(ctx context.Context, leadID string) ([]eventstore.Record, error) {
+	return s.short.Trim(s.Leads.Load(ctx, leadID))
 }
 
 // A rejection delivered to nurture before its read of the lead shows it
@@ -56,27 +50,14 @@ func TestEventAheadOfTheReadIsRetried(t *testing.T) {
 	if last.Event.GetEventId() != rejected.GetEventId() {
 		t.Fatalf("the lead's last event is %s", last.Event.GetEventType())
 	}
-	data, err := proto.Marshal(last.Event)
-	if err != nil {
-		t.Fatal(err)
-	}
 	log := slog.New(slog.DiscardHandler)
 	js := w.nats.JS
-	a := app.New(&staleOnce{Leads: adapters.NewLeads(w.store)}, adapters.NewPrograms(w.store), adapters.NewTimers(js, time.Hour),
+	a := app.New(&staleLeads{Leads: adapters.NewLeads(w.store)}, adapters.NewPrograms(w.store), adapters.NewTimers(js, time.Hour),
 		adapters.NewIndex(js, stream, log), adapters.NewGroups(js, stream, consume.DefaultDeadLetterStream), app.WithLogger(log))
 	handle := ports.NewEvents(a, log).Lead
-	m := consume.Msg{Stream: stream, Subject: eventstore.LeadSubject(lead), Key: lead, Seq: last.Seq, Time: last.Time,
-		Header: nats.Header{eventstore.HeaderType: []string{rejected.GetEventType()}}, Data: data, Delivered: 1}
+	m := testenv.Delivered(t, stream, last)
 
-	// What the consumer does: attempts until one succeeds.
-	var errs []error
-	for range 5 {
-		err := handle(ctx, m)
-		if err == nil {
-			break
-		}
-		errs = append(errs, err)
-	}
+	errs := testenv.Retried(5, func() error { return handle(ctx, m) })
 	if len(errs) != 1 || !errors.Is(errs[0], eventstore.ErrBehind) {
 		t.Errorf("failed attempts %v, want one ErrBehind", errs)
 	}

@@ -4,36 +4,30 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync/atomic"
 	"testing"
 
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go"
-	"google.golang.org/protobuf/proto"
 
-	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/pkg/scoring"
+	"github.com/leadflow/leadflow/pkg/testenv"
 	"github.com/leadflow/leadflow/services/qualification/adapters"
 	"github.com/leadflow/leadflow/services/qualification/app"
 	"github.com/leadflow/leadflow/services/qualification/ports"
 )
 
-// emptyOnce plays a replica that has applied none of a lead's events
-// when the consumer on another replica delivers one: its first read of a
-// lead finds nothing.
-type emptyOnce struct {
+// emptyLeads reads leads as a replica that has applied none of a lead's
+// events when the consumer on another replica delivers one: its first
+// read of a lead finds nothing.
+type emptyLeads struct {
 	*adapters.Leads
-	served atomic.Bool
+	short testenv.ShortRead
 }
 
-func (e *emptyOnce) Load(ctx context.Context, leadID string) ([]eventstore.Record, error) {
-	if e.served.CompareAndSwap(false, true) {
-		return nil, nil
-	}
-	return e.Leads.Load(ctx, leadID)
+func (e *emptyLeads) Load(ctx context.Context, leadID string) ([]eventstore.Record, error) {
+	return e.short.Trim(e.Leads.Load(ctx, leadID))
 }
 
 // An activity delivered before the read of its lead shows the lead is
@@ -56,26 +50,13 @@ func TestEventAheadOfTheReadIsRetried(t *testing.T) {
 	if last.Event.GetEventId() != act.GetEventId() {
 		t.Fatalf("the lead's last event is %s", last.Event.GetEventType())
 	}
-	data, err := proto.Marshal(last.Event)
-	if err != nil {
-		t.Fatal(err)
-	}
 	log := slog.New(slog.DiscardHandler)
-	a := app.New(&emptyOnce{Leads: adapters.NewLeads(w.store)}, adapters.NewModels(w.store, w.nats.JS), adapters.NewScans(w.nats.JS, stream),
+	a := app.New(&emptyLeads{Leads: adapters.NewLeads(w.store), short: testenv.ShortRead{Empty: true}}, adapters.NewModels(w.store, w.nats.JS), adapters.NewScans(w.nats.JS, stream),
 		app.WithLogger(log), app.WithPolicy(lifecycle.DefaultPolicy()))
 	handle := ports.NewEvents(a, log).Score
-	m := consume.Msg{Stream: stream, Subject: eventstore.LeadSubject(lead), Key: lead, Seq: last.Seq, Time: last.Time,
-		Header: nats.Header{eventstore.HeaderType: []string{act.GetEventType()}}, Data: data, Delivered: 1}
+	m := testenv.Delivered(t, stream, last)
 
-	// What the consumer does: attempts until one succeeds.
-	var errs []error
-	for range 5 {
-		err := handle(ctxT(t), m)
-		if err == nil {
-			break
-		}
-		errs = append(errs, err)
-	}
+	errs := testenv.Retried(5, func() error { return handle(ctxT(t), m) })
 	if len(errs) != 1 || !errors.Is(errs[0], eventstore.ErrBehind) {
 		t.Errorf("failed attempts %v, want one ErrBehind", errs)
 	}
