@@ -4,13 +4,17 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 
 	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	handoffv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/handoff/v1"
 	"github.com/leadflow/leadflow/pkg/testenv"
 	"github.com/leadflow/leadflow/services/handoff/adapters"
+	"github.com/leadflow/leadflow/services/handoff/app"
 	"github.com/leadflow/leadflow/services/handoff/ports"
 )
 
@@ -90,6 +94,89 @@ func TestQualificationAheadOfTheReadIsRetried(t *testing.T) {
 	}
 	if got := ofType(w.events(t, id), "LeadAssigned"); len(got) != 1 {
 		t.Fatalf("%d LeadAssigned, want 1", len(got))
+	}
+}
+
+// laggingRouting answers the routing subject's last event and the
+// stream's end as a replica behind the others does: as they were when
+// froze was set, until the test ends.
+type laggingRouting struct {
+	app.Store
+	froze  atomic.Bool
+	seq    uint64
+	ev     *eventv1.Event
+	end    uint64
+	frozen app.Subject
+}
+
+func (l *laggingRouting) Routing() app.Subject {
+	if !l.froze.Load() {
+		return l.Store.Routing()
+	}
+	return l
+}
+
+// freeze takes the routing subject's last event and the stream's end as
+// they are now; later answers keep them.
+func (l *laggingRouting) freeze(t testing.TB) {
+	t.Helper()
+	r := l.Store.Routing()
+	seq, ev, end, err := r.LastAsOf(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.seq, l.ev, l.end, l.frozen = seq, ev, end, r
+	l.froze.Store(true)
+}
+
+func (l *laggingRouting) LastAsOf(context.Context) (uint64, *eventv1.Event, uint64, error) {
+	return l.seq, l.ev, l.end, nil
+}
+func (l *laggingRouting) LoadAfter(ctx context.Context, after uint64) ([]eventstore.Record, error) {
+	return l.frozen.LoadAfter(ctx, after)
+}
+func (l *laggingRouting) Last(ctx context.Context) (uint64, *eventv1.Event, error) {
+	return l.frozen.Last(ctx)
+}
+func (l *laggingRouting) Version(ctx context.Context) (uint64, error) { return l.frozen.Version(ctx) }
+func (l *laggingRouting) Append(ctx context.Context, expected uint64, ev *eventv1.Event) (uint64, error) {
+	return l.frozen.Append(ctx, expected, ev)
+}
+
+// A lead is routed with every routing change stored before its
+// LeadQualified, also when the replica that answers the routing read is
+// behind that change (a consumer on another replica delivered the event):
+// routing asks the stream's leader. It once routed with the routing data
+// it had cached.
+func TestRoutingSeesChangesBeforeTheEvent(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 100)
+	s.stop() // the app below is the only one to route
+	store := &laggingRouting{Store: adapters.NewStore(w.store, w.nats.JS)}
+	a := w.appOn(t, adapters.NewLeads(w.store), store)
+	route := func(id string) *eventv1.RoutingDecision {
+		t.Helper()
+		recs, err := w.store.Load(ctxT(t), eventstore.LeadSubject(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := recs[len(recs)-1]
+		if err := a.RouteQualified(ctxT(t), id, q.Seq, q.Event, envelope.Meta{}); err != nil {
+			t.Fatal(err)
+		}
+		return ofType(w.events(t, id), "LeadAssigned")[0].GetLeadAssigned().GetDecision()
+	}
+	before := route(w.mql(t, dach(50))).GetRoutingVersion()
+	store.freeze(t)
+
+	s = w.start(t) // a routing change, then a lead qualified after it
+	if _, err := s.client.PutRep(ctxT(t), &handoffv1.PutRepRequest{Rep: &eventv1.Rep{RepId: "eve", TeamId: "emea", Capacity: 100, Active: true}, ChangedBy: ops}); err != nil {
+		t.Fatal(err)
+	}
+	s.stop()
+	if got := route(w.mql(t, dach(50))).GetRoutingVersion(); got != before+1 {
+		t.Fatalf("routed with routing version %d, want %d (the change before the lead)", got, before+1)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/uuid"
@@ -30,10 +31,44 @@ func (e *emptyLeads) Load(ctx context.Context, leadID string) ([]eventstore.Reco
 	return e.short.Trim(e.Leads.Load(ctx, leadID))
 }
 
+// staleEnd plays a stream leader behind the replica whose consumer
+// delivered an event: its first answer for the stream's end is before
+// everything.
+type staleEnd struct {
+	*adapters.Models
+	served atomic.Bool
+}
+
+func (s *staleEnd) LastSeq(ctx context.Context) (uint64, error) {
+	if s.served.CompareAndSwap(false, true) {
+		return 0, nil
+	}
+	return s.Models.LastSeq(ctx)
+}
+
 // An activity delivered before the read of its lead shows the lead is
 // retried, as the consumer retries a failed handler, and scored; a read
 // that found no lead once acknowledged it unscored.
 func TestEventAheadOfTheReadIsRetried(t *testing.T) {
+	scoredAfterOneBehind(t, func(w *world) (app.Leads, app.Models) {
+		return &emptyLeads{Leads: adapters.NewLeads(w.store), short: testenv.ShortRead{Empty: true}}, adapters.NewModels(w.store, w.nats.JS)
+	})
+}
+
+// So is one delivered before the stream's end, as the leader tells it,
+// reaches it: the scoring models stored before the event might be
+// missing from the registry (it once scored with them regardless).
+func TestEventAheadOfTheStreamEndIsRetried(t *testing.T) {
+	scoredAfterOneBehind(t, func(w *world) (app.Leads, app.Models) {
+		return adapters.NewLeads(w.store), &staleEnd{Models: adapters.NewModels(w.store, w.nats.JS)}
+	})
+}
+
+// scoredAfterOneBehind has a scorer on the stores that stores gives score a
+// lead's activity: its first attempt must fail with ErrBehind, its second
+// score the activity once.
+func scoredAfterOneBehind(t *testing.T, stores func(*world) (app.Leads, app.Models)) {
+	t.Helper()
 	w := newWorld(t)
 	s := w.start(t)
 	rescored(t, s.client, activate(t, s.client, scoring.Default()))
@@ -51,8 +86,8 @@ func TestEventAheadOfTheReadIsRetried(t *testing.T) {
 		t.Fatalf("the lead's last event is %s", last.Event.GetEventType())
 	}
 	log := slog.New(slog.DiscardHandler)
-	a := app.New(&emptyLeads{Leads: adapters.NewLeads(w.store), short: testenv.ShortRead{Empty: true}}, adapters.NewModels(w.store, w.nats.JS), adapters.NewScans(w.nats.JS, stream),
-		app.WithLogger(log), app.WithPolicy(lifecycle.DefaultPolicy()))
+	leads, models := stores(w)
+	a := app.New(leads, models, adapters.NewScans(w.nats.JS, stream), app.WithLogger(log), app.WithPolicy(lifecycle.DefaultPolicy()))
 	handle := ports.NewEvents(a, log).Score
 	m := testenv.Delivered(t, stream, last)
 

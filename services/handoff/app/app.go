@@ -227,10 +227,12 @@ func (a *App) config(ctx context.Context, seq uint64, seen time.Time) (*routing.
 	if err != nil {
 		return nil, err
 	}
-	if !seen.IsZero() {
+	if !seen.IsZero() || end < seq {
 		// The API reads every change acknowledged before the call (a
 		// PutRep naming the team a PutTeam just made, through another
-		// node); the replica that answered may be behind.
+		// node), and routing every change stored before its event (which
+		// a consumer on another replica delivered); the replica that
+		// answered may be behind.
 		v, err := a.store.Routing().Version(ctx)
 		if err != nil {
 			return nil, err

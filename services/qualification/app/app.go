@@ -155,6 +155,13 @@ func (a *App) registry(ctx context.Context, seen uint64, maxAge time.Duration) (
 	if err != nil {
 		return nil, err
 	}
+	if seen != ^uint64(0) && end < seen {
+		// The stream's end as its leader tells it is before the event
+		// being scored (on a cluster, a leader behind the replica whose
+		// consumer delivered it): a model event before that one may be
+		// missing from what the leader would give.
+		return nil, eventstore.Behind("the lead stream", end, seen)
+	}
 	v, err := a.models.Version(ctx)
 	if err != nil {
 		return nil, err
