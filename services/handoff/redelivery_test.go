@@ -98,8 +98,8 @@ func TestQualificationAheadOfTheReadIsRetried(t *testing.T) {
 }
 
 // laggingRouting answers the routing subject's last event and the
-// stream's end as a replica behind the others does: as they were when
-// froze was set, until the test ends.
+// stream's end as a replica behind the others does: once freeze is
+// called, as they were then.
 type laggingRouting struct {
 	app.Store
 	froze  atomic.Bool

@@ -28,8 +28,9 @@ func (a *App) Reconcile(ctx context.Context, leadID string, meta envelope.Meta) 
 }
 
 // ReconcileSeen is Reconcile woken by the lead's event at stream sequence
-// seen: a read of the lead without it is eventstore.ErrBehind, not a lead that owes
-// nothing, since nurture decides from what it reads, not from the event.
+// seen: a read of the lead without it is eventstore.ErrBehind, not a lead
+// that owes nothing, since nurture decides from what it reads, not from
+// the event.
 func (a *App) ReconcileSeen(ctx context.Context, leadID string, seen uint64, meta envelope.Meta) ([]*eventv1.Event, error) {
 	cat, err := a.catalog(ctx, catalogMaxAge)
 	if err != nil {
