@@ -252,12 +252,16 @@ func (r *runner) fetchLoop(ctx context.Context, p *partition) {
 			p.mu.Lock()
 			again := p.seqs[it.msg.Seq]
 			p.held[it], p.seqs[it.msg.Seq] = struct{}{}, true
+			losing := p.releasing
 			p.mu.Unlock()
 			if again {
 				// The server gave us again a message we hold: it let our
 				// copy expire, so what we hold may be out of step with it.
 				// Start the partition over; the release hands both back.
-				r.log.Warn("consume: a held message was redelivered; handing the partition back", "partition", p.n, "seq", it.msg.Seq)
+				// One hand-back is one warning, however many come back.
+				if !losing {
+					r.log.Warn("consume: a held message was redelivered; handing the partition back", "partition", p.n, "seq", it.msg.Seq)
+				}
 				p.lose()
 				continue
 			}

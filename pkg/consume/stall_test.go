@@ -4,29 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/leadflow/leadflow/pkg/consume"
 )
-
-// countHandler counts log records whose message contains match.
-type countHandler struct {
-	match string
-	n     *atomic.Int64
-}
-
-func (h *countHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h *countHandler) Handle(_ context.Context, r slog.Record) error {
-	if strings.Contains(r.Message, h.match) {
-		h.n.Add(1)
-	}
-	return nil
-}
-func (h *countHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h *countHandler) WithGroup(string) slog.Handler      { return h }
 
 // partitionOf is the test stream's partition of key (see subject).
 func partitionOf(key string) int {
