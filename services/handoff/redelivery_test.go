@@ -99,21 +99,28 @@ func TestQualificationAheadOfTheReadIsRetried(t *testing.T) {
 
 // laggingRouting answers the routing subject's last event and the
 // stream's end as a replica behind the others does: once freeze is
-// called, as they were then.
+// called, as they were then. Everything else reads the stream.
 type laggingRouting struct {
 	app.Store
-	froze  atomic.Bool
-	seq    uint64
-	ev     *eventv1.Event
-	end    uint64
-	frozen app.Subject
+	frozen atomic.Pointer[laggingSubject]
+}
+
+// laggingSubject is the routing subject with LastAsOf frozen.
+type laggingSubject struct {
+	app.Subject
+	seq, end uint64
+	ev       *eventv1.Event
+}
+
+func (s *laggingSubject) LastAsOf(context.Context) (uint64, *eventv1.Event, uint64, error) {
+	return s.seq, s.ev, s.end, nil
 }
 
 func (l *laggingRouting) Routing() app.Subject {
-	if !l.froze.Load() {
-		return l.Store.Routing()
+	if f := l.frozen.Load(); f != nil {
+		return f
 	}
-	return l
+	return l.Store.Routing()
 }
 
 // freeze takes the routing subject's last event and the stream's end as
@@ -125,22 +132,7 @@ func (l *laggingRouting) freeze(t testing.TB) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.seq, l.ev, l.end, l.frozen = seq, ev, end, r
-	l.froze.Store(true)
-}
-
-func (l *laggingRouting) LastAsOf(context.Context) (uint64, *eventv1.Event, uint64, error) {
-	return l.seq, l.ev, l.end, nil
-}
-func (l *laggingRouting) LoadAfter(ctx context.Context, after uint64) ([]eventstore.Record, error) {
-	return l.frozen.LoadAfter(ctx, after)
-}
-func (l *laggingRouting) Last(ctx context.Context) (uint64, *eventv1.Event, error) {
-	return l.frozen.Last(ctx)
-}
-func (l *laggingRouting) Version(ctx context.Context) (uint64, error) { return l.frozen.Version(ctx) }
-func (l *laggingRouting) Append(ctx context.Context, expected uint64, ev *eventv1.Event) (uint64, error) {
-	return l.frozen.Append(ctx, expected, ev)
+	l.frozen.Store(&laggingSubject{Subject: r, seq: seq, end: end, ev: ev})
 }
 
 // A lead is routed with every routing change stored before its

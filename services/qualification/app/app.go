@@ -155,7 +155,7 @@ func (a *App) registry(ctx context.Context, seen uint64, maxAge time.Duration) (
 	if err != nil {
 		return nil, err
 	}
-	if seen != ^uint64(0) && end < seen {
+	if end < seen {
 		// The stream's end as its leader tells it is before the event
 		// being scored (on a cluster, a leader behind the replica whose
 		// consumer delivered it): a model event before that one may be
@@ -180,8 +180,9 @@ func (a *App) registry(ctx context.Context, seen uint64, maxAge time.Duration) (
 	return c.reg, nil
 }
 
+// fresh is the registry read now: a maxAge of 0 always refreshes.
 func (a *App) fresh(ctx context.Context) (*registry.Registry, error) {
-	return a.registry(ctx, ^uint64(0), 0)
+	return a.registry(ctx, 0, 0)
 }
 
 // leadEvent decides cmd on state and wraps payload as the resulting
