@@ -97,6 +97,51 @@ func TestQualificationAheadOfTheReadIsRetried(t *testing.T) {
 	}
 }
 
+// A timer that fires before the read of its lead shows the step that
+// set it is retried, and its step's warning written; a read without the
+// step found the step over and the timer was dropped.
+func TestTimerAheadOfTheReadIsRetried(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 100)
+	s.stop() // the apps below are the only ones to route and fire
+	id := w.mql(t, dach(50))
+	recs, err := w.store.Load(ctxT(t), eventstore.LeadSubject(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := recs[len(recs)-1]
+	if err := w.app(t, adapters.NewLeads(w.store)).RouteQualified(ctxT(t), id, q.Seq, q.Event, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if recs, err = w.store.Load(ctxT(t), eventstore.LeadSubject(id)); err != nil {
+		t.Fatal(err)
+	}
+	step := recs[len(recs)-1]
+	if step.Event.GetEventType() != "LeadAssigned" {
+		t.Fatalf("last event %s, want LeadAssigned", step.Event.GetEventType())
+	}
+	var warn *eventv1.SLATimer
+	for _, tm := range app.TimersFor(step.Seq, step.Event) {
+		if tm.GetPhase() == eventv1.TimerPhase_TIMER_PHASE_WARN {
+			warn = tm
+		}
+	}
+	if warn == nil {
+		t.Fatal("LeadAssigned set no warning timer")
+	}
+	a := w.app(t, &staleLeads{Leads: adapters.NewLeads(w.store)})
+	errs := testenv.Retried(5, func() error { // as the timer consumer retries
+		return a.FireTimer(ctxT(t), warn, envelope.Meta{})
+	})
+	if len(errs) != 1 || !errors.Is(errs[0], eventstore.ErrBehind) {
+		t.Errorf("failed attempts %v, want one ErrBehind", errs)
+	}
+	if got := ofType(w.events(t, id), "SLAWarned"); len(got) != 1 {
+		t.Fatalf("%d SLAWarned, want 1", len(got))
+	}
+}
+
 // laggingRouting answers the routing subject's last event and the
 // stream's end as a replica behind the others does: once freeze is
 // called, as they were then. Everything else reads the stream.

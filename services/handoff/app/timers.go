@@ -27,15 +27,16 @@ import (
 // the lead is read: a step that is over (accepted, contacted, moved on)
 // makes it a no-op.
 
-// TimersFor returns the timers the step ev starts; none for other events.
-func TimersFor(ev *eventv1.Event) []*eventv1.SLATimer {
+// TimersFor returns the timers the step ev, stored at seq, starts; none
+// for other events.
+func TimersFor(seq uint64, ev *eventv1.Event) []*eventv1.SLATimer {
 	var out []*eventv1.SLATimer
 	add := func(kind eventv1.SLAKind, phase eventv1.TimerPhase, due, fire *timestamppb.Timestamp) {
 		if fire == nil || due == nil {
 			return
 		}
 		out = append(out, &eventv1.SLATimer{TimerId: TimerID(ev.GetEventId(), kind, phase), LeadId: ev.GetLeadId(), Sla: kind, Phase: phase,
-			StepEventId: ev.GetEventId(), DueAt: due, FireAt: fire})
+			StepEventId: ev.GetEventId(), StepSequence: seq, DueAt: due, FireAt: fire})
 	}
 	const warn, due = eventv1.TimerPhase_TIMER_PHASE_WARN, eventv1.TimerPhase_TIMER_PHASE_DUE
 	switch p := ev.GetPayload().(type) {
@@ -77,9 +78,9 @@ func TimerID(stepEventID string, kind eventv1.SLAKind, phase eventv1.TimerPhase)
 	return stepEventID + "-" + strings.ReplaceAll(k, "_", "-") + "-" + p
 }
 
-// StepStarted schedules the timers of the step ev starts.
-func (a *App) StepStarted(ctx context.Context, ev *eventv1.Event) error {
-	timers := TimersFor(ev)
+// StepStarted schedules the timers of the step ev, stored at seq, starts.
+func (a *App) StepStarted(ctx context.Context, seq uint64, ev *eventv1.Event) error {
+	timers := TimersFor(seq, ev)
 	if len(timers) == 0 {
 		return nil
 	}
@@ -122,11 +123,16 @@ func (a *App) Released(ctx context.Context, leadID string, ev *eventv1.Event) er
 func (a *App) FireTimer(ctx context.Context, t *eventv1.SLATimer, meta envelope.Meta) error {
 	meta.Actor, meta.CausationID = Actor, t.GetTimerId()
 	for attempt := range maxRaces {
+		// A read without the step (a replica behind the stream's leader)
+		// would find the step over and drop the timer.
 		l, err := a.load(ctx, t.GetLeadId())
 		if errors.Is(err, ErrNotFound) {
-			return nil
+			return eventstore.Behind(t.GetLeadId(), 0, t.GetStepSequence())
 		}
 		if err != nil {
+			return err
+		}
+		if err := eventstore.Behind(t.GetLeadId(), l.version, t.GetStepSequence()); err != nil {
 			return err
 		}
 		if _, done := l.causes[t.GetTimerId()]; done {

@@ -77,15 +77,15 @@ func (e *Events) Lead(ctx context.Context, m consume.Msg) error {
 		meta := envelope.Meta{CorrelationID: ev.GetCorrelationId(), Trace: telemetry.Inject(ctx)}
 		return e.app.RouteQualified(ctx, m.Key, m.Seq, ev, meta)
 	case lifecycle.KindReassigned:
-		if err := e.app.StepStarted(ctx, ev); err != nil {
+		if err := e.app.StepStarted(ctx, m.Seq, ev); err != nil {
 			return err
 		}
 		return e.app.Released(ctx, m.Key, ev)
 	case lifecycle.KindAssigned, lifecycle.KindAccepted:
-		return e.app.StepStarted(ctx, ev)
+		return e.app.StepStarted(ctx, m.Seq, ev)
 	}
 	if typ == "LeadQueued" {
-		return e.app.StepStarted(ctx, ev)
+		return e.app.StepStarted(ctx, m.Seq, ev)
 	}
 	return e.app.Released(ctx, m.Key, ev)
 }

@@ -3343,7 +3343,12 @@ type SLATimer struct {
 	// attempt counts the routing retries of a queued lead (ROUTE timers):
 	// a retry that finds no rep schedules the next, attempt + 1, without
 	// writing to the lead.
-	Attempt       uint32 `protobuf:"varint,8,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Attempt uint32 `protobuf:"varint,8,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// step_sequence is the stream sequence of the step's event. A firing
+	// whose read of the lead ends before it is retried: the replica that
+	// answered has not applied the step yet. 0 on timers scheduled before
+	// 2026-12-04, which are not checked.
+	StepSequence  uint64 `protobuf:"varint,9,opt,name=step_sequence,json=stepSequence,proto3" json:"step_sequence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3430,6 +3435,13 @@ func (x *SLATimer) GetFireAt() *timestamppb.Timestamp {
 func (x *SLATimer) GetAttempt() uint32 {
 	if x != nil {
 		return x.Attempt
+	}
+	return 0
+}
+
+func (x *SLATimer) GetStepSequence() uint64 {
+	if x != nil {
+		return x.StepSequence
 	}
 	return 0
 }
@@ -3664,7 +3676,7 @@ const file_leadflow_event_v1_handoff_proto_rawDesc = "" +
 	"\x1amin_mql_to_opportunity_bps\x18\x05 \x01(\rR\x16minMqlToOpportunityBps\"\x81\x01\n" +
 	"\x12MarketingTargetSet\x12:\n" +
 	"\x06target\x18\x01 \x01(\v2\".leadflow.event.v1.MarketingTargetR\x06target\x12/\n" +
-	"\x06set_by\x18\x02 \x01(\v2\x18.leadflow.event.v1.ActorR\x05setBy\"\xc7\x02\n" +
+	"\x06set_by\x18\x02 \x01(\v2\x18.leadflow.event.v1.ActorR\x05setBy\"\xec\x02\n" +
 	"\bSLATimer\x12\x19\n" +
 	"\btimer_id\x18\x01 \x01(\tR\atimerId\x12\x17\n" +
 	"\alead_id\x18\x02 \x01(\tR\x06leadId\x12,\n" +
@@ -3673,7 +3685,8 @@ const file_leadflow_event_v1_handoff_proto_rawDesc = "" +
 	"\rstep_event_id\x18\x05 \x01(\tR\vstepEventId\x121\n" +
 	"\x06due_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\x123\n" +
 	"\afire_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x06fireAt\x12\x18\n" +
-	"\aattempt\x18\b \x01(\rR\aattempt*\xbb\x02\n" +
+	"\aattempt\x18\b \x01(\rR\aattempt\x12#\n" +
+	"\rstep_sequence\x18\t \x01(\x04R\fstepSequence*\xbb\x02\n" +
 	"\fRejectReason\x12\x1d\n" +
 	"\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17REJECT_REASON_NOT_READY\x10\x01\x12\x1b\n" +
