@@ -53,9 +53,11 @@ func WithUser(user, password string) nats.Option {
 	}
 }
 
-// WithCA connects over TLS, trusting the server's certificate when the CA
-// in file (PEM) signed it. An empty file changes nothing: a tls:// URL then
-// uses the system's roots.
+// WithCA connects over TLS, trusting the server's certificate when a CA
+// in file (PEM) signed it. nats.go reads the file at every handshake, so a
+// rotated CA bundle is trusted from the next reconnect on, without a
+// restart. An empty file changes nothing: a tls:// URL then uses the
+// system's roots.
 func WithCA(file string) nats.Option {
 	return func(o *nats.Options) error {
 		if file == "" {
