@@ -197,18 +197,22 @@ func (p *Projector) sequence(ctx context.Context, cps map[string]*checkpoint, ms
 			continue
 		}
 		vb := ev.GetVersionBefore()
-		// The events of one atomic commit all carry its expected version,
-		// and are stored next to each other.
-		follows := vb == cp.seq || (cp.isEvent && vb == cp.vb && m.seq == cp.seq+1)
-		if !follows {
+		// A later event of one commit carries VersionUnknown: next to the
+		// event before it, nothing can lie between. (Events written before
+		// 2026-12-01 carried the commit's expected version instead.)
+		adjacent := cp.isEvent && m.seq == cp.seq+1 && (vb == eventstore.VersionUnknown || vb == cp.vb)
+		if vb != cp.seq && !adjacent {
 			missing, err := p.loadAfter(ctx, m.subject, cp.seq)
 			if err != nil {
 				return fmt.Errorf("project: read %s after gap at %d: %w", m.subject, cp.seq, err)
 			}
+			found, reached := 0, false
 			for _, r := range missing {
 				if r.Seq >= m.seq {
+					reached = true
 					break
 				}
+				found++
 				if envelope.Payload(r.Event) == nil {
 					skip(r.Event.GetEventType(), r.Seq)
 					*cp = checkpoint{seq: r.Seq, changed: true}
@@ -217,13 +221,16 @@ func (p *Projector) sequence(ctx context.Context, cps map[string]*checkpoint, ms
 				sq.events = append(sq.events, Event{Seq: r.Seq, Subject: m.subject, Time: r.Time, Event: r.Event})
 				*cp = checkpoint{seq: r.Seq, vb: r.Event.GetVersionBefore(), isEvent: true, changed: true}
 			}
-			if cp.seq < vb {
-				// The read stops short of the event's predecessor (on a
-				// cluster, a stream leader behind the consumer's replica):
-				// fail the batch, to be retried, rather than build on the gap.
-				return fmt.Errorf("project: read %s after gap: %w", m.subject, eventstore.Behind(m.subject, cp.seq, vb))
+			if !reached {
+				// The read does not show the event itself (on a cluster, a
+				// stream leader behind the consumer's replica), so it may
+				// miss what lies before it: fail the batch, to be retried,
+				// rather than build on a gap.
+				return fmt.Errorf("project: read %s after gap: %w", m.subject, eventstore.Behind(m.subject, cp.seq, m.seq))
 			}
-			sq.gaps++
+			if found > 0 || vb != eventstore.VersionUnknown {
+				sq.gaps++
+			}
 		}
 		sq.events = append(sq.events, Event{Seq: m.seq, Subject: m.subject, Time: m.time, Event: ev})
 		*cp = checkpoint{seq: m.seq, vb: vb, isEvent: true, changed: true}

@@ -191,16 +191,22 @@ func (e *env) appendActivity(t testing.TB, lead string) uint64 {
 	if err != nil {
 		t.Fatal(err)
 	}
+	seq, err := e.store.Append(ctx, subj, v, activity(t, lead))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seq
+}
+
+// activity is a web visit of lead, not yet stored.
+func activity(t testing.TB, lead string) *eventv1.Event {
+	t.Helper()
 	ev, err := envelope.NewEvent(lead, &eventv1.ActivityRecorded{ActivityId: uuid.NewString(), Type: eventv1.ActivityType_ACTIVITY_TYPE_WEB_VISIT},
 		envelope.Meta{}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	seq, err := e.store.Append(ctx, subj, v, ev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return seq
+	return ev
 }
 
 func (e *env) appendCampaign(t testing.TB, id string) uint64 {

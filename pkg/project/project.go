@@ -13,7 +13,8 @@
 //   - Checkpoints are per subject (a lead, a campaign, a model): the stream
 //     sequence of the subject's last message applied. A message at or
 //     below it is a redelivery and changes nothing. A lead event whose
-//     version_before is not the checkpoint follows a gap (a skipped dead
+//     version_before is not the checkpoint (nor VersionUnknown, right
+//     after it) may follow a gap (a skipped dead
 //     letter, a durable created late, another writer of the same schema):
 //     the projector reads the missing events from the stream
 //     (eventstore.Store.LoadAfter) and applies them first, in the same

@@ -111,6 +111,41 @@ func TestGapIsFilledFromTheStream(t *testing.T) {
 	}
 }
 
+// The later events of one commit on a lead carry version_before
+// eventstore.VersionUnknown (their predecessor had no sequence when it was
+// sent). Each follows the lead's event before it, next to it in the stream
+// or with another subject's write of the same commit between: no gap. Such
+// an event (an SLA breach and its escalation) once counted as a gap, and
+// then failed for ever as a read behind it.
+func TestLaterEventsOfACommitFollow(t *testing.T) {
+	e := newEnv(t)
+	p := newProjector(t, e.pool, e.nats.JS)
+	handle := handler(t, e, p)
+	lead, other := uuid.NewString(), uuid.NewString()
+	subj := eventstore.LeadSubject(lead)
+	s1 := e.appendActivity(t, lead)
+	next, err := e.store.Commit(ctxT(t),
+		eventstore.Write{Subject: subj, Expect: s1, Event: activity(t, lead)},
+		eventstore.Write{Subject: subj, Unchecked: true, Event: activity(t, lead)})
+	must(t, err)
+	between, err := e.store.Commit(ctxT(t),
+		eventstore.Write{Subject: subj, Expect: next[1], Event: activity(t, lead)},
+		eventstore.Write{Subject: eventstore.LeadSubject(other), Event: activity(t, other)},
+		eventstore.Write{Subject: subj, Unchecked: true, Event: activity(t, lead)})
+	must(t, err)
+	all := append(append([]uint64{s1}, next...), between...)
+	for _, s := range all {
+		must(t, handle(s))
+	}
+	want := map[string][]uint64{subj: {s1, next[0], next[1], between[0], between[2]}, eventstore.LeadSubject(other): {between[1]}}
+	if diff := tallyDiff(tallied(t, p), want); diff != "" {
+		t.Fatal(diff)
+	}
+	if st := p.Stats(); st.Gaps != 0 || st.Applied != 6 {
+		t.Errorf("stats %+v, want no gap and 6 applied", st)
+	}
+}
+
 // A gap read that stops short of the event's predecessor (on a cluster,
 // the stream's leader behind the replica whose consumer delivered the
 // event) fails the event with eventstore.ErrBehind, for the consumer to

@@ -617,9 +617,11 @@ func checkLeads(ctx context.Context, pl *pipeline, leads []string, sales salesRe
 		count := map[string]int{}
 		for _, r := range recs {
 			ev := r.Event
-			// The events of one atomic commit all carry its version and are
-			// stored next to each other.
-			if vb := ev.GetVersionBefore(); vb != prev && (prev == 0 || vb != prevVB || r.Seq != prev+1) {
+			// The later events of one commit carry VersionUnknown (before
+			// 2026-12-01: the commit's version, stored next to each other).
+			vb := ev.GetVersionBefore()
+			later := prev != 0 && (vb == eventstore.VersionUnknown || (vb == prevVB && r.Seq == prev+1))
+			if vb != prev && !later {
 				report("lead %s: event %d (%s) follows version %d, the lead was at %d", id, r.Seq, ev.GetEventType(), vb, prev)
 			}
 			prev, prevVB = r.Seq, ev.GetVersionBefore()
