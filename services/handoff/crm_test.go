@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -245,7 +246,13 @@ func TestCRMBadInput(t *testing.T) {
 	_, err = c.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: id, RepId: "zed", RequestId: "x"})
 	wantCode(t, err, codes.InvalidArgument, "rep_id")
 	_, err = c.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: "no-such-lead", RepId: owner, RequestId: "x"})
+	wantCode(t, err, codes.InvalidArgument, "lead_id") // a lead id is a UUID
+	unknown := uuid.NewString()
+	_, err = c.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: unknown, RepId: owner, RequestId: "x"})
 	wantCode(t, err, codes.NotFound, "")
+	if !strings.Contains(status.Convert(err).Message(), unknown) {
+		t.Errorf("not found %q does not name the lead", status.Convert(err).Message())
+	}
 	_, err = c.RejectLead(ctx, &handoffv1.RejectLeadRequest{LeadId: id, RepId: owner, RequestId: "x"})
 	wantCode(t, err, codes.InvalidArgument, "reason")
 	_, err = c.RejectLead(ctx, &handoffv1.RejectLeadRequest{LeadId: id, RepId: owner, RequestId: "x", Reason: 99})

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -118,7 +119,7 @@ func (a *App) HandoffBrief(ctx context.Context, leadID string) (Brief, error) {
 		return Brief{}, err
 	}
 	if len(recs) == 0 {
-		return Brief{}, ErrNotFound
+		return Brief{}, fmt.Errorf("lead %s: %w", leadID, ErrNotFound)
 	}
 	b := Brief{LeadID: leadID}
 	consents := map[eventv1.ConsentChannel]*eventv1.Consent{}
@@ -237,7 +238,7 @@ func (a *App) HandoffBrief(ctx context.Context, leadID string) (Brief, error) {
 			b.Consents = append(b.Consents, c)
 		}
 	}
-	if id := b.FirstTouch.Attribution.GetCampaignId(); leadIDRE.MatchString(id) {
+	if id := b.FirstTouch.Attribution.GetCampaignId(); id != "" {
 		camp, err := a.campaign(ctx, id)
 		if err != nil {
 			return Brief{}, err

@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/services/handoff/routing"
@@ -116,13 +117,10 @@ func (e *StaleVersionError) Error() string {
 	return fmt.Sprintf("routing is at version %d, the change expected %d", e.Actual, e.Expected)
 }
 
-// A lead id becomes a subject token, so it may hold no '.', '*', '>' or
-// space.
-var leadIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_:-]{0,127}$`)
-
+// checkLeadID refuses a lead id Leadflow would not have given.
 func checkLeadID(v *violations, id string) {
-	if !leadIDRE.MatchString(id) {
-		v.add("lead_id", "must be a lead id: 1-128 letters, digits, '-', '_' or ':'")
+	if !eventstore.ValidLeadID(id) {
+		v.add("lead_id", eventstore.LeadIDRule)
 	}
 }
 

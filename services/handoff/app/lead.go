@@ -3,6 +3,7 @@ package app
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -239,7 +240,7 @@ func (a *App) load(ctx context.Context, leadID string) (*lead, error) {
 		return nil, err
 	}
 	if len(recs) == 0 {
-		return nil, ErrNotFound
+		return nil, fmt.Errorf("lead %s: %w", leadID, ErrNotFound)
 	}
 	return foldLead(leadID, recs), nil
 }

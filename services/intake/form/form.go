@@ -12,8 +12,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/google/uuid"
-
+	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 )
 
@@ -101,8 +100,8 @@ func LeadID(v *Violations, field, s string) {
 		v.Add(field, "is required")
 		return
 	}
-	if u, err := uuid.Parse(s); err != nil || u.String() != s {
-		v.Add(field, "must be a lead id: a lower-case UUID like 0199aaaa-0000-7000-8000-000000000000")
+	if !eventstore.ValidLeadID(s) {
+		v.Add(field, eventstore.LeadIDRule)
 	}
 }
 

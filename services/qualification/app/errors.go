@@ -3,11 +3,11 @@ package app
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 )
 
@@ -50,13 +50,10 @@ func (v violations) err() error {
 
 type eventPayload = proto.Message
 
-// A lead id becomes a subject token (lead.<id>), so it may hold no '.',
-// '*', '>' or space: "lead.>" would read every lead.
-var leadIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_:-]{0,127}$`)
-
+// checkLeadID refuses a lead id Leadflow would not have given.
 func checkLeadID(v *violations, field, id string) {
-	if !leadIDRE.MatchString(id) {
-		v.add(field, "must be a lead id: 1-128 letters, digits, '-', '_' or ':'")
+	if !eventstore.ValidLeadID(id) {
+		v.add(field, eventstore.LeadIDRule)
 	}
 }
 
