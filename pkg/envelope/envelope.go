@@ -86,3 +86,14 @@ func Payload(ev *eventv1.Event) proto.Message {
 	}
 	return r.Get(f).Message().Interface()
 }
+
+// ValidLeadID reports whether id is a lead id as Leadflow gives them: a
+// UUID in canonical, lower-case form. Every service checks the lead ids
+// callers send with it, so no caller's text becomes a subject token.
+func ValidLeadID(id string) bool {
+	u, err := uuid.Parse(id)
+	return err == nil && u.String() == id
+}
+
+// LeadIDRule is what ValidLeadID asks of an id, for error messages.
+const LeadIDRule = "must be a lead id: a lower-case UUID like 0199aaaa-0000-7000-8000-000000000000"

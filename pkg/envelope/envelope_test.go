@@ -58,3 +58,22 @@ func TestPayloadOfEmptyEventIsNil(t *testing.T) {
 		t.Fatalf("payload %v, want nil", p)
 	}
 }
+
+// A lead id is a UUID in canonical form and nothing else: no caller's text
+// becomes a subject token, and one lead has one spelling.
+func TestValidLeadID(t *testing.T) {
+	for id, want := range map[string]bool{
+		"0199aaaa-0000-7000-8000-000000000000":          true,
+		"0199AAAA-0000-7000-8000-000000000000":          false,
+		"{0199aaaa-0000-7000-8000-000000000000}":        false,
+		"urn:uuid:0199aaaa-0000-7000-8000-000000000000": false,
+		"0199aaaa00007000800000000000000000":            false,
+		"lead.>":                                        false,
+		"no-such-lead":                                  false,
+		"":                                              false,
+	} {
+		if got := envelope.ValidLeadID(id); got != want {
+			t.Errorf("ValidLeadID(%q) = %v, want %v", id, got, want)
+		}
+	}
+}

@@ -96,17 +96,6 @@ func Partition(leadID string) int {
 	return int(h % Partitions)
 }
 
-// ValidLeadID reports whether id is a lead id as Leadflow gives them: a
-// UUID in canonical, lower-case form. Every service checks the lead ids
-// callers send with it, so no caller's text becomes a subject token.
-func ValidLeadID(id string) bool {
-	u, err := uuid.Parse(id)
-	return err == nil && u.String() == id
-}
-
-// LeadIDRule is what ValidLeadID asks of an id, for error messages.
-const LeadIDRule = "must be a lead id: a lower-case UUID like 0199aaaa-0000-7000-8000-000000000000"
-
 // LeadSubject is the subject of one lead's events.
 func LeadSubject(leadID string) string {
 	return "lead." + strconv.Itoa(Partition(leadID)) + "." + leadID

@@ -76,15 +76,8 @@ func (s *staleLeads) Load(ctx context.Context, leadID string) ([]eventstore.Reco
 // event was acknowledged with the lead left unrouted.
 func TestQualificationAheadOfTheReadIsRetried(t *testing.T) {
 	w := newWorld(t)
-	s := w.start(t)
-	routingSetup(t, s.client, 100)
-	s.stop() // the handler below is the only one to route the lead
-	id := w.mql(t, dach(50))
-	recs, err := w.store.Load(ctxT(t), eventstore.LeadSubject(id))
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := recs[len(recs)-1]
+	id := w.mqlUnrouted(t)
+	q := w.lastEvent(t, id)
 	a := w.app(t, &staleLeads{Leads: adapters.NewLeads(w.store)})
 	errs := testenv.Retried(5, func() error { // as the consumer retries
 		return a.RouteQualified(ctxT(t), id, q.Seq, q.Event, envelope.Meta{})
@@ -102,22 +95,12 @@ func TestQualificationAheadOfTheReadIsRetried(t *testing.T) {
 // step found the step over and the timer was dropped.
 func TestTimerAheadOfTheReadIsRetried(t *testing.T) {
 	w := newWorld(t)
-	s := w.start(t)
-	routingSetup(t, s.client, 100)
-	s.stop() // the apps below are the only ones to route and fire
-	id := w.mql(t, dach(50))
-	recs, err := w.store.Load(ctxT(t), eventstore.LeadSubject(id))
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := recs[len(recs)-1]
+	id := w.mqlUnrouted(t)
+	q := w.lastEvent(t, id)
 	if err := w.app(t, adapters.NewLeads(w.store)).RouteQualified(ctxT(t), id, q.Seq, q.Event, envelope.Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	if recs, err = w.store.Load(ctxT(t), eventstore.LeadSubject(id)); err != nil {
-		t.Fatal(err)
-	}
-	step := recs[len(recs)-1]
+	step := w.lastEvent(t, id)
 	if step.Event.GetEventType() != "LeadAssigned" {
 		t.Fatalf("last event %s, want LeadAssigned", step.Event.GetEventType())
 	}
@@ -215,6 +198,26 @@ func TestRoutingSeesChangesBeforeTheEvent(t *testing.T) {
 	if got := route(w.mql(t, dach(50))).GetRoutingVersion(); got != before+1 {
 		t.Fatalf("routed with routing version %d, want %d (the change before the lead)", got, before+1)
 	}
+}
+
+// mqlUnrouted is an MQL with routing data in place and no handoff
+// running: only what the test calls routes it or fires its timers.
+func (w *world) mqlUnrouted(t testing.TB) string {
+	t.Helper()
+	s := w.start(t)
+	routingSetup(t, s.client, 100)
+	s.stop()
+	return w.mql(t, dach(50))
+}
+
+// lastEvent is the lead's last stored event.
+func (w *world) lastEvent(t testing.TB, id string) eventstore.Record {
+	t.Helper()
+	recs, err := w.store.Load(ctxT(t), eventstore.LeadSubject(id))
+	if err != nil || len(recs) == 0 {
+		t.Fatalf("lead %s: %d events, %v", id, len(recs), err)
+	}
+	return recs[len(recs)-1]
 }
 
 // replica is a handoff replica's lead handler, without its consumers.

@@ -8,7 +8,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/leadflow/leadflow/pkg/eventstore"
+	"github.com/leadflow/leadflow/pkg/envelope"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/services/handoff/routing"
@@ -119,8 +119,8 @@ func (e *StaleVersionError) Error() string {
 
 // checkLeadID refuses a lead id Leadflow would not have given.
 func checkLeadID(v *violations, id string) {
-	if !eventstore.ValidLeadID(id) {
-		v.add("lead_id", eventstore.LeadIDRule)
+	if !envelope.ValidLeadID(id) {
+		v.add("lead_id", envelope.LeadIDRule)
 	}
 }
 

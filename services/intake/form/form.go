@@ -12,7 +12,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/leadflow/leadflow/pkg/eventstore"
+	"github.com/leadflow/leadflow/pkg/envelope"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 )
 
@@ -100,8 +100,8 @@ func LeadID(v *Violations, field, s string) {
 		v.Add(field, "is required")
 		return
 	}
-	if !eventstore.ValidLeadID(s) {
-		v.Add(field, eventstore.LeadIDRule)
+	if !envelope.ValidLeadID(s) {
+		v.Add(field, envelope.LeadIDRule)
 	}
 }
 

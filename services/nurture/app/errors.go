@@ -6,7 +6,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/leadflow/leadflow/pkg/eventstore"
+	"github.com/leadflow/leadflow/pkg/envelope"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 )
 
@@ -66,8 +66,8 @@ func (v violations) err() error {
 
 // checkLeadID refuses a lead id Leadflow would not have given.
 func checkLeadID(v *violations, field, id string) {
-	if !eventstore.ValidLeadID(id) {
-		v.add(field, eventstore.LeadIDRule)
+	if !envelope.ValidLeadID(id) {
+		v.add(field, envelope.LeadIDRule)
 	}
 }
 

@@ -7,7 +7,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/leadflow/leadflow/pkg/eventstore"
+	"github.com/leadflow/leadflow/pkg/envelope"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 )
 
@@ -52,8 +52,8 @@ type eventPayload = proto.Message
 
 // checkLeadID refuses a lead id Leadflow would not have given.
 func checkLeadID(v *violations, field, id string) {
-	if !eventstore.ValidLeadID(id) {
-		v.add(field, eventstore.LeadIDRule)
+	if !envelope.ValidLeadID(id) {
+		v.add(field, envelope.LeadIDRule)
 	}
 }
 
