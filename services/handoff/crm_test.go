@@ -14,8 +14,10 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	handoffv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/handoff/v1"
+	"github.com/leadflow/leadflow/pkg/grpcserver"
 	"github.com/leadflow/leadflow/pkg/vault"
 )
 
@@ -271,6 +273,93 @@ func TestCRMBadInput(t *testing.T) {
 	wantCode(t, err, codes.FailedPrecondition, "")
 	if n := len(w.events(t, id)); n != before {
 		t.Fatalf("refused requests wrote %d events", n-before)
+	}
+}
+
+// An opportunity has the one currency it was converted in: a stage move
+// or a win with an amount in another is INVALID_ARGUMENT on
+// amount.currency and writes nothing; in its own currency both go
+// through, and a retry of the win is its first answer.
+func TestCRMOpportunityCurrency(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	ctx := ctxT(t)
+	c := s.client
+	usd := func(cents int64) *eventv1.Money { return &eventv1.Money{Currency: "USD", MinorUnits: cents} }
+	id := w.mql(t, dach(5000))
+	owner := ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0])
+	if _, err := c.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: id, RepId: owner, RequestId: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	conv, err := c.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: id, RepId: owner, RequestId: "r4", Amount: eur(500_000), Stage: "discovery"})
+	if err != nil || conv.GetOpportunityId() != "opp-r4" || conv.GetLead().GetStatus() != eventv1.LeadStatus_LEAD_STATUS_OPPORTUNITY {
+		t.Fatalf("convert: %v %v", conv, err)
+	}
+
+	// version is the lead's stream version, as its last event records it.
+	version := func() uint64 {
+		t.Helper()
+		recs, err := w.store.Load(ctx, eventstore.LeadSubject(id))
+		if err != nil || len(recs) == 0 {
+			t.Fatalf("load %s: %d events, %v", id, len(recs), err)
+		}
+		return recs[len(recs)-1].Seq
+	}
+	before := version()
+	if before != conv.GetLead().GetVersion() {
+		t.Fatalf("version %d after the conversion, which answered %d", before, conv.GetLead().GetVersion())
+	}
+	wantCurrency := func(what string, err error) {
+		t.Helper()
+		wantCode(t, err, codes.InvalidArgument, "amount.currency")
+		if d := grpcserver.Violations(err)[0].Description; !strings.Contains(d, "must be EUR, the currency of opportunity opp-r4") {
+			t.Errorf("%s in USD: %q does not name the opportunity's currency", what, d)
+		}
+		if v := version(); v != before {
+			t.Fatalf("%s in USD was refused but moved the lead from version %d to %d", what, before, v)
+		}
+	}
+	_, err = c.MoveOpportunityStage(ctx, &handoffv1.MoveOpportunityStageRequest{LeadId: id, RepId: owner, RequestId: "m-usd", Stage: "proposal", Amount: usd(600_000)})
+	wantCurrency("a stage move", err)
+	_, err = c.MoveOpportunityStage(ctx, &handoffv1.MoveOpportunityStageRequest{LeadId: id, RepId: owner, RequestId: "m-usd2", Stage: "discovery", Amount: usd(500_000)})
+	wantCurrency("a new amount at the same stage", err)
+	_, err = c.CloseWon(ctx, &handoffv1.CloseWonRequest{LeadId: id, RepId: owner, RequestId: "w-usd", Amount: usd(700_000)})
+	wantCurrency("a win", err)
+
+	// In the opportunity's currency, or with no amount, as before.
+	if r, err := c.MoveOpportunityStage(ctx, &handoffv1.MoveOpportunityStageRequest{LeadId: id, RepId: owner, RequestId: "m1", Stage: "proposal"}); err != nil ||
+		r.GetLead().GetVersion() <= before {
+		t.Fatalf("a stage move without an amount: %v %v", r, err)
+	}
+	if r, err := c.MoveOpportunityStage(ctx, &handoffv1.MoveOpportunityStageRequest{LeadId: id, RepId: owner, RequestId: "m2", Stage: "negotiation", Amount: eur(650_000)}); err != nil ||
+		r.GetLead().GetStatus() != eventv1.LeadStatus_LEAD_STATUS_OPPORTUNITY {
+		t.Fatalf("a stage move in EUR: %v %v", r, err)
+	}
+	// A refused request's id was never used: sent again in EUR, it wins.
+	won, err := c.CloseWon(ctx, &handoffv1.CloseWonRequest{LeadId: id, RepId: owner, RequestId: "w-usd", Amount: eur(700_000)})
+	if err != nil || won.GetReplayed() || won.GetLead().GetStatus() != eventv1.LeadStatus_LEAD_STATUS_WON {
+		t.Fatalf("won in EUR: %v %v", won, err)
+	}
+	again, err := c.CloseWon(ctx, &handoffv1.CloseWonRequest{LeadId: id, RepId: owner, RequestId: "w-usd", Amount: eur(700_000)})
+	if err != nil || !again.GetReplayed() || again.GetLead().GetVersion() != won.GetLead().GetVersion() || again.GetLead().GetEventId() != won.GetLead().GetEventId() {
+		t.Fatalf("a retried win: %v %v, want the first answer %v", again, err, won)
+	}
+	if v := version(); v != won.GetLead().GetVersion() {
+		t.Fatalf("the retry wrote: version %d, the win answered %d", v, won.GetLead().GetVersion())
+	}
+
+	evs := w.events(t, id)
+	for _, ev := range evs {
+		if m := ev.GetOpportunityStageChanged().GetAmount(); m != nil && m.GetCurrency() != "EUR" {
+			t.Errorf("stage change in %s: %v", m.GetCurrency(), ev)
+		}
+	}
+	if dw := last(evs).GetDealWon(); !proto.Equal(dw.GetAmount(), eur(700_000)) || dw.GetOpportunityId() != "opp-r4" {
+		t.Errorf("deal won: %v", dw)
+	}
+	if n := len(ofType(evs, "DealWon")); n != 1 {
+		t.Errorf("%d DealWon events, want 1", n)
 	}
 }
 

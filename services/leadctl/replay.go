@@ -269,11 +269,16 @@ func (r *replayer) apply(seq uint64, ev *eventv1.Event, at time.Time) ([]string,
 	recorded := lifecycle.FromProto(ev.GetLifecycle())
 	kind := lifecycle.Kind(ev.GetEventType())
 	i := slices.IndexFunc(lifecycle.Transitions, func(t lifecycle.Transition) bool { return t.Kind == kind })
+	unchecked := ev.GetEventType()
+	if survivorSide(ev) {
+		// A merge's or unmerge's record on the survivor: it stays as it was.
+		i, unchecked = -1, unchecked+" (survivor)"
+	}
 	next := recorded
 	if i < 0 {
 		// Not a step of the state machine (MergeCandidateFound,
 		// OpportunityStageChanged, ...): its writer stamps the state.
-		r.res.Unchecked[ev.GetEventType()]++
+		r.res.Unchecked[unchecked]++
 		if ev.GetLifecycle() == nil {
 			next = j.state
 		}
@@ -320,6 +325,13 @@ func (r *replayer) apply(seq uint64, ev *eventv1.Event, at time.Time) ([]string,
 	j.state, j.lastSeq, j.lastType, j.lastAt = next, seq, ev.GetEventType(), at
 	r.merges(seq, ev, at)
 	return breaks, nil
+}
+
+// survivorSide reports whether ev is the surviving lead's LeadMerged or
+// LeadUnmerged: the state machine's Merge and Unmerge are the absorbed lead's.
+func survivorSide(ev *eventv1.Event) bool {
+	id := ev.GetLeadId()
+	return ev.GetLeadMerged().GetSurvivorLeadId() == id || ev.GetLeadUnmerged().GetSurvivorLeadId() == id
 }
 
 // finish judges where each lead ended, at judgeAt.

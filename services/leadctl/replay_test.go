@@ -418,4 +418,15 @@ func TestMergeCandidatesAndMerge(t *testing.T) {
 	if got := candidates(); len(got) != 0 {
 		t.Fatalf("candidates after the unmerge, which decided them: %+v", got)
 	}
+	// The survivor's records of both stay as it was: no step of the state
+	// machine, whose Merge and Unmerge are the absorbed lead's.
+	res, _ := w.replayJSON(t)
+	for _, lead := range []string{a, b} {
+		if got := breaksOf(res, lead); len(got) != 0 {
+			t.Fatalf("lead %s: breaks %q: %+v", lead, got, res.Breaks)
+		}
+	}
+	if res.Unchecked["LeadMerged (survivor)"] != 1 || res.Unchecked["LeadUnmerged (survivor)"] != 1 || res.Unchecked["LeadMerged"] != 0 {
+		t.Fatalf("unchecked %v: want the survivor's two records only", res.Unchecked)
+	}
 }

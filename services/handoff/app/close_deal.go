@@ -19,7 +19,9 @@ type CloseWon struct {
 // CloseWon appends DealWon with the amount won: the lead is WON, a
 // terminal state.
 //
-// Errors: see command; amount is required.
+// Errors: see command; amount is required, in the currency the
+// opportunity was converted in (else *ValidationError on
+// amount.currency).
 func (a *App) CloseWon(ctx context.Context, in CloseWon, meta envelope.Meta) (Result, error) {
 	var v violations
 	checkLeadID(&v, in.LeadID)
@@ -38,6 +40,9 @@ func (a *App) CloseWon(ctx context.Context, in CloseWon, meta envelope.Meta) (Re
 			ev, _, err := a.leadEvent(l.id, l.state, lifecycle.Command{Name: lifecycle.Win}, a.policy,
 				&eventv1.DealWon{OpportunityId: l.opportunity.id, Amount: in.Amount, RepId: in.RepID, Segment: l.segment}, meta, now)
 			if err != nil {
+				return nil, err
+			}
+			if err := checkCurrency(l, in.Amount); err != nil {
 				return nil, err
 			}
 			return []*eventv1.Event{ev}, nil

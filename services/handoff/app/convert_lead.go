@@ -79,7 +79,8 @@ type MoveStage struct {
 // A move to the stage the opportunity is in, with no new amount, writes
 // nothing.
 //
-// Errors: see command.
+// Errors: see command; an amount must be in the currency the opportunity
+// was converted in (else *ValidationError on amount.currency).
 func (a *App) MoveOpportunityStage(ctx context.Context, in MoveStage, meta envelope.Meta) (Result, error) {
 	var v violations
 	checkLeadID(&v, in.LeadID)
@@ -102,9 +103,23 @@ func (a *App) MoveOpportunityStage(ctx context.Context, in MoveStage, meta envel
 			if err != nil {
 				return nil, err
 			}
+			if err := checkCurrency(l, in.Amount); err != nil {
+				return nil, err
+			}
 			if in.Stage == l.opportunity.stage && (in.Amount == nil || proto.Equal(in.Amount, l.opportunity.amount)) {
 				return nil, errUnchanged
 			}
 			return []*eventv1.Event{ev}, nil
 		})
+}
+
+// checkCurrency refuses an amount in another currency than the one the
+// lead's opportunity was converted in: the opportunity's pipeline and
+// its revenue are counted in that one currency. Called once the
+// lifecycle has accepted the command, so the lead is an opportunity.
+func checkCurrency(l *lead, m *eventv1.Money) error {
+	if want := l.opportunity.currency; m != nil && want != "" && m.GetCurrency() != want {
+		return invalid("amount.currency", "must be %s, the currency of opportunity %s", want, l.opportunity.id)
+	}
+	return nil
 }

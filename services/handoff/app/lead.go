@@ -56,6 +56,9 @@ type lead struct {
 	opportunity   struct {
 		id, stage string
 		amount    *eventv1.Money
+		// currency is the one the opportunity was converted in: every
+		// later amount of it must be in it too.
+		currency string
 	}
 }
 
@@ -146,6 +149,7 @@ func (l *lead) apply(r eventstore.Record) {
 	case *eventv1.Event_OpportunityCreated:
 		o := p.OpportunityCreated
 		l.opportunity.id, l.opportunity.stage, l.opportunity.amount = o.GetOpportunityId(), o.GetStage(), o.GetAmount()
+		l.opportunity.currency = o.GetAmount().GetCurrency()
 	case *eventv1.Event_OpportunityStageChanged:
 		o := p.OpportunityStageChanged
 		l.opportunity.stage = o.GetToStage()

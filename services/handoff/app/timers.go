@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -88,8 +89,9 @@ func (a *App) StepStarted(ctx context.Context, seq uint64, ev *eventv1.Event) er
 }
 
 // Released ends a rep's hold on a lead when ev takes the lead from the
-// rep (reassigned, rejected, converted, recycled, merged, erased), so the
-// rep's capacity counts it no more.
+// rep (reassigned, rejected, converted, recycled, merged into another,
+// erased), so the rep's capacity counts it no more; an unmerge that gives
+// the lead back to its rep holds it again.
 func (a *App) Released(ctx context.Context, leadID string, ev *eventv1.Event) error {
 	var from *eventv1.Owner
 	switch p := ev.GetPayload().(type) {
@@ -97,21 +99,51 @@ func (a *App) Released(ctx context.Context, leadID string, ev *eventv1.Event) er
 		from = p.LeadReassigned.GetFrom()
 	case *eventv1.Event_OpportunityCreated:
 		from = ev.GetLifecycle().GetOwner()
-	case *eventv1.Event_LeadRejected, *eventv1.Event_LeadRecycled, *eventv1.Event_LeadMerged, *eventv1.Event_LeadErased:
-		if ev.GetVersionBefore() == 0 {
-			return nil
+	case *eventv1.Event_LeadMerged:
+		if p.LeadMerged.GetSurvivorLeadId() == leadID {
+			return nil // the survivor stays with its owner
 		}
-		before, err := a.leads.Event(ctx, ev.GetVersionBefore())
-		if err != nil {
-			return err
-		}
-		from = before.GetLifecycle().GetOwner()
+		return a.releasePrevious(ctx, leadID, ev)
+	case *eventv1.Event_LeadUnmerged:
+		return a.restored(ctx, leadID, ev)
+	case *eventv1.Event_LeadRejected, *eventv1.Event_LeadRecycled, *eventv1.Event_LeadErased:
+		return a.releasePrevious(ctx, leadID, ev)
 	}
+	return a.releaseFrom(ctx, from, leadID)
+}
+
+// releasePrevious releases the lead from the owner its previous event
+// recorded.
+func (a *App) releasePrevious(ctx context.Context, leadID string, ev *eventv1.Event) error {
+	if ev.GetVersionBefore() == 0 {
+		return nil
+	}
+	before, err := a.leads.Event(ctx, ev.GetVersionBefore())
+	if err != nil {
+		return err
+	}
+	return a.releaseFrom(ctx, before.GetLifecycle().GetOwner(), leadID)
+}
+
+func (a *App) releaseFrom(ctx context.Context, from *eventv1.Owner, leadID string) error {
 	// A queue (a manager's) holds no reservations.
 	if from.GetKind() != eventv1.OwnerKind_OWNER_KIND_REP {
 		return nil
 	}
 	return a.release(ctx, from.GetId(), leadID)
+}
+
+// restored holds the lead for its rep again when an unmerge gives it back
+// ASSIGNED or ACCEPTED: the merge released it. The rep was chosen before,
+// so the hold counts even past the rep's capacity.
+func (a *App) restored(ctx context.Context, leadID string, ev *eventv1.Event) error {
+	st := lifecycle.FromProto(ev.GetLifecycle())
+	if ev.GetLeadUnmerged().GetSurvivorLeadId() == leadID || st.Owner.Kind != lifecycle.OwnerRep ||
+		(st.Status != lifecycle.StatusAssigned && st.Status != lifecycle.StatusAccepted) {
+		return nil
+	}
+	_, _, err := a.reserve(ctx, st.Owner.ID, math.MaxInt, leadID)
+	return err
 }
 
 // FireTimer acts on a fired timer: nothing if its step is over or it

@@ -39,7 +39,8 @@ var tracer = telemetry.Tracer("handoff")
 // Lead is the lead consumer's handler: it routes every LeadQualified,
 // schedules the timers of every step that starts (LeadAssigned,
 // LeadReassigned, LeadAccepted, LeadQueued), and frees a rep's capacity
-// when a lead leaves the rep. Everything else is acknowledged unread (the
+// when a lead leaves the rep (holds it again when an unmerge gives it
+// back). Everything else is acknowledged unread (the
 // type is in a header).
 func (e *Events) Lead(ctx context.Context, m consume.Msg) error {
 	if m.Delivered > 1 {
@@ -52,7 +53,8 @@ func (e *Events) Lead(ctx context.Context, m consume.Msg) error {
 	acts := true
 	switch lifecycle.Kind(typ) {
 	case lifecycle.KindQualified, lifecycle.KindAssigned, lifecycle.KindReassigned, lifecycle.KindAccepted,
-		lifecycle.KindRejected, lifecycle.KindOpportunityCreated, lifecycle.KindRecycled, lifecycle.KindMerged, lifecycle.KindErased:
+		lifecycle.KindRejected, lifecycle.KindOpportunityCreated, lifecycle.KindRecycled, lifecycle.KindMerged, lifecycle.KindUnmerged,
+		lifecycle.KindErased:
 	default:
 		acts = typ == "LeadQueued"
 	}
