@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -129,5 +130,63 @@ func TestRepeatedCommandIsAnsweredFromItsRecord(t *testing.T) {
 	}
 	if after := w.stored(t); after != before {
 		t.Errorf("the repeat stored %d messages", after-before)
+	}
+}
+
+// A request id sent again with other content is refused, whether the
+// first answer comes from the id's record or, without one, from the
+// lead's events: answering the first answer would drop what the caller
+// asked now. Nothing is written.
+func TestRequestIDWithOtherContentIsRefused(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	id := w.mql(t, dach(5000))
+	owner := ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0])
+	w.settle(t)
+	leads := &countingLeads{Leads: adapters.NewLeads(w.store)}
+	a := w.app(t, leads)
+	ctx := ctxT(t)
+	if _, err := a.AcceptLead(ctx, app.AcceptLead{LeadID: id, RepID: owner, RequestID: "accept-1"}, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	call := func(key string, outcome eventv1.ContactOutcome) (app.Result, error) {
+		return a.LogContactAttempt(ctx, app.LogContact{LeadID: id, RepID: owner, RequestID: key,
+			Channel: eventv1.ContactChannel_CONTACT_CHANNEL_PHONE, Outcome: outcome}, envelope.Meta{})
+	}
+	refused := func(key string) {
+		t.Helper()
+		before := w.stored(t)
+		_, err := call(key, eventv1.ContactOutcome_CONTACT_OUTCOME_CONNECTED)
+		var invalid *app.ValidationError
+		if !errors.As(err, &invalid) || invalid.Violations[0].Field != "request_id" || !strings.Contains(err.Error(), "said otherwise") {
+			t.Fatalf("%s sent again with another outcome: %v", key, err)
+		}
+		if after := w.stored(t); after != before {
+			t.Errorf("the refusal stored %d messages", after-before)
+		}
+	}
+
+	if _, err := call("call-1", eventv1.ContactOutcome_CONTACT_OUTCOME_NO_ANSWER); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, func() bool {
+		_, _, found, err := leads.Keyed(ctx, id, "call-1")
+		return err == nil && found
+	}, "the contact attempt's record was not stored")
+	refused("call-1")
+
+	leads.legacy = true // no record: the first answer is in the events
+	if _, err := call("call-2", eventv1.ContactOutcome_CONTACT_OUTCOME_NO_ANSWER); err != nil {
+		t.Fatal(err)
+	}
+	leads.legacy = false
+	refused("call-2")
+
+	if r, err := call("call-2", eventv1.ContactOutcome_CONTACT_OUTCOME_NO_ANSWER); err != nil || !r.Replayed {
+		t.Fatalf("a true repeat: %+v %v", r, err)
+	}
+	if n := len(ofType(w.events(t, id), "ContactAttempted")); n != 2 {
+		t.Fatalf("%d contact attempts stored, want 2", n)
 	}
 }

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/leadflow/leadflow/pkg/consume"
@@ -242,6 +245,13 @@ func TestManualRecycle(t *testing.T) {
 	if err != nil || !again.GetReplayed() || again.GetRecycledEventId() != r.GetRecycledEventId() || again.GetEnrolledEventId() != r.GetEnrolledEventId() ||
 		again.GetProgramId() != r.GetProgramId() || !again.GetReviewAt().AsTime().Equal(r.GetReviewAt().AsTime()) || again.GetCycle() != r.GetCycle() {
 		t.Fatalf("retry: %v %v, want %v", again, err, r)
+	}
+	// The same request id with another note is not a retry: refused.
+	other := proto.Clone(req).(*nurturev1.RecycleLeadRequest)
+	other.Note = "wants a call next week"
+	_, err = s.client.RecycleLead(ctxT(t), other)
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "request_id") {
+		t.Fatalf("request id reused with another note: %v", err)
 	}
 	// Answered from the request id's record, sent after the recycle.
 	if typ, rec, found, err := w.store.Keyed(ctxT(t), "nurture", eventstore.LeadSubject(l), "r-1"); err != nil || !found ||

@@ -74,6 +74,8 @@ func TestDisqualifyByHand(t *testing.T) {
 		{"nobody decides", &qualificationv1.DisqualifyLeadRequest{LeadId: later, Reason: "r"}, codes.InvalidArgument, "decided_by"},
 		{"a malformed lead id", &qualificationv1.DisqualifyLeadRequest{LeadId: "lead.>", Reason: "r", DecidedBy: mia}, codes.InvalidArgument, "lead_id"},
 		{"an unknown lead", &qualificationv1.DisqualifyLeadRequest{LeadId: uuid.NewString(), Reason: "r", DecidedBy: mia}, codes.NotFound, "not found"},
+		// The request id of the verdict, with another one: not a retry.
+		{"its request id, not now", &qualificationv1.DisqualifyLeadRequest{LeadId: spam, Reason: req.Reason, NotNow: true, DecidedBy: mia, RequestId: "d-1"}, codes.InvalidArgument, "request_id"},
 	} {
 		_, err := s.client.DisqualifyLead(ctxT(t), c.req)
 		assertField(t, err, c.code, c.field)
@@ -129,7 +131,9 @@ func TestDisqualifyRetryOfAVerdictWithoutRecord(t *testing.T) {
 	if err != nil || !again.GetReplayed() || again.GetEventId() != ev.GetEventId() || again.GetVersion() != v {
 		t.Fatalf("retry: %v %v, want event %s at %d", again, err, ev.GetEventId(), v)
 	}
+	_, err = s.client.DisqualifyLead(ctx, &qualificationv1.DisqualifyLeadRequest{LeadId: id, Reason: "a competitor", DecidedBy: mia, RequestId: "old-1"})
+	assertField(t, err, codes.InvalidArgument, "request_id")
 	if after := w.streamMsgs(t); after != before {
-		t.Fatalf("the retry wrote %d messages", after-before)
+		t.Fatalf("the retry or the refusal wrote %d messages", after-before)
 	}
 }

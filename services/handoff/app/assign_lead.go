@@ -31,7 +31,10 @@ func (a *App) AssignLead(ctx context.Context, in AssignLead, meta envelope.Meta)
 		return Result{}, err
 	}
 	meta.Actor, meta.IdempotencyKey = in.By, in.RequestID
-	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindAssigned), []repRef{{"rep_id", in.RepID, true}},
+	same := func(ev *eventv1.Event) bool {
+		return ev.GetLeadAssigned().GetOwner().GetId() == in.RepID && ev.GetActor().GetId() == in.By.GetId()
+	}
+	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindAssigned), same, []repRef{{"rep_id", in.RepID, true}},
 		func(l *lead, cfg *routing.Config, now time.Time) ([]*eventv1.Event, error) {
 			if _, err := lifecycle.Decide(l.state, lifecycle.Command{Name: lifecycle.Assign, Owner: lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: in.RepID}}, a.policy, now); err != nil {
 				return nil, err
@@ -78,7 +81,11 @@ func (a *App) ReassignLead(ctx context.Context, in ReassignLead, meta envelope.M
 		return Result{}, err
 	}
 	meta.Actor, meta.IdempotencyKey = in.By, in.RequestID
-	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindReassigned), []repRef{{"to_rep_id", in.ToRepID, true}},
+	same := func(ev *eventv1.Event) bool {
+		r := ev.GetLeadReassigned()
+		return r.GetTo().GetId() == in.ToRepID && r.GetReason() == in.Reason && ev.GetActor().GetId() == in.By.GetId()
+	}
+	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindReassigned), same, []repRef{{"to_rep_id", in.ToRepID, true}},
 		func(l *lead, cfg *routing.Config, now time.Time) ([]*eventv1.Event, error) {
 			to := lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: in.ToRepID}
 			if _, err := lifecycle.Decide(l.state, lifecycle.Command{Name: lifecycle.Reassign, Owner: to}, a.policy, now); err != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/leadflow/leadflow/pkg/envelope"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
@@ -32,7 +34,10 @@ func (a *App) CloseWon(ctx context.Context, in CloseWon, meta envelope.Meta) (Re
 		return Result{}, err
 	}
 	meta = repMeta(meta, in.RepID, in.RequestID)
-	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindDealWon), []repRef{{field: "rep_id", id: in.RepID}},
+	same := func(ev *eventv1.Event) bool {
+		return ev.GetDealWon().GetRepId() == in.RepID && proto.Equal(ev.GetDealWon().GetAmount(), in.Amount)
+	}
+	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindDealWon), same, []repRef{{field: "rep_id", id: in.RepID}},
 		func(l *lead, _ *routing.Config, now time.Time) ([]*eventv1.Event, error) {
 			if err := requireOwner(l, in.RepID, "Win"); err != nil {
 				return nil, err
@@ -69,7 +74,8 @@ func (a *App) CloseLost(ctx context.Context, in CloseLost, meta envelope.Meta) (
 		return Result{}, err
 	}
 	meta = repMeta(meta, in.RepID, in.RequestID)
-	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindDealLost), []repRef{{field: "rep_id", id: in.RepID}},
+	same := func(ev *eventv1.Event) bool { return ev.GetDealLost().GetRepId() == in.RepID }
+	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindDealLost), same, []repRef{{field: "rep_id", id: in.RepID}},
 		func(l *lead, _ *routing.Config, now time.Time) ([]*eventv1.Event, error) {
 			if err := requireOwner(l, in.RepID, "Lose"); err != nil {
 				return nil, err

@@ -39,13 +39,14 @@ type decideFunc func(l *lead, cfg *routing.Config, now time.Time) ([]*eventv1.Ev
 // of two commands racing on one lead, the second decides on what the
 // first wrote: two reps accepting at once, or an accept racing a
 // reassignment, end with exactly one winner. eventType is the event the
-// command writes; a request id used before for another command is
-// refused.
+// command writes; same tells whether the event a request id first wrote
+// says what this request says. A request id used before for another
+// command, or for this one with other content, is refused.
 //
 // Errors: ErrNotFound, *ValidationError, lifecycle.ErrRefused,
 // *NotOwnerError, *AtCapacityError, *UnavailableError, and an error
 // matching eventstore.ErrConflict after repeated races.
-func (a *App) command(ctx context.Context, leadID, requestID, eventType string, reps []repRef, decide decideFunc) (Result, error) {
+func (a *App) command(ctx context.Context, leadID, requestID, eventType string, same func(*eventv1.Event) bool, reps []repRef, decide decideFunc) (Result, error) {
 	for attempt := range maxRaces {
 		if requestID != "" && attempt == 0 { // after a lost race, the reload shows a repeat
 			typ, last, found, err := a.leads.Keyed(ctx, leadID, requestID)
@@ -53,8 +54,8 @@ func (a *App) command(ctx context.Context, leadID, requestID, eventType string, 
 				return Result{}, err
 			}
 			if found {
-				if typ != eventType {
-					return Result{}, invalid("request_id", "was used for an earlier %s on this lead", typ)
+				if err := reused(typ, eventType, last.Event, same); err != nil {
+					return Result{}, err
 				}
 				return resultOf(leadID, last, true), nil
 			}
@@ -64,8 +65,8 @@ func (a *App) command(ctx context.Context, leadID, requestID, eventType string, 
 			return Result{}, err
 		}
 		if r, ok := l.byKey[requestID]; ok && requestID != "" {
-			if r.typ != eventType {
-				return Result{}, invalid("request_id", "was used for an earlier %s on this lead", r.typ)
+			if err := reused(r.typ, eventType, r.ev, same); err != nil {
+				return Result{}, err
 			}
 			return Result{LeadID: leadID, State: r.state, Version: r.seq, EventID: r.eventID, Replayed: true, OpportunityID: r.opportunityID}, nil
 		}
@@ -112,6 +113,19 @@ func (a *App) command(ctx context.Context, leadID, requestID, eventType string, 
 		return resultOf(leadID, eventstore.Record{Seq: v, Event: events[len(events)-1]}, false), nil
 	}
 	return Result{}, fmt.Errorf("%s on lead %s: %w after %d races", eventType, leadID, eventstore.ErrConflict, maxRaces)
+}
+
+// reused refuses a request id whose first event, of type typ, was written
+// by another command or says other than this request (same); nil: a
+// repeat. A sealed note is not compared: its ciphertext differs each time.
+func reused(typ, eventType string, first *eventv1.Event, same func(*eventv1.Event) bool) error {
+	if typ != eventType {
+		return invalid("request_id", "was used for an earlier %s on this lead", typ)
+	}
+	if !same(first) {
+		return invalid("request_id", "was used for an earlier %s on this lead that said otherwise: a new request needs a new id", typ)
+	}
+	return nil
 }
 
 // resultOf is the answer of a command whose last event is last.

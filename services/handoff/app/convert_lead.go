@@ -48,7 +48,12 @@ func (a *App) ConvertLead(ctx context.Context, in ConvertLead, meta envelope.Met
 		in.OpportunityID = "opp-" + in.RequestID
 	}
 	meta = repMeta(meta, in.RepID, in.RequestID)
-	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindOpportunityCreated), []repRef{{field: "rep_id", id: in.RepID}},
+	same := func(ev *eventv1.Event) bool {
+		o := ev.GetOpportunityCreated()
+		return o.GetRepId() == in.RepID && o.GetOpportunityId() == in.OpportunityID && o.GetStage() == in.Stage &&
+			proto.Equal(o.GetAmount(), in.Amount) && proto.Equal(o.GetExpectedClose(), in.ExpectedClose)
+	}
+	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindOpportunityCreated), same, []repRef{{field: "rep_id", id: in.RepID}},
 		func(l *lead, _ *routing.Config, now time.Time) ([]*eventv1.Event, error) {
 			cmd := lifecycle.Command{Name: lifecycle.Convert}
 			if in.ExpectedClose != nil {
@@ -92,7 +97,11 @@ func (a *App) MoveOpportunityStage(ctx context.Context, in MoveStage, meta envel
 		return Result{}, err
 	}
 	meta = repMeta(meta, in.RepID, in.RequestID)
-	return a.command(ctx, in.LeadID, in.RequestID, "OpportunityStageChanged", []repRef{{field: "rep_id", id: in.RepID}},
+	same := func(ev *eventv1.Event) bool {
+		o := ev.GetOpportunityStageChanged()
+		return o.GetRepId() == in.RepID && o.GetToStage() == in.Stage && proto.Equal(o.GetAmount(), in.Amount)
+	}
+	return a.command(ctx, in.LeadID, in.RequestID, "OpportunityStageChanged", same, []repRef{{field: "rep_id", id: in.RepID}},
 		func(l *lead, _ *routing.Config, now time.Time) ([]*eventv1.Event, error) {
 			if err := requireOwner(l, in.RepID, "MoveStage"); err != nil {
 				return nil, err

@@ -67,6 +67,7 @@ type lead struct {
 // cache (50,000 leads by default) would keep each decoded for the
 // collector to scan.
 type keyed struct {
+	ev            *eventv1.Event
 	typ, eventID  string
 	seq           uint64
 	state         lifecycle.State
@@ -87,7 +88,7 @@ func (l *lead) apply(r eventstore.Record) {
 	l.state = lifecycle.FromProto(ev.GetLifecycle())
 	if k := ev.GetIdempotencyKey(); k != "" {
 		if _, ok := l.byKey[k]; !ok {
-			l.byKey[k] = keyed{typ: ev.GetEventType(), eventID: ev.GetEventId(), seq: r.Seq, state: l.state,
+			l.byKey[k] = keyed{ev: ev, typ: ev.GetEventType(), eventID: ev.GetEventId(), seq: r.Seq, state: l.state,
 				opportunityID: ev.GetOpportunityCreated().GetOpportunityId()}
 		}
 	}

@@ -37,7 +37,11 @@ func (a *App) LogContactAttempt(ctx context.Context, in LogContact, meta envelop
 		return Result{}, err
 	}
 	meta = repMeta(meta, in.RepID, in.RequestID)
-	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindContactAttempted), []repRef{{field: "rep_id", id: in.RepID}},
+	same := func(ev *eventv1.Event) bool {
+		c := ev.GetContactAttempted()
+		return c.GetRepId() == in.RepID && c.GetChannel() == in.Channel && c.GetOutcome() == in.Outcome
+	}
+	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindContactAttempted), same, []repRef{{field: "rep_id", id: in.RepID}},
 		func(l *lead, _ *routing.Config, now time.Time) ([]*eventv1.Event, error) {
 			p := a.policy
 			due := l.accepted.GetAttemptsDueAt().AsTime()

@@ -57,7 +57,10 @@ func (a *App) RejectLead(ctx context.Context, in RejectLead, meta envelope.Meta)
 	}
 	meta = repMeta(meta, in.RepID, in.RequestID)
 	reason := strings.TrimPrefix(in.Reason.String(), "REJECT_REASON_")
-	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindRejected), []repRef{{field: "rep_id", id: in.RepID}},
+	same := func(ev *eventv1.Event) bool {
+		return ev.GetLeadRejected().GetRepId() == in.RepID && ev.GetLeadRejected().GetReason() == in.Reason
+	}
+	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindRejected), same, []repRef{{field: "rep_id", id: in.RepID}},
 		func(l *lead, _ *routing.Config, now time.Time) ([]*eventv1.Event, error) {
 			if err := requireOwner(l, in.RepID, "Reject"); err != nil {
 				return nil, err

@@ -70,9 +70,14 @@ func (a *App) RecycleLead(ctx context.Context, in RecycleLead, meta envelope.Met
 	}
 	meta.Actor, meta.IdempotencyKey = in.Actor, strings.TrimSpace(in.RequestID)
 	key := meta.IdempotencyKey
+	// same: the recycle a request id first wrote is this request's.
+	same := func(ev *eventv1.Event) bool {
+		r := ev.GetLeadRecycled()
+		return r.GetNote() == in.Note && r.GetProgramId() == in.ProgramID && ev.GetActor().GetId() == in.Actor.GetId()
+	}
 	for attempt := range maxRaces {
 		if key != "" && attempt == 0 { // after a lost race, the reload shows a repeat
-			if out, ok, err := a.recycledByKey(ctx, in.LeadID, key); err != nil || ok {
+			if out, ok, err := a.recycledByKey(ctx, in.LeadID, key, same); err != nil || ok {
 				return out, err
 			}
 		}
@@ -86,6 +91,9 @@ func (a *App) RecycleLead(ctx context.Context, in RecycleLead, meta envelope.Met
 		// A recycle without a record (keyed before records, or its record
 		// not stored) is found in the lead's events.
 		if r, ok := l.byKey[key]; ok && key != "" {
+			if err := keyReused(r.ev.GetEventType(), r.ev, same); err != nil {
+				return Recycled{}, err
+			}
 			out := recycledOf(l, r)
 			out.Replayed = true
 			return out, nil
@@ -131,17 +139,27 @@ func (a *App) RecycleLead(ctx context.Context, in RecycleLead, meta envelope.Met
 // typeRecycled is the event a recycle writes, and its record's outcome.
 const typeRecycled = "LeadRecycled"
 
+// keyReused refuses a request id whose first event, of type typ, is not
+// a recycle that said what this request says (same).
+func keyReused(typ string, first *eventv1.Event, same func(*eventv1.Event) bool) error {
+	if typ == typeRecycled && same(first) {
+		return nil
+	}
+	return &ValidationError{Violations: []Violation{{Field: "request_id",
+		Description: "was used for an earlier " + typ + " on this lead: a new request needs a new id"}}}
+}
+
 // recycledByKey is the first answer of request id key, from its record:
 // the recycle, and the enrolment it caused, which is read from the
 // lead's next event (the whole lead is read only when that is something
 // else). false: the id has no record.
-func (a *App) recycledByKey(ctx context.Context, leadID, key string) (Recycled, bool, error) {
+func (a *App) recycledByKey(ctx context.Context, leadID, key string, same func(*eventv1.Event) bool) (Recycled, bool, error) {
 	typ, r, found, err := a.leads.Keyed(ctx, leadID, key)
 	if err != nil || !found {
 		return Recycled{}, false, err
 	}
-	if typ != typeRecycled {
-		return Recycled{}, false, &ValidationError{Violations: []Violation{{Field: "request_id", Description: "was used for an earlier " + typ + " on this lead"}}}
+	if err := keyReused(typ, r.Event, same); err != nil {
+		return Recycled{}, false, err
 	}
 	l := newLead(leadID)
 	next, ok, err := a.leads.After(ctx, leadID, r.Seq)

@@ -65,6 +65,11 @@ func (a *App) DisqualifyLead(ctx context.Context, in DisqualifyLead, meta envelo
 	reason := strings.TrimSpace(in.Reason)
 	meta.Actor, meta.IdempotencyKey = in.DecidedBy, strings.TrimSpace(in.RequestID)
 	key := meta.IdempotencyKey
+	// same: the verdict a request id first wrote is this request's.
+	same := func(ev *eventv1.Event) bool {
+		d := ev.GetLeadDisqualified()
+		return d.GetReason() == reason && d.GetNotNow() == in.NotNow && d.GetDecidedBy().GetId() == in.DecidedBy.GetId()
+	}
 	for attempt := range maxRaces {
 		if key != "" && attempt == 0 { // after a lost race, the reload shows a repeat
 			typ, last, found, err := a.leads.Keyed(ctx, in.LeadID, key)
@@ -72,7 +77,7 @@ func (a *App) DisqualifyLead(ctx context.Context, in DisqualifyLead, meta envelo
 				return Disqualified{}, err
 			}
 			if found {
-				if typ != typeDisqualified {
+				if typ != typeDisqualified || !same(last.Event) {
 					return Disqualified{}, keyReused(typ)
 				}
 				return disqualified(last, true), nil
@@ -89,7 +94,7 @@ func (a *App) DisqualifyLead(ctx context.Context, in DisqualifyLead, meta envelo
 		// not stored) is found in the lead's events.
 		if key != "" {
 			if r, ok := keyed(recs, key); ok {
-				if r.Event.GetLeadDisqualified() == nil {
+				if r.Event.GetLeadDisqualified() == nil || !same(r.Event) {
 					return Disqualified{}, keyReused(r.Event.GetEventType())
 				}
 				return disqualified(r, true), nil
@@ -126,8 +131,11 @@ func (a *App) DisqualifyLead(ctx context.Context, in DisqualifyLead, meta envelo
 // typeDisqualified is the event a verdict writes, and its record's outcome.
 const typeDisqualified = "LeadDisqualified"
 
+// keyReused refuses a request id used before on the lead for another
+// command, or for a verdict that said otherwise.
 func keyReused(eventType string) error {
-	return &ValidationError{Violations: []Violation{{Field: "request_id", Description: "was used for an earlier " + eventType + " on this lead"}}}
+	return &ValidationError{Violations: []Violation{{Field: "request_id",
+		Description: "was used for an earlier " + eventType + " on this lead: a new request needs a new id"}}}
 }
 
 // keyed is the lead's first event written under idempotency key k.
