@@ -89,8 +89,9 @@ func TestCRMCommandsToWon(t *testing.T) {
 	if !strings.Contains(err.Error(), "not an opportunity") {
 		t.Errorf("win before convert: %v", err)
 	}
-	conv, err := c.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: id, RepId: owner, RequestId: "o1", Amount: eur(5_000_000), Stage: "discovery",
-		ExpectedClose: timestamppb.New(time.Now().Add(30 * 24 * time.Hour))})
+	convert := &handoffv1.ConvertLeadRequest{LeadId: id, RepId: owner, RequestId: "o1", Amount: eur(5_000_000), Stage: "discovery",
+		ExpectedClose: timestamppb.New(time.Now().Add(30 * 24 * time.Hour))}
+	conv, err := c.ConvertLead(ctx, convert)
 	if err != nil || conv.GetOpportunityId() != "opp-o1" || conv.GetLead().GetStatus() != eventv1.LeadStatus_LEAD_STATUS_OPPORTUNITY {
 		t.Fatalf("convert: %v %v", conv, err)
 	}
@@ -108,7 +109,7 @@ func TestCRMCommandsToWon(t *testing.T) {
 		t.Errorf("lose a won deal: %v", err)
 	}
 	// A retry of the conversion, after the win, answers as the first time.
-	reconv, err := c.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: id, RepId: owner, RequestId: "o1", Amount: eur(5_000_000), Stage: "discovery"})
+	reconv, err := c.ConvertLead(ctx, convert)
 	if err != nil || !reconv.GetReplayed() || reconv.GetOpportunityId() != "opp-o1" || reconv.GetLead().GetVersion() != conv.GetLead().GetVersion() ||
 		reconv.GetLead().GetEventId() != conv.GetLead().GetEventId() || reconv.GetLead().GetStatus() != eventv1.LeadStatus_LEAD_STATUS_OPPORTUNITY {
 		t.Fatalf("convert again: %v %v, want the first answer %v", reconv, err, conv)
