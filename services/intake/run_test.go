@@ -619,14 +619,36 @@ func testBulkImport(t *testing.T, start func(testing.TB) *env) {
 	if err := stream2.Send(&intakev1.ImportLeadsRequest{Row: 20, Lead: r20}); err != nil {
 		t.Fatal(err)
 	}
-	_ = stream2.CloseSend()
-	a, err := stream2.Recv()
-	if err != nil {
-		t.Fatal(err)
+	// Row 20's key on another person: that row is refused, as a bad field
+	// is, and the import goes on.
+	reused := lead("someone-else@example.com")
+	reused.IdempotencyKey = "row-20"
+	for i, r := range []*intakev1.CaptureLeadRequest{reused, lead("after@example.com")} {
+		if err := stream2.Send(&intakev1.ImportLeadsRequest{Row: int64(21 + i), Lead: r}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	b, err := stream2.Recv()
-	if err != nil {
-		t.Fatal(err)
+	_ = stream2.CloseSend()
+	var answers []*intakev1.ImportLeadsResponse
+	for {
+		r, err := stream2.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("re-import ended early: %v", err)
+		}
+		answers = append(answers, r)
+	}
+	if len(answers) != 4 {
+		t.Fatalf("%d answers to 4 rows: %v", len(answers), answers)
+	}
+	a, b := answers[0], answers[1]
+	if c := answers[2]; len(c.GetErrors()) != 1 || c.GetErrors()[0].GetField() != "idempotency_key" || c.GetLeadId() != "" {
+		t.Errorf("a row reusing another row's key: %v", c)
+	}
+	if d := answers[3]; d.GetOutcome() != intakev1.CaptureOutcome_CAPTURE_OUTCOME_CREATED {
+		t.Errorf("the row after it: %v", d)
 	}
 	if a.GetLeadId() != got[1].GetLeadId() || a.GetOutcome() != intakev1.CaptureOutcome_CAPTURE_OUTCOME_RESUBMITTED {
 		t.Errorf("re-import of row 1: %v", a)

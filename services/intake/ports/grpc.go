@@ -99,12 +99,18 @@ func (g *GRPC) ImportLeads(stream intakev1.IntakeService_ImportLeadsServer) erro
 	for b := range batches {
 		for _, res := range b.Write(ctx) {
 			out := &intakev1.ImportLeadsResponse{Row: res.Row}
-			var ve *app.ValidationError
+			var (
+				ve *app.ValidationError
+				ke *app.KeyReusedError
+			)
 			switch {
 			case errors.As(res.Err, &ve):
 				for _, v := range ve.Violations {
 					out.Errors = append(out.Errors, &intakev1.FieldError{Field: v.Field, Description: v.Description})
 				}
+			case errors.As(res.Err, &ke):
+				// The row's own fault, like a bad field: the rows after it go on.
+				out.Errors = []*intakev1.FieldError{{Field: ke.Field, Description: ke.Error()}}
 			case res.Err != nil:
 				return g.status(ctx, "ImportLeads", res.Err)
 			default:
