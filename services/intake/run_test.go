@@ -1189,6 +1189,22 @@ func TestMergeThenUnmergeRestoresBoth(t *testing.T) {
 			t.Fatalf("capture of the absorbed lead's identity while merged: %v, want a resubmission on %s", got, survivor)
 		}
 	}
+	// Facts sent to the absorbed lead's id are the survivor's, not refused:
+	// a consent withdrawal must never be lost.
+	act, err := e.client.RecordActivity(ctx, &intakev1.RecordActivityRequest{LeadId: absorbed, ActivityId: "m-2",
+		Type: eventv1.ActivityType_ACTIVITY_TYPE_DEMO_REQUEST, Detail: "asked for a demo by phone"})
+	if err != nil || act.GetLeadId() != survivor {
+		t.Fatalf("activity of the absorbed lead while merged: %v %v, want it on %s", act, err, survivor)
+	}
+	cons, err := e.client.SetConsent(ctx, &intakev1.SetConsentRequest{LeadId: absorbed, Source: "preference-center",
+		Consent: &eventv1.Consent{Channel: eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL, Status: eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN}})
+	if err != nil || cons.GetLeadId() != survivor {
+		t.Fatalf("consent of the absorbed lead while merged: %v %v, want it on %s", cons, err, survivor)
+	}
+	exp, err := e.client.ExportLead(ctx, &intakev1.ExportLeadRequest{LeadId: survivor})
+	if err != nil || len(exp.GetActivities()) != 1 || exp.GetActivities()[0].GetDetail() != "asked for a demo by phone" {
+		t.Fatalf("the survivor's activities, opened with its key: %v %v", exp.GetActivities(), err)
+	}
 	_, err = e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: absorbed, AbsorbedLeadId: survivor, Reason: "backwards"})
 	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "MERGED") {
 		t.Fatalf("merging into a merged lead: %v, want FailedPrecondition naming MERGED", err)
@@ -1211,7 +1227,7 @@ func TestMergeThenUnmergeRestoresBoth(t *testing.T) {
 	}
 	wantTypes := map[string][]string{
 		absorbed: {"LeadCaptured", "ActivityRecorded", "LeadMerged", "LeadUnmerged", "LeadResubmitted"},
-		survivor: {"LeadCaptured", "LeadMerged", "LeadResubmitted", "LeadResubmitted", "LeadUnmerged"},
+		survivor: {"LeadCaptured", "LeadMerged", "LeadResubmitted", "LeadResubmitted", "ActivityRecorded", "ConsentChanged", "LeadUnmerged"},
 	}
 	for id, want := range wantTypes {
 		var got []string

@@ -26,6 +26,9 @@ type RecordActivity struct {
 
 // Written is the answer to a write on an existing lead or campaign.
 type Written struct {
+	// LeadID is the lead a fact was recorded on: the survivor when the
+	// lead named was merged into it.
+	LeadID   string
 	Version  uint64
 	Replayed bool
 }
@@ -33,11 +36,12 @@ type Written struct {
 // RecordActivity appends ActivityRecorded to a lead, its free-text detail
 // sealed with the lead's key. The activity id is the command's
 // idempotency key: a repeat returns the first answer from its record,
-// and the same id with other content is refused.
+// and the same id with other content is refused. An activity of a merged
+// lead is the survivor's.
 //
 // Errors: *ValidationError, *KeyReusedError, ErrNotFound,
-// lifecycle.ErrRefused (an erased or merged lead), eventstore.ErrConflict
-// after repeated races.
+// lifecycle.ErrRefused (an erased lead), eventstore.ErrConflict after
+// repeated races.
 func (a *App) RecordActivity(ctx context.Context, in RecordActivity, meta envelope.Meta) (Written, error) {
 	var v form.Violations
 	form.LeadID(&v, "lead_id", in.LeadID)
@@ -63,26 +67,29 @@ func (a *App) RecordActivity(ctx context.Context, in RecordActivity, meta envelo
 	key.pure = true // planOnLead only reads
 	cmd := lifecycle.Command{Name: lifecycle.RecordActivity}
 	ans, err := a.once(ctx, key, func(ctx context.Context) (*plan, error) {
-		return a.planOnLead(ctx, in.LeadID, cmd, meta, func(state lifecycle.State) (eventPayload, error) {
+		return a.planOnLead(ctx, in.LeadID, cmd, meta, func(leadID string, _ lifecycle.State) (eventPayload, error) {
 			payload := &eventv1.ActivityRecorded{ActivityId: in.ActivityID, Type: in.Type, CampaignId: in.CampaignID}
 			if in.Detail == "" {
 				return payload, nil
 			}
-			k, err := a.sealingKey(ctx, in.LeadID)
+			k, err := a.sealingKey(ctx, leadID)
 			if err != nil {
-				return nil, fmt.Errorf("seal detail for %s: %w", in.LeadID, err)
+				return nil, fmt.Errorf("seal detail for %s: %w", leadID, err)
 			}
 			payload.SealedDetail, err = k.Seal([]byte(in.Detail))
 			return payload, err
 		})
 	})
-	return Written{Version: ans.Version, Replayed: ans.Replayed}, err
+	return Written{LeadID: ans.LeadID, Version: ans.Version, Replayed: ans.Replayed}, err
 }
 
 // planOnLead decides a command on an existing lead from its last event:
 // the lifecycle first, then the payload (which may need the lead's key).
-func (a *App) planOnLead(ctx context.Context, leadID string, cmd lifecycle.Command, meta envelope.Meta, payload func(lifecycle.State) (eventPayload, error)) (*plan, error) {
-	head, err := a.leads.Head(ctx, leadID)
+// A merged lead's facts are its survivor's, so the command goes there: a
+// caller holding the absorbed lead's id (a consent withdrawal, a click)
+// is not refused.
+func (a *App) planOnLead(ctx context.Context, leadID string, cmd lifecycle.Command, meta envelope.Meta, payload func(leadID string, st lifecycle.State) (eventPayload, error)) (*plan, error) {
+	leadID, head, err := a.follow(ctx, leadID, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +102,7 @@ func (a *App) planOnLead(ctx context.Context, leadID string, cmd lifecycle.Comma
 	if _, err := lifecycle.Decide(state, cmd, a.policy, now); err != nil {
 		return nil, err
 	}
-	p, err := payload(state)
+	p, err := payload(leadID, state)
 	if err != nil {
 		return nil, err
 	}

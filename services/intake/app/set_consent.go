@@ -23,7 +23,8 @@ type SetConsent struct {
 
 // SetConsent appends ConsentChanged. With an idempotency key, a repeat
 // returns the first answer from the key's record, and the same key with
-// other content is refused.
+// other content is refused. A consent change of a merged lead is the
+// survivor's.
 //
 // Errors: *ValidationError, *KeyReusedError, ErrNotFound,
 // lifecycle.ErrRefused, eventstore.ErrConflict after repeated races.
@@ -54,7 +55,7 @@ func (a *App) SetConsent(ctx context.Context, in SetConsent, meta envelope.Meta)
 	key.pure = true // planOnLead only reads
 	cmd := lifecycle.Command{Name: lifecycle.ChangeConsent}
 	ans, err := a.once(ctx, key, func(ctx context.Context) (*plan, error) {
-		return a.planOnLead(ctx, in.LeadID, cmd, meta, func(lifecycle.State) (eventPayload, error) { return payload, nil })
+		return a.planOnLead(ctx, in.LeadID, cmd, meta, func(string, lifecycle.State) (eventPayload, error) { return payload, nil })
 	})
-	return Written{Version: ans.Version, Replayed: ans.Replayed}, err
+	return Written{LeadID: ans.LeadID, Version: ans.Version, Replayed: ans.Replayed}, err
 }

@@ -170,7 +170,7 @@ func (g *GRPC) RecordActivity(ctx context.Context, r *intakev1.RecordActivityReq
 	if err != nil {
 		return nil, g.status(ctx, "RecordActivity", err)
 	}
-	return &intakev1.RecordActivityResponse{Version: w.Version, Replayed: w.Replayed}, nil
+	return &intakev1.RecordActivityResponse{Version: w.Version, Replayed: w.Replayed, LeadId: w.LeadID}, nil
 }
 
 // RegisterCampaign registers a campaign.
@@ -206,7 +206,7 @@ func (g *GRPC) SetConsent(ctx context.Context, r *intakev1.SetConsentRequest) (*
 	if err != nil {
 		return nil, g.status(ctx, "SetConsent", err)
 	}
-	return &intakev1.SetConsentResponse{Version: w.Version, Replayed: w.Replayed}, nil
+	return &intakev1.SetConsentResponse{Version: w.Version, Replayed: w.Replayed, LeadId: w.LeadID}, nil
 }
 
 // GetLead returns a lead's current state.

@@ -527,9 +527,12 @@ func (x *RecordActivityRequest) GetActor() *v1.Actor {
 }
 
 type RecordActivityResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Version       uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
-	Replayed      bool                   `protobuf:"varint,2,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Version  uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Replayed bool                   `protobuf:"varint,2,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	// lead_id is the lead the activity was recorded on: the survivor when
+	// the lead named was merged into another.
+	LeadId        string `protobuf:"bytes,3,opt,name=lead_id,json=leadId,proto3" json:"lead_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -576,6 +579,13 @@ func (x *RecordActivityResponse) GetReplayed() bool {
 		return x.Replayed
 	}
 	return false
+}
+
+func (x *RecordActivityResponse) GetLeadId() string {
+	if x != nil {
+		return x.LeadId
+	}
+	return ""
 }
 
 type RegisterCampaignRequest struct {
@@ -935,9 +945,12 @@ func (x *SetConsentRequest) GetActor() *v1.Actor {
 }
 
 type SetConsentResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Version       uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
-	Replayed      bool                   `protobuf:"varint,2,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Version  uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Replayed bool                   `protobuf:"varint,2,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	// lead_id is the lead the change was recorded on: the survivor when the
+	// lead named was merged into another.
+	LeadId        string `protobuf:"bytes,3,opt,name=lead_id,json=leadId,proto3" json:"lead_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -984,6 +997,13 @@ func (x *SetConsentResponse) GetReplayed() bool {
 		return x.Replayed
 	}
 	return false
+}
+
+func (x *SetConsentResponse) GetLeadId() string {
+	if x != nil {
+		return x.LeadId
+	}
+	return ""
 }
 
 type GetLeadRequest struct {
@@ -2192,10 +2212,11 @@ const file_leadflow_intake_v1_intake_service_proto_rawDesc = "" +
 	"\x06detail\x18\x05 \x01(\tR\x06detail\x12;\n" +
 	"\voccurred_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"occurredAt\x12.\n" +
-	"\x05actor\x18\a \x01(\v2\x18.leadflow.event.v1.ActorR\x05actor\"N\n" +
+	"\x05actor\x18\a \x01(\v2\x18.leadflow.event.v1.ActorR\x05actor\"g\n" +
 	"\x16RecordActivityResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x1a\n" +
-	"\breplayed\x18\x02 \x01(\bR\breplayed\"\xd4\x02\n" +
+	"\breplayed\x18\x02 \x01(\bR\breplayed\x12\x17\n" +
+	"\alead_id\x18\x03 \x01(\tR\x06leadId\"\xd4\x02\n" +
 	"\x17RegisterCampaignRequest\x12\x1f\n" +
 	"\vcampaign_id\x18\x01 \x01(\tR\n" +
 	"campaignId\x12\x12\n" +
@@ -2226,10 +2247,11 @@ const file_leadflow_intake_v1_intake_service_proto_rawDesc = "" +
 	"\aconsent\x18\x02 \x01(\v2\x1a.leadflow.event.v1.ConsentR\aconsent\x12\x16\n" +
 	"\x06source\x18\x03 \x01(\tR\x06source\x12'\n" +
 	"\x0fidempotency_key\x18\x04 \x01(\tR\x0eidempotencyKey\x12.\n" +
-	"\x05actor\x18\x05 \x01(\v2\x18.leadflow.event.v1.ActorR\x05actor\"J\n" +
+	"\x05actor\x18\x05 \x01(\v2\x18.leadflow.event.v1.ActorR\x05actor\"c\n" +
 	"\x12SetConsentResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x1a\n" +
-	"\breplayed\x18\x02 \x01(\bR\breplayed\")\n" +
+	"\breplayed\x18\x02 \x01(\bR\breplayed\x12\x17\n" +
+	"\alead_id\x18\x03 \x01(\tR\x06leadId\")\n" +
 	"\x0eGetLeadRequest\x12\x17\n" +
 	"\alead_id\x18\x01 \x01(\tR\x06leadId\"\xfa\x04\n" +
 	"\x04Lead\x12\x17\n" +

@@ -50,13 +50,15 @@ type IntakeServiceClient interface {
 	// ImportLeads captures a stream of rows and answers one result per row,
 	// in order. Rows are appended in atomic batches.
 	ImportLeads(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ImportLeadsRequest, ImportLeadsResponse], error)
-	// RecordActivity records an engagement signal on a lead.
+	// RecordActivity records an engagement signal on a lead, or on the lead
+	// it was merged into.
 	RecordActivity(ctx context.Context, in *RecordActivityRequest, opts ...grpc.CallOption) (*RecordActivityResponse, error)
 	// RegisterCampaign registers a campaign that leads and costs refer to.
 	RegisterCampaign(ctx context.Context, in *RegisterCampaignRequest, opts ...grpc.CallOption) (*RegisterCampaignResponse, error)
 	// RecordCampaignCost records spend on a campaign.
 	RecordCampaignCost(ctx context.Context, in *RecordCampaignCostRequest, opts ...grpc.CallOption) (*RecordCampaignCostResponse, error)
-	// SetConsent records a consent change for one channel.
+	// SetConsent records a consent change for one channel of a lead, or of
+	// the lead it was merged into.
 	SetConsent(ctx context.Context, in *SetConsentRequest, opts ...grpc.CallOption) (*SetConsentResponse, error)
 	// GetLead returns a lead's current state, folded from its events.
 	GetLead(ctx context.Context, in *GetLeadRequest, opts ...grpc.CallOption) (*GetLeadResponse, error)
@@ -227,13 +229,15 @@ type IntakeServiceServer interface {
 	// ImportLeads captures a stream of rows and answers one result per row,
 	// in order. Rows are appended in atomic batches.
 	ImportLeads(grpc.BidiStreamingServer[ImportLeadsRequest, ImportLeadsResponse]) error
-	// RecordActivity records an engagement signal on a lead.
+	// RecordActivity records an engagement signal on a lead, or on the lead
+	// it was merged into.
 	RecordActivity(context.Context, *RecordActivityRequest) (*RecordActivityResponse, error)
 	// RegisterCampaign registers a campaign that leads and costs refer to.
 	RegisterCampaign(context.Context, *RegisterCampaignRequest) (*RegisterCampaignResponse, error)
 	// RecordCampaignCost records spend on a campaign.
 	RecordCampaignCost(context.Context, *RecordCampaignCostRequest) (*RecordCampaignCostResponse, error)
-	// SetConsent records a consent change for one channel.
+	// SetConsent records a consent change for one channel of a lead, or of
+	// the lead it was merged into.
 	SetConsent(context.Context, *SetConsentRequest) (*SetConsentResponse, error)
 	// GetLead returns a lead's current state, folded from its events.
 	GetLead(context.Context, *GetLeadRequest) (*GetLeadResponse, error)
