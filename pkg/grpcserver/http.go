@@ -31,8 +31,9 @@ type Gateway func(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientC
 // other. The x-correlation-id header and W3C trace context are passed on
 // as gRPC metadata, Authorization as "authorization" (the gateway's
 // default). JSON uses the proto JSON names (lowerCamel) and accepts the
-// proto names too; a field the request type does not have is refused,
-// named by its path in the request (e.g. attribution.campaign) as a field
+// proto names too; a field the request type does not have, in the body
+// or as a query parameter of a route that reads them, is refused, named
+// by its path in the request (e.g. attribution.campaign) as a field
 // violation.
 // Errors keep their gRPC status: code, message and details (field
 // violations) in the JSON body, mapped to an HTTP status (INVALID_ARGUMENT
@@ -50,6 +51,7 @@ func httpHandler(ctx context.Context, conn *grpc.ClientConn, gateways ...Gateway
 			MarshalOptions: protojson.MarshalOptions{EmitUnpopulated: true}, UnmarshalOptions: unmarshal,
 		}}, unmarshal}),
 		runtime.WithErrorHandler(bodyErrors),
+		runtime.SetQueryParameterParser(&strictQuery{}),
 		runtime.WithHealthzEndpoint(healthpb.NewHealthClient(conn)),
 	)
 	for _, g := range gateways {

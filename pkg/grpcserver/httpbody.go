@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -146,9 +147,16 @@ func bodyViolation(err error) FieldViolation {
 // which field.
 func bodyErrors(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	b, _ := r.Context().Value(bodyKey{}).(*requestBody)
-	if s, ok := status.FromError(err); ok && s.Code() == codes.InvalidArgument && len(s.Details()) == 0 && b != nil {
-		if bad := b.failed(); bad != nil {
+	if s, ok := status.FromError(err); ok && s.Code() == codes.InvalidArgument && len(s.Details()) == 0 {
+		var bad error
+		if b != nil {
+			bad = b.failed()
+		}
+		if bad != nil {
 			err = InvalidArgument(s.Message(), bodyViolation(bad))
+		} else if field, _, ok := strings.Cut(s.Message(), unknownFieldSep); ok && r.URL.RawQuery != "" {
+			// strictQuery's refusal, which the gateway passes on as text.
+			err = InvalidArgument(s.Message(), FieldViolation{Field: field, Description: s.Message()})
 		}
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)

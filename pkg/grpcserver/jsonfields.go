@@ -23,8 +23,11 @@ type UnknownFieldError struct {
 }
 
 func (e *UnknownFieldError) Error() string {
-	return fmt.Sprintf("%s: unknown field; %s has %s", e.Path, e.Message, strings.Join(e.Known, ", "))
+	return fmt.Sprintf("%s%s%s has %s", e.Path, unknownFieldSep, e.Message, strings.Join(e.Known, ", "))
 }
+
+// unknownFieldSep follows the path in an UnknownFieldError's text.
+const unknownFieldSep = ": unknown field; "
 
 // unknownField finds the first field of raw, a JSON object for a message
 // of type md, that md does not have, at any depth. Well-known types have

@@ -69,6 +69,14 @@ func TestHTTPQueriesAnswerAsGRPC(t *testing.T) {
 	if details, _ := json.Marshal(out["details"]); code != http.StatusBadRequest || out["code"] != float64(3) || !strings.Contains(string(details), `"field":"attribution"`) {
 		t.Fatalf("no attribution: %d %v", code, out)
 	}
+	// A misspelt filter is refused, not dropped: dropped, the search would
+	// answer every lead.
+	for query, field := range map[string]string{"status=LEAD_STATUS_WON": "status", period("captured") + "&captured.form=x": "captured.form"} {
+		code, out = testenv.HTTPJSON(t, "GET", base+"/v1/leads?"+query, "")
+		if details, _ := json.Marshal(out["details"]); code != http.StatusBadRequest || out["code"] != float64(3) || !strings.Contains(string(details), `"field":"`+field+`"`) {
+			t.Fatalf("?%s: %d %v", query, code, out)
+		}
+	}
 }
 
 // sameAs fails unless GET url answers 200 with want in JSON.
