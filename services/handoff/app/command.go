@@ -115,14 +115,22 @@ func (a *App) command(ctx context.Context, leadID, requestID, eventType string, 
 	return Result{}, fmt.Errorf("%s on lead %s: %w after %d races", eventType, leadID, eventstore.ErrConflict, maxRaces)
 }
 
+// commandTypes are the events handoff's keyed commands write.
+var commandTypes = map[string]bool{
+	string(lifecycle.KindAccepted): true, string(lifecycle.KindAssigned): true, string(lifecycle.KindReassigned): true,
+	string(lifecycle.KindRejected): true, string(lifecycle.KindContactAttempted): true, string(lifecycle.KindOpportunityCreated): true,
+	"OpportunityStageChanged": true, string(lifecycle.KindDealWon): true, string(lifecycle.KindDealLost): true,
+}
+
 // reused refuses a request id whose first event, of type typ, was written
 // by another command or says other than this request (same); nil: a
 // repeat. A sealed note is not compared: its ciphertext differs each time.
+// first is nil for a type outside commandTypes, whose content is not kept.
 func reused(typ, eventType string, first *eventv1.Event, same func(*eventv1.Event) bool) error {
 	if typ != eventType {
 		return invalid("request_id", "was used for an earlier %s on this lead", typ)
 	}
-	if !same(first) {
+	if first != nil && !same(first) {
 		return invalid("request_id", "was used for an earlier %s on this lead that said otherwise: a new request needs a new id", typ)
 	}
 	return nil

@@ -63,11 +63,12 @@ type lead struct {
 }
 
 // keyed is what a repeated request answers of the first event written
-// with its key. Not the event itself: keyed captures are common, and the
+// with its key. The event itself only for handoff's own commands, whose
+// content a repeat is checked against: keyed captures are common, and the
 // cache (50,000 leads by default) would keep each decoded for the
 // collector to scan.
 type keyed struct {
-	ev            *eventv1.Event
+	ev            *eventv1.Event // of a command's event types only
 	typ, eventID  string
 	seq           uint64
 	state         lifecycle.State
@@ -88,8 +89,12 @@ func (l *lead) apply(r eventstore.Record) {
 	l.state = lifecycle.FromProto(ev.GetLifecycle())
 	if k := ev.GetIdempotencyKey(); k != "" {
 		if _, ok := l.byKey[k]; !ok {
-			l.byKey[k] = keyed{ev: ev, typ: ev.GetEventType(), eventID: ev.GetEventId(), seq: r.Seq, state: l.state,
+			x := keyed{typ: ev.GetEventType(), eventID: ev.GetEventId(), seq: r.Seq, state: l.state,
 				opportunityID: ev.GetOpportunityCreated().GetOpportunityId()}
+			if commandTypes[x.typ] {
+				x.ev = ev
+			}
+			l.byKey[k] = x
 		}
 	}
 	if c := ev.GetCausationId(); c != "" {
