@@ -26,13 +26,9 @@ var eur = func(cents int64) *eventv1.Money { return &eventv1.Money{Currency: "EU
 // A lead worked from acceptance to a won deal through the CRM commands,
 // each checked by the lifecycle and idempotent by request id.
 func TestCRMCommandsToWon(t *testing.T) {
-	w := newWorld(t)
-	s := w.start(t)
-	routingSetup(t, s.client, 10)
+	w, s, id, owner := assignedLead(t)
 	ctx := ctxT(t)
 	c := s.client
-	id := w.mql(t, dach(5000))
-	owner := ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0])
 	other := "bob"
 	if owner == "bob" {
 		other = "cat"
@@ -282,14 +278,10 @@ func TestCRMBadInput(t *testing.T) {
 // amount.currency and writes nothing; in its own currency both go
 // through, and a retry of the win is its first answer.
 func TestCRMOpportunityCurrency(t *testing.T) {
-	w := newWorld(t)
-	s := w.start(t)
-	routingSetup(t, s.client, 10)
+	w, s, id, owner := assignedLead(t)
 	ctx := ctxT(t)
 	c := s.client
 	usd := func(cents int64) *eventv1.Money { return &eventv1.Money{Currency: "USD", MinorUnits: cents} }
-	id := w.mql(t, dach(5000))
-	owner := ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0])
 	if _, err := c.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: id, RepId: owner, RequestId: "a"}); err != nil {
 		t.Fatal(err)
 	}

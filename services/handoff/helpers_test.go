@@ -394,3 +394,14 @@ func dach(employees int32) *eventv1.Profile {
 }
 
 func ownerOf(ev *eventv1.Event) string { return ev.GetLifecycle().GetOwner().GetId() }
+
+// assignedLead starts handoff on routingSetup (capacity 10) and routes a
+// DACH enterprise lead: it returns the lead and its rep.
+func assignedLead(t testing.TB) (w *world, s *service, id, owner string) {
+	t.Helper()
+	w = newWorld(t)
+	s = w.start(t)
+	routingSetup(t, s.client, 10)
+	id = w.mql(t, dach(5000))
+	return w, s, id, ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0])
+}

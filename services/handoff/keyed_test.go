@@ -53,6 +53,15 @@ func (w *world) appOn(t testing.TB, leads app.Leads, store app.Store) *app.App {
 	return app.New(leads, store, loads, adapters.NewTimers(w.nats.JS, time.Hour))
 }
 
+// counted waits for the lead consumer to settle, then returns handoff's
+// use cases over leads that count their loads.
+func (w *world) counted(t testing.TB) (*countingLeads, *app.App) {
+	t.Helper()
+	w.settle(t)
+	leads := &countingLeads{Leads: adapters.NewLeads(w.store)}
+	return leads, w.app(t, leads)
+}
+
 // stored counts the messages of every stream (buckets included).
 func (w *world) stored(t testing.TB) uint64 {
 	t.Helper()
@@ -72,14 +81,8 @@ func (w *world) stored(t testing.TB) uint64 {
 // request id without a record is still found, in the lead's events; and
 // one used for another command is refused.
 func TestRepeatedCommandIsAnsweredFromItsRecord(t *testing.T) {
-	w := newWorld(t)
-	s := w.start(t)
-	routingSetup(t, s.client, 10)
-	id := w.mql(t, dach(5000))
-	owner := ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0])
-	w.settle(t)
-	leads := &countingLeads{Leads: adapters.NewLeads(w.store)}
-	a := w.app(t, leads)
+	w, _, id, owner := assignedLead(t)
+	leads, a := w.counted(t)
 	ctx := ctxT(t)
 
 	first, err := a.AcceptLead(ctx, app.AcceptLead{LeadID: id, RepID: owner, RequestID: "accept-1"}, envelope.Meta{})
@@ -138,14 +141,8 @@ func TestRepeatedCommandIsAnsweredFromItsRecord(t *testing.T) {
 // lead's events: answering the first answer would drop what the caller
 // asked now. Nothing is written.
 func TestRequestIDWithOtherContentIsRefused(t *testing.T) {
-	w := newWorld(t)
-	s := w.start(t)
-	routingSetup(t, s.client, 10)
-	id := w.mql(t, dach(5000))
-	owner := ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0])
-	w.settle(t)
-	leads := &countingLeads{Leads: adapters.NewLeads(w.store)}
-	a := w.app(t, leads)
+	w, _, id, owner := assignedLead(t)
+	leads, a := w.counted(t)
 	ctx := ctxT(t)
 	if _, err := a.AcceptLead(ctx, app.AcceptLead{LeadID: id, RepID: owner, RequestID: "accept-1"}, envelope.Meta{}); err != nil {
 		t.Fatal(err)
