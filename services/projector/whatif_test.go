@@ -47,6 +47,8 @@ func whatIfModels() (active, proposed scoring.Model) {
 //	d     search    VP, 50             webinar, webinar               40, 60: MQL    20, 40, 60: MQL rejected
 //	e     -         student, 300       webinar ×3                     0..40          out (student)   rejected
 //	f     webinar   VP, 50             webinar (after acceptance)     40             20              (captured in February)
+//	g     webinar   VP, 50             webinar                        40, 60: MQL    20, 40          merged into a: not counted
+//	h     search    VP, 300            -                              40             50: MQL         merged into c, unmerged
 func TestWhatIfOfAProposedModel(t *testing.T) { testWhatIfOfAProposedModel(t, newWorld) }
 
 func testWhatIfOfAProposedModel(t *testing.T, newWorld func(testing.TB) *world) {
@@ -60,8 +62,8 @@ func testWhatIfOfAProposedModel(t *testing.T, newWorld func(testing.TB) *world) 
 
 	cmd := func(n lifecycle.CommandName) lifecycle.Command { return lifecycle.Command{Name: n} }
 	rep := lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: "ann"}
-	capture := func(id string, h float64, campaign string, sen eventv1.Seniority, employees int32) {
-		w.lead(t, id, h, cmd(lifecycle.Capture), &eventv1.LeadCaptured{SealedContact: []byte("s"),
+	capture := func(id string, h float64, campaign string, sen eventv1.Seniority, employees int32) *eventv1.Event {
+		return w.lead(t, id, h, cmd(lifecycle.Capture), &eventv1.LeadCaptured{SealedContact: []byte("s"),
 			Profile:     &eventv1.Profile{Seniority: sen, Employees: employees, EmailDomain: id + ".example"},
 			Attribution: &eventv1.Attribution{Source: "web-form", CampaignId: campaign}})
 	}
@@ -112,6 +114,15 @@ func testWhatIfOfAProposedModel(t *testing.T, newWorld func(testing.TB) *world) 
 	w.lead(t, "f", -20*24+3, cmd(lifecycle.Accept), &eventv1.LeadAccepted{RepId: "ann"})
 	webinar("f", -20*24+4)
 
+	capture("g", 0, "webinar", vp, 50)
+	webinar("g", 1)
+	w.lead(t, "g", 5, lifecycle.Command{Name: lifecycle.Merge, Reason: "a"}, &eventv1.LeadMerged{SurvivorLeadId: "a", AbsorbedLeadId: "g"})
+	h := lifecycle.FromProto(capture("h", 0, "search", vp, 300).GetLifecycle())
+	w.lead(t, "h", 5, lifecycle.Command{Name: lifecycle.Merge, Reason: "c"}, &eventv1.LeadMerged{SurvivorLeadId: "c", AbsorbedLeadId: "h"})
+	w.lead(t, "h", 6, lifecycle.Command{Name: lifecycle.Unmerge, Reason: "two people", Status: h.Status, Owner: h.Owner, Due: h.Deadline},
+		&eventv1.LeadUnmerged{SurvivorLeadId: "c", AbsorbedLeadId: "h"})
+
+
 	ctx := ctxT(t)
 	for _, bad := range []struct {
 		version uint32
@@ -150,9 +161,9 @@ func testWhatIfOfAProposedModel(t *testing.T, newWorld func(testing.TB) *world) 
 	}
 	//                 campaign  leads act prop gained lost won wonQ wonMiss rej rejOut
 	checkWhatIf(t, rows[0], "", 1, 0, 0, 0, 0, 0, 0, 0, 1, 1)
-	checkWhatIf(t, rows[1], "search", 2, 1, 2, 1, 0, 0, 0, 0, 2, 0)
+	checkWhatIf(t, rows[1], "search", 3, 1, 3, 2, 0, 0, 0, 0, 2, 0)
 	checkWhatIf(t, rows[2], "webinar", 2, 1, 1, 1, 1, 2, 1, 1, 0, 0)
-	checkWhatIf(t, res.GetTotalRow(), "", 5, 2, 3, 2, 1, 2, 1, 1, 3, 1)
+	checkWhatIf(t, res.GetTotalRow(), "", 6, 2, 4, 3, 1, 2, 1, 1, 3, 1)
 	for _, r := range append(rows, res.GetTotalRow()) {
 		if r.GetAttribution() != projectorv1.AttributionModel_ATTRIBUTION_MODEL_FIRST_TOUCH {
 			t.Errorf("row %q stamped %v", r.GetCampaignId(), r.GetAttribution())
@@ -200,7 +211,7 @@ func testWhatIfOfAProposedModel(t *testing.T, newWorld func(testing.TB) *world) 
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	checkWhatIf(t, res.GetTotalRow(), "", 6, 2, 3, 2, 1, 2, 1, 1, 3, 1)
+	checkWhatIf(t, res.GetTotalRow(), "", 7, 2, 4, 3, 1, 2, 1, 1, 3, 1)
 	if _, err := s.client.GetWhatIf(ctx, &projectorv1.GetWhatIfRequest{WhatIfId: "nope"}); status.Code(err) != codes.NotFound {
 		t.Errorf("unknown what-if: %v", err)
 	}

@@ -85,6 +85,9 @@ type leadState struct {
 	proposed verdict
 	won      bool
 	rejected bool
+	// merged: absorbed into another lead, so not a lead of its own, as
+	// the reports count leads.
+	merged bool
 }
 
 type verdict struct{ qualified, out bool }
@@ -143,6 +146,10 @@ func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
 		l.acted, l.rejected = true, true
 	case *eventv1.Event_DealWon:
 		l.acted, l.won = true, true
+	case *eventv1.Event_LeadMerged:
+		l.merged = l.merged || p.LeadMerged.GetAbsorbedLeadId() == leadID
+	case *eventv1.Event_LeadUnmerged:
+		l.merged = l.merged && p.LeadUnmerged.GetAbsorbedLeadId() != leadID
 	}
 	if !trigger || l.acted {
 		return
@@ -202,12 +209,13 @@ func (r *Replay) Leads() int {
 	return n
 }
 
-// Result counts what the replay found, per campaign and in total.
+// Result counts what the replay found, per campaign and in total; a lead
+// merged into another is not counted.
 func (r *Replay) Result() Result {
 	rows := map[string]*Row{}
 	var total Row
 	for _, l := range r.leads {
-		if !l.in {
+		if !l.in || l.merged {
 			continue
 		}
 		row := rows[l.campaign]
