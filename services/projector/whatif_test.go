@@ -122,7 +122,6 @@ func testWhatIfOfAProposedModel(t *testing.T, newWorld func(testing.TB) *world) 
 	w.lead(t, "h", 6, lifecycle.Command{Name: lifecycle.Unmerge, Reason: "two people", Status: h.Status, Owner: h.Owner, Due: h.Deadline},
 		&eventv1.LeadUnmerged{SurvivorLeadId: "c", AbsorbedLeadId: "h"})
 
-
 	ctx := ctxT(t)
 	for _, bad := range []struct {
 		version uint32
