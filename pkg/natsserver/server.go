@@ -73,6 +73,12 @@ type Server struct {
 	cfg Config
 }
 
+// readyWithin bounds the wait for a started server's listeners. A
+// clustered node recovers its JetStream state before it listens: a
+// restarted node under the race detector on a busy 2-core machine once
+// took more than 10 s (TestEnsureWaitsForAQuorum).
+const readyWithin = 30 * time.Second
+
 // Start starts a server and waits until it accepts connections.
 func Start(cfg Config) (*Server, error) {
 	if cfg.Dir == "" {
@@ -134,9 +140,9 @@ func Start(cfg Config) (*Server, error) {
 		srv.ConfigureLogger()
 	}
 	srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
+	if !srv.ReadyForConnections(readyWithin) {
 		srv.Shutdown()
-		return nil, errors.New("natsserver: not ready after 10s")
+		return nil, fmt.Errorf("natsserver: not ready after %s", readyWithin)
 	}
 	return &Server{srv: srv, cfg: cfg}, nil
 }
