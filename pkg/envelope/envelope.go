@@ -95,5 +95,13 @@ func ValidLeadID(id string) bool {
 	return err == nil && u.String() == id
 }
 
+// SurvivorSide reports whether ev is the surviving lead's record of a
+// merge or an unmerge: both leads record LeadMerged (LeadUnmerged), and
+// only the absorbed lead's is a step of its lifecycle.
+func SurvivorSide(ev *eventv1.Event) bool {
+	id := ev.GetLeadId()
+	return id != "" && (ev.GetLeadMerged().GetSurvivorLeadId() == id || ev.GetLeadUnmerged().GetSurvivorLeadId() == id)
+}
+
 // LeadIDRule is what ValidLeadID asks of an id, for error messages.
 const LeadIDRule = "must be a lead id: a lower-case UUID like 0199aaaa-0000-7000-8000-000000000000"

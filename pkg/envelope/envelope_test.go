@@ -59,6 +59,28 @@ func TestPayloadOfEmptyEventIsNil(t *testing.T) {
 	}
 }
 
+// Of the two records of a merge or an unmerge, the survivor's is told
+// from the absorbed lead's; no other event is either.
+func TestSurvivorSide(t *testing.T) {
+	merged := &eventv1.LeadMerged{SurvivorLeadId: "s", AbsorbedLeadId: "a"}
+	unmerged := &eventv1.LeadUnmerged{SurvivorLeadId: "s", AbsorbedLeadId: "a"}
+	for _, c := range []struct {
+		ev   *eventv1.Event
+		want bool
+	}{
+		{&eventv1.Event{LeadId: "s", Payload: &eventv1.Event_LeadMerged{LeadMerged: merged}}, true},
+		{&eventv1.Event{LeadId: "a", Payload: &eventv1.Event_LeadMerged{LeadMerged: merged}}, false},
+		{&eventv1.Event{LeadId: "s", Payload: &eventv1.Event_LeadUnmerged{LeadUnmerged: unmerged}}, true},
+		{&eventv1.Event{LeadId: "a", Payload: &eventv1.Event_LeadUnmerged{LeadUnmerged: unmerged}}, false},
+		{&eventv1.Event{LeadId: "s", Payload: &eventv1.Event_LeadCaptured{LeadCaptured: &eventv1.LeadCaptured{}}}, false},
+		{&eventv1.Event{Payload: &eventv1.Event_LeadMerged{LeadMerged: &eventv1.LeadMerged{}}}, false},
+	} {
+		if got := envelope.SurvivorSide(c.ev); got != c.want {
+			t.Errorf("SurvivorSide(%v) = %v, want %v", c.ev, got, c.want)
+		}
+	}
+}
+
 // A lead id is a UUID in canonical form and nothing else: no caller's text
 // becomes a subject token, and one lead has one spelling.
 func TestValidLeadID(t *testing.T) {

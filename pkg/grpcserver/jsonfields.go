@@ -29,11 +29,32 @@ func (e *UnknownFieldError) Error() string {
 // unknownFieldSep follows the path in an UnknownFieldError's text.
 const unknownFieldSep = ": unknown field; "
 
+// field is md's field named name (its JSON or proto name), or the error
+// for one md does not have, at path+name.
+func field(md protoreflect.MessageDescriptor, path, name string) (protoreflect.FieldDescriptor, *UnknownFieldError) {
+	if fd := md.Fields().ByJSONName(name); fd != nil {
+		return fd, nil
+	}
+	if fd := md.Fields().ByName(protoreflect.Name(name)); fd != nil {
+		return fd, nil
+	}
+	known := make([]string, md.Fields().Len())
+	for i := range known {
+		known[i] = md.Fields().Get(i).JSONName()
+	}
+	return nil, &UnknownFieldError{Path: path + name, Message: string(md.Name()), Known: known}
+}
+
+// wellKnown: google.protobuf types have their own JSON and text forms.
+func wellKnown(md protoreflect.MessageDescriptor) bool {
+	return strings.HasPrefix(string(md.FullName()), "google.protobuf.")
+}
+
 // unknownField finds the first field of raw, a JSON object for a message
 // of type md, that md does not have, at any depth. Well-known types have
 // their own JSON forms and are not looked into.
 func unknownField(raw json.RawMessage, md protoreflect.MessageDescriptor, path string) *UnknownFieldError {
-	if strings.HasPrefix(string(md.FullName()), "google.protobuf.") {
+	if wellKnown(md) {
 		return nil
 	}
 	var obj map[string]json.RawMessage
@@ -41,16 +62,9 @@ func unknownField(raw json.RawMessage, md protoreflect.MessageDescriptor, path s
 		return nil
 	}
 	for _, name := range slices.Sorted(maps.Keys(obj)) {
-		fd := md.Fields().ByJSONName(name)
-		if fd == nil {
-			fd = md.Fields().ByName(protoreflect.Name(name))
-		}
-		if fd == nil {
-			known := make([]string, md.Fields().Len())
-			for i := range known {
-				known[i] = md.Fields().Get(i).JSONName()
-			}
-			return &UnknownFieldError{Path: path + name, Message: string(md.Name()), Known: known}
+		fd, err := field(md, path, name)
+		if err != nil {
+			return err
 		}
 		at := path + string(fd.Name())
 		switch {

@@ -36,26 +36,16 @@ func unknownParam(md protoreflect.MessageDescriptor, key string) *UnknownFieldEr
 	}
 	path := ""
 	for name := range strings.SplitSeq(key, ".") {
-		var fd protoreflect.FieldDescriptor
-		if md != nil {
-			if fd = md.Fields().ByJSONName(name); fd == nil {
-				fd = md.Fields().ByName(protoreflect.Name(name))
-			}
+		if md == nil { // a path into a scalar
+			return &UnknownFieldError{Path: path + name, Message: "a scalar", Known: []string{"nothing"}}
 		}
-		if fd == nil {
-			if md == nil { // a path into a scalar
-				return &UnknownFieldError{Path: path + name, Message: "a scalar", Known: []string{"nothing"}}
-			}
-			known := make([]string, md.Fields().Len())
-			for i := range known {
-				known[i] = md.Fields().Get(i).JSONName()
-			}
-			return &UnknownFieldError{Path: path + name, Message: string(md.Name()), Known: known}
+		fd, err := field(md, path, name)
+		if err != nil {
+			return err
 		}
 		path += string(fd.Name()) + "."
-		md = fd.Message()
-		if md != nil && strings.HasPrefix(string(md.FullName()), "google.protobuf.") {
-			return nil // a well-known type takes its own text form
+		if md = fd.Message(); md != nil && wellKnown(md) {
+			return nil
 		}
 	}
 	return nil

@@ -14,7 +14,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	handoffv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/handoff/v1"
 	"github.com/leadflow/leadflow/pkg/grpcserver"
@@ -290,15 +289,7 @@ func TestCRMOpportunityCurrency(t *testing.T) {
 		t.Fatalf("convert: %v %v", conv, err)
 	}
 
-	// version is the lead's stream version, as its last event records it.
-	version := func() uint64 {
-		t.Helper()
-		recs, err := w.store.Load(ctx, eventstore.LeadSubject(id))
-		if err != nil || len(recs) == 0 {
-			t.Fatalf("load %s: %d events, %v", id, len(recs), err)
-		}
-		return recs[len(recs)-1].Seq
-	}
+	version := func() uint64 { return w.lastEvent(t, id).Seq }
 	before := version()
 	if before != conv.GetLead().GetVersion() {
 		t.Fatalf("version %d after the conversion, which answered %d", before, conv.GetLead().GetVersion())

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -64,18 +63,13 @@ func TestMergeKeepsTheRepsCapacity(t *testing.T) {
 func (w *world) merge(t *testing.T, survivor, absorbed string) {
 	t.Helper()
 	payload := &eventv1.LeadMerged{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "one person"}
-	ctx := context.Background()
 	ev, err := envelope.NewEvent(survivor, payload, envelope.Meta{Actor: intakeActor, CorrelationID: uuid.NewString()}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	head := last(w.events(t, survivor))
-	ev.Lifecycle = head.GetLifecycle()
-	v, err := w.store.Version(ctx, eventstore.LeadSubject(survivor))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.store.Append(ctx, eventstore.LeadSubject(survivor), v, ev); err != nil {
+	head := w.lastEvent(t, survivor)
+	ev.Lifecycle = head.Event.GetLifecycle()
+	if _, err := w.store.Append(ctxT(t), eventstore.LeadSubject(survivor), head.Seq, ev); err != nil {
 		t.Fatal(err)
 	}
 	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Merge, Reason: survivor}, payload, intakeActor)

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
@@ -270,7 +271,7 @@ func (r *replayer) apply(seq uint64, ev *eventv1.Event, at time.Time) ([]string,
 	kind := lifecycle.Kind(ev.GetEventType())
 	i := slices.IndexFunc(lifecycle.Transitions, func(t lifecycle.Transition) bool { return t.Kind == kind })
 	unchecked := ev.GetEventType()
-	if survivorSide(ev) {
+	if envelope.SurvivorSide(ev) {
 		// A merge's or unmerge's record on the survivor: it stays as it was.
 		i, unchecked = -1, unchecked+" (survivor)"
 	}
@@ -325,13 +326,6 @@ func (r *replayer) apply(seq uint64, ev *eventv1.Event, at time.Time) ([]string,
 	j.state, j.lastSeq, j.lastType, j.lastAt = next, seq, ev.GetEventType(), at
 	r.merges(seq, ev, at)
 	return breaks, nil
-}
-
-// survivorSide reports whether ev is the surviving lead's LeadMerged or
-// LeadUnmerged: the state machine's Merge and Unmerge are the absorbed lead's.
-func survivorSide(ev *eventv1.Event) bool {
-	id := ev.GetLeadId()
-	return ev.GetLeadMerged().GetSurvivorLeadId() == id || ev.GetLeadUnmerged().GetSurvivorLeadId() == id
 }
 
 // finish judges where each lead ended, at judgeAt.

@@ -100,7 +100,7 @@ func (a *App) Released(ctx context.Context, leadID string, ev *eventv1.Event) er
 	case *eventv1.Event_OpportunityCreated:
 		from = ev.GetLifecycle().GetOwner()
 	case *eventv1.Event_LeadMerged:
-		if p.LeadMerged.GetSurvivorLeadId() == leadID {
+		if envelope.SurvivorSide(ev) {
 			return nil // the survivor stays with its owner
 		}
 		return a.releasePrevious(ctx, leadID, ev)
@@ -138,7 +138,7 @@ func (a *App) releaseFrom(ctx context.Context, from *eventv1.Owner, leadID strin
 // so the hold counts even past the rep's capacity.
 func (a *App) restored(ctx context.Context, leadID string, ev *eventv1.Event) error {
 	st := lifecycle.FromProto(ev.GetLifecycle())
-	if ev.GetLeadUnmerged().GetSurvivorLeadId() == leadID || st.Owner.Kind != lifecycle.OwnerRep ||
+	if envelope.SurvivorSide(ev) || st.Owner.Kind != lifecycle.OwnerRep ||
 		(st.Status != lifecycle.StatusAssigned && st.Status != lifecycle.StatusAccepted) {
 		return nil
 	}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/leadflow/leadflow/pkg/envelope"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/scoring"
 )
@@ -146,10 +147,10 @@ func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
 		l.acted, l.rejected = true, true
 	case *eventv1.Event_DealWon:
 		l.acted, l.won = true, true
-	case *eventv1.Event_LeadMerged:
-		l.merged = l.merged || p.LeadMerged.GetAbsorbedLeadId() == leadID
-	case *eventv1.Event_LeadUnmerged:
-		l.merged = l.merged && p.LeadUnmerged.GetAbsorbedLeadId() != leadID
+	case *eventv1.Event_LeadMerged, *eventv1.Event_LeadUnmerged:
+		if !envelope.SurvivorSide(ev) {
+			l.merged = ev.GetLeadMerged() != nil
+		}
 	}
 	if !trigger || l.acted {
 		return
