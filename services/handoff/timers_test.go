@@ -60,7 +60,7 @@ func testSLAEscalation(t *testing.T, newWorld func(testing.TB) *world) {
 	w := newWorld(t)
 	s := w.start(t)
 	routingSetup(t, s.client, 10)
-	slaPolicy(t, s.client, 2*time.Second, 4*time.Second, time.Second, eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP)
+	slaPolicy(t, s.client, 3*time.Second, 4*time.Second, 2*time.Second, eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP)
 	id := w.mql(t, dach(50))
 	w.waitFor(t, id, "SLABreached", 4)
 	time.Sleep(3 * time.Second) // a duplicate or a further escalation would show now
@@ -221,7 +221,9 @@ func TestTimersAcrossServiceKill(t *testing.T) {
 	w.waitFor(t, id, "LeadReassigned", 1)
 	time.Sleep(2 * time.Second)
 	evs := w.events(t, id)
-	if len(ofType(evs, "SLAWarned")) != 1 || len(ofType(evs, "SLABreached")) != 1 || len(ofType(evs, "LeadReassigned")) != 1 {
+	// The warning came due while no service ran: past the deadline it
+	// would warn of nothing, so only the breach is written.
+	if len(ofType(evs, "SLAWarned")) != 0 || len(ofType(evs, "SLABreached")) != 1 || len(ofType(evs, "LeadReassigned")) != 1 {
 		t.Fatalf("after the restart: %d warnings, %d breaches, %d reassignments", len(ofType(evs, "SLAWarned")), len(ofType(evs, "SLABreached")), len(ofType(evs, "LeadReassigned")))
 	}
 }
@@ -271,7 +273,7 @@ func TestTimersAcrossNATSRestart(t *testing.T) {
 		}
 	}
 	reassigned := ofType(evs, "LeadReassigned")
-	if warned != 1 || breached != 1 || len(reassigned) != 1 {
+	if warned != 0 || breached != 1 || len(reassigned) != 1 { // the warning fired past its deadline
 		t.Fatalf("after the outage: %d warnings, %d breaches, %d reassignments", warned, breached, len(reassigned))
 	}
 	if to := reassigned[0].GetLeadReassigned().GetTo(); to.GetId() != "manager:emea" || to.GetKind() != eventv1.OwnerKind_OWNER_KIND_QUEUE {

@@ -686,6 +686,38 @@ func TestActivityCampaignsAndConsent(t *testing.T) {
 	if _, err := e.client.RecordCampaignCost(ctx, &intakev1.RecordCampaignCostRequest{CampaignId: "nope", CostId: "x", Amount: cost.Amount}); status.Code(err) != codes.NotFound {
 		t.Fatalf("cost on unknown campaign: %v", err)
 	}
+	// A later cost, then the first again: the first answer's version.
+	if _, err := e.client.RecordCampaignCost(ctx, &intakev1.RecordCampaignCostRequest{CampaignId: "webinar-q4", CostId: "inv-2",
+		Amount: &eventv1.Money{Currency: "EUR", MinorUnits: 5000}}); err != nil {
+		t.Fatal(err)
+	}
+	if c3, err := e.client.RecordCampaignCost(ctx, cost); err != nil || !c3.GetReplayed() || c3.GetVersion() != c1.GetVersion() {
+		t.Fatalf("repeated cost after another: %v %v, want version %d", c3, err, c1.GetVersion())
+	}
+	// The cost id with another amount, and a cost in another currency
+	// than the budget's: refused, nothing written.
+	before := e.counts(t)
+	reused := proto.Clone(cost).(*intakev1.RecordCampaignCostRequest)
+	reused.Amount.MinorUnits++
+	_, err = e.client.RecordCampaignCost(ctx, reused)
+	assertCodeAndField(t, err, codes.AlreadyExists, "cost_id")
+	usd := &intakev1.RecordCampaignCostRequest{CampaignId: "webinar-q4", CostId: "inv-usd", Amount: &eventv1.Money{Currency: "USD", MinorUnits: 100}}
+	_, err = e.client.RecordCampaignCost(ctx, usd)
+	assertField(t, err, "amount.currency")
+	if !strings.Contains(err.Error(), "must be EUR") {
+		t.Errorf("the refusal does not name the campaign's currency: %v", err)
+	}
+	e.assertCounts(t, before)
+	// A campaign without a budget takes its first cost's currency.
+	if _, err := e.client.RegisterCampaign(ctx, &intakev1.RegisterCampaignRequest{CampaignId: "expo", Name: "Expo", Channel: eventv1.Channel_CHANNEL_EVENT}); err != nil {
+		t.Fatal(err)
+	}
+	usd.CampaignId = "expo"
+	if _, err := e.client.RecordCampaignCost(ctx, usd); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.client.RecordCampaignCost(ctx, &intakev1.RecordCampaignCostRequest{CampaignId: "expo", CostId: "inv-eur", Amount: cost.Amount})
+	assertField(t, err, "amount.currency")
 
 	req := lead("mary@example.com")
 	req.Attribution.CampaignId = "webinar-q4"

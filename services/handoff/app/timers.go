@@ -246,6 +246,9 @@ func (a *App) onTimer(ctx context.Context, cfg *routing.Config, l *lead, t *even
 		return nil, nil
 	}
 	if warn {
+		if due := t.GetDueAt(); due != nil && !a.now().Before(due.AsTime()) {
+			return nil, nil // a warning fired late (the service or NATS was down) warns of nothing: the breach follows
+		}
 		ev, _, err := a.leadEvent(l.id, st, lifecycle.Command{Name: lifecycle.WarnSLA}, a.policy, &eventv1.SLAWarned{
 			Sla: t.GetSla(), Owner: ownerProto(st.Owner), DueAt: t.GetDueAt(), StepEventId: l.stepID, Segment: l.segment,
 		}, meta, a.now())

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -52,21 +53,22 @@ func (a *App) RegisterCampaign(ctx context.Context, in RegisterCampaign, meta en
 		StartsAt: ts(in.StartsAt), EndsAt: ts(in.EndsAt), Budget: in.Budget,
 	}
 	meta.Actor = orActor(in.Actor, meta.Actor)
-	return a.appendToCampaign(ctx, in.CampaignID, payload, meta, func(recs []eventstore.Record) (bool, error) {
+	return a.appendToCampaign(ctx, in.CampaignID, payload, meta, func(recs []eventstore.Record) (uint64, error) {
 		if len(recs) == 0 {
-			return false, nil
+			return 0, nil
 		}
 		if proto.Equal(recs[0].Event.GetCampaignRegistered(), payload) {
-			return true, nil
+			return recs[0].Seq, nil
 		}
-		return false, fmt.Errorf("campaign %s: %w", in.CampaignID, ErrAlreadyExists)
+		return 0, fmt.Errorf("campaign %s: %w", in.CampaignID, ErrAlreadyExists)
 	})
 }
 
 // appendToCampaign is the read-decide-append loop of campaign commands:
-// load, let done say whether the command already happened (or is
-// refused), append at the loaded version, and on a lost race again.
-func (a *App) appendToCampaign(ctx context.Context, campaignID string, payload eventPayload, meta envelope.Meta, done func([]eventstore.Record) (bool, error)) (Written, error) {
+// load, let done say whether the command already happened (the version it
+// was stored at) or is refused, append at the loaded version, and on a
+// lost race again.
+func (a *App) appendToCampaign(ctx context.Context, campaignID string, payload eventPayload, meta envelope.Meta, done func([]eventstore.Record) (uint64, error)) (Written, error) {
 	for attempt := range maxRaces {
 		recs, err := a.campaigns.Load(ctx, campaignID)
 		if err != nil {
@@ -76,8 +78,8 @@ func (a *App) appendToCampaign(ctx context.Context, campaignID string, payload e
 		if len(recs) > 0 {
 			version = recs[len(recs)-1].Seq
 		}
-		if seen, err := done(recs); err != nil || seen {
-			return Written{Version: version, Replayed: seen}, err
+		if at, err := done(recs); err != nil || at > 0 {
+			return Written{Version: at, Replayed: at > 0}, err
 		}
 		ev, err := envelope.NewEvent("", payload, meta, a.now())
 		if err != nil {
@@ -109,9 +111,12 @@ type RecordCampaignCost struct {
 }
 
 // RecordCampaignCost appends CampaignCostRecorded; the cost id makes a
-// repeat a no-op.
+// repeat a no-op that answers the first version. A campaign's spend is in
+// one currency, its budget's or else its first cost's: reports are per
+// currency, so a cost in another would count against no revenue.
 //
-// Errors: *ValidationError, ErrNotFound (unknown campaign).
+// Errors: *ValidationError, ErrNotFound (unknown campaign),
+// *KeyReusedError (the cost id with another cost).
 func (a *App) RecordCampaignCost(ctx context.Context, in RecordCampaignCost, meta envelope.Meta) (Written, error) {
 	var v form.Violations
 	form.ID(&v, "campaign_id", in.CampaignID, true)
@@ -129,16 +134,28 @@ func (a *App) RecordCampaignCost(ctx context.Context, in RecordCampaignCost, met
 		PeriodStart: ts(in.PeriodStart), PeriodEnd: ts(in.PeriodEnd),
 	}
 	meta.Actor = orActor(in.Actor, meta.Actor)
-	return a.appendToCampaign(ctx, in.CampaignID, payload, meta, func(recs []eventstore.Record) (bool, error) {
+	return a.appendToCampaign(ctx, in.CampaignID, payload, meta, func(recs []eventstore.Record) (uint64, error) {
 		if len(recs) == 0 {
-			return false, fmt.Errorf("campaign %s: %w", in.CampaignID, ErrNotFound)
+			return 0, fmt.Errorf("campaign %s: %w", in.CampaignID, ErrNotFound)
 		}
+		currency := recs[0].Event.GetCampaignRegistered().GetBudget().GetCurrency()
 		for _, r := range recs {
-			if r.Event.GetCampaignCostRecorded().GetCostId() == in.CostID {
-				return true, nil
+			c := r.Event.GetCampaignCostRecorded()
+			if c == nil {
+				continue
 			}
+			if c.GetCostId() == in.CostID {
+				if proto.Equal(c, payload) {
+					return r.Seq, nil
+				}
+				return 0, &KeyReusedError{Field: "cost_id"}
+			}
+			currency = cmp.Or(currency, c.GetAmount().GetCurrency())
 		}
-		return false, nil
+		if currency != "" && in.Amount.GetCurrency() != currency {
+			return 0, invalid(form.Violations{{Field: "amount.currency", Description: "must be " + currency + ", the campaign's currency"}})
+		}
+		return 0, nil
 	})
 }
 

@@ -706,7 +706,7 @@ func marketingRows(counts []mqlCount, targets []*eventv1.MarketingTarget, segmen
 		year := c.month[:4]
 		quarter := fmt.Sprintf("%s-Q%d", year, (int(c.month[5]-'0')*10+int(c.month[6]-'0')-1)/3+1)
 		for _, p := range []string{c.month, quarter, year} {
-			for _, s := range []string{c.segment, ""} {
+			for _, s := range slices.Compact([]string{c.segment, ""}) { // a lead with no segment is counted once
 				if p == c.month || wanted[key{p, s}] {
 					add(key{p, s}, c)
 				}

@@ -358,7 +358,7 @@ function slaPanel(res, queuesR) {
       el("span", { class: "l" }, "first attempt within SLA (", fig(fmtCount(t.first_attempt_within_sla), "sales.total.first_attempt_within_sla", sd("", "", "first_attempt_within_sla")), " of ",
         fig(fmtCount(t.contacted), "sales.total.contacted", sd("", "", "contacted")), ")")),
     el("div", { class: "kpi" }, el("span", { class: "v num" }, fmtHours(t.median_hours_to_accept)), el("span", { class: "l" }, "median time to accept (",
-      fig(fmtCount(t.assigned), "sales.total.assigned", sd("", "", "assigned")), " hand-offs)")),
+      fmtCount(t.accepted), " accepted of ", fig(fmtCount(t.assigned), "sales.total.assigned", sd("", "", "assigned")), " hand-offs)")),
     el("div", { class: "kpi" }, el("span", { class: "v" }, fig(fmtCount(t.breaches), "sales.total.breaches", bd("", ""), n(t.breaches) ? "neg" : "")),
       el("span", { class: "l" }, "SLA breaches by reps")));
   const salesRows = [...(s.teams || []).map((r) => ["team", r]), ...(s.reps || []).map((r) => ["rep", r])];
@@ -379,7 +379,7 @@ function slaPanel(res, queuesR) {
     el("tbody", {}, mk.map((r) => {
       const tg = r.target;
       return el("tr", {},
-        el("td", {}, fmtMonth(r.period)), el("td", { class: "text" }, r.segment || "(none)"),
+        el("td", {}, fmtMonth(r.period)), el("td", { class: "text" }, r.segment || "all segments"),
         el("td", { title: tg ? "target ≥ " + fmtCount(tg.min_mqls) : "no target" }, fig(fmtCount(r.mqls), `marketing.${r.period}.${r.segment}.mqls`, md(r, "mql")), target(r.mqls_met, tg && n(tg.min_mqls))),
         el("td", {}, fig(fmtCount(r.accepted), `marketing.${r.period}.${r.segment}.accepted`, md(r, "accepted"))),
         el("td", { title: tg ? "target ≥ " + fmtPct(n(tg.min_acceptance_rate_bps) / 10000) : "no target" }, fmtPct(r.acceptance_rate), target(r.acceptance_met, tg && n(tg.min_acceptance_rate_bps))),

@@ -2363,7 +2363,9 @@ func (x *SalesSLARow) GetBreachesBySla() []*SLACount {
 type MarketingSLARow struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// period is the MQL month, "YYYY-MM".
-	Period               string  `protobuf:"bytes,1,opt,name=period,proto3" json:"period,omitempty"`
+	Period string `protobuf:"bytes,1,opt,name=period,proto3" json:"period,omitempty"`
+	// segment is empty on the row of all segments together, which also
+	// counts the MQLs that no segment holds yet.
 	Segment              string  `protobuf:"bytes,2,opt,name=segment,proto3" json:"segment,omitempty"`
 	Mqls                 int64   `protobuf:"varint,3,opt,name=mqls,proto3" json:"mqls,omitempty"`
 	Accepted             int64   `protobuf:"varint,4,opt,name=accepted,proto3" json:"accepted,omitempty"`
