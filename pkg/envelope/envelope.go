@@ -31,6 +31,17 @@ type Meta struct {
 	OccurredAt time.Time
 }
 
+// ActorOr is the actor a request names, else the caller the envelope
+// names (the token's subject, set by the gRPC server): a call's events
+// name its caller unless the request names a more precise actor, such as
+// an integration acting for a person. With auth off there is no caller.
+func (m Meta) ActorOr(named *eventv1.Actor) *eventv1.Actor {
+	if named != nil {
+		return named
+	}
+	return m.Actor
+}
+
 // payloadFields maps a payload's message name to its field in the
 // Event's oneof, read once from the schema so that adding an event to
 // the proto needs no code here.

@@ -108,6 +108,7 @@ func (w *world) sealed(t testing.TB, leadID string, p *eventv1.Personal) []byte 
 
 // service is one run of the real service (run, as main calls it).
 type service struct {
+	addr   string
 	client handoffv1.HandoffServiceClient
 	stop   func()
 }
@@ -148,7 +149,7 @@ func (w *world) startWith(t testing.TB, edit func(*Config)) *service {
 	case <-time.After(15 * time.Second):
 		t.Fatal("service did not start")
 	}
-	s := &service{client: dial(t, addr.String(), w.nats.TLS.Dial())}
+	s := &service{addr: addr.String(), client: dial(t, addr.String(), w.nats.TLS.Dial())}
 	var once sync.Once
 	s.stop = func() {
 		once.Do(func() {
@@ -162,9 +163,9 @@ func (w *world) startWith(t testing.TB, edit func(*Config)) *service {
 	return s
 }
 
-func dial(t testing.TB, addr string, creds grpc.DialOption) handoffv1.HandoffServiceClient {
+func dial(t testing.TB, addr string, opts ...grpc.DialOption) handoffv1.HandoffServiceClient {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, creds)
+	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

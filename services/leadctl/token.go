@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -46,7 +47,7 @@ func tokenCmd(o *options) *cobra.Command {
 		Short: "Print a token for --sub granting --scope (repeat it, or * for all), signed with $LEADFLOW_AUTH_SIGNING_KEY",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			signer, err := auth.ParsePrivateKey(key)
+			signer, err := auth.ParsePrivateKey(cmp.Or(key, os.Getenv("LEADFLOW_AUTH_SIGNING_KEY"))) // not a flag default: --help would print it
 			if err != nil {
 				return fmt.Errorf("%w: --signing-key: %w", errUsage, err)
 			}
@@ -86,7 +87,7 @@ func tokenCmd(o *options) *cobra.Command {
 	f.StringVar(&team, "team", "operations", "marketing, sales or operations")
 	f.StringVar(&kind, "kind", "user", "user, integration or service")
 	f.DurationVar(&ttl, "ttl", 24*time.Hour, "how long the token is valid (at most 8784h, 366 days)")
-	f.StringVar(&key, "signing-key", os.Getenv("LEADFLOW_AUTH_SIGNING_KEY"), "64 hex chars ($LEADFLOW_AUTH_SIGNING_KEY; leadctl token keygen makes one)")
+	f.StringVar(&key, "signing-key", "", "64 hex chars ($LEADFLOW_AUTH_SIGNING_KEY; leadctl token keygen makes one)")
 	cmd.AddCommand(issue)
 	var id, subject string
 	revoke := &cobra.Command{

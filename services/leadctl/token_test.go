@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -123,5 +124,39 @@ func TestWritesNameTheTokensCaller(t *testing.T) {
 	last := recs[len(recs)-1].Event
 	if last.GetEventType() != "LeadErased" || last.GetActor().GetId() != "olga" || last.GetActor().GetTeam() != eventv1.Team_TEAM_OPERATIONS {
 		t.Fatalf("last event %s by %v, want LeadErased by olga of operations", last.GetEventType(), last.GetActor())
+	}
+}
+
+// No command's --help prints a secret from the environment: operators
+// paste help output into tickets and chats.
+func TestHelpPrintsNoSecret(t *testing.T) {
+	secrets := map[string]string{}
+	for _, env := range []string{"LEADFLOW_AUTH_SIGNING_KEY", "LEADFLOW_NATS_PASSWORD", "LEADFLOW_TOKEN", "LEADFLOW_NATS_USER"} {
+		secrets[env] = "s3cr3t-" + strings.ToLower(env)
+		t.Setenv(env, secrets[env])
+	}
+	var walk func(c *cobra.Command) []string
+	walk = func(c *cobra.Command) []string {
+		paths := []string{c.CommandPath()}
+		for _, sub := range c.Commands() {
+			paths = append(paths, walk(sub)...)
+		}
+		return paths
+	}
+	paths := walk(newRoot(io.Discard))
+	if len(paths) < 20 {
+		t.Fatalf("only %d commands: %v", len(paths), paths)
+	}
+	for _, p := range paths {
+		args := append(strings.Fields(p)[1:], "--help")
+		out, err := runCtl(context.Background(), args...)
+		if err != nil || !strings.Contains(out, "Usage:") {
+			t.Fatalf("%v: %v %q", args, err, out)
+		}
+		for env, v := range secrets {
+			if strings.Contains(out, v) {
+				t.Errorf("%s --help prints $%s", p, env)
+			}
+		}
 	}
 }

@@ -26,6 +26,7 @@ func (a *App) AssignLead(ctx context.Context, in AssignLead, meta envelope.Meta)
 	checkLeadID(&v, in.LeadID)
 	checkRepID(&v, "rep_id", in.RepID)
 	checkRequestID(&v, in.RequestID)
+	in.By = meta.ActorOr(in.By)
 	checkActor(&v, "assigned_by", in.By)
 	if err := v.err(); err != nil {
 		return Result{}, err
@@ -76,6 +77,7 @@ func (a *App) ReassignLead(ctx context.Context, in ReassignLead, meta envelope.M
 	checkRepID(&v, "to_rep_id", in.ToRepID)
 	checkRequestID(&v, in.RequestID)
 	checkText(&v, "reason", in.Reason, maxNote, true)
+	in.By = meta.ActorOr(in.By)
 	checkActor(&v, "reassigned_by", in.By)
 	if err := v.err(); err != nil {
 		return Result{}, err

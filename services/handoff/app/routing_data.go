@@ -41,6 +41,7 @@ type Changed struct {
 // *StaleVersionError, eventstore.ErrConflict after repeated races.
 func (a *App) ChangeRouting(ctx context.Context, in ChangeRouting, meta envelope.Meta) (Changed, error) {
 	var v violations
+	in.By = meta.ActorOr(in.By)
 	checkActor(&v, "changed_by", in.By)
 	if err := v.err(); err != nil {
 		return Changed{}, err

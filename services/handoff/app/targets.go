@@ -31,6 +31,7 @@ var periodRE = regexp.MustCompile(`^[0-9]{4}(-Q[1-4]|-(0[1-9]|1[0-2]))?$`)
 // Errors: *ValidationError, eventstore.ErrConflict after repeated races.
 func (a *App) SetMarketingTarget(ctx context.Context, t *eventv1.MarketingTarget, by *eventv1.Actor, meta envelope.Meta) (bool, error) {
 	var v violations
+	by = meta.ActorOr(by)
 	checkActor(&v, "set_by", by)
 	switch {
 	case t == nil:

@@ -52,7 +52,7 @@ func (a *App) RegisterCampaign(ctx context.Context, in RegisterCampaign, meta en
 		CampaignId: in.CampaignID, Name: in.Name, Channel: in.Channel,
 		StartsAt: ts(in.StartsAt), EndsAt: ts(in.EndsAt), Budget: in.Budget,
 	}
-	meta.Actor = orActor(in.Actor, meta.Actor)
+	meta.Actor = meta.ActorOr(in.Actor)
 	return a.appendToCampaign(ctx, in.CampaignID, payload, meta, func(recs []eventstore.Record) (uint64, error) {
 		if len(recs) == 0 {
 			return 0, nil
@@ -133,7 +133,7 @@ func (a *App) RecordCampaignCost(ctx context.Context, in RecordCampaignCost, met
 		CampaignId: in.CampaignID, CostId: in.CostID, Amount: in.Amount,
 		PeriodStart: ts(in.PeriodStart), PeriodEnd: ts(in.PeriodEnd),
 	}
-	meta.Actor = orActor(in.Actor, meta.Actor)
+	meta.Actor = meta.ActorOr(in.Actor)
 	return a.appendToCampaign(ctx, in.CampaignID, payload, meta, func(recs []eventstore.Record) (uint64, error) {
 		if len(recs) == 0 {
 			return 0, fmt.Errorf("campaign %s: %w", in.CampaignID, ErrNotFound)

@@ -48,7 +48,7 @@ func (a *App) EraseLead(ctx context.Context, in EraseLead, meta envelope.Meta) (
 	if err := invalid(v); err != nil {
 		return Written{}, err
 	}
-	meta.Actor = orActor(in.Actor, meta.Actor)
+	meta.Actor = meta.ActorOr(in.Actor)
 	return a.erase(ctx, in.LeadID, in.Reason, meta, maxHops)
 }
 

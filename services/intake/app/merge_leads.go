@@ -41,7 +41,7 @@ func (a *App) MergeLeads(ctx context.Context, in MergeLeads, meta envelope.Meta)
 	if err := checkPair(in); err != nil {
 		return Merged{}, err
 	}
-	meta.Actor = orActor(in.Actor, meta.Actor)
+	meta.Actor = meta.ActorOr(in.Actor)
 	payload := &eventv1.LeadMerged{SurvivorLeadId: in.Survivor, AbsorbedLeadId: in.Absorbed, Reason: in.Reason}
 	return a.pairCommit(ctx, in, func(sHead, aHead *eventstore.Record) (*eventv1.Event, *eventv1.Event, error) {
 		sState, _ := headState(sHead)
@@ -77,7 +77,7 @@ func (a *App) UnmergeLeads(ctx context.Context, in MergeLeads, meta envelope.Met
 	if err := checkPair(in); err != nil {
 		return Merged{}, err
 	}
-	meta.Actor = orActor(in.Actor, meta.Actor)
+	meta.Actor = meta.ActorOr(in.Actor)
 	payload := &eventv1.LeadUnmerged{SurvivorLeadId: in.Survivor, AbsorbedLeadId: in.Absorbed, Reason: in.Reason}
 	return a.pairCommit(ctx, in, func(sHead, aHead *eventstore.Record) (*eventv1.Event, *eventv1.Event, error) {
 		sState, _ := headState(sHead)

@@ -57,7 +57,7 @@ func (a *App) RecordActivity(ctx context.Context, in RecordActivity, meta envelo
 	if err := invalid(v); err != nil {
 		return Written{}, err
 	}
-	meta.Actor, meta.OccurredAt = orActor(in.Actor, meta.Actor), in.OccurredAt
+	meta.Actor, meta.OccurredAt = meta.ActorOr(in.Actor), in.OccurredAt
 	key, err := a.newIdemKey("activity_id", "activity", in.ActivityID,
 		wrapperspb.String(in.LeadID), &eventv1.ActivityRecorded{Type: in.Type, CampaignId: in.CampaignID, Detail: in.Detail},
 		ts(in.OccurredAt), in.Actor)
@@ -111,11 +111,4 @@ func (a *App) planOnLead(ctx context.Context, leadID string, cmd lifecycle.Comma
 		return nil, err
 	}
 	return &plan{leadID: leadID, event: ev, outcome: Recorded, expect: version}, nil
-}
-
-func orActor(a, fallback *eventv1.Actor) *eventv1.Actor {
-	if a != nil {
-		return a
-	}
-	return fallback
 }

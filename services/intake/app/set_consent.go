@@ -46,7 +46,7 @@ func (a *App) SetConsent(ctx context.Context, in SetConsent, meta envelope.Meta)
 	if err := invalid(v); err != nil {
 		return Written{}, err
 	}
-	meta.Actor, meta.IdempotencyKey = orActor(in.Actor, meta.Actor), in.IdempotencyKey
+	meta.Actor, meta.IdempotencyKey = meta.ActorOr(in.Actor), in.IdempotencyKey
 	payload := &eventv1.ConsentChanged{Consent: in.Consent, Source: in.Source}
 	key, err := a.newIdemKey("idempotency_key", "consent", in.IdempotencyKey, wrapperspb.String(in.LeadID), payload, in.Actor)
 	if err != nil {

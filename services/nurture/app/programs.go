@@ -29,6 +29,7 @@ type ProgramChanged struct {
 // eventstore.ErrConflict after repeated races.
 func (a *App) PutProgram(ctx context.Context, p *eventv1.NurtureProgram, by *eventv1.Actor, meta envelope.Meta) (ProgramChanged, error) {
 	var v violations
+	by = meta.ActorOr(by)
 	checkActor(&v, "changed_by", by)
 	if p == nil {
 		v.add("program", "is required")
@@ -63,6 +64,7 @@ func (a *App) PutProgram(ctx context.Context, p *eventv1.NurtureProgram, by *eve
 // send leads to); eventstore.ErrConflict after repeated races.
 func (a *App) RetireProgram(ctx context.Context, id string, by *eventv1.Actor, meta envelope.Meta) (ProgramChanged, error) {
 	var v violations
+	by = meta.ActorOr(by)
 	checkActor(&v, "changed_by", by)
 	if msg := program.CheckID(id); msg != "" {
 		v.add("program_id", "%s", msg)

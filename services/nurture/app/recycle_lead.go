@@ -44,6 +44,7 @@ func (a *App) RecycleLead(ctx context.Context, in RecycleLead, meta envelope.Met
 	var v violations
 	checkLeadID(&v, "lead_id", in.LeadID)
 	checkText(&v, "note", in.Note, maxNote, true)
+	in.Actor = meta.ActorOr(in.Actor)
 	checkActor(&v, "actor", in.Actor)
 	if len(in.RequestID) > maxKey {
 		v.add("request_id", "must be at most %d characters", maxKey)

@@ -56,7 +56,9 @@ const (
 // answer and writes nothing. A command the lifecycle refuses is
 // FAILED_PRECONDITION naming the lead's state, so is a command by a rep
 // who does not own the lead. Invalid input is INVALID_ARGUMENT naming the
-// field; an unknown lead is NOT_FOUND.
+// field; an unknown lead is NOT_FOUND. A request's actor field (changed_by,
+// assigned_by, reassigned_by, set_by) left unset is the caller its token
+// names.
 type HandoffServiceClient interface {
 	// PutTeam creates or replaces a team: working hours and manager.
 	PutTeam(ctx context.Context, in *PutTeamRequest, opts ...grpc.CallOption) (*PutTeamResponse, error)
@@ -328,7 +330,9 @@ func (c *handoffServiceClient) ListMarketingTargets(ctx context.Context, in *Lis
 // answer and writes nothing. A command the lifecycle refuses is
 // FAILED_PRECONDITION naming the lead's state, so is a command by a rep
 // who does not own the lead. Invalid input is INVALID_ARGUMENT naming the
-// field; an unknown lead is NOT_FOUND.
+// field; an unknown lead is NOT_FOUND. A request's actor field (changed_by,
+// assigned_by, reassigned_by, set_by) left unset is the caller its token
+// names.
 type HandoffServiceServer interface {
 	// PutTeam creates or replaces a team: working hours and manager.
 	PutTeam(context.Context, *PutTeamRequest) (*PutTeamResponse, error)

@@ -41,7 +41,8 @@ const (
 // the whole stream. Invalid input is refused with INVALID_ARGUMENT naming
 // the field ("program.entry_rules[1].score_band"), a refused transition
 // with FAILED_PRECONDITION naming the lead's state; nothing is written
-// then.
+// then. A request's actor field (changed_by, actor) left unset is the
+// caller its token names.
 type NurtureServiceClient interface {
 	// PutProgram defines a program or changes one; it is recorded as a new
 	// revision. Putting a program exactly as it is writes nothing.
@@ -170,7 +171,8 @@ func (c *nurtureServiceClient) RedriveLeads(ctx context.Context, in *RedriveLead
 // the whole stream. Invalid input is refused with INVALID_ARGUMENT naming
 // the field ("program.entry_rules[1].score_band"), a refused transition
 // with FAILED_PRECONDITION naming the lead's state; nothing is written
-// then.
+// then. A request's actor field (changed_by, actor) left unset is the
+// caller its token names.
 type NurtureServiceServer interface {
 	// PutProgram defines a program or changes one; it is recorded as a new
 	// revision. Putting a program exactly as it is writes nothing.
