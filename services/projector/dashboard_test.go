@@ -252,6 +252,8 @@ func (w *world) dashboardExtras(t testing.TB) {
 	w.other(t, subj, -98, &eventv1.ScoringModelActivated{Version: 1})
 	w.other(t, subj, -97, &eventv1.ScoringModelProposed{Model: scoring.ToProto(proposed), ProposedBy: mkt})
 	w.other(t, subj, -96, &eventv1.ScoringModelApproved{Version: 2, Approver: mkt})
+	// A quarter's target: the marketing table gets a row for the quarter.
+	w.other(t, eventstore.ModelSubject("sla-targets"), -39, &eventv1.MarketingTargetSet{Target: &eventv1.MarketingTarget{Period: "2026-Q1", MinMqls: 5}})
 
 	program := lifecycle.Owner{Kind: lifecycle.OwnerProgram, ID: "reactivate"}
 	w.lead(t, "l2", 31, lifecycle.Command{Name: lifecycle.Recycle, Reason: "rejected"}, &eventv1.LeadRecycled{

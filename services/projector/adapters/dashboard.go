@@ -100,8 +100,10 @@ func (q *Queries) LeadsBehind(ctx context.Context, b app.BehindQuery) ([]*projec
 		conds = append(conds, rowCond("b.owner_id", b, arg)...)
 		exists("breaches b LEFT JOIN reps r ON r.rep_id = b.owner_id", "b", conds)
 	case app.FigureMarketing:
-		conds := []string{fmt.Sprintf("to_char(date_trunc('month', j.mql_at AT TIME ZONE 'UTC'), 'YYYY-MM') = $%d", arg(b.Month)),
-			fmt.Sprintf("j.segment = $%d", arg(b.Segment))}
+		conds := []string{period("j.mql_at", arg(b.Months.From), arg(b.Months.To))}
+		if b.Segment != "" { // else the row of all segments
+			conds = append(conds, fmt.Sprintf("j.segment = $%d", arg(b.Segment)))
+		}
 		if !b.Period.From.IsZero() || !b.Period.To.IsZero() {
 			conds = append(conds, period("j.mql_at", arg(bound(b.Period.From)), arg(bound(b.Period.To))))
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"regexp"
 	"slices"
+	"strconv"
 	"time"
 
 	projectorv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/projector/v1"
@@ -41,8 +42,11 @@ type BehindQuery struct {
 	// reps in no known team); "" is the total. A queue row is its Key.
 	Row string
 	Key string
-	// Month (YYYY-MM) picks a marketing row, with Segment.
-	Month string
+	// Month picks a marketing row, with Segment ("" is the row of all
+	// segments): a month (YYYY-MM), or the quarter or year of a target's
+	// row (YYYY-QN, YYYY). Check sets Months to its bounds.
+	Month  string
+	Months Period
 	// Now is the time a queue's overdue leads are counted at (Check sets
 	// it).
 	Now time.Time
@@ -58,7 +62,28 @@ type Behind interface {
 	LeadsBehind(ctx context.Context, q BehindQuery) ([]*projectorv1.Lead, int64, error)
 }
 
-var monthRE = regexp.MustCompile(`^\d{4}-(0[1-9]|1[0-2])$`)
+// rowPeriodRE is a marketing row's period, as marketingRows names them.
+var rowPeriodRE = regexp.MustCompile(`^(\d{4})(?:-(0[1-9]|1[0-2])|-Q([1-4]))?$`)
+
+// rowPeriod is the bounds, in UTC, of a marketing row's period.
+func rowPeriod(p string) (Period, bool) {
+	m := rowPeriodRE.FindStringSubmatch(p)
+	if m == nil {
+		return Period{}, false
+	}
+	year, _ := strconv.Atoi(m[1])
+	month, months := 1, 12
+	switch {
+	case m[2] != "":
+		month, _ = strconv.Atoi(m[2])
+		months = 1
+	case m[3] != "":
+		q, _ := strconv.Atoi(m[3])
+		month, months = 3*q-2, 3
+	}
+	from := time.Date(year, time.Month(month), 1, 0, 0, 0, 0, time.UTC)
+	return Period{From: from, To: from.AddDate(0, months, 0)}, true
+}
 
 var measures = map[string][]string{
 	FigureFunnel:    {"captured", "mql", "accepted", "opportunity", "won", "recycled", "disqualified"},
@@ -95,8 +120,11 @@ func (q *BehindQuery) Check() error {
 	if q.Row != "" && q.Row != "rep" && q.Row != "team" {
 		v.add("row", "must be rep, team or empty (the total)")
 	}
-	if q.Figure == FigureMarketing && !monthRE.MatchString(q.Month) {
-		v.add("month", "must be YYYY-MM")
+	if q.Figure == FigureMarketing {
+		var ok bool
+		if q.Months, ok = rowPeriod(q.Month); !ok {
+			v.add("month", "must be a month, quarter or year: 2026-03, 2026-Q1, 2026")
+		}
 	}
 	if q.Figure == FigureQueue && q.Key == "" {
 		v.add("key", "must name the queue")

@@ -327,7 +327,15 @@ function funnelPanel(res, grouped, group) {
   return panel("funnel-panel", "Funnel", "captured → MQL → accepted → opportunity → won", tools, ...body);
 }
 const monthFmt = new Intl.DateTimeFormat(LOCALE, { month: "short", year: "numeric", timeZone: "UTC" });
-function fmtMonth(key) { return key ? monthFmt.format(new Date(key.length === 7 ? key + "-01T00:00:00Z" : key + "T00:00:00Z")) : "–"; }
+// fmtMonth names a month (YYYY-MM), a day, or the quarter or year of a
+// marketing target's row (YYYY-QN, YYYY), which are no dates to parse.
+function fmtMonth(key) {
+  if (!key) return "–";
+  const q = /^(\d{4})-Q([1-4])$/.exec(key);
+  if (q) return "Q" + q[2] + " " + q[1];
+  if (/^\d{4}$/.test(key)) return key;
+  return monthFmt.format(new Date(key.length === 7 ? key + "-01T00:00:00Z" : key + "T00:00:00Z"));
+}
 
 function queuesTable(res) {
   if (res.err) return errorBox(res.err);
