@@ -2,6 +2,8 @@ package dashboard_test
 
 import (
 	"context"
+	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,6 +63,19 @@ func TestSignOffFollowsTheStream(t *testing.T) {
 	}
 	if v1.ProposedBy != "maria (marketing)" || v2.Threshold != 60 {
 		t.Errorf("v1 by %q, v2 threshold %d", v1.ProposedBy, v2.Threshold)
+	}
+
+	// A version nobody has approved yet lists no approvals, as a list:
+	// the page stopped rendering on null.
+	s = dashboard.FoldSignOff([]eventstore.Record{
+		rec(1, "", 0, ev(&eventv1.ScoringModelProposed{Model: &eventv1.ScoringModel{Version: 1, Threshold: 50}, ProposedBy: mkt})),
+	})
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"approvals":[]`) {
+		t.Errorf("a version without approvals: %s", b)
 	}
 }
 

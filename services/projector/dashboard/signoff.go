@@ -62,7 +62,7 @@ func FoldSignOff(recs []eventstore.Record) SignOff {
 			byVersion[m.GetVersion()] = len(s.Versions)
 			s.Versions = append(s.Versions, ModelVersion{Version: m.GetVersion(), Description: m.GetDescription(),
 				Threshold: m.GetThreshold(), Rules: len(m.GetFitRules()) + len(m.GetEngagementRules()) + len(m.GetDisqualifyRules()),
-				ProposedBy: actor(p.GetProposedBy()), ProposedAt: at, State: "proposed"})
+				ProposedBy: actor(p.GetProposedBy()), ProposedAt: at, State: "proposed", Approvals: []Approval{}}) // [] in JSON, not null: the page reads it as a list
 		case *eventv1.ScoringModelApproved:
 			if v := get(p.GetVersion()); v != nil {
 				v.Approvals = append(v.Approvals, Approval{Team: word(p.GetApprover().GetTeam()), By: p.GetApprover().GetId(), At: at})

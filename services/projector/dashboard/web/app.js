@@ -449,7 +449,7 @@ function modelPanel(res, isLive) {
   const pending = m.versions.filter((v) => v.state === "proposed");
   const cards = m.versions.slice(0, 4).map((v) => {
     const teams = ["marketing", "sales"].map((team) => {
-      const a = v.approvals.find((x) => x.team === team);
+      const a = (v.approvals || []).find((x) => x.team === team);
       return el("span", { class: "signoff" + (a ? " ok" : ""), dataset: { k: `model.v${v.version}.${team}` }, title: a ? "approved by " + a.by + ", " + fmtWhen(a.at) : "awaiting " + team },
         (a ? "✓ " : "○ ") + team + (a ? " · " + a.by : ""));
     });
