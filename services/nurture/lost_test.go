@@ -186,10 +186,14 @@ func testLostLeadCheckFindsExactlyTheBrokenLeads(t *testing.T, newWorld func(tes
 	put(t, s.client, &eventv1.NurtureProgram{ProgramId: "spring-2027", Name: "Spring 2027", Duration: days(90),
 		ExitRules: &eventv1.NurtureExitRules{ReengageOn: []eventv1.ActivityType{demo}}})
 	w.capture(t, orphan)
-	ids := append(lostIDs(rep), poisoned, healthy)
+	unknown := uuid.NewString() // a mistyped id is told apart from a lead that owes nothing
+	ids := append(lostIDs(rep), poisoned, healthy, unknown)
 	res, err := s.client.RedriveLeads(ctx, &nurturev1.RedriveLeadsRequest{LeadIds: ids})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(res.GetLeads()) != len(ids) {
+		t.Fatalf("%d outcomes for %d leads: %v", len(res.GetLeads()), len(ids), res.GetLeads())
 	}
 	for _, r := range res.GetLeads() {
 		switch r.GetLeadId() {
@@ -200,6 +204,10 @@ func testLostLeadCheckFindsExactlyTheBrokenLeads(t *testing.T, newWorld func(tes
 		case healthy:
 			if r.GetAction() != nurturev1.RedriveAction_REDRIVE_ACTION_NONE {
 				t.Fatalf("healthy lead: %v", r)
+			}
+		case unknown:
+			if r.GetAction() != nurturev1.RedriveAction_REDRIVE_ACTION_NOT_FOUND || len(r.GetEventTypes()) != 0 {
+				t.Fatalf("unknown lead: %v", r)
 			}
 		default:
 			// The re-drive writes the recycle; the enrolment after it is

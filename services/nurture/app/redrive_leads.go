@@ -18,6 +18,7 @@ const (
 	RedriveNone RedriveAction = iota + 1
 	RedriveRedriven
 	RedriveWritten
+	RedriveNotFound
 )
 
 // Redriven is one lead's re-drive.
@@ -78,6 +79,18 @@ func (a *App) RedriveLeads(ctx context.Context, ids []string, meta envelope.Meta
 				return out, err
 			}
 			r.Groups, r.Action = append(r.Groups, d.Group), RedriveRedriven
+		}
+		if len(r.Groups) == 0 {
+			// A mistyped id owes nothing either: say so.
+			l, err := a.load(ctx, id)
+			if err != nil {
+				return out, err
+			}
+			if l.version == 0 {
+				r.Action = RedriveNotFound
+				out = append(out, r)
+				continue
+			}
 		}
 		if !slices.Contains(r.Groups, Group) {
 			// Not parked here: write what nurture owes it now.

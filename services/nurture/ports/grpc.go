@@ -162,6 +162,7 @@ var redriveActions = map[app.RedriveAction]nurturev1.RedriveAction{
 	app.RedriveNone:     nurturev1.RedriveAction_REDRIVE_ACTION_NONE,
 	app.RedriveRedriven: nurturev1.RedriveAction_REDRIVE_ACTION_REDRIVEN,
 	app.RedriveWritten:  nurturev1.RedriveAction_REDRIVE_ACTION_WRITTEN,
+	app.RedriveNotFound: nurturev1.RedriveAction_REDRIVE_ACTION_NOT_FOUND,
 }
 
 func programProto(e program.Entry) *nurturev1.Program {

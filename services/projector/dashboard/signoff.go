@@ -31,7 +31,8 @@ type ModelVersion struct {
 	State       string     `json:"state"`
 	Approvals   []Approval `json:"approvals"`
 	ActivatedAt time.Time  `json:"activated_at,omitzero"`
-	// Rescore: every open lead re-scored under it (started, done, leads).
+	// Rescore: every open lead re-scored under it (started, done, and
+	// the lead events the re-score read).
 	RescoreStarted bool   `json:"rescore_started"`
 	RescoreDone    bool   `json:"rescore_done"`
 	RescoreTotal   uint64 `json:"rescore_total"`

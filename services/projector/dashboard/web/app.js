@@ -455,7 +455,7 @@ function modelPanel(res, isLive) {
     });
     const badge = { active: el("span", { class: "pill good" }, "active"), superseded: el("span", { class: "pill" }, "superseded"),
       proposed: el("span", { class: "pill warn" }, "awaiting sign-off") }[v.state];
-    const rescore = v.state === "active" && v.rescore_started ? (v.rescore_done ? ` · re-scored ${fmtCount(v.rescore_total)} leads` : " · re-scoring…") : "";
+    const rescore = v.state === "active" && v.rescore_started ? (v.rescore_done ? ` · re-scored every lead (${fmtCount(v.rescore_total)} lead events read)` : " · re-scoring…") : "";
     return el("div", { class: "version" + (v.state === "active" ? " active" : ""), dataset: { k: `model.v${v.version}` } },
       el("div", {}, el("span", { class: "title" }, "Version " + v.version + " "), badge,
         el("div", { class: "meta" }, `threshold ${fmtCount(v.threshold)} · ${fmtCount(v.rules)} rules · proposed by ${v.proposed_by || "?"}, ${fmtWhen(v.proposed_at)}` +

@@ -1098,8 +1098,8 @@ func (x *ScoringModelActivated) GetSupersededVersion() uint32 {
 type ScoringModelRescoreStarted struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Version uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
-	// total is how many leads the re-score reads (one per lead, its last
-	// event), open or not.
+	// total is how many lead events the re-score reads: every event of
+	// every lead, open or not, up to the start; it acts on each lead once.
 	Total uint64 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
 	// end_sequence is the stream sequence the re-score has read up to once
 	// it has read every lead.

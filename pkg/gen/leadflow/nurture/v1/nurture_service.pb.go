@@ -159,6 +159,8 @@ const (
 	RedriveAction_REDRIVE_ACTION_REDRIVEN RedriveAction = 2
 	// REDRIVE_ACTION_WRITTEN: nurture wrote the steps it owed.
 	RedriveAction_REDRIVE_ACTION_WRITTEN RedriveAction = 3
+	// REDRIVE_ACTION_NOT_FOUND: no lead has this id; nothing was done.
+	RedriveAction_REDRIVE_ACTION_NOT_FOUND RedriveAction = 4
 )
 
 // Enum value maps for RedriveAction.
@@ -168,12 +170,14 @@ var (
 		1: "REDRIVE_ACTION_NONE",
 		2: "REDRIVE_ACTION_REDRIVEN",
 		3: "REDRIVE_ACTION_WRITTEN",
+		4: "REDRIVE_ACTION_NOT_FOUND",
 	}
 	RedriveAction_value = map[string]int32{
 		"REDRIVE_ACTION_UNSPECIFIED": 0,
 		"REDRIVE_ACTION_NONE":        1,
 		"REDRIVE_ACTION_REDRIVEN":    2,
 		"REDRIVE_ACTION_WRITTEN":     3,
+		"REDRIVE_ACTION_NOT_FOUND":   4,
 	}
 )
 
@@ -1964,12 +1968,13 @@ const file_leadflow_nurture_v1_nurture_service_proto_rawDesc = "" +
 	"\x1aLOST_REASON_UNKNOWN_STATUS\x10\x03\x12\x17\n" +
 	"\x13LOST_REASON_DROPPED\x10\x04\x12\x17\n" +
 	"\x13LOST_REASON_OVERDUE\x10\x05\x12\x17\n" +
-	"\x13LOST_REASON_STALLED\x10\x06*\x81\x01\n" +
+	"\x13LOST_REASON_STALLED\x10\x06*\x9f\x01\n" +
 	"\rRedriveAction\x12\x1e\n" +
 	"\x1aREDRIVE_ACTION_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13REDRIVE_ACTION_NONE\x10\x01\x12\x1b\n" +
 	"\x17REDRIVE_ACTION_REDRIVEN\x10\x02\x12\x1a\n" +
-	"\x16REDRIVE_ACTION_WRITTEN\x10\x032\xb4\a\n" +
+	"\x16REDRIVE_ACTION_WRITTEN\x10\x03\x12\x1c\n" +
+	"\x18REDRIVE_ACTION_NOT_FOUND\x10\x042\xb4\a\n" +
 	"\x0eNurtureService\x12p\n" +
 	"\n" +
 	"PutProgram\x12&.leadflow.nurture.v1.PutProgramRequest\x1a'.leadflow.nurture.v1.PutProgramResponse\"\x11\x8a\xb5\x18\rnurture:write\x12y\n" +
