@@ -312,11 +312,11 @@ func ratio[T int64 | float64](a, b T) float64 {
 }
 
 // Currencies implements app.Queries.
-func (q *Queries) Currencies(ctx context.Context) ([]string, error) {
+func (q *Queries) Currencies(ctx context.Context, costs bool) ([]string, error) {
 	var out []string
 	err := q.db.Read(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT currency FROM campaign_costs UNION SELECT currency FROM opportunities WHERE currency <> ''
-			UNION SELECT won_currency FROM opportunities WHERE won_currency <> '' ORDER BY 1`)
+		rows, err := tx.Query(ctx, `SELECT currency FROM campaign_costs WHERE $1 UNION SELECT currency FROM opportunities WHERE currency <> ''
+			UNION SELECT won_currency FROM opportunities WHERE won_currency <> '' ORDER BY 1`, costs)
 		if err != nil {
 			return err
 		}

@@ -185,7 +185,7 @@ func (a *App) Campaigns(ctx context.Context, q CampaignQuery) (*projectorv1.GetC
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	cur, err := a.currency(ctx, q.Currency)
+	cur, err := a.currency(ctx, q.Currency, true)
 	if err != nil {
 		return nil, err
 	}
@@ -193,15 +193,16 @@ func (a *App) Campaigns(ctx context.Context, q CampaignQuery) (*projectorv1.GetC
 	return a.queries.Campaigns(ctx, q)
 }
 
-// currency checks a requested currency, or picks the one the data holds.
-func (a *App) currency(ctx context.Context, c string) (string, error) {
+// currency checks a requested currency, or picks the one the data holds:
+// the deals' and, for a report with spend in it (costs), the costs'.
+func (a *App) currency(ctx context.Context, c string, costs bool) (string, error) {
 	if c != "" {
 		if !currencyRE.MatchString(c) {
 			return "", &ValidationError{Violations: []Violation{{Field: "currency", Description: "must be an ISO 4217 code such as EUR"}}}
 		}
 		return c, nil
 	}
-	all, err := a.queries.Currencies(ctx)
+	all, err := a.queries.Currencies(ctx, costs)
 	if err != nil {
 		return "", err
 	}
@@ -247,7 +248,7 @@ func (a *App) Performance(ctx context.Context, q PerformanceQuery) (*projectorv1
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	cur, err := a.currency(ctx, q.Currency)
+	cur, err := a.currency(ctx, q.Currency, false) // win rates and deal sizes: deals only
 	if err != nil {
 		return nil, err
 	}
@@ -276,7 +277,7 @@ func (a *App) Accounts(ctx context.Context, q AccountQuery) (*projectorv1.GetAcc
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	cur, err := a.currency(ctx, q.Currency)
+	cur, err := a.currency(ctx, q.Currency, false)
 	if err != nil {
 		return nil, err
 	}
