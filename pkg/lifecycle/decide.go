@@ -31,7 +31,11 @@ type Command struct {
 	Reason string    // required for Disqualify, Reject, Lose, Recycle, ExitNurture, Merge (the surviving lead id) and Unmerge
 	NotNow bool      // Disqualify only
 	Score  int       // Score only
-	Status Status    // Unmerge only: the status before the merge
+	// Rescore (Score only) is a score under a newly active model version:
+	// no new fact about the lead, so a new lead keeps the deadline its
+	// last engagement gave it instead of waiting EngageWithin again.
+	Rescore bool
+	Status  Status // Unmerge only: the status before the merge
 }
 
 // ErrRefused is wrapped by every RefusedError.
@@ -118,7 +122,7 @@ func Decide(s State, c Command, p Policy, now time.Time) ([]Event, error) {
 		}
 	case Score:
 		e.Score = c.Score
-		if s.Status == StatusNew {
+		if s.Status == StatusNew && !c.Rescore {
 			// Scored: what a new lead waits for now is engagement that
 			// scores it over the threshold (a verdict follows at once when
 			// this score is over it), not the scoring it just had.
@@ -150,6 +154,8 @@ func validate(c Command, t Transition, now time.Time) error {
 			return invalid("not_now", unused)
 		case c.Score != 0:
 			return invalid("score", unused)
+		case c.Rescore:
+			return invalid("rescore", unused)
 		}
 		return nil
 	}
@@ -176,6 +182,8 @@ func validate(c Command, t Transition, now time.Time) error {
 		return invalid("not_now", unused)
 	case c.Score != 0 && c.Name != Score:
 		return invalid("score", unused)
+	case c.Rescore && c.Name != Score:
+		return invalid("rescore", unused)
 	}
 	return nil
 }

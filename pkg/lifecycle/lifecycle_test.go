@@ -366,6 +366,7 @@ func TestDecideInvalid(t *testing.T) {
 		{"accept with a due", lifecycle.StatusAssigned, lifecycle.Accept, due(now.Add(time.Hour)), "due"},
 		{"reject not now", lifecycle.StatusAssigned, lifecycle.Reject, func(c *lifecycle.Command) { c.NotNow = true }, "not_now"},
 		{"qualify with a score", lifecycle.StatusNew, lifecycle.Qualify, func(c *lifecycle.Command) { c.Score = 80 }, "score"},
+		{"qualify as a re-score", lifecycle.StatusNew, lifecycle.Qualify, func(c *lifecycle.Command) { c.Rescore = true }, "rescore"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := valid(tc.cmd)
@@ -624,6 +625,27 @@ func TestNextStep(t *testing.T) {
 	} {
 		if got := lifecycle.NextStep(c.s, c.last); got != c.want {
 			t.Errorf("NextStep(%v, %s) = %q, want %q", c.s.Status, c.last, got, c.want)
+		}
+	}
+}
+
+// A score moves a new lead's deadline to EngageWithin on; a re-score
+// under a new model version, which brings no new fact, keeps it.
+func TestRescoreKeepsANewLeadsDeadline(t *testing.T) {
+	st := start(lifecycle.StatusNew)
+	st.Deadline = now.Add(5 * 24 * time.Hour)
+	for _, rescore := range []bool{false, true} {
+		evs, err := lifecycle.Decide(st, lifecycle.Command{Name: lifecycle.Score, Score: 40, Rescore: rescore}, lifecycle.DefaultPolicy(), now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := lifecycle.Evolve(st, evs[0])
+		want := now.Add(lifecycle.DefaultPolicy().EngageWithin)
+		if rescore {
+			want = st.Deadline
+		}
+		if !got.Deadline.Equal(want) || got.Score != 40 {
+			t.Errorf("rescore %v: deadline %v score %d, want %v and 40", rescore, got.Deadline, got.Score, want)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -66,6 +67,7 @@ func TestRescoreEqualsScoringFromScratch(t *testing.T) {
 	// From scratch: a trigger that changes no fact makes the live path
 	// score each open lead under v2 with everything it knows.
 	rescore := map[string]*eventv1.Event{}
+	newLeads := 0
 	for i, id := range ids {
 		evs := w.events(t, id)
 		got := scoreBy(evs, v)
@@ -79,7 +81,20 @@ func TestRescoreEqualsScoringFromScratch(t *testing.T) {
 			t.Fatalf("lead %d: %d re-scores", i, len(got))
 		}
 		rescore[id] = got[0]
+		// A re-score is no engagement: a new lead waits for engagement
+		// until the deadline its own last score gave it, not a new one.
+		at := slices.IndexFunc(evs, func(e *eventv1.Event) bool { return e.GetEventId() == got[0].GetEventId() })
+		before, after := evs[at-1].GetLifecycle(), got[0].GetLifecycle()
+		if before.GetStatus() == eventv1.LeadStatus_LEAD_STATUS_NEW && after.GetStatus() == eventv1.LeadStatus_LEAD_STATUS_NEW {
+			newLeads++
+			if !after.GetDeadline().AsTime().Equal(before.GetDeadline().AsTime()) {
+				t.Errorf("lead %d: the re-score moved its deadline from %v to %v", i, before.GetDeadline().AsTime(), after.GetDeadline().AsTime())
+			}
+		}
 		w.consent(t, id, eventv1.ConsentChannel_CONSENT_CHANNEL_SMS, eventv1.ConsentStatus_CONSENT_STATUS_GRANTED)
+	}
+	if newLeads == 0 {
+		t.Error("no new lead was re-scored: the test proves nothing about its deadline")
 	}
 	w.settle(t)
 	newMQLs := 0

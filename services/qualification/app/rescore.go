@@ -134,7 +134,7 @@ func (a *App) RescoreLead(ctx context.Context, job Rescore, leadID string, seq, 
 			if l.awaitsReengagedScore() {
 				m.CausationID, qualify = l.reengaged, true
 			}
-			if events, err = a.scoreEvents(l, job.Version, job.Model, job.Activation.At, qualify, m); err != nil || len(events) == 0 {
+			if events, err = a.scoreEvents(l, job.Version, job.Model, job.Activation.At, qualify, true, m); err != nil || len(events) == 0 {
 				return err
 			}
 		}

@@ -124,7 +124,7 @@ func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev 
 			refreshed = true
 			continue
 		}
-		events, err := a.scoreEvents(l, reg.Active, v.Model, at, mayQualify(l.state, ev.GetEventType()), meta)
+		events, err := a.scoreEvents(l, reg.Active, v.Model, at, mayQualify(l.state, ev.GetEventType()), false, meta)
 		if err != nil {
 			return err
 		}
@@ -165,8 +165,9 @@ func mayQualify(s lifecycle.State, typ string) bool {
 // the events to append: LeadScored, recording its verdict (QUALIFY only
 // if qualify), then the verdict (LeadQualified or LeadDisqualified) if the
 // lifecycle allows it. It returns none when the lifecycle refuses a score
-// (a finished lead).
-func (a *App) scoreEvents(l *lead, n uint32, m scoring.Model, at time.Time, qualify bool, meta envelope.Meta) ([]*eventv1.Event, error) {
+// (a finished lead). A rescore (under a newly active version) is no
+// engagement: a new lead keeps its deadline.
+func (a *App) scoreEvents(l *lead, n uint32, m scoring.Model, at time.Time, qualify, rescore bool, meta envelope.Meta) ([]*eventv1.Event, error) {
 	r := scoring.Score(m, l.facts, at)
 	meta.Actor, meta.OccurredAt = Actor, at
 	payload := &eventv1.LeadScored{
@@ -181,7 +182,7 @@ func (a *App) scoreEvents(l *lead, n uint32, m scoring.Model, at time.Time, qual
 	case qualify && r.Total >= m.Threshold:
 		payload.Verdict = eventv1.ScoreVerdict_SCORE_VERDICT_QUALIFY
 	}
-	scored, state, err := a.leadEvent(l.id, l.state, lifecycle.Command{Name: lifecycle.Score, Score: r.Total}, payload, meta)
+	scored, state, err := a.leadEvent(l.id, l.state, lifecycle.Command{Name: lifecycle.Score, Score: r.Total, Rescore: rescore}, payload, meta)
 	if errors.Is(err, lifecycle.ErrRefused) {
 		return nil, nil
 	}
