@@ -586,7 +586,10 @@ async function leadsView(p) {
   return panel("leads-panel", describeFigure(p), count, el("a", { href: href("/") }, "← overview"),
     el("div", { dataset: { k: "leads.total" }, hidden: true }, String(total)),
     shown ? leadTable(res.leads, false) : el("div", { class: "empty" }, "No leads."),
-    res.next_page ? el("div", { class: "pager" }, "More leads exist: narrow the period or filters.") : null);
+    el("div", { class: "pager" },
+      p.get("page") ? el("a", { href: href("/leads", Object.assign(Object.fromEntries(p), { page: "" })), dataset: { k: "leads.first" } }, "← first page") : null,
+      p.get("page") && res.next_page ? " · " : null,
+      res.next_page ? el("a", { href: href("/leads", Object.assign(Object.fromEntries(p), { page: res.next_page })), dataset: { k: "leads.next" } }, "next page →") : null));
 }
 
 // ---- one lead's journey ----

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+)
+
+// The dashboard's list of all leads pages through them: 130 leads show as
+// 100 and then the other 30, each once, and back to the first page. It
+// used to stop at the first page with "more leads exist".
+func TestLeadListPages(t *testing.T) {
+	chromium := findChromium(t)
+	w := newWorld(t)
+	_, base := w.startDashboard(t)
+	const n = 130
+	for i := range n {
+		w.lead(t, fmt.Sprintf("p%03d", i), float64(i)/10, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{SealedContact: []byte("sealed"),
+			Profile: &eventv1.Profile{EmailDomain: "page.example", Country: "DE"}, Attribution: &eventv1.Attribution{Source: "web-form"}})
+	}
+	w.projected(t, w.dsn)
+
+	b := newBrowser(t, chromium, base)
+	b.open(t, base+"#/leads?all=1")
+	rows := `[...document.querySelectorAll(".leads-panel tr[data-lead]")].map(e => e.dataset.lead)`
+	first := b.eval(t, rows)
+	if len(first) != 100 || b.eval(t, `[String(document.querySelector('[data-k="leads.first"]') === null)]`)[0] != "true" {
+		t.Fatalf("first page: %d leads", len(first))
+	}
+	b.run(t, chromedp.Click(chromedp.CSS(`[data-k="leads.next"]`)))
+	b.waitFor(t, `location.hash.includes("page=") && document.querySelectorAll(".leads-panel tr[data-lead]").length === 30`, 10*time.Second)
+	second := b.eval(t, rows)
+	all := slices.Sorted(slices.Values(append(slices.Clone(first), second...)))
+	if len(slices.Compact(all)) != n {
+		t.Fatalf("two pages hold %d distinct leads of %d", len(slices.Compact(all)), n)
+	}
+	if b.eval(t, `[String(document.querySelector('[data-k="leads.next"]') === null)]`)[0] != "true" {
+		t.Error("the last page links to a next one")
+	}
+	b.run(t, chromedp.Click(chromedp.CSS(`[data-k="leads.first"]`)))
+	b.waitFor(t, `!location.hash.includes("page=") && document.querySelectorAll(".leads-panel tr[data-lead]").length === 100`, 10*time.Second)
+	b.check(t)
+}
