@@ -732,8 +732,12 @@ func marketingRows(counts []mqlCount, targets []*eventv1.MarketingTarget, segmen
 		}
 		out = append(out, r)
 	}
+	// In time: each month, then a quarter or year that ends with it, the
+	// shorter period first.
 	slices.SortFunc(out, func(a, b *projectorv1.MarketingSLARow) int {
-		return cmp.Or(cmp.Compare(a.Period, b.Period), cmp.Compare(a.Segment, b.Segment))
+		pa, _ := app.RowPeriod(a.Period)
+		pb, _ := app.RowPeriod(b.Period)
+		return cmp.Or(pa.To.Compare(pb.To), pb.From.Compare(pa.From), cmp.Compare(a.Segment, b.Segment))
 	})
 	return out
 }

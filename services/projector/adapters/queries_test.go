@@ -1,6 +1,7 @@
 package adapters
 
 import (
+	"slices"
 	"testing"
 
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
@@ -29,5 +30,23 @@ func TestMarketingRowsCountALeadWithoutSegmentOnce(t *testing.T) {
 		if got[k] != v {
 			t.Errorf("%s: %d MQLs, want %d (rows %v)", k, got[k], v, got)
 		}
+	}
+}
+
+// Rows run in time: each month, then the quarter or year ending with it.
+func TestMarketingRowsRunInTime(t *testing.T) {
+	counts := []mqlCount{
+		{month: "2026-03", segment: "ent", mqls: 1},
+		{month: "2026-01", segment: "ent", mqls: 1},
+		{month: "2026-12", segment: "ent", mqls: 1},
+	}
+	targets := []*eventv1.MarketingTarget{{Period: "2026", Segment: "ent"}, {Period: "2026-Q1"}, {Period: "2026-Q4", Segment: "ent"}}
+	var got []string
+	for _, r := range marketingRows(counts, targets, "") {
+		got = append(got, r.GetPeriod()+"/"+r.GetSegment())
+	}
+	want := []string{"2026-01/", "2026-01/ent", "2026-03/", "2026-03/ent", "2026-Q1/", "2026-12/", "2026-12/ent", "2026-Q4/ent", "2026/ent"}
+	if !slices.Equal(got, want) {
+		t.Errorf("rows %v, want %v", got, want)
 	}
 }

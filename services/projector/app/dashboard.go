@@ -65,8 +65,9 @@ type Behind interface {
 // rowPeriodRE is a marketing row's period, as marketingRows names them.
 var rowPeriodRE = regexp.MustCompile(`^(\d{4})(?:-(0[1-9]|1[0-2])|-Q([1-4]))?$`)
 
-// rowPeriod is the bounds, in UTC, of a marketing row's period.
-func rowPeriod(p string) (Period, bool) {
+// RowPeriod is the bounds, in UTC, of a marketing row's period: a month
+// (YYYY-MM), quarter (YYYY-QN) or year (YYYY).
+func RowPeriod(p string) (Period, bool) {
 	m := rowPeriodRE.FindStringSubmatch(p)
 	if m == nil {
 		return Period{}, false
@@ -122,7 +123,7 @@ func (q *BehindQuery) Check() error {
 	}
 	if q.Figure == FigureMarketing {
 		var ok bool
-		if q.Months, ok = rowPeriod(q.Month); !ok {
+		if q.Months, ok = RowPeriod(q.Month); !ok {
 			v.add("month", "must be a month, quarter or year: 2026-03, 2026-Q1, 2026")
 		}
 	}
