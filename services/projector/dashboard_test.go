@@ -233,6 +233,19 @@ func TestDashboardInABrowser(t *testing.T) {
 		b.screenshot(t, "dashboard-journey")
 	})
 
+	t.Run("a version nobody has signed off yet shows", func(t *testing.T) {
+		// A fresh proposal has no approvals: the overview stopped
+		// rendering on it once.
+		_, proposed := whatIfModels()
+		proposed.Version = 3
+		w.other(t, eventstore.ModelSubject("scoring"), -1, &eventv1.ScoringModelProposed{Model: scoring.ToProto(proposed),
+			ProposedBy: &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "maria", Team: eventv1.Team_TEAM_MARKETING}})
+		b.open(t, base+"#/?"+march)
+		b.expectContains(t, "model.v3", "awaiting sign-off")
+		b.expectContains(t, "model.v3.marketing", "○")
+		b.expectContains(t, "model.v3.sales", "○")
+	})
+
 	b.close(t)
 }
 
