@@ -559,17 +559,7 @@ func testBulkImport(t *testing.T, start func(testing.TB) *env) {
 		}
 		_ = stream.CloseSend()
 	}()
-	var got []*intakev1.ImportLeadsResponse
-	for {
-		r, err := stream.Recv()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, r)
-	}
+	got := importResults(t, stream)
 	if len(got) != rows {
 		t.Fatalf("%d results for %d rows", len(got), rows)
 	}
@@ -629,17 +619,7 @@ func testBulkImport(t *testing.T, start func(testing.TB) *env) {
 		}
 	}
 	_ = stream2.CloseSend()
-	var answers []*intakev1.ImportLeadsResponse
-	for {
-		r, err := stream2.Recv()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatalf("re-import ended early: %v", err)
-		}
-		answers = append(answers, r)
-	}
+	answers := importResults(t, stream2)
 	if len(answers) != 4 {
 		t.Fatalf("%d answers to 4 rows: %v", len(answers), answers)
 	}
@@ -655,6 +635,23 @@ func testBulkImport(t *testing.T, start func(testing.TB) *env) {
 	}
 	if b.GetLeadId() != got[20].GetLeadId() || !b.GetReplayed() {
 		t.Errorf("re-import of row 20 with its key: %v", b)
+	}
+}
+
+// importResults reads an import's answers to its end; a stream that ends
+// early fails the test.
+func importResults(t *testing.T, stream grpc.BidiStreamingClient[intakev1.ImportLeadsRequest, intakev1.ImportLeadsResponse]) []*intakev1.ImportLeadsResponse {
+	t.Helper()
+	var out []*intakev1.ImportLeadsResponse
+	for {
+		r, err := stream.Recv()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("the import ended early after %d answers: %v", len(out), err)
+		}
+		out = append(out, r)
 	}
 }
 

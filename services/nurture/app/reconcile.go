@@ -17,11 +17,12 @@ const maxSteps = 4
 
 // Reconcile writes every step nurture owes the lead now (see owed), each
 // a single append at the lead's version, and returns what it wrote; none
-// for a lead that owes nothing or does not exist. A lost race reloads the
-// lead and decides again. meta carries the trace of what woke it.
+// for a lead that owes nothing. A lost race reloads the lead and decides
+// again. meta carries the trace of what woke it.
 //
-// Errors: *PoisonError when the lead's recycle names a program that does
-// not exist (retrying will not help until it is defined);
+// Errors: ErrNotFound for a lead with no events; *PoisonError when the
+// lead's recycle names a program that does not exist (retrying will not
+// help until it is defined);
 // eventstore.ErrConflict after repeated races; store errors.
 func (a *App) Reconcile(ctx context.Context, leadID string, meta envelope.Meta) ([]*eventv1.Event, error) {
 	return a.ReconcileSeen(ctx, leadID, 0, meta)
@@ -45,6 +46,9 @@ func (a *App) ReconcileSeen(ctx context.Context, leadID string, seen uint64, met
 		}
 		if err := eventstore.Behind(leadID, l.version, seen); err != nil {
 			return written, err
+		}
+		if l.version == 0 {
+			return nil, fmt.Errorf("lead %s: %w", leadID, ErrNotFound)
 		}
 		raced := false
 		for range maxSteps {

@@ -80,25 +80,16 @@ func (a *App) RedriveLeads(ctx context.Context, ids []string, meta envelope.Meta
 			}
 			r.Groups, r.Action = append(r.Groups, d.Group), RedriveRedriven
 		}
-		if len(r.Groups) == 0 {
-			// A mistyped id owes nothing either: say so.
-			l, err := a.load(ctx, id)
-			if err != nil {
-				return out, err
-			}
-			if l.version == 0 {
-				r.Action = RedriveNotFound
-				out = append(out, r)
-				continue
-			}
-		}
 		if !slices.Contains(r.Groups, Group) {
 			// Not parked here: write what nurture owes it now.
 			written, err := a.Reconcile(ctx, id, meta)
 			for _, ev := range written {
 				r.EventTypes, r.Action = append(r.EventTypes, ev.GetEventType()), RedriveWritten
 			}
-			if err != nil {
+			switch {
+			case errors.Is(err, ErrNotFound):
+				r.Action = RedriveNotFound // a mistyped id: not a lead that owes nothing
+			case err != nil:
 				return out, err
 			}
 		}

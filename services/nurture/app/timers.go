@@ -61,8 +61,10 @@ func (a *App) ReviewDue(ctx context.Context, t *eventv1.NurtureTimer, meta envel
 		}
 		return nil
 	}
-	_, err := a.Reconcile(ctx, t.GetLeadId(), meta)
-	return err
+	if _, err := a.Reconcile(ctx, t.GetLeadId(), meta); !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	return nil // no such lead: the timer has nothing to wake
 }
 
 // DecodeTimer decodes a fired timer.
