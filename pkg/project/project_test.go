@@ -385,3 +385,52 @@ func TestConfigIsChecked(t *testing.T) {
 	}
 
 }
+
+// The status says whether a rebuild runs: a rebuild cut off is neither
+// done nor running and keeps its error, until a resumed run clears it.
+func TestRebuildStatusSaysWhetherItRuns(t *testing.T) {
+	e := newEnv(t)
+	e.workload(t, 200, 5, 0)
+	p := newProjector(t, e.pool, e.nats.JS)
+	other := newProjector(t, e.connect(t), e.nats.JS)
+	status := func() project.Progress {
+		t.Helper()
+		st, err := other.Status(ctxT(t))
+		must(t, err)
+		if st.Rebuild == nil {
+			t.Fatal("no rebuild in the status")
+		}
+		return *st.Rebuild
+	}
+	ctx, cancel := context.WithCancel(ctxT(t))
+	var during project.Progress
+	_, err := p.Rebuild(ctx, func(project.Progress) {
+		if during.Schema == "" {
+			during = status()
+		}
+		cancel()
+	})
+	if err == nil {
+		t.Fatal("a rebuild cut off reported success")
+	}
+	if !during.Running || during.Done || during.Err != "" {
+		t.Errorf("while it ran: %+v", during)
+	}
+	if cut := status(); cut.Running || cut.Done || cut.Err == "" {
+		t.Errorf("cut off: %+v", cut)
+	}
+
+	var resumed project.Progress
+	_, err = p.Rebuild(ctxT(t), func(project.Progress) {
+		if resumed.Schema == "" {
+			resumed = status()
+		}
+	})
+	must(t, err)
+	if !resumed.Running || resumed.Err != "" || resumed.Schema != during.Schema {
+		t.Errorf("resumed: %+v, cut off in %s", resumed, during.Schema)
+	}
+	if done := status(); !done.Done || done.Running || done.Err != "" {
+		t.Errorf("done: %+v", done)
+	}
+}

@@ -79,6 +79,15 @@ func (p *Projector) Status(ctx context.Context) (Status, error) {
 		if buildErr != nil {
 			pr.Err = *buildErr
 		}
+		if !pr.Done {
+			// The lock is a session's, so it goes with a dead process.
+			err := p.cfg.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+				AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+				AND objsubid = 1 AND (classid::bigint << 32 | objid::bigint) = $1)`, rebuildLock(p.cfg.Name)).Scan(&pr.Running)
+			if err != nil {
+				return s, fmt.Errorf("project: status: %w", err)
+			}
+		}
 		s.Rebuild = pr
 	}
 	err = p.Read(ctx, func(tx pgx.Tx) error {

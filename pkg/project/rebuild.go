@@ -32,7 +32,12 @@ type Progress struct {
 	// after the swap is over too.
 	Swapped bool
 	Done    bool
-	// Err is why the last run stopped, if it failed.
+	// Running: a process works on it now (holds the rebuild's lock); a
+	// rebuild neither done nor running was cut off, and the next Rebuild
+	// resumes it.
+	Running bool
+	// Err is why the last run stopped, if it failed; a resumed run clears
+	// it.
 	Err string
 }
 
@@ -133,6 +138,10 @@ func (p *Projector) startRebuild(ctx context.Context) (Progress, error) {
 				if err := dropSchema(ctx, conn, pr.Schema); err != nil {
 					return err
 				}
+			}
+			// A failed run's error is history now: only this run's counts.
+			if _, err := conn.Exec(ctx, `UPDATE project.projections SET build_error = NULL WHERE name = $1`, p.cfg.Name); err != nil {
+				return fmt.Errorf("project: resume rebuild: %w", err)
 			}
 			return p.migrate(ctx, conn, pr.Schema)
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -73,4 +74,79 @@ func (w *world) merge(t *testing.T, survivor, absorbed string) {
 		t.Fatal(err)
 	}
 	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Merge, Reason: survivor}, payload, intakeActor)
+}
+
+// An unmerge gives the absorbed lead back where its merge left it, and
+// handoff takes it up again: an assigned lead whose accept deadline passed
+// while it was merged breaches and escalates; an MQL merged before it was
+// routed is routed.
+func TestUnmergedLeadIsTakenUpAgain(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	slaPolicy(t, s.client, 2*time.Second, time.Hour, time.Second, eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP)
+	unmerge := func(survivor, absorbed string, before lifecycle.State) {
+		t.Helper()
+		w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Unmerge, Reason: "two people", Status: before.Status, Owner: before.Owner, Due: before.Deadline},
+			&eventv1.LeadUnmerged{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "two people"}, intakeActor)
+	}
+	captured := func() string {
+		id := uuid.NewString()
+		w.write(t, id, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{Profile: dach(10), Attribution: &eventv1.Attribution{Source: "web-form"}}, intakeActor)
+		return id
+	}
+
+	assigned := w.mql(t, dach(50))
+	owner := ownerOf(w.waitFor(t, assigned, "LeadAssigned", 1)[0])
+	before := w.state(t, assigned)
+	survivor := captured()
+	w.merge(t, survivor, assigned)
+	time.Sleep(3 * time.Second) // the accept timers fire while the lead is merged
+	if evs := w.events(t, assigned); len(ofType(evs, "SLAWarned"))+len(ofType(evs, "SLABreached")) != 0 {
+		t.Fatalf("a merged lead's timers acted: %v", evs[len(evs)-1])
+	}
+	unmerge(survivor, assigned, before)
+	breach := w.waitFor(t, assigned, "SLABreached", 1)[0].GetSlaBreached()
+	if breach.GetOwner().GetId() != owner || breach.GetEscalation() != eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP {
+		t.Errorf("breach after the unmerge: %v", breach)
+	}
+	to := w.waitFor(t, assigned, "LeadReassigned", 1)[0].GetLeadReassigned().GetTo().GetId()
+	if to == owner || to == "" {
+		t.Errorf("escalated from %s to %q", owner, to)
+	}
+	brief, err := s.client.GetHandoffBrief(ctxT(t), &handoffv1.GetHandoffBriefRequest{LeadId: assigned})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var owners []string
+	for _, o := range brief.GetBrief().GetOwners() {
+		owners = append(owners, fmt.Sprintf("%s %s-%s open=%t", o.GetOwner().GetId(), o.GetHow(), o.GetEnded(), o.GetUntil() == nil))
+	}
+	if want := fmt.Sprintf("[%s routed-merged open=false %s unmerged-escalated open=false %s escalated- open=true]", owner, owner, to); fmt.Sprint(owners) != want {
+		t.Errorf("brief's owners %v, want %s", owners, want)
+	}
+
+	// Qualified and merged before handoff saw it: routing owes it nothing
+	// until the unmerge.
+	s.stop()
+	mql := captured()
+	w.qualify(t, mql)
+	before = w.state(t, mql)
+	survivor = captured()
+	w.merge(t, survivor, mql)
+	s = w.start(t)
+	w.settle(t)
+	if n := len(ofType(w.events(t, mql), "LeadAssigned")); n != 0 {
+		t.Fatalf("a merged MQL was assigned %d times", n)
+	}
+	unmerge(survivor, mql, before)
+	a := w.waitFor(t, mql, "LeadAssigned", 1)[0]
+	if st := w.state(t, mql); st.Status != lifecycle.StatusAssigned || st.Owner.ID != ownerOf(a) {
+		t.Errorf("after the unmerge: %+v", st)
+	}
+	w.settle(t)
+	time.Sleep(500 * time.Millisecond)
+	if n := len(ofType(w.events(t, mql), "LeadAssigned")); n != 1 {
+		t.Errorf("%d assignments after the unmerge, want 1", n)
+	}
 }

@@ -323,7 +323,7 @@ func TestDiagnoseFaults(t *testing.T) {
 	// redrive is the fix lost names for a lead nurture passed over.
 	redrive := func(t *testing.T, lead string) {
 		t.Helper()
-		if out, err := ctl("lost", "--redrive"); err != nil || !strings.Contains(out, "re-drive requested for 1 lead") {
+		if out, err := ctl("lost", "--redrive"); err != nil || !strings.Contains(out, "re-drive requested for 1 lead(s): 0 dead letters handed back, 1 written by nurture,") {
 			t.Fatalf("lost --redrive: %v\n%s", err, out)
 		}
 		w.waitFor(t, lead, "NurtureEnrolled")

@@ -304,6 +304,23 @@ func testTailFollowsNewEvents(t *testing.T, newWorld func(testing.TB) *world) {
 	if strings.Count(got, "\n") != 0 || !strings.Contains(got, lead) || strings.Contains(got, other) {
 		t.Fatalf("tail --lead --type printed:\n%s", got)
 	}
+
+	// --last further back than the stream goes starts at its first event.
+	ctx, cancel = context.WithCancel(context.Background())
+	var back syncBuffer
+	go func() {
+		root := newRoot(&back)
+		root.SetArgs(append(w.natsFlags(), "tail", "--lead", lead, "--last", "1000"))
+		done <- root.ExecuteContext(ctx)
+	}()
+	eventually(t, 10*time.Second, func() bool { return strings.Count(back.String(), "\n") >= 2 }, "tail --last 1000 printed %q", back.String())
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := back.String(); !strings.Contains(got, "LeadCaptured") || !strings.Contains(got, "ActivityRecorded") || strings.Contains(got, other) {
+		t.Fatalf("tail --lead --last 1000 printed:\n%s", got)
+	}
 }
 
 // serve builds a service from source, runs it against w and returns its

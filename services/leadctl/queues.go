@@ -12,6 +12,10 @@ import (
 	projectorv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/projector/v1"
 )
 
+// queuePage is how many of a queue's leads one call reads: the
+// projector's most.
+var queuePage int32 = 500
+
 func queuesCmd(o *options) *cobra.Command {
 	var segment string
 	c := &cobra.Command{
@@ -31,7 +35,20 @@ leadctl reassign <lead> --to <rep> --reason <why>.`,
 				if len(args) == 0 {
 					resp, err = p.GetQueues(ctx, &projectorv1.GetQueuesRequest{Segment: segment})
 				} else {
-					resp, err = p.SearchLeads(ctx, &projectorv1.SearchLeadsRequest{QueueId: args[0], Segment: segment, PageSize: 500})
+					// Every page: a queue can hold more than one.
+					all := &projectorv1.SearchLeadsResponse{}
+					req := &projectorv1.SearchLeadsRequest{QueueId: args[0], Segment: segment, PageSize: queuePage}
+					for {
+						page, err := p.SearchLeads(ctx, req)
+						if err != nil {
+							return err
+						}
+						all.Leads = append(all.Leads, page.GetLeads()...)
+						if req.PageToken = page.GetNextPageToken(); req.PageToken == "" {
+							break
+						}
+					}
+					resp = all
 				}
 				return err
 			})

@@ -86,9 +86,6 @@ func rebuild(cmd *cobra.Command, o *options, p projectorv1.ProjectorServiceClien
 	if err != nil {
 		return rebuildResult{}, err
 	}
-	// A rebuild that failed and is resumed keeps its old error until it
-	// ends again: only a new error means this run failed.
-	staleErr := before.GetRebuild().GetError()
 	started := time.Now()
 	res := rebuildResult{}
 	cctx, cancel := context.WithTimeout(ctx, o.timeout)
@@ -121,7 +118,9 @@ func rebuild(cmd *cobra.Command, o *options, p projectorv1.ProjectorServiceClien
 				note = "swapped to " + pr.GetSchema() + ", catching up"
 			}
 			bar.set(int64(pr.GetPosition()), int64(max(pr.GetEnd(), pr.GetPosition())), note)
-			if e := pr.GetError(); e != "" && e != staleErr {
+			// StartRebuild clears a resumed rebuild's old error before it
+			// answers, so any error is this run's.
+			if e := pr.GetError(); e != "" {
 				bar.finish(int64(pr.GetPosition()), "failed")
 				return res, fmt.Errorf("rebuild into %s failed at stream seq %d: %s", pr.GetSchema(), pr.GetPosition(), e)
 			}
@@ -129,6 +128,11 @@ func rebuild(cmd *cobra.Command, o *options, p projectorv1.ProjectorServiceClien
 				bar.finish(int64(pr.GetPosition()), "swapped to "+pr.GetSchema())
 				res.Seconds = time.Since(started).Seconds()
 				return res, nil
+			}
+			if !pr.GetDone() && !pr.GetRunning() {
+				bar.finish(int64(pr.GetPosition()), "cut off")
+				return res, fmt.Errorf("rebuild into %s stopped at stream seq %d: no projector runs it (the one that did stopped); "+
+					"leadctl rebuild resumes it", pr.GetSchema(), pr.GetPosition())
 			}
 		}
 		select {

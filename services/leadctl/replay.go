@@ -223,7 +223,7 @@ func (r *replayer) merges(seq uint64, ev *eventv1.Event, at time.Time) {
 
 func (r *replayer) flag(j *journey, seq uint64, eventType string, at time.Time, kind, detail string) string {
 	j.broken = true
-	r.res.Breaks = append(r.res.Breaks, replayBreak{Lead: j.id, Seq: seq, EventType: eventType, At: at, Kind: kind, Detail: detail})
+	r.res.Breaks = append(r.res.Breaks, replayBreak{Lead: j.id, Seq: seq, EventType: eventType, At: at.UTC(), Kind: kind, Detail: detail})
 	return kind + ": " + detail
 }
 

@@ -321,27 +321,33 @@ func TestQueuesFromTheProjector(t *testing.T) {
 	mql := uuid.NewString()
 	c := w.write(t, mql, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", old)
 	w.write(t, mql, lifecycle.Command{Name: lifecycle.Qualify}, &eventv1.LeadQualified{}, c.GetEventId(), old)
-	esc := uuid.NewString()
-	c = w.write(t, esc, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", now)
-	q := w.write(t, esc, lifecycle.Command{Name: lifecycle.Qualify}, &eventv1.LeadQualified{}, c.GetEventId(), now)
-	ann := &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_REP, Id: "ann"}
-	a := w.write(t, esc, lifecycle.Command{Name: lifecycle.Assign, Owner: lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: "ann"}},
-		&eventv1.LeadAssigned{Owner: ann, Segment: "emea"}, q.GetEventId(), now)
-	queue := lifecycle.Owner{Kind: lifecycle.OwnerQueue, ID: "manager:emea"}
-	w.write(t, esc, lifecycle.Command{Name: lifecycle.Reassign, Owner: queue},
-		&eventv1.LeadReassigned{From: ann, To: &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_QUEUE, Id: queue.ID}, Segment: "emea"}, a.GetEventId(), now)
+	escalated := func() string {
+		esc := uuid.NewString()
+		c := w.write(t, esc, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", now)
+		q := w.write(t, esc, lifecycle.Command{Name: lifecycle.Qualify}, &eventv1.LeadQualified{}, c.GetEventId(), now)
+		ann := &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_REP, Id: "ann"}
+		a := w.write(t, esc, lifecycle.Command{Name: lifecycle.Assign, Owner: lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: "ann"}},
+			&eventv1.LeadAssigned{Owner: ann, Segment: "emea"}, q.GetEventId(), now)
+		queue := lifecycle.Owner{Kind: lifecycle.OwnerQueue, ID: "manager:emea"}
+		w.write(t, esc, lifecycle.Command{Name: lifecycle.Reassign, Owner: queue},
+			&eventv1.LeadReassigned{From: ann, To: &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_QUEUE, Id: queue.ID}, Segment: "emea"}, a.GetEventId(), now)
+		return esc
+	}
+	esc, esc2 := escalated(), escalated()
 
 	var out string
 	eventually(t, 30*time.Second, func() bool {
 		var err error
 		out, _, err = w.ctlSplit(t, "--projector", addr, "queues")
-		return err == nil && strings.Contains(out, "manager:emea")
-	}, "queues never showed the manager's queue:\n%s", out)
-	if !regexp.MustCompile(`(?m)^manager:emea +ASSIGNED +1 +0 `).MatchString(out) || !regexp.MustCompile(`(?m)^routing +MQL +1 +1 `).MatchString(out) {
+		return err == nil && regexp.MustCompile(`(?m)^manager:emea +ASSIGNED +2 `).MatchString(out)
+	}, "queues never showed the manager's queue with both leads:\n%s", out)
+	if !regexp.MustCompile(`(?m)^manager:emea +ASSIGNED +2 +0 `).MatchString(out) || !regexp.MustCompile(`(?m)^routing +MQL +1 +1 `).MatchString(out) {
 		t.Fatalf("queues printed:\n%s", out)
 	}
+	queuePage = 1 // a queue longer than a page is listed whole
+	t.Cleanup(func() { queuePage = 500 })
 	out, _, err := w.ctlSplit(t, "--projector", addr, "queues", "manager:emea")
-	if err != nil || !strings.Contains(out, esc) || !strings.Contains(out, "ann") || strings.Contains(out, mql) {
+	if err != nil || !strings.Contains(out, esc) || !strings.Contains(out, esc2) || !strings.Contains(out, "ann") || strings.Contains(out, mql) {
 		t.Fatalf("queues manager:emea: %v\n%s", err, out)
 	}
 	out, _, err = w.ctlSplit(t, "--projector", addr, "queues", "manager:emea", "--segment", "smb")

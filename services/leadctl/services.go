@@ -78,39 +78,29 @@ func printProto(cmd *cobra.Command, m proto.Message) error {
 
 func lostCmd(o *options) *cobra.Command {
 	var redrive bool
+	var limit uint32
 	c := &cobra.Command{
 		Use:   "lost",
 		Short: "Every lead that breaks the no-lost-lead invariant, every parked lead and every orphan claim",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if limit > maxLostLimit {
+				return fmt.Errorf("%w: --limit is at most %d", errUsage, maxLostLimit)
+			}
+			if redrive && limit == 0 {
+				limit = maxLostLimit // a re-drive is for every lost lead there is
+			}
 			var resp *nurturev1.FindLostLeadsResponse
 			err := call(cmd.Context(), o, "nurture", o.nurture, func(ctx context.Context, conn *grpc.ClientConn) error {
 				var err error
-				resp, err = nurturev1.NewNurtureServiceClient(conn).FindLostLeads(ctx, &nurturev1.FindLostLeadsRequest{})
+				resp, err = nurturev1.NewNurtureServiceClient(conn).FindLostLeads(ctx, &nurturev1.FindLostLeadsRequest{Limit: limit})
 				return err
 			})
 			if err != nil {
 				return err
 			}
 			if redrive {
-				var ids []string
-				for _, l := range resp.GetLost() {
-					ids = append(ids, l.GetLeadId())
-				}
-				for _, p := range resp.GetParked() {
-					ids = append(ids, p.GetLeadId())
-				}
-				if len(ids) > 0 {
-					err := call(cmd.Context(), o, "nurture", o.nurture, func(ctx context.Context, conn *grpc.ClientConn) error {
-						_, err := nurturev1.NewNurtureServiceClient(conn).RedriveLeads(ctx, &nurturev1.RedriveLeadsRequest{LeadIds: ids})
-						return err
-					})
-					if err != nil {
-						return err
-					}
-					fmt.Fprintf(cmd.OutOrStdout(), "re-drive requested for %d lead(s); run leadctl lost again to see them clean\n", len(ids))
-					return nil
-				}
+				return redriveLost(cmd, o, resp)
 			}
 			if o.output == "json" {
 				return printProto(cmd, resp)
@@ -119,7 +109,65 @@ func lostCmd(o *options) *cobra.Command {
 		},
 	}
 	c.Flags().BoolVar(&redrive, "redrive", false, "put every lost and parked lead back on track")
+	c.Flags().Uint32Var(&limit, "limit", 0, fmt.Sprintf("list at most this many lost leads (default 1000, with --redrive %d; at most %d)", maxLostLimit, maxLostLimit))
 	return c
+}
+
+// maxLostLimit is the most lost leads nurture lists in one answer;
+// redriveBatch the most leads one RedriveLeads call takes.
+const (
+	maxLostLimit = 10000
+	redriveBatch = 1000
+)
+
+// redriveLost asks nurture to re-drive every lost and parked lead of
+// resp, each once, a batch at a time, and says what was done.
+func redriveLost(cmd *cobra.Command, o *options, resp *nurturev1.FindLostLeadsResponse) error {
+	var ids []string
+	seen := map[string]bool{}
+	add := func(id string) {
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	for _, l := range resp.GetLost() {
+		add(l.GetLeadId())
+	}
+	for _, p := range resp.GetParked() {
+		add(p.GetLeadId())
+	}
+	all := &nurturev1.RedriveLeadsResponse{}
+	for batch := range slices.Chunk(ids, redriveBatch) {
+		err := call(cmd.Context(), o, "nurture", o.nurture, func(ctx context.Context, conn *grpc.ClientConn) error {
+			r, err := nurturev1.NewNurtureServiceClient(conn).RedriveLeads(ctx, &nurturev1.RedriveLeadsRequest{LeadIds: batch})
+			all.Leads = append(all.Leads, r.GetLeads()...)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("re-drive after %d of %d leads: %w", len(all.GetLeads()), len(ids), err)
+		}
+	}
+	if o.output == "json" {
+		return printProto(cmd, all)
+	}
+	w := cmd.OutOrStdout()
+	if len(ids) == 0 {
+		fmt.Fprintln(w, "no lost or parked lead: nothing to re-drive")
+		return nil
+	}
+	counts := map[nurturev1.RedriveAction]int{}
+	for _, l := range all.GetLeads() {
+		counts[l.GetAction()]++
+	}
+	fmt.Fprintf(w, "re-drive requested for %d lead(s): %d dead letters handed back, %d written by nurture, %d owed nothing, %d unknown\n",
+		len(ids), counts[nurturev1.RedriveAction_REDRIVE_ACTION_REDRIVEN], counts[nurturev1.RedriveAction_REDRIVE_ACTION_WRITTEN],
+		counts[nurturev1.RedriveAction_REDRIVE_ACTION_NONE], counts[nurturev1.RedriveAction_REDRIVE_ACTION_NOT_FOUND])
+	if more := resp.GetTotalLost() - uint64(len(resp.GetLost())); more > 0 {
+		fmt.Fprintf(w, "%d more lost leads than one answer lists: run leadctl lost --redrive again\n", more)
+	}
+	fmt.Fprintln(w, "run leadctl lost again to see them clean")
+	return nil
 }
 
 // writeLost prints the check for people: per lead its status, owner, last

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -36,31 +35,39 @@ func tailCmd(o *options) *cobra.Command {
 				return err
 			}
 			defer nc.Close()
-			cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverNewPolicy}
-			if last > 0 {
-				// Start a few events back: the last n of the stream's
-				// matching events are not indexed, so start by sequence.
-				ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
-				st, err := js.Stream(ctx, o.stream)
-				cancel()
-				if err != nil {
-					return fmt.Errorf("stream %s: %w", o.stream, err)
-				}
-				cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-				cfg.OptStartSeq = max(1, st.CachedInfo().State.LastSeq-uint64(last)+1)
+			// Start by sequence, read once: an ordered consumer started
+			// "new" restarts at the then end whenever it is recreated
+			// before its first message, and would skip what came between.
+			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
+			st, err := js.Stream(ctx, o.stream)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("stream %s: %w", o.stream, err)
 			}
-			cons, err := js.OrderedConsumer(cmd.Context(), o.stream, cfg)
+			end := st.CachedInfo().State.LastSeq
+			start := end + 1
+			if last > 0 {
+				// The last n stream messages, not n matching events: the
+				// stream does not index them by filter.
+				start = end - min(uint64(last), end) + 1
+			}
+			cons, err := js.OrderedConsumer(cmd.Context(), o.stream, jetstream.OrderedConsumerConfig{
+				FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: start})
 			if err != nil {
 				return fmt.Errorf("follow %s: %w", o.stream, err)
 			}
+			it, err := cons.Messages()
+			if err != nil {
+				return fmt.Errorf("follow %s: %w", o.stream, err)
+			}
+			stop := context.AfterFunc(cmd.Context(), it.Stop)
+			defer stop()
+			defer it.Stop()
 			out := cmd.OutOrStdout()
 			for {
-				m, err := cons.Next(jetstream.FetchMaxWait(time.Second))
+				m, err := it.Next()
 				if errors.Is(err, jetstream.ErrMsgIteratorClosed) || cmd.Context().Err() != nil {
 					return nil
-				}
-				if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
-					continue
 				}
 				if err != nil {
 					return err

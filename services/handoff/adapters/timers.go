@@ -51,9 +51,19 @@ func NewTimers(js jetstream.JetStream, ttl time.Duration) *Timers {
 // duplicates window; after it, a repeat replaces the schedule, or
 // schedules a fired timer again, which the timer's handler ignores.
 func (t *Timers) Schedule(ctx context.Context, tms ...*eventv1.SLATimer) error {
+	return t.schedule(ctx, true, tms)
+}
+
+// Reschedule publishes timers without a message id, so none is dropped
+// as a repeat.
+func (t *Timers) Reschedule(ctx context.Context, tms ...*eventv1.SLATimer) error {
+	return t.schedule(ctx, false, tms)
+}
+
+func (t *Timers) schedule(ctx context.Context, dedupe bool, tms []*eventv1.SLATimer) error {
 	out := make([]timer.Timer, len(tms))
 	for i, tm := range tms {
-		out[i] = timer.Timer{LeadID: tm.GetLeadId(), ID: tm.GetTimerId(), At: tm.GetFireAt().AsTime(), Payload: tm, Dedupe: true}
+		out[i] = timer.Timer{LeadID: tm.GetLeadId(), ID: tm.GetTimerId(), At: tm.GetFireAt().AsTime(), Payload: tm, Dedupe: dedupe}
 	}
 	return t.s.Schedule(ctx, out...)
 }

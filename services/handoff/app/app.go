@@ -94,8 +94,12 @@ type Loads interface {
 // Timers schedules SLA timers (adapters, JetStream message schedules).
 type Timers interface {
 	// Schedule makes each timer fire at its fire_at (at once if that is
-	// past). Scheduling a timer again replaces it.
+	// past). A repeat within the stream's duplicates window is dropped;
+	// after it, scheduling a timer again replaces it.
 	Schedule(ctx context.Context, timers ...*eventv1.SLATimer) error
+	// Reschedule is Schedule without the duplicate check: it schedules a
+	// timer again however recently it was scheduled or fired.
+	Reschedule(ctx context.Context, timers ...*eventv1.SLATimer) error
 }
 
 // Personal opens a lead's sealed personal data (adapters, pkg/vault):

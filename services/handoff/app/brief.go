@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/leadflow/leadflow/pkg/envelope"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 )
@@ -218,8 +219,19 @@ func (a *App) HandoffBrief(ctx context.Context, leadID string) (Brief, error) {
 				b.Opportunity.Outcome, b.Opportunity.LostReason, b.Opportunity.sealedLost = "lost", p.DealLost.GetReason(), p.DealLost.GetSealedReason()
 			}
 			b.Recycles = append(b.Recycles, Recycle{At: at, Cause: "lost", Detail: p.DealLost.GetReason(), sealed: p.DealLost.GetSealedReason()})
-		case *eventv1.Event_LeadMerged, *eventv1.Event_LeadErased:
-			endOwner(at, strings.ToLower(strings.TrimPrefix(ev.GetEventType(), "Lead")))
+		case *eventv1.Event_LeadMerged:
+			if !envelope.SurvivorSide(ev) { // the survivor keeps its owner
+				endOwner(at, "merged")
+			}
+		case *eventv1.Event_LeadUnmerged:
+			switch b.State.Status {
+			case lifecycle.StatusAssigned, lifecycle.StatusAccepted, lifecycle.StatusOpportunity:
+				if !envelope.SurvivorSide(ev) {
+					b.Owners = append(b.Owners, Ownership{Owner: b.State.Owner, From: at, How: "unmerged", Journey: b.Journey})
+				}
+			}
+		case *eventv1.Event_LeadErased:
+			endOwner(at, "erased")
 		}
 	}
 	b.Profile = profile

@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
@@ -39,8 +40,15 @@ type lead struct {
 	qualified string
 	// stepID is the event that started the current SLA step: the latest
 	// LeadAssigned or LeadReassigned while ASSIGNED, LeadAccepted while
-	// ACCEPTED, LeadQueued while an MQL waits in a queue.
-	stepID string
+	// ACCEPTED, LeadQueued while an MQL waits in a queue; stepSeq is
+	// where it is stored. A merge ends the step and keeps it in merged,
+	// for an unmerge to restore.
+	stepID  string
+	stepSeq uint64
+	merged  struct {
+		stepID  string
+		stepSeq uint64
+	}
 	// The current owner's terms: the pool routed from (for escalation),
 	// the segment and the SLA policy.
 	poolID    string
@@ -120,16 +128,16 @@ func (l *lead) apply(r eventstore.Record) {
 		l.owners, l.queued, l.routeBreached, l.stepID = nil, nil, false, ""
 		l.poolID, l.policy, l.accepted, l.connected = "", nil, nil, false
 	case *eventv1.Event_LeadQueued:
-		l.queued, l.stepID = p.LeadQueued, ev.GetEventId()
+		l.queued, l.stepID, l.stepSeq = p.LeadQueued, ev.GetEventId(), r.Seq
 	case *eventv1.Event_LeadAssigned:
 		a := p.LeadAssigned
-		l.stepID, l.queued = ev.GetEventId(), nil
+		l.stepID, l.stepSeq, l.queued = ev.GetEventId(), r.Seq, nil
 		l.owners = append(l.owners, a.GetOwner().GetId())
 		l.poolID, l.segment, l.policy = a.GetDecision().GetPoolId(), a.GetSegment(), a.GetSla()
 		l.acceptBy = a.GetAcceptBy().AsTime()
 	case *eventv1.Event_LeadReassigned:
 		a := p.LeadReassigned
-		l.stepID = ev.GetEventId()
+		l.stepID, l.stepSeq = ev.GetEventId(), r.Seq
 		if to := a.GetTo(); to.GetKind() == eventv1.OwnerKind_OWNER_KIND_REP {
 			l.owners = append(l.owners, to.GetId())
 		}
@@ -142,7 +150,15 @@ func (l *lead) apply(r eventstore.Record) {
 		l.acceptBy = a.GetAcceptBy().AsTime()
 		l.accepted, l.connected = nil, false
 	case *eventv1.Event_LeadAccepted:
-		l.stepID, l.accepted, l.connected = ev.GetEventId(), p.LeadAccepted, false
+		l.stepID, l.stepSeq, l.accepted, l.connected = ev.GetEventId(), r.Seq, p.LeadAccepted, false
+	case *eventv1.Event_LeadMerged:
+		if !envelope.SurvivorSide(ev) {
+			l.merged.stepID, l.merged.stepSeq = l.stepID, l.stepSeq
+		}
+	case *eventv1.Event_LeadUnmerged:
+		if !envelope.SurvivorSide(ev) {
+			l.stepID, l.stepSeq = l.merged.stepID, l.merged.stepSeq
+		}
 	case *eventv1.Event_ContactAttempted:
 		switch p.ContactAttempted.GetOutcome() {
 		case eventv1.ContactOutcome_CONTACT_OUTCOME_CONNECTED, eventv1.ContactOutcome_CONTACT_OUTCOME_MEETING_BOOKED:
@@ -166,7 +182,7 @@ func (l *lead) apply(r eventstore.Record) {
 	switch l.state.Status {
 	case lifecycle.StatusAssigned, lifecycle.StatusAccepted, lifecycle.StatusMQL:
 	default:
-		l.stepID = ""
+		l.stepID, l.stepSeq = "", 0
 	}
 }
 

@@ -24,6 +24,12 @@ import (
 // changes nothing; so does an ev that is not the lead's latest
 // qualification, or a lead no longer an MQL.
 func (a *App) RouteQualified(ctx context.Context, leadID string, seq uint64, ev *eventv1.Event, meta envelope.Meta) error {
+	return a.route(ctx, leadID, seq, ev, meta, func(l *lead) bool { return l.qualified == ev.GetEventId() })
+}
+
+// route routes the lead for ev, stored at seq, if it is an MQL that owes
+// routing to ev, caused by ev.
+func (a *App) route(ctx context.Context, leadID string, seq uint64, ev *eventv1.Event, meta envelope.Meta, owed func(*lead) bool) error {
 	// Routing data as of ev: every change stored before it.
 	cfg, err := a.config(ctx, seq, time.Time{})
 	if err != nil {
@@ -59,7 +65,7 @@ func (a *App) RouteQualified(ctx context.Context, leadID string, seq uint64, ev 
 			a.folds.put(l)
 			return nil
 		}
-		if l.state.Status != lifecycle.StatusMQL || l.qualified != ev.GetEventId() {
+		if l.state.Status != lifecycle.StatusMQL || !owed(l) {
 			a.folds.put(l)
 			return nil
 		}

@@ -90,8 +90,7 @@ func (a *App) StepStarted(ctx context.Context, seq uint64, ev *eventv1.Event) er
 
 // Released ends a rep's hold on a lead when ev takes the lead from the
 // rep (reassigned, rejected, converted, recycled, merged into another,
-// erased), so the rep's capacity counts it no more; an unmerge that gives
-// the lead back to its rep holds it again.
+// erased), so the rep's capacity counts it no more.
 func (a *App) Released(ctx context.Context, leadID string, ev *eventv1.Event) error {
 	var from *eventv1.Owner
 	switch p := ev.GetPayload().(type) {
@@ -104,8 +103,6 @@ func (a *App) Released(ctx context.Context, leadID string, ev *eventv1.Event) er
 			return nil // the survivor stays with its owner
 		}
 		return a.releasePrevious(ctx, leadID, ev)
-	case *eventv1.Event_LeadUnmerged:
-		return a.restored(ctx, leadID, ev)
 	case *eventv1.Event_LeadRejected, *eventv1.Event_LeadRecycled, *eventv1.Event_LeadErased:
 		return a.releasePrevious(ctx, leadID, ev)
 	}
@@ -133,12 +130,46 @@ func (a *App) releaseFrom(ctx context.Context, from *eventv1.Owner, leadID strin
 	return a.release(ctx, from.GetId(), leadID)
 }
 
+// Unmerged takes up a lead that the unmerge ev, stored at seq, gives back
+// as it was before its merge: its rep holds it again, its step's timers
+// are scheduled again (one that fired while it was merged did nothing),
+// and an MQL merged before it was routed is routed now, caused by ev.
+func (a *App) Unmerged(ctx context.Context, leadID string, seq uint64, ev *eventv1.Event, meta envelope.Meta) error {
+	if envelope.SurvivorSide(ev) {
+		return nil
+	}
+	if err := a.restored(ctx, leadID, ev); err != nil {
+		return err
+	}
+	l, err := a.load(ctx, leadID)
+	if errors.Is(err, ErrNotFound) {
+		return eventstore.Behind(leadID, 0, seq)
+	}
+	if err != nil {
+		return err
+	}
+	if err := eventstore.Behind(leadID, l.version, seq); err != nil {
+		return err
+	}
+	if l.stepID != "" {
+		step, err := a.leads.Event(ctx, l.stepSeq)
+		if err != nil {
+			return err
+		}
+		if timers := TimersFor(l.stepSeq, step); len(timers) > 0 {
+			return a.timers.Reschedule(ctx, timers...)
+		}
+		return nil
+	}
+	return a.route(ctx, leadID, seq, ev, meta, func(l *lead) bool { return l.stepID == "" && l.qualified != "" })
+}
+
 // restored holds the lead for its rep again when an unmerge gives it back
 // ASSIGNED or ACCEPTED: the merge released it. The rep was chosen before,
 // so the hold counts even past the rep's capacity.
 func (a *App) restored(ctx context.Context, leadID string, ev *eventv1.Event) error {
 	st := lifecycle.FromProto(ev.GetLifecycle())
-	if envelope.SurvivorSide(ev) || st.Owner.Kind != lifecycle.OwnerRep ||
+	if st.Owner.Kind != lifecycle.OwnerRep ||
 		(st.Status != lifecycle.StatusAssigned && st.Status != lifecycle.StatusAccepted) {
 		return nil
 	}

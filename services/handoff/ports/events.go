@@ -39,8 +39,8 @@ var tracer = telemetry.Tracer("handoff")
 // Lead is the lead consumer's handler: it routes every LeadQualified,
 // schedules the timers of every step that starts (LeadAssigned,
 // LeadReassigned, LeadAccepted, LeadQueued), and frees a rep's capacity
-// when a lead leaves the rep (holds it again when an unmerge gives it
-// back). Everything else is acknowledged unread (the
+// when a lead leaves the rep; an unmerge takes the lead up again where
+// its merge left it. Everything else is acknowledged unread (the
 // type is in a header).
 func (e *Events) Lead(ctx context.Context, m consume.Msg) error {
 	if m.Delivered > 1 {
@@ -85,6 +85,9 @@ func (e *Events) Lead(ctx context.Context, m consume.Msg) error {
 		return e.app.Released(ctx, m.Key, ev)
 	case lifecycle.KindAssigned, lifecycle.KindAccepted:
 		return e.app.StepStarted(ctx, m.Seq, ev)
+	case lifecycle.KindUnmerged:
+		meta := envelope.Meta{CorrelationID: ev.GetCorrelationId(), Trace: telemetry.Inject(ctx)}
+		return e.app.Unmerged(ctx, m.Key, m.Seq, ev, meta)
 	}
 	if typ == "LeadQueued" {
 		return e.app.StepStarted(ctx, m.Seq, ev)

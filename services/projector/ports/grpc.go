@@ -139,7 +139,7 @@ func (g *GRPC) GetProjectionStatus(ctx context.Context, _ *projectorv1.GetProjec
 		UnknownEvents: st.Unknown}
 	if pr := st.Rebuild; pr != nil {
 		out.Rebuild = &projectorv1.RebuildProgress{Schema: pr.Schema, Replaces: pr.Replaces, StartedAt: pbTime(pr.Started),
-			Position: pr.Position, End: pr.End, Events: pr.Events, Swapped: pr.Swapped, Done: pr.Done, Error: pr.Err}
+			Position: pr.Position, End: pr.End, Events: pr.Events, Swapped: pr.Swapped, Done: pr.Done, Error: pr.Err, Running: pr.Running}
 	}
 	return out, nil
 }

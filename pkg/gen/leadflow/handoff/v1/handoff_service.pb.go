@@ -2624,10 +2624,11 @@ type Ownership struct {
 	From  *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
 	// until is unset for the current owner.
 	Until *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=until,proto3" json:"until,omitempty"`
-	// how the rep got the lead: "routed", "assigned", "reassigned", "escalated".
+	// how the rep got the lead: "routed", "assigned", "reassigned",
+	// "escalated", or "unmerged" (given back by an unmerge).
 	How string `protobuf:"bytes,4,opt,name=how,proto3" json:"how,omitempty"`
 	// ended says how it ended: "rejected", "reassigned", "escalated",
-	// "recycled", "won", "lost".
+	// "recycled", "won", "lost", "merged" (into another lead), "erased".
 	Ended         string `protobuf:"bytes,5,opt,name=ended,proto3" json:"ended,omitempty"`
 	Journey       int32  `protobuf:"varint,6,opt,name=journey,proto3" json:"journey,omitempty"`
 	unknownFields protoimpl.UnknownFields

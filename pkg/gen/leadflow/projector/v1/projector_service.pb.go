@@ -3382,16 +3382,21 @@ func (*GetProjectionStatusRequest) Descriptor() ([]byte, []int) {
 
 // RebuildProgress is how far a rebuild has got.
 type RebuildProgress struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Schema        string                 `protobuf:"bytes,1,opt,name=schema,proto3" json:"schema,omitempty"`
-	Replaces      string                 `protobuf:"bytes,2,opt,name=replaces,proto3" json:"replaces,omitempty"`
-	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
-	Position      uint64                 `protobuf:"varint,4,opt,name=position,proto3" json:"position,omitempty"`
-	End           uint64                 `protobuf:"varint,5,opt,name=end,proto3" json:"end,omitempty"`
-	Events        uint64                 `protobuf:"varint,6,opt,name=events,proto3" json:"events,omitempty"`
-	Swapped       bool                   `protobuf:"varint,7,opt,name=swapped,proto3" json:"swapped,omitempty"`
-	Done          bool                   `protobuf:"varint,8,opt,name=done,proto3" json:"done,omitempty"`
-	Error         string                 `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Schema    string                 `protobuf:"bytes,1,opt,name=schema,proto3" json:"schema,omitempty"`
+	Replaces  string                 `protobuf:"bytes,2,opt,name=replaces,proto3" json:"replaces,omitempty"`
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	Position  uint64                 `protobuf:"varint,4,opt,name=position,proto3" json:"position,omitempty"`
+	End       uint64                 `protobuf:"varint,5,opt,name=end,proto3" json:"end,omitempty"`
+	Events    uint64                 `protobuf:"varint,6,opt,name=events,proto3" json:"events,omitempty"`
+	Swapped   bool                   `protobuf:"varint,7,opt,name=swapped,proto3" json:"swapped,omitempty"`
+	Done      bool                   `protobuf:"varint,8,opt,name=done,proto3" json:"done,omitempty"`
+	// error is why the last run stopped, if it failed; a resumed run
+	// clears it.
+	Error string `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
+	// running: a projector works on it now. Neither done nor running, it
+	// was cut off (its process died) and StartRebuild resumes it.
+	Running       bool `protobuf:"varint,10,opt,name=running,proto3" json:"running,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3487,6 +3492,13 @@ func (x *RebuildProgress) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *RebuildProgress) GetRunning() bool {
+	if x != nil {
+		return x.Running
+	}
+	return false
 }
 
 type GetProjectionStatusResponse struct {
@@ -4343,7 +4355,7 @@ const file_leadflow_projector_v1_projector_service_proto_rawDesc = "" +
 	"\x13GetAccountsResponse\x12\x1a\n" +
 	"\bcurrency\x18\x01 \x01(\tR\bcurrency\x12=\n" +
 	"\baccounts\x18\x02 \x03(\v2!.leadflow.projector.v1.AccountRowR\baccounts\"\x1c\n" +
-	"\x1aGetProjectionStatusRequest\"\x8a\x02\n" +
+	"\x1aGetProjectionStatusRequest\"\xa4\x02\n" +
 	"\x0fRebuildProgress\x12\x16\n" +
 	"\x06schema\x18\x01 \x01(\tR\x06schema\x12\x1a\n" +
 	"\breplaces\x18\x02 \x01(\tR\breplaces\x129\n" +
@@ -4354,7 +4366,9 @@ const file_leadflow_projector_v1_projector_service_proto_rawDesc = "" +
 	"\x06events\x18\x06 \x01(\x04R\x06events\x12\x18\n" +
 	"\aswapped\x18\a \x01(\bR\aswapped\x12\x12\n" +
 	"\x04done\x18\b \x01(\bR\x04done\x12\x14\n" +
-	"\x05error\x18\t \x01(\tR\x05error\"\xec\x02\n" +
+	"\x05error\x18\t \x01(\tR\x05error\x12\x18\n" +
+	"\arunning\x18\n" +
+	" \x01(\bR\arunning\"\xec\x02\n" +
 	"\x1bGetProjectionStatusResponse\x12#\n" +
 	"\ractive_schema\x18\x01 \x01(\tR\factiveSchema\x12\x1a\n" +
 	"\bposition\x18\x02 \x01(\x04R\bposition\x12\x1a\n" +
