@@ -17,6 +17,7 @@ import (
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	handoffv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/handoff/v1"
 	"github.com/leadflow/leadflow/pkg/grpcserver"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/pkg/vault"
 )
 
@@ -174,13 +175,32 @@ func TestRejectAndLost(t *testing.T) {
 	if b, err := c.GetHandoffBrief(ctx, &handoffv1.GetHandoffBriefRequest{LeadId: lost}); err != nil || b.GetBrief().GetOpportunity().GetLostReason() != "chose a competitor" {
 		t.Fatalf("brief of the lost deal: %v %v", b.GetBrief().GetOpportunity(), err)
 	}
+	// Back through nurture to a second deal: the first deal's id is its
+	// own; the reports key a deal by it.
+	nurture := &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_SERVICE, Id: "nurture"}
+	w.write(t, lost, lifecycle.Command{Name: lifecycle.Recycle, Reason: "lost"}, &eventv1.LeadRecycled{Cause: eventv1.RecycleCause_RECYCLE_CAUSE_LOST}, nurture)
+	w.write(t, lost, lifecycle.Command{Name: lifecycle.Enroll, Owner: lifecycle.Owner{Kind: lifecycle.OwnerProgram, ID: "p"}}, &eventv1.NurtureEnrolled{ProgramId: "p"}, nurture)
+	w.qualify(t, lost)
+	owner = ownerOf(w.waitFor(t, lost, "LeadAssigned", 2)[1])
+	if _, err := c.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: lost, RepId: owner, RequestId: "a2"}); err != nil {
+		t.Fatal(err)
+	}
+	before := len(w.events(t, lost))
+	_, err = c.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: lost, RepId: owner, RequestId: "o2", OpportunityId: "opp-o", Amount: eur(100), Stage: "discovery"})
+	wantCode(t, err, codes.InvalidArgument, "opportunity_id")
+	if n := len(w.events(t, lost)); n != before {
+		t.Fatalf("a refused conversion wrote %d events", n-before)
+	}
+	if _, err := c.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: lost, RepId: owner, RequestId: "o2", OpportunityId: "opp-o2", Amount: eur(100), Stage: "discovery"}); err != nil {
+		t.Fatalf("a second deal under a new id: %v", err)
+	}
 
 	// Without the key vault a rep's free text cannot be kept: refused, and
 	// nothing is written. The reason code alone goes through.
 	bare := w.startWith(t, func(c *Config) { c.MasterKey, c.BlindKey = "", "" }).client
 	id := w.mql(t, dach(50))
 	owner = ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0])
-	before := len(w.events(t, id))
+	before = len(w.events(t, id))
 	_, err = bare.RejectLead(ctx, &handoffv1.RejectLeadRequest{LeadId: id, RepId: owner, RequestId: "n1",
 		Reason: eventv1.RejectReason_REJECT_REASON_NOT_READY, Note: "her budget is frozen"})
 	if status.Code(err) != codes.FailedPrecondition || !strings.HasPrefix(status.Convert(err).Message(), "note: ") {

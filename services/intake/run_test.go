@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -1238,6 +1239,12 @@ func TestMergeThenUnmergeRestoresBoth(t *testing.T) {
 	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "MERGED") {
 		t.Fatalf("merging into a merged lead: %v, want FailedPrecondition naming MERGED", err)
 	}
+	// The survivor holds what came for the person since: erasing the
+	// merged lead alone would keep it.
+	_, err = e.client.EraseLead(ctx, &intakev1.EraseLeadRequest{LeadId: absorbed, Reason: "request"})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "merged into "+survivor) {
+		t.Fatalf("erasing a merged lead: %v, want FailedPrecondition naming the survivor", err)
+	}
 
 	unmerge := &intakev1.UnmergeLeadsRequest{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "two people after all"}
 	if _, err := e.client.UnmergeLeads(ctx, unmerge); err != nil {
@@ -1283,6 +1290,38 @@ func TestMergeThenUnmergeRestoresBoth(t *testing.T) {
 	}
 	_, err = e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: survivor, AbsorbedLeadId: survivor, Reason: "x"})
 	assertField(t, err, "absorbed_lead_id")
+
+	// Nor of a lead with an open deal: it would leave the pipeline.
+	deal := e.capture(t, lead("deal@m.example")).GetLeadId()
+	e.appendOpportunity(t, deal)
+	_, err = e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: survivor, AbsorbedLeadId: deal, Reason: "x"})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "refused in OPPORTUNITY") {
+		t.Fatalf("merging away an open opportunity: %v, want FailedPrecondition naming OPPORTUNITY", err)
+	}
+	if _, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: deal, AbsorbedLeadId: survivor, Reason: "x"}); err != nil {
+		t.Fatalf("merging into the lead with the deal: %v", err)
+	}
+}
+
+// appendOpportunity appends OpportunityCreated by rep ann, as handoff
+// would after ann accepted the lead.
+func (e *env) appendOpportunity(t *testing.T, leadID string) {
+	t.Helper()
+	ctx := ctxT(t)
+	store := eventstore.New(e.nats.JS, e.cfg.Stream)
+	version, err := store.Version(ctx, eventstore.LeadSubject(leadID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := &eventv1.Event{EventId: uuid.NewString(), LeadId: leadID, EventType: "OpportunityCreated", OccurredAt: timestamppb.Now(),
+		Actor: &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "ann", Team: eventv1.Team_TEAM_SALES},
+		Lifecycle: &eventv1.Lifecycle{Status: eventv1.LeadStatus_LEAD_STATUS_OPPORTUNITY,
+			Owner: &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_REP, Id: "ann"}, Deadline: timestamppb.New(time.Now().Add(30 * 24 * time.Hour))},
+		Payload: &eventv1.Event_OpportunityCreated{OpportunityCreated: &eventv1.OpportunityCreated{OpportunityId: "o-1", RepId: "ann", Stage: "discovery",
+			Amount: &eventv1.Money{Currency: "EUR", MinorUnits: 100000}}}}
+	if _, err := store.Append(ctx, eventstore.LeadSubject(leadID), version, ev); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // keyBlocks is the wrapped data of every key block stored (pkg/vault).

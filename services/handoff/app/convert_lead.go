@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -26,7 +27,8 @@ type ConvertLead struct {
 // ConvertLead appends OpportunityCreated; the lead's deadline becomes
 // the expected close (else the lifecycle's close interval).
 //
-// Errors: see command; amount and stage are required.
+// Errors: see command; amount and stage are required; an opportunity id
+// the lead's earlier deal had is refused (*ValidationError).
 func (a *App) ConvertLead(ctx context.Context, in ConvertLead, meta envelope.Meta) (Result, error) {
 	var v violations
 	checkLeadID(&v, in.LeadID)
@@ -61,6 +63,11 @@ func (a *App) ConvertLead(ctx context.Context, in ConvertLead, meta envelope.Met
 			}
 			if err := requireOwner(l, in.RepID, "Convert"); err != nil {
 				return nil, err
+			}
+			if slices.Contains(l.deals, in.OpportunityID) {
+				// Reports key a deal by its lead and id: a second deal under
+				// the same id would overwrite the first's outcome.
+				return nil, invalid("opportunity_id", "%s names a deal this lead had before; a new deal needs a new id", in.OpportunityID)
 			}
 			ev, _, err := a.leadEvent(l.id, l.state, cmd, a.policy, &eventv1.OpportunityCreated{
 				OpportunityId: in.OpportunityID, Amount: in.Amount, ExpectedClose: in.ExpectedClose, Stage: in.Stage, RepId: in.RepID, Segment: l.segment,

@@ -61,7 +61,9 @@ type lead struct {
 	owners        []string
 	queued        *eventv1.LeadQueued
 	routeBreached bool
-	opportunity   struct {
+	// deals are the opportunity ids of every deal the lead has had.
+	deals       []string
+	opportunity struct {
 		id, stage string
 		amount    *eventv1.Money
 		// currency is the one the opportunity was converted in: every
@@ -172,6 +174,7 @@ func (l *lead) apply(r eventstore.Record) {
 		o := p.OpportunityCreated
 		l.opportunity.id, l.opportunity.stage, l.opportunity.amount = o.GetOpportunityId(), o.GetStage(), o.GetAmount()
 		l.opportunity.currency = o.GetAmount().GetCurrency()
+		l.deals = append(l.deals, o.GetOpportunityId())
 	case *eventv1.Event_OpportunityStageChanged:
 		o := p.OpportunityStageChanged
 		l.opportunity.stage = o.GetToStage()

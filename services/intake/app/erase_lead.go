@@ -38,6 +38,9 @@ const MaxReason = 500
 // Erasing an erased lead finishes what a cut-short erasure left (releases
 // and shredding are idempotent) and answers Replayed.
 //
+// A lead merged into another is refused (lifecycle.ErrRefused naming the
+// survivor): later captures of the person went to the survivor.
+//
 // Errors: *ValidationError, ErrNotFound, lifecycle.ErrRefused,
 // eventstore.ErrConflict after repeated races.
 func (a *App) EraseLead(ctx context.Context, in EraseLead, meta envelope.Meta) (Written, error) {
@@ -49,6 +52,17 @@ func (a *App) EraseLead(ctx context.Context, in EraseLead, meta envelope.Meta) (
 		return Written{}, err
 	}
 	meta.Actor = meta.ActorOr(in.Actor)
+	head, err := a.leads.Head(ctx, in.LeadID)
+	if err != nil {
+		return Written{}, err
+	}
+	if st, _ := headState(head); head != nil && st.Status == lifecycle.StatusMerged {
+		// What was captured of the person since the merge is sealed on
+		// the survivor, so erasing this lead alone would keep it.
+		s := head.Event.GetLeadMerged().GetSurvivorLeadId()
+		return Written{}, &lifecycle.RefusedError{Command: lifecycle.Erase, Status: st.Status,
+			Reason: fmt.Sprintf("lead is merged into %s, which holds what was captured of this person since: erase %s (the leads merged into it go with it), or unmerge first", s, s)}
+	}
 	return a.erase(ctx, in.LeadID, in.Reason, meta, maxHops)
 }
 

@@ -35,7 +35,8 @@ type Merged struct {
 // so an unmerge has nothing to put back. Merging again is a no-op.
 //
 // Errors: *ValidationError, ErrNotFound, lifecycle.ErrRefused (a
-// terminal absorbed lead, a merged or erased survivor),
+// terminal absorbed lead or one with an open opportunity, a merged or
+// erased survivor),
 // eventstore.ErrConflict after repeated races.
 func (a *App) MergeLeads(ctx context.Context, in MergeLeads, meta envelope.Meta) (Merged, error) {
 	if err := checkPair(in); err != nil {
@@ -48,6 +49,12 @@ func (a *App) MergeLeads(ctx context.Context, in MergeLeads, meta envelope.Meta)
 		aState, _ := headState(aHead)
 		if m := aHead.Event.GetLeadMerged(); aState.Status == lifecycle.StatusMerged && m.GetSurvivorLeadId() == in.Survivor {
 			return nil, nil, nil // merged already
+		}
+		if aState.Status == lifecycle.StatusOpportunity {
+			// A merged lead's deal would leave every report, and the CRM
+			// could not close it: sales commands do not follow merges.
+			return nil, nil, &lifecycle.RefusedError{Command: lifecycle.Merge, Status: aState.Status,
+				Reason: "lead " + in.Absorbed + " has an open opportunity: close it won or lost first, or merge the other way"}
 		}
 		// The table's Merge takes the survivor as its reason, so any
 		// reader can follow the merge; the caller's reason is the payload's.

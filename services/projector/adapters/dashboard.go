@@ -46,6 +46,9 @@ func (q *Queries) LeadsBehind(ctx context.Context, b app.BehindQuery) ([]*projec
 		in("l.captured_at")
 		eq("l.segment", b.Segment)
 		eq("l.source", b.Source)
+		if b.Row == "segment" || b.Row == "source" { // a row of the funnel by it, "" its leads with none
+			where = append(where, fmt.Sprintf("l.%s = $%d", b.Row, arg(b.Key)))
+		}
 		if c := stage[b.Measure]; c != "" {
 			where = append(where, c+" IS NOT NULL")
 		}

@@ -109,7 +109,10 @@ func (q *Queries) SearchLeads(ctx context.Context, s app.LeadQuery) ([]*projecto
 		where = append(where, fmt.Sprintf("(%s, l.lead_id) < ($%d, $%d)", key, arg(s.After.CapturedAt), arg(s.After.LeadID)))
 	}
 	limit := arg(s.PageSize + 1)
-	sql := fmt.Sprintf(`SELECT f.state FROM leads l JOIN lead_folds f ON f.lead_id = l.lead_id WHERE %s ORDER BY %s DESC, l.lead_id DESC LIMIT $%d`, strings.Join(where, " AND "), key, limit)
+	// The cursor takes the capture time as stored: the fold's has
+	// nanoseconds, which PostgreSQL rounds, so a cursor from it could
+	// fall below the next lead captured in the same microsecond.
+	sql := fmt.Sprintf(`SELECT f.state, l.captured_at FROM leads l JOIN lead_folds f ON f.lead_id = l.lead_id WHERE %s ORDER BY %s DESC, l.lead_id DESC LIMIT $%d`, strings.Join(where, " AND "), key, limit)
 	var out []*projectorv1.Lead
 	next := ""
 	err := q.db.Read(ctx, func(tx pgx.Tx) error {
@@ -117,18 +120,18 @@ func (q *Queries) SearchLeads(ctx context.Context, s app.LeadQuery) ([]*projecto
 		if err != nil {
 			return err
 		}
-		folds, err := scanFolds(rows)
+		var captured []*time.Time
+		folds, err := scanFolds(rows, func() any { captured = append(captured, nil); return &captured[len(captured)-1] })
 		if err != nil {
 			return err
 		}
 		if len(folds) > s.PageSize {
 			folds = folds[:s.PageSize]
-			last := folds[len(folds)-1]
-			at := last.CapturedAt
-			if at.IsZero() {
-				at = time.Unix(-62135596800, 0) // the cursor of "-infinity" is never below a capture
+			at := time.Unix(-62135596800, 0) // the cursor of "-infinity" is never below a capture
+			if c := captured[s.PageSize-1]; c != nil {
+				at = *c
 			}
-			next = app.Cursor{CapturedAt: at, LeadID: last.ID}.Token()
+			next = app.Cursor{CapturedAt: at, LeadID: folds[len(folds)-1].ID}.Token()
 		}
 		for _, l := range folds {
 			out = append(out, leadProto(l))
@@ -144,12 +147,16 @@ func (q *Queries) SearchLeads(ctx context.Context, s app.LeadQuery) ([]*projecto
 var terminal = []int32{int32(eventv1.LeadStatus_LEAD_STATUS_WON), int32(eventv1.LeadStatus_LEAD_STATUS_DISQUALIFIED),
 	int32(eventv1.LeadStatus_LEAD_STATUS_MERGED), int32(eventv1.LeadStatus_LEAD_STATUS_ERASED)}
 
-func scanFolds(rows pgx.Rows) ([]*lead.Lead, error) {
+func scanFolds(rows pgx.Rows, more ...func() any) ([]*lead.Lead, error) {
 	defer rows.Close()
 	var out []*lead.Lead
 	for rows.Next() {
 		var state []byte
-		if err := rows.Scan(&state); err != nil {
+		dest := []any{&state}
+		for _, m := range more {
+			dest = append(dest, m())
+		}
+		if err := rows.Scan(dest...); err != nil {
 			return nil, err
 		}
 		l := &lead.Lead{}
@@ -748,7 +755,7 @@ func (q *Queries) Performance(ctx context.Context, p app.PerformanceQuery) (*pro
 		coalesce(avg(o.won_minor) FILTER (WHERE o.won_at IS NOT NULL AND o.won_currency = $4), 0)::float8,
 		coalesce(avg(extract(epoch FROM o.won_at - o.created_at)) FILTER (WHERE o.won_at IS NOT NULL), 0)::float8 / 86400
 		FROM opportunities o JOIN leads l ON l.lead_id = o.lead_id
-		WHERE ` + live + ` AND ` + period("o.created_at", 1, 2) + ` AND ($3 = '' OR l.segment = $3)`
+		WHERE ` + live + ` AND ` + period("o.created_at", 1, 2) + ` AND ($3 = '' OR o.segment = $3) AND o.currency = $4`
 	conversion := `SELECT count(*), count(l.mql_at),
 		count(*) FILTER (WHERE l.mql_at IS NOT NULL AND l.accepted_at IS NOT NULL), count(l.accepted_at),
 		count(*) FILTER (WHERE l.accepted_at IS NOT NULL AND l.opportunity_at IS NOT NULL), count(l.opportunity_at),

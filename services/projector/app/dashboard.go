@@ -39,7 +39,9 @@ type BehindQuery struct {
 	Campaign    string
 	Attribution projectorv1.AttributionModel
 	// Row picks a sales row: "rep" or "team" by Key ("" the team of
-	// reps in no known team); "" is the total. A queue row is its Key.
+	// reps in no known team); "" is the total. A funnel row broken down
+	// by "segment" or "source" is Key ("" the leads with none). A queue
+	// row is its Key.
 	Row string
 	Key string
 	// Month picks a marketing row, with Segment ("" is the row of all
@@ -118,7 +120,12 @@ func (q *BehindQuery) Check() error {
 			v.add("attribution", "must be FIRST_TOUCH, LAST_TOUCH or LINEAR")
 		}
 	}
-	if q.Row != "" && q.Row != "rep" && q.Row != "team" {
+	switch {
+	case q.Figure == FigureFunnel:
+		if q.Row != "" && q.Row != "segment" && q.Row != "source" {
+			v.add("row", "must be segment, source or empty (the total)")
+		}
+	case q.Row != "" && q.Row != "rep" && q.Row != "team":
 		v.add("row", "must be rep, team or empty (the total)")
 	}
 	if q.Figure == FigureMarketing {

@@ -10,7 +10,7 @@ const intFmt = new Intl.NumberFormat(LOCALE, { maximumFractionDigits: 0 });
 const fracFmt = new Intl.NumberFormat(LOCALE, { maximumFractionDigits: 2 });
 const pctFmt = new Intl.NumberFormat(LOCALE, { style: "percent", maximumFractionDigits: 1 });
 const dateTimeFmt = new Intl.DateTimeFormat(LOCALE, { dateStyle: "medium", timeStyle: "short" });
-const dateFmt = new Intl.DateTimeFormat(LOCALE, { dateStyle: "medium" });
+const dateFmt = new Intl.DateTimeFormat(LOCALE, { dateStyle: "medium", timeZone: "UTC" }); // period bounds are UTC days
 const timeFmt = new Intl.DateTimeFormat(LOCALE, { timeStyle: "medium" });
 
 const n = (v) => Number(v || 0); // protojson sends int64 as strings
@@ -310,7 +310,7 @@ function funnelPanel(res, grouped, group) {
         const cur = route().params, to = cur.get("to");
         d.from = cur.get("from") && cur.get("from") > start ? cur.get("from") : start;
         d.to = to && to < iso(end) ? to : iso(end);
-      } else d[group] = r.key;
+      } else Object.assign(d, { [group]: r.key, row: group, key: r.key }); // key "": the leads with none
       return d;
     };
     body.push(el("h3", {}, "By " + keyName),

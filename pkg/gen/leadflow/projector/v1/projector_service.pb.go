@@ -2840,11 +2840,13 @@ func (x *StageTime) GetMedianHours() float64 {
 }
 
 type GetPerformanceResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Currency      string                 `protobuf:"bytes,1,opt,name=currency,proto3" json:"currency,omitempty"`
-	Opportunities int64                  `protobuf:"varint,2,opt,name=opportunities,proto3" json:"opportunities,omitempty"`
-	Won           int64                  `protobuf:"varint,3,opt,name=won,proto3" json:"won,omitempty"`
-	Lost          int64                  `protobuf:"varint,4,opt,name=lost,proto3" json:"lost,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// currency is the deals': opportunities, won, lost, win_rate and
+	// velocity count the deals made in it, by the segment each was made in.
+	Currency      string `protobuf:"bytes,1,opt,name=currency,proto3" json:"currency,omitempty"`
+	Opportunities int64  `protobuf:"varint,2,opt,name=opportunities,proto3" json:"opportunities,omitempty"`
+	Won           int64  `protobuf:"varint,3,opt,name=won,proto3" json:"won,omitempty"`
+	Lost          int64  `protobuf:"varint,4,opt,name=lost,proto3" json:"lost,omitempty"`
 	// win_rate is won / (won + lost).
 	WinRate    float64 `protobuf:"fixed64,5,opt,name=win_rate,json=winRate,proto3" json:"win_rate,omitempty"`
 	AvgWonDeal float64 `protobuf:"fixed64,6,opt,name=avg_won_deal,json=avgWonDeal,proto3" json:"avg_won_deal,omitempty"`
