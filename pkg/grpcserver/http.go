@@ -14,10 +14,14 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/leadflow/leadflow/pkg/auth"
 )
 
 // Gateway adds one service's HTTP/JSON routes to a mux, each calling the
@@ -60,6 +64,36 @@ func httpHandler(ctx context.Context, conn *grpc.ClientConn, gateways ...Gateway
 		}
 	}
 	return fullDuplex(withBody(mux)), nil
+}
+
+// authenticated refuses a request without a valid token (HTTP 401, the
+// gRPC status as JSON, as the gateway writes errors) before anything
+// reads its body; the method's scope is checked on the gRPC call.
+func authenticated(v *auth.Verifier, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			h.ServeHTTP(w, r)
+			return
+		}
+		header := r.Header.Get("Authorization")
+		if header == "" {
+			header = r.Header.Get("Grpc-Metadata-Authorization")
+		}
+		var st *status.Status
+		if token := auth.BearerToken(header); token == "" {
+			st = status.New(codes.Unauthenticated, "authorization: a bearer token is required")
+		} else if _, err := v.Verify(token); err != nil {
+			st = status.New(codes.Unauthenticated, err.Error())
+		}
+		if st == nil {
+			h.ServeHTTP(w, r)
+			return
+		}
+		b, _ := protojson.Marshal(st.Proto())
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		w.Write(b)
+	})
 }
 
 // headerMatcher passes on the headers the services read beyond the
@@ -177,6 +211,9 @@ func (s *Server) startHTTP(ctx context.Context, grpcAddr net.Addr) (*webServer, 
 	if err != nil {
 		conn.Close()
 		return nil, err
+	}
+	if s.verifier != nil {
+		h = authenticated(s.verifier, h)
 	}
 	w := &webServer{conn: conn, done: make(chan struct{}), srv: &http.Server{
 		Handler:           h,

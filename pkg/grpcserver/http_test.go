@@ -200,6 +200,12 @@ func TestHTTPCallsGoThroughTheGRPCServer(t *testing.T) {
 			t.Fatalf("%s: %d %v", body, code, out)
 		}
 	}
+	// A value too long is refused as it is read, never held whole.
+	huge := `{"contact":{"email":"` + strings.Repeat("a", 17<<20) + `@example.com"}}`
+	if code, out := testenv.HTTPJSON(t, "POST", base+"/v1/leads", huge); code != 400 || out["code"] != float64(codes.InvalidArgument) ||
+		!strings.Contains(out["message"].(string), "over 16 MiB") {
+		t.Fatalf("a 17 MiB value: %d %v", code, out["message"])
+	}
 	if n := len(fake.served()); n != calls {
 		t.Fatalf("a refused body reached the service: %d calls, want %d", n, calls)
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
@@ -33,6 +34,31 @@ type requestBody struct {
 	mu      sync.Mutex
 	decoded int // values decoded so far
 	err     error
+	// read counts the bytes read since the value being decoded began
+	// (by the decoding goroutine only); cut is set once a value was too
+	// long, and the rest of the body is left unread.
+	read int64
+	cut  atomic.Bool
+}
+
+// maxValueBytes bounds one JSON value of a request body (a unary call's
+// body, or one row of a stream), so a body is never held whole however
+// long it is: four times gRPC's default message limit, for JSON's
+// overhead.
+const maxValueBytes = 16 << 20
+
+func (b *requestBody) Read(p []byte) (int, error) {
+	left := maxValueBytes - b.read
+	if left < 0 {
+		b.cut.Store(true)
+		return 0, fmt.Errorf("a value is over %d MiB", maxValueBytes>>20)
+	}
+	if int64(len(p)) > left+1 {
+		p = p[:left+1] // one byte past the limit tells a value too long
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.read += int64(n)
+	return n, err
 }
 
 func (b *requestBody) record(err error) {
@@ -80,6 +106,9 @@ func (m decodeRecorder) NewDecoder(r io.Reader) runtime.Decoder {
 	other := runtime.DecoderWrapper{Decoder: jd, UnmarshalOptions: m.unmarshal}
 	b, _ := r.(*requestBody)
 	return runtime.DecoderFunc(func(v any) error {
+		if b != nil {
+			b.read = 0
+		}
 		err := m.decode(jd, other, v)
 		if b != nil {
 			b.record(err)
@@ -158,6 +187,11 @@ func bodyErrors(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler,
 			// strictQuery's refusal, which the gateway passes on as text.
 			err = InvalidArgument(s.Message(), FieldViolation{Field: field, Description: s.Message()})
 		}
+	}
+	if b != nil && b.cut.Load() {
+		// The server drops a connection whose body was left unread:
+		// say so, or the client sends its next request into it.
+		w.Header().Set("Connection", "close")
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 }

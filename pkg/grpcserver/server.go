@@ -54,6 +54,8 @@ type Server struct {
 	tls *tls.Config
 	// verifier checks the callers' tokens; nil: auth off.
 	verifier *auth.Verifier
+	// rec holds the decode errors of requests in flight.
+	rec *recorder
 }
 
 // ForService builds a service's server from its settings: the tokens of
@@ -102,10 +104,13 @@ func New(log *slog.Logger, v *auth.Verifier, opts ...Option) *Server {
 		o(s)
 	}
 	rec := &recorder{}
-	unary := []grpc.UnaryServerInterceptor{recoverUnary(log), rec.unary}
+	s.rec = rec
+	// forget comes before auth: a request auth refuses never reaches
+	// rec.unary, and its decode error would stay recorded for ever.
+	unary := []grpc.UnaryServerInterceptor{recoverUnary(log), rec.forget, rec.unary}
 	stream := []grpc.StreamServerInterceptor{recoverStream(log), rec.stream}
 	if v != nil {
-		unary = slices.Insert(unary, 1, v.UnaryInterceptor())
+		unary = slices.Insert(unary, 2, v.UnaryInterceptor())
 		stream = slices.Insert(stream, 1, v.StreamInterceptor())
 	} else {
 		log.Warn("auth off: no -auth-keys, so every caller may call every method")
@@ -301,6 +306,13 @@ func (r *recorder) check(m any) error {
 		return nil
 	}
 	return v.(error)
+}
+
+// forget drops what the codec recorded of req once the call is over,
+// whoever answered it.
+func (r *recorder) forget(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	defer r.bad.Delete(req)
+	return h(ctx, req)
 }
 
 func (r *recorder) unary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {

@@ -1,12 +1,22 @@
 package grpcserver
 
 import (
+	"context"
+	"crypto/ed25519"
+	"io"
+	"log/slog"
+	"net"
 	"testing"
+	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/leadflow/leadflow/pkg/auth"
 	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
 )
 
@@ -43,5 +53,61 @@ func TestInvalidArgumentCarriesViolations(t *testing.T) {
 	v := Violations(err)
 	if len(v) != 2 || v[0].Field != "contact.email" || v[1].Description != "unknown" {
 		t.Fatalf("violations %v", v)
+	}
+}
+
+// rawCodec sends bytes as they are, so a test can send what no client
+// library would encode.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(*v.(*[]byte))}, nil
+}
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	*v.(*[]byte) = data.Materialize()
+	return nil
+}
+func (rawCodec) Name() string { return "proto" }
+
+// A request that does not decode and that auth refuses leaves nothing
+// behind: its decode error used to stay recorded for ever, so callers
+// without a token could grow the server's memory at will.
+func TestARefusedRequestLeavesNothingRecorded(t *testing.T) {
+	pub, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := auth.NewVerifier(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(slog.New(slog.NewTextHandler(io.Discard, nil)), v)
+	intakev1.RegisterIntakeServiceServer(s.Server, intakev1.UnimplementedIntakeServiceServer{})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, lis, time.Second) }()
+	t.Cleanup(func() { cancel(); <-done })
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	bad := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), []byte{0xff}) // lead_id, not UTF-8
+	for range 20 {
+		var out []byte
+		err := conn.Invoke(t.Context(), "/leadflow.intake.v1.IntakeService/GetLead", &bad, &out)
+		if status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("no token: %v, want Unauthenticated", err)
+		}
+	}
+	n := 0
+	s.rec.bad.Range(func(any, any) bool { n++; return true })
+	if n != 0 {
+		t.Fatalf("%d refused requests' decode errors still recorded", n)
 	}
 }

@@ -53,6 +53,11 @@ func TestAuthScopesOverGRPCAndHTTP(t *testing.T) {
 	if code, _ := testenv.HTTPJSON(t, "POST", base+"/v1/leads", captureJSON); code != http.StatusUnauthorized {
 		t.Fatalf("HTTP without a token: %d", code)
 	}
+	// Refused before the body is read, however long it is.
+	huge := `{"contact":{"email":"` + strings.Repeat("a", 20<<20) + `@example.com"}}`
+	if code, out := testenv.HTTPJSON(t, "POST", base+"/v1/leads", huge, "Authorization", "Bearer forged"); code != http.StatusUnauthorized {
+		t.Fatalf("HTTP with a forged token and a long body: %d %v", code, out["message"])
+	}
 	if code, _ := testenv.HTTPJSON(t, "POST", base+"/v1/leads", captureJSON, "Authorization", "Bearer "+token("leads:read")); code != http.StatusForbidden {
 		t.Fatalf("HTTP without the scope: %d", code)
 	}
