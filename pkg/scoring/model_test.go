@@ -173,6 +173,7 @@ func TestValidate(t *testing.T) {
 		{"bad country", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{CountryIn: []string{"USA"}}}), "fit_rules[0].when.country_in[0]"},
 		{"bad domain", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{EmailDomainIn: []string{"a@b.com"}}}), "fit_rules[0].when.email_domain_in[0]"},
 		{"unknown field", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{Required: []string{"shoe_size"}}}), "fit_rules[0].when.required[0]"},
+		{"field name with a space", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{Required: []string{"country "}}}), "fit_rules[0].when.required[0]"},
 		{"title keywords (sealed)", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{TitleContains: []string{"sales"}}}), "fit_rules[0].when.title_contains"},
 		{"required company (sealed)", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{Required: []string{"company"}}}), "fit_rules[0].when.required[0]"},
 		{"unknown function", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{FunctionIn: []eventv1.JobFunction{42}}}), "fit_rules[0].when.function_in[0]"},

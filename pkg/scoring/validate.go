@@ -176,7 +176,7 @@ func (v *violations) criteria(field string, c Criteria) {
 	v.set(field+".email_domain_in", c.EmailDomainIn, domainRE)
 	v.set(field+".required", c.Required, nil)
 	for i, name := range c.Required {
-		name = strings.TrimSpace(name)
+		// Matched as written (score.go), so " country" would never match.
 		if _, ok := Fields[name]; !ok {
 			v.add(fmt.Sprintf("%s.required[%d]", field, i), "%q is not a profile field (seniority, job_function, industry, employees, country, email_domain)", name)
 		} else if sealed[name] {

@@ -11,6 +11,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/consume"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/pkg/scoring"
 )
 
@@ -178,5 +179,38 @@ func TestRescoreResumesAfterACrash(t *testing.T) {
 		if got := len(scoreBy(w.events(t, id), v)); got != 1 {
 			t.Fatalf("lead %d scored %d times under v%d", i, got, v)
 		}
+	}
+}
+
+// A lead captured before any version was active is first scored by the
+// re-score of the first activation: that score starts its wait for
+// engagement, as a first score on the live path does (the re-score kept
+// the capture's hour-long deadline, and nurture took the lead at once).
+func TestAFirstScoreByRescoreStartsTheEngagementWindow(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	ids := w.seed(t, 10, variedProfile, func(int) []eventv1.ActivityType { return nil })
+	w.settle(t)
+	v := activate(t, s.client, scoring.Default())
+	rescored(t, s.client, v)
+	checked := 0
+	for i, id := range ids {
+		evs := w.events(t, id)
+		got := scoreBy(evs, v)
+		if len(got) != 1 {
+			t.Fatalf("lead %d: %d scores", i, len(got))
+		}
+		st := got[0].GetLifecycle()
+		if st.GetStatus() != eventv1.LeadStatus_LEAD_STATUS_NEW {
+			continue
+		}
+		checked++
+		want := got[0].GetOccurredAt().AsTime().Add(lifecycle.DefaultPolicy().EngageWithin)
+		if d := st.GetDeadline().AsTime().Sub(want); d < -time.Second || d > time.Second {
+			t.Errorf("lead %d: first scored by the re-score, deadline %v, want %v", i, st.GetDeadline().AsTime(), want)
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no lead stayed new: the test proves nothing about its deadline")
 	}
 }

@@ -16,7 +16,8 @@ type ref struct {
 
 func (r ref) id() string { return r.ev.GetEventId() }
 
-// maxFacts bounds the re-engagement candidates kept per enrolment.
+// maxFacts bounds the re-engagement candidates kept per enrolment: the
+// newest.
 const maxFacts = 64
 
 // lead is what nurture needs of one lead, folded from its events.
@@ -50,8 +51,10 @@ type lead struct {
 
 func newLead(id string) *lead { return &lead{id: id, byKey: map[string]ref{}} }
 
-// cycle is the lead's journey cycle: 1 until it is an MQL a second time.
-func (l *lead) cycle() uint32 { return uint32(max(1, l.qualified)) }
+// cycle is the lead's journey cycle, the lifecycle's: it begins again
+// when a nurtured lead qualifies, even one never an MQL before. Leads
+// written before cycles were recorded count their qualifications.
+func (l *lead) cycle() uint32 { return uint32(max(1, l.state.Cycle, l.qualified)) }
 
 func (l *lead) apply(recs ...eventstore.Record) {
 	for _, r := range recs {
@@ -101,7 +104,10 @@ func (l *lead) apply(recs ...eventstore.Record) {
 				l.source = x
 			}
 		case *eventv1.Event_ActivityRecorded, *eventv1.Event_LeadResubmitted:
-			if l.enrolled.seq > 0 && len(l.facts) < maxFacts {
+			if l.enrolled.seq > 0 {
+				if len(l.facts) == maxFacts {
+					l.facts = l.facts[1:] // the newest count: each older one was judged when it came
+				}
 				l.facts = append(l.facts, x)
 			}
 		}

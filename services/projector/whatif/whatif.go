@@ -79,8 +79,9 @@ type leadState struct {
 	campaign string
 	opp      bool
 	facts    scoring.Facts
-	// acted: sales took the lead on (accepted, rejected, converted):
-	// scoring after that decided nothing.
+	// acted: sales took the lead on (accepted, rejected, converted), or
+	// a person disqualified it for good: scoring after that decided
+	// nothing, under any version.
 	acted    bool
 	active   verdict
 	proposed verdict
@@ -145,6 +146,12 @@ func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
 		l.acted, l.opp = true, true
 	case *eventv1.Event_LeadRejected:
 		l.acted, l.rejected = true, true
+	case *eventv1.Event_LeadDisqualified:
+		// A rule's verdict is the active version's, which the replay
+		// scores itself; a person's ends the lead whatever the version.
+		if d := p.LeadDisqualified; d.GetRuleId() == "" && !d.GetNotNow() {
+			l.acted = true
+		}
 	case *eventv1.Event_DealWon:
 		l.acted, l.won = true, true
 	case *eventv1.Event_LeadMerged, *eventv1.Event_LeadUnmerged:

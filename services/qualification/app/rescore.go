@@ -134,7 +134,9 @@ func (a *App) RescoreLead(ctx context.Context, job Rescore, leadID string, seq, 
 			if l.awaitsReengagedScore() {
 				m.CausationID, qualify = l.reengaged, true
 			}
-			if events, err = a.scoreEvents(l, job.Version, job.Model, job.Activation.At, qualify, true, m); err != nil || len(events) == 0 {
+			// A lead never scored before gets its first score here, and
+			// with it the wait for engagement a first score starts.
+			if events, err = a.scoreEvents(l, job.Version, job.Model, job.Activation.At, qualify, l.hasScore, m); err != nil || len(events) == 0 {
 				return err
 			}
 		}

@@ -1,0 +1,23 @@
+package app
+
+import (
+	"testing"
+
+	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+)
+
+// A lead nurtured before it was ever an MQL starts cycle 2 when it
+// qualifies from nurture, as the lifecycle counts (nurture said 1).
+func TestCycleIsTheLifecycles(t *testing.T) {
+	l := newLead("0195f3a0-0000-7000-8000-000000000001")
+	ev := func(cycle int32, p *eventv1.Event) *eventv1.Event {
+		p.Lifecycle = &eventv1.Lifecycle{Status: eventv1.LeadStatus_LEAD_STATUS_MQL, Cycle: cycle}
+		return p
+	}
+	l.apply(eventstore.Record{Seq: 1, Event: ev(1, &eventv1.Event{Payload: &eventv1.Event_LeadCaptured{LeadCaptured: &eventv1.LeadCaptured{}}})},
+		eventstore.Record{Seq: 2, Event: ev(2, &eventv1.Event{Payload: &eventv1.Event_LeadQualified{LeadQualified: &eventv1.LeadQualified{}}})})
+	if got := l.cycle(); got != 2 {
+		t.Fatalf("cycle %d, want the lifecycle's 2", got)
+	}
+}

@@ -1,0 +1,42 @@
+package whatif
+
+import (
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/scoring"
+)
+
+// A lead a person disqualified is never scored again live, so the
+// what-if counts it as an MQL under neither version; a rule's
+// disqualification is the active version's own and leaves the proposal
+// free to qualify the lead.
+func TestAPersonsDisqualificationEndsTheLead(t *testing.T) {
+	m := scoring.Default()
+	at := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	ev := func(h int, p any) *eventv1.Event {
+		e := &eventv1.Event{OccurredAt: timestamppb.New(at.Add(time.Duration(h) * time.Hour)), RecordedAt: timestamppb.New(at.Add(time.Duration(h) * time.Hour))}
+		switch x := p.(type) {
+		case *eventv1.LeadCaptured:
+			e.Payload = &eventv1.Event_LeadCaptured{LeadCaptured: x}
+		case *eventv1.LeadDisqualified:
+			e.Payload = &eventv1.Event_LeadDisqualified{LeadDisqualified: x}
+		case *eventv1.ActivityRecorded:
+			e.Payload = &eventv1.Event_ActivityRecorded{ActivityRecorded: x}
+		}
+		return e
+	}
+	vp := &eventv1.Profile{Seniority: eventv1.Seniority_SENIORITY_VP, Employees: 200, Country: "US", EmailDomain: "acme.example"}
+	r := New(&m, m, time.Time{}, time.Time{})
+	for _, id := range []string{"by-hand", "not-now"} {
+		r.Apply(id, ev(0, &eventv1.LeadCaptured{Profile: vp, Attribution: &eventv1.Attribution{Source: "web-form"}}))
+		r.Apply(id, ev(1, &eventv1.LeadDisqualified{Reason: "spam", NotNow: id == "not-now"}))
+		r.Apply(id, ev(2, &eventv1.ActivityRecorded{Type: eventv1.ActivityType_ACTIVITY_TYPE_DEMO_REQUEST}))
+	}
+	if got := r.Result().Total; got.Leads != 2 || got.MQLsActive != 1 || got.MQLsProposed != 1 {
+		t.Fatalf("totals %+v: want 2 leads, the one disqualified \"not now\" an MQL under both", got)
+	}
+}
