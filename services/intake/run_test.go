@@ -516,6 +516,8 @@ func TestInvalidUTF8IsInvalidArgument(t *testing.T) {
 
 func TestBulkImport(t *testing.T) { testBulkImport(t, start) }
 
+var ann = &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "ann", Team: eventv1.Team_TEAM_MARKETING}
+
 func testBulkImport(t *testing.T, start func(testing.TB) *env) {
 	e := start(t)
 	ctx := ctxT(t)
@@ -552,6 +554,9 @@ func testBulkImport(t *testing.T, start func(testing.TB) *env) {
 			}
 			if i == 20 {
 				r.IdempotencyKey = "row-20"
+			}
+			if i == 5 || i == 30 {
+				r.Actor = ann // an integration importing for a person
 			}
 			if err := stream.Send(&intakev1.ImportLeadsRequest{Row: int64(i), Lead: r}); err != nil {
 				t.Error(err)
@@ -596,6 +601,13 @@ func testBulkImport(t *testing.T, start func(testing.TB) *env) {
 	l, err := e.client.GetLead(ctx, &intakev1.GetLeadRequest{LeadId: got[10].GetLeadId()})
 	if err != nil || l.GetLead().GetSubmissions() != 4 || l.GetLead().GetContact().GetEmail() != "twice@example.com" {
 		t.Fatalf("the twice-imported lead: %v %v", l, err)
+	}
+	// A row's actor is its events', as a capture's is.
+	for _, i := range []int{5, 30} {
+		tl := e.timeline(t, got[i].GetLeadId())
+		if a := tl[len(tl)-1].GetActor(); !proto.Equal(a, ann) {
+			t.Errorf("row %d: %s by %v, want ann", i, tl[len(tl)-1].GetEventType(), a)
+		}
 	}
 	// Import again: every valid row is now known, nothing is new.
 	stream2, err := e.client.ImportLeads(ctx)

@@ -35,6 +35,13 @@ type ImportResult struct {
 }
 
 // pending is a checked row of an import.
+// rowMeta is meta with the actor the row names, if any, as CaptureLead
+// takes the one its request names.
+func rowMeta(meta envelope.Meta, l form.Lead) envelope.Meta {
+	meta.Actor = meta.ActorOr(l.Actor)
+	return meta
+}
+
 type pending struct {
 	i    int
 	l    form.Lead
@@ -132,7 +139,7 @@ func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope
 	)
 	for _, p := range fresh {
 		if !slices.ContainsFunc(p.ids.all(), func(k ClaimKey) bool { return held[k] != (Holder{}) }) {
-			run := newCaptureRun(p.l, p.ids, meta, nil)
+			run := newCaptureRun(p.l, p.ids, rowMeta(meta, p.l), nil)
 			key, ev, err := a.newLeadEvent(ctx, run)
 			if err != nil {
 				out[p.i].Err = err
@@ -152,7 +159,7 @@ func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope
 		for _, k := range p.ids.all() {
 			p.held[k] = held[k]
 		}
-		run := newCaptureRun(p.l, p.ids, meta, p.held)
+		run := newCaptureRun(p.l, p.ids, rowMeta(meta, p.l), p.held)
 		pl, err := a.planCapture(ctx, run)
 		if err != nil || pl.done != nil || len(pl.before) > 0 {
 			// Anything but a plain resubmission or creation goes the
@@ -233,7 +240,7 @@ func (b *ImportBatch) Write(ctx context.Context) []ImportResult {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			for _, p := range g {
-				out[p.i].Result, out[p.i].Err = a.capture(ctx, p.l, p.ids, meta, p.held)
+				out[p.i].Result, out[p.i].Err = a.capture(ctx, p.l, p.ids, rowMeta(meta, p.l), p.held)
 			}
 		})
 	}
