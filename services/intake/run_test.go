@@ -786,6 +786,42 @@ func TestActivityCampaignsAndConsent(t *testing.T) {
 	}
 }
 
+// A known person's form that changes a consent is heard as a consent
+// change (it was answered RESUBMITTED and dropped); one that repeats the
+// consents the lead has changes nothing more.
+func TestResubmissionCarriesItsConsents(t *testing.T) {
+	e := start(t)
+	first := lead("consent@c.example")
+	first.Consents = []*eventv1.Consent{{Channel: eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL, Status: eventv1.ConsentStatus_CONSENT_STATUS_GRANTED}}
+	id := e.capture(t, first).GetLeadId()
+	again := lead("consent@c.example")
+	again.Consents = []*eventv1.Consent{{Channel: eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL, Status: eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN},
+		{Channel: eventv1.ConsentChannel_CONSENT_CHANNEL_PHONE, Status: eventv1.ConsentStatus_CONSENT_STATUS_GRANTED}}
+	for range 2 {
+		if r := e.capture(t, again); r.GetLeadId() != id || r.GetOutcome() != intakev1.CaptureOutcome_CAPTURE_OUTCOME_RESUBMITTED {
+			t.Fatalf("capture again: %v", r)
+		}
+	}
+	got := map[eventv1.ConsentChannel]eventv1.ConsentStatus{}
+	for _, c := range e.getLead(t, id).GetConsents() {
+		got[c.GetChannel()] = c.GetStatus()
+	}
+	if got[eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL] != eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN ||
+		got[eventv1.ConsentChannel_CONSENT_CHANNEL_PHONE] != eventv1.ConsentStatus_CONSENT_STATUS_GRANTED {
+		t.Fatalf("consents after the forms: %v", got)
+	}
+	var types []string
+	for _, ev := range e.timeline(t, id) {
+		types = append(types, ev.GetEventType())
+		if c := ev.GetConsentChanged(); c != nil && c.GetSource() != "resubmission" {
+			t.Errorf("consent change from %q", c.GetSource())
+		}
+	}
+	if want := []string{"LeadCaptured", "LeadResubmitted", "ConsentChanged", "ConsentChanged", "LeadResubmitted"}; !slices.Equal(types, want) {
+		t.Fatalf("timeline %v, want %v", types, want)
+	}
+}
+
 // The server stops and starts on the same folder mid-run: acknowledged
 // leads are all there and the service goes on without a restart.
 func TestServerRestartLosesNothing(t *testing.T) {

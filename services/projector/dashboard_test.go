@@ -180,6 +180,24 @@ func TestDashboardInABrowser(t *testing.T) {
 		if got := b.eval(t, `[...document.querySelectorAll(".leads-panel tr[data-lead]")].map(e => e.dataset.lead)`); !slices.Equal(got, []string{"l8"}) {
 			t.Errorf("leads behind the routing queue's overdue figure %v, want [l8]", got)
 		}
+
+		// A funnel row by segment: its list keeps its figure when the period
+		// changes, and "back" is the overview it came from, not one
+		// filtered to the row's segment.
+		b.open(t, base+"#/?"+march+"&group=segment")
+		b.waitFor(t, `document.querySelector('[data-k="funnel.segment.mid.mql"]') !== null`, 10*time.Second)
+		b.run(t, chromedp.Click(chromedp.CSS(`[data-k="funnel.segment.mid.mql"]`)))
+		b.waitFor(t, `location.hash.includes("figure=funnel") && document.querySelector(".leads-panel") !== null`, 10*time.Second)
+		b.eval(t, `(() => { const s = document.getElementById("f-preset"); s.value = "this-year"; s.dispatchEvent(new Event("change", {bubbles: true})); return []; })()`)
+		b.waitFor(t, `!location.hash.includes("`+march+`") && document.querySelector(".leads-panel") !== null`, 10*time.Second)
+		if h := b.eval(t, `[location.hash]`)[0]; !strings.Contains(h, "figure=funnel") || !strings.Contains(h, "measure=mql") || !strings.Contains(h, "row=segment") {
+			t.Errorf("the list after a new period: %s, want its figure kept", h)
+		}
+		b.run(t, chromedp.Click(chromedp.CSS(`[data-k="back"]`)))
+		b.waitFor(t, `location.hash.startsWith("#/?") && document.querySelector(".leads-panel") === null`, 10*time.Second)
+		if h := b.eval(t, `[location.hash]`)[0]; h != "#/?"+march+"&group=segment" {
+			t.Errorf("back to %s, want the overview it came from", h)
+		}
 	})
 
 	t.Run("a captured lead shows without a reload", func(t *testing.T) {

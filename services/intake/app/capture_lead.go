@@ -304,9 +304,57 @@ func (a *App) planCapture(ctx context.Context, run *captureRun) (*plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &plan{leadID: final, event: ev, outcome: Resubmitted, expect: version,
+	more, err := a.consentChanges(ctx, final, state, version, l, meta)
+	if err != nil {
+		return nil, err
+	}
+	return &plan{leadID: final, event: ev, more: more, outcome: Resubmitted, expect: version,
 		then: a.claimRest(final, target, ids, held, meta)}, nil
 }
+
+// consentChanges are the ConsentChanged events a resubmission's consents
+// make: one for each channel whose status they change, so a form that
+// withdraws a channel is heard like SetConsent. Only then is the lead read
+// whole (its consents as of version).
+func (a *App) consentChanges(ctx context.Context, leadID string, state lifecycle.State, version uint64, l form.Lead, meta envelope.Meta) ([]*eventv1.Event, error) {
+	if len(l.Consents) == 0 {
+		return nil, nil
+	}
+	recs, err := a.leads.Load(ctx, leadID)
+	if err != nil {
+		return nil, err
+	}
+	now := map[eventv1.ConsentChannel]eventv1.ConsentStatus{}
+	for _, r := range recs {
+		if r.Seq > version {
+			break
+		}
+		for _, c := range r.Event.GetLeadCaptured().GetConsents() {
+			now[c.GetChannel()] = c.GetStatus()
+		}
+		if c := r.Event.GetConsentChanged().GetConsent(); c != nil {
+			now[c.GetChannel()] = c.GetStatus()
+		}
+	}
+	var out []*eventv1.Event
+	for _, c := range l.Consents {
+		if s, ok := now[c.GetChannel()]; ok && s == c.GetStatus() {
+			continue
+		}
+		now[c.GetChannel()] = c.GetStatus()
+		ev, _, err := a.leadEvent(leadID, state, lifecycle.Command{Name: lifecycle.ChangeConsent},
+			&eventv1.ConsentChanged{Consent: c, Source: ResubmissionSource}, meta, a.now())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+// ResubmissionSource is the source of the consent changes a resubmission
+// brings.
+const ResubmissionSource = "resubmission"
 
 // planNew creates a lead for a person no lead holds: under the id derived
 // from their email, or, when an erasure released that email (its derived

@@ -161,7 +161,7 @@ func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope
 		}
 		run := newCaptureRun(p.l, p.ids, rowMeta(meta, p.l), p.held)
 		pl, err := a.planCapture(ctx, run)
-		if err != nil || pl.done != nil || len(pl.before) > 0 {
+		if err != nil || pl.done != nil || len(pl.before) > 0 || len(pl.more) > 0 {
 			// Anything but a plain resubmission or creation goes the
 			// whole way through CaptureLead.
 			single = append(single, p)

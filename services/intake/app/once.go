@@ -29,8 +29,11 @@ type answer struct {
 // plan is one decided attempt of a command: one event on one lead, the
 // claims that must be held before it and what follows it.
 type plan struct {
-	leadID  string
-	event   *eventv1.Event
+	leadID string
+	event  *eventv1.Event
+	// more are events appended with event, after it (the consent
+	// changes a resubmission brings).
+	more    []*eventv1.Event
 	outcome Outcome
 	// expect is the lead's version the event is appended at; with create,
 	// the event is the lead's first (expect 0).
@@ -239,5 +242,5 @@ func (a *App) execute(ctx context.Context, p *plan) (uint64, error) {
 	if p.create {
 		return a.leads.Create(ctx, p.leadID, p.event)
 	}
-	return a.leads.Append(ctx, p.leadID, p.expect, p.event)
+	return a.leads.Append(ctx, p.leadID, p.expect, append([]*eventv1.Event{p.event}, p.more...)...)
 }

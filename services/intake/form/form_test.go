@@ -52,6 +52,19 @@ func TestCheckCaptureDoesNotChangeItsInput(t *testing.T) {
 	if in.Contact.GetEmail() != " A@B.com" || in.Profile.GetCountry() != "gb" {
 		t.Fatal("CheckCapture changed the caller's messages")
 	}
+	// An external id is the id without spaces around it, and a blank one
+	// is none: it would be one identity of many people.
+	ext := func(id string) form.Capture {
+		c := in
+		c.ExternalID = &eventv1.ExternalId{System: "hubspot", Id: id}
+		return c
+	}
+	if l, v := form.CheckCapture(ext(" 123 "), time.Now()); len(v) > 0 || l.ExternalID.GetId() != "123" {
+		t.Fatalf("padded external id: %v %v", l.ExternalID, v)
+	}
+	if _, v := form.CheckCapture(ext("   "), time.Now()); len(v) != 1 || v[0].Field != "external_id.id" {
+		t.Fatalf("blank external id: violations %v", v)
+	}
 	// A nil profile and attribution are refused for the source, not a panic.
 	_, v = form.CheckCapture(form.Capture{Contact: &eventv1.Contact{Email: "a@b.com"}}, time.Now())
 	if len(v) != 1 || v[0].Field != "attribution.source" {

@@ -1,6 +1,7 @@
 package form
 
 import (
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -74,7 +75,9 @@ func CheckCapture(in Capture, now time.Time) (Lead, Violations) {
 
 	var ext *eventv1.ExternalId
 	if in.ExternalID != nil && (in.ExternalID.GetSystem() != "" || in.ExternalID.GetId() != "") {
-		ext = in.ExternalID
+		// The id as the system means it: spaces around it would make
+		// another identity of "123 ", and a blank one a shared one.
+		ext = &eventv1.ExternalId{System: in.ExternalID.GetSystem(), Id: strings.TrimSpace(in.ExternalID.GetId())}
 		Slug(&v, "external_id.system", ext.GetSystem(), true)
 		if ext.GetId() == "" {
 			v.Add("external_id.id", "is required with external_id.system")

@@ -73,7 +73,9 @@ function route() {
   const [path, qs] = h.split("?");
   return { path, params: new URLSearchParams(qs || "") };
 }
-const FILTERS = ["from", "to", "segment", "source", "attribution", "group"];
+const FILTERS = ["from", "to", "segment", "source", "attribution", "group", "currency"];
+// DRILL names the figure a lead list shows: kept when its filters change.
+const DRILL = ["figure", "measure", "row", "key", "campaign", "month", "overdue"];
 function filterParams(extra) {
   const cur = route().params, p = new URLSearchParams();
   for (const k of FILTERS) if (cur.get(k)) p.set(k, cur.get(k));
@@ -81,7 +83,15 @@ function filterParams(extra) {
   return p;
 }
 const href = (path, extra) => { const p = filterParams(extra).toString(); return "#" + path + (p ? "?" + p : ""); };
-function setParams(extra) { location.hash = href(route().path, extra).slice(1); }
+function setParams(extra) {
+  const r = route(), keep = {};
+  if (r.path === "/leads") for (const k of DRILL) if (r.params.get(k)) keep[k] = r.params.get(k);
+  location.hash = href(r.path, Object.assign(keep, extra)).slice(1);
+}
+// The overview last shown, filters and all: a drill-down writes its own
+// segment, source or period into the list's link, which "back" must not keep.
+let overviewHash = "";
+const overviewHref = () => overviewHash || href("/");
 
 async function api(path, params, opts) {
   const res = await fetch("/api/" + path + (params && params.toString() ? "?" + params : ""), Object.assign({ cache: "no-store" }, opts));
@@ -213,6 +223,7 @@ async function render(isLive) {
     else view = await overview(params, isLive);
     if (my !== renderSeq) return; // a newer render won
     $("view").replaceChildren(view);
+    if (path !== "/leads" && !path.startsWith("/lead/")) overviewHash = hash || "#/";
     document.body.dataset.loaded = "true";
     document.body.dataset.route = hash;
     document.body.dataset.gen = String(live.gen);
@@ -484,13 +495,14 @@ async function runWhatIf(version, fresh) {
       const w = await api("whatif/" + id);
       w.started = started;
       whatIfs[key] = w;
-      const box = $("whatif"); if (box) box.replaceChildren(whatIfView(w));
+      // Only into the box of its own period: the page may show another now.
+      const box = $("whatif"); if (box && whatIfKey(version) === key) box.replaceChildren(whatIfView(w));
       if (w.state !== "running") break;
       await new Promise((r) => setTimeout(r, 400));
     }
   } catch (e) {
     whatIfs[key] = { state: "failed", error: e.message, proposed: version };
-    const box = $("whatif"); if (box) box.replaceChildren(whatIfView(whatIfs[key]));
+    const box = $("whatif"); if (box && whatIfKey(version) === key) box.replaceChildren(whatIfView(whatIfs[key]));
   }
 }
 function whatIfView(w) {
@@ -577,13 +589,13 @@ async function leadsView(p) {
   q.delete("group"); q.delete("all");
   if (!q.get("figure")) { q.delete("attribution"); }
   q.set("limit", "100");
-  crumbs(el("a", { href: href("/") }, "Overview"), "Leads");
+  crumbs(el("a", { href: overviewHref() }, "Overview"), "Leads");
   let res;
   try { res = await api("leads", q); } catch (e) { return panel("", "Leads", describeFigure(p), null, errorBox(e)); }
   const total = n(res.total);
   const shown = res.leads.length;
   const count = total >= 0 ? `${fmtCount(total)} lead${total === 1 ? "" : "s"}` + (shown < total ? `, newest ${fmtCount(shown)} shown` : "") : `${fmtCount(shown)} shown`;
-  return panel("leads-panel", describeFigure(p), count, el("a", { href: href("/") }, "← overview"),
+  return panel("leads-panel", describeFigure(p), count, el("a", { href: overviewHref(), dataset: { k: "back" } }, "← overview"),
     el("div", { dataset: { k: "leads.total" }, hidden: true }, String(total)),
     shown ? leadTable(res.leads, false) : el("div", { class: "empty" }, "No leads."),
     el("div", { class: "pager" },
@@ -595,7 +607,7 @@ async function leadsView(p) {
 // ---- one lead's journey ----
 const LANES = ["intake", "qualification", "handoff", "nurture"];
 async function leadView(id) {
-  crumbs(el("a", { href: href("/") }, "Overview"), "Lead " + id);
+  crumbs(el("a", { href: overviewHref() }, "Overview"), "Lead " + id);
   let res;
   try { res = await api("lead/" + encodeURIComponent(id)); } catch (e) { return panel("", "Lead " + id, "", null, errorBox(e)); }
   const d = res.detail, l = d ? d.lead : null, steps = res.journey;
@@ -630,7 +642,7 @@ async function leadView(id) {
       " cycle " + s.cycle, el("span", { class: "owner" }, s.owner || "no owner"),
       due ? el("span", { class: missed ? "missed-deadline" : "" }, "due " + fmtWhen(s.deadline) + (missed ? (next ? " (missed)" : " (overdue)") : "")) : null));
   });
-  return el("div", {}, panel("lead-panel", "Lead " + id, l && l.merged_into ? "merged into " + l.merged_into : "", el("a", { href: href("/") }, "← overview"), head, cycles),
+  return el("div", {}, panel("lead-panel", "Lead " + id, l && l.merged_into ? "merged into " + l.merged_into : "", el("a", { href: overviewHref(), dataset: { k: "back" } }, "← overview"), head, cycles),
     el("div", { class: "spacer" }),
     panel("journey-panel", "Journey", "every event in stream order, one lane per service", null, steps.length ? grid : el("div", { class: "empty" }, "No events.")));
 }

@@ -48,7 +48,8 @@ type IntakeServiceClient interface {
 	// the first answer and writes nothing.
 	CaptureLead(ctx context.Context, in *CaptureLeadRequest, opts ...grpc.CallOption) (*CaptureLeadResponse, error)
 	// ImportLeads captures a stream of rows and answers one result per row,
-	// in order. Rows are appended in atomic batches.
+	// in order. Rows are sent in chunks, each row committed on its own: one
+	// row refused or lost in a race leaves the others written.
 	ImportLeads(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ImportLeadsRequest, ImportLeadsResponse], error)
 	// RecordActivity records an engagement signal on a lead, or on the lead
 	// it was merged into.
@@ -227,7 +228,8 @@ type IntakeServiceServer interface {
 	// the first answer and writes nothing.
 	CaptureLead(context.Context, *CaptureLeadRequest) (*CaptureLeadResponse, error)
 	// ImportLeads captures a stream of rows and answers one result per row,
-	// in order. Rows are appended in atomic batches.
+	// in order. Rows are sent in chunks, each row committed on its own: one
+	// row refused or lost in a race leaves the others written.
 	ImportLeads(grpc.BidiStreamingServer[ImportLeadsRequest, ImportLeadsResponse]) error
 	// RecordActivity records an engagement signal on a lead, or on the lead
 	// it was merged into.
