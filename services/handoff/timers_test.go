@@ -403,3 +403,62 @@ func TestSLAInWorkingHours(t *testing.T) {
 		t.Errorf("off shift: %v", lq)
 	}
 }
+
+// An escalation to the next rep gives that rep the acceptance step in
+// their own team's hours (it counted the breaching rep's): ann's team
+// closes within half an hour and opens again in about a day, bob's never
+// closes.
+func TestEscalationCountsTheNewRepsHours(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	ctx := ctxT(t)
+	now := time.Now().UTC()
+	mins := now.Hour()*60 + now.Minute()
+	clock := func(m int) string { return fmt.Sprintf("%02d:%02d", m/60, m%60) }
+	hours := &eventv1.WorkingHours{TimeZone: "UTC"}
+	for d := eventv1.Weekday_WEEKDAY_MONDAY; d <= eventv1.Weekday_WEEKDAY_SUNDAY; d++ {
+		hours.Days = append(hours.Days, &eventv1.WorkingDay{Day: d, Start: clock(max(0, mins-60)), End: clock(min(24*60, mins+30))})
+	}
+	for _, call := range []func() error{
+		func() error {
+			_, err := s.client.PutTeam(ctx, &handoffv1.PutTeamRequest{Team: &eventv1.SalesTeam{TeamId: "emea", Name: "EMEA", ManagerRepId: "mia", Hours: hours}, ChangedBy: ops})
+			return err
+		},
+		func() error {
+			_, err := s.client.PutRep(ctx, &handoffv1.PutRepRequest{Rep: &eventv1.Rep{RepId: "bob", TeamId: "us", Capacity: 10, Active: true}, ChangedBy: ops})
+			return err
+		},
+		func() error {
+			_, err := s.client.PutPool(ctx, &handoffv1.PutPoolRequest{Pool: &eventv1.Pool{PoolId: "dach", Members: []*eventv1.PoolMember{
+				{RepId: "ann", Weight: 1}, {RepId: "bob", Weight: 1}}}, ChangedBy: ops})
+			return err
+		},
+	} {
+		if err := call(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slaPolicy(t, s.client, 3*time.Hour, 5*time.Hour, 10*time.Minute, eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP)
+	id := w.mql(t, dach(50))
+	assigned := w.waitFor(t, id, "LeadAssigned", 1)[0]
+	a := assigned.GetLeadAssigned()
+	fire(t, w, &eventv1.SLATimer{TimerId: app.TimerID(assigned.GetEventId(), eventv1.SLAKind_SLA_KIND_ACCEPT, eventv1.TimerPhase_TIMER_PHASE_DUE),
+		LeadId: id, Sla: eventv1.SLAKind_SLA_KIND_ACCEPT, Phase: eventv1.TimerPhase_TIMER_PHASE_DUE, StepEventId: assigned.GetEventId(),
+		DueAt: a.GetAcceptBy(), FireAt: a.GetAcceptBy()})
+	re := w.waitFor(t, id, "LeadReassigned", 1)[0]
+	r := re.GetLeadReassigned()
+	took := r.GetAcceptBy().AsTime().Sub(re.GetOccurredAt().AsTime())
+	switch to := r.GetTo().GetId(); to {
+	case "bob": // never off: three hours from now
+		if took < 3*time.Hour-time.Minute || took > 3*time.Hour+time.Minute {
+			t.Errorf("bob, who never closes, must accept within %v, want 3h", took)
+		}
+	case "ann": // closes within half an hour, opens again about a day on
+		if took < 12*time.Hour {
+			t.Errorf("ann, whose team closes soon, must accept within %v, want her next day's hours", took)
+		}
+	default:
+		t.Fatalf("escalated to %q", to)
+	}
+}

@@ -107,8 +107,6 @@ func testReengagementAndProgramEnd(t *testing.T, newWorld func(testing.TB) *worl
 		w.accepted(t, l, "smb", 30)
 		w.reject(t, l, eventv1.RejectReason_REJECT_REASON_NOT_READY, "smb")
 	}
-	w.accepted(t, ends, "mid", 30)
-	w.reject(t, ends, eventv1.RejectReason_REJECT_REASON_NOT_READY, "mid")
 
 	t.Run("re-engaged, not qualified", func(t *testing.T) {
 		evs := w.nurtured(t, notQualified)
@@ -151,6 +149,9 @@ func testReengagementAndProgramEnd(t *testing.T, newWorld func(testing.TB) *worl
 		}
 	})
 	t.Run("program ends", func(t *testing.T) {
+		// Rejected only now: its program lasts two seconds.
+		w.accepted(t, ends, "mid", 30)
+		w.reject(t, ends, eventv1.RejectReason_REJECT_REASON_NOT_READY, "mid")
 		evs := w.nurtured(t, ends)
 		if p := last(evs).GetNurtureEnrolled().GetProgramId(); p != "sprint" {
 			t.Fatalf("enrolled in %s", p)

@@ -330,8 +330,13 @@ func (a *App) breach(ctx context.Context, cfg *routing.Config, l *lead, t *event
 	m := meta
 	m.CausationID = breached.GetEventId()
 	reason := fmt.Sprintf("%s SLA breached by %s", strings.ToLower(strings.TrimPrefix(t.GetSla().String(), "SLA_KIND_")), current)
-	// The manager's queue keeps the breaching rep's team hours.
-	re, err := a.reassignedEvent(cfg, l, state, to, cfg.RepCalendar(current), reason, eventv1.ReassignCause_REASSIGN_CAUSE_ESCALATION, d.Record, m, now)
+	// The next rep's step runs in that rep's team hours; the manager's
+	// queue keeps the breaching rep's.
+	cal := cfg.RepCalendar(current)
+	if d.RepID != "" {
+		cal = cfg.RepCalendar(d.RepID)
+	}
+	re, err := a.reassignedEvent(cfg, l, state, to, cal, reason, eventv1.ReassignCause_REASSIGN_CAUSE_ESCALATION, d.Record, m, now)
 	if err != nil {
 		return nil, err
 	}

@@ -133,7 +133,7 @@ func (c *Config) Route(l Lead, pools map[string]PoolState, loads Loads, now time
 	if !ok {
 		return c.queue(d, "pool "+rule.GetPoolId()+" is unknown")
 	}
-	rep, turn, cands, back := c.pick(pool, pools[pool.GetPoolId()], l.Exclude, loads, now)
+	rep, turn, cands, back := c.pick(pool, pools[pool.GetPoolId()], l.Exclude, loads, now, true)
 	rec.Candidates = append(rec.Candidates, cands...)
 	d.RetryAt = earliest(d.RetryAt, back)
 	if rep == "" {
@@ -161,13 +161,20 @@ func ManagerQueue(teamID string) string { return "manager:" + teamID }
 // policy, the next rep of the pool it was routed from (never a rep who
 // held it in this journey), else, or by policy, the queue of the manager
 // of the current owner's team, whatever the manager's load: the manager
-// hands it on. RepID and Queue are both "" when there is nowhere to go.
+// hands it on. With no rep of the pool at work now, the next one off
+// shift takes it. RepID and Queue are both "" when there is nowhere to go.
 func (c *Config) Escalate(l Lead, current, poolID string, escalation eventv1.SLAEscalation, pools map[string]PoolState, loads Loads, now time.Time) Decision {
 	rec := &eventv1.RoutingDecision{RoutingVersion: c.Version, RuleId: "escalation", PoolId: poolID}
 	d := Decision{Record: rec}
 	exclude := append(slices.Clone(l.Exclude), current)
 	if pool, ok := c.Pools[poolID]; ok && escalation == eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP {
-		rep, turn, cands, _ := c.pick(pool, pools[poolID], exclude, loads, now)
+		rep, turn, cands, back := c.pick(pool, pools[poolID], exclude, loads, now, true)
+		if rep == "" && !back.IsZero() {
+			// Nobody at work now, as when a deadline falls at closing
+			// time: the next rep off shift, whose step starts at their
+			// opening, rather than the manager's queue.
+			rep, turn, cands, _ = c.pick(pool, pools[poolID], exclude, loads, now, false)
+		}
 		rec.Candidates = append(rec.Candidates, cands...)
 		if rep != "" {
 			rec.RepId = rep
@@ -202,8 +209,9 @@ func (c *Config) Escalate(l Lead, current, poolID string, escalation eventv1.SLA
 
 // pick takes a pool's next turn among the reps who can take a lead. It
 // returns the rep ("" for none), the turn, every member as a candidate,
-// and the earliest time a skipped rep opens or returns.
-func (c *Config) pick(pool *eventv1.Pool, st PoolState, exclude []string, loads Loads, now time.Time) (string, *Turn, []*eventv1.Candidate, time.Time) {
+// and the earliest time a skipped rep opens or returns. With hours, a rep
+// off shift is skipped.
+func (c *Config) pick(pool *eventv1.Pool, st PoolState, exclude []string, loads Loads, now time.Time, hours bool) (string, *Turn, []*eventv1.Candidate, time.Time) {
 	src := "pool:" + pool.GetPoolId()
 	cands := make([]*eventv1.Candidate, len(pool.GetMembers()))
 	best := -1
@@ -217,7 +225,7 @@ func (c *Config) pick(pool *eventv1.Pool, st PoolState, exclude []string, loads 
 			cands[i].Outcome, cands[i].Detail = eventv1.CandidateOutcome_CANDIDATE_OUTCOME_PRIOR_OWNER, "held the lead before"
 			continue
 		}
-		out, detail, back := c.availability(rep, loads, now, true)
+		out, detail, back := c.availability(rep, loads, now, hours)
 		if out != eventv1.CandidateOutcome_CANDIDATE_OUTCOME_CHOSEN {
 			cands[i].Outcome, cands[i].Detail = out, detail
 			retry = earliest(retry, back)

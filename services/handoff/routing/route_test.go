@@ -287,6 +287,19 @@ func TestEscalate(t *testing.T) {
 	if d := c.Escalate(l, "cat", "", eventv1.SLAEscalation_SLA_ESCALATION_MANAGER, nil, nil, now); d.RepID != "" || d.Queue != "" {
 		t.Errorf("the manager's own lead escalated to %q %q", d.RepID, d.Queue)
 	}
+
+	// A deadline at closing time: nobody of the pool is at work, so the
+	// next rep off shift takes it (not the manager's queue), and starts
+	// when the team opens.
+	closed := &eventv1.WorkingHours{TimeZone: "UTC"}
+	for day := eventv1.Weekday_WEEKDAY_MONDAY; day <= eventv1.Weekday_WEEKDAY_FRIDAY; day++ {
+		closed.Days = append(closed.Days, &eventv1.WorkingDay{Day: day, Start: "09:00", End: "10:00"})
+	}
+	c.Apply(302, &eventv1.RoutingChanged{Change: &eventv1.RoutingChanged_Team{Team: &eventv1.SalesTeam{TeamId: "emea", ManagerRepId: "cat", Hours: closed}}})
+	d = c.Escalate(l, "bob", "dach", eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP, nil, nil, now)
+	if d.RepID != "cat" || d.Queue != "" {
+		t.Errorf("at closing time: %q queue %q, want the next rep cat (%v)", d.RepID, d.Queue, d.Record)
+	}
 }
 
 func TestValidate(t *testing.T) {
