@@ -149,4 +149,17 @@ func TestUnmergedLeadIsTakenUpAgain(t *testing.T) {
 	if n := len(ofType(w.events(t, mql), "LeadAssigned")); n != 1 {
 		t.Errorf("%d assignments after the unmerge, want 1", n)
 	}
+
+	// Queued when it was merged: routed afresh on the unmerge, so its
+	// retries start over.
+	queued := w.mql(t, &eventv1.Profile{Country: "BR"})
+	w.waitFor(t, queued, "LeadQueued", 1)
+	before = w.state(t, queued)
+	survivor = captured()
+	w.merge(t, survivor, queued)
+	unmerge(survivor, queued, before)
+	un := last(ofType(w.events(t, queued), "LeadUnmerged"))
+	if q := w.waitFor(t, queued, "LeadQueued", 2)[1]; q.GetCausationId() != un.GetEventId() {
+		t.Errorf("queued again, caused by %s, want the unmerge %s", q.GetCausationId(), un.GetEventId())
+	}
 }

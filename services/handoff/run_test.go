@@ -217,6 +217,28 @@ func testAccountBySealedCompanyName(t *testing.T, newWorld func(testing.TB) *wor
 			t.Errorf("the clear profile went with the keys: %v", b.GetProfile())
 		}
 	}
+
+	// Assigned by hand from the queue while its account's owner is away:
+	// the account, matched by the sealed company name, still counts.
+	if _, err := s.client.PutRep(ctx, &handoffv1.PutRepRequest{Rep: &eventv1.Rep{RepId: "dan", TeamId: "us", Capacity: 10}, ChangedBy: ops}); err != nil {
+		t.Fatal(err)
+	}
+	id := uuid.NewString()
+	plain, _ := proto.Marshal(&eventv1.Personal{Company: "ACME Inc.", Title: "CTO"})
+	sealed, err := newKey(id, false).Seal(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.write(t, id, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{SealedPersonal: sealed,
+		Profile: &eventv1.Profile{Country: "BR", EmailDomain: "gmail.com"}}, intakeActor)
+	w.qualify(t, id)
+	w.waitFor(t, id, "LeadQueued", 1)
+	if _, err := s.client.AssignLead(ctx, &handoffv1.AssignLeadRequest{LeadId: id, RepId: "bob", RequestId: "by-hand", AssignedBy: ops}); err != nil {
+		t.Fatal(err)
+	}
+	if a := w.waitFor(t, id, "LeadAssigned", 1)[0].GetLeadAssigned(); a.GetOwner().GetId() != "bob" || a.GetAccountId() != "acme" {
+		t.Errorf("assigned by hand: owner %s, account %q, want bob and acme", a.GetOwner().GetId(), a.GetAccountId())
+	}
 }
 
 // The round robin follows the weights and survives a restart of the

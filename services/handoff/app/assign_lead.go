@@ -40,10 +40,14 @@ func (a *App) AssignLead(ctx context.Context, in AssignLead, meta envelope.Meta)
 			if _, err := lifecycle.Decide(l.state, lifecycle.Command{Name: lifecycle.Assign, Owner: lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: in.RepID}}, a.policy, now); err != nil {
 				return nil, err
 			}
+			// Routing reads the sealed company name too (the account).
+			if err := a.unseal(ctx, cfg, l); err != nil {
+				return nil, err
+			}
 			if err := a.takeByHand(ctx, cfg, l.id, in.RepID, now); err != nil {
 				return nil, err
 			}
-			// The rules still say the segment (and so the SLA).
+			// The rules still say the segment and the account (and so the SLA).
 			d := cfg.Route(l.routingLead(), nil, nil, now)
 			d.RepID, d.Turn, d.Queue = in.RepID, nil, ""
 			d.Record.RuleId, d.Record.PoolId, d.Record.RepId, d.Record.FallbackQueue = "manual", "", in.RepID, ""

@@ -131,9 +131,9 @@ func (a *App) releaseFrom(ctx context.Context, from *eventv1.Owner, leadID strin
 }
 
 // Unmerged takes up a lead that the unmerge ev, stored at seq, gives back
-// as it was before its merge: its rep holds it again, its step's timers
-// are scheduled again (one that fired while it was merged did nothing),
-// and an MQL merged before it was routed is routed now, caused by ev.
+// as it was before its merge: its rep holds it again and its step's
+// timers are scheduled again (one that fired while it was merged did
+// nothing); an MQL, queued or never routed, is routed now, caused by ev.
 func (a *App) Unmerged(ctx context.Context, leadID string, seq uint64, ev *eventv1.Event, meta envelope.Meta) error {
 	if envelope.SurvivorSide(ev) {
 		return nil
@@ -151,6 +151,12 @@ func (a *App) Unmerged(ctx context.Context, leadID string, seq uint64, ev *event
 	if err := eventstore.Behind(leadID, l.version, seq); err != nil {
 		return err
 	}
+	if l.state.Status == lifecycle.StatusMQL {
+		// Routed afresh, queued or not: a queue's retries, named by
+		// attempt, would start again at one and stop at the attempt
+		// whose breach the lead recorded before its merge.
+		return a.route(ctx, leadID, seq, ev, meta, func(l *lead) bool { return l.qualified != "" })
+	}
 	if l.stepID != "" {
 		step, err := a.leads.Event(ctx, l.stepSeq)
 		if err != nil {
@@ -161,7 +167,7 @@ func (a *App) Unmerged(ctx context.Context, leadID string, seq uint64, ev *event
 		}
 		return nil
 	}
-	return a.route(ctx, leadID, seq, ev, meta, func(l *lead) bool { return l.stepID == "" && l.qualified != "" })
+	return nil
 }
 
 // restored holds the lead for its rep again when an unmerge gives it back
