@@ -308,6 +308,12 @@ func TestSkipAndFailingRelease(t *testing.T) {
 		dl := deadLetters(t, n.JS)
 		return len(dl) == 1 && dl[0].StreamSeq == s2 && fmt.Sprint(dl[0].Parked) == fmt.Sprint([]uint64{s3})
 	}, "s2 dead with s3 parked: %+v", deadLetters(t, n.JS))
+	// The skip was of s1 only: served again a moment later, it once
+	// skipped s2 as well and handled s3.
+	time.Sleep(2500 * time.Millisecond)
+	if dl := deadLetters(t, n.JS); len(dl) != 1 || dl[0].StreamSeq != s2 || fmt.Sprint(dl[0].Parked) != fmt.Sprint([]uint64{s3}) {
+		t.Fatalf("after the skip settled: %+v, want s2 dead with s3 parked", dl)
+	}
 	if j.len() != 0 {
 		t.Fatalf("handled %+v behind a dead letter", j.all())
 	}

@@ -339,6 +339,9 @@ const (
 	served outcome = iota
 	retry
 	handBack
+	// deadAgain: served, and a released message failed and is the key's
+	// dead letter now, in place of the one the request named.
+	deadAgain
 )
 
 func (r *runner) serveOnce(it *item) outcome {
@@ -375,13 +378,20 @@ func (r *runner) serveOnce(it *item) outcome {
 		}
 		r.log.Info("consume: dead letter "+it.req.op+" done", "key", key, "seq", e.streamSeq)
 	}
-	if o := r.releaseParked(it, key); o != served {
+	switch o := r.releaseParked(it, key); o {
+	case deadAgain:
+		return served // the new dead letter replaced the entry; the key stays parked
+	case served:
+	default:
 		return o
 	}
 	if entryMsg != nil {
-		if err := r.dl.DeleteMsg(ctx, entryMsg.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-			r.log.Warn("consume: delete dead letter", "key", key, "error", err)
-			return retry
+		if err := r.dl.DeleteMsg(ctx, entryMsg.Sequence); err != nil {
+			// The delete API says "not found" only as text: look again.
+			if _, gerr := r.dl.GetMsg(ctx, entryMsg.Sequence); !errors.Is(gerr, jetstream.ErrMsgNotFound) {
+				r.log.Warn("consume: delete dead letter", "key", key, "error", err)
+				return retry
+			}
 		}
 	}
 	r.parked.drop(key)
@@ -390,7 +400,7 @@ func (r *runner) serveOnce(it *item) outcome {
 
 // releaseParked handles key's parked messages in order, deleting each once
 // handled. One that fails again becomes the key's dead letter (the rest stay
-// parked), and releaseParked reports served with the key still parked.
+// parked), and releaseParked reports deadAgain.
 func (r *runner) releaseParked(it *item, key string) outcome {
 	ctx, cancel := context.WithTimeout(r.ioctx, 4*ioTimeout)
 	defer cancel()
@@ -425,7 +435,7 @@ func (r *runner) releaseParked(it *item, key string) outcome {
 				return handBack
 			}
 			_ = r.dl.Purge(ctx, jetstream.WithPurgeSubject(w.subject))
-			return served
+			return deadAgain
 		}
 		if err := r.dl.Purge(ctx, jetstream.WithPurgeSubject(w.subject)); err != nil {
 			r.log.Warn("consume: release parked: delete", "key", key, "seq", w.seq, "error", err)
