@@ -264,6 +264,22 @@ func TestDashboardInABrowser(t *testing.T) {
 		b.expectContains(t, "model.v3.sales", "○")
 	})
 
+	t.Run("newest leads follow the filters, money its ISO minor units", func(t *testing.T) {
+		b.open(t, base+"#/?from=2026-02-01&to=2026-03-01")
+		b.waitFor(t, `document.querySelector('.recent-panel') !== null`, 10*time.Second)
+		if got := b.eval(t, `[...document.querySelectorAll(".recent-panel tr[data-lead]")].map(e => e.dataset.lead)`); !slices.Equal(got, []string{"l8"}) {
+			t.Errorf("newest leads captured in February: %v, want [l8]", got)
+		}
+		// 150000 minor units: RSD has two minor digits by ISO 4217 (a
+		// browser may say none), BHD three, JPY none.
+		got := b.eval(t, `[fmtMoney(150000, "RSD"), fmtMoney(150000, "BHD"), fmtMoney(1500, "JPY")]`)
+		for i, want := range []string{"1,500", "150", "1,500"} {
+			if !strings.Contains(got[i], want) || strings.Contains(got[i], want+",000") || strings.Contains(got[i], "150,000") {
+				t.Errorf("money %d: %q, want %s", i, got[i], want)
+			}
+		}
+	})
+
 	b.close(t)
 }
 
@@ -595,4 +611,21 @@ func orDash(f *projectorv1.Figure, format func(float64) string) string {
 		return "—"
 	}
 	return format(f.GetValue())
+}
+
+// The dashboard loads again and again in one tab: each page left for
+// another stays in the back/forward cache, and held its live stream open,
+// so the seventh load waited for a connection for ever (a browser gives a
+// host six).
+func TestDashboardLoadsAgainAndAgain(t *testing.T) {
+	chromium := findChromium(t)
+	w := newWorld(t)
+	_, base := w.startDashboard(t)
+	w.fixture(t)
+	w.projected(t, w.dsn)
+	b := newBrowser(t, chromium, base)
+	for range 8 {
+		b.open(t, base+"#/?from=2026-03-01&to=2026-04-01")
+	}
+	b.close(t)
 }

@@ -17,13 +17,17 @@ const n = (v) => Number(v || 0); // protojson sends int64 as strings
 function fmtCount(v) { v = n(v); return Number.isInteger(v) ? intFmt.format(v) : fracFmt.format(v); }
 function fmtPct(v) { return pctFmt.format(n(v)); }
 const moneyFmts = {};
+// ISO 4217 minor digits where they are not 2: a browser's own may differ
+// (Chromium gives RSD and IQD none), and the amounts are ISO minor units.
+const MINOR_DIGITS = { BHD: 3, IQD: 3, JOD: 3, KWD: 3, LYD: 3, OMR: 3, TND: 3, CLF: 4, UYW: 4,
+  BIF: 0, CLP: 0, DJF: 0, GNF: 0, ISK: 0, JPY: 0, KMF: 0, KRW: 0, PYG: 0, RWF: 0, UGX: 0, UYI: 0, VND: 0, VUV: 0, XAF: 0, XOF: 0, XPF: 0 };
 // Money is in minor units; amounts of 1,000 or more drop the cents.
 function fmtMoney(minor, currency) {
   if (!currency) return fmtCount(n(minor) / 100);
   const key = currency;
   if (!moneyFmts[key]) {
-    const base = new Intl.NumberFormat(LOCALE, { style: "currency", currency });
-    const digits = base.resolvedOptions().maximumFractionDigits;
+    const digits = MINOR_DIGITS[currency] ?? 2;
+    const base = new Intl.NumberFormat(LOCALE, { style: "currency", currency, minimumFractionDigits: digits, maximumFractionDigits: digits });
     moneyFmts[key] = { digits, small: base, big: new Intl.NumberFormat(LOCALE, { style: "currency", currency, maximumFractionDigits: 0, minimumFractionDigits: 0 }) };
   }
   const f = moneyFmts[key];
@@ -177,6 +181,10 @@ function setOptions(select, values) {
 const live = { gen: -1, seq: 0, lastRefresh: 0, inFlight: false, again: false, timer: 0, connected: false };
 function connectLive() {
   const es = new EventSource("/api/live");
+  // A page kept in the back/forward cache would hold its stream open:
+  // six such pages take every connection the browser gives this host, and
+  // the dashboard stops loading. Closed on leaving, opened on coming back.
+  window.addEventListener("pagehide", () => es.close(), { once: true });
   es.addEventListener("change", (e) => {
     const notice = JSON.parse(e.data);
     live.seq = notice.seq;
@@ -272,7 +280,7 @@ async function overview(p, isLive) {
   const allTime = reportParams(["from", "to"]);
   const seg = new URLSearchParams(allTime); seg.set("group", "segment");
   const src = new URLSearchParams(allTime); src.set("group", "source");
-  const recent = new URLSearchParams(); recent.set("limit", "8");
+  const recent = reportParams(["from", "to", "segment", "source"]); recent.set("limit", "8"); // as "all leads →" lists them
   // The filter choices change rarely: a live refresh leaves them be.
   const none = Promise.resolve({ err: null });
   const queues = reportParams(["segment"]);
@@ -578,8 +586,10 @@ function describeFigure(p) {
   if (p.get("row")) parts.push(p.get("row") + " " + (p.get("key") || "(none)"));
   if (f === "queue") parts.push(p.get("key") + ", now");
   if (p.get("month")) parts.push(fmtMonth(p.get("month")));
-  if (p.get("segment")) parts.push("segment " + p.get("segment"));
-  if (p.get("source") && f !== "campaign") parts.push("source " + p.get("source"));
+  // Only the filters the list applies: campaign lists take neither,
+  // the SLA, marketing and queue lists no source.
+  if (p.get("segment") && f !== "campaign") parts.push("segment " + p.get("segment"));
+  if (p.get("source") && (!f || f === "funnel")) parts.push("source " + p.get("source"));
   if (f !== "queue") parts.push(periodLabel(p));
   const text = parts.join(" · ");
   return text.charAt(0).toUpperCase() + text.slice(1);
@@ -671,7 +681,11 @@ function init() {
 let started = false;
 function start() {
   delete document.body.dataset.signin;
-  if (!started) { started = true; connectLive(); }
+  if (!started) {
+    started = true;
+    connectLive();
+    window.addEventListener("pageshow", (e) => { if (e.persisted) { connectLive(); render(false); } });
+  }
   render(false);
 }
 init();
