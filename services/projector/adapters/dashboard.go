@@ -3,6 +3,7 @@ package adapters
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -17,7 +18,7 @@ var _ app.Behind = (*Queries)(nil)
 // LeadsBehind implements app.Behind. Each figure's conditions repeat the
 // ones of the report that counts it (queries.go), so a list opened from a
 // figure holds exactly the leads that figure counts.
-func (q *Queries) LeadsBehind(ctx context.Context, b app.BehindQuery) ([]*projectorv1.Lead, int64, error) {
+func (q *Queries) LeadsBehind(ctx context.Context, b app.BehindQuery) ([]*projectorv1.Lead, int64, string, error) {
 	var args []any
 	arg := func(v any) int { args = append(args, v); return len(args) }
 	where := []string{live}
@@ -121,33 +122,35 @@ func (q *Queries) LeadsBehind(ctx context.Context, b app.BehindQuery) ([]*projec
 			where = append(where, fmt.Sprintf("l.deadline < $%d", arg(b.Now)))
 		}
 	default:
-		return nil, 0, fmt.Errorf("leads behind: unknown figure %q", b.Figure)
+		return nil, 0, "", fmt.Errorf("leads behind: unknown figure %q", b.Figure)
 	}
 
 	cond := strings.Join(where, " AND ")
-	key := "coalesce(l.captured_at, '-infinity'::timestamptz)"
-	list := fmt.Sprintf(`SELECT f.state FROM leads l JOIN lead_folds f ON f.lead_id = l.lead_id WHERE %s ORDER BY %s DESC, l.lead_id DESC LIMIT $%d`, cond, key, len(args)+1)
 	count := fmt.Sprintf(`SELECT count(*) FROM leads l WHERE %s`, cond)
+	countArgs := slices.Clone(args)
+	if b.After != nil {
+		cond += " AND " + afterCursor(b.After, arg)
+	}
+	list := fmt.Sprintf(`SELECT f.state, l.captured_at FROM leads l JOIN lead_folds f ON f.lead_id = l.lead_id WHERE %s ORDER BY %s DESC, l.lead_id DESC LIMIT $%d`,
+		cond, captureKey, arg(b.Limit+1))
 	var out []*projectorv1.Lead
 	var n int64
+	var next string
 	err := q.db.Read(ctx, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, count, args...).Scan(&n); err != nil {
+		if err := tx.QueryRow(ctx, count, countArgs...).Scan(&n); err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, list, append(args, b.Limit)...)
+		rows, err := tx.Query(ctx, list, args...)
 		if err != nil {
 			return err
 		}
-		folds, err := scanFolds(rows)
-		for _, l := range folds {
-			out = append(out, leadProto(l))
-		}
+		out, next, err = page(rows, b.Limit)
 		return err
 	})
 	if err != nil {
-		return nil, 0, fmt.Errorf("leads behind %s: %w", b.Figure, err)
+		return nil, 0, "", fmt.Errorf("leads behind %s: %w", b.Figure, err)
 	}
-	return out, n, nil
+	return out, n, next, nil
 }
 
 // rowCond picks a sales row: a rep, a team (through reps, "" for reps in

@@ -102,17 +102,11 @@ func (q *Queries) SearchLeads(ctx context.Context, s app.LeadQuery) ([]*projecto
 	if s.Overdue {
 		where = append(where, fmt.Sprintf("l.deadline < $%d AND l.status <> ALL($%d)", arg(s.Now), arg(terminal)))
 	}
-	// Newest capture first; leads not captured yet (events before the
-	// capture were projected first) sort last.
-	key := "coalesce(l.captured_at, '-infinity'::timestamptz)"
 	if s.After != nil {
-		where = append(where, fmt.Sprintf("(%s, l.lead_id) < ($%d, $%d)", key, arg(s.After.CapturedAt), arg(s.After.LeadID)))
+		where = append(where, afterCursor(s.After, arg))
 	}
 	limit := arg(s.PageSize + 1)
-	// The cursor takes the capture time as stored: the fold's has
-	// nanoseconds, which PostgreSQL rounds, so a cursor from it could
-	// fall below the next lead captured in the same microsecond.
-	sql := fmt.Sprintf(`SELECT f.state, l.captured_at FROM leads l JOIN lead_folds f ON f.lead_id = l.lead_id WHERE %s ORDER BY %s DESC, l.lead_id DESC LIMIT $%d`, strings.Join(where, " AND "), key, limit)
+	sql := fmt.Sprintf(`SELECT f.state, l.captured_at FROM leads l JOIN lead_folds f ON f.lead_id = l.lead_id WHERE %s ORDER BY %s DESC, l.lead_id DESC LIMIT $%d`, strings.Join(where, " AND "), captureKey, limit)
 	var out []*projectorv1.Lead
 	next := ""
 	err := q.db.Read(ctx, func(tx pgx.Tx) error {
@@ -120,26 +114,53 @@ func (q *Queries) SearchLeads(ctx context.Context, s app.LeadQuery) ([]*projecto
 		if err != nil {
 			return err
 		}
-		var captured []*time.Time
-		folds, err := scanFolds(rows, func() any { captured = append(captured, nil); return &captured[len(captured)-1] })
-		if err != nil {
-			return err
-		}
-		if len(folds) > s.PageSize {
-			folds = folds[:s.PageSize]
-			at := time.Unix(-62135596800, 0) // the cursor of "-infinity" is never below a capture
-			if c := captured[s.PageSize-1]; c != nil {
-				at = *c
-			}
-			next = app.Cursor{CapturedAt: at, LeadID: folds[len(folds)-1].ID}.Token()
-		}
-		for _, l := range folds {
-			out = append(out, leadProto(l))
-		}
-		return nil
+		out, next, err = page(rows, s.PageSize)
+		return err
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("search leads: %w", err)
+	}
+	return out, next, nil
+}
+
+// afterCursor is the condition of a page after c, in captureKey's order.
+// A cursor on a lead not captured yet is -infinity itself: any time
+// would be above every such lead, and the next page would repeat them.
+func afterCursor(c *app.Cursor, arg func(any) int) string {
+	var at any
+	if !c.CapturedAt.IsZero() {
+		at = c.CapturedAt
+	}
+	return fmt.Sprintf("(%s, l.lead_id) < (coalesce($%d::timestamptz, '-infinity'::timestamptz), $%d)", captureKey, arg(at), arg(c.LeadID))
+}
+
+// captureKey orders lead lists: newest capture first; leads not captured
+// yet (events before the capture were projected first) sort last.
+const captureKey = "coalesce(l.captured_at, '-infinity'::timestamptz)"
+
+// page reads a list's rows (a fold and its stored capture time, size+1 of
+// them at most) into a page and the token of the next one. The cursor
+// takes the capture time as stored: the fold's has nanoseconds, which
+// PostgreSQL rounds, so a cursor from it could fall below the next lead
+// captured in the same microsecond.
+func page(rows pgx.Rows, size int) ([]*projectorv1.Lead, string, error) {
+	var captured []*time.Time
+	folds, err := scanFolds(rows, func() any { captured = append(captured, nil); return &captured[len(captured)-1] })
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(folds) > size {
+		folds = folds[:size]
+		var at time.Time // zero: not captured yet (afterCursor)
+		if c := captured[size-1]; c != nil {
+			at = *c
+		}
+		next = app.Cursor{CapturedAt: at, LeadID: folds[len(folds)-1].ID}.Token()
+	}
+	out := make([]*projectorv1.Lead, len(folds))
+	for i, l := range folds {
+		out[i] = leadProto(l)
 	}
 	return out, next, nil
 }

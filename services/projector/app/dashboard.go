@@ -53,15 +53,18 @@ type BehindQuery struct {
 	// it).
 	Now time.Time
 	// Limit bounds the leads returned (default 100, at most 500); the
-	// count is of all of them.
-	Limit int
+	// count is of all of them. PageToken goes on from a page before
+	// (Check sets After from it).
+	Limit     int
+	PageToken string
+	After     *Cursor
 }
 
 // Behind lists the leads behind a figure (adapters.Queries).
 type Behind interface {
-	// LeadsBehind returns up to q.Limit leads, newest capture first, and
-	// how many there are in all.
-	LeadsBehind(ctx context.Context, q BehindQuery) ([]*projectorv1.Lead, int64, error)
+	// LeadsBehind returns up to q.Limit leads, newest capture first, how
+	// many there are in all, and the token of the next page ("" for none).
+	LeadsBehind(ctx context.Context, q BehindQuery) ([]*projectorv1.Lead, int64, string, error)
 }
 
 // rowPeriodRE is a marketing row's period, as marketingRows names them.
@@ -139,6 +142,11 @@ func (q *BehindQuery) Check() error {
 	}
 	if q.Now.IsZero() {
 		q.Now = time.Now()
+	}
+	if after, err := parseToken(q.PageToken); err != nil {
+		v.add("page", "is not a token this service gave out")
+	} else {
+		q.After = after
 	}
 	switch {
 	case q.Limit < 0 || q.Limit > maxPageSize:

@@ -226,17 +226,17 @@ func (h *Handler) leads(w http.ResponseWriter, r *http.Request) {
 	if fig := r.FormValue("figure"); fig != "" {
 		b := app.BehindQuery{Figure: fig, Period: q.period, Segment: q.segment, Source: q.source, Measure: r.FormValue("measure"),
 			Campaign: r.FormValue("campaign"), Attribution: attribution(r.FormValue("attribution")), Row: r.FormValue("row"),
-			Key: r.FormValue("key"), Month: r.FormValue("month"), Limit: limit}
+			Key: r.FormValue("key"), Month: r.FormValue("month"), Limit: limit, PageToken: r.FormValue("page")}
 		if err := b.Check(); err != nil {
 			h.fail(w, r, err)
 			return
 		}
-		leads, total, err := h.cfg.Behind.LeadsBehind(r.Context(), b)
+		leads, total, next, err := h.cfg.Behind.LeadsBehind(r.Context(), b)
 		if err != nil {
 			h.fail(w, r, err)
 			return
 		}
-		h.leadList(w, r, leads, total, "")
+		h.leadList(w, r, leads, total, next)
 		return
 	}
 	lq := app.LeadQuery{Segment: q.segment, Source: q.source, CampaignID: r.FormValue("campaign"), RepID: r.FormValue("rep"),
