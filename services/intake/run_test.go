@@ -1351,6 +1351,34 @@ func TestMergeThenUnmergeRestoresBoth(t *testing.T) {
 	}
 }
 
+// A chain of merges stops where captures stop following it: a lead whose
+// merged leads go as deep as that is not absorbed (the chain once grew
+// past it, and captures and erasure of its deepest lead failed).
+func TestMergeChainsStayFollowable(t *testing.T) {
+	e := start(t)
+	ctx := ctxT(t)
+	top := e.capture(t, lead("chain0@m.example")).GetLeadId()
+	for i := 1; ; i++ {
+		next := e.capture(t, lead(fmt.Sprintf("chain%d@m.example", i))).GetLeadId()
+		_, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: next, AbsorbedLeadId: top, Reason: "same person"})
+		if i <= 7 {
+			if err != nil {
+				t.Fatalf("merge %d: %v", i, err)
+			}
+			top = next
+			continue
+		}
+		if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "chain of more than 7 merges") {
+			t.Fatalf("merge %d: %v, want FailedPrecondition naming the chain", i, err)
+		}
+		break
+	}
+	// The deepest lead's identity still finds the top of the chain.
+	if got := e.capture(t, lead("chain0@m.example")); got.GetLeadId() != top {
+		t.Fatalf("capture of the deepest lead went to %s, want %s", got.GetLeadId(), top)
+	}
+}
+
 // appendOpportunity appends OpportunityCreated by rep ann, as handoff
 // would after ann accepted the lead.
 func (e *env) appendOpportunity(t *testing.T, leadID string) {

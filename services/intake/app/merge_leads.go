@@ -35,20 +35,29 @@ type Merged struct {
 // so an unmerge has nothing to put back. Merging again is a no-op.
 //
 // Errors: *ValidationError, ErrNotFound, lifecycle.ErrRefused (a
-// terminal absorbed lead or one with an open opportunity, a merged or
-// erased survivor),
+// terminal absorbed lead, one with an open opportunity or with merges
+// below it as deep as a capture follows, a merged or erased survivor),
 // eventstore.ErrConflict after repeated races.
 func (a *App) MergeLeads(ctx context.Context, in MergeLeads, meta envelope.Meta) (Merged, error) {
 	if err := checkPair(in); err != nil {
 		return Merged{}, err
 	}
 	meta.Actor = meta.ActorOr(in.Actor)
+	depth, err := a.mergeDepth(ctx, in.Absorbed, maxMergeDepth)
+	if err != nil {
+		return Merged{}, err
+	}
 	payload := &eventv1.LeadMerged{SurvivorLeadId: in.Survivor, AbsorbedLeadId: in.Absorbed, Reason: in.Reason}
 	return a.pairCommit(ctx, in, func(sHead, aHead *eventstore.Record) (*eventv1.Event, *eventv1.Event, error) {
 		sState, _ := headState(sHead)
 		aState, _ := headState(aHead)
 		if m := aHead.Event.GetLeadMerged(); aState.Status == lifecycle.StatusMerged && m.GetSurvivorLeadId() == in.Survivor {
 			return nil, nil, nil // merged already
+		}
+		if depth+1 > maxMergeDepth {
+			return nil, nil, &lifecycle.RefusedError{Command: lifecycle.Merge, Status: aState.Status, Reason: fmt.Sprintf(
+				"lead %s has leads merged into it %d deep: absorbed, it would end a chain of more than %d merges, which captures do not follow; merge its leads into the survivor instead",
+				in.Absorbed, depth, maxMergeDepth)}
 		}
 		if aState.Status == lifecycle.StatusOpportunity {
 			// A merged lead's deal would leave every report, and the CRM
@@ -68,6 +77,29 @@ func (a *App) MergeLeads(ctx context.Context, in MergeLeads, meta envelope.Meta)
 		}
 		return survivor, absorbed, nil
 	})
+}
+
+// maxMergeDepth is the longest chain of merges a lead may end: a capture
+// of the deepest lead's identity follows the chain in maxHops reads.
+const maxMergeDepth = maxHops - 1
+
+// mergeDepth is how deep the leads merged into lead id go: 0 for none,
+// counted up to limit+1 at most.
+func (a *App) mergeDepth(ctx context.Context, id string, limit int) (int, error) {
+	recs, err := a.leads.Load(ctx, id)
+	if err != nil || len(recs) == 0 || limit < 0 {
+		return 0, err
+	}
+	view, _ := fold(id, recs)
+	depth := 0
+	for _, absorbed := range view.Absorbed {
+		d, err := a.mergeDepth(ctx, absorbed, limit-1)
+		if err != nil {
+			return 0, err
+		}
+		depth = max(depth, d+1)
+	}
+	return depth, nil
 }
 
 // UnmergeLeads undoes a merge: both leads record LeadUnmerged in one
