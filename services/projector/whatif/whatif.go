@@ -90,6 +90,10 @@ type leadState struct {
 	// merged: absorbed into another lead, so not a lead of its own, as
 	// the reports count leads.
 	merged bool
+	// nurtured: in nurture (recycled, enrolled): as live, only the score
+	// of a re-engagement may qualify it; other triggers may only
+	// disqualify it.
+	nurtured bool
 }
 
 type verdict struct{ qualified, out bool }
@@ -140,6 +144,8 @@ func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
 		trigger = true
 	case *eventv1.Event_LeadReengaged:
 		trigger = true
+	case *eventv1.Event_LeadRecycled, *eventv1.Event_NurtureEnrolled:
+		l.nurtured = true
 	case *eventv1.Event_LeadAccepted, *eventv1.Event_DealLost:
 		l.acted = true
 	case *eventv1.Event_OpportunityCreated:
@@ -149,7 +155,9 @@ func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
 	case *eventv1.Event_LeadDisqualified:
 		// A rule's verdict is the active version's, which the replay
 		// scores itself; a person's ends the lead whatever the version.
-		if d := p.LeadDisqualified; d.GetRuleId() == "" && !d.GetNotNow() {
+		if d := p.LeadDisqualified; d.GetNotNow() {
+			l.nurtured = true // back to nurture
+		} else if d.GetRuleId() == "" {
 			l.acted = true
 		}
 	case *eventv1.Event_DealWon:
@@ -165,13 +173,14 @@ func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
 	// As the live scorer does: facts as of the trigger, decay up to the
 	// time it was recorded.
 	at := ev.GetRecordedAt().AsTime()
+	mayQualify := !l.nurtured || ev.GetLeadReengaged() != nil
 	if r.active != nil {
-		l.active.score(*r.active, l.facts, at)
+		l.active.score(*r.active, l.facts, at, mayQualify)
 	}
-	l.proposed.score(r.proposed, l.facts, at)
+	l.proposed.score(r.proposed, l.facts, at, mayQualify)
 }
 
-func (v *verdict) score(m scoring.Model, f scoring.Facts, at time.Time) {
+func (v *verdict) score(m scoring.Model, f scoring.Facts, at time.Time, mayQualify bool) {
 	if v.qualified || v.out {
 		return
 	}
@@ -179,7 +188,7 @@ func (v *verdict) score(m scoring.Model, f scoring.Facts, at time.Time) {
 	switch {
 	case res.Disqualify != nil && !res.Disqualify.NotNow:
 		v.out = true // disqualified for good: never an MQL under m
-	case res.Qualifies(m):
+	case mayQualify && res.Qualifies(m):
 		v.qualified = true
 	}
 }

@@ -11,9 +11,8 @@ import (
 )
 
 // A lead a person disqualified is never scored again live, so the
-// what-if counts it as an MQL under neither version; a rule's
-// disqualification is the active version's own and leaves the proposal
-// free to qualify the lead.
+// what-if counts it as an MQL under neither version; one sent back "not
+// now" is in nurture, where only a re-engagement's score qualifies.
 func TestAPersonsDisqualificationEndsTheLead(t *testing.T) {
 	m := scoring.Default()
 	at := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
@@ -26,6 +25,10 @@ func TestAPersonsDisqualificationEndsTheLead(t *testing.T) {
 			e.Payload = &eventv1.Event_LeadDisqualified{LeadDisqualified: x}
 		case *eventv1.ActivityRecorded:
 			e.Payload = &eventv1.Event_ActivityRecorded{ActivityRecorded: x}
+		case *eventv1.LeadRecycled:
+			e.Payload = &eventv1.Event_LeadRecycled{LeadRecycled: x}
+		case *eventv1.LeadReengaged:
+			e.Payload = &eventv1.Event_LeadReengaged{LeadReengaged: x}
 		}
 		return e
 	}
@@ -36,7 +39,21 @@ func TestAPersonsDisqualificationEndsTheLead(t *testing.T) {
 		r.Apply(id, ev(1, &eventv1.LeadDisqualified{Reason: "spam", NotNow: id == "not-now"}))
 		r.Apply(id, ev(2, &eventv1.ActivityRecorded{Type: eventv1.ActivityType_ACTIVITY_TYPE_DEMO_REQUEST}))
 	}
-	if got := r.Result().Total; got.Leads != 2 || got.MQLsActive != 1 || got.MQLsProposed != 1 {
-		t.Fatalf("totals %+v: want 2 leads, the one disqualified \"not now\" an MQL under both", got)
+	if got := r.Result().Total; got.Leads != 2 || got.MQLsActive != 0 || got.MQLsProposed != 0 {
+		t.Fatalf("totals %+v: want 2 leads and no MQL (one ended, one in nurture, not re-engaged)", got)
+	}
+
+	// In nurture, as live, an activity qualifies a lead only through its
+	// re-engagement's score.
+	r = New(&m, m, time.Time{}, time.Time{})
+	r.Apply("nurtured", ev(0, &eventv1.LeadCaptured{Profile: vp, Attribution: &eventv1.Attribution{Source: "web-form"}}))
+	r.Apply("nurtured", ev(1, &eventv1.LeadRecycled{Cause: eventv1.RecycleCause_RECYCLE_CAUSE_NOT_QUALIFIED}))
+	r.Apply("nurtured", ev(2, &eventv1.ActivityRecorded{Type: eventv1.ActivityType_ACTIVITY_TYPE_DEMO_REQUEST}))
+	if got := r.Result().Total; got.MQLsActive != 0 || got.MQLsProposed != 0 {
+		t.Fatalf("a nurtured lead's activity without a re-engagement: %+v, want no MQL", got)
+	}
+	r.Apply("nurtured", ev(3, &eventv1.LeadReengaged{}))
+	if got := r.Result().Total; got.MQLsActive != 1 || got.MQLsProposed != 1 {
+		t.Fatalf("after its re-engagement: %+v, want an MQL under both", got)
 	}
 }
