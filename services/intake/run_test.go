@@ -797,10 +797,22 @@ func TestResubmissionCarriesItsConsents(t *testing.T) {
 	again := lead("consent@c.example")
 	again.Consents = []*eventv1.Consent{{Channel: eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL, Status: eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN},
 		{Channel: eventv1.ConsentChannel_CONSENT_CHANNEL_PHONE, Status: eventv1.ConsentStatus_CONSENT_STATUS_GRANTED}}
-	for range 2 {
-		if r := e.capture(t, again); r.GetLeadId() != id || r.GetOutcome() != intakev1.CaptureOutcome_CAPTURE_OUTCOME_RESUBMITTED {
+	again.IdempotencyKey = "form-2"
+	var answered *intakev1.CaptureLeadResponse
+	for i := range 2 {
+		r := e.capture(t, again)
+		if r.GetLeadId() != id || r.GetOutcome() != intakev1.CaptureOutcome_CAPTURE_OUTCOME_RESUBMITTED {
 			t.Fatalf("capture again: %v", r)
 		}
+		if i == 0 {
+			answered = r
+		} else if !r.GetReplayed() || r.GetVersion() != answered.GetVersion() {
+			t.Fatalf("a repeat answered %v, the first %v: want the first's version", r, answered)
+		}
+	}
+	again.IdempotencyKey = ""
+	if r := e.capture(t, again); r.GetLeadId() != id {
+		t.Fatalf("capture once more: %v", r)
 	}
 	got := map[eventv1.ConsentChannel]eventv1.ConsentStatus{}
 	for _, c := range e.getLead(t, id).GetConsents() {
@@ -1293,6 +1305,17 @@ func TestMergeThenUnmergeRestoresBoth(t *testing.T) {
 	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "merged into "+survivor) {
 		t.Fatalf("erasing a merged lead: %v, want FailedPrecondition naming the survivor", err)
 	}
+	// Unless the survivor was erased without it (an erasure that did not
+	// reach that deep): then it is erased on its own.
+	other := e.capture(t, lead("other@m.example")).GetLeadId()
+	left := e.capture(t, lead("left@m.example")).GetLeadId()
+	if _, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: other, AbsorbedLeadId: left, Reason: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	e.appendErased(t, other)
+	if _, err := e.client.EraseLead(ctx, &intakev1.EraseLeadRequest{LeadId: left, Reason: "request"}); err != nil {
+		t.Fatalf("erasing a merged lead whose survivor is erased: %v", err)
+	}
 
 	unmerge := &intakev1.UnmergeLeadsRequest{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "two people after all"}
 	if _, err := e.client.UnmergeLeads(ctx, unmerge); err != nil {
@@ -1376,6 +1399,24 @@ func TestMergeChainsStayFollowable(t *testing.T) {
 	// The deepest lead's identity still finds the top of the chain.
 	if got := e.capture(t, lead("chain0@m.example")); got.GetLeadId() != top {
 		t.Fatalf("capture of the deepest lead went to %s, want %s", got.GetLeadId(), top)
+	}
+}
+
+// appendErased appends LeadErased and nothing else: an erasure that did
+// not reach the leads merged into the lead.
+func (e *env) appendErased(t *testing.T, leadID string) {
+	t.Helper()
+	ctx := ctxT(t)
+	store := eventstore.New(e.nats.JS, e.cfg.Stream)
+	version, err := store.Version(ctx, eventstore.LeadSubject(leadID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := &eventv1.Event{EventId: uuid.NewString(), LeadId: leadID, EventType: "LeadErased", OccurredAt: timestamppb.Now(),
+		Lifecycle: &eventv1.Lifecycle{Status: eventv1.LeadStatus_LEAD_STATUS_ERASED},
+		Payload:   &eventv1.Event_LeadErased{LeadErased: &eventv1.LeadErased{Reason: "request"}}}
+	if _, err := store.Append(ctx, eventstore.LeadSubject(leadID), version, ev); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -193,6 +193,13 @@ func TestDashboardInABrowser(t *testing.T) {
 		if h := b.eval(t, `[location.hash]`)[0]; !strings.Contains(h, "figure=funnel") || !strings.Contains(h, "measure=mql") || !strings.Contains(h, "row=segment") {
 			t.Errorf("the list after a new period: %s, want its figure kept", h)
 		}
+		// Another segment in the filter bar: that segment's row, not an
+		// empty list of leads in two segments at once.
+		b.eval(t, `(() => { const s = document.getElementById("f-segment"); s.value = "ent"; s.dispatchEvent(new Event("change", {bubbles: true})); return []; })()`)
+		b.waitFor(t, `location.hash.includes("key=ent") && document.querySelector(".leads-panel") !== null`, 10*time.Second)
+		if h := b.eval(t, `[location.hash]`)[0]; !strings.Contains(h, "segment=ent") || !strings.Contains(h, "row=segment") || strings.Contains(h, "mid") {
+			t.Errorf("the list after another segment: %s, want the ent row", h)
+		}
 		b.run(t, chromedp.Click(chromedp.CSS(`[data-k="back"]`)))
 		b.waitFor(t, `location.hash.startsWith("#/?") && document.querySelector(".leads-panel") === null`, 10*time.Second)
 		if h := b.eval(t, `[location.hash]`)[0]; h != "#/?"+march+"&group=segment" {

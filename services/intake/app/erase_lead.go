@@ -58,10 +58,18 @@ func (a *App) EraseLead(ctx context.Context, in EraseLead, meta envelope.Meta) (
 	}
 	if st, _ := headState(head); head != nil && st.Status == lifecycle.StatusMerged {
 		// What was captured of the person since the merge is sealed on
-		// the survivor, so erasing this lead alone would keep it.
+		// the survivor, so erasing this lead alone would keep it; unless
+		// the survivor is erased already and its erasure missed this
+		// lead (a chain deeper than it follows).
 		s := head.Event.GetLeadMerged().GetSurvivorLeadId()
-		return Written{}, &lifecycle.RefusedError{Command: lifecycle.Erase, Status: st.Status,
-			Reason: fmt.Sprintf("lead is merged into %s, which holds what was captured of this person since: erase %s (the leads merged into it go with it), or unmerge first", s, s)}
+		sHead, err := a.leads.Head(ctx, s)
+		if err != nil {
+			return Written{}, err
+		}
+		if sst, _ := headState(sHead); sHead == nil || sst.Status != lifecycle.StatusErased {
+			return Written{}, &lifecycle.RefusedError{Command: lifecycle.Erase, Status: st.Status,
+				Reason: fmt.Sprintf("lead is merged into %s, which holds what was captured of this person since: erase %s (the leads merged into it go with it), or unmerge first", s, s)}
+		}
 	}
 	return a.erase(ctx, in.LeadID, in.Reason, meta, maxHops)
 }

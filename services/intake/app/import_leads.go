@@ -34,7 +34,6 @@ type ImportResult struct {
 	Err    error
 }
 
-// pending is a checked row of an import.
 // rowMeta is meta with the actor the row names, if any, as CaptureLead
 // takes the one its request names.
 func rowMeta(meta envelope.Meta, l form.Lead) envelope.Meta {
@@ -42,6 +41,7 @@ func rowMeta(meta envelope.Meta, l form.Lead) envelope.Meta {
 	return meta
 }
 
+// pending is a checked row of an import.
 type pending struct {
 	i    int
 	l    form.Lead

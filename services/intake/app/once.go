@@ -156,7 +156,7 @@ func (a *App) once(ctx context.Context, key idemKey, decide func(context.Context
 				p.event.EventId = rec.GetEventId()
 			}
 			next := &eventv1.IdempotencyRecord{LeadId: p.leadID, EventId: p.event.GetEventId(),
-				VersionBefore: p.expect, Outcome: string(p.outcome), Fingerprint: key.fingerprint}
+				VersionBefore: p.expect, Outcome: string(p.outcome), Fingerprint: key.fingerprint, More: uint32(len(p.more))}
 			seq, err := a.leads.PutRecord(ctx, key.token, next, recSeq)
 			if errors.Is(err, eventstore.ErrConflict) {
 				// A racing repeat wrote first: take its record over.
@@ -206,7 +206,8 @@ func (a *App) once(ctx context.Context, key idemKey, decide func(context.Context
 }
 
 // answerOf is the first answer a record stands for, if its event is
-// stored: the lead's first event after the record's version.
+// stored: the lead's first event after the record's version (and the
+// version of the last event of its commit).
 func (a *App) answerOf(ctx context.Context, key idemKey, rec *eventv1.IdempotencyRecord) (answer, bool, error) {
 	if rec.GetFingerprint() != key.fingerprint {
 		return answer{}, false, &KeyReusedError{Field: key.field}
@@ -215,7 +216,7 @@ func (a *App) answerOf(ctx context.Context, key idemKey, rec *eventv1.Idempotenc
 	if err != nil || ev == nil || ev.Event.GetEventId() != rec.GetEventId() {
 		return answer{}, false, err
 	}
-	return answer{LeadID: rec.GetLeadId(), Outcome: Outcome(rec.GetOutcome()), Version: ev.Seq, Replayed: true}, true, nil
+	return answer{LeadID: rec.GetLeadId(), Outcome: Outcome(rec.GetOutcome()), Version: ev.Seq + uint64(rec.GetMore()), Replayed: true}, true, nil
 }
 
 // repoint sets a record's version to the one its stored event was

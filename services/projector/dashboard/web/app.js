@@ -90,6 +90,11 @@ const href = (path, extra) => { const p = filterParams(extra).toString(); return
 function setParams(extra) {
   const r = route(), keep = {};
   if (r.path === "/leads") for (const k of DRILL) if (r.params.get(k)) keep[k] = r.params.get(k);
+  // A funnel row by segment or source whose filter changes becomes that
+  // value's row, or with "All" the whole figure.
+  if (keep.row && Object.prototype.hasOwnProperty.call(extra, keep.row)) {
+    if (extra[keep.row]) keep.key = extra[keep.row]; else { delete keep.row; delete keep.key; }
+  }
   location.hash = href(r.path, Object.assign(keep, extra)).slice(1);
 }
 // The overview last shown, filters and all: a drill-down writes its own
@@ -588,8 +593,8 @@ function describeFigure(p) {
   if (p.get("month")) parts.push(fmtMonth(p.get("month")));
   // Only the filters the list applies: campaign lists take neither,
   // the SLA, marketing and queue lists no source.
-  if (p.get("segment") && f !== "campaign") parts.push("segment " + p.get("segment"));
-  if (p.get("source") && (!f || f === "funnel")) parts.push("source " + p.get("source"));
+  if (p.get("segment") && f !== "campaign" && p.get("row") !== "segment") parts.push("segment " + p.get("segment"));
+  if (p.get("source") && (!f || f === "funnel") && p.get("row") !== "source") parts.push("source " + p.get("source"));
   if (f !== "queue") parts.push(periodLabel(p));
   const text = parts.join(" · ");
   return text.charAt(0).toUpperCase() + text.slice(1);

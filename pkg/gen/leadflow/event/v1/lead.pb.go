@@ -1675,7 +1675,11 @@ type IdempotencyRecord struct {
 	Outcome string `protobuf:"bytes,4,opt,name=outcome,proto3" json:"outcome,omitempty"`
 	// fingerprint is a keyed hash of the request's content: the same key
 	// with other content is refused.
-	Fingerprint   string `protobuf:"bytes,5,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	Fingerprint string `protobuf:"bytes,5,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	// more counts the events appended with event_id, after it, in its
+	// commit (a resubmission's consent changes): the first answer's version
+	// is the last of them.
+	More          uint32 `protobuf:"varint,6,opt,name=more,proto3" json:"more,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1743,6 +1747,13 @@ func (x *IdempotencyRecord) GetFingerprint() string {
 		return x.Fingerprint
 	}
 	return ""
+}
+
+func (x *IdempotencyRecord) GetMore() uint32 {
+	if x != nil {
+		return x.More
+	}
+	return 0
 }
 
 var File_leadflow_event_v1_lead_proto protoreflect.FileDescriptor
@@ -1855,13 +1866,14 @@ const file_leadflow_event_v1_lead_proto_rawDesc = "" +
 	"\fLeadUnmerged\x12(\n" +
 	"\x10survivor_lead_id\x18\x01 \x01(\tR\x0esurvivorLeadId\x12(\n" +
 	"\x10absorbed_lead_id\x18\x02 \x01(\tR\x0eabsorbedLeadId\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xaa\x01\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xbe\x01\n" +
 	"\x11IdempotencyRecord\x12\x17\n" +
 	"\alead_id\x18\x01 \x01(\tR\x06leadId\x12\x19\n" +
 	"\bevent_id\x18\x02 \x01(\tR\aeventId\x12%\n" +
 	"\x0eversion_before\x18\x03 \x01(\x04R\rversionBefore\x12\x18\n" +
 	"\aoutcome\x18\x04 \x01(\tR\aoutcome\x12 \n" +
-	"\vfingerprint\x18\x05 \x01(\tR\vfingerprint*\xff\x01\n" +
+	"\vfingerprint\x18\x05 \x01(\tR\vfingerprint\x12\x12\n" +
+	"\x04more\x18\x06 \x01(\rR\x04more*\xff\x01\n" +
 	"\vJobFunction\x12\x1c\n" +
 	"\x18JOB_FUNCTION_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17JOB_FUNCTION_OPERATIONS\x10\x01\x12\x1a\n" +
