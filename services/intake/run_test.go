@@ -1406,37 +1406,34 @@ func TestMergeChainsStayFollowable(t *testing.T) {
 // not reach the leads merged into the lead.
 func (e *env) appendErased(t *testing.T, leadID string) {
 	t.Helper()
-	ctx := ctxT(t)
-	store := eventstore.New(e.nats.JS, e.cfg.Stream)
-	version, err := store.Version(ctx, eventstore.LeadSubject(leadID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev := &eventv1.Event{EventId: uuid.NewString(), LeadId: leadID, EventType: "LeadErased", OccurredAt: timestamppb.Now(),
+	e.appendRaw(t, &eventv1.Event{LeadId: leadID, EventType: "LeadErased",
 		Lifecycle: &eventv1.Lifecycle{Status: eventv1.LeadStatus_LEAD_STATUS_ERASED},
-		Payload:   &eventv1.Event_LeadErased{LeadErased: &eventv1.LeadErased{Reason: "request"}}}
-	if _, err := store.Append(ctx, eventstore.LeadSubject(leadID), version, ev); err != nil {
-		t.Fatal(err)
-	}
+		Payload:   &eventv1.Event_LeadErased{LeadErased: &eventv1.LeadErased{Reason: "request"}}})
 }
 
 // appendOpportunity appends OpportunityCreated by rep ann, as handoff
 // would after ann accepted the lead.
 func (e *env) appendOpportunity(t *testing.T, leadID string) {
 	t.Helper()
-	ctx := ctxT(t)
-	store := eventstore.New(e.nats.JS, e.cfg.Stream)
-	version, err := store.Version(ctx, eventstore.LeadSubject(leadID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev := &eventv1.Event{EventId: uuid.NewString(), LeadId: leadID, EventType: "OpportunityCreated", OccurredAt: timestamppb.Now(),
+	e.appendRaw(t, &eventv1.Event{LeadId: leadID, EventType: "OpportunityCreated",
 		Actor: &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "ann", Team: eventv1.Team_TEAM_SALES},
 		Lifecycle: &eventv1.Lifecycle{Status: eventv1.LeadStatus_LEAD_STATUS_OPPORTUNITY,
 			Owner: &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_REP, Id: "ann"}, Deadline: timestamppb.New(time.Now().Add(30 * 24 * time.Hour))},
 		Payload: &eventv1.Event_OpportunityCreated{OpportunityCreated: &eventv1.OpportunityCreated{OpportunityId: "o-1", RepId: "ann", Stage: "discovery",
-			Amount: &eventv1.Money{Currency: "EUR", MinorUnits: 100000}}}}
-	if _, err := store.Append(ctx, eventstore.LeadSubject(leadID), version, ev); err != nil {
+			Amount: &eventv1.Money{Currency: "EUR", MinorUnits: 100000}}}})
+}
+
+// appendRaw appends ev, as another service wrote it, at the lead's version.
+func (e *env) appendRaw(t *testing.T, ev *eventv1.Event) {
+	t.Helper()
+	ctx := ctxT(t)
+	store := eventstore.New(e.nats.JS, e.cfg.Stream)
+	version, err := store.Version(ctx, eventstore.LeadSubject(ev.GetLeadId()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.EventId, ev.OccurredAt = uuid.NewString(), timestamppb.Now()
+	if _, err := store.Append(ctx, eventstore.LeadSubject(ev.GetLeadId()), version, ev); err != nil {
 		t.Fatal(err)
 	}
 }

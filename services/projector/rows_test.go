@@ -141,21 +141,7 @@ func TestPagesKeepLeadsCapturedInOneMicrosecond(t *testing.T) {
 			Attribution: &eventv1.Attribution{Source: "web-form"}})
 	}
 	w.projected(t, w.dsn)
-	var got []string
-	token := ""
-	for range len(want) + 1 {
-		res, err := s.client.SearchLeads(ctxT(t), &projectorv1.SearchLeadsRequest{PageSize: 1, PageToken: token})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, l := range res.GetLeads() {
-			got = append(got, l.GetLeadId())
-		}
-		if token = res.GetNextPageToken(); token == "" {
-			break
-		}
-	}
-	if !slices.Equal(got, want) {
+	if got := pagesOfOne(t, s.client, 2*len(want)); !slices.Equal(got, want) {
 		t.Fatalf("pages of one: %v, want %v", got, want)
 	}
 }
@@ -183,10 +169,18 @@ func TestPagesOfLeadsNotCapturedYet(t *testing.T) {
 		w.mu.Unlock()
 	}
 	w.projected(t, w.dsn)
+	if got := pagesOfOne(t, s.client, 2*len(want)); !slices.Equal(got, want) {
+		t.Fatalf("pages of one: %v, want %v", got, want)
+	}
+}
+
+// pagesOfOne searches every lead a page of one at a time, at most n pages.
+func pagesOfOne(t *testing.T, c projectorv1.ProjectorServiceClient, n int) []string {
+	t.Helper()
 	var got []string
 	token := ""
-	for range 2 * len(want) {
-		res, err := s.client.SearchLeads(ctxT(t), &projectorv1.SearchLeadsRequest{PageSize: 1, PageToken: token})
+	for range n {
+		res, err := c.SearchLeads(ctxT(t), &projectorv1.SearchLeadsRequest{PageSize: 1, PageToken: token})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -197,7 +191,5 @@ func TestPagesOfLeadsNotCapturedYet(t *testing.T) {
 			break
 		}
 	}
-	if !slices.Equal(got, want) {
-		t.Fatalf("pages of one: %v, want %v", got, want)
-	}
+	return got
 }

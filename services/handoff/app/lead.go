@@ -3,6 +3,7 @@ package app
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -260,6 +261,24 @@ func (l *lead) slaPolicy(cfg *routing.Config) sla.Policy {
 // ownedBy reports whether rep owns the lead.
 func (l *lead) ownedBy(repID string) bool {
 	return l.state.Owner == lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: repID}
+}
+
+// loadThrough reads and folds a lead that has its event at seq:
+// eventstore.ErrBehind when the read does not reach seq yet (a replica
+// behind the stream's leader), to be tried again; nil and no error for a
+// lead with no events and nothing to wait for.
+func (a *App) loadThrough(ctx context.Context, leadID string, seq uint64) (*lead, error) {
+	l, err := a.load(ctx, leadID)
+	if errors.Is(err, ErrNotFound) {
+		return nil, eventstore.Behind(leadID, 0, seq)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := eventstore.Behind(leadID, l.version, seq); err != nil {
+		return nil, err
+	}
+	return l, nil
 }
 
 // load reads and folds a lead; ErrNotFound when it has no events.

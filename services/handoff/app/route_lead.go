@@ -50,14 +50,7 @@ func (a *App) route(ctx context.Context, leadID string, seq uint64, ev *eventv1.
 		if l == nil {
 			// A read without ev (a replica behind the consumer that
 			// delivered it) would find the lead not qualified by ev.
-			l, err = a.load(ctx, leadID)
-			if errors.Is(err, ErrNotFound) {
-				return eventstore.Behind(leadID, 0, seq)
-			}
-			if err != nil {
-				return err
-			}
-			if err := eventstore.Behind(leadID, l.version, seq); err != nil {
+			if l, err = a.loadThrough(ctx, leadID, seq); l == nil || err != nil {
 				return err
 			}
 		}

@@ -141,14 +141,8 @@ func (a *App) Unmerged(ctx context.Context, leadID string, seq uint64, ev *event
 	if err := a.restored(ctx, leadID, ev); err != nil {
 		return err
 	}
-	l, err := a.load(ctx, leadID)
-	if errors.Is(err, ErrNotFound) {
-		return eventstore.Behind(leadID, 0, seq)
-	}
-	if err != nil {
-		return err
-	}
-	if err := eventstore.Behind(leadID, l.version, seq); err != nil {
+	l, err := a.loadThrough(ctx, leadID, seq)
+	if l == nil || err != nil {
 		return err
 	}
 	if l.state.Status == lifecycle.StatusMQL {
@@ -157,15 +151,15 @@ func (a *App) Unmerged(ctx context.Context, leadID string, seq uint64, ev *event
 		// whose breach the lead recorded before its merge.
 		return a.route(ctx, leadID, seq, ev, meta, func(l *lead) bool { return l.qualified != "" })
 	}
-	if l.stepID != "" {
-		step, err := a.leads.Event(ctx, l.stepSeq)
-		if err != nil {
-			return err
-		}
-		if timers := TimersFor(l.stepSeq, step); len(timers) > 0 {
-			return a.timers.Reschedule(ctx, timers...)
-		}
+	if l.stepID == "" {
 		return nil
+	}
+	step, err := a.leads.Event(ctx, l.stepSeq)
+	if err != nil {
+		return err
+	}
+	if timers := TimersFor(l.stepSeq, step); len(timers) > 0 {
+		return a.timers.Reschedule(ctx, timers...)
 	}
 	return nil
 }
@@ -194,14 +188,8 @@ func (a *App) FireTimer(ctx context.Context, t *eventv1.SLATimer, meta envelope.
 	for attempt := range maxRaces {
 		// A read without the step (a replica behind the stream's leader)
 		// would find the step over and drop the timer.
-		l, err := a.load(ctx, t.GetLeadId())
-		if errors.Is(err, ErrNotFound) {
-			return eventstore.Behind(t.GetLeadId(), 0, t.GetStepSequence())
-		}
-		if err != nil {
-			return err
-		}
-		if err := eventstore.Behind(t.GetLeadId(), l.version, t.GetStepSequence()); err != nil {
+		l, err := a.loadThrough(ctx, t.GetLeadId(), t.GetStepSequence())
+		if l == nil || err != nil {
 			return err
 		}
 		if _, done := l.causes[t.GetTimerId()]; done {
