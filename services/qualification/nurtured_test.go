@@ -145,3 +145,59 @@ func TestRescoreAnswersAWaitingReengagement(t *testing.T) {
 	w.settle(t)
 	check("after the live consumer")
 }
+
+// A lead that withdraws email consent while sales holds it cannot be
+// disqualified then (sales owns it), so the withdrawal must still count
+// when sales lets it go: its enrolment in a program is answered by the
+// disqualification. An enrolment is scored for nothing else: a lead
+// without the withdrawal gets no score for it, and a "not now" rule does
+// not send the enrolled lead back to nurture.
+func TestEnrolmentDisqualifiesALeadThatWithdrewConsentWhileSalesHeldIt(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	m := webinarModel(50)
+	m.Disqualify = append(m.Disqualify, scoring.DisqualifyRule{ID: "later", Description: "Not ready in FR", Reason: "not now",
+		NotNow: true, When: scoring.Criteria{CountryIn: []string{"FR"}}})
+	activate(t, s.client, m)
+
+	enrolled := map[string]*eventv1.Event{}
+	for _, c := range []struct{ lead, country string }{{"withdrew", "DE"}, {"kept", "DE"}, {"notnow", "FR"}} {
+		lead := uuid.NewString()
+		w.capture(t, lead, &eventv1.Profile{Country: c.country})
+		w.settle(t)
+		if c.country == "FR" {
+			w.write(t, lead, lifecycle.Command{Name: lifecycle.Recycle, Reason: "test"}, &eventv1.LeadRecycled{})
+		} else {
+			w.write(t, lead, lifecycle.Command{Name: lifecycle.Qualify}, &eventv1.LeadQualified{})
+			w.write(t, lead, lifecycle.Command{Name: lifecycle.Assign, Owner: lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: "rep-1"}},
+				&eventv1.LeadAssigned{Rule: "test"})
+			if c.lead == "withdrew" {
+				w.consent(t, lead, eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL, eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN)
+			}
+			w.write(t, lead, lifecycle.Command{Name: lifecycle.Reject, Reason: "not ready"},
+				&eventv1.LeadRejected{RepId: "rep-1", Reason: eventv1.RejectReason_REJECT_REASON_NOT_READY})
+		}
+		w.settle(t)
+		enrolled[c.lead] = w.write(t, lead, lifecycle.Command{Name: lifecycle.Enroll,
+			Owner: lifecycle.Owner{Kind: lifecycle.OwnerProgram, ID: "warm-up"}, Due: time.Now().Add(24 * time.Hour)},
+			&eventv1.NurtureEnrolled{ProgramId: "warm-up"})
+	}
+	w.settle(t)
+
+	for name, en := range enrolled {
+		evs := w.events(t, en.GetLeadId())
+		after := causedBy(evs, en.GetEventId())
+		st := last(evs).GetLifecycle().GetStatus()
+		if name != "withdrew" {
+			if len(after) != 0 || st != eventv1.LeadStatus_LEAD_STATUS_NURTURING {
+				t.Errorf("%s: the enrolment caused %v and the lead is %s; want nothing, NURTURING", name, after, st)
+			}
+			continue
+		}
+		if len(after) != 1 || after[0].GetLeadScored().GetVerdict() != eventv1.ScoreVerdict_SCORE_VERDICT_DISQUALIFY ||
+			st != eventv1.LeadStatus_LEAD_STATUS_DISQUALIFIED || last(evs).GetLeadDisqualified().GetRuleId() != "no-email" {
+			t.Errorf("%s: the enrolment caused %v and the lead ends %s (%s); want a disqualifying score, then DISQUALIFIED by no-email",
+				name, after, last(evs).GetEventType(), st)
+		}
+	}
+}

@@ -15,14 +15,17 @@ import (
 )
 
 // triggers are the lead events that (re)score a lead: new facts about the
-// person, and re-engagement from nurture. Everything else, qualification's
-// own events included, leaves the score as it is.
+// person, re-engagement from nurture, and the enrolment in a program,
+// which only a final disqualification answers (enrolledVerdict).
+// Everything else, qualification's own events included, leaves the score
+// as it is.
 var triggers = map[string]bool{
 	string(lifecycle.KindCaptured):         true,
 	string(lifecycle.KindResubmitted):      true,
 	string(lifecycle.KindActivityRecorded): true,
 	string(lifecycle.KindConsentChanged):   true,
 	string(lifecycle.KindReengaged):        true,
+	string(lifecycle.KindNurtureEnrolled):  true,
 }
 
 // IsTrigger reports whether a lead event of this type is scored.

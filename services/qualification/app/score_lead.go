@@ -128,6 +128,9 @@ func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev 
 		if err != nil {
 			return err
 		}
+		if ev.GetNurtureEnrolled() != nil && !finalVerdict(events) {
+			events = nil
+		}
 		if len(events) == 0 {
 			a.folds.put(l)
 			return nil
@@ -159,6 +162,16 @@ func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev 
 // nurture too).
 func mayQualify(s lifecycle.State, typ string) bool {
 	return s.Status != lifecycle.StatusNurturing || typ == string(lifecycle.KindReengaged)
+}
+
+// finalVerdict reports whether events end in a disqualification that is
+// not "not now". An enrolment is scored for that alone: a lead that
+// withdrew its email consent while sales held it (no disqualification
+// then) must not stay in a program that writes to it. Anything else would
+// be a score nobody asked for, and a "not now" would send the lead back to
+// nurture, which enrols it again.
+func finalVerdict(events []*eventv1.Event) bool {
+	return len(events) == 2 && events[1].GetLeadDisqualified() != nil && !events[1].GetLeadDisqualified().GetNotNow()
 }
 
 // scoreEvents scores l under version n of the model as of at and returns
