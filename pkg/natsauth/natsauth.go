@@ -249,12 +249,13 @@ func (p *perms) revocations(owner, writer bool) {
 	}
 }
 
-// timers: a pkg/timer stream: schedules published, fired copies consumed
-// by the service's timer group.
+// timers: a pkg/timer stream: schedules published (not fired copies,
+// which only the server writes), fired copies consumed by the service's
+// timer group.
 func (p *perms) timers(stream, prefix, group string) {
 	p.ensure(stream)
 	p.read(stream)
-	p.publish(prefix + ".>")
+	p.publish(prefix + ".at.>")
 	p.group(stream, group, eventstore.Partitions)
 }
 

@@ -277,3 +277,18 @@ func TestRevocationsAreTheOperatorsToWrite(t *testing.T) {
 		})
 	}
 }
+
+// A service schedules its timers; only the server writes their fired
+// copies, which the service acts on: it cannot forge one.
+func TestServicesCannotForgeAFiredTimer(t *testing.T) {
+	n := testenv.StartNATSWithUsers(t)
+	for _, c := range []struct{ role, prefix string }{{natsauth.Handoff, "handoff.timer"}, {natsauth.Nurture, "nurture.timer"}} {
+		t.Run(c.role, func(t *testing.T) {
+			_, nc, r := connectAs(t, n, c.role)
+			if err := nc.Publish(c.prefix+".fired.0.L1", []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			r.expect(t, c.prefix+".fired.0.L1")
+		})
+	}
+}

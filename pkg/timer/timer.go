@@ -79,7 +79,7 @@ type Timer struct {
 	// Payload is what fires.
 	Payload proto.Message
 	// Dedupe drops a repeat within the stream's duplicates window (the
-	// timer id is the message id). Leave it off for a timer scheduled
+	// lead and the timer id are the message id). Leave it off for a timer scheduled
 	// again on purpose, which must not be dropped as a duplicate.
 	Dedupe bool
 }
@@ -127,7 +127,7 @@ func (s *Scheduler) Schedule(ctx context.Context, timers ...Timer) error {
 			jetstream.WithScheduleTTL(s.ttl),
 		}
 		if tm.Dedupe {
-			opts = append(opts, jetstream.WithMsgID(tm.ID))
+			opts = append(opts, jetstream.WithMsgID(tm.LeadID+"."+tm.ID))
 		}
 		ack, err := s.js.PublishMsgAsync(m, opts...)
 		if err != nil {

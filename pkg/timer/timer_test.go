@@ -57,3 +57,37 @@ func TestTimerFiresOnceOnItsLeadsSubject(t *testing.T) {
 		t.Fatalf("fired twice: %s", m.Subject())
 	}
 }
+
+// A deduplicated timer is one lead's: another lead's timer of the same
+// name, scheduled within the duplicates window, is not dropped as its
+// repeat.
+func TestDedupeIsPerLead(t *testing.T) {
+	n := testenv.StartNATS(t)
+	ctx := context.Background()
+	s := timer.Stream{Name: "TEST_TIMERS", Prefix: "test.timer", Description: "test"}
+	if err := s.Ensure(ctx, n.JS, 1); err != nil {
+		t.Fatal(err)
+	}
+	sched := timer.NewScheduler(n.JS, s, time.Hour)
+	leads := []string{uuid.NewString(), uuid.NewString()}
+	for _, lead := range leads {
+		for range 2 { // the second is a repeat of the first
+			if err := sched.Schedule(ctx, timer.Timer{LeadID: lead, ID: "engage", At: time.Now().Add(time.Hour),
+				Payload: &eventv1.TraceContext{}, Dedupe: true}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	st, err := n.JS.Stream(ctx, s.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, lead := range leads {
+		if _, err := st.GetLastMsgForSubject(ctx, "test.timer.at.*."+lead+".engage"); err != nil {
+			t.Errorf("lead %s: its timer is not scheduled: %v", lead, err)
+		}
+	}
+	if info, err := st.Info(ctx); err != nil || info.State.Msgs != 2 {
+		t.Fatalf("%v stored, want one schedule a lead (%v)", info.State.Msgs, err)
+	}
+}
