@@ -16,21 +16,21 @@ import (
 // DeadLetter is a message a group gave up on, with the later messages of its
 // key that wait behind it.
 type DeadLetter struct {
-	Group string
+	Group string `json:"group"`
 	// Key is the parked key (a lead id); Redrive and Skip take it.
-	Key       string
-	Partition int
-	Stream    string
+	Key       string `json:"key"`
+	Partition int    `json:"partition"`
+	Stream    string `json:"stream,omitempty"`
 	// StreamSeq is the dead message's sequence; it stays in its stream. 0
 	// when only parked messages are left (their dead letter was dropped and
 	// the release did not finish; the partition's owner releases them).
-	StreamSeq uint64
-	Subject   string
-	Error     string
-	Attempts  int
-	At        time.Time
+	StreamSeq uint64    `json:"stream_seq"`
+	Subject   string    `json:"subject,omitempty"`
+	Error     string    `json:"error,omitempty"`
+	Attempts  int       `json:"attempts"`
+	At        time.Time `json:"at,omitzero"`
 	// Parked are the stream sequences of the key's later messages, in order.
-	Parked []uint64
+	Parked []uint64 `json:"parked"`
 }
 
 // DeadLetters lists every dead letter and parked key in deadLetterStream,
@@ -95,19 +95,27 @@ func DeadLetters(ctx context.Context, js jetstream.JetStream, deadLetterStream s
 // that owns the key's partition serves it, now or when it next runs. A
 // message that fails again becomes the key's dead letter.
 //
+// seq names the dead message (its StreamSeq, as DeadLetters listed it):
+// the request then acts only on that one. If the key's dead letter is
+// another message by now (a re-drive failed again, a later one died) it
+// returns an error wrapping ErrOtherDeadLetter, and a request that finds
+// another one when it is served does nothing. 0 means whatever the key's
+// dead letter is when the request is served.
+//
 // It returns an error wrapping ErrNotFound when the group has no dead letter
 // for key. Without a deadline on ctx it gets 10 seconds.
-func Redrive(ctx context.Context, js jetstream.JetStream, deadLetterStream, group, key string) error {
-	return ask(ctx, js, deadLetterStream, group, key, opRedrive)
+func Redrive(ctx context.Context, js jetstream.JetStream, deadLetterStream, group, key string, seq uint64) error {
+	return ask(ctx, js, deadLetterStream, group, key, opRedrive, seq)
 }
 
 // Skip asks the group to drop key's dead message without handling it, then
-// handle the messages parked behind it, in order. Errors are as Redrive's.
-func Skip(ctx context.Context, js jetstream.JetStream, deadLetterStream, group, key string) error {
-	return ask(ctx, js, deadLetterStream, group, key, opSkip)
+// handle the messages parked behind it, in order. seq and errors are as
+// Redrive's.
+func Skip(ctx context.Context, js jetstream.JetStream, deadLetterStream, group, key string, seq uint64) error {
+	return ask(ctx, js, deadLetterStream, group, key, opSkip, seq)
 }
 
-func ask(ctx context.Context, js jetstream.JetStream, deadLetterStream, group, key, op string) error {
+func ask(ctx context.Context, js jetstream.JetStream, deadLetterStream, group, key, op string, seq uint64) error {
 	if err := checkToken("group", group); err != nil {
 		return err
 	}
@@ -130,7 +138,11 @@ func ask(ctx context.Context, js jetstream.JetStream, deadLetterStream, group, k
 	if err != nil {
 		return fmt.Errorf("consume: %s %s %s: %w", op, group, key, err)
 	}
-	if err := publishRequest(ctx, js, deadLetterStream, group, key, op, parseEntry(m.Header).partition); err != nil {
+	e := parseEntry(m.Header)
+	if seq != 0 && e.streamSeq != seq {
+		return fmt.Errorf("consume: %s %s %s seq %d: %w: it is seq %d now", op, group, key, seq, ErrOtherDeadLetter, e.streamSeq)
+	}
+	if err := publishRequest(ctx, js, deadLetterStream, group, key, op, e.partition, seq); err != nil {
 		return fmt.Errorf("consume: %s %s %s: %w", op, group, key, err)
 	}
 	return nil

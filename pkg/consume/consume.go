@@ -137,13 +137,15 @@ const DefaultDeadLetterStream = "DEADLETTER"
 // Config.Members is empty.
 const DefaultMembersBucket = "LEADFLOW_MEMBERS"
 
+// DefaultMaxHeld is Config.MaxHeld when it is not set.
+const DefaultMaxHeld = 64
+
 const (
 	defaultWorkers    = 16
 	defaultAttempts   = 5
 	defaultAckWait    = 2 * time.Second
 	defaultPinnedTTL  = 6 * time.Second
 	defaultMaxDeliver = 20
-	defaultMaxHeld    = 64
 	defaultGrace      = 5 * time.Second
 
 	// ioTimeout bounds every single call to the server.
@@ -216,7 +218,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.MaxDeliver = -1
 	}
 	if c.MaxHeld <= 0 {
-		c.MaxHeld = defaultMaxHeld
+		c.MaxHeld = DefaultMaxHeld
 	}
 	if c.DeadLetter == "" {
 		c.DeadLetter = DefaultDeadLetterStream

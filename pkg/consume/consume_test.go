@@ -252,7 +252,7 @@ func TestDeadLetterParksKeyUntilRedrive(t *testing.T) {
 	}
 
 	broken.Store(false)
-	if err := consume.Redrive(context.Background(), n.JS, consume.DefaultDeadLetterStream, "park", "K1"); err != nil {
+	if err := consume.Redrive(context.Background(), n.JS, consume.DefaultDeadLetterStream, "park", "K1", 0); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, func() bool { return j.len() == 4 }, "handled %d after re-drive", j.len())
@@ -269,7 +269,7 @@ func TestDeadLetterParksKeyUntilRedrive(t *testing.T) {
 	if last := j.all()[4]; last.seq != after {
 		t.Fatalf("last handled %d, want %d", last.seq, after)
 	}
-	err := consume.Redrive(context.Background(), n.JS, consume.DefaultDeadLetterStream, "park", "K1")
+	err := consume.Redrive(context.Background(), n.JS, consume.DefaultDeadLetterStream, "park", "K1", 0)
 	if !errors.Is(err, consume.ErrNotFound) {
 		t.Fatalf("re-drive of nothing: %v", err)
 	}
@@ -301,7 +301,7 @@ func TestSkipAndFailingRelease(t *testing.T) {
 		dl := deadLetters(t, n.JS)
 		return len(dl) == 1 && dl[0].StreamSeq == s1 && len(dl[0].Parked) == 2
 	}, "s1 dead with two parked: %+v", deadLetters(t, n.JS))
-	if err := consume.Skip(context.Background(), n.JS, consume.DefaultDeadLetterStream, "skip", "K1"); err != nil {
+	if err := consume.Skip(context.Background(), n.JS, consume.DefaultDeadLetterStream, "skip", "K1", 0); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, func() bool {
@@ -320,12 +320,57 @@ func TestSkipAndFailingRelease(t *testing.T) {
 	mu.Lock()
 	bad[s2] = false
 	mu.Unlock()
-	if err := consume.Redrive(context.Background(), n.JS, consume.DefaultDeadLetterStream, "skip", "K1"); err != nil {
+	if err := consume.Redrive(context.Background(), n.JS, consume.DefaultDeadLetterStream, "skip", "K1", 0); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, func() bool { return j.len() == 2 }, "release")
 	if hs := j.all(); hs[0].seq != s2 || hs[1].seq != s3 {
 		t.Fatalf("released %+v", hs)
+	}
+}
+
+// A request that names its dead message acts on that one only: two
+// operators skipping the same dead letter while nobody serves requests
+// skip it once, not it and the message that failed behind it. A name that
+// is not the dead letter any more is refused at once.
+func TestRequestActsOnTheDeadLetterItNames(t *testing.T) {
+	n := startParts(t)
+	s1 := publish(t, n.JS, "K1", "1")
+	s2 := publish(t, n.JS, "K1", "2")
+	s3 := publish(t, n.JS, "K1", "3")
+	var j journal
+	h := func(_ context.Context, m consume.Msg) error {
+		if m.Seq != s3 {
+			return consume.Permanent(errors.New("bad"))
+		}
+		j.add("m", m)
+		return nil
+	}
+	run := start(t, n.JS, config("named"), h)
+	eventually(t, 10*time.Second, func() bool {
+		dl := deadLetters(t, n.JS)
+		return len(dl) == 1 && dl[0].StreamSeq == s1 && len(dl[0].Parked) == 2
+	}, "s1 dead with two parked: %+v", deadLetters(t, n.JS))
+	if err := run.stop(t, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := consume.Skip(context.Background(), n.JS, consume.DefaultDeadLetterStream, "named", "K1", s1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := consume.Skip(context.Background(), n.JS, consume.DefaultDeadLetterStream, "named", "K1", s2)
+	if !errors.Is(err, consume.ErrOtherDeadLetter) {
+		t.Fatalf("skip naming s2 while s1 is dead: %v, want ErrOtherDeadLetter", err)
+	}
+	start(t, n.JS, config("named"), h)
+	eventually(t, 10*time.Second, func() bool {
+		dl := deadLetters(t, n.JS)
+		return len(dl) == 1 && dl[0].StreamSeq == s2
+	}, "s2 dead: %+v", deadLetters(t, n.JS))
+	time.Sleep(2500 * time.Millisecond) // the second request is served
+	if dl := deadLetters(t, n.JS); len(dl) != 1 || dl[0].StreamSeq != s2 || fmt.Sprint(dl[0].Parked) != fmt.Sprint([]uint64{s3}) || j.len() != 0 {
+		t.Fatalf("after both skips of s1: dead letters %+v, handled %+v; want s2 dead, s3 parked, nothing handled", dl, j.all())
 	}
 }
 

@@ -59,6 +59,10 @@ const maxErrorLen = 4096
 // letter in the group.
 var ErrNotFound = errors.New("consume: dead letter not found")
 
+// ErrOtherDeadLetter is returned by Redrive and Skip when the key's dead
+// letter is not the message the request named.
+var ErrOtherDeadLetter = errors.New("consume: the key's dead letter is another message")
+
 // parkedKeys are the keys this Run holds back, each with the stream sequence
 // of its dead letter (0 for a key whose dead letter is gone but whose parked
 // messages are not released yet).
@@ -254,21 +258,26 @@ func parseEntry(h nats.Header) entry {
 	return e
 }
 
-// request is an operator's re-drive or skip of one parked key.
+// request is an operator's re-drive or skip of one parked key: of the
+// dead message at stream sequence seq, or of whichever it is (0).
 type request struct {
 	op  string
 	key string
+	seq uint64
 }
 
 // request stores an operation on key for the group's owner of partition.
 func (r *runner) request(ctx context.Context, key, op string, partition int) error {
-	return publishRequest(ctx, r.js, r.cfg.DeadLetter, r.cfg.Group, key, op, partition)
+	return publishRequest(ctx, r.js, r.cfg.DeadLetter, r.cfg.Group, key, op, partition, 0)
 }
 
-func publishRequest(ctx context.Context, js jetstream.JetStream, stream, group, key, op string, partition int) error {
+func publishRequest(ctx context.Context, js jetstream.JetStream, stream, group, key, op string, partition int, seq uint64) error {
 	m := nats.NewMsg(requestSubject(group, key))
 	m.Header.Set(hdrOp, op)
 	m.Header.Set(hdrPartition, strconv.Itoa(partition))
+	if seq != 0 {
+		m.Header.Set(hdrStreamSeq, strconv.FormatUint(seq, 10))
+	}
 	_, err := js.PublishMsg(ctx, m, jetstream.WithExpectStream(stream))
 	return err
 }
@@ -304,7 +313,8 @@ func (r *runner) routeRequest(m jetstream.Msg) {
 	p.mu.Lock()
 	ours := p.running && !p.releasing
 	if ours {
-		it := &item{msg: Msg{Key: key}, part: p, delivery: m, req: &request{op: m.Headers().Get(hdrOp), key: key}}
+		seq, _ := strconv.ParseUint(m.Headers().Get(hdrStreamSeq), 10, 64)
+		it := &item{msg: Msg{Key: key}, part: p, delivery: m, req: &request{op: m.Headers().Get(hdrOp), key: key, seq: seq}}
 		it.touched.Store(time.Now().UnixNano())
 		p.held[it] = struct{}{}
 		p.mu.Unlock()
@@ -355,6 +365,12 @@ func (r *runner) serveOnce(it *item) outcome {
 	case err != nil:
 		r.log.Warn("consume: request: read dead letter", "key", key, "error", err)
 		return retry
+	}
+	if it.req.seq != 0 && (entryMsg == nil || parseEntry(entryMsg.Header).streamSeq != it.req.seq) {
+		// The message the operator named is handled already, or failed
+		// again and another took its place: not what they asked about.
+		r.log.Info("consume: dead letter "+it.req.op+" dropped: the dead letter is another message by now", "key", key, "named", it.req.seq)
+		return served
 	}
 	if entryMsg != nil {
 		e := parseEntry(entryMsg.Header)

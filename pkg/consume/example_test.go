@@ -92,7 +92,7 @@ func Example() {
 	}
 	fmt.Printf("dead: %s, parked behind it: %d\n", dls[0].Error, len(dls[0].Parked))
 	close(fixed)
-	if err := consume.Redrive(ctx, js, consume.DefaultDeadLetterStream, "example", lead); err != nil {
+	if err := consume.Redrive(ctx, js, consume.DefaultDeadLetterStream, "example", lead, 0); err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println(<-handled)

@@ -53,55 +53,61 @@ func dlqCmd(o *options) *cobra.Command {
 			if err := tw.Flush(); err != nil {
 				return err
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), "\nfix the cause, then: leadctl dlq redrive <group> <lead>   (or skip it: leadctl dlq skip <group> <lead>)")
+			fmt.Fprintln(cmd.OutOrStdout(), "\nfix the cause, then: leadctl dlq redrive <group> <lead> --seq <dead seq>   (or skip it: leadctl dlq skip <group> <lead> --seq <dead seq>)")
 			return nil
 		},
 	})
 	for _, op := range []struct {
 		name, short string
-		do          func(context.Context, *options, string, string) error
+		do          func(context.Context, *options, string, string, uint64) error
 	}{
 		{"redrive", "Handle a lead's dead event again, then what is parked behind it, in order", redrive},
 		{"skip", "Drop a lead's dead event, then handle what is parked behind it, in order", skip},
 	} {
-		c.AddCommand(&cobra.Command{
+		var seq uint64
+		sub := &cobra.Command{
 			Use:   op.name + " <group> <lead id>",
 			Short: op.short,
 			Args:  cobra.ExactArgs(2),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				if err := op.do(cmd.Context(), o, args[0], args[1]); err != nil {
-					if errors.Is(err, consume.ErrNotFound) {
-						return fmt.Errorf("group %s has no dead letter for lead %s (see leadctl dlq list)", args[0], args[1])
-					}
+				err := op.do(cmd.Context(), o, args[0], args[1], seq)
+				switch {
+				case errors.Is(err, consume.ErrNotFound):
+					return fmt.Errorf("group %s has no dead letter for lead %s (see leadctl dlq list)", args[0], args[1])
+				case errors.Is(err, consume.ErrOtherDeadLetter):
+					return fmt.Errorf("%w; nothing done (see leadctl dlq list)", err)
+				case err != nil:
 					return err
 				}
 				if o.output == "json" {
-					return writeJSON(cmd.OutOrStdout(), map[string]string{"group": args[0], "lead": args[1], "requested": op.name})
+					return writeJSON(cmd.OutOrStdout(), map[string]any{"group": args[0], "lead": args[1], "seq": seq, "requested": op.name})
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s of lead %s requested from group %s; its owner serves it now\n", op.name, args[1], args[0])
 				return nil
 			},
-		})
+		}
+		sub.Flags().Uint64Var(&seq, "seq", 0, "the dead event's stream sequence (DEAD SEQ in dlq list): act only if it is still the dead one; 0 acts on whichever it is when served")
+		c.AddCommand(sub)
 	}
 	return c
 }
 
-func redrive(ctx context.Context, o *options, group, lead string) error {
+func redrive(ctx context.Context, o *options, group, lead string, seq uint64) error {
 	nc, js, err := o.connect()
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	return consume.Redrive(ctx, js, consume.DefaultDeadLetterStream, group, lead)
+	return consume.Redrive(ctx, js, consume.DefaultDeadLetterStream, group, lead, seq)
 }
 
-func skip(ctx context.Context, o *options, group, lead string) error {
+func skip(ctx context.Context, o *options, group, lead string, seq uint64) error {
 	nc, js, err := o.connect()
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	return consume.Skip(ctx, js, consume.DefaultDeadLetterStream, group, lead)
+	return consume.Skip(ctx, js, consume.DefaultDeadLetterStream, group, lead, seq)
 }
 
 func oneLine(s string, n int) string {

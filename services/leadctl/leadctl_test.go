@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -246,12 +247,18 @@ func testDeadLetterCommands(t *testing.T, newWorld func(testing.TB) *world) {
 		return strings.Contains(out, poisoned) && strings.Contains(out, skipped)
 	}, "dead letters not listed")
 	w.write(t, poisoned, lifecycle.Command{Name: lifecycle.RecordActivity}, activity(eventv1.ActivityType_ACTIVITY_TYPE_EMAIL_CLICK), "", time.Now())
+	var dead uint64
 	eventually(t, 10*time.Second, func() bool {
 		out, _ := w.leadctl(t, "dlq", "list", "-o", "json")
-		var dls []consume.DeadLetter
+		var dls []struct {
+			Group, Key, Error string
+			StreamSeq         uint64 `json:"stream_seq"`
+			Parked            []uint64
+		}
 		_ = json.Unmarshal([]byte(out), &dls)
 		for _, d := range dls {
-			if d.Key == poisoned && d.Group == "ops" && len(d.Parked) == 1 && d.Error == "no route for this lead" {
+			if d.Key == poisoned && d.Group == "ops" && len(d.Parked) == 1 && d.Error == "no route for this lead" && d.StreamSeq > 0 {
+				dead = d.StreamSeq
 				return true
 			}
 		}
@@ -259,7 +266,11 @@ func testDeadLetterCommands(t *testing.T, newWorld func(testing.TB) *world) {
 	}, "the later event is not parked behind the dead one")
 
 	fixed.Store(true)
-	if out, err := w.leadctl(t, "dlq", "redrive", "ops", poisoned); err != nil || !strings.Contains(out, "redrive") {
+	stale := strconv.FormatUint(dead+1, 10)
+	if _, err := w.leadctl(t, "dlq", "redrive", "ops", poisoned, "--seq", stale); err == nil || !strings.Contains(err.Error(), "another message") {
+		t.Fatalf("redrive naming seq %s, not the dead one: %v", stale, err)
+	}
+	if out, err := w.leadctl(t, "dlq", "redrive", "ops", poisoned, "--seq", strconv.FormatUint(dead, 10)); err != nil || !strings.Contains(out, "redrive") {
 		t.Fatalf("redrive: %v %s", err, out)
 	}
 	if _, err := w.leadctl(t, "dlq", "skip", "ops", skipped); err != nil {

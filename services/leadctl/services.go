@@ -209,7 +209,7 @@ func writeLost(w io.Writer, resp *nurturev1.FindLostLeadsResponse) error {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s (seq %d)\t%d\t%s\n", p.GetLeadId(), leadStatus(p.GetStatus()), protoOwner(p.GetOwner()),
 				orDash(p.GetLastEventType()), at(p.GetLastEventAt()), orDash(p.GetMissingStep()), p.GetStuckFor().AsDuration().Round(time.Second),
 				p.GetGroup(), orDash(p.GetDeadEventType()), p.GetDeadSeq(), len(p.GetParkedSeqs()), oneLine(p.GetError(), 300))
-			fix("fix the cause under ERROR, then: leadctl dlq redrive <group> <lead> (or leadctl lost --redrive)")
+			fix(fmt.Sprintf("fix the cause under ERROR, then: leadctl dlq redrive %s %s --seq %d (or leadctl lost --redrive)", p.GetGroup(), p.GetLeadId(), p.GetDeadSeq()))
 		}
 	}
 	if len(resp.GetOrphanClaims()) > 0 {

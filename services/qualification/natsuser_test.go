@@ -46,11 +46,11 @@ func TestAsItsNATSUser(t *testing.T) {
 		eventually(t, 30*time.Second, func() bool { return len(dead()) == 1 }, "no dead letter")
 		first := dead()[0].At
 		// A re-drive, as leadctl sends it, fails it again; a skip releases the lead.
-		if err := consume.Redrive(ctxT(t), ojs, consume.DefaultDeadLetterStream, ports.Group, lead); err != nil {
+		if err := consume.Redrive(ctxT(t), ojs, consume.DefaultDeadLetterStream, ports.Group, lead, 0); err != nil {
 			t.Fatal(err)
 		}
 		eventually(t, 30*time.Second, func() bool { d := dead(); return len(d) == 1 && d[0].At.After(first) }, "re-drive not served")
-		if err := consume.Skip(ctxT(t), ojs, consume.DefaultDeadLetterStream, ports.Group, lead); err != nil {
+		if err := consume.Skip(ctxT(t), ojs, consume.DefaultDeadLetterStream, ports.Group, lead, 0); err != nil {
 			t.Fatal(err)
 		}
 		eventually(t, 30*time.Second, func() bool { return len(dead()) == 0 }, "skip not served")

@@ -82,7 +82,8 @@ func (g *Groups) DeadLetters(ctx context.Context) ([]consume.DeadLetter, error) 
 	return consume.DeadLetters(ctx, g.js, g.deadLetter)
 }
 
-// Redrive asks group to handle lead's dead letter again.
-func (g *Groups) Redrive(ctx context.Context, group, leadID string) error {
-	return consume.Redrive(ctx, g.js, g.deadLetter, group, leadID)
+// Redrive asks group to handle lead's dead letter again: the message at
+// seq, as DeadLetters listed it (0 for whichever it is then).
+func (g *Groups) Redrive(ctx context.Context, group, leadID string, seq uint64) error {
+	return consume.Redrive(ctx, g.js, g.deadLetter, group, leadID, seq)
 }

@@ -126,7 +126,7 @@ type Groups interface {
 	DeadLetters(ctx context.Context) ([]consume.DeadLetter, error)
 	// Redrive asks group to handle lead's dead letter again, then what
 	// waits behind it; consume.ErrNotFound when there is none.
-	Redrive(ctx context.Context, group, leadID string) error
+	Redrive(ctx context.Context, group, leadID string, seq uint64) error
 	// Stopped reports whether group has run on the lead stream (its
 	// durables exist) and has no live member now.
 	Stopped(ctx context.Context, group string) (bool, error)

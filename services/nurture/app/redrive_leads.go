@@ -71,8 +71,8 @@ func (a *App) RedriveLeads(ctx context.Context, ids []string, meta envelope.Meta
 			if d.Key != id || slices.Contains(r.Groups, d.Group) {
 				continue
 			}
-			err := a.groups.Redrive(ctx, d.Group, id)
-			if errors.Is(err, consume.ErrNotFound) {
+			err := a.groups.Redrive(ctx, d.Group, id, d.StreamSeq)
+			if errors.Is(err, consume.ErrNotFound) || errors.Is(err, consume.ErrOtherDeadLetter) {
 				continue // re-driven meanwhile, or only parked events left: the owner releases them
 			}
 			if err != nil {
