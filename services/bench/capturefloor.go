@@ -9,33 +9,35 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
 )
 
 // floorIntake is the floor of a capture: a gRPC service whose CaptureLead
-// does nothing but one JetStream append (the request's bytes, to a new
-// lead-shaped subject in a stream like the event stream, expecting it
-// empty; a stream of its own, so no consumer sees it). Intake does the same call plus its
+// does nothing but one JetStream append (as many bytes as a LeadCaptured
+// event, with the event store's type and id headers, to a new lead-shaped
+// subject in a stream like the event stream, expecting it empty; a stream
+// of its own, so no consumer sees it). Intake does the same call plus its
 // rules, identity, key and encryption, so CaptureLead / this is what
 // Leadflow adds over the transport and the store.
 type floorIntake struct {
 	intakev1.UnimplementedIntakeServiceServer
-	js jetstream.JetStream
+	js   jetstream.JetStream
+	data []byte // a LeadCaptured's size
 }
 
-func (f *floorIntake) CaptureLead(ctx context.Context, req *intakev1.CaptureLeadRequest) (*intakev1.CaptureLeadResponse, error) {
-	data, err := proto.Marshal(req)
-	if err != nil {
-		return nil, err
-	}
+func (f *floorIntake) CaptureLead(ctx context.Context, _ *intakev1.CaptureLeadRequest) (*intakev1.CaptureLeadResponse, error) {
 	id := uuid.NewString()
-	ack, err := f.js.Publish(ctx, "floor."+strconv.Itoa(eventstore.Partition(id))+"."+id, data, jetstream.WithExpectLastSequencePerSubject(0))
+	m := nats.NewMsg("floor." + strconv.Itoa(eventstore.Partition(id)) + "." + id)
+	m.Data = f.data
+	m.Header.Set(eventstore.HeaderType, "LeadCaptured")
+	m.Header.Set(eventstore.HeaderEventID, uuid.NewString())
+	ack, err := f.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(0))
 	if err != nil {
 		return nil, err
 	}
@@ -43,8 +45,9 @@ func (f *floorIntake) CaptureLead(ctx context.Context, req *intakev1.CaptureLead
 }
 
 // measureCaptureFloor serves floorIntake in this process and calls it the
-// way measureIntake calls intake, at each concurrency.
-func measureCaptureFloor(ctx context.Context, natsURL string, d time.Duration) (map[int]result, error) {
+// way measureIntake calls intake, at each concurrency; it stores size
+// bytes a call.
+func measureCaptureFloor(ctx context.Context, natsURL string, d time.Duration, size int) (map[int]result, error) {
 	nc, js, err := eventstore.Dial(natsURL, "bench-capture-floor")
 	if err != nil {
 		return nil, err
@@ -61,7 +64,7 @@ func measureCaptureFloor(ctx context.Context, natsURL string, d time.Duration) (
 		return nil, err
 	}
 	srv := grpc.NewServer()
-	intakev1.RegisterIntakeServiceServer(srv, &floorIntake{js: js})
+	intakev1.RegisterIntakeServiceServer(srv, &floorIntake{js: js, data: make([]byte, size)})
 	go func() { _ = srv.Serve(lis) }()
 	defer srv.Stop()
 	clients := make([]intakev1.IntakeServiceClient, 4)

@@ -670,10 +670,18 @@ func checkLeads(ctx context.Context, pl *pipeline, leads []string, sales salesRe
 // qualified and, once its engagement deadline passed, recycled by nurture
 // as not qualified and enrolled once, with its review timer.
 func checkBelowThreshold(id string, count map[string]int, recs []eventstore.Record, reviews int, report func(string, ...any)) {
-	var cause eventv1.RecycleCause
-	for _, r := range recs {
+	var (
+		cause eventv1.RecycleCause
+		// due is the engagement deadline of the lead's state before the
+		// recycle (its last score set it), recycled the recycle's time.
+		due, recycled time.Time
+	)
+	for i, r := range recs {
 		if x := r.Event.GetLeadRecycled(); x != nil {
-			cause = x.GetCause()
+			cause, recycled = x.GetCause(), r.Time
+			if i > 0 {
+				due = recs[i-1].Event.GetLifecycle().GetDeadline().AsTime()
+			}
 		}
 	}
 	switch st := recs[len(recs)-1].Event.GetLifecycle().GetStatus(); {
@@ -681,6 +689,10 @@ func checkBelowThreshold(id string, count map[string]int, recs []eventstore.Reco
 		report("lead %s (below the threshold): qualified", id)
 	case count["LeadRecycled"] != 1 || cause != eventv1.RecycleCause_RECYCLE_CAUSE_NOT_QUALIFIED:
 		report("lead %s (below the threshold): %d LeadRecycled, the last %s, want one NOT_QUALIFIED", id, count["LeadRecycled"], cause)
+	case recycled.Before(due.Add(-time.Second)):
+		// The timer fires at the deadline the score set; a second of
+		// slack for the services' and the server's clocks.
+		report("lead %s (below the threshold): recycled at %s, before its engagement deadline %s", id, recycled.Format(time.TimeOnly), due.Format(time.TimeOnly))
 	case count["NurtureEnrolled"] != 1 || st != eventv1.LeadStatus_LEAD_STATUS_NURTURING:
 		report("lead %s (below the threshold): %d NurtureEnrolled, ends %s", id, count["NurtureEnrolled"], st)
 	case reviews == 0:
@@ -802,7 +814,7 @@ func (r chaosReport) print(w io.Writer) {
 	fmt.Fprintf(w, "  sales, through any live handoff replica: %d rejected, %d accepted, %d lost as deals, %d left assigned (%d retried calls)\n",
 		acts[reject], acts[accept], acts[loseDeal], acts[leaveAssigned], r.sales.retries)
 	if len(r.violations) == 0 {
-		fmt.Fprintf(w, "  every lead checked: one lead a capture, versions chained, no event applied twice, every lead over the threshold qualified and routed, every assignment's timers scheduled, every rejection and lost deal recycled and enrolled in nurture once with its review timer, every lead below the threshold (1 in 10) recycled as not qualified %s after its score and enrolled once, nothing lost, parked or orphaned by nurture's own check, the read model at every lead's version\n", chaosEngage)
+		fmt.Fprintf(w, "  every lead checked: one lead a capture, versions chained, no event applied twice, every lead over the threshold qualified and routed, every assignment's timers scheduled, every rejection and lost deal recycled and enrolled in nurture once with its review timer, every lead below the threshold (1 in 10) recycled as not qualified at its engagement deadline (%s after its score), not before, and enrolled once, nothing lost, parked or orphaned by nurture's own check, the read model at every lead's version\n", chaosEngage)
 		return
 	}
 	fmt.Fprintf(w, "  VIOLATIONS:\n")

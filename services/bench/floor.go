@@ -37,6 +37,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 )
 
@@ -53,7 +54,7 @@ const (
 	floorWorkers    = 64  // qualification's -workers default
 	floorFetch      = 256 // pkg/consume's pull
 	floorFetchWait  = 500 * time.Millisecond
-	floorMaxAck     = 512 // pkg/consume's MaxHeld per durable
+	floorMaxAck     = consume.DefaultMaxHeld // per durable, as qualification's group holds
 	floorPinGroup   = "floor"
 	floorHeaderType = "Lf-Type"
 	floorTrigger    = "LeadCaptured"
@@ -62,8 +63,16 @@ const (
 	floorAsyncChunk = 2000
 )
 
+// floorShape is the concurrency of the stage a floor stands for: workers
+// and messages held unacked per durable, as its consumer group runs them.
+type floorShape struct{ workers, maxAck int }
+
+// scoringShape is qualification's.
+var scoringShape = floorShape{floorWorkers, floorMaxAck}
+
 // floorRun is one drain of the floor's backlog.
 type floorRun struct {
+	shape     floorShape
 	durables  int
 	triggers  int // backlog messages handled: fetched, appended to, acked
 	own       int // appended messages fetched and acked
@@ -109,7 +118,7 @@ func measureFloor(ctx context.Context, url string, size int) (f floorFigures, er
 		data[i] = byte('a' + i%26)
 	}
 	for _, durables := range []int{1, eventstore.Partitions} {
-		r, err := floorOnce(ctx, js, ids, per, data, durables)
+		r, err := floorOnce(ctx, js, ids, per, data, durables, scoringShape)
 		if err != nil {
 			return f, fmt.Errorf("%d durables: %w", durables, err)
 		}
@@ -128,8 +137,8 @@ func floorPartition(id string) int {
 	return int(h.Sum32() % eventstore.Partitions)
 }
 
-func floorOnce(ctx context.Context, js jetstream.JetStream, ids []string, per int, data []byte, durables int) (r floorRun, err error) {
-	r.durables = durables
+func floorOnce(ctx context.Context, js jetstream.JetStream, ids []string, per int, data []byte, durables int, shape floorShape) (r floorRun, err error) {
+	r.durables, r.shape = durables, shape
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: floorStream, Subjects: []string{"lead.>"},
 		Storage: jetstream.FileStorage, AllowDirect: true}); err != nil {
 		return r, err
@@ -188,7 +197,7 @@ func floorOnce(ctx context.Context, js jetstream.JetStream, ids []string, per in
 	conss := make([]jetstream.Consumer, durables)
 	for p := range conss {
 		cc := jetstream.ConsumerConfig{Durable: "floor", FilterSubject: "lead.>", AckPolicy: jetstream.AckExplicitPolicy,
-			MaxAckPending: floorMaxAck, PriorityPolicy: jetstream.PriorityPolicyPinned, PriorityGroups: []string{floorPinGroup},
+			MaxAckPending: shape.maxAck, PriorityPolicy: jetstream.PriorityPolicyPinned, PriorityGroups: []string{floorPinGroup},
 			PinnedTTL: 6 * time.Second}
 		if durables > 1 {
 			cc.Durable = fmt.Sprintf("floor_p%02d", p)
@@ -212,9 +221,9 @@ func floorOnce(ctx context.Context, js jetstream.JetStream, ids []string, per in
 	finished := func() bool {
 		return triggers.Load() == want && own.Load() == appends.Load()
 	}
-	queues := make([]chan jetstream.Msg, floorWorkers)
+	queues := make([]chan jetstream.Msg, shape.workers)
 	for w := range queues {
-		queues[w] = make(chan jetstream.Msg, floorMaxAck*durables)
+		queues[w] = make(chan jetstream.Msg, shape.maxAck*durables)
 	}
 	var workers sync.WaitGroup
 	for _, q := range queues {
@@ -229,13 +238,16 @@ func floorOnce(ctx context.Context, js jetstream.JetStream, ids []string, per in
 						jetstream.WithExpectLastSequencePerSubject(last[i]))
 					cancel()
 					if err != nil {
+						// Not handled: an error, not a trigger, so the
+						// drain never finishes and is cut at -floor-bound.
 						firstErr.CompareAndSwap(nil, &err)
 						errs.Add(1)
-					} else {
-						lat = append(lat, time.Since(t))
-						last[i] = ack.Sequence
-						appends.Add(1)
+						_ = m.Ack()
+						continue
 					}
+					lat = append(lat, time.Since(t))
+					last[i] = ack.Sequence
+					appends.Add(1)
 					_ = m.Ack()
 					triggers.Add(1)
 				} else {
@@ -254,7 +266,7 @@ func floorOnce(ctx context.Context, js jetstream.JetStream, ids []string, per in
 	dispatch := func(m jetstream.Msg) {
 		h := fnv.New32a()
 		h.Write([]byte(m.Subject()))
-		queues[h.Sum32()%floorWorkers] <- m
+		queues[h.Sum32()%uint32(len(queues))] <- m
 	}
 
 	fctx, stop := context.WithCancel(ctx)
@@ -305,8 +317,8 @@ func floorOnce(ctx context.Context, js jetstream.JetStream, ids []string, per in
 
 func (f floorFigures) print(w io.Writer, scoring float64) {
 	fmt.Fprintf(w, "  consuming-stage floor (raw nats.go, same server, measured first on a fresh stream): per event a fetch (pulls of %d,\n", floorFetch)
-	fmt.Fprintf(w, "    MaxAckPending %d per pinned durable), one append to its lead subject with expected last subject seq, and an ack;\n", floorMaxAck)
-	fmt.Fprintf(w, "    %d workers, a lead on one worker; the appended events are fetched and acked too. Backlog %d events (%d leads x %d,\n",
+	fmt.Fprintf(w, "    MaxAckPending %d per pinned durable, as qualification's group), one append to its lead subject with expected last subject seq, and an ack;\n", floorMaxAck)
+	fmt.Fprintf(w, "    %d workers (qualification's), a lead on one worker; the appended events are fetched and acked too. Backlog %d events (%d leads x %d,\n",
 		floorWorkers, f.events, f.leads, f.events/max(f.leads, 1))
 	fmt.Fprintf(w, "    interleaved), %d B, lead.<p>.<uuid>; took %s:\n", f.size, f.took.Round(100*time.Millisecond))
 	for _, r := range []floorRun{f.single, f.parts} {

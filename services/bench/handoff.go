@@ -263,6 +263,10 @@ func measureHandoff(ctx context.Context, syncAlways bool) (f handoffFigures, err
 	return f, nil
 }
 
+// handoffShape is handoff's concurrency: its -workers default and the
+// MaxHeld its group runs with (services/handoff/run.go).
+var handoffShape = floorShape{workers: 256, maxAck: 64}
+
 // handoffFloor is the consuming-stage floor (floor.go) through 16
 // partition durables, as pkg/consume reads, on this server.
 func handoffFloor(ctx context.Context, url string, size int) (floorRun, int, error) {
@@ -284,7 +288,7 @@ func handoffFloor(ctx context.Context, url string, size int) (floorRun, int, err
 	for i := range data {
 		data[i] = byte('a' + i%26)
 	}
-	r, err := floorOnce(ctx, js, ids, per, data, eventstore.Partitions)
+	r, err := floorOnce(ctx, js, ids, per, data, eventstore.Partitions, handoffShape)
 	return r, len(ids) * per, err
 }
 
@@ -734,7 +738,8 @@ func (f handoffFigures) print(w io.Writer) {
 		f.backlog, f.backlogSetup.Round(100*time.Millisecond))
 	fmt.Fprintf(w, "    %8.0f decisions/s   %s of the consuming-stage floor through %d partition durables, same server: %.0f events/s\n",
 		f.decisions.rate(), ratio(f.decisions.rate(), f.floor.rate()), f.floor.durables, f.floor.rate())
-	fmt.Fprintf(w, "    (the floor: per event a fetch, one append with expected seq, an ack; %d events. A decision is a pool turn,\n", f.floorEvents)
+	fmt.Fprintf(w, "    (the floor: per event a fetch, one append with expected seq, an ack; %d events, %d workers and %d held per durable\n", f.floorEvents, f.floor.shape.workers, f.floor.shape.maxAck)
+	fmt.Fprintf(w, "    as handoff runs. A decision is a pool turn,\n")
 	fmt.Fprintf(w, "    a capacity reservation and LeadAssigned, each written with a concurrency check, and the lead's 3 earlier events are fetched too)\n")
 	if f.floor.errs > 0 || f.floor.cut {
 		fmt.Fprintf(w, "    floor: %d errors (%v), cut %v\n", f.floor.errs, f.floor.firstErr, f.floor.cut)

@@ -120,10 +120,13 @@ func measureIntake(ctx context.Context, addr string, d time.Duration, bulkRows i
 		}
 	}
 	var rr atomic.Int64
-	health := healthpb.NewHealthClient(conns[0])
+	health := make([]healthpb.HealthClient, len(conns))
+	for i, conn := range conns {
+		health[i] = healthpb.NewHealthClient(conn)
+	}
 	for _, c := range concurrencies {
 		f.grpcFloor[c] = timed(d/2, c, func() error {
-			_, err := health.Check(ctx, &healthpb.HealthCheckRequest{})
+			_, err := health[rr.Add(1)%int64(len(health))].Check(ctx, &healthpb.HealthCheckRequest{})
 			return err
 		})
 	}

@@ -70,7 +70,7 @@ func run() error {
 		pf.print(os.Stdout)
 		return nil
 	}
-	if *layoutOn || *layoutOnly { // subject-layout benchmark: layout.go
+	if (*layoutOn && !*floorOnly) || *layoutOnly { // subject-layout benchmark: layout.go
 		lr, err := measureLayout(ctx, ns.URL(), *layoutLeads)
 		if err != nil {
 			return fmt.Errorf("layout: %w", err)
@@ -134,7 +134,7 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("intake: %w", err)
 	}
-	if lf.captureFloor, err = measureCaptureFloor(ctx, ns.URL(), *dur); err != nil {
+	if lf.captureFloor, err = measureCaptureFloor(ctx, ns.URL(), *dur, payload); err != nil {
 		return err
 	}
 	qf, err := q.measure(ctx)

@@ -73,19 +73,23 @@ func report(w io.Writer, payload int, raw rawFigures, lf intakeFigures) {
 		fmt.Fprintf(w, "  health check   c=%-3d %9.0f calls/s p50 %s   p99 %s\n", c, r.rate(), ms(r.p50), ms(r.p99))
 	}
 	fmt.Fprintf(w, "\nLeadflow intake over gRPC (separate process, same server):\n")
-	fmt.Fprintf(w, "  %-22s %10s %9s %9s   %-26s %s\n", "", "leads/s", "p50", "p99", "throughput ratio", "p99 ratio")
+	fmt.Fprintf(w, "  %-22s %10s %9s %9s   %-36s %s\n", "", "leads/s", "p50", "p99", "throughput ratio", "p99 ratio")
 	for _, c := range concurrencies {
-		r, s := lf.capture[c], raw.sync[c]
-		fmt.Fprintf(w, "  CaptureLead c=%-3d      %10.0f %9s %9s   %-26s %s\n", c, r.rate(), ms(r.p50), ms(r.p99),
-			ratio(r.rate(), raw.async.rate())+" of async publish",
-			ratio(float64(r.p99), float64(s.p99))+"x sync publish p99 (same c)")
-		fmt.Fprintf(w, "    %s of the gRPC floor at c=%d; a new lead is 1 JetStream write (its first event; keys are stored ahead, 1,024 a message)\n", ratio(r.rate(), lf.grpcFloor[c].rate()), c)
-		if fl, ok := lf.captureFloor[c]; ok {
-			fmt.Fprintf(w, "    %s of the capture floor at c=%d: a gRPC service doing one append per call, %.0f calls/s, p99 %s\n",
-				ratio(r.rate(), fl.rate()), c, fl.rate(), ms(fl.p99))
-		}
-		if r.errors > 0 {
-			fmt.Fprintf(w, "    (%d errors)\n", r.errors)
+		r, s, fl := lf.capture[c], raw.sync[c], lf.captureFloor[c]
+		fmt.Fprintf(w, "  CaptureLead c=%-3d      %10.0f %9s %9s   %-36s %s\n", c, r.rate(), ms(r.p50), ms(r.p99),
+			ratio(r.rate(), fl.rate())+" of the capture floor (same c)",
+			ratio(float64(r.p99), float64(fl.p99))+"x the capture floor's p99")
+		fmt.Fprintf(w, "    the capture floor: a gRPC service doing one append of a LeadCaptured's size per call, %.0f calls/s, p99 %s\n",
+			fl.rate(), ms(fl.p99))
+		fmt.Fprintf(w, "    %s of the gRPC floor at c=%d, %s of async publish, p99 %sx sync publish's at c=%d; a new lead is 1 JetStream write\n",
+			ratio(r.rate(), lf.grpcFloor[c].rate()), c, ratio(r.rate(), raw.async.rate()), ratio(float64(r.p99), float64(s.p99)), c)
+		for _, e := range []struct {
+			what string
+			n    int
+		}{{"CaptureLead", r.errors}, {"capture floor", fl.errors}, {"gRPC floor", lf.grpcFloor[c].errors}, {"sync publish", s.errors}} {
+			if e.n > 0 {
+				fmt.Fprintf(w, "    (%s: %d errors; its rate counts only successes)\n", e.what, e.n)
+			}
 		}
 	}
 	k := lf.knownCapture
