@@ -5,6 +5,7 @@ package config
 
 import (
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -14,10 +15,49 @@ import (
 )
 
 // Flags wraps a FlagSet whose defaults come from LEADFLOW_* variables.
-type Flags struct{ *flag.FlagSet }
+type Flags struct {
+	*flag.FlagSet
+	// bad maps flag names to the error of their variable's value: a
+	// manifest's "14d" must stop the service, not run it on the default.
+	bad map[string]error
+}
 
 // New returns an empty flag set for a service.
-func New(name string) Flags { return Flags{flag.NewFlagSet(name, flag.ContinueOnError)} }
+func New(name string) Flags {
+	return Flags{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), bad: map[string]error{}}
+}
+
+// Parse parses args, then refuses a variable whose value did not parse,
+// unless its flag was given.
+func (f Flags) Parse(args []string) error {
+	if err := f.FlagSet.Parse(args); err != nil {
+		return err
+	}
+	f.Visit(func(fl *flag.Flag) { delete(f.bad, fl.Name) })
+	var errs []error
+	f.VisitAll(func(fl *flag.Flag) {
+		if err := f.bad[fl.Name]; err != nil {
+			errs = append(errs, err)
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// fromEnv returns $env parsed by parse, and whether it is set; a value
+// that does not parse is kept as an error for Parse.
+func fromEnv[T any](f Flags, name, env string, parse func(string) (T, error)) (T, bool) {
+	v, ok := os.LookupEnv(env)
+	if !ok {
+		var zero T
+		return zero, false
+	}
+	x, err := parse(strings.TrimSpace(v))
+	if err != nil {
+		f.bad[name] = fmt.Errorf("$%s=%q is not a valid value for -%s: %w", env, v, name, err)
+		return x, false
+	}
+	return x, true
+}
 
 // String defines a string flag defaulting to $env, else def.
 func (f Flags) String(p *string, name, env, def, usage string) {
@@ -44,40 +84,32 @@ func (s secret) Set(v string) error { *s.p = v; return nil }
 
 // Int defines an int flag defaulting to $env, else def.
 func (f Flags) Int(p *int, name, env string, def int, usage string) {
-	if v, ok := os.LookupEnv(env); ok {
-		if n, err := strconv.Atoi(v); err == nil {
-			def = n
-		}
+	if n, ok := fromEnv(f, name, env, strconv.Atoi); ok {
+		def = n
 	}
 	f.IntVar(p, name, def, usage+" ($"+env+")")
 }
 
 // Bool defines a bool flag defaulting to $env, else def.
 func (f Flags) Bool(p *bool, name, env string, def bool, usage string) {
-	if v, ok := os.LookupEnv(env); ok {
-		if b, err := strconv.ParseBool(v); err == nil {
-			def = b
-		}
+	if b, ok := fromEnv(f, name, env, strconv.ParseBool); ok {
+		def = b
 	}
 	f.BoolVar(p, name, def, usage+" ($"+env+")")
 }
 
 // Duration defines a duration flag defaulting to $env, else def.
 func (f Flags) Duration(p *time.Duration, name, env string, def time.Duration, usage string) {
-	if v, ok := os.LookupEnv(env); ok {
-		if d, err := time.ParseDuration(v); err == nil {
-			def = d
-		}
+	if d, ok := fromEnv(f, name, env, time.ParseDuration); ok {
+		def = d
 	}
 	f.DurationVar(p, name, def, usage+" ($"+env+")")
 }
 
 // Float64 defines a float flag defaulting to $env, else def.
 func (f Flags) Float64(p *float64, name, env string, def float64, usage string) {
-	if v, ok := os.LookupEnv(env); ok {
-		if x, err := strconv.ParseFloat(v, 64); err == nil {
-			def = x
-		}
+	if x, ok := fromEnv(f, name, env, func(s string) (float64, error) { return strconv.ParseFloat(s, 64) }); ok {
+		def = x
 	}
 	f.Float64Var(p, name, def, usage+" ($"+env+")")
 }

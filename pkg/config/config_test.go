@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // A secret comes from the environment or its flag, and -help shows neither.
@@ -28,5 +29,37 @@ func TestSecretIsNeverPrinted(t *testing.T) {
 	f.PrintDefaults()
 	if strings.Contains(help.String(), fromFlag) {
 		t.Fatalf("help after parsing:\n%s", help.String())
+	}
+}
+
+// A variable that does not parse stops the service (a manifest's "14d"
+// must not run it on the default), unless its flag overrides it; a valid
+// one is the default, padded or not.
+func TestBadVariableIsRefused(t *testing.T) {
+	t.Setenv("LEADFLOW_TEST_WITHIN", "14d")
+	t.Setenv("LEADFLOW_TEST_REPLICAS", " 3 ")
+	t.Setenv("LEADFLOW_TEST_JSON", "yes")
+	define := func() (Flags, *time.Duration, *int, *bool) {
+		f := New("svc")
+		var d time.Duration
+		var n int
+		var b bool
+		f.Duration(&d, "within", "LEADFLOW_TEST_WITHIN", time.Hour, "window")
+		f.Int(&n, "replicas", "LEADFLOW_TEST_REPLICAS", 1, "replicas")
+		f.Bool(&b, "json", "LEADFLOW_TEST_JSON", false, "json logs")
+		return f, &d, &n, &b
+	}
+	f, _, n, _ := define()
+	err := f.Parse(nil)
+	if err == nil || !strings.Contains(err.Error(), `$LEADFLOW_TEST_WITHIN="14d"`) || !strings.Contains(err.Error(), "-within") ||
+		!strings.Contains(err.Error(), "$LEADFLOW_TEST_JSON") || strings.Contains(err.Error(), "REPLICAS") {
+		t.Fatalf("bad variables: %v; want both named, with their flags", err)
+	}
+	if *n != 3 {
+		t.Fatalf("replicas %d from \" 3 \", want 3", *n)
+	}
+	f, d, _, b := define()
+	if err := f.Parse([]string{"-within", "336h", "-json=true"}); err != nil || *d != 336*time.Hour || !*b {
+		t.Fatalf("flags over bad variables: %v, %s, %v", err, *d, *b)
 	}
 }
