@@ -372,6 +372,10 @@ func Status(ctx context.Context, log *slog.Logger, method string, err error) err
 	switch {
 	case errors.Is(err, lifecycle.ErrRefused):
 		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, lifecycle.ErrInvalidCommand):
+		// A field the caller gave that the lifecycle refuses whatever the
+		// state (a close date that is past by the time it is decided).
+		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, eventstore.ErrConflict):
 		return status.Error(codes.Aborted, err.Error())
 	case errors.Is(err, context.Canceled):

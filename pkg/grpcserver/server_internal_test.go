@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/auth"
 	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
 )
 
 func entry(summary string) []byte {
@@ -109,5 +111,26 @@ func TestARefusedRequestLeavesNothingRecorded(t *testing.T) {
 	s.rec.bad.Range(func(any, any) bool { n++; return true })
 	if n != 0 {
 		t.Fatalf("%d refused requests' decode errors still recorded", n)
+	}
+}
+
+// The lifecycle's errors reach callers as what they are: a refused
+// transition names the state, a bad field is the caller's; anything else
+// is internal, its text kept in the log.
+func TestStatusMapsLifecycleErrors(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, c := range []struct {
+		err  error
+		code codes.Code
+		text string
+	}{
+		{&lifecycle.RefusedError{Command: lifecycle.Accept, Status: lifecycle.StatusNew, Reason: "not assigned"}, codes.FailedPrecondition, "NEW"},
+		{&lifecycle.InvalidCommandError{Command: lifecycle.Convert, Field: "due", Reason: "must be after now"}, codes.InvalidArgument, "due must be after now"},
+		{io.ErrUnexpectedEOF, codes.Internal, "internal error"},
+	} {
+		st, _ := status.FromError(Status(context.Background(), log, "/test", c.err))
+		if st.Code() != c.code || !strings.Contains(st.Message(), c.text) {
+			t.Errorf("%v: %s %q, want %s naming %q", c.err, st.Code(), st.Message(), c.code, c.text)
+		}
 	}
 }

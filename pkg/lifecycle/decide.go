@@ -97,6 +97,11 @@ func Decide(s State, c Command, p Policy, now time.Time) ([]Event, error) {
 	if c.Name == Reassign && c.Owner == s.Owner {
 		return nil, &RefusedError{Command: c.Name, Status: s.Status, Reason: "lead is already owned by " + s.Owner.String()}
 	}
+	// A lead in a sales queue (a manager's, after an escalation) waits for a
+	// person to hand it on; no rep accepts or rejects it there.
+	if (c.Name == Accept || c.Name == Reject) && s.Owner.Kind == OwnerQueue {
+		return nil, &RefusedError{Command: c.Name, Status: s.Status, Reason: "lead waits in " + s.Owner.String() + ": reassign it to a rep first"}
+	}
 
 	e := Event{Kind: t.Kind, At: now, Owner: t.Owner, Reason: c.Reason}
 	if t.TakesOwner != OwnerNone || t.Restores {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -603,6 +604,14 @@ func TestReassignToAQueue(t *testing.T) {
 	}
 	if got := lifecycle.Evolve(after, events[0]); got.Owner != bob || got.Status != lifecycle.StatusAssigned {
 		t.Errorf("from the queue to bob: %+v", got)
+	}
+	// In the queue nobody accepts or rejects it: a manager hands it on.
+	for _, c := range []lifecycle.Command{{Name: lifecycle.Accept}, {Name: lifecycle.Reject, Reason: "not a fit"}} {
+		_, err := lifecycle.Decide(after, c, p, now)
+		var refused *lifecycle.RefusedError
+		if !errors.As(err, &refused) || refused.Status != lifecycle.StatusAssigned || !strings.Contains(err.Error(), "manager:emea") {
+			t.Errorf("%s of a lead in the manager's queue: %v, want refused naming ASSIGNED and the queue", c.Name, err)
+		}
 	}
 }
 

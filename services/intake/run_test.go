@@ -1298,8 +1298,8 @@ func TestMergeThenUnmergeRestoresBoth(t *testing.T) {
 		t.Fatalf("the survivor's activities, opened with its key: %v %v", exp.GetActivities(), err)
 	}
 	_, err = e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: absorbed, AbsorbedLeadId: survivor, Reason: "backwards"})
-	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "MERGED") {
-		t.Fatalf("merging into a merged lead: %v, want FailedPrecondition naming MERGED", err)
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "MERGED") || !strings.Contains(err.Error(), "Merge") {
+		t.Fatalf("merging into a merged lead: %v, want FailedPrecondition naming Merge and MERGED", err)
 	}
 	// The survivor holds what came for the person since: erasing the
 	// merged lead alone would keep it.

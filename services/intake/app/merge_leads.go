@@ -73,7 +73,7 @@ func (a *App) MergeLeads(ctx context.Context, in MergeLeads, meta envelope.Meta)
 		}
 		survivor, err := a.factEvent(in.Survivor, sState, payload, meta)
 		if err != nil {
-			return nil, nil, fmt.Errorf("survivor lead %s: %w", in.Survivor, err)
+			return nil, nil, survivorErr(lifecycle.Merge, in.Survivor, err)
 		}
 		return survivor, absorbed, nil
 	})
@@ -130,7 +130,7 @@ func (a *App) UnmergeLeads(ctx context.Context, in MergeLeads, meta envelope.Met
 		}
 		survivor, err := a.factEvent(in.Survivor, sState, payload, meta)
 		if err != nil {
-			return nil, nil, fmt.Errorf("survivor lead %s: %w", in.Survivor, err)
+			return nil, nil, survivorErr(lifecycle.Unmerge, in.Survivor, err)
 		}
 		before, err := a.leads.Get(ctx, aHead.Event.GetVersionBefore())
 		if err != nil {
@@ -204,4 +204,14 @@ func (a *App) pairCommit(ctx context.Context, in MergeLeads, decide func(survivo
 		return Merged{Survivor: vs[0], Absorbed: vs[1]}, nil
 	}
 	return Merged{}, fmt.Errorf("merge %s into %s: %w after %d races", in.Absorbed, in.Survivor, eventstore.ErrConflict, maxRaces)
+}
+
+// survivorErr names the command the caller sent when the survivor's side
+// of it is refused (it is written as a fact, checked as a resubmission).
+func survivorErr(cmd lifecycle.CommandName, survivor string, err error) error {
+	var refused *lifecycle.RefusedError
+	if errors.As(err, &refused) {
+		return &lifecycle.RefusedError{Command: cmd, Status: refused.Status, Reason: "the survivor " + survivor + " is " + refused.Status.String()}
+	}
+	return fmt.Errorf("survivor lead %s: %w", survivor, err)
 }
