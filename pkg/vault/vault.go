@@ -207,14 +207,21 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Vault, error
 // watchShreds evicts a key from the cache as soon as any process shreds
 // it: an ordered consumer of the bucket's new messages under bare lead ids
 // (purge markers; keys have a key id after the lead id), headers only,
-// sees every purge marker within a round trip. It resumes where it was
-// after a reconnect, so no marker is missed while the connection is
-// down; the cache's epoch keeps a key loaded just before an eviction
-// from being cached just after it.
+// sees every purge marker within a round trip. It starts after the
+// bucket's last message by sequence, not "new": the client recreates an
+// ordered consumer that has delivered nothing yet with its first policy,
+// so after a reconnect "new" would skip the markers written meanwhile.
+// The cache's epoch keeps a key loaded just before an eviction from being
+// cached just after it.
 func (v *Vault) watchShreds(ctx context.Context) error {
+	info, err := v.stream.Info(ctx)
+	if err != nil {
+		return err
+	}
 	cons, err := v.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{v.prefix + "*"},
-		DeliverPolicy:  jetstream.DeliverNewPolicy,
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    info.State.LastSeq + 1,
 		HeadersOnly:    true,
 	})
 	if err != nil {
@@ -606,6 +613,13 @@ func (v *Vault) markPurged(ctx context.Context, subject string) (valueSeq uint64
 			return 0, false, nil
 		default:
 			expect = last.Sequence
+			// An older version (a rewrap cut short leaves the key under
+			// the old master key beside the new one) is erased first: the
+			// marker makes three, and the history limit would drop the
+			// oldest the ordinary way, leaving its bytes on disk.
+			if err := v.eraseBefore(ctx, subject, last.Sequence); err != nil {
+				return 0, false, err
+			}
 		}
 		// A purge marker as KeyValue.Purge writes it, but without its
 		// Nats-Rollup header: a roll-up would drop the value the ordinary

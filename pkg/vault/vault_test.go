@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/leadflow/leadflow/pkg/eventstore"
 	"github.com/leadflow/leadflow/pkg/testenv"
 	"github.com/leadflow/leadflow/pkg/vault"
 )
@@ -981,5 +982,66 @@ func TestShredEvictsOtherVaultsCaches(t *testing.T) {
 			t.Fatal("the other vault still opens the shredded lead's data after a second")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A process whose connection comes back after a NATS restart still hears
+// of a shred written before it reconnected: its watch had seen no marker
+// yet, and a watch that restarts at "new messages" would miss this one
+// and keep serving the key.
+func TestShredWhileAnotherVaultReconnects(t *testing.T) {
+	n := testenv.StartNATS(t)
+	here := newVault(t, n.JS)
+	t.Cleanup(here.Close)
+	nc, js, err := eventstore.Dial(n.Server.URL(), t.Name(), nats.ReconnectWait(3*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	there := newVault(t, js)
+	t.Cleanup(there.Close)
+	k := newKey(t, here)
+	sealed := seal(t, k, "alice@example.com")
+	save(t, here, k)
+	mustOpen(t, there, k.LeadID(), sealed, "alice@example.com") // cached there now
+
+	n.Restart(t) // here's connection is back; there's waits 3 s
+	if nc.IsConnected() {
+		t.Fatal("the other vault's connection is back already: the test shows nothing")
+	}
+	if err := here.Shred(t.Context(), k.LeadID()); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 15*time.Second, func() bool {
+		_, err := there.Open(t.Context(), k.LeadID(), sealed)
+		return nc.IsConnected() && errors.Is(err, vault.ErrShredded)
+	}, "the other vault still opens the shredded lead's data after reconnecting")
+}
+
+// A rewrap cut short leaves a first-format key twice, under the old
+// master key and the new; a shred then erases both from disk, the older
+// not dropped by the history limit with its bytes left in the file.
+func TestShredErasesAKeyARewrapLeftTwice(t *testing.T) {
+	n := testenv.StartNATS(t)
+	v := newVault(t, n.JS)
+	leadID := newLeadID()
+	dek := make([]byte, 32)
+	rand.Read(dek)
+	older := gcmSeal(t, bytes.Repeat([]byte{0x33}, 32), dek, leadID) // under a retired master key
+	newer := gcmSeal(t, masterKey, dek, leadID)
+	for _, w := range [][]byte{older, newer} {
+		if _, err := n.JS.Publish(t.Context(), "$KV."+bucket+"."+leadID, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !onDisk(t, n.Dir, older) || !onDisk(t, n.Dir, newer) {
+		t.Fatal("both versions not on disk before the shred; the check is blind")
+	}
+	if err := v.Shred(t.Context(), leadID); err != nil {
+		t.Fatal(err)
+	}
+	n.Restart(t)
+	if onDisk(t, n.Dir, older) || onDisk(t, n.Dir, newer) {
+		t.Fatalf("on disk after the shred: older %v, newer %v", onDisk(t, n.Dir, older), onDisk(t, n.Dir, newer))
 	}
 }
