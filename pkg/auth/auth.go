@@ -134,6 +134,9 @@ func NewVerifier(keys ...ed25519.PublicKey) (*Verifier, error) {
 		jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}),
 		jwt.WithIssuer(Issuer),
 		jwt.WithExpirationRequired(),
+		// An issue time in the future (past the leeway) is refused: it
+		// would stretch MaxLifetime, and escape a revocation of its subject.
+		jwt.WithIssuedAt(),
 		jwt.WithLeeway(30*time.Second), // clocks of issuer and service differ
 		jwt.WithTimeFunc(func() time.Time { return v.now() }),
 	)

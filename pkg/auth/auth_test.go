@@ -97,13 +97,19 @@ func TestRefusedTokens(t *testing.T) {
 		"iat": now.Unix(), "exp": now.Add(auth.MaxLifetime + time.Hour).Unix()}).SignedString(k)
 	noIssueTime, _ := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iss": auth.Issuer, "sub": "x", "scope": "*",
 		"exp": now.Add(time.Hour).Unix()}).SignedString(k)
+	// Issued in the future: past MaxLifetime from now, or after a
+	// revocation of its subject.
+	future, _ := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iss": auth.Issuer, "sub": "x", "scope": "*",
+		"iat": now.Add(400 * 24 * time.Hour).Unix(), "exp": now.Add(401 * 24 * time.Hour).Unix()}).SignedString(k)
+	fastClock, _ := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iss": auth.Issuer, "sub": "x", "scope": "*",
+		"iat": now.Add(2 * time.Minute).Unix(), "exp": now.Add(time.Hour).Unix()}).SignedString(k)
 	if _, err := auth.Issue(k, reader, auth.MaxLifetime+time.Second); err == nil {
 		t.Error("issued a token valid for longer than MaxLifetime")
 	}
 	for name, tok := range map[string]string{
 		"another key": foreign, "forged payload": forged, "hmac": hmac, "none": none,
 		"wrong issuer": wrongIssuer, "no expiry": noExpiry, "garbage": "abc", "empty": "",
-		"valid too long": tooLong, "no issue time": noIssueTime,
+		"valid too long": tooLong, "no issue time": noIssueTime, "issued in a year": future, "issued in 2 minutes": fastClock,
 	} {
 		if _, err := v.Verify(tok); !errors.Is(err, auth.ErrUnauthenticated) {
 			t.Errorf("%s: verified (err %v)", name, err)
