@@ -117,6 +117,9 @@ type Verifier struct {
 	revokedSubjects map[string]time.Time
 }
 
+// leeway is how far the clocks of issuer and service may differ.
+const leeway = 30 * time.Second
+
 // maxRemembered bounds the verified-token cache; past it, it starts over.
 const maxRemembered = 10_000
 
@@ -137,7 +140,7 @@ func NewVerifier(keys ...ed25519.PublicKey) (*Verifier, error) {
 		// An issue time in the future (past the leeway) is refused: it
 		// would stretch MaxLifetime, and escape a revocation of its subject.
 		jwt.WithIssuedAt(),
-		jwt.WithLeeway(30*time.Second), // clocks of issuer and service differ
+		jwt.WithLeeway(leeway),
 		jwt.WithTimeFunc(func() time.Time { return v.now() }),
 	)
 	return v, nil
@@ -179,6 +182,19 @@ func (v *Verifier) Verify(token string) (Principal, error) {
 	v.seen[token], v.exp[token] = p, c.ExpiresAt.Time
 	v.mu.Unlock()
 	return p, nil
+}
+
+// StillValid reports, for a principal Verify returned, whether its token
+// has since expired (past the leeway) or been revoked: for a stream that
+// outlives the moment it was checked.
+func (v *Verifier) StillValid(p Principal) error {
+	if !p.Expires.IsZero() && !v.now().Before(p.Expires.Add(leeway)) {
+		return fmt.Errorf("%w: the token expired", ErrUnauthenticated)
+	}
+	if v.revoked(p) {
+		return fmt.Errorf("%w: the token was revoked", ErrUnauthenticated)
+	}
+	return nil
 }
 
 func (c claims) principal() Principal {

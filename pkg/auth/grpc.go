@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -84,23 +86,69 @@ func (v *Verifier) UnaryInterceptor() grpc.UnaryServerInterceptor {
 	}
 }
 
-// StreamInterceptor checks every streaming call.
+// StreamInterceptor checks every streaming call, and its token again as
+// messages pass: an import held open must stop when its token expires or
+// is revoked, not run on for as long as the client keeps it.
 func (v *Verifier) StreamInterceptor() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 		ctx, err := v.authorize(ss.Context(), info.FullMethod)
 		if err != nil {
 			return err
 		}
-		return h(srv, &principalStream{ServerStream: ss, ctx: ctx})
+		ps := &principalStream{ServerStream: ss, ctx: ctx}
+		if p, ok := FromContext(ctx); ok { // not an open method
+			ps.v, ps.principal = v, p
+			ps.checked.Store(v.now().UnixNano())
+		}
+		return h(srv, ps)
 	}
 }
 
+// recheckEvery bounds how often a stream's token is checked again; a check
+// of a remembered token is a map lookup.
+const recheckEvery = time.Second
+
 type principalStream struct {
 	grpc.ServerStream
-	ctx context.Context
+	ctx       context.Context
+	v         *Verifier // nil: an open method
+	principal Principal
+	checked   atomic.Int64 // unix nanoseconds of the last check
 }
 
 func (s *principalStream) Context() context.Context { return s.ctx }
+
+// RecvMsg refuses a message that arrives after the token expired or was
+// revoked.
+func (s *principalStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	return s.recheck()
+}
+
+// SendMsg sends nothing more once the token expired or was revoked.
+func (s *principalStream) SendMsg(m any) error {
+	if err := s.recheck(); err != nil {
+		return err
+	}
+	return s.ServerStream.SendMsg(m)
+}
+
+func (s *principalStream) recheck() error {
+	if s.v == nil {
+		return nil
+	}
+	now := s.v.now()
+	if now.UnixNano()-s.checked.Load() < int64(recheckEvery) {
+		return nil
+	}
+	s.checked.Store(now.UnixNano())
+	if err := s.v.StillValid(s.principal); err != nil {
+		return status.Errorf(codes.Unauthenticated, "authorization: during the stream: %v", err)
+	}
+	return nil
+}
 
 // KnownScopes are the scopes the methods of every Leadflow API linked into
 // this binary declare, sorted.

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -91,4 +92,53 @@ func TestDashboardSignIn(t *testing.T) {
 		t.Fatalf("the session cookie is readable by script: %q", got[0])
 	}
 	b.close(t)
+}
+
+// A live view outlasts no revocation: its stream ends within seconds of
+// the token being revoked, and the browser's reconnect is refused.
+func TestLiveStreamEndsWhenItsTokenIsRevoked(t *testing.T) {
+	pub, signer, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newWorld(t)
+	if err := auth.EnsureRevocations(ctxT(t), w.nats.JS, 1); err != nil {
+		t.Fatal(err)
+	}
+	_, base := w.startDashboard(t, func(c *Config) { c.AuthKeys = hex.EncodeToString(pub) })
+	tok, err := auth.Issue(signer, auth.Principal{Subject: "wallboard", Scopes: []string{"reports:read"}}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := auth.Claimed(tok)
+	req, err := http.NewRequestWithContext(ctxT(t), http.MethodGet, base+"api/live", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("live: %v %v", res, err)
+	}
+	defer res.Body.Close()
+	ended := make(chan error, 1)
+	go func() { _, err := io.Copy(io.Discard, res.Body); ended <- err }()
+	select {
+	case err := <-ended:
+		t.Fatalf("the live stream ended before any revocation: %v", err)
+	case <-time.After(1500 * time.Millisecond):
+	}
+	if err := auth.Revoke(ctxT(t), w.nats.JS, p.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the live stream still runs 10 s after its token was revoked")
+	}
+	req, _ = http.NewRequestWithContext(ctxT(t), http.MethodGet, base+"api/live", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("reconnecting with the revoked token: %v %v, want 401", res, err)
+	}
 }

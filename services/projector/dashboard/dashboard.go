@@ -421,6 +421,11 @@ func (h *Handler) live(w http.ResponseWriter, r *http.Request) {
 	}
 	t := time.NewTicker(keepAlive)
 	defer t.Stop()
+	// The stream ends when its token expires or is revoked; the browser's
+	// reconnect then meets the sign-in check.
+	p, signedIn := auth.FromContext(r.Context())
+	recheck := time.NewTicker(liveRecheck)
+	defer recheck.Stop()
 	for {
 		select {
 		case <-r.Context().Done():
@@ -433,9 +438,16 @@ func (h *Handler) live(w http.ResponseWriter, r *http.Request) {
 			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil || rc.Flush() != nil {
 				return
 			}
+		case <-recheck.C:
+			if signedIn && h.cfg.Auth != nil && h.cfg.Auth.StillValid(p) != nil {
+				return
+			}
 		}
 	}
 }
+
+// liveRecheck is how often a live stream checks its token again.
+const liveRecheck = time.Second
 
 var pj = protojson.MarshalOptions{EmitUnpopulated: true, UseProtoNames: true}
 
