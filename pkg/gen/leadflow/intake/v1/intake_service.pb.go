@@ -1844,7 +1844,10 @@ type ExportLeadResponse struct {
 	Events []*TimelineEntry `protobuf:"bytes,4,rep,name=events,proto3" json:"events,omitempty"`
 	// notes are the other sealed texts of its events, opened (empty once
 	// the lead is erased).
-	Notes         []*ExportedNote `protobuf:"bytes,5,rep,name=notes,proto3" json:"notes,omitempty"`
+	Notes []*ExportedNote `protobuf:"bytes,5,rep,name=notes,proto3" json:"notes,omitempty"`
+	// absorbed are the exports of the leads merged into this one (each with
+	// its own absorbed): the same person's data held under their ids.
+	Absorbed      []*ExportLeadResponse `protobuf:"bytes,6,rep,name=absorbed,proto3" json:"absorbed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1910,6 +1913,13 @@ func (x *ExportLeadResponse) GetEvents() []*TimelineEntry {
 func (x *ExportLeadResponse) GetNotes() []*ExportedNote {
 	if x != nil {
 		return x.Notes
+	}
+	return nil
+}
+
+func (x *ExportLeadResponse) GetAbsorbed() []*ExportLeadResponse {
+	if x != nil {
+		return x.Absorbed
 	}
 	return nil
 }
@@ -2328,7 +2338,7 @@ const file_leadflow_intake_v1_intake_service_proto_rawDesc = "" +
 	"event_type\x18\x03 \x01(\tR\teventType\x12\x14\n" +
 	"\x05field\x18\x04 \x01(\tR\x05field\x12.\n" +
 	"\x05actor\x18\x05 \x01(\v2\x18.leadflow.event.v1.ActorR\x05actor\x12\x12\n" +
-	"\x04text\x18\x06 \x01(\tR\x04text\"\xc5\x02\n" +
+	"\x04text\x18\x06 \x01(\tR\x04text\"\x89\x03\n" +
 	"\x12ExportLeadResponse\x12,\n" +
 	"\x04lead\x18\x01 \x01(\v2\x18.leadflow.intake.v1.LeadR\x04lead\x12H\n" +
 	"\vsubmissions\x18\x02 \x03(\v2&.leadflow.intake.v1.ExportedSubmissionR\vsubmissions\x12D\n" +
@@ -2336,7 +2346,8 @@ const file_leadflow_intake_v1_intake_service_proto_rawDesc = "" +
 	"activities\x18\x03 \x03(\v2$.leadflow.intake.v1.ExportedActivityR\n" +
 	"activities\x129\n" +
 	"\x06events\x18\x04 \x03(\v2!.leadflow.intake.v1.TimelineEntryR\x06events\x126\n" +
-	"\x05notes\x18\x05 \x03(\v2 .leadflow.intake.v1.ExportedNoteR\x05notes\"\xaf\x01\n" +
+	"\x05notes\x18\x05 \x03(\v2 .leadflow.intake.v1.ExportedNoteR\x05notes\x12B\n" +
+	"\babsorbed\x18\x06 \x03(\v2&.leadflow.intake.v1.ExportLeadResponseR\babsorbed\"\xaf\x01\n" +
 	"\x11MergeLeadsRequest\x12(\n" +
 	"\x10survivor_lead_id\x18\x01 \x01(\tR\x0esurvivorLeadId\x12(\n" +
 	"\x10absorbed_lead_id\x18\x02 \x01(\tR\x0eabsorbedLeadId\x12\x16\n" +
@@ -2490,37 +2501,38 @@ var file_leadflow_intake_v1_intake_service_proto_depIdxs = []int32{
 	24, // 47: leadflow.intake.v1.ExportLeadResponse.activities:type_name -> leadflow.intake.v1.ExportedActivity
 	18, // 48: leadflow.intake.v1.ExportLeadResponse.events:type_name -> leadflow.intake.v1.TimelineEntry
 	25, // 49: leadflow.intake.v1.ExportLeadResponse.notes:type_name -> leadflow.intake.v1.ExportedNote
-	37, // 50: leadflow.intake.v1.MergeLeadsRequest.actor:type_name -> leadflow.event.v1.Actor
-	37, // 51: leadflow.intake.v1.UnmergeLeadsRequest.actor:type_name -> leadflow.event.v1.Actor
-	1,  // 52: leadflow.intake.v1.IntakeService.CaptureLead:input_type -> leadflow.intake.v1.CaptureLeadRequest
-	3,  // 53: leadflow.intake.v1.IntakeService.ImportLeads:input_type -> leadflow.intake.v1.ImportLeadsRequest
-	6,  // 54: leadflow.intake.v1.IntakeService.RecordActivity:input_type -> leadflow.intake.v1.RecordActivityRequest
-	8,  // 55: leadflow.intake.v1.IntakeService.RegisterCampaign:input_type -> leadflow.intake.v1.RegisterCampaignRequest
-	10, // 56: leadflow.intake.v1.IntakeService.RecordCampaignCost:input_type -> leadflow.intake.v1.RecordCampaignCostRequest
-	12, // 57: leadflow.intake.v1.IntakeService.SetConsent:input_type -> leadflow.intake.v1.SetConsentRequest
-	14, // 58: leadflow.intake.v1.IntakeService.GetLead:input_type -> leadflow.intake.v1.GetLeadRequest
-	17, // 59: leadflow.intake.v1.IntakeService.GetLeadTimeline:input_type -> leadflow.intake.v1.GetLeadTimelineRequest
-	20, // 60: leadflow.intake.v1.IntakeService.EraseLead:input_type -> leadflow.intake.v1.EraseLeadRequest
-	22, // 61: leadflow.intake.v1.IntakeService.ExportLead:input_type -> leadflow.intake.v1.ExportLeadRequest
-	27, // 62: leadflow.intake.v1.IntakeService.MergeLeads:input_type -> leadflow.intake.v1.MergeLeadsRequest
-	29, // 63: leadflow.intake.v1.IntakeService.UnmergeLeads:input_type -> leadflow.intake.v1.UnmergeLeadsRequest
-	2,  // 64: leadflow.intake.v1.IntakeService.CaptureLead:output_type -> leadflow.intake.v1.CaptureLeadResponse
-	5,  // 65: leadflow.intake.v1.IntakeService.ImportLeads:output_type -> leadflow.intake.v1.ImportLeadsResponse
-	7,  // 66: leadflow.intake.v1.IntakeService.RecordActivity:output_type -> leadflow.intake.v1.RecordActivityResponse
-	9,  // 67: leadflow.intake.v1.IntakeService.RegisterCampaign:output_type -> leadflow.intake.v1.RegisterCampaignResponse
-	11, // 68: leadflow.intake.v1.IntakeService.RecordCampaignCost:output_type -> leadflow.intake.v1.RecordCampaignCostResponse
-	13, // 69: leadflow.intake.v1.IntakeService.SetConsent:output_type -> leadflow.intake.v1.SetConsentResponse
-	16, // 70: leadflow.intake.v1.IntakeService.GetLead:output_type -> leadflow.intake.v1.GetLeadResponse
-	19, // 71: leadflow.intake.v1.IntakeService.GetLeadTimeline:output_type -> leadflow.intake.v1.GetLeadTimelineResponse
-	21, // 72: leadflow.intake.v1.IntakeService.EraseLead:output_type -> leadflow.intake.v1.EraseLeadResponse
-	26, // 73: leadflow.intake.v1.IntakeService.ExportLead:output_type -> leadflow.intake.v1.ExportLeadResponse
-	28, // 74: leadflow.intake.v1.IntakeService.MergeLeads:output_type -> leadflow.intake.v1.MergeLeadsResponse
-	30, // 75: leadflow.intake.v1.IntakeService.UnmergeLeads:output_type -> leadflow.intake.v1.UnmergeLeadsResponse
-	64, // [64:76] is the sub-list for method output_type
-	52, // [52:64] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	26, // 50: leadflow.intake.v1.ExportLeadResponse.absorbed:type_name -> leadflow.intake.v1.ExportLeadResponse
+	37, // 51: leadflow.intake.v1.MergeLeadsRequest.actor:type_name -> leadflow.event.v1.Actor
+	37, // 52: leadflow.intake.v1.UnmergeLeadsRequest.actor:type_name -> leadflow.event.v1.Actor
+	1,  // 53: leadflow.intake.v1.IntakeService.CaptureLead:input_type -> leadflow.intake.v1.CaptureLeadRequest
+	3,  // 54: leadflow.intake.v1.IntakeService.ImportLeads:input_type -> leadflow.intake.v1.ImportLeadsRequest
+	6,  // 55: leadflow.intake.v1.IntakeService.RecordActivity:input_type -> leadflow.intake.v1.RecordActivityRequest
+	8,  // 56: leadflow.intake.v1.IntakeService.RegisterCampaign:input_type -> leadflow.intake.v1.RegisterCampaignRequest
+	10, // 57: leadflow.intake.v1.IntakeService.RecordCampaignCost:input_type -> leadflow.intake.v1.RecordCampaignCostRequest
+	12, // 58: leadflow.intake.v1.IntakeService.SetConsent:input_type -> leadflow.intake.v1.SetConsentRequest
+	14, // 59: leadflow.intake.v1.IntakeService.GetLead:input_type -> leadflow.intake.v1.GetLeadRequest
+	17, // 60: leadflow.intake.v1.IntakeService.GetLeadTimeline:input_type -> leadflow.intake.v1.GetLeadTimelineRequest
+	20, // 61: leadflow.intake.v1.IntakeService.EraseLead:input_type -> leadflow.intake.v1.EraseLeadRequest
+	22, // 62: leadflow.intake.v1.IntakeService.ExportLead:input_type -> leadflow.intake.v1.ExportLeadRequest
+	27, // 63: leadflow.intake.v1.IntakeService.MergeLeads:input_type -> leadflow.intake.v1.MergeLeadsRequest
+	29, // 64: leadflow.intake.v1.IntakeService.UnmergeLeads:input_type -> leadflow.intake.v1.UnmergeLeadsRequest
+	2,  // 65: leadflow.intake.v1.IntakeService.CaptureLead:output_type -> leadflow.intake.v1.CaptureLeadResponse
+	5,  // 66: leadflow.intake.v1.IntakeService.ImportLeads:output_type -> leadflow.intake.v1.ImportLeadsResponse
+	7,  // 67: leadflow.intake.v1.IntakeService.RecordActivity:output_type -> leadflow.intake.v1.RecordActivityResponse
+	9,  // 68: leadflow.intake.v1.IntakeService.RegisterCampaign:output_type -> leadflow.intake.v1.RegisterCampaignResponse
+	11, // 69: leadflow.intake.v1.IntakeService.RecordCampaignCost:output_type -> leadflow.intake.v1.RecordCampaignCostResponse
+	13, // 70: leadflow.intake.v1.IntakeService.SetConsent:output_type -> leadflow.intake.v1.SetConsentResponse
+	16, // 71: leadflow.intake.v1.IntakeService.GetLead:output_type -> leadflow.intake.v1.GetLeadResponse
+	19, // 72: leadflow.intake.v1.IntakeService.GetLeadTimeline:output_type -> leadflow.intake.v1.GetLeadTimelineResponse
+	21, // 73: leadflow.intake.v1.IntakeService.EraseLead:output_type -> leadflow.intake.v1.EraseLeadResponse
+	26, // 74: leadflow.intake.v1.IntakeService.ExportLead:output_type -> leadflow.intake.v1.ExportLeadResponse
+	28, // 75: leadflow.intake.v1.IntakeService.MergeLeads:output_type -> leadflow.intake.v1.MergeLeadsResponse
+	30, // 76: leadflow.intake.v1.IntakeService.UnmergeLeads:output_type -> leadflow.intake.v1.UnmergeLeadsResponse
+	65, // [65:77] is the sub-list for method output_type
+	53, // [53:65] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_intake_v1_intake_service_proto_init() }
