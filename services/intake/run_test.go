@@ -1297,6 +1297,12 @@ func TestMergeThenUnmergeRestoresBoth(t *testing.T) {
 	if err != nil || len(exp.GetActivities()) != 1 || exp.GetActivities()[0].GetDetail() != "asked for a demo by phone" {
 		t.Fatalf("the survivor's activities, opened with its key: %v %v", exp.GetActivities(), err)
 	}
+	// An access request to the survivor returns what the person's
+	// absorbed lead holds too, opened with that lead's key.
+	if ab := exp.GetAbsorbed(); len(ab) != 1 || ab[0].GetLead().GetLeadId() != absorbed || len(ab[0].GetSubmissions()) != 1 ||
+		ab[0].GetSubmissions()[0].GetPersonal().GetContact().GetEmail() != "dupe@m.example" || len(ab[0].GetActivities()) != 1 {
+		t.Fatalf("the survivor's export holds of the absorbed lead: %v", ab)
+	}
 	_, err = e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: absorbed, AbsorbedLeadId: survivor, Reason: "backwards"})
 	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "MERGED") || !strings.Contains(err.Error(), "Merge") {
 		t.Fatalf("merging into a merged lead: %v, want FailedPrecondition naming Merge and MERGED", err)

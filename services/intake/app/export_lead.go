@@ -19,6 +19,8 @@ type Export struct {
 	Activities  []ExportedActivity
 	Events      []TimelineEntry
 	Notes       []ExportedNote
+	// Absorbed are the exports of the leads merged into this one.
+	Absorbed []Export
 }
 
 // ExportedNote is sealed free text of an event that is neither a
@@ -56,14 +58,38 @@ type ExportedActivity struct {
 
 // ExportLead returns everything held about a lead for an access request:
 // its current view, every submission and activity with their personal
-// fields opened, and its whole history as stored.
+// fields opened, its whole history as stored, and the same of each lead
+// merged into it (merge chains are at most maxMergeDepth long).
 //
 // Errors: *ValidationError, ErrNotFound.
 func (a *App) ExportLead(ctx context.Context, leadID string) (Export, error) {
+	return a.exportLead(ctx, leadID, 0)
+}
+
+func (a *App) exportLead(ctx context.Context, leadID string, depth int) (Export, error) {
 	view, err := a.GetLead(ctx, leadID)
 	if err != nil {
 		return Export{}, err
 	}
+	out, err := a.exportOne(ctx, leadID, view)
+	if err != nil {
+		return Export{}, err
+	}
+	if depth >= maxMergeDepth {
+		return out, nil
+	}
+	for _, id := range view.Absorbed {
+		x, err := a.exportLead(ctx, id, depth+1)
+		if err != nil {
+			return Export{}, fmt.Errorf("lead %s merged into %s: %w", id, leadID, err)
+		}
+		out.Absorbed = append(out.Absorbed, x)
+	}
+	return out, nil
+}
+
+// exportOne is the export of one lead, without the leads merged into it.
+func (a *App) exportOne(ctx context.Context, leadID string, view LeadView) (Export, error) {
 	recs, err := a.leads.Load(ctx, leadID)
 	if err != nil {
 		return Export{}, err

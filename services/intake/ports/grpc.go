@@ -255,6 +255,10 @@ func (g *GRPC) ExportLead(ctx context.Context, r *intakev1.ExportLeadRequest) (*
 	if err != nil {
 		return nil, g.status(ctx, "ExportLead", err)
 	}
+	return exportOf(x), nil
+}
+
+func exportOf(x app.Export) *intakev1.ExportLeadResponse {
 	out := &intakev1.ExportLeadResponse{Lead: leadOf(x.View)}
 	for _, s := range x.Submissions {
 		out.Submissions = append(out.Submissions, &intakev1.ExportedSubmission{Sequence: s.Seq, OccurredAt: pbTime(s.OccurredAt), EventType: s.EventType,
@@ -271,7 +275,10 @@ func (g *GRPC) ExportLead(ctx context.Context, r *intakev1.ExportLeadRequest) (*
 		out.Notes = append(out.Notes, &intakev1.ExportedNote{Sequence: n.Seq, OccurredAt: pbTime(n.OccurredAt), EventType: n.EventType,
 			Field: n.Field, Actor: n.Actor, Text: n.Text})
 	}
-	return out, nil
+	for _, ab := range x.Absorbed {
+		out.Absorbed = append(out.Absorbed, exportOf(ab))
+	}
+	return out
 }
 
 // MergeLeads merges the absorbed lead into the survivor.
