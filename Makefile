@@ -23,9 +23,7 @@ check-generate: generate ## fail when the committed generated code is stale
 .PHONY: lint
 lint: ## buf lint and breaking, gofmt, go vet
 	$(GOTOOL) buf lint
-	@if git rev-parse -q --verify main >/dev/null && git cat-file -e main:proto 2>/dev/null; then \
-	  $(GOTOOL) buf breaking --against '.git#branch=main'; \
-	else echo "buf breaking: main has no proto/ yet, nothing to compare"; fi
+	scripts/breaking
 	@out=$$(gofmt -l $$(go list -m -f '{{.Dir}}')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
 	go vet $(MODULES)
 	bash deploy/check.sh
