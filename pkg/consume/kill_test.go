@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -42,7 +43,14 @@ func child(url, name, journalPath string) int {
 	defer stop()
 	cfg := config("killed")
 	cfg.Workers = 4
+	poison := os.Getenv("CONSUME_CHILD_POISON") != ""
+	if poison {
+		cfg.Group, cfg.MaxDeliver = "poisoned", 2
+	}
 	err = consume.Run(ctx, js, cfg, func(_ context.Context, m consume.Msg) error {
+		if poison && string(m.Data) == "poison" {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL) // a handler that takes its process down
+		}
 		// Journal first: a handling counts from when it starts to apply.
 		if _, err := fmt.Fprintf(f, "%s %s %d\n", name, m.Key, m.Seq); err != nil {
 			return err
@@ -145,5 +153,64 @@ func TestFrozenThenKilledMembersKeepOrder(t *testing.T) {
 	}
 	if after < 100 {
 		t.Fatalf("the thawed member handled only %d messages after the kill: the test did not exercise the take-over", after)
+	}
+}
+
+// A message whose handling kills its process each time is dead-lettered
+// at the server's last delivery, before anything after it: the process is
+// restarted as a supervisor would, and the key's next message waits
+// parked, not handled while the dead one is recorded by nobody.
+func TestCrashingMessageParksItsKeyInOrder(t *testing.T) {
+	n := startParts(t)
+	journalPath := filepath.Join(t.TempDir(), "journal")
+	poison := publish(t, n.JS, "K1", "poison")
+	later := publish(t, n.JS, "K1", "later")
+	done := make(chan struct{})
+	supervised := make(chan struct{})
+	var restarts atomic.Int64
+	go func() {
+		defer close(supervised)
+		for i := 0; ; i++ {
+			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), "CONSUME_CHILD_URL="+n.Server.URL(), fmt.Sprintf("CONSUME_CHILD_NAME=p%d", i),
+				"CONSUME_CHILD_JOURNAL="+journalPath, "CONSUME_CHILD_POISON=1")
+			cmd.Stderr = os.Stderr
+			if err := cmd.Start(); err != nil {
+				return
+			}
+			exited := make(chan struct{})
+			go func() { _ = cmd.Wait(); close(exited) }()
+			select {
+			case <-exited:
+				restarts.Add(1)
+			case <-done:
+				_ = cmd.Process.Signal(syscall.SIGTERM)
+				<-exited
+				return
+			}
+		}
+	}()
+	defer func() { close(done); <-supervised }()
+
+	eventually(t, 45*time.Second, func() bool {
+		dl := deadLetters(t, n.JS)
+		return len(dl) == 1 && dl[0].StreamSeq == poison && len(dl[0].Parked) == 1 && dl[0].Parked[0] == later
+	}, "the crashing message is not dead-lettered with the later one parked")
+	other := publish(t, n.JS, "K2", "fine")
+	eventually(t, 15*time.Second, func() bool {
+		for _, h := range readJournal(t, journalPath) {
+			if h.seq == other {
+				return true
+			}
+		}
+		return false
+	}, "another key's message was not handled")
+	for _, h := range readJournal(t, journalPath) {
+		if h.seq == later || h.seq == poison {
+			t.Fatalf("handled seq %d of K1 behind the crashing message", h.seq)
+		}
+	}
+	if restarts.Load() == 0 {
+		t.Fatal("the handler never took its process down: the test shows nothing")
 	}
 }

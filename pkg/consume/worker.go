@@ -171,6 +171,16 @@ func (r *runner) process(it *item) {
 		r.end(it, r.park(it, dead))
 		return
 	}
+	if r.cfg.MaxDeliver > 0 && it.msg.Delivered >= uint64(r.cfg.MaxDeliver) {
+		// The server's last delivery of a message no process ever acked:
+		// each one handling it died or hung. Dead-letter it here, in its
+		// key's order, rather than risk one more crash, after which the
+		// server moves on to the key's next message and nobody is up to
+		// hear its advisory.
+		err := fmt.Errorf("delivered %d time(s) (MaxDeliver) and never acked: the process handling it stopped or hung each time", it.msg.Delivered)
+		r.end(it, r.deadLetter(it, it.msg, err, false))
+		return
+	}
 	done, err := r.attempt(it.part.hctx, it, it.msg)
 	switch {
 	case !done:
@@ -188,10 +198,6 @@ func (r *runner) process(it *item) {
 // back first (the message is then not its fault, nor done).
 func (r *runner) attempt(ctx context.Context, it *item, m Msg) (done bool, err error) {
 	budget := r.cfg.Attempts
-	if r.cfg.MaxDeliver > 0 && m.Delivered >= uint64(r.cfg.MaxDeliver) {
-		// The server will not deliver it again: now or never.
-		budget = 1
-	}
 	for n, away := 1, 0; ; n++ {
 		reconnects := r.js.Conn().Stats().Reconnects
 		err = r.call(ctx, m)
