@@ -2,11 +2,14 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +21,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	handoffv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/handoff/v1"
+	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
 	"github.com/leadflow/leadflow/pkg/testenv"
 )
 
@@ -28,21 +39,14 @@ import (
 // read side agreeing, Ctrl-C stopping everything, and a second run
 // replaying the demo instead of adding to it.
 func TestMakeRun(t *testing.T) {
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(t.TempDir(), "devstack")
-	build := exec.Command("go", "build", "-o", bin, "./services/devstack")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build devstack: %v\n%s", err, out)
-	}
+	t.Parallel()
+	root, bin := buildDevstack(t)
 	data := t.TempDir()
 	natsPort, offset := testenv.FreePort(t), freeOffset(t)
 	database := testenv.DatabaseName(t, "leadflow_devstack")
 	at := func(port int) string { return fmt.Sprintf("127.0.0.1:%d", port+offset) }
 
+	start := time.Now()
 	first := startStack(t, root, bin, data, natsPort, offset, database)
 	out := first.waitFor(t, "go run ./services/leadctl token revoke", 4*time.Minute)
 	for _, want := range []string{
@@ -72,11 +76,16 @@ func TestMakeRun(t *testing.T) {
 	if again := leads["ADA@Analytical.Example"]; again != ada {
 		t.Errorf("the same person typed differently: lead %s, not ada's %s", again, ada)
 	}
-	token := regexp.MustCompile(`export LEADFLOW_TOKEN=(\S+)`).FindStringSubmatch(out)
-	if token == nil {
-		t.Fatal("no token printed")
+	checkAsOf(t, out, ada, start)
+	auth := []string{"Authorization", "Bearer " + printedToken(t, out)}
+	routingVersion := func() any {
+		code, body := testenv.HTTPJSON(t, "POST", "http://"+at(7203)+"/leadflow.handoff.v1.HandoffService/GetRouting", "{}", auth...)
+		if code != 200 {
+			t.Fatalf("GetRouting: %d %v", code, body)
+		}
+		return testenv.JSONField(body, "version")
 	}
-	auth := []string{"Authorization", "Bearer " + token[1]}
+	version := routingVersion()
 
 	// The read side tells the same story, through the printed addresses.
 	testenv.Eventually(t, 30*time.Second, func() bool {
@@ -108,7 +117,233 @@ func TestMakeRun(t *testing.T) {
 			t.Errorf("second run captured anew: %s", line)
 		}
 	}
+	checkAsOf(t, out, ada, start)
+	// The same routing data again writes no routing version.
+	if again := routingVersion(); again != version {
+		t.Errorf("second run: routing version %v, was %v", again, version)
+	}
 	second.stop(t)
+}
+
+// A run stopped before its demo accepted Ada's lead, which then moved on
+// to another rep (as an SLA breach moves it): the next run works it as
+// that rep, and Ctrl-C while its demo still runs stops it cleanly.
+func TestMakeRunAfterTheOwnerChanged(t *testing.T) {
+	t.Parallel()
+	root, bin := buildDevstack(t)
+	data := t.TempDir()
+	natsPort, offset := testenv.FreePort(t), freeOffset(t)
+	database := testenv.DatabaseName(t, "leadflow_devstack")
+	at := func(port int) string { return fmt.Sprintf("127.0.0.1:%d", port+offset) }
+
+	first := startStack(t, root, bin, data, natsPort, offset, database, "-seed=false")
+	out := first.waitFor(t, "go run ./services/leadctl token revoke", 2*time.Minute)
+	_, signer, _, err := loadKeys(filepath.Join(data, "keys.env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := map[string]*grpc.ClientConn{}
+	for name, port := range map[string]int{"intake": 7101, "qualification": 7102, "handoff": 7103} {
+		c, err := grpc.NewClient(at(port), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		conns[name] = c
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ctx = metadata.NewOutgoingContext(ctx, metadata.Pairs("authorization", "Bearer "+printedToken(t, out)))
+	if err := seedSetup(ctx, conns, callerAs(signer), io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	ada, err := captureDemo(ctx, intakev1.NewIntakeServiceClient(conns["intake"]), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := handoffv1.NewHandoffServiceClient(conns["handoff"])
+	var routed string
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		b, err := h.GetHandoffBrief(ctx, &handoffv1.GetHandoffBriefRequest{LeadId: ada.GetLeadId()})
+		routed = b.GetBrief().GetOwner().GetId()
+		return err == nil && b.GetBrief().GetOwner().GetKind() == eventv1.OwnerKind_OWNER_KIND_REP
+	}, "ada's lead was not routed to a rep")
+	to := map[string]string{"ana": "ben", "ben": "ana"}[routed]
+	if to == "" {
+		t.Fatalf("ada's lead went to %q, not to pool emea", routed)
+	}
+	if _, err := h.ReassignLead(ctx, &handoffv1.ReassignLeadRequest{LeadId: ada.GetLeadId(), ToRepId: to, RequestId: "test-reassign",
+		Reason: routed + " is away", ReassignedBy: salesOps}); err != nil {
+		t.Fatal(err)
+	}
+	first.stop(t)
+
+	second := startStack(t, root, bin, data, natsPort, offset, database)
+	// Katherine's line comes after Ada's and Barbara's, before her SLA's 20s.
+	out = second.waitFor(t, "nobody does. Waiting for the breach", 3*time.Minute)
+	if want := "accepted by " + to + ", meeting booked"; !strings.Contains(out, want) {
+		t.Errorf("the second run's output lacks %q", want)
+	}
+	if strings.Contains(out, "arning") {
+		t.Errorf("the second run warns")
+	}
+	second.stop(t)
+	if out := second.output(); strings.Contains(out, "Leadflow is running") {
+		t.Errorf("Ctrl-C during the demo printed the help")
+	}
+}
+
+// A busy port stops devstack at once, saying which port and what to do.
+func TestBusyPort(t *testing.T) {
+	t.Parallel()
+	root, bin := buildDevstack(t)
+	offset := freeOffset(t)
+	busy := func(t *testing.T, addr string) {
+		lis, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { lis.Close() })
+	}
+	run := func(t *testing.T, natsPort int) string {
+		ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, "-data", t.TempDir(), "-nats-port", strconv.Itoa(natsPort), "-port-offset", strconv.Itoa(offset),
+			"-database", testenv.DatabaseName(t, "leadflow_devstack"), "-seed=false")
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "LEADFLOW_POSTGRES_ADMIN_URL="+testenv.PostgresAdmin())
+		out, err := cmd.CombinedOutput()
+		if ctx.Err() != nil {
+			t.Fatalf("devstack still runs after 25s on a busy port:\n%s", out)
+		}
+		if err == nil {
+			t.Fatalf("devstack on a busy port exited cleanly:\n%s", out)
+		}
+		return string(out)
+	}
+	t.Run("nats", func(t *testing.T) {
+		port := testenv.FreePort(t)
+		busy(t, fmt.Sprintf("127.0.0.1:%d", port))
+		out := run(t, port)
+		for _, want := range []string{fmt.Sprintf("NATS port %d is taken", port), "-nats-port", "make run"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("devstack's output lacks %q:\n%s", want, out)
+			}
+		}
+	})
+	t.Run("api", func(t *testing.T) {
+		addr := fmt.Sprintf("127.0.0.1:%d", 7203+offset) // handoff's HTTP/JSON
+		busy(t, addr)
+		out := run(t, testenv.FreePort(t))
+		for _, want := range []string{"handoff's port " + addr + " is taken", "-port-offset", "make run"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("devstack's output lacks %q:\n%s", want, out)
+			}
+		}
+	})
+}
+
+// The projector's database URL is the admin URL with another database.
+func TestDatabaseURL(t *testing.T) {
+	for admin, want := range map[string]string{
+		"postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable":     "postgres://postgres@127.0.0.1:5432/leadflow?sslmode=disable",
+		"postgres://app:s%40cret@[::1]:5433/postgres?sslmode=require":     "postgres://app:s%40cret@[::1]:5433/leadflow?sslmode=require",
+		"postgres:///postgres?host=/var/run/postgresql&user=postgres":     "postgres:///leadflow?host=/var/run/postgresql&user=postgres",
+		"postgresql://postgres@db.example:5432?application_name=devstack": "postgresql://postgres@db.example:5432/leadflow?application_name=devstack",
+	} {
+		got, err := databaseURL(admin, "leadflow")
+		if err != nil || got != want {
+			t.Errorf("databaseURL(%q) = %q, %v; want %q", admin, got, err, want)
+		}
+	}
+	if _, err := databaseURL("host=127.0.0.1 user=postgres", "leadflow"); err == nil {
+		t.Error("a keyword/value DSN: no error")
+	}
+}
+
+// The admin URL's password reaches the projector (a trust-auth server
+// ignores it, but one with passwords would refuse the projector).
+func TestReadModelDatabaseKeepsThePassword(t *testing.T) {
+	admin, err := url.Parse(testenv.PostgresAdmin())
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin.User = url.UserPassword(admin.User.Username(), "s3cret")
+	t.Setenv("LEADFLOW_POSTGRES_ADMIN_URL", admin.String())
+	name := testenv.DatabaseName(t, "leadflow_devstack")
+	dsn, err := readModelDatabase(context.Background(), true, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pw, _ := u.User.Password(); pw != "s3cret" || u.Host != admin.Host || u.Path != "/"+name {
+		t.Errorf("read models' URL %s, from admin URL %s", u.Redacted(), admin.Redacted())
+	}
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(context.Background())
+}
+
+// A service that exits is not waited for, and its clean exit reads well.
+func TestWaitHealthyStopsAtExit(t *testing.T) {
+	p := &proc{done: make(chan struct{}), err: errors.New("exit status 1")}
+	close(p.done)
+	began := time.Now()
+	err := waitHealthy(context.Background(), fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), p)
+	if err == nil || !strings.Contains(err.Error(), "exit status 1") || time.Since(began) > 5*time.Second {
+		t.Errorf("waitHealthy on an exited process: %v after %s", err, time.Since(began))
+	}
+	if got := exitError("intake exited", nil).Error(); got != "intake exited" {
+		t.Errorf("a clean exit reads %q", got)
+	}
+}
+
+// buildDevstack builds devstack from the checkout: the repository's root
+// and the binary.
+func buildDevstack(t *testing.T) (string, string) {
+	t.Helper()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "devstack")
+	build := exec.Command("go", "build", "-o", bin, "./services/devstack")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build devstack: %v\n%s", err, out)
+	}
+	return root, bin
+}
+
+func printedToken(t *testing.T, out string) string {
+	t.Helper()
+	token := regexp.MustCompile(`export LEADFLOW_TOKEN=(\S+)`).FindStringSubmatch(out)
+	if token == nil {
+		t.Fatal("no token printed")
+	}
+	return token[1]
+}
+
+// checkAsOf checks that the printed `leadctl state` example asks about
+// lead at a time it existed: after the test began, not after now.
+func checkAsOf(t *testing.T, out, lead string, began time.Time) {
+	t.Helper()
+	m := regexp.MustCompile(`leadctl state (\S+) --as-of (\S+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatal("no leadctl state example printed")
+	}
+	at, err := time.Parse(time.RFC3339, m[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m[1] != lead || at.Before(began.Truncate(time.Second)) || at.After(time.Now()) {
+		t.Errorf("leadctl state %s --as-of %s: lead %s was captured after %s", m[1], m[2], lead, began.UTC().Format(time.RFC3339))
+	}
 }
 
 // stack is one devstack process.
@@ -122,14 +357,14 @@ type stack struct {
 	done    chan struct{} // stdout ended
 }
 
-func startStack(t *testing.T, root, bin, data string, natsPort, offset int, database string) *stack {
+func startStack(t *testing.T, root, bin, data string, natsPort, offset int, database string, flags ...string) *stack {
 	t.Helper()
 	s := &stack{seen: make(chan struct{}, 1), done: make(chan struct{}), logs: filepath.Join(t.TempDir(), "devstack.log")}
 	logs, err := os.Create(s.logs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.cmd = exec.Command(bin, "-data", data, "-nats-port", strconv.Itoa(natsPort), "-port-offset", strconv.Itoa(offset), "-database", database)
+	s.cmd = exec.Command(bin, append([]string{"-data", data, "-nats-port", strconv.Itoa(natsPort), "-port-offset", strconv.Itoa(offset), "-database", database}, flags...)...)
 	s.cmd.Dir = root
 	s.cmd.Env = append(os.Environ(), "LEADFLOW_POSTGRES_ADMIN_URL="+testenv.PostgresAdmin())
 	s.cmd.Stderr = logs

@@ -20,19 +20,33 @@ var salesOps = &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "olga
 // any lead qualifies: two teams working around the clock (so the demo
 // routes at any hour), a weighted pool each, an account, territory rules,
 // and for enterprise leads a 20-second acceptance SLA, so that the demo
-// shows a breach escalating. Setting the same data again changes nothing.
+// shows a breach escalating. Setting the same data again changes nothing,
+// so a restart writes no routing version.
 func seedRouting(ctx context.Context, conns map[string]*grpc.ClientConn) error {
 	if conns["handoff"] == nil {
 		return nil
 	}
 	h := handoffv1.NewHandoffServiceClient(conns["handoff"])
+	now, err := h.GetRouting(ctx, &handoffv1.GetRoutingRequest{})
+	if err != nil {
+		return fmt.Errorf("routing data: %w", err)
+	}
+	known := map[string]bool{}
+	for _, t := range now.GetTeams() {
+		known[t.GetTeamId()] = true
+	}
+	managers := []struct{ team, rep string }{{"emea", "maya"}, {"americas", "mark"}}
 	calls := []func() error{}
 	add := func(f func() error) { calls = append(calls, f) }
-	for _, t := range []string{"emea", "americas"} {
-		add(func() error {
-			_, err := h.PutTeam(ctx, &handoffv1.PutTeamRequest{Team: &eventv1.SalesTeam{TeamId: t}, ChangedBy: salesOps})
-			return err
-		})
+	// A rep needs its team, and a manager is a rep: only a team not known
+	// yet comes first without its manager; each is put once with it below.
+	for _, m := range managers {
+		if !known[m.team] {
+			add(func() error {
+				_, err := h.PutTeam(ctx, &handoffv1.PutTeamRequest{Team: &eventv1.SalesTeam{TeamId: m.team}, ChangedBy: salesOps})
+				return err
+			})
+		}
 	}
 	for _, r := range [][2]string{{"ana", "emea"}, {"ben", "emea"}, {"maya", "emea"}, {"carla", "americas"}, {"dev", "americas"}, {"mark", "americas"}} {
 		add(func() error {
@@ -40,9 +54,9 @@ func seedRouting(ctx context.Context, conns map[string]*grpc.ClientConn) error {
 			return err
 		})
 	}
-	for t, mgr := range map[string]string{"emea": "maya", "americas": "mark"} {
+	for _, m := range managers {
 		add(func() error {
-			_, err := h.PutTeam(ctx, &handoffv1.PutTeamRequest{Team: &eventv1.SalesTeam{TeamId: t, ManagerRepId: mgr}, ChangedBy: salesOps})
+			_, err := h.PutTeam(ctx, &handoffv1.PutTeamRequest{Team: &eventv1.SalesTeam{TeamId: m.team, ManagerRepId: m.rep}, ChangedBy: salesOps})
 			return err
 		})
 	}
@@ -89,7 +103,8 @@ func seedRouting(ctx context.Context, conns map[string]*grpc.ClientConn) error {
 // territory and pool, or to its account's owner); Ada accepted, contacted
 // and won; Barbara rejected; Katherine, an enterprise lead, not accepted
 // in time, so the breach escalates her to the pool's next rep. Every
-// command carries a request id, so a second run replays them.
+// command carries a request id, so a second run replays them. A lead that
+// cannot be worked is a warning: the stack runs on without it.
 func showHandoff(ctx context.Context, conns map[string]*grpc.ClientConn, ids []string, out io.Writer) error {
 	if conns["handoff"] == nil {
 		return nil
@@ -100,7 +115,7 @@ func showHandoff(ctx context.Context, conns map[string]*grpc.ClientConn, ids []s
 		return b.GetBrief(), err
 	}
 	fmt.Fprintln(out, "\nRouted by handoff (decision, owner):")
-	owners := map[string]string{}
+	briefs := map[string]*handoffv1.HandoffBrief{}
 	for i, id := range ids {
 		var b *handoffv1.HandoffBrief
 		deadline := time.Now().Add(10 * time.Second)
@@ -121,7 +136,7 @@ func showHandoff(ctx context.Context, conns map[string]*grpc.ClientConn, ids []s
 			fmt.Fprintf(out, "  %-26s not routed yet (queued?)\n", demoLeads[i].email)
 			continue
 		}
-		owners[id] = b.GetOwners()[0].GetOwner().GetId()
+		briefs[id] = b
 		fmt.Fprintf(out, "  %-26s %s (routing v%d, segment %s)\n", demoLeads[i].email, b.GetRouting().GetSummary(), b.GetRouting().GetRoutingVersion(), b.GetSegment())
 	}
 	byEmail := func(email string) string {
@@ -132,8 +147,12 @@ func showHandoff(ctx context.Context, conns map[string]*grpc.ClientConn, ids []s
 		}
 		return ""
 	}
+	warn := func(email string, err error) {
+		fmt.Fprintf(out, "  %-26s warning: %v; the stack runs on without it\n", email, err)
+	}
 	ada, barbara, katherine := byEmail("ada@analytical.example"), byEmail("barbara@clu.example"), byEmail("katherine@orbit.example")
-	if rep := owners[ada]; rep != "" {
+	if b := briefs[ada]; b != nil {
+		rep := actingRep(b)
 		steps := []func() error{
 			func() error {
 				_, err := h.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: ada, RepId: rep, RequestId: "demo-accept"})
@@ -158,24 +177,47 @@ func showHandoff(ctx context.Context, conns map[string]*grpc.ClientConn, ids []s
 				return err
 			},
 		}
+		err := notRep(b, rep)
 		for _, s := range steps {
-			if err := s(); err != nil {
-				return fmt.Errorf("work ada's lead: %w", err)
+			if err == nil {
+				err = s()
 			}
 		}
-		fmt.Fprintf(out, "  %-26s accepted by %s, meeting booked, opportunity, negotiation, won EUR 45,000\n", "ada@analytical.example", rep)
-	}
-	if rep := owners[barbara]; rep != "" {
-		if _, err := h.RejectLead(ctx, &handoffv1.RejectLeadRequest{LeadId: barbara, RepId: rep, RequestId: "demo-reject",
-			Reason: eventv1.RejectReason_REJECT_REASON_NOT_READY, Note: "budget frozen until Q3"}); err != nil {
-			return fmt.Errorf("reject barbara's lead: %w", err)
-		}
-		fmt.Fprintf(out, "  %-26s rejected by %s (NOT_READY): back to nurture\n", "barbara@clu.example", rep)
-		if err := showNurture(ctx, conns, barbara, "barbara@clu.example", out); err != nil {
-			return err
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
+			warn("ada@analytical.example", fmt.Errorf("work the lead: %w", err))
+		default:
+			fmt.Fprintf(out, "  %-26s accepted by %s, meeting booked, opportunity, negotiation, won EUR 45,000\n", "ada@analytical.example", rep)
 		}
 	}
-	if katherine != "" && owners[katherine] != "" {
+	if b := briefs[barbara]; b != nil {
+		rep := actingRep(b)
+		if r := b.GetRejections(); len(r) > 0 {
+			rep = r[0].GetRepId() // rejected before: the same rep replays it
+		}
+		err := notRep(b, rep)
+		if err == nil {
+			_, err = h.RejectLead(ctx, &handoffv1.RejectLeadRequest{LeadId: barbara, RepId: rep, RequestId: "demo-reject",
+				Reason: eventv1.RejectReason_REJECT_REASON_NOT_READY, Note: "budget frozen until Q3"})
+		}
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
+			warn("barbara@clu.example", fmt.Errorf("reject the lead: %w", err))
+		default:
+			fmt.Fprintf(out, "  %-26s rejected by %s (NOT_READY): back to nurture\n", "barbara@clu.example", rep)
+			if err := showNurture(ctx, conns, barbara, "barbara@clu.example", out); err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				warn("barbara@clu.example", err)
+			}
+		}
+	}
+	if katherine != "" && briefs[katherine] != nil {
 		fmt.Fprintf(out, "  %-26s enterprise SLA: accept within 20s; nobody does. Waiting for the breach...\n", "katherine@orbit.example")
 		deadline := time.Now().Add(45 * time.Second)
 		for {
@@ -208,4 +250,27 @@ func showHandoff(ctx context.Context, conns map[string]*grpc.ClientConn, ids []s
 		}
 	}
 	return nil
+}
+
+// actingRep is the rep to work a lead as: whoever owns it now, not whoever
+// got it first (an SLA breach or a reassignment may have moved it on since
+// an earlier run); for a finished lead, which nobody owns, its last owner,
+// so that a second run replays the same commands. "": a queue holds it.
+func actingRep(b *handoffv1.HandoffBrief) string {
+	o := b.GetOwner()
+	if o == nil && len(b.GetOwners()) > 0 {
+		o = b.GetOwners()[len(b.GetOwners())-1].GetOwner()
+	}
+	if o.GetKind() != eventv1.OwnerKind_OWNER_KIND_REP {
+		return ""
+	}
+	return o.GetId()
+}
+
+// notRep explains why a lead without a rep to act as cannot be worked.
+func notRep(b *handoffv1.HandoffBrief, rep string) error {
+	if rep != "" {
+		return nil
+	}
+	return fmt.Errorf("no rep owns it (%s, owner %s)", strings.TrimPrefix(b.GetStatus().String(), "LEAD_STATUS_"), b.GetOwner().GetId())
 }

@@ -5,12 +5,15 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 )
 
-func printHelp(out io.Writer, data, natsURL string, services []service, lead, token, operatorPassword string) {
+// printHelp prints where everything listens and how to call it; lead, if
+// any, is a demo lead captured at captured.
+func printHelp(out io.Writer, data, natsURL string, services []service, lead string, captured time.Time, token, operatorPassword string) {
 	fmt.Fprintf(out, "\nLeadflow is running. Ctrl-C stops everything; data stays in %s/ for the next run.\n\n", data)
 	fmt.Fprintf(out, "Every API call needs a bearer token granting its method's scope (docs/operations.md#auth).\n")
 	fmt.Fprintf(out, "An operator's token, every scope, valid 30 days (leadctl reads it too), and NATS's operator user\n(reads the streams, re-drives dead letters; no key vault, no writes; docs/operations.md#nats-users):\n\n")
@@ -76,7 +79,12 @@ func printHelp(out io.Writer, data, natsURL string, services []service, lead, to
 		id = "<lead id>"
 	}
 	fmt.Fprintf(out, "  go run ./services/leadctl timeline %s\n", id)
-	fmt.Fprintf(out, "  go run ./services/leadctl state %s --as-of 2026-01-01T00:00:00Z\n", id)
+	// A time the lead existed at: before its capture the state is an error.
+	asOf := time.Now()
+	if !captured.IsZero() {
+		asOf = captured.Add(time.Second)
+	}
+	fmt.Fprintf(out, "  go run ./services/leadctl state %s --as-of %s\n", id, asOf.UTC().Truncate(time.Second).Format(time.RFC3339))
 	fmt.Fprintf(out, "  go run ./services/leadctl explain %s\n", id)
 	fmt.Fprintf(out, "  go run ./services/leadctl lost            # the no-lost-lead check, with the fix for each\n")
 	fmt.Fprintf(out, "  go run ./services/leadctl queues          # what waits before a rep: routing, fallback, managers' queues\n")

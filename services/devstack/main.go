@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -72,16 +74,20 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	// The operator's token: every scope, for the printed examples, leadctl
-	// and the demo data; the model's sign-offs use their signers' own.
-	token, err := auth.Issue(signer, auth.Principal{Subject: "operator", Kind: eventv1.ActorKind_ACTOR_KIND_USER,
-		Team: eventv1.Team_TEAM_OPERATIONS, Scopes: []string{auth.AllScopes}}, 30*24*time.Hour)
+	token, err := operatorToken(signer)
 	if err != nil {
 		return err
 	}
 
 	_, statErr := os.Stat(filepath.Join(dataDir, "jetstream"))
 	freshStream := errors.Is(statErr, fs.ErrNotExist)
+	// nats-server with a log file exits from its accept loop on a busy
+	// port, the reason only in the log: find out first.
+	if *natsPort > 0 {
+		if err := portFree(fmt.Sprintf("127.0.0.1:%d", *natsPort)); err != nil {
+			return fmt.Errorf("NATS port %d is taken (%v): is another `make run` running? Stop it, or pick another port with -nats-port", *natsPort, err)
+		}
+	}
 	// A NATS user per service (pkg/natsauth), as in production: the
 	// server's log in .data/nats.log names any permissions violation.
 	ns, err := natsserver.Start(natsserver.Config{Dir: filepath.Join(dataDir, "jetstream"), Port: *natsPort, SyncAlways: *syncAlways,
@@ -107,13 +113,21 @@ func run() error {
 		services = append(services, service{name: "projector", addr: at(7105), http: at(7205), web: "http://" + at(7180) + "/",
 			args: []string{"-postgres", dsn, "-http", at(7180)}})
 	}
-	var procs []*exec.Cmd
+	// A busy port would otherwise show only as a service not getting healthy.
+	for _, s := range services {
+		for _, addr := range s.listens() {
+			if err := portFree(addr); err != nil {
+				return fmt.Errorf("%s's port %s is taken (%v): is another `make run` running? Stop it, or move every API with -port-offset", s.name, addr, err)
+			}
+		}
+	}
+	var procs []*proc
 	defer func() {
 		for _, p := range procs {
-			_ = p.Process.Signal(syscall.SIGTERM)
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
 		}
 		for _, p := range procs {
-			_ = p.Wait()
+			<-p.done
 		}
 	}()
 	exited := make(chan error, len(services))
@@ -122,6 +136,9 @@ func run() error {
 		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./services/"+s.name)
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
 		if err := build.Run(); err != nil {
+			if ctx.Err() != nil {
+				return stopping(log)
+			}
 			return fmt.Errorf("build %s: %w", s.name, err)
 		}
 		cmd := exec.Command(bin, append([]string{"-addr", s.addr, "-http-addr", s.http, "-nats", ns.URL()}, s.args...)...)
@@ -130,9 +147,17 @@ func run() error {
 		if err := cmd.Start(); err != nil {
 			return fmt.Errorf("start %s: %w", s.name, err)
 		}
-		procs = append(procs, cmd)
-		go func(name string) { exited <- fmt.Errorf("%s exited: %w", name, cmd.Wait()) }(s.name)
-		if err := waitHealthy(ctx, s.addr); err != nil {
+		p := &proc{cmd: cmd, done: make(chan struct{})}
+		procs = append(procs, p)
+		go func(name string) {
+			p.err = cmd.Wait()
+			close(p.done)
+			exited <- exitError(name+" exited", p.err)
+		}(s.name)
+		if err := waitHealthy(ctx, s.addr, p); err != nil {
+			if ctx.Err() != nil {
+				return stopping(log)
+			}
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
 		log.Info("service up", "service", s.name, "grpc", s.addr, "http", s.http)
@@ -148,25 +173,83 @@ func run() error {
 		conns[s.name] = c
 	}
 	var example string
+	var captured time.Time
 	if *seed {
-		as := func(ctx context.Context, who *eventv1.Actor, scopes ...string) (context.Context, error) {
-			tok, err := auth.Issue(signer, auth.Principal{Subject: who.GetId(), Kind: who.GetKind(), Team: who.GetTeam(), Scopes: scopes}, time.Hour)
-			return metadata.NewOutgoingContext(ctx, metadata.Pairs("authorization", "Bearer "+tok)), err
-		}
 		seedCtx := metadata.NewOutgoingContext(ctx, metadata.Pairs("authorization", "Bearer "+token))
-		if example, err = seedDemo(seedCtx, conns, as, os.Stdout); err != nil {
-			return fmt.Errorf("demo data: %w", err)
+		if example, captured, err = seedDemo(seedCtx, conns, callerAs(signer), os.Stdout); err != nil {
+			if ctx.Err() != nil {
+				return stopping(log)
+			}
+			// The services are up: a demo step failing leaves the stack usable.
+			fmt.Fprintf(os.Stdout, "\nWarning: the demo data is incomplete: %v\nThe stack runs on; the next run tries again.\n", err)
 		}
 	}
-	printHelp(os.Stdout, *data, ns.URL(), services, example, token, passwords[natsauth.Operator])
+	printHelp(os.Stdout, *data, ns.URL(), services, example, captured, token, passwords[natsauth.Operator])
 
 	select {
 	case <-ctx.Done():
-		log.Info("stopping")
-		return nil
+		return stopping(log)
 	case err := <-exited:
+		if ctx.Err() != nil { // Ctrl-C reaches the services too
+			return stopping(log)
+		}
 		return err
 	}
+}
+
+// stopping is the answer to Ctrl-C: a clean exit, whatever it interrupted.
+func stopping(log *slog.Logger) error {
+	log.Info("stopping")
+	return nil
+}
+
+// operatorToken is the operator's token: every scope, for the printed
+// examples, leadctl and the demo data; the model's sign-offs use their
+// signers' own (callerAs).
+func operatorToken(signer ed25519.PrivateKey) (string, error) {
+	return auth.Issue(signer, auth.Principal{Subject: "operator", Kind: eventv1.ActorKind_ACTOR_KIND_USER,
+		Team: eventv1.Team_TEAM_OPERATIONS, Scopes: []string{auth.AllScopes}}, 30*24*time.Hour)
+}
+
+// callerAs gives a demo actor a token of its own, signed by signer.
+func callerAs(signer ed25519.PrivateKey) asCaller {
+	return func(ctx context.Context, who *eventv1.Actor, scopes ...string) (context.Context, error) {
+		tok, err := auth.Issue(signer, auth.Principal{Subject: who.GetId(), Kind: who.GetKind(), Team: who.GetTeam(), Scopes: scopes}, time.Hour)
+		return metadata.NewOutgoingContext(ctx, metadata.Pairs("authorization", "Bearer "+tok)), err
+	}
+}
+
+// listens are the addresses s serves on.
+func (s service) listens() []string {
+	addrs := []string{s.addr, s.http}
+	if u, err := url.Parse(s.web); err == nil && u.Host != "" {
+		addrs = append(addrs, u.Host)
+	}
+	return addrs
+}
+
+// portFree reports why addr cannot be listened on, or nil.
+func portFree(addr string) error {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return lis.Close()
+}
+
+// proc is a service process; done closes once it has exited, with err.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+// exitError says that a process exited, and how if not cleanly.
+func exitError(what string, err error) error {
+	if err == nil {
+		return errors.New(what)
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 // loadKeys reads the dev master and blind keys, the token signing key and
@@ -222,7 +305,9 @@ func randomHex() string {
 	return hex.EncodeToString(b)
 }
 
-func waitHealthy(ctx context.Context, addr string) error {
+// waitHealthy waits until p serves at addr, and gives up as soon as p
+// has exited: its log above says why.
+func waitHealthy(ctx context.Context, addr string, p *proc) error {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return err
@@ -240,6 +325,11 @@ func waitHealthy(ctx context.Context, addr string) error {
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return fmt.Errorf("not healthy at %s: %v", addr, err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case <-p.done:
+			return exitError("exited before it was healthy", p.err)
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }

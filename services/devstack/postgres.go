@@ -22,6 +22,10 @@ func readModelDatabase(ctx context.Context, fresh bool, name string) (string, er
 	if admin == "" {
 		admin = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 	}
+	dsn, err := databaseURL(admin, name)
+	if err != nil {
+		return "", err
+	}
 	cfg, err := pgx.ParseConfig(admin)
 	if err != nil {
 		return "", err
@@ -42,6 +46,17 @@ func readModelDatabase(ctx context.Context, fresh bool, name string) (string, er
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil && !(errors.As(err, &pgErr) && pgErr.Code == "42P04") {
 		return "", fmt.Errorf("create database %s: %w", name, err)
 	}
-	u := url.URL{Scheme: "postgres", User: url.User(cfg.User), Host: fmt.Sprintf("%s:%d", cfg.Host, cfg.Port), Path: "/" + name, RawQuery: "sslmode=disable"}
+	return dsn, nil
+}
+
+// databaseURL is the admin URL with only its database replaced: its
+// user:password, host:port (an IPv6 one, or a socket's in ?host=) and
+// options are the projector's too.
+func databaseURL(admin, name string) (string, error) {
+	u, err := url.Parse(admin)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return "", errors.New("LEADFLOW_POSTGRES_ADMIN_URL must be a postgres:// URL")
+	}
+	u.Path, u.RawPath = "/"+name, ""
 	return u.String(), nil
 }

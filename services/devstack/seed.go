@@ -40,56 +40,35 @@ var demoLeads = []demoLead{
 	{"linus@kernel.example", "Linus", "Torvalds", "Kernel Co", "Maintainer", "FI", "software", eventv1.Seniority_SENIORITY_INDIVIDUAL, 15, "", nil},
 }
 
-// seedDemo loads the demo data through the public APIs. Every write has an
-// idempotency key or caller id, so seeding again on restart changes
-// nothing. It returns one lead id to show in the help.
 // asCaller is ctx with a token for who granting scopes.
 type asCaller func(ctx context.Context, who *eventv1.Actor, scopes ...string) (context.Context, error)
 
-func seedDemo(ctx context.Context, conns map[string]*grpc.ClientConn, as asCaller, out io.Writer) (string, error) {
+// seedDemo loads the demo data through the public APIs. Every write has an
+// idempotency key or caller id, so seeding again on restart changes
+// nothing. It returns one lead id to show in the help and when it was
+// captured, once known, even when a later step fails.
+func seedDemo(ctx context.Context, conns map[string]*grpc.ClientConn, as asCaller, out io.Writer) (first string, captured time.Time, err error) {
+	if err := seedSetup(ctx, conns, as, out); err != nil {
+		return "", time.Time{}, err
+	}
 	intake := intakev1.NewIntakeServiceClient(conns["intake"])
-	for _, c := range []*intakev1.RegisterCampaignRequest{
-		{CampaignId: "webinar-q4", Name: "Q4 product webinar", Channel: eventv1.Channel_CHANNEL_WEBINAR, Budget: &eventv1.Money{Currency: "EUR", MinorUnits: 800000}},
-		{CampaignId: "paid-search-nov", Name: "November paid search", Channel: eventv1.Channel_CHANNEL_PAID_SEARCH, Budget: &eventv1.Money{Currency: "EUR", MinorUnits: 1500000}},
-	} {
-		if _, err := intake.RegisterCampaign(ctx, c); err != nil {
-			return "", fmt.Errorf("register %s: %w", c.GetCampaignId(), err)
-		}
-		if _, err := intake.RecordCampaignCost(ctx, &intakev1.RecordCampaignCostRequest{CampaignId: c.GetCampaignId(), CostId: c.GetCampaignId() + "-invoice-1",
-			Amount: &eventv1.Money{Currency: "EUR", MinorUnits: c.GetBudget().GetMinorUnits() / 2}}); err != nil {
-			return "", err
-		}
-	}
-	if err := seedModel(ctx, conns, as, out); err != nil {
-		return "", err
-	}
-	if err := seedRouting(ctx, conns); err != nil {
-		return "", err
-	}
 
 	fmt.Fprintln(out, "\nDemo leads (captured through intake; repeated runs replay, they do not duplicate):")
-	var first string
 	ids := make([]string, len(demoLeads))
 	for i, d := range demoLeads {
-		res, err := intake.CaptureLead(ctx, &intakev1.CaptureLeadRequest{
-			IdempotencyKey: fmt.Sprintf("demo-capture-%d", i),
-			Contact:        &eventv1.Contact{Email: d.email, FirstName: d.first, LastName: d.last},
-			Profile:        &eventv1.Profile{Company: d.company, Title: d.title, Country: d.country, Industry: d.industry, Seniority: d.seniority, Employees: d.employees},
-			Attribution:    &eventv1.Attribution{Source: "web-form", CampaignId: d.campaign},
-			Consents:       []*eventv1.Consent{{Channel: eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL, Status: eventv1.ConsentStatus_CONSENT_STATUS_GRANTED}},
-		})
+		res, err := captureDemo(ctx, intake, i)
 		if err != nil {
-			return "", fmt.Errorf("capture %s: %w", d.email, err)
+			return first, captured, err
 		}
 		if first == "" {
 			first = res.GetLeadId()
+			lead, err := intake.GetLead(ctx, &intakev1.GetLeadRequest{LeadId: first})
+			if err != nil {
+				return first, captured, err
+			}
+			captured = lead.GetLead().GetCapturedAt().AsTime()
 		}
 		ids[i] = res.GetLeadId()
-		for j, a := range d.activities {
-			if _, err := intake.RecordActivity(ctx, &intakev1.RecordActivityRequest{LeadId: res.GetLeadId(), ActivityId: fmt.Sprintf("demo-%d-%d", i, j), Type: a, CampaignId: d.campaign}); err != nil {
-				return "", fmt.Errorf("activity for %s: %w", d.email, err)
-			}
-		}
 		fmt.Fprintf(out, "  %-26s %s  %s%s\n", d.email, res.GetLeadId(), res.GetOutcome(), replayed(res.GetReplayed()))
 	}
 	// The same person again, typed differently: recorded on the same lead.
@@ -99,16 +78,16 @@ func seedDemo(ctx context.Context, conns map[string]*grpc.ClientConn, as asCalle
 		Attribution:    &eventv1.Attribution{Source: "webinar"},
 	})
 	if err != nil {
-		return "", err
+		return first, captured, err
 	}
 	fmt.Fprintf(out, "  %-26s %s  %s%s (same person, deduplicated)\n", "ADA@Analytical.Example", again.GetLeadId(), again.GetOutcome(), replayed(again.GetReplayed()))
 
 	if conns["qualification"] != nil {
 		if err := showScores(ctx, conns, ids, out); err != nil {
-			return "", err
+			return first, captured, err
 		}
 		if err := showHandoff(ctx, conns, ids, out); err != nil {
-			return "", err
+			return first, captured, err
 		}
 	}
 
@@ -118,7 +97,50 @@ func seedDemo(ctx context.Context, conns map[string]*grpc.ClientConn, as asCalle
 	for _, v := range grpcserver.Violations(err) {
 		fmt.Fprintf(out, "  %s: %s\n", v.Field, v.Description)
 	}
-	return first, nil
+	return first, captured, nil
+}
+
+// seedSetup loads what the demo leads meet: campaigns, the scoring model
+// and the routing data.
+func seedSetup(ctx context.Context, conns map[string]*grpc.ClientConn, as asCaller, out io.Writer) error {
+	intake := intakev1.NewIntakeServiceClient(conns["intake"])
+	for _, c := range []*intakev1.RegisterCampaignRequest{
+		{CampaignId: "webinar-q4", Name: "Q4 product webinar", Channel: eventv1.Channel_CHANNEL_WEBINAR, Budget: &eventv1.Money{Currency: "EUR", MinorUnits: 800000}},
+		{CampaignId: "paid-search-nov", Name: "November paid search", Channel: eventv1.Channel_CHANNEL_PAID_SEARCH, Budget: &eventv1.Money{Currency: "EUR", MinorUnits: 1500000}},
+	} {
+		if _, err := intake.RegisterCampaign(ctx, c); err != nil {
+			return fmt.Errorf("register %s: %w", c.GetCampaignId(), err)
+		}
+		if _, err := intake.RecordCampaignCost(ctx, &intakev1.RecordCampaignCostRequest{CampaignId: c.GetCampaignId(), CostId: c.GetCampaignId() + "-invoice-1",
+			Amount: &eventv1.Money{Currency: "EUR", MinorUnits: c.GetBudget().GetMinorUnits() / 2}}); err != nil {
+			return err
+		}
+	}
+	if err := seedModel(ctx, conns, as, out); err != nil {
+		return err
+	}
+	return seedRouting(ctx, conns)
+}
+
+// captureDemo captures demo lead i and records its activities.
+func captureDemo(ctx context.Context, intake intakev1.IntakeServiceClient, i int) (*intakev1.CaptureLeadResponse, error) {
+	d := demoLeads[i]
+	res, err := intake.CaptureLead(ctx, &intakev1.CaptureLeadRequest{
+		IdempotencyKey: fmt.Sprintf("demo-capture-%d", i),
+		Contact:        &eventv1.Contact{Email: d.email, FirstName: d.first, LastName: d.last},
+		Profile:        &eventv1.Profile{Company: d.company, Title: d.title, Country: d.country, Industry: d.industry, Seniority: d.seniority, Employees: d.employees},
+		Attribution:    &eventv1.Attribution{Source: "web-form", CampaignId: d.campaign},
+		Consents:       []*eventv1.Consent{{Channel: eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL, Status: eventv1.ConsentStatus_CONSENT_STATUS_GRANTED}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("capture %s: %w", d.email, err)
+	}
+	for j, a := range d.activities {
+		if _, err := intake.RecordActivity(ctx, &intakev1.RecordActivityRequest{LeadId: res.GetLeadId(), ActivityId: fmt.Sprintf("demo-%d-%d", i, j), Type: a, CampaignId: d.campaign}); err != nil {
+			return nil, fmt.Errorf("activity for %s: %w", d.email, err)
+		}
+	}
+	return res, nil
 }
 
 func replayed(r bool) string {
