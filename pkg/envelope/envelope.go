@@ -5,6 +5,7 @@
 package envelope
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -116,3 +117,44 @@ func SurvivorSide(ev *eventv1.Event) bool {
 
 // LeadIDRule is what ValidLeadID asks of an id, for error messages.
 const LeadIDRule = "must be a lead id: a lower-case UUID like 0199aaaa-0000-7000-8000-000000000000"
+
+// ErrMalformed is wrapped by Check's errors.
+var ErrMalformed = errors.New("envelope: malformed event")
+
+// knownTypes are the event types of this schema: payload message names.
+var knownTypes = func() map[string]bool {
+	m := make(map[string]bool, len(payloadFields))
+	for name := range payloadFields {
+		m[string(name.Name())] = true
+	}
+	return m
+}()
+
+// Check reports what makes ev, stored under leadID with the type header
+// typ, unfit to fold: another lead's id, a type that is not its header's
+// or its payload's, a type this schema knows without its payload, or a
+// lifecycle status no version of the schema has (a reader would take it
+// for another). An event of a type this schema does not know (a newer
+// writer's) passes: readers skip it by its type.
+func Check(ev *eventv1.Event, leadID, typ string) error {
+	p := Payload(ev)
+	switch {
+	case ev.GetLeadId() != leadID:
+		return fmt.Errorf("%w: lead_id %q stored under lead %s", ErrMalformed, ev.GetLeadId(), leadID)
+	case typ != "" && ev.GetEventType() != typ:
+		return fmt.Errorf("%w: event_type %q under type header %q", ErrMalformed, ev.GetEventType(), typ)
+	case p == nil && knownTypes[ev.GetEventType()]:
+		return fmt.Errorf("%w: %s without its payload", ErrMalformed, ev.GetEventType())
+	case p != nil && string(p.ProtoReflect().Descriptor().Name()) != ev.GetEventType():
+		return fmt.Errorf("%w: event_type %q with a %s payload", ErrMalformed, ev.GetEventType(), p.ProtoReflect().Descriptor().Name())
+	}
+	if lc := ev.GetLifecycle(); lc != nil {
+		if _, ok := eventv1.LeadStatus_name[int32(lc.GetStatus())]; !ok {
+			return fmt.Errorf("%w: lifecycle status %d", ErrMalformed, lc.GetStatus())
+		}
+		if _, ok := eventv1.OwnerKind_name[int32(lc.GetOwner().GetKind())]; !ok {
+			return fmt.Errorf("%w: owner kind %d", ErrMalformed, lc.GetOwner().GetKind())
+		}
+	}
+	return nil
+}

@@ -1,6 +1,7 @@
 package envelope_test
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -96,6 +97,48 @@ func TestValidLeadID(t *testing.T) {
 	} {
 		if got := envelope.ValidLeadID(id); got != want {
 			t.Errorf("ValidLeadID(%q) = %v, want %v", id, got, want)
+		}
+	}
+}
+
+// Check passes what NewEvent writes and a newer writer's unknown type, and
+// refuses what would fold a lead into a state nobody wrote.
+func TestCheckRefusesMalformedEvents(t *testing.T) {
+	good := func() *eventv1.Event {
+		ev, err := envelope.NewEvent("l1", &eventv1.LeadQualified{Score: 70}, envelope.Meta{}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev.Lifecycle = &eventv1.Lifecycle{Status: eventv1.LeadStatus_LEAD_STATUS_MQL}
+		return ev
+	}
+	if err := envelope.Check(good(), "l1", "LeadQualified"); err != nil {
+		t.Fatalf("a well-formed event: %v", err)
+	}
+	newer := &eventv1.Event{LeadId: "l1", EventType: "LeadTeleported"}
+	if err := envelope.Check(newer, "l1", "LeadTeleported"); err != nil {
+		t.Fatalf("an event type of a newer schema: %v", err)
+	}
+	for name, c := range map[string]struct {
+		edit func(*eventv1.Event)
+		id   string
+		typ  string
+	}{
+		"another lead's":       {func(*eventv1.Event) {}, "l2", "LeadQualified"},
+		"header of other type": {func(*eventv1.Event) {}, "l1", "LeadDisqualified"},
+		"empty body":           {func(ev *eventv1.Event) { *ev = eventv1.Event{LeadId: "l1", EventType: "LeadQualified"} }, "l1", "LeadQualified"},
+		"payload of other type": {func(ev *eventv1.Event) {
+			ev.Payload = &eventv1.Event_LeadDisqualified{LeadDisqualified: &eventv1.LeadDisqualified{}}
+		}, "l1", "LeadQualified"},
+		"status out of range": {func(ev *eventv1.Event) { ev.Lifecycle.Status = 268 }, "l1", "LeadQualified"},
+		"owner kind out of range": {func(ev *eventv1.Event) {
+			ev.Lifecycle.Owner = &eventv1.Owner{Kind: 99, Id: "x"}
+		}, "l1", "LeadQualified"},
+	} {
+		ev := good()
+		c.edit(ev)
+		if err := envelope.Check(ev, c.id, c.typ); !errors.Is(err, envelope.ErrMalformed) {
+			t.Errorf("%s: %v, want ErrMalformed", name, err)
 		}
 	}
 }

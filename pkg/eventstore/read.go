@@ -14,6 +14,7 @@ import (
 	"github.com/synadia-io/orbit.go/jetstreamext"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/leadflow/leadflow/pkg/envelope"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 )
 
@@ -353,6 +354,20 @@ func rawOf(m *jetstream.RawStreamMsg) Raw {
 func DecodeEvent(data []byte) (*eventv1.Event, error) {
 	ev := &eventv1.Event{}
 	if err := proto.Unmarshal(data, ev); err != nil {
+		return nil, fmt.Errorf("decode event: %w", err)
+	}
+	return ev, nil
+}
+
+// DecodeLeadEvent decodes the event a consumer received on a lead
+// subject with the type header typ, and refuses one that is malformed
+// (envelope.Check): folding it would put the lead in a state nobody wrote.
+func DecodeLeadEvent(subject, typ string, data []byte) (*eventv1.Event, error) {
+	ev, err := DecodeEvent(data)
+	if err != nil {
+		return nil, err
+	}
+	if err := envelope.Check(ev, LeadID(subject), typ); err != nil {
 		return nil, fmt.Errorf("decode event: %w", err)
 	}
 	return ev, nil

@@ -55,7 +55,7 @@ func (e *Events) Lead(ctx context.Context, m consume.Msg) error {
 	if !wakes[m.Header.Get(eventstore.HeaderType)] {
 		return nil
 	}
-	ev, err := eventstore.DecodeEvent(m.Data)
+	ev, err := eventstore.DecodeLeadEvent(m.Subject, m.Header.Get(eventstore.HeaderType), m.Data)
 	if err != nil {
 		return consume.Permanent(fmt.Errorf("%s seq %d: %w", m.Subject, m.Seq, err))
 	}

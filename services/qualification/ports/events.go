@@ -44,14 +44,14 @@ func (e *Events) Score(ctx context.Context, m consume.Msg) error {
 		return nil
 	}
 	if !app.IsTrigger(typ) {
-		ev, err := eventstore.DecodeEvent(m.Data)
+		ev, err := eventstore.DecodeLeadEvent(m.Subject, typ, m.Data)
 		if err != nil {
 			return consume.Permanent(fmt.Errorf("%s seq %d: %w", m.Subject, m.Seq, err))
 		}
 		return e.app.ScoreLeadEvent(ctx, m.Key, m.Seq, ev, envelope.Meta{})
 	}
 	leadID := m.Key
-	ev, err := eventstore.DecodeEvent(m.Data)
+	ev, err := eventstore.DecodeLeadEvent(m.Subject, typ, m.Data)
 	if err != nil {
 		return consume.Permanent(fmt.Errorf("%s seq %d: %w", m.Subject, m.Seq, err))
 	}
@@ -131,7 +131,7 @@ func (e *Events) rescore(ctx context.Context, js jetstream.JetStream, cfg Rescor
 			AckWait:       cfg.AckWait,
 			Logger:        cfg.Logger,
 		}, func(ctx context.Context, m consume.Msg) error {
-			ev, err := eventstore.DecodeEvent(m.Data)
+			ev, err := eventstore.DecodeLeadEvent(m.Subject, m.Header.Get(eventstore.HeaderType), m.Data)
 			if err != nil {
 				return consume.Permanent(fmt.Errorf("%s seq %d: %w", m.Subject, m.Seq, err))
 			}
