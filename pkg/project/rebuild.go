@@ -158,14 +158,18 @@ func (p *Projector) startRebuild(ctx context.Context) (Progress, error) {
 			return err
 		}
 		pr = Progress{Schema: next, Replaces: *active, Started: time.Now()}
-		_, err = conn.Exec(ctx, `UPDATE project.projections SET previous = NULL, building = $2, build_started_at = $3,
-			build_end_seq = 0, build_swapped_at = NULL, build_finished_at = NULL, build_error = NULL WHERE name = $1`,
-			p.cfg.Name, next, pr.Started)
-		if err != nil {
-			return fmt.Errorf("project: start rebuild: %w", err)
-		}
-		_, err = conn.Exec(ctx, `INSERT INTO project.build_progress (name, schema) VALUES ($1, $2)
-			ON CONFLICT (name) DO UPDATE SET schema = excluded.schema, position = 0, events = 0`, p.cfg.Name, next)
+		// One transaction: progress left naming the old schema would never
+		// be updated, and a resume would start over from sequence 1.
+		err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `UPDATE project.projections SET previous = NULL, building = $2, build_started_at = $3,
+				build_end_seq = 0, build_swapped_at = NULL, build_finished_at = NULL, build_error = NULL WHERE name = $1`,
+				p.cfg.Name, next, pr.Started); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `INSERT INTO project.build_progress (name, schema) VALUES ($1, $2)
+				ON CONFLICT (name) DO UPDATE SET schema = excluded.schema, position = 0, events = 0`, p.cfg.Name, next)
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("project: start rebuild: %w", err)
 		}
@@ -238,6 +242,11 @@ func (p *Projector) replay(ctx context.Context, pr Progress, report func(Progres
 	)
 	if pr.Position == 0 && !pr.Swapped {
 		fold = p.newFolding(ctx)
+	}
+	if pr.Swapped {
+		// Resumed after its swap: what live batches wrote to the old
+		// schema before it ends somewhere before the stream's end now.
+		swapEnd = pr.End
 	}
 	defer func() {
 		if fold != nil {

@@ -151,6 +151,9 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 			cfg.dashboardReady(web.Addr())
 		}
 	}
+	if err := a.ResumeRebuild(ctx); err != nil {
+		log.Warn("resume the rebuild cut off after its swap", "err", err)
+	}
 	log.Info("projector serving", "grpc", lis.Addr().String(), "http", api, "dashboard", dash, "nats", cfg.NATSURL, "stream", cfg.Stream)
 	if cfg.httpReady != nil {
 		cfg.httpReady(api)

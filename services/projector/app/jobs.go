@@ -163,3 +163,22 @@ func (a *App) GetWhatIf(ctx context.Context, id string) (WhatIf, error) {
 	}
 	return w, nil
 }
+
+// ResumeRebuild finishes, in the background, a rebuild cut off after its
+// swap: the schema serving now may lack what live batches wrote to the
+// old one just before the swap, so it cannot wait for an operator. A
+// rebuild cut off before its swap waits for the next StartRebuild: the old
+// schema serves meanwhile.
+func (a *App) ResumeRebuild(ctx context.Context) error {
+	st, err := a.proj.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if r := st.Rebuild; r == nil || !r.Swapped || r.Done || r.Running {
+		return nil
+	}
+	if _, err := a.StartRebuild(ctx); err != nil && !errors.Is(err, ErrBusy) {
+		return err
+	}
+	return nil
+}
