@@ -293,10 +293,10 @@ func TestReadModelDatabaseKeepsThePassword(t *testing.T) {
 func TestWaitHealthyStopsAtExit(t *testing.T) {
 	p := &proc{done: make(chan struct{}), err: errors.New("exit status 1")}
 	close(p.done)
-	began := time.Now()
+	// Waiting out its deadline would answer "not healthy", not the exit.
 	err := waitHealthy(context.Background(), fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), p)
-	if err == nil || !strings.Contains(err.Error(), "exit status 1") || time.Since(began) > 5*time.Second {
-		t.Errorf("waitHealthy on an exited process: %v after %s", err, time.Since(began))
+	if err == nil || !strings.Contains(err.Error(), "exit status 1") {
+		t.Errorf("waitHealthy on an exited process: %v", err)
 	}
 	if got := exitError("intake exited", nil).Error(); got != "intake exited" {
 		t.Errorf("a clean exit reads %q", got)
@@ -469,6 +469,11 @@ func demoLeadLines(out string) map[string]string {
 
 // freeOffset is a port offset that leaves every port devstack serves
 // free now.
+// offsetsTaken are the offsets this package's parallel tests hold: a
+// range checked free is not bound until its stack starts, so another
+// test could pick it meanwhile.
+var offsetsTaken sync.Map
+
 func freeOffset(t *testing.T) int {
 	t.Helper()
 	for range 50 {
@@ -479,6 +484,10 @@ func freeOffset(t *testing.T) int {
 			t.Fatal(err)
 		}
 		offset := 10000 + int(n.Int64())*100
+		if _, taken := offsetsTaken.LoadOrStore(offset, true); taken {
+			continue
+		}
+		t.Cleanup(func() { offsetsTaken.Delete(offset) })
 		free := true
 		for _, port := range []int{7101, 7102, 7103, 7104, 7105, 7201, 7202, 7203, 7204, 7205, 7180} {
 			lis, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port+offset))
