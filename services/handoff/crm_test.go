@@ -281,6 +281,15 @@ func TestCRMBadInput(t *testing.T) {
 	wantCode(t, err, codes.InvalidArgument, "amount.currency")
 	_, err = c.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: id, RepId: owner, RequestId: "x", Amount: eur(1)})
 	wantCode(t, err, codes.InvalidArgument, "stage")
+	// What the read model could not store, or sum: a NUL in the request id
+	// that names the opportunity, an amount past 64-bit sums.
+	_, err = c.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: id, RepId: owner, RequestId: "x\x00", Stage: "discovery", Amount: eur(1)})
+	wantCode(t, err, codes.InvalidArgument, "request_id")
+	_, err = c.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: id, RepId: owner, RequestId: "x", Stage: "discovery",
+		Amount: &eventv1.Money{Currency: "EUR", MinorUnits: 1 << 62}})
+	wantCode(t, err, codes.InvalidArgument, "amount.minor_units")
+	_, err = c.PutRep(ctx, &handoffv1.PutRepRequest{Rep: &eventv1.Rep{RepId: "nul", Name: "A\x00na", TeamId: "emea", Capacity: 5}, ChangedBy: ops})
+	wantCode(t, err, codes.InvalidArgument, "rep.name")
 	_, err = c.CloseLost(ctx, &handoffv1.CloseLostRequest{LeadId: id, RepId: owner, RequestId: "x"})
 	wantCode(t, err, codes.InvalidArgument, "reason")
 	_, err = c.ReassignLead(ctx, &handoffv1.ReassignLeadRequest{LeadId: id, ToRepId: "zed", RequestId: "x", Reason: "r", ReassignedBy: ops})

@@ -344,40 +344,47 @@ func TestReportsOnTheFixture(t *testing.T) {
 	})
 
 	t.Run("bad input", func(t *testing.T) {
-		for name, call := range map[string]func() error{
-			"attribution": func() error {
+		for _, tc := range []struct {
+			name string
+			call func() error
+		}{
+			{"attribution", func() error {
 				_, err := c.GetCampaignReport(ctx, &projectorv1.GetCampaignReportRequest{})
 				return err
-			},
-			"currency": func() error {
+			}},
+			{"currency", func() error {
 				_, err := c.GetCampaignReport(ctx, &projectorv1.GetCampaignReportRequest{Attribution: 1, Currency: "euro"})
 				return err
-			},
-			"period.to": func() error {
+			}},
+			{"period.to", func() error {
 				_, err := c.GetFunnel(ctx, &projectorv1.GetFunnelRequest{Period: &projectorv1.Period{From: timestamppb.New(march.to), To: timestamppb.New(march.from)}})
 				return err
-			},
-			"page_token": func() error {
+			}},
+			{"page_token", func() error {
 				_, err := c.SearchLeads(ctx, &projectorv1.SearchLeadsRequest{PageToken: "!!"})
 				return err
-			},
-			"page_size": func() error {
+			}},
+			{"page_size", func() error {
 				_, err := c.SearchLeads(ctx, &projectorv1.SearchLeadsRequest{PageSize: 501})
 				return err
-			},
-			"lead_id": func() error {
+			}},
+			{"lead_id", func() error {
 				_, err := c.GetLead(ctx, &projectorv1.GetLeadRequest{LeadId: "lead.>"})
 				return err
-			},
-			"group_by": func() error {
+			}},
+			{"lead_id", func() error { // PostgreSQL text takes no NUL
+				_, err := c.GetLead(ctx, &projectorv1.GetLeadRequest{LeadId: "l1\x00"})
+				return err
+			}},
+			{"group_by", func() error {
 				_, err := c.GetFunnel(ctx, &projectorv1.GetFunnelRequest{GroupBy: 99})
 				return err
-			},
+			}},
 		} {
-			err := call()
+			err := tc.call()
 			v := grpcserver.Violations(err)
-			if status.Code(err) != codes.InvalidArgument || len(v) != 1 || v[0].Field != name {
-				t.Errorf("%s: %v %v", name, err, v)
+			if status.Code(err) != codes.InvalidArgument || len(v) != 1 || v[0].Field != tc.name {
+				t.Errorf("%s: %v %v", tc.name, err, v)
 			}
 		}
 	})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"unicode"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -132,6 +133,10 @@ func checkRequestID(v *violations, id string) {
 		v.add("request_id", "is required: a retry with the same id returns the first answer")
 	case len(id) > maxKey:
 		v.add("request_id", "must be at most %d characters", maxKey)
+	case strings.ContainsFunc(id, unicode.IsControl):
+		// It names the default opportunity id, which the read model stores
+		// as text: PostgreSQL takes no NUL.
+		v.add("request_id", "must not contain control characters")
 	}
 }
 
@@ -150,6 +155,8 @@ func checkText(v *violations, field, s string, max int, required bool) {
 		v.add(field, "is required")
 	case len(s) > max:
 		v.add(field, "must be at most %d characters", max)
+	case strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }):
+		v.add(field, "must not contain control characters")
 	}
 }
 
@@ -177,6 +184,11 @@ func checkActor(v *violations, field string, a *eventv1.Actor) {
 
 var currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
 
+// MaxMinorUnits bounds an amount (10^15 minor units, ten trillion in a
+// two-decimal currency): the read model sums amounts in 64 bits, and a
+// thousand deals at the bound still fit.
+const MaxMinorUnits = 1e15
+
 func checkMoney(v *violations, field string, m *eventv1.Money, required bool) {
 	switch {
 	case m == nil && required:
@@ -186,6 +198,8 @@ func checkMoney(v *violations, field string, m *eventv1.Money, required bool) {
 		v.add(field+".currency", "must be an ISO 4217 code such as EUR")
 	case m.GetMinorUnits() < 0:
 		v.add(field+".minor_units", "must not be negative")
+	case m.GetMinorUnits() > MaxMinorUnits:
+		v.add(field+".minor_units", "must be at most %d", int64(MaxMinorUnits))
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"unicode"
 
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/services/handoff/sla"
@@ -33,6 +34,9 @@ func (v *violations) text(field, s string, required bool) {
 		v.add(field, "is required")
 	case len(s) > 200:
 		v.add(field, "must be at most 200 characters")
+	case strings.ContainsFunc(s, unicode.IsControl):
+		// Names are stored as text by the read model: PostgreSQL takes no NUL.
+		v.add(field, "must not contain control characters")
 	}
 }
 

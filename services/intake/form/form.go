@@ -211,10 +211,18 @@ func Money(v *Violations, field string, m *eventv1.Money, required bool) {
 	if len(m.GetCurrency()) != 3 || strings.ToUpper(m.GetCurrency()) != m.GetCurrency() || strings.ContainsFunc(m.GetCurrency(), func(r rune) bool { return r < 'A' || r > 'Z' }) {
 		v.Add(field+".currency", "must be an ISO 4217 code like EUR")
 	}
-	if m.GetMinorUnits() < 0 {
+	switch {
+	case m.GetMinorUnits() < 0:
 		v.Add(field+".minor_units", "must not be negative")
+	case m.GetMinorUnits() > MaxMinorUnits:
+		v.Add(field+".minor_units", "must be at most %d", int64(MaxMinorUnits))
 	}
 }
+
+// MaxMinorUnits bounds an amount (10^15 minor units, ten trillion in a
+// two-decimal currency): the read model sums amounts in 64 bits, and a
+// thousand at the bound still fit.
+const MaxMinorUnits = 1e15
 
 // Actor checks an optional actor.
 func Actor(v *Violations, field string, a *eventv1.Actor) {

@@ -158,3 +158,18 @@ func TestSeniorityOfTheTitle(t *testing.T) {
 		}
 	}
 }
+
+// An amount is refused below zero and past what the read model can sum
+// a thousand of in 64 bits, naming minor_units; the bound itself passes.
+func TestMoneyBounds(t *testing.T) {
+	for _, c := range []struct {
+		units int64
+		ok    bool
+	}{{0, true}, {form.MaxMinorUnits, true}, {-1, false}, {form.MaxMinorUnits + 1, false}, {1 << 62, false}} {
+		var v form.Violations
+		form.Money(&v, "cost", &eventv1.Money{Currency: "EUR", MinorUnits: c.units}, true)
+		if ok := len(v) == 0; ok != c.ok || (!ok && v[0].Field != "cost.minor_units") {
+			t.Errorf("%d: violations %v, want ok %v", c.units, v, c.ok)
+		}
+	}
+}

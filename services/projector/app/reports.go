@@ -116,14 +116,15 @@ func (a *App) SearchLeads(ctx context.Context, q LeadQuery) ([]*projectorv1.Lead
 	return a.queries.SearchLeads(ctx, q)
 }
 
-// idRE is a lead id as the stream allows it: one subject token.
-var idRE = regexp.MustCompile(`^[^.*>\s]{1,128}$`)
+// idRE is a lead id as the stream allows it: one subject token, and text
+// PostgreSQL takes (no NUL).
+var idRE = regexp.MustCompile(`^[^.*>\s\x00-\x1f\x7f]{1,128}$`)
 
 // GetLead returns one lead in full. It returns a *ValidationError for a
 // malformed id and ErrNotFound for an unknown lead.
 func (a *App) GetLead(ctx context.Context, id string) (*projectorv1.GetLeadResponse, error) {
 	if !idRE.MatchString(id) {
-		return nil, &ValidationError{Violations: []Violation{{Field: "lead_id", Description: "must be a lead id (no '.', '*', '>' or spaces)"}}}
+		return nil, &ValidationError{Violations: []Violation{{Field: "lead_id", Description: "must be a lead id (no '.', '*', '>', spaces or control characters)"}}}
 	}
 	return a.queries.GetLead(ctx, id)
 }
