@@ -276,6 +276,12 @@ func TestSignOff(t *testing.T) {
 	if err != nil || again.GetVersion() != p.GetVersion() || !again.GetReplayed() {
 		t.Fatalf("repeated proposal: %v %v", again, err)
 	}
+	// The key is one proposal's: with another model it is refused, not
+	// answered with a version that is not the model sent.
+	other := scoring.Default()
+	other.Threshold++
+	_, err = s.client.ProposeModel(ctx, &qualificationv1.ProposeModelRequest{Model: scoring.ToProto(other), ProposedBy: marketing, IdempotencyKey: "q3-model"})
+	assertField(t, err, codes.InvalidArgument, "idempotency_key")
 	approve := func(v uint32, who *eventv1.Actor) (*qualificationv1.ApproveModelResponse, error) {
 		return s.client.ApproveModel(ctx, &qualificationv1.ApproveModelRequest{Version: v, Approver: who})
 	}

@@ -65,6 +65,13 @@ func (a *App) ProposeModel(ctx context.Context, in ProposeModel, meta envelope.M
 			return Proposed{}, err
 		}
 		if n, ok := reg.ByIdempotencyKey(meta.IdempotencyKey); ok {
+			// The key is the caller's for one proposal: reused for another
+			// model it would answer a version that is not the one sent.
+			v, _ := reg.Get(n)
+			if !sameModel(v.Model, scoring.FromProto(in.Model)) {
+				return Proposed{}, &ValidationError{Violations: []Violation{{Field: "idempotency_key",
+					Description: fmt.Sprintf("was used for version %d, a different model: a new proposal needs a new key", n)}}}
+			}
 			return Proposed{Version: n, Replayed: true}, nil
 		}
 		pb := proto.CloneOf(in.Model)
@@ -86,4 +93,11 @@ func (a *App) ProposeModel(ctx context.Context, in ProposeModel, meta envelope.M
 		return Proposed{Version: pb.Version}, nil
 	}
 	return Proposed{}, fmt.Errorf("propose: %w after %d races", eventstore.ErrConflict, maxRaces)
+}
+
+// sameModel reports whether two models score alike, whatever their id and
+// version.
+func sameModel(a, b scoring.Model) bool {
+	a.ID, a.Version, b.ID, b.Version = "", 0, "", 0
+	return proto.Equal(scoring.ToProto(a), scoring.ToProto(b))
 }
