@@ -79,30 +79,42 @@ func TestRefusedTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	foreign, _ := auth.Issue(other, reader, time.Hour)
-	expired, _ := auth.Issue(k, reader, time.Nanosecond)
+	// Every token is signed with its error checked: a failed signing gives
+	// "", which is refused anyway, so its case would test nothing.
+	must := func(tok string, err error) string {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	foreign := must(auth.Issue(other, reader, time.Hour))
+	expired := must(auth.Issue(k, reader, time.Nanosecond))
 	time.Sleep(time.Millisecond)
 	// A payload granting more, under the good token's signature.
 	parts := strings.Split(good, ".")
-	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
 	forged := parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(strings.Replace(string(payload), "leads:read", "*", 1))) + "." + parts[2]
 	// Algorithm confusion: HMAC keyed with the public key, and none.
-	hmac, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"iss": auth.Issuer, "sub": "x", "scope": "*", "exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte(k.Public().(ed25519.PublicKey)))
-	none, _ := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{"iss": auth.Issuer, "sub": "x", "scope": "*", "exp": time.Now().Add(time.Hour).Unix()}).SignedString(jwt.UnsafeAllowNoneSignatureType)
-	wrongIssuer, _ := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iss": "someone", "sub": "x", "scope": "*", "exp": time.Now().Add(time.Hour).Unix()}).SignedString(k)
-	noExpiry, _ := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iss": auth.Issuer, "sub": "x", "scope": "*"}).SignedString(k)
+	hmac := must(jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"iss": auth.Issuer, "sub": "x", "scope": "*", "exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte(k.Public().(ed25519.PublicKey))))
+	none := must(jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{"iss": auth.Issuer, "sub": "x", "scope": "*", "exp": time.Now().Add(time.Hour).Unix()}).SignedString(jwt.UnsafeAllowNoneSignatureType))
+	wrongIssuer := must(jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iss": "someone", "sub": "x", "scope": "*", "exp": time.Now().Add(time.Hour).Unix()}).SignedString(k))
+	noExpiry := must(jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iss": auth.Issuer, "sub": "x", "scope": "*"}).SignedString(k))
 	// Revocations expire after MaxLifetime: a token may not outlive them.
 	now := time.Now()
-	tooLong, _ := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iss": auth.Issuer, "sub": "x", "scope": "*",
-		"iat": now.Unix(), "exp": now.Add(auth.MaxLifetime + time.Hour).Unix()}).SignedString(k)
-	noIssueTime, _ := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iss": auth.Issuer, "sub": "x", "scope": "*",
-		"exp": now.Add(time.Hour).Unix()}).SignedString(k)
+	tooLong := must(jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iss": auth.Issuer, "sub": "x", "scope": "*",
+		"iat": now.Unix(), "exp": now.Add(auth.MaxLifetime + time.Hour).Unix()}).SignedString(k))
+	noIssueTime := must(jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iss": auth.Issuer, "sub": "x", "scope": "*",
+		"exp": now.Add(time.Hour).Unix()}).SignedString(k))
 	// Issued in the future: past MaxLifetime from now, or after a
 	// revocation of its subject.
-	future, _ := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iss": auth.Issuer, "sub": "x", "scope": "*",
-		"iat": now.Add(400 * 24 * time.Hour).Unix(), "exp": now.Add(401 * 24 * time.Hour).Unix()}).SignedString(k)
-	fastClock, _ := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iss": auth.Issuer, "sub": "x", "scope": "*",
-		"iat": now.Add(2 * time.Minute).Unix(), "exp": now.Add(time.Hour).Unix()}).SignedString(k)
+	future := must(jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iss": auth.Issuer, "sub": "x", "scope": "*",
+		"iat": now.Add(400 * 24 * time.Hour).Unix(), "exp": now.Add(401 * 24 * time.Hour).Unix()}).SignedString(k))
+	fastClock := must(jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iss": auth.Issuer, "sub": "x", "scope": "*",
+		"iat": now.Add(2 * time.Minute).Unix(), "exp": now.Add(time.Hour).Unix()}).SignedString(k))
 	if _, err := auth.Issue(k, reader, auth.MaxLifetime+time.Second); err == nil {
 		t.Error("issued a token valid for longer than MaxLifetime")
 	}
@@ -116,7 +128,7 @@ func TestRefusedTokens(t *testing.T) {
 		}
 	}
 	// Expired beyond the 30 s leeway for clock skew.
-	old, _ := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iss": auth.Issuer, "sub": "x", "scope": "*", "exp": time.Now().Add(-time.Minute).Unix()}).SignedString(k)
+	old := must(jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iss": auth.Issuer, "sub": "x", "scope": "*", "exp": time.Now().Add(-time.Minute).Unix()}).SignedString(k))
 	if _, err := v.Verify(old); !errors.Is(err, auth.ErrUnauthenticated) {
 		t.Errorf("expired a minute ago: verified (err %v)", err)
 	}

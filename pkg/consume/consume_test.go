@@ -413,6 +413,13 @@ func TestBackpressureAndRebalanceKeepOrder(t *testing.T) {
 func TestRunRejectsBadConfig(t *testing.T) {
 	n := startParts(t)
 	h := func(context.Context, consume.Msg) error { return nil }
+	// An accepted config runs until ctx ends and then returns nil: bound it
+	// so that fails fast instead of at the package timeout.
+	run := func(cfg consume.Config) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return consume.Run(ctx, n.JS, cfg, h)
+	}
 	for name, mutate := range map[string]func(*consume.Config){
 		"no stream":         func(c *consume.Config) { c.Stream = "" },
 		"group with dot":    func(c *consume.Config) { c.Group = "a.b" },
@@ -422,13 +429,13 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	} {
 		cfg := config("bad")
 		mutate(&cfg)
-		if err := consume.Run(context.Background(), n.JS, cfg, h); err == nil {
+		if err := run(cfg); err == nil {
 			t.Errorf("%s: Run accepted it", name)
 		}
 	}
 	cfg := config("bad")
 	cfg.Stream = "MISSING"
-	if err := consume.Run(context.Background(), n.JS, cfg, h); err == nil {
+	if err := run(cfg); err == nil {
 		t.Error("missing stream: Run accepted it")
 	}
 }

@@ -68,6 +68,15 @@ func startTogether(t *testing.T, apart time.Duration) {
 	if r := checkOrder(t, j.all(), want); r > 0 {
 		t.Logf("%d repeats", r)
 	}
+	// Both members must have handled some, or no key could be in two.
+	by := map[string]int{}
+	for _, h := range j.all() {
+		by[h.member]++
+	}
+	if len(by) < 2 {
+		t.Fatalf("one member did everything: %v", by)
+	}
+	t.Logf("handled per member: %v", by)
 	mu.Lock()
 	defer mu.Unlock()
 	if len(overlaps) > 0 {

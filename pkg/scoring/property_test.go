@@ -24,11 +24,14 @@ func TestProperties(t *testing.T) {
 	}
 	t.Logf("seed %d", s0)
 	r := rand.New(rand.NewPCG(s0, 0))
-	for i := range 2000 {
+	const cases = 2000
+	valid := 0
+	for i := range cases {
 		m := randomModel(r)
 		if vs := scoring.Validate(m); len(vs) > 0 {
 			continue // the generator may pick an unreachable threshold
 		}
+		valid++
 		f := randomFacts(r)
 		now := t0.Add(time.Duration(r.Int64N(int64(200 * day))))
 		a, b := scoring.Score(m, f, now), scoring.Score(m, f, now)
@@ -67,6 +70,11 @@ func TestProperties(t *testing.T) {
 				t.Fatalf("seed %d case %d: rule %s grew from %d to %d as time went on", s0, i, x.RuleID, before, x.Points)
 			}
 		}
+	}
+	// About 9 in 10 models are valid; far fewer means the properties were
+	// barely checked.
+	if valid < cases/2 {
+		t.Fatalf("seed %d: only %d of %d random models were valid", s0, valid, cases)
 	}
 }
 

@@ -101,7 +101,9 @@ func TestUnmergedLeadIsTakenUpAgain(t *testing.T) {
 	before := w.state(t, assigned)
 	survivor := captured()
 	w.merge(t, survivor, assigned)
-	time.Sleep(3 * time.Second) // the accept timers fire while the lead is merged
+	// The accept warning and deadline fire while the lead is merged.
+	eventually(t, 15*time.Second, func() bool { return countFired(t, w, assigned) >= 2 }, "the accept timers did not fire")
+	settleTimers(t, w)
 	if evs := w.events(t, assigned); len(ofType(evs, "SLAWarned"))+len(ofType(evs, "SLABreached")) != 0 {
 		t.Fatalf("a merged lead's timers acted: %v", evs[len(evs)-1])
 	}

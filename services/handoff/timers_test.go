@@ -22,12 +22,14 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	handoffv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/handoff/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/pkg/natsserver"
 	"github.com/leadflow/leadflow/services/handoff/app"
+	"github.com/leadflow/leadflow/services/handoff/ports"
 )
 
 // TestMain doubles as a handoff process: with HANDOFF_CHILD_NATS set, the
@@ -160,13 +162,12 @@ func TestTimersNoOpAndAttemptsExhausted(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(4 * time.Second) // past the accept and first-contact deadlines
+	// The accept warning and deadline, and the first contact's deadline at
+	// least: only once they were handled does their silence mean anything.
+	eventually(t, 15*time.Second, func() bool { return countFired(t, w, id) >= 3 }, "fewer than 3 timers fired")
+	settleTimers(t, w)
 	if evs := w.events(t, id); len(ofType(evs, "SLABreached"))+len(ofType(evs, "SLAWarned")) != 0 {
 		t.Fatalf("timers of steps already done acted: %v", ofType(evs, "SLABreached"))
-	}
-	fired := countFired(t, w, id)
-	if fired < 3 {
-		t.Errorf("%d timers fired, want the accept warning and deadline, and the first contact's deadline at least", fired)
 	}
 
 	// The attempts window is a working day; fire its deadline now, twice,
@@ -323,6 +324,25 @@ func countScheduled(t testing.TB, w *world, leadID string) int {
 
 func countFired(t testing.TB, w *world, leadID string) int {
 	return countSubjects(t, w, "handoff.timer.fired.*."+leadID)
+}
+
+// settleTimers waits until the timer consumers handled every fired timer.
+func settleTimers(t testing.TB, w *world) {
+	t.Helper()
+	eventually(t, 30*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for p := range eventstore.Partitions {
+			c, err := w.nats.JS.Consumer(ctx, "HANDOFF_TIMERS", consume.Durable(ports.TimerGroup, p, eventstore.Partitions))
+			if err != nil {
+				return false
+			}
+			if ci := c.CachedInfo(); ci.NumPending != 0 || ci.NumAckPending != 0 {
+				return false
+			}
+		}
+		return true
+	}, "the timer consumer did not settle")
 }
 
 func countSubjects(t testing.TB, w *world, filter string) int {

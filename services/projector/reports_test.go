@@ -200,6 +200,9 @@ func TestReportsOnTheFixture(t *testing.T) {
 			t.Errorf("deals: %v", r)
 		}
 		want := [][2]int64{{7, 5}, {5, 4}, {4, 4}, {4, 2}}
+		if len(r.GetConversions()) != len(want) {
+			t.Fatalf("conversions: %v, want %d", r.GetConversions(), len(want))
+		}
 		for i, cv := range r.GetConversions() {
 			if cv.GetReached() != want[i][0] || cv.GetConverted() != want[i][1] || !near(cv.GetRate(), float64(want[i][1])/float64(want[i][0])) {
 				t.Errorf("conversion %v → %v: %v, want %v", cv.GetFrom(), cv.GetTo(), cv, want[i])

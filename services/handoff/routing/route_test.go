@@ -145,6 +145,9 @@ func TestPoolSkipsAndRejoins(t *testing.T) {
 				"bob": eventv1.CandidateOutcome_CANDIDATE_OUTCOME_OUT_OF_OFFICE,
 				"cat": eventv1.CandidateOutcome_CANDIDATE_OUTCOME_CHOSEN,
 			}
+			if len(d.Record.GetCandidates()) != len(want) {
+				t.Fatalf("candidates %v, want %d", d.Record.GetCandidates(), len(want))
+			}
 			for _, cd := range d.Record.GetCandidates() {
 				if cd.GetOutcome() != want[cd.GetRepId()] || cd.GetDetail() == "" || cd.GetSource() != "pool:dach" {
 					t.Errorf("candidate %v, want %v with a detail", cd, want[cd.GetRepId()])
@@ -187,6 +190,10 @@ func TestOutsideWorkingHours(t *testing.T) {
 	d := c.Route(routing.Lead{Profile: &eventv1.Profile{Country: "DE"}}, nil, nil, now)
 	if d.RepID != "" || !d.RetryAt.Equal(now.Add(3*time.Hour)) {
 		t.Fatalf("off shift: rep %q retry %v, want none until 13:00", d.RepID, d.RetryAt)
+	}
+	// The dach pool's ann, bob and cat, every one off shift.
+	if n := len(d.Record.GetCandidates()); n != 3 {
+		t.Fatalf("%d candidates, want 3: %v", n, d.Record.GetCandidates())
 	}
 	for _, cd := range d.Record.GetCandidates() {
 		if cd.GetOutcome() != eventv1.CandidateOutcome_CANDIDATE_OUTCOME_OUTSIDE_WORKING_HOURS {
