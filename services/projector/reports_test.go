@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/base64"
 	"math"
 	"slices"
 	"testing"
@@ -365,6 +366,14 @@ func TestReportsOnTheFixture(t *testing.T) {
 			}},
 			{"page_token", func() error {
 				_, err := c.SearchLeads(ctx, &projectorv1.SearchLeadsRequest{PageToken: "!!"})
+				return err
+			}},
+			{"page_token", func() error { // a time PostgreSQL has no timestamp for
+				_, err := c.SearchLeads(ctx, &projectorv1.SearchLeadsRequest{PageToken: base64.RawURLEncoding.EncodeToString([]byte("-300000000000000000|l1"))})
+				return err
+			}},
+			{"period.from", func() error {
+				_, err := c.GetFunnel(ctx, &projectorv1.GetFunnelRequest{Period: &projectorv1.Period{From: &timestamppb.Timestamp{Seconds: -300000000000}}})
 				return err
 			}},
 			{"page_size", func() error {

@@ -25,10 +25,22 @@ func (p Period) Contains(t time.Time) bool {
 }
 
 func (p Period) check(v *violations, field string) {
+	for _, t := range []struct {
+		name string
+		at   time.Time
+	}{{".from", p.From}, {".to", p.To}} {
+		if !t.at.IsZero() && !inRange(t.at) {
+			v.add(field+t.name, "must be between the years 1 and 9999")
+		}
+	}
 	if !p.From.IsZero() && !p.To.IsZero() && !p.From.Before(p.To) {
 		v.add(field+".to", "must be after %s.from", field)
 	}
 }
+
+// inRange reports whether t is a time the read model can compare with
+// (PostgreSQL's timestamps end long before Go's).
+func inRange(t time.Time) bool { return t.Year() >= 1 && t.Year() <= 9999 }
 
 // Cursor is where a page of leads ends (newest capture first).
 type Cursor struct {
@@ -57,7 +69,11 @@ func parseToken(s string) (*Cursor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Cursor{CapturedAt: time.UnixMicro(us).UTC(), LeadID: id}, nil
+	at := time.UnixMicro(us).UTC()
+	if !inRange(at) || !idRE.MatchString(id) {
+		return nil, errors.New("not a page of this list")
+	}
+	return &Cursor{CapturedAt: at, LeadID: id}, nil
 }
 
 // LeadQuery is a lead search; every filter set must hold.
