@@ -290,6 +290,11 @@ func TestCRMBadInput(t *testing.T) {
 	wantCode(t, err, codes.InvalidArgument, "amount.minor_units")
 	_, err = c.PutRep(ctx, &handoffv1.PutRepRequest{Rep: &eventv1.Rep{RepId: "nul", Name: "A\x00na", TeamId: "emea", Capacity: 5}, ChangedBy: ops})
 	wantCode(t, err, codes.InvalidArgument, "rep.name")
+	// The close date is the lead's deadline: one centuries ahead would
+	// never be overdue.
+	_, err = c.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: id, RepId: owner, RequestId: "x", Stage: "discovery", Amount: eur(1),
+		ExpectedClose: timestamppb.New(time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC))})
+	wantCode(t, err, codes.InvalidArgument, "expected_close")
 	_, err = c.CloseLost(ctx, &handoffv1.CloseLostRequest{LeadId: id, RepId: owner, RequestId: "x"})
 	wantCode(t, err, codes.InvalidArgument, "reason")
 	_, err = c.ReassignLead(ctx, &handoffv1.ReassignLeadRequest{LeadId: id, ToRepId: "zed", RequestId: "x", Reason: "r", ReassignedBy: ops})

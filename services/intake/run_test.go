@@ -719,6 +719,13 @@ func TestActivityCampaignsAndConsent(t *testing.T) {
 	if !strings.Contains(err.Error(), "must be EUR") {
 		t.Errorf("the refusal does not name the campaign's currency: %v", err)
 	}
+	// Dates no plan has: the reports compare costs' periods with time.
+	_, err = e.client.RecordCampaignCost(ctx, &intakev1.RecordCampaignCostRequest{CampaignId: "webinar-q4", CostId: "inv-old",
+		Amount: &eventv1.Money{Currency: "EUR", MinorUnits: 100}, PeriodStart: timestamppb.New(time.Date(1899, 1, 1, 0, 0, 0, 0, time.UTC))})
+	assertField(t, err, "period_start")
+	_, err = e.client.RegisterCampaign(ctx, &intakev1.RegisterCampaignRequest{CampaignId: "far", Name: "Far", Channel: eventv1.Channel_CHANNEL_WEBINAR,
+		EndsAt: timestamppb.New(time.Now().AddDate(50, 0, 0))})
+	assertField(t, err, "ends_at")
 	e.assertCounts(t, before)
 	// A campaign without a budget takes its first cost's currency.
 	if _, err := e.client.RegisterCampaign(ctx, &intakev1.RegisterCampaignRequest{CampaignId: "expo", Name: "Expo", Channel: eventv1.Channel_CHANNEL_EVENT}); err != nil {

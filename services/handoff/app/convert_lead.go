@@ -14,6 +14,9 @@ import (
 	"github.com/leadflow/leadflow/services/handoff/routing"
 )
 
+// maxCloseYears bounds how far ahead a deal may be expected to close.
+const maxCloseYears = 5
+
 // ConvertLead turns an accepted lead into an opportunity.
 type ConvertLead struct {
 	LeadID, RepID, RequestID string
@@ -40,8 +43,15 @@ func (a *App) ConvertLead(ctx context.Context, in ConvertLead, meta envelope.Met
 	if in.OpportunityID != "" && !routing.ValidID(in.OpportunityID) {
 		v.add("opportunity_id", "must be 1-64 letters, digits, '-' or '_'")
 	}
-	if in.ExpectedClose != nil && in.ExpectedClose.CheckValid() == nil && !in.ExpectedClose.AsTime().After(a.now()) {
-		v.add("expected_close", "must be in the future")
+	if in.ExpectedClose != nil && in.ExpectedClose.CheckValid() == nil {
+		switch at := in.ExpectedClose.AsTime(); {
+		case !at.After(a.now()):
+			v.add("expected_close", "must be in the future")
+		case at.After(a.now().AddDate(maxCloseYears, 0, 0)):
+			// It is the lead's deadline: one in year 9999 would never be
+			// overdue, and the no-lost-lead check would never see it.
+			v.add("expected_close", "must be within %d years", maxCloseYears)
+		}
 	}
 	if err := v.err(); err != nil {
 		return Result{}, err

@@ -40,6 +40,8 @@ func (a *App) RegisterCampaign(ctx context.Context, in RegisterCampaign, meta en
 	}
 	form.Text(&v, "name", in.Name, form.MaxCompany, false)
 	form.Enum(&v, "channel", int32(in.Channel), form.Defined(eventv1.Channel_name), true)
+	form.Planned(&v, "starts_at", in.StartsAt, a.now())
+	form.Planned(&v, "ends_at", in.EndsAt, a.now())
 	if !in.StartsAt.IsZero() && !in.EndsAt.IsZero() && !in.EndsAt.After(in.StartsAt) {
 		v.Add("ends_at", "must be after starts_at")
 	}
@@ -122,6 +124,8 @@ func (a *App) RecordCampaignCost(ctx context.Context, in RecordCampaignCost, met
 	form.ID(&v, "campaign_id", in.CampaignID, true)
 	form.ID(&v, "cost_id", in.CostID, true)
 	form.Money(&v, "amount", in.Amount, true)
+	form.Planned(&v, "period_start", in.PeriodStart, a.now())
+	form.Planned(&v, "period_end", in.PeriodEnd, a.now())
 	if !in.PeriodStart.IsZero() && !in.PeriodEnd.IsZero() && !in.PeriodEnd.After(in.PeriodStart) {
 		v.Add("period_end", "must be after period_start")
 	}

@@ -176,6 +176,18 @@ func Time(v *Violations, field string, t, now time.Time) {
 	}
 }
 
+// Planned checks a time that may lie ahead (a campaign's dates): between
+// 2000-01-01 and ten years from now, so the reports that compare with it
+// see a date a plan could have.
+func Planned(v *Violations, field string, t, now time.Time) {
+	if t.IsZero() {
+		return
+	}
+	if t.Before(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)) || t.After(now.AddDate(10, 0, 0)) {
+		v.Add(field, "must be between 2000-01-01 and ten years from now")
+	}
+}
+
 // Enum checks that an enum value is set and one the schema defines.
 func Enum(v *Violations, field string, value int32, defined func(int32) bool, required bool) {
 	switch {
