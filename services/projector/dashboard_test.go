@@ -180,6 +180,19 @@ func TestDashboardInABrowser(t *testing.T) {
 		if got := b.eval(t, `[...document.querySelectorAll(".leads-panel tr[data-lead]")].map(e => e.dataset.lead)`); !slices.Equal(got, []string{"l8"}) {
 			t.Errorf("leads behind the routing queue's overdue figure %v, want [l8]", got)
 		}
+		if got := b.eval(t, `[...document.querySelectorAll('[data-k="leads.per"]')].map(e => e.textContent)`); len(got) != 0 {
+			t.Errorf("a list of leads behind a count of leads says %q", got)
+		}
+
+		// The SLA figures count hand-offs: their list says it lists each
+		// lead once.
+		b.open(t, base+"#/?"+march)
+		b.waitFor(t, `document.querySelector('[data-k="sales.total.assigned"]') !== null`, 10*time.Second)
+		b.run(t, chromedp.Click(chromedp.CSS(`[data-k="sales.total.assigned"]`)))
+		b.waitFor(t, `location.hash.includes("figure=sales") && document.querySelector(".leads-panel") !== null`, 10*time.Second)
+		if got := b.eval(t, `[...document.querySelectorAll('[data-k="leads.per"]')].map(e => e.textContent)`); len(got) != 1 || !strings.Contains(got[0], "each hand-off") {
+			t.Errorf("the list behind the hand-offs figure says %q, want that it lists each lead once", got)
+		}
 
 		// A funnel row by segment: its list keeps its figure when the period
 		// changes, and "back" is the overview it came from, not one

@@ -610,7 +610,10 @@ async function leadsView(p) {
   const total = n(res.total);
   const shown = res.leads.length;
   const count = total >= 0 ? `${fmtCount(total)} lead${total === 1 ? "" : "s"}` + (shown < total ? `, newest ${fmtCount(shown)} shown` : "") : `${fmtCount(shown)} shown`;
+  // The SLA figures count hand-offs and breaches; a list counts leads.
+  const per = { sales: "hand-off", breaches: "breach" }[p.get("figure")];
   return panel("leads-panel", describeFigure(p), count, el("a", { href: overviewHref(), dataset: { k: "back" } }, "← overview"),
+    per ? el("div", { class: "note", dataset: { k: "leads.per" } }, `The figure counts each ${per}; a lead with more than one is listed once.`) : null,
     el("div", { dataset: { k: "leads.total" }, hidden: true }, String(total)),
     shown ? leadTable(res.leads, false) : el("div", { class: "empty" }, "No leads."),
     el("div", { class: "pager" },
