@@ -133,7 +133,7 @@ func TestFrozenThenKilledMembersKeepOrder(t *testing.T) {
 			seen[h.seq] = true
 		}
 		return len(seen) == 30*100
-	}, "the survivor did not finish: %d handlings", handled())
+	}, "the survivor did not finish: %d handlings", func() any { return handled() })
 	hs := readJournal(t, journalPath)
 	repeats := checkOrder(t, hs, want)
 	by := map[string]int{}

@@ -296,7 +296,7 @@ func (w *world) waitFor(t testing.TB, leadID, typ string, n int) []*eventv1.Even
 	eventually(t, 30*time.Second, func() bool {
 		got = ofType(w.events(t, leadID), typ)
 		return len(got) >= n
-	}, "lead %s: %d %s, want %d", leadID, len(got), typ, n)
+	}, "lead %s: %d %s, want %d", leadID, func() any { return len(got) }, typ, n)
 	return got
 }
 

@@ -298,7 +298,7 @@ func TestDiagnoseFaults(t *testing.T) {
 				}
 			}
 			return true
-		}, "lost does not diagnose %s with %q: %v\n%s", lead, want, err, out)
+		}, "lost does not diagnose %s with %q: %v\n%s", lead, want, func() any { return err }, func() any { return out })
 		t.Logf("%s: leadctl lost took %v\n%s", fault, took, out)
 		return out
 	}
@@ -335,7 +335,7 @@ func TestDiagnoseFaults(t *testing.T) {
 		eventually(t, 30*time.Second, func() bool {
 			out, err = ctl("lost")
 			return err == nil && strings.Contains(out, ": 0 lost, 0 parked, 0 orphan claims")
-		}, "lost is not clean: %v\n%s", err, out)
+		}, "lost is not clean: %v\n%s", func() any { return err }, func() any { return out })
 	}
 	clean(t)
 

@@ -382,7 +382,7 @@ func testExplainAgainstQualification(t *testing.T, newWorld func(testing.TB) *wo
 	eventually(t, 20*time.Second, func() bool {
 		out, err = w.leadctl(t, "--qualification", addr, "explain", lead)
 		return err == nil
-	}, "no explanation: %v", err)
+	}, "no explanation: %v", func() any { return err })
 	if !strings.Contains(out, "40 of threshold 35 (fit 40 + engagement 0), model v1") ||
 		!strings.Contains(out, "+30  vp") || !strings.Contains(out, "+10  gb") {
 		t.Fatalf("explain:\n%s", out)
@@ -541,7 +541,7 @@ func TestExportEraseAndLost(t *testing.T) {
 	eventually(t, 30*time.Second, func() bool {
 		out, err = ctl("lost")
 		return err == nil && strings.Contains(out, orphan)
-	}, "lost does not name the lead without an owner: %v\n%s", err, out)
+	}, "lost does not name the lead without an owner: %v\n%s", func() any { return err }, func() any { return out })
 	if strings.Contains(out, lead) {
 		t.Fatalf("lost names the erased lead, which is terminal:\n%s", out)
 	}

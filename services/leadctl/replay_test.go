@@ -278,7 +278,7 @@ func TestRebuildFollowsTheProjector(t *testing.T) {
 		var err error
 		st, err = p.GetProjectionStatus(context.Background(), &projectorv1.GetProjectionStatusRequest{})
 		return err == nil && st.GetPosition() >= 40
-	}, "the projector did not catch up: %v", st)
+	}, "the projector did not catch up: %v", func() any { return st })
 	before := st.GetActiveSchema()
 
 	stdout, stderr, err := w.ctlSplit(t, "--projector", addr, "rebuild")
@@ -340,7 +340,7 @@ func TestQueuesFromTheProjector(t *testing.T) {
 		var err error
 		out, _, err = w.ctlSplit(t, "--projector", addr, "queues")
 		return err == nil && regexp.MustCompile(`(?m)^manager:emea +ASSIGNED +2 `).MatchString(out)
-	}, "queues never showed the manager's queue with both leads:\n%s", out)
+	}, "queues never showed the manager's queue with both leads:\n%s", func() any { return out })
 	if !regexp.MustCompile(`(?m)^manager:emea +ASSIGNED +2 +0 `).MatchString(out) || !regexp.MustCompile(`(?m)^routing +MQL +1 +1 `).MatchString(out) {
 		t.Fatalf("queues printed:\n%s", out)
 	}

@@ -281,7 +281,7 @@ func (w *world) nurtured(t testing.TB, leadID string) []*eventv1.Event {
 	eventually(t, 20*time.Second, func() bool {
 		evs = w.events(t, leadID)
 		return stateOf(last(evs)).Status == lifecycle.StatusNurturing
-	}, "lead %s is not nurtured: %v", leadID, types(evs))
+	}, "lead %s is not nurtured: %v", leadID, func() any { return types(evs) })
 	return evs
 }
 

@@ -146,7 +146,7 @@ func testLostLeadCheckFindsExactlyTheBrokenLeads(t *testing.T, newWorld func(tes
 	eventually(t, 20*time.Second, func() bool {
 		rep = w.find(t, s.client, &nurturev1.FindLostLeadsRequest{})
 		return len(rep.GetParked()) == 1 && len(rep.GetParked()[0].GetParkedSeqs()) == 1
-	}, "the poison event is not parked: %v", rep.GetParked())
+	}, "the poison event is not parked: %v", func() any { return rep.GetParked() })
 	w.settle(t, group)
 
 	rep = w.find(t, s.client, &nurturev1.FindLostLeadsRequest{})
@@ -232,7 +232,7 @@ func testLostLeadCheckFindsExactlyTheBrokenLeads(t *testing.T, newWorld func(tes
 	eventually(t, 20*time.Second, func() bool {
 		rep = w.find(t, s.client, &nurturev1.FindLostLeadsRequest{})
 		return len(rep.GetLost()) == 0 && len(rep.GetParked()) == 0 && len(rep.GetOrphanClaims()) == 0
-	}, "the check is not clean: %v", rep)
+	}, "the check is not clean: %v", func() any { return rep })
 	if rep.GetLeadsChecked() != 8 {
 		t.Fatalf("checked %d leads", rep.GetLeadsChecked())
 	}

@@ -78,7 +78,7 @@ func (w *world) waitFor(t testing.TB, leadID, typ string, n int) []*eventv1.Even
 	eventually(t, 20*time.Second, func() bool {
 		evs = w.events(t, leadID)
 		return len(ofType(evs, typ)) >= n
-	}, "lead %s: no %d %s: %v", leadID, n, typ, types(evs))
+	}, "lead %s: no %d %s: %v", leadID, n, typ, func() any { return types(evs) })
 	return evs
 }
 

@@ -266,7 +266,7 @@ func rescoredWithin(t testing.TB, c qualificationv1.QualificationServiceClient, 
 	eventually(t, d, func() bool {
 		p, err = c.GetRescoreProgress(ctxT(t), &qualificationv1.GetRescoreProgressRequest{Version: n})
 		return err == nil && p.GetState() == qualificationv1.RescoreState_RESCORE_STATE_COMPLETED
-	}, "re-score of version %d did not complete: %v %v", n, p, err)
+	}, "re-score of version %d did not complete: %v %v", n, func() any { return p }, func() any { return err })
 	return p
 }
 
