@@ -87,8 +87,9 @@ func (v *Verifier) UnaryInterceptor() grpc.UnaryServerInterceptor {
 }
 
 // StreamInterceptor checks every streaming call, and its token again as
-// messages pass: an import held open must stop when its token expires or
-// is revoked, not run on for as long as the client keeps it.
+// the caller's messages arrive: an import held open must take no row
+// once its token expired or was revoked. Answers still go out: rows
+// already written must not lose theirs.
 func (v *Verifier) StreamInterceptor() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 		ctx, err := v.authorize(ss.Context(), info.FullMethod)
@@ -125,14 +126,6 @@ func (s *principalStream) RecvMsg(m any) error {
 		return err
 	}
 	return s.recheck()
-}
-
-// SendMsg sends nothing more once the token expired or was revoked.
-func (s *principalStream) SendMsg(m any) error {
-	if err := s.recheck(); err != nil {
-		return err
-	}
-	return s.ServerStream.SendMsg(m)
 }
 
 func (s *principalStream) recheck() error {

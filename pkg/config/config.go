@@ -47,7 +47,7 @@ func (f Flags) Parse(args []string) error {
 // that does not parse is kept as an error for Parse.
 func fromEnv[T any](f Flags, name, env string, parse func(string) (T, error)) (T, bool) {
 	v, ok := os.LookupEnv(env)
-	if !ok {
+	if !ok || strings.TrimSpace(v) == "" { // set but empty, as env files write unset
 		var zero T
 		return zero, false
 	}

@@ -62,4 +62,11 @@ func TestBadVariableIsRefused(t *testing.T) {
 	if err := f.Parse([]string{"-within", "336h", "-json=true"}); err != nil || *d != 336*time.Hour || !*b {
 		t.Fatalf("flags over bad variables: %v, %s, %v", err, *d, *b)
 	}
+	// Set but empty, as env files write an unset value: the default.
+	t.Setenv("LEADFLOW_TEST_WITHIN", "")
+	t.Setenv("LEADFLOW_TEST_JSON", " ")
+	f, d, _, _ = define()
+	if err := f.Parse(nil); err != nil || *d != time.Hour {
+		t.Fatalf("empty variables: %v, %s; want the default", err, *d)
+	}
 }

@@ -177,7 +177,7 @@ func (r *runner) process(it *item) {
 		// key's order, rather than risk one more crash, after which the
 		// server moves on to the key's next message and nobody is up to
 		// hear its advisory.
-		err := fmt.Errorf("delivered %d time(s) (MaxDeliver) and never acked: the process handling it stopped or hung each time", it.msg.Delivered)
+		err := fmt.Errorf("delivered %d time(s) (MaxDeliver) and never acked: the processes that had it stopped, hung or handed it back each time; re-drive it once the cause is fixed", it.msg.Delivered)
 		r.end(it, r.deadLetter(it, it.msg, err, false))
 		return
 	}
@@ -212,7 +212,9 @@ func (r *runner) attempt(ctx context.Context, it *item, m Msg) (done bool, err e
 		case r.serverAway(err, reconnects):
 			// The server restarting or out of reach is not the message's
 			// fault: wait for it without using up the message's attempts,
-			// so an outage dead-letters nothing.
+			// so an outage dead-letters nothing (the messages a member
+			// hands back when its connection drops count deliveries,
+			// though: twenty such drops would reach MaxDeliver).
 			n--
 			if away++; away == 1 || away%20 == 0 {
 				r.log.Warn("consume: waiting for the server", "subject", m.Subject, "seq", m.Seq, "tries", away, "error", err)

@@ -7,6 +7,7 @@ package envelope
 import (
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/google/uuid"
@@ -133,9 +134,10 @@ var knownTypes = func() map[string]bool {
 // Check reports what makes ev, stored under leadID with the type header
 // typ, unfit to fold: another lead's id, a type that is not its header's
 // or its payload's, a type this schema knows without its payload, or a
-// lifecycle status no version of the schema has (a reader would take it
-// for another). An event of a type this schema does not know (a newer
-// writer's) passes: readers skip it by its type.
+// lifecycle status or owner kind out of the byte the lifecycle keeps it
+// in (a reader would take it for another). What a newer writer may send
+// passes: a type this schema does not know (readers skip it by type), a
+// status or owner kind it does not name.
 func Check(ev *eventv1.Event, leadID, typ string) error {
 	p := Payload(ev)
 	switch {
@@ -149,11 +151,11 @@ func Check(ev *eventv1.Event, leadID, typ string) error {
 		return fmt.Errorf("%w: event_type %q with a %s payload", ErrMalformed, ev.GetEventType(), p.ProtoReflect().Descriptor().Name())
 	}
 	if lc := ev.GetLifecycle(); lc != nil {
-		if _, ok := eventv1.LeadStatus_name[int32(lc.GetStatus())]; !ok {
-			return fmt.Errorf("%w: lifecycle status %d", ErrMalformed, lc.GetStatus())
+		if s := lc.GetStatus(); s < 0 || s > math.MaxUint8 {
+			return fmt.Errorf("%w: lifecycle status %d", ErrMalformed, s)
 		}
-		if _, ok := eventv1.OwnerKind_name[int32(lc.GetOwner().GetKind())]; !ok {
-			return fmt.Errorf("%w: owner kind %d", ErrMalformed, lc.GetOwner().GetKind())
+		if k := lc.GetOwner().GetKind(); k < 0 || k > math.MaxUint8 {
+			return fmt.Errorf("%w: owner kind %d", ErrMalformed, k)
 		}
 	}
 	return nil

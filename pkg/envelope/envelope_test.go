@@ -119,6 +119,11 @@ func TestCheckRefusesMalformedEvents(t *testing.T) {
 	if err := envelope.Check(newer, "l1", "LeadTeleported"); err != nil {
 		t.Fatalf("an event type of a newer schema: %v", err)
 	}
+	newStatus := good()
+	newStatus.Lifecycle.Status = 40
+	if err := envelope.Check(newStatus, "l1", "LeadQualified"); err != nil {
+		t.Fatalf("a status of a newer schema: %v", err)
+	}
 	for name, c := range map[string]struct {
 		edit func(*eventv1.Event)
 		id   string
@@ -130,9 +135,9 @@ func TestCheckRefusesMalformedEvents(t *testing.T) {
 		"payload of other type": {func(ev *eventv1.Event) {
 			ev.Payload = &eventv1.Event_LeadDisqualified{LeadDisqualified: &eventv1.LeadDisqualified{}}
 		}, "l1", "LeadQualified"},
-		"status out of range": {func(ev *eventv1.Event) { ev.Lifecycle.Status = 268 }, "l1", "LeadQualified"},
-		"owner kind out of range": {func(ev *eventv1.Event) {
-			ev.Lifecycle.Owner = &eventv1.Owner{Kind: 99, Id: "x"}
+		"status past a byte": {func(ev *eventv1.Event) { ev.Lifecycle.Status = 268 }, "l1", "LeadQualified"},
+		"owner kind past a byte": {func(ev *eventv1.Event) {
+			ev.Lifecycle.Owner = &eventv1.Owner{Kind: 300, Id: "x"}
 		}, "l1", "LeadQualified"},
 	} {
 		ev := good()

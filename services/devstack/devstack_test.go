@@ -256,8 +256,11 @@ func TestDatabaseURL(t *testing.T) {
 			t.Errorf("databaseURL(%q) = %q, %v; want %q", admin, got, err, want)
 		}
 	}
-	if _, err := databaseURL("host=127.0.0.1 user=postgres", "leadflow"); err == nil {
-		t.Error("a keyword/value DSN: no error")
+	if got, err := databaseURL("host=127.0.0.1 port=5433 user=app password=pw", "leadflow"); err != nil || got != "postgres://app:pw@127.0.0.1:5433/leadflow" {
+		t.Errorf("a keyword/value DSN: %q, %v", got, err)
+	}
+	if _, err := databaseURL("mysql://root@db/x", "leadflow"); err == nil {
+		t.Error("a MySQL URL: no error")
 	}
 }
 
@@ -477,13 +480,14 @@ var offsetsTaken sync.Map
 func freeOffset(t *testing.T) int {
 	t.Helper()
 	for range 50 {
-		// Ports 17101 to 32105: below Linux's ephemeral range (32768 on),
+		// Ports 17101 to 32005: below Linux's ephemeral range (32768 on),
 		// where other tests' client sockets come from.
-		n, err := rand.Int(rand.Reader, big.NewInt(150))
+		// Steps of 200: a stack spans ports 7101 to 7205, more than 100.
+		n, err := rand.Int(rand.Reader, big.NewInt(75))
 		if err != nil {
 			t.Fatal(err)
 		}
-		offset := 10000 + int(n.Int64())*100
+		offset := 10000 + int(n.Int64())*200
 		if _, taken := offsetsTaken.LoadOrStore(offset, true); taken {
 			continue
 		}

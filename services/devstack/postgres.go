@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -55,7 +58,16 @@ func readModelDatabase(ctx context.Context, fresh bool, name string) (string, er
 func databaseURL(admin, name string) (string, error) {
 	u, err := url.Parse(admin)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		return "", errors.New("LEADFLOW_POSTGRES_ADMIN_URL must be a postgres:// URL")
+		// A key=value DSN: rebuild it as a URL from what pgx reads of it.
+		cfg, perr := pgx.ParseConfig(admin)
+		if perr != nil {
+			return "", errors.New("LEADFLOW_POSTGRES_ADMIN_URL must be a postgres:// URL or a key=value DSN")
+		}
+		u = &url.URL{Scheme: "postgres", User: url.UserPassword(cfg.User, cfg.Password),
+			Host: net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))}
+		if strings.HasPrefix(cfg.Host, "/") { // a socket directory
+			u.Host, u.RawQuery = "", url.Values{"host": {cfg.Host}, "port": {strconv.Itoa(int(cfg.Port))}}.Encode()
+		}
 	}
 	u.Path, u.RawPath = "/"+name, ""
 	return u.String(), nil

@@ -82,8 +82,8 @@ func mainErr() error {
 	if err := f.Parse(os.Args[1:]); err != nil {
 		return err
 	}
-	if cfg.EngageWithin <= 0 {
-		return fmt.Errorf("-engage-within must be positive, not %s", cfg.EngageWithin)
+	if cfg.EngageWithin < 0 {
+		return fmt.Errorf("-engage-within must not be negative, not %s", cfg.EngageWithin)
 	}
 	log, shutdown, err := telemetry.Setup(telemetry.Config{Service: "qualification", JSON: cfg.LogJSON, SampleRatio: cfg.TraceSample})
 	if err != nil {

@@ -155,7 +155,7 @@ func checkText(v *violations, field, s string, max int, required bool) {
 		v.add(field, "is required")
 	case len(s) > max:
 		v.add(field, "must be at most %d characters", max)
-	case strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }):
+	case strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\r' && r != '\t' }):
 		v.add(field, "must not contain control characters")
 	}
 }
