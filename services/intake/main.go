@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -52,6 +53,13 @@ func main() {
 }
 
 func mainErr() error {
+	if os.Getenv("GOGC") == "" {
+		// A capture allocates a few KB and keeps little: with the default
+		// 100 the collector's marking was a fifth of intake's CPU (profile,
+		// docs/operations.md). GOMEMLIMIT, set in the manifests, still
+		// bounds the heap.
+		debug.SetGCPercent(400)
+	}
 	var cfg Config
 	f := config.New("intake")
 	f.String(&cfg.Addr, "addr", "LEADFLOW_INTAKE_ADDR", "127.0.0.1:7101", "gRPC listen address")
