@@ -143,6 +143,11 @@ func run() error {
 	}
 	report(os.Stdout, payload, raw, lf)
 	reportQualification(os.Stdout, raw, floor, qf)
+	// Done with them: idle, they still pull and heartbeat on the cores the
+	// later sections measure on.
+	for _, p := range procs {
+		p.stop()
+	}
 	if *handoffOn {
 		if err := runHandoff(ctx, os.Stdout, *syncAlways); err != nil {
 			return err
