@@ -119,6 +119,11 @@ func SurvivorSide(ev *eventv1.Event) bool {
 // LeadIDRule is what ValidLeadID asks of an id, for error messages.
 const LeadIDRule = "must be a lead id: a lower-case UUID like 0199aaaa-0000-7000-8000-000000000000"
 
+// MaxMinorUnits bounds every amount an event carries (10^15 minor units,
+// ten trillion in a two-decimal currency): the read model sums amounts in
+// 64 bits, and a thousand at the bound still fit. Writers refuse more.
+const MaxMinorUnits = 1e15
+
 // ErrMalformed is wrapped by Check's errors.
 var ErrMalformed = errors.New("envelope: malformed event")
 

@@ -40,14 +40,11 @@ import (
 // replaying the demo instead of adding to it.
 func TestMakeRun(t *testing.T) {
 	t.Parallel()
-	root, bin := buildDevstack(t)
-	data := t.TempDir()
-	natsPort, offset := testenv.FreePort(t), freeOffset(t)
-	database := testenv.DatabaseName(t, "leadflow_devstack")
-	at := func(port int) string { return fmt.Sprintf("127.0.0.1:%d", port+offset) }
+	p := newPlace(t)
+	at := p.at
 
 	start := time.Now()
-	first := startStack(t, root, bin, data, natsPort, offset, database)
+	first := p.start(t)
 	out := first.waitFor(t, "go run ./services/leadctl token revoke", 4*time.Minute)
 	for _, want := range []string{
 		"rule europe matched; round robin of pool emea chose",      // territory, then pool
@@ -104,7 +101,7 @@ func TestMakeRun(t *testing.T) {
 	}
 
 	// Again on the same data: the demo replays.
-	second := startStack(t, root, bin, data, natsPort, offset, database)
+	second := p.start(t)
 	out = second.waitFor(t, "go run ./services/leadctl token revoke", 2*time.Minute)
 	again := demoLeadLines(out)
 	for email, id := range leads {
@@ -130,15 +127,12 @@ func TestMakeRun(t *testing.T) {
 // that rep, and Ctrl-C while its demo still runs stops it cleanly.
 func TestMakeRunAfterTheOwnerChanged(t *testing.T) {
 	t.Parallel()
-	root, bin := buildDevstack(t)
-	data := t.TempDir()
-	natsPort, offset := testenv.FreePort(t), freeOffset(t)
-	database := testenv.DatabaseName(t, "leadflow_devstack")
-	at := func(port int) string { return fmt.Sprintf("127.0.0.1:%d", port+offset) }
+	p := newPlace(t)
+	at := p.at
 
-	first := startStack(t, root, bin, data, natsPort, offset, database, "-seed=false")
+	first := p.start(t, "-seed=false")
 	out := first.waitFor(t, "go run ./services/leadctl token revoke", 2*time.Minute)
-	_, signer, _, err := loadKeys(filepath.Join(data, "keys.env"))
+	_, signer, _, err := loadKeys(filepath.Join(p.data, "keys.env"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +172,7 @@ func TestMakeRunAfterTheOwnerChanged(t *testing.T) {
 	}
 	first.stop(t)
 
-	second := startStack(t, root, bin, data, natsPort, offset, database)
+	second := p.start(t)
 	// Katherine's line comes after Ada's and Barbara's, before her SLA's 20s.
 	out = second.waitFor(t, "nobody does. Waiting for the breach", 3*time.Minute)
 	if want := "accepted by " + to + ", meeting booked"; !strings.Contains(out, want) {
@@ -360,15 +354,34 @@ type stack struct {
 	done    chan struct{} // stdout ended
 }
 
-func startStack(t *testing.T, root, bin, data string, natsPort, offset int, database string, flags ...string) *stack {
+// place is where a test's stacks run, again and again: one checkout's
+// build, one data directory, ports and read-model database.
+type place struct {
+	root, bin, data, database string
+	natsPort, offset          int
+}
+
+func newPlace(t *testing.T) place {
+	root, bin := buildDevstack(t)
+	return place{root: root, bin: bin, data: t.TempDir(), database: testenv.DatabaseName(t, "leadflow_devstack"),
+		natsPort: testenv.FreePort(t), offset: freeOffset(t)}
+}
+
+// at is the address of a default port moved by the place's offset.
+func (p place) at(port int) string { return fmt.Sprintf("127.0.0.1:%d", port+p.offset) }
+
+// start runs devstack at the place with flags, stopped (Ctrl-C) when the
+// test ends if the test did not stop it.
+func (p place) start(t *testing.T, flags ...string) *stack {
 	t.Helper()
 	s := &stack{seen: make(chan struct{}, 1), done: make(chan struct{}), logs: filepath.Join(t.TempDir(), "devstack.log")}
 	logs, err := os.Create(s.logs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.cmd = exec.Command(bin, append([]string{"-data", data, "-nats-port", strconv.Itoa(natsPort), "-port-offset", strconv.Itoa(offset), "-database", database}, flags...)...)
-	s.cmd.Dir = root
+	s.cmd = exec.Command(p.bin, append([]string{"-data", p.data, "-nats-port", strconv.Itoa(p.natsPort), "-port-offset", strconv.Itoa(p.offset),
+		"-database", p.database}, flags...)...)
+	s.cmd.Dir = p.root
 	s.cmd.Env = append(os.Environ(), "LEADFLOW_POSTGRES_ADMIN_URL="+testenv.PostgresAdmin())
 	s.cmd.Stderr = logs
 	stdout, err := s.cmd.StdoutPipe()

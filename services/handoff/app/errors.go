@@ -184,11 +184,6 @@ func checkActor(v *violations, field string, a *eventv1.Actor) {
 
 var currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
 
-// MaxMinorUnits bounds an amount (10^15 minor units, ten trillion in a
-// two-decimal currency): the read model sums amounts in 64 bits, and a
-// thousand deals at the bound still fit.
-const MaxMinorUnits = 1e15
-
 func checkMoney(v *violations, field string, m *eventv1.Money, required bool) {
 	switch {
 	case m == nil && required:
@@ -198,8 +193,8 @@ func checkMoney(v *violations, field string, m *eventv1.Money, required bool) {
 		v.add(field+".currency", "must be an ISO 4217 code such as EUR")
 	case m.GetMinorUnits() < 0:
 		v.add(field+".minor_units", "must not be negative")
-	case m.GetMinorUnits() > MaxMinorUnits:
-		v.add(field+".minor_units", "must be at most %d", int64(MaxMinorUnits))
+	case m.GetMinorUnits() > envelope.MaxMinorUnits:
+		v.add(field+".minor_units", "must be at most %d", int64(envelope.MaxMinorUnits))
 	}
 }
 

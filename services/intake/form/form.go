@@ -226,15 +226,10 @@ func Money(v *Violations, field string, m *eventv1.Money, required bool) {
 	switch {
 	case m.GetMinorUnits() < 0:
 		v.Add(field+".minor_units", "must not be negative")
-	case m.GetMinorUnits() > MaxMinorUnits:
-		v.Add(field+".minor_units", "must be at most %d", int64(MaxMinorUnits))
+	case m.GetMinorUnits() > envelope.MaxMinorUnits:
+		v.Add(field+".minor_units", "must be at most %d", int64(envelope.MaxMinorUnits))
 	}
 }
-
-// MaxMinorUnits bounds an amount (10^15 minor units, ten trillion in a
-// two-decimal currency): the read model sums amounts in 64 bits, and a
-// thousand at the bound still fit.
-const MaxMinorUnits = 1e15
 
 // Actor checks an optional actor.
 func Actor(v *Violations, field string, a *eventv1.Actor) {

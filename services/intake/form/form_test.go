@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leadflow/leadflow/pkg/envelope"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/services/intake/form"
 )
@@ -165,7 +166,7 @@ func TestMoneyBounds(t *testing.T) {
 	for _, c := range []struct {
 		units int64
 		ok    bool
-	}{{0, true}, {form.MaxMinorUnits, true}, {-1, false}, {form.MaxMinorUnits + 1, false}, {1 << 62, false}} {
+	}{{0, true}, {envelope.MaxMinorUnits, true}, {-1, false}, {envelope.MaxMinorUnits + 1, false}, {1 << 62, false}} {
 		var v form.Violations
 		form.Money(&v, "cost", &eventv1.Money{Currency: "EUR", MinorUnits: c.units}, true)
 		if ok := len(v) == 0; ok != c.ok || (!ok && v[0].Field != "cost.minor_units") {
