@@ -38,7 +38,8 @@ type Gateway func(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientC
 // proto names too; a field the request type does not have, in the body
 // or as a query parameter of a route that reads them, is refused, named
 // by its path in the request (e.g. attribution.campaign) as a field
-// violation.
+// violation, and so is a body field that contradicts the path (a lead id
+// in the body that is not the URL's).
 // Errors keep their gRPC status: code, message and details (field
 // violations) in the JSON body, mapped to an HTTP status (INVALID_ARGUMENT
 // and FAILED_PRECONDITION 400, NOT_FOUND 404, ABORTED 409, ...). A
@@ -57,6 +58,7 @@ func httpHandler(ctx context.Context, conn *grpc.ClientConn, gateways ...Gateway
 		runtime.WithErrorHandler(bodyErrors),
 		runtime.SetQueryParameterParser(&strictQuery{}),
 		runtime.WithHealthzEndpoint(healthpb.NewHealthClient(conn)),
+		runtime.WithMiddlewares(withPath),
 	)
 	for _, g := range gateways {
 		if err := g(ctx, mux, conn); err != nil {

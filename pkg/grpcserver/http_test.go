@@ -79,6 +79,11 @@ func (f *fakeIntake) GetLead(ctx context.Context, req *intakev1.GetLeadRequest) 
 	return nil, status.Error(codes.NotFound, "no lead "+req.GetLeadId())
 }
 
+func (f *fakeIntake) RecordActivity(ctx context.Context, req *intakev1.RecordActivityRequest) (*intakev1.RecordActivityResponse, error) {
+	f.record(ctx)
+	return &intakev1.RecordActivityResponse{LeadId: req.GetLeadId()}, nil
+}
+
 func (f *fakeIntake) ImportLeads(stream intakev1.IntakeService_ImportLeadsServer) error {
 	f.record(stream.Context())
 	for {
@@ -208,6 +213,22 @@ func TestHTTPCallsGoThroughTheGRPCServer(t *testing.T) {
 	}
 	if n := len(fake.served()); n != calls {
 		t.Fatalf("a refused body reached the service: %d calls, want %d", n, calls)
+	}
+	// A body that names another lead than its path is refused, not
+	// answered for the path's lead; the same lead, or none, is served.
+	code, out = testenv.HTTPJSON(t, "POST", base+"/v1/leads/path-lead/activities", `{"leadId":"body-lead","activityId":"a1"}`)
+	if msg, _ := out["message"].(string); code != 400 || out["code"] != float64(codes.InvalidArgument) ||
+		!strings.Contains(msg, `lead_id: the body's "body-lead" is not the path's "path-lead"`) ||
+		!strings.Contains(toJSON(t, out["details"]), `"field":"lead_id"`) {
+		t.Fatalf("a body's other lead id: %d %v", code, out)
+	}
+	if n := len(fake.served()); n != calls {
+		t.Fatalf("a contradicting body reached the service: %d calls, want %d", n, calls)
+	}
+	for _, body := range []string{`{"leadId":"path-lead","activityId":"a1"}`, `{"activityId":"a1"}`} {
+		if code, out := testenv.HTTPJSON(t, "POST", base+"/v1/leads/path-lead/activities", body); code != 200 || out["leadId"] != "path-lead" {
+			t.Fatalf("%s: %d %v", body, code, out)
+		}
 	}
 	if code, out := testenv.HTTPJSON(t, "POST", base+"/v1/nothing", `{}`); code != 404 || out["code"] != float64(codes.NotFound) {
 		t.Fatalf("unknown path: %d %v", code, out)

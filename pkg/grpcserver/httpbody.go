@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // The gateway sends a client-streaming body (ImportLeads' rows) from a
@@ -39,6 +42,9 @@ type requestBody struct {
 	// long, and the rest of the body is left unread.
 	read int64
 	cut  atomic.Bool
+	// path holds the route's path parameters (set before the body is
+	// decoded), which a body must not contradict.
+	path map[string]string
 }
 
 // maxValueBytes bounds one JSON value of a request body (a unary call's
@@ -111,6 +117,9 @@ func (m decodeRecorder) NewDecoder(r io.Reader) runtime.Decoder {
 		}
 		err := m.decode(jd, other, v)
 		if b != nil {
+			if err == nil {
+				err = samePath(v, b.path)
+			}
 			b.record(err)
 		}
 		return err
@@ -133,6 +142,52 @@ func (m decodeRecorder) decode(jd *json.Decoder, other runtime.Decoder, v any) e
 		}
 	}
 	return err
+}
+
+// withPath lets the body's decoder see the route's path parameters.
+func withPath(next runtime.HandlerFunc) runtime.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
+		if b, ok := r.Context().Value(bodyKey{}).(*requestBody); ok {
+			b.path = params
+		}
+		next(w, r, params)
+	}
+}
+
+// PathMismatchError is a body that sets a field its path also names, to
+// another value. The gateway would use the path's silently, so a caller
+// that put the wrong lead in the URL would act on it unawares.
+type PathMismatchError struct {
+	Field      string // proto name, as violations name fields
+	Body, Path string
+}
+
+func (e *PathMismatchError) Error() string {
+	return fmt.Sprintf("%s: the body's %q is not the path's %q", e.Field, e.Body, e.Path)
+}
+
+// samePath refuses a decoded body whose fields contradict the path's.
+// A field the body leaves unset takes the path's value, as before.
+func samePath(v any, path map[string]string) error {
+	p, ok := v.(proto.Message)
+	if !ok || len(path) == 0 {
+		return nil
+	}
+	m := p.ProtoReflect()
+	for _, key := range slices.Sorted(maps.Keys(path)) {
+		fd := m.Descriptor().Fields().ByName(protoreflect.Name(key))
+		if fd == nil || fd.IsList() || fd.IsMap() || !m.Has(fd) {
+			continue
+		}
+		want := m.New()
+		if runtime.PopulateFieldFromPath(want.Interface(), key, path[key]) != nil {
+			continue // the gateway refuses the path itself
+		}
+		if got := m.Get(fd); !got.Equal(want.Get(fd)) {
+			return &PathMismatchError{Field: key, Body: got.String(), Path: path[key]}
+		}
+	}
+	return nil
 }
 
 // streamBodyErrors turns the clean end of a client stream whose HTTP body
@@ -167,6 +222,10 @@ func bodyViolation(err error) FieldViolation {
 	var uf *UnknownFieldError
 	if errors.As(err, &uf) {
 		return FieldViolation{Field: uf.Path, Description: uf.Error()}
+	}
+	var pm *PathMismatchError
+	if errors.As(err, &pm) {
+		return FieldViolation{Field: pm.Field, Description: pm.Error()}
 	}
 	return FieldViolation{Field: "body", Description: err.Error()}
 }
