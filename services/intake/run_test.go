@@ -1348,7 +1348,8 @@ func TestMergeThenUnmergeRestoresBoth(t *testing.T) {
 		t.Fatalf("capture after unmerge went to %s, want %s", got.GetLeadId(), absorbed)
 	}
 	wantTypes := map[string][]string{
-		absorbed: {"LeadCaptured", "ActivityRecorded", "LeadMerged", "LeadUnmerged", "LeadResubmitted"},
+		// The withdrawal the survivor heard while merged goes back too.
+		absorbed: {"LeadCaptured", "ActivityRecorded", "LeadMerged", "LeadUnmerged", "ConsentChanged", "LeadResubmitted"},
 		survivor: {"LeadCaptured", "LeadMerged", "LeadResubmitted", "LeadResubmitted", "ActivityRecorded", "ConsentChanged", "LeadUnmerged"},
 	}
 	for id, want := range wantTypes {

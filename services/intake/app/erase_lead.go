@@ -52,29 +52,15 @@ func (a *App) EraseLead(ctx context.Context, in EraseLead, meta envelope.Meta) (
 		return Written{}, err
 	}
 	meta.Actor = meta.ActorOr(in.Actor)
-	head, err := a.leads.Head(ctx, in.LeadID)
-	if err != nil {
-		return Written{}, err
-	}
-	if st, _ := headState(head); head != nil && st.Status == lifecycle.StatusMerged {
-		// What was captured of the person since the merge is sealed on
-		// the survivor, so erasing this lead alone would keep it; unless
-		// the survivor is erased already and its erasure missed this
-		// lead (a chain deeper than it follows).
-		s := head.Event.GetLeadMerged().GetSurvivorLeadId()
-		sHead, err := a.leads.Head(ctx, s)
-		if err != nil {
-			return Written{}, err
-		}
-		if sst, _ := headState(sHead); sHead == nil || sst.Status != lifecycle.StatusErased {
-			return Written{}, &lifecycle.RefusedError{Command: lifecycle.Erase, Status: st.Status,
-				Reason: fmt.Sprintf("lead is merged into %s, which holds what was captured of this person since: erase %s (the leads merged into it go with it), or unmerge first", s, s)}
-		}
-	}
-	return a.erase(ctx, in.LeadID, in.Reason, meta, maxHops)
+	return a.erase(ctx, in.LeadID, "", in.Reason, meta, maxHops)
 }
 
-func (a *App) erase(ctx context.Context, leadID, reason string, meta envelope.Meta, depth int) (Written, error) {
+// erase erases one lead, and the leads merged into it to depth. A lead
+// erased with its survivor names it (survivor): if it is no longer merged
+// into it (an unmerge won the race), it is another person's again, and
+// is left alone; the survivor's own append then loses its race and reads
+// the unmerge.
+func (a *App) erase(ctx context.Context, leadID, survivor, reason string, meta envelope.Meta, depth int) (Written, error) {
 	for attempt := range maxRaces {
 		recs, err := a.leads.Load(ctx, leadID)
 		if err != nil {
@@ -94,9 +80,18 @@ func (a *App) erase(ctx context.Context, leadID, reason string, meta envelope.Me
 			}
 			return Written{Version: version, Replayed: true}, a.finishErase(ctx, leadID, released, sealedKeyIDs(recs), recs[len(recs)-1].Event.GetEventId())
 		}
+		switch {
+		case survivor != "" && view.MergedInto != survivor:
+			return Written{Version: version}, nil
+		case survivor == "" && state.Status == lifecycle.StatusMerged:
+			// Checked on every try: a merge may land while this runs.
+			if err := a.mergedErasable(ctx, leadID, view.MergedInto, state); err != nil {
+				return Written{}, err
+			}
+		}
 		if depth > 0 {
 			for _, absorbed := range view.Absorbed {
-				if _, err := a.erase(ctx, absorbed, reason, meta, depth-1); err != nil {
+				if _, err := a.erase(ctx, absorbed, leadID, reason, meta, depth-1); err != nil {
 					return Written{}, fmt.Errorf("erase %s, merged into %s: %w", absorbed, leadID, err)
 				}
 			}
@@ -127,6 +122,32 @@ func (a *App) erase(ctx context.Context, leadID, reason string, meta envelope.Me
 	return Written{}, fmt.Errorf("lead %s: %w after %d races", leadID, eventstore.ErrConflict, maxRaces)
 }
 
+// mergedErasable refuses the erasure of a lead merged into survivor:
+// what was captured of the person since the merge is sealed on the
+// survivor, so erasing this lead alone would keep it. Unless the survivor
+// is erased already and its erasure missed this lead (a chain deeper than
+// it follows). The refusal names the top of the chain, which is what to
+// erase.
+func (a *App) mergedErasable(ctx context.Context, leadID, survivor string, state lifecycle.State) error {
+	top := survivor
+	for range maxHops {
+		head, err := a.leads.Head(ctx, top)
+		if err != nil {
+			return err
+		}
+		st, _ := headState(head)
+		if top == survivor && head != nil && st.Status == lifecycle.StatusErased {
+			return nil
+		}
+		if head == nil || st.Status != lifecycle.StatusMerged {
+			break
+		}
+		top = head.Event.GetLeadMerged().GetSurvivorLeadId()
+	}
+	return &lifecycle.RefusedError{Command: lifecycle.Erase, Status: state.Status,
+		Reason: fmt.Sprintf("lead is merged into %s, which holds what was captured of this person since: erase %s (the leads merged into it go with it), or unmerge first", survivor, top)}
+}
+
 // identitiesOf is every identity a lead's submissions name: each email
 // and external id, as claim keys. A lead created from an email holds it
 // under its own id, which is that email's token.
@@ -141,6 +162,12 @@ func (a *App) identitiesOf(ctx context.Context, leadID string, subs []submission
 	}
 	for _, sub := range subs {
 		p, err := a.openPersonal(ctx, leadID, sub)
+		if errors.Is(err, vault.ErrNoKey) {
+			// Lost with its key (a capture cut short): it opens for
+			// nobody, and an erasure must not wait on it.
+			a.log.WarnContext(ctx, "submission without its key", "lead", leadID, "seq", sub.rec.Seq)
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -30,9 +30,12 @@ type Merged struct {
 // MergeLeads merges one lead into another: the absorbed lead records
 // LeadMerged and becomes MERGED (the shared state machine's Merge), the
 // survivor records LeadMerged too and stays as it is, both in one atomic
-// commit. Nothing is copied or re-pointed: the absorbed lead's claims
-// stay, and a capture that finds one follows the merge to the survivor,
-// so an unmerge has nothing to put back. Merging again is a no-op.
+// commit. Nothing is re-pointed: the absorbed lead's claims stay, and a
+// capture that finds one follows the merge to the survivor, so an unmerge
+// has no claim to put back. Only consent withdrawals are copied: a channel
+// withdrawn on the absorbed lead is withdrawn on the survivor in the same
+// commit (and one the survivor heard while merged goes back with an
+// unmerge). Merging again is a no-op.
 //
 // Errors: *ValidationError, ErrNotFound, lifecycle.ErrRefused (a
 // terminal absorbed lead, one with an open opportunity or with merges
@@ -43,16 +46,19 @@ func (a *App) MergeLeads(ctx context.Context, in MergeLeads, meta envelope.Meta)
 		return Merged{}, err
 	}
 	meta.Actor = meta.ActorOr(in.Actor)
-	depth, err := a.mergeDepth(ctx, in.Absorbed, maxMergeDepth)
-	if err != nil {
-		return Merged{}, err
-	}
 	payload := &eventv1.LeadMerged{SurvivorLeadId: in.Survivor, AbsorbedLeadId: in.Absorbed, Reason: in.Reason}
-	return a.pairCommit(ctx, in, func(sHead, aHead *eventstore.Record) (*eventv1.Event, *eventv1.Event, error) {
-		sState, _ := headState(sHead)
-		aState, _ := headState(aHead)
+	return a.pairCommit(ctx, in, func(sRecs, aRecs []eventstore.Record) (sEvs, aEvs []*eventv1.Event, err error) {
+		sState, _ := stateOf(sRecs)
+		aState, _ := stateOf(aRecs)
+		aHead := aRecs[len(aRecs)-1]
 		if m := aHead.Event.GetLeadMerged(); aState.Status == lifecycle.StatusMerged && m.GetSurvivorLeadId() == in.Survivor {
 			return nil, nil, nil // merged already
+		}
+		// Measured on each try: a merge into the absorbed lead moves its
+		// head, so the commit below would lose the race and measure again.
+		depth, err := a.mergeDepth(ctx, in.Absorbed, maxMergeDepth)
+		if err != nil {
+			return nil, nil, err
 		}
 		if depth+1 > maxMergeDepth {
 			return nil, nil, &lifecycle.RefusedError{Command: lifecycle.Merge, Status: aState.Status, Reason: fmt.Sprintf(
@@ -75,9 +81,43 @@ func (a *App) MergeLeads(ctx context.Context, in MergeLeads, meta envelope.Meta)
 		if err != nil {
 			return nil, nil, survivorErr(lifecycle.Merge, in.Survivor, err)
 		}
-		return survivor, absorbed, nil
+		sView, _ := fold(in.Survivor, sRecs)
+		aView, _ := fold(in.Absorbed, aRecs)
+		withdrawn, err := a.withdrawals(in.Survivor, sState, aView.Consents, sView.Consents, meta)
+		if err != nil {
+			return nil, nil, survivorErr(lifecycle.Merge, in.Survivor, err)
+		}
+		return append([]*eventv1.Event{survivor}, withdrawn...), []*eventv1.Event{absorbed}, nil
 	})
 }
+
+// withdrawals are the ConsentChanged events that carry every channel
+// withdrawn in from onto a lead whose own consents (to) do not say so:
+// one person's withdrawal must never be lost, whichever of their leads
+// heard it. The person can grant again.
+func (a *App) withdrawals(leadID string, state lifecycle.State, from, to []*eventv1.Consent, meta envelope.Meta) ([]*eventv1.Event, error) {
+	withdrawn := map[eventv1.ConsentChannel]bool{}
+	for _, c := range to {
+		withdrawn[c.GetChannel()] = c.GetStatus() == eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN
+	}
+	var out []*eventv1.Event
+	for _, c := range from {
+		if c.GetStatus() != eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN || withdrawn[c.GetChannel()] {
+			continue
+		}
+		ev, _, err := a.leadEvent(leadID, state, lifecycle.Command{Name: lifecycle.ChangeConsent},
+			&eventv1.ConsentChanged{Consent: &eventv1.Consent{Channel: c.GetChannel(), Status: c.GetStatus()}, Source: consentFromMerge}, meta, a.now())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+// consentFromMerge is the source of a withdrawal a merge or an unmerge
+// carried over from the other lead.
+const consentFromMerge = "merge"
 
 // maxMergeDepth is the longest chain of merges a lead may end: a capture
 // of the deepest lead's identity follows the chain in maxHops reads.
@@ -106,8 +146,10 @@ func (a *App) mergeDepth(ctx context.Context, id string, limit int) (int, error)
 // atomic commit, the absorbed lead back in the state it had before the
 // merge (lifecycle's Unmerge, with the state read from the event before
 // its LeadMerged), the survivor as it is, with whatever it recorded
-// meanwhile. Captures of the absorbed lead's identities find it again, as
-// its claims never moved. Unmerging again is a no-op.
+// meanwhile, except that a consent it saw withdrawn while merged is
+// withdrawn on the absorbed lead too. Captures of the absorbed lead's
+// identities find it again, as its claims never moved. Unmerging again is
+// a no-op.
 //
 // Errors: *ValidationError, ErrNotFound, lifecycle.ErrRefused (the
 // absorbed lead is not merged into the survivor; the survivor is merged
@@ -118,11 +160,12 @@ func (a *App) UnmergeLeads(ctx context.Context, in MergeLeads, meta envelope.Met
 	}
 	meta.Actor = meta.ActorOr(in.Actor)
 	payload := &eventv1.LeadUnmerged{SurvivorLeadId: in.Survivor, AbsorbedLeadId: in.Absorbed, Reason: in.Reason}
-	return a.pairCommit(ctx, in, func(sHead, aHead *eventstore.Record) (*eventv1.Event, *eventv1.Event, error) {
-		sState, _ := headState(sHead)
-		aState, _ := headState(aHead)
-		if u := aHead.Event.GetLeadUnmerged(); u != nil && u.GetSurvivorLeadId() == in.Survivor {
-			return nil, nil, nil // unmerged already
+	return a.pairCommit(ctx, in, func(sRecs, aRecs []eventstore.Record) (sEvs, aEvs []*eventv1.Event, err error) {
+		sState, _ := stateOf(sRecs)
+		aState, _ := stateOf(aRecs)
+		aHead := aRecs[len(aRecs)-1]
+		if u := lastMergeEvent(aRecs).GetLeadUnmerged(); u != nil && u.GetSurvivorLeadId() == in.Survivor {
+			return nil, nil, nil // unmerged already (withdrawals it carried back may follow)
 		}
 		merged := aHead.Event.GetLeadMerged()
 		if aState.Status != lifecycle.StatusMerged || merged.GetSurvivorLeadId() != in.Survivor {
@@ -132,21 +175,44 @@ func (a *App) UnmergeLeads(ctx context.Context, in MergeLeads, meta envelope.Met
 		if err != nil {
 			return nil, nil, survivorErr(lifecycle.Unmerge, in.Survivor, err)
 		}
-		before, err := a.leads.Get(ctx, aHead.Event.GetVersionBefore())
-		if err != nil {
-			return nil, nil, fmt.Errorf("state of %s before its merge: %w", in.Absorbed, err)
+		if len(aRecs) < 2 {
+			return nil, nil, fmt.Errorf("state of %s before its merge: no event before its LeadMerged", in.Absorbed)
 		}
 		// The state before the merge, as the absorbed lead's own event
 		// before its LeadMerged recorded it.
-		prior := lifecycle.FromProto(before.Event.GetLifecycle())
+		prior := lifecycle.FromProto(aRecs[len(aRecs)-2].Event.GetLifecycle())
 		absorbed, _, err := a.leadEvent(in.Absorbed, aState, lifecycle.Command{
 			Name: lifecycle.Unmerge, Reason: in.Reason, Status: prior.Status, Owner: prior.Owner, Due: prior.Deadline,
 		}, payload, meta, a.now())
 		if err != nil {
 			return nil, nil, fmt.Errorf("absorbed lead %s: %w", in.Absorbed, err)
 		}
-		return survivor, absorbed, nil
+		// A withdrawal the survivor heard while merged may have come from
+		// the absorbed lead's person: it goes back with the lead.
+		since := 0
+		for i, r := range sRecs {
+			if m := r.Event.GetLeadMerged(); m.GetAbsorbedLeadId() == in.Absorbed {
+				since = i
+			}
+		}
+		heard, _ := fold(in.Survivor, sRecs[since:])
+		own, _ := fold(in.Absorbed, aRecs)
+		back, err := a.withdrawals(in.Absorbed, lifecycle.FromProto(absorbed.GetLifecycle()), heard.Consents, own.Consents, meta)
+		if err != nil {
+			return nil, nil, fmt.Errorf("absorbed lead %s: %w", in.Absorbed, err)
+		}
+		return []*eventv1.Event{survivor}, append([]*eventv1.Event{absorbed}, back...), nil
 	})
+}
+
+// lastMergeEvent is a lead's last LeadMerged or LeadUnmerged, nil if none.
+func lastMergeEvent(recs []eventstore.Record) *eventv1.Event {
+	for i := len(recs) - 1; i >= 0; i-- {
+		if ev := recs[i].Event; ev.GetLeadMerged() != nil || ev.GetLeadUnmerged() != nil {
+			return ev
+		}
+	}
+	return nil
 }
 
 func checkPair(in MergeLeads) error {
@@ -164,34 +230,36 @@ func checkPair(in MergeLeads) error {
 	return invalid(v)
 }
 
-// pairCommit reads both leads' last events, lets decide make one event
-// for each (none: already done), and appends both in one atomic commit,
-// deciding again after a lost race.
-func (a *App) pairCommit(ctx context.Context, in MergeLeads, decide func(survivor, absorbed *eventstore.Record) (*eventv1.Event, *eventv1.Event, error)) (Merged, error) {
+// pairCommit reads both leads, lets decide make the events for each (none:
+// already done), and appends them in one atomic commit, deciding again
+// after a lost race.
+func (a *App) pairCommit(ctx context.Context, in MergeLeads, decide func(survivor, absorbed []eventstore.Record) ([]*eventv1.Event, []*eventv1.Event, error)) (Merged, error) {
 	for attempt := range maxRaces {
-		sHead, err := a.leads.Head(ctx, in.Survivor)
+		sRecs, err := a.leads.Load(ctx, in.Survivor)
 		if err != nil {
 			return Merged{}, err
 		}
-		aHead, err := a.leads.Head(ctx, in.Absorbed)
+		aRecs, err := a.leads.Load(ctx, in.Absorbed)
 		if err != nil {
 			return Merged{}, err
 		}
-		for id, h := range map[string]*eventstore.Record{in.Survivor: sHead, in.Absorbed: aHead} {
-			if h == nil {
+		for id, recs := range map[string][]eventstore.Record{in.Survivor: sRecs, in.Absorbed: aRecs} {
+			if len(recs) == 0 {
 				return Merged{}, fmt.Errorf("lead %s: %w", id, ErrNotFound)
 			}
 		}
-		sEv, aEv, err := decide(sHead, aHead)
+		_, sSeq := stateOf(sRecs)
+		_, aSeq := stateOf(aRecs)
+		sEvs, aEvs, err := decide(sRecs, aRecs)
 		if err != nil {
 			return Merged{}, err
 		}
-		if sEv == nil {
-			return Merged{Survivor: sHead.Seq, Absorbed: aHead.Seq, Replayed: true}, nil
+		if len(sEvs) == 0 {
+			return Merged{Survivor: sSeq, Absorbed: aSeq, Replayed: true}, nil
 		}
 		vs, err := a.leads.Commit(ctx,
-			LeadAppend{LeadID: in.Survivor, Expected: sHead.Seq, Events: []*eventv1.Event{sEv}},
-			LeadAppend{LeadID: in.Absorbed, Expected: aHead.Seq, Events: []*eventv1.Event{aEv}})
+			LeadAppend{LeadID: in.Survivor, Expected: sSeq, Events: sEvs},
+			LeadAppend{LeadID: in.Absorbed, Expected: aSeq, Events: aEvs})
 		if errors.Is(err, eventstore.ErrConflict) {
 			if err := eventstore.AfterConflict(ctx, attempt); err != nil {
 				return Merged{}, err

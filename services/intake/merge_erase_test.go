@@ -1,0 +1,150 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
+)
+
+const (
+	emailChannel = eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL
+	phoneChannel = eventv1.ConsentChannel_CONSENT_CHANNEL_PHONE
+	granted      = eventv1.ConsentStatus_CONSENT_STATUS_GRANTED
+	withdrawn    = eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN
+)
+
+func consentOf(l *intakev1.Lead, ch eventv1.ConsentChannel) eventv1.ConsentStatus {
+	for _, c := range l.GetConsents() {
+		if c.GetChannel() == ch {
+			return c.GetStatus()
+		}
+	}
+	return eventv1.ConsentStatus_CONSENT_STATUS_UNSPECIFIED
+}
+
+func (e *env) setConsent(t *testing.T, leadID string, ch eventv1.ConsentChannel, st eventv1.ConsentStatus) {
+	t.Helper()
+	if _, err := e.client.SetConsent(ctxT(t), &intakev1.SetConsentRequest{LeadId: leadID, Source: "preference-center",
+		Consent: &eventv1.Consent{Channel: ch, Status: st}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A person who withdrew on one of their leads has withdrawn: merging that
+// lead away must not bring the other lead's grant back.
+func TestMergeKeepsAWithdrawalOfTheAbsorbedLead(t *testing.T) {
+	e := start(t)
+	ctx := ctxT(t)
+	keeper := e.capture(t, lead("keeper@c.example")).GetLeadId()
+	dupe := e.capture(t, lead("dupe@c.example")).GetLeadId()
+	for _, id := range []string{keeper, dupe} {
+		e.setConsent(t, id, emailChannel, granted)
+		e.setConsent(t, id, phoneChannel, granted)
+	}
+	e.setConsent(t, dupe, emailChannel, withdrawn)
+	m, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: keeper, AbsorbedLeadId: dupe, Reason: "same person"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := e.getLead(t, keeper)
+	if consentOf(s, emailChannel) != withdrawn || consentOf(s, phoneChannel) != granted {
+		t.Fatalf("survivor's consents after the merge: %v, want email withdrawn, phone still granted", s.GetConsents())
+	}
+	tl := e.timeline(t, keeper)
+	if last := tl[len(tl)-1]; last.GetConsentChanged().GetSource() != "merge" || m.GetSurvivorVersion() == 0 {
+		t.Fatalf("survivor's last event %v, want the withdrawal the merge carried over", last)
+	}
+	// Merging again is still a no-op.
+	before := e.counts(t)
+	if again, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: keeper, AbsorbedLeadId: dupe, Reason: "same person"}); err != nil || !again.GetReplayed() {
+		t.Fatalf("merging again: %v %v", again, err)
+	}
+	e.assertCounts(t, before)
+}
+
+// An unmerge gives the absorbed lead back a withdrawal the survivor heard
+// while merged (it may have been its person's), not one from before.
+func TestUnmergeGivesBackAWithdrawalHeardWhileMerged(t *testing.T) {
+	e := start(t)
+	ctx := ctxT(t)
+	keeper := e.capture(t, lead("keeper2@c.example")).GetLeadId()
+	dupe := e.capture(t, lead("dupe2@c.example")).GetLeadId()
+	for _, id := range []string{keeper, dupe} {
+		e.setConsent(t, id, emailChannel, granted)
+	}
+	e.setConsent(t, dupe, phoneChannel, granted)
+	e.setConsent(t, keeper, phoneChannel, withdrawn) // the keeper's own, before the merge
+	pair := &intakev1.MergeLeadsRequest{SurvivorLeadId: keeper, AbsorbedLeadId: dupe, Reason: "same person?"}
+	if _, err := e.client.MergeLeads(ctx, pair); err != nil {
+		t.Fatal(err)
+	}
+	e.setConsent(t, dupe, emailChannel, withdrawn) // sent to the absorbed id: lands on the survivor
+	unmerge := &intakev1.UnmergeLeadsRequest{SurvivorLeadId: keeper, AbsorbedLeadId: dupe, Reason: "two people"}
+	if _, err := e.client.UnmergeLeads(ctx, unmerge); err != nil {
+		t.Fatal(err)
+	}
+	d := e.getLead(t, dupe)
+	if consentOf(d, emailChannel) != withdrawn || consentOf(d, phoneChannel) != granted {
+		t.Fatalf("absorbed lead's consents after the unmerge: %v, want email withdrawn (heard while merged), phone granted", d.GetConsents())
+	}
+	before := e.counts(t)
+	if again, err := e.client.UnmergeLeads(ctx, unmerge); err != nil || !again.GetReplayed() {
+		t.Fatalf("unmerging again: %v %v", again, err)
+	}
+	e.assertCounts(t, before)
+}
+
+// The refusal to erase a lead deep in a chain names the lead to erase:
+// the chain's top, not the next lead up, which is merged too.
+func TestErasingAChainsBottomNamesItsTop(t *testing.T) {
+	e := start(t)
+	ctx := ctxT(t)
+	a := e.capture(t, lead("ca@c.example")).GetLeadId()
+	b := e.capture(t, lead("cb@c.example")).GetLeadId()
+	c := e.capture(t, lead("cc@c.example")).GetLeadId()
+	for _, m := range [][2]string{{a, b}, {c, a}} {
+		if _, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: m[0], AbsorbedLeadId: m[1], Reason: "x"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := e.counts(t)
+	_, err := e.client.EraseLead(ctx, &intakev1.EraseLeadRequest{LeadId: b, Reason: "request"})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "merged into "+a) || !strings.Contains(err.Error(), "erase "+c) {
+		t.Fatalf("erasing the bottom of a chain: %v, want FailedPrecondition naming %s to erase", err, c)
+	}
+	e.assertCounts(t, before)
+}
+
+// A submission whose key never reached the vault opens for nobody; an
+// erasure goes on without it rather than failing for good.
+func TestErasureGoesOnPastASubmissionWithoutItsKey(t *testing.T) {
+	e := start(t)
+	ctx := ctxT(t)
+	id := e.capture(t, lead("lost@k.example")).GetLeadId()
+	k, err := e.vault(t).NewKey(id) // never stored
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := k.Seal([]byte{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl := e.timeline(t, id)
+	e.appendRaw(t, &eventv1.Event{LeadId: id, EventType: "LeadResubmitted", Lifecycle: tl[len(tl)-1].GetLifecycle(),
+		Payload: &eventv1.Event_LeadResubmitted{LeadResubmitted: &eventv1.LeadResubmitted{SealedPersonal: sealed, MatchedBy: "email"}}})
+	if _, err := e.client.EraseLead(ctx, &intakev1.EraseLeadRequest{LeadId: id, Reason: "request"}); err != nil {
+		t.Fatalf("erasing a lead with a submission whose key is lost: %v", err)
+	}
+	if got := e.getLead(t, id); got.GetLifecycle().GetStatus() != eventv1.LeadStatus_LEAD_STATUS_ERASED {
+		t.Fatalf("lead is %v, want ERASED", got.GetLifecycle().GetStatus())
+	}
+	// Its first submission's email was released: the person is new again.
+	if again := e.capture(t, lead("lost@k.example")); again.GetLeadId() == id || again.GetOutcome() != intakev1.CaptureOutcome_CAPTURE_OUTCOME_CREATED {
+		t.Fatalf("capture after the erasure: %v, want a new lead", again)
+	}
+}
