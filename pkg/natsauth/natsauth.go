@@ -42,6 +42,9 @@ const (
 	HandoffTimerPrefix   = "handoff.timer"
 	NurtureTimers        = "NURTURE_TIMERS"
 	NurtureTimerPrefix   = "nurture.timer"
+	IntakeTimers         = "INTAKE_TIMERS"
+	IntakeTimerPrefix    = "intake.timer"
+	IntakeTimerGroup     = "intake-timers"
 	HandoffLoads         = "HANDOFF_LOAD"
 	QualificationGroup   = "qualification"
 	HandoffGroup         = "handoff"
@@ -251,12 +254,12 @@ func (p *perms) revocations(owner, writer bool) {
 
 // timers: a pkg/timer stream: schedules published (not fired copies,
 // which only the server writes), fired copies consumed by the service's
-// timer group.
-func (p *perms) timers(stream, prefix, group string) {
+// timer group of partitions durables.
+func (p *perms) timers(stream, prefix, group string, partitions int) {
 	p.ensure(stream)
 	p.read(stream)
 	p.publish(prefix + ".at.>")
-	p.group(stream, group, eventstore.Partitions)
+	p.group(stream, group, partitions)
 }
 
 func intake() Role {
@@ -264,6 +267,7 @@ func intake() Role {
 	p.leadStream(true)
 	p.publish("lead.>", "claim.>", "campaign.>")
 	p.vault(true)
+	p.timers(IntakeTimers, IntakeTimerPrefix, IntakeTimerGroup, 1)
 	p.revocations(true, false)
 	return p.role()
 }
@@ -286,7 +290,7 @@ func handoff() Role {
 	p.leadStream(false)
 	p.publish("lead.>", "model.>", "claim.>")
 	p.group(eventstore.DefaultStream, HandoffGroup, eventstore.Partitions)
-	p.timers(HandoffTimers, HandoffTimerPrefix, HandoffTimerGroup)
+	p.timers(HandoffTimers, HandoffTimerPrefix, HandoffTimerGroup, eventstore.Partitions)
 	p.kv(HandoffLoads, true)
 	// The handoff brief opens the lead's sealed contact data: read only.
 	p.vault(false)
@@ -300,7 +304,7 @@ func nurture() Role {
 	p.scan(eventstore.DefaultStream) // the lost-lead index reads the whole stream
 	p.publish("lead.>", "model.>", "claim.>")
 	p.group(eventstore.DefaultStream, NurtureGroup, eventstore.Partitions)
-	p.timers(NurtureTimers, NurtureTimerPrefix, NurtureTimerGroup)
+	p.timers(NurtureTimers, NurtureTimerPrefix, NurtureTimerGroup, eventstore.Partitions)
 	// The no-lost-lead check reads every group's progress, members and
 	// dead letters, and re-drives them.
 	m := consume.DefaultMembersBucket
@@ -327,7 +331,7 @@ func projector() Role {
 func operator() Role {
 	p := newRole(Operator)
 	p.publish(api+"STREAM.NAMES", api+"STREAM.LIST", "deadletter.request.>")
-	for _, s := range []string{eventstore.DefaultStream, consume.DefaultDeadLetterStream, HandoffTimers, NurtureTimers,
+	for _, s := range []string{eventstore.DefaultStream, consume.DefaultDeadLetterStream, HandoffTimers, NurtureTimers, IntakeTimers,
 		"KV_" + consume.DefaultMembersBucket, "KV_" + HandoffLoads} {
 		p.publish(api+"STREAM.INFO."+s, api+"CONSUMER.NAMES."+s, api+"CONSUMER.LIST."+s)
 		p.read(s)

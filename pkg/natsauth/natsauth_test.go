@@ -141,19 +141,19 @@ func TestNoRoleDeletesOrPurgesAStream(t *testing.T) {
 	n := testenv.StartNATSWithUsers(t)
 	setup(t, n)
 	streams := []string{eventstore.DefaultStream, "KV_" + natsauth.KeysBucket, consume.DefaultDeadLetterStream}
-	for _, s := range []string{natsauth.HandoffTimers, natsauth.NurtureTimers, consume.DefaultDeadLetterStream} {
+	for _, s := range []string{natsauth.HandoffTimers, natsauth.NurtureTimers, natsauth.IntakeTimers, consume.DefaultDeadLetterStream} {
 		if _, err := n.JS.CreateStream(context.Background(), jetstream.StreamConfig{Name: s, Subjects: []string{strings.ToLower(s) + ".>"}}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	streams = append(streams, natsauth.HandoffTimers, natsauth.NurtureTimers)
+	streams = append(streams, natsauth.HandoffTimers, natsauth.NurtureTimers, natsauth.IntakeTimers)
 	for _, r := range natsauth.Roles() {
 		t.Run(r.Name, func(t *testing.T) {
 			_, nc, refused := connectAs(t, n, r.Name)
 			for _, s := range streams {
 				try(t, nc, "$JS.API.STREAM.DELETE."+s, "")
 				refused.expect(t, "$JS.API.STREAM.DELETE."+s)
-				if s == consume.DefaultDeadLetterStream && r.Name != natsauth.Operator && r.Name != natsauth.Intake {
+				if s == consume.DefaultDeadLetterStream && r.Name != natsauth.Operator {
 					continue // consumer groups purge their released dead letters by subject
 				}
 				try(t, nc, "$JS.API.STREAM.PURGE."+s, "")

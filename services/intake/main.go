@@ -43,6 +43,11 @@ type Config struct {
 	// httpReady, if set, is told the HTTP/JSON API's address, nil when
 	// it is off (tests).
 	httpReady func(net.Addr)
+	// finishEraseAfter replaces app.FinishEraseAfter, and afterErased is
+	// called after each LeadErased is stored, before its keys are
+	// shredded (tests).
+	finishEraseAfter time.Duration
+	afterErased      func(leadID string)
 }
 
 func main() {

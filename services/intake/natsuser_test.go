@@ -6,6 +6,7 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/natsauth"
 	"github.com/leadflow/leadflow/pkg/testenv"
+	"github.com/leadflow/leadflow/services/intake/adapters"
 )
 
 // startAsUser runs intake as its own NATS user (pkg/natsauth) on a server
@@ -25,6 +26,12 @@ func startAsUser(t testing.TB) *env {
 // TestAsItsNATSUser runs captures, the bulk import, erasure (shredding
 // keys by message delete) and export with intake's permissions only.
 func TestAsItsNATSUser(t *testing.T) {
+	for have, want := range map[string]string{adapters.TimerStream.Name: natsauth.IntakeTimers,
+		adapters.TimerStream.Prefix: natsauth.IntakeTimerPrefix, adapters.TimerGroup: natsauth.IntakeTimerGroup} {
+		if have != want {
+			t.Fatalf("%q here, %q in the NATS permissions", have, want)
+		}
+	}
 	t.Run("CaptureAndReadBack", func(t *testing.T) { testCaptureAndReadBackFromTheStream(t, startAsUser) })
 	t.Run("BulkImport", func(t *testing.T) { testBulkImport(t, startAsUser) })
 	t.Run("EraseAndExport", func(t *testing.T) { testEraseAndExport(t, startAsUser) })

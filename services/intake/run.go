@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/leadflow/leadflow/pkg/auth"
 	"github.com/leadflow/leadflow/pkg/config"
+	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
 	"github.com/leadflow/leadflow/pkg/grpcserver"
@@ -78,8 +80,15 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	if len(readMasters) > 0 {
 		go rewrap(ctx, keys, log)
 	}
+	if err := adapters.TimerStream.Ensure(ctx, js, cfg.Replicas); err != nil {
+		return err
+	}
 	store := eventstore.New(js, cfg.Stream)
-	a := app.New(adapters.NewLeads(store), adapters.NewCampaigns(store), keys, app.WithLogger(log))
+	opts := []app.Option{app.WithLogger(log), app.WithLater(adapters.NewLater(js, 0), cfg.finishEraseAfter)}
+	if cfg.afterErased != nil {
+		opts = append(opts, app.WithAfterErased(cfg.afterErased))
+	}
+	a := app.New(adapters.NewLeads(store), adapters.NewCampaigns(store), keys, opts...)
 
 	srv, err := grpcserver.ForService(ctx, log, js, cfg.AuthKeys, cfg.TLS)
 	if err != nil {
@@ -102,10 +111,31 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	if ready != nil {
 		ready(lis.Addr())
 	}
-	err = srv.Serve(ctx, lis, cfg.Grace)
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	part := func(i int, f func() error) {
+		wg.Go(func() {
+			if errs[i] = f(); errs[i] != nil {
+				stop(errs[i])
+			}
+		})
+	}
+	part(0, func() error {
+		// Rare (erasures), and idempotent whatever their order: one
+		// partition, few workers, in whichever replica holds it.
+		return consume.Run(ctx, js, consume.Config{
+			Stream: adapters.TimerStream.Name, Group: adapters.TimerGroup,
+			Partitions: 1, Filter: adapters.FiredTimers, Key: adapters.TimerStream.LeadID,
+			Workers: 4, ShutdownGrace: cfg.Grace, Logger: log,
+		}, ports.Timers(a, log))
+	})
+	part(1, func() error { return srv.Serve(ctx, lis, cfg.Grace) })
+	wg.Wait()
 	// Flush what the connection still buffers before closing it.
 	if derr := nc.Drain(); derr != nil && !errors.Is(derr, context.Canceled) {
 		log.Warn("nats drain", "err", derr)
 	}
-	return err
+	return errors.Join(errs...)
 }

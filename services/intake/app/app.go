@@ -6,6 +6,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"time"
@@ -142,7 +143,25 @@ type App struct {
 	now       func() time.Time
 	log       *slog.Logger
 	known     knownSet
+	later     Later
+	// finishAfter is when a cut-short erasure is finished; afterErased
+	// is told of each LeadErased stored (tests).
+	finishAfter time.Duration
+	afterErased func(leadID string)
 }
+
+// Later runs the part of a command after its commit point again a while
+// later, in whichever replica, so that a crash between the two does not
+// leave it undone until someone repeats the command: today an erasure's
+// releases and shredding (FinishErase).
+type Later interface {
+	// FinishErase has FinishErase(leadID) called at at, once; asking
+	// again replaces the time.
+	FinishErase(ctx context.Context, leadID string, at time.Time) error
+}
+
+// FinishEraseTimer names, in a fired timer, the erasure to finish.
+const FinishEraseTimer = "finish-erase"
 
 // Option configures an App.
 type Option func(*App)
@@ -152,6 +171,17 @@ func WithClock(now func() time.Time) Option { return func(a *App) { a.now = now 
 
 // WithPolicy sets the SLA policy deadlines come from.
 func WithPolicy(p lifecycle.Policy) Option { return func(a *App) { a.policy = p } }
+
+// WithLater sets what finishes a command cut short after its commit
+// point, and how long after an erasure it finishes it (0:
+// FinishEraseAfter).
+func WithLater(l Later, finishAfter time.Duration) Option {
+	return func(a *App) { a.later, a.finishAfter = l, cmp.Or(finishAfter, FinishEraseAfter) }
+}
+
+// WithAfterErased calls f after each LeadErased is stored, before the
+// keys are shredded (tests: a crash there).
+func WithAfterErased(f func(leadID string)) Option { return func(a *App) { a.afterErased = f } }
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(a *App) { a.log = l } }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -72,13 +73,7 @@ func (a *App) erase(ctx context.Context, leadID, survivor, reason string, meta e
 		state, version := stateOf(recs)
 		view, subs := fold(leadID, recs)
 		if state.Status == lifecycle.StatusErased {
-			var released []*eventv1.Identity
-			for _, r := range recs {
-				if e := r.Event.GetLeadErased(); e != nil {
-					released = e.GetReleased()
-				}
-			}
-			return Written{Version: version, Replayed: true}, a.finishErase(ctx, leadID, released, sealedKeyIDs(recs), recs[len(recs)-1].Event.GetEventId())
+			return Written{Version: version, Replayed: true}, a.finishRecorded(ctx, leadID, recs)
 		}
 		switch {
 		case survivor != "" && view.MergedInto != survivor:
@@ -105,6 +100,13 @@ func (a *App) erase(ctx context.Context, leadID, survivor, reason string, meta e
 		if err != nil {
 			return Written{}, err
 		}
+		if a.later != nil {
+			// Before the commit point: a crash after it leaves the keys
+			// to this, not to a repeat nobody may send.
+			if err := a.later.FinishErase(ctx, leadID, a.now().Add(a.finishAfter)); err != nil {
+				return Written{}, err
+			}
+		}
 		nv, err := a.leads.Append(ctx, leadID, version, ev)
 		if errors.Is(err, eventstore.ErrConflict) {
 			if err := eventstore.AfterConflict(ctx, attempt); err != nil {
@@ -114,6 +116,9 @@ func (a *App) erase(ctx context.Context, leadID, survivor, reason string, meta e
 		}
 		if err != nil {
 			return Written{}, err
+		}
+		if a.afterErased != nil {
+			a.afterErased(leadID)
 		}
 		// recs is the whole history before LeadErased: the append
 		// checked it, so every key it names is here.
@@ -146,6 +151,42 @@ func (a *App) mergedErasable(ctx context.Context, leadID, survivor string, state
 	}
 	return &lifecycle.RefusedError{Command: lifecycle.Erase, Status: state.Status,
 		Reason: fmt.Sprintf("lead is merged into %s, which holds what was captured of this person since: erase %s (the leads merged into it go with it), or unmerge first", survivor, top)}
+}
+
+// FinishEraseAfter is how long after an erasure's commit its releases and
+// shredding are done again, in case it was cut short: long past the time
+// they take.
+const FinishEraseAfter = time.Minute
+
+// FinishErase finishes the erasure of a lead that was cut short after its
+// LeadErased (the releases and shredding are idempotent, so one that
+// finished costs only reads). A lead that is not erased, an erasure that
+// lost its race or never got there, is left alone.
+func (a *App) FinishErase(ctx context.Context, leadID string) error {
+	recs, err := a.leads.Load(ctx, leadID)
+	if err != nil {
+		return err
+	}
+	if st, _ := stateOf(recs); st.Status != lifecycle.StatusErased {
+		return nil
+	}
+	return a.finishRecorded(ctx, leadID, recs)
+}
+
+// finishRecorded finishes an erasure recorded in recs.
+func (a *App) finishRecorded(ctx context.Context, leadID string, recs []eventstore.Record) error {
+	var (
+		released []*eventv1.Identity
+		eventID  string
+	)
+	for _, r := range recs {
+		if e := r.Event.GetLeadErased(); e != nil {
+			released, eventID = e.GetReleased(), r.Event.GetEventId()
+		}
+	}
+	// Named as the erasure's first try named them, so a release it
+	// stored whose answer was lost is found, not written twice.
+	return a.finishErase(ctx, leadID, released, sealedKeyIDs(recs), eventID)
 }
 
 // identitiesOf is every identity a lead's submissions name: each email
