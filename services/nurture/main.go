@@ -50,6 +50,9 @@ type Config struct {
 	// afterAppend, if set, is called after each lead event nurture
 	// appends (tests stop the process there).
 	afterAppend func(*eventv1.Event)
+	// shortestProgram, if set, replaces program.MinDuration (tests run
+	// programs for seconds).
+	shortestProgram time.Duration
 
 	// httpReady, if set, is told the HTTP/JSON API's address, nil when
 	// it is off (tests).

@@ -4,11 +4,13 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	nurturev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/nurture/v1"
@@ -146,6 +148,11 @@ func TestBadInputWritesNothing(t *testing.T) {
 			&eventv1.NurtureEntryRule{RuleId: "b", ScoreBand: &eventv1.NurtureScoreBand{Min: 40, Max: 90}})),
 			codes.InvalidArgument, "program.entry_rules[1]", "score 40 to 50"},
 		{"no duration", putReq(&eventv1.NurtureProgram{ProgramId: "x", Name: "X"}), codes.InvalidArgument, "program.duration", "required"},
+		// It would send each lead out and in again every second, for good.
+		{"a program of a second", putReq(&eventv1.NurtureProgram{ProgramId: "x", Name: "X", Duration: durationpb.New(time.Second)}),
+			codes.InvalidArgument, "program.duration", "between 1 day and"},
+		{"a program of an hour", putReq(&eventv1.NurtureProgram{ProgramId: "x", Name: "X", Duration: durationpb.New(time.Hour)}),
+			codes.InvalidArgument, "program.duration", "between 1 day and"},
 		{"reject reasons without REJECTED", putReq(withRule(&eventv1.NurtureEntryRule{RuleId: "a", Causes: []eventv1.RecycleCause{lostCause},
 			RejectReasons: []eventv1.RejectReason{eventv1.RejectReason_REJECT_REASON_NO_BUDGET}})), codes.InvalidArgument, "program.entry_rules[0].reject_reasons", "REJECTED"},
 		{"score band upside down", putReq(withRule(&eventv1.NurtureEntryRule{RuleId: "a", Causes: []eventv1.RecycleCause{lostCause},

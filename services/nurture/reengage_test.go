@@ -92,7 +92,7 @@ func TestReengagementAndProgramEnd(t *testing.T) { testReengagementAndProgramEnd
 
 func testReengagementAndProgramEnd(t *testing.T, newWorld func(testing.TB) *world) {
 	w := newWorld(t)
-	s := w.start(t)
+	s := w.start(t, func(c *Config) { c.shortestProgram = time.Second }) // for the sprint
 	put(t, s.client, &eventv1.NurtureProgram{ProgramId: "later", Name: "Later", Duration: days(30),
 		ExitRules: &eventv1.NurtureExitRules{ReengageOn: []eventv1.ActivityType{demo}}})
 	put(t, s.client, &eventv1.NurtureProgram{ProgramId: "webinars", Name: "Webinar series", Duration: days(45),
@@ -285,4 +285,96 @@ func TestReengagedLeadQualifiesAgainWithQualification(t *testing.T) {
 	if !slices.Equal(path, want) {
 		t.Fatalf("journey %v, want %v", path, want)
 	}
+}
+
+// Interest the program counts that comes while a re-engagement waits for
+// its score, or after the re-score sent the lead out of its program and
+// before it is enrolled again, is in no score: it re-engages the lead
+// once more (a demo request after a webinar must not wait 45 days). What
+// a score has seen re-engages nobody twice.
+func TestInterestDuringTheRescoreIsHeard(t *testing.T) {
+	w := newWorld(t)
+	late := uuid.NewString() // gets a demo request right after its exit
+	var (
+		once    sync.Once
+		demoErr = make(chan error, 1)
+		demoEv  *eventv1.Event
+	)
+	s := w.start(t, func(c *Config) {
+		c.afterAppend = func(ev *eventv1.Event) {
+			if ev.GetLeadId() != late || ev.GetNurtureExited() == nil {
+				return
+			}
+			once.Do(func() {
+				// Before nurture enrols the lead again: its append races this.
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				var err error
+				demoEv, err = w.appendLead(ctx, lifecycle.DefaultPolicy(), late, lifecycle.Command{Name: lifecycle.RecordActivity},
+					&eventv1.ActivityRecorded{ActivityId: uuid.NewString(), Type: demo}, intakeActor)
+				demoErr <- err
+			})
+		}
+	})
+	put(t, s.client, &eventv1.NurtureProgram{ProgramId: "webinars", Name: "Webinar series", Duration: days(45),
+		EntryRules: []*eventv1.NurtureEntryRule{{RuleId: "smb", Causes: []eventv1.RecycleCause{rejected}, Segments: []string{"smb"}}},
+		ExitRules:  &eventv1.NurtureExitRules{ReengageOn: []eventv1.ActivityType{webinar, demo}}})
+	pending := uuid.NewString()
+	for _, l := range []string{pending, late} {
+		w.accepted(t, l, "smb", 30)
+		w.reject(t, l, eventv1.RejectReason_REJECT_REASON_NOT_READY, "smb")
+		w.nurtured(t, l)
+		w.activity(t, l, webinar)
+	}
+	// isDemo checks that re is the re-engagement by demo request d.
+	isDemo := func(t *testing.T, re, d *eventv1.Event) {
+		t.Helper()
+		if re.GetCausationId() != d.GetEventId() || re.GetLeadReengaged().GetActivityType() != demo {
+			t.Fatalf("re-engagement %v, want one caused by the demo request %s", re, d.GetEventId())
+		}
+	}
+
+	t.Run("while the re-score is pending", func(t *testing.T) {
+		re := ofType(w.waitFor(t, pending, "LeadReengaged", 1), "LeadReengaged")[0]
+		d := w.activity(t, pending, demo) // qualification scores re as of re: without it
+		w.scoreFor(t, pending, re, 35, false)
+		var evs []*eventv1.Event
+		eventually(t, 20*time.Second, func() bool {
+			evs = w.events(t, pending)
+			return len(ofType(evs, "LeadReengaged")) == 2 || len(ofType(evs, "NurtureEnrolled")) == 2
+		}, "lead %s: neither re-engaged nor enrolled again: %v", pending, func() any { return types(evs) })
+		if n := len(ofType(evs, "NurtureExited")); n != 0 {
+			t.Fatalf("the lead left its program before the demo request was scored: %v", types(evs))
+		}
+		again := ofType(evs, "LeadReengaged")[1]
+		isDemo(t, again, d)
+		// Its score, low too, sends the lead back to the program: once.
+		w.scoreFor(t, pending, again, 40, false)
+		w.waitFor(t, pending, "NurtureEnrolled", 2)
+		w.settle(t, group)
+		if evs := w.events(t, pending); len(ofType(evs, "LeadReengaged")) != 2 || len(ofType(evs, "NurtureEnrolled")) != 2 {
+			t.Fatalf("a scored activity re-engaged the lead again: %v", types(evs))
+		}
+	})
+	t.Run("between the exit and the enrolment", func(t *testing.T) {
+		re := ofType(w.waitFor(t, late, "LeadReengaged", 1), "LeadReengaged")[0]
+		w.scoreFor(t, late, re, 35, false)
+		select {
+		case err := <-demoErr:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("nurture did not exit the lead")
+		}
+		evs := w.waitFor(t, late, "LeadReengaged", 2)
+		isDemo(t, ofType(evs, "LeadReengaged")[1], demoEv)
+		var path []string
+		for _, ev := range evs[len(evs)-4:] {
+			path = append(path, ev.GetEventType())
+		}
+		if want := []string{"NurtureExited", "ActivityRecorded", "NurtureEnrolled", "LeadReengaged"}; !slices.Equal(path, want) {
+			t.Fatalf("path %v, want %v", path, want)
+		}
+	})
 }

@@ -48,6 +48,9 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	if cfg.afterAppend != nil {
 		opts = append(opts, app.WithAfterAppend(cfg.afterAppend))
 	}
+	if cfg.shortestProgram > 0 {
+		opts = append(opts, app.WithShortestProgram(cfg.shortestProgram))
+	}
 	a := app.New(adapters.NewLeads(store), adapters.NewPrograms(store), adapters.NewTimers(js, cfg.TimerTTL), index,
 		adapters.NewGroups(js, cfg.Stream, consume.DefaultDeadLetterStream), opts...)
 	events := ports.NewEvents(a, log)

@@ -163,6 +163,12 @@ func WithPolicy(p lifecycle.Policy) Option { return func(a *App) { a.policy = p 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(a *App) { a.log = l } }
 
+// WithShortestProgram accepts and runs programs as short as d instead of
+// program.MinDuration (tests watch programs end in seconds).
+func WithShortestProgram(d time.Duration) Option {
+	return func(a *App) { a.cat = a.cat.WithShortest(d) }
+}
+
 // WithAfterAppend calls f after each lead event nurture appends, before
 // anything else happens: tests use it to stop a process between two
 // steps.

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"slices"
 
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
@@ -40,8 +41,9 @@ type lead struct {
 	reengaged ref // the latest LeadReengaged
 	// reengagedScore is the LeadScored caused by reengaged, if any.
 	reengagedScore ref
-	// facts are the ActivityRecorded and LeadResubmitted events since the
-	// latest enrolment: what may re-engage it.
+	// facts are the ActivityRecorded and LeadResubmitted events nurture
+	// may not have judged yet: since the latest enrolment, or since the
+	// exit it follows (nobody judges what comes in between).
 	facts []ref
 	// byKey maps idempotency keys to the LeadRecycled they wrote.
 	byKey map[string]ref
@@ -88,7 +90,14 @@ func (l *lead) apply(recs ...eventstore.Record) {
 			}
 			l.steps = append(l.steps, x)
 		case *eventv1.Event_NurtureEnrolled:
-			l.enrolled, l.facts = x, nil
+			// Nurture exits a lead only once every fact before the exit is
+			// judged (nurtured); those after it are not yet, so they stay.
+			if l.exited.seq > l.recycled.seq {
+				l.facts = slices.DeleteFunc(l.facts, func(f ref) bool { return f.seq <= l.exited.seq })
+			} else {
+				l.facts = nil
+			}
+			l.enrolled = x
 			l.steps = append(l.steps, x)
 		case *eventv1.Event_NurtureExited:
 			l.exited = x

@@ -29,10 +29,12 @@ import (
 //     since: NurtureEnrolled, into the program the recycle names, the
 //     exit names, or the entry rules choose.
 //   - NURTURING, with an activity or re-submission since the enrolment
-//     that the program's exit rules count: LeadReengaged (qualification
-//     re-scores the lead).
-//   - NURTURING, re-engaged and re-scored below the threshold:
-//     NurtureExited back into the program, until its review date.
+//     (or the exit before it) that the program's exit rules count:
+//     LeadReengaged (qualification re-scores the lead).
+//   - NURTURING, re-engaged and re-scored below the threshold: another
+//     LeadReengaged if such a fact came after the re-engagement (its
+//     score did not see it), else NurtureExited back into the program,
+//     until its review date.
 //   - NURTURING past the review date without re-engagement: NurtureExited,
 //     then (RECYCLED again) NurtureEnrolled in the exit rules' next
 //     program with the next review date.
@@ -156,7 +158,7 @@ func (a *App) enrol(l *lead, cat *program.Catalog, anchor ref, now time.Time, me
 		}
 	}
 	if due.IsZero() {
-		due = now.Add(program.Duration(choice.Program))
+		due = now.Add(cat.Duration(choice.Program))
 	}
 	p := choice.Program
 	payload := &eventv1.NurtureEnrolled{ProgramId: p.GetProgramId(), ProgramRevision: p.GetRevision(), RuleId: choice.RuleID,
@@ -194,24 +196,21 @@ func (a *App) nurtured(l *lead, cat *program.Catalog, now time.Time, meta envelo
 		prog = p.Program
 	}
 	review := e.GetReviewAt().AsTime()
-	if l.reengaged.seq > l.enrolled.seq {
+	pending := l.reengaged.seq > l.enrolled.seq
+	if pending {
 		// Re-engaged: qualification re-scores the lead. Wait for that
 		// score; with no verdict in it, back to the program.
 		sc := l.reengagedScore.ev.GetLeadScored()
 		if sc == nil || sc.GetVerdict() != eventv1.ScoreVerdict_SCORE_VERDICT_NONE {
 			return nil, nil // not scored yet, or a verdict event follows
 		}
-		if now.Before(review) {
-			reason := fmt.Sprintf("re-engaged and re-scored %d, below the threshold %d: back to the program until its review", sc.GetTotal(), sc.GetThreshold())
-			return a.exit(l, prog, eventv1.NurtureExitCause_NURTURE_EXIT_CAUSE_NOT_QUALIFIED, reason, prog, review, l.reengagedScore.ev, now, meta)
-		}
-		return a.ended(l, cat, prog, l.reengagedScore.ev, now, meta)
 	}
-	after := max(l.enrolled.seq, l.reengaged.seq)
+	// Judge what no score has seen (facts after the latest re-engagement)
+	// before any exit: the enrolment after an exit keeps only later facts.
 	for i := len(l.facts) - 1; i >= 0; i-- {
 		f := l.facts[i]
-		if f.seq <= after {
-			break
+		if f.seq <= l.reengaged.seq {
+			break // scored already, with the re-engagement
 		}
 		switch x := f.ev.GetPayload().(type) {
 		case *eventv1.Event_ActivityRecorded:
@@ -224,7 +223,14 @@ func (a *App) nurtured(l *lead, cat *program.Catalog, now time.Time, meta envelo
 			}
 		}
 	}
-	if !now.Before(review) {
+	switch {
+	case pending && now.Before(review):
+		sc := l.reengagedScore.ev.GetLeadScored()
+		reason := fmt.Sprintf("re-engaged and re-scored %d, below the threshold %d: back to the program until its review", sc.GetTotal(), sc.GetThreshold())
+		return a.exit(l, prog, eventv1.NurtureExitCause_NURTURE_EXIT_CAUSE_NOT_QUALIFIED, reason, prog, review, l.reengagedScore.ev, now, meta)
+	case pending:
+		return a.ended(l, cat, prog, l.reengagedScore.ev, now, meta)
+	case !now.Before(review):
 		return a.ended(l, cat, prog, l.enrolled.ev, now, meta)
 	}
 	return nil, nil
@@ -246,7 +252,7 @@ func (a *App) ended(l *lead, cat *program.Catalog, prog *eventv1.NurtureProgram,
 		next = cat.Choose(l.key()).Program
 	}
 	reason := fmt.Sprintf("program %q ended without re-engagement", prog.GetProgramId())
-	return a.exit(l, prog, eventv1.NurtureExitCause_NURTURE_EXIT_CAUSE_ENDED, reason, next, now.Add(program.Duration(next)), cause, now, meta)
+	return a.exit(l, prog, eventv1.NurtureExitCause_NURTURE_EXIT_CAUSE_ENDED, reason, next, now.Add(cat.Duration(next)), cause, now, meta)
 }
 
 func (a *App) exit(l *lead, prog *eventv1.NurtureProgram, c eventv1.NurtureExitCause, reason string, next *eventv1.NurtureProgram, review time.Time,

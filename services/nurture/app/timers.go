@@ -45,26 +45,36 @@ func (a *App) ScheduleTimer(ctx context.Context, ev *eventv1.Event) error {
 }
 
 // ReviewDue acts on a fired timer: whatever the lead owes now (see
-// Reconcile). A timer that fired before its time (the server's schedules
-// count whole seconds) is scheduled again if it still stands.
+// Reconcile). A review that fired before its time (the server's schedules
+// count whole seconds) is scheduled again if it still stands. So is the
+// engagement slot while the lead is NEW before its deadline: the timer
+// may have come early, or from an older score's deadline (a redelivered
+// LeadScored after a newer one schedules its own), and at the lead's
+// deadline nothing else would fire.
 func (a *App) ReviewDue(ctx context.Context, t *eventv1.NurtureTimer, meta envelope.Meta) error {
-	if at := t.GetReviewAt().AsTime(); a.now().Before(at) {
-		l, err := a.load(ctx, t.GetLeadId())
-		if err != nil {
-			return err
-		}
-		switch id := t.GetTimerId(); {
-		case l.state.Status == lifecycle.StatusNurturing && l.enrolled.id() == id:
+	l, err := a.load(ctx, t.GetLeadId())
+	if err != nil {
+		return err
+	}
+	if l.version == 0 {
+		return nil // no such lead: the timer has nothing to wake
+	}
+	now := a.now()
+	switch id := t.GetTimerId(); {
+	case l.state.Status == lifecycle.StatusNew && now.Before(l.state.Deadline):
+		next := proto.CloneOf(t)
+		next.ReviewAt = timestamppb.New(l.state.Deadline)
+		return a.timers.Schedule(ctx, engageSlot, next)
+	case now.Before(t.GetReviewAt().AsTime()):
+		if l.state.Status == lifecycle.StatusNurturing && l.enrolled.id() == id {
 			return a.timers.Schedule(ctx, id, proto.CloneOf(t))
-		case l.state.Status == lifecycle.StatusNew && l.state.Deadline.Equal(at):
-			return a.timers.Schedule(ctx, engageSlot, proto.CloneOf(t))
 		}
 		return nil
 	}
 	if _, err := a.Reconcile(ctx, t.GetLeadId(), meta); !errors.Is(err, ErrNotFound) {
 		return err
 	}
-	return nil // no such lead: the timer has nothing to wake
+	return nil
 }
 
 // DecodeTimer decodes a fired timer.

@@ -33,11 +33,13 @@ type Catalog struct {
 	// subject's version, to append the next change at.
 	Seq     uint64
 	entries map[string]Entry
+	// shortest is the shortest program it accepts and runs.
+	shortest time.Duration
 }
 
 // New returns the catalog before any change: the built-ins.
 func New() *Catalog {
-	c := &Catalog{entries: map[string]Entry{}}
+	c := &Catalog{entries: map[string]Entry{}, shortest: MinDuration}
 	for _, p := range BuiltIns() {
 		c.entries[p.GetProgramId()] = Entry{Program: p, BuiltIn: true}
 	}
@@ -49,6 +51,21 @@ func (c *Catalog) Clone() *Catalog {
 	n := *c
 	n.entries = maps.Clone(c.entries)
 	return &n
+}
+
+// WithShortest returns a copy that accepts and runs programs as short as
+// d instead of MinDuration: tests watch programs end in seconds.
+func (c *Catalog) WithShortest(d time.Duration) *Catalog {
+	n := c.Clone()
+	n.shortest = d
+	return n
+}
+
+// Duration is how long a lead stays in p: its duration, but at least the
+// shortest the catalog accepts, should p be stored from when shorter
+// programs were accepted.
+func (c *Catalog) Duration(p *eventv1.NurtureProgram) time.Duration {
+	return max(Duration(p), c.shortest)
 }
 
 // Apply folds one recorded change, stored at stream sequence seq.
@@ -110,7 +127,7 @@ func (e *ValidationError) Error() string {
 // Errors: *ValidationError (p itself, an entry rule overlapping a rule of
 // another active program, an unknown or retired then_program_id).
 func (c *Catalog) Put(p *eventv1.NurtureProgram, by *eventv1.Actor) (ch *eventv1.NurtureProgramChanged, unchanged bool, err error) {
-	v := violations(Validate(p))
+	v := violations(validate(p, c.shortest))
 	if len(v) == 0 {
 		c.checkAgainst(&v, p)
 	}

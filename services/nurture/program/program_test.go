@@ -203,3 +203,25 @@ func TestCatalogPutAndRetire(t *testing.T) {
 		t.Fatalf("version %d seq %d", cat.Version, cat.Seq)
 	}
 }
+
+// A program shorter than MinDuration is refused: ending, it would send
+// its leads out and in again every few seconds. One stored when shorter
+// programs were accepted keeps its leads at least that long.
+func TestShortPrograms(t *testing.T) {
+	by := &eventv1.Actor{Id: "mia"}
+	p := &eventv1.NurtureProgram{ProgramId: "blink", Name: "Blink", Duration: durationpb.New(time.Second)}
+	cat := program.New()
+	var ve *program.ValidationError
+	if _, _, err := cat.Put(p, by); !errors.As(err, &ve) || len(ve.Violations) != 1 || ve.Violations[0].Field != "duration" {
+		t.Fatalf("put a program of a second: %v", err)
+	}
+	cat.Apply(1, time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC), &eventv1.NurtureProgramChanged{Version: 1, Program: p})
+	if d := cat.Duration(p); d != program.MinDuration {
+		t.Fatalf("a stored program of a second runs %v, want %v", d, program.MinDuration)
+	}
+	// Tests may run programs for seconds.
+	short := program.New().WithShortest(time.Second)
+	if _, _, err := short.Put(p, by); err != nil || short.Duration(p) != time.Second {
+		t.Fatalf("with the shortest at a second: %v, %v", err, short.Duration(p))
+	}
+}

@@ -39,7 +39,10 @@ func CheckID(id string) string {
 
 // Limits on a program.
 const (
-	MinDuration = time.Second
+	// MinDuration keeps programs at a marketer's pace: a program that ends
+	// enrols its leads again at once (in itself, or its then_program_id),
+	// and the stream keeps every event for good.
+	MinDuration = day
 	MaxDuration = 3 * 366 * day
 	maxName     = 100
 	maxText     = 1000
@@ -50,7 +53,10 @@ const (
 // Validate checks a program on its own: every field, and that no two of
 // its entry rules match the same lead. Revision and retired are assigned
 // by the service and must be unset.
-func Validate(p *eventv1.NurtureProgram) []Violation {
+func Validate(p *eventv1.NurtureProgram) []Violation { return validate(p, MinDuration) }
+
+// validate is Validate with programs as short as shortest allowed.
+func validate(p *eventv1.NurtureProgram, shortest time.Duration) []Violation {
 	var v violations
 	if p == nil {
 		v.add("", "is required")
@@ -70,8 +76,15 @@ func Validate(p *eventv1.NurtureProgram) []Violation {
 	switch d := p.GetDuration(); {
 	case d == nil:
 		v.add("duration", "is required")
-	case d.CheckValid() != nil || d.AsDuration() < MinDuration || d.AsDuration() > MaxDuration:
-		v.add("duration", "must be between %s and %d days", MinDuration, MaxDuration/day)
+	case d.CheckValid() != nil || d.AsDuration() < shortest || d.AsDuration() > MaxDuration:
+		low := shortest.String()
+		switch {
+		case shortest == day:
+			low = "1 day"
+		case shortest%day == 0:
+			low = fmt.Sprintf("%d days", shortest/day)
+		}
+		v.add("duration", "must be between %s and %d days", low, MaxDuration/day)
 	}
 	if n := len(p.GetEntryRules()); n > maxRules {
 		v.add("entry_rules", "has %d rules, at most %d", n, maxRules)
