@@ -19,6 +19,8 @@ const (
 	RedriveRedriven
 	RedriveWritten
 	RedriveNotFound
+	RedriveRedrivenAndWritten
+	RedriveFailed
 )
 
 // Redriven is one lead's re-drive.
@@ -29,6 +31,8 @@ type Redriven struct {
 	Groups []string
 	// EventTypes are the events nurture wrote for it.
 	EventTypes []string
+	// Err is why it failed (RedriveFailed).
+	Err error
 }
 
 // maxRedrive bounds the leads of one call.
@@ -41,9 +45,11 @@ const maxRedrive = 1000
 // the steps it owes (Reconcile), which is how a lead that a consumer
 // passed over is recycled and enrolled after all.
 //
-// Errors: *ValidationError (lead_ids), *PoisonError (a lead's recycle
-// still names a program that does not exist), store errors. Leads before
-// the failing one are done.
+// A lead whose re-drive fails (a recycle naming a program that does not
+// exist, a lost race) is answered RedriveFailed with its error, and the
+// others are still re-driven: one poison lead must not hold back the
+// rest. Errors: *ValidationError (lead_ids), the dead letters' listing,
+// and ctx's own.
 func (a *App) RedriveLeads(ctx context.Context, ids []string, meta envelope.Meta) ([]Redriven, error) {
 	var v violations
 	if len(ids) == 0 || len(ids) > maxRedrive {
@@ -66,35 +72,56 @@ func (a *App) RedriveLeads(ctx context.Context, ids []string, meta envelope.Meta
 			continue
 		}
 		done[id] = true
-		r := Redriven{LeadID: id, Action: RedriveNone}
-		for _, d := range dls {
-			if d.Key != id || slices.Contains(r.Groups, d.Group) {
-				continue
-			}
-			err := a.groups.Redrive(ctx, d.Group, id, d.StreamSeq)
-			if errors.Is(err, consume.ErrNotFound) || errors.Is(err, consume.ErrOtherDeadLetter) {
-				continue // re-driven meanwhile, or only parked events left: the owner releases them
-			}
-			if err != nil {
+		r := a.redrive(ctx, id, dls, meta)
+		if r.Err != nil {
+			if err := ctx.Err(); err != nil {
 				return out, err
 			}
-			r.Groups, r.Action = append(r.Groups, d.Group), RedriveRedriven
+			a.log.WarnContext(ctx, "lead not re-driven", "lead", id, "groups", r.Groups, "wrote", r.EventTypes, "err", r.Err)
+		} else {
+			a.log.InfoContext(ctx, "lead re-driven", "lead", id, "groups", r.Groups, "wrote", r.EventTypes)
 		}
-		if !slices.Contains(r.Groups, Group) {
-			// Not parked here: write what nurture owes it now.
-			written, err := a.Reconcile(ctx, id, meta)
-			for _, ev := range written {
-				r.EventTypes, r.Action = append(r.EventTypes, ev.GetEventType()), RedriveWritten
-			}
-			switch {
-			case errors.Is(err, ErrNotFound):
-				r.Action = RedriveNotFound // a mistyped id: not a lead that owes nothing
-			case err != nil:
-				return out, err
-			}
-		}
-		a.log.InfoContext(ctx, "lead re-driven", "lead", id, "groups", r.Groups, "wrote", r.EventTypes)
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// redrive re-drives one lead (see RedriveLeads).
+func (a *App) redrive(ctx context.Context, id string, dls []consume.DeadLetter, meta envelope.Meta) Redriven {
+	r := Redriven{LeadID: id, Action: RedriveNone}
+	fail := func(err error) Redriven {
+		r.Action, r.Err = RedriveFailed, err
+		return r
+	}
+	for _, d := range dls {
+		if d.Key != id || slices.Contains(r.Groups, d.Group) {
+			continue
+		}
+		err := a.groups.Redrive(ctx, d.Group, id, d.StreamSeq)
+		if errors.Is(err, consume.ErrNotFound) || errors.Is(err, consume.ErrOtherDeadLetter) {
+			continue // re-driven meanwhile, or only parked events left: the owner releases them
+		}
+		if err != nil {
+			return fail(err)
+		}
+		r.Groups, r.Action = append(r.Groups, d.Group), RedriveRedriven
+	}
+	if slices.Contains(r.Groups, Group) {
+		return r // parked here: nurture's own owner writes what it owes
+	}
+	written, err := a.Reconcile(ctx, id, meta)
+	for _, ev := range written {
+		r.EventTypes = append(r.EventTypes, ev.GetEventType())
+	}
+	switch {
+	case errors.Is(err, ErrNotFound):
+		r.Action = RedriveNotFound // a mistyped id: not a lead that owes nothing
+	case err != nil:
+		return fail(err)
+	case len(written) > 0 && len(r.Groups) > 0:
+		r.Action = RedriveRedrivenAndWritten
+	case len(written) > 0:
+		r.Action = RedriveWritten
+	}
+	return r
 }

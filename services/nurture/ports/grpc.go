@@ -153,16 +153,23 @@ func (g *GRPC) RedriveLeads(ctx context.Context, r *nurturev1.RedriveLeadsReques
 	}
 	out := &nurturev1.RedriveLeadsResponse{}
 	for _, x := range res {
-		out.Leads = append(out.Leads, &nurturev1.Redriven{LeadId: x.LeadID, Action: redriveActions[x.Action], Groups: x.Groups, EventTypes: x.EventTypes})
+		r := &nurturev1.Redriven{LeadId: x.LeadID, Action: redriveActions[x.Action], Groups: x.Groups, EventTypes: x.EventTypes}
+		if x.Err != nil {
+			st := status.Convert(g.status(ctx, "RedriveLeads", x.Err))
+			r.Error = st.Code().String() + ": " + st.Message()
+		}
+		out.Leads = append(out.Leads, r)
 	}
 	return out, nil
 }
 
 var redriveActions = map[app.RedriveAction]nurturev1.RedriveAction{
-	app.RedriveNone:     nurturev1.RedriveAction_REDRIVE_ACTION_NONE,
-	app.RedriveRedriven: nurturev1.RedriveAction_REDRIVE_ACTION_REDRIVEN,
-	app.RedriveWritten:  nurturev1.RedriveAction_REDRIVE_ACTION_WRITTEN,
-	app.RedriveNotFound: nurturev1.RedriveAction_REDRIVE_ACTION_NOT_FOUND,
+	app.RedriveNone:               nurturev1.RedriveAction_REDRIVE_ACTION_NONE,
+	app.RedriveRedriven:           nurturev1.RedriveAction_REDRIVE_ACTION_REDRIVEN,
+	app.RedriveWritten:            nurturev1.RedriveAction_REDRIVE_ACTION_WRITTEN,
+	app.RedriveNotFound:           nurturev1.RedriveAction_REDRIVE_ACTION_NOT_FOUND,
+	app.RedriveRedrivenAndWritten: nurturev1.RedriveAction_REDRIVE_ACTION_REDRIVEN_AND_WRITTEN,
+	app.RedriveFailed:             nurturev1.RedriveAction_REDRIVE_ACTION_FAILED,
 }
 
 func programProto(e program.Entry) *nurturev1.Program {

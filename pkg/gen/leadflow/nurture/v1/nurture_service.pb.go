@@ -161,6 +161,12 @@ const (
 	RedriveAction_REDRIVE_ACTION_WRITTEN RedriveAction = 3
 	// REDRIVE_ACTION_NOT_FOUND: no lead has this id; nothing was done.
 	RedriveAction_REDRIVE_ACTION_NOT_FOUND RedriveAction = 4
+	// REDRIVE_ACTION_REDRIVEN_AND_WRITTEN: a dead letter was handed back in
+	// another group and nurture wrote the steps it owed.
+	RedriveAction_REDRIVE_ACTION_REDRIVEN_AND_WRITTEN RedriveAction = 5
+	// REDRIVE_ACTION_FAILED: this lead's re-drive failed (error says why);
+	// the call went on with the other leads.
+	RedriveAction_REDRIVE_ACTION_FAILED RedriveAction = 6
 )
 
 // Enum value maps for RedriveAction.
@@ -171,13 +177,17 @@ var (
 		2: "REDRIVE_ACTION_REDRIVEN",
 		3: "REDRIVE_ACTION_WRITTEN",
 		4: "REDRIVE_ACTION_NOT_FOUND",
+		5: "REDRIVE_ACTION_REDRIVEN_AND_WRITTEN",
+		6: "REDRIVE_ACTION_FAILED",
 	}
 	RedriveAction_value = map[string]int32{
-		"REDRIVE_ACTION_UNSPECIFIED": 0,
-		"REDRIVE_ACTION_NONE":        1,
-		"REDRIVE_ACTION_REDRIVEN":    2,
-		"REDRIVE_ACTION_WRITTEN":     3,
-		"REDRIVE_ACTION_NOT_FOUND":   4,
+		"REDRIVE_ACTION_UNSPECIFIED":          0,
+		"REDRIVE_ACTION_NONE":                 1,
+		"REDRIVE_ACTION_REDRIVEN":             2,
+		"REDRIVE_ACTION_WRITTEN":              3,
+		"REDRIVE_ACTION_NOT_FOUND":            4,
+		"REDRIVE_ACTION_REDRIVEN_AND_WRITTEN": 5,
+		"REDRIVE_ACTION_FAILED":               6,
 	}
 )
 
@@ -1705,7 +1715,10 @@ type Redriven struct {
 	// groups are the groups its dead letters were re-driven in.
 	Groups []string `protobuf:"bytes,3,rep,name=groups,proto3" json:"groups,omitempty"`
 	// event_types are the events nurture wrote.
-	EventTypes    []string `protobuf:"bytes,4,rep,name=event_types,json=eventTypes,proto3" json:"event_types,omitempty"`
+	EventTypes []string `protobuf:"bytes,4,rep,name=event_types,json=eventTypes,proto3" json:"event_types,omitempty"`
+	// error is why the re-drive failed (REDRIVE_ACTION_FAILED); what it did
+	// before that is listed above.
+	Error         string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1766,6 +1779,13 @@ func (x *Redriven) GetEventTypes() []string {
 		return x.EventTypes
 	}
 	return nil
+}
+
+func (x *Redriven) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
 }
 
 type RedriveLeadsResponse struct {
@@ -1947,13 +1967,14 @@ const file_leadflow_nurture_v1_nurture_service_proto_rawDesc = "" +
 	"\rorphan_claims\x18\a \x03(\v2 .leadflow.nurture.v1.OrphanClaimR\forphanClaims\x12-\n" +
 	"\x04took\x18\b \x01(\v2\x19.google.protobuf.DurationR\x04took\"0\n" +
 	"\x13RedriveLeadsRequest\x12\x19\n" +
-	"\blead_ids\x18\x01 \x03(\tR\aleadIds\"\x98\x01\n" +
+	"\blead_ids\x18\x01 \x03(\tR\aleadIds\"\xae\x01\n" +
 	"\bRedriven\x12\x17\n" +
 	"\alead_id\x18\x01 \x01(\tR\x06leadId\x12:\n" +
 	"\x06action\x18\x02 \x01(\x0e2\".leadflow.nurture.v1.RedriveActionR\x06action\x12\x16\n" +
 	"\x06groups\x18\x03 \x03(\tR\x06groups\x12\x1f\n" +
 	"\vevent_types\x18\x04 \x03(\tR\n" +
-	"eventTypes\"K\n" +
+	"eventTypes\x12\x14\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\"K\n" +
 	"\x14RedriveLeadsResponse\x123\n" +
 	"\x05leads\x18\x01 \x03(\v2\x1d.leadflow.nurture.v1.RedrivenR\x05leads*h\n" +
 	"\rProgramSource\x12\x1e\n" +
@@ -1968,13 +1989,15 @@ const file_leadflow_nurture_v1_nurture_service_proto_rawDesc = "" +
 	"\x1aLOST_REASON_UNKNOWN_STATUS\x10\x03\x12\x17\n" +
 	"\x13LOST_REASON_DROPPED\x10\x04\x12\x17\n" +
 	"\x13LOST_REASON_OVERDUE\x10\x05\x12\x17\n" +
-	"\x13LOST_REASON_STALLED\x10\x06*\x9f\x01\n" +
+	"\x13LOST_REASON_STALLED\x10\x06*\xe3\x01\n" +
 	"\rRedriveAction\x12\x1e\n" +
 	"\x1aREDRIVE_ACTION_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13REDRIVE_ACTION_NONE\x10\x01\x12\x1b\n" +
 	"\x17REDRIVE_ACTION_REDRIVEN\x10\x02\x12\x1a\n" +
 	"\x16REDRIVE_ACTION_WRITTEN\x10\x03\x12\x1c\n" +
-	"\x18REDRIVE_ACTION_NOT_FOUND\x10\x042\xb4\a\n" +
+	"\x18REDRIVE_ACTION_NOT_FOUND\x10\x04\x12'\n" +
+	"#REDRIVE_ACTION_REDRIVEN_AND_WRITTEN\x10\x05\x12\x19\n" +
+	"\x15REDRIVE_ACTION_FAILED\x10\x062\xb4\a\n" +
 	"\x0eNurtureService\x12p\n" +
 	"\n" +
 	"PutProgram\x12&.leadflow.nurture.v1.PutProgramRequest\x1a'.leadflow.nurture.v1.PutProgramResponse\"\x11\x8a\xb5\x18\rnurture:write\x12y\n" +

@@ -67,7 +67,9 @@ type NurtureServiceClient interface {
 	FindLostLeads(ctx context.Context, in *FindLostLeadsRequest, opts ...grpc.CallOption) (*FindLostLeadsResponse, error)
 	// RedriveLeads puts leads back on track once the cause is fixed: a lead
 	// parked behind a dead letter is re-driven in its group, and nurture
-	// writes whatever step it owes a lead (recycle, enrolment, exit).
+	// writes whatever step it owes a lead (recycle, enrolment, exit). A lead
+	// whose re-drive fails is answered with its error, and the others are
+	// still re-driven.
 	RedriveLeads(ctx context.Context, in *RedriveLeadsRequest, opts ...grpc.CallOption) (*RedriveLeadsResponse, error)
 }
 
@@ -197,7 +199,9 @@ type NurtureServiceServer interface {
 	FindLostLeads(context.Context, *FindLostLeadsRequest) (*FindLostLeadsResponse, error)
 	// RedriveLeads puts leads back on track once the cause is fixed: a lead
 	// parked behind a dead letter is re-driven in its group, and nurture
-	// writes whatever step it owes a lead (recycle, enrolment, exit).
+	// writes whatever step it owes a lead (recycle, enrolment, exit). A lead
+	// whose re-drive fails is answered with its error, and the others are
+	// still re-driven.
 	RedriveLeads(context.Context, *RedriveLeadsRequest) (*RedriveLeadsResponse, error)
 	mustEmbedUnimplementedNurtureServiceServer()
 }
