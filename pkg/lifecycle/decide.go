@@ -27,7 +27,7 @@ type Event struct {
 type Command struct {
 	Name   CommandName
 	Owner  Owner     // Assign: a rep (required); Reassign: a rep or a queue (required); Queue: a queue (required); Enroll: a program (required); Unmerge: the owner before the merge
-	Due    time.Time // Convert: expected close; Enroll: next touch; optional, after now when set; Unmerge: the deadline before the merge
+	Due    time.Time // Convert: expected close; Enroll: next touch; Queue: the route deadline moved on; optional, after now when set; Unmerge: the deadline before the merge
 	Reason string    // required for Disqualify, Reject, Lose, Recycle, ExitNurture, Merge (the surviving lead id) and Unmerge
 	NotNow bool      // Disqualify only
 	Score  int       // Score only

@@ -46,6 +46,8 @@ func table() string {
 			if t.TakesDue {
 				deadline = "due given, else " + deadline
 			}
+		case t.TakesDue:
+			deadline = "due given, else unchanged"
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", t.Command, t.Kind, from, to, owner, deadline)
 	}

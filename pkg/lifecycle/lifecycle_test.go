@@ -131,6 +131,8 @@ func allowedCases() []allowed {
 	convertBy.Due = now.Add(30 * 24 * time.Hour)
 	enrollBy := valid(lifecycle.Enroll)
 	enrollBy.Due = now.Add(3 * 24 * time.Hour)
+	queueBy := valid(lifecycle.Queue)
+	queueBy.Due = now.Add(66 * time.Hour)
 	const day = 24 * time.Hour
 	return []allowed{
 		{cmd: valid(lifecycle.Capture), from: in(lifecycle.StatusNone), kind: lifecycle.KindCaptured,
@@ -150,6 +152,9 @@ func allowedCases() []allowed {
 			to: lifecycle.StatusRecycled, owner: lifecycle.QueueNurture, within: 72 * time.Hour, attempts: -1},
 		{cmd: valid(lifecycle.Queue), from: in(lifecycle.StatusMQL), kind: lifecycle.KindQueued,
 			owner: fallback, keepDeadline: true, attempts: -1},
+		// Queued while no rep is on shift: the route deadline moves on.
+		{cmd: queueBy, from: in(lifecycle.StatusMQL), kind: lifecycle.KindQueued,
+			owner: fallback, within: 66 * time.Hour, attempts: -1},
 		{cmd: valid(lifecycle.Assign), from: in(lifecycle.StatusMQL), kind: lifecycle.KindAssigned,
 			to: lifecycle.StatusAssigned, owner: ann, within: day, attempts: -1},
 		{cmd: valid(lifecycle.Accept), from: in(lifecycle.StatusAssigned), kind: lifecycle.KindAccepted,
@@ -364,6 +369,7 @@ func TestDecideInvalid(t *testing.T) {
 		{"convert due in the past", lifecycle.StatusAccepted, lifecycle.Convert, due(now.Add(-time.Hour)), "due"},
 		{"convert due now", lifecycle.StatusAccepted, lifecycle.Convert, due(now), "due"},
 		{"enroll due in the past", lifecycle.StatusRecycled, lifecycle.Enroll, due(now.Add(-time.Second)), "due"},
+		{"queue due now", lifecycle.StatusMQL, lifecycle.Queue, due(now), "due"},
 		{"accept with a due", lifecycle.StatusAssigned, lifecycle.Accept, due(now.Add(time.Hour)), "due"},
 		{"reject not now", lifecycle.StatusAssigned, lifecycle.Reject, func(c *lifecycle.Command) { c.NotNow = true }, "not_now"},
 		{"qualify with a score", lifecycle.StatusNew, lifecycle.Qualify, func(c *lifecycle.Command) { c.Score = 80 }, "score"},

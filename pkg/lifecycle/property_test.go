@@ -159,6 +159,7 @@ func randomCommand(r *rand.Rand, now time.Time, prior lifecycle.State) lifecycle
 		c.Owner = pick(r, append(slices.Clone(reps), queues...))
 	case lifecycle.Queue:
 		c.Owner = pick(r, queues)
+		c.Due = due()
 	case lifecycle.Unmerge:
 		c.Status, c.Owner, c.Due = prior.Status, prior.Owner, prior.Deadline
 	case lifecycle.Enroll:

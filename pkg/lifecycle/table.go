@@ -135,8 +135,9 @@ var Transitions = []Transition{
 	{Command: Disqualify, Kind: KindDisqualified, From: []Status{StatusNew, StatusMQL, StatusNurturing}, To: StatusDisqualified,
 		NeedsReason: true},
 	// No rep fits: the MQL waits in a named queue, still due by its route
-	// deadline, until a rep is free or someone assigns it from there.
-	{Command: Queue, Kind: KindQueued, From: []Status{StatusMQL}, TakesOwner: OwnerQueue},
+	// deadline, until a rep is free or someone assigns it from there. The
+	// deadline moves on (Due) when no rep is on shift: the clock waits.
+	{Command: Queue, Kind: KindQueued, From: []Status{StatusMQL}, TakesOwner: OwnerQueue, TakesDue: true},
 	{Command: Assign, Kind: KindAssigned, From: []Status{StatusMQL}, To: StatusAssigned,
 		TakesOwner: OwnerRep, Within: acceptWithin},
 	{Command: Accept, Kind: KindAccepted, From: []Status{StatusAssigned}, To: StatusAccepted,

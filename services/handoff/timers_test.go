@@ -16,11 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/eventstore"
@@ -170,12 +172,12 @@ func TestTimersNoOpAndAttemptsExhausted(t *testing.T) {
 		t.Fatalf("timers of steps already done acted: %v", ofType(evs, "SLABreached"))
 	}
 
-	// The attempts window is a working day; fire its deadline now, twice,
-	// as the server does when the schedule comes due.
+	// The attempts window is a working day; fire a deadline of now
+	// instead, twice, as the server does when the schedule comes due.
 	accepted := ofType(w.events(t, id), "LeadAccepted")[0]
 	tm := &eventv1.SLATimer{TimerId: app.TimerID(accepted.GetEventId(), eventv1.SLAKind_SLA_KIND_FOLLOW_UP, eventv1.TimerPhase_TIMER_PHASE_DUE),
 		LeadId: id, Sla: eventv1.SLAKind_SLA_KIND_FOLLOW_UP, Phase: eventv1.TimerPhase_TIMER_PHASE_DUE, StepEventId: accepted.GetEventId(),
-		DueAt: accepted.GetLeadAccepted().GetAttemptsDueAt(), FireAt: accepted.GetLeadAccepted().GetAttemptsDueAt()}
+		DueAt: timestamppb.Now(), FireAt: timestamppb.Now()}
 	fire(t, w, tm)
 	fire(t, w, tm)
 	rec := w.waitFor(t, id, "LeadRecycled", 1)[0]
@@ -192,6 +194,65 @@ func TestTimersNoOpAndAttemptsExhausted(t *testing.T) {
 	}
 	if acc.GetLead().GetStatus() != eventv1.LeadStatus_LEAD_STATUS_ACCEPTED {
 		t.Errorf("accept: %v", acc)
+	}
+}
+
+// A deadline timer the server fires before its deadline by the service's
+// clock (the server's clock runs ahead) acts only once the deadline has
+// come: the breach is never stamped before it.
+func TestDeadlineFiredEarlyWaitsForIt(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	slaPolicy(t, s.client, time.Hour, 2*time.Hour, 10*time.Minute, eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP)
+	id := w.mql(t, dach(50))
+	assigned := w.waitFor(t, id, "LeadAssigned", 1)[0]
+	due := time.Now().Add(3 * time.Second)
+	fire(t, w, &eventv1.SLATimer{TimerId: app.TimerID(assigned.GetEventId(), eventv1.SLAKind_SLA_KIND_ACCEPT, eventv1.TimerPhase_TIMER_PHASE_DUE),
+		LeadId: id, Sla: eventv1.SLAKind_SLA_KIND_ACCEPT, Phase: eventv1.TimerPhase_TIMER_PHASE_DUE, StepEventId: assigned.GetEventId(),
+		DueAt: timestamppb.New(due), FireAt: timestamppb.Now()})
+	b := w.waitFor(t, id, "SLABreached", 1)[0]
+	if at := b.GetRecordedAt().AsTime(); at.Before(due) {
+		t.Errorf("breach recorded %v, before its deadline %v", at, due)
+	}
+	w.waitFor(t, id, "LeadReassigned", 1)
+}
+
+// Never contacted, a lead whose attempts window would have closed before
+// its first contact is due waits for that: both end together, and only
+// the first-contact SLA breaches.
+func TestAttemptsWindowWaitsForFirstContact(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	// One working day of attempts (24 hours around the clock), 48 hours
+	// for the first contact.
+	slaPolicy(t, s.client, time.Hour, 48*time.Hour, 10*time.Minute, eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP)
+	id := w.mql(t, dach(50))
+	owner := ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0])
+	if _, err := s.client.AcceptLead(ctxT(t), &handoffv1.AcceptLeadRequest{LeadId: id, RepId: owner, RequestId: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	accepted := ofType(w.events(t, id), "LeadAccepted")[0]
+	la := accepted.GetLeadAccepted()
+	if !la.GetAttemptsDueAt().AsTime().Equal(la.GetContactBy().AsTime()) || !la.GetAttemptsWarnAt().AsTime().Equal(la.GetContactWarnAt().AsTime()) {
+		t.Errorf("attempts due %v (warned %v), first contact due %v (warned %v): want the same", la.GetAttemptsDueAt().AsTime(),
+			la.GetAttemptsWarnAt().AsTime(), la.GetContactBy().AsTime(), la.GetContactWarnAt().AsTime())
+	}
+	// The attempts window of a lead accepted before, which ended first.
+	step := func(kind eventv1.SLAKind) *eventv1.SLATimer {
+		return &eventv1.SLATimer{TimerId: app.TimerID(accepted.GetEventId(), kind, eventv1.TimerPhase_TIMER_PHASE_DUE), LeadId: id, Sla: kind,
+			Phase: eventv1.TimerPhase_TIMER_PHASE_DUE, StepEventId: accepted.GetEventId(), DueAt: timestamppb.Now(), FireAt: timestamppb.Now()}
+	}
+	fire(t, w, step(eventv1.SLAKind_SLA_KIND_FOLLOW_UP))
+	eventually(t, 15*time.Second, func() bool { return countFired(t, w, id) >= 1 }, "the timer did not fire")
+	settleTimers(t, w)
+	if b := ofType(w.events(t, id), "SLABreached"); len(b) != 0 {
+		t.Fatalf("the attempts window breached a lead whose first contact is not due: %v", b[0].GetSlaBreached())
+	}
+	fire(t, w, step(eventv1.SLAKind_SLA_KIND_FIRST_CONTACT))
+	if b := w.waitFor(t, id, "SLABreached", 1)[0].GetSlaBreached(); b.GetSla() != eventv1.SLAKind_SLA_KIND_FIRST_CONTACT {
+		t.Errorf("breach: %v", b)
 	}
 }
 
@@ -387,15 +448,7 @@ func TestSLAInWorkingHours(t *testing.T) {
 	s := w.start(t)
 	routingSetup(t, s.client, 10)
 	ctx := ctxT(t)
-	now := time.Now().UTC()
-	start := now.Hour() + 2
-	if start+1 > 24 {
-		start = 1 // tomorrow 01:00, and now is 22:00 or later
-	}
-	hours := &eventv1.WorkingHours{TimeZone: "UTC"}
-	for d := eventv1.Weekday_WEEKDAY_MONDAY; d <= eventv1.Weekday_WEEKDAY_SUNDAY; d++ {
-		hours.Days = append(hours.Days, &eventv1.WorkingDay{Day: d, Start: fmt.Sprintf("%02d:00", start), End: fmt.Sprintf("%02d:00", start+1)})
-	}
+	hours, opens := offHours(time.Now().UTC())
 	if _, err := s.client.PutTeam(ctx, &handoffv1.PutTeamRequest{Team: &eventv1.SalesTeam{TeamId: "us", Hours: hours}, ChangedBy: ops}); err != nil {
 		t.Fatal(err)
 	}
@@ -406,10 +459,6 @@ func TestSLAInWorkingHours(t *testing.T) {
 	}
 	id := w.mql(t, &eventv1.Profile{Country: "DE", Employees: 50, EmailDomain: "acme.example"})
 	a := w.waitFor(t, id, "LeadAssigned", 1)[0].GetLeadAssigned()
-	opens := time.Date(now.Year(), now.Month(), now.Day(), start, 0, 0, 0, time.UTC)
-	if !opens.After(now) {
-		opens = opens.AddDate(0, 0, 1)
-	}
 	if a.GetOwner().GetId() != "dan" || !a.GetAcceptBy().AsTime().Equal(opens.Add(30*time.Minute)) || !a.GetWarnAt().AsTime().Equal(opens.Add(20*time.Minute)) {
 		t.Errorf("off hours: owner %s, accept by %v, warn at %v; want dan, %v and %v", a.GetOwner().GetId(), a.GetAcceptBy().AsTime(), a.GetWarnAt().AsTime(),
 			opens.Add(30*time.Minute), opens.Add(20*time.Minute))
@@ -421,6 +470,97 @@ func TestSLAInWorkingHours(t *testing.T) {
 	if c := lq.GetDecision().GetCandidates(); len(c) != 1 || c[0].GetOutcome() != eventv1.CandidateOutcome_CANDIDATE_OUTCOME_OUTSIDE_WORKING_HOURS ||
 		lq.GetRetryAt().AsTime().After(opens) {
 		t.Errorf("off shift: %v", lq)
+	}
+}
+
+// offHours is an hour a day that starts at least an hour from now, in UTC,
+// and when it next opens.
+func offHours(now time.Time) (*eventv1.WorkingHours, time.Time) {
+	start := now.Hour() + 2
+	if start+1 > 24 {
+		start = 1 // tomorrow 01:00, and now is 22:00 or later
+	}
+	hours := &eventv1.WorkingHours{TimeZone: "UTC"}
+	for d := eventv1.Weekday_WEEKDAY_MONDAY; d <= eventv1.Weekday_WEEKDAY_SUNDAY; d++ {
+		hours.Days = append(hours.Days, &eventv1.WorkingDay{Day: d, Start: fmt.Sprintf("%02d:00", start), End: fmt.Sprintf("%02d:00", start+1)})
+	}
+	opens := time.Date(now.Year(), now.Month(), now.Day(), start, 0, 0, 0, time.UTC)
+	if !opens.After(now) {
+		opens = opens.AddDate(0, 0, 1)
+	}
+	return hours, opens
+}
+
+// The route clock waits while no rep of the lead's pool is on shift: a
+// lead queued for that has its route deadline moved on by the wait,
+// stamped on its state, and routing's retries do not breach it before.
+func TestRouteClockWaitsForTheShift(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	hours, opens := offHours(time.Now().UTC())
+	if _, err := s.client.PutTeam(ctxT(t), &handoffv1.PutTeamRequest{Team: &eventv1.SalesTeam{TeamId: "emea", Name: "EMEA", ManagerRepId: "mia", Hours: hours},
+		ChangedBy: ops}); err != nil {
+		t.Fatal(err)
+	}
+	id := uuid.NewString()
+	w.write(t, id, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{Profile: dach(50)}, intakeActor)
+	w.qualifyWithin(t, id, 2*time.Second)
+	qe := w.waitFor(t, id, "LeadQueued", 1)[0]
+	deadline := qe.GetLeadQueued().GetDeadline().AsTime()
+	// What was left of the two seconds, from the opening on.
+	if !deadline.After(opens) || deadline.After(opens.Add(2*time.Second)) {
+		t.Errorf("queued off shift: route deadline %v, want within 2s after the opening %v", deadline, opens)
+	}
+	if st := lifecycle.FromProto(qe.GetLifecycle()); !st.Deadline.Equal(deadline) {
+		t.Errorf("the state is due %v, the queue's deadline %v", st.Deadline, deadline)
+	}
+	atQueued := countFired(t, w, id)
+	eventually(t, 15*time.Second, func() bool { return countFired(t, w, id) >= atQueued+3 }, "routing did not retry")
+	settleTimers(t, w)
+	if b := ofType(w.events(t, id), "SLABreached"); len(b) != 0 {
+		t.Errorf("route SLA breached off shift: %v", b[0].GetSlaBreached())
+	}
+	if st := w.state(t, id); !st.Deadline.Equal(deadline) {
+		t.Errorf("after the retries, due %v, want %v", st.Deadline, deadline)
+	}
+}
+
+// Once the rep reached the lead, or with no attempts SLA, the next touch
+// is due within the first-contact interval of the rep's working hours,
+// not around the clock.
+func TestNextContactDueInWorkingHours(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	ctx := ctxT(t)
+	hours, opens := offHours(time.Now().UTC())
+	if _, err := s.client.PutTeam(ctx, &handoffv1.PutTeamRequest{Team: &eventv1.SalesTeam{TeamId: "us", Hours: hours}, ChangedBy: ops}); err != nil {
+		t.Fatal(err)
+	}
+	// No attempts SLA.
+	if _, err := s.client.SetSLAPolicy(ctx, &handoffv1.SetSLAPolicyRequest{Policy: &eventv1.SLAPolicy{Segment: "smb",
+		AcceptWithin: durationpb.New(30 * time.Minute), FirstContactWithin: durationpb.New(time.Hour), WarnBefore: durationpb.New(10 * time.Minute),
+		Escalation: eventv1.SLAEscalation_SLA_ESCALATION_MANAGER}, ChangedBy: ops}); err != nil {
+		t.Fatal(err)
+	}
+	// acme's owner dan keeps the lead off hours.
+	id := w.mql(t, &eventv1.Profile{Country: "DE", Employees: 50, EmailDomain: "acme.example"})
+	if owner := ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0]); owner != "dan" {
+		t.Fatalf("assigned to %s", owner)
+	}
+	if _, err := s.client.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: id, RepId: "dan", RequestId: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	for i, o := range []eventv1.ContactOutcome{eventv1.ContactOutcome_CONTACT_OUTCOME_NO_ANSWER, eventv1.ContactOutcome_CONTACT_OUTCOME_CONNECTED} {
+		r, err := s.client.LogContactAttempt(ctx, &handoffv1.LogContactAttemptRequest{LeadId: id, RepId: "dan", RequestId: fmt.Sprint("c", i),
+			Channel: eventv1.ContactChannel_CONTACT_CHANNEL_PHONE, Outcome: o})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if due := r.GetLead().GetDeadline().AsTime(); !due.Equal(opens.Add(time.Hour)) {
+			t.Errorf("after %s: due %v, want the end of dan's next working hour %v", o, due, opens.Add(time.Hour))
+		}
 	}
 }
 
@@ -462,10 +602,10 @@ func TestEscalationCountsTheNewRepsHours(t *testing.T) {
 	slaPolicy(t, s.client, 3*time.Hour, 5*time.Hour, 10*time.Minute, eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP)
 	id := w.mql(t, dach(50))
 	assigned := w.waitFor(t, id, "LeadAssigned", 1)[0]
-	a := assigned.GetLeadAssigned()
+	// Its deadline, brought forward to now.
 	fire(t, w, &eventv1.SLATimer{TimerId: app.TimerID(assigned.GetEventId(), eventv1.SLAKind_SLA_KIND_ACCEPT, eventv1.TimerPhase_TIMER_PHASE_DUE),
 		LeadId: id, Sla: eventv1.SLAKind_SLA_KIND_ACCEPT, Phase: eventv1.TimerPhase_TIMER_PHASE_DUE, StepEventId: assigned.GetEventId(),
-		DueAt: a.GetAcceptBy(), FireAt: a.GetAcceptBy()})
+		DueAt: timestamppb.Now(), FireAt: timestamppb.Now()})
 	re := w.waitFor(t, id, "LeadReassigned", 1)[0]
 	r := re.GetLeadReassigned()
 	took := r.GetAcceptBy().AsTime().Sub(re.GetOccurredAt().AsTime())

@@ -19,7 +19,8 @@ type LogContact struct {
 
 // LogContactAttempt appends ContactAttempted, numbered. The lead's next
 // deadline is the end of the attempts window while it runs and nobody was
-// reached, else the lifecycle's contact interval.
+// reached, else the segment's first-contact interval in the rep's working
+// hours: the next touch or the conversion is due on the same clock.
 //
 // Errors: see command; channel and outcome must be known values.
 func (a *App) LogContactAttempt(ctx context.Context, in LogContact, meta envelope.Meta) (Result, error) {
@@ -42,13 +43,14 @@ func (a *App) LogContactAttempt(ctx context.Context, in LogContact, meta envelop
 		return c.GetRepId() == in.RepID && c.GetChannel() == in.Channel && c.GetOutcome() == in.Outcome
 	}
 	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindContactAttempted), same, []repRef{{field: "rep_id", id: in.RepID}},
-		func(l *lead, _ *routing.Config, now time.Time) ([]*eventv1.Event, error) {
+		func(l *lead, cfg *routing.Config, now time.Time) ([]*eventv1.Event, error) {
 			p := a.policy
 			due := l.accepted.GetAttemptsDueAt().AsTime()
 			reached := in.Outcome == eventv1.ContactOutcome_CONTACT_OUTCOME_CONNECTED || in.Outcome == eventv1.ContactOutcome_CONTACT_OUTCOME_MEETING_BOOKED
-			if l.accepted.GetAttemptsDueAt() != nil && due.After(now) && !reached && !l.connected {
-				p.ContactWithin = within(now, due)
+			if l.accepted.GetAttemptsDueAt() == nil || !due.After(now) || reached || l.connected {
+				due = cfg.RepCalendar(in.RepID).Add(now, l.slaPolicy(cfg).FirstContactWithin)
 			}
+			p.ContactWithin = within(now, due)
 			attempt := l.state.Attempts + 1
 			contactBy := l.accepted.GetContactBy()
 			payload := &eventv1.ContactAttempted{RepId: in.RepID, Channel: in.Channel, Outcome: in.Outcome, Attempt: int32(attempt),

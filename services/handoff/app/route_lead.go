@@ -137,8 +137,14 @@ func (a *App) routeEvents(ctx context.Context, cfg *routing.Config, l *lead, cau
 		return []*eventv1.Event{ev}, nil
 	}
 	// The queue's deadline is the lifecycle's: the route deadline the
-	// lead got when it qualified.
+	// lead got when it qualified, moved on by the wait when no rep of its
+	// pool is on shift at the first try (route time is working time).
 	deadline := l.state.Deadline
+	var due time.Time
+	if retry == nil && l.queued == nil && d.OffShift && d.RetryAt.After(now) && deadline.After(now) {
+		deadline = deadline.Add(d.RetryAt.Sub(now))
+		due = deadline
+	}
 	next := now.Add(a.retryEvery)
 	if !d.RetryAt.IsZero() && d.RetryAt.Before(next) {
 		next = d.RetryAt
@@ -151,7 +157,7 @@ func (a *App) routeEvents(ctx context.Context, cfg *routing.Config, l *lead, cau
 	}
 	if retry == nil {
 		queue := lifecycle.Owner{Kind: lifecycle.OwnerQueue, ID: d.Queue}
-		q, _, err := a.leadEvent(l.id, l.state, lifecycle.Command{Name: lifecycle.Queue, Owner: queue}, a.policy, &eventv1.LeadQueued{
+		q, _, err := a.leadEvent(l.id, l.state, lifecycle.Command{Name: lifecycle.Queue, Owner: queue, Due: due}, a.policy, &eventv1.LeadQueued{
 			Queue: d.Queue, Deadline: pbTime(deadline), RetryAt: timestamppb.New(next), Decision: d.Record,
 		}, meta, now)
 		if err != nil {

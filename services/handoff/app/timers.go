@@ -235,6 +235,7 @@ func (a *App) onTimer(ctx context.Context, cfg *routing.Config, l *lead, t *even
 	}
 	st := l.state
 	warn := t.GetPhase() == eventv1.TimerPhase_TIMER_PHASE_WARN
+	exhausted := false
 	switch t.GetSla() {
 	case eventv1.SLAKind_SLA_KIND_ACCEPT:
 		if st.Status != lifecycle.StatusAssigned {
@@ -248,19 +249,16 @@ func (a *App) onTimer(ctx context.Context, cfg *routing.Config, l *lead, t *even
 		if st.Status != lifecycle.StatusAccepted || l.connected {
 			return nil, nil
 		}
+		// Nobody tried yet: the first-contact SLA, due no earlier, is the
+		// one that breaches (a shorter attempts window ends with it).
+		if contactBy := l.accepted.GetContactBy(); st.Attempts == 0 && contactBy != nil && !contactBy.AsTime().Before(t.GetDueAt().AsTime()) {
+			return nil, nil
+		}
 		if need := l.slaPolicy(cfg).MinAttempts; st.Attempts >= need {
 			if warn {
 				return nil, nil
 			}
-			// Every attempt the SLA asks for was made and nobody was
-			// reached: back to marketing, for nurture to pick up.
-			ev, _, err := a.leadEvent(l.id, st, lifecycle.Command{Name: lifecycle.Recycle, Reason: "attempts exhausted"}, a.policy,
-				&eventv1.LeadRecycled{Cause: eventv1.RecycleCause_RECYCLE_CAUSE_ATTEMPTS_EXHAUSTED,
-					Note: fmt.Sprintf("%d contact attempts by %s without reaching the lead", st.Attempts, st.Owner.ID)}, meta, a.now())
-			if err != nil {
-				return nil, err
-			}
-			return []*eventv1.Event{ev}, nil
+			exhausted = true
 		}
 	case eventv1.SLAKind_SLA_KIND_ROUTE:
 		if st.Status != lifecycle.StatusMQL {
@@ -277,6 +275,24 @@ func (a *App) onTimer(ctx context.Context, cfg *routing.Config, l *lead, t *even
 		ev, _, err := a.leadEvent(l.id, st, lifecycle.Command{Name: lifecycle.WarnSLA}, a.policy, &eventv1.SLAWarned{
 			Sla: t.GetSla(), Owner: ownerProto(st.Owner), DueAt: t.GetDueAt(), StepEventId: l.stepID, Segment: l.segment,
 		}, meta, a.now())
+		if err != nil {
+			return nil, err
+		}
+		return []*eventv1.Event{ev}, nil
+	}
+	if due := t.GetDueAt().AsTime(); a.now().Before(due) {
+		// Fired early by this clock, behind the server's: again as far
+		// past due by the server's clock, about when this one shows due.
+		again := proto.CloneOf(t)
+		again.FireAt = timestamppb.New(due.Add(due.Sub(a.now())))
+		return nil, a.timers.Reschedule(ctx, again)
+	}
+	if exhausted {
+		// Every attempt the SLA asks for was made and nobody was
+		// reached: back to marketing, for nurture to pick up.
+		ev, _, err := a.leadEvent(l.id, st, lifecycle.Command{Name: lifecycle.Recycle, Reason: "attempts exhausted"}, a.policy,
+			&eventv1.LeadRecycled{Cause: eventv1.RecycleCause_RECYCLE_CAUSE_ATTEMPTS_EXHAUSTED,
+				Note: fmt.Sprintf("%d contact attempts by %s without reaching the lead", st.Attempts, st.Owner.ID)}, meta, a.now())
 		if err != nil {
 			return nil, err
 		}

@@ -90,6 +90,9 @@ type Decision struct {
 	// skipped rep's next opening or return); zero when nothing is known.
 	Queue   string
 	RetryAt time.Time
+	// OffShift: queued only because the reps who could take the lead
+	// are outside their working hours; RetryAt is when the first opens.
+	OffShift bool
 }
 
 // Route decides who gets a lead: the owner of its account, if it matches
@@ -137,12 +140,30 @@ func (c *Config) Route(l Lead, pools map[string]PoolState, loads Loads, now time
 	rec.Candidates = append(rec.Candidates, cands...)
 	d.RetryAt = earliest(d.RetryAt, back)
 	if rep == "" {
+		d.OffShift = offShift(rec.Candidates)
 		return c.queue(d, fmt.Sprintf("rule %s matched; no rep of pool %s can take it", rule.GetRuleId(), pool.GetPoolId()))
 	}
 	rec.RepId = rep
 	rec.Summary = fmt.Sprintf("rule %s matched; round robin of pool %s chose %s", rule.GetRuleId(), pool.GetPoolId(), rep)
 	d.RepID, d.Turn = rep, turn
 	return d
+}
+
+// offShift reports whether some candidate is off shift and every other
+// one could never take the lead anyway (inactive, unknown, held it).
+func offShift(cands []*eventv1.Candidate) bool {
+	off := false
+	for _, c := range cands {
+		switch c.GetOutcome() {
+		case eventv1.CandidateOutcome_CANDIDATE_OUTCOME_OUTSIDE_WORKING_HOURS:
+			off = true
+		case eventv1.CandidateOutcome_CANDIDATE_OUTCOME_INACTIVE, eventv1.CandidateOutcome_CANDIDATE_OUTCOME_UNKNOWN_REP,
+			eventv1.CandidateOutcome_CANDIDATE_OUTCOME_PRIOR_OWNER:
+		default:
+			return false
+		}
+	}
+	return off
 }
 
 func (c *Config) queue(d Decision, why string) Decision {

@@ -174,8 +174,8 @@ func TestPoolSkipsAndRejoins(t *testing.T) {
 
 	// Nobody can take it: the fallback queue, retrying when bob is back.
 	d := c.Route(routing.Lead{Profile: &eventv1.Profile{Country: "DE"}}, st, routing.LoadMap(map[string]int{"ann": 10, "cat": 10}), now)
-	if d.RepID != "" || d.Queue != "sales-fallback" || !d.RetryAt.Equal(now.Add(time.Hour)) {
-		t.Errorf("nobody free: rep %q queue %q retry %v", d.RepID, d.Queue, d.RetryAt)
+	if d.RepID != "" || d.Queue != "sales-fallback" || !d.RetryAt.Equal(now.Add(time.Hour)) || d.OffShift {
+		t.Errorf("nobody free: rep %q queue %q retry %v off shift %v", d.RepID, d.Queue, d.RetryAt, d.OffShift)
 	}
 }
 
@@ -188,8 +188,8 @@ func TestOutsideWorkingHours(t *testing.T) {
 	c := world(t)
 	c.Apply(200, team("emea", h))
 	d := c.Route(routing.Lead{Profile: &eventv1.Profile{Country: "DE"}}, nil, nil, now)
-	if d.RepID != "" || !d.RetryAt.Equal(now.Add(3*time.Hour)) {
-		t.Fatalf("off shift: rep %q retry %v, want none until 13:00", d.RepID, d.RetryAt)
+	if d.RepID != "" || !d.RetryAt.Equal(now.Add(3*time.Hour)) || !d.OffShift {
+		t.Fatalf("off shift: rep %q retry %v (off shift %v), want none until 13:00", d.RepID, d.RetryAt, d.OffShift)
 	}
 	// The dach pool's ann, bob and cat, every one off shift.
 	if n := len(d.Record.GetCandidates()); n != 3 {

@@ -269,10 +269,13 @@ func (c Calendar) Sub(t time.Time, d time.Duration, from time.Time) time.Time {
 }
 
 // AddDays returns the same clock time n working days (days with working
-// hours) after t, moved to the next opening if it falls outside them.
+// hours) after t, moved to the next opening if it falls outside them. A t
+// outside working hours counts from the next opening, so that n days give
+// n days of work.
 func (c Calendar) AddDays(t time.Time, n int) time.Time {
+	t = c.NextOpen(t)
 	if n <= 0 {
-		return c.NextOpen(t)
+		return t
 	}
 	day := c.date(t)
 	lt := t.In(c.Location())

@@ -73,6 +73,32 @@ func TestCalendarAdd(t *testing.T) {
 	}
 }
 
+// n working days from a time outside working hours are counted from the
+// next opening: accepted on a Sunday morning, one working day is Monday's,
+// all of it.
+func TestCalendarAddDaysOutsideHours(t *testing.T) {
+	c := berlin(t)
+	for _, tc := range []struct {
+		from string
+		n    int
+		want string
+	}{
+		{"2026-03-08 08:00", 1, "2026-03-10 09:00"},  // Sunday morning
+		{"2026-03-07 11:00", 1, "2026-03-10 09:00"},  // Saturday
+		{"2026-03-05 07:00", 1, "2026-03-06 09:00"},  // Thursday before opening
+		{"2026-03-08 20:00", 10, "2026-03-23 09:00"}, // Sunday evening
+	} {
+		from := at(t, tc.from)
+		got := c.AddDays(from, tc.n)
+		if !got.Equal(at(t, tc.want)) {
+			t.Errorf("AddDays(%s, %d) = %s, want %s", tc.from, tc.n, got.In(c.Location()).Format("2006-01-02 15:04"), tc.want)
+		}
+		if w, want := working(c, from, got), time.Duration(tc.n)*8*time.Hour; w < want {
+			t.Errorf("AddDays(%s, %d) leaves %s of working time, want %s", tc.from, tc.n, w, want)
+		}
+	}
+}
+
 func TestCalendarAlways(t *testing.T) {
 	c, v := sla.NewCalendar("hours", nil)
 	if len(v) > 0 {

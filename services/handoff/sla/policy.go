@@ -129,12 +129,15 @@ type ContactDeadlines struct {
 	AttemptsWarn, AttemptsDue time.Time
 }
 
-// Contact returns the deadlines of a lead accepted at start.
+// Contact returns the deadlines of a lead accepted at start. The attempts
+// window closes no earlier than the first contact is due.
 func (p Policy) Contact(cal Calendar, start time.Time) ContactDeadlines {
 	d := ContactDeadlines{ContactDue: cal.Add(start, p.FirstContactWithin)}
 	d.ContactWarn = p.warn(cal, start, d.ContactDue, p.FirstContactWithin)
 	if p.MinAttempts > 0 {
-		d.AttemptsDue = cal.AddDays(start, p.AttemptDays)
+		// Closing first, the window's breach would escalate a lead whose
+		// first-contact SLA still runs.
+		d.AttemptsDue = maxTime(cal.AddDays(start, p.AttemptDays), d.ContactDue)
 		if p.WarnBefore > 0 {
 			d.AttemptsWarn = cal.Sub(d.AttemptsDue, p.WarnBefore, start)
 			if !d.AttemptsWarn.After(start) {
