@@ -1,15 +1,20 @@
 package main
 
 import (
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	projectorv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/projector/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/pkg/testenv"
 )
 
 // A report left to pick its currency looks only at the money it shows: a
@@ -40,5 +45,87 @@ func TestReportsPickTheCurrencyOfTheirOwnMoney(t *testing.T) {
 	accounts, err := s.client.GetAccounts(ctx, &projectorv1.GetAccountsRequest{})
 	if err != nil || accounts.GetCurrency() != "EUR" {
 		t.Fatalf("accounts without a currency: %v %v", accounts, err)
+	}
+}
+
+// A report counts the deals in its currency, as it sums their amounts:
+// in EUR, a webinar lead's deal won in USD is no won deal (it made one of
+// 2, and the cost per won deal half), and an open USD opportunity is no
+// open opportunity of acct-1; in USD they are. Leads, MQLs, accepted and
+// opportunities count leads by stage, in any currency.
+func TestDealCountsFollowTheReportCurrency(t *testing.T) {
+	w := newWorld(t)
+	s, base := w.startDashboard(t)
+	w.fixture(t)
+	cmd := func(n lifecycle.CommandName) lifecycle.Command { return lifecycle.Command{Name: n} }
+	usd := func(cents int64) *eventv1.Money { return &eventv1.Money{Currency: "USD", MinorUnits: cents} }
+	for _, id := range []string{"ux", "uy"} {
+		w.lead(t, id, 1, cmd(lifecycle.Capture), &eventv1.LeadCaptured{SealedContact: []byte("s"),
+			Profile: &eventv1.Profile{EmailDomain: id + ".example"}, Attribution: &eventv1.Attribution{Source: "webinar", CampaignId: "webinar"}})
+		w.lead(t, id, 2, cmd(lifecycle.Qualify), &eventv1.LeadQualified{ModelId: "scoring", ModelVersion: 1, Score: 80, Threshold: 70})
+		w.lead(t, id, 3, lifecycle.Command{Name: lifecycle.Assign, Owner: lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: "ann"}},
+			&eventv1.LeadAssigned{Owner: &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_REP, Id: "ann"}, Segment: "mid", AccountId: "acct-1",
+				AcceptBy: timestamppb.New(w.at(27))})
+		w.lead(t, id, 4, cmd(lifecycle.Accept), &eventv1.LeadAccepted{RepId: "ann", Segment: "mid", ContactBy: timestamppb.New(w.at(50))})
+	}
+	w.lead(t, "ux", 5, cmd(lifecycle.Convert), &eventv1.OpportunityCreated{OpportunityId: "ou", Amount: usd(900000), RepId: "ann", Segment: "mid"})
+	w.lead(t, "ux", 6, cmd(lifecycle.Win), &eventv1.DealWon{OpportunityId: "ou", RepId: "ann", Segment: "mid"})
+	w.lead(t, "uy", 5, cmd(lifecycle.Convert), &eventv1.OpportunityCreated{OpportunityId: "oy", Amount: usd(500000), RepId: "ann", Segment: "mid"})
+	w.projected(t, w.dsn)
+	ctx := ctxT(t)
+
+	first := projectorv1.AttributionModel_ATTRIBUTION_MODEL_FIRST_TOUCH
+	webinar := func(cur string) *projectorv1.CampaignRow {
+		t.Helper()
+		r, err := s.client.GetCampaignReport(ctx, &projectorv1.GetCampaignReportRequest{Period: marchPeriod(), Attribution: first, Currency: cur})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range r.GetCampaigns() {
+			if c.GetCampaignId() == "webinar" {
+				return c
+			}
+		}
+		t.Fatalf("no webinar row in %s: %v", cur, r)
+		return nil
+	}
+	// webinar: l1 (€10,000, won €12,000), ux (won $9,000), uy (open $5,000);
+	// spend €1,500.
+	checkCampaign(t, webinar("EUR"), first, row{spend: 150000, leads: 3, mqls: 3, accepted: 3, opps: 3, pipeline: 1000000,
+		wonDeals: 1, won: 1200000, cpl: 50000, cpa: 50000, cpw: 150000, roi: 7})
+	checkCampaign(t, webinar("USD"), first, row{leads: 3, mqls: 3, accepted: 3, opps: 3, pipeline: 1400000,
+		wonDeals: 1, won: 900000, roiUndef: true})
+
+	// acct-1: l1 and l6 (won €12,000 and €3,000), ux, uy.
+	for _, c := range []struct {
+		cur                      string
+		open, pipeline, won, rev int64
+	}{{"EUR", 0, 0, 2, 1500000}, {"USD", 1, 500000, 1, 900000}} {
+		r, err := s.client.GetAccounts(ctx, &projectorv1.GetAccountsRequest{Period: marchPeriod(), Currency: c.cur})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := r.GetAccounts()[0]
+		if a.GetAccountId() != "acct-1" || a.GetLeads() != 4 || a.GetOpenOpportunities() != c.open || a.GetPipeline() != c.pipeline ||
+			a.GetWonDeals() != c.won || a.GetWonRevenue() != c.rev {
+			t.Errorf("acct-1 in %s: %v, want 4 leads, %d open, pipeline %d, %d won, revenue %d", c.cur, a, c.open, c.pipeline, c.won, c.rev)
+		}
+	}
+
+	// The won deals open the leads that won in the report's currency.
+	for cur, want := range map[string]string{"EUR": "l1", "USD": "ux"} {
+		q := url.Values{"figure": {"campaign"}, "campaign": {"webinar"}, "attribution": {"first"}, "measure": {"won"}, "currency": {cur},
+			"from": {"2026-03-01"}, "to": {"2026-04-01"}}
+		code, out := testenv.HTTPJSON(t, "GET", base+"api/leads?"+q.Encode(), "")
+		if code != http.StatusOK {
+			t.Fatalf("%s: %d %v", cur, code, out)
+		}
+		var ids []string
+		for _, l := range out["leads"].([]any) {
+			ids = append(ids, l.(map[string]any)["lead_id"].(string))
+		}
+		if join(ids) != want {
+			t.Errorf("webinar's won deals in %s: %v, want %s", cur, ids, want)
+		}
 	}
 }

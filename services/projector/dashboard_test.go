@@ -102,10 +102,16 @@ func TestDashboardInABrowser(t *testing.T) {
 		b.expectText(t, "sales.total.accepted", count(float64(st.GetAccepted())))
 		b.expectText(t, "sales.total.accepted_within_sla", count(float64(st.GetAcceptedWithinSla())))
 		b.expectText(t, "sales.total.accept_rate", percent(st.GetAcceptedWithinSlaRate()))
+		b.expectText(t, "sales.total.accept_due", count(float64(st.GetAcceptDue())))
+		b.expectText(t, "sales.total.contact_rate", percent(st.GetFirstAttemptWithinSlaRate()))
+		b.expectText(t, "sales.total.contact_due", count(float64(st.GetContactDue())))
 		b.expectText(t, "sales.total.breaches", count(float64(st.GetBreaches())))
 		for _, rep := range sla.GetReps() {
 			b.expectText(t, "sales.rep."+rep.GetKey()+".assigned", count(float64(rep.GetAssigned())))
 			b.expectText(t, "sales.rep."+rep.GetKey()+".breaches", count(float64(rep.GetBreaches())))
+			if rep.GetAcceptDue() > 0 { // else no rate: "–"
+				b.expectText(t, "sales.rep."+rep.GetKey()+".accept_rate", percent(rep.GetAcceptedWithinSlaRate()))
+			}
 		}
 		if len(sla.GetMarketing()) == 0 {
 			t.Fatal("the fixture has MQLs in March")

@@ -149,12 +149,14 @@ func TestReportsOnTheFixture(t *testing.T) {
 		}
 		// ann: l1 (2h, in time; attempt after 1h, in time), l5 (26h, late;
 		// attempt after 7h, late; 2 attempts), l6 after the reassignment
-		// (1h; attempt after 2h), l7 (1h; no attempt).
-		ann := sales{assigned: 4, accepted: 4, within: 3, avgAccept: 7.5, medAccept: 1.5, contacted: 3, attemptWithin: 2,
-			avgAttempt: 10.0 / 3, attemptsPerLead: 1}
-		// bob: l2 (never accepted, breached, rejected), l6 before the
-		// reassignment.
-		bob := sales{assigned: 2, breaches: 1}
+		// (1h; attempt after 2h), l7 (1h; no attempt, converted before its
+		// contact_by, so not due).
+		ann := sales{assigned: 4, accepted: 4, within: 3, acceptDue: 4, avgAccept: 7.5, medAccept: 1.5, contacted: 3, attemptWithin: 2,
+			contactDue: 3, avgAttempt: 10.0 / 3, attemptsPerLead: 1}
+		// bob: l2 (never accepted, held past its accept_by, breached,
+		// rejected: due), l6 before the reassignment (taken away before
+		// its accept_by: not due).
+		bob := sales{assigned: 2, acceptDue: 1, breaches: 1}
 		if len(r.GetReps()) != 2 || len(r.GetTeams()) != 2 {
 			t.Fatalf("reps %v teams %v", r.GetReps(), r.GetTeams())
 		}
@@ -162,8 +164,8 @@ func TestReportsOnTheFixture(t *testing.T) {
 		checkSales(t, r.GetReps()[1], "bob", "west", bob)
 		checkSales(t, r.GetTeams()[0], "east", "east", ann)
 		checkSales(t, r.GetTeams()[1], "west", "west", bob)
-		checkSales(t, r.GetSalesTotal(), "", "", sales{assigned: 6, accepted: 4, within: 3, avgAccept: 7.5, medAccept: 1.5,
-			contacted: 3, attemptWithin: 2, avgAttempt: 10.0 / 3, attemptsPerLead: 1, breaches: 1})
+		checkSales(t, r.GetSalesTotal(), "", "", sales{assigned: 6, accepted: 4, within: 3, acceptDue: 5, avgAccept: 7.5, medAccept: 1.5,
+			contacted: 3, attemptWithin: 2, contactDue: 3, avgAttempt: 10.0 / 3, attemptsPerLead: 1, breaches: 1})
 		if b := r.GetReps()[1].GetBreachesBySla(); len(b) != 1 || b[0].GetSla() != eventv1.SLAKind_SLA_KIND_ACCEPT || b[0].GetCount() != 1 {
 			t.Errorf("bob's breaches by SLA: %v", b)
 		}
@@ -471,8 +473,8 @@ func checkCampaign(t *testing.T, r *projectorv1.CampaignRow, m projectorv1.Attri
 }
 
 type sales struct {
-	assigned, accepted, within, contacted, attemptWithin, breaches int64
-	avgAccept, medAccept, avgAttempt, attemptsPerLead              float64
+	assigned, accepted, within, acceptDue, contacted, attemptWithin, contactDue, breaches int64
+	avgAccept, medAccept, avgAttempt, attemptsPerLead                                     float64
 }
 
 func checkSales(t *testing.T, r *projectorv1.SalesSLARow, key, team string, w sales) {
@@ -481,7 +483,9 @@ func checkSales(t *testing.T, r *projectorv1.SalesSLARow, key, team string, w sa
 		r.GetAcceptedWithinSla() != w.within || r.GetContacted() != w.contacted || r.GetFirstAttemptWithinSla() != w.attemptWithin ||
 		r.GetBreaches() != w.breaches || !near(r.GetAvgHoursToAccept(), w.avgAccept) || !near(r.GetMedianHoursToAccept(), w.medAccept) ||
 		!near(r.GetAvgHoursToFirstAttempt(), w.avgAttempt) || !near(r.GetAttemptsPerLead(), w.attemptsPerLead) ||
-		!near(r.GetAcceptedWithinSlaRate(), ratioOf(w.within, w.accepted)) {
+		r.GetAcceptDue() != w.acceptDue || r.GetContactDue() != w.contactDue ||
+		!near(r.GetAcceptedWithinSlaRate(), ratioOf(w.within, w.acceptDue)) ||
+		!near(r.GetFirstAttemptWithinSlaRate(), ratioOf(w.attemptWithin, w.contactDue)) {
 		t.Errorf("sales row %q: %v, want team %q %+v", key, r, team, w)
 	}
 }

@@ -69,8 +69,8 @@ func (q *Queries) LeadsBehind(ctx context.Context, b app.BehindQuery) ([]*projec
 			}
 		}
 		switch b.Measure {
-		case "won": // won deals and revenue count the opportunities won
-			where = append(where, "EXISTS (SELECT 1 FROM opportunities o WHERE o.lead_id = l.lead_id AND o.won_at IS NOT NULL)")
+		case "won": // won deals and revenue count the opportunities won in the report's currency
+			where = append(where, fmt.Sprintf("EXISTS (SELECT 1 FROM opportunities o WHERE o.lead_id = l.lead_id AND o.won_at IS NOT NULL AND ($%d = '' OR o.won_currency = $%[1]d))", arg(b.Currency)))
 		case "captured":
 		default:
 			where = append(where, stage[b.Measure]+" IS NOT NULL")
@@ -84,13 +84,20 @@ func (q *Queries) LeadsBehind(ctx context.Context, b app.BehindQuery) ([]*projec
 			conds = append(conds, fmt.Sprintf("h.segment = $%d", arg(b.Segment)))
 		}
 		conds = append(conds, rowCond("h.rep_id", b, arg)...)
-		conds = append(conds, map[string]string{
-			"assigned":                 "true",
-			"accepted":                 "h.accepted_at IS NOT NULL",
-			"accepted_within_sla":      "h.accepted_at IS NOT NULL AND h.accepted_within_sla",
-			"contacted":                "h.accepted_at IS NOT NULL AND h.first_attempt_at IS NOT NULL",
-			"first_attempt_within_sla": "h.accepted_at IS NOT NULL AND h.first_attempt_at IS NOT NULL AND h.first_attempt_within_sla",
-		}[b.Measure])
+		switch b.Measure {
+		case "accept_due":
+			conds = append(conds, acceptDue(arg(b.Now)))
+		case "contact_due":
+			conds = append(conds, contactDue(arg(b.Now)))
+		default:
+			conds = append(conds, map[string]string{
+				"assigned":                 "true",
+				"accepted":                 "h.accepted_at IS NOT NULL",
+				"accepted_within_sla":      "h.accepted_at IS NOT NULL AND h.accepted_within_sla",
+				"contacted":                "h.accepted_at IS NOT NULL AND h.first_attempt_at IS NOT NULL",
+				"first_attempt_within_sla": "h.accepted_at IS NOT NULL AND h.first_attempt_at IS NOT NULL AND h.first_attempt_within_sla",
+			}[b.Measure])
+		}
 		exists("handoffs h LEFT JOIN reps r ON r.rep_id = h.rep_id", "h", conds)
 	case app.FigureBreaches:
 		// Rows are reps and teams: breaches of reps only, as the report.
@@ -104,12 +111,11 @@ func (q *Queries) LeadsBehind(ctx context.Context, b app.BehindQuery) ([]*projec
 		conds = append(conds, rowCond("b.owner_id", b, arg)...)
 		exists("breaches b LEFT JOIN reps r ON r.rep_id = b.owner_id", "b", conds)
 	case app.FigureMarketing:
+		// A row counts its whole period (marketingRows): the report's
+		// period picks rows, it does not cut them.
 		conds := []string{period("j.mql_at", arg(b.Months.From), arg(b.Months.To))}
 		if b.Segment != "" { // else the row of all segments
 			conds = append(conds, fmt.Sprintf("j.segment = $%d", arg(b.Segment)))
-		}
-		if !b.Period.From.IsZero() || !b.Period.To.IsZero() {
-			conds = append(conds, period("j.mql_at", arg(bound(b.Period.From)), arg(bound(b.Period.To))))
 		}
 		conds = append(conds, map[string]string{"mql": "true", "accepted": "j.accepted_at IS NOT NULL",
 			"rejected": "j.rejected_at IS NOT NULL", "opportunity": "j.opportunity_at IS NOT NULL"}[b.Measure])

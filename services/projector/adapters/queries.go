@@ -357,13 +357,15 @@ func (q *Queries) Currencies(ctx context.Context, costs bool) ([]string, error) 
 	return out, nil
 }
 
-// money is, per lead, its opportunities' amounts in one currency ($1):
-// pipeline (every opportunity), open pipeline, won deals and revenue.
+// money is, per lead, its opportunities in one currency ($1): pipeline
+// (every opportunity), open pipeline and how many are open, won deals and
+// revenue. Deals are counted in the currency their amounts are summed
+// in, so a cost per won deal divides like by like.
 const money = `SELECT lead_id,
 	coalesce(sum(amount_minor) FILTER (WHERE currency = $1), 0) AS pipeline,
 	coalesce(sum(amount_minor) FILTER (WHERE currency = $1 AND won_at IS NULL AND lost_at IS NULL), 0) AS open_pipeline,
-	count(*) FILTER (WHERE won_at IS NULL AND lost_at IS NULL) AS open_opps,
-	count(won_at) AS won_deals,
+	count(*) FILTER (WHERE currency = $1 AND won_at IS NULL AND lost_at IS NULL) AS open_opps,
+	count(*) FILTER (WHERE won_at IS NOT NULL AND won_currency = $1) AS won_deals,
 	coalesce(sum(won_minor) FILTER (WHERE won_at IS NOT NULL AND won_currency = $1), 0) AS won
 	FROM opportunities GROUP BY lead_id`
 
@@ -416,8 +418,10 @@ func (q *Queries) Campaigns(ctx context.Context, c app.CampaignQuery) (*projecto
 		projectorv1.AttributionModel_ATTRIBUTION_MODEL_LINEAR:      "linear",
 	}[c.Attribution]
 	attributed := attributedSQL(model)
+	// A cost line without a period counts when it was recorded: left out
+	// of every dated report, its spend would vanish from ROI.
 	spend := `SELECT campaign_id, sum(amount_minor)::float8 FROM campaign_costs WHERE currency = $1 AND ` +
-		period("period_start", 2, 3) + ` GROUP BY campaign_id`
+		period("coalesce(period_start, recorded_at)", 2, 3) + ` GROUP BY campaign_id`
 
 	out := &projectorv1.GetCampaignReportResponse{Attribution: c.Attribution, Currency: c.Currency}
 	rows := map[string]*campaignFigures{}
@@ -537,7 +541,8 @@ func (q *Queries) SLA(ctx context.Context, s app.SLAQuery) (*projectorv1.GetSLAC
 		count(*) FILTER (WHERE h.accepted_at IS NOT NULL AND h.first_attempt_at IS NOT NULL),
 		count(*) FILTER (WHERE h.accepted_at IS NOT NULL AND h.first_attempt_at IS NOT NULL AND h.first_attempt_within_sla),
 		coalesce(avg(extract(epoch FROM h.first_attempt_at - h.accepted_at)) FILTER (WHERE h.accepted_at IS NOT NULL), 0)::float8 / 3600,
-		coalesce(sum(h.attempts) FILTER (WHERE h.accepted_at IS NOT NULL), 0)
+		coalesce(sum(h.attempts) FILTER (WHERE h.accepted_at IS NOT NULL), 0),
+		count(*) FILTER (WHERE ` + acceptDue(4) + `), count(*) FILTER (WHERE ` + contactDue(4) + `)
 		FROM handoffs h JOIN leads l ON l.lead_id = h.lead_id LEFT JOIN reps r ON r.rep_id = h.rep_id
 		WHERE ` + live + ` AND ` + period("h.assigned_at", 1, 2) + ` AND ($3 = '' OR h.segment = $3)
 		GROUP BY GROUPING SETS ((h.rep_id, coalesce(r.team_id, '')), (coalesce(r.team_id, '')), ())`
@@ -550,6 +555,8 @@ func (q *Queries) SLA(ctx context.Context, s app.SLAQuery) (*projectorv1.GetSLAC
 		FROM journeys j JOIN leads l ON l.lead_id = j.lead_id
 		WHERE ` + live + ` AND ` + period("j.mql_at", 1, 2) + ` AND ($3 = '' OR j.segment = $3)
 		GROUP BY 1, 2 ORDER BY 1, 2`
+	targetsSQL := `SELECT period, segment, min_mqls, min_acceptance_rate_bps, min_mql_to_opportunity_bps
+		FROM marketing_targets ORDER BY period, segment`
 
 	out := &projectorv1.GetSLAComplianceResponse{}
 	reps := map[string]*projectorv1.SalesSLARow{}
@@ -558,7 +565,7 @@ func (q *Queries) SLA(ctx context.Context, s app.SLAQuery) (*projectorv1.GetSLAC
 	var targets []*eventv1.MarketingTarget
 	err := q.db.Read(ctx, func(tx pgx.Tx) error {
 		from, to := bound(s.Period.From), bound(s.Period.To)
-		rs, err := tx.Query(ctx, sales, from, to, s.Segment)
+		rs, err := tx.Query(ctx, sales, from, to, s.Segment, s.Now)
 		if err != nil {
 			return err
 		}
@@ -569,14 +576,15 @@ func (q *Queries) SLA(ctx context.Context, s app.SLAQuery) (*projectorv1.GetSLAC
 			r := &projectorv1.SalesSLARow{}
 			if err := rs.Scan(&gRep, &gTeam, &r.Key, &team, &r.Assigned, &r.Accepted, &r.AcceptedWithinSla,
 				&r.AvgHoursToAccept, &r.MedianHoursToAccept, &r.Contacted, &r.FirstAttemptWithinSla,
-				&r.AvgHoursToFirstAttempt, &attempts); err != nil {
+				&r.AvgHoursToFirstAttempt, &attempts, &r.AcceptDue, &r.ContactDue); err != nil {
 				rs.Close()
 				return err
 			}
 			if team != nil {
 				r.TeamId = *team
 			}
-			r.AcceptedWithinSlaRate = ratio(r.AcceptedWithinSla, r.Accepted)
+			r.AcceptedWithinSlaRate = ratio(r.AcceptedWithinSla, r.AcceptDue)
+			r.FirstAttemptWithinSlaRate = ratio(r.FirstAttemptWithinSla, r.ContactDue)
 			r.AttemptsPerLead = ratio(attempts, r.Accepted)
 			switch {
 			case gRep == 0:
@@ -636,23 +644,7 @@ func (q *Queries) SLA(ctx context.Context, s app.SLAQuery) (*projectorv1.GetSLAC
 		if err := rs.Err(); err != nil {
 			return err
 		}
-		rs, err = tx.Query(ctx, marketing, from, to, s.Segment)
-		if err != nil {
-			return err
-		}
-		for rs.Next() {
-			var c mqlCount
-			if err := rs.Scan(&c.month, &c.segment, &c.mqls, &c.accepted, &c.rejected, &c.opps); err != nil {
-				rs.Close()
-				return err
-			}
-			counts = append(counts, c)
-		}
-		if err := rs.Err(); err != nil {
-			return err
-		}
-		rs, err = tx.Query(ctx, `SELECT period, segment, min_mqls, min_acceptance_rate_bps, min_mql_to_opportunity_bps
-			FROM marketing_targets ORDER BY period, segment`)
+		rs, err = tx.Query(ctx, targetsSQL)
 		if err != nil {
 			return err
 		}
@@ -666,6 +658,23 @@ func (q *Queries) SLA(ctx context.Context, s app.SLAQuery) (*projectorv1.GetSLAC
 			t.MinAcceptanceRateBps, t.MinMqlToOpportunityBps = uint32(acc), uint32(opp)
 			targets = append(targets, t)
 		}
+		if err := rs.Err(); err != nil {
+			return err
+		}
+		targets = shownTargets(targets, s.Period, s.Segment, s.Now)
+		span := marketingSpan(s.Period, targets)
+		rs, err = tx.Query(ctx, marketing, bound(span.From), bound(span.To), s.Segment)
+		if err != nil {
+			return err
+		}
+		for rs.Next() {
+			var c mqlCount
+			if err := rs.Scan(&c.month, &c.segment, &c.mqls, &c.accepted, &c.rejected, &c.opps); err != nil {
+				rs.Close()
+				return err
+			}
+			counts = append(counts, c)
+		}
 		return rs.Err()
 	})
 	if err != nil {
@@ -676,7 +685,7 @@ func (q *Queries) SLA(ctx context.Context, s app.SLAQuery) (*projectorv1.GetSLAC
 	}
 	out.Reps = sortedRows(reps)
 	out.Teams = sortedRows(teams)
-	out.Marketing = marketingRows(counts, targets, s.Segment)
+	out.Marketing = marketingRows(counts, targets, s.Segment, s.Period)
 	return out, nil
 }
 
@@ -705,45 +714,113 @@ type mqlCount struct {
 	mqls, accepted, rejected, opps int64
 }
 
+// acceptDue is a hand-off h that can be judged on acceptance at $now: it
+// was accepted, or the rep still held it, not accepted, when its
+// accept_by passed. Without it a hand-off left to breach and escalated
+// would never count, and the worst reps would show the best rates.
+// LeadsBehind lists the accept_due figure with it.
+func acceptDue(now int) string {
+	return fmt.Sprintf(`(h.accepted_at IS NOT NULL OR (h.accept_by < $%[1]d AND (h.ended_at IS NULL OR h.ended_at >= h.accept_by)))`, now)
+}
+
+// contactDue is an accepted hand-off h that can be judged on its first
+// attempt at $now: one was made, or the rep still held it, without one,
+// when its contact_by passed.
+func contactDue(now int) string {
+	return fmt.Sprintf(`(h.accepted_at IS NOT NULL AND (h.first_attempt_at IS NOT NULL OR
+		(h.contact_by < $%[1]d AND (h.ended_at IS NULL OR h.ended_at >= h.contact_by))))`, now)
+}
+
+// overlaps reports whether the whole period a shares time with p, whose
+// zero sides are open.
+func overlaps(a, p app.Period) bool {
+	return (p.To.IsZero() || a.From.Before(p.To)) && (p.From.IsZero() || a.To.After(p.From))
+}
+
+// shownTargets are the targets whose rows a marketing report over p (and
+// segment, "" for all) shows: of the segment, for a period p overlaps
+// that has begun by now. A target of a period still to come has nothing
+// to be judged on yet.
+func shownTargets(targets []*eventv1.MarketingTarget, p app.Period, segment string, now time.Time) []*eventv1.MarketingTarget {
+	var out []*eventv1.MarketingTarget
+	for _, t := range targets {
+		tp, ok := app.RowPeriod(t.GetPeriod())
+		if !ok || (segment != "" && t.GetSegment() != segment) || !overlaps(tp, p) || tp.From.After(now) {
+			continue
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+// marketingSpan is the MQL times the marketing rows over p count: the
+// whole months p overlaps and the whole periods of the targets shown.
+// Each row is judged against a target for its whole period, so a row
+// cut to p (March of a Q1 target) would miss a target it met.
+func marketingSpan(p app.Period, targets []*eventv1.MarketingTarget) app.Period {
+	month := func(t time.Time) time.Time {
+		t = t.UTC()
+		return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
+	}
+	span := p
+	if !p.From.IsZero() {
+		span.From = month(p.From)
+	}
+	if !p.To.IsZero() {
+		if span.To = month(p.To); span.To.Before(p.To) {
+			span.To = span.To.AddDate(0, 1, 0)
+		}
+	}
+	for _, t := range targets {
+		tp, _ := app.RowPeriod(t.GetPeriod())
+		if !span.From.IsZero() && tp.From.Before(span.From) {
+			span.From = tp.From
+		}
+		if !span.To.IsZero() && tp.To.After(span.To) {
+			span.To = tp.To
+		}
+	}
+	return span
+}
+
 // marketingRows turns MQL counts per month and segment into marketing's
-// SLA rows: every month per segment and for all segments, plus each
-// quarter or year a target names; each row with the target set for
-// exactly its period and segment. Counts add up, so coarser periods are
-// sums of months.
-func marketingRows(counts []mqlCount, targets []*eventv1.MarketingTarget, segment string) []*projectorv1.MarketingSLARow {
+// SLA rows: every month p overlaps, per segment and for all segments,
+// plus a row for each target shown (its month, quarter or year), also
+// with no MQLs; each row with the target set for exactly its period and
+// segment. Counts add up, so coarser periods are sums of months.
+func marketingRows(counts []mqlCount, targets []*eventv1.MarketingTarget, segment string, p app.Period) []*projectorv1.MarketingSLARow {
 	type key struct{ period, segment string }
 	sums := map[key]*projectorv1.MarketingSLARow{}
-	add := func(k key, c mqlCount) {
+	row := func(k key) *projectorv1.MarketingSLARow {
 		r := sums[k]
 		if r == nil {
 			r = &projectorv1.MarketingSLARow{Period: k.period, Segment: k.segment}
 			sums[k] = r
 		}
-		r.Mqls += c.mqls
-		r.Accepted += c.accepted
-		r.Rejected += c.rejected
-		r.Opportunities += c.opps
-	}
-	wanted := map[key]bool{}
-	for _, t := range targets {
-		if segment == "" || t.GetSegment() == segment {
-			wanted[key{t.GetPeriod(), t.GetSegment()}] = true
-		}
-	}
-	for _, c := range counts {
-		year := c.month[:4]
-		quarter := fmt.Sprintf("%s-Q%d", year, (int(c.month[5]-'0')*10+int(c.month[6]-'0')-1)/3+1)
-		for _, p := range []string{c.month, quarter, year} {
-			for _, s := range slices.Compact([]string{c.segment, ""}) { // a lead with no segment is counted once
-				if p == c.month || wanted[key{p, s}] {
-					add(key{p, s}, c)
-				}
-			}
-		}
+		return r
 	}
 	byKey := map[key]*eventv1.MarketingTarget{}
 	for _, t := range targets {
 		byKey[key{t.GetPeriod(), t.GetSegment()}] = t
+		row(key{t.GetPeriod(), t.GetSegment()})
+	}
+	for _, c := range counts {
+		year := c.month[:4]
+		quarter := fmt.Sprintf("%s-Q%d", year, (int(c.month[5]-'0')*10+int(c.month[6]-'0')-1)/3+1)
+		mp, _ := app.RowPeriod(c.month)
+		for _, per := range []string{c.month, quarter, year} {
+			for _, s := range slices.Compact([]string{c.segment, ""}) { // a lead with no segment is counted once
+				k := key{per, s}
+				if byKey[k] == nil && (per != c.month || !overlaps(mp, p)) {
+					continue // a month outside p, counted only for a target's row
+				}
+				r := row(k)
+				r.Mqls += c.mqls
+				r.Accepted += c.accepted
+				r.Rejected += c.rejected
+				r.Opportunities += c.opps
+			}
+		}
 	}
 	out := make([]*projectorv1.MarketingSLARow, 0, len(sums))
 	for k, r := range sums {
@@ -753,10 +830,12 @@ func marketingRows(counts []mqlCount, targets []*eventv1.MarketingTarget, segmen
 		r.AcceptanceRate = ratio(r.Accepted, r.Mqls)
 		r.MqlToOpportunityRate = ratio(r.Opportunities, r.Mqls)
 		if t := byKey[k]; t != nil {
+			// A rate of no MQLs meets no minimum above 0.
+			rate := func(n int64, bps uint32) bool { return n*10000 >= int64(bps)*r.Mqls && (r.Mqls > 0 || bps == 0) }
 			r.Target = t
 			r.MqlsMet = r.Mqls >= int64(t.GetMinMqls())
-			r.AcceptanceMet = r.Accepted*10000 >= int64(t.GetMinAcceptanceRateBps())*r.Mqls
-			r.OpportunityMet = r.Opportunities*10000 >= int64(t.GetMinMqlToOpportunityBps())*r.Mqls
+			r.AcceptanceMet = rate(r.Accepted, t.GetMinAcceptanceRateBps())
+			r.OpportunityMet = rate(r.Opportunities, t.GetMinMqlToOpportunityBps())
 		}
 		out = append(out, r)
 	}

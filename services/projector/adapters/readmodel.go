@@ -500,10 +500,14 @@ func referenceRow(ev *eventv1.Event) (refRow, bool) {
 				c.GetBudget().GetCurrency(), c.GetBudget().GetMinorUnits()}}, true
 	case *eventv1.Event_CampaignCostRecorded:
 		c := p.CampaignCostRecorded
+		recorded := ev.GetOccurredAt()
+		if recorded == nil {
+			recorded = ev.GetRecordedAt()
+		}
 		return refRow{table: "campaign_costs", nKey: 2, firstWins: true,
-			cols: []string{"campaign_id", "cost_id", "currency", "amount_minor", "period_start", "period_end"},
+			cols: []string{"campaign_id", "cost_id", "currency", "amount_minor", "period_start", "period_end", "recorded_at"},
 			vals: []any{c.GetCampaignId(), c.GetCostId(), c.GetAmount().GetCurrency(), c.GetAmount().GetMinorUnits(),
-				tpb(c.GetPeriodStart()), tpb(c.GetPeriodEnd())}}, true
+				tpb(c.GetPeriodStart()), tpb(c.GetPeriodEnd()), tpb(recorded)}}, true
 	case *eventv1.Event_RoutingChanged:
 		switch c := p.RoutingChanged.GetChange().(type) {
 		case *eventv1.RoutingChanged_Team:

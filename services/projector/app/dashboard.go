@@ -32,12 +32,14 @@ type BehindQuery struct {
 	// Measure is the column of the figure: for the funnel and campaigns
 	// captured (leads), mql, accepted, opportunity, won, recycled,
 	// disqualified; for sales assigned, accepted, accepted_within_sla,
-	// contacted, first_attempt_within_sla; for marketing mql, accepted,
-	// rejected, opportunity.
+	// accept_due, contacted, first_attempt_within_sla, contact_due; for
+	// marketing mql, accepted, rejected, opportunity.
 	Measure string
-	// Campaign and Attribution pick a campaign row ("" the unattributed).
+	// Campaign and Attribution pick a campaign row ("" the unattributed);
+	// Currency is the report's, whose won deals it counts ("" any).
 	Campaign    string
 	Attribution projectorv1.AttributionModel
+	Currency    string
 	// Row picks a sales row: "rep" or "team" by Key ("" the team of
 	// reps in no known team); "" is the total. A funnel row broken down
 	// by "segment" or "source" is Key ("" the leads with none). A queue
@@ -46,11 +48,12 @@ type BehindQuery struct {
 	Key string
 	// Month picks a marketing row, with Segment ("" is the row of all
 	// segments): a month (YYYY-MM), or the quarter or year of a target's
-	// row (YYYY-QN, YYYY). Check sets Months to its bounds.
+	// row (YYYY-QN, YYYY). Check sets Months to its bounds. A row counts
+	// its whole period, so Period does not narrow it.
 	Month  string
 	Months Period
-	// Now is the time a queue's overdue leads are counted at (Check sets
-	// it).
+	// Now is the time a queue's overdue leads and a sales row's due
+	// hand-offs are counted at (Check sets it).
 	Now time.Time
 	// Limit bounds the leads returned (default 100, at most 500); the
 	// count is of all of them. PageToken goes on from a page before
@@ -94,7 +97,7 @@ func RowPeriod(p string) (Period, bool) {
 var measures = map[string][]string{
 	FigureFunnel:    {"captured", "mql", "accepted", "opportunity", "won", "recycled", "disqualified"},
 	FigureCampaign:  {"captured", "mql", "accepted", "opportunity", "won"},
-	FigureSales:     {"assigned", "accepted", "accepted_within_sla", "contacted", "first_attempt_within_sla"},
+	FigureSales:     {"assigned", "accepted", "accepted_within_sla", "accept_due", "contacted", "first_attempt_within_sla", "contact_due"},
 	FigureBreaches:  {""},
 	FigureMarketing: {"mql", "accepted", "rejected", "opportunity"},
 	FigureQueue:     {"leads", "overdue"},
@@ -139,6 +142,9 @@ func (q *BehindQuery) Check() error {
 	}
 	if q.Figure == FigureQueue && q.Key == "" {
 		v.add("key", "must name the queue")
+	}
+	if q.Currency != "" && !currencyRE.MatchString(q.Currency) {
+		v.add("currency", "must be an ISO 4217 code such as EUR")
 	}
 	if q.Now.IsZero() {
 		q.Now = time.Now()

@@ -237,6 +237,10 @@ func (a *App) currency(ctx context.Context, c string, costs bool) (string, error
 type SLAQuery struct {
 	Period  Period
 	Segment string
+	// Now is the time deadlines are judged at: a hand-off whose deadline
+	// has not passed yet is not due, and a target period not begun has no
+	// row.
+	Now time.Time
 }
 
 // SLA reports SLA compliance both ways. It returns a *ValidationError for
@@ -247,6 +251,7 @@ func (a *App) SLA(ctx context.Context, q SLAQuery) (*projectorv1.GetSLAComplianc
 	if err := v.err(); err != nil {
 		return nil, err
 	}
+	q.Now = a.now()
 	return a.queries.SLA(ctx, q)
 }
 

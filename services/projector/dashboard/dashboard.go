@@ -225,7 +225,7 @@ func (h *Handler) leads(w http.ResponseWriter, r *http.Request) {
 	limit, _ := strconv.Atoi(r.FormValue("limit"))
 	if fig := r.FormValue("figure"); fig != "" {
 		b := app.BehindQuery{Figure: fig, Period: q.period, Segment: q.segment, Source: q.source, Measure: r.FormValue("measure"),
-			Campaign: r.FormValue("campaign"), Attribution: attribution(r.FormValue("attribution")), Row: r.FormValue("row"),
+			Campaign: r.FormValue("campaign"), Attribution: attribution(r.FormValue("attribution")), Currency: strings.ToUpper(r.FormValue("currency")), Row: r.FormValue("row"),
 			Key: r.FormValue("key"), Month: r.FormValue("month"), Limit: limit, PageToken: r.FormValue("page")}
 		if err := b.Check(); err != nil {
 			h.fail(w, r, err)

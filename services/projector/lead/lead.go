@@ -33,9 +33,12 @@ type Lead struct {
 	UpdatedAt  time.Time `json:"updated_at,omitzero"`
 	Source     string    `json:"source,omitempty"`
 
-	// Campaign touches before the first opportunity.
+	// Campaign touches that happened before the first opportunity, first
+	// and last by when they happened (FirstTouchAt, LastTouchAt).
 	FirstCampaign string         `json:"first_campaign,omitempty"`
 	LastCampaign  string         `json:"last_campaign,omitempty"`
+	FirstTouchAt  time.Time      `json:"first_touch_at,omitzero"`
+	LastTouchAt   time.Time      `json:"last_touch_at,omitzero"`
 	TouchCount    int            `json:"touch_count,omitempty"`
 	Touches       map[string]int `json:"touches,omitempty"`
 
@@ -190,12 +193,12 @@ func (l *Lead) Apply(seq uint64, ev *eventv1.Event) {
 		}
 		l.Source = c.GetAttribution().GetSource()
 		l.profile(c.GetProfile())
-		l.touch(c.GetAttribution().GetCampaignId())
+		l.touch(c.GetAttribution().GetCampaignId(), at)
 	case *eventv1.Event_LeadResubmitted:
 		l.profile(p.LeadResubmitted.GetProfile())
-		l.touch(p.LeadResubmitted.GetAttribution().GetCampaignId())
+		l.touch(p.LeadResubmitted.GetAttribution().GetCampaignId(), at)
 	case *eventv1.Event_ActivityRecorded:
-		l.touch(p.ActivityRecorded.GetCampaignId())
+		l.touch(p.ActivityRecorded.GetCampaignId(), at)
 	case *eventv1.Event_LeadMerged:
 		if s := p.LeadMerged.GetSurvivorLeadId(); s != l.ID {
 			l.MergedInto = s
@@ -373,10 +376,14 @@ func (l *Lead) profile(p *eventv1.Profile) {
 	}
 }
 
-// touch counts a campaign touch, unless the lead already became an
-// opportunity: touches after that did not create the pipeline.
-func (l *Lead) touch(campaign string) {
-	if campaign == "" || !l.OpportunityAt.IsZero() {
+// touch counts a campaign touch that happened at at, unless that was
+// once the lead was an opportunity: touches after it did not create the
+// pipeline. It goes by when touches happened, not by when they were
+// recorded, so a platform's late upload of an earlier activity counts,
+// and can be the first or last touch. (A touch counted before an
+// opportunity recorded later but backdated before it stays counted.)
+func (l *Lead) touch(campaign string, at time.Time) {
+	if campaign == "" || (!l.OpportunityAt.IsZero() && !at.Before(l.OpportunityAt)) {
 		return
 	}
 	if l.Touches == nil {
@@ -388,10 +395,14 @@ func (l *Lead) touch(campaign string) {
 	l.Touches[campaign]++
 	l.touched[campaign] = true
 	l.TouchCount++
-	if l.FirstCampaign == "" {
-		l.FirstCampaign = campaign
+	// Ties keep the order recorded. A fold stored before the touch times
+	// were kept has them zero: its first stays, its last moves on.
+	if l.FirstCampaign == "" || (!l.FirstTouchAt.IsZero() && at.Before(l.FirstTouchAt)) {
+		l.FirstCampaign, l.FirstTouchAt = campaign, at
 	}
-	l.LastCampaign = campaign
+	if l.LastTouchAt.IsZero() || !at.Before(l.LastTouchAt) {
+		l.LastCampaign, l.LastTouchAt = campaign, at
+	}
 }
 
 func (l *Lead) segment(s string) {

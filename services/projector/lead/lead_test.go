@@ -181,3 +181,39 @@ func TestUnprojectedEventsMoveTheVersion(t *testing.T) {
 		t.Errorf("after a score: version %d score %d stages %d", l.Version, l.Score, len(l.Stages))
 	}
 }
+
+// Touches count by when they happened, not by when they were recorded: a
+// platform's late upload of an activity from before the opportunity is a
+// touch, and can be the last one (or the first, if before the capture);
+// one from after the opportunity stays out however it is recorded.
+func TestLateRecordedTouchesCountByWhenTheyHappened(t *testing.T) {
+	c := func(n lifecycle.CommandName) lifecycle.Command { return lifecycle.Command{Name: n} }
+	act := func(campaign string) *eventv1.ActivityRecorded {
+		return &eventv1.ActivityRecorded{CampaignId: campaign}
+	}
+	evs := journey(t, []step{
+		{2, c(lifecycle.Capture), &eventv1.LeadCaptured{Attribution: &eventv1.Attribution{Source: "form", CampaignId: "form"}}},
+		{3, c(lifecycle.Qualify), &eventv1.LeadQualified{}},
+		{4, lifecycle.Command{Name: lifecycle.Assign, Owner: ann}, &eventv1.LeadAssigned{Owner: &eventv1.Owner{Id: "ann"}}},
+		{5, c(lifecycle.Accept), &eventv1.LeadAccepted{RepId: "ann"}},
+		{10, c(lifecycle.Convert), &eventv1.OpportunityCreated{OpportunityId: "o"}},
+		// Recorded after the opportunity, in this order:
+		{6, c(lifecycle.RecordActivity), act("webinar")}, // before it: the last touch
+		{1, c(lifecycle.RecordActivity), act("ads")},     // before the capture: the first touch
+		{10, c(lifecycle.RecordActivity), act("late")},   // at the opportunity: not before it
+		{12, c(lifecycle.RecordActivity), act("after")},  // after it
+		{4, c(lifecycle.RecordActivity), act("webinar")}, // before, but not the last
+	})
+	l := lead.New("l")
+	for i, ev := range evs {
+		l.Apply(uint64(i+1), ev)
+	}
+	at := func(h float64) time.Time { return t0.Add(time.Duration(h * float64(time.Hour))) }
+	if l.FirstCampaign != "ads" || !l.FirstTouchAt.Equal(at(1)) || l.LastCampaign != "webinar" || !l.LastTouchAt.Equal(at(6)) {
+		t.Errorf("first %q at %v, last %q at %v; want ads at h1, webinar at h6", l.FirstCampaign, l.FirstTouchAt, l.LastCampaign, l.LastTouchAt)
+	}
+	// form 1, webinar 2, ads 1: 4 touches; "late" and "after" none.
+	if l.TouchCount != 4 || len(l.Touches) != 3 || l.Touches["form"] != 1 || l.Touches["webinar"] != 2 || l.Touches["ads"] != 1 {
+		t.Errorf("touches %v (%d), want form 1, webinar 2, ads 1 (4)", l.Touches, l.TouchCount)
+	}
+}

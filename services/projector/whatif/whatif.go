@@ -75,10 +75,14 @@ type Replay struct {
 }
 
 type leadState struct {
-	in       bool // captured in the period
-	campaign string
-	opp      bool
-	facts    scoring.Facts
+	in bool // captured in the period
+	// campaign is the first touch (at campaignAt) before the first
+	// opportunity (at oppAt), by when each happened.
+	campaign   string
+	campaignAt time.Time
+	opp        bool
+	oppAt      time.Time
+	facts      scoring.Facts
 	// acted: sales took the lead on (accepted, rejected, converted), or
 	// a person disqualified it for good: scoring after that decided
 	// nothing, under any version.
@@ -129,15 +133,15 @@ func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
 		for _, c := range p.LeadCaptured.GetConsents() {
 			l.consent(c)
 		}
-		l.touch(p.LeadCaptured.GetAttribution().GetCampaignId())
+		l.touch(p.LeadCaptured.GetAttribution().GetCampaignId(), occurred(ev))
 		trigger = true
 	case *eventv1.Event_LeadResubmitted:
 		l.facts.Profile = scoring.Merge(l.facts.Profile, scoring.ProfileOf(p.LeadResubmitted.GetProfile()))
-		l.touch(p.LeadResubmitted.GetAttribution().GetCampaignId())
+		l.touch(p.LeadResubmitted.GetAttribution().GetCampaignId(), occurred(ev))
 		trigger = true
 	case *eventv1.Event_ActivityRecorded:
 		l.facts.Activities = append(l.facts.Activities, scoring.Activity{Type: p.ActivityRecorded.GetType(), At: occurred(ev)})
-		l.touch(p.ActivityRecorded.GetCampaignId())
+		l.touch(p.ActivityRecorded.GetCampaignId(), occurred(ev))
 		trigger = true
 	case *eventv1.Event_ConsentChanged:
 		l.consent(p.ConsentChanged.GetConsent())
@@ -149,6 +153,9 @@ func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
 	case *eventv1.Event_LeadAccepted, *eventv1.Event_DealLost:
 		l.acted = true
 	case *eventv1.Event_OpportunityCreated:
+		if !l.opp {
+			l.oppAt = occurred(ev)
+		}
 		l.acted, l.opp = true, true
 	case *eventv1.Event_LeadRejected:
 		l.acted, l.rejected = true, true
@@ -201,10 +208,14 @@ func (l *leadState) consent(c *eventv1.Consent) {
 }
 
 // touch keeps the first campaign that touched the lead before it became
-// an opportunity, as the read model's first-touch attribution does.
-func (l *leadState) touch(c string) {
-	if l.campaign == "" && c != "" && !l.opp {
-		l.campaign = c
+// an opportunity, by when the touches happened, as the read model's
+// first-touch attribution does (lead.Lead).
+func (l *leadState) touch(c string, at time.Time) {
+	if c == "" || (l.opp && !at.Before(l.oppAt)) {
+		return
+	}
+	if l.campaign == "" || at.Before(l.campaignAt) {
+		l.campaign, l.campaignAt = c, at
 	}
 }
 

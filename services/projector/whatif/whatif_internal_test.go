@@ -57,3 +57,37 @@ func TestAPersonsDisqualificationEndsTheLead(t *testing.T) {
 		t.Fatalf("after its re-engagement: %+v, want an MQL under both", got)
 	}
 }
+
+// The what-if's campaign is the first touch by when touches happened, as
+// the read model's: a late upload of an activity from before the capture
+// is the first touch; one from after the opportunity is none.
+func TestFirstTouchByWhenItHappened(t *testing.T) {
+	m := scoring.Default()
+	at := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	ev := func(h int, p any) *eventv1.Event {
+		e := &eventv1.Event{OccurredAt: timestamppb.New(at.Add(time.Duration(h) * time.Hour)), RecordedAt: timestamppb.New(at.Add(20 * time.Hour))}
+		switch x := p.(type) {
+		case *eventv1.LeadCaptured:
+			e.Payload = &eventv1.Event_LeadCaptured{LeadCaptured: x}
+		case *eventv1.ActivityRecorded:
+			e.Payload = &eventv1.Event_ActivityRecorded{ActivityRecorded: x}
+		case *eventv1.OpportunityCreated:
+			e.Payload = &eventv1.Event_OpportunityCreated{OpportunityCreated: x}
+		}
+		return e
+	}
+	r := New(&m, m, time.Time{}, time.Time{})
+	r.Apply("early", ev(2, &eventv1.LeadCaptured{Attribution: &eventv1.Attribution{CampaignId: "form"}}))
+	r.Apply("early", ev(10, &eventv1.OpportunityCreated{OpportunityId: "o"}))
+	r.Apply("early", ev(1, &eventv1.ActivityRecorded{CampaignId: "ads"}))
+	r.Apply("after", ev(2, &eventv1.LeadCaptured{}))
+	r.Apply("after", ev(10, &eventv1.OpportunityCreated{OpportunityId: "o"}))
+	r.Apply("after", ev(10, &eventv1.ActivityRecorded{CampaignId: "late"}))
+	got := map[string]int64{}
+	for _, row := range r.Result().Campaigns {
+		got[row.Campaign] = row.Leads
+	}
+	if len(got) != 2 || got["ads"] != 1 || got[""] != 1 {
+		t.Errorf("leads by first-touch campaign %v, want ads 1 and none 1", got)
+	}
+}

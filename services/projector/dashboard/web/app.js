@@ -382,15 +382,17 @@ function slaPanel(res, queuesR) {
   const sd = (row, key, measure) => ({ figure: "sales", measure, row, key });
   const bd = (row, key) => ({ figure: "breaches", row, key });
   const rate = (a, b) => (n(b) ? fmtPct(n(a) / n(b)) : "–");
+  // Rates are of the hand-offs due (accepted or contacted, or left past
+  // their deadline), so a hand-off left to breach counts against them.
   const kpis = el("div", { class: "kpis" },
-    el("div", { class: "kpi" }, el("span", { class: "v" }, fig(rate(t.accepted_within_sla, t.accepted), "sales.total.accept_rate", sd("", "", "accepted_within_sla"))),
+    el("div", { class: "kpi" }, el("span", { class: "v" }, fig(rate(t.accepted_within_sla, t.accept_due), "sales.total.accept_rate", sd("", "", "accepted_within_sla"))),
       el("span", { class: "l" }, "accepted within SLA (", fig(fmtCount(t.accepted_within_sla), "sales.total.accepted_within_sla", sd("", "", "accepted_within_sla")), " of ",
-        fig(fmtCount(t.accepted), "sales.total.accepted", sd("", "", "accepted")), ")")),
-    el("div", { class: "kpi" }, el("span", { class: "v" }, fig(rate(t.first_attempt_within_sla, t.contacted), "sales.total.contact_rate", sd("", "", "first_attempt_within_sla"))),
+        fig(fmtCount(t.accept_due), "sales.total.accept_due", sd("", "", "accept_due")), " due)")),
+    el("div", { class: "kpi" }, el("span", { class: "v" }, fig(rate(t.first_attempt_within_sla, t.contact_due), "sales.total.contact_rate", sd("", "", "first_attempt_within_sla"))),
       el("span", { class: "l" }, "first attempt within SLA (", fig(fmtCount(t.first_attempt_within_sla), "sales.total.first_attempt_within_sla", sd("", "", "first_attempt_within_sla")), " of ",
-        fig(fmtCount(t.contacted), "sales.total.contacted", sd("", "", "contacted")), ")")),
+        fig(fmtCount(t.contact_due), "sales.total.contact_due", sd("", "", "contact_due")), " due)")),
     el("div", { class: "kpi" }, el("span", { class: "v num" }, fmtHours(t.median_hours_to_accept)), el("span", { class: "l" }, "median time to accept (",
-      fmtCount(t.accepted), " accepted of ", fig(fmtCount(t.assigned), "sales.total.assigned", sd("", "", "assigned")), " hand-offs)")),
+      fig(fmtCount(t.accepted), "sales.total.accepted", sd("", "", "accepted")), " accepted of ", fig(fmtCount(t.assigned), "sales.total.assigned", sd("", "", "assigned")), " hand-offs)")),
     el("div", { class: "kpi" }, el("span", { class: "v" }, fig(fmtCount(t.breaches), "sales.total.breaches", bd("", ""), n(t.breaches) ? "neg" : "")),
       el("span", { class: "l" }, "SLA breaches by reps")));
   const salesRows = [...(s.teams || []).map((r) => ["team", r]), ...(s.reps || []).map((r) => ["rep", r])];
@@ -400,7 +402,7 @@ function slaPanel(res, queuesR) {
       el("td", { class: "text" }, kind === "team" ? el("b", {}, "team " + (r.key || "(none)")) : "  rep " + r.key),
       el("td", {}, fig(fmtCount(r.assigned), `sales.${kind}.${r.key}.assigned`, sd(kind, r.key, "assigned"))),
       el("td", {}, fig(fmtCount(r.accepted), `sales.${kind}.${r.key}.accepted`, sd(kind, r.key, "accepted"))),
-      el("td", {}, fig(rate(r.accepted_within_sla, r.accepted), `sales.${kind}.${r.key}.accept_rate`, sd(kind, r.key, "accepted_within_sla"))),
+      el("td", {}, fig(rate(r.accepted_within_sla, r.accept_due), `sales.${kind}.${r.key}.accept_rate`, sd(kind, r.key, "accepted_within_sla"))),
       el("td", {}, fmtHours(r.median_hours_to_accept)),
       el("td", {}, fig(fmtCount(r.breaches), `sales.${kind}.${r.key}.breaches`, bd(kind, r.key), n(r.breaches) ? "neg" : ""))))));
   const mk = s.marketing || [];
@@ -437,7 +439,7 @@ function campaignPanel(res, attr) {
   }
   const r = res.ok, cur = r.currency;
   const money = (f) => (f.undefined ? el("span", { class: "undef", title: "undefined: nothing to divide by" }, "—") : fmtMoney(f.value, cur));
-  const d = (c, measure) => ({ figure: "campaign", campaign: c.campaign_id || "", measure, attribution: attr });
+  const d = (c, measure) => ({ figure: "campaign", campaign: c.campaign_id || "", measure, attribution: attr, currency: cur });
   const row = (c, total) => {
     const id = c.campaign_id || "";
     const k = (m) => `campaign.${id || "-"}.${m}`;
@@ -577,7 +579,8 @@ function shortId(id) { return id.length > 14 ? id.slice(0, 8) + "…" + id.slice
 const FIGURE_NAMES = {
   funnel: { captured: "captured", mql: "reached MQL", accepted: "accepted by sales", opportunity: "became opportunities", won: "won", recycled: "recycled", disqualified: "disqualified" },
   campaign: { captured: "attributed leads", mql: "attributed MQLs", accepted: "attributed accepted leads", opportunity: "attributed opportunities (pipeline)", won: "attributed won deals" },
-  sales: { assigned: "handed off", accepted: "accepted", accepted_within_sla: "accepted within SLA", contacted: "contacted", first_attempt_within_sla: "first attempt within SLA" },
+  sales: { assigned: "handed off", accepted: "accepted", accepted_within_sla: "accepted within SLA", accept_due: "due for acceptance", contacted: "contacted",
+    first_attempt_within_sla: "first attempt within SLA", contact_due: "due for a first attempt" },
   marketing: { mql: "MQLs", accepted: "MQLs accepted", rejected: "MQLs rejected", opportunity: "MQLs that became opportunities" },
   queue: { leads: "waiting in queue", overdue: "overdue in queue" },
 };
@@ -595,7 +598,8 @@ function describeFigure(p) {
   // the SLA, marketing and queue lists no source.
   if (p.get("segment") && f !== "campaign" && p.get("row") !== "segment") parts.push("segment " + p.get("segment"));
   if (p.get("source") && (!f || f === "funnel") && p.get("row") !== "source") parts.push("source " + p.get("source"));
-  if (f !== "queue") parts.push(periodLabel(p));
+  // A marketing row counts its whole month, quarter or year: no period.
+  if (f !== "queue" && f !== "marketing") parts.push(periodLabel(p));
   const text = parts.join(" · ");
   return text.charAt(0).toUpperCase() + text.slice(1);
 }

@@ -1543,6 +1543,12 @@ func (x *GetFunnelRequest) GetSource() string {
 // FunnelRow counts leads by the stages they reached (ever: a lead that
 // was accepted and later recycled counts in both). Rates are shares of
 // the stage before (0 when it is empty).
+//
+// recycled counts every lead that ever went back to nurture: sent back by
+// sales (rejected, lost, attempts exhausted) and also leads that never
+// qualified (a "not now" disqualification, or a new lead whose score
+// never reached the threshold by its deadline). disqualified counts
+// terminal disqualifications only.
 type FunnelRow struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// key is the period start (YYYY-MM-DD), the segment or the source;
@@ -1803,13 +1809,16 @@ type CampaignRow struct {
 	// but stamped like every figure).
 	Spend *Figure `protobuf:"bytes,5,opt,name=spend,proto3" json:"spend,omitempty"`
 	// leads, mqls, accepted, opportunities count attributed leads that
-	// reached each stage (fractional under LINEAR).
+	// reached each stage (fractional under LINEAR), whatever the currency
+	// of their deals.
 	Leads         *Figure `protobuf:"bytes,6,opt,name=leads,proto3" json:"leads,omitempty"`
 	Mqls          *Figure `protobuf:"bytes,7,opt,name=mqls,proto3" json:"mqls,omitempty"`
 	Accepted      *Figure `protobuf:"bytes,8,opt,name=accepted,proto3" json:"accepted,omitempty"`
 	Opportunities *Figure `protobuf:"bytes,9,opt,name=opportunities,proto3" json:"opportunities,omitempty"`
 	// pipeline is the amount of every opportunity of the attributed leads.
-	Pipeline        *Figure `protobuf:"bytes,10,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
+	Pipeline *Figure `protobuf:"bytes,10,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
+	// won_deals counts the deals won in the report's currency, as
+	// won_revenue sums them, so cost_per_won_deal divides like by like.
 	WonDeals        *Figure `protobuf:"bytes,11,opt,name=won_deals,json=wonDeals,proto3" json:"won_deals,omitempty"`
 	WonRevenue      *Figure `protobuf:"bytes,12,opt,name=won_revenue,json=wonRevenue,proto3" json:"won_revenue,omitempty"`
 	CostPerLead     *Figure `protobuf:"bytes,13,opt,name=cost_per_lead,json=costPerLead,proto3" json:"cost_per_lead,omitempty"`
@@ -1968,7 +1977,8 @@ type GetCampaignReportRequest struct {
 	// attribution is required.
 	Attribution AttributionModel `protobuf:"varint,1,opt,name=attribution,proto3,enum=leadflow.projector.v1.AttributionModel" json:"attribution,omitempty"`
 	// period bounds the capture time of the leads and the start of the
-	// cost periods counted.
+	// cost periods counted (a cost line without a period start counts at
+	// the time it was recorded).
 	Period *Period `protobuf:"bytes,2,opt,name=period,proto3" json:"period,omitempty"`
 	// currency of the money figures (ISO 4217); may be left empty when the
 	// data holds one currency only.
@@ -2100,8 +2110,10 @@ func (x *GetCampaignReportResponse) GetUnattributed() *CampaignRow {
 
 type GetSLAComplianceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// period bounds the assignment time (sales) and the MQL time
-	// (marketing).
+	// period bounds the assignment time (sales). For marketing it picks
+	// the periods: each MQL month it overlaps, and each target's month,
+	// quarter or year it overlaps (once that period has begun); every row
+	// counts its whole period, the one its target is set for.
 	Period        *Period `protobuf:"bytes,1,opt,name=period,proto3" json:"period,omitempty"`
 	Segment       string  `protobuf:"bytes,2,opt,name=segment,proto3" json:"segment,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -2213,22 +2225,40 @@ type SalesSLARow struct {
 	Key    string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	TeamId string `protobuf:"bytes,2,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
 	// assigned counts hand-offs to the rep(s) in the period.
-	Assigned              int64   `protobuf:"varint,3,opt,name=assigned,proto3" json:"assigned,omitempty"`
-	Accepted              int64   `protobuf:"varint,4,opt,name=accepted,proto3" json:"accepted,omitempty"`
-	AcceptedWithinSla     int64   `protobuf:"varint,5,opt,name=accepted_within_sla,json=acceptedWithinSla,proto3" json:"accepted_within_sla,omitempty"`
+	Assigned int64 `protobuf:"varint,3,opt,name=assigned,proto3" json:"assigned,omitempty"`
+	Accepted int64 `protobuf:"varint,4,opt,name=accepted,proto3" json:"accepted,omitempty"`
+	// accepted_within_sla counts hand-offs accepted at or before their
+	// accept_by.
+	AcceptedWithinSla int64 `protobuf:"varint,5,opt,name=accepted_within_sla,json=acceptedWithinSla,proto3" json:"accepted_within_sla,omitempty"`
+	// accepted_within_sla_rate is accepted_within_sla / accept_due (0 when
+	// none is due): a hand-off left to breach counts against it.
 	AcceptedWithinSlaRate float64 `protobuf:"fixed64,6,opt,name=accepted_within_sla_rate,json=acceptedWithinSlaRate,proto3" json:"accepted_within_sla_rate,omitempty"`
 	AvgHoursToAccept      float64 `protobuf:"fixed64,7,opt,name=avg_hours_to_accept,json=avgHoursToAccept,proto3" json:"avg_hours_to_accept,omitempty"`
 	MedianHoursToAccept   float64 `protobuf:"fixed64,8,opt,name=median_hours_to_accept,json=medianHoursToAccept,proto3" json:"median_hours_to_accept,omitempty"`
 	// contacted counts accepted hand-offs with at least one attempt.
-	Contacted              int64   `protobuf:"varint,9,opt,name=contacted,proto3" json:"contacted,omitempty"`
+	Contacted int64 `protobuf:"varint,9,opt,name=contacted,proto3" json:"contacted,omitempty"`
+	// first_attempt_within_sla counts accepted hand-offs whose first
+	// attempt was at or before LeadAccepted.contact_by.
 	FirstAttemptWithinSla  int64   `protobuf:"varint,10,opt,name=first_attempt_within_sla,json=firstAttemptWithinSla,proto3" json:"first_attempt_within_sla,omitempty"`
 	AvgHoursToFirstAttempt float64 `protobuf:"fixed64,11,opt,name=avg_hours_to_first_attempt,json=avgHoursToFirstAttempt,proto3" json:"avg_hours_to_first_attempt,omitempty"`
 	// attempts_per_lead is attempts per accepted hand-off.
 	AttemptsPerLead float64     `protobuf:"fixed64,12,opt,name=attempts_per_lead,json=attemptsPerLead,proto3" json:"attempts_per_lead,omitempty"`
 	Breaches        int64       `protobuf:"varint,13,opt,name=breaches,proto3" json:"breaches,omitempty"`
 	BreachesBySla   []*SLACount `protobuf:"bytes,14,rep,name=breaches_by_sla,json=breachesBySla,proto3" json:"breaches_by_sla,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// accept_due counts the hand-offs that can be judged on acceptance:
+	// accepted, or still held by the rep, not accepted, when their
+	// accept_by passed (at the time of the report). One taken away before
+	// its deadline (reassigned, rejected) is not judged.
+	AcceptDue int64 `protobuf:"varint,15,opt,name=accept_due,json=acceptDue,proto3" json:"accept_due,omitempty"`
+	// contact_due counts the accepted hand-offs that can be judged on the
+	// first attempt: contacted, or still held by the rep, without an
+	// attempt, when their contact_by passed.
+	ContactDue int64 `protobuf:"varint,16,opt,name=contact_due,json=contactDue,proto3" json:"contact_due,omitempty"`
+	// first_attempt_within_sla_rate is first_attempt_within_sla /
+	// contact_due (0 when none is due).
+	FirstAttemptWithinSlaRate float64 `protobuf:"fixed64,17,opt,name=first_attempt_within_sla_rate,json=firstAttemptWithinSlaRate,proto3" json:"first_attempt_within_sla_rate,omitempty"`
+	unknownFields             protoimpl.UnknownFields
+	sizeCache                 protoimpl.SizeCache
 }
 
 func (x *SalesSLARow) Reset() {
@@ -2359,10 +2389,34 @@ func (x *SalesSLARow) GetBreachesBySla() []*SLACount {
 	return nil
 }
 
-// MarketingSLARow is marketing's side for one month and segment.
+func (x *SalesSLARow) GetAcceptDue() int64 {
+	if x != nil {
+		return x.AcceptDue
+	}
+	return 0
+}
+
+func (x *SalesSLARow) GetContactDue() int64 {
+	if x != nil {
+		return x.ContactDue
+	}
+	return 0
+}
+
+func (x *SalesSLARow) GetFirstAttemptWithinSlaRate() float64 {
+	if x != nil {
+		return x.FirstAttemptWithinSlaRate
+	}
+	return 0
+}
+
+// MarketingSLARow is marketing's side for one period and segment: an MQL
+// month, or a target's month, quarter or year. It counts the MQLs of its
+// whole period, also where the request's period covers only part of it.
 type MarketingSLARow struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// period is the MQL month, "YYYY-MM".
+	// period is the MQL month, "YYYY-MM", or the quarter "YYYY-QN" or year
+	// "YYYY" a target is set for.
 	Period string `protobuf:"bytes,1,opt,name=period,proto3" json:"period,omitempty"`
 	// segment is empty on the row of all segments together, which also
 	// counts the MQLs that no segment holds yet.
@@ -2373,12 +2427,17 @@ type MarketingSLARow struct {
 	Opportunities        int64   `protobuf:"varint,6,opt,name=opportunities,proto3" json:"opportunities,omitempty"`
 	AcceptanceRate       float64 `protobuf:"fixed64,7,opt,name=acceptance_rate,json=acceptanceRate,proto3" json:"acceptance_rate,omitempty"`
 	MqlToOpportunityRate float64 `protobuf:"fixed64,8,opt,name=mql_to_opportunity_rate,json=mqlToOpportunityRate,proto3" json:"mql_to_opportunity_rate,omitempty"`
-	// target is the target set for this month (or its quarter or year) and
-	// segment (or all segments); unset when none is.
-	Target         *v1.MarketingTarget `protobuf:"bytes,9,opt,name=target,proto3" json:"target,omitempty"`
-	MqlsMet        bool                `protobuf:"varint,10,opt,name=mqls_met,json=mqlsMet,proto3" json:"mqls_met,omitempty"`
-	AcceptanceMet  bool                `protobuf:"varint,11,opt,name=acceptance_met,json=acceptanceMet,proto3" json:"acceptance_met,omitempty"`
-	OpportunityMet bool                `protobuf:"varint,12,opt,name=opportunity_met,json=opportunityMet,proto3" json:"opportunity_met,omitempty"`
+	// target is the target set for exactly this row's period and segment
+	// (a month's row does not take its quarter's or year's target, nor a
+	// segment's the one of all segments); unset when none is. A target
+	// gets its row even with no MQLs.
+	Target *v1.MarketingTarget `protobuf:"bytes,9,opt,name=target,proto3" json:"target,omitempty"`
+	// mqls_met, acceptance_met, opportunity_met: the row reaches each
+	// minimum of its target. With no MQLs a rate has nothing to meet a
+	// minimum above 0 with, so it is not met.
+	MqlsMet        bool `protobuf:"varint,10,opt,name=mqls_met,json=mqlsMet,proto3" json:"mqls_met,omitempty"`
+	AcceptanceMet  bool `protobuf:"varint,11,opt,name=acceptance_met,json=acceptanceMet,proto3" json:"acceptance_met,omitempty"`
+	OpportunityMet bool `protobuf:"varint,12,opt,name=opportunity_met,json=opportunityMet,proto3" json:"opportunity_met,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -3193,7 +3252,9 @@ func (x *GetAccountsRequest) GetLimit() int32 {
 }
 
 // AccountRow is one account's leads and money. Leads routing matched to
-// no account are grouped by email domain (matched false).
+// no account are grouped by email domain (matched false). The counts of
+// deals (open_opportunities, won_deals) are of the deals in the report's
+// currency, like the amounts.
 type AccountRow struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	AccountId         string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
@@ -4259,7 +4320,7 @@ const file_leadflow_projector_v1_projector_service_proto_rawDesc = "" +
 	"\asegment\x18\x02 \x01(\tR\asegment\"N\n" +
 	"\bSLACount\x12,\n" +
 	"\x03sla\x18\x01 \x01(\x0e2\x1a.leadflow.event.v1.SLAKindR\x03sla\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x03R\x05count\"\xe1\x04\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count\"\xe3\x05\n" +
 	"\vSalesSLARow\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x17\n" +
 	"\ateam_id\x18\x02 \x01(\tR\x06teamId\x12\x1a\n" +
@@ -4275,7 +4336,12 @@ const file_leadflow_projector_v1_projector_service_proto_rawDesc = "" +
 	"\x1aavg_hours_to_first_attempt\x18\v \x01(\x01R\x16avgHoursToFirstAttempt\x12*\n" +
 	"\x11attempts_per_lead\x18\f \x01(\x01R\x0fattemptsPerLead\x12\x1a\n" +
 	"\bbreaches\x18\r \x01(\x03R\bbreaches\x12G\n" +
-	"\x0fbreaches_by_sla\x18\x0e \x03(\v2\x1f.leadflow.projector.v1.SLACountR\rbreachesBySla\"\xbc\x03\n" +
+	"\x0fbreaches_by_sla\x18\x0e \x03(\v2\x1f.leadflow.projector.v1.SLACountR\rbreachesBySla\x12\x1d\n" +
+	"\n" +
+	"accept_due\x18\x0f \x01(\x03R\tacceptDue\x12\x1f\n" +
+	"\vcontact_due\x18\x10 \x01(\x03R\n" +
+	"contactDue\x12@\n" +
+	"\x1dfirst_attempt_within_sla_rate\x18\x11 \x01(\x01R\x19firstAttemptWithinSlaRate\"\xbc\x03\n" +
 	"\x0fMarketingSLARow\x12\x16\n" +
 	"\x06period\x18\x01 \x01(\tR\x06period\x12\x18\n" +
 	"\asegment\x18\x02 \x01(\tR\asegment\x12\x12\n" +

@@ -51,8 +51,8 @@ type ProjectorServiceClient interface {
 	// GetLead returns one lead with its stages, journeys, hand-offs,
 	// opportunities, campaign touches and SLA breaches.
 	GetLead(ctx context.Context, in *GetLeadRequest, opts ...grpc.CallOption) (*GetLeadResponse, error)
-	// GetFunnel counts the leads captured in a period by the furthest
-	// stage each reached: captured, MQL, accepted, opportunity, won, plus
+	// GetFunnel counts the leads captured in a period once for each stage
+	// they ever reached: captured, MQL, accepted, opportunity, won, plus
 	// recycled and disqualified; in total and by period, segment or source.
 	GetFunnel(ctx context.Context, in *GetFunnelRequest, opts ...grpc.CallOption) (*GetFunnelResponse, error)
 	// GetCampaignReport runs from campaign spend to won revenue under one
@@ -234,8 +234,8 @@ type ProjectorServiceServer interface {
 	// GetLead returns one lead with its stages, journeys, hand-offs,
 	// opportunities, campaign touches and SLA breaches.
 	GetLead(context.Context, *GetLeadRequest) (*GetLeadResponse, error)
-	// GetFunnel counts the leads captured in a period by the furthest
-	// stage each reached: captured, MQL, accepted, opportunity, won, plus
+	// GetFunnel counts the leads captured in a period once for each stage
+	// they ever reached: captured, MQL, accepted, opportunity, won, plus
 	// recycled and disqualified; in total and by period, segment or source.
 	GetFunnel(context.Context, *GetFunnelRequest) (*GetFunnelResponse, error)
 	// GetCampaignReport runs from campaign spend to won revenue under one

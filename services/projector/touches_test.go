@@ -1,0 +1,74 @@
+package main
+
+import (
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	projectorv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/projector/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/pkg/testenv"
+)
+
+// A webinar platform uploads attendance late: the activity happened at
+// h5, before the opportunity at h10, but is stored after the deal was
+// won. It is the lead's last touch (it was dropped as after the
+// opportunity), live and replayed alike.
+func TestLateRecordedTouchCountsForAttribution(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	cmd := func(n lifecycle.CommandName) lifecycle.Command { return lifecycle.Command{Name: n} }
+	eur := &eventv1.Money{Currency: "EUR", MinorUnits: 100000}
+	w.lead(t, "lt", 0, cmd(lifecycle.Capture), &eventv1.LeadCaptured{SealedContact: []byte("s"), Attribution: &eventv1.Attribution{Source: "web-form", CampaignId: "search"}})
+	w.lead(t, "lt", 1, cmd(lifecycle.Qualify), &eventv1.LeadQualified{ModelId: "scoring", ModelVersion: 1, Score: 80, Threshold: 70})
+	w.lead(t, "lt", 2, lifecycle.Command{Name: lifecycle.Assign, Owner: lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: "ann"}},
+		&eventv1.LeadAssigned{Owner: &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_REP, Id: "ann"}, Segment: "mid"})
+	w.lead(t, "lt", 3, cmd(lifecycle.Accept), &eventv1.LeadAccepted{RepId: "ann", Segment: "mid"})
+	w.lead(t, "lt", 10, cmd(lifecycle.Convert), &eventv1.OpportunityCreated{OpportunityId: "o", Amount: eur, RepId: "ann", Segment: "mid"})
+	w.lead(t, "lt", 20, cmd(lifecycle.Win), &eventv1.DealWon{OpportunityId: "o", RepId: "ann", Segment: "mid"})
+	w.lead(t, "lt", 5, cmd(lifecycle.RecordActivity), &eventv1.ActivityRecorded{ActivityId: "a", Type: eventv1.ActivityType_ACTIVITY_TYPE_WEBINAR_ATTENDED, CampaignId: "webinar"})
+	w.projected(t, w.dsn)
+	fresh := w.replay(t, testenv.Postgres(t))
+	ctx := ctxT(t)
+
+	d, err := s.client.GetLead(ctx, &projectorv1.GetLeadRequest{LeadId: "lt"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := d.GetLead()
+	if l.GetFirstCampaignId() != "search" || l.GetLastCampaignId() != "webinar" || len(d.GetTouches()) != 2 {
+		t.Errorf("lt: first %q last %q touches %v; want search, webinar, one each", l.GetFirstCampaignId(), l.GetLastCampaignId(), d.GetTouches())
+	}
+	replayed, err := fresh.client.GetLead(ctx, &projectorv1.GetLeadRequest{LeadId: "lt"})
+	if err != nil || !proto.Equal(d, replayed) {
+		t.Errorf("replayed lt: %v %v, live %v", replayed, err, d)
+	}
+	// €1,000 won: all to webinar by last touch, half by linear.
+	for m, want := range map[projectorv1.AttributionModel]map[string]float64{
+		projectorv1.AttributionModel_ATTRIBUTION_MODEL_FIRST_TOUCH: {"search": 100000},
+		projectorv1.AttributionModel_ATTRIBUTION_MODEL_LAST_TOUCH:  {"webinar": 100000},
+		projectorv1.AttributionModel_ATTRIBUTION_MODEL_LINEAR:      {"search": 50000, "webinar": 50000},
+	} {
+		req := &projectorv1.GetCampaignReportRequest{Period: marchPeriod(), Attribution: m, Currency: "EUR"}
+		r, err := s.client.GetCampaignReport(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]float64{}
+		for _, c := range r.GetCampaigns() {
+			got[c.GetCampaignId()] = c.GetWonRevenue().GetValue()
+		}
+		if len(got) != len(want) {
+			t.Errorf("%v: won by campaign %v, want %v", m, got, want)
+		}
+		for c, v := range want {
+			if !near(got[c], v) {
+				t.Errorf("%v: %s won %v, want %v", m, c, got[c], v)
+			}
+		}
+		if again, err := fresh.client.GetCampaignReport(ctx, req); err != nil || !proto.Equal(r, again) {
+			t.Errorf("%v replayed: %v %v, live %v", m, again, err, r)
+		}
+	}
+}
