@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -116,6 +117,10 @@ func fullDuplex(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_ = http.NewResponseController(w).EnableFullDuplex()
 		h.ServeHTTP(w, r)
+		// A full-duplex body left unread (a path nothing answers) made
+		// the server panic reading the connection's next request. Past
+		// this much it closes the connection instead, as for any body.
+		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 256<<10))
 	})
 }
 

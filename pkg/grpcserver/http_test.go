@@ -113,7 +113,13 @@ func serve(t *testing.T) (fake *fakeIntake, base string, stop func() error) {
 // serveOn is serve, returning the gRPC and HTTP addresses.
 func serveOn(t *testing.T, opts ...grpcserver.Option) (fake *fakeIntake, grpcAddr, web net.Addr, stop func() error) {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	return serveLogging(t, io.Discard, opts...)
+}
+
+// serveLogging is serveOn, logging to w.
+func serveLogging(t *testing.T, w io.Writer, opts ...grpcserver.Option) (fake *fakeIntake, grpcAddr, web net.Addr, stop func() error) {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(w, nil))
 	srv := grpcserver.New(log, nil, opts...)
 	fake = &fakeIntake{}
 	intakev1.RegisterIntakeServiceServer(srv.Server, fake)
@@ -211,6 +217,13 @@ func TestHTTPCallsGoThroughTheGRPCServer(t *testing.T) {
 		!strings.Contains(out["message"].(string), "over 16 MiB") {
 		t.Fatalf("a 17 MiB value: %d %v", code, out["message"])
 	}
+	// One that decodes but is over gRPC's message limit is the caller's
+	// to fix, not a 429 to retry.
+	big := `{"contact":{"email":"a@example.com","notes":"` + strings.Repeat("n", 5<<20) + `"}}`
+	if code, out := testenv.HTTPJSON(t, "POST", base+"/v1/leads", big); code != 400 || out["code"] != float64(codes.InvalidArgument) ||
+		!strings.Contains(toJSON(t, out["details"]), `"field":"body"`) {
+		t.Fatalf("a 5 MiB request: %d %v", code, out["message"])
+	}
 	if n := len(fake.served()); n != calls {
 		t.Fatalf("a refused body reached the service: %d calls, want %d", n, calls)
 	}
@@ -240,6 +253,49 @@ func TestHTTPCallsGoThroughTheGRPCServer(t *testing.T) {
 	if _, err := http.Get(base + "/healthz"); err == nil {
 		t.Fatal("HTTP still answers after Serve returned")
 	}
+}
+
+// A body sent to a path nothing answers is a 404 on a connection that
+// goes on: unread, it once made the server panic on the next request.
+func TestHTTPUnknownPathWithABody(t *testing.T) {
+	var log lockedBuffer
+	_, _, web, _ := serveLogging(t, &log)
+	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1}}
+	for _, size := range []int{10, 10, 1 << 20, 10} {
+		body := `{"a":"` + strings.Repeat("x", size) + `"}`
+		res, err := client.Post("http://"+web.String()+"/v1/nothing", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusNotFound {
+			t.Fatalf("a %d-byte body to an unknown path: %d", size, res.StatusCode)
+		}
+	}
+	client.CloseIdleConnections()
+	time.Sleep(100 * time.Millisecond) // the server logs after the answer
+	if strings.Contains(log.String(), "panic") {
+		t.Fatalf("the server panicked: %s", log.String())
+	}
+}
+
+// lockedBuffer is a log the server writes while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // A client-streaming call over HTTP: newline-delimited JSON in, one JSON

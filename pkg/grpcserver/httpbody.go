@@ -230,11 +230,22 @@ func bodyViolation(err error) FieldViolation {
 	return FieldViolation{Field: "body", Description: err.Error()}
 }
 
+// tooLarge reports whether a RESOURCE_EXHAUSTED is gRPC's refusal of a
+// message over its size limit (grpc-go's wording, on either side).
+func tooLarge(msg string) bool {
+	return strings.HasPrefix(msg, "grpc: received message larger than max") || strings.HasPrefix(msg, "grpc: trying to send message larger than max")
+}
+
 // bodyErrors gives an INVALID_ARGUMENT that the gateway made of a request
 // body that did not decode (its text only) the field violation that says
 // which field.
 func bodyErrors(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	b, _ := r.Context().Value(bodyKey{}).(*requestBody)
+	if s, ok := status.FromError(err); ok && s.Code() == codes.ResourceExhausted && tooLarge(s.Message()) {
+		// The request decoded but is over gRPC's message limit: the
+		// caller's to fix (400), not a "slow down" (429).
+		err = InvalidArgument("request body: "+s.Message(), FieldViolation{Field: "body", Description: "the request is over gRPC's 4 MiB message limit"})
+	}
 	if s, ok := status.FromError(err); ok && s.Code() == codes.InvalidArgument && len(s.Details()) == 0 {
 		var bad error
 		if b != nil {
