@@ -35,6 +35,11 @@ func dlqCmd(o *options) *cobra.Command {
 				if dls == nil {
 					dls = []consume.DeadLetter{}
 				}
+				for i := range dls {
+					if dls[i].Parked == nil {
+						dls[i].Parked = []uint64{} // a list, for scripts, even when empty
+					}
+				}
 				return writeJSON(cmd.OutOrStdout(), dls)
 			}
 			if len(dls) == 0 {
@@ -58,18 +63,30 @@ func dlqCmd(o *options) *cobra.Command {
 		},
 	})
 	for _, op := range []struct {
-		name, short string
-		do          func(context.Context, *options, string, string, uint64) error
+		name, short, seqUsage string
+		do                    func(context.Context, *options, string, string, uint64) error
 	}{
-		{"redrive", "Handle a lead's dead event again, then what is parked behind it, in order", redrive},
-		{"skip", "Drop a lead's dead event, then handle what is parked behind it, in order", skip},
+		{"redrive", "Handle a lead's dead event again, then what is parked behind it, in order",
+			"the dead event's stream sequence (DEAD SEQ in dlq list): act only if it is still the dead one; 0 acts on whichever it is when served", redrive},
+		// A skip drops an event, so it must name the one the operator read:
+		// a skip of "whichever is dead" served after another skip drops
+		// the next event too, unseen.
+		{"skip", "Drop a lead's dead event, then handle what is parked behind it, in order",
+			"the dead event's stream sequence (DEAD SEQ in dlq list), required: only that event is dropped", skip},
 	} {
 		var seq uint64
+		use := op.name + " <group> <lead id>"
+		if op.name == "skip" {
+			use += " --seq <dead seq>"
+		}
 		sub := &cobra.Command{
-			Use:   op.name + " <group> <lead id>",
+			Use:   use,
 			Short: op.short,
 			Args:  cobra.ExactArgs(2),
 			RunE: func(cmd *cobra.Command, args []string) error {
+				if op.name == "skip" && seq == 0 {
+					return fmt.Errorf("%w: skip needs --seq <dead seq>, the DEAD SEQ leadctl dlq list shows: it drops that event only, never one that died after you looked", errUsage)
+				}
 				err := op.do(cmd.Context(), o, args[0], args[1], seq)
 				switch {
 				case errors.Is(err, consume.ErrNotFound):
@@ -86,7 +103,7 @@ func dlqCmd(o *options) *cobra.Command {
 				return nil
 			},
 		}
-		sub.Flags().Uint64Var(&seq, "seq", 0, "the dead event's stream sequence (DEAD SEQ in dlq list): act only if it is still the dead one; 0 acts on whichever it is when served")
+		sub.Flags().Uint64Var(&seq, "seq", 0, op.seqUsage)
 		c.AddCommand(sub)
 	}
 	return c

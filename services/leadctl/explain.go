@@ -2,14 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"text/tabwriter"
 
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/leadflow/leadflow/pkg/eventstore"
 	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
 )
 
@@ -28,16 +29,14 @@ func explainCmd(o *options) *cobra.Command {
 				resp, err = qualificationv1.NewQualificationServiceClient(conn).ExplainScore(ctx, &qualificationv1.ExplainScoreRequest{LeadId: args[0]})
 				return err
 			})
+			if errors.Is(err, errUnknownLead) {
+				return noScore(cmd.Context(), o, args[0], err)
+			}
 			if err != nil {
 				return err
 			}
 			if o.output == "json" {
-				b, err := protojson.Marshal(resp)
-				if err != nil {
-					return err
-				}
-				_, err = fmt.Fprintln(cmd.OutOrStdout(), string(b))
-				return err
+				return printProto(cmd, resp)
 			}
 			s := resp.GetScore()
 			fmt.Fprintf(cmd.OutOrStdout(), "lead %s: %d of threshold %d (fit %d + engagement %d), model v%d\n",
@@ -49,4 +48,21 @@ func explainCmd(o *options) *cobra.Command {
 			return tw.Flush()
 		},
 	}
+}
+
+// noScore words qualification's NotFound, which it answers alike for a
+// lead it never saw and one not scored yet: the stream tells them apart.
+// unknown is that answer, returned as it is when the stream cannot tell.
+func noScore(ctx context.Context, o *options, id string, unknown error) error {
+	s, closeConn, err := o.store()
+	if err != nil {
+		return unknown
+	}
+	defer closeConn()
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	if v, err := s.Version(ctx, eventstore.LeadSubject(id)); err != nil || v == 0 {
+		return unknown
+	}
+	return fmt.Errorf("lead %s has no score yet: qualification scores it when it reads the lead's capture or activity (leadctl timeline %s shows how far it got)", id, id)
 }

@@ -16,8 +16,10 @@ import (
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/leadflow/leadflow/pkg/consume"
@@ -25,6 +27,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
+	nurturev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/nurture/v1"
 	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/pkg/natsauth"
@@ -154,7 +157,7 @@ func testTimelineAndStateAsOf(t *testing.T, newWorld func(testing.TB) *world) {
 	var evs []struct {
 		Seq   uint64 `json:"seq"`
 		Event struct {
-			EventType string `json:"eventType"`
+			EventType string `json:"event_type"`
 		} `json:"event"`
 	}
 	if err := json.Unmarshal([]byte(out), &evs); err != nil || len(evs) != 4 || evs[3].Event.EventType != "LeadQualified" || evs[0].Seq >= evs[3].Seq {
@@ -194,6 +197,11 @@ func TestClearErrors(t *testing.T) {
 	}
 	if _, err := w.leadctl(t, "dlq", "list", "-o", "yaml"); !errors.Is(err, errUsage) {
 		t.Fatalf("bad -o: %v", err)
+	}
+	// A skip drops an event: it must name the one the operator read.
+	if _, err := w.leadctl(t, "dlq", "skip", "ops", uuid.NewString()); !errors.Is(err, errUsage) ||
+		!strings.Contains(err.Error(), "--seq") || !strings.Contains(err.Error(), "leadctl dlq list") {
+		t.Fatalf("skip without --seq: %v", err)
 	}
 	_, err := runCtl(context.Background(), "--nats", "nats://127.0.0.1:1", "--timeout", "500ms", "timeline", uuid.NewString())
 	if err == nil || !strings.Contains(err.Error(), "cannot reach NATS at nats://127.0.0.1:1") {
@@ -247,23 +255,29 @@ func testDeadLetterCommands(t *testing.T, newWorld func(testing.TB) *world) {
 		return strings.Contains(out, poisoned) && strings.Contains(out, skipped)
 	}, "dead letters not listed")
 	w.write(t, poisoned, lifecycle.Command{Name: lifecycle.RecordActivity}, activity(eventv1.ActivityType_ACTIVITY_TYPE_EMAIL_CLICK), "", time.Now())
-	var dead uint64
+	var dead, skippedDead uint64
 	eventually(t, 10*time.Second, func() bool {
 		out, _ := w.leadctl(t, "dlq", "list", "-o", "json")
 		var dls []struct {
 			Group, Key, Error string
 			StreamSeq         uint64 `json:"stream_seq"`
-			Parked            []uint64
+			Parked            *[]uint64
 		}
 		_ = json.Unmarshal([]byte(out), &dls)
 		for _, d := range dls {
-			if d.Key == poisoned && d.Group == "ops" && len(d.Parked) == 1 && d.Error == "no route for this lead" && d.StreamSeq > 0 {
+			// Nothing parked is [], not null: scripts take its length.
+			if d.Key == skipped && d.Parked != nil && len(*d.Parked) == 0 {
+				skippedDead = d.StreamSeq
+			}
+		}
+		for _, d := range dls {
+			if d.Key == poisoned && d.Group == "ops" && d.Parked != nil && len(*d.Parked) == 1 && d.Error == "no route for this lead" && d.StreamSeq > 0 {
 				dead = d.StreamSeq
-				return true
+				return skippedDead > 0
 			}
 		}
 		return false
-	}, "the later event is not parked behind the dead one")
+	}, "the later event is not parked behind the dead one, or nothing parked is not []")
 
 	fixed.Store(true)
 	stale := strconv.FormatUint(dead+1, 10)
@@ -273,7 +287,10 @@ func testDeadLetterCommands(t *testing.T, newWorld func(testing.TB) *world) {
 	if out, err := w.leadctl(t, "dlq", "redrive", "ops", poisoned, "--seq", strconv.FormatUint(dead, 10)); err != nil || !strings.Contains(out, "redrive") {
 		t.Fatalf("redrive: %v %s", err, out)
 	}
-	if _, err := w.leadctl(t, "dlq", "skip", "ops", skipped); err != nil {
+	if _, err := w.leadctl(t, "dlq", "skip", "ops", skipped); !errors.Is(err, errUsage) {
+		t.Fatalf("skip without --seq: %v", err)
+	}
+	if _, err := w.leadctl(t, "dlq", "skip", "ops", skipped, "--seq", strconv.FormatUint(skippedDead, 10)); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 15*time.Second, func() bool { return strings.Contains(listed(), "no dead letters") }, "dead letters left")
@@ -284,6 +301,25 @@ func testDeadLetterCommands(t *testing.T, newWorld func(testing.TB) *world) {
 	}
 	if _, err := w.leadctl(t, "dlq", "redrive", "ops", poisoned); err == nil || !strings.Contains(err.Error(), "no dead letter") {
 		t.Fatalf("redrive of nothing: %v", err)
+	}
+}
+
+// A typo in tail's filters would match nothing and look like a quiet
+// stream: it is refused with the names it could have been.
+func TestTailRefusesUnknownFilters(t *testing.T) {
+	w := newWorld(t)
+	tail := func(args ...string) error {
+		// One that is not refused tails until told to stop.
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_, err := runCtl(ctx, append(append(w.natsFlags(), "tail"), args...)...)
+		return err
+	}
+	if err := tail("--type", "LeadQualifed"); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "LeadQualified, ") {
+		t.Fatalf("tail --type with a typo: %v", err)
+	}
+	if err := tail("--service", "qualificaton"); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "handoff, nurture, qualification") {
+		t.Fatalf("tail --service with a typo: %v", err)
 	}
 }
 
@@ -548,5 +584,191 @@ func TestExportEraseAndLost(t *testing.T) {
 	out, err = ctl("lost", "-o", "json")
 	if err != nil || !strings.Contains(out, orphan) {
 		t.Fatalf("lost -o json: %v\n%s", err, out)
+	}
+}
+
+// serveFake serves what register registers on 127.0.0.1, in process, for
+// leadctl's side of a call; the real services have tests of their own.
+func serveFake(t *testing.T, register func(*grpc.Server)) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer()
+	register(s)
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(l) }()
+	t.Cleanup(func() { s.Stop(); <-done })
+	return l.Addr().String()
+}
+
+// fakeQualification answers ExplainScore as qualification does for a lead
+// it has no score of (NotFound), after delay.
+type fakeQualification struct {
+	qualificationv1.UnimplementedQualificationServiceServer
+	delay time.Duration
+}
+
+func (q *fakeQualification) ExplainScore(ctx context.Context, r *qualificationv1.ExplainScoreRequest) (*qualificationv1.ExplainScoreResponse, error) {
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(q.delay):
+	}
+	return nil, status.Errorf(codes.NotFound, "score of lead %s: not found", r.GetLeadId())
+}
+
+// fakeNurture lists lost as lost and re-drives each lead with its action
+// in actions; it keeps the FindLostLeads request it got.
+type fakeNurture struct {
+	nurturev1.UnimplementedNurtureServiceServer
+	lost    *nurturev1.FindLostLeadsResponse
+	actions map[string]nurturev1.RedriveAction
+	mu      sync.Mutex
+	asked   *nurturev1.FindLostLeadsRequest
+}
+
+func (n *fakeNurture) FindLostLeads(_ context.Context, r *nurturev1.FindLostLeadsRequest) (*nurturev1.FindLostLeadsResponse, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.asked = r
+	return n.lost, nil
+}
+
+func (n *fakeNurture) RedriveLeads(_ context.Context, r *nurturev1.RedriveLeadsRequest) (*nurturev1.RedriveLeadsResponse, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	resp := &nurturev1.RedriveLeadsResponse{}
+	for _, id := range r.GetLeadIds() {
+		r := &nurturev1.Redriven{LeadId: id, Action: n.actions[id]}
+		if r.Action == nurturev1.RedriveAction_REDRIVE_ACTION_FAILED {
+			r.Error = "FailedPrecondition: names program \"nowhere\", which does not exist"
+		}
+		resp.Leads = append(resp.Leads, r)
+	}
+	return resp, nil
+}
+
+// A server that answers, only slower than --timeout, is not said to be
+// unreachable: the fix is --timeout, not the address.
+func TestSlowServiceIsNotUnreachable(t *testing.T) {
+	w := newWorld(t)
+	addr := serveFake(t, func(s *grpc.Server) {
+		qualificationv1.RegisterQualificationServiceServer(s, &fakeQualification{delay: time.Minute})
+	})
+	_, err := w.leadctl(t, "--qualification", addr, "--timeout", "300ms", "explain", uuid.NewString())
+	if err == nil || !strings.Contains(err.Error(), "qualification did not answer within --timeout (300ms)") || strings.Contains(err.Error(), "cannot reach") {
+		t.Fatalf("a slow qualification: %v", err)
+	}
+}
+
+// qualification answers NotFound for a lead it never saw and for one not
+// scored yet; explain tells them apart from the stream.
+func TestExplainWithoutScore(t *testing.T) {
+	w := newWorld(t)
+	addr := serveFake(t, func(s *grpc.Server) {
+		qualificationv1.RegisterQualificationServiceServer(s, &fakeQualification{})
+	})
+	lead := uuid.NewString()
+	w.write(t, lead, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", time.Now())
+	_, err := w.leadctl(t, "--qualification", addr, "explain", lead)
+	if err == nil || errors.Is(err, errUnknownLead) || !strings.Contains(err.Error(), "lead "+lead+" has no score yet") {
+		t.Fatalf("explain of a captured lead without a score: %v", err)
+	}
+	if _, err := w.leadctl(t, "--qualification", addr, "explain", uuid.NewString()); !errors.Is(err, errUnknownLead) {
+		t.Fatalf("explain of an unknown lead: %v", err)
+	}
+}
+
+// lostNurture is a nurture that lists two lost leads: one it owes a
+// step, one it owes nothing.
+func lostNurture(t *testing.T, w *world) (n *fakeNurture, owed, notOwed string, ctl func(...string) (string, error)) {
+	t.Helper()
+	owed, notOwed = uuid.NewString(), uuid.NewString()
+	n = &fakeNurture{
+		lost: &nurturev1.FindLostLeadsResponse{LeadsChecked: 2, TotalLost: 2, Lost: []*nurturev1.LostLead{
+			{LeadId: owed, Reason: nurturev1.LostReason_LOST_REASON_DROPPED},
+			{LeadId: notOwed, Reason: nurturev1.LostReason_LOST_REASON_OVERDUE}}},
+		actions: map[string]nurturev1.RedriveAction{owed: nurturev1.RedriveAction_REDRIVE_ACTION_WRITTEN, notOwed: nurturev1.RedriveAction_REDRIVE_ACTION_NONE},
+	}
+	addr := serveFake(t, func(s *grpc.Server) { nurturev1.RegisterNurtureServiceServer(s, n) })
+	ctl = func(args ...string) (string, error) {
+		return w.leadctl(t, append([]string{"--nurture", addr}, args...)...)
+	}
+	return n, owed, notOwed, ctl
+}
+
+// lost passes --as-of and --grace to nurture.
+func TestLostAsOfAndGrace(t *testing.T) {
+	n, owed, _, ctl := lostNurture(t, newWorld(t))
+	asOf := time.Date(2026, 12, 1, 9, 30, 0, 0, time.UTC)
+	if out, err := ctl("lost", "--as-of", asOf.Format(time.RFC3339), "--grace", "90s"); err != nil || !strings.Contains(out, owed) {
+		t.Fatalf("lost --as-of --grace: %v\n%s", err, out)
+	}
+	n.mu.Lock()
+	asked := n.asked
+	n.mu.Unlock()
+	if !asked.GetAsOf().AsTime().Equal(asOf) || asked.GetOverdueGrace().AsDuration() != 90*time.Second {
+		t.Fatalf("nurture was asked %v", asked)
+	}
+	for _, bad := range [][]string{{"--as-of", "yesterday"}, {"--grace", "-1s"}} {
+		if _, err := ctl(append([]string{"lost"}, bad...)...); !errors.Is(err, errUsage) {
+			t.Fatalf("lost %v: %v", bad, err)
+		}
+	}
+}
+
+// lost --redrive says what is true of what was done: a lead owed nothing
+// is not re-driven, so it will not be "clean".
+func TestLostRedriveSaysWhatWasDone(t *testing.T) {
+	n, _, _, ctl := lostNurture(t, newWorld(t))
+	// Nurture goes on past a lead whose re-drive fails, and says so.
+	failed, both := uuid.NewString(), uuid.NewString()
+	n.mu.Lock()
+	n.lost.Lost = append(n.lost.Lost, &nurturev1.LostLead{LeadId: failed, Reason: nurturev1.LostReason_LOST_REASON_DROPPED},
+		&nurturev1.LostLead{LeadId: both, Reason: nurturev1.LostReason_LOST_REASON_DROPPED})
+	n.lost.TotalLost = 4
+	n.actions[failed] = nurturev1.RedriveAction_REDRIVE_ACTION_FAILED
+	n.actions[both] = nurturev1.RedriveAction_REDRIVE_ACTION_REDRIVEN_AND_WRITTEN
+	n.mu.Unlock()
+	out, err := ctl("lost", "--redrive")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out, "see them clean") || !strings.Contains(out, "check the 2 re-driven lead(s)") ||
+		!strings.Contains(out, "1 dead letters handed back, 2 written by nurture, 1 owed nothing, 0 unknown, 1 failed") ||
+		!strings.Contains(out, failed+" failed: FailedPrecondition: names program") ||
+		!strings.Contains(out, "1 lead(s) were owed nothing a re-drive gives, so it does not fix them") {
+		t.Fatalf("lost --redrive, one lead written, one owed nothing, one failed, one re-driven and written:\n%s", out)
+	}
+}
+
+// -o json is one style across commands: every field, zero ones too, under
+// its proto name (snake_case, like dlq, replay and state), indented alike.
+func TestProtoJSONLikeTheRest(t *testing.T) {
+	var out bytes.Buffer
+	if err := printProto(newRoot(&out), &nurturev1.FindLostLeadsResponse{LeadsChecked: 12, StreamSeq: 40}); err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(out.Bytes(), &m); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{"lost": "[]", "total_lost": `"0"`, "parked": "[]", "orphan_claims": "[]", "leads_checked": `"12"`, "as_of": "null"} {
+		if got := string(m[k]); got != want {
+			t.Errorf("%s is %s, want %s: %s", k, got, want, out.String())
+		}
+	}
+	// Indented as writeJSON indents (protojson varies its spacing).
+	var compact, want bytes.Buffer
+	if err := json.Compact(&compact, out.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Indent(&want, compact.Bytes(), "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != want.String()+"\n" {
+		t.Fatalf("not indented as the other commands' JSON:\n%s", out.String())
 	}
 }

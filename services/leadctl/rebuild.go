@@ -69,13 +69,7 @@ rebuild.`,
 // until it is done or has failed.
 func rebuild(cmd *cobra.Command, o *options, p projectorv1.ProjectorServiceClient, poll time.Duration) (rebuildResult, error) {
 	ctx := cmd.Context()
-	unreachable := func(err error) error {
-		switch status.Code(err) {
-		case codes.Unavailable, codes.DeadlineExceeded:
-			return fmt.Errorf("cannot reach projector at %s (set --projector): %w", o.projector, err)
-		}
-		return err
-	}
+	unreachable := func(err error) error { return o.unanswered("projector", o.projector, err) }
 	statusOf := func() (*projectorv1.GetProjectionStatusResponse, error) {
 		cctx, cancel := context.WithTimeout(ctx, o.timeout)
 		defer cancel()

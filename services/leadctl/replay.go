@@ -186,11 +186,16 @@ type replayer struct {
 	journeys map[string]*journey
 	order    []string
 	// seed reads the lead's event at seq, for a lead whose first event in
-	// the window is not its first.
-	seed func(seq uint64) (*eventv1.Event, error)
+	// the window is not its first; errNoEarlier when seq holds no event of
+	// that lead.
+	seed func(lead string, seq uint64) (*eventv1.Event, error)
 	// candidates are the merge candidates seen, by their pair of leads.
 	candidates map[[2]string]*mergeCandidate
 }
+
+// errNoEarlier: the sequence a lead's first event names as its version
+// holds no event of that lead.
+var errNoEarlier = errors.New("no earlier event of the lead")
 
 func newReplayer() *replayer {
 	return &replayer{res: &replayResult{Unchecked: map[string]int{}, Breaks: []replayBreak{}, MergeCandidates: []mergeCandidate{}},
@@ -244,7 +249,15 @@ func (r *replayer) apply(seq uint64, ev *eventv1.Event, at time.Time) ([]string,
 		if vb != 0 && vb != eventstore.VersionUnknown && r.seed != nil {
 			// The window starts inside this lead's life: start from the
 			// state its previous event recorded.
-			prev, err := r.seed(vb)
+			prev, err := r.seed(id, vb)
+			if errors.Is(err, errNoEarlier) {
+				// Nothing of the lead's to start from: there is only its
+				// own stamp to go on from.
+				j.state, j.lastSeq = lifecycle.FromProto(ev.GetLifecycle()), seq
+				j.lastType, j.lastAt = ev.GetEventType(), at
+				return []string{r.flag(j, seq, ev.GetEventType(), at, breakGap,
+					fmt.Sprintf("appended at version %d, but seq %d holds no event of this lead: its events before are missing", vb, vb))}, nil
+			}
 			if err != nil {
 				return nil, fmt.Errorf("read lead %s's event at seq %d: %w", id, vb, err)
 			}
@@ -289,6 +302,8 @@ func (r *replayer) apply(seq uint64, ev *eventv1.Event, at time.Time) ([]string,
 		if t.NeedsReason {
 			cmd.Reason = "replay"
 		}
+		// Only a command that names the owner takes it from the stamp; the
+		// others' owner is the rules' (a queue, or unchanged), below.
 		if t.TakesOwner != lifecycle.OwnerNone {
 			cmd.Owner = recorded.Owner
 		}
@@ -303,8 +318,13 @@ func (r *replayer) apply(seq uint64, ev *eventv1.Event, at time.Time) ([]string,
 		case *eventv1.Event_LeadScored:
 			e.Score = int(p.LeadScored.GetTotal())
 		}
-		if _, err := lifecycle.Decide(j.state, cmd, lifecycle.DefaultPolicy(), at); err != nil {
+		if decided, err := lifecycle.Decide(j.state, cmd, lifecycle.DefaultPolicy(), at); err != nil {
+			// Refused: the rules give it no owner; the refusal is the break.
 			breaks = append(breaks, r.flag(j, seq, ev.GetEventType(), at, breakRefused, err.Error()))
+		} else {
+			// Decide's, special cases included ("not now" to nurture);
+			// zero keeps the owner before.
+			e.Owner = decided[0].Owner
 		}
 		want := lifecycle.Evolve(j.state, e)
 		switch {
@@ -314,7 +334,7 @@ func (r *replayer) apply(seq uint64, ev *eventv1.Event, at time.Time) ([]string,
 		case want.Status != recorded.Status:
 			breaks = append(breaks, r.flag(j, seq, ev.GetEventType(), at, breakStamp, fmt.Sprintf("stamped %s, the rules make it %s", recorded.Status, want.Status)))
 		case want.Owner != recorded.Owner:
-			breaks = append(breaks, r.flag(j, seq, ev.GetEventType(), at, breakStamp, fmt.Sprintf("stamped owner %q, the rules keep %q", recorded.Owner.String(), want.Owner.String())))
+			breaks = append(breaks, r.flag(j, seq, ev.GetEventType(), at, breakStamp, fmt.Sprintf("stamped owner %q, the rules make it %q", recorded.Owner.String(), want.Owner.String())))
 		}
 	}
 	if ev.GetLifecycle() != nil {
@@ -368,6 +388,9 @@ func replayLead(ctx context.Context, o *options, id string, win replayWindow, ju
 		return nil, err
 	}
 	r := newReplayer()
+	// recs is the lead's whole history: a first event appended after an
+	// earlier version has nothing before it.
+	r.seed = func(string, uint64) (*eventv1.Event, error) { return nil, errNoEarlier }
 	for _, rec := range recs {
 		at := rec.Time
 		if (win.toSeq != 0 && rec.Seq > win.toSeq) || (!win.until.IsZero() && at.After(win.until)) {
@@ -426,10 +449,16 @@ func replayStream(cmd *cobra.Command, o *options, win replayWindow, judgeAt time
 	}
 	store := eventstore.New(js, o.stream)
 	r := newReplayer()
-	r.seed = func(seq uint64) (*eventv1.Event, error) {
+	r.seed = func(lead string, seq uint64) (*eventv1.Event, error) {
 		raw, err := store.Get(ctx, seq)
-		if err != nil {
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			return nil, errNoEarlier
+		case err != nil:
 			return nil, err
+		case raw.Subject != eventstore.LeadSubject(lead):
+			// Another lead's event or a claim: not a state to start from.
+			return nil, errNoEarlier
 		}
 		return eventstore.DecodeEvent(raw.Data)
 	}

@@ -436,3 +436,96 @@ func TestMergeCandidatesAndMerge(t *testing.T) {
 		t.Fatalf("unchecked %v: want the survivor's two records only", res.Unchecked)
 	}
 }
+
+// An owner is taken from the event only where its command names one
+// (Assign, Queue, Enroll, Reassign, Unmerge); elsewhere it is the rules':
+// a rejection goes to the nurture queue, so one stamped as still the
+// rep's is a stamp break, while the rules' own steps replay clean.
+func TestReplayChecksStampedOwners(t *testing.T) {
+	w := newWorld(t)
+	now := time.Now()
+	ana := lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: "ana"}
+	assigned := func(lead string) {
+		w.qualified(t, lead, now)
+		w.write(t, lead, lifecycle.Command{Name: lifecycle.Assign, Owner: ana}, &eventv1.LeadAssigned{Rule: "manual"}, "", now)
+	}
+	kept, rejected, notNow := uuid.NewString(), uuid.NewString(), uuid.NewString()
+
+	assigned(kept)
+	bad, err := envelope.NewEvent(kept, &eventv1.LeadRejected{RepId: "ana", Reason: eventv1.RejectReason_REJECT_REASON_BAD_DATA},
+		envelope.Meta{CorrelationID: "x"}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// RECYCLED as the rules say, but still the rep's.
+	bad.Lifecycle = lifecycle.ToProto(lifecycle.State{Status: lifecycle.StatusRecycled, Owner: ana, Deadline: now.Add(time.Hour), Cycle: 1, Score: 80})
+	if _, err := w.store.Append(context.Background(), eventstore.LeadSubject(kept), w.version(t, kept), bad); err != nil {
+		t.Fatal(err)
+	}
+
+	assigned(rejected)
+	w.write(t, rejected, lifecycle.Command{Name: lifecycle.Reject, Reason: "bad data"},
+		&eventv1.LeadRejected{RepId: "ana", Reason: eventv1.RejectReason_REJECT_REASON_BAD_DATA}, "", now)
+	w.qualified(t, notNow, now)
+	w.write(t, notNow, lifecycle.Command{Name: lifecycle.Disqualify, Reason: "not yet", NotNow: true},
+		&eventv1.LeadDisqualified{Reason: "not yet", NotNow: true}, "", now)
+
+	res, _ := w.replayJSON(t)
+	for lead, want := range map[string]string{kept: "stamp LeadRejected", rejected: "", notNow: ""} {
+		if got := strings.Join(breaksOf(res, lead), ","); got != want {
+			t.Fatalf("lead %s: breaks %q, want %q: %+v", lead, got, want, res.Breaks)
+		}
+	}
+	for _, b := range res.Breaks {
+		if b.Lead == kept && !strings.Contains(b.Detail, `stamped owner "rep ana", the rules make it "queue nurture"`) {
+			t.Fatalf("stamp: %q", b.Detail)
+		}
+	}
+}
+
+// A lead's first event that names an earlier version is a gap when that
+// sequence holds no event of the lead (here another lead's), in a replay
+// of the whole stream and of the lead alone; a window that starts after
+// a lead's real earlier event still starts from it.
+func TestReplayFirstEventGap(t *testing.T) {
+	w := newWorld(t)
+	now := time.Now()
+	other, lead, windowed := uuid.NewString(), uuid.NewString(), uuid.NewString()
+	w.qualified(t, other, now)
+	ev, _, err := lifecycle.NewEvent(lead, lifecycle.FromProto(w.last(t, other).GetLifecycle()),
+		lifecycle.Command{Name: lifecycle.Assign, Owner: lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: "ana"}}, lifecycle.DefaultPolicy(),
+		&eventv1.LeadAssigned{Rule: "manual"}, envelope.Meta{CorrelationID: "x"}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.VersionBefore = w.version(t, other) // after another lead's event
+	w.raw(t, lead, ev)
+
+	w.write(t, windowed, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", now)
+	w.write(t, windowed, lifecycle.Command{Name: lifecycle.RecordActivity}, activity(eventv1.ActivityType_ACTIVITY_TYPE_EMAIL_CLICK), "", now)
+
+	res, _ := w.replayJSON(t)
+	if got := strings.Join(breaksOf(res, lead), ","); got != "gap LeadAssigned" {
+		t.Fatalf("whole stream: breaks %q, want the gap: %+v", got, res.Breaks)
+	}
+	stdout, _, err := w.ctlSplit(t, "replay", "--lead", lead, "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res = replayResult{}
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(breaksOf(res, lead), ","); got != "gap LeadAssigned" || !strings.Contains(res.Breaks[0].Detail, "holds no event of this lead") {
+		t.Fatalf("--lead: breaks %q, want the gap: %+v", got, res.Breaks)
+	}
+
+	stdout, _, err = w.ctlSplit(t, "replay", "--from-seq", strconv.FormatUint(w.version(t, windowed), 10), "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res = replayResult{}
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil || res.Events != 1 || len(res.Breaks) != 0 {
+		t.Fatalf("a window from the lead's second event: %v %+v", err, res)
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -17,8 +18,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/leadflow/leadflow/pkg/auth"
@@ -40,16 +41,22 @@ func call(ctx context.Context, o *options, name, addr string, f func(context.Con
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	err = f(ctx, conn)
-	switch status.Code(err) {
-	case codes.OK:
-		return nil
-	case codes.Unavailable, codes.DeadlineExceeded:
-		return fmt.Errorf("cannot reach %s at %s (set --%s): %w", name, addr, name, err)
-	case codes.NotFound:
+	if status.Code(err) == codes.NotFound {
 		return fmt.Errorf("%w: %s", errUnknownLead, status.Convert(err).Message())
-	default:
-		return err
 	}
+	return o.unanswered(name, addr, err)
+}
+
+// unanswered tells "nothing there" (Unavailable) from "there, but slower
+// than --timeout" (DeadlineExceeded): the fixes differ.
+func (o *options) unanswered(name, addr string, err error) error {
+	switch status.Code(err) {
+	case codes.Unavailable:
+		return fmt.Errorf("cannot reach %s at %s (set --%s): %w", name, addr, name, err)
+	case codes.DeadlineExceeded:
+		return fmt.Errorf("%s did not answer within --timeout (%s) at %s: %w", name, o.timeout, addr, err)
+	}
+	return err
 }
 
 // dial is how leadctl reaches a service: over TLS when --tls-ca names
@@ -67,18 +74,20 @@ func (o *options) dial(addr string) (*grpc.ClientConn, error) {
 	return grpc.NewClient(addr, grpc.WithTransportCredentials(creds), auth.Bearer(o.token))
 }
 
+// printProto prints m as every -o json is printed: see protoJSON.
 func printProto(cmd *cobra.Command, m proto.Message) error {
-	b, err := protojson.MarshalOptions{Multiline: true}.Marshal(m)
+	b, err := protoJSON.Marshal(m)
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintln(cmd.OutOrStdout(), string(b))
-	return err
+	return writeJSON(cmd.OutOrStdout(), json.RawMessage(b))
 }
 
 func lostCmd(o *options) *cobra.Command {
 	var redrive bool
 	var limit uint32
+	var asOf string
+	var grace time.Duration
 	c := &cobra.Command{
 		Use:   "lost",
 		Short: "Every lead that breaks the no-lost-lead invariant, every parked lead and every orphan claim",
@@ -87,13 +96,27 @@ func lostCmd(o *options) *cobra.Command {
 			if limit > maxLostLimit {
 				return fmt.Errorf("%w: --limit is at most %d", errUsage, maxLostLimit)
 			}
+			if grace < 0 {
+				return fmt.Errorf("%w: --grace must not be negative", errUsage)
+			}
 			if redrive && limit == 0 {
 				limit = maxLostLimit // a re-drive is for every lost lead there is
+			}
+			req := &nurturev1.FindLostLeadsRequest{Limit: limit}
+			if asOf != "" {
+				t, err := time.Parse(time.RFC3339, asOf)
+				if err != nil {
+					return fmt.Errorf("%w: --as-of %q: want RFC 3339, like 2026-12-01T09:30:00Z", errUsage, asOf)
+				}
+				req.AsOf = timestamppb.New(t)
+			}
+			if grace > 0 {
+				req.OverdueGrace = durationpb.New(grace)
 			}
 			var resp *nurturev1.FindLostLeadsResponse
 			err := call(cmd.Context(), o, "nurture", o.nurture, func(ctx context.Context, conn *grpc.ClientConn) error {
 				var err error
-				resp, err = nurturev1.NewNurtureServiceClient(conn).FindLostLeads(ctx, &nurturev1.FindLostLeadsRequest{Limit: limit})
+				resp, err = nurturev1.NewNurtureServiceClient(conn).FindLostLeads(ctx, req)
 				return err
 			})
 			if err != nil {
@@ -110,6 +133,8 @@ func lostCmd(o *options) *cobra.Command {
 	}
 	c.Flags().BoolVar(&redrive, "redrive", false, "put every lost and parked lead back on track")
 	c.Flags().Uint32Var(&limit, "limit", 0, fmt.Sprintf("list at most this many lost leads (default 1000, with --redrive %d; at most %d)", maxLostLimit, maxLostLimit))
+	c.Flags().StringVar(&asOf, "as-of", "", "judge deadlines at this time (RFC 3339; default now)")
+	c.Flags().DurationVar(&grace, "grace", 0, "do not report a deadline missed by less than this")
 	return c
 }
 
@@ -160,13 +185,28 @@ func redriveLost(cmd *cobra.Command, o *options, resp *nurturev1.FindLostLeadsRe
 	for _, l := range all.GetLeads() {
 		counts[l.GetAction()]++
 	}
-	fmt.Fprintf(w, "re-drive requested for %d lead(s): %d dead letters handed back, %d written by nurture, %d owed nothing, %d unknown\n",
-		len(ids), counts[nurturev1.RedriveAction_REDRIVE_ACTION_REDRIVEN], counts[nurturev1.RedriveAction_REDRIVE_ACTION_WRITTEN],
-		counts[nurturev1.RedriveAction_REDRIVE_ACTION_NONE], counts[nurturev1.RedriveAction_REDRIVE_ACTION_NOT_FOUND])
+	both := counts[nurturev1.RedriveAction_REDRIVE_ACTION_REDRIVEN_AND_WRITTEN]
+	redriven, written := counts[nurturev1.RedriveAction_REDRIVE_ACTION_REDRIVEN]+both, counts[nurturev1.RedriveAction_REDRIVE_ACTION_WRITTEN]+both
+	none := counts[nurturev1.RedriveAction_REDRIVE_ACTION_NONE]
+	failed := counts[nurturev1.RedriveAction_REDRIVE_ACTION_FAILED]
+	fmt.Fprintf(w, "re-drive requested for %d lead(s): %d dead letters handed back, %d written by nurture, %d owed nothing, %d unknown, %d failed\n",
+		len(ids), redriven, written, none, counts[nurturev1.RedriveAction_REDRIVE_ACTION_NOT_FOUND], failed)
+	for _, l := range all.GetLeads() {
+		if l.GetAction() == nurturev1.RedriveAction_REDRIVE_ACTION_FAILED {
+			fmt.Fprintf(w, "  %s failed: %s\n", l.GetLeadId(), l.GetError())
+		}
+	}
 	if more := resp.GetTotalLost() - uint64(len(resp.GetLost())); more > 0 {
 		fmt.Fprintf(w, "%d more lost leads than one answer lists: run leadctl lost --redrive again\n", more)
 	}
-	fmt.Fprintln(w, "run leadctl lost again to see them clean")
+	// Only what was handed back or written can come out clean; a dead
+	// letter handed back can fail again.
+	if n := redriven + written - both; n > 0 {
+		fmt.Fprintf(w, "run leadctl lost again to check the %d re-driven lead(s)\n", n)
+	}
+	if none > 0 {
+		fmt.Fprintf(w, "%d lead(s) were owed nothing a re-drive gives, so it does not fix them: leadctl lost names the fix for each\n", none)
+	}
 	return nil
 }
 

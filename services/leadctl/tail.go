@@ -1,17 +1,21 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 )
 
@@ -23,6 +27,14 @@ func tailCmd(o *options) *cobra.Command {
 		Short: "Follow lead events live, filtered by lead, type or writing service",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// A typo would match nothing and look like a quiet stream.
+			if typ != "" && !slices.Contains(eventTypes(), typ) {
+				return fmt.Errorf("%w: --type %q is not an event type; known: %s", errUsage, typ, strings.Join(eventTypes(), ", "))
+			}
+			if service != "" && !slices.Contains(writers, service) {
+				return fmt.Errorf("%w: --service %q is not a service that writes events; known: %s (intake's events name their caller)",
+					errUsage, service, strings.Join(writers, ", "))
+			}
 			filter := eventstore.LeadSubjects
 			if lead != "" {
 				if _, err := uuid.Parse(lead); err != nil {
@@ -84,11 +96,16 @@ func tailCmd(o *options) *cobra.Command {
 				}
 				meta, _ := m.Metadata()
 				if o.output == "json" {
-					b, err := protojson.Marshal(ev)
+					b, err := protoJSON.Marshal(ev)
 					if err != nil {
 						return err
 					}
-					fmt.Fprintf(out, "{\"seq\":%d,\"event\":%s}\n", meta.Sequence.Stream, b)
+					// One line an event; compacted, as protojson may space it.
+					var line bytes.Buffer
+					if err := json.Compact(&line, fmt.Appendf(nil, `{"seq":%d,"event":%s}`, meta.Sequence.Stream, b)); err != nil {
+						return err
+					}
+					fmt.Fprintln(out, line.String())
 					continue
 				}
 				st := lifecycle.FromProto(ev.GetLifecycle())
@@ -100,7 +117,23 @@ func tailCmd(o *options) *cobra.Command {
 	}
 	c.Flags().StringVar(&lead, "lead", "", "only this lead")
 	c.Flags().StringVar(&typ, "type", "", "only this event type, e.g. LeadQualified")
-	c.Flags().StringVar(&service, "service", "", "only events written by this actor id, e.g. qualification")
+	c.Flags().StringVar(&service, "service", "", "only events written by this service: "+strings.Join(writers, ", "))
 	c.Flags().IntVar(&last, "last", 0, "start this many stream messages back instead of at the end")
 	return c
+}
+
+// writers are the services that write lead events as themselves (actor
+// id); intake writes as its caller.
+var writers = []string{"handoff", "nurture", "qualification"}
+
+// eventTypes are the event types this schema knows, sorted: the
+// payload messages of Event, so a new event needs no change here.
+func eventTypes() []string {
+	fields := (&eventv1.Event{}).ProtoReflect().Descriptor().Oneofs().ByName("payload").Fields()
+	out := make([]string, 0, fields.Len())
+	for i := range fields.Len() {
+		out = append(out, string(fields.Get(i).Message().Name()))
+	}
+	slices.Sort(out)
+	return out
 }

@@ -89,7 +89,7 @@ func writeTimeline(w io.Writer, recs []eventstore.Record) error {
 func writeJSONEvents(w io.Writer, recs []eventstore.Record) error {
 	out := make([]json.RawMessage, len(recs))
 	for i, r := range recs {
-		b, err := protojson.Marshal(r.Event)
+		b, err := protoJSON.Marshal(r.Event)
 		if err != nil {
 			return err
 		}
@@ -193,6 +193,12 @@ func short(id string) string {
 	}
 	return id
 }
+
+// protoJSON prints proto messages like leadctl's own JSON: every field,
+// zero ones too (a script's .lost[] must not fail when all is well), under
+// its proto name (snake_case). writeJSON then indents it: protojson varies
+// its whitespace on purpose.
+var protoJSON = protojson.MarshalOptions{EmitUnpopulated: true, UseProtoNames: true}
 
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
