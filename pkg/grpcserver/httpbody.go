@@ -230,6 +230,18 @@ func bodyViolation(err error) FieldViolation {
 	return FieldViolation{Field: "body", Description: err.Error()}
 }
 
+// unparsedParam is the field of the gateway's refusal of a query
+// parameter whose value does not parse (`parsing field "attribution":
+// "LINEAR" is not a valid value`), which it passes on as text only.
+func unparsedParam(msg string) (string, bool) {
+	rest, ok := strings.CutPrefix(msg, `parsing field "`)
+	if !ok {
+		return "", false
+	}
+	field, _, ok := strings.Cut(rest, `"`)
+	return field, ok && field != ""
+}
+
 // tooLarge reports whether a RESOURCE_EXHAUSTED is gRPC's refusal of a
 // message over its size limit (grpc-go's wording, on either side).
 func tooLarge(msg string) bool {
@@ -255,6 +267,8 @@ func bodyErrors(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler,
 			err = InvalidArgument(s.Message(), bodyViolation(bad))
 		} else if field, _, ok := strings.Cut(s.Message(), unknownFieldSep); ok && r.URL.RawQuery != "" {
 			// strictQuery's refusal, which the gateway passes on as text.
+			err = InvalidArgument(s.Message(), FieldViolation{Field: field, Description: s.Message()})
+		} else if field, ok := unparsedParam(s.Message()); ok && r.URL.RawQuery != "" {
 			err = InvalidArgument(s.Message(), FieldViolation{Field: field, Description: s.Message()})
 		}
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -109,6 +110,14 @@ func TestDealCountsFollowTheReportCurrency(t *testing.T) {
 		if a.GetAccountId() != "acct-1" || a.GetLeads() != 4 || a.GetOpenOpportunities() != c.open || a.GetPipeline() != c.pipeline ||
 			a.GetWonDeals() != c.won || a.GetWonRevenue() != c.rev {
 			t.Errorf("acct-1 in %s: %v, want 4 leads, %d open, pipeline %d, %d won, revenue %d", c.cur, a, c.open, c.pipeline, c.won, c.rev)
+		}
+	}
+
+	// The dashboard's API names its own words for a model it does not know.
+	for _, path := range []string{"api/campaigns?attribution=LINEAR&currency=EUR", "api/leads?figure=campaign&campaign=webinar&attribution=nope&currency=EUR"} {
+		code, out := testenv.HTTPJSON(t, "GET", base+path, "")
+		if code != http.StatusBadRequest || !strings.Contains(fmt.Sprint(out), "must be first, last or linear") {
+			t.Fatalf("%s: %d %v", path, code, out)
 		}
 	}
 

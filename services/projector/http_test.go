@@ -66,8 +66,14 @@ func TestHTTPQueriesAnswerAsGRPC(t *testing.T) {
 		t.Fatalf("unknown lead: %d %v", code, out)
 	}
 	code, out = testenv.HTTPJSON(t, "GET", base+"/v1/reports/campaigns?"+period("period"), "")
-	if details, _ := json.Marshal(out["details"]); code != http.StatusBadRequest || out["code"] != float64(3) || !strings.Contains(string(details), `"field":"attribution"`) {
-		t.Fatalf("no attribution: %d %v", code, out)
+	if details, _ := json.Marshal(out["details"]); code != http.StatusBadRequest || out["code"] != float64(3) || !strings.Contains(string(details), `"field":"attribution"`) ||
+		!strings.Contains(string(details), "ATTRIBUTION_MODEL_FIRST_TOUCH") {
+		t.Fatalf("no attribution: %d %v, want the values HTTP takes", code, out)
+	}
+	// A value the gateway cannot parse names its field too.
+	code, out = testenv.HTTPJSON(t, "GET", base+"/v1/reports/campaigns?attribution=LINEAR&"+period("period"), "")
+	if details, _ := json.Marshal(out["details"]); code != http.StatusBadRequest || !strings.Contains(string(details), `"field":"attribution"`) {
+		t.Fatalf("attribution=LINEAR: %d %v", code, out)
 	}
 	// A misspelt filter is refused, not dropped: dropped, the search would
 	// answer every lead.

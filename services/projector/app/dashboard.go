@@ -123,7 +123,7 @@ func (q *BehindQuery) Check() error {
 		case projectorv1.AttributionModel_ATTRIBUTION_MODEL_FIRST_TOUCH, projectorv1.AttributionModel_ATTRIBUTION_MODEL_LAST_TOUCH,
 			projectorv1.AttributionModel_ATTRIBUTION_MODEL_LINEAR:
 		default:
-			v.add("attribution", "must be FIRST_TOUCH, LAST_TOUCH or LINEAR")
+			v.add("attribution", "must be first, last or linear")
 		}
 	}
 	switch {

@@ -196,7 +196,7 @@ func (a *App) Campaigns(ctx context.Context, q CampaignQuery) (*projectorv1.GetC
 	case projectorv1.AttributionModel_ATTRIBUTION_MODEL_FIRST_TOUCH, projectorv1.AttributionModel_ATTRIBUTION_MODEL_LAST_TOUCH,
 		projectorv1.AttributionModel_ATTRIBUTION_MODEL_LINEAR:
 	default:
-		v.add("attribution", "must be FIRST_TOUCH, LAST_TOUCH or LINEAR")
+		v.add("attribution", "must be ATTRIBUTION_MODEL_FIRST_TOUCH, ATTRIBUTION_MODEL_LAST_TOUCH or ATTRIBUTION_MODEL_LINEAR")
 	}
 	q.Period.check(&v, "period")
 	if err := v.err(); err != nil {

@@ -194,7 +194,13 @@ func (h *Handler) campaigns(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	out, err := h.cfg.Reports.Campaigns(r.Context(), app.CampaignQuery{Attribution: attribution(r.FormValue("attribution")),
+	model := attribution(r.FormValue("attribution"))
+	if model == projectorv1.AttributionModel_ATTRIBUTION_MODEL_UNSPECIFIED {
+		// Refused here, in this API's words, not the gRPC enum's.
+		h.fail(w, r, &app.ValidationError{Violations: []app.Violation{{Field: "attribution", Description: "must be first, last or linear"}}})
+		return
+	}
+	out, err := h.cfg.Reports.Campaigns(r.Context(), app.CampaignQuery{Attribution: model,
 		Period: q.period, Currency: strings.ToUpper(r.FormValue("currency"))})
 	h.reply(w, r, out, err)
 }
