@@ -206,6 +206,18 @@ func TestHTTPCallsGoThroughTheGRPCServer(t *testing.T) {
 			t.Fatalf("%s: %d %v", body, code, out)
 		}
 	}
+	// A value its field's type does not take is named by its path too.
+	for body, field := range map[string]string{
+		`{"contact":{"email":"a@example.com"},"profile":{"employees":"lots"}}`:                "profile.employees",
+		`{"contact":{"email":"a@example.com"},"profile":{"seniority":"SENIORITY_GOD"}}`:       "profile.seniority",
+		`{"contact":{"email":"a@example.com"},"consents":[{"channel":1},{"channel":"NOPE"}]}`: "consents[1].channel",
+		`{"contact":{"email":7}}`: "contact.email",
+	} {
+		code, out := testenv.HTTPJSON(t, "POST", base+"/v1/leads", body)
+		if code != 400 || out["code"] != float64(codes.InvalidArgument) || !strings.Contains(toJSON(t, out["details"]), `"field":"`+field+`"`) {
+			t.Fatalf("%s: %d %v, want a violation of %s", body, code, out, field)
+		}
+	}
 	for _, body := range []string{`{"contact":{"email":"a@example.com"},"idempotencyKy":"k"}`, `{"contact":`} {
 		if code, out := testenv.HTTPJSON(t, "POST", base+"/v1/leads", body); code != 400 || out["code"] != float64(codes.InvalidArgument) {
 			t.Fatalf("%s: %d %v", body, code, out)

@@ -137,8 +137,12 @@ func (m decodeRecorder) decode(jd *json.Decoder, other runtime.Decoder, v any) e
 	}
 	err := m.unmarshal.Unmarshal(raw, p)
 	if err != nil {
-		if uf := unknownField(raw, p.ProtoReflect().Descriptor(), ""); uf != nil {
+		md := p.ProtoReflect().Descriptor()
+		if uf := unknownField(raw, md, ""); uf != nil {
 			return uf
+		}
+		if path := badValue(raw, md, "", m.unmarshal); path != "" {
+			return &BadValueError{Path: path, Err: err}
 		}
 	}
 	return err
@@ -222,6 +226,10 @@ func bodyViolation(err error) FieldViolation {
 	var uf *UnknownFieldError
 	if errors.As(err, &uf) {
 		return FieldViolation{Field: uf.Path, Description: uf.Error()}
+	}
+	var bv *BadValueError
+	if errors.As(err, &bv) {
+		return FieldViolation{Field: bv.Path, Description: bv.Error()}
 	}
 	var pm *PathMismatchError
 	if errors.As(err, &pm) {

@@ -7,7 +7,9 @@ import (
 	"slices"
 	"strings"
 
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/dynamicpb"
 )
 
 // UnknownFieldError is a JSON request naming a field its message does
@@ -95,4 +97,81 @@ func unknownField(raw json.RawMessage, md protoreflect.MessageDescriptor, path s
 		}
 	}
 	return nil
+}
+
+// BadValueError is a JSON request whose field holds a value its type does
+// not take (a word for a number, an unknown enum name), named by its path
+// in the request: protojson says only the field's name and where in the
+// bytes.
+type BadValueError struct {
+	Path string
+	Err  error
+}
+
+func (e *BadValueError) Error() string { return e.Path + ": " + e.Err.Error() }
+func (e *BadValueError) Unwrap() error { return e.Err }
+
+// badValue finds the first field of raw, a JSON object for a message of
+// type md, whose value does not decode, at any depth: each field is
+// decoded on its own, and a failing message, list or map is looked into.
+// "" when none fails on its own.
+func badValue(raw json.RawMessage, md protoreflect.MessageDescriptor, path string, u protojson.UnmarshalOptions) string {
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(raw, &obj) != nil {
+		return ""
+	}
+	decodes := func(name string, v json.RawMessage) bool {
+		one, err := json.Marshal(map[string]json.RawMessage{name: v})
+		return err == nil && u.Unmarshal(one, dynamicpb.NewMessage(md)) == nil
+	}
+	for _, name := range slices.Sorted(maps.Keys(obj)) {
+		fd, err := field(md, path, name)
+		if err != nil || decodes(name, obj[name]) {
+			continue // an unknown field is reported as such
+		}
+		at := path + string(fd.Name())
+		switch {
+		case fd.IsMap():
+			var m map[string]json.RawMessage
+			if json.Unmarshal(obj[name], &m) != nil {
+				return at
+			}
+			for _, k := range slices.Sorted(maps.Keys(m)) {
+				one, _ := json.Marshal(map[string]json.RawMessage{k: m[k]})
+				if decodes(name, one) {
+					continue
+				}
+				if v := fd.MapValue().Message(); v != nil && !wellKnown(v) {
+					if p := badValue(m[k], v, at+"["+k+"].", u); p != "" {
+						return p
+					}
+				}
+				return at + "[" + k + "]"
+			}
+		case fd.IsList():
+			var l []json.RawMessage
+			if json.Unmarshal(obj[name], &l) != nil {
+				return at
+			}
+			for i, v := range l {
+				one, _ := json.Marshal([]json.RawMessage{v})
+				if decodes(name, one) {
+					continue
+				}
+				elem := fmt.Sprintf("%s[%d]", at, i)
+				if m := fd.Message(); m != nil && !wellKnown(m) {
+					if p := badValue(v, m, elem+".", u); p != "" {
+						return p
+					}
+				}
+				return elem
+			}
+		case fd.Message() != nil && !wellKnown(fd.Message()):
+			if p := badValue(obj[name], fd.Message(), at+".", u); p != "" {
+				return p
+			}
+		}
+		return at
+	}
+	return ""
 }
