@@ -24,7 +24,10 @@ const SchemaVersion = 1
 // Meta is the envelope of the events one command writes: who, why, and
 // the trace they belong to.
 type Meta struct {
-	Actor          *eventv1.Actor
+	Actor *eventv1.Actor
+	// Caller is who called the API (set with Actor by the gRPC server);
+	// an event names it beside Actor when the request named another.
+	Caller         *eventv1.Actor
 	CorrelationID  string
 	CausationID    string
 	IdempotencyKey string
@@ -85,6 +88,9 @@ func NewEvent(leadID string, payload proto.Message, meta Meta, now time.Time) (*
 		SchemaVersion:  SchemaVersion,
 		IdempotencyKey: meta.IdempotencyKey,
 		Trace:          meta.Trace,
+	}
+	if meta.Caller != nil && !proto.Equal(meta.Caller, meta.Actor) {
+		ev.Caller = meta.Caller
 	}
 	ev.ProtoReflect().Set(field, protoreflect.ValueOfMessage(payload.ProtoReflect()))
 	return ev, nil

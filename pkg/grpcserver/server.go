@@ -397,7 +397,10 @@ const CorrelationHeader = "x-correlation-id"
 func Meta(ctx context.Context) envelope.Meta {
 	m := envelope.Meta{Trace: telemetry.Inject(ctx)}
 	if p, ok := auth.FromContext(ctx); ok {
-		m.Actor = p.Actor() // services that know better (a rep) set their own
+		// Services that know better (a rep) set their own actor; the
+		// caller stays on record beside it.
+		m.Actor = p.Actor()
+		m.Caller = m.Actor
 	}
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		if v := md.Get(CorrelationHeader); len(v) > 0 && len(v[0]) <= 128 {

@@ -79,5 +79,24 @@ func TestAuthScopesOverGRPCAndHTTP(t *testing.T) {
 		if a := recs[0].Event.GetActor(); a.GetId() != "web-forms" || a.GetKind() != eventv1.ActorKind_ACTOR_KIND_INTEGRATION || a.GetTeam() != eventv1.Team_TEAM_MARKETING {
 			t.Fatalf("LeadCaptured by %v, want the caller", a)
 		}
+		if c := recs[0].Event.GetCaller(); c != nil {
+			t.Fatalf("LeadCaptured names caller %v beside the same actor", c)
+		}
+	}
+	// A request that names another actor keeps it, and the caller beside
+	// it: a token cannot write someone else into the history unseen.
+	named := lead("b@example.com")
+	named.Actor = &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_SERVICE, Id: "qualification"}
+	res, err = e.client.CaptureLead(metadata.NewOutgoingContext(ctxT(t), as(token("leads:capture"))), named)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := eventstore.New(n.JS, "LEADFLOW").Load(ctxT(t), eventstore.LeadSubject(res.GetLeadId()))
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("lead %s: %v %v", res.GetLeadId(), recs, err)
+	}
+	if a, c := recs[0].Event.GetActor(), recs[0].Event.GetCaller(); a.GetId() != "qualification" || c.GetId() != "web-forms" ||
+		c.GetKind() != eventv1.ActorKind_ACTOR_KIND_INTEGRATION {
+		t.Fatalf("LeadCaptured by %v, caller %v; want the named actor and the token's caller", a, c)
 	}
 }

@@ -80,7 +80,7 @@ func writeTimeline(w io.Writer, recs []eventstore.Record) error {
 		}
 		st := lifecycle.FromProto(ev.GetLifecycle())
 		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", i+1, r.Seq,
-			ev.GetRecordedAt().AsTime().UTC().Format(time.DateTime), ev.GetEventType(), actor(ev.GetActor()), cause,
+			ev.GetRecordedAt().AsTime().UTC().Format(time.DateTime), ev.GetEventType(), by(ev), cause,
 			st.Status, owner(st.Owner), deadline(st.Deadline))
 	}
 	return tw.Flush()
@@ -164,6 +164,15 @@ func stateAsOf(recs []eventstore.Record, at time.Time) (leadState, bool) {
 		Owner: owner(st.Owner), Deadline: deadline(st.Deadline), Score: st.Score, Attempts: st.Attempts,
 		Events: n, LastEvent: last.Event.GetEventType(), Version: last.Seq,
 	}, true
+}
+
+// by is who an event names as its actor, and the API caller beside it
+// when the request named someone else.
+func by(ev *eventv1.Event) string {
+	if c := ev.GetCaller(); c != nil {
+		return actor(ev.GetActor()) + " via " + actor(c)
+	}
+	return actor(ev.GetActor())
 }
 
 func actor(a *eventv1.Actor) string {

@@ -160,3 +160,21 @@ func TestHelpPrintsNoSecret(t *testing.T) {
 		}
 	}
 }
+
+// The timeline names the API caller beside an actor the request named.
+func TestByNamesTheCaller(t *testing.T) {
+	rep := &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "ann"}
+	crm := &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_INTEGRATION, Id: "crm-sync"}
+	for _, tc := range []struct {
+		ev   *eventv1.Event
+		want string
+	}{
+		{&eventv1.Event{Actor: rep}, "user:ann"},
+		{&eventv1.Event{Actor: rep, Caller: crm}, "user:ann via integration:crm-sync"},
+		{&eventv1.Event{}, "-"},
+	} {
+		if got := by(tc.ev); got != tc.want {
+			t.Errorf("by(%v) = %q, want %q", tc.ev, got, tc.want)
+		}
+	}
+}

@@ -60,6 +60,10 @@ type Event struct {
 	// second and later events of one commit on one lead carry 2^64-1: the
 	// sequence before them is not known until the commit is stored.
 	VersionBefore uint64 `protobuf:"varint,13,opt,name=version_before,json=versionBefore,proto3" json:"version_before,omitempty"`
+	// caller is who called the API (its token's subject) when the request
+	// named another actor, such as an integration acting for a rep; unset
+	// when actor is the caller, or auth is off. Audit keeps both.
+	Caller *Actor `protobuf:"bytes,14,opt,name=caller,proto3" json:"caller,omitempty"`
 	// Types that are valid to be assigned to Payload:
 	//
 	//	*Event_LeadCaptured
@@ -224,6 +228,13 @@ func (x *Event) GetVersionBefore() uint64 {
 		return x.VersionBefore
 	}
 	return 0
+}
+
+func (x *Event) GetCaller() *Actor {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
 }
 
 func (x *Event) GetPayload() isEvent_Payload {
@@ -1027,7 +1038,7 @@ var File_leadflow_event_v1_envelope_proto protoreflect.FileDescriptor
 
 const file_leadflow_event_v1_envelope_proto_rawDesc = "" +
 	"\n" +
-	" leadflow/event/v1/envelope.proto\x12\x11leadflow.event.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cleadflow/event/v1/lead.proto\x1a\x1fleadflow/event/v1/handoff.proto\x1a\x1fleadflow/event/v1/nurture.proto\x1a%leadflow/event/v1/qualification.proto\x1a\x1dleadflow/event/v1/types.proto\"\xd9\x1c\n" +
+	" leadflow/event/v1/envelope.proto\x12\x11leadflow.event.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cleadflow/event/v1/lead.proto\x1a\x1fleadflow/event/v1/handoff.proto\x1a\x1fleadflow/event/v1/nurture.proto\x1a%leadflow/event/v1/qualification.proto\x1a\x1dleadflow/event/v1/types.proto\"\x8b\x1d\n" +
 	"\x05Event\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x17\n" +
 	"\alead_id\x18\x02 \x01(\tR\x06leadId\x12\x1d\n" +
@@ -1045,7 +1056,8 @@ const file_leadflow_event_v1_envelope_proto_rawDesc = "" +
 	" \x01(\tR\x0eidempotencyKey\x125\n" +
 	"\x05trace\x18\v \x01(\v2\x1f.leadflow.event.v1.TraceContextR\x05trace\x12:\n" +
 	"\tlifecycle\x18\f \x01(\v2\x1c.leadflow.event.v1.LifecycleR\tlifecycle\x12%\n" +
-	"\x0eversion_before\x18\r \x01(\x04R\rversionBefore\x12F\n" +
+	"\x0eversion_before\x18\r \x01(\x04R\rversionBefore\x120\n" +
+	"\x06caller\x18\x0e \x01(\v2\x18.leadflow.event.v1.ActorR\x06caller\x12F\n" +
 	"\rlead_captured\x18\x14 \x01(\v2\x1f.leadflow.event.v1.LeadCapturedH\x00R\fleadCaptured\x12O\n" +
 	"\x10lead_resubmitted\x18\x15 \x01(\v2\".leadflow.event.v1.LeadResubmittedH\x00R\x0fleadResubmitted\x12@\n" +
 	"\vlead_merged\x18\x16 \x01(\v2\x1d.leadflow.event.v1.LeadMergedH\x00R\n" +
@@ -1175,52 +1187,53 @@ var file_leadflow_event_v1_envelope_proto_depIdxs = []int32{
 	5,  // 2: leadflow.event.v1.Event.actor:type_name -> leadflow.event.v1.Actor
 	1,  // 3: leadflow.event.v1.Event.trace:type_name -> leadflow.event.v1.TraceContext
 	2,  // 4: leadflow.event.v1.Event.lifecycle:type_name -> leadflow.event.v1.Lifecycle
-	6,  // 5: leadflow.event.v1.Event.lead_captured:type_name -> leadflow.event.v1.LeadCaptured
-	7,  // 6: leadflow.event.v1.Event.lead_resubmitted:type_name -> leadflow.event.v1.LeadResubmitted
-	8,  // 7: leadflow.event.v1.Event.lead_merged:type_name -> leadflow.event.v1.LeadMerged
-	9,  // 8: leadflow.event.v1.Event.activity_recorded:type_name -> leadflow.event.v1.ActivityRecorded
-	10, // 9: leadflow.event.v1.Event.campaign_registered:type_name -> leadflow.event.v1.CampaignRegistered
-	11, // 10: leadflow.event.v1.Event.campaign_cost_recorded:type_name -> leadflow.event.v1.CampaignCostRecorded
-	12, // 11: leadflow.event.v1.Event.consent_changed:type_name -> leadflow.event.v1.ConsentChanged
-	13, // 12: leadflow.event.v1.Event.lead_erased:type_name -> leadflow.event.v1.LeadErased
-	14, // 13: leadflow.event.v1.Event.merge_candidate_found:type_name -> leadflow.event.v1.MergeCandidateFound
-	15, // 14: leadflow.event.v1.Event.lead_unmerged:type_name -> leadflow.event.v1.LeadUnmerged
-	16, // 15: leadflow.event.v1.Event.lead_scored:type_name -> leadflow.event.v1.LeadScored
-	17, // 16: leadflow.event.v1.Event.lead_qualified:type_name -> leadflow.event.v1.LeadQualified
-	18, // 17: leadflow.event.v1.Event.lead_disqualified:type_name -> leadflow.event.v1.LeadDisqualified
-	19, // 18: leadflow.event.v1.Event.scoring_model_proposed:type_name -> leadflow.event.v1.ScoringModelProposed
-	20, // 19: leadflow.event.v1.Event.scoring_model_approved:type_name -> leadflow.event.v1.ScoringModelApproved
-	21, // 20: leadflow.event.v1.Event.scoring_model_activated:type_name -> leadflow.event.v1.ScoringModelActivated
-	22, // 21: leadflow.event.v1.Event.scoring_model_rescore_started:type_name -> leadflow.event.v1.ScoringModelRescoreStarted
-	23, // 22: leadflow.event.v1.Event.scoring_model_rescore_completed:type_name -> leadflow.event.v1.ScoringModelRescoreCompleted
-	24, // 23: leadflow.event.v1.Event.lead_assigned:type_name -> leadflow.event.v1.LeadAssigned
-	25, // 24: leadflow.event.v1.Event.lead_accepted:type_name -> leadflow.event.v1.LeadAccepted
-	26, // 25: leadflow.event.v1.Event.lead_rejected:type_name -> leadflow.event.v1.LeadRejected
-	27, // 26: leadflow.event.v1.Event.contact_attempted:type_name -> leadflow.event.v1.ContactAttempted
-	28, // 27: leadflow.event.v1.Event.sla_warned:type_name -> leadflow.event.v1.SLAWarned
-	29, // 28: leadflow.event.v1.Event.sla_breached:type_name -> leadflow.event.v1.SLABreached
-	30, // 29: leadflow.event.v1.Event.lead_reassigned:type_name -> leadflow.event.v1.LeadReassigned
-	31, // 30: leadflow.event.v1.Event.opportunity_created:type_name -> leadflow.event.v1.OpportunityCreated
-	32, // 31: leadflow.event.v1.Event.deal_won:type_name -> leadflow.event.v1.DealWon
-	33, // 32: leadflow.event.v1.Event.deal_lost:type_name -> leadflow.event.v1.DealLost
-	34, // 33: leadflow.event.v1.Event.lead_queued:type_name -> leadflow.event.v1.LeadQueued
-	35, // 34: leadflow.event.v1.Event.opportunity_stage_changed:type_name -> leadflow.event.v1.OpportunityStageChanged
-	36, // 35: leadflow.event.v1.Event.routing_changed:type_name -> leadflow.event.v1.RoutingChanged
-	37, // 36: leadflow.event.v1.Event.pool_turn_taken:type_name -> leadflow.event.v1.PoolTurnTaken
-	38, // 37: leadflow.event.v1.Event.marketing_target_set:type_name -> leadflow.event.v1.MarketingTargetSet
-	39, // 38: leadflow.event.v1.Event.lead_recycled:type_name -> leadflow.event.v1.LeadRecycled
-	40, // 39: leadflow.event.v1.Event.nurture_enrolled:type_name -> leadflow.event.v1.NurtureEnrolled
-	41, // 40: leadflow.event.v1.Event.lead_reengaged:type_name -> leadflow.event.v1.LeadReengaged
-	42, // 41: leadflow.event.v1.Event.nurture_exited:type_name -> leadflow.event.v1.NurtureExited
-	43, // 42: leadflow.event.v1.Event.nurture_program_changed:type_name -> leadflow.event.v1.NurtureProgramChanged
-	44, // 43: leadflow.event.v1.Lifecycle.status:type_name -> leadflow.event.v1.LeadStatus
-	45, // 44: leadflow.event.v1.Lifecycle.owner:type_name -> leadflow.event.v1.Owner
-	4,  // 45: leadflow.event.v1.Lifecycle.deadline:type_name -> google.protobuf.Timestamp
-	46, // [46:46] is the sub-list for method output_type
-	46, // [46:46] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	5,  // 5: leadflow.event.v1.Event.caller:type_name -> leadflow.event.v1.Actor
+	6,  // 6: leadflow.event.v1.Event.lead_captured:type_name -> leadflow.event.v1.LeadCaptured
+	7,  // 7: leadflow.event.v1.Event.lead_resubmitted:type_name -> leadflow.event.v1.LeadResubmitted
+	8,  // 8: leadflow.event.v1.Event.lead_merged:type_name -> leadflow.event.v1.LeadMerged
+	9,  // 9: leadflow.event.v1.Event.activity_recorded:type_name -> leadflow.event.v1.ActivityRecorded
+	10, // 10: leadflow.event.v1.Event.campaign_registered:type_name -> leadflow.event.v1.CampaignRegistered
+	11, // 11: leadflow.event.v1.Event.campaign_cost_recorded:type_name -> leadflow.event.v1.CampaignCostRecorded
+	12, // 12: leadflow.event.v1.Event.consent_changed:type_name -> leadflow.event.v1.ConsentChanged
+	13, // 13: leadflow.event.v1.Event.lead_erased:type_name -> leadflow.event.v1.LeadErased
+	14, // 14: leadflow.event.v1.Event.merge_candidate_found:type_name -> leadflow.event.v1.MergeCandidateFound
+	15, // 15: leadflow.event.v1.Event.lead_unmerged:type_name -> leadflow.event.v1.LeadUnmerged
+	16, // 16: leadflow.event.v1.Event.lead_scored:type_name -> leadflow.event.v1.LeadScored
+	17, // 17: leadflow.event.v1.Event.lead_qualified:type_name -> leadflow.event.v1.LeadQualified
+	18, // 18: leadflow.event.v1.Event.lead_disqualified:type_name -> leadflow.event.v1.LeadDisqualified
+	19, // 19: leadflow.event.v1.Event.scoring_model_proposed:type_name -> leadflow.event.v1.ScoringModelProposed
+	20, // 20: leadflow.event.v1.Event.scoring_model_approved:type_name -> leadflow.event.v1.ScoringModelApproved
+	21, // 21: leadflow.event.v1.Event.scoring_model_activated:type_name -> leadflow.event.v1.ScoringModelActivated
+	22, // 22: leadflow.event.v1.Event.scoring_model_rescore_started:type_name -> leadflow.event.v1.ScoringModelRescoreStarted
+	23, // 23: leadflow.event.v1.Event.scoring_model_rescore_completed:type_name -> leadflow.event.v1.ScoringModelRescoreCompleted
+	24, // 24: leadflow.event.v1.Event.lead_assigned:type_name -> leadflow.event.v1.LeadAssigned
+	25, // 25: leadflow.event.v1.Event.lead_accepted:type_name -> leadflow.event.v1.LeadAccepted
+	26, // 26: leadflow.event.v1.Event.lead_rejected:type_name -> leadflow.event.v1.LeadRejected
+	27, // 27: leadflow.event.v1.Event.contact_attempted:type_name -> leadflow.event.v1.ContactAttempted
+	28, // 28: leadflow.event.v1.Event.sla_warned:type_name -> leadflow.event.v1.SLAWarned
+	29, // 29: leadflow.event.v1.Event.sla_breached:type_name -> leadflow.event.v1.SLABreached
+	30, // 30: leadflow.event.v1.Event.lead_reassigned:type_name -> leadflow.event.v1.LeadReassigned
+	31, // 31: leadflow.event.v1.Event.opportunity_created:type_name -> leadflow.event.v1.OpportunityCreated
+	32, // 32: leadflow.event.v1.Event.deal_won:type_name -> leadflow.event.v1.DealWon
+	33, // 33: leadflow.event.v1.Event.deal_lost:type_name -> leadflow.event.v1.DealLost
+	34, // 34: leadflow.event.v1.Event.lead_queued:type_name -> leadflow.event.v1.LeadQueued
+	35, // 35: leadflow.event.v1.Event.opportunity_stage_changed:type_name -> leadflow.event.v1.OpportunityStageChanged
+	36, // 36: leadflow.event.v1.Event.routing_changed:type_name -> leadflow.event.v1.RoutingChanged
+	37, // 37: leadflow.event.v1.Event.pool_turn_taken:type_name -> leadflow.event.v1.PoolTurnTaken
+	38, // 38: leadflow.event.v1.Event.marketing_target_set:type_name -> leadflow.event.v1.MarketingTargetSet
+	39, // 39: leadflow.event.v1.Event.lead_recycled:type_name -> leadflow.event.v1.LeadRecycled
+	40, // 40: leadflow.event.v1.Event.nurture_enrolled:type_name -> leadflow.event.v1.NurtureEnrolled
+	41, // 41: leadflow.event.v1.Event.lead_reengaged:type_name -> leadflow.event.v1.LeadReengaged
+	42, // 42: leadflow.event.v1.Event.nurture_exited:type_name -> leadflow.event.v1.NurtureExited
+	43, // 43: leadflow.event.v1.Event.nurture_program_changed:type_name -> leadflow.event.v1.NurtureProgramChanged
+	44, // 44: leadflow.event.v1.Lifecycle.status:type_name -> leadflow.event.v1.LeadStatus
+	45, // 45: leadflow.event.v1.Lifecycle.owner:type_name -> leadflow.event.v1.Owner
+	4,  // 46: leadflow.event.v1.Lifecycle.deadline:type_name -> google.protobuf.Timestamp
+	47, // [47:47] is the sub-list for method output_type
+	47, // [47:47] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_event_v1_envelope_proto_init() }
