@@ -175,6 +175,13 @@ func testTimelineAndStateAsOf(t *testing.T, newWorld func(testing.TB) *world) {
 	if st.Status != "NEW" || st.Events != 2 || st.LastEvent != "ActivityRecorded" {
 		t.Fatalf("state as of 10:30 = %+v", st)
 	}
+	// Said to the fraction asked: two answers a moment apart must not
+	// read as one time.
+	asOf := t0.Add(2*time.Hour + 250*time.Millisecond)
+	out, err = w.leadctl(t, "state", lead, "--as-of", asOf.Format(time.RFC3339Nano))
+	if err != nil || !strings.Contains(out, "2026-11-30T11:00:00.25Z") {
+		t.Fatalf("state as of %s: %v\n%s", asOf.Format(time.RFC3339Nano), err, out)
+	}
 	out, err = w.leadctl(t, "state", lead)
 	if err != nil || !strings.Contains(out, "MQL") || !strings.Contains(out, "LeadQualified") {
 		t.Fatalf("state now: %v\n%s", err, out)
@@ -194,6 +201,11 @@ func TestClearErrors(t *testing.T) {
 	}
 	if _, err := w.leadctl(t, "state", uuid.NewString(), "--as-of", "yesterday"); !errors.Is(err, errUsage) {
 		t.Fatalf("bad --as-of: %v", err)
+	}
+	t.Setenv("LEADFLOW_AUTH_SIGNING_KEY", "")
+	if _, err := w.leadctl(t, "token", "issue", "--sub", "web-forms", "--scope", "leads:read"); !errors.Is(err, errUsage) ||
+		!strings.Contains(err.Error(), "no signing key") {
+		t.Fatalf("token issue without a key: %v", err)
 	}
 	if _, err := w.leadctl(t, "dlq", "list", "-o", "yaml"); !errors.Is(err, errUsage) {
 		t.Fatalf("bad -o: %v", err)

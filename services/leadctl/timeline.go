@@ -160,7 +160,7 @@ func stateAsOf(recs []eventstore.Record, at time.Time) (leadState, bool) {
 	last := recs[n-1]
 	st := lifecycle.FromProto(last.Event.GetLifecycle())
 	return leadState{
-		Lead: last.Event.GetLeadId(), AsOf: at.UTC().Format(time.RFC3339), Status: st.Status.String(),
+		Lead: last.Event.GetLeadId(), AsOf: at.UTC().Format(time.RFC3339Nano), Status: st.Status.String(),
 		Owner: owner(st.Owner), Deadline: deadline(st.Deadline), Score: st.Score, Attempts: st.Attempts,
 		Events: n, LastEvent: last.Event.GetEventType(), Version: last.Seq,
 	}, true

@@ -47,7 +47,11 @@ func tokenCmd(o *options) *cobra.Command {
 		Short: "Print a token for --sub granting --scope (repeat it, or * for all), signed with $LEADFLOW_AUTH_SIGNING_KEY",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			signer, err := auth.ParsePrivateKey(cmp.Or(key, os.Getenv("LEADFLOW_AUTH_SIGNING_KEY"))) // not a flag default: --help would print it
+			raw := cmp.Or(key, os.Getenv("LEADFLOW_AUTH_SIGNING_KEY")) // not a flag default: --help would print it
+			if raw == "" {
+				return fmt.Errorf("%w: no signing key: set --signing-key or $LEADFLOW_AUTH_SIGNING_KEY (make run keeps it in .data/keys.env: export $(grep SIGNING .data/keys.env))", errUsage)
+			}
+			signer, err := auth.ParsePrivateKey(raw)
 			if err != nil {
 				return fmt.Errorf("%w: --signing-key: %w", errUsage, err)
 			}
