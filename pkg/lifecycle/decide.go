@@ -200,6 +200,9 @@ func refusal(t Transition, s Status) string {
 		return "no lead has been captured"
 	case !s.declared():
 		return "lead status " + s.String() + " is unknown"
+	case s == StatusMerged:
+		// Terminal for every command but the unmerge that undoes it.
+		return "lead is merged into another: act on the survivor, or unmerge it first"
 	case s.Terminal():
 		return "lead is " + phrases[s] + ", a terminal state"
 	case t.Allows(StatusNone):

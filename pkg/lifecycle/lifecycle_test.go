@@ -319,7 +319,7 @@ func TestRefusedMessages(t *testing.T) {
 		{valid(lifecycle.Win), lifecycle.StatusAccepted, "Win refused in ACCEPTED: lead is not an opportunity"},
 		{valid(lifecycle.Disqualify), lifecycle.StatusLost, "Disqualify refused in LOST: lead is not new, an MQL or nurturing"},
 		{valid(lifecycle.Qualify), lifecycle.StatusWon, "Qualify refused in WON: lead is won, a terminal state"},
-		{valid(lifecycle.Resubmit), lifecycle.StatusMerged, "Resubmit refused in MERGED: lead is merged, a terminal state"},
+		{valid(lifecycle.Resubmit), lifecycle.StatusMerged, "Resubmit refused in MERGED: lead is merged into another: act on the survivor, or unmerge it first"},
 		{valid(lifecycle.Erase), lifecycle.StatusErased, "Erase refused in ERASED: lead is erased, a terminal state"},
 		{valid(lifecycle.Score), lifecycle.StatusNone, "Score refused in NONE: no lead has been captured"},
 		{valid(lifecycle.Capture), lifecycle.StatusMQL, "Capture refused in MQL: lead already exists"},
