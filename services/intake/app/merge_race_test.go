@@ -10,8 +10,6 @@ import (
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
-	"github.com/leadflow/leadflow/pkg/testenv"
-	"github.com/leadflow/leadflow/pkg/vault"
 	"github.com/leadflow/leadflow/services/intake/adapters"
 	"github.com/leadflow/leadflow/services/intake/app"
 )
@@ -38,19 +36,9 @@ func (l *interrupted) Load(ctx context.Context, id string) ([]eventstore.Record,
 // whose reads of lead are interrupted by meanwhile.
 func twoApps(t *testing.T) (plain *app.App, racer func(lead string, meanwhile func()) *app.App) {
 	t.Helper()
-	n := testenv.StartNATS(t)
-	ctx := context.Background()
-	if _, err := eventstore.EnsureStream(ctx, n.JS, eventstore.StreamConfig{}); err != nil {
-		t.Fatal(err)
-	}
-	keys, err := vault.New(ctx, n.JS, vault.Config{MasterKey: make32(1), BlindKey: make32(2)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := eventstore.New(n.JS, "")
-	plain = app.New(adapters.NewLeads(store), adapters.NewCampaigns(store), keys)
-	return plain, func(lead string, meanwhile func()) *app.App {
-		return app.New(&interrupted{Leads: adapters.NewLeads(store), lead: lead, meanwhile: meanwhile}, adapters.NewCampaigns(store), keys)
+	f := newFixture(t)
+	return f.app, func(lead string, meanwhile func()) *app.App {
+		return app.New(&interrupted{Leads: adapters.NewLeads(f.store), lead: lead, meanwhile: meanwhile}, adapters.NewCampaigns(f.store), f.keys)
 	}
 }
 

@@ -46,6 +46,7 @@ type fixture struct {
 	app   *app.App
 	leads *crashing
 	store *eventstore.Store
+	keys  *vault.Vault
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -61,7 +62,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	store := eventstore.New(n.JS, "")
 	leads := &crashing{Leads: adapters.NewLeads(store)}
-	return &fixture{app: app.New(leads, adapters.NewCampaigns(store), keys), leads: leads, store: store}
+	return &fixture{app: app.New(leads, adapters.NewCampaigns(store), keys), leads: leads, store: store, keys: keys}
 }
 
 func make32(b byte) []byte {
