@@ -137,3 +137,25 @@ func TestDisqualifyRetryOfAVerdictWithoutRecord(t *testing.T) {
 		t.Fatalf("the retry or the refusal wrote %d messages", after-before)
 	}
 }
+
+// "Not now" by hand for a nurtured lead is refused naming NURTURING: the
+// lead is in nurture already, and it would only recycle it and restart
+// its program. A final verdict on it still ends it.
+func TestNotNowByHandIsRefusedForANurturedLead(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	rescored(t, s.client, activate(t, s.client, webinarModel(50)))
+	lead := uuid.NewString()
+	w.nurture(t, lead)
+	w.settle(t)
+	before := w.streamMsgs(t)
+	_, err := s.client.DisqualifyLead(ctxT(t), &qualificationv1.DisqualifyLeadRequest{LeadId: lead, Reason: "budget frozen", NotNow: true, DecidedBy: marketing})
+	assertField(t, err, codes.FailedPrecondition, "NURTURING")
+	if after := w.streamMsgs(t); after != before {
+		t.Fatalf("the refusal wrote %d messages", after-before)
+	}
+	d, err := s.client.DisqualifyLead(ctxT(t), &qualificationv1.DisqualifyLeadRequest{LeadId: lead, Reason: "a competitor", DecidedBy: marketing})
+	if err != nil || d.GetStatus() != eventv1.LeadStatus_LEAD_STATUS_DISQUALIFIED {
+		t.Fatalf("a final verdict on the nurtured lead: %v %v", d, err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/leadflow/leadflow/pkg/consume"
+	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
@@ -199,5 +200,112 @@ func TestEnrolmentDisqualifiesALeadThatWithdrewConsentWhileSalesHeldIt(t *testin
 			t.Errorf("%s: the enrolment caused %v and the lead ends %s (%s); want a disqualifying score, then DISQUALIFIED by no-email",
 				name, after, last(evs).GetEventType(), st)
 		}
+	}
+}
+
+// studentModel is webinarModel(50) whose first disqualifier sends
+// students to nurture as "not now".
+func studentModel() scoring.Model {
+	m := webinarModel(50)
+	m.Disqualify = append([]scoring.DisqualifyRule{{ID: "student", Description: "Student", Reason: "student, not yet", NotNow: true,
+		When: scoring.Criteria{SeniorityIn: []eventv1.Seniority{eventv1.Seniority_SENIORITY_STUDENT}}}}, m.Disqualify...)
+	return m
+}
+
+// A nurtured lead that a "not now" rule matches is in nurture already: no
+// activity, re-engagement or re-score sends it there again (each did:
+// LeadDisqualified, RECYCLED, a new enrolment that restarted its program,
+// and one more disqualification in the funnel). Nor does it qualify while
+// the rule matches. A final rule still ends it, though the "not now" rule
+// comes first.
+func TestNurturedLeadIsNotSentToNurtureAgain(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	m := studentModel()
+	activate(t, s.client, m)
+	lead := uuid.NewString()
+	w.capture(t, lead, &eventv1.Profile{Seniority: eventv1.Seniority_SENIORITY_STUDENT, Country: "DE"})
+	w.settle(t)
+	w.write(t, lead, lifecycle.Command{Name: lifecycle.Enroll, Owner: lifecycle.Owner{Kind: lifecycle.OwnerProgram, ID: "students"},
+		Due: time.Now().Add(30 * 24 * time.Hour)}, &eventv1.NurtureEnrolled{ProgramId: "students"})
+	// check: still the capture's one "not now", NURTURING, never qualified.
+	check := func(after string) []*eventv1.Event {
+		t.Helper()
+		w.settle(t)
+		evs := w.events(t, lead)
+		if n, st := len(ofType(evs, "LeadDisqualified")), last(evs).GetLifecycle().GetStatus(); n != 1 || st != eventv1.LeadStatus_LEAD_STATUS_NURTURING ||
+			len(ofType(evs, "LeadQualified")) != 0 {
+			t.Fatalf("after %s: %d LeadDisqualified, status %s, %d LeadQualified: want the capture's one \"not now\", NURTURING, none",
+				after, n, st, len(ofType(evs, "LeadQualified")))
+		}
+		return evs
+	}
+	w.activity(t, lead, webinar)
+	w.activity(t, lead, webinar)
+	check("two webinars")
+	re := w.write(t, lead, lifecycle.Command{Name: lifecycle.Reengage}, &eventv1.LeadReengaged{ProgramId: "students"})
+	evs := check("the re-engagement")
+	if sc := causedBy(evs, re.GetEventId()); len(sc) != 1 || sc[0].GetLeadScored().GetTotal() != 60 ||
+		sc[0].GetLeadScored().GetVerdict() != eventv1.ScoreVerdict_SCORE_VERDICT_NONE {
+		t.Fatalf("the re-engagement's scores: %v, want one, 60 with no verdict (nurture keeps the lead)", sc)
+	}
+	m.Threshold = 40
+	rescored(t, s.client, activate(t, s.client, m))
+	check("a re-score")
+
+	w.consent(t, lead, eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL, eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN)
+	w.settle(t)
+	evs = w.events(t, lead)
+	if d := last(evs).GetLeadDisqualified(); d.GetRuleId() != "no-email" || last(evs).GetLifecycle().GetStatus() != eventv1.LeadStatus_LEAD_STATUS_DISQUALIFIED {
+		t.Fatalf("after withdrawing email consent the lead ends %s %s, want DISQUALIFIED by no-email", last(evs).GetEventType(), last(evs).GetLifecycle().GetStatus())
+	}
+}
+
+// A score written while the lead was RECYCLED says "not now", and its
+// verdict was refused there; the lead is enrolled, then the trigger is
+// redelivered. The verdict it finds owed is not written: the lead is in
+// nurture already.
+func TestRedeliveryOwesNoNotNowToANurturedLead(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	version := activate(t, s.client, studentModel())
+	s.stop() // the durable has seen nothing of the lead
+
+	lead := uuid.NewString()
+	ctx := ctxT(t)
+	// scoreFor writes what a scorer wrote for trigger: a "not now" score.
+	scoreFor := func(trigger *eventv1.Event) {
+		t.Helper()
+		recs, err := w.store.Load(ctx, eventstore.LeadSubject(lead))
+		if err != nil {
+			t.Fatal(err)
+		}
+		prev := recs[len(recs)-1]
+		ev, err := envelope.NewEvent(lead, &eventv1.LeadScored{ModelId: scoring.ID, ModelVersion: version, Threshold: 50,
+			Verdict:    eventv1.ScoreVerdict_SCORE_VERDICT_DISQUALIFY,
+			Disqualify: &eventv1.LeadDisqualified{RuleId: "student", Reason: "student, not yet", NotNow: true, ModelId: scoring.ID, ModelVersion: version}},
+			envelope.Meta{CausationID: trigger.GetEventId()}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev.Lifecycle = prev.Event.GetLifecycle()
+		if _, err := w.store.Append(ctx, eventstore.LeadSubject(lead), prev.Seq, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	capture := w.capture(t, lead, &eventv1.Profile{Seniority: eventv1.Seniority_SENIORITY_STUDENT, Country: "DE"})
+	scoreFor(capture)
+	w.write(t, lead, lifecycle.Command{Name: lifecycle.Disqualify, Reason: "student, not yet", NotNow: true},
+		&eventv1.LeadDisqualified{RuleId: "student", Reason: "student, not yet", NotNow: true})
+	act := w.activity(t, lead, webinar) // RECYCLED: its score's verdict was refused
+	scoreFor(act)
+	w.write(t, lead, lifecycle.Command{Name: lifecycle.Enroll, Owner: lifecycle.Owner{Kind: lifecycle.OwnerProgram, ID: "students"},
+		Due: time.Now().Add(30 * 24 * time.Hour)}, &eventv1.NurtureEnrolled{ProgramId: "students"})
+
+	w.start(t)
+	w.settle(t)
+	evs := w.events(t, lead)
+	if n, st := len(ofType(evs, "LeadDisqualified")), last(evs).GetLifecycle().GetStatus(); n != 1 || st != eventv1.LeadStatus_LEAD_STATUS_NURTURING {
+		t.Fatalf("%d LeadDisqualified, status %s: want the first \"not now\" only, and NURTURING", n, st)
 	}
 }

@@ -2,17 +2,24 @@ package main
 
 import (
 	"errors"
+	"log/slog"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/leadflow/leadflow/pkg/consume"
+	"github.com/leadflow/leadflow/pkg/envelope"
+	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/pkg/scoring"
+	"github.com/leadflow/leadflow/services/qualification/adapters"
+	"github.com/leadflow/leadflow/services/qualification/app"
+	"github.com/leadflow/leadflow/services/qualification/ports"
 )
 
 // v2 is the default model re-weighted: a lower threshold, webinars worth
@@ -213,4 +220,128 @@ func TestAFirstScoreByRescoreStartsTheEngagementWindow(t *testing.T) {
 	if checked == 0 {
 		t.Fatal("no lead stayed new: the test proves nothing about its deadline")
 	}
+}
+
+// pauseScoring pauses the live consumer's durables; resume resumes them.
+func (w *world) pauseScoring(t testing.TB) (resume func()) {
+	t.Helper()
+	var durables []string
+	for p := range eventstore.Partitions {
+		durables = append(durables, consume.Durable(ports.Group, p, eventstore.Partitions))
+	}
+	for _, d := range durables {
+		if _, err := w.nats.JS.PauseConsumer(ctxT(t), stream, d, time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return func() {
+		t.Helper()
+		for _, d := range durables {
+			if _, err := w.nats.JS.ResumeConsumer(ctxT(t), stream, d); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// Engagement the live scorer had not reached when a re-score scored it
+// moves a new lead's deadline, as its live score would have: the live
+// scorer then skips it (the re-score saw its facts), so no other score
+// could. The lead engaged on day 29 must not be recycled on day 30. A lead
+// with nothing new since its score keeps its deadline.
+func TestEngagementARescoreCoversMovesTheDeadline(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	activate(t, s.client, webinarModel(60))
+	engaged, idle := uuid.NewString(), uuid.NewString()
+	w.capture(t, engaged, &eventv1.Profile{Country: "DE"})
+	w.capture(t, idle, &eventv1.Profile{Country: "DE"})
+	w.settle(t)
+	deadline := func(lead string) time.Time { return last(w.events(t, lead)).GetLifecycle().GetDeadline().AsTime() }
+	idleFirst := deadline(idle)
+
+	resume := w.pauseScoring(t)
+	act := w.activity(t, engaged, webinar)
+	rescored(t, s.client, activate(t, s.client, webinarModel(55)))
+	resume()
+	w.settle(t)
+
+	evs := w.events(t, engaged)
+	if n := len(ofType(evs, "LeadScored")); n != 2 || len(causedBy(evs, act.GetEventId())) != 0 {
+		t.Fatalf("%d scores, %d caused by the webinar: want the capture's and the re-score's, the webinar skipped", n, len(causedBy(evs, act.GetEventId())))
+	}
+	if got, want := deadline(engaged), act.GetRecordedAt().AsTime().Add(lifecycle.DefaultPolicy().EngageWithin); got.Before(want) {
+		t.Fatalf("engaged lead's deadline %s, want at least %s (30 days from the webinar)", got, want)
+	}
+	if got := deadline(idle); !got.Equal(idleFirst) {
+		t.Fatalf("idle lead's deadline moved from %s to %s by a re-score", idleFirst, got)
+	}
+}
+
+// A replica still working through a version's re-score after a later
+// version activated writes nothing more: it would score, even qualify,
+// under rules no longer in force. Replica b knows of the activation;
+// replica a, its clock stopped, keeps the model history from before it,
+// and finds out from the lead, scored under the later version.
+func TestARescoreWritesNothingOnceItsVersionIsSuperseded(t *testing.T) {
+	w := newWorld(t)
+	ctx := ctxT(t)
+	replica := func(opts ...app.Option) *app.App {
+		return app.New(adapters.NewLeads(w.store), adapters.NewModels(w.store, w.nats.JS), adapters.NewScans(w.nats.JS, stream),
+			append(opts, app.WithLogger(slog.New(slog.DiscardHandler)))...)
+	}
+	stopped := time.Now()
+	a, b := replica(app.WithClock(func() time.Time { return stopped })), replica()
+	signOff := func(m scoring.Model) app.Rescore {
+		t.Helper()
+		p, err := b.ProposeModel(ctx, app.ProposeModel{Model: scoring.ToProto(m), ProposedBy: marketing}, envelope.Meta{CorrelationID: uuid.NewString()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, who := range []*eventv1.Actor{marketing, sales} {
+			if _, err := b.ApproveModel(ctx, p.Version, who, envelope.Meta{CorrelationID: uuid.NewString()}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		job, ok, err := b.PendingRescore(ctx)
+		if err != nil || !ok || job.Version != p.Version {
+			t.Fatalf("re-score of v%d: %+v %v %v", p.Version, job, ok, err)
+		}
+		return job
+	}
+	lead := uuid.NewString()
+	w.capture(t, lead, vpProfile("analytical.example")) // fit 50
+	recs, err := w.store.Load(ctx, eventstore.LeadSubject(lead))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lenient := scoring.Default()
+	lenient.Threshold = 50
+	old := signOff(lenient)
+	if _, _, err := a.PendingRescore(ctx); err != nil { // a reads the history now
+		t.Fatal(err)
+	}
+	current := signOff(scoring.Default()) // threshold 70
+
+	wroteNothing := func(who string) {
+		t.Helper()
+		if evs := w.events(t, lead); len(scoreBy(evs, old.Version)) != 0 || len(ofType(evs, "LeadQualified")) != 0 {
+			t.Fatalf("%s: the superseded v%d's re-score wrote %d scores, %d qualifications",
+				who, old.Version, len(scoreBy(evs, old.Version)), len(ofType(evs, "LeadQualified")))
+		}
+	}
+	if err := b.RescoreLead(ctx, old, lead, recs[0].Seq, 0); err != nil {
+		t.Fatal(err)
+	}
+	wroteNothing("b, before v2's re-score")
+	if err := b.RescoreLead(ctx, current, lead, recs[0].Seq, 0); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(scoreBy(w.events(t, lead), current.Version)); n != 1 {
+		t.Fatalf("the active v%d's re-score wrote %d scores, want 1", current.Version, n)
+	}
+	if err := a.RescoreLead(ctx, old, lead, recs[0].Seq, 0); err != nil {
+		t.Fatal(err)
+	}
+	wroteNothing("a, with the history from before v2")
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -339,5 +340,35 @@ func TestSignOff(t *testing.T) {
 	p1, err := s.client.GetRescoreProgress(ctx, &qualificationv1.GetRescoreProgressRequest{Version: 1})
 	if err != nil || (p1.GetState() != qualificationv1.RescoreState_RESCORE_STATE_COMPLETED && p1.GetState() != qualificationv1.RescoreState_RESCORE_STATE_ABANDONED) {
 		t.Fatalf("progress of a superseded version: %v %v", p1, err)
+	}
+}
+
+// A late approval of a proposal older than the active version is refused,
+// naming the active version, and the proposal is listed as superseded:
+// sales approving v2 a month after v3 went live must not roll the model
+// back (and re-score every lead) on marketing's sign-off from before v3.
+func TestAProposalOlderThanTheActiveVersionCannotBeApproved(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	ctx := ctxT(t)
+	activate(t, s.client, scoring.Default())
+	v2 := scoring.Default()
+	v2.Threshold = 60
+	p, err := s.client.ProposeModel(ctx, &qualificationv1.ProposeModelRequest{Model: scoring.ToProto(v2), ProposedBy: marketing})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.client.ApproveModel(ctx, &qualificationv1.ApproveModelRequest{Version: p.GetVersion(), Approver: marketing}); err != nil {
+		t.Fatal(err)
+	}
+	v3 := scoring.Default()
+	v3.Threshold = 80
+	v3n := activate(t, s.client, v3)
+
+	_, err = s.client.ApproveModel(ctx, &qualificationv1.ApproveModelRequest{Version: p.GetVersion(), Approver: sales})
+	assertField(t, err, codes.FailedPrecondition, fmt.Sprintf("version %d, which is active", v3n))
+	list, err := s.client.ListModelVersions(ctx, &qualificationv1.ListModelVersionsRequest{})
+	if err != nil || list.GetActiveVersion() != v3n || list.GetVersions()[p.GetVersion()-1].GetState() != qualificationv1.ModelState_MODEL_STATE_SUPERSEDED {
+		t.Fatalf("after the late approval: %v %v; want v%d active and v%d superseded", list, err, v3n, p.GetVersion())
 	}
 }

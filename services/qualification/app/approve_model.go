@@ -27,8 +27,9 @@ type Approved struct {
 //
 // Errors: *ValidationError (approver.team must be MARKETING or SALES),
 // ErrNotFound (unknown version), *registry.RefusedError (the team approved
-// already, one person for both teams, or the version is active already),
-// eventstore.ErrConflict after repeated races.
+// already, one person for both teams, the version was activated already,
+// or it is older than the active version), eventstore.ErrConflict after
+// repeated races.
 func (a *App) ApproveModel(ctx context.Context, version uint32, approver *eventv1.Actor, meta envelope.Meta) (Approved, error) {
 	var v violations
 	if version == 0 {

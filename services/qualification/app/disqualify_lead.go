@@ -37,7 +37,8 @@ const (
 
 // DisqualifyLead appends LeadDisqualified (no rule, decided by a person)
 // where the lifecycle allows it: a NEW, MQL or NURTURING lead. With NotNow
-// the lead is RECYCLED and nurture takes it as for a rule's "not now". A
+// the lead is RECYCLED and nurture takes it as for a rule's "not now"; a
+// NURTURING lead is there already, and NotNow is refused for it. A
 // request id seen on the lead before returns the first answer, found in
 // O(1) from the id's record (sent after the verdict), and writes
 // nothing. A race with another writer (a score, an assignment) reloads
@@ -102,6 +103,11 @@ func (a *App) DisqualifyLead(ctx context.Context, in DisqualifyLead, meta envelo
 		}
 		last := recs[len(recs)-1]
 		state := lifecycle.FromProto(last.Event.GetLifecycle())
+		if in.NotNow && state.Status == lifecycle.StatusNurturing {
+			// It would recycle the lead and restart its program.
+			return Disqualified{}, &lifecycle.RefusedError{Command: lifecycle.Disqualify, Status: state.Status,
+				Reason: `lead is in nurture already: "not now" would only restart its program`}
+		}
 		payload := &eventv1.LeadDisqualified{Reason: reason, NotNow: in.NotNow, DecidedBy: in.DecidedBy}
 		ev, _, err := a.leadEvent(in.LeadID, state, lifecycle.Command{Name: lifecycle.Disqualify, Reason: reason, NotNow: in.NotNow}, payload, meta)
 		if err != nil {

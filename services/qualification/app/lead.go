@@ -67,6 +67,8 @@ type lead struct {
 	verdicts map[eventKey]bool
 	// reengaged is the event id of its latest LeadReengaged, if any.
 	reengaged string
+	// lastTrigger is the sequence of its latest trigger event.
+	lastTrigger uint64
 }
 
 // A cached lead holds no decoded events and keys its maps by 16 bytes:
@@ -153,6 +155,9 @@ func (l *lead) apply(recs []eventstore.Record, asOf uint64) {
 		if hasFacts(ev) {
 			l.pending = append(l.pending, r)
 		}
+		if IsTrigger(ev.GetEventType()) {
+			l.lastTrigger = r.Seq
+		}
 	}
 	if lastScore != nil {
 		l.lastScore, l.hasScore = newScoreRef(lastScore.Seq, lastScore.Event), true
@@ -215,6 +220,12 @@ func (l *lead) setConsent(c *eventv1.Consent) {
 // latest re-engagement has no score yet.
 func (l *lead) awaitsReengagedScore() bool {
 	return l.state.Status == lifecycle.StatusNurturing && l.reengaged != "" && !l.scored(l.reengaged)
+}
+
+// triggeredSinceScore reports whether the lead has a trigger that no
+// score followed: engagement the live scorer has not scored yet.
+func (l *lead) triggeredSinceScore() bool {
+	return !l.hasScore || l.lastTrigger > l.lastScore.seq
 }
 
 // scoredSince reports whether the lead has a LeadScored under version n

@@ -100,13 +100,24 @@ func (a *App) StartRescore(ctx context.Context, job Rescore) (Rescore, error) {
 // version since (the live path scored it already), or that has this
 // re-score's LeadScored (a resumed scan does no work twice).
 // LeadQualified follows only where the lifecycle allows, so an MQL is
-// never qualified twice.
+// never qualified twice. It writes nothing once job's version is no longer
+// active.
 func (a *App) RescoreLead(ctx context.Context, job Rescore, leadID string, seq, versionBefore uint64) error {
 	if versionBefore != 0 || (job.End > 0 && seq > job.End) {
 		return nil
 	}
 	meta := envelope.Meta{CorrelationID: job.Activation.CorrelationID, CausationID: job.Activation.EventID}
 	for attempt := range maxRaces {
+		// A replica still scanning after a later activation would score,
+		// even qualify, under rules no longer in force. As stale as the
+		// live scorer's model at most: maxAge.
+		reg, err := a.registry(ctx, 0, a.maxAge)
+		if err != nil {
+			return err
+		}
+		if reg.Active != job.Version {
+			return nil // abandoned: FinishRescore ends the scan
+		}
 		recs, err := a.leads.Load(ctx, leadID)
 		if err != nil {
 			return err
@@ -117,6 +128,10 @@ func (a *App) RescoreLead(ctx context.Context, job Rescore, leadID string, seq, 
 		l := foldLead(leadID, recs, ^uint64(0))
 		var events []*eventv1.Event
 		switch {
+		case l.hasScore && l.lastScore.modelVersion > job.Version:
+			// Scored under a later version: this one is superseded,
+			// however old this replica's model history.
+			return nil
 		case l.scored(job.Activation.EventID):
 			// Resumed: finish a verdict the crash cut off, if any.
 			owed, err := a.owedVerdict(l, job.Activation.EventID)
@@ -135,8 +150,10 @@ func (a *App) RescoreLead(ctx context.Context, job Rescore, leadID string, seq, 
 				m.CausationID, qualify = l.reengaged, true
 			}
 			// A lead never scored before gets its first score here, and
-			// with it the wait for engagement a first score starts.
-			if events, err = a.scoreEvents(l, job.Version, job.Model, job.Activation.At, qualify, l.hasScore, m); err != nil || len(events) == 0 {
+			// with it the wait for engagement a first score starts; so does
+			// one with triggers since its last score: the live scorer skips
+			// what this score covers, and that engagement must still count.
+			if events, err = a.scoreEvents(l, job.Version, job.Model, job.Activation.At, qualify, !l.triggeredSinceScore(), m); err != nil || len(events) == 0 {
 				return err
 			}
 		}

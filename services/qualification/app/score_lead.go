@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -179,9 +180,15 @@ func finalVerdict(events []*eventv1.Event) bool {
 // if qualify), then the verdict (LeadQualified or LeadDisqualified) if the
 // lifecycle allows it. It returns none when the lifecycle refuses a score
 // (a finished lead). A rescore (under a newly active version) is no
-// engagement: a new lead keeps its deadline.
+// engagement: a new lead keeps its deadline. A nurtured lead that a "not
+// now" rule matches is not qualified, and only a final rule disqualifies it.
 func (a *App) scoreEvents(l *lead, n uint32, m scoring.Model, at time.Time, qualify, rescore bool, meta envelope.Meta) ([]*eventv1.Event, error) {
 	r := scoring.Score(m, l.facts, at)
+	if r.Disqualify != nil && r.Disqualify.NotNow && l.state.Status == lifecycle.StatusNurturing {
+		// It is in nurture already: "not now" again would recycle it,
+		// restart its program and count another disqualification.
+		qualify, r.Disqualify = false, finalRule(m, l.facts, at)
+	}
 	meta.Actor, meta.OccurredAt = Actor, at
 	payload := &eventv1.LeadScored{
 		ModelId: scoring.ID, ModelVersion: n, Fit: int32(r.Fit), Engagement: int32(r.Engagement), Total: int32(r.Total),
@@ -211,10 +218,17 @@ func (a *App) scoreEvents(l *lead, n uint32, m scoring.Model, at time.Time, qual
 	return []*eventv1.Event{scored, verdict}, nil
 }
 
+// finalRule is the first disqualifying rule other than "not now" that
+// matches the facts, if any.
+func finalRule(m scoring.Model, f scoring.Facts, at time.Time) *scoring.Disqualification {
+	m.Disqualify = slices.DeleteFunc(slices.Clone(m.Disqualify), func(d scoring.DisqualifyRule) bool { return d.NotNow })
+	return scoring.Score(m, f, at).Disqualify
+}
+
 // verdictEvent is the LeadQualified or LeadDisqualified a score decided,
 // or nil when it decided none or the lifecycle refuses it (already an
 // MQL, or past the point where scoring decides: the score is recorded,
-// the status stays).
+// the status stays), or it is a "not now" for a lead nurtured since.
 func (a *App) verdictEvent(leadID string, state lifecycle.State, s *eventv1.LeadScored, meta envelope.Meta) (*eventv1.Event, error) {
 	var (
 		verdict *eventv1.Event
@@ -222,6 +236,11 @@ func (a *App) verdictEvent(leadID string, state lifecycle.State, s *eventv1.Lead
 	)
 	switch s.GetVerdict() {
 	case eventv1.ScoreVerdict_SCORE_VERDICT_DISQUALIFY:
+		if s.GetDisqualify().GetNotNow() && state.Status == lifecycle.StatusNurturing {
+			// A score from before its enrolment (the verdict refused while
+			// RECYCLED), owed on a redelivery: see scoreEvents.
+			return nil, nil
+		}
 		d := proto.Clone(s.GetDisqualify()).(*eventv1.LeadDisqualified)
 		verdict, _, err = a.leadEvent(leadID, state, lifecycle.Command{Name: lifecycle.Disqualify, Reason: d.GetReason(), NotNow: d.GetNotNow()}, d, meta)
 	case eventv1.ScoreVerdict_SCORE_VERDICT_QUALIFY:

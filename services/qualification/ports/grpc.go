@@ -144,7 +144,9 @@ func versionProto(v app.VersionView) *qualificationv1.ModelVersion {
 		out.State = qualificationv1.ModelState_MODEL_STATE_PROPOSED
 	case registry.Active:
 		out.State = qualificationv1.ModelState_MODEL_STATE_ACTIVE
-	case registry.Superseded:
+	case registry.Superseded, registry.Stale:
+		// The schema has no state for a proposal overtaken by a newer
+		// activation; it cannot be approved, so it is not PROPOSED.
 		out.State = qualificationv1.ModelState_MODEL_STATE_SUPERSEDED
 	}
 	for _, a := range v.Approvals {

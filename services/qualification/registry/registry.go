@@ -28,6 +28,9 @@ const (
 	Proposed   State = iota + 1 // awaiting approval by both teams
 	Active                      // the version that scores
 	Superseded                  // was active, replaced by a later activation
+	// Stale: never activated, and older than the active version, so it
+	// can no longer be approved (its sign-offs predate the active rules).
+	Stale
 )
 
 // Version is one proposed model and its sign-off.
@@ -142,6 +145,8 @@ func (r *Registry) State(n uint32) State {
 		return Active
 	case v.Activation != nil:
 		return Superseded
+	case n < r.Active:
+		return Stale
 	}
 	return Proposed
 }
@@ -182,12 +187,23 @@ var SignOffTeams = []eventv1.Team{eventv1.Team_TEAM_MARKETING, eventv1.Team_TEAM
 
 // Approve decides an approval of version n by approver, whose team the
 // caller has checked is one of SignOffTeams. It returns ErrUnknownVersion,
-// or a *RefusedError when the version was activated already, the team has
-// approved it already, or the same person approved it for the other team.
+// or a *RefusedError when the version was activated already, is Stale, the
+// team has approved it already, or the same person approved it for the
+// other team.
 func (r *Registry) Approve(n uint32, approver *eventv1.Actor) (Decision, error) {
 	v := r.version(n)
 	if v == nil {
 		return Decision{}, fmt.Errorf("version %d: %w", n, ErrUnknownVersion)
+	}
+	// A retried approval still answers as it first did.
+	replay := slices.ContainsFunc(v.Approvals, func(a Approval) bool {
+		return a.Approver.GetId() == approver.GetId() && a.Approver.GetTeam() == approver.GetTeam()
+	})
+	if !replay && r.State(n) == Stale {
+		// Activating it would put older rules back over newer signed-off
+		// ones, on sign-offs that may predate them.
+		return Decision{}, &RefusedError{Field: "version", Reason: fmt.Sprintf(
+			"version %d was proposed before version %d, which is active: it can no longer be approved; to roll back to it, propose it again", n, r.Active)}
 	}
 	for _, a := range v.Approvals {
 		same := a.Approver.GetId() == approver.GetId()

@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -108,5 +109,32 @@ func TestCloneIsolatesSnapshots(t *testing.T) {
 	vb, _ := b.Get(1)
 	if len(va.Approvals) != 1 || len(vb.Approvals) != 2 || a.Seq != 2 || b.Seq != 9 {
 		t.Fatalf("snapshot changed: %d and %d approvals, seq %d and %d", len(va.Approvals), len(vb.Approvals), a.Seq, b.Seq)
+	}
+}
+
+// A proposal older than the active version cannot be approved: v2 had
+// marketing's sign-off, then v3 was proposed, signed off and activated; a
+// late sales approval of v2 would put older rules back over v3's, on a
+// sign-off given before v3 existed. To roll back, propose v2's model again.
+func TestAProposalOlderThanTheActiveVersionIsStale(t *testing.T) {
+	reg := history(proposed(1), &eventv1.ScoringModelApproved{Version: 1, Approver: mia},
+		&eventv1.ScoringModelApproved{Version: 1, Approver: sam}, &eventv1.ScoringModelActivated{Version: 1},
+		proposed(2), &eventv1.ScoringModelApproved{Version: 2, Approver: mia},
+		proposed(3), &eventv1.ScoringModelApproved{Version: 3, Approver: mia}, &eventv1.ScoringModelApproved{Version: 3, Approver: sam},
+		&eventv1.ScoringModelActivated{Version: 3, SupersededVersion: 1}, proposed(4))
+	for _, who := range []*eventv1.Actor{sam, mo} {
+		d, err := reg.Approve(2, who)
+		var refused *registry.RefusedError
+		if !errors.As(err, &refused) || refused.Field != "version" || !strings.Contains(refused.Reason, "version 3") {
+			t.Fatalf("%s approves v2: %+v %v, want a refusal naming the active version 3", who.GetId(), d, err)
+		}
+	}
+	if d, err := reg.Approve(2, mia); err != nil || !d.Replay {
+		t.Fatalf("mia's repeated approval of v2: %+v %v, want a replay of the first answer", d, err)
+	}
+	for n, want := range map[uint32]registry.State{1: registry.Superseded, 2: registry.Stale, 3: registry.Active, 4: registry.Proposed} {
+		if got := reg.State(n); got != want {
+			t.Errorf("v%d is %v, want %v", n, got, want)
+		}
 	}
 }
