@@ -33,7 +33,9 @@ const (
 	ModelState_MODEL_STATE_PROPOSED ModelState = 1
 	// MODEL_STATE_ACTIVE: the version that scores leads.
 	ModelState_MODEL_STATE_ACTIVE ModelState = 2
-	// MODEL_STATE_SUPERSEDED: was active, replaced by a later activation.
+	// MODEL_STATE_SUPERSEDED: was active and replaced by a later
+	// activation, or was proposed before the active version and can no
+	// longer be approved.
 	ModelState_MODEL_STATE_SUPERSEDED ModelState = 3
 )
 

@@ -46,7 +46,9 @@ type QualificationServiceClient interface {
 	ProposeModel(ctx context.Context, in *ProposeModelRequest, opts ...grpc.CallOption) (*ProposeModelResponse, error)
 	// ApproveModel records one team's sign-off (MARKETING or SALES). The
 	// second team's approval activates the version, and every open lead is
-	// re-scored under it. Repeating an approval is a no-op.
+	// re-scored under it. Repeating an approval is a no-op. A version older
+	// than the active one can no longer be approved: FAILED_PRECONDITION
+	// naming the active version (propose its model again to roll back).
 	ApproveModel(ctx context.Context, in *ApproveModelRequest, opts ...grpc.CallOption) (*ApproveModelResponse, error)
 	// GetModel returns one version, by default the active one.
 	GetModel(ctx context.Context, in *GetModelRequest, opts ...grpc.CallOption) (*GetModelResponse, error)
@@ -64,6 +66,8 @@ type QualificationServiceClient interface {
 	// student), which ends it, or with not_now not ready, which sends it to
 	// nurture. A refused transition is FAILED_PRECONDITION naming the
 	// lead's status. A repeated request_id returns the first answer.
+	// not_now for a nurtured lead is FAILED_PRECONDITION: it is in nurture
+	// already.
 	DisqualifyLead(ctx context.Context, in *DisqualifyLeadRequest, opts ...grpc.CallOption) (*DisqualifyLeadResponse, error)
 }
 
@@ -172,7 +176,9 @@ type QualificationServiceServer interface {
 	ProposeModel(context.Context, *ProposeModelRequest) (*ProposeModelResponse, error)
 	// ApproveModel records one team's sign-off (MARKETING or SALES). The
 	// second team's approval activates the version, and every open lead is
-	// re-scored under it. Repeating an approval is a no-op.
+	// re-scored under it. Repeating an approval is a no-op. A version older
+	// than the active one can no longer be approved: FAILED_PRECONDITION
+	// naming the active version (propose its model again to roll back).
 	ApproveModel(context.Context, *ApproveModelRequest) (*ApproveModelResponse, error)
 	// GetModel returns one version, by default the active one.
 	GetModel(context.Context, *GetModelRequest) (*GetModelResponse, error)
@@ -190,6 +196,8 @@ type QualificationServiceServer interface {
 	// student), which ends it, or with not_now not ready, which sends it to
 	// nurture. A refused transition is FAILED_PRECONDITION naming the
 	// lead's status. A repeated request_id returns the first answer.
+	// not_now for a nurtured lead is FAILED_PRECONDITION: it is in nurture
+	// already.
 	DisqualifyLead(context.Context, *DisqualifyLeadRequest) (*DisqualifyLeadResponse, error)
 	mustEmbedUnimplementedQualificationServiceServer()
 }
