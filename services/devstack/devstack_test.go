@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,6 +30,8 @@ import (
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	handoffv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/handoff/v1"
 	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
+	nurturev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/nurture/v1"
+	"github.com/leadflow/leadflow/pkg/natsserver"
 	"github.com/leadflow/leadflow/pkg/testenv"
 )
 
@@ -92,6 +95,8 @@ func TestMakeRun(t *testing.T) {
 	if code, page := testenv.HTTP(t, "GET", "http://"+at(7180)+"/", ""); code != 200 || !strings.Contains(page, "Leadflow") {
 		t.Errorf("the dashboard: %d %.200q", code, page)
 	}
+	checkReportCommand(t, p, out, auth)
+	checkNATSCommands(t, p, out, ada)
 	first.stop(t)
 	for _, port := range []int{7101, 7105, 7205, 7180} {
 		if c, err := net.DialTimeout("tcp", at(port), time.Second); err == nil {
@@ -114,6 +119,12 @@ func TestMakeRun(t *testing.T) {
 			t.Errorf("second run captured anew: %s", line)
 		}
 	}
+	// Replayed, the demo still finds what it reports (TestDemoTwice checks more).
+	for _, bad := range []string{"not scored yet", "not routed yet", "no escalation yet", "arning"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("make run's second output says %q", bad)
+		}
+	}
 	checkAsOf(t, out, ada, start)
 	// The same routing data again writes no routing version.
 	if again := routingVersion(); again != version {
@@ -128,7 +139,6 @@ func TestMakeRun(t *testing.T) {
 func TestMakeRunAfterTheOwnerChanged(t *testing.T) {
 	t.Parallel()
 	p := newPlace(t)
-	at := p.at
 
 	first := p.start(t, "-seed=false")
 	out := first.waitFor(t, "go run ./services/leadctl token revoke", 2*time.Minute)
@@ -136,15 +146,7 @@ func TestMakeRunAfterTheOwnerChanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conns := map[string]*grpc.ClientConn{}
-	for name, port := range map[string]int{"intake": 7101, "qualification": 7102, "handoff": 7103} {
-		c, err := grpc.NewClient(at(port), grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		conns[name] = c
-	}
+	conns := p.dial(t, "intake", "qualification", "handoff")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	ctx = metadata.NewOutgoingContext(ctx, metadata.Pairs("authorization", "Bearer "+printedToken(t, out)))
@@ -185,6 +187,128 @@ func TestMakeRunAfterTheOwnerChanged(t *testing.T) {
 	if out := second.output(); strings.Contains(out, "Leadflow is running") {
 		t.Errorf("Ctrl-C during the demo printed the help")
 	}
+}
+
+// The demo run again on the same stack and data, as every restart runs
+// it, replays its commands and tells a story as true as the first: what
+// it says of a lead is the lead's state now, not a replayed answer's.
+func TestDemoTwice(t *testing.T) {
+	t.Parallel()
+	p := newPlace(t)
+	s := p.start(t, "-seed=false")
+	out := s.waitFor(t, "go run ./services/leadctl token revoke", 2*time.Minute)
+	_, signer, _, err := loadKeys(filepath.Join(p.data, "keys.env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := p.dial(t, "intake", "qualification", "handoff", "nurture")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ctx = metadata.NewOutgoingContext(ctx, metadata.Pairs("authorization", "Bearer "+printedToken(t, out)))
+	var stories [2]string
+	for i := range stories {
+		var b strings.Builder
+		if _, _, err := seedDemo(ctx, conns, callerAs(signer), &b); err != nil {
+			t.Fatalf("demo run %d: %v\n%s", i+1, err, b.String())
+		}
+		stories[i] = b.String()
+	}
+	first, second := stories[0], stories[1]
+	defer func() {
+		if t.Failed() {
+			t.Logf("the first story:\n%s\nthe second:\n%s", first, second)
+		}
+	}()
+	for i, story := range stories {
+		for _, bad := range []string{"not scored yet", "not routed yet", "no escalation yet", "arning"} {
+			if strings.Contains(story, bad) {
+				t.Errorf("story %d says %q", i+1, bad)
+			}
+		}
+		for _, l := range strings.Split(story, "\n") {
+			if l = strings.TrimSpace(l); strings.HasSuffix(l, "owner") || strings.HasSuffix(l, "owners") || strings.HasSuffix(l, ",") {
+				t.Errorf("story %d names nobody: %q", i+1, l)
+			}
+		}
+	}
+	// What the demo did is told alike: the same reps, the same breach.
+	for _, re := range []string{`accepted by \S+`, `rejected by \S+ \(\w+\)`, `.*breached → NEXT_REP; owners dev → \S+`, `MQL again in journey cycle 2`} {
+		m := regexp.MustCompile(re)
+		if a, b := m.FindString(first), m.FindString(second); a == "" || a != b {
+			t.Errorf("the first story tells %q, the second %q", a, b)
+		}
+	}
+
+	// What the second says of each lead is so now. Katherine's SLA timers
+	// may move her meanwhile: her breaches are checked above.
+	leads := demoLeadLines(second)
+	intake := intakev1.NewIntakeServiceClient(conns["intake"])
+	scores := scoreLines(second)
+	for _, d := range demoLeads {
+		got, ok := scores[d.email]
+		if !ok {
+			t.Errorf("second story: no score for %s", d.email)
+			continue
+		}
+		if d.email == "katherine@orbit.example" {
+			continue
+		}
+		res, err := intake.GetLead(ctx, &intakev1.GetLeadRequest{LeadId: leads[d.email]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lc := res.GetLead().GetLifecycle()
+		if want := [2]string{strings.TrimPrefix(lc.GetStatus().String(), "LEAD_STATUS_"), lc.GetOwner().GetId()}; got != want {
+			t.Errorf("second story: %s %s, owner %q; the lead is %s, owner %q", d.email, got[0], got[1], want[0], want[1])
+		}
+	}
+	m := regexp.MustCompile(`MQL again in journey cycle 2; now (\w+)(?:, owner (\S+))?\n`).FindStringSubmatch(second)
+	if m == nil {
+		t.Fatal("second story: no line for Barbara's second journey")
+	}
+	r, err := nurturev1.NewNurtureServiceClient(conns["nurture"]).GetLeadNurture(ctx, &nurturev1.GetLeadNurtureRequest{LeadId: leads["barbara@clu.example"]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status := strings.TrimPrefix(r.GetStatus().String(), "LEAD_STATUS_"); m[1] != status || m[2] != r.GetOwner().GetId() || r.GetCycle() != 2 {
+		t.Errorf("second story: Barbara now %s, owner %q; she is %s, owner %q, in cycle %d", m[1], m[2], status, r.GetOwner().GetId(), r.GetCycle())
+	}
+}
+
+// A later run finds Katherine moved on: each breach is told with where it
+// took her, and a queue's, which escalates nothing, with who keeps her.
+func TestSLAStory(t *testing.T) {
+	rep := func(id string) *eventv1.Owner { return &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_REP, Id: id} }
+	queue := &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_QUEUE, Id: "manager:americas"}
+	accept := eventv1.SLAKind_SLA_KIND_ACCEPT
+	b := &handoffv1.HandoffBrief{
+		Owner: queue,
+		Owners: []*handoffv1.Ownership{{Owner: rep("dev"), How: "routed", Ended: "escalated"}, {Owner: rep("carla"), How: "escalated", Ended: "escalated"},
+			{Owner: queue, How: "escalated"}},
+		Sla: []*handoffv1.SLAEntry{{Sla: accept, Owner: rep("dev")}, {Sla: accept, Breached: true, Owner: rep("dev"), Escalation: eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP},
+			{Sla: accept, Owner: rep("carla")}, {Sla: accept, Breached: true, Owner: rep("carla"), Escalation: eventv1.SLAEscalation_SLA_ESCALATION_MANAGER},
+			{Sla: accept, Breached: true, Owner: queue, Escalation: eventv1.SLAEscalation_SLA_ESCALATION_NONE}, {Sla: accept, Owner: queue}},
+	}
+	want := []string{
+		"ACCEPT warned, ACCEPT breached → NEXT_REP; owners dev → carla",
+		"ACCEPT warned, ACCEPT breached → MANAGER; owners carla → manager:americas",
+		"ACCEPT breached, not escalated: it stays with manager:americas",
+		"ACCEPT warned; owner manager:americas",
+	}
+	if got := slaStory(b); !slices.Equal(got, want) {
+		t.Errorf("slaStory:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+var scoreLine = regexp.MustCompile(`(?m)^\s+(\S+@\S+)\s+\d+ / \d+ → (\w+)(?:, owner (\S+))?$`)
+
+// scoreLines are the printed scores: email to status and owner.
+func scoreLines(out string) map[string][2]string {
+	lines := map[string][2]string{}
+	for _, m := range scoreLine.FindAllStringSubmatch(out, -1) {
+		lines[m[1]] = [2]string{m[2], m[3]}
+	}
+	return lines
 }
 
 // A busy port stops devstack at once, saying which port and what to do.
@@ -300,6 +424,88 @@ func TestWaitHealthyStopsAtExit(t *testing.T) {
 	}
 }
 
+// checkReportCommand runs the printed campaign report once the data
+// holds a second currency, as soon as anyone records a cost or deal in
+// one: it must still answer.
+func checkReportCommand(t *testing.T, p place, out string, auth []string) {
+	t.Helper()
+	m := regexp.MustCompile(`'(http://\S+/v1/reports/campaigns\?\S+)'`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatal("no campaign report printed")
+	}
+	intake := "http://" + p.at(7201) + "/leadflow.intake.v1.IntakeService/"
+	for _, call := range [][2]string{
+		{"RegisterCampaign", `{"campaign_id":"test-usd","name":"US trade show","channel":"CHANNEL_EVENT","budget":{"currency":"USD","minor_units":100000}}`},
+		{"RecordCampaignCost", `{"campaign_id":"test-usd","cost_id":"test-usd-1","amount":{"currency":"USD","minor_units":50000}}`},
+	} {
+		if code, res := testenv.HTTPJSON(t, "POST", intake+call[0], call[1], auth...); code != 200 {
+			t.Fatalf("%s: %d %v", call[0], code, res)
+		}
+	}
+	report := "http://" + p.at(7205) + "/v1/reports/campaigns?attribution=ATTRIBUTION_MODEL_FIRST_TOUCH&currency=USD"
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		code, body := testenv.HTTPJSON(t, "GET", report, "", auth...)
+		rows, _ := testenv.JSONField(body, "campaigns").([]any)
+		for _, r := range rows {
+			if testenv.JSONField(r, "campaignId") == "test-usd" && testenv.JSONField(r, "spend", "value") == 50000.0 {
+				return code == 200
+			}
+		}
+		return false
+	}, "the projector has not the USD cost")
+	if code, body := testenv.HTTP(t, "GET", m[1], "", auth...); code != 200 {
+		t.Errorf("the printed report %s: %d %.300s", m[1], code, body)
+	}
+}
+
+// checkNATSCommands runs each printed nats command that ends by itself as
+// a user would, without a terminal, as the operator: each must succeed
+// without a permissions violation, and the one for a lead show its events.
+func checkNATSCommands(t *testing.T, p place, out, lead string) {
+	t.Helper()
+	password := regexp.MustCompile(`LEADFLOW_NATS_PASSWORD=(\S+)`).FindStringSubmatch(out)
+	if password == nil {
+		t.Fatal("no NATS password printed")
+	}
+	leadEvents := false
+	for _, l := range strings.Split(out, "\n") {
+		l = strings.TrimSpace(l)
+		if !strings.HasPrefix(l, "scripts/gotool nats ") || strings.Contains(l, "sub 'lead.>'") { // that one watches until Ctrl-C
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // the first builds natscli
+		cmd := exec.CommandContext(ctx, "bash", "-c", l)
+		cmd.Dir = p.root
+		cmd.Env = append(os.Environ(), "LEADFLOW_NATS_PASSWORD="+password[1])
+		b, err := cmd.CombinedOutput()
+		cancel()
+		if err != nil {
+			t.Errorf("%s: %v\n%s", l, err, b)
+			continue
+		}
+		if strings.Contains(l, lead) {
+			leadEvents = true
+			for _, want := range []string{"Lf-Type: LeadCaptured", "Lf-Type: DealWon"} {
+				if !strings.Contains(string(b), want) {
+					t.Errorf("%s shows no %q:\n%s", l, want, b)
+				}
+			}
+		}
+	}
+	if !leadEvents {
+		t.Errorf("no nats command for lead %s printed", lead)
+	}
+	logs, err := os.ReadFile(filepath.Join(p.data, "nats.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range natsserver.Violations(string(logs)) {
+		if strings.Contains(v, "user:operator") {
+			t.Errorf("nats: %s", v)
+		}
+	}
+}
+
 // buildDevstack builds devstack from the checkout: the repository's root
 // and the binary.
 func buildDevstack(t *testing.T) (string, string) {
@@ -369,6 +575,22 @@ func newPlace(t *testing.T) place {
 
 // at is the address of a default port moved by the place's offset.
 func (p place) at(port int) string { return fmt.Sprintf("127.0.0.1:%d", port+p.offset) }
+
+// dial connects to the place's services by name, as the demo does.
+func (p place) dial(t *testing.T, names ...string) map[string]*grpc.ClientConn {
+	t.Helper()
+	port := map[string]int{"intake": 7101, "qualification": 7102, "handoff": 7103, "nurture": 7104, "projector": 7105}
+	conns := map[string]*grpc.ClientConn{}
+	for _, name := range names {
+		c, err := grpc.NewClient(p.at(port[name]), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		conns[name] = c
+	}
+	return conns
+}
 
 // start runs devstack at the place with flags, stopped (Ctrl-C) when the
 // test ends if the test did not stop it.

@@ -137,7 +137,13 @@ func showHandoff(ctx context.Context, conns map[string]*grpc.ClientConn, ids []s
 			continue
 		}
 		briefs[id] = b
-		fmt.Fprintf(out, "  %-26s %s (routing v%d, segment %s)\n", demoLeads[i].email, b.GetRouting().GetSummary(), b.GetRouting().GetRoutingVersion(), b.GetSegment())
+		// The decision that gave the lead its current owner: a later run
+		// may show a later journey's.
+		journey := ""
+		if b.GetJourney() > 1 {
+			journey = fmt.Sprintf(", journey %d", b.GetJourney())
+		}
+		fmt.Fprintf(out, "  %-26s %s (routing v%d, segment %s%s)\n", demoLeads[i].email, b.GetRouting().GetSummary(), b.GetRouting().GetRoutingVersion(), b.GetSegment(), journey)
 	}
 	byEmail := func(email string) string {
 		for i, d := range demoLeads {
@@ -165,7 +171,7 @@ func showHandoff(ctx context.Context, conns map[string]*grpc.ClientConn, ids []s
 			},
 			func() error {
 				_, err := h.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: ada, RepId: rep, RequestId: "demo-convert",
-					Amount: &eventv1.Money{Currency: "EUR", MinorUnits: 4_800_000}, Stage: "discovery"})
+					Amount: &eventv1.Money{Currency: demoCurrency, MinorUnits: 4_800_000}, Stage: "discovery"})
 				return err
 			},
 			func() error {
@@ -173,7 +179,7 @@ func showHandoff(ctx context.Context, conns map[string]*grpc.ClientConn, ids []s
 				return err
 			},
 			func() error {
-				_, err := h.CloseWon(ctx, &handoffv1.CloseWonRequest{LeadId: ada, RepId: rep, RequestId: "demo-won", Amount: &eventv1.Money{Currency: "EUR", MinorUnits: 4_500_000}})
+				_, err := h.CloseWon(ctx, &handoffv1.CloseWonRequest{LeadId: ada, RepId: rep, RequestId: "demo-won", Amount: &eventv1.Money{Currency: demoCurrency, MinorUnits: 4_500_000}})
 				return err
 			},
 		}
@@ -189,7 +195,7 @@ func showHandoff(ctx context.Context, conns map[string]*grpc.ClientConn, ids []s
 		case err != nil:
 			warn("ada@analytical.example", fmt.Errorf("work the lead: %w", err))
 		default:
-			fmt.Fprintf(out, "  %-26s accepted by %s, meeting booked, opportunity, negotiation, won EUR 45,000\n", "ada@analytical.example", rep)
+			fmt.Fprintf(out, "  %-26s accepted by %s, meeting booked, opportunity, negotiation, won %s 45,000\n", "ada@analytical.example", rep, demoCurrency)
 		}
 	}
 	if b := briefs[barbara]; b != nil {
@@ -217,39 +223,64 @@ func showHandoff(ctx context.Context, conns map[string]*grpc.ClientConn, ids []s
 			}
 		}
 	}
-	if katherine != "" && briefs[katherine] != nil {
-		fmt.Fprintf(out, "  %-26s enterprise SLA: accept within 20s; nobody does. Waiting for the breach...\n", "katherine@orbit.example")
-		deadline := time.Now().Add(45 * time.Second)
-		for {
-			b, err := brief(katherine)
-			if err != nil {
-				return err
-			}
-			if n := len(b.GetOwners()); n > 1 {
-				var chain []string
-				for _, o := range b.GetOwners() {
-					chain = append(chain, o.GetOwner().GetId())
+	if b := briefs[katherine]; b != nil {
+		// An earlier run waited for the breach already: tell what happened.
+		if len(b.GetOwners()) > 1 {
+			fmt.Fprintf(out, "  %-26s enterprise SLA: accept within 20s; nobody did:\n", "katherine@orbit.example")
+		} else {
+			fmt.Fprintf(out, "  %-26s enterprise SLA: accept within 20s; nobody does. Waiting for the breach...\n", "katherine@orbit.example")
+			for deadline := time.Now().Add(45 * time.Second); len(b.GetOwners()) < 2; {
+				if time.Now().After(deadline) {
+					fmt.Fprintf(out, "  %-26s no escalation yet\n", "")
+					return nil
 				}
-				var sla []string
-				for _, e := range b.GetSla() {
-					kind := strings.TrimPrefix(e.GetSla().String(), "SLA_KIND_")
-					if e.GetBreached() {
-						sla = append(sla, kind+" breached → "+strings.TrimPrefix(e.GetEscalation().String(), "SLA_ESCALATION_"))
-					} else {
-						sla = append(sla, kind+" warned")
-					}
+				time.Sleep(250 * time.Millisecond)
+				var err error
+				if b, err = brief(katherine); err != nil {
+					return err
 				}
-				fmt.Fprintf(out, "  %-26s %s; owners %s\n", "", strings.Join(sla, ", "), strings.Join(chain, " → "))
-				break
 			}
-			if time.Now().After(deadline) {
-				fmt.Fprintf(out, "  %-26s no escalation yet\n", "")
-				break
-			}
-			time.Sleep(250 * time.Millisecond)
+		}
+		for _, l := range slaStory(b) {
+			fmt.Fprintf(out, "  %-26s %s\n", "", l)
 		}
 	}
 	return nil
+}
+
+// slaStory tells b's SLA entries, a line per breach with the warnings
+// before it and where the breach took the lead: the k-th escalating
+// breach wrote the k-th "escalated" ownership.
+func slaStory(b *handoffv1.HandoffBrief) []string {
+	var escalated []string
+	for _, o := range b.GetOwners() {
+		if o.GetHow() == "escalated" {
+			escalated = append(escalated, o.GetOwner().GetId())
+		}
+	}
+	var lines, warned []string
+	for _, e := range b.GetSla() {
+		kind := strings.TrimPrefix(e.GetSla().String(), "SLA_KIND_")
+		if !e.GetBreached() {
+			warned = append(warned, kind+" warned")
+			continue
+		}
+		l := strings.Join(append(warned, kind+" breached"), ", ")
+		warned = nil
+		from := e.GetOwner().GetId()
+		esc := e.GetEscalation()
+		if esc == eventv1.SLAEscalation_SLA_ESCALATION_NONE || len(escalated) == 0 {
+			// A queue's breach is only recorded: nobody to escalate to.
+			lines = append(lines, fmt.Sprintf("%s, not escalated: it stays with %s", l, from))
+			continue
+		}
+		lines = append(lines, fmt.Sprintf("%s → %s; owners %s → %s", l, strings.TrimPrefix(esc.String(), "SLA_ESCALATION_"), from, escalated[0]))
+		escalated = escalated[1:]
+	}
+	if len(warned) > 0 {
+		lines = append(lines, fmt.Sprintf("%s; owner %s", strings.Join(warned, ", "), b.GetOwner().GetId()))
+	}
+	return lines
 }
 
 // actingRep is the rep to work a lead as: whoever owns it now, not whoever

@@ -61,7 +61,9 @@ func printHelp(out io.Writer, data, natsURL string, services []service, lead str
 		}
 	}
 	if a, ok := httpAddr["projector"]; ok {
-		fmt.Fprintf(out, "  curl -s -H \"Authorization: Bearer $LEADFLOW_TOKEN\" 'http://%s/v1/reports/campaigns?attribution=ATTRIBUTION_MODEL_FIRST_TOUCH'\n", a)
+		// Data in a second currency (a deal or cost anyone adds) makes a
+		// report without one INVALID_ARGUMENT.
+		fmt.Fprintf(out, "  curl -s -H \"Authorization: Bearer $LEADFLOW_TOKEN\" 'http://%s/v1/reports/campaigns?attribution=ATTRIBUTION_MODEL_FIRST_TOUCH&currency=%s'\n", a, demoCurrency)
 	}
 	fmt.Fprintf(out, "\nWatch it (nats CLI, pinned in tools/; as the operator, whose replies come to its own inbox prefix):\n")
 	natsURL += " --user operator --password $LEADFLOW_NATS_PASSWORD --inbox-prefix _INBOX.operator"
@@ -71,7 +73,10 @@ func printHelp(out io.Writer, data, natsURL string, services []service, lead str
 	if lead != "" {
 		subject = eventstore.LeadSubject(lead)
 	}
-	fmt.Fprintf(out, "  scripts/gotool nats -s %s stream view LEADFLOW --subject '%s'\n", natsURL, subject)
+	// Not `stream view`: its pager needs a terminal and acks, which the
+	// operator may not. This consumer acks nothing, stops at the last event
+	// and shows headers (type, id): the bodies are protobuf.
+	fmt.Fprintf(out, "  scripts/gotool nats -s %s sub --stream LEADFLOW --all --terminate-at-end --headers-only '%s'   # the lead's events\n", natsURL, subject)
 	fmt.Fprintf(out, "  scripts/gotool nats -s %s kv ls %s   # consumer group members\n", natsURL, consume.DefaultMembersBucket)
 	fmt.Fprintf(out, "\nOperate it (leadctl, after the exports above; -o json for scripts):\n")
 	id := lead

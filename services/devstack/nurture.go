@@ -48,12 +48,24 @@ func showNurture(ctx context.Context, conns map[string]*grpc.ClientConn, leadID,
 		Type: eventv1.ActivityType_ACTIVITY_TYPE_DEMO_REQUEST}); err != nil {
 		return fmt.Errorf("%s: activity: %w", email, err)
 	}
-	// Qualified again starts cycle 2; handoff may route it at once.
-	r, err = wait("not an MQL again", func(r *nurturev1.GetLeadNurtureResponse) bool { return r.GetCycle() == 2 })
+	// Qualified again starts cycle 2 (a later run may find a later cycle);
+	// handoff may route it at once.
+	r, err = wait("not an MQL again", func(r *nurturev1.GetLeadNurtureResponse) bool { return r.GetCycle() >= 2 })
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "  %-26s requested a demo: re-engaged, MQL again in journey cycle %d, now %s\n", "", r.GetCycle(),
-		strings.TrimPrefix(r.GetStatus().String(), "LEAD_STATUS_"))
+	fmt.Fprintf(out, "  %-26s requested a demo: re-engaged, MQL again in journey cycle 2; %s\n", "", standing(r))
 	return nil
+}
+
+// standing says where the lead is now, which a later run finds moved on.
+func standing(r *nurturev1.GetLeadNurtureResponse) string {
+	s := "now " + strings.TrimPrefix(r.GetStatus().String(), "LEAD_STATUS_")
+	if c := r.GetCycle(); c != 2 {
+		s += fmt.Sprintf(" in cycle %d", c)
+	}
+	if o := r.GetOwner().GetId(); o != "" {
+		s += ", owner " + o
+	}
+	return s
 }

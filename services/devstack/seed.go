@@ -40,6 +40,10 @@ var demoLeads = []demoLead{
 	{"linus@kernel.example", "Linus", "Torvalds", "Kernel Co", "Maintainer", "FI", "software", eventv1.Seniority_SENIORITY_INDIVIDUAL, 15, "", nil},
 }
 
+// demoCurrency is the demo's money: the printed report asks for it, as a
+// report over data in two currencies must name one.
+const demoCurrency = "EUR"
+
 // asCaller is ctx with a token for who granting scopes.
 type asCaller func(ctx context.Context, who *eventv1.Actor, scopes ...string) (context.Context, error)
 
@@ -105,14 +109,14 @@ func seedDemo(ctx context.Context, conns map[string]*grpc.ClientConn, as asCalle
 func seedSetup(ctx context.Context, conns map[string]*grpc.ClientConn, as asCaller, out io.Writer) error {
 	intake := intakev1.NewIntakeServiceClient(conns["intake"])
 	for _, c := range []*intakev1.RegisterCampaignRequest{
-		{CampaignId: "webinar-q4", Name: "Q4 product webinar", Channel: eventv1.Channel_CHANNEL_WEBINAR, Budget: &eventv1.Money{Currency: "EUR", MinorUnits: 800000}},
-		{CampaignId: "paid-search-nov", Name: "November paid search", Channel: eventv1.Channel_CHANNEL_PAID_SEARCH, Budget: &eventv1.Money{Currency: "EUR", MinorUnits: 1500000}},
+		{CampaignId: "webinar-q4", Name: "Q4 product webinar", Channel: eventv1.Channel_CHANNEL_WEBINAR, Budget: &eventv1.Money{Currency: demoCurrency, MinorUnits: 800000}},
+		{CampaignId: "paid-search-nov", Name: "November paid search", Channel: eventv1.Channel_CHANNEL_PAID_SEARCH, Budget: &eventv1.Money{Currency: demoCurrency, MinorUnits: 1500000}},
 	} {
 		if _, err := intake.RegisterCampaign(ctx, c); err != nil {
 			return fmt.Errorf("register %s: %w", c.GetCampaignId(), err)
 		}
 		if _, err := intake.RecordCampaignCost(ctx, &intakev1.RecordCampaignCostRequest{CampaignId: c.GetCampaignId(), CostId: c.GetCampaignId() + "-invoice-1",
-			Amount: &eventv1.Money{Currency: "EUR", MinorUnits: c.GetBudget().GetMinorUnits() / 2}}); err != nil {
+			Amount: &eventv1.Money{Currency: demoCurrency, MinorUnits: c.GetBudget().GetMinorUnits() / 2}}); err != nil {
 			return err
 		}
 	}
@@ -169,8 +173,12 @@ func showScores(ctx context.Context, conns map[string]*grpc.ClientConn, ids []st
 			lc := lead.GetLead().GetLifecycle()
 			// Scored after the lead's last intake event: nothing more to come.
 			if err == nil && ex.GetCauseEventId() != "" && scoredLast(ctx, intake, id, ex.GetCauseEventId()) {
-				line = fmt.Sprintf("%3d / %d → %s, owner %s", ex.GetScore().GetTotal(), ex.GetScore().GetThreshold(),
-					strings.TrimPrefix(lc.GetStatus().String(), "LEAD_STATUS_"), lc.GetOwner().GetId())
+				line = fmt.Sprintf("%3d / %d → %s", ex.GetScore().GetTotal(), ex.GetScore().GetThreshold(),
+					strings.TrimPrefix(lc.GetStatus().String(), "LEAD_STATUS_"))
+				// A closed lead (WON on a later run) has no owner.
+				if o := lc.GetOwner().GetId(); o != "" {
+					line += ", owner " + o
+				}
 				break
 			}
 			if time.Now().After(deadline) {
@@ -184,18 +192,23 @@ func showScores(ctx context.Context, conns map[string]*grpc.ClientConn, ids []st
 	return nil
 }
 
-// scoredLast reports whether cause is the lead's last intake event.
+// scoredLast reports whether cause, the event the lead's latest score is
+// for, is its last intake event or comes after it: nurture's
+// re-engagement, after the last activity, is scored too.
 func scoredLast(ctx context.Context, intake intakev1.IntakeServiceClient, leadID, cause string) bool {
 	tl, err := intake.GetLeadTimeline(ctx, &intakev1.GetLeadTimelineRequest{LeadId: leadID})
 	if err != nil {
 		return false
 	}
-	var last string
+	seen := false // cause, at or after the last intake event so far
 	for _, e := range tl.GetEntries() {
 		switch e.GetEvent().GetPayload().(type) {
 		case *eventv1.Event_LeadCaptured, *eventv1.Event_LeadResubmitted, *eventv1.Event_ActivityRecorded, *eventv1.Event_ConsentChanged:
-			last = e.GetEvent().GetEventId()
+			seen = false
+		}
+		if e.GetEvent().GetEventId() == cause {
+			seen = true
 		}
 	}
-	return last == cause
+	return seen
 }
