@@ -27,7 +27,8 @@ type ModelVersion struct {
 	Rules       int       `json:"rules"`
 	ProposedBy  string    `json:"proposed_by"`
 	ProposedAt  time.Time `json:"proposed_at"`
-	// State is proposed (awaiting sign-off), active or superseded.
+	// State is proposed (awaiting sign-off), active or superseded (once
+	// active, or proposed before the active version).
 	State       string     `json:"state"`
 	Approvals   []Approval `json:"approvals"`
 	ActivatedAt time.Time  `json:"activated_at,omitzero"`
@@ -75,6 +76,13 @@ func FoldSignOff(recs []eventstore.Record) SignOff {
 			if v := get(p.GetVersion()); v != nil {
 				v.State, v.ActivatedAt = "active", at
 				s.Active = p.GetVersion()
+			}
+			// A proposal older than the active version can no longer be
+			// approved (qualification refuses it): not awaiting sign-off.
+			for i := range s.Versions {
+				if v := &s.Versions[i]; v.State == "proposed" && v.Version < p.GetVersion() {
+					v.State = "superseded"
+				}
 			}
 		case *eventv1.ScoringModelRescoreStarted:
 			if v := get(p.GetVersion()); v != nil {
