@@ -113,7 +113,7 @@ func Decide(s State, c Command, p Policy, now time.Time) ([]Event, error) {
 	switch {
 	case !c.Due.IsZero(): // validate allowed it only where TakesDue
 		e.Deadline = c.Due
-	case t.Within != nil:
+	case t.Within != nil && !t.keeps(s.Status):
 		e.Deadline = now.Add(t.Within(p))
 	}
 	switch c.Name {
@@ -249,6 +249,8 @@ func Evolve(s State, e Event) State {
 		to = StatusRecycled // see Decide: "not now" goes back to nurture
 	case t.Restores:
 		to = e.Status
+	case t.keeps(s.Status):
+		to = StatusNone
 	}
 	if to != StatusNone {
 		s.Status = to

@@ -49,6 +49,11 @@ func table() string {
 		case t.TakesDue:
 			deadline = "due given, else unchanged"
 		}
+		if len(t.Keeps) > 0 {
+			kept := strings.Join(names(t.Keeps), ", ")
+			to += "; from " + kept + ": unchanged"
+			deadline += "; from " + kept + ": unchanged"
+		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", t.Command, t.Kind, from, to, owner, deadline)
 	}
 	return b.String()

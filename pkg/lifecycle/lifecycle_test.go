@@ -167,6 +167,9 @@ func allowedCases() []allowed {
 		keep(lifecycle.BreachSLA, live, lifecycle.KindSLABreached),
 		{cmd: valid(lifecycle.Reassign), from: in(lifecycle.StatusAssigned, lifecycle.StatusAccepted), kind: lifecycle.KindReassigned,
 			to: lifecycle.StatusAssigned, owner: bob, within: day, attempts: -1},
+		// An open deal changes hands as it is: status and close date stay.
+		{cmd: valid(lifecycle.Reassign), from: in(lifecycle.StatusOpportunity), kind: lifecycle.KindReassigned,
+			owner: bob, keepDeadline: true, attempts: -1},
 		{cmd: valid(lifecycle.Convert), from: in(lifecycle.StatusAccepted), kind: lifecycle.KindOpportunityCreated,
 			to: lifecycle.StatusOpportunity, keepOwner: true, within: 90 * day, attempts: -1},
 		{cmd: convertBy, from: in(lifecycle.StatusAccepted), kind: lifecycle.KindOpportunityCreated,
@@ -281,13 +284,13 @@ func TestDecideRefused(t *testing.T) {
 		}
 	}
 	// 25 commands × 13 statuses, less the allowed pairs above.
-	if want := 25*13 - 98; n != want {
+	if want := 25*13 - 99; n != want {
 		t.Errorf("refused %d pairs, want %d: the allowed cases changed", n, want)
 	}
 }
 
 func TestDecideRefusedReassignToSameRep(t *testing.T) {
-	for _, from := range []lifecycle.Status{lifecycle.StatusAssigned, lifecycle.StatusAccepted} {
+	for _, from := range []lifecycle.Status{lifecycle.StatusAssigned, lifecycle.StatusAccepted, lifecycle.StatusOpportunity} {
 		c := valid(lifecycle.Reassign)
 		c.Owner = ann // start's owner
 		events, err := lifecycle.Decide(start(from), c, lifecycle.DefaultPolicy(), now)

@@ -72,8 +72,8 @@ const (
 // Transition is one row of Transitions: the command that records an event
 // kind, where it may happen and what it does to the state.
 //
-// Decide reads every column; Evolve reads only Kind and To, because once an
-// event is recorded its Owner and Deadline carry the outcome.
+// Decide reads every column; Evolve reads only Kind, To and Keeps, because
+// once an event is recorded its Owner and Deadline carry the outcome.
 type Transition struct {
 	Command CommandName
 	Kind    Kind
@@ -91,7 +91,17 @@ type Transition struct {
 	// Restores: the command names the status, owner and deadline to go
 	// back to (an unmerge, with the state from before the merge).
 	Restores bool
+
+	// Keeps lists statuses of From the event leaves as they are, deadline
+	// included: the new owner takes over the step under way (an open
+	// deal and its close date) instead of starting To's. Evolve tells the
+	// cases apart by the status before, so the kind keeps one row.
+	Keeps []Status
 }
+
+// keeps reports whether the transition leaves status s and its deadline
+// as they are.
+func (t Transition) keeps(s Status) bool { return slices.Contains(t.Keeps, s) }
 
 // takes names the kinds of owner the command may name.
 func (t Transition) takes() string {
@@ -152,9 +162,11 @@ var Transitions = []Transition{
 	{Command: WarnSLA, Kind: KindSLAWarned},
 	{Command: BreachSLA, Kind: KindSLABreached},
 	// To a rep, or to a queue whose people hand it on (a manager's queue,
-	// by escalation): either way sales still holds it.
-	{Command: Reassign, Kind: KindReassigned, From: []Status{StatusAssigned, StatusAccepted}, To: StatusAssigned,
-		TakesOwner: OwnerRep, OrQueue: true, Within: acceptWithin},
+	// by escalation): either way sales still holds it. An open deal changes
+	// hands as it is (its rep left): still an opportunity, due to close
+	// when it was, so its revenue is not stuck with someone gone.
+	{Command: Reassign, Kind: KindReassigned, From: []Status{StatusAssigned, StatusAccepted, StatusOpportunity}, To: StatusAssigned,
+		TakesOwner: OwnerRep, OrQueue: true, Within: acceptWithin, Keeps: []Status{StatusOpportunity}},
 
 	{Command: Convert, Kind: KindOpportunityCreated, From: []Status{StatusAccepted}, To: StatusOpportunity,
 		Within: closeWithin, TakesDue: true},

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -142,4 +143,192 @@ func TestMarketingTargets(t *testing.T) {
 	wantCode(t, err, codes.InvalidArgument, "target.period")
 	_, err = c.SetMarketingTarget(ctx, &handoffv1.SetMarketingTargetRequest{Target: &eventv1.MarketingTarget{Period: "2026", MinAcceptanceRateBps: 12000}, SetBy: mia})
 	wantCode(t, err, codes.InvalidArgument, "target.min_acceptance_rate_bps")
+}
+
+var nurtureSvc = &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_SERVICE, Id: "nurture"}
+
+// recycled writes what nurture writes for src, a rejection, a loss or a
+// "not now" (services/nurture/app/owed.go): LeadRecycled caused by src,
+// its note in the clear and the rep's words copied sealed; then the
+// enrolment.
+func (w *world) recycled(t testing.TB, leadID string, src *eventv1.Event) {
+	t.Helper()
+	p := &eventv1.LeadRecycled{SourceEventType: src.GetEventType()}
+	switch x := src.GetPayload().(type) {
+	case *eventv1.Event_LeadRejected:
+		p.Cause, p.RejectReason, p.SealedNote = eventv1.RecycleCause_RECYCLE_CAUSE_REJECTED, x.LeadRejected.GetReason(), x.LeadRejected.GetSealedNote()
+		p.Note = "rejected by rep " + x.LeadRejected.GetRepId() + ": " + strings.TrimPrefix(x.LeadRejected.GetReason().String(), "REJECT_REASON_")
+	case *eventv1.Event_DealLost:
+		p.Cause, p.Note, p.SealedNote = eventv1.RecycleCause_RECYCLE_CAUSE_LOST, "deal lost", x.DealLost.GetSealedReason()
+	case *eventv1.Event_LeadDisqualified:
+		p.Cause, p.Note = eventv1.RecycleCause_RECYCLE_CAUSE_NOT_READY, "not now: "+x.LeadDisqualified.GetReason()
+	default:
+		t.Fatalf("nurture recycles no %s", src.GetEventType())
+	}
+	meta := envelope.Meta{Actor: nurtureSvc, CorrelationID: src.GetCorrelationId(), CausationID: src.GetEventId()}
+	if _, err := w.appendLeadMeta(ctxT(t), leadID, lifecycle.Command{Name: lifecycle.Recycle, Reason: p.Note}, p, meta); err != nil {
+		t.Fatal(err)
+	}
+	w.write(t, leadID, lifecycle.Command{Name: lifecycle.Enroll, Owner: lifecycle.Owner{Kind: lifecycle.OwnerProgram, ID: "drip"}},
+		&eventv1.NurtureEnrolled{ProgramId: "drip"}, nurtureSvc)
+}
+
+// A "not now", a rejection and a lost deal, each recycled by nurture:
+// the brief lists each once, with the rep's words opened.
+func TestBriefListsEachRecycleOnce(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	ctx := ctxT(t)
+	c := s.client
+	id := uuid.NewString()
+	w.write(t, id, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{
+		SealedPersonal: w.sealed(t, id, &eventv1.Personal{Contact: &eventv1.Contact{Email: "ada@example.com"}}), Profile: dach(5000)}, intakeActor)
+	notNow := w.write(t, id, lifecycle.Command{Name: lifecycle.Disqualify, Reason: "no budget this year", NotNow: true},
+		&eventv1.LeadDisqualified{Reason: "no budget this year", NotNow: true}, qualifyActor)
+	w.recycled(t, id, notNow)
+
+	w.qualify(t, id)
+	first := ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0])
+	if _, err := c.RejectLead(ctx, &handoffv1.RejectLeadRequest{LeadId: id, RepId: first, RequestId: "r1", Reason: eventv1.RejectReason_REJECT_REASON_NOT_READY,
+		Note: "budget next year"}); err != nil {
+		t.Fatal(err)
+	}
+	w.recycled(t, id, last(w.events(t, id)))
+
+	w.qualify(t, id)
+	second := ownerOf(w.waitFor(t, id, "LeadAssigned", 2)[1])
+	if _, err := c.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: id, RepId: second, RequestId: "a2"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: id, RepId: second, RequestId: "o2", Amount: eur(100_00), Stage: "discovery"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CloseLost(ctx, &handoffv1.CloseLostRequest{LeadId: id, RepId: second, RequestId: "l2", Reason: "went with a rival"}); err != nil {
+		t.Fatal(err)
+	}
+	w.recycled(t, id, last(w.events(t, id)))
+
+	r, err := c.GetHandoffBrief(ctx, &handoffv1.GetHandoffBriefRequest{LeadId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, rc := range r.GetBrief().GetRecycles() {
+		got = append(got, rc.GetCause()+": "+rc.GetDetail())
+	}
+	want := []string{"not now: no budget this year", "rejected: NOT_READY: budget next year", "lost: went with a rival"}
+	if !slices.Equal(got, want) {
+		t.Errorf("recycles\n got %q\nwant %q", got, want)
+	}
+}
+
+// The routing decision and the segment are the current journey's: a
+// lead queued in its second journey, in another segment, shows that.
+func TestBriefRoutingIsThisJourneys(t *testing.T) {
+	w, s, id, first := assignedLead(t) // enterprise
+	ctx := ctxT(t)
+	c := s.client
+	if _, err := c.RejectLead(ctx, &handoffv1.RejectLeadRequest{LeadId: id, RepId: first, RequestId: "r1", Reason: eventv1.RejectReason_REJECT_REASON_NOT_READY}); err != nil {
+		t.Fatal(err)
+	}
+	w.recycled(t, id, last(w.events(t, id)))
+	w.write(t, id, lifecycle.Command{Name: lifecycle.Resubmit}, &eventv1.LeadResubmitted{Profile: &eventv1.Profile{Employees: 50}}, intakeActor) // smb now
+	for _, r := range []string{"ann", "bob", "cat"} {
+		if _, err := c.PutRep(ctx, &handoffv1.PutRepRequest{Rep: &eventv1.Rep{RepId: r, TeamId: "emea", Capacity: 10}, ChangedBy: ops}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.qualify(t, id)
+	w.waitFor(t, id, "LeadQueued", 1)
+
+	r, err := c.GetHandoffBrief(ctx, &handoffv1.GetHandoffBriefRequest{LeadId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := r.GetBrief()
+	if d := b.GetRouting(); d.GetFallbackQueue() != "sales-fallback" || d.GetRuleId() != "dach-smb" || d.GetRepId() != "" || b.GetSegment() != "smb" {
+		t.Errorf("journey 2 is queued in smb; the brief shows rule %q rep %q queue %q, segment %q",
+			d.GetRuleId(), d.GetRepId(), d.GetFallbackQueue(), b.GetSegment())
+	}
+}
+
+// The survivor of a merge tells the absorbed lead's story too: its
+// earlier first touch and campaign, its activities, its rep and that
+// rep's rejection, each opened with the absorbed lead's key and named
+// by it.
+func TestBriefTellsTheAbsorbedLeadsStory(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	ctx := ctxT(t)
+	c := s.client
+	camp, err := envelope.NewEvent("", &eventv1.CampaignRegistered{CampaignId: "webinar-q1", Name: "Q1 webinar", Channel: eventv1.Channel_CHANNEL_WEBINAR},
+		envelope.Meta{Actor: intakeActor, CorrelationID: "c"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.store.Append(ctx, eventstore.CampaignSubject("webinar-q1"), 0, camp); err != nil {
+		t.Fatal(err)
+	}
+
+	absorbed := uuid.NewString()
+	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{
+		SealedPersonal: w.sealed(t, absorbed, &eventv1.Personal{Contact: &eventv1.Contact{Email: "ada@old.example"}}), Profile: dach(50),
+		Attribution: &eventv1.Attribution{Source: "webinar", CampaignId: "webinar-q1"}}, intakeActor)
+	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.RecordActivity}, &eventv1.ActivityRecorded{ActivityId: uuid.NewString(),
+		Type: eventv1.ActivityType_ACTIVITY_TYPE_DEMO_REQUEST, SealedDetail: w.sealedText(t, absorbed, "wants a demo for 40 seats")}, intakeActor)
+	w.qualify(t, absorbed)
+	oldRep := ownerOf(w.waitFor(t, absorbed, "LeadAssigned", 1)[0])
+	if _, err := c.RejectLead(ctx, &handoffv1.RejectLeadRequest{LeadId: absorbed, RepId: oldRep, RequestId: "r1", Reason: eventv1.RejectReason_REJECT_REASON_NOT_READY,
+		Note: "call back in spring"}); err != nil {
+		t.Fatal(err)
+	}
+
+	survivor := w.mql(t, dach(50))
+	newRep := ownerOf(w.waitFor(t, survivor, "LeadAssigned", 1)[0])
+	w.merge(t, survivor, absorbed)
+
+	r, err := c.GetHandoffBrief(ctx, &handoffv1.GetHandoffBriefRequest{LeadId: survivor})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := r.GetBrief()
+	if ft := b.GetFirstTouch(); ft.GetAttribution().GetCampaignId() != "webinar-q1" || ft.GetCampaign().GetName() != "Q1 webinar" || ft.GetLeadId() != absorbed {
+		t.Errorf("first touch: %v, want the absorbed lead's earlier webinar", ft)
+	}
+	if a := b.GetActivities(); b.GetActivityCount() != 1 || a[0].GetDetail() != "wants a demo for 40 seats" || a[0].GetLeadId() != absorbed {
+		t.Errorf("activities: %v", a)
+	}
+	var story []string
+	for _, o := range b.GetOwners() {
+		story = append(story, o.GetLeadId()+"/"+o.GetOwner().GetId()+":"+o.GetHow()+"->"+o.GetEnded())
+	}
+	if want := absorbed + "/" + oldRep + ":routed->rejected /" + newRep + ":routed->"; strings.Join(story, " ") != want {
+		t.Errorf("owners\n got %s\nwant %s", strings.Join(story, " "), want)
+	}
+	if rj := b.GetRejections(); len(rj) != 1 || rj[0].GetNote() != "call back in spring" || rj[0].GetRepId() != oldRep || rj[0].GetLeadId() != absorbed {
+		t.Errorf("rejections: %v", rj)
+	}
+	if rc := b.GetRecycles(); len(rc) != 1 || rc[0].GetDetail() != "NOT_READY: call back in spring" || rc[0].GetLeadId() != absorbed {
+		t.Errorf("recycles: %v", rc)
+	}
+	if b.GetStatus() != eventv1.LeadStatus_LEAD_STATUS_ASSIGNED || b.GetOwner().GetId() != newRep || b.GetJourney() != 1 {
+		t.Errorf("the survivor's own state: %v %v journey %d", b.GetStatus(), b.GetOwner(), b.GetJourney())
+	}
+}
+
+// sealedText is free text of the lead sealed as intake seals an
+// activity's detail.
+func (w *world) sealedText(t testing.TB, leadID, text string) []byte {
+	t.Helper()
+	k, err := w.vault.Take(ctxT(t), leadID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := k.Seal([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -507,5 +508,108 @@ func TestAcceptRace(t *testing.T) {
 		if accepted > owners || accepted != len(wins[id]) || accepted == 0 {
 			t.Fatalf("lead %s: %d acceptances for %d ownerships, %d reported", id, accepted, owners, len(wins[id]))
 		}
+	}
+}
+
+// A rep leaves with an open deal: ops hands it to another rep, who takes
+// it as it is (still an opportunity, due to close when it was, holding
+// no capacity, so even a full rep can take it) and alone works and
+// closes it from then on.
+func TestOpenDealOfADepartedRepIsHandedOn(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 1)
+	ctx := ctxT(t)
+	c := s.client
+	deal := w.mql(t, dach(5000))
+	leaver := ownerOf(w.waitFor(t, deal, "LeadAssigned", 1)[0])
+	other := w.mql(t, dach(5000))
+	heir := ownerOf(w.waitFor(t, other, "LeadAssigned", 1)[0]) // full now: capacity 1
+	if _, err := c.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: deal, RepId: leaver, RequestId: "a1"}); err != nil {
+		t.Fatal(err)
+	}
+	conv, err := c.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: deal, RepId: leaver, RequestId: "o1", Amount: eur(100_00), Stage: "discovery",
+		ExpectedClose: timestamppb.New(time.Now().Add(30 * 24 * time.Hour))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PutRep(ctx, &handoffv1.PutRepRequest{Rep: &eventv1.Rep{RepId: leaver, TeamId: "emea", Capacity: 1}, ChangedBy: ops}); err != nil {
+		t.Fatal(err)
+	}
+
+	r, err := c.ReassignLead(ctx, &handoffv1.ReassignLeadRequest{LeadId: deal, ToRepId: heir, RequestId: "re1", Reason: "rep left", ReassignedBy: ops})
+	if err != nil {
+		t.Fatalf("hand on the departed rep's deal: %v", err)
+	}
+	if l := r.GetLead(); l.GetStatus() != eventv1.LeadStatus_LEAD_STATUS_OPPORTUNITY || l.GetOwner().GetId() != heir ||
+		!l.GetDeadline().AsTime().Equal(conv.GetLead().GetDeadline().AsTime()) {
+		t.Errorf("handed on: %v, want an opportunity of %s due %v", l, heir, conv.GetLead().GetDeadline().AsTime())
+	}
+	if re := last(w.events(t, deal)).GetLeadReassigned(); re.GetAcceptBy() != nil || re.GetFrom().GetId() != leaver {
+		t.Errorf("a deal handed on starts no acceptance step: %v", re)
+	}
+	_, err = c.MoveOpportunityStage(ctx, &handoffv1.MoveOpportunityStageRequest{LeadId: deal, RepId: leaver, RequestId: "m0", Stage: "proposal"})
+	wantCode(t, err, codes.FailedPrecondition, "")
+	if !strings.Contains(err.Error(), "owned by rep "+heir) {
+		t.Errorf("the leaver moves the deal: %v", err)
+	}
+	_, err = c.ReassignLead(ctx, &handoffv1.ReassignLeadRequest{LeadId: deal, ToRepId: heir, RequestId: "re2", Reason: "again", ReassignedBy: ops})
+	wantCode(t, err, codes.FailedPrecondition, "")
+	if _, err := c.MoveOpportunityStage(ctx, &handoffv1.MoveOpportunityStageRequest{LeadId: deal, RepId: heir, RequestId: "m1", Stage: "proposal"}); err != nil {
+		t.Fatalf("the heir moves the deal: %v", err)
+	}
+	won, err := c.CloseWon(ctx, &handoffv1.CloseWonRequest{LeadId: deal, RepId: heir, RequestId: "w1", Amount: eur(120_00)})
+	if err != nil || won.GetLead().GetStatus() != eventv1.LeadStatus_LEAD_STATUS_WON {
+		t.Fatalf("the heir wins the deal: %v %v", won, err)
+	}
+	if dw := last(w.events(t, deal)).GetDealWon(); dw.GetRepId() != heir || dw.GetOpportunityId() != "opp-o1" {
+		t.Errorf("deal won: %v", dw)
+	}
+}
+
+// A stage move that changed nothing, retried after a later move (its
+// answer was lost): the same answer, and the opportunity stays where the
+// later move put it. The id sent with another stage is refused; a new
+// id moves the stage back as asked.
+func TestNoOpStageMoveRetriedAfterALaterMove(t *testing.T) {
+	w, s, id, owner := assignedLead(t)
+	ctx := ctxT(t)
+	c := s.client
+	if _, err := c.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: id, RepId: owner, RequestId: "a1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: id, RepId: owner, RequestId: "o1", Amount: eur(100_00), Stage: "discovery"}); err != nil {
+		t.Fatal(err)
+	}
+	move := func(req, stage string) (*handoffv1.MoveOpportunityStageResponse, error) {
+		return c.MoveOpportunityStage(ctx, &handoffv1.MoveOpportunityStageRequest{LeadId: id, RepId: owner, RequestId: req, Stage: stage})
+	}
+	stages := func() (out []string) {
+		for _, ev := range ofType(w.events(t, id), "OpportunityStageChanged") {
+			out = append(out, ev.GetOpportunityStageChanged().GetToStage())
+		}
+		return out
+	}
+	first, err := move("m1", "discovery") // where it is: nothing to do
+	if err != nil || first.GetReplayed() {
+		t.Fatalf("a move to the stage it is in: %v %v", first, err)
+	}
+	if _, err := move("m2", "proposal"); err != nil {
+		t.Fatal(err)
+	}
+	again, err := move("m1", "discovery")
+	if err != nil || !again.GetReplayed() || again.GetLead().GetVersion() != first.GetLead().GetVersion() {
+		t.Fatalf("m1 retried: %v %v, want the first answer %v", again, err, first)
+	}
+	if got := stages(); !slices.Equal(got, []string{"proposal"}) {
+		t.Errorf("stage changes after the retry: %v, want [proposal]", got)
+	}
+	_, err = move("m1", "negotiation")
+	wantCode(t, err, codes.InvalidArgument, "request_id")
+	if _, err := move("m3", "discovery"); err != nil {
+		t.Fatal(err)
+	}
+	if got := stages(); !slices.Equal(got, []string{"proposal", "discovery"}) {
+		t.Errorf("a new id moving back: %v, want [proposal discovery]", got)
 	}
 }

@@ -188,6 +188,11 @@ var (
 // appendLead decides cmd on the lead's state and appends payload as its
 // event, reloading on a lost race (the service writes to the same lead).
 func (w *world) appendLead(ctx context.Context, leadID string, cmd lifecycle.Command, payload proto.Message, actor *eventv1.Actor) (*eventv1.Event, error) {
+	return w.appendLeadMeta(ctx, leadID, cmd, payload, envelope.Meta{Actor: actor, CorrelationID: uuid.NewString()})
+}
+
+// appendLeadMeta is appendLead with the envelope's meta given (a cause).
+func (w *world) appendLeadMeta(ctx context.Context, leadID string, cmd lifecycle.Command, payload proto.Message, meta envelope.Meta) (*eventv1.Event, error) {
 	subj := eventstore.LeadSubject(leadID)
 	for range 100 {
 		recs, err := w.store.Load(ctx, subj)
@@ -204,8 +209,7 @@ func (w *world) appendLead(ctx context.Context, leadID string, cmd lifecycle.Com
 		if w.policy != nil {
 			p = *w.policy
 		}
-		ev, _, err := lifecycle.NewEvent(leadID, state, cmd, p, payload,
-			envelope.Meta{Actor: actor, CorrelationID: uuid.NewString()}, time.Now())
+		ev, _, err := lifecycle.NewEvent(leadID, state, cmd, p, payload, meta, time.Now())
 		if err != nil {
 			return nil, err
 		}

@@ -446,6 +446,30 @@ func TestRoutingDataValidation(t *testing.T) {
 	}
 }
 
+// Rep.active is a plain bool: a rep put without it is stored inactive
+// and takes no leads, and the answer says so.
+func TestRepPutWithoutActiveIsSaidInactive(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	ctx := ctxT(t)
+	if _, err := s.client.PutTeam(ctx, &handoffv1.PutTeamRequest{Team: &eventv1.SalesTeam{TeamId: "emea"}, ChangedBy: ops}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		rep          *eventv1.Rep
+		wantInactive bool
+	}{
+		{&eventv1.Rep{RepId: "eve", TeamId: "emea", Capacity: 5}, true}, // active left out
+		{&eventv1.Rep{RepId: "eve", TeamId: "emea", Capacity: 5, Active: true}, false},
+		{&eventv1.Rep{RepId: "eve", TeamId: "emea", Capacity: 5, Active: true}, false}, // unchanged
+	} {
+		r, err := s.client.PutRep(ctx, &handoffv1.PutRepRequest{Rep: tc.rep, ChangedBy: ops})
+		if err != nil || r.GetInactive() != tc.wantInactive {
+			t.Errorf("put %v: %v %v, want inactive %v", tc.rep, r, err, tc.wantInactive)
+		}
+	}
+}
+
 // Two replicas share the lead partitions. Every lead is routed once, and
 // the pool's turns stay exact across them: the pointer is appended with
 // optimistic concurrency, so a replica that lost a race decides again.

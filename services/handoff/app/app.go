@@ -35,6 +35,10 @@ type Leads interface {
 	// AppendKeyed is Append, then sends the request id's record without
 	// waiting; a record not stored leaves the id to the events' own key.
 	AppendKeyed(ctx context.Context, leadID string, expected uint64, requestID, eventType string, events ...*eventv1.Event) (uint64, error)
+	// Remember stores the record of a request id that wrote nothing: its
+	// answer is the lead as of its event eventID, at version; one stored
+	// already (the same request at once) is kept.
+	Remember(ctx context.Context, leadID, requestID, outcome string, version uint64, eventID string) error
 	// States returns each lead's lifecycle state (stamped on its last
 	// event) in one request; leads without events are absent.
 	States(ctx context.Context, leadIDs ...string) (map[string]lifecycle.State, error)

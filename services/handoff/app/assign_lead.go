@@ -62,7 +62,8 @@ func (a *App) AssignLead(ctx context.Context, in AssignLead, meta envelope.Meta)
 		})
 }
 
-// ReassignLead moves an assigned or accepted lead to another rep.
+// ReassignLead moves an assigned or accepted lead, or an open deal, to
+// another rep.
 type ReassignLead struct {
 	LeadID, ToRepID, RequestID string
 	Reason                     string
@@ -71,7 +72,10 @@ type ReassignLead struct {
 
 // ReassignLead appends LeadReassigned: the new owner has to accept it,
 // within the lead's acceptance SLA in the new owner's working hours. The
-// rep must be active, in the office and below capacity.
+// rep must be active, in the office and below capacity. An opportunity
+// changes hands as it is (its rep left): still an opportunity, due to
+// close when it was, and the new rep works and closes it; an open deal
+// holds no capacity (conversion gave it back), so none is reserved.
 //
 // Errors: see command; a reassignment to the owner is refused by the
 // lifecycle.
@@ -97,7 +101,11 @@ func (a *App) ReassignLead(ctx context.Context, in ReassignLead, meta envelope.M
 			if _, err := lifecycle.Decide(l.state, lifecycle.Command{Name: lifecycle.Reassign, Owner: to}, a.policy, now); err != nil {
 				return nil, err
 			}
-			if err := a.takeByHand(ctx, cfg, l.id, in.ToRepID, now); err != nil {
+			if l.state.Status == lifecycle.StatusOpportunity {
+				if ok, why := cfg.Available(in.ToRepID, now); !ok {
+					return nil, &UnavailableError{RepID: in.ToRepID, Why: why}
+				}
+			} else if err := a.takeByHand(ctx, cfg, l.id, in.ToRepID, now); err != nil {
 				return nil, err
 			}
 			rec := &eventv1.RoutingDecision{RoutingVersion: cfg.Version, RuleId: "manual", RepId: in.ToRepID, Segment: l.segment,

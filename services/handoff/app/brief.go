@@ -12,11 +12,14 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
+	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 )
 
-// Brief is a lead's story for the rep, assembled from its events.
+// Brief is a lead's story for the rep, assembled from its events and
+// those of the leads merged into it. An entry's LeadID names the merged
+// lead it comes from; empty: the brief's own.
 type Brief struct {
 	LeadID        string
 	State         lifecycle.State
@@ -43,6 +46,7 @@ type FirstTouch struct {
 	At          time.Time
 	Attribution *eventv1.Attribution
 	Campaign    *eventv1.CampaignRegistered
+	LeadID      string
 }
 
 // Activity is one engagement signal.
@@ -51,6 +55,7 @@ type Activity struct {
 	Type       eventv1.ActivityType
 	CampaignID string
 	Detail     string
+	LeadID     string
 	sealed     []byte // the detail, sealed
 }
 
@@ -60,6 +65,7 @@ type Ownership struct {
 	From, To   time.Time
 	How, Ended string
 	Journey    int
+	LeadID     string
 }
 
 // Rejection is sales turning the lead down.
@@ -68,14 +74,19 @@ type Rejection struct {
 	RepID  string
 	Reason eventv1.RejectReason
 	Note   string
+	LeadID string
 	sealed []byte // the note, sealed
 }
 
-// Recycle is the lead going back to marketing.
+// Recycle is the lead going back to marketing: once per hand-back,
+// though the event that hands it back (a rejection, a loss, a "not now")
+// and nurture's LeadRecycled that takes it up both record it.
 type Recycle struct {
 	At            time.Time
 	Cause, Detail string
-	sealed        []byte // the rep's words, sealed: Detail once opened
+	LeadID        string
+	sealed        []byte // the rep's words, sealed: added to Detail once opened
+	source        string // the event type that handed it back, "" for nurture's own
 }
 
 // SLAEntry is one warning or breach.
@@ -100,13 +111,21 @@ type Opportunity struct {
 
 const maxActivities = 50
 
+// maxMergeHops bounds how far the brief follows merges into merges:
+// intake refuses longer chains (its maxMergeDepth), so this only guards
+// a broken stream.
+const maxMergeHops = 8
+
 // HandoffBrief reads a lead's events and tells its story: where it came
 // from (source and campaign of the first touch), what it did (key
 // activities), its score with reasons and model version, every owner it
 // had and how each time ended, rejections and recycles, consent as it
-// stands, the routing decision that gave it to its owner, and its SLAs.
-// With the vault (Personal), the company, the title and the activities'
-// details are opened; contact data is intake's to hand out.
+// stands, the routing decision that gave it to its owner in this journey
+// (or queued it), and its SLAs. The leads merged into it add their
+// activities, owners, rejections and recycles, and the earliest capture
+// is the first touch. With the vault (Personal), the company, the title,
+// the activities' details and the reps' notes are opened; contact data
+// is intake's to hand out.
 //
 // Errors: *ValidationError, ErrNotFound.
 func (a *App) HandoffBrief(ctx context.Context, leadID string) (Brief, error) {
@@ -122,16 +141,102 @@ func (a *App) HandoffBrief(ctx context.Context, leadID string) (Brief, error) {
 	if len(recs) == 0 {
 		return Brief{}, fmt.Errorf("lead %s: %w", leadID, ErrNotFound)
 	}
-	b := Brief{LeadID: leadID}
+	b, sealed, absorbed := briefOf(leadID, recs)
+	seen := map[string]bool{leadID: true}
+	for range maxMergeHops {
+		var next []string
+		for _, id := range absorbed {
+			if seen[id] {
+				continue
+			}
+			seen[id] = true
+			recs, err := a.leads.Load(ctx, id)
+			if err != nil {
+				return Brief{}, fmt.Errorf("lead %s merged into %s: %w", id, leadID, err)
+			}
+			x, _, more := briefOf(id, recs)
+			b.absorb(x)
+			next = append(next, more...)
+		}
+		absorbed = next
+	}
+	slices.SortStableFunc(b.Activities, func(p, q Activity) int { return p.At.Compare(q.At) })
+	slices.SortStableFunc(b.Owners, func(p, q Ownership) int { return p.From.Compare(q.From) })
+	slices.SortStableFunc(b.Rejections, func(p, q Rejection) int { return p.At.Compare(q.At) })
+	slices.SortStableFunc(b.Recycles, func(p, q Recycle) int { return p.At.Compare(q.At) })
+	b.ActivityCount = len(b.Activities)
+	slices.Reverse(b.Activities)
+	if len(b.Activities) > maxActivities {
+		b.Activities = b.Activities[:maxActivities]
+	}
+	if err := a.openBrief(ctx, &b, sealed); err != nil {
+		return Brief{}, err
+	}
+	if id := b.FirstTouch.Attribution.GetCampaignId(); id != "" {
+		camp, err := a.campaign(ctx, id)
+		if err != nil {
+			return Brief{}, err
+		}
+		b.FirstTouch.Campaign = camp
+	}
+	return b, nil
+}
+
+// absorb adds the story of x, a lead merged into b's, to b: its first
+// touch if earlier, its activities, owners, rejections and recycles.
+// The rest (state, score, consent, routing, SLAs) is b's own: intake
+// carried what counts of it over at the merge.
+func (b *Brief) absorb(x Brief) {
+	if t := x.FirstTouch; !t.At.IsZero() && (b.FirstTouch.At.IsZero() || t.At.Before(b.FirstTouch.At)) {
+		b.FirstTouch, b.FirstTouch.LeadID = t, x.LeadID
+	}
+	for _, e := range x.Activities {
+		e.LeadID = x.LeadID
+		b.Activities = append(b.Activities, e)
+	}
+	for _, e := range x.Owners {
+		e.LeadID = x.LeadID
+		b.Owners = append(b.Owners, e)
+	}
+	for _, e := range x.Rejections {
+		e.LeadID = x.LeadID
+		b.Rejections = append(b.Rejections, e)
+	}
+	for _, e := range x.Recycles {
+		e.LeadID = x.LeadID
+		b.Recycles = append(b.Recycles, e)
+	}
+}
+
+// recycleSources are the events that hand a lead back to marketing,
+// which nurture's LeadRecycled then takes up (its source_event_type).
+var recycleSources = map[string]bool{
+	string(lifecycle.KindRejected): true, string(lifecycle.KindDealLost): true, string(lifecycle.KindDisqualified): true,
+}
+
+// briefOf is one lead's story from its own events, activities in the
+// order they came; sealed is every submission's sealed personal data,
+// absorbed the leads merged into it (and not unmerged since).
+func briefOf(leadID string, recs []eventstore.Record) (b Brief, sealed [][]byte, absorbed []string) {
+	b.LeadID = leadID
 	consents := map[eventv1.ConsentChannel]*eventv1.Consent{}
 	var profile *eventv1.Profile
-	var sealed [][]byte // every submission's sealed personal data
 	endOwner := func(at time.Time, how string) {
 		if n := len(b.Owners); n > 0 && b.Owners[n-1].To.IsZero() {
 			b.Owners[n-1].To, b.Owners[n-1].Ended = at, how
 		}
 	}
-	var lastAssignedDecision *eventv1.RoutingDecision
+	// The recycle entry each handing-back event made, by event id, and
+	// the latest one no LeadRecycled took up yet: nurture's recycle of
+	// it (caused by it) is that entry, not another.
+	handedBack := map[string]int{}
+	unclaimed := -1
+	handBack := func(ev *eventv1.Event, r Recycle) {
+		r.source = ev.GetEventType()
+		b.Recycles = append(b.Recycles, r)
+		unclaimed = len(b.Recycles) - 1
+		handedBack[ev.GetEventId()] = unclaimed
+	}
 	for _, r := range recs {
 		ev := r.Event
 		at := ev.GetOccurredAt().AsTime()
@@ -156,20 +261,24 @@ func (a *App) HandoffBrief(ctx context.Context, leadID string) (Brief, error) {
 		case *eventv1.Event_LeadScored:
 			b.Score = p.LeadScored
 		case *eventv1.Event_LeadQualified:
+			// A new journey: an earlier one's routing is not this one's.
 			b.Journey++
 			b.QualifiedAt = at
+			b.Routing, b.Segment = nil, ""
 		case *eventv1.Event_LeadDisqualified:
 			if p.LeadDisqualified.GetNotNow() {
-				b.Recycles = append(b.Recycles, Recycle{At: at, Cause: "not now", Detail: p.LeadDisqualified.GetReason()})
+				handBack(ev, Recycle{At: at, Cause: "not now", Detail: p.LeadDisqualified.GetReason()})
 			}
+		case *eventv1.Event_LeadQueued:
+			// No rep could take it: the decision says why, and names the queue.
+			b.Routing, b.Segment = p.LeadQueued.GetDecision(), p.LeadQueued.GetDecision().GetSegment()
 		case *eventv1.Event_LeadAssigned:
 			how := "routed"
 			if p.LeadAssigned.GetRule() == "manual" {
 				how = "assigned"
 			}
 			b.Owners = append(b.Owners, Ownership{Owner: ownerOf(p.LeadAssigned.GetOwner()), From: at, How: how, Journey: b.Journey})
-			b.Segment = p.LeadAssigned.GetSegment()
-			lastAssignedDecision = p.LeadAssigned.GetDecision()
+			b.Routing, b.Segment = p.LeadAssigned.GetDecision(), p.LeadAssigned.GetSegment()
 		case *eventv1.Event_LeadReassigned:
 			how := "reassigned"
 			if p.LeadReassigned.GetCause() == eventv1.ReassignCause_REASSIGN_CAUSE_ESCALATION {
@@ -178,17 +287,35 @@ func (a *App) HandoffBrief(ctx context.Context, leadID string) (Brief, error) {
 			endOwner(at, how)
 			b.Owners = append(b.Owners, Ownership{Owner: ownerOf(p.LeadReassigned.GetTo()), From: at, How: how, Journey: b.Journey})
 			if d := p.LeadReassigned.GetDecision(); d != nil {
-				lastAssignedDecision = d
+				b.Routing = d
 			}
 		case *eventv1.Event_LeadRejected:
 			x := p.LeadRejected
 			endOwner(at, "rejected")
 			b.Rejections = append(b.Rejections, Rejection{At: at, RepID: x.GetRepId(), Reason: x.GetReason(), Note: x.GetNote(), sealed: x.GetSealedNote()})
-			b.Recycles = append(b.Recycles, Recycle{At: at, Cause: "rejected", Detail: strings.TrimPrefix(x.GetReason().String(), "REJECT_REASON_")})
+			detail := strings.TrimPrefix(x.GetReason().String(), "REJECT_REASON_")
+			if n := strings.TrimSpace(x.GetNote()); n != "" { // in the clear before notes were sealed
+				detail += ": " + n
+			}
+			handBack(ev, Recycle{At: at, Cause: "rejected", Detail: detail, sealed: x.GetSealedNote()})
 		case *eventv1.Event_LeadRecycled:
+			x := p.LeadRecycled
 			endOwner(at, "recycled")
-			cause := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(p.LeadRecycled.GetCause().String(), "RECYCLE_CAUSE_"), "_", " "))
-			b.Recycles = append(b.Recycles, Recycle{At: at, Cause: cause, Detail: p.LeadRecycled.GetNote()})
+			i, ok := handedBack[ev.GetCausationId()]
+			if !ok && unclaimed >= 0 && recycleSources[x.GetSourceEventType()] && b.Recycles[unclaimed].source == x.GetSourceEventType() {
+				i, ok = unclaimed, true // written without its cause's id
+			}
+			if ok {
+				if len(b.Recycles[i].sealed) == 0 {
+					b.Recycles[i].sealed = x.GetSealedNote()
+				}
+				if i == unclaimed {
+					unclaimed = -1
+				}
+				break
+			}
+			cause := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(x.GetCause().String(), "RECYCLE_CAUSE_"), "_", " "))
+			b.Recycles = append(b.Recycles, Recycle{At: at, Cause: cause, Detail: x.GetNote(), sealed: x.GetSealedNote()})
 		case *eventv1.Event_SlaWarned:
 			x := p.SlaWarned
 			b.SLA = append(b.SLA, SLAEntry{At: at, Kind: x.GetSla(), Owner: x.GetOwner(), Due: x.GetDueAt().AsTime()})
@@ -218,12 +345,17 @@ func (a *App) HandoffBrief(ctx context.Context, leadID string) (Brief, error) {
 			if b.Opportunity != nil {
 				b.Opportunity.Outcome, b.Opportunity.LostReason, b.Opportunity.sealedLost = "lost", p.DealLost.GetReason(), p.DealLost.GetSealedReason()
 			}
-			b.Recycles = append(b.Recycles, Recycle{At: at, Cause: "lost", Detail: p.DealLost.GetReason(), sealed: p.DealLost.GetSealedReason()})
+			handBack(ev, Recycle{At: at, Cause: "lost", Detail: p.DealLost.GetReason(), sealed: p.DealLost.GetSealedReason()})
 		case *eventv1.Event_LeadMerged:
 			if !envelope.SurvivorSide(ev) { // the survivor keeps its owner
 				endOwner(at, "merged")
+			} else if id := p.LeadMerged.GetAbsorbedLeadId(); !slices.Contains(absorbed, id) {
+				absorbed = append(absorbed, id)
 			}
 		case *eventv1.Event_LeadUnmerged:
+			if envelope.SurvivorSide(ev) {
+				absorbed = slices.DeleteFunc(absorbed, func(id string) bool { return id == p.LeadUnmerged.GetAbsorbedLeadId() })
+			}
 			switch b.State.Status {
 			case lifecycle.StatusAssigned, lifecycle.StatusAccepted, lifecycle.StatusOpportunity:
 				if !envelope.SurvivorSide(ev) {
@@ -235,29 +367,13 @@ func (a *App) HandoffBrief(ctx context.Context, leadID string) (Brief, error) {
 		}
 	}
 	b.Profile = profile
-	b.Routing = lastAssignedDecision
-	b.ActivityCount = len(b.Activities)
-	slices.Reverse(b.Activities)
-	if len(b.Activities) > maxActivities {
-		b.Activities = b.Activities[:maxActivities]
-	}
-	if err := a.openBrief(ctx, &b, sealed); err != nil {
-		return Brief{}, err
-	}
 	for _, ch := range []eventv1.ConsentChannel{eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL, eventv1.ConsentChannel_CONSENT_CHANNEL_PHONE,
 		eventv1.ConsentChannel_CONSENT_CHANNEL_SMS, eventv1.ConsentChannel_CONSENT_CHANNEL_TRACKING} {
 		if c, ok := consents[ch]; ok {
 			b.Consents = append(b.Consents, c)
 		}
 	}
-	if id := b.FirstTouch.Attribution.GetCampaignId(); id != "" {
-		camp, err := a.campaign(ctx, id)
-		if err != nil {
-			return Brief{}, err
-		}
-		b.FirstTouch.Campaign = camp
-	}
-	return b, nil
+	return b, sealed, absorbed
 }
 
 func (a *App) campaign(ctx context.Context, id string) (*eventv1.CampaignRegistered, error) {
@@ -295,26 +411,41 @@ func (a *App) openBrief(ctx context.Context, b *Brief, sealed [][]byte) error {
 		}
 		b.Profile.Company, b.Profile.Title = cmp.Or(company, b.Profile.GetCompany()), cmp.Or(title, b.Profile.GetTitle())
 	}
-	open := func(text *string, sealed []byte) error {
+	// A merged lead's entries are sealed with that lead's key.
+	opened := func(leadID string, sealed []byte) (string, error) {
 		if len(sealed) == 0 {
-			return nil
+			return "", nil
 		}
-		s, err := a.personal.Text(ctx, b.LeadID, sealed)
+		return a.personal.Text(ctx, cmp.Or(leadID, b.LeadID), sealed)
+	}
+	open := func(text *string, leadID string, sealed []byte) error {
+		s, err := opened(leadID, sealed)
 		*text = cmp.Or(s, *text)
 		return err
 	}
 	var errs []error
 	for i := range b.Activities {
-		errs = append(errs, open(&b.Activities[i].Detail, b.Activities[i].sealed))
+		errs = append(errs, open(&b.Activities[i].Detail, b.Activities[i].LeadID, b.Activities[i].sealed))
 	}
 	for i := range b.Rejections {
-		errs = append(errs, open(&b.Rejections[i].Note, b.Rejections[i].sealed))
+		errs = append(errs, open(&b.Rejections[i].Note, b.Rejections[i].LeadID, b.Rejections[i].sealed))
 	}
 	for i := range b.Recycles {
-		errs = append(errs, open(&b.Recycles[i].Detail, b.Recycles[i].sealed))
+		r := &b.Recycles[i]
+		s, err := opened(r.LeadID, r.sealed)
+		errs = append(errs, err)
+		// The rep's words follow what the entry says in the clear (a
+		// rejection's code), or are all it says (a lost deal's reason).
+		switch {
+		case s == "" || s == r.Detail:
+		case r.Detail == "":
+			r.Detail = s
+		default:
+			r.Detail += ": " + s
+		}
 	}
 	if o := b.Opportunity; o != nil {
-		errs = append(errs, open(&o.LostReason, o.sealedLost))
+		errs = append(errs, open(&o.LostReason, "", o.sealedLost))
 	}
 	return errors.Join(errs...)
 }

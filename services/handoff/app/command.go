@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
@@ -41,7 +42,10 @@ type decideFunc func(l *lead, cfg *routing.Config, now time.Time) ([]*eventv1.Ev
 // reassignment, end with exactly one winner. eventType is the event the
 // command writes; same tells whether the event a request id first wrote
 // says what this request says. A request id used before for another
-// command, or for this one with other content, is refused.
+// command, or for this one with other content, is refused. A command
+// that changes nothing writes no event but stores its id's record
+// (before answering): a retry after later changes gets the same answer
+// instead of acting on the lead as it is then.
 //
 // Errors: ErrNotFound, *ValidationError, lifecycle.ErrRefused,
 // *NotOwnerError, *AtCapacityError, *UnavailableError, and an error
@@ -52,6 +56,9 @@ func (a *App) command(ctx context.Context, leadID, requestID, eventType string, 
 			typ, last, found, err := a.leads.Keyed(ctx, leadID, requestID)
 			if err != nil {
 				return Result{}, err
+			}
+			if found && typ == unchangedOutcome(eventType) {
+				return a.unchangedAgain(ctx, leadID, eventType, last, reps, decide)
 			}
 			if found {
 				if err := reused(typ, eventType, last.Event, same); err != nil {
@@ -70,26 +77,18 @@ func (a *App) command(ctx context.Context, leadID, requestID, eventType string, 
 			}
 			return Result{LeadID: leadID, State: r.state, Version: r.seq, EventID: r.eventID, Replayed: true, OpportunityID: r.opportunityID}, nil
 		}
-		ids := make([]string, len(reps))
-		fresh := false
-		for i, r := range reps {
-			ids[i], fresh = r.id, fresh || r.fresh
-		}
-		cfg, err := a.configKnowing(ctx, ids...)
-		if fresh && err == nil {
-			cfg, err = a.freshConfig(ctx)
-		}
+		cfg, err := a.commandConfig(ctx, reps)
 		if err != nil {
 			return Result{}, err
-		}
-		for _, r := range reps {
-			if _, ok := cfg.Reps[r.id]; !ok {
-				return Result{}, invalid(r.field, "%q is not a known rep", r.id)
-			}
 		}
 		now := a.now()
 		events, err := decide(l, cfg, now)
 		if errors.Is(err, errUnchanged) {
+			if requestID != "" {
+				if err := a.leads.Remember(ctx, leadID, requestID, unchangedOutcome(eventType), l.version, l.lastEventID); err != nil {
+					return Result{}, err
+				}
+			}
 			return Result{LeadID: leadID, State: l.state, Version: l.version}, nil
 		}
 		if err != nil {
@@ -113,6 +112,58 @@ func (a *App) command(ctx context.Context, leadID, requestID, eventType string, 
 		return resultOf(leadID, eventstore.Record{Seq: v, Event: events[len(events)-1]}, false), nil
 	}
 	return Result{}, fmt.Errorf("%s on lead %s: %w after %d races", eventType, leadID, eventstore.ErrConflict, maxRaces)
+}
+
+// commandConfig is the routing data a command naming reps decides with;
+// a rep it does not know is a *ValidationError.
+func (a *App) commandConfig(ctx context.Context, reps []repRef) (*routing.Config, error) {
+	ids := make([]string, len(reps))
+	fresh := false
+	for i, r := range reps {
+		ids[i], fresh = r.id, fresh || r.fresh
+	}
+	cfg, err := a.configKnowing(ctx, ids...)
+	if fresh && err == nil {
+		cfg, err = a.freshConfig(ctx)
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range reps {
+		if _, ok := cfg.Reps[r.id]; !ok {
+			return nil, invalid(r.field, "%q is not a known rep", r.id)
+		}
+	}
+	return cfg, nil
+}
+
+// unchangedOutcome is the record outcome of a request that changed
+// nothing: it names the lead's last event then, not one it wrote.
+func unchangedOutcome(eventType string) string { return eventType + " (unchanged)" }
+
+// unchangedAgain answers a request id whose first request changed
+// nothing, at, the lead's last event then: this request is that one if
+// it changes nothing on the lead as it was at that point (decided again
+// on its events up to at, a read of the lead: such repeats are rare),
+// and gets the same answer; anything else said otherwise.
+func (a *App) unchangedAgain(ctx context.Context, leadID, eventType string, at eventstore.Record, reps []repRef, decide decideFunc) (Result, error) {
+	recs, err := a.leads.Load(ctx, leadID)
+	if err != nil {
+		return Result{}, err
+	}
+	i := slices.IndexFunc(recs, func(r eventstore.Record) bool { return r.Seq == at.Seq })
+	if i < 0 {
+		return Result{}, fmt.Errorf("lead %s: request record names seq %d, not the lead's", leadID, at.Seq)
+	}
+	then := foldLead(leadID, recs[:i+1])
+	cfg, err := a.commandConfig(ctx, reps)
+	if err != nil {
+		return Result{}, err
+	}
+	if _, err := decide(then, cfg, a.now()); !errors.Is(err, errUnchanged) {
+		return Result{}, invalid("request_id", "was used for an earlier %s on this lead that said otherwise: a new request needs a new id", eventType)
+	}
+	return Result{LeadID: leadID, State: then.state, Version: then.version, Replayed: true}, nil
 }
 
 // commandTypes are the events handoff's keyed commands write.
@@ -156,12 +207,13 @@ type repRef struct {
 }
 
 // requireOwner refuses a rep's command on a lead another rep owns, or
-// that waits in a manager's queue for the manager to hand it on. Any
-// other lead no rep owns is left to the lifecycle to refuse: its status
-// says more.
+// that waits in a sales queue (a manager's) for someone to hand it on;
+// an open deal reassigned answers to its new rep alone. Any other lead
+// no rep owns is left to the lifecycle to refuse: its status says more.
 func requireOwner(l *lead, repID, command string) error {
 	st := l.state
-	inSalesQueue := st.Owner.Kind == lifecycle.OwnerQueue && (st.Status == lifecycle.StatusAssigned || st.Status == lifecycle.StatusAccepted)
+	inSalesQueue := st.Owner.Kind == lifecycle.OwnerQueue &&
+		(st.Status == lifecycle.StatusAssigned || st.Status == lifecycle.StatusAccepted || st.Status == lifecycle.StatusOpportunity)
 	if l.ownedBy(repID) || (st.Owner.Kind != lifecycle.OwnerRep && !inSalesQueue) {
 		return nil
 	}

@@ -25,7 +25,9 @@ type lead struct {
 	id      string
 	state   lifecycle.State // after its last event
 	version uint64          // its last event's sequence, 0 for none
-	profile *eventv1.Profile
+	// lastEventID is the id of the event at version.
+	lastEventID string
+	profile     *eventv1.Profile
 	// sealed is every submission's sealed personal data (company,
 	// title), in order: a re-submission seals only what it brought.
 	sealed [][]byte
@@ -96,7 +98,7 @@ func foldLead(id string, recs []eventstore.Record) *lead {
 
 func (l *lead) apply(r eventstore.Record) {
 	ev := r.Event
-	l.version = r.Seq
+	l.version, l.lastEventID = r.Seq, ev.GetEventId()
 	l.state = lifecycle.FromProto(ev.GetLifecycle())
 	if k := ev.GetIdempotencyKey(); k != "" {
 		if _, ok := l.byKey[k]; !ok {

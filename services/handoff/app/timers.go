@@ -354,9 +354,17 @@ func (a *App) breach(ctx context.Context, cfg *routing.Config, l *lead, t *event
 }
 
 // reassignedEvent is LeadReassigned to a rep or a queue, with the
-// acceptance deadlines in cal, the new owner's working hours.
+// acceptance deadlines in cal, the new owner's working hours. An open
+// deal starts no acceptance step: it keeps its close date, and its event
+// carries no deadlines, so no timer follows.
 func (a *App) reassignedEvent(cfg *routing.Config, l *lead, state lifecycle.State, to lifecycle.Owner, cal sla.Calendar, reason string,
 	cause eventv1.ReassignCause, decision *eventv1.RoutingDecision, meta envelope.Meta, now time.Time) (*eventv1.Event, error) {
+	if state.Status == lifecycle.StatusOpportunity {
+		ev, _, err := a.leadEvent(l.id, state, lifecycle.Command{Name: lifecycle.Reassign, Owner: to}, a.policy, &eventv1.LeadReassigned{
+			From: ownerProto(state.Owner), To: ownerProto(to), Reason: reason, Cause: cause, Decision: decision, Segment: l.segment,
+		}, meta, now)
+		return ev, err
+	}
 	policy := l.slaPolicy(cfg)
 	steps := policy.Accept(cal, now)
 	p := a.policy

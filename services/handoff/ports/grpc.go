@@ -55,7 +55,9 @@ func (g *GRPC) PutRep(ctx context.Context, r *handoffv1.PutRepRequest) (*handoff
 	if err != nil {
 		return nil, err
 	}
-	return &handoffv1.PutRepResponse{Version: c.Version, Unchanged: c.Unchanged}, nil
+	// A proto3 bool left out is false: say so, as a rep created without
+	// active: true gets no leads.
+	return &handoffv1.PutRepResponse{Version: c.Version, Unchanged: c.Unchanged, Inactive: !r.GetRep().GetActive()}, nil
 }
 
 // SetOutOfOffice replaces a rep's out-of-office periods.
@@ -237,20 +239,21 @@ func (g *GRPC) GetHandoffBrief(ctx context.Context, r *handoffv1.GetHandoffBrief
 		LeadId: b.LeadID, Status: eventv1.LeadStatus(b.State.Status), Owner: ownerProto(b.State.Owner), Deadline: pbTime(b.State.Deadline),
 		Profile: b.Profile, ActivityCount: int32(b.ActivityCount), Score: b.Score, QualifiedAt: pbTime(b.QualifiedAt), Journey: int32(b.Journey),
 		Consents: b.Consents, Routing: b.Routing, Segment: b.Segment, Version: b.Version,
-		FirstTouch: &handoffv1.FirstTouch{At: pbTime(b.FirstTouch.At), Attribution: b.FirstTouch.Attribution, Campaign: b.FirstTouch.Campaign},
+		FirstTouch: &handoffv1.FirstTouch{At: pbTime(b.FirstTouch.At), Attribution: b.FirstTouch.Attribution, Campaign: b.FirstTouch.Campaign,
+			LeadId: b.FirstTouch.LeadID},
 	}
 	for _, x := range b.Activities {
-		out.Activities = append(out.Activities, &handoffv1.ActivityEntry{At: pbTime(x.At), Type: x.Type, CampaignId: x.CampaignID, Detail: x.Detail})
+		out.Activities = append(out.Activities, &handoffv1.ActivityEntry{At: pbTime(x.At), Type: x.Type, CampaignId: x.CampaignID, Detail: x.Detail, LeadId: x.LeadID})
 	}
 	for _, x := range b.Owners {
 		out.Owners = append(out.Owners, &handoffv1.Ownership{Owner: ownerProto(x.Owner), From: pbTime(x.From), Until: pbTime(x.To),
-			How: x.How, Ended: x.Ended, Journey: int32(x.Journey)})
+			How: x.How, Ended: x.Ended, Journey: int32(x.Journey), LeadId: x.LeadID})
 	}
 	for _, x := range b.Rejections {
-		out.Rejections = append(out.Rejections, &handoffv1.Rejection{At: pbTime(x.At), RepId: x.RepID, Reason: x.Reason, Note: x.Note})
+		out.Rejections = append(out.Rejections, &handoffv1.Rejection{At: pbTime(x.At), RepId: x.RepID, Reason: x.Reason, Note: x.Note, LeadId: x.LeadID})
 	}
 	for _, x := range b.Recycles {
-		out.Recycles = append(out.Recycles, &handoffv1.Recycle{At: pbTime(x.At), Cause: x.Cause, Detail: x.Detail})
+		out.Recycles = append(out.Recycles, &handoffv1.Recycle{At: pbTime(x.At), Cause: x.Cause, Detail: x.Detail, LeadId: x.LeadID})
 	}
 	for _, x := range b.SLA {
 		out.Sla = append(out.Sla, &handoffv1.SLAEntry{At: pbTime(x.At), Sla: x.Kind, Breached: x.Breached, Owner: x.Owner, DueAt: pbTime(x.Due), Escalation: x.Escalation})

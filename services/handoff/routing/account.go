@@ -1,19 +1,36 @@
 package routing
 
 import (
+	"slices"
 	"strings"
 	"unicode"
+
+	"golang.org/x/net/idna"
+	"golang.org/x/net/publicsuffix"
+	"golang.org/x/text/unicode/norm"
 
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 )
 
 // NormalizeDomain is a domain as accounts are matched by it: lower case,
-// without surrounding space, trailing dots or leading "www."s. Trimmed
-// until nothing changes, so normalizing twice changes nothing.
+// without surrounding space, trailing dots or leading "www."s, and an
+// internationalized name in its ASCII (punycode) form, so müller.de and
+// xn--mller-kva.de are one domain. Repeated until nothing changes, so
+// normalizing twice changes nothing.
 func NormalizeDomain(d string) string {
-	d = strings.ToLower(d)
 	for {
-		n := strings.TrimPrefix(strings.TrimRight(strings.TrimSpace(d), "."), "www.")
+		n := strings.ToLower(d)
+		for {
+			t := strings.TrimPrefix(strings.TrimRight(strings.TrimSpace(n), "."), "www.")
+			if t == n {
+				break
+			}
+			n = t
+		}
+		// A name IDNA refuses stays as it is: the domain check refuses it.
+		if a, err := idna.Lookup.ToASCII(n); err == nil {
+			n = a
+		}
 		if n == d {
 			return n
 		}
@@ -22,24 +39,30 @@ func NormalizeDomain(d string) string {
 }
 
 // legalSuffixes are the legal forms a company name may end with; matching
-// ignores them ("Acme Inc." and "ACME GmbH" are one company).
+// ignores them ("Acme Inc." and "ACME GmbH" are one company). Slashes
+// join, so "A/S" is "as".
 var legalSuffixes = map[string]bool{
 	"inc": true, "incorporated": true, "corp": true, "corporation": true, "co": true, "company": true,
 	"ltd": true, "limited": true, "llc": true, "llp": true, "lp": true, "plc": true,
 	"gmbh": true, "ag": true, "kg": true, "ug": true, "se": true, "sa": true, "sas": true, "sarl": true, "sl": true,
 	"srl": true, "spa": true, "bv": true, "nv": true, "oy": true, "ab": true, "as": true, "aps": true, "pty": true, "pte": true,
+	"ks": true, "ps": true,
 }
 
-// NormalizeCompany is a company name as accounts are matched by it: lower
-// case, punctuation dropped (dots and apostrophes join, "S.A." is "sa";
-// anything else separates words), and legal suffixes such as Inc, GmbH,
-// Ltd, LLC, SA or AG removed from the end. A name that is nothing but a
-// legal form is kept as it is.
+// NormalizeCompany is a company name as accounts are matched by it:
+// folded to one form (NFKD compatibility forms, so full-width "ＡＣＭＥ" is
+// "acme"; accents dropped, so "Müller" is "muller" however it was typed;
+// lower case), punctuation dropped (dots, apostrophes and slashes join,
+// "S.A." is "sa", "A/S" is "as"; anything else separates words), "&"
+// and "and" dropped ("Procter & Gamble" is "Procter and Gamble"), legal
+// suffixes such as Inc, GmbH, Ltd, LLC, SA, AG or A/S removed from the
+// end and a leading "The" from the start. A name that is nothing but
+// these is kept as it is.
 func NormalizeCompany(name string) string {
 	var b strings.Builder
-	for _, r := range strings.ToLower(name) {
+	for _, r := range fold(name) {
 		switch {
-		case r == '.' || r == '\'' || r == '’':
+		case r == '.' || r == '\'' || r == '’' || r == '/':
 		case unicode.IsLetter(r) || unicode.IsDigit(r):
 			b.WriteRune(r)
 		default:
@@ -48,18 +71,73 @@ func NormalizeCompany(name string) string {
 	}
 	words := strings.Fields(b.String())
 	n := len(words)
-	for n > 1 && legalSuffixes[words[n-1]] {
+	// "GmbH & Co. KG": the "and" between legal forms is one of them.
+	for n > 1 && (legalSuffixes[words[n-1]] || words[n-1] == "and") {
 		n--
 	}
-	return strings.Join(words[:n], " ")
+	words = words[:n]
+	if rest := slices.DeleteFunc(slices.Clone(words), func(w string) bool { return w == "and" }); len(rest) > 0 {
+		words = rest
+	}
+	for len(words) > 1 && words[0] == "the" {
+		words = words[1:]
+	}
+	return strings.Join(words, " ")
+}
+
+// fold is s in one form for comparison: compatibility characters
+// decomposed (full-width letters, ligatures), combining marks dropped
+// (an "ü" typed as u and a diaeresis is the same "u"), lower case. Again
+// until nothing changes: lower-casing may make a decomposable letter.
+func fold(s string) string {
+	for range 4 {
+		var b strings.Builder
+		for _, r := range norm.NFKD.String(s) {
+			if !unicode.Is(unicode.Mn, r) {
+				b.WriteRune(unicode.ToLower(r))
+			}
+		}
+		if b.String() == s {
+			break
+		}
+		s = b.String()
+	}
+	return s
 }
 
 // freeMail are domains of mailbox providers: many companies' people use
 // them, so no account may claim them.
 var freeMail = map[string]bool{
-	"gmail.com": true, "googlemail.com": true, "yahoo.com": true, "hotmail.com": true, "outlook.com": true,
-	"live.com": true, "icloud.com": true, "me.com": true, "aol.com": true, "gmx.de": true, "gmx.net": true,
-	"web.de": true, "proton.me": true, "protonmail.com": true, "mail.com": true, "yandex.ru": true,
+	"gmail.com": true, "googlemail.com": true,
+	"yahoo.com": true, "yahoo.co.uk": true, "yahoo.fr": true, "yahoo.de": true, "yahoo.es": true, "yahoo.it": true,
+	"yahoo.co.jp": true, "yahoo.com.br": true, "yahoo.co.in": true, "ymail.com": true, "rocketmail.com": true,
+	"hotmail.com": true, "hotmail.co.uk": true, "hotmail.de": true, "hotmail.fr": true, "hotmail.es": true, "hotmail.it": true,
+	"outlook.com": true, "outlook.de": true, "live.com": true, "live.co.uk": true, "live.de": true, "live.fr": true,
+	"msn.com": true, "passport.com": true,
+	"icloud.com": true, "me.com": true, "mac.com": true, "aol.com": true, "aim.com": true,
+	"gmx.de": true, "gmx.net": true, "gmx.com": true, "gmx.at": true, "gmx.ch": true, "web.de": true, "t-online.de": true,
+	"freenet.de": true, "arcor.de": true, "posteo.de": true, "mailbox.org": true,
+	"proton.me": true, "protonmail.com": true, "pm.me": true, "tutanota.com": true, "tuta.io": true, "fastmail.com": true,
+	"zoho.com": true, "mail.com": true, "email.com": true, "hey.com": true,
+	"yandex.ru": true, "yandex.com": true, "mail.ru": true, "bk.ru": true, "inbox.ru": true, "list.ru": true, "rambler.ru": true,
+	"qq.com": true, "163.com": true, "126.com": true, "sina.com": true, "foxmail.com": true, "naver.com": true, "daum.net": true,
+	"orange.fr": true, "wanadoo.fr": true, "free.fr": true, "laposte.net": true, "sfr.fr": true,
+	"libero.it": true, "virgilio.it": true, "seznam.cz": true, "wp.pl": true, "o2.pl": true, "interia.pl": true, "onet.pl": true,
+	"btinternet.com": true, "sky.com": true, "virginmedia.com": true, "comcast.net": true, "att.net": true, "verizon.net": true,
+	"sbcglobal.net": true, "bigpond.com": true, "uol.com.br": true, "bol.com.br": true, "rediffmail.com": true,
+}
+
+// unclaimable says why no account may claim domain d (normalized), ""
+// when one may: a free mail provider's, or a public suffix (co.uk,
+// github.io), would match people of every company.
+func unclaimable(d string) string {
+	if freeMail[d] {
+		return "is a free mail provider"
+	}
+	if ps, _ := publicsuffix.PublicSuffix(d); ps == d {
+		return "is a public suffix"
+	}
+	return ""
 }
 
 // MatchAccount finds the account of a lead: by its email domain (a
@@ -68,7 +146,9 @@ var freeMail = map[string]bool{
 // personal data, so it stays out of the decision).
 func (c *Config) MatchAccount(p *eventv1.Profile) (acct *eventv1.Account, how string) {
 	if d := NormalizeDomain(p.GetEmailDomain()); d != "" {
-		for try := d; strings.Count(try, ".") >= 1; {
+		// Up to the registrable domain: "co.uk" is no company's.
+		ps, _ := publicsuffix.PublicSuffix(d)
+		for try := d; try != ps && strings.Count(try, ".") >= 1; {
 			if id, ok := c.domains[try]; ok {
 				return c.Accounts[id], "domain " + d
 			}

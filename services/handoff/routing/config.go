@@ -87,7 +87,11 @@ func (c *Config) Apply(seq uint64, ch *eventv1.RoutingChanged) {
 		}
 		c.Accounts[x.Account.GetAccountId()] = x.Account
 		for _, d := range x.Account.GetDomains() {
-			c.domains[NormalizeDomain(d)] = x.Account.GetAccountId()
+			// One recorded before Validate refused it would take every
+			// company's leads.
+			if nd := NormalizeDomain(d); unclaimable(nd) == "" {
+				c.domains[nd] = x.Account.GetAccountId()
+			}
 		}
 		if n := NormalizeCompany(x.Account.GetName()); n != "" {
 			c.names[n] = x.Account.GetAccountId()

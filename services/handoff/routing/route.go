@@ -357,11 +357,16 @@ func (c *Config) mismatch(w *eventv1.RuleCriteria, p *eventv1.Profile) string {
 			return fmt.Sprintf("country %q in none of regions %v", country, in)
 		}
 	}
-	n := p.GetEmployees()
-	if lo := w.GetMinEmployees(); lo > 0 && n < lo {
+	// 0 is an unknown size, not a tiny company: a rule that bounds the
+	// size does not match it (an SMB rule would take any enterprise whose
+	// form left the size out).
+	lo, hi, n := w.GetMinEmployees(), w.GetMaxEmployees(), p.GetEmployees()
+	switch {
+	case (lo > 0 || hi > 0) && n <= 0:
+		return "company size unknown, the rule bounds it"
+	case lo > 0 && n < lo:
 		return fmt.Sprintf("%d employees, below %d", n, lo)
-	}
-	if hi := w.GetMaxEmployees(); hi > 0 && n > hi {
+	case hi > 0 && n > hi:
 		return fmt.Sprintf("%d employees, above %d", n, hi)
 	}
 	if in := w.GetIndustryIn(); len(in) > 0 && !slices.ContainsFunc(in, func(s string) bool {

@@ -1,6 +1,7 @@
 package routing_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -96,6 +97,31 @@ func TestTerritoryRules(t *testing.T) {
 	d := c.Route(routing.Lead{Profile: &eventv1.Profile{Country: "BR"}}, nil, nil, now)
 	if n := len(d.Record.GetRules()); n != 3 || d.Record.GetRules()[0].GetReason() == "" {
 		t.Errorf("a lead no rule matched records %d rules tried: %v", n, d.Record.GetRules())
+	}
+}
+
+// A lead whose form left the company size out (0) matches no rule that
+// bounds the size, a maximum as much as a minimum: it is not a small
+// company, just an unknown one.
+func TestUnknownCompanySize(t *testing.T) {
+	c := world(t)
+	c.Apply(100, rules(
+		&eventv1.RoutingRule{RuleId: "dach-smb", Segment: "smb", PoolId: "dach", When: &eventv1.RuleCriteria{RegionIn: []string{"dach"}, MaxEmployees: 200}},
+		&eventv1.RoutingRule{RuleId: "dach-enterprise", Segment: "enterprise", PoolId: "dach", When: &eventv1.RuleCriteria{RegionIn: []string{"dach"}, MinEmployees: 1000}},
+		&eventv1.RoutingRule{RuleId: "dach", Segment: "unsized", PoolId: "dach", When: &eventv1.RuleCriteria{RegionIn: []string{"dach"}}},
+	))
+	for _, tc := range []struct {
+		employees int32
+		rule      string
+	}{{50, "dach-smb"}, {200, "dach-smb"}, {5000, "dach-enterprise"}, {500, "dach"}, {0, "dach"}} {
+		d := c.Route(routing.Lead{Profile: &eventv1.Profile{Country: "DE", Employees: tc.employees}}, nil, nil, now)
+		if d.Record.GetRuleId() != tc.rule {
+			t.Errorf("%d employees: rule %q, want %q (%v)", tc.employees, d.Record.GetRuleId(), tc.rule, d.Record.GetRules())
+		}
+	}
+	d := c.Route(routing.Lead{Profile: &eventv1.Profile{Country: "DE"}}, nil, nil, now)
+	if r := d.Record.GetRules()[0]; r.GetMatched() || !strings.Contains(r.GetReason(), "size unknown") {
+		t.Errorf("the SMB rule tried on an unknown size: %v", r)
 	}
 }
 
@@ -261,12 +287,24 @@ func TestNormalizeCompany(t *testing.T) {
 	for in, want := range map[string]string{
 		"ACME GmbH & Co. KG":  "acme",
 		"Acme, Inc.":          "acme",
-		"Société Générale SA": "société générale",
+		"Société Générale SA": "societe generale",
 		"O'Reilly Media LLC":  "oreilly media",
 		"Ltd":                 "ltd",
 		"Kernel Co":           "kernel",
 		"  Big   Corp. Ltd. ": "big",
 		"S.A.":                "sa",
+		// Names sales ops expects to be one company.
+		"The Boeing Company":    "boeing",
+		"Mu\u0308ller GmbH":     "muller", // decomposed, as pasted on a Mac
+		"Müller GmbH":           "muller",
+		"Procter & Gamble Co.":  "procter gamble",
+		"Procter and Gamble":    "procter gamble",
+		"Maersk A/S":            "maersk",
+		"ＡＣＭＥ Inc":              "acme", // full-width
+		"The":                   "the",
+		"And Co":                "and",
+		"The The":               "the",
+		"Johnson & Johnson Ltd": "johnson johnson",
 	} {
 		if got := routing.NormalizeCompany(in); got != want {
 			t.Errorf("NormalizeCompany(%q) = %q, want %q", in, got, want)
@@ -335,5 +373,57 @@ func TestValidate(t *testing.T) {
 		if len(v) == 0 || v[0].Field != tc.field {
 			t.Errorf("%v: violations %v, want %s first", tc.ch, v, tc.field)
 		}
+	}
+}
+
+// Domains that people of every company use: no account may claim them,
+// and one recorded before they were refused matches nobody.
+func TestAccountDomainsEveryCompanyUses(t *testing.T) {
+	c := world(t)
+	for _, d := range []string{"yahoo.co.uk", "hotmail.co.uk", "gmx.com", "msn.com", "ymail.com", "qq.com", "mail.ru", "hotmail.de",
+		"t-online.de", "co.uk", "com.au", "github.io", "WWW.Hotmail.co.uk."} {
+		if v := c.Validate("change", account("x", "X", "ann", d)); len(v) == 0 || v[0].Field != "change.domains[0]" {
+			t.Errorf("an account may claim %q: %v", d, v)
+		}
+	}
+	if v := c.Validate("change", account("x", "X", "ann", "bigbank.co.uk", "sub.github.io")); len(v) != 0 {
+		t.Errorf("a company's own domain under a public suffix: %v", v)
+	}
+	old := routing.New() // as recorded before these were refused
+	for i, ch := range []*eventv1.RoutingChanged{team("emea", nil), rep("ann", "emea", 10), account("joe", "Joe Plumbing", "ann", "co.uk", "hotmail.co.uk")} {
+		ch.Version = uint32(i + 1)
+		old.Apply(uint64(i+1), ch)
+	}
+	for _, d := range []string{"bigbank.co.uk", "hotmail.co.uk", "co.uk"} {
+		if a, how := old.MatchAccount(&eventv1.Profile{EmailDomain: d}); a != nil {
+			t.Errorf("a lead at %s matched account %s (%s)", d, a.GetAccountId(), how)
+		}
+	}
+}
+
+// An internationalized domain is one domain however it is written:
+// Unicode as a lead types it, or punycode as DNS has it.
+func TestInternationalizedDomain(t *testing.T) {
+	if got := routing.NormalizeDomain("WWW.Müller.DE."); got != "xn--mller-kva.de" {
+		t.Errorf("NormalizeDomain = %q, want xn--mller-kva.de", got)
+	}
+	for _, acct := range []string{"xn--mller-kva.de", "müller.de"} {
+		c := build(t, team("emea", nil), rep("ann", "emea", 10), account("mueller", "Mueller", "ann", acct))
+		for _, lead := range []string{"müller.de", "xn--mller-kva.de", "vertrieb.müller.de", "MÜLLER.de"} {
+			if a, _ := c.MatchAccount(&eventv1.Profile{EmailDomain: lead}); a.GetAccountId() != "mueller" {
+				t.Errorf("account domain %q: a lead at %q does not match", acct, lead)
+			}
+		}
+		other := "xn--mller-kva.de"
+		if acct == other {
+			other = "müller.de"
+		}
+		if v := c.Validate("change", account("m2", "M2", "ann", other)); len(v) == 0 || v[0].Field != "change.domains[0]" {
+			t.Errorf("%q claimed again as %q: %v", acct, other, v)
+		}
+	}
+	// An IDN top-level domain (.рф) is a domain too.
+	if v := build(t, team("emea", nil), rep("ann", "emea", 10)).Validate("change", account("ru", "RU", "ann", "пример.рф")); len(v) != 0 {
+		t.Errorf("пример.рф: %v", v)
 	}
 }

@@ -49,7 +49,9 @@ const (
 
 var (
 	countryRE = regexp.MustCompile(`^[A-Z]{2}$`)
-	domainRE  = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
+	// After NormalizeDomain: an internationalized name, or top-level
+	// domain, is in its punycode form (xn--…).
+	domainRE = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+([a-z]{2,63}|xn--[a-z0-9-]{1,59})$`)
 )
 
 // Validate checks one change against the data it would apply to; field
@@ -192,8 +194,8 @@ func (c *Config) validateAccount(v *violations, f string, a *eventv1.Account) {
 		switch {
 		case !domainRE.MatchString(nd):
 			v.add(df, "%q is not a domain name", d)
-		case freeMail[nd]:
-			v.add(df, "%q is a free mail provider: it matches people of every company", d)
+		case unclaimable(nd) != "":
+			v.add(df, "%q %s: it matches people of every company", d, unclaimable(nd))
 		default:
 			if other, ok := c.domains[nd]; ok && other != a.GetAccountId() {
 				v.add(df, "%q belongs to account %q", nd, other)

@@ -199,9 +199,12 @@ func (x *PutRepRequest) GetExpectedVersion() uint32 {
 }
 
 type PutRepResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
-	Unchanged     bool                   `protobuf:"varint,2,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Version   uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Unchanged bool                   `protobuf:"varint,2,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
+	// inactive is true when the rep as stored takes no new leads: active
+	// false, or left out.
+	Inactive      bool `protobuf:"varint,3,opt,name=inactive,proto3" json:"inactive,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -246,6 +249,13 @@ func (x *PutRepResponse) GetVersion() uint32 {
 func (x *PutRepResponse) GetUnchanged() bool {
 	if x != nil {
 		return x.Unchanged
+	}
+	return false
+}
+
+func (x *PutRepResponse) GetInactive() bool {
+	if x != nil {
+		return x.Inactive
 	}
 	return false
 }
@@ -2289,21 +2299,27 @@ type HandoffBrief struct {
 	// profile is the latest the lead told us (captures and re-submissions
 	// merged), the company and title opened from what intake sealed (empty
 	// once the lead is erased). Contact data is not in the brief.
-	Profile    *v1.Profile `protobuf:"bytes,5,opt,name=profile,proto3" json:"profile,omitempty"`
+	Profile *v1.Profile `protobuf:"bytes,5,opt,name=profile,proto3" json:"profile,omitempty"`
+	// first_touch is the earliest capture of this lead and of the leads
+	// merged into it.
 	FirstTouch *FirstTouch `protobuf:"bytes,6,opt,name=first_touch,json=firstTouch,proto3" json:"first_touch,omitempty"`
-	// activities are the lead's engagement, newest first (at most 50).
+	// activities are the lead's engagement, with that of the leads merged
+	// into it, newest first (at most 50).
 	Activities    []*ActivityEntry `protobuf:"bytes,7,rep,name=activities,proto3" json:"activities,omitempty"`
 	ActivityCount int32            `protobuf:"varint,8,opt,name=activity_count,json=activityCount,proto3" json:"activity_count,omitempty"`
 	// score is the latest LeadScored: reasons and model version.
 	Score       *v1.LeadScored         `protobuf:"bytes,9,opt,name=score,proto3" json:"score,omitempty"`
 	QualifiedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=qualified_at,json=qualifiedAt,proto3" json:"qualified_at,omitempty"`
 	// journey counts the lead's qualifications: 2 is its second time as an MQL.
-	Journey    int32         `protobuf:"varint,11,opt,name=journey,proto3" json:"journey,omitempty"`
+	Journey int32 `protobuf:"varint,11,opt,name=journey,proto3" json:"journey,omitempty"`
+	// owners, rejections and recycles include those of the leads merged
+	// into this one (lead_id says which), in time order.
 	Owners     []*Ownership  `protobuf:"bytes,12,rep,name=owners,proto3" json:"owners,omitempty"`
 	Rejections []*Rejection  `protobuf:"bytes,13,rep,name=rejections,proto3" json:"rejections,omitempty"`
 	Recycles   []*Recycle    `protobuf:"bytes,14,rep,name=recycles,proto3" json:"recycles,omitempty"`
 	Consents   []*v1.Consent `protobuf:"bytes,15,rep,name=consents,proto3" json:"consents,omitempty"`
-	// routing is the decision that gave the lead to its current owner.
+	// routing is the decision of the current journey that gave the lead to
+	// its owner, or queued it (fallback_queue); unset before routing.
 	Routing     *v1.RoutingDecision `protobuf:"bytes,16,opt,name=routing,proto3" json:"routing,omitempty"`
 	Segment     string              `protobuf:"bytes,17,opt,name=segment,proto3" json:"segment,omitempty"`
 	Sla         []*SLAEntry         `protobuf:"bytes,18,rep,name=sla,proto3" json:"sla,omitempty"`
@@ -2490,7 +2506,10 @@ type FirstTouch struct {
 	At          *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=at,proto3" json:"at,omitempty"`
 	Attribution *v1.Attribution        `protobuf:"bytes,2,opt,name=attribution,proto3" json:"attribution,omitempty"`
 	// campaign is the first touch's campaign as registered, if any.
-	Campaign      *v1.CampaignRegistered `protobuf:"bytes,3,opt,name=campaign,proto3" json:"campaign,omitempty"`
+	Campaign *v1.CampaignRegistered `protobuf:"bytes,3,opt,name=campaign,proto3" json:"campaign,omitempty"`
+	// lead_id is the lead merged into this one whose capture came first;
+	// empty: this lead's own.
+	LeadId        string `protobuf:"bytes,4,opt,name=lead_id,json=leadId,proto3" json:"lead_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2546,6 +2565,13 @@ func (x *FirstTouch) GetCampaign() *v1.CampaignRegistered {
 	return nil
 }
 
+func (x *FirstTouch) GetLeadId() string {
+	if x != nil {
+		return x.LeadId
+	}
+	return ""
+}
+
 // ActivityEntry is one engagement signal.
 type ActivityEntry struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -2554,7 +2580,10 @@ type ActivityEntry struct {
 	CampaignId string                 `protobuf:"bytes,3,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
 	// detail is the activity's free text, opened (empty once the lead is
 	// erased).
-	Detail        string `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
+	Detail string `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
+	// lead_id is the lead merged into this one it was recorded for;
+	// empty: this lead's own.
+	LeadId        string `protobuf:"bytes,5,opt,name=lead_id,json=leadId,proto3" json:"lead_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2617,6 +2646,13 @@ func (x *ActivityEntry) GetDetail() string {
 	return ""
 }
 
+func (x *ActivityEntry) GetLeadId() string {
+	if x != nil {
+		return x.LeadId
+	}
+	return ""
+}
+
 // Ownership is one rep's time with the lead.
 type Ownership struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2629,8 +2665,12 @@ type Ownership struct {
 	How string `protobuf:"bytes,4,opt,name=how,proto3" json:"how,omitempty"`
 	// ended says how it ended: "rejected", "reassigned", "escalated",
 	// "recycled", "won", "lost", "merged" (into another lead), "erased".
-	Ended         string `protobuf:"bytes,5,opt,name=ended,proto3" json:"ended,omitempty"`
-	Journey       int32  `protobuf:"varint,6,opt,name=journey,proto3" json:"journey,omitempty"`
+	Ended string `protobuf:"bytes,5,opt,name=ended,proto3" json:"ended,omitempty"`
+	// journey is the qualification of the lead it belongs to (lead_id).
+	Journey int32 `protobuf:"varint,6,opt,name=journey,proto3" json:"journey,omitempty"`
+	// lead_id is the lead merged into this one that the rep held; empty:
+	// this lead's own.
+	LeadId        string `protobuf:"bytes,7,opt,name=lead_id,json=leadId,proto3" json:"lead_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2707,13 +2747,23 @@ func (x *Ownership) GetJourney() int32 {
 	return 0
 }
 
+func (x *Ownership) GetLeadId() string {
+	if x != nil {
+		return x.LeadId
+	}
+	return ""
+}
+
 // Rejection is sales turning the lead down.
 type Rejection struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	At            *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=at,proto3" json:"at,omitempty"`
-	RepId         string                 `protobuf:"bytes,2,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
-	Reason        v1.RejectReason        `protobuf:"varint,3,opt,name=reason,proto3,enum=leadflow.event.v1.RejectReason" json:"reason,omitempty"`
-	Note          string                 `protobuf:"bytes,4,opt,name=note,proto3" json:"note,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	At     *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=at,proto3" json:"at,omitempty"`
+	RepId  string                 `protobuf:"bytes,2,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
+	Reason v1.RejectReason        `protobuf:"varint,3,opt,name=reason,proto3,enum=leadflow.event.v1.RejectReason" json:"reason,omitempty"`
+	Note   string                 `protobuf:"bytes,4,opt,name=note,proto3" json:"note,omitempty"`
+	// lead_id is the lead merged into this one that was rejected; empty:
+	// this lead's own.
+	LeadId        string `protobuf:"bytes,5,opt,name=lead_id,json=leadId,proto3" json:"lead_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2776,13 +2826,29 @@ func (x *Rejection) GetNote() string {
 	return ""
 }
 
-// Recycle is the lead going back to marketing.
+func (x *Rejection) GetLeadId() string {
+	if x != nil {
+		return x.LeadId
+	}
+	return ""
+}
+
+// Recycle is the lead going back to marketing, once per hand-back: a
+// rejection, a loss or a "not now" and nurture's LeadRecycled for it are
+// one entry, at the hand-back.
 type Recycle struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	At    *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=at,proto3" json:"at,omitempty"`
-	// cause: "rejected", "lost", "attempts exhausted", "not now".
-	Cause         string `protobuf:"bytes,2,opt,name=cause,proto3" json:"cause,omitempty"`
-	Detail        string `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	// cause: "rejected", "lost", "not now", or nurture's own: "attempts
+	// exhausted", "not qualified", "manual".
+	Cause string `protobuf:"bytes,2,opt,name=cause,proto3" json:"cause,omitempty"`
+	// detail says why: a rejection's code, then the rep's note ("NOT_READY:
+	// budget next year"); a lost deal's reason; nurture's note. The rep's
+	// words are opened, and left out once the lead is erased.
+	Detail string `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	// lead_id is the lead merged into this one that was recycled; empty:
+	// this lead's own.
+	LeadId        string `protobuf:"bytes,4,opt,name=lead_id,json=leadId,proto3" json:"lead_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2834,6 +2900,13 @@ func (x *Recycle) GetCause() string {
 func (x *Recycle) GetDetail() string {
 	if x != nil {
 		return x.Detail
+	}
+	return ""
+}
+
+func (x *Recycle) GetLeadId() string {
+	if x != nil {
+		return x.LeadId
 	}
 	return ""
 }
@@ -3202,10 +3275,11 @@ const file_leadflow_handoff_v1_handoff_service_proto_rawDesc = "" +
 	"\x03rep\x18\x01 \x01(\v2\x16.leadflow.event.v1.RepR\x03rep\x127\n" +
 	"\n" +
 	"changed_by\x18\x02 \x01(\v2\x18.leadflow.event.v1.ActorR\tchangedBy\x12)\n" +
-	"\x10expected_version\x18\x03 \x01(\rR\x0fexpectedVersion\"H\n" +
+	"\x10expected_version\x18\x03 \x01(\rR\x0fexpectedVersion\"d\n" +
 	"\x0ePutRepResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1c\n" +
-	"\tunchanged\x18\x02 \x01(\bR\tunchanged\"\xbf\x01\n" +
+	"\tunchanged\x18\x02 \x01(\bR\tunchanged\x12\x1a\n" +
+	"\binactive\x18\x03 \x01(\bR\binactive\"\xbf\x01\n" +
 	"\x15SetOutOfOfficeRequest\x12B\n" +
 	"\rout_of_office\x18\x01 \x01(\v2\x1e.leadflow.event.v1.OutOfOfficeR\voutOfOffice\x127\n" +
 	"\n" +
@@ -3383,34 +3457,39 @@ const file_leadflow_handoff_v1_handoff_service_proto_rawDesc = "" +
 	"\asegment\x18\x11 \x01(\tR\asegment\x12/\n" +
 	"\x03sla\x18\x12 \x03(\v2\x1d.leadflow.handoff.v1.SLAEntryR\x03sla\x12B\n" +
 	"\vopportunity\x18\x13 \x01(\v2 .leadflow.handoff.v1.OpportunityR\vopportunity\x12\x18\n" +
-	"\aversion\x18\x14 \x01(\x04R\aversion\"\xbd\x01\n" +
+	"\aversion\x18\x14 \x01(\x04R\aversion\"\xd6\x01\n" +
 	"\n" +
 	"FirstTouch\x12*\n" +
 	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12@\n" +
 	"\vattribution\x18\x02 \x01(\v2\x1e.leadflow.event.v1.AttributionR\vattribution\x12A\n" +
-	"\bcampaign\x18\x03 \x01(\v2%.leadflow.event.v1.CampaignRegisteredR\bcampaign\"\xa9\x01\n" +
+	"\bcampaign\x18\x03 \x01(\v2%.leadflow.event.v1.CampaignRegisteredR\bcampaign\x12\x17\n" +
+	"\alead_id\x18\x04 \x01(\tR\x06leadId\"\xc2\x01\n" +
 	"\rActivityEntry\x12*\n" +
 	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x123\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x1f.leadflow.event.v1.ActivityTypeR\x04type\x12\x1f\n" +
 	"\vcampaign_id\x18\x03 \x01(\tR\n" +
 	"campaignId\x12\x16\n" +
-	"\x06detail\x18\x04 \x01(\tR\x06detail\"\xdf\x01\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\x12\x17\n" +
+	"\alead_id\x18\x05 \x01(\tR\x06leadId\"\xf8\x01\n" +
 	"\tOwnership\x12.\n" +
 	"\x05owner\x18\x01 \x01(\v2\x18.leadflow.event.v1.OwnerR\x05owner\x12.\n" +
 	"\x04from\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x120\n" +
 	"\x05until\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x10\n" +
 	"\x03how\x18\x04 \x01(\tR\x03how\x12\x14\n" +
 	"\x05ended\x18\x05 \x01(\tR\x05ended\x12\x18\n" +
-	"\ajourney\x18\x06 \x01(\x05R\ajourney\"\x9b\x01\n" +
+	"\ajourney\x18\x06 \x01(\x05R\ajourney\x12\x17\n" +
+	"\alead_id\x18\a \x01(\tR\x06leadId\"\xb4\x01\n" +
 	"\tRejection\x12*\n" +
 	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x15\n" +
 	"\x06rep_id\x18\x02 \x01(\tR\x05repId\x127\n" +
 	"\x06reason\x18\x03 \x01(\x0e2\x1f.leadflow.event.v1.RejectReasonR\x06reason\x12\x12\n" +
-	"\x04note\x18\x04 \x01(\tR\x04note\"c\n" +
+	"\x04note\x18\x04 \x01(\tR\x04note\x12\x17\n" +
+	"\alead_id\x18\x05 \x01(\tR\x06leadId\"|\n" +
 	"\aRecycle\x12*\n" +
 	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x14\n" +
 	"\x05cause\x18\x02 \x01(\tR\x05cause\x12\x16\n" +
-	"\x06detail\x18\x03 \x01(\tR\x06detail\"\xa5\x02\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\x12\x17\n" +
+	"\alead_id\x18\x04 \x01(\tR\x06leadId\"\xa5\x02\n" +
 	"\bSLAEntry\x12*\n" +
 	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12,\n" +
 	"\x03sla\x18\x02 \x01(\x0e2\x1a.leadflow.event.v1.SLAKindR\x03sla\x12\x1a\n" +

@@ -62,7 +62,9 @@ const (
 type HandoffServiceClient interface {
 	// PutTeam creates or replaces a team: working hours and manager.
 	PutTeam(ctx context.Context, in *PutTeamRequest, opts ...grpc.CallOption) (*PutTeamResponse, error)
-	// PutRep creates or replaces a rep: team, capacity, active.
+	// PutRep creates or replaces a rep: team, capacity, active. active is a
+	// plain bool, so a rep sent without it is inactive and takes no new
+	// leads; the response's inactive says so.
 	PutRep(ctx context.Context, in *PutRepRequest, opts ...grpc.CallOption) (*PutRepResponse, error)
 	// SetOutOfOffice replaces a rep's out-of-office periods.
 	SetOutOfOffice(ctx context.Context, in *SetOutOfOfficeRequest, opts ...grpc.CallOption) (*SetOutOfOfficeResponse, error)
@@ -79,7 +81,9 @@ type HandoffServiceClient interface {
 	GetRouting(ctx context.Context, in *GetRoutingRequest, opts ...grpc.CallOption) (*GetRoutingResponse, error)
 	// AssignLead gives an MQL waiting in a queue to a rep by hand.
 	AssignLead(ctx context.Context, in *AssignLeadRequest, opts ...grpc.CallOption) (*AssignLeadResponse, error)
-	// ReassignLead moves an assigned or accepted lead to another rep.
+	// ReassignLead moves an assigned or accepted lead to another rep, or
+	// hands an open opportunity on as it is (still an opportunity, due to
+	// close when it was), e.g. when its rep left.
 	ReassignLead(ctx context.Context, in *ReassignLeadRequest, opts ...grpc.CallOption) (*ReassignLeadResponse, error)
 	// AcceptLead is the owning rep taking the lead.
 	AcceptLead(ctx context.Context, in *AcceptLeadRequest, opts ...grpc.CallOption) (*AcceptLeadResponse, error)
@@ -336,7 +340,9 @@ func (c *handoffServiceClient) ListMarketingTargets(ctx context.Context, in *Lis
 type HandoffServiceServer interface {
 	// PutTeam creates or replaces a team: working hours and manager.
 	PutTeam(context.Context, *PutTeamRequest) (*PutTeamResponse, error)
-	// PutRep creates or replaces a rep: team, capacity, active.
+	// PutRep creates or replaces a rep: team, capacity, active. active is a
+	// plain bool, so a rep sent without it is inactive and takes no new
+	// leads; the response's inactive says so.
 	PutRep(context.Context, *PutRepRequest) (*PutRepResponse, error)
 	// SetOutOfOffice replaces a rep's out-of-office periods.
 	SetOutOfOffice(context.Context, *SetOutOfOfficeRequest) (*SetOutOfOfficeResponse, error)
@@ -353,7 +359,9 @@ type HandoffServiceServer interface {
 	GetRouting(context.Context, *GetRoutingRequest) (*GetRoutingResponse, error)
 	// AssignLead gives an MQL waiting in a queue to a rep by hand.
 	AssignLead(context.Context, *AssignLeadRequest) (*AssignLeadResponse, error)
-	// ReassignLead moves an assigned or accepted lead to another rep.
+	// ReassignLead moves an assigned or accepted lead to another rep, or
+	// hands an open opportunity on as it is (still an opportunity, due to
+	// close when it was), e.g. when its rep left.
 	ReassignLead(context.Context, *ReassignLeadRequest) (*ReassignLeadResponse, error)
 	// AcceptLead is the owning rep taking the lead.
 	AcceptLead(context.Context, *AcceptLeadRequest) (*AcceptLeadResponse, error)
