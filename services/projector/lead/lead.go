@@ -220,6 +220,18 @@ func (l *Lead) Apply(seq uint64, ev *eventv1.Event) {
 	case *eventv1.Event_LeadReassigned:
 		r := p.LeadReassigned
 		l.segment(r.GetSegment())
+		if before == eventv1.LeadStatus_LEAD_STATUS_OPPORTUNITY {
+			// An open deal changing hands (its rep left): no hand-off to
+			// accept, so no SLA row; the deal and the lead are the new
+			// rep's from here.
+			l.RepID = r.GetTo().GetId()
+			for i := range l.Opportunities {
+				if o := &l.Opportunities[i]; o.WonAt.IsZero() && o.LostAt.IsZero() {
+					o.RepID, o.Dirty = l.RepID, true
+				}
+			}
+			break
+		}
 		if r.GetTo().GetKind() == eventv1.OwnerKind_OWNER_KIND_QUEUE {
 			// An escalation to a manager's queue: no rep holds it until the
 			// manager hands it on.

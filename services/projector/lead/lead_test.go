@@ -217,3 +217,33 @@ func TestLateRecordedTouchesCountByWhenTheyHappened(t *testing.T) {
 		t.Errorf("touches %v (%d), want form 1, webinar 2, ads 1 (4)", l.Touches, l.TouchCount)
 	}
 }
+
+// An open deal handed to another rep (its rep left) starts no hand-off:
+// there is nothing to accept, so no SLA row counts it as never accepted.
+// The deal and the lead are the new rep's.
+func TestOpenDealHandedOn(t *testing.T) {
+	c := func(n lifecycle.CommandName) lifecycle.Command { return lifecycle.Command{Name: n} }
+	bob := lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: "bob"}
+	evs := journey(t, []step{
+		{0, c(lifecycle.Capture), &eventv1.LeadCaptured{}},
+		{1, c(lifecycle.Qualify), &eventv1.LeadQualified{}},
+		{2, lifecycle.Command{Name: lifecycle.Assign, Owner: ann}, &eventv1.LeadAssigned{Owner: &eventv1.Owner{Id: "ann"}}},
+		{3, c(lifecycle.Accept), &eventv1.LeadAccepted{RepId: "ann"}},
+		{4, c(lifecycle.Convert), &eventv1.OpportunityCreated{OpportunityId: "o", RepId: "ann", Amount: &eventv1.Money{Currency: "EUR", MinorUnits: 5}}},
+		{5, lifecycle.Command{Name: lifecycle.Reassign, Owner: bob}, &eventv1.LeadReassigned{
+			To: &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_REP, Id: "bob"}}},
+	})
+	l := lead.New("l")
+	for i, ev := range evs {
+		l.Apply(uint64(i+1), ev)
+	}
+	if l.Status != eventv1.LeadStatus_LEAD_STATUS_OPPORTUNITY || l.RepID != "bob" {
+		t.Fatalf("after the hand-on: %v, rep %q", l.Status, l.RepID)
+	}
+	if h := l.Handoffs; len(h) != 1 || h[0].RepID != "ann" {
+		t.Errorf("hand-offs %+v, want ann's only", h)
+	}
+	if o := l.Opportunities; len(o) != 1 || o[0].RepID != "bob" {
+		t.Errorf("opportunities %+v, want the deal bob's", o)
+	}
+}
