@@ -6,8 +6,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"strings"
@@ -117,10 +117,6 @@ func fullDuplex(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_ = http.NewResponseController(w).EnableFullDuplex()
 		h.ServeHTTP(w, r)
-		// A full-duplex body left unread (a path nothing answers) made
-		// the server panic reading the connection's next request. Past
-		// this much it closes the connection instead, as for any body.
-		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 256<<10))
 	})
 }
 
@@ -162,7 +158,10 @@ func dialSelf(addr net.Addr, serverTLS *tls.Config) (*grpc.ClientConn, error) {
 		creds = credentials.NewTLS(c)
 	}
 	return grpc.NewClient(target, grpc.WithTransportCredentials(creds),
-		grpc.WithChainStreamInterceptor(streamBodyErrors))
+		grpc.WithChainStreamInterceptor(streamBodyErrors),
+		// An answer over gRPC's default 4 MiB (a big export or report) is
+		// sent on; a request over it is still refused by the server.
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32)))
 }
 
 // selfTLS is a client config that trusts exactly the certificate

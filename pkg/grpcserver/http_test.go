@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/leadflow/leadflow/pkg/devcert"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
 	"github.com/leadflow/leadflow/pkg/grpcserver"
 	"github.com/leadflow/leadflow/pkg/testenv"
@@ -75,6 +76,8 @@ func (f *fakeIntake) GetLead(ctx context.Context, req *intakev1.GetLeadRequest) 
 		return nil, status.Error(codes.FailedPrecondition, "lead merged: refused in MERGED")
 	case "boom":
 		panic("boom")
+	case "huge":
+		return &intakev1.GetLeadResponse{Lead: &intakev1.Lead{LeadId: "huge", Contact: &eventv1.Contact{Notes: strings.Repeat("n", 5<<20)}}}, nil
 	}
 	return nil, status.Error(codes.NotFound, "no lead "+req.GetLeadId())
 }
@@ -188,6 +191,10 @@ func TestHTTPCallsGoThroughTheGRPCServer(t *testing.T) {
 	// The recovery interceptor runs for HTTP calls too.
 	if code, out := testenv.HTTPJSON(t, "GET", base+"/v1/leads/boom", ""); code != 500 || out["code"] != float64(codes.Internal) {
 		t.Fatalf("panic: %d %v", code, out)
+	}
+	// An answer over gRPC's default 4 MiB is sent, not blamed on a body.
+	if code, out := testenv.HTTPJSON(t, "GET", base+"/v1/leads/huge", ""); code != 200 || out["lead"].(map[string]any)["leadId"] != "huge" {
+		t.Fatalf("a 5 MiB answer: %d %v", code, out["message"])
 	}
 	if code, out := testenv.HTTPJSON(t, "GET", base+"/healthz", ""); code != 200 || out["status"] != "SERVING" {
 		t.Fatalf("healthz: %d %v", code, out)
@@ -410,6 +417,27 @@ func TestHTTPStreamEndsAtAValueThatDoesNotDecode(t *testing.T) {
 	if n := fake.rows.Load(); n != 4 {
 		t.Fatalf("the server got %d rows, want the 4 before the bad one", n)
 	}
+
+	// A client that keeps its body open after the bad row (it waits for
+	// the answer to end before it closes) still gets the whole answer.
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go func() { _, _ = io.WriteString(pw, row(1, "email")+row(2, "emial")) }()
+	res, err := http.Post(base+"/v1/leads:import", "application/x-ndjson", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := io.ReadAll(res.Body); done <- err }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the answer did not end while the client kept its body open")
+	}
+	res.Body.Close()
 
 	code, out := testenv.HTTPJSON(t, "POST", base+"/v1/leads:import", "not json\n"+row(2, "email"))
 	if msg, _ := testenv.JSONField(out, "error", "message").(string); code != http.StatusBadRequest ||

@@ -94,7 +94,22 @@ func withBody(h http.Handler) http.Handler {
 		r = r.WithContext(context.WithValue(r.Context(), bodyKey{}, b))
 		r.Body = b
 		h.ServeHTTP(w, r)
+		if b.untouched() {
+			// A full-duplex body nothing read (a path nothing answers)
+			// made the server panic reading the connection's next
+			// request. Only then: a stream that stopped at a bad row
+			// must not wait here for a client that keeps its body open.
+			// Past this much the server closes the connection instead.
+			_, _ = io.Copy(io.Discard, io.LimitReader(b.ReadCloser, 256<<10))
+		}
 	})
+}
+
+// untouched reports whether nothing read the body.
+func (b *requestBody) untouched() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.decoded == 0 && b.err == nil && b.read == 0 && !b.cut.Load()
 }
 
 // decodeRecorder is the gateway's marshaler, with decoders that report
@@ -250,10 +265,12 @@ func unparsedParam(msg string) (string, bool) {
 	return field, ok && field != ""
 }
 
-// tooLarge reports whether a RESOURCE_EXHAUSTED is gRPC's refusal of a
-// message over its size limit (grpc-go's wording, on either side).
+// tooLarge reports whether a RESOURCE_EXHAUSTED is the server's refusal
+// of a request over gRPC's size limit (grpc-go's wording): the gateway's
+// own connection takes answers of any size (dialSelf), so it is never an
+// answer's.
 func tooLarge(msg string) bool {
-	return strings.HasPrefix(msg, "grpc: received message larger than max") || strings.HasPrefix(msg, "grpc: trying to send message larger than max")
+	return strings.HasPrefix(msg, "grpc: received message larger than max")
 }
 
 // bodyErrors gives an INVALID_ARGUMENT that the gateway made of a request
