@@ -14,6 +14,7 @@ import (
 const (
 	emailChannel = eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL
 	phoneChannel = eventv1.ConsentChannel_CONSENT_CHANNEL_PHONE
+	smsChannel   = eventv1.ConsentChannel_CONSENT_CHANNEL_SMS
 	granted      = eventv1.ConsentStatus_CONSENT_STATUS_GRANTED
 	withdrawn    = eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN
 )
@@ -84,13 +85,21 @@ func TestUnmergeGivesBackAWithdrawalHeardWhileMerged(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.setConsent(t, dupe, emailChannel, withdrawn) // sent to the absorbed id: lands on the survivor
+	e.setConsent(t, dupe, smsChannel, granted)
+	// A third lead merged in later carries its own withdrawal: not the
+	// absorbed lead's to take back.
+	third := e.capture(t, lead("third2@c.example")).GetLeadId()
+	e.setConsent(t, third, smsChannel, withdrawn)
+	if _, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: keeper, AbsorbedLeadId: third, Reason: "same person"}); err != nil {
+		t.Fatal(err)
+	}
 	unmerge := &intakev1.UnmergeLeadsRequest{SurvivorLeadId: keeper, AbsorbedLeadId: dupe, Reason: "two people"}
 	if _, err := e.client.UnmergeLeads(ctx, unmerge); err != nil {
 		t.Fatal(err)
 	}
 	d := e.getLead(t, dupe)
-	if consentOf(d, emailChannel) != withdrawn || consentOf(d, phoneChannel) != granted {
-		t.Fatalf("absorbed lead's consents after the unmerge: %v, want email withdrawn (heard while merged), phone granted", d.GetConsents())
+	if consentOf(d, emailChannel) != withdrawn || consentOf(d, phoneChannel) != granted || consentOf(d, smsChannel) == withdrawn {
+		t.Fatalf("absorbed lead's consents after the unmerge: %v, want email withdrawn (heard while merged), phone granted, SMS not the third lead's withdrawal", d.GetConsents())
 	}
 	before := e.counts(t)
 	if again, err := e.client.UnmergeLeads(ctx, unmerge); err != nil || !again.GetReplayed() {

@@ -155,8 +155,8 @@ type App struct {
 // leave it undone until someone repeats the command: today an erasure's
 // releases and shredding (FinishErase).
 type Later interface {
-	// FinishErase has FinishErase(leadID) called at at, once; asking
-	// again replaces the time.
+	// FinishErase has FinishErase(leadID) called at at, at least once
+	// (it is idempotent); asking again replaces the time.
 	FinishErase(ctx context.Context, leadID string, at time.Time) error
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
@@ -195,7 +196,11 @@ func (a *App) UnmergeLeads(ctx context.Context, in MergeLeads, meta envelope.Met
 				since = i
 			}
 		}
-		heard, _ := fold(in.Survivor, sRecs[since:])
+		// Not those another merge carried in since: a third person's.
+		heardRecs := slices.DeleteFunc(slices.Clone(sRecs[since:]), func(r eventstore.Record) bool {
+			return r.Event.GetConsentChanged().GetSource() == consentFromMerge
+		})
+		heard, _ := fold(in.Survivor, heardRecs)
 		own, _ := fold(in.Absorbed, aRecs)
 		back, err := a.withdrawals(in.Absorbed, lifecycle.FromProto(absorbed.GetLifecycle()), heard.Consents, own.Consents, meta)
 		if err != nil {
