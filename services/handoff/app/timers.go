@@ -252,7 +252,15 @@ func (a *App) onTimer(ctx context.Context, cfg *routing.Config, l *lead, t *even
 		// Nobody tried yet: the first-contact SLA, due no earlier, is the
 		// one that breaches (a shorter attempts window ends with it).
 		if contactBy := l.accepted.GetContactBy(); st.Attempts == 0 && contactBy != nil && !contactBy.AsTime().Before(t.GetDueAt().AsTime()) {
-			return nil, nil
+			if warn || !contactBy.AsTime().After(t.GetDueAt().AsTime()) {
+				return nil, nil
+			}
+			// A lead accepted before windows ended no earlier: the window
+			// is judged again when first contact is due, or attempts made
+			// meanwhile would leave it with no timer at all.
+			again := proto.CloneOf(t)
+			again.DueAt, again.FireAt = contactBy, contactBy
+			return nil, a.timers.Reschedule(ctx, again)
 		}
 		if need := l.slaPolicy(cfg).MinAttempts; st.Attempts >= need {
 			if warn {

@@ -81,9 +81,13 @@ func (c *Config) Apply(seq uint64, ch *eventv1.RoutingChanged) {
 	case *eventv1.RoutingChanged_Account:
 		if old, ok := c.Accounts[x.Account.GetAccountId()]; ok {
 			for _, d := range old.GetDomains() {
-				delete(c.domains, NormalizeDomain(d))
+				if nd := NormalizeDomain(d); c.domains[nd] == x.Account.GetAccountId() {
+					delete(c.domains, nd)
+				}
 			}
-			delete(c.names, NormalizeCompany(old.GetName()))
+			if n := NormalizeCompany(old.GetName()); c.names[n] == x.Account.GetAccountId() {
+				delete(c.names, n)
+			}
 		}
 		c.Accounts[x.Account.GetAccountId()] = x.Account
 		for _, d := range x.Account.GetDomains() {
@@ -93,8 +97,12 @@ func (c *Config) Apply(seq uint64, ch *eventv1.RoutingChanged) {
 				c.domains[nd] = x.Account.GetAccountId()
 			}
 		}
+		// The first account to claim a name keeps it: names recorded as
+		// distinct may fold alike under a later normalization.
 		if n := NormalizeCompany(x.Account.GetName()); n != "" {
-			c.names[n] = x.Account.GetAccountId()
+			if _, taken := c.names[n]; !taken {
+				c.names[n] = x.Account.GetAccountId()
+			}
 		}
 	case *eventv1.RoutingChanged_Rules:
 		c.Rules = x.Rules

@@ -427,3 +427,37 @@ func TestInternationalizedDomain(t *testing.T) {
 		t.Errorf("пример.рф: %v", v)
 	}
 }
+
+// Two accounts recorded with names that fold alike only under a later
+// normalization: the first keeps the name for matching, either may be
+// edited with its own name (a new owner), and editing one does not take
+// the name from the other.
+func TestAccountsWhoseNamesFoldAlikeLater(t *testing.T) {
+	c := routing.New() // as recorded when "Müller GmbH" and "Muller AG" were distinct
+	for i, ch := range []*eventv1.RoutingChanged{team("emea", nil), rep("ann", "emea", 10), rep("bob", "emea", 10),
+		account("a1", "Müller GmbH", "ann"), account("a2", "Muller AG", "bob")} {
+		ch.Version = uint32(i + 1)
+		c.Apply(uint64(i+1), ch)
+	}
+	match := func() string {
+		a, _ := c.MatchAccount(&eventv1.Profile{Company: "Müller GmbH"})
+		return a.GetAccountId()
+	}
+	if got := match(); got != "a1" {
+		t.Fatalf("a lead of Müller GmbH matched %q, want a1, the first to hold the name", got)
+	}
+	for _, ch := range []*eventv1.RoutingChanged{account("a1", "Müller GmbH", "bob"), account("a2", "Muller AG", "ann")} {
+		if v := c.Validate("change", ch); len(v) != 0 {
+			t.Fatalf("editing %s with its own name: %v", ch.GetAccount().GetAccountId(), v)
+		}
+	}
+	if v := c.Validate("change", account("a3", "MÜLLER", "ann")); len(v) == 0 || v[0].Field != "change.name" {
+		t.Fatalf("a new account taking the name: %v", v)
+	}
+	ch := account("a2", "Muller AG", "ann")
+	ch.Version = 6
+	c.Apply(6, ch)
+	if got := match(); got != "a1" {
+		t.Fatalf("after a2 was edited, a lead of Müller GmbH matched %q, want a1", got)
+	}
+}

@@ -171,6 +171,14 @@ func (c *Config) validatePool(v *violations, f string, p *eventv1.Pool) {
 	}
 }
 
+// storedName is the normalized name account id is stored with, "" if none.
+func (c *Config) storedName(id string) string {
+	if a, ok := c.Accounts[id]; ok {
+		return NormalizeCompany(a.GetName())
+	}
+	return ""
+}
+
 func (c *Config) validateAccount(v *violations, f string, a *eventv1.Account) {
 	if a == nil {
 		v.add(f, "is required")
@@ -179,9 +187,11 @@ func (c *Config) validateAccount(v *violations, f string, a *eventv1.Account) {
 	v.id(f+".account_id", a.GetAccountId())
 	v.text(f+".name", a.GetName(), true)
 	if a.GetName() != "" {
+		// An account may keep a name it was given before names folded
+		// alike (edited for a new owner, say); no account may take one.
 		if n := NormalizeCompany(a.GetName()); n == "" {
 			v.add(f+".name", "has no letters or digits")
-		} else if other, ok := c.names[n]; ok && other != a.GetAccountId() {
+		} else if other, ok := c.names[n]; ok && other != a.GetAccountId() && n != c.storedName(a.GetAccountId()) {
 			v.add(f+".name", "matches account %q (both are %q once normalized)", other, n)
 		}
 	}
