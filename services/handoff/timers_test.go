@@ -244,7 +244,18 @@ func TestAttemptsWindowWaitsForFirstContact(t *testing.T) {
 		return &eventv1.SLATimer{TimerId: app.TimerID(accepted.GetEventId(), kind, eventv1.TimerPhase_TIMER_PHASE_DUE), LeadId: id, Sla: kind,
 			Phase: eventv1.TimerPhase_TIMER_PHASE_DUE, StepEventId: accepted.GetEventId(), DueAt: timestamppb.Now(), FireAt: timestamppb.Now()}
 	}
-	fire(t, w, step(eventv1.SLAKind_SLA_KIND_FOLLOW_UP))
+	// The window's own schedule, as accepting made it.
+	fu := step(eventv1.SLAKind_SLA_KIND_FOLLOW_UP)
+	timers, err := w.nats.JS.Stream(ctxT(t), "HANDOFF_TIMERS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := fmt.Sprintf("handoff.timer.at.%d.%s.%s", eventstore.Partition(id), id, fu.GetTimerId())
+	first, err := timers.GetLastMsgForSubject(ctxT(t), at)
+	if err != nil {
+		t.Fatalf("no schedule for the attempts window: %v", err)
+	}
+	fire(t, w, fu)
 	eventually(t, 15*time.Second, func() bool { return countFired(t, w, id) >= 1 }, "the timer did not fire")
 	settleTimers(t, w)
 	if b := ofType(w.events(t, id), "SLABreached"); len(b) != 0 {
@@ -253,14 +264,9 @@ func TestAttemptsWindowWaitsForFirstContact(t *testing.T) {
 	// It is judged again when first contact is due: attempts made before
 	// then (no FIRST_CONTACT breach follows them) must not leave the lead
 	// with no timer.
-	fu := step(eventv1.SLAKind_SLA_KIND_FOLLOW_UP)
-	m, err := w.nats.JS.Stream(ctxT(t), "HANDOFF_TIMERS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sched, err := m.GetLastMsgForSubject(ctxT(t), fmt.Sprintf("handoff.timer.at.%d.%s.%s", eventstore.Partition(id), id, fu.GetTimerId()))
-	if err != nil {
-		t.Fatalf("the attempts window's timer was not scheduled again: %v", err)
+	sched, err := timers.GetLastMsgForSubject(ctxT(t), at)
+	if err != nil || sched.Sequence <= first.Sequence {
+		t.Fatalf("the attempts window was not scheduled again (%v)", err)
 	}
 	var again eventv1.SLATimer
 	if err := proto.Unmarshal(sched.Data, &again); err != nil || !again.GetDueAt().AsTime().Equal(la.GetContactBy().AsTime()) {
