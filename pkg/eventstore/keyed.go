@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"context"
+	"errors"
 
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
@@ -51,6 +52,22 @@ func (s *Store) AppendKeyed(ctx context.Context, service, subject string, expect
 		_, _ = s.js.PublishMsgAsync(m)
 	}
 	return seq, nil
+}
+
+// RememberKey stores the record of service's key on subject for a command
+// that wrote nothing: its answer is the subject's event eventID at
+// version. It waits for the server, since no event carries the key
+// instead; a record the key has already is kept.
+func (s *Store) RememberKey(ctx context.Context, service, subject, key, outcome string, version uint64, eventID string) error {
+	keySubject := CommandKeySubject(service, subject, key)
+	// Keyed reads the subject's first event after version_before: this
+	// one. Expect 0 keeps a record already there.
+	_, err := s.Commit(ctx, Write{Subject: keySubject, RecordID: uuid.NewSHA1(commandKeyNamespace, []byte(keySubject)).String(),
+		Record: &eventv1.IdempotencyRecord{LeadId: LeadID(subject), EventId: eventID, VersionBefore: version - 1, Outcome: outcome}})
+	if errors.Is(err, ErrConflict) {
+		return nil
+	}
+	return err
 }
 
 // Keyed returns the first answer of service's key on subject, from the

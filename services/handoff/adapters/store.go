@@ -6,12 +6,10 @@ package adapters
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -72,20 +70,9 @@ func (l *Leads) AppendKeyed(ctx context.Context, leadID string, expected uint64,
 }
 
 // Remember stores the record of a request id that wrote nothing, naming
-// the lead's event eventID at version as its answer; it waits for the
-// server, since no event carries the id instead. A record the key has
-// already is kept.
+// the lead's event eventID at version as its answer.
 func (l *Leads) Remember(ctx context.Context, leadID, requestID, outcome string, version uint64, eventID string) error {
-	key := eventstore.CommandKeySubject(service, eventstore.LeadSubject(leadID), requestID)
-	// Keyed reads the lead's first event after version_before: this one.
-	// Expect 0 keeps a record already there; the id, one per key, makes
-	// a resend a duplicate.
-	_, err := l.store.Commit(ctx, eventstore.Write{Subject: key, RecordID: uuid.NewSHA1(uuid.NameSpaceURL, []byte(key)).String(),
-		Record: &eventv1.IdempotencyRecord{LeadId: leadID, EventId: eventID, VersionBefore: version - 1, Outcome: outcome}})
-	if errors.Is(err, eventstore.ErrConflict) {
-		return nil
-	}
-	return err
+	return l.store.RememberKey(ctx, service, eventstore.LeadSubject(leadID), requestID, outcome, version, eventID)
 }
 
 // service scopes handoff's request ids: the same id sent to another
