@@ -7,7 +7,9 @@ package envelope
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -141,6 +143,11 @@ var knownTypes = func() map[string]bool {
 	}
 	return m
 }()
+
+// Types are the event types of this schema, sorted: payload message names.
+func Types() []string {
+	return slices.Sorted(maps.Keys(knownTypes))
+}
 
 // Check reports what makes ev, stored under leadID with the type header
 // typ, unfit to fold: another lead's id, a type that is not its header's

@@ -14,8 +14,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
-	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 )
 
@@ -28,8 +28,8 @@ func tailCmd(o *options) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// A typo would match nothing and look like a quiet stream.
-			if typ != "" && !slices.Contains(eventTypes(), typ) {
-				return fmt.Errorf("%w: --type %q is not an event type; known: %s", errUsage, typ, strings.Join(eventTypes(), ", "))
+			if typ != "" && !slices.Contains(envelope.Types(), typ) {
+				return fmt.Errorf("%w: --type %q is not an event type; known: %s", errUsage, typ, strings.Join(envelope.Types(), ", "))
 			}
 			if service != "" && !slices.Contains(writers, service) {
 				return fmt.Errorf("%w: --service %q is not a service that writes events; known: %s (intake's events name their caller)",
@@ -128,12 +128,3 @@ var writers = []string{"handoff", "nurture", "qualification"}
 
 // eventTypes are the event types this schema knows, sorted: the
 // payload messages of Event, so a new event needs no change here.
-func eventTypes() []string {
-	fields := (&eventv1.Event{}).ProtoReflect().Descriptor().Oneofs().ByName("payload").Fields()
-	out := make([]string, 0, fields.Len())
-	for i := range fields.Len() {
-		out = append(out, string(fields.Get(i).Message().Name()))
-	}
-	slices.Sort(out)
-	return out
-}
