@@ -461,15 +461,15 @@ func fire(t testing.TB, w *world, tm *eventv1.SLATimer) {
 	}
 }
 
-// SLA deadlines run in the owner's working hours: a lead given outside
-// them (to its account's owner, who keeps account leads off hours) is due
-// its acceptance SLA after the owner's next opening, not from now; a pool
-// rep off shift is skipped.
-func TestSLAInWorkingHours(t *testing.T) {
-	w := newWorld(t)
-	s := w.start(t)
+// usTeamOffHours runs handoff with team "us" off shift until opens (an
+// hour or more away) and the smb SLA policy: accept within 30 minutes,
+// first contact within an hour, no attempts SLA, manager escalation.
+func usTeamOffHours(t *testing.T) (w *world, s *service, ctx context.Context, opens time.Time) {
+	t.Helper()
+	w = newWorld(t)
+	s = w.start(t)
 	routingSetup(t, s.client, 10)
-	ctx := ctxT(t)
+	ctx = ctxT(t)
 	hours, opens := offHours(time.Now().UTC())
 	if _, err := s.client.PutTeam(ctx, &handoffv1.PutTeamRequest{Team: &eventv1.SalesTeam{TeamId: "us", Hours: hours}, ChangedBy: ops}); err != nil {
 		t.Fatal(err)
@@ -479,6 +479,15 @@ func TestSLAInWorkingHours(t *testing.T) {
 		Escalation: eventv1.SLAEscalation_SLA_ESCALATION_MANAGER}, ChangedBy: ops}); err != nil {
 		t.Fatal(err)
 	}
+	return w, s, ctx, opens
+}
+
+// SLA deadlines run in the owner's working hours: a lead given outside
+// them (to its account's owner, who keeps account leads off hours) is due
+// its acceptance SLA after the owner's next opening, not from now; a pool
+// rep off shift is skipped.
+func TestSLAInWorkingHours(t *testing.T) {
+	w, _, _, opens := usTeamOffHours(t)
 	id := w.mql(t, &eventv1.Profile{Country: "DE", Employees: 50, EmailDomain: "acme.example"})
 	a := w.waitFor(t, id, "LeadAssigned", 1)[0].GetLeadAssigned()
 	if a.GetOwner().GetId() != "dan" || !a.GetAcceptBy().AsTime().Equal(opens.Add(30*time.Minute)) || !a.GetWarnAt().AsTime().Equal(opens.Add(20*time.Minute)) {
@@ -555,20 +564,7 @@ func TestRouteClockWaitsForTheShift(t *testing.T) {
 // is due within the first-contact interval of the rep's working hours,
 // not around the clock.
 func TestNextContactDueInWorkingHours(t *testing.T) {
-	w := newWorld(t)
-	s := w.start(t)
-	routingSetup(t, s.client, 10)
-	ctx := ctxT(t)
-	hours, opens := offHours(time.Now().UTC())
-	if _, err := s.client.PutTeam(ctx, &handoffv1.PutTeamRequest{Team: &eventv1.SalesTeam{TeamId: "us", Hours: hours}, ChangedBy: ops}); err != nil {
-		t.Fatal(err)
-	}
-	// No attempts SLA.
-	if _, err := s.client.SetSLAPolicy(ctx, &handoffv1.SetSLAPolicyRequest{Policy: &eventv1.SLAPolicy{Segment: "smb",
-		AcceptWithin: durationpb.New(30 * time.Minute), FirstContactWithin: durationpb.New(time.Hour), WarnBefore: durationpb.New(10 * time.Minute),
-		Escalation: eventv1.SLAEscalation_SLA_ESCALATION_MANAGER}, ChangedBy: ops}); err != nil {
-		t.Fatal(err)
-	}
+	w, s, ctx, opens := usTeamOffHours(t) // no attempts SLA
 	// acme's owner dan keeps the lead off hours.
 	id := w.mql(t, &eventv1.Profile{Country: "DE", Employees: 50, EmailDomain: "acme.example"})
 	if owner := ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0]); owner != "dan" {
