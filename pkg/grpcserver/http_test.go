@@ -283,6 +283,11 @@ func TestHTTPUnknownPathWithABody(t *testing.T) {
 	for _, size := range []int{10, 10, 1 << 20, 10} {
 		body := `{"a":"` + strings.Repeat("x", size) + `"}`
 		res, err := client.Post("http://"+web.String()+"/v1/nothing", "application/json", strings.NewReader(body))
+		if err != nil && size > 256<<10 {
+			// Too much left unread: the server closes the connection,
+			// maybe while the client still writes. The next goes on.
+			continue
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
