@@ -157,3 +157,16 @@ func TestErasureGoesOnPastASubmissionWithoutItsKey(t *testing.T) {
 		t.Fatalf("capture after the erasure: %v, want a new lead", again)
 	}
 }
+
+// An erasure says why: the reason is part of the record a regulator asks
+// for. Without one it is refused, naming the field, and writes nothing.
+func TestErasureNeedsAReason(t *testing.T) {
+	e := start(t)
+	id := e.capture(t, lead("why@c.example")).GetLeadId()
+	before := e.counts(t)
+	for _, reason := range []string{"", "   "} {
+		_, err := e.client.EraseLead(ctxT(t), &intakev1.EraseLeadRequest{LeadId: id, Reason: reason})
+		assertField(t, err, "reason")
+	}
+	e.assertCounts(t, before)
+}

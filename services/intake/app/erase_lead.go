@@ -47,6 +47,10 @@ const MaxReason = 500
 func (a *App) EraseLead(ctx context.Context, in EraseLead, meta envelope.Meta) (Written, error) {
 	var v form.Violations
 	form.LeadID(&v, "lead_id", in.LeadID)
+	// Why is part of the record a regulator asks for.
+	if strings.TrimSpace(in.Reason) == "" {
+		v.Add("reason", "is required")
+	}
 	form.Text(&v, "reason", in.Reason, MaxReason, false)
 	form.Actor(&v, "actor", in.Actor)
 	if err := invalid(v); err != nil {
