@@ -13,6 +13,7 @@ import (
 	"net"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -371,7 +372,7 @@ func recoverStream(log *slog.Logger) grpc.StreamServerInterceptor {
 func Status(ctx context.Context, log *slog.Logger, method string, err error) error {
 	switch {
 	case errors.Is(err, lifecycle.ErrRefused):
-		return status.Error(codes.FailedPrecondition, err.Error())
+		return status.Error(codes.FailedPrecondition, asCalled(err, method))
 	case errors.Is(err, lifecycle.ErrInvalidCommand):
 		// A field the caller gave that the lifecycle refuses whatever the
 		// state (a close date that is past by the time it is decided).
@@ -385,6 +386,18 @@ func Status(ctx context.Context, log *slog.Logger, method string, err error) err
 	}
 	log.ErrorContext(ctx, "request failed", "method", method, "err", err)
 	return status.Error(codes.Internal, "internal error")
+}
+
+// asCalled is a lifecycle refusal's text naming the method the caller
+// sent (CloseLost), not the state machine's command for it (Lose).
+func asCalled(err error, method string) string {
+	var r *lifecycle.RefusedError
+	if method == "" || !errors.As(err, &r) {
+		return err.Error()
+	}
+	named := *r
+	named.Command = lifecycle.CommandName(method)
+	return strings.Replace(err.Error(), r.Error(), named.Error(), 1)
 }
 
 // CorrelationHeader is the request metadata key that carries a caller's

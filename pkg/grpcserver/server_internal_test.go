@@ -3,6 +3,7 @@ package grpcserver
 import (
 	"context"
 	"crypto/ed25519"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -124,11 +125,14 @@ func TestStatusMapsLifecycleErrors(t *testing.T) {
 		code codes.Code
 		text string
 	}{
-		{&lifecycle.RefusedError{Command: lifecycle.Accept, Status: lifecycle.StatusNew, Reason: "not assigned"}, codes.FailedPrecondition, "NEW"},
+		// Named as the caller sent it, not as the state machine calls it.
+		{&lifecycle.RefusedError{Command: lifecycle.Accept, Status: lifecycle.StatusNew, Reason: "not assigned"}, codes.FailedPrecondition, "AcceptLead refused in NEW: not assigned"},
+		{fmt.Errorf("absorbed lead a: %w", &lifecycle.RefusedError{Command: lifecycle.Merge, Status: lifecycle.StatusOpportunity, Reason: "open deal"}),
+			codes.FailedPrecondition, "absorbed lead a: AcceptLead refused in OPPORTUNITY: open deal"},
 		{&lifecycle.InvalidCommandError{Command: lifecycle.Convert, Field: "due", Reason: "must be after now"}, codes.InvalidArgument, "due must be after now"},
 		{io.ErrUnexpectedEOF, codes.Internal, "internal error"},
 	} {
-		st, _ := status.FromError(Status(context.Background(), log, "/test", c.err))
+		st, _ := status.FromError(Status(context.Background(), log, "AcceptLead", c.err))
 		if st.Code() != c.code || !strings.Contains(st.Message(), c.text) {
 			t.Errorf("%v: %s %q, want %s naming %q", c.err, st.Code(), st.Message(), c.code, c.text)
 		}

@@ -456,7 +456,7 @@ func testExplainAgainstQualification(t *testing.T, newWorld func(testing.TB) *wo
 		t.Fatalf("the verdict: %v", ev)
 	}
 	if _, err := w.leadctl(t, "--qualification", addr, "disqualify", lead, "--reason", "again", "--not-now"); err == nil ||
-		!strings.Contains(err.Error(), "Disqualify refused in DISQUALIFIED") {
+		!strings.Contains(err.Error(), "DisqualifyLead refused in DISQUALIFIED") {
 		t.Fatalf("a second verdict: %v", err)
 	}
 }
@@ -556,7 +556,7 @@ func TestExportEraseAndLost(t *testing.T) {
 	}
 
 	// By hand to nurture: not an erased lead, but a new one, enrolled at once.
-	if out, err := ctl("recycle", lead, "--note", "not ready"); err == nil || !strings.Contains(err.Error(), "Recycle refused in ERASED") {
+	if out, err := ctl("recycle", lead, "--note", "not ready"); err == nil || !strings.Contains(err.Error(), "RecycleLead refused in ERASED") {
 		t.Fatalf("recycle an erased lead: %v\n%s", err, out)
 	}
 	if _, err := ctl("recycle", lead); !errors.Is(err, errUsage) {

@@ -193,7 +193,7 @@ func TestBadInputWritesNothing(t *testing.T) {
 		{"recycle without a note", recycle(&nurturev1.RecycleLeadRequest{LeadId: accepted}), codes.InvalidArgument, "note", "required"},
 		{"recycle a won lead", recycle(&nurturev1.RecycleLeadRequest{LeadId: won, Note: "n"}), codes.FailedPrecondition, "", "lead is won, a terminal state"},
 		{"recycle an erased lead", recycle(&nurturev1.RecycleLeadRequest{LeadId: erased, Note: "n"}), codes.FailedPrecondition, "", "lead is erased, a terminal state"},
-		{"recycle an MQL", recycle(&nurturev1.RecycleLeadRequest{LeadId: mql, Note: "n"}), codes.FailedPrecondition, "", "Recycle refused in MQL"},
+		{"recycle an MQL", recycle(&nurturev1.RecycleLeadRequest{LeadId: mql, Note: "n"}), codes.FailedPrecondition, "", "RecycleLead refused in MQL"},
 		{"recycle an unknown lead", recycle(&nurturev1.RecycleLeadRequest{LeadId: uuid.NewString(), Note: "n"}), codes.NotFound, "", "not found"},
 		{"recycle a malformed lead id", recycle(&nurturev1.RecycleLeadRequest{LeadId: "lead.>", Note: "n"}), codes.InvalidArgument, "lead_id", "lead id"},
 	} {

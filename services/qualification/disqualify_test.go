@@ -61,7 +61,7 @@ func TestDisqualifyByHand(t *testing.T) {
 		t.Fatalf("retry: %v %v", again, err)
 	}
 	_, err = s.client.DisqualifyLead(ctxT(t), &qualificationv1.DisqualifyLeadRequest{LeadId: spam, Reason: "again", DecidedBy: mia})
-	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(status.Convert(err).Message(), "Disqualify refused in DISQUALIFIED") {
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(status.Convert(err).Message(), "DisqualifyLead refused in DISQUALIFIED") {
 		t.Fatalf("a second verdict: %v", err)
 	}
 	for _, c := range []struct {
