@@ -57,7 +57,8 @@ func (a *App) MergeLeads(ctx context.Context, in MergeLeads, meta envelope.Meta)
 		}
 		// Measured on each try: a merge into the absorbed lead moves its
 		// head, so the commit below would lose the race and measure again.
-		depth, err := a.mergeDepth(ctx, in.Absorbed, maxMergeDepth)
+		aView, _ := fold(in.Absorbed, aRecs)
+		depth, err := a.mergeDepth(ctx, aView.Absorbed, maxMergeDepth)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -83,7 +84,6 @@ func (a *App) MergeLeads(ctx context.Context, in MergeLeads, meta envelope.Meta)
 			return nil, nil, survivorErr(lifecycle.Merge, in.Survivor, err)
 		}
 		sView, _ := fold(in.Survivor, sRecs)
-		aView, _ := fold(in.Absorbed, aRecs)
 		withdrawn, err := a.withdrawals(in.Survivor, sState, aView.Consents, sView.Consents, meta)
 		if err != nil {
 			return nil, nil, survivorErr(lifecycle.Merge, in.Survivor, err)
@@ -124,19 +124,25 @@ const consentFromMerge = "merge"
 // of the deepest lead's identity follows the chain in maxHops reads.
 const maxMergeDepth = maxHops - 1
 
-// mergeDepth is how deep the leads merged into lead id go: 0 for none,
-// counted up to limit+1 at most.
-func (a *App) mergeDepth(ctx context.Context, id string, limit int) (int, error) {
-	recs, err := a.leads.Load(ctx, id)
-	if err != nil || len(recs) == 0 || limit < 0 {
-		return 0, err
+// mergeDepth is how deep the leads merged into a lead go, given the
+// leads merged into it directly (absorbed): 0 for none, counted up to
+// limit+1 at most. The lead itself is not read again.
+func (a *App) mergeDepth(ctx context.Context, absorbed []string, limit int) (int, error) {
+	if limit < 0 {
+		return 0, nil
 	}
-	view, _ := fold(id, recs)
 	depth := 0
-	for _, absorbed := range view.Absorbed {
-		d, err := a.mergeDepth(ctx, absorbed, limit-1)
-		if err != nil {
-			return 0, err
+	for _, id := range absorbed {
+		d := 0
+		if limit > 0 {
+			recs, err := a.leads.Load(ctx, id)
+			if err != nil {
+				return 0, err
+			}
+			view, _ := fold(id, recs)
+			if d, err = a.mergeDepth(ctx, view.Absorbed, limit-1); err != nil {
+				return 0, err
+			}
 		}
 		depth = max(depth, d+1)
 	}
