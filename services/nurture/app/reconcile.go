@@ -33,6 +33,12 @@ func (a *App) Reconcile(ctx context.Context, leadID string, meta envelope.Meta) 
 // that owes nothing, since nurture decides from what it reads, not from
 // the event.
 func (a *App) ReconcileSeen(ctx context.Context, leadID string, seen uint64, meta envelope.Meta) ([]*eventv1.Event, error) {
+	return a.reconcile(ctx, leadID, seen, nil, meta)
+}
+
+// reconcile is ReconcileSeen; read, if set, is the lead as the caller
+// just read it, which the first try decides on instead of reading again.
+func (a *App) reconcile(ctx context.Context, leadID string, seen uint64, read *lead, meta envelope.Meta) ([]*eventv1.Event, error) {
 	cat, err := a.catalog(ctx, catalogMaxAge)
 	if err != nil {
 		return nil, err
@@ -40,9 +46,12 @@ func (a *App) ReconcileSeen(ctx context.Context, leadID string, seen uint64, met
 	refreshed := false
 	var written []*eventv1.Event
 	for attempt := range maxRaces {
-		l, err := a.load(ctx, leadID)
-		if err != nil {
-			return written, err
+		l := read
+		read = nil // a lost race reads again
+		if l == nil {
+			if l, err = a.load(ctx, leadID); err != nil {
+				return written, err
+			}
 		}
 		if err := eventstore.Behind(leadID, l.version, seen); err != nil {
 			return written, err

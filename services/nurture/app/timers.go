@@ -71,7 +71,7 @@ func (a *App) ReviewDue(ctx context.Context, t *eventv1.NurtureTimer, meta envel
 		}
 		return nil
 	}
-	if _, err := a.Reconcile(ctx, t.GetLeadId(), meta); !errors.Is(err, ErrNotFound) {
+	if _, err := a.reconcile(ctx, t.GetLeadId(), 0, l, meta); !errors.Is(err, ErrNotFound) {
 		return err
 	}
 	return nil
