@@ -168,7 +168,7 @@ func TestDashboardInABrowser(t *testing.T) {
 				want = append(want, l.GetLeadId())
 			}
 		}
-		b.run(t, chromedp.Click(chromedp.CSS(`[data-k="funnel.mql"]`)))
+		b.click(t, `[data-k="funnel.mql"]`)
 		b.waitFor(t, `location.hash.startsWith("#/leads") && document.querySelector(".leads-panel") !== null`, 10*time.Second)
 		got := b.eval(t, `[...document.querySelectorAll(".leads-panel tr[data-lead]")].map(e => e.dataset.lead)`)
 		slices.Sort(got)
@@ -181,7 +181,7 @@ func TestDashboardInABrowser(t *testing.T) {
 		// A queue's overdue leads: l8, waiting for routing since February.
 		b.open(t, base+"#/?"+march)
 		b.waitFor(t, `document.querySelector('[data-k="queue.routing.overdue"]') !== null`, 10*time.Second)
-		b.run(t, chromedp.Click(chromedp.CSS(`[data-k="queue.routing.overdue"]`)))
+		b.click(t, `[data-k="queue.routing.overdue"]`)
 		b.waitFor(t, `location.hash.includes("figure=queue") && document.querySelector(".leads-panel") !== null`, 10*time.Second)
 		if got := b.eval(t, `[...document.querySelectorAll(".leads-panel tr[data-lead]")].map(e => e.dataset.lead)`); !slices.Equal(got, []string{"l8"}) {
 			t.Errorf("leads behind the routing queue's overdue figure %v, want [l8]", got)
@@ -194,7 +194,7 @@ func TestDashboardInABrowser(t *testing.T) {
 		// lead once.
 		b.open(t, base+"#/?"+march)
 		b.waitFor(t, `document.querySelector('[data-k="sales.total.assigned"]') !== null`, 10*time.Second)
-		b.run(t, chromedp.Click(chromedp.CSS(`[data-k="sales.total.assigned"]`)))
+		b.click(t, `[data-k="sales.total.assigned"]`)
 		b.waitFor(t, `location.hash.includes("figure=sales") && document.querySelector(".leads-panel") !== null`, 10*time.Second)
 		if got := b.eval(t, `[...document.querySelectorAll('[data-k="leads.per"]')].map(e => e.textContent)`); len(got) != 1 || !strings.Contains(got[0], "each hand-off") {
 			t.Errorf("the list behind the hand-offs figure says %q, want that it lists each lead once", got)
@@ -205,7 +205,7 @@ func TestDashboardInABrowser(t *testing.T) {
 		// filtered to the row's segment.
 		b.open(t, base+"#/?"+march+"&group=segment")
 		b.waitFor(t, `document.querySelector('[data-k="funnel.segment.mid.mql"]') !== null`, 10*time.Second)
-		b.run(t, chromedp.Click(chromedp.CSS(`[data-k="funnel.segment.mid.mql"]`)))
+		b.click(t, `[data-k="funnel.segment.mid.mql"]`)
 		b.waitFor(t, `location.hash.includes("figure=funnel") && document.querySelector(".leads-panel") !== null`, 10*time.Second)
 		b.eval(t, `(() => { const s = document.getElementById("f-preset"); s.value = "this-year"; s.dispatchEvent(new Event("change", {bubbles: true})); return []; })()`)
 		b.waitFor(t, `!location.hash.includes("`+march+`") && document.querySelector(".leads-panel") !== null`, 10*time.Second)
@@ -219,7 +219,7 @@ func TestDashboardInABrowser(t *testing.T) {
 		if h := b.eval(t, `[location.hash]`)[0]; !strings.Contains(h, "segment=ent") || !strings.Contains(h, "row=segment") || strings.Contains(h, "mid") {
 			t.Errorf("the list after another segment: %s, want the ent row", h)
 		}
-		b.run(t, chromedp.Click(chromedp.CSS(`[data-k="back"]`)))
+		b.click(t, `[data-k="back"]`)
 		b.waitFor(t, `location.hash.startsWith("#/?") && document.querySelector(".leads-panel") === null`, 10*time.Second)
 		if h := b.eval(t, `[location.hash]`)[0]; h != "#/?"+march+"&group=segment" {
 			t.Errorf("back to %s, want the overview it came from", h)
@@ -255,7 +255,7 @@ func TestDashboardInABrowser(t *testing.T) {
 		for _, r := range recs {
 			want = append(want, fmt.Sprintf("%d %s", r.Seq, r.Event.GetEventType()))
 		}
-		b.run(t, chromedp.Click(chromedp.CSS(`.recent-panel a[data-lead="l10"]`)))
+		b.click(t, `.recent-panel a[data-lead="l10"]`)
 		b.waitFor(t, `document.querySelector('#journey .step[data-type="LeadCaptured"]') !== null`, 10*time.Second)
 		b.open(t, base+"#/lead/l2?"+march)
 		b.waitFor(t, `document.querySelectorAll('#journey .step').length > 0 && location.hash.startsWith("#/lead/l2")`, 10*time.Second)
@@ -450,6 +450,25 @@ func (b *browser) run(t testing.TB, actions ...chromedp.Action[chromedp.Void]) {
 	defer cancel()
 	if err := chromedp.Do(ctx, actions...); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// click clicks the element sel once the page has drawn its current
+// route. A live refresh may redraw the view between finding the node and
+// clicking it; then the click finds the node again.
+func (b *browser) click(t testing.TB, sel string) {
+	t.Helper()
+	b.waitFor(t, fmt.Sprintf(`document.body.dataset.route === location.hash && document.querySelector(%q) !== null`, sel), 10*time.Second)
+	for try := 1; ; try++ {
+		ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+		err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(sel)))
+		cancel()
+		if err == nil {
+			return
+		}
+		if try == 5 || !strings.Contains(err.Error(), "Could not find node") {
+			t.Fatalf("click %s: %v", sel, err)
+		}
 	}
 }
 

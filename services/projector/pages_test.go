@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/chromedp"
-
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 )
@@ -33,7 +31,7 @@ func TestLeadListPages(t *testing.T) {
 	if len(first) != 100 || b.eval(t, `[String(document.querySelector('[data-k="leads.first"]') === null)]`)[0] != "true" {
 		t.Fatalf("first page: %d leads", len(first))
 	}
-	b.run(t, chromedp.Click(chromedp.CSS(`[data-k="leads.next"]`)))
+	b.click(t, `[data-k="leads.next"]`)
 	b.waitFor(t, `location.hash.includes("page=") && document.querySelectorAll(".leads-panel tr[data-lead]").length === 30`, 10*time.Second)
 	second := b.eval(t, rows)
 	all := slices.Sorted(slices.Values(append(slices.Clone(first), second...)))
@@ -43,7 +41,7 @@ func TestLeadListPages(t *testing.T) {
 	if b.eval(t, `[String(document.querySelector('[data-k="leads.next"]') === null)]`)[0] != "true" {
 		t.Error("the last page links to a next one")
 	}
-	b.run(t, chromedp.Click(chromedp.CSS(`[data-k="leads.first"]`)))
+	b.click(t, `[data-k="leads.first"]`)
 	b.waitFor(t, `!location.hash.includes("page=") && document.querySelectorAll(".leads-panel tr[data-lead]").length === 100`, 10*time.Second)
 	b.check(t)
 }
