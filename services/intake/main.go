@@ -14,6 +14,7 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/config"
 	"github.com/leadflow/leadflow/pkg/telemetry"
+	"github.com/leadflow/leadflow/services/intake/app"
 )
 
 // Config is intake's settings.
@@ -43,11 +44,10 @@ type Config struct {
 	// httpReady, if set, is told the HTTP/JSON API's address, nil when
 	// it is off (tests).
 	httpReady func(net.Addr)
-	// finishEraseAfter replaces app.FinishEraseAfter, and afterErased is
-	// called after each LeadErased is stored, before its keys are
-	// shredded (tests).
+	// finishEraseAfter replaces app.FinishEraseAfter; crashPoints is
+	// told of each crash point a command passes (tests).
 	finishEraseAfter time.Duration
-	afterErased      func(leadID string)
+	crashPoints      func(p app.CrashPoint, leadID string)
 }
 
 func main() {

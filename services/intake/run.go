@@ -85,8 +85,8 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	}
 	store := eventstore.New(js, cfg.Stream)
 	opts := []app.Option{app.WithLogger(log), app.WithLater(adapters.NewLater(js, 0), cfg.finishEraseAfter)}
-	if cfg.afterErased != nil {
-		opts = append(opts, app.WithAfterErased(cfg.afterErased))
+	if cfg.crashPoints != nil {
+		opts = append(opts, app.WithCrashPoints(cfg.crashPoints))
 	}
 	a := app.New(adapters.NewLeads(store), adapters.NewCampaigns(store), keys, opts...)
 

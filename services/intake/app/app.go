@@ -144,10 +144,34 @@ type App struct {
 	log       *slog.Logger
 	known     knownSet
 	later     Later
-	// finishAfter is when a cut-short erasure is finished; afterErased
-	// is told of each LeadErased stored (tests).
+	// finishAfter is when a cut-short erasure is finished; at is told
+	// of each crash point a command passes (tests).
 	finishAfter time.Duration
-	afterErased func(leadID string)
+	at          func(point CrashPoint, leadID string)
+}
+
+// CrashPoint names a place between two writes of one command, where a
+// crash leaves the second to a repeat or a timer (tests kill a process
+// there).
+type CrashPoint string
+
+// The crash points.
+const (
+	// AfterErased: a LeadErased is stored, the keys not yet shredded.
+	AfterErased CrashPoint = "erased"
+	// AfterStored: a command's events are stored, the writes that follow
+	// them (claims, merge candidates) not yet.
+	AfterStored CrashPoint = "stored"
+	// AfterFirstCandidate: a merge candidate is on one lead of the pair,
+	// not yet on the other.
+	AfterFirstCandidate CrashPoint = "candidate"
+)
+
+// passed tells the test hook, if any, that leadID's command is at p.
+func (a *App) passed(p CrashPoint, leadID string) {
+	if a.at != nil {
+		a.at(p, leadID)
+	}
 }
 
 // Later runs the part of a command after its commit point again a while
@@ -179,9 +203,9 @@ func WithLater(l Later, finishAfter time.Duration) Option {
 	return func(a *App) { a.later, a.finishAfter = l, cmp.Or(finishAfter, FinishEraseAfter) }
 }
 
-// WithAfterErased calls f after each LeadErased is stored, before the
-// keys are shredded (tests: a crash there).
-func WithAfterErased(f func(leadID string)) Option { return func(a *App) { a.afterErased = f } }
+// WithCrashPoints calls f at each crash point a command passes (tests:
+// a crash there).
+func WithCrashPoints(f func(p CrashPoint, leadID string)) Option { return func(a *App) { a.at = f } }
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(a *App) { a.log = l } }

@@ -96,7 +96,46 @@ func (a *App) capture(ctx context.Context, lead form.Lead, ids identities, meta 
 		return CaptureResult{}, err
 	}
 	a.known.add(run.ids.email.Token)
+	if ans.Replayed {
+		a.completeReplayed(ctx, run, ans)
+	}
 	return CaptureResult{LeadID: ans.LeadID, Outcome: ans.Outcome, Replayed: ans.Replayed, Version: ans.Version}, nil
+}
+
+// completeReplayed writes what a replayed capture's follow-ups (claims,
+// merge candidates) left undone: a process killed between a capture's
+// event and them leaves them to whoever sends the capture again, and the
+// caller's retry with the same key is the one sure to come. With nothing
+// missing it writes nothing and reads the holders at most (an import
+// brings them). A lead merged or erased since keeps no claims.
+func (a *App) completeReplayed(ctx context.Context, run *captureRun, ans answer) {
+	held := run.held
+	if held == nil {
+		var err error
+		if held, err = a.leads.Holders(ctx, run.ids.all()...); err != nil {
+			a.log.WarnContext(ctx, "replayed capture's follow-ups not checked", "lead", ans.LeadID, "err", err)
+			return
+		}
+	}
+	due := false
+	for _, k := range run.ids.all() {
+		h := held[k]
+		own := h.LeadID == ans.LeadID || (h.LeadID == "" && k.Kind == KindEmail && k.Token == ans.LeadID)
+		due = due || !own
+	}
+	if !due {
+		return
+	}
+	head, err := a.leads.Head(ctx, ans.LeadID)
+	if err == nil && head != nil {
+		if st, _ := headState(head); st.Status == lifecycle.StatusMerged || st.Status == lifecycle.StatusErased {
+			return
+		}
+		err = a.claimRest(ans.LeadID, ans.LeadID, run.ids, held, run.meta)(ctx, ans.event)
+	}
+	if err != nil && ctx.Err() == nil {
+		a.log.WarnContext(ctx, "replayed capture's follow-ups failed; the next capture retries them", "lead", ans.LeadID, "err", err)
+	}
 }
 
 // knownSet remembers emails this process has seen captured, by token: a

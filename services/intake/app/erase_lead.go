@@ -121,9 +121,7 @@ func (a *App) erase(ctx context.Context, leadID, survivor, reason string, meta e
 		if err != nil {
 			return Written{}, err
 		}
-		if a.afterErased != nil {
-			a.afterErased(leadID)
-		}
+		a.passed(AfterErased, leadID)
 		// recs is the whole history before LeadErased: the append
 		// checked it, so every key it names is here.
 		return Written{Version: nv}, a.finishErase(ctx, leadID, released, sealedKeyIDs(recs), ev.GetEventId())

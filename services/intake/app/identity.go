@@ -14,36 +14,74 @@ import (
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 )
 
-// Outcome of the record that marks a merge candidate as recorded.
-const candidateRecorded Outcome = "CANDIDATE"
+// Outcomes of the record of a pair's merge candidate: pending while its
+// two events are written, recorded once both are.
+const (
+	candidatePending  Outcome = "CANDIDATE_PENDING"
+	candidateRecorded Outcome = "CANDIDATE"
+)
 
 // recordCandidate records on both leads that one capture brought
 // identities held by each (kind: the one other holds), once per pair.
+// The pair's record is written pending before the two events, so that a
+// repeat after a crash between them (a capture's retry, the person's next
+// capture) writes only the one missing, even past the server's duplicates
+// window: it looks for the events in the two leads' histories.
 func (a *App) recordCandidate(ctx context.Context, lead, other, kind, captureEventID string, meta envelope.Meta) error {
 	pair := []string{lead, other}
 	slices.Sort(pair)
 	token := a.keys.BlindID("candidate", pair[0]+" "+pair[1])
-	rec, _, err := a.leads.Record(ctx, token)
-	if err != nil || rec != nil {
+	rec, seq, err := a.leads.Record(ctx, token)
+	if err != nil || Outcome(rec.GetOutcome()) == candidateRecorded {
 		return err
+	}
+	cutShort := rec != nil
+	if !cutShort {
+		seq, err = a.leads.PutRecord(ctx, token, &eventv1.IdempotencyRecord{LeadId: lead, EventId: uuid.NewString(), Outcome: string(candidatePending)}, 0)
+		if errors.Is(err, eventstore.ErrConflict) {
+			return nil // another capture of the pair records it
+		}
+		if err != nil {
+			return err
+		}
 	}
 	opposite := KindEmail
 	if kind == KindEmail {
 		opposite = KindExt
 	}
-	// Ids derived from the pair and lead make a repeat of a cut-short
-	// attempt a no-op in the server's duplicates window.
 	for _, side := range []struct{ lead, other, kind string }{{lead, other, kind}, {other, lead, opposite}} {
+		// Ids derived from the pair and lead: a repeat is recognised.
+		id := a.keys.BlindID("candidate-event", token+" "+side.lead)
+		if cutShort {
+			if has, err := a.hasEvent(ctx, side.lead, id); err != nil || has {
+				if err != nil {
+					return err
+				}
+				continue
+			}
+		}
 		payload := &eventv1.MergeCandidateFound{OtherLeadId: side.other, Identity: matchedBy(side.kind), CaptureEventId: captureEventID}
-		if err := a.appendFact(ctx, side.lead, payload, meta, a.keys.BlindID("candidate-event", token+" "+side.lead)); err != nil {
+		if err := a.appendFact(ctx, side.lead, payload, meta, id); err != nil {
 			return fmt.Errorf("merge candidate on %s: %w", side.lead, err)
 		}
+		if side.lead == lead {
+			a.passed(AfterFirstCandidate, lead)
+		}
 	}
-	_, err = a.leads.PutRecord(ctx, token, &eventv1.IdempotencyRecord{LeadId: lead, EventId: uuid.NewString(), Outcome: string(candidateRecorded)}, 0)
+	_, err = a.leads.PutRecord(ctx, token, &eventv1.IdempotencyRecord{LeadId: lead, EventId: uuid.NewString(), Outcome: string(candidateRecorded)}, seq)
 	if errors.Is(err, eventstore.ErrConflict) {
 		return nil
 	}
 	return err
+}
+
+// hasEvent tells whether a lead's history holds an event id.
+func (a *App) hasEvent(ctx context.Context, leadID, eventID string) (bool, error) {
+	recs, err := a.leads.Load(ctx, leadID)
+	if err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(recs, func(r eventstore.Record) bool { return r.Event.GetEventId() == eventID }), nil
 }
 
 // appendFact appends a fact event (see factEvent) to a lead under the

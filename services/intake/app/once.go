@@ -24,6 +24,8 @@ type answer struct {
 	Outcome  Outcome
 	Version  uint64
 	Replayed bool
+	// event is the command's stored event, on a replay.
+	event *eventv1.Event
 }
 
 // plan is one decided attempt of a command: one event on one lead, the
@@ -46,7 +48,7 @@ type plan struct {
 	seen []Holder
 	// then runs after the event is stored; it writes what the event
 	// makes due (more claims, merge candidates). Its failure is logged,
-	// not returned: the command is done.
+	// not returned: the command is done, and a repeat completes it.
 	then func(ctx context.Context, stored *eventv1.Event) error
 	// done, when set, is the answer without writing anything.
 	done *answer
@@ -195,6 +197,7 @@ func (a *App) once(ctx context.Context, key idemKey, decide func(context.Context
 				a.log.WarnContext(ctx, "idempotency record not re-pointed", "lead", p.leadID, "err", err)
 			}
 		}
+		a.passed(AfterStored, p.leadID)
 		if p.then != nil {
 			if err := p.then(ctx, p.event); err != nil && ctx.Err() == nil {
 				a.log.WarnContext(ctx, "follow-up writes failed; the next capture retries them", "lead", p.leadID, "err", err)
@@ -216,7 +219,7 @@ func (a *App) answerOf(ctx context.Context, key idemKey, rec *eventv1.Idempotenc
 	if err != nil || ev == nil || ev.Event.GetEventId() != rec.GetEventId() {
 		return answer{}, false, err
 	}
-	return answer{LeadID: rec.GetLeadId(), Outcome: Outcome(rec.GetOutcome()), Version: ev.Seq + uint64(rec.GetMore()), Replayed: true}, true, nil
+	return answer{LeadID: rec.GetLeadId(), Outcome: Outcome(rec.GetOutcome()), Version: ev.Seq + uint64(rec.GetMore()), Replayed: true, event: ev.Event}, true, nil
 }
 
 // repoint sets a record's version to the one its stored event was

@@ -51,9 +51,16 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	return newFixtureWith(t, eventstore.StreamConfig{}, nil)
+}
+
+// newFixtureWith is newFixture on a stream of cfg, its app told of crash
+// points through at (nil: not told).
+func newFixtureWith(t *testing.T, cfg eventstore.StreamConfig, at func(f *fixture, p app.CrashPoint)) *fixture {
+	t.Helper()
 	n := testenv.StartNATS(t)
 	ctx := context.Background()
-	if _, err := eventstore.EnsureStream(ctx, n.JS, eventstore.StreamConfig{}); err != nil {
+	if _, err := eventstore.EnsureStream(ctx, n.JS, cfg); err != nil {
 		t.Fatal(err)
 	}
 	keys, err := vault.New(ctx, n.JS, vault.Config{MasterKey: make32(1), BlindKey: make32(2)})
@@ -61,8 +68,13 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	store := eventstore.New(n.JS, "")
-	leads := &crashing{Leads: adapters.NewLeads(store)}
-	return &fixture{app: app.New(leads, adapters.NewCampaigns(store), keys), leads: leads, store: store, keys: keys}
+	f := &fixture{leads: &crashing{Leads: adapters.NewLeads(store)}, store: store, keys: keys}
+	var opts []app.Option
+	if at != nil {
+		opts = append(opts, app.WithCrashPoints(func(p app.CrashPoint, _ string) { at(f, p) }))
+	}
+	f.app = app.New(f.leads, adapters.NewCampaigns(store), keys, opts...)
+	return f
 }
 
 func make32(b byte) []byte {
