@@ -41,9 +41,12 @@ type lead struct {
 	reengaged ref // the latest LeadReengaged
 	// reengagedScore is the LeadScored caused by reengaged, if any.
 	reengagedScore ref
+	// gap is the first LeadRecycled or NurtureExited since the latest
+	// enrolment: what comes after it reaches no program until the next.
+	gap ref
 	// facts are the ActivityRecorded and LeadResubmitted events nurture
 	// may not have judged yet: since the latest enrolment, or since the
-	// exit it follows (nobody judges what comes in between).
+	// gap before it (nobody judges what comes in between).
 	facts []ref
 	// byKey maps idempotency keys to the LeadRecycled they wrote.
 	byKey map[string]ref
@@ -85,15 +88,17 @@ func (l *lead) apply(recs ...eventstore.Record) {
 			}
 		case *eventv1.Event_LeadRecycled:
 			l.recycled = x
+			l.openGap(x)
 			if k := ev.GetIdempotencyKey(); k != "" {
 				l.byKey[k] = x
 			}
 			l.steps = append(l.steps, x)
 		case *eventv1.Event_NurtureEnrolled:
-			// Nurture exits a lead only once every fact before the exit is
-			// judged (nurtured); those after it are not yet, so they stay.
-			if l.exited.seq > l.recycled.seq {
-				l.facts = slices.DeleteFunc(l.facts, func(f ref) bool { return f.seq <= l.exited.seq })
+			// Facts before the gap were judged (nurture exits a lead only
+			// then) or came before the lead was recycled; those in it were
+			// not, so this program judges them.
+			if l.gap.seq > l.enrolled.seq {
+				l.facts = slices.DeleteFunc(l.facts, func(f ref) bool { return f.seq <= l.gap.seq })
 			} else {
 				l.facts = nil
 			}
@@ -101,6 +106,7 @@ func (l *lead) apply(recs ...eventstore.Record) {
 			l.steps = append(l.steps, x)
 		case *eventv1.Event_NurtureExited:
 			l.exited = x
+			l.openGap(x)
 			l.steps = append(l.steps, x)
 		case *eventv1.Event_LeadReengaged:
 			l.reengaged, l.reengagedScore = x, ref{}
@@ -113,13 +119,22 @@ func (l *lead) apply(recs ...eventstore.Record) {
 				l.source = x
 			}
 		case *eventv1.Event_ActivityRecorded, *eventv1.Event_LeadResubmitted:
-			if l.enrolled.seq > 0 {
+			if l.enrolled.seq > 0 || l.gap.seq > 0 {
 				if len(l.facts) == maxFacts {
-					l.facts = l.facts[1:] // the newest count: each older one was judged when it came
+					// The newest count: an older one was judged when it came,
+					// unless more than maxFacts came in a gap.
+					l.facts = l.facts[1:]
 				}
 				l.facts = append(l.facts, x)
 			}
 		}
+	}
+}
+
+// openGap records x as the start of the gap, unless one is open already.
+func (l *lead) openGap(x ref) {
+	if l.gap.seq <= l.enrolled.seq {
+		l.gap = x
 	}
 }
 

@@ -29,8 +29,8 @@ import (
 //     since: NurtureEnrolled, into the program the recycle names, the
 //     exit names, or the entry rules choose.
 //   - NURTURING, with an activity or re-submission since the enrolment
-//     (or the exit before it) that the program's exit rules count:
-//     LeadReengaged (qualification re-scores the lead).
+//     (or the recycle or exit before it) that the program's exit rules
+//     count: LeadReengaged (qualification re-scores the lead).
 //   - NURTURING, re-engaged and re-scored below the threshold: another
 //     LeadReengaged if such a fact came after the re-engagement (its
 //     score did not see it), else NurtureExited back into the program,
