@@ -309,7 +309,7 @@ func TestIdempotencyKeyReturnsTheFirstAnswer(t *testing.T) {
 	other.IdempotencyKey = "form-7f3a"
 	for _, r := range []*intakev1.CaptureLeadRequest{changed, other} {
 		_, err := e.client.CaptureLead(ctx, r)
-		assertCodeAndField(t, err, codes.AlreadyExists, "idempotency_key")
+		assertCodeAndField(t, err, codes.InvalidArgument, "idempotency_key")
 	}
 	e.assertCounts(t, before)
 	got, err := e.client.GetLead(ctx, &intakev1.GetLeadRequest{LeadId: first.GetLeadId()})
@@ -380,11 +380,11 @@ func TestRepeatsWriteNothingAnywhere(t *testing.T) {
 	otherAct := proto.Clone(act).(*intakev1.RecordActivityRequest)
 	otherAct.Detail = "/careers"
 	_, err = e.client.RecordActivity(ctx, otherAct)
-	assertCodeAndField(t, err, codes.AlreadyExists, "activity_id")
+	assertCodeAndField(t, err, codes.InvalidArgument, "activity_id")
 	otherConsent := proto.Clone(consent).(*intakev1.SetConsentRequest)
 	otherConsent.Consent.Status = eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN
 	_, err = e.client.SetConsent(ctx, otherConsent)
-	assertCodeAndField(t, err, codes.AlreadyExists, "idempotency_key")
+	assertCodeAndField(t, err, codes.InvalidArgument, "idempotency_key")
 	e.assertCounts(t, before)
 }
 
@@ -719,7 +719,7 @@ func TestActivityCampaignsAndConsent(t *testing.T) {
 	reused := proto.Clone(cost).(*intakev1.RecordCampaignCostRequest)
 	reused.Amount.MinorUnits++
 	_, err = e.client.RecordCampaignCost(ctx, reused)
-	assertCodeAndField(t, err, codes.AlreadyExists, "cost_id")
+	assertCodeAndField(t, err, codes.InvalidArgument, "cost_id")
 	usd := &intakev1.RecordCampaignCostRequest{CampaignId: "webinar-q4", CostId: "inv-usd", Amount: &eventv1.Money{Currency: "USD", MinorUnits: 100}}
 	_, err = e.client.RecordCampaignCost(ctx, usd)
 	assertField(t, err, "amount.currency")

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -314,7 +313,8 @@ func (g *GRPC) status(ctx context.Context, method string, err error) error {
 		}
 		return grpcserver.InvalidArgument(ve.Error(), fields...)
 	case errors.As(err, &ke):
-		return withField(codes.AlreadyExists, ke.Error(), ke.Field)
+		// As handoff, qualification and nurture refuse a reused request id.
+		return grpcserver.InvalidArgument(ke.Error(), grpcserver.FieldViolation{Field: ke.Field, Description: ke.Error()})
 	case errors.Is(err, eventstore.ErrUnknownOutcome):
 		// Nothing is known to be lost: the same request again (same
 		// key) finds out, and stores it at most once.
@@ -325,16 +325,6 @@ func (g *GRPC) status(ctx context.Context, method string, err error) error {
 		return status.Error(codes.AlreadyExists, err.Error())
 	}
 	return grpcserver.Status(ctx, g.log, method, err)
-}
-
-// withField is a status whose details name the field at fault
-// (google.rpc.BadRequest), as INVALID_ARGUMENT's do.
-func withField(code codes.Code, msg, field string) error {
-	st := status.New(code, msg)
-	if d, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: msg}}}); err == nil {
-		st = d
-	}
-	return st.Err()
 }
 
 func asTime(t *timestamppb.Timestamp) (out time.Time) {

@@ -737,7 +737,7 @@ type RecordCampaignCostRequest struct {
 	CampaignId string                 `protobuf:"bytes,1,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
 	// cost_id is the caller's id of the cost: the same cost again is a
 	// no-op that answers the first version; another cost under it is
-	// refused (ALREADY_EXISTS).
+	// refused (INVALID_ARGUMENT naming cost_id).
 	CostId string `protobuf:"bytes,2,opt,name=cost_id,json=costId,proto3" json:"cost_id,omitempty"`
 	// amount is in the campaign's currency: its budget's, or else its first
 	// cost's.
