@@ -643,3 +643,117 @@ func TestEscalationCountsTheNewRepsHours(t *testing.T) {
 		t.Fatalf("escalated to %q", to)
 	}
 }
+
+// After a contact attempt that reached the lead, the next touch is due
+// within the first-contact interval with timers behind it: SLAWarned
+// before, SLABreached at it, escalated by the policy. An attempt logged
+// in time ends the earlier attempt's step, and a conversion the last
+// one's: their timers do nothing.
+func TestNextTouchWarnsAndBreaches(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	slaPolicy(t, s.client, time.Hour, 6*time.Second, 3*time.Second, eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP)
+	ctx := ctxT(t)
+	accepted := func(id string) string {
+		owner := ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0])
+		if _, err := s.client.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: id, RepId: owner, RequestId: "a"}); err != nil {
+			t.Fatal(err)
+		}
+		return owner
+	}
+	contact := func(id, owner, req string, o eventv1.ContactOutcome) {
+		if _, err := s.client.LogContactAttempt(ctx, &handoffv1.LogContactAttemptRequest{LeadId: id, RepId: owner, RequestId: req,
+			Channel: eventv1.ContactChannel_CONTACT_CHANNEL_PHONE, Outcome: o}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id, closed := w.mql(t, dach(50)), w.mql(t, dach(50))
+	owner, closer := accepted(id), accepted(closed)
+	contact(id, owner, "c0", eventv1.ContactOutcome_CONTACT_OUTCOME_CONNECTED)
+	contact(id, owner, "c1", eventv1.ContactOutcome_CONTACT_OUTCOME_NO_ANSWER)
+	contact(closed, closer, "c0", eventv1.ContactOutcome_CONTACT_OUTCOME_CONNECTED)
+	if _, err := s.client.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: closed, RepId: closer, RequestId: "o", Amount: eur(100), Stage: "discovery"}); err != nil {
+		t.Fatal(err)
+	}
+	step := ofType(w.events(t, id), "ContactAttempted")[1]
+	due := step.GetLifecycle().GetDeadline().AsTime()
+
+	b := w.waitFor(t, id, "SLABreached", 1)[0]
+	time.Sleep(2 * time.Second) // a duplicate would show now
+	settleTimers(t, w)
+	evs := w.events(t, id)
+	warned, breached := ofType(evs, "SLAWarned"), ofType(evs, "SLABreached")
+	if len(warned) != 1 || len(breached) != 1 {
+		t.Fatalf("%d warnings and %d breaches, want one each, of the last attempt's step", len(warned), len(breached))
+	}
+	for _, sl := range []interface {
+		GetSla() eventv1.SLAKind
+		GetStepEventId() string
+		GetOwner() *eventv1.Owner
+		GetDueAt() *timestamppb.Timestamp
+	}{warned[0].GetSlaWarned(), b.GetSlaBreached()} {
+		if sl.GetSla() != eventv1.SLAKind_SLA_KIND_FOLLOW_UP || sl.GetStepEventId() != step.GetEventId() || sl.GetOwner().GetId() != owner ||
+			!sl.GetDueAt().AsTime().Equal(due) {
+			t.Errorf("%v, want FOLLOW_UP of step %s, owner %s, due %v", sl, step.GetEventId(), owner, due)
+		}
+	}
+	if b.GetRecordedAt().AsTime().Before(due) || b.GetSlaBreached().GetEscalation() != eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP {
+		t.Errorf("breach recorded %v (due %v): %v", b.GetRecordedAt().AsTime(), due, b.GetSlaBreached())
+	}
+	re := ofType(evs, "LeadReassigned")
+	if len(re) != 1 || re[0].GetCausationId() != b.GetEventId() || re[0].GetLeadReassigned().GetTo().GetId() == owner {
+		t.Fatalf("escalation: %v", re)
+	}
+	if st := w.state(t, id); st.Status != lifecycle.StatusAssigned || st.Owner.ID == owner {
+		t.Errorf("after the breach: %+v", st)
+	}
+	if evs := w.events(t, closed); len(ofType(evs, "SLAWarned"))+len(ofType(evs, "SLABreached")) != 0 {
+		t.Errorf("timers of a converted lead acted: %v", last(evs).GetEventType())
+	}
+}
+
+// The route clock waits off shift at every routing try, not only the
+// first: a lead queued for capacity while its pool works, whose pool then
+// goes off shift, has its route deadline moved on by the wait (once,
+// however many retries come meanwhile), and does not breach overnight.
+func TestRouteClockWaitsAtEveryTry(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 1)
+	us := func() *eventv1.Profile {
+		return &eventv1.Profile{Country: "US", Industry: "software", EmailDomain: uuid.NewString()[:8] + ".example"}
+	}
+	if owner := ownerOf(w.waitFor(t, w.mql(t, us()), "LeadAssigned", 1)[0]); owner != "dan" {
+		t.Fatalf("assigned to %s", owner)
+	}
+	id := uuid.NewString()
+	w.write(t, id, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{Profile: us()}, intakeActor)
+	w.qualifyWithin(t, id, time.Minute)
+	first := w.waitFor(t, id, "LeadQueued", 1)[0].GetLeadQueued()
+	if c := first.GetDecision().GetCandidates(); len(c) != 1 || c[0].GetOutcome() != eventv1.CandidateOutcome_CANDIDATE_OUTCOME_AT_CAPACITY {
+		t.Fatalf("queued: %v", first.GetDecision())
+	}
+	hours, opens := offHours(time.Now().UTC())
+	if _, err := s.client.PutTeam(ctxT(t), &handoffv1.PutTeamRequest{Team: &eventv1.SalesTeam{TeamId: "us", Name: "US", Hours: hours}, ChangedBy: ops}); err != nil {
+		t.Fatal(err)
+	}
+	var deadline time.Time
+	eventually(t, 20*time.Second, func() bool {
+		deadline = w.state(t, id).Deadline
+		return deadline.After(opens)
+	}, "route deadline %v not moved past the opening %v", func() any { return deadline }, opens)
+	if deadline.After(opens.Add(time.Minute)) {
+		t.Errorf("route deadline %v, want within a minute after the opening %v", deadline, opens)
+	}
+	atMoved := countFired(t, w, id)
+	eventually(t, 15*time.Second, func() bool { return countFired(t, w, id) >= atMoved+3 }, "routing did not retry")
+	settleTimers(t, w)
+	evs := w.events(t, id)
+	if b := ofType(evs, "SLABreached"); len(b) != 0 {
+		t.Errorf("route SLA breached off shift: %v", b[0].GetSlaBreached())
+	}
+	if st := w.state(t, id); !st.Deadline.Equal(deadline) || len(ofType(evs, "LeadQueued")) != 2 {
+		t.Errorf("after the retries: due %v, want %v; %d LeadQueued, want 2", st.Deadline, deadline, len(ofType(evs, "LeadQueued")))
+	}
+}

@@ -43,14 +43,17 @@ type lead struct {
 	qualified string
 	// stepID is the event that started the current SLA step: the latest
 	// LeadAssigned or LeadReassigned while ASSIGNED, LeadAccepted while
-	// ACCEPTED, LeadQueued while an MQL waits in a queue; stepSeq is
+	// ACCEPTED (or, touch, a later ContactAttempted whose deadline is the
+	// next touch), LeadQueued while an MQL waits in a queue; stepSeq is
 	// where it is stored. A merge ends the step and keeps it in merged,
 	// for an unmerge to restore.
 	stepID  string
 	stepSeq uint64
+	touch   bool
 	merged  struct {
 		stepID  string
 		stepSeq uint64
+		touch   bool
 	}
 	// The current owner's terms: the pool routed from (for escalation),
 	// the segment and the SLA policy.
@@ -60,10 +63,16 @@ type lead struct {
 	acceptBy  time.Time
 	accepted  *eventv1.LeadAccepted
 	connected bool // reached the lead since acceptance
+	// windowOver: the attempts window's deadline breached without taking
+	// the lead from its rep, so it judges the lead no more.
+	windowOver bool
 	// owners are the reps that held the lead in this journey.
 	owners        []string
 	queued        *eventv1.LeadQueued
 	routeBreached bool
+	// waitedUntil is the end of the off-shift wait the route deadline was
+	// last moved on by: a later try counts only what comes after it.
+	waitedUntil time.Time
 	// deals are the opportunity ids of every deal the lead has had.
 	deals       []string
 	opportunity struct {
@@ -99,6 +108,7 @@ func foldLead(id string, recs []eventstore.Record) *lead {
 func (l *lead) apply(r eventstore.Record) {
 	ev := r.Event
 	l.version, l.lastEventID = r.Seq, ev.GetEventId()
+	before := l.state.Deadline
 	l.state = lifecycle.FromProto(ev.GetLifecycle())
 	if k := ev.GetIdempotencyKey(); k != "" {
 		if _, ok := l.byKey[k]; !ok {
@@ -130,19 +140,29 @@ func (l *lead) apply(r eventstore.Record) {
 	case *eventv1.Event_LeadQualified:
 		l.journey++
 		l.qualified = ev.GetEventId()
-		l.owners, l.queued, l.routeBreached, l.stepID = nil, nil, false, ""
+		l.owners, l.queued, l.routeBreached, l.stepID, l.waitedUntil = nil, nil, false, "", time.Time{}
 		l.poolID, l.policy, l.accepted, l.connected = "", nil, nil, false
 	case *eventv1.Event_LeadQueued:
-		l.queued, l.stepID, l.stepSeq = p.LeadQueued, ev.GetEventId(), r.Seq
+		l.queued, l.stepID, l.stepSeq, l.touch = p.LeadQueued, ev.GetEventId(), r.Seq, false
+		if moved := l.state.Deadline.Sub(before); moved > 0 && !before.IsZero() {
+			// Moved on by the wait to the first opening, counted from
+			// where the last counted wait ended if that is later (as
+			// routeEvents counts it).
+			from := ev.GetRecordedAt().AsTime()
+			if l.waitedUntil.After(from) {
+				from = l.waitedUntil
+			}
+			l.waitedUntil = from.Add(moved)
+		}
 	case *eventv1.Event_LeadAssigned:
 		a := p.LeadAssigned
-		l.stepID, l.stepSeq, l.queued = ev.GetEventId(), r.Seq, nil
+		l.stepID, l.stepSeq, l.queued, l.touch = ev.GetEventId(), r.Seq, nil, false
 		l.owners = append(l.owners, a.GetOwner().GetId())
 		l.poolID, l.segment, l.policy = a.GetDecision().GetPoolId(), a.GetSegment(), a.GetSla()
 		l.acceptBy = a.GetAcceptBy().AsTime()
 	case *eventv1.Event_LeadReassigned:
 		a := p.LeadReassigned
-		l.stepID, l.stepSeq = ev.GetEventId(), r.Seq
+		l.stepID, l.stepSeq, l.touch = ev.GetEventId(), r.Seq, false
 		if to := a.GetTo(); to.GetKind() == eventv1.OwnerKind_OWNER_KIND_REP {
 			l.owners = append(l.owners, to.GetId())
 		}
@@ -156,22 +176,32 @@ func (l *lead) apply(r eventstore.Record) {
 		l.accepted, l.connected = nil, false
 	case *eventv1.Event_LeadAccepted:
 		l.stepID, l.stepSeq, l.accepted, l.connected = ev.GetEventId(), r.Seq, p.LeadAccepted, false
+		l.touch, l.windowOver = false, false
 	case *eventv1.Event_LeadMerged:
 		if !envelope.SurvivorSide(ev) {
-			l.merged.stepID, l.merged.stepSeq = l.stepID, l.stepSeq
+			l.merged.stepID, l.merged.stepSeq, l.merged.touch = l.stepID, l.stepSeq, l.touch
 		}
 	case *eventv1.Event_LeadUnmerged:
 		if !envelope.SurvivorSide(ev) {
-			l.stepID, l.stepSeq = l.merged.stepID, l.merged.stepSeq
+			l.stepID, l.stepSeq, l.touch = l.merged.stepID, l.merged.stepSeq, l.merged.touch
 		}
 	case *eventv1.Event_ContactAttempted:
 		switch p.ContactAttempted.GetOutcome() {
 		case eventv1.ContactOutcome_CONTACT_OUTCOME_CONNECTED, eventv1.ContactOutcome_CONTACT_OUTCOME_MEETING_BOOKED:
 			l.connected = true
 		}
+		// The deadline the attempt set (the next touch) is a step with
+		// timers of its own, unless the attempts window, whose timers
+		// stand behind it, is still to judge the lead.
+		if l.accepted.GetAttemptsDueAt() == nil || l.connected || l.windowOver {
+			l.stepID, l.stepSeq, l.touch = ev.GetEventId(), r.Seq, true
+		}
 	case *eventv1.Event_SlaBreached:
-		if p.SlaBreached.GetSla() == eventv1.SLAKind_SLA_KIND_ROUTE {
+		switch b := p.SlaBreached; {
+		case b.GetSla() == eventv1.SLAKind_SLA_KIND_ROUTE:
 			l.routeBreached = true
+		case b.GetSla() == eventv1.SLAKind_SLA_KIND_FOLLOW_UP && !l.touch && b.GetStepEventId() == l.stepID:
+			l.windowOver = true
 		}
 	case *eventv1.Event_OpportunityCreated:
 		o := p.OpportunityCreated

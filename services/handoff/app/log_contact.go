@@ -20,7 +20,8 @@ type LogContact struct {
 // LogContactAttempt appends ContactAttempted, numbered. The lead's next
 // deadline is the end of the attempts window while it runs and nobody was
 // reached, else the segment's first-contact interval in the rep's working
-// hours: the next touch or the conversion is due on the same clock.
+// hours: the next touch or the conversion is due on the same clock, and
+// the lead consumer puts FOLLOW_UP timers behind it (stepTimers).
 //
 // Errors: see command; channel and outcome must be known values.
 func (a *App) LogContactAttempt(ctx context.Context, in LogContact, meta envelope.Meta) (Result, error) {
@@ -48,7 +49,7 @@ func (a *App) LogContactAttempt(ctx context.Context, in LogContact, meta envelop
 			due := l.accepted.GetAttemptsDueAt().AsTime()
 			reached := in.Outcome == eventv1.ContactOutcome_CONTACT_OUTCOME_CONNECTED || in.Outcome == eventv1.ContactOutcome_CONTACT_OUTCOME_MEETING_BOOKED
 			if l.accepted.GetAttemptsDueAt() == nil || !due.After(now) || reached || l.connected {
-				due = cfg.RepCalendar(in.RepID).Add(now, l.slaPolicy(cfg).FirstContactWithin)
+				_, due = l.slaPolicy(cfg).NextContact(cfg.RepCalendar(in.RepID), now)
 			}
 			p.ContactWithin = within(now, due)
 			attempt := l.state.Attempts + 1

@@ -117,7 +117,9 @@ func (a *App) Observe(leadID string, seq uint64, ev *eventv1.Event) {
 // so: LeadAssigned, or on the first try LeadQueued. A retry (a fired ROUTE
 // timer) that finds no rep schedules the next retry, before anything is
 // written so a crash cannot break the chain, and writes only the
-// SLABreached of a route deadline that has passed, once.
+// SLABreached of a route deadline that has passed, once; or, finding the
+// pool off shift, LeadQueued again with the deadline moved on by the
+// wait (its timers are the chain's next link).
 func (a *App) routeEvents(ctx context.Context, cfg *routing.Config, l *lead, cause string, retry *eventv1.SLATimer, meta envelope.Meta) ([]*eventv1.Event, error) {
 	now := a.now()
 	if err := a.unseal(ctx, cfg, l); err != nil {
@@ -137,13 +139,21 @@ func (a *App) routeEvents(ctx context.Context, cfg *routing.Config, l *lead, cau
 		return []*eventv1.Event{ev}, nil
 	}
 	// The queue's deadline is the lifecycle's: the route deadline the
-	// lead got when it qualified, moved on by the wait when no rep of its
-	// pool is on shift at the first try (route time is working time).
+	// lead got when it qualified, moved on by the wait whenever a try
+	// finds no rep of its pool on shift (route time is working time).
+	// Only the wait not counted yet moves it: retries off shift come
+	// every -route-retry.
 	deadline := l.state.Deadline
 	var due time.Time
-	if retry == nil && l.queued == nil && d.OffShift && d.RetryAt.After(now) && deadline.After(now) {
-		deadline = deadline.Add(d.RetryAt.Sub(now))
-		due = deadline
+	if d.OffShift && deadline.After(now) {
+		from := now
+		if l.waitedUntil.After(from) {
+			from = l.waitedUntil
+		}
+		if wait := d.RetryAt.Sub(from); wait > 0 {
+			deadline = deadline.Add(wait)
+			due = deadline
+		}
 	}
 	next := now.Add(a.retryEvery)
 	if !d.RetryAt.IsZero() && d.RetryAt.Before(next) {
@@ -155,7 +165,9 @@ func (a *App) routeEvents(ctx context.Context, cfg *routing.Config, l *lead, cau
 	if !next.After(now) {
 		next = now.Add(time.Second)
 	}
-	if retry == nil {
+	if retry == nil || !due.IsZero() {
+		// A retry that moved the deadline queues the lead again: a step
+		// whose timers carry the new deadline, in place of the retries'.
 		queue := lifecycle.Owner{Kind: lifecycle.OwnerQueue, ID: d.Queue}
 		q, _, err := a.leadEvent(l.id, l.state, lifecycle.Command{Name: lifecycle.Queue, Owner: queue, Due: due}, a.policy, &eventv1.LeadQueued{
 			Queue: d.Queue, Deadline: pbTime(deadline), RetryAt: timestamppb.New(next), Decision: d.Record,

@@ -20,7 +20,8 @@ import (
 )
 
 // Every SLA step starts with an event that records its deadlines
-// (LeadAssigned, LeadReassigned, LeadAccepted, LeadQueued). The lead
+// (LeadAssigned, LeadReassigned, LeadAccepted, LeadQueued, and a
+// ContactAttempted that makes the next touch due). The lead
 // consumer turns that event into timers, so a step's timers are
 // scheduled at least once whatever crashes; a timer is named after its
 // step, SLA and phase, so scheduling it again replaces it, and the events
@@ -29,15 +30,14 @@ import (
 // makes it a no-op.
 
 // TimersFor returns the timers the step ev, stored at seq, starts; none
-// for other events.
+// for other events. A contact attempt's need the lead and the routing
+// data (stepTimers).
 func TimersFor(seq uint64, ev *eventv1.Event) []*eventv1.SLATimer {
 	var out []*eventv1.SLATimer
 	add := func(kind eventv1.SLAKind, phase eventv1.TimerPhase, due, fire *timestamppb.Timestamp) {
-		if fire == nil || due == nil {
-			return
+		if t := stepTimer(seq, ev, kind, phase, due, fire); t != nil {
+			out = append(out, t)
 		}
-		out = append(out, &eventv1.SLATimer{TimerId: TimerID(ev.GetEventId(), kind, phase), LeadId: ev.GetLeadId(), Sla: kind, Phase: phase,
-			StepEventId: ev.GetEventId(), StepSequence: seq, DueAt: due, FireAt: fire})
 	}
 	const warn, due = eventv1.TimerPhase_TIMER_PHASE_WARN, eventv1.TimerPhase_TIMER_PHASE_DUE
 	switch p := ev.GetPayload().(type) {
@@ -57,6 +57,39 @@ func TimersFor(seq uint64, ev *eventv1.Event) []*eventv1.SLATimer {
 		add(eventv1.SLAKind_SLA_KIND_ROUTE, due, p.LeadQueued.GetDeadline(), p.LeadQueued.GetRetryAt())
 	}
 	return out
+}
+
+func stepTimer(seq uint64, ev *eventv1.Event, kind eventv1.SLAKind, phase eventv1.TimerPhase, due, fire *timestamppb.Timestamp) *eventv1.SLATimer {
+	if fire == nil || due == nil {
+		return nil
+	}
+	return &eventv1.SLATimer{TimerId: TimerID(ev.GetEventId(), kind, phase), LeadId: ev.GetLeadId(), Sla: kind, Phase: phase,
+		StepEventId: ev.GetEventId(), StepSequence: seq, DueAt: due, FireAt: fire}
+}
+
+// stepTimers returns the timers of the step ev, stored at seq, of the
+// lead l (read through seq). A contact attempt's step is the next touch,
+// due by the attempt's deadline (FOLLOW_UP) and warned in the rep's hours;
+// none when the attempt started no step or a later event ended it.
+func (a *App) stepTimers(ctx context.Context, l *lead, seq uint64, ev *eventv1.Event) ([]*eventv1.SLATimer, error) {
+	c := ev.GetContactAttempted()
+	if c == nil {
+		return TimersFor(seq, ev), nil
+	}
+	due := ev.GetLifecycle().GetDeadline()
+	if l.stepID != ev.GetEventId() || due == nil {
+		return nil, nil
+	}
+	cfg, err := a.config(ctx, seq, time.Time{})
+	if err != nil {
+		return nil, err
+	}
+	const kind = eventv1.SLAKind_SLA_KIND_FOLLOW_UP
+	out := []*eventv1.SLATimer{stepTimer(seq, ev, kind, eventv1.TimerPhase_TIMER_PHASE_DUE, due, due)}
+	if warn, _ := l.slaPolicy(cfg).NextContact(cfg.RepCalendar(c.GetRepId()), ev.GetRecordedAt().AsTime()); !warn.IsZero() && warn.Before(due.AsTime()) {
+		out = append(out, stepTimer(seq, ev, kind, eventv1.TimerPhase_TIMER_PHASE_WARN, due, timestamppb.New(warn)))
+	}
+	return out, nil
 }
 
 // DecodeTimer decodes a fired timer.
@@ -80,8 +113,19 @@ func TimerID(stepEventID string, kind eventv1.SLAKind, phase eventv1.TimerPhase)
 }
 
 // StepStarted schedules the timers of the step ev, stored at seq, starts.
+// A contact attempt reads its lead: whether it started a step, and the
+// lead's SLA policy, are in the lead's history.
 func (a *App) StepStarted(ctx context.Context, seq uint64, ev *eventv1.Event) error {
 	timers := TimersFor(seq, ev)
+	if ev.GetContactAttempted() != nil {
+		l, err := a.loadThrough(ctx, ev.GetLeadId(), seq)
+		if l == nil || err != nil {
+			return err
+		}
+		if timers, err = a.stepTimers(ctx, l, seq, ev); err != nil {
+			return err
+		}
+	}
 	if len(timers) == 0 {
 		return nil
 	}
@@ -158,10 +202,11 @@ func (a *App) Unmerged(ctx context.Context, leadID string, seq uint64, ev *event
 	if err != nil {
 		return err
 	}
-	if timers := TimersFor(l.stepSeq, step); len(timers) > 0 {
-		return a.timers.Reschedule(ctx, timers...)
+	timers, err := a.stepTimers(ctx, l, l.stepSeq, step)
+	if err != nil || len(timers) == 0 {
+		return err
 	}
-	return nil
+	return a.timers.Reschedule(ctx, timers...)
 }
 
 // restored holds the lead for its rep again when an unmerge gives it back
@@ -246,7 +291,13 @@ func (a *App) onTimer(ctx context.Context, cfg *routing.Config, l *lead, t *even
 			return nil, nil
 		}
 	case eventv1.SLAKind_SLA_KIND_FOLLOW_UP:
-		if st.Status != lifecycle.StatusAccepted || l.connected {
+		if st.Status != lifecycle.StatusAccepted {
+			return nil, nil
+		}
+		if l.touch {
+			break // the next touch after an attempt: due like a first contact, reached or not
+		}
+		if l.connected {
 			return nil, nil
 		}
 		// Nobody tried yet: the first-contact SLA, due no earlier, is the

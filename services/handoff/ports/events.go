@@ -38,7 +38,8 @@ var tracer = telemetry.Tracer("handoff")
 
 // Lead is the lead consumer's handler: it routes every LeadQualified,
 // schedules the timers of every step that starts (LeadAssigned,
-// LeadReassigned, LeadAccepted, LeadQueued), and frees a rep's capacity
+// LeadReassigned, LeadAccepted, LeadQueued, a ContactAttempted that made
+// the next touch due), and frees a rep's capacity
 // when a lead leaves the rep; an unmerge takes the lead up again where
 // its merge left it. Everything else is acknowledged unread (the
 // type is in a header).
@@ -54,7 +55,7 @@ func (e *Events) Lead(ctx context.Context, m consume.Msg) error {
 	switch lifecycle.Kind(typ) {
 	case lifecycle.KindQualified, lifecycle.KindAssigned, lifecycle.KindReassigned, lifecycle.KindAccepted,
 		lifecycle.KindRejected, lifecycle.KindOpportunityCreated, lifecycle.KindRecycled, lifecycle.KindMerged, lifecycle.KindUnmerged,
-		lifecycle.KindErased:
+		lifecycle.KindErased, lifecycle.KindContactAttempted:
 	default:
 		acts = typ == "LeadQueued"
 	}
@@ -83,7 +84,7 @@ func (e *Events) Lead(ctx context.Context, m consume.Msg) error {
 			return err
 		}
 		return e.app.Released(ctx, m.Key, ev)
-	case lifecycle.KindAssigned, lifecycle.KindAccepted:
+	case lifecycle.KindAssigned, lifecycle.KindAccepted, lifecycle.KindContactAttempted:
 		return e.app.StepStarted(ctx, m.Seq, ev)
 	case lifecycle.KindUnmerged:
 		meta := envelope.Meta{CorrelationID: ev.GetCorrelationId(), Trace: telemetry.Inject(ctx)}

@@ -148,6 +148,14 @@ func (p Policy) Contact(cal Calendar, start time.Time) ContactDeadlines {
 	return d
 }
 
+// NextContact returns the deadline of the next touch after a contact
+// attempt at start (outside an attempts window), within the first
+// contact's interval, and its warning (zero: none).
+func (p Policy) NextContact(cal Calendar, start time.Time) (warnAt, dueAt time.Time) {
+	dueAt = cal.Add(start, p.FirstContactWithin)
+	return p.warn(cal, start, dueAt, p.FirstContactWithin), dueAt
+}
+
 func (p Policy) warn(cal Calendar, start, due time.Time, within time.Duration) time.Time {
 	if p.WarnBefore <= 0 || p.WarnBefore >= within {
 		return time.Time{}

@@ -967,7 +967,8 @@ type SLAWarned struct {
 	Owner *Owner                 `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`
 	DueAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
 	// step_event_id is the event that started the step the SLA is for
-	// (LeadAssigned, LeadReassigned, LeadAccepted, LeadQueued).
+	// (LeadAssigned, LeadReassigned, LeadAccepted, LeadQueued, or a
+	// ContactAttempted that made the next touch due).
 	StepEventId   string `protobuf:"bytes,4,opt,name=step_event_id,json=stepEventId,proto3" json:"step_event_id,omitempty"`
 	Segment       string `protobuf:"bytes,5,opt,name=segment,proto3" json:"segment,omitempty"`
 	unknownFields protoimpl.UnknownFields
