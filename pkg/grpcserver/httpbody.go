@@ -99,8 +99,10 @@ func withBody(h http.Handler) http.Handler {
 			// made the server panic reading the connection's next
 			// request. Only then: a stream that stopped at a bad row
 			// must not wait here for a client that keeps its body open.
-			// Past this much the server closes the connection instead.
-			_, _ = io.Copy(io.Discard, io.LimitReader(b.ReadCloser, 256<<10))
+			// Read to the end, as far as one value may be long: a
+			// full-duplex body left unread ends the connection without
+			// telling the client, whose next request on it fails.
+			_, _ = io.Copy(io.Discard, io.LimitReader(b.ReadCloser, maxValueBytes))
 		}
 	})
 }

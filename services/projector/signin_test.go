@@ -64,6 +64,8 @@ func TestDashboardSignIn(t *testing.T) {
 		{"api/funnel", reports, http.StatusOK},
 		{"api/lead/x", reports, http.StatusForbidden},
 		{"api/model", reports, http.StatusForbidden},
+		{"api/status", reports, http.StatusForbidden}, // as GetProjectionStatus: ops
+		{"api/status", token("ops"), http.StatusOK},
 		{"", "", http.StatusOK}, // the page itself holds no data
 	} {
 		if got := get(c.path, c.tok); got != c.want {

@@ -15,9 +15,12 @@ import (
 const sessionCookie = "leadflow_session"
 
 // scopeOf is the scope an /api/ path reads: a lead is personal data, the
-// what-if and the model are the scoring model's, the rest are reports.
+// what-if and the model are the scoring model's, the projection's status
+// is an operator's (as GetProjectionStatus), the rest are reports.
 func scopeOf(path string) string {
 	switch {
+	case path == "/api/status":
+		return "ops"
 	case strings.HasPrefix(path, "/api/lead"):
 		return "leads:read"
 	case strings.HasPrefix(path, "/api/whatif"), path == "/api/model":
