@@ -9,11 +9,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/leadflow/leadflow/pkg/eventstore"
 )
 
 // Subjects in the dead-letter stream, one message each:
@@ -46,10 +49,13 @@ const (
 	hdrOp        = "Lf-Dl-Op"
 )
 
-// Operations an operator can ask for on a parked key.
+// Operations on a parked key: an operator's re-drive or skip, and the
+// release of parked messages whose dead letter is gone (a member asks for
+// it when it finds them).
 const (
 	opRedrive = "redrive"
 	opSkip    = "skip"
+	opRelease = "release"
 )
 
 // maxErrorLen keeps an error text within what a header comfortably carries.
@@ -67,11 +73,12 @@ var ErrOtherDeadLetter = errors.New("consume: the key's dead letter is another m
 // of its dead letter (0 for a key whose dead letter is gone but whose parked
 // messages are not released yet).
 type parkedKeys struct {
-	// load serialises a reload with storing a dead letter, so a reload
-	// never drops a key parked while it listed.
-	load sync.Mutex
+	load sync.Mutex // one reload at a time
 	mu   sync.Mutex
 	keys map[string]uint64
+	// changed are the keys set or dropped since a reload began listing:
+	// its listing may predate them, so they win over it. Nil between reloads.
+	changed map[string]bool
 }
 
 func (k *parkedKeys) get(key string) (uint64, bool) {
@@ -84,21 +91,60 @@ func (k *parkedKeys) get(key string) (uint64, bool) {
 func (k *parkedKeys) set(key string, seq uint64) {
 	k.mu.Lock()
 	k.keys[key] = seq
+	if k.changed != nil {
+		k.changed[key] = true
+	}
 	k.mu.Unlock()
 }
 
 func (k *parkedKeys) drop(key string) {
 	k.mu.Lock()
 	delete(k.keys, key)
+	if k.changed != nil {
+		k.changed[key] = true
+	}
 	k.mu.Unlock()
 }
 
-// loadParked reads which keys of the group are parked, and releases the
-// parked messages of p's keys whose dead letter is gone (a crash between
+// listing starts a reload; installing (or abandoning) it ends it. The
+// caller holds load.
+func (k *parkedKeys) listing() {
+	k.mu.Lock()
+	k.changed = map[string]bool{}
+	k.mu.Unlock()
+}
+
+func (k *parkedKeys) install(listed map[string]uint64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for key := range k.changed {
+		if seq, ok := k.keys[key]; ok {
+			listed[key] = seq
+		} else {
+			delete(listed, key)
+		}
+	}
+	k.keys, k.changed = listed, nil
+}
+
+func (k *parkedKeys) abandon() {
+	k.mu.Lock()
+	k.changed = nil
+	k.mu.Unlock()
+}
+
+// parkedListed, when set, runs in loadParked between listing and installing
+// (tests use it to change the parked keys meanwhile).
+var parkedListed atomic.Pointer[func()]
+
+// loadParked reads which keys of the group are parked, and asks for the
+// release of parked messages whose dead letter is gone (a crash between
 // dropping a dead letter and releasing what waited behind it).
 func (r *runner) loadParked() error {
 	r.parked.load.Lock()
 	defer r.parked.load.Unlock()
+	r.parked.listing()
+	defer r.parked.abandon()
 	ctx, cancel := context.WithTimeout(r.ioctx, ioTimeout)
 	defer cancel()
 	entries, err := r.subjects(ctx, entryPrefix+r.cfg.Group+".*")
@@ -118,7 +164,7 @@ func (r *runner) loadParked() error {
 		}
 		keys[key] = parseEntry(m.Header).streamSeq
 	}
-	var orphans []string
+	var orphans []string // one parked subject of each key without an entry
 	for _, s := range parked {
 		key, _, _ := parseParked(s, r.cfg.Group)
 		if _, ok := keys[key]; !ok {
@@ -126,19 +172,23 @@ func (r *runner) loadParked() error {
 			orphans = append(orphans, s)
 		}
 	}
-	r.parked.mu.Lock()
-	r.parked.keys = keys
-	r.parked.mu.Unlock()
+	if f := parkedListed.Load(); f != nil {
+		(*f)()
+	}
+	r.parked.install(keys)
 	for _, s := range orphans {
 		// Released by whoever owns the partition: ask as an operator would,
 		// and let the request find the owner.
 		m, err := r.dl.GetLastMsgForSubject(ctx, s)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue // released meanwhile
+		}
 		if err != nil {
 			return err
 		}
 		key, _, _ := parseParked(s, r.cfg.Group)
 		n, _ := strconv.Atoi(m.Header.Get(hdrPartition))
-		if err := r.request(ctx, key, opSkip, n); err != nil {
+		if err := r.request(ctx, key, opRelease, n); err != nil {
 			return err
 		}
 	}
@@ -178,14 +228,10 @@ func parseParked(subject, group string) (key string, seq uint64, ok bool) {
 
 // park records it behind its key's dead letter and acks it. The dead
 // message itself, redelivered after a crash between storing its entry and
-// terminating it, is only terminated.
+// terminating it, is only acked.
 func (r *runner) park(it *item, dead uint64) bool {
 	if it.msg.Seq != dead {
-		m := nats.NewMsg(parkedSubject(r.cfg.Group, it.msg.Key, it.msg.Seq))
-		m.Header.Set(hdrStream, r.cfg.Stream)
-		m.Header.Set(hdrSubject, it.msg.Subject)
-		m.Header.Set(hdrStreamSeq, strconv.FormatUint(it.msg.Seq, 10))
-		m.Header.Set(hdrPartition, strconv.Itoa(it.part.n))
+		m := r.parkedMsg(it.msg.Key, it.msg.Subject, it.msg.Seq, it.part.n)
 		ok := r.persist(it, "park", func(ctx context.Context) error {
 			_, err := r.js.PublishMsg(ctx, m, jetstream.WithExpectStream(r.cfg.DeadLetter))
 			return err
@@ -199,6 +245,15 @@ func (r *runner) park(it *item, dead uint64) bool {
 	return true
 }
 
+func (r *runner) parkedMsg(key, subject string, seq uint64, partition int) *nats.Msg {
+	m := nats.NewMsg(parkedSubject(r.cfg.Group, key, seq))
+	m.Header.Set(hdrStream, r.cfg.Stream)
+	m.Header.Set(hdrSubject, subject)
+	m.Header.Set(hdrStreamSeq, strconv.FormatUint(seq, 10))
+	m.Header.Set(hdrPartition, strconv.Itoa(partition))
+	return m
+}
+
 type entry struct {
 	stream    string
 	subject   string
@@ -209,35 +264,77 @@ type entry struct {
 	at        time.Time
 }
 
-// deadLetter stores m as its key's dead letter and parks the key, then
-// terminates the delivery (unless m came from the dead-letter stream), so a
-// crash in between means a redelivery, never a lost message. It reports
-// false if the partition was handed back first.
-func (r *runner) deadLetter(it *item, m Msg, cause error, fromDL bool) bool {
+// deadLetter stores m as its key's dead letter (or parks it behind the one
+// the key has: storeDead) and parks the key, then settles the delivery
+// (unless m came from the dead-letter stream), so a crash in between means a
+// redelivery, never a lost message. It returns the stream sequence of the
+// key's dead letter, and false if the partition was handed back first.
+func (r *runner) deadLetter(it *item, m Msg, cause error, fromDL bool) (uint64, bool) {
 	e := entry{
 		stream: m.Stream, subject: m.Subject, streamSeq: m.Seq, partition: it.part.n,
 		err: cause.Error(), attempts: r.cfg.Attempts, at: time.Now(),
 	}
-	r.parked.load.Lock()
-	ok := r.persist(it, "store dead letter", func(ctx context.Context) error {
-		return r.publishEntry(ctx, m.Key, e)
+	var dead uint64
+	ok := r.persist(it, "store dead letter", func(ctx context.Context) (err error) {
+		dead, err = r.storeDead(ctx, m.Key, e)
+		return err
 	})
-	if ok {
-		r.parked.set(m.Key, m.Seq)
-	}
-	r.parked.load.Unlock()
 	if !ok {
-		return false
+		return 0, false
+	}
+	r.parked.set(m.Key, dead)
+	if dead != m.Seq {
+		r.log.Error("consume: dead behind another dead letter; parked behind it", "key", m.Key, "subject", m.Subject, "seq", m.Seq, "dead", dead, "error", e.err)
+		if !fromDL {
+			_ = it.delivery.Ack()
+		}
+		return dead, true
 	}
 	r.log.Error("consume: dead-lettered; its key is parked", "key", m.Key, "subject", m.Subject, "seq", m.Seq, "error", e.err)
 	if !fromDL {
 		_ = it.delivery.TermWithReason("dead-lettered: " + headerText(e.err, 200))
 	}
-	return true
+	return dead, true
 }
 
-func (r *runner) publishEntry(ctx context.Context, key string, e entry) error {
-	m := nats.NewMsg(entrySubject(r.cfg.Group, key))
+// storeDead makes e its key's dead letter, unless the key has one for
+// another message already (stored by another member, or before this one
+// read the parked keys): the first stays, so the key's messages are
+// handled in order, and e is parked behind it. The same message dead again
+// updates its entry. It returns the stream sequence of the key's dead
+// letter.
+func (r *runner) storeDead(ctx context.Context, key string, e entry) (uint64, error) {
+	subject := entrySubject(r.cfg.Group, key)
+	var last uint64 // the entry's sequence in the dead-letter stream; 0: none
+	for range 3 {
+		_, err := r.js.PublishMsg(ctx, r.entryMsg(subject, e),
+			jetstream.WithExpectStream(r.cfg.DeadLetter), jetstream.WithExpectLastSequencePerSubject(last))
+		if err == nil {
+			return e.streamSeq, nil
+		}
+		if !eventstore.IsWrongLastSequence(err) {
+			return 0, err
+		}
+		cur, err := r.dl.GetLastMsgForSubject(ctx, subject)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			last = 0 // re-driven meanwhile
+			continue
+		case err != nil:
+			return 0, err
+		}
+		if dead := parseEntry(cur.Header).streamSeq; dead != e.streamSeq {
+			_, err := r.js.PublishMsg(ctx, r.parkedMsg(key, e.subject, e.streamSeq, e.partition),
+				jetstream.WithExpectStream(r.cfg.DeadLetter))
+			return dead, err
+		}
+		last = cur.Sequence
+	}
+	return 0, fmt.Errorf("consume: dead letter of %s: its entry kept changing", key)
+}
+
+func (r *runner) entryMsg(subject string, e entry) *nats.Msg {
+	m := nats.NewMsg(subject)
 	m.Header.Set(hdrStream, e.stream)
 	m.Header.Set(hdrSubject, e.subject)
 	m.Header.Set(hdrStreamSeq, strconv.FormatUint(e.streamSeq, 10))
@@ -245,8 +342,7 @@ func (r *runner) publishEntry(ctx context.Context, key string, e entry) error {
 	m.Header.Set(hdrError, headerText(e.err, maxErrorLen))
 	m.Header.Set(hdrAttempts, strconv.Itoa(e.attempts))
 	m.Header.Set(hdrTime, e.at.UTC().Format(time.RFC3339Nano))
-	_, err := r.js.PublishMsg(ctx, m, jetstream.WithExpectStream(r.cfg.DeadLetter))
-	return err
+	return m
 }
 
 func parseEntry(h nats.Header) entry {
@@ -354,28 +450,32 @@ const (
 	deadAgain
 )
 
+// serveOnce deletes the entry as soon as its message is handled or
+// skipped, before releasing what waited behind it: served again after a
+// failure from there on, the request finds parked messages without an
+// entry and only releases them, never handling the dead one again after
+// them. Every call to the server has its own timeout, since handlers take
+// as long as they take.
 func (r *runner) serveOnce(it *item) outcome {
 	key, p := it.req.key, it.part
-	ctx, cancel := context.WithTimeout(r.ioctx, ioTimeout)
-	defer cancel()
-	entryMsg, err := r.dl.GetLastMsgForSubject(ctx, entrySubject(r.cfg.Group, key))
-	switch {
-	case errors.Is(err, jetstream.ErrMsgNotFound):
-		entryMsg = nil // an orphan release, or done already
-	case err != nil:
+	entryMsg, err := r.lastEntry(key)
+	if err != nil {
 		r.log.Warn("consume: request: read dead letter", "key", key, "error", err)
 		return retry
 	}
-	if it.req.seq != 0 && (entryMsg == nil || parseEntry(entryMsg.Header).streamSeq != it.req.seq) {
-		// The message the operator named is handled already, or failed
-		// again and another took its place: not what they asked about.
-		r.log.Info("consume: dead letter "+it.req.op+" dropped: the dead letter is another message by now", "key", key, "named", it.req.seq)
-		return served
-	}
 	if entryMsg != nil {
 		e := parseEntry(entryMsg.Header)
+		switch {
+		case it.req.op == opRelease:
+			return served // dead-lettered again since it was asked for: the parked ones wait
+		case it.req.seq != 0 && e.streamSeq != it.req.seq:
+			// The message the operator named failed again and another took
+			// its place: not what they asked about.
+			r.log.Info("consume: dead letter "+it.req.op+" dropped: the dead letter is another message by now", "key", key, "named", it.req.seq)
+			return served
+		}
 		if it.req.op == opRedrive {
-			m, err := r.original(ctx, e.streamSeq, key)
+			m, err := r.original(e.streamSeq, key)
 			if err != nil {
 				r.log.Warn("consume: re-drive: read message", "key", key, "seq", e.streamSeq, "error", err)
 				return retry
@@ -386,83 +486,122 @@ func (r *runner) serveOnce(it *item) outcome {
 				return handBack
 			case herr != nil:
 				r.log.Error("consume: re-driven message failed again", "key", key, "seq", m.Seq, "error", herr)
-				if !r.deadLetter(it, m, herr, true) {
+				if _, ok := r.deadLetter(it, m, herr, true); !ok {
 					return handBack
 				}
 				return served
 			}
 		}
+		if !r.persist(it, "delete dead letter", func(ctx context.Context) error { return r.deleteDL(ctx, entryMsg.Sequence) }) {
+			return handBack
+		}
 		r.log.Info("consume: dead letter "+it.req.op+" done", "key", key, "seq", e.streamSeq)
 	}
+	// No entry (any more): release whatever is parked, whichever request
+	// found it so.
 	switch o := r.releaseParked(it, key); o {
 	case deadAgain:
-		return served // the new dead letter replaced the entry; the key stays parked
+		return served // the new dead letter is the entry; the key stays parked
 	case served:
 	default:
 		return o
-	}
-	if entryMsg != nil {
-		if err := r.dl.DeleteMsg(ctx, entryMsg.Sequence); err != nil {
-			// The delete API says "not found" only as text: look again.
-			if _, gerr := r.dl.GetMsg(ctx, entryMsg.Sequence); !errors.Is(gerr, jetstream.ErrMsgNotFound) {
-				r.log.Warn("consume: delete dead letter", "key", key, "error", err)
-				return retry
-			}
-		}
 	}
 	r.parked.drop(key)
 	return served
 }
 
+// lastEntry reads key's dead letter; nil when it has none.
+func (r *runner) lastEntry(key string) (*jetstream.RawStreamMsg, error) {
+	ctx, cancel := context.WithTimeout(r.ioctx, ioTimeout)
+	defer cancel()
+	m, err := r.dl.GetLastMsgForSubject(ctx, entrySubject(r.cfg.Group, key))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	return m, err
+}
+
+// deleteDL deletes message seq of the dead-letter stream; one gone already
+// is fine.
+func (r *runner) deleteDL(ctx context.Context, seq uint64) error {
+	err := r.dl.DeleteMsg(ctx, seq)
+	if err == nil {
+		return nil
+	}
+	// The delete API says "not found" only as text: look again.
+	if _, gerr := r.dl.GetMsg(ctx, seq); errors.Is(gerr, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	return err
+}
+
 // releaseParked handles key's parked messages in order, deleting each once
-// handled. One that fails again becomes the key's dead letter (the rest stay
-// parked), and releaseParked reports deadAgain.
+// handled, until none is left (it lists again in case one was parked
+// meanwhile). One that fails again becomes the key's dead letter (the rest
+// stay parked), and releaseParked reports deadAgain.
 func (r *runner) releaseParked(it *item, key string) outcome {
-	ctx, cancel := context.WithTimeout(r.ioctx, 4*ioTimeout)
+	for {
+		waiting, err := r.listParked(key)
+		if err != nil {
+			r.log.Warn("consume: list parked", "key", key, "error", err)
+			return retry
+		}
+		if len(waiting) == 0 {
+			return served
+		}
+		for _, seq := range waiting {
+			subject := parkedSubject(r.cfg.Group, key, seq)
+			m, err := r.original(seq, key)
+			if err != nil {
+				r.log.Warn("consume: release parked: read message", "key", key, "seq", seq, "error", err)
+				return retry
+			}
+			done, herr := r.attempt(it.part.hctx, it, m)
+			if !done {
+				return handBack
+			}
+			purge := func(ctx context.Context) error {
+				return r.dl.Purge(ctx, jetstream.WithPurgeSubject(subject))
+			}
+			if herr != nil {
+				dead, ok := r.deadLetter(it, m, herr, true)
+				if !ok {
+					return handBack
+				}
+				if dead == seq && !r.persist(it, "release parked: delete", purge) {
+					return handBack
+				}
+				return deadAgain
+			}
+			if !r.persist(it, "release parked: delete", purge) {
+				return handBack
+			}
+		}
+	}
+}
+
+// listParked returns the stream sequences parked behind key, in order.
+func (r *runner) listParked(key string) ([]uint64, error) {
+	ctx, cancel := context.WithTimeout(r.ioctx, ioTimeout)
 	defer cancel()
 	subjects, err := r.subjects(ctx, parkedPrefix+r.cfg.Group+"."+key+".*")
 	if err != nil {
-		r.log.Warn("consume: list parked", "key", key, "error", err)
-		return retry
+		return nil, err
 	}
-	type parked struct {
-		subject string
-		seq     uint64
-	}
-	var waiting []parked
+	var seqs []uint64
 	for _, s := range subjects {
 		if _, seq, ok := parseParked(s, r.cfg.Group); ok {
-			waiting = append(waiting, parked{s, seq})
+			seqs = append(seqs, seq)
 		}
 	}
-	slices.SortFunc(waiting, func(a, b parked) int { return cmpSeq(a.seq, b.seq) })
-	for _, w := range waiting {
-		m, err := r.original(ctx, w.seq, key)
-		if err != nil {
-			r.log.Warn("consume: release parked: read message", "key", key, "seq", w.seq, "error", err)
-			return retry
-		}
-		done, herr := r.attempt(it.part.hctx, it, m)
-		if !done {
-			return handBack
-		}
-		if herr != nil {
-			if !r.deadLetter(it, m, herr, true) {
-				return handBack
-			}
-			_ = r.dl.Purge(ctx, jetstream.WithPurgeSubject(w.subject))
-			return deadAgain
-		}
-		if err := r.dl.Purge(ctx, jetstream.WithPurgeSubject(w.subject)); err != nil {
-			r.log.Warn("consume: release parked: delete", "key", key, "seq", w.seq, "error", err)
-			return retry
-		}
-	}
-	return served
+	slices.Sort(seqs)
+	return seqs, nil
 }
 
 // original reads a message back from its stream, as a handler sees it.
-func (r *runner) original(ctx context.Context, seq uint64, key string) (Msg, error) {
+func (r *runner) original(seq uint64, key string) (Msg, error) {
+	ctx, cancel := context.WithTimeout(r.ioctx, ioTimeout)
+	defer cancel()
 	m, err := r.src.GetMsg(ctx, seq)
 	if err != nil {
 		return Msg{}, err
@@ -518,6 +657,10 @@ func (r *runner) advisoryLoop(ctx context.Context, msgs <-chan *nats.Msg) {
 	}
 }
 
+// deadLetterAbandoned stores the message the server gave up on. Every
+// member hears the advisory and stores it, not only the partition's owner
+// (there may be none at that moment, and the advisory is not kept):
+// storeDead makes that safe, and keeps a dead letter the key has already.
 func (r *runner) deadLetterAbandoned(p *partition, seq uint64, deliveries int) {
 	ctx, cancel := context.WithTimeout(r.ioctx, 2*ioTimeout)
 	defer cancel()
@@ -529,11 +672,16 @@ func (r *runner) deadLetterAbandoned(p *partition, seq uint64, deliveries int) {
 	key := r.cfg.Key(m.Subject)
 	e := entry{stream: r.cfg.Stream, subject: m.Subject, streamSeq: seq, partition: p.n, attempts: deliveries, at: time.Now(),
 		err: fmt.Sprintf("delivered %d time(s) (MaxDeliver) and never acked: the process handling it stopped or hung each time", deliveries)}
-	if err := r.publishEntry(ctx, key, e); err != nil {
+	dead, err := r.storeDead(ctx, key, e)
+	if err != nil {
 		r.log.Error("consume: store dead letter for abandoned message", "seq", seq, "error", err)
 		return
 	}
-	r.parked.set(key, seq)
+	r.parked.set(key, dead)
+	if dead != seq {
+		r.log.Error("consume: abandoned behind another dead letter; parked behind it", "key", key, "subject", m.Subject, "seq", seq, "dead", dead, "error", e.err)
+		return
+	}
 	r.log.Error("consume: dead-lettered; its key is parked", "key", key, "subject", m.Subject, "seq", seq, "error", e.err)
 }
 

@@ -53,7 +53,9 @@ type partition struct {
 	fresh     bool // no delivery yet since it was taken
 	hctx      context.Context
 	hcancel   context.CancelFunc
-	delivered time.Time // last delivery, to know whether a release must unpin
+	// pinned is when a pull last took or kept the server's pin for this
+	// member (zero: not known to hold it), so a release unpins only its own.
+	pinned time.Time
 }
 
 func newRunner(cfg Config, js jetstream.JetStream, h Handler, log *slog.Logger, src, dl jetstream.Stream, members jetstream.KeyValue) *runner {
@@ -232,8 +234,10 @@ func (r *runner) fetchLoop(ctx context.Context, p *partition) {
 		prefix, recovering = nil, false
 	}
 	for ctx.Err() == nil {
+		pull := r.startPull()
 		batch, err := p.cons.Fetch(fetchBatch, jetstream.FetchMaxWait(fetchWait), jetstream.FetchPriorityGroup(pinGroup))
 		if err != nil {
+			r.notePull(p, pull, 0, err)
 			if !r.pullFailed(ctx, p, err, &failures) {
 				return
 			}
@@ -277,6 +281,7 @@ func (r *runner) fetchLoop(ctx context.Context, p *partition) {
 		if recovering && len(prefix) > 0 && got < fetchBatch {
 			flush()
 		}
+		r.notePull(p, pull, got, batch.Error())
 		if got > 0 {
 			lastGot = time.Now()
 		} else if time.Since(lastGot) >= r.cfg.PinnedTTL*3 {
@@ -290,6 +295,36 @@ func (r *runner) fetchLoop(ctx context.Context, p *partition) {
 			continue
 		}
 		failures = 0
+	}
+}
+
+// pullStart is when a pull was sent, and the connection's reconnects then.
+type pullStart struct {
+	at         time.Time
+	reconnects uint64
+}
+
+func (r *runner) startPull() pullStart {
+	return pullStart{at: time.Now(), reconnects: r.js.Conn().Stats().Reconnects}
+}
+
+// notePull keeps p.pinned. A delivery shows the pin was ours when the pull
+// was sent or later; a pull refused for its pin id shows it is not. An
+// empty pull sent with our pin id renews the pin on the server, which is how
+// an idle owner keeps it: counted only if the pin cannot have lapsed before
+// the pull arrived and the connection held.
+func (r *runner) notePull(p *partition, pull pullStart, got int, err error) {
+	nc := r.js.Conn()
+	held := nc.IsConnected() && nc.Stats().Reconnects == pull.reconnects
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case errors.Is(err, jetstream.ErrPinIDMismatch):
+		p.pinned = time.Time{}
+	case got > 0:
+		p.pinned = pull.at
+	case err == nil && held && !p.pinned.IsZero() && pull.at.Sub(p.pinned) < r.cfg.PinnedTTL/2:
+		p.pinned = pull.at
 	}
 }
 
@@ -326,7 +361,7 @@ func (r *runner) reportStall(p *partition, empty time.Duration) {
 func (r *runner) onDelivery(p *partition) {
 	p.mu.Lock()
 	fresh := p.fresh
-	p.fresh, p.delivered = false, time.Now()
+	p.fresh = false
 	p.mu.Unlock()
 	if !fresh {
 		return
@@ -399,17 +434,57 @@ func (r *runner) release(p *partition) {
 		}
 	}
 	p.held, p.seqs = nil, nil
-	delivered := p.delivered
+	pinned := p.pinned
 	p.mu.Unlock()
 
 	slices.SortFunc(back, func(a, b *item) int { return cmpSeq(a.msg.Seq, b.msg.Seq) })
-	r.handBack(back)
-	if !delivered.IsZero() && time.Since(delivered) < r.cfg.PinnedTTL {
+	r.handBack(r.settleLastDeliveries(back))
+	// Unpinning drops whoever holds the pin: only ours may go (a member
+	// that froze past PinnedTTL finds another pinned and must not unpin it
+	// before what it held has expired).
+	mine := !pinned.IsZero() && time.Since(pinned) < r.cfg.PinnedTTL/2
+	if mine {
 		r.unpin(p)
 	}
 	p.mu.Lock()
 	p.running, p.cancel = false, nil
+	if mine {
+		p.pinned = time.Time{}
+	}
 	p.mu.Unlock()
+}
+
+// settleLastDeliveries settles the held messages at their last delivery
+// (MaxDeliver) instead of handing them back, as process would: a nak would
+// have the server give up on them, and its advisory is not kept. One of a
+// parked key is parked; another is dead-lettered unless an earlier message
+// of its key goes back (it must not overtake that one). Each gets one try.
+// It returns the items still to hand back.
+func (r *runner) settleLastDeliveries(back []*item) []*item {
+	if r.cfg.MaxDeliver <= 0 {
+		return back
+	}
+	rest := back[:0]
+	first := map[string]uint64{} // the lowest sequence of each key going back
+	for _, it := range back {
+		key := it.msg.Key
+		if it.req == nil && it.msg.Delivered >= uint64(r.cfg.MaxDeliver) {
+			if dead, ok := r.parked.get(key); ok {
+				if r.park(it, dead) {
+					continue
+				}
+			} else if s, ok := first[key]; !ok || s == it.msg.Seq {
+				if _, ok := r.deadLetter(it, it.msg, maxDeliverError(it.msg.Delivered), false); ok {
+					continue
+				}
+			}
+		}
+		if _, ok := first[key]; !ok && it.req == nil {
+			first[key] = it.msg.Seq
+		}
+		rest = append(rest, it)
+	}
+	return rest
 }
 
 func cmpSeq(a, b uint64) int {

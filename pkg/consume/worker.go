@@ -177,8 +177,8 @@ func (r *runner) process(it *item) {
 		// key's order, rather than risk one more crash, after which the
 		// server moves on to the key's next message and nobody is up to
 		// hear its advisory.
-		err := fmt.Errorf("delivered %d time(s) (MaxDeliver) and never acked: the processes that had it stopped, hung or handed it back each time; re-drive it once the cause is fixed", it.msg.Delivered)
-		r.end(it, r.deadLetter(it, it.msg, err, false))
+		_, ok := r.deadLetter(it, it.msg, maxDeliverError(it.msg.Delivered), false)
+		r.end(it, ok)
 		return
 	}
 	done, err := r.attempt(it.part.hctx, it, it.msg)
@@ -189,8 +189,13 @@ func (r *runner) process(it *item) {
 		_ = it.delivery.Ack()
 		r.end(it, true)
 	default:
-		r.end(it, r.deadLetter(it, it.msg, err, false))
+		_, ok := r.deadLetter(it, it.msg, err, false)
+		r.end(it, ok)
 	}
+}
+
+func maxDeliverError(delivered uint64) error {
+	return fmt.Errorf("delivered %d time(s) (MaxDeliver) and never acked: the processes that had it stopped, hung or handed it back each time; re-drive it once the cause is fixed", delivered)
 }
 
 // attempt runs the handler on m until it succeeds, fails permanently, or

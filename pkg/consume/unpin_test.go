@@ -1,0 +1,64 @@
+package consume_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/leadflow/leadflow/pkg/consume"
+)
+
+// A member that stops cleanly unpins every partition it held, idle ones
+// too. The server renews a pin at each pull of its holder, so an idle
+// partition stays pinned to its owner; it used to unpin only after a recent
+// delivery, and the next owner waited out PinnedTTL.
+func TestCleanStopUnpinsIdlePartitions(t *testing.T) {
+	n := startParts(t)
+	cfg := config("unpin")
+	var j journal
+	run := start(t, n.JS, cfg, func(_ context.Context, m consume.Msg) error {
+		j.add("m", m)
+		return nil
+	})
+	// One key a partition, so the member holds every pin.
+	keys := map[int]string{}
+	for i := 0; len(keys) < partitions; i++ {
+		k := fmt.Sprintf("K%d", i)
+		if _, ok := keys[partitionOf(k)]; !ok {
+			keys[partitionOf(k)] = k
+			publish(t, n.JS, k, "x")
+		}
+	}
+	eventually(t, 10*time.Second, func() bool { return j.len() == partitions }, "handled %d of %d", j.len(), partitions)
+	pinned := func() (out []string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for p := range partitions {
+			c, err := n.JS.Consumer(ctx, parts, consume.Durable("unpin", p, partitions))
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, err := c.Info(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, g := range info.PriorityGroups {
+				if g.PinnedClientID != "" {
+					out = append(out, fmt.Sprintf("p%d", p))
+				}
+			}
+		}
+		return out
+	}
+	time.Sleep(cfg.PinnedTTL + 500*time.Millisecond) // idle past PinnedTTL
+	if p := pinned(); len(p) != partitions {
+		t.Fatalf("idle partitions pinned: %v, want all %d (the owner's pulls keep them)", p, partitions)
+	}
+	if err := run.stop(t, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if p := pinned(); len(p) != 0 {
+		t.Fatalf("still pinned after a clean stop: %v", p)
+	}
+}
