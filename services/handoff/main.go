@@ -15,6 +15,7 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/config"
 	"github.com/leadflow/leadflow/pkg/telemetry"
+	"github.com/leadflow/leadflow/services/handoff/app"
 )
 
 // Config is handoff's settings.
@@ -54,8 +55,10 @@ type Config struct {
 	LogJSON        bool
 
 	// httpReady, if set, is told the HTTP/JSON API's address, nil when
-	// it is off (tests).
-	httpReady func(net.Addr)
+	// it is off (tests); crashPoints is told of each crash point routing
+	// passes (tests).
+	httpReady   func(net.Addr)
+	crashPoints func(p app.CrashPoint, leadID string)
 }
 
 func main() {

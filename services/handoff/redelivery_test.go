@@ -80,7 +80,7 @@ func TestQualificationAheadOfTheReadIsRetried(t *testing.T) {
 	q := w.lastEvent(t, id)
 	a := w.app(t, &staleLeads{Leads: adapters.NewLeads(w.store)})
 	errs := testenv.Retried(5, func() error { // as the consumer retries
-		return a.RouteQualified(ctxT(t), id, q.Seq, q.Event, envelope.Meta{})
+		return a.RouteQualified(ctxT(t), id, q.Seq, q.Event, false, envelope.Meta{})
 	})
 	if len(errs) != 1 || !errors.Is(errs[0], eventstore.ErrBehind) {
 		t.Errorf("failed attempts %v, want one ErrBehind", errs)
@@ -97,7 +97,7 @@ func TestTimerAheadOfTheReadIsRetried(t *testing.T) {
 	w := newWorld(t)
 	id := w.mqlUnrouted(t)
 	q := w.lastEvent(t, id)
-	if err := w.app(t, adapters.NewLeads(w.store)).RouteQualified(ctxT(t), id, q.Seq, q.Event, envelope.Meta{}); err != nil {
+	if err := w.app(t, adapters.NewLeads(w.store)).RouteQualified(ctxT(t), id, q.Seq, q.Event, false, envelope.Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	step := w.lastEvent(t, id)
@@ -115,7 +115,7 @@ func TestTimerAheadOfTheReadIsRetried(t *testing.T) {
 	}
 	a := w.app(t, &staleLeads{Leads: adapters.NewLeads(w.store)})
 	errs := testenv.Retried(5, func() error { // as the timer consumer retries
-		return a.FireTimer(ctxT(t), warn, envelope.Meta{})
+		return a.FireTimer(ctxT(t), warn, false, envelope.Meta{})
 	})
 	if len(errs) != 1 || !errors.Is(errs[0], eventstore.ErrBehind) {
 		t.Errorf("failed attempts %v, want one ErrBehind", errs)
@@ -182,7 +182,7 @@ func TestRoutingSeesChangesBeforeTheEvent(t *testing.T) {
 			t.Fatal(err)
 		}
 		q := recs[len(recs)-1]
-		if err := a.RouteQualified(ctxT(t), id, q.Seq, q.Event, envelope.Meta{}); err != nil {
+		if err := a.RouteQualified(ctxT(t), id, q.Seq, q.Event, false, envelope.Meta{}); err != nil {
 			t.Fatal(err)
 		}
 		return ofType(w.events(t, id), "LeadAssigned")[0].GetLeadAssigned().GetDecision()

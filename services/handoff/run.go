@@ -53,6 +53,9 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 		return err
 	}
 	opts := []app.Option{app.WithLogger(log), app.WithRouteRetry(cfg.RouteRetry)}
+	if cfg.crashPoints != nil {
+		opts = append(opts, app.WithCrashPoints(cfg.crashPoints))
+	}
 	if cfg.MasterKey != "" || cfg.BlindKey != "" {
 		master, err := config.Key("-master-key", cfg.MasterKey)
 		if err != nil {

@@ -36,13 +36,23 @@ import (
 
 // TestMain doubles as a handoff process: with HANDOFF_CHILD_NATS set, the
 // test binary runs the service against that server, on
-// HANDOFF_CHILD_ADDR, until it is signalled or killed.
+// HANDOFF_CHILD_ADDR, until it is signalled or killed; with
+// HANDOFF_CHILD_STALL naming a crash point (app.CrashPoint), it stops
+// for good there, printing "stalled <lead>".
 func TestMain(m *testing.M) {
 	if u := os.Getenv("HANDOFF_CHILD_NATS"); u != "" {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 		defer stop()
 		cfg := testConfig(u)
 		cfg.Addr = os.Getenv("HANDOFF_CHILD_ADDR")
+		if stallAt := app.CrashPoint(os.Getenv("HANDOFF_CHILD_STALL")); stallAt != "" {
+			cfg.crashPoints = func(p app.CrashPoint, lead string) {
+				if p == stallAt {
+					fmt.Printf("stalled %s\n", lead)
+					select {} // until killed
+				}
+			}
+		}
 		if err := run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)

@@ -146,7 +146,28 @@ type App struct {
 	pools   map[string]*poolEntry
 	decided decidedCache
 	pruned  sync.Map // rep id -> time of the last prune
+	// at is told of each crash point routing passes (tests).
+	at func(point CrashPoint, leadID string)
 }
+
+// CrashPoint names a place between two writes of one step, where a crash
+// leaves the second to the step's retry (tests kill a process there).
+type CrashPoint string
+
+// AfterTurn: routing took a pool's turn for a lead and reserved the rep,
+// and has not written the lead's event yet.
+const AfterTurn CrashPoint = "turn"
+
+// passed tells the test hook, if any, that leadID's step is at p.
+func (a *App) passed(p CrashPoint, leadID string) {
+	if a.at != nil {
+		a.at(p, leadID)
+	}
+}
+
+// WithCrashPoints calls f at each crash point routing passes (tests: a
+// crash there).
+func WithCrashPoints(f func(p CrashPoint, leadID string)) Option { return func(a *App) { a.at = f } }
 
 // Option configures an App.
 type Option func(*App)

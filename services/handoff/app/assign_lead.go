@@ -2,9 +2,11 @@ package app
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
+	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/services/handoff/routing"
@@ -21,7 +23,7 @@ type AssignLead struct {
 // office and below capacity.
 //
 // Errors: see command.
-func (a *App) AssignLead(ctx context.Context, in AssignLead, meta envelope.Meta) (Result, error) {
+func (a *App) AssignLead(ctx context.Context, in AssignLead, meta envelope.Meta) (_ Result, err error) {
 	var v violations
 	checkLeadID(&v, in.LeadID)
 	checkRepID(&v, "rep_id", in.RepID)
@@ -35,6 +37,8 @@ func (a *App) AssignLead(ctx context.Context, in AssignLead, meta envelope.Meta)
 	same := func(ev *eventv1.Event) bool {
 		return ev.GetLeadAssigned().GetOwner().GetId() == in.RepID && ev.GetActor().GetId() == in.By.GetId()
 	}
+	var h byHand
+	defer func() { a.giveBack(ctx, in.LeadID, h, err) }()
 	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindAssigned), same, []repRef{{"rep_id", in.RepID, true}},
 		func(l *lead, cfg *routing.Config, now time.Time) ([]*eventv1.Event, error) {
 			if _, err := lifecycle.Decide(l.state, lifecycle.Command{Name: lifecycle.Assign, Owner: lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: in.RepID}}, a.policy, now); err != nil {
@@ -44,7 +48,7 @@ func (a *App) AssignLead(ctx context.Context, in AssignLead, meta envelope.Meta)
 			if err := a.unseal(ctx, cfg, l); err != nil {
 				return nil, err
 			}
-			if err := a.takeByHand(ctx, cfg, l.id, in.RepID, now); err != nil {
+			if err := a.takeByHand(ctx, cfg, l.id, in.RepID, now, &h); err != nil {
 				return nil, err
 			}
 			// The rules still say the segment and the account (and so the SLA).
@@ -79,7 +83,7 @@ type ReassignLead struct {
 //
 // Errors: see command; a reassignment to the owner is refused by the
 // lifecycle.
-func (a *App) ReassignLead(ctx context.Context, in ReassignLead, meta envelope.Meta) (Result, error) {
+func (a *App) ReassignLead(ctx context.Context, in ReassignLead, meta envelope.Meta) (_ Result, err error) {
 	var v violations
 	checkLeadID(&v, in.LeadID)
 	checkRepID(&v, "to_rep_id", in.ToRepID)
@@ -95,6 +99,8 @@ func (a *App) ReassignLead(ctx context.Context, in ReassignLead, meta envelope.M
 		r := ev.GetLeadReassigned()
 		return r.GetTo().GetId() == in.ToRepID && r.GetReason() == in.Reason && ev.GetActor().GetId() == in.By.GetId()
 	}
+	var h byHand
+	defer func() { a.giveBack(ctx, in.LeadID, h, err) }()
 	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindReassigned), same, []repRef{{"to_rep_id", in.ToRepID, true}},
 		func(l *lead, cfg *routing.Config, now time.Time) ([]*eventv1.Event, error) {
 			to := lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: in.ToRepID}
@@ -105,7 +111,7 @@ func (a *App) ReassignLead(ctx context.Context, in ReassignLead, meta envelope.M
 				if ok, why := cfg.Available(in.ToRepID, now); !ok {
 					return nil, &UnavailableError{RepID: in.ToRepID, Why: why}
 				}
-			} else if err := a.takeByHand(ctx, cfg, l.id, in.ToRepID, now); err != nil {
+			} else if err := a.takeByHand(ctx, cfg, l.id, in.ToRepID, now, &h); err != nil {
 				return nil, err
 			}
 			rec := &eventv1.RoutingDecision{RoutingVersion: cfg.Version, RuleId: "manual", RepId: in.ToRepID, Segment: l.segment,
@@ -120,19 +126,43 @@ func (a *App) ReassignLead(ctx context.Context, in ReassignLead, meta envelope.M
 		})
 }
 
+// byHand is the reservation a command by hand holds for its rep, over
+// its tries (each reserves again). own: the command made it and nobody
+// has reserved the lead with the rep since.
+type byHand struct {
+	rep string
+	at  time.Time
+	own bool
+}
+
 // takeByHand checks that a rep can be given a lead by hand and reserves
-// the rep's capacity for it.
-func (a *App) takeByHand(ctx context.Context, cfg *routing.Config, leadID, repID string, now time.Time) error {
+// the rep's capacity for it, noting the reservation in h.
+func (a *App) takeByHand(ctx context.Context, cfg *routing.Config, leadID, repID string, now time.Time, h *byHand) error {
 	if ok, why := cfg.Available(repID, now); !ok {
 		return &UnavailableError{RepID: repID, Why: why}
 	}
 	capacity := int(cfg.Reps[repID].GetCapacity())
-	ok, open, err := a.reserve(ctx, repID, capacity, leadID)
+	r, err := a.reserve(ctx, repID, capacity, leadID)
 	if err != nil {
 		return err
 	}
-	if !ok {
-		return &AtCapacityError{RepID: repID, Open: open, Capacity: capacity}
+	if !r.ok {
+		return &AtCapacityError{RepID: repID, Open: r.open, Capacity: capacity}
 	}
+	own := r.prev.IsZero() || (h.own && h.rep == repID && r.prev.Equal(h.at))
+	*h = byHand{rep: repID, at: r.at, own: own}
 	return nil
+}
+
+// giveBack ends the reservation h of a command that wrote nothing (err:
+// a refusal, after a lost race too), if it is still the command's own:
+// one another holder reserved since is left to it. An outcome that cannot
+// be known keeps it (the event may be stored).
+func (a *App) giveBack(ctx context.Context, leadID string, h byHand, err error) {
+	if err == nil || !h.own || errors.Is(err, eventstore.ErrUnknownOutcome) {
+		return
+	}
+	if err := a.unreserve(context.WithoutCancel(ctx), h.rep, leadID, h.at); err != nil {
+		a.log.WarnContext(ctx, "give back a reservation", "rep", h.rep, "lead", leadID, "err", err)
+	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -29,27 +31,36 @@ const reservationGrace = time.Minute
 // pruneEvery bounds how often one rep's reservations are checked.
 const pruneEvery = 2 * time.Second
 
-// reserve counts leadID against repID's capacity. It returns false and
-// the rep's open leads when the rep is full.
-func (a *App) reserve(ctx context.Context, repID string, capacity int, leadID string) (bool, int, error) {
+// reserved is the outcome of reserving a rep's capacity for a lead.
+type reserved struct {
+	ok   bool
+	open int // the rep's open leads (this one included when ok)
+	// at is the reservation's time now, prev its time before (zero: the
+	// lead had none): a holder's token, see unreserve.
+	at, prev time.Time
+}
+
+// reserve counts leadID against repID's capacity; not ok, with the rep's
+// open leads, when the rep is full. A lead the rep holds already is
+// reserved again with a later time, so whoever reserved it before can
+// tell that someone else now counts on it too (unreserve).
+func (a *App) reserve(ctx context.Context, repID string, capacity int, leadID string) (reserved, error) {
 	for attempt := range maxRaces {
 		res, rev, err := a.loads.Get(ctx, repID, attempt > 0)
 		if err != nil {
-			return false, 0, err
+			return reserved{}, err
 		}
-		if _, ok := res[leadID]; ok {
-			return true, len(res), nil
-		}
-		if len(res) >= capacity {
+		prev, had := res[leadID]
+		if !had && len(res) >= capacity {
 			kept, err := a.prune(ctx, repID, res)
 			if err != nil {
-				return false, 0, err
+				return reserved{}, err
 			}
 			if len(kept) >= capacity {
 				if len(kept) < len(res) {
 					_ = a.loads.Put(ctx, repID, kept, rev) // tidy; a lost race is fine
 				}
-				return false, len(kept), nil
+				return reserved{open: len(kept)}, nil
 			}
 			res = kept
 		}
@@ -57,17 +68,43 @@ func (a *App) reserve(ctx context.Context, repID string, capacity int, leadID st
 		if next == nil {
 			next = Reservations{}
 		}
-		next[leadID] = a.now()
+		at := time.UnixMilli(a.now().UnixMilli()) // as stored
+		if had && !at.After(prev) {
+			at = prev.Add(time.Millisecond)
+		}
+		next[leadID] = at
 		err = a.loads.Put(ctx, repID, next, rev)
 		if errors.Is(err, ErrStale) {
 			continue
 		}
 		if err != nil {
-			return false, 0, err
+			return reserved{}, err
 		}
-		return true, len(next), nil
+		return reserved{ok: true, open: len(next), at: at, prev: prev}, nil
 	}
-	return false, 0, fmt.Errorf("reserve %s for %s: %w", leadID, repID, eventstore.ErrConflict)
+	return reserved{}, fmt.Errorf("reserve %s for %s: %w", leadID, repID, eventstore.ErrConflict)
+}
+
+// unreserve ends leadID's reservation with repID if it is still the one
+// made at at: a later time is someone else's, who may be assigning the
+// lead to the rep.
+func (a *App) unreserve(ctx context.Context, repID, leadID string, at time.Time) error {
+	for attempt := range maxRaces {
+		res, rev, err := a.loads.Get(ctx, repID, attempt > 0)
+		if err != nil {
+			return err
+		}
+		if got, ok := res[leadID]; !ok || !got.Equal(at) {
+			return nil
+		}
+		next := maps.Clone(res)
+		delete(next, leadID)
+		err = a.loads.Put(ctx, repID, next, rev)
+		if !errors.Is(err, ErrStale) {
+			return err
+		}
+	}
+	return fmt.Errorf("unreserve %s from %s: %w", leadID, repID, eventstore.ErrConflict)
 }
 
 // release ends leadID's reservation with repID, if it has one.
@@ -173,7 +210,7 @@ type poolEntry struct {
 type turnReq struct {
 	leadID, cause string
 	version       uint32
-	fn            func(map[string]routing.PoolState, routing.Loads) routing.Decision
+	fn            decideFn
 	d             *routing.Decision
 	pools         map[string]routing.PoolState
 	loads         routing.Loads
@@ -249,11 +286,17 @@ func (c *decidedCache) put(cause string, d routing.Decision) {
 	c.m[cause] = d
 }
 
+// decideFn decides on the pools' pointers and the reps' loads.
+type decideFn = func(map[string]routing.PoolState, routing.Loads) routing.Decision
+
 // decide carries a routing decision through: it decides with fn, frees
 // reps it finds full by mistake, records the pool turn and reserves the
 // chosen rep's capacity, deciding again whenever one of those loses a
 // race. cause names the decision: the same cause gets the same decision.
-func (a *App) decide(ctx context.Context, cfg *routing.Config, leadID, cause string, fn func(map[string]routing.PoolState, routing.Loads) routing.Decision) (routing.Decision, error) {
+// since, if not 0, says an attempt for cause may have been cut short (a
+// redelivery): a turn it took after that stream sequence gives the lead
+// to its rep, with no second turn, if the rep can still take it.
+func (a *App) decide(ctx context.Context, cfg *routing.Config, leadID, cause string, since uint64, fn decideFn) (routing.Decision, error) {
 	if d, ok := a.decided.get(cause); ok {
 		return d, nil
 	}
@@ -277,14 +320,29 @@ func (a *App) decide(ctx context.Context, cfg *routing.Config, leadID, cause str
 		reserved = rep
 		return nil
 	}
-	for attempt := range maxRaces {
-		pools := make(map[string]routing.PoolState, len(cfg.Pools))
-		for id := range cfg.Pools {
-			st, err := a.poolState(ctx, id)
-			if err != nil {
-				return routing.Decision{}, err
+	if since > 0 {
+		d, rep, ok, err := a.resumed(ctx, cfg, leadID, cause, since, fn)
+		if err != nil {
+			return routing.Decision{}, err
+		}
+		reserved = rep // the cut-short attempt's reservation, if any: released unless kept
+		if ok {
+			r := a.reservation(ctx, cfg, d, leadID)
+			if r.err != nil {
+				return routing.Decision{}, r.err
 			}
-			pools[id] = st
+			if r.ok {
+				reserved, kept = rep, rep
+				a.decided.put(cause, d)
+				return d, nil
+			}
+			override[rep] = r.open // full since: routed afresh
+		}
+	}
+	for attempt := range maxRaces {
+		pools, err := a.poolStates(ctx, cfg)
+		if err != nil {
+			return routing.Decision{}, err
 		}
 		loads := a.loadCounts(override)
 		d := fn(pools, loads)
@@ -345,9 +403,86 @@ func (a *App) decide(ctx context.Context, cfg *routing.Config, leadID, cause str
 		}
 		kept = d.RepID
 		a.decided.put(cause, d)
+		if d.Turn != nil {
+			a.passed(AfterTurn, leadID)
+		}
 		return d, nil
 	}
 	return routing.Decision{}, fmt.Errorf("route %s: %w after %d races", leadID, eventstore.ErrConflict, maxRaces)
+}
+
+func (a *App) poolStates(ctx context.Context, cfg *routing.Config) (map[string]routing.PoolState, error) {
+	pools := make(map[string]routing.PoolState, len(cfg.Pools))
+	for id := range cfg.Pools {
+		st, err := a.poolState(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		pools[id] = st
+	}
+	return pools, nil
+}
+
+// resumed looks for a turn of the decision's pool that an attempt for
+// cause took after stream sequence since and did not live to use; rep is
+// that turn's rep ("" for none). ok: the rep can still take the lead,
+// and d gives it to the rep without a turn; else it is routed afresh.
+func (a *App) resumed(ctx context.Context, cfg *routing.Config, leadID, cause string, since uint64, fn decideFn) (d routing.Decision, rep string, ok bool, err error) {
+	pools, err := a.poolStates(ctx, cfg)
+	if err != nil {
+		return d, "", false, err
+	}
+	pid := fn(pools, a.loadCounts(nil)).Record.GetPoolId()
+	pool, found := cfg.Pools[pid]
+	if !found {
+		return d, "", false, nil
+	}
+	t, err := a.turnFor(ctx, pid, leadID, cause, since)
+	if t == nil || err != nil {
+		return d, "", false, err
+	}
+	rep = t.GetRepId()
+	// Decided again with the rep next in turn: whatever keeps the lead
+	// from the rep now (out of office, off shift, out of the pool) still
+	// does. Its capacity is the reservation's to check.
+	pass := make(map[string]uint64, len(pool.GetMembers()))
+	for _, m := range pool.GetMembers() {
+		pass[m.GetRepId()] = math.MaxUint64
+	}
+	st := pools[pid]
+	pass[rep] = st.Clock
+	pools[pid] = routing.PoolState{Seq: st.Seq, Clock: st.Clock, Pass: pass, Last: st.Last}
+	d = fn(pools, func(r string) int {
+		if r == rep {
+			return 0
+		}
+		return a.loads.Count(r)
+	})
+	if d.RepID != rep {
+		return routing.Decision{}, rep, false, nil
+	}
+	d.Turn = nil // taken already
+	d.Record.Summary += " (the turn an earlier try took)"
+	return d, rep, true, nil
+}
+
+// turnFor is the latest turn of pool pid taken for leadID by cause after
+// stream sequence since; nil if none.
+func (a *App) turnFor(ctx context.Context, pid, leadID, cause string, since uint64) (*eventv1.PoolTurnTaken, error) {
+	recs, err := a.store.Pool(pid).LoadAfter(ctx, since)
+	if err != nil {
+		return nil, err
+	}
+	for i := len(recs) - 1; i >= 0; i-- {
+		last := recs[i].Event.GetPoolTurnTaken()
+		turns := append(slices.Clone(last.GetBefore()), last) // oldest first
+		for j := len(turns) - 1; j >= 0; j-- {
+			if t := turns[j]; t.GetCauseId() == cause && t.GetLeadId() == leadID {
+				return t, nil
+			}
+		}
+	}
+	return nil, nil
 }
 
 // reservation is the outcome of reserving a decision's rep for a lead.
@@ -359,8 +494,8 @@ type reservation struct {
 }
 
 func (a *App) reservation(ctx context.Context, cfg *routing.Config, d routing.Decision, leadID string) reservation {
-	ok, open, err := a.reserve(ctx, d.RepID, int(cfg.Reps[d.RepID].GetCapacity()), leadID)
-	return reservation{rep: d.RepID, ok: ok, open: open, err: err}
+	r, err := a.reserve(ctx, d.RepID, int(cfg.Reps[d.RepID].GetCapacity()), leadID)
+	return reservation{rep: d.RepID, ok: r.ok, open: r.open, err: err}
 }
 
 // takeTurn decides again on the pool's pointer as it is when the turn is
@@ -368,7 +503,7 @@ func (a *App) reservation(ctx context.Context, cfg *routing.Config, d routing.De
 // calling appending with the decision as the turn goes out. The turns of
 // decisions waiting together go out in one append. moved: the decision
 // changed or another replica took a turn; decide again.
-func (a *App) takeTurn(ctx context.Context, cfg *routing.Config, leadID, cause string, fn func(map[string]routing.PoolState, routing.Loads) routing.Decision,
+func (a *App) takeTurn(ctx context.Context, cfg *routing.Config, leadID, cause string, fn decideFn,
 	d *routing.Decision, pools map[string]routing.PoolState, loads routing.Loads, appending func(routing.Decision)) (bool, error) {
 	pid := d.Turn.PoolID
 	e := a.poolEntry(pid)

@@ -22,16 +22,24 @@ import (
 // the rep routing chose, or LeadQueued in the fallback queue with a
 // deadline and a retry. Either is caused by ev, so a redelivered ev
 // changes nothing; so does an ev that is not the lead's latest
-// qualification, or a lead no longer an MQL.
-func (a *App) RouteQualified(ctx context.Context, leadID string, seq uint64, ev *eventv1.Event, meta envelope.Meta) error {
-	return a.route(ctx, leadID, seq, ev, meta, func(l *lead) bool { return l.qualified == ev.GetEventId() })
+// qualification, or a lead no longer an MQL. redelivered: ev may have
+// been handled before by a process that died after taking a pool's turn
+// for it; that turn is used, not another (see decide).
+func (a *App) RouteQualified(ctx context.Context, leadID string, seq uint64, ev *eventv1.Event, redelivered bool, meta envelope.Meta) error {
+	return a.route(ctx, leadID, seq, ev, redelivered, meta, func(l *lead) bool { return l.qualified == ev.GetEventId() })
 }
 
 // route routes the lead for ev, stored at seq, if it is an MQL that owes
 // routing to ev, caused by ev.
-func (a *App) route(ctx context.Context, leadID string, seq uint64, ev *eventv1.Event, meta envelope.Meta, owed func(*lead) bool) error {
-	// Routing data as of ev: every change stored before it.
-	cfg, err := a.config(ctx, seq, time.Time{})
+func (a *App) route(ctx context.Context, leadID string, seq uint64, ev *eventv1.Event, redelivered bool, meta envelope.Meta, owed func(*lead) bool) error {
+	// Routing data as of ev: every change stored before it; for a
+	// redelivery, as of now, so a turn taken before goes to its rep only
+	// if the rep is still there (in the pool, in the office).
+	fence, seen, since := seq, time.Time{}, uint64(0)
+	if redelivered {
+		fence, seen, since = 0, a.now(), seq
+	}
+	cfg, err := a.config(ctx, fence, seen)
 	if err != nil {
 		return err
 	}
@@ -62,7 +70,7 @@ func (a *App) route(ctx context.Context, leadID string, seq uint64, ev *eventv1.
 			a.folds.put(l)
 			return nil
 		}
-		events, err := a.routeEvents(ctx, cfg, l, ev.GetEventId(), nil, meta)
+		events, err := a.routeEvents(ctx, cfg, l, ev.GetEventId(), nil, since, meta)
 		if err != nil {
 			return err
 		}
@@ -119,13 +127,13 @@ func (a *App) Observe(leadID string, seq uint64, ev *eventv1.Event) {
 // written so a crash cannot break the chain, and writes only the
 // SLABreached of a route deadline that has passed, once; or, finding the
 // pool off shift, LeadQueued again with the deadline moved on by the
-// wait (its timers are the chain's next link).
-func (a *App) routeEvents(ctx context.Context, cfg *routing.Config, l *lead, cause string, retry *eventv1.SLATimer, meta envelope.Meta) ([]*eventv1.Event, error) {
+// wait (its timers are the chain's next link). since: see decide.
+func (a *App) routeEvents(ctx context.Context, cfg *routing.Config, l *lead, cause string, retry *eventv1.SLATimer, since uint64, meta envelope.Meta) ([]*eventv1.Event, error) {
 	now := a.now()
 	if err := a.unseal(ctx, cfg, l); err != nil {
 		return nil, err
 	}
-	d, err := a.decide(ctx, cfg, l.id, cause, func(pools map[string]routing.PoolState, loads routing.Loads) routing.Decision {
+	d, err := a.decide(ctx, cfg, l.id, cause, since, func(pools map[string]routing.PoolState, loads routing.Loads) routing.Decision {
 		return cfg.Route(l.routingLead(), pools, loads, now)
 	})
 	if err != nil {

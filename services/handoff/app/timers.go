@@ -178,7 +178,8 @@ func (a *App) releaseFrom(ctx context.Context, from *eventv1.Owner, leadID strin
 // as it was before its merge: its rep holds it again and its step's
 // timers are scheduled again (one that fired while it was merged did
 // nothing); an MQL, queued or never routed, is routed now, caused by ev.
-func (a *App) Unmerged(ctx context.Context, leadID string, seq uint64, ev *eventv1.Event, meta envelope.Meta) error {
+// redelivered: as for RouteQualified.
+func (a *App) Unmerged(ctx context.Context, leadID string, seq uint64, ev *eventv1.Event, redelivered bool, meta envelope.Meta) error {
 	if envelope.SurvivorSide(ev) {
 		return nil
 	}
@@ -193,7 +194,7 @@ func (a *App) Unmerged(ctx context.Context, leadID string, seq uint64, ev *event
 		// Routed afresh, queued or not: a queue's retries, named by
 		// attempt, would start again at one and stop at the attempt
 		// whose breach the lead recorded before its merge.
-		return a.route(ctx, leadID, seq, ev, meta, func(l *lead) bool { return l.qualified != "" })
+		return a.route(ctx, leadID, seq, ev, redelivered, meta, func(l *lead) bool { return l.qualified != "" })
 	}
 	if l.stepID == "" {
 		return nil
@@ -218,7 +219,7 @@ func (a *App) restored(ctx context.Context, leadID string, ev *eventv1.Event) er
 		(st.Status != lifecycle.StatusAssigned && st.Status != lifecycle.StatusAccepted) {
 		return nil
 	}
-	_, _, err := a.reserve(ctx, st.Owner.ID, math.MaxInt, leadID)
+	_, err := a.reserve(ctx, st.Owner.ID, math.MaxInt, leadID)
 	return err
 }
 
@@ -227,9 +228,15 @@ func (a *App) restored(ctx context.Context, leadID string, ev *eventv1.Event) er
 // a warning, and at a deadline SLABreached with the escalation the
 // segment's policy sets (LeadReassigned to the next rep or the manager's queue),
 // LeadRecycled when the attempts were made without reaching the lead, or
-// for a queued lead another routing attempt.
-func (a *App) FireTimer(ctx context.Context, t *eventv1.SLATimer, meta envelope.Meta) error {
+// for a queued lead another routing attempt. redelivered: t may have
+// been handled before by a process that died after taking a pool's turn
+// for it (a routing retry, an escalation); that turn is used, not another.
+func (a *App) FireTimer(ctx context.Context, t *eventv1.SLATimer, redelivered bool, meta envelope.Meta) error {
 	meta.Actor, meta.CausationID = Actor, t.GetTimerId()
+	var since uint64 // a turn for t comes after its step
+	if redelivered {
+		since = t.GetStepSequence()
+	}
 	for attempt := range maxRaces {
 		// A read without the step (a replica behind the stream's leader)
 		// would find the step over and drop the timer.
@@ -244,7 +251,7 @@ func (a *App) FireTimer(ctx context.Context, t *eventv1.SLATimer, meta envelope.
 		if err != nil {
 			return err
 		}
-		events, err := a.onTimer(ctx, cfg, l, t, meta)
+		events, err := a.onTimer(ctx, cfg, l, t, since, meta)
 		if errors.Is(err, lifecycle.ErrRefused) {
 			return nil // the lead moved on in a way the step did not foresee
 		}
@@ -274,7 +281,7 @@ func eventTypes(evs []*eventv1.Event) string {
 	return strings.Join(s, ",")
 }
 
-func (a *App) onTimer(ctx context.Context, cfg *routing.Config, l *lead, t *eventv1.SLATimer, meta envelope.Meta) ([]*eventv1.Event, error) {
+func (a *App) onTimer(ctx context.Context, cfg *routing.Config, l *lead, t *eventv1.SLATimer, since uint64, meta envelope.Meta) ([]*eventv1.Event, error) {
 	if l.stepID != t.GetStepEventId() {
 		return nil, nil // the step is over
 	}
@@ -323,7 +330,7 @@ func (a *App) onTimer(ctx context.Context, cfg *routing.Config, l *lead, t *even
 		if st.Status != lifecycle.StatusMQL {
 			return nil, nil
 		}
-		return a.routeEvents(ctx, cfg, l, t.GetTimerId(), t, meta)
+		return a.routeEvents(ctx, cfg, l, t.GetTimerId(), t, since, meta)
 	default:
 		return nil, nil
 	}
@@ -357,21 +364,22 @@ func (a *App) onTimer(ctx context.Context, cfg *routing.Config, l *lead, t *even
 		}
 		return []*eventv1.Event{ev}, nil
 	}
-	return a.breach(ctx, cfg, l, t, meta)
+	return a.breach(ctx, cfg, l, t, since, meta)
 }
 
 // breach records an SLA breach and escalates by the policy: the lead goes
 // to the next rep of its pool or to the queue of the owner's manager
 // (LeadReassigned, caused by the breach, in the same atomic append). A
 // lead already in a queue stays there: its breach is recorded only.
-func (a *App) breach(ctx context.Context, cfg *routing.Config, l *lead, t *eventv1.SLATimer, meta envelope.Meta) ([]*eventv1.Event, error) {
+// since: see decide.
+func (a *App) breach(ctx context.Context, cfg *routing.Config, l *lead, t *eventv1.SLATimer, since uint64, meta envelope.Meta) ([]*eventv1.Event, error) {
 	now := a.now()
 	policy := l.slaPolicy(cfg)
 	current := l.state.Owner.ID
 	var d routing.Decision
 	if l.state.Owner.Kind == lifecycle.OwnerRep {
 		var err error
-		d, err = a.decide(ctx, cfg, l.id, t.GetTimerId(), func(pools map[string]routing.PoolState, loads routing.Loads) routing.Decision {
+		d, err = a.decide(ctx, cfg, l.id, t.GetTimerId(), since, func(pools map[string]routing.PoolState, loads routing.Loads) routing.Decision {
 			return cfg.Escalate(l.routingLead(), current, l.poolID, policy.Escalation, pools, loads, now)
 		})
 		if err != nil {

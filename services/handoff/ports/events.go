@@ -78,7 +78,7 @@ func (e *Events) Lead(ctx context.Context, m consume.Msg) error {
 	switch lifecycle.Kind(typ) {
 	case lifecycle.KindQualified:
 		meta := envelope.Meta{CorrelationID: ev.GetCorrelationId(), Trace: telemetry.Inject(ctx)}
-		return e.app.RouteQualified(ctx, m.Key, m.Seq, ev, meta)
+		return e.app.RouteQualified(ctx, m.Key, m.Seq, ev, redelivered(m), meta)
 	case lifecycle.KindReassigned:
 		if err := e.app.StepStarted(ctx, m.Seq, ev); err != nil {
 			return err
@@ -88,7 +88,7 @@ func (e *Events) Lead(ctx context.Context, m consume.Msg) error {
 		return e.app.StepStarted(ctx, m.Seq, ev)
 	case lifecycle.KindUnmerged:
 		meta := envelope.Meta{CorrelationID: ev.GetCorrelationId(), Trace: telemetry.Inject(ctx)}
-		return e.app.Unmerged(ctx, m.Key, m.Seq, ev, meta)
+		return e.app.Unmerged(ctx, m.Key, m.Seq, ev, redelivered(m), meta)
 	}
 	if typ == "LeadQueued" {
 		return e.app.StepStarted(ctx, m.Seq, ev)
@@ -104,5 +104,8 @@ func (e *Events) Timer(ctx context.Context, m consume.Msg) error {
 	}
 	ctx, span := tracer.Start(ctx, "timer "+t.GetSla().String(), trace.WithSpanKind(trace.SpanKindConsumer))
 	defer span.End()
-	return e.app.FireTimer(ctx, t, envelope.Meta{CorrelationID: t.GetTimerId(), Trace: telemetry.Inject(ctx)})
+	return e.app.FireTimer(ctx, t, redelivered(m), envelope.Meta{CorrelationID: t.GetTimerId(), Trace: telemetry.Inject(ctx)})
 }
+
+// redelivered: m may have been handled before (a re-drive counts 0).
+func redelivered(m consume.Msg) bool { return m.Delivered != 1 }

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/leadflow/leadflow/pkg/envelope"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/services/handoff/adapters"
+	"github.com/leadflow/leadflow/services/handoff/app"
+)
+
+// racingLeads has another writer get to a lead just before the first
+// keyed append: the command loses the race.
+type racingLeads struct {
+	*adapters.Leads
+	race func()
+	once sync.Once
+}
+
+func (r *racingLeads) AppendKeyed(ctx context.Context, leadID string, expected uint64, requestID, eventType string, events ...*eventv1.Event) (uint64, error) {
+	r.once.Do(r.race)
+	return r.Leads.AppendKeyed(ctx, leadID, expected, requestID, eventType, events...)
+}
+
+// An AssignLead or ReassignLead that loses its race and is then refused
+// gives back the reservation it made for its rep; it once left it until
+// pruned. A reservation the winner holds for the same rep and lead
+// stays.
+func TestCommandRefusedAfterALostRaceGivesBackItsReservation(t *testing.T) {
+	w := newWorld(t)
+	w.mqlUnrouted(t) // routing data; no service routes the leads below
+	other := w.app(t, adapters.NewLeads(w.store))
+	assign := func(a *app.App, id, rep string) error {
+		_, err := a.AssignLead(ctxT(t), app.AssignLead{LeadID: id, RepID: rep, RequestID: uuid.NewString(), By: ops}, envelope.Meta{})
+		return err
+	}
+	reassign := func(a *app.App, id, rep string) error {
+		_, err := a.ReassignLead(ctxT(t), app.ReassignLead{LeadID: id, ToRepID: rep, RequestID: uuid.NewString(), Reason: "cover", By: ops}, envelope.Meta{})
+		return err
+	}
+	for _, tc := range []struct {
+		name string
+		// assigned: the lead is assigned to ann first; then cmd sends it
+		// to rep while winner writes first.
+		assigned bool
+		cmd      func(*app.App, string, string) error
+		rep      string
+		winner   func(id string) error
+		holders  []string // the reps holding the lead's reservation at the end
+	}{
+		{name: "assign, another rep won", cmd: assign, rep: "ann",
+			winner: func(id string) error { return assign(other, id, "bob") }, holders: []string{"bob"}},
+		{name: "assign, the same rep won", cmd: assign, rep: "ann",
+			winner: func(id string) error { return assign(other, id, "ann") }, holders: []string{"ann"}},
+		{name: "reassign, the owner rejected it", assigned: true, cmd: reassign, rep: "cat",
+			winner: func(id string) error {
+				_, err := other.RejectLead(ctxT(t), app.RejectLead{LeadID: id, RepID: "ann", RequestID: uuid.NewString(), Reason: eventv1.RejectReason_REJECT_REASON_NOT_A_FIT}, envelope.Meta{})
+				return err
+			}, holders: []string{"ann"}}, // the lead consumer (not running here) releases ann's
+		{name: "reassign, the same rep won", assigned: true, cmd: reassign, rep: "cat",
+			winner: func(id string) error { return reassign(other, id, "cat") }, holders: []string{"ann", "cat"}}, // ann's: as above
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := w.mql(t, dach(50))
+			if tc.assigned {
+				if err := assign(other, id, "ann"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			leads := &racingLeads{Leads: adapters.NewLeads(w.store), race: func() {
+				if err := tc.winner(id); err != nil {
+					t.Errorf("the winner: %v", err)
+				}
+			}}
+			if err := tc.cmd(w.app(t, leads), id, tc.rep); !errors.Is(err, lifecycle.ErrRefused) {
+				t.Fatalf("after the lost race: %v, want refused", err)
+			}
+			wantReserved(t, w, id, tc.holders...)
+		})
+	}
+}
