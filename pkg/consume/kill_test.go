@@ -14,6 +14,7 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/eventstore"
+	"github.com/leadflow/leadflow/pkg/testenv"
 )
 
 // TestMain doubles as a member process for the kill tests: with
@@ -74,19 +75,12 @@ func TestFrozenThenKilledMembersKeepOrder(t *testing.T) {
 	n := startParts(t)
 	want := publishMany(t, n.JS, 30, 100)
 	journalPath := filepath.Join(t.TempDir(), "journal")
-	var procs []*exec.Cmd
+	var procs []*testenv.Child
 	for i := range 3 {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(),
+		procs = append(procs, testenv.StartChild(t,
 			"CONSUME_CHILD_URL="+n.Server.URL(),
 			fmt.Sprintf("CONSUME_CHILD_NAME=c%d", i),
-			"CONSUME_CHILD_JOURNAL="+journalPath)
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		procs = append(procs, cmd)
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+			"CONSUME_CHILD_JOURNAL="+journalPath))
 	}
 	handled := func() int { return len(readJournal(t, journalPath)) }
 	eventually(t, 20*time.Second, func() bool { return handled() > 200 }, "members did not start")
@@ -105,27 +99,20 @@ func TestFrozenThenKilledMembersKeepOrder(t *testing.T) {
 	}
 	frozen := procs[f]
 	frozenName := fmt.Sprintf("c%d", f)
-	if err := frozen.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	frozen.Signal(t, syscall.SIGSTOP)
 	at := handled()
 	time.Sleep(5 * time.Second) // past PinnedTTL (3s) and the member TTL
 	if handled() == at {
 		t.Fatal("nobody took over the frozen member's work")
 	}
-	if err := frozen.Process.Signal(syscall.SIGCONT); err != nil {
-		t.Fatal(err)
-	}
+	frozen.Signal(t, syscall.SIGCONT)
 	time.Sleep(500 * time.Millisecond)
 	killedAt := handled()
 	for _, p := range procs {
 		if p == frozen {
 			continue
 		}
-		if err := p.Process.Kill(); err != nil {
-			t.Fatal(err)
-		}
-		_ = p.Wait()
+		p.Kill(t)
 	}
 	eventually(t, 60*time.Second, func() bool {
 		seen := map[uint64]bool{}

@@ -1,14 +1,11 @@
 package project_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +14,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	"github.com/leadflow/leadflow/pkg/project"
+	"github.com/leadflow/leadflow/pkg/testenv"
 )
 
 // TestMain doubles as a projector process for the kill tests: with
@@ -97,33 +95,12 @@ func TestKillInsideABatch(t *testing.T) {
 			}
 			seq := want[victim][1]
 
-			cmd := exec.Command(os.Args[0], "-test.run=^$")
-			cmd.Env = append(os.Environ(), "PROJECT_CHILD_NATS="+e.nats.Server.URL(), "PROJECT_CHILD_PG="+e.dsn,
+			child := testenv.StartChild(t, "PROJECT_CHILD_NATS="+e.nats.Server.URL(), "PROJECT_CHILD_PG="+e.dsn,
 				"PROJECT_CHILD_STAGE="+strconv.Itoa(tc.stage), "PROJECT_CHILD_SEQ="+strconv.FormatUint(seq, 10))
-			cmd.Stderr = os.Stderr
-			out, err := cmd.StdoutPipe()
-			must(t, err)
-			must(t, cmd.Start())
-			var once sync.Once
-			kill := func() { once.Do(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }) }
-			t.Cleanup(kill)
-			at := make(chan string, 1)
-			go func() {
-				sc := bufio.NewScanner(out)
-				if sc.Scan() {
-					at <- sc.Text()
-				}
-				close(at)
-			}()
-			select {
-			case line := <-at:
-				if line != "AT "+strconv.Itoa(tc.stage) {
-					t.Fatalf("child said %q", line)
-				}
-			case <-time.After(45 * time.Second):
-				t.Fatal("the child never reached the stage")
+			if line := child.Next(t, "", 45*time.Second); line != "AT "+strconv.Itoa(tc.stage) {
+				t.Fatalf("child said %q", line)
 			}
-			kill() // SIGKILL: no deferred code, no rollback by the client
+			child.Kill(t) // SIGKILL: no deferred code, no rollback by the client
 
 			p := newProjector(t, e.connect(t), e.nats.JS)
 			partial := tallied(t, p)

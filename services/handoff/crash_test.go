@@ -1,12 +1,7 @@
 package main
 
 import (
-	"bufio"
-	"os"
-	"os/exec"
 	"slices"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -14,6 +9,7 @@ import (
 
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	handoffv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/handoff/v1"
+	"github.com/leadflow/leadflow/pkg/testenv"
 	"github.com/leadflow/leadflow/services/handoff/adapters"
 	"github.com/leadflow/leadflow/services/handoff/app"
 )
@@ -72,17 +68,12 @@ func killedAfterTurn(t *testing.T, before func(handoffv1.HandoffServiceClient, s
 	routingSetup(t, s.client, 10)
 	s.stop()
 	addr := freeAddr(t)
-	child, stalled := startStalling(t, w, addr, app.AfterTurn)
+	child := startStalling(t, w, addr, app.AfterTurn)
 	c := dial(t, addr, w.nats.TLS.Dial())
 	waitServing(t, c)
 	id = w.mql(t, dach(50))
-	select {
-	case got := <-stalled:
-		if got != id {
-			t.Fatalf("stalled at lead %s, want %s", got, id)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("routing did not reach its turn")
+	if got := child.Next(t, "stalled ", 30*time.Second); got != id {
+		t.Fatalf("stalled at lead %s, want %s", got, id)
 	}
 	turns := poolTurns(t, w, "dach")
 	if len(turns) != 1 || turns[0].GetLeadId() != id {
@@ -93,10 +84,7 @@ func killedAfterTurn(t *testing.T, before func(handoffv1.HandoffServiceClient, s
 	if before != nil {
 		before(c, first)
 	}
-	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = child.Wait()
+	child.Kill(t)
 	if n := len(w.events(t, id)); n != 3 {
 		t.Fatalf("the killed process wrote to the lead: %d events", n)
 	}
@@ -104,30 +92,10 @@ func killedAfterTurn(t *testing.T, before func(handoffv1.HandoffServiceClient, s
 }
 
 // startStalling is startChild for a process that stops for good at crash
-// point p; stalled gets the lead it stopped at.
-func startStalling(t testing.TB, w *world, addr string, p app.CrashPoint) (cmd *exec.Cmd, stalled <-chan string) {
+// point p, printing "stalled <lead>".
+func startStalling(t testing.TB, w *world, addr string, p app.CrashPoint) *testenv.Child {
 	t.Helper()
-	cmd = exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "HANDOFF_CHILD_NATS="+w.nats.Server.URL(), "HANDOFF_CHILD_ADDR="+addr, "HANDOFF_CHILD_STALL="+string(p))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	ch := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if lead, ok := strings.CutPrefix(sc.Text(), "stalled "); ok {
-				ch <- lead
-			}
-		}
-	}()
-	return cmd, ch
+	return testenv.StartChild(t, "HANDOFF_CHILD_NATS="+w.nats.Server.URL(), "HANDOFF_CHILD_ADDR="+addr, "HANDOFF_CHILD_STALL="+string(p))
 }
 
 // poolTurns is every turn recorded on a pool, oldest first.

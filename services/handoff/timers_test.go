@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -30,6 +29,7 @@ import (
 	handoffv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/handoff/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/pkg/natsserver"
+	"github.com/leadflow/leadflow/pkg/testenv"
 	"github.com/leadflow/leadflow/services/handoff/app"
 	"github.com/leadflow/leadflow/services/handoff/ports"
 )
@@ -302,10 +302,7 @@ func TestTimersAcrossServiceKill(t *testing.T) {
 	id := w.mql(t, dach(50))
 	w.waitFor(t, id, "LeadAssigned", 1)
 	eventually(t, 10*time.Second, func() bool { return countScheduled(t, w, id) == 2 }, "the accept timers were not scheduled")
-	if err := p1.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = p1.Wait()
+	p1.Kill(t)
 	eventually(t, 15*time.Second, func() bool { return countFired(t, w, id) >= 2 }, "the timers did not fire while the service was dead")
 	if n := len(w.events(t, id)); n != 4 {
 		t.Fatalf("something acted on the lead while no service ran: %d events", n)
@@ -387,16 +384,9 @@ func freeAddr(t testing.TB) string {
 
 // startChild runs the service as a process of its own (this test binary,
 // see TestMain), killed when the test ends.
-func startChild(t testing.TB, w *world, addr string) *exec.Cmd {
+func startChild(t testing.TB, w *world, addr string) *testenv.Child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "HANDOFF_CHILD_NATS="+w.nats.Server.URL(), "HANDOFF_CHILD_ADDR="+addr)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	return cmd
+	return testenv.StartChild(t, "HANDOFF_CHILD_NATS="+w.nats.Server.URL(), "HANDOFF_CHILD_ADDR="+addr)
 }
 
 func waitServing(t testing.TB, c handoffv1.HandoffServiceClient) {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"os/signal"
 	"slices"
 	"strings"
@@ -57,32 +55,15 @@ func TestMain(m *testing.M) {
 // child is an intake process on e's server and keys that stops for good
 // at a point (see TestMain), to be killed there.
 type child struct {
-	cmd   *exec.Cmd
-	lines chan []string
-	conn  *grpc.ClientConn
+	*testenv.Child
+	conn *grpc.ClientConn
 }
 
 func startChild(t *testing.T, e *env, point app.CrashPoint) *child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "INTAKE_CHILD_NATS="+e.nats.Server.URL(),
-		"INTAKE_CHILD_KEYS="+e.cfg.MasterKey+" "+e.cfg.BlindKey, "INTAKE_CHILD_STALL="+string(point))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	c := &child{cmd: cmd, lines: make(chan []string, 4)}
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			c.lines <- strings.Fields(sc.Text())
-		}
-	}()
+	c := &child{Child: testenv.StartChild(t, "INTAKE_CHILD_NATS="+e.nats.Server.URL(),
+		"INTAKE_CHILD_KEYS="+e.cfg.MasterKey+" "+e.cfg.BlindKey, "INTAKE_CHILD_STALL="+string(point))}
+	var err error
 	if c.conn, err = grpc.NewClient(c.next(t, "listening"), e.nats.TLS.Dial()); err != nil {
 		t.Fatal(err)
 	}
@@ -93,16 +74,11 @@ func startChild(t *testing.T, e *env, point app.CrashPoint) *child {
 // next is the argument of the child's next line, which must say want.
 func (c *child) next(t *testing.T, want string) string {
 	t.Helper()
-	select {
-	case f := <-c.lines:
-		if len(f) != 2 || f[0] != want {
-			t.Fatalf("child said %q, want %s", f, want)
-		}
-		return f[1]
-	case <-time.After(30 * time.Second):
-		t.Fatalf("child did not say %s", want)
+	f := strings.Fields(c.Next(t, "", 30*time.Second))
+	if len(f) != 2 || f[0] != want {
+		t.Fatalf("child said %q, want %s", f, want)
 	}
-	return ""
+	return f[1]
 }
 
 // killAt waits until the child stalls at lead, then kills it (SIGKILL).
@@ -111,10 +87,7 @@ func (c *child) killAt(t *testing.T, lead string) {
 	if got := c.next(t, "stalled"); lead != "" && got != lead {
 		t.Fatalf("stalled at %s, want %s", got, lead)
 	}
-	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = c.cmd.Wait()
+	c.Kill(t)
 }
 
 // An intake killed (SIGKILL) after it stored a lead's LeadErased and

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"slices"
-	"syscall"
 	"testing"
 	"time"
 
@@ -110,19 +109,11 @@ func TestKillBetweenEnrolmentAndReengagement(t *testing.T) {
 		&eventv1.LeadRecycled{Cause: eventv1.RecycleCause_RECYCLE_CAUSE_ATTEMPTS_EXHAUSTED, Note: "3 contact attempts by ann without reaching the lead"})
 	act := w.activity(t, l, webinar)
 
-	cmd, stalled := w.child(t, "NurtureEnrolled")
-	select {
-	case got := <-stalled:
-		if got != l {
-			t.Fatalf("stalled at lead %s, want %s", got, l)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the process did not enrol the lead")
+	child := w.child(t, "NurtureEnrolled")
+	if got := stalledAt(t, child); got != l {
+		t.Fatalf("stalled at lead %s, want %s", got, l)
 	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
+	child.Kill(t)
 	if evs := w.events(t, l); len(ofType(evs, "NurtureEnrolled")) != 1 || len(ofType(evs, "LeadReengaged")) != 0 {
 		t.Fatalf("after the kill: %v", types(evs))
 	}

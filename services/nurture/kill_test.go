@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -18,6 +16,7 @@ import (
 
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/pkg/testenv"
 )
 
 // TestMain doubles as a nurture process: with NURTURE_CHILD_NATS set, the
@@ -46,31 +45,18 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// child starts the test binary as a nurture process; stalled receives
-// the lead ids it stopped at.
-func (w *world) child(t *testing.T, stall string) (cmd *exec.Cmd, stalled <-chan string) {
+// child starts the test binary as a nurture process, which prints
+// "stalled <lead> <event>" where it stops.
+func (w *world) child(t *testing.T, stall string) *testenv.Child {
 	t.Helper()
-	cmd = exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "NURTURE_CHILD_NATS="+w.nats.Server.URL(), "NURTURE_CHILD_STALL="+stall)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	ch := make(chan string, 16)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if f := strings.Fields(sc.Text()); len(f) == 3 && f[0] == "stalled" {
-				ch <- f[1]
-			}
-		}
-	}()
-	return cmd, ch
+	return testenv.StartChild(t, "NURTURE_CHILD_NATS="+w.nats.Server.URL(), "NURTURE_CHILD_STALL="+stall)
+}
+
+// stalledAt is the lead of the child's next "stalled" line.
+func stalledAt(t *testing.T, c *testenv.Child) string {
+	t.Helper()
+	lead, _, _ := strings.Cut(c.Next(t, "stalled ", 30*time.Second), " ")
+	return lead
 }
 
 // A nurture process is killed (SIGKILL) after it wrote a lead's
@@ -84,35 +70,27 @@ func TestKillBetweenRecycleAndEnrolment(t *testing.T) {
 	w.accepted(t, rejected, "smb", 30)
 	w.accepted(t, lost, "smb", 30)
 
-	killAt := func(stalled <-chan string, cmd *exec.Cmd, lead string) {
+	killAt := func(c *testenv.Child, lead string) {
 		t.Helper()
-		select {
-		case l := <-stalled:
-			if l != lead {
-				t.Fatalf("stalled at lead %s, want %s", l, lead)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatalf("the process did not reach lead %s's recycle", lead)
+		if l := stalledAt(t, c); l != lead {
+			t.Fatalf("stalled at lead %s, want %s", l, lead)
 		}
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		_ = cmd.Wait()
+		c.Kill(t)
 		evs := w.events(t, lead)
 		if len(ofType(evs, "LeadRecycled")) != 1 || len(ofType(evs, "NurtureEnrolled")) != 0 {
 			t.Fatalf("after the kill: %v", types(evs))
 		}
 	}
-	first, stalled := w.child(t, "LeadRecycled")
+	first := w.child(t, "LeadRecycled")
 	w.reject(t, rejected, eventv1.RejectReason_REJECT_REASON_NOT_READY, "smb")
-	killAt(stalled, first, rejected)
+	killAt(first, rejected)
 
 	// The second process takes the partitions over (after the dead
 	// member's TTL and pin), gets the rejection again and enrols.
-	second, stalled := w.child(t, "LeadRecycled")
+	second := w.child(t, "LeadRecycled")
 	w.nurtured(t, rejected)
 	w.lose(t, lost, "smb")
-	killAt(stalled, second, lost)
+	killAt(second, lost)
 
 	w.start(t)
 	for _, l := range []string{rejected, lost} {

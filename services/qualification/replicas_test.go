@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"os/signal"
 	"syscall"
 	"testing"
@@ -24,6 +23,7 @@ import (
 	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/pkg/scoring"
+	"github.com/leadflow/leadflow/pkg/testenv"
 )
 
 // TestMain doubles as a qualification replica process: with
@@ -93,16 +93,9 @@ func TestReplicasFrozenAndKilledScoreFromAllFacts(t *testing.T) {
 		}
 	}()
 
-	var procs []*exec.Cmd
+	var procs []*testenv.Child
 	for range 3 {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "QUALIFICATION_CHILD_NATS="+w.nats.Server.URL())
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		procs = append(procs, cmd)
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		procs = append(procs, testenv.StartChild(t, "QUALIFICATION_CHILD_NATS="+w.nats.Server.URL()))
 	}
 	scoredCount := func() int {
 		c := 0
@@ -112,17 +105,12 @@ func TestReplicasFrozenAndKilledScoreFromAllFacts(t *testing.T) {
 		return c
 	}
 	eventually(t, 30*time.Second, func() bool { return scoredCount() > leads*3 }, "replicas did not start scoring")
-	if err := procs[0].Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	procs[0].Signal(t, syscall.SIGSTOP)
 	time.Sleep(9 * time.Second) // past the member TTL and PinnedTTL (6s)
-	if err := procs[0].Process.Signal(syscall.SIGCONT); err != nil {
-		t.Fatal(err)
-	}
+	procs[0].Signal(t, syscall.SIGCONT)
 	time.Sleep(time.Second)
 	for _, p := range procs[1:] {
-		_ = p.Process.Kill()
-		_ = p.Wait()
+		p.Kill(t)
 	}
 	time.Sleep(2 * time.Second)
 	close(stopWriting)
@@ -180,7 +168,7 @@ func factsUpTo(evs []*eventv1.Event) scoring.Facts {
 
 // spawn runs the service as a child process against w's JetStream, for a
 // test that kills it -9, and dials it.
-func (w *world) spawn(t *testing.T) (*exec.Cmd, qualificationv1.QualificationServiceClient) {
+func (w *world) spawn(t *testing.T) (*testenv.Child, qualificationv1.QualificationServiceClient) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -188,13 +176,7 @@ func (w *world) spawn(t *testing.T) (*exec.Cmd, qualificationv1.QualificationSer
 	}
 	addr := l.Addr().String()
 	l.Close()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "QUALIFICATION_CHILD_NATS="+w.nats.Server.URL(), "QUALIFICATION_CHILD_ADDR="+addr)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	child := testenv.StartChild(t, "QUALIFICATION_CHILD_NATS="+w.nats.Server.URL(), "QUALIFICATION_CHILD_ADDR="+addr)
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -205,5 +187,5 @@ func (w *world) spawn(t *testing.T) (*exec.Cmd, qualificationv1.QualificationSer
 		_, err := c.GetRescoreProgress(ctxT(t), &qualificationv1.GetRescoreProgressRequest{Version: 1})
 		return status.Code(err) != codes.Unavailable
 	}, "child did not start serving")
-	return cmd, c
+	return child, c
 }

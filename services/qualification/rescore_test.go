@@ -169,10 +169,7 @@ func TestRescoreResumesAfterACrash(t *testing.T) {
 			}
 		}
 		if p.GetState() == qualificationv1.RescoreState_RESCORE_STATE_RUNNING {
-			if err := child.Process.Kill(); err != nil {
-				t.Fatal(err)
-			}
-			_ = child.Wait()
+			child.Kill(t)
 			t.Logf("killed at %d of %d", p.GetDone(), p.GetTotal())
 			break
 		}
