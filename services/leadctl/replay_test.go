@@ -339,8 +339,10 @@ func TestQueuesFromTheProjector(t *testing.T) {
 	eventually(t, 30*time.Second, func() bool {
 		var err error
 		out, _, err = w.ctlSplit(t, "--projector", addr, "queues")
-		return err == nil && regexp.MustCompile(`(?m)^manager:emea +ASSIGNED +2 `).MatchString(out)
-	}, "queues never showed the manager's queue with both leads:\n%s", func() any { return out })
+		// Partitions are projected each in its own order: wait for both.
+		return err == nil && regexp.MustCompile(`(?m)^manager:emea +ASSIGNED +2 `).MatchString(out) &&
+			regexp.MustCompile(`(?m)^routing +MQL +1 `).MatchString(out)
+	}, "queues never showed the manager's queue with both leads and the routing queue:\n%s", func() any { return out })
 	if !regexp.MustCompile(`(?m)^manager:emea +ASSIGNED +2 +0 `).MatchString(out) || !regexp.MustCompile(`(?m)^routing +MQL +1 +1 `).MatchString(out) {
 		t.Fatalf("queues printed:\n%s", out)
 	}
