@@ -23,6 +23,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -115,6 +116,11 @@ type Verifier struct {
 	// to which their tokens are revoked.
 	revokedIDs      map[string]struct{}
 	revokedSubjects map[string]time.Time
+	// required: refuse every token until read (RequireRevocations); read:
+	// Follow has read the bucket, and ready is closed.
+	required, read atomic.Bool
+	ready          chan struct{}
+	readOnce       sync.Once
 }
 
 // leeway is how far the clocks of issuer and service may differ.
@@ -129,7 +135,7 @@ func NewVerifier(keys ...ed25519.PublicKey) (*Verifier, error) {
 		return nil, errors.New("auth: no public key to trust")
 	}
 	v := &Verifier{now: time.Now, seen: map[string]Principal{}, exp: map[string]time.Time{},
-		revokedIDs: map[string]struct{}{}, revokedSubjects: map[string]time.Time{}}
+		revokedIDs: map[string]struct{}{}, revokedSubjects: map[string]time.Time{}, ready: make(chan struct{})}
 	for _, k := range keys {
 		v.keys.Keys = append(v.keys.Keys, k)
 	}
@@ -147,8 +153,12 @@ func NewVerifier(keys ...ed25519.PublicKey) (*Verifier, error) {
 }
 
 // Verify returns the principal of a valid token, or an error matching
-// ErrUnauthenticated that says why not.
+// ErrUnauthenticated that says why not; it also matches ErrNotReady while
+// a verifier that RequireRevocations has not read them.
 func (v *Verifier) Verify(token string) (Principal, error) {
+	if v.required.Load() && !v.read.Load() {
+		return Principal{}, fmt.Errorf("%w: %w", ErrUnauthenticated, ErrNotReady)
+	}
 	now := v.now()
 	v.mu.Lock()
 	p, ok := v.seen[token]

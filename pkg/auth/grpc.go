@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"slices"
 	"strings"
@@ -45,7 +46,8 @@ func Scope(fullMethod string) string {
 var scopes sync.Map // full method -> scope
 
 // authorize finds the caller of ctx and checks it may call method:
-// UNAUTHENTICATED without a valid token, PERMISSION_DENIED naming the
+// UNAUTHENTICATED without a valid token, UNAVAILABLE before the
+// revocations are read (RequireRevocations), PERMISSION_DENIED naming the
 // scope the method needs when the token does not grant it.
 func (v *Verifier) authorize(ctx context.Context, method string) (context.Context, error) {
 	for _, prefix := range open {
@@ -62,6 +64,9 @@ func (v *Verifier) authorize(ctx context.Context, method string) (context.Contex
 		return nil, status.Error(codes.Unauthenticated, "authorization: a bearer token is required")
 	}
 	p, err := v.Verify(token)
+	if errors.Is(err, ErrNotReady) {
+		return nil, status.Error(codes.Unavailable, "authorization: this server has not read the token revocations yet; try again shortly")
+	}
 	if err != nil {
 		return nil, status.Error(codes.Unauthenticated, err.Error())
 	}

@@ -10,32 +10,58 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/leadflow/leadflow/pkg/eventstore"
 )
 
 // RevokedBucket is the KV bucket of revocations. Intake makes it (as it
 // makes the lead stream), an operator writes it (leadctl token revoke),
 // and every service follows it. A key is "id.<token id>", one token, or
 // "sub.<subject, base64url>", every token of the subject issued up to
-// the time the value holds (RFC 3339). Revocations are never taken back:
-// a revoked caller gets a new token. Each lives revocationTTL, after
-// which every token it can refuse has expired (MaxLifetime).
+// the time the value holds and the leeway after it (RFC 3339).
+// Revocations are never taken back: a revoked caller gets a new token.
+// Each lives revocationTTL, after which every token it can refuse has
+// expired (MaxLifetime).
 const RevokedBucket = "AUTH_REVOKED"
 
 // revocationTTL is MaxLifetime and an hour for the clocks of issuers.
 const revocationTTL = MaxLifetime + time.Hour
 
-// EnsureRevocations makes the revocations bucket, or updates it to allow
-// revocations that expire.
+// EnsureRevocations makes the revocations bucket, or brings one made
+// before to these settings (the caller needs the stream update
+// permission, as intake has).
+//
+// The bucket's stream is made here rather than by CreateOrUpdateKeyValue,
+// whose buckets allow roll-ups: whoever may store a revocation could then
+// erase them all with one message (Nats-Rollup: all). Purges are denied
+// too, for good (the server never takes DenyPurge back). The rest is what
+// nats.go sets for a bucket of history 1, so KeyValue and `nats kv` read
+// it. Expired revocations leave no marker: markers need roll-ups.
 func EnsureRevocations(ctx context.Context, js jetstream.JetStream, replicas int) error {
-	_, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: RevokedBucket, Description: "revoked API tokens", History: 1, Replicas: max(replicas, 1),
-		// Per-key TTLs; an expired key leaves a marker this long.
-		LimitMarkerTTL: time.Minute})
+	_, err := eventstore.Ensure(ctx, js, jetstream.StreamConfig{
+		Name:              "KV_" + RevokedBucket,
+		Description:       "revoked API tokens",
+		Subjects:          []string{"$KV." + RevokedBucket + ".>"},
+		MaxMsgsPerSubject: 1,
+		MaxMsgs:           -1,
+		MaxBytes:          -1,
+		MaxMsgSize:        -1,
+		MaxConsumers:      -1,
+		Storage:           jetstream.FileStorage,
+		Replicas:          max(replicas, 1),
+		Discard:           jetstream.DiscardNew,
+		Duplicates:        2 * time.Minute,
+		DenyDelete:        true,
+		DenyPurge:         true,
+		AllowDirect:       true,
+		AllowMsgTTL:       true, // per-key TTLs (Revoke)
+	})
 	return err
 }
 
 // Revoke stores one revocation, for revocationTTL: of the token with id,
-// or, with id empty, of every token of subject issued up to now.
+// or, with id empty, of every token of subject issued up to now (and the
+// leeway after, see revoked).
 func Revoke(ctx context.Context, js jetstream.JetStream, id, subject string) error {
 	if _, err := js.KeyValue(ctx, RevokedBucket); err != nil {
 		return fmt.Errorf("auth: revocations bucket: %w", err)
@@ -63,7 +89,10 @@ func (v *Verifier) revoked(p Principal) bool {
 		return true
 	}
 	until, ok := v.revokedSubjects[p.Subject]
-	return ok && !p.IssuedAt.After(until)
+	// An issue time is the issuer's clock, which may run up to leeway ahead
+	// of the revoker's: tokens issued within leeway after the revocation
+	// are refused too.
+	return ok && !p.IssuedAt.After(until.Add(leeway))
 }
 
 // apply records one revocation read from the bucket.
@@ -91,17 +120,49 @@ func (v *Verifier) apply(key string, value []byte) error {
 	return nil
 }
 
+// ErrNotReady is matched by every token a verifier that RequireRevocations
+// refuses because it has not read the revocations yet.
+var ErrNotReady = errors.New("auth: revocations not read yet")
+
+// RequireRevocations makes v refuse every token (ErrNotReady) until Follow
+// has read the revocations bucket (Ready): a service that has just
+// started, or cannot reach the bucket, must not take a revoked token.
+// Call it before the first Verify.
+func (v *Verifier) RequireRevocations() { v.required.Store(true) }
+
+// Ready is closed once Follow has read every revocation stored when it
+// subscribed.
+func (v *Verifier) Ready() <-chan struct{} { return v.ready }
+
+func (v *Verifier) markRead() {
+	v.readOnce.Do(func() {
+		v.read.Store(true)
+		close(v.ready)
+	})
+}
+
+// catchUpWait bounds the wait for the next revocation before Follow is
+// ready: one that expired after it subscribed is never delivered, so it
+// subscribes again rather than wait for it.
+const catchUpWait = 5 * time.Second
+
 // Follow reads the revocations bucket into the verifier until ctx ends:
 // every revocation stored so far, then each new one as it is stored, so a
 // revoked token is refused by every service within a moment. While the
 // bucket does not exist yet, or the server is away, it tries again.
+//
+// It is ready (Ready) once it has read up to the bucket's last message as
+// of subscribing, or found no bucket (nothing was revoked), and stays so:
+// a watch lost later keeps what it has read, and revocations stored
+// meanwhile arrive when it is back. Refusing every token then instead
+// would stop the APIs whenever the bucket is away.
 func (v *Verifier) Follow(ctx context.Context, js jetstream.JetStream, log *slog.Logger) {
 	for ctx.Err() == nil {
 		err := v.follow(ctx, js, log)
 		if ctx.Err() != nil {
 			return
 		}
-		log.Warn("auth: following revocations", "err", err)
+		log.Warn("auth: following revocations", "err", err, "ready", v.read.Load())
 		select {
 		case <-ctx.Done():
 		case <-time.After(2 * time.Second):
@@ -111,8 +172,16 @@ func (v *Verifier) Follow(ctx context.Context, js jetstream.JetStream, log *slog
 
 func (v *Verifier) follow(ctx context.Context, js jetstream.JetStream, log *slog.Logger) error {
 	st, err := js.Stream(ctx, "KV_"+RevokedBucket)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		v.markRead() // the server answered: no bucket, nothing revoked yet
+		return err
+	}
 	if err != nil {
 		return err
+	}
+	state := st.CachedInfo().State
+	if state.Msgs == 0 {
+		v.markRead()
 	}
 	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
 	if err != nil {
@@ -127,17 +196,25 @@ func (v *Verifier) follow(ctx context.Context, js jetstream.JetStream, log *slog
 	defer stop()
 	prefix := "$KV." + RevokedBucket + "."
 	for {
-		m, err := it.Next()
+		var m jetstream.Msg
+		if v.read.Load() {
+			m, err = it.Next()
+		} else {
+			m, err = it.Next(jetstream.NextMaxWait(catchUpWait))
+		}
 		if err != nil {
 			return err
 		}
-		if m.Headers().Get("KV-Operation") != "" || m.Headers().Get(jetstream.MarkerReasonHeader) != "" {
-			// A delete, or the marker of a revocation that expired: the
-			// tokens it refused have expired too.
-			continue
+		// A delete, or the marker of a revocation that expired (buckets made
+		// before markers were turned off): the tokens it refused have
+		// expired too.
+		if m.Headers().Get("KV-Operation") == "" && m.Headers().Get(jetstream.MarkerReasonHeader) == "" {
+			if err := v.apply(strings.TrimPrefix(m.Subject(), prefix), m.Data()); err != nil {
+				log.Error("auth: a revocation that is not one, skipped", "err", err) // not written by Revoke
+			}
 		}
-		if err := v.apply(strings.TrimPrefix(m.Subject(), prefix), m.Data()); err != nil {
-			log.Error("auth: a revocation that is not one, skipped", "err", err) // not written by Revoke
+		if meta, err := m.Metadata(); err == nil && (meta.Sequence.Stream >= state.LastSeq || meta.NumPending == 0) {
+			v.markRead()
 		}
 	}
 }

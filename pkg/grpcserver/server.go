@@ -62,6 +62,8 @@ type Server struct {
 // ForService builds a service's server from its settings: the tokens of
 // the signers authKeys lists (auth off when empty), with revocations
 // followed on js until ctx ends, and TLS from the files tlsFiles names.
+// With auth on it waits up to revocationsWait for the revocations to be
+// read; until they are, every token is refused (UNAVAILABLE).
 func ForService(ctx context.Context, log *slog.Logger, js jetstream.JetStream, authKeys string, tlsFiles config.TLS) (*Server, error) {
 	verifier, err := auth.FromKeys(authKeys)
 	if err != nil {
@@ -72,10 +74,24 @@ func ForService(ctx context.Context, log *slog.Logger, js jetstream.JetStream, a
 		return nil, err
 	}
 	if verifier != nil {
+		// Fail closed: a replica that has not read the revocations would
+		// take a revoked token.
+		verifier.RequireRevocations()
 		go verifier.Follow(ctx, js, log) // revoked tokens (leadctl token revoke)
+		select {
+		case <-verifier.Ready():
+		case <-ctx.Done():
+		case <-time.After(revocationsWait):
+			log.Warn("auth: token revocations not read yet; every call is refused until they are")
+		}
 	}
 	return New(log, verifier, WithTLS(certs)), nil
 }
+
+// revocationsWait is how long ForService waits for the revocations: they
+// take a round trip or two, so a healthy start never refuses a call for
+// them, and one that cannot read them starts and refuses instead.
+const revocationsWait = 5 * time.Second
 
 // Verifier is what checks the callers' tokens; nil when auth is off.
 func (s *Server) Verifier() *auth.Verifier { return s.verifier }

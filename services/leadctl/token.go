@@ -96,7 +96,7 @@ func tokenCmd(o *options) *cobra.Command {
 	var id, subject string
 	revoke := &cobra.Command{
 		Use:   "revoke",
-		Short: "Revoke one token (--id, printed when it was issued) or every token of --sub issued up to now; every service refuses them within a moment",
+		Short: "Revoke one token (--id, printed when it was issued) or every token of --sub issued up to now and in the 30 s after (issuers' clocks may run ahead); every service refuses them within a moment",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if (id == "") == (subject == "") {
@@ -109,7 +109,7 @@ func tokenCmd(o *options) *cobra.Command {
 			}
 			what := "token " + id
 			if id == "" {
-				what = "every token of " + subject + " issued up to now"
+				what = "every token of " + subject + " issued up to now and in the next 30 s"
 			}
 			_, err := fmt.Fprintf(cmd.OutOrStdout(), "revoked %s\n", what)
 			return err

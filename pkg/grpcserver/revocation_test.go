@@ -1,0 +1,102 @@
+package grpcserver_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/leadflow/leadflow/pkg/auth"
+	"github.com/leadflow/leadflow/pkg/config"
+	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
+	"github.com/leadflow/leadflow/pkg/grpcserver"
+	"github.com/leadflow/leadflow/pkg/testenv"
+)
+
+// A server that has just started refuses a token revoked before it
+// started, from its first answer; one that cannot reach the revocations
+// refuses every token (UNAVAILABLE) for as long as that lasts.
+func TestANewServerRefusesATokenRevokedBeforeItStarted(t *testing.T) {
+	n := testenv.StartNATS(t)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if err := auth.EnsureRevocations(ctx, n.JS, 1); err != nil {
+		t.Fatal(err)
+	}
+	pub, signer, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func() string {
+		tok, err := auth.Issue(signer, auth.Principal{Subject: "crm-sync", Scopes: []string{auth.AllScopes}}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	revoked, valid := issue(), issue()
+	p, _ := auth.Claimed(revoked)
+	if err := auth.Revoke(ctx, n.JS, p.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	// start starts a server following js and returns a call with a token.
+	start := func(t *testing.T, js jetstream.JetStream) func(tok string) error {
+		sctx, stop := context.WithCancel(ctx)
+		s, err := grpcserver.ForService(sctx, slog.New(slog.NewTextHandler(io.Discard, nil)), js, hex.EncodeToString(pub), config.TLS{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		intakev1.RegisterIntakeServiceServer(s.Server, intakev1.UnimplementedIntakeServiceServer{})
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- s.Serve(sctx, lis, time.Second) }()
+		t.Cleanup(func() { stop(); <-done })
+		conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		c := intakev1.NewIntakeServiceClient(conn)
+		return func(tok string) error {
+			_, err := c.GetLead(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok),
+				&intakev1.GetLeadRequest{LeadId: "0192a1b2-0000-7000-8000-000000000001"}, grpc.WaitForReady(true))
+			return err
+		}
+	}
+
+	t.Run("Revoked", func(t *testing.T) {
+		call := start(t, n.JS)
+		if err := call(revoked); status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("a revoked token: %v, want UNAUTHENTICATED", err)
+		}
+		if err := call(valid); status.Code(err) != codes.Unimplemented { // past auth
+			t.Fatalf("a token not revoked: %v, want it taken", err)
+		}
+	})
+	t.Run("BucketOutOfReach", func(t *testing.T) {
+		away, err := jetstream.NewWithDomain(n.Conn, "away") // no JetStream answers there
+		if err != nil {
+			t.Fatal(err)
+		}
+		call := start(t, away)
+		for _, tok := range []string{revoked, valid} {
+			if err := call(tok); status.Code(err) != codes.Unavailable {
+				t.Fatalf("revocations out of reach: %v, want UNAVAILABLE", err)
+			}
+		}
+	})
+}
