@@ -86,35 +86,15 @@ func (a *App) reserve(ctx context.Context, repID string, capacity int, leadID st
 }
 
 // unreserve ends leadID's reservation with repID if it is still the one
-// made at at: a later time is someone else's, who may be assigning the
-// lead to the rep.
+// made at at (zero: whenever made): a later time is someone else's, who
+// may be assigning the lead to the rep.
 func (a *App) unreserve(ctx context.Context, repID, leadID string, at time.Time) error {
 	for attempt := range maxRaces {
 		res, rev, err := a.loads.Get(ctx, repID, attempt > 0)
 		if err != nil {
 			return err
 		}
-		if got, ok := res[leadID]; !ok || !got.Equal(at) {
-			return nil
-		}
-		next := maps.Clone(res)
-		delete(next, leadID)
-		err = a.loads.Put(ctx, repID, next, rev)
-		if !errors.Is(err, ErrStale) {
-			return err
-		}
-	}
-	return fmt.Errorf("unreserve %s from %s: %w", leadID, repID, eventstore.ErrConflict)
-}
-
-// release ends leadID's reservation with repID, if it has one.
-func (a *App) release(ctx context.Context, repID, leadID string) error {
-	for attempt := range maxRaces {
-		res, rev, err := a.loads.Get(ctx, repID, attempt > 0)
-		if err != nil {
-			return err
-		}
-		if _, ok := res[leadID]; !ok {
+		if got, ok := res[leadID]; !ok || (!at.IsZero() && !got.Equal(at)) {
 			return nil
 		}
 		next := maps.Clone(res)
@@ -125,6 +105,11 @@ func (a *App) release(ctx context.Context, repID, leadID string) error {
 		}
 	}
 	return fmt.Errorf("release %s from %s: %w", leadID, repID, eventstore.ErrConflict)
+}
+
+// release ends leadID's reservation with repID, if it has one.
+func (a *App) release(ctx context.Context, repID, leadID string) error {
+	return a.unreserve(ctx, repID, leadID, time.Time{})
 }
 
 // prune keeps the reservations whose leads the rep holds open (ASSIGNED
