@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -26,7 +27,8 @@ import (
 
 // A server that has just started refuses a token revoked before it
 // started, from its first answer; one that cannot reach the revocations
-// refuses every token (UNAVAILABLE) for as long as that lasts.
+// refuses every token (UNAVAILABLE) for as long as that lasts, and says
+// NOT_SERVING to health checks meanwhile.
 func TestANewServerRefusesATokenRevokedBeforeItStarted(t *testing.T) {
 	n := testenv.StartNATS(t)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
@@ -50,8 +52,9 @@ func TestANewServerRefusesATokenRevokedBeforeItStarted(t *testing.T) {
 	if err := auth.Revoke(ctx, n.JS, p.ID, ""); err != nil {
 		t.Fatal(err)
 	}
-	// start starts a server following js and returns a call with a token.
-	start := func(t *testing.T, js jetstream.JetStream) func(tok string) error {
+	// start starts a server following js and returns a call with a token
+	// and a health check.
+	start := func(t *testing.T, js jetstream.JetStream) (func(tok string) error, func() healthpb.HealthCheckResponse_ServingStatus) {
 		sctx, stop := context.WithCancel(ctx)
 		s, err := grpcserver.ForService(sctx, slog.New(slog.NewTextHandler(io.Discard, nil)), js, hex.EncodeToString(pub), config.TLS{})
 		if err != nil {
@@ -72,14 +75,23 @@ func TestANewServerRefusesATokenRevokedBeforeItStarted(t *testing.T) {
 		t.Cleanup(func() { conn.Close() })
 		c := intakev1.NewIntakeServiceClient(conn)
 		return func(tok string) error {
-			_, err := c.GetLead(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok),
-				&intakev1.GetLeadRequest{LeadId: "0192a1b2-0000-7000-8000-000000000001"}, grpc.WaitForReady(true))
-			return err
-		}
+				_, err := c.GetLead(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok),
+					&intakev1.GetLeadRequest{LeadId: "0192a1b2-0000-7000-8000-000000000001"}, grpc.WaitForReady(true))
+				return err
+			}, func() healthpb.HealthCheckResponse_ServingStatus {
+				r, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return r.GetStatus()
+			}
 	}
 
 	t.Run("Revoked", func(t *testing.T) {
-		call := start(t, n.JS)
+		call, health := start(t, n.JS)
+		if got := health(); got != healthpb.HealthCheckResponse_SERVING {
+			t.Errorf("health with the revocations read: %v, want SERVING", got)
+		}
 		if err := call(revoked); status.Code(err) != codes.Unauthenticated {
 			t.Fatalf("a revoked token: %v, want UNAUTHENTICATED", err)
 		}
@@ -92,7 +104,10 @@ func TestANewServerRefusesATokenRevokedBeforeItStarted(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		call := start(t, away)
+		call, health := start(t, away)
+		if got := health(); got != healthpb.HealthCheckResponse_NOT_SERVING {
+			t.Errorf("health with the revocations out of reach: %v, want NOT_SERVING", got)
+		}
 		for _, tok := range []string{revoked, valid} {
 			if err := call(tok); status.Code(err) != codes.Unavailable {
 				t.Fatalf("revocations out of reach: %v, want UNAVAILABLE", err)

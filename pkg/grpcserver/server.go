@@ -55,6 +55,10 @@ type Server struct {
 	tls *tls.Config
 	// verifier checks the callers' tokens; nil: auth off.
 	verifier *auth.Verifier
+	// revocations, if set, is closed once the verifier has read the
+	// revocations; until then health says NOT_SERVING, as every call is
+	// refused.
+	revocations <-chan struct{}
 	// rec holds the decode errors of requests in flight.
 	rec *recorder
 }
@@ -85,7 +89,11 @@ func ForService(ctx context.Context, log *slog.Logger, js jetstream.JetStream, a
 			log.Warn("auth: token revocations not read yet; every call is refused until they are")
 		}
 	}
-	return New(log, verifier, WithTLS(certs)), nil
+	s := New(log, verifier, WithTLS(certs))
+	if verifier != nil {
+		s.revocations = verifier.Ready()
+	}
+	return s, nil
 }
 
 // revocationsWait is how long ForService waits for the revocations: they
@@ -157,7 +165,26 @@ func New(log *slog.Logger, v *auth.Verifier, opts ...Option) *Server {
 // grace, and stops. HTTP stops first: its calls go through the gRPC
 // server, which keeps serving them until then.
 func (s *Server) Serve(ctx context.Context, lis net.Listener, grace time.Duration) error {
-	s.Health.Resume()
+	// NOT_SERVING while every call would be refused (the revocations not
+	// read yet), so a load balancer sends callers to another replica.
+	ready := make(chan struct{}) // closed once that wait is over
+	quit := make(chan struct{})
+	stopWaiting := sync.OnceFunc(func() { close(quit) })
+	defer stopWaiting()
+	if s.revocations == nil {
+		s.Health.Resume()
+		close(ready)
+	} else {
+		s.Health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+		go func() {
+			defer close(ready)
+			select {
+			case <-s.revocations:
+				s.Health.Resume()
+			case <-quit:
+			}
+		}()
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- s.Server.Serve(lis) }()
 	var web *webServer
@@ -181,6 +208,8 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener, grace time.Duratio
 	case <-webDone: // the HTTP server failed: stop the rest too
 	case <-ctx.Done():
 	}
+	stopWaiting()
+	<-ready // no Resume after this Shutdown
 	s.Health.Shutdown()
 	deadline := time.Now().Add(grace)
 	var webErr error
