@@ -161,12 +161,7 @@ func TestRevocationsExpireAfterEveryTokenTheyRefuse(t *testing.T) {
 // has, and when the bucket cannot be reached that lasts: a replica that
 // starts during the fault does not take the tokens revoked before it.
 func TestNoTokenIsTakenBeforeTheRevocationsAreRead(t *testing.T) {
-	n := testenv.StartNATS(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := auth.EnsureRevocations(ctx, n.JS, 1); err != nil {
-		t.Fatal(err)
-	}
+	n, ctx := withRevocations(t)
 	k := key(t)
 	revoked, err := auth.Issue(k, reader, time.Hour)
 	if err != nil {
@@ -292,12 +287,7 @@ func TestRevocationsCannotBeErased(t *testing.T) {
 // issued just before it by a clock running fast is refused too; one
 // issued later than that works.
 func TestRevokingASubjectRefusesTokensOfAFastIssuer(t *testing.T) {
-	n := testenv.StartNATS(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := auth.EnsureRevocations(ctx, n.JS, 1); err != nil {
-		t.Fatal(err)
-	}
+	n, ctx := withRevocations(t)
 	k := key(t)
 	v, err := auth.NewVerifier(k.Public().(ed25519.PublicKey))
 	if err != nil {
@@ -342,4 +332,17 @@ func TestRevokingASubjectRefusesTokensOfAFastIssuer(t *testing.T) {
 	if _, err := v.Verify(issuedAt("web-forms", minuteAgo.Add(45*time.Second))); err != nil {
 		t.Fatalf("a token issued past the leeway after the revocation: %v", err)
 	}
+}
+
+// withRevocations is a server with the revocations bucket, and a context
+// for the test.
+func withRevocations(t *testing.T) (*testenv.NATS, context.Context) {
+	t.Helper()
+	n := testenv.StartNATS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	if err := auth.EnsureRevocations(ctx, n.JS, 1); err != nil {
+		t.Fatal(err)
+	}
+	return n, ctx
 }

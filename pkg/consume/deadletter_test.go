@@ -47,12 +47,7 @@ func TestSlowRedriveHandlesTheDeadMessageOnce(t *testing.T) {
 		return nil
 	})
 	eventually(t, 10*time.Second, func() bool { return len(deadLetters(t, n.JS)) == 1 }, "no dead letter")
-	l1 := publish(t, n.JS, "K1", "l1")
-	l2 := publish(t, n.JS, "K1", "l2")
-	eventually(t, 10*time.Second, func() bool {
-		dl := deadLetters(t, n.JS)
-		return len(dl) == 1 && len(dl[0].Parked) == 2
-	}, "not parked")
+	l1, l2 := parkTwo(t, n.JS, "K1")
 	broken.Store(false)
 	if err := consume.Redrive(context.Background(), n.JS, consume.DefaultDeadLetterStream, "slowredrive", "K1", poison); err != nil {
 		t.Fatal(err)
@@ -82,12 +77,7 @@ func TestParkedWithoutDeadLetterAreReleased(t *testing.T) {
 	}
 	run := start(t, n.JS, config("orphan"), h)
 	eventually(t, 10*time.Second, func() bool { return len(deadLetters(t, n.JS)) == 1 }, "no dead letter")
-	l1 := publish(t, n.JS, "K1", "l1")
-	l2 := publish(t, n.JS, "K1", "l2")
-	eventually(t, 10*time.Second, func() bool {
-		dl := deadLetters(t, n.JS)
-		return len(dl) == 1 && len(dl[0].Parked) == 2
-	}, "not parked")
+	l1, l2 := parkTwo(t, n.JS, "K1")
 	if err := run.stop(t, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -341,4 +331,16 @@ func TestReloadKeepsARedriveThatEndedMeanwhile(t *testing.T) {
 	if got, want := seqsOf(j.all(), key), []uint64{poison, l1, l2}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("handled %v, want %v", got, want)
 	}
+}
+
+// parkTwo publishes two more messages of key, whose message is the one
+// dead letter, and waits until both are parked behind it.
+func parkTwo(t *testing.T, js jetstream.JetStream, key string) (l1, l2 uint64) {
+	t.Helper()
+	l1, l2 = publish(t, js, key, "l1"), publish(t, js, key, "l2")
+	eventually(t, 10*time.Second, func() bool {
+		dl := deadLetters(t, js)
+		return len(dl) == 1 && len(dl[0].Parked) == 2
+	}, "not parked")
+	return l1, l2
 }
