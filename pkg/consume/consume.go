@@ -33,6 +33,7 @@
 package consume
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -388,6 +389,18 @@ func (r *runner) ensureConsumer(ctx context.Context, p int) (jetstream.Consumer,
 		}
 	}
 	return nil, fmt.Errorf("consume: consumer %s on %s: created and deleted concurrently", cc.Durable, r.cfg.Stream)
+}
+
+// EnsureStreams makes what every group shares, as Run would: the
+// dead-letter stream and the members bucket (empty names: the defaults).
+// Existing ones are left as they are. pkg/provision calls it, as a
+// service's NATS user may only look them up.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, deadLetter, members string, replicas int) error {
+	if _, err := ensureDeadLetterStream(ctx, js, cmp.Or(deadLetter, DefaultDeadLetterStream), replicas); err != nil {
+		return err
+	}
+	_, err := ensureMembers(ctx, js, cmp.Or(members, DefaultMembersBucket), replicas)
+	return err
 }
 
 // ensureDeadLetterStream opens the dead-letter stream or creates it with as

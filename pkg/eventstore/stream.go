@@ -14,6 +14,7 @@ package eventstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -164,6 +165,25 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamCon
 		return err
 	})
 	return s, err
+}
+
+// EnsureKeyValue opens the bucket cfg names, or creates it when it is
+// missing. An existing bucket is left as it is: looking it up is all a
+// service's NATS user may do. It retries as Ensure does.
+func EnsureKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	ctx, cancel := WithSetupTimeout(ctx)
+	defer cancel()
+	var kv jetstream.KeyValue
+	err := Setup(ctx, nil, func(ctx context.Context) (err error) {
+		if kv, err = js.KeyValue(ctx, cfg.Bucket); !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return err
+		}
+		if kv, err = js.CreateKeyValue(ctx, cfg); errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = js.KeyValue(ctx, cfg.Bucket) // made by another process meanwhile
+		}
+		return err
+	})
+	return kv, err
 }
 
 // sameSettings compares what Leadflow sets on its streams; the server fills

@@ -5,6 +5,11 @@
 // deploy/k8s/nats.yaml holds the same table rendered by Conf (a test keeps
 // the two equal).
 //
+// No service may create a stream or change one's settings: a stream can
+// republish to the JetStream API or source another stream, which the
+// server checks against nobody's permissions. The provisioner role
+// (pkg/provision) makes them all; services only look them up.
+//
 // NATS matches permissions by whole subject tokens and a consumer's name is
 // one token, so a role that reads with ordered consumers (names the client
 // library makes up) or runs groups named at run time (qualification's
@@ -22,6 +27,9 @@ import (
 	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	"github.com/leadflow/leadflow/pkg/natsserver"
+	"github.com/leadflow/leadflow/pkg/provision"
+	"github.com/leadflow/leadflow/pkg/timer"
+	"github.com/leadflow/leadflow/pkg/vault"
 )
 
 // The roles: one NATS user each. Operator is leadctl's (and the nats CLI's).
@@ -32,20 +40,13 @@ const (
 	Nurture       = "nurture"
 	Projector     = "projector"
 	Operator      = "operator"
+	Provisioner   = "provisioner"
 )
 
 // Names the table is built from that live in services/ (pkg cannot import
 // them); each service's tests check that its own constants agree.
 const (
-	KeysBucket           = "LEADFLOW_KEYS" // pkg/vault's default bucket
-	HandoffTimers        = "HANDOFF_TIMERS"
-	HandoffTimerPrefix   = "handoff.timer"
-	NurtureTimers        = "NURTURE_TIMERS"
-	NurtureTimerPrefix   = "nurture.timer"
-	IntakeTimers         = "INTAKE_TIMERS"
-	IntakeTimerPrefix    = "intake.timer"
 	IntakeTimerGroup     = "intake-timers"
-	HandoffLoads         = "HANDOFF_LOAD"
 	QualificationGroup   = "qualification"
 	HandoffGroup         = "handoff"
 	HandoffTimerGroup    = "handoff-timers"
@@ -65,7 +66,7 @@ type Role struct {
 
 // Roles is the table, one entry per role, in a fixed order.
 func Roles() []Role {
-	return []Role{intake(), qualification(), handoff(), nurture(), projector(), operator()}
+	return []Role{intake(), qualification(), handoff(), nurture(), projector(), operator(), provisioner()}
 }
 
 // Lookup returns the role named name.
@@ -139,11 +140,8 @@ func (p *perms) role() Role {
 
 const api = "$JS.API."
 
-// ensure: look a stream up, and create or update it (every service makes
-// the streams it uses, so that they start in any order).
-func (p *perms) ensure(stream string) {
-	p.publish(api+"STREAM.INFO."+stream, api+"STREAM.CREATE."+stream, api+"STREAM.UPDATE."+stream)
-}
+// info: look a stream up (its settings and state).
+func (p *perms) info(stream string) { p.publish(api + "STREAM.INFO." + stream) }
 
 // read: single and batched direct gets, and the stream API's get, which
 // only the stream's leader answers (eventstore reads a replicated
@@ -168,11 +166,11 @@ func (p *perms) durable(stream, name string) {
 		api+"CONSUMER.MSG.NEXT."+c, api+"CONSUMER.UNPIN."+c, "$JS.ACK."+c+".>")
 }
 
-// kv: a bucket's stream made or opened, its keys written and read, and
-// watched (push consumers: ephemeral, deleted on stop, flow controlled).
+// kv: a bucket opened, its keys written and read, and watched (push
+// consumers: ephemeral, deleted on stop, flow controlled).
 func (p *perms) kv(bucket string, write bool) {
 	s := "KV_" + bucket
-	p.ensure(s)
+	p.info(s)
 	p.read(s)
 	p.publish(api+"CONSUMER.CREATE."+s+".*.>", api+"CONSUMER.DELETE."+s+".*", "$JS.FC."+s+".>")
 	if write {
@@ -199,54 +197,44 @@ func (p *perms) group(stream, group string, partitions int) {
 		redrive = group + "_redrive"
 	}
 	p.durable(dl, redrive)
-	p.ensure(dl)
+	p.info(dl)
 	p.read(dl)
 	p.publish(api+"STREAM.MSG.DELETE."+dl, api+"STREAM.PURGE."+dl)
 	for _, kind := range []string{"entry", "parked", "request"} {
 		p.publish("deadletter." + kind + "." + group + ".>")
 	}
 	m := consume.DefaultMembersBucket
-	p.ensure("KV_" + m)
+	p.info("KV_" + m)
 	p.read("KV_" + m)
 	p.publish("$KV."+m+"."+group+".*", api+"CONSUMER.CREATE.KV_"+m+".*.$KV."+m+"."+group+".*",
 		api+"CONSUMER.DELETE.KV_"+m+".*", "$JS.FC.KV_"+m+".>")
 	p.subscribe("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + stream + ".*")
 }
 
-// leadStream: the lead stream opened and read. Only its owner, intake,
-// may create it or change its settings: an update could set limits that
-// drop events, so the others wait for intake at their first start.
-func (p *perms) leadStream(owner bool) {
-	p.publish(api + "STREAM.INFO." + eventstore.DefaultStream)
-	if owner {
-		p.ensure(eventstore.DefaultStream)
-	}
+// leadStream: the lead stream opened and read.
+func (p *perms) leadStream() {
+	p.info(eventstore.DefaultStream)
 	p.read(eventstore.DefaultStream)
 }
 
 // vault: the key bucket opened and watched for erasures; write adds
-// making it, storing keys and shredding them (message delete). A reader
-// may not change its settings, which could drop every key.
+// storing keys and shredding them (message delete).
 func (p *perms) vault(write bool) {
-	s := "KV_" + KeysBucket
-	p.publish(api + "STREAM.INFO." + s)
+	s := "KV_" + vault.DefaultBucket
+	p.info(s)
 	p.read(s)
 	p.scan(s)
 	if write {
-		p.ensure(s)
-		p.publish("$KV."+KeysBucket+".>", api+"STREAM.MSG.DELETE."+s)
+		p.publish("$KV."+vault.DefaultBucket+".>", api+"STREAM.MSG.DELETE."+s)
 	}
 }
 
 // revocations: the bucket of revoked API tokens followed (an ordered
-// consumer); owner adds making it, writer storing revocations.
-func (p *perms) revocations(owner, writer bool) {
+// consumer); writer adds storing revocations.
+func (p *perms) revocations(writer bool) {
 	s := "KV_" + auth.RevokedBucket
-	p.publish(api + "STREAM.INFO." + s)
+	p.info(s)
 	p.scan(s)
-	if owner {
-		p.ensure(s)
-	}
 	if writer {
 		p.publish("$KV." + auth.RevokedBucket + ".>")
 	}
@@ -255,74 +243,74 @@ func (p *perms) revocations(owner, writer bool) {
 // timers: a pkg/timer stream: schedules published (not fired copies,
 // which only the server writes), fired copies consumed by the service's
 // timer group of partitions durables.
-func (p *perms) timers(stream, prefix, group string, partitions int) {
-	p.ensure(stream)
-	p.read(stream)
-	p.publish(prefix + ".at.>")
-	p.group(stream, group, partitions)
+func (p *perms) timers(s timer.Stream, group string, partitions int) {
+	p.info(s.Name)
+	p.read(s.Name)
+	p.publish(s.Prefix + ".at.>")
+	p.group(s.Name, group, partitions)
 }
 
 func intake() Role {
 	p := newRole(Intake)
-	p.leadStream(true)
+	p.leadStream()
 	p.publish("lead.>", "claim.>", "campaign.>")
 	p.vault(true)
-	p.timers(IntakeTimers, IntakeTimerPrefix, IntakeTimerGroup, 1)
-	p.revocations(true, false)
+	p.timers(provision.IntakeTimers, IntakeTimerGroup, 1)
+	p.revocations(false)
 	return p.role()
 }
 
 func qualification() Role {
 	p := newRole(Qualification)
-	p.leadStream(false)
+	p.leadStream()
 	p.publish("lead.>", "model.>", "claim.>")
 	p.group(eventstore.DefaultStream, QualificationGroup, eventstore.Partitions)
 	// Re-scores: a group and durable per model version (rescore-v<n>),
 	// removed once done.
 	p.group(eventstore.DefaultStream, "*", 1)
 	p.publish(api+"CONSUMER.DELETE."+eventstore.DefaultStream+".*", api+"CONSUMER.DELETE."+consume.DefaultDeadLetterStream+".*")
-	p.revocations(false, false)
+	p.revocations(false)
 	return p.role()
 }
 
 func handoff() Role {
 	p := newRole(Handoff)
-	p.leadStream(false)
+	p.leadStream()
 	p.publish("lead.>", "model.>", "claim.>")
 	p.group(eventstore.DefaultStream, HandoffGroup, eventstore.Partitions)
-	p.timers(HandoffTimers, HandoffTimerPrefix, HandoffTimerGroup, eventstore.Partitions)
-	p.kv(HandoffLoads, true)
+	p.timers(provision.HandoffTimers, HandoffTimerGroup, eventstore.Partitions)
+	p.kv(provision.LoadsBucket, true)
 	// The handoff brief opens the lead's sealed contact data: read only.
 	p.vault(false)
-	p.revocations(false, false)
+	p.revocations(false)
 	return p.role()
 }
 
 func nurture() Role {
 	p := newRole(Nurture)
-	p.leadStream(false)
+	p.leadStream()
 	p.scan(eventstore.DefaultStream) // the lost-lead index reads the whole stream
 	p.publish("lead.>", "model.>", "claim.>")
 	p.group(eventstore.DefaultStream, NurtureGroup, eventstore.Partitions)
-	p.timers(NurtureTimers, NurtureTimerPrefix, NurtureTimerGroup, eventstore.Partitions)
+	p.timers(provision.NurtureTimers, NurtureTimerGroup, eventstore.Partitions)
 	// The no-lost-lead check reads every group's progress, members and
 	// dead letters, and re-drives them.
 	m := consume.DefaultMembersBucket
 	p.publish(api+"CONSUMER.CREATE.KV_"+m+".*.$KV."+m+".>", "deadletter.request.>")
-	p.revocations(false, false)
+	p.revocations(false)
 	return p.role()
 }
 
 func projector() Role {
 	p := newRole(Projector)
-	p.leadStream(false)
+	p.leadStream()
 	p.scan(eventstore.DefaultStream) // rebuilds, what-if replays
 	p.group(eventstore.DefaultStream, ProjectorGroup, eventstore.Partitions)
 	p.group(eventstore.DefaultStream, ProjectorRefGroup, 1)
 	// Dashboards: the replicas' commit notices, and scoring model changes.
 	p.publish(ProjectorLiveSubject)
 	p.subscribe(ProjectorLiveSubject, eventstore.ModelSubject("scoring"))
-	p.revocations(false, false)
+	p.revocations(false)
 	return p.role()
 }
 
@@ -331,15 +319,26 @@ func projector() Role {
 func operator() Role {
 	p := newRole(Operator)
 	p.publish(api+"STREAM.NAMES", api+"STREAM.LIST", "deadletter.request.>")
-	for _, s := range []string{eventstore.DefaultStream, consume.DefaultDeadLetterStream, HandoffTimers, NurtureTimers, IntakeTimers,
-		"KV_" + consume.DefaultMembersBucket, "KV_" + HandoffLoads} {
+	for _, s := range []string{eventstore.DefaultStream, consume.DefaultDeadLetterStream, provision.HandoffTimers.Name,
+		provision.NurtureTimers.Name, provision.IntakeTimers.Name, "KV_" + consume.DefaultMembersBucket, "KV_" + provision.LoadsBucket} {
 		p.publish(api+"STREAM.INFO."+s, api+"CONSUMER.NAMES."+s, api+"CONSUMER.LIST."+s)
 		p.read(s)
 		p.scan(s)
 		p.publish("$JS.FC." + s + ".>")
 	}
 	p.subscribe(eventstore.LeadSubjects, eventstore.CampaignSubjects, eventstore.ModelSubjects, eventstore.ClaimSubjects)
-	p.revocations(false, true) // leadctl token revoke
+	p.revocations(true) // leadctl token revoke
+	return p.role()
+}
+
+// provisioner makes every stream and bucket and brings them to their
+// settings (pkg/provision); it may not delete, purge or read one. It is a
+// deploy step's user, not a running service's.
+func provisioner() Role {
+	p := newRole(Provisioner)
+	for _, s := range provision.Streams() {
+		p.publish(api+"STREAM.INFO."+s, api+"STREAM.CREATE."+s, api+"STREAM.UPDATE."+s)
+	}
 	return p.role()
 }
 

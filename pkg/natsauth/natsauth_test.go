@@ -3,6 +3,7 @@ package natsauth_test
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	"github.com/leadflow/leadflow/pkg/natsauth"
+	"github.com/leadflow/leadflow/pkg/provision"
 	"github.com/leadflow/leadflow/pkg/testenv"
 	"github.com/leadflow/leadflow/pkg/vault"
 )
@@ -68,55 +70,36 @@ func short(t *testing.T) context.Context {
 	return ctx
 }
 
-// setup creates what the services would: the lead stream, the key vault,
-// the dead letters.
-func setup(t *testing.T, n *testenv.NATS) {
-	t.Helper()
-	ctx := context.Background()
-	if _, err := eventstore.EnsureStream(ctx, n.JS, eventstore.StreamConfig{}); err != nil {
-		t.Fatal(err)
-	}
-	master, blind := make([]byte, 32), make([]byte, 32)
-	blind[0] = 1
-	v, err := vault.New(ctx, n.JS, vault.Config{MasterKey: master, BlindKey: blind})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v.Close()
-}
-
 func TestKeyVaultIsIntakesAndHandoffsOnly(t *testing.T) {
 	n := testenv.StartNATSWithUsers(t)
-	setup(t, n)
 	for _, role := range []string{natsauth.Qualification, natsauth.Projector, natsauth.Nurture, natsauth.Operator} {
 		t.Run(role, func(t *testing.T) {
 			js, _, r := connectAs(t, n, role)
-			_, err := js.KeyValue(short(t), natsauth.KeysBucket)
+			_, err := js.KeyValue(short(t), vault.DefaultBucket)
 			if err == nil {
 				t.Fatal("opened the key vault")
 			}
-			r.expect(t, "$JS.API.STREAM.INFO.KV_"+natsauth.KeysBucket)
-			if _, err := js.Publish(short(t), "$KV."+natsauth.KeysBucket+".L1", []byte("k")); err == nil {
+			r.expect(t, "$JS.API.STREAM.INFO.KV_"+vault.DefaultBucket)
+			if _, err := js.Publish(short(t), "$KV."+vault.DefaultBucket+".L1", []byte("k")); err == nil {
 				t.Fatal("wrote a key")
 			}
-			r.expect(t, "$KV."+natsauth.KeysBucket+".L1")
-			try(t, js.Conn(), "$JS.API.DIRECT.GET.KV_"+natsauth.KeysBucket+".$KV."+natsauth.KeysBucket+".L1", "")
-			r.expect(t, "$JS.API.DIRECT.GET.KV_"+natsauth.KeysBucket)
+			r.expect(t, "$KV."+vault.DefaultBucket+".L1")
+			try(t, js.Conn(), "$JS.API.DIRECT.GET.KV_"+vault.DefaultBucket+".$KV."+vault.DefaultBucket+".L1", "")
+			r.expect(t, "$JS.API.DIRECT.GET.KV_"+vault.DefaultBucket)
 		})
 	}
 	// Handoff reads keys (the brief) but neither writes nor shreds them.
 	js, _, r := connectAs(t, n, natsauth.Handoff)
-	if _, err := js.Publish(short(t), "$KV."+natsauth.KeysBucket+".L1", []byte("k")); err == nil {
+	if _, err := js.Publish(short(t), "$KV."+vault.DefaultBucket+".L1", []byte("k")); err == nil {
 		t.Fatal("handoff wrote a key")
 	}
-	r.expect(t, "$KV."+natsauth.KeysBucket+".L1")
-	try(t, js.Conn(), "$JS.API.STREAM.MSG.DELETE.KV_"+natsauth.KeysBucket, `{"seq":1}`)
-	r.expect(t, "$JS.API.STREAM.MSG.DELETE.KV_"+natsauth.KeysBucket)
+	r.expect(t, "$KV."+vault.DefaultBucket+".L1")
+	try(t, js.Conn(), "$JS.API.STREAM.MSG.DELETE.KV_"+vault.DefaultBucket, `{"seq":1}`)
+	r.expect(t, "$JS.API.STREAM.MSG.DELETE.KV_"+vault.DefaultBucket)
 }
 
 func TestOnlyWritersAppendLeadEvents(t *testing.T) {
 	n := testenv.StartNATSWithUsers(t)
-	setup(t, n)
 	for _, role := range []string{natsauth.Projector, natsauth.Operator} {
 		t.Run(role, func(t *testing.T) {
 			js, _, r := connectAs(t, n, role)
@@ -139,21 +122,14 @@ func TestOnlyWritersAppendLeadEvents(t *testing.T) {
 
 func TestNoRoleDeletesOrPurgesAStream(t *testing.T) {
 	n := testenv.StartNATSWithUsers(t)
-	setup(t, n)
-	streams := []string{eventstore.DefaultStream, "KV_" + natsauth.KeysBucket, consume.DefaultDeadLetterStream}
-	for _, s := range []string{natsauth.HandoffTimers, natsauth.NurtureTimers, natsauth.IntakeTimers, consume.DefaultDeadLetterStream} {
-		if _, err := n.JS.CreateStream(context.Background(), jetstream.StreamConfig{Name: s, Subjects: []string{strings.ToLower(s) + ".>"}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	streams = append(streams, natsauth.HandoffTimers, natsauth.NurtureTimers, natsauth.IntakeTimers)
+	streams := provision.Streams()
 	for _, r := range natsauth.Roles() {
 		t.Run(r.Name, func(t *testing.T) {
 			_, nc, refused := connectAs(t, n, r.Name)
 			for _, s := range streams {
 				try(t, nc, "$JS.API.STREAM.DELETE."+s, "")
 				refused.expect(t, "$JS.API.STREAM.DELETE."+s)
-				if s == consume.DefaultDeadLetterStream && r.Name != natsauth.Operator {
+				if s == consume.DefaultDeadLetterStream && r.Name != natsauth.Operator && r.Name != natsauth.Provisioner {
 					continue // consumer groups purge their released dead letters by subject
 				}
 				try(t, nc, "$JS.API.STREAM.PURGE."+s, "")
@@ -195,7 +171,6 @@ func TestNoRoleReadsAnothersReplies(t *testing.T) {
 // own inbox.
 func TestEveryRoleConnects(t *testing.T) {
 	n := testenv.StartNATSWithUsers(t)
-	setup(t, n)
 	for _, r := range natsauth.Roles() {
 		js, _, _ := connectAs(t, n, r.Name)
 		if _, err := js.Stream(context.Background(), eventstore.DefaultStream); err != nil {
@@ -204,40 +179,78 @@ func TestEveryRoleConnects(t *testing.T) {
 	}
 }
 
-// TestOnlyIntakeChangesTheLeadStreamAndVault: an update could set limits
-// that drop events or keys, so the readers may not send one.
-func TestOnlyIntakeChangesTheLeadStreamAndVault(t *testing.T) {
+// TestOnlyTheProvisionerMakesOrChangesStreams: a stream's settings can
+// republish its messages to the JetStream API, or source another stream,
+// and the server checks neither against the permissions of whoever set
+// them; so no service may create a stream or change one, whatever it is
+// named. Each try below would otherwise delete the lead stream, append a
+// lead event, or copy the key vault beyond the shredder's reach.
+func TestOnlyTheProvisionerMakesOrChangesStreams(t *testing.T) {
 	n := testenv.StartNATSWithUsers(t)
-	setup(t, n)
+	ctx := context.Background()
 	for _, r := range natsauth.Roles() {
-		if r.Name == natsauth.Intake {
+		if r.Name == natsauth.Provisioner {
 			continue
 		}
 		t.Run(r.Name, func(t *testing.T) {
 			_, nc, refused := connectAs(t, n, r.Name)
-			for _, s := range []string{eventstore.DefaultStream, "KV_" + natsauth.KeysBucket} {
-				try(t, nc, "$JS.API.STREAM.UPDATE."+s, `{"name":"`+s+`","max_age":1000000000}`)
+			for _, s := range provision.Streams() {
+				info, err := n.JS.Stream(ctx, s)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cfg := info.CachedInfo().Config
+				cfg.RePublish = &jetstream.RePublish{Source: ">", Destination: "$JS.API.STREAM.DELETE." + eventstore.DefaultStream}
+				body, err := json.Marshal(cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				try(t, nc, "$JS.API.STREAM.UPDATE."+s, string(body))
 				refused.expect(t, "$JS.API.STREAM.UPDATE."+s)
 			}
+			copyVault, err := json.Marshal(jetstream.StreamConfig{Name: "COPY", Storage: jetstream.FileStorage,
+				Sources: []*jetstream.StreamSource{{Name: "KV_" + vault.DefaultBucket}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			try(t, nc, "$JS.API.STREAM.CREATE.COPY", string(copyVault))
+			refused.expect(t, "$JS.API.STREAM.CREATE.COPY")
 		})
 	}
-	info, err := n.JS.Stream(context.Background(), eventstore.DefaultStream)
-	if err != nil || info.CachedInfo().Config.MaxAge != 0 {
-		t.Fatalf("lead stream changed: %v", err)
+	for _, s := range provision.Streams() {
+		info, err := n.JS.Stream(ctx, s)
+		if err != nil || info.CachedInfo().Config.RePublish != nil {
+			t.Fatalf("%s changed: %v", s, err)
+		}
+	}
+	if _, err := n.JS.Stream(ctx, "COPY"); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("a copy of the key vault: %v", err)
 	}
 }
 
-// Intake makes the revocations bucket, the operator revokes, every
+// TestTheProvisionerReadsAndWritesNothing: its user makes streams only.
+func TestTheProvisionerReadsAndWritesNothing(t *testing.T) {
+	n := testenv.StartNATSWithUsers(t)
+	js, nc, r := connectAs(t, n, natsauth.Provisioner)
+	if _, err := js.Publish(short(t), eventstore.LeadSubject("L1"), []byte("x")); err == nil {
+		t.Fatal("appended a lead event")
+	}
+	r.expect(t, eventstore.LeadSubject("L1"))
+	for _, s := range []string{eventstore.DefaultStream, "KV_" + vault.DefaultBucket} {
+		try(t, nc, "$JS.API.DIRECT.GET."+s, `{"seq":1}`)
+		r.expect(t, "$JS.API.DIRECT.GET."+s)
+		try(t, nc, "$JS.API.CONSUMER.CREATE."+s, `{}`)
+		r.expect(t, "$JS.API.CONSUMER.CREATE."+s)
+	}
+}
+
+// The provisioner makes the revocations bucket, the operator revokes, every
 // service follows it as its own user, and nobody else writes it: a
 // service that could would let any caller's token be revoked, or none.
 func TestRevocationsAreTheOperatorsToWrite(t *testing.T) {
 	n := testenv.StartNATSWithUsers(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	js, _, _ := connectAs(t, n, natsauth.Intake)
-	if err := auth.EnsureRevocations(ctx, js, 1); err != nil {
-		t.Fatal(err)
-	}
 	_, signer, err := ed25519.GenerateKey(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -246,7 +259,7 @@ func TestRevocationsAreTheOperatorsToWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	js, _, _ = connectAs(t, n, natsauth.Operator)
+	js, _, _ := connectAs(t, n, natsauth.Operator)
 	if err := auth.Revoke(ctx, js, "", "crm-sync"); err != nil {
 		t.Fatal(err)
 	}

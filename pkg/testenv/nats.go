@@ -17,6 +17,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	"github.com/leadflow/leadflow/pkg/natsauth"
 	"github.com/leadflow/leadflow/pkg/natsserver"
+	"github.com/leadflow/leadflow/pkg/provision"
 )
 
 // NATS is an embedded JetStream server and a client connected to it.
@@ -47,9 +48,23 @@ func StartNATS(t testing.TB) *NATS {
 
 // StartNATSWithUsers is StartNATS as production runs it: over TLS only
 // (TLS), with a user per pkg/natsauth role (random passwords, in
-// Passwords) and nobody else but Admin, whose connection is Conn. The
-// server logs to Dir/nats.log, permissions violations included.
+// Passwords) and nobody else but Admin, whose connection is Conn, and
+// every stream made by the provisioner user (pkg/provision), as the
+// services' users may only look them up. The server logs to Dir/nats.log,
+// permissions violations included.
 func StartNATSWithUsers(t testing.TB) *NATS {
+	t.Helper()
+	n := StartNATSWithUsersOnly(t)
+	_, js := n.ConnectAs(t, natsauth.Provisioner)
+	if err := provision.All(context.Background(), js, 1); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// StartNATSWithUsersOnly is StartNATSWithUsers before provisioning: the
+// server holds no stream.
+func StartNATSWithUsersOnly(t testing.TB) *NATS {
 	t.Helper()
 	n := &NATS{Dir: t.TempDir(), Passwords: map[string]string{}, TLS: NewTLS(t)}
 	for _, r := range natsauth.Roles() {

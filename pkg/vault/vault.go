@@ -52,7 +52,6 @@ var (
 )
 
 const (
-	defaultBucket    = "LEADFLOW_KEYS"
 	defaultCacheSize = 100_000
 	// defaultTimeout matches nats.go's own default for API calls made with a
 	// context that has no deadline.
@@ -138,7 +137,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Vault, error
 		return nil, fmt.Errorf("vault: CacheSize must not be negative, got %d", cfg.CacheSize)
 	}
 	if cfg.Bucket == "" {
-		cfg.Bucket = defaultBucket
+		cfg.Bucket = DefaultBucket
 	}
 	if !validBucket(cfg.Bucket) {
 		return nil, fmt.Errorf("vault: Bucket %q may hold only letters, digits, '-' and '_'", cfg.Bucket)
@@ -155,38 +154,9 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Vault, error
 		return nil, fmt.Errorf("vault: MasterKey: %w", err)
 	}
 
-	// Setup waits out a cluster electing leaders (eventstore.Setup).
-	ctx, cancel := eventstore.WithSetupTimeout(ctx)
-	defer cancel()
-	// The bucket's stream is created here rather than by
-	// CreateOrUpdateKeyValue, which always sets DenyDelete: Shred needs the
-	// message-delete API to overwrite a wrapped key on disk (see shred). The
-	// rest is what nats.go sets for a KV bucket, so KeyValue and `nats kv`
-	// can read it, except that purges are denied (for good: the server never
-	// lets a stream take DenyPurge back): a stream purge or a KV
-	// PurgeDeletes would erase every lead's data, or turn shredded leads
-	// into unknown ones. Hence no roll-ups either, which need the purge
-	// permission; KeyValue.Purge fails on this bucket, Shred is the way.
-	stream, err := eventstore.Ensure(ctx, js, jetstream.StreamConfig{
-		Name:        "KV_" + cfg.Bucket,
-		Description: "Leadflow per-lead data keys, wrapped; a purged key is a shredded lead",
-		Subjects:    []string{"$KV." + cfg.Bucket + ".>"},
-		// History 2: a key is written once, then Shred writes its purge
-		// marker beside it before erasing it (see shred).
-		MaxMsgsPerSubject: 2,
-		MaxMsgs:           -1,
-		MaxBytes:          -1,
-		MaxMsgSize:        -1,
-		MaxConsumers:      -1,
-		Storage:           jetstream.FileStorage,
-		Replicas:          cfg.Replicas,
-		Discard:           jetstream.DiscardNew,
-		Duplicates:        2 * time.Minute,
-		DenyPurge:         true,
-		AllowDirect:       true,
-	})
+	stream, err := EnsureBucket(ctx, js, cfg.Bucket, cfg.Replicas)
 	if err != nil {
-		return nil, fmt.Errorf("vault: create bucket %s: %w", cfg.Bucket, err)
+		return nil, err
 	}
 	v := &Vault{
 		js:       js,
@@ -722,4 +692,48 @@ func checkLeadID(id string) error {
 		return fmt.Errorf("vault: lead id %q is not a valid KV key", id)
 	}
 	return nil
+}
+
+// DefaultBucket is the key bucket New uses when Config.Bucket is empty.
+const DefaultBucket = "LEADFLOW_KEYS"
+
+// EnsureBucket makes the key bucket's stream, or brings one made before
+// to these settings; a bucket already as wanted is only looked up, which
+// is all a service's NATS user may do (pkg/provision makes it in
+// production).
+func EnsureBucket(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) (jetstream.Stream, error) {
+	// Setup waits out a cluster electing leaders (eventstore.Setup).
+	ctx, cancel := eventstore.WithSetupTimeout(ctx)
+	defer cancel()
+	// The bucket's stream is created here rather than by
+	// CreateOrUpdateKeyValue, which always sets DenyDelete: Shred needs the
+	// message-delete API to overwrite a wrapped key on disk (see shred). The
+	// rest is what nats.go sets for a KV bucket, so KeyValue and `nats kv`
+	// can read it, except that purges are denied (for good: the server never
+	// lets a stream take DenyPurge back): a stream purge or a KV
+	// PurgeDeletes would erase every lead's data, or turn shredded leads
+	// into unknown ones. Hence no roll-ups either, which need the purge
+	// permission; KeyValue.Purge fails on this bucket, Shred is the way.
+	stream, err := eventstore.Ensure(ctx, js, jetstream.StreamConfig{
+		Name:        "KV_" + bucket,
+		Description: "Leadflow per-lead data keys, wrapped; a purged key is a shredded lead",
+		Subjects:    []string{"$KV." + bucket + ".>"},
+		// History 2: a key is written once, then Shred writes its purge
+		// marker beside it before erasing it (see shred).
+		MaxMsgsPerSubject: 2,
+		MaxMsgs:           -1,
+		MaxBytes:          -1,
+		MaxMsgSize:        -1,
+		MaxConsumers:      -1,
+		Storage:           jetstream.FileStorage,
+		Replicas:          max(replicas, 1),
+		Discard:           jetstream.DiscardNew,
+		Duplicates:        2 * time.Minute,
+		DenyPurge:         true,
+		AllowDirect:       true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("vault: create bucket %s: %w", bucket, err)
+	}
+	return stream, nil
 }

@@ -33,6 +33,7 @@ import (
 	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
 	"github.com/leadflow/leadflow/pkg/natsauth"
 	"github.com/leadflow/leadflow/pkg/natsserver"
+	"github.com/leadflow/leadflow/pkg/provision"
 	projectorports "github.com/leadflow/leadflow/services/projector/ports"
 )
 
@@ -346,6 +347,18 @@ func runChaos(ctx context.Context, w io.Writer) error {
 			n.kill()
 		}
 	}()
+	if err != nil {
+		return err
+	}
+	// Every stream made by the provisioner, as in production: the
+	// services' users may only look them up.
+	pnc, pjs, err := eventstore.Dial(url, "chaos-provision", eventstore.WithUser(natsauth.Provisioner, passwords[natsauth.Provisioner]),
+		eventstore.WithCA(certs.CA))
+	if err != nil {
+		return err
+	}
+	err = provision.All(ctx, pjs, *chaosNodes)
+	pnc.Close()
 	if err != nil {
 		return err
 	}

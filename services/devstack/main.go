@@ -31,9 +31,11 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/leadflow/leadflow/pkg/auth"
+	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/natsauth"
 	"github.com/leadflow/leadflow/pkg/natsserver"
+	"github.com/leadflow/leadflow/pkg/provision"
 )
 
 // service is one process devstack runs.
@@ -120,6 +122,14 @@ func run() error {
 				return fmt.Errorf("%s's port %s is taken (%v): is another `make run` running? Stop it, or move every API with -port-offset", s.name, addr, err)
 			}
 		}
+	}
+	// Every stream, made as the provisioner: the services' users may only
+	// look them up (pkg/provision).
+	if err := provisionStreams(ctx, ns.URL(), passwords[natsauth.Provisioner]); err != nil {
+		if ctx.Err() != nil {
+			return stopping(log)
+		}
+		return err
 	}
 	var procs []*proc
 	defer func() {
@@ -297,6 +307,15 @@ func loadKeys(path string) ([]string, ed25519.PrivateKey, map[string]string, err
 	env := []string{"LEADFLOW_MASTER_KEY=" + have["LEADFLOW_MASTER_KEY"], "LEADFLOW_BLIND_KEY=" + have["LEADFLOW_BLIND_KEY"],
 		"LEADFLOW_AUTH_KEYS=" + hex.EncodeToString(signer.Public().(ed25519.PublicKey))}
 	return env, signer, passwords, nil
+}
+
+func provisionStreams(ctx context.Context, url, password string) error {
+	nc, js, err := eventstore.Dial(url, "devstack-provision", eventstore.WithUser(natsauth.Provisioner, password))
+	if err != nil {
+		return fmt.Errorf("provision: %w", err)
+	}
+	defer nc.Close()
+	return provision.All(ctx, js, 1)
 }
 
 func randomHex() string {

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/leadflow/leadflow/pkg/natsauth"
+	"github.com/leadflow/leadflow/pkg/provision"
 	"github.com/leadflow/leadflow/services/handoff/adapters"
 	"github.com/leadflow/leadflow/services/handoff/ports"
 )
@@ -13,7 +14,7 @@ import (
 // permissions only.
 func TestAsItsNATSUser(t *testing.T) {
 	for have, want := range map[string]string{ports.Group: natsauth.HandoffGroup, ports.TimerGroup: natsauth.HandoffTimerGroup,
-		adapters.DefaultTimerStream: natsauth.HandoffTimers, adapters.DefaultLoadsBucket: natsauth.HandoffLoads} {
+		adapters.DefaultTimerStream: provision.HandoffTimers.Name} {
 		if have != want {
 			t.Fatalf("%q here, %q in the NATS permissions", have, want)
 		}

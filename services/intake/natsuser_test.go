@@ -26,8 +26,7 @@ func startAsUser(t testing.TB) *env {
 // TestAsItsNATSUser runs captures, the bulk import, erasure (shredding
 // keys by message delete) and export with intake's permissions only.
 func TestAsItsNATSUser(t *testing.T) {
-	for have, want := range map[string]string{adapters.TimerStream.Name: natsauth.IntakeTimers,
-		adapters.TimerStream.Prefix: natsauth.IntakeTimerPrefix, adapters.TimerGroup: natsauth.IntakeTimerGroup} {
+	for have, want := range map[string]string{adapters.TimerGroup: natsauth.IntakeTimerGroup} {
 		if have != want {
 			t.Fatalf("%q here, %q in the NATS permissions", have, want)
 		}

@@ -54,7 +54,7 @@ func newRoot(out io.Writer) *cobra.Command {
 	o := &options{}
 	root := &cobra.Command{
 		Use:           "leadctl",
-		Short:         "Operate Leadflow: timelines, state, lost leads, dead letters, replay, rebuild, tail, explain, reassign, recycle, disqualify, merge, erase, export, API tokens",
+		Short:         "Operate Leadflow: timelines, state, lost leads, dead letters, replay, rebuild, tail, explain, reassign, recycle, disqualify, merge, erase, export, API tokens, provisioning",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(*cobra.Command, []string) error {
@@ -86,7 +86,7 @@ func newRoot(out io.Writer) *cobra.Command {
 	f.StringVar(&o.token, "token", "", "bearer token for the services' APIs ($LEADFLOW_TOKEN; make run prints one)")
 	root.AddCommand(timelineCmd(o), stateCmd(o), dlqCmd(o), tailCmd(o), explainCmd(o), lostCmd(o), reassignCmd(o), recycleCmd(o), disqualifyCmd(o), eraseCmd(o), exportCmd(o),
 		mergeCmd(o, false), mergeCmd(o, true),
-		replayCmd(o), rebuildCmd(o), queuesCmd(o), tokenCmd(o))
+		replayCmd(o), rebuildCmd(o), queuesCmd(o), tokenCmd(o), provisionCmd(o))
 	return root
 }
 

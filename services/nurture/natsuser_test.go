@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/leadflow/leadflow/pkg/natsauth"
+	"github.com/leadflow/leadflow/pkg/provision"
 	"github.com/leadflow/leadflow/services/nurture/adapters"
 	"github.com/leadflow/leadflow/services/nurture/app"
 )
@@ -13,7 +14,7 @@ import (
 // letters) on nurture's permissions only.
 func TestAsItsNATSUser(t *testing.T) {
 	for have, want := range map[string]string{app.Group: natsauth.NurtureGroup, app.TimerGroup: natsauth.NurtureTimerGroup,
-		adapters.DefaultTimerStream: natsauth.NurtureTimers} {
+		adapters.DefaultTimerStream: provision.NurtureTimers.Name} {
 		if have != want {
 			t.Fatalf("%q here, %q in the NATS permissions", have, want)
 		}

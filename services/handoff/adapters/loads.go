@@ -15,13 +15,14 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/deadline"
 	"github.com/leadflow/leadflow/pkg/eventstore"
+	"github.com/leadflow/leadflow/pkg/provision"
 	"github.com/leadflow/leadflow/services/handoff/app"
 )
 
 var _ app.Loads = (*Loads)(nil)
 
 // DefaultLoadsBucket is the KV bucket of reps' open leads.
-const DefaultLoadsBucket = "HANDOFF_LOAD"
+const DefaultLoadsBucket = provision.LoadsBucket
 
 // Loads keeps each rep's reserved leads in a KV bucket, one key per rep,
 // changed by compare-and-set. A watcher keeps this process's copy, which
@@ -38,24 +39,13 @@ type loadEntry struct {
 	rev uint64
 }
 
-// NewLoads opens (creating it if need be) the bucket.
+// NewLoads opens the bucket, or creates it where the NATS user may
+// (without users; pkg/provision makes it in production).
 func NewLoads(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) (*Loads, error) {
 	if bucket == "" {
 		bucket = DefaultLoadsBucket
 	}
-	ctx, cancel := eventstore.WithSetupTimeout(ctx)
-	defer cancel()
-	var kv jetstream.KeyValue
-	err := eventstore.Setup(ctx, nil, func(ctx context.Context) (err error) {
-		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:      bucket,
-			Description: "handoff: each rep's open leads, for capacity (a derived index; the lead stream is the truth)",
-			History:     1,
-			Storage:     jetstream.FileStorage,
-			Replicas:    max(replicas, 1),
-		})
-		return err
-	})
+	kv, err := eventstore.EnsureKeyValue(ctx, js, provision.Loads(bucket, replicas))
 	if err != nil {
 		return nil, fmt.Errorf("loads bucket %s: %w", bucket, err)
 	}

@@ -7,17 +7,16 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/leadflow/leadflow/pkg/provision"
 	"github.com/leadflow/leadflow/pkg/timer"
 	"github.com/leadflow/leadflow/services/intake/app"
 )
 
 var _ app.Later = (*Later)(nil)
 
-// TimerStream is the layout of intake's timer stream (pkg/timer):
-// schedules on intake.timer.at.<partition>.<lead>.<timer id>, fired
-// copies on intake.timer.fired.<partition>.<lead>.
-var TimerStream = timer.Stream{Name: "INTAKE_TIMERS", Prefix: "intake.timer",
-	Description: "intake's timers: the second half of erasures, in case the first was cut short"}
+// TimerStream is the layout of intake's timer stream (pkg/timer), which
+// pkg/provision makes.
+var TimerStream = provision.IntakeTimers
 
 // TimerGroup is the consumer group that reads intake's fired timers, in
 // one partition.

@@ -7,6 +7,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/provision"
 	"github.com/leadflow/leadflow/pkg/timer"
 	"github.com/leadflow/leadflow/services/nurture/app"
 )
@@ -16,10 +17,9 @@ var _ app.Timers = (*Timers)(nil)
 // DefaultTimerStream is the stream of nurture's timers.
 const DefaultTimerStream = "NURTURE_TIMERS"
 
-// timers is the layout of nurture's timer stream (pkg/timer): schedules on
-// nurture.timer.at.<partition>.<lead>.<timer id>, fired copies on
-// nurture.timer.fired.<partition>.<lead>.
-var timers = timer.Stream{Name: DefaultTimerStream, Prefix: "nurture.timer", Description: "nurture review timers: message schedules and their fired copies"}
+// timers is the layout of nurture's timer stream (pkg/timer), which
+// pkg/provision makes.
+var timers = provision.NurtureTimers
 
 // FiredSubjects is the filter of one partition's fired timers.
 func FiredSubjects(p int) []string { return timers.FiredSubjects(p) }
