@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,14 +15,15 @@ import (
 	"github.com/leadflow/leadflow/pkg/eventstore"
 )
 
-// RevokedBucket is the KV bucket of revocations. Intake makes it (as it
-// makes the lead stream), an operator writes it (leadctl token revoke),
-// and every service follows it. A key is "id.<token id>", one token, or
-// "sub.<subject, base64url>", every token of the subject issued up to
-// the time the value holds and the leeway after it (RFC 3339).
+// RevokedBucket is the KV bucket of revocations. pkg/provision makes it,
+// an operator writes it (leadctl token revoke), and every service follows
+// it. A key is "id.<token id>", one token, or "sub.<subject,
+// base64url>.<unix nanoseconds>", every token of the subject issued up to
+// the time the value holds and the leeway after it (RFC 3339); keys
+// "sub.<subject>" without the time were written before 2026-12-05.
 // Revocations are never taken back: a revoked caller gets a new token.
-// Each lives revocationTTL, after which every token it can refuse has
-// expired (MaxLifetime).
+// Each key is written once and lives revocationTTL, after which every
+// token it can refuse has expired (MaxLifetime).
 const RevokedBucket = "AUTH_REVOKED"
 
 // revocationTTL is MaxLifetime and an hour for the clocks of issuers.
@@ -29,32 +31,35 @@ const revocationTTL = MaxLifetime + time.Hour
 
 // EnsureRevocations makes the revocations bucket, or brings one made
 // before to these settings (the caller needs the stream update
-// permission, as intake has).
+// permission, as the provisioner has).
 //
 // The bucket's stream is made here rather than by CreateOrUpdateKeyValue,
 // whose buckets allow roll-ups: whoever may store a revocation could then
 // erase them all with one message (Nats-Rollup: all). Purges are denied
-// too, for good (the server never takes DenyPurge back). The rest is what
-// nats.go sets for a bucket of history 1, so KeyValue and `nats kv` read
-// it. Expired revocations leave no marker: markers need roll-ups.
+// too, for good (the server never takes DenyPurge back), and a key that
+// holds a revocation takes no second message (DiscardNewPerSubject), so
+// neither a delete marker nor an earlier time can replace one. The rest
+// is what nats.go sets for a bucket of history 1, so KeyValue and `nats
+// kv` read it. Expired revocations leave no marker: markers need roll-ups.
 func EnsureRevocations(ctx context.Context, js jetstream.JetStream, replicas int) error {
 	_, err := eventstore.Ensure(ctx, js, jetstream.StreamConfig{
-		Name:              "KV_" + RevokedBucket,
-		Description:       "revoked API tokens",
-		Subjects:          []string{"$KV." + RevokedBucket + ".>"},
-		MaxMsgsPerSubject: 1,
-		MaxMsgs:           -1,
-		MaxBytes:          -1,
-		MaxMsgSize:        -1,
-		MaxConsumers:      -1,
-		Storage:           jetstream.FileStorage,
-		Replicas:          max(replicas, 1),
-		Discard:           jetstream.DiscardNew,
-		Duplicates:        2 * time.Minute,
-		DenyDelete:        true,
-		DenyPurge:         true,
-		AllowDirect:       true,
-		AllowMsgTTL:       true, // per-key TTLs (Revoke)
+		Name:                 "KV_" + RevokedBucket,
+		Description:          "revoked API tokens",
+		Subjects:             []string{"$KV." + RevokedBucket + ".>"},
+		MaxMsgsPerSubject:    1,
+		MaxMsgs:              -1,
+		MaxBytes:             -1,
+		MaxMsgSize:           -1,
+		MaxConsumers:         -1,
+		Storage:              jetstream.FileStorage,
+		Replicas:             max(replicas, 1),
+		Discard:              jetstream.DiscardNew,
+		DiscardNewPerSubject: true,
+		Duplicates:           2 * time.Minute,
+		DenyDelete:           true,
+		DenyPurge:            true,
+		AllowDirect:          true,
+		AllowMsgTTL:          true, // per-key TTLs (Revoke)
 	})
 	return err
 }
@@ -66,18 +71,25 @@ func Revoke(ctx context.Context, js jetstream.JetStream, id, subject string) err
 	if _, err := js.KeyValue(ctx, RevokedBucket); err != nil {
 		return fmt.Errorf("auth: revocations bucket: %w", err)
 	}
+	now := time.Now().UTC()
 	key := "id." + id
 	switch {
 	case id != "" && subject != "", id == "" && subject == "":
 		return errors.New("auth: revoke a token id or a subject")
 	case id == "":
-		key = "sub." + base64.RawURLEncoding.EncodeToString([]byte(subject))
+		// A subject may be revoked again later (its new tokens): each time
+		// under a key of its own, as no key is written twice.
+		key = "sub." + base64.RawURLEncoding.EncodeToString([]byte(subject)) + "." + strconv.FormatInt(now.UnixNano(), 10)
 	case strings.ContainsAny(id, ". *>"):
 		return fmt.Errorf("auth: %q is not a token id", id)
 	}
-	// A publish to the key's subject is a put that carries its own TTL.
-	_, err := js.Publish(ctx, "$KV."+RevokedBucket+"."+key, []byte(time.Now().UTC().Format(time.RFC3339Nano)),
-		jetstream.WithMsgTTL(revocationTTL))
+	// A publish to the key's subject is a put that carries its own TTL; it
+	// expects the key empty, which the bucket enforces anyway.
+	_, err := js.Publish(ctx, "$KV."+RevokedBucket+"."+key, []byte(now.Format(time.RFC3339Nano)),
+		jetstream.WithMsgTTL(revocationTTL), jetstream.WithExpectLastSequencePerSubject(0))
+	if eventstore.IsWrongLastSequence(err) {
+		return nil // revoked before
+	}
 	return err
 }
 
@@ -107,6 +119,7 @@ func (v *Verifier) apply(key string, value []byte) error {
 	case "id":
 		v.revokedIDs[name] = struct{}{}
 	case "sub":
+		name, _, _ = strings.Cut(name, ".") // the time that makes the key unique
 		sub, err := base64.RawURLEncoding.DecodeString(name)
 		if err != nil {
 			return fmt.Errorf("revocation %s: %w", key, err)

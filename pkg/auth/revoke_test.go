@@ -217,15 +217,15 @@ func TestNoTokenIsTakenBeforeTheRevocationsAreRead(t *testing.T) {
 }
 
 // Whoever may store a revocation could erase every one with a roll-up in
-// a bucket with the KV defaults, as releases before made it. Once
-// EnsureRevocations has run the bucket refuses roll-ups and purges, and a
-// verifier that starts afterwards still refuses the revoked tokens.
+// a bucket with the KV defaults, as releases before made it, or replace
+// one with a delete marker or an earlier time. Once EnsureRevocations has
+// run the bucket refuses roll-ups, purges and a second message on a key,
+// and a verifier that starts afterwards still refuses the revoked tokens.
 func TestRevocationsCannotBeErased(t *testing.T) {
-	n := testenv.StartNATSWithUsers(t)
+	n := testenv.StartNATSWithUsersOnly(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	_, intake := n.ConnectAs(t, natsauth.Intake)
-	if _, err := intake.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	if _, err := n.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: auth.RevokedBucket, Description: "revoked API tokens", History: 1, LimitMarkerTTL: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
@@ -248,10 +248,35 @@ func TestRevocationsCannotBeErased(t *testing.T) {
 	if err := auth.Revoke(ctx, operator, "", "web-forms"); err != nil {
 		t.Fatal(err)
 	}
-	if err := auth.EnsureRevocations(ctx, intake, 1); err != nil {
+	_, provisioner := n.ConnectAs(t, natsauth.Provisioner)
+	if err := auth.EnsureRevocations(ctx, provisioner, 1); err != nil {
 		t.Fatal(err)
 	}
+	if err := auth.Revoke(ctx, operator, "", "web-forms"); err != nil { // again, under the new settings
+		t.Fatal(err)
+	}
+	if err := auth.Revoke(ctx, operator, p.ID, ""); err != nil {
+		t.Fatalf("revoking a revoked token again: %v", err)
+	}
 
+	keys, err := n.JS.KeyValue(ctx, auth.RevokedBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := keys.ListKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key := range stored.Keys() {
+		del := nats.NewMsg("$KV." + auth.RevokedBucket + "." + key)
+		del.Header.Set("KV-Operation", "DEL")
+		if _, err := operator.PublishMsg(ctx, del); err == nil {
+			t.Errorf("a delete marker over %s was stored", key)
+		}
+		if _, err := operator.Publish(ctx, "$KV."+auth.RevokedBucket+"."+key, []byte("2000-01-01T00:00:00Z")); err == nil {
+			t.Errorf("an earlier time over %s was stored", key)
+		}
+	}
 	for _, rollup := range []string{"all", "sub"} {
 		m := nats.NewMsg("$KV." + auth.RevokedBucket + ".id." + p.ID)
 		m.Header.Set("KV-Operation", "PURGE")

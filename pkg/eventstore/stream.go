@@ -196,6 +196,7 @@ func sameSettings(have, want jetstream.StreamConfig) bool {
 		(want.Duplicates == 0 || have.Duplicates == want.Duplicates) &&
 		(have.MaxMsgsPerSubject == want.MaxMsgsPerSubject || want.MaxMsgsPerSubject == 0 && have.MaxMsgsPerSubject == -1) &&
 		have.Discard == want.Discard &&
+		have.DiscardNewPerSubject == want.DiscardNewPerSubject &&
 		have.DenyDelete == want.DenyDelete &&
 		have.DenyPurge == want.DenyPurge &&
 		have.AllowDirect == want.AllowDirect &&
