@@ -150,6 +150,22 @@ func TestRejectAndLost(t *testing.T) {
 		t.Errorf("rejection: %v", lr)
 	}
 	w.wantSealed(t, rejected, last(w.events(t, rejected)), lr.GetSealedNote(), "already on the enterprise plan")
+	// The note is sealed, each time with a fresh nonce: a repeat is told
+	// from another request by opening the first one's.
+	repeat := func(note string) error {
+		_, err := c.RejectLead(ctx, &handoffv1.RejectLeadRequest{LeadId: rejected, RepId: owner, RequestId: "r1",
+			Reason: eventv1.RejectReason_REJECT_REASON_EXISTING_CUSTOMER, Note: note})
+		return err
+	}
+	before := len(w.events(t, rejected))
+	wantCode(t, repeat("not a customer after all"), codes.InvalidArgument, "request_id")
+	wantCode(t, repeat(""), codes.InvalidArgument, "request_id")
+	if err := repeat("already on the enterprise plan"); err != nil {
+		t.Fatalf("the same rejection again: %v", err)
+	}
+	if n := len(w.events(t, rejected)); n != before {
+		t.Fatalf("repeats wrote %d events", n-before)
+	}
 
 	lost := w.mql(t, dach(50))
 	owner = ownerOf(w.waitFor(t, lost, "LeadAssigned", 1)[0])
@@ -173,6 +189,11 @@ func TestRejectAndLost(t *testing.T) {
 	}
 	dl := last(w.events(t, lost))
 	w.wantSealed(t, lost, dl, dl.GetDealLost().GetSealedReason(), "chose a competitor")
+	_, err = c.CloseLost(ctx, &handoffv1.CloseLostRequest{LeadId: lost, RepId: owner, RequestId: "l", Reason: "no budget"})
+	wantCode(t, err, codes.InvalidArgument, "request_id")
+	if _, err := c.CloseLost(ctx, &handoffv1.CloseLostRequest{LeadId: lost, RepId: owner, RequestId: "l", Reason: "chose a competitor"}); err != nil {
+		t.Fatalf("the same loss again: %v", err)
+	}
 	if b, err := c.GetHandoffBrief(ctx, &handoffv1.GetHandoffBriefRequest{LeadId: lost}); err != nil || b.GetBrief().GetOpportunity().GetLostReason() != "chose a competitor" {
 		t.Fatalf("brief of the lost deal: %v %v", b.GetBrief().GetOpportunity(), err)
 	}
@@ -186,7 +207,7 @@ func TestRejectAndLost(t *testing.T) {
 	if _, err := c.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: lost, RepId: owner, RequestId: "a2"}); err != nil {
 		t.Fatal(err)
 	}
-	before := len(w.events(t, lost))
+	before = len(w.events(t, lost))
 	_, err = c.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: lost, RepId: owner, RequestId: "o2", OpportunityId: "opp-o", Amount: eur(100), Stage: "discovery"})
 	wantCode(t, err, codes.InvalidArgument, "opportunity_id")
 	if n := len(w.events(t, lost)); n != before {

@@ -32,7 +32,7 @@ func (a *App) AcceptLead(ctx context.Context, in AcceptLead, meta envelope.Meta)
 	}
 	meta = repMeta(meta, in.RepID, in.RequestID)
 	same := func(ev *eventv1.Event) bool { return ev.GetLeadAccepted().GetRepId() == in.RepID }
-	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindAccepted), same, []repRef{{field: "rep_id", id: in.RepID}},
+	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindAccepted), sameIf(same), []repRef{{field: "rep_id", id: in.RepID}},
 		func(l *lead, cfg *routing.Config, now time.Time) ([]*eventv1.Event, error) {
 			policy := l.slaPolicy(cfg)
 			steps := policy.Contact(cfg.RepCalendar(in.RepID), now)

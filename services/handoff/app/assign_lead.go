@@ -39,7 +39,7 @@ func (a *App) AssignLead(ctx context.Context, in AssignLead, meta envelope.Meta)
 	}
 	var h byHand
 	defer func() { a.giveBack(ctx, in.LeadID, h, err) }()
-	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindAssigned), same, []repRef{{"rep_id", in.RepID, true}},
+	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindAssigned), sameIf(same), []repRef{{"rep_id", in.RepID, true}},
 		func(l *lead, cfg *routing.Config, now time.Time) ([]*eventv1.Event, error) {
 			if _, err := lifecycle.Decide(l.state, lifecycle.Command{Name: lifecycle.Assign, Owner: lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: in.RepID}}, a.policy, now); err != nil {
 				return nil, err
@@ -101,7 +101,7 @@ func (a *App) ReassignLead(ctx context.Context, in ReassignLead, meta envelope.M
 	}
 	var h byHand
 	defer func() { a.giveBack(ctx, in.LeadID, h, err) }()
-	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindReassigned), same, []repRef{{"to_rep_id", in.ToRepID, true}},
+	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindReassigned), sameIf(same), []repRef{{"to_rep_id", in.ToRepID, true}},
 		func(l *lead, cfg *routing.Config, now time.Time) ([]*eventv1.Event, error) {
 			to := lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: in.ToRepID}
 			if _, err := lifecycle.Decide(l.state, lifecycle.Command{Name: lifecycle.Reassign, Owner: to}, a.policy, now); err != nil {

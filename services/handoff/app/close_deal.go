@@ -37,7 +37,7 @@ func (a *App) CloseWon(ctx context.Context, in CloseWon, meta envelope.Meta) (Re
 	same := func(ev *eventv1.Event) bool {
 		return ev.GetDealWon().GetRepId() == in.RepID && proto.Equal(ev.GetDealWon().GetAmount(), in.Amount)
 	}
-	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindDealWon), same, []repRef{{field: "rep_id", id: in.RepID}},
+	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindDealWon), sameIf(same), []repRef{{field: "rep_id", id: in.RepID}},
 		func(l *lead, _ *routing.Config, now time.Time) ([]*eventv1.Event, error) {
 			if err := requireOwner(l, in.RepID, "Win"); err != nil {
 				return nil, err
@@ -74,7 +74,12 @@ func (a *App) CloseLost(ctx context.Context, in CloseLost, meta envelope.Meta) (
 		return Result{}, err
 	}
 	meta = repMeta(meta, in.RepID, in.RequestID)
-	same := func(ev *eventv1.Event) bool { return ev.GetDealLost().GetRepId() == in.RepID }
+	same := func(ctx context.Context, ev *eventv1.Event) (bool, error) {
+		if ev.GetDealLost().GetRepId() != in.RepID {
+			return false, nil
+		}
+		return a.sameText(ctx, in.LeadID, ev.GetDealLost().GetSealedReason(), in.Reason)
+	}
 	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindDealLost), same, []repRef{{field: "rep_id", id: in.RepID}},
 		func(l *lead, _ *routing.Config, now time.Time) ([]*eventv1.Event, error) {
 			if err := requireOwner(l, in.RepID, "Lose"); err != nil {

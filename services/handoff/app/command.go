@@ -50,7 +50,7 @@ type decideFunc func(l *lead, cfg *routing.Config, now time.Time) ([]*eventv1.Ev
 // Errors: ErrNotFound, *ValidationError, lifecycle.ErrRefused,
 // *NotOwnerError, *AtCapacityError, *UnavailableError, and an error
 // matching eventstore.ErrConflict after repeated races.
-func (a *App) command(ctx context.Context, leadID, requestID, eventType string, same func(*eventv1.Event) bool, reps []repRef, decide decideFunc) (Result, error) {
+func (a *App) command(ctx context.Context, leadID, requestID, eventType string, same sameFunc, reps []repRef, decide decideFunc) (Result, error) {
 	for attempt := range maxRaces {
 		if requestID != "" && attempt == 0 { // after a lost race, the reload shows a repeat
 			typ, last, found, err := a.leads.Keyed(ctx, leadID, requestID)
@@ -61,7 +61,7 @@ func (a *App) command(ctx context.Context, leadID, requestID, eventType string, 
 				return a.unchangedAgain(ctx, leadID, eventType, last, reps, decide)
 			}
 			if found {
-				if err := reused(typ, eventType, last.Event, same); err != nil {
+				if err := reused(ctx, typ, eventType, last.Event, same); err != nil {
 					return Result{}, err
 				}
 				return resultOf(leadID, last, true), nil
@@ -72,7 +72,7 @@ func (a *App) command(ctx context.Context, leadID, requestID, eventType string, 
 			return Result{}, err
 		}
 		if r, ok := l.byKey[requestID]; ok && requestID != "" {
-			if err := reused(r.typ, eventType, r.ev, same); err != nil {
+			if err := reused(ctx, r.typ, eventType, r.ev, same); err != nil {
 				return Result{}, err
 			}
 			return Result{LeadID: leadID, State: r.state, Version: r.seq, EventID: r.eventID, Replayed: true, OpportunityID: r.opportunityID}, nil
@@ -173,15 +173,31 @@ var commandTypes = map[string]bool{
 	"OpportunityStageChanged": true, string(lifecycle.KindDealWon): true, string(lifecycle.KindDealLost): true,
 }
 
+// sameFunc tells whether first, the event a request id first wrote, says
+// what this request says.
+type sameFunc func(ctx context.Context, first *eventv1.Event) (bool, error)
+
+// sameIf is a sameFunc that compares fields in the clear.
+func sameIf(f func(first *eventv1.Event) bool) sameFunc {
+	return func(_ context.Context, first *eventv1.Event) (bool, error) { return f(first), nil }
+}
+
 // reused refuses a request id whose first event, of type typ, was written
 // by another command or says other than this request (same); nil: a
-// repeat. A sealed note is not compared: its ciphertext differs each time.
-// first is nil for a type outside commandTypes, whose content is not kept.
-func reused(typ, eventType string, first *eventv1.Event, same func(*eventv1.Event) bool) error {
+// repeat. first is nil for a type outside commandTypes, whose content is
+// not kept.
+func reused(ctx context.Context, typ, eventType string, first *eventv1.Event, same sameFunc) error {
 	if typ != eventType {
 		return invalid("request_id", "was used for an earlier %s on this lead", typ)
 	}
-	if first != nil && !same(first) {
+	if first == nil {
+		return nil
+	}
+	ok, err := same(ctx, first)
+	if err != nil {
+		return err
+	}
+	if !ok {
 		return invalid("request_id", "was used for an earlier %s on this lead that said otherwise: a new request needs a new id", typ)
 	}
 	return nil

@@ -65,7 +65,7 @@ func (a *App) ConvertLead(ctx context.Context, in ConvertLead, meta envelope.Met
 		return o.GetRepId() == in.RepID && o.GetOpportunityId() == in.OpportunityID && o.GetStage() == in.Stage &&
 			proto.Equal(o.GetAmount(), in.Amount) && proto.Equal(o.GetExpectedClose(), in.ExpectedClose)
 	}
-	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindOpportunityCreated), same, []repRef{{field: "rep_id", id: in.RepID}},
+	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindOpportunityCreated), sameIf(same), []repRef{{field: "rep_id", id: in.RepID}},
 		func(l *lead, _ *routing.Config, now time.Time) ([]*eventv1.Event, error) {
 			cmd := lifecycle.Command{Name: lifecycle.Convert}
 			if in.ExpectedClose != nil {
@@ -118,7 +118,7 @@ func (a *App) MoveOpportunityStage(ctx context.Context, in MoveStage, meta envel
 		o := ev.GetOpportunityStageChanged()
 		return o.GetRepId() == in.RepID && o.GetToStage() == in.Stage && proto.Equal(o.GetAmount(), in.Amount)
 	}
-	return a.command(ctx, in.LeadID, in.RequestID, "OpportunityStageChanged", same, []repRef{{field: "rep_id", id: in.RepID}},
+	return a.command(ctx, in.LeadID, in.RequestID, "OpportunityStageChanged", sameIf(same), []repRef{{field: "rep_id", id: in.RepID}},
 		func(l *lead, _ *routing.Config, now time.Time) ([]*eventv1.Event, error) {
 			if err := requireOwner(l, in.RepID, "MoveStage"); err != nil {
 				return nil, err

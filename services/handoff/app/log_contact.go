@@ -43,7 +43,7 @@ func (a *App) LogContactAttempt(ctx context.Context, in LogContact, meta envelop
 		c := ev.GetContactAttempted()
 		return c.GetRepId() == in.RepID && c.GetChannel() == in.Channel && c.GetOutcome() == in.Outcome
 	}
-	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindContactAttempted), same, []repRef{{field: "rep_id", id: in.RepID}},
+	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindContactAttempted), sameIf(same), []repRef{{field: "rep_id", id: in.RepID}},
 		func(l *lead, cfg *routing.Config, now time.Time) ([]*eventv1.Event, error) {
 			p := a.policy
 			due := l.accepted.GetAttemptsDueAt().AsTime()

@@ -39,6 +39,24 @@ func (a *App) sealText(ctx context.Context, l *lead, field, text string) ([]byte
 	return sealed, err
 }
 
+// sameText tells whether sealed, a first request's sealed free text (nil
+// for none), holds text: a request id sent again with other words is
+// another request. Without the key vault, or once the lead is erased,
+// the words cannot be read back and a repeat gets the first answer.
+func (a *App) sameText(ctx context.Context, leadID string, sealed []byte, text string) (bool, error) {
+	if len(sealed) == 0 {
+		return strings.TrimSpace(text) == "", nil
+	}
+	if a.personal == nil {
+		return true, nil
+	}
+	first, err := a.personal.Text(ctx, leadID, sealed)
+	if err != nil {
+		return false, err
+	}
+	return first == "" || first == text, nil // "": erased
+}
+
 // RejectLead appends LeadRejected with the reason code: the lead goes
 // back to nurture (RECYCLED, owned by the nurture queue).
 //
@@ -57,8 +75,12 @@ func (a *App) RejectLead(ctx context.Context, in RejectLead, meta envelope.Meta)
 	}
 	meta = repMeta(meta, in.RepID, in.RequestID)
 	reason := strings.TrimPrefix(in.Reason.String(), "REJECT_REASON_")
-	same := func(ev *eventv1.Event) bool {
-		return ev.GetLeadRejected().GetRepId() == in.RepID && ev.GetLeadRejected().GetReason() == in.Reason
+	same := func(ctx context.Context, ev *eventv1.Event) (bool, error) {
+		r := ev.GetLeadRejected()
+		if r.GetRepId() != in.RepID || r.GetReason() != in.Reason {
+			return false, nil
+		}
+		return a.sameText(ctx, in.LeadID, r.GetSealedNote(), in.Note)
 	}
 	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindRejected), same, []repRef{{field: "rep_id", id: in.RepID}},
 		func(l *lead, _ *routing.Config, now time.Time) ([]*eventv1.Event, error) {
