@@ -42,25 +42,11 @@ const revocationTTL = MaxLifetime + time.Hour
 // is what nats.go sets for a bucket of history 1, so KeyValue and `nats
 // kv` read it. Expired revocations leave no marker: markers need roll-ups.
 func EnsureRevocations(ctx context.Context, js jetstream.JetStream, replicas int) error {
-	_, err := eventstore.Ensure(ctx, js, jetstream.StreamConfig{
-		Name:                 "KV_" + RevokedBucket,
-		Description:          "revoked API tokens",
-		Subjects:             []string{"$KV." + RevokedBucket + ".>"},
-		MaxMsgsPerSubject:    1,
-		MaxMsgs:              -1,
-		MaxBytes:             -1,
-		MaxMsgSize:           -1,
-		MaxConsumers:         -1,
-		Storage:              jetstream.FileStorage,
-		Replicas:             max(replicas, 1),
-		Discard:              jetstream.DiscardNew,
-		DiscardNewPerSubject: true,
-		Duplicates:           2 * time.Minute,
-		DenyDelete:           true,
-		DenyPurge:            true,
-		AllowDirect:          true,
-		AllowMsgTTL:          true, // per-key TTLs (Revoke)
-	})
+	cfg := eventstore.KVStream(RevokedBucket, "revoked API tokens", 1, replicas)
+	cfg.DiscardNewPerSubject = true
+	cfg.DenyDelete = true
+	cfg.AllowMsgTTL = true // per-key TTLs (Revoke)
+	_, err := eventstore.Ensure(ctx, js, cfg)
 	return err
 }
 

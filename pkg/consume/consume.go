@@ -115,10 +115,12 @@ type Config struct {
 	// short queue means few progress signals and a quick hand-over.
 	MaxHeld int
 	// DeadLetter names the dead-letter stream, default
-	// DefaultDeadLetterStream. Run creates it if it is missing.
+	// DefaultDeadLetterStream. Run creates it if it is missing, where its
+	// NATS user may (pkg/provision makes it in production).
 	DeadLetter string
 	// Members names the KV bucket of live members, default
-	// DefaultMembersBucket. Run creates it if it is missing.
+	// DefaultMembersBucket. Run creates it if it is missing, where its
+	// NATS user may.
 	Members string
 	// DeliverPolicy is where a new durable starts, default DeliverAll.
 	DeliverPolicy jetstream.DeliverPolicy
@@ -262,8 +264,9 @@ func checkToken(field, s string) error {
 }
 
 // Run joins the group and handles the messages of the partitions it owns
-// until ctx is cancelled. It creates the durables, the dead-letter stream and
-// the member bucket when they are missing. On stop it hands every partition
+// until ctx is cancelled. It creates the durables, and the dead-letter stream
+// and the member bucket when they are missing (where its NATS user may;
+// else it waits for them). On stop it hands every partition
 // back (in-flight handlers finish within Config.ShutdownGrace, held messages
 // are naked in order, the pin is released), waits for every goroutine it
 // started, and returns nil.
@@ -391,16 +394,35 @@ func (r *runner) ensureConsumer(ctx context.Context, p int) (jetstream.Consumer,
 	return nil, fmt.Errorf("consume: consumer %s on %s: created and deleted concurrently", cc.Durable, r.cfg.Stream)
 }
 
-// EnsureStreams makes what every group shares, as Run would: the
-// dead-letter stream and the members bucket (empty names: the defaults).
-// Existing ones are left as they are. pkg/provision calls it, as a
-// service's NATS user may only look them up.
+// EnsureStreams makes what every group shares, or brings it to these
+// settings: the dead-letter stream and the members bucket (empty names:
+// the defaults). pkg/provision calls it; Run only opens them, or makes
+// them where its NATS user may (without users).
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, deadLetter, members string, replicas int) error {
-	if _, err := ensureDeadLetterStream(ctx, js, cmp.Or(deadLetter, DefaultDeadLetterStream), replicas); err != nil {
-		return err
+	if _, err := eventstore.Ensure(ctx, js, deadLetterConfig(cmp.Or(deadLetter, DefaultDeadLetterStream), replicas)); err != nil {
+		return fmt.Errorf("consume: dead-letter stream: %w", err)
 	}
-	_, err := ensureMembers(ctx, js, cmp.Or(members, DefaultMembersBucket), replicas)
-	return err
+	ctx, cancel := eventstore.WithSetupTimeout(ctx)
+	defer cancel()
+	return eventstore.Setup(ctx, nil, func(ctx context.Context) error {
+		_, err := js.CreateOrUpdateKeyValue(ctx, membersConfig(cmp.Or(members, DefaultMembersBucket), replicas))
+		return err
+	})
+}
+
+func deadLetterConfig(name string, replicas int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        name,
+		Description: "Leadflow dead letters, parked messages and re-drive requests (pkg/consume)",
+		Subjects:    []string{deadLetterPrefix + ">"},
+		Storage:     jetstream.FileStorage,
+		Replicas:    max(replicas, 1),
+		// One message per subject: dead-lettering a message again replaces
+		// its entry, and a repeated request replaces the pending one.
+		MaxMsgsPerSubject: 1,
+		Discard:           jetstream.DiscardOld,
+		AllowDirect:       true,
+	}
 }
 
 // ensureDeadLetterStream opens the dead-letter stream or creates it with as
@@ -413,18 +435,7 @@ func ensureDeadLetterStream(ctx context.Context, js jetstream.JetStream, name st
 	if !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, fmt.Errorf("consume: dead-letter stream %s: %w", name, err)
 	}
-	s, err = js.CreateStream(ctx, jetstream.StreamConfig{
-		Name:        name,
-		Description: "Leadflow dead letters, parked messages and re-drive requests (pkg/consume)",
-		Subjects:    []string{deadLetterPrefix + ">"},
-		Storage:     jetstream.FileStorage,
-		Replicas:    max(replicas, 1),
-		// One message per subject: dead-lettering a message again replaces
-		// its entry, and a repeated request replaces the pending one.
-		MaxMsgsPerSubject: 1,
-		Discard:           jetstream.DiscardOld,
-		AllowDirect:       true,
-	})
+	s, err = js.CreateStream(ctx, deadLetterConfig(name, replicas))
 	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		s, err = js.Stream(ctx, name) // created concurrently by another Run
 	}

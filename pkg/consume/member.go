@@ -24,14 +24,7 @@ func ensureMembers(ctx context.Context, js jetstream.JetStream, name string, rep
 	if !errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil, fmt.Errorf("consume: members bucket %s: %w", name, err)
 	}
-	kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      name,
-		Description: "live members of Leadflow consumer groups (pkg/consume)",
-		TTL:         memberTTL,
-		History:     1,
-		Storage:     jetstream.FileStorage,
-		Replicas:    max(replicas, 1),
-	})
+	kv, err = js.CreateKeyValue(ctx, membersConfig(name, replicas))
 	if errors.Is(err, jetstream.ErrBucketExists) {
 		kv, err = js.KeyValue(ctx, name)
 	}
@@ -39,6 +32,17 @@ func ensureMembers(ctx context.Context, js jetstream.JetStream, name string, rep
 		return nil, fmt.Errorf("consume: create members bucket %s: %w", name, err)
 	}
 	return kv, nil
+}
+
+func membersConfig(name string, replicas int) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      name,
+		Description: "live members of Leadflow consumer groups (pkg/consume)",
+		TTL:         memberTTL,
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    max(replicas, 1),
+	}
 }
 
 func newMemberID() string { return strings.ReplaceAll(uuid.NewString(), "-", "") }

@@ -167,6 +167,30 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamCon
 	return s, err
 }
 
+// KVStream is the stream of a KV bucket as nats.go makes one of history
+// history, without roll-ups and with purges denied: for buckets whose
+// stream Leadflow makes itself, so that KeyValue and `nats kv` read them
+// while nobody can erase them with a roll-up or a purge. Callers set what
+// else their bucket needs.
+func KVStream(bucket, description string, history int64, replicas int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:              "KV_" + bucket,
+		Description:       description,
+		Subjects:          []string{"$KV." + bucket + ".>"},
+		MaxMsgsPerSubject: history,
+		MaxMsgs:           -1,
+		MaxBytes:          -1,
+		MaxMsgSize:        -1,
+		MaxConsumers:      -1,
+		Storage:           jetstream.FileStorage,
+		Replicas:          max(replicas, 1),
+		Discard:           jetstream.DiscardNew,
+		Duplicates:        2 * time.Minute,
+		DenyPurge:         true,
+		AllowDirect:       true,
+	}
+}
+
 // EnsureKeyValue opens the bucket cfg names, or creates it when it is
 // missing. An existing bucket is left as it is: looking it up is all a
 // service's NATS user may do. It retries as Ensure does.

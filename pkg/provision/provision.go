@@ -71,22 +71,20 @@ func All(ctx context.Context, js jetstream.JetStream, replicas int) error {
 			_, err := vault.EnsureBucket(ctx, js, vault.DefaultBucket, replicas)
 			return err
 		}},
-		{"KV_" + auth.RevokedBucket, func() error {
-			sctx, cancel := eventstore.WithSetupTimeout(ctx)
-			defer cancel()
-			return eventstore.Setup(sctx, nil, func(ctx context.Context) error { return auth.EnsureRevocations(ctx, js, replicas) })
-		}},
+		{"KV_" + auth.RevokedBucket, func() error { return auth.EnsureRevocations(ctx, js, replicas) }},
 		{consume.DefaultDeadLetterStream + ", KV_" + consume.DefaultMembersBucket, func() error {
-			sctx, cancel := eventstore.WithSetupTimeout(ctx)
-			defer cancel()
-			return eventstore.Setup(sctx, nil, func(ctx context.Context) error { return consume.EnsureStreams(ctx, js, "", "", replicas) })
+			return consume.EnsureStreams(ctx, js, "", "", replicas)
 		}},
 		{IntakeTimers.Name, func() error { return IntakeTimers.Ensure(ctx, js, replicas) }},
 		{HandoffTimers.Name, func() error { return HandoffTimers.Ensure(ctx, js, replicas) }},
 		{NurtureTimers.Name, func() error { return NurtureTimers.Ensure(ctx, js, replicas) }},
 		{"KV_" + LoadsBucket, func() error {
-			_, err := eventstore.EnsureKeyValue(ctx, js, Loads("", replicas))
-			return err
+			sctx, cancel := eventstore.WithSetupTimeout(ctx)
+			defer cancel()
+			return eventstore.Setup(sctx, nil, func(ctx context.Context) error {
+				_, err := js.CreateOrUpdateKeyValue(ctx, Loads("", replicas))
+				return err
+			})
 		}},
 	}
 	for _, s := range steps {

@@ -714,24 +714,10 @@ func EnsureBucket(ctx context.Context, js jetstream.JetStream, bucket string, re
 	// PurgeDeletes would erase every lead's data, or turn shredded leads
 	// into unknown ones. Hence no roll-ups either, which need the purge
 	// permission; KeyValue.Purge fails on this bucket, Shred is the way.
-	stream, err := eventstore.Ensure(ctx, js, jetstream.StreamConfig{
-		Name:        "KV_" + bucket,
-		Description: "Leadflow per-lead data keys, wrapped; a purged key is a shredded lead",
-		Subjects:    []string{"$KV." + bucket + ".>"},
-		// History 2: a key is written once, then Shred writes its purge
-		// marker beside it before erasing it (see shred).
-		MaxMsgsPerSubject: 2,
-		MaxMsgs:           -1,
-		MaxBytes:          -1,
-		MaxMsgSize:        -1,
-		MaxConsumers:      -1,
-		Storage:           jetstream.FileStorage,
-		Replicas:          max(replicas, 1),
-		Discard:           jetstream.DiscardNew,
-		Duplicates:        2 * time.Minute,
-		DenyPurge:         true,
-		AllowDirect:       true,
-	})
+	// History 2: a key is written once, then Shred writes its purge
+	// marker beside it before erasing it (see shred).
+	stream, err := eventstore.Ensure(ctx, js,
+		eventstore.KVStream(bucket, "Leadflow per-lead data keys, wrapped; a purged key is a shredded lead", 2, replicas))
 	if err != nil {
 		return nil, fmt.Errorf("vault: create bucket %s: %w", bucket, err)
 	}

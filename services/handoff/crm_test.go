@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/leadflow/leadflow/pkg/envelope"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	handoffv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/handoff/v1"
 	"github.com/leadflow/leadflow/pkg/grpcserver"
@@ -166,6 +167,24 @@ func TestRejectAndLost(t *testing.T) {
 	if n := len(w.events(t, rejected)); n != before {
 		t.Fatalf("repeats wrote %d events", n-before)
 	}
+	// A rejection from before notes were sealed holds its note in the
+	// clear: a repeat is told by that.
+	legacy := w.mql(t, dach(50))
+	legacyOwner := ownerOf(w.waitFor(t, legacy, "LeadAssigned", 1)[0])
+	if _, err := w.appendLeadMeta(ctx, legacy, lifecycle.Command{Name: lifecycle.Reject, Reason: "NOT_READY"},
+		&eventv1.LeadRejected{RepId: legacyOwner, Reason: eventv1.RejectReason_REJECT_REASON_NOT_READY, Note: "call in spring"},
+		envelope.Meta{Actor: &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: legacyOwner}, IdempotencyKey: "old-r"}); err != nil {
+		t.Fatal(err)
+	}
+	again := func(note string) error {
+		_, err := c.RejectLead(ctx, &handoffv1.RejectLeadRequest{LeadId: legacy, RepId: legacyOwner, RequestId: "old-r",
+			Reason: eventv1.RejectReason_REJECT_REASON_NOT_READY, Note: note})
+		return err
+	}
+	if err := again("call in spring"); err != nil {
+		t.Fatalf("the same rejection again, first stored in the clear: %v", err)
+	}
+	wantCode(t, again("call in autumn"), codes.InvalidArgument, "request_id")
 
 	lost := w.mql(t, dach(50))
 	owner = ownerOf(w.waitFor(t, lost, "LeadAssigned", 1)[0])

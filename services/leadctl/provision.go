@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
@@ -58,6 +59,7 @@ func provisionCmd(o *options) *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().IntVar(&replicas, "replicas", 1, "replicas of every stream (3 in a cluster; the services' -replicas)")
+	def, _ := strconv.Atoi(envOr("LEADFLOW_REPLICAS", "1"))
+	c.Flags().IntVar(&replicas, "replicas", def, "replicas of every stream ($LEADFLOW_REPLICAS; 3 in a cluster: the services' -replicas)")
 	return c
 }

@@ -78,7 +78,7 @@ func (a *App) CloseLost(ctx context.Context, in CloseLost, meta envelope.Meta) (
 		if ev.GetDealLost().GetRepId() != in.RepID {
 			return false, nil
 		}
-		return a.sameText(ctx, in.LeadID, ev.GetDealLost().GetSealedReason(), in.Reason)
+		return a.sameText(ctx, in.LeadID, ev.GetDealLost().GetSealedReason(), ev.GetDealLost().GetReason(), in.Reason)
 	}
 	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindDealLost), same, []repRef{{field: "rep_id", id: in.RepID}},
 		func(l *lead, _ *routing.Config, now time.Time) ([]*eventv1.Event, error) {

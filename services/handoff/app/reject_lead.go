@@ -39,13 +39,14 @@ func (a *App) sealText(ctx context.Context, l *lead, field, text string) ([]byte
 	return sealed, err
 }
 
-// sameText tells whether sealed, a first request's sealed free text (nil
-// for none), holds text: a request id sent again with other words is
-// another request. Without the key vault, or once the lead is erased,
-// the words cannot be read back and a repeat gets the first answer.
-func (a *App) sameText(ctx context.Context, leadID string, sealed []byte, text string) (bool, error) {
+// sameText tells whether a first request's free text, sealed (nil for
+// none) or, in events from before notes were sealed, clear, is text: a
+// request id sent again with other words is another request. Without the
+// key vault, or once the lead is erased, sealed words cannot be read back
+// and a repeat gets the first answer.
+func (a *App) sameText(ctx context.Context, leadID string, sealed []byte, clear, text string) (bool, error) {
 	if len(sealed) == 0 {
-		return strings.TrimSpace(text) == "", nil
+		return strings.TrimSpace(clear) == strings.TrimSpace(text), nil
 	}
 	if a.personal == nil {
 		return true, nil
@@ -80,7 +81,7 @@ func (a *App) RejectLead(ctx context.Context, in RejectLead, meta envelope.Meta)
 		if r.GetRepId() != in.RepID || r.GetReason() != in.Reason {
 			return false, nil
 		}
-		return a.sameText(ctx, in.LeadID, r.GetSealedNote(), in.Note)
+		return a.sameText(ctx, in.LeadID, r.GetSealedNote(), r.GetNote(), in.Note)
 	}
 	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindRejected), same, []repRef{{field: "rep_id", id: in.RepID}},
 		func(l *lead, _ *routing.Config, now time.Time) ([]*eventv1.Event, error) {
