@@ -211,9 +211,19 @@ func EnsureKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.K
 }
 
 // sameSettings compares what Leadflow sets on its streams; the server fills
-// in the rest.
+// in the rest. Settings Leadflow never sets must be absent: a republish, a
+// source, a mirror or a subject transform would copy or move what a stream
+// stores past every user's permissions, so a stream that has one was
+// changed behind Leadflow's back and is put right (provisioning), or
+// refused (a service, which may not update it).
 func sameSettings(have, want jetstream.StreamConfig) bool {
-	return slices.Equal(have.Subjects, want.Subjects) &&
+	noLimit := func(n int64) int64 { return max(n, 0) } // 0 and -1 both mean none
+	return have.RePublish == nil && have.Mirror == nil && len(have.Sources) == 0 && have.SubjectTransform == nil &&
+		have.MaxAge == want.MaxAge &&
+		noLimit(have.MaxMsgs) == noLimit(want.MaxMsgs) &&
+		noLimit(have.MaxBytes) == noLimit(want.MaxBytes) &&
+		have.AllowRollup == want.AllowRollup &&
+		slices.Equal(have.Subjects, want.Subjects) &&
 		have.Description == want.Description &&
 		have.Storage == want.Storage &&
 		have.Replicas == max(want.Replicas, 1) &&

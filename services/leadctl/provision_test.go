@@ -4,6 +4,9 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	"github.com/leadflow/leadflow/pkg/natsauth"
@@ -44,22 +47,35 @@ func TestProvision(t *testing.T) {
 		}
 	}
 
-	// A setting changed by hand is put back.
+	// Settings changed behind Leadflow's back (here by the test's admin):
+	// a republish past every permission and an age limit that would drop
+	// events. A service refuses the stream (it may not put it right), and
+	// provisioning again puts it right.
 	lead, err := n.JS.Stream(ctx, eventstore.DefaultStream)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := lead.CachedInfo().Config
-	want := cfg.Description
-	cfg.Description = "changed by hand"
+	cfg.MaxAge = time.Hour
+	cfg.RePublish = &jetstream.RePublish{Source: ">", Destination: "tampered.>"}
 	if _, err := n.JS.UpdateStream(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
+	_, intake := n.ConnectAs(t, natsauth.Intake)
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := eventstore.EnsureStream(short, intake, eventstore.StreamConfig{}); err == nil {
+		t.Fatal("intake took a lead stream that republishes")
+	}
+	refusals = len(n.Violations(t)) // intake's refused update
 	if out, err := runCtl(ctx, as(natsauth.Provisioner)...); err != nil {
 		t.Fatalf("provision again: %v\n%s", err, out)
 	}
-	if lead, err = n.JS.Stream(ctx, eventstore.DefaultStream); err != nil || lead.CachedInfo().Config.Description != want {
-		t.Fatalf("lead stream after provisioning again: %v, %q", err, lead.CachedInfo().Config.Description)
+	if lead, err = n.JS.Stream(ctx, eventstore.DefaultStream); err != nil {
+		t.Fatal(err)
+	}
+	if got := lead.CachedInfo().Config; got.MaxAge != 0 || got.RePublish != nil {
+		t.Fatalf("lead stream after provisioning again: max age %v, republish %v", got.MaxAge, got.RePublish)
 	}
 
 	// Each service's user opens its streams with look-ups only.
