@@ -60,8 +60,11 @@ func (s Stream) Ensure(ctx context.Context, js jetstream.JetStream, replicas int
 		Replicas:          max(replicas, 1),
 		Duplicates:        2 * time.Minute,
 		AllowMsgSchedules: true,
-		AllowMsgTTL:       true,
-		AllowDirect:       true,
+		// The server turns roll-ups on for schedules (and purges with
+		// them); asked for, so that the settings compare as wanted.
+		AllowRollup: true,
+		AllowMsgTTL: true,
+		AllowDirect: true,
 	})
 	if err != nil {
 		return fmt.Errorf("ensure timer stream %s: %w", s.Name, err)

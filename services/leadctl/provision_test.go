@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	"github.com/leadflow/leadflow/pkg/natsauth"
 	"github.com/leadflow/leadflow/pkg/provision"
@@ -61,6 +63,18 @@ func TestProvision(t *testing.T) {
 	if _, err := n.JS.UpdateStream(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
+	buckets := []string{"KV_" + provision.LoadsBucket, "KV_" + consume.DefaultMembersBucket, consume.DefaultDeadLetterStream}
+	for i, name := range buckets {
+		st, err := n.JS.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := st.CachedInfo().Config
+		c.RePublish = &jetstream.RePublish{Source: ">", Destination: fmt.Sprintf("tampered%d.>", i)}
+		if _, err := n.JS.UpdateStream(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
 	_, intake := n.ConnectAs(t, natsauth.Intake)
 	short, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -76,6 +90,11 @@ func TestProvision(t *testing.T) {
 	}
 	if got := lead.CachedInfo().Config; got.MaxAge != 0 || got.RePublish != nil {
 		t.Fatalf("lead stream after provisioning again: max age %v, republish %v", got.MaxAge, got.RePublish)
+	}
+	for _, name := range buckets {
+		if st, err := n.JS.Stream(ctx, name); err != nil || st.CachedInfo().Config.RePublish != nil {
+			t.Fatalf("%s after provisioning again: %v", name, err)
+		}
 	}
 
 	// Each service's user opens its streams with look-ups only.
