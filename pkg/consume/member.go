@@ -11,25 +11,17 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/leadflow/leadflow/pkg/eventstore"
 )
 
 // ensureMembers opens the bucket of live members or creates it. A member's
 // key lives memberTTL after its last renewal, so a killed replica drops out
 // of every group within that time.
 func ensureMembers(ctx context.Context, js jetstream.JetStream, name string, replicas int) (jetstream.KeyValue, error) {
-	kv, err := js.KeyValue(ctx, name)
-	if err == nil {
-		return kv, nil
-	}
-	if !errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil, fmt.Errorf("consume: members bucket %s: %w", name, err)
-	}
-	kv, err = js.CreateKeyValue(ctx, membersConfig(name, replicas))
-	if errors.Is(err, jetstream.ErrBucketExists) {
-		kv, err = js.KeyValue(ctx, name)
-	}
+	kv, err := eventstore.EnsureKeyValue(ctx, js, membersConfig(name, replicas))
 	if err != nil {
-		return nil, fmt.Errorf("consume: create members bucket %s: %w", name, err)
+		return nil, fmt.Errorf("consume: members bucket %s: %w", name, err)
 	}
 	return kv, nil
 }

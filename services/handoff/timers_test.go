@@ -261,10 +261,13 @@ func TestAttemptsWindowWaitsForFirstContact(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := fmt.Sprintf("handoff.timer.at.%d.%s.%s", eventstore.Partition(id), id, fu.GetTimerId())
-	first, err := timers.GetLastMsgForSubject(ctxT(t), at)
-	if err != nil {
-		t.Fatalf("no schedule for the attempts window: %v", err)
-	}
+	// The lead consumer schedules it after reading LeadAccepted, not the
+	// accept call itself.
+	var first *jetstream.RawStreamMsg
+	eventually(t, 15*time.Second, func() bool {
+		first, err = timers.GetLastMsgForSubject(ctxT(t), at)
+		return err == nil
+	}, "no schedule for the attempts window")
 	fire(t, w, fu)
 	eventually(t, 15*time.Second, func() bool { return countFired(t, w, id) >= 1 }, "the timer did not fire")
 	settleTimers(t, w)
