@@ -106,9 +106,12 @@ type Config struct {
 	// PinnedTTL is how long the server keeps a silent owner pinned, default
 	// 6s: with the member TTL, the failover time after a crash.
 	PinnedTTL time.Duration
-	// MaxDeliver caps server deliveries (crash loops), default 20; negative
-	// means no cap.
-	MaxDeliver int
+	// MaxUnfinished is how many handlings of a message may start and never
+	// end (their process died, froze or was cut off) before the next
+	// delivery dead-letters it unhandled, default 5; negative means no cap.
+	// Deliveries that start no handler (hand-backs, a member that never got
+	// to it) do not count, however many: the durables deliver without end.
+	MaxUnfinished int
 	// MaxHeld is the most messages one partition hands out unacked (its
 	// durable's MaxAckPending), default 64: a member owning all 16
 	// partitions holds up to 1,024, enough to keep its workers busy, and a
@@ -144,12 +147,12 @@ const DefaultMembersBucket = "LEADFLOW_MEMBERS"
 const DefaultMaxHeld = 64
 
 const (
-	defaultWorkers    = 16
-	defaultAttempts   = 5
-	defaultAckWait    = 2 * time.Second
-	defaultPinnedTTL  = 6 * time.Second
-	defaultMaxDeliver = 20
-	defaultGrace      = 5 * time.Second
+	defaultWorkers       = 16
+	defaultAttempts      = 5
+	defaultAckWait       = 2 * time.Second
+	defaultPinnedTTL     = 6 * time.Second
+	defaultMaxUnfinished = 5
+	defaultGrace         = 5 * time.Second
 
 	// ioTimeout bounds every single call to the server.
 	ioTimeout = 5 * time.Second
@@ -215,10 +218,10 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("consume: AckWait %s plus the pull wait %s must stay below PinnedTTL %s", c.AckWait, fetchWait, c.PinnedTTL)
 	}
 	switch {
-	case c.MaxDeliver == 0:
-		c.MaxDeliver = defaultMaxDeliver
-	case c.MaxDeliver < 0:
-		c.MaxDeliver = -1
+	case c.MaxUnfinished == 0:
+		c.MaxUnfinished = defaultMaxUnfinished
+	case c.MaxUnfinished < 0:
+		c.MaxUnfinished = -1
 	}
 	if c.MaxHeld <= 0 {
 		c.MaxHeld = DefaultMaxHeld
@@ -348,7 +351,7 @@ func (r *runner) consumerConfig(p int) jetstream.ConsumerConfig {
 		Durable:        Durable(r.cfg.Group, p, r.cfg.Partitions),
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        r.cfg.AckWait,
-		MaxDeliver:     r.cfg.MaxDeliver,
+		MaxDeliver:     -1, // the server never gives up on a message: MaxUnfinished does, counting handlings
 		MaxAckPending:  r.cfg.MaxHeld,
 		DeliverPolicy:  r.cfg.DeliverPolicy,
 		PriorityPolicy: jetstream.PriorityPolicyPinned,

@@ -2,7 +2,6 @@ package consume
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -274,6 +273,9 @@ func (r *runner) deadLetter(it *item, m Msg, cause error, fromDL bool) (uint64, 
 		stream: m.Stream, subject: m.Subject, streamSeq: m.Seq, partition: it.part.n,
 		err: cause.Error(), attempts: r.cfg.Attempts, at: time.Now(),
 	}
+	if n, ok := errors.AsType[unfinishedError](cause); ok {
+		e.attempts = int(n)
+	}
 	var dead uint64
 	ok := r.persist(it, "store dead letter", func(ctx context.Context) (err error) {
 		dead, err = r.storeDead(ctx, m.Key, e)
@@ -480,7 +482,7 @@ func (r *runner) serveOnce(it *item) outcome {
 				r.log.Warn("consume: re-drive: read message", "key", key, "seq", e.streamSeq, "error", err)
 				return retry
 			}
-			done, herr := r.attempt(p.hctx, it, m)
+			done, herr := r.attempt(p.hctx, it, m, &starts{})
 			switch {
 			case !done:
 				return handBack
@@ -556,7 +558,7 @@ func (r *runner) releaseParked(it *item, key string) outcome {
 				r.log.Warn("consume: release parked: read message", "key", key, "seq", seq, "error", err)
 				return retry
 			}
-			done, herr := r.attempt(it.part.hctx, it, m)
+			done, herr := r.attempt(it.part.hctx, it, m, &starts{})
 			if !done {
 				return handBack
 			}
@@ -624,65 +626,6 @@ func stripDirectGetHeaders(h nats.Header) nats.Header {
 		return nil
 	}
 	return h
-}
-
-func maxDeliveriesAdvisory(stream string) string {
-	return "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + stream + ".*"
-}
-
-// advisoryLoop dead-letters messages the server gave up on: delivered
-// MaxDeliver times without ever being acked, because each process handling
-// them died or hung. Core NATS advisories are not stored, so this only works
-// while the partition's owner is up.
-func (r *runner) advisoryLoop(ctx context.Context, msgs <-chan *nats.Msg) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case m := <-msgs:
-			var adv struct {
-				Consumer   string `json:"consumer"`
-				StreamSeq  uint64 `json:"stream_seq"`
-				Deliveries int    `json:"deliveries"`
-			}
-			if err := json.Unmarshal(m.Data, &adv); err != nil || adv.StreamSeq == 0 {
-				continue
-			}
-			for _, p := range r.parts {
-				if Durable(r.cfg.Group, p.n, r.cfg.Partitions) == adv.Consumer {
-					r.deadLetterAbandoned(p, adv.StreamSeq, adv.Deliveries)
-				}
-			}
-		}
-	}
-}
-
-// deadLetterAbandoned stores the message the server gave up on. Every
-// member hears the advisory and stores it, not only the partition's owner
-// (there may be none at that moment, and the advisory is not kept):
-// storeDead makes that safe, and keeps a dead letter the key has already.
-func (r *runner) deadLetterAbandoned(p *partition, seq uint64, deliveries int) {
-	ctx, cancel := context.WithTimeout(r.ioctx, 2*ioTimeout)
-	defer cancel()
-	m, err := r.src.GetMsg(ctx, seq)
-	if err != nil {
-		r.log.Error("consume: read abandoned message", "seq", seq, "error", err)
-		return
-	}
-	key := r.cfg.Key(m.Subject)
-	e := entry{stream: r.cfg.Stream, subject: m.Subject, streamSeq: seq, partition: p.n, attempts: deliveries, at: time.Now(),
-		err: fmt.Sprintf("delivered %d time(s) (MaxDeliver) and never acked: the process handling it stopped or hung each time", deliveries)}
-	dead, err := r.storeDead(ctx, key, e)
-	if err != nil {
-		r.log.Error("consume: store dead letter for abandoned message", "seq", seq, "error", err)
-		return
-	}
-	r.parked.set(key, dead)
-	if dead != seq {
-		r.log.Error("consume: abandoned behind another dead letter; parked behind it", "key", key, "subject", m.Subject, "seq", seq, "dead", dead, "error", e.err)
-		return
-	}
-	r.log.Error("consume: dead-lettered; its key is parked", "key", key, "subject", m.Subject, "seq", seq, "error", e.err)
 }
 
 // headerText makes s fit a header value: one line, valid UTF-8, at most n bytes.

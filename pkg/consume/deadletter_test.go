@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/leadflow/leadflow/pkg/consume"
@@ -102,41 +100,33 @@ func TestParkedWithoutDeadLetterAreReleased(t *testing.T) {
 	}
 }
 
-// A later message of a parked key that the server gives up on (delivered
-// MaxDeliver times, here by naks, never handled) is parked behind the key's
-// dead letter when its advisory comes: it used to replace the entry, and
-// the first dead message was lost.
-func TestAbandonedMessageWaitsBehindTheDeadLetter(t *testing.T) {
+// Hand-backs never dead-letter a message: one delivered and naked 25 times
+// (more than the server's old MaxDeliver of 20, as a storm of hand-overs
+// does), never handled, is handled by the next owner like any other.
+func TestHandBacksNeverDeadLetter(t *testing.T) {
 	n := startParts(t)
-	cfg := config("abandoned")
-	cfg.MaxDeliver = 2
-	var broken atomic.Bool
-	broken.Store(true)
+	cfg := config("handbacks")
 	var j journal
-	dead := publish(t, n.JS, "K1", "poison")
 	h := func(_ context.Context, m consume.Msg) error {
-		if m.Seq == dead && broken.Load() {
-			return consume.Permanent(errors.New("bad"))
-		}
 		j.add("m", m)
 		return nil
 	}
-	run := start(t, n.JS, cfg, h)
-	eventually(t, 10*time.Second, func() bool { return len(deadLetters(t, n.JS)) == 1 }, "no dead letter")
+	run := start(t, n.JS, cfg, h) // makes the durables
+	eventually(t, 10*time.Second, func() bool { return members(t, n.JS, "handbacks") == 1 }, "the member did not join")
 	if err := run.stop(t, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	later := publish(t, n.JS, "K1", "later")
+	seq := publish(t, n.JS, "K1", "x")
 
-	// Deliver it MaxDeliver times and nak it each time, as hand-backs do.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	durable := consume.Durable("abandoned", partitionOf("K1"), partitions)
+	durable := consume.Durable("handbacks", partitionOf("K1"), partitions)
 	cons, err := n.JS.Consumer(ctx, parts, durable)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range cfg.MaxDeliver {
+	const naks = 25
+	for i := range naks {
 		b, err := cons.Fetch(1, jetstream.FetchMaxWait(2*time.Second), jetstream.FetchPriorityGroup("leadflow"))
 		if err != nil {
 			t.Fatal(err)
@@ -147,7 +137,7 @@ func TestAbandonedMessageWaitsBehindTheDeadLetter(t *testing.T) {
 			_ = m.Nak()
 		}
 		if got != 1 {
-			t.Fatalf("pull %d got %d messages (%v)", i, got, b.Error())
+			t.Fatalf("pull %d got %d messages (%v): the server gave up on it", i, got, b.Error())
 		}
 	}
 	src, err := n.JS.Stream(ctx, parts)
@@ -158,114 +148,54 @@ func TestAbandonedMessageWaitsBehindTheDeadLetter(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	start(t, n.JS, cfg, h) // its first pull has the server give up on it
-	eventually(t, 10*time.Second, func() bool {
-		dl := deadLetters(t, n.JS)
-		return len(dl) == 1 && dl[0].StreamSeq == dead && fmt.Sprint(dl[0].Parked) == fmt.Sprint([]uint64{later})
-	}, "dead letters %+v, want seq %d dead with %d parked", func() any { return deadLetters(t, n.JS) }, dead, later)
-	broken.Store(false)
-	if err := consume.Redrive(ctx, n.JS, consume.DefaultDeadLetterStream, "abandoned", "K1", dead); err != nil {
-		t.Fatal(err)
+	start(t, n.JS, cfg, h)
+	eventually(t, 10*time.Second, func() bool { return j.len() == 1 }, "not handled; dead letters %+v", func() any { return deadLetters(t, n.JS) })
+	if got := seqsOf(j.all(), "K1"); fmt.Sprint(got) != fmt.Sprint([]uint64{seq}) {
+		t.Fatalf("handled %v, want %d", got, seq)
 	}
-	eventually(t, 10*time.Second, func() bool { return j.len() == 2 }, "handled %v", func() any { return seqsOf(j.all(), "K1") })
-	if got, want := seqsOf(j.all(), "K1"), []uint64{dead, later}; fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("after the re-drive handled %v, want %v", got, want)
+	if dl := deadLetters(t, n.JS); len(dl) != 0 {
+		t.Fatalf("dead letters %+v", dl)
 	}
 }
 
-// A message of a parked key still waiting in its worker's queue at its last
-// delivery (MaxDeliver) when its member stops is parked at the hand-back: a
-// nak would have the server give up on it, and nobody might hear its
-// advisory.
-func TestHandBackParksALastDelivery(t *testing.T) {
+// A handling that a hand-back interrupts (the handler returns when its
+// context ends) did not take its process down: with MaxUnfinished 1, the
+// redelivered message is handled again, not dead-lettered, after each of
+// two such interruptions.
+func TestInterruptedHandlingIsNotUnfinished(t *testing.T) {
 	n := startParts(t)
-	const key = "K1"
-	blocker := "B0"
-	for i := 1; partitionOf(blocker) == partitionOf(key); i++ {
-		blocker = fmt.Sprintf("B%d", i)
-	}
-	// The deliveries' reply subjects, and the most times each was delivered.
-	spy, err := nats.Connect(n.Server.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer spy.Close()
-	var mu sync.Mutex
-	replies := map[uint64]string{}
-	deliveries := map[uint64]uint64{}
-	if _, err := spy.Subscribe("_INBOX.>", func(m *nats.Msg) {
-		md, err := m.Metadata()
-		if err != nil || !strings.HasPrefix(m.Reply, "$JS.ACK.") {
-			return
-		}
-		mu.Lock()
-		replies[md.Sequence.Stream] = m.Reply
-		deliveries[md.Sequence.Stream] = max(deliveries[md.Sequence.Stream], md.NumDelivered)
-		mu.Unlock()
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := spy.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	delivered := func(seq uint64) uint64 {
-		mu.Lock()
-		defer mu.Unlock()
-		return deliveries[seq]
-	}
-
-	cfg := config("lastdelivery")
-	cfg.Workers = 1 // the blocker keeps the key's message in the queue
-	cfg.MaxDeliver = 3
+	cfg := config("interrupted")
+	cfg.MaxUnfinished = 1
 	cfg.ShutdownGrace = 100 * time.Millisecond
-	var broken, blocking, blocked atomic.Bool
-	broken.Store(true)
-	blocking.Store(true)
+	var started atomic.Int64
+	var block atomic.Bool
+	block.Store(true)
 	var j journal
-	dead := publish(t, n.JS, key, "poison")
 	h := func(ctx context.Context, m consume.Msg) error {
-		switch {
-		case m.Seq == dead && broken.Load():
-			return consume.Permanent(errors.New("bad"))
-		case m.Key == blocker && blocking.Load():
-			blocked.Store(true)
+		if block.Load() {
+			started.Add(1)
 			<-ctx.Done()
 			return ctx.Err()
 		}
 		j.add("m", m)
 		return nil
 	}
-	run := start(t, n.JS, cfg, h)
-	eventually(t, 10*time.Second, func() bool { return len(deadLetters(t, n.JS)) == 1 }, "no dead letter")
-	publish(t, n.JS, blocker, "block")
-	eventually(t, 10*time.Second, blocked.Load, "the blocker did not start")
-	x := publish(t, n.JS, key, "x")
-	eventually(t, 10*time.Second, func() bool { return delivered(x) == 1 }, "x not delivered")
-	// A nak behind the member's back: the server delivers x again, the
-	// member hands the partition back (naks x) and takes it again.
-	mu.Lock()
-	err = spy.Publish(replies[x], []byte("-NAK"))
-	mu.Unlock()
-	if err != nil {
-		t.Fatal(err)
+	seq := publish(t, n.JS, "K1", "x")
+	for i := range int64(3) {
+		run := start(t, n.JS, cfg, h)
+		eventually(t, 15*time.Second, func() bool { return started.Load() > i }, "handling %d did not start", i+1)
+		if err := run.stop(t, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
 	}
-	eventually(t, 10*time.Second, func() bool { return delivered(x) == uint64(cfg.MaxDeliver) }, "x delivered %d times", func() any { return delivered(x) })
-	if err := run.stop(t, 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	if dl := deadLetters(t, n.JS); len(dl) != 1 || dl[0].StreamSeq != dead || fmt.Sprint(dl[0].Parked) != fmt.Sprint([]uint64{x}) {
-		t.Fatalf("after the stop: dead letters %+v, want seq %d dead with %d parked", dl, dead, x)
-	}
-
-	broken.Store(false)
-	blocking.Store(false)
+	block.Store(false)
 	start(t, n.JS, cfg, h)
-	if err := consume.Redrive(context.Background(), n.JS, consume.DefaultDeadLetterStream, "lastdelivery", key, dead); err != nil {
-		t.Fatal(err)
+	eventually(t, 15*time.Second, func() bool { return j.len() == 1 }, "not handled; dead letters %+v", func() any { return deadLetters(t, n.JS) })
+	if got := seqsOf(j.all(), "K1"); fmt.Sprint(got) != fmt.Sprint([]uint64{seq}) {
+		t.Fatalf("handled %v, want %d", got, seq)
 	}
-	eventually(t, 10*time.Second, func() bool { return len(seqsOf(j.all(), key)) == 2 }, "handled %v", func() any { return seqsOf(j.all(), key) })
-	if got, want := seqsOf(j.all(), key), []uint64{dead, x}; fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("after the re-drive handled %v, want %v", got, want)
+	if dl := deadLetters(t, n.JS); len(dl) != 0 {
+		t.Fatalf("dead letters %+v", dl)
 	}
 }
 

@@ -3,10 +3,12 @@ package consume_test
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -45,16 +47,28 @@ func child(url, name, journalPath string) int {
 	cfg := config("killed")
 	cfg.Workers = 4
 	poison := os.Getenv("CONSUME_CHILD_POISON") != ""
+	slowStarted := make(chan struct{})
+	var slowOnce sync.Once
 	if poison {
-		cfg.Group, cfg.MaxDeliver = "poisoned", 2
+		cfg.Group, cfg.MaxUnfinished = "poisoned", 2
 	}
 	err = consume.Run(ctx, js, cfg, func(_ context.Context, m consume.Msg) error {
 		if poison && string(m.Data) == "poison" {
-			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL) // a handler that takes its process down
+			// A handler that takes its process down, once the slow message
+			// runs beside it (if it may).
+			select {
+			case <-slowStarted:
+			case <-time.After(2 * time.Second):
+			}
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		}
 		// Journal first: a handling counts from when it starts to apply.
 		if _, err := fmt.Fprintf(f, "%s %s %d\n", name, m.Key, m.Seq); err != nil {
 			return err
+		}
+		if string(m.Data) == "slow" {
+			slowOnce.Do(func() { close(slowStarted) })
+			time.Sleep(time.Second)
 		}
 		time.Sleep(20 * time.Millisecond)
 		return nil
@@ -144,12 +158,19 @@ func TestFrozenThenKilledMembersKeepOrder(t *testing.T) {
 }
 
 // A message whose handling kills its process each time is dead-lettered
-// at the server's last delivery, before anything after it: the process is
-// restarted as a supervisor would, and the key's next message waits
-// parked, not handled while the dead one is recorded by nobody.
+// after MaxUnfinished handlings that never ended, before anything after
+// it: the process is restarted as a supervisor would, and the key's next
+// message waits parked. A slow message of another key, running beside it
+// when it crashes the process, is handled in the end, not dead-lettered
+// with it (the server's MaxDeliver counted its deliveries alike).
 func TestCrashingMessageParksItsKeyInOrder(t *testing.T) {
 	n := startParts(t)
 	journalPath := filepath.Join(t.TempDir(), "journal")
+	slowKey := "S0" // on another worker than K1's (the child runs 4)
+	for i := 1; worker(slowKey, 4) == worker("K1", 4); i++ {
+		slowKey = fmt.Sprintf("S%d", i)
+	}
+	slow := publish(t, n.JS, slowKey, "slow")
 	poison := publish(t, n.JS, "K1", "poison")
 	later := publish(t, n.JS, "K1", "later")
 	done := make(chan struct{})
@@ -179,10 +200,10 @@ func TestCrashingMessageParksItsKeyInOrder(t *testing.T) {
 	}()
 	defer func() { close(done); <-supervised }()
 
-	eventually(t, 45*time.Second, func() bool {
+	eventually(t, 90*time.Second, func() bool {
 		dl := deadLetters(t, n.JS)
-		return len(dl) == 1 && dl[0].StreamSeq == poison && len(dl[0].Parked) == 1 && dl[0].Parked[0] == later
-	}, "the crashing message is not dead-lettered with the later one parked")
+		return len(dl) >= 1 && dl[0].StreamSeq == poison && len(dl[0].Parked) == 1 && dl[0].Parked[0] == later
+	}, "the crashing message is not dead-lettered with the later one parked: %+v", func() any { return deadLetters(t, n.JS) })
 	other := publish(t, n.JS, "K2", "fine")
 	eventually(t, 15*time.Second, func() bool {
 		for _, h := range readJournal(t, journalPath) {
@@ -192,12 +213,27 @@ func TestCrashingMessageParksItsKeyInOrder(t *testing.T) {
 		}
 		return false
 	}, "another key's message was not handled")
+	slowStarts := 0
 	for _, h := range readJournal(t, journalPath) {
 		if h.seq == later || h.seq == poison {
 			t.Fatalf("handled seq %d of K1 behind the crashing message", h.seq)
 		}
+		if h.seq == slow {
+			slowStarts++
+		}
 	}
-	if restarts.Load() == 0 {
-		t.Fatal("the handler never took its process down: the test shows nothing")
+	if dl := deadLetters(t, n.JS); len(dl) != 1 || dl[0].Attempts != 2 {
+		t.Fatalf("dead letters %+v, want only K1's, after 2 unfinished handlings", dl)
 	}
+	if restarts.Load() < 2 || slowStarts < 2 {
+		t.Fatalf("%d crashes, %d handlings of the slow message: the test shows nothing", restarts.Load(), slowStarts)
+	}
+	t.Logf("%d crashes; the slow message started %d times", restarts.Load(), slowStarts)
+}
+
+// worker is the worker of workers that pkg/consume gives key.
+func worker(key string, workers int) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return h.Sum32() % uint32(workers)
 }

@@ -27,6 +27,9 @@ type runner struct {
 	parts   []*partition
 	queues  []*queue
 	parked  parkedKeys
+	// alone is held shared by every handler call, and exclusively by a
+	// suspect's (unfinished.go).
+	alone sync.RWMutex
 
 	runCtx context.Context
 	ioctx  context.Context // carries ctx values, never cancelled: I/O has its own timeouts
@@ -93,18 +96,10 @@ func (r *runner) run(ctx context.Context) error {
 	for _, q := range r.queues {
 		workers.Go(func() { r.work(q) })
 	}
-	advisories := make(chan *nats.Msg, 64)
-	advSub, err := r.js.Conn().ChanSubscribe(maxDeliveriesAdvisory(r.cfg.Stream), advisories)
-	if err != nil {
-		r.fail(fmt.Errorf("consume: subscribe to advisories: %w", err))
-	}
 	var helpers sync.WaitGroup
-	if err == nil {
-		helpers.Go(func() { r.redriveLoop(runCtx) })
-		helpers.Go(func() { r.advisoryLoop(runCtx, advisories) })
-		helpers.Go(func() { r.progressLoop(runCtx) })
-		r.manage(runCtx)
-	}
+	helpers.Go(func() { r.redriveLoop(runCtx) })
+	helpers.Go(func() { r.progressLoop(runCtx) })
+	r.manage(runCtx)
 	// Stopping: let the others take over at once, then hand every
 	// partition back in order.
 	r.leave()
@@ -113,9 +108,6 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	r.loops.Wait()
 	helpers.Wait()
-	if advSub != nil {
-		_ = advSub.Unsubscribe()
-	}
 	for _, q := range r.queues {
 		q.close()
 	}
@@ -438,7 +430,7 @@ func (r *runner) release(p *partition) {
 	p.mu.Unlock()
 
 	slices.SortFunc(back, func(a, b *item) int { return cmpSeq(a.msg.Seq, b.msg.Seq) })
-	r.handBack(r.settleLastDeliveries(back))
+	r.handBack(back)
 	// Unpinning drops whoever holds the pin: only ours may go (a member
 	// that froze past PinnedTTL finds another pinned and must not unpin it
 	// before what it held has expired).
@@ -452,39 +444,6 @@ func (r *runner) release(p *partition) {
 		p.pinned = time.Time{}
 	}
 	p.mu.Unlock()
-}
-
-// settleLastDeliveries settles the held messages at their last delivery
-// (MaxDeliver) instead of handing them back, as process would: a nak would
-// have the server give up on them, and its advisory is not kept. One of a
-// parked key is parked; another is dead-lettered unless an earlier message
-// of its key goes back (it must not overtake that one). Each gets one try.
-// It returns the items still to hand back.
-func (r *runner) settleLastDeliveries(back []*item) []*item {
-	if r.cfg.MaxDeliver <= 0 {
-		return back
-	}
-	rest := back[:0]
-	first := map[string]uint64{} // the lowest sequence of each key going back
-	for _, it := range back {
-		key := it.msg.Key
-		if it.req == nil && it.msg.Delivered >= uint64(r.cfg.MaxDeliver) {
-			if dead, ok := r.parked.get(key); ok {
-				if r.park(it, dead) {
-					continue
-				}
-			} else if s, ok := first[key]; !ok || s == it.msg.Seq {
-				if _, ok := r.deadLetter(it, it.msg, maxDeliverError(it.msg.Delivered), false); ok {
-					continue
-				}
-			}
-		}
-		if _, ok := first[key]; !ok && it.req == nil {
-			first[key] = it.msg.Seq
-		}
-		rest = append(rest, it)
-	}
-	return rest
 }
 
 func cmpSeq(a, b uint64) int {

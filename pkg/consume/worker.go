@@ -171,41 +171,53 @@ func (r *runner) process(it *item) {
 		r.end(it, r.park(it, dead))
 		return
 	}
-	if r.cfg.MaxDeliver > 0 && it.msg.Delivered >= uint64(r.cfg.MaxDeliver) {
-		// The server's last delivery of a message no process ever acked:
-		// each one handling it died or hung. Dead-letter it here, in its
-		// key's order, rather than risk one more crash, after which the
-		// server moves on to the key's next message and nobody is up to
-		// hear its advisory.
-		_, ok := r.deadLetter(it, it.msg, maxDeliverError(it.msg.Delivered), false)
-		r.end(it, ok)
-		return
+	var st starts
+	if it.msg.Delivered > 1 && r.cfg.MaxUnfinished > 0 {
+		var ok bool
+		if st, ok = r.readStarts(it); !ok {
+			r.end(it, false)
+			return
+		}
+		if st.count >= r.cfg.MaxUnfinished {
+			// Dead-lettered here, in its key's order, rather than risk one
+			// more crash.
+			_, ok := r.deadLetter(it, it.msg, unfinishedError(st.count), false)
+			if ok {
+				r.endStarts(it, st, true)
+			}
+			r.end(it, ok)
+			return
+		}
 	}
-	done, err := r.attempt(it.part.hctx, it, it.msg)
+	done, err := r.attempt(it.part.hctx, it, it.msg, &st)
 	switch {
 	case !done:
-		r.end(it, false)
 	case err == nil:
 		_ = it.delivery.Ack()
-		r.end(it, true)
 	default:
-		_, ok := r.deadLetter(it, it.msg, err, false)
-		r.end(it, ok)
+		_, done = r.deadLetter(it, it.msg, err, false)
 	}
-}
-
-func maxDeliverError(delivered uint64) error {
-	return fmt.Errorf("delivered %d time(s) (MaxDeliver) and never acked: the processes that had it stopped, hung or handed it back each time; re-drive it once the cause is fixed", delivered)
+	r.endStarts(it, st, done)
+	r.end(it, done)
 }
 
 // attempt runs the handler on m until it succeeds, fails permanently, or
 // runs out of attempts; it reports false when the partition is being handed
-// back first (the message is then not its fault, nor done).
-func (r *runner) attempt(ctx context.Context, it *item, m Msg) (done bool, err error) {
+// back first (the message is then not its fault, nor done). A redelivery
+// (st.tracked) has its start recorded first, and one whose last handling
+// never ended runs alone in the process.
+func (r *runner) attempt(ctx context.Context, it *item, m Msg, st *starts) (done bool, err error) {
 	budget := r.cfg.Attempts
+	suspect := st.count > 0
 	for n, away := 1, 0; ; n++ {
 		reconnects := r.js.Conn().Stats().Reconnects
+		unlock := r.lockFor(suspect)
+		if n == 1 && st.tracked && !r.recordStart(it, st) {
+			unlock()
+			return false, nil
+		}
 		err = r.call(ctx, m)
+		unlock()
 		if err == nil {
 			return true, nil
 		}
@@ -254,6 +266,17 @@ func (r *runner) handingBack(p *partition) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.releasing || !p.running
+}
+
+// lockFor lets a handler run beside others, or alone when it is suspect;
+// it returns the unlock.
+func (r *runner) lockFor(suspect bool) func() {
+	if suspect {
+		r.alone.Lock()
+		return r.alone.Unlock
+	}
+	r.alone.RLock()
+	return r.alone.RUnlock
 }
 
 func (r *runner) call(ctx context.Context, m Msg) (err error) {

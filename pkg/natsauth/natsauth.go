@@ -179,9 +179,9 @@ func (p *perms) kv(bucket string, write bool) {
 }
 
 // group: a pkg/consume group of partitions durables on stream: its
-// durables, its re-drive consumer and dead letters in DEADLETTER (stored,
-// deleted and purged by subject when released), its key in the members
-// bucket, and the advisory that reports a message past MaxDeliver.
+// durables, its re-drive consumer, and dead letters and records of
+// unfinished handlings in DEADLETTER (stored, deleted and purged by
+// subject when released), and its key in the members bucket.
 // group "*" is any group (names chosen at run time).
 func (p *perms) group(stream, group string, partitions int) {
 	for n := range max(partitions, 1) {
@@ -200,7 +200,7 @@ func (p *perms) group(stream, group string, partitions int) {
 	p.info(dl)
 	p.read(dl)
 	p.publish(api+"STREAM.MSG.DELETE."+dl, api+"STREAM.PURGE."+dl)
-	for _, kind := range []string{"entry", "parked", "request"} {
+	for _, kind := range []string{"entry", "parked", "request", "started"} {
 		p.publish("deadletter." + kind + "." + group + ".>")
 	}
 	m := consume.DefaultMembersBucket
@@ -208,7 +208,6 @@ func (p *perms) group(stream, group string, partitions int) {
 	p.read("KV_" + m)
 	p.publish("$KV."+m+"."+group+".*", api+"CONSUMER.CREATE.KV_"+m+".*.$KV."+m+"."+group+".*",
 		api+"CONSUMER.DELETE.KV_"+m+".*", "$JS.FC.KV_"+m+".>")
-	p.subscribe("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + stream + ".*")
 }
 
 // leadStream: the lead stream opened and read.
