@@ -70,27 +70,33 @@ func (r *runner) startsOf(ctx context.Context, it *item) (starts, error) {
 
 // recordStart stores one more unfinished handling of it before it starts.
 // The write expects the record read, so two members never count one
-// start; on a conflict the record is read again. It reports false if the
-// partition was handed back first.
+// start; on a conflict (a replica behind answered the read, or a record
+// left by an earlier handling) the record is read again. It reports false
+// if the partition was handed back first.
 func (r *runner) recordStart(it *item, st *starts) bool {
 	return r.persist(it, "record a handling", func(ctx context.Context) error {
-		m := nats.NewMsg(startedSubject(r.cfg.Group, it.msg.Key))
-		m.Header.Set(hdrStreamSeq, strconv.FormatUint(it.msg.Seq, 10))
-		m.Header.Set(hdrStarts, strconv.Itoa(st.count+1))
-		ack, err := r.js.PublishMsg(ctx, m, jetstream.WithExpectStream(r.cfg.DeadLetter),
-			jetstream.WithExpectLastSequencePerSubject(st.last))
-		if eventstore.IsWrongLastSequence(err) {
-			cur, rerr := r.startsOf(ctx, it)
-			if rerr == nil {
-				*st = cur
+		var err error
+		for range 5 {
+			m := nats.NewMsg(startedSubject(r.cfg.Group, it.msg.Key))
+			m.Header.Set(hdrStreamSeq, strconv.FormatUint(it.msg.Seq, 10))
+			m.Header.Set(hdrStarts, strconv.Itoa(st.count+1))
+			var ack *jetstream.PubAck
+			ack, err = r.js.PublishMsg(ctx, m, jetstream.WithExpectStream(r.cfg.DeadLetter),
+				jetstream.WithExpectLastSequencePerSubject(st.last))
+			if err == nil {
+				st.count, st.last, st.recorded = st.count+1, ack.Sequence, true
+				return nil
 			}
-			return err
+			if !eventstore.IsWrongLastSequence(err) {
+				return err
+			}
+			cur, rerr := r.startsOf(ctx, it)
+			if rerr != nil {
+				return rerr
+			}
+			*st = cur
 		}
-		if err != nil {
-			return err
-		}
-		st.count, st.last, st.recorded = st.count+1, ack.Sequence, true
-		return nil
+		return err
 	})
 }
 
