@@ -413,6 +413,9 @@ func (r *runner) routeRequest(m jetstream.Msg) {
 	if ours {
 		seq, _ := strconv.ParseUint(m.Headers().Get(hdrStreamSeq), 10, 64)
 		it := &item{msg: Msg{Key: key}, part: p, delivery: m, req: &request{op: m.Headers().Get(hdrOp), key: key, seq: seq}}
+		if md, err := m.Metadata(); err == nil {
+			it.msg.Delivered = md.NumDelivered // a request served again counts its handlings' starts
+		}
 		it.touched.Store(time.Now().UnixNano())
 		p.held[it] = struct{}{}
 		p.mu.Unlock()
@@ -459,7 +462,7 @@ const (
 // them. Every call to the server has its own timeout, since handlers take
 // as long as they take.
 func (r *runner) serveOnce(it *item) outcome {
-	key, p := it.req.key, it.part
+	key := it.req.key
 	entryMsg, err := r.lastEntry(key)
 	if err != nil {
 		r.log.Warn("consume: request: read dead letter", "key", key, "error", err)
@@ -482,17 +485,21 @@ func (r *runner) serveOnce(it *item) outcome {
 				r.log.Warn("consume: re-drive: read message", "key", key, "seq", e.streamSeq, "error", err)
 				return retry
 			}
-			done, herr := r.attempt(p.hctx, it, m, &starts{})
+			h, done, herr := r.handle(it, m)
 			switch {
 			case !done:
+				h.end(false)
 				return handBack
 			case herr != nil:
 				r.log.Error("consume: re-driven message failed again", "key", key, "seq", m.Seq, "error", herr)
-				if _, ok := r.deadLetter(it, m, herr, true); !ok {
+				_, ok := r.deadLetter(it, m, herr, true)
+				h.end(ok)
+				if !ok {
 					return handBack
 				}
 				return served
 			}
+			h.end(true)
 		}
 		if !r.persist(it, "delete dead letter", func(ctx context.Context) error { return r.deleteDL(ctx, entryMsg.Sequence) }) {
 			return handBack
@@ -558,8 +565,9 @@ func (r *runner) releaseParked(it *item, key string) outcome {
 				r.log.Warn("consume: release parked: read message", "key", key, "seq", seq, "error", err)
 				return retry
 			}
-			done, herr := r.attempt(it.part.hctx, it, m, &starts{})
+			h, done, herr := r.handle(it, m)
 			if !done {
+				h.end(false)
 				return handBack
 			}
 			purge := func(ctx context.Context) error {
@@ -567,6 +575,7 @@ func (r *runner) releaseParked(it *item, key string) outcome {
 			}
 			if herr != nil {
 				dead, ok := r.deadLetter(it, m, herr, true)
+				h.end(ok)
 				if !ok {
 					return handBack
 				}
@@ -575,6 +584,7 @@ func (r *runner) releaseParked(it *item, key string) outcome {
 				}
 				return deadAgain
 			}
+			h.end(true)
 			if !r.persist(it, "release parked: delete", purge) {
 				return handBack
 			}

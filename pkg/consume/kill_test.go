@@ -229,6 +229,37 @@ func TestCrashingMessageParksItsKeyInOrder(t *testing.T) {
 		t.Fatalf("%d crashes, %d handlings of the slow message: the test shows nothing", restarts.Load(), slowStarts)
 	}
 	t.Logf("%d crashes; the slow message started %d times", restarts.Load(), slowStarts)
+
+	// A re-drive of it, still crashing its process, fails the same way:
+	// the dead letter is stored again and the request settled, where the
+	// group's members would otherwise crash on it for ever.
+	before, asked := restarts.Load(), time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := consume.Redrive(ctx, n.JS, consume.DefaultDeadLetterStream, "poisoned", "K1", poison); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 120*time.Second, func() bool {
+		dl := deadLetters(t, n.JS)
+		return len(dl) == 1 && dl[0].StreamSeq == poison && dl[0].At.After(asked) && fmt.Sprint(dl[0].Parked) == fmt.Sprint([]uint64{later})
+	}, "the crashing re-drive was not dead-lettered again: %+v, %d crashes since", func() any { return deadLetters(t, n.JS) },
+		func() any { return restarts.Load() - before })
+	if restarts.Load() == before {
+		t.Fatal("the re-drive never took its process down: the test shows nothing")
+	}
+	settled := restarts.Load()
+	fine := publish(t, n.JS, "K2", "fine again")
+	eventually(t, 30*time.Second, func() bool {
+		for _, h := range readJournal(t, journalPath) {
+			if h.seq == fine {
+				return true
+			}
+		}
+		return false
+	}, "the group stopped after the re-drive")
+	if restarts.Load() != settled {
+		t.Fatalf("%d more crashes after the re-drive failed", restarts.Load()-settled)
+	}
 }
 
 // worker is the worker of workers that pkg/consume gives key.

@@ -27,9 +27,6 @@ type runner struct {
 	parts   []*partition
 	queues  []*queue
 	parked  parkedKeys
-	// alone is held shared by every handler call, and exclusively by a
-	// suspect's (unfinished.go).
-	alone sync.RWMutex
 
 	runCtx context.Context
 	ioctx  context.Context // carries ctx values, never cancelled: I/O has its own timeouts

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/leadflow/leadflow/pkg/eventstore"
 )
@@ -21,8 +22,9 @@ import (
 // back when a hand-back interrupts it. First deliveries are not recorded
 // (most messages), so a crash costs one uncounted handling. A message
 // whose last handling did not end is suspect, and runs alone in its
-// process: a crash then counts against it, not against the messages that
-// happened to run beside it.
+// process, every group's handlers waiting: a crash a handler causes then
+// counts against it, not against the messages that happened to run beside
+// it (a process dying of something else counts against what runs).
 
 const startedPrefix = deadLetterPrefix + "started."
 
@@ -39,22 +41,99 @@ type starts struct {
 	recorded bool // this handling's start is in the record
 }
 
-// readStarts reads it's record; a record of another message of the key
+// handlers is every handler call of the process, across groups: a call
+// holds one unit, a suspect all of them, from recording its start until
+// its message is settled (so its ack and its record's delete are at the
+// server before the next suspect runs). Waiters are served in order, so
+// a suspect is not starved.
+var handlers = semaphore.NewWeighted(allHandlers)
+
+const allHandlers = 1 << 30
+
+// handling is one message's way through handle: its record, and its hold
+// on handlers.
+type handling struct {
+	r     *runner
+	m     Msg
+	st    starts
+	alone bool  // a suspect: holds every unit until end
+	held  int64 // units held now
+}
+
+func (h *handling) lock(ctx context.Context, alone bool) bool {
+	if h.held > 0 {
+		return true
+	}
+	n := int64(1)
+	if alone {
+		n = allHandlers
+	}
+	if handlers.Acquire(ctx, n) != nil {
+		return false
+	}
+	h.held = n
+	return true
+}
+
+func (h *handling) release() {
+	if h.held > 0 {
+		handlers.Release(h.held)
+		h.held = 0
+	}
+}
+
+// end settles the record once the message is settled (done) or handed
+// back, and lets the next handler in.
+func (h *handling) end(done bool) {
+	h.r.endStarts(h.m, h.st, done)
+	h.release()
+}
+
+// handle runs the handler on m, which it brought, as attempt does. When
+// it is a redelivery, m's unfinished handlings are counted (its start
+// recorded first, holding its share of handlers, so a handling that waits
+// its turn is not counted), and at MaxUnfinished m fails without being
+// handled. The caller settles m, then calls end.
+func (r *runner) handle(it *item, m Msg) (h *handling, done bool, err error) {
+	h = &handling{r: r, m: m}
+	if it.msg.Delivered <= 1 || r.cfg.MaxUnfinished <= 0 {
+		done, err = r.attempt(it.part.hctx, it, m, h)
+		return h, done, err
+	}
+	var ok bool
+	if h.st, ok = r.readStarts(it, m); !ok {
+		return h, false, nil
+	}
+	if h.st.count >= r.cfg.MaxUnfinished {
+		// Failed here, in its key's order, rather than risk one more crash.
+		return h, true, unfinishedError(h.st.count)
+	}
+	if !r.recordStart(it, h) {
+		return h, false, nil
+	}
+	if prior := h.st.count - 1; prior >= r.cfg.MaxUnfinished {
+		return h, true, unfinishedError(prior) // others' starts, seen once the record was read again
+	}
+	done, err = r.attempt(it.part.hctx, it, m, h)
+	return h, done, err
+}
+
+// readStarts reads m's record; a record of another message of the key
 // (one whose ack came before its record was deleted) counts as none. It
 // reports false if the partition was handed back first.
-func (r *runner) readStarts(it *item) (starts, bool) {
+func (r *runner) readStarts(it *item, m Msg) (starts, bool) {
 	st := starts{tracked: true}
 	ok := r.persist(it, "read unfinished handlings", func(ctx context.Context) error {
 		var err error
-		st, err = r.startsOf(ctx, it)
+		st, err = r.startsOf(ctx, m)
 		return err
 	})
 	return st, ok
 }
 
-func (r *runner) startsOf(ctx context.Context, it *item) (starts, error) {
+func (r *runner) startsOf(ctx context.Context, msg Msg) (starts, error) {
 	st := starts{tracked: true}
-	m, err := r.dl.GetLastMsgForSubject(ctx, startedSubject(r.cfg.Group, it.msg.Key))
+	m, err := r.dl.GetLastMsgForSubject(ctx, startedSubject(r.cfg.Group, msg.Key))
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound):
 		return st, nil
@@ -62,49 +141,83 @@ func (r *runner) startsOf(ctx context.Context, it *item) (starts, error) {
 		return st, err
 	}
 	st.last = m.Sequence
-	if seq, _ := strconv.ParseUint(m.Header.Get(hdrStreamSeq), 10, 64); seq == it.msg.Seq {
+	if seq, _ := strconv.ParseUint(m.Header.Get(hdrStreamSeq), 10, 64); seq == msg.Seq {
 		st.count, _ = strconv.Atoi(m.Header.Get(hdrStarts))
 	}
 	return st, nil
 }
 
-// recordStart stores one more unfinished handling of it before it starts.
-// The write expects the record read, so two members never count one
-// start; on a conflict (a replica behind answered the read, or a record
-// left by an earlier handling) the record is read again. It reports false
-// if the partition was handed back first.
-func (r *runner) recordStart(it *item, st *starts) bool {
-	return r.persist(it, "record a handling", func(ctx context.Context) error {
-		var err error
-		for range 5 {
-			m := nats.NewMsg(startedSubject(r.cfg.Group, it.msg.Key))
-			m.Header.Set(hdrStreamSeq, strconv.FormatUint(it.msg.Seq, 10))
-			m.Header.Set(hdrStarts, strconv.Itoa(st.count+1))
-			var ack *jetstream.PubAck
-			ack, err = r.js.PublishMsg(ctx, m, jetstream.WithExpectStream(r.cfg.DeadLetter),
-				jetstream.WithExpectLastSequencePerSubject(st.last))
-			if err == nil {
-				st.count, st.last, st.recorded = st.count+1, ack.Sequence, true
-				return nil
-			}
-			if !eventstore.IsWrongLastSequence(err) {
-				return err
-			}
-			cur, rerr := r.startsOf(ctx, it)
-			if rerr != nil {
-				return rerr
-			}
-			*st = cur
+// recordStart stores one more unfinished start of h's message, holding
+// its share of handlers (all of them for a suspect: one whose record
+// shows a start already, also one found so on a re-read). The write
+// expects the record read, so two members never count one start; on a
+// conflict (a replica behind answered the read, or a record left by an
+// earlier handling) it is read again. Between failed tries the share is
+// given back. It reports false if the partition was handed back first.
+func (r *runner) recordStart(it *item, h *handling) bool {
+	for try := 1; ; try++ {
+		alone := h.st.count > 0
+		if !h.lock(it.part.hctx, alone) {
+			return false
 		}
-		return err
-	})
+		if r.handingBack(it.part) {
+			h.release()
+			return false
+		}
+		ctx, cancel := context.WithTimeout(r.ioctx, ioTimeout)
+		err := r.tryRecordStart(ctx, h)
+		cancel()
+		if err == nil && (alone || h.st.count <= 1) {
+			h.alone = alone
+			return true
+		}
+		h.release() // a suspect after all: wait for every share; or a failed write
+		if err == nil {
+			continue
+		}
+		if try == 1 || try%10 == 0 {
+			r.log.Warn("consume: record a handling", "subject", it.msg.Subject, "seq", h.m.Seq, "try", try, "error", err)
+		}
+		if r.handingBack(it.part) || !sleepCtx(it.part.hctx, DefaultBackoff(try)) {
+			return false
+		}
+	}
 }
 
-// endStarts settles it's record once its handling ended: deleted when the
+func (r *runner) tryRecordStart(ctx context.Context, h *handling) error {
+	st := &h.st
+	if st.recorded {
+		return nil // stored on an earlier try, which then found the message suspect
+	}
+	var err error
+	for range 5 {
+		m := nats.NewMsg(startedSubject(r.cfg.Group, h.m.Key))
+		m.Header.Set(hdrStreamSeq, strconv.FormatUint(h.m.Seq, 10))
+		m.Header.Set(hdrStarts, strconv.Itoa(st.count+1))
+		var ack *jetstream.PubAck
+		ack, err = r.js.PublishMsg(ctx, m, jetstream.WithExpectStream(r.cfg.DeadLetter),
+			jetstream.WithExpectLastSequencePerSubject(st.last))
+		if err == nil {
+			st.count, st.last, st.recorded = st.count+1, ack.Sequence, true
+			return nil
+		}
+		if !eventstore.IsWrongLastSequence(err) {
+			return err
+		}
+		cur, rerr := r.startsOf(ctx, h.m)
+		if rerr != nil {
+			return rerr
+		}
+		*st = cur
+	}
+	return err
+}
+
+// endStarts settles msg's record once its handling ended: deleted when the
 // message is done (handled or dead-lettered), or back to its count before this start when a hand-back
 // interrupted it (that start did not crash anything). Best effort: a
 // record left behind only counts one start too many.
-func (r *runner) endStarts(it *item, st starts, done bool) {
+func (r *runner) endStarts(msg Msg, st starts, done bool) {
 	if st.last == 0 || !done && !st.recorded {
 		return
 	}
@@ -114,16 +227,16 @@ func (r *runner) endStarts(it *item, st starts, done bool) {
 		// Its own sequence: a newer record, of this key's next message,
 		// stays.
 		if err := r.dl.DeleteMsg(ctx, st.last); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-			r.log.Debug("consume: delete a handling's record", "key", it.msg.Key, "seq", it.msg.Seq, "error", err)
+			r.log.Debug("consume: delete a handling's record", "key", msg.Key, "seq", msg.Seq, "error", err)
 		}
 		return
 	}
-	m := nats.NewMsg(startedSubject(r.cfg.Group, it.msg.Key))
-	m.Header.Set(hdrStreamSeq, strconv.FormatUint(it.msg.Seq, 10))
+	m := nats.NewMsg(startedSubject(r.cfg.Group, msg.Key))
+	m.Header.Set(hdrStreamSeq, strconv.FormatUint(msg.Seq, 10))
 	m.Header.Set(hdrStarts, strconv.Itoa(st.count-1))
 	if _, err := r.js.PublishMsg(ctx, m, jetstream.WithExpectStream(r.cfg.DeadLetter),
 		jetstream.WithExpectLastSequencePerSubject(st.last)); err != nil {
-		r.log.Debug("consume: put back a handling's record", "key", it.msg.Key, "seq", it.msg.Seq, "error", err)
+		r.log.Debug("consume: put back a handling's record", "key", msg.Key, "seq", msg.Seq, "error", err)
 	}
 }
 

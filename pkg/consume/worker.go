@@ -171,25 +171,7 @@ func (r *runner) process(it *item) {
 		r.end(it, r.park(it, dead))
 		return
 	}
-	var st starts
-	if it.msg.Delivered > 1 && r.cfg.MaxUnfinished > 0 {
-		var ok bool
-		if st, ok = r.readStarts(it); !ok {
-			r.end(it, false)
-			return
-		}
-		if st.count >= r.cfg.MaxUnfinished {
-			// Dead-lettered here, in its key's order, rather than risk one
-			// more crash.
-			_, ok := r.deadLetter(it, it.msg, unfinishedError(st.count), false)
-			if ok {
-				r.endStarts(it, st, true)
-			}
-			r.end(it, ok)
-			return
-		}
-	}
-	done, err := r.attempt(it.part.hctx, it, it.msg, &st)
+	h, done, err := r.handle(it, it.msg)
 	switch {
 	case !done:
 	case err == nil:
@@ -197,27 +179,29 @@ func (r *runner) process(it *item) {
 	default:
 		_, done = r.deadLetter(it, it.msg, err, false)
 	}
-	r.endStarts(it, st, done)
+	h.end(done)
 	r.end(it, done)
 }
 
 // attempt runs the handler on m until it succeeds, fails permanently, or
 // runs out of attempts; it reports false when the partition is being handed
-// back first (the message is then not its fault, nor done). A redelivery
-// (st.tracked) has its start recorded first, and one whose last handling
-// never ended runs alone in the process.
-func (r *runner) attempt(ctx context.Context, it *item, m Msg, st *starts) (done bool, err error) {
+// back first (the message is then not its fault, nor done). Each call
+// holds h's share of the process's handlers (unfinished.go).
+func (r *runner) attempt(ctx context.Context, it *item, m Msg, h *handling) (done bool, err error) {
 	budget := r.cfg.Attempts
-	suspect := st.count > 0
 	for n, away := 1, 0; ; n++ {
 		reconnects := r.js.Conn().Stats().Reconnects
-		unlock := r.lockFor(suspect)
-		if n == 1 && st.tracked && !r.recordStart(it, st) {
-			unlock()
+		if !h.lock(ctx, h.alone) {
+			return false, ctx.Err()
+		}
+		if r.handingBack(it.part) {
+			h.release()
 			return false, nil
 		}
 		err = r.call(ctx, m)
-		unlock()
+		if !h.alone {
+			h.release()
+		}
 		if err == nil {
 			return true, nil
 		}
@@ -229,9 +213,9 @@ func (r *runner) attempt(ctx context.Context, it *item, m Msg, st *starts) (done
 		case r.serverAway(err, reconnects):
 			// The server restarting or out of reach is not the message's
 			// fault: wait for it without using up the message's attempts,
-			// so an outage dead-letters nothing (the messages a member
-			// hands back when its connection drops count deliveries,
-			// though: twenty such drops would reach MaxDeliver).
+			// so an outage dead-letters nothing (a redelivered message
+			// handed back while the connection is down may keep its
+			// recorded start, though: five such would reach MaxUnfinished).
 			n--
 			if away++; away == 1 || away%20 == 0 {
 				r.log.Warn("consume: waiting for the server", "subject", m.Subject, "seq", m.Seq, "tries", away, "error", err)
@@ -266,17 +250,6 @@ func (r *runner) handingBack(p *partition) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.releasing || !p.running
-}
-
-// lockFor lets a handler run beside others, or alone when it is suspect;
-// it returns the unlock.
-func (r *runner) lockFor(suspect bool) func() {
-	if suspect {
-		r.alone.Lock()
-		return r.alone.Unlock
-	}
-	r.alone.RLock()
-	return r.alone.RUnlock
 }
 
 func (r *runner) call(ctx context.Context, m Msg) (err error) {
