@@ -117,16 +117,30 @@ func TestHandBacksNeverDeadLetter(t *testing.T) {
 		t.Fatal(err)
 	}
 	seq := publish(t, n.JS, "K1", "x")
+	handBack(t, n.JS, "handbacks", "K1", 25)
 
+	start(t, n.JS, cfg, h)
+	eventually(t, 10*time.Second, func() bool { return j.len() == 1 }, "not handled; dead letters %+v", func() any { return deadLetters(t, n.JS) })
+	if got := seqsOf(j.all(), "K1"); fmt.Sprint(got) != fmt.Sprint([]uint64{seq}) {
+		t.Fatalf("handled %v, want %d", got, seq)
+	}
+	if dl := deadLetters(t, n.JS); len(dl) != 0 {
+		t.Fatalf("dead letters %+v", dl)
+	}
+}
+
+// handBack delivers key's next message of group times and naks it each
+// time, as members handing its partition back do, then unpins.
+func handBack(t testing.TB, js jetstream.JetStream, group, key string, times int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	durable := consume.Durable("handbacks", partitionOf("K1"), partitions)
-	cons, err := n.JS.Consumer(ctx, parts, durable)
+	durable := consume.Durable(group, partitionOf(key), partitions)
+	cons, err := js.Consumer(ctx, parts, durable)
 	if err != nil {
 		t.Fatal(err)
 	}
-	const naks = 25
-	for i := range naks {
+	for i := range times {
 		b, err := cons.Fetch(1, jetstream.FetchMaxWait(2*time.Second), jetstream.FetchPriorityGroup("leadflow"))
 		if err != nil {
 			t.Fatal(err)
@@ -140,21 +154,63 @@ func TestHandBacksNeverDeadLetter(t *testing.T) {
 			t.Fatalf("pull %d got %d messages (%v): the server gave up on it", i, got, b.Error())
 		}
 	}
-	src, err := n.JS.Stream(ctx, parts)
+	src, err := js.Stream(ctx, parts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := src.UnpinConsumer(ctx, durable, "leadflow"); err != nil {
 		t.Fatal(err)
 	}
+}
 
-	start(t, n.JS, cfg, h)
-	eventually(t, 10*time.Second, func() bool { return j.len() == 1 }, "not handled; dead letters %+v", func() any { return deadLetters(t, n.JS) })
-	if got := seqsOf(j.all(), "K1"); fmt.Sprint(got) != fmt.Sprint([]uint64{seq}) {
-		t.Fatalf("handled %v, want %d", got, seq)
+// A suspect (a redelivery whose last handling never ended) runs alone in
+// its process: another group's handler waits for it. A member handing
+// its partitions back stops waiting after its ShutdownGrace, rather than
+// hold its messages past the pin's TTL, when the next owner may already
+// handle the key's later ones.
+func TestWaitForASuspectEndsWithTheGrace(t *testing.T) {
+	n := startParts(t)
+	cfgA := config("suspecta")
+	hang := make(chan struct{})
+	var hanging atomic.Bool
+	hA := func(ctx context.Context, m consume.Msg) error {
+		hanging.Store(true)
+		select {
+		case <-hang:
+		case <-ctx.Done():
+		}
+		return nil
 	}
-	if dl := deadLetters(t, n.JS); len(dl) != 0 {
-		t.Fatalf("dead letters %+v", dl)
+	run := start(t, n.JS, cfgA, hA) // makes the durables and the dead-letter stream
+	eventually(t, 10*time.Second, func() bool { return members(t, n.JS, "suspecta") == 1 }, "the member did not join")
+	if err := run.stop(t, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	seq := publish(t, n.JS, "K1", "x")
+	handBack(t, n.JS, "suspecta", "K1", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := consume.RecordStarts(ctx, n.JS, consume.DefaultDeadLetterStream, "suspecta", "K1", seq, 1); err != nil {
+		t.Fatal(err)
+	}
+	start(t, n.JS, cfgA, hA)
+	eventually(t, 15*time.Second, hanging.Load, "the suspect did not start")
+	defer close(hang)
+
+	cfgB := config("suspectb")
+	cfgB.ShutdownGrace = 200 * time.Millisecond
+	var handledB atomic.Int64
+	runB := start(t, n.JS, cfgB, func(context.Context, consume.Msg) error {
+		handledB.Add(1)
+		return nil
+	})
+	eventually(t, 10*time.Second, func() bool { return members(t, n.JS, "suspectb") == 1 }, "group b did not join")
+	time.Sleep(2 * time.Second) // time for b to fetch K1's message and try it
+	if got := handledB.Load(); got != 0 {
+		t.Fatalf("group b handled %d messages beside the suspect", got)
+	}
+	if err := runB.stop(t, 5*time.Second); err != nil {
+		t.Fatal(err)
 	}
 }
 
