@@ -120,11 +120,18 @@ func TestHandBacksNeverDeadLetter(t *testing.T) {
 	handBack(t, n.JS, "handbacks", "K1", 25)
 
 	start(t, n.JS, cfg, h)
-	eventually(t, 10*time.Second, func() bool { return j.len() == 1 }, "not handled; dead letters %+v", func() any { return deadLetters(t, n.JS) })
-	if got := seqsOf(j.all(), "K1"); fmt.Sprint(got) != fmt.Sprint([]uint64{seq}) {
+	handledOnly(t, n.JS, &j, "K1", seq)
+}
+
+// handledOnly waits until the journal holds one handling, of key's
+// message seq, and fails if anything was dead-lettered.
+func handledOnly(t testing.TB, js jetstream.JetStream, j *journal, key string, seq uint64) {
+	t.Helper()
+	eventually(t, 15*time.Second, func() bool { return j.len() == 1 }, "not handled; dead letters %+v", func() any { return deadLetters(t, js) })
+	if got := seqsOf(j.all(), key); fmt.Sprint(got) != fmt.Sprint([]uint64{seq}) {
 		t.Fatalf("handled %v, want %d", got, seq)
 	}
-	if dl := deadLetters(t, n.JS); len(dl) != 0 {
+	if dl := deadLetters(t, js); len(dl) != 0 {
 		t.Fatalf("dead letters %+v", dl)
 	}
 }
@@ -246,13 +253,7 @@ func TestInterruptedHandlingIsNotUnfinished(t *testing.T) {
 	}
 	block.Store(false)
 	start(t, n.JS, cfg, h)
-	eventually(t, 15*time.Second, func() bool { return j.len() == 1 }, "not handled; dead letters %+v", func() any { return deadLetters(t, n.JS) })
-	if got := seqsOf(j.all(), "K1"); fmt.Sprint(got) != fmt.Sprint([]uint64{seq}) {
-		t.Fatalf("handled %v, want %d", got, seq)
-	}
-	if dl := deadLetters(t, n.JS); len(dl) != 0 {
-		t.Fatalf("dead letters %+v", dl)
-	}
+	handledOnly(t, n.JS, &j, "K1", seq)
 }
 
 // A re-drive that ends while the member reloads its parked keys (here on a

@@ -205,14 +205,7 @@ func TestCrashingMessageParksItsKeyInOrder(t *testing.T) {
 		return len(dl) >= 1 && dl[0].StreamSeq == poison && len(dl[0].Parked) == 1 && dl[0].Parked[0] == later
 	}, "the crashing message is not dead-lettered with the later one parked: %+v", func() any { return deadLetters(t, n.JS) })
 	other := publish(t, n.JS, "K2", "fine")
-	eventually(t, 15*time.Second, func() bool {
-		for _, h := range readJournal(t, journalPath) {
-			if h.seq == other {
-				return true
-			}
-		}
-		return false
-	}, "another key's message was not handled")
+	eventually(t, 15*time.Second, func() bool { return journaled(t, journalPath, other) }, "another key's message was not handled")
 	slowStarts := 0
 	for _, h := range readJournal(t, journalPath) {
 		if h.seq == later || h.seq == poison {
@@ -249,17 +242,20 @@ func TestCrashingMessageParksItsKeyInOrder(t *testing.T) {
 	}
 	settled := restarts.Load()
 	fine := publish(t, n.JS, "K2", "fine again")
-	eventually(t, 30*time.Second, func() bool {
-		for _, h := range readJournal(t, journalPath) {
-			if h.seq == fine {
-				return true
-			}
-		}
-		return false
-	}, "the group stopped after the re-drive")
+	eventually(t, 30*time.Second, func() bool { return journaled(t, journalPath, fine) }, "the group stopped after the re-drive")
 	if restarts.Load() != settled {
 		t.Fatalf("%d more crashes after the re-drive failed", restarts.Load()-settled)
 	}
+}
+
+// journaled reports whether the journal at path has a handling of seq.
+func journaled(t testing.TB, path string, seq uint64) bool {
+	for _, h := range readJournal(t, path) {
+		if h.seq == seq {
+			return true
+		}
+	}
+	return false
 }
 
 // worker is the worker of workers that pkg/consume gives key.
