@@ -213,10 +213,10 @@ func (r *runner) tryRecordStart(ctx context.Context, h *handling) error {
 	return err
 }
 
-// endStarts settles msg's record once its handling ended: deleted when the
-// message is done (handled or dead-lettered), or back to its count before this start when a hand-back
-// interrupted it (that start did not crash anything). Best effort: a
-// record left behind only counts one start too many.
+// endStarts settles msg's record once its handling ended: deleted when
+// the message is done (handled or dead-lettered), or back to its count
+// before this start when a hand-back interrupted it (that start crashed
+// nothing). Best effort: a record left behind counts one start too many.
 func (r *runner) endStarts(msg Msg, st starts, done bool) {
 	if st.last == 0 || !done && !st.recorded {
 		return
