@@ -769,12 +769,21 @@ func TestActivityCampaignsAndConsent(t *testing.T) {
 
 	withdraw := &intakev1.SetConsentRequest{LeadId: res.GetLeadId(), Source: "preference-center", IdempotencyKey: "pc-1",
 		Consent: &eventv1.Consent{Channel: eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL, Status: eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN}}
-	if _, err := e.client.SetConsent(ctx, withdraw); err != nil {
+	w1, err := e.client.SetConsent(ctx, withdraw)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if r, err := e.client.SetConsent(ctx, withdraw); err != nil || !r.GetReplayed() {
 		t.Fatalf("repeated consent: %v %v", r, err)
 	}
+	// Without a key, the status the channel has is no change: nothing is
+	// written, and the answer is the lead's version.
+	held := e.counts(t)
+	same := &intakev1.SetConsentRequest{LeadId: res.GetLeadId(), Source: "crm-sync", Consent: withdraw.GetConsent()}
+	if r, err := e.client.SetConsent(ctx, same); err != nil || !r.GetReplayed() || r.GetVersion() != w1.GetVersion() {
+		t.Fatalf("unchanged consent without a key: %v %v, want version %d", r, err, w1.GetVersion())
+	}
+	e.assertCounts(t, held)
 	_, err = e.client.SetConsent(ctx, &intakev1.SetConsentRequest{LeadId: res.GetLeadId(), Source: "x", Consent: &eventv1.Consent{Channel: 42, Status: 1}})
 	assertField(t, err, "consent.channel")
 

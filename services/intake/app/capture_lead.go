@@ -359,6 +359,29 @@ func (a *App) consentChanges(ctx context.Context, leadID string, state lifecycle
 	if len(l.Consents) == 0 {
 		return nil, nil
 	}
+	now, err := a.consentsAsOf(ctx, leadID, version)
+	if err != nil {
+		return nil, err
+	}
+	var out []*eventv1.Event
+	for _, c := range l.Consents {
+		if s, ok := now[c.GetChannel()]; ok && s == c.GetStatus() {
+			continue
+		}
+		now[c.GetChannel()] = c.GetStatus()
+		ev, _, err := a.leadEvent(leadID, state, lifecycle.Command{Name: lifecycle.ChangeConsent},
+			&eventv1.ConsentChanged{Consent: c, Source: ResubmissionSource}, meta, a.now())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+// consentsAsOf reads the lead whole: each channel's consent status as of
+// version.
+func (a *App) consentsAsOf(ctx context.Context, leadID string, version uint64) (map[eventv1.ConsentChannel]eventv1.ConsentStatus, error) {
 	recs, err := a.leads.Load(ctx, leadID)
 	if err != nil {
 		return nil, err
@@ -375,20 +398,7 @@ func (a *App) consentChanges(ctx context.Context, leadID string, state lifecycle
 			now[c.GetChannel()] = c.GetStatus()
 		}
 	}
-	var out []*eventv1.Event
-	for _, c := range l.Consents {
-		if s, ok := now[c.GetChannel()]; ok && s == c.GetStatus() {
-			continue
-		}
-		now[c.GetChannel()] = c.GetStatus()
-		ev, _, err := a.leadEvent(leadID, state, lifecycle.Command{Name: lifecycle.ChangeConsent},
-			&eventv1.ConsentChanged{Consent: c, Source: ResubmissionSource}, meta, a.now())
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, ev)
-	}
-	return out, nil
+	return now, nil
 }
 
 // ResubmissionSource is the source of the consent changes a resubmission

@@ -23,8 +23,10 @@ type SetConsent struct {
 
 // SetConsent appends ConsentChanged. With an idempotency key, a repeat
 // returns the first answer from the key's record, and the same key with
-// other content is refused. A consent change of a merged lead is the
-// survivor's.
+// other content is refused. Without one, the status the channel has
+// already is no change: nothing is written, and the answer is the lead's
+// version, as a repeat's would be. A consent change of a merged lead is
+// the survivor's.
 //
 // Errors: *ValidationError, *KeyReusedError, ErrNotFound,
 // lifecycle.ErrRefused, eventstore.ErrConflict after repeated races.
@@ -55,7 +57,18 @@ func (a *App) SetConsent(ctx context.Context, in SetConsent, meta envelope.Meta)
 	key.pure = true // planOnLead only reads
 	cmd := lifecycle.Command{Name: lifecycle.ChangeConsent}
 	ans, err := a.once(ctx, key, func(ctx context.Context) (*plan, error) {
-		return a.planOnLead(ctx, in.LeadID, cmd, meta, func(string, lifecycle.State) (eventPayload, error) { return payload, nil })
+		p, err := a.planOnLead(ctx, in.LeadID, cmd, meta, func(string, lifecycle.State) (eventPayload, error) { return payload, nil })
+		if err != nil || in.IdempotencyKey != "" {
+			return p, err
+		}
+		now, err := a.consentsAsOf(ctx, p.leadID, p.expect)
+		if err != nil {
+			return nil, err
+		}
+		if s, ok := now[in.Consent.GetChannel()]; ok && s == in.Consent.GetStatus() {
+			return &plan{done: &answer{LeadID: p.leadID, Outcome: p.outcome, Version: p.expect, Replayed: true}}, nil
+		}
+		return p, nil
 	})
 	return Written{LeadID: ans.LeadID, Version: ans.Version, Replayed: ans.Replayed}, err
 }
