@@ -176,7 +176,7 @@ func (r *runner) recordStart(it *item, h *handling) bool {
 			continue
 		}
 		if try == 1 || try%10 == 0 {
-			r.log.Warn("consume: record a handling", "subject", it.msg.Subject, "seq", h.m.Seq, "try", try, "error", err)
+			r.log.Warn("consume: record a handling", "subject", h.m.Subject, "seq", h.m.Seq, "try", try, "error", err)
 		}
 		if r.handingBack(it.part) || !sleepCtx(it.part.hctx, DefaultBackoff(try)) {
 			return false
