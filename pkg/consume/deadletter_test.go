@@ -172,10 +172,10 @@ func handBack(t testing.TB, js jetstream.JetStream, group, key string, times int
 
 // A suspect (a redelivery whose last handling never ended) runs alone in
 // its process: another group's handler waits for it. A member handing
-// its partitions back stops waiting after its ShutdownGrace, rather than
-// hold its messages past the pin's TTL, when the next owner may already
-// handle the key's later ones.
-func TestWaitForASuspectEndsWithTheGrace(t *testing.T) {
+// its partitions back stops waiting at once (not after its
+// ShutdownGrace, here 10 s), rather than hold its messages past the pin's
+// TTL, when the next owner may already handle the key's later ones.
+func TestWaitForASuspectEndsWithTheHandBack(t *testing.T) {
 	n := startParts(t)
 	cfgA := config("suspecta")
 	hang := make(chan struct{})
@@ -205,7 +205,7 @@ func TestWaitForASuspectEndsWithTheGrace(t *testing.T) {
 	defer close(hang)
 
 	cfgB := config("suspectb")
-	cfgB.ShutdownGrace = 200 * time.Millisecond
+	cfgB.ShutdownGrace = 10 * time.Second
 	var handledB atomic.Int64
 	runB := start(t, n.JS, cfgB, func(context.Context, consume.Msg) error {
 		handledB.Add(1)

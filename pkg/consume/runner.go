@@ -53,6 +53,10 @@ type partition struct {
 	fresh     bool // no delivery yet since it was taken
 	hctx      context.Context
 	hcancel   context.CancelFunc
+	// wctx ends as soon as p is being handed back: a handler still waiting
+	// for its turn (unfinished.go) gives up then, not after the grace.
+	wctx    context.Context
+	wcancel context.CancelFunc
 	// pinned is when a pull last took or kept the server's pin for this
 	// member (zero: not known to hold it), so a release unpins only its own.
 	pinned time.Time
@@ -166,6 +170,7 @@ func (r *runner) take(p *partition) {
 	p.running, p.cancel, p.releasing, p.fresh = true, cancel, false, true
 	p.held, p.seqs = map[*item]struct{}{}, map[uint64]bool{}
 	p.hctx, p.hcancel = context.WithCancel(r.ioctx)
+	p.wctx, p.wcancel = context.WithCancel(p.hctx)
 	r.loops.Go(func() {
 		if err := r.loadParked(); err != nil {
 			r.log.Warn("consume: read parked keys", "partition", p.n, "error", err)
@@ -196,6 +201,7 @@ func (p *partition) loseLocked() {
 	if p.running && p.cancel != nil {
 		p.releasing = true
 		p.cancel()
+		p.wcancel()
 	}
 }
 
@@ -410,6 +416,7 @@ func (r *runner) pullFailed(ctx context.Context, p *partition, err error, failur
 func (r *runner) release(p *partition) {
 	p.mu.Lock()
 	p.releasing = true
+	p.wcancel()
 	grace := time.AfterFunc(r.cfg.ShutdownGrace, p.hcancel)
 	for p.inflight > 0 {
 		p.idle.Wait()

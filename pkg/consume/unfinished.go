@@ -43,9 +43,9 @@ type starts struct {
 
 // handlers is every handler call of the process, across groups: a call
 // holds one unit, a suspect all of them, from recording its start until
-// its message is settled (so its ack and its record's delete are at the
-// server before the next suspect runs). Waiters are served in order, so
-// a suspect is not starved.
+// its message is settled (its ack sent and its record deleted before the
+// next suspect runs). Waiters are served in order, so a suspect is not
+// starved; one gives up when its partition is being handed back.
 var handlers = semaphore.NewWeighted(allHandlers)
 
 const allHandlers = 1 << 30
@@ -105,14 +105,24 @@ func (r *runner) handle(it *item, m Msg) (h *handling, done bool, err error) {
 		return h, false, nil
 	}
 	if h.st.count >= r.cfg.MaxUnfinished {
-		// Failed here, in its key's order, rather than risk one more crash.
-		return h, true, unfinishedError(h.st.count)
+		// Failed here, in its key's order, rather than risk one more
+		// crash; once the record is known current (a replica behind may
+		// still show one a re-drive deleted).
+		if h.st, ok = r.confirmStarts(it, m, h.st); !ok {
+			return h, false, nil
+		}
+		if h.st.count >= r.cfg.MaxUnfinished {
+			return h, true, unfinishedError(h.st.count)
+		}
 	}
 	if !r.recordStart(it, h) {
 		return h, false, nil
 	}
 	if prior := h.st.count - 1; prior >= r.cfg.MaxUnfinished {
-		return h, true, unfinishedError(prior) // others' starts, seen once the record was read again
+		// Others' starts, seen once the record was read again; no handler
+		// runs, so nobody waits for its dead-lettering.
+		h.release()
+		return h, true, unfinishedError(prior)
 	}
 	done, err = r.attempt(it.part.hctx, it, m, h)
 	return h, done, err
@@ -157,7 +167,7 @@ func (r *runner) startsOf(ctx context.Context, msg Msg) (starts, error) {
 func (r *runner) recordStart(it *item, h *handling) bool {
 	for try := 1; ; try++ {
 		alone := h.st.count > 0
-		if !h.lock(it.part.hctx, alone) {
+		if !h.lock(it.part.wctx, alone) {
 			return false
 		}
 		if r.handingBack(it.part) {
@@ -182,6 +192,37 @@ func (r *runner) recordStart(it *item, h *handling) bool {
 			return false
 		}
 	}
+}
+
+// confirmStarts writes st's count again, expecting st's record: stored, it
+// was current; refused, the record is read again (from the answer of a
+// replica that may have moved on). It reports false if the partition was
+// handed back first.
+func (r *runner) confirmStarts(it *item, msg Msg, st starts) (starts, bool) {
+	ok := r.persist(it, "confirm unfinished handlings", func(ctx context.Context) error {
+		for range 5 {
+			if st.count == 0 {
+				return nil
+			}
+			m := nats.NewMsg(startedSubject(r.cfg.Group, msg.Key))
+			m.Header.Set(hdrStreamSeq, strconv.FormatUint(msg.Seq, 10))
+			m.Header.Set(hdrStarts, strconv.Itoa(st.count))
+			ack, err := r.js.PublishMsg(ctx, m, jetstream.WithExpectStream(r.cfg.DeadLetter),
+				jetstream.WithExpectLastSequencePerSubject(st.last))
+			if err == nil {
+				st.last = ack.Sequence
+				return nil
+			}
+			if !eventstore.IsWrongLastSequence(err) {
+				return err
+			}
+			if st, err = r.startsOf(ctx, msg); err != nil {
+				return err
+			}
+		}
+		return errors.New("consume: the record of unfinished handlings kept changing")
+	})
+	return st, ok
 }
 
 func (r *runner) tryRecordStart(ctx context.Context, h *handling) error {

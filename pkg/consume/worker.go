@@ -191,7 +191,7 @@ func (r *runner) attempt(ctx context.Context, it *item, m Msg, h *handling) (don
 	budget := r.cfg.Attempts
 	for n, away := 1, 0; ; n++ {
 		reconnects := r.js.Conn().Stats().Reconnects
-		if !h.lock(ctx, h.alone) {
+		if !h.lock(it.part.wctx, h.alone) {
 			return false, ctx.Err()
 		}
 		if r.handingBack(it.part) {

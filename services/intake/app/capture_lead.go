@@ -359,10 +359,11 @@ func (a *App) consentChanges(ctx context.Context, leadID string, state lifecycle
 	if len(l.Consents) == 0 {
 		return nil, nil
 	}
-	now, err := a.consentsAsOf(ctx, leadID, version)
+	recs, err := a.leads.Load(ctx, leadID)
 	if err != nil {
 		return nil, err
 	}
+	now := consentsAsOf(recs, version)
 	var out []*eventv1.Event
 	for _, c := range l.Consents {
 		if s, ok := now[c.GetChannel()]; ok && s == c.GetStatus() {
@@ -379,13 +380,9 @@ func (a *App) consentChanges(ctx context.Context, leadID string, state lifecycle
 	return out, nil
 }
 
-// consentsAsOf reads the lead whole: each channel's consent status as of
+// consentsAsOf is each channel's consent status in a lead's events as of
 // version.
-func (a *App) consentsAsOf(ctx context.Context, leadID string, version uint64) (map[eventv1.ConsentChannel]eventv1.ConsentStatus, error) {
-	recs, err := a.leads.Load(ctx, leadID)
-	if err != nil {
-		return nil, err
-	}
+func consentsAsOf(recs []eventstore.Record, version uint64) map[eventv1.ConsentChannel]eventv1.ConsentStatus {
 	now := map[eventv1.ConsentChannel]eventv1.ConsentStatus{}
 	for _, r := range recs {
 		if r.Seq > version {
@@ -398,7 +395,7 @@ func (a *App) consentsAsOf(ctx context.Context, leadID string, version uint64) (
 			now[c.GetChannel()] = c.GetStatus()
 		}
 	}
-	return now, nil
+	return now
 }
 
 // ResubmissionSource is the source of the consent changes a resubmission

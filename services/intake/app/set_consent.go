@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
+	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/services/intake/form"
@@ -61,11 +62,17 @@ func (a *App) SetConsent(ctx context.Context, in SetConsent, meta envelope.Meta)
 		if err != nil || in.IdempotencyKey != "" {
 			return p, err
 		}
-		now, err := a.consentsAsOf(ctx, p.leadID, p.expect)
+		recs, err := a.leads.Load(ctx, p.leadID)
 		if err != nil {
 			return nil, err
 		}
-		if s, ok := now[in.Consent.GetChannel()]; ok && s == in.Consent.GetStatus() {
+		if n := len(recs); n > 0 && recs[n-1].Seq > p.expect {
+			// The head read was behind the load (which asks the stream's
+			// leader): the lead may have moved on, merged or erased. Plan
+			// again, as a write's version check would have.
+			return nil, eventstore.ErrConflict
+		}
+		if s, ok := consentsAsOf(recs, p.expect)[in.Consent.GetChannel()]; ok && s == in.Consent.GetStatus() {
 			return &plan{done: &answer{LeadID: p.leadID, Outcome: p.outcome, Version: p.expect, Replayed: true}}, nil
 		}
 		return p, nil
