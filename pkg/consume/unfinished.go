@@ -35,7 +35,6 @@ const hdrStarts = "Lf-Dl-Starts"
 // starts is a message's record of unfinished handlings: how many, and the
 // record's sequence in the dead-letter stream (0: none).
 type starts struct {
-	tracked  bool // a redelivery, whose handlings are recorded
 	count    int
 	last     uint64
 	recorded bool // this handling's start is in the record
@@ -94,10 +93,10 @@ func (h *handling) end(done bool) {
 // recorded first, holding its share of handlers, so a handling that waits
 // its turn is not counted), and at MaxUnfinished m fails without being
 // handled. The caller settles m, then calls end.
-func (r *runner) handle(it *item, m Msg) (h *handling, done bool, err error) {
-	h = &handling{r: r, m: m}
+func (r *runner) handle(it *item, m Msg) (h handling, done bool, err error) {
+	h = handling{r: r, m: m}
 	if it.msg.Delivered <= 1 || r.cfg.MaxUnfinished <= 0 {
-		done, err = r.attempt(it.part.hctx, it, m, h)
+		done, err = r.attempt(it.part.hctx, it, m, &h)
 		return h, done, err
 	}
 	var ok bool
@@ -115,7 +114,7 @@ func (r *runner) handle(it *item, m Msg) (h *handling, done bool, err error) {
 			return h, true, unfinishedError(h.st.count)
 		}
 	}
-	if !r.recordStart(it, h) {
+	if !r.recordStart(it, &h) {
 		return h, false, nil
 	}
 	if prior := h.st.count - 1; prior >= r.cfg.MaxUnfinished {
@@ -124,7 +123,7 @@ func (r *runner) handle(it *item, m Msg) (h *handling, done bool, err error) {
 		h.release()
 		return h, true, unfinishedError(prior)
 	}
-	done, err = r.attempt(it.part.hctx, it, m, h)
+	done, err = r.attempt(it.part.hctx, it, m, &h)
 	return h, done, err
 }
 
@@ -132,7 +131,7 @@ func (r *runner) handle(it *item, m Msg) (h *handling, done bool, err error) {
 // (one whose ack came before its record was deleted) counts as none. It
 // reports false if the partition was handed back first.
 func (r *runner) readStarts(it *item, m Msg) (starts, bool) {
-	st := starts{tracked: true}
+	var st starts
 	ok := r.persist(it, "read unfinished handlings", func(ctx context.Context) error {
 		var err error
 		st, err = r.startsOf(ctx, m)
@@ -142,7 +141,7 @@ func (r *runner) readStarts(it *item, m Msg) (starts, bool) {
 }
 
 func (r *runner) startsOf(ctx context.Context, msg Msg) (starts, error) {
-	st := starts{tracked: true}
+	var st starts
 	m, err := r.dl.GetLastMsgForSubject(ctx, startedSubject(r.cfg.Group, msg.Key))
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound):
@@ -174,9 +173,13 @@ func (r *runner) recordStart(it *item, h *handling) bool {
 			h.release()
 			return false
 		}
-		ctx, cancel := context.WithTimeout(r.ioctx, ioTimeout)
-		err := r.tryRecordStart(ctx, h)
-		cancel()
+		var err error
+		if !h.st.recorded { // else stored on an earlier try, which then found the message suspect
+			ctx, cancel := context.WithTimeout(r.ioctx, ioTimeout)
+			err = r.writeStarts(ctx, h.m, &h.st, 1)
+			cancel()
+			h.st.recorded = err == nil
+		}
 		if err == nil && (alone || h.st.count <= 1) {
 			h.alone = alone
 			return true
@@ -200,58 +203,41 @@ func (r *runner) recordStart(it *item, h *handling) bool {
 // handed back first.
 func (r *runner) confirmStarts(it *item, msg Msg, st starts) (starts, bool) {
 	ok := r.persist(it, "confirm unfinished handlings", func(ctx context.Context) error {
-		for range 5 {
-			if st.count == 0 {
-				return nil
-			}
-			m := nats.NewMsg(startedSubject(r.cfg.Group, msg.Key))
-			m.Header.Set(hdrStreamSeq, strconv.FormatUint(msg.Seq, 10))
-			m.Header.Set(hdrStarts, strconv.Itoa(st.count))
-			ack, err := r.js.PublishMsg(ctx, m, jetstream.WithExpectStream(r.cfg.DeadLetter),
-				jetstream.WithExpectLastSequencePerSubject(st.last))
-			if err == nil {
-				st.last = ack.Sequence
-				return nil
-			}
-			if !eventstore.IsWrongLastSequence(err) {
-				return err
-			}
-			if st, err = r.startsOf(ctx, msg); err != nil {
-				return err
-			}
-		}
-		return errors.New("consume: the record of unfinished handlings kept changing")
+		return r.writeStarts(ctx, msg, &st, 0)
 	})
 	return st, ok
 }
 
-func (r *runner) tryRecordStart(ctx context.Context, h *handling) error {
-	st := &h.st
-	if st.recorded {
-		return nil // stored on an earlier try, which then found the message suspect
-	}
-	var err error
+// writeStarts stores st's count plus add as msg's record, expecting st's
+// record (the subject's last sequence), so that no two writers count
+// from the same state; refused, it reads the record again and retries.
+// Confirming a count (add 0) of none writes nothing.
+func (r *runner) writeStarts(ctx context.Context, msg Msg, st *starts, add int) error {
 	for range 5 {
-		m := nats.NewMsg(startedSubject(r.cfg.Group, h.m.Key))
-		m.Header.Set(hdrStreamSeq, strconv.FormatUint(h.m.Seq, 10))
-		m.Header.Set(hdrStarts, strconv.Itoa(st.count+1))
-		var ack *jetstream.PubAck
-		ack, err = r.js.PublishMsg(ctx, m, jetstream.WithExpectStream(r.cfg.DeadLetter),
+		if add == 0 && st.count == 0 {
+			return nil
+		}
+		ack, err := r.js.PublishMsg(ctx, r.startsMsg(msg, st.count+add), jetstream.WithExpectStream(r.cfg.DeadLetter),
 			jetstream.WithExpectLastSequencePerSubject(st.last))
 		if err == nil {
-			st.count, st.last, st.recorded = st.count+1, ack.Sequence, true
+			st.count, st.last = st.count+add, ack.Sequence
 			return nil
 		}
 		if !eventstore.IsWrongLastSequence(err) {
 			return err
 		}
-		cur, rerr := r.startsOf(ctx, h.m)
-		if rerr != nil {
-			return rerr
+		if *st, err = r.startsOf(ctx, msg); err != nil {
+			return err
 		}
-		*st = cur
 	}
-	return err
+	return errors.New("consume: the record of unfinished handlings kept changing")
+}
+
+func (r *runner) startsMsg(msg Msg, count int) *nats.Msg {
+	m := nats.NewMsg(startedSubject(r.cfg.Group, msg.Key))
+	m.Header.Set(hdrStreamSeq, strconv.FormatUint(msg.Seq, 10))
+	m.Header.Set(hdrStarts, strconv.Itoa(count))
+	return m
 }
 
 // endStarts settles msg's record once its handling ended: deleted when
@@ -267,15 +253,12 @@ func (r *runner) endStarts(msg Msg, st starts, done bool) {
 	if done || st.count <= 1 {
 		// Its own sequence: a newer record, of this key's next message,
 		// stays.
-		if err := r.dl.DeleteMsg(ctx, st.last); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		if err := r.deleteDL(ctx, st.last); err != nil {
 			r.log.Debug("consume: delete a handling's record", "key", msg.Key, "seq", msg.Seq, "error", err)
 		}
 		return
 	}
-	m := nats.NewMsg(startedSubject(r.cfg.Group, msg.Key))
-	m.Header.Set(hdrStreamSeq, strconv.FormatUint(msg.Seq, 10))
-	m.Header.Set(hdrStarts, strconv.Itoa(st.count-1))
-	if _, err := r.js.PublishMsg(ctx, m, jetstream.WithExpectStream(r.cfg.DeadLetter),
+	if _, err := r.js.PublishMsg(ctx, r.startsMsg(msg, st.count-1), jetstream.WithExpectStream(r.cfg.DeadLetter),
 		jetstream.WithExpectLastSequencePerSubject(st.last)); err != nil {
 		r.log.Debug("consume: put back a handling's record", "key", msg.Key, "seq", msg.Seq, "error", err)
 	}
