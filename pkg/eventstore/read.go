@@ -229,16 +229,27 @@ type leaderGetRequest struct {
 	NextFor string `json:"next_by_subj,omitempty"`
 }
 
+func (s *Store) leaderGet(ctx context.Context, r leaderGetRequest) (*jetstream.RawStreamMsg, error) {
+	return leaderGet(ctx, s.js, s.stream, r)
+}
+
+// LeaderLast is the subject's last message in stream as the stream's
+// leader holds it (jetstream.ErrMsgNotFound if none): what a direct get
+// answered by a replica behind the leader can miss.
+func LeaderLast(ctx context.Context, js jetstream.JetStream, stream, subject string) (*jetstream.RawStreamMsg, error) {
+	return leaderGet(ctx, js, stream, leaderGetRequest{LastFor: subject})
+}
+
 // leaderGet is a message get through the stream API, which only the
 // stream's leader answers, where a direct get is answered by any replica.
 // It costs more than a direct get, so it is asked only where a replica
 // behind would give a wrong answer.
-func (s *Store) leaderGet(ctx context.Context, r leaderGetRequest) (*jetstream.RawStreamMsg, error) {
+func leaderGet(ctx context.Context, js jetstream.JetStream, stream string, r leaderGetRequest) (*jetstream.RawStreamMsg, error) {
 	req, err := json.Marshal(r)
 	if err != nil {
 		return nil, err
 	}
-	msg, err := s.js.Conn().RequestWithContext(ctx, jetstream.DefaultAPIPrefix+"STREAM.MSG.GET."+s.stream, req)
+	msg, err := js.Conn().RequestWithContext(ctx, jetstream.DefaultAPIPrefix+"STREAM.MSG.GET."+stream, req)
 	if err != nil {
 		return nil, err
 	}

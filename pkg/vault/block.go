@@ -257,7 +257,7 @@ func (v *Vault) loadBlockKey(ctx context.Context, leadID, kid string) ([keySize]
 			return dek, fmt.Errorf("vault: lead %s: %w", leadID, ErrShredded)
 		}
 	} else {
-		last, err := v.lastMsgs(ctx, v.prefix+leadID, subject)
+		last, err := v.lastMsgsSure(ctx, subject, v.prefix+leadID, subject)
 		if err != nil {
 			return dek, fmt.Errorf("vault: load key for lead %s: %w", leadID, err)
 		}

@@ -99,6 +99,9 @@ type Vault struct {
 	watch      jetstream.ConsumeContext
 	blocks     blocks     // keys stored ahead, for Take
 	blockCache blockCache // blocks Open read
+	// unseen, set by tests, hides subjects from direct reads, as a replica
+	// behind the leader would.
+	unseen func(subject string) bool
 }
 
 // New creates the KV bucket, or updates it to this configuration when it
@@ -392,7 +395,7 @@ func (v *Vault) load(ctx context.Context, leadID, id string) ([keySize]byte, err
 	if id != leadID {
 		subjects = append(subjects, v.prefix+id)
 	}
-	last, err := v.lastMsgs(ctx, subjects...)
+	last, err := v.lastMsgsSure(ctx, v.prefix+id, subjects...)
 	if err != nil {
 		return dek, fmt.Errorf("vault: load key for lead %s: %w", leadID, err)
 	}
@@ -465,9 +468,35 @@ func (v *Vault) lastMsgs(ctx context.Context, subjects ...string) (map[string]*j
 		if err != nil {
 			return nil, err
 		}
-		out[m.Subject] = m
+		if v.unseen == nil || !v.unseen(m.Subject) {
+			out[m.Subject] = m
+		}
 	}
 	return out, nil
+}
+
+// lastMsgsSure is lastMsgs, with the subjects asked again of the stream's
+// leader when key, one of them, is missing: any replica answers a direct
+// get, and one behind the leader misses a key stored a moment ago, which
+// would read as never stored (an erasure would skip what it sealed, an
+// export leave it out). A key is stored before anything it seals, so a
+// miss is rare and worth the leader's gets.
+func (v *Vault) lastMsgsSure(ctx context.Context, key string, subjects ...string) (map[string]*jetstream.RawStreamMsg, error) {
+	last, err := v.lastMsgs(ctx, subjects...)
+	if _, ok := last[key]; ok || err != nil {
+		return last, err
+	}
+	for _, s := range subjects {
+		m, err := eventstore.LeaderLast(ctx, v.js, v.name, s)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+		case err != nil:
+			return nil, err
+		default:
+			last[s] = m
+		}
+	}
+	return last, nil
 }
 
 // Shred destroys the lead's keys and evicts them from the cache, zeroed:

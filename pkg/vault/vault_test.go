@@ -1045,3 +1045,32 @@ func TestShredErasesAKeyARewrapLeftTwice(t *testing.T) {
 		t.Fatalf("on disk after the shred: older %v, newer %v", onDisk(t, n.Dir, older), onDisk(t, n.Dir, newer))
 	}
 }
+
+// A direct get may be answered by a replica behind the stream's leader,
+// which misses a key stored a moment ago: read as never stored, it would
+// have an erasure skip what the key sealed and an export leave it out.
+// A key a direct read misses is asked of the leader, which also tells a
+// shredded lead; only a key the leader lacks is ErrNoKey.
+func TestKeyMissedByAReplicaBehindIsAskedOfTheLeader(t *testing.T) {
+	n := testenv.StartNATS(t)
+	v := newVault(t, n.JS)
+	own, block, shredded := newKey(t, v), take(t, v), take(t, v)
+	save(t, v, own)
+	sealedOwn, sealedBlock := seal(t, own, "alice@example.com"), seal(t, block, "bob@example.com")
+	sealedShredded := seal(t, shredded, "carol@example.com")
+	if err := v.Shred(t.Context(), shredded.LeadID(), shredded.ID()); err != nil {
+		t.Fatal(err)
+	}
+	never, err := v.NewKey(newLeadID()) // sealed with, never stored
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealedNever := seal(t, never, "dave@example.com")
+
+	behind := newVault(t, n.JS)
+	vault.HideFromDirectReads(behind, func(string) bool { return true })
+	mustOpen(t, behind, own.LeadID(), sealedOwn, "alice@example.com")
+	mustOpen(t, behind, block.LeadID(), sealedBlock, "bob@example.com")
+	openErr(t, behind, shredded.LeadID(), sealedShredded, vault.ErrShredded)
+	openErr(t, behind, never.LeadID(), sealedNever, vault.ErrNoKey)
+}

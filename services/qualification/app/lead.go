@@ -223,7 +223,10 @@ func (l *lead) awaitsReengagedScore() bool {
 }
 
 // triggeredSinceScore reports whether the lead has a trigger that no
-// score followed: engagement the live scorer has not scored yet.
+// score followed: engagement the live scorer has not scored yet. Stream
+// order suffices: a score stored after a trigger it was not caused by
+// was decided after that trigger was stored (else its append conflicts),
+// so the deadline it set already runs from later than the trigger.
 func (l *lead) triggeredSinceScore() bool {
 	return !l.hasScore || l.lastTrigger > l.lastScore.seq
 }
