@@ -148,9 +148,41 @@ func ask(ctx context.Context, js jetstream.JetStream, deadLetterStream, group, k
 	return nil
 }
 
-// RemoveGroup deletes a group's durables on stream (partitions of them) and
-// its request consumer on deadLetterStream, for a group that is done (a
-// finished re-score). Missing ones are fine. Its dead letters, if any, stay.
+// HeldBack counts the keys group holds back: each with a dead letter, or
+// with parked messages whose release has not finished. A missing stream
+// holds none. Without a deadline on ctx it gets 10 seconds.
+func HeldBack(ctx context.Context, js jetstream.JetStream, deadLetterStream, group string) (int, error) {
+	if err := checkToken("group", group); err != nil {
+		return 0, err
+	}
+	ctx, cancel := deadline.Default(ctx, 10*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, deadLetterStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("consume: held back by %s: %w", group, err)
+	}
+	keys := map[string]bool{}
+	for _, filter := range []string{entryPrefix + group + ".*", parkedPrefix + group + ".*.*"} {
+		subjects, err := streamSubjects(ctx, s, filter)
+		if err != nil {
+			return 0, err
+		}
+		for _, subj := range subjects {
+			key, _, _ := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(subj, entryPrefix+group+"."), parkedPrefix+group+"."), ".")
+			keys[key] = true
+		}
+	}
+	return len(keys), nil
+}
+
+// RemoveGroup deletes a group's durables on stream (partitions of them), its
+// request consumer on deadLetterStream and everything it keeps there, for a
+// group that is done (a finished re-score): with no member left to serve a
+// re-drive, a dead letter it left would be listed for ever. Missing ones
+// are fine. A caller that must not lose one checks HeldBack first.
 func RemoveGroup(ctx context.Context, js jetstream.JetStream, stream, deadLetterStream, group string, partitions int) error {
 	ctx, cancel := deadline.Default(ctx, 10*time.Second)
 	defer cancel()
@@ -165,6 +197,17 @@ func RemoveGroup(ctx context.Context, js jetstream.JetStream, stream, deadLetter
 		del(stream, Durable(group, p, partitions))
 	}
 	del(deadLetterStream, redriveConsumer(group))
+	if err := checkToken("group", group); err != nil {
+		errs = append(errs, err)
+	} else if s, err := js.Stream(ctx, deadLetterStream); err == nil {
+		for _, prefix := range []string{entryPrefix, parkedPrefix, requestPrefix, startedPrefix} {
+			if err := s.Purge(ctx, jetstream.WithPurgeSubject(prefix+group+".>")); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("consume: remove group %s: %w", group, err)
 	}

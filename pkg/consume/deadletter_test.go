@@ -331,3 +331,51 @@ func parkTwo(t *testing.T, js jetstream.JetStream, key string) (l1, l2 uint64) {
 	}, "not parked")
 	return l1, l2
 }
+
+// A group that is done (a finished re-score) is removed with what it
+// keeps in the dead-letter stream: with no member left to serve a
+// re-drive, its dead letters would be listed for ever. HeldBack counts
+// them before, so a caller that must not lose one can wait.
+func TestRemoveGroupDropsItsDeadLetters(t *testing.T) {
+	n := startParts(t)
+	poison := publish(t, n.JS, "K1", "poison")
+	publish(t, n.JS, "K1", "later")
+	run := start(t, n.JS, config("done"), func(_ context.Context, m consume.Msg) error {
+		if m.Seq == poison {
+			return consume.Permanent(errors.New("bad"))
+		}
+		return nil
+	})
+	other := start(t, n.JS, config("other"), func(_ context.Context, m consume.Msg) error {
+		if m.Seq == poison {
+			return consume.Permanent(errors.New("bad"))
+		}
+		return nil
+	})
+	eventually(t, 10*time.Second, func() bool {
+		dls := deadLetters(t, n.JS)
+		return len(dls) == 2 && len(dls[0].Parked) == 1 && len(dls[1].Parked) == 1
+	}, "no dead letters with a parked message")
+	held, err := consume.HeldBack(context.Background(), n.JS, consume.DefaultDeadLetterStream, "done")
+	if err != nil || held != 1 {
+		t.Fatalf("held back by done: %d %v, want 1", held, err)
+	}
+	if err := run.stop(t, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.stop(t, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := consume.RemoveGroup(context.Background(), n.JS, parts, consume.DefaultDeadLetterStream, "done", partitions); err != nil {
+		t.Fatal(err)
+	}
+	if held, err := consume.HeldBack(context.Background(), n.JS, consume.DefaultDeadLetterStream, "done"); err != nil || held != 0 {
+		t.Fatalf("held back by the removed group: %d %v", held, err)
+	}
+	if dls := deadLetters(t, n.JS); len(dls) != 1 || dls[0].Group != "other" || len(dls[0].Parked) != 1 {
+		t.Fatalf("dead letters after the removal: %+v, want the other group's only", dls)
+	}
+	if _, err := n.JS.Consumer(context.Background(), parts, consume.Durable("done", 0, partitions)); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Fatalf("the removed group's durable: %v", err)
+	}
+}

@@ -132,6 +132,26 @@ func TestCRMCommandsToWon(t *testing.T) {
 	}
 }
 
+// A request id is the caller's for one service: the same id on a form
+// intake captured is another request, not a reuse to refuse.
+func TestARequestIDAnotherServiceUsedIsStillFree(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	id := uuid.NewString()
+	if _, err := w.appendLeadMeta(ctxT(t), id, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{
+		SealedPersonal: w.sealed(t, id, &eventv1.Personal{Contact: &eventv1.Contact{Email: "k@example.com"}}), Profile: dach(50)},
+		envelope.Meta{Actor: intakeActor, CorrelationID: uuid.NewString(), IdempotencyKey: "k1"}); err != nil {
+		t.Fatal(err)
+	}
+	w.qualify(t, id)
+	owner := ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0])
+	r, err := s.client.AcceptLead(ctxT(t), &handoffv1.AcceptLeadRequest{LeadId: id, RepId: owner, RequestId: "k1"})
+	if err != nil || r.GetReplayed() || r.GetLead().GetStatus() != eventv1.LeadStatus_LEAD_STATUS_ACCEPTED {
+		t.Fatalf("accept with the form's idempotency key as request id: %v %v, want accepted", r, err)
+	}
+}
+
 func TestRejectAndLost(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)

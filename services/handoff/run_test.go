@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/hex"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -238,6 +239,35 @@ func testAccountBySealedCompanyName(t *testing.T, newWorld func(testing.TB) *wor
 	}
 	if a := w.waitFor(t, id, "LeadAssigned", 1)[0].GetLeadAssigned(); a.GetOwner().GetId() != "bob" || a.GetAccountId() != "acme" {
 		t.Errorf("assigned by hand: owner %s, account %q, want bob and acme", a.GetOwner().GetId(), a.GetAccountId())
+	}
+}
+
+// A lead back from nurture is routed by the company its latest form
+// names, not by the one routing opened for its first journey and the
+// cached fold kept: ACME's owner had it; Globex, a DACH company, goes to
+// the DACH pool.
+func TestALaterFormsCompanyRoutesTheNextJourney(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	ctx := ctxT(t)
+	id := uuid.NewString()
+	w.write(t, id, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{SealedPersonal: w.sealed(t, id, &eventv1.Personal{Company: "ACME GmbH"}),
+		Profile: &eventv1.Profile{Country: "DE", Employees: 50, EmailDomain: "gmail.com"}}, intakeActor)
+	w.qualify(t, id)
+	if a := w.waitFor(t, id, "LeadAssigned", 1)[0].GetLeadAssigned(); a.GetOwner().GetId() != "dan" || a.GetAccountId() != "acme" {
+		t.Fatalf("first journey: owner %s, account %q, want dan and acme", a.GetOwner().GetId(), a.GetAccountId())
+	}
+	if _, err := s.client.RejectLead(ctx, &handoffv1.RejectLeadRequest{LeadId: id, RepId: "dan", RequestId: "r1", Reason: eventv1.RejectReason_REJECT_REASON_NOT_READY}); err != nil {
+		t.Fatal(err)
+	}
+	w.write(t, id, lifecycle.Command{Name: lifecycle.Enroll, Owner: lifecycle.Owner{Kind: lifecycle.OwnerProgram, ID: "drip"}}, &eventv1.NurtureEnrolled{ProgramId: "drip"}, intakeActor)
+	w.write(t, id, lifecycle.Command{Name: lifecycle.Resubmit}, &eventv1.LeadResubmitted{SealedPersonal: w.sealed(t, id, &eventv1.Personal{Company: "Globex Corp"}),
+		Profile: &eventv1.Profile{EmailDomain: "gmail.com"}}, intakeActor)
+	w.qualify(t, id)
+	a := w.waitFor(t, id, "LeadAssigned", 2)[1].GetLeadAssigned()
+	if a.GetAccountId() != "" || !slices.Contains([]string{"ann", "bob", "cat"}, a.GetOwner().GetId()) {
+		t.Fatalf("second journey: owner %s, account %q, want the DACH pool and no account", a.GetOwner().GetId(), a.GetAccountId())
 	}
 }
 

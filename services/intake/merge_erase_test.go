@@ -108,6 +108,39 @@ func TestUnmergeGivesBackAWithdrawalHeardWhileMerged(t *testing.T) {
 	e.assertCounts(t, before)
 }
 
+// A withdrawal sent to an absorbed lead is written on its survivor even
+// when the survivor had withdrawn that channel already, by SetConsent
+// without an idempotency key or by a form: unwritten, an unmerge could not
+// give it back, and the absorbed lead's person would be contactable again.
+func TestUnmergeGivesBackAWithdrawalTheSurvivorHadAlready(t *testing.T) {
+	e := start(t)
+	ctx := ctxT(t)
+	keeper := e.capture(t, lead("keeper3@c.example")).GetLeadId()
+	dupe := e.capture(t, lead("dupe3@c.example")).GetLeadId()
+	for _, id := range []string{keeper, dupe} {
+		e.setConsent(t, id, emailChannel, granted)
+		e.setConsent(t, id, phoneChannel, granted)
+	}
+	e.setConsent(t, keeper, emailChannel, withdrawn) // the keeper's own, before the merge
+	e.setConsent(t, keeper, phoneChannel, withdrawn)
+	pair := &intakev1.MergeLeadsRequest{SurvivorLeadId: keeper, AbsorbedLeadId: dupe, Reason: "same person?"}
+	if _, err := e.client.MergeLeads(ctx, pair); err != nil {
+		t.Fatal(err)
+	}
+	e.setConsent(t, dupe, emailChannel, withdrawn) // to the absorbed id, no idempotency key
+	form := lead("dupe3@c.example")
+	form.Consents = []*eventv1.Consent{{Channel: phoneChannel, Status: withdrawn}}
+	if r := e.capture(t, form); r.GetLeadId() != keeper {
+		t.Fatalf("the absorbed person's form went to %s, want the survivor %s", r.GetLeadId(), keeper)
+	}
+	if _, err := e.client.UnmergeLeads(ctx, &intakev1.UnmergeLeadsRequest{SurvivorLeadId: keeper, AbsorbedLeadId: dupe, Reason: "two people"}); err != nil {
+		t.Fatal(err)
+	}
+	if d := e.getLead(t, dupe); consentOf(d, emailChannel) != withdrawn || consentOf(d, phoneChannel) != withdrawn {
+		t.Fatalf("absorbed lead's consents after the unmerge: %v, want email and phone withdrawn, as its person asked while merged", d.GetConsents())
+	}
+}
+
 // The refusal to erase a lead deep in a chain names the lead to erase:
 // the chain's top, not the next lead up, which is merged too.
 func TestErasingAChainsBottomNamesItsTop(t *testing.T) {

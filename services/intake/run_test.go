@@ -281,6 +281,41 @@ func TestSameEmailIsOneLead(t *testing.T) {
 	}
 }
 
+// An external id makes a repeated capture a no-op, as a key does: the
+// other system's record sent again, the same, answers the first result
+// and writes nothing, by CaptureLead or in an import. The record sent
+// with something new is a resubmission.
+func TestAnExternalIDRepeatedReturnsTheFirstAnswer(t *testing.T) {
+	e := start(t)
+	ctx := ctxT(t)
+	req := withExt(lead("repeat@crm.example"), "crm-77")
+	first := e.capture(t, req)
+	before := e.counts(t)
+	again := e.capture(t, req)
+	if again.GetLeadId() != first.GetLeadId() || !again.GetReplayed() || again.GetOutcome() != first.GetOutcome() || again.GetVersion() != first.GetVersion() {
+		t.Fatalf("the record sent again answered %v, first %v", again, first)
+	}
+	e.assertCounts(t, before)
+	stream, err := e.client.ImportLeads(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&intakev1.ImportLeadsRequest{Row: 0, Lead: withExt(lead("repeat@crm.example"), "crm-77")}); err != nil {
+		t.Fatal(err)
+	}
+	_ = stream.CloseSend()
+	if got := importResults(t, stream); len(got) != 1 || got[0].GetLeadId() != first.GetLeadId() || !got[0].GetReplayed() || got[0].GetOutcome() != first.GetOutcome() {
+		t.Fatalf("the record imported again: %v, want the first answer %v", got, first)
+	}
+	e.assertCounts(t, before)
+
+	changed := withExt(lead("repeat@crm.example"), "crm-77")
+	changed.Profile.Title = "CTO"
+	if r := e.capture(t, changed); r.GetLeadId() != first.GetLeadId() || r.GetReplayed() || r.GetOutcome() != intakev1.CaptureOutcome_CAPTURE_OUTCOME_RESUBMITTED {
+		t.Fatalf("the record with a new title: %v, want a resubmission", r)
+	}
+}
+
 func TestIdempotencyKeyReturnsTheFirstAnswer(t *testing.T) {
 	e := start(t)
 	ctx := ctxT(t)

@@ -21,13 +21,24 @@ import (
 // A report left to pick its currency looks only at the money it shows: a
 // campaign cost in USD makes the campaign report ask which currency, but
 // not the performance or account reports, whose deals are all in EUR
-// (they used to refuse too).
+// (they used to refuse too). Nor does a USD deal of a lead merged away,
+// which no report counts.
 func TestReportsPickTheCurrencyOfTheirOwnMoney(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
 	w.fixture(t)
 	w.other(t, eventstore.CampaignSubject("events"), -44, &eventv1.CampaignCostRecorded{CampaignId: "events", CostId: "usd-1",
 		Amount: &eventv1.Money{Currency: "USD", MinorUnits: 30000}})
+	cmd := func(n lifecycle.CommandName) lifecycle.Command { return lifecycle.Command{Name: n} }
+	w.lead(t, "u1", 1, cmd(lifecycle.Capture), &eventv1.LeadCaptured{SealedContact: []byte("s"), Attribution: &eventv1.Attribution{Source: "web-form"}})
+	w.lead(t, "u1", 2, cmd(lifecycle.Qualify), &eventv1.LeadQualified{Score: 80, Threshold: 70})
+	w.lead(t, "u1", 3, lifecycle.Command{Name: lifecycle.Assign, Owner: lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: "ann"}},
+		&eventv1.LeadAssigned{Owner: &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_REP, Id: "ann"}, Segment: "mid"})
+	w.lead(t, "u1", 4, cmd(lifecycle.Accept), &eventv1.LeadAccepted{RepId: "ann", Segment: "mid"})
+	w.lead(t, "u1", 5, cmd(lifecycle.Convert), &eventv1.OpportunityCreated{OpportunityId: "ou1", Amount: &eventv1.Money{Currency: "USD", MinorUnits: 100},
+		RepId: "ann", Segment: "mid", Stage: "discovery"})
+	w.lead(t, "u1", 6, lifecycle.Command{Name: lifecycle.Lose, Reason: "dupe"}, &eventv1.DealLost{OpportunityId: "ou1", Reason: "dupe", RepId: "ann", Segment: "mid"})
+	w.lead(t, "u1", 7, lifecycle.Command{Name: lifecycle.Merge, Reason: "l4"}, &eventv1.LeadMerged{SurvivorLeadId: "l4", AbsorbedLeadId: "u1", Reason: "same person"})
 	w.projected(t, w.dsn)
 	ctx := ctxT(t)
 

@@ -18,7 +18,8 @@ import (
 // The sales SLA rates are of the hand-offs that can be judged: a hand-off
 // left to breach and escalated counts against the rep (it used to count
 // nowhere, so carl's 2 of 4 showed as 2 of 2, 100%). One taken away
-// before its deadline, or whose deadline is still to come, is not judged.
+// before its deadline, or whose deadline is still to come, is not judged,
+// nor one whose lead left the rep's hands before it (recycled, erased).
 func TestSalesSLARatesCountHandOffsLeftToBreach(t *testing.T) {
 	w := newWorld(t)
 	s, base := w.startDashboard(t)
@@ -37,9 +38,12 @@ func TestSalesSLARatesCountHandOffsLeftToBreach(t *testing.T) {
 	//	c4  accept by h20: reassigned to dana by hand at h4 (not due: taken away before)
 	//	c5  accept by 2099 (not due yet)
 	//	c6  accept by h9: accepted h6 (in time), no attempt by its contact_by h7 (contact due, missed)
-	for i, id := range []string{"c1", "c2", "c3", "c4", "c5", "c6"} {
+	//	c7  accept by h9: accepted h6.5 (in time), recycled by hand h7, before its contact_by h8 (contact not due)
+	//	c8  accept by h8: erased h7.5 (not due: gone before)
+	for i, id := range []string{"c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8"} {
 		h := float64(i)
-		acceptBy := map[string]*timestamppb.Timestamp{"c1": ts(4), "c2": ts(5), "c3": ts(6), "c4": ts(20), "c5": later, "c6": ts(9)}[id]
+		acceptBy := map[string]*timestamppb.Timestamp{"c1": ts(4), "c2": ts(5), "c3": ts(6), "c4": ts(20), "c5": later, "c6": ts(9),
+			"c7": ts(9), "c8": ts(8)}[id]
 		w.lead(t, id, h, cmd(lifecycle.Capture), &eventv1.LeadCaptured{SealedContact: []byte("s"), Attribution: &eventv1.Attribution{Source: "web-form"}})
 		w.lead(t, id, h+0.1, cmd(lifecycle.Qualify), &eventv1.LeadQualified{ModelId: "scoring", ModelVersion: 1, Score: 80, Threshold: 70})
 		w.lead(t, id, h+0.2, lifecycle.Command{Name: lifecycle.Assign, Owner: lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: "carl"}},
@@ -53,6 +57,10 @@ func TestSalesSLARatesCountHandOffsLeftToBreach(t *testing.T) {
 	}
 	reassign("c4", 4, eventv1.ReassignCause_REASSIGN_CAUSE_MANUAL, 30)
 	w.lead(t, "c6", 6, cmd(lifecycle.Accept), &eventv1.LeadAccepted{RepId: "carl", Segment: "mid", ContactBy: ts(7)})
+	w.lead(t, "c7", 6.5, cmd(lifecycle.Accept), &eventv1.LeadAccepted{RepId: "carl", Segment: "mid", ContactBy: ts(8)})
+	w.lead(t, "c7", 7, lifecycle.Command{Name: lifecycle.Recycle, Reason: "manual"},
+		&eventv1.LeadRecycled{Cause: eventv1.RecycleCause_RECYCLE_CAUSE_MANUAL, Note: "asked to wait"})
+	w.lead(t, "c8", 7.5, cmd(lifecycle.Erase), &eventv1.LeadErased{Reason: "access request"})
 	w.projected(t, w.dsn)
 
 	r, err := s.client.GetSLACompliance(ctxT(t), &projectorv1.GetSLAComplianceRequest{Period: marchPeriod()})
@@ -76,17 +84,17 @@ func TestSalesSLARatesCountHandOffsLeftToBreach(t *testing.T) {
 	if len(r.GetReps()) != 2 || r.GetReps()[0].GetKey() != "carl" || r.GetReps()[1].GetKey() != "dana" {
 		t.Fatalf("reps %v", r.GetReps())
 	}
-	// carl: 2 accepted in time of 4 due (c1 c2 c3 c6); 1 first attempt in
-	// time of 2 due (c1 c6).
-	check("carl", r.GetReps()[0], due{assigned: 6, accepted: 2, within: 2, acceptDue: 4, contacted: 1, attemptWithin: 1, contactDue: 2,
-		acceptRate: 0.5, contactRate: 0.5})
+	// carl: 3 accepted in time of 5 due (c1 c2 c3 c6 c7); 1 first attempt
+	// in time of 2 due (c1 c6).
+	check("carl", r.GetReps()[0], due{assigned: 8, accepted: 3, within: 3, acceptDue: 5, contacted: 1, attemptWithin: 1, contactDue: 2,
+		acceptRate: 0.6, contactRate: 0.5})
 	// dana: c2 c3 (accept by h10) and c4 (h30), none accepted: 0 of 3.
 	check("dana", r.GetReps()[1], due{assigned: 3, acceptDue: 3})
-	check("total", r.GetSalesTotal(), due{assigned: 9, accepted: 2, within: 2, acceptDue: 7, contacted: 1, attemptWithin: 1, contactDue: 2,
-		acceptRate: 2.0 / 7, contactRate: 0.5})
+	check("total", r.GetSalesTotal(), due{assigned: 11, accepted: 3, within: 3, acceptDue: 8, contacted: 1, attemptWithin: 1, contactDue: 2,
+		acceptRate: 3.0 / 8, contactRate: 0.5})
 
 	// Each "due" figure opens the leads it counts.
-	for measure, want := range map[string][]string{"accept_due": {"c1", "c2", "c3", "c6"}, "contact_due": {"c1", "c6"}} {
+	for measure, want := range map[string][]string{"accept_due": {"c1", "c2", "c3", "c6", "c7"}, "contact_due": {"c1", "c6"}} {
 		q := url.Values{"figure": {"sales"}, "measure": {measure}, "row": {"rep"}, "key": {"carl"}, "from": {"2026-03-01"}, "to": {"2026-04-01"}}
 		code, out := testenv.HTTPJSON(t, "GET", base+"api/leads?"+q.Encode(), "")
 		if code != http.StatusOK {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
 	"github.com/leadflow/leadflow/services/qualification/ports"
 )
 
@@ -55,5 +57,42 @@ func TestMalformedEventIsDeadLettered(t *testing.T) {
 	}, "the malformed event is not dead-lettered")
 	if n := len(ofType(w.events(t, lead), "LeadScored")); n != 1 {
 		t.Fatalf("%d scores, want the capture's only", n)
+	}
+
+	// A re-score meets it too. It completes only once its dead letters
+	// are dealt with: its group, removed then, would serve no re-drive,
+	// and a lead it held back would stay unscored under the new version.
+	v := activate(t, s.client, webinarModel(40))
+	scan := "rescore-v" + strconv.FormatUint(uint64(v), 10)
+	var held []consume.DeadLetter
+	eventually(t, 30*time.Second, func() bool {
+		held = nil
+		dls, _ := consume.DeadLetters(ctxT(t), w.nats.JS, consume.DefaultDeadLetterStream)
+		for _, d := range dls {
+			if d.Group == scan {
+				held = append(held, d)
+			}
+		}
+		return len(held) > 0
+	}, "the re-score did not dead-letter the malformed event")
+	time.Sleep(time.Second) // long enough for a re-score that ignored it to finish
+	p, err := s.client.GetRescoreProgress(ctxT(t), &qualificationv1.GetRescoreProgressRequest{Version: v})
+	if err != nil || p.GetState() != qualificationv1.RescoreState_RESCORE_STATE_RUNNING || p.GetHeldBack() != uint32(len(held)) {
+		t.Fatalf("re-score progress with %d dead letters: %v %v, want running and holding them back", len(held), p, err)
+	}
+	for _, d := range held {
+		if err := consume.Skip(ctxT(t), w.nats.JS, consume.DefaultDeadLetterStream, d.Group, d.Key, d.StreamSeq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rescored(t, s.client, v)
+	dls, err := consume.DeadLetters(ctxT(t), w.nats.JS, consume.DefaultDeadLetterStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dls {
+		if d.Group == scan {
+			t.Errorf("the completed re-score left %v", d)
+		}
 	}
 }

@@ -34,8 +34,9 @@ type lead struct {
 	// sealWith is the last submission's sealed data of either kind: its
 	// key seals the rep's free text (sealText).
 	sealWith []byte
-	// byKey maps idempotency keys to the first event written with each;
-	// causes holds the causation ids of the lead's events.
+	// byKey maps the request ids of handoff's commands to the first event
+	// written with each; causes holds the causation ids of the lead's
+	// events.
 	byKey  map[string]keyed
 	causes map[string]struct{}
 	// journey counts qualifications; qualified is the latest's event id.
@@ -66,6 +67,9 @@ type lead struct {
 	// windowOver: the attempts window's deadline breached without taking
 	// the lead from its rep, so it judges the lead no more.
 	windowOver bool
+	// opened is the company name unseal read from the sealed submissions,
+	// for routing only.
+	opened string
 	// owners are the reps that held the lead in this journey.
 	owners        []string
 	queued        *eventv1.LeadQueued
@@ -85,12 +89,12 @@ type lead struct {
 }
 
 // keyed is what a repeated request answers of the first event written
-// with its key. The event itself only for handoff's own commands, whose
-// content a repeat is checked against: keyed captures are common, and the
-// cache (50,000 leads by default) would keep each decoded for the
+// with its key, and the event, whose content a repeat is checked against.
+// Only handoff's own commands' events are kept: keyed captures are common,
+// and the cache (50,000 leads by default) would keep each decoded for the
 // collector to scan.
 type keyed struct {
-	ev            *eventv1.Event // of a command's event types only
+	ev            *eventv1.Event
 	typ, eventID  string
 	seq           uint64
 	state         lifecycle.State
@@ -110,18 +114,22 @@ func (l *lead) apply(r eventstore.Record) {
 	l.version, l.lastEventID = r.Seq, ev.GetEventId()
 	before := l.state.Deadline
 	l.state = lifecycle.FromProto(ev.GetLifecycle())
-	if k := ev.GetIdempotencyKey(); k != "" {
+	// Only handoff's own commands' keys: another service's key (a form's,
+	// say) is another request, even spelled the same.
+	if k := ev.GetIdempotencyKey(); k != "" && commandTypes[ev.GetEventType()] {
 		if _, ok := l.byKey[k]; !ok {
-			x := keyed{typ: ev.GetEventType(), eventID: ev.GetEventId(), seq: r.Seq, state: l.state,
+			l.byKey[k] = keyed{ev: ev, typ: ev.GetEventType(), eventID: ev.GetEventId(), seq: r.Seq, state: l.state,
 				opportunityID: ev.GetOpportunityCreated().GetOpportunityId()}
-			if commandTypes[x.typ] {
-				x.ev = ev
-			}
-			l.byKey[k] = x
 		}
 	}
 	if c := ev.GetCausationId(); c != "" {
 		l.causes[c] = struct{}{}
+	}
+	switch ev.GetPayload().(type) {
+	case *eventv1.Event_LeadCaptured, *eventv1.Event_LeadResubmitted, *eventv1.Event_LeadErased:
+		// A later form may name another company; an erased person's name
+		// is not kept.
+		l.opened = ""
 	}
 	switch p := ev.GetPayload().(type) {
 	case *eventv1.Event_LeadCaptured:
@@ -256,28 +264,33 @@ func mergeProfile(old, later *eventv1.Profile) *eventv1.Profile {
 	return out
 }
 
-// routingLead is the lead as routing sees it.
+// routingLead is the lead as routing sees it: with the company unseal
+// opened, when the profile has none in the clear.
 func (l *lead) routingLead() routing.Lead {
-	return routing.Lead{ID: l.id, Profile: l.profile, Exclude: l.owners}
+	p := l.profile
+	if l.opened != "" && p.GetCompany() == "" {
+		p = proto.CloneOf(p)
+		if p == nil {
+			p = &eventv1.Profile{}
+		}
+		p.Company = l.opened
+	}
+	return routing.Lead{ID: l.id, Profile: p, Exclude: l.owners}
 }
 
-// unseal completes the profile routing sees with the sealed company name,
-// when the profile has none in the clear and routing could use it (a
-// read of the lead's key). The name is used and dropped: it never goes
-// into an event.
+// unseal opens the sealed company name for routingLead, when the profile
+// has none in the clear and routing could use it (a read of the lead's
+// key). The name never goes into an event, and the fold keeps it only
+// until the lead's next submission or erasure (apply).
 func (a *App) unseal(ctx context.Context, cfg *routing.Config, l *lead) error {
-	if a.personal == nil || l.profile.GetCompany() != "" || len(l.sealed) == 0 || !cfg.NeedsCompany(l.profile) {
+	if a.personal == nil || l.profile.GetCompany() != "" || l.opened != "" || len(l.sealed) == 0 || !cfg.NeedsCompany(l.profile) {
 		return nil
 	}
 	company, _, err := a.sealedProfile(ctx, l.id, l.sealed, false)
-	if err != nil || company == "" {
+	if err != nil {
 		return err
 	}
-	l.profile = proto.CloneOf(l.profile)
-	if l.profile == nil {
-		l.profile = &eventv1.Profile{}
-	}
-	l.profile.Company = company
+	l.opened = company
 	return nil
 }
 

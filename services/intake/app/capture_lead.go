@@ -244,13 +244,26 @@ func (a *App) sealingKey(ctx context.Context, leadID string) (*vault.Key, error)
 }
 
 // captureKey is a capture's idempotency key: the caller's key, over
-// everything the normalized request says.
+// everything the normalized request says. Without one, an external id is
+// the key of a capture that says the same again: the other system's
+// record sent twice is its retry. Its content is part of that key, since
+// the record sent with other content is a new submission, not a reuse.
 func (a *App) captureKey(l form.Lead) (idemKey, error) {
 	content := []proto.Message{l.Contact, l.Profile, l.Attribution, l.ExternalID, ts(l.OccurredAt), l.Actor}
 	for _, c := range l.Consents {
 		content = append(content, c)
 	}
-	return a.newIdemKey("idempotency_key", "capture", l.IdempotencyKey, content...)
+	if l.IdempotencyKey != "" || l.ExternalID.GetId() == "" {
+		return a.newIdemKey("idempotency_key", "capture", l.IdempotencyKey, content...)
+	}
+	same, err := a.newIdemKey("external_id", "capture-external", "content", content...)
+	if err != nil {
+		return idemKey{}, err
+	}
+	key, err := a.newIdemKey("external_id", "capture-external",
+		l.ExternalID.GetSystem()+"\x00"+l.ExternalID.GetId()+"\x00"+same.fingerprint, content...)
+	key.untilErased = true
+	return key, err
 }
 
 // identities are the claim keys of one capture.
@@ -343,7 +356,7 @@ func (a *App) planCapture(ctx context.Context, run *captureRun) (*plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	more, err := a.consentChanges(ctx, final, state, version, l, meta)
+	more, err := a.consentChanges(ctx, final, final != target, state, version, l, meta)
 	if err != nil {
 		return nil, err
 	}
@@ -353,9 +366,10 @@ func (a *App) planCapture(ctx context.Context, run *captureRun) (*plan, error) {
 
 // consentChanges are the ConsentChanged events a resubmission's consents
 // make: one for each channel whose status they change, so a form that
-// withdraws a channel is heard like SetConsent. Only then is the lead read
-// whole (its consents as of version).
-func (a *App) consentChanges(ctx context.Context, leadID string, state lifecycle.State, version uint64, l form.Lead, meta envelope.Meta) ([]*eventv1.Event, error) {
+// withdraws a channel is heard like SetConsent, and each withdrawal that
+// came through a merged lead (viaMerged: see mustHear). Only then is the
+// lead read whole (its consents as of version).
+func (a *App) consentChanges(ctx context.Context, leadID string, viaMerged bool, state lifecycle.State, version uint64, l form.Lead, meta envelope.Meta) ([]*eventv1.Event, error) {
 	if len(l.Consents) == 0 {
 		return nil, nil
 	}
@@ -366,7 +380,7 @@ func (a *App) consentChanges(ctx context.Context, leadID string, state lifecycle
 	now := consentsAsOf(recs, version)
 	var out []*eventv1.Event
 	for _, c := range l.Consents {
-		if s, ok := now[c.GetChannel()]; ok && s == c.GetStatus() {
+		if s, ok := now[c.GetChannel()]; ok && s == c.GetStatus() && !mustHear(viaMerged, c) {
 			continue
 		}
 		now[c.GetChannel()] = c.GetStatus()
@@ -378,6 +392,15 @@ func (a *App) consentChanges(ctx context.Context, leadID string, state lifecycle
 		out = append(out, ev)
 	}
 	return out, nil
+}
+
+// mustHear reports whether a consent is written although the lead's
+// status for the channel says so already: a withdrawal that reached a
+// survivor through its absorbed lead. An unmerge gives the absorbed lead
+// back the withdrawals its survivor heard while merged; one not written
+// would be lost with the survivor's own.
+func mustHear(viaMerged bool, c *eventv1.Consent) bool {
+	return viaMerged && c.GetStatus() == eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN
 }
 
 // consentsAsOf is each channel's consent status in a lead's events as of

@@ -57,13 +57,14 @@ type sentRow struct {
 }
 
 // ImportLeads captures up to ImportChunk rows. Rows of people distinct
-// within the chunk and without an idempotency key are decided from one
+// within the chunk and without an idempotency key or external id are decided from one
 // look-up of the chunk's identities and written together, each as
 // CaptureLead would write it (a new person's first event under the id
 // derived from their email, then its external id claim; a known person's
 // LeadResubmitted at the version looked up), all sent at once rather than
-// one after the other. The rest (a person twice in the chunk, keyed rows,
-// a row whose lead changed since the look-up, anything but a plain
+// one after the other. The rest (a person twice in the chunk, keyed rows
+// and rows with an external id, a row whose lead changed since the
+// look-up, anything but a plain
 // creation or resubmission) go through CaptureLead: rows of one person in
 // row order, different people side by side. So every row gets exactly
 // CaptureLead's semantics. Results are in row order.
@@ -116,8 +117,9 @@ func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope
 		for _, k := range p.ids.all() {
 			taken[k] = true
 		}
-		if l.IdempotencyKey != "" || repeat {
-			// A keyed row needs its record looked up; the same person
+		if l.IdempotencyKey != "" || l.ExternalID.GetId() != "" || repeat {
+			// A keyed row (an external id keys it too) needs its record
+			// looked up; the same person
 			// again in this chunk or the one before finds the first row's
 			// lead and resubmits on it.
 			single = append(single, p)
@@ -145,14 +147,8 @@ func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope
 				out[p.i].Err = err
 				continue
 			}
-			var then func(context.Context, *eventv1.Event) error
-			if p.ids.ext.Token != "" {
-				// The external id, claimed after the lead exists, as
-				// CaptureLead does.
-				then = a.claimRest(key.LeadID(), key.LeadID(), p.ids, held, run.meta)
-			}
 			writes = append(writes, LeadWrite{LeadID: key.LeadID(), Event: ev, Create: true})
-			sent = append(sent, sentRow{pending: p, outcome: Created, then: then})
+			sent = append(sent, sentRow{pending: p, outcome: Created})
 			continue
 		}
 		p.held = map[ClaimKey]Holder{}

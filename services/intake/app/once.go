@@ -10,6 +10,7 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
 )
 
 // Outcomes recorded for commands other than captures.
@@ -63,6 +64,10 @@ type idemKey struct {
 	// pure: the command's decide only reads, so its first attempt may run
 	// beside the record's look-up and be dropped when the record answers.
 	pure bool
+	// untilErased: the record answers only while its lead is not erased
+	// (a key the caller did not choose: the person captured again after
+	// an erasure is new).
+	untilErased bool
 }
 
 // newIdemKey is the key of a request: kind scopes the caller's key (a
@@ -130,7 +135,9 @@ func (a *App) once(ctx context.Context, key idemKey, decide func(context.Context
 			return answer{}, err
 		}
 		if rec != nil {
-			if ans, ok, err := a.answerOf(ctx, key, rec); err != nil || ok {
+			if ans, ok, err := a.answerOf(ctx, key, rec); errors.Is(err, errErased) {
+				rec = nil // its event id is the erased lead's
+			} else if err != nil || ok {
 				return ans, err
 			}
 		}
@@ -166,7 +173,9 @@ func (a *App) once(ctx context.Context, key idemKey, decide func(context.Context
 					return answer{}, err
 				}
 				if rec != nil {
-					if ans, ok, err := a.answerOf(ctx, key, rec); err != nil || ok {
+					if ans, ok, err := a.answerOf(ctx, key, rec); errors.Is(err, errErased) {
+						rec = nil
+					} else if err != nil || ok {
 						return ans, err
 					}
 				}
@@ -208,6 +217,11 @@ func (a *App) once(ctx context.Context, key idemKey, decide func(context.Context
 	return answer{}, fmt.Errorf("%w after %d races", eventstore.ErrConflict, maxRaces)
 }
 
+// errErased is answerOf's for a record of an erased lead whose key
+// answers only until then (untilErased): the request is decided afresh,
+// and its record replaces this one.
+var errErased = errors.New("the record's lead is erased")
+
 // answerOf is the first answer a record stands for, if its event is
 // stored: the lead's first event after the record's version (and the
 // version of the last event of its commit).
@@ -218,6 +232,15 @@ func (a *App) answerOf(ctx context.Context, key idemKey, rec *eventv1.Idempotenc
 	ev, err := a.leads.After(ctx, rec.GetLeadId(), rec.GetVersionBefore())
 	if err != nil || ev == nil || ev.Event.GetEventId() != rec.GetEventId() {
 		return answer{}, false, err
+	}
+	if key.untilErased {
+		head, err := a.leads.Head(ctx, rec.GetLeadId())
+		if err != nil {
+			return answer{}, false, err
+		}
+		if st, _ := headState(head); st.Status == lifecycle.StatusErased {
+			return answer{}, false, errErased
+		}
 	}
 	return answer{LeadID: rec.GetLeadId(), Outcome: Outcome(rec.GetOutcome()), Version: ev.Seq + uint64(rec.GetMore()), Replayed: true, event: ev.Event}, true, nil
 }

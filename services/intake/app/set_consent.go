@@ -27,7 +27,8 @@ type SetConsent struct {
 // other content is refused. Without one, the status the channel has
 // already is no change: nothing is written, and the answer is the lead's
 // version, as a repeat's would be. A consent change of a merged lead is
-// the survivor's.
+// the survivor's (a withdrawal is written there even when the survivor
+// says so already: see mustHear).
 //
 // Errors: *ValidationError, *KeyReusedError, ErrNotFound,
 // lifecycle.ErrRefused, eventstore.ErrConflict after repeated races.
@@ -72,7 +73,7 @@ func (a *App) SetConsent(ctx context.Context, in SetConsent, meta envelope.Meta)
 			// again, as a write's version check would have.
 			return nil, eventstore.ErrConflict
 		}
-		if s, ok := consentsAsOf(recs, p.expect)[in.Consent.GetChannel()]; ok && s == in.Consent.GetStatus() {
+		if s, ok := consentsAsOf(recs, p.expect)[in.Consent.GetChannel()]; ok && s == in.Consent.GetStatus() && !mustHear(p.leadID != in.LeadID, in.Consent) {
 			return &plan{done: &answer{LeadID: p.leadID, Outcome: p.outcome, Version: p.expect, Replayed: true}}, nil
 		}
 		return p, nil

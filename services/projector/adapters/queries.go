@@ -343,8 +343,11 @@ func ratio[T int64 | float64](a, b T) float64 {
 func (q *Queries) Currencies(ctx context.Context, costs bool) ([]string, error) {
 	var out []string
 	err := q.db.Read(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT currency FROM campaign_costs WHERE $1 UNION SELECT currency FROM opportunities WHERE currency <> ''
-			UNION SELECT won_currency FROM opportunities WHERE won_currency <> '' ORDER BY 1`, costs)
+		// Deals of merged leads are counted by no report, so their
+		// currencies do not count either.
+		rows, err := tx.Query(ctx, `SELECT currency FROM campaign_costs WHERE $1
+			UNION SELECT o.currency FROM opportunities o JOIN leads l USING (lead_id) WHERE o.currency <> '' AND `+live+`
+			UNION SELECT o.won_currency FROM opportunities o JOIN leads l USING (lead_id) WHERE o.won_currency <> '' AND `+live+` ORDER BY 1`, costs)
 		if err != nil {
 			return err
 		}

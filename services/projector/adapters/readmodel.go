@@ -241,11 +241,14 @@ func tpb(t *timestamppb.Timestamp) *time.Time {
 	return tp(t.AsTime())
 }
 
+// tp is a time for a row written as JSON, in microseconds as PostgreSQL
+// keeps them: cut, as pgx's binary COPY of a rebuild cuts them, where
+// PostgreSQL would round the text.
 func tp(t time.Time) *time.Time {
 	if t.IsZero() {
 		return nil
 	}
-	u := t.UTC()
+	u := t.UTC().Truncate(time.Microsecond)
 	return &u
 }
 

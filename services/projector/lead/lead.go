@@ -316,6 +316,15 @@ func (l *Lead) enter(seq uint64, from eventv1.LeadStatus, at time.Time, cycle in
 		l.Stages[n-1].Left, l.Stages[n-1].Dirty = at, true
 	}
 	l.Stages = append(l.Stages, Stage{Seq: seq, Status: l.Status, Entered: at, Dirty: true})
+	switch l.Status {
+	case eventv1.LeadStatus_LEAD_STATUS_ASSIGNED, eventv1.LeadStatus_LEAD_STATUS_ACCEPTED, eventv1.LeadStatus_LEAD_STATUS_MERGED:
+		// Still the rep's (a merged lead counts nowhere; an unmerge gives
+		// it back as it was).
+	default:
+		// Out of the rep's hands (recycled, erased, disqualified,
+		// converted): a deadline after this is not the rep's to miss.
+		l.endHandoff(at)
+	}
 	first := func(t *time.Time) {
 		if t.IsZero() {
 			*t = at
@@ -450,7 +459,7 @@ func (l *Lead) startHandoff(seq uint64, rep, segment string, at, acceptBy time.T
 }
 
 // endHandoff closes the running hand-over when the lead leaves the rep's
-// hands (reassigned, rejected, converted).
+// hands (reassigned, rejected, converted, or out of ASSIGNED and ACCEPTED).
 func (l *Lead) endHandoff(at time.Time) {
 	if h := l.handoff(); h != nil {
 		h.EndedAt, h.Dirty = at, true

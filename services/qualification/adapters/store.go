@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/deadline"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
@@ -154,7 +155,11 @@ func (s *Scans) Position(ctx context.Context, n uint32) (app.Scan, bool, error) 
 	if err != nil {
 		return app.Scan{}, false, fmt.Errorf("scan %s: %w", s.Name(n), err)
 	}
-	return scanOf(c.CachedInfo()), true, nil
+	scan := scanOf(c.CachedInfo())
+	if scan.HeldBack, err = consume.HeldBack(ctx, s.js, consume.DefaultDeadLetterStream, s.Name(n)); err != nil {
+		return app.Scan{}, false, fmt.Errorf("scan %s: %w", s.Name(n), err)
+	}
+	return scan, true, nil
 }
 
 // Close deletes version n's scan.

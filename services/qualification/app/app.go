@@ -70,6 +70,9 @@ type Scan struct {
 	Unacked  uint64 // delivered, not yet acknowledged
 	Acked    uint64 // acknowledged deliveries (the ack floor's consumer sequence)
 	AckFloor uint64 // stream sequence up to which every message is acknowledged
+	// HeldBack counts the leads the scan's group holds behind a dead
+	// letter: not re-scored until an operator re-drives or skips them.
+	HeldBack int
 }
 
 // App is qualification's use cases.

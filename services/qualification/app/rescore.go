@@ -187,7 +187,9 @@ func (a *App) FinishRescore(ctx context.Context, job Rescore) (bool, error) {
 	if err != nil || !ok || !v.Rescore.Started {
 		return false, err
 	}
-	if _, done := progress(v.Rescore, scan); !done {
+	if _, done := progress(v.Rescore, scan); !done || scan.HeldBack > 0 {
+		// A lead behind a dead letter is not re-scored yet: the group
+		// must live to serve its re-drive (its removal drops them).
 		return false, nil
 	}
 	meta := envelope.Meta{Actor: Actor, CorrelationID: job.Activation.CorrelationID, CausationID: job.Activation.EventID}
@@ -258,6 +260,7 @@ type Progress struct {
 	Version     uint32
 	State       RescoreState
 	Done, Total uint64
+	HeldBack    int // leads behind a dead letter of the scan's group
 }
 
 // RescoreProgress reports on re-scoring under version n, or the active
@@ -291,6 +294,7 @@ func (a *App) RescoreProgress(ctx context.Context, n uint32) (Progress, error) {
 		}
 		if ok {
 			p.Done, _ = progress(r, scan)
+			p.HeldBack = scan.HeldBack
 		}
 	}
 	return p, nil

@@ -126,7 +126,8 @@ func (g *GRPC) GetRescoreProgress(ctx context.Context, r *qualificationv1.GetRes
 	if err != nil {
 		return nil, g.status(ctx, "GetRescoreProgress", err)
 	}
-	return &qualificationv1.GetRescoreProgressResponse{Version: p.Version, State: rescoreStates[p.State], Done: p.Done, Total: p.Total}, nil
+	return &qualificationv1.GetRescoreProgressResponse{Version: p.Version, State: rescoreStates[p.State], Done: p.Done, Total: p.Total,
+		HeldBack: uint32(p.HeldBack)}, nil
 }
 
 var rescoreStates = map[app.RescoreState]qualificationv1.RescoreState{

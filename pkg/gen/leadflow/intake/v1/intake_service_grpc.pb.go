@@ -45,7 +45,9 @@ type IntakeServiceClient interface {
 	// CaptureLead records one form fill. The same normalized email or
 	// external id always yields the same lead: a match is recorded on the
 	// existing lead as LeadResubmitted. A repeated idempotency_key returns
-	// the first answer and writes nothing.
+	// the first answer and writes nothing; so does, without a key, an
+	// external_id sent again with the same content, until its lead is
+	// erased.
 	CaptureLead(ctx context.Context, in *CaptureLeadRequest, opts ...grpc.CallOption) (*CaptureLeadResponse, error)
 	// ImportLeads captures a stream of rows and answers one result per row,
 	// in order. Rows are sent in chunks, each row committed on its own: one
@@ -225,7 +227,9 @@ type IntakeServiceServer interface {
 	// CaptureLead records one form fill. The same normalized email or
 	// external id always yields the same lead: a match is recorded on the
 	// existing lead as LeadResubmitted. A repeated idempotency_key returns
-	// the first answer and writes nothing.
+	// the first answer and writes nothing; so does, without a key, an
+	// external_id sent again with the same content, until its lead is
+	// erased.
 	CaptureLead(context.Context, *CaptureLeadRequest) (*CaptureLeadResponse, error)
 	// ImportLeads captures a stream of rows and answers one result per row,
 	// in order. Rows are sent in chunks, each row committed on its own: one

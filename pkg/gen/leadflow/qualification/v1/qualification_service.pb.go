@@ -1087,8 +1087,12 @@ type GetRescoreProgressResponse struct {
 	State   RescoreState           `protobuf:"varint,2,opt,name=state,proto3,enum=leadflow.qualification.v1.RescoreState" json:"state,omitempty"`
 	// done and total count lead events read (the re-score acts on each
 	// lead's last one as of its start), open lead or not.
-	Done          uint64 `protobuf:"varint,3,opt,name=done,proto3" json:"done,omitempty"`
-	Total         uint64 `protobuf:"varint,4,opt,name=total,proto3" json:"total,omitempty"`
+	Done  uint64 `protobuf:"varint,3,opt,name=done,proto3" json:"done,omitempty"`
+	Total uint64 `protobuf:"varint,4,opt,name=total,proto3" json:"total,omitempty"`
+	// held_back counts the leads the re-score holds behind a dead letter
+	// (group rescore-v<version>): it completes only once each is re-driven
+	// or skipped.
+	HeldBack      uint32 `protobuf:"varint,5,opt,name=held_back,json=heldBack,proto3" json:"held_back,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1147,6 +1151,13 @@ func (x *GetRescoreProgressResponse) GetDone() uint64 {
 func (x *GetRescoreProgressResponse) GetTotal() uint64 {
 	if x != nil {
 		return x.Total
+	}
+	return 0
+}
+
+func (x *GetRescoreProgressResponse) GetHeldBack() uint32 {
+	if x != nil {
+		return x.HeldBack
 	}
 	return 0
 }
@@ -1375,12 +1386,13 @@ const file_leadflow_qualification_v1_qualification_service_proto_rawDesc = "" +
 	"\x0ecause_event_id\x18\x04 \x01(\tR\fcauseEventId\x125\n" +
 	"\x06status\x18\x05 \x01(\x0e2\x1d.leadflow.event.v1.LeadStatusR\x06status\"5\n" +
 	"\x19GetRescoreProgressRequest\x12\x18\n" +
-	"\aversion\x18\x01 \x01(\rR\aversion\"\x9f\x01\n" +
+	"\aversion\x18\x01 \x01(\rR\aversion\"\xbc\x01\n" +
 	"\x1aGetRescoreProgressResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12=\n" +
 	"\x05state\x18\x02 \x01(\x0e2'.leadflow.qualification.v1.RescoreStateR\x05state\x12\x12\n" +
 	"\x04done\x18\x03 \x01(\x04R\x04done\x12\x14\n" +
-	"\x05total\x18\x04 \x01(\x04R\x05total\"\xb9\x01\n" +
+	"\x05total\x18\x04 \x01(\x04R\x05total\x12\x1b\n" +
+	"\theld_back\x18\x05 \x01(\rR\bheldBack\"\xb9\x01\n" +
 	"\x15DisqualifyLeadRequest\x12\x17\n" +
 	"\alead_id\x18\x01 \x01(\tR\x06leadId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x17\n" +
