@@ -270,3 +270,65 @@ func BenchmarkReplicatedLast(b *testing.B) {
 		}
 	})
 }
+
+// A commit of two events is one atomic batch, without a message id: its
+// retry after a timed-out attempt that is still being replicated is
+// refused, as a batch on that subject is in process, whatever is stored.
+// That refusal is no conflict: the first attempt is stored once a
+// follower is back, and the commit reports it stored, not lost.
+func TestABatchStillReplicatingIsNoConflict(t *testing.T) {
+	c := testenv.StartCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	stream, err := eventstore.EnsureStream(ctx, c.JS, eventstore.StreamConfig{Replicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := eventstore.New(c.JS, "")
+	lead := uuid.NewString()
+	subj := eventstore.LeadSubject(lead)
+	version, err := s.Append(ctx, subj, 0, activity(t, lead, "before"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil || info.Cluster == nil {
+		t.Fatalf("stream info: %v", err)
+	}
+	leader := c.Node(info.Cluster.Leader)
+	var followers []int
+	for i := range c.Nodes {
+		if i != leader {
+			followers = append(followers, i)
+			c.StopNode(i)
+		}
+	}
+	type result struct {
+		v   uint64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		actx, acancel := context.WithTimeout(ctx, 30*time.Second)
+		defer acancel()
+		v, err := s.Append(actx, subj, version, activity(t, lead, "one"), activity(t, lead, "two"))
+		done <- result{v, err}
+	}()
+	time.Sleep(3 * time.Second) // past an attempt's 2 s, within the leader's 10 s without quorum
+	c.StartNode(t, followers[0])
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("the commit: %v, want it stored", r.err)
+	}
+	recs, err := s.Load(ctx, subj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var details []string
+	for _, rec := range recs {
+		details = append(details, rec.Event.GetActivityRecorded().GetDetail())
+	}
+	if want := []string{"before", "one", "two"}; !slices.Equal(details, want) || recs[len(recs)-1].Seq != r.v {
+		t.Fatalf("history %q at %d, want %q at the commit's version %d", details, recs[len(recs)-1].Seq, want, r.v)
+	}
+}

@@ -169,7 +169,20 @@ func (s *Store) Commit(ctx context.Context, writes ...Write) ([]uint64, error) {
 		}
 		last = err
 		if IsWrongLastSequence(err) {
-			return s.resolveConflict(ctx, writes)
+			seqs, err := s.resolveConflict(ctx, writes)
+			var ce *ConflictError
+			if !sent || !errors.As(err, &ce) || ce.Actual != ce.Expected {
+				return seqs, err
+			}
+			// Refused, yet nothing moved: the leader refuses a batch while
+			// one on its subject is in process, whatever is stored, and an
+			// earlier attempt of this one may be that batch, waiting for
+			// its replicas. Look again once it is through.
+			last = err
+			if sleep(ctx, backoff(attempt)) != nil {
+				break
+			}
+			continue
 		}
 		answered, retry := classify(err)
 		sent = sent || !answered

@@ -203,3 +203,24 @@ func TestErasureNeedsAReason(t *testing.T) {
 	}
 	e.assertCounts(t, before)
 }
+
+// So do a merge and an unmerge: a blank reason is no reason, refused on
+// the field, not stored (a merge) or refused deep in the lifecycle with
+// no field named (an unmerge).
+func TestMergeAndUnmergeNeedAReason(t *testing.T) {
+	e := start(t)
+	ctx := ctxT(t)
+	a := e.capture(t, lead("blank-a@c.example")).GetLeadId()
+	b := e.capture(t, lead("blank-b@c.example")).GetLeadId()
+	before := e.counts(t)
+	_, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: a, AbsorbedLeadId: b, Reason: "   "})
+	assertField(t, err, "reason")
+	e.assertCounts(t, before)
+	if _, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: a, AbsorbedLeadId: b, Reason: "same person"}); err != nil {
+		t.Fatal(err)
+	}
+	before = e.counts(t)
+	_, err = e.client.UnmergeLeads(ctx, &intakev1.UnmergeLeadsRequest{SurvivorLeadId: a, AbsorbedLeadId: b, Reason: " "})
+	assertField(t, err, "reason")
+	e.assertCounts(t, before)
+}

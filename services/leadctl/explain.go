@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/google/uuid"
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
 )
 
@@ -45,9 +47,31 @@ func explainCmd(o *options) *cobra.Command {
 			for _, r := range s.GetReasons() {
 				fmt.Fprintf(tw, "  %+d\t%s\t%s\n", r.GetPoints(), r.GetRuleId(), r.GetDescription())
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			// The total alone misleads: a rule may disqualify a lead over
+			// the threshold, and a nurtured one over it waits for nurture.
+			fmt.Fprintf(cmd.OutOrStdout(), "verdict: %s; the lead is %s now\n", verdictOf(s),
+				strings.TrimPrefix(resp.GetStatus().String(), "LEAD_STATUS_"))
+			return nil
 		},
 	}
+}
+
+// verdictOf words what a score decided.
+func verdictOf(s *eventv1.LeadScored) string {
+	switch s.GetVerdict() {
+	case eventv1.ScoreVerdict_SCORE_VERDICT_QUALIFY:
+		return "qualifies"
+	case eventv1.ScoreVerdict_SCORE_VERDICT_DISQUALIFY:
+		d := s.GetDisqualify()
+		if d.GetNotNow() {
+			return fmt.Sprintf("not now, by rule %s (%s)", d.GetRuleId(), d.GetReason())
+		}
+		return fmt.Sprintf("disqualified by rule %s (%s)", d.GetRuleId(), d.GetReason())
+	}
+	return "none"
 }
 
 // noScore words qualification's NotFound, which it answers alike for a

@@ -432,7 +432,7 @@ func testExplainAgainstQualification(t *testing.T, newWorld func(testing.TB) *wo
 		return err == nil
 	}, "no explanation: %v", func() any { return err })
 	if !strings.Contains(out, "40 of threshold 35 (fit 40 + engagement 0), model v1") ||
-		!strings.Contains(out, "+30  vp") || !strings.Contains(out, "+10  gb") {
+		!strings.Contains(out, "+30  vp") || !strings.Contains(out, "+10  gb") || !strings.Contains(out, "verdict: qualifies; the lead is ") {
 		t.Fatalf("explain:\n%s", out)
 	}
 	if _, err := w.leadctl(t, "--qualification", addr, "explain", uuid.NewString()); !errors.Is(err, errUnknownLead) {

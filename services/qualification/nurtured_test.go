@@ -121,12 +121,19 @@ func TestRescoreAnswersAWaitingReengagement(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A webinar before the re-engagement, not scored yet either: the
+	// re-score's score covers it, so the live consumer must not score it
+	// after, as the lead's latest score, from fewer facts.
+	earlier := w.activity(t, lead, webinar)
 	re := w.write(t, lead, lifecycle.Command{Name: lifecycle.Reengage}, &eventv1.LeadReengaged{ProgramId: "warm-up"})
 	v2 := activate(t, s.client, webinarModel(25))
 	rescored(t, s.client, v2)
 
 	check := func(when string) {
 		evs := w.events(t, lead)
+		if sc := causedBy(evs, earlier.GetEventId()); len(sc) != 0 {
+			t.Fatalf("%s: the earlier webinar was scored after the re-score covered it: %v", when, sc)
+		}
 		scores := causedBy(evs, re.GetEventId())
 		if len(scores) != 1 || scores[0].GetLeadScored().GetModelVersion() != v2 ||
 			scores[0].GetLeadScored().GetVerdict() != eventv1.ScoreVerdict_SCORE_VERDICT_QUALIFY {

@@ -204,31 +204,13 @@ func (b *ImportBatch) Write(ctx context.Context) []ImportResult {
 		wg.Wait()
 	}
 
-	// Rows of one person (sharing an identity) in row order, so that a
-	// repeated person resubmits on the lead its first row made; people
-	// side by side.
+	// Rows linked by an identity or an idempotency key, however
+	// indirectly (a row bringing one person's email and another's external
+	// id links both), in row order, so that a repeated person resubmits on
+	// the lead its first row made and a key's first row is its first use;
+	// unlinked rows side by side.
 	slices.SortFunc(single, func(x, y pending) int { return x.i - y.i })
-	group := map[ClaimKey]int{}
-	var groups [][]pending
-	for _, p := range single {
-		g := -1
-		for _, k := range p.ids.all() {
-			if x, ok := group[k]; ok {
-				g = x
-				break
-			}
-		}
-		if g < 0 {
-			g = len(groups)
-			groups = append(groups, nil)
-		}
-		groups[g] = append(groups[g], p)
-		for _, k := range p.ids.all() {
-			if _, ok := group[k]; !ok {
-				group[k] = g
-			}
-		}
-	}
+	groups := linked(single)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, importWorkers)
 	for _, g := range groups {
@@ -242,4 +224,44 @@ func (b *ImportBatch) Write(ctx context.Context) []ImportResult {
 	}
 	wg.Wait()
 	return out
+}
+
+// linked splits rows into groups that share no identity and no
+// idempotency key, each in the rows' order (a union-find over the keys).
+func linked(rows []pending) [][]pending {
+	parent := make([]int, len(rows))
+	var root func(int) int
+	root = func(i int) int {
+		if parent[i] != i {
+			parent[i] = root(parent[i])
+		}
+		return parent[i]
+	}
+	first := map[ClaimKey]int{}
+	for i, p := range rows {
+		parent[i] = i
+		keys := p.ids.all()
+		if k := p.l.IdempotencyKey; k != "" {
+			keys = append(keys, ClaimKey{Kind: "idempotency_key", Token: k})
+		}
+		for _, k := range keys {
+			if j, ok := first[k]; ok {
+				parent[root(i)] = root(j)
+			} else {
+				first[k] = i
+			}
+		}
+	}
+	var groups [][]pending
+	at := map[int]int{}
+	for i, p := range rows {
+		g, ok := at[root(i)]
+		if !ok {
+			g = len(groups)
+			at[root(i)] = g
+			groups = append(groups, nil)
+		}
+		groups[g] = append(groups[g], p)
+	}
+	return groups
 }

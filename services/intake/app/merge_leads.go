@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
@@ -233,7 +234,7 @@ func checkPair(in MergeLeads) error {
 	if in.Survivor != "" && in.Survivor == in.Absorbed {
 		v.Add("absorbed_lead_id", "must differ from survivor_lead_id")
 	}
-	if in.Reason == "" {
+	if strings.TrimSpace(in.Reason) == "" {
 		v.Add("reason", "is required")
 	}
 	form.Text(&v, "reason", in.Reason, MaxReason, false)

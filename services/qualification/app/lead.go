@@ -65,8 +65,10 @@ type lead struct {
 	// verdicts holds the causation ids of its LeadQualified and
 	// LeadDisqualified events: the LeadScored events they follow.
 	verdicts map[eventKey]bool
-	// reengaged is the event id of its latest LeadReengaged, if any.
-	reengaged string
+	// reengaged is the event id of its latest LeadReengaged, if any, and
+	// reengagedSeq its sequence.
+	reengaged    string
+	reengagedSeq uint64
 	// lastTrigger is the sequence of its latest trigger event.
 	lastTrigger uint64
 }
@@ -150,7 +152,7 @@ func (l *lead) apply(recs []eventstore.Record, asOf uint64) {
 		case *eventv1.Event_LeadQualified, *eventv1.Event_LeadDisqualified:
 			l.verdicts[keyOf(ev.GetCausationId())] = true
 		case *eventv1.Event_LeadReengaged:
-			l.reengaged = ev.GetEventId()
+			l.reengaged, l.reengagedSeq = ev.GetEventId(), r.Seq
 		}
 		if hasFacts(ev) {
 			l.pending = append(l.pending, r)
@@ -220,6 +222,17 @@ func (l *lead) setConsent(c *eventv1.Consent) {
 // latest re-engagement has no score yet.
 func (l *lead) awaitsReengagedScore() bool {
 	return l.state.Status == lifecycle.StatusNurturing && l.reengaged != "" && !l.scored(l.reengaged)
+}
+
+// coveredAt reports whether a score already covers the facts of the
+// event at seq, though not caused by it: the re-score's of the active
+// version v after it, or that of a later re-engagement (which a re-score
+// answers ahead of the live scorer, with every fact it had).
+func (l *lead) coveredAt(seq uint64, v registry.Version) bool {
+	if v.Activation != nil && l.scoredFor[keyOf(v.Activation.EventID)] > seq {
+		return true
+	}
+	return l.reengaged != "" && l.reengagedSeq > seq && l.scored(l.reengaged)
 }
 
 // triggeredSinceScore reports whether the lead has a trigger that no

@@ -90,10 +90,10 @@ func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev 
 		if err := eventstore.Behind(leadID, l.version, seq); err != nil {
 			return err
 		}
-		// Scored for ev already (a redelivery), or re-scored under the
-		// active version after ev, by a re-score that loaded ev's facts
-		// (a live score after ev may be for an earlier event, with facts
-		// as of that one): nothing to add.
+		// Scored for ev already (a redelivery), or covered by a re-score
+		// after ev that loaded ev's facts (coveredAt; a live score after
+		// ev may be for an earlier event, with facts as of that one):
+		// nothing to add.
 		v, _ := reg.Get(reg.Active)
 		if l.scored(ev.GetEventId()) {
 			// A redelivery: the score is there; finish its verdict if the
@@ -114,7 +114,7 @@ func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev 
 			a.folds.put(l)
 			return nil
 		}
-		if l.version == 0 || (v.Activation != nil && l.scoredFor[keyOf(v.Activation.EventID)] > seq) {
+		if l.version == 0 || l.coveredAt(seq, v) {
 			a.folds.put(l)
 			return nil
 		}
