@@ -2,13 +2,17 @@ package main
 
 import (
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
+	"github.com/leadflow/leadflow/pkg/testenv"
+	"github.com/leadflow/leadflow/services/intake/app"
 )
 
 const (
@@ -223,4 +227,55 @@ func TestMergeAndUnmergeNeedAReason(t *testing.T) {
 	_, err = e.client.UnmergeLeads(ctx, &intakev1.UnmergeLeadsRequest{SurvivorLeadId: a, AbsorbedLeadId: b, Reason: " "})
 	assertField(t, err, "reason")
 	e.assertCounts(t, before)
+}
+
+// A capture that finds one of its identities held by a lead whose first
+// event is not stored yet (a person captured again after an erasure:
+// their email is claimed for the new lead first) waits for that event,
+// then records the two as a merge candidate; skipped, one person would
+// be two leads with nothing saying so.
+func TestACandidateWhoseLeadIsBeingCreatedIsRecorded(t *testing.T) {
+	n := testenv.StartNATS(t)
+	reached, gate := make(chan string, 1), make(chan struct{})
+	var armed atomic.Bool
+	cfg := Config{Addr: "127.0.0.1:0", NATSURL: n.Server.URL(), Stream: "LEADFLOW", Replicas: 1,
+		MasterKey: hexKey(t), BlindKey: hexKey(t), Grace: time.Second}
+	cfg.crashPoints = func(p app.CrashPoint, lead string) {
+		if p == app.AfterClaims && armed.CompareAndSwap(true, false) {
+			reached <- lead
+			<-gate
+		}
+	}
+	e := startWith(t, n, cfg)
+	ctx := ctxT(t)
+	first := e.capture(t, lead("again@c.example")).GetLeadId()
+	if _, err := e.client.EraseLead(ctx, &intakev1.EraseLeadRequest{LeadId: first, Reason: "access request"}); err != nil {
+		t.Fatal(err)
+	}
+	crm := e.capture(t, withExt(lead("crm@c.example"), "crm-9")).GetLeadId()
+
+	armed.Store(true)
+	again := make(chan *intakev1.CaptureLeadResponse, 1)
+	go func() {
+		r, err := e.client.CaptureLead(ctx, lead("again@c.example"))
+		if err != nil {
+			t.Error(err)
+		}
+		again <- r
+	}()
+	fresh := <-reached // its email claimed, its event not stored
+	time.AfterFunc(100*time.Millisecond, func() { close(gate) })
+	if r := e.capture(t, withExt(lead("again@c.example"), "crm-9")); r.GetLeadId() != crm {
+		t.Fatalf("the form with both identities went to %s, want the external id's lead %s", r.GetLeadId(), crm)
+	}
+	if r := <-again; r.GetLeadId() != fresh || r.GetOutcome() != intakev1.CaptureOutcome_CAPTURE_OUTCOME_CREATED {
+		t.Fatalf("the person captured again: %v, want the new lead %s", r, fresh)
+	}
+	var found bool
+	for _, ev := range e.timeline(t, crm) {
+		found = found || ev.GetMergeCandidateFound().GetOtherLeadId() == fresh
+	}
+	if !found {
+		t.Fatalf("no merge candidate between %s (the external id's) and %s (the email's)", crm, fresh)
+	}
 }

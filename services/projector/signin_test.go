@@ -73,6 +73,16 @@ func TestDashboardSignIn(t *testing.T) {
 		}
 	}
 
+	// A cross-site form posts text/plain: it signs no browser in.
+	res, err := http.Post(base+"api/session", "text/plain", strings.NewReader(`{"token":"`+reports+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusUnsupportedMediaType || len(res.Cookies()) != 0 {
+		t.Fatalf("sign-in posted as text/plain: %d, cookies %v; want 415 and none", res.StatusCode, res.Cookies())
+	}
+
 	b := newBrowser(t, chromium, base)
 	b.run(t, chromedp.Navigate(base))
 	b.waitFor(t, `document.body.dataset.signin === "true"`, 20*time.Second)

@@ -159,6 +159,9 @@ type CrashPoint string
 const (
 	// AfterErased: a LeadErased is stored, the keys not yet shredded.
 	AfterErased CrashPoint = "erased"
+	// AfterClaims: a capture's claims made before its event are stored
+	// (a person captured again after an erasure), the event not yet.
+	AfterClaims CrashPoint = "claims"
 	// AfterStored: a command's events are stored, the writes that follow
 	// them (claims, merge candidates) not yet.
 	AfterStored CrashPoint = "stored"

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
@@ -475,28 +476,54 @@ func (a *App) claimRest(lead, via string, ids identities, held map[ClaimKey]Hold
 					errs = append(errs, err)
 					continue
 				}
-				// Taken meanwhile: by whom?
-				now, err := a.leads.Holders(ctx, k)
-				if err != nil {
-					errs = append(errs, err)
-					continue
-				}
-				h = now[k]
+				h = Holder{} // taken meanwhile: by whom? (holderOf)
 			}
-			if h.LeadID == "" || h.LeadID == lead || h.LeadID == via {
-				continue
-			}
-			other, head, err := a.follow(ctx, h.LeadID, nil)
+			other, err := a.holderOf(ctx, k, h)
 			if err != nil {
 				errs = append(errs, err)
 				continue
 			}
-			if other == lead || head == nil {
+			if other == "" || other == lead { // via is merged into lead
 				continue
 			}
 			errs = append(errs, a.recordCandidate(ctx, lead, other, k.Kind, ev.GetEventId(), meta))
 		}
 		return errors.Join(errs...)
+	}
+}
+
+// holderOf is the lead that holds k, after merges, when it has events:
+// h, or whoever the claim names now when h is empty (our claim lost a
+// race). A holder read as nobody after a lost claim (a replica behind
+// answered) or whose lead has no event yet (its capture is between its
+// claim and its event) is read again for up to about a second: skipped,
+// the two leads of one person would not be recorded as a candidate.
+func (a *App) holderOf(ctx context.Context, k ClaimKey, h Holder) (string, error) {
+	const tries = 6 // 25 ms doubling: 0.8 s in all
+	for try := 0; ; try++ {
+		if h.LeadID == "" {
+			now, err := a.leads.Holders(ctx, k)
+			if err != nil {
+				return "", err
+			}
+			h = now[k]
+		}
+		if h.LeadID != "" {
+			other, head, err := a.follow(ctx, h.LeadID, nil)
+			if err != nil || head != nil {
+				return other, err
+			}
+		}
+		if try == tries-1 {
+			return "", nil // a claim whose capture died: the next capture adopts it
+		}
+		t := time.NewTimer(25 * time.Millisecond << try)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return "", ctx.Err()
+		case <-t.C:
+		}
 	}
 }
 

@@ -266,6 +266,9 @@ func (a *App) execute(ctx context.Context, p *plan) (uint64, error) {
 			return 0, err
 		}
 	}
+	if len(p.before) > 0 {
+		a.passed(AfterClaims, p.leadID)
+	}
 	if p.create {
 		return a.leads.Create(ctx, p.leadID, p.event)
 	}

@@ -3,6 +3,7 @@ package dashboard
 import (
 	"encoding/json"
 	"errors"
+	"mime"
 	"net/http"
 	"strings"
 
@@ -78,6 +79,12 @@ func (h *Handler) session(w http.ResponseWriter, r *http.Request) {
 	case http.MethodPost:
 		if h.cfg.Auth == nil {
 			h.json(w, map[string]any{"auth": false})
+			return
+		}
+		// A cross-site form can post text/plain, not JSON (that needs
+		// CORS): it cannot sign a browser in with another's token.
+		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+			h.deny(w, http.StatusUnsupportedMediaType, "want Content-Type application/json")
 			return
 		}
 		var in struct {
