@@ -57,17 +57,17 @@ type sentRow struct {
 }
 
 // ImportLeads captures up to ImportChunk rows. Rows of people distinct
-// within the chunk and without an idempotency key or external id are decided from one
-// look-up of the chunk's identities and written together, each as
-// CaptureLead would write it (a new person's first event under the id
-// derived from their email, then its external id claim; a known person's
+// within the chunk, without an idempotency key or external id, are
+// decided from one look-up of the chunk's identities and written
+// together, each as CaptureLead would write it (a new person's first
+// event under the id derived from their email; a known person's
 // LeadResubmitted at the version looked up), all sent at once rather than
 // one after the other. The rest (a person twice in the chunk, keyed rows
 // and rows with an external id, a row whose lead changed since the
-// look-up, anything but a plain
-// creation or resubmission) go through CaptureLead: rows of one person in
-// row order, different people side by side. So every row gets exactly
-// CaptureLead's semantics. Results are in row order.
+// look-up, anything but a plain creation or resubmission) go through
+// CaptureLead: linked rows in row order, the others side by side. So
+// every row gets exactly CaptureLead's semantics. Results are in row
+// order.
 func (a *App) ImportLeads(ctx context.Context, rows []ImportRow, meta envelope.Meta) []ImportResult {
 	return a.PrepareImport(ctx, rows, meta, nil).Write(ctx)
 }
@@ -119,9 +119,8 @@ func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope
 		}
 		if l.IdempotencyKey != "" || l.ExternalID.GetId() != "" || repeat {
 			// A keyed row (an external id keys it too) needs its record
-			// looked up; the same person
-			// again in this chunk or the one before finds the first row's
-			// lead and resubmits on it.
+			// looked up; the same person again in this chunk or the one
+			// before finds the first row's lead and resubmits on it.
 			single = append(single, p)
 			continue
 		}
