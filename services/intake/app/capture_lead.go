@@ -478,12 +478,15 @@ func (a *App) claimRest(lead, via string, ids identities, held map[ClaimKey]Hold
 				}
 				h = Holder{} // taken meanwhile: by whom? (holderOf)
 			}
+			if h.LeadID == lead || h.LeadID == via {
+				continue // ours: no read
+			}
 			other, err := a.holderOf(ctx, k, h)
 			if err != nil {
 				errs = append(errs, err)
 				continue
 			}
-			if other == "" || other == lead { // via is merged into lead
+			if other == "" || other == lead {
 				continue
 			}
 			errs = append(errs, a.recordCandidate(ctx, lead, other, k.Kind, ev.GetEventId(), meta))
