@@ -15,15 +15,13 @@ import (
 	"github.com/leadflow/leadflow/pkg/testenv"
 )
 
-// On three nodes with three replicas, a lead keeps its history and its
-// optimistic concurrency (the replicated refusal is another error code)
-// when the stream's leader stops, and again when the next leader stops
-// after the first came back: the returning node caught up, or the stream
-// would have no quorum.
-func TestReplicatedStreamOutlivesItsLeaders(t *testing.T) {
-	c := testenv.StartCluster(t, 3)
+// replicatedLead starts three nodes with the lead stream on three
+// replicas and appends one event ("before") to a new lead.
+func replicatedLead(t *testing.T) (c *testenv.Cluster, ctx context.Context, stream jetstream.Stream, s *eventstore.Store, lead string, version uint64) {
+	t.Helper()
+	c = testenv.StartCluster(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	t.Cleanup(cancel)
 	stream, err := eventstore.EnsureStream(ctx, c.JS, eventstore.StreamConfig{Replicas: 3})
 	if err != nil {
 		t.Fatal(err)
@@ -31,13 +29,33 @@ func TestReplicatedStreamOutlivesItsLeaders(t *testing.T) {
 	if r := stream.CachedInfo().Config.Replicas; r != 3 {
 		t.Fatalf("stream has %d replicas, want 3", r)
 	}
-	s := eventstore.New(c.JS, "")
-	lead := uuid.NewString()
-	subj := eventstore.LeadSubject(lead)
-	version, err := s.Append(ctx, subj, 0, activity(t, lead, "before"))
+	s = eventstore.New(c.JS, "")
+	lead = uuid.NewString()
+	version, err = s.Append(ctx, eventstore.LeadSubject(lead), 0, activity(t, lead, "before"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c, ctx, stream, s, lead, version
+}
+
+// details are the activities' details of recs, in order.
+func details(recs []eventstore.Record) []string {
+	var out []string
+	for _, r := range recs {
+		out = append(out, r.Event.GetActivityRecorded().GetDetail())
+	}
+	return out
+}
+
+// On three nodes with three replicas, a lead keeps its history and its
+// optimistic concurrency (the replicated refusal is another error code)
+// when the stream's leader stops, and again when the next leader stops
+// after the first came back: the returning node caught up, or the stream
+// would have no quorum.
+func TestReplicatedStreamOutlivesItsLeaders(t *testing.T) {
+	c, ctx, stream, s, lead, version := replicatedLead(t)
+	subj := eventstore.LeadSubject(lead)
+	var err error
 	stale := func() {
 		t.Helper()
 		_, err := s.Append(ctx, subj, 0, activity(t, lead, "stale"))
@@ -94,12 +112,8 @@ func TestReplicatedStreamOutlivesItsLeaders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var details []string
-	for _, r := range recs {
-		details = append(details, r.Event.GetActivityRecorded().GetDetail())
-	}
-	if !slices.Equal(details, want) || recs[len(recs)-1].Seq != version {
-		t.Fatalf("history %q, want %q at version %d", details, want, version)
+	if got := details(recs); !slices.Equal(got, want) || recs[len(recs)-1].Seq != version {
+		t.Fatalf("history %q, want %q at version %d", got, want, version)
 	}
 	stale()
 }
@@ -277,20 +291,8 @@ func BenchmarkReplicatedLast(b *testing.B) {
 // That refusal is no conflict: the first attempt is stored once a
 // follower is back, and the commit reports it stored, not lost.
 func TestABatchStillReplicatingIsNoConflict(t *testing.T) {
-	c := testenv.StartCluster(t, 3)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	stream, err := eventstore.EnsureStream(ctx, c.JS, eventstore.StreamConfig{Replicas: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := eventstore.New(c.JS, "")
-	lead := uuid.NewString()
+	c, ctx, stream, s, lead, version := replicatedLead(t)
 	subj := eventstore.LeadSubject(lead)
-	version, err := s.Append(ctx, subj, 0, activity(t, lead, "before"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	info, err := stream.Info(ctx)
 	if err != nil || info.Cluster == nil {
 		t.Fatalf("stream info: %v", err)
@@ -324,11 +326,7 @@ func TestABatchStillReplicatingIsNoConflict(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var details []string
-	for _, rec := range recs {
-		details = append(details, rec.Event.GetActivityRecorded().GetDetail())
-	}
-	if want := []string{"before", "one", "two"}; !slices.Equal(details, want) || recs[len(recs)-1].Seq != r.v {
-		t.Fatalf("history %q at %d, want %q at the commit's version %d", details, recs[len(recs)-1].Seq, want, r.v)
+	if got, want := details(recs), []string{"before", "one", "two"}; !slices.Equal(got, want) || recs[len(recs)-1].Seq != r.v {
+		t.Fatalf("history %q at %d, want %q at the commit's version %d", got, recs[len(recs)-1].Seq, want, r.v)
 	}
 }

@@ -257,14 +257,13 @@ func (a *App) captureKey(l form.Lead) (idemKey, error) {
 	if l.IdempotencyKey != "" || l.ExternalID.GetId() == "" {
 		return a.newIdemKey("idempotency_key", "capture", l.IdempotencyKey, content...)
 	}
-	same, err := a.newIdemKey("external_id", "capture-external", "content", content...)
+	key, err := a.newIdemKey("external_id", "capture-external", "content", content...)
 	if err != nil {
 		return idemKey{}, err
 	}
-	key, err := a.newIdemKey("external_id", "capture-external",
-		l.ExternalID.GetSystem()+"\x00"+l.ExternalID.GetId()+"\x00"+same.fingerprint, content...)
+	key.token = a.keys.BlindID("idem-capture-external", l.ExternalID.GetSystem()+"\x00"+l.ExternalID.GetId()+"\x00"+key.fingerprint)
 	key.untilErased = true
-	return key, err
+	return key, nil
 }
 
 // identities are the claim keys of one capture.
