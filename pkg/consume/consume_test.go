@@ -176,6 +176,50 @@ func TestWriteWithoutStreamLeaderDeadLettersNothing(t *testing.T) {
 	}
 }
 
+// A write nobody answers in its time (on a cluster, a stream whose
+// replicas elect or catch up after a node died: its subscriptions stay,
+// but no leader answers) fails for the server, not the message: it
+// dead-letters nothing, however long it lasts. Here a plain subscriber
+// stands for the leaderless stream until the stream appears.
+func TestUnansweredWriteDeadLettersNothing(t *testing.T) {
+	n := startParts(t)
+	publishMany(t, n.JS, 10, 1)
+	silent, err := n.Conn.SubscribeSync("out.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config("unanswered")
+	cfg.Attempts = 2
+	var handled, failed atomic.Int32
+	start(t, n.JS, cfg, func(ctx context.Context, m consume.Msg) error {
+		ctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		defer cancel()
+		if _, err := n.JS.Publish(ctx, "out."+keyOf(m.Subject), nil); err != nil {
+			failed.Add(1)
+			return fmt.Errorf("publish: %w", err)
+		}
+		handled.Add(1)
+		return nil
+	})
+	eventually(t, 30*time.Second, func() bool {
+		if dl := deadLetters(t, n.JS); len(dl) != 0 {
+			t.Fatalf("dead letters while no stream answered: %+v", dl)
+		}
+		return failed.Load() >= int32(10*(cfg.Attempts+2))
+	}, "the writes did not time out")
+	if handled.Load() != 0 {
+		t.Fatalf("%d writes were answered by a subscriber that never answers", handled.Load())
+	}
+	if _, err := n.JS.CreateStream(context.Background(), jetstream.StreamConfig{Name: "OUT", Subjects: []string{"out.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	_ = silent.Unsubscribe()
+	eventually(t, 30*time.Second, func() bool { return handled.Load() == 10 }, "handled %d of 10 once the stream answered", handled.Load())
+	if dl := deadLetters(t, n.JS); len(dl) != 0 {
+		t.Fatalf("dead letters: %+v", dl)
+	}
+}
+
 // A handler whose read of the stream does not yet show the message
 // (eventstore.ErrBehind: on a cluster, a stream leader behind the consumer)
 // waits for the read to catch up however many attempts that takes: a lag

@@ -237,12 +237,15 @@ func (r *runner) attempt(ctx context.Context, it *item, m Msg, h *handling) (don
 // serverAway reports whether a failed attempt failed for the server, not
 // for the message: JetStream could not take a request (a server starting,
 // a stream between leaders after a node died: eventstore.Unavailable), a
-// read the handler made did not yet show the message (a new stream leader
-// still applying: eventstore.ErrBehind), or the connection dropped during
-// the attempt (reconnects is the connection's count before it).
+// request went unanswered in its time (a stream electing or catching up:
+// eventstore.Unanswered; every timeout a handler sets bounds a call to a
+// server), a read the handler made did not yet show the message (a new
+// stream leader still applying: eventstore.ErrBehind), or the connection
+// dropped during the attempt (reconnects is the connection's count before
+// it). The caller checked that the handler's own context is live.
 func (r *runner) serverAway(err error, reconnects uint64) bool {
 	nc := r.js.Conn()
-	return eventstore.Unavailable(err) || errors.Is(err, eventstore.ErrBehind) ||
+	return eventstore.Unavailable(err) || eventstore.Unanswered(err) || errors.Is(err, eventstore.ErrBehind) ||
 		!nc.IsConnected() || nc.Stats().Reconnects != reconnects
 }
 

@@ -85,3 +85,13 @@ func Unavailable(err error) bool {
 	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
 		errors.As(err, &apiErr) && apiErr.Code == 503
 }
+
+// Unanswered reports whether a request to the server got no answer in its
+// time, or a commit's outcome stayed unknown: on a cluster, a stream whose
+// replicas are electing or catching up after a node died keeps its
+// subscriptions but answers nothing, for as long as that lasts. It says
+// nothing of the request itself, unlike a refusal.
+func Unanswered(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, ErrUnknownOutcome)
+}
