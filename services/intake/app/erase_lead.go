@@ -227,11 +227,16 @@ func (a *App) identitiesOf(ctx context.Context, leadID string, subs []submission
 	return out, nil
 }
 
-// finishErase releases the identities an erasure names, where they still
-// point at the lead, and shreds its keys (keyIDs: every key its events
-// name). Both are idempotent, so an erasure cut short is finished by
-// asking again.
+// finishErase shreds the lead's keys (keyIDs: every key its events name)
+// and releases the identities the erasure names, where they still point at
+// the lead. The keys go first: LeadErased names what to release, so a
+// release failing leaves no personal data readable while it is retried.
+// Both are idempotent, so an erasure cut short is finished by asking
+// again.
 func (a *App) finishErase(ctx context.Context, leadID string, released []*eventv1.Identity, keyIDs []string, eventID string) error {
+	if err := a.keys.Shred(ctx, leadID, keyIDs...); err != nil {
+		return err
+	}
 	keys := make([]ClaimKey, len(released))
 	for i, id := range released {
 		keys[i] = ClaimKey{Kind: id.GetKind(), Token: id.GetToken()}
@@ -247,7 +252,7 @@ func (a *App) finishErase(ctx context.Context, leadID string, released []*eventv
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("release identities of %s: %w", leadID, err)
 	}
-	return a.keys.Shred(ctx, leadID, keyIDs...)
+	return nil
 }
 
 // sealedKeyIDs names the keys that sealed anything in recs: every bytes
