@@ -108,6 +108,16 @@ func testHandoffBrief(t *testing.T, newWorld func(testing.TB) *world) {
 		t.Errorf("routing %v, segment %q, profile %v", b.GetRouting(), b.GetSegment(), b.GetProfile())
 	}
 
+	// Erased, its keys not shredded yet: the brief opens none of it.
+	w.write(t, id, lifecycle.Command{Name: lifecycle.Erase}, &eventv1.LeadErased{Reason: "request"}, intakeActor)
+	r, err = c.GetHandoffBrief(ctx, &handoffv1.GetHandoffBriefRequest{LeadId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rj := r.GetBrief().GetRejections(); r.GetBrief().GetStatus() != eventv1.LeadStatus_LEAD_STATUS_ERASED || len(rj) != 1 || rj[0].GetNote() != "" {
+		t.Errorf("brief of an erased lead: status %v, rejections %v, want ERASED and no note", r.GetBrief().GetStatus(), rj)
+	}
+
 	_, err = c.GetHandoffBrief(ctx, &handoffv1.GetHandoffBriefRequest{LeadId: uuid.NewString()})
 	wantCode(t, err, codes.NotFound, "")
 	_, err = c.GetHandoffBrief(ctx, &handoffv1.GetHandoffBriefRequest{LeadId: "lead.*"})

@@ -169,8 +169,12 @@ func (a *App) HandoffBrief(ctx context.Context, leadID string) (Brief, error) {
 	if len(b.Activities) > maxActivities {
 		b.Activities = b.Activities[:maxActivities]
 	}
-	if err := a.openBrief(ctx, &b, sealed); err != nil {
-		return Brief{}, err
+	// An erased lead's keys may outlive LeadErased for a moment (or until
+	// its erasure's timer finishes a cut-short one): open nothing of it.
+	if b.State.Status != lifecycle.StatusErased {
+		if err := a.openBrief(ctx, &b, sealed); err != nil {
+			return Brief{}, err
+		}
 	}
 	if id := b.FirstTouch.Attribution.GetCampaignId(); id != "" {
 		camp, err := a.campaign(ctx, id)
