@@ -129,7 +129,10 @@ type Config struct {
 	DeliverPolicy jetstream.DeliverPolicy
 	// ShutdownGrace is how long in-flight handlers may run on after ctx is
 	// cancelled (or their partition moves) before their context is
-	// cancelled, default 5s.
+	// cancelled, default 5s, and at most PinnedTTL minus AckWait and the
+	// pull wait (3.5s by default): a member handing back stops pulling, and
+	// what it holds must be back on the server before its pin lapses and
+	// the next owner gets newer messages.
 	ShutdownGrace time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger

@@ -3,6 +3,7 @@ package consume
 import (
 	"context"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -13,6 +14,13 @@ import (
 func SetParkedListed(f func()) (restore func()) {
 	parkedListed.Store(&f)
 	return func() { parkedListed.Store(nil) }
+}
+
+// SetUnansweredFor changes how long unanswered attempts are waited out,
+// until the returned func is called.
+func SetUnansweredFor(d time.Duration) (restore func()) {
+	old := unansweredFor.Swap(int64(d))
+	return func() { unansweredFor.Store(old) }
 }
 
 // RecordStarts stores n unfinished handlings of the message at seq of key

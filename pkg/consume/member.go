@@ -60,6 +60,9 @@ func Members(ctx context.Context, js jetstream.JetStream, bucket, group string) 
 	for range l.Keys() {
 		n++
 	}
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("consume: members of %s: %w", group, err)
+	}
 	return n, nil
 }
 
@@ -86,6 +89,10 @@ func (r *runner) renew(ctx context.Context) ([]string, error) {
 		if id, ok := strings.CutPrefix(k, r.cfg.Group+"."); ok && id != r.id {
 			live = append(live, id)
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		// The list ends without an error when ctx does: it may be cut short.
+		return nil, fmt.Errorf("consume: list members: %w", err)
 	}
 	slices.Sort(live)
 	return live, nil

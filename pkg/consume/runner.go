@@ -243,7 +243,7 @@ func (r *runner) fetchLoop(ctx context.Context, p *partition) {
 			if got++; got == 1 {
 				r.onDelivery(p)
 			}
-			it, err := newItem(m, p, r.cfg.Key)
+			it, err := newItem(m, p, r.cfg.Key, pull.at)
 			if err != nil {
 				r.log.Error("consume: not a JetStream message", "subject", m.Subject(), "error", err)
 				continue
@@ -407,7 +407,7 @@ func (r *runner) pullFailed(ctx context.Context, p *partition, err error, failur
 }
 
 // release hands p back: no new handler starts, running ones finish (their
-// context is cancelled after ShutdownGrace), every message still held is
+// context is cancelled after handBackGrace), every message still held is
 // naked in stream order, and the pin is given up. A plain nak puts the
 // message straight on the consumer's redelivery queue, which the server
 // serves before any new message, so the next owner's first deliveries are
@@ -417,7 +417,7 @@ func (r *runner) release(p *partition) {
 	p.mu.Lock()
 	p.releasing = true
 	p.wcancel()
-	grace := time.AfterFunc(r.cfg.ShutdownGrace, p.hcancel)
+	grace := time.AfterFunc(r.handBackGrace(), p.hcancel)
 	for p.inflight > 0 {
 		p.idle.Wait()
 	}
@@ -448,6 +448,13 @@ func (r *runner) release(p *partition) {
 		p.pinned = time.Time{}
 	}
 	p.mu.Unlock()
+}
+
+// handBackGrace is how long a release lets running handlers finish:
+// ShutdownGrace, cut to end before the pin lapses (the releasing member
+// pulls no more), with AckWait to spare for the hand-back itself.
+func (r *runner) handBackGrace() time.Duration {
+	return min(r.cfg.ShutdownGrace, r.cfg.PinnedTTL-r.cfg.AckWait-fetchWait)
 }
 
 func cmpSeq(a, b uint64) int {

@@ -29,11 +29,14 @@ type item struct {
 	part     *partition
 	delivery jetstream.Msg
 	state    atomic.Int32
-	touched  atomic.Int64 // unix nanos of delivery or the last progress signal
+	touched  atomic.Int64 // unix nanos of the pull that brought it, or of the last progress signal
 	req      *request
 }
 
-func newItem(m jetstream.Msg, p *partition, key func(string) string) (*item, error) {
+// newItem is m, which a pull sent at pulled brought: its lease counts from
+// then, not from when it is read off the batch, which may be long after
+// (a reload of the parked keys, a frozen process).
+func newItem(m jetstream.Msg, p *partition, key func(string) string, pulled time.Time) (*item, error) {
 	meta, err := m.Metadata()
 	if err != nil {
 		return nil, err
@@ -52,7 +55,7 @@ func newItem(m jetstream.Msg, p *partition, key func(string) string) (*item, err
 		part:     p,
 		delivery: m,
 	}
-	it.touched.Store(time.Now().UnixNano())
+	it.touched.Store(pulled.UnixNano())
 	return it, nil
 }
 
@@ -189,6 +192,7 @@ func (r *runner) process(it *item) {
 // holds h's share of the process's handlers (unfinished.go).
 func (r *runner) attempt(ctx context.Context, it *item, m Msg, h *handling) (done bool, err error) {
 	budget := r.cfg.Attempts
+	var unanswered time.Time // the first attempt that went unanswered
 	for n, away := 1, 0; ; n++ {
 		reconnects := r.js.Conn().Stats().Reconnects
 		if !h.lock(it.part.wctx, h.alone) {
@@ -210,7 +214,7 @@ func (r *runner) attempt(ctx context.Context, it *item, m Msg, h *handling) (don
 		}
 		wait := r.cfg.Backoff(n)
 		switch {
-		case r.serverAway(err, reconnects):
+		case r.serverAway(err, reconnects) || r.waitUnanswered(err, &unanswered):
 			// The server restarting or out of reach is not the message's
 			// fault: wait for it without using up the message's attempts,
 			// so an outage dead-letters nothing (a redelivered message
@@ -237,16 +241,34 @@ func (r *runner) attempt(ctx context.Context, it *item, m Msg, h *handling) (don
 // serverAway reports whether a failed attempt failed for the server, not
 // for the message: JetStream could not take a request (a server starting,
 // a stream between leaders after a node died: eventstore.Unavailable), a
-// request went unanswered in its time (a stream electing or catching up:
-// eventstore.Unanswered; every timeout a handler sets bounds a call to a
-// server), a read the handler made did not yet show the message (a new
-// stream leader still applying: eventstore.ErrBehind), or the connection
-// dropped during the attempt (reconnects is the connection's count before
-// it). The caller checked that the handler's own context is live.
+// read the handler made did not yet show the message (a new stream leader
+// still applying: eventstore.ErrBehind), or the connection dropped during
+// the attempt (reconnects is the connection's count before it).
 func (r *runner) serverAway(err error, reconnects uint64) bool {
 	nc := r.js.Conn()
-	return eventstore.Unavailable(err) || eventstore.Unanswered(err) || errors.Is(err, eventstore.ErrBehind) ||
+	return eventstore.Unavailable(err) || errors.Is(err, eventstore.ErrBehind) ||
 		!nc.IsConnected() || nc.Stats().Reconnects != reconnects
+}
+
+// unansweredFor is how long a message's attempts that went unanswered
+// (eventstore.Unanswered) are waited out before they count: a stream
+// electing or catching up after a node died answers nothing for a while,
+// but a handler that times out for a reason of its own must still end in
+// a dead letter, not hold its worker for ever.
+var unansweredFor atomic.Int64
+
+func init() { unansweredFor.Store(int64(5 * time.Minute)) }
+
+// waitUnanswered reports whether err is an unanswered request to wait out,
+// since is when this message's first one failed (set here).
+func (r *runner) waitUnanswered(err error, since *time.Time) bool {
+	if !eventstore.Unanswered(err) {
+		return false
+	}
+	if since.IsZero() {
+		*since = time.Now()
+	}
+	return time.Since(*since) < time.Duration(unansweredFor.Load())
 }
 
 func (r *runner) handingBack(p *partition) bool {
