@@ -10,7 +10,8 @@ package main
 //     round by round so one lead's events lie far apart in the stream;
 //   - 64 workers in one process, a lead always on the same worker (FNV-1a
 //     of the subject), fed by pulls of 256 from pinned durables with
-//     MaxAckPending 512, as pkg/consume's defaults are;
+//     MaxAckPending 64 each, as pkg/consume's defaults are (the one durable
+//     holds as many as the 16 do together);
 //   - per trigger message, one publish to its own subject with
 //     WithExpectLastSequencePerSubject(the subject's last sequence, which the
 //     worker knows: no read), then an ack;
@@ -199,7 +200,9 @@ func floorOnce(ctx context.Context, js jetstream.JetStream, ids []string, per in
 		cc := jetstream.ConsumerConfig{Durable: "floor", FilterSubject: "lead.>", AckPolicy: jetstream.AckExplicitPolicy,
 			MaxAckPending: shape.maxAck, PriorityPolicy: jetstream.PriorityPolicyPinned, PriorityGroups: []string{floorPinGroup},
 			PinnedTTL: 6 * time.Second}
-		if durables > 1 {
+		if durables == 1 {
+			cc.MaxAckPending = shape.maxAck * eventstore.Partitions
+		} else {
 			cc.Durable = fmt.Sprintf("floor_p%02d", p)
 			cc.FilterSubject = "lead." + strconv.Itoa(p) + ".>"
 		}

@@ -63,7 +63,7 @@ func run() error {
 		return runHandoff(ctx, os.Stdout, *syncAlways)
 	}
 	if *projectorOnly { // projector section: projector.go
-		pf, err := measureProjector(ctx, dir, *projectorLeads, os.Stdout)
+		pf, err := measureProjector(ctx, dir, *projectorLeads, *syncAlways, os.Stdout)
 		if err != nil {
 			return fmt.Errorf("projector: %w", err)
 		}
@@ -154,7 +154,7 @@ func run() error {
 		}
 	}
 	if *projectorOn {
-		pf, err := measureProjector(ctx, dir, *projectorLeads, os.Stdout)
+		pf, err := measureProjector(ctx, dir, *projectorLeads, *syncAlways, os.Stdout)
 		if err != nil {
 			return fmt.Errorf("projector: %w", err)
 		}
