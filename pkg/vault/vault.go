@@ -352,6 +352,22 @@ func (v *Vault) Open(ctx context.Context, leadID string, sealed []byte) ([]byte,
 
 // sealedDEK returns the id and the unwrapped key that sealed data of the
 // lead names. The caller clears the key when done.
+// OpenVia opens data stored on leadID's events that came through via, a
+// lead merged into it (an event's merged_from; "" for its own): sealed
+// with via's key and under its id since 2026-12-05, so via's erasure
+// reaches it, and with leadID's before, which is tried when via's does not
+// open it (once via is erased, such older data reads as shredded).
+func (v *Vault) OpenVia(ctx context.Context, leadID, via string, sealed []byte) ([]byte, error) {
+	if via == "" || via == leadID {
+		return v.Open(ctx, leadID, sealed)
+	}
+	plain, err := v.Open(ctx, via, sealed)
+	if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrNoKey) {
+		return v.Open(ctx, leadID, sealed)
+	}
+	return plain, err
+}
+
 func (v *Vault) sealedDEK(ctx context.Context, leadID string, sealed []byte) (string, [keySize]byte, error) {
 	var dek [keySize]byte
 	if err := checkLeadID(leadID); err != nil {

@@ -326,6 +326,35 @@ func TestBriefTellsTheAbsorbedLeadsStory(t *testing.T) {
 	if b.GetStatus() != eventv1.LeadStatus_LEAD_STATUS_ASSIGNED || b.GetOwner().GetId() != newRep || b.GetJourney() != 1 {
 		t.Errorf("the survivor's own state: %v %v journey %d", b.GetStatus(), b.GetOwner(), b.GetJourney())
 	}
+
+	// What the absorbed lead's person sends while merged lands on the
+	// survivor sealed with the absorbed lead's key, and opens so.
+	w.fact(t, survivor, &eventv1.LeadResubmitted{MergedFrom: absorbed, Profile: dach(50),
+		SealedPersonal: w.sealed(t, absorbed, &eventv1.Personal{Company: "Zeta Holdings", Title: "CFO"})})
+	w.fact(t, survivor, &eventv1.ActivityRecorded{ActivityId: uuid.NewString(), MergedFrom: absorbed,
+		Type: eventv1.ActivityType_ACTIVITY_TYPE_PRICING_PAGE_VISIT, SealedDetail: w.sealedText(t, absorbed, "priced 90 seats")})
+	brief := func() *handoffv1.HandoffBrief {
+		t.Helper()
+		r, err := c.GetHandoffBrief(ctx, &handoffv1.GetHandoffBriefRequest{LeadId: survivor})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.GetBrief()
+	}
+	details := func(b *handoffv1.HandoffBrief) (out []string) {
+		for _, a := range b.GetActivities() {
+			out = append(out, a.GetDetail())
+		}
+		return out
+	}
+	if b := brief(); !slices.Contains(details(b), "priced 90 seats") || b.GetProfile().GetCompany() != "Zeta Holdings" {
+		t.Errorf("while merged: activities %v, company %q; want what came through the absorbed lead, opened", details(b), b.GetProfile().GetCompany())
+	}
+	// The unmerge gives it back with the absorbed lead.
+	w.fact(t, survivor, &eventv1.LeadUnmerged{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "two people"})
+	if b := brief(); len(details(b)) != 0 || b.GetProfile().GetCompany() == "Zeta Holdings" {
+		t.Errorf("after the unmerge: activities %v, company %q; want none of the absorbed lead's", details(b), b.GetProfile().GetCompany())
+	}
 }
 
 // sealedText is free text of the lead sealed as intake seals an

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
@@ -64,16 +65,23 @@ func TestMergeKeepsTheRepsCapacity(t *testing.T) {
 func (w *world) merge(t *testing.T, survivor, absorbed string) {
 	t.Helper()
 	payload := &eventv1.LeadMerged{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "one person"}
-	ev, err := envelope.NewEvent(survivor, payload, envelope.Meta{Actor: intakeActor, CorrelationID: uuid.NewString()}, time.Now())
+	w.fact(t, survivor, payload)
+	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Merge, Reason: survivor}, payload, intakeActor)
+}
+
+// fact writes payload on a lead as intake writes a fact (the survivor's
+// side of a merge or an unmerge): its lifecycle as it is.
+func (w *world) fact(t *testing.T, leadID string, payload proto.Message) {
+	t.Helper()
+	ev, err := envelope.NewEvent(leadID, payload, envelope.Meta{Actor: intakeActor, CorrelationID: uuid.NewString()}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	head := w.lastEvent(t, survivor)
+	head := w.lastEvent(t, leadID)
 	ev.Lifecycle = head.Event.GetLifecycle()
-	if _, err := w.store.Append(ctxT(t), eventstore.LeadSubject(survivor), head.Seq, ev); err != nil {
+	if _, err := w.store.Append(ctxT(t), eventstore.LeadSubject(leadID), head.Seq, ev); err != nil {
 		t.Fatal(err)
 	}
-	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Merge, Reason: survivor}, payload, intakeActor)
 }
 
 // An unmerge gives the absorbed lead back where its merge left it, and

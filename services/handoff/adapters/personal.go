@@ -22,8 +22,8 @@ func NewPersonal(v *vault.Vault) *Personal { return &Personal{v: v} }
 
 // Personal returns what a lead's sealed Personal holds; nil for an erased
 // lead, whose key is gone.
-func (p *Personal) Personal(ctx context.Context, leadID string, sealed []byte) (*eventv1.Personal, error) {
-	plain, err := p.open(ctx, leadID, sealed)
+func (p *Personal) Personal(ctx context.Context, leadID, via string, sealed []byte) (*eventv1.Personal, error) {
+	plain, err := p.open(ctx, leadID, via, sealed)
 	if plain == nil || err != nil {
 		return nil, err
 	}
@@ -35,8 +35,8 @@ func (p *Personal) Personal(ctx context.Context, leadID string, sealed []byte) (
 }
 
 // Text returns sealed text of a lead; "" for an erased lead.
-func (p *Personal) Text(ctx context.Context, leadID string, sealed []byte) (string, error) {
-	plain, err := p.open(ctx, leadID, sealed)
+func (p *Personal) Text(ctx context.Context, leadID, via string, sealed []byte) (string, error) {
+	plain, err := p.open(ctx, leadID, via, sealed)
 	return string(plain), err
 }
 
@@ -53,10 +53,10 @@ func (p *Personal) Seal(ctx context.Context, leadID string, with []byte, text st
 	return k.Seal([]byte(text))
 }
 
-// open opens sealed with the lead's key: nil, no error, once the key is
-// shredded.
-func (p *Personal) open(ctx context.Context, leadID string, sealed []byte) ([]byte, error) {
-	plain, err := p.v.Open(ctx, leadID, sealed)
+// open opens sealed with the lead's key, or via's: nil, no error, once the
+// key is shredded.
+func (p *Personal) open(ctx context.Context, leadID, via string, sealed []byte) ([]byte, error) {
+	plain, err := p.v.OpenVia(ctx, leadID, via, sealed)
 	if errors.Is(err, vault.ErrShredded) || errors.Is(err, vault.ErrNoKey) {
 		return nil, nil
 	}

@@ -117,10 +117,12 @@ type Timers interface {
 type Personal interface {
 	// Personal returns what sealed holds, a LeadCaptured's or
 	// LeadResubmitted's sealed_personal; nil when the lead was erased.
-	Personal(ctx context.Context, leadID string, sealed []byte) (*eventv1.Personal, error)
+	// via is the merged lead it came through (merged_from), whose key
+	// sealed it (vault.Vault.OpenVia); "" for the lead's own.
+	Personal(ctx context.Context, leadID, via string, sealed []byte) (*eventv1.Personal, error)
 	// Text returns sealed text, an ActivityRecorded's sealed_detail; ""
 	// when the lead was erased.
-	Text(ctx context.Context, leadID string, sealed []byte) (string, error)
+	Text(ctx context.Context, leadID, via string, sealed []byte) (string, error)
 	// Seal seals a rep's free text with the key that sealed with (one of
 	// the lead's submissions), so the lead's erasure shreds it too;
 	// ErrErased once it is erased.

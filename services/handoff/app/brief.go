@@ -57,6 +57,7 @@ type Activity struct {
 	Detail     string
 	LeadID     string
 	sealed     []byte // the detail, sealed
+	via        string // the merged lead it came through, whose key sealed it
 }
 
 // Ownership is one rep's time with the lead.
@@ -221,7 +222,7 @@ var recycleSources = map[string]bool{
 // briefOf is one lead's story from its own events, activities in the
 // order they came; sealed is every submission's sealed personal data,
 // absorbed the leads merged into it (and not unmerged since).
-func briefOf(leadID string, recs []eventstore.Record) (b Brief, sealed [][]byte, absorbed []string) {
+func briefOf(leadID string, recs []eventstore.Record) (b Brief, sealed []sealedData, absorbed []string) {
 	b.LeadID = leadID
 	consents := map[eventv1.ConsentChannel]*eventv1.Consent{}
 	var profile *eventv1.Profile
@@ -248,18 +249,18 @@ func briefOf(leadID string, recs []eventstore.Record) (b Brief, sealed [][]byte,
 		switch p := ev.GetPayload().(type) {
 		case *eventv1.Event_LeadCaptured:
 			profile = proto.CloneOf(p.LeadCaptured.GetProfile())
-			sealed = [][]byte{p.LeadCaptured.GetSealedPersonal()}
+			sealed = []sealedData{{b: p.LeadCaptured.GetSealedPersonal()}}
 			b.FirstTouch = FirstTouch{At: at, Attribution: p.LeadCaptured.GetAttribution()}
 			for _, c := range p.LeadCaptured.GetConsents() {
 				consents[c.GetChannel()] = c
 			}
 		case *eventv1.Event_LeadResubmitted:
 			profile = mergeProfile(profile, p.LeadResubmitted.GetProfile())
-			sealed = append(sealed, p.LeadResubmitted.GetSealedPersonal())
+			sealed = append(sealed, sealedData{via: p.LeadResubmitted.GetMergedFrom(), b: p.LeadResubmitted.GetSealedPersonal()})
 		case *eventv1.Event_ActivityRecorded:
 			x := p.ActivityRecorded
 			b.Activities = append(b.Activities, Activity{At: at, Type: x.GetType(), CampaignID: x.GetCampaignId(), Detail: x.GetDetail(),
-				sealed: x.GetSealedDetail()})
+				sealed: x.GetSealedDetail(), via: x.GetMergedFrom()})
 		case *eventv1.Event_ConsentChanged:
 			consents[p.ConsentChanged.GetConsent().GetChannel()] = p.ConsentChanged.GetConsent()
 		case *eventv1.Event_LeadScored:
@@ -358,7 +359,11 @@ func briefOf(leadID string, recs []eventstore.Record) (b Brief, sealed [][]byte,
 			}
 		case *eventv1.Event_LeadUnmerged:
 			if envelope.SurvivorSide(ev) {
-				absorbed = slices.DeleteFunc(absorbed, func(id string) bool { return id == p.LeadUnmerged.GetAbsorbedLeadId() })
+				gone := p.LeadUnmerged.GetAbsorbedLeadId()
+				absorbed = slices.DeleteFunc(absorbed, func(id string) bool { return id == gone })
+				// What came through it went back with it (intake's unmerge).
+				sealed = withoutVia(sealed, gone)
+				b.Activities = slices.DeleteFunc(b.Activities, func(x Activity) bool { return x.via == gone })
 			}
 			switch b.State.Status {
 			case lifecycle.StatusAssigned, lifecycle.StatusAccepted, lifecycle.StatusOpportunity:
@@ -401,11 +406,11 @@ func ownerOf(o *eventv1.Owner) lifecycle.Owner {
 // data): the company and title the lead gave last, its activities'
 // details, and the reps' notes and lost reasons. An erased lead's stay
 // empty.
-func (a *App) openBrief(ctx context.Context, b *Brief, sealed [][]byte) error {
+func (a *App) openBrief(ctx context.Context, b *Brief, sealed []sealedData) error {
 	if a.personal == nil {
 		return nil
 	}
-	company, title, err := a.sealedProfile(ctx, b.LeadID, slices.DeleteFunc(sealed, func(s []byte) bool { return len(s) == 0 }), true)
+	company, title, err := a.sealedProfile(ctx, b.LeadID, slices.DeleteFunc(sealed, func(s sealedData) bool { return len(s.b) == 0 }), true)
 	if err != nil {
 		return err
 	}
@@ -415,28 +420,29 @@ func (a *App) openBrief(ctx context.Context, b *Brief, sealed [][]byte) error {
 		}
 		b.Profile.Company, b.Profile.Title = cmp.Or(company, b.Profile.GetCompany()), cmp.Or(title, b.Profile.GetTitle())
 	}
-	// A merged lead's entries are sealed with that lead's key.
-	opened := func(leadID string, sealed []byte) (string, error) {
+	// A merged lead's entries are sealed with that lead's key, and so is
+	// what came through a lead merged into the entry's (via).
+	opened := func(leadID, via string, sealed []byte) (string, error) {
 		if len(sealed) == 0 {
 			return "", nil
 		}
-		return a.personal.Text(ctx, cmp.Or(leadID, b.LeadID), sealed)
+		return a.personal.Text(ctx, cmp.Or(leadID, b.LeadID), via, sealed)
 	}
-	open := func(text *string, leadID string, sealed []byte) error {
-		s, err := opened(leadID, sealed)
+	open := func(text *string, leadID, via string, sealed []byte) error {
+		s, err := opened(leadID, via, sealed)
 		*text = cmp.Or(s, *text)
 		return err
 	}
 	var errs []error
 	for i := range b.Activities {
-		errs = append(errs, open(&b.Activities[i].Detail, b.Activities[i].LeadID, b.Activities[i].sealed))
+		errs = append(errs, open(&b.Activities[i].Detail, b.Activities[i].LeadID, b.Activities[i].via, b.Activities[i].sealed))
 	}
 	for i := range b.Rejections {
-		errs = append(errs, open(&b.Rejections[i].Note, b.Rejections[i].LeadID, b.Rejections[i].sealed))
+		errs = append(errs, open(&b.Rejections[i].Note, b.Rejections[i].LeadID, "", b.Rejections[i].sealed))
 	}
 	for i := range b.Recycles {
 		r := &b.Recycles[i]
-		s, err := opened(r.LeadID, r.sealed)
+		s, err := opened(r.LeadID, "", r.sealed)
 		errs = append(errs, err)
 		// The rep's words follow what the entry says in the clear (a
 		// rejection's code), or are all it says (a lost deal's reason).
@@ -449,7 +455,7 @@ func (a *App) openBrief(ctx context.Context, b *Brief, sealed [][]byte) error {
 		}
 	}
 	if o := b.Opportunity; o != nil {
-		errs = append(errs, open(&o.LostReason, "", o.sealedLost))
+		errs = append(errs, open(&o.LostReason, "", "", o.sealedLost))
 	}
 	return errors.Join(errs...)
 }

@@ -30,9 +30,11 @@ type lead struct {
 	profile     *eventv1.Profile
 	// sealed is every submission's sealed personal data (company,
 	// title), in order: a re-submission seals only what it brought.
-	sealed [][]byte
-	// sealWith is the last submission's sealed data of either kind: its
-	// key seals the rep's free text (sealText).
+	sealed []sealedData
+	// sealWith is the last own submission's sealed data of either kind:
+	// its key seals the rep's free text (sealText). One that came through
+	// a merged lead is sealed with that lead's key, which its erasure
+	// shreds after an unmerge.
 	sealWith []byte
 	// byKey maps the request ids of handoff's commands to the first event
 	// written with each; causes holds the causation ids of the lead's
@@ -136,15 +138,18 @@ func (l *lead) apply(r eventstore.Record) {
 		l.profile = proto.CloneOf(p.LeadCaptured.GetProfile())
 		l.sealed = nil
 		if b := p.LeadCaptured.GetSealedPersonal(); len(b) > 0 {
-			l.sealed = [][]byte{b}
+			l.sealed = []sealedData{{b: b}}
 		}
 		l.sealWith = nonEmpty(p.LeadCaptured.GetSealedPersonal(), p.LeadCaptured.GetSealedContact())
 	case *eventv1.Event_LeadResubmitted:
 		l.profile = mergeProfile(l.profile, p.LeadResubmitted.GetProfile())
+		via := p.LeadResubmitted.GetMergedFrom()
 		if b := p.LeadResubmitted.GetSealedPersonal(); len(b) > 0 {
-			l.sealed = append(l.sealed, b)
+			l.sealed = append(l.sealed, sealedData{via: via, b: b})
 		}
-		l.sealWith = nonEmpty(p.LeadResubmitted.GetSealedPersonal(), p.LeadResubmitted.GetSealedContact(), l.sealWith)
+		if via == "" {
+			l.sealWith = nonEmpty(p.LeadResubmitted.GetSealedPersonal(), p.LeadResubmitted.GetSealedContact(), l.sealWith)
+		}
 	case *eventv1.Event_LeadQualified:
 		l.journey++
 		l.qualified = ev.GetEventId()
@@ -192,6 +197,8 @@ func (l *lead) apply(r eventstore.Record) {
 	case *eventv1.Event_LeadUnmerged:
 		if !envelope.SurvivorSide(ev) {
 			l.stepID, l.stepSeq, l.touch = l.merged.stepID, l.merged.stepSeq, l.merged.touch
+		} else {
+			l.sealed, l.opened = withoutVia(l.sealed, p.LeadUnmerged.GetAbsorbedLeadId()), ""
 		}
 	case *eventv1.Event_ContactAttempted:
 		switch p.ContactAttempted.GetOutcome() {
@@ -341,15 +348,34 @@ func (a *App) load(ctx context.Context, leadID string) (*lead, error) {
 // sealedProfile is the company (and, withTitle, the title) a lead gave
 // last, from its submissions' sealed personal data (sealed, in order),
 // opened newest first until found; "" for an erased lead's.
-func (a *App) sealedProfile(ctx context.Context, leadID string, sealed [][]byte, withTitle bool) (company, title string, err error) {
+func (a *App) sealedProfile(ctx context.Context, leadID string, sealed []sealedData, withTitle bool) (company, title string, err error) {
 	for i := len(sealed) - 1; i >= 0 && (company == "" || (withTitle && title == "")); i-- {
-		p, err := a.personal.Personal(ctx, leadID, sealed[i])
+		p, err := a.personal.Personal(ctx, leadID, sealed[i].via, sealed[i].b)
 		if err != nil || p == nil {
 			return company, title, err
 		}
 		company, title = cmp.Or(company, p.GetCompany()), cmp.Or(title, p.GetTitle())
 	}
 	return company, title, nil
+}
+
+// sealedData is a submission's sealed personal data, and the merged lead
+// it came through (its key sealed it), "" for the lead's own.
+type sealedData struct {
+	via string
+	b   []byte
+}
+
+// withoutVia is sealed without what came through lead via, which an
+// unmerge gave back to it.
+func withoutVia(sealed []sealedData, via string) []sealedData {
+	var out []sealedData // a new slice: folds are copied shallowly
+	for _, s := range sealed {
+		if s.via != via {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // nonEmpty is the first of bs that holds anything.

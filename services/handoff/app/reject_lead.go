@@ -51,7 +51,7 @@ func (a *App) sameText(ctx context.Context, leadID string, sealed []byte, clear,
 	if a.personal == nil {
 		return true, nil
 	}
-	first, err := a.personal.Text(ctx, leadID, sealed)
+	first, err := a.personal.Text(ctx, leadID, "", sealed)
 	if err != nil {
 		return false, err
 	}

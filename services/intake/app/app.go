@@ -76,6 +76,9 @@ type Keys interface {
 	Take(ctx context.Context, leadID string) (*vault.Key, error)
 	CachedKey(leadID string) (*vault.Key, bool)
 	Open(ctx context.Context, leadID string, sealed []byte) ([]byte, error)
+	// OpenVia opens what leadID's events hold that came through via, a lead
+	// merged into it (vault.Vault.OpenVia).
+	OpenVia(ctx context.Context, leadID, via string, sealed []byte) ([]byte, error)
 	// Shred destroys the lead's keys: keyIDs name those from blocks.
 	Shred(ctx context.Context, leadID string, keyIDs ...string) error
 	Blind(kind, value string) string

@@ -103,7 +103,9 @@ func (a *App) exportOne(ctx context.Context, leadID string, view LeadView) (Expo
 			Profile: sub.profile, Attribution: sub.attribution, Consents: sub.consents}
 		if !view.Erased {
 			p, err := a.openPersonal(ctx, leadID, sub)
-			if err != nil && !errors.Is(err, vault.ErrNoKey) {
+			// One that came through a merged lead is gone with that
+			// lead's erasure, after an unmerge.
+			if err != nil && !errors.Is(err, vault.ErrNoKey) && !(sub.via != "" && errors.Is(err, vault.ErrShredded)) {
 				return Export{}, err
 			}
 			es.Personal = p
@@ -171,7 +173,10 @@ func (a *App) openDetail(ctx context.Context, leadID string, r eventstore.Record
 	if erased {
 		return "", nil
 	}
-	plain, err := a.keys.Open(ctx, leadID, act.GetSealedDetail())
+	plain, err := a.keys.OpenVia(ctx, leadID, act.GetMergedFrom(), act.GetSealedDetail())
+	if act.GetMergedFrom() != "" && errors.Is(err, vault.ErrShredded) {
+		return "", nil // gone with the merged lead's erasure, after an unmerge
+	}
 	if err != nil {
 		return "", fmt.Errorf("open activity detail at %d: %w", r.Seq, err)
 	}

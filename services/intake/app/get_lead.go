@@ -52,6 +52,9 @@ func (a *App) GetLead(ctx context.Context, leadID string) (LeadView, error) {
 	}
 	view.Contact = &eventv1.Contact{}
 	for _, sub := range subs {
+		if sub.gone {
+			continue
+		}
 		p, err := a.openPersonal(ctx, leadID, sub)
 		switch {
 		case errors.Is(err, vault.ErrShredded):
@@ -85,6 +88,10 @@ type submission struct {
 	profile     *eventv1.Profile
 	attribution *eventv1.Attribution
 	consents    []*eventv1.Consent
+	// via is the merged lead it came through (merged_from), gone true
+	// once that lead was unmerged from this one: it went back with it.
+	via  string
+	gone bool
 }
 
 // fold is the view of a lead's events without opening anything sealed,
@@ -94,6 +101,7 @@ func fold(leadID string, recs []eventstore.Record) (LeadView, []submission) {
 	view := LeadView{LeadID: leadID, State: state, Version: version, Profile: &eventv1.Profile{}, Attribution: &eventv1.Attribution{},
 		Erased: state.Status == lifecycle.StatusErased}
 	var subs []submission
+	var activities []submission // only via and gone: what an unmerge took back
 	consents := map[eventv1.ConsentChannel]*eventv1.Consent{}
 	var order []eventv1.ConsentChannel
 	setConsent := func(c *eventv1.Consent) {
@@ -110,7 +118,6 @@ func fold(leadID string, recs []eventstore.Record) (LeadView, []submission) {
 		// set fields win (proto.Merge copies only populated fields).
 		case *eventv1.LeadCaptured:
 			view.CapturedAt = ev.GetOccurredAt().AsTime()
-			view.Submissions++
 			sub := submission{rec: r, first: true, sealed: p.GetSealedPersonal(), profile: p.GetProfile(), attribution: p.GetAttribution(), consents: p.GetConsents()}
 			if len(sub.sealed) == 0 {
 				sub.sealed, sub.legacy = p.GetSealedContact(), true
@@ -122,15 +129,13 @@ func fold(leadID string, recs []eventstore.Record) (LeadView, []submission) {
 				setConsent(c)
 			}
 		case *eventv1.LeadResubmitted:
-			view.Submissions++
-			sub := submission{rec: r, sealed: p.GetSealedPersonal(), profile: p.GetProfile(), attribution: p.GetAttribution()}
+			sub := submission{rec: r, sealed: p.GetSealedPersonal(), profile: p.GetProfile(), attribution: p.GetAttribution(), via: p.GetMergedFrom()}
 			if len(sub.sealed) == 0 {
 				sub.sealed, sub.legacy = p.GetSealedContact(), true
 			}
 			subs = append(subs, sub)
-			proto.Merge(view.Profile, p.GetProfile())
 		case *eventv1.ActivityRecorded:
-			view.Activities++
+			activities = append(activities, submission{via: p.GetMergedFrom()})
 		case *eventv1.ConsentChanged:
 			setConsent(p.GetConsent())
 		case *eventv1.LeadMerged:
@@ -141,7 +146,14 @@ func fold(leadID string, recs []eventstore.Record) (LeadView, []submission) {
 			}
 		case *eventv1.LeadUnmerged:
 			if p.GetSurvivorLeadId() == leadID {
-				view.Absorbed = slices.DeleteFunc(view.Absorbed, func(id string) bool { return id == p.GetAbsorbedLeadId() })
+				gone := p.GetAbsorbedLeadId()
+				view.Absorbed = slices.DeleteFunc(view.Absorbed, func(id string) bool { return id == gone })
+				// What came through it went back with it (UnmergeLeads).
+				for _, s := range [][]submission{subs, activities} {
+					for i := range s {
+						s[i].gone = s[i].gone || s[i].via == gone
+					}
+				}
 			} else {
 				view.MergedInto = ""
 			}
@@ -152,6 +164,21 @@ func fold(leadID string, recs []eventstore.Record) (LeadView, []submission) {
 	for _, ch := range order {
 		view.Consents = append(view.Consents, consents[ch])
 	}
+	// A later submission adds what it says and keeps the rest.
+	for _, sub := range subs {
+		if sub.gone {
+			continue
+		}
+		view.Submissions++
+		if !sub.first {
+			proto.Merge(view.Profile, sub.profile)
+		}
+	}
+	for _, act := range activities {
+		if !act.gone {
+			view.Activities++
+		}
+	}
 	return view, subs
 }
 
@@ -160,7 +187,7 @@ func (a *App) openPersonal(ctx context.Context, leadID string, sub submission) (
 	if len(sub.sealed) == 0 {
 		return &eventv1.Personal{}, nil
 	}
-	plain, err := a.keys.Open(ctx, leadID, sub.sealed)
+	plain, err := a.keys.OpenVia(ctx, leadID, sub.via, sub.sealed)
 	if err != nil {
 		return nil, fmt.Errorf("open submission %d of %s: %w", sub.rec.Seq, leadID, err)
 	}

@@ -7,10 +7,13 @@ import (
 	"slices"
 	"strings"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/pkg/vault"
 	"github.com/leadflow/leadflow/services/intake/form"
 )
 
@@ -213,8 +216,62 @@ func (a *App) UnmergeLeads(ctx context.Context, in MergeLeads, meta envelope.Met
 		if err != nil {
 			return nil, nil, fmt.Errorf("absorbed lead %s: %w", in.Absorbed, err)
 		}
-		return []*eventv1.Event{survivor}, append([]*eventv1.Event{absorbed}, back...), nil
+		// What its person sent while merged went on to the survivor: it
+		// goes back, replayed on the absorbed lead, and leaves the
+		// survivor's view (fold).
+		given, err := a.giveBack(ctx, in.Absorbed, in.Survivor, lifecycle.FromProto(absorbed.GetLifecycle()), sRecs[since:], meta)
+		if err != nil {
+			return nil, nil, fmt.Errorf("absorbed lead %s: %w", in.Absorbed, err)
+		}
+		return []*eventv1.Event{survivor}, append(append([]*eventv1.Event{absorbed}, back...), given...), nil
 	})
+}
+
+// giveBack replays on leadID what recs, its survivor's events since the
+// merge, received through it: each submission and activity as stored
+// (sealed with leadID's key already), at the time it happened, marked
+// given back so reports do not count its campaign touch twice. One sealed
+// with the survivor's key (written before 2026-12-05) stays where it is.
+func (a *App) giveBack(ctx context.Context, leadID, survivor string, state lifecycle.State, recs []eventstore.Record, meta envelope.Meta) ([]*eventv1.Event, error) {
+	var out []*eventv1.Event
+	for _, r := range recs {
+		var payload eventPayload
+		var cmd lifecycle.CommandName
+		var sealed []byte
+		switch p := envelope.Payload(r.Event).(type) {
+		case *eventv1.LeadResubmitted:
+			if p.GetMergedFrom() != leadID {
+				continue
+			}
+			c := proto.CloneOf(p)
+			c.MergedFrom, c.GivenBackBy = "", survivor
+			payload, cmd, sealed = c, lifecycle.Resubmit, c.GetSealedPersonal()
+		case *eventv1.ActivityRecorded:
+			if p.GetMergedFrom() != leadID {
+				continue
+			}
+			c := proto.CloneOf(p)
+			c.MergedFrom, c.GivenBackBy = "", survivor
+			payload, cmd, sealed = c, lifecycle.RecordActivity, c.GetSealedDetail()
+		default:
+			continue
+		}
+		if len(sealed) > 0 {
+			if _, err := a.keys.Open(ctx, leadID, sealed); errors.Is(err, vault.ErrCorrupt) {
+				continue // the survivor's key: not this lead's to open
+			} else if err != nil {
+				return nil, fmt.Errorf("given back from %d: %w", r.Seq, err)
+			}
+		}
+		m := meta
+		m.OccurredAt = r.Event.GetOccurredAt().AsTime()
+		ev, next, err := a.leadEvent(leadID, state, lifecycle.Command{Name: cmd}, payload, m, a.now())
+		if err != nil {
+			return nil, err
+		}
+		out, state = append(out, ev), next
+	}
+	return out, nil
 }
 
 // lastMergeEvent is a lead's last LeadMerged or LeadUnmerged, nil if none.

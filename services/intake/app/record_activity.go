@@ -69,12 +69,18 @@ func (a *App) RecordActivity(ctx context.Context, in RecordActivity, meta envelo
 	ans, err := a.once(ctx, key, func(ctx context.Context) (*plan, error) {
 		return a.planOnLead(ctx, in.LeadID, cmd, meta, func(leadID string, _ lifecycle.State) (eventPayload, error) {
 			payload := &eventv1.ActivityRecorded{ActivityId: in.ActivityID, Type: in.Type, CampaignId: in.CampaignID}
+			owner := leadID
+			if leadID != in.LeadID {
+				// Sent on from a merged lead: that person's, as a
+				// resubmission through it is (planCapture).
+				payload.MergedFrom, owner = in.LeadID, in.LeadID
+			}
 			if in.Detail == "" {
 				return payload, nil
 			}
-			k, err := a.sealingKey(ctx, leadID)
+			k, err := a.sealingKey(ctx, owner)
 			if err != nil {
-				return nil, fmt.Errorf("seal detail for %s: %w", leadID, err)
+				return nil, fmt.Errorf("seal detail for %s: %w", owner, err)
 			}
 			payload.SealedDetail, err = k.Seal([]byte(in.Detail))
 			return payload, err

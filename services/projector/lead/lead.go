@@ -196,9 +196,15 @@ func (l *Lead) Apply(seq uint64, ev *eventv1.Event) {
 		l.touch(c.GetAttribution().GetCampaignId(), at)
 	case *eventv1.Event_LeadResubmitted:
 		l.profile(p.LeadResubmitted.GetProfile())
-		l.touch(p.LeadResubmitted.GetAttribution().GetCampaignId(), at)
+		// One an unmerge gave back was counted on its survivor (and stays
+		// counted there: touches are not taken back).
+		if p.LeadResubmitted.GetGivenBackBy() == "" {
+			l.touch(p.LeadResubmitted.GetAttribution().GetCampaignId(), at)
+		}
 	case *eventv1.Event_ActivityRecorded:
-		l.touch(p.ActivityRecorded.GetCampaignId(), at)
+		if p.ActivityRecorded.GetGivenBackBy() == "" {
+			l.touch(p.ActivityRecorded.GetCampaignId(), at)
+		}
 	case *eventv1.Event_LeadMerged:
 		if s := p.LeadMerged.GetSurvivorLeadId(); s != l.ID {
 			l.MergedInto = s

@@ -218,6 +218,26 @@ func TestLateRecordedTouchesCountByWhenTheyHappened(t *testing.T) {
 	}
 }
 
+// A submission or activity an unmerge gave back to the absorbed lead was
+// counted as a touch on its survivor when it happened: the absorbed lead
+// does not count it again.
+func TestGivenBackTouchesAreNotCountedTwice(t *testing.T) {
+	c := func(n lifecycle.CommandName) lifecycle.Command { return lifecycle.Command{Name: n} }
+	evs := journey(t, []step{
+		{0, c(lifecycle.Capture), &eventv1.LeadCaptured{Attribution: &eventv1.Attribution{Source: "form", CampaignId: "form"}}},
+		{1, c(lifecycle.Resubmit), &eventv1.LeadResubmitted{Attribution: &eventv1.Attribution{CampaignId: "webinar"}, GivenBackBy: "s"}},
+		{2, c(lifecycle.RecordActivity), &eventv1.ActivityRecorded{CampaignId: "ads", GivenBackBy: "s"}},
+		{3, c(lifecycle.RecordActivity), &eventv1.ActivityRecorded{CampaignId: "ads"}},
+	})
+	l := lead.New("l")
+	for i, ev := range evs {
+		l.Apply(uint64(i+1), ev)
+	}
+	if l.TouchCount != 2 || l.Touches["form"] != 1 || l.Touches["ads"] != 1 || l.Touches["webinar"] != 0 {
+		t.Errorf("touches %v (%d), want form 1 and ads 1: the given-back ones were counted on the survivor", l.Touches, l.TouchCount)
+	}
+}
+
 // An open deal handed to another rep (its rep left) starts no hand-off:
 // there is nothing to accept, so no SLA row counts it as never accepted.
 // The deal and the lead are the new rep's.

@@ -981,8 +981,15 @@ type LeadResubmitted struct {
 	// sealed_personal is a Personal, as in LeadCaptured.
 	SealedPersonal []byte `protobuf:"bytes,5,opt,name=sealed_personal,json=sealedPersonal,proto3" json:"sealed_personal,omitempty"`
 	// merged_from is the absorbed lead the matched identity belongs to,
-	// when the capture was sent on to this survivor of a merge.
-	MergedFrom    string `protobuf:"bytes,6,opt,name=merged_from,json=mergedFrom,proto3" json:"merged_from,omitempty"`
+	// when the capture was sent on to this survivor of a merge. Such a
+	// submission is sealed with that lead's key and opens under its id
+	// (since 2026-12-05; earlier ones with the survivor's), and an unmerge
+	// gives it back.
+	MergedFrom string `protobuf:"bytes,6,opt,name=merged_from,json=mergedFrom,proto3" json:"merged_from,omitempty"`
+	// given_back_by is the survivor this submission was first stored on,
+	// when an unmerge replayed it here: reports counted its campaign touch
+	// there.
+	GivenBackBy   string `protobuf:"bytes,7,opt,name=given_back_by,json=givenBackBy,proto3" json:"given_back_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1059,6 +1066,13 @@ func (x *LeadResubmitted) GetMergedFrom() string {
 	return ""
 }
 
+func (x *LeadResubmitted) GetGivenBackBy() string {
+	if x != nil {
+		return x.GivenBackBy
+	}
+	return ""
+}
+
 // LeadMerged is written on both leads of a merge.
 type LeadMerged struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -1131,8 +1145,16 @@ type ActivityRecorded struct {
 	// before sealed_detail existed; newer events leave it empty.
 	Detail string `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
 	// sealed_detail is the detail, encrypted with the lead's data key: free
-	// text may name the person.
-	SealedDetail  []byte `protobuf:"bytes,5,opt,name=sealed_detail,json=sealedDetail,proto3" json:"sealed_detail,omitempty"`
+	// text may name the person. An activity sent on from a merged lead
+	// (merged_from) is sealed with that lead's key, so its erasure reaches
+	// it; it opens under that lead's id.
+	SealedDetail []byte `protobuf:"bytes,5,opt,name=sealed_detail,json=sealedDetail,proto3" json:"sealed_detail,omitempty"`
+	// merged_from is the absorbed lead the activity was recorded for, when
+	// it was sent on to this survivor of a merge; an unmerge gives it back.
+	MergedFrom string `protobuf:"bytes,6,opt,name=merged_from,json=mergedFrom,proto3" json:"merged_from,omitempty"`
+	// given_back_by is the survivor this activity was first stored on, when
+	// an unmerge replayed it here: reports counted its campaign touch there.
+	GivenBackBy   string `protobuf:"bytes,7,opt,name=given_back_by,json=givenBackBy,proto3" json:"given_back_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1200,6 +1222,20 @@ func (x *ActivityRecorded) GetSealedDetail() []byte {
 		return x.SealedDetail
 	}
 	return nil
+}
+
+func (x *ActivityRecorded) GetMergedFrom() string {
+	if x != nil {
+		return x.MergedFrom
+	}
+	return ""
+}
+
+func (x *ActivityRecorded) GetGivenBackBy() string {
+	if x != nil {
+		return x.GivenBackBy
+	}
+	return ""
 }
 
 // CampaignRegistered is a new campaign (subject campaign.<id>).
@@ -1810,7 +1846,7 @@ const file_leadflow_event_v1_lead_proto_rawDesc = "" +
 	"\vattribution\x18\x03 \x01(\v2\x1e.leadflow.event.v1.AttributionR\vattribution\x12,\n" +
 	"\x12external_id_system\x18\x04 \x01(\tR\x10externalIdSystem\x126\n" +
 	"\bconsents\x18\x05 \x03(\v2\x1a.leadflow.event.v1.ConsentR\bconsents\x12'\n" +
-	"\x0fsealed_personal\x18\x06 \x01(\fR\x0esealedPersonal\"\x99\x02\n" +
+	"\x0fsealed_personal\x18\x06 \x01(\fR\x0esealedPersonal\"\xbd\x02\n" +
 	"\x0fLeadResubmitted\x12%\n" +
 	"\x0esealed_contact\x18\x01 \x01(\fR\rsealedContact\x124\n" +
 	"\aprofile\x18\x02 \x01(\v2\x1a.leadflow.event.v1.ProfileR\aprofile\x12@\n" +
@@ -1819,12 +1855,13 @@ const file_leadflow_event_v1_lead_proto_rawDesc = "" +
 	"matched_by\x18\x04 \x01(\tR\tmatchedBy\x12'\n" +
 	"\x0fsealed_personal\x18\x05 \x01(\fR\x0esealedPersonal\x12\x1f\n" +
 	"\vmerged_from\x18\x06 \x01(\tR\n" +
-	"mergedFrom\"x\n" +
+	"mergedFrom\x12\"\n" +
+	"\rgiven_back_by\x18\a \x01(\tR\vgivenBackBy\"x\n" +
 	"\n" +
 	"LeadMerged\x12(\n" +
 	"\x10survivor_lead_id\x18\x01 \x01(\tR\x0esurvivorLeadId\x12(\n" +
 	"\x10absorbed_lead_id\x18\x02 \x01(\tR\x0eabsorbedLeadId\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xc6\x01\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x8b\x02\n" +
 	"\x10ActivityRecorded\x12\x1f\n" +
 	"\vactivity_id\x18\x01 \x01(\tR\n" +
 	"activityId\x123\n" +
@@ -1832,7 +1869,10 @@ const file_leadflow_event_v1_lead_proto_rawDesc = "" +
 	"\vcampaign_id\x18\x03 \x01(\tR\n" +
 	"campaignId\x12\x16\n" +
 	"\x06detail\x18\x04 \x01(\tR\x06detail\x12#\n" +
-	"\rsealed_detail\x18\x05 \x01(\fR\fsealedDetail\"\x9f\x02\n" +
+	"\rsealed_detail\x18\x05 \x01(\fR\fsealedDetail\x12\x1f\n" +
+	"\vmerged_from\x18\x06 \x01(\tR\n" +
+	"mergedFrom\x12\"\n" +
+	"\rgiven_back_by\x18\a \x01(\tR\vgivenBackBy\"\x9f\x02\n" +
 	"\x12CampaignRegistered\x12\x1f\n" +
 	"\vcampaign_id\x18\x01 \x01(\tR\n" +
 	"campaignId\x12\x12\n" +

@@ -1,0 +1,124 @@
+package app_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/leadflow/leadflow/pkg/envelope"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/services/intake/app"
+)
+
+// exportTexts is every personal text an export opened: first names and
+// activity details, the merged leads' included.
+func exportTexts(x app.Export) []string {
+	var out []string
+	for _, s := range x.Submissions {
+		out = append(out, s.Personal.GetContact().GetFirstName())
+	}
+	for _, a := range x.Activities {
+		out = append(out, a.Detail)
+	}
+	for _, y := range x.Absorbed {
+		out = append(out, exportTexts(y)...)
+	}
+	return out
+}
+
+// What a merged lead's person sends while merged goes on to the survivor,
+// sealed with the merged lead's key. An unmerge gives it back: the
+// survivor's view no longer shows it, the absorbed lead's does (replayed
+// on it), a new identity it brought is the absorbed lead's, and the
+// absorbed lead's erasure leaves none of it readable on the survivor.
+func TestUnmergeGivesBackWhatCameThroughTheAbsorbedLead(t *testing.T) {
+	f := newFixture(t)
+	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
+	bobCapture := capture("bob@back.example", "")
+	bobCapture.Contact.FirstName = "Bob"
+	r, err := f.app.CaptureLead(ctx, bobCapture, meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, alice := r.LeadID, captured(t, f.app, "alice@back.example")
+	pair := app.MergeLeads{Survivor: bob, Absorbed: alice, Reason: "same person?"}
+	if _, err := f.app.MergeLeads(ctx, pair, meta); err != nil {
+		t.Fatal(err)
+	}
+
+	again := capture("alice@back.example", "")
+	again.Contact.FirstName, again.ExternalID = "Alicezq", &eventv1.ExternalId{System: "crm", Id: "alice-7"}
+	if r, err := f.app.CaptureLead(ctx, again, meta); err != nil || r.LeadID != bob {
+		t.Fatalf("capture of the merged person: %+v, %v; want it on the survivor %s", r, err, bob)
+	}
+	if _, err := f.app.RecordActivity(ctx, app.RecordActivity{LeadID: alice, ActivityID: "act-zq",
+		Type: eventv1.ActivityType_ACTIVITY_TYPE_WEB_VISIT, Detail: "alice-private-zq"}, meta); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := f.app.GetLead(ctx, bob); err != nil || v.Contact.GetFirstName() != "Alicezq" || v.Activities != 1 {
+		t.Fatalf("survivor while merged: %+v, %v; want the merged person's submission and activity", v, err)
+	}
+
+	pair.Reason = "two people after all"
+	if _, err := f.app.UnmergeLeads(ctx, pair, meta); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := f.app.GetLead(ctx, bob); err != nil || v.Contact.GetFirstName() != "Bob" || v.Activities != 0 || v.Submissions != 1 {
+		t.Errorf("survivor after the unmerge: name %q, %d activities, %d submissions, %v; want Bob's own only",
+			v.Contact.GetFirstName(), v.Activities, v.Submissions, err)
+	}
+	if v, err := f.app.GetLead(ctx, alice); err != nil || v.Contact.GetFirstName() != "Alicezq" || v.Activities != 1 || v.Submissions != 2 {
+		t.Errorf("absorbed lead after the unmerge: name %q, %d activities, %d submissions, %v; want what she sent meanwhile",
+			v.Contact.GetFirstName(), v.Activities, v.Submissions, err)
+	}
+	if x, err := f.app.ExportLead(ctx, alice); err != nil || !slices.Contains(exportTexts(x), "alice-private-zq") {
+		t.Errorf("export of the absorbed lead: %v, %v; want the activity's detail", exportTexts(x), err)
+	}
+	tl, err := f.app.GetLeadTimeline(ctx, alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	given := 0
+	for _, e := range tl {
+		if e.Record.Event.GetLeadResubmitted().GetGivenBackBy() == bob || e.Record.Event.GetActivityRecorded().GetGivenBackBy() == bob {
+			given++
+		}
+	}
+	if given != 2 {
+		t.Errorf("%d events on the absorbed lead marked given back by the survivor, want 2 (its campaign touches were counted there)", given)
+	}
+	// The external id she brought while merged is hers.
+	byExt := capture("someone@back.example", "")
+	byExt.ExternalID = again.ExternalID
+	if r, err := f.app.CaptureLead(ctx, byExt, meta); err != nil || r.LeadID != alice {
+		t.Errorf("capture by the external id brought while merged: %+v, %v; want %s", r, err, alice)
+	}
+	// Unmerging again writes nothing more.
+	events := func() int {
+		tl, err := f.app.GetLeadTimeline(ctx, alice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(tl)
+	}
+	before := events()
+	if _, err := f.app.UnmergeLeads(ctx, pair, meta); err != nil {
+		t.Fatal(err)
+	}
+	if n := events(); n != before {
+		t.Errorf("a second unmerge wrote %d events", n-before)
+	}
+
+	if _, err := f.app.EraseLead(ctx, app.EraseLead{LeadID: alice, Reason: "request"}, meta); err != nil {
+		t.Fatal(err)
+	}
+	x, err := f.app.ExportLead(ctx, bob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range exportTexts(x) {
+		if strings.Contains(s, "zq") {
+			t.Errorf("after her erasure the survivor's export still opens %q", s)
+		}
+	}
+}
