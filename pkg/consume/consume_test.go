@@ -17,6 +17,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	"github.com/leadflow/leadflow/pkg/natsserver"
+	"github.com/leadflow/leadflow/pkg/testenv"
 )
 
 // Three members share a backlog: each handles some partitions, every message
@@ -145,35 +146,7 @@ func TestServerRestartDeadLettersNothing(t *testing.T) {
 // it dead-letters nothing, however long it lasts, and goes on once the
 // stream answers again. Here the stream appears only later.
 func TestWriteWithoutStreamLeaderDeadLettersNothing(t *testing.T) {
-	n := startParts(t)
-	publishMany(t, n.JS, 10, 1)
-	cfg := config("leaderless")
-	cfg.Attempts = 2
-	var handled, failed atomic.Int32
-	start(t, n.JS, cfg, func(ctx context.Context, m consume.Msg) error {
-		ctx, cancel := context.WithTimeout(ctx, time.Second)
-		defer cancel()
-		if _, err := n.JS.Publish(ctx, "out."+keyOf(m.Subject), nil); err != nil {
-			failed.Add(1)
-			return err
-		}
-		handled.Add(1)
-		return nil
-	})
-	// Until each message failed more often than its attempts allow.
-	eventually(t, 30*time.Second, func() bool {
-		if dl := deadLetters(t, n.JS); len(dl) != 0 {
-			t.Fatalf("dead letters while no stream answered: %+v", dl)
-		}
-		return failed.Load() >= int32(10*(cfg.Attempts+2))
-	}, "the writes did not fail without their stream")
-	if _, err := n.JS.CreateStream(context.Background(), jetstream.StreamConfig{Name: "OUT", Subjects: []string{"out.>"}}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 30*time.Second, func() bool { return handled.Load() == 10 }, "handled %d of 10 once the stream answered", handled.Load())
-	if dl := deadLetters(t, n.JS); len(dl) != 0 {
-		t.Fatalf("dead letters: %+v", dl)
-	}
+	writesFailUntilTheStreamAnswers(t, startParts(t), "leaderless", time.Second)
 }
 
 // A write nobody answers in its time (on a cluster, a stream whose
@@ -183,16 +156,25 @@ func TestWriteWithoutStreamLeaderDeadLettersNothing(t *testing.T) {
 // stands for the leaderless stream until the stream appears.
 func TestUnansweredWriteDeadLettersNothing(t *testing.T) {
 	n := startParts(t)
-	publishMany(t, n.JS, 10, 1)
-	silent, err := n.Conn.SubscribeSync("out.>")
-	if err != nil {
+	if _, err := n.Conn.SubscribeSync("out.>"); err != nil {
 		t.Fatal(err)
 	}
-	cfg := config("unanswered")
+	writesFailUntilTheStreamAnswers(t, n, "unanswered", 100*time.Millisecond)
+}
+
+// writesFailUntilTheStreamAnswers runs a group whose handler writes each
+// message to out.<key> within timeout, while no stream takes out.>, until
+// every message failed more often than its attempts allow; then it makes
+// the stream and checks that every message is handled and none was
+// dead-lettered.
+func writesFailUntilTheStreamAnswers(t *testing.T, n *testenv.NATS, group string, timeout time.Duration) {
+	t.Helper()
+	publishMany(t, n.JS, 10, 1)
+	cfg := config(group)
 	cfg.Attempts = 2
 	var handled, failed atomic.Int32
 	start(t, n.JS, cfg, func(ctx context.Context, m consume.Msg) error {
-		ctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		if _, err := n.JS.Publish(ctx, "out."+keyOf(m.Subject), nil); err != nil {
 			failed.Add(1)
@@ -206,14 +188,13 @@ func TestUnansweredWriteDeadLettersNothing(t *testing.T) {
 			t.Fatalf("dead letters while no stream answered: %+v", dl)
 		}
 		return failed.Load() >= int32(10*(cfg.Attempts+2))
-	}, "the writes did not time out")
+	}, "the writes did not fail without their stream")
 	if handled.Load() != 0 {
-		t.Fatalf("%d writes were answered by a subscriber that never answers", handled.Load())
+		t.Fatalf("%d writes were answered without their stream", handled.Load())
 	}
 	if _, err := n.JS.CreateStream(context.Background(), jetstream.StreamConfig{Name: "OUT", Subjects: []string{"out.>"}}); err != nil {
 		t.Fatal(err)
 	}
-	_ = silent.Unsubscribe()
 	eventually(t, 30*time.Second, func() bool { return handled.Load() == 10 }, "handled %d of 10 once the stream answered", handled.Load())
 	if dl := deadLetters(t, n.JS); len(dl) != 0 {
 		t.Fatalf("dead letters: %+v", dl)
