@@ -350,8 +350,6 @@ func (v *Vault) Open(ctx context.Context, leadID string, sealed []byte) ([]byte,
 	return plain, nil
 }
 
-// sealedDEK returns the id and the unwrapped key that sealed data of the
-// lead names. The caller clears the key when done.
 // OpenVia opens data stored on leadID's events that came through via, a
 // lead merged into it (an event's merged_from; "" for its own): sealed
 // with via's key and under its id since 2026-12-05, so via's erasure
@@ -368,6 +366,8 @@ func (v *Vault) OpenVia(ctx context.Context, leadID, via string, sealed []byte) 
 	return plain, err
 }
 
+// sealedDEK returns the id and the unwrapped key that sealed data of the
+// lead names. The caller clears the key when done.
 func (v *Vault) sealedDEK(ctx context.Context, leadID string, sealed []byte) (string, [keySize]byte, error) {
 	var dek [keySize]byte
 	if err := checkLeadID(leadID); err != nil {

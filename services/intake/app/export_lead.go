@@ -44,6 +44,9 @@ type ExportedSubmission struct {
 	Profile     *eventv1.Profile
 	Attribution *eventv1.Attribution
 	Consents    []*eventv1.Consent
+	// StoredOn is the survivor whose events hold it, when it came through
+	// the exported lead while merged; "" for the lead's own.
+	StoredOn string
 }
 
 // ExportedActivity is one engagement signal, its detail opened.
@@ -54,6 +57,7 @@ type ExportedActivity struct {
 	Type       eventv1.ActivityType
 	CampaignID string
 	Detail     string
+	StoredOn   string // as in ExportedSubmission
 }
 
 // ExportLead returns everything held about a lead for an access request:
@@ -74,6 +78,14 @@ func (a *App) exportLead(ctx context.Context, leadID string, depth int) (Export,
 	out, err := a.exportOne(ctx, leadID, view)
 	if err != nil {
 		return Export{}, err
+	}
+	if depth == 0 && view.MergedInto != "" && !view.Erased {
+		// Merged: what its person sent since is on the survivor, sealed
+		// with this lead's key. (Nested in the survivor's own export, it
+		// is there already.)
+		if err := a.exportVia(ctx, leadID, view.MergedInto, &out); err != nil {
+			return Export{}, err
+		}
 	}
 	if depth >= maxMergeDepth {
 		return out, nil
@@ -99,8 +111,7 @@ func (a *App) exportOne(ctx context.Context, leadID string, view LeadView) (Expo
 	_, subs := fold(leadID, recs)
 	out := Export{View: view}
 	for _, sub := range subs {
-		es := ExportedSubmission{Seq: sub.rec.Seq, OccurredAt: sub.rec.Event.GetOccurredAt().AsTime(), EventType: sub.rec.Event.GetEventType(),
-			Profile: sub.profile, Attribution: sub.attribution, Consents: sub.consents}
+		es := exportedSubmission(sub)
 		if !view.Erased {
 			p, err := a.openPersonal(ctx, leadID, sub)
 			// One that came through a merged lead is gone with that
@@ -133,6 +144,56 @@ func (a *App) exportOne(ctx context.Context, leadID string, view LeadView) (Expo
 			ActivityID: act.GetActivityId(), Type: act.GetType(), CampaignID: act.GetCampaignId(), Detail: detail})
 	}
 	return out, nil
+}
+
+// exportVia adds to out what leadID's survivor (the top of the chain from
+// into) holds that came through leadID and was not given back.
+func (a *App) exportVia(ctx context.Context, leadID, into string, out *Export) error {
+	top, _, err := a.follow(ctx, into, nil)
+	if err != nil {
+		return err
+	}
+	recs, err := a.leads.Load(ctx, top)
+	if err != nil {
+		return err
+	}
+	_, subs := fold(top, recs)
+	for _, sub := range subs {
+		if sub.via != leadID || sub.gone {
+			continue
+		}
+		es := exportedSubmission(sub)
+		p, err := a.openPersonal(ctx, top, sub)
+		if err != nil && !errors.Is(err, vault.ErrNoKey) {
+			return err
+		}
+		es.Personal, es.StoredOn = p, top
+		out.Submissions = append(out.Submissions, es)
+	}
+	var acts []ExportedActivity
+	for _, r := range recs {
+		if u := r.Event.GetLeadUnmerged(); u.GetAbsorbedLeadId() == leadID {
+			acts = nil // given back by an earlier unmerge: this lead holds those
+		}
+		act := r.Event.GetActivityRecorded()
+		if act.GetMergedFrom() != leadID {
+			continue
+		}
+		detail, err := a.openDetail(ctx, top, r, act, false)
+		if err != nil {
+			return err
+		}
+		acts = append(acts, ExportedActivity{Seq: r.Seq, OccurredAt: r.Event.GetOccurredAt().AsTime(),
+			ActivityID: act.GetActivityId(), Type: act.GetType(), CampaignID: act.GetCampaignId(), Detail: detail, StoredOn: top})
+	}
+	out.Activities = append(out.Activities, acts...)
+	return nil
+}
+
+// exportedSubmission is sub without its personal fields.
+func exportedSubmission(sub submission) ExportedSubmission {
+	return ExportedSubmission{Seq: sub.rec.Seq, OccurredAt: sub.rec.Event.GetOccurredAt().AsTime(), EventType: sub.rec.Event.GetEventType(),
+		Profile: sub.profile, Attribution: sub.attribution, Consents: sub.consents}
 }
 
 // openNotes opens the sealed text fields of r's payload that are not a

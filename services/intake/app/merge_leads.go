@@ -231,7 +231,9 @@ func (a *App) UnmergeLeads(ctx context.Context, in MergeLeads, meta envelope.Met
 // merge, received through it: each submission and activity as stored
 // (sealed with leadID's key already), at the time it happened, marked
 // given back so reports do not count its campaign touch twice. One sealed
-// with the survivor's key (written before 2026-12-05) stays where it is.
+// with the survivor's key (written before 2026-12-05) is not this lead's
+// to open and stays on the survivor's stream only (README, known
+// weaknesses).
 func (a *App) giveBack(ctx context.Context, leadID, survivor string, state lifecycle.State, recs []eventstore.Record, meta envelope.Meta) ([]*eventv1.Event, error) {
 	var out []*eventv1.Event
 	for _, r := range recs {

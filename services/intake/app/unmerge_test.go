@@ -58,6 +58,27 @@ func TestUnmergeGivesBackWhatCameThroughTheAbsorbedLead(t *testing.T) {
 	if v, err := f.app.GetLead(ctx, bob); err != nil || v.Contact.GetFirstName() != "Alicezq" || v.Activities != 1 {
 		t.Fatalf("survivor while merged: %+v, %v; want the merged person's submission and activity", v, err)
 	}
+	// An access request for her lead while merged returns what she sent
+	// since, held on the survivor; the survivor's own data it does not.
+	x, err := f.app.ExportLead(ctx, alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if texts := exportTexts(x); !slices.Contains(texts, "Alicezq") || !slices.Contains(texts, "alice-private-zq") || slices.Contains(texts, "Bob") {
+		t.Errorf("export of the merged lead: %v; want what she sent while merged, and nothing of Bob's", texts)
+	}
+	for _, s := range x.Submissions[1:] {
+		if s.StoredOn != bob {
+			t.Errorf("a submission sent while merged is marked stored on %q, want %s", s.StoredOn, bob)
+		}
+	}
+	if n := len(x.Activities); n != 1 || x.Activities[0].StoredOn != bob {
+		t.Errorf("activities of the merged lead's export: %+v; want the one sent while merged, stored on %s", x.Activities, bob)
+	}
+	// Nested in the survivor's export, none of it comes twice.
+	if x, err := f.app.ExportLead(ctx, bob); err != nil || len(x.Absorbed) != 1 || len(x.Absorbed[0].Activities) != 0 || len(x.Activities) != 1 {
+		t.Errorf("survivor's export: %d own activities, absorbed %d, %v; want the one activity once", len(x.Activities), len(x.Absorbed), err)
+	}
 
 	pair.Reason = "two people after all"
 	if _, err := f.app.UnmergeLeads(ctx, pair, meta); err != nil {
@@ -112,7 +133,7 @@ func TestUnmergeGivesBackWhatCameThroughTheAbsorbedLead(t *testing.T) {
 	if _, err := f.app.EraseLead(ctx, app.EraseLead{LeadID: alice, Reason: "request"}, meta); err != nil {
 		t.Fatal(err)
 	}
-	x, err := f.app.ExportLead(ctx, bob)
+	x, err = f.app.ExportLead(ctx, bob)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -261,11 +261,11 @@ func exportOf(x app.Export) *intakev1.ExportLeadResponse {
 	out := &intakev1.ExportLeadResponse{Lead: leadOf(x.View)}
 	for _, s := range x.Submissions {
 		out.Submissions = append(out.Submissions, &intakev1.ExportedSubmission{Sequence: s.Seq, OccurredAt: pbTime(s.OccurredAt), EventType: s.EventType,
-			Personal: s.Personal, Profile: s.Profile, Attribution: s.Attribution, Consents: s.Consents})
+			Personal: s.Personal, Profile: s.Profile, Attribution: s.Attribution, Consents: s.Consents, StoredOn: s.StoredOn})
 	}
 	for _, a := range x.Activities {
 		out.Activities = append(out.Activities, &intakev1.ExportedActivity{Sequence: a.Seq, OccurredAt: pbTime(a.OccurredAt), ActivityId: a.ActivityID,
-			Type: a.Type, CampaignId: a.CampaignID, Detail: a.Detail})
+			Type: a.Type, CampaignId: a.CampaignID, Detail: a.Detail, StoredOn: a.StoredOn})
 	}
 	for _, e := range x.Events {
 		out.Events = append(out.Events, &intakev1.TimelineEntry{Sequence: e.Record.Seq, Event: e.Record.Event, Summary: e.Summary})

@@ -1575,11 +1575,14 @@ type ExportedSubmission struct {
 	Sequence   uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	OccurredAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
 	// event_type is LeadCaptured or LeadResubmitted.
-	EventType     string          `protobuf:"bytes,3,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
-	Personal      *v1.Personal    `protobuf:"bytes,4,opt,name=personal,proto3" json:"personal,omitempty"`
-	Profile       *v1.Profile     `protobuf:"bytes,5,opt,name=profile,proto3" json:"profile,omitempty"`
-	Attribution   *v1.Attribution `protobuf:"bytes,6,opt,name=attribution,proto3" json:"attribution,omitempty"`
-	Consents      []*v1.Consent   `protobuf:"bytes,7,rep,name=consents,proto3" json:"consents,omitempty"`
+	EventType   string          `protobuf:"bytes,3,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	Personal    *v1.Personal    `protobuf:"bytes,4,opt,name=personal,proto3" json:"personal,omitempty"`
+	Profile     *v1.Profile     `protobuf:"bytes,5,opt,name=profile,proto3" json:"profile,omitempty"`
+	Attribution *v1.Attribution `protobuf:"bytes,6,opt,name=attribution,proto3" json:"attribution,omitempty"`
+	Consents    []*v1.Consent   `protobuf:"bytes,7,rep,name=consents,proto3" json:"consents,omitempty"`
+	// stored_on is the lead whose history holds it, when not the exported
+	// lead's: what its person sent while it was merged into that survivor.
+	StoredOn      string `protobuf:"bytes,8,opt,name=stored_on,json=storedOn,proto3" json:"stored_on,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1663,15 +1666,24 @@ func (x *ExportedSubmission) GetConsents() []*v1.Consent {
 	return nil
 }
 
+func (x *ExportedSubmission) GetStoredOn() string {
+	if x != nil {
+		return x.StoredOn
+	}
+	return ""
+}
+
 // ExportedActivity is one engagement signal of a lead, decrypted.
 type ExportedActivity struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Sequence      uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
-	OccurredAt    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
-	ActivityId    string                 `protobuf:"bytes,3,opt,name=activity_id,json=activityId,proto3" json:"activity_id,omitempty"`
-	Type          v1.ActivityType        `protobuf:"varint,4,opt,name=type,proto3,enum=leadflow.event.v1.ActivityType" json:"type,omitempty"`
-	CampaignId    string                 `protobuf:"bytes,5,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
-	Detail        string                 `protobuf:"bytes,6,opt,name=detail,proto3" json:"detail,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Sequence   uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	OccurredAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	ActivityId string                 `protobuf:"bytes,3,opt,name=activity_id,json=activityId,proto3" json:"activity_id,omitempty"`
+	Type       v1.ActivityType        `protobuf:"varint,4,opt,name=type,proto3,enum=leadflow.event.v1.ActivityType" json:"type,omitempty"`
+	CampaignId string                 `protobuf:"bytes,5,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
+	Detail     string                 `protobuf:"bytes,6,opt,name=detail,proto3" json:"detail,omitempty"`
+	// stored_on is as in ExportedSubmission.
+	StoredOn      string `protobuf:"bytes,7,opt,name=stored_on,json=storedOn,proto3" json:"stored_on,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1744,6 +1756,13 @@ func (x *ExportedActivity) GetCampaignId() string {
 func (x *ExportedActivity) GetDetail() string {
 	if x != nil {
 		return x.Detail
+	}
+	return ""
+}
+
+func (x *ExportedActivity) GetStoredOn() string {
+	if x != nil {
+		return x.StoredOn
 	}
 	return ""
 }
@@ -2309,7 +2328,7 @@ const file_leadflow_intake_v1_intake_service_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x1a\n" +
 	"\breplayed\x18\x02 \x01(\bR\breplayed\",\n" +
 	"\x11ExportLeadRequest\x12\x17\n" +
-	"\alead_id\x18\x01 \x01(\tR\x06leadId\"\xf5\x02\n" +
+	"\alead_id\x18\x01 \x01(\tR\x06leadId\"\x92\x03\n" +
 	"\x12ExportedSubmission\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12;\n" +
 	"\voccurred_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -2319,7 +2338,8 @@ const file_leadflow_intake_v1_intake_service_proto_rawDesc = "" +
 	"\bpersonal\x18\x04 \x01(\v2\x1b.leadflow.event.v1.PersonalR\bpersonal\x124\n" +
 	"\aprofile\x18\x05 \x01(\v2\x1a.leadflow.event.v1.ProfileR\aprofile\x12@\n" +
 	"\vattribution\x18\x06 \x01(\v2\x1e.leadflow.event.v1.AttributionR\vattribution\x126\n" +
-	"\bconsents\x18\a \x03(\v2\x1a.leadflow.event.v1.ConsentR\bconsents\"\xfa\x01\n" +
+	"\bconsents\x18\a \x03(\v2\x1a.leadflow.event.v1.ConsentR\bconsents\x12\x1b\n" +
+	"\tstored_on\x18\b \x01(\tR\bstoredOn\"\x97\x02\n" +
 	"\x10ExportedActivity\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12;\n" +
 	"\voccurred_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -2329,7 +2349,8 @@ const file_leadflow_intake_v1_intake_service_proto_rawDesc = "" +
 	"\x04type\x18\x04 \x01(\x0e2\x1f.leadflow.event.v1.ActivityTypeR\x04type\x12\x1f\n" +
 	"\vcampaign_id\x18\x05 \x01(\tR\n" +
 	"campaignId\x12\x16\n" +
-	"\x06detail\x18\x06 \x01(\tR\x06detail\"\xe0\x01\n" +
+	"\x06detail\x18\x06 \x01(\tR\x06detail\x12\x1b\n" +
+	"\tstored_on\x18\a \x01(\tR\bstoredOn\"\xe0\x01\n" +
 	"\fExportedNote\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12;\n" +
 	"\voccurred_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
