@@ -359,11 +359,10 @@ func briefOf(leadID string, recs []eventstore.Record) (b Brief, sealed []sealedD
 			}
 		case *eventv1.Event_LeadUnmerged:
 			if envelope.SurvivorSide(ev) {
-				gone := p.LeadUnmerged.GetAbsorbedLeadId()
-				absorbed = slices.DeleteFunc(absorbed, func(id string) bool { return id == gone })
+				absorbed = slices.DeleteFunc(absorbed, func(id string) bool { return id == p.LeadUnmerged.GetAbsorbedLeadId() })
 				// What came through it went back with it (intake's unmerge).
-				sealed = withoutVia(sealed, gone)
-				b.Activities = slices.DeleteFunc(b.Activities, func(x Activity) bool { return x.via == gone })
+				sealed = withoutVia(sealed, p.LeadUnmerged)
+				b.Activities = slices.DeleteFunc(b.Activities, func(x Activity) bool { return givenBack(p.LeadUnmerged, x.via) })
 			}
 			switch b.State.Status {
 			case lifecycle.StatusAssigned, lifecycle.StatusAccepted, lifecycle.StatusOpportunity:

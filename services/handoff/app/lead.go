@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -198,7 +199,7 @@ func (l *lead) apply(r eventstore.Record) {
 		if !envelope.SurvivorSide(ev) {
 			l.stepID, l.stepSeq, l.touch = l.merged.stepID, l.merged.stepSeq, l.merged.touch
 		} else {
-			l.sealed, l.opened = withoutVia(l.sealed, p.LeadUnmerged.GetAbsorbedLeadId()), ""
+			l.sealed, l.opened = withoutVia(l.sealed, p.LeadUnmerged), ""
 		}
 	case *eventv1.Event_ContactAttempted:
 		switch p.ContactAttempted.GetOutcome() {
@@ -366,16 +367,22 @@ type sealedData struct {
 	b   []byte
 }
 
-// withoutVia is sealed without what came through lead via, which an
-// unmerge gave back to it.
-func withoutVia(sealed []sealedData, via string) []sealedData {
+// withoutVia is sealed without what came through the lead an unmerge
+// gave back, or through a lead merged into it.
+func withoutVia(sealed []sealedData, u *eventv1.LeadUnmerged) []sealedData {
 	var out []sealedData // a new slice: folds are copied shallowly
 	for _, s := range sealed {
-		if s.via != via {
+		if !givenBack(u, s.via) {
 			out = append(out, s)
 		}
 	}
 	return out
+}
+
+// givenBack reports whether what came through lead via went back with
+// the unmerge u.
+func givenBack(u *eventv1.LeadUnmerged, via string) bool {
+	return via != "" && (via == u.GetAbsorbedLeadId() || slices.Contains(u.GetGivenBackVia(), via))
 }
 
 // nonEmpty is the first of bs that holds anything.

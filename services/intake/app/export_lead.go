@@ -172,7 +172,7 @@ func (a *App) exportVia(ctx context.Context, leadID, into string, out *Export) e
 	}
 	var acts []ExportedActivity
 	for _, r := range recs {
-		if u := r.Event.GetLeadUnmerged(); u.GetAbsorbedLeadId() == leadID {
+		if u := r.Event.GetLeadUnmerged(); u != nil && givenBack(u, leadID) {
 			acts = nil // given back by an earlier unmerge: this lead holds those
 		}
 		act := r.Event.GetActivityRecorded()

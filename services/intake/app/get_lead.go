@@ -146,12 +146,12 @@ func fold(leadID string, recs []eventstore.Record) (LeadView, []submission) {
 			}
 		case *eventv1.LeadUnmerged:
 			if p.GetSurvivorLeadId() == leadID {
-				gone := p.GetAbsorbedLeadId()
-				view.Absorbed = slices.DeleteFunc(view.Absorbed, func(id string) bool { return id == gone })
-				// What came through it went back with it (UnmergeLeads).
+				view.Absorbed = slices.DeleteFunc(view.Absorbed, func(id string) bool { return id == p.GetAbsorbedLeadId() })
+				// What came through it, or a lead merged into it, went
+				// back with it (UnmergeLeads).
 				for _, s := range [][]submission{subs, activities} {
 					for i := range s {
-						s[i].gone = s[i].gone || s[i].via == gone
+						s[i].gone = s[i].gone || s[i].via != "" && givenBack(p, s[i].via)
 					}
 				}
 			} else {
@@ -180,6 +180,12 @@ func fold(leadID string, recs []eventstore.Record) (LeadView, []submission) {
 		}
 	}
 	return view, subs
+}
+
+// givenBack reports whether what came through lead via went back with
+// the unmerge u.
+func givenBack(u *eventv1.LeadUnmerged, via string) bool {
+	return via == u.GetAbsorbedLeadId() || slices.Contains(u.GetGivenBackVia(), via)
 }
 
 // openPersonal opens one submission's personal fields.

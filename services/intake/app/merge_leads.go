@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -182,6 +183,13 @@ func (a *App) UnmergeLeads(ctx context.Context, in MergeLeads, meta envelope.Met
 		if aState.Status != lifecycle.StatusMerged || merged.GetSurvivorLeadId() != in.Survivor {
 			return nil, nil, &lifecycle.RefusedError{Command: "Unmerge", Status: aState.Status, Reason: "lead " + in.Absorbed + " is not merged into " + in.Survivor}
 		}
+		// What came through the leads merged into it goes back with it too.
+		deeper, err := a.absorbedBy(ctx, in.Absorbed, aRecs)
+		if err != nil {
+			return nil, nil, fmt.Errorf("leads merged into %s: %w", in.Absorbed, err)
+		}
+		payload := proto.CloneOf(payload)
+		payload.GivenBackVia = deeper
 		survivor, err := a.factEvent(in.Survivor, sState, payload, meta)
 		if err != nil {
 			return nil, nil, survivorErr(lifecycle.Unmerge, in.Survivor, err)
@@ -219,7 +227,7 @@ func (a *App) UnmergeLeads(ctx context.Context, in MergeLeads, meta envelope.Met
 		// What its person sent while merged went on to the survivor: it
 		// goes back, replayed on the absorbed lead, and leaves the
 		// survivor's view (fold).
-		given, err := a.giveBack(ctx, in.Absorbed, in.Survivor, lifecycle.FromProto(absorbed.GetLifecycle()), sRecs[since:], meta)
+		given, err := a.giveBack(ctx, in.Absorbed, in.Survivor, deeper, lifecycle.FromProto(absorbed.GetLifecycle()), sRecs[since:], meta)
 		if err != nil {
 			return nil, nil, fmt.Errorf("absorbed lead %s: %w", in.Absorbed, err)
 		}
@@ -227,39 +235,75 @@ func (a *App) UnmergeLeads(ctx context.Context, in MergeLeads, meta envelope.Met
 	})
 }
 
+// absorbedBy is every lead merged into leadID now, at any depth (recs are
+// leadID's events).
+func (a *App) absorbedBy(ctx context.Context, leadID string, recs []eventstore.Record) ([]string, error) {
+	view, _ := fold(leadID, recs)
+	out := slices.Clone(view.Absorbed)
+	for i := 0; i < len(out); i++ {
+		if len(out) > maxAbsorbed {
+			return nil, fmt.Errorf("more than %d leads merged into %s", maxAbsorbed, leadID)
+		}
+		recs, err := a.leads.Load(ctx, out[i])
+		if err != nil {
+			return nil, err
+		}
+		v, _ := fold(out[i], recs)
+		out = append(out, v.Absorbed...)
+	}
+	return out, nil
+}
+
+// maxAbsorbed bounds the leads an unmerge reads to find what goes back.
+const maxAbsorbed = 1000
+
 // giveBack replays on leadID what recs, its survivor's events since the
-// merge, received through it: each submission and activity as stored
-// (sealed with leadID's key already), at the time it happened, marked
-// given back so reports do not count its campaign touch twice. One sealed
-// with the survivor's key (written before 2026-12-05) is not this lead's
-// to open and stays on the survivor's stream only (README, known
-// weaknesses).
-func (a *App) giveBack(ctx context.Context, leadID, survivor string, state lifecycle.State, recs []eventstore.Record, meta envelope.Meta) ([]*eventv1.Event, error) {
+// merge, received through it or through a lead merged into it (deeper): each
+// submission and activity as stored (sealed with the key of the lead it
+// came through already, merged_from naming that lead when it is a deeper
+// one), at the time it happened, marked given back so reports do not
+// count its campaign touch twice. One sealed with the survivor's key
+// (written before 2026-12-05) is not this lead's to open and stays on the
+// survivor's stream only (README, known weaknesses).
+func (a *App) giveBack(ctx context.Context, leadID, survivor string, deeper []string, state lifecycle.State, recs []eventstore.Record, meta envelope.Meta) ([]*eventv1.Event, error) {
+	// via is the merged_from a given-back event keeps, ok whether it goes.
+	via := func(from string) (string, bool) {
+		switch {
+		case from == leadID:
+			return "", true
+		case from != "" && slices.Contains(deeper, from):
+			return from, true
+		}
+		return "", false
+	}
 	var out []*eventv1.Event
 	for _, r := range recs {
 		var payload eventPayload
 		var cmd lifecycle.CommandName
 		var sealed []byte
+		var from string
 		switch p := envelope.Payload(r.Event).(type) {
 		case *eventv1.LeadResubmitted:
-			if p.GetMergedFrom() != leadID {
+			keep, ok := via(p.GetMergedFrom())
+			if !ok {
 				continue
 			}
 			c := proto.CloneOf(p)
-			c.MergedFrom, c.GivenBackBy = "", survivor
-			payload, cmd, sealed = c, lifecycle.Resubmit, c.GetSealedPersonal()
+			c.MergedFrom, c.GivenBackBy = keep, survivor
+			payload, cmd, sealed, from = c, lifecycle.Resubmit, c.GetSealedPersonal(), keep
 		case *eventv1.ActivityRecorded:
-			if p.GetMergedFrom() != leadID {
+			keep, ok := via(p.GetMergedFrom())
+			if !ok {
 				continue
 			}
 			c := proto.CloneOf(p)
-			c.MergedFrom, c.GivenBackBy = "", survivor
-			payload, cmd, sealed = c, lifecycle.RecordActivity, c.GetSealedDetail()
+			c.MergedFrom, c.GivenBackBy = keep, survivor
+			payload, cmd, sealed, from = c, lifecycle.RecordActivity, c.GetSealedDetail(), keep
 		default:
 			continue
 		}
 		if len(sealed) > 0 {
-			if _, err := a.keys.Open(ctx, leadID, sealed); errors.Is(err, vault.ErrCorrupt) {
+			if _, err := a.keys.Open(ctx, cmp.Or(from, leadID), sealed); errors.Is(err, vault.ErrCorrupt) {
 				continue // the survivor's key: not this lead's to open
 			} else if err != nil {
 				return nil, fmt.Errorf("given back from %d: %w", r.Seq, err)

@@ -143,3 +143,68 @@ func TestUnmergeGivesBackWhatCameThroughTheAbsorbedLead(t *testing.T) {
 		}
 	}
 }
+
+// In a chain (a merged into b, b into s), what a's person sends lands on
+// s. Unmerging b gives it back to b, still sealed with a's key and naming
+// a; unmerging a from b then gives it to a, and a's erasure leaves it
+// readable nowhere.
+func TestUnmergeGivesBackThroughAChain(t *testing.T) {
+	f := newFixture(t)
+	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
+	named := func(email, first string) string {
+		c := capture(email, "")
+		c.Contact.FirstName = first
+		r, err := f.app.CaptureLead(ctx, c, meta)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.LeadID
+	}
+	s, b, a := named("s@chain.example", "Sam"), named("b@chain.example", "Ben"), named("a@chain.example", "Ann")
+	for _, m := range []app.MergeLeads{{Survivor: b, Absorbed: a, Reason: "same"}, {Survivor: s, Absorbed: b, Reason: "same"}} {
+		if _, err := f.app.MergeLeads(ctx, m, meta); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := named("a@chain.example", "Annzq"); got != s {
+		t.Fatalf("a's capture through the chain went to %s, want %s", got, s)
+	}
+	if _, err := f.app.RecordActivity(ctx, app.RecordActivity{LeadID: a, ActivityID: "act-chain",
+		Type: eventv1.ActivityType_ACTIVITY_TYPE_WEB_VISIT, Detail: "ann-private-zq"}, meta); err != nil {
+		t.Fatal(err)
+	}
+	want := func(lead, first string, activities int) {
+		t.Helper()
+		v, err := f.app.GetLead(ctx, lead)
+		if err != nil || v.Contact.GetFirstName() != first || v.Activities != activities {
+			t.Errorf("lead %s: name %q, %d activities, %v; want %q and %d", lead, v.Contact.GetFirstName(), v.Activities, err, first, activities)
+		}
+	}
+	want(s, "Annzq", 1)
+
+	if _, err := f.app.UnmergeLeads(ctx, app.MergeLeads{Survivor: s, Absorbed: b, Reason: "not the same"}, meta); err != nil {
+		t.Fatal(err)
+	}
+	want(s, "Sam", 0)
+	want(b, "Annzq", 1) // a is still merged into b
+	if _, err := f.app.UnmergeLeads(ctx, app.MergeLeads{Survivor: b, Absorbed: a, Reason: "not the same"}, meta); err != nil {
+		t.Fatal(err)
+	}
+	want(b, "Ben", 0)
+	want(a, "Annzq", 1)
+
+	if _, err := f.app.EraseLead(ctx, app.EraseLead{LeadID: a, Reason: "request"}, meta); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{s, b} {
+		x, err := f.app.ExportLead(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, text := range exportTexts(x) {
+			if strings.Contains(text, "zq") {
+				t.Errorf("after a's erasure the export of %s still opens %q", id, text)
+			}
+		}
+	}
+}

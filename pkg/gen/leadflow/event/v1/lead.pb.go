@@ -1636,8 +1636,12 @@ type LeadUnmerged struct {
 	SurvivorLeadId string                 `protobuf:"bytes,1,opt,name=survivor_lead_id,json=survivorLeadId,proto3" json:"survivor_lead_id,omitempty"`
 	AbsorbedLeadId string                 `protobuf:"bytes,2,opt,name=absorbed_lead_id,json=absorbedLeadId,proto3" json:"absorbed_lead_id,omitempty"`
 	Reason         string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// given_back_via are the leads merged into the absorbed one (at any
+	// depth) whose submissions and activities on the survivor went back
+	// with it, beside the absorbed lead's own (merged_from of each).
+	GivenBackVia  []string `protobuf:"bytes,4,rep,name=given_back_via,json=givenBackVia,proto3" json:"given_back_via,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LeadUnmerged) Reset() {
@@ -1689,6 +1693,13 @@ func (x *LeadUnmerged) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *LeadUnmerged) GetGivenBackVia() []string {
+	if x != nil {
+		return x.GivenBackVia
+	}
+	return nil
 }
 
 // IdempotencyRecord is the durable record of one idempotent command (a
@@ -1902,11 +1913,12 @@ const file_leadflow_event_v1_lead_proto_rawDesc = "" +
 	"\x13MergeCandidateFound\x12\"\n" +
 	"\rother_lead_id\x18\x01 \x01(\tR\votherLeadId\x12\x1a\n" +
 	"\bidentity\x18\x02 \x01(\tR\bidentity\x12(\n" +
-	"\x10capture_event_id\x18\x03 \x01(\tR\x0ecaptureEventId\"z\n" +
+	"\x10capture_event_id\x18\x03 \x01(\tR\x0ecaptureEventId\"\xa0\x01\n" +
 	"\fLeadUnmerged\x12(\n" +
 	"\x10survivor_lead_id\x18\x01 \x01(\tR\x0esurvivorLeadId\x12(\n" +
 	"\x10absorbed_lead_id\x18\x02 \x01(\tR\x0eabsorbedLeadId\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xbe\x01\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12$\n" +
+	"\x0egiven_back_via\x18\x04 \x03(\tR\fgivenBackVia\"\xbe\x01\n" +
 	"\x11IdempotencyRecord\x12\x17\n" +
 	"\alead_id\x18\x01 \x01(\tR\x06leadId\x12\x19\n" +
 	"\bevent_id\x18\x02 \x01(\tR\aeventId\x12%\n" +
