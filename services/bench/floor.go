@@ -60,16 +60,23 @@ const (
 	floorHeaderType = "Lf-Type"
 	floorTrigger    = "LeadCaptured"
 	floorOwn        = "LeadScored"
+	floorEarlier    = "LeadResubmitted"
 	floorOpTimeout  = 5 * time.Second
 	floorAsyncChunk = 2000
 )
 
 // floorShape is the concurrency of the stage a floor stands for: workers
 // and messages held unacked per durable, as its consumer group runs them.
-type floorShape struct{ workers, maxAck int }
+// lastOnly: only each lead's last backlog message triggers an append, the
+// earlier ones are fetched and acked unread (routing acts on a lead's
+// LeadQualified, after its capture and score); a trigger is then a lead.
+type floorShape struct {
+	workers, maxAck int
+	lastOnly        bool
+}
 
 // scoringShape is qualification's.
-var scoringShape = floorShape{floorWorkers, floorMaxAck}
+var scoringShape = floorShape{workers: floorWorkers, maxAck: floorMaxAck}
 
 // floorRun is one drain of the floor's backlog.
 type floorRun struct {
@@ -178,9 +185,13 @@ func floorOnce(ctx context.Context, js jetstream.JetStream, ids []string, per in
 		futs = futs[:0]
 		return nil
 	}
-	for range per {
+	for round := range per {
+		typ := floorTrigger
+		if shape.lastOnly && round < per-1 {
+			typ = floorEarlier
+		}
 		for i := range ids {
-			fut, err := js.PublishMsgAsync(&nats.Msg{Subject: subj[i], Data: data, Header: nats.Header{floorHeaderType: []string{floorTrigger}}})
+			fut, err := js.PublishMsgAsync(&nats.Msg{Subject: subj[i], Data: data, Header: nats.Header{floorHeaderType: []string{typ}}})
 			if err != nil {
 				return r, err
 			}
@@ -212,17 +223,20 @@ func floorOnce(ctx context.Context, js jetstream.JetStream, ids []string, per in
 	}
 
 	var (
-		triggers, own, appends, errs atomic.Int64
-		firstErr                     atomic.Pointer[error]
-		doneOnce                     sync.Once
-		mu                           sync.Mutex
-		lats                         []time.Duration
+		triggers, earlier, own, appends, errs atomic.Int64
+		firstErr                              atomic.Pointer[error]
+		doneOnce                              sync.Once
+		mu                                    sync.Mutex
+		lats                                  []time.Duration
 	)
 	done := make(chan struct{})
-	want := int64(len(ids) * per)
+	want, wantEarlier := int64(len(ids)*per), int64(0)
+	if shape.lastOnly {
+		want, wantEarlier = int64(len(ids)), int64(len(ids)*(per-1))
+	}
 	// finished: every backlog message handled and every append fetched back.
 	finished := func() bool {
-		return triggers.Load() == want && own.Load() == appends.Load()
+		return triggers.Load() == want && earlier.Load() == wantEarlier && own.Load() == appends.Load()
 	}
 	queues := make([]chan jetstream.Msg, shape.workers)
 	for w := range queues {
@@ -253,6 +267,9 @@ func floorOnce(ctx context.Context, js jetstream.JetStream, ids []string, per in
 					appends.Add(1)
 					_ = m.Ack()
 					triggers.Add(1)
+				} else if m.Headers().Get(floorHeaderType) == floorEarlier {
+					_ = m.Ack()
+					earlier.Add(1)
 				} else {
 					_ = m.Ack()
 					own.Add(1)

@@ -265,7 +265,9 @@ func measureHandoff(ctx context.Context, syncAlways bool) (f handoffFigures, err
 
 // handoffShape is handoff's concurrency: its -workers default and the
 // MaxHeld its group runs with (services/handoff/run.go).
-var handoffShape = floorShape{workers: 256, maxAck: 64}
+// Its floor is in leads: each lead's capture and score fetched and acked,
+// its qualification fetched, appended to and acked.
+var handoffShape = floorShape{workers: 256, maxAck: 64, lastOnly: true}
 
 // handoffFloor is the consuming-stage floor (floor.go) through 16
 // partition durables, as pkg/consume reads, on this server.
@@ -279,7 +281,7 @@ func handoffFloor(ctx context.Context, url string, size int) (floorRun, int, err
 	if err != nil {
 		return floorRun{}, 0, err
 	}
-	per := max(*floorPerLead, 1)
+	const per = 3 // LeadCaptured, LeadScored, LeadQualified
 	ids := make([]string, max(*floorEvents/per, 1))
 	for i := range ids {
 		ids[i] = uuid.Must(uuid.NewV7()).String()
@@ -736,11 +738,11 @@ func (f handoffFigures) print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  routing decisions: a backlog of %d qualified leads (built in %s), routing resumed and timed until drained:\n",
 		f.backlog, f.backlogSetup.Round(100*time.Millisecond))
-	fmt.Fprintf(w, "    %8.0f decisions/s   %s of the consuming-stage floor through %d partition durables, same server: %.0f events/s\n",
+	fmt.Fprintf(w, "    %8.0f decisions/s   %s of the consuming-stage floor through %d partition durables, same server: %.0f leads/s\n",
 		f.decisions.rate(), ratio(f.decisions.rate(), f.floor.rate()), f.floor.durables, f.floor.rate())
-	fmt.Fprintf(w, "    (the floor: per event a fetch, one append with expected seq, an ack; %d events, %d workers and %d held per durable\n", f.floorEvents, f.floor.shape.workers, f.floor.shape.maxAck)
-	fmt.Fprintf(w, "    as handoff runs. A decision is a pool turn,\n")
-	fmt.Fprintf(w, "    a capacity reservation and LeadAssigned, each written with a concurrency check, and the lead's 3 earlier events are fetched too)\n")
+	fmt.Fprintf(w, "    (the floor: per lead three events fetched and acked, the last appended to with expected seq, its append fetched and acked;\n")
+	fmt.Fprintf(w, "    %d events, %d workers and %d held per durable as handoff runs. A decision is a pool turn,\n", f.floorEvents, f.floor.shape.workers, f.floor.shape.maxAck)
+	fmt.Fprintf(w, "    a capacity reservation and LeadAssigned, each written with a concurrency check)\n")
 	if f.floor.errs > 0 || f.floor.cut {
 		fmt.Fprintf(w, "    floor: %d errors (%v), cut %v\n", f.floor.errs, f.floor.firstErr, f.floor.cut)
 	}
