@@ -337,7 +337,8 @@ func floorOnce(ctx context.Context, js jetstream.JetStream, ids []string, per in
 
 func (f floorFigures) print(w io.Writer, scoring float64) {
 	fmt.Fprintf(w, "  consuming-stage floor (raw nats.go, same server, measured first on a fresh stream): per event a fetch (pulls of %d,\n", floorFetch)
-	fmt.Fprintf(w, "    MaxAckPending %d per pinned durable, as qualification's group), one append to its lead subject with expected last subject seq, and an ack;\n", floorMaxAck)
+	fmt.Fprintf(w, "    MaxAckPending %d per pinned partition durable, as qualification's group, %d on the one durable), one append to its lead subject\n", floorMaxAck, floorMaxAck*eventstore.Partitions)
+	fmt.Fprintf(w, "    with expected last subject seq, and an ack;\n")
 	fmt.Fprintf(w, "    %d workers (qualification's), a lead on one worker; the appended events are fetched and acked too. Backlog %d events (%d leads x %d,\n",
 		floorWorkers, f.events, f.leads, f.events/max(f.leads, 1))
 	fmt.Fprintf(w, "    interleaved), %d B, lead.<p>.<uuid>; took %s:\n", f.size, f.took.Round(100*time.Millisecond))
