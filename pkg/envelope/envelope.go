@@ -124,6 +124,13 @@ func SurvivorSide(ev *eventv1.Event) bool {
 	return id != "" && (ev.GetLeadMerged().GetSurvivorLeadId() == id || ev.GetLeadUnmerged().GetSurvivorLeadId() == id)
 }
 
+// GivenBack reports whether what a survivor stored that came through lead
+// via (an event's merged_from) went back with the unmerge u: via is the
+// absorbed lead or one merged into it.
+func GivenBack(u *eventv1.LeadUnmerged, via string) bool {
+	return via != "" && (via == u.GetAbsorbedLeadId() || slices.Contains(u.GetGivenBackVia(), via))
+}
+
 // LeadIDRule is what ValidLeadID asks of an id, for error messages.
 const LeadIDRule = "must be a lead id: a lower-case UUID like 0199aaaa-0000-7000-8000-000000000000"
 

@@ -356,7 +356,12 @@ func orderedRead(ctx context.Context, js jetstream.JetStream, events int) (float
 // row (a few columns and a small JSON fold) into a scratch table, over as
 // many connections at once as a rebuild loads with.
 func copyFloor(ctx context.Context, dsn string, rows, conns int) (float64, error) {
-	pool, err := pgxpool.New(ctx, dsn)
+	pcfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return 0, err
+	}
+	pcfg.MaxConns = int32(conns) // the default, max(4, cores), would cap larger -projector-conns
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return 0, err
 	}

@@ -362,7 +362,7 @@ func briefOf(leadID string, recs []eventstore.Record) (b Brief, sealed []sealedD
 				absorbed = slices.DeleteFunc(absorbed, func(id string) bool { return id == p.LeadUnmerged.GetAbsorbedLeadId() })
 				// What came through it went back with it (intake's unmerge).
 				sealed = withoutVia(sealed, p.LeadUnmerged)
-				b.Activities = slices.DeleteFunc(b.Activities, func(x Activity) bool { return givenBack(p.LeadUnmerged, x.via) })
+				b.Activities = slices.DeleteFunc(b.Activities, func(x Activity) bool { return envelope.GivenBack(p.LeadUnmerged, x.via) })
 			}
 			switch b.State.Status {
 			case lifecycle.StatusAssigned, lifecycle.StatusAccepted, lifecycle.StatusOpportunity:

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -372,17 +371,11 @@ type sealedData struct {
 func withoutVia(sealed []sealedData, u *eventv1.LeadUnmerged) []sealedData {
 	var out []sealedData // a new slice: folds are copied shallowly
 	for _, s := range sealed {
-		if !givenBack(u, s.via) {
+		if !envelope.GivenBack(u, s.via) {
 			out = append(out, s)
 		}
 	}
 	return out
-}
-
-// givenBack reports whether what came through lead via went back with
-// the unmerge u.
-func givenBack(u *eventv1.LeadUnmerged, via string) bool {
-	return via != "" && (via == u.GetAbsorbedLeadId() || slices.Contains(u.GetGivenBackVia(), via))
 }
 
 // nonEmpty is the first of bs that holds anything.

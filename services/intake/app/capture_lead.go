@@ -132,7 +132,7 @@ func (a *App) completeReplayed(ctx context.Context, run *captureRun, ans answer)
 		if st, _ := headState(head); st.Status == lifecycle.StatusMerged || st.Status == lifecycle.StatusErased {
 			return
 		}
-		err = a.claimRest(ans.LeadID, ans.LeadID, ans.LeadID, run.ids, held, run.meta)(ctx, ans.event)
+		err = a.claimRest(ans.LeadID, ans.LeadID, run.ids, held, run.meta)(ctx, ans.event)
 	}
 	if err != nil && ctx.Err() == nil {
 		a.log.WarnContext(ctx, "replayed capture's follow-ups failed; the next capture retries them", "lead", ans.LeadID, "err", err)
@@ -365,7 +365,7 @@ func (a *App) planCapture(ctx context.Context, run *captureRun) (*plan, error) {
 		return nil, err
 	}
 	return &plan{leadID: final, event: ev, more: more, outcome: Resubmitted, expect: version,
-		then: a.claimRest(final, target, target, ids, held, meta)}, nil
+		then: a.claimRest(final, target, ids, held, meta)}, nil
 }
 
 // consentChanges are the ConsentChanged events a resubmission's consents
@@ -457,24 +457,24 @@ func (a *App) planFirst(ctx context.Context, run *captureRun, leadID string, hel
 		return nil, err
 	}
 	return &plan{leadID: leadID, event: ev, outcome: Created, create: true, before: before, seen: seen,
-		then: a.claimRest(leadID, leadID, leadID, run.ids, held, run.meta)}, nil
+		then: a.claimRest(leadID, leadID, run.ids, held, run.meta)}, nil
 }
 
 // claimRest claims, after a capture's event, every identity it brought
-// that nobody holds, for claimAs; an identity another lead holds makes
-// that lead and lead a merge candidate. via is the lead the capture
-// matched before following merges, and claimAs lead or via.
-func (a *App) claimRest(lead, via, claimAs string, ids identities, held map[ClaimKey]Holder, meta envelope.Meta) func(context.Context, *eventv1.Event) error {
+// that nobody holds, for via, the lead the capture matched before
+// following merges (lead, where it went, when none); an identity another
+// lead holds makes that lead and lead a merge candidate.
+func (a *App) claimRest(lead, via string, ids identities, held map[ClaimKey]Holder, meta envelope.Meta) func(context.Context, *eventv1.Event) error {
 	return func(ctx context.Context, ev *eventv1.Event) error {
 		var errs []error
 		for _, k := range ids.all() {
 			h := held[k]
 			if h.LeadID == "" {
 				// An email's derived id is the lead itself: nothing to claim.
-				if k.Kind == KindEmail && (k.Token == lead || k.Token == claimAs) {
+				if k.Kind == KindEmail && (k.Token == lead || k.Token == via) {
 					continue
 				}
-				err := a.leads.Claim(ctx, k, h, claimFor(claimAs, k))
+				err := a.leads.Claim(ctx, k, h, claimFor(via, k))
 				if !errors.Is(err, eventstore.ErrConflict) {
 					errs = append(errs, err)
 					continue

@@ -140,8 +140,7 @@ func (a *App) exportOne(ctx context.Context, leadID string, view LeadView) (Expo
 		if err != nil {
 			return Export{}, err
 		}
-		out.Activities = append(out.Activities, ExportedActivity{Seq: r.Seq, OccurredAt: r.Event.GetOccurredAt().AsTime(),
-			ActivityID: act.GetActivityId(), Type: act.GetType(), CampaignID: act.GetCampaignId(), Detail: detail})
+		out.Activities = append(out.Activities, exportedActivity(r, act, detail))
 	}
 	return out, nil
 }
@@ -170,24 +169,32 @@ func (a *App) exportVia(ctx context.Context, leadID, into string, out *Export) e
 		es.Personal, es.StoredOn = p, top
 		out.Submissions = append(out.Submissions, es)
 	}
-	var acts []ExportedActivity
+	var acts []eventstore.Record
 	for _, r := range recs {
-		if u := r.Event.GetLeadUnmerged(); u != nil && givenBack(u, leadID) {
+		if u := r.Event.GetLeadUnmerged(); u != nil && envelope.GivenBack(u, leadID) {
 			acts = nil // given back by an earlier unmerge: this lead holds those
 		}
-		act := r.Event.GetActivityRecorded()
-		if act.GetMergedFrom() != leadID {
-			continue
+		if r.Event.GetActivityRecorded().GetMergedFrom() == leadID {
+			acts = append(acts, r)
 		}
+	}
+	for _, r := range acts {
+		act := r.Event.GetActivityRecorded()
 		detail, err := a.openDetail(ctx, top, r, act, false)
 		if err != nil {
 			return err
 		}
-		acts = append(acts, ExportedActivity{Seq: r.Seq, OccurredAt: r.Event.GetOccurredAt().AsTime(),
-			ActivityID: act.GetActivityId(), Type: act.GetType(), CampaignID: act.GetCampaignId(), Detail: detail, StoredOn: top})
+		x := exportedActivity(r, act, detail)
+		x.StoredOn = top
+		out.Activities = append(out.Activities, x)
 	}
-	out.Activities = append(out.Activities, acts...)
 	return nil
+}
+
+// exportedActivity is act, stored at r, with its detail opened.
+func exportedActivity(r eventstore.Record, act *eventv1.ActivityRecorded, detail string) ExportedActivity {
+	return ExportedActivity{Seq: r.Seq, OccurredAt: r.Event.GetOccurredAt().AsTime(),
+		ActivityID: act.GetActivityId(), Type: act.GetType(), CampaignID: act.GetCampaignId(), Detail: detail}
 }
 
 // exportedSubmission is sub without its personal fields.

@@ -151,7 +151,7 @@ func fold(leadID string, recs []eventstore.Record) (LeadView, []submission) {
 				// back with it (UnmergeLeads).
 				for _, s := range [][]submission{subs, activities} {
 					for i := range s {
-						s[i].gone = s[i].gone || s[i].via != "" && givenBack(p, s[i].via)
+						s[i].gone = s[i].gone || envelope.GivenBack(p, s[i].via)
 					}
 				}
 			} else {
@@ -180,12 +180,6 @@ func fold(leadID string, recs []eventstore.Record) (LeadView, []submission) {
 		}
 	}
 	return view, subs
-}
-
-// givenBack reports whether what came through lead via went back with
-// the unmerge u.
-func givenBack(u *eventv1.LeadUnmerged, via string) bool {
-	return via == u.GetAbsorbedLeadId() || slices.Contains(u.GetGivenBackVia(), via)
 }
 
 // openPersonal opens one submission's personal fields.

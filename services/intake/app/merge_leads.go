@@ -184,7 +184,8 @@ func (a *App) UnmergeLeads(ctx context.Context, in MergeLeads, meta envelope.Met
 			return nil, nil, &lifecycle.RefusedError{Command: "Unmerge", Status: aState.Status, Reason: "lead " + in.Absorbed + " is not merged into " + in.Survivor}
 		}
 		// What came through the leads merged into it goes back with it too.
-		deeper, err := a.absorbedBy(ctx, in.Absorbed, aRecs)
+		own, _ := fold(in.Absorbed, aRecs)
+		deeper, err := a.absorbedBy(ctx, in.Absorbed, own.Absorbed)
 		if err != nil {
 			return nil, nil, fmt.Errorf("leads merged into %s: %w", in.Absorbed, err)
 		}
@@ -219,7 +220,6 @@ func (a *App) UnmergeLeads(ctx context.Context, in MergeLeads, meta envelope.Met
 			return r.Event.GetConsentChanged().GetSource() == consentFromMerge
 		})
 		heard, _ := fold(in.Survivor, heardRecs)
-		own, _ := fold(in.Absorbed, aRecs)
 		back, err := a.withdrawals(in.Absorbed, lifecycle.FromProto(absorbed.GetLifecycle()), heard.Consents, own.Consents, meta)
 		if err != nil {
 			return nil, nil, fmt.Errorf("absorbed lead %s: %w", in.Absorbed, err)
@@ -235,11 +235,10 @@ func (a *App) UnmergeLeads(ctx context.Context, in MergeLeads, meta envelope.Met
 	})
 }
 
-// absorbedBy is every lead merged into leadID now, at any depth (recs are
-// leadID's events).
-func (a *App) absorbedBy(ctx context.Context, leadID string, recs []eventstore.Record) ([]string, error) {
-	view, _ := fold(leadID, recs)
-	out := slices.Clone(view.Absorbed)
+// absorbedBy is every lead merged into leadID now, at any depth, given
+// those merged into it directly.
+func (a *App) absorbedBy(ctx context.Context, leadID string, direct []string) ([]string, error) {
+	out := slices.Clone(direct)
 	for i := 0; i < len(out); i++ {
 		if len(out) > maxAbsorbed {
 			return nil, fmt.Errorf("more than %d leads merged into %s", maxAbsorbed, leadID)
@@ -278,32 +277,30 @@ func (a *App) giveBack(ctx context.Context, leadID, survivor string, deeper []st
 	}
 	var out []*eventv1.Event
 	for _, r := range recs {
-		var payload eventPayload
 		var cmd lifecycle.CommandName
-		var sealed []byte
 		var from string
+		var sealed []byte
 		switch p := envelope.Payload(r.Event).(type) {
 		case *eventv1.LeadResubmitted:
-			keep, ok := via(p.GetMergedFrom())
-			if !ok {
-				continue
-			}
-			c := proto.CloneOf(p)
-			c.MergedFrom, c.GivenBackBy = keep, survivor
-			payload, cmd, sealed, from = c, lifecycle.Resubmit, c.GetSealedPersonal(), keep
+			cmd, from, sealed = lifecycle.Resubmit, p.GetMergedFrom(), p.GetSealedPersonal()
 		case *eventv1.ActivityRecorded:
-			keep, ok := via(p.GetMergedFrom())
-			if !ok {
-				continue
-			}
-			c := proto.CloneOf(p)
-			c.MergedFrom, c.GivenBackBy = keep, survivor
-			payload, cmd, sealed, from = c, lifecycle.RecordActivity, c.GetSealedDetail(), keep
+			cmd, from, sealed = lifecycle.RecordActivity, p.GetMergedFrom(), p.GetSealedDetail()
 		default:
 			continue
 		}
+		keep, ok := via(from)
+		if !ok {
+			continue
+		}
+		payload := proto.Clone(envelope.Payload(r.Event))
+		switch c := payload.(type) {
+		case *eventv1.LeadResubmitted:
+			c.MergedFrom, c.GivenBackBy = keep, survivor
+		case *eventv1.ActivityRecorded:
+			c.MergedFrom, c.GivenBackBy = keep, survivor
+		}
 		if len(sealed) > 0 {
-			if _, err := a.keys.Open(ctx, cmp.Or(from, leadID), sealed); errors.Is(err, vault.ErrCorrupt) {
+			if _, err := a.keys.Open(ctx, cmp.Or(keep, leadID), sealed); errors.Is(err, vault.ErrCorrupt) {
 				continue // the survivor's key: not this lead's to open
 			} else if err != nil {
 				return nil, fmt.Errorf("given back from %d: %w", r.Seq, err)
