@@ -2,6 +2,7 @@ package consume
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -481,25 +482,17 @@ func (r *runner) serveOnce(it *item) outcome {
 		}
 		if it.req.op == opRedrive {
 			m, err := r.original(e.streamSeq, key)
-			if err != nil {
+			if r.gone(e.streamSeq, err) {
+				// Expired (a message TTL, as fired timers have) or removed
+				// by limits: there is nothing to handle again, and waiting
+				// would park the key for ever.
+				r.log.Error("consume: re-drive: the dead message is gone from its stream; its dead letter is dropped unhandled", "key", key, "seq", e.streamSeq)
+			} else if err != nil {
 				r.log.Warn("consume: re-drive: read message", "key", key, "seq", e.streamSeq, "error", err)
 				return retry
+			} else if o, ok := r.redriveMsg(it, m); !ok {
+				return o
 			}
-			h, done, herr := r.handle(it, m)
-			switch {
-			case !done:
-				h.end(false)
-				return handBack
-			case herr != nil:
-				r.log.Error("consume: re-driven message failed again", "key", key, "seq", m.Seq, "error", herr)
-				_, ok := r.deadLetter(it, m, herr, true)
-				h.end(ok)
-				if !ok {
-					return handBack
-				}
-				return served
-			}
-			h.end(true)
 		}
 		if !r.persist(it, "delete dead letter", func(ctx context.Context) error { return r.deleteDL(ctx, entryMsg.Sequence) }) {
 			return handBack
@@ -517,6 +510,28 @@ func (r *runner) serveOnce(it *item) outcome {
 	}
 	r.parked.drop(key)
 	return served
+}
+
+// redriveMsg handles a dead message again. ok: it was handled, and its
+// dead letter is to be deleted; else serveOnce returns o.
+func (r *runner) redriveMsg(it *item, m Msg) (o outcome, ok bool) {
+	key := it.req.key
+	h, done, herr := r.handle(it, m)
+	switch {
+	case !done:
+		h.end(false)
+		return handBack, false
+	case herr != nil:
+		r.log.Error("consume: re-driven message failed again", "key", key, "seq", m.Seq, "error", herr)
+		_, ok := r.deadLetter(it, m, herr, true)
+		h.end(ok)
+		if !ok {
+			return handBack, false
+		}
+		return served, false
+	}
+	h.end(true)
+	return served, true
 }
 
 // lastEntry reads key's dead letter; nil when it has none.
@@ -560,7 +575,18 @@ func (r *runner) releaseParked(it *item, key string) outcome {
 		}
 		for _, seq := range waiting {
 			subject := parkedSubject(r.cfg.Group, key, seq)
+			purge := func(ctx context.Context) error {
+				return r.dl.Purge(ctx, jetstream.WithPurgeSubject(subject))
+			}
 			m, err := r.original(seq, key)
+			if r.gone(seq, err) {
+				// Gone from its stream (see serveOnce): the next one's turn.
+				r.log.Error("consume: release parked: the message is gone from its stream; released unhandled", "key", key, "seq", seq)
+				if !r.persist(it, "release parked: delete", purge) {
+					return handBack
+				}
+				continue
+			}
 			if err != nil {
 				r.log.Warn("consume: release parked: read message", "key", key, "seq", seq, "error", err)
 				return retry
@@ -569,9 +595,6 @@ func (r *runner) releaseParked(it *item, key string) outcome {
 			if !done {
 				h.end(false)
 				return handBack
-			}
-			purge := func(ctx context.Context) error {
-				return r.dl.Purge(ctx, jetstream.WithPurgeSubject(subject))
 			}
 			if herr != nil {
 				dead, ok := r.deadLetter(it, m, herr, true)
@@ -620,6 +643,28 @@ func (r *runner) original(seq uint64, key string) (Msg, error) {
 	}
 	return Msg{Stream: r.cfg.Stream, Subject: m.Subject, Key: key, Seq: m.Sequence, Time: m.Time,
 		Header: stripDirectGetHeaders(m.Header), Data: m.Data}, nil
+}
+
+// gone reports whether err, from reading message seq, means the message
+// is gone from its stream. A direct get may be answered by a replica
+// that lags behind, so its "not found" is confirmed by the stream's
+// leader (the message get API).
+func (r *runner) gone(seq uint64, err error) bool {
+	if !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(r.ioctx, ioTimeout)
+	defer cancel()
+	reply, err := r.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+r.cfg.Stream, fmt.Appendf(nil, `{"seq":%d}`, seq))
+	if err != nil {
+		return false
+	}
+	var resp struct {
+		Error *struct {
+			ErrCode jetstream.ErrorCode `json:"err_code"`
+		} `json:"error"`
+	}
+	return json.Unmarshal(reply.Data, &resp) == nil && resp.Error != nil && resp.Error.ErrCode == jetstream.JSErrCodeMessageNotFound
 }
 
 // stripDirectGetHeaders removes what a get adds to a message's own headers,

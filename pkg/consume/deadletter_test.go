@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/leadflow/leadflow/pkg/consume"
+	"github.com/leadflow/leadflow/pkg/testenv"
 )
 
 func seqsOf(hs []handling, key string) []uint64 {
@@ -377,5 +378,59 @@ func TestRemoveGroupDropsItsDeadLetters(t *testing.T) {
 	}
 	if _, err := n.JS.Consumer(context.Background(), parts, consume.Durable("done", 0, partitions)); !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		t.Fatalf("the removed group's durable: %v", err)
+	}
+}
+
+// A dead message gone from its stream (expired, as fired timers do) and
+// the messages parked behind it cannot be handled again: a skip or a
+// re-drive drops them, with an error in the log, and releases the key,
+// which would otherwise stay parked for ever.
+func TestMessagesGoneFromTheStreamReleaseTheirKey(t *testing.T) {
+	n := testenv.StartNATS(t)
+	if _, err := n.JS.CreateStream(context.Background(), jetstream.StreamConfig{Name: parts, Subjects: []string{"part.>"}, AllowMsgTTL: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range []string{"skip", "redrive"} {
+		t.Run(op, func(t *testing.T) {
+			key := "K-" + op
+			publishTTL := func(data string) uint64 {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				ack, err := n.JS.Publish(ctx, subject(key), []byte(data), jetstream.WithMsgTTL(2*time.Second))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return ack.Sequence
+			}
+			poison := publishTTL("poison")
+			var j journal
+			start(t, n.JS, config("gone-"+op), func(_ context.Context, m consume.Msg) error {
+				if m.Seq == poison {
+					return consume.Permanent(errors.New("bad"))
+				}
+				j.add("m", m)
+				return nil
+			})
+			eventually(t, 10*time.Second, func() bool { return len(deadLetters(t, n.JS)) == 1 }, "no dead letter")
+			parked := publishTTL("parked")
+			eventually(t, 10*time.Second, func() bool {
+				dl := deadLetters(t, n.JS)
+				return len(dl) == 1 && fmt.Sprint(dl[0].Parked) == fmt.Sprint([]uint64{parked})
+			}, "not parked: %+v", func() any { return deadLetters(t, n.JS) })
+			time.Sleep(3 * time.Second) // both expire
+			var err error
+			if op == "skip" {
+				err = consume.Skip(context.Background(), n.JS, consume.DefaultDeadLetterStream, "gone-"+op, key, poison)
+			} else {
+				err = consume.Redrive(context.Background(), n.JS, consume.DefaultDeadLetterStream, "gone-"+op, key, poison)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, 10*time.Second, func() bool { return len(deadLetters(t, n.JS)) == 0 }, "still dead-lettered: %+v", func() any { return deadLetters(t, n.JS) })
+			next := publish(t, n.JS, key, "next")
+			eventually(t, 10*time.Second, func() bool { return fmt.Sprint(seqsOf(j.all(), key)) == fmt.Sprint([]uint64{next}) },
+				"the key's next message not handled: %v", func() any { return seqsOf(j.all(), key) })
+		})
 	}
 }

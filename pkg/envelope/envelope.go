@@ -131,6 +131,11 @@ func GivenBack(u *eventv1.LeadUnmerged, via string) bool {
 	return via != "" && (via == u.GetAbsorbedLeadId() || slices.Contains(u.GetGivenBackVia(), via))
 }
 
+// MaxClockAhead is how far ahead of the writer's clock an event's
+// occurred_at may be (a client's clock skew); writers refuse more, so an
+// event stored at t happened before t+MaxClockAhead.
+const MaxClockAhead = 5 * time.Minute
+
 // LeadIDRule is what ValidLeadID asks of an id, for error messages.
 const LeadIDRule = "must be a lead id: a lower-case UUID like 0199aaaa-0000-7000-8000-000000000000"
 

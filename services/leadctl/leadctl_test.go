@@ -191,6 +191,32 @@ func testTimelineAndStateAsOf(t *testing.T, newWorld func(testing.TB) *world) {
 	}
 }
 
+// state without --as-of is after the lead's last event: a writer whose
+// clock runs ahead of this machine's (recorded_at is the writer's) does
+// not hide the newest event, nor a lead made of such events.
+func TestStateNowIsAfterTheLastEvent(t *testing.T) {
+	w := newWorld(t)
+	lead, ahead := uuid.NewString(), uuid.NewString()
+	now := time.Now()
+	w.write(t, lead, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", now)
+	w.write(t, lead, lifecycle.Command{Name: lifecycle.RecordActivity}, activity(eventv1.ActivityType_ACTIVITY_TYPE_EMAIL_CLICK), "", now.Add(10*time.Second))
+	out, err := w.leadctl(t, "state", lead, "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st leadState
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Events != 2 || st.LastEvent != "ActivityRecorded" || st.Version != w.version(t, lead) {
+		t.Fatalf("state now, the last event recorded 10s ahead of this clock: %+v", st)
+	}
+	w.write(t, ahead, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", now.Add(10*time.Second))
+	if out, err := w.leadctl(t, "state", ahead); err != nil || !strings.Contains(out, "LeadCaptured") {
+		t.Fatalf("state now of a lead captured 10s ahead of this clock: %v\n%s", err, out)
+	}
+}
+
 func TestClearErrors(t *testing.T) {
 	w := newWorld(t)
 	if _, err := w.leadctl(t, "timeline", uuid.NewString()); !errors.Is(err, errUnknownLead) {
@@ -744,15 +770,20 @@ func TestLostRedriveSaysWhatWasDone(t *testing.T) {
 	n.actions[failed] = nurturev1.RedriveAction_REDRIVE_ACTION_FAILED
 	n.actions[both] = nurturev1.RedriveAction_REDRIVE_ACTION_REDRIVEN_AND_WRITTEN
 	n.mu.Unlock()
+	// A failed re-drive exits non-zero, after the whole summary.
 	out, err := ctl("lost", "--redrive")
-	if err != nil {
-		t.Fatal(err)
+	if err == nil || !strings.Contains(err.Error(), "re-drive failed for 1 of 4 lead(s)") {
+		t.Fatalf("lost --redrive with a failed lead: %v, want an error naming it\n%s", err, out)
 	}
 	if strings.Contains(out, "see them clean") || !strings.Contains(out, "check the 2 re-driven lead(s)") ||
 		!strings.Contains(out, "1 dead letters handed back, 2 written by nurture, 1 owed nothing, 0 unknown, 1 failed") ||
 		!strings.Contains(out, failed+" failed: FailedPrecondition: names program") ||
 		!strings.Contains(out, "1 lead(s) were owed nothing a re-drive gives, so it does not fix them") {
 		t.Fatalf("lost --redrive, one lead written, one owed nothing, one failed, one re-driven and written:\n%s", out)
+	}
+	out, err = ctl("lost", "--redrive", "-o", "json")
+	if err == nil || !strings.Contains(out, failed) || !strings.Contains(out, "REDRIVE_ACTION_FAILED") || !strings.Contains(out, both) {
+		t.Fatalf("lost --redrive -o json with a failed lead: %v, want an error and every lead's answer\n%s", err, out)
 	}
 }
 

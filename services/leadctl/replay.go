@@ -110,7 +110,8 @@ against pkg/lifecycle, the rules every service decides with. It reports:
              (judged at --until, or now)
 and the open merge candidates: pairs of leads that hold one person's
 identities, neither merged nor erased since.
-Bounds: --since/--until (stored time, RFC 3339) or --from-seq/--to-seq.
+Bounds: --since/--until (stored time, RFC 3339) and --from-seq/--to-seq;
+given together, an event is replayed only inside all of them.
 With --lead it replays one lead and prints its state after each event.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -463,8 +464,22 @@ func replayStream(cmd *cobra.Command, o *options, win replayWindow, judgeAt time
 		return eventstore.DecodeEvent(raw.Data)
 	}
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{eventstore.LeadSubjects}}
+	bySeq := win.fromSeq > 0
+	if bySeq && !win.since.IsZero() {
+		// Both bounds: start from the later. The loop below drops what
+		// falls before either, so this only saves reading it.
+		raw, err := store.Get(ctx, win.fromSeq)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			bySeq = false // gone: the time finds where to start
+		case err != nil:
+			return nil, fmt.Errorf("read %s at --from-seq %d: %w", o.stream, win.fromSeq, err)
+		default:
+			bySeq = !raw.Time.Before(win.since)
+		}
+	}
 	switch {
-	case win.fromSeq > 0:
+	case bySeq:
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, win.fromSeq
 	case !win.since.IsZero():
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &win.since
@@ -502,16 +517,21 @@ func replayStream(cmd *cobra.Command, o *options, win replayWindow, judgeAt time
 			}
 			seq := meta.Sequence.Stream
 			pending = meta.NumPending
-			if first {
-				first = false
-				r.res.FromSeq = seq
-			}
 			if seq > end || (!win.until.IsZero() && meta.Timestamp.After(win.until)) {
 				pending = 0
 				break
 			}
-			r.res.ToSeq = seq
 			bar.set(int64(seq-r.res.FromSeq+1), int64(end-r.res.FromSeq+1), "")
+			// The consumer starts at one bound; an event before the other
+			// (stored before --since, or before --from-seq) is not replayed.
+			if !win.holds(seq, meta.Timestamp) {
+				continue
+			}
+			if first {
+				first = false
+				r.res.FromSeq = seq
+			}
+			r.res.ToSeq = seq
 			if m.Headers().Get(eventstore.HeaderType) == "Claim" {
 				continue
 			}
@@ -533,7 +553,11 @@ func replayStream(cmd *cobra.Command, o *options, win replayWindow, judgeAt time
 			return nil, fmt.Errorf("read %s: no event came within %s though %d are pending", o.stream, o.timeout, pending)
 		}
 	}
-	bar.finish(int64(r.res.ToSeq-r.res.FromSeq+1), fmt.Sprintf("%d events of %d leads", r.res.Events, len(r.order)))
+	done := int64(0)
+	if r.res.ToSeq >= r.res.FromSeq {
+		done = int64(r.res.ToSeq - r.res.FromSeq + 1)
+	}
+	bar.finish(done, fmt.Sprintf("%d events of %d leads", r.res.Events, len(r.order)))
 	r.finish(judgeAt)
 	return r.res, nil
 }

@@ -531,3 +531,40 @@ func TestReplayFirstEventGap(t *testing.T) {
 		t.Fatalf("a window from the lead's second event: %v %+v", err, res)
 	}
 }
+
+// --since holds with --from-seq too: the replay starts from the later of
+// the two, and events stored before --since are neither counted nor
+// reported.
+func TestReplaySinceWithFromSeq(t *testing.T) {
+	w := newWorld(t)
+	now := time.Now()
+	a, b := uuid.NewString(), uuid.NewString()
+	w.qualified(t, a, now)
+	w.write(t, b, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", now)
+	time.Sleep(5 * time.Millisecond)
+	since := time.Now()
+	time.Sleep(5 * time.Millisecond)
+	w.write(t, a, lifecycle.Command{Name: lifecycle.RecordActivity}, activity(eventv1.ActivityType_ACTIVITY_TYPE_EMAIL_CLICK), "", now)
+	first := w.version(t, a)
+	w.write(t, b, lifecycle.Command{Name: lifecycle.RecordActivity}, activity(eventv1.ActivityType_ACTIVITY_TYPE_EMAIL_CLICK), "", now)
+
+	replay := func(fromSeq uint64) replayResult {
+		t.Helper()
+		stdout, _, err := w.ctlSplit(t, "replay", "--from-seq", strconv.FormatUint(fromSeq, 10), "--since", since.Format(time.RFC3339Nano), "-o", "json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res replayResult
+		if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+			t.Fatalf("%v: %s", err, stdout)
+		}
+		return res
+	}
+	if res := replay(1); res.Events != 2 || res.Leads != 2 || res.FromSeq != first || res.ToSeq != w.version(t, b) || len(res.Breaks) != 0 {
+		t.Fatalf("--from-seq 1 --since T: want the 2 events stored after T, from seq %d, clean: %+v", first, res)
+	}
+	// --from-seq after --since: it is the later bound.
+	if res := replay(w.version(t, b)); res.Events != 1 || res.Leads != 1 || res.FromSeq != w.version(t, b) {
+		t.Fatalf("--from-seq after --since: want b's last event only: %+v", res)
+	}
+}

@@ -173,22 +173,31 @@ func redriveLost(cmd *cobra.Command, o *options, resp *nurturev1.FindLostLeadsRe
 			return fmt.Errorf("re-drive after %d of %d leads: %w", len(all.GetLeads()), len(ids), err)
 		}
 	}
+	counts := map[nurturev1.RedriveAction]int{}
+	for _, l := range all.GetLeads() {
+		counts[l.GetAction()]++
+	}
+	failed := counts[nurturev1.RedriveAction_REDRIVE_ACTION_FAILED]
+	// The summary is printed whole either way; a failure still exits
+	// non-zero, so a script or an operator does not take it for done.
+	var errFailed error
+	if failed > 0 {
+		errFailed = fmt.Errorf("re-drive failed for %d of %d lead(s): the summary names each with its error", failed, len(ids))
+	}
 	if o.output == "json" {
-		return printProto(cmd, all)
+		if err := printProto(cmd, all); err != nil {
+			return err
+		}
+		return errFailed
 	}
 	w := cmd.OutOrStdout()
 	if len(ids) == 0 {
 		fmt.Fprintln(w, "no lost or parked lead: nothing to re-drive")
 		return nil
 	}
-	counts := map[nurturev1.RedriveAction]int{}
-	for _, l := range all.GetLeads() {
-		counts[l.GetAction()]++
-	}
 	both := counts[nurturev1.RedriveAction_REDRIVE_ACTION_REDRIVEN_AND_WRITTEN]
 	redriven, written := counts[nurturev1.RedriveAction_REDRIVE_ACTION_REDRIVEN]+both, counts[nurturev1.RedriveAction_REDRIVE_ACTION_WRITTEN]+both
 	none := counts[nurturev1.RedriveAction_REDRIVE_ACTION_NONE]
-	failed := counts[nurturev1.RedriveAction_REDRIVE_ACTION_FAILED]
 	fmt.Fprintf(w, "re-drive requested for %d lead(s): %d dead letters handed back, %d written by nurture, %d owed nothing, %d unknown, %d failed\n",
 		len(ids), redriven, written, none, counts[nurturev1.RedriveAction_REDRIVE_ACTION_NOT_FOUND], failed)
 	for _, l := range all.GetLeads() {
@@ -207,7 +216,7 @@ func redriveLost(cmd *cobra.Command, o *options, resp *nurturev1.FindLostLeadsRe
 	if none > 0 {
 		fmt.Fprintf(w, "%d lead(s) were owed nothing a re-drive gives, so it does not fix them: leadctl lost names the fix for each\n", none)
 	}
-	return nil
+	return errFailed
 }
 
 // writeLost prints the check for people: per lead its status, owner, last

@@ -105,7 +105,7 @@ func stateCmd(o *options) *cobra.Command {
 		Short: "A lead's state, now or as of a point in time, from the stream",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			at := time.Now()
+			var at time.Time
 			if asOf != "" {
 				t, err := time.Parse(time.RFC3339, asOf)
 				if err != nil {
@@ -116,6 +116,17 @@ func stateCmd(o *options) *cobra.Command {
 			recs, err := loadLead(cmd.Context(), o, args[0])
 			if err != nil {
 				return err
+			}
+			if asOf == "" {
+				// Now is after every event the stream holds: writers stamp
+				// recorded_at by their own clocks, so this machine's clock
+				// a little behind must not hide the newest.
+				at = time.Now()
+				for _, r := range recs {
+					if t := r.Event.GetRecordedAt().AsTime(); t.After(at) {
+						at = t
+					}
+				}
 			}
 			s, ok := stateAsOf(recs, at)
 			if !ok {
@@ -130,7 +141,7 @@ func stateCmd(o *options) *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	c.Flags().StringVar(&asOf, "as-of", "", "a time in RFC 3339 (default: now)")
+	c.Flags().StringVar(&asOf, "as-of", "", "a time in RFC 3339 (default: now, or the lead's last event if its writer's clock is ahead)")
 	return c
 }
 

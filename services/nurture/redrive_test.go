@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/leadflow/leadflow/pkg/consume"
+	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	nurturev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/nurture/v1"
@@ -96,3 +97,69 @@ func TestRedriveGoesOnPastALeadThatFails(t *testing.T) {
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+// A dead letter whose key is not a lead (a group on model.routing keys
+// its messages model_routing) parks no lead: the check does not list it
+// as one, so a re-drive of every lost and parked lead it lists goes
+// through instead of being refused for a malformed lead id. The dead
+// letter itself is still listed with the others (leadctl dlq).
+func TestNonLeadDeadLetterIsNoParkedLead(t *testing.T) {
+	w := newWorld(t)
+	ctx := ctxT(t)
+
+	// A reference group, as projector-ref, that cannot handle the routing.
+	const ref = "x-ref"
+	rctx, rcancel := context.WithCancel(context.Background())
+	rdone := make(chan error, 1)
+	go func() {
+		rdone <- consume.Run(rctx, w.nats.JS, consume.Config{Stream: stream, Group: ref, Partitions: 1,
+			Filter: func(int) []string { return []string{"model.routing"} }, Logger: testLog()},
+			func(context.Context, consume.Msg) error { return consume.Permanent(errString("no such team")) })
+	}()
+	t.Cleanup(func() {
+		rcancel()
+		if err := <-rdone; err != nil {
+			t.Errorf("group %s: %v", ref, err)
+		}
+	})
+	ev, err := envelope.NewEvent("", &eventv1.RoutingChanged{Version: 1, ChangedBy: marketer}, envelope.Meta{Actor: marketer}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.store.Append(ctx, "model.routing", 0, ev); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		dls, err := consume.DeadLetters(ctx, w.nats.JS, consume.DefaultDeadLetterStream)
+		return err == nil && slices.ContainsFunc(dls, func(d consume.DeadLetter) bool { return d.Group == ref && d.Key == "model_routing" })
+	}, "model.routing is not dead-lettered in %s", ref)
+
+	// A lead whose way back a consumer dropped, for the re-drive to fix.
+	stopDropping := w.droppingConsumer(t)
+	dropped := uuid.NewString()
+	w.accepted(t, dropped, "smb", 30)
+	w.reject(t, dropped, eventv1.RejectReason_REJECT_REASON_NOT_READY, "smb")
+	w.settle(t, group)
+	stopDropping()
+	s := w.start(t)
+
+	// What leadctl does: re-drive every lost and parked lead listed.
+	rep := w.find(t, s.client, &nurturev1.FindLostLeadsRequest{})
+	ids := lostIDs(rep)
+	for _, p := range rep.GetParked() {
+		ids = append(ids, p.GetLeadId())
+	}
+	res, err := s.client.RedriveLeads(ctx, &nurturev1.RedriveLeadsRequest{LeadIds: ids})
+	if err != nil {
+		t.Fatalf("re-drive of %v: %v", ids, err)
+	}
+	if got := parkedIDs(rep); len(got) != 0 {
+		t.Fatalf("parked %v, want none: model_routing is no lead", got)
+	}
+	if got := lostIDs(rep); !slices.Equal(got, []string{dropped}) {
+		t.Fatalf("lost %v, want %v", got, []string{dropped})
+	}
+	if r := res.GetLeads(); len(r) != 1 || r[0].GetAction() != nurturev1.RedriveAction_REDRIVE_ACTION_WRITTEN {
+		t.Fatalf("re-drive: %v, want %s WRITTEN", r, dropped)
+	}
+}

@@ -267,3 +267,38 @@ func TestManualRecycle(t *testing.T) {
 		t.Fatalf("nurture view: %v %v", got, err)
 	}
 }
+
+// A retry of a manual recycle is answered as the first was even after its
+// program was retired: it writes nothing, so no lead enters the retired
+// program. A new request into that program is still refused.
+func TestManualRecycleRetriedAfterItsProgramIsRetired(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	ctx := ctxT(t)
+	put(t, s.client, &eventv1.NurtureProgram{ProgramId: "spring", Name: "Spring campaign", Duration: days(30)})
+	l := uuid.NewString()
+	w.accepted(t, l, "smb", 30)
+	req := &nurturev1.RecycleLeadRequest{LeadId: l, Note: "back in spring", ProgramId: "spring", Actor: marketer, RequestId: "r-spring"}
+	r, err := s.client.RecycleLead(ctx, req)
+	if err != nil || r.GetProgramId() != "spring" || r.GetEnrolledEventId() == "" || r.GetReplayed() {
+		t.Fatalf("recycle: %v %v", r, err)
+	}
+	if _, err := s.client.RetireProgram(ctx, &nurturev1.RetireProgramRequest{ProgramId: "spring", ChangedBy: marketer}); err != nil {
+		t.Fatalf("retire: %v", err)
+	}
+	w.settle(t, group)
+	before := w.streamLast(t)
+	again, err := s.client.RecycleLead(ctx, req)
+	if err != nil || !again.GetReplayed() || again.GetRecycledEventId() != r.GetRecycledEventId() ||
+		again.GetEnrolledEventId() != r.GetEnrolledEventId() || again.GetProgramId() != "spring" {
+		t.Fatalf("retry after the retirement: %v %v, want %v replayed", again, err, r)
+	}
+	if after := w.streamLast(t); after != before {
+		t.Fatalf("the retry moved the stream from %d to %d", before, after)
+	}
+	fresh := proto.CloneOf(req)
+	fresh.RequestId = "r-later"
+	if _, err := s.client.RecycleLead(ctx, fresh); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "retired") {
+		t.Fatalf("a new recycle into the retired program: %v", err)
+	}
+}

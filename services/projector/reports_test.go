@@ -394,6 +394,36 @@ func TestReportsOnTheFixture(t *testing.T) {
 				_, err := c.GetFunnel(ctx, &projectorv1.GetFunnelRequest{GroupBy: 99})
 				return err
 			}},
+			// Text PostgreSQL takes no NUL in, nor bytes that are not UTF-8:
+			// refused naming the field, not an Internal from the query.
+			{"segment", func() error {
+				_, err := c.SearchLeads(ctx, &projectorv1.SearchLeadsRequest{Segment: "a\x00"})
+				return err
+			}},
+			{"country", func() error {
+				_, err := c.SearchLeads(ctx, &projectorv1.SearchLeadsRequest{Country: "de\x1b"})
+				return err
+			}},
+			{"page_token", func() error { // regexp reads \xff as U+FFFD, which a lead id may hold
+				_, err := c.SearchLeads(ctx, &projectorv1.SearchLeadsRequest{PageToken: base64.RawURLEncoding.EncodeToString([]byte("0|\xff"))})
+				return err
+			}},
+			{"source", func() error {
+				_, err := c.GetFunnel(ctx, &projectorv1.GetFunnelRequest{Source: "x\x00"})
+				return err
+			}},
+			{"segment", func() error {
+				_, err := c.GetSLACompliance(ctx, &projectorv1.GetSLAComplianceRequest{Segment: "emea\x00"})
+				return err
+			}},
+			{"segment", func() error {
+				_, err := c.GetPerformance(ctx, &projectorv1.GetPerformanceRequest{Segment: "emea\x00"})
+				return err
+			}},
+			{"segment", func() error {
+				_, err := c.GetQueues(ctx, &projectorv1.GetQueuesRequest{Segment: "emea\x00"})
+				return err
+			}},
 		} {
 			err := tc.call()
 			v := grpcserver.Violations(err)

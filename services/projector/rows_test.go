@@ -1,9 +1,11 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -50,6 +52,15 @@ func TestFunnelRowsOpenTheirLeads(t *testing.T) {
 	}
 	if code, out := testenv.HTTPJSON(t, "GET", base+"api/leads?figure=funnel&row=rep", ""); code != http.StatusBadRequest {
 		t.Errorf("a funnel row by rep: %d %v", code, out)
+	}
+	// A key PostgreSQL cannot compare with is refused naming it, not an
+	// internal error.
+	for _, key := range []string{"ent\x00", "\xff"} {
+		q := url.Values{"figure": {"funnel"}, "row": {"segment"}, "key": {key}}
+		code, out := testenv.HTTPJSON(t, "GET", base+"api/leads?"+q.Encode(), "")
+		if code != http.StatusBadRequest || !strings.Contains(fmt.Sprint(out["violations"]), "Field:key") {
+			t.Errorf("key %q: %d %v", key, code, out)
+		}
 	}
 
 	// A figure's list goes on page by page (it stopped at the first).

@@ -316,3 +316,53 @@ func TestRedeliveryOwesNoNotNowToANurturedLead(t *testing.T) {
 		t.Fatalf("%d LeadDisqualified, status %s: want the first \"not now\" only, and NURTURING", n, st)
 	}
 }
+
+// A score written while the lead was RECYCLED says QUALIFY, and its
+// verdict was refused there; the lead is enrolled, then the trigger is
+// redelivered. The qualification it finds owed is not written: a
+// nurtured lead qualifies only through its re-engagement.
+func TestRedeliveryOwesNoQualificationToANurturedLead(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	version := activate(t, s.client, webinarModel(50))
+	s.stop() // the durable has seen nothing of the lead
+
+	lead := uuid.NewString()
+	ctx := ctxT(t)
+	// scoreFor writes what a scorer wrote for trigger: a score of total.
+	scoreFor := func(trigger *eventv1.Event, total int32) {
+		t.Helper()
+		recs, err := w.store.Load(ctx, eventstore.LeadSubject(lead))
+		if err != nil {
+			t.Fatal(err)
+		}
+		prev := recs[len(recs)-1]
+		verdict := eventv1.ScoreVerdict_SCORE_VERDICT_NONE
+		if total >= 50 {
+			verdict = eventv1.ScoreVerdict_SCORE_VERDICT_QUALIFY
+		}
+		ev, err := envelope.NewEvent(lead, &eventv1.LeadScored{ModelId: scoring.ID, ModelVersion: version, Engagement: total, Total: total,
+			Threshold: 50, Verdict: verdict}, envelope.Meta{CausationID: trigger.GetEventId()}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev.Lifecycle = prev.Event.GetLifecycle()
+		if _, err := w.store.Append(ctx, eventstore.LeadSubject(lead), prev.Seq, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scoreFor(w.capture(t, lead, &eventv1.Profile{Country: "DE"}), 0)
+	w.write(t, lead, lifecycle.Command{Name: lifecycle.Disqualify, Reason: "not now", NotNow: true},
+		&eventv1.LeadDisqualified{RuleId: "budget", Reason: "not now", NotNow: true})
+	scoreFor(w.activity(t, lead, webinar), 30)
+	scoreFor(w.activity(t, lead, webinar), 60) // RECYCLED: its verdict was refused
+	w.write(t, lead, lifecycle.Command{Name: lifecycle.Enroll, Owner: lifecycle.Owner{Kind: lifecycle.OwnerProgram, ID: "warm-up"},
+		Due: time.Now().Add(30 * 24 * time.Hour)}, &eventv1.NurtureEnrolled{ProgramId: "warm-up"})
+
+	w.start(t)
+	w.settle(t)
+	evs := w.events(t, lead)
+	if n, st := len(ofType(evs, "LeadQualified")), last(evs).GetLifecycle().GetStatus(); n != 0 || st != eventv1.LeadStatus_LEAD_STATUS_NURTURING {
+		t.Fatalf("%d LeadQualified, status %s: want none, and NURTURING", n, st)
+	}
+}

@@ -335,8 +335,9 @@ func TestSignOff(t *testing.T) {
 	if _, err := s.client.DiffModels(ctx, &qualificationv1.DiffModelsRequest{FromVersion: 1, ToVersion: 3}); status.Code(err) != codes.NotFound {
 		t.Fatalf("diff with an unknown version: %v", err)
 	}
+	// Its state is why, whoever approves: it was activated already.
 	_, err = approve(1, &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "zoe", Team: eventv1.Team_TEAM_SALES})
-	assertField(t, err, codes.FailedPrecondition, "approver.team")
+	assertField(t, err, codes.FailedPrecondition, "version")
 	p1, err := s.client.GetRescoreProgress(ctx, &qualificationv1.GetRescoreProgressRequest{Version: 1})
 	if err != nil || (p1.GetState() != qualificationv1.RescoreState_RESCORE_STATE_COMPLETED && p1.GetState() != qualificationv1.RescoreState_RESCORE_STATE_ABANDONED) {
 		t.Fatalf("progress of a superseded version: %v %v", p1, err)

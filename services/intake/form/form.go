@@ -171,7 +171,7 @@ func Time(v *Violations, field string, t, now time.Time) {
 	if t.IsZero() {
 		return
 	}
-	if t.Before(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)) || t.After(now.Add(5*time.Minute)) {
+	if t.Before(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)) || t.After(now.Add(envelope.MaxClockAhead)) {
 		v.Add(field, "must be between 2000-01-01 and now")
 	}
 }

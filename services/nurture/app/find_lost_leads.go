@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/leadflow/leadflow/pkg/consume"
+	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 )
@@ -91,12 +92,13 @@ type LostReport struct {
 // lead waiting for nurture's next step (LOST, RECYCLED in the nurture
 // queue, an attempts-exhausted breach) was not passed over by nurture's
 // consumer group (its last event is behind the group's ack floor). It
-// also lists every lead parked behind a dead letter, of every group, and
-// every identity claim whose lead has no events. A lead waiting in the
-// queue of qualification or handoff while that group is stopped (it ran
-// before and has no live member) is lost too: nobody will take its step
-// before its deadline passes. It reads the index of every lead's last
-// event, caught up to the stream when called.
+// also lists every lead parked behind a dead letter, of every group (a
+// dead letter whose key is not a lead id parks no lead, and is left
+// out), and every identity claim whose lead has no events. A lead
+// waiting in the queue of qualification or handoff while that group is
+// stopped (it ran before and has no live member) is lost too: nobody
+// will take its step before its deadline passes. It reads the index of
+// every lead's last event, caught up to the stream when called.
 //
 // Errors: *ValidationError (limit, a negative grace), store errors.
 func (a *App) FindLostLeads(ctx context.Context, q LostQuery) (LostReport, error) {
@@ -181,6 +183,13 @@ func (a *App) FindLostLeads(ctx context.Context, q LostQuery) (LostReport, error
 			rep.OrphanClaims = append(rep.OrphanClaims, OrphanClaim{ClaimHead: *c, Age: q.AsOf.Sub(c.At)})
 		}
 		for _, d := range dls {
+			// Only a dead letter keyed by a lead parks a lead. Groups on
+			// other subjects (projector-ref: model_routing, campaign_<id>)
+			// park other keys: `leadctl dlq` lists them, and listed here
+			// they would sink every RedriveLeads of the parked ids.
+			if !envelope.ValidLeadID(d.Key) {
+				continue
+			}
 			p := ParkedLead{DeadLetter: d, StuckFor: q.AsOf.Sub(d.At)}
 			if d.At.IsZero() {
 				p.StuckFor = 0

@@ -34,9 +34,10 @@ type Recycled struct {
 // one is given) where the lifecycle allows a recycle, then enrols the
 // lead as for any recycle. A repeated request_id returns the first
 // answer, found from the id's record (sent after the recycle), and
-// writes nothing.
+// writes nothing, whatever became of its program since.
 //
-// Errors: *ValidationError (a field, an unknown or retired program_id);
+// Errors: *ValidationError (a field; an unknown or retired program_id,
+// judged after the lead is found);
 // ErrNotFound (no such lead); lifecycle.ErrRefused (a lead that is won,
 // erased, or anywhere a recycle is not allowed, named in the error);
 // eventstore.ErrConflict after repeated races.
@@ -56,18 +57,6 @@ func (a *App) RecycleLead(ctx context.Context, in RecycleLead, meta envelope.Met
 	}
 	if err := v.err(); err != nil {
 		return Recycled{}, err
-	}
-	cat, err := a.catalog(ctx, 0)
-	if err != nil {
-		return Recycled{}, err
-	}
-	if in.ProgramID != "" {
-		switch e, ok := cat.Get(in.ProgramID); {
-		case !ok:
-			return Recycled{}, &ValidationError{Violations: []Violation{{Field: "program_id", Description: fmt.Sprintf("%q is an unknown program", in.ProgramID)}}}
-		case e.Program.GetRetired():
-			return Recycled{}, &ValidationError{Violations: []Violation{{Field: "program_id", Description: fmt.Sprintf("program %q is retired", in.ProgramID)}}}
-		}
 	}
 	meta.Actor, meta.IdempotencyKey = in.Actor, strings.TrimSpace(in.RequestID)
 	key := meta.IdempotencyKey
@@ -98,6 +87,11 @@ func (a *App) RecycleLead(ctx context.Context, in RecycleLead, meta envelope.Met
 			out := recycledOf(l, r)
 			out.Replayed = true
 			return out, nil
+		}
+		// The program is judged only for a new recycle: a retry answers
+		// what the first wrote, even once its program is retired.
+		if err := a.checkRecycleProgram(ctx, in.ProgramID); err != nil {
+			return Recycled{}, err
 		}
 		payload := &eventv1.LeadRecycled{Cause: eventv1.RecycleCause_RECYCLE_CAUSE_MANUAL, Note: in.Note, Segment: l.segment,
 			Score: int32(l.state.Score), Cycle: l.cycle(), ProgramId: in.ProgramID, SourceEventType: "RecycleLead"}
@@ -135,6 +129,25 @@ func (a *App) RecycleLead(ctx context.Context, in RecycleLead, meta envelope.Met
 		return recycledOf(l, ref{seq: v, ev: ev}), nil
 	}
 	return Recycled{}, fmt.Errorf("recycle lead %s: %w after %d races", in.LeadID, eventstore.ErrConflict, maxRaces)
+}
+
+// checkRecycleProgram refuses a recycle into a program that is unknown
+// or retired, read fresh; "" names none.
+func (a *App) checkRecycleProgram(ctx context.Context, id string) error {
+	if id == "" {
+		return nil
+	}
+	cat, err := a.catalog(ctx, 0)
+	if err != nil {
+		return err
+	}
+	switch e, ok := cat.Get(id); {
+	case !ok:
+		return &ValidationError{Violations: []Violation{{Field: "program_id", Description: fmt.Sprintf("%q is an unknown program", id)}}}
+	case e.Program.GetRetired():
+		return &ValidationError{Violations: []Violation{{Field: "program_id", Description: fmt.Sprintf("program %q is retired", id)}}}
+	}
+	return nil
 }
 
 // typeRecycled is the event a recycle writes, and its record's outcome.

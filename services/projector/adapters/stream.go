@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/services/projector/app"
@@ -55,8 +56,10 @@ const replayWait = 200 * time.Millisecond
 
 // Replay implements app.Replayer with an ordered consumer over the
 // stream, handing on lead events only, from the first message stored at
-// or after from (the start when zero) to the stream's last sequence when
-// it began. Progress counts every message read.
+// or after from less envelope.MaxClockAhead (the start when zero: an event
+// that happened at from may have been stored that much earlier) to the
+// stream's last sequence when it began. Progress counts every message
+// read.
 func (s *Stream) Replay(ctx context.Context, from time.Time, fn func(seq uint64, subject string, ev *eventv1.Event), progress func(read, total uint64)) error {
 	st, err := s.js.Stream(ctx, s.stream)
 	if err != nil {
@@ -67,7 +70,8 @@ func (s *Stream) Replay(ctx context.Context, from time.Time, fn func(seq uint64,
 	// it filters one with many subjects (see pkg/project's rebuild).
 	cfg := jetstream.OrderedConsumerConfig{}
 	if !from.IsZero() {
-		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &from
+		start := from.Add(-envelope.MaxClockAhead)
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
 	}
 	cons, err := s.js.OrderedConsumer(ctx, s.stream, cfg)
 	if err != nil {

@@ -143,6 +143,9 @@ func (q *BehindQuery) Check() error {
 	if q.Figure == FigureQueue && q.Key == "" {
 		v.add("key", "must name the queue")
 	}
+	for _, f := range []struct{ field, s string }{{"segment", q.Segment}, {"source", q.Source}, {"campaign", q.Campaign}, {"key", q.Key}} {
+		checkText(&v, f.field, f.s)
+	}
 	if q.Currency != "" && !currencyRE.MatchString(q.Currency) {
 		v.add("currency", "must be an ISO 4217 code such as EUR")
 	}

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	projectorv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/projector/v1"
@@ -70,7 +72,7 @@ func parseToken(s string) (*Cursor, error) {
 		return nil, err
 	}
 	at := time.UnixMicro(us).UTC()
-	if !inRange(at) || !idRE.MatchString(id) {
+	if !inRange(at) || !isLeadID(id) {
 		return nil, errors.New("not a page of this list")
 	}
 	return &Cursor{CapturedAt: at, LeadID: id}, nil
@@ -105,7 +107,7 @@ const (
 
 // SearchLeads returns a page of leads, newest capture first, and the
 // token of the next page ("" on the last). It returns a *ValidationError
-// for a bad page size, period or token.
+// for a bad page size, period, filter or token.
 func (a *App) SearchLeads(ctx context.Context, q LeadQuery) ([]*projectorv1.Lead, string, error) {
 	var v violations
 	switch {
@@ -120,6 +122,10 @@ func (a *App) SearchLeads(ctx context.Context, q LeadQuery) ([]*projectorv1.Lead
 		}
 	}
 	q.Captured.check(&v, "captured")
+	for _, f := range []struct{ field, s string }{{"segment", q.Segment}, {"source", q.Source}, {"campaign_id", q.CampaignID},
+		{"account_id", q.AccountID}, {"rep_id", q.RepID}, {"queue_id", q.QueueID}, {"email_domain", q.EmailDomain}, {"country", q.Country}} {
+		checkText(&v, f.field, f.s)
+	}
 	after, err := parseToken(q.PageToken)
 	if err != nil {
 		v.add("page_token", "is not a token this service gave out")
@@ -136,10 +142,23 @@ func (a *App) SearchLeads(ctx context.Context, q LeadQuery) ([]*projectorv1.Lead
 // PostgreSQL takes (no NUL).
 var idRE = regexp.MustCompile(`^[^.*>\s\x00-\x1f\x7f]{1,128}$`)
 
+// isLeadID reports whether s is a lead id. UTF-8 is checked apart: regexp
+// reads a byte that is not UTF-8 as U+FFFD, which idRE takes.
+func isLeadID(s string) bool { return utf8.ValidString(s) && idRE.MatchString(s) }
+
+// checkText refuses filter text PostgreSQL cannot compare with (a NUL, or
+// bytes that are not UTF-8: SQLSTATE 22021), and the other control
+// characters no segment, source or id holds: refused, not an Internal.
+func checkText(v *violations, field, s string) {
+	if !utf8.ValidString(s) || strings.ContainsFunc(s, unicode.IsControl) {
+		v.add(field, "must be UTF-8 text without control characters")
+	}
+}
+
 // GetLead returns one lead in full. It returns a *ValidationError for a
 // malformed id and ErrNotFound for an unknown lead.
 func (a *App) GetLead(ctx context.Context, id string) (*projectorv1.GetLeadResponse, error) {
-	if !idRE.MatchString(id) {
+	if !isLeadID(id) {
 		return nil, &ValidationError{Violations: []Violation{{Field: "lead_id", Description: "must be a lead id (no '.', '*', '>', spaces or control characters)"}}}
 	}
 	return a.queries.GetLead(ctx, id)
@@ -155,7 +174,8 @@ type FunnelQuery struct {
 }
 
 // Funnel counts leads by the stages they reached. It returns a
-// *ValidationError for a bad period or an unknown grouping.
+// *ValidationError for a bad period, segment or source, or an unknown
+// grouping.
 func (a *App) Funnel(ctx context.Context, q FunnelQuery) (*projectorv1.GetFunnelResponse, error) {
 	var v violations
 	q.Period.check(&v, "period")
@@ -171,6 +191,8 @@ func (a *App) Funnel(ctx context.Context, q FunnelQuery) (*projectorv1.GetFunnel
 	if _, ok := projectorv1.PeriodUnit_name[int32(q.Unit)]; !ok {
 		v.add("unit", "is not a period unit")
 	}
+	checkText(&v, "segment", q.Segment)
+	checkText(&v, "source", q.Source)
 	if err := v.err(); err != nil {
 		return nil, err
 	}
@@ -244,10 +266,11 @@ type SLAQuery struct {
 }
 
 // SLA reports SLA compliance both ways. It returns a *ValidationError for
-// a bad period.
+// a bad period or segment.
 func (a *App) SLA(ctx context.Context, q SLAQuery) (*projectorv1.GetSLAComplianceResponse, error) {
 	var v violations
 	q.Period.check(&v, "period")
+	checkText(&v, "segment", q.Segment)
 	if err := v.err(); err != nil {
 		return nil, err
 	}
@@ -263,10 +286,11 @@ type PerformanceQuery struct {
 }
 
 // Performance reports win rate, velocity, conversion and time in stage.
-// It returns a *ValidationError for a bad period or currency.
+// It returns a *ValidationError for a bad period, segment or currency.
 func (a *App) Performance(ctx context.Context, q PerformanceQuery) (*projectorv1.GetPerformanceResponse, error) {
 	var v violations
 	q.Period.check(&v, "period")
+	checkText(&v, "segment", q.Segment)
 	if err := v.err(); err != nil {
 		return nil, err
 	}
@@ -315,8 +339,14 @@ type QueueQuery struct {
 }
 
 // Queues reports, per queue that holds MQLs or assigned leads, how many
-// and how many are overdue.
+// and how many are overdue. It returns a *ValidationError for a bad
+// segment.
 func (a *App) Queues(ctx context.Context, q QueueQuery) (*projectorv1.GetQueuesResponse, error) {
+	var v violations
+	checkText(&v, "segment", q.Segment)
+	if err := v.err(); err != nil {
+		return nil, err
+	}
 	q.Now = a.now()
 	return a.queries.Queues(ctx, q)
 }

@@ -82,7 +82,7 @@ type leadState struct {
 	campaignAt time.Time
 	opp        bool
 	oppAt      time.Time
-	facts      scoring.Facts
+	facts      scoring.FactsFold
 	// acted: sales took the lead on (accepted, rejected, converted), or
 	// a person disqualified it for good: scoring after that decided
 	// nothing, under any version.
@@ -126,30 +126,32 @@ func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
 	if !l.in {
 		return
 	}
+	l.facts.Apply(ev)
 	trigger := false
 	switch p := ev.GetPayload().(type) {
 	case *eventv1.Event_LeadCaptured:
-		l.facts.Profile = scoring.ProfileOf(p.LeadCaptured.GetProfile())
-		for _, c := range p.LeadCaptured.GetConsents() {
-			l.consent(c)
-		}
 		l.touch(p.LeadCaptured.GetAttribution().GetCampaignId(), occurred(ev))
 		trigger = true
 	case *eventv1.Event_LeadResubmitted:
-		l.facts.Profile = scoring.Merge(l.facts.Profile, scoring.ProfileOf(p.LeadResubmitted.GetProfile()))
-		l.touch(p.LeadResubmitted.GetAttribution().GetCampaignId(), occurred(ev))
+		// Given back by an unmerge: its touch counted on the survivor
+		// already, as in the read model.
+		if p.LeadResubmitted.GetGivenBackBy() == "" {
+			l.touch(p.LeadResubmitted.GetAttribution().GetCampaignId(), occurred(ev))
+		}
 		trigger = true
 	case *eventv1.Event_ActivityRecorded:
-		l.facts.Activities = append(l.facts.Activities, scoring.Activity{Type: p.ActivityRecorded.GetType(), At: occurred(ev)})
-		l.touch(p.ActivityRecorded.GetCampaignId(), occurred(ev))
+		if p.ActivityRecorded.GetGivenBackBy() == "" {
+			l.touch(p.ActivityRecorded.GetCampaignId(), occurred(ev))
+		}
 		trigger = true
 	case *eventv1.Event_ConsentChanged:
-		l.consent(p.ConsentChanged.GetConsent())
 		trigger = true
 	case *eventv1.Event_LeadReengaged:
 		trigger = true
 	case *eventv1.Event_LeadRecycled, *eventv1.Event_NurtureEnrolled:
-		l.nurtured = true
+		// Back to nurture after sales had it: a new cycle, whose
+		// re-engagement may qualify it again, as live.
+		l.nurtured, l.acted = true, false
 	case *eventv1.Event_LeadAccepted, *eventv1.Event_DealLost:
 		l.acted = true
 	case *eventv1.Event_OpportunityCreated:
@@ -182,9 +184,9 @@ func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
 	at := ev.GetRecordedAt().AsTime()
 	mayQualify := !l.nurtured || ev.GetLeadReengaged() != nil
 	if r.active != nil {
-		l.active.score(*r.active, l.facts, at, mayQualify)
+		l.active.score(*r.active, l.facts.Facts, at, mayQualify)
 	}
-	l.proposed.score(r.proposed, l.facts, at, mayQualify)
+	l.proposed.score(r.proposed, l.facts.Facts, at, mayQualify)
 }
 
 func (v *verdict) score(m scoring.Model, f scoring.Facts, at time.Time, mayQualify bool) {
@@ -198,13 +200,6 @@ func (v *verdict) score(m scoring.Model, f scoring.Facts, at time.Time, mayQuali
 	case mayQualify && res.Qualifies(m):
 		v.qualified = true
 	}
-}
-
-func (l *leadState) consent(c *eventv1.Consent) {
-	if l.facts.Consents == nil {
-		l.facts.Consents = map[eventv1.ConsentChannel]eventv1.ConsentStatus{}
-	}
-	l.facts.Consents[c.GetChannel()] = c.GetStatus()
 }
 
 // touch keeps the first campaign that touched the lead before it became

@@ -52,7 +52,7 @@ type lead struct {
 	state   lifecycle.State // after its last event
 	version uint64          // its last event's sequence, 0 for no events
 	created uint64          // its first event's sequence
-	facts   scoring.Facts
+	facts   scoring.FactsFold
 	factsTo uint64
 	// pending are events after factsTo whose facts are not applied yet.
 	pending []eventstore.Record
@@ -154,7 +154,7 @@ func (l *lead) apply(recs []eventstore.Record, asOf uint64) {
 		case *eventv1.Event_LeadReengaged:
 			l.reengaged, l.reengagedSeq = ev.GetEventId(), r.Seq
 		}
-		if hasFacts(ev) {
+		if scoring.HasFacts(ev) {
 			l.pending = append(l.pending, r)
 		}
 		if IsTrigger(ev.GetEventType()) {
@@ -167,14 +167,6 @@ func (l *lead) apply(recs []eventstore.Record, asOf uint64) {
 	l.factsAsOf(asOf)
 }
 
-func hasFacts(ev *eventv1.Event) bool {
-	switch ev.GetPayload().(type) {
-	case *eventv1.Event_LeadCaptured, *eventv1.Event_LeadResubmitted, *eventv1.Event_ActivityRecorded, *eventv1.Event_ConsentChanged:
-		return true
-	}
-	return false
-}
-
 // factsAsOf applies the pending facts up to sequence seq.
 func (l *lead) factsAsOf(seq uint64) {
 	n := 0
@@ -182,7 +174,7 @@ func (l *lead) factsAsOf(seq uint64) {
 		if r.Seq > seq {
 			break
 		}
-		l.applyFacts(r.Event)
+		l.facts.Apply(r.Event)
 		n++
 	}
 	if n > 0 {
@@ -191,31 +183,6 @@ func (l *lead) factsAsOf(seq uint64) {
 		l.pending = append([]eventstore.Record(nil), l.pending[n:]...)
 	}
 	l.factsTo = max(l.factsTo, min(seq, l.version))
-}
-
-func (l *lead) applyFacts(ev *eventv1.Event) {
-	switch p := ev.GetPayload().(type) {
-	case *eventv1.Event_LeadCaptured:
-		l.facts.Profile = scoring.ProfileOf(p.LeadCaptured.GetProfile())
-		for _, c := range p.LeadCaptured.GetConsents() {
-			l.setConsent(c)
-		}
-	case *eventv1.Event_LeadResubmitted:
-		// A later form says what it asks: a webinar sign-up with only an
-		// email must not erase the company size an earlier form gave.
-		l.facts.Profile = scoring.Merge(l.facts.Profile, scoring.ProfileOf(p.LeadResubmitted.GetProfile()))
-	case *eventv1.Event_ActivityRecorded:
-		l.facts.Activities = append(l.facts.Activities, scoring.Activity{Type: p.ActivityRecorded.GetType(), At: ev.GetOccurredAt().AsTime()})
-	case *eventv1.Event_ConsentChanged:
-		l.setConsent(p.ConsentChanged.GetConsent())
-	}
-}
-
-func (l *lead) setConsent(c *eventv1.Consent) {
-	if l.facts.Consents == nil {
-		l.facts.Consents = map[eventv1.ConsentChannel]eventv1.ConsentStatus{}
-	}
-	l.facts.Consents[c.GetChannel()] = c.GetStatus()
 }
 
 // awaitsReengagedScore reports whether the lead is nurtured and its
@@ -262,9 +229,11 @@ func (l *lead) staleFor(reg *registry.Registry) bool {
 }
 
 // owedVerdict is the verdict event the lead's latest score, caused by
-// cause, decided but that was never written (its writer crashed between
-// the score and the verdict), if the lifecycle still allows it.
-func (a *App) owedVerdict(l *lead, cause string) (*eventv1.Event, error) {
+// cause (an event of type typ), decided but that was never written (its
+// writer crashed between the score and the verdict), if the lifecycle
+// still allows it, and if the lead may still qualify on it: one nurtured
+// since qualifies only through its re-engagement (mayQualify).
+func (a *App) owedVerdict(l *lead, cause, typ string) (*eventv1.Event, error) {
 	if !l.hasScore || l.lastScore.causationID != keyOf(cause) || l.verdicts[l.lastScore.eventID] {
 		return nil, nil
 	}
@@ -273,5 +242,5 @@ func (a *App) owedVerdict(l *lead, cause string) (*eventv1.Event, error) {
 		return nil, err
 	}
 	meta := envelope.Meta{Actor: Actor, CorrelationID: scored.GetCorrelationId(), CausationID: scored.GetEventId(), OccurredAt: scored.GetOccurredAt().AsTime()}
-	return a.verdictEvent(l.id, l.state, scored.GetLeadScored(), meta)
+	return a.verdictEvent(l.id, l.state, scored.GetLeadScored(), mayQualify(l.state, typ), meta)
 }

@@ -134,7 +134,7 @@ func (a *App) RescoreLead(ctx context.Context, job Rescore, leadID string, seq, 
 			return nil
 		case l.scored(job.Activation.EventID):
 			// Resumed: finish a verdict the crash cut off, if any.
-			owed, err := a.owedVerdict(l, job.Activation.EventID)
+			owed, err := a.owedVerdict(l, job.Activation.EventID, "")
 			if err != nil || owed == nil {
 				return err
 			}

@@ -98,7 +98,7 @@ func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev 
 		if l.scored(ev.GetEventId()) {
 			// A redelivery: the score is there; finish its verdict if the
 			// writer died before it.
-			owed, err := a.owedVerdict(l, ev.GetEventId())
+			owed, err := a.owedVerdict(l, ev.GetEventId(), ev.GetEventType())
 			if err != nil || owed == nil {
 				a.folds.put(l)
 				return err
@@ -183,11 +183,11 @@ func finalVerdict(events []*eventv1.Event) bool {
 // engagement: a new lead keeps its deadline. A nurtured lead that a "not
 // now" rule matches is not qualified, and only a final rule disqualifies it.
 func (a *App) scoreEvents(l *lead, n uint32, m scoring.Model, at time.Time, qualify, rescore bool, meta envelope.Meta) ([]*eventv1.Event, error) {
-	r := scoring.Score(m, l.facts, at)
+	r := scoring.Score(m, l.facts.Facts, at)
 	if r.Disqualify != nil && r.Disqualify.NotNow && l.state.Status == lifecycle.StatusNurturing {
 		// It is in nurture already: "not now" again would recycle it,
 		// restart its program and count another disqualification.
-		qualify, r.Disqualify = false, finalRule(m, l.facts, at)
+		qualify, r.Disqualify = false, finalRule(m, l.facts.Facts, at)
 	}
 	meta.Actor, meta.OccurredAt = Actor, at
 	payload := &eventv1.LeadScored{
@@ -211,7 +211,7 @@ func (a *App) scoreEvents(l *lead, n uint32, m scoring.Model, at time.Time, qual
 	}
 	// The verdict is caused by the score it rests on.
 	meta.CausationID = scored.GetEventId()
-	verdict, err := a.verdictEvent(l.id, state, payload, meta)
+	verdict, err := a.verdictEvent(l.id, state, payload, true, meta)
 	if err != nil || verdict == nil {
 		return []*eventv1.Event{scored}, err
 	}
@@ -228,8 +228,9 @@ func finalRule(m scoring.Model, f scoring.Facts, at time.Time) *scoring.Disquali
 // verdictEvent is the LeadQualified or LeadDisqualified a score decided,
 // or nil when it decided none or the lifecycle refuses it (already an
 // MQL, or past the point where scoring decides: the score is recorded,
-// the status stays), or it is a "not now" for a lead nurtured since.
-func (a *App) verdictEvent(leadID string, state lifecycle.State, s *eventv1.LeadScored, meta envelope.Meta) (*eventv1.Event, error) {
+// the status stays), or it is a "not now" for a lead nurtured since, or
+// a qualification that qualify no longer allows.
+func (a *App) verdictEvent(leadID string, state lifecycle.State, s *eventv1.LeadScored, qualify bool, meta envelope.Meta) (*eventv1.Event, error) {
 	var (
 		verdict *eventv1.Event
 		err     error
@@ -244,6 +245,9 @@ func (a *App) verdictEvent(leadID string, state lifecycle.State, s *eventv1.Lead
 		d := proto.Clone(s.GetDisqualify()).(*eventv1.LeadDisqualified)
 		verdict, _, err = a.leadEvent(leadID, state, lifecycle.Command{Name: lifecycle.Disqualify, Reason: d.GetReason(), NotNow: d.GetNotNow()}, d, meta)
 	case eventv1.ScoreVerdict_SCORE_VERDICT_QUALIFY:
+		if !qualify {
+			return nil, nil
+		}
 		verdict, _, err = a.leadEvent(leadID, state, lifecycle.Command{Name: lifecycle.Qualify},
 			&eventv1.LeadQualified{ModelId: s.GetModelId(), ModelVersion: s.GetModelVersion(), Score: s.GetTotal(), Threshold: s.GetThreshold()}, meta)
 	}

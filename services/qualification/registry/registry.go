@@ -199,17 +199,23 @@ func (r *Registry) Approve(n uint32, approver *eventv1.Actor) (Decision, error) 
 	replay := slices.ContainsFunc(v.Approvals, func(a Approval) bool {
 		return a.Approver.GetId() == approver.GetId() && a.Approver.GetTeam() == approver.GetTeam()
 	})
-	if !replay && r.State(n) == Stale {
+	if replay {
+		return Decision{Replay: true}, nil
+	}
+	if r.State(n) == Stale {
 		// Activating it would put older rules back over newer signed-off
 		// ones, on sign-offs that may predate them.
 		return Decision{}, &RefusedError{Field: "version", Reason: fmt.Sprintf(
 			"version %d was proposed before version %d, which is active: it can no longer be approved; to roll back to it, propose it again", n, r.Active)}
 	}
+	// Its state first: a version active already needs no approval, from
+	// any team.
+	if v.Activation != nil {
+		return Decision{}, &RefusedError{Field: "version", Reason: fmt.Sprintf("version %d was activated already", n)}
+	}
 	for _, a := range v.Approvals {
 		same := a.Approver.GetId() == approver.GetId()
 		switch {
-		case same && a.Approver.GetTeam() == approver.GetTeam():
-			return Decision{Replay: true}, nil
 		case a.Approver.GetTeam() == approver.GetTeam():
 			return Decision{}, &RefusedError{Field: "approver.team", Reason: fmt.Sprintf(
 				"%s already approved version %d (%s); the other team must approve it", teamName(approver.GetTeam()), n, a.Approver.GetId())}
@@ -217,9 +223,6 @@ func (r *Registry) Approve(n uint32, approver *eventv1.Actor) (Decision, error) 
 			return Decision{}, &RefusedError{Field: "approver.id", Reason: fmt.Sprintf(
 				"%s approved version %d for %s already; one person cannot sign off for both teams", approver.GetId(), n, teamName(a.Approver.GetTeam()))}
 		}
-	}
-	if v.Activation != nil {
-		return Decision{}, &RefusedError{Field: "version", Reason: fmt.Sprintf("version %d was activated already", n)}
 	}
 	// Every approval so far is by another team, so this one completes the
 	// sign-off when it is the last team missing.

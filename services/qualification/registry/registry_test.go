@@ -71,7 +71,7 @@ func TestApprove(t *testing.T) {
 		{name: "a new version supersedes the active one", reg: history(proposed(1), &eventv1.ScoringModelApproved{Version: 1, Approver: mia},
 			&eventv1.ScoringModelApproved{Version: 1, Approver: sam}, &eventv1.ScoringModelActivated{Version: 1}, proposed(2),
 			&eventv1.ScoringModelApproved{Version: 2, Approver: sam}), version: 2, approver: mia, want: registry.Decision{Activate: true, Supersedes: 1}},
-		{name: "an approval of an active version by a new team member", reg: activeV1, version: 1, approver: user("zoe", eventv1.Team_TEAM_SALES), field: "approver.team"},
+		{name: "an approval of an active version by a new team member", reg: activeV1, version: 1, approver: user("zoe", eventv1.Team_TEAM_SALES), field: "version"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -324,7 +324,9 @@ type Lead struct {
 	// segment is the routing segment it was last routed in.
 	Segment string `protobuf:"bytes,10,opt,name=segment,proto3" json:"segment,omitempty"`
 	// account_id is the account routing matched, else empty.
-	AccountId   string       `protobuf:"bytes,11,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	AccountId string `protobuf:"bytes,11,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// rep_id is the last rep it was handed to, kept after the lead leaves
+	// sales (recycled, lost, disqualified); owner is who holds it now.
 	RepId       string       `protobuf:"bytes,12,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
 	Country     string       `protobuf:"bytes,13,opt,name=country,proto3" json:"country,omitempty"`
 	Industry    string       `protobuf:"bytes,14,opt,name=industry,proto3" json:"industry,omitempty"`
@@ -584,8 +586,9 @@ type SearchLeadsRequest struct {
 	Segment  string          `protobuf:"bytes,2,opt,name=segment,proto3" json:"segment,omitempty"`
 	Source   string          `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
 	// campaign_id matches a lead touched by the campaign.
-	CampaignId  string `protobuf:"bytes,4,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
-	AccountId   string `protobuf:"bytes,5,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	CampaignId string `protobuf:"bytes,4,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
+	AccountId  string `protobuf:"bytes,5,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	// rep_id matches the last rep a lead was handed to (Lead.rep_id).
 	RepId       string `protobuf:"bytes,6,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
 	EmailDomain string `protobuf:"bytes,7,opt,name=email_domain,json=emailDomain,proto3" json:"email_domain,omitempty"`
 	Country     string `protobuf:"bytes,8,opt,name=country,proto3" json:"country,omitempty"`

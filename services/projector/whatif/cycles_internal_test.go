@@ -1,0 +1,90 @@
+package whatif
+
+import (
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/leadflow/leadflow/pkg/envelope"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/scoring"
+)
+
+// vpWebinar scores a VP 40 and a webinar 20 (at most 40).
+func vpWebinar(threshold int) scoring.Model {
+	return scoring.Model{Threshold: threshold,
+		Fit: []scoring.FitRule{{ID: "vp", Points: 40, When: scoring.Criteria{SeniorityIn: []eventv1.Seniority{eventv1.Seniority_SENIORITY_VP}}}},
+		Engagement: []scoring.EngagementRule{{ID: "webinar", Activity: eventv1.ActivityType_ACTIVITY_TYPE_WEBINAR_ATTENDED,
+			Points: 20, Cap: 40, HalfLife: 30 * 24 * time.Hour}}}
+}
+
+// replayer feeds a Replay events built as the services write them, an
+// hour apart.
+type replayer struct {
+	t  *testing.T
+	r  *Replay
+	at time.Time
+}
+
+func (p *replayer) apply(lead string, payload proto.Message) {
+	p.t.Helper()
+	p.at = p.at.Add(time.Hour)
+	ev, err := envelope.NewEvent(lead, payload, envelope.Meta{OccurredAt: p.at}, p.at)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.r.Apply(lead, ev)
+}
+
+var (
+	vp      = &eventv1.Profile{Seniority: eventv1.Seniority_SENIORITY_VP, Country: "US"}
+	webinar = eventv1.ActivityType_ACTIVITY_TYPE_WEBINAR_ATTENDED
+)
+
+// A lead sales rejected goes back to nurture and may qualify again
+// through a re-engagement: the what-if scores that cycle too, as live.
+func TestARejectedLeadQualifiesAgainThroughNurture(t *testing.T) {
+	active, proposed := vpWebinar(50), vpWebinar(70)
+	p := &replayer{t: t, r: New(&active, proposed, time.Time{}, time.Time{}), at: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+	p.apply("l", &eventv1.LeadCaptured{Profile: vp, Attribution: &eventv1.Attribution{Source: "web-form"}})
+	p.apply("l", &eventv1.ActivityRecorded{Type: webinar}) // 60: the active version's MQL
+	p.apply("l", &eventv1.LeadRejected{Reason: eventv1.RejectReason_REJECT_REASON_NOT_READY})
+	p.apply("l", &eventv1.LeadRecycled{Cause: eventv1.RecycleCause_RECYCLE_CAUSE_REJECTED})
+	p.apply("l", &eventv1.NurtureEnrolled{ProgramId: "warm-up"})
+	p.apply("l", &eventv1.ActivityRecorded{Type: webinar})
+	p.apply("l", &eventv1.LeadReengaged{}) // 80: the proposal's MQL
+	p.apply("l", &eventv1.LeadAccepted{})
+	p.apply("l", &eventv1.OpportunityCreated{OpportunityId: "o"})
+	p.apply("l", &eventv1.DealWon{OpportunityId: "o"})
+	got := p.r.Result().Total
+	if got.MQLsActive != 1 || got.MQLsProposed != 1 || got.Won != 1 || got.WonQualified != 1 || got.WonMissed != 0 ||
+		got.Rejected != 1 || got.RejectedKeptOut != 0 {
+		t.Fatalf("totals %+v: want an MQL under both and the won deal qualified by the proposal", got)
+	}
+}
+
+// What came through a merged lead scores the survivor until the unmerge
+// gives it back; the lead it goes back to is filed under its own first
+// touch, as the campaign report files it.
+func TestAnUnmergeTakesBackWhatCameThroughTheLead(t *testing.T) {
+	m := vpWebinar(70)
+	p := &replayer{t: t, r: New(&m, m, time.Time{}, time.Time{}), at: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+	p.apply("s", &eventv1.LeadCaptured{Profile: &eventv1.Profile{Country: "DE"}, Attribution: &eventv1.Attribution{Source: "web-form"}})
+	p.apply("a", &eventv1.LeadCaptured{Attribution: &eventv1.Attribution{Source: "web-form"}})
+	p.apply("s", &eventv1.LeadResubmitted{Profile: vp, MergedFrom: "a"})
+	p.apply("s", &eventv1.ActivityRecorded{Type: webinar, MergedFrom: "a", CampaignId: "x"}) // 60
+	p.apply("s", &eventv1.LeadUnmerged{SurvivorLeadId: "s", AbsorbedLeadId: "a"})
+	p.apply("a", &eventv1.ActivityRecorded{Type: webinar, MergedFrom: "", GivenBackBy: "s", CampaignId: "x"})
+	p.apply("s", &eventv1.ActivityRecorded{Type: webinar}) // its own: 20
+	got := p.r.Result()
+	if got.Total.Leads != 2 || got.Total.MQLsActive != 0 || got.Total.MQLsProposed != 0 {
+		t.Fatalf("totals %+v: want no MQL (the survivor's own facts score 20)", got.Total)
+	}
+	// s's touch of x counted while merged stays its own, as the read
+	// model keeps it; a's given-back copy is no touch.
+	if len(got.Campaigns) != 2 || got.Campaigns[0].Campaign != "" || got.Campaigns[0].Leads != 1 ||
+		got.Campaigns[1].Campaign != "x" || got.Campaigns[1].Leads != 1 {
+		t.Fatalf("campaigns %+v: want a under none and s under x", got.Campaigns)
+	}
+}
