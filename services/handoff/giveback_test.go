@@ -85,3 +85,30 @@ func TestCommandRefusedAfterALostRaceGivesBackItsReservation(t *testing.T) {
 		})
 	}
 }
+
+// A lead consumer behind a lead that left its rep and came back gives
+// the rep's reservation back only if the lead is not the rep's again: it
+// once deleted the one the return made, and the rep's capacity never
+// counted the lead again. ann has the lead, then bob, then ann, all
+// while no consumer runs; the consumer then reads the backlog in order.
+func TestReleaseBehindTheLeadsReturnKeepsItsReservation(t *testing.T) {
+	w := newWorld(t)
+	id := w.mqlUnrouted(t)
+	a := w.app(t, adapters.NewLeads(w.store))
+	if _, err := a.AssignLead(ctxT(t), app.AssignLead{LeadID: id, RepID: "ann", RequestID: uuid.NewString(), By: ops}, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, rep := range []string{"bob", "ann"} {
+		if _, err := a.ReassignLead(ctxT(t), app.ReassignLead{LeadID: id, ToRepID: rep, RequestID: uuid.NewString(), Reason: "cover", By: ops}, envelope.Meta{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantReserved(t, w, id, "ann", "bob") // nothing released yet
+
+	w.start(t)
+	w.settle(t)
+	if st := w.state(t, id); st.Status != lifecycle.StatusAssigned || st.Owner.ID != "ann" {
+		t.Fatalf("after the backlog: %+v, want ASSIGNED to ann", st)
+	}
+	wantReserved(t, w, id, "ann")
+}

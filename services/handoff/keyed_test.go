@@ -37,20 +37,20 @@ func (c *countingLeads) AppendKeyed(ctx context.Context, leadID string, expected
 }
 
 // app is handoff's use cases over leads, beside the running service.
-func (w *world) app(t testing.TB, leads app.Leads) *app.App {
+func (w *world) app(t testing.TB, leads app.Leads, opts ...app.Option) *app.App {
 	t.Helper()
-	return w.appOn(t, leads, adapters.NewStore(w.store, w.nats.JS))
+	return w.appOn(t, leads, adapters.NewStore(w.store, w.nats.JS), opts...)
 }
 
 // appOn is app with the routing, pool and target subjects read through
 // store.
-func (w *world) appOn(t testing.TB, leads app.Leads, store app.Store) *app.App {
+func (w *world) appOn(t testing.TB, leads app.Leads, store app.Store, opts ...app.Option) *app.App {
 	t.Helper()
 	loads, err := adapters.NewLoads(ctxT(t), w.nats.JS, "HANDOFF_LOAD", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return app.New(leads, store, loads, adapters.NewTimers(w.nats.JS, time.Hour))
+	return app.New(leads, store, loads, adapters.NewTimers(w.nats.JS, time.Hour), opts...)
 }
 
 // counted waits for the lead consumer to settle, then returns handoff's

@@ -24,12 +24,14 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/leadflow/leadflow/pkg/consume"
+	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	handoffv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/handoff/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/pkg/natsserver"
 	"github.com/leadflow/leadflow/pkg/testenv"
+	"github.com/leadflow/leadflow/services/handoff/adapters"
 	"github.com/leadflow/leadflow/services/handoff/app"
 	"github.com/leadflow/leadflow/services/handoff/ports"
 )
@@ -758,5 +760,69 @@ func TestRouteClockWaitsAtEveryTry(t *testing.T) {
 	}
 	if st := w.state(t, id); !st.Deadline.Equal(deadline) || len(ofType(evs, "LeadQueued")) != 2 {
 		t.Errorf("after the retries: due %v, want %v; %d LeadQueued, want 2", st.Deadline, deadline, len(ofType(evs, "LeadQueued")))
+	}
+}
+
+// A contact attempt made once the attempts window's time has passed is
+// due by the next touch, a step with FOLLOW_UP timers of its own, though
+// the window never breached: it once got the deadline and no timer, and
+// the lead sat ACCEPTED with no SLA. dan, alone in pool us with no
+// manager, lets first contact (the window's end too) pass: that breach
+// escalates to nobody; his attempt comes two days on.
+func TestAttemptAfterTheWindowHasTimers(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	slaPolicy(t, s.client, time.Hour, 48*time.Hour, 10*time.Minute, eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP)
+	ctx := ctxT(t)
+	id := w.mql(t, &eventv1.Profile{Country: "US", Industry: "software", EmailDomain: uuid.NewString()[:8] + ".example"})
+	if owner := ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0]); owner != "dan" {
+		t.Fatalf("assigned to %s, want dan", owner)
+	}
+	if _, err := s.client.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: id, RepId: "dan", RequestId: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	accepted := ofType(w.events(t, id), "LeadAccepted")[0]
+	if la := accepted.GetLeadAccepted(); !la.GetAttemptsDueAt().AsTime().Equal(la.GetContactBy().AsTime()) {
+		t.Fatalf("attempts due %v, want with first contact %v", la.GetAttemptsDueAt().AsTime(), la.GetContactBy().AsTime())
+	}
+	// First contact's deadline, brought forward to now.
+	fire(t, w, &eventv1.SLATimer{TimerId: app.TimerID(accepted.GetEventId(), eventv1.SLAKind_SLA_KIND_FIRST_CONTACT, eventv1.TimerPhase_TIMER_PHASE_DUE),
+		LeadId: id, Sla: eventv1.SLAKind_SLA_KIND_FIRST_CONTACT, Phase: eventv1.TimerPhase_TIMER_PHASE_DUE, StepEventId: accepted.GetEventId(),
+		DueAt: timestamppb.Now(), FireAt: timestamppb.Now()})
+	if b := w.waitFor(t, id, "SLABreached", 1)[0].GetSlaBreached(); b.GetSla() != eventv1.SLAKind_SLA_KIND_FIRST_CONTACT ||
+		b.GetEscalation() != eventv1.SLAEscalation_SLA_ESCALATION_NONE {
+		t.Fatalf("breach: %v, want FIRST_CONTACT escalated to nobody", b)
+	}
+
+	later := w.app(t, adapters.NewLeads(w.store), app.WithClock(func() time.Time { return time.Now().Add(49 * time.Hour) }))
+	if _, err := later.LogContactAttempt(ctx, app.LogContact{LeadID: id, RepID: "dan", RequestID: "c0",
+		Channel: eventv1.ContactChannel_CONTACT_CHANNEL_PHONE, Outcome: eventv1.ContactOutcome_CONTACT_OUTCOME_NO_ANSWER}, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	attempt := ofType(w.events(t, id), "ContactAttempted")[0]
+	due := attempt.GetLifecycle().GetDeadline().AsTime()
+	if !due.After(attempt.GetRecordedAt().AsTime()) {
+		t.Fatalf("the attempt is due %v, want after it", due)
+	}
+	timers, err := w.nats.JS.Stream(ctx, "HANDOFF_TIMERS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id0 := app.TimerID(attempt.GetEventId(), eventv1.SLAKind_SLA_KIND_FOLLOW_UP, eventv1.TimerPhase_TIMER_PHASE_DUE)
+	var sched *jetstream.RawStreamMsg
+	eventually(t, 15*time.Second, func() bool {
+		sched, err = timers.GetLastMsgForSubject(ctxT(t), fmt.Sprintf("handoff.timer.at.%d.%s.%s", eventstore.Partition(id), id, id0))
+		return err == nil
+	}, "no FOLLOW_UP timer for the attempt (%v)", func() any { return err })
+	var tm eventv1.SLATimer
+	if err := proto.Unmarshal(sched.Data, &tm); err != nil || !tm.GetDueAt().AsTime().Equal(due) {
+		t.Fatalf("the attempt's timer is due %v (%v), want %v", tm.GetDueAt().AsTime(), err, due)
+	}
+	// Its deadline, brought forward to now, breaches.
+	tm.DueAt, tm.FireAt = timestamppb.Now(), timestamppb.Now()
+	fire(t, w, &tm)
+	if b := w.waitFor(t, id, "SLABreached", 2)[1].GetSlaBreached(); b.GetSla() != eventv1.SLAKind_SLA_KIND_FOLLOW_UP || b.GetStepEventId() != attempt.GetEventId() {
+		t.Errorf("breach: %v, want FOLLOW_UP of the attempt %s", b, attempt.GetEventId())
 	}
 }

@@ -112,6 +112,44 @@ func (a *App) release(ctx context.Context, repID, leadID string) error {
 	return a.unreserve(ctx, repID, leadID, time.Time{})
 }
 
+// releaseLeft ends leadID's reservation with repID, whom an event took
+// the lead from, unless the lead is the rep's open lead again: a lead
+// consumer behind the lead's events would otherwise delete the
+// reservation a later command made when the lead came back to the rep,
+// and the rep's capacity would never count the lead again. The lead's
+// state now decides, not the reservation's time against the event's:
+// different replicas' clocks stamp the two, and one running behind would
+// date a later reservation before the event. The reservations are read
+// first and written back only at their revision: one made after that is
+// never deleted.
+func (a *App) releaseLeft(ctx context.Context, repID, leadID string) error {
+	for attempt := range maxRaces {
+		res, rev, err := a.loads.Get(ctx, repID, attempt > 0)
+		if err != nil {
+			return err
+		}
+		if _, ok := res[leadID]; !ok {
+			return nil
+		}
+		// A full read: it asks the stream's leader for the lead's last
+		// event, which a replica behind could miss.
+		l, err := a.load(ctx, leadID)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		if l != nil && openWith(l.state, repID) {
+			return nil
+		}
+		next := maps.Clone(res)
+		delete(next, leadID)
+		err = a.loads.Put(ctx, repID, next, rev)
+		if !errors.Is(err, ErrStale) {
+			return err
+		}
+	}
+	return fmt.Errorf("release %s from %s: %w", leadID, repID, eventstore.ErrConflict)
+}
+
 // prune keeps the reservations whose leads the rep holds open (ASSIGNED
 // or ACCEPTED), and those too young to tell.
 func (a *App) prune(ctx context.Context, repID string, res Reservations) (Reservations, error) {
@@ -123,17 +161,22 @@ func (a *App) prune(ctx context.Context, repID string, res Reservations) (Reserv
 	if err != nil {
 		return nil, err
 	}
-	owner := lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: repID}
 	kept := Reservations{}
 	now := a.now()
 	for id, at := range res {
 		st, ok := states[id]
-		open := ok && st.Owner == owner && (st.Status == lifecycle.StatusAssigned || st.Status == lifecycle.StatusAccepted)
-		if open || now.Sub(at) < reservationGrace {
+		if (ok && openWith(st, repID)) || now.Sub(at) < reservationGrace {
 			kept[id] = at
 		}
 	}
 	return kept, nil
+}
+
+// openWith reports whether a lead in state st is an open lead of repID's,
+// one its capacity counts.
+func openWith(st lifecycle.State, repID string) bool {
+	return st.Owner == lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: repID} &&
+		(st.Status == lifecycle.StatusAssigned || st.Status == lifecycle.StatusAccepted)
 }
 
 // refreshFull prunes the reps a decision found at capacity (each at most

@@ -201,16 +201,15 @@ func (l *lead) apply(r eventstore.Record) {
 			l.sealed, l.opened = withoutVia(l.sealed, p.LeadUnmerged), ""
 		}
 	case *eventv1.Event_ContactAttempted:
-		switch p.ContactAttempted.GetOutcome() {
-		case eventv1.ContactOutcome_CONTACT_OUTCOME_CONNECTED, eventv1.ContactOutcome_CONTACT_OUTCOME_MEETING_BOOKED:
-			l.connected = true
-		}
 		// The deadline the attempt set (the next touch) is a step with
 		// timers of its own, unless the attempts window, whose timers
-		// stand behind it, is still to judge the lead.
-		if l.accepted.GetAttemptsDueAt() == nil || l.connected || l.windowOver {
+		// stand behind it, is still to judge the lead: as the command
+		// decided, at the attempt's time.
+		reached := reaches(p.ContactAttempted.GetOutcome())
+		if !l.windowJudges(ev.GetRecordedAt().AsTime(), reached) {
 			l.stepID, l.stepSeq, l.touch = ev.GetEventId(), r.Seq, true
 		}
+		l.connected = l.connected || reached
 	case *eventv1.Event_SlaBreached:
 		switch b := p.SlaBreached; {
 		case b.GetSla() == eventv1.SLAKind_SLA_KIND_ROUTE:
@@ -308,6 +307,22 @@ func (l *lead) slaPolicy(cfg *routing.Config) sla.Policy {
 		return sla.FromProto(l.policy)
 	}
 	return cfg.Policy(l.segment)
+}
+
+// windowJudges reports whether the attempts window still judges a contact
+// attempt made at at (reached: it reached the lead): the window is set
+// and runs past at, was not breached, and nobody was reached. If not, the
+// attempt's deadline is the next touch, a step of its own. The command
+// (the deadline) and the fold (the step, so its timers) both ask this, so
+// an attempt's deadline is never left without timers.
+func (l *lead) windowJudges(at time.Time, reached bool) bool {
+	due := l.accepted.GetAttemptsDueAt()
+	return due != nil && due.AsTime().After(at) && !reached && !l.connected && !l.windowOver
+}
+
+// reaches reports whether a contact attempt's outcome reached the lead.
+func reaches(o eventv1.ContactOutcome) bool {
+	return o == eventv1.ContactOutcome_CONTACT_OUTCOME_CONNECTED || o == eventv1.ContactOutcome_CONTACT_OUTCOME_MEETING_BOOKED
 }
 
 // ownedBy reports whether rep owns the lead.

@@ -18,10 +18,11 @@ type LogContact struct {
 }
 
 // LogContactAttempt appends ContactAttempted, numbered. The lead's next
-// deadline is the end of the attempts window while it runs and nobody was
-// reached, else the segment's first-contact interval in the rep's working
-// hours: the next touch or the conversion is due on the same clock, and
-// the lead consumer puts FOLLOW_UP timers behind it (stepTimers).
+// deadline is the end of the attempts window while it judges the lead
+// (windowJudges: it runs, unbreached, and nobody was reached), else the
+// segment's first-contact interval in the rep's working hours: the next
+// touch or the conversion is due on the same clock, and the lead consumer
+// puts FOLLOW_UP timers behind it (stepTimers).
 //
 // Errors: see command; channel and outcome must be known values.
 func (a *App) LogContactAttempt(ctx context.Context, in LogContact, meta envelope.Meta) (Result, error) {
@@ -47,8 +48,7 @@ func (a *App) LogContactAttempt(ctx context.Context, in LogContact, meta envelop
 		func(l *lead, cfg *routing.Config, now time.Time) ([]*eventv1.Event, error) {
 			p := a.policy
 			due := l.accepted.GetAttemptsDueAt().AsTime()
-			reached := in.Outcome == eventv1.ContactOutcome_CONTACT_OUTCOME_CONNECTED || in.Outcome == eventv1.ContactOutcome_CONTACT_OUTCOME_MEETING_BOOKED
-			if l.accepted.GetAttemptsDueAt() == nil || !due.After(now) || reached || l.connected {
+			if !l.windowJudges(now, reaches(in.Outcome)) {
 				_, due = l.slaPolicy(cfg).NextContact(cfg.RepCalendar(in.RepID), now)
 			}
 			p.ContactWithin = within(now, due)

@@ -171,7 +171,7 @@ func (a *App) releaseFrom(ctx context.Context, from *eventv1.Owner, leadID strin
 	if from.GetKind() != eventv1.OwnerKind_OWNER_KIND_REP {
 		return nil
 	}
-	return a.release(ctx, from.GetId(), leadID)
+	return a.releaseLeft(ctx, from.GetId(), leadID)
 }
 
 // Unmerged takes up a lead that the unmerge ev, stored at seq, gives back
