@@ -142,6 +142,19 @@ func ask(ctx context.Context, js jetstream.JetStream, deadLetterStream, group, k
 	if seq != 0 && e.streamSeq != seq {
 		return fmt.Errorf("consume: %s %s %s seq %d: %w: it is seq %d now", op, group, key, seq, ErrOtherDeadLetter, e.streamSeq)
 	}
+	// A request stored after the entry is not served yet: serving deletes
+	// the entry, or replaces it when the message fails again.
+	prev, err := s.GetLastMsgForSubject(ctx, requestSubject(group, key))
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+	case err != nil:
+		return fmt.Errorf("consume: %s %s %s: %w", op, group, key, err)
+	default:
+		if pop := prev.Header.Get(hdrOp); (pop == opRedrive || pop == opSkip) && pop != op && !prev.Time.Before(m.Time) {
+			return fmt.Errorf("consume: %s %s %s: %w: a %s asked at %s; ask again once it is served", op, group, key, ErrRequestPending,
+				pop, prev.Time.UTC().Format(time.RFC3339))
+		}
+	}
 	if err := publishRequest(ctx, js, deadLetterStream, group, key, op, e.partition, seq); err != nil {
 		return fmt.Errorf("consume: %s %s %s: %w", op, group, key, err)
 	}

@@ -69,6 +69,12 @@ var ErrNotFound = errors.New("consume: dead letter not found")
 // letter is not the message the request named.
 var ErrOtherDeadLetter = errors.New("consume: the key's dead letter is another message")
 
+// ErrRequestPending is returned by Redrive and Skip when the other of the
+// two was asked for the key's dead letter and is not served yet: a request
+// replaces the pending one, and one operator's skip must not silently
+// become another's re-drive.
+var ErrRequestPending = errors.New("consume: another request for the dead letter is not served yet")
+
 // parkedKeys are the keys this Run holds back, each with the stream sequence
 // of its dead letter (0 for a key whose dead letter is gone but whose parked
 // messages are not released yet).

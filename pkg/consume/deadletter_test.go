@@ -434,3 +434,47 @@ func TestMessagesGoneFromTheStreamReleaseTheirKey(t *testing.T) {
 		})
 	}
 }
+
+// A request replaces the key's pending one, so the other of re-drive and
+// skip is refused while one waits to be served: an operator's skip must
+// not silently become another's re-drive. Once served, either may be
+// asked again.
+func TestAPendingSkipIsNotReplacedByARedrive(t *testing.T) {
+	n := startParts(t)
+	poison := publish(t, n.JS, "K1", "poison")
+	var j journal
+	handler := func(_ context.Context, m consume.Msg) error {
+		if m.Seq == poison {
+			return consume.Permanent(errors.New("bad"))
+		}
+		j.add("m", m)
+		return nil
+	}
+	run := start(t, n.JS, config("pending"), handler)
+	eventually(t, 10*time.Second, func() bool { return len(deadLetters(t, n.JS)) == 1 }, "no dead letter")
+	later := publish(t, n.JS, "K1", "later")
+	eventually(t, 10*time.Second, func() bool {
+		dl := deadLetters(t, n.JS)
+		return len(dl) == 1 && len(dl[0].Parked) == 1
+	}, "not parked")
+	if err := run.stop(t, 15*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx := context.Background()
+	if err := consume.Skip(ctx, n.JS, consume.DefaultDeadLetterStream, "pending", "K1", poison); err != nil {
+		t.Fatal(err)
+	}
+	if err := consume.Skip(ctx, n.JS, consume.DefaultDeadLetterStream, "pending", "K1", poison); err != nil {
+		t.Fatalf("the same request again: %v", err)
+	}
+	if err := consume.Redrive(ctx, n.JS, consume.DefaultDeadLetterStream, "pending", "K1", poison); !errors.Is(err, consume.ErrRequestPending) {
+		t.Fatalf("a re-drive while the skip waits: %v, want ErrRequestPending", err)
+	}
+	start(t, n.JS, config("pending"), handler)
+	eventually(t, 10*time.Second, func() bool { return len(deadLetters(t, n.JS)) == 0 && j.len() == 1 },
+		"the skip not served: %+v", func() any { return deadLetters(t, n.JS) })
+	if hs := j.all(); hs[0].seq != later {
+		t.Fatalf("handled %+v, want only the parked message (the dead one skipped)", hs)
+	}
+}
