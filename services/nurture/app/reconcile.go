@@ -59,6 +59,17 @@ func (a *App) reconcile(ctx context.Context, leadID string, seen uint64, read *l
 		if l.version == 0 {
 			return nil, fmt.Errorf("lead %s: %w", leadID, ErrNotFound)
 		}
+		if id := l.enrolled.ev.GetNurtureEnrolled().GetProgramId(); id != "" && !refreshed && l.state.Status == lifecycle.StatusNurturing {
+			if _, ok := cat.Get(id); !ok {
+				// Defined a moment ago, maybe, by another replica: judged
+				// by the default program's rules instead, the lead could
+				// take a way back its own program does not open.
+				if cat, err = a.catalog(ctx, 0); err != nil {
+					return written, err
+				}
+				refreshed = true
+			}
+		}
 		raced := false
 		for range maxSteps {
 			ev, err := a.owed(l, cat, a.now(), meta)
