@@ -665,6 +665,9 @@ type fakeNurture struct {
 	actions map[string]nurturev1.RedriveAction
 	mu      sync.Mutex
 	asked   *nurturev1.FindLostLeadsRequest
+	// perCall, if set, is the most leads one RedriveLeads answers, as
+	// nurture answers those it got to before the call's deadline.
+	perCall int
 }
 
 func (n *fakeNurture) FindLostLeads(_ context.Context, r *nurturev1.FindLostLeadsRequest) (*nurturev1.FindLostLeadsResponse, error) {
@@ -678,7 +681,11 @@ func (n *fakeNurture) RedriveLeads(_ context.Context, r *nurturev1.RedriveLeadsR
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	resp := &nurturev1.RedriveLeadsResponse{}
-	for _, id := range r.GetLeadIds() {
+	ids := r.GetLeadIds()
+	if n.perCall > 0 {
+		ids = ids[:min(n.perCall, len(ids))]
+	}
+	for _, id := range ids {
 		r := &nurturev1.Redriven{LeadId: id, Action: n.actions[id]}
 		if r.Action == nurturev1.RedriveAction_REDRIVE_ACTION_FAILED {
 			r.Error = "FailedPrecondition: names program \"nowhere\", which does not exist"
@@ -772,6 +779,7 @@ func TestLostRedriveSaysWhatWasDone(t *testing.T) {
 	n.mu.Unlock()
 	// A failed re-drive exits non-zero, after the whole summary.
 	out, err := ctl("lost", "--redrive")
+	out0 := out
 	if err == nil || !strings.Contains(err.Error(), "re-drive failed for 1 of 4 lead(s)") {
 		t.Fatalf("lost --redrive with a failed lead: %v, want an error naming it\n%s", err, out)
 	}
@@ -784,6 +792,15 @@ func TestLostRedriveSaysWhatWasDone(t *testing.T) {
 	out, err = ctl("lost", "--redrive", "-o", "json")
 	if err == nil || !strings.Contains(out, failed) || !strings.Contains(out, "REDRIVE_ACTION_FAILED") || !strings.Contains(out, both) {
 		t.Fatalf("lost --redrive -o json with a failed lead: %v, want an error and every lead's answer\n%s", err, out)
+	}
+	// Nurture answering one lead a call (its deadline near): the rest are
+	// asked for again, and the summary is the same.
+	n.mu.Lock()
+	n.perCall = 1
+	n.mu.Unlock()
+	again, _ := ctl("lost", "--redrive")
+	if again != out0 {
+		t.Fatalf("lost --redrive answered a lead a call:\n%s\nwant as in one call:\n%s", again, out0)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -163,15 +164,28 @@ func redriveLost(cmd *cobra.Command, o *options, resp *nurturev1.FindLostLeadsRe
 		add(p.GetLeadId())
 	}
 	all := &nurturev1.RedriveLeadsResponse{}
-	for batch := range slices.Chunk(ids, redriveBatch) {
+	// Nurture answers the leads it got to before the call's deadline; the
+	// rest are asked for again.
+	for rest := ids; len(rest) > 0; {
+		batch := rest[:min(redriveBatch, len(rest))]
+		var got []*nurturev1.Redriven
 		err := call(cmd.Context(), o, "nurture", o.nurture, func(ctx context.Context, conn *grpc.ClientConn) error {
 			r, err := nurturev1.NewNurtureServiceClient(conn).RedriveLeads(ctx, &nurturev1.RedriveLeadsRequest{LeadIds: batch})
-			all.Leads = append(all.Leads, r.GetLeads()...)
+			got = r.GetLeads()
 			return err
 		})
+		if err == nil && len(got) == 0 {
+			err = errors.New("nurture answered for none of them")
+		}
 		if err != nil {
 			return fmt.Errorf("re-drive after %d of %d leads: %w", len(all.GetLeads()), len(ids), err)
 		}
+		all.Leads = append(all.Leads, got...)
+		answered := map[string]bool{}
+		for _, l := range got {
+			answered[l.GetLeadId()] = true
+		}
+		rest = slices.DeleteFunc(slices.Clone(rest), func(id string) bool { return answered[id] })
 	}
 	counts := map[nurturev1.RedriveAction]int{}
 	for _, l := range all.GetLeads() {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/envelope"
@@ -48,8 +49,10 @@ const maxRedrive = 1000
 // A lead whose re-drive fails (a recycle naming a program that does not
 // exist, a lost race) is answered RedriveFailed with its error, and the
 // others are still re-driven: one poison lead must not hold back the
-// rest. Errors: *ValidationError (lead_ids), the dead letters' listing,
-// and ctx's own.
+// rest. Near ctx's deadline it stops and answers the leads it got to,
+// so the work done is reported and the caller asks again for the rest.
+// Errors: *ValidationError (lead_ids), the dead letters' listing, and
+// ctx's own when it got to none.
 func (a *App) RedriveLeads(ctx context.Context, ids []string, meta envelope.Meta) ([]Redriven, error) {
 	var v violations
 	if len(ids) == 0 || len(ids) > maxRedrive {
@@ -67,14 +70,21 @@ func (a *App) RedriveLeads(ctx context.Context, ids []string, meta envelope.Meta
 	}
 	var out []Redriven
 	done := map[string]bool{}
+	deadline, bounded := ctx.Deadline()
 	for _, id := range ids {
 		if done[id] {
 			continue
+		}
+		if len(out) > 0 && bounded && time.Until(deadline) < redriveMargin {
+			break // answered in time rather than lost to a timeout
 		}
 		done[id] = true
 		r := a.redrive(ctx, id, dls, meta)
 		if r.Err != nil {
 			if err := ctx.Err(); err != nil {
+				if len(out) > 0 {
+					return out, nil
+				}
 				return out, err
 			}
 			a.log.WarnContext(ctx, "lead not re-driven", "lead", id, "groups", r.Groups, "wrote", r.EventTypes, "err", r.Err)
@@ -85,6 +95,10 @@ func (a *App) RedriveLeads(ctx context.Context, ids []string, meta envelope.Meta
 	}
 	return out, nil
 }
+
+// redriveMargin is how much of the call's time RedriveLeads leaves for
+// its answer: a lead's re-drive takes a few round trips.
+const redriveMargin = time.Second
 
 // redrive re-drives one lead (see RedriveLeads).
 func (a *App) redrive(ctx context.Context, id string, dls []consume.DeadLetter, meta envelope.Meta) Redriven {

@@ -1789,8 +1789,11 @@ func (x *Redriven) GetError() string {
 }
 
 type RedriveLeadsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Leads         []*Redriven            `protobuf:"bytes,1,rep,name=leads,proto3" json:"leads,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// leads are the leads re-driven, in the order asked. Near the call's
+	// deadline nurture stops and answers those it got to: the caller asks
+	// again for the rest.
+	Leads         []*Redriven `protobuf:"bytes,1,rep,name=leads,proto3" json:"leads,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }

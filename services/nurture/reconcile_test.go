@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/envelope"
+	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	nurturev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/nurture/v1"
 	"github.com/leadflow/leadflow/services/nurture/adapters"
@@ -45,5 +47,48 @@ func TestAReplicaBehindOnProgramsJudgesByTheLeadsProgram(t *testing.T) {
 	}
 	if re := ofType(w.events(t, l), "LeadReengaged"); len(re) != 0 {
 		t.Fatalf("re-engaged by an email click its program does not count: %v", re)
+	}
+}
+
+// slowLeads reads every lead late, as a server under load does.
+type slowLeads struct {
+	*adapters.Leads
+	delay time.Duration
+}
+
+func (s *slowLeads) Load(ctx context.Context, leadID string) ([]eventstore.Record, error) {
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(s.delay):
+	}
+	return s.Leads.Load(ctx, leadID)
+}
+
+// A re-drive of more leads than its call has time for answers the leads
+// it got to before the deadline, rather than losing all it did to a
+// timeout; the caller asks again for the rest.
+func TestRedriveAnswersWhatItDidBeforeItsDeadline(t *testing.T) {
+	w := newWorld(t)
+	w.start(t) // provisions what the app reads
+	log := slog.New(slog.DiscardHandler)
+	js := w.nats.JS
+	a := app.New(&slowLeads{Leads: adapters.NewLeads(w.store), delay: 100 * time.Millisecond}, adapters.NewPrograms(w.store),
+		adapters.NewTimers(js, time.Hour), adapters.NewIndex(js, stream, log), adapters.NewGroups(js, stream, consume.DefaultDeadLetterStream),
+		app.WithLogger(log))
+	ids := make([]string, 40)
+	for i := range ids {
+		ids[i] = uuid.NewString()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	got, err := a.RedriveLeads(ctx, ids, envelope.Meta{})
+	if err != nil || len(got) == 0 || len(got) >= len(ids) {
+		t.Fatalf("re-drive of 40 slow leads in 2s: %d answered, %v; want some answered and no error", len(got), err)
+	}
+	for i, r := range got {
+		if r.LeadID != ids[i] || r.Action != app.RedriveNotFound {
+			t.Fatalf("answer %d: %+v, want %s not found (in the order asked)", i, r, ids[i])
+		}
 	}
 }
