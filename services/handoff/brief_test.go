@@ -329,7 +329,7 @@ func TestBriefTellsTheAbsorbedLeadsStory(t *testing.T) {
 
 	// What the absorbed lead's person sends while merged lands on the
 	// survivor sealed with the absorbed lead's key, and opens so.
-	w.fact(t, survivor, &eventv1.LeadResubmitted{MergedFrom: absorbed, Profile: dach(50),
+	w.fact(t, survivor, &eventv1.LeadResubmitted{MergedFrom: absorbed, Profile: &eventv1.Profile{Country: "US", Employees: 900},
 		SealedPersonal: w.sealed(t, absorbed, &eventv1.Personal{Company: "Zeta Holdings", Title: "CFO"})})
 	w.fact(t, survivor, &eventv1.ActivityRecorded{ActivityId: uuid.NewString(), MergedFrom: absorbed,
 		Type: eventv1.ActivityType_ACTIVITY_TYPE_PRICING_PAGE_VISIT, SealedDetail: w.sealedText(t, absorbed, "priced 90 seats")})
@@ -347,13 +347,15 @@ func TestBriefTellsTheAbsorbedLeadsStory(t *testing.T) {
 		}
 		return out
 	}
-	if b := brief(); !slices.Contains(details(b), "priced 90 seats") || b.GetProfile().GetCompany() != "Zeta Holdings" {
-		t.Errorf("while merged: activities %v, company %q; want what came through the absorbed lead, opened", details(b), b.GetProfile().GetCompany())
+	if b := brief(); !slices.Contains(details(b), "priced 90 seats") || b.GetProfile().GetCompany() != "Zeta Holdings" ||
+		b.GetProfile().GetCountry() != "US" || b.GetProfile().GetEmployees() != 900 {
+		t.Errorf("while merged: activities %v, profile %v; want what came through the absorbed lead, opened", details(b), b.GetProfile())
 	}
 	// The unmerge gives it back with the absorbed lead.
 	w.fact(t, survivor, &eventv1.LeadUnmerged{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "two people"})
-	if b := brief(); len(details(b)) != 0 || b.GetProfile().GetCompany() == "Zeta Holdings" {
-		t.Errorf("after the unmerge: activities %v, company %q; want none of the absorbed lead's", details(b), b.GetProfile().GetCompany())
+	if b := brief(); len(details(b)) != 0 || b.GetProfile().GetCompany() == "Zeta Holdings" ||
+		b.GetProfile().GetCountry() != "DE" || b.GetProfile().GetEmployees() != 50 {
+		t.Errorf("after the unmerge: activities %v, profile %v; want none of the absorbed lead's", details(b), b.GetProfile())
 	}
 }
 

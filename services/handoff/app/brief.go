@@ -225,7 +225,10 @@ var recycleSources = map[string]bool{
 func briefOf(leadID string, recs []eventstore.Record) (b Brief, sealed []sealedData, absorbed []string) {
 	b.LeadID = leadID
 	consents := map[eventv1.ConsentChannel]*eventv1.Consent{}
-	var profile *eventv1.Profile
+	var (
+		profile *eventv1.Profile
+		forms   envelope.Forms
+	)
 	endOwner := func(at time.Time, how string) {
 		if n := len(b.Owners); n > 0 && b.Owners[n-1].To.IsZero() {
 			b.Owners[n-1].To, b.Owners[n-1].Ended = at, how
@@ -248,14 +251,15 @@ func briefOf(leadID string, recs []eventstore.Record) (b Brief, sealed []sealedD
 		b.State, b.Version = lifecycle.FromProto(ev.GetLifecycle()), r.Seq
 		switch p := ev.GetPayload().(type) {
 		case *eventv1.Event_LeadCaptured:
-			profile = proto.CloneOf(p.LeadCaptured.GetProfile())
+			profile, forms = proto.CloneOf(p.LeadCaptured.GetProfile()), envelope.Forms{}
 			sealed = []sealedData{{b: p.LeadCaptured.GetSealedPersonal()}}
 			b.FirstTouch = FirstTouch{At: at, Attribution: p.LeadCaptured.GetAttribution()}
 			for _, c := range p.LeadCaptured.GetConsents() {
 				consents[c.GetChannel()] = c
 			}
 		case *eventv1.Event_LeadResubmitted:
-			profile = mergeProfile(profile, p.LeadResubmitted.GetProfile())
+			forms.Add(profile, p.LeadResubmitted.GetMergedFrom(), p.LeadResubmitted.GetProfile())
+			profile = envelope.MergeProfile(profile, p.LeadResubmitted.GetProfile())
 			sealed = append(sealed, sealedData{via: p.LeadResubmitted.GetMergedFrom(), b: p.LeadResubmitted.GetSealedPersonal()})
 		case *eventv1.Event_ActivityRecorded:
 			x := p.ActivityRecorded
@@ -363,6 +367,9 @@ func briefOf(leadID string, recs []eventstore.Record) (b Brief, sealed []sealedD
 				// What came through it went back with it (intake's unmerge).
 				sealed = withoutVia(sealed, p.LeadUnmerged)
 				b.Activities = slices.DeleteFunc(b.Activities, func(x Activity) bool { return envelope.GivenBack(p.LeadUnmerged, x.via) })
+				if back, ok := forms.GiveBack(p.LeadUnmerged); ok {
+					profile = back
+				}
 			}
 			switch b.State.Status {
 			case lifecycle.StatusAssigned, lifecycle.StatusAccepted, lifecycle.StatusOpportunity:

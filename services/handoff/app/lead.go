@@ -28,6 +28,8 @@ type lead struct {
 	// lastEventID is the id of the event at version.
 	lastEventID string
 	profile     *eventv1.Profile
+	// forms is what its forms said, once one came through a merged lead.
+	forms envelope.Forms
 	// sealed is every submission's sealed personal data (company,
 	// title), in order: a re-submission seals only what it brought.
 	sealed []sealedData
@@ -135,15 +137,16 @@ func (l *lead) apply(r eventstore.Record) {
 	}
 	switch p := ev.GetPayload().(type) {
 	case *eventv1.Event_LeadCaptured:
-		l.profile = proto.CloneOf(p.LeadCaptured.GetProfile())
+		l.profile, l.forms = proto.CloneOf(p.LeadCaptured.GetProfile()), envelope.Forms{}
 		l.sealed = nil
 		if b := p.LeadCaptured.GetSealedPersonal(); len(b) > 0 {
 			l.sealed = []sealedData{{b: b}}
 		}
 		l.sealWith = nonEmpty(p.LeadCaptured.GetSealedPersonal(), p.LeadCaptured.GetSealedContact())
 	case *eventv1.Event_LeadResubmitted:
-		l.profile = mergeProfile(l.profile, p.LeadResubmitted.GetProfile())
 		via := p.LeadResubmitted.GetMergedFrom()
+		l.forms.Add(l.profile, via, p.LeadResubmitted.GetProfile())
+		l.profile = envelope.MergeProfile(l.profile, p.LeadResubmitted.GetProfile())
 		if b := p.LeadResubmitted.GetSealedPersonal(); len(b) > 0 {
 			l.sealed = append(l.sealed, sealedData{via: via, b: b})
 		}
@@ -199,6 +202,9 @@ func (l *lead) apply(r eventstore.Record) {
 			l.stepID, l.stepSeq, l.touch = l.merged.stepID, l.merged.stepSeq, l.merged.touch
 		} else {
 			l.sealed, l.opened = withoutVia(l.sealed, p.LeadUnmerged), ""
+			if profile, ok := l.forms.GiveBack(p.LeadUnmerged); ok {
+				l.profile = profile // routed by its own person's answers again
+			}
 		}
 	case *eventv1.Event_ContactAttempted:
 		// The deadline the attempt set (the next touch) is a step with
@@ -234,40 +240,6 @@ func (l *lead) apply(r eventstore.Record) {
 	default:
 		l.stepID, l.stepSeq = "", 0
 	}
-}
-
-// mergeProfile lays a later form's answers over what the lead said
-// before: a field left out keeps its earlier value.
-func mergeProfile(old, later *eventv1.Profile) *eventv1.Profile {
-	if old == nil {
-		return proto.CloneOf(later)
-	}
-	out := proto.CloneOf(old)
-	if later == nil {
-		return out
-	}
-	if later.GetCompany() != "" {
-		out.Company = later.GetCompany()
-	}
-	if later.GetTitle() != "" {
-		out.Title = later.GetTitle()
-	}
-	if later.GetSeniority() != eventv1.Seniority_SENIORITY_UNSPECIFIED {
-		out.Seniority = later.GetSeniority()
-	}
-	if later.GetIndustry() != "" {
-		out.Industry = later.GetIndustry()
-	}
-	if later.GetEmployees() != 0 {
-		out.Employees = later.GetEmployees()
-	}
-	if later.GetCountry() != "" {
-		out.Country = later.GetCountry()
-	}
-	if later.GetEmailDomain() != "" {
-		out.EmailDomain = later.GetEmailDomain()
-	}
-	return out
 }
 
 // routingLead is the lead as routing sees it: with the company unseal

@@ -13,6 +13,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/leadflow/leadflow/pkg/envelope"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 )
 
@@ -47,6 +48,10 @@ type Lead struct {
 	Seniority   eventv1.Seniority `json:"seniority,omitempty"`
 	Employees   int               `json:"employees,omitempty"`
 	EmailDomain string            `json:"email_domain,omitempty"`
+
+	// Forms is what its forms said, once one came through a merged lead:
+	// an unmerge takes that lead's answers back (coarse fields only).
+	Forms envelope.Forms `json:"forms,omitzero"`
 
 	Segment    string `json:"segment,omitempty"`
 	AccountID  string `json:"account_id,omitempty"`
@@ -195,6 +200,7 @@ func (l *Lead) Apply(seq uint64, ev *eventv1.Event) {
 		l.profile(c.GetProfile())
 		l.touch(c.GetAttribution().GetCampaignId(), at)
 	case *eventv1.Event_LeadResubmitted:
+		l.Forms.Add(l.coarse(), p.LeadResubmitted.GetMergedFrom(), coarse(p.LeadResubmitted.GetProfile()))
 		l.profile(p.LeadResubmitted.GetProfile())
 		// One an unmerge gave back was counted on its survivor (and stays
 		// counted there: touches are not taken back).
@@ -212,6 +218,9 @@ func (l *Lead) Apply(seq uint64, ev *eventv1.Event) {
 	case *eventv1.Event_LeadUnmerged:
 		if p.LeadUnmerged.GetAbsorbedLeadId() == l.ID {
 			l.MergedInto = ""
+		} else if back, ok := l.Forms.GiveBack(p.LeadUnmerged); ok {
+			l.Country, l.Industry, l.EmailDomain, l.Seniority, l.Employees = "", "", "", 0, 0
+			l.profile(back)
 		}
 
 	case *eventv1.Event_LeadAssigned:
@@ -380,6 +389,18 @@ func (l *Lead) enter(seq uint64, from eventv1.LeadStatus, at time.Time, cycle in
 	case eventv1.LeadStatus_LEAD_STATUS_DISQUALIFIED:
 		first(&l.DisqualifiedAt)
 	}
+}
+
+// coarse is the lead's profile as the read model keeps it.
+func (l *Lead) coarse() *eventv1.Profile {
+	return &eventv1.Profile{Country: l.Country, Industry: l.Industry, EmailDomain: l.EmailDomain, Seniority: l.Seniority, Employees: int32(l.Employees)}
+}
+
+// coarse is what the read model keeps of a form's profile: no company
+// or title, which intake seals.
+func coarse(p *eventv1.Profile) *eventv1.Profile {
+	return &eventv1.Profile{Country: p.GetCountry(), Industry: p.GetIndustry(), EmailDomain: p.GetEmailDomain(), Seniority: p.GetSeniority(),
+		Employees: p.GetEmployees()}
 }
 
 func (l *Lead) profile(p *eventv1.Profile) {

@@ -2,6 +2,7 @@ package lead_test
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -265,5 +266,53 @@ func TestOpenDealHandedOn(t *testing.T) {
 	}
 	if o := l.Opportunities; len(o) != 1 || o[0].RepID != "bob" {
 		t.Errorf("opportunities %+v, want the deal bob's", o)
+	}
+}
+
+// What the absorbed lead's person answered on a form while merged leaves
+// the survivor's profile with the unmerge, also when the fold was stored
+// in between (as a live batch stores it).
+func TestUnmergeTakesBackTheAbsorbedPersonsAnswers(t *testing.T) {
+	c := func(n lifecycle.CommandName) lifecycle.Command { return lifecycle.Command{Name: n} }
+	evs := journey(t, []step{
+		{0, c(lifecycle.Capture), &eventv1.LeadCaptured{Profile: &eventv1.Profile{Country: "DE", Employees: 10, EmailDomain: "own.example"}}},
+		{1, c(lifecycle.Resubmit), &eventv1.LeadMerged{SurvivorLeadId: "l", AbsorbedLeadId: "a"}},
+		{2, c(lifecycle.Resubmit), &eventv1.LeadResubmitted{MergedFrom: "a",
+			Profile: &eventv1.Profile{Country: "US", Industry: "software", Employees: 500, EmailDomain: "other.example", Company: "Other Inc"}}},
+		{3, c(lifecycle.Resubmit), &eventv1.LeadResubmitted{Profile: &eventv1.Profile{Industry: "retail"}}},
+		{4, c(lifecycle.Resubmit), &eventv1.LeadUnmerged{SurvivorLeadId: "l", AbsorbedLeadId: "a"}},
+	})
+	whole := lead.New("l")
+	var stored []byte
+	for i, ev := range evs {
+		whole.Apply(uint64(i+1), ev)
+		l := lead.New("l")
+		if stored != nil {
+			if err := json.Unmarshal(stored, l); err != nil {
+				t.Fatal(err)
+			}
+		}
+		l.Apply(uint64(i+1), ev)
+		var err error
+		if stored, err = json.Marshal(l); err != nil {
+			t.Fatal(err)
+		}
+		if i == 2 && (l.Country != "US" || l.Employees != 500) {
+			t.Fatalf("while merged: %s %d, want the form's US, 500", l.Country, l.Employees)
+		}
+	}
+	for _, l := range []*lead.Lead{whole, func() *lead.Lead {
+		l := lead.New("l")
+		if err := json.Unmarshal(stored, l); err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}()} {
+		if l.Country != "DE" || l.Employees != 10 || l.Industry != "retail" || l.EmailDomain != "own.example" {
+			t.Errorf("after the unmerge: %s, %d, %s, %s; want its own DE, 10, retail, own.example", l.Country, l.Employees, l.Industry, l.EmailDomain)
+		}
+	}
+	if strings.Contains(string(stored), "Other Inc") {
+		t.Errorf("the stored fold keeps a company name: %s", stored)
 	}
 }
