@@ -202,8 +202,12 @@ func TestEnrolmentDisqualifiesALeadThatWithdrewConsentWhileSalesHeldIt(t *testin
 			}
 			continue
 		}
-		if len(after) != 1 || after[0].GetLeadScored().GetVerdict() != eventv1.ScoreVerdict_SCORE_VERDICT_DISQUALIFY ||
-			st != eventv1.LeadStatus_LEAD_STATUS_DISQUALIFIED || last(evs).GetLeadDisqualified().GetRuleId() != "no-email" {
+		// The withdrawal's own score decided DISQUALIFY, refused while
+		// sales held the lead; a redelivery of it after the enrolment (its
+		// handling outlasted AckWait on a busy machine) writes that verdict
+		// first, and the enrolment then finds the lead disqualified.
+		byEnrolment := len(after) == 1 && after[0].GetLeadScored().GetVerdict() == eventv1.ScoreVerdict_SCORE_VERDICT_DISQUALIFY
+		if (!byEnrolment && len(after) != 0) || st != eventv1.LeadStatus_LEAD_STATUS_DISQUALIFIED || last(evs).GetLeadDisqualified().GetRuleId() != "no-email" {
 			t.Errorf("%s: the enrolment caused %v and the lead ends %s (%s); want a disqualifying score, then DISQUALIFIED by no-email",
 				name, after, last(evs).GetEventType(), st)
 		}
