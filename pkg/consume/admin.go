@@ -142,21 +142,26 @@ func ask(ctx context.Context, js jetstream.JetStream, deadLetterStream, group, k
 	if seq != 0 && e.streamSeq != seq {
 		return fmt.Errorf("consume: %s %s %s seq %d: %w: it is seq %d now", op, group, key, seq, ErrOtherDeadLetter, e.streamSeq)
 	}
-	// A request stored after the entry is not served yet: serving deletes
-	// the entry, or replaces it when the message fails again.
+	// A request stored after the entry (a later sequence of the same
+	// stream) is not served yet: serving deletes the entry, or replaces it
+	// when the message fails again.
+	var prevSeq uint64
 	prev, err := s.GetLastMsgForSubject(ctx, requestSubject(group, key))
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound):
 	case err != nil:
 		return fmt.Errorf("consume: %s %s %s: %w", op, group, key, err)
 	default:
-		if pop := prev.Header.Get(hdrOp); (pop == opRedrive || pop == opSkip) && pop != op && !prev.Time.Before(m.Time) {
+		prevSeq = prev.Sequence
+		if pop := prev.Header.Get(hdrOp); (pop == opRedrive || pop == opSkip) && pop != op && prev.Sequence > m.Sequence {
 			return fmt.Errorf("consume: %s %s %s: %w: a %s asked at %s; ask again once it is served", op, group, key, ErrRequestPending,
 				pop, prev.Time.UTC().Format(time.RFC3339))
 		}
 	}
-	if err := publishRequest(ctx, js, deadLetterStream, group, key, op, e.partition, seq); err != nil {
-		return fmt.Errorf("consume: %s %s %s: %w", op, group, key, err)
+	// Stored only if no other request came since it looked: two operators
+	// asking at once do not replace each other's unseen.
+	if err := publishRequest(ctx, js, deadLetterStream, group, key, op, e.partition, seq, jetstream.WithExpectLastSequencePerSubject(prevSeq)); err != nil {
+		return fmt.Errorf("consume: %s %s %s: %w (another request may have come at the same moment: ask again)", op, group, key, err)
 	}
 	return nil
 }

@@ -376,14 +376,14 @@ func (r *runner) request(ctx context.Context, key, op string, partition int) err
 	return publishRequest(ctx, r.js, r.cfg.DeadLetter, r.cfg.Group, key, op, partition, 0)
 }
 
-func publishRequest(ctx context.Context, js jetstream.JetStream, stream, group, key, op string, partition int, seq uint64) error {
+func publishRequest(ctx context.Context, js jetstream.JetStream, stream, group, key, op string, partition int, seq uint64, opts ...jetstream.PublishOpt) error {
 	m := nats.NewMsg(requestSubject(group, key))
 	m.Header.Set(hdrOp, op)
 	m.Header.Set(hdrPartition, strconv.Itoa(partition))
 	if seq != 0 {
 		m.Header.Set(hdrStreamSeq, strconv.FormatUint(seq, 10))
 	}
-	_, err := js.PublishMsg(ctx, m, jetstream.WithExpectStream(stream))
+	_, err := js.PublishMsg(ctx, m, append(opts, jetstream.WithExpectStream(stream))...)
 	return err
 }
 

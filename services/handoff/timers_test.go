@@ -826,3 +826,44 @@ func TestAttemptAfterTheWindowHasTimers(t *testing.T) {
 		t.Errorf("breach: %v, want FOLLOW_UP of the attempt %s", b, attempt.GetEventId())
 	}
 }
+
+// The attempts window judges the lead at its end even when an attempt
+// logged after that end, before the window's timer was handled (a busy
+// or restarted service), started a step of its own: every attempt made
+// and nobody reached recycles the lead.
+func TestWindowJudgedAfterALateAttempt(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	slaPolicy(t, s.client, time.Hour, 48*time.Hour, 10*time.Minute, eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP)
+	ctx := ctxT(t)
+	id := w.mql(t, &eventv1.Profile{Country: "US", Industry: "software", EmailDomain: uuid.NewString()[:8] + ".example"})
+	if owner := ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0]); owner != "dan" {
+		t.Fatalf("assigned to %s, want dan", owner)
+	}
+	if _, err := s.client.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: id, RepId: "dan", RequestId: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	accepted := ofType(w.events(t, id), "LeadAccepted")[0]
+	windowDue := accepted.GetLeadAccepted().GetAttemptsDueAt()
+	attempt := func(a *app.App, n string) {
+		t.Helper()
+		if _, err := a.LogContactAttempt(ctx, app.LogContact{LeadID: id, RepID: "dan", RequestID: n,
+			Channel: eventv1.ContactChannel_CONTACT_CHANNEL_PHONE, Outcome: eventv1.ContactOutcome_CONTACT_OUTCOME_NO_ANSWER}, envelope.Meta{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := w.app(t, adapters.NewLeads(w.store))
+	attempt(now, "c1")
+	attempt(now, "c2")
+	// A third, an hour past the window's end: a step of its own.
+	attempt(w.app(t, adapters.NewLeads(w.store), app.WithClock(func() time.Time { return windowDue.AsTime().Add(time.Hour) })), "c3")
+	// Only now is the window's timer handled.
+	fire(t, w, &eventv1.SLATimer{TimerId: app.TimerID(accepted.GetEventId(), eventv1.SLAKind_SLA_KIND_FOLLOW_UP, eventv1.TimerPhase_TIMER_PHASE_DUE),
+		LeadId: id, Sla: eventv1.SLAKind_SLA_KIND_FOLLOW_UP, Phase: eventv1.TimerPhase_TIMER_PHASE_DUE, StepEventId: accepted.GetEventId(),
+		DueAt: timestamppb.Now(), FireAt: timestamppb.Now()})
+	rec := w.waitFor(t, id, "LeadRecycled", 1)[0].GetLeadRecycled()
+	if rec.GetCause() != eventv1.RecycleCause_RECYCLE_CAUSE_ATTEMPTS_EXHAUSTED {
+		t.Fatalf("recycled %v, want ATTEMPTS_EXHAUSTED", rec)
+	}
+}

@@ -163,3 +163,46 @@ func TestNonLeadDeadLetterIsNoParkedLead(t *testing.T) {
 		t.Fatalf("re-drive: %v, want %s WRITTEN", r, dropped)
 	}
 }
+
+// A lead whose skip an operator asked for, not served yet (the group's
+// owner is away), is answered as handed back by a re-drive: the pending
+// skip is its way back, not a failure.
+func TestRedriveOfALeadWithAPendingSkip(t *testing.T) {
+	w := newWorld(t)
+	ctx := ctxT(t)
+	lead := uuid.NewString()
+	w.capture(t, lead)
+	const g = "x-lead"
+	rctx, rcancel := context.WithCancel(context.Background())
+	rdone := make(chan error, 1)
+	go func() {
+		rdone <- consume.Run(rctx, w.nats.JS, consume.Config{Stream: stream, Group: g, Partitions: 1, Key: eventstore.LeadID,
+			Filter: func(int) []string { return []string{eventstore.LeadSubject(lead)} }, Logger: testLog()},
+			func(context.Context, consume.Msg) error { return consume.Permanent(errString("cannot")) })
+	}()
+	var dead consume.DeadLetter
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		dls, err := consume.DeadLetters(ctx, w.nats.JS, consume.DefaultDeadLetterStream)
+		i := slices.IndexFunc(dls, func(d consume.DeadLetter) bool { return d.Group == g })
+		if err != nil || i < 0 {
+			return false
+		}
+		dead = dls[i]
+		return true
+	}, "the lead is not dead-lettered in %s", g)
+	rcancel()
+	if err := <-rdone; err != nil {
+		t.Fatal(err)
+	}
+	if err := consume.Skip(ctx, w.nats.JS, consume.DefaultDeadLetterStream, g, lead, dead.StreamSeq); err != nil {
+		t.Fatal(err)
+	}
+	s := w.start(t)
+	res, err := s.client.RedriveLeads(ctx, &nurturev1.RedriveLeadsRequest{LeadIds: []string{lead}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := res.GetLeads(); len(r) != 1 || r[0].GetAction() != nurturev1.RedriveAction_REDRIVE_ACTION_REDRIVEN || !slices.Contains(r[0].GetGroups(), g) {
+		t.Fatalf("re-drive: %v, want %s handed back in %s (its skip pending)", r, lead, g)
+	}
+}

@@ -67,7 +67,11 @@ type lead struct {
 	policy    *eventv1.SLAPolicy
 	acceptBy  time.Time
 	accepted  *eventv1.LeadAccepted
-	connected bool // reached the lead since acceptance
+	// acceptedID is the LeadAccepted's event id: the attempts window's
+	// step, whose timers judge the window even once an attempt made after
+	// it ended started a step of its own.
+	acceptedID string
+	connected  bool // reached the lead since acceptance
 	// windowOver: the attempts window's deadline breached without taking
 	// the lead from its rep, so it judges the lead no more.
 	windowOver bool
@@ -157,7 +161,7 @@ func (l *lead) apply(r eventstore.Record) {
 		l.journey++
 		l.qualified = ev.GetEventId()
 		l.owners, l.queued, l.routeBreached, l.stepID, l.waitedUntil = nil, nil, false, "", time.Time{}
-		l.poolID, l.policy, l.accepted, l.connected = "", nil, nil, false
+		l.poolID, l.policy, l.accepted, l.acceptedID, l.connected = "", nil, nil, "", false
 	case *eventv1.Event_LeadQueued:
 		l.queued, l.stepID, l.stepSeq, l.touch = p.LeadQueued, ev.GetEventId(), r.Seq, false
 		if moved := l.state.Deadline.Sub(before); moved > 0 && !before.IsZero() {
@@ -189,9 +193,10 @@ func (l *lead) apply(r eventstore.Record) {
 			l.policy = a.GetSla()
 		}
 		l.acceptBy = a.GetAcceptBy().AsTime()
-		l.accepted, l.connected = nil, false
+		l.accepted, l.acceptedID, l.connected = nil, "", false
 	case *eventv1.Event_LeadAccepted:
 		l.stepID, l.stepSeq, l.accepted, l.connected = ev.GetEventId(), r.Seq, p.LeadAccepted, false
+		l.acceptedID = ev.GetEventId()
 		l.touch, l.windowOver = false, false
 	case *eventv1.Event_LeadMerged:
 		if !envelope.SurvivorSide(ev) {
@@ -220,7 +225,12 @@ func (l *lead) apply(r eventstore.Record) {
 		switch b := p.SlaBreached; {
 		case b.GetSla() == eventv1.SLAKind_SLA_KIND_ROUTE:
 			l.routeBreached = true
-		case b.GetSla() == eventv1.SLAKind_SLA_KIND_FOLLOW_UP && !l.touch && b.GetStepEventId() == l.stepID:
+		case b.GetSla() == eventv1.SLAKind_SLA_KIND_FOLLOW_UP && l.acceptedID != "" && b.GetStepEventId() == l.acceptedID:
+			l.windowOver = true
+		case b.GetSla() == eventv1.SLAKind_SLA_KIND_FIRST_CONTACT && l.accepted.GetAttemptsDueAt() != nil &&
+			!l.accepted.GetAttemptsDueAt().AsTime().After(b.GetDueAt().AsTime()):
+			// A window ending no later than first contact defers to its
+			// breach (onTimer), and ends with it.
 			l.windowOver = true
 		}
 	case *eventv1.Event_OpportunityCreated:

@@ -282,7 +282,11 @@ func eventTypes(evs []*eventv1.Event) string {
 }
 
 func (a *App) onTimer(ctx context.Context, cfg *routing.Config, l *lead, t *eventv1.SLATimer, since uint64, meta envelope.Meta) ([]*eventv1.Event, error) {
-	if l.stepID != t.GetStepEventId() {
+	// The attempts window judges the lead at its end, also when an attempt
+	// made after that end (before this timer was handled) started a step
+	// of its own: else a lead whose attempts ran out would never recycle.
+	window := t.GetSla() == eventv1.SLAKind_SLA_KIND_FOLLOW_UP && l.acceptedID != "" && t.GetStepEventId() == l.acceptedID && !l.windowOver
+	if l.stepID != t.GetStepEventId() && !window {
 		return nil, nil // the step is over
 	}
 	st := l.state
@@ -301,7 +305,7 @@ func (a *App) onTimer(ctx context.Context, cfg *routing.Config, l *lead, t *even
 		if st.Status != lifecycle.StatusAccepted {
 			return nil, nil
 		}
-		if l.touch {
+		if l.touch && !window {
 			break // the next touch after an attempt: due like a first contact, reached or not
 		}
 		if l.connected {
@@ -339,7 +343,7 @@ func (a *App) onTimer(ctx context.Context, cfg *routing.Config, l *lead, t *even
 			return nil, nil // a warning fired late (the service or NATS was down) warns of nothing: the breach follows
 		}
 		ev, _, err := a.leadEvent(l.id, st, lifecycle.Command{Name: lifecycle.WarnSLA}, a.policy, &eventv1.SLAWarned{
-			Sla: t.GetSla(), Owner: ownerProto(st.Owner), DueAt: t.GetDueAt(), StepEventId: l.stepID, Segment: l.segment,
+			Sla: t.GetSla(), Owner: ownerProto(st.Owner), DueAt: t.GetDueAt(), StepEventId: t.GetStepEventId(), Segment: l.segment,
 		}, meta, a.now())
 		if err != nil {
 			return nil, err
@@ -396,7 +400,7 @@ func (a *App) breach(ctx context.Context, cfg *routing.Config, l *lead, t *event
 		escalation = eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP
 	}
 	breached, state, err := a.leadEvent(l.id, l.state, lifecycle.Command{Name: lifecycle.BreachSLA}, a.policy, &eventv1.SLABreached{
-		Sla: t.GetSla(), Owner: ownerProto(l.state.Owner), DueAt: t.GetDueAt(), StepEventId: l.stepID, Escalation: escalation, Segment: l.segment,
+		Sla: t.GetSla(), Owner: ownerProto(l.state.Owner), DueAt: t.GetDueAt(), StepEventId: t.GetStepEventId(), Escalation: escalation, Segment: l.segment,
 	}, meta, now)
 	if err != nil {
 		return nil, err

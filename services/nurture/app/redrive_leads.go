@@ -115,6 +115,12 @@ func (a *App) redrive(ctx context.Context, id string, dls []consume.DeadLetter, 
 		if errors.Is(err, consume.ErrNotFound) || errors.Is(err, consume.ErrOtherDeadLetter) {
 			continue // re-driven meanwhile, or only parked events left: the owner releases them
 		}
+		if errors.Is(err, consume.ErrRequestPending) {
+			// An operator's skip waits for the group's owner: that request
+			// hands the lead back, not another re-drive.
+			r.Groups, r.Action = append(r.Groups, d.Group), RedriveRedriven
+			continue
+		}
 		if err != nil {
 			return fail(err)
 		}
