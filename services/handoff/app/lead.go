@@ -62,11 +62,11 @@ type lead struct {
 	}
 	// The current owner's terms: the pool routed from (for escalation),
 	// the segment and the SLA policy.
-	poolID    string
-	segment   string
-	policy    *eventv1.SLAPolicy
-	acceptBy  time.Time
-	accepted  *eventv1.LeadAccepted
+	poolID   string
+	segment  string
+	policy   *eventv1.SLAPolicy
+	acceptBy time.Time
+	accepted *eventv1.LeadAccepted
 	// acceptedID is the LeadAccepted's event id: the attempts window's
 	// step, whose timers judge the window even once an attempt made after
 	// it ended started a step of its own.
