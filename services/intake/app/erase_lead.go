@@ -261,7 +261,12 @@ func (a *App) finishErase(ctx context.Context, leadID string, released []*eventv
 func sealedKeyIDs(recs []eventstore.Record) []string {
 	seen := map[string]bool{}
 	var out []string
-	for _, r := range recs {
+	for i, r := range recs {
+		if givenBackLater(recs[i+1:], r.Event) {
+			// Sealed with the key of a lead merged in then, and given back
+			// to it since: that person's data, for that lead's erasure.
+			continue
+		}
 		eachSealed(r.Event.ProtoReflect(), func(_ string, b []byte) bool {
 			// Data that is not sealed data names no key: nothing to shred.
 			if id, err := vault.SealedKeyID(b); err == nil && id != "" && !seen[id] {
@@ -272,6 +277,27 @@ func sealedKeyIDs(recs []eventstore.Record) []string {
 		})
 	}
 	return out
+}
+
+// givenBackLater reports whether ev came through a merged lead
+// (merged_from) that an unmerge among later gave back.
+func givenBackLater(later []eventstore.Record, ev *eventv1.Event) bool {
+	var via string
+	switch p := ev.GetPayload().(type) {
+	case *eventv1.Event_LeadResubmitted:
+		via = p.LeadResubmitted.GetMergedFrom()
+	case *eventv1.Event_ActivityRecorded:
+		via = p.ActivityRecorded.GetMergedFrom()
+	}
+	if via == "" {
+		return false
+	}
+	for _, r := range later {
+		if u := r.Event.GetLeadUnmerged(); u != nil && envelope.SurvivorSide(r.Event) && envelope.GivenBack(u, via) {
+			return true
+		}
+	}
+	return false
 }
 
 // eachSealed calls visit with the name and value of every bytes field of

@@ -47,6 +47,19 @@ type fixture struct {
 	leads *crashing
 	store *eventstore.Store
 	keys  *vault.Vault
+	nats  *testenv.NATS
+}
+
+// fresh is an app as another process runs it: its own vault, whose cache
+// holds no key yet.
+func (f *fixture) fresh(t *testing.T) *app.App {
+	t.Helper()
+	keys, err := vault.New(context.Background(), f.nats.JS, vault.Config{MasterKey: make32(1), BlindKey: make32(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(keys.Close)
+	return app.New(f.leads, adapters.NewCampaigns(f.store), keys)
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -68,7 +81,7 @@ func newFixtureWith(t *testing.T, cfg eventstore.StreamConfig, at func(f *fixtur
 		t.Fatal(err)
 	}
 	store := eventstore.New(n.JS, "")
-	f := &fixture{leads: &crashing{Leads: adapters.NewLeads(store)}, store: store, keys: keys}
+	f := &fixture{leads: &crashing{Leads: adapters.NewLeads(store)}, store: store, keys: keys, nats: n}
 	var opts []app.Option
 	if at != nil {
 		opts = append(opts, app.WithCrashPoints(func(p app.CrashPoint, _ string) { at(f, p) }))

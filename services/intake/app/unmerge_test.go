@@ -144,6 +144,54 @@ func TestUnmergeGivesBackWhatCameThroughTheAbsorbedLead(t *testing.T) {
 	}
 }
 
+// The survivor's erasure after an unmerge shreds nothing of what the
+// unmerge gave back: sealed with the absorbed lead's key, that is the
+// other person's, readable on their lead.
+func TestSurvivorsErasureSparesWhatAnUnmergeGaveBack(t *testing.T) {
+	f := newFixture(t)
+	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
+	bob := captured(t, f.app, "bob@spare.example")
+	first := capture("alice@spare.example", "")
+	first.Contact.FirstName = "Alice"
+	r, err := f.app.CaptureLead(ctx, first, meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := r.LeadID
+	pair := app.MergeLeads{Survivor: bob, Absorbed: alice, Reason: "same person?"}
+	if _, err := f.app.MergeLeads(ctx, pair, meta); err != nil {
+		t.Fatal(err)
+	}
+	again := capture("alice@spare.example", "")
+	again.Contact.FirstName = "Alicezq"
+	if r, err := f.app.CaptureLead(ctx, again, meta); err != nil || r.LeadID != bob {
+		t.Fatalf("capture of the merged person: %+v, %v; want it on the survivor %s", r, err, bob)
+	}
+	if _, err := f.app.RecordActivity(ctx, app.RecordActivity{LeadID: alice, ActivityID: "act-spare",
+		Type: eventv1.ActivityType_ACTIVITY_TYPE_WEB_VISIT, Detail: "alice-private-spare"}, meta); err != nil {
+		t.Fatal(err)
+	}
+	pair.Reason = "two people"
+	if _, err := f.app.UnmergeLeads(ctx, pair, meta); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.app.EraseLead(ctx, app.EraseLead{LeadID: bob, Reason: "request"}, meta); err != nil {
+		t.Fatal(err)
+	}
+	// Read by another process, whose cache holds none of her keys.
+	other := f.fresh(t)
+	if v, err := other.GetLead(ctx, alice); err != nil || v.Contact.GetFirstName() != "Alicezq" {
+		t.Fatalf("the unmerged lead after the survivor's erasure: %+v, %v; want her latest name readable", v.Contact, err)
+	}
+	x, err := other.ExportLead(ctx, alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if texts := exportTexts(x); !slices.Contains(texts, "Alice") || !slices.Contains(texts, "Alicezq") || !slices.Contains(texts, "alice-private-spare") {
+		t.Errorf("export of the unmerged lead after the survivor's erasure: %v; want all she sent", texts)
+	}
+}
+
 // In a chain (a merged into b, b into s), what a's person sends lands on
 // s. Unmerging b gives it back to b, still sealed with a's key and naming
 // a; unmerging a from b then gives it to a, and a's erasure leaves it
