@@ -47,7 +47,9 @@ type Config struct {
 	// finishEraseAfter replaces app.FinishEraseAfter; crashPoints is
 	// told of each crash point a command passes (tests).
 	finishEraseAfter time.Duration
-	crashPoints      func(p app.CrashPoint, leadID string)
+	// rewrapEvery replaces rewrapEvery (tests).
+	rewrapEvery time.Duration
+	crashPoints func(p app.CrashPoint, leadID string)
 }
 
 func main() {

@@ -38,6 +38,7 @@ func TestMasterKeyRotation(t *testing.T) {
 
 	cfg := e.cfg
 	cfg.MasterKey, cfg.ReadMasterKeys = hexKey(t), e.cfg.MasterKey
+	cfg.rewrapEvery = 200 * time.Millisecond
 	exported(startWith(t, e.nats, cfg))
 
 	// The new key alone, in a vault of the test's own: it opens the lead's
@@ -53,6 +54,22 @@ func TestMasterKeyRotation(t *testing.T) {
 		return err == nil
 	}, "the stored key was not rewrapped with the new master key")
 
+	// A replica still on the old key during the rollout (-master-key OLD
+	// -read-master-keys NEW) wraps what it rewrites with the old one; the
+	// new replicas' later passes wrap it again with the new.
+	lingering := vaultWithReadKey(t, e.nats, e.cfg.MasterKey, cfg.MasterKey, cfg.BlindKey)
+	if n, err := lingering.Rewrap(ctx); err != nil || n == 0 {
+		t.Fatalf("the old replica's rewrap: %d, %v; want it to wrap the key back with the old key", n, err)
+	}
+	fresh := testVault(t, e.nats, cfg.MasterKey, cfg.BlindKey) // no cached key
+	if _, err := fresh.Open(ctx, id, sealed); err == nil {
+		t.Fatal("the new key alone opens a key the old replica wrapped: the test shows nothing")
+	}
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		_, err := fresh.Open(context.Background(), id, sealed)
+		return err == nil
+	}, "the key the old replica wrapped was not rewrapped with the new master key again")
+
 	cfg.ReadMasterKeys = ""
 	exported(startWith(t, e.nats, cfg))
 	old := testVault(t, e.nats, e.cfg.MasterKey, cfg.BlindKey)
@@ -63,6 +80,13 @@ func TestMasterKeyRotation(t *testing.T) {
 
 func testVault(t *testing.T, n *testenv.NATS, masterHex, blindHex string) *vault.Vault {
 	t.Helper()
+	return vaultWithReadKey(t, n, masterHex, "", blindHex)
+}
+
+// vaultWithReadKey is a vault of the test's own wrapping with masterHex,
+// and reading with readHex too ("" none).
+func vaultWithReadKey(t *testing.T, n *testenv.NATS, masterHex, readHex, blindHex string) *vault.Vault {
+	t.Helper()
 	master, err := config.Key("master", masterHex)
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +95,15 @@ func testVault(t *testing.T, n *testenv.NATS, masterHex, blindHex string) *vault
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := vault.New(t.Context(), n.JS, vault.Config{MasterKey: master, BlindKey: blind})
+	cfg := vault.Config{MasterKey: master, BlindKey: blind}
+	if readHex != "" {
+		read, err := config.Key("read", readHex)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.ReadMasterKeys = [][]byte{read}
+	}
+	v, err := vault.New(t.Context(), n.JS, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

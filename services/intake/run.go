@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -21,21 +22,31 @@ import (
 	"github.com/leadflow/leadflow/services/intake/ports"
 )
 
-// rewrap stores every data key again under the master key, retrying
-// until it is done or ctx ends; its last log line says when the read
-// master keys may go.
-func rewrap(ctx context.Context, keys *vault.Vault, log *slog.Logger) {
+// rewrapEvery is how often a process with read master keys rewraps what
+// they wrapped: a replica still on the old -master-key (a rollout under
+// way) wraps new and rewritten keys with it, so one pass is not the end.
+const rewrapEvery = 5 * time.Minute
+
+// rewrap stores every data key again under the master key, each pass
+// retried until done, a pass every every while ctx lasts. A pass that
+// rewraps nothing, begun after every intake and handoff replica runs
+// this -master-key, is when the read master keys may go.
+func rewrap(ctx context.Context, keys *vault.Vault, every time.Duration, log *slog.Logger) {
 	for {
+		begun := time.Now()
 		n, err := keys.Rewrap(ctx)
+		wait := every
 		if err == nil {
-			log.Info("master key rotation: every stored data key is wrapped with -master-key; -read-master-keys may go once every intake and handoff runs with this -master-key", "rewrapped", n)
-			return
+			log.Info("master key rotation: every stored data key is wrapped with -master-key; -read-master-keys may go after a pass that rewraps none, begun once every intake and handoff replica runs this -master-key",
+				"rewrapped", n, "pass_begun", begun.UTC().Format(time.RFC3339))
+		} else {
+			log.Warn("master key rotation: rewrap failed, retrying", "rewrapped", n, "err", err)
+			wait = min(every, 10*time.Second)
 		}
-		log.Warn("master key rotation: rewrap failed, retrying", "rewrapped", n, "err", err)
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(10 * time.Second):
+		case <-time.After(wait):
 		}
 	}
 }
@@ -78,7 +89,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	}
 	defer keys.Close()
 	if len(readMasters) > 0 {
-		go rewrap(ctx, keys, log)
+		go rewrap(ctx, keys, cmp.Or(cfg.rewrapEvery, rewrapEvery), log)
 	}
 	if err := adapters.TimerStream.Ensure(ctx, js, cfg.Replicas); err != nil {
 		return err
