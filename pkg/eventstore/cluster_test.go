@@ -330,3 +330,55 @@ func TestABatchStillReplicatingIsNoConflict(t *testing.T) {
 		t.Fatalf("history %q at %d, want %q at the commit's version %d", got, recs[len(recs)-1].Seq, want, r.v)
 	}
 }
+
+// The same writes sent again after an unknown outcome, while that first
+// batch still waits for its replicas, are answered with the version it
+// is stored at once through: the leader refuses them meanwhile, and that
+// refusal is no conflict (nothing else moved the lead).
+func TestResentWritesWaitForTheirBatch(t *testing.T) {
+	c, ctx, stream, s, lead, version := replicatedLead(t)
+	subj := eventstore.LeadSubject(lead)
+	info, err := stream.Info(ctx)
+	if err != nil || info.Cluster == nil {
+		t.Fatalf("stream info: %v", err)
+	}
+	leader := c.Node(info.Cluster.Leader)
+	var followers []int
+	for i := range c.Nodes {
+		if i != leader {
+			followers = append(followers, i)
+			c.StopNode(i)
+		}
+	}
+	one, two := activity(t, lead, "one"), activity(t, lead, "two")
+	actx, acancel := context.WithTimeout(ctx, 3*time.Second)
+	_, err = s.Append(actx, subj, version, one, two)
+	acancel()
+	if !errors.Is(err, eventstore.ErrUnknownOutcome) {
+		t.Fatalf("the first try without a quorum: %v, want an unknown outcome", err)
+	}
+	type result struct {
+		v   uint64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		actx, acancel := context.WithTimeout(ctx, 30*time.Second)
+		defer acancel()
+		v, err := s.Append(actx, subj, version, one, two)
+		done <- result{v, err}
+	}()
+	time.Sleep(time.Second)
+	c.StartNode(t, followers[0])
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("the same writes again: %v, want them found stored", r.err)
+	}
+	recs, err := s.Load(ctx, subj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := details(recs), []string{"before", "one", "two"}; !slices.Equal(got, want) || recs[len(recs)-1].Seq != r.v {
+		t.Fatalf("history %q at %d, want %q at the commit's version %d", got, recs[len(recs)-1].Seq, want, r.v)
+	}
+}

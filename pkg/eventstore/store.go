@@ -171,13 +171,26 @@ func (s *Store) Commit(ctx context.Context, writes ...Write) ([]uint64, error) {
 		if IsWrongLastSequence(err) {
 			seqs, err := s.resolveConflict(ctx, writes)
 			var ce *ConflictError
-			if !sent || !errors.As(err, &ce) || ce.Actual != ce.Expected {
+			if !errors.As(err, &ce) {
 				return seqs, err
+			}
+			if ce.Actual != ce.Expected {
+				if sent {
+					// The look-up's two reads go out together: an earlier
+					// attempt still replicating may have landed between
+					// them, and it is what moved the subject. Look once
+					// more, now that it has moved.
+					if seqs, found, serr := s.stored(ctx, writes); serr == nil && found {
+						return seqs, nil
+					}
+				}
+				return nil, err
 			}
 			// Refused, yet nothing moved: the leader refuses a batch while
 			// one on its subject is in process, whatever is stored, and an
-			// earlier attempt of this one may be that batch, waiting for
-			// its replicas. Look again once it is through.
+			// earlier attempt of this one (or of a call that sent these
+			// very writes before, unanswered) may be that batch, waiting
+			// for its replicas. Look again once it is through.
 			last = err
 			if sleep(ctx, backoff(attempt)) != nil {
 				break
