@@ -285,14 +285,10 @@ func BenchmarkReplicatedLast(b *testing.B) {
 	})
 }
 
-// A commit of two events is one atomic batch, without a message id: its
-// retry after a timed-out attempt that is still being replicated is
-// refused, as a batch on that subject is in process, whatever is stored.
-// That refusal is no conflict: the first attempt is stored once a
-// follower is back, and the commit reports it stored, not lost.
-func TestABatchStillReplicatingIsNoConflict(t *testing.T) {
-	c, ctx, stream, s, lead, version := replicatedLead(t)
-	subj := eventstore.LeadSubject(lead)
+// stopFollowers stops every node of c but the stream's leader, the
+// stream left without a quorum, and returns them.
+func stopFollowers(t *testing.T, ctx context.Context, c *testenv.Cluster, stream jetstream.Stream) []int {
+	t.Helper()
 	info, err := stream.Info(ctx)
 	if err != nil || info.Cluster == nil {
 		t.Fatalf("stream info: %v", err)
@@ -305,6 +301,18 @@ func TestABatchStillReplicatingIsNoConflict(t *testing.T) {
 			c.StopNode(i)
 		}
 	}
+	return followers
+}
+
+// A commit of two events is one atomic batch, without a message id: its
+// retry after a timed-out attempt that is still being replicated is
+// refused, as a batch on that subject is in process, whatever is stored.
+// That refusal is no conflict: the first attempt is stored once a
+// follower is back, and the commit reports it stored, not lost.
+func TestABatchStillReplicatingIsNoConflict(t *testing.T) {
+	c, ctx, stream, s, lead, version := replicatedLead(t)
+	subj := eventstore.LeadSubject(lead)
+	followers := stopFollowers(t, ctx, c, stream)
 	type result struct {
 		v   uint64
 		err error
@@ -338,21 +346,10 @@ func TestABatchStillReplicatingIsNoConflict(t *testing.T) {
 func TestResentWritesWaitForTheirBatch(t *testing.T) {
 	c, ctx, stream, s, lead, version := replicatedLead(t)
 	subj := eventstore.LeadSubject(lead)
-	info, err := stream.Info(ctx)
-	if err != nil || info.Cluster == nil {
-		t.Fatalf("stream info: %v", err)
-	}
-	leader := c.Node(info.Cluster.Leader)
-	var followers []int
-	for i := range c.Nodes {
-		if i != leader {
-			followers = append(followers, i)
-			c.StopNode(i)
-		}
-	}
+	followers := stopFollowers(t, ctx, c, stream)
 	one, two := activity(t, lead, "one"), activity(t, lead, "two")
 	actx, acancel := context.WithTimeout(ctx, 3*time.Second)
-	_, err = s.Append(actx, subj, version, one, two)
+	_, err := s.Append(actx, subj, version, one, two)
 	acancel()
 	if !errors.Is(err, eventstore.ErrUnknownOutcome) {
 		t.Fatalf("the first try without a quorum: %v, want an unknown outcome", err)

@@ -770,19 +770,8 @@ func TestRouteClockWaitsAtEveryTry(t *testing.T) {
 // manager, lets first contact (the window's end too) pass: that breach
 // escalates to nobody; his attempt comes two days on.
 func TestAttemptAfterTheWindowHasTimers(t *testing.T) {
-	w := newWorld(t)
-	s := w.start(t)
-	routingSetup(t, s.client, 10)
-	slaPolicy(t, s.client, time.Hour, 48*time.Hour, 10*time.Minute, eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP)
+	w, id, accepted := acceptedByDan(t)
 	ctx := ctxT(t)
-	id := w.mql(t, &eventv1.Profile{Country: "US", Industry: "software", EmailDomain: uuid.NewString()[:8] + ".example"})
-	if owner := ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0]); owner != "dan" {
-		t.Fatalf("assigned to %s, want dan", owner)
-	}
-	if _, err := s.client.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: id, RepId: "dan", RequestId: "a"}); err != nil {
-		t.Fatal(err)
-	}
-	accepted := ofType(w.events(t, id), "LeadAccepted")[0]
 	if la := accepted.GetLeadAccepted(); !la.GetAttemptsDueAt().AsTime().Equal(la.GetContactBy().AsTime()) {
 		t.Fatalf("attempts due %v, want with first contact %v", la.GetAttemptsDueAt().AsTime(), la.GetContactBy().AsTime())
 	}
@@ -832,19 +821,8 @@ func TestAttemptAfterTheWindowHasTimers(t *testing.T) {
 // or restarted service), started a step of its own: every attempt made
 // and nobody reached recycles the lead.
 func TestWindowJudgedAfterALateAttempt(t *testing.T) {
-	w := newWorld(t)
-	s := w.start(t)
-	routingSetup(t, s.client, 10)
-	slaPolicy(t, s.client, time.Hour, 48*time.Hour, 10*time.Minute, eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP)
+	w, id, accepted := acceptedByDan(t)
 	ctx := ctxT(t)
-	id := w.mql(t, &eventv1.Profile{Country: "US", Industry: "software", EmailDomain: uuid.NewString()[:8] + ".example"})
-	if owner := ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0]); owner != "dan" {
-		t.Fatalf("assigned to %s, want dan", owner)
-	}
-	if _, err := s.client.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: id, RepId: "dan", RequestId: "a"}); err != nil {
-		t.Fatal(err)
-	}
-	accepted := ofType(w.events(t, id), "LeadAccepted")[0]
 	windowDue := accepted.GetLeadAccepted().GetAttemptsDueAt()
 	attempt := func(a *app.App, n string) {
 		t.Helper()
@@ -866,4 +844,24 @@ func TestWindowJudgedAfterALateAttempt(t *testing.T) {
 	if rec.GetCause() != eventv1.RecycleCause_RECYCLE_CAUSE_ATTEMPTS_EXHAUSTED {
 		t.Fatalf("recycled %v, want ATTEMPTS_EXHAUSTED", rec)
 	}
+}
+
+// acceptedByDan routes a US software lead to dan (alone in his pool, his
+// team without a manager), under a policy of 48 hours to first contact
+// and an attempts window of a day (which ends with it), and has him
+// accept it; it returns the lead and its LeadAccepted.
+func acceptedByDan(t *testing.T) (w *world, id string, accepted *eventv1.Event) {
+	t.Helper()
+	w = newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	slaPolicy(t, s.client, time.Hour, 48*time.Hour, 10*time.Minute, eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP)
+	id = w.mql(t, &eventv1.Profile{Country: "US", Industry: "software", EmailDomain: uuid.NewString()[:8] + ".example"})
+	if owner := ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0]); owner != "dan" {
+		t.Fatalf("assigned to %s, want dan", owner)
+	}
+	if _, err := s.client.AcceptLead(ctxT(t), &handoffv1.AcceptLeadRequest{LeadId: id, RepId: "dan", RequestId: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	return w, id, ofType(w.events(t, id), "LeadAccepted")[0]
 }

@@ -38,6 +38,16 @@ func whatIfModels() (active, proposed scoring.Model) {
 	return active, proposed
 }
 
+// whatIfModels writes the fixture's models: active v1, proposed v2.
+func (w *world) whatIfModels(t *testing.T) {
+	t.Helper()
+	active, proposed := whatIfModels()
+	subject := eventstore.ModelSubject("scoring")
+	w.other(t, subject, -100, &eventv1.ScoringModelProposed{Model: scoring.ToProto(active)})
+	w.other(t, subject, -99, &eventv1.ScoringModelActivated{Version: 1})
+	w.other(t, subject, -98, &eventv1.ScoringModelProposed{Model: scoring.ToProto(proposed)})
+}
+
 // A proposed model replayed over March's leads, by campaign, with a known
 // answer:
 //
@@ -55,11 +65,7 @@ func TestWhatIfOfAProposedModel(t *testing.T) { testWhatIfOfAProposedModel(t, ne
 func testWhatIfOfAProposedModel(t *testing.T, newWorld func(testing.TB) *world) {
 	w := newWorld(t)
 	s := w.start(t)
-	active, proposed := whatIfModels()
-	subject := eventstore.ModelSubject("scoring")
-	w.other(t, subject, -100, &eventv1.ScoringModelProposed{Model: scoring.ToProto(active)})
-	w.other(t, subject, -99, &eventv1.ScoringModelActivated{Version: 1})
-	w.other(t, subject, -98, &eventv1.ScoringModelProposed{Model: scoring.ToProto(proposed)})
+	w.whatIfModels(t)
 
 	cmd := func(n lifecycle.CommandName) lifecycle.Command { return lifecycle.Command{Name: n} }
 	rep := lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: "ann"}
@@ -239,11 +245,7 @@ func checkWhatIf(t *testing.T, r *projectorv1.WhatIfRow, campaign string, leads,
 func TestWhatIfCountsALeadStoredJustBeforeItsPeriod(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
-	active, proposed := whatIfModels()
-	subject := eventstore.ModelSubject("scoring")
-	w.other(t, subject, -100, &eventv1.ScoringModelProposed{Model: scoring.ToProto(active)})
-	w.other(t, subject, -99, &eventv1.ScoringModelActivated{Version: 1})
-	w.other(t, subject, -98, &eventv1.ScoringModelProposed{Model: scoring.ToProto(proposed)})
+	w.whatIfModels(t)
 	from := time.Now().Add(2 * time.Minute)
 	w.leadAt(t, "ahead", from.Add(time.Minute), lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{SealedContact: []byte("s"),
 		Attribution: &eventv1.Attribution{Source: "web-form", CampaignId: "clock"}})

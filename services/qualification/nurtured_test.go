@@ -283,26 +283,12 @@ func TestRedeliveryOwesNoNotNowToANurturedLead(t *testing.T) {
 	s.stop() // the durable has seen nothing of the lead
 
 	lead := uuid.NewString()
-	ctx := ctxT(t)
 	// scoreFor writes what a scorer wrote for trigger: a "not now" score.
 	scoreFor := func(trigger *eventv1.Event) {
 		t.Helper()
-		recs, err := w.store.Load(ctx, eventstore.LeadSubject(lead))
-		if err != nil {
-			t.Fatal(err)
-		}
-		prev := recs[len(recs)-1]
-		ev, err := envelope.NewEvent(lead, &eventv1.LeadScored{ModelId: scoring.ID, ModelVersion: version, Threshold: 50,
+		w.scoredFor(t, trigger, &eventv1.LeadScored{ModelId: scoring.ID, ModelVersion: version, Threshold: 50,
 			Verdict:    eventv1.ScoreVerdict_SCORE_VERDICT_DISQUALIFY,
-			Disqualify: &eventv1.LeadDisqualified{RuleId: "student", Reason: "student, not yet", NotNow: true, ModelId: scoring.ID, ModelVersion: version}},
-			envelope.Meta{CausationID: trigger.GetEventId()}, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		ev.Lifecycle = prev.Event.GetLifecycle()
-		if _, err := w.store.Append(ctx, eventstore.LeadSubject(lead), prev.Seq, ev); err != nil {
-			t.Fatal(err)
-		}
+			Disqualify: &eventv1.LeadDisqualified{RuleId: "student", Reason: "student, not yet", NotNow: true, ModelId: scoring.ID, ModelVersion: version}})
 	}
 	capture := w.capture(t, lead, &eventv1.Profile{Seniority: eventv1.Seniority_SENIORITY_STUDENT, Country: "DE"})
 	scoreFor(capture)
@@ -332,28 +318,15 @@ func TestRedeliveryOwesNoQualificationToANurturedLead(t *testing.T) {
 	s.stop() // the durable has seen nothing of the lead
 
 	lead := uuid.NewString()
-	ctx := ctxT(t)
 	// scoreFor writes what a scorer wrote for trigger: a score of total.
 	scoreFor := func(trigger *eventv1.Event, total int32) {
 		t.Helper()
-		recs, err := w.store.Load(ctx, eventstore.LeadSubject(lead))
-		if err != nil {
-			t.Fatal(err)
-		}
-		prev := recs[len(recs)-1]
 		verdict := eventv1.ScoreVerdict_SCORE_VERDICT_NONE
 		if total >= 50 {
 			verdict = eventv1.ScoreVerdict_SCORE_VERDICT_QUALIFY
 		}
-		ev, err := envelope.NewEvent(lead, &eventv1.LeadScored{ModelId: scoring.ID, ModelVersion: version, Engagement: total, Total: total,
-			Threshold: 50, Verdict: verdict}, envelope.Meta{CausationID: trigger.GetEventId()}, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		ev.Lifecycle = prev.Event.GetLifecycle()
-		if _, err := w.store.Append(ctx, eventstore.LeadSubject(lead), prev.Seq, ev); err != nil {
-			t.Fatal(err)
-		}
+		w.scoredFor(t, trigger, &eventv1.LeadScored{ModelId: scoring.ID, ModelVersion: version, Engagement: total, Total: total,
+			Threshold: 50, Verdict: verdict})
 	}
 	scoreFor(w.capture(t, lead, &eventv1.Profile{Country: "DE"}), 0)
 	w.write(t, lead, lifecycle.Command{Name: lifecycle.Disqualify, Reason: "not now", NotNow: true},
@@ -368,5 +341,26 @@ func TestRedeliveryOwesNoQualificationToANurturedLead(t *testing.T) {
 	evs := w.events(t, lead)
 	if n, st := len(ofType(evs, "LeadQualified")), last(evs).GetLifecycle().GetStatus(); n != 0 || st != eventv1.LeadStatus_LEAD_STATUS_NURTURING {
 		t.Fatalf("%d LeadQualified, status %s: want none, and NURTURING", n, st)
+	}
+}
+
+// scoredFor appends score to trigger's lead as a scorer wrote it for
+// trigger: caused by it, in the lifecycle the lead's last event left.
+func (w *world) scoredFor(t *testing.T, trigger *eventv1.Event, score *eventv1.LeadScored) {
+	t.Helper()
+	ctx := ctxT(t)
+	lead := trigger.GetLeadId()
+	recs, err := w.store.Load(ctx, eventstore.LeadSubject(lead))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev := recs[len(recs)-1]
+	ev, err := envelope.NewEvent(lead, score, envelope.Meta{CausationID: trigger.GetEventId()}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.Lifecycle = prev.Event.GetLifecycle()
+	if _, err := w.store.Append(ctx, eventstore.LeadSubject(lead), prev.Seq, ev); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -89,13 +89,24 @@ func (a *App) reserve(ctx context.Context, repID string, capacity int, leadID st
 // made at at (zero: whenever made): a later time is someone else's, who
 // may be assigning the lead to the rep.
 func (a *App) unreserve(ctx context.Context, repID, leadID string, at time.Time) error {
+	return a.unreserveUnless(ctx, repID, leadID, func(got time.Time) (bool, error) { return !at.IsZero() && !got.Equal(at), nil })
+}
+
+// unreserveUnless deletes leadID's reservation with repID unless keep,
+// asked of its time, says to keep it; the delete is conditional on the
+// reservations keep was asked about.
+func (a *App) unreserveUnless(ctx context.Context, repID, leadID string, keep func(at time.Time) (bool, error)) error {
 	for attempt := range maxRaces {
 		res, rev, err := a.loads.Get(ctx, repID, attempt > 0)
 		if err != nil {
 			return err
 		}
-		if got, ok := res[leadID]; !ok || (!at.IsZero() && !got.Equal(at)) {
+		got, ok := res[leadID]
+		if !ok {
 			return nil
+		}
+		if k, err := keep(got); k || err != nil {
+			return err
 		}
 		next := maps.Clone(res)
 		delete(next, leadID)
@@ -123,31 +134,15 @@ func (a *App) release(ctx context.Context, repID, leadID string) error {
 // first and written back only at their revision: one made after that is
 // never deleted.
 func (a *App) releaseLeft(ctx context.Context, repID, leadID string) error {
-	for attempt := range maxRaces {
-		res, rev, err := a.loads.Get(ctx, repID, attempt > 0)
-		if err != nil {
-			return err
-		}
-		if _, ok := res[leadID]; !ok {
-			return nil
-		}
+	return a.unreserveUnless(ctx, repID, leadID, func(time.Time) (bool, error) {
 		// A full read: it asks the stream's leader for the lead's last
 		// event, which a replica behind could miss.
 		l, err := a.load(ctx, leadID)
 		if err != nil && !errors.Is(err, ErrNotFound) {
-			return err
+			return false, err
 		}
-		if l != nil && openWith(l.state, repID) {
-			return nil
-		}
-		next := maps.Clone(res)
-		delete(next, leadID)
-		err = a.loads.Put(ctx, repID, next, rev)
-		if !errors.Is(err, ErrStale) {
-			return err
-		}
-	}
-	return fmt.Errorf("release %s from %s: %w", leadID, repID, eventstore.ErrConflict)
+		return l != nil && openWith(l.state, repID), nil
+	})
 }
 
 // prune keeps the reservations whose leads the rep holds open (ASSIGNED

@@ -144,24 +144,7 @@ func TestEscalationToAManagersQueue(t *testing.T) {
 // The projector stores the fold as JSON between batches: folding with a
 // store and load after every event ends where folding in one go does.
 func TestFoldSurvivesItsStorage(t *testing.T) {
-	evs := recycledAndBack(t)
-	whole := lead.New("l")
-	var stored []byte
-	for i, ev := range evs {
-		whole.Apply(uint64(i+1), ev)
-		l := lead.New("l")
-		if stored != nil {
-			if err := json.Unmarshal(stored, l); err != nil {
-				t.Fatal(err)
-			}
-		}
-		l.Apply(uint64(i+1), ev)
-		l.Clean()
-		var err error
-		if stored, err = json.Marshal(l); err != nil {
-			t.Fatal(err)
-		}
-	}
+	whole, stored := storedBetween(t, recycledAndBack(t), nil)
 	want, err := json.Marshal(whole)
 	if err != nil {
 		t.Fatal(err)
@@ -282,25 +265,11 @@ func TestUnmergeTakesBackTheAbsorbedPersonsAnswers(t *testing.T) {
 		{3, c(lifecycle.Resubmit), &eventv1.LeadResubmitted{Profile: &eventv1.Profile{Industry: "retail"}}},
 		{4, c(lifecycle.Resubmit), &eventv1.LeadUnmerged{SurvivorLeadId: "l", AbsorbedLeadId: "a"}},
 	})
-	whole := lead.New("l")
-	var stored []byte
-	for i, ev := range evs {
-		whole.Apply(uint64(i+1), ev)
-		l := lead.New("l")
-		if stored != nil {
-			if err := json.Unmarshal(stored, l); err != nil {
-				t.Fatal(err)
-			}
-		}
-		l.Apply(uint64(i+1), ev)
-		var err error
-		if stored, err = json.Marshal(l); err != nil {
-			t.Fatal(err)
-		}
+	whole, stored := storedBetween(t, evs, func(i int, l *lead.Lead) {
 		if i == 2 && (l.Country != "US" || l.Employees != 500) {
 			t.Fatalf("while merged: %s %d, want the form's US, 500", l.Country, l.Employees)
 		}
-	}
+	})
 	for _, l := range []*lead.Lead{whole, func() *lead.Lead {
 		l := lead.New("l")
 		if err := json.Unmarshal(stored, l); err != nil {
@@ -315,4 +284,32 @@ func TestUnmergeTakesBackTheAbsorbedPersonsAnswers(t *testing.T) {
 	if strings.Contains(string(stored), "Other Inc") {
 		t.Errorf("the stored fold keeps a company name: %s", stored)
 	}
+}
+
+// storedBetween folds evs in one go (whole) and, as live batches do,
+// one event at a time with the fold stored as JSON and read back in
+// between (stored: the last one stored); each, if set, sees the latter
+// after event i.
+func storedBetween(t *testing.T, evs []*eventv1.Event, each func(i int, l *lead.Lead)) (whole *lead.Lead, stored []byte) {
+	t.Helper()
+	whole = lead.New("l")
+	for i, ev := range evs {
+		whole.Apply(uint64(i+1), ev)
+		l := lead.New("l")
+		if stored != nil {
+			if err := json.Unmarshal(stored, l); err != nil {
+				t.Fatal(err)
+			}
+		}
+		l.Apply(uint64(i+1), ev)
+		l.Clean()
+		var err error
+		if stored, err = json.Marshal(l); err != nil {
+			t.Fatal(err)
+		}
+		if each != nil {
+			each(i, l)
+		}
+	}
+	return whole, stored
 }
