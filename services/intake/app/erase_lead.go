@@ -204,7 +204,15 @@ func (a *App) identitiesOf(ctx context.Context, leadID string, subs []submission
 		}
 	}
 	for _, sub := range subs {
+		if sub.gone {
+			continue // went back with an unmerge: the identities are that lead's
+		}
 		p, err := a.openPersonal(ctx, leadID, sub)
+		if sub.via != "" && errors.Is(err, vault.ErrShredded) {
+			// Sealed for the lead it came through, erased already (first,
+			// as merged into this one): its erasure had it.
+			continue
+		}
 		if errors.Is(err, vault.ErrNoKey) {
 			// Lost with its key (a capture cut short): it opens for
 			// nobody, and an erasure must not wait on it.

@@ -192,6 +192,30 @@ func TestSurvivorsErasureSparesWhatAnUnmergeGaveBack(t *testing.T) {
 	}
 }
 
+// A survivor that got a capture through the lead merged into it is
+// erased with it: the absorbed lead, erased first, took its key along, and
+// the survivor's erasure goes on past what that key sealed.
+func TestSurvivorWithACaptureThroughItsAbsorbedLeadIsErased(t *testing.T) {
+	f := newFixture(t)
+	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
+	survivor, absorbed := captured(t, f.app, "s@erase-both.example"), captured(t, f.app, "a@erase-both.example")
+	if _, err := f.app.MergeLeads(ctx, app.MergeLeads{Survivor: survivor, Absorbed: absorbed, Reason: "one person"}, meta); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := f.app.CaptureLead(ctx, capture("a@erase-both.example", ""), meta); err != nil || r.LeadID != survivor {
+		t.Fatalf("capture through the absorbed lead: %+v, %v", r, err)
+	}
+	if _, err := f.app.EraseLead(ctx, app.EraseLead{LeadID: survivor, Reason: "request"}, meta); err != nil {
+		t.Fatalf("erasure of the survivor: %v", err)
+	}
+	for _, id := range []string{survivor, absorbed} {
+		tl, err := f.app.GetLeadTimeline(ctx, id)
+		if err != nil || len(tl) == 0 || tl[len(tl)-1].Record.Event.GetLeadErased() == nil {
+			t.Errorf("lead %s after the erasure: last event not LeadErased (%v)", id, err)
+		}
+	}
+}
+
 // In a chain (a merged into b, b into s), what a's person sends lands on
 // s. Unmerging b gives it back to b, still sealed with a's key and naming
 // a; unmerging a from b then gives it to a, and a's erasure leaves it
