@@ -421,6 +421,15 @@ func TestRepeatsWriteNothingAnywhere(t *testing.T) {
 	_, err = e.client.SetConsent(ctx, otherConsent)
 	assertCodeAndField(t, err, codes.InvalidArgument, "idempotency_key")
 	e.assertCounts(t, before)
+
+	// Through another replica, which holds no key of the lead: a repeat of
+	// an activity with a detail to seal takes none either.
+	r := e.replica(t)
+	before = e.counts(t)
+	if a, err := r.client.RecordActivity(ctx, act); err != nil || !a.GetReplayed() || a.GetVersion() != a1.GetVersion() {
+		t.Fatalf("activity repeat through another replica: %v %v, first %v", a, err, a1)
+	}
+	e.assertCounts(t, before)
 }
 
 // Captures of one email racing from many clients make exactly one lead;

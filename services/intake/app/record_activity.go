@@ -64,7 +64,9 @@ func (a *App) RecordActivity(ctx context.Context, in RecordActivity, meta envelo
 	if err != nil {
 		return Written{}, err
 	}
-	key.pure = true // planOnLead only reads
+	// planOnLead only reads, unless it seals a detail: that may take a key
+	// for the lead, a write a repeat must not make.
+	key.pure = in.Detail == ""
 	cmd := lifecycle.Command{Name: lifecycle.RecordActivity}
 	ans, err := a.once(ctx, key, func(ctx context.Context) (*plan, error) {
 		return a.planOnLead(ctx, in.LeadID, cmd, meta, func(leadID string, _ lifecycle.State) (eventPayload, error) {
