@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -118,10 +119,14 @@ func (a *App) completeReplayed(ctx context.Context, run *captureRun, ans answer)
 			return
 		}
 	}
+	// Claimed for the merged lead it came through, if it did (planCapture),
+	// whether that lead is merged still or was unmerged since.
+	via := cmp.Or(ans.event.GetLeadResubmitted().GetMergedFrom(), ans.LeadID)
 	due := false
 	for _, k := range run.ids.all() {
 		h := held[k]
-		own := h.LeadID == ans.LeadID || (h.LeadID == "" && k.Kind == KindEmail && k.Token == ans.LeadID)
+		own := h.LeadID == ans.LeadID || h.LeadID == via ||
+			(h.LeadID == "" && k.Kind == KindEmail && (k.Token == ans.LeadID || k.Token == via))
 		due = due || !own
 	}
 	if !due {
@@ -132,7 +137,7 @@ func (a *App) completeReplayed(ctx context.Context, run *captureRun, ans answer)
 		if st, _ := headState(head); st.Status == lifecycle.StatusMerged || st.Status == lifecycle.StatusErased {
 			return
 		}
-		err = a.claimRest(ans.LeadID, ans.LeadID, run.ids, held, run.meta)(ctx, ans.event)
+		err = a.claimRest(ans.LeadID, via, run.ids, held, run.meta)(ctx, ans.event)
 	}
 	if err != nil && ctx.Err() == nil {
 		a.log.WarnContext(ctx, "replayed capture's follow-ups failed; the next capture retries them", "lead", ans.LeadID, "err", err)

@@ -216,6 +216,45 @@ func TestSurvivorWithACaptureThroughItsAbsorbedLeadIsErased(t *testing.T) {
 	}
 }
 
+// A keyed capture that went through a merged lead, sent again after the
+// unmerge, answers as first and writes nothing: its identities are the
+// absorbed lead's, as claimed, not a merge candidate of the two.
+func TestACaptureThroughAMergedLeadRepeatedAfterTheUnmergeWritesNothing(t *testing.T) {
+	f := newFixture(t)
+	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
+	survivor, absorbed := captured(t, f.app, "s@repeat-unmerge.example"), captured(t, f.app, "a@repeat-unmerge.example")
+	pair := app.MergeLeads{Survivor: survivor, Absorbed: absorbed, Reason: "one person"}
+	if _, err := f.app.MergeLeads(ctx, pair, meta); err != nil {
+		t.Fatal(err)
+	}
+	keyed := capture("a@repeat-unmerge.example", "k-repeat")
+	keyed.ExternalID = &eventv1.ExternalId{System: "crm", Id: "a-repeat"}
+	first, err := f.app.CaptureLead(ctx, keyed, meta)
+	if err != nil || first.LeadID != survivor {
+		t.Fatalf("capture through the absorbed lead: %+v, %v", first, err)
+	}
+	pair.Reason = "two people"
+	if _, err := f.app.UnmergeLeads(ctx, pair, meta); err != nil {
+		t.Fatal(err)
+	}
+	last := func() uint64 {
+		t.Helper()
+		s, err := f.nats.JS.Stream(ctx, "LEADFLOW")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.CachedInfo().State.LastSeq
+	}
+	before := last()
+	again, err := f.app.CaptureLead(ctx, keyed, meta)
+	if err != nil || !again.Replayed || again.LeadID != first.LeadID || again.Version != first.Version {
+		t.Fatalf("the repeat: %+v, %v; want the first answer %+v", again, err, first)
+	}
+	if after := last(); after != before {
+		t.Errorf("the repeat wrote %d messages", after-before)
+	}
+}
+
 // In a chain (a merged into b, b into s), what a's person sends lands on
 // s. Unmerging b gives it back to b, still sealed with a's key and naming
 // a; unmerging a from b then gives it to a, and a's erasure leaves it
