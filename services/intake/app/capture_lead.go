@@ -489,12 +489,19 @@ func (a *App) claimRest(lead, via string, ids identities, held map[ClaimKey]Hold
 			if h.LeadID == lead || h.LeadID == via {
 				continue // ours: no read
 			}
-			other, err := a.holderOf(ctx, k, h)
+			other, head, err := a.holderOf(ctx, k, h)
 			if err != nil {
 				errs = append(errs, err)
 				continue
 			}
 			if other == "" || other == lead {
+				continue
+			}
+			if st, _ := headState(head); st.Status == lifecycle.StatusErased {
+				// Held by an erased lead (its releases not done yet, or a
+				// claim made through a lead merged into it): no person to
+				// be a candidate with; the identity is this lead's now.
+				errs = append(errs, a.takeOver(ctx, k, via, ev.GetEventId()))
 				continue
 			}
 			errs = append(errs, a.recordCandidate(ctx, lead, other, k.Kind, ev.GetEventId(), meta))
@@ -503,39 +510,64 @@ func (a *App) claimRest(lead, via string, ids identities, held map[ClaimKey]Hold
 	}
 }
 
-// holderOf is the lead that holds k, after merges, when it has events:
-// h, or whoever the claim names now when h is empty (our claim lost a
-// race). A holder read as nobody after a lost claim (a replica behind
-// answered) or whose lead has no event yet (its capture is between its
-// claim and its event) is read again for up to about a second: skipped,
-// the two leads of one person would not be recorded as a candidate.
-func (a *App) holderOf(ctx context.Context, k ClaimKey, h Holder) (string, error) {
+// holderOf is the lead that holds k, after merges, and its last event,
+// when it has events: h, or whoever the claim names now when h is empty
+// (our claim lost a race). A holder read as nobody after a lost claim (a
+// replica behind answered) or whose lead has no event yet (its capture is
+// between its claim and its event) is read again for up to about a
+// second: skipped, the two leads of one person would not be recorded as a
+// candidate.
+func (a *App) holderOf(ctx context.Context, k ClaimKey, h Holder) (string, *eventstore.Record, error) {
 	const tries = 6 // 25 ms doubling: 0.8 s in all
 	for try := 0; ; try++ {
 		if h.LeadID == "" {
 			now, err := a.leads.Holders(ctx, k)
 			if err != nil {
-				return "", err
+				return "", nil, err
 			}
 			h = now[k]
 		}
 		if h.LeadID != "" {
 			other, head, err := a.follow(ctx, h.LeadID, nil)
 			if err != nil || head != nil {
-				return other, err
+				return other, head, err
 			}
 		}
 		if try == tries-1 {
-			return "", nil // a claim whose capture died: the next capture adopts it
+			return "", nil, nil // a claim whose capture died: the next capture adopts it
 		}
 		t := time.NewTimer(25 * time.Millisecond << try)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return "", ctx.Err()
+			return "", nil, ctx.Err()
 		case <-t.C:
 		}
 	}
+}
+
+// takeOver releases identity k from the erased lead holding it and claims
+// it for leadID. A capture taking it meanwhile wins: the next capture
+// with the identity records what it finds.
+func (a *App) takeOver(ctx context.Context, k ClaimKey, leadID, eventID string) error {
+	held, err := a.leads.Holders(ctx, k)
+	if err != nil {
+		return err
+	}
+	if err := a.release(ctx, k, held[k], held[k].LeadID, eventID); err != nil {
+		return err
+	}
+	if held, err = a.leads.Holders(ctx, k); err != nil {
+		return err
+	}
+	if held[k].LeadID != "" {
+		return nil
+	}
+	err = a.leads.Claim(ctx, k, held[k], claimFor(leadID, k))
+	if errors.Is(err, eventstore.ErrConflict) {
+		return nil
+	}
+	return err
 }
 
 // claimFor is a claim of key for a lead. Its id is unique per write, so

@@ -59,3 +59,41 @@ func TestErasureShredsEvenWhenReleasesFail(t *testing.T) {
 		t.Fatalf("the person captured after the erasure went to the erased lead %s", id)
 	}
 }
+
+// An identity still claimed by an erased lead (its erasure's releases
+// failed, to be retried) that a capture on another lead brings is that
+// lead's now: no merge candidate names the erased lead, and the next
+// capture of the identity alone finds the lead.
+func TestAnErasedHoldersIdentityGoesToTheCapturingLead(t *testing.T) {
+	f := newFixture(t)
+	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
+	erased := captured(t, f.app, "gone@takeover.example")
+	broken := app.New(unreleasing{adapters.NewLeads(f.store)}, adapters.NewCampaigns(f.store), f.keys)
+	if _, err := broken.EraseLead(ctx, app.EraseLead{LeadID: erased, Reason: "request"}, meta); !errors.Is(err, errReleaseDown) {
+		t.Fatalf("erase with releases failing: %v, want %v", err, errReleaseDown)
+	}
+	byExt := capture("kept@takeover.example", "")
+	byExt.ExternalID = &eventv1.ExternalId{System: "crm", Id: "takeover-1"}
+	r, err := f.app.CaptureLead(ctx, byExt, meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := r.LeadID
+	both := capture("gone@takeover.example", "")
+	both.ExternalID = byExt.ExternalID
+	if r, err := f.app.CaptureLead(ctx, both, meta); err != nil || r.LeadID != kept {
+		t.Fatalf("capture by the external id with the erased lead's email: %+v, %v; want it on %s", r, err, kept)
+	}
+	tl, err := f.app.GetLeadTimeline(ctx, kept)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range tl {
+		if c := e.Record.Event.GetMergeCandidateFound(); c != nil {
+			t.Errorf("a merge candidate on %s: %v", kept, c)
+		}
+	}
+	if r, err := f.app.CaptureLead(ctx, capture("gone@takeover.example", ""), meta); err != nil || r.LeadID != kept || r.Outcome != app.Resubmitted {
+		t.Fatalf("capture by the email alone: %+v, %v; want a resubmission on %s", r, err, kept)
+	}
+}
