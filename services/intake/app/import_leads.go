@@ -47,6 +47,9 @@ type pending struct {
 	l    form.Lead
 	ids  identities
 	held map[ClaimKey]Holder // the chunk's look-up, if the row had one
+	// leads are the leads its identities were held by at the look-up (and
+	// the one it was planned on): rows sharing one are written in order.
+	leads []string
 }
 
 // sentRow is a row whose one write went with the chunk's others.
@@ -96,7 +99,8 @@ type ImportBatch struct {
 func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope.Meta, before *ImportBatch) *ImportBatch {
 	out := make([]ImportResult, len(rows))
 	now := a.now()
-	var fresh, single []pending
+	var rowsOK, single []pending
+	whole := map[int]bool{} // rows that go the whole way through CaptureLead
 	taken := map[ClaimKey]bool{}
 	var keys []ClaimKey
 	for i, r := range rows {
@@ -117,29 +121,49 @@ func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope
 		for _, k := range p.ids.all() {
 			taken[k] = true
 		}
-		if l.IdempotencyKey != "" || l.ExternalID.GetId() != "" || repeat {
-			// A keyed row (an external id keys it too) needs its record
-			// looked up; the same person again in this chunk or the one
-			// before finds the first row's lead and resubmits on it.
-			single = append(single, p)
-			continue
-		}
+		// A keyed row (an external id keys it too) needs its record looked
+		// up; the same person again in this chunk or the one before finds
+		// the first row's lead and resubmits on it.
+		whole[i] = l.IdempotencyKey != "" || l.ExternalID.GetId() != "" || repeat
 		keys = append(keys, p.ids.all()...)
-		fresh = append(fresh, p)
+		rowsOK = append(rowsOK, p)
 	}
 
 	held, err := a.leads.Holders(ctx, keys...)
 	if err != nil {
-		single, fresh = append(fresh, single...), nil
+		held = nil
+		for _, p := range rowsOK {
+			whole[p.i] = true
+		}
 	}
 	// Each fresh row is one write: a new person's first event, or a known
-	// one's LeadResubmitted decided from the look-up's head.
+	// one's LeadResubmitted decided from the look-up's head. The chunk's
+	// writes go before its rows that go the whole way, so a row on a lead
+	// an earlier row of those holds goes that way too, after it (behind).
 	var (
 		writes []LeadWrite
 		sent   []sentRow
+		behind = map[string]bool{}
 	)
-	for _, p := range fresh {
-		if !slices.ContainsFunc(p.ids.all(), func(k ClaimKey) bool { return held[k] != (Holder{}) }) {
+	toSingle := func(p pending, leads []string) {
+		p.leads = leads
+		for _, l := range leads {
+			behind[l] = true
+		}
+		single = append(single, p)
+	}
+	for _, p := range rowsOK {
+		var leads []string
+		for _, k := range p.ids.all() {
+			if h := held[k].LeadID; h != "" && !slices.Contains(leads, h) {
+				leads = append(leads, h)
+			}
+		}
+		if whole[p.i] || slices.ContainsFunc(leads, func(l string) bool { return behind[l] }) {
+			toSingle(p, leads)
+			continue
+		}
+		if len(leads) == 0 && !slices.ContainsFunc(p.ids.all(), func(k ClaimKey) bool { return held[k] != (Holder{}) }) {
 			run := newCaptureRun(p.l, p.ids, rowMeta(meta, p.l), nil)
 			key, ev, err := a.newLeadEvent(ctx, run)
 			if err != nil {
@@ -156,10 +180,14 @@ func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope
 		}
 		run := newCaptureRun(p.l, p.ids, rowMeta(meta, p.l), p.held)
 		pl, err := a.planCapture(ctx, run)
-		if err != nil || pl.done != nil || len(pl.before) > 0 || len(pl.more) > 0 {
+		if err != nil || pl.done != nil || len(pl.before) > 0 || len(pl.more) > 0 || behind[pl.leadID] {
 			// Anything but a plain resubmission or creation goes the
-			// whole way through CaptureLead.
-			single = append(single, p)
+			// whole way through CaptureLead (so does one on a lead, a
+			// merge's survivor, that a row before it goes to that way).
+			if pl != nil {
+				leads = append(leads, pl.leadID)
+			}
+			toSingle(p, leads)
 			continue
 		}
 		writes = append(writes, LeadWrite{LeadID: pl.leadID, Event: pl.event, Create: pl.create, Expected: pl.expect})
@@ -225,8 +253,9 @@ func (b *ImportBatch) Write(ctx context.Context) []ImportResult {
 	return out
 }
 
-// linked splits rows into groups that share no identity and no
-// idempotency key, each in the rows' order (a union-find over the keys).
+// linked splits rows into groups that share no identity, no
+// idempotency key and no lead, each in the rows' order (a union-find
+// over the keys).
 func linked(rows []pending) [][]pending {
 	parent := make([]int, len(rows))
 	var root func(int) int
@@ -242,6 +271,9 @@ func linked(rows []pending) [][]pending {
 		keys := p.ids.all()
 		if k := p.l.IdempotencyKey; k != "" {
 			keys = append(keys, ClaimKey{Kind: "idempotency_key", Token: k})
+		}
+		for _, l := range p.leads {
+			keys = append(keys, ClaimKey{Kind: "lead", Token: l})
 		}
 		for _, k := range keys {
 			if j, ok := first[k]; ok {
