@@ -171,6 +171,7 @@ func TestValidate(t *testing.T) {
 		{"blank set value", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{IndustryIn: []string{"saas", " "}}}), "fit_rules[0].when.industry_in[1]"},
 		{"repeated set value", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{CountryIn: []string{"US", "us"}}}), "fit_rules[0].when.country_in[1]"},
 		{"bad country", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{CountryIn: []string{"USA"}}}), "fit_rules[0].when.country_in[0]"},
+		{"no such country", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{CountryIn: []string{"DE", "UK"}}}), "fit_rules[0].when.country_in[1]"},
 		{"bad domain", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{EmailDomainIn: []string{"a@b.com"}}}), "fit_rules[0].when.email_domain_in[0]"},
 		{"unknown field", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{Required: []string{"shoe_size"}}}), "fit_rules[0].when.required[0]"},
 		{"field name with a space", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{Required: []string{"country "}}}), "fit_rules[0].when.required[0]"},

@@ -8,6 +8,8 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/leadflow/leadflow/pkg/envelope"
 )
 
 // Violation is one refused part of a model, named by its path in the
@@ -170,6 +172,11 @@ func (v *violations) criteria(field string, c Criteria) {
 	}
 	v.set(field+".industry_in", c.IndustryIn, nil)
 	v.set(field+".country_in", c.CountryIn, countryRE)
+	for i, cc := range c.CountryIn {
+		if countryRE.MatchString(cc) && !envelope.IsCountry(strings.ToUpper(cc)) {
+			v.add(fmt.Sprintf("%s.country_in[%d]", field, i), "%q is not an ISO 3166-1 alpha-2 code (GB, not UK): no lead would match", cc)
+		}
+	}
 	if len(c.TitleContains) > 0 {
 		v.add(field+".title_contains", "titles are sealed at capture, so no lead would match: use function_in")
 	}

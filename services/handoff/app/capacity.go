@@ -321,26 +321,49 @@ type decideFn = func(map[string]routing.PoolState, routing.Loads) routing.Decisi
 // to its rep, with no second turn, if the rep can still take it.
 func (a *App) decide(ctx context.Context, cfg *routing.Config, leadID, cause string, since uint64, fn decideFn) (routing.Decision, error) {
 	if d, ok := a.decided.get(cause); ok {
-		return d, nil
+		if d.RepID == "" {
+			return d, nil
+		}
+		// Decided before, in this process: a try whose write failed, tried
+		// again (perhaps after a long outage). The rep's reservation may
+		// have been pruned meanwhile and the slot taken: count the lead
+		// again, or decide afresh if the rep is full now.
+		r := a.reservation(ctx, cfg, d, leadID)
+		if r.err != nil {
+			return routing.Decision{}, r.err
+		}
+		if r.ok {
+			return d, nil
+		}
 	}
 	override := map[string]int{}
-	// reserved is the rep holding a reservation for the lead, kept the one
-	// the decision returns: any other is released on the way out.
-	reserved, kept := "", ""
+	// reserved is the reservation this decision holds for the lead, kept
+	// if its rep is the one the decision returns: any other is released
+	// on the way out, if this decision made it (own): one a command made
+	// first (AssignLead, ReassignLead) is that command's.
+	var reserved holding
+	kept := ""
+	release := func(h holding) error {
+		if h.rep == "" || !h.own {
+			return nil
+		}
+		return a.unreserve(ctx, h.rep, leadID, h.at)
+	}
 	defer func() {
-		if reserved != "" && reserved != kept {
-			if err := a.release(ctx, reserved, leadID); err != nil {
-				a.log.WarnContext(ctx, "release a reservation", "rep", reserved, "lead", leadID, "err", err)
+		if reserved.rep != kept {
+			if err := release(reserved); err != nil {
+				a.log.WarnContext(ctx, "release a reservation", "rep", reserved.rep, "lead", leadID, "err", err)
 			}
 		}
 	}()
-	hold := func(rep string) error {
-		if reserved != "" && reserved != rep {
-			if err := a.release(ctx, reserved, leadID); err != nil {
+	hold := func(r reservation) error {
+		if reserved.rep != "" && reserved.rep != r.rep {
+			if err := release(reserved); err != nil {
 				return err
 			}
 		}
-		reserved = rep
+		own := r.own || (reserved.rep == r.rep && reserved.own)
+		reserved = holding{rep: r.rep, at: r.at, own: own}
 		return nil
 	}
 	if since > 0 {
@@ -348,14 +371,16 @@ func (a *App) decide(ctx context.Context, cfg *routing.Config, leadID, cause str
 		if err != nil {
 			return routing.Decision{}, err
 		}
-		reserved = rep // the cut-short attempt's reservation, if any: released unless kept
+		// The cut-short attempt's reservation, if any (whenever made):
+		// released unless kept.
+		reserved = holding{rep: rep, own: true}
 		if ok {
 			r := a.reservation(ctx, cfg, d, leadID)
 			if r.err != nil {
 				return routing.Decision{}, r.err
 			}
 			if r.ok {
-				reserved, kept = rep, rep
+				kept = rep
 				a.decided.put(cause, d)
 				return d, nil
 			}
@@ -396,7 +421,7 @@ func (a *App) decide(ctx context.Context, cfg *routing.Config, leadID, cause str
 			if pending != nil {
 				r = <-pending
 				if r.err == nil && r.ok {
-					if herr := hold(r.rep); herr != nil && err == nil {
+					if herr := hold(r); herr != nil && err == nil {
 						err = herr
 					}
 				}
@@ -410,7 +435,7 @@ func (a *App) decide(ctx context.Context, cfg *routing.Config, leadID, cause str
 		} else {
 			r = a.reservation(ctx, cfg, d, leadID)
 			if r.err == nil && r.ok {
-				if err := hold(r.rep); err != nil {
+				if err := hold(r); err != nil {
 					return routing.Decision{}, err
 				}
 			}
@@ -514,11 +539,21 @@ type reservation struct {
 	ok   bool
 	open int
 	err  error
+	// at is its time; own: the lead had none with the rep before.
+	at  time.Time
+	own bool
+}
+
+// holding is a reservation a decision holds: at zero, whenever made.
+type holding struct {
+	rep string
+	at  time.Time
+	own bool
 }
 
 func (a *App) reservation(ctx context.Context, cfg *routing.Config, d routing.Decision, leadID string) reservation {
 	r, err := a.reserve(ctx, d.RepID, int(cfg.Reps[d.RepID].GetCapacity()), leadID)
-	return reservation{rep: d.RepID, ok: r.ok, open: r.open, err: err}
+	return reservation{rep: d.RepID, ok: r.ok, open: r.open, err: err, at: r.at, own: r.prev.IsZero()}
 }
 
 // takeTurn decides again on the pool's pointer as it is when the turn is

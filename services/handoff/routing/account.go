@@ -46,7 +46,7 @@ var legalSuffixes = map[string]bool{
 	"ltd": true, "limited": true, "llc": true, "llp": true, "lp": true, "plc": true,
 	"gmbh": true, "ag": true, "kg": true, "ug": true, "se": true, "sa": true, "sas": true, "sarl": true, "sl": true,
 	"srl": true, "spa": true, "bv": true, "nv": true, "oy": true, "ab": true, "as": true, "aps": true, "pty": true, "pte": true,
-	"ks": true, "ps": true,
+	"ks": true, "ps": true, "kgaa": true, "oyj": true, "ltda": true, "pvt": true, "private": true, "rl": true,
 }
 
 // NormalizeCompany is a company name as accounts are matched by it:

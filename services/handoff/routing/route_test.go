@@ -305,6 +305,13 @@ func TestNormalizeCompany(t *testing.T) {
 		"And Co":                "and",
 		"The The":               "the",
 		"Johnson & Johnson Ltd": "johnson johnson",
+		"Merck KGaA":            "merck",
+		"Henkel AG & Co. KGaA":  "henkel",
+		"Nokia Oyj":             "nokia",
+		"Acme Pvt. Ltd.":        "acme",
+		"Acme Private Limited":  "acme",
+		"Acme Ltda.":            "acme",
+		"Acme S.à r.l.":         "acme",
 	} {
 		if got := routing.NormalizeCompany(in); got != want {
 			t.Errorf("NormalizeCompany(%q) = %q, want %q", in, got, want)
@@ -366,6 +373,7 @@ func TestValidate(t *testing.T) {
 		{rules(&eventv1.RoutingRule{RuleId: "r", Segment: "s", PoolId: "nope"}), "change.rules[0].pool_id"},
 		{rules(&eventv1.RoutingRule{RuleId: "r", Segment: "s", PoolId: "us", When: &eventv1.RuleCriteria{RegionIn: []string{"apac"}}}), "change.rules[0].when.region_in[0]"},
 		{rules(&eventv1.RoutingRule{RuleId: "r", Segment: "s", PoolId: "us", When: &eventv1.RuleCriteria{CountryIn: []string{"de"}}}), "change.rules[0].when.country_in[0]"},
+		{rules(&eventv1.RoutingRule{RuleId: "r", Segment: "s", PoolId: "us", When: &eventv1.RuleCriteria{CountryIn: []string{"UK"}}}), "change.rules[0].when.country_in[0]"},
 		{rules(&eventv1.RoutingRule{RuleId: "r", Segment: "s", PoolId: "us", When: &eventv1.RuleCriteria{MinEmployees: 10, MaxEmployees: 5}}), "change.rules[0].when.max_employees"},
 		{&eventv1.RoutingChanged{Change: &eventv1.RoutingChanged_SlaPolicy{SlaPolicy: &eventv1.SLAPolicy{Segment: "smb"}}}, "change.accept_within"},
 	} {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/leadflow/leadflow/pkg/envelope"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/services/handoff/sla"
 )
@@ -48,7 +49,6 @@ const (
 )
 
 var (
-	countryRE = regexp.MustCompile(`^[A-Z]{2}$`)
 	// After NormalizeDomain: an internationalized name, or top-level
 	// domain, is in its punycode form (xn--…).
 	domainRE = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+([a-z]{2,63}|xn--[a-z0-9-]{1,59})$`)
@@ -233,8 +233,8 @@ func (c *Config) validateRules(v *violations, f string, rs *eventv1.RoutingRules
 			v.add(rf+".countries", "needs at least one country")
 		}
 		for j, cc := range r.GetCountries() {
-			if !countryRE.MatchString(cc) {
-				v.add(fmt.Sprintf("%s.countries[%d]", rf, j), "%q is not an ISO 3166-1 alpha-2 code in capitals", cc)
+			if !envelope.IsCountry(cc) {
+				v.add(fmt.Sprintf("%s.countries[%d]", rf, j), "%q is not an ISO 3166-1 alpha-2 code in capitals (GB, not UK)", cc)
 			}
 		}
 	}
@@ -257,8 +257,8 @@ func (c *Config) validateRules(v *violations, f string, rs *eventv1.RoutingRules
 		}
 		w := r.GetWhen()
 		for j, cc := range w.GetCountryIn() {
-			if !countryRE.MatchString(cc) {
-				v.add(fmt.Sprintf("%s.when.country_in[%d]", rf, j), "%q is not an ISO 3166-1 alpha-2 code in capitals", cc)
+			if !envelope.IsCountry(cc) {
+				v.add(fmt.Sprintf("%s.when.country_in[%d]", rf, j), "%q is not an ISO 3166-1 alpha-2 code in capitals (GB, not UK)", cc)
 			}
 		}
 		for j, reg := range w.GetRegionIn() {

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/leadflow/leadflow/pkg/envelope"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/services/handoff/adapters"
+	"github.com/leadflow/leadflow/services/handoff/app"
+)
+
+// failingOnce is the real lead store whose first append fails as a
+// server away fails it.
+type failingOnce struct {
+	*adapters.Leads
+	failed atomic.Bool
+}
+
+func (f *failingOnce) Append(ctx context.Context, leadID string, expected uint64, events ...*eventv1.Event) (uint64, error) {
+	if f.failed.CompareAndSwap(false, true) {
+		return 0, nats.ErrNoResponders
+	}
+	return f.Leads.Append(ctx, leadID, expected, events...)
+}
+
+// A routing decision tried again in the same process after its write
+// failed (the server away for longer than a reservation's grace) counts
+// the lead against its rep again: the rep's reservation was pruned
+// meanwhile and the slot given to another lead, so the lead goes where
+// there is room, not over the rep's capacity.
+func TestADecisionTriedAgainCountsItsLeadAgain(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 1)
+	s.stop()
+	us := func() *eventv1.Profile {
+		return &eventv1.Profile{Country: "US", Industry: "software", EmailDomain: "x" + time.Now().Format("150405.000000") + ".example"}
+	}
+	l, m := w.mql(t, us()), w.mql(t, us())
+
+	a := w.app(t, &failingOnce{Leads: adapters.NewLeads(w.store)})
+	ql := w.lastEvent(t, l)
+	if err := a.RouteQualified(ctxT(t), l, ql.Seq, ql.Event, false, envelope.Meta{}); err == nil {
+		t.Fatal("the first try's write did not fail")
+	}
+	// A minute and more later: dan's reservation for l is pruned, and m
+	// takes his one slot.
+	later := w.app(t, adapters.NewLeads(w.store), app.WithClock(func() time.Time { return time.Now().Add(2 * time.Minute) }))
+	qm := w.lastEvent(t, m)
+	if err := later.RouteQualified(ctxT(t), m, qm.Seq, qm.Event, false, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := ofType(w.events(t, m), "LeadAssigned"); len(got) != 1 || ownerOf(got[0]) != "dan" {
+		t.Fatalf("m: %v, want it assigned to dan", got)
+	}
+	if err := a.RouteQualified(ctxT(t), l, ql.Seq, ql.Event, false, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := ofType(w.events(t, l), "LeadAssigned"); len(got) != 0 {
+		t.Fatalf("l: %v, want it queued, dan being full with m", got)
+	}
+	if got := ofType(w.events(t, l), "LeadQueued"); len(got) != 1 {
+		t.Fatalf("l: %d LeadQueued, want 1", len(got))
+	}
+}
