@@ -214,7 +214,7 @@ func (r *runner) attempt(ctx context.Context, it *item, m Msg, h *handling) (don
 		}
 		wait := r.cfg.Backoff(n)
 		switch {
-		case r.serverAway(err, reconnects) || r.waitUnanswered(err, &unanswered):
+		case r.serverAway(err, reconnects) || IsAway(err) || r.waitUnanswered(err, &unanswered):
 			// The server restarting or out of reach is not the message's
 			// fault: wait for it without using up the message's attempts,
 			// so an outage dead-letters nothing (a redelivered message

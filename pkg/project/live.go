@@ -2,8 +2,15 @@ package project
 
 import (
 	"context"
+	"errors"
+	"io"
+	"net"
+	"slices"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/eventstore"
@@ -35,6 +42,9 @@ func (p *Projector) Handle(ctx context.Context, m consume.Msg) error {
 	}
 	select {
 	case err := <-it.done:
+		if unreachable(err) {
+			return consume.Away(err)
+		}
 		return err
 	case <-ctx.Done():
 		// The batch may still commit; the redelivery will find it applied.
@@ -128,4 +138,29 @@ func (p *Projector) stop() {
 			return
 		}
 	}
+}
+
+// unreachable reports whether err says PostgreSQL could not be reached
+// or went away (a restart, a failover, connections refused for a while),
+// which is no message's doing: the consumer waits for it instead of
+// dead-lettering every message in flight.
+func unreachable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var connect *pgconn.ConnectError
+	if errors.As(err, &connect) {
+		return true // refused, whatever it said (a database not accepting connections: 55000)
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		// Connection exceptions; shutting down, starting, too many
+		// connections (SQLSTATE classes 08, 57P, 53300).
+		return strings.HasPrefix(pgErr.Code, "08") || slices.Contains([]string{"57P01", "57P02", "57P03", "53300"}, pgErr.Code)
+	}
+	// A timeout is not here: pkg/consume waits those out for a while
+	// (eventstore.Unanswered), then counts them.
+	var netErr net.Error
+	return errors.As(err, &netErr) && !netErr.Timeout() ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
 }

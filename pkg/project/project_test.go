@@ -434,3 +434,47 @@ func TestRebuildStatusSaysWhetherItRuns(t *testing.T) {
 		t.Errorf("done: %+v", done)
 	}
 }
+
+// PostgreSQL out of reach for a few seconds (a restart, a failover:
+// connections cut, then refused) is no message's fault: the live groups
+// wait for it and dead-letter nothing, and every event is applied once it
+// is back. Each message in flight was once dead-lettered within a second,
+// its lead parked until an operator re-drove it.
+func TestDatabaseOutageDeadLettersNothing(t *testing.T) {
+	e := newEnv(t)
+	p := newProjector(t, e.pool, e.nats.JS)
+	groups(t, e.nats.JS, p)
+	want := e.workload(t, 10, 2, 1)
+	waitTally(t, p, want)
+
+	cfg, err := pgx.ParseConfig(e.dsn)
+	must(t, err)
+	db := cfg.Database
+	cfg.Database = "postgres"
+	admin, err := pgx.ConnectConfig(ctxT(t), cfg)
+	must(t, err)
+	t.Cleanup(func() { admin.Close(context.Background()) })
+	allow := func(on bool) {
+		t.Helper()
+		_, err := admin.Exec(ctxT(t), "ALTER DATABASE "+pgx.Identifier{db}.Sanitize()+" WITH ALLOW_CONNECTIONS "+map[bool]string{true: "true", false: "false"}[on])
+		must(t, err)
+	}
+	allow(false)
+	t.Cleanup(func() { allow(true) })
+	_, err = admin.Exec(ctxT(t), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, db)
+	must(t, err)
+	more := e.workload(t, 10, 2, 1)
+	time.Sleep(3 * time.Second) // a message's attempts are spent in under one
+	allow(true)
+	for s, seqs := range more {
+		want[s] = append(want[s], seqs...)
+	}
+	back := time.Now()
+	waitTally(t, p, want)
+	t.Logf("caught up %v after the database was back", time.Since(back).Round(time.Millisecond))
+	dls, err := consume.DeadLetters(ctxT(t), e.nats.JS, consume.DefaultDeadLetterStream)
+	must(t, err)
+	if len(dls) != 0 {
+		t.Fatalf("dead letters after the outage: %+v", dls)
+	}
+}
