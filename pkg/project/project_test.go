@@ -478,3 +478,30 @@ func TestDatabaseOutageDeadLettersNothing(t *testing.T) {
 		t.Fatalf("dead letters after the outage: %+v", dls)
 	}
 }
+
+// ResumeSwapped finishes only a rebuild cut off after its swap: with none
+// (never started, finished meanwhile by another process) it starts
+// nothing, where Rebuild would start a whole new one.
+func TestResumeSwappedStartsNothingNew(t *testing.T) {
+	e := newEnv(t)
+	p := newProjector(t, e.pool, e.nats.JS)
+	groups(t, e.nats.JS, p)
+	want := e.workload(t, 5, 2, 1)
+	waitTally(t, p, want)
+	pr, err := p.ResumeSwapped(ctxT(t), nil)
+	if err != nil || pr.Schema != "" {
+		t.Fatalf("resume with no rebuild: %+v, %v; want nothing", pr, err)
+	}
+	if _, err := p.Rebuild(ctxT(t), nil); err != nil {
+		t.Fatal(err)
+	}
+	pr, err = p.ResumeSwapped(ctxT(t), nil)
+	if err != nil || pr.Schema != "" {
+		t.Fatalf("resume after a finished rebuild: %+v, %v; want nothing", pr, err)
+	}
+	st, err := p.Status(ctxT(t))
+	must(t, err)
+	if st.Active != "tally_2" || st.Rebuild == nil || !st.Rebuild.Done {
+		t.Fatalf("status %+v, want tally_2 active and its rebuild done", st)
+	}
+}

@@ -56,6 +56,19 @@ type Progress struct {
 // Rebuild returns ErrRebuildRunning while another rebuild of the
 // projection runs.
 func (p *Projector) Rebuild(ctx context.Context, report func(Progress)) (Progress, error) {
+	return p.rebuild(ctx, report, false)
+}
+
+// ResumeSwapped finishes a rebuild cut off after its swap (Rebuild
+// explains why that one cannot wait), deciding under the rebuild's lock,
+// so that a rebuild another process finished meanwhile is not taken for
+// a new one. It returns Progress{} with no error when there is none to
+// finish, and ErrRebuildRunning while a rebuild runs.
+func (p *Projector) ResumeSwapped(ctx context.Context, report func(Progress)) (Progress, error) {
+	return p.rebuild(ctx, report, true)
+}
+
+func (p *Projector) rebuild(ctx context.Context, report func(Progress), swappedOnly bool) (Progress, error) {
 	conn, err := p.cfg.Pool.Acquire(ctx)
 	if err != nil {
 		return Progress{}, fmt.Errorf("project: %w", err)
@@ -75,7 +88,10 @@ func (p *Projector) Rebuild(ctx context.Context, report func(Progress)) (Progres
 		_, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, rebuildLock(p.cfg.Name))
 	}()
 
-	pr, err := p.startRebuild(ctx)
+	pr, err := p.startRebuild(ctx, swappedOnly)
+	if errors.Is(err, errNothingToResume) {
+		return Progress{}, nil
+	}
 	if err != nil {
 		return pr, err
 	}
@@ -102,10 +118,14 @@ func rebuildLock(name string) int64 {
 	return int64(h.Sum64() >> 1)
 }
 
+// errNothingToResume: startRebuild found no swapped rebuild to finish.
+var errNothingToResume = errors.New("project: no rebuild to resume")
+
 // startRebuild picks up an interrupted rebuild, or starts a new one in
 // the next generation's schema, dropping the schema the last rebuild
-// replaced.
-func (p *Projector) startRebuild(ctx context.Context) (Progress, error) {
+// replaced. swappedOnly: only a rebuild cut off after its swap, else
+// errNothingToResume.
+func (p *Projector) startRebuild(ctx context.Context, swappedOnly bool) (Progress, error) {
 	var pr Progress
 	err := p.locked(ctx, func(conn *pgx.Conn) error {
 		var (
@@ -121,6 +141,9 @@ func (p *Projector) startRebuild(ctx context.Context) (Progress, error) {
 			Scan(&active, &generation, &building, &previous, &started, &swapped, &finished, &position, &events, &end)
 		if err != nil {
 			return fmt.Errorf("project: control row: %w", err)
+		}
+		if swappedOnly && (building == nil || finished != nil || swapped == nil) {
+			return errNothingToResume
 		}
 		if building != nil && finished == nil {
 			// Resume: the schema holds its own checkpoints, so re-reading

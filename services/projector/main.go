@@ -53,6 +53,8 @@ type Config struct {
 	// httpReady the HTTP/JSON API's, nil when it is off (tests).
 	dashboardReady func(net.Addr)
 	httpReady      func(net.Addr)
+	// resumeEvery replaces app.ResumeEvery (tests).
+	resumeEvery time.Duration
 }
 
 func main() {

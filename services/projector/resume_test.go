@@ -55,4 +55,17 @@ func TestRebuildCutOffAfterItsSwapIsFinishedAtStart(t *testing.T) {
 	if st := status(s.client); st.GetActiveSchema() != "leads_2" {
 		t.Fatalf("after the resumed rebuild: %v", st)
 	}
+	s.stop()
+
+	// Cut off in a fleet that goes on running (an error in its catch-up, a
+	// rolling update whose new replicas started while it ran): a running
+	// replica finishes it too.
+	s = w.launch(t, Config{Addr: "127.0.0.1:0", NATSURL: w.nats.Server.URL(), Stream: stream, Replicas: 1, Postgres: w.dsn,
+		Workers: 64, AckWait: 2 * time.Second, Grace: time.Second, resumeEvery: 200 * time.Millisecond})
+	time.Sleep(time.Second) // past the look it takes as it starts
+	if _, err := conn.Exec(ctx, `UPDATE project.projections SET building = active, build_finished_at = NULL WHERE name = 'leads'`); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 20*time.Second, func() bool { return status(s.client).GetRebuild().GetDone() },
+		"the rebuild cut off after its swap is not finished by a running replica")
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -127,7 +128,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	batcher.Go(func() { batchErr = proj.Run(pctx) })
 
 	var wg sync.WaitGroup
-	errs := make([]error, 5)
+	errs := make([]error, 6)
 	part := func(i int, f func() error) {
 		wg.Go(func() {
 			if errs[i] = f(); errs[i] != nil {
@@ -151,9 +152,18 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 			cfg.dashboardReady(web.Addr())
 		}
 	}
-	if err := a.ResumeRebuild(ctx); err != nil {
-		log.Warn("resume the rebuild cut off after its swap", "err", err)
-	}
+	part(5, func() error {
+		for {
+			if err := a.ResumeRebuild(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("resume the rebuild cut off after its swap", "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(cmp.Or(cfg.resumeEvery, app.ResumeEvery)):
+			}
+		}
+	})
 	log.Info("projector serving", "grpc", lis.Addr().String(), "http", api, "dashboard", dash, "nats", cfg.NATSURL, "stream", cfg.Stream)
 	if cfg.httpReady != nil {
 		cfg.httpReady(api)

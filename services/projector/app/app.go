@@ -43,6 +43,7 @@ type Queries interface {
 type Projection interface {
 	Status(ctx context.Context) (project.Status, error)
 	Rebuild(ctx context.Context, report func(project.Progress)) (project.Progress, error)
+	ResumeSwapped(ctx context.Context, report func(project.Progress)) (project.Progress, error)
 }
 
 // Models reads the scoring model's history from the stream.

@@ -164,11 +164,13 @@ func (a *App) GetWhatIf(ctx context.Context, id string) (WhatIf, error) {
 	return w, nil
 }
 
-// ResumeRebuild finishes, in the background, a rebuild cut off after its
-// swap: the schema serving now may lack what live batches wrote to the
-// old one just before the swap, so it cannot wait for an operator. A
-// rebuild cut off before its swap waits for the next StartRebuild: the old
-// schema serves meanwhile.
+// ResumeRebuild finishes a rebuild cut off after its swap (a crash, a
+// rolling update, an error during its catch-up): the schema serving now
+// may lack what live batches wrote to the old one just before the swap,
+// so it cannot wait for an operator. A rebuild cut off before its swap
+// waits for the next StartRebuild: the old schema serves meanwhile. The
+// projector calls it now and then (ResumeEvery); a rebuild running
+// anywhere makes it a no-op.
 func (a *App) ResumeRebuild(ctx context.Context) error {
 	st, err := a.proj.Status(ctx)
 	if err != nil {
@@ -177,8 +179,18 @@ func (a *App) ResumeRebuild(ctx context.Context) error {
 	if r := st.Rebuild; r == nil || !r.Swapped || r.Done || r.Running {
 		return nil
 	}
-	if _, err := a.StartRebuild(ctx); err != nil && !errors.Is(err, ErrBusy) {
+	pr, err := a.proj.ResumeSwapped(ctx, nil)
+	switch {
+	case errors.Is(err, project.ErrRebuildRunning):
+		return nil
+	case err != nil:
 		return err
+	case pr.Done:
+		a.log.Info("rebuild cut off after its swap: finished", "schema", pr.Schema, "events", pr.Events)
 	}
 	return nil
 }
+
+// ResumeEvery is how often the projector looks for a rebuild cut off
+// after its swap.
+const ResumeEvery = 30 * time.Second
