@@ -121,7 +121,7 @@ func fullDuplex(h http.Handler) http.Handler {
 }
 
 // ListenHTTP makes Serve answer HTTP/JSON on addr too, for the services
-// the gateways add (see HTTPHandler), through a client connection to the
+// the gateways add (see httpHandler), through a client connection to the
 // server's own gRPC listener. It returns the address bound, or nil when
 // addr is empty: no HTTP. Call it before Serve.
 func (s *Server) ListenHTTP(addr string, gateways ...Gateway) (net.Addr, error) {

@@ -323,11 +323,15 @@ func TestBusyPort(t *testing.T) {
 		}
 		t.Cleanup(func() { lis.Close() })
 	}
-	run := func(t *testing.T, natsPort int) string {
+	run := func(t *testing.T, natsPort int, db ...string) string {
 		ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 		defer cancel()
+		database := testenv.DatabaseName(t, "leadflow_devstack")
+		if len(db) > 0 {
+			database = db[0]
+		}
 		cmd := exec.CommandContext(ctx, bin, "-data", t.TempDir(), "-nats-port", strconv.Itoa(natsPort), "-port-offset", strconv.Itoa(offset),
-			"-database", testenv.DatabaseName(t, "leadflow_devstack"), "-seed=false")
+			"-database", database, "-seed=false")
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "LEADFLOW_POSTGRES_ADMIN_URL="+testenv.PostgresAdmin())
 		out, err := cmd.CombinedOutput()
@@ -357,6 +361,57 @@ func TestBusyPort(t *testing.T) {
 			if !strings.Contains(out, want) {
 				t.Errorf("devstack's output lacks %q:\n%s", want, out)
 			}
+		}
+	})
+	// The dashboard's port taken, by a stack running with its own data
+	// but the same database: refused before anything starts, that
+	// stack's read model (which a fresh -data would drop) left alone.
+	t.Run("dashboard", func(t *testing.T) {
+		ctx := context.Background()
+		db := testenv.DatabaseName(t, "leadflow_devstack_kept")
+		admin, err := pgx.Connect(ctx, testenv.PostgresAdmin())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer admin.Close(ctx)
+		if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{db}.Sanitize()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_, _ = admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)")
+		})
+		dsn, err := databaseURL(testenv.PostgresAdmin(), db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept := func() bool {
+			t.Helper()
+			conn, err := pgx.Connect(ctx, dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(ctx)
+			var ok bool
+			if err := conn.QueryRow(ctx, "SELECT to_regclass('running_stack') IS NOT NULL").Scan(&ok); err != nil {
+				t.Fatal(err)
+			}
+			return ok
+		}
+		if conn, err := pgx.Connect(ctx, dsn); err != nil {
+			t.Fatal(err)
+		} else if _, err := conn.Exec(ctx, "CREATE TABLE running_stack (x int)"); err != nil {
+			t.Fatal(err)
+		} else {
+			conn.Close(ctx)
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", 7180+offset)
+		busy(t, addr)
+		out := run(t, testenv.FreePort(t), db)
+		if !strings.Contains(out, "projector's port "+addr+" is taken") {
+			t.Errorf("devstack's output lacks the dashboard's port:\n%s", out)
+		}
+		if !kept() {
+			t.Errorf("the running stack's read model was dropped by a start refused for a busy port")
 		}
 	})
 }

@@ -35,12 +35,16 @@ func printHelp(out io.Writer, data, natsURL string, services []service, lead str
 	}
 	fmt.Fprintln(out)
 	fmt.Fprintf(out, "  %-14s %-26s %s\n", "NATS JetStream", natsURL, "stream LEADFLOW (lead.>, campaign.>, model.>, claim.>)")
+	_, projector := addrs["projector"]
 	for _, s := range services {
 		fmt.Fprintf(out, "  %-14s %-26s gRPC, reflection on\n", s.name, s.addr)
 		fmt.Fprintf(out, "  %-14s %-26s HTTP/JSON (OpenAPI: pkg/gen/leadflow/%s/v1/%s_service.swagger.json)\n", "", "http://"+s.http, s.name, s.name)
 		if s.web != "" {
 			fmt.Fprintf(out, "  %-14s %-26s the dashboard: open it in a browser and sign in with $LEADFLOW_TOKEN (live, works offline)\n", "", s.web)
 		}
+	}
+	if !projector {
+		fmt.Fprintf(out, "  %-14s %-26s not running: it needs PostgreSQL on 127.0.0.1:5432 (see the log above); no dashboard, reports, leadctl queues or rebuild\n", "projector", "")
 	}
 	fmt.Fprintf(out, "\nCall it (grpcurl, pinned in tools/):\n")
 	fmt.Fprintf(out, "  scripts/gotool grpcurl -plaintext %s list leadflow.intake.v1.IntakeService\n", addrs["intake"])
@@ -92,11 +96,15 @@ func printHelp(out io.Writer, data, natsURL string, services []service, lead str
 	fmt.Fprintf(out, "  go run ./services/leadctl state %s --as-of %s\n", id, asOf.UTC().Truncate(time.Second).Format(time.RFC3339))
 	fmt.Fprintf(out, "  go run ./services/leadctl explain %s\n", id)
 	fmt.Fprintf(out, "  go run ./services/leadctl lost            # the no-lost-lead check, with the fix for each\n")
-	fmt.Fprintf(out, "  go run ./services/leadctl queues          # what waits before a rep: routing, fallback, managers' queues\n")
+	if projector {
+		fmt.Fprintf(out, "  go run ./services/leadctl queues          # what waits before a rep: routing, fallback, managers' queues\n")
+	}
 	fmt.Fprintf(out, "  go run ./services/leadctl disqualify <lead id> --reason spam   # a verdict no rule gave (--not-now: to nurture)\n")
 	fmt.Fprintf(out, "  go run ./services/leadctl recycle <lead id> --note <why>       # to nurture by hand, enrolled at once\n")
 	fmt.Fprintf(out, "  go run ./services/leadctl replay          # every lead event through the lifecycle rules\n")
-	fmt.Fprintf(out, "  go run ./services/leadctl rebuild         # the projector's read models, from the stream\n")
+	if projector {
+		fmt.Fprintf(out, "  go run ./services/leadctl rebuild         # the projector's read models, from the stream\n")
+	}
 	fmt.Fprintf(out, "  go run ./services/leadctl dlq list\n")
 	fmt.Fprintf(out, "  go run ./services/leadctl tail --type LeadQualified\n")
 	fmt.Fprintf(out, "  export $(grep SIGNING %s)  # then tokens for your integrations:\n", filepath.Join(data, "keys.env"))

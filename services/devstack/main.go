@@ -90,6 +90,23 @@ func run() error {
 			return fmt.Errorf("NATS port %d is taken (%v): is another `make run` running? Stop it, or pick another port with -nats-port", *natsPort, err)
 		}
 	}
+	services := []service{
+		{name: "intake", addr: at(7101), http: at(7201)},
+		{name: "qualification", addr: at(7102), http: at(7202)},
+		{name: "handoff", addr: at(7103), http: at(7203)},
+		{name: "nurture", addr: at(7104), http: at(7204)},
+	}
+	projector := service{name: "projector", addr: at(7105), http: at(7205), web: "http://" + at(7180) + "/"}
+	// A busy port would otherwise show only as a service not getting
+	// healthy; and it is checked before anything starts, the read model's
+	// database (dropped for a fresh stream) included.
+	for _, s := range append(services, projector) {
+		for _, addr := range s.listens() {
+			if err := portFree(addr); err != nil {
+				return fmt.Errorf("%s's port %s is taken (%v): is another `make run` running? Stop it, or move every API with -port-offset", s.name, addr, err)
+			}
+		}
+	}
 	// A NATS user per service (pkg/natsauth), as in production: the
 	// server's log in .data/nats.log names any permissions violation.
 	ns, err := natsserver.Start(natsserver.Config{Dir: filepath.Join(dataDir, "jetstream"), Port: *natsPort, SyncAlways: *syncAlways,
@@ -103,25 +120,11 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	services := []service{
-		{name: "intake", addr: at(7101), http: at(7201)},
-		{name: "qualification", addr: at(7102), http: at(7202)},
-		{name: "handoff", addr: at(7103), http: at(7203)},
-		{name: "nurture", addr: at(7104), http: at(7204)},
-	}
 	if dsn, err := readModelDatabase(ctx, freshStream, *database); err != nil {
 		log.Warn("the projector needs PostgreSQL; running without it", "err", err)
 	} else {
-		services = append(services, service{name: "projector", addr: at(7105), http: at(7205), web: "http://" + at(7180) + "/",
-			args: []string{"-postgres", dsn, "-http", at(7180)}})
-	}
-	// A busy port would otherwise show only as a service not getting healthy.
-	for _, s := range services {
-		for _, addr := range s.listens() {
-			if err := portFree(addr); err != nil {
-				return fmt.Errorf("%s's port %s is taken (%v): is another `make run` running? Stop it, or move every API with -port-offset", s.name, addr, err)
-			}
-		}
+		projector.args = []string{"-postgres", dsn, "-http", at(7180)}
+		services = append(services, projector)
 	}
 	// Every stream, made as the provisioner: the services' users may only
 	// look them up (pkg/provision).

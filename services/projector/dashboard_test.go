@@ -377,7 +377,7 @@ func findChromium(t testing.TB) string {
 	if _, err := os.Stat("/usr/bin/chromium"); err == nil {
 		return "/usr/bin/chromium"
 	}
-	t.Fatal("chromium is not installed; the dashboard's browser tests need it: apt-get install -y chromium (.ci/run does this)")
+	t.Fatal("chromium is not installed; the dashboard's browser tests need it: apt-get update && apt-get install -y chromium (.ci/run does this)")
 	return ""
 }
 
