@@ -1,14 +1,19 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/leadflow/leadflow/pkg/consume"
+	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/testenv"
 	"github.com/leadflow/leadflow/services/nurture/adapters"
 	"github.com/leadflow/leadflow/services/nurture/app"
@@ -56,5 +61,44 @@ func TestEngagementTimerFollowsTheLeadsDeadline(t *testing.T) {
 	rec := ofType(evs, "LeadRecycled")
 	if len(rec) != 1 || rec[0].GetCausationId() != newer.GetEventId() || rec[0].GetRecordedAt().AsTime().Before(deadline) {
 		t.Fatalf("recycled %v, want once, caused by the last score, at its deadline %v", rec, deadline)
+	}
+}
+
+// A review fired before its time by this clock, behind the server's, is
+// scheduled again as far past its due by the server's clock: at its due
+// it would fire again at once, round after round, while the clocks
+// differ.
+func TestReviewFiredEarlyByTheClockWaitsForIt(t *testing.T) {
+	w := newWorld(t)
+	w.start(t)
+	l := uuid.NewString()
+	w.accepted(t, l, "smb", 30)
+	w.reject(t, l, eventv1.RejectReason_REJECT_REASON_NOT_READY, "smb")
+	en := ofType(w.nurtured(t, l), "NurtureEnrolled")[0]
+	due := en.GetNurtureEnrolled().GetReviewAt().AsTime()
+
+	log := slog.New(slog.DiscardHandler)
+	js := w.nats.JS
+	behind := app.New(adapters.NewLeads(w.store), adapters.NewPrograms(w.store), adapters.NewTimers(js, time.Hour),
+		adapters.NewIndex(js, stream, log), adapters.NewGroups(js, stream, consume.DefaultDeadLetterStream), app.WithLogger(log),
+		app.WithClock(func() time.Time { return due.Add(-2 * time.Second) }))
+	if err := behind.ReviewDue(ctxT(t), &eventv1.NurtureTimer{TimerId: en.GetEventId(), LeadId: l, ProgramId: en.GetNurtureEnrolled().GetProgramId(),
+		ReviewAt: timestamppb.New(due)}, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctxT(t), adapters.DefaultTimerStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := st.GetLastMsgForSubject(ctxT(t), fmt.Sprintf("nurture.timer.at.%d.%s.%s", eventstore.Partition(l), l, en.GetEventId()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var again eventv1.NurtureTimer
+	if err := proto.Unmarshal(m.Data, &again); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := again.GetReviewAt().AsTime(), due.Add(2*time.Second); !got.Equal(want) {
+		t.Fatalf("scheduled again for %v, want %v (two seconds past its due, as the clocks differ)", got, want)
 	}
 }

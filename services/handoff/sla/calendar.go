@@ -9,6 +9,11 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	// The zones' rules inside every binary that counts working hours (used
+	// when the system has none for a zone): an image without zoneinfo, or
+	// with one older than the zone a team names, would fold that team's
+	// calendar to none on every replica but the one that accepted it.
+	_ "time/tzdata"
 
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 )

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -60,15 +61,28 @@ func (a *App) ReviewDue(ctx context.Context, t *eventv1.NurtureTimer, meta envel
 		return nil // no such lead: the timer has nothing to wake
 	}
 	now := a.now()
+	// again schedules t for due once more: at due when the lead's due
+	// moved past the timer's; else it fired early by this clock, behind
+	// the server's, and goes again as far past due by the server's clock,
+	// about when this one shows due (at due it would fire at once, round
+	// after round, as long as the clocks differ).
+	again := func(slot string, due time.Time) error {
+		at := due
+		if !due.After(t.GetReviewAt().AsTime()) {
+			at = due.Add(due.Sub(now))
+		}
+		next := proto.CloneOf(t)
+		next.ReviewAt = timestamppb.New(at)
+		return a.timers.Schedule(ctx, slot, next)
+	}
 	switch id := t.GetTimerId(); {
 	case l.state.Status == lifecycle.StatusNew && now.Before(l.state.Deadline):
-		next := proto.CloneOf(t)
-		next.ReviewAt = timestamppb.New(l.state.Deadline)
-		return a.timers.Schedule(ctx, engageSlot, next)
-	case now.Before(t.GetReviewAt().AsTime()):
-		if l.state.Status == lifecycle.StatusNurturing && l.enrolled.id() == id {
-			return a.timers.Schedule(ctx, id, proto.CloneOf(t))
+		return again(engageSlot, l.state.Deadline)
+	case l.state.Status == lifecycle.StatusNurturing && l.enrolled.id() == id:
+		if due := l.enrolled.ev.GetNurtureEnrolled().GetReviewAt().AsTime(); now.Before(due) {
+			return again(id, due)
 		}
+	case now.Before(t.GetReviewAt().AsTime()):
 		return nil
 	}
 	if _, err := a.reconcile(ctx, t.GetLeadId(), 0, l, meta); !errors.Is(err, ErrNotFound) {
