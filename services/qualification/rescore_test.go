@@ -342,3 +342,46 @@ func TestARescoreWritesNothingOnceItsVersionIsSuperseded(t *testing.T) {
 	}
 	wroteNothing("a, with the history from before v2")
 }
+
+// A re-score that reaches a lead after a trigger the live scorer has not
+// handled yet scores that trigger's facts, so it is dated no earlier than
+// the trigger: an MQL it makes is not counted before the activity that
+// made it.
+func TestARescoreIsDatedNoEarlierThanTheFactsItScores(t *testing.T) {
+	w := newWorld(t)
+	ctx := ctxT(t)
+	b := app.New(adapters.NewLeads(w.store), adapters.NewModels(w.store, w.nats.JS), adapters.NewScans(w.nats.JS, stream),
+		app.WithLogger(slog.New(slog.DiscardHandler)))
+	lead := uuid.NewString()
+	w.capture(t, lead, vpProfile("dated.example"))
+	recs, err := w.store.Load(ctx, eventstore.LeadSubject(lead))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := b.ProposeModel(ctx, app.ProposeModel{Model: scoring.ToProto(webinarModel(50)), ProposedBy: marketing}, envelope.Meta{CorrelationID: uuid.NewString()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, who := range []*eventv1.Actor{marketing, sales} {
+		if _, err := b.ApproveModel(ctx, p.Version, who, envelope.Meta{CorrelationID: uuid.NewString()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	job, ok, err := b.PendingRescore(ctx)
+	if err != nil || !ok {
+		t.Fatalf("re-score: %v %v", ok, err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	w.activity(t, lead, webinar)
+	act := w.activity(t, lead, webinar) // 60: an MQL, found by the re-score first
+	if err := b.RescoreLead(ctx, job, lead, recs[0].Seq, 0); err != nil {
+		t.Fatal(err)
+	}
+	q := ofType(w.events(t, lead), "LeadQualified")
+	if len(q) != 1 {
+		t.Fatalf("%d LeadQualified, want the re-score's", len(q))
+	}
+	if got, trigger := q[0].GetOccurredAt().AsTime(), act.GetRecordedAt().AsTime(); got.Before(trigger) {
+		t.Fatalf("qualified as of %v, before the webinar it rests on, recorded %v (the activation: %v)", got, trigger, job.Activation.At)
+	}
+}

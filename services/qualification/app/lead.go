@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
@@ -69,8 +70,10 @@ type lead struct {
 	// reengagedSeq its sequence.
 	reengaged    string
 	reengagedSeq uint64
-	// lastTrigger is the sequence of its latest trigger event.
-	lastTrigger uint64
+	// lastTrigger is the sequence of its latest trigger event, and
+	// lastTriggerAt when it was recorded.
+	lastTrigger   uint64
+	lastTriggerAt time.Time
 }
 
 // A cached lead holds no decoded events and keys its maps by 16 bytes:
@@ -158,7 +161,7 @@ func (l *lead) apply(recs []eventstore.Record, asOf uint64) {
 			l.pending = append(l.pending, r)
 		}
 		if IsTrigger(ev.GetEventType()) {
-			l.lastTrigger = r.Seq
+			l.lastTrigger, l.lastTriggerAt = r.Seq, ev.GetRecordedAt().AsTime()
 		}
 	}
 	if lastScore != nil {

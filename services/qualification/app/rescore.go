@@ -153,7 +153,14 @@ func (a *App) RescoreLead(ctx context.Context, job Rescore, leadID string, seq, 
 			// with it the wait for engagement a first score starts; so does
 			// one with triggers since its last score: the live scorer skips
 			// what this score covers, and that engagement must still count.
-			if events, err = a.scoreEvents(l, job.Version, job.Model, job.Activation.At, qualify, !l.triggeredSinceScore(), m); err != nil || len(events) == 0 {
+			// Scored as of the activation, or of the lead's last trigger
+			// if that came after it: the score rests on that trigger's
+			// facts, and an MQL must not be dated before them.
+			at := job.Activation.At
+			if l.lastTriggerAt.After(at) {
+				at = l.lastTriggerAt
+			}
+			if events, err = a.scoreEvents(l, job.Version, job.Model, at, qualify, !l.triggeredSinceScore(), m); err != nil || len(events) == 0 {
 				return err
 			}
 		}
