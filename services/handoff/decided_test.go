@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -66,5 +67,54 @@ func TestADecisionTriedAgainCountsItsLeadAgain(t *testing.T) {
 	}
 	if got := ofType(w.events(t, l), "LeadQueued"); len(got) != 1 {
 		t.Fatalf("l: %d LeadQueued, want 1", len(got))
+	}
+}
+
+// failingPutOnce is the reservations bucket whose first write fails, as
+// a timeout does.
+type failingPutOnce struct {
+	app.Loads
+	failed atomic.Bool
+}
+
+func (f *failingPutOnce) Put(ctx context.Context, repID string, r app.Reservations, rev uint64) error {
+	if f.failed.CompareAndSwap(false, true) {
+		return errors.New("timeout")
+	}
+	return f.Loads.Put(ctx, repID, r, rev)
+}
+
+// A routing decision whose turn was taken but whose reservation failed
+// (its write timed out) is tried again in the same process: the turn it
+// took is the lead's, not a second one that passes its rep over.
+func TestADecisionTriedAgainUsesTheTurnItTook(t *testing.T) {
+	w := newWorld(t)
+	id := w.mqlUnrouted(t)
+	loads, err := adapters.NewLoads(ctxT(t), w.nats.JS, "HANDOFF_LOAD", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := app.New(adapters.NewLeads(w.store), adapters.NewStore(w.store, w.nats.JS), &failingPutOnce{Loads: loads},
+		adapters.NewTimers(w.nats.JS, time.Hour))
+	q := w.lastEvent(t, id)
+	if err := a.RouteQualified(ctxT(t), id, q.Seq, q.Event, false, envelope.Meta{}); err == nil {
+		t.Fatal("the first try's reservation did not fail")
+	}
+	if err := a.RouteQualified(ctxT(t), id, q.Seq, q.Event, false, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := w.store.Load(ctxT(t), adapters.PoolSubject("dach"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reps []string
+	for _, e := range eventsOf(pool) {
+		for _, tt := range append(e.GetPoolTurnTaken().GetBefore(), e.GetPoolTurnTaken()) {
+			reps = append(reps, tt.GetRepId())
+		}
+	}
+	got := ofType(w.events(t, id), "LeadAssigned")
+	if len(reps) != 1 || len(got) != 1 || ownerOf(got[0]) != reps[0] {
+		t.Fatalf("turns %v, LeadAssigned %v: want one turn, and the lead to its rep", reps, got)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/google/uuid"
+
 	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
@@ -243,4 +245,35 @@ func (w *world) deliver(t testing.TB, e *ports.Events, seq uint64, delivered uin
 	if err != nil {
 		t.Fatalf("handle seq %d: %v", seq, err)
 	}
+}
+
+// A replica whose fold of a lead is older than a command another replica
+// served (a hand assignment while its consumer lagged) routes the lead's
+// LeadQualified on that fold: its LeadAssigned loses the race, and the
+// reservation its decision made is given back, not left to hold a slot
+// of a rep who never got the lead.
+func TestAStaleFoldsLostRoutingGivesItsReservationBack(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 100)
+	s.stop()
+	id := w.mql(t, dach(50))
+	recs, err := w.store.Load(ctxT(t), eventstore.LeadSubject(id))
+	if err != nil || len(recs) != 3 {
+		t.Fatalf("the MQL's events: %d, %v", len(recs), err)
+	}
+	b := w.replica(t)
+	for _, r := range recs[:2] {
+		w.deliver(t, b, r.Seq, 1)
+	}
+	// Assigned by hand to mia (no pool's), on another replica, meanwhile.
+	if _, err := w.app(t, adapters.NewLeads(w.store)).AssignLead(ctxT(t), app.AssignLead{LeadID: id, RepID: "mia", RequestID: uuid.NewString(), By: ops},
+		envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	w.deliver(t, b, recs[2].Seq, 1) // its first delivery, behind
+	if got := ofType(w.events(t, id), "LeadAssigned"); len(got) != 1 || ownerOf(got[0]) != "mia" {
+		t.Fatalf("LeadAssigned %v, want only the hand assignment to mia", got)
+	}
+	wantReserved(t, w, id, "mia")
 }

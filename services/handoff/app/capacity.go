@@ -287,10 +287,28 @@ func (e *poolEntry) set(st routing.PoolState, ok bool) {
 
 // decidedCache remembers recent decisions by cause, so a retry after a
 // lost race on the lead reuses the decision (and its pool turn) instead
-// of taking another turn.
+// of taking another turn; and the causes a turn was sent for (tried), so
+// a retry of one whose decision was not made (the turn's answer lost, its
+// reservation failed) looks for that turn as a redelivery does.
 type decidedCache struct {
-	mu sync.Mutex
-	m  map[string]routing.Decision
+	mu    sync.Mutex
+	m     map[string]routing.Decision
+	tried map[string]bool
+}
+
+func (c *decidedCache) try(cause string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.tried == nil || len(c.tried) >= 50_000 {
+		c.tried = map[string]bool{}
+	}
+	c.tried[cause] = true
+}
+
+func (c *decidedCache) wasTried(cause string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.tried[cause]
 }
 
 func (c *decidedCache) get(cause string) (routing.Decision, bool) {
@@ -643,6 +661,7 @@ func (a *App) takeTurns(ctx context.Context, pid string, e *poolEntry, batch []*
 		return
 	}
 	for _, r := range taken {
+		a.decided.try(r.cause)
 		r.appending(*r.d)
 	}
 	seq, err := a.store.Pool(pid).Append(ctx, st.Seq, ev)

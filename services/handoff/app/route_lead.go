@@ -39,6 +39,9 @@ func (a *App) route(ctx context.Context, leadID string, seq uint64, ev *eventv1.
 	if redelivered {
 		fence, seen, since = 0, a.now(), seq
 	}
+	if a.decided.wasTried(ev.GetEventId()) {
+		since = seq // tried here before (this is a retry): a turn it took is used
+	}
 	cfg, err := a.config(ctx, fence, seen)
 	if err != nil {
 		return err
@@ -54,6 +57,18 @@ func (a *App) route(ctx context.Context, leadID string, seq uint64, ev *eventv1.
 	if l != nil {
 		l.apply(eventstore.Record{Seq: seq, Event: ev})
 	}
+	// lost is the rep a decision reserved whose LeadAssigned lost its race
+	// (the lead moved on meanwhile: a stale fold, another replica).
+	lost := ""
+	defer func() {
+		if lost == "" {
+			return
+		}
+		// Given back unless the lead went to that rep after all.
+		if err := a.releaseLeft(context.WithoutCancel(ctx), lost, leadID); err != nil {
+			a.log.WarnContext(ctx, "give back a reservation", "rep", lost, "lead", leadID, "err", err)
+		}
+	}()
 	for attempt := range maxRaces {
 		if l == nil {
 			// A read without ev (a replica behind the consumer that
@@ -63,6 +78,7 @@ func (a *App) route(ctx context.Context, leadID string, seq uint64, ev *eventv1.
 			}
 		}
 		if _, done := l.causes[ev.GetEventId()]; done {
+			lost = ""
 			a.folds.put(l)
 			return nil
 		}
@@ -76,6 +92,9 @@ func (a *App) route(ctx context.Context, leadID string, seq uint64, ev *eventv1.
 		}
 		v, err := a.leads.Append(ctx, leadID, l.version, events...)
 		if errors.Is(err, eventstore.ErrConflict) {
+			if o := events[0].GetLeadAssigned().GetOwner(); o.GetKind() == eventv1.OwnerKind_OWNER_KIND_REP {
+				lost = o.GetId()
+			}
 			l = nil
 			if err := eventstore.AfterConflict(ctx, attempt); err != nil {
 				return err
@@ -85,6 +104,7 @@ func (a *App) route(ctx context.Context, leadID string, seq uint64, ev *eventv1.
 		if err != nil {
 			return err
 		}
+		lost = ""
 		first := v - uint64(len(events)-1)
 		for i, e := range events {
 			l.apply(eventstore.Record{Seq: first + uint64(i), Event: e})

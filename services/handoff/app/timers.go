@@ -234,7 +234,7 @@ func (a *App) restored(ctx context.Context, leadID string, ev *eventv1.Event) er
 func (a *App) FireTimer(ctx context.Context, t *eventv1.SLATimer, redelivered bool, meta envelope.Meta) error {
 	meta.Actor, meta.CausationID = Actor, t.GetTimerId()
 	var since uint64 // a turn for t comes after its step
-	if redelivered {
+	if redelivered || a.decided.wasTried(t.GetTimerId()) {
 		since = t.GetStepSequence()
 	}
 	for attempt := range maxRaces {

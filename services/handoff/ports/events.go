@@ -44,7 +44,7 @@ var tracer = telemetry.Tracer("handoff")
 // its merge left it. Everything else is acknowledged unread (the
 // type is in a header).
 func (e *Events) Lead(ctx context.Context, m consume.Msg) error {
-	if m.Delivered > 1 {
+	if redelivered(m) {
 		// Someone may have handled it since this replica's fold of the
 		// lead was built: routing on that fold would take a pool turn
 		// before the version check told it the lead was routed.
