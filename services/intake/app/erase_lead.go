@@ -121,6 +121,14 @@ func (a *App) erase(ctx context.Context, leadID, survivor, reason string, meta e
 		if err != nil {
 			return Written{}, err
 		}
+		if a.later != nil {
+			// Again, now that it is stored: the first may have fired
+			// before the commit (a slow commit, a clock behind the
+			// server's) and found nothing to finish.
+			if err := a.later.FinishErase(ctx, leadID, a.now().Add(a.finishAfter)); err != nil {
+				a.log.WarnContext(ctx, "schedule the erasure's finish again", "lead", leadID, "err", err)
+			}
+		}
 		a.passed(AfterErased, leadID)
 		// recs is the whole history before LeadErased: the append
 		// checked it, so every key it names is here.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
@@ -95,5 +96,39 @@ func TestAnErasedHoldersIdentityGoesToTheCapturingLead(t *testing.T) {
 	}
 	if r, err := f.app.CaptureLead(ctx, capture("gone@takeover.example", ""), meta); err != nil || r.LeadID != kept || r.Outcome != app.Resubmitted {
 		t.Fatalf("capture by the email alone: %+v, %v; want a resubmission on %s", r, err, kept)
+	}
+}
+
+// laterSeen records, for each time an erasure's finish is scheduled,
+// whether the lead was erased by then.
+type laterSeen struct {
+	store  *eventstore.Store
+	erased []bool
+}
+
+func (l *laterSeen) FinishErase(ctx context.Context, leadID string, _ time.Time) error {
+	recs, err := l.store.Load(ctx, eventstore.LeadSubject(leadID))
+	if err != nil {
+		return err
+	}
+	l.erased = append(l.erased, len(recs) > 0 && recs[len(recs)-1].Event.GetLeadErased() != nil)
+	return nil
+}
+
+// An erasure's finish is scheduled before its commit, for a crash after
+// it, and again once LeadErased is stored: the first may fire before the
+// commit lands (a slow commit, a clock behind the server's), find the
+// lead not erased, and be spent.
+func TestErasureFinishIsScheduledAfterItsCommit(t *testing.T) {
+	f := newFixture(t)
+	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
+	id := captured(t, f.app, "finish@erase.example")
+	later := &laterSeen{store: f.store}
+	a := app.New(f.leads, adapters.NewCampaigns(f.store), f.keys, app.WithLater(later, time.Minute))
+	if _, err := a.EraseLead(ctx, app.EraseLead{LeadID: id, Reason: "request"}, meta); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(later.erased); n == 0 || !later.erased[n-1] {
+		t.Fatalf("finish scheduled %d times, erased by then %v: want the last once LeadErased was stored", n, later.erased)
 	}
 }
