@@ -289,23 +289,6 @@ func TestARescoreWritesNothingOnceItsVersionIsSuperseded(t *testing.T) {
 	}
 	stopped := time.Now()
 	a, b := replica(app.WithClock(func() time.Time { return stopped })), replica()
-	signOff := func(m scoring.Model) app.Rescore {
-		t.Helper()
-		p, err := b.ProposeModel(ctx, app.ProposeModel{Model: scoring.ToProto(m), ProposedBy: marketing}, envelope.Meta{CorrelationID: uuid.NewString()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, who := range []*eventv1.Actor{marketing, sales} {
-			if _, err := b.ApproveModel(ctx, p.Version, who, envelope.Meta{CorrelationID: uuid.NewString()}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		job, ok, err := b.PendingRescore(ctx)
-		if err != nil || !ok || job.Version != p.Version {
-			t.Fatalf("re-score of v%d: %+v %v %v", p.Version, job, ok, err)
-		}
-		return job
-	}
 	lead := uuid.NewString()
 	w.capture(t, lead, vpProfile("analytical.example")) // fit 50
 	recs, err := w.store.Load(ctx, eventstore.LeadSubject(lead))
@@ -314,11 +297,11 @@ func TestARescoreWritesNothingOnceItsVersionIsSuperseded(t *testing.T) {
 	}
 	lenient := scoring.Default()
 	lenient.Threshold = 50
-	old := signOff(lenient)
+	old := signOff(t, b, lenient)
 	if _, _, err := a.PendingRescore(ctx); err != nil { // a reads the history now
 		t.Fatal(err)
 	}
-	current := signOff(scoring.Default()) // threshold 70
+	current := signOff(t, b, scoring.Default()) // threshold 70
 
 	wroteNothing := func(who string) {
 		t.Helper()
@@ -358,19 +341,7 @@ func TestARescoreIsDatedNoEarlierThanTheFactsItScores(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := b.ProposeModel(ctx, app.ProposeModel{Model: scoring.ToProto(webinarModel(50)), ProposedBy: marketing}, envelope.Meta{CorrelationID: uuid.NewString()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, who := range []*eventv1.Actor{marketing, sales} {
-		if _, err := b.ApproveModel(ctx, p.Version, who, envelope.Meta{CorrelationID: uuid.NewString()}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	job, ok, err := b.PendingRescore(ctx)
-	if err != nil || !ok {
-		t.Fatalf("re-score: %v %v", ok, err)
-	}
+	job := signOff(t, b, webinarModel(50))
 	time.Sleep(20 * time.Millisecond)
 	w.activity(t, lead, webinar)
 	act := w.activity(t, lead, webinar) // 60: an MQL, found by the re-score first
@@ -384,4 +355,25 @@ func TestARescoreIsDatedNoEarlierThanTheFactsItScores(t *testing.T) {
 	if got, trigger := q[0].GetOccurredAt().AsTime(), act.GetRecordedAt().AsTime(); got.Before(trigger) {
 		t.Fatalf("qualified as of %v, before the webinar it rests on, recorded %v (the activation: %v)", got, trigger, job.Activation.At)
 	}
+}
+
+// signOff has both teams approve m through a, and returns the re-score
+// its activation starts.
+func signOff(t *testing.T, a *app.App, m scoring.Model) app.Rescore {
+	t.Helper()
+	ctx := ctxT(t)
+	p, err := a.ProposeModel(ctx, app.ProposeModel{Model: scoring.ToProto(m), ProposedBy: marketing}, envelope.Meta{CorrelationID: uuid.NewString()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, who := range []*eventv1.Actor{marketing, sales} {
+		if _, err := a.ApproveModel(ctx, p.Version, who, envelope.Meta{CorrelationID: uuid.NewString()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	job, ok, err := a.PendingRescore(ctx)
+	if err != nil || !ok || job.Version != p.Version {
+		t.Fatalf("re-score of v%d: %+v %v %v", p.Version, job, ok, err)
+	}
+	return job
 }
