@@ -78,7 +78,6 @@ func (a *App) route(ctx context.Context, leadID string, seq uint64, ev *eventv1.
 			}
 		}
 		if _, done := l.causes[ev.GetEventId()]; done {
-			lost = ""
 			a.folds.put(l)
 			return nil
 		}
