@@ -184,7 +184,7 @@ func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope
 			// Anything but a plain resubmission or creation goes the
 			// whole way through CaptureLead (so does one on a lead, a
 			// merge's survivor, that a row before it goes to that way).
-			if pl != nil {
+			if pl != nil && pl.leadID != "" {
 				leads = append(leads, pl.leadID)
 			}
 			toSingle(p, leads)
