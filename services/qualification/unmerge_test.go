@@ -63,3 +63,43 @@ func TestUnmergeTakesBackTheAbsorbedLeadsFacts(t *testing.T) {
 		t.Fatalf("qualified on the absorbed lead's facts: %v", q)
 	}
 }
+
+// A nurtured lead merged after its re-engagement and before that
+// re-engagement was scored (the score is refused while it is merged)
+// gets that score when an unmerge gives it back in nurture: nurture
+// waits for it, and nothing else would give it.
+func TestAnUnmergeAnswersTheReengagementItsMergeLeftUnscored(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	activate(t, s.client, webinarModel(50))
+	lead, survivor := uuid.NewString(), uuid.NewString()
+	w.nurture(t, lead)
+	w.capture(t, survivor, &eventv1.Profile{Country: "DE"})
+	w.settle(t)
+	s.stop()
+
+	w.activity(t, lead, webinar)
+	w.activity(t, lead, webinar) // 60: enough, through the re-engagement only
+	re := w.write(t, lead, lifecycle.Command{Name: lifecycle.Reengage}, &eventv1.LeadReengaged{ProgramId: "warm-up"})
+	prior := lifecycle.FromProto(re.GetLifecycle())
+	merged := &eventv1.LeadMerged{SurvivorLeadId: survivor, AbsorbedLeadId: lead, Reason: "one person"}
+	w.write(t, lead, lifecycle.Command{Name: lifecycle.Merge, Reason: survivor}, merged)
+	w.write(t, survivor, lifecycle.Command{Name: lifecycle.Resubmit}, merged)
+	w.start(t)
+	w.settle(t)
+	if sc := causedBy(w.events(t, lead), re.GetEventId()); len(sc) != 0 {
+		t.Fatalf("scored while merged: %v", sc)
+	}
+
+	unmerged := &eventv1.LeadUnmerged{SurvivorLeadId: survivor, AbsorbedLeadId: lead, Reason: "two people"}
+	w.write(t, lead, lifecycle.Command{Name: lifecycle.Unmerge, Reason: "two people", Status: prior.Status, Owner: prior.Owner, Due: prior.Deadline}, unmerged)
+	w.write(t, survivor, lifecycle.Command{Name: lifecycle.Resubmit}, unmerged)
+	w.settle(t)
+	evs := w.events(t, lead)
+	if sc := causedBy(evs, re.GetEventId()); len(sc) != 1 || sc[0].GetLeadScored().GetTotal() != 60 {
+		t.Fatalf("the re-engagement's score after the unmerge: %v, want one of 60", sc)
+	}
+	if q := ofType(evs, "LeadQualified"); len(q) != 1 {
+		t.Fatalf("%d LeadQualified, want the re-engagement's", len(q))
+	}
+}

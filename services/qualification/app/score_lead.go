@@ -32,6 +32,9 @@ import (
 func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev *eventv1.Event, meta envelope.Meta) error {
 	if !IsTrigger(ev.GetEventType()) {
 		a.observe(leadID, seq, ev)
+		if ev.GetLeadUnmerged() != nil && !envelope.SurvivorSide(ev) {
+			return a.answerReengaged(ctx, leadID, seq, ev)
+		}
 		return nil
 	}
 	reg, err := a.registry(ctx, seq, a.maxAge)
@@ -153,6 +156,46 @@ func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev 
 		return nil
 	}
 	return fmt.Errorf("score lead %s: %w after %d races", leadID, eventstore.ErrConflict, maxRaces)
+}
+
+// answerReengaged scores, for a lead an unmerge gives back in nurture,
+// the re-engagement its merge left unscored (the score was refused while
+// the lead was merged): nurture waits for that score, caused by the
+// re-engagement, and nothing else would give it. ev is the unmerge,
+// stored at seq.
+func (a *App) answerReengaged(ctx context.Context, leadID string, seq uint64, ev *eventv1.Event) error {
+	reg, err := a.registry(ctx, seq, a.maxAge)
+	if err != nil || reg.Active == 0 {
+		return err
+	}
+	v, _ := reg.Get(reg.Active)
+	for attempt := range maxRaces {
+		recs, err := a.leads.Load(ctx, leadID)
+		if err != nil {
+			return err
+		}
+		l := foldLead(leadID, recs, ^uint64(0))
+		if err := eventstore.Behind(leadID, l.version, seq); err != nil {
+			return err
+		}
+		if !l.awaitsReengagedScore() {
+			return nil
+		}
+		meta := envelope.Meta{CorrelationID: ev.GetCorrelationId(), CausationID: l.reengaged}
+		events, err := a.scoreEvents(l, reg.Active, v.Model, ev.GetRecordedAt().AsTime(), true, false, meta)
+		if err != nil || len(events) == 0 {
+			return err
+		}
+		err = a.appendOwn(ctx, l, ^uint64(0), events...)
+		if errors.Is(err, eventstore.ErrConflict) {
+			if err := eventstore.AfterConflict(ctx, attempt); err != nil {
+				return err
+			}
+			continue
+		}
+		return err
+	}
+	return fmt.Errorf("score lead %s after its unmerge: %w after %d races", leadID, eventstore.ErrConflict, maxRaces)
 }
 
 // mayQualify reports whether a score for a trigger of type typ may make
