@@ -136,13 +136,24 @@ func (c Calendar) date(t time.Time) time.Time {
 }
 
 // at is when the calendar's clock shows time of day tod on day; a time
-// the clock skips (a DST gap) is when the clock resumes.
+// the clock skips (a DST gap) is when the clock resumes, and one it shows
+// twice (clocks going back) the first time it does.
 func (c Calendar) at(day time.Time, tod time.Duration) time.Time {
 	want := day.Add(tod)
 	t := time.Date(want.Year(), want.Month(), want.Day(), want.Hour(), want.Minute(), want.Second(), want.Nanosecond(), c.Location())
 	lt := t.In(c.Location())
 	got := time.Date(lt.Year(), lt.Month(), lt.Day(), lt.Hour(), lt.Minute(), lt.Second(), lt.Nanosecond(), time.UTC)
 	if got.Equal(want) {
+		// time.Date may pick either of two: east of Greenwich it picks
+		// the second. The zone before this one, if its clock ran ahead,
+		// showed it first.
+		if start, _ := t.ZoneBounds(); !start.IsZero() {
+			_, before := start.Add(-time.Nanosecond).Zone()
+			_, now := t.Zone()
+			if first := t.Add(-time.Duration(before-now) * time.Second); before > now && first.Before(start) {
+				return first
+			}
+		}
 		return t
 	}
 	start, end := t.ZoneBounds()

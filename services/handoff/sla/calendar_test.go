@@ -214,3 +214,32 @@ func TestCalendarSkippedMidnights(t *testing.T) {
 		}
 	}
 }
+
+// A working period that starts inside the hour clocks show twice (going
+// back) starts the first time they show it, east of Greenwich as west of
+// it: the period is as long as it reads, plus the repeated hour it spans.
+func TestCalendarRepeatedHourStartsAtItsFirstShowing(t *testing.T) {
+	for _, tc := range []struct {
+		zone, start, end string
+		first            time.Time // the first time the clock shows start
+		long             time.Duration
+	}{
+		// Sundays. Berlin, 2026-10-25: 03:00 CEST goes back to 02:00 CET.
+		{"Europe/Berlin", "02:00", "10:00", time.Date(2026, 10, 25, 0, 0, 0, 0, time.UTC), 9 * time.Hour},
+		// New York, 2026-11-01: 02:00 EDT goes back to 01:00 EST.
+		{"America/New_York", "01:00", "10:00", time.Date(2026, 11, 1, 5, 0, 0, 0, time.UTC), 10 * time.Hour},
+	} {
+		h := &eventv1.WorkingHours{TimeZone: tc.zone, Days: []*eventv1.WorkingDay{{Day: eventv1.Weekday_WEEKDAY_SUNDAY, Start: tc.start, End: tc.end}}}
+		c, v := sla.NewCalendar("hours", h)
+		if len(v) > 0 {
+			t.Fatal(v)
+		}
+		if c.Open(tc.first.Add(-time.Minute)) || !c.Open(tc.first.Add(30*time.Minute)) {
+			t.Errorf("%s: open a minute before %v: %v; half an hour after: %v; want closed, then open",
+				tc.zone, tc.first, c.Open(tc.first.Add(-time.Minute)), c.Open(tc.first.Add(30*time.Minute)))
+		}
+		if got := working(c, tc.first.Add(-time.Hour), tc.first.Add(24*time.Hour)); got != tc.long {
+			t.Errorf("%s: the period holds %s of working time, want %s", tc.zone, got, tc.long)
+		}
+	}
+}
