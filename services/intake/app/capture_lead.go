@@ -554,11 +554,23 @@ func (a *App) takeOver(ctx context.Context, k ClaimKey, leadID, eventID string) 
 	if err != nil {
 		return err
 	}
-	if err := a.release(ctx, k, held[k], held[k].LeadID, eventID); err != nil {
-		return err
-	}
-	if held, err = a.leads.Holders(ctx, k); err != nil {
-		return err
+	if h := held[k]; h.LeadID != "" {
+		// Still held by an erased lead (or one merged into it)? A claim
+		// taken meanwhile by a live lead is not ours to release; release
+		// then lets go only of the one it read.
+		_, head, err := a.follow(ctx, h.LeadID, nil)
+		if err != nil || head == nil {
+			return err
+		}
+		if st, _ := headState(head); st.Status != lifecycle.StatusErased {
+			return nil
+		}
+		if err := a.release(ctx, k, h, h.LeadID, eventID); err != nil {
+			return err
+		}
+		if held, err = a.leads.Holders(ctx, k); err != nil {
+			return err
+		}
 	}
 	if held[k].LeadID != "" {
 		return nil
