@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/testenv"
 )
 
@@ -313,30 +314,8 @@ func TestABatchStillReplicatingIsNoConflict(t *testing.T) {
 	c, ctx, stream, s, lead, version := replicatedLead(t)
 	subj := eventstore.LeadSubject(lead)
 	followers := stopFollowers(t, ctx, c, stream)
-	type result struct {
-		v   uint64
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		actx, acancel := context.WithTimeout(ctx, 30*time.Second)
-		defer acancel()
-		v, err := s.Append(actx, subj, version, activity(t, lead, "one"), activity(t, lead, "two"))
-		done <- result{v, err}
-	}()
-	time.Sleep(3 * time.Second) // past an attempt's 2 s, within the leader's 10 s without quorum
-	c.StartNode(t, followers[0])
-	r := <-done
-	if r.err != nil {
-		t.Fatalf("the commit: %v, want it stored", r.err)
-	}
-	recs, err := s.Load(ctx, subj)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := details(recs), []string{"before", "one", "two"}; !slices.Equal(got, want) || recs[len(recs)-1].Seq != r.v {
-		t.Fatalf("history %q at %d, want %q at the commit's version %d", got, recs[len(recs)-1].Seq, want, r.v)
-	}
+	// Past an attempt's 2 s, within the leader's 10 s without quorum.
+	storedWhenAFollowerReturns(t, c, followers[0], s, subj, version, 3*time.Second, activity(t, lead, "one"), activity(t, lead, "two"))
 }
 
 // The same writes sent again after an unknown outcome, while that first
@@ -354,28 +333,42 @@ func TestResentWritesWaitForTheirBatch(t *testing.T) {
 	if !errors.Is(err, eventstore.ErrUnknownOutcome) {
 		t.Fatalf("the first try without a quorum: %v, want an unknown outcome", err)
 	}
+	storedWhenAFollowerReturns(t, c, followers[0], s, subj, version, time.Second, one, two)
+}
+
+// storedWhenAFollowerReturns appends events at version on subj, starts
+// follower after wait (the stream back to a quorum), and checks that the
+// append answers with the version its events are stored at, after the
+// lead's one event before them.
+func storedWhenAFollowerReturns(t *testing.T, c *testenv.Cluster, follower int, s *eventstore.Store, subj string, version uint64,
+	wait time.Duration, events ...*eventv1.Event) {
+	t.Helper()
 	type result struct {
 		v   uint64
 		err error
 	}
 	done := make(chan result, 1)
 	go func() {
-		actx, acancel := context.WithTimeout(ctx, 30*time.Second)
+		actx, acancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer acancel()
-		v, err := s.Append(actx, subj, version, one, two)
+		v, err := s.Append(actx, subj, version, events...)
 		done <- result{v, err}
 	}()
-	time.Sleep(time.Second)
-	c.StartNode(t, followers[0])
+	time.Sleep(wait)
+	c.StartNode(t, follower)
 	r := <-done
 	if r.err != nil {
-		t.Fatalf("the same writes again: %v, want them found stored", r.err)
+		t.Fatalf("the commit: %v, want it found stored", r.err)
 	}
-	recs, err := s.Load(ctx, subj)
+	recs, err := s.Load(context.Background(), subj)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := details(recs), []string{"before", "one", "two"}; !slices.Equal(got, want) || recs[len(recs)-1].Seq != r.v {
+	want := []string{"before"}
+	for _, ev := range events {
+		want = append(want, ev.GetActivityRecorded().GetDetail())
+	}
+	if got := details(recs); !slices.Equal(got, want) || recs[len(recs)-1].Seq != r.v {
 		t.Fatalf("history %q at %d, want %q at the commit's version %d", got, recs[len(recs)-1].Seq, want, r.v)
 	}
 }

@@ -107,23 +107,23 @@ func (a *App) RescoreLead(ctx context.Context, job Rescore, leadID string, seq, 
 		return nil
 	}
 	meta := envelope.Meta{CorrelationID: job.Activation.CorrelationID, CausationID: job.Activation.EventID}
-	for attempt := range maxRaces {
+	return a.writeOwn(ctx, leadID, "re-score", func() (*lead, []*eventv1.Event, error) {
 		// A replica still scanning after a later activation would score,
 		// even qualify, under rules no longer in force. As stale as the
 		// live scorer's model at most: maxAge.
 		reg, err := a.registry(ctx, 0, a.maxAge)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		if reg.Active != job.Version {
-			return nil // abandoned: FinishRescore ends the scan
+			return nil, nil, nil // abandoned: FinishRescore ends the scan
 		}
 		recs, err := a.leads.Load(ctx, leadID)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		if len(recs) == 0 || recs[0].Seq > job.Activation.Seq {
-			return nil
+			return nil, nil, nil
 		}
 		l := foldLead(leadID, recs, ^uint64(0))
 		var events []*eventv1.Event
@@ -131,16 +131,16 @@ func (a *App) RescoreLead(ctx context.Context, job Rescore, leadID string, seq, 
 		case l.hasScore && l.lastScore.modelVersion > job.Version:
 			// Scored under a later version: this one is superseded,
 			// however old this replica's model history.
-			return nil
+			return nil, nil, nil
 		case l.scored(job.Activation.EventID):
 			// Resumed: finish a verdict the crash cut off, if any.
 			owed, err := a.owedVerdict(l, job.Activation.EventID, "")
 			if err != nil || owed == nil {
-				return err
+				return nil, nil, err
 			}
 			events = []*eventv1.Event{owed}
 		case l.scoredSince(job.Version, job.Activation.Seq):
-			return nil
+			return nil, nil, nil
 		default:
 			// A re-score qualifies a nurtured lead only as the score its
 			// re-engagement awaits, and then is caused by it: nurture waits
@@ -161,19 +161,11 @@ func (a *App) RescoreLead(ctx context.Context, job Rescore, leadID string, seq, 
 				at = l.lastTriggerAt
 			}
 			if events, err = a.scoreEvents(l, job.Version, job.Model, at, qualify, !l.triggeredSinceScore(), m); err != nil || len(events) == 0 {
-				return err
+				return nil, nil, err
 			}
 		}
-		err = a.appendOwn(ctx, l, ^uint64(0), events...)
-		if errors.Is(err, eventstore.ErrConflict) {
-			if err := eventstore.AfterConflict(ctx, attempt); err != nil {
-				return err
-			}
-			continue
-		}
-		return err
-	}
-	return fmt.Errorf("re-score lead %s: %w after %d races", leadID, eventstore.ErrConflict, maxRaces)
+		return l, events, nil
+	})
 }
 
 // FinishRescore reports whether job is over, and if it is, records

@@ -169,20 +169,28 @@ func (a *App) answerReengaged(ctx context.Context, leadID string, seq uint64, ev
 		return err
 	}
 	v, _ := reg.Get(reg.Active)
-	for attempt := range maxRaces {
+	return a.writeOwn(ctx, leadID, "score after an unmerge", func() (*lead, []*eventv1.Event, error) {
 		recs, err := a.leads.Load(ctx, leadID)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		l := foldLead(leadID, recs, ^uint64(0))
-		if err := eventstore.Behind(leadID, l.version, seq); err != nil {
-			return err
-		}
-		if !l.awaitsReengagedScore() {
-			return nil
+		if err := eventstore.Behind(leadID, l.version, seq); err != nil || !l.awaitsReengagedScore() {
+			return nil, nil, err
 		}
 		meta := envelope.Meta{CorrelationID: ev.GetCorrelationId(), CausationID: l.reengaged}
 		events, err := a.scoreEvents(l, reg.Active, v.Model, ev.GetRecordedAt().AsTime(), true, false, meta)
+		return l, events, err
+	})
+}
+
+// writeOwn decides and appends qualification's own events on a lead:
+// decide reads the lead afresh and returns it with the events (none:
+// nothing to write), which go out one by one at the lead's version
+// (appendOwn); a lost race decides again.
+func (a *App) writeOwn(ctx context.Context, leadID, what string, decide func() (*lead, []*eventv1.Event, error)) error {
+	for attempt := range maxRaces {
+		l, events, err := decide()
 		if err != nil || len(events) == 0 {
 			return err
 		}
@@ -195,7 +203,7 @@ func (a *App) answerReengaged(ctx context.Context, leadID string, seq uint64, ev
 		}
 		return err
 	}
-	return fmt.Errorf("score lead %s after its unmerge: %w after %d races", leadID, eventstore.ErrConflict, maxRaces)
+	return fmt.Errorf("%s of lead %s: %w after %d races", what, leadID, eventstore.ErrConflict, maxRaces)
 }
 
 // mayQualify reports whether a score for a trigger of type typ may make
