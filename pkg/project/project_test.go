@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -349,6 +350,39 @@ func rebuildSwapsWhileServing(t *testing.T, proj project.Projection, fold, batch
 		t.Errorf("schemas after two rebuilds: %v", schemas)
 	}
 	waitTally(t, p, want)
+}
+
+// A folded rebuild drops a fresh schema's indexes to load it, so it must
+// build every one again, primary keys and unique constraints as such,
+// and leave statistics behind.
+func TestFoldedRebuildBuildsEveryIndexAgain(t *testing.T) {
+	e := newEnv(t)
+	e.workload(t, 20, 3, 2)
+	p, err := project.New(ctxT(t), config(e.pool, e.nats.JS), foldingTally{})
+	must(t, err)
+	if _, err := p.Rebuild(ctxT(t), nil); err != nil {
+		t.Fatal(err)
+	}
+	indexes := func(schema string) []string {
+		rows, err := e.pool.Query(ctxT(t), `SELECT ic.relname || ' ' || replace(pg_get_indexdef(i.indexrelid), $1 || '.', '') ||
+				' primary=' || i.indisprimary || ' valid=' || i.indisvalid || ' constraint=' || coalesce(c.conname || '/' || c.contype::text, '-')
+			FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_namespace n ON n.oid = ic.relnamespace
+			LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid
+			WHERE n.nspname = $1 AND ic.relname NOT LIKE 'goose%' ORDER BY 1`, schema)
+		must(t, err)
+		out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		must(t, err)
+		return out
+	}
+	migrated, rebuilt := indexes("tally_1"), indexes("tally_2")
+	if len(migrated) < 5 || !slices.Equal(rebuilt, migrated) {
+		t.Errorf("indexes after the rebuild:\n%s\nmigrated:\n%s", strings.Join(rebuilt, "\n"), strings.Join(migrated, "\n"))
+	}
+	var stats int
+	must(t, e.pool.QueryRow(ctxT(t), `SELECT count(*) FROM pg_stats WHERE schemaname = 'tally_2' AND tablename = 'tally'`).Scan(&stats))
+	if stats == 0 {
+		t.Error("no statistics on the loaded table after the rebuild")
+	}
 }
 
 // Only one rebuild of a projection runs at a time.
