@@ -246,14 +246,8 @@ func (q *Queries) GetLead(ctx context.Context, id string) (*projectorv1.GetLeadR
 		}
 		out.Opportunities = append(out.Opportunities, p)
 	}
-	for _, c := range slices.Sorted(func(yield func(string) bool) {
-		for c := range l.Touches {
-			if !yield(c) {
-				return
-			}
-		}
-	}) {
-		out.Touches = append(out.Touches, &projectorv1.Touch{CampaignId: c, Touches: int32(l.Touches[c])})
+	for _, t := range l.Touches { // in campaign order
+		out.Touches = append(out.Touches, &projectorv1.Touch{CampaignId: t.Campaign, Touches: int32(t.N)})
 	}
 	for _, b := range l.BreachList {
 		out.Breaches = append(out.Breaches, &projectorv1.Breach{Sla: b.SLA, Owner: &eventv1.Owner{Kind: b.OwnerKind, Id: b.OwnerID},

@@ -269,15 +269,11 @@ type rowSet struct {
 func childRows(r *rowSet, l *lead.Lead, all bool, only string) {
 	id := l.ID
 	want := func(table string) bool { return only == "" || only == table }
-	switch {
-	case !want("lead_touches"):
-	case all:
-		for c, n := range l.Touches {
-			r.touches = append(r.touches, touchRow{LeadID: id, CampaignID: c, Touches: n})
-		}
-	default:
-		for _, c := range l.Touched() {
-			r.touches = append(r.touches, touchRow{LeadID: id, CampaignID: c, Touches: l.Touches[c]})
+	if want("lead_touches") {
+		for _, t := range l.Touches {
+			if all || t.Dirty {
+				r.touches = append(r.touches, touchRow{LeadID: id, CampaignID: t.Campaign, Touches: t.N})
+			}
 		}
 	}
 	if want("stage_visits") {

@@ -36,12 +36,12 @@ type Lead struct {
 
 	// Campaign touches that happened before the first opportunity, first
 	// and last by when they happened (FirstTouchAt, LastTouchAt).
-	FirstCampaign string         `json:"first_campaign,omitempty"`
-	LastCampaign  string         `json:"last_campaign,omitempty"`
-	FirstTouchAt  time.Time      `json:"first_touch_at,omitzero"`
-	LastTouchAt   time.Time      `json:"last_touch_at,omitzero"`
-	TouchCount    int            `json:"touch_count,omitempty"`
-	Touches       map[string]int `json:"touches,omitempty"`
+	FirstCampaign string    `json:"first_campaign,omitempty"`
+	LastCampaign  string    `json:"last_campaign,omitempty"`
+	FirstTouchAt  time.Time `json:"first_touch_at,omitzero"`
+	LastTouchAt   time.Time `json:"last_touch_at,omitzero"`
+	TouchCount    int       `json:"touch_count,omitempty"`
+	Touches       Touches   `json:"touches,omitempty"`
 
 	Country     string            `json:"country,omitempty"`
 	Industry    string            `json:"industry,omitempty"`
@@ -81,10 +81,6 @@ type Lead struct {
 	Handoffs      []Handoff     `json:"handoffs,omitempty"`
 	Opportunities []Opportunity `json:"opportunities,omitempty"`
 	BreachList    []Breach      `json:"breach_list,omitempty"`
-
-	// touched holds the campaigns whose touch count changed since the
-	// last Clean.
-	touched map[string]bool
 }
 
 // Stage is one stay in a status, from the event that entered it.
@@ -434,14 +430,7 @@ func (l *Lead) touch(campaign string, at time.Time) {
 	if campaign == "" || (!l.OpportunityAt.IsZero() && !at.Before(l.OpportunityAt)) {
 		return
 	}
-	if l.Touches == nil {
-		l.Touches = map[string]int{}
-	}
-	if l.touched == nil {
-		l.touched = map[string]bool{}
-	}
-	l.Touches[campaign]++
-	l.touched[campaign] = true
+	l.Touches.add(campaign)
 	l.TouchCount++
 	// Ties keep the order recorded. A fold stored before the touch times
 	// were kept has them zero: its first stays, its last moves on.
@@ -502,19 +491,11 @@ func (l *Lead) opportunity(id string) *Opportunity {
 	return nil
 }
 
-// Touched returns the campaigns whose touch count changed since the last
-// Clean.
-func (l *Lead) Touched() []string {
-	out := make([]string, 0, len(l.touched))
-	for c := range l.touched {
-		out = append(out, c)
-	}
-	return out
-}
-
 // Clean forgets what changed: the caller has written it.
 func (l *Lead) Clean() {
-	l.touched = nil
+	for i := range l.Touches {
+		l.Touches[i].Dirty = false
+	}
 	for i := range l.Stages {
 		l.Stages[i].Dirty = false
 	}

@@ -89,7 +89,7 @@ func TestTwoJourneys(t *testing.T) {
 	if j2.Segment != "mid" || !j2.MQLAt.Equal(at(9)) || !j2.OpportunityAt.Equal(at(12)) || !j2.WonAt.Equal(at(14)) || !j2.RejectedAt.IsZero() {
 		t.Errorf("journey 2: %+v", j2)
 	}
-	if l.TouchCount != 2 || l.FirstCampaign != "c1" || l.LastCampaign != "c2" || l.Touches["c3"] != 0 {
+	if l.TouchCount != 2 || l.FirstCampaign != "c1" || l.LastCampaign != "c2" || l.Touches.Of("c3") != 0 {
 		t.Errorf("touches: %d %q %q %v", l.TouchCount, l.FirstCampaign, l.LastCampaign, l.Touches)
 	}
 	// Accepted an hour late the first time, in time the second.
@@ -197,7 +197,7 @@ func TestLateRecordedTouchesCountByWhenTheyHappened(t *testing.T) {
 		t.Errorf("first %q at %v, last %q at %v; want ads at h1, webinar at h6", l.FirstCampaign, l.FirstTouchAt, l.LastCampaign, l.LastTouchAt)
 	}
 	// form 1, webinar 2, ads 1: 4 touches; "late" and "after" none.
-	if l.TouchCount != 4 || len(l.Touches) != 3 || l.Touches["form"] != 1 || l.Touches["webinar"] != 2 || l.Touches["ads"] != 1 {
+	if l.TouchCount != 4 || len(l.Touches) != 3 || l.Touches.Of("form") != 1 || l.Touches.Of("webinar") != 2 || l.Touches.Of("ads") != 1 {
 		t.Errorf("touches %v (%d), want form 1, webinar 2, ads 1 (4)", l.Touches, l.TouchCount)
 	}
 }
@@ -217,7 +217,7 @@ func TestGivenBackTouchesAreNotCountedTwice(t *testing.T) {
 	for i, ev := range evs {
 		l.Apply(uint64(i+1), ev)
 	}
-	if l.TouchCount != 2 || l.Touches["form"] != 1 || l.Touches["ads"] != 1 || l.Touches["webinar"] != 0 {
+	if l.TouchCount != 2 || l.Touches.Of("form") != 1 || l.Touches.Of("ads") != 1 || l.Touches.Of("webinar") != 0 {
 		t.Errorf("touches %v (%d), want form 1 and ads 1: the given-back ones were counted on the survivor", l.Touches, l.TouchCount)
 	}
 }
@@ -312,4 +312,34 @@ func storedBetween(t *testing.T, evs []*eventv1.Event, each func(i int, l *lead.
 		}
 	}
 	return whole, stored
+}
+
+// Touches moved from a map to a slice; folds stored before must read as
+// they were, and new ones must read in older binaries.
+func TestTouchesKeepTheMapsJSON(t *testing.T) {
+	old := map[string]int{"webinar": 2, `ads "q4"`: 1, "ümlaut": 3}
+	want, err := json.Marshal(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ts lead.Touches
+	if err := json.Unmarshal(want, &ts); err != nil {
+		t.Fatal(err)
+	}
+	for c, n := range old {
+		if ts.Of(c) != n {
+			t.Errorf("%q: %d, want %d", c, ts.Of(c), n)
+		}
+	}
+	got, err := json.Marshal(ts)
+	if err != nil || string(got) != string(want) {
+		t.Errorf("written as %s (%v), the map as %s", got, err, want)
+	}
+	var l lead.Lead
+	if err := json.Unmarshal([]byte(`{"id":"x","touches":{"b":1,"a":2}}`), &l); err != nil || l.Touches.Of("a") != 2 || l.Touches.Of("b") != 1 || l.Touches[0].Campaign != "a" {
+		t.Errorf("lead read with touches %+v (%v)", l.Touches, err)
+	}
+	if b, _ := json.Marshal(lead.Lead{ID: "x"}); strings.Contains(string(b), "touches") {
+		t.Errorf("no touches written as %s", b)
+	}
 }
