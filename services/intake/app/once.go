@@ -199,11 +199,17 @@ func (a *App) once(ctx context.Context, key idemKey, decide func(context.Context
 		if err != nil {
 			return answer{}, err
 		}
+		ans := answer{LeadID: p.leadID, Outcome: p.outcome, Version: v}
 		if key.token != "" && v <= p.expect {
 			// The server answered an earlier attempt's event, stored
-			// before this attempt's version: point the record at it.
-			if err := a.repoint(ctx, key, rec, recSeq, v); err != nil {
+			// before this attempt's version: this request's, or a racing
+			// repeat's whose record this attempt found before its event.
+			// Answer what is stored, and point the record at it.
+			stored, err := a.repoint(ctx, key, rec, recSeq, v)
+			if err != nil {
 				a.log.WarnContext(ctx, "idempotency record not re-pointed", "lead", p.leadID, "err", err)
+			} else {
+				ans.LeadID, ans.Outcome = stored.GetLeadId(), outcomeOf(stored, p.outcome)
 			}
 		}
 		a.passed(AfterStored, p.leadID)
@@ -212,7 +218,7 @@ func (a *App) once(ctx context.Context, key idemKey, decide func(context.Context
 				a.log.WarnContext(ctx, "follow-up writes failed; the next capture retries them", "lead", p.leadID, "err", err)
 			}
 		}
-		return answer{LeadID: p.leadID, Outcome: p.outcome, Version: v}, nil
+		return ans, nil
 	}
 	return answer{}, fmt.Errorf("%w after %d races", eventstore.ErrConflict, maxRaces)
 }
@@ -245,17 +251,34 @@ func (a *App) answerOf(ctx context.Context, key idemKey, rec *eventv1.Idempotenc
 	return answer{LeadID: rec.GetLeadId(), Outcome: Outcome(rec.GetOutcome()), Version: ev.Seq + uint64(rec.GetMore()), Replayed: true, event: ev.Event}, true, nil
 }
 
-// repoint sets a record's version to the one its stored event was
-// appended at, read from the event itself.
-func (a *App) repoint(ctx context.Context, key idemKey, rec *eventv1.IdempotencyRecord, recSeq, seq uint64) error {
+// repoint points a record at the event stored at seq, which carries the
+// record's event id: its lead, the version it was appended at and the
+// outcome it stands for, read from the event itself. It returns the event.
+func (a *App) repoint(ctx context.Context, key idemKey, rec *eventv1.IdempotencyRecord, recSeq, seq uint64) (*eventv1.Event, error) {
 	stored, err := a.leads.Get(ctx, seq)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	next := proto.Clone(rec).(*eventv1.IdempotencyRecord)
+	next.LeadId = stored.Event.GetLeadId()
 	next.VersionBefore = stored.Event.GetVersionBefore()
-	_, err = a.leads.PutRecord(ctx, key.token, next, recSeq)
-	return err
+	next.Outcome = string(outcomeOf(stored.Event, Outcome(rec.GetOutcome())))
+	if _, err = a.leads.PutRecord(ctx, key.token, next, recSeq); err != nil {
+		return nil, err
+	}
+	return stored.Event, nil
+}
+
+// outcomeOf is the outcome a capture's stored event stands for; for other
+// commands' events, or, their own.
+func outcomeOf(ev *eventv1.Event, or Outcome) Outcome {
+	switch {
+	case ev.GetLeadCaptured() != nil:
+		return Created
+	case ev.GetLeadResubmitted() != nil:
+		return Resubmitted
+	}
+	return or
 }
 
 // execute writes a plan: its claims first, then its event. The key the

@@ -187,3 +187,71 @@ func TestRacingRepeatsStoreOneEvent(t *testing.T) {
 		t.Fatalf("%d racers wrote, want at least one to have", fresh)
 	}
 }
+
+// slowCreate is the real lead store whose next Create waits for release
+// once it has told reached: a request held between its record and its
+// event.
+type slowCreate struct {
+	*adapters.Leads
+	reached, release chan struct{}
+}
+
+func (s *slowCreate) Create(ctx context.Context, leadID string, ev *eventv1.Event) (uint64, error) {
+	close(s.reached)
+	<-s.release
+	return s.Leads.Create(ctx, leadID, ev)
+}
+
+// afterFirst is the real lead store that runs meanwhile once, after its
+// first look for a record's event.
+type afterFirst struct {
+	*adapters.Leads
+	meanwhile func()
+	done      atomic.Bool
+}
+
+func (l *afterFirst) After(ctx context.Context, leadID string, version uint64) (*eventstore.Record, error) {
+	r, err := l.Leads.After(ctx, leadID, version)
+	if l.done.CompareAndSwap(false, true) {
+		l.meanwhile()
+	}
+	return r, err
+}
+
+// A repeat of a keyed capture sent while the first is between its record
+// and its event (a client's retry on a timeout) finds the record without
+// its event, and the event stored by the time it decides again: it must
+// answer what the first stored, and leave the record saying so.
+func TestARepeatRacingTheFirstWriteAnswersWhatItStored(t *testing.T) {
+	f := newFixture(t)
+	ctx := ctxT(t)
+	in := capture("retry@race.example", "k-race")
+	held := &slowCreate{Leads: adapters.NewLeads(f.store), reached: make(chan struct{}), release: make(chan struct{})}
+	first := app.New(held, adapters.NewCampaigns(f.store), f.keys)
+	var (
+		firstRes app.CaptureResult
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	wg.Go(func() { firstRes, firstErr = first.CaptureLead(ctx, in, envelope.Meta{}) })
+	<-held.reached
+	repeat := app.New(&afterFirst{Leads: adapters.NewLeads(f.store), meanwhile: func() {
+		close(held.release)
+		wg.Wait()
+	}}, adapters.NewCampaigns(f.store), f.keys)
+	again, err := repeat.CaptureLead(ctx, in, envelope.Meta{})
+	if firstErr != nil || err != nil {
+		t.Fatalf("first %v, repeat %v", firstErr, err)
+	}
+	if firstRes.Outcome != app.Created || again.Outcome != app.Created || again.LeadID != firstRes.LeadID || again.Version != firstRes.Version {
+		t.Errorf("first answered %+v, the repeat %+v", firstRes, again)
+	}
+	later, err := f.app.CaptureLead(ctx, in, envelope.Meta{})
+	if err != nil || !later.Replayed || later.Outcome != app.Created || later.Version != firstRes.Version {
+		t.Errorf("a later repeat answered %+v (%v), want the first answer %+v", later, err, firstRes)
+	}
+	recs, err := f.store.Load(ctx, eventstore.LeadSubject(firstRes.LeadID))
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("lead holds %d events (%v), want the capture once", len(recs), err)
+	}
+}
