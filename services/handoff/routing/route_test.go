@@ -231,6 +231,25 @@ func TestOutsideWorkingHours(t *testing.T) {
 	}
 }
 
+// A team's holiday keeps its reps off shift the whole date: the lead
+// waits for the first opening after it.
+func TestHolidayIsOffShift(t *testing.T) {
+	h := &eventv1.WorkingHours{TimeZone: "UTC", Holidays: []string{now.Format(time.DateOnly)}}
+	for d := eventv1.Weekday_WEEKDAY_MONDAY; d <= eventv1.Weekday_WEEKDAY_SUNDAY; d++ {
+		h.Days = append(h.Days, &eventv1.WorkingDay{Day: d, Start: "00:00", End: "24:00"})
+	}
+	c := world(t)
+	c.Apply(200, team("emea", h))
+	next := now.Truncate(24 * time.Hour).Add(24 * time.Hour)
+	d := c.Route(routing.Lead{Profile: &eventv1.Profile{Country: "DE"}}, nil, nil, now)
+	if d.RepID != "" || !d.OffShift || !d.RetryAt.Equal(next) {
+		t.Fatalf("on the holiday: rep %q retry %v (off shift %v), want none until %v", d.RepID, d.RetryAt, d.OffShift, next)
+	}
+	if d := c.Route(routing.Lead{Profile: &eventv1.Profile{Country: "DE"}}, nil, nil, next); d.RepID == "" {
+		t.Errorf("the day after: queued (%s)", d.Record.GetSummary())
+	}
+}
+
 func TestAccountOwner(t *testing.T) {
 	c := world(t)
 	for _, tc := range []struct {

@@ -27,13 +27,17 @@ type Violation struct {
 // span is a working period of one day, in minutes after midnight.
 type span struct{ start, end int }
 
-// Calendar is a team's working week in its time zone. The zero Calendar
-// works around the clock, in UTC.
+// Calendar is a team's working week in its time zone, less its
+// holidays. The zero Calendar works around the clock, in UTC.
 type Calendar struct {
 	loc  *time.Location
-	days [7][]span // by time.Weekday
-	set  bool      // false: always open
+	days [7][]span          // by time.Weekday
+	off  map[time.Time]bool // holidays, as dates (see date)
+	set  bool               // false: always open
 }
+
+// maxHolidays bounds a calendar's holidays: decades of them.
+const maxHolidays = 1000
 
 // Always is the calendar that is always open.
 var Always = Calendar{}
@@ -49,7 +53,7 @@ func NewCalendar(field string, h *eventv1.WorkingHours) (Calendar, []Violation) 
 	add := func(f, format string, args ...any) {
 		v = append(v, Violation{Field: field + f, Description: fmt.Sprintf(format, args...)})
 	}
-	if h == nil || (h.GetTimeZone() == "" && len(h.GetDays()) == 0) {
+	if h == nil || (h.GetTimeZone() == "" && len(h.GetDays()) == 0 && len(h.GetHolidays()) == 0) {
 		return Always, nil
 	}
 	c := Calendar{loc: time.UTC, set: true}
@@ -95,6 +99,20 @@ func NewCalendar(field string, h *eventv1.WorkingHours) (Calendar, []Violation) 
 	}
 	for i := range c.days {
 		slices.SortFunc(c.days[i], func(a, b span) int { return a.start - b.start })
+	}
+	if n := len(h.GetHolidays()); n > maxHolidays {
+		add(".holidays", "holds %d dates, at most %d", n, maxHolidays)
+	}
+	for i, s := range h.GetHolidays() {
+		d, err := time.Parse(time.DateOnly, s)
+		if err != nil {
+			add(fmt.Sprintf(".holidays[%d]", i), "%q is not a date (YYYY-MM-DD)", s)
+			continue
+		}
+		if c.off == nil {
+			c.off = map[time.Time]bool{}
+		}
+		c.off[d] = true
 	}
 	if len(v) > 0 {
 		return Always, v
@@ -168,6 +186,9 @@ func (c Calendar) at(day time.Time, tod time.Duration) time.Time {
 
 // periods returns the working periods of day, as times.
 func (c Calendar) periods(day time.Time) [][2]time.Time {
+	if c.off[day] {
+		return nil
+	}
 	out := make([][2]time.Time, 0, len(c.days[day.Weekday()]))
 	for _, s := range c.days[day.Weekday()] {
 		out = append(out, [2]time.Time{
@@ -214,6 +235,25 @@ func (c Calendar) NextOpen(t time.Time) time.Time {
 		day = nextDay(day)
 	}
 	return t
+}
+
+// LastClose returns t if it is inside working hours, else when they last
+// ended before it (zero if not within the horizon).
+func (c Calendar) LastClose(t time.Time) time.Time {
+	if !c.set || c.Open(t) {
+		return t
+	}
+	day := c.date(t)
+	for range horizon {
+		ps := c.periods(day)
+		for i := len(ps) - 1; i >= 0; i-- {
+			if !ps[i][1].After(t) {
+				return ps[i][1]
+			}
+		}
+		day = prevDay(day)
+	}
+	return time.Time{}
 }
 
 // Add returns the time d of working time after t: the clock runs only
@@ -299,7 +339,7 @@ func (c Calendar) AddDays(t time.Time, n int) time.Time {
 		time.Duration(lt.Second())*time.Second + time.Duration(lt.Nanosecond())
 	for range horizon {
 		day = nextDay(day)
-		if c.set && len(c.days[day.Weekday()]) == 0 {
+		if c.set && (len(c.days[day.Weekday()]) == 0 || c.off[day]) {
 			continue
 		}
 		if n--; n == 0 {

@@ -143,6 +143,7 @@ func TestCalendarAddProperty(t *testing.T) {
 		h.Days = append(h.Days, &eventv1.WorkingDay{Day: d, Start: "13:00", End: "18:15"})
 	}
 	h.Days = append(h.Days, &eventv1.WorkingDay{Day: eventv1.Weekday_WEEKDAY_SATURDAY, Start: "10:00", End: "14:00"})
+	h.Holidays = []string{"2026-01-19", "2026-05-25", "2026-07-03", "2026-07-04", "2026-11-26", "2026-12-24", "2026-12-25"}
 	c, v := sla.NewCalendar("hours", h)
 	if len(v) > 0 {
 		t.Fatal(v)
@@ -241,5 +242,51 @@ func TestCalendarRepeatedHourStartsAtItsFirstShowing(t *testing.T) {
 		if got := working(c, tc.first.Add(-time.Hour), tc.first.Add(24*time.Hour)); got != tc.long {
 			t.Errorf("%s: the period holds %s of working time, want %s", tc.zone, got, tc.long)
 		}
+	}
+}
+
+// A holiday is a day off: no working time on it, and working days and
+// openings skip it.
+func TestCalendarHolidays(t *testing.T) {
+	h := weekdays("Europe/Berlin", "09:00", "17:00")
+	h.Holidays = []string{"2026-12-24", "2026-12-25"} // a Thursday and a Friday
+	c, v := sla.NewCalendar("hours", h)
+	if len(v) > 0 {
+		t.Fatal(v)
+	}
+	if c.Open(at(t, "2026-12-24 10:00")) || !c.Open(at(t, "2026-12-23 10:00")) || !c.Open(at(t, "2026-12-28 10:00")) {
+		t.Error("open on the holiday, or closed on the days around it")
+	}
+	for _, tc := range []struct {
+		what      string
+		got, want time.Time
+	}{
+		{"next opening after the last day before", c.NextOpen(at(t, "2026-12-23 17:30")), at(t, "2026-12-28 09:00")},
+		{"two hours from an hour before closing", c.Add(at(t, "2026-12-23 16:00"), 2*time.Hour), at(t, "2026-12-28 10:00")},
+		{"a working day on", c.AddDays(at(t, "2026-12-23 11:00"), 1), at(t, "2026-12-28 11:00")},
+		{"an hour back from the first opening after", c.Sub(at(t, "2026-12-28 09:30"), time.Hour, at(t, "2026-12-01 00:00")), at(t, "2026-12-23 16:30")},
+		{"last close seen from the weekend after", c.LastClose(at(t, "2026-12-26 10:00")), at(t, "2026-12-23 17:00")},
+		{"last close while open", c.LastClose(at(t, "2026-12-23 10:00")), at(t, "2026-12-23 10:00")},
+		{"last close before the opening", c.LastClose(at(t, "2026-12-28 08:59")), at(t, "2026-12-23 17:00")},
+	} {
+		if !tc.got.Equal(tc.want) {
+			t.Errorf("%s: %s, want %s", tc.what, tc.got, tc.want)
+		}
+	}
+	// The date is the team's: a holiday begins at its local midnight.
+	if c.Open(at(t, "2026-12-24 00:30").Add(9 * time.Hour)) {
+		t.Error("open on the holiday's morning")
+	}
+}
+
+func TestCalendarHolidaysChecked(t *testing.T) {
+	h := weekdays("Europe/Berlin", "09:00", "17:00")
+	h.Holidays = []string{"2026-12-24", "24.12.2026", "2026-02-30"}
+	_, v := sla.NewCalendar("hours", h)
+	if len(v) != 2 || v[0].Field != "hours.holidays[1]" || v[1].Field != "hours.holidays[2]" {
+		t.Errorf("violations %+v, want holidays[1] and [2]", v)
+	}
+	if _, v := sla.NewCalendar("hours", &eventv1.WorkingHours{Holidays: []string{"2026-12-24"}}); len(v) != 1 || v[0].Field != "hours.days" {
+		t.Errorf("holidays without working days: %+v, want hours.days refused", v)
 	}
 }

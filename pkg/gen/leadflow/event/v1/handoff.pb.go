@@ -1560,11 +1560,16 @@ func (x *OpportunityStageChanged) GetRepId() string {
 // (ROUTE). It is not a lifecycle transition: the lead stays an MQL owned
 // by the routing queue, with the route deadline it got on qualification.
 type LeadQueued struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Queue         string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
-	Deadline      *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=deadline,proto3" json:"deadline,omitempty"`
-	RetryAt       *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=retry_at,json=retryAt,proto3" json:"retry_at,omitempty"`
-	Decision      *RoutingDecision       `protobuf:"bytes,4,opt,name=decision,proto3" json:"decision,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Queue    string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	Deadline *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	RetryAt  *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=retry_at,json=retryAt,proto3" json:"retry_at,omitempty"`
+	Decision *RoutingDecision       `protobuf:"bytes,4,opt,name=decision,proto3" json:"decision,omitempty"`
+	// waited_until is set when this LeadQueued moved the deadline on by a
+	// wait for the pool's first rep to come on shift: the end of the wait
+	// counted so far. A later wait counts only from it. (Events before
+	// 2026-12-05 lack it: it was their recorded_at plus the move.)
+	WaitedUntil   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=waited_until,json=waitedUntil,proto3" json:"waited_until,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1623,6 +1628,13 @@ func (x *LeadQueued) GetRetryAt() *timestamppb.Timestamp {
 func (x *LeadQueued) GetDecision() *RoutingDecision {
 	if x != nil {
 		return x.Decision
+	}
+	return nil
+}
+
+func (x *LeadQueued) GetWaitedUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WaitedUntil
 	}
 	return nil
 }
@@ -2137,9 +2149,13 @@ func (x *WorkingDay) GetEnd() string {
 // WorkingHours is a team's week in its time zone (IANA, e.g.
 // "Europe/Berlin"). SLA clocks run only inside it; days not listed are off.
 type WorkingHours struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TimeZone      string                 `protobuf:"bytes,1,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
-	Days          []*WorkingDay          `protobuf:"bytes,2,rep,name=days,proto3" json:"days,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TimeZone string                 `protobuf:"bytes,1,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	Days     []*WorkingDay          `protobuf:"bytes,2,rep,name=days,proto3" json:"days,omitempty"`
+	// holidays are dates ("2026-12-24", in the team's time zone) with no
+	// working hours: public holidays, office closures. Reps are off shift
+	// and SLA clocks stop on them.
+	Holidays      []string `protobuf:"bytes,3,rep,name=holidays,proto3" json:"holidays,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2184,6 +2200,13 @@ func (x *WorkingHours) GetTimeZone() string {
 func (x *WorkingHours) GetDays() []*WorkingDay {
 	if x != nil {
 		return x.Days
+	}
+	return nil
+}
+
+func (x *WorkingHours) GetHolidays() []string {
+	if x != nil {
+		return x.Holidays
 	}
 	return nil
 }
@@ -3537,13 +3560,14 @@ const file_leadflow_event_v1_handoff_proto_rawDesc = "" +
 	"from_stage\x18\x02 \x01(\tR\tfromStage\x12\x19\n" +
 	"\bto_stage\x18\x03 \x01(\tR\atoStage\x120\n" +
 	"\x06amount\x18\x04 \x01(\v2\x18.leadflow.event.v1.MoneyR\x06amount\x12\x15\n" +
-	"\x06rep_id\x18\x05 \x01(\tR\x05repId\"\xd1\x01\n" +
+	"\x06rep_id\x18\x05 \x01(\tR\x05repId\"\x90\x02\n" +
 	"\n" +
 	"LeadQueued\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x126\n" +
 	"\bdeadline\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x125\n" +
 	"\bretry_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aretryAt\x12>\n" +
-	"\bdecision\x18\x04 \x01(\v2\".leadflow.event.v1.RoutingDecisionR\bdecision\"\x91\x01\n" +
+	"\bdecision\x18\x04 \x01(\v2\".leadflow.event.v1.RoutingDecisionR\bdecision\x12=\n" +
+	"\fwaited_until\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vwaitedUntil\"\x91\x01\n" +
 	"\tCandidate\x12\x15\n" +
 	"\x06rep_id\x18\x01 \x01(\tR\x05repId\x12=\n" +
 	"\aoutcome\x18\x02 \x01(\x0e2#.leadflow.event.v1.CandidateOutcomeR\aoutcome\x12\x16\n" +
@@ -3586,10 +3610,11 @@ const file_leadflow_event_v1_handoff_proto_rawDesc = "" +
 	"WorkingDay\x12,\n" +
 	"\x03day\x18\x01 \x01(\x0e2\x1a.leadflow.event.v1.WeekdayR\x03day\x12\x14\n" +
 	"\x05start\x18\x02 \x01(\tR\x05start\x12\x10\n" +
-	"\x03end\x18\x03 \x01(\tR\x03end\"^\n" +
+	"\x03end\x18\x03 \x01(\tR\x03end\"z\n" +
 	"\fWorkingHours\x12\x1b\n" +
 	"\ttime_zone\x18\x01 \x01(\tR\btimeZone\x121\n" +
-	"\x04days\x18\x02 \x03(\v2\x1d.leadflow.event.v1.WorkingDayR\x04days\"\x95\x01\n" +
+	"\x04days\x18\x02 \x03(\v2\x1d.leadflow.event.v1.WorkingDayR\x04days\x12\x1a\n" +
+	"\bholidays\x18\x03 \x03(\tR\bholidays\"\x95\x01\n" +
 	"\tSalesTeam\x12\x17\n" +
 	"\ateam_id\x18\x01 \x01(\tR\x06teamId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x125\n" +
@@ -3857,44 +3882,45 @@ var file_leadflow_event_v1_handoff_proto_depIdxs = []int32{
 	45, // 31: leadflow.event.v1.LeadQueued.deadline:type_name -> google.protobuf.Timestamp
 	45, // 32: leadflow.event.v1.LeadQueued.retry_at:type_name -> google.protobuf.Timestamp
 	23, // 33: leadflow.event.v1.LeadQueued.decision:type_name -> leadflow.event.v1.RoutingDecision
-	6,  // 34: leadflow.event.v1.Candidate.outcome:type_name -> leadflow.event.v1.CandidateOutcome
-	22, // 35: leadflow.event.v1.RoutingDecision.rules:type_name -> leadflow.event.v1.RuleEvaluation
-	21, // 36: leadflow.event.v1.RoutingDecision.candidates:type_name -> leadflow.event.v1.Candidate
-	25, // 37: leadflow.event.v1.PoolTurnTaken.passes:type_name -> leadflow.event.v1.PoolPass
-	24, // 38: leadflow.event.v1.PoolTurnTaken.before:type_name -> leadflow.event.v1.PoolTurnTaken
-	7,  // 39: leadflow.event.v1.WorkingDay.day:type_name -> leadflow.event.v1.Weekday
-	26, // 40: leadflow.event.v1.WorkingHours.days:type_name -> leadflow.event.v1.WorkingDay
-	27, // 41: leadflow.event.v1.SalesTeam.hours:type_name -> leadflow.event.v1.WorkingHours
-	45, // 42: leadflow.event.v1.Absence.from:type_name -> google.protobuf.Timestamp
-	45, // 43: leadflow.event.v1.Absence.until:type_name -> google.protobuf.Timestamp
-	30, // 44: leadflow.event.v1.OutOfOffice.absences:type_name -> leadflow.event.v1.Absence
-	32, // 45: leadflow.event.v1.Pool.members:type_name -> leadflow.event.v1.PoolMember
-	36, // 46: leadflow.event.v1.RoutingRule.when:type_name -> leadflow.event.v1.RuleCriteria
-	35, // 47: leadflow.event.v1.RoutingRules.regions:type_name -> leadflow.event.v1.Region
-	37, // 48: leadflow.event.v1.RoutingRules.rules:type_name -> leadflow.event.v1.RoutingRule
-	47, // 49: leadflow.event.v1.SLAPolicy.accept_within:type_name -> google.protobuf.Duration
-	47, // 50: leadflow.event.v1.SLAPolicy.first_contact_within:type_name -> google.protobuf.Duration
-	47, // 51: leadflow.event.v1.SLAPolicy.warn_before:type_name -> google.protobuf.Duration
-	4,  // 52: leadflow.event.v1.SLAPolicy.escalation:type_name -> leadflow.event.v1.SLAEscalation
-	48, // 53: leadflow.event.v1.RoutingChanged.changed_by:type_name -> leadflow.event.v1.Actor
-	28, // 54: leadflow.event.v1.RoutingChanged.team:type_name -> leadflow.event.v1.SalesTeam
-	29, // 55: leadflow.event.v1.RoutingChanged.rep:type_name -> leadflow.event.v1.Rep
-	33, // 56: leadflow.event.v1.RoutingChanged.pool:type_name -> leadflow.event.v1.Pool
-	34, // 57: leadflow.event.v1.RoutingChanged.account:type_name -> leadflow.event.v1.Account
-	38, // 58: leadflow.event.v1.RoutingChanged.rules:type_name -> leadflow.event.v1.RoutingRules
-	39, // 59: leadflow.event.v1.RoutingChanged.sla_policy:type_name -> leadflow.event.v1.SLAPolicy
-	31, // 60: leadflow.event.v1.RoutingChanged.out_of_office:type_name -> leadflow.event.v1.OutOfOffice
-	41, // 61: leadflow.event.v1.MarketingTargetSet.target:type_name -> leadflow.event.v1.MarketingTarget
-	48, // 62: leadflow.event.v1.MarketingTargetSet.set_by:type_name -> leadflow.event.v1.Actor
-	3,  // 63: leadflow.event.v1.SLATimer.sla:type_name -> leadflow.event.v1.SLAKind
-	8,  // 64: leadflow.event.v1.SLATimer.phase:type_name -> leadflow.event.v1.TimerPhase
-	45, // 65: leadflow.event.v1.SLATimer.due_at:type_name -> google.protobuf.Timestamp
-	45, // 66: leadflow.event.v1.SLATimer.fire_at:type_name -> google.protobuf.Timestamp
-	67, // [67:67] is the sub-list for method output_type
-	67, // [67:67] is the sub-list for method input_type
-	67, // [67:67] is the sub-list for extension type_name
-	67, // [67:67] is the sub-list for extension extendee
-	0,  // [0:67] is the sub-list for field type_name
+	45, // 34: leadflow.event.v1.LeadQueued.waited_until:type_name -> google.protobuf.Timestamp
+	6,  // 35: leadflow.event.v1.Candidate.outcome:type_name -> leadflow.event.v1.CandidateOutcome
+	22, // 36: leadflow.event.v1.RoutingDecision.rules:type_name -> leadflow.event.v1.RuleEvaluation
+	21, // 37: leadflow.event.v1.RoutingDecision.candidates:type_name -> leadflow.event.v1.Candidate
+	25, // 38: leadflow.event.v1.PoolTurnTaken.passes:type_name -> leadflow.event.v1.PoolPass
+	24, // 39: leadflow.event.v1.PoolTurnTaken.before:type_name -> leadflow.event.v1.PoolTurnTaken
+	7,  // 40: leadflow.event.v1.WorkingDay.day:type_name -> leadflow.event.v1.Weekday
+	26, // 41: leadflow.event.v1.WorkingHours.days:type_name -> leadflow.event.v1.WorkingDay
+	27, // 42: leadflow.event.v1.SalesTeam.hours:type_name -> leadflow.event.v1.WorkingHours
+	45, // 43: leadflow.event.v1.Absence.from:type_name -> google.protobuf.Timestamp
+	45, // 44: leadflow.event.v1.Absence.until:type_name -> google.protobuf.Timestamp
+	30, // 45: leadflow.event.v1.OutOfOffice.absences:type_name -> leadflow.event.v1.Absence
+	32, // 46: leadflow.event.v1.Pool.members:type_name -> leadflow.event.v1.PoolMember
+	36, // 47: leadflow.event.v1.RoutingRule.when:type_name -> leadflow.event.v1.RuleCriteria
+	35, // 48: leadflow.event.v1.RoutingRules.regions:type_name -> leadflow.event.v1.Region
+	37, // 49: leadflow.event.v1.RoutingRules.rules:type_name -> leadflow.event.v1.RoutingRule
+	47, // 50: leadflow.event.v1.SLAPolicy.accept_within:type_name -> google.protobuf.Duration
+	47, // 51: leadflow.event.v1.SLAPolicy.first_contact_within:type_name -> google.protobuf.Duration
+	47, // 52: leadflow.event.v1.SLAPolicy.warn_before:type_name -> google.protobuf.Duration
+	4,  // 53: leadflow.event.v1.SLAPolicy.escalation:type_name -> leadflow.event.v1.SLAEscalation
+	48, // 54: leadflow.event.v1.RoutingChanged.changed_by:type_name -> leadflow.event.v1.Actor
+	28, // 55: leadflow.event.v1.RoutingChanged.team:type_name -> leadflow.event.v1.SalesTeam
+	29, // 56: leadflow.event.v1.RoutingChanged.rep:type_name -> leadflow.event.v1.Rep
+	33, // 57: leadflow.event.v1.RoutingChanged.pool:type_name -> leadflow.event.v1.Pool
+	34, // 58: leadflow.event.v1.RoutingChanged.account:type_name -> leadflow.event.v1.Account
+	38, // 59: leadflow.event.v1.RoutingChanged.rules:type_name -> leadflow.event.v1.RoutingRules
+	39, // 60: leadflow.event.v1.RoutingChanged.sla_policy:type_name -> leadflow.event.v1.SLAPolicy
+	31, // 61: leadflow.event.v1.RoutingChanged.out_of_office:type_name -> leadflow.event.v1.OutOfOffice
+	41, // 62: leadflow.event.v1.MarketingTargetSet.target:type_name -> leadflow.event.v1.MarketingTarget
+	48, // 63: leadflow.event.v1.MarketingTargetSet.set_by:type_name -> leadflow.event.v1.Actor
+	3,  // 64: leadflow.event.v1.SLATimer.sla:type_name -> leadflow.event.v1.SLAKind
+	8,  // 65: leadflow.event.v1.SLATimer.phase:type_name -> leadflow.event.v1.TimerPhase
+	45, // 66: leadflow.event.v1.SLATimer.due_at:type_name -> google.protobuf.Timestamp
+	45, // 67: leadflow.event.v1.SLATimer.fire_at:type_name -> google.protobuf.Timestamp
+	68, // [68:68] is the sub-list for method output_type
+	68, // [68:68] is the sub-list for method input_type
+	68, // [68:68] is the sub-list for extension type_name
+	68, // [68:68] is the sub-list for extension extendee
+	0,  // [0:68] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_event_v1_handoff_proto_init() }
