@@ -865,3 +865,79 @@ func acceptedByDan(t *testing.T) (w *world, id string, accepted *eventv1.Event) 
 	}
 	return w, id, ofType(w.events(t, id), "LeadAccepted")[0]
 }
+
+// A lead queued while every rep of its pool is busy, whose route deadline
+// falls just after their shift ends, has not breached when a retry finds
+// them gone home: route time stopped at the shift's end, not at the
+// retry, so the deadline moves on to the next opening with what was left
+// of it at that end, and later retries before that opening keep it.
+func TestRouteClockStopsAtTheShiftsEnd(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 1)
+	ctx := ctxT(t)
+	// A zone where it is about midday, so that the shift below stays
+	// inside one day; Etc zones keep no daylight saving time.
+	now := time.Now()
+	offset := 12 - now.UTC().Hour()
+	zone := fmt.Sprintf("Etc/GMT%+d", -offset)
+	loc, err := time.LoadLocation(zone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := now.In(loc)
+	opens := local.Add(-2 * time.Hour).Truncate(time.Minute)
+	closes := local.Truncate(time.Minute).Add(3 * time.Minute)
+	hours := &eventv1.WorkingHours{TimeZone: zone}
+	for d := eventv1.Weekday_WEEKDAY_MONDAY; d <= eventv1.Weekday_WEEKDAY_SUNDAY; d++ {
+		hours.Days = append(hours.Days, &eventv1.WorkingDay{Day: d, Start: opens.Format("15:04"), End: closes.Format("15:04")})
+	}
+	if _, err := s.client.PutTeam(ctx, &handoffv1.PutTeamRequest{Team: &eventv1.SalesTeam{TeamId: "emea", Name: "EMEA", ManagerRepId: "mia", Hours: hours},
+		ChangedBy: ops}); err != nil {
+		t.Fatal(err)
+	}
+	// ann, bob and cat each hold one lead: the pool is full.
+	for range 3 {
+		w.waitFor(t, w.mql(t, dach(50)), "LeadAssigned", 1)
+	}
+	s.stop() // the apps below, each at its own time, route the lead
+	id := uuid.NewString()
+	w.write(t, id, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{Profile: dach(50)}, intakeActor)
+	w.qualifyWithin(t, id, time.Until(closes)+20*time.Second)
+	qualified := w.lastEvent(t, id)
+	if err := w.app(t, adapters.NewLeads(w.store)).RouteQualified(ctx, id, qualified.Seq, qualified.Event, false, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	queued := w.lastEvent(t, id)
+	deadline := queued.Event.GetLeadQueued().GetDeadline().AsTime()
+	if queued.Event.GetLeadQueued() == nil || !deadline.After(closes) {
+		t.Fatalf("first try: %s due %v, want queued past the shift's end %v", queued.Event.GetEventType(), deadline, closes)
+	}
+	retry := func(at time.Time, step eventstore.Record, attempt int) {
+		t.Helper()
+		a := w.app(t, adapters.NewLeads(w.store), app.WithClock(func() time.Time { return at }))
+		q := step.Event.GetLeadQueued()
+		tm := &eventv1.SLATimer{TimerId: app.TimerID(step.Event.GetEventId(), eventv1.SLAKind_SLA_KIND_ROUTE, eventv1.TimerPhase_TIMER_PHASE_DUE) + fmt.Sprint("-", attempt),
+			LeadId: id, Sla: eventv1.SLAKind_SLA_KIND_ROUTE, Phase: eventv1.TimerPhase_TIMER_PHASE_DUE, StepEventId: step.Event.GetEventId(),
+			StepSequence: step.Seq, DueAt: q.GetDeadline(), FireAt: q.GetRetryAt(), Attempt: uint32(attempt)}
+		if err := a.FireTimer(ctx, tm, false, envelope.Meta{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Past the deadline by the wall clock, 20 s into the evening.
+	retry(deadline.Add(20*time.Second), queued, 1)
+	if b := ofType(w.events(t, id), "SLABreached"); len(b) != 0 {
+		t.Fatalf("breached at a deadline that fell after the shift: %v", b[0].GetSlaBreached())
+	}
+	next := opens.Add(24 * time.Hour)
+	moved := w.lastEvent(t, id)
+	q := moved.Event.GetLeadQueued()
+	if want := next.Add(deadline.Sub(closes)); q == nil || !q.GetDeadline().AsTime().Equal(want) || !q.GetWaitedUntil().AsTime().Equal(next) {
+		t.Fatalf("after the shift: %s %v, want queued again due %v (20 s after the opening), waited until %v", moved.Event.GetEventType(), q, want, next)
+	}
+	// At night, read afresh: the wait is counted already.
+	retry(next.Add(-time.Hour), moved, 1)
+	if last := w.lastEvent(t, id); last.Seq != moved.Seq || !w.state(t, id).Deadline.Equal(q.GetDeadline().AsTime()) {
+		t.Errorf("a retry at night wrote %s, due %v; want nothing, due %v", last.Event.GetEventType(), w.state(t, id).Deadline, q.GetDeadline().AsTime())
+	}
+}

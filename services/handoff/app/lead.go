@@ -84,7 +84,9 @@ type lead struct {
 	routeBreached bool
 	// waitedUntil is the end of the off-shift wait the route deadline was
 	// last moved on by: a later try counts only what comes after it.
-	waitedUntil time.Time
+	// qualifiedAt is when the latest qualification started the route
+	// clock.
+	waitedUntil, qualifiedAt time.Time
 	// deals are the opportunity ids of every deal the lead has had.
 	deals       []string
 	opportunity struct {
@@ -161,10 +163,13 @@ func (l *lead) apply(r eventstore.Record) {
 		l.journey++
 		l.qualified = ev.GetEventId()
 		l.owners, l.queued, l.routeBreached, l.stepID, l.waitedUntil = nil, nil, false, "", time.Time{}
+		l.qualifiedAt = ev.GetRecordedAt().AsTime()
 		l.poolID, l.policy, l.accepted, l.acceptedID, l.connected = "", nil, nil, "", false
 	case *eventv1.Event_LeadQueued:
 		l.queued, l.stepID, l.stepSeq, l.touch = p.LeadQueued, ev.GetEventId(), r.Seq, false
-		if moved := l.state.Deadline.Sub(before); moved > 0 && !before.IsZero() {
+		if w := p.LeadQueued.GetWaitedUntil(); w != nil {
+			l.waitedUntil = w.AsTime()
+		} else if moved := l.state.Deadline.Sub(before); moved > 0 && !before.IsZero() {
 			// Moved on by the wait to the first opening, counted from
 			// where the last counted wait ended if that is later (as
 			// routeEvents counts it).

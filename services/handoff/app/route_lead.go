@@ -168,18 +168,25 @@ func (a *App) routeEvents(ctx context.Context, cfg *routing.Config, l *lead, cau
 	// The queue's deadline is the lifecycle's: the route deadline the
 	// lead got when it qualified, moved on by the wait whenever a try
 	// finds no rep of its pool on shift (route time is working time).
-	// Only the wait not counted yet moves it: retries off shift come
-	// every -route-retry.
+	// The wait began when the last of them went off shift, not when a
+	// try found them off (retries come every -route-retry), and never
+	// before the lead qualified or the wait already counted ended: a
+	// deadline that fell after the shift's end has not passed.
 	deadline := l.state.Deadline
-	var due time.Time
-	if d.OffShift && deadline.After(now) {
+	var due, waited time.Time
+	if d.OffShift {
 		from := now
-		if l.waitedUntil.After(from) {
-			from = l.waitedUntil
+		if !d.OffSince.IsZero() && d.OffSince.Before(from) {
+			from = d.OffSince
 		}
-		if wait := d.RetryAt.Sub(from); wait > 0 {
+		for _, t := range []time.Time{l.qualifiedAt, l.waitedUntil} {
+			if t.After(from) {
+				from = t
+			}
+		}
+		if wait := d.RetryAt.Sub(from); wait > 0 && deadline.After(from) {
 			deadline = deadline.Add(wait)
-			due = deadline
+			due, waited = deadline, d.RetryAt
 		}
 	}
 	next := now.Add(a.retryEvery)
@@ -197,7 +204,7 @@ func (a *App) routeEvents(ctx context.Context, cfg *routing.Config, l *lead, cau
 		// whose timers carry the new deadline, in place of the retries'.
 		queue := lifecycle.Owner{Kind: lifecycle.OwnerQueue, ID: d.Queue}
 		q, _, err := a.leadEvent(l.id, l.state, lifecycle.Command{Name: lifecycle.Queue, Owner: queue, Due: due}, a.policy, &eventv1.LeadQueued{
-			Queue: d.Queue, Deadline: pbTime(deadline), RetryAt: timestamppb.New(next), Decision: d.Record,
+			Queue: d.Queue, Deadline: pbTime(deadline), RetryAt: timestamppb.New(next), Decision: d.Record, WaitedUntil: pbTime(waited),
 		}, meta, now)
 		if err != nil {
 			return nil, err

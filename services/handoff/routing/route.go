@@ -91,8 +91,10 @@ type Decision struct {
 	Queue   string
 	RetryAt time.Time
 	// OffShift: queued only because the reps who could take the lead
-	// are outside their working hours; RetryAt is when the first opens.
+	// are outside their working hours; RetryAt is when the first opens,
+	// and OffSince when the last closed.
 	OffShift bool
+	OffSince time.Time
 }
 
 // Route decides who gets a lead: the owner of its account, if it matches
@@ -140,7 +142,15 @@ func (c *Config) Route(l Lead, pools map[string]PoolState, loads Loads, now time
 	rec.Candidates = append(rec.Candidates, cands...)
 	d.RetryAt = earliest(d.RetryAt, back)
 	if rep == "" {
-		d.OffShift = offShift(rec.Candidates)
+		if d.OffShift = offShift(rec.Candidates); d.OffShift {
+			for _, cd := range rec.Candidates {
+				if cd.GetOutcome() == eventv1.CandidateOutcome_CANDIDATE_OUTCOME_OUTSIDE_WORKING_HOURS {
+					if closed := c.RepCalendar(cd.GetRepId()).LastClose(now); closed.After(d.OffSince) {
+						d.OffSince = closed
+					}
+				}
+			}
+		}
 		return c.queue(d, fmt.Sprintf("rule %s matched; no rep of pool %s can take it", rule.GetRuleId(), pool.GetPoolId()))
 	}
 	rec.RepId = rep
