@@ -239,8 +239,11 @@ func (l *Leads) Record(ctx context.Context, token string) (*eventv1.IdempotencyR
 // PutRecord writes the record of token if its last sequence is expect (0:
 // none yet). A record is never deleted, so a key never expires.
 func (l *Leads) PutRecord(ctx context.Context, token string, rec *eventv1.IdempotencyRecord, expect uint64) (uint64, error) {
-	// The id is unique per write, so that a retried publish is
-	// recognised as this one and no other.
+	// The id is the record's event and the version it follows, so that a
+	// retried publish is recognised as this one. Two attempts of one key
+	// at the same version share it too, and the second is taken for the
+	// first: a record may name another attempt's plan, which is why
+	// answers are read from the stored event, not the record.
 	seqs, err := l.store.Commit(ctx, eventstore.Write{Subject: recordSubject(token), Expect: expect, Record: rec,
 		RecordID: fmt.Sprintf("%s@%d", rec.GetEventId(), expect)})
 	if err != nil {

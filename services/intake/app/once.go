@@ -160,6 +160,20 @@ func (a *App) once(ctx context.Context, key idemKey, decide func(context.Context
 		if p.done != nil {
 			return *p.done, nil
 		}
+		if rec != nil {
+			// The record's event was not stored when we looked: a racing
+			// repeat's still in flight, or cut short. Look again now that
+			// decide has read the lead, before writing: what was stored
+			// before that read shows here, and what is stored after it
+			// makes our append conflict. (A repeat's commit of several
+			// events carries no message id the server would drop a second
+			// copy by.)
+			if ans, ok, err := a.answerOf(ctx, key, rec); errors.Is(err, errErased) {
+				rec = nil
+			} else if err != nil || ok {
+				return ans, err
+			}
+		}
 		if key.token != "" {
 			if rec != nil {
 				p.event.EventId = rec.GetEventId()
@@ -205,11 +219,13 @@ func (a *App) once(ctx context.Context, key idemKey, decide func(context.Context
 			// before this attempt's version: this request's, or a racing
 			// repeat's whose record this attempt found before its event.
 			// Answer what is stored, and point the record at it.
-			stored, err := a.repoint(ctx, key, rec, recSeq, v)
+			stored, err := a.leads.Get(ctx, v)
 			if err != nil {
+				return answer{}, err
+			}
+			ans.LeadID, ans.Outcome = stored.Event.GetLeadId(), outcomeOf(stored.Event, p.outcome)
+			if err := a.repoint(ctx, key, rec, recSeq, stored.Event); err != nil {
 				a.log.WarnContext(ctx, "idempotency record not re-pointed", "lead", p.leadID, "err", err)
-			} else {
-				ans.LeadID, ans.Outcome = stored.GetLeadId(), outcomeOf(stored, p.outcome)
 			}
 		}
 		a.passed(AfterStored, p.leadID)
@@ -230,14 +246,22 @@ var errErased = errors.New("the record's lead is erased")
 
 // answerOf is the first answer a record stands for, if its event is
 // stored: the lead's first event after the record's version (and the
-// version of the last event of its commit).
+// version of the last event of its commit), with the outcome that event
+// stands for. A record of a racing repeat may point past its event (its
+// plan's version, written before it found the event stored by the first
+// request): then the lead's history is searched for it.
 func (a *App) answerOf(ctx context.Context, key idemKey, rec *eventv1.IdempotencyRecord) (answer, bool, error) {
 	if rec.GetFingerprint() != key.fingerprint {
 		return answer{}, false, &KeyReusedError{Field: key.field}
 	}
 	ev, err := a.leads.After(ctx, rec.GetLeadId(), rec.GetVersionBefore())
-	if err != nil || ev == nil || ev.Event.GetEventId() != rec.GetEventId() {
+	if err != nil {
 		return answer{}, false, err
+	}
+	if ev == nil || ev.Event.GetEventId() != rec.GetEventId() {
+		if ev, err = a.find(ctx, rec.GetLeadId(), rec.GetEventId()); ev == nil || err != nil {
+			return answer{}, false, err
+		}
 	}
 	if key.untilErased {
 		head, err := a.leads.Head(ctx, rec.GetLeadId())
@@ -248,25 +272,33 @@ func (a *App) answerOf(ctx context.Context, key idemKey, rec *eventv1.Idempotenc
 			return answer{}, false, errErased
 		}
 	}
-	return answer{LeadID: rec.GetLeadId(), Outcome: Outcome(rec.GetOutcome()), Version: ev.Seq + uint64(rec.GetMore()), Replayed: true, event: ev.Event}, true, nil
+	return answer{LeadID: rec.GetLeadId(), Outcome: outcomeOf(ev.Event, Outcome(rec.GetOutcome())), Version: ev.Seq + uint64(rec.GetMore()),
+		Replayed: true, event: ev.Event}, true, nil
 }
 
-// repoint points a record at the event stored at seq, which carries the
-// record's event id: its lead, the version it was appended at and the
-// outcome it stands for, read from the event itself. It returns the event.
-func (a *App) repoint(ctx context.Context, key idemKey, rec *eventv1.IdempotencyRecord, recSeq, seq uint64) (*eventv1.Event, error) {
-	stored, err := a.leads.Get(ctx, seq)
+// find returns the lead's event with id eventID, nil if it has none.
+func (a *App) find(ctx context.Context, leadID, eventID string) (*eventstore.Record, error) {
+	recs, err := a.leads.Load(ctx, leadID)
 	if err != nil {
 		return nil, err
 	}
-	next := proto.Clone(rec).(*eventv1.IdempotencyRecord)
-	next.LeadId = stored.Event.GetLeadId()
-	next.VersionBefore = stored.Event.GetVersionBefore()
-	next.Outcome = string(outcomeOf(stored.Event, Outcome(rec.GetOutcome())))
-	if _, err = a.leads.PutRecord(ctx, key.token, next, recSeq); err != nil {
-		return nil, err
+	for i := range recs {
+		if recs[i].Event.GetEventId() == eventID {
+			return &recs[i], nil
+		}
 	}
-	return stored.Event, nil
+	return nil, nil
+}
+
+// repoint points a record at its stored event: the lead, the version it
+// was appended at and the outcome it stands for, read from the event.
+func (a *App) repoint(ctx context.Context, key idemKey, rec *eventv1.IdempotencyRecord, recSeq uint64, stored *eventv1.Event) error {
+	next := proto.Clone(rec).(*eventv1.IdempotencyRecord)
+	next.LeadId = stored.GetLeadId()
+	next.VersionBefore = stored.GetVersionBefore()
+	next.Outcome = string(outcomeOf(stored, Outcome(rec.GetOutcome())))
+	_, err := a.leads.PutRecord(ctx, key.token, next, recSeq)
+	return err
 }
 
 // outcomeOf is the outcome a capture's stored event stands for; for other

@@ -255,3 +255,109 @@ func TestARepeatRacingTheFirstWriteAnswersWhatItStored(t *testing.T) {
 		t.Fatalf("lead holds %d events (%v), want the capture once", len(recs), err)
 	}
 }
+
+// slowAppend is the real lead store whose next Append waits for release
+// once it has told reached.
+type slowAppend struct {
+	*adapters.Leads
+	reached, release chan struct{}
+	once             sync.Once
+}
+
+func (s *slowAppend) Append(ctx context.Context, leadID string, expected uint64, events ...*eventv1.Event) (uint64, error) {
+	wait := false
+	s.once.Do(func() { wait = true })
+	if wait {
+		close(s.reached)
+		<-s.release
+	}
+	return s.Leads.Append(ctx, leadID, expected, events...)
+}
+
+// holdersMeanwhile is the real lead store that runs meanwhile once, at
+// its first look-up of identity holders.
+type holdersMeanwhile struct {
+	*adapters.Leads
+	meanwhile func()
+	done      atomic.Bool
+}
+
+func (l *holdersMeanwhile) Holders(ctx context.Context, keys ...app.ClaimKey) (map[app.ClaimKey]app.Holder, error) {
+	if l.done.CompareAndSwap(false, true) {
+		l.meanwhile()
+	}
+	return l.Leads.Holders(ctx, keys...)
+}
+
+// A keyed re-submission that also withdraws a consent is written as one
+// commit of two events, which the server cannot drop a second copy of by
+// message id. A repeat that found the first's record before its events,
+// and read the lead after they were stored, must answer them, not store
+// the re-submission again.
+func TestARepeatRacingAResubmissionWithAConsentStoresNothing(t *testing.T) {
+	f := newFixture(t)
+	ctx := ctxT(t)
+	created, err := f.app.CaptureLead(ctx, capture("consent@race.example", ""), envelope.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := capture("consent@race.example", "k-consent")
+	in.Consents = []*eventv1.Consent{{Channel: eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL, Status: eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN}}
+	held := &slowAppend{Leads: adapters.NewLeads(f.store), reached: make(chan struct{}), release: make(chan struct{})}
+	var (
+		firstRes app.CaptureResult
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	wg.Go(func() {
+		firstRes, firstErr = app.New(held, adapters.NewCampaigns(f.store), f.keys).CaptureLead(ctx, in, envelope.Meta{})
+	})
+	<-held.reached
+	repeat := app.New(&holdersMeanwhile{Leads: adapters.NewLeads(f.store), meanwhile: func() {
+		close(held.release)
+		wg.Wait()
+	}}, adapters.NewCampaigns(f.store), f.keys)
+	again, err := repeat.CaptureLead(ctx, in, envelope.Meta{})
+	if firstErr != nil || err != nil {
+		t.Fatalf("first %v, repeat %v", firstErr, err)
+	}
+	if firstRes.Outcome != app.Resubmitted || again.Outcome != app.Resubmitted || again.Version != firstRes.Version {
+		t.Errorf("first answered %+v, the repeat %+v", firstRes, again)
+	}
+	recs, err := f.store.Load(ctx, eventstore.LeadSubject(created.LeadID))
+	if err != nil || len(recs) != 3 {
+		t.Fatalf("lead holds %d events (%v), want the capture, the re-submission and the withdrawal once each", len(recs), err)
+	}
+}
+
+// A record that points past its event (a racing repeat's plan record, or
+// one re-pointed by another attempt of the key) is still answered from
+// the event, found in the lead's history: once the server's duplicate
+// window is over nothing else would stop the event being stored again.
+func TestARecordPointingPastItsEventStillAnswers(t *testing.T) {
+	f := newFixtureWith(t, eventstore.StreamConfig{Duplicates: time.Second}, nil)
+	ctx := ctxT(t)
+	in := capture("past@race.example", "k-past")
+	first, err := f.app.CaptureLead(ctx, in, envelope.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := f.keys.BlindID("idem-capture", "k-past")
+	rec, seq, err := f.leads.Record(ctx, token)
+	if err != nil || rec == nil {
+		t.Fatalf("record %v (%v)", rec, err)
+	}
+	rec.VersionBefore, rec.Outcome = first.Version, string(app.Resubmitted)
+	if _, err := f.leads.PutRecord(ctx, token, rec, seq); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // past the duplicate window
+	again, err := f.app.CaptureLead(ctx, in, envelope.Meta{})
+	if err != nil || !again.Replayed || again.Outcome != app.Created || again.Version != first.Version {
+		t.Errorf("repeat answered %+v (%v), want the first answer %+v again", again, err, first)
+	}
+	recs, err := f.store.Load(ctx, eventstore.LeadSubject(first.LeadID))
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("lead holds %d events (%v), want the capture once", len(recs), err)
+	}
+}
