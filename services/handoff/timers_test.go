@@ -866,18 +866,19 @@ func acceptedByDan(t *testing.T) (w *world, id string, accepted *eventv1.Event) 
 	return w, id, ofType(w.events(t, id), "LeadAccepted")[0]
 }
 
-// A lead queued while every rep of its pool is busy, whose route deadline
-// falls just after their shift ends, has not breached when a retry finds
-// them gone home: route time stopped at the shift's end, not at the
-// retry, so the deadline moves on to the next opening with what was left
-// of it at that end, and later retries before that opening keep it.
-func TestRouteClockStopsAtTheShiftsEnd(t *testing.T) {
-	w := newWorld(t)
+// shiftEndingSoon runs handoff on routingSetup (capacity 1) with emea's
+// reps on shift in a zone where it is about midday, from two hours ago
+// until closes, two or three minutes from now, every day (Etc zones keep
+// no daylight saving time). away reps are out of office until an hour
+// after closes; the others each take a lead, so the pool is full. The
+// service is then stopped: the test's apps, each at its own time, route
+// what comes next.
+func shiftEndingSoon(t *testing.T, away ...string) (w *world, opens, closes time.Time) {
+	t.Helper()
+	w = newWorld(t)
 	s := w.start(t)
 	routingSetup(t, s.client, 1)
 	ctx := ctxT(t)
-	// A zone where it is about midday, so that the shift below stays
-	// inside one day; Etc zones keep no daylight saving time.
 	now := time.Now()
 	offset := 12 - now.UTC().Hour()
 	zone := fmt.Sprintf("Etc/GMT%+d", -offset)
@@ -886,8 +887,8 @@ func TestRouteClockStopsAtTheShiftsEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	local := now.In(loc)
-	opens := local.Add(-2 * time.Hour).Truncate(time.Minute)
-	closes := local.Truncate(time.Minute).Add(3 * time.Minute)
+	opens = local.Add(-2 * time.Hour).Truncate(time.Minute)
+	closes = local.Truncate(time.Minute).Add(3 * time.Minute)
 	hours := &eventv1.WorkingHours{TimeZone: zone}
 	for d := eventv1.Weekday_WEEKDAY_MONDAY; d <= eventv1.Weekday_WEEKDAY_SUNDAY; d++ {
 		hours.Days = append(hours.Days, &eventv1.WorkingDay{Day: d, Start: opens.Format("15:04"), End: closes.Format("15:04")})
@@ -896,36 +897,61 @@ func TestRouteClockStopsAtTheShiftsEnd(t *testing.T) {
 		ChangedBy: ops}); err != nil {
 		t.Fatal(err)
 	}
-	// ann, bob and cat each hold one lead: the pool is full.
-	for range 3 {
-		w.waitFor(t, w.mql(t, dach(50)), "LeadAssigned", 1)
-	}
-	s.stop() // the apps below, each at its own time, route the lead
-	id := uuid.NewString()
-	w.write(t, id, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{Profile: dach(50)}, intakeActor)
-	w.qualifyWithin(t, id, time.Until(closes)+20*time.Second)
-	qualified := w.lastEvent(t, id)
-	if err := w.app(t, adapters.NewLeads(w.store)).RouteQualified(ctx, id, qualified.Seq, qualified.Event, false, envelope.Meta{}); err != nil {
-		t.Fatal(err)
-	}
-	queued := w.lastEvent(t, id)
-	deadline := queued.Event.GetLeadQueued().GetDeadline().AsTime()
-	if queued.Event.GetLeadQueued() == nil || !deadline.After(closes) {
-		t.Fatalf("first try: %s due %v, want queued past the shift's end %v", queued.Event.GetEventType(), deadline, closes)
-	}
-	retry := func(at time.Time, step eventstore.Record, attempt int) {
-		t.Helper()
-		a := w.app(t, adapters.NewLeads(w.store), app.WithClock(func() time.Time { return at }))
-		q := step.Event.GetLeadQueued()
-		tm := &eventv1.SLATimer{TimerId: app.TimerID(step.Event.GetEventId(), eventv1.SLAKind_SLA_KIND_ROUTE, eventv1.TimerPhase_TIMER_PHASE_DUE) + fmt.Sprint("-", attempt),
-			LeadId: id, Sla: eventv1.SLAKind_SLA_KIND_ROUTE, Phase: eventv1.TimerPhase_TIMER_PHASE_DUE, StepEventId: step.Event.GetEventId(),
-			StepSequence: step.Seq, DueAt: q.GetDeadline(), FireAt: q.GetRetryAt(), Attempt: uint32(attempt)}
-		if err := a.FireTimer(ctx, tm, false, envelope.Meta{}); err != nil {
+	for _, rep := range away {
+		if _, err := s.client.SetOutOfOffice(ctx, &handoffv1.SetOutOfOfficeRequest{OutOfOffice: &eventv1.OutOfOffice{RepId: rep, Absences: []*eventv1.Absence{
+			{From: timestamppb.New(now.Add(-time.Hour)), Until: timestamppb.New(closes.Add(time.Hour))}}}, ChangedBy: ops}); err != nil {
 			t.Fatal(err)
 		}
 	}
+	for range 3 - len(away) {
+		w.waitFor(t, w.mql(t, dach(50)), "LeadAssigned", 1)
+	}
+	s.stop()
+	return w, opens, closes
+}
+
+// queueUntil qualifies a new lead whose route deadline is at deadline and
+// routes it now: it returns the lead and its LeadQueued.
+func queueUntil(t *testing.T, w *world, deadline time.Time) (string, eventstore.Record) {
+	t.Helper()
+	id := uuid.NewString()
+	w.write(t, id, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{Profile: dach(50)}, intakeActor)
+	w.qualifyWithin(t, id, time.Until(deadline))
+	qualified := w.lastEvent(t, id)
+	if err := w.app(t, adapters.NewLeads(w.store)).RouteQualified(ctxT(t), id, qualified.Seq, qualified.Event, false, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	queued := w.lastEvent(t, id)
+	if queued.Event.GetLeadQueued() == nil {
+		t.Fatalf("first try: %s, want queued", queued.Event.GetEventType())
+	}
+	return id, queued
+}
+
+// routeRetry fires the attempt-th ROUTE retry of the queued step at at.
+func routeRetry(t *testing.T, w *world, at time.Time, step eventstore.Record, attempt int) {
+	t.Helper()
+	a := w.app(t, adapters.NewLeads(w.store), app.WithClock(func() time.Time { return at }))
+	q := step.Event.GetLeadQueued()
+	tm := &eventv1.SLATimer{TimerId: app.TimerID(step.Event.GetEventId(), eventv1.SLAKind_SLA_KIND_ROUTE, eventv1.TimerPhase_TIMER_PHASE_DUE) + fmt.Sprint("-", attempt),
+		LeadId: step.Event.GetLeadId(), Sla: eventv1.SLAKind_SLA_KIND_ROUTE, Phase: eventv1.TimerPhase_TIMER_PHASE_DUE, StepEventId: step.Event.GetEventId(),
+		StepSequence: step.Seq, DueAt: q.GetDeadline(), FireAt: q.GetRetryAt(), Attempt: uint32(attempt)}
+	if err := a.FireTimer(ctxT(t), tm, false, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A lead queued while every rep of its pool is busy, whose route deadline
+// falls just after their shift ends, has not breached when a retry finds
+// them gone home: route time stopped at the shift's end, not at the
+// retry, so the deadline moves on to the next opening with what was left
+// of it at that end, and later retries before that opening keep it.
+func TestRouteClockStopsAtTheShiftsEnd(t *testing.T) {
+	w, opens, closes := shiftEndingSoon(t)
+	id, queued := queueUntil(t, w, closes.Add(20*time.Second))
+	deadline := queued.Event.GetLeadQueued().GetDeadline().AsTime()
 	// Past the deadline by the wall clock, 20 s into the evening.
-	retry(deadline.Add(20*time.Second), queued, 1)
+	routeRetry(t, w, deadline.Add(20*time.Second), queued, 1)
 	if b := ofType(w.events(t, id), "SLABreached"); len(b) != 0 {
 		t.Fatalf("breached at a deadline that fell after the shift: %v", b[0].GetSlaBreached())
 	}
@@ -936,8 +962,26 @@ func TestRouteClockStopsAtTheShiftsEnd(t *testing.T) {
 		t.Fatalf("after the shift: %s %v, want queued again due %v (20 s after the opening), waited until %v", moved.Event.GetEventType(), q, want, next)
 	}
 	// At night, read afresh: the wait is counted already.
-	retry(next.Add(-time.Hour), moved, 1)
+	routeRetry(t, w, next.Add(-time.Hour), moved, 1)
 	if last := w.lastEvent(t, id); last.Seq != moved.Seq || !w.state(t, id).Deadline.Equal(q.GetDeadline().AsTime()) {
 		t.Errorf("a retry at night wrote %s, due %v; want nothing, due %v", last.Event.GetEventType(), w.state(t, id).Deadline, q.GetDeadline().AsTime())
+	}
+}
+
+// A route deadline that breached stays breached: a retry that later finds
+// the pool off shift (bob, away at the deadline, is back but off duty)
+// does not move it on into the next day.
+func TestBreachedRouteDeadlineStaysBreached(t *testing.T) {
+	w, _, closes := shiftEndingSoon(t, "bob")
+	id, queued := queueUntil(t, w, closes.Add(20*time.Second))
+	deadline := queued.Event.GetLeadQueued().GetDeadline().AsTime()
+	routeRetry(t, w, deadline.Add(5*time.Second), queued, 1)
+	breached := w.lastEvent(t, id)
+	if b := breached.Event.GetSlaBreached(); b.GetSla() != eventv1.SLAKind_SLA_KIND_ROUTE {
+		t.Fatalf("at the deadline with bob away: %s, want the ROUTE breach", breached.Event.GetEventType())
+	}
+	routeRetry(t, w, closes.Add(90*time.Minute), queued, 2)
+	if last := w.lastEvent(t, id); last.Seq != breached.Seq || !w.state(t, id).Deadline.Equal(deadline) {
+		t.Errorf("a retry off shift after the breach wrote %s, due %v; want nothing, due %v", last.Event.GetEventType(), w.state(t, id).Deadline, deadline)
 	}
 }

@@ -171,10 +171,11 @@ func (a *App) routeEvents(ctx context.Context, cfg *routing.Config, l *lead, cau
 	// The wait began when the last of them went off shift, not when a
 	// try found them off (retries come every -route-retry), and never
 	// before the lead qualified or the wait already counted ended: a
-	// deadline that fell after the shift's end has not passed.
+	// deadline that fell after the shift's end has not passed. One that
+	// breached stays breached.
 	deadline := l.state.Deadline
 	var due, waited time.Time
-	if d.OffShift {
+	if d.OffShift && !l.routeBreached && d.RetryAt.After(now) {
 		from := now
 		if !d.OffSince.IsZero() && d.OffSince.Before(from) {
 			from = d.OffSince

@@ -113,6 +113,7 @@ func (c *Config) Route(l Lead, pools map[string]PoolState, loads Loads, now time
 	}
 	rec.Segment = d.Segment
 
+	offOwner := "" // the account's owner, when full outside their hours
 	if acct, how := c.MatchAccount(l.Profile); acct != nil {
 		rec.AccountId, rec.AccountMatch = acct.GetAccountId(), how
 		owner := acct.GetOwnerRepId()
@@ -130,6 +131,11 @@ func (c *Config) Route(l Lead, pools map[string]PoolState, loads Loads, now time
 			return d
 		}
 		d.RetryAt = earliest(d.RetryAt, back)
+		if out == eventv1.CandidateOutcome_CANDIDATE_OUTCOME_AT_CAPACITY && !c.RepCalendar(owner).Open(now) {
+			// Full and off duty: for the route clock, off shift like a
+			// pool's rep (whose hours are weighed before their load).
+			offOwner = owner
+		}
 	}
 	if rule == nil {
 		return c.queue(d, "no rule matched")
@@ -142,9 +148,9 @@ func (c *Config) Route(l Lead, pools map[string]PoolState, loads Loads, now time
 	rec.Candidates = append(rec.Candidates, cands...)
 	d.RetryAt = earliest(d.RetryAt, back)
 	if rep == "" {
-		if d.OffShift = offShift(rec.Candidates); d.OffShift {
+		if d.OffShift = offShift(rec.Candidates, offOwner); d.OffShift {
 			for _, cd := range rec.Candidates {
-				if cd.GetOutcome() == eventv1.CandidateOutcome_CANDIDATE_OUTCOME_OUTSIDE_WORKING_HOURS {
+				if cd.GetOutcome() == eventv1.CandidateOutcome_CANDIDATE_OUTCOME_OUTSIDE_WORKING_HOURS || cd.GetRepId() == offOwner {
 					if closed := c.RepCalendar(cd.GetRepId()).LastClose(now); closed.After(d.OffSince) {
 						d.OffSince = closed
 					}
@@ -161,9 +167,14 @@ func (c *Config) Route(l Lead, pools map[string]PoolState, loads Loads, now time
 
 // offShift reports whether some candidate is off shift and every other
 // one could never take the lead anyway (inactive, unknown, held it).
-func offShift(cands []*eventv1.Candidate) bool {
+// offOwner, if set, is an account's owner who is off shift, though full.
+func offShift(cands []*eventv1.Candidate, offOwner string) bool {
 	off := false
 	for _, c := range cands {
+		if offOwner != "" && c.GetRepId() == offOwner && strings.HasPrefix(c.GetSource(), "account:") {
+			off = true
+			continue
+		}
 		switch c.GetOutcome() {
 		case eventv1.CandidateOutcome_CANDIDATE_OUTCOME_OUTSIDE_WORKING_HOURS:
 			off = true

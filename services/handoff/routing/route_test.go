@@ -250,6 +250,29 @@ func TestHolidayIsOffShift(t *testing.T) {
 	}
 }
 
+// An account's owner who is full outside their hours could not take the
+// lead at work either: with the pool off shift too, the lead waits off
+// shift (the route clock stops), since the last of them closed.
+func TestFullOwnerOffDutyIsOffShift(t *testing.T) {
+	h := &eventv1.WorkingHours{TimeZone: "UTC"}
+	for d := eventv1.Weekday_WEEKDAY_MONDAY; d <= eventv1.Weekday_WEEKDAY_SUNDAY; d++ {
+		h.Days = append(h.Days, &eventv1.WorkingDay{Day: d, Start: "09:00", End: "17:00"})
+	}
+	c := world(t)
+	c.Apply(200, team("emea", h))
+	c.Apply(201, team("us", h))
+	evening := now.Truncate(24 * time.Hour).Add(20 * time.Hour)
+	lead := routing.Lead{Profile: &eventv1.Profile{Country: "DE", EmailDomain: "acme.example"}}
+	d := c.Route(lead, nil, routing.LoadMap(map[string]int{"dan": 10}), evening)
+	if d.RepID != "" || !d.OffShift || !d.OffSince.Equal(evening.Add(-3*time.Hour)) {
+		t.Fatalf("dan full, the pool closed: rep %q off shift %v since %v, want off since 17:00", d.RepID, d.OffShift, d.OffSince)
+	}
+	// At work, dan full is a rep who could take it: the clock runs.
+	if d := c.Route(lead, nil, routing.LoadMap(map[string]int{"dan": 10, "ann": 10, "bob": 10, "cat": 10}), evening.Add(-8*time.Hour)); d.RepID != "" || d.OffShift {
+		t.Errorf("everyone full at work: rep %q off shift %v", d.RepID, d.OffShift)
+	}
+}
+
 func TestAccountOwner(t *testing.T) {
 	c := world(t)
 	for _, tc := range []struct {

@@ -39,6 +39,11 @@ type Calendar struct {
 // maxHolidays bounds a calendar's holidays: decades of them.
 const maxHolidays = 1000
 
+// maxClosed is the most days in a row a calendar may have no working
+// time: a closure longer than that is not a holiday, and a calendar that
+// never opens would leave every deadline in it undefined.
+const maxClosed = 31
+
 // Always is the calendar that is always open.
 var Always = Calendar{}
 
@@ -114,10 +119,37 @@ func NewCalendar(field string, h *eventv1.WorkingHours) (Calendar, []Violation) 
 		}
 		c.off[d] = true
 	}
+	if len(v) == 0 && len(c.off) > 0 {
+		if from, n := c.longestClosure(); n > maxClosed {
+			add(".holidays", "close the team for %d days in a row from %s; at most %d", n, from.Format(time.DateOnly), maxClosed)
+		}
+	}
 	if len(v) > 0 {
 		return Always, v
 	}
 	return c, nil
+}
+
+// longestClosure is the longest run of days without working time that
+// holds a holiday, and its first day; runs are counted up to maxClosed+1.
+func (c Calendar) longestClosure() (time.Time, int) {
+	closed := func(day time.Time) bool { return c.off[day] || len(c.days[day.Weekday()]) == 0 }
+	var from time.Time
+	most := 0
+	for day := range c.off {
+		start := day
+		for n := 0; n <= maxClosed && closed(prevDay(start)); n++ {
+			start = prevDay(start)
+		}
+		n := 0
+		for d := start; closed(d) && n <= maxClosed; d = nextDay(d) {
+			n++
+		}
+		if n > most || (n == most && start.Before(from)) {
+			from, most = start, n
+		}
+	}
+	return from, most
 }
 
 // clock parses "HH:MM" into minutes after midnight; "24:00" is 1440.

@@ -2,6 +2,7 @@ package sla_test
 
 import (
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -288,5 +289,26 @@ func TestCalendarHolidaysChecked(t *testing.T) {
 	}
 	if _, v := sla.NewCalendar("hours", &eventv1.WorkingHours{Holidays: []string{"2026-12-24"}}); len(v) != 1 || v[0].Field != "hours.days" {
 		t.Errorf("holidays without working days: %+v, want hours.days refused", v)
+	}
+	// A closure is a holiday up to a month long, weekends around it
+	// counted: 31 days closed pass, 32 do not.
+	closure := func(from string, n int) []string {
+		d, _ := time.Parse(time.DateOnly, from)
+		var out []string
+		for range n {
+			if wd := d.Weekday(); wd != time.Saturday && wd != time.Sunday {
+				out = append(out, d.Format(time.DateOnly))
+			}
+			d = d.AddDate(0, 0, 1)
+		}
+		return out
+	}
+	h.Holidays = closure("2026-12-07", 29) // Mon 7th to Mon 4th: with the weekend before, 2026-12-05 to 01-04
+	if _, v := sla.NewCalendar("hours", h); len(v) != 0 {
+		t.Errorf("a 31-day closure: %+v", v)
+	}
+	h.Holidays = closure("2026-12-07", 30) // to Tue 5th: 32 days from the 5th
+	if _, v := sla.NewCalendar("hours", h); len(v) != 1 || v[0].Field != "hours.holidays" || !strings.Contains(v[0].Description, "2026-12-05") {
+		t.Errorf("a 32-day closure: %+v, want hours.holidays refused from 2026-12-05", v)
 	}
 }

@@ -1568,7 +1568,8 @@ type LeadQueued struct {
 	// waited_until is set when this LeadQueued moved the deadline on by a
 	// wait for the pool's first rep to come on shift: the end of the wait
 	// counted so far. A later wait counts only from it. (Events before
-	// 2026-12-05 lack it: it was their recorded_at plus the move.)
+	// 2026-12-05 lack it: their wait ended at the later of their
+	// recorded_at and the wait before, plus the move.)
 	WaitedUntil   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=waited_until,json=waitedUntil,proto3" json:"waited_until,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
