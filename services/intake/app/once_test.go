@@ -188,17 +188,57 @@ func TestRacingRepeatsStoreOneEvent(t *testing.T) {
 	}
 }
 
-// slowCreate is the real lead store whose next Create waits for release
-// once it has told reached: a request held between its record and its
-// event.
+// gate holds a store's next write until release, once it has told
+// reached: a request held between its record and its event.
+type gate struct {
+	reached, release chan struct{}
+	once             sync.Once
+}
+
+func newGate() *gate { return &gate{reached: make(chan struct{}), release: make(chan struct{})} }
+
+func (g *gate) hold() {
+	wait := false
+	g.once.Do(func() { wait = true })
+	if wait {
+		close(g.reached)
+		<-g.release
+	}
+}
+
+// race sends in through first, whose store holds its write at g, and
+// meanwhile the same request through the store repeatOn builds around
+// letGo, which lets the first finish: it returns both answers.
+func race(t *testing.T, f *fixture, in form.Capture, first app.Leads, g *gate, repeatOn func(letGo func()) app.Leads) (app.CaptureResult, app.CaptureResult) {
+	t.Helper()
+	ctx := ctxT(t)
+	var (
+		firstRes app.CaptureResult
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	wg.Go(func() {
+		firstRes, firstErr = app.New(first, adapters.NewCampaigns(f.store), f.keys).CaptureLead(ctx, in, envelope.Meta{})
+	})
+	<-g.reached
+	again, err := app.New(repeatOn(func() {
+		close(g.release)
+		wg.Wait()
+	}), adapters.NewCampaigns(f.store), f.keys).CaptureLead(ctx, in, envelope.Meta{})
+	if firstErr != nil || err != nil {
+		t.Fatalf("first %v, repeat %v", firstErr, err)
+	}
+	return firstRes, again
+}
+
+// slowCreate is the real lead store whose first Create waits at its gate.
 type slowCreate struct {
 	*adapters.Leads
-	reached, release chan struct{}
+	*gate
 }
 
 func (s *slowCreate) Create(ctx context.Context, leadID string, ev *eventv1.Event) (uint64, error) {
-	close(s.reached)
-	<-s.release
+	s.hold()
 	return s.Leads.Create(ctx, leadID, ev)
 }
 
@@ -226,23 +266,10 @@ func TestARepeatRacingTheFirstWriteAnswersWhatItStored(t *testing.T) {
 	f := newFixture(t)
 	ctx := ctxT(t)
 	in := capture("retry@race.example", "k-race")
-	held := &slowCreate{Leads: adapters.NewLeads(f.store), reached: make(chan struct{}), release: make(chan struct{})}
-	first := app.New(held, adapters.NewCampaigns(f.store), f.keys)
-	var (
-		firstRes app.CaptureResult
-		firstErr error
-		wg       sync.WaitGroup
-	)
-	wg.Go(func() { firstRes, firstErr = first.CaptureLead(ctx, in, envelope.Meta{}) })
-	<-held.reached
-	repeat := app.New(&afterFirst{Leads: adapters.NewLeads(f.store), meanwhile: func() {
-		close(held.release)
-		wg.Wait()
-	}}, adapters.NewCampaigns(f.store), f.keys)
-	again, err := repeat.CaptureLead(ctx, in, envelope.Meta{})
-	if firstErr != nil || err != nil {
-		t.Fatalf("first %v, repeat %v", firstErr, err)
-	}
+	g := newGate()
+	firstRes, again := race(t, f, in, &slowCreate{Leads: adapters.NewLeads(f.store), gate: g}, g, func(letGo func()) app.Leads {
+		return &afterFirst{Leads: adapters.NewLeads(f.store), meanwhile: letGo}
+	})
 	if firstRes.Outcome != app.Created || again.Outcome != app.Created || again.LeadID != firstRes.LeadID || again.Version != firstRes.Version {
 		t.Errorf("first answered %+v, the repeat %+v", firstRes, again)
 	}
@@ -256,21 +283,15 @@ func TestARepeatRacingTheFirstWriteAnswersWhatItStored(t *testing.T) {
 	}
 }
 
-// slowAppend is the real lead store whose next Append waits for release
-// once it has told reached.
+// slowAppend is the real lead store whose first Append waits at its
+// gate.
 type slowAppend struct {
 	*adapters.Leads
-	reached, release chan struct{}
-	once             sync.Once
+	*gate
 }
 
 func (s *slowAppend) Append(ctx context.Context, leadID string, expected uint64, events ...*eventv1.Event) (uint64, error) {
-	wait := false
-	s.once.Do(func() { wait = true })
-	if wait {
-		close(s.reached)
-		<-s.release
-	}
+	s.hold()
 	return s.Leads.Append(ctx, leadID, expected, events...)
 }
 
@@ -303,24 +324,10 @@ func TestARepeatRacingAResubmissionWithAConsentStoresNothing(t *testing.T) {
 	}
 	in := capture("consent@race.example", "k-consent")
 	in.Consents = []*eventv1.Consent{{Channel: eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL, Status: eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN}}
-	held := &slowAppend{Leads: adapters.NewLeads(f.store), reached: make(chan struct{}), release: make(chan struct{})}
-	var (
-		firstRes app.CaptureResult
-		firstErr error
-		wg       sync.WaitGroup
-	)
-	wg.Go(func() {
-		firstRes, firstErr = app.New(held, adapters.NewCampaigns(f.store), f.keys).CaptureLead(ctx, in, envelope.Meta{})
+	g := newGate()
+	firstRes, again := race(t, f, in, &slowAppend{Leads: adapters.NewLeads(f.store), gate: g}, g, func(letGo func()) app.Leads {
+		return &holdersMeanwhile{Leads: adapters.NewLeads(f.store), meanwhile: letGo}
 	})
-	<-held.reached
-	repeat := app.New(&holdersMeanwhile{Leads: adapters.NewLeads(f.store), meanwhile: func() {
-		close(held.release)
-		wg.Wait()
-	}}, adapters.NewCampaigns(f.store), f.keys)
-	again, err := repeat.CaptureLead(ctx, in, envelope.Meta{})
-	if firstErr != nil || err != nil {
-		t.Fatalf("first %v, repeat %v", firstErr, err)
-	}
 	if firstRes.Outcome != app.Resubmitted || again.Outcome != app.Resubmitted || again.Version != firstRes.Version {
 		t.Errorf("first answered %+v, the repeat %+v", firstRes, again)
 	}
