@@ -243,8 +243,8 @@ func TestMigrationsAppliedOnStart(t *testing.T) {
 	}
 	var version int64
 	must(t, e.pool.QueryRow(ctxT(t), `SELECT max(version_id) FROM tally_1.goose_db_version`).Scan(&version))
-	if version != 1 {
-		t.Errorf("goose version %d, want 1", version)
+	if version != 2 {
+		t.Errorf("goose version %d, want 2 (testdata/migrations)", version)
 	}
 	st, err := ps[2].Status(ctxT(t))
 	must(t, err)
