@@ -132,7 +132,7 @@ func lostCmd(o *options) *cobra.Command {
 			return writeLost(cmd.OutOrStdout(), resp)
 		},
 	}
-	c.Flags().BoolVar(&redrive, "redrive", false, "put every lost and parked lead back on track")
+	c.Flags().BoolVar(&redrive, "redrive", false, "re-drive the dead letters and write the nurture steps listed leads are owed (others need their own fix)")
 	c.Flags().Uint32Var(&limit, "limit", 0, fmt.Sprintf("list at most this many lost leads (default 1000, with --redrive %d; at most %d)", maxLostLimit, maxLostLimit))
 	c.Flags().StringVar(&asOf, "as-of", "", "judge deadlines at this time (RFC 3339; default now)")
 	c.Flags().DurationVar(&grace, "grace", 0, "do not report a deadline missed by less than this")

@@ -301,8 +301,8 @@ func (a *App) repoint(ctx context.Context, key idemKey, rec *eventv1.Idempotency
 	return err
 }
 
-// outcomeOf is the outcome a capture's stored event stands for; for other
-// commands' events, or, their own.
+// outcomeOf is the outcome a capture's stored event stands for, and or
+// for any other command's event.
 func outcomeOf(ev *eventv1.Event, or Outcome) Outcome {
 	switch {
 	case ev.GetLeadCaptured() != nil:
