@@ -16,6 +16,7 @@ import (
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/pkg/provision"
 	"github.com/leadflow/leadflow/pkg/scoring"
 	"github.com/leadflow/leadflow/services/qualification/adapters"
 	"github.com/leadflow/leadflow/services/qualification/app"
@@ -376,4 +377,35 @@ func signOff(t *testing.T, a *app.App, m scoring.Model) app.Rescore {
 		t.Fatalf("re-score of v%d: %+v %v %v", p.Version, job, ok, err)
 	}
 	return job
+}
+
+// A re-score abandoned while no replica ran it (a newer version was
+// activated) is closed at the next start with its dead letters, not only
+// its consumer: no member runs that group again to re-drive them, and
+// nurture's lost-lead check would list their leads as parked for ever.
+func TestClosingARescoreScanRemovesItsDeadLetters(t *testing.T) {
+	w := newWorld(t)
+	ctx := ctxT(t)
+	if err := provision.All(ctx, w.nats.JS, 1); err != nil {
+		t.Fatal(err)
+	}
+	scans := adapters.NewScans(w.nats.JS, stream)
+	if _, err := w.nats.JS.CreateOrUpdateConsumer(ctx, stream, scans.Config(2)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.nats.JS.Publish(ctx, "deadletter.entry."+scans.Name(2)+".k1", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := consume.HeldBack(ctx, w.nats.JS, consume.DefaultDeadLetterStream, scans.Name(2)); err != nil || n != 1 {
+		t.Fatalf("held back before: %d (%v), want the dead letter", n, err)
+	}
+	if err := scans.Close(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := consume.HeldBack(ctx, w.nats.JS, consume.DefaultDeadLetterStream, scans.Name(2)); err != nil || n != 0 {
+		t.Errorf("held back after closing: %d (%v), want none", n, err)
+	}
+	if _, err := w.nats.JS.Consumer(ctx, stream, scans.Name(2)); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Errorf("the scan's consumer after closing: %v, want not found", err)
+	}
 }

@@ -162,15 +162,11 @@ func (s *Scans) Position(ctx context.Context, n uint32) (app.Scan, bool, error) 
 	return scan, true, nil
 }
 
-// Close deletes version n's scan.
+// Close deletes version n's scan and everything its group keeps on the
+// dead-letter stream: no member will run that group again to re-drive a
+// dead letter, which would list its lead as parked for ever.
 func (s *Scans) Close(ctx context.Context, n uint32) error {
-	ctx, cancel := deadline.Default(ctx, defaultTimeout)
-	defer cancel()
-	err := s.js.DeleteConsumer(ctx, s.stream, s.Name(n))
-	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return fmt.Errorf("close scan %s: %w", s.Name(n), err)
-	}
-	return nil
+	return consume.RemoveGroup(ctx, s.js, s.stream, consume.DefaultDeadLetterStream, s.Name(n), 1)
 }
 
 func scanOf(ci *jetstream.ConsumerInfo) app.Scan {
