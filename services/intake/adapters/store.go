@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/leadflow/leadflow/pkg/eventstore"
@@ -239,13 +240,12 @@ func (l *Leads) Record(ctx context.Context, token string) (*eventv1.IdempotencyR
 // PutRecord writes the record of token if its last sequence is expect (0:
 // none yet). A record is never deleted, so a key never expires.
 func (l *Leads) PutRecord(ctx context.Context, token string, rec *eventv1.IdempotencyRecord, expect uint64) (uint64, error) {
-	// The id is the record's event and the version it follows, so that a
-	// retried publish is recognised as this one. Two attempts of one key
-	// at the same version share it too, and the second is taken for the
-	// first: a record may name another attempt's plan, which is why
-	// answers are read from the stored event, not the record.
+	// The id is this write's own, so that a retried publish is recognised
+	// as this one and no other: two attempts of one key writing at the
+	// same version conflict, the second does not take the first's record
+	// for its own.
 	seqs, err := l.store.Commit(ctx, eventstore.Write{Subject: recordSubject(token), Expect: expect, Record: rec,
-		RecordID: fmt.Sprintf("%s@%d", rec.GetEventId(), expect)})
+		RecordID: fmt.Sprintf("%s@%d@%s", rec.GetEventId(), expect, uuid.NewString())})
 	if err != nil {
 		return 0, err
 	}

@@ -121,6 +121,8 @@ func (a *App) once(ctx context.Context, key idemKey, decide func(context.Context
 		early    *plan
 		earlyErr error
 		decided  bool
+		// ours: rec is the record this call wrote.
+		ours bool
 	)
 	if key.token != "" {
 		var wg sync.WaitGroup
@@ -135,7 +137,7 @@ func (a *App) once(ctx context.Context, key idemKey, decide func(context.Context
 			return answer{}, err
 		}
 		if rec != nil {
-			if ans, ok, err := a.answerOf(ctx, key, rec); errors.Is(err, errErased) {
+			if ans, ok, err := a.answerOf(ctx, key, rec, true); errors.Is(err, errErased) {
 				rec = nil // its event id is the erased lead's
 			} else if err != nil || ok {
 				return ans, err
@@ -162,13 +164,14 @@ func (a *App) once(ctx context.Context, key idemKey, decide func(context.Context
 		}
 		if rec != nil {
 			// The record's event was not stored when we looked: a racing
-			// repeat's still in flight, or cut short. Look again now that
-			// decide has read the lead, before writing: what was stored
-			// before that read shows here, and what is stored after it
-			// makes our append conflict. (A repeat's commit of several
-			// events carries no message id the server would drop a second
-			// copy by.)
-			if ans, ok, err := a.answerOf(ctx, key, rec); errors.Is(err, errErased) {
+			// repeat's still in flight, or cut short, or ours, whose append
+			// lost a race. Look again now that decide has read the lead,
+			// before writing: what was stored before that read shows here,
+			// and what is stored after it makes our append conflict. (A
+			// repeat's commit of several events carries no message id the
+			// server would drop a second copy by.) Our own record points
+			// where its event would be: no search of the history.
+			if ans, ok, err := a.answerOf(ctx, key, rec, !ours); errors.Is(err, errErased) {
 				rec = nil
 			} else if err != nil || ok {
 				return ans, err
@@ -186,8 +189,9 @@ func (a *App) once(ctx context.Context, key idemKey, decide func(context.Context
 				if rec, recSeq, err = a.leads.Record(ctx, key.token); err != nil {
 					return answer{}, err
 				}
+				ours = false
 				if rec != nil {
-					if ans, ok, err := a.answerOf(ctx, key, rec); errors.Is(err, errErased) {
+					if ans, ok, err := a.answerOf(ctx, key, rec, true); errors.Is(err, errErased) {
 						rec = nil
 					} else if err != nil || ok {
 						return ans, err
@@ -201,7 +205,7 @@ func (a *App) once(ctx context.Context, key idemKey, decide func(context.Context
 			if err != nil {
 				return answer{}, err
 			}
-			rec, recSeq = next, seq
+			rec, recSeq, ours = next, seq, true
 		}
 		v, err := a.execute(ctx, p)
 		if errors.Is(err, eventstore.ErrConflict) {
@@ -249,8 +253,8 @@ var errErased = errors.New("the record's lead is erased")
 // version of the last event of its commit), with the outcome that event
 // stands for. A record of a racing repeat may point past its event (its
 // plan's version, written before it found the event stored by the first
-// request): then the lead's history is searched for it.
-func (a *App) answerOf(ctx context.Context, key idemKey, rec *eventv1.IdempotencyRecord) (answer, bool, error) {
+// request): then, with search, the lead's history is searched for it.
+func (a *App) answerOf(ctx context.Context, key idemKey, rec *eventv1.IdempotencyRecord, search bool) (answer, bool, error) {
 	if rec.GetFingerprint() != key.fingerprint {
 		return answer{}, false, &KeyReusedError{Field: key.field}
 	}
@@ -258,8 +262,14 @@ func (a *App) answerOf(ctx context.Context, key idemKey, rec *eventv1.Idempotenc
 	if err != nil {
 		return answer{}, false, err
 	}
+	// The record's plan stored its event where it says: its commit is as
+	// long as it says too.
+	more := uint64(rec.GetMore())
 	if ev == nil || ev.Event.GetEventId() != rec.GetEventId() {
-		if ev, err = a.find(ctx, rec.GetLeadId(), rec.GetEventId()); ev == nil || err != nil {
+		if !search {
+			return answer{}, false, nil
+		}
+		if ev, more, err = a.find(ctx, rec.GetLeadId(), rec.GetEventId()); ev == nil || err != nil {
 			return answer{}, false, err
 		}
 	}
@@ -272,22 +282,32 @@ func (a *App) answerOf(ctx context.Context, key idemKey, rec *eventv1.Idempotenc
 			return answer{}, false, errErased
 		}
 	}
-	return answer{LeadID: rec.GetLeadId(), Outcome: outcomeOf(ev.Event, Outcome(rec.GetOutcome())), Version: ev.Seq + uint64(rec.GetMore()),
+	return answer{LeadID: rec.GetLeadId(), Outcome: outcomeOf(ev.Event, Outcome(rec.GetOutcome())), Version: ev.Seq + more,
 		Replayed: true, event: ev.Event}, true, nil
 }
 
-// find returns the lead's event with id eventID, nil if it has none.
-func (a *App) find(ctx context.Context, leadID, eventID string) (*eventstore.Record, error) {
+// find returns the lead's event with id eventID (nil if it has none) and
+// how many events of its commit follow it: a record found pointing
+// elsewhere may be another attempt's plan, of another length.
+func (a *App) find(ctx context.Context, leadID, eventID string) (*eventstore.Record, uint64, error) {
 	recs, err := a.leads.Load(ctx, leadID)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	for i := range recs {
-		if recs[i].Event.GetEventId() == eventID {
-			return &recs[i], nil
+		if recs[i].Event.GetEventId() != eventID {
+			continue
 		}
+		more := uint64(0)
+		for _, r := range recs[i+1:] {
+			if r.Event.GetVersionBefore() != eventstore.VersionUnknown {
+				break
+			}
+			more++
+		}
+		return &recs[i], more, nil
 	}
-	return nil, nil
+	return nil, 0, nil
 }
 
 // repoint points a record at its stored event: the lead, the version it

@@ -368,3 +368,124 @@ func TestARecordPointingPastItsEventStillAnswers(t *testing.T) {
 		t.Fatalf("lead holds %d events (%v), want the capture once", len(recs), err)
 	}
 }
+
+var emailWithdrawn = []*eventv1.Consent{{Channel: eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL, Status: eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN}}
+
+// resubmissions counts the lead's LeadResubmitted events by event id.
+func resubmissions(t *testing.T, f *fixture, lead string) map[string]int {
+	t.Helper()
+	recs, err := f.store.Load(ctxT(t), eventstore.LeadSubject(lead))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := map[string]int{}
+	for _, r := range recs {
+		if r.Event.GetLeadResubmitted() != nil {
+			n[r.Event.GetEventId()]++
+		}
+	}
+	return n
+}
+
+// A merge lands while a keyed re-submission with a consent change is held
+// between its record and its append: the first re-decides onto the
+// survivor, and its repeat, which read the record naming the absorbed
+// lead, must not store the commit a second time there (the two attempts'
+// record writes at one version conflict; they used to share a message id,
+// so the second took the first's record for its own).
+func TestARepeatRacingAMergedResubmissionStoresItOnce(t *testing.T) {
+	f := newFixture(t)
+	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
+	absorbed, survivor := captured(t, f.app, "p@merge.example"), captured(t, f.app, "s@merge.example")
+	in := capture("p@merge.example", "k-merge")
+	in.Consents = emailWithdrawn
+	g := newGate()
+	firstRes, again := race(t, f, in, &slowAppend{Leads: adapters.NewLeads(f.store), gate: g}, g, func(letGo func()) app.Leads {
+		if _, err := f.app.MergeLeads(ctx, app.MergeLeads{Survivor: survivor, Absorbed: absorbed, Reason: "same person"}, meta); err != nil {
+			t.Fatal(err)
+		}
+		return &holdersMeanwhile{Leads: adapters.NewLeads(f.store), meanwhile: letGo}
+	})
+	if again.Version != firstRes.Version {
+		t.Errorf("first answered %+v, the repeat %+v", firstRes, again)
+	}
+	for id, n := range resubmissions(t, f, survivor) {
+		if n != 1 {
+			t.Errorf("the survivor holds re-submission %s %d times", id, n)
+		}
+	}
+}
+
+// appendMeanwhile is the real lead store that runs meanwhile once, before
+// its first Append.
+type appendMeanwhile struct {
+	*adapters.Leads
+	meanwhile func()
+	done      atomic.Bool
+}
+
+func (l *appendMeanwhile) Append(ctx context.Context, leadID string, expected uint64, events ...*eventv1.Event) (uint64, error) {
+	if l.done.CompareAndSwap(false, true) {
+		l.meanwhile()
+	}
+	return l.Leads.Append(ctx, leadID, expected, events...)
+}
+
+// A repeat whose plan differs in length from what the first stored (a
+// consent withdrawn by another caller meanwhile made the first's commit
+// one event, the repeat planned two) answers the stored commit's version,
+// as the first did, and so do later repeats.
+func TestARepeatAnswersTheStoredCommitsVersion(t *testing.T) {
+	f := newFixture(t)
+	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
+	lead := captured(t, f.app, "v@more.example")
+	in := capture("v@more.example", "k-more")
+	in.Consents = emailWithdrawn
+	g := newGate()
+	firstRes, again := race(t, f, in, &slowAppend{Leads: adapters.NewLeads(f.store), gate: g}, g, func(letGo func()) app.Leads {
+		return &appendMeanwhile{Leads: adapters.NewLeads(f.store), meanwhile: func() {
+			if _, err := f.app.SetConsent(ctx, app.SetConsent{LeadID: lead, Consent: emailWithdrawn[0], Source: "preference-center"}, meta); err != nil {
+				t.Errorf("set consent: %v", err)
+			}
+			letGo()
+		}}
+	})
+	later, err := f.app.CaptureLead(ctx, in, meta)
+	if err != nil || again.Version != firstRes.Version || later.Version != firstRes.Version {
+		t.Errorf("versions: first %d, racing repeat %d, later repeat %d (%v)", firstRes.Version, again.Version, later.Version, err)
+	}
+}
+
+// countingLoads is the real lead store that counts whole-lead loads and
+// runs meanwhile once, before its first Append.
+type countingLoads struct {
+	appendMeanwhile
+	loads atomic.Int32
+}
+
+func (c *countingLoads) Load(ctx context.Context, id string) ([]eventstore.Record, error) {
+	c.loads.Add(1)
+	return c.Leads.Load(ctx, id)
+}
+
+// A keyed command that loses its append to another writer looks for its
+// own record's event where the record points, without reading the lead's
+// history: activities racing scores are ordinary traffic.
+func TestAKeyedWriteThatLosesARaceLoadsNothing(t *testing.T) {
+	f := newFixture(t)
+	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
+	lead := captured(t, f.app, "hot@lead.example")
+	c := &countingLoads{appendMeanwhile: appendMeanwhile{Leads: adapters.NewLeads(f.store), meanwhile: func() {
+		if _, err := f.app.RecordActivity(ctx, app.RecordActivity{LeadID: lead, ActivityID: "other", Type: eventv1.ActivityType_ACTIVITY_TYPE_WEB_VISIT}, meta); err != nil {
+			t.Errorf("the other activity: %v", err)
+		}
+	}}}
+	w, err := app.New(c, adapters.NewCampaigns(f.store), f.keys).RecordActivity(ctx,
+		app.RecordActivity{LeadID: lead, ActivityID: "mine", Type: eventv1.ActivityType_ACTIVITY_TYPE_WEB_VISIT}, meta)
+	if err != nil || w.Replayed {
+		t.Fatalf("%+v %v", w, err)
+	}
+	if n := c.loads.Load(); n != 0 {
+		t.Errorf("a keyed activity that lost one race loaded the lead %d times, want 0", n)
+	}
+}
