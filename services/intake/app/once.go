@@ -121,8 +121,9 @@ func (a *App) once(ctx context.Context, key idemKey, decide func(context.Context
 		early    *plan
 		earlyErr error
 		decided  bool
-		// ours: rec is the record this call wrote.
-		ours bool
+		// ours: rec is the record this call wrote; rival: this call has
+		// seen a record another attempt of the key wrote.
+		ours, rival bool
 	)
 	if key.token != "" {
 		var wg sync.WaitGroup
@@ -136,6 +137,7 @@ func (a *App) once(ctx context.Context, key idemKey, decide func(context.Context
 		if err != nil {
 			return answer{}, err
 		}
+		rival = rec != nil
 		if rec != nil {
 			if ans, ok, err := a.answerOf(ctx, key, rec, true); errors.Is(err, errErased) {
 				rec = nil // its event id is the erased lead's
@@ -170,8 +172,10 @@ func (a *App) once(ctx context.Context, key idemKey, decide func(context.Context
 			// and what is stored after it makes our append conflict. (A
 			// repeat's commit of several events carries no message id the
 			// server would drop a second copy by.) Our own record points
-			// where its event would be: no search of the history.
-			if ans, ok, err := a.answerOf(ctx, key, rec, !ours); errors.Is(err, errErased) {
+			// where its event would be, unless a rival's commit landed
+			// past it (our read of the lead was behind theirs): with no
+			// rival seen, no search of the history.
+			if ans, ok, err := a.answerOf(ctx, key, rec, !ours || rival); errors.Is(err, errErased) {
 				rec = nil
 			} else if err != nil || ok {
 				return ans, err
@@ -190,6 +194,7 @@ func (a *App) once(ctx context.Context, key idemKey, decide func(context.Context
 					return answer{}, err
 				}
 				ours = false
+				rival = rival || rec != nil
 				if rec != nil {
 					if ans, ok, err := a.answerOf(ctx, key, rec, true); errors.Is(err, errErased) {
 						rec = nil

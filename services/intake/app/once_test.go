@@ -489,3 +489,54 @@ func TestAKeyedWriteThatLosesARaceLoadsNothing(t *testing.T) {
 		t.Errorf("a keyed activity that lost one race loaded the lead %d times, want 0", n)
 	}
 }
+
+// laggingReplica is the real lead store whose first holders look-up is
+// answered by a replica behind (a snapshot taken earlier), and which runs
+// meanwhile once, before its first Append.
+type laggingReplica struct {
+	appendMeanwhile
+	snap   map[app.ClaimKey]app.Holder
+	lagged atomic.Bool
+}
+
+func (l *laggingReplica) Holders(ctx context.Context, keys ...app.ClaimKey) (map[app.ClaimKey]app.Holder, error) {
+	if l.lagged.CompareAndSwap(false, true) {
+		return l.snap, nil
+	}
+	return l.Leads.Holders(ctx, keys...)
+}
+
+// A repeat that read the lead from a replica behind plans its commit
+// before the first's, so the record it writes points before the event the
+// first then stores: when its own append loses, it must still find that
+// event, not store the re-submission again (a commit of two events
+// carries no message id the server would drop it by).
+func TestARepeatReadingBehindTheFirstStoresNothing(t *testing.T) {
+	f := newFixture(t)
+	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
+	const email = "lag@replica.example"
+	lead := captured(t, f.app, email)
+	key := app.ClaimKey{Kind: app.KindEmail, Token: f.keys.BlindID(app.KindEmail, email)}
+	snap, err := adapters.NewLeads(f.store).Holders(ctx, key)
+	if err != nil || snap[key].LeadID != lead {
+		t.Fatalf("snapshot %+v %v", snap, err)
+	}
+	// Another writer moves the lead on after the lagging replica's view.
+	if _, err := f.app.RecordActivity(ctx, app.RecordActivity{LeadID: lead, ActivityID: "w", Type: eventv1.ActivityType_ACTIVITY_TYPE_WEB_VISIT}, meta); err != nil {
+		t.Fatal(err)
+	}
+	in := capture(email, "k-lag")
+	in.Consents = emailWithdrawn
+	g := newGate()
+	firstRes, again := race(t, f, in, &slowAppend{Leads: adapters.NewLeads(f.store), gate: g}, g, func(letGo func()) app.Leads {
+		return &laggingReplica{appendMeanwhile: appendMeanwhile{Leads: adapters.NewLeads(f.store), meanwhile: letGo}, snap: snap}
+	})
+	if again.Version != firstRes.Version {
+		t.Errorf("first answered %+v, the repeat %+v", firstRes, again)
+	}
+	for id, n := range resubmissions(t, f, lead) {
+		if n != 1 {
+			t.Errorf("the lead holds re-submission %s %d times", id, n)
+		}
+	}
+}
