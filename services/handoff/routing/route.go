@@ -131,10 +131,12 @@ func (c *Config) Route(l Lead, pools map[string]PoolState, loads Loads, now time
 			return d
 		}
 		d.RetryAt = earliest(d.RetryAt, back)
-		if out == eventv1.CandidateOutcome_CANDIDATE_OUTCOME_AT_CAPACITY && !c.RepCalendar(owner).Open(now) {
+		if cal := c.RepCalendar(owner); out == eventv1.CandidateOutcome_CANDIDATE_OUTCOME_AT_CAPACITY && !cal.Open(now) {
 			// Full and off duty: for the route clock, off shift like a
-			// pool's rep (whose hours are weighed before their load).
+			// pool's rep (whose hours are weighed before their load),
+			// until the owner's next opening.
 			offOwner = owner
+			d.RetryAt = earliest(d.RetryAt, cal.NextOpen(now))
 		}
 	}
 	if rule == nil {

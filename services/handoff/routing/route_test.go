@@ -267,6 +267,11 @@ func TestFullOwnerOffDutyIsOffShift(t *testing.T) {
 	if d.RepID != "" || !d.OffShift || !d.OffSince.Equal(evening.Add(-3*time.Hour)) {
 		t.Fatalf("dan full, the pool closed: rep %q off shift %v since %v, want off since 17:00", d.RepID, d.OffShift, d.OffSince)
 	}
+	// The wait ends at the first opening, dan's an hour before the pool's.
+	c.Apply(202, team("us", &eventv1.WorkingHours{TimeZone: "UTC", Days: []*eventv1.WorkingDay{{Day: eventv1.Weekday(evening.Add(12 * time.Hour).Weekday()), Start: "08:00", End: "16:00"}}}))
+	if d := c.Route(lead, nil, routing.LoadMap(map[string]int{"dan": 10}), evening); !d.OffShift || !d.RetryAt.Equal(evening.Add(12*time.Hour)) {
+		t.Errorf("dan opening at 08:00: off shift %v, retry %v, want %v", d.OffShift, d.RetryAt, evening.Add(12*time.Hour))
+	}
 	// At work, dan full is a rep who could take it: the clock runs.
 	if d := c.Route(lead, nil, routing.LoadMap(map[string]int{"dan": 10, "ann": 10, "bob": 10, "cat": 10}), evening.Add(-8*time.Hour)); d.RepID != "" || d.OffShift {
 		t.Errorf("everyone full at work: rep %q off shift %v", d.RepID, d.OffShift)
