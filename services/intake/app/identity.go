@@ -77,11 +77,8 @@ func (a *App) recordCandidate(ctx context.Context, lead, other, kind, captureEve
 
 // hasEvent tells whether a lead's history holds an event id.
 func (a *App) hasEvent(ctx context.Context, leadID, eventID string) (bool, error) {
-	recs, err := a.leads.Load(ctx, leadID)
-	if err != nil {
-		return false, err
-	}
-	return slices.ContainsFunc(recs, func(r eventstore.Record) bool { return r.Event.GetEventId() == eventID }), nil
+	ev, _, err := a.find(ctx, leadID, eventID)
+	return ev != nil, err
 }
 
 // appendFact appends a fact event (see factEvent) to a lead under the
