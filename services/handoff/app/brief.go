@@ -290,8 +290,11 @@ func briefOf(leadID string, recs []eventstore.Record) (b Brief, sealed []sealedD
 			b.Routing, b.Segment = p.LeadAssigned.GetDecision(), p.LeadAssigned.GetSegment()
 		case *eventv1.Event_LeadReassigned:
 			how := "reassigned"
-			if p.LeadReassigned.GetCause() == eventv1.ReassignCause_REASSIGN_CAUSE_ESCALATION {
+			switch p.LeadReassigned.GetCause() {
+			case eventv1.ReassignCause_REASSIGN_CAUSE_ESCALATION:
 				how = "escalated"
+			case eventv1.ReassignCause_REASSIGN_CAUSE_OUT_OF_OFFICE:
+				how = "out of office"
 			}
 			endOwner(at, how)
 			b.Owners = append(b.Owners, Ownership{Owner: ownerOf(p.LeadReassigned.GetTo()), From: at, How: how, Journey: b.Journey})

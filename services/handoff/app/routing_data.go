@@ -59,7 +59,9 @@ func (a *App) ChangeRouting(ctx context.Context, in ChangeRouting, meta envelope
 			return Changed{}, &ValidationError{Violations: vs}
 		}
 		if cfg.Unchanged(in.Change) {
-			return Changed{Version: cfg.Version, Unchanged: true}, nil
+			// A retry of a change whose answer was lost: what follows it
+			// may not have been done.
+			return Changed{Version: cfg.Version, Unchanged: true}, a.routingChanged(ctx, cfg, in.Change)
 		}
 		ch := proto.CloneOf(in.Change)
 		ch.Version, ch.ChangedBy = cfg.Version+1, in.By
@@ -81,9 +83,24 @@ func (a *App) ChangeRouting(ctx context.Context, in ChangeRouting, meta envelope
 		a.cfg.started = time.Time{} // this process reads its own change at once
 		a.cfg.mu.Unlock()
 		a.log.InfoContext(ctx, "routing changed", "version", ch.GetVersion(), "change", in.Field, "by", in.By.GetId())
-		return Changed{Version: ch.GetVersion()}, nil
+		if cfg, err = a.freshConfig(ctx); err == nil {
+			err = a.routingChanged(ctx, cfg, ch)
+		}
+		return Changed{Version: ch.GetVersion()}, err
 	}
 	return Changed{}, fmt.Errorf("change routing: %w after %d races", eventstore.ErrConflict, maxRaces)
+}
+
+// routingChanged does what a stored change asks of the leads: an
+// absence hands on the leads its rep has not accepted when it starts.
+// cfg includes the change.
+func (a *App) routingChanged(ctx context.Context, cfg *routing.Config, ch *eventv1.RoutingChanged) error {
+	if o := ch.GetOutOfOffice(); o != nil {
+		if err := a.absenceChanged(ctx, cfg, o.GetRepId()); err != nil {
+			return fmt.Errorf("routing version %d stored; its rep's leads: %w", cfg.Version, err)
+		}
+	}
+	return nil
 }
 
 // Routing returns the routing data at its current version.

@@ -126,10 +126,93 @@ func (a *App) StepStarted(ctx context.Context, seq uint64, ev *eventv1.Event) er
 			return err
 		}
 	}
+	if t, err := a.stepAbsence(ctx, seq, ev); err != nil {
+		return err
+	} else if t != nil {
+		timers = append(timers, t)
+	}
 	if len(timers) == 0 {
 		return nil
 	}
 	return a.timers.Schedule(ctx, timers...)
+}
+
+// A lead waiting for its rep to accept it is handed on when the rep's
+// recorded absence starts first: an ABSENT timer at the absence's start,
+// scheduled with the step (LeadAssigned, LeadReassigned) when the
+// routing data already records the absence, and by SetOutOfOffice for
+// the leads the rep holds (absenceChanged).
+
+// stepAbsence is the ABSENT timer of the step ev, stored at seq, if it
+// gives a rep a lead to accept by a deadline their absence starts before.
+// The routing data read is at most a second old, and no older than the
+// version that routed the lead; an absence recorded in the moment
+// between is left to the acceptance SLA.
+func (a *App) stepAbsence(ctx context.Context, seq uint64, ev *eventv1.Event) (*eventv1.SLATimer, error) {
+	var to *eventv1.Owner
+	var due *timestamppb.Timestamp
+	var version uint32
+	switch p := ev.GetPayload().(type) {
+	case *eventv1.Event_LeadAssigned:
+		to, due, version = p.LeadAssigned.GetOwner(), p.LeadAssigned.GetAcceptBy(), p.LeadAssigned.GetDecision().GetRoutingVersion()
+	case *eventv1.Event_LeadReassigned:
+		to, due, version = p.LeadReassigned.GetTo(), p.LeadReassigned.GetAcceptBy(), p.LeadReassigned.GetDecision().GetRoutingVersion()
+	}
+	if to.GetKind() != eventv1.OwnerKind_OWNER_KIND_REP || due == nil {
+		return nil, nil
+	}
+	cfg, err := a.config(ctx, 0, time.Time{})
+	if err == nil && cfg.Version < version {
+		cfg, err = a.config(ctx, seq, time.Time{})
+	}
+	if err != nil {
+		return nil, err
+	}
+	return absenceTimer(cfg, ev.GetLeadId(), to.GetId(), ev.GetEventId(), seq, ev.GetRecordedAt().AsTime(), due.AsTime()), nil
+}
+
+// absenceTimer is the ABSENT timer of a lead's acceptance step (stepID,
+// stored at stepSeq) given to repID at from and due by due; nil when no
+// absence of the rep starts before due.
+func absenceTimer(cfg *routing.Config, leadID, repID, stepID string, stepSeq uint64, from, due time.Time) *eventv1.SLATimer {
+	start, ok := cfg.AbsentDuring(repID, from, due)
+	if !ok {
+		return nil
+	}
+	const kind, phase = eventv1.SLAKind_SLA_KIND_ACCEPT, eventv1.TimerPhase_TIMER_PHASE_ABSENT
+	return &eventv1.SLATimer{TimerId: TimerID(stepID, kind, phase), LeadId: leadID, Sla: kind, Phase: phase,
+		StepEventId: stepID, StepSequence: stepSeq, DueAt: timestamppb.New(due), FireAt: timestamppb.New(start)}
+}
+
+// absenceChanged schedules, after a change of repID's absences (cfg
+// includes it), the ABSENT timers of the leads the rep holds unaccepted;
+// scheduling one again replaces it. A timer whose absence was withdrawn
+// finds the rep present and does nothing.
+func (a *App) absenceChanged(ctx context.Context, cfg *routing.Config, repID string) error {
+	res, _, err := a.loads.Get(ctx, repID, true)
+	if err != nil {
+		return err
+	}
+	var timers []*eventv1.SLATimer
+	for _, leadID := range SortedKeys(res) {
+		l, err := a.load(ctx, leadID)
+		if errors.Is(err, ErrNotFound) {
+			continue // reserved, not yet assigned: its step schedules it
+		}
+		if err != nil {
+			return err
+		}
+		if l.state.Status != lifecycle.StatusAssigned || !l.ownedBy(repID) || l.stepID == "" || l.acceptBy.IsZero() {
+			continue
+		}
+		if t := absenceTimer(cfg, l.id, repID, l.stepID, l.stepSeq, a.now(), l.acceptBy); t != nil {
+			timers = append(timers, t)
+		}
+	}
+	if len(timers) == 0 {
+		return nil
+	}
+	return a.timers.Reschedule(ctx, timers...)
 }
 
 // Released ends a rep's hold on a lead when ev takes the lead from the
@@ -289,6 +372,9 @@ func (a *App) onTimer(ctx context.Context, cfg *routing.Config, l *lead, t *even
 	if l.stepID != t.GetStepEventId() && !window {
 		return nil, nil // the step is over
 	}
+	if t.GetPhase() == eventv1.TimerPhase_TIMER_PHASE_ABSENT {
+		return a.absent(ctx, cfg, l, t, since, meta)
+	}
 	st := l.state
 	warn := t.GetPhase() == eventv1.TimerPhase_TIMER_PHASE_WARN
 	exhausted := false
@@ -369,6 +455,47 @@ func (a *App) onTimer(ctx context.Context, cfg *routing.Config, l *lead, t *even
 		return []*eventv1.Event{ev}, nil
 	}
 	return a.breach(ctx, cfg, l, t, since, meta)
+}
+
+// absent hands on a lead still waiting for its rep to accept it once the
+// rep's absence has started: to the next rep of the pool it was routed
+// from, else to the queue of the rep's manager, whatever the segment's
+// escalation policy, and with no breach (none is due yet). An absence
+// withdrawn meanwhile changes nothing; one moved later waits for its
+// start. Past the deadline, the breach escalates instead.
+func (a *App) absent(ctx context.Context, cfg *routing.Config, l *lead, t *eventv1.SLATimer, since uint64, meta envelope.Meta) ([]*eventv1.Event, error) {
+	st, now, due := l.state, a.now(), t.GetDueAt().AsTime()
+	if st.Status != lifecycle.StatusAssigned || st.Owner.Kind != lifecycle.OwnerRep || !now.Before(due) {
+		return nil, nil
+	}
+	rep := st.Owner.ID
+	start, ok := cfg.AbsentDuring(rep, now, due)
+	if !ok {
+		return nil, nil
+	}
+	if start.After(now) {
+		again := proto.CloneOf(t)
+		again.FireAt = timestamppb.New(start)
+		return nil, a.timers.Reschedule(ctx, again)
+	}
+	d, err := a.decide(ctx, cfg, l.id, t.GetTimerId(), since, func(pools map[string]routing.PoolState, loads routing.Loads) routing.Decision {
+		return cfg.Escalate(l.routingLead(), rep, l.poolID, eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP, pools, loads, now)
+	})
+	if err != nil {
+		return nil, err
+	}
+	to, cal := lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: d.RepID}, cfg.RepCalendar(d.RepID)
+	switch {
+	case d.Queue != "":
+		to, cal = lifecycle.Owner{Kind: lifecycle.OwnerQueue, ID: d.Queue}, cfg.RepCalendar(rep)
+	case d.RepID == "":
+		return nil, nil // nobody to take it: the deadline stands
+	}
+	re, err := a.reassignedEvent(cfg, l, st, to, cal, rep+" is out of office", eventv1.ReassignCause_REASSIGN_CAUSE_OUT_OF_OFFICE, d.Record, meta, now)
+	if err != nil {
+		return nil, err
+	}
+	return []*eventv1.Event{re}, nil
 }
 
 // breach records an SLA breach and escalates by the policy: the lead goes

@@ -349,6 +349,24 @@ func (c *Config) Available(repID string, now time.Time) (ok bool, why string) {
 	return false, why
 }
 
+// AbsentDuring returns the start of the rep's earliest recorded absence
+// that overlaps [from, to), no earlier than from; ok false for none.
+func (c *Config) AbsentDuring(repID string, from, to time.Time) (start time.Time, ok bool) {
+	for _, a := range c.Absences[repID] {
+		s, u := a.GetFrom().AsTime(), a.GetUntil().AsTime()
+		if !s.Before(to) || !u.After(from) {
+			continue
+		}
+		if s.Before(from) {
+			s = from
+		}
+		if !ok || s.Before(start) {
+			start, ok = s, true
+		}
+	}
+	return start, ok
+}
+
 // matchRule returns the first rule the profile matches, recording each
 // rule tried in rec.
 func (c *Config) matchRule(p *eventv1.Profile, rec *eventv1.RoutingDecision) *eventv1.RoutingRule {

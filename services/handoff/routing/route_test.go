@@ -516,3 +516,29 @@ func TestAccountsWhoseNamesFoldAlikeLater(t *testing.T) {
 		t.Fatalf("after a2 was edited, a lead of Müller GmbH matched %q, want a1", got)
 	}
 }
+
+// AbsentDuring finds the earliest absence overlapping a window, clipped
+// to its start; one that ends as the window starts, or starts as it ends,
+// does not overlap.
+func TestAbsentDuring(t *testing.T) {
+	at := func(h int) time.Time { return time.Date(2026, 12, 7, h, 0, 0, 0, time.UTC) }
+	c := routing.New()
+	c.Absences["ann"] = []*eventv1.Absence{
+		{From: timestamppb.New(at(14)), Until: timestamppb.New(at(16))},
+		{From: timestamppb.New(at(6)), Until: timestamppb.New(at(9))},
+	}
+	for _, tc := range []struct {
+		from, to int
+		want     int // -1: none
+	}{
+		{10, 12, -1}, {9, 14, -1}, {8, 12, 8}, {5, 20, 6}, {10, 15, 14}, {15, 20, 15}, {16, 20, -1},
+	} {
+		got, ok := c.AbsentDuring("ann", at(tc.from), at(tc.to))
+		if want := tc.want >= 0; ok != want || (ok && !got.Equal(at(tc.want))) {
+			t.Errorf("[%d, %d): %v %v, want %d", tc.from, tc.to, got, ok, tc.want)
+		}
+	}
+	if _, ok := c.AbsentDuring("bob", at(0), at(23)); ok {
+		t.Error("bob has no absence")
+	}
+}

@@ -346,6 +346,9 @@ const (
 	ReassignCause_REASSIGN_CAUSE_MANUAL ReassignCause = 1
 	// REASSIGN_CAUSE_ESCALATION: an SLA breach moved it.
 	ReassignCause_REASSIGN_CAUSE_ESCALATION ReassignCause = 2
+	// REASSIGN_CAUSE_OUT_OF_OFFICE: the rep's recorded absence began while
+	// the lead waited for them to accept it.
+	ReassignCause_REASSIGN_CAUSE_OUT_OF_OFFICE ReassignCause = 3
 )
 
 // Enum value maps for ReassignCause.
@@ -354,11 +357,13 @@ var (
 		0: "REASSIGN_CAUSE_UNSPECIFIED",
 		1: "REASSIGN_CAUSE_MANUAL",
 		2: "REASSIGN_CAUSE_ESCALATION",
+		3: "REASSIGN_CAUSE_OUT_OF_OFFICE",
 	}
 	ReassignCause_value = map[string]int32{
-		"REASSIGN_CAUSE_UNSPECIFIED": 0,
-		"REASSIGN_CAUSE_MANUAL":      1,
-		"REASSIGN_CAUSE_ESCALATION":  2,
+		"REASSIGN_CAUSE_UNSPECIFIED":   0,
+		"REASSIGN_CAUSE_MANUAL":        1,
+		"REASSIGN_CAUSE_ESCALATION":    2,
+		"REASSIGN_CAUSE_OUT_OF_OFFICE": 3,
 	}
 )
 
@@ -531,6 +536,9 @@ const (
 	TimerPhase_TIMER_PHASE_UNSPECIFIED TimerPhase = 0
 	TimerPhase_TIMER_PHASE_WARN        TimerPhase = 1
 	TimerPhase_TIMER_PHASE_DUE         TimerPhase = 2
+	// TIMER_PHASE_ABSENT: the owner's absence starts before the step's
+	// deadline (fire_at is its start); the lead is handed on then.
+	TimerPhase_TIMER_PHASE_ABSENT TimerPhase = 3
 )
 
 // Enum value maps for TimerPhase.
@@ -539,11 +547,13 @@ var (
 		0: "TIMER_PHASE_UNSPECIFIED",
 		1: "TIMER_PHASE_WARN",
 		2: "TIMER_PHASE_DUE",
+		3: "TIMER_PHASE_ABSENT",
 	}
 	TimerPhase_value = map[string]int32{
 		"TIMER_PHASE_UNSPECIFIED": 0,
 		"TIMER_PHASE_WARN":        1,
 		"TIMER_PHASE_DUE":         2,
+		"TIMER_PHASE_ABSENT":      3,
 	}
 )
 
@@ -3752,11 +3762,12 @@ const file_leadflow_event_v1_handoff_proto_rawDesc = "" +
 	"\x17SLA_ESCALATION_NEXT_REP\x10\x02\x12\x1a\n" +
 	"\x16SLA_ESCALATION_MANAGER\x10\x03\x12\x1a\n" +
 	"\x16SLA_ESCALATION_RECYCLE\x10\x04\x12\x1a\n" +
-	"\x16SLA_ESCALATION_REQUEUE\x10\x05*i\n" +
+	"\x16SLA_ESCALATION_REQUEUE\x10\x05*\x8b\x01\n" +
 	"\rReassignCause\x12\x1e\n" +
 	"\x1aREASSIGN_CAUSE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15REASSIGN_CAUSE_MANUAL\x10\x01\x12\x1d\n" +
-	"\x19REASSIGN_CAUSE_ESCALATION\x10\x02*\xce\x02\n" +
+	"\x19REASSIGN_CAUSE_ESCALATION\x10\x02\x12 \n" +
+	"\x1cREASSIGN_CAUSE_OUT_OF_OFFICE\x10\x03*\xce\x02\n" +
 	"\x10CandidateOutcome\x12!\n" +
 	"\x1dCANDIDATE_OUTCOME_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CANDIDATE_OUTCOME_CHOSEN\x10\x01\x12\x1e\n" +
@@ -3775,12 +3786,13 @@ const file_leadflow_event_v1_handoff_proto_rawDesc = "" +
 	"\x10WEEKDAY_THURSDAY\x10\x04\x12\x12\n" +
 	"\x0eWEEKDAY_FRIDAY\x10\x05\x12\x14\n" +
 	"\x10WEEKDAY_SATURDAY\x10\x06\x12\x12\n" +
-	"\x0eWEEKDAY_SUNDAY\x10\a*T\n" +
+	"\x0eWEEKDAY_SUNDAY\x10\a*l\n" +
 	"\n" +
 	"TimerPhase\x12\x1b\n" +
 	"\x17TIMER_PHASE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10TIMER_PHASE_WARN\x10\x01\x12\x13\n" +
-	"\x0fTIMER_PHASE_DUE\x10\x02B\xcb\x01\n" +
+	"\x0fTIMER_PHASE_DUE\x10\x02\x12\x16\n" +
+	"\x12TIMER_PHASE_ABSENT\x10\x03B\xcb\x01\n" +
 	"\x15com.leadflow.event.v1B\fHandoffProtoP\x01Z>github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1;eventv1\xa2\x02\x03LEX\xaa\x02\x11Leadflow.Event.V1\xca\x02\x11Leadflow\\Event\\V1\xe2\x02\x1dLeadflow\\Event\\V1\\GPBMetadata\xea\x02\x13Leadflow::Event::V1b\x06proto3"
 
 var (

@@ -2661,10 +2661,11 @@ type Ownership struct {
 	// until is unset for the current owner.
 	Until *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=until,proto3" json:"until,omitempty"`
 	// how the rep got the lead: "routed", "assigned", "reassigned",
-	// "escalated", or "unmerged" (given back by an unmerge).
+	// "escalated", "out of office" (from a rep whose absence began before
+	// they accepted it), or "unmerged" (given back by an unmerge).
 	How string `protobuf:"bytes,4,opt,name=how,proto3" json:"how,omitempty"`
 	// ended says how it ended: "rejected", "reassigned", "escalated",
-	// "recycled", "won", "lost", "merged" (into another lead), "erased".
+	// "out of office", "recycled", "won", "lost", "merged" (into another lead), "erased".
 	Ended string `protobuf:"bytes,5,opt,name=ended,proto3" json:"ended,omitempty"`
 	// journey is the qualification of the lead it belongs to (lead_id).
 	Journey int32 `protobuf:"varint,6,opt,name=journey,proto3" json:"journey,omitempty"`
