@@ -1,14 +1,20 @@
 package main
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/leadflow/leadflow/pkg/envelope"
+	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	handoffv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/handoff/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/services/handoff/adapters"
+	"github.com/leadflow/leadflow/services/handoff/app"
 )
 
 // absence sets a rep's out-of-office periods: from, until pairs.
@@ -160,5 +166,125 @@ func TestAbsenceStartingBeforeTheDeadline(t *testing.T) {
 		if len(moved) != 1 || moved[0].GetTo().GetKind() != eventv1.OwnerKind_OWNER_KIND_QUEUE || moved[0].GetTo().GetId() != "manager:emea" {
 			t.Fatalf("handed on %v, want once, to manager mia's queue (the pool is away)", moved)
 		}
+	}
+}
+
+// absentTimer is the ABSENT timer of the lead's current acceptance step,
+// its LeadAssigned or LeadReassigned, firing at at.
+func absentTimer(t *testing.T, w *world, leadID string, at time.Time) *eventv1.SLATimer {
+	t.Helper()
+	var step eventstore.Record
+	recs, err := w.store.Load(ctxT(t), eventstore.LeadSubject(leadID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if r.Event.GetLeadAssigned() != nil || r.Event.GetLeadReassigned() != nil {
+			step = r
+		}
+	}
+	const kind, phase = eventv1.SLAKind_SLA_KIND_ACCEPT, eventv1.TimerPhase_TIMER_PHASE_ABSENT
+	return &eventv1.SLATimer{TimerId: app.TimerID(step.Event.GetEventId(), kind, phase), LeadId: leadID, Sla: kind, Phase: phase,
+		StepEventId: step.Event.GetEventId(), StepSequence: step.Seq, DueAt: step.Event.GetLifecycle().GetDeadline(), FireAt: timestamppb.New(at)}
+}
+
+// A replica whose copy of the routing data predates an absence recorded
+// through another replica still hands the lead on when the absence's
+// timer reaches it: the timer reads the routing data afresh.
+func TestAbsenceTimerReadsTheRoutingDataAfresh(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	slaPolicy(t, s.client, time.Hour, time.Hour, 10*time.Minute, eventv1.SLAEscalation_SLA_ESCALATION_MANAGER)
+	id := w.mql(t, dach(50))
+	owner := ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0])
+	w.settle(t)
+
+	start := time.Now().Add(3 * time.Second)
+	// The other replica: its clock past the start, its routing data read
+	// at that time, so it counts as fresh from then on.
+	other := w.app(t, adapters.NewLeads(w.store), app.WithClock(func() time.Time { return start.Add(time.Second) }))
+	if _, err := other.Routing(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	absence(t, s.client, owner, start, start.Add(24*time.Hour))
+	s.stop() // before its own timer fires
+
+	if err := other.FireTimer(ctxT(t), absentTimer(t, w, id, start), false, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	moved := outOfOffice(t, w.events(t, id))
+	if len(moved) != 1 || moved[0].GetFrom().GetId() != owner || moved[0].GetTo().GetId() == owner {
+		t.Fatalf("handed on %v, want once, from %s", moved, owner)
+	}
+}
+
+// An ABSENT timer handled before the absence starts by its replica's
+// clock (behind the server's) waits again, as far past the start as the
+// clock was early, instead of firing again at once.
+func TestAbsenceTimerFiredEarlyWaits(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	slaPolicy(t, s.client, 2*time.Hour, time.Hour, 10*time.Minute, eventv1.SLAEscalation_SLA_ESCALATION_MANAGER)
+	id := w.mql(t, dach(50))
+	owner := ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0])
+	start := time.Now().Add(time.Hour)
+	absence(t, s.client, owner, start, start.Add(24*time.Hour))
+	w.settle(t)
+	s.stop()
+
+	behind := w.app(t, adapters.NewLeads(w.store), app.WithClock(func() time.Time { return start.Add(-2 * time.Second) }))
+	tm := absentTimer(t, w, id, start)
+	if err := behind.FireTimer(ctxT(t), tm, false, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := w.nats.JS.Stream(ctxT(t), "HANDOFF_TIMERS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, err := msg.GetLastMsgForSubject(ctxT(t), fmt.Sprintf("handoff.timer.at.%d.%s.%s", eventstore.Partition(id), id, tm.GetTimerId()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := app.DecodeTimer(last.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := start.Add(2 * time.Second); !again.GetFireAt().AsTime().Equal(want) {
+		t.Errorf("scheduled again for %v, want %v (2 s past the start)", again.GetFireAt().AsTime(), want)
+	}
+	if n := len(ofType(w.events(t, id), "LeadReassigned")); n != 0 {
+		t.Errorf("handed on %d times before the absence started", n)
+	}
+}
+
+// An absence that starts while the lead is merged into another finds
+// nothing to hand on; the unmerge gives the lead back to its rep, who is
+// away, and hands it on then.
+func TestUnmergedLeadIsHandedOnFromAnAbsentRep(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	slaPolicy(t, s.client, time.Hour, time.Hour, 10*time.Minute, eventv1.SLAEscalation_SLA_ESCALATION_MANAGER)
+	id := w.mql(t, dach(50))
+	owner := ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0])
+	before := w.state(t, id)
+	survivor := uuid.NewString()
+	w.write(t, survivor, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{Profile: dach(10)}, intakeActor)
+	w.merge(t, survivor, id)
+	w.settle(t)
+
+	absence(t, s.client, owner, time.Now().Add(-time.Minute), time.Now().Add(24*time.Hour))
+	time.Sleep(time.Second)
+	settleTimers(t, w)
+	if n := len(ofType(w.events(t, id), "LeadReassigned")); n != 0 {
+		t.Fatalf("a merged lead was handed on %d times", n)
+	}
+	w.write(t, id, lifecycle.Command{Name: lifecycle.Unmerge, Reason: "two people", Status: before.Status, Owner: before.Owner, Due: before.Deadline},
+		&eventv1.LeadUnmerged{SurvivorLeadId: survivor, AbsorbedLeadId: id, Reason: "two people"}, intakeActor)
+	w.waitFor(t, id, "LeadReassigned", 1)
+	if moved := outOfOffice(t, w.events(t, id)); len(moved) != 1 || moved[0].GetFrom().GetId() != owner {
+		t.Fatalf("handed on %v, want once, from %s", moved, owner)
 	}
 }

@@ -467,6 +467,11 @@ func TestRoutingDataValidation(t *testing.T) {
 	if err != nil || r.GetVersion() != 13 || !r.GetUnchanged() {
 		t.Fatalf("the same rep again: %v %v", r, err)
 	}
+	// A retry of the conditional change, its answer lost: not stale.
+	r, err = s.client.PutRep(ctx, &handoffv1.PutRepRequest{Rep: &eventv1.Rep{RepId: "eve", TeamId: "emea", Capacity: 5, Active: true}, ChangedBy: ops, ExpectedVersion: 12})
+	if err != nil || r.GetVersion() != 13 || !r.GetUnchanged() {
+		t.Fatalf("the conditional change again: %v %v", r, err)
+	}
 	recs, err := w.store.Load(ctx, "model.routing")
 	if err != nil || len(recs) != 13 {
 		t.Fatalf("%d routing changes stored, want 13 (%v)", len(recs), err)

@@ -34,8 +34,8 @@ type Changed struct {
 // ChangeRouting validates a change against the routing data and appends
 // it as RoutingChanged with the next version, at the data's version (a
 // racing change makes it read and validate again). A change that sets
-// what is in force already writes nothing. Every routing decision after
-// it records the new version.
+// what is in force already writes nothing, whatever version it expected
+// (a retry). Every routing decision after it records the new version.
 //
 // Errors: *ValidationError (the fields named under in.Field),
 // *StaleVersionError, eventstore.ErrConflict after repeated races.
@@ -52,16 +52,16 @@ func (a *App) ChangeRouting(ctx context.Context, in ChangeRouting, meta envelope
 		if err != nil {
 			return Changed{}, err
 		}
-		if in.ExpectedVersion != 0 && in.ExpectedVersion != cfg.Version {
-			return Changed{}, &StaleVersionError{Expected: in.ExpectedVersion, Actual: cfg.Version}
-		}
 		if vs := cfg.Validate(in.Field, in.Change); len(vs) > 0 {
 			return Changed{}, &ValidationError{Violations: vs}
 		}
 		if cfg.Unchanged(in.Change) {
-			// A retry of a change whose answer was lost: what follows it
-			// may not have been done.
+			// Also a retry of a change whose answer was lost, expected
+			// version and all: what follows it may not have been done.
 			return Changed{Version: cfg.Version, Unchanged: true}, a.routingChanged(ctx, cfg, in.Change)
+		}
+		if in.ExpectedVersion != 0 && in.ExpectedVersion != cfg.Version {
+			return Changed{}, &StaleVersionError{Expected: in.ExpectedVersion, Actual: cfg.Version}
 		}
 		ch := proto.CloneOf(in.Change)
 		ch.Version, ch.ChangedBy = cfg.Version+1, in.By
@@ -97,7 +97,7 @@ func (a *App) ChangeRouting(ctx context.Context, in ChangeRouting, meta envelope
 func (a *App) routingChanged(ctx context.Context, cfg *routing.Config, ch *eventv1.RoutingChanged) error {
 	if o := ch.GetOutOfOffice(); o != nil {
 		if err := a.absenceChanged(ctx, cfg, o.GetRepId()); err != nil {
-			return fmt.Errorf("routing version %d stored; its rep's leads: %w", cfg.Version, err)
+			return fmt.Errorf("out of office stored (routing version %d), handing on the rep's leads: %w", cfg.Version, err)
 		}
 	}
 	return nil

@@ -165,6 +165,11 @@ func (a *App) stepAbsence(ctx context.Context, seq uint64, ev *eventv1.Event) (*
 	if err == nil && cfg.Version < version {
 		cfg, err = a.config(ctx, seq, time.Time{})
 	}
+	if err == nil && len(cfg.Absences[to.GetId()]) > 0 {
+		// The timer replaces the one SetOutOfOffice scheduled, which
+		// may know a change this copy does not.
+		cfg, err = a.freshConfig(ctx)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -287,8 +292,22 @@ func (a *App) Unmerged(ctx context.Context, leadID string, seq uint64, ev *event
 		return err
 	}
 	timers, err := a.stepTimers(ctx, l, l.stepSeq, step)
-	if err != nil || len(timers) == 0 {
+	if err != nil {
 		return err
+	}
+	if l.state.Status == lifecycle.StatusAssigned && l.state.Owner.Kind == lifecycle.OwnerRep && !l.acceptBy.IsZero() {
+		// An absence that started, or was recorded, while it was merged
+		// found no lead to hand on.
+		cfg, err := a.freshConfig(ctx)
+		if err != nil {
+			return err
+		}
+		if t := absenceTimer(cfg, l.id, l.state.Owner.ID, l.stepID, l.stepSeq, a.now(), l.acceptBy); t != nil {
+			timers = append(timers, t)
+		}
+	}
+	if len(timers) == 0 {
+		return nil
 	}
 	return a.timers.Reschedule(ctx, timers...)
 }
@@ -331,6 +350,11 @@ func (a *App) FireTimer(ctx context.Context, t *eventv1.SLATimer, redelivered bo
 			return nil
 		}
 		cfg, err := a.config(ctx, 0, time.Time{})
+		if t.GetPhase() == eventv1.TimerPhase_TIMER_PHASE_ABSENT {
+			// An absence recorded a moment ago through another replica,
+			// or withdrawn, is not in a second-old copy.
+			cfg, err = a.freshConfig(ctx)
+		}
 		if err != nil {
 			return err
 		}
@@ -474,8 +498,10 @@ func (a *App) absent(ctx context.Context, cfg *routing.Config, l *lead, t *event
 		return nil, nil
 	}
 	if start.After(now) {
+		// Moved later, or fired early by this clock: as far past the
+		// start by the server's clock, as for a deadline.
 		again := proto.CloneOf(t)
-		again.FireAt = timestamppb.New(start)
+		again.FireAt = timestamppb.New(start.Add(start.Sub(now)))
 		return nil, a.timers.Reschedule(ctx, again)
 	}
 	d, err := a.decide(ctx, cfg, l.id, t.GetTimerId(), since, func(pools map[string]routing.PoolState, loads routing.Loads) routing.Decision {

@@ -350,15 +350,21 @@ func (c *Config) Available(repID string, now time.Time) (ok bool, why string) {
 }
 
 // AbsentDuring returns the start of the rep's earliest recorded absence
-// that overlaps [from, to), no earlier than from; ok false for none.
+// that takes working time (the rep's team hours) from [from, to), no
+// earlier than from; ok false for none. An absence on days off takes
+// nothing.
 func (c *Config) AbsentDuring(repID string, from, to time.Time) (start time.Time, ok bool) {
+	cal := c.RepCalendar(repID)
 	for _, a := range c.Absences[repID] {
-		s, u := a.GetFrom().AsTime(), a.GetUntil().AsTime()
-		if !s.Before(to) || !u.After(from) {
-			continue
-		}
+		s, end := a.GetFrom().AsTime(), a.GetUntil().AsTime()
 		if s.Before(from) {
 			s = from
+		}
+		if to.Before(end) {
+			end = to
+		}
+		if !cal.NextOpen(s).Before(end) {
+			continue
 		}
 		if !ok || s.Before(start) {
 			start, ok = s, true

@@ -541,4 +541,29 @@ func TestAbsentDuring(t *testing.T) {
 	if _, ok := c.AbsentDuring("bob", at(0), at(23)); ok {
 		t.Error("bob has no absence")
 	}
+
+	// In team hours (09:00 to 17:00 on Mondays alone), an absence outside
+	// them takes nothing.
+	c.Absences["ann"] = []*eventv1.Absence{
+		{From: timestamppb.New(at(6)), Until: timestamppb.New(at(10))},
+		{From: timestamppb.New(at(18)), Until: timestamppb.New(at(23))},
+	}
+	hours := &eventv1.WorkingHours{TimeZone: "UTC", Days: []*eventv1.WorkingDay{{Day: eventv1.Weekday_WEEKDAY_MONDAY, Start: "09:00", End: "17:00"}}}
+	for i, ch := range []*eventv1.RoutingChanged{
+		{Change: &eventv1.RoutingChanged_Team{Team: &eventv1.SalesTeam{TeamId: "emea", Hours: hours}}},
+		{Change: &eventv1.RoutingChanged_Rep{Rep: &eventv1.Rep{RepId: "ann", TeamId: "emea", Capacity: 1, Active: true}}},
+	} {
+		c.Apply(uint64(i+1), ch)
+	}
+	for _, tc := range []struct {
+		from, to int
+		want     int
+	}{
+		{5, 20, 6}, {5, 8, -1}, {9, 12, 9}, {12, 23, -1}, {10, 11, -1},
+	} {
+		got, ok := c.AbsentDuring("ann", at(tc.from), at(tc.to))
+		if want := tc.want >= 0; ok != want || (ok && !got.Equal(at(tc.want))) {
+			t.Errorf("in hours, [%d, %d): %v %v, want %d", tc.from, tc.to, got, ok, tc.want)
+		}
+	}
 }
