@@ -61,7 +61,10 @@ func TestAbsenceHandsOnUnacceptedLeads(t *testing.T) {
 	waiting := w.mql(t, dach(50))
 	owner := ownerOf(w.waitFor(t, waiting, "LeadAssigned", 1)[0])
 	var kept string
-	for kept == "" {
+	for i := 0; kept == ""; i++ {
+		if i == 10 {
+			t.Fatalf("ten leads, none routed to %s", owner)
+		}
 		id := w.mql(t, dach(50))
 		if ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0]) == owner {
 			kept = id
@@ -120,7 +123,7 @@ func TestAbsenceStartingBeforeTheDeadline(t *testing.T) {
 	slaPolicy(t, s.client, time.Hour, time.Hour, 10*time.Minute, eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP)
 
 	pool := []string{"ann", "bob", "cat"}
-	start := time.Now().Add(5 * time.Second)
+	start := time.Now().Add(8 * time.Second)
 	for _, rep := range pool {
 		absence(t, s.client, rep, start, start.Add(24*time.Hour))
 	}
@@ -135,6 +138,9 @@ func TestAbsenceStartingBeforeTheDeadline(t *testing.T) {
 		other = ownerOf(w.waitFor(t, early, "LeadAssigned", 1)[0])
 	}
 	absence(t, s.client, owner) // withdrawn before it starts
+	if !time.Now().Before(start) {
+		t.Fatal("the machine is too slow for this test: the absence started before it was withdrawn")
+	}
 	reassigned := w.waitFor(t, early, "LeadReassigned", 1)[0]
 	if at := reassigned.GetRecordedAt().AsTime(); at.Before(start) {
 		t.Errorf("handed on at %v, before the absence started at %v", at, start)
@@ -142,7 +148,8 @@ func TestAbsenceStartingBeforeTheDeadline(t *testing.T) {
 	if r := reassigned.GetLeadReassigned(); r.GetFrom().GetId() != other || r.GetTo().GetId() != owner {
 		t.Errorf("handed on from %v to %v, want from %s to %s, the one rep of the pool in", r.GetFrom(), r.GetTo(), other, owner)
 	}
-	time.Sleep(time.Until(start) + 2*time.Second)
+	time.Sleep(time.Until(start) + 3*time.Second)
+	settleTimers(t, w)
 	if evs := w.events(t, first); len(ofType(evs, "LeadReassigned")) != 0 {
 		t.Fatalf("handed on from %s, whose absence was withdrawn: %v", owner, last(evs))
 	}
@@ -200,7 +207,7 @@ func TestAbsenceTimerReadsTheRoutingDataAfresh(t *testing.T) {
 	owner := ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0])
 	w.settle(t)
 
-	start := time.Now().Add(3 * time.Second)
+	start := time.Now().Add(5 * time.Second)
 	// The other replica: its clock past the start, its routing data read
 	// at that time, so it counts as fresh from then on.
 	other := w.app(t, adapters.NewLeads(w.store), app.WithClock(func() time.Time { return start.Add(time.Second) }))
@@ -209,6 +216,9 @@ func TestAbsenceTimerReadsTheRoutingDataAfresh(t *testing.T) {
 	}
 	absence(t, s.client, owner, start, start.Add(24*time.Hour))
 	s.stop() // before its own timer fires
+	if n := len(ofType(w.events(t, id), "LeadReassigned")); n != 0 || !time.Now().Before(start) {
+		t.Fatalf("the machine is too slow for this test: %d hand-ons before the other replica's timer", n)
+	}
 
 	if err := other.FireTimer(ctxT(t), absentTimer(t, w, id, start), false, envelope.Meta{}); err != nil {
 		t.Fatal(err)
@@ -254,6 +264,21 @@ func TestAbsenceTimerFiredEarlyWaits(t *testing.T) {
 	if want := start.Add(2 * time.Second); !again.GetFireAt().AsTime().Equal(want) {
 		t.Errorf("scheduled again for %v, want %v (2 s past the start)", again.GetFireAt().AsTime(), want)
 	}
+	// Fired an hour ahead: the absence was moved later, not a clock
+	// behind. Again at its start.
+	early := w.app(t, adapters.NewLeads(w.store), app.WithClock(func() time.Time { return start.Add(-time.Hour) }))
+	if err := early.FireTimer(ctxT(t), tm, false, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if last, err = msg.GetLastMsgForSubject(ctxT(t), last.Subject); err != nil {
+		t.Fatal(err)
+	}
+	if again, err = app.DecodeTimer(last.Data); err != nil {
+		t.Fatal(err)
+	}
+	if !again.GetFireAt().AsTime().Equal(start) {
+		t.Errorf("fired an hour early, scheduled again for %v, want the start %v", again.GetFireAt().AsTime(), start)
+	}
 	if n := len(ofType(w.events(t, id), "LeadReassigned")); n != 0 {
 		t.Errorf("handed on %d times before the absence started", n)
 	}
@@ -286,5 +311,57 @@ func TestUnmergedLeadIsHandedOnFromAnAbsentRep(t *testing.T) {
 	w.waitFor(t, id, "LeadReassigned", 1)
 	if moved := outOfOffice(t, w.events(t, id)); len(moved) != 1 || moved[0].GetFrom().GetId() != owner {
 		t.Fatalf("handed on %v, want once, from %s", moved, owner)
+	}
+}
+
+// An absence in the team's closed hours takes nothing from the rep and
+// hands on nothing; once the team's hours change to cover it, the lead is
+// handed on at its start (here at once: it has started).
+func TestTeamHoursThatMeetAnAbsenceHandItOn(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	slaPolicy(t, s.client, time.Hour, time.Hour, 10*time.Minute, eventv1.SLAEscalation_SLA_ESCALATION_MANAGER)
+	ctx := ctxT(t)
+	now := time.Now()
+	zone := fmt.Sprintf("Etc/GMT%+d", -(12 - now.UTC().Hour()))
+	loc, err := time.LoadLocation(zone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := now.In(loc)
+	// Every day; closed from now for two hours, else open from from.
+	hours := func(from time.Time) *eventv1.WorkingHours {
+		h := &eventv1.WorkingHours{TimeZone: zone}
+		for d := eventv1.Weekday_WEEKDAY_MONDAY; d <= eventv1.Weekday_WEEKDAY_SUNDAY; d++ {
+			h.Days = append(h.Days, &eventv1.WorkingDay{Day: d, Start: from.Format("15:04"), End: local.Add(4 * time.Hour).Format("15:04")})
+		}
+		return h
+	}
+	team := func(h *eventv1.WorkingHours) {
+		t.Helper()
+		if _, err := s.client.PutTeam(ctx, &handoffv1.PutTeamRequest{Team: &eventv1.SalesTeam{TeamId: "us", Name: "US", Hours: h}, ChangedBy: ops}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	team(hours(local.Add(2 * time.Hour)))
+	// acme's owner, dan of team us, takes its leads at any hour.
+	p := dach(50)
+	p.EmailDomain = "acme.example"
+	id := w.mql(t, p)
+	if owner := ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0]); owner != "dan" {
+		t.Fatalf("routed to %s, want acme's owner dan", owner)
+	}
+	absence(t, s.client, "dan", now, now.Add(90*time.Minute))
+	time.Sleep(time.Second)
+	settleTimers(t, w)
+	if n := len(ofType(w.events(t, id), "LeadReassigned")); n != 0 {
+		t.Fatalf("handed on %d times for an absence in closed hours", n)
+	}
+
+	team(hours(local.Add(-time.Hour)))
+	w.waitFor(t, id, "LeadReassigned", 1)
+	if moved := outOfOffice(t, w.events(t, id)); len(moved) != 1 || moved[0].GetFrom().GetId() != "dan" || moved[0].GetDecision().GetPoolId() != "dach" {
+		t.Fatalf("handed on %v, want once, from dan to the next rep of pool dach, the territory's", moved)
 	}
 }

@@ -92,12 +92,29 @@ func (a *App) ChangeRouting(ctx context.Context, in ChangeRouting, meta envelope
 }
 
 // routingChanged does what a stored change asks of the leads: an
-// absence hands on the leads its rep has not accepted when it starts.
+// absence hands on the leads its rep has not accepted when it starts,
+// and whether it takes working time depends on the rep's team hours too.
 // cfg includes the change.
 func (a *App) routingChanged(ctx context.Context, cfg *routing.Config, ch *eventv1.RoutingChanged) error {
-	if o := ch.GetOutOfOffice(); o != nil {
-		if err := a.absenceChanged(ctx, cfg, o.GetRepId()); err != nil {
-			return fmt.Errorf("out of office stored (routing version %d), handing on the rep's leads: %w", cfg.Version, err)
+	var reps []string
+	switch {
+	case ch.GetOutOfOffice() != nil:
+		reps = []string{ch.GetOutOfOffice().GetRepId()}
+	case ch.GetRep() != nil:
+		reps = []string{ch.GetRep().GetRepId()}
+	case ch.GetTeam() != nil:
+		for _, id := range SortedKeys(cfg.Reps) {
+			if cfg.Reps[id].GetTeamId() == ch.GetTeam().GetTeamId() {
+				reps = append(reps, id)
+			}
+		}
+	}
+	for _, rep := range reps {
+		if len(cfg.Absences[rep]) == 0 {
+			continue
+		}
+		if err := a.absenceChanged(ctx, cfg, rep); err != nil {
+			return fmt.Errorf("routing version %d stored; handing on %s's leads: %w", cfg.Version, rep, err)
 		}
 	}
 	return nil

@@ -498,10 +498,13 @@ func (a *App) absent(ctx context.Context, cfg *routing.Config, l *lead, t *event
 		return nil, nil
 	}
 	if start.After(now) {
-		// Moved later, or fired early by this clock: as far past the
-		// start by the server's clock, as for a deadline.
+		// Moved later: at its start. Fired early by this clock (behind
+		// the server's): as far past the start, as for a deadline.
 		again := proto.CloneOf(t)
-		again.FireAt = timestamppb.New(start.Add(start.Sub(now)))
+		again.FireAt = timestamppb.New(start)
+		if early := start.Sub(now); early < time.Minute {
+			again.FireAt = timestamppb.New(start.Add(early))
+		}
 		return nil, a.timers.Reschedule(ctx, again)
 	}
 	d, err := a.decide(ctx, cfg, l.id, t.GetTimerId(), since, func(pools map[string]routing.PoolState, loads routing.Loads) routing.Decision {
@@ -515,7 +518,7 @@ func (a *App) absent(ctx context.Context, cfg *routing.Config, l *lead, t *event
 	case d.Queue != "":
 		to, cal = lifecycle.Owner{Kind: lifecycle.OwnerQueue, ID: d.Queue}, cfg.RepCalendar(rep)
 	case d.RepID == "":
-		return nil, nil // nobody to take it: the deadline stands
+		return nil, nil // nobody to take it (no manager): the deadline stands
 	}
 	re, err := a.reassignedEvent(cfg, l, st, to, cal, rep+" is out of office", eventv1.ReassignCause_REASSIGN_CAUSE_OUT_OF_OFFICE, d.Record, meta, now)
 	if err != nil {
