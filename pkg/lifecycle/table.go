@@ -37,6 +37,17 @@ const (
 	KindErased             Kind = "LeadErased"
 )
 
+// Fact reports whether an event of this kind brings new facts about the
+// person, which score the lead again: a capture, a re-submission, an
+// activity or a consent change.
+func (k Kind) Fact() bool {
+	switch k {
+	case KindCaptured, KindResubmitted, KindActivityRecorded, KindConsentChanged:
+		return true
+	}
+	return false
+}
+
 // CommandName names a command, in the imperative.
 type CommandName string
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -235,5 +236,37 @@ func testLostLeadCheckFindsExactlyTheBrokenLeads(t *testing.T, newWorld func(tes
 	}, "the check is not clean: %v", func() any { return rep })
 	if rep.GetLeadsChecked() != 8 {
 		t.Fatalf("checked %d leads", rep.GetLeadsChecked())
+	}
+}
+
+// While the scorer is stopped, the check lists the new leads that wait
+// for a score (never scored, or with a fact scored by nobody yet), not
+// those scored already, which wait for engagement or their deadline.
+func TestScoredNewLeadsAreNotStalledWhileTheScorerIsDown(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	ctx := ctxT(t)
+	// qualification ran here once and has no live member now.
+	if _, err := w.nats.JS.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		Durable: consume.Durable("qualification", 0, eventstore.Partitions), AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	scored, unscored, pending := uuid.NewString(), uuid.NewString(), uuid.NewString()
+	for _, l := range []string{scored, unscored, pending} {
+		w.capture(t, l)
+	}
+	w.scored(t, scored, 20, 30*24*time.Hour)
+	w.scored(t, pending, 20, 30*24*time.Hour)
+	w.activity(t, pending, webinar)
+	w.settle(t, group)
+
+	got := w.find(t, s.client, &nurturev1.FindLostLeadsRequest{})
+	if want := sorted(unscored, pending); !slices.Equal(lostIDs(got), want) {
+		t.Fatalf("lost %v, want %v (scored %s waits for its deadline)", lostIDs(got), want, scored)
+	}
+	for _, l := range got.GetLost() {
+		if l.GetReason() != nurturev1.LostReason_LOST_REASON_STALLED {
+			t.Errorf("%s lost as %v, want stalled", l.GetLeadId(), l.GetReason())
+		}
 	}
 }

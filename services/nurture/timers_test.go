@@ -14,6 +14,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/pkg/testenv"
 	"github.com/leadflow/leadflow/services/nurture/adapters"
 	"github.com/leadflow/leadflow/services/nurture/app"
@@ -100,5 +101,30 @@ func TestReviewFiredEarlyByTheClockWaitsForIt(t *testing.T) {
 	}
 	if got, want := again.GetReviewAt().AsTime(), due.Add(2*time.Second); !got.Equal(want) {
 		t.Fatalf("scheduled again for %v, want %v (two seconds past its due, as the clocks differ)", got, want)
+	}
+}
+
+// A new lead that shows interest before its engagement deadline, while the
+// scorer has not scored that yet (behind, or down), is not recycled at the
+// deadline: the fact's score decides, and sets the next deadline, at which
+// a lead still NEW is recycled.
+func TestAFactWaitingForItsScoreIsNotRecycled(t *testing.T) {
+	w := newWorld(t)
+	w.start(t)
+	l := uuid.NewString()
+	w.capture(t, l)
+	first := w.scored(t, l, 20, 3*time.Second)
+	w.activity(t, l, demo)
+	time.Sleep(time.Until(stateOf(first).Deadline) + 2*time.Second)
+	w.settle(t, group)
+	if evs := w.events(t, l); len(ofType(evs, "LeadRecycled")) != 0 || stateOf(last(evs)).Status != lifecycle.StatusNew {
+		t.Fatalf("recycled with a demo request waiting for its score: %v", types(evs))
+	}
+
+	second := w.scored(t, l, 30, 2*time.Second) // the demo request's score
+	evs := w.nurtured(t, l)
+	rec := ofType(evs, "LeadRecycled")
+	if len(rec) != 1 || rec[0].GetCausationId() != second.GetEventId() || rec[0].GetRecordedAt().AsTime().Before(stateOf(second).Deadline) {
+		t.Fatalf("recycled %v, want once, caused by the demo request's score, at its deadline", rec)
 	}
 }

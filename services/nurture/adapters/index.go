@@ -111,6 +111,7 @@ func (x *Index) apply(m jetstream.Msg) {
 	if id := eventstore.LeadID(subj); id != "" {
 		h := x.head(id, seq, md.Timestamp, m)
 		if i, ok := x.pos[id]; ok {
+			h.Scored = h.Scored || (x.leads[i].Scored && !lifecycle.Kind(h.Type).Fact())
 			x.leads[i] = h
 		} else {
 			x.pos[id] = len(x.leads)
@@ -141,6 +142,7 @@ const undecodable = lifecycle.Status(255)
 
 func (x *Index) head(id string, seq uint64, at time.Time, m jetstream.Msg) app.Head {
 	h := app.Head{LeadID: id, Seq: seq, At: at, Type: x.intern(m.Headers().Get(eventstore.HeaderType))}
+	h.Scored = h.Type == string(lifecycle.KindScored)
 	ev, err := eventstore.DecodeEvent(m.Data())
 	if err != nil {
 		h.State.Status = undecodable

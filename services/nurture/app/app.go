@@ -80,6 +80,9 @@ type Head struct {
 	// RecycleDue: the event is an SLABreached whose escalation sends the
 	// lead back to nurture (attempts exhausted).
 	RecycleDue bool
+	// Scored: the lead's latest LeadScored comes after its latest fact
+	// (lifecycle.Kind.Fact), so the scorer owes it nothing.
+	Scored bool
 }
 
 // ClaimHead is one identity claim as the index holds it.

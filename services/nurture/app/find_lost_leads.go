@@ -247,7 +247,9 @@ func judge(h *Head, floors []uint64, parked map[string]bool, stopped map[lifecyc
 			return lost(LostDropped, fmt.Sprintf("consumer group %q handled %s (seq %d) and wrote no next step", Group, h.Type, h.Seq), q.AsOf.Sub(h.At))
 		}
 	}
-	if group, ok := stopped[waitingIn(*st)]; ok {
+	// A new lead scored already waits for engagement or its deadline,
+	// not for the stopped scorer: its deadline is judged below.
+	if group, ok := stopped[waitingIn(*st)]; ok && !(st.Status == lifecycle.StatusNew && h.Scored) {
 		return lost(LostStalled, fmt.Sprintf("consumer group %q has no live member: start %s", group, group), q.AsOf.Sub(h.At))
 	}
 	if late := q.AsOf.Sub(st.Deadline); late > q.OverdueGrace && late > 0 {

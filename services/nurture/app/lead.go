@@ -41,6 +41,9 @@ type lead struct {
 	reengaged ref // the latest LeadReengaged
 	// reengagedScore is the LeadScored caused by reengaged, if any.
 	reengagedScore ref
+	// lastFact is the latest event qualification scores as news about
+	// the person (lifecycle.Kind.Fact); 0 for none.
+	lastFact uint64
 	// gap is the first LeadRecycled or NurtureExited since the latest
 	// enrolment: what comes after it reaches no program until the next.
 	gap ref
@@ -70,6 +73,9 @@ func (l *lead) apply(recs ...eventstore.Record) {
 		x := ref{seq: r.Seq, ev: ev}
 		l.version, l.last = r.Seq, x
 		l.state = lifecycle.FromProto(ev.GetLifecycle())
+		if lifecycle.Kind(ev.GetEventType()).Fact() {
+			l.lastFact = r.Seq
+		}
 		if s := segmentOf(ev); s != "" {
 			l.segment = s
 		}

@@ -73,8 +73,10 @@ func (l *lead) recycleDue(now time.Time) bool {
 		return l.state.Status == lifecycle.StatusLost
 	case *eventv1.Event_LeadScored:
 		// Still NEW at the deadline: no score since qualified it, and a
-		// later one would be the source, with its own deadline.
-		return l.state.Status == lifecycle.StatusNew && !now.Before(l.state.Deadline)
+		// later one would be the source, with its own deadline. A fact
+		// that came before the deadline and waits for its score (the
+		// scorer behind or down) is engagement the score decides on.
+		return l.state.Status == lifecycle.StatusNew && !now.Before(l.state.Deadline) && l.lastFact < src.seq
 	case *eventv1.Event_SlaBreached:
 		// The breach recycles the lead only if nobody acted on it since:
 		// same rep, same attempts.

@@ -15,22 +15,15 @@ import (
 	"github.com/leadflow/leadflow/services/qualification/registry"
 )
 
-// triggers are the lead events that (re)score a lead: new facts about the
-// person, re-engagement from nurture, and the enrolment in a program,
-// which only a final disqualification answers (enrolledVerdict).
-// Everything else, qualification's own events included, leaves the score
-// as it is.
-var triggers = map[string]bool{
-	string(lifecycle.KindCaptured):         true,
-	string(lifecycle.KindResubmitted):      true,
-	string(lifecycle.KindActivityRecorded): true,
-	string(lifecycle.KindConsentChanged):   true,
-	string(lifecycle.KindReengaged):        true,
-	string(lifecycle.KindNurtureEnrolled):  true,
+// IsTrigger reports whether a lead event of this type is scored: new
+// facts about the person (lifecycle.Kind.Fact), re-engagement from
+// nurture, and the enrolment in a program, which only a final
+// disqualification answers (enrolledVerdict). Everything else,
+// qualification's own events included, leaves the score as it is.
+func IsTrigger(eventType string) bool {
+	k := lifecycle.Kind(eventType)
+	return k.Fact() || k == lifecycle.KindReengaged || k == lifecycle.KindNurtureEnrolled
 }
-
-// IsTrigger reports whether a lead event of this type is scored.
-func IsTrigger(eventType string) bool { return triggers[eventType] }
 
 // IsOwn reports whether qualification writes lead events of this type: the
 // live consumer skips them unread, since the writer folded them in already
