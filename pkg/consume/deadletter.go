@@ -282,6 +282,8 @@ func (r *runner) deadLetter(it *item, m Msg, cause error, fromDL bool) (uint64, 
 	}
 	if n, ok := errors.AsType[unfinishedError](cause); ok {
 		e.attempts = int(n)
+	} else if t, ok := errors.AsType[triedError](cause); ok {
+		e.attempts = t.n
 	}
 	var dead uint64
 	ok := r.persist(it, "store dead letter", func(ctx context.Context) (err error) {
@@ -443,6 +445,13 @@ func (r *runner) serve(it *item) bool {
 	switch r.serveOnce(it) {
 	case served:
 		_ = it.delivery.Ack()
+		// Served requests are not kept: the subject's one message would
+		// stay for every key ever re-driven.
+		if md, err := it.delivery.Metadata(); err == nil {
+			ctx, cancel := context.WithTimeout(r.ioctx, ioTimeout)
+			_ = r.deleteDL(ctx, md.Sequence.Stream)
+			cancel()
+		}
 	case retry:
 		_ = it.delivery.NakWithDelay(time.Second)
 	case handBack:
@@ -485,6 +494,9 @@ func (r *runner) serveOnce(it *item) outcome {
 			// its place: not what they asked about.
 			r.log.Info("consume: dead letter "+it.req.op+" dropped: the dead letter is another message by now", "key", key, "named", it.req.seq)
 			return served
+		}
+		if !r.settled(it, e.streamSeq) {
+			return retry
 		}
 		if it.req.op == opRedrive {
 			m, err := r.original(e.streamSeq, key)
@@ -540,6 +552,30 @@ func (r *runner) redriveMsg(it *item, m Msg) (o outcome, ok bool) {
 	return served, true
 }
 
+// settled reports whether the partition's durable is done with the
+// message at stream sequence seq (its ack floor is past it). A member that
+// died after storing a message as dead or parked, before settling it,
+// leaves it to be delivered again after AckWait; a request served before
+// that would unpark its key, and the message would then run as a live one
+// after the ones behind it. So a request waits for it (the delivery finds
+// the key still parked and settles it).
+func (r *runner) settled(it *item, seq uint64) bool {
+	ctx, cancel := context.WithTimeout(r.ioctx, ioTimeout)
+	defer cancel()
+	ci, err := it.part.cons.Info(ctx)
+	if err != nil {
+		r.log.Warn("consume: request: read the durable", "key", it.req.key, "error", err)
+		return false
+	}
+	if ci.AckFloor.Stream >= seq {
+		return true
+	}
+	if it.msg.Delivered%30 == 1 {
+		r.log.Info("consume: request waits for a message its durable may deliver again", "key", it.req.key, "seq", seq, "ack_floor", ci.AckFloor.Stream)
+	}
+	return false
+}
+
 // lastEntry reads key's dead letter; nil when it has none.
 func (r *runner) lastEntry(key string) (*jetstream.RawStreamMsg, error) {
 	ctx, cancel := context.WithTimeout(r.ioctx, ioTimeout)
@@ -578,6 +614,9 @@ func (r *runner) releaseParked(it *item, key string) outcome {
 		}
 		if len(waiting) == 0 {
 			return served
+		}
+		if !r.settled(it, slices.Max(waiting)) {
+			return retry
 		}
 		for _, seq := range waiting {
 			subject := parkedSubject(r.cfg.Group, key, seq)

@@ -478,3 +478,110 @@ func TestAPendingSkipIsNotReplacedByARedrive(t *testing.T) {
 		t.Fatalf("handled %+v, want only the parked message (the dead one skipped)", hs)
 	}
 }
+
+// A member that died after storing a dead letter and parking the key's
+// next message, before settling the dead one, leaves it to be delivered
+// again. A skip served before that delivery must not let it run: the
+// request waits until the durable is done with it, and the key's messages
+// run in order, the dead one never.
+func TestASkipWaitsForTheDeadMessagesRedelivery(t *testing.T) {
+	n := startParts(t)
+	const group = "settle"
+	cfg := config(group)
+	var j journal
+	h := func(_ context.Context, m consume.Msg) error { j.add("m", m); return nil }
+	run := start(t, n.JS, cfg, h) // makes the durables
+	eventually(t, 10*time.Second, func() bool { return members(t, n.JS, group) == 1 }, "the member did not join")
+	if err := run.stop(t, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	dead, later := publish(t, n.JS, "K1", "dead"), publish(t, n.JS, "K1", "later")
+
+	// The member that died: it took both, stored the first as dead and
+	// parked the second (settled), and never settled the first.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p := partitionOf("K1")
+	durable := consume.Durable(group, p, partitions)
+	cons, err := n.JS.Consumer(ctx, parts, durable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := cons.Fetch(2, jetstream.FetchMaxWait(2*time.Second), jetstream.FetchPriorityGroup("leadflow"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	for m := range b.Messages() {
+		if got++; m.Subject() == subject("K1") && mustSeq(t, m) == later {
+			_ = m.Ack()
+		}
+	}
+	if got != 2 {
+		t.Fatalf("fetched %d messages, want 2", got)
+	}
+	if err := consume.StoreDead(ctx, n.JS, consume.DefaultDeadLetterStream, parts, group, "K1", subject("K1"), dead, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := consume.StoreParked(ctx, n.JS, consume.DefaultDeadLetterStream, parts, group, "K1", subject("K1"), later, p); err != nil {
+		t.Fatal(err)
+	}
+	src, err := n.JS.Stream(ctx, parts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.UnpinConsumer(ctx, durable, "leadflow"); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := consume.Skip(ctx, n.JS, consume.DefaultDeadLetterStream, group, "K1", dead); err != nil {
+		t.Fatal(err)
+	}
+	start(t, n.JS, cfg, h)
+	eventually(t, 15*time.Second, func() bool { return len(deadLetters(t, n.JS)) == 0 && j.len() >= 1 },
+		"the skip not served: %+v", func() any { return deadLetters(t, n.JS) })
+	time.Sleep(3 * time.Second) // past AckWait: a redelivery would have run by now
+	if got := seqsOf(j.all(), "K1"); fmt.Sprint(got) != fmt.Sprint([]uint64{later}) {
+		t.Fatalf("handled %v, want only %d (the dead %d skipped)", got, later, dead)
+	}
+	// A served request is not kept.
+	dl, err := n.JS.Stream(ctx, consume.DefaultDeadLetterStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dl.GetLastMsgForSubject(ctx, "deadletter.request."+group+".K1"); !errors.Is(err, jetstream.ErrMsgNotFound) {
+		t.Errorf("the served request: %v, want it deleted", err)
+	}
+}
+
+func mustSeq(t *testing.T, m jetstream.Msg) uint64 {
+	t.Helper()
+	md, err := m.Metadata()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return md.Sequence.Stream
+}
+
+// A dead letter records how many attempts its message had: one for a
+// permanent failure, the configured number for one that kept failing.
+func TestDeadLetterCountsItsAttempts(t *testing.T) {
+	n := startParts(t)
+	perm, flaky := publish(t, n.JS, "K1", "permanent"), publish(t, n.JS, "K2", "flaky")
+	h := func(_ context.Context, m consume.Msg) error {
+		if m.Seq == perm {
+			return consume.Permanent(errors.New("bad"))
+		}
+		return errors.New("again")
+	}
+	cfg := config("attempts")
+	cfg.Attempts = 3
+	start(t, n.JS, cfg, h)
+	eventually(t, 10*time.Second, func() bool { return len(deadLetters(t, n.JS)) == 2 }, "not dead-lettered")
+	for _, d := range deadLetters(t, n.JS) {
+		want := map[uint64]int{perm: 1, flaky: 3}[d.StreamSeq]
+		if d.Attempts != want {
+			t.Errorf("dead letter of seq %d: %d attempts, want %d", d.StreamSeq, d.Attempts, want)
+		}
+	}
+}

@@ -32,3 +32,30 @@ func RecordStarts(ctx context.Context, js jetstream.JetStream, stream, group, ke
 	_, err := js.PublishMsg(ctx, m, jetstream.WithExpectStream(stream))
 	return err
 }
+
+// StoreDead stores, by hand, the message at seq of subject (in stream) as
+// key's dead letter in group, as a member does before it settles it.
+func StoreDead(ctx context.Context, js jetstream.JetStream, deadLetter, stream, group, key, subject string, seq uint64, partition int) error {
+	m := nats.NewMsg(entrySubject(group, key))
+	m.Header.Set(hdrStream, stream)
+	m.Header.Set(hdrSubject, subject)
+	m.Header.Set(hdrStreamSeq, strconv.FormatUint(seq, 10))
+	m.Header.Set(hdrPartition, strconv.Itoa(partition))
+	m.Header.Set(hdrError, "stored by hand")
+	m.Header.Set(hdrAttempts, "1")
+	m.Header.Set(hdrTime, time.Now().UTC().Format(time.RFC3339Nano))
+	_, err := js.PublishMsg(ctx, m, jetstream.WithExpectStream(deadLetter))
+	return err
+}
+
+// StoreParked parks, by hand, the message at seq of subject behind key's
+// dead letter in group.
+func StoreParked(ctx context.Context, js jetstream.JetStream, deadLetter, stream, group, key, subject string, seq uint64, partition int) error {
+	m := nats.NewMsg(parkedSubject(group, key, seq))
+	m.Header.Set(hdrStream, stream)
+	m.Header.Set(hdrSubject, subject)
+	m.Header.Set(hdrStreamSeq, strconv.FormatUint(seq, 10))
+	m.Header.Set(hdrPartition, strconv.Itoa(partition))
+	_, err := js.PublishMsg(ctx, m, jetstream.WithExpectStream(deadLetter))
+	return err
+}

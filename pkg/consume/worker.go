@@ -226,7 +226,7 @@ func (r *runner) attempt(ctx context.Context, it *item, m Msg, h *handling) (don
 			}
 			wait = DefaultBackoff(away)
 		case IsPermanent(err) || n >= budget:
-			return true, err
+			return true, triedError{err, n}
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -237,6 +237,15 @@ func (r *runner) attempt(ctx context.Context, it *item, m Msg, h *handling) (don
 		}
 	}
 }
+
+// triedError is a handler's error after its n attempts; it reads as the
+// error.
+type triedError struct {
+	error
+	n int
+}
+
+func (e triedError) Unwrap() error { return e.error }
 
 // serverAway reports whether a failed attempt failed for the server, not
 // for the message: JetStream could not take a request (a server starting,
