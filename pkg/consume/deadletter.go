@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/leadflow/leadflow/pkg/eventstore"
 )
@@ -80,8 +81,13 @@ var ErrRequestPending = errors.New("consume: another request for the dead letter
 // messages are not released yet).
 type parkedKeys struct {
 	load sync.Mutex // one reload at a time
-	mu   sync.Mutex
-	keys map[string]uint64
+	// listings counts the reloads begun; done is the last that finished
+	// (under load). A reload asked for while another waits or runs is
+	// served by the next one to begin: every partition taken asks.
+	listings atomic.Uint64
+	done     uint64
+	mu       sync.Mutex
+	keys     map[string]uint64
 	// changed are the keys set or dropped since a reload began listing:
 	// its listing may predate them, so they win over it. Nil between reloads.
 	changed map[string]bool
@@ -147,8 +153,13 @@ var parkedListed atomic.Pointer[func()]
 // release of parked messages whose dead letter is gone (a crash between
 // dropping a dead letter and releasing what waited behind it).
 func (r *runner) loadParked() error {
+	asked := r.parked.listings.Load()
 	r.parked.load.Lock()
 	defer r.parked.load.Unlock()
+	if r.parked.done > asked {
+		return nil // one begun since this was asked for has read them
+	}
+	gen := r.parked.listings.Add(1)
 	r.parked.listing()
 	defer r.parked.abandon()
 	ctx, cancel := context.WithTimeout(r.ioctx, ioTimeout)
@@ -162,13 +173,23 @@ func (r *runner) loadParked() error {
 		return err
 	}
 	keys := map[string]uint64{}
-	for _, s := range entries {
-		key := s[len(entryPrefix)+len(r.cfg.Group)+1:]
-		m, err := r.dl.GetLastMsgForSubject(ctx, s)
+	// Read in batches (the server answers at most 1,024 subjects a
+	// request): one get an entry made a reload after a mass
+	// dead-lettering outlast the leases of the first messages.
+	for chunk := range slices.Chunk(entries, 1024) {
+		it, err := jetstreamext.GetLastMsgsFor(ctx, r.js, r.cfg.DeadLetter, chunk)
 		if err != nil {
-			return err
+			return fmt.Errorf("consume: read dead letters: %w", err)
 		}
-		keys[key] = parseEntry(m.Header).streamSeq
+		for m, err := range it {
+			if errors.Is(err, jetstreamext.ErrNoMessages) {
+				break // dropped since they were listed
+			}
+			if err != nil {
+				return fmt.Errorf("consume: read dead letters: %w", err)
+			}
+			keys[m.Subject[len(entryPrefix)+len(r.cfg.Group)+1:]] = parseEntry(m.Header).streamSeq
+		}
 	}
 	var orphans []string // one parked subject of each key without an entry
 	for _, s := range parked {
@@ -198,6 +219,7 @@ func (r *runner) loadParked() error {
 			return err
 		}
 	}
+	r.parked.done = gen
 	return nil
 }
 

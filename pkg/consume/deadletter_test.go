@@ -585,3 +585,31 @@ func TestDeadLetterCountsItsAttempts(t *testing.T) {
 		}
 	}
 }
+
+// A group with thousands of dead letters (a mass dead-lettering) still
+// consumes: reading which keys are parked, at every partition taken, once
+// took a request a dead letter, long enough for the first messages'
+// leases to run out, and the member handed its partitions back over and
+// over without handling anything.
+func TestManyDeadLettersDoNotStopTheGroup(t *testing.T) {
+	n := startParts(t)
+	const group, dead = "many", 5000
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	run := start(t, n.JS, config(group), func(context.Context, consume.Msg) error { return nil }) // makes the streams
+	eventually(t, 10*time.Second, func() bool { return members(t, n.JS, group) == 1 }, "the member did not join")
+	if err := run.stop(t, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for i := range dead {
+		key := fmt.Sprintf("D%05d", i)
+		if err := consume.StoreDead(ctx, n.JS, consume.DefaultDeadLetterStream, parts, group, key, subject(key), uint64(1_000_000+i), partitionOf(key)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := publishMany(t, n.JS, 64, 5)
+	var j journal
+	start(t, n.JS, config(group), func(_ context.Context, m consume.Msg) error { j.add("m", m); return nil })
+	eventually(t, 30*time.Second, func() bool { return j.len() >= 320 }, "handled %d of 320", func() any { return j.len() })
+	checkOrder(t, j.all(), want)
+}

@@ -135,6 +135,8 @@ func (r *runner) begin(it *item) bool {
 	if it.req == nil && r.leaseLost(it, time.Now()) {
 		// Held past its lease: the server may have given it to another
 		// member, and later messages of its key may already be handled.
+		r.log.Warn("consume: a message waited past its lease before its handling began; handing the partition back",
+			"partition", p.n, "key", it.msg.Key, "seq", it.msg.Seq)
 		it.state.Store(stateHeld)
 		p.loseLocked()
 		return false
