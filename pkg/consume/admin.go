@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/leadflow/leadflow/pkg/deadline"
+	"github.com/leadflow/leadflow/pkg/eventstore"
 )
 
 // DeadLetter is a message a group gave up on, with the later messages of its
@@ -56,20 +57,17 @@ func DeadLetters(ctx context.Context, js jetstream.JetStream, deadLetterStream s
 	}
 	var out []DeadLetter
 	at := map[string]int{} // group.key -> index in out
-	for _, subj := range entries {
-		group, key, _ := strings.Cut(strings.TrimPrefix(subj, entryPrefix), ".")
-		m, err := s.GetLastMsgForSubject(ctx, subj)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue // re-driven while we listed
-		}
-		if err != nil {
-			return nil, fmt.Errorf("consume: dead letters: %w", err)
-		}
+	err = lastOf(ctx, js, deadLetterStream, entries, func(m *jetstream.RawStreamMsg) {
+		group, key, _ := strings.Cut(strings.TrimPrefix(m.Subject, entryPrefix), ".")
 		e := parseEntry(m.Header)
 		at[group+"."+key] = len(out)
 		out = append(out, DeadLetter{Group: group, Key: key, Partition: e.partition, Stream: e.stream,
 			StreamSeq: e.streamSeq, Subject: e.subject, Error: e.err, Attempts: e.attempts, At: e.at})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("consume: dead letters: %w", err)
 	}
+	var orphans []string          // a parked subject of each key without an entry
 	for _, subj := range parked { // sorted by subject, so by key, not by seq
 		group, _, _ := strings.Cut(strings.TrimPrefix(subj, parkedPrefix), ".")
 		key, seq, ok := parseParked(subj, group)
@@ -81,8 +79,20 @@ func DeadLetters(ctx context.Context, js jetstream.JetStream, deadLetterStream s
 			i = len(out)
 			at[group+"."+key] = i
 			out = append(out, DeadLetter{Group: group, Key: key})
+			orphans = append(orphans, subj)
 		}
 		out[i].Parked = append(out[i].Parked, seq)
+	}
+	// A key with parked messages and no entry (its release cut short):
+	// its partition and stream are on each parked message.
+	err = lastOf(ctx, js, deadLetterStream, orphans, func(m *jetstream.RawStreamMsg) {
+		group, _, _ := strings.Cut(strings.TrimPrefix(m.Subject, parkedPrefix), ".")
+		key, _, _ := parseParked(m.Subject, group)
+		e := parseEntry(m.Header)
+		out[at[group+"."+key]].Partition, out[at[group+"."+key]].Stream = e.partition, e.stream
+	})
+	if err != nil {
+		return nil, fmt.Errorf("consume: dead letters: %w", err)
 	}
 	for i := range out {
 		slices.Sort(out[i].Parked)
@@ -144,26 +154,32 @@ func ask(ctx context.Context, js jetstream.JetStream, deadLetterStream, group, k
 	}
 	// A request stored after the entry (a later sequence of the same
 	// stream) is not served yet: serving deletes the entry, or replaces it
-	// when the message fails again.
-	var prevSeq uint64
-	prev, err := s.GetLastMsgForSubject(ctx, requestSubject(group, key))
-	switch {
-	case errors.Is(err, jetstream.ErrMsgNotFound):
-	case err != nil:
-		return fmt.Errorf("consume: %s %s %s: %w", op, group, key, err)
-	default:
-		prevSeq = prev.Sequence
-		if pop := prev.Header.Get(hdrOp); (pop == opRedrive || pop == opSkip) && pop != op && prev.Sequence > m.Sequence {
-			return fmt.Errorf("consume: %s %s %s: %w: a %s asked at %s; ask again once it is served", op, group, key, ErrRequestPending,
-				pop, prev.Time.UTC().Format(time.RFC3339))
+	// when the message fails again. Served requests are deleted.
+	for attempt := 0; ; attempt++ {
+		var prevSeq uint64
+		prev, err := s.GetLastMsgForSubject(ctx, requestSubject(group, key))
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+		case err != nil:
+			return fmt.Errorf("consume: %s %s %s: %w", op, group, key, err)
+		default:
+			prevSeq = prev.Sequence
+			if pop := prev.Header.Get(hdrOp); (pop == opRedrive || pop == opSkip) && pop != op && prev.Sequence > m.Sequence {
+				return fmt.Errorf("consume: %s %s %s: %w: a %s asked at %s; ask again once it is served", op, group, key, ErrRequestPending,
+					pop, prev.Time.UTC().Format(time.RFC3339))
+			}
+		}
+		// Stored only if no other request came since it looked: two
+		// operators asking at once do not replace each other's unseen. A
+		// request served (and deleted) meanwhile is looked at again.
+		err = publishRequest(ctx, js, deadLetterStream, group, key, op, e.partition, seq, jetstream.WithExpectLastSequencePerSubject(prevSeq))
+		if err == nil {
+			return nil
+		}
+		if !eventstore.IsWrongLastSequence(err) || attempt == 2 {
+			return fmt.Errorf("consume: %s %s %s: %w (another request may have come at the same moment: ask again)", op, group, key, err)
 		}
 	}
-	// Stored only if no other request came since it looked: two operators
-	// asking at once do not replace each other's unseen.
-	if err := publishRequest(ctx, js, deadLetterStream, group, key, op, e.partition, seq, jetstream.WithExpectLastSequencePerSubject(prevSeq)); err != nil {
-		return fmt.Errorf("consume: %s %s %s: %w (another request may have come at the same moment: ask again)", op, group, key, err)
-	}
-	return nil
 }
 
 // HeldBack counts the keys group holds back: each with a dead letter, or

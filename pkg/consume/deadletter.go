@@ -173,23 +173,11 @@ func (r *runner) loadParked() error {
 		return err
 	}
 	keys := map[string]uint64{}
-	// Read in batches (the server answers at most 1,024 subjects a
-	// request): one get an entry made a reload after a mass
-	// dead-lettering outlast the leases of the first messages.
-	for chunk := range slices.Chunk(entries, 1024) {
-		it, err := jetstreamext.GetLastMsgsFor(ctx, r.js, r.cfg.DeadLetter, chunk)
-		if err != nil {
-			return fmt.Errorf("consume: read dead letters: %w", err)
-		}
-		for m, err := range it {
-			if errors.Is(err, jetstreamext.ErrNoMessages) {
-				break // dropped since they were listed
-			}
-			if err != nil {
-				return fmt.Errorf("consume: read dead letters: %w", err)
-			}
-			keys[m.Subject[len(entryPrefix)+len(r.cfg.Group)+1:]] = parseEntry(m.Header).streamSeq
-		}
+	err = lastOf(ctx, r.js, r.cfg.DeadLetter, entries, func(m *jetstream.RawStreamMsg) {
+		keys[m.Subject[len(entryPrefix)+len(r.cfg.Group)+1:]] = parseEntry(m.Header).streamSeq
+	})
+	if err != nil {
+		return err
 	}
 	var orphans []string // one parked subject of each key without an entry
 	for _, s := range parked {
@@ -220,6 +208,50 @@ func (r *runner) loadParked() error {
 		}
 	}
 	r.parked.done = gen
+	return nil
+}
+
+// lastOf calls fn with the last message of each subject that has one,
+// a thousand subjects a request (the server answers at most 1,024): one
+// get a dead letter made a reload after a mass dead-lettering outlast the
+// leases of the first messages.
+func lastOf(ctx context.Context, js jetstream.JetStream, stream string, subjects []string, fn func(*jetstream.RawStreamMsg)) error {
+	for chunk := range slices.Chunk(subjects, 1000) {
+		it, err := jetstreamext.GetLastMsgsFor(ctx, js, stream, chunk)
+		if err != nil {
+			return fmt.Errorf("consume: read %s: %w", stream, err)
+		}
+		got := make(map[string]bool, len(chunk))
+		for m, err := range it {
+			if errors.Is(err, jetstreamext.ErrNoMessages) {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("consume: read %s: %w", stream, err)
+			}
+			got[m.Subject] = true
+			fn(m)
+		}
+		if len(got) == len(chunk) {
+			continue
+		}
+		// Listed by the stream's leader, missing from the batch: gone
+		// since, or not yet on the replica that answered. The leader,
+		// asked one by one, tells which.
+		for _, subj := range chunk {
+			if got[subj] {
+				continue
+			}
+			m, err := eventstore.LeaderLast(ctx, js, stream, subj)
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("consume: read %s: %w", subj, err)
+			}
+			fn(m)
+		}
+	}
 	return nil
 }
 
@@ -440,7 +472,7 @@ func (r *runner) routeRequest(m jetstream.Msg) {
 	}
 	p := r.parts[n]
 	p.mu.Lock()
-	ours := p.running && !p.releasing
+	ours := p.running && !p.releasing && p.recovered
 	if ours {
 		seq, _ := strconv.ParseUint(m.Headers().Get(hdrStreamSeq), 10, 64)
 		it := &item{msg: Msg{Key: key}, part: p, delivery: m, req: &request{op: m.Headers().Get(hdrOp), key: key, seq: seq}}
@@ -517,9 +549,6 @@ func (r *runner) serveOnce(it *item) outcome {
 			r.log.Info("consume: dead letter "+it.req.op+" dropped: the dead letter is another message by now", "key", key, "named", it.req.seq)
 			return served
 		}
-		if !r.settled(it, e.streamSeq) {
-			return retry
-		}
 		if it.req.op == opRedrive {
 			m, err := r.original(e.streamSeq, key)
 			if r.gone(e.streamSeq, err) {
@@ -574,30 +603,6 @@ func (r *runner) redriveMsg(it *item, m Msg) (o outcome, ok bool) {
 	return served, true
 }
 
-// settled reports whether the partition's durable is done with the
-// message at stream sequence seq (its ack floor is past it). A member that
-// died after storing a message as dead or parked, before settling it,
-// leaves it to be delivered again after AckWait; a request served before
-// that would unpark its key, and the message would then run as a live one
-// after the ones behind it. So a request waits for it (the delivery finds
-// the key still parked and settles it).
-func (r *runner) settled(it *item, seq uint64) bool {
-	ctx, cancel := context.WithTimeout(r.ioctx, ioTimeout)
-	defer cancel()
-	ci, err := it.part.cons.Info(ctx)
-	if err != nil {
-		r.log.Warn("consume: request: read the durable", "key", it.req.key, "error", err)
-		return false
-	}
-	if ci.AckFloor.Stream >= seq {
-		return true
-	}
-	if it.msg.Delivered%30 == 1 {
-		r.log.Info("consume: request waits for a message its durable may deliver again", "key", it.req.key, "seq", seq, "ack_floor", ci.AckFloor.Stream)
-	}
-	return false
-}
-
 // lastEntry reads key's dead letter; nil when it has none.
 func (r *runner) lastEntry(key string) (*jetstream.RawStreamMsg, error) {
 	ctx, cancel := context.WithTimeout(r.ioctx, ioTimeout)
@@ -636,9 +641,6 @@ func (r *runner) releaseParked(it *item, key string) outcome {
 		}
 		if len(waiting) == 0 {
 			return served
-		}
-		if !r.settled(it, slices.Max(waiting)) {
-			return retry
 		}
 		for _, seq := range waiting {
 			subject := parkedSubject(r.cfg.Group, key, seq)

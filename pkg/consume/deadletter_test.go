@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -92,6 +93,10 @@ func TestParkedWithoutDeadLetterAreReleased(t *testing.T) {
 	}
 	if err := dl.DeleteMsg(ctx, entry.Sequence); err != nil {
 		t.Fatal(err)
+	}
+	// Listed with its partition and stream, read off its parked messages.
+	if dls := deadLetters(t, n.JS); len(dls) != 1 || dls[0].Partition != partitionOf("K1") || dls[0].Stream != parts || len(dls[0].Parked) != 2 {
+		t.Fatalf("listed %+v, want K1 of partition %d of %s with 2 parked", dls, partitionOf("K1"), parts)
 	}
 	start(t, n.JS, config("orphan"), h)
 	eventually(t, 10*time.Second, func() bool { return j.len() == 2 && len(deadLetters(t, n.JS)) == 0 },
@@ -481,9 +486,9 @@ func TestAPendingSkipIsNotReplacedByARedrive(t *testing.T) {
 
 // A member that died after storing a dead letter and parking the key's
 // next message, before settling the dead one, leaves it to be delivered
-// again. A skip served before that delivery must not let it run: the
-// request waits until the durable is done with it, and the key's messages
-// run in order, the dead one never.
+// again. A skip served before that delivery must not let it run: the next
+// owner serves requests once what its durable delivers again is
+// dispatched, and the key's messages run in order, the dead one never.
 func TestASkipWaitsForTheDeadMessagesRedelivery(t *testing.T) {
 	n := startParts(t)
 	const group = "settle"
@@ -530,6 +535,8 @@ func TestASkipWaitsForTheDeadMessagesRedelivery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Its pin lapses after PinnedTTL, longer than AckWait.
+	time.Sleep(cfg.AckWait + 500*time.Millisecond)
 	if err := src.UnpinConsumer(ctx, durable, "leadflow"); err != nil {
 		t.Fatal(err)
 	}
@@ -609,7 +616,14 @@ func TestManyDeadLettersDoNotStopTheGroup(t *testing.T) {
 	}
 	want := publishMany(t, n.JS, 64, 5)
 	var j journal
-	start(t, n.JS, config(group), func(_ context.Context, m consume.Msg) error { j.add("m", m); return nil })
-	eventually(t, 30*time.Second, func() bool { return j.len() >= 320 }, "handled %d of 320", func() any { return j.len() })
+	cfg := config(group)
+	cfg.AckWait, cfg.PinnedTTL = 4*time.Second, 8*time.Second // twice the services' AckWait
+	var lost atomic.Int64
+	cfg.Logger = slog.New(&countHandler{match: "handing the partition back", n: &lost})
+	start(t, n.JS, cfg, func(_ context.Context, m consume.Msg) error { j.add("m", m); return nil })
+	eventually(t, time.Minute, func() bool { return j.len() >= 320 }, "handled %d of 320", func() any { return j.len() })
 	checkOrder(t, j.all(), want)
+	if n := lost.Load(); n != 0 {
+		t.Errorf("%d hand-backs (leases that ran out while the dead letters were read)", n)
+	}
 }

@@ -51,6 +51,11 @@ type partition struct {
 	seqs      map[uint64]bool // stream sequences of the live messages held
 	inflight  int
 	fresh     bool // no delivery yet since it was taken
+	// recovered: the messages the durable delivers again since it was
+	// taken (a dead owner's) are dispatched; requests wait for it, or a
+	// dead message whose owner died before settling it would run as a
+	// live one once a request unparked its key.
+	recovered bool
 	hctx      context.Context
 	hcancel   context.CancelFunc
 	// wctx ends as soon as p is being handed back: a handler still waiting
@@ -167,7 +172,7 @@ func (r *runner) take(p *partition) {
 		return
 	}
 	ctx, cancel := context.WithCancel(r.runCtx)
-	p.running, p.cancel, p.releasing, p.fresh = true, cancel, false, true
+	p.running, p.cancel, p.releasing, p.fresh, p.recovered = true, cancel, false, true, false
 	p.held, p.seqs = map[*item]struct{}{}, map[uint64]bool{}
 	p.hctx, p.hcancel = context.WithCancel(r.ioctx)
 	p.wctx, p.wcancel = context.WithCancel(p.hctx)
@@ -275,6 +280,11 @@ func (r *runner) fetchLoop(ctx context.Context, p *partition) {
 		}
 		if recovering && len(prefix) > 0 && got < fetchBatch {
 			flush()
+		}
+		if !recovering || got < fetchBatch {
+			p.mu.Lock()
+			p.recovered = true
+			p.mu.Unlock()
 		}
 		r.notePull(p, pull, got, batch.Error())
 		if got > 0 {

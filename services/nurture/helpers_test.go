@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -161,8 +162,17 @@ func (w *world) appendLead(ctx context.Context, p lifecycle.Policy, leadID strin
 			last := recs[len(recs)-1]
 			state, version = lifecycle.FromProto(last.Event.GetLifecycle()), last.Seq
 		}
-		ev, _, err := lifecycle.NewEvent(leadID, state, cmd, p, payload,
-			envelope.Meta{Actor: actor, CorrelationID: uuid.NewString()}, time.Now())
+		meta := envelope.Meta{Actor: actor, CorrelationID: uuid.NewString()}
+		if _, ok := payload.(*eventv1.LeadScored); ok {
+			// As qualification does: caused by the fact it scores.
+			for _, r := range slices.Backward(recs) {
+				if lifecycle.Kind(r.Event.GetEventType()).Fact() {
+					meta.CausationID = r.Event.GetEventId()
+					break
+				}
+			}
+		}
+		ev, _, err := lifecycle.NewEvent(leadID, state, cmd, p, payload, meta, time.Now())
 		if err != nil {
 			return nil, err
 		}

@@ -240,8 +240,9 @@ func testLostLeadCheckFindsExactlyTheBrokenLeads(t *testing.T, newWorld func(tes
 }
 
 // While the scorer is stopped, the check lists the new leads that wait
-// for a score (never scored, or with a fact scored by nobody yet), not
-// those scored already, which wait for engagement or their deadline.
+// for it (never scored, a fact scored by nobody yet, a verdict not
+// written), not those scored already, which wait for engagement or their
+// deadline.
 func TestScoredNewLeadsAreNotStalledWhileTheScorerIsDown(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
@@ -251,17 +252,20 @@ func TestScoredNewLeadsAreNotStalledWhileTheScorerIsDown(t *testing.T) {
 		Durable: consume.Durable("qualification", 0, eventstore.Partitions), AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
 		t.Fatal(err)
 	}
-	scored, unscored, pending := uuid.NewString(), uuid.NewString(), uuid.NewString()
-	for _, l := range []string{scored, unscored, pending} {
+	scored, unscored, pending, verdict := uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()
+	for _, l := range []string{scored, unscored, pending, verdict} {
 		w.capture(t, l)
 	}
 	w.scored(t, scored, 20, 30*24*time.Hour)
 	w.scored(t, pending, 20, 30*24*time.Hour)
 	w.activity(t, pending, webinar)
+	// Scored to qualify, the scorer stopped before its LeadQualified.
+	w.write(t, verdict, lifecycle.Command{Name: lifecycle.Score, Score: 80},
+		&eventv1.LeadScored{ModelId: "scoring", ModelVersion: 1, Total: 80, Threshold: 50, Verdict: eventv1.ScoreVerdict_SCORE_VERDICT_QUALIFY})
 	w.settle(t, group)
 
 	got := w.find(t, s.client, &nurturev1.FindLostLeadsRequest{})
-	if want := sorted(unscored, pending); !slices.Equal(lostIDs(got), want) {
+	if want := sorted(unscored, pending, verdict); !slices.Equal(lostIDs(got), want) {
 		t.Fatalf("lost %v, want %v (scored %s waits for its deadline)", lostIDs(got), want, scored)
 	}
 	for _, l := range got.GetLost() {

@@ -109,9 +109,13 @@ func (x *Index) apply(m jetstream.Msg) {
 	seq, subj := md.Sequence.Stream, m.Subject()
 	x.mu.Lock()
 	if id := eventstore.LeadID(subj); id != "" {
-		h := x.head(id, seq, md.Timestamp, m)
-		if i, ok := x.pos[id]; ok {
-			h.Scored = h.Scored || (x.leads[i].Scored && !lifecycle.Kind(h.Type).Fact())
+		i, ok := x.pos[id]
+		var prev app.Head
+		if ok {
+			prev = x.leads[i]
+		}
+		h := x.head(prev, id, seq, md.Timestamp, m)
+		if ok {
 			x.leads[i] = h
 		} else {
 			x.pos[id] = len(x.leads)
@@ -140,9 +144,13 @@ func (x *Index) apply(m jetstream.Msg) {
 // reports it as of an unknown status.
 const undecodable = lifecycle.Status(255)
 
-func (x *Index) head(id string, seq uint64, at time.Time, m jetstream.Msg) app.Head {
+// head is the lead's head after m, prev the one before it (zero for the
+// first, and for every lead of the initial read, which reads each lead's
+// last event only: a lead whose last event is neither a fact nor its
+// score is then taken as waiting for the scorer).
+func (x *Index) head(prev app.Head, id string, seq uint64, at time.Time, m jetstream.Msg) app.Head {
 	h := app.Head{LeadID: id, Seq: seq, At: at, Type: x.intern(m.Headers().Get(eventstore.HeaderType))}
-	h.Scored = h.Type == string(lifecycle.KindScored)
+	h.Scored, h.LastFact = prev.Scored, prev.LastFact
 	ev, err := eventstore.DecodeEvent(m.Data())
 	if err != nil {
 		h.State.Status = undecodable
@@ -152,6 +160,19 @@ func (x *Index) head(id string, seq uint64, at time.Time, m jetstream.Msg) app.H
 	h.State = lifecycle.FromProto(ev.GetLifecycle())
 	h.State.Owner.ID = x.intern(h.State.Owner.ID)
 	h.RecycleDue = ev.GetSlaBreached().GetEscalation() == eventv1.SLAEscalation_SLA_ESCALATION_RECYCLE
+	switch sc := ev.GetLeadScored(); {
+	case lifecycle.Kind(h.Type).Fact():
+		h.Scored, h.LastFact = false, ev.GetEventId()
+	case sc != nil:
+		// Only a score without a verdict leaves nothing to the scorer, and
+		// only one caused by the latest fact covers it (one caused by an
+		// earlier fact, stored after a later one, does not).
+		h.Scored = sc.GetVerdict() == eventv1.ScoreVerdict_SCORE_VERDICT_NONE &&
+			(h.LastFact == "" || ev.GetCausationId() == h.LastFact)
+		if h.Scored {
+			h.LastFact = ""
+		}
+	}
 	return h
 }
 

@@ -80,9 +80,11 @@ type Head struct {
 	// RecycleDue: the event is an SLABreached whose escalation sends the
 	// lead back to nurture (attempts exhausted).
 	RecycleDue bool
-	// Scored: the lead's latest LeadScored comes after its latest fact
-	// (lifecycle.Kind.Fact), so the scorer owes it nothing.
-	Scored bool
+	// Scored: the lead's latest fact (lifecycle.Kind.Fact) has its
+	// score, with no verdict owed: the scorer owes the lead nothing.
+	// LastFact is that fact's event id while it waits for its score.
+	Scored   bool
+	LastFact string
 }
 
 // ClaimHead is one identity claim as the index holds it.

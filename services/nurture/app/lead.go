@@ -41,9 +41,11 @@ type lead struct {
 	reengaged ref // the latest LeadReengaged
 	// reengagedScore is the LeadScored caused by reengaged, if any.
 	reengagedScore ref
-	// lastFact is the latest event qualification scores as news about
-	// the person (lifecycle.Kind.Fact); 0 for none.
-	lastFact uint64
+	// unscored are the event ids of the facts (lifecycle.Kind.Fact) no
+	// score has covered yet, oldest first: a score caused by one covers
+	// it and those before it; one with another cause (a re-score under a
+	// new model version) covers them all.
+	unscored []string
 	// gap is the first LeadRecycled or NurtureExited since the latest
 	// enrolment: what comes after it reaches no program until the next.
 	gap ref
@@ -74,7 +76,10 @@ func (l *lead) apply(recs ...eventstore.Record) {
 		l.version, l.last = r.Seq, x
 		l.state = lifecycle.FromProto(ev.GetLifecycle())
 		if lifecycle.Kind(ev.GetEventType()).Fact() {
-			l.lastFact = r.Seq
+			if len(l.unscored) == maxFacts {
+				l.unscored = l.unscored[1:]
+			}
+			l.unscored = append(l.unscored, ev.GetEventId())
 		}
 		if s := segmentOf(ev); s != "" {
 			l.segment = s
@@ -118,6 +123,11 @@ func (l *lead) apply(recs ...eventstore.Record) {
 			l.reengaged, l.reengagedScore = x, ref{}
 			l.steps = append(l.steps, x)
 		case *eventv1.Event_LeadScored:
+			if i := slices.Index(l.unscored, ev.GetCausationId()); i >= 0 {
+				l.unscored = l.unscored[i+1:]
+			} else {
+				l.unscored = nil
+			}
 			if l.reengaged.seq > 0 && ev.GetCausationId() == l.reengaged.id() {
 				l.reengagedScore = x
 			}

@@ -61,6 +61,11 @@ func (a *App) owed(l *lead, cat *program.Catalog, now time.Time, meta envelope.M
 	return nil, nil
 }
 
+// unscoredGrace bounds how long past its deadline a new lead waits for
+// the score of a fact: one the scorer will never score (refused while the
+// lead was merged, its dead letter skipped) must not keep it NEW for good.
+const unscoredGrace = time.Hour
+
 // recycleDue reports whether the lead's latest recycle source still
 // stands at now and has no LeadRecycled after it.
 func (l *lead) recycleDue(now time.Time) bool {
@@ -74,9 +79,10 @@ func (l *lead) recycleDue(now time.Time) bool {
 	case *eventv1.Event_LeadScored:
 		// Still NEW at the deadline: no score since qualified it, and a
 		// later one would be the source, with its own deadline. A fact
-		// that came before the deadline and waits for its score (the
-		// scorer behind or down) is engagement the score decides on.
-		return l.state.Status == lifecycle.StatusNew && !now.Before(l.state.Deadline) && l.lastFact < src.seq
+		// waiting for its score (the scorer behind or down) is engagement
+		// the score decides on, for up to unscoredGrace past the deadline.
+		return l.state.Status == lifecycle.StatusNew && !now.Before(l.state.Deadline) &&
+			(len(l.unscored) == 0 || !now.Before(l.state.Deadline.Add(unscoredGrace)))
 	case *eventv1.Event_SlaBreached:
 		// The breach recycles the lead only if nobody acted on it since:
 		// same rep, same attempts.
