@@ -29,6 +29,17 @@ func absence(t *testing.T, c handoffv1.HandoffServiceClient, rep string, times .
 	}
 }
 
+// withAcceptSLA starts handoff on routingSetup (capacity 10) with accept
+// as the time to accept, an hour to contact, and escalation.
+func withAcceptSLA(t *testing.T, accept time.Duration, escalation eventv1.SLAEscalation) (*world, *service) {
+	t.Helper()
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	slaPolicy(t, s.client, accept, time.Hour, 10*time.Minute, escalation)
+	return w, s
+}
+
 // outOfOffice returns the lead's LeadReassigned events caused by an
 // absence, failing on any breach or warning: none was due.
 func outOfOffice(t *testing.T, evs []*eventv1.Event) []*eventv1.LeadReassigned {
@@ -52,10 +63,7 @@ func outOfOffice(t *testing.T, evs []*eventv1.Event) []*eventv1.LeadReassigned {
 // a fresh acceptance deadline; a lead they accepted stays theirs. The
 // brief says why the lead changed hands.
 func TestAbsenceHandsOnUnacceptedLeads(t *testing.T) {
-	w := newWorld(t)
-	s := w.start(t)
-	routingSetup(t, s.client, 10)
-	slaPolicy(t, s.client, time.Hour, time.Hour, 10*time.Minute, eventv1.SLAEscalation_SLA_ESCALATION_MANAGER)
+	w, s := withAcceptSLA(t, time.Hour, eventv1.SLAEscalation_SLA_ESCALATION_MANAGER)
 	ctx := ctxT(t)
 
 	waiting := w.mql(t, dach(50))
@@ -117,10 +125,7 @@ func TestAbsenceHandsOnUnacceptedLeads(t *testing.T) {
 // once withdrawn: whether the lead came before or after the absence was
 // recorded. With the whole pool away, to the manager's queue.
 func TestAbsenceStartingBeforeTheDeadline(t *testing.T) {
-	w := newWorld(t)
-	s := w.start(t)
-	routingSetup(t, s.client, 10)
-	slaPolicy(t, s.client, time.Hour, time.Hour, 10*time.Minute, eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP)
+	w, s := withAcceptSLA(t, time.Hour, eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP)
 
 	pool := []string{"ann", "bob", "cat"}
 	start := time.Now().Add(8 * time.Second)
@@ -199,10 +204,7 @@ func absentTimer(t *testing.T, w *world, leadID string, at time.Time) *eventv1.S
 // through another replica still hands the lead on when the absence's
 // timer reaches it: the timer reads the routing data afresh.
 func TestAbsenceTimerReadsTheRoutingDataAfresh(t *testing.T) {
-	w := newWorld(t)
-	s := w.start(t)
-	routingSetup(t, s.client, 10)
-	slaPolicy(t, s.client, time.Hour, time.Hour, 10*time.Minute, eventv1.SLAEscalation_SLA_ESCALATION_MANAGER)
+	w, s := withAcceptSLA(t, time.Hour, eventv1.SLAEscalation_SLA_ESCALATION_MANAGER)
 	id := w.mql(t, dach(50))
 	owner := ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0])
 	w.settle(t)
@@ -233,10 +235,7 @@ func TestAbsenceTimerReadsTheRoutingDataAfresh(t *testing.T) {
 // clock (behind the server's) waits again, as far past the start as the
 // clock was early, instead of firing again at once.
 func TestAbsenceTimerFiredEarlyWaits(t *testing.T) {
-	w := newWorld(t)
-	s := w.start(t)
-	routingSetup(t, s.client, 10)
-	slaPolicy(t, s.client, 2*time.Hour, time.Hour, 10*time.Minute, eventv1.SLAEscalation_SLA_ESCALATION_MANAGER)
+	w, s := withAcceptSLA(t, 2*time.Hour, eventv1.SLAEscalation_SLA_ESCALATION_MANAGER)
 	id := w.mql(t, dach(50))
 	owner := ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0])
 	start := time.Now().Add(time.Hour)
@@ -288,10 +287,7 @@ func TestAbsenceTimerFiredEarlyWaits(t *testing.T) {
 // nothing to hand on; the unmerge gives the lead back to its rep, who is
 // away, and hands it on then.
 func TestUnmergedLeadIsHandedOnFromAnAbsentRep(t *testing.T) {
-	w := newWorld(t)
-	s := w.start(t)
-	routingSetup(t, s.client, 10)
-	slaPolicy(t, s.client, time.Hour, time.Hour, 10*time.Minute, eventv1.SLAEscalation_SLA_ESCALATION_MANAGER)
+	w, s := withAcceptSLA(t, time.Hour, eventv1.SLAEscalation_SLA_ESCALATION_MANAGER)
 	id := w.mql(t, dach(50))
 	owner := ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0])
 	before := w.state(t, id)
@@ -318,10 +314,7 @@ func TestUnmergedLeadIsHandedOnFromAnAbsentRep(t *testing.T) {
 // hands on nothing; once the team's hours change to cover it, the lead is
 // handed on at its start (here at once: it has started).
 func TestTeamHoursThatMeetAnAbsenceHandItOn(t *testing.T) {
-	w := newWorld(t)
-	s := w.start(t)
-	routingSetup(t, s.client, 10)
-	slaPolicy(t, s.client, time.Hour, time.Hour, 10*time.Minute, eventv1.SLAEscalation_SLA_ESCALATION_MANAGER)
+	w, s := withAcceptSLA(t, time.Hour, eventv1.SLAEscalation_SLA_ESCALATION_MANAGER)
 	ctx := ctxT(t)
 	now := time.Now()
 	zone := fmt.Sprintf("Etc/GMT%+d", -(12 - now.UTC().Hour()))
