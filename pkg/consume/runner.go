@@ -54,8 +54,11 @@ type partition struct {
 	// recovered: the messages the durable delivers again since it was
 	// taken (a dead owner's) are dispatched; requests wait for it, or a
 	// dead message whose owner died before settling it would run as a
-	// live one once a request unparked its key.
+	// live one once a request unparked its key. taken is when it was
+	// taken: a dead owner's pin lapses PinnedTTL after that at the latest,
+	// and pulls come back empty while it holds.
 	recovered bool
+	taken     time.Time
 	hctx      context.Context
 	hcancel   context.CancelFunc
 	// wctx ends as soon as p is being handed back: a handler still waiting
@@ -172,7 +175,7 @@ func (r *runner) take(p *partition) {
 		return
 	}
 	ctx, cancel := context.WithCancel(r.runCtx)
-	p.running, p.cancel, p.releasing, p.fresh, p.recovered = true, cancel, false, true, false
+	p.running, p.cancel, p.releasing, p.fresh, p.recovered, p.taken = true, cancel, false, true, false, time.Now()
 	p.held, p.seqs = map[*item]struct{}{}, map[uint64]bool{}
 	p.hctx, p.hcancel = context.WithCancel(r.ioctx)
 	p.wctx, p.wcancel = context.WithCancel(p.hctx)
@@ -281,11 +284,11 @@ func (r *runner) fetchLoop(ctx context.Context, p *partition) {
 		if recovering && len(prefix) > 0 && got < fetchBatch {
 			flush()
 		}
-		if !recovering || got < fetchBatch {
-			p.mu.Lock()
+		p.mu.Lock()
+		if !recovering || (got < fetchBatch && (got > 0 || pull.at.Sub(p.taken) >= r.cfg.PinnedTTL)) {
 			p.recovered = true
-			p.mu.Unlock()
 		}
+		p.mu.Unlock()
 		r.notePull(p, pull, got, batch.Error())
 		if got > 0 {
 			lastGot = time.Now()
