@@ -140,8 +140,9 @@ func (a *App) StepStarted(ctx context.Context, seq uint64, ev *eventv1.Event) er
 // A lead waiting for its rep to accept it is handed on when the rep's
 // recorded absence starts first: an ABSENT timer at the absence's start,
 // scheduled with the step (LeadAssigned, LeadReassigned) when the
-// routing data already records the absence, and by SetOutOfOffice for
-// the leads the rep holds (absenceChanged).
+// routing data already records the absence, for the leads a rep holds
+// when the rep's absences, team or team hours change (absenceChanged),
+// and by an unmerge.
 
 // stepAbsence is the ABSENT timer of the step ev, stored at seq, if it
 // gives a rep a lead to accept by a deadline their absence starts before.
@@ -189,8 +190,8 @@ func absenceTimer(cfg *routing.Config, leadID, repID, stepID string, stepSeq uin
 		StepEventId: stepID, StepSequence: stepSeq, DueAt: timestamppb.New(due), FireAt: timestamppb.New(start)}
 }
 
-// absenceChanged schedules, after a change of repID's absences (cfg
-// includes it), the ABSENT timers of the leads the rep holds unaccepted;
+// absenceChanged schedules, after a change of repID's absences or hours
+// (cfg includes it), the ABSENT timers of the leads the rep holds unaccepted;
 // scheduling one again replaces it. A timer whose absence was withdrawn
 // finds the rep present and does nothing.
 func (a *App) absenceChanged(ctx context.Context, cfg *routing.Config, repID string) error {
