@@ -166,15 +166,19 @@ func (a *App) stepAbsence(ctx context.Context, seq uint64, ev *eventv1.Event) (*
 	if err == nil && cfg.Version < version {
 		cfg, err = a.config(ctx, seq, time.Time{})
 	}
-	if err == nil && len(cfg.Absences[to.GetId()]) > 0 {
-		// The timer replaces the one SetOutOfOffice scheduled, which
-		// may know a change this copy does not.
-		cfg, err = a.freshConfig(ctx)
-	}
 	if err != nil {
 		return nil, err
 	}
-	return absenceTimer(cfg, ev.GetLeadId(), to.GetId(), ev.GetEventId(), seq, ev.GetRecordedAt().AsTime(), due.AsTime()), nil
+	from, until := ev.GetRecordedAt().AsTime(), due.AsTime()
+	if absenceTimer(cfg, ev.GetLeadId(), to.GetId(), ev.GetEventId(), seq, from, until) == nil {
+		return nil, nil // most steps: no read beyond the cached copy
+	}
+	// The timer replaces the one SetOutOfOffice scheduled, which may know
+	// a change this copy does not.
+	if cfg, err = a.freshConfig(ctx); err != nil {
+		return nil, err
+	}
+	return absenceTimer(cfg, ev.GetLeadId(), to.GetId(), ev.GetEventId(), seq, from, until), nil
 }
 
 // absenceTimer is the ABSENT timer of a lead's acceptance step (stepID,
