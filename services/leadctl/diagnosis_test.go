@@ -421,9 +421,12 @@ func TestDiagnoseFaults(t *testing.T) {
 		setSLA(t, hc, 2*time.Second, time.Second)
 		lead := w.mql(t)
 		// The queue's own warning may follow the escalation at once: wait
-		// for the owner every later event carries, not for the last type.
+		// for the owner every later event carries, not for the last type;
+		// the manager's queue by name, as an MQL waits in a queue too (the
+		// routing queue) until handoff routes it.
 		eventually(t, 30*time.Second, func() bool {
-			return w.last(t, lead).GetLifecycle().GetOwner().GetKind() == eventv1.OwnerKind_OWNER_KIND_QUEUE
+			o := w.last(t, lead).GetLifecycle().GetOwner()
+			return o.GetKind() == eventv1.OwnerKind_OWNER_KIND_QUEUE && o.GetId() == "manager:emea"
 		}, "lead %s was not escalated to the manager's queue", lead)
 		setSLA(t, hc, time.Hour, time.Second)
 		out := diagnose(t, "left in the manager's queue", lead, "ASSIGNED", "queue manager:emea", "hand-on from the manager's queue to a rep", "overdue")
