@@ -116,6 +116,17 @@ func (w *world) writeAs(t *testing.T, service, lead string, cmd lifecycle.Comman
 // writeAsWith is writeAs deciding deadlines by policy p.
 func (w *world) writeAsWith(t *testing.T, p lifecycle.Policy, service, lead string, cmd lifecycle.Command, payload proto.Message) *eventv1.Event {
 	t.Helper()
+	return w.writeByWith(t, p, &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_SERVICE, Id: service}, lead, cmd, payload)
+}
+
+// writeBy is writeAs naming actor as the writer.
+func (w *world) writeBy(t *testing.T, actor *eventv1.Actor, lead string, cmd lifecycle.Command, payload proto.Message) *eventv1.Event {
+	t.Helper()
+	return w.writeByWith(t, lifecycle.DefaultPolicy(), actor, lead, cmd, payload)
+}
+
+func (w *world) writeByWith(t *testing.T, p lifecycle.Policy, actor *eventv1.Actor, lead string, cmd lifecycle.Command, payload proto.Message) *eventv1.Event {
+	t.Helper()
 	ctx := context.Background()
 	for range 20 {
 		recs, err := w.store.Load(ctx, eventstore.LeadSubject(lead))
@@ -128,7 +139,7 @@ func (w *world) writeAsWith(t *testing.T, p lifecycle.Policy, service, lead stri
 			state, version = lifecycle.FromProto(recs[len(recs)-1].Event.GetLifecycle()), recs[len(recs)-1].Seq
 		}
 		ev, _, err := lifecycle.NewEvent(lead, state, cmd, p, payload,
-			envelope.Meta{Actor: &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_SERVICE, Id: service}, CorrelationID: uuid.NewString()}, time.Now())
+			envelope.Meta{Actor: actor, CorrelationID: uuid.NewString()}, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 
@@ -22,8 +21,8 @@ func explainCmd(o *options) *cobra.Command {
 		Short: "Why a lead has its score: every rule that counted, and the model version",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := uuid.Parse(args[0]); err != nil {
-				return fmt.Errorf("%w: lead id %q is not a UUID", errUsage, args[0])
+			if err := leadIDs(&args[0]); err != nil {
+				return err
 			}
 			var resp *qualificationv1.ExplainScoreResponse
 			err := call(cmd.Context(), o, "qualification", o.qualification, func(ctx context.Context, conn *grpc.ClientConn) error {

@@ -251,6 +251,20 @@ func TestClearErrors(t *testing.T) {
 	}
 }
 
+// An id pasted in another UUID form (upper case, braces, no dashes) names
+// the same lead: its subject is made of the canonical form.
+func TestLeadIDsInAnyUUIDForm(t *testing.T) {
+	w := newWorld(t)
+	id := uuid.NewString()
+	w.write(t, id, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", time.Now())
+	for _, form := range []string{strings.ToUpper(id), "{" + id + "}", strings.ReplaceAll(id, "-", ""), "urn:uuid:" + id} {
+		out, err := w.leadctl(t, "timeline", form)
+		if err != nil || !strings.Contains(out, "LeadCaptured") {
+			t.Fatalf("timeline %s: %v\n%s", form, err, out)
+		}
+	}
+}
+
 // A consumer that cannot handle one lead's event dead-letters it; dlq list
 // names the group and lead, redrive (once fixed) releases it, and the list
 // is empty again. skip drops the dead event instead.
@@ -356,8 +370,52 @@ func TestTailRefusesUnknownFilters(t *testing.T) {
 	if err := tail("--type", "LeadQualifed"); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "LeadQualified, ") {
 		t.Fatalf("tail --type with a typo: %v", err)
 	}
-	if err := tail("--service", "qualificaton"); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "handoff, nurture, qualification") {
+	if err := tail("--service", "qualificaton"); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "handoff, intake, nurture, qualification") {
 		t.Fatalf("tail --service with a typo: %v", err)
+	}
+}
+
+// Every event type has the service that writes it, so a new type cannot
+// fall out of tail --service.
+func TestEveryTypeHasAWriter(t *testing.T) {
+	for _, typ := range envelope.Types() {
+		if commandedThrough[typ] == "" {
+			t.Errorf("%s: no service in commandedThrough", typ)
+		}
+	}
+	if len(commandedThrough) != len(envelope.Types()) {
+		t.Errorf("commandedThrough names %d types, the schema has %d", len(commandedThrough), len(envelope.Types()))
+	}
+}
+
+// tail --service shows what a service wrote on its own and what people
+// and integrations wrote through its API, which name them as the actor.
+func TestTailByWritingService(t *testing.T) {
+	w := newWorld(t)
+	lead := uuid.NewString()
+	w.writeBy(t, &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_INTEGRATION, Id: "web-forms"}, lead,
+		lifecycle.Command{Name: lifecycle.Capture}, captured())
+	w.writeAs(t, "qualification", lead, lifecycle.Command{Name: lifecycle.Score, Score: 10}, &eventv1.LeadScored{Total: 10, Threshold: 70})
+	w.writeBy(t, &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "ana", Team: eventv1.Team_TEAM_MARKETING}, lead,
+		lifecycle.Command{Name: lifecycle.Recycle, Reason: "manual"}, &eventv1.LeadRecycled{Cause: eventv1.RecycleCause_RECYCLE_CAUSE_MANUAL})
+	for service, want := range map[string]string{"intake": "LeadCaptured", "qualification": "LeadScored", "nurture": "LeadRecycled"} {
+		ctx, cancel := context.WithCancel(context.Background())
+		var out syncBuffer
+		done := make(chan error, 1)
+		go func() {
+			root := newRoot(&out)
+			root.SetArgs(append(w.natsFlags(), "tail", "--service", service, "--last", "100"))
+			done <- root.ExecuteContext(ctx)
+		}()
+		eventually(t, 10*time.Second, func() bool { return strings.Contains(out.String(), want) }, "tail --service %s printed %q", service, out.String())
+		time.Sleep(300 * time.Millisecond)
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.TrimSpace(out.String()); strings.Count(got, "\n") != 0 {
+			t.Fatalf("tail --service %s printed more than its %s:\n%s", service, want, got)
+		}
 	}
 }
 

@@ -91,6 +91,35 @@ func (w replayWindow) holds(seq uint64, at time.Time) bool {
 		(w.since.IsZero() || !at.Before(w.since)) && (w.until.IsZero() || !at.After(w.until))
 }
 
+// end is when the window ends, for judging deadlines: what a lead did
+// after it is not replayed, so a deadline it met after is not missed.
+func (w replayWindow) end(ctx context.Context, o *options) (time.Time, error) {
+	end := time.Now()
+	if !w.until.IsZero() && w.until.Before(end) {
+		end = w.until
+	}
+	if w.toSeq == 0 {
+		return end, nil
+	}
+	s, closeConn, err := o.store()
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer closeConn()
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	raw, err := s.Get(ctx, w.toSeq)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return end, nil // past the stream's end, or gone: the window ends with the stream
+	case err != nil:
+		return time.Time{}, fmt.Errorf("read %s at --to-seq %d: %w", o.stream, w.toSeq, err)
+	case raw.Time.Before(end):
+		return raw.Time, nil
+	}
+	return end, nil
+}
+
 func replayCmd(o *options) *cobra.Command {
 	var (
 		lead, since, until string
@@ -107,7 +136,8 @@ against pkg/lifecycle, the rules every service decides with. It reports:
   stamp      a state stamped on the event that is not what the rules make of it
   invariant  a live lead left without an owner or a deadline
   overdue    a lead that ends waiting for a step whose deadline has passed
-             (judged at --until, or now)
+             (judged when the window ends: at --until, or when the
+             message at --to-seq was stored, whichever is earlier; else now)
 and the open merge candidates: pairs of leads that hold one person's
 identities, neither merged nor erased since.
 Bounds: --since/--until (stored time, RFC 3339) and --from-seq/--to-seq;
@@ -136,15 +166,12 @@ With --lead it replays one lead and prints its state after each event.`,
 			case limit < 0:
 				return fmt.Errorf("%w: --limit must not be negative", errUsage)
 			}
-			judgeAt := time.Now()
-			if !win.until.IsZero() && win.until.Before(judgeAt) {
-				judgeAt = win.until
+			judgeAt, err := win.end(cmd.Context(), o)
+			if err != nil {
+				return err
 			}
 			start := time.Now()
-			var (
-				res *replayResult
-				err error
-			)
+			var res *replayResult
 			if lead != "" {
 				res, err = replayLead(cmd.Context(), o, lead, win, judgeAt)
 			} else {
@@ -165,7 +192,7 @@ With --lead it replays one lead and prints its state after each event.`,
 	f.StringVar(&since, "since", "", "first stored time replayed (RFC 3339)")
 	f.StringVar(&until, "until", "", "last stored time replayed (RFC 3339); deadlines are judged then")
 	f.Uint64Var(&win.fromSeq, "from-seq", 0, "first stream sequence replayed")
-	f.Uint64Var(&win.toSeq, "to-seq", 0, "last stream sequence replayed")
+	f.Uint64Var(&win.toSeq, "to-seq", 0, "last stream sequence replayed; deadlines are judged when it was stored")
 	f.IntVar(&limit, "limit", 100, "breaks listed in text output (0: all; -o json lists all)")
 	return c
 }

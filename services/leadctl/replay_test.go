@@ -191,6 +191,38 @@ func testReplayFindsBrokenJourneys(t *testing.T, newWorld func(testing.TB) *worl
 	}
 }
 
+// A window cut at --to-seq is judged when that message was stored: a lead
+// whose deadline passed since, but which moved on in time after the
+// window, is not overdue in it.
+func TestReplayToSeqJudgesWhenTheWindowEnds(t *testing.T) {
+	w := newWorld(t)
+	lead := uuid.NewString()
+	// The capture's deadline (an hour from its time) falls 2 s from now.
+	c := w.write(t, lead, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", time.Now().Add(-time.Hour+2*time.Second))
+	capturedAt := w.version(t, lead)
+	w.write(t, lead, lifecycle.Command{Name: lifecycle.Score, Score: 80}, &eventv1.LeadScored{Total: 80, Threshold: 70}, c.GetEventId(), time.Now())
+	w.write(t, lead, lifecycle.Command{Name: lifecycle.Qualify}, &eventv1.LeadQualified{Score: 80, Threshold: 70}, c.GetEventId(), time.Now())
+	time.Sleep(3 * time.Second)
+	for _, args := range [][]string{{"replay"}, {"replay", "--lead", lead}} {
+		stdout, _, err := w.ctlSplit(t, append(args, "--to-seq", strconv.FormatUint(capturedAt, 10), "-o", "json")...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res replayResult
+		if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+			t.Fatal(err)
+		}
+		if b := breaksOf(res, lead); len(b) != 0 || res.JudgedAt.After(time.Now().Add(-2*time.Second)) {
+			t.Fatalf("%v --to-seq %d: breaks %v, judged at %s", args, capturedAt, b, res.JudgedAt)
+		}
+	}
+	// Without a bound the lead is judged now: it is an MQL in time.
+	res, _ := w.replayJSON(t)
+	if b := breaksOf(res, lead); len(b) != 0 {
+		t.Fatalf("whole replay: %v", b)
+	}
+}
+
 // A queued lead and an unmerged lead are steps of the state machine, so
 // replay checks them like any other: done by the rules they pass, and an
 // unmerge stamped as still merged (a writer that never restored the lead)

@@ -310,7 +310,7 @@ func reassignCmd(o *options) *cobra.Command {
 		Short: "Give an assigned or accepted lead to another rep (handoff), e.g. a breached SLA nobody escalated",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkWrite("reason", reason, args[0]); err != nil {
+			if err := checkWrite("reason", reason, &args[0]); err != nil {
 				return err
 			}
 			if to == "" {
@@ -368,7 +368,7 @@ func mergeCmd(o *options, undo bool) *cobra.Command {
 		Short: short,
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkWrite("reason", reason, args...); err != nil {
+			if err := checkWrite("reason", reason, &args[0], &args[1]); err != nil {
 				return err
 			}
 			// Both answers read alike.
@@ -418,11 +418,9 @@ func repeat(replayed bool) string {
 
 // checkWrite checks a write's lead ids and the text a person must give
 // with it (flag), which is required.
-func checkWrite(flag, text string, leadIDs ...string) error {
-	for _, id := range leadIDs {
-		if _, err := uuid.Parse(id); err != nil {
-			return fmt.Errorf("%w: lead id %q is not a UUID", errUsage, id)
-		}
+func checkWrite(flag, text string, ids ...*string) error {
+	if err := leadIDs(ids...); err != nil {
+		return err
 	}
 	if text == "" {
 		return fmt.Errorf("%w: --%s is required (kept in the clear: do not name the person)", errUsage, flag)
@@ -437,7 +435,7 @@ func recycleCmd(o *options) *cobra.Command {
 		Short: "Send a lead to nurture by hand (nurture): a NEW, ACCEPTED, LOST or RECYCLED lead, enrolled at once",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkWrite("note", note, args[0]); err != nil {
+			if err := checkWrite("note", note, &args[0]); err != nil {
 				return err
 			}
 			requestID = cmp.Or(requestID, uuid.NewString()) // this run's retries write once
@@ -476,7 +474,7 @@ func disqualifyCmd(o *options) *cobra.Command {
 		Short: "Disqualify a NEW, MQL or nurtured lead by hand (qualification): it ends, or with --not-now goes to nurture",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkWrite("reason", reason, args[0]); err != nil {
+			if err := checkWrite("reason", reason, &args[0]); err != nil {
 				return err
 			}
 			requestID = cmp.Or(requestID, uuid.NewString()) // this run's retries write once
@@ -510,7 +508,7 @@ func eraseCmd(o *options) *cobra.Command {
 		Short: "Erase a lead's personal data (crypto-shredding); its history stays",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkWrite("reason", reason, args[0]); err != nil {
+			if err := checkWrite("reason", reason, &args[0]); err != nil {
 				return err
 			}
 			var resp *intakev1.EraseLeadResponse
@@ -544,8 +542,8 @@ func exportCmd(o *options) *cobra.Command {
 		Short: "Everything held about a lead, decrypted, for an access request (JSON)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := uuid.Parse(args[0]); err != nil {
-				return fmt.Errorf("%w: lead id %q is not a UUID", errUsage, args[0])
+			if err := leadIDs(&args[0]); err != nil {
+				return err
 			}
 			var resp *intakev1.ExportLeadResponse
 			err := call(cmd.Context(), o, "intake", o.intake, func(ctx context.Context, conn *grpc.ClientConn) error {

@@ -6,16 +6,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 )
 
@@ -31,14 +32,14 @@ func tailCmd(o *options) *cobra.Command {
 			if typ != "" && !slices.Contains(envelope.Types(), typ) {
 				return fmt.Errorf("%w: --type %q is not an event type; known: %s", errUsage, typ, strings.Join(envelope.Types(), ", "))
 			}
-			if service != "" && !slices.Contains(writers, service) {
-				return fmt.Errorf("%w: --service %q is not a service that writes events; known: %s (intake's events name their caller)",
-					errUsage, service, strings.Join(writers, ", "))
+			if service != "" && !slices.Contains(writers(), service) {
+				return fmt.Errorf("%w: --service %q is not a service that writes events; known: %s",
+					errUsage, service, strings.Join(writers(), ", "))
 			}
 			filter := eventstore.LeadSubjects
 			if lead != "" {
-				if _, err := uuid.Parse(lead); err != nil {
-					return fmt.Errorf("%w: --lead %q is not a UUID", errUsage, lead)
+				if err := leadIDs(&lead); err != nil {
+					return err
 				}
 				filter = eventstore.LeadSubject(lead)
 			}
@@ -91,7 +92,7 @@ func tailCmd(o *options) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if service != "" && ev.GetActor().GetId() != service {
+				if service != "" && writtenBy(ev) != service {
 					continue
 				}
 				meta, _ := m.Metadata()
@@ -117,14 +118,44 @@ func tailCmd(o *options) *cobra.Command {
 	}
 	c.Flags().StringVar(&lead, "lead", "", "only this lead")
 	c.Flags().StringVar(&typ, "type", "", "only this event type, e.g. LeadQualified")
-	c.Flags().StringVar(&service, "service", "", "only events written by this service: "+strings.Join(writers, ", "))
+	c.Flags().StringVar(&service, "service", "", "only events written by this service, a person's commands through its API included: "+strings.Join(writers(), ", "))
 	c.Flags().IntVar(&last, "last", 0, "start this many stream messages back instead of at the end")
 	return c
 }
 
-// writers are the services that write lead events as themselves (actor
-// id); intake writes as its caller.
-var writers = []string{"handoff", "nurture", "qualification"}
+// commandedThrough names, for each event type, the service whose API
+// writes it for a person or an integration: those events name the caller
+// as their actor (a rep accepting, an operator recycling), not the
+// service. A test holds it to envelope.Types.
+var commandedThrough = map[string]string{
+	"ActivityRecorded": "intake", "CampaignCostRecorded": "intake", "CampaignRegistered": "intake", "ConsentChanged": "intake",
+	"LeadCaptured": "intake", "LeadErased": "intake", "LeadMerged": "intake", "LeadResubmitted": "intake", "LeadUnmerged": "intake",
+	"MergeCandidateFound": "intake",
+	"LeadDisqualified":    "qualification", "LeadQualified": "qualification", "LeadScored": "qualification",
+	"ScoringModelActivated": "qualification", "ScoringModelApproved": "qualification", "ScoringModelProposed": "qualification",
+	"ScoringModelRescoreCompleted": "qualification", "ScoringModelRescoreStarted": "qualification",
+	"ContactAttempted": "handoff", "DealLost": "handoff", "DealWon": "handoff", "LeadAccepted": "handoff", "LeadAssigned": "handoff",
+	"LeadQueued": "handoff", "LeadReassigned": "handoff", "LeadRejected": "handoff", "MarketingTargetSet": "handoff",
+	"OpportunityCreated": "handoff", "OpportunityStageChanged": "handoff", "PoolTurnTaken": "handoff", "RoutingChanged": "handoff",
+	"SLABreached": "handoff", "SLAWarned": "handoff",
+	"LeadRecycled": "nurture", "LeadReengaged": "nurture", "NurtureEnrolled": "nurture", "NurtureExited": "nurture",
+	"NurtureProgramChanged": "nurture",
+}
+
+// writtenBy is the service that wrote ev: the actor when a service acted
+// on its own (a timer, a consumer: handoff recycles a lead whose attempts
+// ran out), else the service whose API the caller went through.
+func writtenBy(ev *eventv1.Event) string {
+	if a := ev.GetActor(); a.GetKind() == eventv1.ActorKind_ACTOR_KIND_SERVICE && slices.Contains(writers(), a.GetId()) {
+		return a.GetId()
+	}
+	return commandedThrough[ev.GetEventType()]
+}
+
+// writers are the services that write events, sorted.
+func writers() []string {
+	return slices.Compact(slices.Sorted(maps.Values(commandedThrough)))
+}
 
 // eventTypes are the event types this schema knows, sorted: the
 // payload messages of Event, so a new event needs no change here.

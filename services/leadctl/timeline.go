@@ -22,11 +22,26 @@ import (
 // errUnknownLead is a lead id with no events in the stream.
 var errUnknownLead = errors.New("unknown lead")
 
+// leadIDs puts each lead id in the one form the stream and the services
+// know (lower case, with dashes), refusing one that is not a UUID: a lead's
+// subject is made of its id, so an id pasted in upper case or braces would
+// name a subject with no events.
+func leadIDs(ids ...*string) error {
+	for _, id := range ids {
+		u, err := uuid.Parse(*id)
+		if err != nil {
+			return fmt.Errorf("%w: lead id %q is not a UUID", errUsage, *id)
+		}
+		*id = u.String()
+	}
+	return nil
+}
+
 // loadLead reads a lead's events from the stream, refusing an id that is
-// not a UUID (it would not be a subject token) or has no events.
+// not a UUID or has no events.
 func loadLead(ctx context.Context, o *options, id string) ([]eventstore.Record, error) {
-	if _, err := uuid.Parse(id); err != nil {
-		return nil, fmt.Errorf("%w: lead id %q is not a UUID", errUsage, id)
+	if err := leadIDs(&id); err != nil {
+		return nil, err
 	}
 	s, closeConn, err := o.store()
 	if err != nil {
