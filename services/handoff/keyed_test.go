@@ -8,9 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	handoffv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/handoff/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/services/handoff/adapters"
 	"github.com/leadflow/leadflow/services/handoff/app"
 )
@@ -185,5 +189,50 @@ func TestRequestIDWithOtherContentIsRefused(t *testing.T) {
 	}
 	if n := len(ofType(w.events(t, id), "ContactAttempted")); n != 2 {
 		t.Fatalf("%d contact attempts stored, want 2", n)
+	}
+}
+
+// A conversion retried after its expected close has passed (its answer
+// was lost) gets the first answer, not a refusal of the date: the clock
+// judges a request only when it is new. Checks that do not depend on the
+// lead come before its state; those that do (a deal id used before, a
+// note to seal) come after the lifecycle, so a refusal names the state.
+func TestConversionRetriedAfterItsExpectedClose(t *testing.T) {
+	w, s, id, owner := assignedLead(t)
+	w.settle(t)
+	a := w.app(t, adapters.NewLeads(w.store))
+	ctx := ctxT(t)
+	if _, err := a.AcceptLead(ctx, app.AcceptLead{LeadID: id, RepID: owner, RequestID: "accept-1"}, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	convert := app.ConvertLead{LeadID: id, RepID: owner, RequestID: "conv-1", OpportunityID: "crm-9", Amount: eur(100_000), Stage: "discovery",
+		ExpectedClose: timestamppb.New(time.Now().Add(time.Minute))}
+	first, err := a.ConvertLead(ctx, convert, envelope.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := w.app(t, adapters.NewLeads(w.store), app.WithClock(func() time.Time { return time.Now().Add(time.Hour) }))
+	again, err := later.ConvertLead(ctx, convert, envelope.Meta{})
+	if err != nil || !again.Replayed || again.EventID != first.EventID || again.OpportunityID != "crm-9" {
+		t.Fatalf("the retry an hour later: %+v %v, want the first answer %+v", again, err, first)
+	}
+	// A new request for the same deal: the lead is an opportunity already.
+	convert.RequestID = "conv-2"
+	_, err = a.ConvertLead(ctx, convert, envelope.Meta{})
+	if !errors.Is(err, lifecycle.ErrRefused) || !strings.Contains(err.Error(), "OPPORTUNITY") {
+		t.Fatalf("a second conversion naming the same deal: %v, want refused in OPPORTUNITY", err)
+	}
+	if _, err := s.client.CloseLost(ctx, &handoffv1.CloseLostRequest{LeadId: id, RepId: owner, RequestId: "lost-1", Reason: "budget cut"}); err != nil {
+		t.Fatal(err)
+	}
+	// Closed: a second loss is refused by its state, whatever its reason
+	// would need to be sealed (this app has no key vault).
+	_, err = a.CloseLost(ctx, app.CloseLost{LeadID: id, RepID: owner, RequestID: "lost-2", Reason: "again"}, envelope.Meta{})
+	if !errors.Is(err, lifecycle.ErrRefused) || !strings.Contains(err.Error(), "LOST") {
+		t.Fatalf("a loss of a lost deal: %v, want refused in LOST", err)
+	}
+	_, err = a.RejectLead(ctx, app.RejectLead{LeadID: id, RepID: owner, RequestID: "reject-1", Reason: eventv1.RejectReason_REJECT_REASON_NOT_A_FIT, Note: "no"}, envelope.Meta{})
+	if !errors.Is(err, lifecycle.ErrRefused) || !strings.Contains(err.Error(), "LOST") {
+		t.Fatalf("a rejection of a lost deal's lead: %v, want refused in LOST", err)
 	}
 }

@@ -85,13 +85,13 @@ func (a *App) CloseLost(ctx context.Context, in CloseLost, meta envelope.Meta) (
 			if err := requireOwner(l, in.RepID, "Lose"); err != nil {
 				return nil, err
 			}
-			reason, err := a.sealText(ctx, l, "reason", in.Reason)
+			lost := &eventv1.DealLost{OpportunityId: l.opportunity.id, RepId: in.RepID, Segment: l.segment}
+			ev, _, err := a.leadEvent(l.id, l.state, lifecycle.Command{Name: lifecycle.Lose, Reason: in.Reason}, a.policy, lost, meta, now)
 			if err != nil {
 				return nil, err
 			}
-			ev, _, err := a.leadEvent(l.id, l.state, lifecycle.Command{Name: lifecycle.Lose, Reason: in.Reason}, a.policy,
-				&eventv1.DealLost{OpportunityId: l.opportunity.id, SealedReason: reason, RepId: in.RepID, Segment: l.segment}, meta, now)
-			if err != nil {
+			// Sealed once the lifecycle allows the step, as a rejection's note.
+			if lost.SealedReason, err = a.sealText(ctx, l, "reason", in.Reason); err != nil {
 				return nil, err
 			}
 			return []*eventv1.Event{ev}, nil

@@ -43,16 +43,6 @@ func (a *App) ConvertLead(ctx context.Context, in ConvertLead, meta envelope.Met
 	if in.OpportunityID != "" && !routing.ValidID(in.OpportunityID) {
 		v.add("opportunity_id", "must be 1-64 letters, digits, '-' or '_'")
 	}
-	if in.ExpectedClose != nil && in.ExpectedClose.CheckValid() == nil {
-		switch at := in.ExpectedClose.AsTime(); {
-		case !at.After(a.now()):
-			v.add("expected_close", "must be in the future")
-		case at.After(a.now().AddDate(maxCloseYears, 0, 0)):
-			// It is the lead's deadline: one in year 9999 would never be
-			// overdue, and the no-lost-lead check would never see it.
-			v.add("expected_close", "must be within %d years", maxCloseYears)
-		}
-	}
 	if err := v.err(); err != nil {
 		return Result{}, err
 	}
@@ -67,23 +57,33 @@ func (a *App) ConvertLead(ctx context.Context, in ConvertLead, meta envelope.Met
 	}
 	return a.command(ctx, in.LeadID, in.RequestID, string(lifecycle.KindOpportunityCreated), sameIf(same), []repRef{{field: "rep_id", id: in.RepID}},
 		func(l *lead, _ *routing.Config, now time.Time) ([]*eventv1.Event, error) {
+			// Judged against the clock here, once the request id is known
+			// new: a retry of a conversion made before its expected close
+			// answers as the first did.
 			cmd := lifecycle.Command{Name: lifecycle.Convert}
 			if in.ExpectedClose != nil {
-				cmd.Due = in.ExpectedClose.AsTime()
+				switch cmd.Due = in.ExpectedClose.AsTime(); {
+				case !cmd.Due.After(now):
+					return nil, invalid("expected_close", "must be in the future")
+				case cmd.Due.After(now.AddDate(maxCloseYears, 0, 0)):
+					// It is the lead's deadline: one in year 9999 would never be
+					// overdue, and the no-lost-lead check would never see it.
+					return nil, invalid("expected_close", "must be within %d years", maxCloseYears)
+				}
 			}
 			if err := requireOwner(l, in.RepID, "Convert"); err != nil {
 				return nil, err
-			}
-			if slices.Contains(l.deals, in.OpportunityID) {
-				// Reports key a deal by its lead and id: a second deal under
-				// the same id would overwrite the first's outcome.
-				return nil, invalid("opportunity_id", "%s names a deal this lead had before; a new deal needs a new id", in.OpportunityID)
 			}
 			ev, _, err := a.leadEvent(l.id, l.state, cmd, a.policy, &eventv1.OpportunityCreated{
 				OpportunityId: in.OpportunityID, Amount: in.Amount, ExpectedClose: in.ExpectedClose, Stage: in.Stage, RepId: in.RepID, Segment: l.segment,
 			}, meta, now)
 			if err != nil {
 				return nil, err
+			}
+			if slices.Contains(l.deals, in.OpportunityID) {
+				// Reports key a deal by its lead and id: a second deal under
+				// the same id would overwrite the first's outcome.
+				return nil, invalid("opportunity_id", "%s names a deal this lead had before; a new deal needs a new id", in.OpportunityID)
 			}
 			return []*eventv1.Event{ev}, nil
 		})

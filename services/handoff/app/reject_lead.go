@@ -88,13 +88,14 @@ func (a *App) RejectLead(ctx context.Context, in RejectLead, meta envelope.Meta)
 			if err := requireOwner(l, in.RepID, "Reject"); err != nil {
 				return nil, err
 			}
-			note, err := a.sealText(ctx, l, "note", in.Note)
+			rejected := &eventv1.LeadRejected{RepId: in.RepID, Reason: in.Reason, Segment: l.segment}
+			ev, _, err := a.leadEvent(l.id, l.state, lifecycle.Command{Name: lifecycle.Reject, Reason: reason}, a.policy, rejected, meta, now)
 			if err != nil {
 				return nil, err
 			}
-			ev, _, err := a.leadEvent(l.id, l.state, lifecycle.Command{Name: lifecycle.Reject, Reason: reason}, a.policy,
-				&eventv1.LeadRejected{RepId: in.RepID, Reason: in.Reason, SealedNote: note, Segment: l.segment}, meta, now)
-			if err != nil {
+			// Sealed once the lifecycle allows the step: a refusal names the
+			// lead's state, not the key the note would need.
+			if rejected.SealedNote, err = a.sealText(ctx, l, "note", in.Note); err != nil {
 				return nil, err
 			}
 			return []*eventv1.Event{ev}, nil
