@@ -16,7 +16,7 @@ import (
 )
 
 // racingLeads has another writer get to a lead just before the first
-// keyed append: the command loses the race.
+// append: the command (or timer) loses the race.
 type racingLeads struct {
 	*adapters.Leads
 	race func()
@@ -26,6 +26,11 @@ type racingLeads struct {
 func (r *racingLeads) AppendKeyed(ctx context.Context, leadID string, expected uint64, requestID, eventType string, events ...*eventv1.Event) (uint64, error) {
 	r.once.Do(r.race)
 	return r.Leads.AppendKeyed(ctx, leadID, expected, requestID, eventType, events...)
+}
+
+func (r *racingLeads) Append(ctx context.Context, leadID string, expected uint64, events ...*eventv1.Event) (uint64, error) {
+	r.once.Do(r.race)
+	return r.Leads.Append(ctx, leadID, expected, events...)
 }
 
 // An AssignLead or ReassignLead that loses its race and is then refused

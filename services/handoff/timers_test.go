@@ -985,3 +985,33 @@ func TestBreachedRouteDeadlineStaysBreached(t *testing.T) {
 		t.Errorf("a retry off shift after the breach wrote %s, due %v; want nothing, due %v", last.Event.GetEventType(), w.state(t, id).Deadline, deadline)
 	}
 }
+
+// A breach whose escalation loses its race to the rep accepting gives the
+// reservation it made for the next rep back: that rep never got the lead.
+func TestABreachThatLostItsRaceGivesItsReservationBack(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	slaPolicy(t, s.client, time.Hour, 2*time.Hour, 10*time.Minute, eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP)
+	id := w.mql(t, dach(50))
+	assigned := w.waitFor(t, id, "LeadAssigned", 1)[0]
+	owner := ownerOf(assigned)
+	w.settle(t)
+	s.stop()
+	ctx := ctxT(t)
+	accepted := false
+	leads := &racingLeads{Leads: adapters.NewLeads(w.store), race: func() {
+		_, err := w.app(t, adapters.NewLeads(w.store)).AcceptLead(ctx, app.AcceptLead{LeadID: id, RepID: owner, RequestID: "accept"}, envelope.Meta{})
+		accepted = err == nil
+	}}
+	tm := &eventv1.SLATimer{TimerId: app.TimerID(assigned.GetEventId(), eventv1.SLAKind_SLA_KIND_ACCEPT, eventv1.TimerPhase_TIMER_PHASE_DUE),
+		LeadId: id, Sla: eventv1.SLAKind_SLA_KIND_ACCEPT, Phase: eventv1.TimerPhase_TIMER_PHASE_DUE, StepEventId: assigned.GetEventId(),
+		DueAt: timestamppb.Now(), FireAt: timestamppb.Now()}
+	if err := w.app(t, leads).FireTimer(ctx, tm, false, envelope.Meta{}); err != nil || !accepted {
+		t.Fatalf("fire: %v, accepted first: %v", err, accepted)
+	}
+	if evs := w.events(t, id); len(ofType(evs, "SLABreached")) != 0 || last(evs).GetEventType() != "LeadAccepted" {
+		t.Fatalf("the breach was written after the accept: %s", last(evs).GetEventType())
+	}
+	wantReserved(t, w, id, owner)
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -344,6 +345,16 @@ func (a *App) FireTimer(ctx context.Context, t *eventv1.SLATimer, redelivered bo
 	if redelivered || a.decided.wasTried(t.GetTimerId()) {
 		since = t.GetStepSequence()
 	}
+	// lost are the reps a hand-on reserved whose append lost its race (the
+	// rep accepted, say): given back unless the lead went to them after all.
+	var lost []string
+	defer func() {
+		for _, rep := range lost {
+			if err := a.releaseLeft(context.WithoutCancel(ctx), rep, t.GetLeadId()); err != nil {
+				a.log.WarnContext(ctx, "give back a reservation", "rep", rep, "lead", t.GetLeadId(), "err", err)
+			}
+		}
+	}()
 	for attempt := range maxRaces {
 		// A read without the step (a replica behind the stream's leader)
 		// would find the step over and drop the timer.
@@ -372,6 +383,11 @@ func (a *App) FireTimer(ctx context.Context, t *eventv1.SLATimer, redelivered bo
 		}
 		_, err = a.leads.Append(ctx, l.id, l.version, events...)
 		if errors.Is(err, eventstore.ErrConflict) {
+			for _, e := range events {
+				if to := e.GetLeadReassigned().GetTo(); to.GetKind() == eventv1.OwnerKind_OWNER_KIND_REP && !slices.Contains(lost, to.GetId()) {
+					lost = append(lost, to.GetId())
+				}
+			}
 			if err := eventstore.AfterConflict(ctx, attempt); err != nil {
 				return err
 			}
