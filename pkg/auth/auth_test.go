@@ -271,3 +271,24 @@ func TestActingIsTheCaller(t *testing.T) {
 		}
 	}
 }
+
+// A person acts as themselves when a request names whom it acts for (a
+// rep accepting); an integration acts for anyone it names.
+func TestActingAsIsThePersonCalling(t *testing.T) {
+	if id, err := auth.ActingAs(context.Background(), "bob", "rep_id"); err != nil || id != "bob" {
+		t.Fatalf("auth off: %q, %v", id, err)
+	}
+	ann := auth.WithPrincipal(context.Background(), auth.Principal{Subject: "ann", Kind: eventv1.ActorKind_ACTOR_KIND_USER, Scopes: []string{"sales:write"}})
+	if _, err := auth.ActingAs(ann, "bob", "rep_id"); status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "rep_id") {
+		t.Fatalf("ann acting as bob: %v", err)
+	}
+	for _, named := range []string{"", "ann"} {
+		if id, err := auth.ActingAs(ann, named, "rep_id"); err != nil || id != "ann" {
+			t.Fatalf("ann naming %q: %q, %v", named, id, err)
+		}
+	}
+	crm := auth.WithPrincipal(context.Background(), auth.Principal{Subject: "crm-sync", Kind: eventv1.ActorKind_ACTOR_KIND_INTEGRATION, Scopes: []string{"sales:write"}})
+	if id, err := auth.ActingAs(crm, "bob", "rep_id"); err != nil || id != "bob" {
+		t.Fatalf("the CRM acting for bob: %q, %v", id, err)
+	}
+}

@@ -166,6 +166,26 @@ func KnownScopes() []string {
 	return slices.Sorted(maps.Keys(seen))
 }
 
+// ActingAs is the person a request acts for when it names one by id
+// (field), such as the rep accepting a lead, whose id decides what the
+// request may do. With auth off, or for an integration or a service (a
+// CRM acting for its reps), it is the id named. A person (a USER token)
+// acts as themselves: naming nobody is the caller, and naming someone
+// else is PERMISSION_DENIED, so no rep works another rep's leads.
+func ActingAs(ctx context.Context, id, field string) (string, error) {
+	p, ok := FromContext(ctx)
+	switch {
+	case !ok || p.Kind != eventv1.ActorKind_ACTOR_KIND_USER:
+		return id, nil
+	case id == "":
+		return p.Subject, nil
+	case id != p.Subject:
+		return "", status.Errorf(codes.PermissionDenied, "%s is %q, but the caller is %q: a person acts as themselves (an integration's token may act for others)",
+			field, id, p.Subject)
+	}
+	return id, nil
+}
+
 // Acting is who a request acts as when it names an actor (field) whose
 // word matters, such as the team that signs a scoring model off. With auth
 // off it is the actor the request names. With auth on it is the caller: a

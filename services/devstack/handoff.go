@@ -105,7 +105,7 @@ func seedRouting(ctx context.Context, conns map[string]*grpc.ClientConn) error {
 // in time, so the breach escalates her to the pool's next rep. Every
 // command carries a request id, so a second run replays them. A lead that
 // cannot be worked is a warning: the stack runs on without it.
-func showHandoff(ctx context.Context, conns map[string]*grpc.ClientConn, ids []string, out io.Writer) error {
+func showHandoff(ctx context.Context, conns map[string]*grpc.ClientConn, as asCaller, ids []string, out io.Writer) error {
 	if conns["handoff"] == nil {
 		return nil
 	}
@@ -159,27 +159,32 @@ func showHandoff(ctx context.Context, conns map[string]*grpc.ClientConn, ids []s
 	ada, barbara, katherine := byEmail("ada@analytical.example"), byEmail("barbara@clu.example"), byEmail("katherine@orbit.example")
 	if b := briefs[ada]; b != nil {
 		rep := actingRep(b)
+		var rctx context.Context
 		steps := []func() error{
-			func() error {
-				_, err := h.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: ada, RepId: rep, RequestId: "demo-accept"})
+			func() (err error) {
+				rctx, err = asRep(ctx, as, rep)
 				return err
 			},
 			func() error {
-				_, err := h.LogContactAttempt(ctx, &handoffv1.LogContactAttemptRequest{LeadId: ada, RepId: rep, RequestId: "demo-call-1",
+				_, err := h.AcceptLead(rctx, &handoffv1.AcceptLeadRequest{LeadId: ada, RepId: rep, RequestId: "demo-accept"})
+				return err
+			},
+			func() error {
+				_, err := h.LogContactAttempt(rctx, &handoffv1.LogContactAttemptRequest{LeadId: ada, RepId: rep, RequestId: "demo-call-1",
 					Channel: eventv1.ContactChannel_CONTACT_CHANNEL_PHONE, Outcome: eventv1.ContactOutcome_CONTACT_OUTCOME_MEETING_BOOKED})
 				return err
 			},
 			func() error {
-				_, err := h.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: ada, RepId: rep, RequestId: "demo-convert",
+				_, err := h.ConvertLead(rctx, &handoffv1.ConvertLeadRequest{LeadId: ada, RepId: rep, RequestId: "demo-convert",
 					Amount: &eventv1.Money{Currency: demoCurrency, MinorUnits: 4_800_000}, Stage: "discovery"})
 				return err
 			},
 			func() error {
-				_, err := h.MoveOpportunityStage(ctx, &handoffv1.MoveOpportunityStageRequest{LeadId: ada, RepId: rep, RequestId: "demo-stage", Stage: "negotiation"})
+				_, err := h.MoveOpportunityStage(rctx, &handoffv1.MoveOpportunityStageRequest{LeadId: ada, RepId: rep, RequestId: "demo-stage", Stage: "negotiation"})
 				return err
 			},
 			func() error {
-				_, err := h.CloseWon(ctx, &handoffv1.CloseWonRequest{LeadId: ada, RepId: rep, RequestId: "demo-won", Amount: &eventv1.Money{Currency: demoCurrency, MinorUnits: 4_500_000}})
+				_, err := h.CloseWon(rctx, &handoffv1.CloseWonRequest{LeadId: ada, RepId: rep, RequestId: "demo-won", Amount: &eventv1.Money{Currency: demoCurrency, MinorUnits: 4_500_000}})
 				return err
 			},
 		}
@@ -204,8 +209,12 @@ func showHandoff(ctx context.Context, conns map[string]*grpc.ClientConn, ids []s
 			rep = r[0].GetRepId() // rejected before: the same rep replays it
 		}
 		err := notRep(b, rep)
+		var rctx context.Context
 		if err == nil {
-			_, err = h.RejectLead(ctx, &handoffv1.RejectLeadRequest{LeadId: barbara, RepId: rep, RequestId: "demo-reject",
+			rctx, err = asRep(ctx, as, rep)
+		}
+		if err == nil {
+			_, err = h.RejectLead(rctx, &handoffv1.RejectLeadRequest{LeadId: barbara, RepId: rep, RequestId: "demo-reject",
 				Reason: eventv1.RejectReason_REJECT_REASON_NOT_READY, Note: "budget frozen until Q3"})
 		}
 		switch {
@@ -304,4 +313,10 @@ func notRep(b *handoffv1.HandoffBrief, rep string) error {
 		return nil
 	}
 	return fmt.Errorf("no rep owns it (%s, owner %s)", strings.TrimPrefix(b.GetStatus().String(), "LEAD_STATUS_"), b.GetOwner().GetId())
+}
+
+// asRep is ctx with the rep's own token: a person's token acts as that
+// person (auth.ActingAs), so each rep works their leads as themselves.
+func asRep(ctx context.Context, as asCaller, rep string) (context.Context, error) {
+	return as(ctx, &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: rep, Team: eventv1.Team_TEAM_SALES}, "sales:write")
 }

@@ -90,7 +90,7 @@ func seedDemo(ctx context.Context, conns map[string]*grpc.ClientConn, as asCalle
 		if err := showScores(ctx, conns, ids, out); err != nil {
 			return first, captured, err
 		}
-		if err := showHandoff(ctx, conns, ids, out); err != nil {
+		if err := showHandoff(ctx, conns, as, ids, out); err != nil {
 			return first, captured, err
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+
 	"github.com/leadflow/leadflow/pkg/auth"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
@@ -68,4 +70,53 @@ func TestAnUnnamedActorIsTheCaller(t *testing.T) {
 
 func sameActor(a, b *eventv1.Actor) bool {
 	return a.GetId() == b.GetId() && a.GetKind() == b.GetKind() && a.GetTeam() == b.GetTeam()
+}
+
+// With auth on, a rep's own token acts as that rep: naming another rep's
+// id to work their lead is PERMISSION_DENIED and writes nothing, and
+// naming nobody is the caller. An integration's token (a CRM sync) acts
+// for the rep it names.
+func TestARepActsAsThemselves(t *testing.T) {
+	pub, signer, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newWorld(t)
+	s := w.startWith(t, func(c *Config) { c.AuthKeys = hex.EncodeToString(pub) })
+	dialAs := func(p auth.Principal) handoffv1.HandoffServiceClient {
+		tok, err := auth.Issue(signer, p, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dial(t, s.addr, w.nats.TLS.Dial(), auth.Bearer(tok))
+	}
+	routingSetup(t, dialAs(auth.Principal{Subject: "ops", Kind: eventv1.ActorKind_ACTOR_KIND_USER, Scopes: []string{auth.AllScopes}}), 10)
+	id := w.mql(t, dach(50))
+	owner := ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0])
+	other := "ann"
+	if owner == other {
+		other = "bob"
+	}
+	ctx := ctxT(t)
+	impostor := dialAs(auth.Principal{Subject: other, Kind: eventv1.ActorKind_ACTOR_KIND_USER, Team: eventv1.Team_TEAM_SALES, Scopes: []string{"sales:write"}})
+	version := len(w.events(t, id))
+	_, err = impostor.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: id, RepId: owner, RequestId: "a-1"})
+	wantCode(t, err, codes.PermissionDenied, "")
+	if n := len(w.events(t, id)); n != version {
+		t.Fatalf("a refused accept wrote %d events", n-version)
+	}
+	rep := dialAs(auth.Principal{Subject: owner, Kind: eventv1.ActorKind_ACTOR_KIND_USER, Team: eventv1.Team_TEAM_SALES, Scopes: []string{"sales:write"}})
+	if _, err := rep.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: id, RequestId: "a-2"}); err != nil {
+		t.Fatalf("the owner accepting, naming nobody: %v", err)
+	}
+	crm := dialAs(auth.Principal{Subject: "crm-sync", Kind: eventv1.ActorKind_ACTOR_KIND_INTEGRATION, Scopes: []string{"sales:write"}})
+	if _, err := crm.LogContactAttempt(ctx, &handoffv1.LogContactAttemptRequest{LeadId: id, RepId: owner, RequestId: "c-1",
+		Channel: eventv1.ContactChannel_CONTACT_CHANNEL_PHONE, Outcome: eventv1.ContactOutcome_CONTACT_OUTCOME_NO_ANSWER}); err != nil {
+		t.Fatalf("the CRM logging the owner's call: %v", err)
+	}
+	for typ, want := range map[string]string{"LeadAccepted": owner, "ContactAttempted": owner} {
+		if ev := ofType(w.events(t, id), typ); len(ev) != 1 || ev[0].GetActor().GetId() != want {
+			t.Errorf("%s: %v, want one by %s", typ, ev, want)
+		}
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/leadflow/leadflow/pkg/auth"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	handoffv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/handoff/v1"
 	"github.com/leadflow/leadflow/pkg/grpcserver"
@@ -163,7 +164,11 @@ func (g *GRPC) ReassignLead(ctx context.Context, r *handoffv1.ReassignLeadReques
 
 // AcceptLead is the owner taking the lead.
 func (g *GRPC) AcceptLead(ctx context.Context, r *handoffv1.AcceptLeadRequest) (*handoffv1.AcceptLeadResponse, error) {
-	res, err := g.app.AcceptLead(ctx, app.AcceptLead{LeadID: r.GetLeadId(), RepID: r.GetRepId(), RequestID: r.GetRequestId()}, grpcserver.Meta(ctx))
+	rep, err := auth.ActingAs(ctx, r.GetRepId(), "rep_id")
+	if err != nil {
+		return nil, err
+	}
+	res, err := g.app.AcceptLead(ctx, app.AcceptLead{LeadID: r.GetLeadId(), RepID: rep, RequestID: r.GetRequestId()}, grpcserver.Meta(ctx))
 	if err != nil {
 		return nil, g.status(ctx, "AcceptLead", err)
 	}
@@ -172,7 +177,11 @@ func (g *GRPC) AcceptLead(ctx context.Context, r *handoffv1.AcceptLeadRequest) (
 
 // RejectLead is the owner turning the lead down.
 func (g *GRPC) RejectLead(ctx context.Context, r *handoffv1.RejectLeadRequest) (*handoffv1.RejectLeadResponse, error) {
-	res, err := g.app.RejectLead(ctx, app.RejectLead{LeadID: r.GetLeadId(), RepID: r.GetRepId(), RequestID: r.GetRequestId(),
+	rep, err := auth.ActingAs(ctx, r.GetRepId(), "rep_id")
+	if err != nil {
+		return nil, err
+	}
+	res, err := g.app.RejectLead(ctx, app.RejectLead{LeadID: r.GetLeadId(), RepID: rep, RequestID: r.GetRequestId(),
 		Reason: r.GetReason(), Note: r.GetNote()}, grpcserver.Meta(ctx))
 	if err != nil {
 		return nil, g.status(ctx, "RejectLead", err)
@@ -182,7 +191,11 @@ func (g *GRPC) RejectLead(ctx context.Context, r *handoffv1.RejectLeadRequest) (
 
 // LogContactAttempt records an attempt to reach the lead.
 func (g *GRPC) LogContactAttempt(ctx context.Context, r *handoffv1.LogContactAttemptRequest) (*handoffv1.LogContactAttemptResponse, error) {
-	res, err := g.app.LogContactAttempt(ctx, app.LogContact{LeadID: r.GetLeadId(), RepID: r.GetRepId(), RequestID: r.GetRequestId(),
+	rep, err := auth.ActingAs(ctx, r.GetRepId(), "rep_id")
+	if err != nil {
+		return nil, err
+	}
+	res, err := g.app.LogContactAttempt(ctx, app.LogContact{LeadID: r.GetLeadId(), RepID: rep, RequestID: r.GetRequestId(),
 		Channel: r.GetChannel(), Outcome: r.GetOutcome()}, grpcserver.Meta(ctx))
 	if err != nil {
 		return nil, g.status(ctx, "LogContactAttempt", err)
@@ -192,7 +205,11 @@ func (g *GRPC) LogContactAttempt(ctx context.Context, r *handoffv1.LogContactAtt
 
 // ConvertLead turns the lead into an opportunity.
 func (g *GRPC) ConvertLead(ctx context.Context, r *handoffv1.ConvertLeadRequest) (*handoffv1.ConvertLeadResponse, error) {
-	res, err := g.app.ConvertLead(ctx, app.ConvertLead{LeadID: r.GetLeadId(), RepID: r.GetRepId(), RequestID: r.GetRequestId(),
+	rep, err := auth.ActingAs(ctx, r.GetRepId(), "rep_id")
+	if err != nil {
+		return nil, err
+	}
+	res, err := g.app.ConvertLead(ctx, app.ConvertLead{LeadID: r.GetLeadId(), RepID: rep, RequestID: r.GetRequestId(),
 		OpportunityID: r.GetOpportunityId(), Amount: r.GetAmount(), Stage: r.GetStage(), ExpectedClose: r.GetExpectedClose()}, grpcserver.Meta(ctx))
 	if err != nil {
 		return nil, g.status(ctx, "ConvertLead", err)
@@ -203,7 +220,11 @@ func (g *GRPC) ConvertLead(ctx context.Context, r *handoffv1.ConvertLeadRequest)
 
 // MoveOpportunityStage moves the opportunity's stage.
 func (g *GRPC) MoveOpportunityStage(ctx context.Context, r *handoffv1.MoveOpportunityStageRequest) (*handoffv1.MoveOpportunityStageResponse, error) {
-	res, err := g.app.MoveOpportunityStage(ctx, app.MoveStage{LeadID: r.GetLeadId(), RepID: r.GetRepId(), RequestID: r.GetRequestId(),
+	rep, err := auth.ActingAs(ctx, r.GetRepId(), "rep_id")
+	if err != nil {
+		return nil, err
+	}
+	res, err := g.app.MoveOpportunityStage(ctx, app.MoveStage{LeadID: r.GetLeadId(), RepID: rep, RequestID: r.GetRequestId(),
 		Stage: r.GetStage(), Amount: r.GetAmount()}, grpcserver.Meta(ctx))
 	if err != nil {
 		return nil, g.status(ctx, "MoveOpportunityStage", err)
@@ -213,7 +234,11 @@ func (g *GRPC) MoveOpportunityStage(ctx context.Context, r *handoffv1.MoveOpport
 
 // CloseWon closes the deal won.
 func (g *GRPC) CloseWon(ctx context.Context, r *handoffv1.CloseWonRequest) (*handoffv1.CloseWonResponse, error) {
-	res, err := g.app.CloseWon(ctx, app.CloseWon{LeadID: r.GetLeadId(), RepID: r.GetRepId(), RequestID: r.GetRequestId(), Amount: r.GetAmount()}, grpcserver.Meta(ctx))
+	rep, err := auth.ActingAs(ctx, r.GetRepId(), "rep_id")
+	if err != nil {
+		return nil, err
+	}
+	res, err := g.app.CloseWon(ctx, app.CloseWon{LeadID: r.GetLeadId(), RepID: rep, RequestID: r.GetRequestId(), Amount: r.GetAmount()}, grpcserver.Meta(ctx))
 	if err != nil {
 		return nil, g.status(ctx, "CloseWon", err)
 	}
@@ -222,7 +247,11 @@ func (g *GRPC) CloseWon(ctx context.Context, r *handoffv1.CloseWonRequest) (*han
 
 // CloseLost closes the deal lost.
 func (g *GRPC) CloseLost(ctx context.Context, r *handoffv1.CloseLostRequest) (*handoffv1.CloseLostResponse, error) {
-	res, err := g.app.CloseLost(ctx, app.CloseLost{LeadID: r.GetLeadId(), RepID: r.GetRepId(), RequestID: r.GetRequestId(), Reason: r.GetReason()}, grpcserver.Meta(ctx))
+	rep, err := auth.ActingAs(ctx, r.GetRepId(), "rep_id")
+	if err != nil {
+		return nil, err
+	}
+	res, err := g.app.CloseLost(ctx, app.CloseLost{LeadID: r.GetLeadId(), RepID: rep, RequestID: r.GetRequestId(), Reason: r.GetReason()}, grpcserver.Meta(ctx))
 	if err != nil {
 		return nil, g.status(ctx, "CloseLost", err)
 	}
