@@ -149,3 +149,31 @@ func TestDealCountsFollowTheReportCurrency(t *testing.T) {
 		}
 	}
 }
+
+// An erased lead's open deal is no open deal of its account: nobody can
+// close it any more, so counting it would keep it in the open pipeline
+// for good.
+func TestAnErasedLeadsDealIsNotOpen(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	cmd := func(n lifecycle.CommandName) lifecycle.Command { return lifecycle.Command{Name: n} }
+	for _, id := range []string{"z1", "z2"} {
+		w.lead(t, id, 1, cmd(lifecycle.Capture), &eventv1.LeadCaptured{SealedContact: []byte("s"), Attribution: &eventv1.Attribution{Source: "web-form"},
+			Profile: &eventv1.Profile{EmailDomain: "zeta.example"}})
+		w.lead(t, id, 2, cmd(lifecycle.Qualify), &eventv1.LeadQualified{Score: 80, Threshold: 70})
+		w.lead(t, id, 3, lifecycle.Command{Name: lifecycle.Assign, Owner: lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: "ann"}},
+			&eventv1.LeadAssigned{Owner: &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_REP, Id: "ann"}, Segment: "mid"})
+		w.lead(t, id, 4, cmd(lifecycle.Accept), &eventv1.LeadAccepted{RepId: "ann", Segment: "mid"})
+		w.lead(t, id, 5, cmd(lifecycle.Convert), &eventv1.OpportunityCreated{OpportunityId: "o-" + id, Amount: &eventv1.Money{Currency: "EUR", MinorUnits: 1_000_000},
+			RepId: "ann", Segment: "mid", Stage: "discovery"})
+	}
+	w.lead(t, "z2", 6, lifecycle.Command{Name: lifecycle.Erase, Reason: "access request"}, &eventv1.LeadErased{Reason: "access request"})
+	w.projected(t, w.dsn)
+	r, err := s.client.GetAccounts(ctxT(t), &projectorv1.GetAccountsRequest{Currency: "EUR"})
+	if err != nil || len(r.GetAccounts()) != 1 {
+		t.Fatalf("accounts: %v %v", r, err)
+	}
+	if a := r.GetAccounts()[0]; a.GetAccountId() != "zeta.example" || a.GetLeads() != 2 || a.GetOpenOpportunities() != 1 || a.GetPipeline() != 1_000_000 {
+		t.Errorf("zeta.example: %v, want z1's open deal only", a)
+	}
+}

@@ -912,11 +912,13 @@ func (q *Queries) Performance(ctx context.Context, p app.PerformanceQuery) (*pro
 }
 
 // Accounts implements app.Queries. Leads routing matched to an account
-// count for it; the others for their email domain.
+// count for it; the others for their email domain. An erased lead's deal
+// is not open: nobody can close it any more.
 func (q *Queries) Accounts(ctx context.Context, a app.AccountQuery) (*projectorv1.GetAccountsResponse, error) {
+	open := fmt.Sprintf(" FILTER (WHERE l.status <> %d)", eventv1.LeadStatus_LEAD_STATUS_ERASED)
 	sql := `WITH money AS (` + money + `)
 		SELECT CASE WHEN l.account_id <> '' THEN l.account_id ELSE l.email_domain END AS key, l.account_id <> '' AS matched,
-			coalesce(max(a.name), ''), count(*), coalesce(sum(m.open_opps), 0), coalesce(sum(m.open_pipeline), 0),
+			coalesce(max(a.name), ''), count(*), coalesce(sum(m.open_opps)` + open + `, 0), coalesce(sum(m.open_pipeline)` + open + `, 0),
 			coalesce(sum(m.won_deals), 0), coalesce(sum(m.won), 0) AS won
 		FROM leads l LEFT JOIN money m ON m.lead_id = l.lead_id LEFT JOIN accounts a ON a.account_id = l.account_id
 		WHERE ` + live + ` AND (l.account_id <> '' OR l.email_domain <> '') AND (` + period("l.captured_at", 2, 3) + `)

@@ -323,6 +323,13 @@ func (l *Lead) Apply(seq uint64, ev *eventv1.Event) {
 // enter records a change of status: the stay in the old one ends, one in
 // the new begins, and milestones and journeys move on.
 func (l *Lead) enter(seq uint64, from eventv1.LeadStatus, at time.Time, cycle int) {
+	// A step dated before the stay it ends began (a form's clock ahead of
+	// the scorer's, within the minutes intake allows) is taken as made at
+	// its start: no stay lasts less than nothing, no milestone comes
+	// before the one it follows.
+	if n := len(l.Stages); n > 0 && at.Before(l.Stages[n-1].Entered) {
+		at = l.Stages[n-1].Entered
+	}
 	if n := len(l.Stages); n > 0 && l.Stages[n-1].Left.IsZero() {
 		l.Stages[n-1].Left, l.Stages[n-1].Dirty = at, true
 	}

@@ -104,6 +104,27 @@ func TestTwoJourneys(t *testing.T) {
 	}
 }
 
+// A capture dated ahead of the scorer's clock (a form's clock, up to the
+// minutes intake allows) and qualified before that date by the scorer's:
+// the NEW stay lasts nothing rather than less, and the MQL is not before
+// the capture.
+func TestAStepDatedBeforeTheStayItEnds(t *testing.T) {
+	c := func(n lifecycle.CommandName) lifecycle.Command { return lifecycle.Command{Name: n} }
+	l := lead.New("l")
+	for i, ev := range journey(t, []step{
+		{0.1, c(lifecycle.Capture), &eventv1.LeadCaptured{Attribution: &eventv1.Attribution{Source: "form"}}},
+		{0, c(lifecycle.Qualify), &eventv1.LeadQualified{}},
+	}) {
+		l.Apply(uint64(i+1), ev)
+	}
+	if len(l.Stages) != 2 || l.Stages[0].Left.Before(l.Stages[0].Entered) || l.Stages[1].Entered.Before(l.Stages[0].Entered) {
+		t.Fatalf("stays: %+v", l.Stages)
+	}
+	if l.MQLAt.Before(l.CapturedAt) {
+		t.Errorf("MQL at %v, before the capture at %v", l.MQLAt, l.CapturedAt)
+	}
+}
+
 // An escalation to a manager's queue ends the rep's hand-off and starts
 // none: the queue is not a rep, and the manager's hand-on to a rep starts
 // the next.
