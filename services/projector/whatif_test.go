@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/protobuf/proto"
 
 	"google.golang.org/grpc/codes"
@@ -19,6 +22,8 @@ import (
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/pkg/scoring"
 	"github.com/leadflow/leadflow/pkg/testenv"
+	"github.com/leadflow/leadflow/services/projector/adapters"
+	"github.com/leadflow/leadflow/services/projector/app"
 )
 
 // The models of the what-if fixture. Active (v1): a VP is worth 40, a
@@ -264,4 +269,67 @@ func TestWhatIfCountsALeadStoredJustBeforeItsPeriod(t *testing.T) {
 		t.Fatalf("what-if: %v %v", res, err)
 	}
 	checkWhatIf(t, res.GetTotalRow(), "", 1, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+}
+
+// gatedReplayer holds every replay until open is closed: what-ifs that
+// stay running.
+type gatedReplayer struct {
+	app.Replayer
+	open chan struct{}
+}
+
+func (g gatedReplayer) Replay(ctx context.Context, from time.Time, fn func(uint64, string, *eventv1.Event), progress func(uint64, uint64)) error {
+	select {
+	case <-g.open:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return g.Replayer.Replay(ctx, from, fn, progress)
+}
+
+// Each what-if reads the whole stream and holds its period's leads in
+// memory, so a replica runs two at a time: a request for one already
+// running answers its id, and one more is refused until one finishes.
+func TestWhatIfsRunTwoAtATimeOnAReplica(t *testing.T) {
+	w := newWorld(t)
+	w.whatIfModels(t)
+	ctx := ctxT(t)
+	pool, err := pgxpool.New(ctx, w.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	jobs, err := adapters.NewWhatIfs(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := adapters.NewStream(w.nats.JS, stream)
+	gate := gatedReplayer{Replayer: st, open: make(chan struct{})}
+	a := app.New(nil, nil, st, gate, jobs)
+	t.Cleanup(a.Close)
+	march := app.Period{From: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), To: time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)}
+	first, err := a.StartWhatIf(ctx, 2, march)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := a.StartWhatIf(ctx, 2, march); err != nil || again != first {
+		t.Fatalf("the same what-if again: %q %v, want the running %q", again, err, first)
+	}
+	april := app.Period{From: march.To, To: march.To.AddDate(0, 1, 0)}
+	if _, err := a.StartWhatIf(ctx, 2, april); err != nil {
+		t.Fatal(err)
+	}
+	may := app.Period{From: april.To, To: april.To.AddDate(0, 1, 0)}
+	if _, err := a.StartWhatIf(ctx, 2, may); !errors.Is(err, app.ErrTooManyWhatIfs) {
+		t.Fatalf("a third what-if: %v, want %v", err, app.ErrTooManyWhatIfs)
+	}
+	close(gate.open)
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		_, err := a.StartWhatIf(ctx, 2, may)
+		return err == nil
+	}, "no what-if started once the others were done")
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		j, err := a.GetWhatIf(ctx, first)
+		return err == nil && j.Done && j.Err == nil
+	}, "the first what-if did not finish")
 }

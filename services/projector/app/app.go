@@ -75,6 +75,9 @@ type App struct {
 	wg     sync.WaitGroup
 
 	whatIfs WhatIfs
+	// running are the what-ifs this replica runs, by what they compare.
+	mu      sync.Mutex
+	running map[whatIfKey]string
 }
 
 // Option configures an App.
@@ -91,7 +94,7 @@ func WithLogger(l *slog.Logger) Option { return func(a *App) { a.log = l } }
 func New(q Queries, p Projection, m Models, r Replayer, w WhatIfs, opts ...Option) *App {
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &App{queries: q, proj: p, models: m, replayer: r, whatIfs: w, log: slog.Default(), now: time.Now,
-		ctx: ctx, cancel: cancel}
+		ctx: ctx, cancel: cancel, running: map[whatIfKey]string{}}
 	for _, o := range opts {
 		o(a)
 	}

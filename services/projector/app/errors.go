@@ -9,6 +9,11 @@ import (
 // ErrNotFound is returned for a lead or a what-if that does not exist.
 var ErrNotFound = errors.New("not found")
 
+// ErrTooManyWhatIfs is returned by StartWhatIf while a replica runs as
+// many what-ifs as it may: each reads the whole stream and holds every
+// lead of its period in memory, beside the live projection.
+var ErrTooManyWhatIfs = fmt.Errorf("%d what-ifs run on this replica already: wait for one to finish", maxWhatIfs)
+
 // ErrBusy is returned by StartRebuild while a rebuild runs.
 var ErrBusy = errors.New("a rebuild is running")
 

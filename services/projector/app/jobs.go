@@ -84,6 +84,16 @@ const (
 	whatIfStale = 30 * time.Second
 )
 
+// maxWhatIfs is how many what-ifs a replica runs at once.
+const maxWhatIfs = 2
+
+// whatIfKey is what a what-if compares: a second request for a running
+// one gets its id.
+type whatIfKey struct {
+	proposed, active uint32
+	from, to         time.Time
+}
+
 // ErrWhatIfAbandoned is the error of a what-if whose replica stopped
 // before it was done.
 var ErrWhatIfAbandoned = errors.New("abandoned: the replica running it stopped; start it again")
@@ -92,7 +102,8 @@ var ErrWhatIfAbandoned = errors.New("abandoned: the replica running it stopped; 
 // compares it with the active version. It returns at once with the
 // what-if's id. It returns a *ValidationError for version 0 or a bad
 // period, and a *RefusedError for a version never proposed or already
-// activated.
+// activated. A what-if of the same versions and period running on this
+// replica answers its id; past maxWhatIfs it returns ErrTooManyWhatIfs.
 func (a *App) StartWhatIf(ctx context.Context, n uint32, p Period) (string, error) {
 	var v violations
 	if n == 0 {
@@ -119,11 +130,33 @@ func (a *App) StartWhatIf(ctx context.Context, n uint32, p Period) (string, erro
 	}
 	now := a.now()
 	job := WhatIf{ID: uuid.NewString(), Proposed: n, Active: versions.Active, Period: p, Started: now, Updated: now}
+	key := whatIfKey{proposed: n, active: versions.Active, from: p.From, to: p.To}
+	a.mu.Lock()
+	id, ok := a.running[key]
+	switch {
+	case ok:
+	case len(a.running) >= maxWhatIfs:
+		a.mu.Unlock()
+		return "", ErrTooManyWhatIfs
+	default:
+		a.running[key] = job.ID
+	}
+	a.mu.Unlock()
+	if ok {
+		return id, nil
+	}
+	done := func() {
+		a.mu.Lock()
+		delete(a.running, key)
+		a.mu.Unlock()
+	}
 	if err := a.whatIfs.Put(ctx, job); err != nil {
+		done()
 		return "", err
 	}
 
 	a.wg.Go(func() {
+		defer done()
 		err := a.replayer.Replay(a.ctx, p.From, func(_ uint64, subject string, ev *eventv1.Event) {
 			replay.Apply(ev.GetLeadId(), ev)
 		}, func(read, total uint64) {

@@ -494,6 +494,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		code = http.StatusConflict
 	case errors.Is(err, app.ErrNotFound):
 		code = http.StatusNotFound
+	case errors.Is(err, app.ErrTooManyWhatIfs):
+		code = http.StatusTooManyRequests
 	case r.Context().Err() != nil:
 		return // the page went away
 	default:

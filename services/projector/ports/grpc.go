@@ -206,6 +206,8 @@ func (g *GRPC) status(ctx context.Context, method string, err error) error {
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, app.ErrBusy):
 		return status.Error(codes.AlreadyExists, err.Error())
+	case errors.Is(err, app.ErrTooManyWhatIfs):
+		return status.Error(codes.ResourceExhausted, err.Error())
 	}
 	return grpcserver.Status(ctx, g.log, method, err)
 }
