@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -303,5 +304,56 @@ func TestServicesCannotForgeAFiredTimer(t *testing.T) {
 			}
 			r.expect(t, c.prefix+".fired.0.L1")
 		})
+	}
+}
+
+// A consumer's deliver subject is not checked against its creator's
+// permissions, and every role that reads a stream by consumers may make
+// one with any settings. What keeps a push consumer from doing what its
+// creator may not is that it delivers only where a client listens: aimed
+// at the JetStream API (to delete a stream) or at another stream's
+// subjects (a revocation, a fired timer), it delivers nothing. This holds
+// the server to that.
+func TestPushConsumersDeliverOnlyWhereAClientListens(t *testing.T) {
+	n := testenv.StartNATSWithUsers(t)
+	ctx := context.Background()
+	if _, err := n.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "VICTIM", Subjects: []string{"victim.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.JS.Publish(ctx, "lead.0.L1", []byte(`{"type":"io.nats.jetstream.api.v1.stream_delete_request"}`)); err != nil {
+		t.Fatal(err)
+	}
+	_, nc, _ := connectAs(t, n, natsauth.Projector)
+	targets := []string{"$JS.API.STREAM.DELETE.VICTIM", "$KV." + auth.RevokedBucket + ".forged", provision.HandoffTimers.Prefix + ".fired.0.L1"}
+	for i, to := range targets {
+		try(t, nc, fmt.Sprintf("$JS.API.CONSUMER.CREATE.%s.push%d", eventstore.DefaultStream, i),
+			fmt.Sprintf(`{"stream_name":%q,"config":{"name":"push%d","deliver_subject":%q,"ack_policy":"none","deliver_policy":"all"}}`, eventstore.DefaultStream, i, to))
+	}
+	time.Sleep(time.Second)
+	for i, to := range targets {
+		// The client library opens pull consumers only: ask the API.
+		m, err := n.Conn.Request(fmt.Sprintf("$JS.API.CONSUMER.INFO.%s.push%d", eventstore.DefaultStream, i), nil, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var info jetstream.ConsumerInfo
+		if err := json.Unmarshal(m.Data, &info); err != nil || info.Config.DeliverSubject != to {
+			t.Fatalf("the push consumer to %s was not made, so this proves nothing: %v %s", to, err, m.Data)
+		}
+		if d := info.Delivered.Consumer; d != 0 || info.NumPending == 0 {
+			t.Errorf("the push consumer to %s delivered %d messages, %d pending", to, d, info.NumPending)
+		}
+	}
+	if _, err := n.JS.Stream(ctx, "VICTIM"); err != nil {
+		t.Fatalf("VICTIM: %v", err)
+	}
+	for _, s := range []string{"KV_" + auth.RevokedBucket, provision.HandoffTimers.Name} {
+		st, err := n.JS.Stream(ctx, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := st.CachedInfo().State.Msgs; m != 0 {
+			t.Errorf("%s holds %d messages", s, m)
+		}
 	}
 }
