@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -70,5 +71,68 @@ func TestLateRecordedTouchCountsForAttribution(t *testing.T) {
 		if again, err := fresh.client.GetCampaignReport(ctx, req); err != nil || !proto.Equal(r, again) {
 			t.Errorf("%v replayed: %v %v, live %v", m, again, err, r)
 		}
+	}
+}
+
+// A touch that came through a merged lead is its person's: after the
+// unmerge the survivor no longer counts it, in its touches, its last
+// touch or a campaign's leads, and the absorbed lead does; live and
+// replayed alike.
+func TestAnUnmergeMovesATouchToItsPerson(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	cmd := func(n lifecycle.CommandName) lifecycle.Command { return lifecycle.Command{Name: n} }
+	capture := func(id, campaign string) *eventv1.Event {
+		return w.lead(t, id, 0, cmd(lifecycle.Capture), &eventv1.LeadCaptured{SealedContact: []byte("s"),
+			Attribution: &eventv1.Attribution{Source: "web-form", CampaignId: campaign}})
+	}
+	capture("su", "ads")
+	before := lifecycle.FromProto(capture("ab", "seo").GetLifecycle())
+	merged := &eventv1.LeadMerged{SurvivorLeadId: "su", AbsorbedLeadId: "ab", Reason: "same person"}
+	w.lead(t, "ab", 1, lifecycle.Command{Name: lifecycle.Merge, Reason: "su"}, merged)
+	w.lead(t, "su", 1, cmd(lifecycle.Resubmit), merged) // the survivor's record
+	w.lead(t, "su", 2, cmd(lifecycle.RecordActivity), &eventv1.ActivityRecorded{ActivityId: "w", CampaignId: "webinar", MergedFrom: "ab"})
+	unmerged := &eventv1.LeadUnmerged{SurvivorLeadId: "su", AbsorbedLeadId: "ab", Reason: "two people"}
+	w.lead(t, "su", 3, cmd(lifecycle.Resubmit), unmerged)
+	w.lead(t, "ab", 3, lifecycle.Command{Name: lifecycle.Unmerge, Reason: "two people", Status: before.Status, Owner: before.Owner, Due: before.Deadline}, unmerged)
+	w.lead(t, "ab", 2, cmd(lifecycle.RecordActivity), &eventv1.ActivityRecorded{ActivityId: "w", CampaignId: "webinar", GivenBackBy: "su"})
+	w.projected(t, w.dsn)
+	fresh := w.replay(t, testenv.Postgres(t))
+	ctx := ctxT(t)
+
+	for id, want := range map[string][2]string{"su": {"ads", "ads"}, "ab": {"seo", "webinar"}} {
+		d, err := s.client.GetLead(ctx, &projectorv1.GetLeadRequest{LeadId: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var touched []string
+		for _, tc := range d.GetTouches() {
+			touched = append(touched, tc.GetCampaignId())
+		}
+		if l := d.GetLead(); l.GetFirstCampaignId() != want[0] || l.GetLastCampaignId() != want[1] || len(touched) != 1+len(slices.Compact([]string{want[0], want[1]}))-1 {
+			t.Errorf("%s: first %q last %q touches %v; want %v", id, l.GetFirstCampaignId(), l.GetLastCampaignId(), touched, want)
+		}
+		if replayed, err := fresh.client.GetLead(ctx, &projectorv1.GetLeadRequest{LeadId: id}); err != nil || !proto.Equal(d, replayed) {
+			t.Errorf("replayed %s: %v %v, live %v", id, replayed, err, d)
+		}
+	}
+	found, err := s.client.SearchLeads(ctx, &projectorv1.SearchLeadsRequest{CampaignId: "webinar", PageSize: 10})
+	if err != nil || len(found.GetLeads()) != 1 || found.GetLeads()[0].GetLeadId() != "ab" {
+		t.Errorf("leads touched by webinar: %v %v, want ab only", found.GetLeads(), err)
+	}
+	req := &projectorv1.GetCampaignReportRequest{Period: marchPeriod(), Attribution: projectorv1.AttributionModel_ATTRIBUTION_MODEL_LINEAR}
+	r, err := s.client.GetCampaignReport(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, c := range r.GetCampaigns() {
+		got[c.GetCampaignId()] = c.GetLeads().GetValue()
+	}
+	if want := map[string]float64{"ads": 1, "seo": 0.5, "webinar": 0.5}; len(got) != len(want) || !near(got["ads"], 1) || !near(got["seo"], 0.5) || !near(got["webinar"], 0.5) {
+		t.Errorf("linear leads by campaign %v, want %v", got, want)
+	}
+	if again, err := fresh.client.GetCampaignReport(ctx, req); err != nil || !proto.Equal(r, again) {
+		t.Errorf("replayed report: %v %v, live %v", again, err, r)
 	}
 }

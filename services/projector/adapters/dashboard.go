@@ -65,7 +65,7 @@ func (q *Queries) LeadsBehind(ctx context.Context, b app.BehindQuery) ([]*projec
 			if b.Campaign == "" {
 				where = append(where, "l.touch_count = 0")
 			} else {
-				where = append(where, fmt.Sprintf("EXISTS (SELECT 1 FROM lead_touches t WHERE t.lead_id = l.lead_id AND t.campaign_id = $%d)", arg(b.Campaign)))
+				where = append(where, fmt.Sprintf("EXISTS (SELECT 1 FROM lead_touches t WHERE t.lead_id = l.lead_id AND t.campaign_id = $%d AND t.touches > 0)", arg(b.Campaign)))
 			}
 		}
 		switch b.Measure {

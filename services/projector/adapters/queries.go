@@ -93,7 +93,7 @@ func (q *Queries) SearchLeads(ctx context.Context, s app.LeadQuery) ([]*projecto
 	eq("l.email_domain", s.EmailDomain)
 	eq("l.country", s.Country)
 	if s.CampaignID != "" {
-		where = append(where, fmt.Sprintf("EXISTS (SELECT 1 FROM lead_touches t WHERE t.lead_id = l.lead_id AND t.campaign_id = $%d)", arg(s.CampaignID)))
+		where = append(where, fmt.Sprintf("EXISTS (SELECT 1 FROM lead_touches t WHERE t.lead_id = l.lead_id AND t.campaign_id = $%d AND t.touches > 0)", arg(s.CampaignID)))
 	}
 	if !s.Captured.From.IsZero() || !s.Captured.To.IsZero() {
 		a, b := arg(bound(s.Captured.From)), arg(bound(s.Captured.To))
@@ -247,6 +247,9 @@ func (q *Queries) GetLead(ctx context.Context, id string) (*projectorv1.GetLeadR
 		out.Opportunities = append(out.Opportunities, p)
 	}
 	for _, t := range l.Touches { // in campaign order
+		if t.N == 0 {
+			continue // taken back by an unmerge
+		}
 		out.Touches = append(out.Touches, &projectorv1.Touch{CampaignId: t.Campaign, Touches: int32(t.N)})
 	}
 	for _, b := range l.BreachList {
@@ -396,7 +399,7 @@ func attributedSQL(model string) string {
 			sum(t.touches) FILTER (WHERE l.accepted_at IS NOT NULL) AS accepted,
 			sum(t.touches) FILTER (WHERE l.opportunity_at IS NOT NULL) AS opps,
 			sum(t.touches * m.pipeline) AS pipeline, sum(t.touches * m.won_deals) AS won_deals, sum(t.touches * m.won) AS won
-		FROM leads l JOIN lead_touches t ON t.lead_id = l.lead_id LEFT JOIN money m ON m.lead_id = l.lead_id
+		FROM leads l JOIN lead_touches t ON t.lead_id = l.lead_id AND t.touches > 0 LEFT JOIN money m ON m.lead_id = l.lead_id
 		WHERE ` + where + ` GROUP BY 1, 2
 		UNION ALL
 		SELECT '', 1, count(*), count(*) FILTER (WHERE l.mql_at IS NOT NULL), count(*) FILTER (WHERE l.accepted_at IS NOT NULL),

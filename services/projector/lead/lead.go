@@ -9,6 +9,7 @@
 package lead
 
 import (
+	"slices"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -42,6 +43,12 @@ type Lead struct {
 	LastTouchAt   time.Time `json:"last_touch_at,omitzero"`
 	TouchCount    int       `json:"touch_count,omitempty"`
 	Touches       Touches   `json:"touches,omitempty"`
+	// Via are the touches counted here that came through a lead merged
+	// into this one (another person's), and Own the first and last of
+	// this lead's own touches while there are any: an unmerge takes the
+	// former back and leaves the latter.
+	Via []ViaTouch  `json:"via,omitempty"`
+	Own *OwnTouches `json:"own,omitempty"`
 
 	Country     string            `json:"country,omitempty"`
 	Industry    string            `json:"industry,omitempty"`
@@ -81,6 +88,21 @@ type Lead struct {
 	Handoffs      []Handoff     `json:"handoffs,omitempty"`
 	Opportunities []Opportunity `json:"opportunities,omitempty"`
 	BreachList    []Breach      `json:"breach_list,omitempty"`
+}
+
+// ViaTouch is a touch that came through a merged lead.
+type ViaTouch struct {
+	Lead     string    `json:"lead"`
+	Campaign string    `json:"campaign"`
+	At       time.Time `json:"at,omitzero"`
+}
+
+// OwnTouches are the first and last of a lead's own touches.
+type OwnTouches struct {
+	FirstCampaign string    `json:"first_campaign,omitempty"`
+	FirstAt       time.Time `json:"first_at,omitzero"`
+	LastCampaign  string    `json:"last_campaign,omitempty"`
+	LastAt        time.Time `json:"last_at,omitzero"`
 }
 
 // Stage is one stay in a status, from the event that entered it.
@@ -194,19 +216,15 @@ func (l *Lead) Apply(seq uint64, ev *eventv1.Event) {
 		}
 		l.Source = c.GetAttribution().GetSource()
 		l.profile(c.GetProfile())
-		l.touch(c.GetAttribution().GetCampaignId(), at)
+		l.touch(c.GetAttribution().GetCampaignId(), at, "")
 	case *eventv1.Event_LeadResubmitted:
-		l.Forms.Add(l.coarse(), p.LeadResubmitted.GetMergedFrom(), coarse(p.LeadResubmitted.GetProfile()))
-		l.profile(p.LeadResubmitted.GetProfile())
-		// One an unmerge gave back was counted on its survivor (and stays
-		// counted there: touches are not taken back).
-		if p.LeadResubmitted.GetGivenBackBy() == "" {
-			l.touch(p.LeadResubmitted.GetAttribution().GetCampaignId(), at)
-		}
+		r := p.LeadResubmitted
+		l.Forms.Add(l.coarse(), r.GetMergedFrom(), coarse(r.GetProfile()))
+		l.profile(r.GetProfile())
+		// One an unmerge gave back counts here: its survivor took it back.
+		l.touch(r.GetAttribution().GetCampaignId(), at, r.GetMergedFrom())
 	case *eventv1.Event_ActivityRecorded:
-		if p.ActivityRecorded.GetGivenBackBy() == "" {
-			l.touch(p.ActivityRecorded.GetCampaignId(), at)
-		}
+		l.touch(p.ActivityRecorded.GetCampaignId(), at, p.ActivityRecorded.GetMergedFrom())
 	case *eventv1.Event_LeadMerged:
 		if s := p.LeadMerged.GetSurvivorLeadId(); s != l.ID {
 			l.MergedInto = s
@@ -214,9 +232,12 @@ func (l *Lead) Apply(seq uint64, ev *eventv1.Event) {
 	case *eventv1.Event_LeadUnmerged:
 		if p.LeadUnmerged.GetAbsorbedLeadId() == l.ID {
 			l.MergedInto = ""
-		} else if back, ok := l.Forms.GiveBack(p.LeadUnmerged); ok {
-			l.Country, l.Industry, l.EmailDomain, l.Seniority, l.Employees = "", "", "", 0, 0
-			l.profile(back)
+		} else {
+			if back, ok := l.Forms.GiveBack(p.LeadUnmerged); ok {
+				l.Country, l.Industry, l.EmailDomain, l.Seniority, l.Employees = "", "", "", 0, 0
+				l.profile(back)
+			}
+			l.untouch(append([]string{p.LeadUnmerged.GetAbsorbedLeadId()}, p.LeadUnmerged.GetGivenBackVia()...))
 		}
 
 	case *eventv1.Event_LeadAssigned:
@@ -433,19 +454,62 @@ func (l *Lead) profile(p *eventv1.Profile) {
 // recorded, so a platform's late upload of an earlier activity counts,
 // and can be the first or last touch. (A touch counted before an
 // opportunity recorded later but backdated before it stays counted.)
-func (l *Lead) touch(campaign string, at time.Time) {
+// via names the merged lead it came through, "" for the lead's own.
+func (l *Lead) touch(campaign string, at time.Time, via string) {
 	if campaign == "" || (!l.OpportunityAt.IsZero() && !at.Before(l.OpportunityAt)) {
 		return
 	}
+	switch {
+	case via != "" && l.Own == nil:
+		// Every touch so far was the lead's own.
+		l.Own = &OwnTouches{FirstCampaign: l.FirstCampaign, FirstAt: l.FirstTouchAt, LastCampaign: l.LastCampaign, LastAt: l.LastTouchAt}
+	case via == "" && l.Own != nil:
+		firstLast(&l.Own.FirstCampaign, &l.Own.FirstAt, &l.Own.LastCampaign, &l.Own.LastAt, campaign, at)
+	}
+	if via != "" {
+		l.Via = append(l.Via, ViaTouch{Lead: via, Campaign: campaign, At: at})
+	}
 	l.Touches.add(campaign)
 	l.TouchCount++
-	// Ties keep the order recorded. A fold stored before the touch times
-	// were kept has them zero: its first stays, its last moves on.
-	if l.FirstCampaign == "" || (!l.FirstTouchAt.IsZero() && at.Before(l.FirstTouchAt)) {
-		l.FirstCampaign, l.FirstTouchAt = campaign, at
+	firstLast(&l.FirstCampaign, &l.FirstTouchAt, &l.LastCampaign, &l.LastTouchAt, campaign, at)
+}
+
+// firstLast moves the first and last touch to campaign's at at, if it is
+// earlier or later. Ties keep the order recorded. A fold stored before
+// the touch times were kept has them zero: its first stays, its last
+// moves on.
+func firstLast(first *string, firstAt *time.Time, last *string, lastAt *time.Time, campaign string, at time.Time) {
+	if *first == "" || (!firstAt.IsZero() && at.Before(*firstAt)) {
+		*first, *firstAt = campaign, at
 	}
-	if l.LastTouchAt.IsZero() || !at.Before(l.LastTouchAt) {
-		l.LastCampaign, l.LastTouchAt = campaign, at
+	if lastAt.IsZero() || !at.Before(*lastAt) {
+		*last, *lastAt = campaign, at
+	}
+}
+
+// untouch takes back the touches that came through the leads gone (an
+// unmerge gave them back to their person's lead, which counts them now).
+func (l *Lead) untouch(gone []string) {
+	kept := l.Via[:0]
+	for _, v := range l.Via {
+		if slices.Contains(gone, v.Lead) {
+			l.Touches.sub(v.Campaign)
+			l.TouchCount--
+		} else {
+			kept = append(kept, v)
+		}
+	}
+	if len(kept) == len(l.Via) {
+		return
+	}
+	l.Via = kept
+	o := l.Own
+	l.FirstCampaign, l.FirstTouchAt, l.LastCampaign, l.LastTouchAt = o.FirstCampaign, o.FirstAt, o.LastCampaign, o.LastAt
+	for _, v := range kept {
+		firstLast(&l.FirstCampaign, &l.FirstTouchAt, &l.LastCampaign, &l.LastTouchAt, v.Campaign, v.At)
+	}
+	if len(kept) == 0 {
+		l.Via, l.Own = nil, nil
 	}
 }
 

@@ -44,6 +44,15 @@ func (ts *Touches) add(campaign string) {
 	(*ts)[i].Dirty = true
 }
 
+// sub takes one of campaign's touches back; the count stays, at zero
+// if it comes to that, so its row is written again.
+func (ts Touches) sub(campaign string) {
+	if i, ok := ts.find(campaign); ok && ts[i].N > 0 {
+		ts[i].N--
+		ts[i].Dirty = true
+	}
+}
+
 // MarshalJSON writes {"campaign": count, ...}, in campaign order.
 func (ts Touches) MarshalJSON() ([]byte, error) {
 	b := []byte{'{'}

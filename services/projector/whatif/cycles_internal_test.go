@@ -81,10 +81,13 @@ func TestAnUnmergeTakesBackWhatCameThroughTheLead(t *testing.T) {
 	if got.Total.Leads != 2 || got.Total.MQLsActive != 0 || got.Total.MQLsProposed != 0 {
 		t.Fatalf("totals %+v: want no MQL (the survivor's own facts score 20)", got.Total)
 	}
-	// s's touch of x counted while merged stays its own, as the read
-	// model keeps it; a's given-back copy is no touch.
+	// The touch of x was a's person's: the unmerge takes it from s, and
+	// a's given-back copy counts, as in the read model.
 	if len(got.Campaigns) != 2 || got.Campaigns[0].Campaign != "" || got.Campaigns[0].Leads != 1 ||
 		got.Campaigns[1].Campaign != "x" || got.Campaigns[1].Leads != 1 {
-		t.Fatalf("campaigns %+v: want a under none and s under x", got.Campaigns)
+		t.Fatalf("campaigns %+v: want s under none and a under x", got.Campaigns)
+	}
+	if s, a := p.r.leads["s"], p.r.leads["a"]; s.campaign != "" || a.campaign != "x" {
+		t.Fatalf("first touches: s %q, a %q; want none and x", s.campaign, a.campaign)
 	}
 }

@@ -80,9 +80,14 @@ type leadState struct {
 	// opportunity (at oppAt), by when each happened.
 	campaign   string
 	campaignAt time.Time
-	opp        bool
-	oppAt      time.Time
-	facts      scoring.FactsFold
+	// via are the touches that came through leads merged into this one,
+	// and own the first of its own while there are any: an unmerge takes
+	// the former back, as the read model does.
+	via   []viaTouch
+	own   *viaTouch
+	opp   bool
+	oppAt time.Time
+	facts scoring.FactsFold
 	// acted: sales took the lead on (accepted, rejected, converted), or
 	// a person disqualified it for good: scoring after that decided
 	// nothing, under any version.
@@ -101,6 +106,11 @@ type leadState struct {
 }
 
 type verdict struct{ qualified, out bool }
+
+type viaTouch struct {
+	lead, campaign string
+	at             time.Time
+}
 
 // New returns a replay of proposed against active (nil: no version is
 // active, so none qualifies) over leads captured in [from, to) (a zero
@@ -130,19 +140,14 @@ func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
 	trigger := false
 	switch p := ev.GetPayload().(type) {
 	case *eventv1.Event_LeadCaptured:
-		l.touch(p.LeadCaptured.GetAttribution().GetCampaignId(), occurred(ev))
+		l.touch(p.LeadCaptured.GetAttribution().GetCampaignId(), occurred(ev), "")
 		trigger = true
 	case *eventv1.Event_LeadResubmitted:
-		// Given back by an unmerge: its touch counted on the survivor
-		// already, as in the read model.
-		if p.LeadResubmitted.GetGivenBackBy() == "" {
-			l.touch(p.LeadResubmitted.GetAttribution().GetCampaignId(), occurred(ev))
-		}
+		// One an unmerge gave back counts here: its survivor took it back.
+		l.touch(p.LeadResubmitted.GetAttribution().GetCampaignId(), occurred(ev), p.LeadResubmitted.GetMergedFrom())
 		trigger = true
 	case *eventv1.Event_ActivityRecorded:
-		if p.ActivityRecorded.GetGivenBackBy() == "" {
-			l.touch(p.ActivityRecorded.GetCampaignId(), occurred(ev))
-		}
+		l.touch(p.ActivityRecorded.GetCampaignId(), occurred(ev), p.ActivityRecorded.GetMergedFrom())
 		trigger = true
 	case *eventv1.Event_ConsentChanged:
 		trigger = true
@@ -172,8 +177,11 @@ func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
 	case *eventv1.Event_DealWon:
 		l.acted, l.won = true, true
 	case *eventv1.Event_LeadMerged, *eventv1.Event_LeadUnmerged:
-		if !envelope.SurvivorSide(ev) {
+		switch u := ev.GetLeadUnmerged(); {
+		case !envelope.SurvivorSide(ev):
 			l.merged = ev.GetLeadMerged() != nil
+		case u != nil:
+			l.untouch(append([]string{u.GetAbsorbedLeadId()}, u.GetGivenBackVia()...))
 		}
 	}
 	if !trigger || l.acted {
@@ -204,13 +212,48 @@ func (v *verdict) score(m scoring.Model, f scoring.Facts, at time.Time, mayQuali
 
 // touch keeps the first campaign that touched the lead before it became
 // an opportunity, by when the touches happened, as the read model's
-// first-touch attribution does (lead.Lead).
-func (l *leadState) touch(c string, at time.Time) {
+// first-touch attribution does (lead.Lead). via names the merged lead it
+// came through, "" for the lead's own.
+func (l *leadState) touch(c string, at time.Time, via string) {
 	if c == "" || (l.opp && !at.Before(l.oppAt)) {
 		return
 	}
-	if l.campaign == "" || at.Before(l.campaignAt) {
-		l.campaign, l.campaignAt = c, at
+	switch {
+	case via != "" && l.own == nil:
+		l.own = &viaTouch{campaign: l.campaign, at: l.campaignAt} // every touch so far was its own
+	case via == "" && l.own != nil:
+		first(&l.own.campaign, &l.own.at, c, at)
+	}
+	if via != "" {
+		l.via = append(l.via, viaTouch{lead: via, campaign: c, at: at})
+	}
+	first(&l.campaign, &l.campaignAt, c, at)
+}
+
+func first(campaign *string, campaignAt *time.Time, c string, at time.Time) {
+	if *campaign == "" || at.Before(*campaignAt) {
+		*campaign, *campaignAt = c, at
+	}
+}
+
+// untouch takes back the touches that came through the leads gone.
+func (l *leadState) untouch(gone []string) {
+	kept := l.via[:0]
+	for _, v := range l.via {
+		if !slices.Contains(gone, v.lead) {
+			kept = append(kept, v)
+		}
+	}
+	if len(kept) == len(l.via) {
+		return
+	}
+	l.campaign, l.campaignAt = l.own.campaign, l.own.at
+	for _, v := range kept {
+		first(&l.campaign, &l.campaignAt, v.campaign, v.at)
+	}
+	l.via = kept
+	if len(kept) == 0 {
+		l.via, l.own = nil, nil
 	}
 }
 
