@@ -287,6 +287,11 @@ func TestActingAsIsThePersonCalling(t *testing.T) {
 			t.Fatalf("ann naming %q: %q, %v", named, id, err)
 		}
 	}
+	// A token of no kind is not an integration's.
+	kindless := auth.WithPrincipal(context.Background(), auth.Principal{Subject: "ann", Scopes: []string{"sales:write"}})
+	if _, err := auth.ActingAs(kindless, "bob", "rep_id"); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("a kindless token acting as bob: %v", err)
+	}
 	crm := auth.WithPrincipal(context.Background(), auth.Principal{Subject: "crm-sync", Kind: eventv1.ActorKind_ACTOR_KIND_INTEGRATION, Scopes: []string{"sales:write"}})
 	if id, err := auth.ActingAs(crm, "bob", "rep_id"); err != nil || id != "bob" {
 		t.Fatalf("the CRM acting for bob: %q, %v", id, err)

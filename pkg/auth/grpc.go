@@ -169,13 +169,14 @@ func KnownScopes() []string {
 // ActingAs is the person a request acts for when it names one by id
 // (field), such as the rep accepting a lead, whose id decides what the
 // request may do. With auth off, or for an integration or a service (a
-// CRM acting for its reps), it is the id named. A person (a USER token)
-// acts as themselves: naming nobody is the caller, and naming someone
-// else is PERMISSION_DENIED, so no rep works another rep's leads.
+// CRM acting for its reps), it is the id named. Any other caller (a
+// person, or a token of no kind) acts as themselves: naming nobody is the
+// caller, and naming someone else is PERMISSION_DENIED, so no rep works
+// another rep's leads.
 func ActingAs(ctx context.Context, id, field string) (string, error) {
 	p, ok := FromContext(ctx)
 	switch {
-	case !ok || p.Kind != eventv1.ActorKind_ACTOR_KIND_USER:
+	case !ok || p.Kind == eventv1.ActorKind_ACTOR_KIND_INTEGRATION || p.Kind == eventv1.ActorKind_ACTOR_KIND_SERVICE:
 		return id, nil
 	case id == "":
 		return p.Subject, nil

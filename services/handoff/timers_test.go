@@ -1015,3 +1015,41 @@ func TestABreachThatLostItsRaceGivesItsReservationBack(t *testing.T) {
 	}
 	wantReserved(t, w, id, owner)
 }
+
+// A routing retry of a queued lead that loses its race to a manager
+// assigning the lead by hand gives back the reservation it made for the
+// pool's rep: that rep never got the lead.
+func TestARouteRetryThatLostItsRaceGivesItsReservationBack(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 100)
+	ctx := ctxT(t)
+	now := time.Now()
+	back := now.Add(3 * time.Second) // ann is back first
+	for rep, until := range map[string]time.Time{"ann": back, "bob": now.Add(time.Hour), "cat": now.Add(time.Hour)} {
+		if _, err := s.client.SetOutOfOffice(ctx, &handoffv1.SetOutOfOfficeRequest{OutOfOffice: &eventv1.OutOfOffice{RepId: rep, Absences: []*eventv1.Absence{
+			{From: timestamppb.New(now.Add(-time.Hour)), Until: timestamppb.New(until)}}}, ChangedBy: ops}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.stop()
+	id, queued := queueUntil(t, w, now.Add(time.Hour))
+	time.Sleep(time.Until(back) + 500*time.Millisecond)
+	leads := &racingLeads{Leads: adapters.NewLeads(w.store), race: func() {
+		if _, err := w.app(t, adapters.NewLeads(w.store)).AssignLead(ctx, app.AssignLead{LeadID: id, RepID: "mia", RequestID: "by-hand", By: ops},
+			envelope.Meta{}); err != nil {
+			t.Error(err)
+		}
+	}}
+	q := queued.Event.GetLeadQueued()
+	tm := &eventv1.SLATimer{TimerId: app.TimerID(queued.Event.GetEventId(), eventv1.SLAKind_SLA_KIND_ROUTE, eventv1.TimerPhase_TIMER_PHASE_DUE) + "-1",
+		LeadId: id, Sla: eventv1.SLAKind_SLA_KIND_ROUTE, Phase: eventv1.TimerPhase_TIMER_PHASE_DUE, StepEventId: queued.Event.GetEventId(),
+		StepSequence: queued.Seq, DueAt: q.GetDeadline(), FireAt: q.GetRetryAt(), Attempt: 1}
+	if err := w.app(t, leads).FireTimer(ctx, tm, false, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := ofType(w.events(t, id), "LeadAssigned"); len(got) != 1 || ownerOf(got[0]) != "mia" {
+		t.Fatalf("LeadAssigned %v, want only the hand assignment to mia", got)
+	}
+	wantReserved(t, w, id, "mia")
+}

@@ -125,8 +125,18 @@ func (w *world) writeBy(t *testing.T, actor *eventv1.Actor, lead string, cmd lif
 	return w.writeByWith(t, lifecycle.DefaultPolicy(), actor, lead, cmd, payload)
 }
 
-func (w *world) writeByWith(t *testing.T, p lifecycle.Policy, actor *eventv1.Actor, lead string, cmd lifecycle.Command, payload proto.Message) *eventv1.Event {
+// writeByMeta is writeBy with the envelope's actor and caller from meta.
+func (w *world) writeByMeta(t *testing.T, meta envelope.Meta, lead string, cmd lifecycle.Command, payload proto.Message) *eventv1.Event {
 	t.Helper()
+	return w.writeByWith(t, lifecycle.DefaultPolicy(), meta.Actor, lead, cmd, payload, meta.Caller)
+}
+
+func (w *world) writeByWith(t *testing.T, p lifecycle.Policy, actor *eventv1.Actor, lead string, cmd lifecycle.Command, payload proto.Message, caller ...*eventv1.Actor) *eventv1.Event {
+	t.Helper()
+	meta := envelope.Meta{Actor: actor, CorrelationID: uuid.NewString()}
+	if len(caller) > 0 {
+		meta.Caller = caller[0]
+	}
 	ctx := context.Background()
 	for range 20 {
 		recs, err := w.store.Load(ctx, eventstore.LeadSubject(lead))
@@ -139,7 +149,7 @@ func (w *world) writeByWith(t *testing.T, p lifecycle.Policy, actor *eventv1.Act
 			state, version = lifecycle.FromProto(recs[len(recs)-1].Event.GetLifecycle()), recs[len(recs)-1].Seq
 		}
 		ev, _, err := lifecycle.NewEvent(lead, state, cmd, p, payload,
-			envelope.Meta{Actor: actor, CorrelationID: uuid.NewString()}, time.Now())
+			meta, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}

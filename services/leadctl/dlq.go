@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
@@ -86,6 +87,9 @@ func dlqCmd(o *options) *cobra.Command {
 			RunE: func(cmd *cobra.Command, args []string) error {
 				if op.name == "skip" && seq == 0 {
 					return fmt.Errorf("%w: skip needs --seq <dead seq>, the DEAD SEQ leadctl dlq list shows: it drops that event only, never one that died after you looked", errUsage)
+				}
+				if u, err := uuid.Parse(args[1]); err == nil {
+					args[1] = u.String() // a lead's key is its id in its one form
 				}
 				err := op.do(cmd.Context(), o, args[0], args[1], seq)
 				switch {

@@ -166,6 +166,11 @@ With --lead it replays one lead and prints its state after each event.`,
 			case limit < 0:
 				return fmt.Errorf("%w: --limit must not be negative", errUsage)
 			}
+			if lead != "" {
+				if err := leadIDs(&lead); err != nil {
+					return err
+				}
+			}
 			judgeAt, err := win.end(cmd.Context(), o)
 			if err != nil {
 				return err

@@ -144,9 +144,11 @@ var commandedThrough = map[string]string{
 
 // writtenBy is the service that wrote ev: the actor when a service acted
 // on its own (a timer, a consumer: handoff recycles a lead whose attempts
-// ran out), else the service whose API the caller went through.
+// ran out), else the service whose API the caller went through. An event
+// that names a caller came through an API, whatever actor the request
+// named.
 func writtenBy(ev *eventv1.Event) string {
-	if a := ev.GetActor(); a.GetKind() == eventv1.ActorKind_ACTOR_KIND_SERVICE && slices.Contains(writers(), a.GetId()) {
+	if a := ev.GetActor(); a.GetKind() == eventv1.ActorKind_ACTOR_KIND_SERVICE && ev.GetCaller() == nil && slices.Contains(writers(), a.GetId()) {
 		return a.GetId()
 	}
 	return commandedThrough[ev.GetEventType()]

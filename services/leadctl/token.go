@@ -64,7 +64,7 @@ func tokenCmd(o *options) *cobra.Command {
 			p := auth.Principal{Subject: sub, Scopes: scopes}
 			t, ok := eventv1.Team_value["TEAM_"+strings.ToUpper(team)]
 			k, ok2 := eventv1.ActorKind_value["ACTOR_KIND_"+strings.ToUpper(kind)]
-			if !ok || !ok2 {
+			if !ok || !ok2 || t == int32(eventv1.Team_TEAM_UNSPECIFIED) || k == int32(eventv1.ActorKind_ACTOR_KIND_UNSPECIFIED) {
 				return fmt.Errorf("%w: --team is marketing, sales or operations; --kind user, integration or service", errUsage)
 			}
 			p.Team, p.Kind = eventv1.Team(t), eventv1.ActorKind(k)

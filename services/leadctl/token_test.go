@@ -88,6 +88,14 @@ func testTokenRevoke(t *testing.T, newWorld func(testing.TB) *world) {
 	if _, err := runCtl(ctx, append(w.natsFlags(), "token", "revoke")...); !errors.Is(err, errUsage) {
 		t.Fatalf("revoke naming nothing: %v, want a usage error", err)
 	}
+	// A token of no kind or team would act as neither a person nor an
+	// integration: refused.
+	for _, flag := range [][]string{{"--kind", "unspecified"}, {"--team", "unspecified"}} {
+		args := append([]string{"token", "issue", "--sub", "ann", "--scope", "sales:write", "--signing-key", keys["LEADFLOW_AUTH_SIGNING_KEY"]}, flag...)
+		if _, err := runCtl(ctx, args...); !errors.Is(err, errUsage) {
+			t.Fatalf("issue %v: %v, want a usage error", flag, err)
+		}
+	}
 }
 
 // With auth on, what leadctl writes names the caller its token names: an

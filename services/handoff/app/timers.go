@@ -345,8 +345,9 @@ func (a *App) FireTimer(ctx context.Context, t *eventv1.SLATimer, redelivered bo
 	if redelivered || a.decided.wasTried(t.GetTimerId()) {
 		since = t.GetStepSequence()
 	}
-	// lost are the reps a hand-on reserved whose append lost its race (the
-	// rep accepted, say): given back unless the lead went to them after all.
+	// lost are the reps a hand-on or a routing retry reserved whose append
+	// lost its race (the rep accepted, a manager assigned the lead by
+	// hand): given back unless the lead went to them after all.
 	var lost []string
 	defer func() {
 		for _, rep := range lost {
@@ -384,7 +385,11 @@ func (a *App) FireTimer(ctx context.Context, t *eventv1.SLATimer, redelivered bo
 		_, err = a.leads.Append(ctx, l.id, l.version, events...)
 		if errors.Is(err, eventstore.ErrConflict) {
 			for _, e := range events {
-				if to := e.GetLeadReassigned().GetTo(); to.GetKind() == eventv1.OwnerKind_OWNER_KIND_REP && !slices.Contains(lost, to.GetId()) {
+				to := e.GetLeadReassigned().GetTo()
+				if a := e.GetLeadAssigned(); a != nil {
+					to = a.GetOwner()
+				}
+				if to.GetKind() == eventv1.OwnerKind_OWNER_KIND_REP && !slices.Contains(lost, to.GetId()) {
 					lost = append(lost, to.GetId())
 				}
 			}

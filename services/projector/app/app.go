@@ -75,9 +75,11 @@ type App struct {
 	wg     sync.WaitGroup
 
 	whatIfs WhatIfs
-	// running are the what-ifs this replica runs, by what they compare.
-	mu      sync.Mutex
-	running map[whatIfKey]string
+	// running are the what-ifs this replica runs, by what they compare;
+	// starting, those being stored.
+	mu       sync.Mutex
+	running  map[whatIfKey]string
+	starting int
 }
 
 // Option configures an App.

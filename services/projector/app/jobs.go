@@ -135,24 +135,32 @@ func (a *App) StartWhatIf(ctx context.Context, n uint32, p Period) (string, erro
 	id, ok := a.running[key]
 	switch {
 	case ok:
-	case len(a.running) >= maxWhatIfs:
+		a.mu.Unlock()
+		return id, nil
+	case len(a.running)+a.starting >= maxWhatIfs:
 		a.mu.Unlock()
 		return "", ErrTooManyWhatIfs
-	default:
+	}
+	// Its id is given to a second request only once it is stored, so
+	// GetWhatIf finds it (a twin arriving meanwhile starts its own).
+	a.starting++
+	a.mu.Unlock()
+	err = a.whatIfs.Put(ctx, job)
+	a.mu.Lock()
+	a.starting--
+	if err == nil {
 		a.running[key] = job.ID
 	}
 	a.mu.Unlock()
-	if ok {
-		return id, nil
+	if err != nil {
+		return "", err
 	}
 	done := func() {
 		a.mu.Lock()
-		delete(a.running, key)
+		if a.running[key] == job.ID {
+			delete(a.running, key)
+		}
 		a.mu.Unlock()
-	}
-	if err := a.whatIfs.Put(ctx, job); err != nil {
-		done()
-		return "", err
 	}
 
 	a.wg.Go(func() {
