@@ -91,8 +91,8 @@ func TestAnUnmergeMovesATouchToItsPerson(t *testing.T) {
 	merged := &eventv1.LeadMerged{SurvivorLeadId: "su", AbsorbedLeadId: "ab", Reason: "same person"}
 	w.lead(t, "ab", 1, lifecycle.Command{Name: lifecycle.Merge, Reason: "su"}, merged)
 	w.lead(t, "su", 1, cmd(lifecycle.Resubmit), merged) // the survivor's record
-	w.lead(t, "su", 2, cmd(lifecycle.RecordActivity), &eventv1.ActivityRecorded{ActivityId: "w", CampaignId: "webinar", MergedFrom: "ab"})
-	unmerged := &eventv1.LeadUnmerged{SurvivorLeadId: "su", AbsorbedLeadId: "ab", Reason: "two people"}
+	sent := w.lead(t, "su", 2, cmd(lifecycle.RecordActivity), &eventv1.ActivityRecorded{ActivityId: "w", CampaignId: "webinar", MergedFrom: "ab"})
+	unmerged := &eventv1.LeadUnmerged{SurvivorLeadId: "su", AbsorbedLeadId: "ab", Reason: "two people", GivenBackEventIds: []string{sent.GetEventId()}}
 	w.lead(t, "su", 3, cmd(lifecycle.Resubmit), unmerged)
 	w.lead(t, "ab", 3, lifecycle.Command{Name: lifecycle.Unmerge, Reason: "two people", Status: before.Status, Owner: before.Owner, Due: before.Deadline}, unmerged)
 	w.lead(t, "ab", 2, cmd(lifecycle.RecordActivity), &eventv1.ActivityRecorded{ActivityId: "w", CampaignId: "webinar", GivenBackBy: "su"})

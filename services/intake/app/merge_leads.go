@@ -226,11 +226,13 @@ func (a *App) UnmergeLeads(ctx context.Context, in MergeLeads, meta envelope.Met
 		}
 		// What its person sent while merged went on to the survivor: it
 		// goes back, replayed on the absorbed lead, and leaves the
-		// survivor's view (fold).
-		given, err := a.giveBack(ctx, in.Absorbed, in.Survivor, deeper, lifecycle.FromProto(absorbed.GetLifecycle()), sRecs[since:], meta)
+		// survivor's view (fold) and its campaign touches.
+		given, ids, err := a.giveBack(ctx, in.Absorbed, in.Survivor, deeper, lifecycle.FromProto(absorbed.GetLifecycle()), sRecs[since:], meta)
 		if err != nil {
 			return nil, nil, fmt.Errorf("absorbed lead %s: %w", in.Absorbed, err)
 		}
+		// Both LeadUnmerged events hold payload: they name what went back.
+		payload.GivenBackEventIds = ids
 		return []*eventv1.Event{survivor}, append(append([]*eventv1.Event{absorbed}, back...), given...), nil
 	})
 }
@@ -260,11 +262,12 @@ const maxAbsorbed = 1000
 // merge, received through it or through a lead merged into it (deeper): each
 // submission and activity as stored (sealed with the key of the lead it
 // came through already, merged_from naming that lead when it is a deeper
-// one), at the time it happened, marked given back so reports do not
-// count its campaign touch twice. One sealed with the survivor's key
-// (written before 2026-12-05) is not this lead's to open and stays on the
-// survivor's stream only (README, known weaknesses).
-func (a *App) giveBack(ctx context.Context, leadID, survivor string, deeper []string, state lifecycle.State, recs []eventstore.Record, meta envelope.Meta) ([]*eventv1.Event, error) {
+// one), at the time it happened, marked given back; ids are the events
+// it replays, whose campaign touches reports move from the survivor to
+// this lead. One sealed with the survivor's key (written before
+// 2026-12-05) is not this lead's to open and stays on the survivor's
+// stream only (README, known weaknesses).
+func (a *App) giveBack(ctx context.Context, leadID, survivor string, deeper []string, state lifecycle.State, recs []eventstore.Record, meta envelope.Meta) (out []*eventv1.Event, ids []string, err error) {
 	// via is the merged_from a given-back event keeps, ok whether it goes.
 	via := func(from string) (string, bool) {
 		switch {
@@ -275,7 +278,6 @@ func (a *App) giveBack(ctx context.Context, leadID, survivor string, deeper []st
 		}
 		return "", false
 	}
-	var out []*eventv1.Event
 	for _, r := range recs {
 		var cmd lifecycle.CommandName
 		var from string
@@ -303,18 +305,18 @@ func (a *App) giveBack(ctx context.Context, leadID, survivor string, deeper []st
 			if _, err := a.keys.Open(ctx, cmp.Or(keep, leadID), sealed); errors.Is(err, vault.ErrCorrupt) {
 				continue // the survivor's key: not this lead's to open
 			} else if err != nil {
-				return nil, fmt.Errorf("given back from %d: %w", r.Seq, err)
+				return nil, nil, fmt.Errorf("given back from %d: %w", r.Seq, err)
 			}
 		}
 		m := meta
 		m.OccurredAt = r.Event.GetOccurredAt().AsTime()
 		ev, next, err := a.leadEvent(leadID, state, lifecycle.Command{Name: cmd}, payload, m, a.now())
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		out, state = append(out, ev), next
+		out, ids, state = append(out, ev), append(ids, r.Event.GetEventId()), next
 	}
-	return out, nil
+	return out, ids, nil
 }
 
 // lastMergeEvent is a lead's last LeadMerged or LeadUnmerged, nil if none.

@@ -100,13 +100,33 @@ func TestUnmergeGivesBackWhatCameThroughTheAbsorbedLead(t *testing.T) {
 		t.Fatal(err)
 	}
 	given := 0
+	var named []string // what both LeadUnmerged events say went back
 	for _, e := range tl {
 		if e.Record.Event.GetLeadResubmitted().GetGivenBackBy() == bob || e.Record.Event.GetActivityRecorded().GetGivenBackBy() == bob {
 			given++
 		}
+		if u := e.Record.Event.GetLeadUnmerged(); u != nil {
+			named = u.GetGivenBackEventIds()
+		}
 	}
 	if given != 2 {
-		t.Errorf("%d events on the absorbed lead marked given back by the survivor, want 2 (its campaign touches were counted there)", given)
+		t.Errorf("%d events on the absorbed lead marked given back by the survivor, want 2", given)
+	}
+	stl, err := f.app.GetLeadTimeline(ctx, bob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent []string // the survivor's events that came through alice's lead
+	for _, e := range stl {
+		if e.Record.Event.GetLeadResubmitted().GetMergedFrom() == alice || e.Record.Event.GetActivityRecorded().GetMergedFrom() == alice {
+			sent = append(sent, e.Record.Event.GetEventId())
+		}
+		if u := e.Record.Event.GetLeadUnmerged(); u != nil && !slices.Equal(u.GetGivenBackEventIds(), named) {
+			t.Errorf("the survivor's LeadUnmerged names %v given back, the absorbed lead's %v", u.GetGivenBackEventIds(), named)
+		}
+	}
+	if len(sent) != 2 || !slices.Equal(named, sent) {
+		t.Errorf("LeadUnmerged names %v given back, want the survivor's events that came through the lead: %v", named, sent)
 	}
 	// The external id she brought while merged is hers.
 	byExt := capture("someone@back.example", "")

@@ -45,10 +45,14 @@ type Lead struct {
 	Touches       Touches   `json:"touches,omitempty"`
 	// Via are the touches counted here that came through a lead merged
 	// into this one (another person's), and Own the first and last of
-	// this lead's own touches while there are any: an unmerge takes the
-	// former back and leaves the latter.
+	// this lead's own touches while there are any: an unmerge takes back
+	// those of the events it names as given back, and leaves the rest.
 	Via []ViaTouch  `json:"via,omitempty"`
 	Own *OwnTouches `json:"own,omitempty"`
+	// TouchesBack: the lead's last unmerge named what it gave back, so
+	// the given-back copies that follow count here (an older unmerge
+	// named nothing, and its survivor kept counting them).
+	TouchesBack bool `json:"touches_back,omitempty"`
 
 	Country     string            `json:"country,omitempty"`
 	Industry    string            `json:"industry,omitempty"`
@@ -90,9 +94,9 @@ type Lead struct {
 	BreachList    []Breach      `json:"breach_list,omitempty"`
 }
 
-// ViaTouch is a touch that came through a merged lead.
+// ViaTouch is a touch that came through a merged lead, with its event.
 type ViaTouch struct {
-	Lead     string    `json:"lead"`
+	Event    string    `json:"event"`
 	Campaign string    `json:"campaign"`
 	At       time.Time `json:"at,omitzero"`
 }
@@ -216,28 +220,29 @@ func (l *Lead) Apply(seq uint64, ev *eventv1.Event) {
 		}
 		l.Source = c.GetAttribution().GetSource()
 		l.profile(c.GetProfile())
-		l.touch(c.GetAttribution().GetCampaignId(), at, "")
+		l.touch(c.GetAttribution().GetCampaignId(), at, "", "")
 	case *eventv1.Event_LeadResubmitted:
 		r := p.LeadResubmitted
 		l.Forms.Add(l.coarse(), r.GetMergedFrom(), coarse(r.GetProfile()))
 		l.profile(r.GetProfile())
-		// One an unmerge gave back counts here: its survivor took it back.
-		l.touch(r.GetAttribution().GetCampaignId(), at, r.GetMergedFrom())
+		l.touchOf(ev, r.GetAttribution().GetCampaignId(), at, r.GetMergedFrom(), r.GetGivenBackBy())
 	case *eventv1.Event_ActivityRecorded:
-		l.touch(p.ActivityRecorded.GetCampaignId(), at, p.ActivityRecorded.GetMergedFrom())
+		a := p.ActivityRecorded
+		l.touchOf(ev, a.GetCampaignId(), at, a.GetMergedFrom(), a.GetGivenBackBy())
 	case *eventv1.Event_LeadMerged:
 		if s := p.LeadMerged.GetSurvivorLeadId(); s != l.ID {
 			l.MergedInto = s
 		}
 	case *eventv1.Event_LeadUnmerged:
-		if p.LeadUnmerged.GetAbsorbedLeadId() == l.ID {
-			l.MergedInto = ""
+		u := p.LeadUnmerged
+		if u.GetAbsorbedLeadId() == l.ID {
+			l.MergedInto, l.TouchesBack = "", len(u.GetGivenBackEventIds()) > 0
 		} else {
-			if back, ok := l.Forms.GiveBack(p.LeadUnmerged); ok {
+			if back, ok := l.Forms.GiveBack(u); ok {
 				l.Country, l.Industry, l.EmailDomain, l.Seniority, l.Employees = "", "", "", 0, 0
 				l.profile(back)
 			}
-			l.untouch(append([]string{p.LeadUnmerged.GetAbsorbedLeadId()}, p.LeadUnmerged.GetGivenBackVia()...))
+			l.untouch(u.GetGivenBackEventIds())
 		}
 
 	case *eventv1.Event_LeadAssigned:
@@ -454,8 +459,9 @@ func (l *Lead) profile(p *eventv1.Profile) {
 // recorded, so a platform's late upload of an earlier activity counts,
 // and can be the first or last touch. (A touch counted before an
 // opportunity recorded later but backdated before it stays counted.)
-// via names the merged lead it came through, "" for the lead's own.
-func (l *Lead) touch(campaign string, at time.Time, via string) {
+// via names the merged lead it came through, "" for the lead's own, and
+// event the event that brought it.
+func (l *Lead) touch(campaign string, at time.Time, via, event string) {
 	if campaign == "" || (!l.OpportunityAt.IsZero() && !at.Before(l.OpportunityAt)) {
 		return
 	}
@@ -467,7 +473,7 @@ func (l *Lead) touch(campaign string, at time.Time, via string) {
 		firstLast(&l.Own.FirstCampaign, &l.Own.FirstAt, &l.Own.LastCampaign, &l.Own.LastAt, campaign, at)
 	}
 	if via != "" {
-		l.Via = append(l.Via, ViaTouch{Lead: via, Campaign: campaign, At: at})
+		l.Via = append(l.Via, ViaTouch{Event: event, Campaign: campaign, At: at})
 	}
 	l.Touches.add(campaign)
 	l.TouchCount++
@@ -487,12 +493,20 @@ func firstLast(first *string, firstAt *time.Time, last *string, lastAt *time.Tim
 	}
 }
 
-// untouch takes back the touches that came through the leads gone (an
-// unmerge gave them back to their person's lead, which counts them now).
+// touchOf counts the touch of a submission or activity ev: one given
+// back by an unmerge only if that unmerge took it from its survivor.
+func (l *Lead) touchOf(ev *eventv1.Event, campaign string, at time.Time, via, givenBackBy string) {
+	if givenBackBy == "" || l.TouchesBack {
+		l.touch(campaign, at, via, ev.GetEventId())
+	}
+}
+
+// untouch takes back the touches of the events an unmerge gave back to
+// their person's lead, which counts them now.
 func (l *Lead) untouch(gone []string) {
 	kept := l.Via[:0]
 	for _, v := range l.Via {
-		if slices.Contains(gone, v.Lead) {
+		if slices.Contains(gone, v.Event) {
 			l.Touches.sub(v.Campaign)
 			l.TouchCount--
 		} else {

@@ -224,51 +224,66 @@ func TestLateRecordedTouchesCountByWhenTheyHappened(t *testing.T) {
 }
 
 // A touch that came through a lead merged into this one is that person's:
-// the unmerge takes it back from the survivor (first and last touch
-// included), also when the fold was stored in between, and the absorbed
-// lead counts the copy the unmerge gave it.
+// the unmerge that names its event as given back takes it from the
+// survivor (first and last touch included), also when the fold was
+// stored in between, and the absorbed lead counts the copy the unmerge
+// gave it. An unmerge that names nothing (written before unmerges named
+// what they gave back, or one that could not give an event back) leaves
+// the touches where they were counted.
 func TestAnUnmergeMovesTouchesToTheirPerson(t *testing.T) {
 	c := func(n lifecycle.CommandName) lifecycle.Command { return lifecycle.Command{Name: n} }
-	survivor := journey(t, []step{
-		{0, c(lifecycle.Capture), &eventv1.LeadCaptured{Attribution: &eventv1.Attribution{Source: "form", CampaignId: "ads"}}},
-		{1, c(lifecycle.Resubmit), &eventv1.LeadMerged{SurvivorLeadId: "l", AbsorbedLeadId: "a"}},
-		{2, c(lifecycle.RecordActivity), &eventv1.ActivityRecorded{CampaignId: "seo"}},
-		{3, c(lifecycle.Resubmit), &eventv1.LeadResubmitted{Attribution: &eventv1.Attribution{CampaignId: "webinar"}, MergedFrom: "a"}},
-		{4, c(lifecycle.RecordActivity), &eventv1.ActivityRecorded{CampaignId: "events", MergedFrom: "x"}}, // merged into a before
-		{5, c(lifecycle.Resubmit), &eventv1.LeadUnmerged{SurvivorLeadId: "l", AbsorbedLeadId: "a", GivenBackVia: []string{"x"}}},
-	})
-	whole, stored := storedBetween(t, survivor, func(i int, l *lead.Lead) {
-		if i == 4 && (l.TouchCount != 4 || l.LastCampaign != "events") {
-			t.Fatalf("while merged: %d touches, last %q; want 4, events", l.TouchCount, l.LastCampaign)
+	for _, named := range []bool{true, false} {
+		unmerged := &eventv1.LeadUnmerged{SurvivorLeadId: "l", AbsorbedLeadId: "a", GivenBackVia: []string{"x"}}
+		survivor := journey(t, []step{
+			{0, c(lifecycle.Capture), &eventv1.LeadCaptured{Attribution: &eventv1.Attribution{Source: "form", CampaignId: "ads"}}},
+			{1, c(lifecycle.Resubmit), &eventv1.LeadMerged{SurvivorLeadId: "l", AbsorbedLeadId: "a"}},
+			{2, c(lifecycle.RecordActivity), &eventv1.ActivityRecorded{CampaignId: "seo"}},
+			{3, c(lifecycle.Resubmit), &eventv1.LeadResubmitted{Attribution: &eventv1.Attribution{CampaignId: "webinar"}, MergedFrom: "a"}},
+			{4, c(lifecycle.RecordActivity), &eventv1.ActivityRecorded{CampaignId: "events", MergedFrom: "x"}}, // merged into a before
+			{5, c(lifecycle.Resubmit), unmerged},
+		})
+		if named {
+			unmerged.GivenBackEventIds = []string{survivor[3].GetEventId(), survivor[4].GetEventId()}
 		}
-	})
-	again := lead.New("l")
-	if err := json.Unmarshal(stored, again); err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range []*lead.Lead{whole, again} {
-		if l.TouchCount != 2 || l.Touches.Of("ads") != 1 || l.Touches.Of("seo") != 1 || l.Touches.Of("webinar") != 0 || l.Touches.Of("events") != 0 ||
-			l.FirstCampaign != "ads" || l.LastCampaign != "seo" || !l.LastTouchAt.Equal(t0.Add(2*time.Hour)) || l.Via != nil || l.Own != nil {
-			t.Errorf("the survivor after the unmerge: %v (%d), first %q, last %q at %v, via %v; want ads and seo", l.Touches, l.TouchCount,
-				l.FirstCampaign, l.LastCampaign, l.LastTouchAt, l.Via)
+		whole, stored := storedBetween(t, survivor, func(i int, l *lead.Lead) {
+			if i == 4 && (l.TouchCount != 4 || l.LastCampaign != "events") {
+				t.Fatalf("while merged: %d touches, last %q; want 4, events", l.TouchCount, l.LastCampaign)
+			}
+		})
+		again := lead.New("l")
+		if err := json.Unmarshal(stored, again); err != nil {
+			t.Fatal(err)
 		}
-	}
-	// Taken back, a campaign's count is written again, at zero.
-	if l := again; len(l.Touches) != 4 {
-		t.Errorf("touch rows %v: want webinar and events kept at zero", l.Touches)
-	}
+		for _, l := range []*lead.Lead{whole, again} {
+			switch {
+			case !named:
+				if l.TouchCount != 4 || l.LastCampaign != "events" {
+					t.Errorf("after an unmerge naming nothing: %v (%d), last %q; want all four kept", l.Touches, l.TouchCount, l.LastCampaign)
+				}
+			case l.TouchCount != 2 || l.Touches.Of("ads") != 1 || l.Touches.Of("seo") != 1 || l.Touches.Of("webinar") != 0 || l.Touches.Of("events") != 0 ||
+				l.FirstCampaign != "ads" || l.LastCampaign != "seo" || !l.LastTouchAt.Equal(t0.Add(2*time.Hour)) || l.Via != nil || l.Own != nil:
+				t.Errorf("the survivor after the unmerge: %v (%d), first %q, last %q at %v, via %v; want ads and seo", l.Touches, l.TouchCount,
+					l.FirstCampaign, l.LastCampaign, l.LastTouchAt, l.Via)
+			case len(l.Touches) != 4:
+				t.Errorf("touch rows %v: want webinar and events kept at zero", l.Touches)
+			}
+		}
 
-	absorbed := journey(t, []step{
-		{0, c(lifecycle.Capture), &eventv1.LeadCaptured{Attribution: &eventv1.Attribution{Source: "form", CampaignId: "search"}}},
-		{3, c(lifecycle.Resubmit), &eventv1.LeadResubmitted{Attribution: &eventv1.Attribution{CampaignId: "webinar"}, GivenBackBy: "l"}},
-		{4, c(lifecycle.RecordActivity), &eventv1.ActivityRecorded{CampaignId: "events", GivenBackBy: "l", MergedFrom: "x"}},
-	})
-	a := lead.New("a")
-	for i, ev := range absorbed {
-		a.Apply(uint64(i+1), ev)
-	}
-	if a.TouchCount != 3 || a.Touches.Of("webinar") != 1 || a.LastCampaign != "events" {
-		t.Errorf("the absorbed lead: %v (%d), last %q; want its given-back touches", a.Touches, a.TouchCount, a.LastCampaign)
+		back := &eventv1.LeadUnmerged{SurvivorLeadId: "l", AbsorbedLeadId: "a", GivenBackEventIds: unmerged.GetGivenBackEventIds()}
+		absorbed := journey(t, []step{
+			{0, c(lifecycle.Capture), &eventv1.LeadCaptured{Attribution: &eventv1.Attribution{Source: "form", CampaignId: "search"}}},
+			{5, c(lifecycle.Resubmit), back},
+			{3, c(lifecycle.Resubmit), &eventv1.LeadResubmitted{Attribution: &eventv1.Attribution{CampaignId: "webinar"}, GivenBackBy: "l"}},
+			{4, c(lifecycle.RecordActivity), &eventv1.ActivityRecorded{CampaignId: "events", GivenBackBy: "l", MergedFrom: "x"}},
+		})
+		a := lead.New("a")
+		for i, ev := range absorbed {
+			ev.LeadId = "a"
+			a.Apply(uint64(i+1), ev)
+		}
+		if want := map[bool]int{true: 3, false: 1}[named]; a.TouchCount != want || (named && (a.Touches.Of("webinar") != 1 || a.LastCampaign != "events")) {
+			t.Errorf("the absorbed lead (unmerge naming what it gave back: %v): %v (%d), last %q; want %d touches", named, a.Touches, a.TouchCount, a.LastCampaign, want)
+		}
 	}
 }
 

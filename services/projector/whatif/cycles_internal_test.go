@@ -27,7 +27,7 @@ type replayer struct {
 	at time.Time
 }
 
-func (p *replayer) apply(lead string, payload proto.Message) {
+func (p *replayer) apply(lead string, payload proto.Message) *eventv1.Event {
 	p.t.Helper()
 	p.at = p.at.Add(time.Hour)
 	ev, err := envelope.NewEvent(lead, payload, envelope.Meta{OccurredAt: p.at}, p.at)
@@ -35,6 +35,7 @@ func (p *replayer) apply(lead string, payload proto.Message) {
 		p.t.Fatal(err)
 	}
 	p.r.Apply(lead, ev)
+	return ev
 }
 
 var (
@@ -72,9 +73,14 @@ func TestAnUnmergeTakesBackWhatCameThroughTheLead(t *testing.T) {
 	p := &replayer{t: t, r: New(&m, m, time.Time{}, time.Time{}), at: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
 	p.apply("s", &eventv1.LeadCaptured{Profile: &eventv1.Profile{Country: "DE"}, Attribution: &eventv1.Attribution{Source: "web-form"}})
 	p.apply("a", &eventv1.LeadCaptured{Attribution: &eventv1.Attribution{Source: "web-form"}})
-	p.apply("s", &eventv1.LeadResubmitted{Profile: vp, MergedFrom: "a"})
-	p.apply("s", &eventv1.ActivityRecorded{Type: webinar, MergedFrom: "a", CampaignId: "x"}) // 60
-	p.apply("s", &eventv1.LeadUnmerged{SurvivorLeadId: "s", AbsorbedLeadId: "a"})
+	merged := &eventv1.LeadMerged{SurvivorLeadId: "s", AbsorbedLeadId: "a"}
+	p.apply("a", merged)
+	p.apply("s", merged)
+	resubmitted := p.apply("s", &eventv1.LeadResubmitted{Profile: vp, MergedFrom: "a"})
+	touched := p.apply("s", &eventv1.ActivityRecorded{Type: webinar, MergedFrom: "a", CampaignId: "x"}) // 60
+	unmerged := &eventv1.LeadUnmerged{SurvivorLeadId: "s", AbsorbedLeadId: "a", GivenBackEventIds: []string{resubmitted.GetEventId(), touched.GetEventId()}}
+	p.apply("s", unmerged)
+	p.apply("a", unmerged)
 	p.apply("a", &eventv1.ActivityRecorded{Type: webinar, MergedFrom: "", GivenBackBy: "s", CampaignId: "x"})
 	p.apply("s", &eventv1.ActivityRecorded{Type: webinar}) // its own: 20
 	got := p.r.Result()

@@ -81,13 +81,14 @@ type leadState struct {
 	campaign   string
 	campaignAt time.Time
 	// via are the touches that came through leads merged into this one,
-	// and own the first of its own while there are any: an unmerge takes
-	// the former back, as the read model does.
-	via   []viaTouch
-	own   *viaTouch
-	opp   bool
-	oppAt time.Time
-	facts scoring.FactsFold
+	// and own the first of its own while there are any; touchesBack: its
+	// last unmerge named what it gave back. As the read model does.
+	via         []viaTouch
+	own         *viaTouch
+	touchesBack bool
+	opp         bool
+	oppAt       time.Time
+	facts       scoring.FactsFold
 	// acted: sales took the lead on (accepted, rejected, converted), or
 	// a person disqualified it for good: scoring after that decided
 	// nothing, under any version.
@@ -108,8 +109,8 @@ type leadState struct {
 type verdict struct{ qualified, out bool }
 
 type viaTouch struct {
-	lead, campaign string
-	at             time.Time
+	event, campaign string
+	at              time.Time
 }
 
 // New returns a replay of proposed against active (nil: no version is
@@ -140,14 +141,15 @@ func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
 	trigger := false
 	switch p := ev.GetPayload().(type) {
 	case *eventv1.Event_LeadCaptured:
-		l.touch(p.LeadCaptured.GetAttribution().GetCampaignId(), occurred(ev), "")
+		l.touch(p.LeadCaptured.GetAttribution().GetCampaignId(), occurred(ev), "", "")
 		trigger = true
 	case *eventv1.Event_LeadResubmitted:
-		// One an unmerge gave back counts here: its survivor took it back.
-		l.touch(p.LeadResubmitted.GetAttribution().GetCampaignId(), occurred(ev), p.LeadResubmitted.GetMergedFrom())
+		r := p.LeadResubmitted
+		l.touchOf(ev, r.GetAttribution().GetCampaignId(), r.GetMergedFrom(), r.GetGivenBackBy())
 		trigger = true
 	case *eventv1.Event_ActivityRecorded:
-		l.touch(p.ActivityRecorded.GetCampaignId(), occurred(ev), p.ActivityRecorded.GetMergedFrom())
+		a := p.ActivityRecorded
+		l.touchOf(ev, a.GetCampaignId(), a.GetMergedFrom(), a.GetGivenBackBy())
 		trigger = true
 	case *eventv1.Event_ConsentChanged:
 		trigger = true
@@ -180,8 +182,9 @@ func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
 		switch u := ev.GetLeadUnmerged(); {
 		case !envelope.SurvivorSide(ev):
 			l.merged = ev.GetLeadMerged() != nil
+			l.touchesBack = len(u.GetGivenBackEventIds()) > 0
 		case u != nil:
-			l.untouch(append([]string{u.GetAbsorbedLeadId()}, u.GetGivenBackVia()...))
+			l.untouch(u.GetGivenBackEventIds())
 		}
 	}
 	if !trigger || l.acted {
@@ -213,8 +216,9 @@ func (v *verdict) score(m scoring.Model, f scoring.Facts, at time.Time, mayQuali
 // touch keeps the first campaign that touched the lead before it became
 // an opportunity, by when the touches happened, as the read model's
 // first-touch attribution does (lead.Lead). via names the merged lead it
-// came through, "" for the lead's own.
-func (l *leadState) touch(c string, at time.Time, via string) {
+// came through, "" for the lead's own, and event the event that brought
+// it.
+func (l *leadState) touch(c string, at time.Time, via, event string) {
 	if c == "" || (l.opp && !at.Before(l.oppAt)) {
 		return
 	}
@@ -225,7 +229,7 @@ func (l *leadState) touch(c string, at time.Time, via string) {
 		first(&l.own.campaign, &l.own.at, c, at)
 	}
 	if via != "" {
-		l.via = append(l.via, viaTouch{lead: via, campaign: c, at: at})
+		l.via = append(l.via, viaTouch{event: event, campaign: c, at: at})
 	}
 	first(&l.campaign, &l.campaignAt, c, at)
 }
@@ -236,11 +240,19 @@ func first(campaign *string, campaignAt *time.Time, c string, at time.Time) {
 	}
 }
 
-// untouch takes back the touches that came through the leads gone.
+// touchOf counts the touch of a submission or activity ev: one given
+// back by an unmerge only if that unmerge took it from its survivor.
+func (l *leadState) touchOf(ev *eventv1.Event, c, via, givenBackBy string) {
+	if givenBackBy == "" || l.touchesBack {
+		l.touch(c, occurred(ev), via, ev.GetEventId())
+	}
+}
+
+// untouch takes back the touches of the events an unmerge gave back.
 func (l *leadState) untouch(gone []string) {
 	kept := l.via[:0]
 	for _, v := range l.via {
-		if !slices.Contains(gone, v.lead) {
+		if !slices.Contains(gone, v.event) {
 			kept = append(kept, v)
 		}
 	}

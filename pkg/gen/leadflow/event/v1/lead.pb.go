@@ -1639,9 +1639,15 @@ type LeadUnmerged struct {
 	// given_back_via are the leads merged into the absorbed one (at any
 	// depth) whose submissions and activities on the survivor went back
 	// with it, beside the absorbed lead's own (merged_from of each).
-	GivenBackVia  []string `protobuf:"bytes,4,rep,name=given_back_via,json=givenBackVia,proto3" json:"given_back_via,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	GivenBackVia []string `protobuf:"bytes,4,rep,name=given_back_via,json=givenBackVia,proto3" json:"given_back_via,omitempty"`
+	// given_back_event_ids are the survivor's events this unmerge replayed
+	// on the absorbed lead (since 2026-12-06; before, none is named): their
+	// campaign touches leave the survivor and count on the absorbed lead.
+	// One not named stays the survivor's (sealed with its key, written
+	// before 2026-12-05).
+	GivenBackEventIds []string `protobuf:"bytes,5,rep,name=given_back_event_ids,json=givenBackEventIds,proto3" json:"given_back_event_ids,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *LeadUnmerged) Reset() {
@@ -1698,6 +1704,13 @@ func (x *LeadUnmerged) GetReason() string {
 func (x *LeadUnmerged) GetGivenBackVia() []string {
 	if x != nil {
 		return x.GivenBackVia
+	}
+	return nil
+}
+
+func (x *LeadUnmerged) GetGivenBackEventIds() []string {
+	if x != nil {
+		return x.GivenBackEventIds
 	}
 	return nil
 }
@@ -1913,12 +1926,13 @@ const file_leadflow_event_v1_lead_proto_rawDesc = "" +
 	"\x13MergeCandidateFound\x12\"\n" +
 	"\rother_lead_id\x18\x01 \x01(\tR\votherLeadId\x12\x1a\n" +
 	"\bidentity\x18\x02 \x01(\tR\bidentity\x12(\n" +
-	"\x10capture_event_id\x18\x03 \x01(\tR\x0ecaptureEventId\"\xa0\x01\n" +
+	"\x10capture_event_id\x18\x03 \x01(\tR\x0ecaptureEventId\"\xd1\x01\n" +
 	"\fLeadUnmerged\x12(\n" +
 	"\x10survivor_lead_id\x18\x01 \x01(\tR\x0esurvivorLeadId\x12(\n" +
 	"\x10absorbed_lead_id\x18\x02 \x01(\tR\x0eabsorbedLeadId\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12$\n" +
-	"\x0egiven_back_via\x18\x04 \x03(\tR\fgivenBackVia\"\xbe\x01\n" +
+	"\x0egiven_back_via\x18\x04 \x03(\tR\fgivenBackVia\x12/\n" +
+	"\x14given_back_event_ids\x18\x05 \x03(\tR\x11givenBackEventIds\"\xbe\x01\n" +
 	"\x11IdempotencyRecord\x12\x17\n" +
 	"\alead_id\x18\x01 \x01(\tR\x06leadId\x12\x19\n" +
 	"\bevent_id\x18\x02 \x01(\tR\aeventId\x12%\n" +
