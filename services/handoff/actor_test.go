@@ -20,18 +20,9 @@ import (
 // target each record the token's subject, where they used to be refused
 // for the missing field; one that names a more precise actor keeps it.
 func TestAnUnnamedActorIsTheCaller(t *testing.T) {
-	pub, signer, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := newWorld(t)
-	s := w.startWith(t, func(c *Config) { c.AuthKeys = hex.EncodeToString(pub) })
+	w, dialAs := withAuth(t)
 	mia := &eventv1.Actor{Id: "mia", Kind: eventv1.ActorKind_ACTOR_KIND_USER, Team: eventv1.Team_TEAM_SALES}
-	tok, err := auth.Issue(signer, auth.Principal{Subject: mia.GetId(), Kind: mia.GetKind(), Team: mia.GetTeam(), Scopes: []string{auth.AllScopes}}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := dial(t, s.addr, w.nats.TLS.Dial(), auth.Bearer(tok))
+	c := dialAs(auth.Principal{Subject: mia.GetId(), Kind: mia.GetKind(), Team: mia.GetTeam(), Scopes: []string{auth.AllScopes}})
 	routingSetup(t, c, 10) // names ops as the actor of every change
 	ctx := ctxT(t)
 
@@ -68,6 +59,25 @@ func TestAnUnnamedActorIsTheCaller(t *testing.T) {
 	}
 }
 
+// withAuth starts handoff with auth on; dialAs is a client whose calls
+// carry a token for p.
+func withAuth(t *testing.T) (w *world, dialAs func(p auth.Principal) handoffv1.HandoffServiceClient) {
+	t.Helper()
+	pub, signer, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w = newWorld(t)
+	s := w.startWith(t, func(c *Config) { c.AuthKeys = hex.EncodeToString(pub) })
+	return w, func(p auth.Principal) handoffv1.HandoffServiceClient {
+		tok, err := auth.Issue(signer, p, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dial(t, s.addr, w.nats.TLS.Dial(), auth.Bearer(tok))
+	}
+}
+
 func sameActor(a, b *eventv1.Actor) bool {
 	return a.GetId() == b.GetId() && a.GetKind() == b.GetKind() && a.GetTeam() == b.GetTeam()
 }
@@ -77,19 +87,7 @@ func sameActor(a, b *eventv1.Actor) bool {
 // naming nobody is the caller. An integration's token (a CRM sync) acts
 // for the rep it names.
 func TestARepActsAsThemselves(t *testing.T) {
-	pub, signer, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := newWorld(t)
-	s := w.startWith(t, func(c *Config) { c.AuthKeys = hex.EncodeToString(pub) })
-	dialAs := func(p auth.Principal) handoffv1.HandoffServiceClient {
-		tok, err := auth.Issue(signer, p, time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return dial(t, s.addr, w.nats.TLS.Dial(), auth.Bearer(tok))
-	}
+	w, dialAs := withAuth(t)
 	routingSetup(t, dialAs(auth.Principal{Subject: "ops", Kind: eventv1.ActorKind_ACTOR_KIND_USER, Scopes: []string{auth.AllScopes}}), 10)
 	id := w.mql(t, dach(50))
 	owner := ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0])
@@ -100,7 +98,7 @@ func TestARepActsAsThemselves(t *testing.T) {
 	ctx := ctxT(t)
 	impostor := dialAs(auth.Principal{Subject: other, Kind: eventv1.ActorKind_ACTOR_KIND_USER, Team: eventv1.Team_TEAM_SALES, Scopes: []string{"sales:write"}})
 	version := len(w.events(t, id))
-	_, err = impostor.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: id, RepId: owner, RequestId: "a-1"})
+	_, err := impostor.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: id, RepId: owner, RequestId: "a-1"})
 	wantCode(t, err, codes.PermissionDenied, "")
 	if n := len(w.events(t, id)); n != version {
 		t.Fatalf("a refused accept wrote %d events", n-version)

@@ -213,16 +213,9 @@ func TestTimersNoOpAndAttemptsExhausted(t *testing.T) {
 // clock (the server's clock runs ahead) acts only once the deadline has
 // come: the breach is never stamped before it.
 func TestDeadlineFiredEarlyWaitsForIt(t *testing.T) {
-	w := newWorld(t)
-	s := w.start(t)
-	routingSetup(t, s.client, 10)
-	slaPolicy(t, s.client, time.Hour, 2*time.Hour, 10*time.Minute, eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP)
-	id := w.mql(t, dach(50))
-	assigned := w.waitFor(t, id, "LeadAssigned", 1)[0]
+	w, _, id, assigned := assignedUnderAnHour(t)
 	due := time.Now().Add(3 * time.Second)
-	fire(t, w, &eventv1.SLATimer{TimerId: app.TimerID(assigned.GetEventId(), eventv1.SLAKind_SLA_KIND_ACCEPT, eventv1.TimerPhase_TIMER_PHASE_DUE),
-		LeadId: id, Sla: eventv1.SLAKind_SLA_KIND_ACCEPT, Phase: eventv1.TimerPhase_TIMER_PHASE_DUE, StepEventId: assigned.GetEventId(),
-		DueAt: timestamppb.New(due), FireAt: timestamppb.Now()})
+	fire(t, w, acceptDue(assigned, due))
 	b := w.waitFor(t, id, "SLABreached", 1)[0]
 	if at := b.GetRecordedAt().AsTime(); at.Before(due) {
 		t.Errorf("breach recorded %v, before its deadline %v", at, due)
@@ -451,6 +444,26 @@ func countSubjects(t testing.TB, w *world, filter string) int {
 	return n
 }
 
+// assignedUnderAnHour routes a DACH lead under an SLA policy of an hour
+// to accept, breaches escalating to the pool's next rep.
+func assignedUnderAnHour(t *testing.T) (w *world, s *service, id string, assigned *eventv1.Event) {
+	t.Helper()
+	w = newWorld(t)
+	s = w.start(t)
+	routingSetup(t, s.client, 10)
+	slaPolicy(t, s.client, time.Hour, 2*time.Hour, 10*time.Minute, eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP)
+	id = w.mql(t, dach(50))
+	return w, s, id, w.waitFor(t, id, "LeadAssigned", 1)[0]
+}
+
+// acceptDue is the ACCEPT deadline timer of assigned's step, due at due
+// and firing now.
+func acceptDue(assigned *eventv1.Event, due time.Time) *eventv1.SLATimer {
+	return &eventv1.SLATimer{TimerId: app.TimerID(assigned.GetEventId(), eventv1.SLAKind_SLA_KIND_ACCEPT, eventv1.TimerPhase_TIMER_PHASE_DUE),
+		LeadId: assigned.GetLeadId(), Sla: eventv1.SLAKind_SLA_KIND_ACCEPT, Phase: eventv1.TimerPhase_TIMER_PHASE_DUE, StepEventId: assigned.GetEventId(),
+		DueAt: timestamppb.New(due), FireAt: timestamppb.Now()}
+}
+
 // fire stores a timer's fired copy, as the server does when its schedule
 // comes due.
 func fire(t testing.TB, w *world, tm *eventv1.SLATimer) {
@@ -629,9 +642,7 @@ func TestEscalationCountsTheNewRepsHours(t *testing.T) {
 	id := w.mql(t, dach(50))
 	assigned := w.waitFor(t, id, "LeadAssigned", 1)[0]
 	// Its deadline, brought forward to now.
-	fire(t, w, &eventv1.SLATimer{TimerId: app.TimerID(assigned.GetEventId(), eventv1.SLAKind_SLA_KIND_ACCEPT, eventv1.TimerPhase_TIMER_PHASE_DUE),
-		LeadId: id, Sla: eventv1.SLAKind_SLA_KIND_ACCEPT, Phase: eventv1.TimerPhase_TIMER_PHASE_DUE, StepEventId: assigned.GetEventId(),
-		DueAt: timestamppb.Now(), FireAt: timestamppb.Now()})
+	fire(t, w, acceptDue(assigned, time.Now()))
 	re := w.waitFor(t, id, "LeadReassigned", 1)[0]
 	r := re.GetLeadReassigned()
 	took := r.GetAcceptBy().AsTime().Sub(re.GetOccurredAt().AsTime())
@@ -989,12 +1000,7 @@ func TestBreachedRouteDeadlineStaysBreached(t *testing.T) {
 // A breach whose escalation loses its race to the rep accepting gives the
 // reservation it made for the next rep back: that rep never got the lead.
 func TestABreachThatLostItsRaceGivesItsReservationBack(t *testing.T) {
-	w := newWorld(t)
-	s := w.start(t)
-	routingSetup(t, s.client, 10)
-	slaPolicy(t, s.client, time.Hour, 2*time.Hour, 10*time.Minute, eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP)
-	id := w.mql(t, dach(50))
-	assigned := w.waitFor(t, id, "LeadAssigned", 1)[0]
+	w, s, id, assigned := assignedUnderAnHour(t)
 	owner := ownerOf(assigned)
 	w.settle(t)
 	s.stop()
@@ -1004,10 +1010,7 @@ func TestABreachThatLostItsRaceGivesItsReservationBack(t *testing.T) {
 		_, err := w.app(t, adapters.NewLeads(w.store)).AcceptLead(ctx, app.AcceptLead{LeadID: id, RepID: owner, RequestID: "accept"}, envelope.Meta{})
 		accepted = err == nil
 	}}
-	tm := &eventv1.SLATimer{TimerId: app.TimerID(assigned.GetEventId(), eventv1.SLAKind_SLA_KIND_ACCEPT, eventv1.TimerPhase_TIMER_PHASE_DUE),
-		LeadId: id, Sla: eventv1.SLAKind_SLA_KIND_ACCEPT, Phase: eventv1.TimerPhase_TIMER_PHASE_DUE, StepEventId: assigned.GetEventId(),
-		DueAt: timestamppb.Now(), FireAt: timestamppb.Now()}
-	if err := w.app(t, leads).FireTimer(ctx, tm, false, envelope.Meta{}); err != nil || !accepted {
+	if err := w.app(t, leads).FireTimer(ctx, acceptDue(assigned, time.Now()), false, envelope.Meta{}); err != nil || !accepted {
 		t.Fatalf("fire: %v, accepted first: %v", err, accepted)
 	}
 	if evs := w.events(t, id); len(ofType(evs, "SLABreached")) != 0 || last(evs).GetEventType() != "LeadAccepted" {
