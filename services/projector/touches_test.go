@@ -95,7 +95,7 @@ func TestAnUnmergeMovesATouchToItsPerson(t *testing.T) {
 	unmerged := &eventv1.LeadUnmerged{SurvivorLeadId: "su", AbsorbedLeadId: "ab", Reason: "two people", GivenBackEventIds: []string{sent.GetEventId()}}
 	w.lead(t, "su", 3, cmd(lifecycle.Resubmit), unmerged)
 	w.lead(t, "ab", 3, lifecycle.Command{Name: lifecycle.Unmerge, Reason: "two people", Status: before.Status, Owner: before.Owner, Due: before.Deadline}, unmerged)
-	w.lead(t, "ab", 2, cmd(lifecycle.RecordActivity), &eventv1.ActivityRecorded{ActivityId: "w", CampaignId: "webinar", GivenBackBy: "su"})
+	w.lead(t, "ab", 2, cmd(lifecycle.RecordActivity), &eventv1.ActivityRecorded{ActivityId: "w", CampaignId: "webinar", GivenBackBy: "su", GivenBackEventId: sent.GetEventId()})
 	w.projected(t, w.dsn)
 	fresh := w.replay(t, testenv.Postgres(t))
 	ctx := ctxT(t)

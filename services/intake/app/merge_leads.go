@@ -263,8 +263,8 @@ const maxAbsorbed = 1000
 // submission and activity as stored (sealed with the key of the lead it
 // came through already, merged_from naming that lead when it is a deeper
 // one), at the time it happened, marked given back; ids are the events
-// it replays, whose campaign touches reports move from the survivor to
-// this lead. One sealed with the survivor's key (written before
+// it replays whose campaign touches reports move from the survivor to
+// this lead (each replay names its event too). One sealed with the survivor's key (written before
 // 2026-12-05) is not this lead's to open and stays on the survivor's
 // stream only (README, known weaknesses).
 func (a *App) giveBack(ctx context.Context, leadID, survivor string, deeper []string, state lifecycle.State, recs []eventstore.Record, meta envelope.Meta) (out []*eventv1.Event, ids []string, err error) {
@@ -282,13 +282,22 @@ func (a *App) giveBack(ctx context.Context, leadID, survivor string, deeper []st
 		var cmd lifecycle.CommandName
 		var from string
 		var sealed []byte
+		// A replay an older unmerge wrote (naming no event) left its
+		// campaign touch with that unmerge's survivor: it does not move.
+		moves := true
 		switch p := envelope.Payload(r.Event).(type) {
 		case *eventv1.LeadResubmitted:
 			cmd, from, sealed = lifecycle.Resubmit, p.GetMergedFrom(), p.GetSealedPersonal()
+			moves = p.GetGivenBackBy() == "" || p.GetGivenBackEventId() != ""
 		case *eventv1.ActivityRecorded:
 			cmd, from, sealed = lifecycle.RecordActivity, p.GetMergedFrom(), p.GetSealedDetail()
+			moves = p.GetGivenBackBy() == "" || p.GetGivenBackEventId() != ""
 		default:
 			continue
+		}
+		moved := ""
+		if moves {
+			moved = r.Event.GetEventId()
 		}
 		keep, ok := via(from)
 		if !ok {
@@ -297,9 +306,9 @@ func (a *App) giveBack(ctx context.Context, leadID, survivor string, deeper []st
 		payload := proto.Clone(envelope.Payload(r.Event))
 		switch c := payload.(type) {
 		case *eventv1.LeadResubmitted:
-			c.MergedFrom, c.GivenBackBy = keep, survivor
+			c.MergedFrom, c.GivenBackBy, c.GivenBackEventId = keep, survivor, moved
 		case *eventv1.ActivityRecorded:
-			c.MergedFrom, c.GivenBackBy = keep, survivor
+			c.MergedFrom, c.GivenBackBy, c.GivenBackEventId = keep, survivor, moved
 		}
 		if len(sealed) > 0 {
 			if _, err := a.keys.Open(ctx, cmp.Or(keep, leadID), sealed); errors.Is(err, vault.ErrCorrupt) {
@@ -314,7 +323,10 @@ func (a *App) giveBack(ctx context.Context, leadID, survivor string, deeper []st
 		if err != nil {
 			return nil, nil, err
 		}
-		out, ids, state = append(out, ev), append(ids, r.Event.GetEventId()), next
+		out, state = append(out, ev), next
+		if moved != "" {
+			ids = append(ids, moved)
+		}
 	}
 	return out, ids, nil
 }

@@ -47,12 +47,8 @@ type Lead struct {
 	// into this one (another person's), and Own the first and last of
 	// this lead's own touches while there are any: an unmerge takes back
 	// those of the events it names as given back, and leaves the rest.
-	Via []ViaTouch  `json:"via,omitempty"`
+	Via []TouchAt   `json:"via,omitempty"`
 	Own *OwnTouches `json:"own,omitempty"`
-	// TouchesBack: the lead's last unmerge named what it gave back, so
-	// the given-back copies that follow count here (an older unmerge
-	// named nothing, and its survivor kept counting them).
-	TouchesBack bool `json:"touches_back,omitempty"`
 
 	Country     string            `json:"country,omitempty"`
 	Industry    string            `json:"industry,omitempty"`
@@ -94,19 +90,25 @@ type Lead struct {
 	BreachList    []Breach      `json:"breach_list,omitempty"`
 }
 
-// ViaTouch is a touch that came through a merged lead, with its event.
-type ViaTouch struct {
-	Event    string    `json:"event"`
+// TouchAt is one touch: its campaign, when it happened, and the event
+// (id, stream sequence) that brought it.
+type TouchAt struct {
+	Event    string    `json:"event,omitempty"`
+	Seq      uint64    `json:"seq,omitempty"`
 	Campaign string    `json:"campaign"`
 	At       time.Time `json:"at,omitzero"`
 }
 
+// after reports whether t comes after u: it happened later, or at the
+// same time and was recorded later.
+func (t TouchAt) after(u TouchAt) bool {
+	return t.At.After(u.At) || (t.At.Equal(u.At) && t.Seq > u.Seq)
+}
+
 // OwnTouches are the first and last of a lead's own touches.
 type OwnTouches struct {
-	FirstCampaign string    `json:"first_campaign,omitempty"`
-	FirstAt       time.Time `json:"first_at,omitzero"`
-	LastCampaign  string    `json:"last_campaign,omitempty"`
-	LastAt        time.Time `json:"last_at,omitzero"`
+	First TouchAt `json:"first"`
+	Last  TouchAt `json:"last"`
 }
 
 // Stage is one stay in a status, from the event that entered it.
@@ -220,15 +222,17 @@ func (l *Lead) Apply(seq uint64, ev *eventv1.Event) {
 		}
 		l.Source = c.GetAttribution().GetSource()
 		l.profile(c.GetProfile())
-		l.touch(c.GetAttribution().GetCampaignId(), at, "", "")
+		l.touch(TouchAt{Seq: seq, Campaign: c.GetAttribution().GetCampaignId(), At: at}, "")
 	case *eventv1.Event_LeadResubmitted:
 		r := p.LeadResubmitted
 		l.Forms.Add(l.coarse(), r.GetMergedFrom(), coarse(r.GetProfile()))
 		l.profile(r.GetProfile())
-		l.touchOf(ev, r.GetAttribution().GetCampaignId(), at, r.GetMergedFrom(), r.GetGivenBackBy())
+		l.touchOf(TouchAt{Event: ev.GetEventId(), Seq: seq, Campaign: r.GetAttribution().GetCampaignId(), At: at},
+			r.GetMergedFrom(), r.GetGivenBackBy(), r.GetGivenBackEventId())
 	case *eventv1.Event_ActivityRecorded:
 		a := p.ActivityRecorded
-		l.touchOf(ev, a.GetCampaignId(), at, a.GetMergedFrom(), a.GetGivenBackBy())
+		l.touchOf(TouchAt{Event: ev.GetEventId(), Seq: seq, Campaign: a.GetCampaignId(), At: at},
+			a.GetMergedFrom(), a.GetGivenBackBy(), a.GetGivenBackEventId())
 	case *eventv1.Event_LeadMerged:
 		if s := p.LeadMerged.GetSurvivorLeadId(); s != l.ID {
 			l.MergedInto = s
@@ -236,7 +240,7 @@ func (l *Lead) Apply(seq uint64, ev *eventv1.Event) {
 	case *eventv1.Event_LeadUnmerged:
 		u := p.LeadUnmerged
 		if u.GetAbsorbedLeadId() == l.ID {
-			l.MergedInto, l.TouchesBack = "", len(u.GetGivenBackEventIds()) > 0
+			l.MergedInto = ""
 		} else {
 			if back, ok := l.Forms.GiveBack(u); ok {
 				l.Country, l.Industry, l.EmailDomain, l.Seniority, l.Employees = "", "", "", 0, 0
@@ -459,45 +463,47 @@ func (l *Lead) profile(p *eventv1.Profile) {
 // recorded, so a platform's late upload of an earlier activity counts,
 // and can be the first or last touch. (A touch counted before an
 // opportunity recorded later but backdated before it stays counted.)
-// via names the merged lead it came through, "" for the lead's own, and
-// event the event that brought it.
-func (l *Lead) touch(campaign string, at time.Time, via, event string) {
-	if campaign == "" || (!l.OpportunityAt.IsZero() && !at.Before(l.OpportunityAt)) {
+// via names the merged lead it came through, "" for the lead's own.
+func (l *Lead) touch(t TouchAt, via string) {
+	if t.Campaign == "" || (!l.OpportunityAt.IsZero() && !t.At.Before(l.OpportunityAt)) {
 		return
 	}
 	switch {
 	case via != "" && l.Own == nil:
-		// Every touch so far was the lead's own.
-		l.Own = &OwnTouches{FirstCampaign: l.FirstCampaign, FirstAt: l.FirstTouchAt, LastCampaign: l.LastCampaign, LastAt: l.LastTouchAt}
+		// Every touch so far was the lead's own, and came before this one.
+		l.Own = &OwnTouches{First: TouchAt{Campaign: l.FirstCampaign, At: l.FirstTouchAt}, Last: TouchAt{Campaign: l.LastCampaign, At: l.LastTouchAt}}
 	case via == "" && l.Own != nil:
-		firstLast(&l.Own.FirstCampaign, &l.Own.FirstAt, &l.Own.LastCampaign, &l.Own.LastAt, campaign, at)
+		firstLast(&l.Own.First, &l.Own.Last, t)
 	}
 	if via != "" {
-		l.Via = append(l.Via, ViaTouch{Event: event, Campaign: campaign, At: at})
+		l.Via = append(l.Via, t)
 	}
-	l.Touches.add(campaign)
+	l.Touches.add(t.Campaign)
 	l.TouchCount++
-	firstLast(&l.FirstCampaign, &l.FirstTouchAt, &l.LastCampaign, &l.LastTouchAt, campaign, at)
+	first, last := TouchAt{Campaign: l.FirstCampaign, At: l.FirstTouchAt}, TouchAt{Campaign: l.LastCampaign, At: l.LastTouchAt}
+	firstLast(&first, &last, t)
+	l.FirstCampaign, l.FirstTouchAt, l.LastCampaign, l.LastTouchAt = first.Campaign, first.At, last.Campaign, last.At
 }
 
-// firstLast moves the first and last touch to campaign's at at, if it is
-// earlier or later. Ties keep the order recorded. A fold stored before
-// the touch times were kept has them zero: its first stays, its last
-// moves on.
-func firstLast(first *string, firstAt *time.Time, last *string, lastAt *time.Time, campaign string, at time.Time) {
-	if *first == "" || (!firstAt.IsZero() && at.Before(*firstAt)) {
-		*first, *firstAt = campaign, at
+// firstLast moves the first and last touch to t if it comes before or
+// after them: touches come in the order recorded, so ties keep that
+// order. A fold stored before the touch times were kept has them zero:
+// its first stays, its last moves on.
+func firstLast(first, last *TouchAt, t TouchAt) {
+	if first.Campaign == "" || (!first.At.IsZero() && t.At.Before(first.At)) {
+		*first = t
 	}
-	if lastAt.IsZero() || !at.Before(*lastAt) {
-		*last, *lastAt = campaign, at
+	if last.At.IsZero() || !t.At.Before(last.At) {
+		*last = t
 	}
 }
 
-// touchOf counts the touch of a submission or activity ev: one given
-// back by an unmerge only if that unmerge took it from its survivor.
-func (l *Lead) touchOf(ev *eventv1.Event, campaign string, at time.Time, via, givenBackBy string) {
-	if givenBackBy == "" || l.TouchesBack {
-		l.touch(campaign, at, via, ev.GetEventId())
+// touchOf counts the touch of a submission or activity: a replay an
+// unmerge gave back only if it names the event it replays, which that
+// unmerge took back from its survivor (an older one left it there).
+func (l *Lead) touchOf(t TouchAt, via, givenBackBy, givenBackEventID string) {
+	if givenBackBy == "" || givenBackEventID != "" {
+		l.touch(t, via)
 	}
 }
 
@@ -517,11 +523,18 @@ func (l *Lead) untouch(gone []string) {
 		return
 	}
 	l.Via = kept
-	o := l.Own
-	l.FirstCampaign, l.FirstTouchAt, l.LastCampaign, l.LastTouchAt = o.FirstCampaign, o.FirstAt, o.LastCampaign, o.LastAt
+	// Own and the kept touches, by when they happened and then in the
+	// order recorded.
+	first, last := l.Own.First, l.Own.Last
 	for _, v := range kept {
-		firstLast(&l.FirstCampaign, &l.FirstTouchAt, &l.LastCampaign, &l.LastTouchAt, v.Campaign, v.At)
+		if first.Campaign == "" || first.after(v) {
+			first = v
+		}
+		if last.Campaign == "" || v.after(last) {
+			last = v
+		}
 	}
+	l.FirstCampaign, l.FirstTouchAt, l.LastCampaign, l.LastTouchAt = first.Campaign, first.At, last.Campaign, last.At
 	if len(kept) == 0 {
 		l.Via, l.Own = nil, nil
 	}

@@ -270,11 +270,17 @@ func TestAnUnmergeMovesTouchesToTheirPerson(t *testing.T) {
 		}
 
 		back := &eventv1.LeadUnmerged{SurvivorLeadId: "l", AbsorbedLeadId: "a", GivenBackEventIds: unmerged.GetGivenBackEventIds()}
+		replayed := func(i int) string { // the event a replay names: none after an older unmerge
+			if named {
+				return survivor[i].GetEventId()
+			}
+			return ""
+		}
 		absorbed := journey(t, []step{
 			{0, c(lifecycle.Capture), &eventv1.LeadCaptured{Attribution: &eventv1.Attribution{Source: "form", CampaignId: "search"}}},
 			{5, c(lifecycle.Resubmit), back},
-			{3, c(lifecycle.Resubmit), &eventv1.LeadResubmitted{Attribution: &eventv1.Attribution{CampaignId: "webinar"}, GivenBackBy: "l"}},
-			{4, c(lifecycle.RecordActivity), &eventv1.ActivityRecorded{CampaignId: "events", GivenBackBy: "l", MergedFrom: "x"}},
+			{3, c(lifecycle.Resubmit), &eventv1.LeadResubmitted{Attribution: &eventv1.Attribution{CampaignId: "webinar"}, GivenBackBy: "l", GivenBackEventId: replayed(3)}},
+			{4, c(lifecycle.RecordActivity), &eventv1.ActivityRecorded{CampaignId: "events", GivenBackBy: "l", MergedFrom: "x", GivenBackEventId: replayed(4)}},
 		})
 		a := lead.New("a")
 		for i, ev := range absorbed {
@@ -284,6 +290,66 @@ func TestAnUnmergeMovesTouchesToTheirPerson(t *testing.T) {
 		if want := map[bool]int{true: 3, false: 1}[named]; a.TouchCount != want || (named && (a.Touches.Of("webinar") != 1 || a.LastCampaign != "events")) {
 			t.Errorf("the absorbed lead (unmerge naming what it gave back: %v): %v (%d), last %q; want %d touches", named, a.Touches, a.TouchCount, a.LastCampaign, want)
 		}
+	}
+}
+
+// A replay an older unmerge wrote (naming no event) counts nowhere: its
+// touch stayed on that survivor. Given back again by a newer unmerge (X
+// merged into A, A into S; A unmerged from S by an older intake, then X
+// from A), it is not named and its new replay counts nowhere either: the
+// touch is counted once, on S.
+func TestAnOlderReplayGivenBackAgainCountsOnce(t *testing.T) {
+	c := func(n lifecycle.CommandName) lifecycle.Command { return lifecycle.Command{Name: n} }
+	fold := func(id string, evs []*eventv1.Event) *lead.Lead {
+		l := lead.New(id)
+		for i, ev := range evs {
+			l.Apply(uint64(i+1), ev)
+		}
+		return l
+	}
+	s := fold("s", journey(t, []step{
+		{0, c(lifecycle.Capture), &eventv1.LeadCaptured{Attribution: &eventv1.Attribution{Source: "form", CampaignId: "ads"}}},
+		{1, c(lifecycle.Resubmit), &eventv1.LeadMerged{SurvivorLeadId: "s", AbsorbedLeadId: "a"}},
+		{2, c(lifecycle.RecordActivity), &eventv1.ActivityRecorded{CampaignId: "webinar", MergedFrom: "x"}},
+		{3, c(lifecycle.Resubmit), &eventv1.LeadUnmerged{SurvivorLeadId: "s", AbsorbedLeadId: "a", GivenBackVia: []string{"x"}}},
+	}))
+	aEvs := journey(t, []step{
+		{0, c(lifecycle.Capture), &eventv1.LeadCaptured{Attribution: &eventv1.Attribution{Source: "form"}}},
+		{2, c(lifecycle.RecordActivity), &eventv1.ActivityRecorded{CampaignId: "webinar", MergedFrom: "x", GivenBackBy: "s"}}, // the older replay
+		{4, c(lifecycle.Resubmit), &eventv1.LeadUnmerged{SurvivorLeadId: "a", AbsorbedLeadId: "x"}},                           // names nothing
+	})
+	a := fold("a", aEvs)
+	x := fold("x", journey(t, []step{
+		{0, c(lifecycle.Capture), &eventv1.LeadCaptured{Attribution: &eventv1.Attribution{Source: "form"}}},
+		{2, c(lifecycle.RecordActivity), &eventv1.ActivityRecorded{CampaignId: "webinar", GivenBackBy: "a"}}, // no event named
+	}))
+	if n := s.Touches.Of("webinar") + a.Touches.Of("webinar") + x.Touches.Of("webinar"); n != 1 || s.Touches.Of("webinar") != 1 {
+		t.Errorf("webinar counted %d times (s %d, a %d, x %d), want once, on s", n, s.Touches.Of("webinar"), a.Touches.Of("webinar"), x.Touches.Of("webinar"))
+	}
+}
+
+// Touches that happened at the same time keep the order they were
+// recorded in, also once an unmerge takes one of them back: first and
+// last are what a fold that never saw it would say.
+func TestAnUnmergeKeepsTheOrderOfTiedTouches(t *testing.T) {
+	c := func(n lifecycle.CommandName) lifecycle.Command { return lifecycle.Command{Name: n} }
+	unmerged := &eventv1.LeadUnmerged{SurvivorLeadId: "l", AbsorbedLeadId: "a"}
+	evs := journey(t, []step{
+		{0, c(lifecycle.Capture), &eventv1.LeadCaptured{Attribution: &eventv1.Attribution{Source: "form"}}},
+		{1, c(lifecycle.Resubmit), &eventv1.LeadMerged{SurvivorLeadId: "l", AbsorbedLeadId: "b"}},
+		{1, c(lifecycle.Resubmit), &eventv1.LeadMerged{SurvivorLeadId: "l", AbsorbedLeadId: "a"}},
+		{2, c(lifecycle.RecordActivity), &eventv1.ActivityRecorded{CampaignId: "seo", MergedFrom: "b"}},
+		{2, c(lifecycle.RecordActivity), &eventv1.ActivityRecorded{CampaignId: "events"}},
+		{2, c(lifecycle.RecordActivity), &eventv1.ActivityRecorded{CampaignId: "webinar", MergedFrom: "a"}},
+		{3, c(lifecycle.Resubmit), unmerged},
+	})
+	unmerged.GivenBackEventIds = []string{evs[5].GetEventId()}
+	l := lead.New("l")
+	for i, ev := range evs {
+		l.Apply(uint64(i+1), ev)
+	}
+	if l.FirstCampaign != "seo" || l.LastCampaign != "events" || l.TouchCount != 2 {
+		t.Errorf("first %q, last %q, %d touches; want seo, events (as recorded), 2", l.FirstCampaign, l.LastCampaign, l.TouchCount)
 	}
 }
 

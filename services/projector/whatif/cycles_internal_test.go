@@ -81,7 +81,7 @@ func TestAnUnmergeTakesBackWhatCameThroughTheLead(t *testing.T) {
 	unmerged := &eventv1.LeadUnmerged{SurvivorLeadId: "s", AbsorbedLeadId: "a", GivenBackEventIds: []string{resubmitted.GetEventId(), touched.GetEventId()}}
 	p.apply("s", unmerged)
 	p.apply("a", unmerged)
-	p.apply("a", &eventv1.ActivityRecorded{Type: webinar, MergedFrom: "", GivenBackBy: "s", CampaignId: "x"})
+	p.apply("a", &eventv1.ActivityRecorded{Type: webinar, MergedFrom: "", GivenBackBy: "s", GivenBackEventId: touched.GetEventId(), CampaignId: "x"})
 	p.apply("s", &eventv1.ActivityRecorded{Type: webinar}) // its own: 20
 	got := p.r.Result()
 	if got.Total.Leads != 2 || got.Total.MQLsActive != 0 || got.Total.MQLsProposed != 0 {

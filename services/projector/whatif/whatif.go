@@ -72,6 +72,7 @@ type Replay struct {
 	proposed scoring.Model
 	from, to time.Time
 	leads    map[string]*leadState
+	seq      uint64 // events applied: their order, for ties
 }
 
 type leadState struct {
@@ -81,14 +82,13 @@ type leadState struct {
 	campaign   string
 	campaignAt time.Time
 	// via are the touches that came through leads merged into this one,
-	// and own the first of its own while there are any; touchesBack: its
-	// last unmerge named what it gave back. As the read model does.
-	via         []viaTouch
-	own         *viaTouch
-	touchesBack bool
-	opp         bool
-	oppAt       time.Time
-	facts       scoring.FactsFold
+	// and own the first of its own while there are any, as the read
+	// model keeps them.
+	via   []viaTouch
+	own   *viaTouch
+	opp   bool
+	oppAt time.Time
+	facts scoring.FactsFold
 	// acted: sales took the lead on (accepted, rejected, converted), or
 	// a person disqualified it for good: scoring after that decided
 	// nothing, under any version.
@@ -111,6 +111,13 @@ type verdict struct{ qualified, out bool }
 type viaTouch struct {
 	event, campaign string
 	at              time.Time
+	seq             uint64
+}
+
+// before reports whether t comes before u: it happened earlier, or at the
+// same time and was recorded earlier.
+func (t viaTouch) before(u viaTouch) bool {
+	return t.at.Before(u.at) || (t.at.Equal(u.at) && t.seq < u.seq)
 }
 
 // New returns a replay of proposed against active (nil: no version is
@@ -123,6 +130,7 @@ func New(active *scoring.Model, proposed scoring.Model, from, to time.Time) *Rep
 // Apply folds one lead event, in stream order. A lead counts only when
 // its capture is seen: one captured before the replay's start is ignored.
 func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
+	r.seq++
 	l := r.leads[leadID]
 	if l == nil {
 		c := ev.GetLeadCaptured()
@@ -141,15 +149,17 @@ func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
 	trigger := false
 	switch p := ev.GetPayload().(type) {
 	case *eventv1.Event_LeadCaptured:
-		l.touch(p.LeadCaptured.GetAttribution().GetCampaignId(), occurred(ev), "", "")
+		l.touch(viaTouch{campaign: p.LeadCaptured.GetAttribution().GetCampaignId(), at: occurred(ev), seq: r.seq}, "")
 		trigger = true
 	case *eventv1.Event_LeadResubmitted:
-		r := p.LeadResubmitted
-		l.touchOf(ev, r.GetAttribution().GetCampaignId(), r.GetMergedFrom(), r.GetGivenBackBy())
+		rs := p.LeadResubmitted
+		l.touchOf(viaTouch{event: ev.GetEventId(), campaign: rs.GetAttribution().GetCampaignId(), at: occurred(ev), seq: r.seq},
+			rs.GetMergedFrom(), rs.GetGivenBackBy(), rs.GetGivenBackEventId())
 		trigger = true
 	case *eventv1.Event_ActivityRecorded:
 		a := p.ActivityRecorded
-		l.touchOf(ev, a.GetCampaignId(), a.GetMergedFrom(), a.GetGivenBackBy())
+		l.touchOf(viaTouch{event: ev.GetEventId(), campaign: a.GetCampaignId(), at: occurred(ev), seq: r.seq},
+			a.GetMergedFrom(), a.GetGivenBackBy(), a.GetGivenBackEventId())
 		trigger = true
 	case *eventv1.Event_ConsentChanged:
 		trigger = true
@@ -182,7 +192,6 @@ func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
 		switch u := ev.GetLeadUnmerged(); {
 		case !envelope.SurvivorSide(ev):
 			l.merged = ev.GetLeadMerged() != nil
-			l.touchesBack = len(u.GetGivenBackEventIds()) > 0
 		case u != nil:
 			l.untouch(u.GetGivenBackEventIds())
 		}
@@ -216,35 +225,32 @@ func (v *verdict) score(m scoring.Model, f scoring.Facts, at time.Time, mayQuali
 // touch keeps the first campaign that touched the lead before it became
 // an opportunity, by when the touches happened, as the read model's
 // first-touch attribution does (lead.Lead). via names the merged lead it
-// came through, "" for the lead's own, and event the event that brought
-// it.
-func (l *leadState) touch(c string, at time.Time, via, event string) {
-	if c == "" || (l.opp && !at.Before(l.oppAt)) {
+// came through, "" for the lead's own.
+func (l *leadState) touch(t viaTouch, via string) {
+	if t.campaign == "" || (l.opp && !t.at.Before(l.oppAt)) {
 		return
 	}
+	first := viaTouch{campaign: l.campaign, at: l.campaignAt}
 	switch {
 	case via != "" && l.own == nil:
-		l.own = &viaTouch{campaign: l.campaign, at: l.campaignAt} // every touch so far was its own
-	case via == "" && l.own != nil:
-		first(&l.own.campaign, &l.own.at, c, at)
+		own := first // every touch so far was its own, and came before this one
+		l.own = &own
+	case via == "" && l.own != nil && t.before(*l.own):
+		*l.own = t
 	}
 	if via != "" {
-		l.via = append(l.via, viaTouch{event: event, campaign: c, at: at})
+		l.via = append(l.via, t)
 	}
-	first(&l.campaign, &l.campaignAt, c, at)
-}
-
-func first(campaign *string, campaignAt *time.Time, c string, at time.Time) {
-	if *campaign == "" || at.Before(*campaignAt) {
-		*campaign, *campaignAt = c, at
+	if l.campaign == "" || t.at.Before(l.campaignAt) {
+		l.campaign, l.campaignAt = t.campaign, t.at
 	}
 }
 
-// touchOf counts the touch of a submission or activity ev: one given
-// back by an unmerge only if that unmerge took it from its survivor.
-func (l *leadState) touchOf(ev *eventv1.Event, c, via, givenBackBy string) {
-	if givenBackBy == "" || l.touchesBack {
-		l.touch(c, occurred(ev), via, ev.GetEventId())
+// touchOf counts the touch of a submission or activity: a replay an
+// unmerge gave back only if it names the event it replays.
+func (l *leadState) touchOf(t viaTouch, via, givenBackBy, givenBackEventID string) {
+	if givenBackBy == "" || givenBackEventID != "" {
+		l.touch(t, via)
 	}
 }
 
@@ -259,10 +265,13 @@ func (l *leadState) untouch(gone []string) {
 	if len(kept) == len(l.via) {
 		return
 	}
-	l.campaign, l.campaignAt = l.own.campaign, l.own.at
+	first := *l.own
 	for _, v := range kept {
-		first(&l.campaign, &l.campaignAt, v.campaign, v.at)
+		if first.campaign == "" || v.before(first) {
+			first = v
+		}
 	}
+	l.campaign, l.campaignAt = first.campaign, first.at
 	l.via = kept
 	if len(kept) == 0 {
 		l.via, l.own = nil, nil

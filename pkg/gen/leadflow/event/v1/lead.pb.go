@@ -987,11 +987,15 @@ type LeadResubmitted struct {
 	// gives it back.
 	MergedFrom string `protobuf:"bytes,6,opt,name=merged_from,json=mergedFrom,proto3" json:"merged_from,omitempty"`
 	// given_back_by is the survivor this submission was first stored on,
-	// when an unmerge replayed it here: reports counted its campaign touch
-	// there.
-	GivenBackBy   string `protobuf:"bytes,7,opt,name=given_back_by,json=givenBackBy,proto3" json:"given_back_by,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// when an unmerge replayed it here.
+	GivenBackBy string `protobuf:"bytes,7,opt,name=given_back_by,json=givenBackBy,proto3" json:"given_back_by,omitempty"`
+	// given_back_event_id is the survivor's event this one replays, when
+	// the unmerge named it in given_back_event_ids and so moved its
+	// campaign touch here (since 2026-12-06; an older replay's touch stayed
+	// the survivor's).
+	GivenBackEventId string `protobuf:"bytes,8,opt,name=given_back_event_id,json=givenBackEventId,proto3" json:"given_back_event_id,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *LeadResubmitted) Reset() {
@@ -1069,6 +1073,13 @@ func (x *LeadResubmitted) GetMergedFrom() string {
 func (x *LeadResubmitted) GetGivenBackBy() string {
 	if x != nil {
 		return x.GivenBackBy
+	}
+	return ""
+}
+
+func (x *LeadResubmitted) GetGivenBackEventId() string {
+	if x != nil {
+		return x.GivenBackEventId
 	}
 	return ""
 }
@@ -1153,10 +1164,12 @@ type ActivityRecorded struct {
 	// it was sent on to this survivor of a merge; an unmerge gives it back.
 	MergedFrom string `protobuf:"bytes,6,opt,name=merged_from,json=mergedFrom,proto3" json:"merged_from,omitempty"`
 	// given_back_by is the survivor this activity was first stored on, when
-	// an unmerge replayed it here: reports counted its campaign touch there.
-	GivenBackBy   string `protobuf:"bytes,7,opt,name=given_back_by,json=givenBackBy,proto3" json:"given_back_by,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// an unmerge replayed it here.
+	GivenBackBy string `protobuf:"bytes,7,opt,name=given_back_by,json=givenBackBy,proto3" json:"given_back_by,omitempty"`
+	// given_back_event_id: as LeadResubmitted's.
+	GivenBackEventId string `protobuf:"bytes,8,opt,name=given_back_event_id,json=givenBackEventId,proto3" json:"given_back_event_id,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ActivityRecorded) Reset() {
@@ -1234,6 +1247,13 @@ func (x *ActivityRecorded) GetMergedFrom() string {
 func (x *ActivityRecorded) GetGivenBackBy() string {
 	if x != nil {
 		return x.GivenBackBy
+	}
+	return ""
+}
+
+func (x *ActivityRecorded) GetGivenBackEventId() string {
+	if x != nil {
+		return x.GivenBackEventId
 	}
 	return ""
 }
@@ -1641,10 +1661,11 @@ type LeadUnmerged struct {
 	// with it, beside the absorbed lead's own (merged_from of each).
 	GivenBackVia []string `protobuf:"bytes,4,rep,name=given_back_via,json=givenBackVia,proto3" json:"given_back_via,omitempty"`
 	// given_back_event_ids are the survivor's events this unmerge replayed
-	// on the absorbed lead (since 2026-12-06; before, none is named): their
-	// campaign touches leave the survivor and count on the absorbed lead.
-	// One not named stays the survivor's (sealed with its key, written
-	// before 2026-12-05).
+	// on the absorbed lead whose campaign touches move with them (since
+	// 2026-12-06; before, none is named); each replay names its event in
+	// given_back_event_id. Not named: one not replayed (sealed with the
+	// survivor's key, written before 2026-12-05), and a replay of a replay
+	// an older unmerge wrote, whose touch stayed with that survivor.
 	GivenBackEventIds []string `protobuf:"bytes,5,rep,name=given_back_event_ids,json=givenBackEventIds,proto3" json:"given_back_event_ids,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
@@ -1870,7 +1891,7 @@ const file_leadflow_event_v1_lead_proto_rawDesc = "" +
 	"\vattribution\x18\x03 \x01(\v2\x1e.leadflow.event.v1.AttributionR\vattribution\x12,\n" +
 	"\x12external_id_system\x18\x04 \x01(\tR\x10externalIdSystem\x126\n" +
 	"\bconsents\x18\x05 \x03(\v2\x1a.leadflow.event.v1.ConsentR\bconsents\x12'\n" +
-	"\x0fsealed_personal\x18\x06 \x01(\fR\x0esealedPersonal\"\xbd\x02\n" +
+	"\x0fsealed_personal\x18\x06 \x01(\fR\x0esealedPersonal\"\xec\x02\n" +
 	"\x0fLeadResubmitted\x12%\n" +
 	"\x0esealed_contact\x18\x01 \x01(\fR\rsealedContact\x124\n" +
 	"\aprofile\x18\x02 \x01(\v2\x1a.leadflow.event.v1.ProfileR\aprofile\x12@\n" +
@@ -1880,12 +1901,13 @@ const file_leadflow_event_v1_lead_proto_rawDesc = "" +
 	"\x0fsealed_personal\x18\x05 \x01(\fR\x0esealedPersonal\x12\x1f\n" +
 	"\vmerged_from\x18\x06 \x01(\tR\n" +
 	"mergedFrom\x12\"\n" +
-	"\rgiven_back_by\x18\a \x01(\tR\vgivenBackBy\"x\n" +
+	"\rgiven_back_by\x18\a \x01(\tR\vgivenBackBy\x12-\n" +
+	"\x13given_back_event_id\x18\b \x01(\tR\x10givenBackEventId\"x\n" +
 	"\n" +
 	"LeadMerged\x12(\n" +
 	"\x10survivor_lead_id\x18\x01 \x01(\tR\x0esurvivorLeadId\x12(\n" +
 	"\x10absorbed_lead_id\x18\x02 \x01(\tR\x0eabsorbedLeadId\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x8b\x02\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xba\x02\n" +
 	"\x10ActivityRecorded\x12\x1f\n" +
 	"\vactivity_id\x18\x01 \x01(\tR\n" +
 	"activityId\x123\n" +
@@ -1896,7 +1918,8 @@ const file_leadflow_event_v1_lead_proto_rawDesc = "" +
 	"\rsealed_detail\x18\x05 \x01(\fR\fsealedDetail\x12\x1f\n" +
 	"\vmerged_from\x18\x06 \x01(\tR\n" +
 	"mergedFrom\x12\"\n" +
-	"\rgiven_back_by\x18\a \x01(\tR\vgivenBackBy\"\x9f\x02\n" +
+	"\rgiven_back_by\x18\a \x01(\tR\vgivenBackBy\x12-\n" +
+	"\x13given_back_event_id\x18\b \x01(\tR\x10givenBackEventId\"\x9f\x02\n" +
 	"\x12CampaignRegistered\x12\x1f\n" +
 	"\vcampaign_id\x18\x01 \x01(\tR\n" +
 	"campaignId\x12\x12\n" +
