@@ -353,6 +353,28 @@ func TestAnUnmergeKeepsTheOrderOfTiedTouches(t *testing.T) {
 	}
 }
 
+// A lead whose own touches all came after one through a merged lead has
+// them as first and last once the unmerge takes the other back.
+func TestOwnTouchesAfterAMergedOneAreFirstAndLast(t *testing.T) {
+	c := func(n lifecycle.CommandName) lifecycle.Command { return lifecycle.Command{Name: n} }
+	unmerged := &eventv1.LeadUnmerged{SurvivorLeadId: "l", AbsorbedLeadId: "a"}
+	evs := journey(t, []step{
+		{0, c(lifecycle.Capture), &eventv1.LeadCaptured{Attribution: &eventv1.Attribution{Source: "form"}}},
+		{1, c(lifecycle.Resubmit), &eventv1.LeadMerged{SurvivorLeadId: "l", AbsorbedLeadId: "a"}},
+		{2, c(lifecycle.RecordActivity), &eventv1.ActivityRecorded{CampaignId: "theirs", MergedFrom: "a"}},
+		{3, c(lifecycle.RecordActivity), &eventv1.ActivityRecorded{CampaignId: "own"}},
+		{4, c(lifecycle.Resubmit), unmerged},
+	})
+	unmerged.GivenBackEventIds = []string{evs[2].GetEventId()}
+	l := lead.New("l")
+	for i, ev := range evs {
+		l.Apply(uint64(i+1), ev)
+	}
+	if l.FirstCampaign != "own" || l.LastCampaign != "own" || l.TouchCount != 1 {
+		t.Errorf("first %q, last %q, %d touches; want own, own, 1", l.FirstCampaign, l.LastCampaign, l.TouchCount)
+	}
+}
+
 // An open deal handed to another rep (its rep left) starts no hand-off:
 // there is nothing to accept, so no SLA row counts it as never accepted.
 // The deal and the lead are the new rep's.

@@ -97,3 +97,18 @@ func TestAnUnmergeTakesBackWhatCameThroughTheLead(t *testing.T) {
 		t.Fatalf("first touches: s %q, a %q; want none and x", s.campaign, a.campaign)
 	}
 }
+
+// A lead whose first own touch comes after one through a merged lead
+// keeps it as its first touch once the unmerge takes the other back.
+func TestAnOwnTouchAfterAMergedOneIsFirstOnceItIsTakenBack(t *testing.T) {
+	m := vpWebinar(70)
+	p := &replayer{t: t, r: New(&m, m, time.Time{}, time.Time{}), at: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+	p.apply("s", &eventv1.LeadCaptured{Attribution: &eventv1.Attribution{Source: "web-form"}})
+	p.apply("s", &eventv1.LeadMerged{SurvivorLeadId: "s", AbsorbedLeadId: "a"})
+	sent := p.apply("s", &eventv1.ActivityRecorded{MergedFrom: "a", CampaignId: "theirs"})
+	p.apply("s", &eventv1.ActivityRecorded{CampaignId: "own"})
+	p.apply("s", &eventv1.LeadUnmerged{SurvivorLeadId: "s", AbsorbedLeadId: "a", GivenBackEventIds: []string{sent.GetEventId()}})
+	if got := p.r.leads["s"].campaign; got != "own" {
+		t.Fatalf("first touch %q, want own", got)
+	}
+}

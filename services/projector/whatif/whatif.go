@@ -235,7 +235,7 @@ func (l *leadState) touch(t viaTouch, via string) {
 	case via != "" && l.own == nil:
 		own := first // every touch so far was its own, and came before this one
 		l.own = &own
-	case via == "" && l.own != nil && t.before(*l.own):
+	case via == "" && l.own != nil && (l.own.campaign == "" || t.before(*l.own)):
 		*l.own = t
 	}
 	if via != "" {
