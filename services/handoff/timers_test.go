@@ -1028,16 +1028,20 @@ func TestARouteRetryThatLostItsRaceGivesItsReservationBack(t *testing.T) {
 	routingSetup(t, s.client, 100)
 	ctx := ctxT(t)
 	now := time.Now()
-	back := now.Add(3 * time.Second) // ann is back first
-	for rep, until := range map[string]time.Time{"ann": back, "bob": now.Add(time.Hour), "cat": now.Add(time.Hour)} {
+	for _, rep := range []string{"ann", "bob", "cat"} {
 		if _, err := s.client.SetOutOfOffice(ctx, &handoffv1.SetOutOfOfficeRequest{OutOfOffice: &eventv1.OutOfOffice{RepId: rep, Absences: []*eventv1.Absence{
-			{From: timestamppb.New(now.Add(-time.Hour)), Until: timestamppb.New(until)}}}, ChangedBy: ops}); err != nil {
+			{From: timestamppb.New(now.Add(-time.Hour)), Until: timestamppb.New(now.Add(time.Hour))}}}, ChangedBy: ops}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	s.stop()
 	id, queued := queueUntil(t, w, now.Add(time.Hour))
-	time.Sleep(time.Until(back) + 500*time.Millisecond)
+	// ann is back: the retry can route to her.
+	if _, err := w.app(t, adapters.NewLeads(w.store)).ChangeRouting(ctx, app.ChangeRouting{Field: "out_of_office",
+		Change: &eventv1.RoutingChanged{Change: &eventv1.RoutingChanged_OutOfOffice{OutOfOffice: &eventv1.OutOfOffice{RepId: "ann"}}}, By: ops},
+		envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
 	leads := &racingLeads{Leads: adapters.NewLeads(w.store), race: func() {
 		if _, err := w.app(t, adapters.NewLeads(w.store)).AssignLead(ctx, app.AssignLead{LeadID: id, RepID: "mia", RequestID: "by-hand", By: ops},
 			envelope.Meta{}); err != nil {
