@@ -300,14 +300,7 @@ func TestAnUnmergeMovesTouchesToTheirPerson(t *testing.T) {
 // touch is counted once, on S.
 func TestAnOlderReplayGivenBackAgainCountsOnce(t *testing.T) {
 	c := func(n lifecycle.CommandName) lifecycle.Command { return lifecycle.Command{Name: n} }
-	fold := func(id string, evs []*eventv1.Event) *lead.Lead {
-		l := lead.New(id)
-		for i, ev := range evs {
-			l.Apply(uint64(i+1), ev)
-		}
-		return l
-	}
-	s := fold("s", journey(t, []step{
+	s := folded("s", journey(t, []step{
 		{0, c(lifecycle.Capture), &eventv1.LeadCaptured{Attribution: &eventv1.Attribution{Source: "form", CampaignId: "ads"}}},
 		{1, c(lifecycle.Resubmit), &eventv1.LeadMerged{SurvivorLeadId: "s", AbsorbedLeadId: "a"}},
 		{2, c(lifecycle.RecordActivity), &eventv1.ActivityRecorded{CampaignId: "webinar", MergedFrom: "x"}},
@@ -318,8 +311,8 @@ func TestAnOlderReplayGivenBackAgainCountsOnce(t *testing.T) {
 		{2, c(lifecycle.RecordActivity), &eventv1.ActivityRecorded{CampaignId: "webinar", MergedFrom: "x", GivenBackBy: "s"}}, // the older replay
 		{4, c(lifecycle.Resubmit), &eventv1.LeadUnmerged{SurvivorLeadId: "a", AbsorbedLeadId: "x"}},                           // names nothing
 	})
-	a := fold("a", aEvs)
-	x := fold("x", journey(t, []step{
+	a := folded("a", aEvs)
+	x := folded("x", journey(t, []step{
 		{0, c(lifecycle.Capture), &eventv1.LeadCaptured{Attribution: &eventv1.Attribution{Source: "form"}}},
 		{2, c(lifecycle.RecordActivity), &eventv1.ActivityRecorded{CampaignId: "webinar", GivenBackBy: "a"}}, // no event named
 	}))
@@ -328,51 +321,46 @@ func TestAnOlderReplayGivenBackAgainCountsOnce(t *testing.T) {
 	}
 }
 
-// Touches that happened at the same time keep the order they were
-// recorded in, also once an unmerge takes one of them back: first and
-// last are what a fold that never saw it would say.
-func TestAnUnmergeKeepsTheOrderOfTiedTouches(t *testing.T) {
+// After an unmerge takes a touch back, first and last are what a fold
+// that never saw it would say: touches at the same time keep the order
+// they were recorded in, and own touches that came after merged ones
+// are first and last.
+func TestAnUnmergeKeepsFirstAndLastInOrder(t *testing.T) {
 	c := func(n lifecycle.CommandName) lifecycle.Command { return lifecycle.Command{Name: n} }
-	unmerged := &eventv1.LeadUnmerged{SurvivorLeadId: "l", AbsorbedLeadId: "a"}
-	evs := journey(t, []step{
-		{0, c(lifecycle.Capture), &eventv1.LeadCaptured{Attribution: &eventv1.Attribution{Source: "form"}}},
-		{1, c(lifecycle.Resubmit), &eventv1.LeadMerged{SurvivorLeadId: "l", AbsorbedLeadId: "b"}},
-		{1, c(lifecycle.Resubmit), &eventv1.LeadMerged{SurvivorLeadId: "l", AbsorbedLeadId: "a"}},
-		{2, c(lifecycle.RecordActivity), &eventv1.ActivityRecorded{CampaignId: "seo", MergedFrom: "b"}},
-		{2, c(lifecycle.RecordActivity), &eventv1.ActivityRecorded{CampaignId: "events"}},
-		{2, c(lifecycle.RecordActivity), &eventv1.ActivityRecorded{CampaignId: "webinar", MergedFrom: "a"}},
-		{3, c(lifecycle.Resubmit), unmerged},
-	})
-	unmerged.GivenBackEventIds = []string{evs[5].GetEventId()}
-	l := lead.New("l")
-	for i, ev := range evs {
-		l.Apply(uint64(i+1), ev)
+	activity := func(h float64, campaign, via string) step {
+		return step{h, c(lifecycle.RecordActivity), &eventv1.ActivityRecorded{CampaignId: campaign, MergedFrom: via}}
 	}
-	if l.FirstCampaign != "seo" || l.LastCampaign != "events" || l.TouchCount != 2 {
-		t.Errorf("first %q, last %q, %d touches; want seo, events (as recorded), 2", l.FirstCampaign, l.LastCampaign, l.TouchCount)
+	for _, tc := range []struct {
+		name        string
+		touches     []step
+		taken       int // which of touches the unmerge takes back
+		first, last string
+	}{
+		{"ties", []step{activity(2, "seo", "b"), activity(2, "events", ""), activity(2, "webinar", "a")}, 2, "seo", "events"},
+		{"own after", []step{activity(2, "theirs", "a"), activity(3, "own", "")}, 0, "own", "own"},
+	} {
+		unmerged := &eventv1.LeadUnmerged{SurvivorLeadId: "l", AbsorbedLeadId: "a"}
+		steps := append([]step{
+			{0, c(lifecycle.Capture), &eventv1.LeadCaptured{Attribution: &eventv1.Attribution{Source: "form"}}},
+			{1, c(lifecycle.Resubmit), &eventv1.LeadMerged{SurvivorLeadId: "l", AbsorbedLeadId: "b"}},
+			{1, c(lifecycle.Resubmit), &eventv1.LeadMerged{SurvivorLeadId: "l", AbsorbedLeadId: "a"}},
+		}, tc.touches...)
+		evs := journey(t, append(steps, step{4, c(lifecycle.Resubmit), unmerged}))
+		unmerged.GivenBackEventIds = []string{evs[3+tc.taken].GetEventId()}
+		l := folded("l", evs)
+		if l.FirstCampaign != tc.first || l.LastCampaign != tc.last || l.TouchCount != len(tc.touches)-1 {
+			t.Errorf("%s: first %q, last %q, %d touches; want %s, %s", tc.name, l.FirstCampaign, l.LastCampaign, l.TouchCount, tc.first, tc.last)
+		}
 	}
 }
 
-// A lead whose own touches all came after one through a merged lead has
-// them as first and last once the unmerge takes the other back.
-func TestOwnTouchesAfterAMergedOneAreFirstAndLast(t *testing.T) {
-	c := func(n lifecycle.CommandName) lifecycle.Command { return lifecycle.Command{Name: n} }
-	unmerged := &eventv1.LeadUnmerged{SurvivorLeadId: "l", AbsorbedLeadId: "a"}
-	evs := journey(t, []step{
-		{0, c(lifecycle.Capture), &eventv1.LeadCaptured{Attribution: &eventv1.Attribution{Source: "form"}}},
-		{1, c(lifecycle.Resubmit), &eventv1.LeadMerged{SurvivorLeadId: "l", AbsorbedLeadId: "a"}},
-		{2, c(lifecycle.RecordActivity), &eventv1.ActivityRecorded{CampaignId: "theirs", MergedFrom: "a"}},
-		{3, c(lifecycle.RecordActivity), &eventv1.ActivityRecorded{CampaignId: "own"}},
-		{4, c(lifecycle.Resubmit), unmerged},
-	})
-	unmerged.GivenBackEventIds = []string{evs[2].GetEventId()}
-	l := lead.New("l")
+// folded is the fold of evs, stored at sequences 1, 2, ...
+func folded(id string, evs []*eventv1.Event) *lead.Lead {
+	l := lead.New(id)
 	for i, ev := range evs {
 		l.Apply(uint64(i+1), ev)
 	}
-	if l.FirstCampaign != "own" || l.LastCampaign != "own" || l.TouchCount != 1 {
-		t.Errorf("first %q, last %q, %d touches; want own, own, 1", l.FirstCampaign, l.LastCampaign, l.TouchCount)
-	}
+	return l
 }
 
 // An open deal handed to another rep (its rep left) starts no hand-off:
