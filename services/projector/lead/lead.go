@@ -99,9 +99,9 @@ type TouchAt struct {
 	At       time.Time `json:"at,omitzero"`
 }
 
-// after reports whether t comes after u: it happened later, or at the
+// After reports whether t comes after u: it happened later, or at the
 // same time and was recorded later.
-func (t TouchAt) after(u TouchAt) bool {
+func (t TouchAt) After(u TouchAt) bool {
 	return t.At.After(u.At) || (t.At.Equal(u.At) && t.Seq > u.Seq)
 }
 
@@ -527,10 +527,10 @@ func (l *Lead) untouch(gone []string) {
 	// order recorded.
 	first, last := l.Own.First, l.Own.Last
 	for _, v := range kept {
-		if first.Campaign == "" || first.after(v) {
+		if first.Campaign == "" || first.After(v) {
 			first = v
 		}
-		if last.Campaign == "" || v.after(last) {
+		if last.Campaign == "" || v.After(last) {
 			last = v
 		}
 	}

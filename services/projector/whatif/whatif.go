@@ -14,6 +14,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/envelope"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/scoring"
+	"github.com/leadflow/leadflow/services/projector/lead"
 )
 
 // Versions is the scoring model's history: every proposed version, the
@@ -84,8 +85,8 @@ type leadState struct {
 	// via are the touches that came through leads merged into this one,
 	// and own the first of its own while there are any, as the read
 	// model keeps them.
-	via   []viaTouch
-	own   *viaTouch
+	via   []lead.TouchAt
+	own   *lead.TouchAt
 	opp   bool
 	oppAt time.Time
 	facts scoring.FactsFold
@@ -107,18 +108,6 @@ type leadState struct {
 }
 
 type verdict struct{ qualified, out bool }
-
-type viaTouch struct {
-	event, campaign string
-	at              time.Time
-	seq             uint64
-}
-
-// before reports whether t comes before u: it happened earlier, or at the
-// same time and was recorded earlier.
-func (t viaTouch) before(u viaTouch) bool {
-	return t.at.Before(u.at) || (t.at.Equal(u.at) && t.seq < u.seq)
-}
 
 // New returns a replay of proposed against active (nil: no version is
 // active, so none qualifies) over leads captured in [from, to) (a zero
@@ -149,16 +138,16 @@ func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
 	trigger := false
 	switch p := ev.GetPayload().(type) {
 	case *eventv1.Event_LeadCaptured:
-		l.touch(viaTouch{campaign: p.LeadCaptured.GetAttribution().GetCampaignId(), at: occurred(ev), seq: r.seq}, "")
+		l.touch(lead.TouchAt{Campaign: p.LeadCaptured.GetAttribution().GetCampaignId(), At: occurred(ev), Seq: r.seq}, "")
 		trigger = true
 	case *eventv1.Event_LeadResubmitted:
 		rs := p.LeadResubmitted
-		l.touchOf(viaTouch{event: ev.GetEventId(), campaign: rs.GetAttribution().GetCampaignId(), at: occurred(ev), seq: r.seq},
+		l.touchOf(lead.TouchAt{Event: ev.GetEventId(), Campaign: rs.GetAttribution().GetCampaignId(), At: occurred(ev), Seq: r.seq},
 			rs.GetMergedFrom(), rs.GetGivenBackBy(), rs.GetGivenBackEventId())
 		trigger = true
 	case *eventv1.Event_ActivityRecorded:
 		a := p.ActivityRecorded
-		l.touchOf(viaTouch{event: ev.GetEventId(), campaign: a.GetCampaignId(), at: occurred(ev), seq: r.seq},
+		l.touchOf(lead.TouchAt{Event: ev.GetEventId(), Campaign: a.GetCampaignId(), At: occurred(ev), Seq: r.seq},
 			a.GetMergedFrom(), a.GetGivenBackBy(), a.GetGivenBackEventId())
 		trigger = true
 	case *eventv1.Event_ConsentChanged:
@@ -226,29 +215,29 @@ func (v *verdict) score(m scoring.Model, f scoring.Facts, at time.Time, mayQuali
 // an opportunity, by when the touches happened, as the read model's
 // first-touch attribution does (lead.Lead). via names the merged lead it
 // came through, "" for the lead's own.
-func (l *leadState) touch(t viaTouch, via string) {
-	if t.campaign == "" || (l.opp && !t.at.Before(l.oppAt)) {
+func (l *leadState) touch(t lead.TouchAt, via string) {
+	if t.Campaign == "" || (l.opp && !t.At.Before(l.oppAt)) {
 		return
 	}
-	first := viaTouch{campaign: l.campaign, at: l.campaignAt}
+	first := lead.TouchAt{Campaign: l.campaign, At: l.campaignAt}
 	switch {
 	case via != "" && l.own == nil:
 		own := first // every touch so far was its own, and came before this one
 		l.own = &own
-	case via == "" && l.own != nil && (l.own.campaign == "" || t.before(*l.own)):
+	case via == "" && l.own != nil && (l.own.Campaign == "" || l.own.After(t)):
 		*l.own = t
 	}
 	if via != "" {
 		l.via = append(l.via, t)
 	}
-	if l.campaign == "" || t.at.Before(l.campaignAt) {
-		l.campaign, l.campaignAt = t.campaign, t.at
+	if l.campaign == "" || t.At.Before(l.campaignAt) {
+		l.campaign, l.campaignAt = t.Campaign, t.At
 	}
 }
 
 // touchOf counts the touch of a submission or activity: a replay an
 // unmerge gave back only if it names the event it replays.
-func (l *leadState) touchOf(t viaTouch, via, givenBackBy, givenBackEventID string) {
+func (l *leadState) touchOf(t lead.TouchAt, via, givenBackBy, givenBackEventID string) {
 	if givenBackBy == "" || givenBackEventID != "" {
 		l.touch(t, via)
 	}
@@ -258,7 +247,7 @@ func (l *leadState) touchOf(t viaTouch, via, givenBackBy, givenBackEventID strin
 func (l *leadState) untouch(gone []string) {
 	kept := l.via[:0]
 	for _, v := range l.via {
-		if !slices.Contains(gone, v.event) {
+		if !slices.Contains(gone, v.Event) {
 			kept = append(kept, v)
 		}
 	}
@@ -267,11 +256,11 @@ func (l *leadState) untouch(gone []string) {
 	}
 	first := *l.own
 	for _, v := range kept {
-		if first.campaign == "" || v.before(first) {
+		if first.Campaign == "" || first.After(v) {
 			first = v
 		}
 	}
-	l.campaign, l.campaignAt = first.campaign, first.at
+	l.campaign, l.campaignAt = first.Campaign, first.At
 	l.via = kept
 	if len(kept) == 0 {
 		l.via, l.own = nil, nil
