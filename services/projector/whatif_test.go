@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -332,4 +333,66 @@ func TestWhatIfsRunTwoAtATimeOnAReplica(t *testing.T) {
 		j, err := a.GetWhatIf(ctx, first)
 		return err == nil && j.Done && j.Err == nil
 	}, "the first what-if did not finish")
+}
+
+// slowFirstPut holds the first what-if's first write until open is
+// closed, telling entered when it is there.
+type slowFirstPut struct {
+	app.WhatIfs
+	once          sync.Once
+	entered, open chan struct{}
+}
+
+func (s *slowFirstPut) Put(ctx context.Context, w app.WhatIf) error {
+	s.once.Do(func() {
+		close(s.entered)
+		<-s.open
+	})
+	return s.WhatIfs.Put(ctx, w)
+}
+
+// A twin asked for while the first is still being stored waits for it
+// and answers its id: it does not start a second replay.
+func TestATwinWhatIfWaitsForTheFirstsStore(t *testing.T) {
+	w := newWorld(t)
+	w.whatIfModels(t)
+	ctx := ctxT(t)
+	pool, err := pgxpool.New(ctx, w.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	jobs, err := adapters.NewWhatIfs(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := adapters.NewStream(w.nats.JS, stream)
+	slow := &slowFirstPut{WhatIfs: jobs, entered: make(chan struct{}), open: make(chan struct{})}
+	a := app.New(nil, nil, st, st, slow)
+	t.Cleanup(a.Close)
+	march := app.Period{From: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), To: time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)}
+	type answer struct {
+		id  string
+		err error
+	}
+	first, twin := make(chan answer, 1), make(chan answer, 1)
+	go func() {
+		id, err := a.StartWhatIf(ctx, 2, march)
+		first <- answer{id, err}
+	}()
+	<-slow.entered
+	go func() {
+		id, err := a.StartWhatIf(ctx, 2, march)
+		twin <- answer{id, err}
+	}()
+	select {
+	case got := <-twin:
+		t.Fatalf("the twin answered %q %v before the first was stored", got.id, got.err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(slow.open)
+	f, tw := <-first, <-twin
+	if f.err != nil || tw.err != nil || f.id != tw.id {
+		t.Fatalf("first %q %v, twin %q %v: want one what-if", f.id, f.err, tw.id, tw.err)
+	}
 }

@@ -79,7 +79,7 @@ type App struct {
 	// starting, those being stored.
 	mu       sync.Mutex
 	running  map[whatIfKey]string
-	starting int
+	starting map[whatIfKey]*startingWhatIf
 }
 
 // Option configures an App.
@@ -96,7 +96,7 @@ func WithLogger(l *slog.Logger) Option { return func(a *App) { a.log = l } }
 func New(q Queries, p Projection, m Models, r Replayer, w WhatIfs, opts ...Option) *App {
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &App{queries: q, proj: p, models: m, replayer: r, whatIfs: w, log: slog.Default(), now: time.Now,
-		ctx: ctx, cancel: cancel, running: map[whatIfKey]string{}}
+		ctx: ctx, cancel: cancel, running: map[whatIfKey]string{}, starting: map[whatIfKey]*startingWhatIf{}}
 	for _, o := range opts {
 		o(a)
 	}

@@ -94,6 +94,23 @@ type whatIfKey struct {
 	from, to         time.Time
 }
 
+// startingWhatIf is a what-if being stored: its id, or the error that
+// stopped it, once stored is closed.
+type startingWhatIf struct {
+	stored chan struct{}
+	id     string
+	err    error
+}
+
+func (s *startingWhatIf) wait(ctx context.Context) (string, error) {
+	select {
+	case <-s.stored:
+		return s.id, s.err
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
 // ErrWhatIfAbandoned is the error of a what-if whose replica stopped
 // before it was done.
 var ErrWhatIfAbandoned = errors.New("abandoned: the replica running it stopped; start it again")
@@ -133,24 +150,33 @@ func (a *App) StartWhatIf(ctx context.Context, n uint32, p Period) (string, erro
 	key := whatIfKey{proposed: n, active: versions.Active, from: p.From, to: p.To}
 	a.mu.Lock()
 	id, ok := a.running[key]
+	twin := a.starting[key]
 	switch {
 	case ok:
 		a.mu.Unlock()
 		return id, nil
-	case len(a.running)+a.starting >= maxWhatIfs:
+	case twin != nil:
+		a.mu.Unlock()
+		return twin.wait(ctx)
+	case len(a.running)+len(a.starting) >= maxWhatIfs:
 		a.mu.Unlock()
 		return "", ErrTooManyWhatIfs
 	}
-	// Its id is given to a second request only once it is stored, so
-	// GetWhatIf finds it (a twin arriving meanwhile starts its own).
-	a.starting++
+	// Its id is given to a twin only once it is stored, so GetWhatIf
+	// finds it; a twin arriving meanwhile waits for the store.
+	st := &startingWhatIf{stored: make(chan struct{})}
+	a.starting[key] = st
 	a.mu.Unlock()
 	err = a.whatIfs.Put(ctx, job)
 	a.mu.Lock()
-	a.starting--
+	delete(a.starting, key)
 	if err == nil {
 		a.running[key] = job.ID
+		st.id = job.ID
+	} else {
+		st.err = err
 	}
+	close(st.stored)
 	a.mu.Unlock()
 	if err != nil {
 		return "", err
