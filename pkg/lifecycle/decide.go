@@ -31,9 +31,10 @@ type Command struct {
 	Reason string    // required for Disqualify, Reject, Lose, Recycle, ExitNurture, Merge (the surviving lead id) and Unmerge
 	NotNow bool      // Disqualify only
 	Score  int       // Score only
-	// Rescore (Score only) is a score under a newly active model version:
-	// no new fact about the lead, so a new lead keeps the deadline its
-	// last engagement gave it instead of waiting EngageWithin again.
+	// Rescore (Score only) is a score with no new fact about the lead
+	// (under a newly active model version, or of an unmerge's survivor),
+	// so a new lead keeps the deadline its last engagement gave it instead
+	// of waiting EngageWithin again.
 	Rescore bool
 	Status  Status // Unmerge only: the status before the merge
 }

@@ -172,6 +172,7 @@ func TestValidate(t *testing.T) {
 		{"repeated set value", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{CountryIn: []string{"US", "us"}}}), "fit_rules[0].when.country_in[1]"},
 		{"bad country", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{CountryIn: []string{"USA"}}}), "fit_rules[0].when.country_in[0]"},
 		{"no such country", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{CountryIn: []string{"DE", "UK"}}}), "fit_rules[0].when.country_in[1]"},
+		{"no such country, spaced", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{CountryIn: []string{" UK "}}}), "fit_rules[0].when.country_in[0]"},
 		{"bad domain", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{EmailDomainIn: []string{"a@b.com"}}}), "fit_rules[0].when.email_domain_in[0]"},
 		{"unknown field", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{Required: []string{"shoe_size"}}}), "fit_rules[0].when.required[0]"},
 		{"field name with a space", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{Required: []string{"country "}}}), "fit_rules[0].when.required[0]"},

@@ -173,7 +173,8 @@ func (v *violations) criteria(field string, c Criteria) {
 	v.set(field+".industry_in", c.IndustryIn, nil)
 	v.set(field+".country_in", c.CountryIn, countryRE)
 	for i, cc := range c.CountryIn {
-		if countryRE.MatchString(cc) && !envelope.IsCountry(strings.ToUpper(cc)) {
+		// Matched trimmed (score.go), so " UK" is UK.
+		if cc := strings.TrimSpace(cc); countryRE.MatchString(cc) && !envelope.IsCountry(strings.ToUpper(cc)) {
 			v.add(fmt.Sprintf("%s.country_in[%d]", field, i), "%q is not an ISO 3166-1 alpha-2 code (GB, not UK): no lead would match", cc)
 		}
 	}

@@ -159,3 +159,25 @@ func TestNotNowByHandIsRefusedForANurturedLead(t *testing.T) {
 		t.Fatalf("a final verdict on the nurtured lead: %v %v", d, err)
 	}
 }
+
+// Request ids are each service's own: a verdict by hand whose id is the
+// key of the lead's capture (intake's) is a new request, not a reuse.
+func TestDisqualifyKeyOfAnotherServiceIsAnotherRequest(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	id := uuid.NewString()
+	ctx := ctxT(t)
+	capture, _, err := lifecycle.NewEvent(id, lifecycle.State{}, lifecycle.Command{Name: lifecycle.Capture}, lifecycle.DefaultPolicy(),
+		&eventv1.LeadCaptured{Profile: &eventv1.Profile{Country: "DE"}}, envelope.Meta{IdempotencyKey: "form-7", CorrelationID: uuid.NewString()}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.store.Append(ctx, eventstore.LeadSubject(id), 0, capture); err != nil {
+		t.Fatal(err)
+	}
+	mia := &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "mia", Team: eventv1.Team_TEAM_MARKETING}
+	d, err := s.client.DisqualifyLead(ctx, &qualificationv1.DisqualifyLeadRequest{LeadId: id, Reason: "spam", DecidedBy: mia, RequestId: "form-7"})
+	if err != nil || d.GetReplayed() || d.GetStatus() != eventv1.LeadStatus_LEAD_STATUS_DISQUALIFIED {
+		t.Fatalf("a verdict under the capture's key: %v %v", d, err)
+	}
+}

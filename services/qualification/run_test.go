@@ -312,6 +312,14 @@ func TestSignOff(t *testing.T) {
 	if r, err := approve(1, sales); err != nil || !r.GetActivated() {
 		t.Fatalf("sales approval: %v %v", r, err)
 	}
+	// Retried (its answer lost), the activating approval answers as it
+	// first did; the other team's answers that it did not activate.
+	if r, err := approve(1, sales); err != nil || !r.GetReplayed() || !r.GetActivated() {
+		t.Fatalf("the activating approval again: %v %v", r, err)
+	}
+	if r, err := approve(1, marketing); err != nil || !r.GetReplayed() || r.GetActivated() {
+		t.Fatalf("the first approval again, once active: %v %v", r, err)
+	}
 
 	v2 := scoring.Default()
 	v2.Threshold = 60

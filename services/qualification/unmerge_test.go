@@ -103,3 +103,105 @@ func TestAnUnmergeAnswersTheReengagementItsMergeLeftUnscored(t *testing.T) {
 		t.Fatalf("%d LeadQualified, want the re-engagement's", len(q))
 	}
 }
+
+// An unmerge scores the survivor on its own facts again: one whose own
+// facts reach the threshold only without what went back qualifies at the
+// unmerge, not at its next event (nurture would recycle it first).
+func TestAnUnmergeScoresTheSurvivorOnItsOwnFacts(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	activate(t, s.client, vpWebinarModel())
+	survivor, unmerge := w.mergedUnderAManager(t)
+	w.settle(t)
+	un := unmerge()
+	w.settle(t)
+	evs := w.events(t, survivor)
+	sc := causedBy(evs, un.GetEventId())
+	if len(sc) != 1 || sc[0].GetLeadScored().GetTotal() != 70 {
+		t.Fatalf("the survivor's score for the unmerge: %v, want one of 70", sc)
+	}
+	if q := ofType(evs, "LeadQualified"); len(q) != 1 || q[0].GetCausationId() != sc[0].GetEventId() {
+		t.Fatalf("%v, want one LeadQualified on that score", q)
+	}
+}
+
+// A scorer killed between an unmerge's score and its verdict left the
+// score: the unmerge delivered again writes the verdict, on the
+// survivor's score as on the re-engagement's of a lead given back in
+// nurture, and scores nothing again.
+func TestAnUnmergeFinishesAVerdictCutOffByACrash(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	version := activate(t, s.client, vpWebinarModel())
+	survivor, unmerge := w.mergedUnderAManager(t)
+	lead, other := uuid.NewString(), uuid.NewString()
+	w.nurture(t, lead)
+	w.capture(t, other, &eventv1.Profile{Country: "DE"})
+	w.settle(t)
+	s.stop()
+	// Re-engaged and merged before the scorer saw it: the score is
+	// refused while the lead is merged.
+	re := w.write(t, lead, lifecycle.Command{Name: lifecycle.Reengage}, &eventv1.LeadReengaged{ProgramId: "warm-up"})
+	prior := lifecycle.FromProto(re.GetLifecycle())
+	merged := &eventv1.LeadMerged{SurvivorLeadId: other, AbsorbedLeadId: lead, Reason: "one person"}
+	w.write(t, lead, lifecycle.Command{Name: lifecycle.Merge, Reason: other}, merged)
+	w.write(t, other, lifecycle.Command{Name: lifecycle.Resubmit}, merged)
+	s = w.start(t)
+	w.settle(t)
+	s.stop()
+	// What the killed scorer stored of each unmerge: the score, not its
+	// verdict.
+	qualify := &eventv1.LeadScored{ModelId: scoring.ID, ModelVersion: version, Total: 70, Threshold: 50, Verdict: eventv1.ScoreVerdict_SCORE_VERDICT_QUALIFY}
+	un := unmerge()
+	w.scoredFor(t, un, qualify)
+	unmerged := &eventv1.LeadUnmerged{SurvivorLeadId: other, AbsorbedLeadId: lead, Reason: "two people"}
+	w.write(t, lead, lifecycle.Command{Name: lifecycle.Unmerge, Reason: "two people", Status: prior.Status, Owner: prior.Owner, Due: prior.Deadline}, unmerged)
+	w.write(t, other, lifecycle.Command{Name: lifecycle.Resubmit}, unmerged)
+	w.scoredFor(t, re, qualify)
+
+	w.start(t)
+	w.settle(t)
+	for id, cause := range map[string]string{survivor: un.GetEventId(), lead: re.GetEventId()} {
+		evs := w.events(t, id)
+		sc := causedBy(evs, cause)
+		if len(sc) != 1 {
+			t.Errorf("lead %s: %d scores for %s, want the one the killed scorer wrote", id, len(sc), cause)
+			continue
+		}
+		if q := ofType(evs, "LeadQualified"); len(q) != 1 || q[0].GetCausationId() != sc[0].GetEventId() {
+			t.Errorf("lead %s: %v, want one LeadQualified on the score", id, q)
+		}
+	}
+}
+
+// vpWebinarModel qualifies at 50: a VP brings 40, a webinar 30.
+func vpWebinarModel() scoring.Model {
+	m := webinarModel(50)
+	m.Fit = []scoring.FitRule{{ID: "vp", Description: "VP", Points: 40,
+		When: scoring.Criteria{SeniorityIn: []eventv1.Seniority{eventv1.Seniority_SENIORITY_VP}}}}
+	return m
+}
+
+// mergedUnderAManager writes a VP's lead that another lead was merged
+// into, whose person (a manager) sent a form through it, takes the VP's
+// points away; the survivor's own webinar makes 30 under vpWebinarModel.
+// unmerge writes the unmerge and returns its survivor-side event.
+func (w *world) mergedUnderAManager(t *testing.T) (survivor string, unmerge func() *eventv1.Event) {
+	t.Helper()
+	survivor, absorbed := uuid.NewString(), uuid.NewString()
+	w.capture(t, survivor, vpProfile("survivor.example"))
+	w.capture(t, absorbed, &eventv1.Profile{Country: "DE"})
+	merged := &eventv1.LeadMerged{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "same person"}
+	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Merge, Reason: survivor}, merged)
+	w.write(t, survivor, lifecycle.Command{Name: lifecycle.Resubmit}, merged)
+	w.write(t, survivor, lifecycle.Command{Name: lifecycle.Resubmit},
+		&eventv1.LeadResubmitted{SealedContact: []byte("sealed"), MergedFrom: absorbed,
+			Profile: &eventv1.Profile{Country: "DE", Seniority: eventv1.Seniority_SENIORITY_MANAGER}})
+	w.activity(t, survivor, webinar)
+	return survivor, func() *eventv1.Event {
+		prior := lifecycle.FromProto(w.events(t, absorbed)[0].GetLifecycle())
+		unmerged := &eventv1.LeadUnmerged{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "different people"}
+		w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Unmerge, Reason: "different people", Status: prior.Status, Owner: prior.Owner, Due: prior.Deadline}, unmerged)
+		return w.write(t, survivor, lifecycle.Command{Name: lifecycle.Resubmit}, unmerged)
+	}
+}

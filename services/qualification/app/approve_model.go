@@ -59,7 +59,7 @@ func (a *App) ApproveModel(ctx context.Context, version uint32, approver *eventv
 			return Approved{}, err
 		}
 		if d.Replay {
-			return Approved{Version: view(reg, version), Replayed: true}, nil
+			return Approved{Version: view(reg, version), Replayed: true, Activated: d.Activate}, nil
 		}
 		now := a.now()
 		approved, err := envelope.NewEvent("", &eventv1.ScoringModelApproved{Version: version, Approver: approver}, meta, now)

@@ -95,7 +95,7 @@ func (a *App) DisqualifyLead(ctx context.Context, in DisqualifyLead, meta envelo
 		// not stored) is found in the lead's events.
 		if key != "" {
 			if r, ok := keyed(recs, key); ok {
-				if r.Event.GetLeadDisqualified() == nil || !same(r.Event) {
+				if !same(r.Event) {
 					return Disqualified{}, keyReused(r.Event.GetEventType())
 				}
 				return disqualified(r, true), nil
@@ -144,10 +144,12 @@ func keyReused(eventType string) error {
 		Description: "was used for an earlier " + eventType + " on this lead: a new request needs a new id"}}}
 }
 
-// keyed is the lead's first event written under idempotency key k.
+// keyed is the lead's first LeadDisqualified written under idempotency
+// key k. Another service's event under k is another request: keys are
+// each service's own, as its records are.
 func keyed(recs []eventstore.Record, k string) (eventstore.Record, bool) {
 	for _, r := range recs {
-		if r.Event.GetIdempotencyKey() == k {
+		if r.Event.GetLeadDisqualified() != nil && r.Event.GetIdempotencyKey() == k {
 			return r, true
 		}
 	}

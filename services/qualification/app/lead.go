@@ -187,6 +187,21 @@ func (l *lead) awaitsReengagedScore() bool {
 	return l.state.Status == lifecycle.StatusNurturing && l.reengaged != "" && !l.scored(l.reengaged)
 }
 
+// sameScore reports whether events are a score without a verdict that
+// gives what the lead's latest score gave, under the same version.
+func (l *lead) sameScore(events []*eventv1.Event) bool {
+	if len(events) != 1 || !l.hasScore {
+		return false
+	}
+	last, err := l.lastScore.event()
+	if err != nil {
+		return false
+	}
+	was, now := last.GetLeadScored(), events[0].GetLeadScored()
+	return now.GetVerdict() == eventv1.ScoreVerdict_SCORE_VERDICT_NONE && was.GetModelVersion() == now.GetModelVersion() &&
+		was.GetFit() == now.GetFit() && was.GetEngagement() == now.GetEngagement() && was.GetTotal() == now.GetTotal()
+}
+
 // coveredAt reports whether a score already covers the facts of the
 // event at seq, though not caused by it: the re-score's of the active
 // version v after it, or that of a later re-engagement (which a re-score

@@ -32,8 +32,8 @@ import (
 func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev *eventv1.Event, meta envelope.Meta) error {
 	if !IsTrigger(ev.GetEventType()) {
 		a.observe(leadID, seq, ev)
-		if ev.GetLeadUnmerged() != nil && !envelope.SurvivorSide(ev) {
-			return a.answerReengaged(ctx, leadID, seq, ev)
+		if ev.GetLeadUnmerged() != nil {
+			return a.scoreUnmerged(ctx, leadID, seq, ev)
 		}
 		return nil
 	}
@@ -158,29 +158,49 @@ func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev 
 	return fmt.Errorf("score lead %s: %w after %d races", leadID, eventstore.ErrConflict, maxRaces)
 }
 
-// answerReengaged scores, for a lead an unmerge gives back in nurture,
-// the re-engagement its merge left unscored (the score was refused while
-// the lead was merged): nurture waits for that score, caused by the
-// re-engagement, and nothing else would give it. ev is the unmerge,
-// stored at seq.
-func (a *App) answerReengaged(ctx context.Context, leadID string, seq uint64, ev *eventv1.Event) error {
+// scoreUnmerged writes the score an unmerge ev, stored at seq, calls for
+// and no other event would give. The survivor is scored without what went
+// back (caused by ev; a new lead keeps its deadline, as an unmerge is no
+// engagement), unless its score stays as it was. A lead given back in
+// nurture gets the score its merge refused its latest re-engagement:
+// nurture waits for that score, caused by the re-engagement. A verdict a
+// crash cut off after either score is written when ev comes again.
+func (a *App) scoreUnmerged(ctx context.Context, leadID string, seq uint64, ev *eventv1.Event) error {
 	reg, err := a.registry(ctx, seq, a.maxAge)
 	if err != nil || reg.Active == 0 {
 		return err
 	}
 	v, _ := reg.Get(reg.Active)
+	survivor := envelope.SurvivorSide(ev)
 	return a.writeOwn(ctx, leadID, "score after an unmerge", func() (*lead, []*eventv1.Event, error) {
 		recs, err := a.leads.Load(ctx, leadID)
 		if err != nil {
 			return nil, nil, err
 		}
 		l := foldLead(leadID, recs, ^uint64(0))
-		if err := eventstore.Behind(leadID, l.version, seq); err != nil || !l.awaitsReengagedScore() {
+		if err := eventstore.Behind(leadID, l.version, seq); err != nil {
 			return nil, nil, err
 		}
-		meta := envelope.Meta{CorrelationID: ev.GetCorrelationId(), CausationID: l.reengaged}
-		events, err := a.scoreEvents(l, reg.Active, v.Model, ev.GetRecordedAt().AsTime(), true, false, meta)
-		return l, events, err
+		cause, typ := ev.GetEventId(), string(lifecycle.KindUnmerged)
+		if !survivor {
+			if l.state.Status != lifecycle.StatusNurturing || l.reengaged == "" {
+				return l, nil, nil
+			}
+			cause, typ = l.reengaged, string(lifecycle.KindReengaged)
+		}
+		if l.scored(cause) {
+			owed, err := a.owedVerdict(l, cause, typ)
+			if owed == nil || err != nil {
+				return l, nil, err
+			}
+			return l, []*eventv1.Event{owed}, nil
+		}
+		meta := envelope.Meta{CorrelationID: ev.GetCorrelationId(), CausationID: cause}
+		events, err := a.scoreEvents(l, reg.Active, v.Model, ev.GetRecordedAt().AsTime(), mayQualify(l.state, typ), survivor, meta)
+		if err != nil || (survivor && l.sameScore(events)) {
+			return l, nil, err
+		}
+		return l, events, nil
 	})
 }
 

@@ -49,6 +49,7 @@ type Version struct {
 type Approval struct {
 	Approver *eventv1.Actor
 	At       time.Time
+	EventID  string
 }
 
 // Activation is the event that made a version active. A re-score under the
@@ -57,8 +58,10 @@ type Approval struct {
 type Activation struct {
 	EventID       string
 	CorrelationID string
-	Seq           uint64
-	At            time.Time
+	// CausationID is the approval that completed the sign-off.
+	CausationID string
+	Seq         uint64
+	At          time.Time
 }
 
 // Rescore is how far re-scoring every lead under a version has got.
@@ -100,11 +103,11 @@ func (r *Registry) Apply(recs ...eventstore.Record) {
 		case *eventv1.ScoringModelApproved:
 			if v := r.version(p.GetVersion()); v != nil {
 				// Clip: never append into an array a snapshot shares.
-				v.Approvals = append(slices.Clip(v.Approvals), Approval{Approver: p.GetApprover(), At: at})
+				v.Approvals = append(slices.Clip(v.Approvals), Approval{Approver: p.GetApprover(), At: at, EventID: ev.GetEventId()})
 			}
 		case *eventv1.ScoringModelActivated:
 			if v := r.version(p.GetVersion()); v != nil {
-				v.Activation = &Activation{EventID: ev.GetEventId(), CorrelationID: ev.GetCorrelationId(), Seq: rec.Seq, At: at}
+				v.Activation = &Activation{EventID: ev.GetEventId(), CorrelationID: ev.GetCorrelationId(), CausationID: ev.GetCausationId(), Seq: rec.Seq, At: at}
 				r.Active = p.GetVersion()
 			}
 		case *eventv1.ScoringModelRescoreStarted:
@@ -175,6 +178,7 @@ func (e *RefusedError) Error() string { return e.Field + ": " + e.Reason }
 // Decision is what an approval does.
 type Decision struct {
 	// Replay: this approver already approved; nothing to record.
+	// Activate then says whether that approval activated the version.
 	Replay bool
 	// Activate: this approval completes the sign-off.
 	Activate bool
@@ -195,12 +199,12 @@ func (r *Registry) Approve(n uint32, approver *eventv1.Actor) (Decision, error) 
 	if v == nil {
 		return Decision{}, fmt.Errorf("version %d: %w", n, ErrUnknownVersion)
 	}
-	// A retried approval still answers as it first did.
-	replay := slices.ContainsFunc(v.Approvals, func(a Approval) bool {
+	// A retried approval still answers as it first did, activation
+	// included.
+	if i := slices.IndexFunc(v.Approvals, func(a Approval) bool {
 		return a.Approver.GetId() == approver.GetId() && a.Approver.GetTeam() == approver.GetTeam()
-	})
-	if replay {
-		return Decision{Replay: true}, nil
+	}); i >= 0 {
+		return Decision{Replay: true, Activate: v.Activation != nil && v.Activation.CausationID == v.Approvals[i].EventID}, nil
 	}
 	if r.State(n) == Stale {
 		// Activating it would put older rules back over newer signed-off
