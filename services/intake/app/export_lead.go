@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
@@ -79,28 +80,40 @@ func (a *App) exportLead(ctx context.Context, leadID string, depth int) (Export,
 	if err != nil {
 		return Export{}, err
 	}
+	if depth < maxMergeDepth {
+		for _, id := range view.Absorbed {
+			x, err := a.exportLead(ctx, id, depth+1)
+			if err != nil {
+				return Export{}, fmt.Errorf("lead %s merged into %s: %w", id, leadID, err)
+			}
+			out.Absorbed = append(out.Absorbed, x)
+		}
+	}
 	if depth == 0 && view.MergedInto != "" && !view.Erased {
-		// Merged: what its person sent since is on the survivor, sealed
-		// with this lead's key. (Nested in the survivor's own export, it
-		// is there already.)
-		if err := a.exportVia(ctx, leadID, view.MergedInto, &out); err != nil {
+		// Merged: what its person, or the person of a lead merged into
+		// it, sent since is on the survivors above it, sealed with the
+		// key of the lead it came through. (What is on this lead and the
+		// ones below it, their own exports hold.)
+		family := map[string]bool{}
+		familyOf(leadID, out, family)
+		if err := a.exportVia(ctx, family, view.MergedInto, &out); err != nil {
 			return Export{}, err
 		}
-	}
-	if depth >= maxMergeDepth {
-		return out, nil
-	}
-	for _, id := range view.Absorbed {
-		x, err := a.exportLead(ctx, id, depth+1)
-		if err != nil {
-			return Export{}, fmt.Errorf("lead %s merged into %s: %w", id, leadID, err)
-		}
-		out.Absorbed = append(out.Absorbed, x)
 	}
 	return out, nil
 }
 
-// exportOne is the export of one lead, without the leads merged into it.
+// familyOf adds to into id and the leads merged into it, as x, id's
+// export, lists them.
+func familyOf(id string, x Export, into map[string]bool) {
+	into[id] = true
+	for i, sub := range x.Absorbed {
+		familyOf(x.View.Absorbed[i], sub, into)
+	}
+}
+
+// exportOne is the export of one lead, without the leads merged into it
+// and without what an unmerge gave back.
 func (a *App) exportOne(ctx context.Context, leadID string, view LeadView) (Export, error) {
 	recs, err := a.leads.Load(ctx, leadID)
 	if err != nil {
@@ -111,6 +124,9 @@ func (a *App) exportOne(ctx context.Context, leadID string, view LeadView) (Expo
 	_, subs := fold(leadID, recs)
 	out := Export{View: view}
 	for _, sub := range subs {
+		if sub.gone {
+			continue // its person's export has it
+		}
 		es := exportedSubmission(sub)
 		if !view.Erased {
 			p, err := a.openPersonal(ctx, leadID, sub)
@@ -132,10 +148,9 @@ func (a *App) exportOne(ctx context.Context, leadID string, view LeadView) (Expo
 			}
 			out.Notes = append(out.Notes, notes...)
 		}
-		act, ok := envelope.Payload(r.Event).(*eventv1.ActivityRecorded)
-		if !ok {
-			continue
-		}
+	}
+	for _, r := range heldActivities(leadID, recs) {
+		act := r.Event.GetActivityRecorded()
 		detail, err := a.openDetail(ctx, leadID, r, act, view.Erased)
 		if err != nil {
 			return Export{}, err
@@ -145,50 +160,64 @@ func (a *App) exportOne(ctx context.Context, leadID string, view LeadView) (Expo
 	return out, nil
 }
 
-// exportVia adds to out what leadID's survivor (the top of the chain from
-// into) holds that came through leadID and was not given back.
-func (a *App) exportVia(ctx context.Context, leadID, into string, out *Export) error {
-	top, _, err := a.follow(ctx, into, nil)
-	if err != nil {
-		return err
-	}
-	recs, err := a.leads.Load(ctx, top)
-	if err != nil {
-		return err
-	}
-	_, subs := fold(top, recs)
-	for _, sub := range subs {
-		if sub.via != leadID || sub.gone {
-			continue
-		}
-		es := exportedSubmission(sub)
-		p, err := a.openPersonal(ctx, top, sub)
-		if err != nil && !errors.Is(err, vault.ErrNoKey) {
-			return err
-		}
-		es.Personal, es.StoredOn = p, top
-		out.Submissions = append(out.Submissions, es)
-	}
-	var acts []eventstore.Record
+// heldActivities are the ActivityRecorded events of recs, leadID's
+// history, that no unmerge gave back.
+func heldActivities(leadID string, recs []eventstore.Record) []eventstore.Record {
+	var out []eventstore.Record
 	for _, r := range recs {
-		if u := r.Event.GetLeadUnmerged(); u != nil && envelope.GivenBack(u, leadID) {
-			acts = nil // given back by an earlier unmerge: this lead holds those
+		if u := r.Event.GetLeadUnmerged(); u != nil && u.GetSurvivorLeadId() == leadID {
+			out = slices.DeleteFunc(out, func(x eventstore.Record) bool {
+				return envelope.GivenBack(u, x.Event.GetActivityRecorded().GetMergedFrom())
+			})
 		}
-		if r.Event.GetActivityRecorded().GetMergedFrom() == leadID {
-			acts = append(acts, r)
+		if r.Event.GetActivityRecorded() != nil {
+			out = append(out, r)
 		}
 	}
-	for _, r := range acts {
-		act := r.Event.GetActivityRecorded()
-		detail, err := a.openDetail(ctx, top, r, act, false)
+	return out
+}
+
+// exportVia adds to out what each survivor up the chain from into holds
+// that came through a lead of family and was not given back.
+func (a *App) exportVia(ctx context.Context, family map[string]bool, into string, out *Export) error {
+	lead := into
+	for range maxHops {
+		recs, err := a.leads.Load(ctx, lead)
 		if err != nil {
 			return err
 		}
-		x := exportedActivity(r, act, detail)
-		x.StoredOn = top
-		out.Activities = append(out.Activities, x)
+		view, subs := fold(lead, recs)
+		for _, sub := range subs {
+			if sub.via == "" || !family[sub.via] || sub.gone {
+				continue
+			}
+			es := exportedSubmission(sub)
+			p, err := a.openPersonal(ctx, lead, sub)
+			if err != nil && !errors.Is(err, vault.ErrNoKey) {
+				return err
+			}
+			es.Personal, es.StoredOn = p, lead
+			out.Submissions = append(out.Submissions, es)
+		}
+		for _, r := range heldActivities(lead, recs) {
+			act := r.Event.GetActivityRecorded()
+			if act.GetMergedFrom() == "" || !family[act.GetMergedFrom()] {
+				continue
+			}
+			detail, err := a.openDetail(ctx, lead, r, act, false)
+			if err != nil {
+				return err
+			}
+			x := exportedActivity(r, act, detail)
+			x.StoredOn = lead
+			out.Activities = append(out.Activities, x)
+		}
+		if view.MergedInto == "" {
+			return nil
+		}
+		lead = view.MergedInto
 	}
-	return nil
+	return fmt.Errorf("lead %s: more than %d merges in a row", into, maxHops)
 }
 
 // exportedActivity is act, stored at r, with its detail opened.

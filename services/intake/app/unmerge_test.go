@@ -95,6 +95,12 @@ func TestUnmergeGivesBackWhatCameThroughTheAbsorbedLead(t *testing.T) {
 	if x, err := f.app.ExportLead(ctx, alice); err != nil || !slices.Contains(exportTexts(x), "alice-private-zq") {
 		t.Errorf("export of the absorbed lead: %v, %v; want the activity's detail", exportTexts(x), err)
 	}
+	// Bob's access request no longer returns what she sent.
+	if x, err := f.app.ExportLead(ctx, bob); err != nil || len(x.Submissions) != 1 || len(x.Activities) != 0 ||
+		slices.Contains(exportTexts(x), "Alicezq") || slices.Contains(exportTexts(x), "alice-private-zq") {
+		t.Errorf("survivor's export after the unmerge: %v, %d submissions, %d activities, %v; want Bob's own only",
+			exportTexts(x), len(x.Submissions), len(x.Activities), err)
+	}
 	tl, err := f.app.GetLeadTimeline(ctx, alice)
 	if err != nil {
 		t.Fatal(err)
@@ -336,6 +342,53 @@ func TestUnmergeGivesBackThroughAChain(t *testing.T) {
 			if strings.Contains(text, "zq") {
 				t.Errorf("after a's erasure the export of %s still opens %q", id, text)
 			}
+		}
+	}
+}
+
+// In a chain built in steps (a merged into b; a's person sends a form,
+// stored on b; b merged into s; a's person sends another, stored on s),
+// an access request finds each submission whichever survivor holds it:
+// a's export both, and b's export, which holds a's, the one stored above
+// b as well.
+func TestExportFindsWhatAChainHoldsOnEverySurvivor(t *testing.T) {
+	f := newFixture(t)
+	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
+	named := func(email, first string) string {
+		c := capture(email, "")
+		c.Contact.FirstName = first
+		r, err := f.app.CaptureLead(ctx, c, meta)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.LeadID
+	}
+	s, b, a := named("s@steps.example", "Sam"), named("b@steps.example", "Ben"), named("a@steps.example", "Ann")
+	if _, err := f.app.MergeLeads(ctx, app.MergeLeads{Survivor: b, Absorbed: a, Reason: "same"}, meta); err != nil {
+		t.Fatal(err)
+	}
+	if got := named("a@steps.example", "Annzq"); got != b {
+		t.Fatalf("a's capture went to %s, want b %s", got, b)
+	}
+	if _, err := f.app.MergeLeads(ctx, app.MergeLeads{Survivor: s, Absorbed: b, Reason: "same"}, meta); err != nil {
+		t.Fatal(err)
+	}
+	if got := named("a@steps.example", "Annyy"); got != s {
+		t.Fatalf("a's second capture went to %s, want s %s", got, s)
+	}
+	for lead, want := range map[string][]string{a: {"Ann", "Annzq", "Annyy"}, b: {"Ben", "Ann", "Annzq", "Annyy"}} {
+		x, err := f.app.ExportLead(ctx, lead)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := exportTexts(x)
+		for _, w := range want {
+			if !slices.Contains(got, w) {
+				t.Errorf("export of %s: %v, missing %q", lead, got, w)
+			}
+		}
+		if slices.Contains(got, "Sam") || len(got) != len(want) {
+			t.Errorf("export of %s: %v, want exactly %v", lead, got, want)
 		}
 	}
 }
