@@ -369,3 +369,27 @@ const (
 	group      = app.Group
 	timerGroup = app.TimerGroup
 )
+
+// scoredBy appends a LeadScored with no verdict caused by cause, as
+// qualification writes one late (cause an earlier fact) or a re-score
+// (cause a model's activation).
+func (w *world) scoredBy(t testing.TB, leadID, cause string) *eventv1.Event {
+	t.Helper()
+	ctx := ctxT(t)
+	subj := eventstore.LeadSubject(leadID)
+	recs, err := w.store.Load(ctx, subj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := recs[len(recs)-1]
+	ev, _, err := lifecycle.NewEvent(leadID, lifecycle.FromProto(last.Event.GetLifecycle()), lifecycle.Command{Name: lifecycle.Score, Score: 20, Rescore: true},
+		lifecycle.DefaultPolicy(), &eventv1.LeadScored{ModelId: "scoring", ModelVersion: 1, Total: 20, Threshold: 50, Verdict: eventv1.ScoreVerdict_SCORE_VERDICT_NONE},
+		envelope.Meta{Actor: handoffActor, CorrelationID: uuid.NewString(), CausationID: cause}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.store.Append(ctx, subj, last.Seq, ev); err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}

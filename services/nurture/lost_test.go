@@ -242,7 +242,8 @@ func testLostLeadCheckFindsExactlyTheBrokenLeads(t *testing.T, newWorld func(tes
 // While the scorer is stopped, the check lists the new leads that wait
 // for it (never scored, a fact scored by nobody yet, a verdict not
 // written), not those scored already, which wait for engagement or their
-// deadline.
+// deadline. It judges by the rule nurture's own recycling follows
+// (Unscored).
 func TestScoredNewLeadsAreNotStalledWhileTheScorerIsDown(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
@@ -253,20 +254,31 @@ func TestScoredNewLeadsAreNotStalledWhileTheScorerIsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	scored, unscored, pending, verdict := uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()
-	for _, l := range []string{scored, unscored, pending, verdict} {
+	late, rescored := uuid.NewString(), uuid.NewString()
+	for _, l := range []string{scored, unscored, pending, verdict, late, rescored} {
 		w.capture(t, l)
 	}
-	w.scored(t, scored, 20, 30*24*time.Hour)
-	w.scored(t, pending, 20, 30*24*time.Hour)
+	for _, l := range []string{scored, pending, late, rescored} {
+		w.scored(t, l, 20, 30*24*time.Hour)
+	}
 	w.activity(t, pending, webinar)
+	// Two facts, the first one's score stored after the second: the
+	// second waits for the scorer.
+	first := w.activity(t, late, webinar)
+	w.activity(t, late, webinar)
+	w.scoredBy(t, late, first.GetEventId())
+	// Re-scored under a newly active version after its fact: the
+	// re-score covers it, and the scorer skips it.
+	w.activity(t, rescored, webinar)
+	w.scoredBy(t, rescored, uuid.NewString())
 	// Scored to qualify, the scorer stopped before its LeadQualified.
 	w.write(t, verdict, lifecycle.Command{Name: lifecycle.Score, Score: 80},
 		&eventv1.LeadScored{ModelId: "scoring", ModelVersion: 1, Total: 80, Threshold: 50, Verdict: eventv1.ScoreVerdict_SCORE_VERDICT_QUALIFY})
 	w.settle(t, group)
 
 	got := w.find(t, s.client, &nurturev1.FindLostLeadsRequest{})
-	if want := sorted(unscored, pending, verdict); !slices.Equal(lostIDs(got), want) {
-		t.Fatalf("lost %v, want %v (scored %s waits for its deadline)", lostIDs(got), want, scored)
+	if want := sorted(unscored, pending, verdict, late); !slices.Equal(lostIDs(got), want) {
+		t.Fatalf("lost %v, want %v (scored %s and re-scored %s wait for their deadline)", lostIDs(got), want, scored, rescored)
 	}
 	for _, l := range got.GetLost() {
 		if l.GetReason() != nurturev1.LostReason_LOST_REASON_STALLED {

@@ -150,7 +150,7 @@ const undecodable = lifecycle.Status(255)
 // score is then taken as waiting for the scorer).
 func (x *Index) head(prev app.Head, id string, seq uint64, at time.Time, m jetstream.Msg) app.Head {
 	h := app.Head{LeadID: id, Seq: seq, At: at, Type: x.intern(m.Headers().Get(eventstore.HeaderType))}
-	h.Scored, h.LastFact = prev.Scored, prev.LastFact
+	h.Scored = prev.Scored
 	ev, err := eventstore.DecodeEvent(m.Data())
 	if err != nil {
 		h.State.Status = undecodable
@@ -160,18 +160,15 @@ func (x *Index) head(prev app.Head, id string, seq uint64, at time.Time, m jetst
 	h.State = lifecycle.FromProto(ev.GetLifecycle())
 	h.State.Owner.ID = x.intern(h.State.Owner.ID)
 	h.RecycleDue = ev.GetSlaBreached().GetEscalation() == eventv1.SLAEscalation_SLA_ESCALATION_RECYCLE
+	h.Unscored = app.Unscored(prev.Unscored, ev)
 	switch sc := ev.GetLeadScored(); {
 	case lifecycle.Kind(h.Type).Fact():
-		h.Scored, h.LastFact = false, ev.GetEventId()
+		h.Scored = false
 	case sc != nil:
 		// Only a score without a verdict leaves nothing to the scorer, and
-		// only one caused by the latest fact covers it (one caused by an
-		// earlier fact, stored after a later one, does not).
-		h.Scored = sc.GetVerdict() == eventv1.ScoreVerdict_SCORE_VERDICT_NONE &&
-			(h.LastFact == "" || ev.GetCausationId() == h.LastFact)
-		if h.Scored {
-			h.LastFact = ""
-		}
+		// only when it covers every fact (one caused by an earlier fact,
+		// stored after a later one, does not).
+		h.Scored = sc.GetVerdict() == eventv1.ScoreVerdict_SCORE_VERDICT_NONE && len(h.Unscored) == 0
 	}
 	return h
 }

@@ -80,11 +80,11 @@ type Head struct {
 	// RecycleDue: the event is an SLABreached whose escalation sends the
 	// lead back to nurture (attempts exhausted).
 	RecycleDue bool
-	// Scored: the lead's latest fact (lifecycle.Kind.Fact) has its
-	// score, with no verdict owed: the scorer owes the lead nothing.
-	// LastFact is that fact's event id while it waits for its score.
+	// Scored: every fact of the lead (lifecycle.Kind.Fact) has a score
+	// covering it, the latest with no verdict owed: the scorer owes the
+	// lead nothing. Unscored are the facts waiting (see Unscored).
 	Scored   bool
-	LastFact string
+	Unscored []string
 }
 
 // ClaimHead is one identity claim as the index holds it.

@@ -59,6 +59,28 @@ type lead struct {
 	steps []ref
 }
 
+// Unscored is ids, a lead's facts (lifecycle.Kind.Fact) that no score
+// covered yet, oldest first, after ev: a fact joins them (the newest
+// maxFacts are kept); a score caused by one covers it and those before
+// it, and one with another cause (a re-score under a newly active
+// version) covers them all. The lead fold and the no-lost-lead index
+// both follow it, so they agree on what waits for the scorer.
+func Unscored(ids []string, ev *eventv1.Event) []string {
+	switch {
+	case lifecycle.Kind(ev.GetEventType()).Fact():
+		if len(ids) == maxFacts {
+			ids = ids[1:]
+		}
+		return append(ids, ev.GetEventId())
+	case ev.GetLeadScored() != nil:
+		if i := slices.Index(ids, ev.GetCausationId()); i >= 0 && i+1 < len(ids) {
+			return ids[i+1:]
+		}
+		return nil
+	}
+	return ids
+}
+
 func newLead(id string) *lead { return &lead{id: id, byKey: map[string]ref{}} }
 
 // cycle is the lead's journey cycle, the lifecycle's: it begins again
@@ -75,12 +97,7 @@ func (l *lead) apply(recs ...eventstore.Record) {
 		x := ref{seq: r.Seq, ev: ev}
 		l.version, l.last = r.Seq, x
 		l.state = lifecycle.FromProto(ev.GetLifecycle())
-		if lifecycle.Kind(ev.GetEventType()).Fact() {
-			if len(l.unscored) == maxFacts {
-				l.unscored = l.unscored[1:]
-			}
-			l.unscored = append(l.unscored, ev.GetEventId())
-		}
+		l.unscored = Unscored(l.unscored, ev)
 		if s := segmentOf(ev); s != "" {
 			l.segment = s
 		}
@@ -123,11 +140,6 @@ func (l *lead) apply(recs ...eventstore.Record) {
 			l.reengaged, l.reengagedScore = x, ref{}
 			l.steps = append(l.steps, x)
 		case *eventv1.Event_LeadScored:
-			if i := slices.Index(l.unscored, ev.GetCausationId()); i >= 0 {
-				l.unscored = l.unscored[i+1:]
-			} else {
-				l.unscored = nil
-			}
 			if l.reengaged.seq > 0 && ev.GetCausationId() == l.reengaged.id() {
 				l.reengagedScore = x
 			}
