@@ -136,3 +136,55 @@ func TestAFactWaitingForItsScoreIsNotRecycled(t *testing.T) {
 		t.Fatalf("recycled %v, want once, caused by the demo request's score, at its deadline", rec)
 	}
 }
+
+// A re-engaged lead whose score never comes (qualification's dead letter
+// skipped) is not left NURTURING for good: its re-engagement schedules a
+// timer an hour past the deadline it set, before which nurture waits,
+// and at which the lead goes back to its program, not qualified.
+func TestAReengagementNobodyScoresGoesBackToItsProgram(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	put(t, s.client, &eventv1.NurtureProgram{ProgramId: "webinars", Name: "Webinar series", Duration: days(45),
+		EntryRules: []*eventv1.NurtureEntryRule{{RuleId: "smb", Causes: []eventv1.RecycleCause{rejected}, Segments: []string{"smb"}}},
+		ExitRules:  &eventv1.NurtureExitRules{ReengageOn: []eventv1.ActivityType{webinar}}})
+	l := uuid.NewString()
+	w.accepted(t, l, "smb", 30)
+	w.reject(t, l, eventv1.RejectReason_REJECT_REASON_NOT_READY, "smb")
+	w.nurtured(t, l)
+	w.activity(t, l, webinar)
+	re := ofType(w.waitFor(t, l, "LeadReengaged", 1), "LeadReengaged")[0]
+	by := stateOf(re).Deadline.Add(time.Hour)
+
+	st, err := w.nats.JS.Stream(ctxT(t), adapters.DefaultTimerStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject := fmt.Sprintf("nurture.timer.at.%d.%s.%s", eventstore.Partition(l), l, re.GetEventId())
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		m, err := st.GetLastMsgForSubject(ctxT(t), subject)
+		var tm eventv1.NurtureTimer
+		return err == nil && proto.Unmarshal(m.Data, &tm) == nil && tm.GetReviewAt().AsTime().Equal(by)
+	}, "no timer for the end of the wait")
+
+	timer := &eventv1.NurtureTimer{TimerId: re.GetEventId(), LeadId: l, ReviewAt: timestamppb.New(by)}
+	at := func(now time.Time) *app.App {
+		log := slog.New(slog.DiscardHandler)
+		return app.New(adapters.NewLeads(w.store), adapters.NewPrograms(w.store), adapters.NewTimers(w.nats.JS, time.Hour),
+			adapters.NewIndex(w.nats.JS, stream, log), adapters.NewGroups(w.nats.JS, stream, consume.DefaultDeadLetterStream), app.WithLogger(log),
+			app.WithClock(func() time.Time { return now }))
+	}
+	if err := at(by.Add(-time.Minute)).ReviewDue(ctxT(t), timer, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if evs := w.events(t, l); len(ofType(evs, "NurtureExited")) != 0 {
+		t.Fatalf("gave up waiting before its time: %v", types(evs))
+	}
+	if err := at(by.Add(time.Second)).ReviewDue(ctxT(t), timer, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	exit := ofType(w.events(t, l), "NurtureExited")
+	if len(exit) != 1 || exit[0].GetNurtureExited().GetCause() != eventv1.NurtureExitCause_NURTURE_EXIT_CAUSE_NOT_QUALIFIED ||
+		exit[0].GetCausationId() != re.GetEventId() {
+		t.Fatalf("exits %v, want one back to the program, caused by the re-engagement", exit)
+	}
+}

@@ -66,6 +66,15 @@ func (a *App) owed(l *lead, cat *program.Catalog, now time.Time, meta envelope.M
 // lead was merged, its dead letter skipped) must not keep it NEW for good.
 const unscoredGrace = time.Hour
 
+// reengagedBy is when a nurtured lead stops waiting for the score of its
+// latest re-engagement: unscoredGrace past the deadline the re-engagement
+// set. One the scorer will never score (its dead letter skipped) then
+// counts as scored below the threshold, so the lead is not left
+// NURTURING, past its deadline, for good.
+func (l *lead) reengagedBy() time.Time {
+	return lifecycle.FromProto(l.reengaged.ev.GetLifecycle()).Deadline.Add(unscoredGrace)
+}
+
 // recycleDue reports whether the lead's latest recycle source still
 // stands at now and has no LeadRecycled after it.
 func (l *lead) recycleDue(now time.Time) bool {
@@ -205,11 +214,16 @@ func (a *App) nurtured(l *lead, cat *program.Catalog, now time.Time, meta envelo
 	}
 	review := e.GetReviewAt().AsTime()
 	pending := l.reengaged.seq > l.enrolled.seq
+	// decided is what decided a pending re-engagement: its score, or the
+	// re-engagement itself when no score came (see reengagedBy).
+	decided := l.reengagedScore.ev
 	if pending {
 		// Re-engaged: qualification re-scores the lead. Wait for that
 		// score; with no verdict in it, back to the program.
-		sc := l.reengagedScore.ev.GetLeadScored()
-		if sc == nil || sc.GetVerdict() != eventv1.ScoreVerdict_SCORE_VERDICT_NONE {
+		switch sc := decided.GetLeadScored(); {
+		case sc == nil && !now.Before(l.reengagedBy()):
+			decided = l.reengaged.ev
+		case sc == nil || sc.GetVerdict() != eventv1.ScoreVerdict_SCORE_VERDICT_NONE:
 			return nil, nil // not scored yet, or a verdict event follows
 		}
 	}
@@ -233,11 +247,13 @@ func (a *App) nurtured(l *lead, cat *program.Catalog, now time.Time, meta envelo
 	}
 	switch {
 	case pending && now.Before(review):
-		sc := l.reengagedScore.ev.GetLeadScored()
-		reason := fmt.Sprintf("re-engaged and re-scored %d, below the threshold %d: back to the program until its review", sc.GetTotal(), sc.GetThreshold())
-		return a.exit(l, prog, eventv1.NurtureExitCause_NURTURE_EXIT_CAUSE_NOT_QUALIFIED, reason, prog, review, l.reengagedScore.ev, now, meta)
+		reason := fmt.Sprintf("re-engaged, and no score came by %s: back to the program until its review", l.reengagedBy().UTC().Format(time.RFC3339))
+		if sc := decided.GetLeadScored(); sc != nil {
+			reason = fmt.Sprintf("re-engaged and re-scored %d, below the threshold %d: back to the program until its review", sc.GetTotal(), sc.GetThreshold())
+		}
+		return a.exit(l, prog, eventv1.NurtureExitCause_NURTURE_EXIT_CAUSE_NOT_QUALIFIED, reason, prog, review, decided, now, meta)
 	case pending:
-		return a.ended(l, cat, prog, l.reengagedScore.ev, now, meta)
+		return a.ended(l, cat, prog, decided, now, meta)
 	case !now.Before(review):
 		return a.ended(l, cat, prog, l.enrolled.ev, now, meta)
 	}

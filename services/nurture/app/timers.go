@@ -28,7 +28,8 @@ import (
 const engageSlot = "engage"
 
 // ScheduleTimer schedules what ev starts: the review of an enrolment (a
-// NurtureEnrolled), or the engagement deadline of a NEW lead's score with
+// NurtureEnrolled), the end of the wait for a re-engagement's score (a
+// LeadReengaged), or the engagement deadline of a NEW lead's score with
 // no verdict or of an unmerge that puts a lead back in NEW. Other events
 // schedule nothing.
 func (a *App) ScheduleTimer(ctx context.Context, ev *eventv1.Event) error {
@@ -36,6 +37,10 @@ func (a *App) ScheduleTimer(ctx context.Context, ev *eventv1.Event) error {
 	switch e := ev.GetNurtureEnrolled(); {
 	case e.GetReviewAt() != nil:
 		t.ProgramId, t.ReviewAt = e.GetProgramId(), e.GetReviewAt()
+		return a.timers.Schedule(ctx, t.GetTimerId(), t)
+	case ev.GetLeadReengaged() != nil:
+		// Its score decides what comes next; should none come, reengagedBy.
+		t.ReviewAt = timestamppb.New(lifecycle.FromProto(ev.GetLifecycle()).Deadline.Add(unscoredGrace))
 		return a.timers.Schedule(ctx, t.GetTimerId(), t)
 	case waitsForEngagement(ev),
 		ev.GetLeadUnmerged() != nil && lifecycle.FromProto(ev.GetLifecycle()).Status == lifecycle.StatusNew:
@@ -82,6 +87,10 @@ func (a *App) ReviewDue(ctx context.Context, t *eventv1.NurtureTimer, meta envel
 		return again(engageSlot, l.state.Deadline.Add(unscoredGrace)) // its fact's score decides first
 	case l.state.Status == lifecycle.StatusNurturing && l.enrolled.id() == id:
 		if due := l.enrolled.ev.GetNurtureEnrolled().GetReviewAt().AsTime(); now.Before(due) {
+			return again(id, due)
+		}
+	case l.state.Status == lifecycle.StatusNurturing && l.reengaged.id() == id && l.reengagedScore.seq == 0:
+		if due := l.reengagedBy(); now.Before(due) {
 			return again(id, due)
 		}
 	case now.Before(t.GetReviewAt().AsTime()):

@@ -38,6 +38,7 @@ var wakes = map[string]bool{
 	string(lifecycle.KindRecycled):         true,
 	string(lifecycle.KindNurtureEnrolled):  true,
 	string(lifecycle.KindNurtureExited):    true,
+	string(lifecycle.KindReengaged):        true,
 	string(lifecycle.KindActivityRecorded): true,
 	string(lifecycle.KindResubmitted):      true,
 	string(lifecycle.KindScored):           true,
@@ -45,7 +46,7 @@ var wakes = map[string]bool{
 }
 
 // Lead is the lead consumer's handler. A NurtureEnrolled schedules its
-// review, and a NEW lead's score with no verdict (or an unmerge back to
+// review, a LeadReengaged the end of the wait for its score, and a NEW lead's score with no verdict (or an unmerge back to
 // NEW) its engagement deadline (app.ScheduleTimer); any event that leaves
 // the lead LOST, RECYCLED or NURTURING, or an SLABreached that recycles
 // it, makes nurture write what it owes the lead now (app.Reconcile). A
