@@ -144,13 +144,40 @@ func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope
 		writes []LeadWrite
 		sent   []sentRow
 		behind = map[string]bool{}
+		// wholeHolders are the leads holding the identities of the rows
+		// that go the whole way, in order; survivors, the lead each is
+		// merged into, followed once (a merged holder's row lands on it).
+		wholeHolders []string
+		survivors    = map[string]string{}
 	)
 	toSingle := func(p pending, leads []string) {
 		p.leads = leads
 		for _, l := range leads {
+			if !behind[l] {
+				wholeHolders = append(wholeHolders, l)
+			}
 			behind[l] = true
 		}
 		single = append(single, p)
+	}
+	// behindMerged reports whether a row that goes the whole way lands on
+	// lead through a merge (its holder merged into lead): a resubmission
+	// on lead goes after it.
+	behindMerged := func(lead string) bool {
+		for _, h := range wholeHolders {
+			top, ok := survivors[h]
+			if !ok {
+				var err error
+				if top, _, err = a.follow(ctx, h, nil); err != nil {
+					return true // cannot tell: the whole way keeps the order
+				}
+				survivors[h] = top
+			}
+			if top == lead {
+				return true
+			}
+		}
+		return false
 	}
 	for _, p := range rowsOK {
 		var leads []string
@@ -180,7 +207,7 @@ func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope
 		}
 		run := newCaptureRun(p.l, p.ids, rowMeta(meta, p.l), p.held)
 		pl, err := a.planCapture(ctx, run)
-		if err != nil || pl.done != nil || len(pl.before) > 0 || len(pl.more) > 0 || behind[pl.leadID] {
+		if err != nil || pl.done != nil || len(pl.before) > 0 || len(pl.more) > 0 || behind[pl.leadID] || !pl.create && behindMerged(pl.leadID) {
 			// Anything but a plain resubmission or creation goes the
 			// whole way through CaptureLead (so does one on a lead, a
 			// merge's survivor, that a row before it goes to that way).
@@ -221,8 +248,9 @@ func (b *ImportBatch) Write(ctx context.Context) []ImportResult {
 					}
 				})
 			case errors.Is(errs[j], eventstore.ErrConflict):
-				// Written by someone else since we looked.
-				r.held = nil
+				// Written by someone else since we looked: the whole way,
+				// in order with the chunk's other rows on that lead.
+				r.held, r.leads = nil, []string{writes[j].LeadID}
 				single = append(single, r.pending)
 			default:
 				out[r.i].Err = errs[j]

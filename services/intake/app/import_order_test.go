@@ -37,3 +37,66 @@ func TestImportRowsOnOneLeadKeepTheirOrder(t *testing.T) {
 		t.Fatalf("the lead after the import: %q, %v; want the later row's New", v.Contact.GetFirstName(), err)
 	}
 }
+
+// The same through a merge: a keyed row for the absorbed lead's person
+// lands on the survivor, and a later row of the chunk for the survivor's
+// own person is written after it.
+func TestImportRowsOnOneLeadThroughAMergeKeepTheirOrder(t *testing.T) {
+	f := newFixture(t)
+	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
+	survivor, absorbed := captured(t, f.app, "l@order-merge.example"), captured(t, f.app, "m@order-merge.example")
+	if _, err := f.app.MergeLeads(ctx, app.MergeLeads{Survivor: survivor, Absorbed: absorbed, Reason: "same person"}, meta); err != nil {
+		t.Fatal(err)
+	}
+	viaMerged := capture("m@order-merge.example", "k-order-1")
+	viaMerged.Contact.FirstName = "Old"
+	own := capture("l@order-merge.example", "")
+	own.Contact.FirstName = "New"
+	res := f.app.ImportLeads(ctx, []app.ImportRow{{Row: 1, Capture: viaMerged}, {Row: 2, Capture: own}}, meta)
+	for _, x := range res {
+		if x.Err != nil || x.Result.LeadID != survivor {
+			t.Fatalf("row %d: %+v, %v; want it on the survivor %s", x.Row, x.Result, x.Err, survivor)
+		}
+	}
+	if res[1].Result.Version <= res[0].Result.Version {
+		t.Errorf("row 2 written at %d, before row 1 at %d", res[1].Result.Version, res[0].Result.Version)
+	}
+	if v, err := f.app.GetLead(ctx, survivor); err != nil || v.Contact.GetFirstName() != "New" {
+		t.Fatalf("the survivor after the import: %q, %v; want the later row's New", v.Contact.GetFirstName(), err)
+	}
+}
+
+// A row whose write lost its race (another write on its lead between the
+// look-up and the write) goes the whole way in order with the chunk's
+// later rows on that lead.
+func TestImportRowThatLostItsRaceKeepsItsOrder(t *testing.T) {
+	f := newFixture(t)
+	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
+	known := capture("known@race-order.example", "")
+	known.ExternalID = &eventv1.ExternalId{System: "crm", Id: "race-order-1"}
+	r, err := f.app.CaptureLead(ctx, known, meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byEmail := capture("known@race-order.example", "")
+	byEmail.Contact.FirstName = "Old"
+	byExt := capture("other@race-order.example", "")
+	byExt.ExternalID, byExt.Contact.FirstName = known.ExternalID, "New"
+	batch := f.app.PrepareImport(ctx, []app.ImportRow{{Row: 1, Capture: byEmail}, {Row: 2, Capture: byExt}}, meta, nil)
+	if _, err := f.app.RecordActivity(ctx, app.RecordActivity{LeadID: r.LeadID, ActivityID: "between",
+		Type: eventv1.ActivityType_ACTIVITY_TYPE_WEB_VISIT}, meta); err != nil {
+		t.Fatal(err)
+	}
+	res := batch.Write(ctx)
+	for _, x := range res {
+		if x.Err != nil || x.Result.LeadID != r.LeadID {
+			t.Fatalf("row %d: %+v, %v; want it on %s", x.Row, x.Result, x.Err, r.LeadID)
+		}
+	}
+	if res[1].Result.Version <= res[0].Result.Version {
+		t.Errorf("row 2 written at %d, before row 1 at %d", res[1].Result.Version, res[0].Result.Version)
+	}
+	if v, err := f.app.GetLead(ctx, r.LeadID); err != nil || v.Contact.GetFirstName() != "New" {
+		t.Fatalf("the lead after the import: %q, %v; want the later row's New", v.Contact.GetFirstName(), err)
+	}
+}
