@@ -95,7 +95,25 @@ func (a *App) erase(ctx context.Context, leadID, survivor, reason string, meta e
 				}
 			}
 		}
-		released, err := a.identitiesOf(ctx, leadID, subs)
+		held := make([]heldSubmission, 0, len(subs))
+		for _, sub := range subs {
+			held = append(held, heldSubmission{leadID, sub})
+		}
+		if view.MergedInto != "" {
+			// What its person sent while merged is on the survivors
+			// above it, and its identities were claimed for this lead.
+			if err := a.upTheChain(ctx, view.MergedInto, func(lead string, _ []eventstore.Record, subs []submission) error {
+				for _, sub := range subs {
+					if sub.via == leadID && !sub.gone {
+						held = append(held, heldSubmission{lead, sub})
+					}
+				}
+				return nil
+			}); err != nil {
+				return Written{}, err
+			}
+		}
+		released, err := a.identitiesOf(ctx, held)
 		if err != nil {
 			return Written{}, err
 		}
@@ -199,10 +217,16 @@ func (a *App) finishRecorded(ctx context.Context, leadID string, recs []eventsto
 	return a.finishErase(ctx, leadID, released, sealedKeyIDs(recs), eventID)
 }
 
+// heldSubmission is a submission and the lead whose events hold it.
+type heldSubmission struct {
+	lead string
+	sub  submission
+}
+
 // identitiesOf is every identity a lead's submissions name: each email
 // and external id, as claim keys. A lead created from an email holds it
 // under its own id, which is that email's token.
-func (a *App) identitiesOf(ctx context.Context, leadID string, subs []submission) ([]*eventv1.Identity, error) {
+func (a *App) identitiesOf(ctx context.Context, subs []heldSubmission) ([]*eventv1.Identity, error) {
 	seen := map[ClaimKey]bool{}
 	var out []*eventv1.Identity
 	add := func(k ClaimKey) {
@@ -211,7 +235,8 @@ func (a *App) identitiesOf(ctx context.Context, leadID string, subs []submission
 			out = append(out, &eventv1.Identity{Kind: k.Kind, Token: k.Token})
 		}
 	}
-	for _, sub := range subs {
+	for _, h := range subs {
+		leadID, sub := h.lead, h.sub
 		if sub.gone {
 			continue // went back with an unmerge: the identities are that lead's
 		}

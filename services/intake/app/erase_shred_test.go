@@ -132,3 +132,35 @@ func TestErasureFinishIsScheduledAfterItsCommit(t *testing.T) {
 		t.Fatalf("finish scheduled %d times, erased by then %v: want the last once LeadErased was stored", n, later.erased)
 	}
 }
+
+// A survivor's erasure cut short after the lead merged into it was
+// erased (its releases failed) leaves the survivor as it was: readable,
+// not shown erased, though what came through the erased lead opens no
+// more. Asking again finishes it.
+func TestASurvivorsErasureCutShortIsNotShownErased(t *testing.T) {
+	f := newFixture(t)
+	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
+	survivor, absorbed := captured(t, f.app, "s@cut-short.example"), captured(t, f.app, "a@cut-short.example")
+	if _, err := f.app.MergeLeads(ctx, app.MergeLeads{Survivor: survivor, Absorbed: absorbed, Reason: "one person"}, meta); err != nil {
+		t.Fatal(err)
+	}
+	through := capture("a@cut-short.example", "")
+	through.Contact.FirstName = "Annzq"
+	if r, err := f.app.CaptureLead(ctx, through, meta); err != nil || r.LeadID != survivor {
+		t.Fatalf("capture through the absorbed lead: %+v, %v", r, err)
+	}
+	down := app.New(unreleasing{f.leads.Leads}, adapters.NewCampaigns(f.store), f.keys)
+	if _, err := down.EraseLead(ctx, app.EraseLead{LeadID: survivor, Reason: "request"}, meta); !errors.Is(err, errReleaseDown) {
+		t.Fatalf("erasure with releases down: %v, want %v", err, errReleaseDown)
+	}
+	v, err := f.app.GetLead(ctx, survivor)
+	if err != nil || v.Erased || v.Contact.GetFirstName() != "Ada" || v.Contact.GetEmail() != "s@cut-short.example" {
+		t.Fatalf("the survivor after an erasure cut short: %+v, %v; want its own data, not erased", v, err)
+	}
+	if _, err := f.app.EraseLead(ctx, app.EraseLead{LeadID: survivor, Reason: "request"}, meta); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := f.app.GetLead(ctx, survivor); err != nil || !v.Erased {
+		t.Fatalf("the survivor erased again: %+v, %v", v, err)
+	}
+}

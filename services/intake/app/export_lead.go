@@ -180,13 +180,7 @@ func heldActivities(leadID string, recs []eventstore.Record) []eventstore.Record
 // exportVia adds to out what each survivor up the chain from into holds
 // that came through a lead of family and was not given back.
 func (a *App) exportVia(ctx context.Context, family map[string]bool, into string, out *Export) error {
-	lead := into
-	for range maxHops {
-		recs, err := a.leads.Load(ctx, lead)
-		if err != nil {
-			return err
-		}
-		view, subs := fold(lead, recs)
+	return a.upTheChain(ctx, into, func(lead string, recs []eventstore.Record, subs []submission) error {
 		for _, sub := range subs {
 			if sub.via == "" || !family[sub.via] || sub.gone {
 				continue
@@ -211,6 +205,23 @@ func (a *App) exportVia(ctx context.Context, family map[string]bool, into string
 			x := exportedActivity(r, act, detail)
 			x.StoredOn = lead
 			out.Activities = append(out.Activities, x)
+		}
+		return nil
+	})
+}
+
+// upTheChain calls fn with each lead from into up the chain of merges to
+// the survivor at its top, with the lead's events and their submissions.
+func (a *App) upTheChain(ctx context.Context, into string, fn func(lead string, recs []eventstore.Record, subs []submission) error) error {
+	lead := into
+	for range maxHops {
+		recs, err := a.leads.Load(ctx, lead)
+		if err != nil {
+			return err
+		}
+		view, subs := fold(lead, recs)
+		if err := fn(lead, recs, subs); err != nil {
+			return err
 		}
 		if view.MergedInto == "" {
 			return nil

@@ -57,6 +57,10 @@ func (a *App) GetLead(ctx context.Context, leadID string) (LeadView, error) {
 		}
 		p, err := a.openPersonal(ctx, leadID, sub)
 		switch {
+		case sub.via != "" && errors.Is(err, vault.ErrShredded):
+			// Sealed for the lead it came through, erased (a survivor's
+			// erasure cut short after it): that person's, gone with it.
+			continue
 		case errors.Is(err, vault.ErrShredded):
 			view.Erased, view.Contact = true, nil
 			return view, nil

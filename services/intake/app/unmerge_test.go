@@ -228,8 +228,14 @@ func TestSurvivorWithACaptureThroughItsAbsorbedLeadIsErased(t *testing.T) {
 	if _, err := f.app.MergeLeads(ctx, app.MergeLeads{Survivor: survivor, Absorbed: absorbed, Reason: "one person"}, meta); err != nil {
 		t.Fatal(err)
 	}
-	if r, err := f.app.CaptureLead(ctx, capture("a@erase-both.example", ""), meta); err != nil || r.LeadID != survivor {
+	through := capture("a@erase-both.example", "")
+	through.ExternalID = &eventv1.ExternalId{System: "crm", Id: "erase-both-7"} // claimed for the absorbed lead
+	if r, err := f.app.CaptureLead(ctx, through, meta); err != nil || r.LeadID != survivor {
 		t.Fatalf("capture through the absorbed lead: %+v, %v", r, err)
+	}
+	ext := app.ClaimKey{Kind: app.KindExt, Token: f.keys.BlindID(app.KindExt, "crm\x00erase-both-7")}
+	if held, err := f.leads.Holders(ctx, ext); err != nil || held[ext].LeadID != absorbed {
+		t.Fatalf("the external id brought through the absorbed lead is held by %+v (%v), want %s", held[ext], err, absorbed)
 	}
 	if _, err := f.app.EraseLead(ctx, app.EraseLead{LeadID: survivor, Reason: "request"}, meta); err != nil {
 		t.Fatalf("erasure of the survivor: %v", err)
@@ -239,6 +245,17 @@ func TestSurvivorWithACaptureThroughItsAbsorbedLeadIsErased(t *testing.T) {
 		if err != nil || len(tl) == 0 || tl[len(tl)-1].Record.Event.GetLeadErased() == nil {
 			t.Errorf("lead %s after the erasure: last event not LeadErased (%v)", id, err)
 		}
+	}
+	// Released with the absorbed lead, and named by its LeadErased.
+	if held, err := f.leads.Holders(ctx, ext); err != nil || held[ext].LeadID != "" {
+		t.Errorf("after the erasure the external id is held by %+v (%v), want nobody", held[ext], err)
+	}
+	tl, err := f.app.GetLeadTimeline(ctx, absorbed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rel := tl[len(tl)-1].Record.Event.GetLeadErased().GetReleased(); !slices.ContainsFunc(rel, func(i *eventv1.Identity) bool { return i.GetToken() == ext.Token }) {
+		t.Errorf("the absorbed lead's LeadErased releases %v, not the external id", rel)
 	}
 }
 
