@@ -160,24 +160,26 @@ func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope
 		}
 		single = append(single, p)
 	}
-	// behindMerged reports whether a row that goes the whole way lands on
-	// lead through a merge (its holder merged into lead): a resubmission
-	// on lead goes after it.
-	behindMerged := func(lead string) bool {
+	// mergedBehind are the leads holding identities of rows that go the
+	// whole way and land on lead through a merge (merged into it): a
+	// resubmission on lead goes the whole way after them, linked to them.
+	mergedBehind := func(lead string) []string {
+		var out []string
 		for _, h := range wholeHolders {
 			top, ok := survivors[h]
 			if !ok {
 				var err error
 				if top, _, err = a.follow(ctx, h, nil); err != nil {
-					return true // cannot tell: the whole way keeps the order
+					top = lead // cannot tell: the whole way keeps the order
+				} else {
+					survivors[h] = top
 				}
-				survivors[h] = top
 			}
-			if top == lead {
-				return true
+			if top == lead && h != lead {
+				out = append(out, h)
 			}
 		}
-		return false
+		return out
 	}
 	for _, p := range rowsOK {
 		var leads []string
@@ -207,14 +209,18 @@ func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope
 		}
 		run := newCaptureRun(p.l, p.ids, rowMeta(meta, p.l), p.held)
 		pl, err := a.planCapture(ctx, run)
-		if err != nil || pl.done != nil || len(pl.before) > 0 || len(pl.more) > 0 || behind[pl.leadID] || !pl.create && behindMerged(pl.leadID) {
+		var merged []string
+		if err == nil && !pl.create && pl.leadID != "" {
+			merged = mergedBehind(pl.leadID)
+		}
+		if err != nil || pl.done != nil || len(pl.before) > 0 || len(pl.more) > 0 || behind[pl.leadID] || len(merged) > 0 {
 			// Anything but a plain resubmission or creation goes the
 			// whole way through CaptureLead (so does one on a lead, a
 			// merge's survivor, that a row before it goes to that way).
 			if pl != nil && pl.leadID != "" {
 				leads = append(leads, pl.leadID)
 			}
-			toSingle(p, leads)
+			toSingle(p, append(leads, merged...))
 			continue
 		}
 		writes = append(writes, LeadWrite{LeadID: pl.leadID, Event: pl.event, Create: pl.create, Expected: pl.expect})
