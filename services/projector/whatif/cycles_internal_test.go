@@ -112,3 +112,24 @@ func TestAnOwnTouchAfterAMergedOneIsFirstOnceItIsTakenBack(t *testing.T) {
 		t.Fatalf("first touch %q, want own", got)
 	}
 }
+
+// As the live scorer does, the unmerge scores the survivor on its own
+// facts: one that reaches the threshold only without what went back
+// qualifies then.
+func TestAnUnmergeScoresTheSurvivor(t *testing.T) {
+	m := vpWebinar(50)
+	p := &replayer{t: t, r: New(&m, m, time.Time{}, time.Time{}), at: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+	p.apply("s", &eventv1.LeadCaptured{Profile: vp, Attribution: &eventv1.Attribution{Source: "web-form"}}) // 40
+	merged := &eventv1.LeadMerged{SurvivorLeadId: "s", AbsorbedLeadId: "a"}
+	p.apply("s", merged)
+	// The absorbed lead's person, a manager: the VP's points go.
+	sent := p.apply("s", &eventv1.LeadResubmitted{Profile: &eventv1.Profile{Seniority: eventv1.Seniority_SENIORITY_MANAGER}, MergedFrom: "a"})
+	p.apply("s", &eventv1.ActivityRecorded{Type: webinar}) // 20, its own
+	if got := p.r.Result().Total; got.MQLsActive != 0 {
+		t.Fatalf("totals %+v: an MQL while merged", got)
+	}
+	p.apply("s", &eventv1.LeadUnmerged{SurvivorLeadId: "s", AbsorbedLeadId: "a", GivenBackEventIds: []string{sent.GetEventId()}}) // 60
+	if got := p.r.Result().Total; got.MQLsActive != 1 || got.MQLsProposed != 1 {
+		t.Fatalf("totals %+v: want the survivor an MQL at the unmerge, under both", got)
+	}
+}

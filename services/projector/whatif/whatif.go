@@ -182,7 +182,9 @@ func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
 		case !envelope.SurvivorSide(ev):
 			l.merged = ev.GetLeadMerged() != nil
 		case u != nil:
+			// As live: the survivor is scored on its own facts again.
 			l.untouch(u.GetGivenBackEventIds())
+			trigger = true
 		}
 	}
 	if !trigger || l.acted {
