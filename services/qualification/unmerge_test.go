@@ -188,6 +188,15 @@ func vpWebinarModel() scoring.Model {
 // unmerge writes the unmerge and returns its survivor-side event.
 func (w *world) mergedUnderAManager(t *testing.T) (survivor string, unmerge func() *eventv1.Event) {
 	t.Helper()
+	survivor, unmerge = w.mergedUnderAManagerWithout(t)
+	w.activity(t, survivor, webinar)
+	return survivor, unmerge
+}
+
+// mergedUnderAManagerWithout is mergedUnderAManager without the
+// survivor's own webinar: its own facts make 40.
+func (w *world) mergedUnderAManagerWithout(t *testing.T) (survivor string, unmerge func() *eventv1.Event) {
+	t.Helper()
 	survivor, absorbed := uuid.NewString(), uuid.NewString()
 	w.capture(t, survivor, vpProfile("survivor.example"))
 	w.capture(t, absorbed, &eventv1.Profile{Country: "DE"})
@@ -197,11 +206,34 @@ func (w *world) mergedUnderAManager(t *testing.T) (survivor string, unmerge func
 	w.write(t, survivor, lifecycle.Command{Name: lifecycle.Resubmit},
 		&eventv1.LeadResubmitted{SealedContact: []byte("sealed"), MergedFrom: absorbed,
 			Profile: &eventv1.Profile{Country: "DE", Seniority: eventv1.Seniority_SENIORITY_MANAGER}})
-	w.activity(t, survivor, webinar)
 	return survivor, func() *eventv1.Event {
 		prior := lifecycle.FromProto(w.events(t, absorbed)[0].GetLifecycle())
 		unmerged := &eventv1.LeadUnmerged{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "different people"}
 		w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Unmerge, Reason: "different people", Status: prior.Status, Owner: prior.Owner, Due: prior.Deadline}, unmerged)
 		return w.write(t, survivor, lifecycle.Command{Name: lifecycle.Resubmit}, unmerged)
+	}
+}
+
+// The unmerge's score counts the facts as of the unmerge, however late it
+// is handled: a webinar after it, stored before the scorer got to the
+// unmerge, qualifies the lead through its own score, not the unmerge's.
+func TestAnUnmergeScoresTheFactsAsOfIt(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	activate(t, s.client, vpWebinarModel())
+	survivor, unmerge := w.mergedUnderAManagerWithout(t)
+	w.settle(t)
+	s.stop()
+	un := unmerge()
+	after := w.activity(t, survivor, webinar)
+	w.start(t)
+	w.settle(t)
+	evs := w.events(t, survivor)
+	if sc := causedBy(evs, un.GetEventId()); len(sc) != 1 || sc[0].GetLeadScored().GetTotal() != 40 {
+		t.Fatalf("the unmerge's score: %v, want one of 40 (the VP, without the later webinar)", sc)
+	}
+	sc := causedBy(evs, after.GetEventId())
+	if q := ofType(evs, "LeadQualified"); len(sc) != 1 || len(q) != 1 || q[0].GetCausationId() != sc[0].GetEventId() {
+		t.Fatalf("qualified %v, want once, on the webinar's score %v", q, sc)
 	}
 }

@@ -187,8 +187,9 @@ func (l *lead) awaitsReengagedScore() bool {
 	return l.state.Status == lifecycle.StatusNurturing && l.reengaged != "" && !l.scored(l.reengaged)
 }
 
-// sameScore reports whether events are a score without a verdict that
-// gives what the lead's latest score gave, under the same version.
+// sameScore reports whether events are a score alone (no verdict event
+// follows) that gives what the lead's latest score gave, under the same
+// version.
 func (l *lead) sameScore(events []*eventv1.Event) bool {
 	if len(events) != 1 || !l.hasScore {
 		return false
@@ -198,7 +199,7 @@ func (l *lead) sameScore(events []*eventv1.Event) bool {
 		return false
 	}
 	was, now := last.GetLeadScored(), events[0].GetLeadScored()
-	return now.GetVerdict() == eventv1.ScoreVerdict_SCORE_VERDICT_NONE && was.GetModelVersion() == now.GetModelVersion() &&
+	return was.GetModelVersion() == now.GetModelVersion() &&
 		was.GetFit() == now.GetFit() && was.GetEngagement() == now.GetEngagement() && was.GetTotal() == now.GetTotal()
 }
 

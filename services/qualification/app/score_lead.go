@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -160,34 +161,40 @@ func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev 
 
 // scoreUnmerged writes the score an unmerge ev, stored at seq, calls for
 // and no other event would give. The survivor is scored without what went
-// back (caused by ev; a new lead keeps its deadline, as an unmerge is no
-// engagement), unless its score stays as it was. A lead given back in
-// nurture gets the score its merge refused its latest re-engagement:
-// nurture waits for that score, caused by the re-engagement. A verdict a
-// crash cut off after either score is written when ev comes again.
+// back, with facts as of ev and decay to its time (caused by ev; a new
+// lead keeps its deadline, as an unmerge is no engagement), unless the
+// score stays as it was and decides nothing. A lead given back in nurture
+// gets the score its merge refused its latest re-engagement, as the live
+// scorer would have written it then: nurture waits for that score, caused
+// by the re-engagement. A verdict a crash cut off after either score is
+// written when ev comes again.
 func (a *App) scoreUnmerged(ctx context.Context, leadID string, seq uint64, ev *eventv1.Event) error {
 	reg, err := a.registry(ctx, seq, a.maxAge)
 	if err != nil || reg.Active == 0 {
 		return err
 	}
-	v, _ := reg.Get(reg.Active)
 	survivor := envelope.SurvivorSide(ev)
+	refreshed := false
 	return a.writeOwn(ctx, leadID, "score after an unmerge", func() (*lead, []*eventv1.Event, error) {
 		recs, err := a.leads.Load(ctx, leadID)
 		if err != nil {
 			return nil, nil, err
 		}
-		l := foldLead(leadID, recs, ^uint64(0))
+		l := foldLead(leadID, recs, 0)
 		if err := eventstore.Behind(leadID, l.version, seq); err != nil {
 			return nil, nil, err
 		}
-		cause, typ := ev.GetEventId(), string(lifecycle.KindUnmerged)
+		cause, typ, asOf, at := ev.GetEventId(), string(lifecycle.KindUnmerged), seq, ev.GetRecordedAt().AsTime()
 		if !survivor {
 			if l.state.Status != lifecycle.StatusNurturing || l.reengaged == "" {
 				return l, nil, nil
 			}
-			cause, typ = l.reengaged, string(lifecycle.KindReengaged)
+			cause, typ, asOf = l.reengaged, string(lifecycle.KindReengaged), l.reengagedSeq
+			if i, ok := slices.BinarySearchFunc(recs, asOf, func(r eventstore.Record, seq uint64) int { return cmp.Compare(r.Seq, seq) }); ok {
+				at = recs[i].Event.GetRecordedAt().AsTime()
+			}
 		}
+		l.factsAsOf(asOf)
 		if l.scored(cause) {
 			owed, err := a.owedVerdict(l, cause, typ)
 			if owed == nil || err != nil {
@@ -195,8 +202,16 @@ func (a *App) scoreUnmerged(ctx context.Context, leadID string, seq uint64, ev *
 			}
 			return l, []*eventv1.Event{owed}, nil
 		}
+		if !refreshed && l.staleFor(reg) {
+			// A later version scored it already: this copy is behind.
+			if reg, err = a.fresh(ctx); err != nil {
+				return nil, nil, err
+			}
+			refreshed = true
+		}
+		v, _ := reg.Get(reg.Active)
 		meta := envelope.Meta{CorrelationID: ev.GetCorrelationId(), CausationID: cause}
-		events, err := a.scoreEvents(l, reg.Active, v.Model, ev.GetRecordedAt().AsTime(), mayQualify(l.state, typ), survivor, meta)
+		events, err := a.scoreEvents(l, reg.Active, v.Model, at, mayQualify(l.state, typ), survivor, meta)
 		if err != nil || (survivor && l.sameScore(events)) {
 			return l, nil, err
 		}
