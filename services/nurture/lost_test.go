@@ -286,3 +286,27 @@ func TestScoredNewLeadsAreNotStalledWhileTheScorerIsDown(t *testing.T) {
 		}
 	}
 }
+
+// A replica that started after a lead's facts read only the last one: a
+// score of an earlier fact, stored after it, does not cover it, and the
+// lead still waits for the scorer.
+func TestAReplicaStartedAfterTheFactsKeepsTheLaterOneWaiting(t *testing.T) {
+	w := newWorld(t)
+	ctx := ctxT(t)
+	if _, err := w.nats.JS.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		Durable: consume.Durable("qualification", 0, eventstore.Partitions), AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	l := uuid.NewString()
+	w.capture(t, l)
+	w.scored(t, l, 20, 30*24*time.Hour)
+	first := w.activity(t, l, webinar)
+	w.activity(t, l, webinar)
+	s := w.start(t)
+	w.settle(t, group)
+	w.scoredBy(t, l, first.GetEventId())
+	got := w.find(t, s.client, &nurturev1.FindLostLeadsRequest{})
+	if ids := lostIDs(got); len(ids) != 1 || ids[0] != l || got.GetLost()[0].GetReason() != nurturev1.LostReason_LOST_REASON_STALLED {
+		t.Fatalf("lost %v, want %s stalled (its second activity waits for the scorer)", got.GetLost(), l)
+	}
+}

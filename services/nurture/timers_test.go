@@ -139,8 +139,8 @@ func TestAFactWaitingForItsScoreIsNotRecycled(t *testing.T) {
 
 // A re-engaged lead whose score never comes (qualification's dead letter
 // skipped) is not left NURTURING for good: its re-engagement schedules a
-// timer an hour past the deadline it set, before which nurture waits,
-// and at which the lead goes back to its program, not qualified.
+// timer a day past the deadline it set, before which nurture waits, and
+// at which the lead goes back to its program, not qualified.
 func TestAReengagementNobodyScoresGoesBackToItsProgram(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
@@ -153,7 +153,7 @@ func TestAReengagementNobodyScoresGoesBackToItsProgram(t *testing.T) {
 	w.nurtured(t, l)
 	w.activity(t, l, webinar)
 	re := ofType(w.waitFor(t, l, "LeadReengaged", 1), "LeadReengaged")[0]
-	by := stateOf(re).Deadline.Add(time.Hour)
+	by := stateOf(re).Deadline.Add(24 * time.Hour)
 
 	st, err := w.nats.JS.Stream(ctxT(t), adapters.DefaultTimerStream)
 	if err != nil {
@@ -167,24 +167,64 @@ func TestAReengagementNobodyScoresGoesBackToItsProgram(t *testing.T) {
 	}, "no timer for the end of the wait")
 
 	timer := &eventv1.NurtureTimer{TimerId: re.GetEventId(), LeadId: l, ReviewAt: timestamppb.New(by)}
-	at := func(now time.Time) *app.App {
-		log := slog.New(slog.DiscardHandler)
-		return app.New(adapters.NewLeads(w.store), adapters.NewPrograms(w.store), adapters.NewTimers(w.nats.JS, time.Hour),
-			adapters.NewIndex(w.nats.JS, stream, log), adapters.NewGroups(w.nats.JS, stream, consume.DefaultDeadLetterStream), app.WithLogger(log),
-			app.WithClock(func() time.Time { return now }))
-	}
-	if err := at(by.Add(-time.Minute)).ReviewDue(ctxT(t), timer, envelope.Meta{}); err != nil {
+	if err := w.nurtureAt(by.Add(-time.Minute)).ReviewDue(ctxT(t), timer, envelope.Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	if evs := w.events(t, l); len(ofType(evs, "NurtureExited")) != 0 {
 		t.Fatalf("gave up waiting before its time: %v", types(evs))
 	}
-	if err := at(by.Add(time.Second)).ReviewDue(ctxT(t), timer, envelope.Meta{}); err != nil {
+	if err := w.nurtureAt(by.Add(time.Second)).ReviewDue(ctxT(t), timer, envelope.Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	exit := ofType(w.events(t, l), "NurtureExited")
 	if len(exit) != 1 || exit[0].GetNurtureExited().GetCause() != eventv1.NurtureExitCause_NURTURE_EXIT_CAUSE_NOT_QUALIFIED ||
 		exit[0].GetCausationId() != re.GetEventId() {
 		t.Fatalf("exits %v, want one back to the program, caused by the re-engagement", exit)
+	}
+}
+
+// nurtureAt is nurture's app on w's stream with a clock that reads now.
+func (w *world) nurtureAt(now time.Time) *app.App {
+	log := slog.New(slog.DiscardHandler)
+	return app.New(adapters.NewLeads(w.store), adapters.NewPrograms(w.store), adapters.NewTimers(w.nats.JS, time.Hour),
+		adapters.NewIndex(w.nats.JS, stream, log), adapters.NewGroups(w.nats.JS, stream, consume.DefaultDeadLetterStream), app.WithLogger(log),
+		app.WithClock(func() time.Time { return now }))
+}
+
+// A re-engagement merged away before its score gives the scorer its time
+// again when an unmerge gives the lead back (the score was refused while
+// it was merged, and comes now): nurture waits from the unmerge, however
+// long ago the re-engagement's deadline passed.
+func TestAnUnmergeGivesTheReengagementsScoreItsTimeAgain(t *testing.T) {
+	w := newWorld(t)
+	w.start(t)
+	l, other := uuid.NewString(), uuid.NewString()
+	w.accepted(t, l, "smb", 30)
+	w.reject(t, l, eventv1.RejectReason_REJECT_REASON_NOT_READY, "smb")
+	w.nurtured(t, l)
+	w.capture(t, other)
+	// Re-engaged with a deadline passed at once, then merged.
+	p := lifecycle.DefaultPolicy()
+	p.ScoreWithin = time.Millisecond
+	re := w.writeWith(t, p, l, lifecycle.Command{Name: lifecycle.Reengage}, &eventv1.LeadReengaged{ProgramId: "any"})
+	prior := stateOf(re)
+	w.write(t, l, lifecycle.Command{Name: lifecycle.Merge, Reason: other}, &eventv1.LeadMerged{SurvivorLeadId: other, AbsorbedLeadId: l})
+	un := w.write(t, l, lifecycle.Command{Name: lifecycle.Unmerge, Reason: "two people", Status: prior.Status, Owner: prior.Owner, Due: prior.Deadline},
+		&eventv1.LeadUnmerged{SurvivorLeadId: other, AbsorbedLeadId: l, Reason: "two people"})
+	timer := &eventv1.NurtureTimer{TimerId: un.GetEventId(), LeadId: l, ReviewAt: timestamppb.New(prior.Deadline.Add(24 * time.Hour))}
+	// A day past the re-engagement's deadline, but not past the scorer's
+	// hour after the unmerge and the day after that: still waiting.
+	if err := w.nurtureAt(prior.Deadline.Add(24*time.Hour+time.Second)).ReviewDue(ctxT(t), timer, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if evs := w.events(t, l); len(ofType(evs, "NurtureExited")) != 0 {
+		t.Fatalf("gave up on the score the unmerge made due: %v", types(evs))
+	}
+	by := un.GetRecordedAt().AsTime().Add(25 * time.Hour)
+	if err := w.nurtureAt(by.Add(time.Second)).ReviewDue(ctxT(t), timer, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if exit := ofType(w.events(t, l), "NurtureExited"); len(exit) != 1 || exit[0].GetCausationId() != re.GetEventId() {
+		t.Fatalf("exits %v, want one, caused by the re-engagement, once its time after the unmerge was over", exit)
 	}
 }

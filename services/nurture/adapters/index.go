@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -161,6 +162,15 @@ func (x *Index) head(prev app.Head, id string, seq uint64, at time.Time, m jetst
 	h.State.Owner.ID = x.intern(h.State.Owner.ID)
 	h.RecycleDue = ev.GetSlaBreached().GetEscalation() == eventv1.SLAEscalation_SLA_ESCALATION_RECYCLE
 	h.Unscored = app.Unscored(prev.Unscored, ev)
+	h.Partial = prev.Partial || prev.LeadID == "" && ev.GetLeadCaptured() == nil
+	if ev.GetLeadScored() != nil && h.Partial && len(prev.Unscored) > 0 && !slices.Contains(prev.Unscored, ev.GetCausationId()) {
+		// The score of a fact this replica never read, or a re-score:
+		// it cannot tell, and the later facts it read may still wait.
+		h.Unscored = prev.Unscored
+	}
+	if len(h.Unscored) == 0 {
+		h.Partial = false // every fact before has a score covering it
+	}
 	switch sc := ev.GetLeadScored(); {
 	case lifecycle.Kind(h.Type).Fact():
 		h.Scored = false

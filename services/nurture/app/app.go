@@ -85,6 +85,9 @@ type Head struct {
 	// lead nothing. Unscored are the facts waiting (see Unscored).
 	Scored   bool
 	Unscored []string
+	// Partial: Unscored may miss facts before the first event the index
+	// read of the lead (a replica reads each lead's last event on start).
+	Partial bool
 }
 
 // ClaimHead is one identity claim as the index holds it.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 
+	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
@@ -41,6 +42,8 @@ type lead struct {
 	reengaged ref // the latest LeadReengaged
 	// reengagedScore is the LeadScored caused by reengaged, if any.
 	reengagedScore ref
+	// unmerged is the latest LeadUnmerged that gave the lead back.
+	unmerged ref
 	// unscored are the event ids of the facts (lifecycle.Kind.Fact) no
 	// score has covered yet, oldest first: a score caused by one covers
 	// it and those before it; one with another cause (a re-score under a
@@ -139,6 +142,10 @@ func (l *lead) apply(recs ...eventstore.Record) {
 		case *eventv1.Event_LeadReengaged:
 			l.reengaged, l.reengagedScore = x, ref{}
 			l.steps = append(l.steps, x)
+		case *eventv1.Event_LeadUnmerged:
+			if !envelope.SurvivorSide(ev) {
+				l.unmerged = x
+			}
 		case *eventv1.Event_LeadScored:
 			if l.reengaged.seq > 0 && ev.GetCausationId() == l.reengaged.id() {
 				l.reengagedScore = x

@@ -66,13 +66,30 @@ func (a *App) owed(l *lead, cat *program.Catalog, now time.Time, meta envelope.M
 // lead was merged, its dead letter skipped) must not keep it NEW for good.
 const unscoredGrace = time.Hour
 
+// reengagedGrace bounds how long past its deadline a nurtured lead waits
+// for the score of its re-engagement: long past any scorer outage, as a
+// score decides the lead whenever it comes.
+const reengagedGrace = 24 * time.Hour
+
 // reengagedBy is when a nurtured lead stops waiting for the score of its
-// latest re-engagement: unscoredGrace past the deadline the re-engagement
-// set. One the scorer will never score (its dead letter skipped) then
-// counts as scored below the threshold, so the lead is not left
-// NURTURING, past its deadline, for good.
-func (l *lead) reengagedBy() time.Time {
-	return lifecycle.FromProto(l.reengaged.ev.GetLifecycle()).Deadline.Add(unscoredGrace)
+// latest re-engagement: reengagedGrace past the deadline the
+// re-engagement set, or past the time the scorer has after an unmerge
+// that gave the lead back (the score was refused while it was merged).
+// One the scorer will never score (its dead letter skipped) then counts
+// as scored below the threshold, so the lead is not left NURTURING, past
+// its deadline, for good.
+func (a *App) reengagedBy(l *lead) time.Time {
+	due := lifecycle.FromProto(l.reengaged.ev.GetLifecycle()).Deadline
+	if after := a.afterUnmerge(l.unmerged.ev); l.unmerged.seq > l.reengaged.seq && after.After(due) {
+		due = after
+	}
+	return due.Add(reengagedGrace)
+}
+
+// afterUnmerge is when the scorer's time to score what an unmerge, ev,
+// gave back ends.
+func (a *App) afterUnmerge(ev *eventv1.Event) time.Time {
+	return ev.GetRecordedAt().AsTime().Add(a.policy.ScoreWithin)
 }
 
 // recycleDue reports whether the lead's latest recycle source still
@@ -221,7 +238,7 @@ func (a *App) nurtured(l *lead, cat *program.Catalog, now time.Time, meta envelo
 		// Re-engaged: qualification re-scores the lead. Wait for that
 		// score; with no verdict in it, back to the program.
 		switch sc := decided.GetLeadScored(); {
-		case sc == nil && !now.Before(l.reengagedBy()):
+		case sc == nil && !now.Before(a.reengagedBy(l)):
 			decided = l.reengaged.ev
 		case sc == nil || sc.GetVerdict() != eventv1.ScoreVerdict_SCORE_VERDICT_NONE:
 			return nil, nil // not scored yet, or a verdict event follows
@@ -247,7 +264,7 @@ func (a *App) nurtured(l *lead, cat *program.Catalog, now time.Time, meta envelo
 	}
 	switch {
 	case pending && now.Before(review):
-		reason := fmt.Sprintf("re-engaged, and no score came by %s: back to the program until its review", l.reengagedBy().UTC().Format(time.RFC3339))
+		reason := fmt.Sprintf("re-engaged, and no score came by %s: back to the program until its review", a.reengagedBy(l).UTC().Format(time.RFC3339))
 		if sc := decided.GetLeadScored(); sc != nil {
 			reason = fmt.Sprintf("re-engaged and re-scored %d, below the threshold %d: back to the program until its review", sc.GetTotal(), sc.GetThreshold())
 		}

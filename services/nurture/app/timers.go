@@ -29,7 +29,7 @@ const engageSlot = "engage"
 
 // ScheduleTimer schedules what ev starts: the review of an enrolment (a
 // NurtureEnrolled), the end of the wait for a re-engagement's score (a
-// LeadReengaged), or the engagement deadline of a NEW lead's score with
+// LeadReengaged, or an unmerge back to NURTURING), or the engagement deadline of a NEW lead's score with
 // no verdict or of an unmerge that puts a lead back in NEW. Other events
 // schedule nothing.
 func (a *App) ScheduleTimer(ctx context.Context, ev *eventv1.Event) error {
@@ -40,7 +40,12 @@ func (a *App) ScheduleTimer(ctx context.Context, ev *eventv1.Event) error {
 		return a.timers.Schedule(ctx, t.GetTimerId(), t)
 	case ev.GetLeadReengaged() != nil:
 		// Its score decides what comes next; should none come, reengagedBy.
-		t.ReviewAt = timestamppb.New(lifecycle.FromProto(ev.GetLifecycle()).Deadline.Add(unscoredGrace))
+		t.ReviewAt = timestamppb.New(lifecycle.FromProto(ev.GetLifecycle()).Deadline.Add(reengagedGrace))
+		return a.timers.Schedule(ctx, t.GetTimerId(), t)
+	case ev.GetLeadUnmerged() != nil && lifecycle.FromProto(ev.GetLifecycle()).Status == lifecycle.StatusNurturing:
+		// Given back in nurture: a re-engagement the merge left unscored
+		// waits again (reengagedBy); its own timer fired while merged.
+		t.ReviewAt = timestamppb.New(a.afterUnmerge(ev).Add(reengagedGrace))
 		return a.timers.Schedule(ctx, t.GetTimerId(), t)
 	case waitsForEngagement(ev),
 		ev.GetLeadUnmerged() != nil && lifecycle.FromProto(ev.GetLifecycle()).Status == lifecycle.StatusNew:
@@ -89,8 +94,9 @@ func (a *App) ReviewDue(ctx context.Context, t *eventv1.NurtureTimer, meta envel
 		if due := l.enrolled.ev.GetNurtureEnrolled().GetReviewAt().AsTime(); now.Before(due) {
 			return again(id, due)
 		}
-	case l.state.Status == lifecycle.StatusNurturing && l.reengaged.id() == id && l.reengagedScore.seq == 0:
-		if due := l.reengagedBy(); now.Before(due) {
+	case l.state.Status == lifecycle.StatusNurturing && l.reengaged.seq > l.enrolled.seq && l.reengagedScore.seq == 0 &&
+		(id == l.reengaged.id() || id == l.unmerged.id()):
+		if due := a.reengagedBy(l); now.Before(due) {
 			return again(id, due)
 		}
 	case now.Before(t.GetReviewAt().AsTime()):
