@@ -164,3 +164,34 @@ func TestASurvivorsErasureCutShortIsNotShownErased(t *testing.T) {
 		t.Fatalf("the survivor erased again: %+v, %v", v, err)
 	}
 }
+
+// The same one level deeper (a merged into b, b into s): b's access
+// request still answers, without what a's erasure shredded.
+func TestAnExportAfterAnErasureCutShortInAChainAnswers(t *testing.T) {
+	f := newFixture(t)
+	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
+	s, b, a := captured(t, f.app, "s@cut-chain.example"), captured(t, f.app, "b@cut-chain.example"), captured(t, f.app, "a@cut-chain.example")
+	for _, m := range []app.MergeLeads{{Survivor: b, Absorbed: a, Reason: "same"}, {Survivor: s, Absorbed: b, Reason: "same"}} {
+		if _, err := f.app.MergeLeads(ctx, m, meta); err != nil {
+			t.Fatal(err)
+		}
+	}
+	through := capture("a@cut-chain.example", "")
+	through.Contact.FirstName = "Annzq"
+	if r, err := f.app.CaptureLead(ctx, through, meta); err != nil || r.LeadID != s {
+		t.Fatalf("capture through the chain: %+v, %v", r, err)
+	}
+	down := app.New(unreleasing{f.leads.Leads}, adapters.NewCampaigns(f.store), f.keys)
+	if _, err := down.EraseLead(ctx, app.EraseLead{LeadID: s, Reason: "request"}, meta); !errors.Is(err, errReleaseDown) {
+		t.Fatalf("erasure with releases down: %v, want %v", err, errReleaseDown)
+	}
+	x, err := f.app.ExportLead(ctx, b)
+	if err != nil {
+		t.Fatalf("export of b: %v", err)
+	}
+	for _, sub := range x.Submissions {
+		if sub.Personal.GetContact().GetFirstName() == "Annzq" {
+			t.Errorf("b's export opens what a's erasure shredded")
+		}
+	}
+}

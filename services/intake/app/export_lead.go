@@ -124,7 +124,7 @@ func (a *App) exportOne(ctx context.Context, leadID string, view LeadView) (Expo
 	_, subs := fold(leadID, recs)
 	out := Export{View: view}
 	for _, sub := range subs {
-		if sub.gone {
+		if sub.gone && a.givenBack(ctx, sub) {
 			continue // its person's export has it
 		}
 		es := exportedSubmission(sub)
@@ -160,6 +160,18 @@ func (a *App) exportOne(ctx context.Context, leadID string, view LeadView) (Expo
 	return out, nil
 }
 
+// givenBack reports whether the unmerge that took sub from the survivor
+// replayed it on the lead it came through: only what is sealed with that
+// lead's key (stored since 2026-12-05) could be. One sealed with the
+// survivor's key stayed with it, and its export shows it.
+func (a *App) givenBack(ctx context.Context, sub submission) bool {
+	if len(sub.sealed) == 0 {
+		return true
+	}
+	_, err := a.keys.Open(ctx, sub.via, sub.sealed)
+	return !errors.Is(err, vault.ErrCorrupt) && !errors.Is(err, vault.ErrNoKey)
+}
+
 // heldActivities are the ActivityRecorded events of recs, leadID's
 // history, that no unmerge gave back.
 func heldActivities(leadID string, recs []eventstore.Record) []eventstore.Record {
@@ -187,7 +199,10 @@ func (a *App) exportVia(ctx context.Context, family map[string]bool, into string
 			}
 			es := exportedSubmission(sub)
 			p, err := a.openPersonal(ctx, lead, sub)
-			if err != nil && !errors.Is(err, vault.ErrNoKey) {
+			// Gone with the erasure of the lead it came through (one
+			// merged into the exported lead, erased by a survivor's
+			// erasure that was cut short).
+			if err != nil && !errors.Is(err, vault.ErrNoKey) && !errors.Is(err, vault.ErrShredded) {
 				return err
 			}
 			es.Personal, es.StoredOn = p, lead

@@ -86,6 +86,9 @@ type ImportBatch struct {
 	single []pending
 	// taken are the identities the chunk's rows bring.
 	taken map[ClaimKey]bool
+	// survivors finds where a row's holders land, for rows that lost
+	// their write's race.
+	survivors survivorsOf
 }
 
 // PrepareImport checks up to ImportChunk rows, looks their identities up
@@ -145,11 +148,19 @@ func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope
 		sent   []sentRow
 		behind = map[string]bool{}
 		// wholeHolders are the leads holding the identities of the rows
-		// that go the whole way, in order; survivors, the lead each is
-		// merged into, followed once (a merged holder's row lands on it).
+		// that go the whole way, in order; the first resolved of them
+		// are indexed in landsOn by the lead each lands on (the survivor
+		// it is merged into, or itself).
 		wholeHolders []string
-		survivors    = map[string]string{}
+		resolved     int
+		landsOn      = map[string][]string{}
+		survivors    = survivorsOf{a: a, heads: map[string]*eventstore.Record{}, tops: map[string]string{}}
 	)
+	for _, h := range held {
+		if h.Head != nil {
+			survivors.heads[h.LeadID] = h.Head
+		}
+	}
 	toSingle := func(p pending, leads []string) {
 		p.leads = leads
 		for _, l := range leads {
@@ -163,23 +174,15 @@ func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope
 	// mergedBehind are the leads holding identities of rows that go the
 	// whole way and land on lead through a merge (merged into it): a
 	// resubmission on lead goes the whole way after them, linked to them.
-	mergedBehind := func(lead string) []string {
-		var out []string
-		for _, h := range wholeHolders {
-			top, ok := survivors[h]
-			if !ok {
-				var err error
-				if top, _, err = a.follow(ctx, h, nil); err != nil {
-					top = lead // cannot tell: the whole way keeps the order
-				} else {
-					survivors[h] = top
-				}
-			}
-			if top == lead && h != lead {
-				out = append(out, h)
-			}
+	// A holder whose survivor cannot be read counts as landing anywhere.
+	mergedBehind := func(ctx context.Context, lead string) []string {
+		for ; resolved < len(wholeHolders); resolved++ {
+			h := wholeHolders[resolved]
+			top := survivors.top(ctx, h)
+			landsOn[top] = append(landsOn[top], h)
 		}
-		return out
+		out := slices.DeleteFunc(slices.Clone(landsOn[lead]), func(h string) bool { return h == lead })
+		return append(out, landsOn[""]...)
 	}
 	for _, p := range rowsOK {
 		var leads []string
@@ -211,7 +214,7 @@ func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope
 		pl, err := a.planCapture(ctx, run)
 		var merged []string
 		if err == nil && !pl.create && pl.leadID != "" {
-			merged = mergedBehind(pl.leadID)
+			merged = mergedBehind(ctx, pl.leadID)
 		}
 		if err != nil || pl.done != nil || len(pl.before) > 0 || len(pl.more) > 0 || behind[pl.leadID] || len(merged) > 0 {
 			// Anything but a plain resubmission or creation goes the
@@ -223,16 +226,43 @@ func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope
 			toSingle(p, append(leads, merged...))
 			continue
 		}
+		p.leads = leads // should its write lose a race (Write)
 		writes = append(writes, LeadWrite{LeadID: pl.leadID, Event: pl.event, Create: pl.create, Expected: pl.expect})
 		sent = append(sent, sentRow{pending: p, outcome: pl.outcome, then: pl.then})
 	}
-	return &ImportBatch{a: a, meta: meta, out: out, writes: writes, sent: sent, single: single, taken: taken}
+	return &ImportBatch{a: a, meta: meta, out: out, writes: writes, sent: sent, single: single, taken: taken, survivors: survivors}
+}
+
+// survivorsOf finds the lead a holder lands on: the survivor at the top of
+// its merges, or itself. heads are holders' last events the look-up
+// returned (a head that is not a merge needs no read); tops caches what
+// was found, "" for a holder whose chain could not be read.
+type survivorsOf struct {
+	a     *App
+	heads map[string]*eventstore.Record
+	tops  map[string]string
+}
+
+func (s survivorsOf) top(ctx context.Context, holder string) string {
+	if top, ok := s.tops[holder]; ok {
+		return top
+	}
+	top := holder
+	if head := s.heads[holder]; head == nil || head.Event.GetLeadMerged() != nil {
+		var err error
+		if top, _, err = s.a.follow(ctx, holder, head); err != nil {
+			top = ""
+		}
+	}
+	s.tops[holder] = top
+	return top
 }
 
 // Write writes a prepared chunk and answers each of its rows, in row
 // order.
 func (b *ImportBatch) Write(ctx context.Context) []ImportResult {
 	a, meta, out, writes, single := b.a, b.meta, b.out, b.writes, b.single
+	raced := false
 	if len(writes) > 0 {
 		versions, errs := a.leads.WriteEach(ctx, writes)
 		var wg sync.WaitGroup
@@ -256,8 +286,9 @@ func (b *ImportBatch) Write(ctx context.Context) []ImportResult {
 			case errors.Is(errs[j], eventstore.ErrConflict):
 				// Written by someone else since we looked: the whole way,
 				// in order with the chunk's other rows on that lead.
-				r.held, r.leads = nil, []string{writes[j].LeadID}
+				r.held, r.leads = nil, append(r.leads, writes[j].LeadID)
 				single = append(single, r.pending)
+				raced = true
 			default:
 				out[r.i].Err = errs[j]
 			}
@@ -271,6 +302,17 @@ func (b *ImportBatch) Write(ctx context.Context) []ImportResult {
 	// the lead its first row made and a key's first row is its first use;
 	// unlinked rows side by side.
 	slices.SortFunc(single, func(x, y pending) int { return x.i - y.i })
+	if raced {
+		// A row that lost its race is linked to the chunk's rows whose
+		// holders land on its lead through a merge.
+		for i := range single {
+			for _, l := range single[i].leads {
+				if top := b.survivors.top(ctx, l); top != l && !slices.Contains(single[i].leads, top) {
+					single[i].leads = append(single[i].leads, top)
+				}
+			}
+		}
+	}
 	groups := linked(single)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, importWorkers)

@@ -1,10 +1,13 @@
 package app_test
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/services/intake/adapters"
 	"github.com/leadflow/leadflow/services/intake/app"
 )
 
@@ -68,35 +71,56 @@ func TestImportRowsOnOneLeadThroughAMergeKeepTheirOrder(t *testing.T) {
 
 // A row whose write lost its race (another write on its lead between the
 // look-up and the write) goes the whole way in order with the chunk's
-// later rows on that lead.
+// later rows on that lead, one that reaches it through a merge included:
+// its look-up held up, it still runs first.
 func TestImportRowThatLostItsRaceKeepsItsOrder(t *testing.T) {
 	f := newFixture(t)
 	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
-	known := capture("known@race-order.example", "")
-	known.ExternalID = &eventv1.ExternalId{System: "crm", Id: "race-order-1"}
-	r, err := f.app.CaptureLead(ctx, known, meta)
+	survivor := captured(t, f.app, "l@race-order.example")
+	withExt := capture("a@race-order.example", "")
+	withExt.ExternalID = &eventv1.ExternalId{System: "crm", Id: "race-order-1"}
+	r, err := f.app.CaptureLead(ctx, withExt, meta)
 	if err != nil {
 		t.Fatal(err)
 	}
-	byEmail := capture("known@race-order.example", "")
+	if _, err := f.app.MergeLeads(ctx, app.MergeLeads{Survivor: survivor, Absorbed: r.LeadID, Reason: "same"}, meta); err != nil {
+		t.Fatal(err)
+	}
+	byEmail := capture("l@race-order.example", "")
 	byEmail.Contact.FirstName = "Old"
 	byExt := capture("other@race-order.example", "")
-	byExt.ExternalID, byExt.Contact.FirstName = known.ExternalID, "New"
-	batch := f.app.PrepareImport(ctx, []app.ImportRow{{Row: 1, Capture: byEmail}, {Row: 2, Capture: byExt}}, meta, nil)
-	if _, err := f.app.RecordActivity(ctx, app.RecordActivity{LeadID: r.LeadID, ActivityID: "between",
+	byExt.ExternalID, byExt.Contact.FirstName = withExt.ExternalID, "New"
+	slow := app.New(&slowLookUp{Leads: f.leads.Leads, of: survivor}, adapters.NewCampaigns(f.store), f.keys)
+	batch := slow.PrepareImport(ctx, []app.ImportRow{{Row: 1, Capture: byEmail}, {Row: 2, Capture: byExt}}, meta, nil)
+	if _, err := f.app.RecordActivity(ctx, app.RecordActivity{LeadID: survivor, ActivityID: "between",
 		Type: eventv1.ActivityType_ACTIVITY_TYPE_WEB_VISIT}, meta); err != nil {
 		t.Fatal(err)
 	}
 	res := batch.Write(ctx)
 	for _, x := range res {
-		if x.Err != nil || x.Result.LeadID != r.LeadID {
-			t.Fatalf("row %d: %+v, %v; want it on %s", x.Row, x.Result, x.Err, r.LeadID)
+		if x.Err != nil || x.Result.LeadID != survivor {
+			t.Fatalf("row %d: %+v, %v; want it on %s", x.Row, x.Result, x.Err, survivor)
 		}
 	}
 	if res[1].Result.Version <= res[0].Result.Version {
 		t.Errorf("row 2 written at %d, before row 1 at %d", res[1].Result.Version, res[0].Result.Version)
 	}
-	if v, err := f.app.GetLead(ctx, r.LeadID); err != nil || v.Contact.GetFirstName() != "New" {
+	if v, err := f.app.GetLead(ctx, survivor); err != nil || v.Contact.GetFirstName() != "New" {
 		t.Fatalf("the lead after the import: %q, %v; want the later row's New", v.Contact.GetFirstName(), err)
 	}
+}
+
+// slowLookUp is the real lead store whose look-ups of the email that of's
+// id is the token of alone (a capture's own, not an import chunk's) take
+// a while.
+type slowLookUp struct {
+	*adapters.Leads
+	of string
+}
+
+func (l *slowLookUp) Holders(ctx context.Context, keys ...app.ClaimKey) (map[app.ClaimKey]app.Holder, error) {
+	if len(keys) == 1 && keys[0].Token == l.of {
+		time.Sleep(300 * time.Millisecond)
+	}
+	return l.Leads.Holders(ctx, keys...)
 }

@@ -4,9 +4,14 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
+	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/services/intake/app"
 )
 
@@ -407,5 +412,60 @@ func TestExportFindsWhatAChainHoldsOnEverySurvivor(t *testing.T) {
 		if slices.Contains(got, "Sam") || len(got) != len(want) {
 			t.Errorf("export of %s: %v, want exactly %v", lead, got, want)
 		}
+	}
+}
+
+// A submission that came through a merged lead before 2026-12-05 was
+// sealed with the survivor's key: an unmerge cannot give it back, and the
+// survivor's export still returns it, once.
+func TestAnOlderSubmissionAnUnmergeLeftIsInTheSurvivorsExport(t *testing.T) {
+	f := newFixture(t)
+	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
+	s, a := captured(t, f.app, "s@legacy.example"), captured(t, f.app, "a@legacy.example")
+	if _, err := f.app.MergeLeads(ctx, app.MergeLeads{Survivor: s, Absorbed: a, Reason: "same"}, meta); err != nil {
+		t.Fatal(err)
+	}
+	key, err := f.keys.Key(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := proto.Marshal(&eventv1.Personal{Contact: &eventv1.Contact{Email: "a@legacy.example", FirstName: "Legacyzq"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := key.Seal(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := f.store.Load(ctx, eventstore.LeadSubject(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := recs[len(recs)-1]
+	ev, _, err := lifecycle.NewEvent(s, lifecycle.FromProto(last.Event.GetLifecycle()), lifecycle.Command{Name: lifecycle.Resubmit}, lifecycle.DefaultPolicy(),
+		&eventv1.LeadResubmitted{SealedPersonal: sealed, MergedFrom: a, Attribution: &eventv1.Attribution{Source: "web-form"}}, meta, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.store.Append(ctx, eventstore.LeadSubject(s), last.Seq, ev); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.app.UnmergeLeads(ctx, app.MergeLeads{Survivor: s, Absorbed: a, Reason: "two people"}, meta); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, id := range []string{s, a} {
+		x, err := f.app.ExportLead(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, text := range exportTexts(x) {
+			if text == "Legacyzq" {
+				n++
+			}
+		}
+	}
+	if n != 1 {
+		t.Fatalf("the older submission is in %d exports, want 1 (the survivor's)", n)
 	}
 }

@@ -1581,7 +1581,8 @@ type ExportedSubmission struct {
 	Attribution *v1.Attribution `protobuf:"bytes,6,opt,name=attribution,proto3" json:"attribution,omitempty"`
 	Consents    []*v1.Consent   `protobuf:"bytes,7,rep,name=consents,proto3" json:"consents,omitempty"`
 	// stored_on is the lead whose history holds it, when not the exported
-	// lead's: what its person sent while it was merged into that survivor.
+	// lead's: what its person, or the person of a lead merged into it, sent
+	// while it was merged into that survivor.
 	StoredOn      string `protobuf:"bytes,8,opt,name=stored_on,json=storedOn,proto3" json:"stored_on,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
