@@ -54,7 +54,7 @@ func (a *App) AssignLead(ctx context.Context, in AssignLead, meta envelope.Meta)
 			// The rules still say the segment and the account (and so the SLA).
 			d := cfg.Route(l.routingLead(), nil, nil, now)
 			d.RepID, d.Turn, d.Queue = in.RepID, nil, ""
-			d.Record.RuleId, d.Record.PoolId, d.Record.RepId, d.Record.FallbackQueue = "manual", "", in.RepID, ""
+			d.Record.RuleId, d.Record.PoolId, d.Record.RepId, d.Record.FallbackQueue = routing.RuleManual, "", in.RepID, ""
 			d.Record.Candidates = []*eventv1.Candidate{{RepId: in.RepID, Outcome: eventv1.CandidateOutcome_CANDIDATE_OUTCOME_CHOSEN,
 				Source: "manual:" + in.By.GetId(), Detail: "assigned by hand"}}
 			d.Record.Summary = "assigned to " + in.RepID + " by " + in.By.GetId()
@@ -114,7 +114,7 @@ func (a *App) ReassignLead(ctx context.Context, in ReassignLead, meta envelope.M
 			} else if err := a.takeByHand(ctx, cfg, l.id, in.ToRepID, now, &h); err != nil {
 				return nil, err
 			}
-			rec := &eventv1.RoutingDecision{RoutingVersion: cfg.Version, RuleId: "manual", RepId: in.ToRepID, Segment: l.segment,
+			rec := &eventv1.RoutingDecision{RoutingVersion: cfg.Version, RuleId: routing.RuleManual, RepId: in.ToRepID, Segment: l.segment,
 				Candidates: []*eventv1.Candidate{{RepId: in.ToRepID, Outcome: eventv1.CandidateOutcome_CANDIDATE_OUTCOME_CHOSEN,
 					Source: "manual:" + in.By.GetId(), Detail: "reassigned by hand"}},
 				Summary: "reassigned to " + in.ToRepID + " by " + in.By.GetId()}

@@ -15,6 +15,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/services/handoff/routing"
 )
 
 // Brief is a lead's story for the rep, assembled from its events and
@@ -283,7 +284,7 @@ func briefOf(leadID string, recs []eventstore.Record) (b Brief, sealed []sealedD
 			b.Routing, b.Segment = p.LeadQueued.GetDecision(), p.LeadQueued.GetDecision().GetSegment()
 		case *eventv1.Event_LeadAssigned:
 			how := "routed"
-			if p.LeadAssigned.GetRule() == "manual" {
+			if p.LeadAssigned.GetRule() == routing.RuleManual {
 				how = "assigned"
 			}
 			b.Owners = append(b.Owners, Ownership{Owner: ownerOf(p.LeadAssigned.GetOwner()), From: at, How: how, Journey: b.Journey})

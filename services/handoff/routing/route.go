@@ -97,6 +97,15 @@ type Decision struct {
 	OffSince time.Time
 }
 
+// The rule ids a decision names when no routing rule decided: the
+// account's owner, an escalation, an assignment by hand. No rule may be
+// named so.
+const (
+	RuleAccount    = "account"
+	RuleEscalation = "escalation"
+	RuleManual     = "manual"
+)
+
 // Route decides who gets a lead: the owner of its account, if it matches
 // one and the owner can take it; else a rep of the pool of the first rule
 // it matches, by weighted round robin among the reps who are active, in
@@ -125,7 +134,7 @@ func (c *Config) Route(l Lead, pools map[string]PoolState, loads Loads, now time
 		if out == eventv1.CandidateOutcome_CANDIDATE_OUTCOME_CHOSEN {
 			// The territory's pool stays in the decision: an escalation
 			// from the account's owner goes to it.
-			rec.RuleId, rec.RepId = "account", owner
+			rec.RuleId, rec.RepId = RuleAccount, owner
 			rec.Summary = fmt.Sprintf("account %s (%s) is owned by %s", acct.GetAccountId(), how, owner)
 			d.RepID = owner
 			return d
@@ -140,6 +149,7 @@ func (c *Config) Route(l Lead, pools map[string]PoolState, loads Loads, now time
 		}
 	}
 	if rule == nil {
+		c.offShift(&d, offOwner, now)
 		return c.queue(d, "no rule matched")
 	}
 	pool, ok := c.Pools[rule.GetPoolId()]
@@ -150,15 +160,7 @@ func (c *Config) Route(l Lead, pools map[string]PoolState, loads Loads, now time
 	rec.Candidates = append(rec.Candidates, cands...)
 	d.RetryAt = earliest(d.RetryAt, back)
 	if rep == "" {
-		if d.OffShift = offShift(rec.Candidates, offOwner); d.OffShift {
-			for _, cd := range rec.Candidates {
-				if cd.GetOutcome() == eventv1.CandidateOutcome_CANDIDATE_OUTCOME_OUTSIDE_WORKING_HOURS || cd.GetRepId() == offOwner {
-					if closed := c.RepCalendar(cd.GetRepId()).LastClose(now); closed.After(d.OffSince) {
-						d.OffSince = closed
-					}
-				}
-			}
-		}
+		c.offShift(&d, offOwner, now)
 		return c.queue(d, fmt.Sprintf("rule %s matched; no rep of pool %s can take it", rule.GetRuleId(), pool.GetPoolId()))
 	}
 	rec.RepId = rep
@@ -167,10 +169,28 @@ func (c *Config) Route(l Lead, pools map[string]PoolState, loads Loads, now time
 	return d
 }
 
-// offShift reports whether some candidate is off shift and every other
-// one could never take the lead anyway (inactive, unknown, held it).
+// offShift sets d.OffShift when the lead is queued only because reps
+// who could take it are off shift (offShiftOnly), and d.OffSince to when
+// the last of them closed.
+func (c *Config) offShift(d *Decision, offOwner string, now time.Time) {
+	cands := d.Record.GetCandidates()
+	if d.OffShift = offShiftOnly(cands, offOwner); !d.OffShift {
+		return
+	}
+	for _, cd := range cands {
+		if cd.GetOutcome() == eventv1.CandidateOutcome_CANDIDATE_OUTCOME_OUTSIDE_WORKING_HOURS || cd.GetRepId() == offOwner {
+			if closed := c.RepCalendar(cd.GetRepId()).LastClose(now); closed.After(d.OffSince) {
+				d.OffSince = closed
+			}
+		}
+	}
+}
+
+// offShiftOnly reports whether some candidate is off shift and every
+// other one could not take the lead on shift either (inactive, unknown,
+// held it, away).
 // offOwner, if set, is an account's owner who is off shift, though full.
-func offShift(cands []*eventv1.Candidate, offOwner string) bool {
+func offShiftOnly(cands []*eventv1.Candidate, offOwner string) bool {
 	off := false
 	for _, c := range cands {
 		if offOwner != "" && c.GetRepId() == offOwner && strings.HasPrefix(c.GetSource(), "account:") {
@@ -181,7 +201,7 @@ func offShift(cands []*eventv1.Candidate, offOwner string) bool {
 		case eventv1.CandidateOutcome_CANDIDATE_OUTCOME_OUTSIDE_WORKING_HOURS:
 			off = true
 		case eventv1.CandidateOutcome_CANDIDATE_OUTCOME_INACTIVE, eventv1.CandidateOutcome_CANDIDATE_OUTCOME_UNKNOWN_REP,
-			eventv1.CandidateOutcome_CANDIDATE_OUTCOME_PRIOR_OWNER:
+			eventv1.CandidateOutcome_CANDIDATE_OUTCOME_PRIOR_OWNER, eventv1.CandidateOutcome_CANDIDATE_OUTCOME_OUT_OF_OFFICE:
 		default:
 			return false
 		}
@@ -208,7 +228,7 @@ func ManagerQueue(teamID string) string { return "manager:" + teamID }
 // hands it on. With no rep of the pool at work now, the next one off
 // shift takes it. RepID and Queue are both "" when there is nowhere to go.
 func (c *Config) Escalate(l Lead, current, poolID string, escalation eventv1.SLAEscalation, pools map[string]PoolState, loads Loads, now time.Time) Decision {
-	rec := &eventv1.RoutingDecision{RoutingVersion: c.Version, RuleId: "escalation", PoolId: poolID}
+	rec := &eventv1.RoutingDecision{RoutingVersion: c.Version, RuleId: RuleEscalation, PoolId: poolID}
 	d := Decision{Record: rec}
 	exclude := append(slices.Clone(l.Exclude), current)
 	if pool, ok := c.Pools[poolID]; ok && escalation == eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP {

@@ -278,6 +278,32 @@ func TestFullOwnerOffDutyIsOffShift(t *testing.T) {
 	}
 }
 
+// A rep away could not take the lead on shift either: with the rest of
+// the pool off shift, the lead waits off shift (the route clock stops),
+// and with no rule matched, behind an account owner full and off duty,
+// too.
+func TestARepAwayKeepsThePoolOffShift(t *testing.T) {
+	h := &eventv1.WorkingHours{TimeZone: "UTC"}
+	for d := eventv1.Weekday_WEEKDAY_MONDAY; d <= eventv1.Weekday_WEEKDAY_SUNDAY; d++ {
+		h.Days = append(h.Days, &eventv1.WorkingDay{Day: d, Start: "09:00", End: "17:00"})
+	}
+	c := world(t)
+	c.Apply(200, team("emea", h))
+	c.Apply(201, team("us", h))
+	evening := now.Truncate(24 * time.Hour).Add(20 * time.Hour)
+	c.Apply(202, &eventv1.RoutingChanged{Version: 202, Change: &eventv1.RoutingChanged_OutOfOffice{OutOfOffice: &eventv1.OutOfOffice{RepId: "bob",
+		Absences: []*eventv1.Absence{{From: timestamppb.New(evening.Add(-48 * time.Hour)), Until: timestamppb.New(evening.Add(7 * 24 * time.Hour))}}}}})
+	d := c.Route(routing.Lead{Profile: &eventv1.Profile{Country: "DE"}}, nil, nil, evening)
+	if d.RepID != "" || !d.OffShift || !d.OffSince.Equal(evening.Add(-3*time.Hour)) || !d.RetryAt.Equal(evening.Add(13*time.Hour)) {
+		t.Fatalf("bob away, ann and cat off shift: rep %q off shift %v since %v, retry %v; want off since 17:00 until 09:00", d.RepID, d.OffShift, d.OffSince, d.RetryAt)
+	}
+	// No rule for Japan, acme's owner dan full and off duty: off shift.
+	lead := routing.Lead{Profile: &eventv1.Profile{Country: "JP", EmailDomain: "acme.example"}}
+	if d := c.Route(lead, nil, routing.LoadMap(map[string]int{"dan": 10}), evening); d.RepID != "" || !d.OffShift {
+		t.Errorf("no rule, the owner full off duty: rep %q off shift %v", d.RepID, d.OffShift)
+	}
+}
+
 func TestAccountOwner(t *testing.T) {
 	c := world(t)
 	for _, tc := range []struct {
@@ -418,6 +444,8 @@ func TestValidate(t *testing.T) {
 		{account("other", "Other", "ann", "gmail.com"), "change.domains[0]"},
 		{account("other", "Other", "nobody", "other.example"), "change.owner_rep_id"},
 		{rules(&eventv1.RoutingRule{RuleId: "r", Segment: "s", PoolId: "nope"}), "change.rules[0].pool_id"},
+		{rules(&eventv1.RoutingRule{RuleId: "manual", Segment: "s", PoolId: "us"}), "change.rules[0].rule_id"},
+		{rules(&eventv1.RoutingRule{RuleId: "account", Segment: "s", PoolId: "us"}), "change.rules[0].rule_id"},
 		{rules(&eventv1.RoutingRule{RuleId: "r", Segment: "s", PoolId: "us", When: &eventv1.RuleCriteria{RegionIn: []string{"apac"}}}), "change.rules[0].when.region_in[0]"},
 		{rules(&eventv1.RoutingRule{RuleId: "r", Segment: "s", PoolId: "us", When: &eventv1.RuleCriteria{CountryIn: []string{"de"}}}), "change.rules[0].when.country_in[0]"},
 		{rules(&eventv1.RoutingRule{RuleId: "r", Segment: "s", PoolId: "us", When: &eventv1.RuleCriteria{CountryIn: []string{"UK"}}}), "change.rules[0].when.country_in[0]"},

@@ -248,6 +248,10 @@ func (c *Config) validateRules(v *violations, f string, rs *eventv1.RoutingRules
 		if ids[r.GetRuleId()] {
 			v.add(rf+".rule_id", "%q is used twice", r.GetRuleId())
 		}
+		switch id := r.GetRuleId(); id {
+		case RuleAccount, RuleEscalation, RuleManual:
+			v.add(rf+".rule_id", "%q names decisions no rule made (an account's owner, an escalation, an assignment by hand): choose another", id)
+		}
 		ids[r.GetRuleId()] = true
 		v.text(rf+".description", r.GetDescription(), false)
 		v.id(rf+".segment", r.GetSegment())
