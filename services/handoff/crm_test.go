@@ -673,3 +673,24 @@ func TestNoOpStageMoveRetriedAfterALaterMove(t *testing.T) {
 		t.Errorf("a new id moving back: %v, want [proposal discovery]", got)
 	}
 }
+
+// A lead the rules send to a pool, assigned by hand from the queue (the
+// pool full), keeps that pool: an escalation from its rep goes to the
+// pool's next rep, as from one routing chose.
+func TestAssignedByHandKeepsItsPool(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 1)
+	for range 3 { // ann, bob and cat full
+		w.waitFor(t, w.mql(t, dach(50)), "LeadAssigned", 1)
+	}
+	queued := w.mql(t, dach(50))
+	w.waitFor(t, queued, "LeadQueued", 1)
+	if _, err := s.client.AssignLead(ctxT(t), &handoffv1.AssignLeadRequest{LeadId: queued, RepId: "mia", RequestId: "by-hand", AssignedBy: ops}); err != nil {
+		t.Fatal(err)
+	}
+	a := last(w.events(t, queued)).GetLeadAssigned()
+	if a.GetRule() != "manual" || a.GetDecision().GetPoolId() != "dach" {
+		t.Fatalf("assigned by hand: rule %q, pool %q; want manual, pool dach", a.GetRule(), a.GetDecision().GetPoolId())
+	}
+}

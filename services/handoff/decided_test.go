@@ -70,6 +70,35 @@ func TestADecisionTriedAgainCountsItsLeadAgain(t *testing.T) {
 	}
 }
 
+// A decision tried again in the same process after the routing data
+// changed (its rep made inactive meanwhile) is decided afresh: the lead
+// does not go to a rep who can no longer take it.
+func TestADecisionTriedAgainAfterItsRepLeftIsDecidedAfresh(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	s.stop()
+	l := w.mql(t, &eventv1.Profile{Country: "US", Industry: "software", EmailDomain: "left.example"})
+	a := w.app(t, &failingOnce{Leads: adapters.NewLeads(w.store)})
+	ql := w.lastEvent(t, l)
+	if err := a.RouteQualified(ctxT(t), l, ql.Seq, ql.Event, false, envelope.Meta{}); err == nil {
+		t.Fatal("the first try's write did not fail")
+	}
+	if _, err := a.ChangeRouting(ctxT(t), app.ChangeRouting{Field: "rep", By: ops, Change: &eventv1.RoutingChanged{Change: &eventv1.RoutingChanged_Rep{
+		Rep: &eventv1.Rep{RepId: "dan", TeamId: "us", Capacity: 10, Active: false}}}}, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.RouteQualified(ctxT(t), l, ql.Seq, ql.Event, true, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := ofType(w.events(t, l), "LeadAssigned"); len(got) != 0 {
+		t.Fatalf("l: %v, want it queued, dan (the US pool's only rep) inactive now", got)
+	}
+	if got := ofType(w.events(t, l), "LeadQueued"); len(got) != 1 {
+		t.Fatalf("l: %d LeadQueued, want 1", len(got))
+	}
+}
+
 // failingPutOnce is the reservations bucket whose first write fails, as
 // a timeout does.
 type failingPutOnce struct {

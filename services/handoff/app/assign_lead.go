@@ -51,10 +51,11 @@ func (a *App) AssignLead(ctx context.Context, in AssignLead, meta envelope.Meta)
 			if err := a.takeByHand(ctx, cfg, l.id, in.RepID, now, &h); err != nil {
 				return nil, err
 			}
-			// The rules still say the segment and the account (and so the SLA).
+			// The rules still say the segment, the account (and so the SLA)
+			// and the pool an escalation goes to.
 			d := cfg.Route(l.routingLead(), nil, nil, now)
 			d.RepID, d.Turn, d.Queue = in.RepID, nil, ""
-			d.Record.RuleId, d.Record.PoolId, d.Record.RepId, d.Record.FallbackQueue = routing.RuleManual, "", in.RepID, ""
+			d.Record.RuleId, d.Record.RepId, d.Record.FallbackQueue = routing.RuleManual, in.RepID, ""
 			d.Record.Candidates = []*eventv1.Candidate{{RepId: in.RepID, Outcome: eventv1.CandidateOutcome_CANDIDATE_OUTCOME_CHOSEN,
 				Source: "manual:" + in.By.GetId(), Detail: "assigned by hand"}}
 			d.Record.Summary = "assigned to " + in.RepID + " by " + in.By.GetId()

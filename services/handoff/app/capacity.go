@@ -338,20 +338,25 @@ type decideFn = func(map[string]routing.PoolState, routing.Loads) routing.Decisi
 // redelivery): a turn it took after that stream sequence gives the lead
 // to its rep, with no second turn, if the rep can still take it.
 func (a *App) decide(ctx context.Context, cfg *routing.Config, leadID, cause string, since uint64, fn decideFn) (routing.Decision, error) {
-	if d, ok := a.decided.get(cause); ok {
-		if d.RepID == "" {
-			return d, nil
-		}
+	if d, ok := a.decided.get(cause); ok && d.RepID != "" {
 		// Decided before, in this process: a try whose write failed, tried
-		// again (perhaps after a long outage). The rep's reservation may
-		// have been pruned meanwhile and the slot taken: count the lead
-		// again, or decide afresh if the rep is full now.
-		r := a.reservation(ctx, cfg, d, leadID)
-		if r.err != nil {
-			return routing.Decision{}, r.err
+		// again (perhaps after a long outage). The routing data may have
+		// changed meanwhile (the rep away, inactive, out of the pool), and
+		// the rep's reservation may have been pruned and the slot taken:
+		// count the lead again, or decide afresh if the rep can no longer
+		// take it (a queue decision is decided afresh: it took no turn).
+		still, err := a.stillChosen(ctx, cfg, d.Record.GetPoolId(), d.RepID, fn)
+		if err != nil {
+			return routing.Decision{}, err
 		}
-		if r.ok {
-			return d, nil
+		if still.RepID == d.RepID {
+			r := a.reservation(ctx, cfg, d, leadID)
+			if r.err != nil {
+				return routing.Decision{}, r.err
+			}
+			if r.ok {
+				return d, nil
+			}
 		}
 	}
 	override := map[string]int{}
@@ -508,28 +513,46 @@ func (a *App) resumed(ctx context.Context, cfg *routing.Config, leadID, cause st
 		return d, "", false, err
 	}
 	rep = t.GetRepId()
-	// Decided again with the rep next in turn: whatever keeps the lead
-	// from the rep now (out of office, off shift, out of the pool) still
-	// does. Its capacity is the reservation's to check.
-	pass := make(map[string]uint64, len(pool.GetMembers()))
-	for _, m := range pool.GetMembers() {
-		pass[m.GetRepId()] = math.MaxUint64
-	}
-	st := pools[pid]
-	pass[rep] = st.Clock
-	pools[pid] = routing.PoolState{Seq: st.Seq, Clock: st.Clock, Pass: pass, Last: st.Last}
-	d = fn(pools, func(r string) int {
-		if r == rep {
-			return 0
-		}
-		return a.loads.Count(r)
-	})
-	if d.RepID != rep {
+	if d = a.decideWith(pools, pool, rep, fn); d.RepID != rep {
 		return routing.Decision{}, rep, false, nil
 	}
 	d.Turn = nil // taken already
 	d.Record.Summary += " (the turn an earlier try took)"
 	return d, rep, true, nil
+}
+
+// stillChosen decides again for a decision that gave the lead to rep (by
+// pool pid's turn, or as an account's owner when pid names no pool), with
+// rep next in turn: whatever keeps the lead from the rep now (out of
+// office, off shift, inactive, out of the pool, another rule) still does,
+// and the decision it returns names another rep or none. Its capacity is
+// the reservation's to check.
+func (a *App) stillChosen(ctx context.Context, cfg *routing.Config, pid, rep string, fn decideFn) (routing.Decision, error) {
+	pools, err := a.poolStates(ctx, cfg)
+	if err != nil {
+		return routing.Decision{}, err
+	}
+	return a.decideWith(pools, cfg.Pools[pid], rep, fn), nil
+}
+
+// decideWith decides with fn on pools, pool's pointer (if any) set so
+// that rep is next in turn, and rep's load left out.
+func (a *App) decideWith(pools map[string]routing.PoolState, pool *eventv1.Pool, rep string, fn decideFn) routing.Decision {
+	if pool != nil {
+		pass := make(map[string]uint64, len(pool.GetMembers()))
+		for _, m := range pool.GetMembers() {
+			pass[m.GetRepId()] = math.MaxUint64
+		}
+		st := pools[pool.GetPoolId()]
+		pass[rep] = st.Clock
+		pools[pool.GetPoolId()] = routing.PoolState{Seq: st.Seq, Clock: st.Clock, Pass: pass, Last: st.Last}
+	}
+	return fn(pools, func(r string) int {
+		if r == rep {
+			return 0
+		}
+		return a.loads.Count(r)
+	})
 }
 
 // turnFor is the latest turn of pool pid taken for leadID by cause after

@@ -238,11 +238,15 @@ func (c *Config) Escalate(l Lead, current, poolID string, escalation eventv1.SLA
 			// time: the next rep off shift, whose step starts at their
 			// opening, rather than the manager's queue.
 			rep, turn, cands, _ = c.pick(pool, pools[poolID], exclude, loads, now, false)
+			c.offShiftDetail(cands, now)
 		}
 		rec.Candidates = append(rec.Candidates, cands...)
 		if rep != "" {
 			rec.RepId = rep
 			rec.Summary = fmt.Sprintf("escalated from %s to the next rep of pool %s: %s", current, poolID, rep)
+			if cal := c.RepCalendar(rep); !cal.Open(now) {
+				rec.Summary += " (nobody at work now; " + rep + " opens " + cal.NextOpen(now).In(cal.Location()).Format(time.RFC3339) + ")"
+			}
 			d.RepID, d.Turn = rep, turn
 			return d
 		}
@@ -321,6 +325,25 @@ func (c *Config) pick(pool *eventv1.Pool, st PoolState, exclude []string, loads 
 		}
 	}
 	return chosen.GetRepId(), turn, cands, retry
+}
+
+// offShiftDetail marks, in candidates picked with working hours left
+// out, who is off shift at now: a rep passed over is OUTSIDE_WORKING_HOURS,
+// not available, and the chosen one's detail says when they open.
+func (c *Config) offShiftDetail(cands []*eventv1.Candidate, now time.Time) {
+	for _, cd := range cands {
+		cal := c.RepCalendar(cd.GetRepId())
+		if cal.Open(now) {
+			continue
+		}
+		opens := "opens " + cal.NextOpen(now).In(cal.Location()).Format(time.RFC3339)
+		switch cd.GetOutcome() {
+		case eventv1.CandidateOutcome_CANDIDATE_OUTCOME_NOT_NEXT:
+			cd.Outcome, cd.Detail = eventv1.CandidateOutcome_CANDIDATE_OUTCOME_OUTSIDE_WORKING_HOURS, opens
+		case eventv1.CandidateOutcome_CANDIDATE_OUTCOME_CHOSEN:
+			cd.Detail += "; off shift, " + opens
+		}
+	}
 }
 
 // availability says whether a rep can take a lead now (CHOSEN), or why

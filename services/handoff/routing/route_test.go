@@ -425,6 +425,19 @@ func TestEscalate(t *testing.T) {
 	if d.RepID != "cat" || d.Queue != "" {
 		t.Errorf("at closing time: %q queue %q, want the next rep cat (%v)", d.RepID, d.Queue, d.Record)
 	}
+	// The record says so: nobody passed over was available.
+	d = c.Escalate(routing.Lead{Profile: l.Profile}, "mia", "dach", eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP, nil, nil, now)
+	for _, cd := range d.Record.GetCandidates() {
+		switch {
+		case cd.GetOutcome() == eventv1.CandidateOutcome_CANDIDATE_OUTCOME_NOT_NEXT:
+			t.Errorf("at closing time, %s passed over as available: %v", cd.GetRepId(), cd)
+		case cd.GetOutcome() == eventv1.CandidateOutcome_CANDIDATE_OUTCOME_CHOSEN && !strings.Contains(cd.GetDetail(), "off shift"):
+			t.Errorf("at closing time, %s chosen without saying it is off shift: %v", cd.GetRepId(), cd)
+		}
+	}
+	if !strings.Contains(d.Record.GetSummary(), "nobody at work") {
+		t.Errorf("summary %q", d.Record.GetSummary())
+	}
 }
 
 func TestValidate(t *testing.T) {
