@@ -295,16 +295,7 @@ func TestWhatIfsRunTwoAtATimeOnAReplica(t *testing.T) {
 	w := newWorld(t)
 	w.whatIfModels(t)
 	ctx := ctxT(t)
-	pool, err := pgxpool.New(ctx, w.dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	jobs, err := adapters.NewWhatIfs(ctx, pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := adapters.NewStream(w.nats.JS, stream)
+	jobs, st := w.whatIfPorts(t)
 	gate := gatedReplayer{Replayer: st, open: make(chan struct{})}
 	a := app.New(nil, nil, st, gate, jobs)
 	t.Cleanup(a.Close)
@@ -357,16 +348,7 @@ func TestATwinWhatIfWaitsForTheFirstsStore(t *testing.T) {
 	w := newWorld(t)
 	w.whatIfModels(t)
 	ctx := ctxT(t)
-	pool, err := pgxpool.New(ctx, w.dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	jobs, err := adapters.NewWhatIfs(ctx, pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := adapters.NewStream(w.nats.JS, stream)
+	jobs, st := w.whatIfPorts(t)
 	slow := &slowFirstPut{WhatIfs: jobs, entered: make(chan struct{}), open: make(chan struct{})}
 	a := app.New(nil, nil, st, st, slow)
 	t.Cleanup(a.Close)
@@ -395,4 +377,20 @@ func TestATwinWhatIfWaitsForTheFirstsStore(t *testing.T) {
 	if f.err != nil || tw.err != nil || f.id != tw.id {
 		t.Fatalf("first %q %v, twin %q %v: want one what-if", f.id, f.err, tw.id, tw.err)
 	}
+}
+
+// whatIfPorts are the what-if job store on w's database and the stream
+// the app replays.
+func (w *world) whatIfPorts(t *testing.T) (app.WhatIfs, *adapters.Stream) {
+	t.Helper()
+	pool, err := pgxpool.New(ctxT(t), w.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	jobs, err := adapters.NewWhatIfs(ctxT(t), pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return jobs, adapters.NewStream(w.nats.JS, stream)
 }

@@ -254,10 +254,7 @@ func TestHolidayIsOffShift(t *testing.T) {
 // lead at work either: with the pool off shift too, the lead waits off
 // shift (the route clock stops), since the last of them closed.
 func TestFullOwnerOffDutyIsOffShift(t *testing.T) {
-	h := &eventv1.WorkingHours{TimeZone: "UTC"}
-	for d := eventv1.Weekday_WEEKDAY_MONDAY; d <= eventv1.Weekday_WEEKDAY_SUNDAY; d++ {
-		h.Days = append(h.Days, &eventv1.WorkingDay{Day: d, Start: "09:00", End: "17:00"})
-	}
+	h := everyDay("09:00", "17:00")
 	c := world(t)
 	c.Apply(200, team("emea", h))
 	c.Apply(201, team("us", h))
@@ -283,10 +280,7 @@ func TestFullOwnerOffDutyIsOffShift(t *testing.T) {
 // and with no rule matched, behind an account owner full and off duty,
 // too.
 func TestARepAwayKeepsThePoolOffShift(t *testing.T) {
-	h := &eventv1.WorkingHours{TimeZone: "UTC"}
-	for d := eventv1.Weekday_WEEKDAY_MONDAY; d <= eventv1.Weekday_WEEKDAY_SUNDAY; d++ {
-		h.Days = append(h.Days, &eventv1.WorkingDay{Day: d, Start: "09:00", End: "17:00"})
-	}
+	h := everyDay("09:00", "17:00")
 	c := world(t)
 	c.Apply(200, team("emea", h))
 	c.Apply(201, team("us", h))
@@ -607,4 +601,13 @@ func TestAbsentDuring(t *testing.T) {
 			t.Errorf("in hours, [%d, %d): %v %v, want %d", tc.from, tc.to, got, ok, tc.want)
 		}
 	}
+}
+
+// everyDay is working hours from start to end, every day, in UTC.
+func everyDay(start, end string) *eventv1.WorkingHours {
+	h := &eventv1.WorkingHours{TimeZone: "UTC"}
+	for d := eventv1.Weekday_WEEKDAY_MONDAY; d <= eventv1.Weekday_WEEKDAY_SUNDAY; d++ {
+		h.Days = append(h.Days, &eventv1.WorkingDay{Day: d, Start: start, End: end})
+	}
+	return h
 }

@@ -310,15 +310,7 @@ func TestACaptureThroughAMergedLeadRepeatedAfterTheUnmergeWritesNothing(t *testi
 func TestUnmergeGivesBackThroughAChain(t *testing.T) {
 	f := newFixture(t)
 	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
-	named := func(email, first string) string {
-		c := capture(email, "")
-		c.Contact.FirstName = first
-		r, err := f.app.CaptureLead(ctx, c, meta)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r.LeadID
-	}
+	named := func(email, first string) string { return f.named(t, email, first) }
 	s, b, a := named("s@chain.example", "Sam"), named("b@chain.example", "Ben"), named("a@chain.example", "Ann")
 	for _, m := range []app.MergeLeads{{Survivor: b, Absorbed: a, Reason: "same"}, {Survivor: s, Absorbed: b, Reason: "same"}} {
 		if _, err := f.app.MergeLeads(ctx, m, meta); err != nil {
@@ -376,15 +368,7 @@ func TestUnmergeGivesBackThroughAChain(t *testing.T) {
 func TestExportFindsWhatAChainHoldsOnEverySurvivor(t *testing.T) {
 	f := newFixture(t)
 	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
-	named := func(email, first string) string {
-		c := capture(email, "")
-		c.Contact.FirstName = first
-		r, err := f.app.CaptureLead(ctx, c, meta)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r.LeadID
-	}
+	named := func(email, first string) string { return f.named(t, email, first) }
 	s, b, a := named("s@steps.example", "Sam"), named("b@steps.example", "Ben"), named("a@steps.example", "Ann")
 	if _, err := f.app.MergeLeads(ctx, app.MergeLeads{Survivor: b, Absorbed: a, Reason: "same"}, meta); err != nil {
 		t.Fatal(err)
@@ -468,4 +452,17 @@ func TestAnOlderSubmissionAnUnmergeLeftIsInTheSurvivorsExport(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("the older submission is in %d exports, want 1 (the survivor's)", n)
 	}
+}
+
+// named captures a new person of that email and first name and returns
+// the lead.
+func (f *fixture) named(t *testing.T, email, first string) string {
+	t.Helper()
+	c := capture(email, "")
+	c.Contact.FirstName = first
+	r, err := f.app.CaptureLead(ctxT(t), c, envelope.Meta{CorrelationID: "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.LeadID
 }
