@@ -99,6 +99,33 @@ func TestADecisionTriedAgainAfterItsRepLeftIsDecidedAfresh(t *testing.T) {
 	}
 }
 
+// The same for an account's owner: once the account no longer matches,
+// the lead tried again goes by the rules (the pool's turn taken), not as
+// the account's.
+func TestADecisionTriedAgainAfterItsAccountWentIsDecidedAfresh(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	s.stop()
+	l := w.mql(t, &eventv1.Profile{Country: "US", Industry: "software", EmailDomain: "acme.example"})
+	a := w.app(t, &failingOnce{Leads: adapters.NewLeads(w.store)})
+	ql := w.lastEvent(t, l)
+	if err := a.RouteQualified(ctxT(t), l, ql.Seq, ql.Event, false, envelope.Meta{}); err == nil {
+		t.Fatal("the first try's write did not fail")
+	}
+	if _, err := a.ChangeRouting(ctxT(t), app.ChangeRouting{Field: "account", By: ops, Change: &eventv1.RoutingChanged{Change: &eventv1.RoutingChanged_Account{
+		Account: &eventv1.Account{AccountId: "acme", Name: "ACME GmbH", Domains: []string{"acme-group.example"}, OwnerRepId: "dan"}}}}, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.RouteQualified(ctxT(t), l, ql.Seq, ql.Event, true, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	got := ofType(w.events(t, l), "LeadAssigned")
+	if len(got) != 1 || got[0].GetLeadAssigned().GetRule() != "us-software" || got[0].GetLeadAssigned().GetDecision().GetAccountId() != "" {
+		t.Fatalf("l: %v, want it assigned by rule us-software, no account", got)
+	}
+}
+
 // failingPutOnce is the reservations bucket whose first write fails, as
 // a timeout does.
 type failingPutOnce struct {

@@ -345,17 +345,31 @@ func (a *App) decide(ctx context.Context, cfg *routing.Config, leadID, cause str
 		// the rep's reservation may have been pruned and the slot taken:
 		// count the lead again, or decide afresh if the rep can no longer
 		// take it (a queue decision is decided afresh: it took no turn).
-		still, err := a.stillChosen(ctx, cfg, d.Record.GetPoolId(), d.RepID, fn)
+		still, err := a.stillChosen(ctx, cfg, d, fn)
 		if err != nil {
 			return routing.Decision{}, err
 		}
-		if still.RepID == d.RepID {
-			r := a.reservation(ctx, cfg, d, leadID)
+		switch {
+		case still.RepID != d.RepID:
+			// The reservation the first try made goes: decided afresh, the
+			// lead may go elsewhere.
+			if err := a.unreserve(ctx, d.RepID, leadID, time.Time{}); err != nil {
+				return routing.Decision{}, err
+			}
+		case still.Record.GetRuleId() != d.Record.GetRuleId():
+			// Another way to the same rep (the account gone, the pool's
+			// turn now): decided afresh, so a turn is taken if one is due.
+		default:
+			r := a.reservation(ctx, cfg, still, leadID)
 			if r.err != nil {
 				return routing.Decision{}, r.err
 			}
 			if r.ok {
-				return d, nil
+				// As decided now (segment, routing version), on the turn
+				// the first try took, if any.
+				still.Turn = nil
+				a.decided.put(cause, still)
+				return still, nil
 			}
 		}
 	}
@@ -521,18 +535,22 @@ func (a *App) resumed(ctx context.Context, cfg *routing.Config, leadID, cause st
 	return d, rep, true, nil
 }
 
-// stillChosen decides again for a decision that gave the lead to rep (by
-// pool pid's turn, or as an account's owner when pid names no pool), with
-// rep next in turn: whatever keeps the lead from the rep now (out of
-// office, off shift, inactive, out of the pool, another rule) still does,
-// and the decision it returns names another rep or none. Its capacity is
-// the reservation's to check.
-func (a *App) stillChosen(ctx context.Context, cfg *routing.Config, pid, rep string, fn decideFn) (routing.Decision, error) {
+// stillChosen decides again for d, a decision that gave the lead to a
+// rep (by its pool's turn, or as an account's owner), with that rep next
+// in the pool's turn: whatever keeps the lead from the rep now (out of
+// office, off shift, inactive, out of the pool, another rule, the account
+// gone) still does, and the decision it returns names another rep or
+// none. Its capacity is the reservation's to check.
+func (a *App) stillChosen(ctx context.Context, cfg *routing.Config, d routing.Decision, fn decideFn) (routing.Decision, error) {
 	pools, err := a.poolStates(ctx, cfg)
 	if err != nil {
 		return routing.Decision{}, err
 	}
-	return a.decideWith(pools, cfg.Pools[pid], rep, fn), nil
+	pool := cfg.Pools[d.Record.GetPoolId()]
+	if d.Record.GetRuleId() == routing.RuleAccount {
+		pool = nil // the owner took no turn: the pool's is not theirs
+	}
+	return a.decideWith(pools, pool, d.RepID, fn), nil
 }
 
 // decideWith decides with fn on pools, pool's pointer (if any) set so

@@ -170,43 +170,45 @@ func (c *Config) Route(l Lead, pools map[string]PoolState, loads Loads, now time
 }
 
 // offShift sets d.OffShift when the lead is queued only because reps
-// who could take it are off shift (offShiftOnly), and d.OffSince to when
-// the last of them closed.
+// who could take it are off shift: some candidate is off shift (outside
+// working hours, away while off shift, or the account's owner offOwner,
+// full outside their hours) and every other one could not take it on
+// shift either (inactive, unknown, held it). A rep away during their
+// working hours means working time: the clock runs. d.OffSince is when
+// the last of them closed; d.RetryAt comes no later than the first
+// opening of one away (whose absence may outlast it).
 func (c *Config) offShift(d *Decision, offOwner string, now time.Time) {
-	cands := d.Record.GetCandidates()
-	if d.OffShift = offShiftOnly(cands, offOwner); !d.OffShift {
-		return
-	}
-	for _, cd := range cands {
-		if cd.GetOutcome() == eventv1.CandidateOutcome_CANDIDATE_OUTCOME_OUTSIDE_WORKING_HOURS || cd.GetRepId() == offOwner {
-			if closed := c.RepCalendar(cd.GetRepId()).LastClose(now); closed.After(d.OffSince) {
-				d.OffSince = closed
-			}
-		}
-	}
-}
-
-// offShiftOnly reports whether some candidate is off shift and every
-// other one could not take the lead on shift either (inactive, unknown,
-// held it, away).
-// offOwner, if set, is an account's owner who is off shift, though full.
-func offShiftOnly(cands []*eventv1.Candidate, offOwner string) bool {
+	var since time.Time
 	off := false
-	for _, c := range cands {
-		if offOwner != "" && c.GetRepId() == offOwner && strings.HasPrefix(c.GetSource(), "account:") {
-			off = true
-			continue
-		}
-		switch c.GetOutcome() {
-		case eventv1.CandidateOutcome_CANDIDATE_OUTCOME_OUTSIDE_WORKING_HOURS:
-			off = true
-		case eventv1.CandidateOutcome_CANDIDATE_OUTCOME_INACTIVE, eventv1.CandidateOutcome_CANDIDATE_OUTCOME_UNKNOWN_REP,
-			eventv1.CandidateOutcome_CANDIDATE_OUTCOME_PRIOR_OWNER, eventv1.CandidateOutcome_CANDIDATE_OUTCOME_OUT_OF_OFFICE:
-		default:
-			return false
+	closed := func(rep string) {
+		off = true
+		if cl := c.RepCalendar(rep).LastClose(now); cl.After(since) {
+			since = cl
 		}
 	}
-	return off
+	retry := d.RetryAt
+	for _, cd := range d.Record.GetCandidates() {
+		switch rep := cd.GetRepId(); {
+		case offOwner != "" && rep == offOwner && strings.HasPrefix(cd.GetSource(), "account:"):
+			closed(rep)
+		case cd.GetOutcome() == eventv1.CandidateOutcome_CANDIDATE_OUTCOME_OUTSIDE_WORKING_HOURS:
+			closed(rep)
+		case cd.GetOutcome() == eventv1.CandidateOutcome_CANDIDATE_OUTCOME_OUT_OF_OFFICE:
+			cal := c.RepCalendar(rep)
+			if cal.Open(now) {
+				return
+			}
+			closed(rep)
+			retry = earliest(retry, cal.NextOpen(now))
+		case cd.GetOutcome() == eventv1.CandidateOutcome_CANDIDATE_OUTCOME_INACTIVE, cd.GetOutcome() == eventv1.CandidateOutcome_CANDIDATE_OUTCOME_UNKNOWN_REP,
+			cd.GetOutcome() == eventv1.CandidateOutcome_CANDIDATE_OUTCOME_PRIOR_OWNER:
+		default:
+			return
+		}
+	}
+	if off {
+		d.OffShift, d.OffSince, d.RetryAt = true, since, retry
+	}
 }
 
 func (c *Config) queue(d Decision, why string) Decision {
@@ -245,7 +247,7 @@ func (c *Config) Escalate(l Lead, current, poolID string, escalation eventv1.SLA
 			rec.RepId = rep
 			rec.Summary = fmt.Sprintf("escalated from %s to the next rep of pool %s: %s", current, poolID, rep)
 			if cal := c.RepCalendar(rep); !cal.Open(now) {
-				rec.Summary += " (nobody at work now; " + rep + " opens " + cal.NextOpen(now).In(cal.Location()).Format(time.RFC3339) + ")"
+				rec.Summary += " (off shift now; opens " + cal.NextOpen(now).In(cal.Location()).Format(time.RFC3339) + ")"
 			}
 			d.RepID, d.Turn = rep, turn
 			return d

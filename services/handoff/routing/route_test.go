@@ -291,6 +291,20 @@ func TestARepAwayKeepsThePoolOffShift(t *testing.T) {
 	if d.RepID != "" || !d.OffShift || !d.OffSince.Equal(evening.Add(-3*time.Hour)) || !d.RetryAt.Equal(evening.Add(13*time.Hour)) {
 		t.Fatalf("bob away, ann and cat off shift: rep %q off shift %v since %v, retry %v; want off since 17:00 until 09:00", d.RepID, d.OffShift, d.OffSince, d.RetryAt)
 	}
+	// Everyone away at night: off shift too, retried at the first opening,
+	// not when the first absence ends.
+	for i, r := range []string{"ann", "cat"} {
+		c.Apply(uint64(203+i), &eventv1.RoutingChanged{Version: uint32(203 + i), Change: &eventv1.RoutingChanged_OutOfOffice{OutOfOffice: &eventv1.OutOfOffice{RepId: r,
+			Absences: []*eventv1.Absence{{From: timestamppb.New(evening.Add(-48 * time.Hour)), Until: timestamppb.New(evening.Add(7 * 24 * time.Hour))}}}}})
+	}
+	d = c.Route(routing.Lead{Profile: &eventv1.Profile{Country: "DE"}}, nil, nil, evening)
+	if !d.OffShift || !d.OffSince.Equal(evening.Add(-3*time.Hour)) || !d.RetryAt.Equal(evening.Add(13*time.Hour)) {
+		t.Errorf("everyone away at night: off shift %v since %v, retry %v; want off since 17:00 until 09:00", d.OffShift, d.OffSince, d.RetryAt)
+	}
+	// The same in working hours: working time, the clock runs.
+	if d := c.Route(routing.Lead{Profile: &eventv1.Profile{Country: "DE"}}, nil, nil, evening.Add(-8*time.Hour)); d.OffShift {
+		t.Errorf("everyone away at noon: off shift")
+	}
 	// No rule for Japan, acme's owner dan full and off duty: off shift.
 	lead := routing.Lead{Profile: &eventv1.Profile{Country: "JP", EmailDomain: "acme.example"}}
 	if d := c.Route(lead, nil, routing.LoadMap(map[string]int{"dan": 10}), evening); d.RepID != "" || !d.OffShift {
@@ -429,8 +443,20 @@ func TestEscalate(t *testing.T) {
 			t.Errorf("at closing time, %s chosen without saying it is off shift: %v", cd.GetRepId(), cd)
 		}
 	}
-	if !strings.Contains(d.Record.GetSummary(), "nobody at work") {
+	if !strings.Contains(d.Record.GetSummary(), "off shift now") {
 		t.Errorf("summary %q", d.Record.GetSummary())
+	}
+}
+
+// A rule named as a decision marker, stored before such names were
+// refused, does not block the next edit of the rule set.
+func TestAStoredMarkerRuleIdStaysEditable(t *testing.T) {
+	c := world(t)
+	marked := &eventv1.RoutingRules{FallbackQueue: "q", Rules: []*eventv1.RoutingRule{{RuleId: "manual", Segment: "s", PoolId: "us"}}}
+	c.Apply(300, &eventv1.RoutingChanged{Version: 300, Change: &eventv1.RoutingChanged_Rules{Rules: marked}})
+	edited := &eventv1.RoutingRules{FallbackQueue: "q", Rules: []*eventv1.RoutingRule{{RuleId: "manual", Segment: "t", PoolId: "us"}}}
+	if v := c.Validate("rules", &eventv1.RoutingChanged{Change: &eventv1.RoutingChanged_Rules{Rules: edited}}); len(v) != 0 {
+		t.Fatalf("editing a stored rule set: %v", v)
 	}
 }
 

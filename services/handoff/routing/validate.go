@@ -3,6 +3,7 @@ package routing
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -250,7 +251,11 @@ func (c *Config) validateRules(v *violations, f string, rs *eventv1.RoutingRules
 		}
 		switch id := r.GetRuleId(); id {
 		case RuleAccount, RuleEscalation, RuleManual:
-			v.add(rf+".rule_id", "%q names decisions no rule made (an account's owner, an escalation, an assignment by hand): choose another", id)
+			// One stored before these were refused stays allowed, so the
+			// rule set can still be edited.
+			if !slices.ContainsFunc(c.Rules.GetRules(), func(old *eventv1.RoutingRule) bool { return old.GetRuleId() == id }) {
+				v.add(rf+".rule_id", "%q names decisions no rule made (an account's owner, an escalation, an assignment by hand): choose another", id)
+			}
 		}
 		ids[r.GetRuleId()] = true
 		v.text(rf+".description", r.GetDescription(), false)

@@ -1790,15 +1790,16 @@ type RoutingDecision struct {
 	// routing_version is the version of the routing data decided with.
 	RoutingVersion uint32 `protobuf:"varint,1,opt,name=routing_version,json=routingVersion,proto3" json:"routing_version,omitempty"`
 	// rule_id is the rule that matched; "account" when the lead matched an
-	// account and went to its owner; "escalation" for an SLA breach; empty
-	// when none matched.
+	// account and went to its owner; "escalation" for an SLA breach;
+	// "manual" for an assignment by hand; empty when none matched. No rule
+	// may be named as one of these.
 	RuleId    string `protobuf:"bytes,2,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
 	AccountId string `protobuf:"bytes,3,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
 	// account_match says how: "domain <d>", or "company name" (the name
 	// itself is personal data and stays out of the decision).
 	AccountMatch string `protobuf:"bytes,4,opt,name=account_match,json=accountMatch,proto3" json:"account_match,omitempty"`
 	// pool_id is the pool of the rule that matched; for an account lead,
-	// the pool an escalation from the owner goes to.
+	// or one assigned by hand, the pool an escalation from its rep goes to.
 	PoolId     string            `protobuf:"bytes,5,opt,name=pool_id,json=poolId,proto3" json:"pool_id,omitempty"`
 	Segment    string            `protobuf:"bytes,6,opt,name=segment,proto3" json:"segment,omitempty"`
 	Rules      []*RuleEvaluation `protobuf:"bytes,7,rep,name=rules,proto3" json:"rules,omitempty"`
