@@ -191,17 +191,19 @@ func (p *Projector) sequence(ctx context.Context, cps map[string]*checkpoint, ms
 			continue
 		}
 		ev, typ := decode(m)
+		// A type this binary does not know still has the envelope, and
+		// with it the version it was appended at: what lies before it is
+		// read as for any event, not jumped over. One that does not decode
+		// at all says nothing, so what lies before it is read.
+		vb, known := ev.GetVersionBefore(), ev != nil
 		if ev == nil {
-			skip(typ, m.seq)
-			*cp = checkpoint{seq: m.seq, changed: true}
-			continue
+			vb, known = versionBefore(m.data)
 		}
-		vb := ev.GetVersionBefore()
 		// A later event of one commit carries VersionUnknown: next to the
 		// event before it, nothing can lie between. (Events written before
 		// 2026-12-01 carried the commit's expected version instead.)
-		adjacent := cp.isEvent && m.seq == cp.seq+1 && (vb == eventstore.VersionUnknown || vb == cp.vb)
-		if vb != cp.seq && !adjacent {
+		adjacent := known && cp.isEvent && m.seq == cp.seq+1 && (vb == eventstore.VersionUnknown || vb == cp.vb)
+		if !known || vb != cp.seq && !adjacent {
 			missing, err := p.loadAfter(ctx, m.subject, cp.seq)
 			if err != nil {
 				return fmt.Errorf("project: read %s after gap at %d: %w", m.subject, cp.seq, err)
@@ -228,9 +230,14 @@ func (p *Projector) sequence(ctx context.Context, cps map[string]*checkpoint, ms
 				// rather than build on a gap.
 				return fmt.Errorf("project: read %s after gap: %w", m.subject, eventstore.Behind(m.subject, cp.seq, m.seq))
 			}
-			if found > 0 || vb != eventstore.VersionUnknown {
+			if found > 0 || known && vb != eventstore.VersionUnknown {
 				sq.gaps++
 			}
+		}
+		if ev == nil {
+			skip(typ, m.seq)
+			*cp = checkpoint{seq: m.seq, vb: vb, isEvent: known, changed: true}
+			continue
 		}
 		sq.events = append(sq.events, Event{Seq: m.seq, Subject: m.subject, Time: m.time, Event: ev})
 		*cp = checkpoint{seq: m.seq, vb: vb, isEvent: true, changed: true}
@@ -260,6 +267,16 @@ func decode(m msg) (*eventv1.Event, string) {
 		return nil, m.typ + " (undecodable)"
 	}
 	return ev, ""
+}
+
+// versionBefore is the version_before of an event this binary cannot
+// decode as one of its types; false if even the envelope does not decode.
+func versionBefore(data []byte) (uint64, bool) {
+	ev := &eventv1.Event{}
+	if err := proto.Unmarshal(data, ev); err != nil {
+		return 0, false
+	}
+	return ev.GetVersionBefore(), true
 }
 
 // lockCheckpoints returns the checkpoint of every subject in msgs, each

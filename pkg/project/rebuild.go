@@ -157,9 +157,14 @@ func (p *Projector) startRebuild(ctx context.Context, swappedOnly bool) (Progres
 				pr.Replaces = *active
 			}
 			if pr.Position == 0 && !pr.Swapped {
-				// Nothing recorded: a fold may have loaded some tables.
+				// Nothing recorded: a fold may have loaded some tables. It
+				// starts over, and so do its counts.
 				if err := dropSchema(ctx, conn, pr.Schema); err != nil {
 					return err
+				}
+				pr.Events = 0
+				if _, err := conn.Exec(ctx, `UPDATE project.build_progress SET events = 0 WHERE name = $1 AND schema = $2`, p.cfg.Name, pr.Schema); err != nil {
+					return fmt.Errorf("project: resume rebuild: %w", err)
 				}
 			}
 			// A failed run's error is history now: only this run's counts.
