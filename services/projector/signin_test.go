@@ -154,3 +154,49 @@ func TestLiveStreamEndsWhenItsTokenIsRevoked(t *testing.T) {
 		t.Fatalf("reconnecting with the revoked token: %v %v, want 401", res, err)
 	}
 }
+
+// A page whose session ends (its token revoked) asks to sign in again,
+// keeps the form while the user clicks on, and once signed in with
+// another token is live again, without a reload.
+func TestADashboardWhoseSessionEndsAsksToSignInAgain(t *testing.T) {
+	chromium := findChromium(t)
+	pub, signer, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newWorld(t)
+	if err := auth.EnsureRevocations(ctxT(t), w.nats.JS, 1); err != nil {
+		t.Fatal(err)
+	}
+	_, base := w.startDashboard(t, func(c *Config) { c.AuthKeys = hex.EncodeToString(pub) })
+	token := func(subject string) string {
+		tok, err := auth.Issue(signer, auth.Principal{Subject: subject, Scopes: []string{"reports:read", "leads:read"}}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	first := token("wallboard")
+	b := newBrowser(t, chromium, base)
+	b.run(t, chromedp.Navigate(base))
+	b.waitFor(t, `document.body.dataset.signin === "true"`, 20*time.Second)
+	signIn := func(tok string) {
+		b.eval(t, fmt.Sprintf(`document.getElementById("signin-token").value = %q; document.getElementById("signin").requestSubmit(); []`, tok))
+	}
+	signIn(first)
+	b.waitFor(t, `document.body.dataset.loaded === "true" && !document.body.dataset.signin && document.getElementById("live").classList.contains("on")`, 20*time.Second)
+
+	p, _ := auth.Claimed(first)
+	if err := auth.Revoke(ctxT(t), w.nats.JS, p.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	b.waitFor(t, `document.body.dataset.signin === "true" && !!document.getElementById("signin")`, 20*time.Second)
+	b.eval(t, `location.hash = "#/leads"; []`)
+	time.Sleep(time.Second)
+	if got := b.eval(t, `[String(!!document.getElementById("signin"))]`); got[0] != "true" {
+		t.Fatal("the sign-in form went when the user clicked on")
+	}
+	signIn(token("wallboard-2"))
+	b.waitFor(t, `!document.body.dataset.signin && document.getElementById("live").classList.contains("on")`, 20*time.Second)
+	b.close(t)
+}

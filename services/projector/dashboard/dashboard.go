@@ -327,7 +327,9 @@ func (h *Handler) startWhatIf(w http.ResponseWriter, r *http.Request) {
 	run, ok := h.whatIfs[key]
 	h.mu.Unlock()
 	if ok && !fresh && time.Since(run.started) < whatIfReuse {
-		if _, err := h.cfg.Reports.GetWhatIf(r.Context(), run.id); err == nil {
+		// One that failed (its replica stopped, its replay broke) is run
+		// again, not shown again.
+		if job, err := h.cfg.Reports.GetWhatIf(r.Context(), run.id); err == nil && job.Err == nil {
 			h.json(w, map[string]any{"id": run.id, "started": run.started})
 			return
 		}
@@ -478,9 +480,10 @@ func (h *Handler) json(w http.ResponseWriter, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// fail answers an error as the gRPC port maps it: a refused field is 400
-// with the violations, a refusal 409, an unknown id 404, else 500,
-// logged once here.
+// fail answers an error as the gRPC port maps it over HTTP/JSON: a
+// refused field is 400 with the violations, a refusal
+// (FAILED_PRECONDITION) 400 too, an unknown id 404, else 500, logged once
+// here.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var ve *app.ValidationError
 	var refused *app.RefusedError
@@ -491,7 +494,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		code = http.StatusBadRequest
 		body["violations"] = ve.Violations
 	case errors.As(err, &refused):
-		code = http.StatusConflict
+		code = http.StatusBadRequest
 	case errors.Is(err, app.ErrNotFound):
 		code = http.StatusNotFound
 	case errors.Is(err, app.ErrTooManyWhatIfs):

@@ -127,7 +127,7 @@ function showSignIn(why) {
       start();
     } catch (err) { msg.textContent = err.message; }
   });
-  $("view").replaceChildren(panel("", "Sign in", "a token granting reports:read (make run prints one)", null, form));
+  $("view").replaceChildren(panel("", "Sign in", "a token granting reports:read, and leads:read for the leads behind the figures (make run prints one)", null, form));
   document.body.dataset.signin = "true";
 }
 function reportParams(keys) {
@@ -183,9 +183,11 @@ function setOptions(select, values) {
 }
 
 // ---- live: Server-Sent Events when the projector commits ----
-const live = { gen: -1, seq: 0, lastRefresh: 0, inFlight: false, again: false, timer: 0, connected: false };
+const live = { gen: -1, seq: 0, lastRefresh: 0, inFlight: false, again: false, timer: 0, connected: false, es: null };
 function connectLive() {
+  if (live.es) live.es.close();
   const es = new EventSource("/api/live");
+  live.es = es;
   // A page kept in the back/forward cache would hold its stream open:
   // six such pages take every connection the browser gives this host, and
   // the dashboard stops loading. Closed on leaving, opened on coming back.
@@ -199,7 +201,16 @@ function connectLive() {
     const dot = $("live"); dot.classList.add("flash"); setTimeout(() => dot.classList.remove("flash"), 150);
   });
   es.onopen = () => setLive(true);
-  es.onerror = () => setLive(false); // the browser reconnects by itself
+  es.onerror = () => {
+    setLive(false);
+    // The browser reconnects by itself after a dropped stream, not after
+    // a refusal (the session ended: the token expired or was revoked).
+    if (es.readyState !== EventSource.CLOSED || live.es !== es) return;
+    api("session").then((s) => {
+      if (s.auth && !s.subject) showSignIn("the session ended: sign in again");
+      else setTimeout(() => { if (live.es === es) connectLive(); }, 1000);
+    }, () => setTimeout(() => { if (live.es === es) connectLive(); }, 1000));
+  };
 }
 function setLive(on) {
   live.connected = on;
@@ -234,7 +245,7 @@ async function render(isLive) {
     if (path.startsWith("/lead/")) view = await leadView(decodeURIComponent(path.slice(6)));
     else if (path === "/leads") view = await leadsView(params);
     else view = await overview(params, isLive);
-    if (my !== renderSeq) return; // a newer render won
+    if (my !== renderSeq || signingIn) return; // a newer render won, or the sign-in form shows
     $("view").replaceChildren(view);
     if (path !== "/leads" && !path.startsWith("/lead/")) overviewHash = hash || "#/";
     document.body.dataset.loaded = "true";
@@ -697,6 +708,8 @@ function start() {
     started = true;
     connectLive();
     window.addEventListener("pageshow", (e) => { if (e.persisted) { connectLive(); render(false); } });
+  } else if (!live.connected) {
+    connectLive(); // signed in again after the session ended
   }
   render(false);
 }

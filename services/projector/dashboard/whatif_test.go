@@ -1,0 +1,61 @@
+package dashboard_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/leadflow/leadflow/services/projector/app"
+	"github.com/leadflow/leadflow/services/projector/dashboard"
+)
+
+// whatIfReports is a report port whose what-ifs are the ones it started,
+// each with the outcome failed says.
+type whatIfReports struct {
+	dashboard.Reports
+	started int
+	failed  error
+	refuse  error
+}
+
+func (r *whatIfReports) StartWhatIf(context.Context, uint32, app.Period) (string, error) {
+	if r.refuse != nil {
+		return "", r.refuse
+	}
+	r.started++
+	return "w" + string(rune('0'+r.started)), nil
+}
+
+func (r *whatIfReports) GetWhatIf(_ context.Context, id string) (app.WhatIf, error) {
+	return app.WhatIf{ID: id, Done: r.failed != nil, Err: r.failed}, nil
+}
+
+// A what-if asked for again within a minute is the one running, but one
+// that failed is run again, not shown again; a refused one answers 400,
+// as the HTTP/JSON API answers FAILED_PRECONDITION.
+func TestDashboardWhatIfs(t *testing.T) {
+	reports := &whatIfReports{}
+	h := dashboard.New(dashboard.Config{Reports: reports})
+	post := func() int {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/api/whatif?version=2&from=2026-03-01&to=2026-04-01", nil))
+		return rec.Code
+	}
+	for range 2 {
+		if code := post(); code != http.StatusOK {
+			t.Fatalf("what-if: %d", code)
+		}
+	}
+	if reports.started != 1 {
+		t.Fatalf("%d what-ifs started, want the running one reused", reports.started)
+	}
+	reports.failed = app.ErrWhatIfAbandoned
+	if code := post(); code != http.StatusOK || reports.started != 2 {
+		t.Fatalf("after the first failed: %d, %d started; want a second", code, reports.started)
+	}
+	reports.refuse = &app.RefusedError{Field: "proposed_version", Reason: "activated already"}
+	if code := post(); code != http.StatusBadRequest {
+		t.Fatalf("a refused what-if: %d, want 400", code)
+	}
+}
