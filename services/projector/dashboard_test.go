@@ -674,3 +674,23 @@ func TestDashboardLoadsAgainAndAgain(t *testing.T) {
 	}
 	b.close(t)
 }
+
+// A tab in the background closes its live stream (six of them would take
+// every connection the browser gives a host over HTTP/1.1) and opens it
+// again when shown.
+func TestADashboardInTheBackgroundHoldsNoStream(t *testing.T) {
+	chromium := findChromium(t)
+	w := newWorld(t)
+	_, base := w.startDashboard(t)
+	b := newBrowser(t, chromium, base)
+	b.open(t, base+"#/")
+	b.waitFor(t, `document.getElementById("live").classList.contains("on")`, 20*time.Second)
+	visible := func(v bool) {
+		b.eval(t, fmt.Sprintf(`Object.defineProperty(document, "hidden", {value: %t, configurable: true}); document.dispatchEvent(new Event("visibilitychange")); []`, !v))
+	}
+	visible(false)
+	b.waitFor(t, `live.es === null && document.getElementById("live").classList.contains("off")`, 5*time.Second)
+	visible(true)
+	b.waitFor(t, `live.es !== null && live.es.readyState === EventSource.OPEN && document.getElementById("live").classList.contains("on")`, 20*time.Second)
+	b.close(t)
+}

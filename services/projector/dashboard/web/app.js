@@ -708,6 +708,18 @@ function start() {
     started = true;
     connectLive();
     window.addEventListener("pageshow", (e) => { if (e.persisted) { connectLive(); render(false); } });
+    // A tab in the background holds no stream either: over HTTP/1.1 the
+    // browser gives a host six connections, and six tabs' streams would
+    // take them all. Shown again, it reconnects and refreshes.
+    document.addEventListener("visibilitychange", () => {
+      if (document.hidden) {
+        if (live.es) { live.es.close(); live.es = null; }
+        setLive(false);
+      } else if (!live.es && !signingIn) {
+        connectLive();
+        render(true);
+      }
+    });
   } else if (!live.connected) {
     connectLive(); // signed in again after the session ended
   }
