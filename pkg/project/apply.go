@@ -193,17 +193,23 @@ func (p *Projector) sequence(ctx context.Context, cps map[string]*checkpoint, ms
 		ev, typ := decode(m)
 		// A type this binary does not know still has the envelope, and
 		// with it the version it was appended at: what lies before it is
-		// read as for any event, not jumped over. One that does not decode
-		// at all says nothing, so what lies before it is read.
-		vb, known := ev.GetVersionBefore(), ev != nil
+		// read as for any event, not jumped over.
+		vb := ev.GetVersionBefore()
 		if ev == nil {
-			vb, known = versionBefore(m.data)
+			var known bool
+			if vb, known = versionBefore(m.data); !known {
+				// Not even an envelope: nothing says what lies before it,
+				// and a read of the stream would not decode it either.
+				skip(typ, m.seq)
+				*cp = checkpoint{seq: m.seq, changed: true}
+				continue
+			}
 		}
 		// A later event of one commit carries VersionUnknown: next to the
 		// event before it, nothing can lie between. (Events written before
 		// 2026-12-01 carried the commit's expected version instead.)
-		adjacent := known && cp.isEvent && m.seq == cp.seq+1 && (vb == eventstore.VersionUnknown || vb == cp.vb)
-		if !known || vb != cp.seq && !adjacent {
+		adjacent := cp.isEvent && m.seq == cp.seq+1 && (vb == eventstore.VersionUnknown || vb == cp.vb)
+		if vb != cp.seq && !adjacent {
 			missing, err := p.loadAfter(ctx, m.subject, cp.seq)
 			if err != nil {
 				return fmt.Errorf("project: read %s after gap at %d: %w", m.subject, cp.seq, err)
@@ -230,13 +236,13 @@ func (p *Projector) sequence(ctx context.Context, cps map[string]*checkpoint, ms
 				// rather than build on a gap.
 				return fmt.Errorf("project: read %s after gap: %w", m.subject, eventstore.Behind(m.subject, cp.seq, m.seq))
 			}
-			if found > 0 || known && vb != eventstore.VersionUnknown {
+			if found > 0 || vb != eventstore.VersionUnknown {
 				sq.gaps++
 			}
 		}
 		if ev == nil {
 			skip(typ, m.seq)
-			*cp = checkpoint{seq: m.seq, vb: vb, isEvent: known, changed: true}
+			*cp = checkpoint{seq: m.seq, vb: vb, isEvent: true, changed: true}
 			continue
 		}
 		sq.events = append(sq.events, Event{Seq: m.seq, Subject: m.subject, Time: m.time, Event: ev})

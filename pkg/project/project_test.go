@@ -243,6 +243,39 @@ func (e *env) appendUnknown(t *testing.T, lead string, version uint64) *jetstrea
 	return ack
 }
 
+// A message that is no event at all (not even its envelope decodes) is
+// counted and skipped as it comes, live and in a rebuild, and the lead's
+// next event follows it.
+func TestAMessageThatIsNoEventIsSkipped(t *testing.T) {
+	e := newEnv(t)
+	p := newProjector(t, e.pool, e.nats.JS)
+	handle := handler(t, e, p)
+	lead := uuid.NewString()
+	subj := eventstore.LeadSubject(lead)
+	s1 := e.appendActivity(t, lead)
+	m := nats.NewMsg(subj)
+	m.Header.Set(eventstore.HeaderType, "LeadTeleported")
+	m.Header.Set(eventstore.HeaderEventID, uuid.NewString())
+	m.Data = []byte{0x80}
+	bad, err := e.nats.JS.PublishMsg(ctxT(t), m, jetstream.WithExpectLastSequencePerSubject(s1))
+	must(t, err)
+	s3 := e.appendActivity(t, lead)
+	for _, s := range []uint64{s1, bad.Sequence, s3} {
+		must(t, handle(s))
+	}
+	if diff := tallyDiff(tallied(t, p), map[string][]uint64{subj: {s1, s3}}); diff != "" {
+		t.Fatal(diff)
+	}
+	if st, _ := p.Status(ctxT(t)); st.Unknown["LeadTeleported"] != 1 {
+		t.Errorf("unknown %v, want LeadTeleported once", st.Unknown)
+	}
+	f, err := project.New(ctxT(t), config(e.pool, e.nats.JS), foldingTally{})
+	must(t, err)
+	if _, err := f.Rebuild(ctxT(t), nil); err != nil {
+		t.Fatalf("a rebuild over it: %v", err)
+	}
+}
+
 // An event of an unknown type is no excuse to jump a gap: one delivered
 // before the lead's events it follows (a skipped dead letter, a durable
 // started late) has them read first, as a known one would.

@@ -16,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -692,5 +694,20 @@ func TestADashboardInTheBackgroundHoldsNoStream(t *testing.T) {
 	b.waitFor(t, `live.es === null && document.getElementById("live").classList.contains("off")`, 5*time.Second)
 	visible(true)
 	b.waitFor(t, `live.es !== null && live.es.readyState === EventSource.OPEN && document.getElementById("live").classList.contains("on")`, 20*time.Second)
+
+	// Opened in the background (a link opened in a new tab): no stream
+	// until it is shown.
+	b.run(t, func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+		_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{
+			Source: `Object.defineProperty(document, "hidden", {value: true, configurable: true})`})
+		return chromedp.Void{}, err
+	})
+	b.open(t, base+"#/leads")
+	time.Sleep(time.Second)
+	if got := b.eval(t, `[String(live.es === null)]`); got[0] != "true" {
+		t.Fatal("a page opened in the background holds a stream")
+	}
+	visible(true)
+	b.waitFor(t, `live.es !== null && live.es.readyState === EventSource.OPEN`, 20*time.Second)
 	b.close(t)
 }

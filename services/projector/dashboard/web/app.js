@@ -183,15 +183,11 @@ function setOptions(select, values) {
 }
 
 // ---- live: Server-Sent Events when the projector commits ----
-const live = { gen: -1, seq: 0, lastRefresh: 0, inFlight: false, again: false, timer: 0, connected: false, es: null };
+const live = { gen: -1, seq: 0, lastRefresh: 0, inFlight: false, again: false, timer: 0, connected: false, es: null, retry: 1000 };
 function connectLive() {
   if (live.es) live.es.close();
   const es = new EventSource("/api/live");
   live.es = es;
-  // A page kept in the back/forward cache would hold its stream open:
-  // six such pages take every connection the browser gives this host, and
-  // the dashboard stops loading. Closed on leaving, opened on coming back.
-  window.addEventListener("pagehide", () => es.close(), { once: true });
   es.addEventListener("change", (e) => {
     const notice = JSON.parse(e.data);
     live.seq = notice.seq;
@@ -200,16 +196,19 @@ function connectLive() {
     live.gen = notice.gen;
     const dot = $("live"); dot.classList.add("flash"); setTimeout(() => dot.classList.remove("flash"), 150);
   });
-  es.onopen = () => setLive(true);
+  es.onopen = () => { live.retry = 1000; setLive(true); };
   es.onerror = () => {
     setLive(false);
     // The browser reconnects by itself after a dropped stream, not after
-    // a refusal (the session ended: the token expired or was revoked).
+    // a refusal: the session ended (the token expired or was revoked), or
+    // something in between answers for the projector; tried again less
+    // and less often.
     if (es.readyState !== EventSource.CLOSED || live.es !== es) return;
-    api("session").then((s) => {
-      if (s.auth && !s.subject) showSignIn("the session ended: sign in again");
-      else setTimeout(() => { if (live.es === es) connectLive(); }, 1000);
-    }, () => setTimeout(() => { if (live.es === es) connectLive(); }, 1000));
+    const again = () => {
+      setTimeout(() => { if (live.es === es) connectLive(); }, live.retry);
+      live.retry = Math.min(live.retry * 2, 60000);
+    };
+    api("session").then((s) => { if (s.auth && !s.subject) showSignIn("the session ended: sign in again"); else again(); }, again);
   };
 }
 function setLive(on) {
@@ -706,11 +705,13 @@ function start() {
   delete document.body.dataset.signin;
   if (!started) {
     started = true;
-    connectLive();
-    window.addEventListener("pageshow", (e) => { if (e.persisted) { connectLive(); render(false); } });
-    // A tab in the background holds no stream either: over HTTP/1.1 the
-    // browser gives a host six connections, and six tabs' streams would
-    // take them all. Shown again, it reconnects and refreshes.
+    if (!document.hidden) connectLive();
+    // A page kept in the back/forward cache, or a tab in the background,
+    // holds no stream: over HTTP/1.1 the browser gives a host six
+    // connections, and six pages' streams would take them all. Shown
+    // again, it reconnects and refreshes.
+    window.addEventListener("pagehide", () => { if (live.es) { live.es.close(); live.es = null; } });
+    window.addEventListener("pageshow", (e) => { if (e.persisted && !document.hidden) { connectLive(); render(false); } });
     document.addEventListener("visibilitychange", () => {
       if (document.hidden) {
         if (live.es) { live.es.close(); live.es = null; }
@@ -720,7 +721,7 @@ function start() {
         render(true);
       }
     });
-  } else if (!live.connected) {
+  } else if (!live.connected && !document.hidden) {
     connectLive(); // signed in again after the session ended
   }
   render(false);
