@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -356,5 +357,52 @@ func TestTeamHoursThatMeetAnAbsenceHandItOn(t *testing.T) {
 	w.waitFor(t, id, "LeadReassigned", 1)
 	if moved := outOfOffice(t, w.events(t, id)); len(moved) != 1 || moved[0].GetFrom().GetId() != "dan" || moved[0].GetDecision().GetPoolId() != "dach" {
 		t.Fatalf("handed on %v, want once, from dan to the next rep of pool dach, the territory's", moved)
+	}
+}
+
+// cancelAfterAppend is the store whose routing appends end the caller's
+// request right after they are stored, as a client that gives up does.
+type cancelAfterAppend struct {
+	app.Store
+	cancel context.CancelFunc
+}
+
+func (s cancelAfterAppend) Routing() app.Subject { return routingCancel{s.Store.Routing(), s.cancel} }
+
+type routingCancel struct {
+	app.Subject
+	cancel context.CancelFunc
+}
+
+func (r routingCancel) Append(ctx context.Context, expected uint64, ev *eventv1.Event) (uint64, error) {
+	seq, err := r.Subject.Append(ctx, expected, ev)
+	r.cancel()
+	return seq, err
+}
+
+// An absence stored for a rep holding unaccepted leads schedules their
+// hand-ons even when its caller gives up the moment it is stored: the
+// stored change's work is not the request's to cancel.
+func TestAnAbsenceStoredSchedulesItsHandOnsWhateverTheCaller(t *testing.T) {
+	w, s := withAcceptSLA(t, time.Hour, eventv1.SLAEscalation_SLA_ESCALATION_MANAGER)
+	id := w.mql(t, dach(50))
+	owner := ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0])
+	w.settle(t)
+	s.stop()
+	ctx, cancel := context.WithCancel(ctxT(t))
+	a := w.appOn(t, adapters.NewLeads(w.store), cancelAfterAppend{adapters.NewStore(w.store, w.nats.JS), cancel})
+	start := time.Now().Add(10 * time.Minute)
+	_, _ = a.ChangeRouting(ctx, app.ChangeRouting{Field: "out_of_office", By: ops, Change: &eventv1.RoutingChanged{Change: &eventv1.RoutingChanged_OutOfOffice{
+		OutOfOffice: &eventv1.OutOfOffice{RepId: owner, Absences: []*eventv1.Absence{{From: timestamppb.New(start), Until: timestamppb.New(start.Add(24 * time.Hour))}}}}}}, envelope.Meta{})
+	if ctx.Err() == nil {
+		t.Fatal("the change was not stored")
+	}
+	timers, err := w.nats.JS.Stream(ctxT(t), "HANDOFF_TIMERS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm := absentTimer(t, w, id, start)
+	if _, err := timers.GetLastMsgForSubject(ctxT(t), fmt.Sprintf("handoff.timer.at.%d.%s.%s", eventstore.Partition(id), id, tm.GetTimerId())); err != nil {
+		t.Fatalf("no hand-on scheduled for %s's lead: %v", owner, err)
 	}
 }

@@ -990,7 +990,23 @@ func TestBreachedRouteDeadlineStaysBreached(t *testing.T) {
 	if b := breached.Event.GetSlaBreached(); b.GetSla() != eventv1.SLAKind_SLA_KIND_ROUTE {
 		t.Fatalf("at the deadline, on shift with everyone busy: %s, want the ROUTE breach", breached.Event.GetEventType())
 	}
-	routeRetry(t, w, closes.Add(90*time.Minute), queued, 2)
+	// Late, and nobody free: tried again in an hour, not every retry
+	// interval.
+	late := deadline.Add(10 * time.Second)
+	routeRetry(t, w, late, queued, 2)
+	timers, err := w.nats.JS.Stream(ctxT(t), "HANDOFF_TIMERS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	third := app.TimerID(queued.Event.GetEventId(), eventv1.SLAKind_SLA_KIND_ROUTE, eventv1.TimerPhase_TIMER_PHASE_DUE) + "-3"
+	m, err := timers.GetLastMsgForSubject(ctxT(t), fmt.Sprintf("handoff.timer.at.%d.%s.%s", eventstore.Partition(id), id, third))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tm, err := app.DecodeTimer(m.Data); err != nil || !tm.GetFireAt().AsTime().Equal(late.Add(time.Hour)) {
+		t.Errorf("the try after a late one: %v (%v), want at %v", tm.GetFireAt().AsTime(), err, late.Add(time.Hour))
+	}
+	routeRetry(t, w, closes.Add(90*time.Minute), queued, 3)
 	if last := w.lastEvent(t, id); last.Seq != breached.Seq || !w.state(t, id).Deadline.Equal(deadline) {
 		t.Errorf("a retry off shift after the breach wrote %s, due %v; want nothing, due %v", last.Event.GetEventType(), w.state(t, id).Deadline, deadline)
 	}

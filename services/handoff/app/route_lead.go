@@ -190,7 +190,14 @@ func (a *App) routeEvents(ctx context.Context, cfg *routing.Config, l *lead, cau
 			due, waited = deadline, d.RetryAt
 		}
 	}
-	next := now.Add(a.retryEvery)
+	every := a.retryEvery
+	if l.routeBreached {
+		// Late already: tried less often (each try reads the lead and
+		// keeps a fired copy for a month); a rep known to come back or
+		// open is still tried then.
+		every = max(every, lateRetry)
+	}
+	next := now.Add(every)
 	if !d.RetryAt.IsZero() && d.RetryAt.Before(next) {
 		next = d.RetryAt
 	}
@@ -231,6 +238,10 @@ func (a *App) routeEvents(ctx context.Context, cfg *routing.Config, l *lead, cau
 	}
 	return []*eventv1.Event{ev}, nil
 }
+
+// lateRetry is how often a queued lead whose route deadline breached is
+// tried again, when -route-retry is more often.
+const lateRetry = time.Hour
 
 // assignedEvent is LeadAssigned for a decision that chose a rep, with the
 // acceptance deadlines of the segment's SLA in the rep's working hours.

@@ -83,8 +83,13 @@ func (a *App) ChangeRouting(ctx context.Context, in ChangeRouting, meta envelope
 		a.cfg.started = time.Time{} // this process reads its own change at once
 		a.cfg.mu.Unlock()
 		a.log.InfoContext(ctx, "routing changed", "version", ch.GetVersion(), "change", in.Field, "by", in.By.GetId())
-		if cfg, err = a.freshConfig(ctx); err == nil {
-			err = a.routingChanged(ctx, cfg, ch)
+		// Stored: what it asks of the leads is done whether or not the
+		// caller waits for it (a caller gone would otherwise leave it to
+		// a retry of the change nobody sends).
+		after, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if cfg, err = a.freshConfig(after); err == nil {
+			err = a.routingChanged(after, cfg, ch)
 		}
 		return Changed{Version: ch.GetVersion()}, err
 	}

@@ -205,13 +205,15 @@ func (a *App) absenceChanged(ctx context.Context, cfg *routing.Config, repID str
 		return err
 	}
 	var timers []*eventv1.SLATimer
+	var errs []error // one lead that cannot be read keeps none of the others from their timers
 	for _, leadID := range SortedKeys(res) {
 		l, err := a.load(ctx, leadID)
 		if errors.Is(err, ErrNotFound) {
 			continue // reserved, not yet assigned: its step schedules it
 		}
 		if err != nil {
-			return err
+			errs = append(errs, fmt.Errorf("lead %s: %w", leadID, err))
+			continue
 		}
 		if l.state.Status != lifecycle.StatusAssigned || !l.ownedBy(repID) || l.stepID == "" || l.acceptBy.IsZero() {
 			continue
@@ -220,10 +222,10 @@ func (a *App) absenceChanged(ctx context.Context, cfg *routing.Config, repID str
 			timers = append(timers, t)
 		}
 	}
-	if len(timers) == 0 {
-		return nil
+	if len(timers) > 0 {
+		errs = append(errs, a.timers.Reschedule(ctx, timers...))
 	}
-	return a.timers.Reschedule(ctx, timers...)
+	return errors.Join(errs...)
 }
 
 // Released ends a rep's hold on a lead when ev takes the lead from the
