@@ -195,7 +195,7 @@ func (a *App) routeEvents(ctx context.Context, cfg *routing.Config, l *lead, cau
 		// Late already: tried less often (each try reads the lead and
 		// keeps a fired copy for a month); a rep known to come back or
 		// open is still tried then.
-		every = max(every, lateRetry)
+		every *= lateRetry
 	}
 	next := now.Add(every)
 	if !d.RetryAt.IsZero() && d.RetryAt.Before(next) {
@@ -239,9 +239,9 @@ func (a *App) routeEvents(ctx context.Context, cfg *routing.Config, l *lead, cau
 	return []*eventv1.Event{ev}, nil
 }
 
-// lateRetry is how often a queued lead whose route deadline breached is
-// tried again, when -route-retry is more often.
-const lateRetry = time.Hour
+// lateRetry is how many -route-retry intervals apart a queued lead whose
+// route deadline breached is tried again (an hour, by default).
+const lateRetry = 4
 
 // assignedEvent is LeadAssigned for a decision that chose a rep, with the
 // acceptance deadlines of the segment's SLA in the rep's working hours.
