@@ -990,23 +990,7 @@ func TestBreachedRouteDeadlineStaysBreached(t *testing.T) {
 	if b := breached.Event.GetSlaBreached(); b.GetSla() != eventv1.SLAKind_SLA_KIND_ROUTE {
 		t.Fatalf("at the deadline, on shift with everyone busy: %s, want the ROUTE breach", breached.Event.GetEventType())
 	}
-	// Late, and nobody free: tried again in an hour, not every retry
-	// interval.
-	late := deadline.Add(10 * time.Second)
-	routeRetry(t, w, late, queued, 2)
-	timers, err := w.nats.JS.Stream(ctxT(t), "HANDOFF_TIMERS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	third := app.TimerID(queued.Event.GetEventId(), eventv1.SLAKind_SLA_KIND_ROUTE, eventv1.TimerPhase_TIMER_PHASE_DUE) + "-3"
-	m, err := timers.GetLastMsgForSubject(ctxT(t), fmt.Sprintf("handoff.timer.at.%d.%s.%s", eventstore.Partition(id), id, third))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tm, err := app.DecodeTimer(m.Data); err != nil || !tm.GetFireAt().AsTime().Equal(late.Add(time.Hour)) {
-		t.Errorf("the try after a late one: %v (%v), want at %v", tm.GetFireAt().AsTime(), err, late.Add(time.Hour))
-	}
-	routeRetry(t, w, closes.Add(90*time.Minute), queued, 3)
+	routeRetry(t, w, closes.Add(90*time.Minute), queued, 2)
 	if last := w.lastEvent(t, id); last.Seq != breached.Seq || !w.state(t, id).Deadline.Equal(deadline) {
 		t.Errorf("a retry off shift after the breach wrote %s, due %v; want nothing, due %v", last.Event.GetEventType(), w.state(t, id).Deadline, deadline)
 	}
@@ -1074,32 +1058,4 @@ func TestARouteRetryThatLostItsRaceGivesItsReservationBack(t *testing.T) {
 		t.Fatalf("LeadAssigned %v, want only the hand assignment to mia", got)
 	}
 	wantReserved(t, w, id, "mia")
-}
-
-// A routing retry fired before its time by this clock (behind the
-// server's) does not try now, which would ask to be tried at once again,
-// round after round: it goes again as far past its time.
-func TestARouteRetryFiredEarlyWaits(t *testing.T) {
-	w, _, closes := shiftEndingSoon(t)
-	id, queued := queueUntil(t, w, closes.Add(-time.Minute))
-	q := queued.Event.GetLeadQueued()
-	at := q.GetRetryAt().AsTime()
-	behind := w.app(t, adapters.NewLeads(w.store), app.WithClock(func() time.Time { return at.Add(-2 * time.Second) }))
-	tm := &eventv1.SLATimer{TimerId: app.TimerID(queued.Event.GetEventId(), eventv1.SLAKind_SLA_KIND_ROUTE, eventv1.TimerPhase_TIMER_PHASE_DUE) + "-1",
-		LeadId: id, Sla: eventv1.SLAKind_SLA_KIND_ROUTE, Phase: eventv1.TimerPhase_TIMER_PHASE_DUE, StepEventId: queued.Event.GetEventId(),
-		StepSequence: queued.Seq, DueAt: q.GetDeadline(), FireAt: q.GetRetryAt(), Attempt: 1}
-	if err := behind.FireTimer(ctxT(t), tm, false, envelope.Meta{}); err != nil {
-		t.Fatal(err)
-	}
-	timers, err := w.nats.JS.Stream(ctxT(t), "HANDOFF_TIMERS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := timers.GetLastMsgForSubject(ctxT(t), fmt.Sprintf("handoff.timer.at.%d.%s.%s", eventstore.Partition(id), id, tm.GetTimerId()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if again, err := app.DecodeTimer(m.Data); err != nil || !again.GetFireAt().AsTime().Equal(at.Add(2*time.Second)) {
-		t.Errorf("scheduled again for %v (%v), want %v (2 s past its time)", again.GetFireAt().AsTime(), err, at.Add(2*time.Second))
-	}
 }

@@ -190,14 +190,7 @@ func (a *App) routeEvents(ctx context.Context, cfg *routing.Config, l *lead, cau
 			due, waited = deadline, d.RetryAt
 		}
 	}
-	every := a.retryEvery
-	if l.routeBreached {
-		// Late already: tried less often (each try reads the lead and
-		// keeps a fired copy for a month); a rep known to come back or
-		// open is still tried then.
-		every *= lateRetry
-	}
-	next := now.Add(every)
+	next := now.Add(a.retryEvery)
 	if !d.RetryAt.IsZero() && d.RetryAt.Before(next) {
 		next = d.RetryAt
 	}
@@ -238,10 +231,6 @@ func (a *App) routeEvents(ctx context.Context, cfg *routing.Config, l *lead, cau
 	}
 	return []*eventv1.Event{ev}, nil
 }
-
-// lateRetry is how many -route-retry intervals apart a queued lead whose
-// route deadline breached is tried again (an hour, by default).
-const lateRetry = 4
 
 // assignedEvent is LeadAssigned for a decision that chose a rep, with the
 // acceptance deadlines of the segment's SLA in the rep's working hours.

@@ -114,15 +114,16 @@ func (a *App) routingChanged(ctx context.Context, cfg *routing.Config, ch *event
 			}
 		}
 	}
+	var errs []error // one rep's failure keeps none of the others from their timers
 	for _, rep := range reps {
 		if len(cfg.Absences[rep]) == 0 {
 			continue
 		}
 		if err := a.absenceChanged(ctx, cfg, rep); err != nil {
-			return fmt.Errorf("routing version %d stored; handing on %s's leads: %w", cfg.Version, rep, err)
+			errs = append(errs, fmt.Errorf("routing version %d stored; handing on %s's leads: %w", cfg.Version, rep, err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // Routing returns the routing data at its current version.

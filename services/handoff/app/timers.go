@@ -472,15 +472,6 @@ func (a *App) onTimer(ctx context.Context, cfg *routing.Config, l *lead, t *even
 		if st.Status != lifecycle.StatusMQL {
 			return nil, nil
 		}
-		if at := t.GetFireAt().AsTime(); a.now().Before(at) {
-			// Fired early by this clock, behind the server's: a try now
-			// would find what it was to wait for (a rep's opening) not
-			// come yet and ask to be tried at once again, round after
-			// round. Again as far past its time by the server's clock.
-			again := proto.CloneOf(t)
-			again.FireAt = timestamppb.New(at.Add(at.Sub(a.now())))
-			return nil, a.timers.Reschedule(ctx, again)
-		}
 		return a.routeEvents(ctx, cfg, l, t.GetTimerId(), t, since, meta)
 	default:
 		return nil, nil
