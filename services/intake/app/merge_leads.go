@@ -311,8 +311,8 @@ func (a *App) giveBack(ctx context.Context, leadID, survivor string, deeper []st
 			c.MergedFrom, c.GivenBackBy, c.GivenBackEventId = keep, survivor, moved
 		}
 		if len(sealed) > 0 {
-			if _, err := a.keys.Open(ctx, cmp.Or(keep, leadID), sealed); errors.Is(err, vault.ErrCorrupt) {
-				continue // the survivor's key: not this lead's to open
+			if _, err := a.keys.Open(ctx, cmp.Or(keep, leadID), sealed); errors.Is(err, vault.ErrCorrupt) || errors.Is(err, vault.ErrNoKey) {
+				continue // the survivor's key (a block's, or an older lead key): not this lead's to open
 			} else if err != nil {
 				return nil, nil, fmt.Errorf("given back from %d: %w", r.Seq, err)
 			}

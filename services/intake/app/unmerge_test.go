@@ -403,6 +403,12 @@ func TestExportFindsWhatAChainHoldsOnEverySurvivor(t *testing.T) {
 // sealed with the survivor's key: an unmerge cannot give it back, and the
 // survivor's export still returns it, once.
 func TestAnOlderSubmissionAnUnmergeLeftIsInTheSurvivorsExport(t *testing.T) {
+	t.Run("block key", func(t *testing.T) { testAnOlderSubmissionAnUnmergeLeft(t, false) })
+	// Sealed before key blocks (2026-12-02), with a key of the lead's own.
+	t.Run("lead key", func(t *testing.T) { testAnOlderSubmissionAnUnmergeLeft(t, true) })
+}
+
+func testAnOlderSubmissionAnUnmergeLeft(t *testing.T, leadKey bool) {
 	f := newFixture(t)
 	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
 	s, a := captured(t, f.app, "s@legacy.example"), captured(t, f.app, "a@legacy.example")
@@ -410,6 +416,11 @@ func TestAnOlderSubmissionAnUnmergeLeftIsInTheSurvivorsExport(t *testing.T) {
 		t.Fatal(err)
 	}
 	key, err := f.keys.Key(ctx, s)
+	if leadKey {
+		if key, err = f.keys.NewKey(s); err == nil {
+			err = f.keys.Save(ctx, key)
+		}
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
