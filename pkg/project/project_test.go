@@ -234,6 +234,12 @@ func (e *env) appendUnknown(t *testing.T, lead string, version uint64) *jetstrea
 	must(t, err)
 	data = protowire.AppendTag(data, 999, protowire.BytesType)
 	data = protowire.AppendBytes(data, []byte("to the moon"))
+	return e.appendRaw(t, lead, version, data)
+}
+
+// appendRaw appends data to lead, after version, as a LeadTeleported.
+func (e *env) appendRaw(t *testing.T, lead string, version uint64, data []byte) *jetstream.PubAck {
+	t.Helper()
 	m := nats.NewMsg(eventstore.LeadSubject(lead))
 	m.Header.Set(eventstore.HeaderType, "LeadTeleported")
 	m.Header.Set(eventstore.HeaderEventID, uuid.NewString())
@@ -253,12 +259,7 @@ func TestAMessageThatIsNoEventIsSkipped(t *testing.T) {
 	lead := uuid.NewString()
 	subj := eventstore.LeadSubject(lead)
 	s1 := e.appendActivity(t, lead)
-	m := nats.NewMsg(subj)
-	m.Header.Set(eventstore.HeaderType, "LeadTeleported")
-	m.Header.Set(eventstore.HeaderEventID, uuid.NewString())
-	m.Data = []byte{0x80}
-	bad, err := e.nats.JS.PublishMsg(ctxT(t), m, jetstream.WithExpectLastSequencePerSubject(s1))
-	must(t, err)
+	bad := e.appendRaw(t, lead, s1, []byte{0x80})
 	s3 := e.appendActivity(t, lead)
 	for _, s := range []uint64{s1, bad.Sequence, s3} {
 		must(t, handle(s))

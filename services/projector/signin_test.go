@@ -109,15 +109,7 @@ func TestDashboardSignIn(t *testing.T) {
 // A live view outlasts no revocation: its stream ends within seconds of
 // the token being revoked, and the browser's reconnect is refused.
 func TestLiveStreamEndsWhenItsTokenIsRevoked(t *testing.T) {
-	pub, signer, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := newWorld(t)
-	if err := auth.EnsureRevocations(ctxT(t), w.nats.JS, 1); err != nil {
-		t.Fatal(err)
-	}
-	_, base := w.startDashboard(t, func(c *Config) { c.AuthKeys = hex.EncodeToString(pub) })
+	w, base, signer := revocableDashboard(t)
 	tok, err := auth.Issue(signer, auth.Principal{Subject: "wallboard", Scopes: []string{"reports:read"}}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -160,15 +152,7 @@ func TestLiveStreamEndsWhenItsTokenIsRevoked(t *testing.T) {
 // another token is live again, without a reload.
 func TestADashboardWhoseSessionEndsAsksToSignInAgain(t *testing.T) {
 	chromium := findChromium(t)
-	pub, signer, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := newWorld(t)
-	if err := auth.EnsureRevocations(ctxT(t), w.nats.JS, 1); err != nil {
-		t.Fatal(err)
-	}
-	_, base := w.startDashboard(t, func(c *Config) { c.AuthKeys = hex.EncodeToString(pub) })
+	w, base, signer := revocableDashboard(t)
 	token := func(subject string) string {
 		tok, err := auth.Issue(signer, auth.Principal{Subject: subject, Scopes: []string{"reports:read", "leads:read"}}, time.Hour)
 		if err != nil {
@@ -199,4 +183,20 @@ func TestADashboardWhoseSessionEndsAsksToSignInAgain(t *testing.T) {
 	signIn(token("wallboard-2"))
 	b.waitFor(t, `!document.body.dataset.signin && document.getElementById("live").classList.contains("on")`, 20*time.Second)
 	b.close(t)
+}
+
+// revocableDashboard starts a dashboard with auth on and revocations
+// kept; signer issues its tokens.
+func revocableDashboard(t *testing.T) (*world, string, ed25519.PrivateKey) {
+	t.Helper()
+	pub, signer, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newWorld(t)
+	if err := auth.EnsureRevocations(ctxT(t), w.nats.JS, 1); err != nil {
+		t.Fatal(err)
+	}
+	_, base := w.startDashboard(t, func(c *Config) { c.AuthKeys = hex.EncodeToString(pub) })
+	return w, base, signer
 }
