@@ -29,9 +29,9 @@ const engageSlot = "engage"
 
 // ScheduleTimer schedules what ev starts: the review of an enrolment (a
 // NurtureEnrolled), the end of the wait for a re-engagement's score (a
-// LeadReengaged, or an unmerge back to NURTURING), or the engagement deadline of a NEW lead's score with
-// no verdict or of an unmerge that puts a lead back in NEW. Other events
-// schedule nothing.
+// LeadReengaged, or an unmerge back to NURTURING), or the engagement
+// deadline of a NEW lead's score with no verdict or of an unmerge that
+// puts a lead back in NEW. Other events schedule nothing.
 func (a *App) ScheduleTimer(ctx context.Context, ev *eventv1.Event) error {
 	t := &eventv1.NurtureTimer{TimerId: ev.GetEventId(), LeadId: ev.GetLeadId()}
 	switch e := ev.GetNurtureEnrolled(); {

@@ -46,8 +46,9 @@ var wakes = map[string]bool{
 }
 
 // Lead is the lead consumer's handler. A NurtureEnrolled schedules its
-// review, a LeadReengaged the end of the wait for its score, and a NEW lead's score with no verdict (or an unmerge back to
-// NEW) its engagement deadline (app.ScheduleTimer); any event that leaves
+// review, a LeadReengaged the end of the wait for its score, and a NEW
+// lead's score with no verdict (or an unmerge back to NEW) its engagement
+// deadline (app.ScheduleTimer); any event that leaves
 // the lead LOST, RECYCLED or NURTURING, or an SLABreached that recycles
 // it, makes nurture write what it owes the lead now (app.Reconcile). A
 // recycle naming a program that does not exist is dead-lettered at once
