@@ -350,15 +350,14 @@ func (a *App) decide(ctx context.Context, cfg *routing.Config, leadID, cause str
 			return routing.Decision{}, err
 		}
 		switch {
-		case still.RepID != d.RepID:
-			// The reservation the first try made goes: decided afresh, the
-			// lead may go elsewhere.
+		case still.RepID != d.RepID, still.Record.GetRuleId() != d.Record.GetRuleId():
+			// Not the rep any more, or another way to them (the account
+			// gone, the pool's turn now): decided afresh, so a turn is
+			// taken if one is due, and the reservation the first try made
+			// goes, as the lead may go elsewhere.
 			if err := a.unreserve(ctx, d.RepID, leadID, time.Time{}); err != nil {
 				return routing.Decision{}, err
 			}
-		case still.Record.GetRuleId() != d.Record.GetRuleId():
-			// Another way to the same rep (the account gone, the pool's
-			// turn now): decided afresh, so a turn is taken if one is due.
 		default:
 			r := a.reservation(ctx, cfg, still, leadID)
 			if r.err != nil {

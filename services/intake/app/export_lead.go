@@ -149,7 +149,7 @@ func (a *App) exportOne(ctx context.Context, leadID string, view LeadView) (Expo
 			out.Notes = append(out.Notes, notes...)
 		}
 	}
-	for _, r := range heldActivities(leadID, recs) {
+	for _, r := range a.heldActivities(ctx, leadID, recs) {
 		act := r.Event.GetActivityRecorded()
 		detail, err := a.openDetail(ctx, leadID, r, act, view.Erased)
 		if err != nil {
@@ -165,21 +165,29 @@ func (a *App) exportOne(ctx context.Context, leadID string, view LeadView) (Expo
 // lead's key (stored since 2026-12-05) could be. One sealed with the
 // survivor's key stayed with it, and its export shows it.
 func (a *App) givenBack(ctx context.Context, sub submission) bool {
-	if len(sub.sealed) == 0 {
+	return a.sealedFor(ctx, sub.via, sub.sealed)
+}
+
+// sealedFor reports whether sealed data opens with via's key (or is
+// none): what an unmerge gives back to via.
+func (a *App) sealedFor(ctx context.Context, via string, sealed []byte) bool {
+	if len(sealed) == 0 {
 		return true
 	}
-	_, err := a.keys.Open(ctx, sub.via, sub.sealed)
+	_, err := a.keys.Open(ctx, via, sealed)
 	return !errors.Is(err, vault.ErrCorrupt) && !errors.Is(err, vault.ErrNoKey)
 }
 
 // heldActivities are the ActivityRecorded events of recs, leadID's
-// history, that no unmerge gave back.
-func heldActivities(leadID string, recs []eventstore.Record) []eventstore.Record {
+// history, that no unmerge gave back: one whose detail is sealed with
+// the survivor's key (older) stayed with it, as for submissions.
+func (a *App) heldActivities(ctx context.Context, leadID string, recs []eventstore.Record) []eventstore.Record {
 	var out []eventstore.Record
 	for _, r := range recs {
 		if u := r.Event.GetLeadUnmerged(); u != nil && u.GetSurvivorLeadId() == leadID {
 			out = slices.DeleteFunc(out, func(x eventstore.Record) bool {
-				return envelope.GivenBack(u, x.Event.GetActivityRecorded().GetMergedFrom())
+				act := x.Event.GetActivityRecorded()
+				return envelope.GivenBack(u, act.GetMergedFrom()) && a.sealedFor(ctx, act.GetMergedFrom(), act.GetSealedDetail())
 			})
 		}
 		if r.Event.GetActivityRecorded() != nil {
@@ -208,7 +216,7 @@ func (a *App) exportVia(ctx context.Context, family map[string]bool, into string
 			es.Personal, es.StoredOn = p, lead
 			out.Submissions = append(out.Submissions, es)
 		}
-		for _, r := range heldActivities(lead, recs) {
+		for _, r := range a.heldActivities(ctx, lead, recs) {
 			act := r.Event.GetActivityRecorded()
 			if act.GetMergedFrom() == "" || !family[act.GetMergedFrom()] {
 				continue

@@ -442,26 +442,38 @@ func testAnOlderSubmissionAnUnmergeLeft(t *testing.T, leadKey bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.store.Append(ctx, eventstore.LeadSubject(s), last.Seq, ev); err != nil {
+	seq, err := f.store.Append(ctx, eventstore.LeadSubject(s), last.Seq, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// And an activity of hers, its detail sealed the same way.
+	detail, err := key.Seal([]byte("legacy-detail-zq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	act, _, err := lifecycle.NewEvent(s, lifecycle.FromProto(ev.GetLifecycle()), lifecycle.Command{Name: lifecycle.RecordActivity}, lifecycle.DefaultPolicy(),
+		&eventv1.ActivityRecorded{ActivityId: "legacy-act", Type: eventv1.ActivityType_ACTIVITY_TYPE_WEB_VISIT, SealedDetail: detail, MergedFrom: a}, meta, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.store.Append(ctx, eventstore.LeadSubject(s), seq, act); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.app.UnmergeLeads(ctx, app.MergeLeads{Survivor: s, Absorbed: a, Reason: "two people"}, meta); err != nil {
 		t.Fatal(err)
 	}
-	n := 0
+	count := map[string]int{}
 	for _, id := range []string{s, a} {
 		x, err := f.app.ExportLead(ctx, id)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, text := range exportTexts(x) {
-			if text == "Legacyzq" {
-				n++
-			}
+			count[text]++
 		}
 	}
-	if n != 1 {
-		t.Fatalf("the older submission is in %d exports, want 1 (the survivor's)", n)
+	if count["Legacyzq"] != 1 || count["legacy-detail-zq"] != 1 {
+		t.Fatalf("the older submission is in %d exports and the activity in %d, want 1 each (the survivor's)", count["Legacyzq"], count["legacy-detail-zq"])
 	}
 }
 

@@ -1791,8 +1791,8 @@ type RoutingDecision struct {
 	RoutingVersion uint32 `protobuf:"varint,1,opt,name=routing_version,json=routingVersion,proto3" json:"routing_version,omitempty"`
 	// rule_id is the rule that matched; "account" when the lead matched an
 	// account and went to its owner; "escalation" for an SLA breach;
-	// "manual" for an assignment by hand; empty when none matched. No rule
-	// may be named as one of these.
+	// "manual" for an assignment by hand; empty when none matched. No new
+	// rule may be named as one of these (one stored before keeps its name).
 	RuleId    string `protobuf:"bytes,2,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
 	AccountId string `protobuf:"bytes,3,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
 	// account_match says how: "domain <d>", or "company name" (the name
