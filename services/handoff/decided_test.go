@@ -74,56 +74,54 @@ func TestADecisionTriedAgainCountsItsLeadAgain(t *testing.T) {
 // changed (its rep made inactive meanwhile) is decided afresh: the lead
 // does not go to a rep who can no longer take it.
 func TestADecisionTriedAgainAfterItsRepLeftIsDecidedAfresh(t *testing.T) {
-	w := newWorld(t)
-	s := w.start(t)
-	routingSetup(t, s.client, 10)
-	s.stop()
-	l := w.mql(t, &eventv1.Profile{Country: "US", Industry: "software", EmailDomain: "left.example"})
-	a := w.app(t, &failingOnce{Leads: adapters.NewLeads(w.store)})
-	ql := w.lastEvent(t, l)
-	if err := a.RouteQualified(ctxT(t), l, ql.Seq, ql.Event, false, envelope.Meta{}); err == nil {
-		t.Fatal("the first try's write did not fail")
+	evs := triedAgainAfter(t, "left.example", &eventv1.RoutingChanged{Change: &eventv1.RoutingChanged_Rep{
+		Rep: &eventv1.Rep{RepId: "dan", TeamId: "us", Capacity: 10, Active: false}}})
+	if got := ofType(evs, "LeadAssigned"); len(got) != 0 {
+		t.Fatalf("%v, want the lead queued, dan (the US pool's only rep) inactive now", got)
 	}
-	if _, err := a.ChangeRouting(ctxT(t), app.ChangeRouting{Field: "rep", By: ops, Change: &eventv1.RoutingChanged{Change: &eventv1.RoutingChanged_Rep{
-		Rep: &eventv1.Rep{RepId: "dan", TeamId: "us", Capacity: 10, Active: false}}}}, envelope.Meta{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.RouteQualified(ctxT(t), l, ql.Seq, ql.Event, true, envelope.Meta{}); err != nil {
-		t.Fatal(err)
-	}
-	if got := ofType(w.events(t, l), "LeadAssigned"); len(got) != 0 {
-		t.Fatalf("l: %v, want it queued, dan (the US pool's only rep) inactive now", got)
-	}
-	if got := ofType(w.events(t, l), "LeadQueued"); len(got) != 1 {
-		t.Fatalf("l: %d LeadQueued, want 1", len(got))
+	if got := ofType(evs, "LeadQueued"); len(got) != 1 {
+		t.Fatalf("%d LeadQueued, want 1", len(got))
 	}
 }
 
 // The same for an account's owner: once the account no longer matches,
-// the lead tried again goes by the rules (the pool's turn taken), not as
-// the account's.
+// the lead tried again goes by the rules, not as the account's.
 func TestADecisionTriedAgainAfterItsAccountWentIsDecidedAfresh(t *testing.T) {
+	evs := triedAgainAfter(t, "acme.example", &eventv1.RoutingChanged{Change: &eventv1.RoutingChanged_Account{
+		Account: &eventv1.Account{AccountId: "acme", Name: "ACME GmbH", Domains: []string{"acme-group.example"}, OwnerRepId: "dan"}}})
+	got := ofType(evs, "LeadAssigned")
+	if len(got) != 1 || got[0].GetLeadAssigned().GetRule() != "us-software" || got[0].GetLeadAssigned().GetDecision().GetAccountId() != "" {
+		t.Fatalf("%v, want the lead assigned by rule us-software, no account", got)
+	}
+}
+
+// triedAgainAfter routes a US software lead of domain in a process whose
+// first write fails, makes change to the routing data through that
+// process, routes the lead again there (a redelivery) and returns the
+// lead's events.
+func triedAgainAfter(t *testing.T, domain string, change *eventv1.RoutingChanged) []*eventv1.Event {
+	t.Helper()
 	w := newWorld(t)
 	s := w.start(t)
 	routingSetup(t, s.client, 10)
 	s.stop()
-	l := w.mql(t, &eventv1.Profile{Country: "US", Industry: "software", EmailDomain: "acme.example"})
+	l := w.mql(t, &eventv1.Profile{Country: "US", Industry: "software", EmailDomain: domain})
 	a := w.app(t, &failingOnce{Leads: adapters.NewLeads(w.store)})
 	ql := w.lastEvent(t, l)
 	if err := a.RouteQualified(ctxT(t), l, ql.Seq, ql.Event, false, envelope.Meta{}); err == nil {
 		t.Fatal("the first try's write did not fail")
 	}
-	if _, err := a.ChangeRouting(ctxT(t), app.ChangeRouting{Field: "account", By: ops, Change: &eventv1.RoutingChanged{Change: &eventv1.RoutingChanged_Account{
-		Account: &eventv1.Account{AccountId: "acme", Name: "ACME GmbH", Domains: []string{"acme-group.example"}, OwnerRepId: "dan"}}}}, envelope.Meta{}); err != nil {
+	field := "rep"
+	if change.GetAccount() != nil {
+		field = "account"
+	}
+	if _, err := a.ChangeRouting(ctxT(t), app.ChangeRouting{Field: field, By: ops, Change: change}, envelope.Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.RouteQualified(ctxT(t), l, ql.Seq, ql.Event, true, envelope.Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	got := ofType(w.events(t, l), "LeadAssigned")
-	if len(got) != 1 || got[0].GetLeadAssigned().GetRule() != "us-software" || got[0].GetLeadAssigned().GetDecision().GetAccountId() != "" {
-		t.Fatalf("l: %v, want it assigned by rule us-software, no account", got)
-	}
+	return w.events(t, l)
 }
 
 // failingPutOnce is the reservations bucket whose first write fails, as
