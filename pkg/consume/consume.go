@@ -134,6 +134,14 @@ type Config struct {
 	// what it holds must be back on the server before its pin lapses and
 	// the next owner gets newer messages.
 	ShutdownGrace time.Duration
+	// DropHandled deletes a message from Stream once it is handled and
+	// acked: for a stream whose messages are work, not history (a timer
+	// stream's fired copies, which a lead queued for a month would
+	// otherwise pile up by the thousand until their TTL). A message
+	// settled another way (dead-lettered, parked, re-driven) stays until
+	// its TTL; so does one whose process died between the ack and the
+	// delete.
+	DropHandled bool
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }

@@ -492,3 +492,49 @@ func TestPermanent(t *testing.T) {
 		t.Fatal("plain error is permanent")
 	}
 }
+
+// A group that drops what it handles deletes each message once handled,
+// and keeps one it dead-lettered, which a re-drive then reads and handles.
+func TestDropHandledDeletesOnlyWhatWasHandled(t *testing.T) {
+	n := testenv.StartNATS(t)
+	ctx := context.Background()
+	stream, err := n.JS.CreateStream(ctx, jetstream.StreamConfig{Name: parts, Subjects: []string{"part.>"}, Storage: jetstream.FileStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var broken atomic.Bool
+	broken.Store(true)
+	var j journal
+	poison := publish(t, n.JS, "K1", "poison")
+	h := func(_ context.Context, m consume.Msg) error {
+		if m.Seq == poison && broken.Load() {
+			return consume.Permanent(errors.New("cannot handle yet"))
+		}
+		j.add("m", m)
+		return nil
+	}
+	cfg := config("drop")
+	cfg.DropHandled = true
+	start(t, n.JS, cfg, h)
+	handled := []uint64{publish(t, n.JS, "K2", "a"), publish(t, n.JS, "K3", "b")}
+	eventually(t, 10*time.Second, func() bool { return j.len() == 2 && len(deadLetters(t, n.JS)) == 1 }, "not handled")
+	stored := func(seq uint64) bool {
+		_, err := stream.GetMsg(ctx, seq)
+		if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	eventually(t, 10*time.Second, func() bool { return !stored(handled[0]) && !stored(handled[1]) }, "handled messages kept")
+	if !stored(poison) {
+		t.Fatal("the dead-lettered message was deleted")
+	}
+	broken.Store(false)
+	if err := consume.Redrive(ctx, n.JS, consume.DefaultDeadLetterStream, "drop", "K1", 0); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() bool { return j.len() == 3 }, "the dead letter was not re-driven")
+	if got := j.all()[2].seq; got != poison {
+		t.Fatalf("re-drive handled %d, want %d", got, poison)
+	}
+}

@@ -181,11 +181,24 @@ func (r *runner) process(it *item) {
 	case !done:
 	case err == nil:
 		_ = it.delivery.Ack()
+		if r.cfg.DropHandled {
+			r.drop(it.msg.Seq)
+		}
 	default:
 		_, done = r.deadLetter(it, it.msg, err, false)
 	}
 	h.end(done)
 	r.end(it, done)
+}
+
+// drop deletes a handled message (Config.DropHandled). A failure costs
+// only storage until the message's TTL, so it is logged, not retried.
+func (r *runner) drop(seq uint64) {
+	ctx, cancel := context.WithTimeout(r.ioctx, ioTimeout)
+	defer cancel()
+	if err := r.src.DeleteMsg(ctx, seq); err != nil {
+		r.log.Debug("consume: handled message not deleted", "seq", seq, "error", err)
+	}
 }
 
 // attempt runs the handler on m until it succeeds, fails permanently, or

@@ -241,11 +241,11 @@ func (p *perms) revocations(writer bool) {
 
 // timers: a pkg/timer stream: schedules published (not fired copies,
 // which only the server writes), fired copies consumed by the service's
-// timer group of partitions durables.
+// timer group of partitions durables and deleted once handled.
 func (p *perms) timers(s timer.Stream, group string, partitions int) {
 	p.info(s.Name)
 	p.read(s.Name)
-	p.publish(s.Prefix + ".at.>")
+	p.publish(s.Prefix+".at.>", api+"STREAM.MSG.DELETE."+s.Name)
 	p.group(s.Name, group, partitions)
 }
 

@@ -50,7 +50,8 @@ func (s Stream) LeadID(subject string) string {
 }
 
 // Ensure creates or updates the stream. It allows message schedules and
-// purges; fired copies carry a TTL, so it does not grow without end.
+// purges; fired copies carry a TTL, so it does not grow without end, and
+// a consuming group deletes each once handled (consume.Config.DropHandled).
 func (s Stream) Ensure(ctx context.Context, js jetstream.JetStream, replicas int) error {
 	_, err := eventstore.Ensure(ctx, js, jetstream.StreamConfig{
 		Name:              s.Name,
@@ -91,8 +92,9 @@ type Timer struct {
 type Scheduler struct {
 	js     jetstream.JetStream
 	stream Stream
-	// ttl is how long a fired timer is kept: long enough for a consumer
-	// that was down to read it, and for a dead letter to be re-driven.
+	// ttl is how long a fired timer is kept unhandled: long enough for a
+	// consumer that was down to read it, and for a dead letter to be
+	// re-driven.
 	ttl time.Duration
 }
 

@@ -46,6 +46,9 @@ type world struct {
 	vault *vault.Vault
 	// policy, if set, replaces the lifecycle's default for the next write.
 	policy *lifecycle.Policy
+	// keepFired keeps handled timers' fired copies, which countFired
+	// counts (the service deletes them).
+	keepFired bool
 }
 
 func newWorld(t testing.TB) *world {
@@ -129,6 +132,7 @@ func (w *world) startWith(t testing.TB, edit func(*Config)) *service {
 		cfg.NATSUser, cfg.NATSPassword = natsauth.Handoff, w.nats.Passwords[natsauth.Handoff]
 		cfg.TLS = w.nats.TLS.Files() // and over TLS, as in production
 	}
+	cfg.keepFired = w.keepFired
 	if edit != nil {
 		edit(&cfg)
 	}

@@ -43,7 +43,8 @@ type Config struct {
 	// RouteRetry is how often routing tries again for a queued lead when
 	// nothing says when a rep will be free.
 	RouteRetry time.Duration
-	// TimerTTL is how long a fired timer is kept in the timer stream.
+	// TimerTTL is how long a fired timer is kept in the timer stream
+	// unhandled (a handled one is deleted).
 	TimerTTL time.Duration
 	// MasterKey and BlindKey (64 hex characters each), if set, open the
 	// vault, so routing can match accounts by the sealed company name.
@@ -59,6 +60,8 @@ type Config struct {
 	// passes (tests).
 	httpReady   func(net.Addr)
 	crashPoints func(p app.CrashPoint, leadID string)
+	// keepFired keeps handled timers' fired copies (tests count them).
+	keepFired bool
 }
 
 func main() {
@@ -85,7 +88,7 @@ func mainErr() error {
 	f.Int(&cfg.Workers, "workers", "LEADFLOW_HANDOFF_WORKERS", 256, "leads handled at once (a decision waits on round trips, not the CPU)")
 	f.Duration(&cfg.AckWait, "ack-wait", "LEADFLOW_ACK_WAIT", 2*time.Second, "redelivery delay of an unacknowledged event (below the 6s partition hand-over)")
 	f.Duration(&cfg.RouteRetry, "route-retry", "LEADFLOW_HANDOFF_ROUTE_RETRY", 15*time.Minute, "how often routing retries a queued lead")
-	f.Duration(&cfg.TimerTTL, "timer-ttl", "LEADFLOW_HANDOFF_TIMER_TTL", 30*24*time.Hour, "how long fired timers are kept")
+	f.Duration(&cfg.TimerTTL, "timer-ttl", "LEADFLOW_HANDOFF_TIMER_TTL", 30*24*time.Hour, "how long a fired timer is kept unhandled (a handled one is deleted)")
 	f.Secret(&cfg.MasterKey, "master-key", "LEADFLOW_MASTER_KEY", "64 hex chars: opens sealed company names for account matching and seals the reps' notes; without it, notes and lost reasons are refused")
 	f.Secret(&cfg.ReadMasterKeys, "read-master-keys", "LEADFLOW_READ_MASTER_KEYS", "comma-separated master keys that may also have wrapped stored data keys (a rotation)")
 	f.Secret(&cfg.BlindKey, "blind-key", "LEADFLOW_BLIND_KEY", "64 hex chars: the vault's blind key, with -master-key")

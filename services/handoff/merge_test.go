@@ -90,6 +90,7 @@ func (w *world) fact(t *testing.T, leadID string, payload proto.Message) {
 // routed is routed.
 func TestUnmergedLeadIsTakenUpAgain(t *testing.T) {
 	w := newWorld(t)
+	w.keepFired = true // countFired
 	s := w.start(t)
 	routingSetup(t, s.client, 10)
 	slaPolicy(t, s.client, 2*time.Second, time.Hour, time.Second, eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP)

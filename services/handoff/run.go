@@ -124,6 +124,9 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 			Stream: cfg.TimerStream, Group: ports.TimerGroup,
 			Partitions: eventstore.Partitions, Filter: adapters.FiredSubjects, Key: adapters.TimerLeadID,
 			Workers: cfg.Workers, AckWait: cfg.AckWait, ShutdownGrace: cfg.Grace, Logger: log, MaxHeld: maxHeld,
+			// A fired copy is work, not history (the lead's events are):
+			// a lead queued for a month would leave thousands.
+			DropHandled: !cfg.keepFired,
 		}, events.Timer)
 	})
 	log.Info("handoff serving", "grpc", lis.Addr().String(), "http", api, "nats", cfg.NATSURL, "stream", cfg.Stream, "timers", cfg.TimerStream)

@@ -394,6 +394,7 @@ func TestRoutesWithChangesStoredBeforeTheLead(t *testing.T) {
 // can take it.
 func TestQueuedLeadBreachesRouteDeadlineOnce(t *testing.T) {
 	w := newWorld(t)
+	w.keepFired = true // countFired
 	s := w.start(t)
 	routingSetup(t, s.client, 10)
 	ctx := ctxT(t)

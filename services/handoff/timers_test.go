@@ -160,6 +160,7 @@ func testSLAEscalation(t *testing.T, newWorld func(testing.TB) *world) {
 // lead, the lead goes back to nurture.
 func TestTimersNoOpAndAttemptsExhausted(t *testing.T) {
 	w := newWorld(t)
+	w.keepFired = true // countFired
 	s := w.start(t)
 	routingSetup(t, s.client, 10)
 	slaPolicy(t, s.client, 2*time.Second, 2*time.Second, time.Second, eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP)
@@ -228,6 +229,7 @@ func TestDeadlineFiredEarlyWaitsForIt(t *testing.T) {
 // the first-contact SLA breaches.
 func TestAttemptsWindowWaitsForFirstContact(t *testing.T) {
 	w := newWorld(t)
+	w.keepFired = true // countFired
 	s := w.start(t)
 	routingSetup(t, s.client, 10)
 	// One working day of attempts (24 hours around the clock), 48 hours
@@ -398,7 +400,7 @@ func waitServing(t testing.TB, c handoffv1.HandoffServiceClient) {
 }
 
 // countScheduled is how many schedules wait for a lead; countFired how
-// many fired copies its timers left.
+// many fired copies its timers left (on a world that keeps them).
 func countScheduled(t testing.TB, w *world, leadID string) int {
 	return countSubjects(t, w, "handoff.timer.at.*."+leadID+".*")
 }
@@ -545,6 +547,7 @@ func offHours(now time.Time) (*eventv1.WorkingHours, time.Time) {
 // stamped on its state, and routing's retries do not breach it before.
 func TestRouteClockWaitsForTheShift(t *testing.T) {
 	w := newWorld(t)
+	w.keepFired = true // countFired
 	s := w.start(t)
 	routingSetup(t, s.client, 10)
 	hours, opens := offHours(time.Now().UTC())
@@ -735,6 +738,7 @@ func TestNextTouchWarnsAndBreaches(t *testing.T) {
 // however many retries come meanwhile), and does not breach overnight.
 func TestRouteClockWaitsAtEveryTry(t *testing.T) {
 	w := newWorld(t)
+	w.keepFired = true // countFired
 	s := w.start(t)
 	routingSetup(t, s.client, 1)
 	us := func() *eventv1.Profile {
@@ -1058,4 +1062,30 @@ func TestARouteRetryThatLostItsRaceGivesItsReservationBack(t *testing.T) {
 		t.Fatalf("LeadAssigned %v, want only the hand assignment to mia", got)
 	}
 	wantReserved(t, w, id, "mia")
+}
+
+// Timers that acted leave nothing behind in the timer stream: a fired
+// copy is deleted once handled, or a lead queued for a month would keep
+// one per routing retry for the copies' TTL.
+func TestHandledTimersLeaveNoFiredCopy(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	slaPolicy(t, s.client, 3*time.Second, time.Hour, 2*time.Second, eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP)
+	id := w.mql(t, dach(50))
+	assigned := w.waitFor(t, id, "LeadAssigned", 1)[0]
+	w.waitFor(t, id, "SLAWarned", 1)
+	if _, err := s.client.AcceptLead(ctxT(t), &handoffv1.AcceptLeadRequest{LeadId: id, RepId: ownerOf(assigned), RequestId: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	// The accept deadline fires too, a no-op now.
+	due := fmt.Sprintf("handoff.timer.at.%d.%s.%s", eventstore.Partition(id), id, acceptDue(assigned, time.Now()).GetTimerId())
+	eventually(t, 15*time.Second, func() bool { return countSubjects(t, w, due) == 0 }, "the accept deadline did not fire")
+	settleTimers(t, w)
+	if n := countFired(t, w, id); n != 0 {
+		t.Fatalf("%d fired copies left after the timers were handled", n)
+	}
+	if b := ofType(w.events(t, id), "SLABreached"); len(b) != 0 {
+		t.Fatalf("an accepted lead breached: %v", b[0])
+	}
 }

@@ -139,7 +139,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 		return consume.Run(ctx, js, consume.Config{
 			Stream: adapters.TimerStream.Name, Group: adapters.TimerGroup,
 			Partitions: 1, Filter: adapters.FiredTimers, Key: adapters.TimerStream.LeadID,
-			Workers: 4, ShutdownGrace: cfg.Grace, Logger: log,
+			Workers: 4, ShutdownGrace: cfg.Grace, Logger: log, DropHandled: true,
 		}, ports.Timers(a, log))
 	})
 	part(1, func() error { return srv.Serve(ctx, lis, cfg.Grace) })

@@ -316,6 +316,34 @@ func TestAnExternalIDRepeatedReturnsTheFirstAnswer(t *testing.T) {
 	}
 }
 
+// A CRM record whose consent goes withdrawn, granted, withdrawn again,
+// sent without a time: each change is stored, and only a record sent
+// twice in a row is a retry.
+func TestAnExternalIDGoingBackIsStoredAgain(t *testing.T) {
+	e := start(t)
+	with := func(s eventv1.ConsentStatus) *intakev1.CaptureLeadRequest {
+		r := withExt(lead("flip@crm.example"), "crm-88")
+		r.Consents = []*eventv1.Consent{{Channel: eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL, Status: s}}
+		return r
+	}
+	withdrawn, granted := eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN, eventv1.ConsentStatus_CONSENT_STATUS_GRANTED
+	id := e.capture(t, with(withdrawn)).GetLeadId()
+	for i, s := range []eventv1.ConsentStatus{granted, withdrawn} {
+		r := e.capture(t, with(s))
+		if r.GetLeadId() != id || r.GetReplayed() || r.GetOutcome() != intakev1.CaptureOutcome_CAPTURE_OUTCOME_RESUBMITTED {
+			t.Fatalf("change %d to %v: %v, want a resubmission on %s", i, s, r, id)
+		}
+		if c := e.getLead(t, id).GetConsents(); len(c) != 1 || c[0].GetStatus() != s {
+			t.Fatalf("after change %d to %v the lead has %v", i, s, c)
+		}
+		before := e.counts(t)
+		if again := e.capture(t, with(s)); !again.GetReplayed() || again.GetVersion() != r.GetVersion() {
+			t.Fatalf("change %d sent twice: %v, want the first answer %v", i, again, r)
+		}
+		e.assertCounts(t, before)
+	}
+}
+
 func TestIdempotencyKeyReturnsTheFirstAnswer(t *testing.T) {
 	e := start(t)
 	ctx := ctxT(t)

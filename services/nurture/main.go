@@ -41,7 +41,7 @@ type Config struct {
 	// AckWait is how long the server waits for an acknowledgement before
 	// it delivers a message again.
 	AckWait time.Duration
-	// TimerTTL is how long fired review timers are kept.
+	// TimerTTL is how long a fired review timer is kept unhandled.
 	TimerTTL    time.Duration
 	Grace       time.Duration
 	LogJSON     bool
@@ -81,7 +81,7 @@ func mainErr() error {
 	f.Int(&cfg.Replicas, "replicas", "LEADFLOW_REPLICAS", 1, "stream replicas (3 in a cluster)")
 	f.Int(&cfg.Workers, "workers", "LEADFLOW_NURTURE_WORKERS", 16, "leads handled at once")
 	f.Duration(&cfg.AckWait, "ack-wait", "LEADFLOW_ACK_WAIT", 2*time.Second, "redelivery delay of an unacknowledged event (below the 6s partition hand-over)")
-	f.Duration(&cfg.TimerTTL, "timer-ttl", "LEADFLOW_NURTURE_TIMER_TTL", 30*24*time.Hour, "how long fired review timers are kept")
+	f.Duration(&cfg.TimerTTL, "timer-ttl", "LEADFLOW_NURTURE_TIMER_TTL", 30*24*time.Hour, "how long a fired review timer is kept unhandled (a handled one is deleted)")
 	f.Duration(&cfg.Grace, "grace", "LEADFLOW_GRACE", 10*time.Second, "how long running calls and handlers may finish on shutdown")
 	f.Bool(&cfg.LogJSON, "log-json", "LEADFLOW_LOG_JSON", false, "JSON logs")
 	f.Float64(&cfg.TraceSample, "trace-sample", "LEADFLOW_TRACE_SAMPLE", 0.05, "share of new traces recorded (1: all)")

@@ -96,6 +96,8 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 			Stream: cfg.TimerStream, Group: app.TimerGroup,
 			Partitions: eventstore.Partitions, Filter: adapters.FiredSubjects, Key: adapters.TimerLeadID,
 			Workers: cfg.Workers, AckWait: cfg.AckWait, ShutdownGrace: cfg.Grace, Logger: log,
+			// A fired copy is work, not history: see handoff's.
+			DropHandled: true,
 		}, events.Timer)
 	})
 	log.Info("nurture serving", "grpc", lis.Addr().String(), "http", api, "nats", cfg.NATSURL, "stream", cfg.Stream, "timers", cfg.TimerStream)

@@ -251,9 +251,13 @@ func (a *App) sealingKey(ctx context.Context, leadID string) (*vault.Key, error)
 
 // captureKey is a capture's idempotency key: the caller's key, over
 // everything the normalized request says. Without one, an external id is
-// the key of a capture that says the same again: the other system's
-// record sent twice is its retry. Its content is part of that key, since
-// the record sent with other content is a new submission, not a reuse.
+// the key. With the time it happened, the other system's record sent
+// again with that time is its retry, whenever it comes. Without a time,
+// it is a retry only if it says what that record's last capture said;
+// with other content it is a new submission, and the one a repeat is
+// compared with from then on. So a record that goes back to what it said
+// two captures ago (a consent withdrawn, granted, withdrawn again) is
+// stored again, not answered as the first one's retry.
 func (a *App) captureKey(l form.Lead) (idemKey, error) {
 	content := []proto.Message{l.Contact, l.Profile, l.Attribution, l.ExternalID, ts(l.OccurredAt), l.Actor}
 	for _, c := range l.Consents {
@@ -266,8 +270,14 @@ func (a *App) captureKey(l form.Lead) (idemKey, error) {
 	if err != nil {
 		return idemKey{}, err
 	}
-	key.token = a.keys.BlindID("idem-capture-external", l.ExternalID.GetSystem()+"\x00"+l.ExternalID.GetId()+"\x00"+key.fingerprint)
+	ext := l.ExternalID.GetSystem() + "\x00" + l.ExternalID.GetId()
 	key.untilErased = true
+	if l.OccurredAt.IsZero() {
+		key.token = a.keys.BlindID("idem-capture-external-last", ext)
+		key.latest = true
+		return key, nil
+	}
+	key.token = a.keys.BlindID("idem-capture-external", ext+"\x00"+key.fingerprint)
 	return key, nil
 }
 

@@ -68,6 +68,10 @@ type idemKey struct {
 	// (a key the caller did not choose: the person captured again after
 	// an erasure is new).
 	untilErased bool
+	// latest: the token names the sender, not the request, and its record
+	// holds the sender's last request: other content is a new request
+	// that replaces it, not a reuse.
+	latest bool
 }
 
 // newIdemKey is the key of a request: kind scopes the caller's key (a
@@ -139,7 +143,7 @@ func (a *App) once(ctx context.Context, key idemKey, decide func(context.Context
 		}
 		rival = rec != nil
 		if rec != nil {
-			if ans, ok, err := a.answerOf(ctx, key, rec, true); errors.Is(err, errErased) {
+			if ans, ok, err := a.answerOf(ctx, key, rec, true); errors.Is(err, errStale) {
 				rec = nil // its event id is the erased lead's
 			} else if err != nil || ok {
 				return ans, err
@@ -175,7 +179,7 @@ func (a *App) once(ctx context.Context, key idemKey, decide func(context.Context
 			// where its event would be, unless a rival's commit landed
 			// past it (our read of the lead was behind theirs): with no
 			// rival seen, no search of the history.
-			if ans, ok, err := a.answerOf(ctx, key, rec, !ours || rival); errors.Is(err, errErased) {
+			if ans, ok, err := a.answerOf(ctx, key, rec, !ours || rival); errors.Is(err, errStale) {
 				rec = nil
 			} else if err != nil || ok {
 				return ans, err
@@ -196,7 +200,7 @@ func (a *App) once(ctx context.Context, key idemKey, decide func(context.Context
 				ours = false
 				rival = rival || rec != nil
 				if rec != nil {
-					if ans, ok, err := a.answerOf(ctx, key, rec, true); errors.Is(err, errErased) {
+					if ans, ok, err := a.answerOf(ctx, key, rec, true); errors.Is(err, errStale) {
 						rec = nil
 					} else if err != nil || ok {
 						return ans, err
@@ -248,10 +252,11 @@ func (a *App) once(ctx context.Context, key idemKey, decide func(context.Context
 	return answer{}, fmt.Errorf("%w after %d races", eventstore.ErrConflict, maxRaces)
 }
 
-// errErased is answerOf's for a record of an erased lead whose key
-// answers only until then (untilErased): the request is decided afresh,
-// and its record replaces this one.
-var errErased = errors.New("the record's lead is erased")
+// errStale is answerOf's for a record that answers the request no more:
+// its lead is erased and the key answers only until then (untilErased),
+// or it holds the sender's earlier request with other content (latest).
+// The request is decided afresh, and its record replaces this one.
+var errStale = errors.New("the record answers no more")
 
 // answerOf is the first answer a record stands for, if its event is
 // stored: the lead's first event after the record's version (and the
@@ -261,6 +266,9 @@ var errErased = errors.New("the record's lead is erased")
 // request): then, with search, the lead's history is searched for it.
 func (a *App) answerOf(ctx context.Context, key idemKey, rec *eventv1.IdempotencyRecord, search bool) (answer, bool, error) {
 	if rec.GetFingerprint() != key.fingerprint {
+		if key.latest {
+			return answer{}, false, errStale
+		}
 		return answer{}, false, &KeyReusedError{Field: key.field}
 	}
 	ev, err := a.leads.After(ctx, rec.GetLeadId(), rec.GetVersionBefore())
@@ -284,7 +292,7 @@ func (a *App) answerOf(ctx context.Context, key idemKey, rec *eventv1.Idempotenc
 			return answer{}, false, err
 		}
 		if st, _ := headState(head); st.Status == lifecycle.StatusErased {
-			return answer{}, false, errErased
+			return answer{}, false, errStale
 		}
 	}
 	return answer{LeadID: rec.GetLeadId(), Outcome: outcomeOf(ev.Event, Outcome(rec.GetOutcome())), Version: ev.Seq + more,

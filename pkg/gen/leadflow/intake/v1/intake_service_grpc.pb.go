@@ -47,7 +47,8 @@ type IntakeServiceClient interface {
 	// existing lead as LeadResubmitted. A repeated idempotency_key returns
 	// the first answer and writes nothing; so does, without a key, an
 	// external_id sent again with the same content, until its lead is
-	// erased.
+	// erased: with occurred_at whenever it comes, without only if no
+	// capture of that external_id said something else in between.
 	CaptureLead(ctx context.Context, in *CaptureLeadRequest, opts ...grpc.CallOption) (*CaptureLeadResponse, error)
 	// ImportLeads captures a stream of rows and answers one result per row,
 	// in order. Rows are sent in chunks, each row committed on its own: one
@@ -229,7 +230,8 @@ type IntakeServiceServer interface {
 	// existing lead as LeadResubmitted. A repeated idempotency_key returns
 	// the first answer and writes nothing; so does, without a key, an
 	// external_id sent again with the same content, until its lead is
-	// erased.
+	// erased: with occurred_at whenever it comes, without only if no
+	// capture of that external_id said something else in between.
 	CaptureLead(context.Context, *CaptureLeadRequest) (*CaptureLeadResponse, error)
 	// ImportLeads captures a stream of rows and answers one result per row,
 	// in order. Rows are sent in chunks, each row committed on its own: one
