@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 		defer stop()
 		master, blind, _ := strings.Cut(os.Getenv("INTAKE_CHILD_KEYS"), " ")
 		cfg := Config{Addr: "127.0.0.1:0", NATSURL: url, Stream: "LEADFLOW", Replicas: 1, MasterKey: master, BlindKey: blind,
-			Grace: time.Second, finishEraseAfter: 2 * time.Second}
+			Grace: time.Second, finishAfter: 2 * time.Second}
 		stallAt := app.CrashPoint(os.Getenv("INTAKE_CHILD_STALL"))
 		cfg.crashPoints = func(p app.CrashPoint, lead string) {
 			if p == stallAt {

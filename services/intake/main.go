@@ -44,9 +44,9 @@ type Config struct {
 	// httpReady, if set, is told the HTTP/JSON API's address, nil when
 	// it is off (tests).
 	httpReady func(net.Addr)
-	// finishEraseAfter replaces app.FinishEraseAfter; crashPoints is
+	// finishAfter replaces app.FinishAfter; crashPoints is
 	// told of each crash point a command passes (tests).
-	finishEraseAfter time.Duration
+	finishAfter time.Duration
 	// rewrapEvery replaces rewrapEvery (tests).
 	rewrapEvery time.Duration
 	crashPoints func(p app.CrashPoint, leadID string)

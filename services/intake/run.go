@@ -95,7 +95,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 		return err
 	}
 	store := eventstore.New(js, cfg.Stream)
-	opts := []app.Option{app.WithLogger(log), app.WithLater(adapters.NewLater(js, 0), cfg.finishEraseAfter)}
+	opts := []app.Option{app.WithLogger(log), app.WithLater(adapters.NewLater(js, 0), cfg.finishAfter)}
 	if cfg.crashPoints != nil {
 		opts = append(opts, app.WithCrashPoints(cfg.crashPoints))
 	}

@@ -342,6 +342,24 @@ func TestAnExternalIDGoingBackIsStoredAgain(t *testing.T) {
 		}
 		e.assertCounts(t, before)
 	}
+	// A grant of that id sent with a key, or with a time, in between:
+	// the withdrawal sent again after it is new too.
+	for i, other := range []func(*intakev1.CaptureLeadRequest){
+		func(r *intakev1.CaptureLeadRequest) { r.IdempotencyKey = "import-7" },
+		func(r *intakev1.CaptureLeadRequest) { r.OccurredAt = timestamppb.Now() },
+	} {
+		g := with(granted)
+		other(g)
+		if r := e.capture(t, g); r.GetLeadId() != id || r.GetReplayed() {
+			t.Fatalf("grant %d: %v", i, r)
+		}
+		if r := e.capture(t, with(withdrawn)); r.GetReplayed() {
+			t.Fatalf("the withdrawal after grant %d: %v, want it stored", i, r)
+		}
+		if c := e.getLead(t, id).GetConsents(); len(c) != 1 || c[0].GetStatus() != withdrawn {
+			t.Fatalf("after grant %d and the withdrawal the lead has %v", i, c)
+		}
+	}
 }
 
 func TestIdempotencyKeyReturnsTheFirstAnswer(t *testing.T) {

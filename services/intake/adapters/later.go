@@ -39,3 +39,9 @@ func NewLater(js jetstream.JetStream, ttl time.Duration) *Later {
 func (l *Later) FinishErase(ctx context.Context, leadID string, at time.Time) error {
 	return l.s.Schedule(ctx, timer.Timer{LeadID: leadID, ID: "erase", At: at, Payload: wrapperspb.String(app.FinishEraseTimer)})
 }
+
+// FinishUnmerge schedules the unmerge of the lead (the absorbed one) to
+// be finished at at. One slot a lead: asking again replaces the time.
+func (l *Later) FinishUnmerge(ctx context.Context, leadID string, at time.Time) error {
+	return l.s.Schedule(ctx, timer.Timer{LeadID: leadID, ID: "unmerge", At: at, Payload: wrapperspb.String(app.FinishUnmergeTimer)})
+}

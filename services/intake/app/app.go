@@ -147,7 +147,7 @@ type App struct {
 	log       *slog.Logger
 	known     knownSet
 	later     Later
-	// finishAfter is when a cut-short erasure is finished; at is told
+	// finishAfter is when a cut-short erasure or unmerge is finished; at is told
 	// of each crash point a command passes (tests).
 	finishAfter time.Duration
 	at          func(point CrashPoint, leadID string)
@@ -171,6 +171,9 @@ const (
 	// AfterFirstCandidate: a merge candidate is on one lead of the pair,
 	// not yet on the other.
 	AfterFirstCandidate CrashPoint = "candidate"
+	// AfterFirstPart: an unmerge too long for one commit stored its
+	// first, not yet the rest of what it gives back.
+	AfterFirstPart CrashPoint = "part"
 )
 
 // passed tells the test hook, if any, that leadID's command is at p.
@@ -188,10 +191,17 @@ type Later interface {
 	// FinishErase has FinishErase(leadID) called at at, at least once
 	// (it is idempotent); asking again replaces the time.
 	FinishErase(ctx context.Context, leadID string, at time.Time) error
+	// FinishUnmerge has FinishUnmerge(leadID) called at at, at least
+	// once (it is idempotent); asking again replaces the time.
+	FinishUnmerge(ctx context.Context, leadID string, at time.Time) error
 }
 
-// FinishEraseTimer names, in a fired timer, the erasure to finish.
-const FinishEraseTimer = "finish-erase"
+// Timer names, in a fired timer: the erasure, or the unmerge of the
+// absorbed lead, to finish.
+const (
+	FinishEraseTimer   = "finish-erase"
+	FinishUnmergeTimer = "finish-unmerge"
+)
 
 // Option configures an App.
 type Option func(*App)
@@ -203,10 +213,9 @@ func WithClock(now func() time.Time) Option { return func(a *App) { a.now = now 
 func WithPolicy(p lifecycle.Policy) Option { return func(a *App) { a.policy = p } }
 
 // WithLater sets what finishes a command cut short after its commit
-// point, and how long after an erasure it finishes it (0:
-// FinishEraseAfter).
+// point, and how long after it (0: FinishAfter).
 func WithLater(l Later, finishAfter time.Duration) Option {
-	return func(a *App) { a.later, a.finishAfter = l, cmp.Or(finishAfter, FinishEraseAfter) }
+	return func(a *App) { a.later, a.finishAfter = l, cmp.Or(finishAfter, FinishAfter) }
 }
 
 // WithCrashPoints calls f at each crash point a command passes (tests:

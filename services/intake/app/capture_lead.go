@@ -78,6 +78,11 @@ func (a *App) capture(ctx context.Context, lead form.Lead, ids identities, meta 
 	if err != nil {
 		return CaptureResult{}, err
 	}
+	return a.captureWith(ctx, key, lead, ids, meta, held)
+}
+
+// captureWith is capture under the idempotency key key.
+func (a *App) captureWith(ctx context.Context, key idemKey, lead form.Lead, ids identities, meta envelope.Meta, held map[ClaimKey]Holder) (CaptureResult, error) {
 	run := newCaptureRun(lead, ids, meta, held)
 	if key.token == "" && run.ids.ext.Token == "" && !a.known.has(run.ids.email.Token) {
 		// Most captures are a new person with an email alone: try the
@@ -100,6 +105,9 @@ func (a *App) capture(ctx context.Context, lead form.Lead, ids identities, meta 
 	a.known.add(run.ids.email.Token)
 	if ans.Replayed {
 		a.completeReplayed(ctx, run, ans)
+	}
+	if !key.latest && lead.ExternalID.GetId() != "" {
+		a.supersede(ctx, lead.ExternalID, ans.Version)
 	}
 	return CaptureResult{LeadID: ans.LeadID, Outcome: ans.Outcome, Replayed: ans.Replayed, Version: ans.Version}, nil
 }
@@ -270,15 +278,42 @@ func (a *App) captureKey(l form.Lead) (idemKey, error) {
 	if err != nil {
 		return idemKey{}, err
 	}
-	ext := l.ExternalID.GetSystem() + "\x00" + l.ExternalID.GetId()
 	key.untilErased = true
+	perContent := a.keys.BlindID("idem-capture-external", externalID(l.ExternalID)+"\x00"+key.fingerprint)
 	if l.OccurredAt.IsZero() {
-		key.token = a.keys.BlindID("idem-capture-external-last", ext)
-		key.latest = true
+		// Before 2026-12-06 a record without a time was kept per content
+		// too: found there, it answers as it did.
+		key.token, key.latest, key.legacy = a.lastCaptureToken(l.ExternalID), true, perContent
 		return key, nil
 	}
-	key.token = a.keys.BlindID("idem-capture-external", ext+"\x00"+key.fingerprint)
+	key.token = perContent
 	return key, nil
+}
+
+func externalID(id *eventv1.ExternalId) string { return id.GetSystem() + "\x00" + id.GetId() }
+
+// lastCaptureToken is the token of the record of an external id's last
+// capture sent without a key or a time.
+func (a *App) lastCaptureToken(id *eventv1.ExternalId) string {
+	return a.keys.BlindID("idem-capture-external-last", externalID(id))
+}
+
+// supersede tells an external id's last-capture record (captureKey) that
+// a capture of the id sent with a key or a time, answered at version,
+// came after it: the record's capture sent again is then new, not a
+// retry. A record of a later capture is left as it is. Best effort: a
+// failure leaves that one capture to be answered as a retry.
+func (a *App) supersede(ctx context.Context, id *eventv1.ExternalId, version uint64) {
+	token := a.lastCaptureToken(id)
+	rec, seq, err := a.leads.Record(ctx, token)
+	if err == nil && rec != nil && rec.GetFingerprint() != "" && rec.GetVersionBefore() < version {
+		next := proto.CloneOf(rec)
+		next.Fingerprint = ""
+		_, err = a.leads.PutRecord(ctx, token, next, seq)
+	}
+	if err != nil && !errors.Is(err, eventstore.ErrConflict) && ctx.Err() == nil {
+		a.log.WarnContext(ctx, "external id's last capture not superseded", "err", err)
+	}
 }
 
 // identities are the claim keys of one capture.

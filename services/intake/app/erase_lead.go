@@ -181,10 +181,11 @@ func (a *App) mergedErasable(ctx context.Context, leadID, survivor string, state
 		Reason: fmt.Sprintf("lead is merged into %s, which holds what was captured of this person since: erase %s (the leads merged into it go with it), or unmerge first", survivor, top)}
 }
 
-// FinishEraseAfter is how long after an erasure's commit its releases and
-// shredding are done again, in case it was cut short: long past the time
+// FinishAfter is how long after an erasure's commit its releases and
+// shredding are done again, and after an unmerge's first commit the rest
+// of what it gives back, in case it was cut short: long past the time
 // they take.
-const FinishEraseAfter = time.Minute
+const FinishAfter = time.Minute
 
 // FinishErase finishes the erasure of a lead that was cut short after its
 // LeadErased (the releases and shredding are idempotent, so one that

@@ -106,6 +106,8 @@ type laterSeen struct {
 	erased []bool
 }
 
+func (*laterSeen) FinishUnmerge(context.Context, string, time.Time) error { return nil }
+
 func (l *laterSeen) FinishErase(ctx context.Context, leadID string, _ time.Time) error {
 	recs, err := l.store.Load(ctx, eventstore.LeadSubject(leadID))
 	if err != nil {

@@ -31,7 +31,7 @@ func TestGiveBackMovesNoTouchAnOlderReplayLeft(t *testing.T) {
 		rec("other", &eventv1.ActivityRecorded{CampaignId: "c4", MergedFrom: "y"}), // another person's
 	}
 	state := lifecycle.State{Status: lifecycle.StatusNew, Owner: lifecycle.QueueQualification, Deadline: time.Now().Add(time.Hour), Cycle: 1}
-	out, ids, err := a.giveBack(context.Background(), "x", "a", nil, state, recs, envelope.Meta{})
+	out, ids, err := a.giveBack(context.Background(), "x", "a", nil, "u", state, recs, envelope.Meta{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

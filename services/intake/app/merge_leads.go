@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
@@ -71,6 +72,11 @@ func (a *App) MergeLeads(ctx context.Context, in MergeLeads, meta envelope.Meta)
 			return nil, nil, &lifecycle.RefusedError{Command: lifecycle.Merge, Status: aState.Status, Reason: fmt.Sprintf(
 				"lead %s has leads merged into it %d deep: absorbed, it would end a chain of more than %d merges, which captures do not follow; merge its leads into the survivor instead",
 				in.Absorbed, depth, maxMergeDepth)}
+		}
+		if from := unfinishedUnmerge(aRecs, in.Absorbed); from != "" {
+			// Absorbed now, what its unmerge still owes it could go nowhere.
+			return nil, nil, &lifecycle.RefusedError{Command: lifecycle.Merge, Status: aState.Status,
+				Reason: "lead " + in.Absorbed + " is still being given back what came through it while merged into " + from + ": try again in a minute"}
 		}
 		if aState.Status == lifecycle.StatusOpportunity {
 			// A merged lead's deal would leave every report, and the CRM
@@ -160,8 +166,10 @@ func (a *App) mergeDepth(ctx context.Context, absorbed []string, limit int) (int
 // its LeadMerged), the survivor as it is, with whatever it recorded
 // meanwhile, except that a consent it saw withdrawn while merged is
 // withdrawn on the absorbed lead too. Captures of the absorbed lead's
-// identities find it again, as its claims never moved. Unmerging again is
-// a no-op.
+// identities find it again, as its claims never moved. What it gives back
+// past one commit follows in commits of the absorbed lead's own
+// (pairCommit). Unmerging again writes only what a crash kept an unmerge
+// from giving back: nothing, mostly.
 //
 // Errors: *ValidationError, ErrNotFound, lifecycle.ErrRefused (the
 // absorbed lead is not merged into the survivor; the survivor is merged
@@ -172,12 +180,27 @@ func (a *App) UnmergeLeads(ctx context.Context, in MergeLeads, meta envelope.Met
 	}
 	meta.Actor = meta.ActorOr(in.Actor)
 	payload := &eventv1.LeadUnmerged{SurvivorLeadId: in.Survivor, AbsorbedLeadId: in.Absorbed, Reason: in.Reason}
-	return a.pairCommit(ctx, in, func(sRecs, aRecs []eventstore.Record) (sEvs, aEvs []*eventv1.Event, err error) {
+	// Before a commit that leaves replays for commits of their own, and
+	// again after it (the first may fire before it is stored): a crash
+	// between them leaves the rest to FinishUnmerge, not to a repeat
+	// nobody may send.
+	split := func(ctx context.Context) error {
+		if a.later == nil {
+			return nil
+		}
+		return a.later.FinishUnmerge(ctx, in.Absorbed, a.now().Add(a.finishAfter))
+	}
+	return a.pairCommitSplit(ctx, in, func(sRecs, aRecs []eventstore.Record) (sEvs, aEvs []*eventv1.Event, err error) {
 		sState, _ := stateOf(sRecs)
 		aState, _ := stateOf(aRecs)
 		aHead := aRecs[len(aRecs)-1]
-		if u := lastMergeEvent(aRecs).GetLeadUnmerged(); u != nil && u.GetSurvivorLeadId() == in.Survivor {
-			return nil, nil, nil // unmerged already (withdrawals it carried back may follow)
+		if at := lastAbsorbedAt(aRecs, in.Absorbed); at >= 0 && aState.Status != lifecycle.StatusMerged &&
+			aRecs[at].Event.GetLeadUnmerged().GetSurvivorLeadId() == in.Survivor {
+			// Unmerged already (withdrawals it carried back, and leads it
+			// absorbed since, may follow): what a crash kept it from
+			// giving back, if anything.
+			rest, err := a.restGivenBack(ctx, in, sRecs, aRecs)
+			return nil, rest, err
 		}
 		merged := aHead.Event.GetLeadMerged()
 		if aState.Status != lifecycle.StatusMerged || merged.GetSurvivorLeadId() != in.Survivor {
@@ -227,14 +250,80 @@ func (a *App) UnmergeLeads(ctx context.Context, in MergeLeads, meta envelope.Met
 		// What its person sent while merged went on to the survivor: it
 		// goes back, replayed on the absorbed lead, and leaves the
 		// survivor's view (fold) and its campaign touches.
-		given, ids, err := a.giveBack(ctx, in.Absorbed, in.Survivor, deeper, lifecycle.FromProto(absorbed.GetLifecycle()), sRecs[since:], meta)
+		given, ids, err := a.giveBack(ctx, in.Absorbed, in.Survivor, deeper, absorbed.GetEventId(), lifecycle.FromProto(absorbed.GetLifecycle()), sRecs[since:], meta, nil)
 		if err != nil {
 			return nil, nil, fmt.Errorf("absorbed lead %s: %w", in.Absorbed, err)
 		}
 		// Both LeadUnmerged events hold payload: they name what went back.
-		payload.GivenBackEventIds = ids
+		payload.GivenBackEventIds, payload.GivenBackCount = ids, uint32(len(given))
 		return []*eventv1.Event{survivor}, append(append([]*eventv1.Event{absorbed}, back...), given...), nil
+	}, split)
+}
+
+// FinishUnmerge writes what the last unmerge of leadID (the absorbed lead)
+// has not given back yet, cut off between its commits; an unmerge done,
+// or none, writes nothing.
+func (a *App) FinishUnmerge(ctx context.Context, leadID string) error {
+	recs, err := a.leads.Load(ctx, leadID)
+	if err != nil {
+		return err
+	}
+	survivor := unfinishedUnmerge(recs, leadID)
+	if survivor == "" {
+		return nil
+	}
+	in := MergeLeads{Survivor: survivor, Absorbed: leadID}
+	_, err = a.pairCommit(ctx, in, func(sRecs, aRecs []eventstore.Record) ([]*eventv1.Event, []*eventv1.Event, error) {
+		if st, _ := stateOf(aRecs); st.Status == lifecycle.StatusMerged || unfinishedUnmerge(aRecs, leadID) != survivor {
+			return nil, nil, nil
+		}
+		rest, err := a.restGivenBack(ctx, in, sRecs, aRecs)
+		return nil, rest, err
 	})
+	return err
+}
+
+// restGivenBack is what an unmerge gave back that is not on the absorbed
+// lead yet: a crash between its commits cut it off. The replays are made
+// again, with the same ids, from the survivor's events between its merge
+// of the lead and its LeadUnmerged, and those stored are left out. An
+// unmerge from before given_back_count wrote all in one commit, and an
+// erased lead takes none.
+func (a *App) restGivenBack(ctx context.Context, in MergeLeads, sRecs, aRecs []eventstore.Record) ([]*eventv1.Event, error) {
+	at := lastAbsorbedAt(aRecs, in.Absorbed)
+	unmerged := aRecs[at].Event
+	state, _ := stateOf(aRecs)
+	if unmerged.GetLeadUnmerged().GetGivenBackCount() == 0 || state.Status == lifecycle.StatusErased {
+		return nil, nil
+	}
+	have := map[string]bool{}
+	for _, r := range aRecs[at+1:] {
+		have[r.Event.GetEventId()] = true
+	}
+	// The survivor's side, committed with it, is its last LeadUnmerged of
+	// the lead; what went back came in since the merge before it.
+	end, since := -1, 0
+	for i, r := range sRecs {
+		if r.Event.GetLeadUnmerged().GetAbsorbedLeadId() == in.Absorbed {
+			end = i
+		}
+	}
+	for i, r := range sRecs[:max(end, 0)] {
+		if r.Event.GetLeadMerged().GetAbsorbedLeadId() == in.Absorbed {
+			since = i
+		}
+	}
+	if end < 0 {
+		return nil, fmt.Errorf("survivor %s has no LeadUnmerged of %s", in.Survivor, in.Absorbed)
+	}
+	// As the unmerge wrote its first part.
+	meta := envelope.Meta{Actor: unmerged.GetActor(), Caller: cmp.Or(unmerged.GetCaller(), unmerged.GetActor()),
+		CorrelationID: unmerged.GetCorrelationId(), CausationID: unmerged.GetCausationId(), IdempotencyKey: unmerged.GetIdempotencyKey(), Trace: unmerged.GetTrace()}
+	given, _, err := a.giveBack(ctx, in.Absorbed, in.Survivor, unmerged.GetLeadUnmerged().GetGivenBackVia(), unmerged.GetEventId(), state, sRecs[since:end], meta, have)
+	if err != nil {
+		return nil, fmt.Errorf("absorbed lead %s: %w", in.Absorbed, err)
+	}
+	return given, nil
 }
 
 // absorbedBy is every lead merged into leadID now, at any depth, given
@@ -267,7 +356,7 @@ const maxAbsorbed = 1000
 // this lead (each replay names its event too). One sealed with the survivor's key (written before
 // 2026-12-05) is not this lead's to open and stays on the survivor's
 // stream only (README, known weaknesses).
-func (a *App) giveBack(ctx context.Context, leadID, survivor string, deeper []string, state lifecycle.State, recs []eventstore.Record, meta envelope.Meta) (out []*eventv1.Event, ids []string, err error) {
+func (a *App) giveBack(ctx context.Context, leadID, survivor string, deeper []string, unmergedID string, state lifecycle.State, recs []eventstore.Record, meta envelope.Meta, have map[string]bool) (out []*eventv1.Event, ids []string, err error) {
 	// via is the merged_from a given-back event keeps, ok whether it goes.
 	via := func(from string) (string, bool) {
 		switch {
@@ -300,7 +389,8 @@ func (a *App) giveBack(ctx context.Context, leadID, survivor string, deeper []st
 			moved = r.Event.GetEventId()
 		}
 		keep, ok := via(from)
-		if !ok {
+		id := givenBackID(unmergedID, r.Event.GetEventId())
+		if !ok || have[id] {
 			continue
 		}
 		payload := proto.Clone(envelope.Payload(r.Event))
@@ -323,6 +413,7 @@ func (a *App) giveBack(ctx context.Context, leadID, survivor string, deeper []st
 		if err != nil {
 			return nil, nil, err
 		}
+		ev.EventId = id
 		out, state = append(out, ev), next
 		if moved != "" {
 			ids = append(ids, moved)
@@ -331,14 +422,73 @@ func (a *App) giveBack(ctx context.Context, leadID, survivor string, deeper []st
 	return out, ids, nil
 }
 
+// givenBackID is the event id of an unmerge's replay of event eventID:
+// the same whoever writes it (a repeat of the unmerge writing what a
+// crash cut off), one per unmerge.
+func givenBackID(unmergedID, eventID string) string {
+	return uuid.NewSHA1(givenBackSpace, []byte(unmergedID+"\x00"+eventID)).String()
+}
+
+var givenBackSpace = uuid.MustParse("6f1d3c52-4a8e-5b7f-9c21-0d3e8a6b4f19")
+
 // lastMergeEvent is a lead's last LeadMerged or LeadUnmerged, nil if none.
 func lastMergeEvent(recs []eventstore.Record) *eventv1.Event {
-	for i := len(recs) - 1; i >= 0; i-- {
-		if ev := recs[i].Event; ev.GetLeadMerged() != nil || ev.GetLeadUnmerged() != nil {
-			return ev
-		}
+	if i := lastMergeAt(recs); i >= 0 {
+		return recs[i].Event
 	}
 	return nil
+}
+
+// lastAbsorbedAt is the index of the last LeadMerged or LeadUnmerged that
+// names leadID the absorbed lead, -1 if none.
+func lastAbsorbedAt(recs []eventstore.Record, leadID string) int {
+	for i := len(recs) - 1; i >= 0; i-- {
+		ev := recs[i].Event
+		if ev.GetLeadMerged().GetAbsorbedLeadId() == leadID || ev.GetLeadUnmerged().GetAbsorbedLeadId() == leadID {
+			return i
+		}
+	}
+	return -1
+}
+
+// unfinishedUnmerge is the survivor of a lead's last unmerge if that
+// unmerge has not given back all it said (given_back_count) yet: cut off
+// between its commits, it waits for FinishUnmerge or a repeat.
+func unfinishedUnmerge(recs []eventstore.Record, leadID string) string {
+	at := lastAbsorbedAt(recs, leadID)
+	if at < 0 {
+		return ""
+	}
+	u := recs[at].Event.GetLeadUnmerged()
+	if u.GetGivenBackCount() == 0 {
+		return ""
+	}
+	n := uint32(0)
+	for _, r := range recs[at+1:] {
+		if givenBackBy(r.Event) == u.GetSurvivorLeadId() {
+			n++
+		}
+	}
+	if n >= u.GetGivenBackCount() {
+		return ""
+	}
+	return u.GetSurvivorLeadId()
+}
+
+// givenBackBy is the survivor that gave an event back, "" for any other.
+func givenBackBy(ev *eventv1.Event) string {
+	return cmp.Or(ev.GetActivityRecorded().GetGivenBackBy(), ev.GetLeadResubmitted().GetGivenBackBy())
+}
+
+// lastMergeAt is the index of a lead's last LeadMerged or LeadUnmerged,
+// -1 if none.
+func lastMergeAt(recs []eventstore.Record) int {
+	for i := len(recs) - 1; i >= 0; i-- {
+		if ev := recs[i].Event; ev.GetLeadMerged() != nil || ev.GetLeadUnmerged() != nil {
+			return i
+		}
+	}
+	return -1
 }
 
 func checkPair(in MergeLeads) error {
@@ -358,8 +508,19 @@ func checkPair(in MergeLeads) error {
 
 // pairCommit reads both leads, lets decide make the events for each (none:
 // already done), and appends them in one atomic commit, deciding again
-// after a lost race.
+// after a lost race. Absorbed events past one commit's limit (an unmerge
+// of a lead merged long enough to collect a thousand) follow on that
+// lead alone, in commits of their own: decide, run again after a race or
+// by a repeat of the command, makes those not stored yet, with no events
+// for the survivor.
 func (a *App) pairCommit(ctx context.Context, in MergeLeads, decide func(survivor, absorbed []eventstore.Record) ([]*eventv1.Event, []*eventv1.Event, error)) (Merged, error) {
+	return a.pairCommitSplit(ctx, in, decide, nil)
+}
+
+// pairCommitSplit is pairCommit; split, if set, runs before a first commit
+// that leaves absorbed events for commits of their own, and may refuse it.
+func (a *App) pairCommitSplit(ctx context.Context, in MergeLeads, decide func(survivor, absorbed []eventstore.Record) ([]*eventv1.Event, []*eventv1.Event, error), split func(context.Context) error) (Merged, error) {
+	wrote := false
 	for attempt := range maxRaces {
 		sRecs, err := a.leads.Load(ctx, in.Survivor)
 		if err != nil {
@@ -380,22 +541,54 @@ func (a *App) pairCommit(ctx context.Context, in MergeLeads, decide func(survivo
 		if err != nil {
 			return Merged{}, err
 		}
-		if len(sEvs) == 0 {
-			return Merged{Survivor: sSeq, Absorbed: aSeq, Replayed: true}, nil
-		}
-		vs, err := a.leads.Commit(ctx,
-			LeadAppend{LeadID: in.Survivor, Expected: sSeq, Events: sEvs},
-			LeadAppend{LeadID: in.Absorbed, Expected: aSeq, Events: aEvs})
-		if errors.Is(err, eventstore.ErrConflict) {
-			if err := eventstore.AfterConflict(ctx, attempt); err != nil {
+		done := Merged{Survivor: sSeq, Absorbed: aSeq, Replayed: len(sEvs) == 0}
+		if len(sEvs) > 0 {
+			n := min(len(aEvs), eventstore.MaxBatch-len(sEvs))
+			if n < len(aEvs) && split != nil {
+				if err := split(ctx); err != nil {
+					return Merged{}, err
+				}
+			}
+			vs, err := a.leads.Commit(ctx,
+				LeadAppend{LeadID: in.Survivor, Expected: sSeq, Events: sEvs},
+				LeadAppend{LeadID: in.Absorbed, Expected: aSeq, Events: aEvs[:n]})
+			if errors.Is(err, eventstore.ErrConflict) {
+				if err := eventstore.AfterConflict(ctx, attempt); err != nil {
+					return Merged{}, err
+				}
+				continue
+			}
+			if err != nil {
 				return Merged{}, err
 			}
-			continue
+			done.Survivor, done.Absorbed, aEvs, wrote = vs[0], vs[1], aEvs[n:], true
+			if len(aEvs) > 0 && split != nil {
+				if err := split(ctx); err != nil {
+					a.log.WarnContext(ctx, "schedule the finish of a split commit again", "lead", in.Absorbed, "err", err)
+				}
+			}
+			if len(aEvs) > 0 {
+				a.passed(AfterFirstPart, in.Absorbed)
+			}
 		}
-		if err != nil {
+		for len(aEvs) > 0 {
+			n := min(len(aEvs), eventstore.MaxBatch)
+			v, err := a.leads.Append(ctx, in.Absorbed, done.Absorbed, aEvs[:n]...)
+			if errors.Is(err, eventstore.ErrConflict) {
+				break
+			}
+			if err != nil {
+				return Merged{}, err
+			}
+			done.Absorbed, aEvs, wrote = v, aEvs[n:], true
+		}
+		if len(aEvs) == 0 {
+			done.Replayed = done.Replayed && !wrote
+			return done, nil
+		}
+		if err := eventstore.AfterConflict(ctx, attempt); err != nil {
 			return Merged{}, err
 		}
-		return Merged{Survivor: vs[0], Absorbed: vs[1]}, nil
 	}
 	return Merged{}, fmt.Errorf("merge %s into %s: %w after %d races", in.Absorbed, in.Survivor, eventstore.ErrConflict, maxRaces)
 }

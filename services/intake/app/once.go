@@ -72,6 +72,9 @@ type idemKey struct {
 	// holds the sender's last request: other content is a new request
 	// that replaces it, not a reuse.
 	latest bool
+	// legacy, when set, is the token an older intake kept this request's
+	// record under, read when token has none: a repeat answers as it did.
+	legacy string
 }
 
 // newIdemKey is the key of a request: kind scopes the caller's key (a
@@ -135,11 +138,27 @@ func (a *App) once(ctx context.Context, key idemKey, decide func(context.Context
 			decided = true
 			wg.Go(func() { early, earlyErr = decide(ctx) })
 		}
+		var (
+			legacy    *eventv1.IdempotencyRecord
+			legacyErr error
+		)
+		if key.legacy != "" {
+			wg.Go(func() { legacy, _, legacyErr = a.leads.Record(ctx, key.legacy) })
+		}
 		var err error
 		rec, recSeq, err = a.leads.Record(ctx, key.token)
 		wg.Wait()
 		if err != nil {
 			return answer{}, err
+		}
+		if rec == nil && legacy != nil {
+			if ans, ok, err := a.answerOf(ctx, key, legacy, true); err != nil && !errors.Is(err, errStale) {
+				return answer{}, err
+			} else if ok {
+				return ans, nil
+			}
+		} else if rec == nil && legacyErr != nil {
+			return answer{}, legacyErr
 		}
 		rival = rec != nil
 		if rec != nil {

@@ -540,3 +540,27 @@ func TestARepeatReadingBehindTheFirstStoresNothing(t *testing.T) {
 		}
 	}
 }
+
+// A record an older intake kept per content, for a capture keyed by its
+// external id alone, answers that capture sent again as it did: the
+// first answer, nothing written.
+func TestARecordAnOlderIntakeKeptAnswersAsBefore(t *testing.T) {
+	f := newFixture(t)
+	ctx := ctxT(t)
+	in := capture("older@x.example", "")
+	in.ExternalID = &eventv1.ExternalId{System: "crm", Id: "o-1"}
+	first, err := f.app.CaptureAsOlderIntake(ctx, in, envelope.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := f.app.CaptureLead(ctx, in, envelope.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.Replayed || again.LeadID != first.LeadID || again.Version != first.Version {
+		t.Fatalf("sent again to a new intake: %+v, want the first answer %+v", again, first)
+	}
+	if recs, err := f.store.Load(ctx, eventstore.LeadSubject(first.LeadID)); err != nil || len(recs) != 1 {
+		t.Fatalf("the lead holds %d events (%v), want 1", len(recs), err)
+	}
+}

@@ -26,6 +26,12 @@ func Timers(a *app.App, log *slog.Logger) consume.Handler {
 			}
 			log.DebugContext(ctx, "erasure finished", "lead", m.Key)
 			return nil
+		case app.FinishUnmergeTimer:
+			if err := a.FinishUnmerge(ctx, m.Key); err != nil {
+				return err
+			}
+			log.DebugContext(ctx, "unmerge finished", "lead", m.Key)
+			return nil
 		default:
 			return consume.Permanent(fmt.Errorf("%s seq %d: unknown timer %q", m.Subject, m.Seq, what.GetValue()))
 		}

@@ -1667,8 +1667,15 @@ type LeadUnmerged struct {
 	// survivor's key, written before 2026-12-05), and a replay of a replay
 	// an older unmerge wrote, whose touch stayed with that survivor.
 	GivenBackEventIds []string `protobuf:"bytes,5,rep,name=given_back_event_ids,json=givenBackEventIds,proto3" json:"given_back_event_ids,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// given_back_count is how many submissions and activities the unmerge
+	// replays on the absorbed lead after its LeadUnmerged (since
+	// 2026-12-06; before, 0). Past one commit's limit the replays follow
+	// in commits of their own, and a repeat of the unmerge writes those a
+	// crash cut off: each replay's event id derives from the absorbed
+	// lead's LeadUnmerged and the event it replays.
+	GivenBackCount uint32 `protobuf:"varint,6,opt,name=given_back_count,json=givenBackCount,proto3" json:"given_back_count,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *LeadUnmerged) Reset() {
@@ -1734,6 +1741,13 @@ func (x *LeadUnmerged) GetGivenBackEventIds() []string {
 		return x.GivenBackEventIds
 	}
 	return nil
+}
+
+func (x *LeadUnmerged) GetGivenBackCount() uint32 {
+	if x != nil {
+		return x.GivenBackCount
+	}
+	return 0
 }
 
 // IdempotencyRecord is the durable record of one idempotent command (a
@@ -1949,13 +1963,14 @@ const file_leadflow_event_v1_lead_proto_rawDesc = "" +
 	"\x13MergeCandidateFound\x12\"\n" +
 	"\rother_lead_id\x18\x01 \x01(\tR\votherLeadId\x12\x1a\n" +
 	"\bidentity\x18\x02 \x01(\tR\bidentity\x12(\n" +
-	"\x10capture_event_id\x18\x03 \x01(\tR\x0ecaptureEventId\"\xd1\x01\n" +
+	"\x10capture_event_id\x18\x03 \x01(\tR\x0ecaptureEventId\"\xfb\x01\n" +
 	"\fLeadUnmerged\x12(\n" +
 	"\x10survivor_lead_id\x18\x01 \x01(\tR\x0esurvivorLeadId\x12(\n" +
 	"\x10absorbed_lead_id\x18\x02 \x01(\tR\x0eabsorbedLeadId\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12$\n" +
 	"\x0egiven_back_via\x18\x04 \x03(\tR\fgivenBackVia\x12/\n" +
-	"\x14given_back_event_ids\x18\x05 \x03(\tR\x11givenBackEventIds\"\xbe\x01\n" +
+	"\x14given_back_event_ids\x18\x05 \x03(\tR\x11givenBackEventIds\x12(\n" +
+	"\x10given_back_count\x18\x06 \x01(\rR\x0egivenBackCount\"\xbe\x01\n" +
 	"\x11IdempotencyRecord\x12\x17\n" +
 	"\alead_id\x18\x01 \x01(\tR\x06leadId\x12\x19\n" +
 	"\bevent_id\x18\x02 \x01(\tR\aeventId\x12%\n" +

@@ -2146,10 +2146,11 @@ type UnmergeLeadsResponse struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	SurvivorVersion uint64                 `protobuf:"varint,1,opt,name=survivor_version,json=survivorVersion,proto3" json:"survivor_version,omitempty"`
 	AbsorbedVersion uint64                 `protobuf:"varint,2,opt,name=absorbed_version,json=absorbedVersion,proto3" json:"absorbed_version,omitempty"`
-	// replayed is true when this pair's unmerge was done already (a retry):
-	// the absorbed lead's last merge event is its unmerge from this
-	// survivor. A pair never merged, or merged otherwise since, is
-	// FAILED_PRECONDITION.
+	// replayed is true when this pair's unmerge was done already (a retry)
+	// and nothing was written: the absorbed lead's last merge event is its
+	// unmerge from this survivor, and every replay it gives back is stored
+	// (false when this call wrote those a crash cut off). A pair never
+	// merged, or merged otherwise since, is FAILED_PRECONDITION.
 	Replayed      bool `protobuf:"varint,3,opt,name=replayed,proto3" json:"replayed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

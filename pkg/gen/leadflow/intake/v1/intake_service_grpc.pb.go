@@ -81,7 +81,9 @@ type IntakeServiceClient interface {
 	// lead to the survivor.
 	MergeLeads(ctx context.Context, in *MergeLeadsRequest, opts ...grpc.CallOption) (*MergeLeadsResponse, error)
 	// UnmergeLeads undoes a merge: both record LeadUnmerged and the
-	// absorbed lead is back in the state it had before.
+	// absorbed lead is back in the state it had before. What its person
+	// sent while merged is replayed on it, past 1,000 events in commits of
+	// its own; sent again, it writes what a crash cut off, if anything.
 	UnmergeLeads(ctx context.Context, in *UnmergeLeadsRequest, opts ...grpc.CallOption) (*UnmergeLeadsResponse, error)
 }
 
@@ -264,7 +266,9 @@ type IntakeServiceServer interface {
 	// lead to the survivor.
 	MergeLeads(context.Context, *MergeLeadsRequest) (*MergeLeadsResponse, error)
 	// UnmergeLeads undoes a merge: both record LeadUnmerged and the
-	// absorbed lead is back in the state it had before.
+	// absorbed lead is back in the state it had before. What its person
+	// sent while merged is replayed on it, past 1,000 events in commits of
+	// its own; sent again, it writes what a crash cut off, if anything.
 	UnmergeLeads(context.Context, *UnmergeLeadsRequest) (*UnmergeLeadsResponse, error)
 	mustEmbedUnimplementedIntakeServiceServer()
 }
