@@ -112,6 +112,56 @@ func TestUnmergeGivesBackAWithdrawalHeardWhileMerged(t *testing.T) {
 	e.assertCounts(t, before)
 }
 
+// A withdrawal heard while merged goes back even when the survivor was
+// granted again since (the grant may be the survivor's person's), and
+// down a chain unmerged from the top: what the middle lead was given back
+// by its own unmerge goes on to the lead merged into it.
+func TestUnmergeGivesBackEveryWithdrawalHeardWhileMerged(t *testing.T) {
+	e := start(t)
+	ctx := ctxT(t)
+	merge := func(survivor, absorbed string) {
+		t.Helper()
+		if _, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "same person"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unmerge := func(survivor, absorbed string) {
+		t.Helper()
+		if _, err := e.client.UnmergeLeads(ctx, &intakev1.UnmergeLeadsRequest{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "two people"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	granted3 := func(ids ...string) {
+		for _, id := range ids {
+			e.setConsent(t, id, emailChannel, granted)
+		}
+	}
+
+	keeper := e.capture(t, lead("keeper3@c.example")).GetLeadId()
+	dupe := e.capture(t, lead("dupe3@c.example")).GetLeadId()
+	granted3(keeper, dupe)
+	merge(keeper, dupe)
+	e.setConsent(t, dupe, emailChannel, withdrawn) // on the survivor
+	e.setConsent(t, keeper, emailChannel, granted) // the survivor's person, since
+	unmerge(keeper, dupe)
+	if got := consentOf(e.getLead(t, dupe), emailChannel); got != withdrawn {
+		t.Errorf("granted on the survivor since: the absorbed lead's email is %v, want withdrawn", got)
+	}
+
+	top := e.capture(t, lead("top3@c.example")).GetLeadId()
+	middle := e.capture(t, lead("middle3@c.example")).GetLeadId()
+	bottom := e.capture(t, lead("bottom3@c.example")).GetLeadId()
+	granted3(top, middle, bottom)
+	merge(middle, bottom)
+	merge(top, middle)
+	e.setConsent(t, bottom, emailChannel, withdrawn) // lands on the top
+	unmerge(top, middle)
+	unmerge(middle, bottom)
+	if got := consentOf(e.getLead(t, bottom), emailChannel); got != withdrawn {
+		t.Errorf("a chain unmerged from the top: the bottom lead's email is %v, want withdrawn", got)
+	}
+}
+
 // A withdrawal sent to an absorbed lead is written on its survivor even
 // when the survivor had withdrawn that channel already, by SetConsent
 // without an idempotency key or by a form: unwritten, an unmerge could not

@@ -2,12 +2,10 @@ package main
 
 import (
 	"fmt"
-	"strings"
+	"slices"
+	"sync"
 	"testing"
 	"time"
-
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
@@ -89,49 +87,106 @@ func TestALongUnmergeIsWrittenInParts(t *testing.T) {
 	check(s, a)
 }
 
-// While an unmerge's rest waits to be written, its lead is not merged
-// away: the rest would have nowhere to go. Once written, it may be.
-func TestAnUnfinishedUnmergeHoldsOffAMerge(t *testing.T) {
+// A command on a lead whose unmerge has yet to write the rest of what it
+// gives back (its intake stopped between its commits) writes that rest
+// first: merging the lead away, unmerging a lead from it, and erasing it
+// each find every replay on it.
+func TestCommandsOnALeadOwedReplaysWriteThemFirst(t *testing.T) {
 	n := testenv.StartNATS(t)
-	reached, gate := make(chan string, 1), make(chan struct{})
+	reached := make(chan chan struct{}, 1)
 	cfg := Config{Addr: "127.0.0.1:0", NATSURL: n.Server.URL(), Stream: "LEADFLOW", Replicas: 1,
 		MasterKey: hexKey(t), BlindKey: hexKey(t), Grace: time.Second}
 	cfg.crashPoints = func(p app.CrashPoint, lead string) {
 		if p == app.AfterFirstPart {
-			reached <- lead
-			<-gate
+			g := make(chan struct{})
+			reached <- g
+			<-g
 		}
 	}
 	e := startWith(t, n, cfg)
 	ctx := ctxT(t)
-	survivor := e.capture(t, lead("hold-keeper@parts.example")).GetLeadId()
-	absorbed := e.capture(t, lead("hold-dupe@parts.example")).GetLeadId()
-	other := e.capture(t, lead("hold-other@parts.example")).GetLeadId()
-	if _, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "same person"}); err != nil {
-		t.Fatal(err)
-	}
-	for i := range eventstore.MaxBatch {
-		if _, err := e.client.RecordActivity(ctx, &intakev1.RecordActivityRequest{LeadId: absorbed, ActivityId: fmt.Sprint("h", i),
-			Type: eventv1.ActivityType_ACTIVITY_TYPE_WEB_VISIT}); err != nil {
+	merge := func(survivor, absorbed string) {
+		t.Helper()
+		if _, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "same person"}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	done := make(chan error, 1)
-	go func() {
-		_, err := e.client.UnmergeLeads(ctx, &intakev1.UnmergeLeadsRequest{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "two people"})
-		done <- err
-	}()
-	<-reached
-	merge := &intakev1.MergeLeadsRequest{SurvivorLeadId: other, AbsorbedLeadId: absorbed, Reason: "third try"}
-	_, err := e.client.MergeLeads(ctx, merge)
-	close(gate)
-	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "still being given back") {
-		t.Fatalf("merging a lead whose unmerge is unfinished: %v, want FailedPrecondition", err)
+	// owed makes a new lead (prep runs on it), merges it into survivor,
+	// sends a thousand activities and then tail through it, and unmerges
+	// it up to its first commit, where that unmerge stays until release
+	// is called.
+	owed := func(name, survivor string, prep, tail func(absorbed string)) (absorbed string, release func()) {
+		absorbed = e.capture(t, withExt(lead(name+"@owed.example"), "ext-"+name)).GetLeadId()
+		prep(absorbed)
+		merge(survivor, absorbed)
+		for i := range eventstore.MaxBatch {
+			if _, err := e.client.RecordActivity(ctx, &intakev1.RecordActivityRequest{LeadId: absorbed, ActivityId: fmt.Sprint(name, i),
+				Type: eventv1.ActivityType_ACTIVITY_TYPE_WEB_VISIT}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tail(absorbed)
+		done := make(chan error, 1)
+		go func() {
+			_, err := e.client.UnmergeLeads(ctx, &intakev1.UnmergeLeadsRequest{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "two people"})
+			done <- err
+		}()
+		g := <-reached
+		var open sync.Once
+		t.Cleanup(func() { open.Do(func() { close(g) }) }) // a failed check does not leave it stuck
+		return absorbed, func() {
+			open.Do(func() { close(g) })
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
-	if err := <-done; err != nil {
+	replays := func(leadID, by string) (n int) {
+		for _, ev := range e.timeline(t, leadID) {
+			if ev.GetActivityRecorded().GetGivenBackBy() == by || ev.GetLeadResubmitted().GetGivenBackBy() == by {
+				n++
+			}
+		}
+		return n
+	}
+	keeper := e.capture(t, lead("keeper@owed.example")).GetLeadId()
+
+	// Merged away: every replay is on it, before its LeadMerged.
+	none := func(string) {}
+	a, release := owed("away", keeper, none, none)
+	other := e.capture(t, lead("other@owed.example")).GetLeadId()
+	merge(other, a)
+	if got := replays(a, keeper); got != eventstore.MaxBatch {
+		t.Errorf("merged away with %d of %d replays", got, eventstore.MaxBatch)
+	}
+	release()
+
+	// A lead merged into it unmerged: what came through that lead goes
+	// to it, not to the lead it was merged into.
+	below := e.capture(t, lead("below@owed.example")).GetLeadId()
+	a, release = owed("middle", keeper, func(a string) { merge(a, below) }, func(string) {
+		e.capture(t, lead("below@owed.example")) // through below, to keeper
+	})
+	if _, err := e.client.UnmergeLeads(ctx, &intakev1.UnmergeLeadsRequest{SurvivorLeadId: a, AbsorbedLeadId: below, Reason: "two people"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.client.MergeLeads(ctx, merge); err != nil {
-		t.Fatalf("merging it once its unmerge is done: %v", err)
+	if got := replays(below, a); got != 1 {
+		t.Errorf("the lead below got %d replays of its form, want 1", got)
 	}
+	release()
+
+	// Erased: the identities its last forms claimed are released too.
+	a, release = owed("erased", keeper, none, func(string) {
+		e.capture(t, withExt(lead("erased-new@owed.example"), "ext-erased")) // a new email, through a
+	})
+	if _, err := e.client.EraseLead(ctx, &intakev1.EraseLeadRequest{LeadId: a, Reason: "access request"}); err != nil {
+		t.Fatal(err)
+	}
+	tl := e.timeline(t, a)
+	erased := tl[len(tl)-1].GetLeadErased()
+	newEmail := e.vault(t).BlindID("email", "erased-new@owed.example")
+	if !slices.ContainsFunc(erased.GetReleased(), func(id *eventv1.Identity) bool { return id.GetToken() == newEmail }) {
+		t.Errorf("the erasure released %v, not the email its last form brought", erased.GetReleased())
+	}
+	release()
 }

@@ -79,6 +79,16 @@ func (a *App) erase(ctx context.Context, leadID, survivor, reason string, meta e
 		if state.Status == lifecycle.StatusErased {
 			return Written{Version: version, Replayed: true}, a.finishRecorded(ctx, leadID, recs)
 		}
+		// What an unmerge still owes the lead is on its survivor, sealed
+		// with this lead's keys: written first, the erasure finds them.
+		if owed, err := a.stillOwed(ctx, leadID, recs); err != nil {
+			return Written{}, err
+		} else if owed != "" {
+			if err := a.FinishUnmerge(ctx, leadID); err != nil {
+				return Written{}, err
+			}
+			continue
+		}
 		switch {
 		case survivor != "" && view.MergedInto != survivor:
 			return Written{Version: version}, nil

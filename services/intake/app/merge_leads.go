@@ -46,10 +46,14 @@ type Merged struct {
 //
 // Errors: *ValidationError, ErrNotFound, lifecycle.ErrRefused (a
 // terminal absorbed lead, one with an open opportunity or with merges
-// below it as deep as a capture follows, a merged or erased survivor),
+// below it as deep as a capture follows, or whose unmerge is still
+// giving it back what came through it, a merged or erased survivor),
 // eventstore.ErrConflict after repeated races.
 func (a *App) MergeLeads(ctx context.Context, in MergeLeads, meta envelope.Meta) (Merged, error) {
 	if err := checkPair(in); err != nil {
+		return Merged{}, err
+	}
+	if err := a.FinishUnmerge(ctx, in.Absorbed); err != nil {
 		return Merged{}, err
 	}
 	meta.Actor = meta.ActorOr(in.Actor)
@@ -73,10 +77,10 @@ func (a *App) MergeLeads(ctx context.Context, in MergeLeads, meta envelope.Meta)
 				"lead %s has leads merged into it %d deep: absorbed, it would end a chain of more than %d merges, which captures do not follow; merge its leads into the survivor instead",
 				in.Absorbed, depth, maxMergeDepth)}
 		}
-		if from := unfinishedUnmerge(aRecs, in.Absorbed); from != "" {
-			// Absorbed now, what its unmerge still owes it could go nowhere.
-			return nil, nil, &lifecycle.RefusedError{Command: lifecycle.Merge, Status: aState.Status,
-				Reason: "lead " + in.Absorbed + " is still being given back what came through it while merged into " + from + ": try again in a minute"}
+		// Absorbed now, what its unmerge still owes it could go nowhere
+		// (an unmerge's first commit that landed since FinishUnmerge).
+		if err := a.refuseOwed(ctx, lifecycle.Merge, in.Absorbed, aState, aRecs); err != nil {
+			return nil, nil, err
 		}
 		if aState.Status == lifecycle.StatusOpportunity {
 			// A merged lead's deal would leave every report, and the CRM
@@ -131,6 +135,38 @@ func (a *App) withdrawals(leadID string, state lifecycle.State, from, to []*even
 // carried over from the other lead.
 const consentFromMerge = "merge"
 
+// heardWithdrawn is every channel withdrawn on leadID in recs, its events
+// since a lead was merged into it, granted again since or not: the
+// withdrawal may have been the absorbed person's, the grant the
+// survivor's. Not one another merge carried in with its lead (a third
+// person's, right after that LeadMerged), but one an unmerge gave back
+// to leadID (right after its LeadUnmerged): what leadID's own chain
+// heard while it was merged, the absorbed lead's person's among it.
+func heardWithdrawn(leadID string, recs []eventstore.Record) []*eventv1.Consent {
+	var (
+		out     []*eventv1.Consent
+		seen    = map[eventv1.ConsentChannel]bool{}
+		carried bool // the merge-source changes here came with a merged lead
+	)
+	for _, r := range recs {
+		ev := r.Event
+		c := ev.GetConsentChanged()
+		switch {
+		case ev.GetLeadMerged() != nil:
+			carried = ev.GetLeadMerged().GetAbsorbedLeadId() != leadID
+		case c == nil || c.GetSource() != consentFromMerge:
+			carried = false
+		}
+		if c == nil || (c.GetSource() == consentFromMerge && carried) || seen[c.GetConsent().GetChannel()] ||
+			c.GetConsent().GetStatus() != eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN {
+			continue
+		}
+		seen[c.GetConsent().GetChannel()] = true
+		out = append(out, c.GetConsent())
+	}
+	return out
+}
+
 // maxMergeDepth is the longest chain of merges a lead may end: a capture
 // of the deepest lead's identity follows the chain in maxHops reads.
 const maxMergeDepth = maxHops - 1
@@ -173,9 +209,15 @@ func (a *App) mergeDepth(ctx context.Context, absorbed []string, limit int) (int
 //
 // Errors: *ValidationError, ErrNotFound, lifecycle.ErrRefused (the
 // absorbed lead is not merged into the survivor; the survivor is merged
-// or erased), eventstore.ErrConflict after repeated races.
+// or erased, or still being given back what came through it by an
+// unmerge of its own), eventstore.ErrConflict after repeated races.
 func (a *App) UnmergeLeads(ctx context.Context, in MergeLeads, meta envelope.Meta) (Merged, error) {
 	if err := checkPair(in); err != nil {
+		return Merged{}, err
+	}
+	// What the survivor's own unmerge still owes it may have come through
+	// the absorbed lead: written after this unmerge, it would stay.
+	if err := a.FinishUnmerge(ctx, in.Survivor); err != nil {
 		return Merged{}, err
 	}
 	meta.Actor = meta.ActorOr(in.Actor)
@@ -199,8 +241,14 @@ func (a *App) UnmergeLeads(ctx context.Context, in MergeLeads, meta envelope.Met
 			// Unmerged already (withdrawals it carried back, and leads it
 			// absorbed since, may follow): what a crash kept it from
 			// giving back, if anything.
+			if unfinishedUnmerge(aRecs, in.Absorbed) == "" {
+				return nil, nil, nil
+			}
 			rest, err := a.restGivenBack(ctx, in, sRecs, aRecs)
 			return nil, rest, err
+		}
+		if err := a.refuseOwed(ctx, lifecycle.Unmerge, in.Survivor, sState, sRecs); err != nil {
+			return nil, nil, err
 		}
 		merged := aHead.Event.GetLeadMerged()
 		if aState.Status != lifecycle.StatusMerged || merged.GetSurvivorLeadId() != in.Survivor {
@@ -238,12 +286,7 @@ func (a *App) UnmergeLeads(ctx context.Context, in MergeLeads, meta envelope.Met
 				since = i
 			}
 		}
-		// Not those another merge carried in since: a third person's.
-		heardRecs := slices.DeleteFunc(slices.Clone(sRecs[since:]), func(r eventstore.Record) bool {
-			return r.Event.GetConsentChanged().GetSource() == consentFromMerge
-		})
-		heard, _ := fold(in.Survivor, heardRecs)
-		back, err := a.withdrawals(in.Absorbed, lifecycle.FromProto(absorbed.GetLifecycle()), heard.Consents, own.Consents, meta)
+		back, err := a.withdrawals(in.Absorbed, lifecycle.FromProto(absorbed.GetLifecycle()), heardWithdrawn(in.Survivor, sRecs[since:]), own.Consents, meta)
 		if err != nil {
 			return nil, nil, fmt.Errorf("absorbed lead %s: %w", in.Absorbed, err)
 		}
@@ -281,6 +324,38 @@ func (a *App) FinishUnmerge(ctx context.Context, leadID string) error {
 		return nil, rest, err
 	})
 	return err
+}
+
+// stillOwed is the survivor of the last unmerge of leadID (recs, its
+// events) if that unmerge has yet to write some of what it gives back; ""
+// when it wrote all it could (a replay skipped since, its key shredded,
+// is not owed).
+func (a *App) stillOwed(ctx context.Context, leadID string, recs []eventstore.Record) (string, error) {
+	survivor := unfinishedUnmerge(recs, leadID)
+	if survivor == "" {
+		return "", nil
+	}
+	sRecs, err := a.leads.Load(ctx, survivor)
+	if err != nil {
+		return "", err
+	}
+	rest, err := a.restGivenBack(ctx, MergeLeads{Survivor: survivor, Absorbed: leadID}, sRecs, recs)
+	if err != nil || len(rest) == 0 {
+		return "", err
+	}
+	return survivor, nil
+}
+
+// refuseOwed refuses cmd on leadID while its unmerge still owes it
+// replays (stillOwed): FinishUnmerge, its timer's or the command's own,
+// writes them first.
+func (a *App) refuseOwed(ctx context.Context, cmd lifecycle.CommandName, leadID string, state lifecycle.State, recs []eventstore.Record) error {
+	from, err := a.stillOwed(ctx, leadID, recs)
+	if err != nil || from == "" {
+		return err
+	}
+	return &lifecycle.RefusedError{Command: cmd, Status: state.Status,
+		Reason: "lead " + leadID + " is still being given back what came through it while merged into " + from + ": try again in a minute"}
 }
 
 // restGivenBack is what an unmerge gave back that is not on the absorbed
@@ -401,8 +476,10 @@ func (a *App) giveBack(ctx context.Context, leadID, survivor string, deeper []st
 			c.MergedFrom, c.GivenBackBy, c.GivenBackEventId = keep, survivor, moved
 		}
 		if len(sealed) > 0 {
-			if _, err := a.keys.Open(ctx, cmp.Or(keep, leadID), sealed); errors.Is(err, vault.ErrCorrupt) || errors.Is(err, vault.ErrNoKey) {
-				continue // the survivor's key (a block's, or an older lead key): not this lead's to open
+			if _, err := a.keys.Open(ctx, cmp.Or(keep, leadID), sealed); errors.Is(err, vault.ErrCorrupt) || errors.Is(err, vault.ErrNoKey) || errors.Is(err, vault.ErrShredded) {
+				// The survivor's key (a block's, or an older lead key): not
+				// this lead's to open; or its lead erased since: gone.
+				continue
 			} else if err != nil {
 				return nil, nil, fmt.Errorf("given back from %d: %w", r.Seq, err)
 			}
