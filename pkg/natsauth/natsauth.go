@@ -50,6 +50,7 @@ const (
 	QualificationGroup   = "qualification"
 	HandoffGroup         = "handoff"
 	HandoffTimerGroup    = "handoff-timers"
+	HandoffRoutingGroup  = "handoff-routing"
 	NurtureGroup         = "nurture"
 	NurtureTimerGroup    = "nurture-timers"
 	ProjectorGroup       = "projector"
@@ -277,6 +278,7 @@ func handoff() Role {
 	p.leadStream()
 	p.publish("lead.>", "model.>", "claim.>")
 	p.group(eventstore.DefaultStream, HandoffGroup, eventstore.Partitions)
+	p.group(eventstore.DefaultStream, HandoffRoutingGroup, 1)
 	p.timers(provision.HandoffTimers, HandoffTimerGroup, eventstore.Partitions)
 	p.kv(provision.LoadsBucket, true)
 	// The handoff brief opens the lead's sealed contact data: read only.

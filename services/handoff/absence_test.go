@@ -406,3 +406,28 @@ func TestAnAbsenceStoredSchedulesItsHandOnsWhateverTheCaller(t *testing.T) {
 		t.Fatalf("no hand-on scheduled for %s's lead: %v", owner, err)
 	}
 }
+
+// An absence stored by a process killed (SIGKILL) before it scheduled
+// its hand-ons: the routing group has the next process do them.
+func TestAnAbsenceStoredByAKilledProcessIsHandedOn(t *testing.T) {
+	w, s := withAcceptSLA(t, time.Hour, eventv1.SLAEscalation_SLA_ESCALATION_MANAGER)
+	id := w.mql(t, dach(50))
+	owner := ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0])
+	w.settle(t)
+	s.stop()
+	addr := freeAddr(t)
+	child := startStalling(t, w, addr, app.AfterRoutingStored)
+	c := dial(t, addr, w.nats.TLS.Dial())
+	waitServing(t, c)
+	go func() {
+		away := []*eventv1.Absence{{From: timestamppb.New(time.Now().Add(-time.Minute)), Until: timestamppb.New(time.Now().Add(24 * time.Hour))}}
+		_, _ = c.SetOutOfOffice(context.Background(), &handoffv1.SetOutOfOfficeRequest{OutOfOffice: &eventv1.OutOfOffice{RepId: owner, Absences: away}, ChangedBy: ops})
+	}()
+	child.Next(t, "stalled", 30*time.Second)
+	child.Kill(t)
+	w.start(t)
+	moved := w.waitFor(t, id, "LeadReassigned", 1)[0].GetLeadReassigned()
+	if moved.GetFrom().GetId() != owner || moved.GetTo().GetId() == owner {
+		t.Fatalf("handed from %v to %v, want away from %s", moved.GetFrom(), moved.GetTo(), owner)
+	}
+}

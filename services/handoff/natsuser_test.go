@@ -14,7 +14,7 @@ import (
 // permissions only.
 func TestAsItsNATSUser(t *testing.T) {
 	for have, want := range map[string]string{ports.Group: natsauth.HandoffGroup, ports.TimerGroup: natsauth.HandoffTimerGroup,
-		adapters.DefaultTimerStream: provision.HandoffTimers.Name} {
+		ports.RoutingGroup: natsauth.HandoffRoutingGroup, adapters.DefaultTimerStream: provision.HandoffTimers.Name} {
 		if have != want {
 			t.Fatalf("%q here, %q in the NATS permissions", have, want)
 		}

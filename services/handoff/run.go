@@ -98,7 +98,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
-	errs := make([]error, 4)
+	errs := make([]error, 5)
 	part := func(i int, f func() error) {
 		wg.Go(func() {
 			if errs[i] = f(); errs[i] != nil {
@@ -128,6 +128,14 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 			// a lead queued for a month would leave thousands.
 			DropHandled: !cfg.keepFired,
 		}, events.Timer)
+	})
+	part(4, func() error {
+		// Rare, and each redone from the routing data as it is now.
+		return consume.Run(ctx, js, consume.Config{
+			Stream: cfg.Stream, Group: ports.RoutingGroup,
+			Filter:  func(int) []string { return []string{adapters.RoutingSubject} },
+			Workers: 1, AckWait: cfg.AckWait, ShutdownGrace: cfg.Grace, Logger: log,
+		}, events.Routing)
 	})
 	log.Info("handoff serving", "grpc", lis.Addr().String(), "http", api, "nats", cfg.NATSURL, "stream", cfg.Stream, "timers", cfg.TimerStream)
 	if cfg.httpReady != nil {

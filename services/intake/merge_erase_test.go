@@ -160,6 +160,28 @@ func TestUnmergeGivesBackEveryWithdrawalHeardWhileMerged(t *testing.T) {
 	if got := consentOf(e.getLead(t, bottom), emailChannel); got != withdrawn {
 		t.Errorf("a chain unmerged from the top: the bottom lead's email is %v, want withdrawn", got)
 	}
+
+	// The middle lead's own person had withdrawn already: the bottom's
+	// withdrawal still passes through it.
+	top = e.capture(t, lead("top4@c.example")).GetLeadId()
+	middle = e.capture(t, lead("middle4@c.example")).GetLeadId()
+	bottom = e.capture(t, lead("bottom4@c.example")).GetLeadId()
+	granted3(top, bottom)
+	e.setConsent(t, middle, emailChannel, withdrawn)
+	merge(middle, bottom)
+	merge(top, middle)
+	e.setConsent(t, bottom, emailChannel, withdrawn) // lands on the top
+	unmerge(top, middle)
+	unmerge(middle, bottom)
+	if got := consentOf(e.getLead(t, bottom), emailChannel); got != withdrawn {
+		t.Errorf("a chain whose middle had withdrawn: the bottom lead's email is %v, want withdrawn", got)
+	}
+
+	// A change may not pass itself off as a merge's copy, which an
+	// unmerge does not give back.
+	_, err := e.client.SetConsent(ctx, &intakev1.SetConsentRequest{LeadId: keeper, Source: "merge",
+		Consent: &eventv1.Consent{Channel: emailChannel, Status: withdrawn}})
+	assertField(t, err, "source")
 }
 
 // A withdrawal sent to an absorbed lead is written on its survivor even

@@ -175,6 +175,17 @@ func TestCommandsOnALeadOwedReplaysWriteThemFirst(t *testing.T) {
 	}
 	release()
 
+	// Exported: every activity its person sent is in the export.
+	a, release = owed("export", keeper, none, none)
+	x, err := e.client.ExportLead(ctx, &intakev1.ExportLeadRequest{LeadId: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(x.GetActivities()); got != eventstore.MaxBatch {
+		t.Errorf("exported %d of %d activities", got, eventstore.MaxBatch)
+	}
+	release()
+
 	// Erased: the identities its last forms claimed are released too.
 	a, release = owed("erased", keeper, none, func(string) {
 		e.capture(t, withExt(lead("erased-new@owed.example"), "ext-erased")) // a new email, through a

@@ -156,9 +156,15 @@ type App struct {
 // leaves the second to the step's retry (tests kill a process there).
 type CrashPoint string
 
-// AfterTurn: routing took a pool's turn for a lead and reserved the rep,
-// and has not written the lead's event yet.
-const AfterTurn CrashPoint = "turn"
+// Crash points.
+const (
+	// AfterTurn: routing took a pool's turn for a lead and reserved the
+	// rep, and has not written the lead's event yet.
+	AfterTurn CrashPoint = "turn"
+	// AfterRoutingStored: a routing change is stored, what it asks of the
+	// leads (an absence's hand-ons) not done yet; leadID is "".
+	AfterRoutingStored CrashPoint = "routing"
+)
 
 // passed tells the test hook, if any, that leadID's step is at p.
 func (a *App) passed(p CrashPoint, leadID string) {

@@ -83,9 +83,10 @@ func (a *App) ChangeRouting(ctx context.Context, in ChangeRouting, meta envelope
 		a.cfg.started = time.Time{} // this process reads its own change at once
 		a.cfg.mu.Unlock()
 		a.log.InfoContext(ctx, "routing changed", "version", ch.GetVersion(), "change", in.Field, "by", in.By.GetId())
-		// Stored: what it asks of the leads is done whether or not the
-		// caller waits for it (a caller gone would otherwise leave it to
-		// a retry of the change nobody sends).
+		a.passed(AfterRoutingStored, "")
+		// Stored: what it asks of the leads is done now, whether or not
+		// the caller waits for it, and again by the routing group
+		// (RoutingStored), which a process stopped here leaves it to.
 		after, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		if cfg, err = a.freshConfig(after); err == nil {
@@ -94,6 +95,22 @@ func (a *App) ChangeRouting(ctx context.Context, in ChangeRouting, meta envelope
 		return Changed{Version: ch.GetVersion()}, err
 	}
 	return Changed{}, fmt.Errorf("change routing: %w after %d races", eventstore.ErrConflict, maxRaces)
+}
+
+// RoutingStored does what the stored routing change ev asks of the leads,
+// read from the routing data now (ev's change included), for the routing
+// group: again after ChangeRouting did it, or for the first time when its
+// process stopped before it could. Doing it twice changes nothing.
+func (a *App) RoutingStored(ctx context.Context, ev *eventv1.Event) error {
+	ch := ev.GetRoutingChanged()
+	if ch == nil {
+		return nil
+	}
+	cfg, err := a.freshConfig(ctx)
+	if err != nil {
+		return err
+	}
+	return a.routingChanged(ctx, cfg, ch)
 }
 
 // routingChanged does what a stored change asks of the leads: an

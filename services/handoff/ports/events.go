@@ -23,6 +23,10 @@ import (
 const (
 	Group      = "handoff"
 	TimerGroup = "handoff-timers"
+	// RoutingGroup reads the routing changes (one durable): what a
+	// change asks of the leads is done even if the process that stored
+	// it stopped first.
+	RoutingGroup = "handoff-routing"
 )
 
 // Events handles consumed lead events and fired timers.
@@ -105,6 +109,15 @@ func (e *Events) Timer(ctx context.Context, m consume.Msg) error {
 	ctx, span := tracer.Start(ctx, "timer "+t.GetSla().String(), trace.WithSpanKind(trace.SpanKindConsumer))
 	defer span.End()
 	return e.app.FireTimer(ctx, t, redelivered(m), envelope.Meta{CorrelationID: t.GetTimerId(), Trace: telemetry.Inject(ctx)})
+}
+
+// Routing is the routing group's handler.
+func (e *Events) Routing(ctx context.Context, m consume.Msg) error {
+	ev, err := eventstore.DecodeEvent(m.Data)
+	if err != nil {
+		return consume.Permanent(fmt.Errorf("%s seq %d: %w", m.Subject, m.Seq, err))
+	}
+	return e.app.RoutingStored(ctx, ev)
 }
 
 // redelivered: m may have been handled before (a re-drive counts 0).

@@ -68,6 +68,13 @@ type ExportedActivity struct {
 //
 // Errors: *ValidationError, ErrNotFound.
 func (a *App) ExportLead(ctx context.Context, leadID string) (Export, error) {
+	// What an unmerge cut off still owes the lead is its person's too.
+	if _, err := a.load(ctx, leadID); err != nil {
+		return Export{}, err
+	}
+	if err := a.FinishUnmerge(ctx, leadID); err != nil {
+		return Export{}, err
+	}
 	return a.exportLead(ctx, leadID, 0)
 }
 

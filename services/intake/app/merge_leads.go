@@ -286,7 +286,13 @@ func (a *App) UnmergeLeads(ctx context.Context, in MergeLeads, meta envelope.Met
 				since = i
 			}
 		}
-		back, err := a.withdrawals(in.Absorbed, lifecycle.FromProto(absorbed.GetLifecycle()), heardWithdrawn(in.Survivor, sRecs[since:]), own.Consents, meta)
+		// Leads merged into it unmerge from it next: every withdrawal goes
+		// on its stream, one it had already too, for them to find.
+		had := own.Consents
+		if len(own.Absorbed) > 0 {
+			had = nil
+		}
+		back, err := a.withdrawals(in.Absorbed, lifecycle.FromProto(absorbed.GetLifecycle()), heardWithdrawn(in.Survivor, sRecs[since:]), had, meta)
 		if err != nil {
 			return nil, nil, fmt.Errorf("absorbed lead %s: %w", in.Absorbed, err)
 		}

@@ -45,6 +45,10 @@ func (a *App) SetConsent(ctx context.Context, in SetConsent, meta envelope.Meta)
 		}
 	}
 	form.Slug(&v, "source", in.Source, true)
+	if in.Source == consentFromMerge {
+		// An unmerge reads this source as a merge's copy: not given back.
+		v.Add("source", "%q is reserved for merges", consentFromMerge)
+	}
 	form.Key(&v, "idempotency_key", in.IdempotencyKey)
 	form.Actor(&v, "actor", in.Actor)
 	if err := invalid(v); err != nil {

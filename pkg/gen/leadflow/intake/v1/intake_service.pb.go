@@ -874,12 +874,15 @@ func (x *RecordCampaignCostResponse) GetReplayed() bool {
 }
 
 type SetConsentRequest struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	LeadId         string                 `protobuf:"bytes,1,opt,name=lead_id,json=leadId,proto3" json:"lead_id,omitempty"`
-	Consent        *v1.Consent            `protobuf:"bytes,2,opt,name=consent,proto3" json:"consent,omitempty"`
-	Source         string                 `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
-	IdempotencyKey string                 `protobuf:"bytes,4,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	Actor          *v1.Actor              `protobuf:"bytes,5,opt,name=actor,proto3" json:"actor,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	LeadId  string                 `protobuf:"bytes,1,opt,name=lead_id,json=leadId,proto3" json:"lead_id,omitempty"`
+	Consent *v1.Consent            `protobuf:"bytes,2,opt,name=consent,proto3" json:"consent,omitempty"`
+	// source says where the change came from, a slug such as
+	// "preference-center"; "merge" is reserved for the changes a merge or
+	// an unmerge copies.
+	Source         string    `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
+	IdempotencyKey string    `protobuf:"bytes,4,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	Actor          *v1.Actor `protobuf:"bytes,5,opt,name=actor,proto3" json:"actor,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }

@@ -86,6 +86,8 @@ type IntakeServiceClient interface {
 	// absorbed lead is back in the state it had before. What its person
 	// sent while merged is replayed on it, past 1,000 events in commits of
 	// its own; sent again, it writes what a crash cut off, if anything.
+	// What an unmerge of the survivor's own still owes it is written
+	// first (FAILED_PRECONDITION if one lands meanwhile: try again).
 	UnmergeLeads(ctx context.Context, in *UnmergeLeadsRequest, opts ...grpc.CallOption) (*UnmergeLeadsResponse, error)
 }
 
@@ -273,6 +275,8 @@ type IntakeServiceServer interface {
 	// absorbed lead is back in the state it had before. What its person
 	// sent while merged is replayed on it, past 1,000 events in commits of
 	// its own; sent again, it writes what a crash cut off, if anything.
+	// What an unmerge of the survivor's own still owes it is written
+	// first (FAILED_PRECONDITION if one lands meanwhile: try again).
 	UnmergeLeads(context.Context, *UnmergeLeadsRequest) (*UnmergeLeadsResponse, error)
 	mustEmbedUnimplementedIntakeServiceServer()
 }
