@@ -8,6 +8,8 @@ import (
 	"net"
 	"sync"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/leadflow/leadflow/pkg/config"
 	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/eventstore"
@@ -25,7 +27,8 @@ const maxHeld = 64
 
 // run wires handoff's parts and runs them until ctx is done: the gRPC
 // API, the lead consumer (routing, timer scheduling, capacity), the timer
-// consumer and the capacity watcher. ready, if set, is told the address
+// consumer, the routing consumer (what a routing change asks of the
+// leads) and the capacity watcher. ready, if set, is told the address
 // it listens on. Any part failing stops the rest.
 func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)) error {
 	if cfg.NATSURL == "" {
@@ -133,8 +136,11 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 		// Rare, and each redone from the routing data as it is now.
 		return consume.Run(ctx, js, consume.Config{
 			Stream: cfg.Stream, Group: ports.RoutingGroup,
-			Filter:  func(int) []string { return []string{adapters.RoutingSubject} },
-			Workers: 1, AckWait: cfg.AckWait, ShutdownGrace: cfg.Grace, Logger: log,
+			Filter: func(int) []string { return []string{adapters.RoutingSubject} },
+			// Changes stored before the group existed were done by their
+			// requests: replaying them all would only cost.
+			DeliverPolicy: jetstream.DeliverNewPolicy,
+			Workers:       1, AckWait: cfg.AckWait, ShutdownGrace: cfg.Grace, Logger: log,
 		}, events.Routing)
 	})
 	log.Info("handoff serving", "grpc", lis.Addr().String(), "http", api, "nats", cfg.NATSURL, "stream", cfg.Stream, "timers", cfg.TimerStream)

@@ -148,33 +148,23 @@ func TestUnmergeGivesBackEveryWithdrawalHeardWhileMerged(t *testing.T) {
 		t.Errorf("granted on the survivor since: the absorbed lead's email is %v, want withdrawn", got)
 	}
 
-	top := e.capture(t, lead("top3@c.example")).GetLeadId()
-	middle := e.capture(t, lead("middle3@c.example")).GetLeadId()
-	bottom := e.capture(t, lead("bottom3@c.example")).GetLeadId()
-	granted3(top, middle, bottom)
-	merge(middle, bottom)
-	merge(top, middle)
-	e.setConsent(t, bottom, emailChannel, withdrawn) // lands on the top
-	unmerge(top, middle)
-	unmerge(middle, bottom)
-	if got := consentOf(e.getLead(t, bottom), emailChannel); got != withdrawn {
-		t.Errorf("a chain unmerged from the top: the bottom lead's email is %v, want withdrawn", got)
-	}
-
-	// The middle lead's own person had withdrawn already: the bottom's
-	// withdrawal still passes through it.
-	top = e.capture(t, lead("top4@c.example")).GetLeadId()
-	middle = e.capture(t, lead("middle4@c.example")).GetLeadId()
-	bottom = e.capture(t, lead("bottom4@c.example")).GetLeadId()
-	granted3(top, bottom)
-	e.setConsent(t, middle, emailChannel, withdrawn)
-	merge(middle, bottom)
-	merge(top, middle)
-	e.setConsent(t, bottom, emailChannel, withdrawn) // lands on the top
-	unmerge(top, middle)
-	unmerge(middle, bottom)
-	if got := consentOf(e.getLead(t, bottom), emailChannel); got != withdrawn {
-		t.Errorf("a chain whose middle had withdrawn: the bottom lead's email is %v, want withdrawn", got)
+	// A chain unmerged from the top, its middle lead's own email granted,
+	// or withdrawn already: the bottom's withdrawal passes through it.
+	for _, middleSays := range []eventv1.ConsentStatus{granted, withdrawn} {
+		name := middleSays.String()
+		top := e.capture(t, lead("top-"+name+"@c.example")).GetLeadId()
+		middle := e.capture(t, lead("middle-"+name+"@c.example")).GetLeadId()
+		bottom := e.capture(t, lead("bottom-"+name+"@c.example")).GetLeadId()
+		granted3(top, bottom)
+		e.setConsent(t, middle, emailChannel, middleSays)
+		merge(middle, bottom)
+		merge(top, middle)
+		e.setConsent(t, bottom, emailChannel, withdrawn) // lands on the top
+		unmerge(top, middle)
+		unmerge(middle, bottom)
+		if got := consentOf(e.getLead(t, bottom), emailChannel); got != withdrawn {
+			t.Errorf("a chain whose middle's email is %v: the bottom lead's email is %v, want withdrawn", middleSays, got)
+		}
 	}
 
 	// A change may not pass itself off as a merge's copy, which an

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"sync"
@@ -20,7 +21,7 @@ import (
 // rest to a repeat of the unmerge, which writes each replay once.
 func TestALongUnmergeIsWrittenInParts(t *testing.T) {
 	e := start(t)
-	ctx := ctxT(t)
+	ctx := longCtx(t)
 	const n = eventstore.MaxBatch + 100
 	pair := func(name string) (survivor, absorbed string) {
 		survivor = e.capture(t, lead(name+"-keeper@parts.example")).GetLeadId()
@@ -104,7 +105,7 @@ func TestCommandsOnALeadOwedReplaysWriteThemFirst(t *testing.T) {
 		}
 	}
 	e := startWith(t, n, cfg)
-	ctx := ctxT(t)
+	ctx := longCtx(t)
 	merge := func(survivor, absorbed string) {
 		t.Helper()
 		if _, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "same person"}); err != nil {
@@ -200,4 +201,12 @@ func TestCommandsOnALeadOwedReplaysWriteThemFirst(t *testing.T) {
 		t.Errorf("the erasure released %v, not the email its last form brought", erased.GetReleased())
 	}
 	release()
+}
+
+// longCtx is ctxT for a test that sends thousands of calls: under the
+// race detector they take longer than ctxT allows.
+func longCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
 }

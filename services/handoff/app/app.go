@@ -162,7 +162,8 @@ const (
 	// rep, and has not written the lead's event yet.
 	AfterTurn CrashPoint = "turn"
 	// AfterRoutingStored: a routing change is stored, what it asks of the
-	// leads (an absence's hand-ons) not done yet; leadID is "".
+	// leads (an absence's hand-ons) not done yet, by the request or by
+	// the routing group; leadID is "".
 	AfterRoutingStored CrashPoint = "routing"
 )
 

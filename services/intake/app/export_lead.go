@@ -11,6 +11,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/vault"
+	"github.com/leadflow/leadflow/services/intake/form"
 )
 
 // Export is everything held about a lead, decrypted.
@@ -66,10 +67,14 @@ type ExportedActivity struct {
 // fields opened, its whole history as stored, and the same of each lead
 // merged into it (merge chains are at most maxMergeDepth long).
 //
-// Errors: *ValidationError, ErrNotFound.
+// What an unmerge cut off still owes the lead (FinishUnmerge) is its
+// person's too: it is written first.
+//
+// Errors: *ValidationError, ErrNotFound, those of FinishUnmerge's writes.
 func (a *App) ExportLead(ctx context.Context, leadID string) (Export, error) {
-	// What an unmerge cut off still owes the lead is its person's too.
-	if _, err := a.load(ctx, leadID); err != nil {
+	var v form.Violations
+	form.LeadID(&v, "lead_id", leadID)
+	if err := invalid(v); err != nil {
 		return Export{}, err
 	}
 	if err := a.FinishUnmerge(ctx, leadID); err != nil {

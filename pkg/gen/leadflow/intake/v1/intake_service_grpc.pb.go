@@ -74,7 +74,8 @@ type IntakeServiceClient interface {
 	// Erasing an erased lead again is a no-op.
 	EraseLead(ctx context.Context, in *EraseLeadRequest, opts ...grpc.CallOption) (*EraseLeadResponse, error)
 	// ExportLead returns everything held about a lead, decrypted: for a
-	// data subject's access request.
+	// data subject's access request. What an unmerge cut off by a crash
+	// still owes the lead is written to it first.
 	ExportLead(ctx context.Context, in *ExportLeadRequest, opts ...grpc.CallOption) (*ExportLeadResponse, error)
 	// MergeLeads merges the absorbed lead into the survivor: both record
 	// LeadMerged, and the absorbed lead's identities and later captures
@@ -263,7 +264,8 @@ type IntakeServiceServer interface {
 	// Erasing an erased lead again is a no-op.
 	EraseLead(context.Context, *EraseLeadRequest) (*EraseLeadResponse, error)
 	// ExportLead returns everything held about a lead, decrypted: for a
-	// data subject's access request.
+	// data subject's access request. What an unmerge cut off by a crash
+	// still owes the lead is written to it first.
 	ExportLead(context.Context, *ExportLeadRequest) (*ExportLeadResponse, error)
 	// MergeLeads merges the absorbed lead into the survivor: both record
 	// LeadMerged, and the absorbed lead's identities and later captures
