@@ -182,7 +182,7 @@ func (r *runner) process(it *item) {
 	case err == nil:
 		_ = it.delivery.Ack()
 		if r.cfg.DropHandled {
-			r.drop(it.msg.Seq)
+			go r.drop(it.msg.Seq) // not holding the worker: a refused delete is answered only by a timeout
 		}
 	default:
 		_, done = r.deadLetter(it, it.msg, err, false)
@@ -197,7 +197,7 @@ func (r *runner) drop(seq uint64) {
 	ctx, cancel := context.WithTimeout(r.ioctx, ioTimeout)
 	defer cancel()
 	if err := r.src.DeleteMsg(ctx, seq); err != nil {
-		r.log.Debug("consume: handled message not deleted", "seq", seq, "error", err)
+		r.log.Warn("consume: handled message not deleted (kept until its TTL)", "stream", r.cfg.Stream, "seq", seq, "error", err)
 	}
 }
 

@@ -138,7 +138,8 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 			Stream: cfg.Stream, Group: ports.RoutingGroup,
 			Filter: func(int) []string { return []string{adapters.RoutingSubject} },
 			// Changes stored before the group existed were done by their
-			// requests: replaying them all would only cost.
+			// requests (one whose process died first waits for a retry of
+			// it, as before the group): replaying them all would only cost.
 			DeliverPolicy: jetstream.DeliverNewPolicy,
 			Workers:       1, AckWait: cfg.AckWait, ShutdownGrace: cfg.Grace, Logger: log,
 		}, events.Routing)

@@ -101,8 +101,6 @@ func (a *App) ChangeRouting(ctx context.Context, in ChangeRouting, meta envelope
 // read from the routing data now (ev's change included), for the routing
 // group: again after ChangeRouting did it, or for the first time when its
 // process stopped before it could. Doing it twice changes nothing.
-// A lead it cannot hand on is logged, not failed: the group's messages
-// share one key, and a dead letter would park every later change.
 func (a *App) RoutingStored(ctx context.Context, ev *eventv1.Event) error {
 	ch := ev.GetRoutingChanged()
 	if ch == nil {
@@ -113,10 +111,7 @@ func (a *App) RoutingStored(ctx context.Context, ev *eventv1.Event) error {
 	if err != nil {
 		return err
 	}
-	if err := a.routingChanged(ctx, cfg, ch); err != nil {
-		a.log.ErrorContext(ctx, "routing change's hand-ons not all scheduled", "version", ch.GetVersion(), "err", err)
-	}
-	return nil
+	return a.routingChanged(ctx, cfg, ch)
 }
 
 // routingChanged does what a stored change asks of the leads: an

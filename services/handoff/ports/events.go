@@ -2,6 +2,7 @@ package ports
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -111,13 +112,23 @@ func (e *Events) Timer(ctx context.Context, m consume.Msg) error {
 	return e.app.FireTimer(ctx, t, redelivered(m), envelope.Meta{CorrelationID: t.GetTimerId(), Trace: telemetry.Inject(ctx)})
 }
 
-// Routing is the routing group's handler.
+// Routing is the routing group's handler. A failure the consumer hands
+// back or retries without counting (a shutdown, the server away) is
+// returned; any other is logged, not retried to a dead letter: the
+// group's changes share one key, and a dead letter would park every
+// later one.
 func (e *Events) Routing(ctx context.Context, m consume.Msg) error {
 	ev, err := eventstore.DecodeEvent(m.Data)
 	if err != nil {
 		return consume.Permanent(fmt.Errorf("%s seq %d: %w", m.Subject, m.Seq, err))
 	}
-	return e.app.RoutingStored(ctx, ev)
+	err = e.app.RoutingStored(ctx, ev)
+	if err == nil || ctx.Err() != nil || consume.IsAway(err) || eventstore.Unavailable(err) || eventstore.Unanswered(err) ||
+		errors.Is(err, eventstore.ErrBehind) {
+		return err
+	}
+	e.log.ErrorContext(ctx, "routing change's hand-ons not all scheduled", "seq", m.Seq, "err", err)
+	return nil
 }
 
 // redelivered: m may have been handled before (a re-drive counts 0).
