@@ -514,14 +514,6 @@ func givenBackID(unmergedID, eventID string) string {
 
 var givenBackSpace = uuid.MustParse("6f1d3c52-4a8e-5b7f-9c21-0d3e8a6b4f19")
 
-// lastMergeEvent is a lead's last LeadMerged or LeadUnmerged, nil if none.
-func lastMergeEvent(recs []eventstore.Record) *eventv1.Event {
-	if i := lastMergeAt(recs); i >= 0 {
-		return recs[i].Event
-	}
-	return nil
-}
-
 // lastAbsorbedAt is the index of the last LeadMerged or LeadUnmerged that
 // names leadID the absorbed lead, -1 if none.
 func lastAbsorbedAt(recs []eventstore.Record, leadID string) int {
@@ -561,17 +553,6 @@ func unfinishedUnmerge(recs []eventstore.Record, leadID string) string {
 // givenBackBy is the survivor that gave an event back, "" for any other.
 func givenBackBy(ev *eventv1.Event) string {
 	return cmp.Or(ev.GetActivityRecorded().GetGivenBackBy(), ev.GetLeadResubmitted().GetGivenBackBy())
-}
-
-// lastMergeAt is the index of a lead's last LeadMerged or LeadUnmerged,
-// -1 if none.
-func lastMergeAt(recs []eventstore.Record) int {
-	for i := len(recs) - 1; i >= 0; i-- {
-		if ev := recs[i].Event; ev.GetLeadMerged() != nil || ev.GetLeadUnmerged() != nil {
-			return i
-		}
-	}
-	return -1
 }
 
 func checkPair(in MergeLeads) error {
