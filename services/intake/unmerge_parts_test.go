@@ -18,7 +18,8 @@ import (
 // An unmerge that gives back more than one commit holds (a lead merged
 // long enough to collect a thousand activities) writes the rest in
 // commits of its own; an intake killed (SIGKILL) between them leaves the
-// rest to a repeat of the unmerge, which writes each replay once.
+// rest to the timer the unmerge set, or to a repeat of the unmerge,
+// which write each replay once.
 func TestALongUnmergeIsWrittenInParts(t *testing.T) {
 	e := start(t)
 	ctx := longCtx(t)
@@ -85,6 +86,17 @@ func TestALongUnmergeIsWrittenInParts(t *testing.T) {
 		t.Fatalf("after the kill the absorbed lead has %d activities back, want part of %d", got, n)
 	}
 	testenv.Eventually(t, time.Minute, func() bool { return e.getLead(t, a).GetActivities() == n }, "the rest was never given back")
+	check(s, a)
+
+	// Killed between its commits and sent again at once (its timer comes
+	// seconds later, and finds the rest written).
+	s, a = pair("three")
+	c = startChild(t, e, app.AfterFirstPart)
+	go func() { _, _ = unmerge(intakev1.NewIntakeServiceClient(c.conn), s, a) }()
+	c.killAt(t, a)
+	if _, err := unmerge(e.client, s, a); err != nil {
+		t.Fatalf("the unmerge sent again after the kill: %v", err)
+	}
 	check(s, a)
 }
 
