@@ -140,7 +140,7 @@ type Config struct {
 	// otherwise pile up by the thousand until their TTL). A message
 	// settled another way (dead-lettered, parked, re-driven) stays until
 	// its TTL; so does one whose process died between the ack and the
-	// delete.
+	// delete, or whose delete failed (logged).
 	DropHandled bool
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
