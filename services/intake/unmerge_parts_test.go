@@ -12,7 +12,9 @@ import (
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
 	"github.com/leadflow/leadflow/pkg/testenv"
+	"github.com/leadflow/leadflow/services/intake/adapters"
 	"github.com/leadflow/leadflow/services/intake/app"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // An unmerge that gives back more than one commit holds (a lead merged
@@ -21,8 +23,26 @@ import (
 // rest to the timer the unmerge set, or to a repeat of the unmerge,
 // which write each replay once.
 func TestALongUnmergeIsWrittenInParts(t *testing.T) {
-	e := start(t)
+	srv := testenv.StartNATS(t)
+	e := startWith(t, srv, Config{Addr: "127.0.0.1:0", NATSURL: srv.Server.URL(), Stream: "LEADFLOW", Replicas: 1,
+		MasterKey: hexKey(t), BlindKey: hexKey(t), Grace: time.Second, finishAfter: 2 * time.Second})
 	ctx := longCtx(t)
+	timers, err := e.nats.JS.Stream(ctx, adapters.TimerStream.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// handled waits until the lead's timers fired and were handled (their
+	// fired copies deleted): what they write is not a repeat's.
+	handled := func(lead string) {
+		t.Helper()
+		testenv.Eventually(t, time.Minute, func() bool {
+			info, err := timers.Info(ctx, jetstream.WithSubjectFilter(adapters.TimerStream.Prefix+".at.*."+lead+".>"))
+			if err == nil && info.State.Msgs == 0 {
+				info, err = timers.Info(ctx, jetstream.WithSubjectFilter(adapters.TimerStream.Prefix+".fired.*."+lead))
+			}
+			return err == nil && info.State.Msgs == 0
+		}, "the timers of lead %s were never handled", lead)
+	}
 	const n = eventstore.MaxBatch + 100
 	pair := func(name string) (survivor, absorbed string) {
 		survivor = e.capture(t, lead(name+"-keeper@parts.example")).GetLeadId()
@@ -63,6 +83,7 @@ func TestALongUnmergeIsWrittenInParts(t *testing.T) {
 		if a, s := e.getLead(t, absorbed).GetActivities(), e.getLead(t, survivor).GetActivities(); a != n || s != 0 {
 			t.Fatalf("activities after the unmerge: absorbed %d, survivor %d; want %d and 0", a, s, n)
 		}
+		handled(absorbed)
 		before := e.counts(t)
 		if r, err := unmerge(e.client, survivor, absorbed); err != nil || !r.GetReplayed() {
 			t.Fatalf("the unmerge sent again: %v %v, want replayed", r, err)

@@ -378,3 +378,37 @@ func TestInterestDuringTheRescoreIsHeard(t *testing.T) {
 		}
 	})
 }
+
+// Interest another lead's person showed while merged into a nurtured lead
+// went back with the unmerge: it re-engages the survivor no more, even
+// when the survivor's own re-engagement is scored after the unmerge.
+func TestInterestGivenBackReengagesNobodyHere(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	put(t, s.client, &eventv1.NurtureProgram{ProgramId: "webinars", Name: "Webinar series", Duration: days(45),
+		EntryRules: []*eventv1.NurtureEntryRule{{RuleId: "smb", Causes: []eventv1.RecycleCause{rejected}, Segments: []string{"smb"}}},
+		ExitRules:  &eventv1.NurtureExitRules{ReengageOn: []eventv1.ActivityType{webinar}}})
+	survivor, absorbed := uuid.NewString(), uuid.NewString()
+	w.accepted(t, survivor, "smb", 30)
+	w.reject(t, survivor, eventv1.RejectReason_REJECT_REASON_NOT_READY, "smb")
+	w.nurtured(t, survivor)
+	w.activity(t, survivor, webinar)
+	re := ofType(w.waitFor(t, survivor, "LeadReengaged", 1), "LeadReengaged")[0]
+
+	prior := stateOf(w.capture(t, absorbed))
+	merged := &eventv1.LeadMerged{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "same person"}
+	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Merge, Reason: survivor}, merged)
+	w.write(t, survivor, lifecycle.Command{Name: lifecycle.Resubmit}, merged)
+	w.write(t, survivor, lifecycle.Command{Name: lifecycle.RecordActivity},
+		&eventv1.ActivityRecorded{ActivityId: uuid.NewString(), Type: webinar, MergedFrom: absorbed})
+	unmerged := &eventv1.LeadUnmerged{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "two people"}
+	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Unmerge, Reason: "two people", Status: prior.Status, Owner: prior.Owner, Due: prior.Deadline}, unmerged)
+	w.write(t, survivor, lifecycle.Command{Name: lifecycle.Resubmit}, unmerged)
+
+	w.scoreFor(t, survivor, re, 35, false)
+	w.waitFor(t, survivor, "NurtureEnrolled", 2)
+	w.settle(t, group)
+	if evs := w.events(t, survivor); len(ofType(evs, "LeadReengaged")) != 1 {
+		t.Fatalf("the other person's webinar re-engaged the survivor: %v", types(evs))
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -11,10 +12,12 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/leadflow/leadflow/pkg/consume"
+	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	nurturev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/nurture/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/services/nurture/app"
 	"github.com/leadflow/leadflow/services/nurture/program"
 )
 
@@ -216,6 +219,29 @@ func checkRecycled(t *testing.T, c recycleCase, evs []*eventv1.Event) {
 	}
 	if last(evs) != e {
 		t.Fatalf("nurture wrote more after the enrolment: %v", types(evs))
+	}
+}
+
+// A manual recycle stored before its enrolment failed answers the
+// recycle: an error would have the caller's retry refused (the consumer
+// enrols the lead) or recycle the lead a second time.
+func TestAStoredRecycleIsAnsweredWhateverFollows(t *testing.T) {
+	w := newWorld(t)
+	w.start(t).stop() // its streams
+	l := uuid.NewString()
+	w.accepted(t, l, "smb", 30)
+	ctx, cancel := context.WithCancel(ctxT(t))
+	defer cancel()
+	a := w.nurtureWith(app.WithAfterAppend(func(ev *eventv1.Event) {
+		if ev.GetLeadRecycled() != nil {
+			cancel() // the enrolment's reads fail
+		}
+	}))
+	r, err := a.RecycleLead(ctx, app.RecycleLead{LeadID: l, Note: "asked us to come back in spring", Actor: marketer},
+		envelope.Meta{CorrelationID: uuid.NewString()})
+	rec := ofType(w.events(t, l), "LeadRecycled")
+	if err != nil || len(rec) != 1 || r.RecycledEventID != rec[0].GetEventId() || r.EnrolledEventID != "" {
+		t.Fatalf("recycle %+v, %v; stored %v", r, err, rec)
 	}
 }
 

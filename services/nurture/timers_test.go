@@ -185,10 +185,15 @@ func TestAReengagementNobodyScoresGoesBackToItsProgram(t *testing.T) {
 
 // nurtureAt is nurture's app on w's stream with a clock that reads now.
 func (w *world) nurtureAt(now time.Time) *app.App {
+	return w.nurtureWith(app.WithClock(func() time.Time { return now }))
+}
+
+// nurtureWith is nurture's app on w's stream with opts.
+func (w *world) nurtureWith(opts ...app.Option) *app.App {
 	log := slog.New(slog.DiscardHandler)
 	return app.New(adapters.NewLeads(w.store), adapters.NewPrograms(w.store), adapters.NewTimers(w.nats.JS, time.Hour),
-		adapters.NewIndex(w.nats.JS, stream, log), adapters.NewGroups(w.nats.JS, stream, consume.DefaultDeadLetterStream), app.WithLogger(log),
-		app.WithClock(func() time.Time { return now }))
+		adapters.NewIndex(w.nats.JS, stream, log), adapters.NewGroups(w.nats.JS, stream, consume.DefaultDeadLetterStream),
+		append([]app.Option{app.WithLogger(log)}, opts...)...)
 }
 
 // A re-engagement merged away before its score gives the scorer its time
@@ -226,5 +231,38 @@ func TestAnUnmergeGivesTheReengagementsScoreItsTimeAgain(t *testing.T) {
 	}
 	if exit := ofType(w.events(t, l), "NurtureExited"); len(exit) != 1 || exit[0].GetCausationId() != re.GetEventId() {
 		t.Fatalf("exits %v, want one, caused by the re-engagement, once its time after the unmerge was over", exit)
+	}
+}
+
+// A lead an unmerge gives back NEW past its engagement deadline, with an
+// activity its person sent while merged (given back with it), waits for
+// that activity's score from the unmerge on: the scorer gets its hour
+// however long ago the deadline passed.
+func TestAGivenBackActivityIsScoredBeforeTheLeadIsRecycled(t *testing.T) {
+	w := newWorld(t)
+	w.start(t).stop() // its streams; no consumer to race the calls below
+	l, survivor := uuid.NewString(), uuid.NewString()
+	w.capture(t, l)
+	w.scored(t, l, 15, 30*24*time.Hour)
+	w.write(t, l, lifecycle.Command{Name: lifecycle.Merge, Reason: survivor}, &eventv1.LeadMerged{SurvivorLeadId: survivor, AbsorbedLeadId: l})
+	due := time.Now().Add(-2 * time.Hour)
+	w.write(t, l, lifecycle.Command{Name: lifecycle.Unmerge, Reason: "two people", Status: lifecycle.StatusNew, Owner: lifecycle.QueueQualification, Due: due},
+		&eventv1.LeadUnmerged{SurvivorLeadId: survivor, AbsorbedLeadId: l, Reason: "two people"})
+	back := w.write(t, l, lifecycle.Command{Name: lifecycle.RecordActivity},
+		&eventv1.ActivityRecorded{ActivityId: uuid.NewString(), Type: demo, GivenBackBy: survivor})
+
+	timer := &eventv1.NurtureTimer{TimerId: l, LeadId: l, ReviewAt: timestamppb.New(due)}
+	by := back.GetRecordedAt().AsTime().Add(time.Hour)
+	if err := w.nurtureAt(by.Add(-time.Second)).ReviewDue(ctxT(t), timer, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if evs := w.events(t, l); len(ofType(evs, "LeadRecycled")) != 0 {
+		t.Fatalf("recycled before the given-back demo request could be scored: %v", types(evs))
+	}
+	if err := w.nurtureAt(by.Add(time.Second)).ReviewDue(ctxT(t), timer, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if evs := w.events(t, l); len(ofType(evs, "LeadRecycled")) != 1 {
+		t.Fatalf("not recycled once the scorer's hour after the unmerge was over: %v", types(evs))
 	}
 }

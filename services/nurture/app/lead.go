@@ -1,8 +1,10 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"slices"
+	"time"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
@@ -49,6 +51,10 @@ type lead struct {
 	// it and those before it; one with another cause (a re-score under a
 	// new model version) covers them all.
 	unscored []string
+	// lastFact is when its latest fact was recorded: an unscored fact
+	// given back by an unmerge past the deadline gets the scorer's time
+	// from then.
+	lastFact time.Time
 	// gap is the first LeadRecycled or NurtureExited since the latest
 	// enrolment: what comes after it reaches no program until the next.
 	gap ref
@@ -101,6 +107,9 @@ func (l *lead) apply(recs ...eventstore.Record) {
 		l.version, l.last = r.Seq, x
 		l.state = lifecycle.FromProto(ev.GetLifecycle())
 		l.unscored = Unscored(l.unscored, ev)
+		if lifecycle.Kind(ev.GetEventType()).Fact() {
+			l.lastFact = ev.GetRecordedAt().AsTime()
+		}
 		if s := segmentOf(ev); s != "" {
 			l.segment = s
 		}
@@ -145,6 +154,10 @@ func (l *lead) apply(recs ...eventstore.Record) {
 		case *eventv1.Event_LeadUnmerged:
 			if !envelope.SurvivorSide(ev) {
 				l.unmerged = x
+			} else {
+				// What came through the other lead went back with it: its
+				// interest re-engages that lead, not this one.
+				l.facts = slices.DeleteFunc(l.facts, func(f ref) bool { return envelope.GivenBack(p.LeadUnmerged, mergedFrom(f.ev)) })
 			}
 		case *eventv1.Event_LeadScored:
 			if l.reengaged.seq > 0 && ev.GetCausationId() == l.reengaged.id() {
@@ -164,6 +177,11 @@ func (l *lead) apply(recs ...eventstore.Record) {
 			}
 		}
 	}
+}
+
+// mergedFrom is the lead a fact came through while merged, if any.
+func mergedFrom(ev *eventv1.Event) string {
+	return cmp.Or(ev.GetActivityRecorded().GetMergedFrom(), ev.GetLeadResubmitted().GetMergedFrom())
 }
 
 // openGap records x as the start of the gap, unless one is open already.

@@ -61,10 +61,20 @@ func (a *App) owed(l *lead, cat *program.Catalog, now time.Time, meta envelope.M
 	return nil, nil
 }
 
-// unscoredGrace bounds how long past its deadline a new lead waits for
-// the score of a fact: one the scorer will never score (refused while the
-// lead was merged, its dead letter skipped) must not keep it NEW for good.
+// unscoredGrace bounds how long past its deadline, or past its latest
+// fact, a new lead waits for the score of a fact: one the scorer will
+// never score (its dead letter skipped) must not keep it NEW for good.
 const unscoredGrace = time.Hour
+
+// unscoredBy is when a new lead past its deadline stops waiting for the
+// scores of its facts.
+func (l *lead) unscoredBy() time.Time {
+	from := l.state.Deadline
+	if l.lastFact.After(from) {
+		from = l.lastFact
+	}
+	return from.Add(unscoredGrace)
+}
 
 // reengagedGrace bounds how long past its deadline a nurtured lead waits
 // for the score of its re-engagement: long past any scorer outage, as a
@@ -106,9 +116,9 @@ func (l *lead) recycleDue(now time.Time) bool {
 		// Still NEW at the deadline: no score since qualified it, and a
 		// later one would be the source, with its own deadline. A fact
 		// waiting for its score (the scorer behind or down) is engagement
-		// the score decides on, for up to unscoredGrace past the deadline.
+		// the score decides on, for up to unscoredBy.
 		return l.state.Status == lifecycle.StatusNew && !now.Before(l.state.Deadline) &&
-			(len(l.unscored) == 0 || !now.Before(l.state.Deadline.Add(unscoredGrace)))
+			(len(l.unscored) == 0 || !now.Before(l.unscoredBy()))
 	case *eventv1.Event_SlaBreached:
 		// The breach recycles the lead only if nobody acted on it since:
 		// same rep, same attempts.

@@ -117,14 +117,14 @@ func (a *App) RecycleLead(ctx context.Context, in RecycleLead, meta envelope.Met
 		if a.afterAppend != nil {
 			a.afterAppend(ev)
 		}
-		// The enrolment is what nurture owes any recycled lead; should this
-		// call fail here, the consumer writes it when the LeadRecycled
-		// reaches it.
+		// Stored: the answer says so whatever follows (an error would have
+		// the caller's retry refused, or recycle the lead twice). The
+		// enrolment is what nurture owes any recycled lead; should it fail
+		// here, the consumer writes it when the LeadRecycled reaches it.
 		if _, err := a.Reconcile(ctx, l.id, meta); err != nil {
-			return Recycled{}, err
-		}
-		if l, err = a.load(ctx, in.LeadID); err != nil {
-			return Recycled{}, err
+			a.log.WarnContext(ctx, "enrol a lead recycled by hand", "lead", l.id, "err", err)
+		} else if fresh, err := a.load(ctx, in.LeadID); err == nil {
+			l = fresh
 		}
 		return recycledOf(l, ref{seq: v, ev: ev}), nil
 	}

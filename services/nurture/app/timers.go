@@ -88,8 +88,8 @@ func (a *App) ReviewDue(ctx context.Context, t *eventv1.NurtureTimer, meta envel
 	switch id := t.GetTimerId(); {
 	case l.state.Status == lifecycle.StatusNew && now.Before(l.state.Deadline):
 		return again(engageSlot, l.state.Deadline)
-	case l.state.Status == lifecycle.StatusNew && len(l.unscored) > 0 && now.Before(l.state.Deadline.Add(unscoredGrace)):
-		return again(engageSlot, l.state.Deadline.Add(unscoredGrace)) // its fact's score decides first
+	case l.state.Status == lifecycle.StatusNew && len(l.unscored) > 0 && now.Before(l.unscoredBy()):
+		return again(engageSlot, l.unscoredBy()) // its fact's score decides first
 	case l.state.Status == lifecycle.StatusNurturing && l.enrolled.id() == id:
 		if due := l.enrolled.ev.GetNurtureEnrolled().GetReviewAt().AsTime(); now.Before(due) {
 			return again(id, due)
