@@ -579,3 +579,44 @@ func TestTLSCertificateRenewed(t *testing.T) {
 		t.Fatal("the renewed certificate is not served to new connections")
 	}
 }
+
+// A body the call stops reading at a value that does not decode, with
+// more after it, leaves the connection usable or closes it saying so:
+// the server does not panic, and the client's next request is answered.
+func TestHTTPBodyLeftUnreadAfterABadValue(t *testing.T) {
+	var log lockedBuffer
+	_, _, web, _ := serveLogging(t, &log)
+	base := "http://" + web.String()
+	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1}}
+	post := func(path, body string) int {
+		t.Helper()
+		res, err := client.Post(base+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatalf("POST %s: %v", path, err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		return res.StatusCode
+	}
+	var rows strings.Builder
+	rows.WriteString(`{"row":1,"lead":{"contact":{"email":"a@example.com"}}}` + "\n")
+	rows.WriteString(`{"row":2,"lead":{"contact":{"emial":"b@example.com"}}}` + "\n")
+	for i := 3; i < 300; i++ {
+		fmt.Fprintf(&rows, `{"row":%d,"lead":{"contact":{"email":"c%d@example.com"}}}`+"\n", i, i)
+	}
+	bodies := []struct{ path, body string }{
+		{"/v1/leads:import", rows.String()},
+		{"/v1/leads", `{"contact":{"emial":"t@example.com"}}` + strings.Repeat(" ", 30000)},
+	}
+	for _, b := range bodies {
+		post(b.path, b.body)
+		if code := post("/v1/leads", `{"idempotencyKey":"k","contact":{"email":"next@example.com"}}`); code != http.StatusOK {
+			t.Fatalf("the request after a bad body to %s: %d", b.path, code)
+		}
+	}
+	client.CloseIdleConnections()
+	time.Sleep(100 * time.Millisecond) // the server logs after the answer
+	if strings.Contains(log.String(), "panic") {
+		t.Fatalf("the server panicked: %s", log.String())
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
@@ -94,6 +95,18 @@ func withBody(h http.Handler) http.Handler {
 		r = r.WithContext(context.WithValue(r.Context(), bodyKey{}, b))
 		r.Body = b
 		h.ServeHTTP(w, r)
+		if b.failed() != nil && !closing(w) {
+			// A stream stopped at a value that did not decode, its answer
+			// sent: the rest of the body must end here, or the server's
+			// own read to its end (after the handler) starts a read of
+			// the next request that panics the connection's next read
+			// (golang/go#68560). A client that keeps its body open
+			// until the answer ends gets its end after drainWait.
+			rc := http.NewResponseController(w)
+			_ = rc.SetReadDeadline(time.Now().Add(drainWait))
+			_, _ = io.Copy(io.Discard, b.ReadCloser)
+			return
+		}
 		if b.untouched() {
 			// A full-duplex body nothing read (a path nothing answers)
 			// made the server panic reading the connection's next
@@ -105,6 +118,16 @@ func withBody(h http.Handler) http.Handler {
 			_, _ = io.Copy(io.Discard, io.LimitReader(b.ReadCloser, maxValueBytes))
 		}
 	})
+}
+
+// drainWait bounds how long the rest of a body that did not decode is
+// read after its answer.
+const drainWait = time.Second
+
+// closing reports whether the answer tells the client the connection
+// closes after it: the server then never reads another request on it.
+func closing(w http.ResponseWriter) bool {
+	return strings.EqualFold(w.Header().Get("Connection"), "close")
 }
 
 // untouched reports whether nothing read the body.
@@ -299,9 +322,10 @@ func bodyErrors(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler,
 			err = InvalidArgument(s.Message(), FieldViolation{Field: field, Description: s.Message()})
 		}
 	}
-	if b != nil && b.cut.Load() {
-		// The server drops a connection whose body was left unread:
-		// say so, or the client sends its next request into it.
+	if b != nil && b.failed() != nil {
+		// The rest of the body is left unread, and the server drops a
+		// connection whose body was left unread: say so, or the client
+		// sends its next request into it.
 		w.Header().Set("Connection", "close")
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
