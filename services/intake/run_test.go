@@ -1497,6 +1497,39 @@ func TestMergeThenUnmergeRestoresBoth(t *testing.T) {
 	if _, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: deal, AbsorbedLeadId: survivor, Reason: "x"}); err != nil {
 		t.Fatalf("merging into the lead with the deal: %v", err)
 	}
+
+	// Nor of a lead a rep holds, assigned or accepted: the rep's commands
+	// and SLAs would not follow it. Into it, yes.
+	for _, st := range []eventv1.LeadStatus{eventv1.LeadStatus_LEAD_STATUS_ASSIGNED, eventv1.LeadStatus_LEAD_STATUS_ACCEPTED} {
+		held := e.capture(t, lead(st.String()+"@m.example")).GetLeadId()
+		e.appendHeld(t, held, st)
+		other := e.capture(t, lead("other-"+st.String()+"@m.example")).GetLeadId()
+		before := e.counts(t)
+		_, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: other, AbsorbedLeadId: held, Reason: "x"})
+		want := "refused in " + strings.TrimPrefix(st.String(), "LEAD_STATUS_")
+		if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "rep ann") {
+			t.Fatalf("merging away a lead in sales: %v, want FailedPrecondition naming %s and its rep", err, want)
+		}
+		e.assertCounts(t, before)
+		if _, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: held, AbsorbedLeadId: other, Reason: "x"}); err != nil {
+			t.Fatalf("merging into the lead in sales: %v", err)
+		}
+	}
+}
+
+// appendHeld appends, as handoff would, the event that puts the lead in
+// st (ASSIGNED or ACCEPTED) with rep ann.
+func (e *env) appendHeld(t *testing.T, leadID string, st eventv1.LeadStatus) {
+	t.Helper()
+	ann := &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_REP, Id: "ann"}
+	ev := &eventv1.Event{LeadId: leadID, EventType: "LeadAssigned",
+		Actor:     &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_SERVICE, Id: "handoff"},
+		Lifecycle: &eventv1.Lifecycle{Status: st, Owner: ann, Deadline: timestamppb.New(time.Now().Add(time.Hour))},
+		Payload:   &eventv1.Event_LeadAssigned{LeadAssigned: &eventv1.LeadAssigned{Owner: ann}}}
+	if st == eventv1.LeadStatus_LEAD_STATUS_ACCEPTED {
+		ev.EventType, ev.Payload = "LeadAccepted", &eventv1.Event_LeadAccepted{LeadAccepted: &eventv1.LeadAccepted{RepId: "ann"}}
+	}
+	e.appendRaw(t, ev)
 }
 
 // A chain of merges stops where captures stop following it: a lead whose

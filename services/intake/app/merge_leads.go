@@ -82,11 +82,17 @@ func (a *App) MergeLeads(ctx context.Context, in MergeLeads, meta envelope.Meta)
 		if err := a.refuseOwed(ctx, lifecycle.Merge, in.Absorbed, aState, aRecs); err != nil {
 			return nil, nil, err
 		}
-		if aState.Status == lifecycle.StatusOpportunity {
+		switch aState.Status {
+		case lifecycle.StatusOpportunity:
 			// A merged lead's deal would leave every report, and the CRM
 			// could not close it: sales commands do not follow merges.
 			return nil, nil, &lifecycle.RefusedError{Command: lifecycle.Merge, Status: aState.Status,
 				Reason: "lead " + in.Absorbed + " has an open opportunity: close it won or lost first, or merge the other way"}
+		case lifecycle.StatusAssigned, lifecycle.StatusAccepted:
+			// Nor would its rep's accept, attempts and conversion, nor its
+			// SLAs: the lead would leave its rep without a word.
+			return nil, nil, &lifecycle.RefusedError{Command: lifecycle.Merge, Status: aState.Status,
+				Reason: fmt.Sprintf("lead %s is held by %s in sales: have it rejected or reassigned first, or merge the other way", in.Absorbed, aState.Owner)}
 		}
 		// The table's Merge takes the survivor as its reason, so any
 		// reader can follow the merge; the caller's reason is the payload's.

@@ -79,9 +79,11 @@ type IntakeServiceClient interface {
 	ExportLead(ctx context.Context, in *ExportLeadRequest, opts ...grpc.CallOption) (*ExportLeadResponse, error)
 	// MergeLeads merges the absorbed lead into the survivor: both record
 	// LeadMerged, and the absorbed lead's identities and later captures
-	// lead to the survivor. An unmerge of the absorbed lead cut off before
-	// it gave back all is finished first (FAILED_PRECONDITION if one lands
-	// meanwhile: try again).
+	// lead to the survivor. A lead a rep holds (ASSIGNED, ACCEPTED) or with
+	// an open opportunity is not absorbed (FAILED_PRECONDITION): sales
+	// commands and SLAs do not follow a merge. An unmerge of the absorbed
+	// lead cut off before it gave back all is finished first
+	// (FAILED_PRECONDITION if one lands meanwhile: try again).
 	MergeLeads(ctx context.Context, in *MergeLeadsRequest, opts ...grpc.CallOption) (*MergeLeadsResponse, error)
 	// UnmergeLeads undoes a merge: both record LeadUnmerged and the
 	// absorbed lead is back in the state it had before. What its person
@@ -269,9 +271,11 @@ type IntakeServiceServer interface {
 	ExportLead(context.Context, *ExportLeadRequest) (*ExportLeadResponse, error)
 	// MergeLeads merges the absorbed lead into the survivor: both record
 	// LeadMerged, and the absorbed lead's identities and later captures
-	// lead to the survivor. An unmerge of the absorbed lead cut off before
-	// it gave back all is finished first (FAILED_PRECONDITION if one lands
-	// meanwhile: try again).
+	// lead to the survivor. A lead a rep holds (ASSIGNED, ACCEPTED) or with
+	// an open opportunity is not absorbed (FAILED_PRECONDITION): sales
+	// commands and SLAs do not follow a merge. An unmerge of the absorbed
+	// lead cut off before it gave back all is finished first
+	// (FAILED_PRECONDITION if one lands meanwhile: try again).
 	MergeLeads(context.Context, *MergeLeadsRequest) (*MergeLeadsResponse, error)
 	// UnmergeLeads undoes a merge: both record LeadUnmerged and the
 	// absorbed lead is back in the state it had before. What its person
