@@ -173,7 +173,7 @@ func TestBadInputWritesNothing(t *testing.T) {
 		{"retire an unknown program", func() error {
 			_, err := s.client.RetireProgram(ctx, &nurturev1.RetireProgramRequest{ProgramId: "nowhere", ChangedBy: marketer})
 			return err
-		}, codes.InvalidArgument, "program_id", "unknown program"},
+		}, codes.NotFound, "", "nowhere"},
 		{"retire a built-in", func() error {
 			_, err := s.client.RetireProgram(ctx, &nurturev1.RetireProgramRequest{ProgramId: program.DataRepair, ChangedBy: marketer})
 			return err

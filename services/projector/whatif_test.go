@@ -139,7 +139,7 @@ func testWhatIfOfAProposedModel(t *testing.T, newWorld func(testing.TB) *world) 
 	for _, bad := range []struct {
 		version uint32
 		code    codes.Code
-	}{{0, codes.InvalidArgument}, {1, codes.FailedPrecondition}, {9, codes.FailedPrecondition}} {
+	}{{0, codes.InvalidArgument}, {1, codes.FailedPrecondition}, {9, codes.NotFound}} {
 		if _, err := s.client.StartWhatIf(ctx, &projectorv1.StartWhatIfRequest{ProposedVersion: bad.version}); status.Code(err) != bad.code {
 			t.Errorf("what-if of version %d: %v, want %v", bad.version, err, bad.code)
 		}

@@ -59,8 +59,8 @@ func (a *App) PutProgram(ctx context.Context, p *eventv1.NurtureProgram, by *eve
 // it takes no new leads; leads in it stay until their review. Retiring a
 // retired program writes nothing.
 //
-// Errors: *ValidationError (program_id malformed or unknown);
-// *RefusedError (a built-in program, or one another program's exit rules
+// Errors: *ValidationError (program_id malformed); ErrNotFound (no such
+// program); *RefusedError (a built-in program, or one another program's exit rules
 // send leads to); eventstore.ErrConflict after repeated races.
 func (a *App) RetireProgram(ctx context.Context, id string, by *eventv1.Actor, meta envelope.Meta) (ProgramChanged, error) {
 	var v violations
@@ -77,7 +77,7 @@ func (a *App) RetireProgram(ctx context.Context, id string, by *eventv1.Actor, m
 		var refused *program.RefusedError
 		switch {
 		case errors.Is(err, program.ErrUnknown):
-			return nil, false, &ValidationError{Violations: []Violation{{Field: "program_id", Description: fmt.Sprintf("%q is an unknown program", id)}}}
+			return nil, false, fmt.Errorf("program %q: %w", id, ErrNotFound)
 		case errors.As(err, &refused):
 			return nil, false, &RefusedError{Reason: refused.Error()}
 		}

@@ -118,8 +118,8 @@ var ErrWhatIfAbandoned = errors.New("abandoned: the replica running it stopped; 
 // StartWhatIf replays proposed version n over the leads captured in p and
 // compares it with the active version. It returns at once with the
 // what-if's id. It returns a *ValidationError for version 0 or a bad
-// period, and a *RefusedError for a version never proposed or already
-// activated. A what-if of the same versions and period running on this
+// period, ErrNotFound for a version never proposed, and a *RefusedError
+// for one already activated. A what-if of the same versions and period running on this
 // replica answers its id; past maxWhatIfs it returns ErrTooManyWhatIfs.
 func (a *App) StartWhatIf(ctx context.Context, n uint32, p Period) (string, error) {
 	var v violations
@@ -137,7 +137,7 @@ func (a *App) StartWhatIf(ctx context.Context, n uint32, p Period) (string, erro
 	proposed, ok := versions.Models[n]
 	switch {
 	case !ok:
-		return "", &RefusedError{Field: "proposed_version", Reason: fmt.Sprintf("version %d was never proposed", n)}
+		return "", fmt.Errorf("scoring model version %d was never proposed: %w", n, ErrNotFound)
 	case versions.Activated[n]:
 		return "", &RefusedError{Field: "proposed_version", Reason: fmt.Sprintf("version %d was activated already: its results are real, not what-if", n)}
 	}
