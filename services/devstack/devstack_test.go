@@ -31,7 +31,9 @@ import (
 	handoffv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/handoff/v1"
 	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
 	nurturev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/nurture/v1"
+	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
 	"github.com/leadflow/leadflow/pkg/natsserver"
+	"github.com/leadflow/leadflow/pkg/scoring"
 	"github.com/leadflow/leadflow/pkg/testenv"
 )
 
@@ -207,6 +209,19 @@ func TestDemoTwice(t *testing.T) {
 	ctx = metadata.NewOutgoingContext(ctx, metadata.Pairs("authorization", "Bearer "+printedToken(t, out)))
 	var stories [2]string
 	for i := range stories {
+		if i == 1 {
+			// A version signed off since the first run re-scores every
+			// lead: the second tells that, and waits for no other score.
+			v2 := signOffAnotherModel(ctx, t, conns["qualification"], callerAs(signer))
+			if !strings.Contains(stories[0], "approved by marketing and sales: active.") {
+				t.Fatalf("the first story does not tell the demo model active:\n%s", stories[0])
+			}
+			defer func() {
+				if want := fmt.Sprintf("v%d, signed off since, is active.", v2); !strings.Contains(stories[1], want) {
+					t.Errorf("the second story does not say %q", want)
+				}
+			}()
+		}
 		var b strings.Builder
 		if _, _, err := seedDemo(ctx, conns, callerAs(signer), &b); err != nil {
 			t.Fatalf("demo run %d: %v\n%s", i+1, err, b.String())
@@ -273,6 +288,40 @@ func TestDemoTwice(t *testing.T) {
 	if status := strings.TrimPrefix(r.GetStatus().String(), "LEAD_STATUS_"); m[1] != status || m[2] != r.GetOwner().GetId() || r.GetCycle() != 2 {
 		t.Errorf("second story: Barbara now %s, owner %q; she is %s, owner %q, in cycle %d", m[1], m[2], status, r.GetOwner().GetId(), r.GetCycle())
 	}
+}
+
+// signOffAnotherModel proposes the demo model with another description,
+// has both teams approve it, and waits for its re-score to finish; it
+// returns the version.
+func signOffAnotherModel(ctx context.Context, t *testing.T, conn *grpc.ClientConn, as asCaller) uint32 {
+	t.Helper()
+	q := qualificationv1.NewQualificationServiceClient(conn)
+	maria := &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "maria.marketing-ops", Team: eventv1.Team_TEAM_MARKETING}
+	sam := &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "sam.sales-lead", Team: eventv1.Team_TEAM_SALES}
+	m := scoring.Default()
+	m.Description += " Reworded."
+	pctx, err := as(ctx, maria, "models:propose")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prop, err := q.ProposeModel(pctx, &qualificationv1.ProposeModelRequest{Model: scoring.ToProto(m), ProposedBy: maria, IdempotencyKey: "test-model-2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, who := range []*eventv1.Actor{maria, sam} {
+		actx, err := as(ctx, who, "models:approve")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := q.ApproveModel(actx, &qualificationv1.ApproveModelRequest{Version: prop.GetVersion(), Approver: who}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.Eventually(t, time.Minute, func() bool {
+		p, err := q.GetRescoreProgress(ctx, &qualificationv1.GetRescoreProgressRequest{Version: prop.GetVersion()})
+		return err == nil && p.GetState() == qualificationv1.RescoreState_RESCORE_STATE_COMPLETED
+	}, "the re-score of v%d did not finish", prop.GetVersion())
+	return prop.GetVersion()
 }
 
 // A later run finds Katherine moved on: each breach is told with where it

@@ -49,6 +49,15 @@ func seedModel(ctx context.Context, conns map[string]*grpc.ClientConn, as asCall
 			return fmt.Errorf("approve model v%d by %s: %w", prop.GetVersion(), approver.GetId(), err)
 		}
 	}
-	fmt.Fprintf(out, "\nScoring model v%d proposed by marketing, approved by marketing and sales: active.\n", prop.GetVersion())
+	// On a later run another version may have been signed off since.
+	list, err := q.ListModelVersions(ctx, &qualificationv1.ListModelVersionsRequest{})
+	if err != nil {
+		return fmt.Errorf("list model versions: %w", err)
+	}
+	state := "active"
+	if v := list.GetActiveVersion(); v != prop.GetVersion() {
+		state = fmt.Sprintf("v%d, signed off since, is active", v)
+	}
+	fmt.Fprintf(out, "\nScoring model v%d proposed by marketing, approved by marketing and sales: %s.\n", prop.GetVersion(), state)
 	return nil
 }

@@ -192,21 +192,27 @@ func showScores(ctx context.Context, conns map[string]*grpc.ClientConn, ids []st
 	return nil
 }
 
-// scoredLast reports whether cause, the event the lead's latest score is
-// for, is its last intake event or comes after it: nurture's
-// re-engagement, after the last activity, is scored too.
+// scoredLast reports whether the lead's latest score came after its
+// last intake event and is for it (cause) or for no intake event: a
+// re-score under a version activated since, or nurture's re-engagement,
+// after the last activity, scored too.
 func scoredLast(ctx context.Context, intake intakev1.IntakeServiceClient, leadID, cause string) bool {
 	tl, err := intake.GetLeadTimeline(ctx, &intakev1.GetLeadTimelineRequest{LeadId: leadID})
 	if err != nil {
 		return false
 	}
-	seen := false // cause, at or after the last intake event so far
+	facts := map[string]bool{}
+	last, seen := "", false
 	for _, e := range tl.GetEntries() {
-		switch e.GetEvent().GetPayload().(type) {
+		ev := e.GetEvent()
+		switch ev.GetPayload().(type) {
 		case *eventv1.Event_LeadCaptured, *eventv1.Event_LeadResubmitted, *eventv1.Event_ActivityRecorded, *eventv1.Event_ConsentChanged:
-			seen = false
+			facts[ev.GetEventId()], last, seen = true, ev.GetEventId(), false
 		}
-		if e.GetEvent().GetEventId() == cause {
+		if ev.GetEventId() == cause {
+			seen = true // nurture's re-engagement, say
+		}
+		if sc := ev.GetCausationId(); ev.GetLeadScored() != nil && (sc == last || !facts[sc]) {
 			seen = true
 		}
 	}
