@@ -620,3 +620,24 @@ func TestHTTPBodyLeftUnreadAfterABadValue(t *testing.T) {
 		t.Fatalf("the server panicked: %s", log.String())
 	}
 }
+
+// A unary call's body is one JSON value: more after it (a second request,
+// or anything but white space) is refused, not dropped unanswered.
+func TestHTTPUnaryBodyIsOneValue(t *testing.T) {
+	fake, base, _ := serve(t)
+	for _, body := range []string{
+		`{"contact":{"email":"z1@example.com"}} {"contact":{"email":"z2@example.com"}}`,
+		`{"contact":{"email":"z3@example.com"}} garbage`,
+	} {
+		code, out := testenv.HTTPJSON(t, "POST", base+"/v1/leads", body)
+		if msg, _ := testenv.JSONField(out, "message").(string); code != http.StatusBadRequest || !strings.Contains(msg, "more follows") {
+			t.Fatalf("%s: %d %v", body, code, out)
+		}
+	}
+	if n := len(fake.served()); n != 0 {
+		t.Fatalf("%d calls served, want none", n)
+	}
+	if code, out := testenv.HTTPJSON(t, "POST", base+"/v1/leads", `{"contact":{"email":"z4@example.com"}}`+"\n\t "); code != http.StatusOK {
+		t.Fatalf("one value and white space: %d %v", code, out)
+	}
+}

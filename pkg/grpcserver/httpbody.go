@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 )
 
 // The gateway sends a client-streaming body (ImportLeads' rows) from a
@@ -184,9 +185,42 @@ func (m decodeRecorder) decode(jd *json.Decoder, other runtime.Decoder, v any) e
 		if path := badValue(raw, md, "", m.unmarshal); path != "" {
 			return &BadValueError{Path: path, Err: err}
 		}
+		return err
 	}
-	return err
+	if !streamedIn(p.ProtoReflect().Descriptor().FullName()) {
+		// A unary call's body is one value: a second one, or anything
+		// else after it, would be dropped unanswered.
+		if _, err := jd.Token(); !errors.Is(err, io.EOF) {
+			return errors.New("more follows the request's JSON value: send one")
+		}
+	}
+	return nil
 }
+
+// streamedIn reports whether messages named name are sent by a client
+// stream (ImportLeads' rows) of a service linked in: a body of them holds
+// one value a message.
+func streamedIn(name protoreflect.FullName) bool {
+	streamedOnce.Do(func() {
+		protoregistry.GlobalFiles.RangeFiles(func(f protoreflect.FileDescriptor) bool {
+			for i := range f.Services().Len() {
+				ms := f.Services().Get(i).Methods()
+				for j := range ms.Len() {
+					if m := ms.Get(j); m.IsStreamingClient() {
+						streamed[m.Input().FullName()] = true
+					}
+				}
+			}
+			return true
+		})
+	})
+	return streamed[name]
+}
+
+var (
+	streamedOnce sync.Once
+	streamed     = map[protoreflect.FullName]bool{}
+)
 
 // withPath lets the body's decoder see the route's path parameters.
 func withPath(next runtime.HandlerFunc) runtime.HandlerFunc {
