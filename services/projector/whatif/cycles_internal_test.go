@@ -133,3 +133,48 @@ func TestAnUnmergeScoresTheSurvivor(t *testing.T) {
 		t.Fatalf("totals %+v: want the survivor an MQL at the unmerge, under both", got)
 	}
 }
+
+// A rule's "not now" is a version's verdict: a proposal with such a rule
+// sends the lead to nurture where the active version qualified it (and
+// a later submission does not qualify it under the proposal), and one
+// without it qualifies a lead the active version's rule sent there.
+func TestNotNowIsEachVersionsOwn(t *testing.T) {
+	tiny := scoring.DisqualifyRule{ID: "tiny", NotNow: true, When: scoring.Criteria{MaxEmployees: 10}}
+	plain, withRule := vpWebinar(50), vpWebinar(50)
+	withRule.Disqualify = []scoring.DisqualifyRule{tiny}
+	small := &eventv1.Profile{Seniority: eventv1.Seniority_SENIORITY_VP, Country: "US", Employees: 5}
+	big := &eventv1.Profile{Seniority: eventv1.Seniority_SENIORITY_VP, Country: "US", Employees: 300}
+	at := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+
+	// Active without the rule: an MQL at the webinar, before anyone took
+	// it on a re-submission comes; the proposal sent it to nurture.
+	p := &replayer{t: t, r: New(&plain, withRule, time.Time{}, time.Time{}), at: at}
+	p.apply("l", &eventv1.LeadCaptured{Profile: small, Attribution: &eventv1.Attribution{Source: "web-form"}})
+	p.apply("l", &eventv1.ActivityRecorded{Type: webinar})
+	p.apply("l", &eventv1.LeadQualified{})
+	p.apply("l", &eventv1.LeadResubmitted{Profile: big})
+	if got := p.r.Result().Total; got.MQLsActive != 1 || got.MQLsProposed != 0 || got.Lost != 1 {
+		t.Fatalf("a proposal's not-now: %+v, want an MQL under the active version only", got)
+	}
+
+	// Active with the rule: not now, recycled, enrolled; the webinar
+	// after that qualifies it under a proposal without the rule.
+	p = &replayer{t: t, r: New(&withRule, plain, time.Time{}, time.Time{}), at: at}
+	p.apply("l", &eventv1.LeadCaptured{Profile: small, Attribution: &eventv1.Attribution{Source: "web-form"}})
+	p.apply("l", &eventv1.ActivityRecorded{Type: webinar})
+	p.apply("l", &eventv1.LeadDisqualified{RuleId: "tiny", NotNow: true})
+	p.apply("l", &eventv1.LeadRecycled{Cause: eventv1.RecycleCause_RECYCLE_CAUSE_NOT_READY})
+	p.apply("l", &eventv1.NurtureEnrolled{ProgramId: "later"})
+	p.apply("l", &eventv1.ActivityRecorded{Type: webinar})
+	if got := p.r.Result().Total; got.MQLsActive != 0 || got.MQLsProposed != 1 || got.Gained != 1 {
+		t.Fatalf("the active version's not-now: %+v, want an MQL under the proposal only", got)
+	}
+
+	// Recycled again later (rejected), the lead is in nurture under both.
+	p.apply("l", &eventv1.LeadRejected{Reason: eventv1.RejectReason_REJECT_REASON_NOT_READY})
+	p.apply("l", &eventv1.LeadRecycled{Cause: eventv1.RecycleCause_RECYCLE_CAUSE_REJECTED})
+	p.apply("l", &eventv1.NurtureEnrolled{ProgramId: "later"})
+	if l := p.r.leads["l"]; !l.nurtured {
+		t.Fatal("recycled after a rejection: not in nurture")
+	}
+}

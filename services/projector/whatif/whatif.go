@@ -101,13 +101,19 @@ type leadState struct {
 	// merged: absorbed into another lead, so not a lead of its own, as
 	// the reports count leads.
 	merged bool
-	// nurtured: in nurture (recycled, enrolled): as live, only the score
-	// of a re-engagement may qualify it; other triggers may only
-	// disqualify it.
+	// nurtured: in nurture (recycled, enrolled) whatever the version:
+	// as live, only the score of a re-engagement may qualify it; other
+	// triggers may only disqualify it.
 	nurtured bool
+	// ruleNotNow: the lead's latest way to nurture is a rule's "not
+	// now", the active version's verdict, which each version's replay
+	// decides for itself.
+	ruleNotNow bool
 }
 
-type verdict struct{ qualified, out bool }
+// verdict is what a version made of the lead: qualified, out for good,
+// or sent to nurture by one of its "not now" rules.
+type verdict struct{ qualified, out, nurtured bool }
 
 // New returns a replay of proposed against active (nil: no version is
 // active, so none qualifies) over leads captured in [from, to) (a zero
@@ -156,23 +162,30 @@ func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
 		trigger = true
 	case *eventv1.Event_LeadRecycled, *eventv1.Event_NurtureEnrolled:
 		// Back to nurture after sales had it: a new cycle, whose
-		// re-engagement may qualify it again, as live.
-		l.nurtured, l.acted = true, false
+		// re-engagement may qualify it again, as live. One a rule's "not
+		// now" sent there is in nurture only under a version that says so.
+		l.nurtured, l.acted = l.nurtured || !l.ruleNotNow, false
+		if ev.GetNurtureEnrolled() != nil {
+			l.ruleNotNow = false // that way to nurture ends here
+		}
 	case *eventv1.Event_LeadAccepted, *eventv1.Event_DealLost:
 		l.acted = true
+	case *eventv1.Event_LeadRejected:
+		l.acted, l.rejected = true, true
 	case *eventv1.Event_OpportunityCreated:
 		if !l.opp {
 			l.oppAt = occurred(ev)
 		}
 		l.acted, l.opp = true, true
-	case *eventv1.Event_LeadRejected:
-		l.acted, l.rejected = true, true
 	case *eventv1.Event_LeadDisqualified:
 		// A rule's verdict is the active version's, which the replay
 		// scores itself; a person's ends the lead whatever the version.
-		if d := p.LeadDisqualified; d.GetNotNow() {
-			l.nurtured = true // back to nurture
-		} else if d.GetRuleId() == "" {
+		switch d := p.LeadDisqualified; {
+		case d.GetNotNow() && d.GetRuleId() != "":
+			l.ruleNotNow = true
+		case d.GetNotNow():
+			l.nurtured, l.ruleNotNow = true, false // a person's: in nurture under any version
+		case d.GetRuleId() == "":
 			l.acted = true
 		}
 	case *eventv1.Event_DealWon:
@@ -193,14 +206,14 @@ func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
 	// As the live scorer does: facts as of the trigger, decay up to the
 	// time it was recorded.
 	at := ev.GetRecordedAt().AsTime()
-	mayQualify := !l.nurtured || ev.GetLeadReengaged() != nil
+	reengaged := ev.GetLeadReengaged() != nil
 	if r.active != nil {
-		l.active.score(*r.active, l.facts.Facts, at, mayQualify)
+		l.active.score(*r.active, l.facts.Facts, at, l.nurtured, reengaged)
 	}
-	l.proposed.score(r.proposed, l.facts.Facts, at, mayQualify)
+	l.proposed.score(r.proposed, l.facts.Facts, at, l.nurtured, reengaged)
 }
 
-func (v *verdict) score(m scoring.Model, f scoring.Facts, at time.Time, mayQualify bool) {
+func (v *verdict) score(m scoring.Model, f scoring.Facts, at time.Time, nurtured, reengaged bool) {
 	if v.qualified || v.out {
 		return
 	}
@@ -208,7 +221,9 @@ func (v *verdict) score(m scoring.Model, f scoring.Facts, at time.Time, mayQuali
 	switch {
 	case res.Disqualify != nil && !res.Disqualify.NotNow:
 		v.out = true // disqualified for good: never an MQL under m
-	case mayQualify && res.Qualifies(m):
+	case res.Disqualify != nil:
+		v.nurtured = true // not now: to nurture, under m
+	case (reengaged || !nurtured && !v.nurtured) && res.Qualifies(m):
 		v.qualified = true
 	}
 }
