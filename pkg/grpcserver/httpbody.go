@@ -1,6 +1,7 @@
 package grpcserver
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -312,16 +314,55 @@ func bodyViolation(err error) FieldViolation {
 	return FieldViolation{Field: "body", Description: err.Error()}
 }
 
-// unparsedParam is the field of the gateway's refusal of a query
-// parameter whose value does not parse (`parsing field "attribution":
-// "LINEAR" is not a valid value`), which it passes on as text only.
-func unparsedParam(msg string) (string, bool) {
-	rest, ok := strings.CutPrefix(msg, `parsing field "`)
-	if !ok {
+// unparsedParam is the parameter of the gateway's refusal of a query or
+// path value that does not parse (`parsing field "from": ...`, `parsing
+// list "statuses": ...`, `type mismatch, parameter: version, ...`), which
+// it passes on as text only, naming a query field by its last name: the
+// query's key that ends in it names it whole (`period.from`).
+func unparsedParam(msg string, query url.Values) (string, bool) {
+	if rest, ok := strings.CutPrefix(msg, "type mismatch, parameter: "); ok {
+		field, _, ok := strings.Cut(rest, ",")
+		return field, ok && field != ""
+	}
+	var rest string
+	for _, p := range []string{`parsing field "`, `parsing list "`, `parsing map key "`, `parsing map value "`} {
+		if r, ok := strings.CutPrefix(msg, p); ok {
+			rest = r
+			break
+		}
+	}
+	name, _, ok := strings.Cut(rest, `"`)
+	if !ok || name == "" {
 		return "", false
 	}
-	field, _, ok := strings.Cut(rest, `"`)
-	return field, ok && field != ""
+	field := ""
+	for k := range query {
+		if leaf := k[strings.LastIndex(k, ".")+1:]; leaf == name || leaf == jsonName(name) {
+			if field != "" && field != k {
+				return name, true // two keys end in it: say no more than the gateway
+			}
+			field = k
+		}
+	}
+	return cmp.Or(field, name), true
+}
+
+// jsonName is a proto field name's JSON name (lowerCamelCase).
+func jsonName(name string) string {
+	var b strings.Builder
+	up := false
+	for _, r := range name {
+		switch {
+		case r == '_':
+			up = true
+		case up:
+			b.WriteString(strings.ToUpper(string(r)))
+			up = false
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // tooLarge reports whether a RESOURCE_EXHAUSTED is the server's refusal
@@ -352,7 +393,7 @@ func bodyErrors(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler,
 		} else if field, _, ok := strings.Cut(s.Message(), unknownFieldSep); ok && r.URL.RawQuery != "" {
 			// strictQuery's refusal, which the gateway passes on as text.
 			err = InvalidArgument(s.Message(), FieldViolation{Field: field, Description: s.Message()})
-		} else if field, ok := unparsedParam(s.Message()); ok && r.URL.RawQuery != "" {
+		} else if field, ok := unparsedParam(s.Message(), r.URL.Query()); ok {
 			err = InvalidArgument(s.Message(), FieldViolation{Field: field, Description: s.Message()})
 		}
 	}

@@ -75,6 +75,17 @@ func TestHTTPQueriesAnswerAsGRPC(t *testing.T) {
 	if details, _ := json.Marshal(out["details"]); code != http.StatusBadRequest || !strings.Contains(string(details), `"field":"attribution"`) {
 		t.Fatalf("attribution=LINEAR: %d %v", code, out)
 	}
+	// So does one in a nested or repeated parameter, by its whole name.
+	for query, field := range map[string]string{"period.from=yesterday": "period.from", "statuses=BOGUS": "statuses"} {
+		path := "/v1/reports/funnel?"
+		if field == "statuses" {
+			path = "/v1/leads?"
+		}
+		code, out = testenv.HTTPJSON(t, "GET", base+path+query, "")
+		if details, _ := json.Marshal(out["details"]); code != http.StatusBadRequest || !strings.Contains(string(details), `"field":"`+field+`"`) {
+			t.Fatalf("?%s: %d %v, want a violation for %s", query, code, out, field)
+		}
+	}
 	// A misspelt filter is refused, not dropped: dropped, the search would
 	// answer every lead.
 	for query, field := range map[string]string{"status=LEAD_STATUS_WON": "status", period("captured") + "&captured.form=x": "captured.form"} {

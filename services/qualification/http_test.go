@@ -68,6 +68,11 @@ func TestHTTPModelAndScore(t *testing.T) {
 	if err := protojson.Unmarshal([]byte(body), &got); err != nil || code != http.StatusOK || !proto.Equal(&got, want) {
 		t.Fatalf("GET /v1/models/1: %d %s, want %v (%v)", code, body, want, err)
 	}
+	// A path value that does not parse names its parameter.
+	code, body = testenv.HTTP(t, "GET", base+"/v1/models/abc", "")
+	if code != http.StatusBadRequest || !strings.Contains(body, `"field":"version"`) {
+		t.Fatalf("GET /v1/models/abc: %d %s, want a violation for version", code, body)
+	}
 	code, body = testenv.HTTP(t, "GET", base+"/v1/leads/"+uuid.NewString()+"/score", "")
 	var st struct{ Code int }
 	if err := json.Unmarshal([]byte(body), &st); err != nil || code != http.StatusNotFound || st.Code != 5 {
