@@ -2113,7 +2113,9 @@ func (x *GetCampaignReportResponse) GetUnattributed() *CampaignRow {
 
 type GetSLAComplianceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// period bounds the assignment time (sales). For marketing it picks
+	// period bounds the assignment time of sales' hand-offs, and the time
+	// of each breach: a breach counts in the period it happened in, which
+	// may follow its hand-off's. For marketing it picks
 	// the periods: each MQL month it overlaps, and each target's month,
 	// quarter or year it overlaps (once that period has begun); every row
 	// counts its whole period, the one its target is set for.
