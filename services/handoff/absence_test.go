@@ -431,3 +431,57 @@ func TestAnAbsenceStoredByAKilledProcessIsHandedOn(t *testing.T) {
 		t.Fatalf("handed from %v to %v, want away from %s", moved.GetFrom(), moved.GetTo(), owner)
 	}
 }
+
+// A routing retry handled before its time by its replica's clock (behind
+// the server's) waits as far past its time as the clock was early,
+// instead of trying, finding the same, and asking for the same time, at
+// once, round after round.
+func TestRouteRetryFiredEarlyWaits(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	away := []*eventv1.Absence{{From: timestamppb.New(time.Now().Add(-time.Hour)), Until: timestamppb.New(time.Now().Add(time.Hour))}}
+	for _, r := range []string{"ann", "bob", "cat"} {
+		if _, err := s.client.SetOutOfOffice(ctxT(t), &handoffv1.SetOutOfOfficeRequest{OutOfOffice: &eventv1.OutOfOffice{RepId: r, Absences: away}, ChangedBy: ops}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id := w.mql(t, dach(50))
+	w.waitFor(t, id, "LeadQueued", 1)
+	w.settle(t)
+	s.stop()
+
+	var step eventstore.Record
+	recs, err := w.store.Load(ctxT(t), eventstore.LeadSubject(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if r.Event.GetLeadQueued() != nil {
+			step = r
+		}
+	}
+	at := time.Now().Add(time.Minute)
+	tm := &eventv1.SLATimer{TimerId: app.TimerID(step.Event.GetEventId(), eventv1.SLAKind_SLA_KIND_ROUTE, eventv1.TimerPhase_TIMER_PHASE_DUE) + "-1",
+		LeadId: id, Sla: eventv1.SLAKind_SLA_KIND_ROUTE, Phase: eventv1.TimerPhase_TIMER_PHASE_DUE, Attempt: 1,
+		StepEventId: step.Event.GetEventId(), StepSequence: step.Seq, DueAt: step.Event.GetLifecycle().GetDeadline(), FireAt: timestamppb.New(at)}
+	behind := w.app(t, adapters.NewLeads(w.store), app.WithClock(func() time.Time { return at.Add(-2 * time.Second) }))
+	if err := behind.FireTimer(ctxT(t), tm, false, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := w.nats.JS.Stream(ctxT(t), "HANDOFF_TIMERS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, err := st.GetLastMsgForSubject(ctxT(t), fmt.Sprintf("handoff.timer.at.%d.%s.%s", eventstore.Partition(id), id, tm.GetTimerId()))
+	if err != nil {
+		t.Fatalf("the retry was not scheduled again: %v", err)
+	}
+	again, err := app.DecodeTimer(last.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := at.Add(2 * time.Second); !again.GetFireAt().AsTime().Equal(want) {
+		t.Errorf("scheduled again for %v, want %v (2 s past its time)", again.GetFireAt().AsTime(), want)
+	}
+}
