@@ -97,6 +97,9 @@ func (f *fakeIntake) ImportLeads(stream intakev1.IntakeService_ImportLeadsServer
 		if err != nil {
 			return err
 		}
+		if req.GetLead().GetContact().GetEmail() == "fail@example.com" {
+			return status.Error(codes.Unavailable, "the store is away") // the rest of the body unread
+		}
 		f.rows.Add(1)
 		res := &intakev1.ImportLeadsResponse{Row: req.GetRow(), LeadId: "lead-" + req.GetLead().GetContact().GetEmail()}
 		if err := stream.Send(res); err != nil {
@@ -604,8 +607,14 @@ func TestHTTPBodyLeftUnreadAfterABadValue(t *testing.T) {
 	for i := 3; i < 300; i++ {
 		fmt.Fprintf(&rows, `{"row":%d,"lead":{"contact":{"email":"c%d@example.com"}}}`+"\n", i, i)
 	}
+	var failing strings.Builder
+	failing.WriteString(`{"row":1,"lead":{"contact":{"email":"fail@example.com"}}}` + "\n")
+	for i := 2; i < 300; i++ {
+		fmt.Fprintf(&failing, `{"row":%d,"lead":{"contact":{"email":"c%d@example.com"}}}`+"\n", i, i)
+	}
 	bodies := []struct{ path, body string }{
 		{"/v1/leads:import", rows.String()},
+		{"/v1/leads:import", failing.String()}, // the server ends the stream
 		{"/v1/leads", `{"contact":{"emial":"t@example.com"}}` + strings.Repeat(" ", 30000)},
 	}
 	for _, b := range bodies {

@@ -46,6 +46,8 @@ type requestBody struct {
 	// long, and the rest of the body is left unread.
 	read int64
 	cut  atomic.Bool
+	// ended is set once a read met the body's end.
+	ended atomic.Bool
 	// path holds the route's path parameters (set before the body is
 	// decoded), which a body must not contradict.
 	path map[string]string
@@ -68,6 +70,9 @@ func (b *requestBody) Read(p []byte) (int, error) {
 	}
 	n, err := b.ReadCloser.Read(p)
 	b.read += int64(n)
+	if errors.Is(err, io.EOF) {
+		b.ended.Store(true)
+	}
 	return n, err
 }
 
@@ -77,6 +82,8 @@ func (b *requestBody) record(err error) {
 	switch {
 	case err == nil:
 		b.decoded++
+	case b.err == nil && errors.Is(err, errMoreFollows):
+		b.err = fmt.Errorf("request body: %w", err)
 	case b.err == nil && !errors.Is(err, io.EOF):
 		b.err = fmt.Errorf("request body: value %d does not decode: %w", b.decoded+1, err)
 	}
@@ -98,32 +105,26 @@ func withBody(h http.Handler) http.Handler {
 		r = r.WithContext(context.WithValue(r.Context(), bodyKey{}, b))
 		r.Body = b
 		h.ServeHTTP(w, r)
-		if b.failed() != nil && !closing(w) {
-			// A stream stopped at a value that did not decode, its answer
-			// sent: the rest of the body must end here, or the server's
-			// own read to its end (after the handler) starts a read of
-			// the next request that panics the connection's next read
-			// (golang/go#68560). A client that keeps its body open
-			// until the answer ends gets its end after drainWait.
+		if r.ProtoMajor == 1 && b.ReadCloser != http.NoBody && !b.ended.Load() && !closing(w) {
+			// The call left part of the body unread: a path nothing
+			// answers, a value that did not decode, a stream the server
+			// ended. The rest must end here: the server's own read to
+			// its end, after the handler, starts a read of the next
+			// request that panics the connection's next read
+			// (golang/go#68560). A client that keeps its body open until
+			// the answer ends gets its end after drainWait.
 			rc := http.NewResponseController(w)
 			_ = rc.SetReadDeadline(time.Now().Add(drainWait))
-			_, _ = io.Copy(io.Discard, b.ReadCloser)
-			return
-		}
-		if b.untouched() {
-			// A full-duplex body nothing read (a path nothing answers)
-			// made the server panic reading the connection's next
-			// request. Only then: a stream that stopped at a bad row
-			// must not wait here for a client that keeps its body open.
-			// Read to the end, as far as one value may be long: a
-			// full-duplex body left unread ends the connection without
-			// telling the client, whose next request on it fails.
-			_, _ = io.Copy(io.Discard, io.LimitReader(b.ReadCloser, maxValueBytes))
+			n, _ := io.Copy(io.Discard, io.LimitReader(b.ReadCloser, maxValueBytes))
+			if n == maxValueBytes {
+				// More yet: the server must not read on to its end either.
+				_ = rc.SetReadDeadline(time.Now())
+			}
 		}
 	})
 }
 
-// drainWait bounds how long the rest of a body that did not decode is
+// drainWait bounds how long the rest of a body the call left unread is
 // read after its answer.
 const drainWait = time.Second
 
@@ -131,13 +132,6 @@ const drainWait = time.Second
 // closes after it: the server then never reads another request on it.
 func closing(w http.ResponseWriter) bool {
 	return strings.EqualFold(w.Header().Get("Connection"), "close")
-}
-
-// untouched reports whether nothing read the body.
-func (b *requestBody) untouched() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.decoded == 0 && b.err == nil && b.read == 0 && !b.cut.Load()
 }
 
 // decodeRecorder is the gateway's marshaler, with decoders that report
@@ -193,11 +187,15 @@ func (m decodeRecorder) decode(jd *json.Decoder, other runtime.Decoder, v any) e
 		// A unary call's body is one value: a second one, or anything
 		// else after it, would be dropped unanswered.
 		if _, err := jd.Token(); !errors.Is(err, io.EOF) {
-			return errors.New("more follows the request's JSON value: send one")
+			return errMoreFollows
 		}
 	}
 	return nil
 }
+
+// errMoreFollows refuses a unary call's body that holds more than its
+// one JSON value.
+var errMoreFollows = errors.New("more follows the request's JSON value: send one")
 
 // streamedIn reports whether messages named name are sent by a client
 // stream (ImportLeads' rows) of a service linked in: a body of them holds
@@ -397,10 +395,10 @@ func bodyErrors(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler,
 			err = InvalidArgument(s.Message(), FieldViolation{Field: field, Description: s.Message()})
 		}
 	}
-	if b != nil && b.failed() != nil {
-		// The rest of the body is left unread, and the server drops a
-		// connection whose body was left unread: say so, or the client
-		// sends its next request into it.
+	if b != nil && b.cut.Load() && r.ProtoMajor == 1 {
+		// The rest of a value too long is left unread, and the server
+		// drops a connection whose body was left unread: say so, or the
+		// client sends its next request into it.
 		w.Header().Set("Connection", "close")
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)

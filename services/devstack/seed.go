@@ -192,27 +192,28 @@ func showScores(ctx context.Context, conns map[string]*grpc.ClientConn, ids []st
 	return nil
 }
 
-// scoredLast reports whether the lead's latest score came after its
-// last intake event and is for it (cause) or for no intake event: a
-// re-score under a version activated since, or nurture's re-engagement,
-// after the last activity, scored too.
+// scoredLast reports whether the lead's last intake event has its
+// score: one caused by it (cause, the latest score's, at or after it: a
+// re-engagement's), or by an event after it or on no lead (a re-score
+// under a version activated since), stored after it.
 func scoredLast(ctx context.Context, intake intakev1.IntakeServiceClient, leadID, cause string) bool {
 	tl, err := intake.GetLeadTimeline(ctx, &intakev1.GetLeadTimelineRequest{LeadId: leadID})
 	if err != nil {
 		return false
 	}
-	facts := map[string]bool{}
-	last, seen := "", false
-	for _, e := range tl.GetEntries() {
+	at := map[string]int{} // the lead's events' places
+	last, seen := -1, false
+	for i, e := range tl.GetEntries() {
 		ev := e.GetEvent()
+		at[ev.GetEventId()] = i
 		switch ev.GetPayload().(type) {
 		case *eventv1.Event_LeadCaptured, *eventv1.Event_LeadResubmitted, *eventv1.Event_ActivityRecorded, *eventv1.Event_ConsentChanged:
-			facts[ev.GetEventId()], last, seen = true, ev.GetEventId(), false
+			last, seen = i, false
 		}
 		if ev.GetEventId() == cause {
-			seen = true // nurture's re-engagement, say
+			seen = true
 		}
-		if sc := ev.GetCausationId(); ev.GetLeadScored() != nil && (sc == last || !facts[sc]) {
+		if c, ok := at[ev.GetCausationId()]; ev.GetLeadScored() != nil && (!ok || c >= last) {
 			seen = true
 		}
 	}

@@ -45,7 +45,8 @@ type Merged struct {
 // unmerge). Merging again is a no-op.
 //
 // Errors: *ValidationError, ErrNotFound, lifecycle.ErrRefused (a
-// terminal absorbed lead, one with an open opportunity or with merges
+// terminal absorbed lead, one a rep holds (ASSIGNED, ACCEPTED), one with
+// an open opportunity or with merges
 // below it as deep as a capture follows, or whose unmerge is still
 // giving it back what came through it, a merged or erased survivor),
 // eventstore.ErrConflict after repeated races.

@@ -51,10 +51,9 @@ type lead struct {
 	// it and those before it; one with another cause (a re-score under a
 	// new model version) covers them all.
 	unscored []string
-	// lastFact is when its latest fact was recorded: an unscored fact
-	// given back by an unmerge past the deadline gets the scorer's time
-	// from then.
-	lastFact time.Time
+	// givenBack is when its latest fact an unmerge gave back was
+	// recorded: past the deadline, the scorer gets its time from then.
+	givenBack time.Time
 	// gap is the first LeadRecycled or NurtureExited since the latest
 	// enrolment: what comes after it reaches no program until the next.
 	gap ref
@@ -107,8 +106,8 @@ func (l *lead) apply(recs ...eventstore.Record) {
 		l.version, l.last = r.Seq, x
 		l.state = lifecycle.FromProto(ev.GetLifecycle())
 		l.unscored = Unscored(l.unscored, ev)
-		if lifecycle.Kind(ev.GetEventType()).Fact() {
-			l.lastFact = ev.GetRecordedAt().AsTime()
+		if lifecycle.Kind(ev.GetEventType()).Fact() && givenBackBy(ev) != "" {
+			l.givenBack = ev.GetRecordedAt().AsTime()
 		}
 		if s := segmentOf(ev); s != "" {
 			l.segment = s
@@ -182,6 +181,11 @@ func (l *lead) apply(recs ...eventstore.Record) {
 // mergedFrom is the lead a fact came through while merged, if any.
 func mergedFrom(ev *eventv1.Event) string {
 	return cmp.Or(ev.GetActivityRecorded().GetMergedFrom(), ev.GetLeadResubmitted().GetMergedFrom())
+}
+
+// givenBackBy is the survivor whose unmerge gave the fact back, if any.
+func givenBackBy(ev *eventv1.Event) string {
+	return cmp.Or(ev.GetActivityRecorded().GetGivenBackBy(), ev.GetLeadResubmitted().GetGivenBackBy())
 }
 
 // openGap records x as the start of the gap, unless one is open already.

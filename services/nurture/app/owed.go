@@ -61,17 +61,20 @@ func (a *App) owed(l *lead, cat *program.Catalog, now time.Time, meta envelope.M
 	return nil, nil
 }
 
-// unscoredGrace bounds how long past its deadline, or past its latest
-// fact, a new lead waits for the score of a fact: one the scorer will
-// never score (its dead letter skipped) must not keep it NEW for good.
+// unscoredGrace bounds how long past its deadline, or past a fact an
+// unmerge gave back since, a new lead waits for the score of a fact: one
+// the scorer will never score (its dead letter skipped) must not keep it
+// NEW for good.
 const unscoredGrace = time.Hour
 
 // unscoredBy is when a new lead past its deadline stops waiting for the
-// scores of its facts.
+// scores of its facts. Only what an unmerge gave back moves it: facts
+// that keep coming must not put a lead the scorer never answers off for
+// good.
 func (l *lead) unscoredBy() time.Time {
 	from := l.state.Deadline
-	if l.lastFact.After(from) {
-		from = l.lastFact
+	if l.givenBack.After(from) {
+		from = l.givenBack
 	}
 	return from.Add(unscoredGrace)
 }

@@ -32,7 +32,8 @@ type Recycled struct {
 
 // RecycleLead appends LeadRecycled (cause MANUAL, naming the program if
 // one is given) where the lifecycle allows a recycle, then enrols the
-// lead as for any recycle. A repeated request_id returns the first
+// lead as for any recycle; an enrolment that fails then is left to the
+// consumer, and the answer has none. A repeated request_id returns the first
 // answer, found from the id's record (sent after the recycle), and
 // writes nothing, whatever became of its program since.
 //

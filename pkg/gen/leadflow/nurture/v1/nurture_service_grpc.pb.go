@@ -55,8 +55,10 @@ type NurtureServiceClient interface {
 	// ListPrograms returns every program and the programs' version.
 	ListPrograms(ctx context.Context, in *ListProgramsRequest, opts ...grpc.CallOption) (*ListProgramsResponse, error)
 	// RecycleLead sends a lead to nurture by hand (a NEW, ACCEPTED, LOST or
-	// RECYCLED lead) and enrols it, in the program named or by the entry rules. A
-	// repeated request_id returns the first answer.
+	// RECYCLED lead) and enrols it, in the program named or by the entry
+	// rules. Once the recycle is stored the call answers it, with the
+	// enrolment if that was written too (else nurture's consumer writes it).
+	// A repeated request_id returns the first answer.
 	RecycleLead(ctx context.Context, in *RecycleLeadRequest, opts ...grpc.CallOption) (*RecycleLeadResponse, error)
 	// GetLeadNurture says where a lead stands in nurture.
 	GetLeadNurture(ctx context.Context, in *GetLeadNurtureRequest, opts ...grpc.CallOption) (*GetLeadNurtureResponse, error)
@@ -187,8 +189,10 @@ type NurtureServiceServer interface {
 	// ListPrograms returns every program and the programs' version.
 	ListPrograms(context.Context, *ListProgramsRequest) (*ListProgramsResponse, error)
 	// RecycleLead sends a lead to nurture by hand (a NEW, ACCEPTED, LOST or
-	// RECYCLED lead) and enrols it, in the program named or by the entry rules. A
-	// repeated request_id returns the first answer.
+	// RECYCLED lead) and enrols it, in the program named or by the entry
+	// rules. Once the recycle is stored the call answers it, with the
+	// enrolment if that was written too (else nurture's consumer writes it).
+	// A repeated request_id returns the first answer.
 	RecycleLead(context.Context, *RecycleLeadRequest) (*RecycleLeadResponse, error)
 	// GetLeadNurture says where a lead stands in nurture.
 	GetLeadNurture(context.Context, *GetLeadNurtureRequest) (*GetLeadNurtureResponse, error)
