@@ -237,3 +237,55 @@ func TestAnUnmergeScoresTheFactsAsOfIt(t *testing.T) {
 		t.Fatalf("qualified %v, want once, on the webinar's score %v", q, sc)
 	}
 }
+
+// A lead merged before the scorer reached its capture (the score is
+// refused while it is merged) is scored when an unmerge gives it back
+// NEW; one the unmerge also gives facts back to is scored on those, and
+// one whose score stands gets no other.
+func TestAnUnmergeScoresTheLeadItGivesBackNew(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	activate(t, s.client, vpWebinarModel())
+	survivor, scored := uuid.NewString(), uuid.NewString()
+	w.capture(t, survivor, &eventv1.Profile{Country: "DE"})
+	w.capture(t, scored, vpProfile("scored.example"))
+	w.settle(t)
+	s.stop()
+
+	unscored, withFacts := uuid.NewString(), uuid.NewString()
+	priors := map[string]lifecycle.State{}
+	for _, l := range []string{unscored, withFacts, scored} {
+		if l != scored {
+			w.capture(t, l, vpProfile(l+".example"))
+		}
+		evs := w.events(t, l)
+		priors[l] = lifecycle.FromProto(evs[len(evs)-1].GetLifecycle())
+		merged := &eventv1.LeadMerged{SurvivorLeadId: survivor, AbsorbedLeadId: l, Reason: "one person"}
+		w.write(t, l, lifecycle.Command{Name: lifecycle.Merge, Reason: survivor}, merged)
+		w.write(t, survivor, lifecycle.Command{Name: lifecycle.Resubmit}, merged)
+	}
+	s = w.start(t)
+	w.settle(t) // the captures' scores refused: merged
+	s.stop()    // the unmerge and its fact come in one commit
+	for _, l := range []string{unscored, withFacts, scored} {
+		prior := priors[l]
+		unmerged := &eventv1.LeadUnmerged{SurvivorLeadId: survivor, AbsorbedLeadId: l, Reason: "two people"}
+		w.write(t, l, lifecycle.Command{Name: lifecycle.Unmerge, Reason: "two people", Status: prior.Status, Owner: prior.Owner, Due: prior.Deadline}, unmerged)
+		w.write(t, survivor, lifecycle.Command{Name: lifecycle.Resubmit}, unmerged)
+	}
+	back := w.write(t, withFacts, lifecycle.Command{Name: lifecycle.RecordActivity},
+		&eventv1.ActivityRecorded{ActivityId: uuid.NewString(), Type: webinar, GivenBackBy: survivor})
+	w.start(t)
+	w.settle(t)
+
+	un := ofType(w.events(t, unscored), "LeadUnmerged")[0]
+	if sc := ofType(w.events(t, unscored), "LeadScored"); len(sc) != 1 || sc[0].GetCausationId() != un.GetEventId() || sc[0].GetLeadScored().GetTotal() != 40 {
+		t.Fatalf("the lead given back unscored: %v, want one score of 40, for the unmerge", sc)
+	}
+	if sc := ofType(w.events(t, withFacts), "LeadScored"); len(sc) != 1 || sc[0].GetCausationId() != back.GetEventId() {
+		t.Fatalf("the lead given back with a fact: %v, want one score, for the fact", sc)
+	}
+	if sc := ofType(w.events(t, scored), "LeadScored"); len(sc) != 1 {
+		t.Fatalf("the lead given back scored: %v, want its one score", sc)
+	}
+}

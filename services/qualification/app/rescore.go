@@ -229,11 +229,12 @@ func (a *App) CloseFinishedRescores(ctx context.Context) error {
 }
 
 // progress is how many of the leads a re-score reads it has done, and
-// whether it has done them all: nothing unacknowledged, and nothing
-// pending or everything up to the end sequence acknowledged. While it
-// runs, done is a lower bound: events arriving meanwhile count as pending.
+// whether it has done them all: everything up to the end sequence
+// acknowledged (what the scan holds past it is live traffic, which may
+// never pause), or nothing pending or unacknowledged. While it runs, done
+// is a lower bound: events arriving meanwhile count as pending.
 func progress(r registry.Rescore, s Scan) (done uint64, finished bool) {
-	if s.Unacked == 0 && (s.Pending == 0 || s.AckFloor >= r.End) {
+	if (r.End > 0 && s.AckFloor >= r.End) || (s.Unacked == 0 && s.Pending == 0) {
 		return r.Total, true
 	}
 	if left := s.Pending + s.Unacked; left < r.Total {

@@ -163,7 +163,9 @@ func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev 
 // and no other event would give. The survivor is scored without what went
 // back, with facts as of ev and decay to its time (caused by ev; a new
 // lead keeps its deadline, as an unmerge is no engagement), unless the
-// score stays as it was and decides nothing. A lead given back in nurture
+// score stays as it was and decides nothing; so is the absorbed lead
+// given back NEW, unless facts the unmerge gave back follow (each is
+// scored). A lead given back in nurture
 // gets the score its merge refused its latest re-engagement, as the live
 // scorer would have written it then: nurture waits for that score, caused
 // by the re-engagement. A verdict a crash cut off after either score is
@@ -185,14 +187,20 @@ func (a *App) scoreUnmerged(ctx context.Context, leadID string, seq uint64, ev *
 			return nil, nil, err
 		}
 		cause, typ, asOf, at := ev.GetEventId(), string(lifecycle.KindUnmerged), seq, ev.GetRecordedAt().AsTime()
-		if !survivor {
-			if l.state.Status != lifecycle.StatusNurturing || l.reengaged == "" {
-				return l, nil, nil
-			}
+		switch {
+		case survivor:
+		case l.state.Status == lifecycle.StatusNurturing && l.reengaged != "":
 			cause, typ, asOf = l.reengaged, string(lifecycle.KindReengaged), l.reengagedSeq
 			if i, ok := slices.BinarySearchFunc(recs, asOf, func(r eventstore.Record, seq uint64) int { return cmp.Compare(r.Seq, seq) }); ok {
 				at = recs[i].Event.GetRecordedAt().AsTime()
 			}
+		case l.state.Status == lifecycle.StatusNew && !factAfter(recs, seq):
+			// Given back NEW: its merge refused the score of a fact, or
+			// a version activated while it was merged skipped it, so it
+			// is scored as the survivor is. Facts the unmerge gave back
+			// are scored each, and cover this.
+		default:
+			return l, nil, nil
 		}
 		l.factsAsOf(asOf)
 		if l.scored(cause) {
@@ -211,12 +219,24 @@ func (a *App) scoreUnmerged(ctx context.Context, leadID string, seq uint64, ev *
 		}
 		v, _ := reg.Get(reg.Active)
 		meta := envelope.Meta{CorrelationID: ev.GetCorrelationId(), CausationID: cause}
-		events, err := a.scoreEvents(l, reg.Active, v.Model, at, mayQualify(l.state, typ), survivor, meta)
-		if err != nil || (survivor && l.sameScore(events)) {
+		asUnmerge := typ == string(lifecycle.KindUnmerged) // no engagement: the deadline stays
+		events, err := a.scoreEvents(l, reg.Active, v.Model, at, mayQualify(l.state, typ), asUnmerge, meta)
+		if err != nil || (asUnmerge && l.sameScore(events)) {
 			return l, nil, err
 		}
 		return l, events, nil
 	})
+}
+
+// factAfter reports whether a fact (lifecycle.Kind.Fact) follows seq in
+// recs.
+func factAfter(recs []eventstore.Record, seq uint64) bool {
+	for i := len(recs) - 1; i >= 0 && recs[i].Seq > seq; i-- {
+		if lifecycle.Kind(recs[i].Event.GetEventType()).Fact() {
+			return true
+		}
+	}
+	return false
 }
 
 // writeOwn decides and appends qualification's own events on a lead:
