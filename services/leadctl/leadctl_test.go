@@ -723,6 +723,8 @@ type fakeNurture struct {
 	// perCall, if set, is the most leads one RedriveLeads answers, as
 	// nurture answers those it got to before the call's deadline.
 	perCall int
+	// failFrom, if set, is the first RedriveLeads call that fails.
+	failFrom, calls int
 }
 
 func (n *fakeNurture) FindLostLeads(_ context.Context, r *nurturev1.FindLostLeadsRequest) (*nurturev1.FindLostLeadsResponse, error) {
@@ -735,6 +737,10 @@ func (n *fakeNurture) FindLostLeads(_ context.Context, r *nurturev1.FindLostLead
 func (n *fakeNurture) RedriveLeads(_ context.Context, r *nurturev1.RedriveLeadsRequest) (*nurturev1.RedriveLeadsResponse, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.calls++
+	if n.failFrom > 0 && n.calls >= n.failFrom {
+		return nil, status.Error(codes.DeadlineExceeded, "the first lead outlasted the deadline")
+	}
 	resp := &nurturev1.RedriveLeadsResponse{}
 	ids := r.GetLeadIds()
 	if n.perCall > 0 {
@@ -857,6 +863,22 @@ func TestLostRedriveSaysWhatWasDone(t *testing.T) {
 	if again != out0 {
 		t.Fatalf("lost --redrive answered a lead a call:\n%s\nwant as in one call:\n%s", again, out0)
 	}
+	// A call that fails stops the asking; what was answered is told.
+	n.mu.Lock()
+	n.calls, n.failFrom = 0, 4
+	n.mu.Unlock()
+	out, err = ctl("lost", "--redrive")
+	if err == nil || !strings.Contains(err.Error(), "re-drive stopped after 3 of 4 leads") || !strings.Contains(out, "1 lead(s) not asked for") ||
+		!strings.Contains(out, failed+" failed: FailedPrecondition") {
+		t.Fatalf("lost --redrive, the fourth call failing: %v\n%s", err, out)
+	}
+	n.mu.Lock()
+	n.calls = 0
+	n.mu.Unlock()
+	out, err = ctl("lost", "--redrive", "-o", "json")
+	if err == nil || !json.Valid([]byte(out)) || !strings.Contains(out, failed) {
+		t.Fatalf("lost --redrive -o json, the fourth call failing: %v\n%s", err, out)
+	}
 }
 
 // -o json is one style across commands: every field, zero ones too, under
@@ -885,5 +907,35 @@ func TestProtoJSONLikeTheRest(t *testing.T) {
 	}
 	if out.String() != want.String()+"\n" {
 		t.Fatalf("not indented as the other commands' JSON:\n%s", out.String())
+	}
+}
+
+// A cause outside the lead (a model's activation, a timer) is named
+// whole: event ids are UUIDv7s, whose first digits are only the time, so
+// two causes a minute apart once read alike.
+func TestTimelineNamesAnOutsideCauseWhole(t *testing.T) {
+	a, b := uuid.Must(uuid.NewV7()).String(), uuid.Must(uuid.NewV7()).String()
+	var recs []eventstore.Record
+	for i, cause := range []string{a, b} {
+		recs = append(recs, eventstore.Record{Seq: uint64(i + 1), Event: &eventv1.Event{EventId: uuid.NewString(), EventType: "LeadScored",
+			CausationId: cause, CorrelationId: "activation"}})
+	}
+	var out bytes.Buffer
+	if err := writeTimeline(&out, recs); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), a) || !strings.Contains(out.String(), b) {
+		t.Fatalf("causes %s and %s not named whole:\n%s", a, b, out.String())
+	}
+}
+
+// state -o json says "no owner, no deadline" as empty strings, not the
+// tables' "-", which a script would read as an owner or fail to parse as
+// a time.
+func TestStateJSONLeavesNoneEmpty(t *testing.T) {
+	st, ok := stateAsOf([]eventstore.Record{{Seq: 1, Event: &eventv1.Event{LeadId: "l", EventType: "DealWon",
+		Lifecycle: &eventv1.Lifecycle{Status: eventv1.LeadStatus_LEAD_STATUS_WON}}}}, time.Now())
+	if !ok || st.Owner != "" || st.Deadline != "" {
+		t.Fatalf("state of a won lead: %+v", st)
 	}
 }

@@ -46,8 +46,8 @@ type replayStep struct {
 	EventType string    `json:"event_type"`
 	At        time.Time `json:"at"`
 	Status    string    `json:"status"`
-	Owner     string    `json:"owner"`
-	Deadline  string    `json:"deadline"`
+	Owner     string    `json:"owner,omitempty"`
+	Deadline  string    `json:"deadline,omitempty"`
 	Cycle     int       `json:"cycle"`
 	Breaks    []string  `json:"breaks,omitempty"`
 }
@@ -603,7 +603,7 @@ func writeReplay(w io.Writer, res *replayResult, one bool, limit int) error {
 			if len(s.Breaks) > 0 {
 				check = strings.Join(s.Breaks, "; ")
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", s.Seq, s.At.Format(time.DateTime), s.EventType, s.Status, s.Owner, s.Deadline, s.Cycle, check)
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", s.Seq, s.At.Format(time.DateTime), s.EventType, s.Status, orDash(s.Owner), orDash(s.Deadline), s.Cycle, check)
 		}
 		if err := tw.Flush(); err != nil {
 			return err

@@ -165,7 +165,9 @@ func redriveLost(cmd *cobra.Command, o *options, resp *nurturev1.FindLostLeadsRe
 	}
 	all := &nurturev1.RedriveLeadsResponse{}
 	// Nurture answers the leads it got to before the call's deadline; the
-	// rest are asked for again.
+	// rest are asked for again. A call that fails ends the asking, and
+	// what was answered before it is still told.
+	var stopped error
 	for rest := ids; len(rest) > 0; {
 		batch := rest[:min(redriveBatch, len(rest))]
 		var got []*nurturev1.Redriven
@@ -178,7 +180,8 @@ func redriveLost(cmd *cobra.Command, o *options, resp *nurturev1.FindLostLeadsRe
 			err = errors.New("nurture answered for none of them")
 		}
 		if err != nil {
-			return fmt.Errorf("re-drive after %d of %d leads: %w", len(all.GetLeads()), len(ids), err)
+			stopped = fmt.Errorf("re-drive stopped after %d of %d leads (the rest were not asked for): %w", len(all.GetLeads()), len(ids), err)
+			break
 		}
 		all.Leads = append(all.Leads, got...)
 		answered := map[string]bool{}
@@ -194,9 +197,9 @@ func redriveLost(cmd *cobra.Command, o *options, resp *nurturev1.FindLostLeadsRe
 	failed := counts[nurturev1.RedriveAction_REDRIVE_ACTION_FAILED]
 	// The summary is printed whole either way; a failure still exits
 	// non-zero, so a script or an operator does not take it for done.
-	var errFailed error
+	errFailed := stopped
 	if failed > 0 {
-		errFailed = fmt.Errorf("re-drive failed for %d of %d lead(s): the summary names each with its error", failed, len(ids))
+		errFailed = errors.Join(stopped, fmt.Errorf("re-drive failed for %d of %d lead(s): the summary names each with its error", failed, len(ids)))
 	}
 	if o.output == "json" {
 		if err := printProto(cmd, all); err != nil {
@@ -214,6 +217,9 @@ func redriveLost(cmd *cobra.Command, o *options, resp *nurturev1.FindLostLeadsRe
 	none := counts[nurturev1.RedriveAction_REDRIVE_ACTION_NONE]
 	fmt.Fprintf(w, "re-drive requested for %d lead(s): %d dead letters handed back, %d written by nurture, %d owed nothing, %d unknown, %d failed\n",
 		len(ids), redriven, written, none, counts[nurturev1.RedriveAction_REDRIVE_ACTION_NOT_FOUND], failed)
+	if stopped != nil {
+		fmt.Fprintf(w, "%d lead(s) not asked for: the re-drive stopped (%v)\n", len(ids)-len(all.GetLeads()), stopped)
+	}
 	for _, l := range all.GetLeads() {
 		if l.GetAction() == nurturev1.RedriveAction_REDRIVE_ACTION_FAILED {
 			fmt.Fprintf(w, "  %s failed: %s\n", l.GetLeadId(), l.GetError())

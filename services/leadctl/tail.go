@@ -112,7 +112,7 @@ func tailCmd(o *options) *cobra.Command {
 				st := lifecycle.FromProto(ev.GetLifecycle())
 				fmt.Fprintf(out, "%d  %s  %-22s %-36s %-20s → %s %s\n", meta.Sequence.Stream,
 					ev.GetRecordedAt().AsTime().UTC().Format(time.TimeOnly), ev.GetEventType(), ev.GetLeadId(),
-					by(ev), st.Status, owner(st.Owner))
+					by(ev), st.Status, orDash(owner(st.Owner)))
 			}
 		},
 	}

@@ -79,7 +79,9 @@ func timelineCmd(o *options) *cobra.Command {
 }
 
 // writeTimeline prints one line an event. The causation column names the
-// earlier event of this lead that caused it (#n), or the outside request.
+// earlier event of this lead that caused it (#n), the outside request, or
+// else the cause's whole id (a model's activation, a timer): event ids
+// are UUIDv7s, whose first digits are only the time.
 func writeTimeline(w io.Writer, recs []eventstore.Record) error {
 	index := map[string]int{}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -91,12 +93,12 @@ func writeTimeline(w io.Writer, recs []eventstore.Record) error {
 		if n, ok := index[ev.GetCausationId()]; ok {
 			cause = fmt.Sprintf("#%d", n)
 		} else if ev.GetCausationId() != "" && ev.GetCausationId() != ev.GetCorrelationId() {
-			cause = short(ev.GetCausationId())
+			cause = ev.GetCausationId()
 		}
 		st := lifecycle.FromProto(ev.GetLifecycle())
 		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", i+1, r.Seq,
 			ev.GetRecordedAt().AsTime().UTC().Format(time.DateTime), ev.GetEventType(), by(ev), cause,
-			st.Status, owner(st.Owner), deadline(st.Deadline))
+			st.Status, orDash(owner(st.Owner)), orDash(deadline(st.Deadline)))
 	}
 	return tw.Flush()
 }
@@ -152,7 +154,7 @@ func stateCmd(o *options) *cobra.Command {
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
 			fmt.Fprintf(tw, "lead\t%s\nas of\t%s\nstatus\t%s\nowner\t%s\ndeadline\t%s\nscore\t%d\nattempts\t%d\nlast event\t#%d %s (seq %d)\n",
-				s.Lead, s.AsOf, s.Status, s.Owner, s.Deadline, s.Score, s.Attempts, s.Events, s.LastEvent, s.Version)
+				s.Lead, s.AsOf, s.Status, orDash(s.Owner), orDash(s.Deadline), s.Score, s.Attempts, s.Events, s.LastEvent, s.Version)
 			return tw.Flush()
 		},
 	}
@@ -208,25 +210,20 @@ func actor(a *eventv1.Actor) string {
 	return strings.ToLower(strings.TrimPrefix(a.GetKind().String(), "ACTOR_KIND_")) + ":" + a.GetId()
 }
 
+// owner and deadline are "" for none: JSON says so, and the tables
+// print it as "-" (orDash).
 func owner(o lifecycle.Owner) string {
 	if o.ID == "" {
-		return "-"
+		return ""
 	}
 	return o.String()
 }
 
 func deadline(t time.Time) string {
 	if t.IsZero() {
-		return "-"
+		return ""
 	}
 	return t.UTC().Format(time.RFC3339)
-}
-
-func short(id string) string {
-	if len(id) > 8 {
-		return id[:8]
-	}
-	return id
 }
 
 // protoJSON prints proto messages like leadctl's own JSON: every field,

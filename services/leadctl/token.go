@@ -33,6 +33,9 @@ func tokenCmd(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if o.output == "json" {
+				return writeJSON(cmd.OutOrStdout(), map[string]string{"signing_key": hex.EncodeToString(priv.Seed()), "public_key": hex.EncodeToString(pub)})
+			}
 			_, err = fmt.Fprintf(cmd.OutOrStdout(), "LEADFLOW_AUTH_SIGNING_KEY=%s\nLEADFLOW_AUTH_KEYS=%s\n", hex.EncodeToString(priv.Seed()), hex.EncodeToString(pub))
 			return err
 		},
@@ -72,15 +75,22 @@ func tokenCmd(o *options) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("%w: %w", errUsage, err)
 			}
+			var tokenID string
+			if v, err := auth.NewVerifier(signer.Public().(ed25519.PublicKey)); err == nil {
+				if p, err := v.Verify(tok); err == nil {
+					tokenID = p.ID
+				}
+			}
+			if o.output == "json" {
+				return writeJSON(cmd.OutOrStdout(), map[string]string{"token": tok, "id": tokenID})
+			}
 			if _, err := fmt.Fprintln(cmd.OutOrStdout(), tok); err != nil {
 				return err
 			}
 			// Its id, for revoking it alone, where it stays out of a
 			// captured $(leadctl token issue ...).
-			if v, err := auth.NewVerifier(signer.Public().(ed25519.PublicKey)); err == nil {
-				if p, err := v.Verify(tok); err == nil {
-					fmt.Fprintf(cmd.ErrOrStderr(), "token id %s (leadctl token revoke --id %s)\n", p.ID, p.ID)
-				}
+			if tokenID != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "token id %s (leadctl token revoke --id %s)\n", tokenID, tokenID)
 			}
 			return nil
 		},
@@ -106,6 +116,9 @@ func tokenCmd(o *options) *cobra.Command {
 				return auth.Revoke(ctx, js, id, subject)
 			}); err != nil {
 				return err
+			}
+			if o.output == "json" {
+				return writeJSON(cmd.OutOrStdout(), map[string]string{"revoked_id": id, "revoked_sub": subject})
 			}
 			what := "token " + id
 			if id == "" {

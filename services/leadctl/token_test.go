@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -87,6 +88,26 @@ func testTokenRevoke(t *testing.T, newWorld func(testing.TB) *world) {
 	refused(second)
 	if _, err := runCtl(ctx, append(w.natsFlags(), "token", "revoke")...); !errors.Is(err, errUsage) {
 		t.Fatalf("revoke naming nothing: %v, want a usage error", err)
+	}
+	// -o json: one JSON object each, the token's id beside it.
+	out, err = runCtl(ctx, "token", "keygen", "-o", "json")
+	var kg map[string]string
+	if err != nil || json.Unmarshal([]byte(out), &kg) != nil || len(kg["signing_key"]) != 64 || kg["public_key"] == "" {
+		t.Fatalf("keygen -o json: %v\n%s", err, out)
+	}
+	out, err = runCtl(ctx, "token", "issue", "--sub", "crm-json", "--kind", "integration", "--team", "sales",
+		"--scope", "leads:read", "--signing-key", keys["LEADFLOW_AUTH_SIGNING_KEY"], "-o", "json")
+	var is map[string]string
+	if err != nil || json.Unmarshal([]byte(out), &is) != nil || is["id"] == "" {
+		t.Fatalf("issue -o json: %v\n%s", err, out)
+	}
+	if p, err := verifier.Verify(is["token"]); err != nil || p.ID != is["id"] {
+		t.Fatalf("the token issue -o json printed: %v %v", p, err)
+	}
+	out, err = runCtl(ctx, append(w.natsFlags(), "token", "revoke", "--id", is["id"], "-o", "json")...)
+	var rv map[string]string
+	if err != nil || json.Unmarshal([]byte(out), &rv) != nil || rv["revoked_id"] != is["id"] {
+		t.Fatalf("revoke -o json: %v\n%s", err, out)
 	}
 	// A token of no kind or team would act as neither a person nor an
 	// integration: refused.

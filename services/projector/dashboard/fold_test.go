@@ -109,6 +109,17 @@ func TestJourneyLanesAndCycles(t *testing.T) {
 	if s := steps[2].Summary; s != "Rejected by bob: not a fit" {
 		t.Errorf("summary %q", s)
 	}
+	// A request that named someone else shows the token's caller too.
+	named := dashboard.Journey([]eventstore.Record{rec(1, "LeadReassigned", 1, &eventv1.Event{
+		Actor:   &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "alice", Team: eventv1.Team_TEAM_SALES},
+		Caller:  &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_INTEGRATION, Id: "crm"},
+		Payload: &eventv1.Event_LeadReassigned{LeadReassigned: &eventv1.LeadReassigned{}}})})
+	if a := named[0].Actor; a != "alice (sales) via crm" {
+		t.Errorf("actor %q, want alice (sales) via crm", a)
+	}
+	if s := steps[2].Summary; s != "Rejected by bob: not a fit" {
+		t.Errorf("summary %q", s)
+	}
 	if !steps[3].Recycle {
 		t.Error("LeadRecycled is not marked as a recycle")
 	}

@@ -67,7 +67,7 @@ func Journey(recs []eventstore.Record) []Step {
 	for _, r := range recs {
 		ev := r.Event
 		lc := ev.GetLifecycle()
-		s := Step{Seq: r.Seq, Type: ev.GetEventType(), At: ev.GetOccurredAt().AsTime(), Actor: actor(ev.GetActor()),
+		s := Step{Seq: r.Seq, Type: ev.GetEventType(), At: ev.GetOccurredAt().AsTime(), Actor: by(ev),
 			Status: word(lc.GetStatus()), Owner: owner(lc.GetOwner()), Cycle: lc.GetCycle(), Score: lc.GetScore(),
 			EventID: ev.GetEventId(), CausationID: ev.GetCausationId()}
 		if lc.GetDeadline() != nil {
@@ -83,6 +83,16 @@ func Journey(recs []eventstore.Record) []Step {
 		out = append(out, s)
 	}
 	return out
+}
+
+// by is who an event names as its actor, and the API caller beside it
+// when the request named someone else (a request's actor field is the
+// caller's word; the caller is its token's).
+func by(ev *eventv1.Event) string {
+	if c := ev.GetCaller(); c != nil {
+		return actor(ev.GetActor()) + " via " + actor(c)
+	}
+	return actor(ev.GetActor())
 }
 
 func actor(a *eventv1.Actor) string {
