@@ -249,18 +249,7 @@ func TestAbsenceTimerFiredEarlyWaits(t *testing.T) {
 	if err := behind.FireTimer(ctxT(t), tm, false, envelope.Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	msg, err := w.nats.JS.Stream(ctxT(t), "HANDOFF_TIMERS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	last, err := msg.GetLastMsgForSubject(ctxT(t), fmt.Sprintf("handoff.timer.at.%d.%s.%s", eventstore.Partition(id), id, tm.GetTimerId()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	again, err := app.DecodeTimer(last.Data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	again := scheduled(t, w, id, tm.GetTimerId())
 	if want := start.Add(2 * time.Second); !again.GetFireAt().AsTime().Equal(want) {
 		t.Errorf("scheduled again for %v, want %v (2 s past the start)", again.GetFireAt().AsTime(), want)
 	}
@@ -270,12 +259,7 @@ func TestAbsenceTimerFiredEarlyWaits(t *testing.T) {
 	if err := early.FireTimer(ctxT(t), tm, false, envelope.Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	if last, err = msg.GetLastMsgForSubject(ctxT(t), last.Subject); err != nil {
-		t.Fatal(err)
-	}
-	if again, err = app.DecodeTimer(last.Data); err != nil {
-		t.Fatal(err)
-	}
+	again = scheduled(t, w, id, tm.GetTimerId())
 	if !again.GetFireAt().AsTime().Equal(start) {
 		t.Errorf("fired an hour early, scheduled again for %v, want the start %v", again.GetFireAt().AsTime(), start)
 	}
@@ -469,19 +453,25 @@ func TestRouteRetryFiredEarlyWaits(t *testing.T) {
 	if err := behind.FireTimer(ctxT(t), tm, false, envelope.Meta{}); err != nil {
 		t.Fatal(err)
 	}
+	if want, again := at.Add(2*time.Second), scheduled(t, w, id, tm.GetTimerId()); !again.GetFireAt().AsTime().Equal(want) {
+		t.Errorf("scheduled again for %v, want %v (2 s past its time)", again.GetFireAt().AsTime(), want)
+	}
+}
+
+// scheduled is the timer of leadID scheduled last under timerID.
+func scheduled(t *testing.T, w *world, leadID, timerID string) *eventv1.SLATimer {
+	t.Helper()
 	st, err := w.nats.JS.Stream(ctxT(t), "HANDOFF_TIMERS")
 	if err != nil {
 		t.Fatal(err)
 	}
-	last, err := st.GetLastMsgForSubject(ctxT(t), fmt.Sprintf("handoff.timer.at.%d.%s.%s", eventstore.Partition(id), id, tm.GetTimerId()))
+	last, err := st.GetLastMsgForSubject(ctxT(t), fmt.Sprintf("handoff.timer.at.%d.%s.%s", eventstore.Partition(leadID), leadID, timerID))
 	if err != nil {
-		t.Fatalf("the retry was not scheduled again: %v", err)
+		t.Fatalf("timer %s is not scheduled: %v", timerID, err)
 	}
-	again, err := app.DecodeTimer(last.Data)
+	tm, err := app.DecodeTimer(last.Data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := at.Add(2 * time.Second); !again.GetFireAt().AsTime().Equal(want) {
-		t.Errorf("scheduled again for %v, want %v (2 s past its time)", again.GetFireAt().AsTime(), want)
-	}
+	return tm
 }

@@ -41,9 +41,7 @@ func TestInterestBeforeTheEnrolmentIsHeard(t *testing.T) {
 			}
 		}
 	})
-	put(t, s.client, &eventv1.NurtureProgram{ProgramId: "webinars", Name: "Webinar series", Duration: days(45),
-		EntryRules: []*eventv1.NurtureEntryRule{{RuleId: "smb", Causes: []eventv1.RecycleCause{rejected}, Segments: []string{"smb"}}},
-		ExitRules:  &eventv1.NurtureExitRules{ReengageOn: []eventv1.ActivityType{webinar}}})
+	putWebinars(t, s.client)
 	w.accepted(t, counted, "smb", 30)
 	w.accepted(t, notCounted, "smb", 30)
 	w.reject(t, counted, eventv1.RejectReason_REJECT_REASON_NOT_READY, "smb")

@@ -393,3 +393,12 @@ func (w *world) scoredBy(t testing.TB, leadID, cause string) *eventv1.Event {
 	}
 	return ev
 }
+
+// putWebinars defines the program "webinars": smb leads sales rejected,
+// for 45 days, re-engaged by a webinar.
+func putWebinars(t testing.TB, c nurturev1.NurtureServiceClient) {
+	t.Helper()
+	put(t, c, &eventv1.NurtureProgram{ProgramId: "webinars", Name: "Webinar series", Duration: days(45),
+		EntryRules: []*eventv1.NurtureEntryRule{{RuleId: "smb", Causes: []eventv1.RecycleCause{rejected}, Segments: []string{"smb"}}},
+		ExitRules:  &eventv1.NurtureExitRules{ReengageOn: []eventv1.ActivityType{webinar}}})
+}

@@ -385,9 +385,7 @@ func TestInterestDuringTheRescoreIsHeard(t *testing.T) {
 func TestInterestGivenBackReengagesNobodyHere(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
-	put(t, s.client, &eventv1.NurtureProgram{ProgramId: "webinars", Name: "Webinar series", Duration: days(45),
-		EntryRules: []*eventv1.NurtureEntryRule{{RuleId: "smb", Causes: []eventv1.RecycleCause{rejected}, Segments: []string{"smb"}}},
-		ExitRules:  &eventv1.NurtureExitRules{ReengageOn: []eventv1.ActivityType{webinar}}})
+	putWebinars(t, s.client)
 	survivor, absorbed := uuid.NewString(), uuid.NewString()
 	w.accepted(t, survivor, "smb", 30)
 	w.reject(t, survivor, eventv1.RejectReason_REJECT_REASON_NOT_READY, "smb")

@@ -144,9 +144,7 @@ func TestAFactWaitingForItsScoreIsNotRecycled(t *testing.T) {
 func TestAReengagementNobodyScoresGoesBackToItsProgram(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
-	put(t, s.client, &eventv1.NurtureProgram{ProgramId: "webinars", Name: "Webinar series", Duration: days(45),
-		EntryRules: []*eventv1.NurtureEntryRule{{RuleId: "smb", Causes: []eventv1.RecycleCause{rejected}, Segments: []string{"smb"}}},
-		ExitRules:  &eventv1.NurtureExitRules{ReengageOn: []eventv1.ActivityType{webinar}}})
+	putWebinars(t, s.client)
 	l := uuid.NewString()
 	w.accepted(t, l, "smb", 30)
 	w.reject(t, l, eventv1.RejectReason_REJECT_REASON_NOT_READY, "smb")
