@@ -417,14 +417,16 @@ func TestAnAbsenceStoredByAKilledProcessIsHandedOn(t *testing.T) {
 }
 
 // A routing retry handled before its time by its replica's clock (behind
-// the server's) waits as far past its time as the clock was early,
-// instead of trying, finding the same, and asking for the same time, at
-// once, round after round.
+// the server's), that finds nobody until that time, asks for the next
+// try as far past it as the clock was early, instead of at that time,
+// which the server would fire at once, round after round; that try finds
+// the rep back.
 func TestRouteRetryFiredEarlyWaits(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
 	routingSetup(t, s.client, 10)
-	away := []*eventv1.Absence{{From: timestamppb.New(time.Now().Add(-time.Hour)), Until: timestamppb.New(time.Now().Add(time.Hour))}}
+	back := time.Now().Add(time.Hour).Truncate(time.Second)
+	away := []*eventv1.Absence{{From: timestamppb.New(time.Now().Add(-time.Hour)), Until: timestamppb.New(back)}}
 	for _, r := range []string{"ann", "bob", "cat"} {
 		if _, err := s.client.SetOutOfOffice(ctxT(t), &handoffv1.SetOutOfOfficeRequest{OutOfOffice: &eventv1.OutOfOffice{RepId: r, Absences: away}, ChangedBy: ops}); err != nil {
 			t.Fatal(err)
@@ -445,16 +447,27 @@ func TestRouteRetryFiredEarlyWaits(t *testing.T) {
 			step = r
 		}
 	}
-	at := time.Now().Add(time.Minute)
-	tm := &eventv1.SLATimer{TimerId: app.TimerID(step.Event.GetEventId(), eventv1.SLAKind_SLA_KIND_ROUTE, eventv1.TimerPhase_TIMER_PHASE_DUE) + "-1",
-		LeadId: id, Sla: eventv1.SLAKind_SLA_KIND_ROUTE, Phase: eventv1.TimerPhase_TIMER_PHASE_DUE, Attempt: 1,
-		StepEventId: step.Event.GetEventId(), StepSequence: step.Seq, DueAt: step.Event.GetLifecycle().GetDeadline(), FireAt: timestamppb.New(at)}
-	behind := w.app(t, adapters.NewLeads(w.store), app.WithClock(func() time.Time { return at.Add(-2 * time.Second) }))
-	if err := behind.FireTimer(ctxT(t), tm, false, envelope.Meta{}); err != nil {
+	// The retry the queue asked for when the reps are back.
+	due := app.TimerID(step.Event.GetEventId(), eventv1.SLAKind_SLA_KIND_ROUTE, eventv1.TimerPhase_TIMER_PHASE_DUE)
+	tm := &eventv1.SLATimer{TimerId: due + "-1", LeadId: id, Sla: eventv1.SLAKind_SLA_KIND_ROUTE, Phase: eventv1.TimerPhase_TIMER_PHASE_DUE, Attempt: 1,
+		StepEventId: step.Event.GetEventId(), StepSequence: step.Seq, DueAt: step.Event.GetLifecycle().GetDeadline(), FireAt: timestamppb.New(back)}
+	behind := func(by time.Time) *app.App {
+		return w.app(t, adapters.NewLeads(w.store), app.WithClock(func() time.Time { return by }))
+	}
+	if err := behind(back.Add(-2*time.Second)).FireTimer(ctxT(t), tm, false, envelope.Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	if want, again := at.Add(2*time.Second), scheduled(t, w, id, tm.GetTimerId()); !again.GetFireAt().AsTime().Equal(want) {
-		t.Errorf("scheduled again for %v, want %v (2 s past its time)", again.GetFireAt().AsTime(), want)
+	next := scheduled(t, w, id, due+"-2")
+	if want := back.Add(2 * time.Second); !next.GetFireAt().AsTime().Equal(want) {
+		t.Fatalf("next try at %v, want %v (2 s past its time)", next.GetFireAt().AsTime(), want)
+	}
+	// The server fires it at its time; this clock, 2 s behind, shows
+	// the reps back.
+	if err := behind(back).FireTimer(ctxT(t), next, false, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(ofType(w.events(t, id), "LeadAssigned")); n != 1 {
+		t.Fatalf("%d assignments after the second try, want 1", n)
 	}
 }
 

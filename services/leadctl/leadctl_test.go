@@ -868,7 +868,7 @@ func TestLostRedriveSaysWhatWasDone(t *testing.T) {
 	n.calls, n.failFrom = 0, 4
 	n.mu.Unlock()
 	out, err = ctl("lost", "--redrive")
-	if err == nil || !strings.Contains(err.Error(), "re-drive stopped after 3 of 4 leads") || !strings.Contains(out, "1 lead(s) not asked for") ||
+	if err == nil || !strings.Contains(err.Error(), "re-drive stopped after 3 of 4 leads") || !strings.Contains(out, "1 lead(s) without an answer") ||
 		!strings.Contains(out, failed+" failed: FailedPrecondition") {
 		t.Fatalf("lost --redrive, the fourth call failing: %v\n%s", err, out)
 	}

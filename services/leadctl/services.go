@@ -180,7 +180,7 @@ func redriveLost(cmd *cobra.Command, o *options, resp *nurturev1.FindLostLeadsRe
 			err = errors.New("nurture answered for none of them")
 		}
 		if err != nil {
-			stopped = fmt.Errorf("re-drive stopped after %d of %d leads (the rest were not asked for): %w", len(all.GetLeads()), len(ids), err)
+			stopped = fmt.Errorf("re-drive stopped after %d of %d leads: %w", len(all.GetLeads()), len(ids), err)
 			break
 		}
 		all.Leads = append(all.Leads, got...)
@@ -218,7 +218,8 @@ func redriveLost(cmd *cobra.Command, o *options, resp *nurturev1.FindLostLeadsRe
 	fmt.Fprintf(w, "re-drive requested for %d lead(s): %d dead letters handed back, %d written by nurture, %d owed nothing, %d unknown, %d failed\n",
 		len(ids), redriven, written, none, counts[nurturev1.RedriveAction_REDRIVE_ACTION_NOT_FOUND], failed)
 	if stopped != nil {
-		fmt.Fprintf(w, "%d lead(s) not asked for: the re-drive stopped (%v)\n", len(ids)-len(all.GetLeads()), stopped)
+		fmt.Fprintf(w, "%d lead(s) without an answer (those of the failed call may have been re-driven): %v; run leadctl lost --redrive again\n",
+			len(ids)-len(all.GetLeads()), stopped)
 	}
 	for _, l := range all.GetLeads() {
 		if l.GetAction() == nurturev1.RedriveAction_REDRIVE_ACTION_FAILED {

@@ -279,8 +279,14 @@ func TestAnUnmergeScoresTheLeadItGivesBackNew(t *testing.T) {
 	w.settle(t)
 
 	un := ofType(w.events(t, unscored), "LeadUnmerged")[0]
-	if sc := ofType(w.events(t, unscored), "LeadScored"); len(sc) != 1 || sc[0].GetCausationId() != un.GetEventId() || sc[0].GetLeadScored().GetTotal() != 40 {
+	sc := ofType(w.events(t, unscored), "LeadScored")
+	if len(sc) != 1 || sc[0].GetCausationId() != un.GetEventId() || sc[0].GetLeadScored().GetTotal() != 40 {
 		t.Fatalf("the lead given back unscored: %v, want one score of 40, for the unmerge", sc)
+	}
+	// Its first score: the wait for engagement starts, as for any first
+	// score, not the capture's hour (nurture would recycle it at once).
+	if got, want := sc[0].GetLifecycle().GetDeadline().AsTime(), sc[0].GetRecordedAt().AsTime().Add(lifecycle.DefaultPolicy().EngageWithin); !got.Equal(want) {
+		t.Fatalf("the first score's deadline %v, want %v", got, want)
 	}
 	if sc := ofType(w.events(t, withFacts), "LeadScored"); len(sc) != 1 || sc[0].GetCausationId() != back.GetEventId() {
 		t.Fatalf("the lead given back with a fact: %v, want one score, for the fact", sc)

@@ -200,6 +200,13 @@ func (a *App) routeEvents(ctx context.Context, cfg *routing.Config, l *lead, cau
 	if !next.After(now) {
 		next = now.Add(time.Second)
 	}
+	if fire := retry.GetFireAt().AsTime(); retry != nil && !next.After(fire) && now.Before(fire) {
+		// This retry fired early by this clock, behind the server's, and
+		// asks for its own time again (a rep back, a shift open, by this
+		// clock): at once, round after round. As far past it instead,
+		// about when this clock shows it.
+		next = fire.Add(fire.Sub(now))
+	}
 	if retry == nil || !due.IsZero() {
 		// A retry that moved the deadline queues the lead again: a step
 		// whose timers carry the new deadline, in place of the retries'.

@@ -472,14 +472,6 @@ func (a *App) onTimer(ctx context.Context, cfg *routing.Config, l *lead, t *even
 		if st.Status != lifecycle.StatusMQL {
 			return nil, nil
 		}
-		if fire, now := t.GetFireAt().AsTime(), a.now(); now.Before(fire) {
-			// Fired early by this clock, behind the server's: a try now
-			// would find what the last one found and ask for the same
-			// time, at once, round after round. Again as far past it.
-			again := proto.CloneOf(t)
-			again.FireAt = timestamppb.New(fire.Add(fire.Sub(now)))
-			return nil, a.timers.Reschedule(ctx, again)
-		}
 		return a.routeEvents(ctx, cfg, l, t.GetTimerId(), t, since, meta)
 	default:
 		return nil, nil

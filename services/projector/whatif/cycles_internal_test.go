@@ -157,13 +157,15 @@ func TestNotNowIsEachVersionsOwn(t *testing.T) {
 		t.Fatalf("a proposal's not-now: %+v, want an MQL under the active version only", got)
 	}
 
-	// Active with the rule: not now, recycled, enrolled; the webinar
-	// after that qualifies it under a proposal without the rule.
+	// Active with the rule: not now, recycled, enrolled, and again in the
+	// next program; the webinar after that qualifies it under a proposal
+	// without the rule.
 	p = &replayer{t: t, r: New(&withRule, plain, time.Time{}, time.Time{}), at: at}
 	p.apply("l", &eventv1.LeadCaptured{Profile: small, Attribution: &eventv1.Attribution{Source: "web-form"}})
-	p.apply("l", &eventv1.ActivityRecorded{Type: webinar})
 	p.apply("l", &eventv1.LeadDisqualified{RuleId: "tiny", NotNow: true})
 	p.apply("l", &eventv1.LeadRecycled{Cause: eventv1.RecycleCause_RECYCLE_CAUSE_NOT_READY})
+	p.apply("l", &eventv1.NurtureEnrolled{ProgramId: "first"})
+	p.apply("l", &eventv1.NurtureExited{ProgramId: "first"})
 	p.apply("l", &eventv1.NurtureEnrolled{ProgramId: "later"})
 	p.apply("l", &eventv1.ActivityRecorded{Type: webinar})
 	if got := p.r.Result().Total; got.MQLsActive != 0 || got.MQLsProposed != 1 || got.Gained != 1 {

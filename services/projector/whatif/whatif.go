@@ -163,11 +163,12 @@ func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
 	case *eventv1.Event_LeadRecycled, *eventv1.Event_NurtureEnrolled:
 		// Back to nurture after sales had it: a new cycle, whose
 		// re-engagement may qualify it again, as live. One a rule's "not
-		// now" sent there is in nurture only under a version that says so.
-		l.nurtured, l.acted = l.nurtured || !l.ruleNotNow, false
-		if ev.GetNurtureEnrolled() != nil {
-			l.ruleNotNow = false // that way to nurture ends here
+		// now" sent there is in nurture only under a version that says
+		// so, until it comes back to nurture another way.
+		if r := ev.GetLeadRecycled(); r != nil && r.GetCause() != eventv1.RecycleCause_RECYCLE_CAUSE_NOT_READY {
+			l.ruleNotNow = false
 		}
+		l.nurtured, l.acted = l.nurtured || !l.ruleNotNow, false
 	case *eventv1.Event_LeadAccepted, *eventv1.Event_DealLost:
 		l.acted = true
 	case *eventv1.Event_LeadRejected:

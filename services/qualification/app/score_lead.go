@@ -219,8 +219,12 @@ func (a *App) scoreUnmerged(ctx context.Context, leadID string, seq uint64, ev *
 		}
 		v, _ := reg.Get(reg.Active)
 		meta := envelope.Meta{CorrelationID: ev.GetCorrelationId(), CausationID: cause}
-		asUnmerge := typ == string(lifecycle.KindUnmerged) // no engagement: the deadline stays
-		events, err := a.scoreEvents(l, reg.Active, v.Model, at, mayQualify(l.state, typ), asUnmerge, meta)
+		// An unmerge is no engagement: the deadline stays, unless the
+		// absorbed lead's facts were never all scored (its first score
+		// starts the wait for engagement, as a re-score's does).
+		asUnmerge := typ == string(lifecycle.KindUnmerged)
+		keep := asUnmerge && (survivor || !l.triggeredSinceScore())
+		events, err := a.scoreEvents(l, reg.Active, v.Model, at, mayQualify(l.state, typ), keep, meta)
 		if err != nil || (asUnmerge && l.sameScore(events)) {
 			return l, nil, err
 		}
