@@ -4,8 +4,10 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/auth"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
 	"github.com/leadflow/leadflow/pkg/testenv"
 )
 
@@ -98,5 +101,57 @@ func TestAuthScopesOverGRPCAndHTTP(t *testing.T) {
 	if a, c := recs[0].Event.GetActor(), recs[0].Event.GetCaller(); a.GetId() != "qualification" || c.GetId() != "web-forms" ||
 		c.GetKind() != eventv1.ActorKind_ACTOR_KIND_INTEGRATION {
 		t.Fatalf("LeadCaptured by %v, caller %v; want the named actor and the token's caller", a, c)
+	}
+}
+
+// An import whose token is revoked mid-stream answers every row it took
+// before (its rows written), then ends refusing the first row after.
+func TestImportAnswersTheRowsTakenBeforeARevocation(t *testing.T) {
+	pub, signer, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := testenv.StartNATS(t)
+	// Rows wait for the stream's end or its failure: no linger flush.
+	e := startWith(t, n, Config{Addr: "127.0.0.1:0", NATSURL: n.Server.URL(), Stream: "LEADFLOW", Replicas: 1,
+		MasterKey: hexKey(t), BlindKey: hexKey(t), Grace: time.Second, AuthKeys: hex.EncodeToString(pub), importLinger: time.Hour})
+	tok, err := auth.Issue(signer, auth.Principal{Subject: "slow-import", Kind: eventv1.ActorKind_ACTOR_KIND_INTEGRATION,
+		Team: eventv1.Team_TEAM_MARKETING, Scopes: []string{"leads:capture"}}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := metadata.NewOutgoingContext(ctxT(t), metadata.Pairs("authorization", "Bearer "+tok))
+	stream, err := e.client.ImportLeads(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := stream.Send(&intakev1.ImportLeadsRequest{Row: int64(i + 1), Lead: lead(fmt.Sprintf("row%d@slow.example", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := auth.Revoke(ctxT(t), n.JS, "", "slow-import"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // past the stream's next check of its token
+	if err := stream.Send(&intakev1.ImportLeadsRequest{Row: 4, Lead: lead("row3@slow.example")}); err != nil {
+		t.Fatal(err)
+	}
+	var rows []int64
+	for {
+		res, err := stream.Recv()
+		if err != nil {
+			if status.Code(err) != codes.Unauthenticated {
+				t.Fatalf("the stream ended with %v, want Unauthenticated", err)
+			}
+			break
+		}
+		if res.GetLeadId() == "" {
+			t.Fatalf("row %d: %v", res.GetRow(), res)
+		}
+		rows = append(rows, res.GetRow())
+	}
+	if !slices.Equal(rows, []int64{1, 2, 3}) {
+		t.Fatalf("answered rows %v, want the 3 taken before the revocation", rows)
 	}
 }

@@ -47,9 +47,11 @@ type Config struct {
 	// finishAfter replaces app.FinishAfter; crashPoints is
 	// told of each crash point a command passes (tests).
 	finishAfter time.Duration
-	// rewrapEvery replaces rewrapEvery (tests).
-	rewrapEvery time.Duration
-	crashPoints func(p app.CrashPoint, leadID string)
+	// rewrapEvery replaces rewrapEvery; importLinger ports.ImportLinger
+	// (tests).
+	rewrapEvery  time.Duration
+	importLinger time.Duration
+	crashPoints  func(p app.CrashPoint, leadID string)
 }
 
 func main() {

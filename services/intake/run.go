@@ -105,7 +105,9 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	if err != nil {
 		return err
 	}
-	intakev1.RegisterIntakeServiceServer(srv.Server, ports.NewGRPC(a, log))
+	port := ports.NewGRPC(a, log)
+	port.Linger = cmp.Or(cfg.importLinger, port.Linger)
+	intakev1.RegisterIntakeServiceServer(srv.Server, port)
 	lis, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Addr, err)

@@ -1657,3 +1657,43 @@ func TestAClaimedEmailIsTheLeadsOnEveryReplica(t *testing.T) {
 		t.Fatalf("capture of the erased person on the other replica: %v, want a new lead", got)
 	}
 }
+
+// A slow import is answered row by row as its rows come, not once the
+// stream ends or a chunk's thousand rows have piled up.
+func TestASlowImportIsAnsweredAsItGoes(t *testing.T) {
+	e := start(t)
+	stream, err := e.client.ImportLeads(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	answers := make(chan *intakev1.ImportLeadsResponse, 8)
+	go func() {
+		defer close(answers)
+		for {
+			r, err := stream.Recv()
+			if err != nil {
+				return
+			}
+			answers <- r
+		}
+	}()
+	for i := range 3 {
+		if err := stream.Send(&intakev1.ImportLeadsRequest{Row: int64(i + 1), Lead: lead(fmt.Sprintf("slow%d@import.example", i))}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case r := <-answers:
+			if r.GetRow() != int64(i+1) || r.GetLeadId() == "" {
+				t.Fatalf("answer %v, want row %d's", r, i+1)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("row %d not answered while the stream stays open", i+1)
+		}
+	}
+	if err := stream.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := <-answers; ok {
+		t.Fatalf("an answer after the last row's: %v", r)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
@@ -111,6 +112,10 @@ func tokenCmd(o *options) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if (id == "") == (subject == "") {
 				return fmt.Errorf("%w: name a token with --id or a caller with --sub", errUsage)
+			}
+			if _, err := uuid.Parse(id); id != "" && err != nil {
+				// A typo would be stored and reported revoked, revoking nothing.
+				return fmt.Errorf("%w: --id %q is not a token id (a UUID, printed when the token was issued)", errUsage, id)
 			}
 			if err := o.withJS(cmd.Context(), func(ctx context.Context, js jetstream.JetStream) error {
 				return auth.Revoke(ctx, js, id, subject)

@@ -89,6 +89,9 @@ func testTokenRevoke(t *testing.T, newWorld func(testing.TB) *world) {
 	if _, err := runCtl(ctx, append(w.natsFlags(), "token", "revoke")...); !errors.Is(err, errUsage) {
 		t.Fatalf("revoke naming nothing: %v, want a usage error", err)
 	}
+	if _, err := runCtl(ctx, append(w.natsFlags(), "token", "revoke", "--id", "not-a-real-id")...); !errors.Is(err, errUsage) {
+		t.Fatalf("revoke of an id no token has: %v, want a usage error", err)
+	}
 	// -o json: one JSON object each, the token's id beside it.
 	out, err = runCtl(ctx, "token", "keygen", "-o", "json")
 	var kg map[string]string

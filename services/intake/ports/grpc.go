@@ -28,12 +28,16 @@ type GRPC struct {
 	intakev1.UnimplementedIntakeServiceServer
 	app *app.App
 	log *slog.Logger
+	// Linger replaces ImportLinger.
+	Linger time.Duration
 }
 
 var _ intakev1.IntakeServiceServer = (*GRPC)(nil)
 
 // NewGRPC returns the gRPC port of a.
-func NewGRPC(a *app.App, log *slog.Logger) *GRPC { return &GRPC{app: a, log: log} }
+func NewGRPC(a *app.App, log *slog.Logger) *GRPC {
+	return &GRPC{app: a, log: log, Linger: ImportLinger}
+}
 
 // meta is the envelope for a request's events (grpcserver.Meta) with
 // the actor the request names (an integration acting for a person), else
@@ -124,13 +128,24 @@ func (g *GRPC) ImportLeads(stream intakev1.IntakeService_ImportLeadsServer) erro
 	return <-received
 }
 
+// ImportLinger is how long a partial chunk waits for its next row before
+// it is written: a stream that sends rows slowly is answered as they
+// come, while a bulk one fills its chunks.
+const ImportLinger = 50 * time.Millisecond
+
 // receiveImport reads an import's rows and hands each chunk on, decided
-// (app.PrepareImport), until the client ends the stream.
+// (app.PrepareImport), until the client ends the stream: a full chunk, a
+// partial one once no row came for Linger, and at the end or a
+// failed read (a token revoked mid-stream) what was taken, so its rows
+// are written and answered before the stream ends.
 func (g *GRPC) receiveImport(ctx context.Context, stream intakev1.IntakeService_ImportLeadsServer, batches chan<- *app.ImportBatch) error {
 	m := meta(ctx, nil)
 	rows := make([]app.ImportRow, 0, app.ImportChunk)
 	var last *app.ImportBatch // the chunk before, perhaps still being written
 	hand := func() error {
+		if len(rows) == 0 {
+			return nil
+		}
 		b := g.app.PrepareImport(ctx, rows, m, last)
 		select {
 		case batches <- b:
@@ -140,22 +155,52 @@ func (g *GRPC) receiveImport(ctx context.Context, stream intakev1.IntakeService_
 			return ctx.Err()
 		}
 	}
-	for {
-		r, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			if len(rows) == 0 {
-				return nil
+	type received struct {
+		r   *intakev1.ImportLeadsRequest
+		err error
+	}
+	in := make(chan received)
+	go func() {
+		for {
+			r, err := stream.Recv()
+			select {
+			case in <- received{r, err}:
+			case <-ctx.Done():
+				return
 			}
-			return hand()
+			if err != nil {
+				return
+			}
 		}
-		if err != nil {
-			return err
-		}
-		rows = append(rows, app.ImportRow{Row: r.GetRow(), Capture: capture(r.GetLead())})
-		if len(rows) == app.ImportChunk {
+	}()
+	linger := time.NewTimer(g.Linger)
+	defer linger.Stop()
+	for {
+		select {
+		case <-linger.C:
 			if err := hand(); err != nil {
 				return err
 			}
+			continue
+		case <-ctx.Done():
+			return ctx.Err()
+		case x := <-in:
+			switch {
+			case errors.Is(x.err, io.EOF):
+				return hand()
+			case x.err != nil:
+				if err := hand(); err != nil {
+					return errors.Join(x.err, err)
+				}
+				return x.err
+			}
+			rows = append(rows, app.ImportRow{Row: x.r.GetRow(), Capture: capture(x.r.GetLead())})
+			if len(rows) == app.ImportChunk {
+				if err := hand(); err != nil {
+					return err
+				}
+			}
+			linger.Reset(g.Linger)
 		}
 	}
 }
