@@ -1697,3 +1697,36 @@ func TestASlowImportIsAnsweredAsItGoes(t *testing.T) {
 		t.Fatalf("an answer after the last row's: %v", r)
 	}
 }
+
+// A steady stream whose rows come closer together than the pause that
+// writes a partial chunk is answered as it goes too: a chunk's first row
+// waits ten pauses at most.
+func TestASteadyImportIsAnsweredAsItGoes(t *testing.T) {
+	srv := testenv.StartNATS(t)
+	e := startWith(t, srv, Config{Addr: "127.0.0.1:0", NATSURL: srv.Server.URL(), Stream: "LEADFLOW", Replicas: 1,
+		MasterKey: hexKey(t), BlindKey: hexKey(t), Grace: time.Second, importLinger: 200 * time.Millisecond})
+	stream, err := e.client.ImportLeads(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	answered := make(chan struct{})
+	go func() {
+		if _, err := stream.Recv(); err == nil {
+			close(answered)
+		}
+	}()
+	for i := range 40 { // 4 s, one row every 100 ms: no 200 ms pause
+		if err := stream.Send(&intakev1.ImportLeadsRequest{Row: int64(i + 1), Lead: lead(fmt.Sprintf("steady%d@import.example", i))}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	select {
+	case <-answered:
+	default:
+		t.Fatal("no row answered while the stream kept sending")
+	}
+	if err := stream.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -113,9 +113,14 @@ func tokenCmd(o *options) *cobra.Command {
 			if (id == "") == (subject == "") {
 				return fmt.Errorf("%w: name a token with --id or a caller with --sub", errUsage)
 			}
-			if _, err := uuid.Parse(id); id != "" && err != nil {
-				// A typo would be stored and reported revoked, revoking nothing.
-				return fmt.Errorf("%w: --id %q is not a token id (a UUID, printed when the token was issued)", errUsage, id)
+			if id != "" {
+				// A typo would be stored and reported revoked, revoking
+				// nothing; the id is looked up as issue prints it.
+				u, err := uuid.Parse(id)
+				if err != nil {
+					return fmt.Errorf("%w: --id %q is not a token id (a UUID, printed when the token was issued)", errUsage, id)
+				}
+				id = u.String()
 			}
 			if err := o.withJS(cmd.Context(), func(ctx context.Context, js jetstream.JetStream) error {
 				return auth.Revoke(ctx, js, id, subject)

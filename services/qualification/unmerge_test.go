@@ -240,23 +240,30 @@ func TestAnUnmergeScoresTheFactsAsOfIt(t *testing.T) {
 
 // A lead merged before the scorer reached its capture (the score is
 // refused while it is merged) is scored when an unmerge gives it back
-// NEW; one the unmerge also gives facts back to is scored on those, and
-// one whose score stands gets no other.
+// NEW; one the unmerge also gives facts back to is scored on those; one
+// whose score stands gets no other, but one with a fact of its own its
+// merge left unscored gets the score that starts its wait for engagement
+// again, the same total or not.
 func TestAnUnmergeScoresTheLeadItGivesBackNew(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
 	activate(t, s.client, vpWebinarModel())
-	survivor, scored := uuid.NewString(), uuid.NewString()
+	survivor, scored, visited := uuid.NewString(), uuid.NewString(), uuid.NewString()
 	w.capture(t, survivor, &eventv1.Profile{Country: "DE"})
 	w.capture(t, scored, vpProfile("scored.example"))
+	w.capture(t, visited, vpProfile("visited.example"))
 	w.settle(t)
 	s.stop()
 
 	unscored, withFacts := uuid.NewString(), uuid.NewString()
 	priors := map[string]lifecycle.State{}
-	for _, l := range []string{unscored, withFacts, scored} {
-		if l != scored {
+	var visit *eventv1.Event
+	for _, l := range []string{unscored, withFacts, scored, visited} {
+		switch l {
+		case unscored, withFacts:
 			w.capture(t, l, vpProfile(l+".example"))
+		case visited:
+			visit = w.activity(t, l, eventv1.ActivityType_ACTIVITY_TYPE_WEB_VISIT) // no points in this model
 		}
 		evs := w.events(t, l)
 		priors[l] = lifecycle.FromProto(evs[len(evs)-1].GetLifecycle())
@@ -267,7 +274,7 @@ func TestAnUnmergeScoresTheLeadItGivesBackNew(t *testing.T) {
 	s = w.start(t)
 	w.settle(t) // the captures' scores refused: merged
 	s.stop()    // the unmerge and its fact come in one commit
-	for _, l := range []string{unscored, withFacts, scored} {
+	for _, l := range []string{unscored, withFacts, scored, visited} {
 		prior := priors[l]
 		unmerged := &eventv1.LeadUnmerged{SurvivorLeadId: survivor, AbsorbedLeadId: l, Reason: "two people"}
 		w.write(t, l, lifecycle.Command{Name: lifecycle.Unmerge, Reason: "two people", Status: prior.Status, Owner: prior.Owner, Due: prior.Deadline}, unmerged)
@@ -293,5 +300,14 @@ func TestAnUnmergeScoresTheLeadItGivesBackNew(t *testing.T) {
 	}
 	if sc := ofType(w.events(t, scored), "LeadScored"); len(sc) != 1 {
 		t.Fatalf("the lead given back scored: %v, want its one score", sc)
+	}
+	evs := w.events(t, visited)
+	if n := len(causedBy(evs, visit.GetEventId())); n != 0 {
+		t.Fatalf("the visit scored while merged: %d scores", n)
+	}
+	un = ofType(evs, "LeadUnmerged")[0]
+	if sc := causedBy(evs, un.GetEventId()); len(sc) != 1 || sc[0].GetLeadScored().GetTotal() != 40 ||
+		!sc[0].GetLifecycle().GetDeadline().AsTime().Equal(sc[0].GetRecordedAt().AsTime().Add(lifecycle.DefaultPolicy().EngageWithin)) {
+		t.Fatalf("the lead given back with its visit unscored: %v, want a score of 40 for the unmerge, its wait for engagement begun", sc)
 	}
 }

@@ -86,8 +86,9 @@ func outcome(o app.Outcome) intakev1.CaptureOutcome {
 	return intakev1.CaptureOutcome_CAPTURE_OUTCOME_UNSPECIFIED
 }
 
-// ImportLeads reads rows in chunks of app.ImportChunk and answers one
-// result per row, in order, as soon as its chunk is stored. One goroutine
+// ImportLeads reads rows in chunks of up to app.ImportChunk (see
+// receiveImport) and answers one result per row, in order, as soon as
+// its chunk is stored. One goroutine
 // receives and decides each chunk while this one writes the chunk before
 // it and answers it; chunks are written one after the other, so that a
 // person's rows in two chunks are stored in row order.
@@ -129,15 +130,17 @@ func (g *GRPC) ImportLeads(stream intakev1.IntakeService_ImportLeadsServer) erro
 }
 
 // ImportLinger is how long a partial chunk waits for its next row before
-// it is written: a stream that sends rows slowly is answered as they
-// come, while a bulk one fills its chunks.
+// it is written, and ten times it how long its first row waits at most: a
+// stream that sends rows slowly, or steadily but sparsely, is answered
+// as it goes, while a bulk one fills its chunks.
 const ImportLinger = 50 * time.Millisecond
 
 // receiveImport reads an import's rows and hands each chunk on, decided
 // (app.PrepareImport), until the client ends the stream: a full chunk, a
-// partial one once no row came for Linger, and at the end or a
-// failed read (a token revoked mid-stream) what was taken, so its rows
-// are written and answered before the stream ends.
+// partial one once no row came for Linger or its first row waited ten
+// times that, and at the end or a refused row (a token revoked
+// mid-stream) what was taken, so its rows are written and answered
+// before the stream ends.
 func (g *GRPC) receiveImport(ctx context.Context, stream intakev1.IntakeService_ImportLeadsServer, batches chan<- *app.ImportBatch) error {
 	m := meta(ctx, nil)
 	rows := make([]app.ImportRow, 0, app.ImportChunk)
@@ -175,6 +178,7 @@ func (g *GRPC) receiveImport(ctx context.Context, stream intakev1.IntakeService_
 	}()
 	linger := time.NewTimer(g.Linger)
 	defer linger.Stop()
+	var first time.Time // the partial chunk's first row's arrival
 	for {
 		select {
 		case <-linger.C:
@@ -188,6 +192,8 @@ func (g *GRPC) receiveImport(ctx context.Context, stream intakev1.IntakeService_
 			switch {
 			case errors.Is(x.err, io.EOF):
 				return hand()
+			case x.err != nil && ctx.Err() != nil:
+				return x.err // the stream is over: nobody to answer
 			case x.err != nil:
 				if err := hand(); err != nil {
 					return errors.Join(x.err, err)
@@ -199,8 +205,12 @@ func (g *GRPC) receiveImport(ctx context.Context, stream intakev1.IntakeService_
 				if err := hand(); err != nil {
 					return err
 				}
+				continue
 			}
-			linger.Reset(g.Linger)
+			if len(rows) == 1 {
+				first = time.Now()
+			}
+			linger.Reset(max(0, min(g.Linger, time.Until(first.Add(10*g.Linger)))))
 		}
 	}
 }

@@ -165,7 +165,8 @@ func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev 
 // lead keeps its deadline, as an unmerge is no engagement), unless the
 // score stays as it was and decides nothing; so is the absorbed lead
 // given back NEW, unless facts the unmerge gave back follow (each is
-// scored). A lead given back in nurture
+// scored), and with a fact no score followed (its merge refused it) the
+// score starts its wait for engagement, as the live one would have. A lead given back in nurture
 // gets the score its merge refused its latest re-engagement, as the live
 // scorer would have written it then: nurture waits for that score, caused
 // by the re-engagement. A verdict a crash cut off after either score is
@@ -225,7 +226,7 @@ func (a *App) scoreUnmerged(ctx context.Context, leadID string, seq uint64, ev *
 		asUnmerge := typ == string(lifecycle.KindUnmerged)
 		keep := asUnmerge && (survivor || !l.triggeredSinceScore())
 		events, err := a.scoreEvents(l, reg.Active, v.Model, at, mayQualify(l.state, typ), keep, meta)
-		if err != nil || (asUnmerge && l.sameScore(events)) {
+		if err != nil || (keep && l.sameScore(events)) {
 			return l, nil, err
 		}
 		return l, events, nil
