@@ -263,4 +263,28 @@ func TestAGivenBackActivityIsScoredBeforeTheLeadIsRecycled(t *testing.T) {
 	if evs := w.events(t, l); len(ofType(evs, "LeadRecycled")) != 1 {
 		t.Fatalf("not recycled once the scorer's hour after the unmerge was over: %v", types(evs))
 	}
+
+	// So does one whose own activity's score its merge refused: the
+	// scorer scores it at the unmerge.
+	own := uuid.NewString()
+	w.capture(t, own)
+	w.scored(t, own, 15, 30*24*time.Hour)
+	w.activity(t, own, demo)
+	w.write(t, own, lifecycle.Command{Name: lifecycle.Merge, Reason: survivor}, &eventv1.LeadMerged{SurvivorLeadId: survivor, AbsorbedLeadId: own})
+	un := w.write(t, own, lifecycle.Command{Name: lifecycle.Unmerge, Reason: "two people", Status: lifecycle.StatusNew, Owner: lifecycle.QueueQualification, Due: due},
+		&eventv1.LeadUnmerged{SurvivorLeadId: survivor, AbsorbedLeadId: own, Reason: "two people"})
+	timer = &eventv1.NurtureTimer{TimerId: own, LeadId: own, ReviewAt: timestamppb.New(due)}
+	by = un.GetRecordedAt().AsTime().Add(time.Hour)
+	if err := w.nurtureAt(by.Add(-time.Second)).ReviewDue(ctxT(t), timer, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if evs := w.events(t, own); len(ofType(evs, "LeadRecycled")) != 0 {
+		t.Fatalf("recycled before its own demo request could be scored: %v", types(evs))
+	}
+	if err := w.nurtureAt(by.Add(time.Second)).ReviewDue(ctxT(t), timer, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if evs := w.events(t, own); len(ofType(evs, "LeadRecycled")) != 1 {
+		t.Fatalf("not recycled once the scorer's hour after the unmerge was over: %v", types(evs))
+	}
 }

@@ -93,7 +93,7 @@ func (a *App) MergeLeads(ctx context.Context, in MergeLeads, meta envelope.Meta)
 			// Nor would its rep's accept, attempts and conversion, nor its
 			// SLAs: the lead would leave its rep without a word.
 			return nil, nil, &lifecycle.RefusedError{Command: lifecycle.Merge, Status: aState.Status,
-				Reason: fmt.Sprintf("lead %s is held by %s in sales: have it rejected or reassigned first, or merge the other way", in.Absorbed, aState.Owner)}
+				Reason: fmt.Sprintf("lead %s is held by %s in sales: have sales reject it first, or merge the other way", in.Absorbed, aState.Owner)}
 		}
 		// The table's Merge takes the survivor as its reason, so any
 		// reader can follow the merge; the caller's reason is the payload's.

@@ -51,8 +51,10 @@ type lead struct {
 	// it and those before it; one with another cause (a re-score under a
 	// new model version) covers them all.
 	unscored []string
-	// givenBack is when its latest fact an unmerge gave back was
-	// recorded: past the deadline, the scorer gets its time from then.
+	// givenBack is when an unmerge last gave the lead back, or a fact of
+	// it (recorded then, or in a later part of a long unmerge): past the
+	// deadline, the scorer gets its time from then for facts its merge
+	// left unscored or gave back.
 	givenBack time.Time
 	// gap is the first LeadRecycled or NurtureExited since the latest
 	// enrolment: what comes after it reaches no program until the next.
@@ -152,7 +154,7 @@ func (l *lead) apply(recs ...eventstore.Record) {
 			l.steps = append(l.steps, x)
 		case *eventv1.Event_LeadUnmerged:
 			if !envelope.SurvivorSide(ev) {
-				l.unmerged = x
+				l.unmerged, l.givenBack = x, ev.GetRecordedAt().AsTime()
 			} else {
 				// What came through the other lead went back with it: its
 				// interest re-engages that lead, not this one.

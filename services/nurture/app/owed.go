@@ -61,16 +61,17 @@ func (a *App) owed(l *lead, cat *program.Catalog, now time.Time, meta envelope.M
 	return nil, nil
 }
 
-// unscoredGrace bounds how long past its deadline, or past a fact an
-// unmerge gave back since, a new lead waits for the score of a fact: one
+// unscoredGrace bounds how long past its deadline, or past an unmerge
+// that gave it back since, a new lead waits for the score of a fact: one
 // the scorer will never score (its dead letter skipped) must not keep it
 // NEW for good.
 const unscoredGrace = time.Hour
 
 // unscoredBy is when a new lead past its deadline stops waiting for the
-// scores of its facts. Only what an unmerge gave back moves it: facts
-// that keep coming must not put a lead the scorer never answers off for
-// good.
+// scores of its facts. Only an unmerge moves it (the scores its merge
+// refused, of its own facts or of those it gave back, come after it):
+// facts that keep coming must not put a lead the scorer never answers
+// off for good.
 func (l *lead) unscoredBy() time.Time {
 	from := l.state.Deadline
 	if l.givenBack.After(from) {

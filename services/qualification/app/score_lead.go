@@ -166,11 +166,11 @@ func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev 
 // score stays as it was and decides nothing; so is the absorbed lead
 // given back NEW, unless facts the unmerge gave back follow (each is
 // scored), and with a fact no score followed (its merge refused it) the
-// score starts its wait for engagement, as the live one would have. A lead given back in nurture
-// gets the score its merge refused its latest re-engagement, as the live
-// scorer would have written it then: nurture waits for that score, caused
-// by the re-engagement. A verdict a crash cut off after either score is
-// written when ev comes again.
+// score starts its wait for engagement, as the live one would have. A
+// lead given back in nurture gets the score its merge refused its latest
+// re-engagement, as the live scorer would have written it then: nurture
+// waits for that score, caused by the re-engagement. A verdict a crash
+// cut off after either score is written when ev comes again.
 func (a *App) scoreUnmerged(ctx context.Context, leadID string, seq uint64, ev *eventv1.Event) error {
 	reg, err := a.registry(ctx, seq, a.maxAge)
 	if err != nil || reg.Active == 0 {

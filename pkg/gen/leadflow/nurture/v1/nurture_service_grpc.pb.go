@@ -57,8 +57,9 @@ type NurtureServiceClient interface {
 	// RecycleLead sends a lead to nurture by hand (a NEW, ACCEPTED, LOST or
 	// RECYCLED lead) and enrols it, in the program named or by the entry
 	// rules. Once the recycle is stored the call answers it, with the
-	// enrolment if that was written too (else nurture's consumer writes it).
-	// A repeated request_id returns the first answer.
+	// enrolment if it read that back (else nurture's consumer writes it). A
+	// repeated request_id answers the same recycle, with its enrolment once
+	// written.
 	RecycleLead(ctx context.Context, in *RecycleLeadRequest, opts ...grpc.CallOption) (*RecycleLeadResponse, error)
 	// GetLeadNurture says where a lead stands in nurture.
 	GetLeadNurture(ctx context.Context, in *GetLeadNurtureRequest, opts ...grpc.CallOption) (*GetLeadNurtureResponse, error)
@@ -191,8 +192,9 @@ type NurtureServiceServer interface {
 	// RecycleLead sends a lead to nurture by hand (a NEW, ACCEPTED, LOST or
 	// RECYCLED lead) and enrols it, in the program named or by the entry
 	// rules. Once the recycle is stored the call answers it, with the
-	// enrolment if that was written too (else nurture's consumer writes it).
-	// A repeated request_id returns the first answer.
+	// enrolment if it read that back (else nurture's consumer writes it). A
+	// repeated request_id answers the same recycle, with its enrolment once
+	// written.
 	RecycleLead(context.Context, *RecycleLeadRequest) (*RecycleLeadResponse, error)
 	// GetLeadNurture says where a lead stands in nurture.
 	GetLeadNurture(context.Context, *GetLeadNurtureRequest) (*GetLeadNurtureResponse, error)
