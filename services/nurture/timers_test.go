@@ -239,30 +239,40 @@ func TestAnUnmergeGivesTheReengagementsScoreItsTimeAgain(t *testing.T) {
 func TestAGivenBackActivityIsScoredBeforeTheLeadIsRecycled(t *testing.T) {
 	w := newWorld(t)
 	w.start(t).stop() // its streams; no consumer to race the calls below
-	l, survivor := uuid.NewString(), uuid.NewString()
+	survivor := uuid.NewString()
+	due := time.Now().Add(-2 * time.Hour)
+	// mergedAndBack merges lead into survivor and unmerges it NEW, its
+	// deadline two hours past.
+	mergedAndBack := func(lead string) *eventv1.Event {
+		w.write(t, lead, lifecycle.Command{Name: lifecycle.Merge, Reason: survivor}, &eventv1.LeadMerged{SurvivorLeadId: survivor, AbsorbedLeadId: lead})
+		return w.write(t, lead, lifecycle.Command{Name: lifecycle.Unmerge, Reason: "two people", Status: lifecycle.StatusNew, Owner: lifecycle.QueueQualification, Due: due},
+			&eventv1.LeadUnmerged{SurvivorLeadId: survivor, AbsorbedLeadId: lead, Reason: "two people"})
+	}
+	// waitsUntil checks that the lead's engagement timer recycles it only
+	// from by on.
+	waitsUntil := func(lead string, by time.Time) {
+		t.Helper()
+		timer := &eventv1.NurtureTimer{TimerId: lead, LeadId: lead, ReviewAt: timestamppb.New(due)}
+		for _, c := range []struct {
+			at   time.Time
+			want int
+		}{{by.Add(-time.Second), 0}, {by.Add(time.Second), 1}} {
+			if err := w.nurtureAt(c.at).ReviewDue(ctxT(t), timer, envelope.Meta{}); err != nil {
+				t.Fatal(err)
+			}
+			if evs := w.events(t, lead); len(ofType(evs, "LeadRecycled")) != c.want {
+				t.Fatalf("at %v, %v: want %d LeadRecycled (recycled from %v on)", c.at, types(evs), c.want, by)
+			}
+		}
+	}
+
+	l := uuid.NewString()
 	w.capture(t, l)
 	w.scored(t, l, 15, 30*24*time.Hour)
-	w.write(t, l, lifecycle.Command{Name: lifecycle.Merge, Reason: survivor}, &eventv1.LeadMerged{SurvivorLeadId: survivor, AbsorbedLeadId: l})
-	due := time.Now().Add(-2 * time.Hour)
-	w.write(t, l, lifecycle.Command{Name: lifecycle.Unmerge, Reason: "two people", Status: lifecycle.StatusNew, Owner: lifecycle.QueueQualification, Due: due},
-		&eventv1.LeadUnmerged{SurvivorLeadId: survivor, AbsorbedLeadId: l, Reason: "two people"})
+	mergedAndBack(l)
 	back := w.write(t, l, lifecycle.Command{Name: lifecycle.RecordActivity},
 		&eventv1.ActivityRecorded{ActivityId: uuid.NewString(), Type: demo, GivenBackBy: survivor})
-
-	timer := &eventv1.NurtureTimer{TimerId: l, LeadId: l, ReviewAt: timestamppb.New(due)}
-	by := back.GetRecordedAt().AsTime().Add(time.Hour)
-	if err := w.nurtureAt(by.Add(-time.Second)).ReviewDue(ctxT(t), timer, envelope.Meta{}); err != nil {
-		t.Fatal(err)
-	}
-	if evs := w.events(t, l); len(ofType(evs, "LeadRecycled")) != 0 {
-		t.Fatalf("recycled before the given-back demo request could be scored: %v", types(evs))
-	}
-	if err := w.nurtureAt(by.Add(time.Second)).ReviewDue(ctxT(t), timer, envelope.Meta{}); err != nil {
-		t.Fatal(err)
-	}
-	if evs := w.events(t, l); len(ofType(evs, "LeadRecycled")) != 1 {
-		t.Fatalf("not recycled once the scorer's hour after the unmerge was over: %v", types(evs))
-	}
+	waitsUntil(l, back.GetRecordedAt().AsTime().Add(time.Hour))
 
 	// So does one whose own activity's score its merge refused: the
 	// scorer scores it at the unmerge.
@@ -270,21 +280,5 @@ func TestAGivenBackActivityIsScoredBeforeTheLeadIsRecycled(t *testing.T) {
 	w.capture(t, own)
 	w.scored(t, own, 15, 30*24*time.Hour)
 	w.activity(t, own, demo)
-	w.write(t, own, lifecycle.Command{Name: lifecycle.Merge, Reason: survivor}, &eventv1.LeadMerged{SurvivorLeadId: survivor, AbsorbedLeadId: own})
-	un := w.write(t, own, lifecycle.Command{Name: lifecycle.Unmerge, Reason: "two people", Status: lifecycle.StatusNew, Owner: lifecycle.QueueQualification, Due: due},
-		&eventv1.LeadUnmerged{SurvivorLeadId: survivor, AbsorbedLeadId: own, Reason: "two people"})
-	timer = &eventv1.NurtureTimer{TimerId: own, LeadId: own, ReviewAt: timestamppb.New(due)}
-	by = un.GetRecordedAt().AsTime().Add(time.Hour)
-	if err := w.nurtureAt(by.Add(-time.Second)).ReviewDue(ctxT(t), timer, envelope.Meta{}); err != nil {
-		t.Fatal(err)
-	}
-	if evs := w.events(t, own); len(ofType(evs, "LeadRecycled")) != 0 {
-		t.Fatalf("recycled before its own demo request could be scored: %v", types(evs))
-	}
-	if err := w.nurtureAt(by.Add(time.Second)).ReviewDue(ctxT(t), timer, envelope.Meta{}); err != nil {
-		t.Fatal(err)
-	}
-	if evs := w.events(t, own); len(ofType(evs, "LeadRecycled")) != 1 {
-		t.Fatalf("not recycled once the scorer's hour after the unmerge was over: %v", types(evs))
-	}
+	waitsUntil(own, mergedAndBack(own).GetRecordedAt().AsTime().Add(time.Hour))
 }
