@@ -186,16 +186,7 @@ func TestAbsenceStartingBeforeTheDeadline(t *testing.T) {
 // its LeadAssigned or LeadReassigned, firing at at.
 func absentTimer(t *testing.T, w *world, leadID string, at time.Time) *eventv1.SLATimer {
 	t.Helper()
-	var step eventstore.Record
-	recs, err := w.store.Load(ctxT(t), eventstore.LeadSubject(leadID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range recs {
-		if r.Event.GetLeadAssigned() != nil || r.Event.GetLeadReassigned() != nil {
-			step = r
-		}
-	}
+	step := lastOf(t, w, leadID, func(ev *eventv1.Event) bool { return ev.GetLeadAssigned() != nil || ev.GetLeadReassigned() != nil })
 	const kind, phase = eventv1.SLAKind_SLA_KIND_ACCEPT, eventv1.TimerPhase_TIMER_PHASE_ABSENT
 	return &eventv1.SLATimer{TimerId: app.TimerID(step.Event.GetEventId(), kind, phase), LeadId: leadID, Sla: kind, Phase: phase,
 		StepEventId: step.Event.GetEventId(), StepSequence: step.Seq, DueAt: step.Event.GetLifecycle().GetDeadline(), FireAt: timestamppb.New(at)}
@@ -437,16 +428,7 @@ func TestRouteRetryFiredEarlyWaits(t *testing.T) {
 	w.settle(t)
 	s.stop()
 
-	var step eventstore.Record
-	recs, err := w.store.Load(ctxT(t), eventstore.LeadSubject(id))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range recs {
-		if r.Event.GetLeadQueued() != nil {
-			step = r
-		}
-	}
+	step := lastOf(t, w, id, func(ev *eventv1.Event) bool { return ev.GetLeadQueued() != nil })
 	// The retry the queue asked for when the reps are back.
 	due := app.TimerID(step.Event.GetEventId(), eventv1.SLAKind_SLA_KIND_ROUTE, eventv1.TimerPhase_TIMER_PHASE_DUE)
 	tm := &eventv1.SLATimer{TimerId: due + "-1", LeadId: id, Sla: eventv1.SLAKind_SLA_KIND_ROUTE, Phase: eventv1.TimerPhase_TIMER_PHASE_DUE, Attempt: 1,
@@ -487,4 +469,20 @@ func scheduled(t *testing.T, w *world, leadID, timerID string) *eventv1.SLATimer
 		t.Fatal(err)
 	}
 	return tm
+}
+
+// lastOf is the lead's last event that is is true of.
+func lastOf(t *testing.T, w *world, leadID string, is func(*eventv1.Event) bool) eventstore.Record {
+	t.Helper()
+	recs, err := w.store.Load(ctxT(t), eventstore.LeadSubject(leadID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last eventstore.Record
+	for _, r := range recs {
+		if is(r.Event) {
+			last = r
+		}
+	}
+	return last
 }
