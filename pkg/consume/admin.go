@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -112,8 +113,11 @@ func DeadLetters(ctx context.Context, js jetstream.JetStream, deadLetterStream s
 // another one when it is served does nothing. 0 means whatever the key's
 // dead letter is when the request is served.
 //
-// It returns an error wrapping ErrNotFound when the group has no dead letter
-// for key. Without a deadline on ctx it gets 10 seconds.
+// Messages of key parked behind a dead letter already gone (a member
+// killed between deleting it and releasing them) are released in order,
+// whatever seq names. It returns an error wrapping ErrNotFound when the
+// group has neither a dead letter nor parked messages for key. Without a
+// deadline on ctx it gets 10 seconds.
 func Redrive(ctx context.Context, js jetstream.JetStream, deadLetterStream, group, key string, seq uint64) error {
 	return ask(ctx, js, deadLetterStream, group, key, opRedrive, seq)
 }
@@ -143,7 +147,7 @@ func ask(ctx context.Context, js jetstream.JetStream, deadLetterStream, group, k
 	}
 	m, err := s.GetLastMsgForSubject(ctx, entrySubject(group, key))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return fmt.Errorf("consume: %s %s %s: %w", op, group, key, ErrNotFound)
+		return askRelease(ctx, js, s, deadLetterStream, group, key, op)
 	}
 	if err != nil {
 		return fmt.Errorf("consume: %s %s %s: %w", op, group, key, err)
@@ -180,6 +184,33 @@ func ask(ctx context.Context, js jetstream.JetStream, deadLetterStream, group, k
 			return fmt.Errorf("consume: %s %s %s: %w (another request may have come at the same moment: ask again)", op, group, key, err)
 		}
 	}
+}
+
+// askRelease asks for the release of key's parked messages whose dead
+// letter is gone (a member killed between deleting it and releasing what
+// waited behind it): there is nothing left to re-drive or skip, and the
+// partition's owner would otherwise release them only on its next
+// take-over. Without parked messages it is ErrNotFound.
+func askRelease(ctx context.Context, js jetstream.JetStream, s jetstream.Stream, deadLetterStream, group, key, op string) error {
+	parked, err := streamSubjects(ctx, s, parkedPrefix+group+"."+key+".*")
+	if err != nil {
+		return fmt.Errorf("consume: %s %s %s: %w", op, group, key, err)
+	}
+	if len(parked) == 0 {
+		return fmt.Errorf("consume: %s %s %s: %w", op, group, key, ErrNotFound)
+	}
+	m, err := s.GetLastMsgForSubject(ctx, parked[0])
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil // released meanwhile
+	}
+	if err != nil {
+		return fmt.Errorf("consume: %s %s %s: %w", op, group, key, err)
+	}
+	partition, _ := strconv.Atoi(m.Header.Get(hdrPartition))
+	if err := publishRequest(ctx, js, deadLetterStream, group, key, opRelease, partition, 0); err != nil {
+		return fmt.Errorf("consume: %s %s %s: release parked: %w", op, group, key, err)
+	}
+	return nil
 }
 
 // HeldBack counts the keys group holds back: each with a dead letter, or

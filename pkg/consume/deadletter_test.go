@@ -106,6 +106,54 @@ func TestParkedWithoutDeadLetterAreReleased(t *testing.T) {
 	}
 }
 
+// An operator's re-drive of a key whose parked messages outlived their
+// dead letter (as a member killed between the two leaves them) releases
+// them in order while the partition's owner runs, instead of failing for
+// want of a dead letter until the owner next takes the partition over.
+func TestARedriveReleasesParkedMessagesWhoseDeadLetterIsGone(t *testing.T) {
+	n := startParts(t)
+	var j journal
+	poison := publish(t, n.JS, "K1", "poison")
+	start(t, n.JS, config("orphanrun"), func(_ context.Context, m consume.Msg) error {
+		if m.Seq == poison {
+			return consume.Permanent(errors.New("bad"))
+		}
+		j.add("m", m)
+		return nil
+	})
+	eventually(t, 10*time.Second, func() bool { return len(deadLetters(t, n.JS)) == 1 }, "no dead letter")
+	l1, l2 := parkTwo(t, n.JS, "K1")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	dl, err := n.JS.Stream(ctx, consume.DefaultDeadLetterStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry, err := dl.GetLastMsgForSubject(ctx, "deadletter.entry.orphanrun.K1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dl.DeleteMsg(ctx, entry.Sequence); err != nil {
+		t.Fatal(err)
+	}
+	if err := consume.Redrive(ctx, n.JS, consume.DefaultDeadLetterStream, "orphanrun", "K1", 0); err != nil {
+		t.Fatalf("re-drive of parked messages without their dead letter: %v", err)
+	}
+	eventually(t, 10*time.Second, func() bool { return j.len() == 2 && len(deadLetters(t, n.JS)) == 0 },
+		"handled %v, dead letters %v", func() any { return seqsOf(j.all(), "K1") }, func() any { return deadLetters(t, n.JS) })
+	if got, want := seqsOf(j.all(), "K1"), []uint64{l1, l2}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("released %v, want %v", got, want)
+	}
+	l3 := publish(t, n.JS, "K1", "l3") // no longer parked
+	eventually(t, 10*time.Second, func() bool { return j.len() == 3 }, "a later message stayed parked")
+	if got := seqsOf(j.all(), "K1"); got[2] != l3 {
+		t.Fatalf("handled %v, want %d last", got, l3)
+	}
+	if err := consume.Redrive(ctx, n.JS, consume.DefaultDeadLetterStream, "orphanrun", "K1", 0); !errors.Is(err, consume.ErrNotFound) {
+		t.Errorf("re-drive with nothing dead or parked: %v, want ErrNotFound", err)
+	}
+}
+
 // Hand-backs never dead-letter a message: one delivered and naked 25 times
 // (more than the server's old MaxDeliver of 20, as a storm of hand-overs
 // does), never handled, is handled by the next owner like any other.

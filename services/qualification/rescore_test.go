@@ -409,3 +409,32 @@ func TestClosingARescoreScanRemovesItsDeadLetters(t *testing.T) {
 		t.Errorf("the scan's consumer after closing: %v, want not found", err)
 	}
 }
+
+// A replica killed between opening a re-score's scan and recording
+// ScoringModelRescoreStarted, with a later version activated before any
+// replica started that re-score, leaves the scan of a version nobody
+// will re-score: the next clean-up deletes it anyway.
+func TestAScanOpenedButNeverStartedIsClosedOnceSuperseded(t *testing.T) {
+	w := newWorld(t)
+	ctx := ctxT(t)
+	a := app.New(adapters.NewLeads(w.store), adapters.NewModels(w.store, w.nats.JS), adapters.NewScans(w.nats.JS, stream),
+		app.WithLogger(slog.New(slog.DiscardHandler)))
+	scans := adapters.NewScans(w.nats.JS, stream)
+	first := signOff(t, a, scoring.Default())
+	if _, err := scans.Open(ctx, first.Version); err != nil { // then killed
+		t.Fatal(err)
+	}
+	if err := a.CloseFinishedRescores(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !consumerExists(t, w.nats.JS, scans.Name(first.Version)) {
+		t.Fatal("the active version's scan was closed before its re-score ran")
+	}
+	signOff(t, a, v2())
+	if err := a.CloseFinishedRescores(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if consumerExists(t, w.nats.JS, scans.Name(first.Version)) {
+		t.Error("the superseded version's scan, opened and never started, is still there")
+	}
+}

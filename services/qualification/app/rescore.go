@@ -213,7 +213,9 @@ func (a *App) CloseRescore(ctx context.Context, job Rescore) error {
 }
 
 // CloseFinishedRescores deletes the scans of every version whose re-score
-// completed or was abandoned.
+// completed or was abandoned, started or not: a replica killed between
+// opening a scan and recording ScoringModelRescoreStarted leaves the scan
+// of a version that may be superseded before any replica starts it.
 func (a *App) CloseFinishedRescores(ctx context.Context) error {
 	reg, err := a.fresh(ctx)
 	if err != nil {
@@ -221,7 +223,7 @@ func (a *App) CloseFinishedRescores(ctx context.Context) error {
 	}
 	var errs []error
 	for i, v := range reg.Versions {
-		if n := uint32(i + 1); v.Rescore.Started && (v.Rescore.Completed || n != reg.Active) {
+		if n := uint32(i + 1); v.Activation != nil && (v.Rescore.Completed || n != reg.Active) {
 			errs = append(errs, a.scans.Close(ctx, n))
 		}
 	}

@@ -164,7 +164,9 @@ func (e *Events) rescore(ctx context.Context, js jetstream.JetStream, cfg Rescor
 			if err := e.app.CloseRescore(ctx, job); err != nil {
 				return err
 			}
-			return consume.RemoveGroup(ctx, js, cfg.Stream, consume.DefaultDeadLetterStream, job.Scan, 1)
+			// And what earlier versions left: a long-lived replica may not
+			// start again soon.
+			return e.app.CloseFinishedRescores(ctx)
 		}
 	}
 }
