@@ -96,6 +96,10 @@ func DeadLetters(ctx context.Context, js jetstream.JetStream, deadLetterStream s
 		return nil, fmt.Errorf("consume: dead letters: %w", err)
 	}
 	for i := range out {
+		// A dead message still listed as parked (a member died between
+		// storing it as the dead letter and deleting its parked record) is
+		// the dead letter only: a re-drive or skip settles it once.
+		out[i].Parked = slices.DeleteFunc(out[i].Parked, func(seq uint64) bool { return seq == out[i].StreamSeq })
 		slices.Sort(out[i].Parked)
 	}
 	return out, nil
@@ -145,7 +149,8 @@ func ask(ctx context.Context, js jetstream.JetStream, deadLetterStream, group, k
 	if err != nil {
 		return fmt.Errorf("consume: %s %s %s: %w", op, group, key, err)
 	}
-	m, err := s.GetLastMsgForSubject(ctx, entrySubject(group, key))
+	// From the leader, as the member serving the request reads it.
+	m, err := eventstore.LeaderLast(ctx, js, deadLetterStream, entrySubject(group, key))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return askRelease(ctx, js, s, deadLetterStream, group, key, op)
 	}

@@ -570,7 +570,11 @@ func (r *runner) serveOnce(it *item) outcome {
 	}
 	// No entry (any more): release whatever is parked, whichever request
 	// found it so.
-	switch o := r.releaseParked(it, key); o {
+	var settled uint64
+	if entryMsg != nil {
+		settled = parseEntry(entryMsg.Header).streamSeq
+	}
+	switch o := r.releaseParked(it, key, settled); o {
 	case deadAgain:
 		return served // the new dead letter is the entry; the key stays parked
 	case served:
@@ -607,7 +611,10 @@ func (r *runner) redriveMsg(it *item, m Msg) (o outcome, ok bool) {
 func (r *runner) lastEntry(key string) (*jetstream.RawStreamMsg, error) {
 	ctx, cancel := context.WithTimeout(r.ioctx, ioTimeout)
 	defer cancel()
-	m, err := r.dl.GetLastMsgForSubject(ctx, entrySubject(r.cfg.Group, key))
+	// From the leader: a replica behind would show an entry a request
+	// just served deleted (handled again after what it released), or miss
+	// one just stored (the key released past its new dead letter).
+	m, err := eventstore.LeaderLast(ctx, r.js, r.cfg.DeadLetter, entrySubject(r.cfg.Group, key))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, nil
 	}
@@ -631,8 +638,11 @@ func (r *runner) deleteDL(ctx context.Context, seq uint64) error {
 // releaseParked handles key's parked messages in order, deleting each once
 // handled, until none is left (it lists again in case one was parked
 // meanwhile). One that fails again becomes the key's dead letter (the rest
-// stay parked), and releaseParked reports deadAgain.
-func (r *runner) releaseParked(it *item, key string) outcome {
+// stay parked), and releaseParked reports deadAgain. settled is the dead
+// message the request just handled or skipped (0: none): still listed as
+// parked when a member died between storing it as the dead letter and
+// deleting its parked record, it is deleted unhandled.
+func (r *runner) releaseParked(it *item, key string, settled uint64) outcome {
 	for {
 		waiting, err := r.listParked(key)
 		if err != nil {
@@ -646,6 +656,12 @@ func (r *runner) releaseParked(it *item, key string) outcome {
 			subject := parkedSubject(r.cfg.Group, key, seq)
 			purge := func(ctx context.Context) error {
 				return r.dl.Purge(ctx, jetstream.WithPurgeSubject(subject))
+			}
+			if seq == settled {
+				if !r.persist(it, "release parked: delete", purge) {
+					return handBack
+				}
+				continue
 			}
 			m, err := r.original(seq, key)
 			if r.gone(seq, err) {

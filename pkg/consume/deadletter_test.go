@@ -154,6 +154,61 @@ func TestARedriveReleasesParkedMessagesWhoseDeadLetterIsGone(t *testing.T) {
 	}
 }
 
+// A member killed after a released message failed again and became the
+// dead letter, before it deleted that message's parked record, leaves it
+// both dead and parked: it is listed once, as the dead letter, and a skip
+// of it handles only what waits behind it.
+func TestADeadMessageStillParkedIsSettledOnce(t *testing.T) {
+	n := startParts(t)
+	var j journal
+	poison := publish(t, n.JS, "K1", "poison")
+	h := func(_ context.Context, m consume.Msg) error {
+		if m.Seq == poison {
+			return consume.Permanent(errors.New("bad"))
+		}
+		j.add("m", m)
+		return nil
+	}
+	run := start(t, n.JS, config("deadparked"), h)
+	eventually(t, 10*time.Second, func() bool { return len(deadLetters(t, n.JS)) == 1 }, "no dead letter")
+	l1, l2 := parkTwo(t, n.JS, "K1")
+	if err := run.stop(t, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// The re-drive's state when the member died: the poison handled and
+	// its entry deleted, l1 failed again and stored as the dead letter,
+	// its parked record not deleted yet.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dl, err := n.JS.Stream(ctx, consume.DefaultDeadLetterStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry, err := dl.GetLastMsgForSubject(ctx, "deadletter.entry.deadparked.K1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dl.DeleteMsg(ctx, entry.Sequence); err != nil {
+		t.Fatal(err)
+	}
+	if err := consume.StoreDead(ctx, n.JS, consume.DefaultDeadLetterStream, parts, "deadparked", "K1", subject("K1"), l1, partitionOf("K1")); err != nil {
+		t.Fatal(err)
+	}
+	if dls := deadLetters(t, n.JS); len(dls) != 1 || dls[0].StreamSeq != l1 || fmt.Sprint(dls[0].Parked) != fmt.Sprint([]uint64{l2}) {
+		t.Fatalf("listed %+v, want %d dead with %d parked behind it", dls, l1, l2)
+	}
+	start(t, n.JS, config("deadparked"), h)
+	if err := consume.Skip(ctx, n.JS, consume.DefaultDeadLetterStream, "deadparked", "K1", l1); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() bool { return len(deadLetters(t, n.JS)) == 0 && j.len() >= 1 },
+		"the skip not served: %+v", func() any { return deadLetters(t, n.JS) })
+	time.Sleep(1500 * time.Millisecond) // a retried request comes back after a second
+	if got := seqsOf(j.all(), "K1"); fmt.Sprint(got) != fmt.Sprint([]uint64{l2}) {
+		t.Fatalf("handled %v, want only %d (the skipped %d not handled)", got, l2, l1)
+	}
+}
+
 // Hand-backs never dead-letter a message: one delivered and naked 25 times
 // (more than the server's old MaxDeliver of 20, as a storm of hand-overs
 // does), never handled, is handled by the next owner like any other.

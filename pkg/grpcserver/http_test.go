@@ -169,6 +169,19 @@ func TestHTTPCallsGoThroughTheGRPCServer(t *testing.T) {
 	if got := md.Get("authorization"); len(got) != 1 || got[0] != "Bearer t0k" {
 		t.Errorf("authorization in metadata: %v", md)
 	}
+	// A correlation id too long to store is refused, not swapped for one
+	// the caller never learns.
+	calls := len(fake.served())
+	code, out := testenv.HTTPJSON(t, "POST", base+"/v1/leads", `{"contact":{"email":"ada@example.com"}}`, "X-Correlation-Id", strings.Repeat("c", 129))
+	if code != 400 || out["code"] != float64(codes.InvalidArgument) || !strings.Contains(toJSON(t, out["details"]), `"field":"x-correlation-id"`) {
+		t.Fatalf("a 129-character correlation id: %d %v", code, out)
+	}
+	if n := len(fake.served()); n != calls {
+		t.Fatalf("the call with a correlation id too long was served: %d calls, want %d", n, calls)
+	}
+	if code, _ := testenv.HTTPJSON(t, "POST", base+"/v1/leads", `{"contact":{"email":"ada@example.com"}}`, "X-Correlation-Id", strings.Repeat("c", 128)); code != 200 {
+		t.Fatalf("a 128-character correlation id: %d", code)
+	}
 
 	// The unbound path of a method that also has a REST path.
 	if code, out := testenv.HTTPJSON(t, "POST", base+"/leadflow.intake.v1.IntakeService/GetLead", `{"leadId":"known"}`); code != 200 ||
@@ -180,7 +193,7 @@ func TestHTTPCallsGoThroughTheGRPCServer(t *testing.T) {
 	}
 
 	// Errors keep their gRPC status in the body.
-	code, out := testenv.HTTPJSON(t, "POST", base+"/v1/leads", `{"contact":{}}`)
+	code, out = testenv.HTTPJSON(t, "POST", base+"/v1/leads", `{"contact":{}}`)
 	if code != 400 || out["code"] != float64(codes.InvalidArgument) || !strings.Contains(toJSON(t, out["details"]), `"field":"contact.email"`) {
 		t.Fatalf("invalid capture: %d %v", code, out)
 	}
@@ -205,7 +218,7 @@ func TestHTTPCallsGoThroughTheGRPCServer(t *testing.T) {
 
 	// A field the request does not have, or JSON that does not decode,
 	// is refused before any call; an unknown field by its path.
-	calls := len(fake.served())
+	calls = len(fake.served())
 	for body, field := range map[string]string{
 		`{"contact":{"email":"a@example.com"},"attribution":{"campaign":"spring"}}`:     "attribution.campaign",
 		`{"contact":{"email":"a@example.com"},"consents":[{"channel":1},{"chanel":2}]}`: "consents[1].chanel",
@@ -448,6 +461,27 @@ func TestHTTPStreamEndsAtAValueThatDoesNotDecode(t *testing.T) {
 	if msg, _ := testenv.JSONField(out, "error", "message").(string); code != http.StatusBadRequest ||
 		testenv.JSONField(out, "error", "code") != float64(3) || !strings.Contains(msg, "value 1") {
 		t.Fatalf("a first value that does not decode: %d %v", code, out)
+	}
+}
+
+// A streamed value that decodes but is over gRPC's message limit is the
+// caller's to fix, as a unary one is: INVALID_ARGUMENT naming the body,
+// HTTP 400 when it is the first, not a 429 that invites a retry.
+func TestHTTPStreamValueOverTheMessageLimitIsInvalid(t *testing.T) {
+	_, base, _ := serve(t)
+	small := `{"row":1,"lead":{"contact":{"email":"r1@example.com"}}}` + "\n"
+	big := `{"row":2,"lead":{"contact":{"email":"r2@example.com","notes":"` + strings.Repeat("n", 5<<20) + `"}}}` + "\n"
+	code, out := testenv.HTTPJSON(t, "POST", base+"/v1/leads:import", big)
+	if code != http.StatusBadRequest || testenv.JSONField(out, "error", "code") != float64(codes.InvalidArgument) ||
+		!strings.Contains(toJSON(t, out), `"field":"body"`) {
+		t.Fatalf("a first value over the limit: %d %v", code, out["error"])
+	}
+	code, lines := testenv.HTTPLines(t, "POST", base+"/v1/leads:import", small+big)
+	if code != http.StatusOK || len(lines) != 2 || testenv.JSONField(lines[0]["result"], "row") != "1" {
+		t.Fatalf("a second value over the limit: %d %v", code, lines)
+	}
+	if e := lines[1]["error"]; testenv.JSONField(e, "code") != float64(codes.InvalidArgument) || !strings.Contains(toJSON(t, e), `"field":"body"`) {
+		t.Fatalf("the error line after a value over the limit: %v", e)
 	}
 }
 

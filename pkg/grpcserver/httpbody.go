@@ -269,7 +269,8 @@ func samePath(v any, path map[string]string) error {
 }
 
 // streamBodyErrors turns the clean end of a client stream whose HTTP body
-// stopped decoding into that error.
+// stopped decoding into that error, and a value over gRPC's limit into
+// INVALID_ARGUMENT.
 func streamBodyErrors(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	cs, err := streamer(ctx, desc, cc, method, opts...)
 	b, ok := ctx.Value(bodyKey{}).(*requestBody)
@@ -291,7 +292,9 @@ func (s bodyCheckedStream) RecvMsg(m any) error {
 			return InvalidArgument(bad.Error(), bodyViolation(bad))
 		}
 	}
-	return err
+	// The stream's errors go to the gateway's stream error handler, which
+	// maps codes as they are.
+	return overLimit(err)
 }
 
 // bodyViolation names the field of a body that did not decode: the
@@ -371,16 +374,22 @@ func tooLarge(msg string) bool {
 	return strings.HasPrefix(msg, "grpc: received message larger than max")
 }
 
+// overLimit is err, when it is the server's refusal of a request (or a
+// streamed value) that decoded but is over gRPC's message limit, as the
+// caller's to fix (400), not a "slow down" (429).
+func overLimit(err error) error {
+	if s, ok := status.FromError(err); ok && s.Code() == codes.ResourceExhausted && tooLarge(s.Message()) {
+		return InvalidArgument("request body: "+s.Message(), FieldViolation{Field: "body", Description: "a request is over gRPC's 4 MiB message limit"})
+	}
+	return err
+}
+
 // bodyErrors gives an INVALID_ARGUMENT that the gateway made of a request
 // body that did not decode (its text only) the field violation that says
 // which field.
 func bodyErrors(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	b, _ := r.Context().Value(bodyKey{}).(*requestBody)
-	if s, ok := status.FromError(err); ok && s.Code() == codes.ResourceExhausted && tooLarge(s.Message()) {
-		// The request decoded but is over gRPC's message limit: the
-		// caller's to fix (400), not a "slow down" (429).
-		err = InvalidArgument("request body: "+s.Message(), FieldViolation{Field: "body", Description: "the request is over gRPC's 4 MiB message limit"})
-	}
+	err = overLimit(err)
 	if s, ok := status.FromError(err); ok && s.Code() == codes.InvalidArgument && len(s.Details()) == 0 {
 		var bad error
 		if b != nil {

@@ -132,8 +132,8 @@ func New(log *slog.Logger, v *auth.Verifier, opts ...Option) *Server {
 	s.rec = rec
 	// forget comes before auth: a request auth refuses never reaches
 	// rec.unary, and its decode error would stay recorded for ever.
-	unary := []grpc.UnaryServerInterceptor{recoverUnary(log), rec.forget, rec.unary}
-	stream := []grpc.StreamServerInterceptor{recoverStream(log), rec.stream}
+	unary := []grpc.UnaryServerInterceptor{recoverUnary(log), rec.forget, rec.unary, correlationUnary}
+	stream := []grpc.StreamServerInterceptor{recoverStream(log), rec.stream, correlationStream}
 	if v != nil {
 		unary = slices.Insert(unary, 2, v.UnaryInterceptor())
 		stream = slices.Insert(stream, 1, v.StreamInterceptor())
@@ -449,6 +449,36 @@ func asCalled(err error, method string) string {
 // correlation id into every event the request writes.
 const CorrelationHeader = "x-correlation-id"
 
+// maxCorrelationID is the longest correlation id a caller may send; every
+// event a request writes carries it.
+const maxCorrelationID = 128
+
+// checkCorrelation refuses a correlation id too long to store, rather
+// than write the request's events under another one the caller never
+// learns.
+func checkCorrelation(ctx context.Context) error {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if v := md.Get(CorrelationHeader); len(v) > 0 && len(v[0]) > maxCorrelationID {
+		msg := fmt.Sprintf("%s: %d characters, at most %d", CorrelationHeader, len(v[0]), maxCorrelationID)
+		return InvalidArgument(msg, FieldViolation{Field: CorrelationHeader, Description: msg})
+	}
+	return nil
+}
+
+func correlationUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if err := checkCorrelation(ctx); err != nil {
+		return nil, err
+	}
+	return h(ctx, req)
+}
+
+func correlationStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	if err := checkCorrelation(ss.Context()); err != nil {
+		return err
+	}
+	return h(srv, ss)
+}
+
 // Meta is the envelope for the events one request writes: the caller's
 // correlation id (or a new one), which is also the cause of the request's
 // first events, and the trace context of the request's span.
@@ -461,7 +491,7 @@ func Meta(ctx context.Context) envelope.Meta {
 		m.Caller = m.Actor
 	}
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get(CorrelationHeader); len(v) > 0 && len(v[0]) <= 128 {
+		if v := md.Get(CorrelationHeader); len(v) > 0 && len(v[0]) <= maxCorrelationID {
 			m.CorrelationID = v[0]
 		}
 	}

@@ -52,6 +52,8 @@ type Config struct {
 	rewrapEvery  time.Duration
 	importLinger time.Duration
 	crashPoints  func(p app.CrashPoint, leadID string)
+	// leads wraps the lead store (tests: a fault in one write).
+	leads func(app.Leads) app.Leads
 }
 
 func main() {

@@ -99,7 +99,11 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	if cfg.crashPoints != nil {
 		opts = append(opts, app.WithCrashPoints(cfg.crashPoints))
 	}
-	a := app.New(adapters.NewLeads(store), adapters.NewCampaigns(store), keys, opts...)
+	var leads app.Leads = adapters.NewLeads(store)
+	if cfg.leads != nil {
+		leads = cfg.leads(leads)
+	}
+	a := app.New(leads, adapters.NewCampaigns(store), keys, opts...)
 
 	srv, err := grpcserver.ForService(ctx, log, js, cfg.AuthKeys, cfg.TLS)
 	if err != nil {

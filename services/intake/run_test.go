@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1728,5 +1729,63 @@ func TestASteadyImportIsAnsweredAsItGoes(t *testing.T) {
 	}
 	if err := stream.CloseSend(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// lostWrite is the lead store of a server whose answer to one write of
+// the next chunk of new leads is lost: the write is stored, its outcome
+// unknown.
+type lostWrite struct {
+	app.Leads
+	armed atomic.Bool
+}
+
+func (l *lostWrite) WriteEach(ctx context.Context, writes []app.LeadWrite) ([]uint64, []error) {
+	versions, errs := l.Leads.WriteEach(ctx, writes)
+	if len(errs) > 1 && l.armed.CompareAndSwap(true, false) {
+		errs[1] = fmt.Errorf("%w: the answer was lost", eventstore.ErrUnknownOutcome)
+	}
+	return versions, errs
+}
+
+// An import row whose write's outcome is unknown ends the import, naming
+// the row, but only after the chunk's other rows, stored, are answered: a
+// client sending again what got no answer must not resubmit them.
+func TestAnImportRowLostMidChunkLeavesTheOthersAnswered(t *testing.T) {
+	n := testenv.StartNATS(t)
+	lost := &lostWrite{}
+	e := startWith(t, n, Config{Addr: "127.0.0.1:0", NATSURL: n.Server.URL(), Stream: "LEADFLOW", Replicas: 1,
+		MasterKey: hexKey(t), BlindKey: hexKey(t), Grace: time.Second, importLinger: time.Hour,
+		leads: func(inner app.Leads) app.Leads { lost.Leads = inner; return lost }})
+	lost.armed.Store(true)
+	stream, err := e.client.ImportLeads(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := stream.Send(&intakev1.ImportLeadsRequest{Row: int64(i), Lead: lead(fmt.Sprintf("lost%d@example.com", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := stream.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	var rows []int64
+	for {
+		r, err := stream.Recv()
+		if err == nil {
+			if r.GetLeadId() == "" {
+				t.Fatalf("row %d answered without a lead: %v", r.GetRow(), r)
+			}
+			rows = append(rows, r.GetRow())
+			continue
+		}
+		if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "row 1: ") {
+			t.Fatalf("the import ended with %v, want UNAVAILABLE naming row 1", err)
+		}
+		break
+	}
+	if fmt.Sprint(rows) != "[0 2]" {
+		t.Fatalf("answered rows %v, want [0 2]: row 2 was stored", rows)
 	}
 }

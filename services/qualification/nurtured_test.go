@@ -1,6 +1,10 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +16,8 @@ import (
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/pkg/scoring"
+	"github.com/leadflow/leadflow/services/qualification/adapters"
+	"github.com/leadflow/leadflow/services/qualification/app"
 	"github.com/leadflow/leadflow/services/qualification/ports"
 )
 
@@ -362,5 +368,60 @@ func (w *world) scoredFor(t *testing.T, trigger *eventv1.Event, score *eventv1.L
 	ev.Lifecycle = prev.Event.GetLifecycle()
 	if _, err := w.store.Append(ctx, eventstore.LeadSubject(lead), prev.Seq, ev); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// verdictCut is the lead store of a scorer killed between a score and
+// its verdict: the next verdict it is asked to append is not stored.
+type verdictCut struct {
+	app.Leads
+	cut atomic.Bool
+}
+
+func (v *verdictCut) Append(ctx context.Context, leadID string, expected uint64, events ...*eventv1.Event) (uint64, error) {
+	if len(events) == 1 && events[0].GetLeadQualified() != nil && v.cut.CompareAndSwap(true, false) {
+		return 0, errors.New("killed before the verdict")
+	}
+	return v.Leads.Append(ctx, leadID, expected, events...)
+}
+
+// A re-score that answers a waiting re-engagement and is cut off before
+// its verdict writes that verdict when it resumes: the LeadReengaged,
+// handled by the live scorer already, is not delivered again, and nurture
+// waits for an MQL that its score promised.
+func TestAResumedRescoreWritesTheReengagementVerdictItOwes(t *testing.T) {
+	w := newWorld(t)
+	ctx := ctxT(t)
+	leads := &verdictCut{Leads: adapters.NewLeads(w.store)}
+	b := app.New(leads, adapters.NewModels(w.store, w.nats.JS), adapters.NewScans(w.nats.JS, stream),
+		app.WithLogger(slog.New(slog.DiscardHandler)))
+	lead := uuid.NewString()
+	w.nurture(t, lead)
+	w.activity(t, lead, webinar)
+	re := w.write(t, lead, lifecycle.Command{Name: lifecycle.Reengage}, &eventv1.LeadReengaged{ProgramId: "warm-up"})
+	job := signOff(t, b, webinarModel(25))
+	recs, err := w.store.Load(ctx, eventstore.LeadSubject(lead))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leads.cut.Store(true)
+	if err := b.RescoreLead(ctx, job, lead, recs[0].Seq, 0); err == nil {
+		t.Fatal("the cut re-score reported no error")
+	}
+	scores := causedBy(w.events(t, lead), re.GetEventId())
+	if len(scores) != 1 || scores[0].GetLeadScored().GetVerdict() != eventv1.ScoreVerdict_SCORE_VERDICT_QUALIFY {
+		t.Fatalf("scores caused by the LeadReengaged: %v, want one qualifying", scores)
+	}
+	if err := b.RescoreLead(ctx, job, lead, recs[0].Seq, 0); err != nil { // resumed
+		t.Fatal(err)
+	}
+	evs := w.events(t, lead)
+	q := ofType(evs, "LeadQualified")
+	if len(q) != 1 || q[0].GetCausationId() != scores[0].GetEventId() || last(evs).GetLifecycle().GetStatus() != eventv1.LeadStatus_LEAD_STATUS_MQL {
+		t.Fatalf("after the resumed re-score: qualifications %v, status %s; want one resting on the re-engagement's score, and an MQL",
+			q, last(evs).GetLifecycle().GetStatus())
+	}
+	if n := len(causedBy(evs, re.GetEventId())); n != 1 {
+		t.Errorf("%d scores caused by the LeadReengaged, want the one", n)
 	}
 }

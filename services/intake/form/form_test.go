@@ -77,14 +77,20 @@ func TestCheckCaptureDoesNotChangeItsInput(t *testing.T) {
 // scoring and routing, unless the caller set one.
 func TestJobFunctionOfTheTitle(t *testing.T) {
 	for title, want := range map[string]eventv1.JobFunction{
-		"Head of Revenue Operations": eventv1.JobFunction_JOB_FUNCTION_OPERATIONS,
-		"Marketing Ops Lead":         eventv1.JobFunction_JOB_FUNCTION_OPERATIONS,
-		"VP, Demand-Generation":      eventv1.JobFunction_JOB_FUNCTION_MARKETING,
-		"Senior Account Executive":   eventv1.JobFunction_JOB_FUNCTION_SALES,
-		"Accounting Manager":         eventv1.JobFunction_JOB_FUNCTION_FINANCE,
-		"DevOps Engineer":            eventv1.JobFunction_JOB_FUNCTION_ENGINEERING,
-		"Digital Producer":           eventv1.JobFunction_JOB_FUNCTION_OTHER, // no "it" or "product" inside words
-		"  ":                         eventv1.JobFunction_JOB_FUNCTION_UNSPECIFIED,
+		"Head of Revenue Operations":     eventv1.JobFunction_JOB_FUNCTION_OPERATIONS,
+		"Marketing Ops Lead":             eventv1.JobFunction_JOB_FUNCTION_OPERATIONS,
+		"VP, Demand-Generation":          eventv1.JobFunction_JOB_FUNCTION_MARKETING,
+		"Senior Account Executive":       eventv1.JobFunction_JOB_FUNCTION_SALES,
+		"Accounting Manager":             eventv1.JobFunction_JOB_FUNCTION_FINANCE,
+		"DevOps Engineer":                eventv1.JobFunction_JOB_FUNCTION_ENGINEERING,
+		"Digital Producer":               eventv1.JobFunction_JOB_FUNCTION_OTHER, // no "it" or "product" inside words
+		"Accounts Payable Specialist":    eventv1.JobFunction_JOB_FUNCTION_FINANCE,
+		"Business Intelligence Analyst":  eventv1.JobFunction_JOB_FUNCTION_OTHER,
+		"Business Analyst":               eventv1.JobFunction_JOB_FUNCTION_OTHER,
+		"Business Development Rep":       eventv1.JobFunction_JOB_FUNCTION_SALES,
+		"Lead Generation Specialist":     eventv1.JobFunction_JOB_FUNCTION_MARKETING,
+		"Executive Assistant to the CTO": eventv1.JobFunction_JOB_FUNCTION_OTHER,
+		"  ":                             eventv1.JobFunction_JOB_FUNCTION_UNSPECIFIED,
 	} {
 		if got := form.JobFunction(title); got != want {
 			t.Errorf("%q: %v, want %v", title, got, want)
@@ -115,25 +121,30 @@ func TestJobFunctionOfTheTitle(t *testing.T) {
 // in the clear for scoring and routing, unless the caller set one.
 func TestSeniorityOfTheTitle(t *testing.T) {
 	for title, want := range map[string]eventv1.Seniority{
-		"VP Engineering":              eventv1.Seniority_SENIORITY_VP,
-		"Vice-President, Sales":       eventv1.Seniority_SENIORITY_VP,
-		"Executive Vice President":    eventv1.Seniority_SENIORITY_VP,
-		"President":                   eventv1.Seniority_SENIORITY_EXECUTIVE,
-		"CTO & VP of Engineering":     eventv1.Seniority_SENIORITY_EXECUTIVE, // the highest level named
-		"Co-Founder":                  eventv1.Seniority_SENIORITY_EXECUTIVE,
-		"Managing Director":           eventv1.Seniority_SENIORITY_EXECUTIVE,
-		"Director of Platform":        eventv1.Seniority_SENIORITY_DIRECTOR,
-		"Head of Demand Gen":          eventv1.Seniority_SENIORITY_DIRECTOR,
-		"Director of Student Affairs": eventv1.Seniority_SENIORITY_DIRECTOR,
-		"Engineering Manager":         eventv1.Seniority_SENIORITY_MANAGER,
-		"Marketing Ops Lead":          eventv1.Seniority_SENIORITY_MANAGER,
-		"Senior Account Executive":    eventv1.Seniority_SENIORITY_INDIVIDUAL, // a seller, not an executive
-		"Product Owner":               eventv1.Seniority_SENIORITY_INDIVIDUAL,
-		"Research Engineer":           eventv1.Seniority_SENIORITY_INDIVIDUAL,
-		"Marketing Intern":            eventv1.Seniority_SENIORITY_STUDENT,
-		"PhD Student":                 eventv1.Seniority_SENIORITY_STUDENT,
-		"":                            eventv1.Seniority_SENIORITY_UNSPECIFIED,
-		"  -- ":                       eventv1.Seniority_SENIORITY_UNSPECIFIED,
+		"VP Engineering":                 eventv1.Seniority_SENIORITY_VP,
+		"Vice-President, Sales":          eventv1.Seniority_SENIORITY_VP,
+		"Executive Vice President":       eventv1.Seniority_SENIORITY_VP,
+		"President":                      eventv1.Seniority_SENIORITY_EXECUTIVE,
+		"CTO & VP of Engineering":        eventv1.Seniority_SENIORITY_EXECUTIVE, // the highest level named
+		"Co-Founder":                     eventv1.Seniority_SENIORITY_EXECUTIVE,
+		"Managing Director":              eventv1.Seniority_SENIORITY_EXECUTIVE,
+		"Director of Platform":           eventv1.Seniority_SENIORITY_DIRECTOR,
+		"Head of Demand Gen":             eventv1.Seniority_SENIORITY_DIRECTOR,
+		"Director of Student Affairs":    eventv1.Seniority_SENIORITY_DIRECTOR,
+		"Engineering Manager":            eventv1.Seniority_SENIORITY_MANAGER,
+		"Marketing Ops Lead":             eventv1.Seniority_SENIORITY_MANAGER,
+		"Lead Generation Specialist":     eventv1.Seniority_SENIORITY_INDIVIDUAL,
+		"Lead Gen Manager":               eventv1.Seniority_SENIORITY_MANAGER,
+		"Executive Assistant to the CEO": eventv1.Seniority_SENIORITY_INDIVIDUAL,
+		"Chief of Staff to the CEO":      eventv1.Seniority_SENIORITY_EXECUTIVE,
+		"Tech Lead":                      eventv1.Seniority_SENIORITY_MANAGER,
+		"Senior Account Executive":       eventv1.Seniority_SENIORITY_INDIVIDUAL, // a seller, not an executive
+		"Product Owner":                  eventv1.Seniority_SENIORITY_INDIVIDUAL,
+		"Research Engineer":              eventv1.Seniority_SENIORITY_INDIVIDUAL,
+		"Marketing Intern":               eventv1.Seniority_SENIORITY_STUDENT,
+		"PhD Student":                    eventv1.Seniority_SENIORITY_STUDENT,
+		"":                               eventv1.Seniority_SENIORITY_UNSPECIFIED,
+		"  -- ":                          eventv1.Seniority_SENIORITY_UNSPECIFIED,
 	} {
 		if got := form.Seniority(title); got != want {
 			t.Errorf("%q: %v, want %v", title, got, want)

@@ -1,6 +1,7 @@
 package form
 
 import (
+	"slices"
 	"strings"
 	"unicode"
 
@@ -15,7 +16,7 @@ var functionWords = []struct {
 	words []string
 }{
 	{eventv1.JobFunction_JOB_FUNCTION_OPERATIONS, []string{"operations", "ops", "revops", "revenue"}},
-	{eventv1.JobFunction_JOB_FUNCTION_MARKETING, []string{"marketing", "marketer", "growth", "demand", "brand", "cmo"}},
+	{eventv1.JobFunction_JOB_FUNCTION_MARKETING, []string{"marketing", "marketer", "growth", "demand", "brand", "leadgen", "cmo"}},
 	{eventv1.JobFunction_JOB_FUNCTION_SALES, []string{"sales", "account", "accounts", "business", "bdr", "sdr", "cro"}},
 	{eventv1.JobFunction_JOB_FUNCTION_ENGINEERING, []string{"engineering", "engineer", "developer", "software", "devops", "it", "technology", "cto"}},
 	{eventv1.JobFunction_JOB_FUNCTION_FINANCE, []string{"finance", "financial", "accounting", "accountant", "controller", "cfo"}},
@@ -44,7 +45,37 @@ func JobFunction(title string) eventv1.JobFunction {
 }
 
 // titleWords are a title's words, lower case, split at anything but a
-// letter.
+// letter, up to a "to": what follows names whom the person works for
+// ("Executive Assistant to the CEO" is no executive). Two words that
+// name something neither does alone are one (titlePhrases).
 func titleWords(title string) []string {
-	return strings.FieldsFunc(strings.ToLower(title), func(r rune) bool { return !unicode.IsLetter(r) })
+	words := strings.FieldsFunc(strings.ToLower(title), func(r rune) bool { return !unicode.IsLetter(r) })
+	if i := slices.Index(words, "to"); i > 0 {
+		words = words[:i]
+	}
+	out := words[:0]
+	for i := 0; i < len(words); i++ {
+		if i+1 < len(words) {
+			if p, ok := titlePhrases[[2]string{words[i], words[i+1]}]; ok {
+				out = append(out, p)
+				i++
+				continue
+			}
+		}
+		out = append(out, words[i])
+	}
+	return out
+}
+
+// titlePhrases: a lead generation specialist leads nobody, accounts
+// payable is finance, and a business analyst or intelligence role is not
+// sales.
+var titlePhrases = map[[2]string]string{
+	{"lead", "generation"}:       "leadgen",
+	{"lead", "gen"}:              "leadgen",
+	{"accounts", "payable"}:      "accounting",
+	{"accounts", "receivable"}:   "accounting",
+	{"business", "intelligence"}: "analytics",
+	{"business", "analyst"}:      "analyst",
+	{"business", "analysis"}:     "analysis",
 }

@@ -5,8 +5,11 @@ package ports
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -101,6 +104,11 @@ func (g *GRPC) ImportLeads(stream intakev1.IntakeService_ImportLeadsServer) erro
 		received <- g.receiveImport(ctx, stream, batches)
 	}()
 	for b := range batches {
+		// The first row whose outcome is not its own (a write's outcome
+		// unknown, a store error) ends the import, but only once the
+		// chunk's other rows, written, are answered: a client sending again
+		// what got no answer must not send those twice.
+		var failed []app.ImportResult
 		for _, res := range b.Write(ctx) {
 			out := &intakev1.ImportLeadsResponse{Row: res.Row}
 			var (
@@ -116,7 +124,8 @@ func (g *GRPC) ImportLeads(stream intakev1.IntakeService_ImportLeadsServer) erro
 				// The row's own fault, like a bad field: the rows after it go on.
 				out.Errors = []*intakev1.FieldError{{Field: ke.Field, Description: ke.Error()}}
 			case res.Err != nil:
-				return g.status(ctx, "ImportLeads", res.Err)
+				failed = append(failed, res)
+				continue
 			default:
 				c := captureResponse(res.Result)
 				out.LeadId, out.Outcome, out.Replayed = c.GetLeadId(), c.GetOutcome(), c.GetReplayed()
@@ -124,6 +133,16 @@ func (g *GRPC) ImportLeads(stream intakev1.IntakeService_ImportLeadsServer) erro
 			if err := stream.Send(out); err != nil {
 				return err
 			}
+		}
+		if len(failed) > 0 {
+			rows := make([]string, len(failed))
+			for i, f := range failed {
+				rows[i] = strconv.FormatInt(f.Row, 10)
+			}
+			p := status.Convert(g.status(ctx, "ImportLeads", failed[0].Err)).Proto()
+			p.Message = fmt.Sprintf("row %s: %s; the import ends here: of the rows not answered, only these may have been stored",
+				strings.Join(rows, ", "), p.GetMessage())
+			return status.ErrorProto(p)
 		}
 	}
 	return <-received

@@ -8,6 +8,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/pkg/scoring"
 	"github.com/leadflow/leadflow/services/qualification/registry"
 )
@@ -135,6 +136,16 @@ func (a *App) RescoreLead(ctx context.Context, job Rescore, leadID string, seq, 
 		case l.scored(job.Activation.EventID):
 			// Resumed: finish a verdict the crash cut off, if any.
 			owed, err := a.owedVerdict(l, job.Activation.EventID, "")
+			if err != nil || owed == nil {
+				return nil, nil, err
+			}
+			events = []*eventv1.Event{owed}
+		case l.reengaged != "" && l.scoredSince(job.Version, job.Activation.Seq) && l.lastScore.causationID == keyOf(l.reengaged):
+			// Resumed after answering the re-engagement (below), or the live
+			// scorer answered it under this version: the verdict either cut
+			// off is owed all the same, and the re-engagement may not be
+			// delivered again.
+			owed, err := a.owedVerdict(l, l.reengaged, string(lifecycle.KindReengaged))
 			if err != nil || owed == nil {
 				return nil, nil, err
 			}

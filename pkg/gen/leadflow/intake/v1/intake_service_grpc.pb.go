@@ -52,7 +52,9 @@ type IntakeServiceClient interface {
 	CaptureLead(ctx context.Context, in *CaptureLeadRequest, opts ...grpc.CallOption) (*CaptureLeadResponse, error)
 	// ImportLeads captures a stream of rows and answers one result per row,
 	// in order. Rows are sent in chunks, each row committed on its own: one
-	// row refused or lost in a race leaves the others written.
+	// row refused or lost in a race leaves the others written. A row whose
+	// write fails otherwise (its outcome unknown) ends the stream with that
+	// status, naming the row, once its chunk's other rows are answered.
 	ImportLeads(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ImportLeadsRequest, ImportLeadsResponse], error)
 	// RecordActivity records an engagement signal on a lead, or on the lead
 	// it was merged into.
@@ -244,7 +246,9 @@ type IntakeServiceServer interface {
 	CaptureLead(context.Context, *CaptureLeadRequest) (*CaptureLeadResponse, error)
 	// ImportLeads captures a stream of rows and answers one result per row,
 	// in order. Rows are sent in chunks, each row committed on its own: one
-	// row refused or lost in a race leaves the others written.
+	// row refused or lost in a race leaves the others written. A row whose
+	// write fails otherwise (its outcome unknown) ends the stream with that
+	// status, naming the row, once its chunk's other rows are answered.
 	ImportLeads(grpc.BidiStreamingServer[ImportLeadsRequest, ImportLeadsResponse]) error
 	// RecordActivity records an engagement signal on a lead, or on the lead
 	// it was merged into.
