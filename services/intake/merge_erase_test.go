@@ -70,6 +70,49 @@ func TestMergeKeepsAWithdrawalOfTheAbsorbedLead(t *testing.T) {
 		t.Fatalf("merging again: %v %v", again, err)
 	}
 	e.assertCounts(t, before)
+	// Two people after all: the keeper's own grant comes back, the dupe
+	// keeps its withdrawal.
+	if _, err := e.client.UnmergeLeads(ctx, &intakev1.UnmergeLeadsRequest{SurvivorLeadId: keeper, AbsorbedLeadId: dupe, Reason: "two people"}); err != nil {
+		t.Fatal(err)
+	}
+	if s, d := e.getLead(t, keeper), e.getLead(t, dupe); consentOf(s, emailChannel) != granted || consentOf(s, phoneChannel) != granted ||
+		consentOf(d, emailChannel) != withdrawn {
+		t.Fatalf("after the unmerge: keeper %v, dupe %v; want the keeper's email granted again, the dupe's withdrawn", s.GetConsents(), d.GetConsents())
+	}
+}
+
+// A keeper's channel changed after the merge carried a withdrawal in, or
+// one it had no word on before, stays as it is after the unmerge: only a
+// grant the carried withdrawal replaced comes back.
+func TestUnmergeRegrantsOnlyWhatTheMergeReplaced(t *testing.T) {
+	e := start(t)
+	ctx := ctxT(t)
+	keeper := e.capture(t, lead("keeper5@c.example")).GetLeadId()
+	dupe := e.capture(t, lead("dupe5@c.example")).GetLeadId()
+	e.setConsent(t, keeper, emailChannel, granted)
+	e.setConsent(t, keeper, phoneChannel, granted)
+	for _, ch := range []eventv1.ConsentChannel{emailChannel, phoneChannel, smsChannel} {
+		e.setConsent(t, dupe, ch, withdrawn)
+	}
+	if _, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: keeper, AbsorbedLeadId: dupe, Reason: "same person"}); err != nil {
+		t.Fatal(err)
+	}
+	// Said since, by whoever: it stands.
+	e.setConsent(t, keeper, phoneChannel, granted)
+	e.setConsent(t, keeper, phoneChannel, withdrawn)
+	if _, err := e.client.UnmergeLeads(ctx, &intakev1.UnmergeLeadsRequest{SurvivorLeadId: keeper, AbsorbedLeadId: dupe, Reason: "two people"}); err != nil {
+		t.Fatal(err)
+	}
+	s := e.getLead(t, keeper)
+	if consentOf(s, emailChannel) != granted || consentOf(s, phoneChannel) != withdrawn || consentOf(s, smsChannel) != withdrawn {
+		t.Fatalf("keeper after the unmerge: %v; want email granted again, phone and sms withdrawn", s.GetConsents())
+	}
+	// Unmerging again writes nothing.
+	before := e.counts(t)
+	if again, err := e.client.UnmergeLeads(ctx, &intakev1.UnmergeLeadsRequest{SurvivorLeadId: keeper, AbsorbedLeadId: dupe, Reason: "two people"}); err != nil || !again.GetReplayed() {
+		t.Fatalf("unmerging again: %v %v", again, err)
+	}
+	e.assertCounts(t, before)
 }
 
 // An unmerge gives the absorbed lead back a withdrawal the survivor heard

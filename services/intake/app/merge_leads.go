@@ -138,6 +138,47 @@ func (a *App) withdrawals(leadID string, state lifecycle.State, from, to []*even
 	return out, nil
 }
 
+// regranted gives the survivor back, after its LeadUnmerged, each
+// consent it had granted before its merge (sRecs[merged], the
+// LeadMerged) that the withdrawal the merge carried in replaced, unless
+// the channel changed since: the unmerge says they are two people, and
+// the withdrawal was the other's. A channel the survivor had no word on
+// stays withdrawn (docs/events.md).
+func (a *App) regranted(survivor string, state lifecycle.State, sRecs []eventstore.Record, merged int, meta envelope.Meta) ([]*eventv1.Event, error) {
+	before, _ := fold(survivor, sRecs[:merged])
+	granted := map[eventv1.ConsentChannel]bool{}
+	for _, c := range before.Consents {
+		granted[c.GetChannel()] = c.GetStatus() == eventv1.ConsentStatus_CONSENT_STATUS_GRANTED
+	}
+	var carried []eventv1.ConsentChannel
+	i := merged + 1
+	for ; i < len(sRecs); i++ {
+		c := sRecs[i].Event.GetConsentChanged()
+		if c == nil || c.GetSource() != consentFromMerge {
+			break
+		}
+		carried = append(carried, c.GetConsent().GetChannel())
+	}
+	for _, r := range sRecs[i:] {
+		if c := r.Event.GetConsentChanged(); c != nil {
+			carried = slices.DeleteFunc(carried, func(ch eventv1.ConsentChannel) bool { return ch == c.GetConsent().GetChannel() })
+		}
+	}
+	var out []*eventv1.Event
+	for _, ch := range carried {
+		if !granted[ch] {
+			continue
+		}
+		ev, _, err := a.leadEvent(survivor, state, lifecycle.Command{Name: lifecycle.ChangeConsent},
+			&eventv1.ConsentChanged{Consent: &eventv1.Consent{Channel: ch, Status: eventv1.ConsentStatus_CONSENT_STATUS_GRANTED}, Source: consentFromMerge}, meta, a.now())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
 // consentFromMerge is the source of a withdrawal a merge or an unmerge
 // carried over from the other lead.
 const consentFromMerge = "merge"
@@ -208,7 +249,8 @@ func (a *App) mergeDepth(ctx context.Context, absorbed []string, limit int) (int
 // merge (lifecycle's Unmerge, with the state read from the event before
 // its LeadMerged), the survivor as it is, with whatever it recorded
 // meanwhile, except that a consent it saw withdrawn while merged is
-// withdrawn on the absorbed lead too. Captures of the absorbed lead's
+// withdrawn on the absorbed lead too, and a grant of its own the merge's
+// carried withdrawal replaced is given back (regranted). Captures of the absorbed lead's
 // identities find it again, as its claims never moved. What it gives back
 // past one commit follows in commits of the absorbed lead's own
 // (pairCommit). Unmerging again writes only what a crash kept an unmerge
@@ -312,7 +354,11 @@ func (a *App) UnmergeLeads(ctx context.Context, in MergeLeads, meta envelope.Met
 		}
 		// Both LeadUnmerged events hold payload: they name what went back.
 		payload.GivenBackEventIds, payload.GivenBackCount = ids, uint32(len(given))
-		return []*eventv1.Event{survivor}, append(append([]*eventv1.Event{absorbed}, back...), given...), nil
+		restored, err := a.regranted(in.Survivor, sState, sRecs, since, meta)
+		if err != nil {
+			return nil, nil, survivorErr(lifecycle.Unmerge, in.Survivor, err)
+		}
+		return append([]*eventv1.Event{survivor}, restored...), append(append([]*eventv1.Event{absorbed}, back...), given...), nil
 	}, split)
 }
 
