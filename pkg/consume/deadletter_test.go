@@ -61,49 +61,78 @@ func TestSlowRedriveHandlesTheDeadMessageOnce(t *testing.T) {
 	}
 }
 
-// Parked messages whose dead letter is gone (a member died after the
-// re-drive deleted the entry, before it released them) are released in
-// order by the next member, and the dead message is not handled again.
-func TestParkedWithoutDeadLetterAreReleased(t *testing.T) {
-	n := startParts(t)
-	var j journal
-	poison := publish(t, n.JS, "K1", "poison")
-	h := func(_ context.Context, m consume.Msg) error {
+// poisoned is a group whose handler cannot handle K1's first message: it
+// is K1's dead letter, and the two published after it are parked.
+type poisoned struct {
+	j      journal
+	h      consume.Handler
+	run    *running
+	l1, l2 uint64
+}
+
+func poisonK1(t *testing.T, js jetstream.JetStream, group string) *poisoned {
+	t.Helper()
+	p := &poisoned{}
+	poison := publish(t, js, "K1", "poison")
+	p.h = func(_ context.Context, m consume.Msg) error {
 		if m.Seq == poison {
 			return consume.Permanent(errors.New("bad"))
 		}
-		j.add("m", m)
+		p.j.add("m", m)
 		return nil
 	}
-	run := start(t, n.JS, config("orphan"), h)
-	eventually(t, 10*time.Second, func() bool { return len(deadLetters(t, n.JS)) == 1 }, "no dead letter")
-	l1, l2 := parkTwo(t, n.JS, "K1")
-	if err := run.stop(t, 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	p.run = start(t, js, config(group), p.h)
+	eventually(t, 10*time.Second, func() bool { return len(deadLetters(t, js)) == 1 }, "no dead letter")
+	p.l1, p.l2 = parkTwo(t, js, "K1")
+	return p
+}
+
+// dropEntry deletes K1's dead letter in group, as a member that died
+// after deleting it, before releasing what waited behind it, leaves it.
+func dropEntry(t *testing.T, js jetstream.JetStream, group string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	dl, err := n.JS.Stream(ctx, consume.DefaultDeadLetterStream)
+	dl, err := js.Stream(ctx, consume.DefaultDeadLetterStream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	entry, err := dl.GetLastMsgForSubject(ctx, "deadletter.entry.orphan.K1")
+	entry, err := dl.GetLastMsgForSubject(ctx, "deadletter.entry."+group+".K1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := dl.DeleteMsg(ctx, entry.Sequence); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// handledInOrder waits until K1's handled messages are want, and no dead
+// letter is left.
+func (p *poisoned) handledInOrder(t *testing.T, js jetstream.JetStream, want ...uint64) {
+	t.Helper()
+	eventually(t, 10*time.Second, func() bool { return p.j.len() == len(want) && len(deadLetters(t, js)) == 0 },
+		"handled %v, dead letters %v", func() any { return seqsOf(p.j.all(), "K1") }, func() any { return deadLetters(t, js) })
+	if got := seqsOf(p.j.all(), "K1"); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("handled %v, want %v", got, want)
+	}
+}
+
+// Parked messages whose dead letter is gone (a member died after the
+// re-drive deleted the entry, before it released them) are released in
+// order by the next member, and the dead message is not handled again.
+func TestParkedWithoutDeadLetterAreReleased(t *testing.T) {
+	n := startParts(t)
+	p := poisonK1(t, n.JS, "orphan")
+	if err := p.run.stop(t, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	dropEntry(t, n.JS, "orphan")
 	// Listed with its partition and stream, read off its parked messages.
 	if dls := deadLetters(t, n.JS); len(dls) != 1 || dls[0].Partition != partitionOf("K1") || dls[0].Stream != parts || len(dls[0].Parked) != 2 {
 		t.Fatalf("listed %+v, want K1 of partition %d of %s with 2 parked", dls, partitionOf("K1"), parts)
 	}
-	start(t, n.JS, config("orphan"), h)
-	eventually(t, 10*time.Second, func() bool { return j.len() == 2 && len(deadLetters(t, n.JS)) == 0 },
-		"handled %v, dead letters %v", func() any { return seqsOf(j.all(), "K1") }, func() any { return deadLetters(t, n.JS) })
-	if got, want := seqsOf(j.all(), "K1"), []uint64{l1, l2}; fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("released %v, want %v", got, want)
-	}
+	start(t, n.JS, config("orphan"), p.h)
+	p.handledInOrder(t, n.JS, p.l1, p.l2)
 }
 
 // An operator's re-drive of a key whose parked messages outlived their
@@ -112,43 +141,16 @@ func TestParkedWithoutDeadLetterAreReleased(t *testing.T) {
 // want of a dead letter until the owner next takes the partition over.
 func TestARedriveReleasesParkedMessagesWhoseDeadLetterIsGone(t *testing.T) {
 	n := startParts(t)
-	var j journal
-	poison := publish(t, n.JS, "K1", "poison")
-	start(t, n.JS, config("orphanrun"), func(_ context.Context, m consume.Msg) error {
-		if m.Seq == poison {
-			return consume.Permanent(errors.New("bad"))
-		}
-		j.add("m", m)
-		return nil
-	})
-	eventually(t, 10*time.Second, func() bool { return len(deadLetters(t, n.JS)) == 1 }, "no dead letter")
-	l1, l2 := parkTwo(t, n.JS, "K1")
+	p := poisonK1(t, n.JS, "orphanrun")
+	dropEntry(t, n.JS, "orphanrun")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	dl, err := n.JS.Stream(ctx, consume.DefaultDeadLetterStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	entry, err := dl.GetLastMsgForSubject(ctx, "deadletter.entry.orphanrun.K1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := dl.DeleteMsg(ctx, entry.Sequence); err != nil {
-		t.Fatal(err)
-	}
 	if err := consume.Redrive(ctx, n.JS, consume.DefaultDeadLetterStream, "orphanrun", "K1", 0); err != nil {
 		t.Fatalf("re-drive of parked messages without their dead letter: %v", err)
 	}
-	eventually(t, 10*time.Second, func() bool { return j.len() == 2 && len(deadLetters(t, n.JS)) == 0 },
-		"handled %v, dead letters %v", func() any { return seqsOf(j.all(), "K1") }, func() any { return deadLetters(t, n.JS) })
-	if got, want := seqsOf(j.all(), "K1"), []uint64{l1, l2}; fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("released %v, want %v", got, want)
-	}
+	p.handledInOrder(t, n.JS, p.l1, p.l2)
 	l3 := publish(t, n.JS, "K1", "l3") // no longer parked
-	eventually(t, 10*time.Second, func() bool { return j.len() == 3 }, "a later message stayed parked")
-	if got := seqsOf(j.all(), "K1"); got[2] != l3 {
-		t.Fatalf("handled %v, want %d last", got, l3)
-	}
+	p.handledInOrder(t, n.JS, p.l1, p.l2, l3)
 	if err := consume.Redrive(ctx, n.JS, consume.DefaultDeadLetterStream, "orphanrun", "K1", 0); !errors.Is(err, consume.ErrNotFound) {
 		t.Errorf("re-drive with nothing dead or parked: %v, want ErrNotFound", err)
 	}
@@ -160,53 +162,29 @@ func TestARedriveReleasesParkedMessagesWhoseDeadLetterIsGone(t *testing.T) {
 // of it handles only what waits behind it.
 func TestADeadMessageStillParkedIsSettledOnce(t *testing.T) {
 	n := startParts(t)
-	var j journal
-	poison := publish(t, n.JS, "K1", "poison")
-	h := func(_ context.Context, m consume.Msg) error {
-		if m.Seq == poison {
-			return consume.Permanent(errors.New("bad"))
-		}
-		j.add("m", m)
-		return nil
-	}
-	run := start(t, n.JS, config("deadparked"), h)
-	eventually(t, 10*time.Second, func() bool { return len(deadLetters(t, n.JS)) == 1 }, "no dead letter")
-	l1, l2 := parkTwo(t, n.JS, "K1")
-	if err := run.stop(t, 10*time.Second); err != nil {
+	p := poisonK1(t, n.JS, "deadparked")
+	if err := p.run.stop(t, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	// The re-drive's state when the member died: the poison handled and
 	// its entry deleted, l1 failed again and stored as the dead letter,
 	// its parked record not deleted yet.
+	dropEntry(t, n.JS, "deadparked")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	dl, err := n.JS.Stream(ctx, consume.DefaultDeadLetterStream)
-	if err != nil {
+	if err := consume.StoreDead(ctx, n.JS, consume.DefaultDeadLetterStream, parts, "deadparked", "K1", subject("K1"), p.l1, partitionOf("K1")); err != nil {
 		t.Fatal(err)
 	}
-	entry, err := dl.GetLastMsgForSubject(ctx, "deadletter.entry.deadparked.K1")
-	if err != nil {
+	if dls := deadLetters(t, n.JS); len(dls) != 1 || dls[0].StreamSeq != p.l1 || fmt.Sprint(dls[0].Parked) != fmt.Sprint([]uint64{p.l2}) {
+		t.Fatalf("listed %+v, want %d dead with %d parked behind it", dls, p.l1, p.l2)
+	}
+	start(t, n.JS, config("deadparked"), p.h)
+	if err := consume.Skip(ctx, n.JS, consume.DefaultDeadLetterStream, "deadparked", "K1", p.l1); err != nil {
 		t.Fatal(err)
 	}
-	if err := dl.DeleteMsg(ctx, entry.Sequence); err != nil {
-		t.Fatal(err)
-	}
-	if err := consume.StoreDead(ctx, n.JS, consume.DefaultDeadLetterStream, parts, "deadparked", "K1", subject("K1"), l1, partitionOf("K1")); err != nil {
-		t.Fatal(err)
-	}
-	if dls := deadLetters(t, n.JS); len(dls) != 1 || dls[0].StreamSeq != l1 || fmt.Sprint(dls[0].Parked) != fmt.Sprint([]uint64{l2}) {
-		t.Fatalf("listed %+v, want %d dead with %d parked behind it", dls, l1, l2)
-	}
-	start(t, n.JS, config("deadparked"), h)
-	if err := consume.Skip(ctx, n.JS, consume.DefaultDeadLetterStream, "deadparked", "K1", l1); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 10*time.Second, func() bool { return len(deadLetters(t, n.JS)) == 0 && j.len() >= 1 },
-		"the skip not served: %+v", func() any { return deadLetters(t, n.JS) })
+	p.handledInOrder(t, n.JS, p.l2)
 	time.Sleep(1500 * time.Millisecond) // a retried request comes back after a second
-	if got := seqsOf(j.all(), "K1"); fmt.Sprint(got) != fmt.Sprint([]uint64{l2}) {
-		t.Fatalf("handled %v, want only %d (the skipped %d not handled)", got, l2, l1)
-	}
+	p.handledInOrder(t, n.JS, p.l2)
 }
 
 // Hand-backs never dead-letter a message: one delivered and naked 25 times
