@@ -563,18 +563,21 @@ func (r *runner) serveOnce(it *item) outcome {
 				return o
 			}
 		}
-		if !r.persist(it, "delete dead letter", func(ctx context.Context) error { return r.deleteDL(ctx, entryMsg.Sequence) }) {
+		// A copy of it still parked (a member died between storing it as
+		// the dead letter and deleting its parked record) goes first: once
+		// the entry is gone, nothing tells it from a message to release.
+		purge := func(ctx context.Context) error {
+			return r.dl.Purge(ctx, jetstream.WithPurgeSubject(parkedSubject(r.cfg.Group, key, e.streamSeq)))
+		}
+		if !r.persist(it, "delete the dead letter's parked copy", purge) ||
+			!r.persist(it, "delete dead letter", func(ctx context.Context) error { return r.deleteDL(ctx, entryMsg.Sequence) }) {
 			return handBack
 		}
 		r.log.Info("consume: dead letter "+it.req.op+" done", "key", key, "seq", e.streamSeq)
 	}
 	// No entry (any more): release whatever is parked, whichever request
 	// found it so.
-	var settled uint64
-	if entryMsg != nil {
-		settled = parseEntry(entryMsg.Header).streamSeq
-	}
-	switch o := r.releaseParked(it, key, settled); o {
+	switch o := r.releaseParked(it, key); o {
 	case deadAgain:
 		return served // the new dead letter is the entry; the key stays parked
 	case served:
@@ -638,11 +641,8 @@ func (r *runner) deleteDL(ctx context.Context, seq uint64) error {
 // releaseParked handles key's parked messages in order, deleting each once
 // handled, until none is left (it lists again in case one was parked
 // meanwhile). One that fails again becomes the key's dead letter (the rest
-// stay parked), and releaseParked reports deadAgain. settled is the dead
-// message the request just handled or skipped (0: none): still listed as
-// parked when a member died between storing it as the dead letter and
-// deleting its parked record, it is deleted unhandled.
-func (r *runner) releaseParked(it *item, key string, settled uint64) outcome {
+// stay parked), and releaseParked reports deadAgain.
+func (r *runner) releaseParked(it *item, key string) outcome {
 	for {
 		waiting, err := r.listParked(key)
 		if err != nil {
@@ -656,12 +656,6 @@ func (r *runner) releaseParked(it *item, key string, settled uint64) outcome {
 			subject := parkedSubject(r.cfg.Group, key, seq)
 			purge := func(ctx context.Context) error {
 				return r.dl.Purge(ctx, jetstream.WithPurgeSubject(subject))
-			}
-			if seq == settled {
-				if !r.persist(it, "release parked: delete", purge) {
-					return handBack
-				}
-				continue
 			}
 			m, err := r.original(seq, key)
 			if r.gone(seq, err) {

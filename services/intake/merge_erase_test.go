@@ -81,6 +81,32 @@ func TestMergeKeepsAWithdrawalOfTheAbsorbedLead(t *testing.T) {
 	}
 }
 
+// A withdrawal of the keeper's person heard through another lead still
+// merged into it (written on no event of the keeper's, as the keeper
+// showed it withdrawn already) keeps the channel withdrawn when the lead
+// whose withdrawal the merge carried in is unmerged.
+func TestUnmergeRegrantsNothingALeadStillMergedWithdrew(t *testing.T) {
+	e := start(t)
+	ctx := ctxT(t)
+	keeper := e.capture(t, lead("keeper6@c.example")).GetLeadId()
+	dupe1 := e.capture(t, lead("dupe6a@c.example")).GetLeadId()
+	dupe2 := e.capture(t, lead("dupe6b@c.example")).GetLeadId()
+	e.setConsent(t, keeper, emailChannel, granted)
+	e.setConsent(t, dupe1, emailChannel, withdrawn)
+	e.setConsent(t, dupe2, emailChannel, withdrawn)
+	for _, d := range []string{dupe1, dupe2} {
+		if _, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: keeper, AbsorbedLeadId: d, Reason: "same person"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.client.UnmergeLeads(ctx, &intakev1.UnmergeLeadsRequest{SurvivorLeadId: keeper, AbsorbedLeadId: dupe1, Reason: "two people"}); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.getLead(t, keeper); consentOf(s, emailChannel) != withdrawn {
+		t.Fatalf("keeper after unmerging dupe1: %v; want email withdrawn, as dupe2, still merged, has it", s.GetConsents())
+	}
+}
+
 // A keeper's channel changed after the merge carried a withdrawal in, or
 // one it had no word on before, stays as it is after the unmerge: only a
 // grant the carried withdrawal replaced comes back.

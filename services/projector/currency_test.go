@@ -102,11 +102,13 @@ func TestDealCountsFollowTheReportCurrency(t *testing.T) {
 		return nil
 	}
 	// webinar: l1 (€10,000, won €12,000), ux (won $9,000), uy (open $5,000);
-	// spend €1,500.
+	// spend €1,500. Each currency's cost per won deal and ROI would leave
+	// the other's money out, so neither gives them; in USD, with no spend
+	// in it, no spend figure either.
 	checkCampaign(t, webinar("EUR"), first, row{spend: 150000, leads: 3, mqls: 3, accepted: 3, opps: 3, pipeline: 1000000,
-		wonDeals: 1, won: 1200000, cpl: 50000, cpa: 50000, cpw: 150000, roi: 7})
+		wonDeals: 1, won: 1200000, cpl: 50000, cpa: 50000, cpwUndef: true, roiUndef: true, other: []string{"USD"}})
 	checkCampaign(t, webinar("USD"), first, row{leads: 3, mqls: 3, accepted: 3, opps: 3, pipeline: 1400000,
-		wonDeals: 1, won: 900000, roiUndef: true})
+		wonDeals: 1, won: 900000, spendUndef: true, cplUndef: true, cpaUndef: true, cpwUndef: true, roiUndef: true, other: []string{"EUR"}})
 
 	// acct-1: l1 and l6 (won €12,000 and €3,000), ux, uy.
 	for _, c := range []struct {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/base64"
+	"fmt"
 	"math"
 	"slices"
 	"testing"
@@ -472,7 +473,8 @@ func join(s []string) string {
 type row struct {
 	spend, leads, mqls, accepted, opps, pipeline, wonDeals, won float64
 	cpl, cpa, cpw, roi                                          float64
-	cplUndef, cpaUndef, cpwUndef, roiUndef                      bool
+	spendUndef, cplUndef, cpaUndef, cpwUndef, roiUndef          bool
+	other                                                       []string // other currencies
 }
 
 func checkCampaign(t *testing.T, r *projectorv1.CampaignRow, m projectorv1.AttributionModel, w row) {
@@ -483,7 +485,7 @@ func checkCampaign(t *testing.T, r *projectorv1.CampaignRow, m projectorv1.Attri
 		want  float64
 		undef bool
 	}{
-		{"spend", r.GetSpend(), w.spend, false}, {"leads", r.GetLeads(), w.leads, false}, {"mqls", r.GetMqls(), w.mqls, false},
+		{"spend", r.GetSpend(), w.spend, w.spendUndef}, {"leads", r.GetLeads(), w.leads, false}, {"mqls", r.GetMqls(), w.mqls, false},
 		{"accepted", r.GetAccepted(), w.accepted, false}, {"opportunities", r.GetOpportunities(), w.opps, false},
 		{"pipeline", r.GetPipeline(), w.pipeline, false}, {"won_deals", r.GetWonDeals(), w.wonDeals, false},
 		{"won_revenue", r.GetWonRevenue(), w.won, false}, {"cost_per_lead", r.GetCostPerLead(), w.cpl, w.cplUndef},
@@ -499,6 +501,9 @@ func checkCampaign(t *testing.T, r *projectorv1.CampaignRow, m projectorv1.Attri
 	}
 	if r.GetAttribution() != m {
 		t.Errorf("%s stamped %v", r.GetCampaignId(), r.GetAttribution())
+	}
+	if fmt.Sprint(r.GetOtherCurrencies()) != fmt.Sprint(w.other) {
+		t.Errorf("%s other currencies %v, want %v", r.GetCampaignId(), r.GetOtherCurrencies(), w.other)
 	}
 }
 

@@ -139,12 +139,15 @@ func (a *App) withdrawals(leadID string, state lifecycle.State, from, to []*even
 }
 
 // regranted gives the survivor back, after its LeadUnmerged, each
-// consent it had granted before its merge (sRecs[merged], the
-// LeadMerged) that the withdrawal the merge carried in replaced, unless
-// the channel changed since: the unmerge says they are two people, and
-// the withdrawal was the other's. A channel the survivor had no word on
+// consent it had granted before its merge of the absorbed lead
+// (sRecs[merged], the LeadMerged) that the withdrawal the merge carried
+// in replaced, unless the channel changed since or a lead still merged
+// into it has it withdrawn (a merge carries no withdrawal the survivor
+// shows already): the unmerge says they are two people, and the
+// withdrawal was the other's. A channel the survivor had no word on
 // stays withdrawn (docs/events.md).
-func (a *App) regranted(survivor string, state lifecycle.State, sRecs []eventstore.Record, merged int, meta envelope.Meta) ([]*eventv1.Event, error) {
+func (a *App) regranted(ctx context.Context, in MergeLeads, state lifecycle.State, sRecs []eventstore.Record, merged int, meta envelope.Meta) ([]*eventv1.Event, error) {
+	survivor := in.Survivor
 	before, _ := fold(survivor, sRecs[:merged])
 	granted := map[eventv1.ConsentChannel]bool{}
 	for _, c := range before.Consents {
@@ -164,11 +167,28 @@ func (a *App) regranted(survivor string, state lifecycle.State, sRecs []eventsto
 			carried = slices.DeleteFunc(carried, func(ch eventv1.ConsentChannel) bool { return ch == c.GetConsent().GetChannel() })
 		}
 	}
-	var out []*eventv1.Event
-	for _, ch := range carried {
-		if !granted[ch] {
+	carried = slices.DeleteFunc(carried, func(ch eventv1.ConsentChannel) bool { return !granted[ch] })
+	if len(carried) == 0 {
+		return nil, nil
+	}
+	now, _ := fold(survivor, sRecs)
+	for _, other := range now.Absorbed {
+		if other == in.Absorbed {
 			continue
 		}
+		recs, err := a.leads.Load(ctx, other)
+		if err != nil {
+			return nil, err
+		}
+		view, _ := fold(other, recs)
+		for _, c := range view.Consents {
+			if c.GetStatus() == eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN {
+				carried = slices.DeleteFunc(carried, func(ch eventv1.ConsentChannel) bool { return ch == c.GetChannel() })
+			}
+		}
+	}
+	var out []*eventv1.Event
+	for _, ch := range carried {
 		ev, _, err := a.leadEvent(survivor, state, lifecycle.Command{Name: lifecycle.ChangeConsent},
 			&eventv1.ConsentChanged{Consent: &eventv1.Consent{Channel: ch, Status: eventv1.ConsentStatus_CONSENT_STATUS_GRANTED}, Source: consentFromMerge}, meta, a.now())
 		if err != nil {
@@ -354,7 +374,7 @@ func (a *App) UnmergeLeads(ctx context.Context, in MergeLeads, meta envelope.Met
 		}
 		// Both LeadUnmerged events hold payload: they name what went back.
 		payload.GivenBackEventIds, payload.GivenBackCount = ids, uint32(len(given))
-		restored, err := a.regranted(in.Survivor, sState, sRecs, since, meta)
+		restored, err := a.regranted(ctx, in, sState, sRecs, since, meta)
 		if err != nil {
 			return nil, nil, survivorErr(lifecycle.Unmerge, in.Survivor, err)
 		}

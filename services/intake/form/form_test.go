@@ -77,20 +77,22 @@ func TestCheckCaptureDoesNotChangeItsInput(t *testing.T) {
 // scoring and routing, unless the caller set one.
 func TestJobFunctionOfTheTitle(t *testing.T) {
 	for title, want := range map[string]eventv1.JobFunction{
-		"Head of Revenue Operations":     eventv1.JobFunction_JOB_FUNCTION_OPERATIONS,
-		"Marketing Ops Lead":             eventv1.JobFunction_JOB_FUNCTION_OPERATIONS,
-		"VP, Demand-Generation":          eventv1.JobFunction_JOB_FUNCTION_MARKETING,
-		"Senior Account Executive":       eventv1.JobFunction_JOB_FUNCTION_SALES,
-		"Accounting Manager":             eventv1.JobFunction_JOB_FUNCTION_FINANCE,
-		"DevOps Engineer":                eventv1.JobFunction_JOB_FUNCTION_ENGINEERING,
-		"Digital Producer":               eventv1.JobFunction_JOB_FUNCTION_OTHER, // no "it" or "product" inside words
-		"Accounts Payable Specialist":    eventv1.JobFunction_JOB_FUNCTION_FINANCE,
-		"Business Intelligence Analyst":  eventv1.JobFunction_JOB_FUNCTION_OTHER,
-		"Business Analyst":               eventv1.JobFunction_JOB_FUNCTION_OTHER,
-		"Business Development Rep":       eventv1.JobFunction_JOB_FUNCTION_SALES,
-		"Lead Generation Specialist":     eventv1.JobFunction_JOB_FUNCTION_MARKETING,
-		"Executive Assistant to the CTO": eventv1.JobFunction_JOB_FUNCTION_OTHER,
-		"  ":                             eventv1.JobFunction_JOB_FUNCTION_UNSPECIFIED,
+		"Head of Revenue Operations":              eventv1.JobFunction_JOB_FUNCTION_OPERATIONS,
+		"Marketing Ops Lead":                      eventv1.JobFunction_JOB_FUNCTION_OPERATIONS,
+		"VP, Demand-Generation":                   eventv1.JobFunction_JOB_FUNCTION_MARKETING,
+		"Senior Account Executive":                eventv1.JobFunction_JOB_FUNCTION_SALES,
+		"Accounting Manager":                      eventv1.JobFunction_JOB_FUNCTION_FINANCE,
+		"DevOps Engineer":                         eventv1.JobFunction_JOB_FUNCTION_ENGINEERING,
+		"Digital Producer":                        eventv1.JobFunction_JOB_FUNCTION_OTHER, // no "it" or "product" inside words
+		"Accounts Payable Specialist":             eventv1.JobFunction_JOB_FUNCTION_FINANCE,
+		"Business Intelligence Analyst":           eventv1.JobFunction_JOB_FUNCTION_OTHER,
+		"Business Analyst":                        eventv1.JobFunction_JOB_FUNCTION_OTHER,
+		"Business Development Rep":                eventv1.JobFunction_JOB_FUNCTION_SALES,
+		"Lead Generation Specialist":              eventv1.JobFunction_JOB_FUNCTION_MARKETING,
+		"Executive Assistant to the CTO":          eventv1.JobFunction_JOB_FUNCTION_OTHER,
+		"Director, Go-To-Market Operations":       eventv1.JobFunction_JOB_FUNCTION_OPERATIONS,
+		"Business-to-Business Marketing Director": eventv1.JobFunction_JOB_FUNCTION_MARKETING,
+		"  ": eventv1.JobFunction_JOB_FUNCTION_UNSPECIFIED,
 	} {
 		if got := form.JobFunction(title); got != want {
 			t.Errorf("%q: %v, want %v", title, got, want)
@@ -138,6 +140,7 @@ func TestSeniorityOfTheTitle(t *testing.T) {
 		"Executive Assistant to the CEO": eventv1.Seniority_SENIORITY_INDIVIDUAL,
 		"Chief of Staff to the CEO":      eventv1.Seniority_SENIORITY_EXECUTIVE,
 		"Tech Lead":                      eventv1.Seniority_SENIORITY_MANAGER,
+		"Go-to-Market Director":          eventv1.Seniority_SENIORITY_DIRECTOR,
 		"Senior Account Executive":       eventv1.Seniority_SENIORITY_INDIVIDUAL, // a seller, not an executive
 		"Product Owner":                  eventv1.Seniority_SENIORITY_INDIVIDUAL,
 		"Research Engineer":              eventv1.Seniority_SENIORITY_INDIVIDUAL,

@@ -45,14 +45,16 @@ func JobFunction(title string) eventv1.JobFunction {
 }
 
 // titleWords are a title's words, lower case, split at anything but a
-// letter, up to a "to": what follows names whom the person works for
+// letter, up to a "to" standing alone: what follows names whom the person works for
 // ("Executive Assistant to the CEO" is no executive). Two words that
 // name something neither does alone are one (titlePhrases).
 func titleWords(title string) []string {
-	words := strings.FieldsFunc(strings.ToLower(title), func(r rune) bool { return !unicode.IsLetter(r) })
-	if i := slices.Index(words, "to"); i > 0 {
-		words = words[:i]
+	title = strings.ToLower(title)
+	// A "to" of its own, not one inside "Go-to-Market".
+	if fields := strings.Fields(title); slices.Index(fields, "to") > 0 {
+		title = strings.Join(fields[:slices.Index(fields, "to")], " ")
 	}
+	words := strings.FieldsFunc(title, func(r rune) bool { return !unicode.IsLetter(r) })
 	out := words[:0]
 	for i := 0; i < len(words); i++ {
 		if i+1 < len(words) {

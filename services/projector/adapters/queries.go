@@ -410,6 +410,27 @@ func attributedSQL(model string) string {
 	FROM g GROUP BY 1 HAVING sum(leads) > 0`
 }
 
+// otherCurrenciesSQL lists, per campaign ("" for leads without one) under
+// one attribution model, the currencies other than $1 of its costs
+// recorded for [$2, $3) and of the won deals of its attributed leads
+// captured then.
+func otherCurrenciesSQL(model string) string {
+	where := live + ` AND l.captured_at IS NOT NULL AND ` + period("l.captured_at", 2, 3) +
+		` AND o.won_at IS NOT NULL AND o.won_currency <> $1`
+	costs := `SELECT DISTINCT campaign_id, currency, true FROM campaign_costs WHERE currency <> $1 AND ` +
+		period("coalesce(period_start, recorded_at)", 2, 3)
+	if model != "linear" {
+		col := "l.first_campaign"
+		if model == "last" {
+			col = "l.last_campaign"
+		}
+		return costs + ` UNION SELECT ` + col + `, o.won_currency, false FROM leads l JOIN opportunities o ON o.lead_id = l.lead_id WHERE ` + where
+	}
+	return costs + ` UNION SELECT t.campaign_id, o.won_currency, false FROM leads l JOIN lead_touches t ON t.lead_id = l.lead_id AND t.touches > 0
+		JOIN opportunities o ON o.lead_id = l.lead_id WHERE ` + where + `
+		UNION SELECT '', o.won_currency, false FROM leads l JOIN opportunities o ON o.lead_id = l.lead_id WHERE l.touch_count = 0 AND ` + where
+}
+
 // Campaigns implements app.Queries.
 func (q *Queries) Campaigns(ctx context.Context, c app.CampaignQuery) (*projectorv1.GetCampaignReportResponse, error) {
 	model := map[projectorv1.AttributionModel]string{
@@ -469,6 +490,23 @@ func (q *Queries) Campaigns(ctx context.Context, c app.CampaignQuery) (*projecto
 		if err := rs.Err(); err != nil {
 			return err
 		}
+		rs, err = tx.Query(ctx, otherCurrenciesSQL(model), c.Currency, from, to)
+		if err != nil {
+			return err
+		}
+		for rs.Next() {
+			var id, cur string
+			var cost bool
+			if err := rs.Scan(&id, &cur, &cost); err != nil {
+				rs.Close()
+				return err
+			}
+			r := get(id)
+			r.other, r.otherCosts = append(r.other, cur), r.otherCosts || cost
+		}
+		if err := rs.Err(); err != nil {
+			return err
+		}
 		rs, err = tx.Query(ctx, `SELECT campaign_id, name, channel FROM campaigns`)
 		if err != nil {
 			return err
@@ -515,6 +553,10 @@ type campaignFigures struct {
 	channel                                           eventv1.Channel
 	spend, leads, mqls, accepted, opps, pipeline, won float64
 	wonDeals                                          float64
+	// other are the currencies of its costs and won deals besides the
+	// report's; otherCosts: costs among them.
+	other      []string
+	otherCosts bool
 }
 
 func (f *campaignFigures) proto(m projectorv1.AttributionModel) *projectorv1.CampaignRow {
@@ -525,11 +567,29 @@ func (f *campaignFigures) proto(m projectorv1.AttributionModel) *projectorv1.Cam
 		}
 		return fig(a / b)
 	}
-	return &projectorv1.CampaignRow{CampaignId: f.id, Name: f.name, Channel: f.channel, Attribution: m,
+	slices.Sort(f.other)
+	f.other = slices.Compact(f.other)
+	r := &projectorv1.CampaignRow{CampaignId: f.id, Name: f.name, Channel: f.channel, Attribution: m,
 		Spend: fig(f.spend), Leads: fig(f.leads), Mqls: fig(f.mqls), Accepted: fig(f.accepted), Opportunities: fig(f.opps),
 		Pipeline: fig(f.pipeline), WonDeals: fig(f.wonDeals), WonRevenue: fig(f.won),
 		CostPerLead: per(f.spend, f.leads), CostPerAccepted: per(f.spend, f.accepted), CostPerWonDeal: per(f.spend, f.wonDeals),
-		Roi: per(f.won-f.spend, f.spend)}
+		Roi: per(f.won-f.spend, f.spend), OtherCurrencies: f.other}
+	// Like by like only: what another currency holds is not in these.
+	mixed := func(figs ...*projectorv1.Figure) {
+		for _, x := range figs {
+			x.Undefined = true
+			if x != r.Spend {
+				x.Value = 0
+			}
+		}
+	}
+	switch {
+	case f.otherCosts:
+		mixed(r.Spend, r.CostPerLead, r.CostPerAccepted, r.CostPerWonDeal, r.Roi)
+	case len(f.other) > 0: // won deals in another currency
+		mixed(r.CostPerWonDeal, r.Roi)
+	}
+	return r
 }
 
 // SLA implements app.Queries.

@@ -448,15 +448,17 @@ function campaignPanel(res, attr) {
     return panel("campaign-panel", "Campaigns: spend to revenue", "", tools, errorBox(res.err), picks.length ? el("div", { class: "pager" }, "Report in ", picks) : null);
   }
   const r = res.ok, cur = r.currency;
-  const money = (f) => (f.undefined ? el("span", { class: "undef", title: "undefined: nothing to divide by" }, "—") : fmtMoney(f.value, cur));
+  // Undefined: nothing to divide by, or money in another currency too.
+  const undef = (c) => el("span", { class: "undef", title: (c.other_currencies || []).length ? `also in ${c.other_currencies.join(", ")}: not in ${cur}` : "undefined: nothing to divide by" }, "—");
   const d = (c, measure) => ({ figure: "campaign", campaign: c.campaign_id || "", measure, attribution: attr, currency: cur });
   const row = (c, total) => {
     const id = c.campaign_id || "";
     const k = (m) => `campaign.${id || "-"}.${m}`;
-    const roi = c.roi.undefined ? el("span", { class: "undef", title: "no spend" }, "—") : el("span", { class: n(c.roi.value) < 0 ? "neg" : "pos" }, fmtPct(c.roi.value));
+    const money = (f) => (f.undefined ? undef(c) : fmtMoney(f.value, cur));
+    const roi = c.roi.undefined ? undef(c) : el("span", { class: n(c.roi.value) < 0 ? "neg" : "pos" }, fmtPct(c.roi.value));
     return el("tr", { class: total ? "muted" : "" },
       el("td", { class: "text" }, total ? "No campaign" : [el("b", {}, c.name || id), el("span", { class: "channel" }, channel(c.channel))]),
-      el("td", {}, fig(fmtMoney(c.spend.value, cur), k("spend"))),
+      el("td", {}, c.spend.undefined ? undef(c) : fig(fmtMoney(c.spend.value, cur), k("spend"))),
       el("td", {}, fig(fmtCount(c.leads.value), k("leads"), d(c, "captured"))),
       el("td", {}, fig(fmtCount(c.mqls.value), k("mqls"), d(c, "mql"))),
       el("td", {}, fig(fmtCount(c.accepted.value), k("accepted"), d(c, "accepted"))),

@@ -1744,7 +1744,11 @@ type Figure struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Value       float64                `protobuf:"fixed64,1,opt,name=value,proto3" json:"value,omitempty"`
 	Attribution AttributionModel       `protobuf:"varint,2,opt,name=attribution,proto3,enum=leadflow.projector.v1.AttributionModel" json:"attribution,omitempty"`
-	// undefined: a ratio whose denominator is zero (value is 0).
+	// undefined: a ratio whose denominator is zero (value is 0), or a
+	// campaign's figure that would mix currencies (see
+	// CampaignRow.other_currencies): spend with costs recorded in another
+	// (value is the report currency's part), a cost per lead, accepted
+	// lead or won deal, or an ROI (value is 0).
 	Undefined     bool `protobuf:"varint,3,opt,name=undefined,proto3" json:"undefined,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1828,9 +1832,16 @@ type CampaignRow struct {
 	CostPerAccepted *Figure `protobuf:"bytes,14,opt,name=cost_per_accepted,json=costPerAccepted,proto3" json:"cost_per_accepted,omitempty"`
 	CostPerWonDeal  *Figure `protobuf:"bytes,15,opt,name=cost_per_won_deal,json=costPerWonDeal,proto3" json:"cost_per_won_deal,omitempty"`
 	// roi is (won_revenue - spend) / spend.
-	Roi           *Figure `protobuf:"bytes,16,opt,name=roi,proto3" json:"roi,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Roi *Figure `protobuf:"bytes,16,opt,name=roi,proto3" json:"roi,omitempty"`
+	// other_currencies are the currencies, other than the report's, of the
+	// campaign's costs recorded for the period and of its attributed
+	// leads' won deals, sorted. Figures in the report's currency leave them
+	// out: with costs in another, spend and every cost per and the ROI are
+	// undefined; with won deals in another, the cost per won deal and the
+	// ROI are.
+	OtherCurrencies []string `protobuf:"bytes,17,rep,name=other_currencies,json=otherCurrencies,proto3" json:"other_currencies,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *CampaignRow) Reset() {
@@ -1971,6 +1982,13 @@ func (x *CampaignRow) GetCostPerWonDeal() *Figure {
 func (x *CampaignRow) GetRoi() *Figure {
 	if x != nil {
 		return x.Roi
+	}
+	return nil
+}
+
+func (x *CampaignRow) GetOtherCurrencies() []string {
+	if x != nil {
+		return x.OtherCurrencies
 	}
 	return nil
 }
@@ -4290,7 +4308,7 @@ const file_leadflow_projector_v1_projector_service_proto_rawDesc = "" +
 	"\x06Figure\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\x01R\x05value\x12I\n" +
 	"\vattribution\x18\x02 \x01(\x0e2'.leadflow.projector.v1.AttributionModelR\vattribution\x12\x1c\n" +
-	"\tundefined\x18\x03 \x01(\bR\tundefined\"\xa0\a\n" +
+	"\tundefined\x18\x03 \x01(\bR\tundefined\"\xcb\a\n" +
 	"\vCampaignRow\x12\x1f\n" +
 	"\vcampaign_id\x18\x01 \x01(\tR\n" +
 	"campaignId\x12\x12\n" +
@@ -4310,7 +4328,8 @@ const file_leadflow_projector_v1_projector_service_proto_rawDesc = "" +
 	"\rcost_per_lead\x18\r \x01(\v2\x1d.leadflow.projector.v1.FigureR\vcostPerLead\x12I\n" +
 	"\x11cost_per_accepted\x18\x0e \x01(\v2\x1d.leadflow.projector.v1.FigureR\x0fcostPerAccepted\x12H\n" +
 	"\x11cost_per_won_deal\x18\x0f \x01(\v2\x1d.leadflow.projector.v1.FigureR\x0ecostPerWonDeal\x12/\n" +
-	"\x03roi\x18\x10 \x01(\v2\x1d.leadflow.projector.v1.FigureR\x03roi\"\xb8\x01\n" +
+	"\x03roi\x18\x10 \x01(\v2\x1d.leadflow.projector.v1.FigureR\x03roi\x12)\n" +
+	"\x10other_currencies\x18\x11 \x03(\tR\x0fotherCurrencies\"\xb8\x01\n" +
 	"\x18GetCampaignReportRequest\x12I\n" +
 	"\vattribution\x18\x01 \x01(\x0e2'.leadflow.projector.v1.AttributionModelR\vattribution\x125\n" +
 	"\x06period\x18\x02 \x01(\v2\x1d.leadflow.projector.v1.PeriodR\x06period\x12\x1a\n" +
