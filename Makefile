@@ -35,8 +35,8 @@ test: check-generate lint ## every test of every module, with -race
 	go test -race -count=1 -timeout 15m $(MODULES)
 
 .PHONY: run
-run: ## the whole system on this machine with demo data
-	go run ./services/devstack
+run: ## the whole system on this machine with demo data (RUN_FLAGS=-port-offset 50 ...)
+	go run ./services/devstack $(RUN_FLAGS)
 
 .PHONY: bench
 bench: ## throughput and latency, as ratios to raw JetStream in the same run (BENCH_FLAGS=-sync-always ...)
