@@ -336,8 +336,15 @@ func TestCRMBadInput(t *testing.T) {
 	wantCode(t, err, codes.InvalidArgument, "reason")
 	_, err = c.RejectLead(ctx, &handoffv1.RejectLeadRequest{LeadId: id, RepId: owner, RequestId: "x", Reason: 99})
 	wantCode(t, err, codes.InvalidArgument, "reason")
+	// The values it names are the ones the JSON API takes.
+	if d := grpcserver.Violations(err)[0].Description; !strings.Contains(d, "REJECT_REASON_NOT_READY") || strings.Contains(d, "UNSPECIFIED") {
+		t.Errorf("reason's hint %q, want the enum's full names", d)
+	}
 	_, err = c.LogContactAttempt(ctx, &handoffv1.LogContactAttemptRequest{LeadId: id, RepId: owner, RequestId: "x", Outcome: eventv1.ContactOutcome_CONTACT_OUTCOME_CONNECTED})
 	wantCode(t, err, codes.InvalidArgument, "channel")
+	if d := grpcserver.Violations(err)[0].Description; !strings.Contains(d, "CONTACT_CHANNEL_PHONE, CONTACT_CHANNEL_EMAIL") {
+		t.Errorf("channel's hint %q, want the enum's full names", d)
+	}
 	_, err = c.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: id, RepId: owner, RequestId: "x", Stage: "discovery", Amount: &eventv1.Money{Currency: "euro", MinorUnits: 1}})
 	wantCode(t, err, codes.InvalidArgument, "amount.currency")
 	_, err = c.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: id, RepId: owner, RequestId: "x", Amount: eur(1)})

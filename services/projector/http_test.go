@@ -65,6 +65,12 @@ func TestHTTPQueriesAnswerAsGRPC(t *testing.T) {
 	if code != http.StatusNotFound || out["code"] != float64(5) {
 		t.Fatalf("unknown lead: %d %v", code, out)
 	}
+	// A lead id in a form no lead has (upper case) is refused as intake
+	// and handoff refuse it, not reported missing.
+	code, out = testenv.HTTPJSON(t, "GET", base+"/v1/leads/0199AAAA-0000-7000-8000-000000000000", "")
+	if details, _ := json.Marshal(out["details"]); code != http.StatusBadRequest || !strings.Contains(string(details), `"field":"lead_id"`) {
+		t.Fatalf("an upper-case lead id: %d %v", code, out)
+	}
 	code, out = testenv.HTTPJSON(t, "GET", base+"/v1/reports/campaigns?"+period("period"), "")
 	if details, _ := json.Marshal(out["details"]); code != http.StatusBadRequest || out["code"] != float64(3) || !strings.Contains(string(details), `"field":"attribution"`) ||
 		!strings.Contains(string(details), "ATTRIBUTION_MODEL_FIRST_TOUCH") {

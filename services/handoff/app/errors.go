@@ -7,6 +7,7 @@ import (
 	"strings"
 	"unicode"
 
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
@@ -43,6 +44,22 @@ type violations []Violation
 
 func (v *violations) add(field, format string, args ...any) {
 	*v = append(*v, Violation{Field: field, Description: fmt.Sprintf(format, args...)})
+}
+
+// knownEnum checks that field is a named value of its enum other than
+// UNSPECIFIED, and names them all as the JSON API spells them.
+func (v *violations) knownEnum(field string, e protoreflect.Enum) {
+	d := e.Descriptor()
+	if e.Number() != 0 && d.Values().ByNumber(e.Number()) != nil {
+		return
+	}
+	var names []string
+	for i := range d.Values().Len() {
+		if n := d.Values().Get(i); n.Number() != 0 {
+			names = append(names, string(n.Name()))
+		}
+	}
+	v.add(field, "must be one of %s", strings.Join(names, ", "))
 }
 
 func (v violations) err() error {

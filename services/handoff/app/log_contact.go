@@ -30,12 +30,8 @@ func (a *App) LogContactAttempt(ctx context.Context, in LogContact, meta envelop
 	checkLeadID(&v, in.LeadID)
 	checkRepID(&v, "rep_id", in.RepID)
 	checkRequestID(&v, in.RequestID)
-	if _, ok := eventv1.ContactChannel_name[int32(in.Channel)]; !ok || in.Channel == eventv1.ContactChannel_CONTACT_CHANNEL_UNSPECIFIED {
-		v.add("channel", "must be PHONE, EMAIL, SOCIAL or MEETING")
-	}
-	if _, ok := eventv1.ContactOutcome_name[int32(in.Outcome)]; !ok || in.Outcome == eventv1.ContactOutcome_CONTACT_OUTCOME_UNSPECIFIED {
-		v.add("outcome", "must be NO_ANSWER, LEFT_MESSAGE, CONNECTED or MEETING_BOOKED")
-	}
+	v.knownEnum("channel", in.Channel)
+	v.knownEnum("outcome", in.Outcome)
 	if err := v.err(); err != nil {
 		return Result{}, err
 	}

@@ -67,9 +67,7 @@ func (a *App) RejectLead(ctx context.Context, in RejectLead, meta envelope.Meta)
 	checkLeadID(&v, in.LeadID)
 	checkRepID(&v, "rep_id", in.RepID)
 	checkRequestID(&v, in.RequestID)
-	if _, ok := eventv1.RejectReason_name[int32(in.Reason)]; !ok || in.Reason == eventv1.RejectReason_REJECT_REASON_UNSPECIFIED {
-		v.add("reason", "must be a reject reason code: NOT_READY, NOT_A_FIT, EXISTING_CUSTOMER, BAD_DATA, WRONG_CONTACT, DUPLICATE, ...")
-	}
+	v.knownEnum("reason", in.Reason)
 	checkText(&v, "note", in.Note, maxNote, false)
 	if err := v.err(); err != nil {
 		return Result{}, err

@@ -13,6 +13,9 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/google/uuid"
+
+	"github.com/leadflow/leadflow/pkg/envelope"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	projectorv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/projector/v1"
 )
@@ -160,6 +163,11 @@ func checkText(v *violations, field, s string) {
 func (a *App) GetLead(ctx context.Context, id string) (*projectorv1.GetLeadResponse, error) {
 	if !isLeadID(id) {
 		return nil, &ValidationError{Violations: []Violation{{Field: "lead_id", Description: "must be a lead id (no '.', '*', '>', spaces or control characters)"}}}
+	}
+	if u, err := uuid.Parse(id); err == nil && u.String() != id {
+		// An upper-case or braced UUID names no lead: say so, as intake
+		// and handoff do, rather than that the lead does not exist.
+		return nil, &ValidationError{Violations: []Violation{{Field: "lead_id", Description: envelope.LeadIDRule}}}
 	}
 	return a.queries.GetLead(ctx, id)
 }
