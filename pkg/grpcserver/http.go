@@ -57,6 +57,7 @@ func httpHandler(ctx context.Context, conn *grpc.ClientConn, gateways ...Gateway
 			MarshalOptions: protojson.MarshalOptions{EmitUnpopulated: true}, UnmarshalOptions: unmarshal,
 		}}, unmarshal}),
 		runtime.WithErrorHandler(bodyErrors),
+		runtime.WithRoutingErrorHandler(routingErrors),
 		runtime.SetQueryParameterParser(&strictQuery{}),
 		runtime.WithHealthzEndpoint(healthpb.NewHealthClient(conn)),
 		runtime.WithMiddlewares(withPath),
@@ -67,6 +68,24 @@ func httpHandler(ctx context.Context, conn *grpc.ClientConn, gateways ...Gateway
 		}
 	}
 	return fullDuplex(withBody(mux)), nil
+}
+
+// routingErrors answers a path served for other methods 405, not the
+// gateway's 501 (its status, UNIMPLEMENTED, stays in the body): the
+// method is the caller's to fix, not one the server lacks.
+func routingErrors(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, code int) {
+	if code != http.StatusMethodNotAllowed {
+		runtime.DefaultRoutingErrorHandler(ctx, mux, m, w, r, code)
+		return
+	}
+	body, err := m.Marshal(status.New(codes.Unimplemented, r.Method+" "+r.URL.Path+": method not allowed").Proto())
+	if err != nil {
+		runtime.DefaultRoutingErrorHandler(ctx, mux, m, w, r, code)
+		return
+	}
+	w.Header().Set("Content-Type", m.ContentType(nil))
+	w.WriteHeader(code)
+	_, _ = w.Write(body)
 }
 
 // authenticated refuses a request without a valid token (HTTP 401, the

@@ -200,6 +200,10 @@ func TestHTTPCallsGoThroughTheGRPCServer(t *testing.T) {
 	if code, out := testenv.HTTPJSON(t, "GET", base+"/v1/leads/nobody", ""); code != 404 || out["code"] != float64(codes.NotFound) {
 		t.Fatalf("unknown lead: %d %v", code, out)
 	}
+	// A path served for another method is the caller's mistake: 405.
+	if code, out := testenv.HTTPJSON(t, "GET", base+"/v1/leads", ""); code != http.StatusMethodNotAllowed || out["code"] != float64(codes.Unimplemented) {
+		t.Fatalf("GET on a POST route: %d %v", code, out)
+	}
 	if code, out := testenv.HTTPJSON(t, "GET", base+"/v1/leads/merged", ""); code != 400 || out["code"] != float64(codes.FailedPrecondition) ||
 		out["message"] != "lead merged: refused in MERGED" {
 		t.Fatalf("refused: %d %v", code, out)

@@ -2265,9 +2265,11 @@ type SalesSLARow struct {
 	FirstAttemptWithinSla  int64   `protobuf:"varint,10,opt,name=first_attempt_within_sla,json=firstAttemptWithinSla,proto3" json:"first_attempt_within_sla,omitempty"`
 	AvgHoursToFirstAttempt float64 `protobuf:"fixed64,11,opt,name=avg_hours_to_first_attempt,json=avgHoursToFirstAttempt,proto3" json:"avg_hours_to_first_attempt,omitempty"`
 	// attempts_per_lead is attempts per accepted hand-off.
-	AttemptsPerLead float64     `protobuf:"fixed64,12,opt,name=attempts_per_lead,json=attemptsPerLead,proto3" json:"attempts_per_lead,omitempty"`
-	Breaches        int64       `protobuf:"varint,13,opt,name=breaches,proto3" json:"breaches,omitempty"`
-	BreachesBySla   []*SLACount `protobuf:"bytes,14,rep,name=breaches_by_sla,json=breachesBySla,proto3" json:"breaches_by_sla,omitempty"`
+	AttemptsPerLead float64 `protobuf:"fixed64,12,opt,name=attempts_per_lead,json=attemptsPerLead,proto3" json:"attempts_per_lead,omitempty"`
+	// breaches counts the breaches of steps a rep owned; those of a queue
+	// (a manager's, a fallback) are only in breaches_by_owner.
+	Breaches      int64       `protobuf:"varint,13,opt,name=breaches,proto3" json:"breaches,omitempty"`
+	BreachesBySla []*SLACount `protobuf:"bytes,14,rep,name=breaches_by_sla,json=breachesBySla,proto3" json:"breaches_by_sla,omitempty"`
 	// accept_due counts the hand-offs that can be judged on acceptance:
 	// accepted, or still held by the rep, not accepted, when their
 	// accept_by passed (at the time of the report). One taken away before
