@@ -59,6 +59,12 @@ func tokenCmd(o *options) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("%w: --signing-key: %w", errUsage, err)
 			}
+			// Space-separated too, as a token's own scope claim is.
+			var split []string
+			for _, s := range scopes {
+				split = append(split, strings.Fields(s)...)
+			}
+			scopes = split
 			known := auth.KnownScopes()
 			for _, s := range scopes {
 				if s != auth.AllScopes && !slices.Contains(known, s) {
@@ -98,7 +104,7 @@ func tokenCmd(o *options) *cobra.Command {
 	}
 	f := issue.Flags()
 	f.StringVar(&sub, "sub", "", "who the token is for: a user id or an integration's name")
-	f.StringSliceVar(&scopes, "scope", nil, "a scope the token grants (repeat it); * grants all")
+	f.StringSliceVar(&scopes, "scope", nil, "a scope the token grants (repeat it, or separate them by spaces or commas); * grants all")
 	f.StringVar(&team, "team", "operations", "marketing, sales or operations")
 	f.StringVar(&kind, "kind", "user", "user, integration or service")
 	f.DurationVar(&ttl, "ttl", 24*time.Hour, "how long the token is valid (at most 8784h, 366 days)")

@@ -52,8 +52,9 @@ func testTokenRevoke(t *testing.T, newWorld func(testing.TB) *world) {
 	go verifier.Follow(ctx, w.nats.JS, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	issue := func() (token, id string) {
 		t.Helper()
+		// Scopes space-separated, as a token's claim has them.
 		out, err := runCtl(ctx, "token", "issue", "--sub", "crm-sync", "--kind", "integration", "--team", "sales",
-			"--scope", "leads:read", "--signing-key", keys["LEADFLOW_AUTH_SIGNING_KEY"])
+			"--scope", "leads:read sales:write", "--signing-key", keys["LEADFLOW_AUTH_SIGNING_KEY"])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -61,8 +62,8 @@ func testTokenRevoke(t *testing.T, newWorld func(testing.TB) *world) {
 		if m == nil {
 			t.Fatalf("issue printed %q: no token and id", out)
 		}
-		if _, err := verifier.Verify(m[1]); err != nil {
-			t.Fatalf("a fresh token: %v", err)
+		if p, err := verifier.Verify(m[1]); err != nil || !p.Grants("leads:read") || !p.Grants("sales:write") {
+			t.Fatalf("a fresh token: %+v %v, want leads:read and sales:write", p, err)
 		}
 		return m[1], m[2]
 	}
