@@ -105,6 +105,27 @@ func TestUnmergeRegrantsNothingALeadStillMergedWithdrew(t *testing.T) {
 	if s := e.getLead(t, keeper); consentOf(s, emailChannel) != withdrawn {
 		t.Fatalf("keeper after unmerging dupe1: %v; want email withdrawn, as dupe2, still merged, has it", s.GetConsents())
 	}
+	// A lead merged before, whose withdrawal the keeper's person took back
+	// since, holds nothing back.
+	keeper2 := e.capture(t, lead("keeper7@c.example")).GetLeadId()
+	early := e.capture(t, lead("early7@c.example")).GetLeadId()
+	other := e.capture(t, lead("other7@c.example")).GetLeadId()
+	e.setConsent(t, keeper2, emailChannel, granted)
+	e.setConsent(t, early, emailChannel, withdrawn)
+	e.setConsent(t, other, emailChannel, withdrawn)
+	if _, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: keeper2, AbsorbedLeadId: early, Reason: "same person"}); err != nil {
+		t.Fatal(err)
+	}
+	e.setConsent(t, keeper2, emailChannel, granted) // the person opts in again
+	if _, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: keeper2, AbsorbedLeadId: other, Reason: "same person?"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.UnmergeLeads(ctx, &intakev1.UnmergeLeadsRequest{SurvivorLeadId: keeper2, AbsorbedLeadId: other, Reason: "two people"}); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.getLead(t, keeper2); consentOf(s, emailChannel) != granted {
+		t.Fatalf("keeper2 after unmerging the other person: %v; want the opt-in back", s.GetConsents())
+	}
 }
 
 // A keeper's channel changed after the merge carried a withdrawal in, or

@@ -83,23 +83,38 @@ func TestDealCountsFollowTheReportCurrency(t *testing.T) {
 	w.lead(t, "ux", 5, cmd(lifecycle.Convert), &eventv1.OpportunityCreated{OpportunityId: "ou", Amount: usd(900000), RepId: "ann", Segment: "mid"})
 	w.lead(t, "ux", 6, cmd(lifecycle.Win), &eventv1.DealWon{OpportunityId: "ou", RepId: "ann", Segment: "mid"})
 	w.lead(t, "uy", 5, cmd(lifecycle.Convert), &eventv1.OpportunityCreated{OpportunityId: "oy", Amount: usd(500000), RepId: "ann", Segment: "mid"})
+	// events: an open USD opportunity, no deal won in USD.
+	w.lead(t, "uz", 1, cmd(lifecycle.Capture), &eventv1.LeadCaptured{SealedContact: []byte("s"),
+		Profile: &eventv1.Profile{EmailDomain: "uz.example"}, Attribution: &eventv1.Attribution{Source: "events", CampaignId: "events"}})
+	w.lead(t, "uz", 2, cmd(lifecycle.Qualify), &eventv1.LeadQualified{ModelId: "scoring", ModelVersion: 1, Score: 80, Threshold: 70})
+	w.lead(t, "uz", 3, lifecycle.Command{Name: lifecycle.Assign, Owner: lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: "ann"}},
+		&eventv1.LeadAssigned{Owner: &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_REP, Id: "ann"}, Segment: "mid", AcceptBy: timestamppb.New(w.at(27))})
+	w.lead(t, "uz", 4, cmd(lifecycle.Accept), &eventv1.LeadAccepted{RepId: "ann", Segment: "mid", ContactBy: timestamppb.New(w.at(50))})
+	w.lead(t, "uz", 5, cmd(lifecycle.Convert), &eventv1.OpportunityCreated{OpportunityId: "oz", Amount: usd(700000), RepId: "ann", Segment: "mid"})
 	w.projected(t, w.dsn)
 	ctx := ctxT(t)
 
 	first := projectorv1.AttributionModel_ATTRIBUTION_MODEL_FIRST_TOUCH
-	webinar := func(cur string) *projectorv1.CampaignRow {
+	campaign := func(id, cur string) *projectorv1.CampaignRow {
 		t.Helper()
 		r, err := s.client.GetCampaignReport(ctx, &projectorv1.GetCampaignReportRequest{Period: marchPeriod(), Attribution: first, Currency: cur})
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, c := range r.GetCampaigns() {
-			if c.GetCampaignId() == "webinar" {
+			if c.GetCampaignId() == id {
 				return c
 			}
 		}
-		t.Fatalf("no webinar row in %s: %v", cur, r)
+		t.Fatalf("no %s row in %s: %v", id, cur, r)
 		return nil
+	}
+	webinar := func(cur string) *projectorv1.CampaignRow { t.Helper(); return campaign("webinar", cur) }
+	// An open opportunity in another currency is named, and undefines
+	// nothing: no figure would mix it in.
+	if ev := campaign("events", "EUR"); fmt.Sprint(ev.GetOtherCurrencies()) != "[USD]" || ev.GetRoi().GetUndefined() != (ev.GetSpend().GetValue() == 0) ||
+		ev.GetCostPerWonDeal().GetUndefined() != (ev.GetWonDeals().GetValue() == 0) {
+		t.Errorf("events in EUR with an open USD opportunity: %v", ev)
 	}
 	// webinar: l1 (€10,000, won €12,000), ux (won $9,000), uy (open $5,000);
 	// spend €1,500. Each currency's cost per won deal and ROI would leave

@@ -141,9 +141,9 @@ func (a *App) withdrawals(leadID string, state lifecycle.State, from, to []*even
 // regranted gives the survivor back, after its LeadUnmerged, each
 // consent it had granted before its merge of the absorbed lead
 // (sRecs[merged], the LeadMerged) that the withdrawal the merge carried
-// in replaced, unless the channel changed since or a lead still merged
-// into it has it withdrawn (a merge carries no withdrawal the survivor
-// shows already): the unmerge says they are two people, and the
+// in replaced, unless the channel changed since or a lead merged into it
+// since, and still, has it withdrawn (a merge carries no withdrawal the
+// survivor shows already): the unmerge says they are two people, and the
 // withdrawal was the other's. A channel the survivor had no word on
 // stays withdrawn (docs/events.md).
 func (a *App) regranted(ctx context.Context, in MergeLeads, state lifecycle.State, sRecs []eventstore.Record, merged int, meta envelope.Meta) ([]*eventv1.Event, error) {
@@ -171,9 +171,13 @@ func (a *App) regranted(ctx context.Context, in MergeLeads, state lifecycle.Stat
 	if len(carried) == 0 {
 		return nil, nil
 	}
+	// A lead merged later carried nothing the survivor showed withdrawn
+	// already; one merged earlier was heard before this merge's withdrawal
+	// and, if it withdrew, granted again since on the survivor.
 	now, _ := fold(survivor, sRecs)
-	for _, other := range now.Absorbed {
-		if other == in.Absorbed {
+	for _, r := range sRecs[merged+1:] {
+		other := r.Event.GetLeadMerged().GetAbsorbedLeadId()
+		if other == "" || other == in.Absorbed || !slices.Contains(now.Absorbed, other) {
 			continue
 		}
 		recs, err := a.leads.Load(ctx, other)

@@ -45,16 +45,23 @@ func JobFunction(title string) eventv1.JobFunction {
 }
 
 // titleWords are a title's words, lower case, split at anything but a
-// letter, up to a "to" standing alone: what follows names whom the person works for
-// ("Executive Assistant to the CEO" is no executive). Two words that
-// name something neither does alone are one (titlePhrases).
+// letter, up to a "to" (not one naming a market): what follows names
+// whom the person works for ("Executive Assistant to the CEO" is no
+// executive). Two words that name something neither does alone are one
+// (titlePhrases).
 func titleWords(title string) []string {
-	title = strings.ToLower(title)
-	// A "to" of its own, not one inside "Go-to-Market".
-	if fields := strings.Fields(title); slices.Index(fields, "to") > 0 {
-		title = strings.Join(fields[:slices.Index(fields, "to")], " ")
+	// Hyphens kept for now: a "to" inside "Go-to-Market" is no cut.
+	tokens := strings.FieldsFunc(strings.ToLower(title), func(r rune) bool { return !unicode.IsLetter(r) && r != '-' })
+	for i, w := range tokens {
+		if w == "to" && i > 0 && (i+1 == len(tokens) || !slices.Contains(toMarkets, tokens[i+1])) {
+			tokens = tokens[:i]
+			break
+		}
 	}
-	words := strings.FieldsFunc(title, func(r rune) bool { return !unicode.IsLetter(r) })
+	var words []string
+	for _, t := range tokens {
+		words = append(words, strings.FieldsFunc(t, func(r rune) bool { return r == '-' })...)
+	}
 	out := words[:0]
 	for i := 0; i < len(words); i++ {
 		if i+1 < len(words) {
@@ -68,6 +75,10 @@ func titleWords(title string) []string {
 	}
 	return out
 }
+
+// toMarkets are the words after a "to" that names a market, not whom the
+// person works for ("Go To Market", "Direct to Consumer").
+var toMarkets = []string{"market", "consumer", "consumers", "business", "businesses", "customer", "customers"}
 
 // titlePhrases: a lead generation specialist leads nobody, accounts
 // payable is finance, and a business analyst or intelligence role is not

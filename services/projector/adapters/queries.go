@@ -412,23 +412,24 @@ func attributedSQL(model string) string {
 
 // otherCurrenciesSQL lists, per campaign ("" for leads without one) under
 // one attribution model, the currencies other than $1 of its costs
-// recorded for [$2, $3) and of the won deals of its attributed leads
-// captured then.
+// recorded for [$2, $3) ('cost'), and of the opportunities ('pipeline')
+// and won deals ('won') of its attributed leads captured then.
 func otherCurrenciesSQL(model string) string {
-	where := live + ` AND l.captured_at IS NOT NULL AND ` + period("l.captured_at", 2, 3) +
-		` AND o.won_at IS NOT NULL AND o.won_currency <> $1`
-	costs := `SELECT DISTINCT campaign_id, currency, true FROM campaign_costs WHERE currency <> $1 AND ` +
+	where := live + ` AND l.captured_at IS NOT NULL AND ` + period("l.captured_at", 2, 3)
+	with := `WITH m AS (SELECT lead_id, currency AS cur, 'pipeline' AS kind FROM opportunities WHERE currency NOT IN ('', $1)
+		UNION SELECT lead_id, won_currency, 'won' FROM opportunities WHERE won_at IS NOT NULL AND won_currency NOT IN ('', $1))
+		SELECT DISTINCT campaign_id, currency, 'cost' FROM campaign_costs WHERE currency <> $1 AND ` +
 		period("coalesce(period_start, recorded_at)", 2, 3)
 	if model != "linear" {
 		col := "l.first_campaign"
 		if model == "last" {
 			col = "l.last_campaign"
 		}
-		return costs + ` UNION SELECT ` + col + `, o.won_currency, false FROM leads l JOIN opportunities o ON o.lead_id = l.lead_id WHERE ` + where
+		return with + ` UNION SELECT ` + col + `, m.cur, m.kind FROM leads l JOIN m ON m.lead_id = l.lead_id WHERE ` + where
 	}
-	return costs + ` UNION SELECT t.campaign_id, o.won_currency, false FROM leads l JOIN lead_touches t ON t.lead_id = l.lead_id AND t.touches > 0
-		JOIN opportunities o ON o.lead_id = l.lead_id WHERE ` + where + `
-		UNION SELECT '', o.won_currency, false FROM leads l JOIN opportunities o ON o.lead_id = l.lead_id WHERE l.touch_count = 0 AND ` + where
+	return with + ` UNION SELECT t.campaign_id, m.cur, m.kind FROM leads l JOIN lead_touches t ON t.lead_id = l.lead_id AND t.touches > 0
+		JOIN m ON m.lead_id = l.lead_id WHERE ` + where + `
+		UNION SELECT '', m.cur, m.kind FROM leads l JOIN m ON m.lead_id = l.lead_id WHERE l.touch_count = 0 AND ` + where
 }
 
 // Campaigns implements app.Queries.
@@ -495,14 +496,15 @@ func (q *Queries) Campaigns(ctx context.Context, c app.CampaignQuery) (*projecto
 			return err
 		}
 		for rs.Next() {
-			var id, cur string
-			var cost bool
-			if err := rs.Scan(&id, &cur, &cost); err != nil {
+			var id, cur, kind string
+			if err := rs.Scan(&id, &cur, &kind); err != nil {
 				rs.Close()
 				return err
 			}
 			r := get(id)
-			r.other, r.otherCosts = append(r.other, cur), r.otherCosts || cost
+			r.other = append(r.other, cur)
+			r.otherCosts = r.otherCosts || kind == "cost"
+			r.otherWon = r.otherWon || kind == "won"
 		}
 		if err := rs.Err(); err != nil {
 			return err
@@ -553,10 +555,11 @@ type campaignFigures struct {
 	channel                                           eventv1.Channel
 	spend, leads, mqls, accepted, opps, pipeline, won float64
 	wonDeals                                          float64
-	// other are the currencies of its costs and won deals besides the
-	// report's; otherCosts: costs among them.
-	other      []string
-	otherCosts bool
+	// other are the currencies of its costs, opportunities and won deals
+	// besides the report's; otherCosts, otherWon: costs, won deals among
+	// them.
+	other                []string
+	otherCosts, otherWon bool
 }
 
 func (f *campaignFigures) proto(m projectorv1.AttributionModel) *projectorv1.CampaignRow {
@@ -586,7 +589,7 @@ func (f *campaignFigures) proto(m projectorv1.AttributionModel) *projectorv1.Cam
 	switch {
 	case f.otherCosts:
 		mixed(r.Spend, r.CostPerLead, r.CostPerAccepted, r.CostPerWonDeal, r.Roi)
-	case len(f.other) > 0: // won deals in another currency
+	case f.otherWon:
 		mixed(r.CostPerWonDeal, r.Roi)
 	}
 	return r

@@ -1835,8 +1835,9 @@ type CampaignRow struct {
 	Roi *Figure `protobuf:"bytes,16,opt,name=roi,proto3" json:"roi,omitempty"`
 	// other_currencies are the currencies, other than the report's, of the
 	// campaign's costs recorded for the period and of its attributed
-	// leads' won deals, sorted. Figures in the report's currency leave them
-	// out: with costs in another, spend and every cost per and the ROI are
+	// leads' opportunities and won deals, sorted. Figures in the report's
+	// currency leave them out (pipeline counts its opportunities only):
+	// with costs in another, spend and every cost per and the ROI are
 	// undefined; with won deals in another, the cost per won deal and the
 	// ROI are.
 	OtherCurrencies []string `protobuf:"bytes,17,rep,name=other_currencies,json=otherCurrencies,proto3" json:"other_currencies,omitempty"`
