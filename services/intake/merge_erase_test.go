@@ -72,9 +72,7 @@ func TestMergeKeepsAWithdrawalOfTheAbsorbedLead(t *testing.T) {
 	e.assertCounts(t, before)
 	// Two people after all: the keeper's own grant comes back, the dupe
 	// keeps its withdrawal.
-	if _, err := e.client.UnmergeLeads(ctx, &intakev1.UnmergeLeadsRequest{SurvivorLeadId: keeper, AbsorbedLeadId: dupe, Reason: "two people"}); err != nil {
-		t.Fatal(err)
-	}
+	e.unmerge(t, keeper, dupe, "two people")
 	if s, d := e.getLead(t, keeper), e.getLead(t, dupe); consentOf(s, emailChannel) != granted || consentOf(s, phoneChannel) != granted ||
 		consentOf(d, emailChannel) != withdrawn {
 		t.Fatalf("after the unmerge: keeper %v, dupe %v; want the keeper's email granted again, the dupe's withdrawn", s.GetConsents(), d.GetConsents())
@@ -87,7 +85,6 @@ func TestMergeKeepsAWithdrawalOfTheAbsorbedLead(t *testing.T) {
 // whose withdrawal the merge carried in is unmerged.
 func TestUnmergeRegrantsNothingALeadStillMergedWithdrew(t *testing.T) {
 	e := start(t)
-	ctx := ctxT(t)
 	keeper := e.capture(t, lead("keeper6@c.example")).GetLeadId()
 	dupe1 := e.capture(t, lead("dupe6a@c.example")).GetLeadId()
 	dupe2 := e.capture(t, lead("dupe6b@c.example")).GetLeadId()
@@ -95,13 +92,9 @@ func TestUnmergeRegrantsNothingALeadStillMergedWithdrew(t *testing.T) {
 	e.setConsent(t, dupe1, emailChannel, withdrawn)
 	e.setConsent(t, dupe2, emailChannel, withdrawn)
 	for _, d := range []string{dupe1, dupe2} {
-		if _, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: keeper, AbsorbedLeadId: d, Reason: "same person"}); err != nil {
-			t.Fatal(err)
-		}
+		e.merge(t, keeper, d, "same person")
 	}
-	if _, err := e.client.UnmergeLeads(ctx, &intakev1.UnmergeLeadsRequest{SurvivorLeadId: keeper, AbsorbedLeadId: dupe1, Reason: "two people"}); err != nil {
-		t.Fatal(err)
-	}
+	e.unmerge(t, keeper, dupe1, "two people")
 	if s := e.getLead(t, keeper); consentOf(s, emailChannel) != withdrawn {
 		t.Fatalf("keeper after unmerging dupe1: %v; want email withdrawn, as dupe2, still merged, has it", s.GetConsents())
 	}
@@ -113,16 +106,10 @@ func TestUnmergeRegrantsNothingALeadStillMergedWithdrew(t *testing.T) {
 	e.setConsent(t, keeper2, emailChannel, granted)
 	e.setConsent(t, early, emailChannel, withdrawn)
 	e.setConsent(t, other, emailChannel, withdrawn)
-	if _, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: keeper2, AbsorbedLeadId: early, Reason: "same person"}); err != nil {
-		t.Fatal(err)
-	}
+	e.merge(t, keeper2, early, "same person")
 	e.setConsent(t, keeper2, emailChannel, granted) // the person opts in again
-	if _, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: keeper2, AbsorbedLeadId: other, Reason: "same person?"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.client.UnmergeLeads(ctx, &intakev1.UnmergeLeadsRequest{SurvivorLeadId: keeper2, AbsorbedLeadId: other, Reason: "two people"}); err != nil {
-		t.Fatal(err)
-	}
+	e.merge(t, keeper2, other, "same person?")
+	e.unmerge(t, keeper2, other, "two people")
 	if s := e.getLead(t, keeper2); consentOf(s, emailChannel) != granted {
 		t.Fatalf("keeper2 after unmerging the other person: %v; want the opt-in back", s.GetConsents())
 	}
@@ -141,15 +128,11 @@ func TestUnmergeRegrantsOnlyWhatTheMergeReplaced(t *testing.T) {
 	for _, ch := range []eventv1.ConsentChannel{emailChannel, phoneChannel, smsChannel} {
 		e.setConsent(t, dupe, ch, withdrawn)
 	}
-	if _, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: keeper, AbsorbedLeadId: dupe, Reason: "same person"}); err != nil {
-		t.Fatal(err)
-	}
+	e.merge(t, keeper, dupe, "same person")
 	// Said since, by whoever: it stands.
 	e.setConsent(t, keeper, phoneChannel, granted)
 	e.setConsent(t, keeper, phoneChannel, withdrawn)
-	if _, err := e.client.UnmergeLeads(ctx, &intakev1.UnmergeLeadsRequest{SurvivorLeadId: keeper, AbsorbedLeadId: dupe, Reason: "two people"}); err != nil {
-		t.Fatal(err)
-	}
+	e.unmerge(t, keeper, dupe, "two people")
 	s := e.getLead(t, keeper)
 	if consentOf(s, emailChannel) != granted || consentOf(s, phoneChannel) != withdrawn || consentOf(s, smsChannel) != withdrawn {
 		t.Fatalf("keeper after the unmerge: %v; want email granted again, phone and sms withdrawn", s.GetConsents())
@@ -184,9 +167,7 @@ func TestUnmergeGivesBackAWithdrawalHeardWhileMerged(t *testing.T) {
 	// absorbed lead's to take back.
 	third := e.capture(t, lead("third2@c.example")).GetLeadId()
 	e.setConsent(t, third, smsChannel, withdrawn)
-	if _, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: keeper, AbsorbedLeadId: third, Reason: "same person"}); err != nil {
-		t.Fatal(err)
-	}
+	e.merge(t, keeper, third, "same person")
 	unmerge := &intakev1.UnmergeLeadsRequest{SurvivorLeadId: keeper, AbsorbedLeadId: dupe, Reason: "two people"}
 	if _, err := e.client.UnmergeLeads(ctx, unmerge); err != nil {
 		t.Fatal(err)
@@ -211,15 +192,11 @@ func TestUnmergeGivesBackEveryWithdrawalHeardWhileMerged(t *testing.T) {
 	ctx := ctxT(t)
 	merge := func(survivor, absorbed string) {
 		t.Helper()
-		if _, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "same person"}); err != nil {
-			t.Fatal(err)
-		}
+		e.merge(t, survivor, absorbed, "same person")
 	}
 	unmerge := func(survivor, absorbed string) {
 		t.Helper()
-		if _, err := e.client.UnmergeLeads(ctx, &intakev1.UnmergeLeadsRequest{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "two people"}); err != nil {
-			t.Fatal(err)
-		}
+		e.unmerge(t, survivor, absorbed, "two people")
 	}
 	granted3 := func(ids ...string) {
 		for _, id := range ids {
@@ -289,9 +266,7 @@ func TestUnmergeGivesBackAWithdrawalTheSurvivorHadAlready(t *testing.T) {
 	if r := e.capture(t, form); r.GetLeadId() != keeper {
 		t.Fatalf("the absorbed person's form went to %s, want the survivor %s", r.GetLeadId(), keeper)
 	}
-	if _, err := e.client.UnmergeLeads(ctx, &intakev1.UnmergeLeadsRequest{SurvivorLeadId: keeper, AbsorbedLeadId: dupe, Reason: "two people"}); err != nil {
-		t.Fatal(err)
-	}
+	e.unmerge(t, keeper, dupe, "two people")
 	if d := e.getLead(t, dupe); consentOf(d, emailChannel) != withdrawn || consentOf(d, phoneChannel) != withdrawn {
 		t.Fatalf("absorbed lead's consents after the unmerge: %v, want email and phone withdrawn, as its person asked while merged", d.GetConsents())
 	}
@@ -306,9 +281,7 @@ func TestErasingAChainsBottomNamesItsTop(t *testing.T) {
 	b := e.capture(t, lead("cb@c.example")).GetLeadId()
 	c := e.capture(t, lead("cc@c.example")).GetLeadId()
 	for _, m := range [][2]string{{a, b}, {c, a}} {
-		if _, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: m[0], AbsorbedLeadId: m[1], Reason: "x"}); err != nil {
-			t.Fatal(err)
-		}
+		e.merge(t, m[0], m[1], "x")
 	}
 	before := e.counts(t)
 	_, err := e.client.EraseLead(ctx, &intakev1.EraseLeadRequest{LeadId: b, Reason: "request"})
@@ -372,9 +345,7 @@ func TestMergeAndUnmergeNeedAReason(t *testing.T) {
 	_, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: a, AbsorbedLeadId: b, Reason: "   "})
 	assertField(t, err, "reason")
 	e.assertCounts(t, before)
-	if _, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: a, AbsorbedLeadId: b, Reason: "same person"}); err != nil {
-		t.Fatal(err)
-	}
+	e.merge(t, a, b, "same person")
 	before = e.counts(t)
 	_, err = e.client.UnmergeLeads(ctx, &intakev1.UnmergeLeadsRequest{SurvivorLeadId: a, AbsorbedLeadId: b, Reason: " "})
 	assertField(t, err, "reason")
@@ -429,5 +400,21 @@ func TestACandidateWhoseLeadIsBeingCreatedIsRecorded(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("no merge candidate between %s (the external id's) and %s (the email's)", crm, fresh)
+	}
+}
+
+// merge merges absorbed into survivor, failing the test on an error.
+func (e *env) merge(t *testing.T, survivor, absorbed, reason string) {
+	t.Helper()
+	if _, err := e.client.MergeLeads(ctxT(t), &intakev1.MergeLeadsRequest{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: reason}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// unmerge unmerges absorbed from survivor, failing the test on an error.
+func (e *env) unmerge(t *testing.T, survivor, absorbed, reason string) {
+	t.Helper()
+	if _, err := e.client.UnmergeLeads(ctxT(t), &intakev1.UnmergeLeadsRequest{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: reason}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1203,26 +1203,33 @@ func TestRacingCapturesOfOneExternalID(t *testing.T) {
 // server's store directory.
 func (e *env) onDisk(t *testing.T, needles ...[]byte) []string {
 	t.Helper()
-	var found []string
-	err := filepath.WalkDir(e.nats.Dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		for _, n := range needles {
-			if bytes.Contains(data, n) {
-				found = append(found, fmt.Sprintf("%q in %s", n, filepath.Base(p)))
+	for range 5 {
+		var found []string
+		err := filepath.WalkDir(e.nats.Dir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
 			}
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			for _, n := range needles {
+				if bytes.Contains(data, n) {
+					found = append(found, fmt.Sprintf("%q in %s", n, filepath.Base(p)))
+				}
+			}
+			return nil
+		})
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // a file the server replaced while the walk went: walk again
 		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return found
 	}
-	return found
+	t.Fatal("the store's files kept changing under five walks")
+	return nil
 }
 
 // Erasure end to end: every personal field of a lead is sealed, an
