@@ -181,6 +181,34 @@ func testReengagementAndProgramEnd(t *testing.T, newWorld func(testing.TB) *worl
 	})
 }
 
+// A program retired while a lead is in it keeps the lead until its
+// review: re-engaged and re-scored below the threshold, the lead goes
+// back to that program, re-engaging on its rules, not the default's.
+func TestARetiredProgramKeepsItsLeadsUntilTheirReview(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	put(t, s.client, &eventv1.NurtureProgram{ProgramId: "demos-only", Name: "Demos only", Duration: days(30),
+		EntryRules: []*eventv1.NurtureEntryRule{{RuleId: "smb", Causes: []eventv1.RecycleCause{rejected}, Segments: []string{"smb"}}},
+		ExitRules:  &eventv1.NurtureExitRules{ReengageOn: []eventv1.ActivityType{demo}}})
+	lead := uuid.NewString()
+	w.accepted(t, lead, "smb", 30)
+	w.reject(t, lead, eventv1.RejectReason_REJECT_REASON_NOT_READY, "smb")
+	enrolled := last(w.nurtured(t, lead)).GetNurtureEnrolled()
+	if enrolled.GetProgramId() != "demos-only" {
+		t.Fatalf("enrolled in %s, want demos-only", enrolled.GetProgramId())
+	}
+	if _, err := s.client.RetireProgram(ctxT(t), &nurturev1.RetireProgramRequest{ProgramId: "demos-only", ChangedBy: marketer}); err != nil {
+		t.Fatal(err)
+	}
+	w.activity(t, lead, demo)
+	re := ofType(w.waitFor(t, lead, "LeadReengaged", 1), "LeadReengaged")[0]
+	w.scoreFor(t, lead, re, 35, false)
+	back := ofType(w.waitFor(t, lead, "NurtureEnrolled", 2), "NurtureEnrolled")[1].GetNurtureEnrolled()
+	if back.GetProgramId() != "demos-only" || !back.GetReviewAt().AsTime().Equal(enrolled.GetReviewAt().AsTime()) {
+		t.Fatalf("back in %s until %v, want demos-only until %v", back.GetProgramId(), back.GetReviewAt().AsTime(), enrolled.GetReviewAt().AsTime())
+	}
+}
+
 var (
 	qualificationBin  string
 	qualificationErr  error

@@ -195,8 +195,13 @@ func (a *App) enrol(l *lead, cat *program.Catalog, anchor ref, now time.Time, me
 		}
 	case *eventv1.Event_NurtureExited:
 		ex := x.NurtureExited
+		back, inCat := cat.Get(ex.GetProgramId())
 		if p, ok := cat.Active(ex.GetNextProgramId()); ok {
 			choice = program.Choice{Program: p, Why: fmt.Sprintf("after program %q: %s", ex.GetProgramId(), ex.GetReason())}
+		} else if ex.GetCause() == eventv1.NurtureExitCause_NURTURE_EXIT_CAUSE_NOT_QUALIFIED && ex.GetNextProgramId() == ex.GetProgramId() && inCat {
+			// Back to its own program until its review: retiring a program
+			// turns new leads away, not those in it.
+			choice = program.Choice{Program: back.Program, Why: fmt.Sprintf("back to program %q (retired) until its review: %s", ex.GetProgramId(), ex.GetReason())}
 		} else {
 			choice = cat.Choose(l.key())
 			choice.Why = fmt.Sprintf("program %q is retired; %s", ex.GetNextProgramId(), choice.Why)
