@@ -2,6 +2,7 @@ package project
 
 import (
 	"context"
+	"time"
 
 	"github.com/leadflow/leadflow/pkg/eventstore"
 )
@@ -24,3 +25,7 @@ func SetHook(p *Projector, f func(stage int, events []Event)) {
 func SetGapReader(p *Projector, f func(ctx context.Context, subject string, after uint64) ([]eventstore.Record, error)) {
 	p.loadAfter = f
 }
+
+// SetReplayWait makes p's rebuilds wait d for more messages before they
+// ask the server whether they have caught up. Set it before p runs.
+func SetReplayWait(p *Projector, d time.Duration) { p.replayWait = d }

@@ -166,6 +166,9 @@ type Projector struct {
 	// loadAfter reads a subject's events after a gap: store.LoadAfter,
 	// replaced in tests.
 	loadAfter func(ctx context.Context, subject string, after uint64) ([]eventstore.Record, error)
+	// replayWait is how long a rebuild's read waits for more messages
+	// before it asks the server whether it has caught up (tests shorten it).
+	replayWait time.Duration
 
 	stopOnce sync.Once
 	stopCh   chan struct{} // closed when Run has returned
@@ -180,7 +183,7 @@ func New(ctx context.Context, cfg Config, p Projection) (*Projector, error) {
 		return nil, err
 	}
 	pr := &Projector{cfg: cfg, proj: p, store: eventstore.New(cfg.JS, cfg.Stream), log: cfg.Logger.With("projection", cfg.Name),
-		queue: make(chan *item, 4*cfg.MaxBatch), stopCh: make(chan struct{})}
+		queue: make(chan *item, 4*cfg.MaxBatch), stopCh: make(chan struct{}), replayWait: replayWait}
 	pr.loadAfter = pr.store.LoadAfter
 	if err := pr.setup(ctx); err != nil {
 		return nil, err

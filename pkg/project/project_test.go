@@ -338,24 +338,31 @@ func TestRebuildSwapsWhileServing(t *testing.T) {
 	for _, c := range []struct {
 		name  string
 		proj  project.Projection
-		fold  int // Config.RebuildFold
-		batch int // Config.RebuildBatch
+		fold  int           // Config.RebuildFold
+		batch int           // Config.RebuildBatch
+		wait  time.Duration // how long a read waits before asking the server
 	}{
-		{"batches", tally{}, 0, 0},
-		{"fold", foldingTally{}, 0, 0},
-		{"fold then batches", foldingTally{}, 10, 50},
+		{"batches", tally{}, 0, 0, 0},
+		{"fold", foldingTally{}, 0, 0, 0},
+		{"fold then batches", foldingTally{}, 10, 50, 0},
+		// A read that gives up at once asks the server while messages it
+		// delivered are still on their way: they are not caught up.
+		{"impatient reads", tally{}, 0, 20, time.Microsecond},
 	} {
-		t.Run(c.name, func(t *testing.T) { rebuildSwapsWhileServing(t, c.proj, c.fold, c.batch) })
+		t.Run(c.name, func(t *testing.T) { rebuildSwapsWhileServing(t, c.proj, c.fold, c.batch, c.wait) })
 	}
 }
 
-func rebuildSwapsWhileServing(t *testing.T, proj project.Projection, fold, batch int) {
+func rebuildSwapsWhileServing(t *testing.T, proj project.Projection, fold, batch int, wait time.Duration) {
 	e := newEnv(t)
 	want := e.workload(t, 60, 4, 3)
 	cfg := config(e.pool, e.nats.JS)
 	cfg.RebuildFold, cfg.RebuildBatch = fold, batch
 	p, err := project.New(ctxT(t), cfg, proj)
 	must(t, err)
+	if wait > 0 {
+		project.SetReplayWait(p, wait)
+	}
 	groups(t, e.nats.JS, p)
 	waitTally(t, p, want)
 

@@ -261,7 +261,7 @@ func (p *Projector) replay(ctx context.Context, pr Progress, report func(Progres
 		// swapEnd is the stream's last sequence right after the swap.
 		swapEnd uint64
 		// read is the last stream sequence read, projected or not.
-		read uint64
+		read = pr.Position
 		// fold holds a fresh schema's replay in memory until it is
 		// written (nil: batch by batch). A resumed rebuild has written
 		// already, so it goes batch by batch.
@@ -288,7 +288,7 @@ func (p *Projector) replay(ctx context.Context, pr Progress, report func(Progres
 		batch = batch[:0]
 		idle := false
 		for len(batch) < p.cfg.RebuildBatch {
-			m, err := it.Next(jetstream.NextMaxWait(replayWait))
+			m, err := it.Next(jetstream.NextMaxWait(p.replayWait))
 			if errors.Is(err, nats.ErrTimeout) {
 				idle = true
 				break
@@ -345,12 +345,13 @@ func (p *Projector) replay(ctx context.Context, pr Progress, report func(Progres
 		caughtUp := false
 		if idle {
 			// Nothing came for a while: caught up, if the server has
-			// nothing left for this consumer either.
+			// nothing left for this consumer either, nor sent anything this
+			// read has not had yet (on its way, or in the client's buffer).
 			info, err := cons.Info(ctx)
 			if err != nil {
 				return pr, fmt.Errorf("project: replay: %w", err)
 			}
-			caughtUp = info.NumPending == 0
+			caughtUp = info.NumPending == 0 && (info.Delivered.Consumer == 0 || info.Delivered.Stream <= read)
 		}
 		nearEnd := caughtUp || (!idle && pending < uint64(p.cfg.RebuildBatch/2))
 		if fold != nil && (nearEnd || p.full(fold)) {

@@ -82,7 +82,7 @@ func (s *Stream) Replay(ctx context.Context, from time.Time, fn func(seq uint64,
 		return fmt.Errorf("replay: %w", err)
 	}
 	defer it.Stop()
-	var read, total uint64
+	var read, total, last uint64 // last: the last stream sequence read
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -93,7 +93,9 @@ func (s *Stream) Replay(ctx context.Context, from time.Time, fn func(seq uint64,
 			if err != nil {
 				return fmt.Errorf("replay: %w", err)
 			}
-			if info.NumPending == 0 {
+			// Over only if nothing is left on the server, nor sent and not
+			// read yet (on its way, or in the client's buffer).
+			if info.NumPending == 0 && (info.Delivered.Consumer == 0 || info.Delivered.Stream <= last) {
 				progress(read, read)
 				return nil
 			}
@@ -110,7 +112,7 @@ func (s *Stream) Replay(ctx context.Context, from time.Time, fn func(seq uint64,
 			progress(read, read)
 			return nil
 		}
-		read++
+		read, last = read+1, md.Sequence.Stream
 		if total == 0 {
 			total = md.NumPending + 1
 		}
