@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -132,7 +133,58 @@ func TestMakeRun(t *testing.T) {
 	if again := routingVersion(); again != version {
 		t.Errorf("second run: routing version %v, was %v", again, version)
 	}
-	second.stop(t)
+	// A service killed (kill -9) is started again, and the stack runs on.
+	nurture := filepath.Join(p.data, "bin", "nurture")
+	killed := pidsOf(t, nurture)
+	if len(killed) != 1 {
+		t.Fatalf("nurture processes: %v, want one", killed)
+	}
+	if err := syscall.Kill(killed[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 60*time.Second, func() bool {
+		pids := pidsOf(t, nurture)
+		res, err := http.Get("http://" + at(7204) + "/healthz")
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return len(pids) == 1 && pids[0] != killed[0] && res.StatusCode == 200
+	}, "nurture was not started again after a kill -9")
+	// devstack killed leaves no service behind.
+	second.stopped = true
+	if err := second.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = second.cmd.Wait()
+	testenv.Eventually(t, 30*time.Second, func() bool { return len(pidsOf(t, filepath.Join(p.data, "bin"))) == 0 },
+		"services outlived their devstack's kill -9: %v", func() any { return pidsOf(t, filepath.Join(p.data, "bin")) })
+}
+
+// pidsOf are the processes whose program is path, or under path (a
+// directory).
+func pidsOf(t *testing.T, path string) []int {
+	t.Helper()
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
+		if err != nil {
+			continue // gone meanwhile
+		}
+		prog, _, _ := strings.Cut(string(b), "\x00")
+		if prog == path || strings.HasPrefix(prog, path+"/") {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 // A run stopped before its demo accepted Ada's lead, which then moved on

@@ -134,7 +134,7 @@ func run() error {
 		}
 		return err
 	}
-	var procs []*proc
+	procs := map[string]*proc{}
 	defer func() {
 		for _, p := range procs {
 			_ = p.cmd.Process.Signal(syscall.SIGTERM)
@@ -143,10 +143,26 @@ func run() error {
 			<-p.done
 		}
 	}()
-	exited := make(chan error, len(services))
+	exited := make(chan *proc, len(services))
+	start := func(s service) (*proc, error) {
+		cmd := exec.Command(filepath.Join(dataDir, "bin", s.name), append([]string{"-addr", s.addr, "-http-addr", s.http, "-nats", ns.URL()}, s.args...)...)
+		cmd.Env = append(os.Environ(), append(keys, "LEADFLOW_NATS_USER="+s.name, "LEADFLOW_NATS_PASSWORD="+passwords[s.name])...)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		diesWithParent(cmd) // a devstack killed leaves no service behind
+		if err := cmd.Start(); err != nil {
+			return nil, fmt.Errorf("start %s: %w", s.name, err)
+		}
+		p := &proc{svc: s, cmd: cmd, done: make(chan struct{}), started: time.Now()}
+		procs[s.name] = p
+		go func() {
+			p.err = cmd.Wait()
+			close(p.done)
+			exited <- p
+		}()
+		return p, nil
+	}
 	for _, s := range services {
-		bin := filepath.Join(dataDir, "bin", s.name)
-		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./services/"+s.name)
+		build := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dataDir, "bin", s.name), "./services/"+s.name)
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
 		if err := build.Run(); err != nil {
 			if ctx.Err() != nil {
@@ -154,19 +170,10 @@ func run() error {
 			}
 			return fmt.Errorf("build %s: %w", s.name, err)
 		}
-		cmd := exec.Command(bin, append([]string{"-addr", s.addr, "-http-addr", s.http, "-nats", ns.URL()}, s.args...)...)
-		cmd.Env = append(os.Environ(), append(keys, "LEADFLOW_NATS_USER="+s.name, "LEADFLOW_NATS_PASSWORD="+passwords[s.name])...)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Start(); err != nil {
-			return fmt.Errorf("start %s: %w", s.name, err)
+		p, err := start(s)
+		if err != nil {
+			return err
 		}
-		p := &proc{cmd: cmd, done: make(chan struct{})}
-		procs = append(procs, p)
-		go func(name string) {
-			p.err = cmd.Wait()
-			close(p.done)
-			exited <- exitError(name+" exited", p.err)
-		}(s.name)
 		if err := waitHealthy(ctx, s.addr, p); err != nil {
 			if ctx.Err() != nil {
 				return stopping(log)
@@ -199,14 +206,35 @@ func run() error {
 	}
 	printHelp(os.Stdout, *data, ns.URL(), services, example, captured, token, passwords[natsauth.Operator])
 
-	select {
-	case <-ctx.Done():
-		return stopping(log)
-	case err := <-exited:
-		if ctx.Err() != nil { // Ctrl-C reaches the services too
+	// A service that exits (a crash, a kill -9 to try recovery) is started
+	// again, as an orchestrator would; one that fails again within a
+	// minute of starting, five times over, stops the stack.
+	fails := map[string]int{}
+	for {
+		select {
+		case <-ctx.Done():
 			return stopping(log)
+		case p := <-exited:
+			if ctx.Err() != nil { // Ctrl-C reaches the services too
+				return stopping(log)
+			}
+			name := p.svc.name
+			if time.Since(p.started) > time.Minute {
+				fails[name] = 0
+			}
+			if fails[name]++; fails[name] > 5 {
+				return exitError(name+" exited five times in a row", p.err)
+			}
+			log.Warn("service exited; starting it again", "service", name, "err", exitError("exited", p.err))
+			select {
+			case <-ctx.Done():
+				return stopping(log)
+			case <-time.After(time.Second):
+			}
+			if _, err := start(p.svc); err != nil {
+				return err
+			}
 		}
-		return err
 	}
 }
 
@@ -252,9 +280,11 @@ func portFree(addr string) error {
 
 // proc is a service process; done closes once it has exited, with err.
 type proc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
+	svc     service
+	cmd     *exec.Cmd
+	started time.Time
+	done    chan struct{}
+	err     error
 }
 
 // exitError says that a process exited, and how if not cleanly.
