@@ -105,13 +105,23 @@ func rebuild(cmd *cobra.Command, o *options, p projectorv1.ProjectorServiceClien
 			return res, err
 		}
 		pr := st.GetRebuild()
-		if pr != nil && (res.Schema == "" || pr.GetSchema() == res.Schema) {
+		// Followed, the running rebuild may not have recorded itself yet
+		// (it is dropping the schema before it, or migrating): the status
+		// still shows the rebuild done before this run, not the one to follow.
+		prev := before.GetRebuild()
+		earlier := res.Followed && res.Schema == "" && pr.GetDone() && prev.GetDone() && prev.GetSchema() == pr.GetSchema()
+		if pr != nil && !earlier && (res.Schema == "" || pr.GetSchema() == res.Schema) {
 			res.Schema, res.Replaced, res.Events, res.Position = pr.GetSchema(), pr.GetReplaces(), pr.GetEvents(), pr.GetPosition()
-			note := "replaying into " + pr.GetSchema()
-			if pr.GetSwapped() {
+			// While it folds in memory nothing is applied yet: the messages
+			// read show how far it has got.
+			at, note := pr.GetPosition(), "replaying into "+pr.GetSchema()
+			switch {
+			case pr.GetSwapped():
 				note = "swapped to " + pr.GetSchema() + ", catching up"
+			case at == 0:
+				at, note = pr.GetEvents(), "reading into "+pr.GetSchema()
 			}
-			bar.set(int64(pr.GetPosition()), int64(max(pr.GetEnd(), pr.GetPosition())), note)
+			bar.set(int64(at), int64(max(pr.GetEnd(), at)), note)
 			// StartRebuild clears a resumed rebuild's old error before it
 			// answers, so any error is this run's.
 			if e := pr.GetError(); e != "" {

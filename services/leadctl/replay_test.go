@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -332,6 +333,44 @@ func TestRebuildFollowsTheProjector(t *testing.T) {
 	var res rebuildResult
 	if err := json.Unmarshal([]byte(stdout), &res); err != nil || res.Events != 40 || res.Replaced != st.GetActiveSchema() || res.Schema == res.Replaced {
 		t.Fatalf("rebuild -o json: %v %s", err, stdout)
+	}
+
+	// A rebuild that has not recorded itself yet (held up here before it
+	// drops the schema it replaced) is followed, not taken for the one
+	// done before it.
+	lock, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close(context.Background())
+	if _, err := lock.Exec(context.Background(), `SELECT pg_advisory_lock(x'6c6561646670'::bigint)`); err != nil { // pkg/project's setup lock
+		t.Fatal(err)
+	}
+	done := res.Schema // the last rebuild's, serving now
+	if _, _, err := w.ctlSplit(t, "--projector", addr, "--timeout", "300ms", "rebuild"); err == nil {
+		t.Fatal("a rebuild held up answered within 300ms")
+	}
+	followed := make(chan error, 1)
+	var followOut string
+	go func() {
+		var err error
+		followOut, _, err = w.ctlSplit(t, "--projector", addr, "rebuild", "-o", "json")
+		followed <- err
+	}()
+	select {
+	case err := <-followed:
+		t.Fatalf("leadctl rebuild returned while the rebuild it follows is held up: %v %s", err, followOut)
+	case <-time.After(1500 * time.Millisecond):
+	}
+	if _, err := lock.Exec(context.Background(), `SELECT pg_advisory_unlock(x'6c6561646670'::bigint)`); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-followed; err != nil {
+		t.Fatal(err)
+	}
+	res = rebuildResult{}
+	if err := json.Unmarshal([]byte(followOut), &res); err != nil || !res.Followed || res.Schema == done || res.Replaced != done {
+		t.Fatalf("followed rebuild: %v %s, want a new schema replacing %s", err, followOut, done)
 	}
 
 	_, _, err = w.ctlSplit(t, "--projector", "127.0.0.1:1", "--timeout", "500ms", "rebuild")
