@@ -23,11 +23,23 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := newRoot(os.Stdout).ExecuteContext(ctx); err != nil {
+	err := newRoot(os.Stdout).ExecuteContext(ctx)
+	var found *foundError
+	switch {
+	case errors.As(err, &found):
+		os.Exit(3) // what it found is printed already
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "leadctl:", err)
 		os.Exit(1)
 	}
 }
+
+// foundError is a check that ran and found what it looks for (lost
+// leads): exit status 3, for a cron job or an alert, apart from 1 for a
+// check that could not run.
+type foundError struct{ what string }
+
+func (e *foundError) Error() string { return e.what }
 
 // options are the flags every command shares.
 type options struct {

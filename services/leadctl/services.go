@@ -91,7 +91,7 @@ func lostCmd(o *options) *cobra.Command {
 	var grace time.Duration
 	c := &cobra.Command{
 		Use:   "lost",
-		Short: "Every lead that breaks the no-lost-lead invariant, every parked lead and every orphan claim",
+		Short: "Every lead that breaks the no-lost-lead invariant, every parked lead and every orphan claim (exit status 3 when there are any)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if limit > maxLostLimit {
@@ -127,9 +127,14 @@ func lostCmd(o *options) *cobra.Command {
 				return redriveLost(cmd, o, resp)
 			}
 			if o.output == "json" {
-				return printProto(cmd, resp)
+				err = printProto(cmd, resp)
+			} else {
+				err = writeLost(cmd.OutOrStdout(), resp)
 			}
-			return writeLost(cmd.OutOrStdout(), resp)
+			if n := int(resp.GetTotalLost()) + len(resp.GetParked()) + len(resp.GetOrphanClaims()); err == nil && n > 0 {
+				return &foundError{what: fmt.Sprintf("%d lost, %d parked, %d orphan claims", resp.GetTotalLost(), len(resp.GetParked()), len(resp.GetOrphanClaims()))}
+			}
+			return err
 		},
 	}
 	c.Flags().BoolVar(&redrive, "redrive", false, "re-drive the dead letters and write the nurture steps listed leads are owed (others need their own fix)")
