@@ -1301,6 +1301,10 @@ func testEraseAndExport(t *testing.T, start func(testing.TB) *env) {
 	}
 	before := e.timeline(t, id)
 
+	// A reason naming the person's email is refused: it would outlive the
+	// erasure in the clear.
+	_, err = e.client.EraseLead(ctx, &intakev1.EraseLeadRequest{LeadId: id, Reason: "Ada <ada.erase@forget.example> asked to be forgotten"})
+	assertCodeAndField(t, err, codes.InvalidArgument, "reason")
 	er, err := e.client.EraseLead(ctx, &intakev1.EraseLeadRequest{LeadId: id, Reason: "access request 2026-114"})
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -26,6 +27,9 @@ type EraseLead struct {
 
 // MaxReason bounds an erasure's, merge's or unmerge's reason.
 const MaxReason = 500
+
+// emailIn finds something shaped like an email address in text.
+var emailIn = regexp.MustCompile(`[^\s@<>()]+@[^\s@<>()]+\.[A-Za-z]{2,}`)
 
 // EraseLead erases a lead's personal data. It reads the identities the
 // lead holds from its sealed submissions, appends LeadErased naming them
@@ -52,6 +56,11 @@ func (a *App) EraseLead(ctx context.Context, in EraseLead, meta envelope.Meta) (
 		v.Add("reason", "is required")
 	}
 	form.Text(&v, "reason", in.Reason, MaxReason, false)
+	// The reason outlives the erasure in the clear: an email address in it
+	// would keep naming the person. (A name cannot be told from words.)
+	if emailIn.MatchString(in.Reason) {
+		v.Add("reason", "must not name the person: it is kept in the clear after the erasure, and this one holds an email address")
+	}
 	form.Actor(&v, "actor", in.Actor)
 	if err := invalid(v); err != nil {
 		return Written{}, err

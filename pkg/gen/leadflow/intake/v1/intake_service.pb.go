@@ -1417,7 +1417,8 @@ type EraseLeadRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	LeadId string                 `protobuf:"bytes,1,opt,name=lead_id,json=leadId,proto3" json:"lead_id,omitempty"`
 	// reason (required) says why, e.g. "GDPR art. 17 request 2026-114"; it
-	// is kept in the clear, so it must not name the person.
+	// is kept in the clear, so it must not name the person: one holding an
+	// email address is refused.
 	Reason        string    `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	Actor         *v1.Actor `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
 	unknownFields protoimpl.UnknownFields
