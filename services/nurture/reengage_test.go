@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
@@ -206,6 +207,33 @@ func TestARetiredProgramKeepsItsLeadsUntilTheirReview(t *testing.T) {
 	back := ofType(w.waitFor(t, lead, "NurtureEnrolled", 2), "NurtureEnrolled")[1].GetNurtureEnrolled()
 	if back.GetProgramId() != "demos-only" || !back.GetReviewAt().AsTime().Equal(enrolled.GetReviewAt().AsTime()) {
 		t.Fatalf("back in %s until %v, want demos-only until %v", back.GetProgramId(), back.GetReviewAt().AsTime(), enrolled.GetReviewAt().AsTime())
+	}
+}
+
+// An activity is judged by the program's rules when it comes: a program
+// edited to count webinars re-engages its leads on webinars from then on,
+// not on one from before the edit (woken by any later event).
+func TestAProgramEditJudgesNoEarlierActivity(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	demosOnly := &eventv1.NurtureProgram{ProgramId: "demos", Name: "Demos", Duration: days(30),
+		EntryRules: []*eventv1.NurtureEntryRule{{RuleId: "smb", Causes: []eventv1.RecycleCause{rejected}, Segments: []string{"smb"}}},
+		ExitRules:  &eventv1.NurtureExitRules{ReengageOn: []eventv1.ActivityType{demo}}}
+	put(t, s.client, demosOnly)
+	lead := uuid.NewString()
+	w.accepted(t, lead, "smb", 30)
+	w.reject(t, lead, eventv1.RejectReason_REJECT_REASON_NOT_READY, "smb")
+	w.nurtured(t, lead)
+	before := w.activity(t, lead, webinar) // not counted by the program then
+	edited := proto.CloneOf(demosOnly)
+	edited.ExitRules.ReengageOn = append(edited.ExitRules.ReengageOn, webinar)
+	put(t, s.client, edited)
+	w.activity(t, lead, eventv1.ActivityType_ACTIVITY_TYPE_EMAIL_OPEN) // wakes nurture
+	after := w.activity(t, lead, webinar)
+	re := ofType(w.waitFor(t, lead, "LeadReengaged", 1), "LeadReengaged")
+	if len(re) != 1 || re[0].GetCausationId() != after.GetEventId() {
+		t.Fatalf("re-engagements %v: want one, caused by the webinar after the edit (%s), not the one before (%s)",
+			re, after.GetEventId(), before.GetEventId())
 	}
 }
 

@@ -245,8 +245,11 @@ func (a *App) nurtured(l *lead, cat *program.Catalog, now time.Time, meta envelo
 		return nil, nil // nurtured by someone else; nothing of ours to review
 	}
 	prog := cat.Choose(program.Key{}).Program // the default, should the program be unknown here
+	// An activity is judged by the rules in force when it came: one from
+	// before the program's last change was judged then.
+	var changed uint64
 	if p, ok := cat.Get(e.GetProgramId()); ok {
-		prog = p.Program
+		prog, changed = p.Program, p.Seq
 	}
 	review := e.GetReviewAt().AsTime()
 	pending := l.reengaged.seq > l.enrolled.seq
@@ -267,8 +270,8 @@ func (a *App) nurtured(l *lead, cat *program.Catalog, now time.Time, meta envelo
 	// before any exit: the enrolment after an exit keeps only later facts.
 	for i := len(l.facts) - 1; i >= 0; i-- {
 		f := l.facts[i]
-		if f.seq <= l.reengaged.seq {
-			break // scored already, with the re-engagement
+		if f.seq <= l.reengaged.seq || f.seq < changed {
+			break // scored already, with the re-engagement; or judged under the rules before
 		}
 		switch x := f.ev.GetPayload().(type) {
 		case *eventv1.Event_ActivityRecorded:

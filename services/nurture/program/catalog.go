@@ -20,6 +20,8 @@ type Entry struct {
 	BuiltIn   bool
 	ChangedAt time.Time
 	ChangedBy *eventv1.Actor
+	// Seq is the stream sequence of its last change, 0 for a built-in.
+	Seq uint64
 }
 
 // Catalog is every program: the built-ins, replaced or joined by the
@@ -75,7 +77,7 @@ func (c *Catalog) Apply(seq uint64, at time.Time, ch *eventv1.NurtureProgramChan
 	}
 	c.Seq = seq
 	c.Version = max(c.Version+1, ch.GetVersion())
-	c.entries[ch.GetProgram().GetProgramId()] = Entry{Program: ch.GetProgram(), ChangedAt: at, ChangedBy: ch.GetChangedBy()}
+	c.entries[ch.GetProgram().GetProgramId()] = Entry{Program: ch.GetProgram(), ChangedAt: at, ChangedBy: ch.GetChangedBy(), Seq: seq}
 }
 
 // Get returns a program, retired or not.
