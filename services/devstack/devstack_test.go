@@ -159,6 +159,27 @@ func TestMakeRun(t *testing.T) {
 	_ = second.cmd.Wait()
 	testenv.Eventually(t, 30*time.Second, func() bool { return len(pidsOf(t, filepath.Join(p.data, "bin"))) == 0 },
 		"services outlived their devstack's kill -9: %v", func() any { return pidsOf(t, filepath.Join(p.data, "bin")) })
+
+	// The launcher killed (make, go run), the stack stops: devstack, its
+	// services and its NATS port.
+	third := p.launch(t, true, "-seed=false")
+	third.waitFor(t, "go run ./services/leadctl token revoke", 2*time.Minute)
+	third.stopped = true
+	if err := third.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = third.cmd.Wait()
+	testenv.Eventually(t, 60*time.Second, func() bool {
+		if len(pidsOf(t, p.bin)) > 0 || len(pidsOf(t, filepath.Join(p.data, "bin"))) > 0 {
+			return false
+		}
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p.natsPort), time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	}, "the stack outlived its launcher's kill -9: devstack %v, services %v", func() any { return pidsOf(t, p.bin) },
+		func() any { return pidsOf(t, filepath.Join(p.data, "bin")) })
 }
 
 // pidsOf are the processes whose program is path, or under path (a
@@ -752,13 +773,25 @@ func (p place) dial(t *testing.T, names ...string) map[string]*grpc.ClientConn {
 // test ends if the test did not stop it.
 func (p place) start(t *testing.T, flags ...string) *stack {
 	t.Helper()
+	return p.launch(t, false, flags...)
+}
+
+// launch starts devstack, as start does; launched, under a shell of its
+// own, as `make run` and `go run` start it.
+func (p place) launch(t *testing.T, launched bool, flags ...string) *stack {
+	t.Helper()
 	s := &stack{seen: make(chan struct{}, 1), done: make(chan struct{}), logs: filepath.Join(t.TempDir(), "devstack.log")}
 	logs, err := os.Create(s.logs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.cmd = exec.Command(p.bin, append([]string{"-data", p.data, "-nats-port", strconv.Itoa(p.natsPort), "-port-offset", strconv.Itoa(p.offset),
-		"-database", p.database}, flags...)...)
+	args := append([]string{"-data", p.data, "-nats-port", strconv.Itoa(p.natsPort), "-port-offset", strconv.Itoa(p.offset),
+		"-database", p.database}, flags...)
+	s.cmd = exec.Command(p.bin, args...)
+	if launched {
+		// "; true": the shell waits for devstack rather than becoming it.
+		s.cmd = exec.Command("sh", append([]string{"-c", `"$0" "$@"; true`, p.bin}, args...)...)
+	}
 	s.cmd.Dir = p.root
 	s.cmd.Env = append(os.Environ(), "LEADFLOW_POSTGRES_ADMIN_URL="+testenv.PostgresAdmin())
 	s.cmd.Stderr = logs

@@ -15,13 +15,16 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -48,6 +51,7 @@ type service struct {
 }
 
 func main() {
+	dieWithParent()
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "devstack:", err)
 		os.Exit(1)
@@ -134,17 +138,9 @@ func run() error {
 		}
 		return err
 	}
-	procs := map[string]*proc{}
-	defer func() {
-		for _, p := range procs {
-			_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		}
-		for _, p := range procs {
-			<-p.done
-		}
-	}()
-	exited := make(chan *proc, len(services))
-	start := func(s service) (*proc, error) {
+	sup := &supervisor{log: log, procs: map[string]*proc{}, fatal: make(chan error, 1)}
+	defer sup.stopAll()
+	sup.start = func(s service) (*proc, error) {
 		cmd := exec.Command(filepath.Join(dataDir, "bin", s.name), append([]string{"-addr", s.addr, "-http-addr", s.http, "-nats", ns.URL()}, s.args...)...)
 		cmd.Env = append(os.Environ(), append(keys, "LEADFLOW_NATS_USER="+s.name, "LEADFLOW_NATS_PASSWORD="+passwords[s.name])...)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
@@ -152,14 +148,7 @@ func run() error {
 		if err := cmd.Start(); err != nil {
 			return nil, fmt.Errorf("start %s: %w", s.name, err)
 		}
-		p := &proc{svc: s, cmd: cmd, done: make(chan struct{}), started: time.Now()}
-		procs[s.name] = p
-		go func() {
-			p.err = cmd.Wait()
-			close(p.done)
-			exited <- p
-		}()
-		return p, nil
+		return &proc{svc: s, cmd: cmd, done: make(chan struct{}), started: time.Now()}, nil
 	}
 	for _, s := range services {
 		build := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dataDir, "bin", s.name), "./services/"+s.name)
@@ -170,7 +159,7 @@ func run() error {
 			}
 			return fmt.Errorf("build %s: %w", s.name, err)
 		}
-		p, err := start(s)
+		p, err := sup.run(s)
 		if err != nil {
 			return err
 		}
@@ -180,6 +169,9 @@ func run() error {
 			}
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
+		// From now on an exit is a crash to recover from, while later
+		// services start and the demo seeds too.
+		sup.watch(ctx, p)
 		log.Info("service up", "service", s.name, "grpc", s.addr, "http", s.http)
 	}
 
@@ -206,35 +198,109 @@ func run() error {
 	}
 	printHelp(os.Stdout, *data, ns.URL(), services, example, captured, token, passwords[natsauth.Operator])
 
-	// A service that exits (a crash, a kill -9 to try recovery) is started
-	// again, as an orchestrator would; one that fails again within a
-	// minute of starting, five times over, stops the stack.
-	fails := map[string]int{}
-	for {
-		select {
-		case <-ctx.Done():
+	select {
+	case <-ctx.Done():
+		return stopping(log)
+	case err := <-sup.fatal:
+		if ctx.Err() != nil { // Ctrl-C reaches the services too
 			return stopping(log)
-		case p := <-exited:
-			if ctx.Err() != nil { // Ctrl-C reaches the services too
-				return stopping(log)
+		}
+		return err
+	}
+}
+
+// supervisor runs the services and starts one that exits again, as an
+// orchestrator would: a crash, or a kill -9 to try recovery. One that
+// exits within a minute of its start five times in a row stops the stack
+// (fatal).
+type supervisor struct {
+	log   *slog.Logger
+	start func(service) (*proc, error)
+	fatal chan error
+
+	mu      sync.Mutex
+	procs   map[string]*proc
+	stopped bool // stopAll began: nothing starts again
+}
+
+// errStopped: the stack is stopping.
+var errStopped = errors.New("the stack is stopping")
+
+// run starts s and keeps its process for stopAll.
+func (sv *supervisor) run(s service) (*proc, error) {
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	if sv.stopped {
+		return nil, errStopped
+	}
+	p, err := sv.start(s)
+	if err != nil {
+		return nil, err
+	}
+	sv.procs[s.name] = p
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	return p, nil
+}
+
+// watch starts p's service again whenever it exits, until ctx is done.
+func (sv *supervisor) watch(ctx context.Context, p *proc) {
+	go func() {
+		quick := 0 // exits in a row within a minute of a start
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-p.done:
+			}
+			sv.mu.Lock()
+			stopped := sv.stopped
+			sv.mu.Unlock()
+			if ctx.Err() != nil || stopped {
+				return // Ctrl-C reaches the services too; or stopAll stopped it
 			}
 			name := p.svc.name
 			if time.Since(p.started) > time.Minute {
-				fails[name] = 0
+				quick = 0
+			} else if quick++; quick == 5 {
+				select {
+				case sv.fatal <- exitError(name+" exited five times in a row, each within a minute of its start", p.err):
+				default:
+				}
+				return
 			}
-			if fails[name]++; fails[name] > 5 {
-				return exitError(name+" exited five times in a row", p.err)
-			}
-			log.Warn("service exited; starting it again", "service", name, "err", exitError("exited", p.err))
+			sv.log.Warn("service exited; starting it again", "service", name, "err", exitError("exited", p.err))
 			select {
 			case <-ctx.Done():
-				return stopping(log)
+				return
 			case <-time.After(time.Second):
 			}
-			if _, err := start(p.svc); err != nil {
-				return err
+			next, err := sv.run(p.svc)
+			if errors.Is(err, errStopped) {
+				return
 			}
+			if err != nil {
+				select {
+				case sv.fatal <- err:
+				default:
+				}
+				return
+			}
+			p = next
 		}
+	}()
+}
+
+// stopAll stops every service and waits for them.
+func (sv *supervisor) stopAll() {
+	sv.mu.Lock()
+	sv.stopped = true
+	procs := slices.Collect(maps.Values(sv.procs))
+	sv.mu.Unlock()
+	for _, p := range procs {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	for _, p := range procs {
+		<-p.done
 	}
 }
 

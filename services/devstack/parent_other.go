@@ -6,3 +6,6 @@ import "os/exec"
 
 // diesWithParent: only Linux can tie a child's life to its parent's.
 func diesWithParent(*exec.Cmd) {}
+
+// dieWithParent: only Linux can tie a process's life to its parent's.
+func dieWithParent() {}
