@@ -65,6 +65,10 @@ rebuild.`,
 	return c
 }
 
+// unrecordedWait is how long leadctl follows a rebuild that has not
+// recorded itself before it asks the projector again.
+var unrecordedWait = 2 * time.Second
+
 // rebuild starts (or joins) the rebuild and polls GetProjectionStatus
 // until it is done or has failed.
 func rebuild(cmd *cobra.Command, o *options, p projectorv1.ProjectorServiceClient, poll time.Duration) (rebuildResult, error) {
@@ -99,6 +103,7 @@ func rebuild(cmd *cobra.Command, o *options, p projectorv1.ProjectorServiceClien
 	bar := newProgress(cmd.ErrOrStderr(), "rebuild", 0)
 	tick := time.NewTicker(poll)
 	defer tick.Stop()
+	asked := time.Now()
 	for {
 		st, err := statusOf()
 		if err != nil {
@@ -110,6 +115,20 @@ func rebuild(cmd *cobra.Command, o *options, p projectorv1.ProjectorServiceClien
 		// still shows the rebuild done before this run, not the one to follow.
 		prev := before.GetRebuild()
 		earlier := res.Followed && res.Schema == "" && pr.GetDone() && prev.GetDone() && prev.GetSchema() == pr.GetSchema()
+		if res.Followed && res.Schema == "" && (pr == nil || earlier) && time.Since(asked) >= unrecordedWait {
+			// Or it stopped before it recorded itself: ask again, which
+			// starts one if none runs.
+			asked = time.Now()
+			cctx, cancel := context.WithTimeout(ctx, o.timeout)
+			sr, err := p.StartRebuild(cctx, &projectorv1.StartRebuildRequest{})
+			cancel()
+			switch c := status.Code(err); {
+			case err == nil:
+				res.Followed, res.Schema = false, sr.GetSchema()
+			case c != codes.AlreadyExists && c != codes.DeadlineExceeded:
+				return res, unreachable(err)
+			}
+		}
 		if pr != nil && !earlier && (res.Schema == "" || pr.GetSchema() == res.Schema) {
 			res.Schema, res.Replaced, res.Events, res.Position = pr.GetSchema(), pr.GetReplaces(), pr.GetEvents(), pr.GetPosition()
 			// While it folds in memory nothing is applied yet: the messages

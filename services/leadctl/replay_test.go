@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"hash/fnv"
 	"regexp"
 	"strconv"
 	"strings"
@@ -371,6 +372,37 @@ func TestRebuildFollowsTheProjector(t *testing.T) {
 	res = rebuildResult{}
 	if err := json.Unmarshal([]byte(followOut), &res); err != nil || !res.Followed || res.Schema == done || res.Replaced != done {
 		t.Fatalf("followed rebuild: %v %s, want a new schema replacing %s", err, followOut, done)
+	}
+
+	// One that stopped before it recorded itself (its process died, or
+	// it failed to drop the schema before it): leadctl asks again rather
+	// than follow it for ever.
+	h := fnv.New64a()
+	h.Write([]byte("leadflow.project.rebuild.leads"))
+	rebuildLock := int64(h.Sum64() >> 1)
+	if _, err := lock.Exec(context.Background(), `SELECT pg_advisory_lock($1)`, rebuildLock); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		var err error
+		followOut, _, err = w.ctlSplit(t, "--projector", addr, "rebuild", "-o", "json")
+		followed <- err
+	}()
+	time.Sleep(time.Second)
+	if _, err := lock.Exec(context.Background(), `SELECT pg_advisory_unlock($1)`, rebuildLock); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-followed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("leadctl rebuild still follows a rebuild that never recorded itself")
+	}
+	done, res = res.Schema, rebuildResult{}
+	if err := json.Unmarshal([]byte(followOut), &res); err != nil || res.Replaced != done || res.Schema == done {
+		t.Fatalf("after asking again: %v %s, want a new schema replacing %s", err, followOut, done)
 	}
 
 	_, _, err = w.ctlSplit(t, "--projector", "127.0.0.1:1", "--timeout", "500ms", "rebuild")
