@@ -225,10 +225,15 @@ func TestAProgramEditJudgesNoEarlierActivity(t *testing.T) {
 	w.reject(t, lead, eventv1.RejectReason_REJECT_REASON_NOT_READY, "smb")
 	w.nurtured(t, lead)
 	before := w.activity(t, lead, webinar) // not counted by the program then
+	w.settle(t, group)
 	edited := proto.CloneOf(demosOnly)
 	edited.ExitRules.ReengageOn = append(edited.ExitRules.ReengageOn, webinar)
 	put(t, s.client, edited)
 	w.activity(t, lead, eventv1.ActivityType_ACTIVITY_TYPE_EMAIL_OPEN) // wakes nurture
+	w.settle(t, group)
+	if re := ofType(w.events(t, lead), "LeadReengaged"); len(re) != 0 {
+		t.Fatalf("re-engaged on the webinar from before the edit: %v", re)
+	}
 	after := w.activity(t, lead, webinar)
 	re := ofType(w.waitFor(t, lead, "LeadReengaged", 1), "LeadReengaged")
 	if len(re) != 1 || re[0].GetCausationId() != after.GetEventId() {
@@ -372,9 +377,10 @@ func TestInterestDuringTheRescoreIsHeard(t *testing.T) {
 			})
 		}
 	})
-	put(t, s.client, &eventv1.NurtureProgram{ProgramId: "webinars", Name: "Webinar series", Duration: days(45),
+	webinars := &eventv1.NurtureProgram{ProgramId: "webinars", Name: "Webinar series", Duration: days(45),
 		EntryRules: []*eventv1.NurtureEntryRule{{RuleId: "smb", Causes: []eventv1.RecycleCause{rejected}, Segments: []string{"smb"}}},
-		ExitRules:  &eventv1.NurtureExitRules{ReengageOn: []eventv1.ActivityType{webinar, demo}}})
+		ExitRules:  &eventv1.NurtureExitRules{ReengageOn: []eventv1.ActivityType{webinar, demo}}}
+	put(t, s.client, webinars)
 	pending := uuid.NewString()
 	for _, l := range []string{pending, late} {
 		w.accepted(t, l, "smb", 30)
@@ -393,6 +399,11 @@ func TestInterestDuringTheRescoreIsHeard(t *testing.T) {
 	t.Run("while the re-score is pending", func(t *testing.T) {
 		re := ofType(w.waitFor(t, pending, "LeadReengaged", 1), "LeadReengaged")[0]
 		d := w.activity(t, pending, demo) // qualification scores re as of re: without it
+		// An edit of the program meanwhile: the demo, put off until the
+		// score, is judged all the same.
+		renamed := proto.CloneOf(webinars)
+		renamed.Name = "Webinar series (renamed)"
+		put(t, s.client, renamed)
 		w.scoreFor(t, pending, re, 35, false)
 		var evs []*eventv1.Event
 		eventually(t, 20*time.Second, func() bool {

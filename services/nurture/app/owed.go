@@ -245,11 +245,8 @@ func (a *App) nurtured(l *lead, cat *program.Catalog, now time.Time, meta envelo
 		return nil, nil // nurtured by someone else; nothing of ours to review
 	}
 	prog := cat.Choose(program.Key{}).Program // the default, should the program be unknown here
-	// An activity is judged by the rules in force when it came: one from
-	// before the program's last change was judged then.
-	var changed uint64
 	if p, ok := cat.Get(e.GetProgramId()); ok {
-		prog, changed = p.Program, p.Seq
+		prog = p.Program
 	}
 	review := e.GetReviewAt().AsTime()
 	pending := l.reengaged.seq > l.enrolled.seq
@@ -270,16 +267,23 @@ func (a *App) nurtured(l *lead, cat *program.Catalog, now time.Time, meta envelo
 	// before any exit: the enrolment after an exit keeps only later facts.
 	for i := len(l.facts) - 1; i >= 0; i-- {
 		f := l.facts[i]
-		if f.seq <= l.reengaged.seq || f.seq < changed {
-			break // scored already, with the re-engagement; or judged under the rules before
+		if f.seq <= l.reengaged.seq {
+			break // scored already, with the re-engagement
+		}
+		// By the rules in force when it came, however late it is judged
+		// (nurture behind, or a re-engagement's score awaited): an edit
+		// since neither counts it nor drops it.
+		rules := prog
+		if p, ok := cat.At(e.GetProgramId(), f.seq); ok {
+			rules = p.Program
 		}
 		switch x := f.ev.GetPayload().(type) {
 		case *eventv1.Event_ActivityRecorded:
-			if program.ReengagesOn(prog, x.ActivityRecorded.GetType()) {
+			if program.ReengagesOn(rules, x.ActivityRecorded.GetType()) {
 				return a.reengage(l, prog, f.ev, x.ActivityRecorded.GetActivityId(), x.ActivityRecorded.GetType(), now, meta)
 			}
 		case *eventv1.Event_LeadResubmitted:
-			if prog.GetExitRules().GetReengageOnResubmission() {
+			if rules.GetExitRules().GetReengageOnResubmission() {
 				return a.reengage(l, prog, f.ev, "", eventv1.ActivityType_ACTIVITY_TYPE_UNSPECIFIED, now, meta)
 			}
 		}

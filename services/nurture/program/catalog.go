@@ -35,13 +35,16 @@ type Catalog struct {
 	// subject's version, to append the next change at.
 	Seq     uint64
 	entries map[string]Entry
+	// earlier are the entries each change replaced, oldest first: an
+	// activity is judged by the rules in force when it came (At).
+	earlier map[string][]Entry
 	// shortest is the shortest program it accepts and runs.
 	shortest time.Duration
 }
 
 // New returns the catalog before any change: the built-ins.
 func New() *Catalog {
-	c := &Catalog{entries: map[string]Entry{}, shortest: MinDuration}
+	c := &Catalog{entries: map[string]Entry{}, earlier: map[string][]Entry{}, shortest: MinDuration}
 	for _, p := range BuiltIns() {
 		c.entries[p.GetProgramId()] = Entry{Program: p, BuiltIn: true}
 	}
@@ -52,6 +55,7 @@ func New() *Catalog {
 func (c *Catalog) Clone() *Catalog {
 	n := *c
 	n.entries = maps.Clone(c.entries)
+	n.earlier = maps.Clone(c.earlier) // appended to only through a clipped copy (Apply)
 	return &n
 }
 
@@ -77,7 +81,27 @@ func (c *Catalog) Apply(seq uint64, at time.Time, ch *eventv1.NurtureProgramChan
 	}
 	c.Seq = seq
 	c.Version = max(c.Version+1, ch.GetVersion())
-	c.entries[ch.GetProgram().GetProgramId()] = Entry{Program: ch.GetProgram(), ChangedAt: at, ChangedBy: ch.GetChangedBy(), Seq: seq}
+	id := ch.GetProgram().GetProgramId()
+	if old, ok := c.entries[id]; ok {
+		c.earlier[id] = append(slices.Clip(c.earlier[id]), old)
+	}
+	c.entries[id] = Entry{Program: ch.GetProgram(), ChangedAt: at, ChangedBy: ch.GetChangedBy(), Seq: seq}
+}
+
+// At returns program id as it was for an event stored at stream sequence
+// seq: the last change stored before it, else (a program made since) as
+// it is now.
+func (c *Catalog) At(id string, seq uint64) (Entry, bool) {
+	e, ok := c.entries[id]
+	if !ok || e.Seq < seq {
+		return e, ok
+	}
+	for _, old := range slices.Backward(c.earlier[id]) {
+		if old.Seq < seq {
+			return old, true
+		}
+	}
+	return e, true
 }
 
 // Get returns a program, retired or not.
