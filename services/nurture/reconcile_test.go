@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/envelope"
@@ -47,6 +48,45 @@ func TestAReplicaBehindOnProgramsJudgesByTheLeadsProgram(t *testing.T) {
 	}
 	if re := ofType(w.events(t, l), "LeadReengaged"); len(re) != 0 {
 		t.Fatalf("re-engaged by an email click its program does not count: %v", re)
+	}
+}
+
+// A replica whose program list is a moment old judges an activity by the
+// program as it was when the activity was stored: an edit stored before
+// it, which the replica has not read yet, counts.
+func TestAReplicaBehindOnProgramsJudgesByTheEditBeforeTheActivity(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	webinars := &eventv1.NurtureProgram{ProgramId: "webinars", Name: "Webinars", Duration: days(30),
+		ExitRules: &eventv1.NurtureExitRules{ReengageOn: []eventv1.ActivityType{webinar, demo}}}
+	put(t, s.client, webinars)
+	l := uuid.NewString()
+	w.accepted(t, l, "smb", 30)
+	ctx := ctxT(t)
+	if _, err := s.client.RecycleLead(ctx, &nurturev1.RecycleLeadRequest{LeadId: l, Note: "not yet", ProgramId: "webinars", Actor: marketer}); err != nil {
+		t.Fatal(err)
+	}
+	w.nurtured(t, l)
+	w.settle(t, group)
+
+	log := slog.New(slog.DiscardHandler)
+	js := w.nats.JS
+	stopped := time.Now()
+	b := app.New(adapters.NewLeads(w.store), adapters.NewPrograms(w.store), adapters.NewTimers(js, time.Hour),
+		adapters.NewIndex(js, stream, log), adapters.NewGroups(js, stream, consume.DefaultDeadLetterStream),
+		app.WithLogger(log), app.WithClock(func() time.Time { return stopped })) // its list never ages
+	if _, err := b.Reconcile(ctx, l, envelope.Meta{}); err != nil { // reads the programs as they are now
+		t.Fatal(err)
+	}
+	demosOnly := proto.CloneOf(webinars)
+	demosOnly.ExitRules.ReengageOn = []eventv1.ActivityType{demo}
+	put(t, s.client, demosOnly)
+	w.activity(t, l, webinar)
+	if _, err := b.Reconcile(ctx, l, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if re := ofType(w.events(t, l), "LeadReengaged"); len(re) != 0 {
+		t.Fatalf("re-engaged by a webinar the program stopped counting before it came: %v", re)
 	}
 }
 

@@ -244,3 +244,9 @@ func (a *App) load(ctx context.Context, leadID string) (*lead, error) {
 	l.apply(recs...)
 	return l, nil
 }
+
+// unjudged reports whether the lead has a fact since its enrolment that
+// no re-engagement's score has seen: nurtured judges it by its program.
+func (l *lead) unjudged() bool {
+	return len(l.facts) > 0 && l.facts[len(l.facts)-1].seq > l.reengaged.seq && l.facts[len(l.facts)-1].seq > l.enrolled.seq
+}

@@ -60,10 +60,13 @@ func (a *App) reconcile(ctx context.Context, leadID string, seen uint64, read *l
 			return nil, fmt.Errorf("lead %s: %w", leadID, ErrNotFound)
 		}
 		if id := l.enrolled.ev.GetNurtureEnrolled().GetProgramId(); id != "" && !refreshed && l.state.Status == lifecycle.StatusNurturing {
-			if _, ok := cat.Get(id); !ok {
+			if _, ok := cat.Get(id); !ok || l.unjudged() {
 				// Defined a moment ago, maybe, by another replica: judged
 				// by the default program's rules instead, the lead could
-				// take a way back its own program does not open.
+				// take a way back its own program does not open. Or a fact
+				// waits to be judged by its program as it was when stored
+				// (Catalog.At): read after the lead, the list has every
+				// change stored before it.
 				if cat, err = a.catalog(ctx, 0); err != nil {
 					return written, err
 				}
