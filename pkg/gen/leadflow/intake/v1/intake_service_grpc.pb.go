@@ -54,7 +54,8 @@ type IntakeServiceClient interface {
 	// in order. Rows are sent in chunks, each row committed on its own: one
 	// row refused or lost in a race leaves the others written. A row whose
 	// write fails otherwise (its outcome unknown) ends the stream with that
-	// status, naming the row, once its chunk's other rows are answered.
+	// row's status, naming every row of its chunk that failed so, once the
+	// chunk's other rows are answered.
 	ImportLeads(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ImportLeadsRequest, ImportLeadsResponse], error)
 	// RecordActivity records an engagement signal on a lead, or on the lead
 	// it was merged into.
@@ -248,7 +249,8 @@ type IntakeServiceServer interface {
 	// in order. Rows are sent in chunks, each row committed on its own: one
 	// row refused or lost in a race leaves the others written. A row whose
 	// write fails otherwise (its outcome unknown) ends the stream with that
-	// status, naming the row, once its chunk's other rows are answered.
+	// row's status, naming every row of its chunk that failed so, once the
+	// chunk's other rows are answered.
 	ImportLeads(grpc.BidiStreamingServer[ImportLeadsRequest, ImportLeadsResponse]) error
 	// RecordActivity records an engagement signal on a lead, or on the lead
 	// it was merged into.
