@@ -457,8 +457,10 @@ function campaignPanel(res, attr) {
     const money = (f) => (f.undefined ? undef(c) : fmtMoney(f.value, cur));
     const roi = c.roi.undefined ? undef(c) : el("span", { class: n(c.roi.value) < 0 ? "neg" : "pos" }, fmtPct(c.roi.value));
     return el("tr", { class: total ? "muted" : "" },
-      el("td", { class: "text" }, total ? "No campaign" : [el("b", {}, c.name || id), el("span", { class: "channel" }, channel(c.channel))]),
-      el("td", {}, c.spend.undefined ? undef(c) : fig(fmtMoney(c.spend.value, cur), k("spend"))),
+      el("td", { class: "text" }, total ? "No campaign" : [el("b", {}, c.name || id), el("span", { class: "channel" }, channel(c.channel)),
+        // Money in other currencies is in none of this row's figures: say so.
+        (c.other_currencies || []).length ? el("span", { class: "channel other-cur", title: `figures in ${cur} leave out money in ${c.other_currencies.join(", ")}` }, `also ${c.other_currencies.join(", ")}`) : null]),
+      c.spend.undefined ? el("td", { dataset: { k: k("spend") } }, undef(c)) : el("td", {}, fig(fmtMoney(c.spend.value, cur), k("spend"))),
       el("td", {}, fig(fmtCount(c.leads.value), k("leads"), d(c, "captured"))),
       el("td", {}, fig(fmtCount(c.mqls.value), k("mqls"), d(c, "mql"))),
       el("td", {}, fig(fmtCount(c.accepted.value), k("accepted"), d(c, "accepted"))),
