@@ -403,3 +403,14 @@ func decodeRecord(m *jetstream.RawStreamMsg) (Record, error) {
 	}
 	return Record{Seq: m.Sequence, Subject: m.Subject, Time: m.Time, Event: ev}, nil
 }
+
+// CaughtUp reports whether a consumer reading the stream in order, whose
+// last message read is at stream sequence read, has had everything there
+// is: nothing pending on the server, and nothing sent that it has not read
+// yet (on its way, or in the client's buffer: NumPending does not count
+// those, and a read that timed out says nothing of them). A consumer that
+// has delivered nothing (started past the stream's end, or just reset)
+// counts as caught up when nothing is pending.
+func CaughtUp(info *jetstream.ConsumerInfo, read uint64) bool {
+	return info.NumPending == 0 && (info.Delivered.Consumer == 0 || info.Delivered.Stream <= read)
+}

@@ -345,13 +345,12 @@ func (p *Projector) replay(ctx context.Context, pr Progress, report func(Progres
 		caughtUp := false
 		if idle {
 			// Nothing came for a while: caught up, if the server has
-			// nothing left for this consumer either, nor sent anything this
-			// read has not had yet (on its way, or in the client's buffer).
+			// nothing left for this consumer either.
 			info, err := cons.Info(ctx)
 			if err != nil {
 				return pr, fmt.Errorf("project: replay: %w", err)
 			}
-			caughtUp = info.NumPending == 0 && (info.Delivered.Consumer == 0 || info.Delivered.Stream <= read)
+			caughtUp = eventstore.CaughtUp(info, read)
 		}
 		nearEnd := caughtUp || (!idle && pending < uint64(p.cfg.RebuildBatch/2))
 		if fold != nil && (nearEnd || p.full(fold)) {

@@ -93,9 +93,7 @@ func (s *Stream) Replay(ctx context.Context, from time.Time, fn func(seq uint64,
 			if err != nil {
 				return fmt.Errorf("replay: %w", err)
 			}
-			// Over only if nothing is left on the server, nor sent and not
-			// read yet (on its way, or in the client's buffer).
-			if info.NumPending == 0 && (info.Delivered.Consumer == 0 || info.Delivered.Stream <= last) {
+			if eventstore.CaughtUp(info, last) {
 				progress(read, read)
 				return nil
 			}
