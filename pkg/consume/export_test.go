@@ -59,3 +59,10 @@ func StoreParked(ctx context.Context, js jetstream.JetStream, deadLetter, stream
 	_, err := js.PublishMsg(ctx, m, jetstream.WithExpectStream(deadLetter))
 	return err
 }
+
+// LoseHandBacks drops the naks of every hand-back, as a connection that
+// drops with them unsent does, until the returned func is called.
+func LoseHandBacks() (restore func()) {
+	lostHandBack.Store(true)
+	return func() { lostHandBack.Store(false) }
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 	"sync"
 	"time"
 
@@ -447,11 +448,14 @@ func (r *runner) release(p *partition) {
 	p.mu.Unlock()
 
 	slices.SortFunc(back, func(a, b *item) int { return cmpSeq(a.msg.Seq, b.msg.Seq) })
-	r.handBack(back)
+	handed := r.handBack(back)
 	// Unpinning drops whoever holds the pin: only ours may go (a member
 	// that froze past PinnedTTL finds another pinned and must not unpin it
-	// before what it held has expired).
-	mine := !pinned.IsZero() && time.Since(pinned) < r.cfg.PinnedTTL/2
+	// before what it held has expired). Nor may it go while the server may
+	// not have our naks (the connection dropped, or the last went
+	// unanswered): the next owner would pull new messages before them.
+	// Left to lapse, the pin outlasts AckWait, so they come back first.
+	mine := handed && !pinned.IsZero() && time.Since(pinned) < r.cfg.PinnedTTL/2
 	if mine {
 		r.unpin(p)
 	}
@@ -482,25 +486,39 @@ func cmpSeq(a, b uint64) int {
 
 // handBack naks items in order and waits until the server has processed
 // them (acks and naks are fire-and-forget; a request on the last one's reply
-// subject is answered once the server got to it).
-func (r *runner) handBack(items []*item) {
+// subject is answered once the server got to it). It reports whether the
+// server did: false when a nak may be lost.
+func (r *runner) handBack(items []*item) bool {
 	if len(items) == 0 {
-		return
+		return true
 	}
+	if lostHandBack.Load() {
+		return false // the naks went with a dropped connection
+	}
+	nc := r.js.Conn()
+	reconnects := nc.Stats().Reconnects
 	for _, it := range items[:len(items)-1] {
 		_ = it.delivery.Nak()
 	}
 	last := items[len(items)-1].delivery
-	if !r.js.Conn().IsConnected() {
+	if !nc.IsConnected() {
 		_ = last.Nak()
-		return
+		return false
 	}
 	ctx, cancel := context.WithTimeout(r.ioctx, ioTimeout)
 	defer cancel()
-	if _, err := r.js.Conn().RequestWithContext(ctx, last.Reply(), []byte("-NAK")); err != nil {
+	if _, err := nc.RequestWithContext(ctx, last.Reply(), []byte("-NAK")); err != nil {
 		r.log.Warn("consume: hand back; some messages come back after AckWait", "error", err)
+		return false
 	}
+	// Answered on a new connection, the first naks may have gone with
+	// the old one.
+	return nc.Stats().Reconnects == reconnects
 }
+
+// lostHandBack, set by tests, drops every hand-back's naks, as a
+// connection that drops with them unsent does.
+var lostHandBack atomic.Bool
 
 // unpin lets the next owner in at once instead of after PinnedTTL.
 func (r *runner) unpin(p *partition) {

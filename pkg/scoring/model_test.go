@@ -181,6 +181,12 @@ func TestValidate(t *testing.T) {
 		{"unknown function", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{FunctionIn: []eventv1.JobFunction{42}}}), "fit_rules[0].when.function_in[0]"},
 		{"unknown seniority", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{SeniorityIn: []eventv1.Seniority{99}}}), "fit_rules[0].when.seniority_in[0]"},
 		{"unspecified seniority", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{SeniorityIn: []eventv1.Seniority{0}}}), "fit_rules[0].when.seniority_in[0]"},
+		{"repeated seniority", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{SeniorityIn: []eventv1.Seniority{vp, vp}}}), "fit_rules[0].when.seniority_in[1]"},
+		// Each value is matched against every lead: as many as text sets.
+		{"too many functions", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{
+			FunctionIn: make([]eventv1.JobFunction, scoring.MaxValues+1)}}), "fit_rules[0].when.function_in"},
+		{"repeated consent channel", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{ConsentWithdrawn: []eventv1.ConsentChannel{
+			eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL, eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL}}}), "fit_rules[0].when.consent_withdrawn[1]"},
 		{"points too big", fit(scoring.FitRule{ID: "x", Points: 1001, When: scoring.Criteria{CountryIn: []string{"US"}}}), "fit_rules[0].points"},
 		{"zero points", fit(scoring.FitRule{ID: "x", When: scoring.Criteria{CountryIn: []string{"US"}}}), "fit_rules[0].points"},
 		{"bad id", fit(scoring.FitRule{ID: "Not An Id", Points: 5, When: scoring.Criteria{CountryIn: []string{"US"}}}), "fit_rules[0].id"},

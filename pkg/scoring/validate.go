@@ -3,6 +3,7 @@ package scoring
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -150,15 +151,9 @@ func (v *violations) criteria(field string, c Criteria) {
 		v.add(field, "needs at least one condition: a rule that matches every lead is a mistake")
 		return
 	}
-	for i, s := range c.SeniorityIn {
-		v.enum(fmt.Sprintf("%s.seniority_in[%d]", field, i), s)
-	}
-	for i, f := range c.FunctionIn {
-		v.enum(fmt.Sprintf("%s.function_in[%d]", field, i), f)
-	}
-	for i, ch := range c.ConsentWithdrawn {
-		v.enum(fmt.Sprintf("%s.consent_withdrawn[%d]", field, i), ch)
-	}
+	enumSet(v, field+".seniority_in", c.SeniorityIn)
+	enumSet(v, field+".function_in", c.FunctionIn)
+	enumSet(v, field+".consent_withdrawn", c.ConsentWithdrawn)
 	for _, b := range []struct {
 		name string
 		n    int
@@ -193,11 +188,33 @@ func (v *violations) criteria(field string, c Criteria) {
 	}
 }
 
+// enumSet checks a list of enum values as set checks text: known, not
+// repeated, at most MaxValues (each is matched against every lead).
+func enumSet[E interface {
+	comparable
+	protoreflect.Enum
+	String() string
+}](v *violations, field string, values []E) {
+	if len(values) > MaxValues {
+		v.add(field, "must have at most %d values", MaxValues)
+		return
+	}
+	for i, e := range values {
+		p := fmt.Sprintf("%s[%d]", field, i)
+		if j := slices.Index(values, e); j < i {
+			v.add(p, "%s repeats %s[%d]", e.String(), field, j)
+			continue
+		}
+		v.enum(p, e)
+	}
+}
+
 // set checks a list of text values: not blank, not repeated, of the
 // right shape.
 func (v *violations) set(field string, values []string, shape *regexp.Regexp) {
 	if len(values) > MaxValues {
 		v.add(field, "must have at most %d values", MaxValues)
+		return
 	}
 	seen := map[string]int{}
 	for i, s := range values {

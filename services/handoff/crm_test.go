@@ -45,8 +45,8 @@ func TestCRMCommandsToWon(t *testing.T) {
 	}
 	_, err = c.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: id, RepId: other, RequestId: "a0"})
 	wantCode(t, err, codes.FailedPrecondition, "")
-	if !strings.Contains(err.Error(), "owned by rep "+owner) {
-		t.Errorf("accept by a non-owner: %v", err)
+	if !strings.Contains(err.Error(), "owned by rep "+owner) || !strings.HasPrefix(status.Convert(err).Message(), "AcceptLead refused in ASSIGNED") {
+		t.Errorf("accept by a non-owner: %v, want the method as called and the owner", err)
 	}
 
 	acc, err := c.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: id, RepId: owner, RequestId: "a1"})
@@ -59,7 +59,9 @@ func TestCRMCommandsToWon(t *testing.T) {
 	}
 	_, err = c.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: id, RepId: owner, RequestId: "a2"})
 	wantCode(t, err, codes.FailedPrecondition, "")
-	if !strings.Contains(err.Error(), "refused in ACCEPTED") {
+	// Said as it is: accepted already, not "not assigned" (which reads as
+	// if the lead was taken away).
+	if !strings.Contains(err.Error(), "refused in ACCEPTED") || !strings.Contains(err.Error(), "accepted lead "+id+" already") {
 		t.Errorf("a second accept: %v", err)
 	}
 	la := ofType(w.events(t, id), "LeadAccepted")

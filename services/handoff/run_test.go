@@ -437,6 +437,32 @@ func TestQueuedLeadBreachesRouteDeadlineOnce(t *testing.T) {
 	}
 }
 
+// A lead routed after its route deadline passed (handoff was down then,
+// or behind) records the breach before its assignment, in one commit:
+// the miss happened, whoever routes it. It showed an on-time hand-off.
+func TestLateRoutingRecordsTheRouteBreach(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	id := uuid.NewString()
+	w.write(t, id, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{Profile: dach(50)}, intakeActor)
+	w.qualifyWithin(t, id, time.Nanosecond) // due before handoff reads it
+	a := w.waitFor(t, id, "LeadAssigned", 1)[0]
+	evs := w.events(t, id)
+	b := ofType(evs, "SLABreached")
+	qualified := ofType(evs, "LeadQualified")[0].GetLifecycle().GetDeadline().AsTime()
+	if len(b) != 1 || b[0].GetSlaBreached().GetSla() != eventv1.SLAKind_SLA_KIND_ROUTE || !b[0].GetSlaBreached().GetDueAt().AsTime().Equal(qualified) ||
+		evs[len(evs)-2] != b[0] || ownerOf(a) == "" {
+		t.Fatalf("a late routing: breaches %v, then %v; want the route breach due %v right before the assignment", b, a, qualified)
+	}
+	// A lead routed in time records none.
+	ok := w.mql(t, dach(50))
+	w.waitFor(t, ok, "LeadAssigned", 1)
+	if n := len(ofType(w.events(t, ok), "SLABreached")); n != 0 {
+		t.Errorf("%d breaches of a lead routed in time", n)
+	}
+}
+
 // Routing data is changed through the API, each change a new version;
 // bad input is INVALID_ARGUMENT naming the field and changes nothing.
 func TestRoutingDataValidation(t *testing.T) {

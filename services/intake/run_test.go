@@ -1527,6 +1527,32 @@ func TestMergeThenUnmergeRestoresBoth(t *testing.T) {
 			t.Fatalf("merging into the lead in sales: %v", err)
 		}
 	}
+
+	// Nor of an MQL into a lead sales has not got: the qualified person
+	// would leave sales' queue, and nothing would qualify the survivor.
+	// Into another MQL, yes, and the other way round.
+	mql := func(email string) string {
+		id := e.capture(t, lead(email)).GetLeadId()
+		e.appendRaw(t, &eventv1.Event{LeadId: id, EventType: "LeadQualified",
+			Actor: &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_SERVICE, Id: "qualification"},
+			Lifecycle: &eventv1.Lifecycle{Status: eventv1.LeadStatus_LEAD_STATUS_MQL, Owner: &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_QUEUE, Id: "routing"},
+				Deadline: timestamppb.New(time.Now().Add(time.Hour))},
+			Payload: &eventv1.Event_LeadQualified{LeadQualified: &eventv1.LeadQualified{Score: 80, Threshold: 70}}})
+		return id
+	}
+	queued, fresh := mql("queued@m.example"), e.capture(t, lead("fresh@m.example")).GetLeadId()
+	before := e.counts(t)
+	_, err = e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: fresh, AbsorbedLeadId: queued, Reason: "x"})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "refused in MQL") || !strings.Contains(err.Error(), "is NEW") {
+		t.Fatalf("merging an MQL into a new lead: %v, want FailedPrecondition naming MQL and the survivor's NEW", err)
+	}
+	e.assertCounts(t, before)
+	if _, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: mql("twin@m.example"), AbsorbedLeadId: queued, Reason: "x"}); err != nil {
+		t.Fatalf("merging an MQL into an MQL: %v", err)
+	}
+	if _, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: mql("other-mql@m.example"), AbsorbedLeadId: fresh, Reason: "x"}); err != nil {
+		t.Fatalf("merging a new lead into an MQL: %v", err)
+	}
 }
 
 // appendHeld appends, as handoff would, the event that puts the lead in

@@ -170,9 +170,15 @@ func (w *world) writeByWith(t *testing.T, p lifecycle.Policy, actor *eventv1.Act
 // scored and qualified.
 func (w *world) mql(t *testing.T) string {
 	t.Helper()
+	return w.mqlIn(t, "DE")
+}
+
+// mqlIn is mql from a country.
+func (w *world) mqlIn(t *testing.T, country string) string {
+	t.Helper()
 	id := uuid.NewString()
 	w.writeAs(t, "intake", id, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{
-		Profile:     &eventv1.Profile{Country: "DE", Employees: 50, Industry: "software", EmailDomain: id[:8] + ".example"},
+		Profile:     &eventv1.Profile{Country: country, Employees: 50, Industry: "software", EmailDomain: id[:8] + ".example"},
 		Attribution: &eventv1.Attribution{Source: "web-form"}})
 	w.writeAs(t, "qualification", id, lifecycle.Command{Name: lifecycle.Score, Score: 80},
 		&eventv1.LeadScored{ModelId: "scoring", ModelVersion: 1, Total: 80, Threshold: 70, Verdict: eventv1.ScoreVerdict_SCORE_VERDICT_QUALIFY})
@@ -461,6 +467,26 @@ func TestDiagnoseFaults(t *testing.T) {
 			t.Fatal(err)
 		}
 		w.waitFor(t, lead, "LeadAccepted")
+		clean(t)
+	})
+
+	t.Run("left in the fallback queue", func(t *testing.T) {
+		// No rule routes a US lead: it waits in the fallback queue until
+		// its route deadline, then lost names the hand-routing (it named
+		// no fix, and reassign refuses an MQL).
+		lead := w.mqlIn(t, "US")
+		ev := w.waitFor(t, lead, "LeadQueued")
+		late := ev.GetLifecycle().GetDeadline().AsTime().Add(time.Minute).Format(time.RFC3339)
+		out, err := ctl("lost", "--as-of", late)
+		if line := lineWith(out, lead); !found(err) || !strings.Contains(line, "queue sales-fallback") || !strings.Contains(out, "leadctl assign <lead> --to <rep>") {
+			t.Fatalf("lost --as-of %s: %v\n%s", late, err, out)
+		}
+		if out, err := ctl("assign", lead, "--to", "mia"); err != nil || !strings.Contains(out, "assigned to rep mia") {
+			t.Fatalf("assign: %v\n%s", err, out)
+		}
+		if o := w.waitFor(t, lead, "LeadAssigned").GetLifecycle().GetOwner(); o.GetId() != "mia" {
+			t.Fatalf("assigned to %v", o)
+		}
 		clean(t)
 	})
 

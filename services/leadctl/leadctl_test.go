@@ -929,6 +929,27 @@ func TestTimelineNamesAnOutsideCauseWhole(t *testing.T) {
 	}
 }
 
+// An event a timer caused says so (it said "request"): the timer's name
+// and the event whose step set it, or its whole id when that event is not
+// the lead's.
+func TestTimelineNamesTimers(t *testing.T) {
+	step, other := uuid.Must(uuid.NewV7()).String(), uuid.Must(uuid.NewV7()).String()
+	recs := []eventstore.Record{{Seq: 1, Event: &eventv1.Event{EventId: step, EventType: "LeadAssigned", CausationId: "req", CorrelationId: "req"}}}
+	for i, cause := range []string{step + "-accept-warn", other + "-route-retry"} {
+		recs = append(recs, eventstore.Record{Seq: uint64(i + 2), Event: &eventv1.Event{EventId: uuid.NewString(), EventType: "SLAWarned",
+			CausationId: cause, CorrelationId: cause}})
+	}
+	var out bytes.Buffer
+	if err := writeTimeline(&out, recs); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(out.String(), "\n")
+	if !strings.Contains(lines[1], "request") || !strings.Contains(lines[2], "timer accept-warn of #1") ||
+		!strings.Contains(lines[3], "timer "+other+"-route-retry") {
+		t.Fatalf("timers not named:\n%s", out.String())
+	}
+}
+
 // state -o json says "no owner, no deadline" as empty strings, not the
 // tables' "-", which a script would read as an owner or fail to parse as
 // a time.

@@ -25,7 +25,9 @@ func queuesCmd(o *options) *cobra.Command {
 escalated leads (a manager's queue, manager:<team>), how many leads wait,
 how many are past their deadline and the first deadline. With a queue id
 it lists that queue's leads, newest capture first; hand one on with
-leadctl reassign <lead> --to <rep> --reason <why>.`,
+leadctl assign <lead> --to <rep> (an MQL in routing or the fallback
+queue) or leadctl reassign <lead> --to <rep> --reason <why> (a lead in a
+manager's queue).`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var resp proto.Message

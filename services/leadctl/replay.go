@@ -142,7 +142,8 @@ and the open merge candidates: pairs of leads that hold one person's
 identities, neither merged nor erased since.
 Bounds: --since/--until (stored time, RFC 3339) and --from-seq/--to-seq;
 given together, an event is replayed only inside all of them.
-With --lead it replays one lead and prints its state after each event.`,
+With --lead it replays one lead and prints its state after each event.
+Exit status 3 when a lead broke (as lost), 1 when the replay could not run.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			for _, b := range []struct {
@@ -187,9 +188,15 @@ With --lead it replays one lead and prints its state after each event.`,
 			}
 			res.Seconds = time.Since(start).Seconds()
 			if o.output == "json" {
-				return writeJSON(cmd.OutOrStdout(), res)
+				err = writeJSON(cmd.OutOrStdout(), res)
+			} else {
+				err = writeReplay(cmd.OutOrStdout(), res, lead != "", limit)
 			}
-			return writeReplay(cmd.OutOrStdout(), res, lead != "", limit)
+			if err == nil && res.Broken > 0 {
+				// As lost: exit status 3, for a cron job or an alert.
+				err = &foundError{what: fmt.Sprintf("%d leads broke", res.Broken)}
+			}
+			return err
 		},
 	}
 	f := c.Flags()

@@ -271,6 +271,8 @@ func writeLost(w io.Writer, resp *nurturev1.FindLostLeadsResponse) error {
 				fix("start the stopped service named under WHY: its group takes the waiting leads in order")
 			case l.GetOwner().GetKind() == eventv1.OwnerKind_OWNER_KIND_QUEUE && l.GetStatus() == eventv1.LeadStatus_LEAD_STATUS_ASSIGNED:
 				fix("leadctl reassign <lead> --to <rep> --reason <why>: the manager's hand-on from the queue")
+			case l.GetOwner().GetKind() == eventv1.OwnerKind_OWNER_KIND_QUEUE && l.GetStatus() == eventv1.LeadStatus_LEAD_STATUS_MQL:
+				fix("leadctl assign <lead> --to <rep>: a queued MQL routed by hand")
 			case l.GetLastEventType() == "SLABreached":
 				fix("leadctl reassign <lead> --to <rep> --reason <why>: the escalation the breach did not get")
 			case l.GetStatus() == eventv1.LeadStatus_LEAD_STATUS_NEW && l.GetLastEventType() == "LeadScored":
@@ -347,6 +349,40 @@ func reassignCmd(o *options) *cobra.Command {
 	}
 	c.Flags().StringVar(&to, "to", "", "the rep who takes the lead")
 	c.Flags().StringVar(&reason, "reason", "", "why, kept on the event")
+	return c
+}
+
+func assignCmd(o *options) *cobra.Command {
+	var to string
+	c := &cobra.Command{
+		Use:   "assign <lead id> --to <rep>",
+		Short: "Give an MQL waiting in a queue (routing, the fallback queue) to a rep by hand (handoff)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := leadIDs(&args[0]); err != nil {
+				return err
+			}
+			if to == "" {
+				return fmt.Errorf("%w: --to is required", errUsage)
+			}
+			var resp *handoffv1.AssignLeadResponse
+			err := call(cmd.Context(), o, "handoff", o.handoff, func(ctx context.Context, conn *grpc.ClientConn) error {
+				var err error
+				resp, err = handoffv1.NewHandoffServiceClient(conn).AssignLead(ctx, &handoffv1.AssignLeadRequest{LeadId: args[0], RepId: to,
+					RequestId: uuid.NewString(), AssignedBy: o.actor()})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if o.output == "json" {
+				return printProto(cmd, resp)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "lead %s assigned to rep %s\n", args[0], to)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&to, "to", "", "the rep who takes the lead")
 	return c
 }
 

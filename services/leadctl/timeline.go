@@ -79,9 +79,10 @@ func timelineCmd(o *options) *cobra.Command {
 }
 
 // writeTimeline prints one line an event. The causation column names the
-// earlier event of this lead that caused it (#n), the outside request, or
-// else the cause's whole id (a model's activation, a timer): event ids
-// are UUIDv7s, whose first digits are only the time.
+// earlier event of this lead that caused it (#n), a timer (its name and
+// the event whose step set it), the outside request, or else the cause's
+// whole id (a model's activation): event ids are UUIDv7s, whose first
+// digits are only the time.
 func writeTimeline(w io.Writer, recs []eventstore.Record) error {
 	index := map[string]int{}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -92,6 +93,11 @@ func writeTimeline(w io.Writer, recs []eventstore.Record) error {
 		cause := "request"
 		if n, ok := index[ev.GetCausationId()]; ok {
 			cause = fmt.Sprintf("#%d", n)
+		} else if step, name, ok := timerCause(ev.GetCausationId()); ok {
+			cause = "timer " + ev.GetCausationId()
+			if n, ok := index[step]; ok {
+				cause = fmt.Sprintf("timer %s of #%d", name, n)
+			}
 		} else if ev.GetCausationId() != "" && ev.GetCausationId() != ev.GetCorrelationId() {
 			cause = ev.GetCausationId()
 		}
@@ -101,6 +107,20 @@ func writeTimeline(w io.Writer, recs []eventstore.Record) error {
 			st.Status, orDash(owner(st.Owner)), orDash(deadline(st.Deadline)))
 	}
 	return tw.Flush()
+}
+
+// timerCause splits a timer's causation id, named after the event that
+// started its step ("<event id>-accept-warn"), into that event's id and
+// the timer's name.
+func timerCause(id string) (step, name string, ok bool) {
+	const n = len("00000000-0000-0000-0000-000000000000")
+	if len(id) <= n+1 || id[n] != '-' {
+		return "", "", false
+	}
+	if _, err := uuid.Parse(id[:n]); err != nil {
+		return "", "", false
+	}
+	return id[:n], id[n+1:], true
 }
 
 func writeJSONEvents(w io.Writer, recs []eventstore.Record) error {

@@ -279,6 +279,11 @@ func TestManualRecycle(t *testing.T) {
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "request_id") {
 		t.Fatalf("request id reused with another note: %v", err)
 	}
+	// A blank request id would be none: a retry would recycle again.
+	other.RequestId = "   "
+	if _, err = s.client.RecycleLead(ctxT(t), other); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "request_id") {
+		t.Fatalf("a blank request id: %v", err)
+	}
 	// Answered from the request id's record, sent after the recycle.
 	if typ, rec, found, err := w.store.Keyed(ctxT(t), "nurture", eventstore.LeadSubject(l), "r-1"); err != nil || !found ||
 		typ != "LeadRecycled" || rec.Event.GetEventId() != r.GetRecycledEventId() {

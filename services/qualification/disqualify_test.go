@@ -76,6 +76,8 @@ func TestDisqualifyByHand(t *testing.T) {
 		{"an unknown lead", &qualificationv1.DisqualifyLeadRequest{LeadId: uuid.NewString(), Reason: "r", DecidedBy: mia}, codes.NotFound, "not found"},
 		// The request id of the verdict, with another one: not a retry.
 		{"its request id, not now", &qualificationv1.DisqualifyLeadRequest{LeadId: spam, Reason: req.Reason, NotNow: true, DecidedBy: mia, RequestId: "d-1"}, codes.InvalidArgument, "request_id"},
+		// Blank, it would be no id: a retry would be a second verdict.
+		{"a blank request id", &qualificationv1.DisqualifyLeadRequest{LeadId: later, Reason: "r", DecidedBy: mia, RequestId: "  "}, codes.InvalidArgument, "request_id"},
 	} {
 		_, err := s.client.DisqualifyLead(ctxT(t), c.req)
 		assertField(t, err, c.code, c.field)

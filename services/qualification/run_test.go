@@ -283,6 +283,9 @@ func TestSignOff(t *testing.T) {
 	other.Threshold++
 	_, err = s.client.ProposeModel(ctx, &qualificationv1.ProposeModelRequest{Model: scoring.ToProto(other), ProposedBy: marketing, IdempotencyKey: "q3-model"})
 	assertField(t, err, codes.InvalidArgument, "idempotency_key")
+	// A blank key would be no key: sent twice, two proposals.
+	_, err = s.client.ProposeModel(ctx, &qualificationv1.ProposeModelRequest{Model: scoring.ToProto(other), ProposedBy: marketing, IdempotencyKey: " "})
+	assertField(t, err, codes.InvalidArgument, "idempotency_key")
 	approve := func(v uint32, who *eventv1.Actor) (*qualificationv1.ApproveModelResponse, error) {
 		return s.client.ApproveModel(ctx, &qualificationv1.ApproveModelRequest{Version: v, Approver: who})
 	}

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -46,6 +47,11 @@ func (a *App) AcceptLead(ctx context.Context, in AcceptLead, meta envelope.Meta)
 			}
 			if err := requireOwner(l, in.RepID, "Accept"); err != nil {
 				return nil, err
+			}
+			if l.state.Status != lifecycle.StatusAssigned && l.ownedBy(in.RepID) && l.acceptedID != "" {
+				// "lead is not assigned" reads as if it was taken away.
+				return nil, &lifecycle.RefusedError{Command: lifecycle.Accept, Status: l.state.Status, Reason: fmt.Sprintf(
+					"rep %s accepted lead %s already (event %s); a retry sends the first request's request_id", in.RepID, l.id, l.acceptedID)}
 			}
 			ev, _, err := a.leadEvent(l.id, l.state, lifecycle.Command{Name: lifecycle.Accept}, p, payload, meta, now)
 			if err != nil {

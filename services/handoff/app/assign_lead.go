@@ -59,11 +59,7 @@ func (a *App) AssignLead(ctx context.Context, in AssignLead, meta envelope.Meta)
 			d.Record.Candidates = []*eventv1.Candidate{{RepId: in.RepID, Outcome: eventv1.CandidateOutcome_CANDIDATE_OUTCOME_CHOSEN,
 				Source: "manual:" + in.By.GetId(), Detail: "assigned by hand"}}
 			d.Record.Summary = "assigned to " + in.RepID + " by " + in.By.GetId()
-			ev, err := a.assignedEvent(cfg, l, d, meta, now)
-			if err != nil {
-				return nil, err
-			}
-			return []*eventv1.Event{ev}, nil
+			return a.assignedEvents(cfg, l, d, meta, now)
 		})
 }
 

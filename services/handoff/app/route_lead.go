@@ -159,11 +159,7 @@ func (a *App) routeEvents(ctx context.Context, cfg *routing.Config, l *lead, cau
 		return nil, err
 	}
 	if d.RepID != "" {
-		ev, err := a.assignedEvent(cfg, l, d, meta, now)
-		if err != nil {
-			return nil, err
-		}
-		return []*eventv1.Event{ev}, nil
+		return a.assignedEvents(cfg, l, d, meta, now)
 	}
 	// The queue's deadline is the lifecycle's: the route deadline the
 	// lead got when it qualified, moved on by the wait whenever a try
@@ -239,19 +235,39 @@ func (a *App) routeEvents(ctx context.Context, cfg *routing.Config, l *lead, cau
 	return []*eventv1.Event{ev}, nil
 }
 
-// assignedEvent is LeadAssigned for a decision that chose a rep, with the
-// acceptance deadlines of the segment's SLA in the rep's working hours.
-func (a *App) assignedEvent(cfg *routing.Config, l *lead, d routing.Decision, meta envelope.Meta, now time.Time) (*eventv1.Event, error) {
+// assignedEvents is LeadAssigned for a decision that chose a rep, with the
+// acceptance deadlines of the segment's SLA in the rep's working hours;
+// after the SLABreached of an MQL's route deadline that passed unrecorded
+// (handoff was down when it came, or its retry had not fired): the miss
+// happened, whoever routes the lead now.
+func (a *App) assignedEvents(cfg *routing.Config, l *lead, d routing.Decision, meta envelope.Meta, now time.Time) ([]*eventv1.Event, error) {
+	state := l.state
+	var out []*eventv1.Event
+	if due := state.Deadline; state.Status == lifecycle.StatusMQL && !l.routeBreached && !due.IsZero() && now.After(due) {
+		bm := meta
+		bm.IdempotencyKey = "" // a hand's request id answers with its LeadAssigned
+		b, st, err := a.leadEvent(l.id, state, lifecycle.Command{Name: lifecycle.BreachSLA}, a.policy, &eventv1.SLABreached{
+			Sla: eventv1.SLAKind_SLA_KIND_ROUTE, Owner: ownerProto(state.Owner), DueAt: timestamppb.New(due), StepEventId: l.stepID,
+			Escalation: eventv1.SLAEscalation_SLA_ESCALATION_NONE, Segment: d.Segment,
+		}, bm, now)
+		if err != nil {
+			return nil, err
+		}
+		out, state = append(out, b), st
+	}
 	policy := cfg.Policy(d.Segment)
 	steps := policy.Accept(cfg.RepCalendar(d.RepID), now)
 	p := a.policy
 	p.AcceptWithin = within(now, steps.DueAt)
 	owner := lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: d.RepID}
-	ev, _, err := a.leadEvent(l.id, l.state, lifecycle.Command{Name: lifecycle.Assign, Owner: owner}, p, &eventv1.LeadAssigned{
+	ev, _, err := a.leadEvent(l.id, state, lifecycle.Command{Name: lifecycle.Assign, Owner: owner}, p, &eventv1.LeadAssigned{
 		Owner: ownerProto(owner), Rule: d.Record.GetRuleId(), AccountId: d.Record.GetAccountId(), AcceptBy: timestamppb.New(steps.DueAt),
 		Decision: d.Record, Segment: d.Segment, WarnAt: pbTime(steps.WarnAt), Sla: policy.ToProto(),
 	}, meta, now)
-	return ev, err
+	if err != nil {
+		return nil, err
+	}
+	return append(out, ev), nil
 }
 
 func ownerProto(o lifecycle.Owner) *eventv1.Owner {

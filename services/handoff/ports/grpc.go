@@ -6,6 +6,7 @@ package ports
 import (
 	"context"
 	"errors"
+	"strings"
 	"log/slog"
 	"time"
 
@@ -333,7 +334,12 @@ func (g *GRPC) status(ctx context.Context, method string, err error) error {
 		return grpcserver.InvalidArgument(ve.Error(), fields...)
 	case errors.Is(err, app.ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
-	case errors.As(err, &owner), errors.As(err, &full), errors.As(err, &away), errors.As(err, &seal):
+	case errors.As(err, &owner):
+		// Named as the caller sent it (AcceptLead), as lifecycle refusals are.
+		named := *owner
+		named.Command = method
+		return status.Error(codes.FailedPrecondition, strings.Replace(err.Error(), owner.Error(), named.Error(), 1))
+	case errors.As(err, &full), errors.As(err, &away), errors.As(err, &seal):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.As(err, &stale):
 		return status.Error(codes.Aborted, err.Error())

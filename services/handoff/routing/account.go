@@ -105,41 +105,6 @@ func fold(s string) string {
 	return s
 }
 
-// freeMail are domains of mailbox providers: many companies' people use
-// them, so no account may claim them.
-var freeMail = map[string]bool{
-	"gmail.com": true, "googlemail.com": true,
-	"yahoo.com": true, "yahoo.co.uk": true, "yahoo.fr": true, "yahoo.de": true, "yahoo.es": true, "yahoo.it": true,
-	"yahoo.co.jp": true, "yahoo.com.br": true, "yahoo.co.in": true, "ymail.com": true, "rocketmail.com": true,
-	"hotmail.com": true, "hotmail.co.uk": true, "hotmail.de": true, "hotmail.fr": true, "hotmail.es": true, "hotmail.it": true,
-	"outlook.com": true, "outlook.de": true, "live.com": true, "live.co.uk": true, "live.de": true, "live.fr": true,
-	"msn.com": true, "passport.com": true,
-	"icloud.com": true, "me.com": true, "mac.com": true, "aol.com": true, "aim.com": true,
-	"gmx.de": true, "gmx.net": true, "gmx.com": true, "gmx.at": true, "gmx.ch": true, "web.de": true, "t-online.de": true,
-	"freenet.de": true, "arcor.de": true, "posteo.de": true, "mailbox.org": true,
-	"proton.me": true, "protonmail.com": true, "pm.me": true, "tutanota.com": true, "tuta.io": true, "fastmail.com": true,
-	"zoho.com": true, "mail.com": true, "email.com": true, "hey.com": true,
-	"yandex.ru": true, "yandex.com": true, "mail.ru": true, "bk.ru": true, "inbox.ru": true, "list.ru": true, "rambler.ru": true,
-	"qq.com": true, "163.com": true, "126.com": true, "sina.com": true, "foxmail.com": true, "naver.com": true, "daum.net": true,
-	"orange.fr": true, "wanadoo.fr": true, "free.fr": true, "laposte.net": true, "sfr.fr": true,
-	"libero.it": true, "virgilio.it": true, "seznam.cz": true, "wp.pl": true, "o2.pl": true, "interia.pl": true, "onet.pl": true,
-	"btinternet.com": true, "sky.com": true, "virginmedia.com": true, "comcast.net": true, "att.net": true, "verizon.net": true,
-	"sbcglobal.net": true, "bigpond.com": true, "uol.com.br": true, "bol.com.br": true, "rediffmail.com": true,
-}
-
-// unclaimable says why no account may claim domain d (normalized), ""
-// when one may: a free mail provider's, or a public suffix (co.uk,
-// github.io), would match people of every company.
-func unclaimable(d string) string {
-	if freeMail[d] {
-		return "is a free mail provider"
-	}
-	if ps, _ := publicsuffix.PublicSuffix(d); ps == d {
-		return "is a public suffix"
-	}
-	return ""
-}
-
 // MatchAccount finds the account of a lead: by its email domain (a
 // subdomain matches its parent), else by its normalized company name. how
 // says which: "domain sales.acme.example", or "company name" (the name is

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/maildomain"
 	"github.com/leadflow/leadflow/services/handoff/sla"
 )
 
@@ -93,7 +94,7 @@ func (c *Config) Apply(seq uint64, ch *eventv1.RoutingChanged) {
 		for _, d := range x.Account.GetDomains() {
 			// One recorded before Validate refused it would take every
 			// company's leads.
-			if nd := NormalizeDomain(d); unclaimable(nd) == "" {
+			if nd := NormalizeDomain(d); maildomain.Shared(nd) == "" {
 				c.domains[nd] = x.Account.GetAccountId()
 			}
 		}

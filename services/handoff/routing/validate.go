@@ -9,6 +9,7 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/envelope"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/maildomain"
 	"github.com/leadflow/leadflow/services/handoff/sla"
 )
 
@@ -205,8 +206,8 @@ func (c *Config) validateAccount(v *violations, f string, a *eventv1.Account) {
 		switch {
 		case !domainRE.MatchString(nd):
 			v.add(df, "%q is not a domain name", d)
-		case unclaimable(nd) != "":
-			v.add(df, "%q %s: it matches people of every company", d, unclaimable(nd))
+		case maildomain.Shared(nd) != "":
+			v.add(df, "%q %s: it matches people of every company", d, maildomain.Shared(nd))
 		default:
 			if other, ok := c.domains[nd]; ok && other != a.GetAccountId() {
 				v.add(df, "%q belongs to account %q", nd, other)

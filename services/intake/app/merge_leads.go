@@ -45,8 +45,9 @@ type Merged struct {
 // unmerge). Merging again is a no-op.
 //
 // Errors: *ValidationError, ErrNotFound, lifecycle.ErrRefused (a
-// terminal absorbed lead, one a rep holds (ASSIGNED, ACCEPTED), one with
-// an open opportunity or with merges
+// terminal absorbed lead, one a rep holds (ASSIGNED, ACCEPTED), an MQL
+// merged into a lead sales has not got, one with an open opportunity or
+// with merges
 // below it as deep as a capture follows, or whose unmerge is still
 // giving it back what came through it, a merged or erased survivor),
 // eventstore.ErrConflict after repeated races.
@@ -94,6 +95,14 @@ func (a *App) MergeLeads(ctx context.Context, in MergeLeads, meta envelope.Meta)
 			// SLAs: the lead would leave its rep without a word.
 			return nil, nil, &lifecycle.RefusedError{Command: lifecycle.Merge, Status: aState.Status,
 				Reason: fmt.Sprintf("lead %s is held by %s in sales: have sales reject it first, or merge the other way", in.Absorbed, aState.Owner)}
+		case lifecycle.StatusMQL:
+			// A survivor sales has not got would drop the qualified person:
+			// nothing scores the two leads' facts together again.
+			if !withSales(sState.Status) {
+				return nil, nil, &lifecycle.RefusedError{Command: lifecycle.Merge, Status: aState.Status,
+					Reason: fmt.Sprintf("lead %s is an MQL waiting for sales and lead %s is %s: merge %s into %s instead, so the person stays with sales",
+						in.Absorbed, in.Survivor, sState.Status, in.Survivor, in.Absorbed)}
+			}
 		}
 		// The table's Merge takes the survivor as its reason, so any
 		// reader can follow the merge; the caller's reason is the payload's.
@@ -742,4 +751,14 @@ func survivorErr(cmd lifecycle.CommandName, survivor string, err error) error {
 		return &lifecycle.RefusedError{Command: cmd, Status: refused.Status, Reason: "the survivor " + survivor + " is " + refused.Status.String()}
 	}
 	return fmt.Errorf("survivor lead %s: %w", survivor, err)
+}
+
+// withSales reports whether a lead in status s is qualified for sales or
+// in their hands (an MQL, assigned, accepted, an opportunity, or won).
+func withSales(s lifecycle.Status) bool {
+	switch s {
+	case lifecycle.StatusMQL, lifecycle.StatusAssigned, lifecycle.StatusAccepted, lifecycle.StatusOpportunity, lifecycle.StatusWon:
+		return true
+	}
+	return false
 }

@@ -50,6 +50,8 @@ func (a *App) RecycleLead(ctx context.Context, in RecycleLead, meta envelope.Met
 	checkActor(&v, "actor", in.Actor)
 	if len(in.RequestID) > maxKey {
 		v.add("request_id", "must be at most %d characters", maxKey)
+	} else if in.RequestID != "" && strings.TrimSpace(in.RequestID) == "" {
+		v.add("request_id", "must not be blank: a blank id is no id, and a retry would not get the first answer")
 	}
 	if in.ProgramID != "" {
 		if msg := program.CheckID(in.ProgramID); msg != "" {

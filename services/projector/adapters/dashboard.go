@@ -21,7 +21,10 @@ var _ app.Behind = (*Queries)(nil)
 func (q *Queries) LeadsBehind(ctx context.Context, b app.BehindQuery) ([]*projectorv1.Lead, int64, string, error) {
 	var args []any
 	arg := func(v any) int { args = append(args, v); return len(args) }
-	where := []string{live}
+	var where []string
+	if b.Figure != app.FigureSales && b.Figure != app.FigureBreaches && b.Figure != app.FigureMarketing {
+		where = append(where, live) // the work figures count merged leads' work too
+	}
 	in := func(col string) {
 		if !b.Period.From.IsZero() || !b.Period.To.IsZero() {
 			where = append(where, period(col, arg(bound(b.Period.From)), arg(bound(b.Period.To))))

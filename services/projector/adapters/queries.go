@@ -14,6 +14,7 @@ import (
 
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	projectorv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/projector/v1"
+	"github.com/leadflow/leadflow/pkg/maildomain"
 	"github.com/leadflow/leadflow/services/projector/app"
 	"github.com/leadflow/leadflow/services/projector/lead"
 )
@@ -34,7 +35,11 @@ var _ app.Queries = (*Queries)(nil)
 func NewQueries(r Reader) *Queries { return &Queries{db: r} }
 
 // live leaves out leads absorbed by a merge: they are duplicates of their
-// survivor, which carries on their story.
+// survivor, so figures that count leads (the funnel, campaigns, stage
+// conversion and time in stage, accounts, queues) count the person once.
+// Figures of work done (hand-offs and breaches, MQL journeys, deals) keep
+// it: a merge ends a duplicate, not what sales and marketing did with it
+// before, and the survivor does not carry that work.
 const live = `l.merged_into = ''`
 
 // period is a condition on col for the period in parameters $a and $b
@@ -606,17 +611,17 @@ func (q *Queries) SLA(ctx context.Context, s app.SLAQuery) (*projectorv1.GetSLAC
 		coalesce(avg(extract(epoch FROM h.first_attempt_at - h.accepted_at)) FILTER (WHERE h.accepted_at IS NOT NULL), 0)::float8 / 3600,
 		coalesce(sum(h.attempts) FILTER (WHERE h.accepted_at IS NOT NULL), 0),
 		count(*) FILTER (WHERE ` + acceptDue(4) + `), count(*) FILTER (WHERE ` + contactDue(4) + `)
-		FROM handoffs h JOIN leads l ON l.lead_id = h.lead_id LEFT JOIN reps r ON r.rep_id = h.rep_id
-		WHERE ` + live + ` AND ` + period("h.assigned_at", 1, 2) + ` AND ($3 = '' OR h.segment = $3)
+		FROM handoffs h LEFT JOIN reps r ON r.rep_id = h.rep_id
+		WHERE ` + period("h.assigned_at", 1, 2) + ` AND ($3 = '' OR h.segment = $3)
 		GROUP BY GROUPING SETS ((h.rep_id, coalesce(r.team_id, '')), (coalesce(r.team_id, '')), ())`
 	breaches := `SELECT b.owner_kind, b.owner_id, coalesce(r.team_id, ''), b.sla, count(*)
-		FROM breaches b JOIN leads l ON l.lead_id = b.lead_id LEFT JOIN reps r ON b.owner_kind = $4 AND r.rep_id = b.owner_id
-		WHERE ` + live + ` AND ` + period("b.at", 1, 2) + ` AND ($3 = '' OR b.segment = $3)
+		FROM breaches b LEFT JOIN reps r ON b.owner_kind = $4 AND r.rep_id = b.owner_id
+		WHERE ` + period("b.at", 1, 2) + ` AND ($3 = '' OR b.segment = $3)
 		GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 4`
 	marketing := `SELECT to_char(date_trunc('month', j.mql_at AT TIME ZONE 'UTC'), 'YYYY-MM'), j.segment,
 		count(*), count(j.accepted_at), count(j.rejected_at), count(j.opportunity_at)
-		FROM journeys j JOIN leads l ON l.lead_id = j.lead_id
-		WHERE ` + live + ` AND ` + period("j.mql_at", 1, 2) + ` AND ($3 = '' OR j.segment = $3)
+		FROM journeys j
+		WHERE ` + period("j.mql_at", 1, 2) + ` AND ($3 = '' OR j.segment = $3)
 		GROUP BY 1, 2 ORDER BY 1, 2`
 	targetsSQL := `SELECT period, segment, min_mqls, min_acceptance_rate_bps, min_mql_to_opportunity_bps
 		FROM marketing_targets ORDER BY period, segment`
@@ -917,8 +922,8 @@ func (q *Queries) Performance(ctx context.Context, p app.PerformanceQuery) (*pro
 	deals := `SELECT count(*), count(o.won_at), count(o.lost_at),
 		coalesce(avg(o.won_minor) FILTER (WHERE o.won_at IS NOT NULL AND o.won_currency = $4), 0)::float8,
 		coalesce(avg(extract(epoch FROM o.won_at - o.created_at)) FILTER (WHERE o.won_at IS NOT NULL), 0)::float8 / 86400
-		FROM opportunities o JOIN leads l ON l.lead_id = o.lead_id
-		WHERE ` + live + ` AND ` + period("o.created_at", 1, 2) + ` AND ($3 = '' OR o.segment = $3) AND o.currency = $4`
+		FROM opportunities o
+		WHERE ` + period("o.created_at", 1, 2) + ` AND ($3 = '' OR o.segment = $3) AND o.currency = $4`
 	conversion := `SELECT count(*), count(l.mql_at),
 		count(*) FILTER (WHERE l.mql_at IS NOT NULL AND l.accepted_at IS NOT NULL), count(l.accepted_at),
 		count(*) FILTER (WHERE l.accepted_at IS NOT NULL AND l.opportunity_at IS NOT NULL), count(l.opportunity_at),
@@ -978,8 +983,9 @@ func (q *Queries) Performance(ctx context.Context, p app.PerformanceQuery) (*pro
 }
 
 // Accounts implements app.Queries. Leads routing matched to an account
-// count for it; the others for their email domain. An erased lead's deal
-// is not open: nobody can close it any more.
+// count for it; the others for their email domain, unless a free mail
+// provider's, which stands for no company. An erased lead's deal is not
+// open: nobody can close it any more.
 func (q *Queries) Accounts(ctx context.Context, a app.AccountQuery) (*projectorv1.GetAccountsResponse, error) {
 	open := fmt.Sprintf(" FILTER (WHERE l.status <> %d)", eventv1.LeadStatus_LEAD_STATUS_ERASED)
 	sql := `WITH money AS (` + money + `)
@@ -987,11 +993,11 @@ func (q *Queries) Accounts(ctx context.Context, a app.AccountQuery) (*projectorv
 			coalesce(max(a.name), ''), count(*), coalesce(sum(m.open_opps)` + open + `, 0), coalesce(sum(m.open_pipeline)` + open + `, 0),
 			coalesce(sum(m.won_deals), 0), coalesce(sum(m.won), 0) AS won
 		FROM leads l LEFT JOIN money m ON m.lead_id = l.lead_id LEFT JOIN accounts a ON a.account_id = l.account_id
-		WHERE ` + live + ` AND (l.account_id <> '' OR l.email_domain <> '') AND (` + period("l.captured_at", 2, 3) + `)
+		WHERE ` + live + ` AND (l.account_id <> '' OR (l.email_domain <> '' AND l.email_domain <> ALL($5))) AND (` + period("l.captured_at", 2, 3) + `)
 		GROUP BY 1, 2 ORDER BY won DESC, 6 DESC, 1 LIMIT $4`
 	out := &projectorv1.GetAccountsResponse{Currency: a.Currency}
 	err := q.db.Read(ctx, func(tx pgx.Tx) error {
-		rs, err := tx.Query(ctx, sql, a.Currency, bound(a.Period.From), bound(a.Period.To), a.Limit)
+		rs, err := tx.Query(ctx, sql, a.Currency, bound(a.Period.From), bound(a.Period.To), a.Limit, maildomain.FreeMail())
 		if err != nil {
 			return err
 		}

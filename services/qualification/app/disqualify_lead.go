@@ -58,6 +58,8 @@ func (a *App) DisqualifyLead(ctx context.Context, in DisqualifyLead, meta envelo
 	}
 	if len(in.RequestID) > maxRequestID {
 		v.add("request_id", "must be at most %d characters", maxRequestID)
+	} else if blank(in.RequestID) {
+		v.add("request_id", "must not be blank: a blank id is no id, and a retry would not get the first answer")
 	}
 	checkActor(&v, "decided_by", in.DecidedBy)
 	if err := v.err(); err != nil {

@@ -78,3 +78,7 @@ func checkActor(v *violations, field string, a *eventv1.Actor) {
 		v.add(field+".team", "%d is not a known team", a.GetTeam())
 	}
 }
+
+// blank reports whether an optional key was sent as spaces only: trimmed,
+// it would be no key at all.
+func blank(key string) bool { return key != "" && strings.TrimSpace(key) == "" }

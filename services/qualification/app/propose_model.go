@@ -41,6 +41,8 @@ func (a *App) ProposeModel(ctx context.Context, in ProposeModel, meta envelope.M
 	checkActor(&v, "proposed_by", in.ProposedBy)
 	if len(in.IdempotencyKey) > maxKey {
 		v.add("idempotency_key", "must be at most %d characters", maxKey)
+	} else if blank(in.IdempotencyKey) {
+		v.add("idempotency_key", "must not be blank: a blank key is no key, and a retry would propose again")
 	}
 	if in.Model == nil {
 		v.add("model", "is required")

@@ -84,7 +84,9 @@ type IntakeServiceClient interface {
 	// LeadMerged, and the absorbed lead's identities and later captures
 	// lead to the survivor. A lead a rep holds (ASSIGNED, ACCEPTED) or with
 	// an open opportunity is not absorbed (FAILED_PRECONDITION): sales
-	// commands and SLAs do not follow a merge. An unmerge of the absorbed
+	// commands and SLAs do not follow a merge; nor is an MQL into a lead
+	// that is not an MQL, in sales or won (the survivor is not scored on
+	// both leads' facts, so the person would leave sales). An unmerge of the absorbed
 	// lead cut off before it gave back all is finished first
 	// (FAILED_PRECONDITION if one lands meanwhile: try again).
 	MergeLeads(ctx context.Context, in *MergeLeadsRequest, opts ...grpc.CallOption) (*MergeLeadsResponse, error)
@@ -279,7 +281,9 @@ type IntakeServiceServer interface {
 	// LeadMerged, and the absorbed lead's identities and later captures
 	// lead to the survivor. A lead a rep holds (ASSIGNED, ACCEPTED) or with
 	// an open opportunity is not absorbed (FAILED_PRECONDITION): sales
-	// commands and SLAs do not follow a merge. An unmerge of the absorbed
+	// commands and SLAs do not follow a merge; nor is an MQL into a lead
+	// that is not an MQL, in sales or won (the survivor is not scored on
+	// both leads' facts, so the person would leave sales). An unmerge of the absorbed
 	// lead cut off before it gave back all is finished first
 	// (FAILED_PRECONDITION if one lands meanwhile: try again).
 	MergeLeads(context.Context, *MergeLeadsRequest) (*MergeLeadsResponse, error)

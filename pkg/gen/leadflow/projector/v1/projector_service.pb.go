@@ -3278,7 +3278,8 @@ func (x *GetAccountsRequest) GetLimit() int32 {
 }
 
 // AccountRow is one account's leads and money. Leads routing matched to
-// no account are grouped by email domain (matched false). The counts of
+// no account are grouped by email domain (matched false), unless a free
+// mail provider's, which stands for no company. The counts of
 // deals (open_opportunities, won_deals) are of the deals in the report's
 // currency, like the amounts.
 type AccountRow struct {

@@ -1085,8 +1085,9 @@ type GetRescoreProgressResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Version uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
 	State   RescoreState           `protobuf:"varint,2,opt,name=state,proto3,enum=leadflow.qualification.v1.RescoreState" json:"state,omitempty"`
-	// done and total count lead events read (the re-score acts on each
-	// lead's last one as of its start), open lead or not.
+	// done and total count lead events read up to the activation, open
+	// lead or not; each lead's first one (version_before 0) re-scores the
+	// lead on all its facts, the others are read and passed over.
 	Done  uint64 `protobuf:"varint,3,opt,name=done,proto3" json:"done,omitempty"`
 	Total uint64 `protobuf:"varint,4,opt,name=total,proto3" json:"total,omitempty"`
 	// held_back counts the leads the re-score holds behind a dead letter
