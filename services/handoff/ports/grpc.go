@@ -6,8 +6,8 @@ package ports
 import (
 	"context"
 	"errors"
-	"strings"
 	"log/slog"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
