@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -59,12 +60,19 @@ func fromEnv[T any](f Flags, name, env string, parse func(string) (T, error)) (T
 	return x, true
 }
 
-// String defines a string flag defaulting to $env, else def.
+// String defines a string flag defaulting to $env, else def. A default
+// that is a URL with a password (a PostgreSQL or NATS URL from a pod's
+// secret) shows in -help with the password hidden.
 func (f Flags) String(p *string, name, env, def, usage string) {
 	if v, ok := os.LookupEnv(env); ok {
 		def = v
 	}
 	f.StringVar(p, name, def, usage+" ($"+env+")")
+	if u, err := url.Parse(def); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			f.Lookup(name).DefValue = u.Redacted()
+		}
+	}
 }
 
 // Secret defines a string flag defaulting to $env, else empty, whose

@@ -32,6 +32,30 @@ func TestSecretIsNeverPrinted(t *testing.T) {
 	}
 }
 
+// A URL default with a password (the projector's PostgreSQL URL, from a
+// pod's secret) shows in -help and a flag mistake's usage without it, and
+// is still the value.
+func TestURLPasswordIsNotPrinted(t *testing.T) {
+	const pg = "postgres://leadflow:s3cret-pw@db:5432/leadflow"
+	t.Setenv("LEADFLOW_TEST_PG", pg)
+	var got, plain string
+	f := New("svc")
+	f.String(&got, "postgres", "LEADFLOW_TEST_PG", "", "read models")
+	f.String(&plain, "nats", "LEADFLOW_TEST_NATS", "nats://127.0.0.1:4333", "NATS URL")
+	var help strings.Builder
+	f.SetOutput(&help)
+	if err := f.Parse([]string{"-nope"}); err == nil {
+		t.Fatal("an unknown flag parsed")
+	}
+	if out := help.String(); strings.Contains(out, "s3cret-pw") || !strings.Contains(out, "postgres://leadflow:xxxxx@db:5432/leadflow") ||
+		!strings.Contains(out, "nats://127.0.0.1:4333") {
+		t.Fatalf("usage:\n%s", out)
+	}
+	if err := f.Parse(nil); err != nil || got != pg {
+		t.Fatalf("the value: %q, %v", got, err)
+	}
+}
+
 // A variable that does not parse stops the service (a manifest's "14d"
 // must not run it on the default), unless its flag overrides it; a valid
 // one is the default, padded or not.

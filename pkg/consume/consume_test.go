@@ -419,13 +419,7 @@ func TestBackpressureAndRebalanceKeepOrder(t *testing.T) {
 	n := startParts(t)
 	want := publishMany(t, n.JS, 20, 60)
 	var j journal
-	slow := func(member string) consume.Handler {
-		return func(_ context.Context, m consume.Msg) error {
-			time.Sleep(3 * time.Millisecond)
-			j.add(member, m)
-			return nil
-		}
-	}
+	slow := func(member string) consume.Handler { return slowly(&j, member) }
 	cfg := config("slow")
 	cfg.Workers = 1 // 1,200 messages × 3 ms: a backlog of 3.6 s against a 3 s PinnedTTL
 	_, js1 := n.Connect(t)
@@ -459,15 +453,11 @@ func TestLostHandBackKeepsOrder(t *testing.T) {
 	n := startParts(t)
 	want := publishMany(t, n.JS, 20, 100) // more a partition than a member holds
 	var j journal
-	slow := func(member string) consume.Handler {
-		return func(_ context.Context, m consume.Msg) error {
-			time.Sleep(3 * time.Millisecond)
-			j.add(member, m)
-			return nil
-		}
-	}
+	slow := func(member string) consume.Handler { return slowly(&j, member) }
 	cfg := config("lost")
-	cfg.Workers = 1
+	// What is held expires an AckWait after the hand-back; the pin lapses
+	// PinnedTTL after the last pull. A wide margin, for a loaded machine.
+	cfg.Workers, cfg.PinnedTTL = 1, 6*time.Second
 	_, js1 := n.Connect(t)
 	start(t, js1, cfg, slow("a"))
 	eventually(t, 10*time.Second, func() bool { return j.len() > 50 }, "a never started")
@@ -482,6 +472,15 @@ func TestLostHandBackKeepsOrder(t *testing.T) {
 	}
 	if by["b"] == 0 {
 		t.Fatalf("the second member got nothing: %v", by)
+	}
+}
+
+// slowly journals each message as member's after 3 ms of work.
+func slowly(j *journal, member string) consume.Handler {
+	return func(_ context.Context, m consume.Msg) error {
+		time.Sleep(3 * time.Millisecond)
+		j.add(member, m)
+		return nil
 	}
 }
 

@@ -69,6 +69,10 @@ type partition struct {
 	// pinned is when a pull last took or kept the server's pin for this
 	// member (zero: not known to hold it), so a release unpins only its own.
 	pinned time.Time
+	// waitUntil is when what a hand-back the server may not have got
+	// (its naks lost) has surely expired: taken again before that, its
+	// pulls would get newer messages of the keys it held first.
+	waitUntil time.Time
 }
 
 func newRunner(cfg Config, js jetstream.JetStream, h Handler, log *slog.Logger, src, dl jetstream.Stream, members jetstream.KeyValue) *runner {
@@ -172,8 +176,8 @@ func (r *runner) manage(ctx context.Context) {
 func (r *runner) take(p *partition) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.running {
-		return
+	if p.running || time.Now().Before(p.waitUntil) {
+		return // manage tries again each heartbeat
 	}
 	ctx, cancel := context.WithCancel(r.runCtx)
 	p.running, p.cancel, p.releasing, p.fresh, p.recovered, p.taken = true, cancel, false, true, false, time.Now()
@@ -454,7 +458,8 @@ func (r *runner) release(p *partition) {
 	// before what it held has expired). Nor may it go while the server may
 	// not have our naks (the connection dropped, or the last went
 	// unanswered): the next owner would pull new messages before them.
-	// Left to lapse, the pin outlasts AckWait, so they come back first.
+	// Left to lapse, the pin outlasts AckWait, so they come back first;
+	// and this member waits as long before it takes p again (waitUntil).
 	mine := handed && !pinned.IsZero() && time.Since(pinned) < r.cfg.PinnedTTL/2
 	if mine {
 		r.unpin(p)
@@ -463,6 +468,10 @@ func (r *runner) release(p *partition) {
 	p.running, p.cancel = false, nil
 	if mine {
 		p.pinned = time.Time{}
+	}
+	if !handed {
+		// Their last progress signal was at most a quarter AckWait ago.
+		p.waitUntil = time.Now().Add(r.cfg.AckWait + r.cfg.AckWait/2)
 	}
 	p.mu.Unlock()
 }

@@ -260,10 +260,16 @@ func intake() Role {
 	return p.role()
 }
 
+// commandRecords are the request-id records a service writes
+// (eventstore.CommandKeySubject); the other claims are intake's.
+var commandRecords = eventstore.ClaimSubject("command", "*")
+
 func qualification() Role {
 	p := newRole(Qualification)
 	p.leadStream()
-	p.publish("lead.>", "model.>", "claim.>")
+	// Its model subject and its request records only: the scoring model's
+	// activation is the co-signed proposal's, not another writer's.
+	p.publish("lead.>", eventstore.ModelSubject("scoring"), commandRecords)
 	p.group(eventstore.DefaultStream, QualificationGroup, eventstore.Partitions)
 	// Re-scores: a group and durable per model version (rescore-v<n>),
 	// removed once done.
@@ -276,7 +282,9 @@ func qualification() Role {
 func handoff() Role {
 	p := newRole(Handoff)
 	p.leadStream()
-	p.publish("lead.>", "model.>", "claim.>")
+	// model.*: routing, its targets and a subject per pool, named by the
+	// pool (one token, which a wildcard cannot narrow).
+	p.publish("lead.>", "model.*", commandRecords)
 	p.group(eventstore.DefaultStream, HandoffGroup, eventstore.Partitions)
 	p.group(eventstore.DefaultStream, HandoffRoutingGroup, 1)
 	p.timers(provision.HandoffTimers, HandoffTimerGroup, eventstore.Partitions)
@@ -291,7 +299,7 @@ func nurture() Role {
 	p := newRole(Nurture)
 	p.leadStream()
 	p.scan(eventstore.DefaultStream) // the lost-lead index reads the whole stream
-	p.publish("lead.>", "model.>", "claim.>")
+	p.publish("lead.>", eventstore.ModelSubject("nurture-programs"), commandRecords)
 	p.group(eventstore.DefaultStream, NurtureGroup, eventstore.Partitions)
 	p.timers(provision.NurtureTimers, NurtureTimerGroup, eventstore.Partitions)
 	// The no-lost-lead check reads every group's progress, members and

@@ -121,6 +121,33 @@ func TestOnlyWritersAppendLeadEvents(t *testing.T) {
 	}
 }
 
+// Each service writes its own model subject and its request records,
+// not another's model (nurture or handoff could activate a scoring
+// version nobody signed off) nor intake's identity claims.
+func TestModelsAndClaimsAreTheirWritersOwn(t *testing.T) {
+	n := testenv.StartNATSWithUsers(t)
+	for role, subjects := range map[string]struct{ may, mayNot []string }{
+		natsauth.Qualification: {[]string{"model.scoring", "claim.command.x"}, []string{"model.nurture-programs", "model.routing", "claim.email.x", "claim.idem.x"}},
+		natsauth.Nurture:       {[]string{"model.nurture-programs", "claim.command.x"}, []string{"model.scoring", "claim.email.x"}},
+		natsauth.Handoff:       {[]string{"model.routing", "model.routing-pool-p1", "claim.command.x"}, []string{"claim.email.x", "claim.idem.x"}},
+	} {
+		t.Run(role, func(t *testing.T) {
+			js, _, r := connectAs(t, n, role)
+			for _, subj := range subjects.may {
+				if _, err := js.Publish(context.Background(), subj, []byte("x")); err != nil {
+					t.Errorf("cannot write %s: %v", subj, err)
+				}
+			}
+			for _, subj := range subjects.mayNot {
+				if _, err := js.Publish(short(t), subj, []byte("x")); err == nil {
+					t.Errorf("wrote %s", subj)
+				}
+				r.expect(t, subj)
+			}
+		})
+	}
+}
+
 func TestNoRoleDeletesOrPurgesAStream(t *testing.T) {
 	n := testenv.StartNATSWithUsers(t)
 	streams := provision.Streams()

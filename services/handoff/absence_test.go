@@ -244,15 +244,26 @@ func TestAbsenceTimerFiredEarlyWaits(t *testing.T) {
 	if want := start.Add(2 * time.Second); !again.GetFireAt().AsTime().Equal(want) {
 		t.Errorf("scheduled again for %v, want %v (2 s past the start)", again.GetFireAt().AsTime(), want)
 	}
-	// Fired an hour ahead: the absence was moved later, not a clock
-	// behind. Again at its start.
+	// Set for a start an hour earlier and fired then: the absence was
+	// moved later, not a clock behind. Again at its start.
 	early := w.app(t, adapters.NewLeads(w.store), app.WithClock(func() time.Time { return start.Add(-time.Hour) }))
-	if err := early.FireTimer(ctxT(t), tm, false, envelope.Meta{}); err != nil {
+	moved := absentTimer(t, w, id, start.Add(-time.Hour))
+	if err := early.FireTimer(ctxT(t), moved, false, envelope.Meta{}); err != nil {
 		t.Fatal(err)
 	}
 	again = scheduled(t, w, id, tm.GetTimerId())
 	if !again.GetFireAt().AsTime().Equal(start) {
-		t.Errorf("fired an hour early, scheduled again for %v, want the start %v", again.GetFireAt().AsTime(), start)
+		t.Errorf("an absence moved an hour later: scheduled again for %v, want the start %v", again.GetFireAt().AsTime(), start)
+	}
+	// Set for the start and fired an hour before it by this clock: a
+	// clock an hour behind the server's. At the start it would fire at
+	// once again, round after round for the hour: as far past it instead.
+	if err := early.FireTimer(ctxT(t), tm, false, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	again = scheduled(t, w, id, tm.GetTimerId())
+	if want := start.Add(time.Hour); !again.GetFireAt().AsTime().Equal(want) {
+		t.Errorf("fired an hour early by a clock behind: scheduled again for %v, want %v", again.GetFireAt().AsTime(), want)
 	}
 	if n := len(ofType(w.events(t, id), "LeadReassigned")); n != 0 {
 		t.Errorf("handed on %d times before the absence started", n)

@@ -703,3 +703,49 @@ func TestAssignedByHandKeepsItsPool(t *testing.T) {
 		t.Fatalf("assigned by hand: rule %q, pool %q; want manual, pool dach", a.GetRule(), a.GetDecision().GetPoolId())
 	}
 }
+
+// A slipped deal's close date moves (it could not: the lead stayed
+// overdue until closed): the lead's deadline, the event and the brief say
+// the new day; a retry answers as the first did, and a day in the past,
+// or the same day again, is refused or writes nothing.
+func TestExpectedCloseMoves(t *testing.T) {
+	w, s, id, owner := assignedLead(t)
+	ctx := ctxT(t)
+	c := s.client
+	if _, err := c.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: id, RepId: owner, RequestId: "a1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: id, RepId: owner, RequestId: "o1", Amount: eur(100_00), Stage: "discovery",
+		ExpectedClose: timestamppb.New(time.Now().Add(time.Hour))}); err != nil {
+		t.Fatal(err)
+	}
+	later := timestamppb.New(time.Now().Add(45 * 24 * time.Hour).Truncate(time.Second))
+	move := &handoffv1.MoveOpportunityStageRequest{LeadId: id, RepId: owner, RequestId: "m1", ExpectedClose: later}
+	r, err := c.MoveOpportunityStage(ctx, move)
+	if err != nil || !r.GetLead().GetDeadline().AsTime().Equal(later.AsTime()) {
+		t.Fatalf("move the close: %v %v, want the deadline %v", r, err, later.AsTime())
+	}
+	ev := last(w.events(t, id))
+	if m := ev.GetOpportunityStageChanged(); m.GetToStage() != "discovery" || !m.GetExpectedClose().AsTime().Equal(later.AsTime()) ||
+		!ev.GetLifecycle().GetDeadline().AsTime().Equal(later.AsTime()) {
+		t.Fatalf("stage change %v stamped %v, want the stage kept and the new close", m, ev.GetLifecycle())
+	}
+	if again, err := c.MoveOpportunityStage(ctx, move); err != nil || !again.GetReplayed() || again.GetLead().GetEventId() != r.GetLead().GetEventId() {
+		t.Fatalf("a retry: %v %v", again, err)
+	}
+	n := len(w.events(t, id))
+	past := &handoffv1.MoveOpportunityStageRequest{LeadId: id, RepId: owner, RequestId: "m2", ExpectedClose: timestamppb.New(time.Now().Add(-time.Hour))}
+	_, err = c.MoveOpportunityStage(ctx, past)
+	wantCode(t, err, codes.InvalidArgument, "expected_close")
+	same := &handoffv1.MoveOpportunityStageRequest{LeadId: id, RepId: owner, RequestId: "m3", Stage: "discovery", ExpectedClose: later}
+	if _, err := c.MoveOpportunityStage(ctx, same); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(w.events(t, id)); got != n {
+		t.Fatalf("a refused or unchanged move wrote %d events", got-n)
+	}
+	b, err := c.GetHandoffBrief(ctx, &handoffv1.GetHandoffBriefRequest{LeadId: id})
+	if err != nil || !b.GetBrief().GetOpportunity().GetExpectedClose().AsTime().Equal(later.AsTime()) {
+		t.Fatalf("brief: %v %v, want the close %v", b.GetBrief().GetOpportunity(), err, later.AsTime())
+	}
+}

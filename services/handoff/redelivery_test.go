@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	handoffv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/handoff/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/pkg/testenv"
 	"github.com/leadflow/leadflow/services/handoff/adapters"
 	"github.com/leadflow/leadflow/services/handoff/app"
@@ -115,7 +118,8 @@ func TestTimerAheadOfTheReadIsRetried(t *testing.T) {
 	if warn == nil {
 		t.Fatal("LeadAssigned set no warning timer")
 	}
-	a := w.app(t, &staleLeads{Leads: adapters.NewLeads(w.store)})
+	// Fired at its time: this clock shows it.
+	a := w.app(t, &staleLeads{Leads: adapters.NewLeads(w.store)}, app.WithClock(func() time.Time { return warn.GetFireAt().AsTime() }))
 	errs := testenv.Retried(5, func() error { // as the timer consumer retries
 		return a.FireTimer(ctxT(t), warn, false, envelope.Meta{})
 	})
@@ -252,12 +256,26 @@ func (w *world) deliver(t testing.TB, e *ports.Events, seq uint64, delivered uin
 // LeadQualified on that fold: its LeadAssigned loses the race, and the
 // reservation its decision made is given back, not left to hold a slot
 // of a rep who never got the lead.
+// Also when the routing came late and writes the route breach before its
+// LeadAssigned (it gave nothing back: it read the breach for the rep).
 func TestAStaleFoldsLostRoutingGivesItsReservationBack(t *testing.T) {
+	for _, late := range []bool{false, true} {
+		t.Run(fmt.Sprint("late ", late), func(t *testing.T) { testStaleFoldsLostRouting(t, late) })
+	}
+}
+
+func testStaleFoldsLostRouting(t *testing.T, late bool) {
 	w := newWorld(t)
 	s := w.start(t)
 	routingSetup(t, s.client, 100)
 	s.stop()
-	id := w.mql(t, dach(50))
+	id := uuid.NewString()
+	if late {
+		w.write(t, id, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{Profile: dach(50)}, intakeActor)
+		w.qualifyWithin(t, id, time.Nanosecond)
+	} else {
+		id = w.mql(t, dach(50))
+	}
 	recs, err := w.store.Load(ctxT(t), eventstore.LeadSubject(id))
 	if err != nil || len(recs) != 3 {
 		t.Fatalf("the MQL's events: %d, %v", len(recs), err)

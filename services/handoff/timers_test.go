@@ -224,6 +224,21 @@ func TestDeadlineFiredEarlyWaitsForIt(t *testing.T) {
 	w.waitFor(t, id, "LeadReassigned", 1)
 }
 
+// A warning the server fires before its time by the service's clock
+// waits for it too: it was written as early as the clocks differ.
+func TestWarningFiredEarlyWaitsForIt(t *testing.T) {
+	w, _, id, assigned := assignedUnderAnHour(t)
+	warnAt := time.Now().Add(3 * time.Second)
+	tm := acceptDue(assigned, time.Now().Add(time.Hour))
+	tm.Phase, tm.FireAt = eventv1.TimerPhase_TIMER_PHASE_WARN, timestamppb.New(warnAt)
+	tm.TimerId = app.TimerID(assigned.GetEventId(), eventv1.SLAKind_SLA_KIND_ACCEPT, eventv1.TimerPhase_TIMER_PHASE_WARN)
+	fire(t, w, tm)
+	warned := w.waitFor(t, id, "SLAWarned", 1)[0]
+	if at := warned.GetRecordedAt().AsTime(); at.Before(warnAt) {
+		t.Errorf("warning recorded %v, before its time %v", at, warnAt)
+	}
+}
+
 // Never contacted, a lead whose attempts window would have closed before
 // its first contact is due waits for that: both end together, and only
 // the first-contact SLA breaches.

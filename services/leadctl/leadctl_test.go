@@ -929,6 +929,18 @@ func TestTimelineNamesAnOutsideCauseWhole(t *testing.T) {
 	}
 }
 
+// An overdue deal names its fixes: close it, or move its expected close
+// (it named none, and a slipped deal stayed listed).
+func TestLostNamesTheFixOfAnOverdueDeal(t *testing.T) {
+	var out bytes.Buffer
+	err := writeLost(&out, &nurturev1.FindLostLeadsResponse{TotalLost: 1, Lost: []*nurturev1.LostLead{{LeadId: "d", Reason: nurturev1.LostReason_LOST_REASON_OVERDUE,
+		Status: eventv1.LeadStatus_LEAD_STATUS_OPPORTUNITY, Owner: &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_REP, Id: "ann"},
+		LastEventType: "OpportunityCreated", MissingStep: "closing the opportunity, won or lost"}}})
+	if err != nil || !strings.Contains(out.String(), "to fix:") || !strings.Contains(out.String(), "MoveOpportunityStage with expected_close") {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+}
+
 // An event a timer caused says so (it said "request"): the timer's name
 // and the event whose step set it, or its whole id when that event is not
 // the lead's.

@@ -273,6 +273,8 @@ func writeLost(w io.Writer, resp *nurturev1.FindLostLeadsResponse) error {
 				fix("leadctl reassign <lead> --to <rep> --reason <why>: the manager's hand-on from the queue")
 			case l.GetOwner().GetKind() == eventv1.OwnerKind_OWNER_KIND_QUEUE && l.GetStatus() == eventv1.LeadStatus_LEAD_STATUS_MQL:
 				fix("leadctl assign <lead> --to <rep>: a queued MQL routed by hand")
+			case l.GetStatus() == eventv1.LeadStatus_LEAD_STATUS_OPPORTUNITY:
+				fix("the deal's rep closes it won or lost, or moves its expected close (handoff's MoveOpportunityStage with expected_close)")
 			case l.GetLastEventType() == "SLABreached":
 				fix("leadctl reassign <lead> --to <rep> --reason <why>: the escalation the breach did not get")
 			case l.GetStatus() == eventv1.LeadStatus_LEAD_STATUS_NEW && l.GetLastEventType() == "LeadScored":

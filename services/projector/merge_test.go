@@ -124,3 +124,53 @@ func TestFreeMailIsNoAccount(t *testing.T) {
 		t.Errorf("accounts %v: want acme.example's 2 leads only", r.GetAccounts())
 	}
 }
+
+// What a merged duplicate did not do for sales does not count: its MQL
+// merged while it waited for routing is the person's other MQL (March
+// read 2 MQLs, 1 accepted, for one person), and a hand-off left open by a
+// merge while assigned (refused since the thirty-sixth session) is not
+// bob's miss.
+func TestAMergedDuplicatesUnworkedMQLCountsOnce(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	cmd := func(n lifecycle.CommandName) lifecycle.Command { return lifecycle.Command{Name: n} }
+	bob := &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_REP, Id: "bob"}
+	for i, id := range []string{"x", "y", "z", "s"} { // u below is March's fifth MQL
+		h := float64(i)
+		w.lead(t, id, h, cmd(lifecycle.Capture), &eventv1.LeadCaptured{SealedContact: []byte("s"), Attribution: &eventv1.Attribution{Source: "web-form"}})
+		w.lead(t, id, h+0.5, cmd(lifecycle.Qualify), &eventv1.LeadQualified{ModelId: "scoring", ModelVersion: 1, Score: 80, Threshold: 70})
+	}
+	w.lead(t, "x", 5, lifecycle.Command{Name: lifecycle.Merge, Reason: "y"}, &eventv1.LeadMerged{SurvivorLeadId: "y", AbsorbedLeadId: "x", Reason: "same person"})
+	w.lead(t, "z", 5, lifecycle.Command{Name: lifecycle.Assign, Owner: lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: "bob"}},
+		&eventv1.LeadAssigned{Owner: bob, AcceptBy: timestamppb.New(w.at(7))})
+	w.lead(t, "z", 6, lifecycle.Command{Name: lifecycle.Merge, Reason: "s"}, &eventv1.LeadMerged{SurvivorLeadId: "s", AbsorbedLeadId: "z", Reason: "same person"})
+	// And the one deal, in USD, lost by cy on a lead merged since: the
+	// performance report counts it, so its currency is the report's.
+	cy := lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: "cy"}
+	w.lead(t, "u", 1, cmd(lifecycle.Capture), &eventv1.LeadCaptured{SealedContact: []byte("s"), Attribution: &eventv1.Attribution{Source: "web-form"}})
+	w.lead(t, "u", 2, cmd(lifecycle.Qualify), &eventv1.LeadQualified{ModelId: "scoring", ModelVersion: 1, Score: 80, Threshold: 70})
+	w.lead(t, "u", 3, lifecycle.Command{Name: lifecycle.Assign, Owner: cy}, &eventv1.LeadAssigned{Owner: &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_REP, Id: "cy"}})
+	w.lead(t, "u", 4, cmd(lifecycle.Accept), &eventv1.LeadAccepted{RepId: "cy"})
+	w.lead(t, "u", 5, cmd(lifecycle.Convert), &eventv1.OpportunityCreated{OpportunityId: "ou", Amount: &eventv1.Money{Currency: "USD", MinorUnits: 100}, RepId: "cy", Stage: "d"})
+	w.lead(t, "u", 6, lifecycle.Command{Name: lifecycle.Lose, Reason: "budget"}, &eventv1.DealLost{OpportunityId: "ou", Reason: "budget", RepId: "cy"})
+	w.lead(t, "u", 7, lifecycle.Command{Name: lifecycle.Recycle, Reason: "lost"}, &eventv1.LeadRecycled{Cause: eventv1.RecycleCause_RECYCLE_CAUSE_LOST})
+	w.lead(t, "u", 8, lifecycle.Command{Name: lifecycle.Merge, Reason: "y"}, &eventv1.LeadMerged{SurvivorLeadId: "y", AbsorbedLeadId: "u", Reason: "same person"})
+	w.projected(t, w.dsn)
+	if perf, err := s.client.GetPerformance(ctxT(t), &projectorv1.GetPerformanceRequest{Period: marchPeriod()}); err != nil || perf.GetCurrency() != "USD" || perf.GetLost() != 1 {
+		t.Errorf("performance in the only currency: %v %v, want cy's lost USD deal", perf, err)
+	}
+	r, err := s.client.GetSLACompliance(ctxT(t), &projectorv1.GetSLAComplianceRequest{Period: marchPeriod()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range r.GetMarketing() {
+		if m.GetPeriod() == "2026-03" && m.GetSegment() == "" && m.GetMqls() != 4 {
+			t.Errorf("March counts %d MQLs, want 4: y, s, and z and u, which reached sales (x is y's duplicate)", m.GetMqls())
+		}
+	}
+	for _, row := range r.GetReps() {
+		if row.GetKey() == "bob" && (row.GetAssigned() != 0 || row.GetAcceptDue() != 0) {
+			t.Errorf("bob's row counts the hand-off a merge left open: %v", row)
+		}
+	}
+}

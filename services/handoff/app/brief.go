@@ -338,14 +338,17 @@ func briefOf(leadID string, recs []eventstore.Record) (b Brief, sealed []sealedD
 		case *eventv1.Event_OpportunityCreated:
 			x := p.OpportunityCreated
 			b.Opportunity = &Opportunity{ID: x.GetOpportunityId(), Stage: x.GetStage(), Amount: x.GetAmount(), Outcome: "open"}
-			if x.GetExpectedClose() != nil {
-				b.Opportunity.ExpectedClose = x.GetExpectedClose().AsTime()
+			if d := ev.GetLifecycle().GetDeadline(); d != nil { // the one given, else the policy's
+				b.Opportunity.ExpectedClose = d.AsTime()
 			}
 		case *eventv1.Event_OpportunityStageChanged:
 			if b.Opportunity != nil {
 				b.Opportunity.Stage = p.OpportunityStageChanged.GetToStage()
 				if m := p.OpportunityStageChanged.GetAmount(); m != nil {
 					b.Opportunity.Amount = m
+				}
+				if c := p.OpportunityStageChanged.GetExpectedClose(); c != nil {
+					b.Opportunity.ExpectedClose = c.AsTime()
 				}
 			}
 		case *eventv1.Event_DealWon:

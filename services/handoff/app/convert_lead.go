@@ -89,42 +89,64 @@ func (a *App) ConvertLead(ctx context.Context, in ConvertLead, meta envelope.Met
 		})
 }
 
-// MoveStage moves an opportunity to another CRM stage.
+// MoveStage moves an opportunity to another CRM stage, or its expected
+// close to another day.
 type MoveStage struct {
 	LeadID, RepID, RequestID string
 	Stage                    string
 	Amount                   *eventv1.Money
+	ExpectedClose            *timestamppb.Timestamp
 }
 
 // MoveOpportunityStage appends OpportunityStageChanged. It is not a
-// lifecycle transition, but it is refused like one outside OPPORTUNITY.
-// A move to the stage the opportunity is in, with no new amount, writes
+// lifecycle transition, but it is refused like one outside OPPORTUNITY;
+// a new expected close is stamped as the lead's deadline. A move to the
+// stage the opportunity is in, with no new amount or close, writes
 // nothing.
 //
 // Errors: see command; an amount must be in the currency the opportunity
-// was converted in (else *ValidationError on amount.currency).
+// was converted in (else *ValidationError on amount.currency); an
+// expected close in the future, within maxCloseYears.
 func (a *App) MoveOpportunityStage(ctx context.Context, in MoveStage, meta envelope.Meta) (Result, error) {
 	var v violations
 	checkLeadID(&v, in.LeadID)
 	checkRepID(&v, "rep_id", in.RepID)
 	checkRequestID(&v, in.RequestID)
-	checkStage(&v, "stage", in.Stage)
+	if in.Stage != "" || in.ExpectedClose == nil { // empty with a new close: the stage stays
+		checkStage(&v, "stage", in.Stage)
+	}
 	checkMoney(&v, "amount", in.Amount, false)
+	checkTime(&v, "expected_close", in.ExpectedClose)
 	if err := v.err(); err != nil {
 		return Result{}, err
 	}
 	meta = repMeta(meta, in.RepID, in.RequestID)
 	same := func(ev *eventv1.Event) bool {
 		o := ev.GetOpportunityStageChanged()
-		return o.GetRepId() == in.RepID && o.GetToStage() == in.Stage && proto.Equal(o.GetAmount(), in.Amount)
+		return o.GetRepId() == in.RepID && (o.GetToStage() == in.Stage || in.Stage == "") && proto.Equal(o.GetAmount(), in.Amount) &&
+			proto.Equal(o.GetExpectedClose(), in.ExpectedClose)
 	}
 	return a.command(ctx, in.LeadID, in.RequestID, "OpportunityStageChanged", sameIf(same), []repRef{{field: "rep_id", id: in.RepID}},
 		func(l *lead, _ *routing.Config, now time.Time) ([]*eventv1.Event, error) {
 			if err := requireOwner(l, in.RepID, "MoveStage"); err != nil {
 				return nil, err
 			}
-			ev, err := noteEvent(l.id, l.state, "MoveStage", []lifecycle.Status{lifecycle.StatusOpportunity}, &eventv1.OpportunityStageChanged{
-				OpportunityId: l.opportunity.id, FromStage: l.opportunity.stage, ToStage: in.Stage, Amount: in.Amount, RepId: in.RepID,
+			state, stage := l.state, in.Stage
+			if stage == "" {
+				stage = l.opportunity.stage
+			}
+			if in.ExpectedClose != nil && state.Status == lifecycle.StatusOpportunity {
+				// Judged here, as at conversion: a retry answers as the first did.
+				switch state.Deadline = in.ExpectedClose.AsTime(); {
+				case !state.Deadline.After(now):
+					return nil, invalid("expected_close", "must be in the future")
+				case state.Deadline.After(now.AddDate(maxCloseYears, 0, 0)):
+					return nil, invalid("expected_close", "must be within %d years", maxCloseYears)
+				}
+			}
+			ev, err := noteEvent(l.id, state, "MoveStage", []lifecycle.Status{lifecycle.StatusOpportunity}, &eventv1.OpportunityStageChanged{
+				OpportunityId: l.opportunity.id, FromStage: l.opportunity.stage, ToStage: stage, Amount: in.Amount, RepId: in.RepID,
+				ExpectedClose: in.ExpectedClose,
 			}, meta, now)
 			if err != nil {
 				return nil, err
@@ -132,7 +154,8 @@ func (a *App) MoveOpportunityStage(ctx context.Context, in MoveStage, meta envel
 			if err := checkCurrency(l, in.Amount); err != nil {
 				return nil, err
 			}
-			if in.Stage == l.opportunity.stage && (in.Amount == nil || proto.Equal(in.Amount, l.opportunity.amount)) {
+			if stage == l.opportunity.stage && (in.Amount == nil || proto.Equal(in.Amount, l.opportunity.amount)) &&
+				state.Deadline.Equal(l.state.Deadline) {
 				return nil, errUnchanged
 			}
 			return []*eventv1.Event{ev}, nil

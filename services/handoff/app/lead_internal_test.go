@@ -9,6 +9,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/services/handoff/sla"
 )
 
 // A survivor is routed by its own person's answers again once an unmerge
@@ -32,5 +33,37 @@ func TestUnmergedSurvivorIsRoutedByItsOwnAnswers(t *testing.T) {
 	add(&eventv1.LeadUnmerged{SurvivorLeadId: "s", AbsorbedLeadId: "a"})
 	if p := foldLead("s", recs).routingLead().Profile; p.GetCountry() != "DE" || p.GetEmployees() != 50 || p.GetIndustry() != "retail" {
 		t.Fatalf("after the unmerge: %v, want its own DE, 50, retail", p)
+	}
+}
+
+// A route deadline no try moved (handoff was down) counts in the chosen
+// rep's working hours: a lead qualified at 02:00 with 30 minutes to go is
+// due at 09:30, not 02:30, so a routing at 09:05 breaches nothing.
+func TestRouteDueCountsWorkingHours(t *testing.T) {
+	h := &eventv1.WorkingHours{TimeZone: "UTC"}
+	for d := eventv1.Weekday_WEEKDAY_MONDAY; d <= eventv1.Weekday_WEEKDAY_FRIDAY; d++ {
+		h.Days = append(h.Days, &eventv1.WorkingDay{Day: d, Start: "09:00", End: "17:00"})
+	}
+	cal, v := sla.NewCalendar("hours", h)
+	if len(v) > 0 {
+		t.Fatal(v)
+	}
+	night := time.Date(2026, 12, 2, 2, 0, 0, 0, time.UTC) // a Wednesday
+	l := &lead{qualifiedAt: night}
+	l.state.Deadline = night.Add(30 * time.Minute)
+	if got, want := l.routeDue(cal), time.Date(2026, 12, 2, 9, 30, 0, 0, time.UTC); !got.Equal(want) {
+		t.Errorf("qualified at night: due %v, want %v", got, want)
+	}
+	day := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	l = &lead{qualifiedAt: day}
+	l.state.Deadline = day.Add(30 * time.Minute)
+	if got := l.routeDue(cal); !got.Equal(l.state.Deadline) {
+		t.Errorf("qualified in hours: due %v, want %v", got, l.state.Deadline)
+	}
+	none, _ := sla.NewCalendar("hours", nil)
+	l = &lead{qualifiedAt: night}
+	l.state.Deadline = night.Add(30 * time.Minute)
+	if got := l.routeDue(none); !got.Equal(l.state.Deadline) {
+		t.Errorf("no hours: due %v, want %v", got, l.state.Deadline)
 	}
 }

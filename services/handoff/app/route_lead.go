@@ -15,6 +15,7 @@ import (
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/services/handoff/routing"
+	"github.com/leadflow/leadflow/services/handoff/sla"
 )
 
 // RouteQualified routes the lead of a LeadQualified event ev, stored at
@@ -91,7 +92,8 @@ func (a *App) route(ctx context.Context, leadID string, seq uint64, ev *eventv1.
 		}
 		v, err := a.leads.Append(ctx, leadID, l.version, events...)
 		if errors.Is(err, eventstore.ErrConflict) {
-			if o := events[0].GetLeadAssigned().GetOwner(); o.GetKind() == eventv1.OwnerKind_OWNER_KIND_REP {
+			// The assignment comes last (after a late routing's breach).
+			if o := events[len(events)-1].GetLeadAssigned().GetOwner(); o.GetKind() == eventv1.OwnerKind_OWNER_KIND_REP {
 				lost = o.GetId()
 			}
 			l = nil
@@ -235,6 +237,22 @@ func (a *App) routeEvents(ctx context.Context, cfg *routing.Config, l *lead, cau
 	return []*eventv1.Event{ev}, nil
 }
 
+// routeDue is the MQL's route deadline as the tries would have moved it
+// had one come while cal (the chosen rep's hours) was closed: the time it
+// had left when its wait was last counted, in cal's working hours. No try
+// came (handoff was down), so its deadline was never moved: counted in
+// wall-clock time, a lead qualified at night would breach by morning.
+func (l *lead) routeDue(cal sla.Calendar) time.Time {
+	due, from := l.state.Deadline, l.qualifiedAt
+	if l.waitedUntil.After(from) {
+		from = l.waitedUntil
+	}
+	if due.IsZero() || from.IsZero() || !due.After(from) {
+		return due
+	}
+	return cal.Add(from, due.Sub(from))
+}
+
 // assignedEvents is LeadAssigned for a decision that chose a rep, with the
 // acceptance deadlines of the segment's SLA in the rep's working hours;
 // after the SLABreached of an MQL's route deadline that passed unrecorded
@@ -243,7 +261,7 @@ func (a *App) routeEvents(ctx context.Context, cfg *routing.Config, l *lead, cau
 func (a *App) assignedEvents(cfg *routing.Config, l *lead, d routing.Decision, meta envelope.Meta, now time.Time) ([]*eventv1.Event, error) {
 	state := l.state
 	var out []*eventv1.Event
-	if due := state.Deadline; state.Status == lifecycle.StatusMQL && !l.routeBreached && !due.IsZero() && now.After(due) {
+	if due := l.routeDue(cfg.RepCalendar(d.RepID)); state.Status == lifecycle.StatusMQL && !l.routeBreached && !due.IsZero() && now.After(due) {
 		bm := meta
 		bm.IdempotencyKey = "" // a hand's request id answers with its LeadAssigned
 		b, st, err := a.leadEvent(l.id, state, lifecycle.Command{Name: lifecycle.BreachSLA}, a.policy, &eventv1.SLABreached{

@@ -480,6 +480,13 @@ func (a *App) onTimer(ctx context.Context, cfg *routing.Config, l *lead, t *even
 		if due := t.GetDueAt(); due != nil && !a.now().Before(due.AsTime()) {
 			return nil, nil // a warning fired late (the service or NATS was down) warns of nothing: the breach follows
 		}
+		if fire := t.GetFireAt().AsTime(); t.GetFireAt() != nil && a.now().Before(fire) {
+			// Fired early by this clock, behind the server's: as for a
+			// deadline, again as far past its time.
+			again := proto.CloneOf(t)
+			again.FireAt = timestamppb.New(fire.Add(fire.Sub(a.now())))
+			return nil, a.timers.Reschedule(ctx, again)
+		}
 		ev, _, err := a.leadEvent(l.id, st, lifecycle.Command{Name: lifecycle.WarnSLA}, a.policy, &eventv1.SLAWarned{
 			Sla: t.GetSla(), Owner: ownerProto(st.Owner), DueAt: t.GetDueAt(), StepEventId: t.GetStepEventId(), Segment: l.segment,
 		}, meta, a.now())
@@ -528,9 +535,12 @@ func (a *App) absent(ctx context.Context, cfg *routing.Config, l *lead, t *event
 	if start.After(now) {
 		// Moved later: at its start. Fired early by this clock (behind
 		// the server's): as far past the start, as for a deadline.
+		// Early when it was set for the start (or later) and fired before
+		// it by this clock, however far behind: scheduled at the start it
+		// would fire at once again, round after round.
 		again := proto.CloneOf(t)
 		again.FireAt = timestamppb.New(start)
-		if early := start.Sub(now); early < time.Minute {
+		if early := start.Sub(now); early < time.Minute || !start.After(t.GetFireAt().AsTime()) {
 			again.FireAt = timestamppb.New(start.Add(early))
 		}
 		return nil, a.timers.Reschedule(ctx, again)

@@ -226,7 +226,7 @@ func (g *GRPC) MoveOpportunityStage(ctx context.Context, r *handoffv1.MoveOpport
 		return nil, err
 	}
 	res, err := g.app.MoveOpportunityStage(ctx, app.MoveStage{LeadID: r.GetLeadId(), RepID: rep, RequestID: r.GetRequestId(),
-		Stage: r.GetStage(), Amount: r.GetAmount()}, grpcserver.Meta(ctx))
+		Stage: r.GetStage(), Amount: r.GetAmount(), ExpectedClose: r.GetExpectedClose()}, grpcserver.Meta(ctx))
 	if err != nil {
 		return nil, g.status(ctx, "MoveOpportunityStage", err)
 	}

@@ -101,7 +101,7 @@ func (q *Queries) LeadsBehind(ctx context.Context, b app.BehindQuery) ([]*projec
 				"first_attempt_within_sla": "h.accepted_at IS NOT NULL AND h.first_attempt_at IS NOT NULL AND h.first_attempt_within_sla",
 			}[b.Measure])
 		}
-		exists("handoffs h LEFT JOIN reps r ON r.rep_id = h.rep_id", "h", conds)
+		exists("handoffs h LEFT JOIN reps r ON r.rep_id = h.rep_id", "h", append(conds, workDone))
 	case app.FigureBreaches:
 		// Rows are reps and teams: breaches of reps only, as the report.
 		conds := []string{fmt.Sprintf("b.owner_kind = $%d", arg(int32(eventv1.OwnerKind_OWNER_KIND_REP)))}
@@ -120,7 +120,7 @@ func (q *Queries) LeadsBehind(ctx context.Context, b app.BehindQuery) ([]*projec
 		if b.Segment != "" { // else the row of all segments
 			conds = append(conds, fmt.Sprintf("j.segment = $%d", arg(b.Segment)))
 		}
-		conds = append(conds, map[string]string{"mql": "true", "accepted": "j.accepted_at IS NOT NULL",
+		conds = append(conds, mqlWorked, map[string]string{"mql": "true", "accepted": "j.accepted_at IS NOT NULL",
 			"rejected": "j.rejected_at IS NOT NULL", "opportunity": "j.opportunity_at IS NOT NULL"}[b.Measure])
 		exists("journeys j", "j", conds)
 	case app.FigureQueue:

@@ -42,6 +42,18 @@ func NewQueries(r Reader) *Queries { return &Queries{db: r} }
 // before, and the survivor does not carry that work.
 const live = `l.merged_into = ''`
 
+// workDone is a hand-off h of lead l that counts: of a live lead, or one
+// that ended before its lead was merged away (one merged while a rep
+// held it, refused since the thirty-sixth session, stays open and counts
+// nowhere, as before).
+const workDone = `(` + live + ` OR h.ended_at IS NOT NULL)`
+
+// mqlWorked is a journey j of lead l that counts: of a live lead, or one
+// that reached sales before its lead was merged away (a duplicate MQL
+// merged while it waited for routing is the person's other MQL, counted
+// once).
+const mqlWorked = `(` + live + ` OR j.assigned_at IS NOT NULL)`
+
 // period is a condition on col for the period in parameters $a and $b
 // (NULL: open).
 func period(col string, a, b int) string {
@@ -342,14 +354,15 @@ func ratio[T int64 | float64](a, b T) float64 {
 }
 
 // Currencies implements app.Queries.
-func (q *Queries) Currencies(ctx context.Context, costs bool) ([]string, error) {
+func (q *Queries) Currencies(ctx context.Context, costs, merged bool) ([]string, error) {
 	var out []string
 	err := q.db.Read(ctx, func(tx pgx.Tx) error {
-		// Deals of merged leads are counted by no report, so their
-		// currencies do not count either.
+		// Deals of merged leads count only where the report counts them
+		// (performance: the deals were made).
 		rows, err := tx.Query(ctx, `SELECT currency FROM campaign_costs WHERE $1
-			UNION SELECT o.currency FROM opportunities o JOIN leads l USING (lead_id) WHERE o.currency <> '' AND `+live+`
-			UNION SELECT o.won_currency FROM opportunities o JOIN leads l USING (lead_id) WHERE o.won_currency <> '' AND `+live+` ORDER BY 1`, costs)
+			UNION SELECT o.currency FROM opportunities o JOIN leads l USING (lead_id) WHERE o.currency <> '' AND ($2 OR `+live+`)
+			UNION SELECT o.won_currency FROM opportunities o JOIN leads l USING (lead_id) WHERE o.won_currency <> '' AND ($2 OR `+live+`) ORDER BY 1`,
+			costs, merged)
 		if err != nil {
 			return err
 		}
@@ -611,8 +624,8 @@ func (q *Queries) SLA(ctx context.Context, s app.SLAQuery) (*projectorv1.GetSLAC
 		coalesce(avg(extract(epoch FROM h.first_attempt_at - h.accepted_at)) FILTER (WHERE h.accepted_at IS NOT NULL), 0)::float8 / 3600,
 		coalesce(sum(h.attempts) FILTER (WHERE h.accepted_at IS NOT NULL), 0),
 		count(*) FILTER (WHERE ` + acceptDue(4) + `), count(*) FILTER (WHERE ` + contactDue(4) + `)
-		FROM handoffs h LEFT JOIN reps r ON r.rep_id = h.rep_id
-		WHERE ` + period("h.assigned_at", 1, 2) + ` AND ($3 = '' OR h.segment = $3)
+		FROM handoffs h JOIN leads l ON l.lead_id = h.lead_id LEFT JOIN reps r ON r.rep_id = h.rep_id
+		WHERE ` + workDone + ` AND ` + period("h.assigned_at", 1, 2) + ` AND ($3 = '' OR h.segment = $3)
 		GROUP BY GROUPING SETS ((h.rep_id, coalesce(r.team_id, '')), (coalesce(r.team_id, '')), ())`
 	breaches := `SELECT b.owner_kind, b.owner_id, coalesce(r.team_id, ''), b.sla, count(*)
 		FROM breaches b LEFT JOIN reps r ON b.owner_kind = $4 AND r.rep_id = b.owner_id
@@ -620,8 +633,8 @@ func (q *Queries) SLA(ctx context.Context, s app.SLAQuery) (*projectorv1.GetSLAC
 		GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 4`
 	marketing := `SELECT to_char(date_trunc('month', j.mql_at AT TIME ZONE 'UTC'), 'YYYY-MM'), j.segment,
 		count(*), count(j.accepted_at), count(j.rejected_at), count(j.opportunity_at)
-		FROM journeys j
-		WHERE ` + period("j.mql_at", 1, 2) + ` AND ($3 = '' OR j.segment = $3)
+		FROM journeys j JOIN leads l ON l.lead_id = j.lead_id
+		WHERE ` + mqlWorked + ` AND ` + period("j.mql_at", 1, 2) + ` AND ($3 = '' OR j.segment = $3)
 		GROUP BY 1, 2 ORDER BY 1, 2`
 	targetsSQL := `SELECT period, segment, min_mqls, min_acceptance_rate_bps, min_mql_to_opportunity_bps
 		FROM marketing_targets ORDER BY period, segment`

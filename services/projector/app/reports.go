@@ -232,7 +232,7 @@ func (a *App) Campaigns(ctx context.Context, q CampaignQuery) (*projectorv1.GetC
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	cur, err := a.currency(ctx, q.Currency, true)
+	cur, err := a.currency(ctx, q.Currency, true, false)
 	if err != nil {
 		return nil, err
 	}
@@ -241,15 +241,17 @@ func (a *App) Campaigns(ctx context.Context, q CampaignQuery) (*projectorv1.GetC
 }
 
 // currency checks a requested currency, or picks the one the data holds:
-// the deals' and, for a report with spend in it (costs), the costs'.
-func (a *App) currency(ctx context.Context, c string, costs bool) (string, error) {
+// the deals' (with merged, those of leads merged away too, which the
+// performance report counts) and, for a report with spend in it (costs),
+// the costs'.
+func (a *App) currency(ctx context.Context, c string, costs, merged bool) (string, error) {
 	if c != "" {
 		if !currencyRE.MatchString(c) {
 			return "", &ValidationError{Violations: []Violation{{Field: "currency", Description: "must be an ISO 4217 code such as EUR"}}}
 		}
 		return c, nil
 	}
-	all, err := a.queries.Currencies(ctx, costs)
+	all, err := a.queries.Currencies(ctx, costs, merged)
 	if err != nil {
 		return "", err
 	}
@@ -302,7 +304,7 @@ func (a *App) Performance(ctx context.Context, q PerformanceQuery) (*projectorv1
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	cur, err := a.currency(ctx, q.Currency, false) // win rates and deal sizes: deals only
+	cur, err := a.currency(ctx, q.Currency, false, true) // win rates and deal sizes: deals only, merged leads' too
 	if err != nil {
 		return nil, err
 	}
@@ -331,7 +333,7 @@ func (a *App) Accounts(ctx context.Context, q AccountQuery) (*projectorv1.GetAcc
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	cur, err := a.currency(ctx, q.Currency, false)
+	cur, err := a.currency(ctx, q.Currency, false, false)
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -311,6 +312,12 @@ func (h *Handler) model(w http.ResponseWriter, r *http.Request) {
 // startWhatIf starts a what-if of version over the period, or answers
 // with a recent one of the same version and period.
 func (h *Handler) startWhatIf(w http.ResponseWriter, r *http.Request) {
+	// It starts a replay on the cookie alone: a form of another origin on
+	// the same site (SameSite lets it) cannot send JSON without CORS.
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+		h.deny(w, http.StatusUnsupportedMediaType, "want Content-Type application/json")
+		return
+	}
 	q, err := parseQuery(r)
 	if err != nil {
 		h.fail(w, r, err)

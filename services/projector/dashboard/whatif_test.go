@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/leadflow/leadflow/services/projector/app"
@@ -39,8 +40,18 @@ func TestDashboardWhatIfs(t *testing.T) {
 	h := dashboard.New(dashboard.Config{Reports: reports})
 	post := func() int {
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/api/whatif?version=2&from=2026-03-01&to=2026-04-01", nil))
+		req := httptest.NewRequest(http.MethodPost, "/api/whatif?version=2&from=2026-03-01&to=2026-04-01", nil)
+		req.Header.Set("Content-Type", "application/json")
+		h.ServeHTTP(rec, req)
 		return rec.Code
+	}
+	// A form (of another origin on the same site, with the cookie) cannot
+	// start one: it cannot send JSON.
+	rec := httptest.NewRecorder()
+	form := httptest.NewRequest(http.MethodPost, "/api/whatif", strings.NewReader("version=2"))
+	form.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if h.ServeHTTP(rec, form); rec.Code != http.StatusUnsupportedMediaType || reports.started != 0 {
+		t.Fatalf("a form's what-if: %d, %d started; want 415 and none", rec.Code, reports.started)
 	}
 	for range 2 {
 		if code := post(); code != http.StatusOK {

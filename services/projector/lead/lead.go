@@ -329,6 +329,9 @@ func (l *Lead) Apply(seq uint64, ev *eventv1.Event) {
 			if m := s.GetAmount(); m != nil {
 				o.Currency, o.AmountMinor = m.GetCurrency(), m.GetMinorUnits()
 			}
+			if c := s.GetExpectedClose(); c != nil {
+				o.ExpectedClose = c.AsTime()
+			}
 			o.Dirty = true
 		}
 	case *eventv1.Event_DealWon:

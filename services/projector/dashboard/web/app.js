@@ -519,7 +519,7 @@ async function runWhatIf(version, fresh) {
   whatIfs[key] = { state: "starting", proposed: version };
   const p = reportParams(["from", "to"]); p.set("version", version); if (fresh) p.set("fresh", "true");
   try {
-    const { id, started } = await api("whatif", p, { method: "POST" });
+    const { id, started } = await api("whatif", p, { method: "POST", headers: { "Content-Type": "application/json" } });
     for (;;) {
       const w = await api("whatif/" + id);
       w.started = started;

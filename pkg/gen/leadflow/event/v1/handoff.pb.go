@@ -1492,8 +1492,11 @@ type OpportunityStageChanged struct {
 	FromStage     string                 `protobuf:"bytes,2,opt,name=from_stage,json=fromStage,proto3" json:"from_stage,omitempty"`
 	ToStage       string                 `protobuf:"bytes,3,opt,name=to_stage,json=toStage,proto3" json:"to_stage,omitempty"`
 	// amount is the opportunity's amount after the move, if it changed.
-	Amount        *Money `protobuf:"bytes,4,opt,name=amount,proto3" json:"amount,omitempty"`
-	RepId         string `protobuf:"bytes,5,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
+	Amount *Money `protobuf:"bytes,4,opt,name=amount,proto3" json:"amount,omitempty"`
+	RepId  string `protobuf:"bytes,5,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
+	// expected_close is the opportunity's new expected close, if it moved
+	// (since 2026-12-06); the event's lifecycle deadline is it.
+	ExpectedClose *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expected_close,json=expectedClose,proto3" json:"expected_close,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1561,6 +1564,13 @@ func (x *OpportunityStageChanged) GetRepId() string {
 		return x.RepId
 	}
 	return ""
+}
+
+func (x *OpportunityStageChanged) GetExpectedClose() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpectedClose
+	}
+	return nil
 }
 
 // LeadQueued is a routing decision that found no rep: the lead waits in
@@ -3565,14 +3575,15 @@ const file_leadflow_event_v1_handoff_proto_rawDesc = "" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x15\n" +
 	"\x06rep_id\x18\x03 \x01(\tR\x05repId\x12\x18\n" +
 	"\asegment\x18\x04 \x01(\tR\asegment\x12#\n" +
-	"\rsealed_reason\x18\x05 \x01(\fR\fsealedReason\"\xc3\x01\n" +
+	"\rsealed_reason\x18\x05 \x01(\fR\fsealedReason\"\x86\x02\n" +
 	"\x17OpportunityStageChanged\x12%\n" +
 	"\x0eopportunity_id\x18\x01 \x01(\tR\ropportunityId\x12\x1d\n" +
 	"\n" +
 	"from_stage\x18\x02 \x01(\tR\tfromStage\x12\x19\n" +
 	"\bto_stage\x18\x03 \x01(\tR\atoStage\x120\n" +
 	"\x06amount\x18\x04 \x01(\v2\x18.leadflow.event.v1.MoneyR\x06amount\x12\x15\n" +
-	"\x06rep_id\x18\x05 \x01(\tR\x05repId\"\x90\x02\n" +
+	"\x06rep_id\x18\x05 \x01(\tR\x05repId\x12A\n" +
+	"\x0eexpected_close\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\rexpectedClose\"\x90\x02\n" +
 	"\n" +
 	"LeadQueued\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x126\n" +
@@ -3893,48 +3904,49 @@ var file_leadflow_event_v1_handoff_proto_depIdxs = []int32{
 	45, // 28: leadflow.event.v1.OpportunityCreated.expected_close:type_name -> google.protobuf.Timestamp
 	46, // 29: leadflow.event.v1.DealWon.amount:type_name -> leadflow.event.v1.Money
 	46, // 30: leadflow.event.v1.OpportunityStageChanged.amount:type_name -> leadflow.event.v1.Money
-	45, // 31: leadflow.event.v1.LeadQueued.deadline:type_name -> google.protobuf.Timestamp
-	45, // 32: leadflow.event.v1.LeadQueued.retry_at:type_name -> google.protobuf.Timestamp
-	23, // 33: leadflow.event.v1.LeadQueued.decision:type_name -> leadflow.event.v1.RoutingDecision
-	45, // 34: leadflow.event.v1.LeadQueued.waited_until:type_name -> google.protobuf.Timestamp
-	6,  // 35: leadflow.event.v1.Candidate.outcome:type_name -> leadflow.event.v1.CandidateOutcome
-	22, // 36: leadflow.event.v1.RoutingDecision.rules:type_name -> leadflow.event.v1.RuleEvaluation
-	21, // 37: leadflow.event.v1.RoutingDecision.candidates:type_name -> leadflow.event.v1.Candidate
-	25, // 38: leadflow.event.v1.PoolTurnTaken.passes:type_name -> leadflow.event.v1.PoolPass
-	24, // 39: leadflow.event.v1.PoolTurnTaken.before:type_name -> leadflow.event.v1.PoolTurnTaken
-	7,  // 40: leadflow.event.v1.WorkingDay.day:type_name -> leadflow.event.v1.Weekday
-	26, // 41: leadflow.event.v1.WorkingHours.days:type_name -> leadflow.event.v1.WorkingDay
-	27, // 42: leadflow.event.v1.SalesTeam.hours:type_name -> leadflow.event.v1.WorkingHours
-	45, // 43: leadflow.event.v1.Absence.from:type_name -> google.protobuf.Timestamp
-	45, // 44: leadflow.event.v1.Absence.until:type_name -> google.protobuf.Timestamp
-	30, // 45: leadflow.event.v1.OutOfOffice.absences:type_name -> leadflow.event.v1.Absence
-	32, // 46: leadflow.event.v1.Pool.members:type_name -> leadflow.event.v1.PoolMember
-	36, // 47: leadflow.event.v1.RoutingRule.when:type_name -> leadflow.event.v1.RuleCriteria
-	35, // 48: leadflow.event.v1.RoutingRules.regions:type_name -> leadflow.event.v1.Region
-	37, // 49: leadflow.event.v1.RoutingRules.rules:type_name -> leadflow.event.v1.RoutingRule
-	47, // 50: leadflow.event.v1.SLAPolicy.accept_within:type_name -> google.protobuf.Duration
-	47, // 51: leadflow.event.v1.SLAPolicy.first_contact_within:type_name -> google.protobuf.Duration
-	47, // 52: leadflow.event.v1.SLAPolicy.warn_before:type_name -> google.protobuf.Duration
-	4,  // 53: leadflow.event.v1.SLAPolicy.escalation:type_name -> leadflow.event.v1.SLAEscalation
-	48, // 54: leadflow.event.v1.RoutingChanged.changed_by:type_name -> leadflow.event.v1.Actor
-	28, // 55: leadflow.event.v1.RoutingChanged.team:type_name -> leadflow.event.v1.SalesTeam
-	29, // 56: leadflow.event.v1.RoutingChanged.rep:type_name -> leadflow.event.v1.Rep
-	33, // 57: leadflow.event.v1.RoutingChanged.pool:type_name -> leadflow.event.v1.Pool
-	34, // 58: leadflow.event.v1.RoutingChanged.account:type_name -> leadflow.event.v1.Account
-	38, // 59: leadflow.event.v1.RoutingChanged.rules:type_name -> leadflow.event.v1.RoutingRules
-	39, // 60: leadflow.event.v1.RoutingChanged.sla_policy:type_name -> leadflow.event.v1.SLAPolicy
-	31, // 61: leadflow.event.v1.RoutingChanged.out_of_office:type_name -> leadflow.event.v1.OutOfOffice
-	41, // 62: leadflow.event.v1.MarketingTargetSet.target:type_name -> leadflow.event.v1.MarketingTarget
-	48, // 63: leadflow.event.v1.MarketingTargetSet.set_by:type_name -> leadflow.event.v1.Actor
-	3,  // 64: leadflow.event.v1.SLATimer.sla:type_name -> leadflow.event.v1.SLAKind
-	8,  // 65: leadflow.event.v1.SLATimer.phase:type_name -> leadflow.event.v1.TimerPhase
-	45, // 66: leadflow.event.v1.SLATimer.due_at:type_name -> google.protobuf.Timestamp
-	45, // 67: leadflow.event.v1.SLATimer.fire_at:type_name -> google.protobuf.Timestamp
-	68, // [68:68] is the sub-list for method output_type
-	68, // [68:68] is the sub-list for method input_type
-	68, // [68:68] is the sub-list for extension type_name
-	68, // [68:68] is the sub-list for extension extendee
-	0,  // [0:68] is the sub-list for field type_name
+	45, // 31: leadflow.event.v1.OpportunityStageChanged.expected_close:type_name -> google.protobuf.Timestamp
+	45, // 32: leadflow.event.v1.LeadQueued.deadline:type_name -> google.protobuf.Timestamp
+	45, // 33: leadflow.event.v1.LeadQueued.retry_at:type_name -> google.protobuf.Timestamp
+	23, // 34: leadflow.event.v1.LeadQueued.decision:type_name -> leadflow.event.v1.RoutingDecision
+	45, // 35: leadflow.event.v1.LeadQueued.waited_until:type_name -> google.protobuf.Timestamp
+	6,  // 36: leadflow.event.v1.Candidate.outcome:type_name -> leadflow.event.v1.CandidateOutcome
+	22, // 37: leadflow.event.v1.RoutingDecision.rules:type_name -> leadflow.event.v1.RuleEvaluation
+	21, // 38: leadflow.event.v1.RoutingDecision.candidates:type_name -> leadflow.event.v1.Candidate
+	25, // 39: leadflow.event.v1.PoolTurnTaken.passes:type_name -> leadflow.event.v1.PoolPass
+	24, // 40: leadflow.event.v1.PoolTurnTaken.before:type_name -> leadflow.event.v1.PoolTurnTaken
+	7,  // 41: leadflow.event.v1.WorkingDay.day:type_name -> leadflow.event.v1.Weekday
+	26, // 42: leadflow.event.v1.WorkingHours.days:type_name -> leadflow.event.v1.WorkingDay
+	27, // 43: leadflow.event.v1.SalesTeam.hours:type_name -> leadflow.event.v1.WorkingHours
+	45, // 44: leadflow.event.v1.Absence.from:type_name -> google.protobuf.Timestamp
+	45, // 45: leadflow.event.v1.Absence.until:type_name -> google.protobuf.Timestamp
+	30, // 46: leadflow.event.v1.OutOfOffice.absences:type_name -> leadflow.event.v1.Absence
+	32, // 47: leadflow.event.v1.Pool.members:type_name -> leadflow.event.v1.PoolMember
+	36, // 48: leadflow.event.v1.RoutingRule.when:type_name -> leadflow.event.v1.RuleCriteria
+	35, // 49: leadflow.event.v1.RoutingRules.regions:type_name -> leadflow.event.v1.Region
+	37, // 50: leadflow.event.v1.RoutingRules.rules:type_name -> leadflow.event.v1.RoutingRule
+	47, // 51: leadflow.event.v1.SLAPolicy.accept_within:type_name -> google.protobuf.Duration
+	47, // 52: leadflow.event.v1.SLAPolicy.first_contact_within:type_name -> google.protobuf.Duration
+	47, // 53: leadflow.event.v1.SLAPolicy.warn_before:type_name -> google.protobuf.Duration
+	4,  // 54: leadflow.event.v1.SLAPolicy.escalation:type_name -> leadflow.event.v1.SLAEscalation
+	48, // 55: leadflow.event.v1.RoutingChanged.changed_by:type_name -> leadflow.event.v1.Actor
+	28, // 56: leadflow.event.v1.RoutingChanged.team:type_name -> leadflow.event.v1.SalesTeam
+	29, // 57: leadflow.event.v1.RoutingChanged.rep:type_name -> leadflow.event.v1.Rep
+	33, // 58: leadflow.event.v1.RoutingChanged.pool:type_name -> leadflow.event.v1.Pool
+	34, // 59: leadflow.event.v1.RoutingChanged.account:type_name -> leadflow.event.v1.Account
+	38, // 60: leadflow.event.v1.RoutingChanged.rules:type_name -> leadflow.event.v1.RoutingRules
+	39, // 61: leadflow.event.v1.RoutingChanged.sla_policy:type_name -> leadflow.event.v1.SLAPolicy
+	31, // 62: leadflow.event.v1.RoutingChanged.out_of_office:type_name -> leadflow.event.v1.OutOfOffice
+	41, // 63: leadflow.event.v1.MarketingTargetSet.target:type_name -> leadflow.event.v1.MarketingTarget
+	48, // 64: leadflow.event.v1.MarketingTargetSet.set_by:type_name -> leadflow.event.v1.Actor
+	3,  // 65: leadflow.event.v1.SLATimer.sla:type_name -> leadflow.event.v1.SLAKind
+	8,  // 66: leadflow.event.v1.SLATimer.phase:type_name -> leadflow.event.v1.TimerPhase
+	45, // 67: leadflow.event.v1.SLATimer.due_at:type_name -> google.protobuf.Timestamp
+	45, // 68: leadflow.event.v1.SLATimer.fire_at:type_name -> google.protobuf.Timestamp
+	69, // [69:69] is the sub-list for method output_type
+	69, // [69:69] is the sub-list for method input_type
+	69, // [69:69] is the sub-list for extension type_name
+	69, // [69:69] is the sub-list for extension extendee
+	0,  // [0:69] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_event_v1_handoff_proto_init() }

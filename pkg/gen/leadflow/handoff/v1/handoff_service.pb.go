@@ -1835,7 +1835,11 @@ type MoveOpportunityStageRequest struct {
 	Stage     string                 `protobuf:"bytes,4,opt,name=stage,proto3" json:"stage,omitempty"`
 	// amount, if set, replaces the opportunity's amount; it must be in the
 	// currency the opportunity was converted in.
-	Amount        *v1.Money `protobuf:"bytes,5,opt,name=amount,proto3" json:"amount,omitempty"`
+	Amount *v1.Money `protobuf:"bytes,5,opt,name=amount,proto3" json:"amount,omitempty"`
+	// expected_close, if set, moves the opportunity's expected close, the
+	// lead's deadline: in the future, within 5 years. stage may then be
+	// empty: the opportunity stays in its stage.
+	ExpectedClose *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expected_close,json=expectedClose,proto3" json:"expected_close,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1901,6 +1905,13 @@ func (x *MoveOpportunityStageRequest) GetStage() string {
 func (x *MoveOpportunityStageRequest) GetAmount() *v1.Money {
 	if x != nil {
 		return x.Amount
+	}
+	return nil
+}
+
+func (x *MoveOpportunityStageRequest) GetExpectedClose() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpectedClose
 	}
 	return nil
 }
@@ -3399,14 +3410,15 @@ const file_leadflow_handoff_v1_handoff_service_proto_rawDesc = "" +
 	"\x13ConvertLeadResponse\x124\n" +
 	"\x04lead\x18\x01 \x01(\v2 .leadflow.handoff.v1.LeadHandoffR\x04lead\x12\x1a\n" +
 	"\breplayed\x18\x02 \x01(\bR\breplayed\x12%\n" +
-	"\x0eopportunity_id\x18\x03 \x01(\tR\ropportunityId\"\xb4\x01\n" +
+	"\x0eopportunity_id\x18\x03 \x01(\tR\ropportunityId\"\xf7\x01\n" +
 	"\x1bMoveOpportunityStageRequest\x12\x17\n" +
 	"\alead_id\x18\x01 \x01(\tR\x06leadId\x12\x15\n" +
 	"\x06rep_id\x18\x02 \x01(\tR\x05repId\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x03 \x01(\tR\trequestId\x12\x14\n" +
 	"\x05stage\x18\x04 \x01(\tR\x05stage\x120\n" +
-	"\x06amount\x18\x05 \x01(\v2\x18.leadflow.event.v1.MoneyR\x06amount\"p\n" +
+	"\x06amount\x18\x05 \x01(\v2\x18.leadflow.event.v1.MoneyR\x06amount\x12A\n" +
+	"\x0eexpected_close\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\rexpectedClose\"p\n" +
 	"\x1cMoveOpportunityStageResponse\x124\n" +
 	"\x04lead\x18\x01 \x01(\v2 .leadflow.handoff.v1.LeadHandoffR\x04lead\x12\x1a\n" +
 	"\breplayed\x18\x02 \x01(\bR\breplayed\"\x92\x01\n" +
@@ -3635,130 +3647,131 @@ var file_leadflow_handoff_v1_handoff_service_proto_goTypes = []any{
 	(*v1.MarketingTarget)(nil),           // 73: leadflow.event.v1.MarketingTarget
 }
 var file_leadflow_handoff_v1_handoff_service_proto_depIdxs = []int32{
-	49, // 0: leadflow.handoff.v1.PutTeamRequest.team:type_name -> leadflow.event.v1.SalesTeam
-	50, // 1: leadflow.handoff.v1.PutTeamRequest.changed_by:type_name -> leadflow.event.v1.Actor
-	51, // 2: leadflow.handoff.v1.PutRepRequest.rep:type_name -> leadflow.event.v1.Rep
-	50, // 3: leadflow.handoff.v1.PutRepRequest.changed_by:type_name -> leadflow.event.v1.Actor
-	52, // 4: leadflow.handoff.v1.SetOutOfOfficeRequest.out_of_office:type_name -> leadflow.event.v1.OutOfOffice
-	50, // 5: leadflow.handoff.v1.SetOutOfOfficeRequest.changed_by:type_name -> leadflow.event.v1.Actor
-	53, // 6: leadflow.handoff.v1.PutPoolRequest.pool:type_name -> leadflow.event.v1.Pool
-	50, // 7: leadflow.handoff.v1.PutPoolRequest.changed_by:type_name -> leadflow.event.v1.Actor
-	54, // 8: leadflow.handoff.v1.PutAccountRequest.account:type_name -> leadflow.event.v1.Account
-	50, // 9: leadflow.handoff.v1.PutAccountRequest.changed_by:type_name -> leadflow.event.v1.Actor
-	55, // 10: leadflow.handoff.v1.SetRoutingRulesRequest.rules:type_name -> leadflow.event.v1.RoutingRules
-	50, // 11: leadflow.handoff.v1.SetRoutingRulesRequest.changed_by:type_name -> leadflow.event.v1.Actor
-	56, // 12: leadflow.handoff.v1.SetSLAPolicyRequest.policy:type_name -> leadflow.event.v1.SLAPolicy
-	50, // 13: leadflow.handoff.v1.SetSLAPolicyRequest.changed_by:type_name -> leadflow.event.v1.Actor
-	49, // 14: leadflow.handoff.v1.GetRoutingResponse.teams:type_name -> leadflow.event.v1.SalesTeam
-	51, // 15: leadflow.handoff.v1.GetRoutingResponse.reps:type_name -> leadflow.event.v1.Rep
-	52, // 16: leadflow.handoff.v1.GetRoutingResponse.out_of_office:type_name -> leadflow.event.v1.OutOfOffice
-	53, // 17: leadflow.handoff.v1.GetRoutingResponse.pools:type_name -> leadflow.event.v1.Pool
-	54, // 18: leadflow.handoff.v1.GetRoutingResponse.accounts:type_name -> leadflow.event.v1.Account
-	55, // 19: leadflow.handoff.v1.GetRoutingResponse.rules:type_name -> leadflow.event.v1.RoutingRules
-	56, // 20: leadflow.handoff.v1.GetRoutingResponse.sla_policies:type_name -> leadflow.event.v1.SLAPolicy
-	57, // 21: leadflow.handoff.v1.LeadHandoff.status:type_name -> leadflow.event.v1.LeadStatus
-	58, // 22: leadflow.handoff.v1.LeadHandoff.owner:type_name -> leadflow.event.v1.Owner
-	59, // 23: leadflow.handoff.v1.LeadHandoff.deadline:type_name -> google.protobuf.Timestamp
-	50, // 24: leadflow.handoff.v1.AssignLeadRequest.assigned_by:type_name -> leadflow.event.v1.Actor
-	16, // 25: leadflow.handoff.v1.AssignLeadResponse.lead:type_name -> leadflow.handoff.v1.LeadHandoff
-	50, // 26: leadflow.handoff.v1.ReassignLeadRequest.reassigned_by:type_name -> leadflow.event.v1.Actor
-	16, // 27: leadflow.handoff.v1.ReassignLeadResponse.lead:type_name -> leadflow.handoff.v1.LeadHandoff
-	16, // 28: leadflow.handoff.v1.AcceptLeadResponse.lead:type_name -> leadflow.handoff.v1.LeadHandoff
-	60, // 29: leadflow.handoff.v1.RejectLeadRequest.reason:type_name -> leadflow.event.v1.RejectReason
-	16, // 30: leadflow.handoff.v1.RejectLeadResponse.lead:type_name -> leadflow.handoff.v1.LeadHandoff
-	61, // 31: leadflow.handoff.v1.LogContactAttemptRequest.channel:type_name -> leadflow.event.v1.ContactChannel
-	62, // 32: leadflow.handoff.v1.LogContactAttemptRequest.outcome:type_name -> leadflow.event.v1.ContactOutcome
-	16, // 33: leadflow.handoff.v1.LogContactAttemptResponse.lead:type_name -> leadflow.handoff.v1.LeadHandoff
-	63, // 34: leadflow.handoff.v1.ConvertLeadRequest.amount:type_name -> leadflow.event.v1.Money
-	59, // 35: leadflow.handoff.v1.ConvertLeadRequest.expected_close:type_name -> google.protobuf.Timestamp
-	16, // 36: leadflow.handoff.v1.ConvertLeadResponse.lead:type_name -> leadflow.handoff.v1.LeadHandoff
-	63, // 37: leadflow.handoff.v1.MoveOpportunityStageRequest.amount:type_name -> leadflow.event.v1.Money
-	16, // 38: leadflow.handoff.v1.MoveOpportunityStageResponse.lead:type_name -> leadflow.handoff.v1.LeadHandoff
-	63, // 39: leadflow.handoff.v1.CloseWonRequest.amount:type_name -> leadflow.event.v1.Money
-	16, // 40: leadflow.handoff.v1.CloseWonResponse.lead:type_name -> leadflow.handoff.v1.LeadHandoff
-	16, // 41: leadflow.handoff.v1.CloseLostResponse.lead:type_name -> leadflow.handoff.v1.LeadHandoff
-	37, // 42: leadflow.handoff.v1.GetHandoffBriefResponse.brief:type_name -> leadflow.handoff.v1.HandoffBrief
-	57, // 43: leadflow.handoff.v1.HandoffBrief.status:type_name -> leadflow.event.v1.LeadStatus
-	58, // 44: leadflow.handoff.v1.HandoffBrief.owner:type_name -> leadflow.event.v1.Owner
-	59, // 45: leadflow.handoff.v1.HandoffBrief.deadline:type_name -> google.protobuf.Timestamp
-	64, // 46: leadflow.handoff.v1.HandoffBrief.profile:type_name -> leadflow.event.v1.Profile
-	38, // 47: leadflow.handoff.v1.HandoffBrief.first_touch:type_name -> leadflow.handoff.v1.FirstTouch
-	39, // 48: leadflow.handoff.v1.HandoffBrief.activities:type_name -> leadflow.handoff.v1.ActivityEntry
-	65, // 49: leadflow.handoff.v1.HandoffBrief.score:type_name -> leadflow.event.v1.LeadScored
-	59, // 50: leadflow.handoff.v1.HandoffBrief.qualified_at:type_name -> google.protobuf.Timestamp
-	40, // 51: leadflow.handoff.v1.HandoffBrief.owners:type_name -> leadflow.handoff.v1.Ownership
-	41, // 52: leadflow.handoff.v1.HandoffBrief.rejections:type_name -> leadflow.handoff.v1.Rejection
-	42, // 53: leadflow.handoff.v1.HandoffBrief.recycles:type_name -> leadflow.handoff.v1.Recycle
-	66, // 54: leadflow.handoff.v1.HandoffBrief.consents:type_name -> leadflow.event.v1.Consent
-	67, // 55: leadflow.handoff.v1.HandoffBrief.routing:type_name -> leadflow.event.v1.RoutingDecision
-	43, // 56: leadflow.handoff.v1.HandoffBrief.sla:type_name -> leadflow.handoff.v1.SLAEntry
-	44, // 57: leadflow.handoff.v1.HandoffBrief.opportunity:type_name -> leadflow.handoff.v1.Opportunity
-	59, // 58: leadflow.handoff.v1.FirstTouch.at:type_name -> google.protobuf.Timestamp
-	68, // 59: leadflow.handoff.v1.FirstTouch.attribution:type_name -> leadflow.event.v1.Attribution
-	69, // 60: leadflow.handoff.v1.FirstTouch.campaign:type_name -> leadflow.event.v1.CampaignRegistered
-	59, // 61: leadflow.handoff.v1.ActivityEntry.at:type_name -> google.protobuf.Timestamp
-	70, // 62: leadflow.handoff.v1.ActivityEntry.type:type_name -> leadflow.event.v1.ActivityType
-	58, // 63: leadflow.handoff.v1.Ownership.owner:type_name -> leadflow.event.v1.Owner
-	59, // 64: leadflow.handoff.v1.Ownership.from:type_name -> google.protobuf.Timestamp
-	59, // 65: leadflow.handoff.v1.Ownership.until:type_name -> google.protobuf.Timestamp
-	59, // 66: leadflow.handoff.v1.Rejection.at:type_name -> google.protobuf.Timestamp
-	60, // 67: leadflow.handoff.v1.Rejection.reason:type_name -> leadflow.event.v1.RejectReason
-	59, // 68: leadflow.handoff.v1.Recycle.at:type_name -> google.protobuf.Timestamp
-	59, // 69: leadflow.handoff.v1.SLAEntry.at:type_name -> google.protobuf.Timestamp
-	71, // 70: leadflow.handoff.v1.SLAEntry.sla:type_name -> leadflow.event.v1.SLAKind
-	58, // 71: leadflow.handoff.v1.SLAEntry.owner:type_name -> leadflow.event.v1.Owner
-	59, // 72: leadflow.handoff.v1.SLAEntry.due_at:type_name -> google.protobuf.Timestamp
-	72, // 73: leadflow.handoff.v1.SLAEntry.escalation:type_name -> leadflow.event.v1.SLAEscalation
-	63, // 74: leadflow.handoff.v1.Opportunity.amount:type_name -> leadflow.event.v1.Money
-	59, // 75: leadflow.handoff.v1.Opportunity.expected_close:type_name -> google.protobuf.Timestamp
-	73, // 76: leadflow.handoff.v1.SetMarketingTargetRequest.target:type_name -> leadflow.event.v1.MarketingTarget
-	50, // 77: leadflow.handoff.v1.SetMarketingTargetRequest.set_by:type_name -> leadflow.event.v1.Actor
-	73, // 78: leadflow.handoff.v1.ListMarketingTargetsResponse.targets:type_name -> leadflow.event.v1.MarketingTarget
-	0,  // 79: leadflow.handoff.v1.HandoffService.PutTeam:input_type -> leadflow.handoff.v1.PutTeamRequest
-	2,  // 80: leadflow.handoff.v1.HandoffService.PutRep:input_type -> leadflow.handoff.v1.PutRepRequest
-	4,  // 81: leadflow.handoff.v1.HandoffService.SetOutOfOffice:input_type -> leadflow.handoff.v1.SetOutOfOfficeRequest
-	6,  // 82: leadflow.handoff.v1.HandoffService.PutPool:input_type -> leadflow.handoff.v1.PutPoolRequest
-	8,  // 83: leadflow.handoff.v1.HandoffService.PutAccount:input_type -> leadflow.handoff.v1.PutAccountRequest
-	10, // 84: leadflow.handoff.v1.HandoffService.SetRoutingRules:input_type -> leadflow.handoff.v1.SetRoutingRulesRequest
-	12, // 85: leadflow.handoff.v1.HandoffService.SetSLAPolicy:input_type -> leadflow.handoff.v1.SetSLAPolicyRequest
-	14, // 86: leadflow.handoff.v1.HandoffService.GetRouting:input_type -> leadflow.handoff.v1.GetRoutingRequest
-	17, // 87: leadflow.handoff.v1.HandoffService.AssignLead:input_type -> leadflow.handoff.v1.AssignLeadRequest
-	19, // 88: leadflow.handoff.v1.HandoffService.ReassignLead:input_type -> leadflow.handoff.v1.ReassignLeadRequest
-	21, // 89: leadflow.handoff.v1.HandoffService.AcceptLead:input_type -> leadflow.handoff.v1.AcceptLeadRequest
-	23, // 90: leadflow.handoff.v1.HandoffService.RejectLead:input_type -> leadflow.handoff.v1.RejectLeadRequest
-	25, // 91: leadflow.handoff.v1.HandoffService.LogContactAttempt:input_type -> leadflow.handoff.v1.LogContactAttemptRequest
-	27, // 92: leadflow.handoff.v1.HandoffService.ConvertLead:input_type -> leadflow.handoff.v1.ConvertLeadRequest
-	29, // 93: leadflow.handoff.v1.HandoffService.MoveOpportunityStage:input_type -> leadflow.handoff.v1.MoveOpportunityStageRequest
-	31, // 94: leadflow.handoff.v1.HandoffService.CloseWon:input_type -> leadflow.handoff.v1.CloseWonRequest
-	33, // 95: leadflow.handoff.v1.HandoffService.CloseLost:input_type -> leadflow.handoff.v1.CloseLostRequest
-	35, // 96: leadflow.handoff.v1.HandoffService.GetHandoffBrief:input_type -> leadflow.handoff.v1.GetHandoffBriefRequest
-	45, // 97: leadflow.handoff.v1.HandoffService.SetMarketingTarget:input_type -> leadflow.handoff.v1.SetMarketingTargetRequest
-	47, // 98: leadflow.handoff.v1.HandoffService.ListMarketingTargets:input_type -> leadflow.handoff.v1.ListMarketingTargetsRequest
-	1,  // 99: leadflow.handoff.v1.HandoffService.PutTeam:output_type -> leadflow.handoff.v1.PutTeamResponse
-	3,  // 100: leadflow.handoff.v1.HandoffService.PutRep:output_type -> leadflow.handoff.v1.PutRepResponse
-	5,  // 101: leadflow.handoff.v1.HandoffService.SetOutOfOffice:output_type -> leadflow.handoff.v1.SetOutOfOfficeResponse
-	7,  // 102: leadflow.handoff.v1.HandoffService.PutPool:output_type -> leadflow.handoff.v1.PutPoolResponse
-	9,  // 103: leadflow.handoff.v1.HandoffService.PutAccount:output_type -> leadflow.handoff.v1.PutAccountResponse
-	11, // 104: leadflow.handoff.v1.HandoffService.SetRoutingRules:output_type -> leadflow.handoff.v1.SetRoutingRulesResponse
-	13, // 105: leadflow.handoff.v1.HandoffService.SetSLAPolicy:output_type -> leadflow.handoff.v1.SetSLAPolicyResponse
-	15, // 106: leadflow.handoff.v1.HandoffService.GetRouting:output_type -> leadflow.handoff.v1.GetRoutingResponse
-	18, // 107: leadflow.handoff.v1.HandoffService.AssignLead:output_type -> leadflow.handoff.v1.AssignLeadResponse
-	20, // 108: leadflow.handoff.v1.HandoffService.ReassignLead:output_type -> leadflow.handoff.v1.ReassignLeadResponse
-	22, // 109: leadflow.handoff.v1.HandoffService.AcceptLead:output_type -> leadflow.handoff.v1.AcceptLeadResponse
-	24, // 110: leadflow.handoff.v1.HandoffService.RejectLead:output_type -> leadflow.handoff.v1.RejectLeadResponse
-	26, // 111: leadflow.handoff.v1.HandoffService.LogContactAttempt:output_type -> leadflow.handoff.v1.LogContactAttemptResponse
-	28, // 112: leadflow.handoff.v1.HandoffService.ConvertLead:output_type -> leadflow.handoff.v1.ConvertLeadResponse
-	30, // 113: leadflow.handoff.v1.HandoffService.MoveOpportunityStage:output_type -> leadflow.handoff.v1.MoveOpportunityStageResponse
-	32, // 114: leadflow.handoff.v1.HandoffService.CloseWon:output_type -> leadflow.handoff.v1.CloseWonResponse
-	34, // 115: leadflow.handoff.v1.HandoffService.CloseLost:output_type -> leadflow.handoff.v1.CloseLostResponse
-	36, // 116: leadflow.handoff.v1.HandoffService.GetHandoffBrief:output_type -> leadflow.handoff.v1.GetHandoffBriefResponse
-	46, // 117: leadflow.handoff.v1.HandoffService.SetMarketingTarget:output_type -> leadflow.handoff.v1.SetMarketingTargetResponse
-	48, // 118: leadflow.handoff.v1.HandoffService.ListMarketingTargets:output_type -> leadflow.handoff.v1.ListMarketingTargetsResponse
-	99, // [99:119] is the sub-list for method output_type
-	79, // [79:99] is the sub-list for method input_type
-	79, // [79:79] is the sub-list for extension type_name
-	79, // [79:79] is the sub-list for extension extendee
-	0,  // [0:79] is the sub-list for field type_name
+	49,  // 0: leadflow.handoff.v1.PutTeamRequest.team:type_name -> leadflow.event.v1.SalesTeam
+	50,  // 1: leadflow.handoff.v1.PutTeamRequest.changed_by:type_name -> leadflow.event.v1.Actor
+	51,  // 2: leadflow.handoff.v1.PutRepRequest.rep:type_name -> leadflow.event.v1.Rep
+	50,  // 3: leadflow.handoff.v1.PutRepRequest.changed_by:type_name -> leadflow.event.v1.Actor
+	52,  // 4: leadflow.handoff.v1.SetOutOfOfficeRequest.out_of_office:type_name -> leadflow.event.v1.OutOfOffice
+	50,  // 5: leadflow.handoff.v1.SetOutOfOfficeRequest.changed_by:type_name -> leadflow.event.v1.Actor
+	53,  // 6: leadflow.handoff.v1.PutPoolRequest.pool:type_name -> leadflow.event.v1.Pool
+	50,  // 7: leadflow.handoff.v1.PutPoolRequest.changed_by:type_name -> leadflow.event.v1.Actor
+	54,  // 8: leadflow.handoff.v1.PutAccountRequest.account:type_name -> leadflow.event.v1.Account
+	50,  // 9: leadflow.handoff.v1.PutAccountRequest.changed_by:type_name -> leadflow.event.v1.Actor
+	55,  // 10: leadflow.handoff.v1.SetRoutingRulesRequest.rules:type_name -> leadflow.event.v1.RoutingRules
+	50,  // 11: leadflow.handoff.v1.SetRoutingRulesRequest.changed_by:type_name -> leadflow.event.v1.Actor
+	56,  // 12: leadflow.handoff.v1.SetSLAPolicyRequest.policy:type_name -> leadflow.event.v1.SLAPolicy
+	50,  // 13: leadflow.handoff.v1.SetSLAPolicyRequest.changed_by:type_name -> leadflow.event.v1.Actor
+	49,  // 14: leadflow.handoff.v1.GetRoutingResponse.teams:type_name -> leadflow.event.v1.SalesTeam
+	51,  // 15: leadflow.handoff.v1.GetRoutingResponse.reps:type_name -> leadflow.event.v1.Rep
+	52,  // 16: leadflow.handoff.v1.GetRoutingResponse.out_of_office:type_name -> leadflow.event.v1.OutOfOffice
+	53,  // 17: leadflow.handoff.v1.GetRoutingResponse.pools:type_name -> leadflow.event.v1.Pool
+	54,  // 18: leadflow.handoff.v1.GetRoutingResponse.accounts:type_name -> leadflow.event.v1.Account
+	55,  // 19: leadflow.handoff.v1.GetRoutingResponse.rules:type_name -> leadflow.event.v1.RoutingRules
+	56,  // 20: leadflow.handoff.v1.GetRoutingResponse.sla_policies:type_name -> leadflow.event.v1.SLAPolicy
+	57,  // 21: leadflow.handoff.v1.LeadHandoff.status:type_name -> leadflow.event.v1.LeadStatus
+	58,  // 22: leadflow.handoff.v1.LeadHandoff.owner:type_name -> leadflow.event.v1.Owner
+	59,  // 23: leadflow.handoff.v1.LeadHandoff.deadline:type_name -> google.protobuf.Timestamp
+	50,  // 24: leadflow.handoff.v1.AssignLeadRequest.assigned_by:type_name -> leadflow.event.v1.Actor
+	16,  // 25: leadflow.handoff.v1.AssignLeadResponse.lead:type_name -> leadflow.handoff.v1.LeadHandoff
+	50,  // 26: leadflow.handoff.v1.ReassignLeadRequest.reassigned_by:type_name -> leadflow.event.v1.Actor
+	16,  // 27: leadflow.handoff.v1.ReassignLeadResponse.lead:type_name -> leadflow.handoff.v1.LeadHandoff
+	16,  // 28: leadflow.handoff.v1.AcceptLeadResponse.lead:type_name -> leadflow.handoff.v1.LeadHandoff
+	60,  // 29: leadflow.handoff.v1.RejectLeadRequest.reason:type_name -> leadflow.event.v1.RejectReason
+	16,  // 30: leadflow.handoff.v1.RejectLeadResponse.lead:type_name -> leadflow.handoff.v1.LeadHandoff
+	61,  // 31: leadflow.handoff.v1.LogContactAttemptRequest.channel:type_name -> leadflow.event.v1.ContactChannel
+	62,  // 32: leadflow.handoff.v1.LogContactAttemptRequest.outcome:type_name -> leadflow.event.v1.ContactOutcome
+	16,  // 33: leadflow.handoff.v1.LogContactAttemptResponse.lead:type_name -> leadflow.handoff.v1.LeadHandoff
+	63,  // 34: leadflow.handoff.v1.ConvertLeadRequest.amount:type_name -> leadflow.event.v1.Money
+	59,  // 35: leadflow.handoff.v1.ConvertLeadRequest.expected_close:type_name -> google.protobuf.Timestamp
+	16,  // 36: leadflow.handoff.v1.ConvertLeadResponse.lead:type_name -> leadflow.handoff.v1.LeadHandoff
+	63,  // 37: leadflow.handoff.v1.MoveOpportunityStageRequest.amount:type_name -> leadflow.event.v1.Money
+	59,  // 38: leadflow.handoff.v1.MoveOpportunityStageRequest.expected_close:type_name -> google.protobuf.Timestamp
+	16,  // 39: leadflow.handoff.v1.MoveOpportunityStageResponse.lead:type_name -> leadflow.handoff.v1.LeadHandoff
+	63,  // 40: leadflow.handoff.v1.CloseWonRequest.amount:type_name -> leadflow.event.v1.Money
+	16,  // 41: leadflow.handoff.v1.CloseWonResponse.lead:type_name -> leadflow.handoff.v1.LeadHandoff
+	16,  // 42: leadflow.handoff.v1.CloseLostResponse.lead:type_name -> leadflow.handoff.v1.LeadHandoff
+	37,  // 43: leadflow.handoff.v1.GetHandoffBriefResponse.brief:type_name -> leadflow.handoff.v1.HandoffBrief
+	57,  // 44: leadflow.handoff.v1.HandoffBrief.status:type_name -> leadflow.event.v1.LeadStatus
+	58,  // 45: leadflow.handoff.v1.HandoffBrief.owner:type_name -> leadflow.event.v1.Owner
+	59,  // 46: leadflow.handoff.v1.HandoffBrief.deadline:type_name -> google.protobuf.Timestamp
+	64,  // 47: leadflow.handoff.v1.HandoffBrief.profile:type_name -> leadflow.event.v1.Profile
+	38,  // 48: leadflow.handoff.v1.HandoffBrief.first_touch:type_name -> leadflow.handoff.v1.FirstTouch
+	39,  // 49: leadflow.handoff.v1.HandoffBrief.activities:type_name -> leadflow.handoff.v1.ActivityEntry
+	65,  // 50: leadflow.handoff.v1.HandoffBrief.score:type_name -> leadflow.event.v1.LeadScored
+	59,  // 51: leadflow.handoff.v1.HandoffBrief.qualified_at:type_name -> google.protobuf.Timestamp
+	40,  // 52: leadflow.handoff.v1.HandoffBrief.owners:type_name -> leadflow.handoff.v1.Ownership
+	41,  // 53: leadflow.handoff.v1.HandoffBrief.rejections:type_name -> leadflow.handoff.v1.Rejection
+	42,  // 54: leadflow.handoff.v1.HandoffBrief.recycles:type_name -> leadflow.handoff.v1.Recycle
+	66,  // 55: leadflow.handoff.v1.HandoffBrief.consents:type_name -> leadflow.event.v1.Consent
+	67,  // 56: leadflow.handoff.v1.HandoffBrief.routing:type_name -> leadflow.event.v1.RoutingDecision
+	43,  // 57: leadflow.handoff.v1.HandoffBrief.sla:type_name -> leadflow.handoff.v1.SLAEntry
+	44,  // 58: leadflow.handoff.v1.HandoffBrief.opportunity:type_name -> leadflow.handoff.v1.Opportunity
+	59,  // 59: leadflow.handoff.v1.FirstTouch.at:type_name -> google.protobuf.Timestamp
+	68,  // 60: leadflow.handoff.v1.FirstTouch.attribution:type_name -> leadflow.event.v1.Attribution
+	69,  // 61: leadflow.handoff.v1.FirstTouch.campaign:type_name -> leadflow.event.v1.CampaignRegistered
+	59,  // 62: leadflow.handoff.v1.ActivityEntry.at:type_name -> google.protobuf.Timestamp
+	70,  // 63: leadflow.handoff.v1.ActivityEntry.type:type_name -> leadflow.event.v1.ActivityType
+	58,  // 64: leadflow.handoff.v1.Ownership.owner:type_name -> leadflow.event.v1.Owner
+	59,  // 65: leadflow.handoff.v1.Ownership.from:type_name -> google.protobuf.Timestamp
+	59,  // 66: leadflow.handoff.v1.Ownership.until:type_name -> google.protobuf.Timestamp
+	59,  // 67: leadflow.handoff.v1.Rejection.at:type_name -> google.protobuf.Timestamp
+	60,  // 68: leadflow.handoff.v1.Rejection.reason:type_name -> leadflow.event.v1.RejectReason
+	59,  // 69: leadflow.handoff.v1.Recycle.at:type_name -> google.protobuf.Timestamp
+	59,  // 70: leadflow.handoff.v1.SLAEntry.at:type_name -> google.protobuf.Timestamp
+	71,  // 71: leadflow.handoff.v1.SLAEntry.sla:type_name -> leadflow.event.v1.SLAKind
+	58,  // 72: leadflow.handoff.v1.SLAEntry.owner:type_name -> leadflow.event.v1.Owner
+	59,  // 73: leadflow.handoff.v1.SLAEntry.due_at:type_name -> google.protobuf.Timestamp
+	72,  // 74: leadflow.handoff.v1.SLAEntry.escalation:type_name -> leadflow.event.v1.SLAEscalation
+	63,  // 75: leadflow.handoff.v1.Opportunity.amount:type_name -> leadflow.event.v1.Money
+	59,  // 76: leadflow.handoff.v1.Opportunity.expected_close:type_name -> google.protobuf.Timestamp
+	73,  // 77: leadflow.handoff.v1.SetMarketingTargetRequest.target:type_name -> leadflow.event.v1.MarketingTarget
+	50,  // 78: leadflow.handoff.v1.SetMarketingTargetRequest.set_by:type_name -> leadflow.event.v1.Actor
+	73,  // 79: leadflow.handoff.v1.ListMarketingTargetsResponse.targets:type_name -> leadflow.event.v1.MarketingTarget
+	0,   // 80: leadflow.handoff.v1.HandoffService.PutTeam:input_type -> leadflow.handoff.v1.PutTeamRequest
+	2,   // 81: leadflow.handoff.v1.HandoffService.PutRep:input_type -> leadflow.handoff.v1.PutRepRequest
+	4,   // 82: leadflow.handoff.v1.HandoffService.SetOutOfOffice:input_type -> leadflow.handoff.v1.SetOutOfOfficeRequest
+	6,   // 83: leadflow.handoff.v1.HandoffService.PutPool:input_type -> leadflow.handoff.v1.PutPoolRequest
+	8,   // 84: leadflow.handoff.v1.HandoffService.PutAccount:input_type -> leadflow.handoff.v1.PutAccountRequest
+	10,  // 85: leadflow.handoff.v1.HandoffService.SetRoutingRules:input_type -> leadflow.handoff.v1.SetRoutingRulesRequest
+	12,  // 86: leadflow.handoff.v1.HandoffService.SetSLAPolicy:input_type -> leadflow.handoff.v1.SetSLAPolicyRequest
+	14,  // 87: leadflow.handoff.v1.HandoffService.GetRouting:input_type -> leadflow.handoff.v1.GetRoutingRequest
+	17,  // 88: leadflow.handoff.v1.HandoffService.AssignLead:input_type -> leadflow.handoff.v1.AssignLeadRequest
+	19,  // 89: leadflow.handoff.v1.HandoffService.ReassignLead:input_type -> leadflow.handoff.v1.ReassignLeadRequest
+	21,  // 90: leadflow.handoff.v1.HandoffService.AcceptLead:input_type -> leadflow.handoff.v1.AcceptLeadRequest
+	23,  // 91: leadflow.handoff.v1.HandoffService.RejectLead:input_type -> leadflow.handoff.v1.RejectLeadRequest
+	25,  // 92: leadflow.handoff.v1.HandoffService.LogContactAttempt:input_type -> leadflow.handoff.v1.LogContactAttemptRequest
+	27,  // 93: leadflow.handoff.v1.HandoffService.ConvertLead:input_type -> leadflow.handoff.v1.ConvertLeadRequest
+	29,  // 94: leadflow.handoff.v1.HandoffService.MoveOpportunityStage:input_type -> leadflow.handoff.v1.MoveOpportunityStageRequest
+	31,  // 95: leadflow.handoff.v1.HandoffService.CloseWon:input_type -> leadflow.handoff.v1.CloseWonRequest
+	33,  // 96: leadflow.handoff.v1.HandoffService.CloseLost:input_type -> leadflow.handoff.v1.CloseLostRequest
+	35,  // 97: leadflow.handoff.v1.HandoffService.GetHandoffBrief:input_type -> leadflow.handoff.v1.GetHandoffBriefRequest
+	45,  // 98: leadflow.handoff.v1.HandoffService.SetMarketingTarget:input_type -> leadflow.handoff.v1.SetMarketingTargetRequest
+	47,  // 99: leadflow.handoff.v1.HandoffService.ListMarketingTargets:input_type -> leadflow.handoff.v1.ListMarketingTargetsRequest
+	1,   // 100: leadflow.handoff.v1.HandoffService.PutTeam:output_type -> leadflow.handoff.v1.PutTeamResponse
+	3,   // 101: leadflow.handoff.v1.HandoffService.PutRep:output_type -> leadflow.handoff.v1.PutRepResponse
+	5,   // 102: leadflow.handoff.v1.HandoffService.SetOutOfOffice:output_type -> leadflow.handoff.v1.SetOutOfOfficeResponse
+	7,   // 103: leadflow.handoff.v1.HandoffService.PutPool:output_type -> leadflow.handoff.v1.PutPoolResponse
+	9,   // 104: leadflow.handoff.v1.HandoffService.PutAccount:output_type -> leadflow.handoff.v1.PutAccountResponse
+	11,  // 105: leadflow.handoff.v1.HandoffService.SetRoutingRules:output_type -> leadflow.handoff.v1.SetRoutingRulesResponse
+	13,  // 106: leadflow.handoff.v1.HandoffService.SetSLAPolicy:output_type -> leadflow.handoff.v1.SetSLAPolicyResponse
+	15,  // 107: leadflow.handoff.v1.HandoffService.GetRouting:output_type -> leadflow.handoff.v1.GetRoutingResponse
+	18,  // 108: leadflow.handoff.v1.HandoffService.AssignLead:output_type -> leadflow.handoff.v1.AssignLeadResponse
+	20,  // 109: leadflow.handoff.v1.HandoffService.ReassignLead:output_type -> leadflow.handoff.v1.ReassignLeadResponse
+	22,  // 110: leadflow.handoff.v1.HandoffService.AcceptLead:output_type -> leadflow.handoff.v1.AcceptLeadResponse
+	24,  // 111: leadflow.handoff.v1.HandoffService.RejectLead:output_type -> leadflow.handoff.v1.RejectLeadResponse
+	26,  // 112: leadflow.handoff.v1.HandoffService.LogContactAttempt:output_type -> leadflow.handoff.v1.LogContactAttemptResponse
+	28,  // 113: leadflow.handoff.v1.HandoffService.ConvertLead:output_type -> leadflow.handoff.v1.ConvertLeadResponse
+	30,  // 114: leadflow.handoff.v1.HandoffService.MoveOpportunityStage:output_type -> leadflow.handoff.v1.MoveOpportunityStageResponse
+	32,  // 115: leadflow.handoff.v1.HandoffService.CloseWon:output_type -> leadflow.handoff.v1.CloseWonResponse
+	34,  // 116: leadflow.handoff.v1.HandoffService.CloseLost:output_type -> leadflow.handoff.v1.CloseLostResponse
+	36,  // 117: leadflow.handoff.v1.HandoffService.GetHandoffBrief:output_type -> leadflow.handoff.v1.GetHandoffBriefResponse
+	46,  // 118: leadflow.handoff.v1.HandoffService.SetMarketingTarget:output_type -> leadflow.handoff.v1.SetMarketingTargetResponse
+	48,  // 119: leadflow.handoff.v1.HandoffService.ListMarketingTargets:output_type -> leadflow.handoff.v1.ListMarketingTargetsResponse
+	100, // [100:120] is the sub-list for method output_type
+	80,  // [80:100] is the sub-list for method input_type
+	80,  // [80:80] is the sub-list for extension type_name
+	80,  // [80:80] is the sub-list for extension extendee
+	0,   // [0:80] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_handoff_v1_handoff_service_proto_init() }

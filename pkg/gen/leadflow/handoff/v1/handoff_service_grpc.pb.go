@@ -94,7 +94,8 @@ type HandoffServiceClient interface {
 	LogContactAttempt(ctx context.Context, in *LogContactAttemptRequest, opts ...grpc.CallOption) (*LogContactAttemptResponse, error)
 	// ConvertLead turns an accepted lead into an opportunity.
 	ConvertLead(ctx context.Context, in *ConvertLeadRequest, opts ...grpc.CallOption) (*ConvertLeadResponse, error)
-	// MoveOpportunityStage moves the opportunity to another CRM stage.
+	// MoveOpportunityStage moves the opportunity to another CRM stage, or
+	// its expected close (the lead's deadline) to another day.
 	MoveOpportunityStage(ctx context.Context, in *MoveOpportunityStageRequest, opts ...grpc.CallOption) (*MoveOpportunityStageResponse, error)
 	// CloseWon closes the opportunity won, with its amount.
 	CloseWon(ctx context.Context, in *CloseWonRequest, opts ...grpc.CallOption) (*CloseWonResponse, error)
@@ -372,7 +373,8 @@ type HandoffServiceServer interface {
 	LogContactAttempt(context.Context, *LogContactAttemptRequest) (*LogContactAttemptResponse, error)
 	// ConvertLead turns an accepted lead into an opportunity.
 	ConvertLead(context.Context, *ConvertLeadRequest) (*ConvertLeadResponse, error)
-	// MoveOpportunityStage moves the opportunity to another CRM stage.
+	// MoveOpportunityStage moves the opportunity to another CRM stage, or
+	// its expected close (the lead's deadline) to another day.
 	MoveOpportunityStage(context.Context, *MoveOpportunityStageRequest) (*MoveOpportunityStageResponse, error)
 	// CloseWon closes the opportunity won, with its amount.
 	CloseWon(context.Context, *CloseWonRequest) (*CloseWonResponse, error)
