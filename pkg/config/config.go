@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -61,18 +62,30 @@ func fromEnv[T any](f Flags, name, env string, parse func(string) (T, error)) (T
 }
 
 // String defines a string flag defaulting to $env, else def. A default
-// that is a URL with a password (a PostgreSQL or NATS URL from a pod's
-// secret) shows in -help with the password hidden.
+// holding a password (a PostgreSQL or NATS URL from a pod's secret, a
+// list of them, a password= parameter) shows in -help with it hidden.
 func (f Flags) String(p *string, name, env, def, usage string) {
 	if v, ok := os.LookupEnv(env); ok {
 		def = v
 	}
 	f.StringVar(p, name, def, usage+" ($"+env+")")
-	if u, err := url.Parse(def); err == nil && u.User != nil {
-		if _, ok := u.User.Password(); ok {
-			f.Lookup(name).DefValue = u.Redacted()
+	f.Lookup(name).DefValue = redacted(def)
+}
+
+var passwordParam = regexp.MustCompile(`(?i)(password=)[^&\s,]+`)
+
+// redacted is s with the password of each comma-separated URL in it, and
+// of each password= parameter, replaced by xxxxx.
+func redacted(s string) string {
+	parts := strings.Split(s, ",")
+	for i, part := range parts {
+		if u, err := url.Parse(strings.TrimSpace(part)); err == nil {
+			if _, ok := u.User.Password(); ok {
+				parts[i] = strings.Replace(part, strings.TrimSpace(part), u.Redacted(), 1)
+			}
 		}
 	}
+	return passwordParam.ReplaceAllString(strings.Join(parts, ","), "${1}xxxxx")
 }
 
 // Secret defines a string flag defaulting to $env, else empty, whose

@@ -54,6 +54,16 @@ func TestURLPasswordIsNotPrinted(t *testing.T) {
 	if err := f.Parse(nil); err != nil || got != pg {
 		t.Fatalf("the value: %q, %v", got, err)
 	}
+	for in, want := range map[string]string{
+		"nats://u:pw1@a:4222,nats://u:pw2@b:4222":     "nats://u:xxxxx@a:4222,nats://u:xxxxx@b:4222",
+		"postgres://db/leadflow?user=u&password=pw3":  "postgres://db/leadflow?user=u&password=xxxxx",
+		"host=db user=u password=pw4 dbname=leadflow": "host=db user=u password=xxxxx dbname=leadflow",
+		"nats://127.0.0.1:4333":                       "nats://127.0.0.1:4333",
+	} {
+		if got := redacted(in); got != want {
+			t.Errorf("redacted(%q) = %q, want %q", in, got, want)
+		}
+	}
 }
 
 // A variable that does not parse stops the service (a manifest's "14d"

@@ -21,6 +21,8 @@ import (
 	"github.com/leadflow/leadflow/pkg/grpcserver"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/pkg/vault"
+	"github.com/leadflow/leadflow/services/handoff/adapters"
+	"github.com/leadflow/leadflow/services/handoff/app"
 )
 
 var eur = func(cents int64) *eventv1.Money { return &eventv1.Money{Currency: "EUR", MinorUnits: cents} }
@@ -747,5 +749,12 @@ func TestExpectedCloseMoves(t *testing.T) {
 	b, err := c.GetHandoffBrief(ctx, &handoffv1.GetHandoffBriefRequest{LeadId: id})
 	if err != nil || !b.GetBrief().GetOpportunity().GetExpectedClose().AsTime().Equal(later.AsTime()) {
 		t.Fatalf("brief: %v %v, want the close %v", b.GetBrief().GetOpportunity(), err, later.AsTime())
+	}
+	// The unchanged move sent again after that day answers as the first
+	// time (it was refused: the day, judged again, had passed).
+	after := w.app(t, adapters.NewLeads(w.store), app.WithClock(func() time.Time { return later.AsTime().Add(time.Hour) }))
+	if _, err := after.MoveOpportunityStage(ctx, app.MoveStage{LeadID: id, RepID: owner, RequestID: "m3", Stage: "discovery", ExpectedClose: later},
+		envelope.Meta{}); err != nil {
+		t.Fatalf("the unchanged move again after its day: %v", err)
 	}
 }

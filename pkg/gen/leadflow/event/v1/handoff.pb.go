@@ -1494,7 +1494,7 @@ type OpportunityStageChanged struct {
 	// amount is the opportunity's amount after the move, if it changed.
 	Amount *Money `protobuf:"bytes,4,opt,name=amount,proto3" json:"amount,omitempty"`
 	RepId  string `protobuf:"bytes,5,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
-	// expected_close is the opportunity's new expected close, if it moved
+	// expected_close is the expected close the move set, if it set one
 	// (since 2026-12-06); the event's lifecycle deadline is it.
 	ExpectedClose *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expected_close,json=expectedClose,proto3" json:"expected_close,omitempty"`
 	unknownFields protoimpl.UnknownFields
