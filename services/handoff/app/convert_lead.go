@@ -135,10 +135,10 @@ func (a *App) MoveOpportunityStage(ctx context.Context, in MoveStage, meta envel
 			if stage == "" {
 				stage = l.opportunity.stage
 			}
-			// The close it has already is no change (a retry of such a move
-			// after that day answers as the first did).
+			// Judged here, as at conversion, once the request id is known
+			// new; the close it has already is no change (retried after
+			// that day, such a move answers as the first did).
 			if in.ExpectedClose != nil && state.Status == lifecycle.StatusOpportunity && !in.ExpectedClose.AsTime().Equal(state.Deadline) {
-				// Judged here, as at conversion: a retry answers as the first did.
 				switch state.Deadline = in.ExpectedClose.AsTime(); {
 				case !state.Deadline.After(now):
 					return nil, invalid("expected_close", "must be in the future")

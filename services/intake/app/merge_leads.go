@@ -46,8 +46,8 @@ type Merged struct {
 //
 // Errors: *ValidationError, ErrNotFound, lifecycle.ErrRefused (a
 // terminal absorbed lead, one a rep holds (ASSIGNED, ACCEPTED), an MQL
-// merged into a lead sales has not got, one with an open opportunity or
-// with merges
+// merged into a lead that is not an MQL, in sales or won, one with an
+// open opportunity or with merges
 // below it as deep as a capture follows, or whose unmerge is still
 // giving it back what came through it, a merged or erased survivor),
 // eventstore.ErrConflict after repeated races.
