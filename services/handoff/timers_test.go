@@ -702,8 +702,10 @@ func TestNextTouchWarnsAndBreaches(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	id, closed := w.mql(t, dach(50)), w.mql(t, dach(50))
-	owner, closer := accepted(id), accepted(closed)
+	id, closed, met := w.mql(t, dach(50)), w.mql(t, dach(50)), w.mql(t, dach(50))
+	owner, closer, booker := accepted(id), accepted(closed), accepted(met)
+	// A booked meeting is the next step: due, but not taken from its rep.
+	contact(met, booker, "c0", eventv1.ContactOutcome_CONTACT_OUTCOME_MEETING_BOOKED)
 	contact(id, owner, "c0", eventv1.ContactOutcome_CONTACT_OUTCOME_CONNECTED)
 	contact(id, owner, "c1", eventv1.ContactOutcome_CONTACT_OUTCOME_NO_ANSWER)
 	contact(closed, closer, "c0", eventv1.ContactOutcome_CONTACT_OUTCOME_CONNECTED)
@@ -744,6 +746,12 @@ func TestNextTouchWarnsAndBreaches(t *testing.T) {
 	}
 	if evs := w.events(t, closed); len(ofType(evs, "SLAWarned"))+len(ofType(evs, "SLABreached")) != 0 {
 		t.Errorf("timers of a converted lead acted: %v", last(evs).GetEventType())
+	}
+	mevs := w.events(t, met)
+	if st := w.state(t, met); len(ofType(mevs, "SLAWarned"))+len(ofType(mevs, "SLABreached"))+len(ofType(mevs, "LeadReassigned")) != 0 ||
+		st.Owner.ID != booker || st.Deadline.IsZero() || time.Now().Before(st.Deadline) {
+		t.Errorf("after a booked meeting, past its deadline %v: %v, owner %s, want no warning, breach or hand-on from %s",
+			st.Deadline, last(mevs).GetEventType(), st.Owner.ID, booker)
 	}
 }
 

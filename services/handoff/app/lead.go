@@ -223,7 +223,11 @@ func (l *lead) apply(r eventstore.Record) {
 		// decided, at the attempt's time.
 		reached := reaches(p.ContactAttempted.GetOutcome())
 		if !l.windowJudges(ev.GetRecordedAt().AsTime(), reached) {
-			l.stepID, l.stepSeq, l.touch = ev.GetEventId(), r.Seq, true
+			// A booked meeting is the next step, whenever it is: its
+			// deadline stands (the no-lost-lead check sees it pass), but no
+			// timer takes the lead from the rep who booked it.
+			meeting := p.ContactAttempted.GetOutcome() == eventv1.ContactOutcome_CONTACT_OUTCOME_MEETING_BOOKED
+			l.stepID, l.stepSeq, l.touch = ev.GetEventId(), r.Seq, !meeting
 		}
 		l.connected = l.connected || reached
 	case *eventv1.Event_SlaBreached:

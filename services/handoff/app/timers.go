@@ -78,8 +78,8 @@ func (a *App) stepTimers(ctx context.Context, l *lead, seq uint64, ev *eventv1.E
 		return TimersFor(seq, ev), nil
 	}
 	due := ev.GetLifecycle().GetDeadline()
-	if l.stepID != ev.GetEventId() || due == nil {
-		return nil, nil
+	if l.stepID != ev.GetEventId() || !l.touch || due == nil {
+		return nil, nil // no step, a later one, or a booked meeting
 	}
 	cfg, err := a.config(ctx, seq, time.Time{})
 	if err != nil {
