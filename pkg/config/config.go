@@ -72,18 +72,26 @@ func (f Flags) String(p *string, name, env, def, usage string) {
 	f.Lookup(name).DefValue = redacted(def)
 }
 
-var passwordParam = regexp.MustCompile(`(?i)(password=)[^&\s,]+`)
+var passwordParam = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]+)`)
 
-// redacted is s with the password of each comma-separated URL in it, and
-// of each password= parameter, replaced by xxxxx.
+// redacted is s with the password of its URL and of each comma-separated
+// URL in it (a password may hold a comma: the whole is tried first), and
+// of each password= parameter, quoted or not, replaced by xxxxx.
 func redacted(s string) string {
+	hide := func(part string) (string, bool) {
+		u, err := url.Parse(strings.TrimSpace(part))
+		if err != nil {
+			return part, false
+		}
+		if _, ok := u.User.Password(); !ok {
+			return part, false
+		}
+		return strings.Replace(part, strings.TrimSpace(part), u.Redacted(), 1), true
+	}
+	s, _ = hide(s) // a list parses as one URL too: its first password
 	parts := strings.Split(s, ",")
 	for i, part := range parts {
-		if u, err := url.Parse(strings.TrimSpace(part)); err == nil {
-			if _, ok := u.User.Password(); ok {
-				parts[i] = strings.Replace(part, strings.TrimSpace(part), u.Redacted(), 1)
-			}
-		}
+		parts[i], _ = hide(part)
 	}
 	return passwordParam.ReplaceAllString(strings.Join(parts, ","), "${1}xxxxx")
 }

@@ -59,6 +59,9 @@ func TestURLPasswordIsNotPrinted(t *testing.T) {
 		"postgres://db/leadflow?user=u&password=pw3":  "postgres://db/leadflow?user=u&password=xxxxx",
 		"host=db user=u password=pw4 dbname=leadflow": "host=db user=u password=xxxxx dbname=leadflow",
 		"nats://127.0.0.1:4333":                       "nats://127.0.0.1:4333",
+		"postgres://u:pa,ss@db/leadflow":              "postgres://u:xxxxx@db/leadflow",
+		"host=db password='a b' dbname=x":             "host=db password=xxxxx dbname=x",
+		"host=db password = p,w dbname=x":             "host=db password = xxxxx dbname=x",
 	} {
 		if got := redacted(in); got != want {
 			t.Errorf("redacted(%q) = %q, want %q", in, got, want)

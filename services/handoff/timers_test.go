@@ -704,8 +704,10 @@ func TestNextTouchWarnsAndBreaches(t *testing.T) {
 	}
 	id, closed, met := w.mql(t, dach(50)), w.mql(t, dach(50)), w.mql(t, dach(50))
 	owner, closer, booker := accepted(id), accepted(closed), accepted(met)
-	// A booked meeting is the next step: due, but not taken from its rep.
+	// A booked meeting is the next step: due, but not taken from its rep,
+	// nor after a call to confirm it that found nobody.
 	contact(met, booker, "c0", eventv1.ContactOutcome_CONTACT_OUTCOME_MEETING_BOOKED)
+	contact(met, booker, "c1", eventv1.ContactOutcome_CONTACT_OUTCOME_NO_ANSWER)
 	contact(id, owner, "c0", eventv1.ContactOutcome_CONTACT_OUTCOME_CONNECTED)
 	contact(id, owner, "c1", eventv1.ContactOutcome_CONTACT_OUTCOME_NO_ANSWER)
 	contact(closed, closer, "c0", eventv1.ContactOutcome_CONTACT_OUTCOME_CONNECTED)

@@ -72,6 +72,7 @@ type lead struct {
 	// it ended started a step of its own.
 	acceptedID string
 	connected  bool // reached the lead since acceptance
+	meeting    bool // booked a meeting with it since acceptance
 	// windowOver: the attempts window's deadline breached without taking
 	// the lead from its rep, so it judges the lead no more.
 	windowOver bool
@@ -164,7 +165,7 @@ func (l *lead) apply(r eventstore.Record) {
 		l.qualified = ev.GetEventId()
 		l.owners, l.queued, l.routeBreached, l.stepID, l.waitedUntil = nil, nil, false, "", time.Time{}
 		l.qualifiedAt = ev.GetRecordedAt().AsTime()
-		l.poolID, l.policy, l.accepted, l.acceptedID, l.connected = "", nil, nil, "", false
+		l.poolID, l.policy, l.accepted, l.acceptedID, l.connected, l.meeting = "", nil, nil, "", false, false
 	case *eventv1.Event_LeadQueued:
 		l.queued, l.stepID, l.stepSeq, l.touch = p.LeadQueued, ev.GetEventId(), r.Seq, false
 		if w := p.LeadQueued.GetWaitedUntil(); w != nil {
@@ -198,9 +199,9 @@ func (l *lead) apply(r eventstore.Record) {
 			l.policy = a.GetSla()
 		}
 		l.acceptBy = a.GetAcceptBy().AsTime()
-		l.accepted, l.acceptedID, l.connected = nil, "", false
+		l.accepted, l.acceptedID, l.connected, l.meeting = nil, "", false, false
 	case *eventv1.Event_LeadAccepted:
-		l.stepID, l.stepSeq, l.accepted, l.connected = ev.GetEventId(), r.Seq, p.LeadAccepted, false
+		l.stepID, l.stepSeq, l.accepted, l.connected, l.meeting = ev.GetEventId(), r.Seq, p.LeadAccepted, false, false
 		l.acceptedID = ev.GetEventId()
 		l.touch, l.windowOver = false, false
 	case *eventv1.Event_LeadMerged:
@@ -225,9 +226,10 @@ func (l *lead) apply(r eventstore.Record) {
 		if !l.windowJudges(ev.GetRecordedAt().AsTime(), reached) {
 			// A booked meeting is the next step, whenever it is: its
 			// deadline stands (the no-lost-lead check sees it pass), but no
-			// timer takes the lead from the rep who booked it.
-			meeting := p.ContactAttempted.GetOutcome() == eventv1.ContactOutcome_CONTACT_OUTCOME_MEETING_BOOKED
-			l.stepID, l.stepSeq, l.touch = ev.GetEventId(), r.Seq, !meeting
+			// timer takes the lead from the rep who booked it, nor after a
+			// later attempt (a call to confirm it).
+			l.meeting = l.meeting || p.ContactAttempted.GetOutcome() == eventv1.ContactOutcome_CONTACT_OUTCOME_MEETING_BOOKED
+			l.stepID, l.stepSeq, l.touch = ev.GetEventId(), r.Seq, !l.meeting
 		}
 		l.connected = l.connected || reached
 	case *eventv1.Event_SlaBreached:
