@@ -2,6 +2,7 @@
 package maildomain
 
 import (
+	"maps"
 	"slices"
 
 	"golang.org/x/net/publicsuffix"
@@ -43,12 +44,10 @@ func Shared(d string) string {
 	return ""
 }
 
-// FreeMail lists the free mail providers' domains Shared knows, sorted.
-func FreeMail() []string {
-	out := make([]string, 0, len(freeMail))
-	for d := range freeMail {
-		out = append(out, d)
-	}
-	slices.Sort(out)
-	return out
-}
+// FreeMail lists the free mail providers' domains Shared knows, sorted;
+// the caller must not change it.
+func FreeMail() []string { return freeMailList }
+
+// freeMailList is freeMail's keys, sorted once: every account report
+// passes it to the database.
+var freeMailList = slices.Sorted(maps.Keys(freeMail))

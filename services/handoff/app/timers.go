@@ -483,9 +483,7 @@ func (a *App) onTimer(ctx context.Context, cfg *routing.Config, l *lead, t *even
 		if fire := t.GetFireAt().AsTime(); t.GetFireAt() != nil && a.now().Before(fire) {
 			// Fired early by this clock, behind the server's: as for a
 			// deadline, again as far past its time.
-			again := proto.CloneOf(t)
-			again.FireAt = timestamppb.New(fire.Add(fire.Sub(a.now())))
-			return nil, a.timers.Reschedule(ctx, again)
+			return nil, a.waitFor(ctx, t, fire, a.now())
 		}
 		ev, _, err := a.leadEvent(l.id, st, lifecycle.Command{Name: lifecycle.WarnSLA}, a.policy, &eventv1.SLAWarned{
 			Sla: t.GetSla(), Owner: ownerProto(st.Owner), DueAt: t.GetDueAt(), StepEventId: t.GetStepEventId(), Segment: l.segment,
@@ -498,9 +496,7 @@ func (a *App) onTimer(ctx context.Context, cfg *routing.Config, l *lead, t *even
 	if due := t.GetDueAt().AsTime(); a.now().Before(due) {
 		// Fired early by this clock, behind the server's: again as far
 		// past due by the server's clock, about when this one shows due.
-		again := proto.CloneOf(t)
-		again.FireAt = timestamppb.New(due.Add(due.Sub(a.now())))
-		return nil, a.timers.Reschedule(ctx, again)
+		return nil, a.waitFor(ctx, t, due, a.now())
 	}
 	if exhausted {
 		// Every attempt the SLA asks for was made and nobody was
@@ -514,6 +510,16 @@ func (a *App) onTimer(ctx context.Context, cfg *routing.Config, l *lead, t *even
 		return []*eventv1.Event{ev}, nil
 	}
 	return a.breach(ctx, cfg, l, t, since, meta)
+}
+
+// waitFor schedules t again for a time at that came early by this clock
+// (now), behind the server's: as far past at as it was early, about when
+// this clock shows at. At at itself, it would fire at once, round after
+// round.
+func (a *App) waitFor(ctx context.Context, t *eventv1.SLATimer, at, now time.Time) error {
+	again := proto.CloneOf(t)
+	again.FireAt = timestamppb.New(at.Add(at.Sub(now)))
+	return a.timers.Reschedule(ctx, again)
 }
 
 // absent hands on a lead still waiting for its rep to accept it once the
@@ -533,16 +539,14 @@ func (a *App) absent(ctx context.Context, cfg *routing.Config, l *lead, t *event
 		return nil, nil
 	}
 	if start.After(now) {
-		// Moved later: at its start. Fired early by this clock (behind
-		// the server's): as far past the start, as for a deadline.
-		// Early when it was set for the start (or later) and fired before
-		// it by this clock, however far behind: scheduled at the start it
-		// would fire at once again, round after round.
+		// Fired early by this clock, behind the server's (set for the
+		// start or later, or less than a minute before it): waitFor.
+		// Else the absence was moved later: at its start.
+		if start.Sub(now) < time.Minute || !start.After(t.GetFireAt().AsTime()) {
+			return nil, a.waitFor(ctx, t, start, now)
+		}
 		again := proto.CloneOf(t)
 		again.FireAt = timestamppb.New(start)
-		if early := start.Sub(now); early < time.Minute || !start.After(t.GetFireAt().AsTime()) {
-			again.FireAt = timestamppb.New(start.Add(early))
-		}
 		return nil, a.timers.Reschedule(ctx, again)
 	}
 	d, err := a.decide(ctx, cfg, l.id, t.GetTimerId(), since, func(pools map[string]routing.PoolState, loads routing.Loads) routing.Decision {
