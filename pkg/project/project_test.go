@@ -366,14 +366,16 @@ func rebuildSwapsWhileServing(t *testing.T, proj project.Projection, fold, batch
 	groups(t, e.nats.JS, p)
 	waitTally(t, p, want)
 
-	// Writers go on during the rebuild.
+	// Writers go on during the rebuild, for a bounded while: on a loaded
+	// machine an impatient replay of small batches can be slower than
+	// writers that never stop, and then never catches up (CI saw it).
 	var (
 		mu   sync.Mutex
 		wg   sync.WaitGroup
 		done = make(chan struct{})
 	)
 	wg.Go(func() {
-		for i := 0; ; i++ {
+		for range 400 {
 			select {
 			case <-done:
 				return
