@@ -120,6 +120,9 @@ func TestDashboardInABrowser(t *testing.T) {
 		}
 		for _, m := range sla.GetMarketing() {
 			b.expectText(t, "marketing."+m.GetPeriod()+"."+m.GetSegment()+".mqls", count(float64(m.GetMqls())))
+			if m.GetAcceptDue() > 0 { // else no rate: "–"
+				b.expectText(t, "marketing."+m.GetPeriod()+"."+m.GetSegment()+".acceptance", percent(m.GetAcceptanceRate()))
+			}
 		}
 		queues, err := c.GetQueues(ctx, &projectorv1.GetQueuesRequest{})
 		if err != nil {

@@ -51,7 +51,7 @@ func TestMarketingFiguresOpenTheirLeads(t *testing.T) {
 	}
 	mqls := map[string][]string{} // by period, then "/segment"
 	for _, r := range sla.GetMarketing() {
-		for measure, figure := range map[string]int64{"mql": r.GetMqls(), "accepted": r.GetAccepted(), "rejected": r.GetRejected(), "opportunity": r.GetOpportunities()} {
+		for measure, figure := range map[string]int64{"mql": r.GetMqls(), "accepted": r.GetAccepted(), "rejected": r.GetRejected(), "opportunity": r.GetOpportunities(), "accept_due": r.GetAcceptDue()} {
 			ids := behind(r, measure, figure)
 			if measure == "mql" {
 				mqls[r.GetPeriod()+"/"+r.GetSegment()] = ids

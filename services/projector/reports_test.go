@@ -178,9 +178,9 @@ func TestReportsOnTheFixture(t *testing.T) {
 		if len(mk) != 3 {
 			t.Fatalf("marketing rows: %v", mk)
 		}
-		checkMarketing(t, mk[0], "2026-03", "", 5, 4, 1, 4)
-		checkMarketing(t, mk[1], "2026-03", "ent", 2, 2, 0, 2)
-		checkMarketing(t, mk[2], "2026-03", "mid", 3, 2, 1, 2)
+		checkMarketing(t, mk[0], "2026-03", "", 5, 4, 1, 4, 5)
+		checkMarketing(t, mk[1], "2026-03", "ent", 2, 2, 0, 2, 2)
+		checkMarketing(t, mk[2], "2026-03", "mid", 3, 2, 1, 2, 3)
 		// mid's target: 4 MQLs (missed), 50% accepted (67% met), 30% to
 		// opportunity (67% met).
 		if tg := mk[2]; tg.GetTarget().GetMinMqls() != 4 || tg.GetMqlsMet() || !tg.GetAcceptanceMet() || !tg.GetOpportunityMet() {
@@ -532,11 +532,11 @@ func ratioOf(a, b int64) float64 {
 	return float64(a) / float64(b)
 }
 
-func checkMarketing(t *testing.T, r *projectorv1.MarketingSLARow, period, segment string, mqls, accepted, rejected, opps int64) {
+func checkMarketing(t *testing.T, r *projectorv1.MarketingSLARow, period, segment string, mqls, accepted, rejected, opps, due int64) {
 	t.Helper()
 	if r.GetPeriod() != period || r.GetSegment() != segment || r.GetMqls() != mqls || r.GetAccepted() != accepted ||
-		r.GetRejected() != rejected || r.GetOpportunities() != opps || !near(r.GetAcceptanceRate(), ratioOf(accepted, mqls)) ||
-		!near(r.GetMqlToOpportunityRate(), ratioOf(opps, mqls)) {
-		t.Errorf("marketing row %v, want %s %q %d %d %d %d", r, period, segment, mqls, accepted, rejected, opps)
+		r.GetRejected() != rejected || r.GetOpportunities() != opps || r.GetAcceptDue() != due ||
+		!near(r.GetAcceptanceRate(), ratioOf(accepted, due)) || !near(r.GetMqlToOpportunityRate(), ratioOf(opps, mqls)) {
+		t.Errorf("marketing row %v, want %s %q %d %d %d %d due %d", r, period, segment, mqls, accepted, rejected, opps, due)
 	}
 }

@@ -20,6 +20,7 @@ import (
 // nowhere, so carl's 2 of 4 showed as 2 of 2, 100%). One taken away
 // before its deadline, or whose deadline is still to come, is not judged,
 // nor one whose lead left the rep's hands before it (recycled, erased).
+// Marketing's acceptance rate is of the MQLs due likewise.
 func TestSalesSLARatesCountHandOffsLeftToBreach(t *testing.T) {
 	w := newWorld(t)
 	s, base := w.startDashboard(t)
@@ -61,6 +62,9 @@ func TestSalesSLARatesCountHandOffsLeftToBreach(t *testing.T) {
 	w.lead(t, "c7", 7, lifecycle.Command{Name: lifecycle.Recycle, Reason: "manual"},
 		&eventv1.LeadRecycled{Cause: eventv1.RecycleCause_RECYCLE_CAUSE_MANUAL, Note: "asked to wait"})
 	w.lead(t, "c8", 7.5, cmd(lifecycle.Erase), &eventv1.LeadErased{Reason: "access request"})
+	// c9: an MQL still waiting for routing.
+	w.lead(t, "c9", 8, cmd(lifecycle.Capture), &eventv1.LeadCaptured{SealedContact: []byte("s"), Attribution: &eventv1.Attribution{Source: "web-form"}})
+	w.lead(t, "c9", 8.1, cmd(lifecycle.Qualify), &eventv1.LeadQualified{ModelId: "scoring", ModelVersion: 1, Score: 80, Threshold: 70})
 	w.projected(t, w.dsn)
 
 	r, err := s.client.GetSLACompliance(ctxT(t), &projectorv1.GetSLAComplianceRequest{Period: marchPeriod()})
@@ -93,9 +97,34 @@ func TestSalesSLARatesCountHandOffsLeftToBreach(t *testing.T) {
 	check("total", r.GetSalesTotal(), due{assigned: 11, accepted: 3, within: 3, acceptDue: 8, contacted: 1, attemptWithin: 1, contactDue: 2,
 		acceptRate: 3.0 / 8, contactRate: 0.5})
 
+	// Marketing is judged on the MQLs due the same way: accepted (c1 c6
+	// c7) or held unaccepted past a deadline (c2 c3 carl's, c4 dana's);
+	// not c5 (due in 2099), c8 (erased before its deadline) nor c9 (not
+	// routed yet). It counted all nine: 3 of 9.
+	var all *projectorv1.MarketingSLARow
+	for _, m := range r.GetMarketing() {
+		if m.GetPeriod() == "2026-03" && m.GetSegment() == "" {
+			all = m
+		}
+	}
+	if all.GetMqls() != 9 || all.GetAccepted() != 3 || all.GetAcceptDue() != 6 || !near(all.GetAcceptanceRate(), 0.5) {
+		t.Errorf("marketing, March: %v, want 3 accepted of 6 due of 9 MQLs", all)
+	}
+
 	// Each "due" figure opens the leads it counts.
-	for measure, want := range map[string][]string{"accept_due": {"c1", "c2", "c3", "c6", "c7"}, "contact_due": {"c1", "c6"}} {
-		q := url.Values{"figure": {"sales"}, "measure": {measure}, "row": {"rep"}, "key": {"carl"}, "from": {"2026-03-01"}, "to": {"2026-04-01"}}
+	for _, c := range []struct {
+		figure, measure string
+		want            []string
+	}{
+		{"sales", "accept_due", []string{"c1", "c2", "c3", "c6", "c7"}},
+		{"sales", "contact_due", []string{"c1", "c6"}},
+		{"marketing", "accept_due", []string{"c1", "c2", "c3", "c4", "c6", "c7"}},
+	} {
+		measure, want := c.figure+" "+c.measure, c.want
+		q := url.Values{"figure": {c.figure}, "measure": {c.measure}, "row": {"rep"}, "key": {"carl"}, "from": {"2026-03-01"}, "to": {"2026-04-01"}}
+		if c.figure == "marketing" {
+			q = url.Values{"figure": {c.figure}, "measure": {c.measure}, "month": {"2026-03"}}
+		}
 		code, out := testenv.HTTPJSON(t, "GET", base+"api/leads?"+q.Encode(), "")
 		if code != http.StatusOK {
 			t.Fatalf("%s: %d %v", measure, code, out)
@@ -106,7 +135,7 @@ func TestSalesSLARatesCountHandOffsLeftToBreach(t *testing.T) {
 		}
 		slices.Sort(ids)
 		if !slices.Equal(ids, want) {
-			t.Errorf("carl's %s: %v, want %v", measure, ids, want)
+			t.Errorf("%s: %v, want %v", measure, ids, want)
 		}
 	}
 }

@@ -120,8 +120,12 @@ func (q *Queries) LeadsBehind(ctx context.Context, b app.BehindQuery) ([]*projec
 		if b.Segment != "" { // else the row of all segments
 			conds = append(conds, fmt.Sprintf("j.segment = $%d", arg(b.Segment)))
 		}
-		conds = append(conds, mqlWorked, map[string]string{"mql": "true", "accepted": "j.accepted_at IS NOT NULL",
-			"rejected": "j.rejected_at IS NOT NULL", "opportunity": "j.opportunity_at IS NOT NULL"}[b.Measure])
+		measure := map[string]string{"mql": "true", "accepted": "j.accepted_at IS NOT NULL",
+			"rejected": "j.rejected_at IS NOT NULL", "opportunity": "j.opportunity_at IS NOT NULL"}[b.Measure]
+		if b.Measure == "accept_due" {
+			measure = mqlAcceptDue(arg(b.Now))
+		}
+		conds = append(conds, mqlWorked, measure)
 		exists("journeys j", "j", conds)
 	case app.FigureQueue:
 		where = append(where, queuedCond())

@@ -632,7 +632,7 @@ func (q *Queries) SLA(ctx context.Context, s app.SLAQuery) (*projectorv1.GetSLAC
 		WHERE ` + period("b.at", 1, 2) + ` AND ($3 = '' OR b.segment = $3)
 		GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 4`
 	marketing := `SELECT to_char(date_trunc('month', j.mql_at AT TIME ZONE 'UTC'), 'YYYY-MM'), j.segment,
-		count(*), count(j.accepted_at), count(j.rejected_at), count(j.opportunity_at)
+		count(*), count(j.accepted_at), count(j.rejected_at), count(j.opportunity_at), count(*) FILTER (WHERE ` + mqlAcceptDue(4) + `)
 		FROM journeys j JOIN leads l ON l.lead_id = j.lead_id
 		WHERE ` + mqlWorked + ` AND ` + period("j.mql_at", 1, 2) + ` AND ($3 = '' OR j.segment = $3)
 		GROUP BY 1, 2 ORDER BY 1, 2`
@@ -744,13 +744,13 @@ func (q *Queries) SLA(ctx context.Context, s app.SLAQuery) (*projectorv1.GetSLAC
 		}
 		targets = shownTargets(targets, s.Period, s.Segment, s.Now)
 		span := marketingSpan(s.Period, targets)
-		rs, err = tx.Query(ctx, marketing, bound(span.From), bound(span.To), s.Segment)
+		rs, err = tx.Query(ctx, marketing, bound(span.From), bound(span.To), s.Segment, s.Now)
 		if err != nil {
 			return err
 		}
 		for rs.Next() {
 			var c mqlCount
-			if err := rs.Scan(&c.month, &c.segment, &c.mqls, &c.accepted, &c.rejected, &c.opps); err != nil {
+			if err := rs.Scan(&c.month, &c.segment, &c.mqls, &c.accepted, &c.rejected, &c.opps, &c.acceptDue); err != nil {
 				rs.Close()
 				return err
 			}
@@ -793,6 +793,7 @@ func sortedRows(m map[string]*projectorv1.SalesSLARow) []*projectorv1.SalesSLARo
 type mqlCount struct {
 	month, segment                 string
 	mqls, accepted, rejected, opps int64
+	acceptDue                      int64
 }
 
 // acceptDue is a hand-off h that can be judged on acceptance at $now: it
@@ -802,6 +803,14 @@ type mqlCount struct {
 // LeadsBehind lists the accept_due figure with it.
 func acceptDue(now int) string {
 	return fmt.Sprintf(`(h.accepted_at IS NOT NULL OR (h.accept_by < $%[1]d AND (h.ended_at IS NULL OR h.ended_at >= h.accept_by)))`, now)
+}
+
+// mqlAcceptDue is an MQL journey j that can be judged on acceptance at
+// $now, as acceptDue judges a hand-off: sales accepted or rejected it, or
+// a rep held it, unaccepted, when a hand-off's accept_by passed.
+func mqlAcceptDue(now int) string {
+	return fmt.Sprintf(`(j.accepted_at IS NOT NULL OR j.rejected_at IS NOT NULL OR EXISTS (SELECT 1 FROM handoffs h
+		WHERE h.lead_id = j.lead_id AND h.cycle = j.cycle AND h.accepted_at IS NULL AND h.accept_by < $%[1]d AND (h.ended_at IS NULL OR h.ended_at >= h.accept_by)))`, now)
 }
 
 // contactDue is an accepted hand-off h that can be judged on its first
@@ -900,6 +909,7 @@ func marketingRows(counts []mqlCount, targets []*eventv1.MarketingTarget, segmen
 				r.Accepted += c.accepted
 				r.Rejected += c.rejected
 				r.Opportunities += c.opps
+				r.AcceptDue += c.acceptDue
 			}
 		}
 	}
@@ -908,15 +918,15 @@ func marketingRows(counts []mqlCount, targets []*eventv1.MarketingTarget, segmen
 		if k.segment == "" && segment != "" {
 			continue // a segment filter: "all segments" would be that segment again
 		}
-		r.AcceptanceRate = ratio(r.Accepted, r.Mqls)
+		r.AcceptanceRate = ratio(r.Accepted, r.AcceptDue)
 		r.MqlToOpportunityRate = ratio(r.Opportunities, r.Mqls)
 		if t := byKey[k]; t != nil {
-			// A rate of no MQLs meets no minimum above 0.
-			rate := func(n int64, bps uint32) bool { return n*10000 >= int64(bps)*r.Mqls && (r.Mqls > 0 || bps == 0) }
+			// A rate of nothing meets no minimum above 0.
+			rate := func(n, of int64, bps uint32) bool { return n*10000 >= int64(bps)*of && (of > 0 || bps == 0) }
 			r.Target = t
 			r.MqlsMet = r.Mqls >= int64(t.GetMinMqls())
-			r.AcceptanceMet = rate(r.Accepted, t.GetMinAcceptanceRateBps())
-			r.OpportunityMet = rate(r.Opportunities, t.GetMinMqlToOpportunityBps())
+			r.AcceptanceMet = rate(r.Accepted, r.AcceptDue, t.GetMinAcceptanceRateBps())
+			r.OpportunityMet = rate(r.Opportunities, r.Mqls, t.GetMinMqlToOpportunityBps())
 		}
 		out = append(out, r)
 	}

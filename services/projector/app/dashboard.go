@@ -52,8 +52,9 @@ type BehindQuery struct {
 	// its whole period, so Period does not narrow it.
 	Month  string
 	Months Period
-	// Now is the time a queue's overdue leads and a sales row's due
-	// hand-offs are counted at (Check sets it).
+	// Now is the time a queue's overdue leads, a sales row's due
+	// hand-offs and a marketing row's due MQLs are counted at (Check sets
+	// it).
 	Now time.Time
 	// Limit bounds the leads returned (default 100, at most 500); the
 	// count is of all of them. PageToken goes on from a page before
@@ -99,7 +100,7 @@ var measures = map[string][]string{
 	FigureCampaign:  {"captured", "mql", "accepted", "opportunity", "won"},
 	FigureSales:     {"assigned", "accepted", "accepted_within_sla", "accept_due", "contacted", "first_attempt_within_sla", "contact_due"},
 	FigureBreaches:  {""},
-	FigureMarketing: {"mql", "accepted", "rejected", "opportunity"},
+	FigureMarketing: {"mql", "accepted", "rejected", "opportunity", "accept_due"},
 	FigureQueue:     {"leads", "overdue"},
 }
 

@@ -426,7 +426,8 @@ function slaPanel(res, queuesR) {
         el("td", {}, fmtMonth(r.period)), el("td", { class: "text" }, r.segment || "all segments"),
         el("td", { title: tg ? "target ≥ " + fmtCount(tg.min_mqls) : "no target" }, fig(fmtCount(r.mqls), `marketing.${r.period}.${r.segment}.mqls`, md(r, "mql")), target(r.mqls_met, tg && n(tg.min_mqls))),
         el("td", {}, fig(fmtCount(r.accepted), `marketing.${r.period}.${r.segment}.accepted`, md(r, "accepted"))),
-        el("td", { title: tg ? "target ≥ " + fmtPct(n(tg.min_acceptance_rate_bps) / 10000) : "no target" }, fmtPct(r.acceptance_rate), target(r.acceptance_met, tg && n(tg.min_acceptance_rate_bps))),
+        el("td", { title: (tg ? "target ≥ " + fmtPct(n(tg.min_acceptance_rate_bps) / 10000) : "no target") + "; of " + fmtCount(r.accept_due) + " due" },
+          fig(rate(r.accepted, r.accept_due), `marketing.${r.period}.${r.segment}.acceptance`, md(r, "accept_due")), target(r.acceptance_met, tg && n(tg.min_acceptance_rate_bps))),
         el("td", { title: tg ? "target ≥ " + fmtPct(n(tg.min_mql_to_opportunity_bps) / 10000) : "no target" }, fig(fmtPct(r.mql_to_opportunity_rate), `marketing.${r.period}.${r.segment}.opp_rate`, md(r, "opportunity")), target(r.opportunity_met, tg && n(tg.min_mql_to_opportunity_bps))));
     }))) : el("div", { class: "empty" }, "No MQLs in the period.");
   return panel("sla-panel", "SLA compliance", "both directions", null,

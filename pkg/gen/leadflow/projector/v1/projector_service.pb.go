@@ -2446,11 +2446,13 @@ type MarketingSLARow struct {
 	Period string `protobuf:"bytes,1,opt,name=period,proto3" json:"period,omitempty"`
 	// segment is empty on the row of all segments together, which also
 	// counts the MQLs that no segment holds yet.
-	Segment              string  `protobuf:"bytes,2,opt,name=segment,proto3" json:"segment,omitempty"`
-	Mqls                 int64   `protobuf:"varint,3,opt,name=mqls,proto3" json:"mqls,omitempty"`
-	Accepted             int64   `protobuf:"varint,4,opt,name=accepted,proto3" json:"accepted,omitempty"`
-	Rejected             int64   `protobuf:"varint,5,opt,name=rejected,proto3" json:"rejected,omitempty"`
-	Opportunities        int64   `protobuf:"varint,6,opt,name=opportunities,proto3" json:"opportunities,omitempty"`
+	Segment       string `protobuf:"bytes,2,opt,name=segment,proto3" json:"segment,omitempty"`
+	Mqls          int64  `protobuf:"varint,3,opt,name=mqls,proto3" json:"mqls,omitempty"`
+	Accepted      int64  `protobuf:"varint,4,opt,name=accepted,proto3" json:"accepted,omitempty"`
+	Rejected      int64  `protobuf:"varint,5,opt,name=rejected,proto3" json:"rejected,omitempty"`
+	Opportunities int64  `protobuf:"varint,6,opt,name=opportunities,proto3" json:"opportunities,omitempty"`
+	// acceptance_rate is accepted of accept_due: an MQL a rep still has
+	// time to accept is not held against marketing.
 	AcceptanceRate       float64 `protobuf:"fixed64,7,opt,name=acceptance_rate,json=acceptanceRate,proto3" json:"acceptance_rate,omitempty"`
 	MqlToOpportunityRate float64 `protobuf:"fixed64,8,opt,name=mql_to_opportunity_rate,json=mqlToOpportunityRate,proto3" json:"mql_to_opportunity_rate,omitempty"`
 	// target is the target set for exactly this row's period and segment
@@ -2464,8 +2466,12 @@ type MarketingSLARow struct {
 	MqlsMet        bool `protobuf:"varint,10,opt,name=mqls_met,json=mqlsMet,proto3" json:"mqls_met,omitempty"`
 	AcceptanceMet  bool `protobuf:"varint,11,opt,name=acceptance_met,json=acceptanceMet,proto3" json:"acceptance_met,omitempty"`
 	OpportunityMet bool `protobuf:"varint,12,opt,name=opportunity_met,json=opportunityMet,proto3" json:"opportunity_met,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// accept_due is the MQLs sales can be judged on by now: accepted,
+	// rejected, or held by a rep, unaccepted, past a hand-off's acceptance
+	// deadline. An MQL still queued for routing is not due.
+	AcceptDue     int64 `protobuf:"varint,13,opt,name=accept_due,json=acceptDue,proto3" json:"accept_due,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MarketingSLARow) Reset() {
@@ -2580,6 +2586,13 @@ func (x *MarketingSLARow) GetOpportunityMet() bool {
 		return x.OpportunityMet
 	}
 	return false
+}
+
+func (x *MarketingSLARow) GetAcceptDue() int64 {
+	if x != nil {
+		return x.AcceptDue
+	}
+	return 0
 }
 
 type GetSLAComplianceResponse struct {
@@ -4369,7 +4382,7 @@ const file_leadflow_projector_v1_projector_service_proto_rawDesc = "" +
 	"accept_due\x18\x0f \x01(\x03R\tacceptDue\x12\x1f\n" +
 	"\vcontact_due\x18\x10 \x01(\x03R\n" +
 	"contactDue\x12@\n" +
-	"\x1dfirst_attempt_within_sla_rate\x18\x11 \x01(\x01R\x19firstAttemptWithinSlaRate\"\xbc\x03\n" +
+	"\x1dfirst_attempt_within_sla_rate\x18\x11 \x01(\x01R\x19firstAttemptWithinSlaRate\"\xdb\x03\n" +
 	"\x0fMarketingSLARow\x12\x16\n" +
 	"\x06period\x18\x01 \x01(\tR\x06period\x12\x18\n" +
 	"\asegment\x18\x02 \x01(\tR\asegment\x12\x12\n" +
@@ -4383,7 +4396,9 @@ const file_leadflow_projector_v1_projector_service_proto_rawDesc = "" +
 	"\bmqls_met\x18\n" +
 	" \x01(\bR\amqlsMet\x12%\n" +
 	"\x0eacceptance_met\x18\v \x01(\bR\racceptanceMet\x12'\n" +
-	"\x0fopportunity_met\x18\f \x01(\bR\x0eopportunityMet\"\xe9\x02\n" +
+	"\x0fopportunity_met\x18\f \x01(\bR\x0eopportunityMet\x12\x1d\n" +
+	"\n" +
+	"accept_due\x18\r \x01(\x03R\tacceptDue\"\xe9\x02\n" +
 	"\x18GetSLAComplianceResponse\x126\n" +
 	"\x04reps\x18\x01 \x03(\v2\".leadflow.projector.v1.SalesSLARowR\x04reps\x128\n" +
 	"\x05teams\x18\x02 \x03(\v2\".leadflow.projector.v1.SalesSLARowR\x05teams\x12C\n" +
