@@ -208,6 +208,10 @@ func TestValidate(t *testing.T) {
 			m.Threshold = fit + eng + 1
 			return m
 		}(), "threshold"},
+		{"threshold of two seniority bands together", scoring.Model{Threshold: 40, Fit: []scoring.FitRule{
+			{ID: "vp", Points: 30, When: scoring.Criteria{SeniorityIn: []eventv1.Seniority{eventv1.Seniority_SENIORITY_VP}}},
+			{ID: "director", Points: 20, When: scoring.Criteria{SeniorityIn: []eventv1.Seniority{eventv1.Seniority_SENIORITY_DIRECTOR}}},
+		}}, "threshold"},
 		{"zero threshold", func() scoring.Model { m := scoring.Default(); m.Threshold = 0; return m }(), "threshold"},
 		{"empty model", scoring.Model{Threshold: 1}, "threshold"},
 	}

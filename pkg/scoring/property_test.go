@@ -2,6 +2,7 @@ package scoring_test
 
 import (
 	"flag"
+	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"testing"
@@ -106,4 +107,96 @@ func randomFacts(r *rand.Rand) scoring.Facts {
 			At: t0.Add(time.Duration(r.Int64N(int64(120*day))) - 20*day)})
 	}
 	return f
+}
+
+// MaxScore's fit part is the best one profile can do: brute force over
+// every profile built from the values the rules use (and one none uses)
+// reaches it exactly for models of positive rules, and never passes it
+// when some rules are negative. Summing every positive rule, as it did,
+// counted two seniority bands together.
+func TestMaxFitIsReachedBySomeProfile(t *testing.T) {
+	s0 := *seed
+	if s0 == 0 {
+		s0 = uint64(time.Now().UnixNano())
+	}
+	t.Logf("seed %d", s0)
+	r := rand.New(rand.NewPCG(s0, 1))
+	seniorities := []eventv1.Seniority{0, 1, 2, 3}
+	functions := []eventv1.JobFunction{0, 1, 2}
+	sizes := []int{0, 10, 50, 200, 1000}
+	industries := []string{"", "software", "Retail"}
+	countries := []string{"", "DE", "fr"}
+	domains := []string{"", "rival.com", "eu.rival.com", "other.org"}
+	some := func(n int, pick func() bool) []int {
+		var out []int
+		for i := range n {
+			if pick() {
+				out = append(out, i)
+			}
+		}
+		return out
+	}
+	coin := func(p float64) func() bool { return func() bool { return r.Float64() < p } }
+	for i := range 300 {
+		negatives := i%3 == 0
+		var m scoring.Model
+		for j := range 1 + r.IntN(6) {
+			w := scoring.Criteria{}
+			if r.IntN(2) == 0 {
+				for _, k := range some(3, coin(0.5)) {
+					w.SeniorityIn = append(w.SeniorityIn, seniorities[k+1])
+				}
+			}
+			if r.IntN(3) == 0 {
+				for _, k := range some(2, coin(0.5)) {
+					w.FunctionIn = append(w.FunctionIn, functions[k+1])
+				}
+			}
+			if r.IntN(2) == 0 {
+				w.MinEmployees = sizes[r.IntN(len(sizes))]
+				if hi := sizes[r.IntN(len(sizes))]; hi >= w.MinEmployees {
+					w.MaxEmployees = hi
+				}
+			}
+			if r.IntN(3) == 0 {
+				for _, k := range some(2, coin(0.6)) {
+					w.IndustryIn = append(w.IndustryIn, []string{"SOFTWARE", "retail "}[k])
+				}
+			}
+			if r.IntN(3) == 0 {
+				for _, k := range some(2, coin(0.6)) {
+					w.CountryIn = append(w.CountryIn, []string{"de", "FR"}[k])
+				}
+			}
+			if r.IntN(3) == 0 {
+				for _, k := range some(3, coin(0.5)) {
+					w.EmailDomainIn = append(w.EmailDomainIn, domains[k+1])
+				}
+			}
+			p := 1 + r.IntN(50)
+			if negatives && r.IntN(3) == 0 {
+				p = -p
+			}
+			m.Fit = append(m.Fit, scoring.FitRule{ID: fmt.Sprint("f", j), Points: p, When: w})
+		}
+		brute := 0
+		for _, se := range seniorities {
+			for _, fn := range functions {
+				for _, n := range sizes {
+					for _, in := range industries {
+						for _, c := range countries {
+							for _, d := range domains {
+								f := scoring.Facts{Profile: scoring.Profile{Seniority: se, Function: fn, Employees: n, Industry: in, Country: c, EmailDomain: d}}
+								brute = max(brute, scoring.Score(m, f, t0).Fit)
+							}
+						}
+					}
+				}
+			}
+		}
+		fit, _ := scoring.MaxScore(m)
+		if fit < brute || (!negatives && fit != brute) {
+			t.Fatalf("seed %d model %d: MaxScore's fit %d, a profile scores %d:\n%+v", s0, i, fit, brute, m.Fit)
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -128,17 +129,152 @@ func activityName(t eventv1.ActivityType) string {
 	return strings.TrimPrefix(t.String(), "ACTIVITY_TYPE_")
 }
 
-// MaxScore is the most a lead can score under m: every positive fit rule
-// and every positive engagement rule at its cap. No lead can reach a
-// threshold above it.
+// MaxScore is the most a lead can score under m: the positive fit rules
+// that one profile can match together (maxFit), and every positive
+// engagement rule at its cap. No lead can reach a threshold above it.
 func MaxScore(m Model) (fit, engagement int) {
-	for _, r := range m.Fit {
-		fit += max(r.Points, 0)
-	}
+	fit = maxFit(m.Fit)
 	for _, r := range m.Engagement {
 		if r.Points > 0 {
 			engagement += r.Cap
 		}
 	}
 	return fit, engagement
+}
+
+// maxFitSteps bounds maxFit's search; past it, the answer is the sum of
+// every positive rule, which is never below the true maximum.
+const maxFitSteps = 100_000
+
+// maxFit is the largest sum of positive fit rules whose conditions one
+// profile meets together: two seniority bands never add up. Each condition
+// is on its own field, so a profile is one value per field, and only the
+// values the rules name matter (any other value matches fewer rules). The
+// search picks them field by field and drops a branch that cannot beat
+// the best found. Negative rules are left out: avoiding them can only
+// raise the sum, so the answer stays an upper bound.
+func maxFit(rules []FitRule) int {
+	var pos []FitRule
+	sum := 0
+	for _, r := range rules {
+		if r.Points > 0 {
+			pos = append(pos, r)
+			sum += r.Points
+		}
+	}
+	if len(pos) > 64 { // beyond a bitset; Validate refuses more than MaxRules anyway
+		return sum
+	}
+	all := uint64(1)<<len(pos) - 1
+	if len(pos) == 64 {
+		all = ^uint64(0)
+	}
+	// choices[f] holds, for each value of field f the rules name, the
+	// rules a profile with that value can still match.
+	var choices [][]uint64
+	field := func(names func(Criteria) []string, match func(c Criteria, v string) bool) {
+		var vals []string
+		for _, r := range pos {
+			vals = append(vals, names(r.When)...)
+		}
+		var sets []uint64
+		for _, v := range vals {
+			var s uint64
+			for i, r := range pos {
+				if match(r.When, v) {
+					s |= 1 << i
+				}
+			}
+			if !slices.Contains(sets, s) {
+				sets = append(sets, s)
+			}
+		}
+		if len(sets) > 0 {
+			choices = append(choices, sets)
+		}
+	}
+	fold := func(vs []string) []string {
+		out := make([]string, len(vs))
+		for i, v := range vs {
+			out[i] = strings.ToLower(strings.TrimSpace(v))
+		}
+		return out
+	}
+	enums := func(get func(Criteria) []int32) {
+		field(func(c Criteria) []string {
+			var out []string
+			for _, e := range get(c) {
+				out = append(out, fmt.Sprint(e))
+			}
+			return out
+		}, func(c Criteria, v string) bool {
+			es := get(c)
+			return len(es) == 0 || slices.ContainsFunc(es, func(e int32) bool { return fmt.Sprint(e) == v })
+		})
+	}
+	enums(func(c Criteria) []int32 { return int32s(c.SeniorityIn) })
+	enums(func(c Criteria) []int32 { return int32s(c.FunctionIn) })
+	field(func(c Criteria) []string {
+		var out []string
+		for _, n := range []int{c.MinEmployees, c.MaxEmployees} {
+			if n > 0 {
+				out = append(out, strconv.Itoa(n))
+			}
+		}
+		return append(out, "1")
+	}, func(c Criteria, v string) bool {
+		n, _ := strconv.Atoi(v)
+		return (c.MinEmployees <= 0 || n >= c.MinEmployees) && (c.MaxEmployees <= 0 || n <= c.MaxEmployees)
+	})
+	for _, get := range []func(Criteria) []string{
+		func(c Criteria) []string { return c.IndustryIn },
+		func(c Criteria) []string { return c.CountryIn },
+	} {
+		field(func(c Criteria) []string { return fold(get(c)) }, func(c Criteria, v string) bool {
+			return len(get(c)) == 0 || slices.Contains(fold(get(c)), v)
+		})
+	}
+	field(func(c Criteria) []string { return fold(c.EmailDomainIn) }, func(c Criteria, v string) bool {
+		return len(c.EmailDomainIn) == 0 || slices.ContainsFunc(c.EmailDomainIn, func(d string) bool { return inDomain(v, d) })
+	})
+	slices.SortFunc(choices, func(a, b []uint64) int { return len(a) - len(b) })
+
+	points := func(s uint64) int {
+		n := 0
+		for i, r := range pos {
+			if s&(1<<i) != 0 {
+				n += r.Points
+			}
+		}
+		return n
+	}
+	best, steps := 0, 0
+	var search func(f int, s uint64) bool
+	search = func(f int, s uint64) bool {
+		if steps++; steps > maxFitSteps {
+			return false
+		}
+		if f == len(choices) {
+			best = max(best, points(s))
+			return true
+		}
+		for _, c := range choices[f] {
+			if next := s & c; points(next) > best && !search(f+1, next) {
+				return false
+			}
+		}
+		return true
+	}
+	if !search(0, all) {
+		return sum
+	}
+	return best
+}
+
+func int32s[E ~int32](es []E) []int32 {
+	out := make([]int32, len(es))
+	for i, e := range es {
+		out[i] = int32(e)
+	}
+	return out
 }
