@@ -67,13 +67,74 @@ func httpHandler(ctx context.Context, conn *grpc.ClientConn, gateways ...Gateway
 			return nil, fmt.Errorf("register http gateway: %w", err)
 		}
 	}
-	return fullDuplex(withBody(mux)), nil
+	return fullDuplex(withBody(correlated(mux))), nil
 }
+
+// correlated refuses a correlation id the gRPC call could not carry
+// before anything reads the body (checkCorrelation, over HTTP).
+func correlated(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if v := r.Header.Values(CorrelationHeader); len(v) > 0 {
+			if err := correlationError(v[0]); err != nil {
+				writeStatus(w, status.Convert(err))
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// writeStatus answers st as the gateway answers an error: the HTTP status
+// its code maps to, the status as JSON. An UNAUTHENTICATED answer names
+// the scheme to authenticate with (RFC 9110).
+func writeStatus(w http.ResponseWriter, st *status.Status) {
+	b, err := protojson.MarshalOptions{EmitUnpopulated: true}.Marshal(st.Proto())
+	if err != nil {
+		b = []byte(`{"code":13,"message":"internal error"}`)
+	}
+	if st.Code() == codes.Unauthenticated {
+		w.Header().Set("WWW-Authenticate", "Bearer")
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(runtime.HTTPStatusFromCode(st.Code()))
+	_, _ = w.Write(b)
+}
+
+// probeKey marks a request routingErrors sends through the mux to learn
+// whether a method is served at a path: withPath answers it, unserved.
+type probeKey struct{}
+
+// allowed is the methods the mux serves at r's path, for a 405's Allow.
+func allowed(mux *runtime.ServeMux, r *http.Request) string {
+	var out []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		served := false
+		p := r.Clone(context.WithValue(r.Context(), probeKey{}, &served))
+		p.Method, p.Body, p.ContentLength = m, http.NoBody, 0
+		p.Header.Del("Content-Type") // else a form POST falls back to a GET route
+		p.Header.Del("X-HTTP-Method-Override")
+		mux.ServeHTTP(discard{}, p)
+		if served {
+			out = append(out, m)
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+// discard is a ResponseWriter a probe's answer goes nowhere through.
+type discard struct{}
+
+func (discard) Header() http.Header         { return http.Header{} }
+func (discard) Write(b []byte) (int, error) { return len(b), nil }
+func (discard) WriteHeader(int)             {}
 
 // routingErrors answers a path served for other methods 405, not the
 // gateway's 501 (its status, UNIMPLEMENTED, stays in the body): the
 // method is the caller's to fix, not one the server lacks.
 func routingErrors(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, code int) {
+	if r.Context().Value(probeKey{}) != nil {
+		return // a probe of another method: not served
+	}
 	if code != http.StatusMethodNotAllowed {
 		runtime.DefaultRoutingErrorHandler(ctx, mux, m, w, r, code)
 		return
@@ -83,6 +144,7 @@ func routingErrors(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshal
 		runtime.DefaultRoutingErrorHandler(ctx, mux, m, w, r, code)
 		return
 	}
+	w.Header().Set("Allow", allowed(mux, r))
 	w.Header().Set("Content-Type", m.ContentType(nil))
 	w.WriteHeader(code)
 	_, _ = w.Write(body)
@@ -90,7 +152,10 @@ func routingErrors(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshal
 
 // authenticated refuses a request without a valid token (HTTP 401, the
 // gRPC status as JSON, as the gateway writes errors) before anything
-// reads its body; the method's scope is checked on the gRPC call.
+// reads its body; the method's scope is checked on the gRPC call. While
+// the revocations are unread no token is taken, and the answer is the
+// gRPC side's UNAVAILABLE (503), to retry, not a 401 that would have a
+// client throw a good token away.
 func authenticated(v *auth.Verifier, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/healthz" {
@@ -104,17 +169,17 @@ func authenticated(v *auth.Verifier, h http.Handler) http.Handler {
 		var st *status.Status
 		if token := auth.BearerToken(header); token == "" {
 			st = status.New(codes.Unauthenticated, "authorization: a bearer token is required")
-		} else if _, err := v.Verify(token); err != nil {
+		} else if _, err := v.Verify(token); errors.Is(err, auth.ErrNotReady) {
+			st = status.New(codes.Unavailable, err.Error())
+			w.Header().Set("Retry-After", "5")
+		} else if err != nil {
 			st = status.New(codes.Unauthenticated, err.Error())
 		}
 		if st == nil {
 			h.ServeHTTP(w, r)
 			return
 		}
-		b, _ := protojson.Marshal(st.Proto())
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusUnauthorized)
-		w.Write(b)
+		writeStatus(w, st)
 	})
 }
 

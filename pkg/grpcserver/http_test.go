@@ -182,6 +182,28 @@ func TestHTTPCallsGoThroughTheGRPCServer(t *testing.T) {
 	if code, _ := testenv.HTTPJSON(t, "POST", base+"/v1/leads", `{"contact":{"email":"ada@example.com"}}`, "X-Correlation-Id", strings.Repeat("c", 128)); code != 200 {
 		t.Fatalf("a 128-character correlation id: %d", code)
 	}
+	// One the gateway would drop (gRPC metadata is printable ASCII), and
+	// a field sent in the query of a route that reads only its body, are
+	// refused too: the call would run without them (a retry's
+	// idempotency key dropped is a duplicate capture).
+	for _, c := range []struct{ path, header, field string }{
+		{"/v1/leads", "commande-42-é", "x-correlation-id"},
+		{"/v1/leads?idempotencyKey=form-7", "", "idempotencyKey"},
+		{"/v1/leads?zeta=1&alpha=2", "", "alpha"},
+	} {
+		calls := len(fake.served())
+		var h []string
+		if c.header != "" {
+			h = []string{"X-Correlation-Id", c.header}
+		}
+		code, out := testenv.HTTPJSON(t, "POST", base+c.path, `{"contact":{"email":"ada@example.com"}}`, h...)
+		if code != 400 || out["code"] != float64(codes.InvalidArgument) || !strings.Contains(toJSON(t, out["details"]), `"field":"`+c.field+`"`) {
+			t.Fatalf("%s %q: %d %v, want %s refused", c.path, c.header, code, out, c.field)
+		}
+		if n := len(fake.served()); n != calls {
+			t.Fatalf("%s %q was served", c.path, c.header)
+		}
+	}
 
 	// The unbound path of a method that also has a REST path.
 	if code, out := testenv.HTTPJSON(t, "POST", base+"/leadflow.intake.v1.IntakeService/GetLead", `{"leadId":"known"}`); code != 200 ||
@@ -200,9 +222,14 @@ func TestHTTPCallsGoThroughTheGRPCServer(t *testing.T) {
 	if code, out := testenv.HTTPJSON(t, "GET", base+"/v1/leads/nobody", ""); code != 404 || out["code"] != float64(codes.NotFound) {
 		t.Fatalf("unknown lead: %d %v", code, out)
 	}
-	// A path served for another method is the caller's mistake: 405.
-	if code, out := testenv.HTTPJSON(t, "GET", base+"/v1/leads", ""); code != http.StatusMethodNotAllowed || out["code"] != float64(codes.Unimplemented) {
-		t.Fatalf("GET on a POST route: %d %v", code, out)
+	// A path served for another method is the caller's mistake: 405,
+	// naming the methods served there (RFC 9110: Allow).
+	for path, allow := range map[string]string{"/v1/leads": "POST", "/v1/leads/known": "GET", "/v1/leads/known/activities": "POST"} {
+		method := map[string]string{"POST": "GET", "GET": "DELETE"}[allow]
+		code, header, body := testenv.HTTPWithHeader(t, method, base+path, "")
+		if code != http.StatusMethodNotAllowed || !strings.Contains(body, fmt.Sprintf(`"code":%d`, codes.Unimplemented)) || header.Get("Allow") != allow {
+			t.Fatalf("%s %s: %d Allow %q %s, want 405 Allow %q", method, path, code, header.Get("Allow"), body, allow)
+		}
 	}
 	if code, out := testenv.HTTPJSON(t, "GET", base+"/v1/leads/merged", ""); code != 400 || out["code"] != float64(codes.FailedPrecondition) ||
 		out["message"] != "lead merged: refused in MERGED" {

@@ -225,6 +225,20 @@ var (
 // withPath lets the body's decoder see the route's path parameters.
 func withPath(next runtime.HandlerFunc) runtime.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
+		if served, ok := r.Context().Value(probeKey{}).(*bool); ok {
+			*served = true
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodDelete && r.URL.RawQuery != "" {
+			// Every route with a body takes the whole request from it
+			// (body "*"), and the gateway never reads such a route's
+			// query: an idempotency key sent there would be dropped.
+			q := r.URL.Query()
+			name := slices.Sorted(maps.Keys(q))[0]
+			msg := fmt.Sprintf("%s: %s routes read the JSON body, not the query", name, r.Method)
+			writeStatus(w, status.Convert(InvalidArgument(msg, FieldViolation{Field: name, Description: msg})))
+			return
+		}
 		if b, ok := r.Context().Value(bodyKey{}).(*requestBody); ok {
 			b.path = params
 		}
@@ -403,6 +417,9 @@ func bodyErrors(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler,
 		} else if field, ok := unparsedParam(s.Message(), r.URL.Query()); ok {
 			err = InvalidArgument(s.Message(), FieldViolation{Field: field, Description: s.Message()})
 		}
+	}
+	if status.Code(err) == codes.Unauthenticated {
+		w.Header().Set("WWW-Authenticate", "Bearer")
 	}
 	if b != nil && b.cut.Load() && r.ProtoMajor == 1 {
 		// The rest of a value too long is left unread, and the server

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"testing"
 	"time"
 
@@ -53,8 +55,8 @@ func TestANewServerRefusesATokenRevokedBeforeItStarted(t *testing.T) {
 		t.Fatal(err)
 	}
 	// start starts a server following js and returns a call with a token
-	// and a health check.
-	start := func(t *testing.T, js jetstream.JetStream) (func(tok string) error, func() healthpb.HealthCheckResponse_ServingStatus) {
+	// and a health check, and the base URL of its HTTP side.
+	start := func(t *testing.T, js jetstream.JetStream) (func(tok string) error, func() healthpb.HealthCheckResponse_ServingStatus, string) {
 		sctx, stop := context.WithCancel(ctx)
 		s, err := grpcserver.ForService(sctx, slog.New(slog.NewTextHandler(io.Discard, nil)), js, hex.EncodeToString(pub), config.TLS{})
 		if err != nil {
@@ -62,6 +64,10 @@ func TestANewServerRefusesATokenRevokedBeforeItStarted(t *testing.T) {
 		}
 		intakev1.RegisterIntakeServiceServer(s.Server, intakev1.UnimplementedIntakeServiceServer{})
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		web, err := s.ListenHTTP("127.0.0.1:0", intakev1.RegisterIntakeServiceHandler)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -84,13 +90,30 @@ func TestANewServerRefusesATokenRevokedBeforeItStarted(t *testing.T) {
 					t.Fatal(err)
 				}
 				return r.GetStatus()
-			}
+			}, "http://" + web.String()
+	}
+	// get calls GetLead over HTTP and returns the HTTP status, the gRPC
+	// code in the body and the answer's header.
+	get := func(t *testing.T, base string, header ...string) (int, codes.Code, http.Header) {
+		code, h, body := testenv.HTTPWithHeader(t, "GET", base+"/v1/leads/0192a1b2-0000-7000-8000-000000000001", "", header...)
+		var st struct{ Code codes.Code }
+		if err := json.Unmarshal([]byte(body), &st); err != nil {
+			t.Fatalf("%d %q: %v", code, body, err)
+		}
+		return code, st.Code, h
 	}
 
 	t.Run("Revoked", func(t *testing.T) {
-		call, health := start(t, n.JS)
+		call, health, base := start(t, n.JS)
 		if got := health(); got != healthpb.HealthCheckResponse_SERVING {
 			t.Errorf("health with the revocations read: %v, want SERVING", got)
+		}
+		// Over HTTP a token refused is 401 naming the scheme (RFC 9110).
+		for _, h := range [][]string{nil, {"Authorization", "Bearer " + revoked}} {
+			if code, c, header := get(t, base, h...); code != http.StatusUnauthorized || c != codes.Unauthenticated ||
+				header.Get("WWW-Authenticate") != "Bearer" {
+				t.Errorf("HTTP with %v: %d %v WWW-Authenticate %q, want 401 UNAUTHENTICATED Bearer", h, code, c, header.Get("WWW-Authenticate"))
+			}
 		}
 		if err := call(revoked); status.Code(err) != codes.Unauthenticated {
 			t.Fatalf("a revoked token: %v, want UNAUTHENTICATED", err)
@@ -104,13 +127,19 @@ func TestANewServerRefusesATokenRevokedBeforeItStarted(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		call, health := start(t, away)
+		call, health, base := start(t, away)
 		if got := health(); got != healthpb.HealthCheckResponse_NOT_SERVING {
 			t.Errorf("health with the revocations out of reach: %v, want NOT_SERVING", got)
 		}
 		for _, tok := range []string{revoked, valid} {
 			if err := call(tok); status.Code(err) != codes.Unavailable {
 				t.Fatalf("revocations out of reach: %v, want UNAVAILABLE", err)
+			}
+			// Over HTTP too: 503 to retry, not a 401 that would have a
+			// client throw a good token away.
+			if code, c, header := get(t, base, "Authorization", "Bearer "+tok); code != http.StatusServiceUnavailable || c != codes.Unavailable ||
+				header.Get("Retry-After") == "" {
+				t.Fatalf("HTTP, revocations out of reach: %d %v Retry-After %q, want 503 UNAVAILABLE", code, c, header.Get("Retry-After"))
 			}
 		}
 	})

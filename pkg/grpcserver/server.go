@@ -458,11 +458,26 @@ const maxCorrelationID = 128
 // learns.
 func checkCorrelation(ctx context.Context) error {
 	md, _ := metadata.FromIncomingContext(ctx)
-	if v := md.Get(CorrelationHeader); len(v) > 0 && len(v[0]) > maxCorrelationID {
-		msg := fmt.Sprintf("%s: %d characters, at most %d", CorrelationHeader, len(v[0]), maxCorrelationID)
-		return InvalidArgument(msg, FieldViolation{Field: CorrelationHeader, Description: msg})
+	if v := md.Get(CorrelationHeader); len(v) > 0 {
+		return correlationError(v[0])
 	}
 	return nil
+}
+
+// correlationError refuses a correlation id too long to store, or with a
+// byte gRPC metadata cannot carry (the HTTP gateway drops such a header,
+// and the call would run under an id the caller never learns).
+func correlationError(v string) error {
+	var msg string
+	switch {
+	case len(v) > maxCorrelationID:
+		msg = fmt.Sprintf("%s: %d characters, at most %d", CorrelationHeader, len(v), maxCorrelationID)
+	case strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r > 0x7e }):
+		msg = CorrelationHeader + ": printable ASCII only"
+	default:
+		return nil
+	}
+	return InvalidArgument(msg, FieldViolation{Field: CorrelationHeader, Description: msg})
 }
 
 func correlationUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {

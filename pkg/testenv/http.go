@@ -14,6 +14,13 @@ import (
 // and returns the status and the body of the answer.
 func HTTP(t testing.TB, method, url, body string, header ...string) (int, string) {
 	t.Helper()
+	code, _, b := HTTPWithHeader(t, method, url, body, header...)
+	return code, b
+}
+
+// HTTPWithHeader is HTTP that also returns the answer's header.
+func HTTPWithHeader(t testing.TB, method, url, body string, header ...string) (int, http.Header, string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
@@ -32,7 +39,7 @@ func HTTP(t testing.TB, method, url, body string, header ...string) (int, string
 	if err != nil {
 		t.Fatal(err)
 	}
-	return res.StatusCode, string(b)
+	return res.StatusCode, res.Header, string(b)
 }
 
 // HTTPJSON is HTTP for an answer that is a JSON object, decoded.

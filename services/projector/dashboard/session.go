@@ -40,7 +40,7 @@ func (h *Handler) guard(next http.Handler) http.Handler {
 		}
 		p, err := h.caller(r)
 		if err != nil {
-			h.deny(w, http.StatusUnauthorized, "sign in: "+err.Error())
+			h.refuse(w, err, "sign in: ")
 			return
 		}
 		if scope := scopeOf(r.URL.Path); !p.Grants(scope) {
@@ -96,7 +96,7 @@ func (h *Handler) session(w http.ResponseWriter, r *http.Request) {
 		}
 		p, err := h.cfg.Auth.Verify(strings.TrimSpace(in.Token))
 		if err != nil {
-			h.deny(w, http.StatusUnauthorized, err.Error())
+			h.refuse(w, err, "")
 			return
 		}
 		if !p.Grants("reports:read") {
@@ -113,6 +113,19 @@ func (h *Handler) session(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "GET, POST, DELETE")
 		h.deny(w, http.StatusMethodNotAllowed, "GET, POST or DELETE")
 	}
+}
+
+// refuse answers a token not taken: 401, naming the scheme (RFC 9110),
+// or 503 while the revocations are unread, so that the page retries
+// rather than ask to sign in again with a token that is good.
+func (h *Handler) refuse(w http.ResponseWriter, err error, prefix string) {
+	if errors.Is(err, auth.ErrNotReady) {
+		w.Header().Set("Retry-After", "5")
+		h.deny(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	w.Header().Set("WWW-Authenticate", "Bearer")
+	h.deny(w, http.StatusUnauthorized, prefix+err.Error())
 }
 
 func (h *Handler) deny(w http.ResponseWriter, code int, msg string) {
