@@ -16,11 +16,12 @@ import (
 )
 
 const (
-	emailChannel = eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL
-	phoneChannel = eventv1.ConsentChannel_CONSENT_CHANNEL_PHONE
-	smsChannel   = eventv1.ConsentChannel_CONSENT_CHANNEL_SMS
-	granted      = eventv1.ConsentStatus_CONSENT_STATUS_GRANTED
-	withdrawn    = eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN
+	emailChannel    = eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL
+	phoneChannel    = eventv1.ConsentChannel_CONSENT_CHANNEL_PHONE
+	smsChannel      = eventv1.ConsentChannel_CONSENT_CHANNEL_SMS
+	trackingChannel = eventv1.ConsentChannel_CONSENT_CHANNEL_TRACKING
+	granted         = eventv1.ConsentStatus_CONSENT_STATUS_GRANTED
+	withdrawn       = eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN
 )
 
 func consentOf(l *intakev1.Lead, ch eventv1.ConsentChannel) eventv1.ConsentStatus {
@@ -180,6 +181,45 @@ func TestUnmergeGivesBackAWithdrawalHeardWhileMerged(t *testing.T) {
 	if again, err := e.client.UnmergeLeads(ctx, unmerge); err != nil || !again.GetReplayed() {
 		t.Fatalf("unmerging again: %v %v", again, err)
 	}
+	e.assertCounts(t, before)
+}
+
+// A grant sent to the absorbed lead while merged (SetConsent by its id,
+// or a form by its identity) is its person's: the unmerge gives it back
+// to that lead, and takes it from the survivor, whose person had
+// withdrawn (or never said) - the survivor could be texted otherwise.
+// The survivor's own grant stays.
+func TestUnmergeGivesBackAGrantSentThroughTheAbsorbedLead(t *testing.T) {
+	e := start(t)
+	keeper := e.capture(t, lead("keeper5@c.example")).GetLeadId()
+	dupe := e.capture(t, lead("dupe5@c.example")).GetLeadId()
+	e.setConsent(t, keeper, smsChannel, withdrawn)
+	e.setConsent(t, keeper, emailChannel, granted)
+	e.merge(t, keeper, dupe, "same person?")
+	e.setConsent(t, dupe, smsChannel, granted)   // by the absorbed id
+	e.setConsent(t, dupe, emailChannel, granted) // the survivor's says so already
+	form := lead("dupe5@c.example")              // by the absorbed lead's identity
+	form.Consents = []*eventv1.Consent{{Channel: phoneChannel, Status: granted}}
+	// Tracking: granted by the absorbed id, then withdrawn by the
+	// survivor's: the withdrawal may be either person's, and is later.
+	e.setConsent(t, dupe, trackingChannel, granted)
+	e.setConsent(t, keeper, trackingChannel, withdrawn)
+	if got := e.capture(t, form).GetLeadId(); got != keeper {
+		t.Fatalf("a capture of the absorbed identity went to %s, want the survivor %s", got, keeper)
+	}
+	if k := e.getLead(t, keeper); consentOf(k, smsChannel) != granted || consentOf(k, phoneChannel) != granted {
+		t.Fatalf("survivor while merged: %v, want SMS and phone granted", k.GetConsents())
+	}
+	e.unmerge(t, keeper, dupe, "two people")
+	k, d := e.getLead(t, keeper), e.getLead(t, dupe)
+	if consentOf(k, smsChannel) != withdrawn || consentOf(k, phoneChannel) != withdrawn || consentOf(k, emailChannel) != granted {
+		t.Errorf("survivor after the unmerge: %v, want SMS withdrawn (its own word), phone withdrawn (none of its own), email granted", k.GetConsents())
+	}
+	if consentOf(d, smsChannel) != granted || consentOf(d, phoneChannel) != granted || consentOf(d, trackingChannel) != withdrawn {
+		t.Errorf("absorbed lead after the unmerge: %v, want the SMS and phone grants its person sent, tracking withdrawn since", d.GetConsents())
+	}
+	before := e.counts(t)
+	e.unmerge(t, keeper, dupe, "two people") // a retry writes nothing
 	e.assertCounts(t, before)
 }
 

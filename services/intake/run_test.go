@@ -1466,11 +1466,11 @@ func TestMergeThenUnmergeRestoresBoth(t *testing.T) {
 		t.Fatalf("capture after unmerge went to %s, want %s", got.GetLeadId(), absorbed)
 	}
 	wantTypes := map[string][]string{
-		// The withdrawal the survivor heard while merged goes back too,
-		// and so do the two captures and the activity that came through
-		// the absorbed lead (then the capture after the unmerge).
-		absorbed: {"LeadCaptured", "ActivityRecorded", "LeadMerged", "LeadUnmerged", "ConsentChanged",
-			"LeadResubmitted", "LeadResubmitted", "ActivityRecorded", "LeadResubmitted"},
+		// The two captures, the activity and the withdrawal that came
+		// through the absorbed lead go back, in their order (then the
+		// capture after the unmerge).
+		absorbed: {"LeadCaptured", "ActivityRecorded", "LeadMerged", "LeadUnmerged",
+			"LeadResubmitted", "LeadResubmitted", "ActivityRecorded", "ConsentChanged", "LeadResubmitted"},
 		survivor: {"LeadCaptured", "LeadMerged", "LeadResubmitted", "LeadResubmitted", "ActivityRecorded", "ConsentChanged", "LeadUnmerged"},
 	}
 	for id, want := range wantTypes {

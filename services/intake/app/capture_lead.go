@@ -410,7 +410,11 @@ func (a *App) planCapture(ctx context.Context, run *captureRun) (*plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	more, err := a.consentChanges(ctx, final, final != target, state, version, l, meta)
+	via := ""
+	if final != target {
+		via = target
+	}
+	more, err := a.consentChanges(ctx, final, via, state, version, l, meta)
 	if err != nil {
 		return nil, err
 	}
@@ -421,9 +425,9 @@ func (a *App) planCapture(ctx context.Context, run *captureRun) (*plan, error) {
 // consentChanges are the ConsentChanged events a resubmission's consents
 // make: one for each channel whose status they change, so a form that
 // withdraws a channel is heard like SetConsent, and each withdrawal that
-// came through a merged lead (viaMerged: see mustHear). Only then is the
-// lead read whole (its consents as of version).
-func (a *App) consentChanges(ctx context.Context, leadID string, viaMerged bool, state lifecycle.State, version uint64, l form.Lead, meta envelope.Meta) ([]*eventv1.Event, error) {
+// came through a merged lead (via, which each names: see mustHear). Only
+// then is the lead read whole (its consents as of version).
+func (a *App) consentChanges(ctx context.Context, leadID, via string, state lifecycle.State, version uint64, l form.Lead, meta envelope.Meta) ([]*eventv1.Event, error) {
 	if len(l.Consents) == 0 {
 		return nil, nil
 	}
@@ -434,12 +438,12 @@ func (a *App) consentChanges(ctx context.Context, leadID string, viaMerged bool,
 	now := consentsAsOf(recs, version)
 	var out []*eventv1.Event
 	for _, c := range l.Consents {
-		if s, ok := now[c.GetChannel()]; ok && s == c.GetStatus() && !mustHear(viaMerged, c) {
+		if s, ok := now[c.GetChannel()]; ok && s == c.GetStatus() && !mustHear(via != "", c) {
 			continue
 		}
 		now[c.GetChannel()] = c.GetStatus()
 		ev, _, err := a.leadEvent(leadID, state, lifecycle.Command{Name: lifecycle.ChangeConsent},
-			&eventv1.ConsentChanged{Consent: c, Source: ResubmissionSource}, meta, a.now())
+			&eventv1.ConsentChanged{Consent: c, Source: ResubmissionSource, MergedFrom: via}, meta, a.now())
 		if err != nil {
 			return nil, err
 		}

@@ -212,6 +212,61 @@ func (a *App) regranted(ctx context.Context, in MergeLeads, state lifecycle.Stat
 	return out, nil
 }
 
+// reclaimed withdraws again, on the survivor after its LeadUnmerged u,
+// each channel whose last change is a grant that came through the leads
+// going back (sent to one of them: merged_from), unless the survivor's
+// own last word on it (not theirs, nor what their merge carried in) was
+// a grant: the grant was the other person's, and goes back with the
+// lead (giveBack). A channel the survivor had no word on is withdrawn,
+// as a merge leaves one (regranted).
+func (a *App) reclaimed(survivor string, state lifecycle.State, recs []eventstore.Record, u *eventv1.LeadUnmerged, meta envelope.Meta) ([]*eventv1.Event, error) {
+	type word struct {
+		status eventv1.ConsentStatus
+		theirs bool
+	}
+	var (
+		last    = map[eventv1.ConsentChannel]word{}
+		own     = map[eventv1.ConsentChannel]eventv1.ConsentStatus{}
+		order   []eventv1.ConsentChannel
+		carried bool // the merge-source changes here came with the absorbed lead
+	)
+	for _, r := range recs {
+		ev := r.Event
+		c := ev.GetConsentChanged()
+		switch {
+		case ev.GetLeadMerged() != nil:
+			carried = ev.GetLeadMerged().GetAbsorbedLeadId() == u.GetAbsorbedLeadId()
+		case c == nil || c.GetSource() != consentFromMerge:
+			carried = false
+		}
+		if c == nil {
+			continue
+		}
+		ch := c.GetConsent().GetChannel()
+		theirs := envelope.GivenBack(u, c.GetMergedFrom()) || (carried && c.GetSource() == consentFromMerge)
+		if _, ok := last[ch]; !ok {
+			order = append(order, ch)
+		}
+		last[ch] = word{c.GetConsent().GetStatus(), theirs}
+		if !theirs {
+			own[ch] = c.GetConsent().GetStatus()
+		}
+	}
+	var out []*eventv1.Event
+	for _, ch := range order {
+		if w := last[ch]; !w.theirs || w.status != eventv1.ConsentStatus_CONSENT_STATUS_GRANTED || own[ch] == eventv1.ConsentStatus_CONSENT_STATUS_GRANTED {
+			continue
+		}
+		ev, _, err := a.leadEvent(survivor, state, lifecycle.Command{Name: lifecycle.ChangeConsent},
+			&eventv1.ConsentChanged{Consent: &eventv1.Consent{Channel: ch, Status: eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN}, Source: consentFromMerge}, meta, a.now())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
 // consentFromMerge is the source of a withdrawal a merge or an unmerge
 // carried over from the other lead.
 const consentFromMerge = "merge"
@@ -219,17 +274,34 @@ const consentFromMerge = "merge"
 // heardWithdrawn is every channel withdrawn on leadID in recs, its events
 // since a lead was merged into it, granted again since or not: the
 // withdrawal may have been the absorbed person's, the grant the
-// survivor's. Not one another merge carried in with its lead (a third
-// person's, right after that LeadMerged), but one an unmerge gave back
-// to leadID (right after its LeadUnmerged): what leadID's own chain
-// heard while it was merged, the absorbed lead's person's among it.
-func heardWithdrawn(leadID string, recs []eventstore.Record) []*eventv1.Consent {
+// survivor's. Only those heard (see heard): one sent to a lead going
+// back (ours) is replayed on it in order instead (giveBack).
+func heardWithdrawn(leadID string, recs []eventstore.Record, ours func(via string) bool) []*eventv1.Consent {
 	var (
-		out     []*eventv1.Consent
-		seen    = map[eventv1.ConsentChannel]bool{}
-		carried bool // the merge-source changes here came with a merged lead
+		out  []*eventv1.Consent
+		seen = map[eventv1.ConsentChannel]bool{}
 	)
-	for _, r := range recs {
+	for i, h := range heard(leadID, recs, ours) {
+		c := recs[i].Event.GetConsentChanged()
+		if !h || seen[c.GetConsent().GetChannel()] {
+			continue
+		}
+		seen[c.GetConsent().GetChannel()] = true
+		out = append(out, c.GetConsent())
+	}
+	return out
+}
+
+// heard marks each withdrawal in recs, leadID's events, that leadID's
+// own chain heard while merged, the absorbed lead's person's among it:
+// not one another merge carried in with its lead (a third person's,
+// right after that LeadMerged), but one an unmerge gave back to leadID
+// (right after its LeadUnmerged); and not one sent to a lead going back
+// (ours, by its merged_from), which is that lead's for sure.
+func heard(leadID string, recs []eventstore.Record, ours func(via string) bool) []bool {
+	out := make([]bool, len(recs))
+	carried := false // the merge-source changes here came with a merged lead
+	for i, r := range recs {
 		ev := r.Event
 		c := ev.GetConsentChanged()
 		switch {
@@ -238,12 +310,8 @@ func heardWithdrawn(leadID string, recs []eventstore.Record) []*eventv1.Consent 
 		case c == nil || c.GetSource() != consentFromMerge:
 			carried = false
 		}
-		if c == nil || (c.GetSource() == consentFromMerge && carried) || seen[c.GetConsent().GetChannel()] ||
-			c.GetConsent().GetStatus() != eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN {
-			continue
-		}
-		seen[c.GetConsent().GetChannel()] = true
-		out = append(out, c.GetConsent())
+		out[i] = c != nil && !(c.GetSource() == consentFromMerge && carried) && !ours(c.GetMergedFrom()) &&
+			c.GetConsent().GetStatus() == eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN
 	}
 	return out
 }
@@ -374,7 +442,8 @@ func (a *App) UnmergeLeads(ctx context.Context, in MergeLeads, meta envelope.Met
 		if len(own.Absorbed) > 0 {
 			had = nil
 		}
-		back, err := a.withdrawals(in.Absorbed, lifecycle.FromProto(absorbed.GetLifecycle()), heardWithdrawn(in.Survivor, sRecs[since:]), had, meta)
+		ours := func(via string) bool { return envelope.GivenBack(payload, via) }
+		back, err := a.withdrawals(in.Absorbed, lifecycle.FromProto(absorbed.GetLifecycle()), heardWithdrawn(in.Survivor, sRecs[since:], ours), had, meta)
 		if err != nil {
 			return nil, nil, fmt.Errorf("absorbed lead %s: %w", in.Absorbed, err)
 		}
@@ -391,7 +460,12 @@ func (a *App) UnmergeLeads(ctx context.Context, in MergeLeads, meta envelope.Met
 		if err != nil {
 			return nil, nil, survivorErr(lifecycle.Unmerge, in.Survivor, err)
 		}
-		return append([]*eventv1.Event{survivor}, restored...), append(append([]*eventv1.Event{absorbed}, back...), given...), nil
+		reclaimed, err := a.reclaimed(in.Survivor, sState, sRecs, payload, meta)
+		if err != nil {
+			return nil, nil, survivorErr(lifecycle.Unmerge, in.Survivor, err)
+		}
+		sEvs = append(append([]*eventv1.Event{survivor}, restored...), reclaimed...)
+		return sEvs, append(append([]*eventv1.Event{absorbed}, back...), given...), nil
 	}, split)
 }
 
@@ -534,7 +608,21 @@ func (a *App) giveBack(ctx context.Context, leadID, survivor string, deeper []st
 		}
 		return "", false
 	}
-	for _, r := range recs {
+	// A grant sent to this lead is not replayed past a withdrawal heard
+	// after it: that goes first (heardWithdrawn), and would be undone.
+	withdrawn := heard(survivor, recs, func(from string) bool { _, ok := via(from); return ok })
+	regranted := func(i int, c *eventv1.ConsentChanged) bool {
+		if c.GetConsent().GetStatus() != eventv1.ConsentStatus_CONSENT_STATUS_GRANTED {
+			return true
+		}
+		for j := i + 1; j < len(recs); j++ {
+			if withdrawn[j] && recs[j].Event.GetConsentChanged().GetConsent().GetChannel() == c.GetConsent().GetChannel() {
+				return false
+			}
+		}
+		return true
+	}
+	for i, r := range recs {
 		var cmd lifecycle.CommandName
 		var from string
 		var sealed []byte
@@ -548,6 +636,11 @@ func (a *App) giveBack(ctx context.Context, leadID, survivor string, deeper []st
 		case *eventv1.ActivityRecorded:
 			cmd, from, sealed = lifecycle.RecordActivity, p.GetMergedFrom(), p.GetSealedDetail()
 			moves = p.GetGivenBackBy() == "" || p.GetGivenBackEventId() != ""
+		case *eventv1.ConsentChanged:
+			if !regranted(i, p) {
+				continue
+			}
+			cmd, from, moves = lifecycle.ChangeConsent, p.GetMergedFrom(), false // no campaign touch
 		default:
 			continue
 		}
@@ -566,6 +659,8 @@ func (a *App) giveBack(ctx context.Context, leadID, survivor string, deeper []st
 			c.MergedFrom, c.GivenBackBy, c.GivenBackEventId = keep, survivor, moved
 		case *eventv1.ActivityRecorded:
 			c.MergedFrom, c.GivenBackBy, c.GivenBackEventId = keep, survivor, moved
+		case *eventv1.ConsentChanged:
+			c.MergedFrom = keep
 		}
 		if len(sealed) > 0 {
 			if _, err := a.keys.Open(ctx, cmp.Or(keep, leadID), sealed); errors.Is(err, vault.ErrCorrupt) || errors.Is(err, vault.ErrNoKey) || errors.Is(err, vault.ErrShredded) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
@@ -63,7 +64,15 @@ func (a *App) SetConsent(ctx context.Context, in SetConsent, meta envelope.Meta)
 	key.pure = true // planOnLead only reads
 	cmd := lifecycle.Command{Name: lifecycle.ChangeConsent}
 	ans, err := a.once(ctx, key, func(ctx context.Context) (*plan, error) {
-		p, err := a.planOnLead(ctx, in.LeadID, cmd, meta, func(string, lifecycle.State) (eventPayload, error) { return payload, nil })
+		p, err := a.planOnLead(ctx, in.LeadID, cmd, meta, func(leadID string, _ lifecycle.State) (eventPayload, error) {
+			if leadID == in.LeadID {
+				return payload, nil
+			}
+			// Sent to a merged lead: its person's, which an unmerge gives back.
+			via := proto.CloneOf(payload)
+			via.MergedFrom = in.LeadID
+			return via, nil
+		})
 		if err != nil || in.IdempotencyKey != "" {
 			return p, err
 		}

@@ -1479,7 +1479,12 @@ type ConsentChanged struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Consent *Consent               `protobuf:"bytes,1,opt,name=consent,proto3" json:"consent,omitempty"`
 	// source is where the change came from, e.g. "preference-center".
-	Source        string `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	Source string `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	// merged_from is the merged lead a change written on its survivor was
+	// sent to (its id, or a capture of its identity), since 2026-12-06: an
+	// unmerge gives such a change back to that lead, and a grant that came
+	// so leaves the survivor (docs/events.md).
+	MergedFrom    string `protobuf:"bytes,3,opt,name=merged_from,json=mergedFrom,proto3" json:"merged_from,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1524,6 +1529,13 @@ func (x *ConsentChanged) GetConsent() *Consent {
 func (x *ConsentChanged) GetSource() string {
 	if x != nil {
 		return x.Source
+	}
+	return ""
+}
+
+func (x *ConsentChanged) GetMergedFrom() string {
+	if x != nil {
+		return x.MergedFrom
 	}
 	return ""
 }
@@ -1667,9 +1679,10 @@ type LeadUnmerged struct {
 	// survivor's key, written before 2026-12-05), and a replay of a replay
 	// an older unmerge wrote, whose touch stayed with that survivor.
 	GivenBackEventIds []string `protobuf:"bytes,5,rep,name=given_back_event_ids,json=givenBackEventIds,proto3" json:"given_back_event_ids,omitempty"`
-	// given_back_count is how many submissions and activities the unmerge
-	// replays on the absorbed lead after its LeadUnmerged (since
-	// 2026-12-06; before, 0). Past one commit's limit the replays follow
+	// given_back_count is how many submissions and activities (and consent
+	// changes, since a later release the same day) the unmerge replays on
+	// the absorbed lead after its LeadUnmerged (since 2026-12-06; before,
+	// 0). Past one commit's limit the replays follow
 	// in commits of their own, and a repeat of the unmerge writes those a
 	// crash cut off: each replay's event id derives from the absorbed
 	// lead's LeadUnmerged and the event it replays.
@@ -1952,10 +1965,12 @@ const file_leadflow_event_v1_lead_proto_rawDesc = "" +
 	"period_end\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tperiodEnd\"\x80\x01\n" +
 	"\aConsent\x12;\n" +
 	"\achannel\x18\x01 \x01(\x0e2!.leadflow.event.v1.ConsentChannelR\achannel\x128\n" +
-	"\x06status\x18\x02 \x01(\x0e2 .leadflow.event.v1.ConsentStatusR\x06status\"^\n" +
+	"\x06status\x18\x02 \x01(\x0e2 .leadflow.event.v1.ConsentStatusR\x06status\"\x7f\n" +
 	"\x0eConsentChanged\x124\n" +
 	"\aconsent\x18\x01 \x01(\v2\x1a.leadflow.event.v1.ConsentR\aconsent\x12\x16\n" +
-	"\x06source\x18\x02 \x01(\tR\x06source\"]\n" +
+	"\x06source\x18\x02 \x01(\tR\x06source\x12\x1f\n" +
+	"\vmerged_from\x18\x03 \x01(\tR\n" +
+	"mergedFrom\"]\n" +
 	"\n" +
 	"LeadErased\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x127\n" +
