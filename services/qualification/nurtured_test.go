@@ -425,3 +425,50 @@ func TestAResumedRescoreWritesTheReengagementVerdictItOwes(t *testing.T) {
 		t.Errorf("%d scores caused by the LeadReengaged, want the one", n)
 	}
 }
+
+// A re-engagement scored QUALIFY whose verdict was cut off (the live
+// scorer killed between its two appends), then a model activated before
+// the redelivery: the re-score answers the re-engagement again, caused by
+// it, verdict and all. It scored past it, and the verdict, owed only by
+// the latest score, was never written: the lead stayed nurtured for good.
+func TestARescoreAnswersAReengagementWhoseVerdictWasCutOff(t *testing.T) {
+	w := newWorld(t)
+	ctx := ctxT(t)
+	leads := &verdictCut{Leads: adapters.NewLeads(w.store)}
+	b := app.New(leads, adapters.NewModels(w.store, w.nats.JS), adapters.NewScans(w.nats.JS, stream),
+		app.WithLogger(slog.New(slog.DiscardHandler)))
+	v1 := signOff(t, b, webinarModel(50))
+	lead := uuid.NewString()
+	w.nurture(t, lead)
+	w.activity(t, lead, webinar)
+	w.activity(t, lead, webinar)
+	re := w.write(t, lead, lifecycle.Command{Name: lifecycle.Reengage}, &eventv1.LeadReengaged{ProgramId: "warm-up"})
+	recs, err := w.store.Load(ctx, eventstore.LeadSubject(lead))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reSeq := recs[len(recs)-1].Seq
+	leads.cut.Store(true)
+	if err := b.ScoreLeadEvent(ctx, lead, reSeq, re, envelope.Meta{}); err == nil {
+		t.Fatal("the cut scorer reported no error")
+	}
+	if sc := causedBy(w.events(t, lead), re.GetEventId()); len(sc) != 1 || sc[0].GetLeadScored().GetModelVersion() != v1.Version ||
+		sc[0].GetLeadScored().GetVerdict() != eventv1.ScoreVerdict_SCORE_VERDICT_QUALIFY {
+		t.Fatalf("scores caused by the LeadReengaged: %v, want v%d's, qualifying", sc, v1.Version)
+	}
+	v2 := signOff(t, b, webinarModel(40))
+	if err := b.RescoreLead(ctx, v2, lead, recs[0].Seq, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.ScoreLeadEvent(ctx, lead, reSeq, re, envelope.Meta{}); err != nil { // the redelivery
+		t.Fatal(err)
+	}
+	evs := w.events(t, lead)
+	scores := causedBy(evs, re.GetEventId())
+	q := ofType(evs, "LeadQualified")
+	if len(scores) != 2 || scores[1].GetLeadScored().GetModelVersion() != v2.Version || len(q) != 1 ||
+		q[0].GetCausationId() != scores[1].GetEventId() || last(evs).GetLifecycle().GetStatus() != eventv1.LeadStatus_LEAD_STATUS_MQL {
+		t.Fatalf("scores caused by the LeadReengaged %v, qualifications %v, status %s: want v%d's answer qualifying it, an MQL",
+			scores, q, last(evs).GetLifecycle().GetStatus(), v2.Version)
+	}
+}

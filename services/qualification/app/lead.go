@@ -187,6 +187,21 @@ func (l *lead) awaitsReengagedScore() bool {
 	return l.state.Status == lifecycle.StatusNurturing && l.reengaged != "" && !l.scored(l.reengaged)
 }
 
+// awaitsReengagedVerdict reports whether the lead is nurtured and its
+// latest score, its re-engagement's, decided a verdict not written yet
+// (its writer killed between the two appends, or about to append it). A
+// re-score must answer the re-engagement again rather than score past
+// it: a verdict is owed only by the latest score (owedVerdict), so the
+// lead would stay nurtured, its way back decided and never taken.
+func (l *lead) awaitsReengagedVerdict() bool {
+	if l.state.Status != lifecycle.StatusNurturing || l.reengaged == "" || !l.hasScore ||
+		l.lastScore.causationID != keyOf(l.reengaged) || l.verdicts[l.lastScore.eventID] {
+		return false
+	}
+	ev, err := l.lastScore.event()
+	return err == nil && ev.GetLeadScored().GetVerdict() != eventv1.ScoreVerdict_SCORE_VERDICT_NONE
+}
+
 // sameScore reports whether events are a score alone (no verdict event
 // follows) that gives what the lead's latest score gave, under the same
 // version.

@@ -157,7 +157,7 @@ func (a *App) RescoreLead(ctx context.Context, job Rescore, leadID string, seq, 
 			// re-engagement awaits, and then is caused by it: nurture waits
 			// for that score, and the live consumer finds it there.
 			m, qualify := meta, mayQualify(l.state, "")
-			if l.awaitsReengagedScore() {
+			if l.awaitsReengagedScore() || l.awaitsReengagedVerdict() {
 				m.CausationID, qualify = l.reengaged, true
 			}
 			// A lead never scored before gets its first score here, and
