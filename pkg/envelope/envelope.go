@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"regexp"
 	"slices"
 	"time"
 
@@ -115,6 +116,15 @@ func ValidLeadID(id string) bool {
 	u, err := uuid.Parse(id)
 	return err == nil && u.String() == id
 }
+
+// emailIn finds something shaped like an email address in text.
+var emailIn = regexp.MustCompile(`[^\s@<>()]+@[^\s@<>()]+\.[A-Za-z]{2,}`)
+
+// HoldsEmail reports whether s holds something shaped like an email
+// address. Text every event keeps in the clear (an idempotency key, a
+// correlation id, an erasure's reason) must not: it would go on naming
+// the person after the lead's erasure.
+func HoldsEmail(s string) bool { return emailIn.MatchString(s) }
 
 // SurvivorSide reports whether ev is the surviving lead's record of a
 // merge or an unmerge: both leads record LeadMerged (LeadUnmerged), and

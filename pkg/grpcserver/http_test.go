@@ -188,6 +188,7 @@ func TestHTTPCallsGoThroughTheGRPCServer(t *testing.T) {
 	// idempotency key dropped is a duplicate capture).
 	for _, c := range []struct{ path, header, field string }{
 		{"/v1/leads", "commande-42-é", "x-correlation-id"},
+		{"/v1/leads", "crm:grace@example.com", "x-correlation-id"}, // kept on every event, in the clear
 		{"/v1/leads?idempotencyKey=form-7", "", "idempotencyKey"},
 		{"/v1/leads?zeta=1&alpha=2", "", "alpha"},
 	} {

@@ -410,8 +410,9 @@ func recoverStream(log *slog.Logger) grpc.StreamServerInterceptor {
 
 // Status maps the errors every service shares to a gRPC status, and is the
 // one place an unexplained error is logged: a refused lifecycle transition
-// is FAILED_PRECONDITION, a lost optimistic-concurrency race that outlived
-// its retries ABORTED, a cancelled or expired context CANCELED or
+// is FAILED_PRECONDITION, a write whose outcome is unknown UNAVAILABLE (to
+// send again), a lost optimistic-concurrency race that outlived its
+// retries ABORTED, a cancelled or expired context CANCELED or
 // DEADLINE_EXCEEDED, anything else INTERNAL without details. Services map
 // their own errors (validation, not found) first and hand the rest here.
 func Status(ctx context.Context, log *slog.Logger, method string, err error) error {
@@ -422,6 +423,10 @@ func Status(ctx context.Context, log *slog.Logger, method string, err error) err
 		// A field the caller gave that the lifecycle refuses whatever the
 		// state (a close date that is past by the time it is decided).
 		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, eventstore.ErrUnknownOutcome):
+		// Nothing is known to be lost: the same request again (same key
+		// or request id) finds out, and stores it at most once.
+		return status.Error(codes.Unavailable, "the write's outcome is unknown; send the same request again")
 	case errors.Is(err, eventstore.ErrConflict):
 		return status.Error(codes.Aborted, err.Error())
 	case errors.Is(err, context.Canceled):
@@ -474,6 +479,8 @@ func correlationError(v string) error {
 		msg = fmt.Sprintf("%s: %d characters, at most %d", CorrelationHeader, len(v), maxCorrelationID)
 	case strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r > 0x7e }):
 		msg = CorrelationHeader + ": printable ASCII only"
+	case envelope.HoldsEmail(v):
+		msg = CorrelationHeader + ": must not hold an email address: every event the call writes keeps it in the clear, also after the lead's erasure"
 	default:
 		return nil
 	}

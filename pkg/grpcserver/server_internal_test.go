@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/leadflow/leadflow/pkg/auth"
+	"github.com/leadflow/leadflow/pkg/eventstore"
 	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 )
@@ -130,6 +131,8 @@ func TestStatusMapsLifecycleErrors(t *testing.T) {
 		{fmt.Errorf("absorbed lead a: %w", &lifecycle.RefusedError{Command: lifecycle.Merge, Status: lifecycle.StatusOpportunity, Reason: "open deal"}),
 			codes.FailedPrecondition, "absorbed lead a: AcceptLead refused in OPPORTUNITY: open deal"},
 		{&lifecycle.InvalidCommandError{Command: lifecycle.Convert, Field: "due", Reason: "must be after now"}, codes.InvalidArgument, "due must be after now"},
+		// Maybe stored: to send again, not a server bug (nurture answered INTERNAL).
+		{fmt.Errorf("commit: %w", eventstore.ErrUnknownOutcome), codes.Unavailable, "send the same request again"},
 		{io.ErrUnexpectedEOF, codes.Internal, "internal error"},
 	} {
 		st, _ := status.FromError(Status(context.Background(), log, "AcceptLead", c.err))

@@ -85,6 +85,9 @@ func TestCRMCommandsToWon(t *testing.T) {
 	}
 	_, err = c.RejectLead(ctx, &handoffv1.RejectLeadRequest{LeadId: id, RepId: owner, RequestId: "c1", Reason: eventv1.RejectReason_REJECT_REASON_NOT_READY})
 	wantCode(t, err, codes.InvalidArgument, "request_id")
+	// Kept on the event in the clear, after an erasure too.
+	_, err = c.RejectLead(ctx, &handoffv1.RejectLeadRequest{LeadId: id, RepId: owner, RequestId: "crm:grace@example.com", Reason: eventv1.RejectReason_REJECT_REASON_NOT_READY})
+	wantCode(t, err, codes.InvalidArgument, "request_id")
 
 	_, err = c.CloseWon(ctx, &handoffv1.CloseWonRequest{LeadId: id, RepId: owner, RequestId: "w0", Amount: eur(100)})
 	wantCode(t, err, codes.FailedPrecondition, "")

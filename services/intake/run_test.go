@@ -553,6 +553,8 @@ func TestInvalidInputIsRefusedAndWritesNothing(t *testing.T) {
 			r.Consents = []*eventv1.Consent{{Channel: eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL}}
 		}, "consents[0].status"},
 		{"idempotency key with spaces", func(r *intakev1.CaptureLeadRequest) { r.IdempotencyKey = "a b" }, "idempotency_key"},
+		// Kept in the clear on the event, after an erasure too.
+		{"idempotency key naming the person", func(r *intakev1.CaptureLeadRequest) { r.IdempotencyKey = "newsletter:grace@example.com" }, "idempotency_key"},
 		{"future time", func(r *intakev1.CaptureLeadRequest) { r.OccurredAt = timestamp(time.Now().Add(time.Hour)) }, "occurred_at"},
 		{"actor without kind", func(r *intakev1.CaptureLeadRequest) { r.Actor = &eventv1.Actor{Id: "zapier"} }, "actor.kind"},
 	}
@@ -1824,5 +1826,51 @@ func TestAnImportRowLostMidChunkLeavesTheOthersAnswered(t *testing.T) {
 	}
 	if fmt.Sprint(rows) != "[0 2]" {
 		t.Fatalf("answered rows %v, want [0 2]: row 2 was stored", rows)
+	}
+}
+
+// lostAnswer is the lead store of a server whose answer to the next
+// append is lost: the events are stored, the outcome unknown.
+type lostAnswer struct {
+	app.Leads
+	armed atomic.Bool
+}
+
+func (l *lostAnswer) Append(ctx context.Context, leadID string, expected uint64, events ...*eventv1.Event) (uint64, error) {
+	v, err := l.Leads.Append(ctx, leadID, expected, events...)
+	if err == nil && l.armed.CompareAndSwap(true, false) {
+		return 0, fmt.Errorf("%w: the answer was lost", eventstore.ErrUnknownOutcome)
+	}
+	return v, err
+}
+
+// A capture whose write's outcome is unknown is UNAVAILABLE, to send
+// again; but one without an idempotency key is not told that is safe:
+// sent again, its submission is stored twice.
+func TestACaptureWithAnUnknownOutcomeSaysWhetherToSendItAgain(t *testing.T) {
+	n := testenv.StartNATS(t)
+	lost := &lostAnswer{}
+	e := startWith(t, n, Config{Addr: "127.0.0.1:0", NATSURL: n.Server.URL(), Stream: "LEADFLOW", Replicas: 1,
+		MasterKey: hexKey(t), BlindKey: hexKey(t), Grace: time.Second,
+		leads: func(inner app.Leads) app.Leads { lost.Leads = inner; return lost }})
+	id := e.capture(t, lead("unknown@example.com")).GetLeadId()
+	for _, key := range []string{"", "form-9"} {
+		r := lead("unknown@example.com")
+		r.IdempotencyKey = key
+		lost.armed.Store(true)
+		_, err := e.client.CaptureLead(ctxT(t), r)
+		st := status.Convert(err)
+		if st.Code() != codes.Unavailable || strings.Contains(st.Message(), "idempotency_key") != (key == "") {
+			t.Errorf("key %q: %v, want UNAVAILABLE, naming the missing idempotency_key only without one", key, err)
+		}
+		if lost.armed.Load() {
+			t.Fatalf("key %q: the capture appended nothing", key)
+		}
+		if key != "" {
+			again, err := e.client.CaptureLead(ctxT(t), r)
+			if err != nil || again.GetLeadId() != id || !again.GetReplayed() {
+				t.Errorf("sent again: %v %v, want the first answer, replayed", again, err)
+			}
+		}
 	}
 }

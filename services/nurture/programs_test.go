@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	nurturev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/nurture/v1"
@@ -126,6 +127,12 @@ func TestBadInputWritesNothing(t *testing.T) {
 			return err
 		}
 	}
+	lost := func(r *nurturev1.FindLostLeadsRequest) func() error {
+		return func() error {
+			_, err := s.client.FindLostLeads(ctx, r)
+			return err
+		}
+	}
 	recycle := func(r *nurturev1.RecycleLeadRequest) func() error {
 		return func() error {
 			if r.Actor == nil {
@@ -191,11 +198,21 @@ func TestBadInputWritesNothing(t *testing.T) {
 		{"recycle into a retired program", recycle(&nurturev1.RecycleLeadRequest{LeadId: accepted, Note: "n", ProgramId: "old"}),
 			codes.InvalidArgument, "program_id", "retired"},
 		{"recycle without a note", recycle(&nurturev1.RecycleLeadRequest{LeadId: accepted}), codes.InvalidArgument, "note", "required"},
+		{"recycle by a request id naming the person", recycle(&nurturev1.RecycleLeadRequest{LeadId: accepted, Note: "n", RequestId: "crm:grace@example.com"}),
+			codes.InvalidArgument, "request_id", "email address"},
 		{"recycle a won lead", recycle(&nurturev1.RecycleLeadRequest{LeadId: won, Note: "n"}), codes.FailedPrecondition, "", "lead is won, a terminal state"},
 		{"recycle an erased lead", recycle(&nurturev1.RecycleLeadRequest{LeadId: erased, Note: "n"}), codes.FailedPrecondition, "", "lead is erased, a terminal state"},
 		{"recycle an MQL", recycle(&nurturev1.RecycleLeadRequest{LeadId: mql, Note: "n"}), codes.FailedPrecondition, "", "RecycleLead refused in MQL"},
 		{"recycle an unknown lead", recycle(&nurturev1.RecycleLeadRequest{LeadId: uuid.NewString(), Note: "n"}), codes.NotFound, "", "not found"},
 		{"recycle a malformed lead id", recycle(&nurturev1.RecycleLeadRequest{LeadId: "lead.>", Note: "n"}), codes.InvalidArgument, "lead_id", "lead id"},
+		// Out of a Timestamp's range, or a Duration whose parts disagree:
+		// taken as they came, every lead was overdue.
+		{"lost leads as of year 33658", lost(&nurturev1.FindLostLeadsRequest{AsOf: &timestamppb.Timestamp{Seconds: 1e12}}),
+			codes.InvalidArgument, "as_of", "valid time"},
+		{"lost leads with a malformed grace", lost(&nurturev1.FindLostLeadsRequest{OverdueGrace: &durationpb.Duration{Seconds: 5, Nanos: -1}}),
+			codes.InvalidArgument, "overdue_grace", "valid duration"},
+		{"lost leads with a negative claim grace", lost(&nurturev1.FindLostLeadsRequest{ClaimGrace: durationpb.New(-time.Minute)}),
+			codes.InvalidArgument, "claim_grace", "negative"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			before := w.streamLast(t)

@@ -78,6 +78,7 @@ func TestDisqualifyByHand(t *testing.T) {
 		{"its request id, not now", &qualificationv1.DisqualifyLeadRequest{LeadId: spam, Reason: req.Reason, NotNow: true, DecidedBy: mia, RequestId: "d-1"}, codes.InvalidArgument, "request_id"},
 		// Blank, it would be no id: a retry would be a second verdict.
 		{"a blank request id", &qualificationv1.DisqualifyLeadRequest{LeadId: later, Reason: "r", DecidedBy: mia, RequestId: "  "}, codes.InvalidArgument, "request_id"},
+		{"a request id naming the person", &qualificationv1.DisqualifyLeadRequest{LeadId: later, Reason: "r", DecidedBy: mia, RequestId: "crm:grace@example.com"}, codes.InvalidArgument, "request_id"},
 	} {
 		_, err := s.client.DisqualifyLead(ctxT(t), c.req)
 		assertField(t, err, c.code, c.field)

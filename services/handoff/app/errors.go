@@ -154,6 +154,8 @@ func checkRequestID(v *violations, id string) {
 		// It names the default opportunity id, which the read model stores
 		// as text: PostgreSQL takes no NUL.
 		v.add("request_id", "must not contain control characters")
+	case envelope.HoldsEmail(id):
+		v.add("request_id", "must not hold an email address: it is kept in the clear, also after the lead's erasure")
 	}
 }
 

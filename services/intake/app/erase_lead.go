@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
@@ -27,9 +26,6 @@ type EraseLead struct {
 
 // MaxReason bounds an erasure's, merge's or unmerge's reason.
 const MaxReason = 500
-
-// emailIn finds something shaped like an email address in text.
-var emailIn = regexp.MustCompile(`[^\s@<>()]+@[^\s@<>()]+\.[A-Za-z]{2,}`)
 
 // EraseLead erases a lead's personal data. It reads the identities the
 // lead holds from its sealed submissions, appends LeadErased naming them
@@ -58,7 +54,7 @@ func (a *App) EraseLead(ctx context.Context, in EraseLead, meta envelope.Meta) (
 	form.Text(&v, "reason", in.Reason, MaxReason, false)
 	// The reason outlives the erasure in the clear: an email address in it
 	// would keep naming the person. (A name cannot be told from words.)
-	if emailIn.MatchString(in.Reason) {
+	if envelope.HoldsEmail(in.Reason) {
 		v.Add("reason", "must not name the person: it is kept in the clear after the erasure, and this one holds an email address")
 	}
 	form.Actor(&v, "actor", in.Actor)

@@ -253,6 +253,9 @@ func Key(v *Violations, field, s string) {
 			return
 		}
 	}
+	if envelope.HoldsEmail(s) {
+		v.Add(field, "must not hold an email address: the key is kept in the clear, also after the lead's erasure")
+	}
 }
 
 func definedIn(names map[int32]string) func(int32) bool {

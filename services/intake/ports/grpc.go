@@ -69,6 +69,11 @@ func capture(r *intakev1.CaptureLeadRequest) form.Capture {
 // CaptureLead captures one lead.
 func (g *GRPC) CaptureLead(ctx context.Context, r *intakev1.CaptureLeadRequest) (*intakev1.CaptureLeadResponse, error) {
 	res, err := g.app.CaptureLead(ctx, capture(r), meta(ctx, r.GetActor()))
+	if errors.Is(err, eventstore.ErrUnknownOutcome) && r.GetIdempotencyKey() == "" {
+		// Without a key a capture sent again is another submission.
+		return nil, status.Error(codes.Unavailable, "the write's outcome is unknown, and the capture has no idempotency_key: "+
+			"sent again, its submission may be stored twice (its lead is not: it is found by its email or external id)")
+	}
 	if err != nil {
 		return nil, g.status(ctx, "CaptureLead", err)
 	}
@@ -389,10 +394,6 @@ func (g *GRPC) status(ctx context.Context, method string, err error) error {
 	case errors.As(err, &ke):
 		// As handoff, qualification and nurture refuse a reused request id.
 		return grpcserver.InvalidArgument(ke.Error(), grpcserver.FieldViolation{Field: ke.Field, Description: ke.Error()})
-	case errors.Is(err, eventstore.ErrUnknownOutcome):
-		// Nothing is known to be lost: the same request again (same
-		// key) finds out, and stores it at most once.
-		return status.Error(codes.Unavailable, "the write's outcome is unknown; send the same request again")
 	case errors.Is(err, app.ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, app.ErrAlreadyExists):

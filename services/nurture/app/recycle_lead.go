@@ -52,6 +52,8 @@ func (a *App) RecycleLead(ctx context.Context, in RecycleLead, meta envelope.Met
 		v.add("request_id", "must be at most %d characters", maxKey)
 	} else if in.RequestID != "" && strings.TrimSpace(in.RequestID) == "" {
 		v.add("request_id", "must not be blank: a blank id is no id, and a retry would not get the first answer")
+	} else if envelope.HoldsEmail(in.RequestID) {
+		v.add("request_id", "must not hold an email address: it is kept in the clear, also after the lead's erasure")
 	}
 	if in.ProgramID != "" {
 		if msg := program.CheckID(in.ProgramID); msg != "" {

@@ -103,14 +103,27 @@ func (g *GRPC) GetLeadNurture(ctx context.Context, r *nurturev1.GetLeadNurtureRe
 // FindLostLeads runs the no-lost-lead check.
 func (g *GRPC) FindLostLeads(ctx context.Context, r *nurturev1.FindLostLeadsRequest) (*nurturev1.FindLostLeadsResponse, error) {
 	q := app.LostQuery{Limit: int(r.GetLimit())}
-	if r.GetAsOf() != nil {
-		q.AsOf = r.GetAsOf().AsTime()
+	// Taken as they came, a time out of range or a duration whose parts
+	// disagree would judge every lead overdue.
+	var bad []grpcserver.FieldViolation
+	if t := r.GetAsOf(); t != nil && t.CheckValid() != nil {
+		bad = append(bad, grpcserver.FieldViolation{Field: "as_of", Description: "is not a valid time"})
+	} else if t != nil {
+		q.AsOf = t.AsTime()
 	}
-	if r.GetOverdueGrace() != nil {
-		q.OverdueGrace = r.GetOverdueGrace().AsDuration()
+	for _, d := range []struct {
+		field string
+		pb    *durationpb.Duration
+		to    *time.Duration
+	}{{"overdue_grace", r.GetOverdueGrace(), &q.OverdueGrace}, {"claim_grace", r.GetClaimGrace(), &q.ClaimGrace}} {
+		if d.pb != nil && d.pb.CheckValid() != nil {
+			bad = append(bad, grpcserver.FieldViolation{Field: d.field, Description: "is not a valid duration"})
+		} else if d.pb != nil {
+			*d.to = d.pb.AsDuration()
+		}
 	}
-	if r.GetClaimGrace() != nil {
-		q.ClaimGrace = r.GetClaimGrace().AsDuration()
+	if len(bad) > 0 {
+		return nil, grpcserver.InvalidArgument(bad[0].Field+": "+bad[0].Description, bad...)
 	}
 	rep, err := g.app.FindLostLeads(ctx, q)
 	if err != nil {

@@ -60,6 +60,8 @@ func (a *App) DisqualifyLead(ctx context.Context, in DisqualifyLead, meta envelo
 		v.add("request_id", "must be at most %d characters", maxRequestID)
 	} else if blank(in.RequestID) {
 		v.add("request_id", "must not be blank: a blank id is no id, and a retry would not get the first answer")
+	} else if envelope.HoldsEmail(in.RequestID) {
+		v.add("request_id", "must not hold an email address: it is kept in the clear, also after the lead's erasure")
 	}
 	checkActor(&v, "decided_by", in.DecidedBy)
 	if err := v.err(); err != nil {
