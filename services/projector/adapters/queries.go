@@ -280,9 +280,11 @@ func (q *Queries) GetLead(ctx context.Context, id string) (*projectorv1.GetLeadR
 // once per stage they ever reached.
 func (q *Queries) Funnel(ctx context.Context, f app.FunnelQuery) (*projectorv1.GetFunnelResponse, error) {
 	key := "''"
+	args := []any{bound(f.Period.From), bound(f.Period.To), f.Segment, f.Source}
 	switch f.GroupBy {
 	case projectorv1.FunnelGroup_FUNNEL_GROUP_PERIOD:
-		key = fmt.Sprintf("to_char(date_trunc('%s', l.captured_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD')", truncUnit(f.Unit))
+		key = fmt.Sprintf("to_char(date_trunc('%s', l.captured_at AT TIME ZONE $5), 'YYYY-MM-DD')", truncUnit(f.Unit))
+		args = append(args, zoneName(f.Zone))
 	case projectorv1.FunnelGroup_FUNNEL_GROUP_SEGMENT:
 		key = "l.segment"
 	case projectorv1.FunnelGroup_FUNNEL_GROUP_SOURCE:
@@ -295,7 +297,7 @@ func (q *Queries) Funnel(ctx context.Context, f app.FunnelQuery) (*projectorv1.G
 		GROUP BY 1 ORDER BY 1`, key, live, period("l.captured_at", 1, 2))
 	out := &projectorv1.GetFunnelResponse{Total: &projectorv1.FunnelRow{}}
 	err := q.db.Read(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, sql, bound(f.Period.From), bound(f.Period.To), f.Segment, f.Source)
+		rows, err := tx.Query(ctx, sql, args...)
 		if err != nil {
 			return err
 		}
@@ -325,6 +327,17 @@ func (q *Queries) Funnel(ctx context.Context, f app.FunnelQuery) (*projectorv1.G
 	funnelRates(out.Total)
 	return out, nil
 }
+
+// zoneOf is a query's calendar: its zone, UTC when none was set.
+func zoneOf(loc *time.Location) *time.Location {
+	if loc == nil {
+		return time.UTC
+	}
+	return loc
+}
+
+// zoneName is the zone for PostgreSQL's AT TIME ZONE.
+func zoneName(loc *time.Location) string { return zoneOf(loc).String() }
 
 func truncUnit(u projectorv1.PeriodUnit) string {
 	switch u {
@@ -631,7 +644,7 @@ func (q *Queries) SLA(ctx context.Context, s app.SLAQuery) (*projectorv1.GetSLAC
 		FROM breaches b LEFT JOIN reps r ON b.owner_kind = $4 AND r.rep_id = b.owner_id
 		WHERE ` + period("b.at", 1, 2) + ` AND ($3 = '' OR b.segment = $3)
 		GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 4`
-	marketing := `SELECT to_char(date_trunc('month', j.mql_at AT TIME ZONE 'UTC'), 'YYYY-MM'), j.segment,
+	marketing := `SELECT to_char(date_trunc('month', j.mql_at AT TIME ZONE $5), 'YYYY-MM'), j.segment,
 		count(*), count(j.accepted_at), count(j.rejected_at), count(j.opportunity_at), count(*) FILTER (WHERE ` + mqlAcceptDue(4) + `)
 		FROM journeys j JOIN leads l ON l.lead_id = j.lead_id
 		WHERE ` + mqlWorked + ` AND ` + period("j.mql_at", 1, 2) + ` AND ($3 = '' OR j.segment = $3)
@@ -742,9 +755,9 @@ func (q *Queries) SLA(ctx context.Context, s app.SLAQuery) (*projectorv1.GetSLAC
 		if err := rs.Err(); err != nil {
 			return err
 		}
-		targets = shownTargets(targets, s.Period, s.Segment, s.Now)
-		span := marketingSpan(s.Period, targets)
-		rs, err = tx.Query(ctx, marketing, bound(span.From), bound(span.To), s.Segment, s.Now)
+		targets = shownTargets(targets, s.Period, s.Segment, s.Now, zoneOf(s.Zone))
+		span := marketingSpan(s.Period, targets, zoneOf(s.Zone))
+		rs, err = tx.Query(ctx, marketing, bound(span.From), bound(span.To), s.Segment, s.Now, zoneName(s.Zone))
 		if err != nil {
 			return err
 		}
@@ -766,7 +779,7 @@ func (q *Queries) SLA(ctx context.Context, s app.SLAQuery) (*projectorv1.GetSLAC
 	}
 	out.Reps = sortedRows(reps)
 	out.Teams = sortedRows(teams)
-	out.Marketing = marketingRows(counts, targets, s.Segment, s.Period)
+	out.Marketing = marketingRows(counts, targets, s.Segment, s.Period, zoneOf(s.Zone))
 	return out, nil
 }
 
@@ -831,10 +844,10 @@ func overlaps(a, p app.Period) bool {
 // segment, "" for all) shows: of the segment, for a period p overlaps
 // that has begun by now. A target of a period still to come has nothing
 // to be judged on yet.
-func shownTargets(targets []*eventv1.MarketingTarget, p app.Period, segment string, now time.Time) []*eventv1.MarketingTarget {
+func shownTargets(targets []*eventv1.MarketingTarget, p app.Period, segment string, now time.Time, loc *time.Location) []*eventv1.MarketingTarget {
 	var out []*eventv1.MarketingTarget
 	for _, t := range targets {
-		tp, ok := app.RowPeriod(t.GetPeriod())
+		tp, ok := app.RowPeriod(t.GetPeriod(), loc)
 		if !ok || (segment != "" && t.GetSegment() != segment) || !overlaps(tp, p) || tp.From.After(now) {
 			continue
 		}
@@ -847,10 +860,10 @@ func shownTargets(targets []*eventv1.MarketingTarget, p app.Period, segment stri
 // whole months p overlaps and the whole periods of the targets shown.
 // Each row is judged against a target for its whole period, so a row
 // cut to p (March of a Q1 target) would miss a target it met.
-func marketingSpan(p app.Period, targets []*eventv1.MarketingTarget) app.Period {
+func marketingSpan(p app.Period, targets []*eventv1.MarketingTarget, loc *time.Location) app.Period {
 	month := func(t time.Time) time.Time {
-		t = t.UTC()
-		return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
+		t = t.In(loc)
+		return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, loc)
 	}
 	span := p
 	if !p.From.IsZero() {
@@ -862,7 +875,7 @@ func marketingSpan(p app.Period, targets []*eventv1.MarketingTarget) app.Period 
 		}
 	}
 	for _, t := range targets {
-		tp, _ := app.RowPeriod(t.GetPeriod())
+		tp, _ := app.RowPeriod(t.GetPeriod(), loc)
 		if !span.From.IsZero() && tp.From.Before(span.From) {
 			span.From = tp.From
 		}
@@ -878,7 +891,7 @@ func marketingSpan(p app.Period, targets []*eventv1.MarketingTarget) app.Period 
 // plus a row for each target shown (its month, quarter or year), also
 // with no MQLs; each row with the target set for exactly its period and
 // segment. Counts add up, so coarser periods are sums of months.
-func marketingRows(counts []mqlCount, targets []*eventv1.MarketingTarget, segment string, p app.Period) []*projectorv1.MarketingSLARow {
+func marketingRows(counts []mqlCount, targets []*eventv1.MarketingTarget, segment string, p app.Period, loc *time.Location) []*projectorv1.MarketingSLARow {
 	type key struct{ period, segment string }
 	sums := map[key]*projectorv1.MarketingSLARow{}
 	row := func(k key) *projectorv1.MarketingSLARow {
@@ -897,7 +910,7 @@ func marketingRows(counts []mqlCount, targets []*eventv1.MarketingTarget, segmen
 	for _, c := range counts {
 		year := c.month[:4]
 		quarter := fmt.Sprintf("%s-Q%d", year, (int(c.month[5]-'0')*10+int(c.month[6]-'0')-1)/3+1)
-		mp, _ := app.RowPeriod(c.month)
+		mp, _ := app.RowPeriod(c.month, loc)
 		for _, per := range []string{c.month, quarter, year} {
 			for _, s := range slices.Compact([]string{c.segment, ""}) { // a lead with no segment is counted once
 				k := key{per, s}
@@ -933,8 +946,8 @@ func marketingRows(counts []mqlCount, targets []*eventv1.MarketingTarget, segmen
 	// In time: each month, then a quarter or year that ends with it, the
 	// shorter period first.
 	slices.SortFunc(out, func(a, b *projectorv1.MarketingSLARow) int {
-		pa, _ := app.RowPeriod(a.Period)
-		pb, _ := app.RowPeriod(b.Period)
+		pa, _ := app.RowPeriod(a.Period, loc)
+		pb, _ := app.RowPeriod(b.Period, loc)
 		return cmp.Or(pa.To.Compare(pb.To), pb.From.Compare(pa.From), cmp.Compare(a.Segment, b.Segment))
 	})
 	return out

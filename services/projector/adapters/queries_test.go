@@ -19,7 +19,7 @@ func TestMarketingRowsCountALeadWithoutSegmentOnce(t *testing.T) {
 	}
 	targets := []*eventv1.MarketingTarget{{Period: "2026-Q1", MinMqls: 5}}
 	got := map[string]int64{}
-	for _, r := range marketingRows(counts, targets, "", app.Period{}) {
+	for _, r := range marketingRows(counts, targets, "", app.Period{}, time.UTC) {
 		got[r.GetPeriod()+"/"+r.GetSegment()] = r.GetMqls()
 		if r.GetPeriod() == "2026-03" && r.GetSegment() == "" && r.GetAccepted() != 3 {
 			t.Errorf("all segments in March: %d accepted, want 3", r.GetAccepted())
@@ -45,7 +45,7 @@ func TestMarketingRowsRunInTime(t *testing.T) {
 	}
 	targets := []*eventv1.MarketingTarget{{Period: "2026", Segment: "ent"}, {Period: "2026-Q1"}, {Period: "2026-Q4", Segment: "ent"}}
 	var got []string
-	for _, r := range marketingRows(counts, targets, "", app.Period{}) {
+	for _, r := range marketingRows(counts, targets, "", app.Period{}, time.UTC) {
 		got = append(got, r.GetPeriod()+"/"+r.GetSegment())
 	}
 	want := []string{"2026-01/", "2026-01/ent", "2026-03/", "2026-03/ent", "2026-Q1/", "2026-12/", "2026-12/ent", "2026-Q4/ent", "2026/ent"}
@@ -61,7 +61,7 @@ func mar(d int) time.Time { return time.Date(2026, 3, d, 0, 0, 0, 0, time.UTC) }
 func TestMarketingTargetWithoutMQLsHasARow(t *testing.T) {
 	counts := []mqlCount{{month: "2026-03", segment: "ent", mqls: 3, accepted: 2}}
 	targets := []*eventv1.MarketingTarget{{Period: "2026-03", Segment: "smb", MinMqls: 10, MinAcceptanceRateBps: 5000}}
-	rows := marketingRows(counts, targets, "", app.Period{From: mar(1), To: mar(31)})
+	rows := marketingRows(counts, targets, "", app.Period{From: mar(1), To: mar(31)}, time.UTC)
 	var got []string
 	for _, r := range rows {
 		got = append(got, r.GetPeriod()+"/"+r.GetSegment())
@@ -81,7 +81,7 @@ func TestMarketingRowsCountWholePeriods(t *testing.T) {
 	counts := []mqlCount{{month: "2026-02", mqls: 1}, {month: "2026-03", segment: "ent", mqls: 5, opps: 2}}
 	targets := []*eventv1.MarketingTarget{{Period: "2026-Q1", MinMqls: 6, MinMqlToOpportunityBps: 3000}}
 	got := map[string]int64{}
-	for _, r := range marketingRows(counts, targets, "", app.Period{From: mar(10), To: mar(20)}) {
+	for _, r := range marketingRows(counts, targets, "", app.Period{From: mar(10), To: mar(20)}, time.UTC) {
 		got[r.GetPeriod()+"/"+r.GetSegment()] = r.GetMqls()
 		if r.GetPeriod() == "2026-Q1" && (!r.GetMqlsMet() || !r.GetOpportunityMet()) {
 			t.Errorf("Q1: %v; want 6 MQLs met, 2 of 6 to opportunity (33%%) met", r)
@@ -108,7 +108,7 @@ func TestMarketingSpan(t *testing.T) {
 		{"a quarter's target", app.Period{From: mar(10), To: mar(20)}, []*eventv1.MarketingTarget{{Period: "2026-Q1"}}, app.Period{From: jan1, To: apr1}},
 		{"a year's target", app.Period{From: mar(10)}, []*eventv1.MarketingTarget{{Period: "2026"}}, app.Period{From: jan1}},
 	} {
-		if got := marketingSpan(c.p, c.targets); !got.From.Equal(c.want.From) || !got.To.Equal(c.want.To) {
+		if got := marketingSpan(c.p, c.targets, time.UTC); !got.From.Equal(c.want.From) || !got.To.Equal(c.want.To) {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
 	}
@@ -127,14 +127,14 @@ func TestShownTargets(t *testing.T) {
 		return out
 	}
 	now := mar(15)
-	if got, want := names(shownTargets(targets, app.Period{From: mar(10), To: mar(20)}, "", now)), []string{"2026-03/smb", "2026-Q1/", "2026/"}; !slices.Equal(got, want) {
+	if got, want := names(shownTargets(targets, app.Period{From: mar(10), To: mar(20)}, "", now, time.UTC)), []string{"2026-03/smb", "2026-Q1/", "2026/"}; !slices.Equal(got, want) {
 		t.Errorf("March: %v, want %v", got, want)
 	}
-	if got, want := names(shownTargets(targets, app.Period{From: mar(10), To: mar(20)}, "smb", now)), []string{"2026-03/smb"}; !slices.Equal(got, want) {
+	if got, want := names(shownTargets(targets, app.Period{From: mar(10), To: mar(20)}, "smb", now, time.UTC)), []string{"2026-03/smb"}; !slices.Equal(got, want) {
 		t.Errorf("March, smb: %v, want %v", got, want)
 	}
 	// Open: all but Q2, not begun on March 15th (and the malformed one).
-	if got, want := names(shownTargets(targets, app.Period{}, "", now)), []string{"2026-02/", "2026-03/smb", "2026-Q1/", "2026/"}; !slices.Equal(got, want) {
+	if got, want := names(shownTargets(targets, app.Period{}, "", now, time.UTC)), []string{"2026-02/", "2026-03/smb", "2026-Q1/", "2026/"}; !slices.Equal(got, want) {
 		t.Errorf("all time: %v, want %v", got, want)
 	}
 }

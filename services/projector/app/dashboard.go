@@ -48,10 +48,12 @@ type BehindQuery struct {
 	Key string
 	// Month picks a marketing row, with Segment ("" is the row of all
 	// segments): a month (YYYY-MM), or the quarter or year of a target's
-	// row (YYYY-QN, YYYY). Check sets Months to its bounds. A row counts
-	// its whole period, so Period does not narrow it.
-	Month  string
-	Months Period
+	// row (YYYY-QN, YYYY), in TimeZone's calendar (an IANA name, "" for
+	// UTC). Check sets Months to its bounds. A row counts its whole
+	// period, so Period does not narrow it.
+	Month    string
+	TimeZone string
+	Months   Period
 	// Now is the time a queue's overdue leads, a sales row's due
 	// hand-offs and a marketing row's due MQLs are counted at (Check sets
 	// it).
@@ -74,9 +76,9 @@ type Behind interface {
 // rowPeriodRE is a marketing row's period, as marketingRows names them.
 var rowPeriodRE = regexp.MustCompile(`^(\d{4})(?:-(0[1-9]|1[0-2])|-Q([1-4]))?$`)
 
-// RowPeriod is the bounds, in UTC, of a marketing row's period: a month
-// (YYYY-MM), quarter (YYYY-QN) or year (YYYY).
-func RowPeriod(p string) (Period, bool) {
+// RowPeriod is the bounds of a marketing row's period, a month
+// (YYYY-MM), quarter (YYYY-QN) or year (YYYY), in loc's calendar.
+func RowPeriod(p string, loc *time.Location) (Period, bool) {
 	m := rowPeriodRE.FindStringSubmatch(p)
 	if m == nil {
 		return Period{}, false
@@ -91,7 +93,7 @@ func RowPeriod(p string) (Period, bool) {
 		q, _ := strconv.Atoi(m[3])
 		month, months = 3*q-2, 3
 	}
-	from := time.Date(year, time.Month(month), 1, 0, 0, 0, 0, time.UTC)
+	from := time.Date(year, time.Month(month), 1, 0, 0, 0, 0, loc)
 	return Period{From: from, To: from.AddDate(0, months, 0)}, true
 }
 
@@ -137,7 +139,7 @@ func (q *BehindQuery) Check() error {
 	}
 	if q.Figure == FigureMarketing {
 		var ok bool
-		if q.Months, ok = RowPeriod(q.Month); !ok {
+		if q.Months, ok = RowPeriod(q.Month, zone(&v, q.TimeZone)); !ok {
 			v.add("month", "must be a month, quarter or year: 2026-03, 2026-Q1, 2026")
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	_ "time/tzdata" // zones for report calendars, also where the host has none
 	"unicode"
 	"unicode/utf8"
 
@@ -179,6 +180,10 @@ type FunnelQuery struct {
 	Unit    projectorv1.PeriodUnit
 	Segment string
 	Source  string
+	// TimeZone names the calendar of PERIOD rows (IANA, "" for UTC);
+	// Funnel sets Zone from it.
+	TimeZone string
+	Zone     *time.Location
 }
 
 // Funnel counts leads by the stages they reached. It returns a
@@ -187,6 +192,7 @@ type FunnelQuery struct {
 func (a *App) Funnel(ctx context.Context, q FunnelQuery) (*projectorv1.GetFunnelResponse, error) {
 	var v violations
 	q.Period.check(&v, "period")
+	q.Zone = zone(&v, q.TimeZone)
 	if q.GroupBy == projectorv1.FunnelGroup_FUNNEL_GROUP_UNSPECIFIED {
 		q.GroupBy = projectorv1.FunnelGroup_FUNNEL_GROUP_NONE
 	}
@@ -269,6 +275,10 @@ func (a *App) currency(ctx context.Context, c string, costs, merged bool) (strin
 type SLAQuery struct {
 	Period  Period
 	Segment string
+	// TimeZone names the calendar of marketing's rows (IANA, "" for
+	// UTC); SLA sets Zone from it.
+	TimeZone string
+	Zone     *time.Location
 	// Now is the time deadlines are judged at: a hand-off whose deadline
 	// has not passed yet is not due, and a target period not begun has no
 	// row.
@@ -281,6 +291,7 @@ func (a *App) SLA(ctx context.Context, q SLAQuery) (*projectorv1.GetSLAComplianc
 	var v violations
 	q.Period.check(&v, "period")
 	checkText(&v, "segment", q.Segment)
+	q.Zone = zone(&v, q.TimeZone)
 	if err := v.err(); err != nil {
 		return nil, err
 	}
@@ -359,4 +370,19 @@ func (a *App) Queues(ctx context.Context, q QueueQuery) (*projectorv1.GetQueuesR
 	}
 	q.Now = a.now()
 	return a.queries.Queues(ctx, q)
+}
+
+// zone is the location an IANA time zone name names ("" is UTC), or UTC
+// with a violation of time_zone. "Local" is refused: the server's zone
+// is no calendar a caller chose.
+func zone(v *violations, name string) *time.Location {
+	if name == "" {
+		return time.UTC
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil || name == "Local" || len(name) > 64 {
+		v.add("time_zone", "must be an IANA time zone such as Europe/Berlin")
+		return time.UTC
+	}
+	return loc
 }

@@ -86,7 +86,7 @@ func (g *GRPC) GetLead(ctx context.Context, r *projectorv1.GetLeadRequest) (*pro
 // GetFunnel counts the funnel.
 func (g *GRPC) GetFunnel(ctx context.Context, r *projectorv1.GetFunnelRequest) (*projectorv1.GetFunnelResponse, error) {
 	out, err := g.app.Funnel(ctx, app.FunnelQuery{Period: period(r.GetPeriod()), GroupBy: r.GetGroupBy(), Unit: r.GetUnit(),
-		Segment: r.GetSegment(), Source: r.GetSource()})
+		Segment: r.GetSegment(), Source: r.GetSource(), TimeZone: r.GetTimeZone()})
 	if err != nil {
 		return nil, g.status(ctx, "GetFunnel", err)
 	}
@@ -104,7 +104,7 @@ func (g *GRPC) GetCampaignReport(ctx context.Context, r *projectorv1.GetCampaign
 
 // GetSLACompliance reports SLA compliance both ways.
 func (g *GRPC) GetSLACompliance(ctx context.Context, r *projectorv1.GetSLAComplianceRequest) (*projectorv1.GetSLAComplianceResponse, error) {
-	out, err := g.app.SLA(ctx, app.SLAQuery{Period: period(r.GetPeriod()), Segment: r.GetSegment()})
+	out, err := g.app.SLA(ctx, app.SLAQuery{Period: period(r.GetPeriod()), Segment: r.GetSegment(), TimeZone: r.GetTimeZone()})
 	if err != nil {
 		return nil, g.status(ctx, "GetSLACompliance", err)
 	}

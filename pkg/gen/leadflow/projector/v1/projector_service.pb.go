@@ -1472,8 +1472,11 @@ type GetFunnelRequest struct {
 	// unit is the period length for group_by PERIOD, default MONTH.
 	Unit PeriodUnit `protobuf:"varint,3,opt,name=unit,proto3,enum=leadflow.projector.v1.PeriodUnit" json:"unit,omitempty"`
 	// Filters.
-	Segment       string `protobuf:"bytes,4,opt,name=segment,proto3" json:"segment,omitempty"`
-	Source        string `protobuf:"bytes,5,opt,name=source,proto3" json:"source,omitempty"`
+	Segment string `protobuf:"bytes,4,opt,name=segment,proto3" json:"segment,omitempty"`
+	Source  string `protobuf:"bytes,5,opt,name=source,proto3" json:"source,omitempty"`
+	// time_zone is the IANA zone (such as "America/Los_Angeles") whose
+	// calendar the PERIOD rows' days, weeks and months follow; empty: UTC.
+	TimeZone      string `protobuf:"bytes,6,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1539,6 +1542,13 @@ func (x *GetFunnelRequest) GetSegment() string {
 func (x *GetFunnelRequest) GetSource() string {
 	if x != nil {
 		return x.Source
+	}
+	return ""
+}
+
+func (x *GetFunnelRequest) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
 	}
 	return ""
 }
@@ -2138,8 +2148,12 @@ type GetSLAComplianceRequest struct {
 	// the periods: each MQL month it overlaps, and each target's month,
 	// quarter or year it overlaps (once that period has begun); every row
 	// counts its whole period, the one its target is set for.
-	Period        *Period `protobuf:"bytes,1,opt,name=period,proto3" json:"period,omitempty"`
-	Segment       string  `protobuf:"bytes,2,opt,name=segment,proto3" json:"segment,omitempty"`
+	Period  *Period `protobuf:"bytes,1,opt,name=period,proto3" json:"period,omitempty"`
+	Segment string  `protobuf:"bytes,2,opt,name=segment,proto3" json:"segment,omitempty"`
+	// time_zone is the IANA zone (such as "America/Los_Angeles") whose
+	// calendar marketing's months, quarters and years, its targets' among
+	// them, follow; empty: UTC.
+	TimeZone      string `protobuf:"bytes,3,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2184,6 +2198,13 @@ func (x *GetSLAComplianceRequest) GetPeriod() *Period {
 func (x *GetSLAComplianceRequest) GetSegment() string {
 	if x != nil {
 		return x.Segment
+	}
+	return ""
+}
+
+func (x *GetSLAComplianceRequest) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
 	}
 	return ""
 }
@@ -4297,13 +4318,14 @@ const file_leadflow_projector_v1_projector_service_proto_rawDesc = "" +
 	"\bhandoffs\x18\x04 \x03(\v2\x1e.leadflow.projector.v1.HandoffR\bhandoffs\x12H\n" +
 	"\ropportunities\x18\x05 \x03(\v2\".leadflow.projector.v1.OpportunityR\ropportunities\x126\n" +
 	"\atouches\x18\x06 \x03(\v2\x1c.leadflow.projector.v1.TouchR\atouches\x129\n" +
-	"\bbreaches\x18\a \x03(\v2\x1d.leadflow.projector.v1.BreachR\bbreaches\"\xf1\x01\n" +
+	"\bbreaches\x18\a \x03(\v2\x1d.leadflow.projector.v1.BreachR\bbreaches\"\x8e\x02\n" +
 	"\x10GetFunnelRequest\x125\n" +
 	"\x06period\x18\x01 \x01(\v2\x1d.leadflow.projector.v1.PeriodR\x06period\x12=\n" +
 	"\bgroup_by\x18\x02 \x01(\x0e2\".leadflow.projector.v1.FunnelGroupR\agroupBy\x125\n" +
 	"\x04unit\x18\x03 \x01(\x0e2!.leadflow.projector.v1.PeriodUnitR\x04unit\x12\x18\n" +
 	"\asegment\x18\x04 \x01(\tR\asegment\x12\x16\n" +
-	"\x06source\x18\x05 \x01(\tR\x06source\"\xdd\x02\n" +
+	"\x06source\x18\x05 \x01(\tR\x06source\x12\x1b\n" +
+	"\ttime_zone\x18\x06 \x01(\tR\btimeZone\"\xdd\x02\n" +
 	"\tFunnelRow\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1a\n" +
 	"\bcaptured\x18\x02 \x01(\x03R\bcaptured\x12\x10\n" +
@@ -4355,10 +4377,11 @@ const file_leadflow_projector_v1_projector_service_proto_rawDesc = "" +
 	"\vattribution\x18\x01 \x01(\x0e2'.leadflow.projector.v1.AttributionModelR\vattribution\x12\x1a\n" +
 	"\bcurrency\x18\x02 \x01(\tR\bcurrency\x12@\n" +
 	"\tcampaigns\x18\x03 \x03(\v2\".leadflow.projector.v1.CampaignRowR\tcampaigns\x12F\n" +
-	"\funattributed\x18\x04 \x01(\v2\".leadflow.projector.v1.CampaignRowR\funattributed\"j\n" +
+	"\funattributed\x18\x04 \x01(\v2\".leadflow.projector.v1.CampaignRowR\funattributed\"\x87\x01\n" +
 	"\x17GetSLAComplianceRequest\x125\n" +
 	"\x06period\x18\x01 \x01(\v2\x1d.leadflow.projector.v1.PeriodR\x06period\x12\x18\n" +
-	"\asegment\x18\x02 \x01(\tR\asegment\"N\n" +
+	"\asegment\x18\x02 \x01(\tR\asegment\x12\x1b\n" +
+	"\ttime_zone\x18\x03 \x01(\tR\btimeZone\"N\n" +
 	"\bSLACount\x12,\n" +
 	"\x03sla\x18\x01 \x01(\x0e2\x1a.leadflow.event.v1.SLAKindR\x03sla\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x03R\x05count\"\xe3\x05\n" +
