@@ -191,6 +191,7 @@ func TestHTTPCallsGoThroughTheGRPCServer(t *testing.T) {
 		{"/v1/leads", "crm:grace@example.com", "x-correlation-id"}, // kept on every event, in the clear
 		{"/v1/leads?idempotencyKey=form-7", "", "idempotencyKey"},
 		{"/v1/leads?zeta=1&alpha=2", "", "alpha"},
+		{"/v1/leads?&", "", "query"}, // no parameter named: it panicked
 	} {
 		calls := len(fake.served())
 		var h []string

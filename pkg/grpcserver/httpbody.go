@@ -233,8 +233,10 @@ func withPath(next runtime.HandlerFunc) runtime.HandlerFunc {
 			// Every route with a body takes the whole request from it
 			// (body "*"), and the gateway never reads such a route's
 			// query: an idempotency key sent there would be dropped.
-			q := r.URL.Query()
-			name := slices.Sorted(maps.Keys(q))[0]
+			name := "query" // one that names no parameter ("?&")
+			if names := slices.Sorted(maps.Keys(r.URL.Query())); len(names) > 0 {
+				name = names[0]
+			}
 			msg := fmt.Sprintf("%s: %s routes read the JSON body, not the query", name, r.Method)
 			writeStatus(w, status.Convert(InvalidArgument(msg, FieldViolation{Field: name, Description: msg})))
 			return

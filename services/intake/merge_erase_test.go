@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -215,12 +216,43 @@ func TestUnmergeGivesBackAGrantSentThroughTheAbsorbedLead(t *testing.T) {
 	if consentOf(k, smsChannel) != withdrawn || consentOf(k, phoneChannel) != withdrawn || consentOf(k, emailChannel) != granted {
 		t.Errorf("survivor after the unmerge: %v, want SMS withdrawn (its own word), phone withdrawn (none of its own), email granted", k.GetConsents())
 	}
-	if consentOf(d, smsChannel) != granted || consentOf(d, phoneChannel) != granted || consentOf(d, trackingChannel) != withdrawn {
-		t.Errorf("absorbed lead after the unmerge: %v, want the SMS and phone grants its person sent, tracking withdrawn since", d.GetConsents())
+	if consentOf(d, smsChannel) != granted || consentOf(d, phoneChannel) != granted || consentOf(d, emailChannel) != granted ||
+		consentOf(d, trackingChannel) != withdrawn {
+		t.Errorf("absorbed lead after the unmerge: %v, want the SMS, phone and email grants its person sent (email: though the survivor's said so), tracking withdrawn since", d.GetConsents())
+	}
+	// Its LeadUnmerged counts every replay marked as given back, consent
+	// changes among them: one not marked left the unmerge unfinished.
+	var count, marked uint32
+	for _, ev := range e.timeline(t, dupe) {
+		if u := ev.GetLeadUnmerged(); u != nil {
+			count, marked = u.GetGivenBackCount(), 0
+		}
+		if keeper == cmp.Or(ev.GetActivityRecorded().GetGivenBackBy(), ev.GetLeadResubmitted().GetGivenBackBy(), ev.GetConsentChanged().GetGivenBackBy()) {
+			marked++
+		}
+	}
+	if count == 0 || marked != count {
+		t.Errorf("the unmerge counts %d replays, %d are marked given back", count, marked)
 	}
 	before := e.counts(t)
 	e.unmerge(t, keeper, dupe, "two people") // a retry writes nothing
 	e.assertCounts(t, before)
+}
+
+// The survivor's own grant, sent (without a key) after the same grant
+// came through its absorbed lead, is its own word: the unmerge keeps it.
+// It was not written (nothing changed), and the unmerge withdrew it.
+func TestTheSurvivorsOwnGrantAfterTheAbsorbedLeadsStays(t *testing.T) {
+	e := start(t)
+	keeper := e.capture(t, lead("keeper6@c.example")).GetLeadId()
+	dupe := e.capture(t, lead("dupe6@c.example")).GetLeadId()
+	e.merge(t, keeper, dupe, "same person?")
+	e.setConsent(t, dupe, emailChannel, granted)
+	e.setConsent(t, keeper, emailChannel, granted)
+	e.unmerge(t, keeper, dupe, "two people")
+	if k, d := e.getLead(t, keeper), e.getLead(t, dupe); consentOf(k, emailChannel) != granted || consentOf(d, emailChannel) != granted {
+		t.Errorf("after the unmerge: survivor %v, absorbed %v; want email granted on both", k.GetConsents(), d.GetConsents())
+	}
 }
 
 // A withdrawal heard while merged goes back even when the survivor was

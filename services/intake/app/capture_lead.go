@@ -423,10 +423,9 @@ func (a *App) planCapture(ctx context.Context, run *captureRun) (*plan, error) {
 }
 
 // consentChanges are the ConsentChanged events a resubmission's consents
-// make: one for each channel whose status they change, so a form that
-// withdraws a channel is heard like SetConsent, and each withdrawal that
-// came through a merged lead (via, which each names: see mustHear). Only
-// then is the lead read whole (its consents as of version).
+// make: one for each channel whose word they change (heard), so a form
+// that withdraws a channel is heard like SetConsent. Only then is the
+// lead read whole (its consents as of version).
 func (a *App) consentChanges(ctx context.Context, leadID, via string, state lifecycle.State, version uint64, l form.Lead, meta envelope.Meta) ([]*eventv1.Event, error) {
 	if len(l.Consents) == 0 {
 		return nil, nil
@@ -438,10 +437,11 @@ func (a *App) consentChanges(ctx context.Context, leadID, via string, state life
 	now := consentsAsOf(recs, version)
 	var out []*eventv1.Event
 	for _, c := range l.Consents {
-		if s, ok := now[c.GetChannel()]; ok && s == c.GetStatus() && !mustHear(via != "", c) {
+		w := consentWord{c.GetStatus(), via}
+		if !w.heard(now, c.GetChannel()) {
 			continue
 		}
-		now[c.GetChannel()] = c.GetStatus()
+		now[c.GetChannel()] = w
 		ev, _, err := a.leadEvent(leadID, state, lifecycle.Command{Name: lifecycle.ChangeConsent},
 			&eventv1.ConsentChanged{Consent: c, Source: ResubmissionSource, MergedFrom: via}, meta, a.now())
 		if err != nil {
@@ -452,28 +452,36 @@ func (a *App) consentChanges(ctx context.Context, leadID, via string, state life
 	return out, nil
 }
 
-// mustHear reports whether a consent is written although the lead's
-// status for the channel says so already: a withdrawal that reached a
-// survivor through its absorbed lead. An unmerge gives the absorbed lead
-// back the withdrawals its survivor heard while merged; one not written
-// would be lost with the survivor's own.
-func mustHear(viaMerged bool, c *eventv1.Consent) bool {
-	return viaMerged && c.GetStatus() == eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN
+// consentWord is a channel's last consent change: its status, and the
+// merged lead it was sent to ("" for the lead's own).
+type consentWord struct {
+	status eventv1.ConsentStatus
+	via    string
 }
 
-// consentsAsOf is each channel's consent status in a lead's events as of
-// version.
-func consentsAsOf(recs []eventstore.Record, version uint64) map[eventv1.ConsentChannel]eventv1.ConsentStatus {
-	now := map[eventv1.ConsentChannel]eventv1.ConsentStatus{}
+// heard reports whether w changes its channel's word in now: its status,
+// or who said it. A status the channel has already, from someone else,
+// is written when sent through a merged lead (an unmerge gives it back to
+// that lead) and when it is the lead's own after one sent so (the unmerge
+// leaves it on the lead).
+func (w consentWord) heard(now map[eventv1.ConsentChannel]consentWord, ch eventv1.ConsentChannel) bool {
+	last, ok := now[ch]
+	return !ok || last != w
+}
+
+// consentsAsOf is each channel's last consent word in a lead's events as
+// of version.
+func consentsAsOf(recs []eventstore.Record, version uint64) map[eventv1.ConsentChannel]consentWord {
+	now := map[eventv1.ConsentChannel]consentWord{}
 	for _, r := range recs {
 		if r.Seq > version {
 			break
 		}
 		for _, c := range r.Event.GetLeadCaptured().GetConsents() {
-			now[c.GetChannel()] = c.GetStatus()
+			now[c.GetChannel()] = consentWord{c.GetStatus(), ""}
 		}
-		if c := r.Event.GetConsentChanged().GetConsent(); c != nil {
-			now[c.GetChannel()] = c.GetStatus()
+		if cc := r.Event.GetConsentChanged(); cc.GetConsent() != nil {
+			now[cc.GetConsent().GetChannel()] = consentWord{cc.GetConsent().GetStatus(), cc.GetMergedFrom()}
 		}
 	}
 	return now

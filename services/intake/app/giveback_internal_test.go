@@ -46,3 +46,33 @@ func TestGiveBackMovesNoTouchAnOlderReplayLeft(t *testing.T) {
 		t.Errorf("replays %v, want %v", marks, want)
 	}
 }
+
+// An unmerge is finished once its replays, consent changes among them,
+// are all on the absorbed lead: counted, they match its count (a consent
+// replay not counted kept it unfinished for good).
+func TestAnUnmergeCountsItsConsentReplays(t *testing.T) {
+	ev := func(p any) eventstore.Record {
+		e := &eventv1.Event{}
+		switch x := p.(type) {
+		case *eventv1.LeadUnmerged:
+			e.Payload = &eventv1.Event_LeadUnmerged{LeadUnmerged: x}
+		case *eventv1.ActivityRecorded:
+			e.Payload = &eventv1.Event_ActivityRecorded{ActivityRecorded: x}
+		case *eventv1.ConsentChanged:
+			e.Payload = &eventv1.Event_ConsentChanged{ConsentChanged: x}
+		}
+		e.LeadId = "a"
+		return eventstore.Record{Event: e}
+	}
+	recs := []eventstore.Record{
+		ev(&eventv1.LeadUnmerged{SurvivorLeadId: "s", AbsorbedLeadId: "a", GivenBackCount: 2}),
+		ev(&eventv1.ActivityRecorded{GivenBackBy: "s"}),
+	}
+	if got := unfinishedUnmerge(recs, "a"); got != "s" {
+		t.Fatalf("one of two replays written: unfinished by %q, want s", got)
+	}
+	recs = append(recs, ev(&eventv1.ConsentChanged{GivenBackBy: "s"}))
+	if got := unfinishedUnmerge(recs, "a"); got != "" {
+		t.Errorf("both replays written, the second a consent change: unfinished by %q", got)
+	}
+}

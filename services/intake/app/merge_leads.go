@@ -660,7 +660,7 @@ func (a *App) giveBack(ctx context.Context, leadID, survivor string, deeper []st
 		case *eventv1.ActivityRecorded:
 			c.MergedFrom, c.GivenBackBy, c.GivenBackEventId = keep, survivor, moved
 		case *eventv1.ConsentChanged:
-			c.MergedFrom = keep
+			c.MergedFrom, c.GivenBackBy = keep, survivor
 		}
 		if len(sealed) > 0 {
 			if _, err := a.keys.Open(ctx, cmp.Or(keep, leadID), sealed); errors.Is(err, vault.ErrCorrupt) || errors.Is(err, vault.ErrNoKey) || errors.Is(err, vault.ErrShredded) {
@@ -733,7 +733,7 @@ func unfinishedUnmerge(recs []eventstore.Record, leadID string) string {
 
 // givenBackBy is the survivor that gave an event back, "" for any other.
 func givenBackBy(ev *eventv1.Event) string {
-	return cmp.Or(ev.GetActivityRecorded().GetGivenBackBy(), ev.GetLeadResubmitted().GetGivenBackBy())
+	return cmp.Or(ev.GetActivityRecorded().GetGivenBackBy(), ev.GetLeadResubmitted().GetGivenBackBy(), ev.GetConsentChanged().GetGivenBackBy())
 }
 
 func checkPair(in MergeLeads) error {

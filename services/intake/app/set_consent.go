@@ -27,9 +27,9 @@ type SetConsent struct {
 // returns the first answer from the key's record, and the same key with
 // other content is refused. Without one, the status the channel has
 // already is no change: nothing is written, and the answer is the lead's
-// version, as a repeat's would be. A consent change of a merged lead is
-// the survivor's (a withdrawal is written there even when the survivor
-// says so already: see mustHear).
+// version, as a repeat's would be; a change sent through a merged lead,
+// or the lead's own after one, is a change of who said it (consentWord).
+// A consent change of a merged lead is written on the survivor.
 //
 // Errors: *ValidationError, *KeyReusedError, ErrNotFound,
 // lifecycle.ErrRefused, eventstore.ErrConflict after repeated races.
@@ -86,7 +86,11 @@ func (a *App) SetConsent(ctx context.Context, in SetConsent, meta envelope.Meta)
 			// again, as a write's version check would have.
 			return nil, eventstore.ErrConflict
 		}
-		if s, ok := consentsAsOf(recs, p.expect)[in.Consent.GetChannel()]; ok && s == in.Consent.GetStatus() && !mustHear(p.leadID != in.LeadID, in.Consent) {
+		via := ""
+		if p.leadID != in.LeadID {
+			via = in.LeadID
+		}
+		if w := (consentWord{in.Consent.GetStatus(), via}); !w.heard(consentsAsOf(recs, p.expect), in.Consent.GetChannel()) {
 			return &plan{done: &answer{LeadID: p.leadID, Outcome: p.outcome, Version: p.expect, Replayed: true}}, nil
 		}
 		return p, nil

@@ -938,7 +938,8 @@ func marketingRows(counts []mqlCount, targets []*eventv1.MarketingTarget, segmen
 			rate := func(n, of int64, bps uint32) bool { return n*10000 >= int64(bps)*of && (of > 0 || bps == 0) }
 			r.Target = t
 			r.MqlsMet = r.Mqls >= int64(t.GetMinMqls())
-			r.AcceptanceMet = rate(r.Accepted, r.AcceptDue, t.GetMinAcceptanceRateBps())
+			// MQLs none of which is due yet hold nothing against marketing.
+			r.AcceptanceMet = rate(r.Accepted, r.AcceptDue, t.GetMinAcceptanceRateBps()) || (r.AcceptDue == 0 && r.Mqls > 0)
 			r.OpportunityMet = rate(r.Opportunities, r.Mqls, t.GetMinMqlToOpportunityBps())
 		}
 		out = append(out, r)

@@ -75,6 +75,23 @@ func TestMarketingTargetWithoutMQLsHasARow(t *testing.T) {
 	}
 }
 
+// Acceptance is judged on the MQLs due: MQLs none of which is due yet
+// hold nothing against marketing (the target reads met, it read missed),
+// and a due one not accepted counts against it.
+func TestMarketingAcceptanceIsJudgedOnTheMQLsDue(t *testing.T) {
+	targets := []*eventv1.MarketingTarget{{Period: "2026-03", Segment: "smb", MinAcceptanceRateBps: 5000}}
+	for _, c := range []struct {
+		due, accepted int64
+		met           bool
+	}{{0, 0, true}, {2, 1, true}, {2, 0, false}} {
+		counts := []mqlCount{{month: "2026-03", segment: "smb", mqls: 5, accepted: c.accepted, acceptDue: c.due}}
+		rows := marketingRows(counts, targets, "smb", app.Period{From: mar(1), To: mar(31)}, time.UTC)
+		if len(rows) != 1 || rows[0].GetAcceptanceMet() != c.met || rows[0].GetAcceptDue() != c.due {
+			t.Errorf("%d accepted of %d due: %v, want met %v", c.accepted, c.due, rows, c.met)
+		}
+	}
+}
+
 // Rows count whole periods: a month the period leaves out counts only
 // for the quarter whose target is shown, and gets no row of its own.
 func TestMarketingRowsCountWholePeriods(t *testing.T) {

@@ -1484,7 +1484,10 @@ type ConsentChanged struct {
 	// sent to (its id, or a capture of its identity), since 2026-12-06: an
 	// unmerge gives such a change back to that lead, and a grant that came
 	// so leaves the survivor (docs/events.md).
-	MergedFrom    string `protobuf:"bytes,3,opt,name=merged_from,json=mergedFrom,proto3" json:"merged_from,omitempty"`
+	MergedFrom string `protobuf:"bytes,3,opt,name=merged_from,json=mergedFrom,proto3" json:"merged_from,omitempty"`
+	// given_back_by is the survivor whose unmerge replays the change on the
+	// lead it was sent to (as ActivityRecorded.given_back_by).
+	GivenBackBy   string `protobuf:"bytes,4,opt,name=given_back_by,json=givenBackBy,proto3" json:"given_back_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1536,6 +1539,13 @@ func (x *ConsentChanged) GetSource() string {
 func (x *ConsentChanged) GetMergedFrom() string {
 	if x != nil {
 		return x.MergedFrom
+	}
+	return ""
+}
+
+func (x *ConsentChanged) GetGivenBackBy() string {
+	if x != nil {
+		return x.GivenBackBy
 	}
 	return ""
 }
@@ -1965,12 +1975,13 @@ const file_leadflow_event_v1_lead_proto_rawDesc = "" +
 	"period_end\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tperiodEnd\"\x80\x01\n" +
 	"\aConsent\x12;\n" +
 	"\achannel\x18\x01 \x01(\x0e2!.leadflow.event.v1.ConsentChannelR\achannel\x128\n" +
-	"\x06status\x18\x02 \x01(\x0e2 .leadflow.event.v1.ConsentStatusR\x06status\"\x7f\n" +
+	"\x06status\x18\x02 \x01(\x0e2 .leadflow.event.v1.ConsentStatusR\x06status\"\xa3\x01\n" +
 	"\x0eConsentChanged\x124\n" +
 	"\aconsent\x18\x01 \x01(\v2\x1a.leadflow.event.v1.ConsentR\aconsent\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x1f\n" +
 	"\vmerged_from\x18\x03 \x01(\tR\n" +
-	"mergedFrom\"]\n" +
+	"mergedFrom\x12\"\n" +
+	"\rgiven_back_by\x18\x04 \x01(\tR\vgivenBackBy\"]\n" +
 	"\n" +
 	"LeadErased\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x127\n" +

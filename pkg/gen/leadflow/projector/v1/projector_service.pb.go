@@ -2483,7 +2483,8 @@ type MarketingSLARow struct {
 	Target *v1.MarketingTarget `protobuf:"bytes,9,opt,name=target,proto3" json:"target,omitempty"`
 	// mqls_met, acceptance_met, opportunity_met: the row reaches each
 	// minimum of its target. With no MQLs a rate has nothing to meet a
-	// minimum above 0 with, so it is not met.
+	// minimum above 0 with, so it is not met; with MQLs none of which is
+	// due yet, acceptance is met: nothing is held against marketing yet.
 	MqlsMet        bool `protobuf:"varint,10,opt,name=mqls_met,json=mqlsMet,proto3" json:"mqls_met,omitempty"`
 	AcceptanceMet  bool `protobuf:"varint,11,opt,name=acceptance_met,json=acceptanceMet,proto3" json:"acceptance_met,omitempty"`
 	OpportunityMet bool `protobuf:"varint,12,opt,name=opportunity_met,json=opportunityMet,proto3" json:"opportunity_met,omitempty"`
