@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -60,6 +61,11 @@ func dlqCmd(o *options) *cobra.Command {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "\nfix the cause, then: leadctl dlq redrive <group> <lead> --seq <dead seq>   (or skip it: leadctl dlq skip <group> <lead> --seq <dead seq>)")
+			if slices.ContainsFunc(dls, func(d consume.DeadLetter) bool { return d.StreamSeq == 0 }) {
+				// Parked with no dead event: nothing to skip, a re-drive
+				// hands the parked ones over in order.
+				fmt.Fprintln(cmd.OutOrStdout(), "a lead with DEAD SEQ 0 has only parked events: leadctl dlq redrive <group> <lead> (no --seq) releases them")
+			}
 			return nil
 		},
 	})
@@ -86,12 +92,19 @@ func dlqCmd(o *options) *cobra.Command {
 			Args:  cobra.ExactArgs(2),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				if op.name == "skip" && seq == 0 {
-					return fmt.Errorf("%w: skip needs --seq <dead seq>, the DEAD SEQ leadctl dlq list shows: it drops that event only, never one that died after you looked", errUsage)
+					return fmt.Errorf("%w: skip needs --seq <dead seq>, the DEAD SEQ leadctl dlq list shows: it drops that event only, never one that died after you looked (a lead listed with DEAD SEQ 0 has nothing to skip: leadctl dlq redrive <group> <lead> releases what is parked)", errUsage)
 				}
 				if u, err := uuid.Parse(args[1]); err == nil {
 					args[1] = u.String() // a lead's key is its id in its one form
 				}
-				err := op.do(cmd.Context(), o, args[0], args[1], seq)
+				ctx := cmd.Context()
+				if f := cmd.Flag("timeout"); f != nil && f.Changed {
+					// Else the owner gets consume's 10 s to serve it.
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, o.timeout)
+					defer cancel()
+				}
+				err := op.do(ctx, o, args[0], args[1], seq)
 				switch {
 				case errors.Is(err, consume.ErrNotFound):
 					return fmt.Errorf("group %s has no dead letter for lead %s (see leadctl dlq list)", args[0], args[1])

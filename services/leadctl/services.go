@@ -48,6 +48,16 @@ func call(ctx context.Context, o *options, name, addr string, f func(context.Con
 	return o.unanswered(name, addr, err)
 }
 
+// withRequestID tells, for a write that got no answer (in time), how to
+// learn its outcome: the same request id again answers the first write,
+// where a new run, with a new id, would write again.
+func withRequestID(err error, id string) error {
+	if c := status.Code(err); c == codes.DeadlineExceeded || c == codes.Unavailable {
+		return fmt.Errorf("%w\nit may have been written: run it again with --request-id %s to get its answer, not a second write", err, id)
+	}
+	return err
+}
+
 // unanswered tells "nothing there" (Unavailable) from "there, but slower
 // than --timeout" (DeadlineExceeded): the fixes differ.
 func (o *options) unanswered(name, addr string, err error) error {
@@ -275,10 +285,17 @@ func writeLost(w io.Writer, resp *nurturev1.FindLostLeadsResponse) error {
 				fix("leadctl assign <lead> --to <rep>: a queued MQL routed by hand")
 			case l.GetStatus() == eventv1.LeadStatus_LEAD_STATUS_OPPORTUNITY:
 				fix("the deal's rep closes it won or lost, or moves its expected close (handoff's MoveOpportunityStage with expected_close)")
-			case l.GetLastEventType() == "SLABreached":
-				fix("leadctl reassign <lead> --to <rep> --reason <why>: the escalation the breach did not get")
+			case (l.GetStatus() == eventv1.LeadStatus_LEAD_STATUS_ASSIGNED || l.GetStatus() == eventv1.LeadStatus_LEAD_STATUS_ACCEPTED) &&
+				l.GetOwner().GetKind() == eventv1.OwnerKind_OWNER_KIND_REP:
+				// A breach nobody escalated, whatever came after it, or a
+				// deadline no timer watched.
+				fix("leadctl reassign <lead> --to <rep> --reason <why>: another rep takes a lead its rep holds past its deadline")
 			case l.GetStatus() == eventv1.LeadStatus_LEAD_STATUS_NEW && l.GetLastEventType() == "LeadScored":
 				fix("leadctl lost --redrive: nurture recycles a new lead no score qualified by its deadline (or leadctl recycle <lead> --note <why>)")
+			case l.GetStatus() == eventv1.LeadStatus_LEAD_STATUS_RECYCLED || l.GetStatus() == eventv1.LeadStatus_LEAD_STATUS_LOST:
+				fix("leadctl lost --redrive: nurture writes the recycle or enrolment it owes (if it owes none: leadctl recycle <lead> --note <why>)")
+			default:
+				fix("leadctl timeline <lead>: no fix is known for this case; the timeline shows where the lead stopped")
 			}
 		}
 	}
@@ -320,7 +337,7 @@ func at(t *timestamppb.Timestamp) string {
 }
 
 func reassignCmd(o *options) *cobra.Command {
-	var to, reason string
+	var to, reason, requestID string
 	c := &cobra.Command{
 		Use:   "reassign <lead id> --to <rep> --reason <why>",
 		Short: "Give an assigned or accepted lead to another rep (handoff), e.g. a breached SLA nobody escalated",
@@ -332,15 +349,16 @@ func reassignCmd(o *options) *cobra.Command {
 			if to == "" {
 				return fmt.Errorf("%w: --to is required", errUsage)
 			}
+			requestID = cmp.Or(requestID, uuid.NewString())
 			var resp *handoffv1.ReassignLeadResponse
 			err := call(cmd.Context(), o, "handoff", o.handoff, func(ctx context.Context, conn *grpc.ClientConn) error {
 				var err error
 				resp, err = handoffv1.NewHandoffServiceClient(conn).ReassignLead(ctx, &handoffv1.ReassignLeadRequest{LeadId: args[0], ToRepId: to,
-					RequestId: uuid.NewString(), Reason: reason, ReassignedBy: o.actor()})
+					RequestId: requestID, Reason: reason, ReassignedBy: o.actor()})
 				return err
 			})
 			if err != nil {
-				return err
+				return withRequestID(err, requestID)
 			}
 			if o.output == "json" {
 				return printProto(cmd, resp)
@@ -351,11 +369,12 @@ func reassignCmd(o *options) *cobra.Command {
 	}
 	c.Flags().StringVar(&to, "to", "", "the rep who takes the lead")
 	c.Flags().StringVar(&reason, "reason", "", "why, kept on the event")
+	c.Flags().StringVar(&requestID, "request-id", "", "makes a repeat of this command answer the first reassignment (default: a new id per run)")
 	return c
 }
 
 func assignCmd(o *options) *cobra.Command {
-	var to string
+	var to, requestID string
 	c := &cobra.Command{
 		Use:   "assign <lead id> --to <rep>",
 		Short: "Give an MQL waiting in a queue (routing, the fallback queue) to a rep by hand (handoff)",
@@ -367,15 +386,16 @@ func assignCmd(o *options) *cobra.Command {
 			if to == "" {
 				return fmt.Errorf("%w: --to is required", errUsage)
 			}
+			requestID = cmp.Or(requestID, uuid.NewString())
 			var resp *handoffv1.AssignLeadResponse
 			err := call(cmd.Context(), o, "handoff", o.handoff, func(ctx context.Context, conn *grpc.ClientConn) error {
 				var err error
 				resp, err = handoffv1.NewHandoffServiceClient(conn).AssignLead(ctx, &handoffv1.AssignLeadRequest{LeadId: args[0], RepId: to,
-					RequestId: uuid.NewString(), AssignedBy: o.actor()})
+					RequestId: requestID, AssignedBy: o.actor()})
 				return err
 			})
 			if err != nil {
-				return err
+				return withRequestID(err, requestID)
 			}
 			if o.output == "json" {
 				return printProto(cmd, resp)
@@ -385,6 +405,7 @@ func assignCmd(o *options) *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&to, "to", "", "the rep who takes the lead")
+	c.Flags().StringVar(&requestID, "request-id", "", "makes a repeat of this command answer the first assignment (default: a new id per run)")
 	return c
 }
 
@@ -488,7 +509,7 @@ func recycleCmd(o *options) *cobra.Command {
 			if err := checkWrite("note", note, &args[0]); err != nil {
 				return err
 			}
-			requestID = cmp.Or(requestID, uuid.NewString()) // this run's retries write once
+			requestID = cmp.Or(requestID, uuid.NewString())
 			var resp *nurturev1.RecycleLeadResponse
 			err := call(cmd.Context(), o, "nurture", o.nurture, func(ctx context.Context, conn *grpc.ClientConn) error {
 				var err error
@@ -497,7 +518,7 @@ func recycleCmd(o *options) *cobra.Command {
 				return err
 			})
 			if err != nil {
-				return err
+				return withRequestID(err, requestID)
 			}
 			if o.output == "json" {
 				return printProto(cmd, resp)
@@ -527,7 +548,7 @@ func disqualifyCmd(o *options) *cobra.Command {
 			if err := checkWrite("reason", reason, &args[0]); err != nil {
 				return err
 			}
-			requestID = cmp.Or(requestID, uuid.NewString()) // this run's retries write once
+			requestID = cmp.Or(requestID, uuid.NewString())
 			var resp *qualificationv1.DisqualifyLeadResponse
 			err := call(cmd.Context(), o, "qualification", o.qualification, func(ctx context.Context, conn *grpc.ClientConn) error {
 				var err error
@@ -536,7 +557,7 @@ func disqualifyCmd(o *options) *cobra.Command {
 				return err
 			})
 			if err != nil {
-				return err
+				return withRequestID(err, requestID)
 			}
 			if o.output == "json" {
 				return printProto(cmd, resp)

@@ -80,6 +80,10 @@ type Head struct {
 	// RecycleDue: the event is an SLABreached whose escalation sends the
 	// lead back to nurture (attempts exhausted).
 	RecycleDue bool
+	// Breached: the lead's last step is an SLABreached that escalated
+	// nowhere (handoff escalates in the same append): the facts and
+	// scores after it, which change neither status nor owner, keep it.
+	Breached bool
 	// Scored: every fact of the lead (lifecycle.Kind.Fact) has a score
 	// covering it, the latest with no verdict owed: the scorer owes the
 	// lead nothing. Unscored are the facts waiting (see Unscored).

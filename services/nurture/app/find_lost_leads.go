@@ -280,5 +280,9 @@ func nextStep(h *Head) string {
 	if h.RecycleDue {
 		return "recycle to nurture (contact attempts exhausted)"
 	}
-	return lifecycle.NextStep(h.State, lifecycle.Kind(h.Type))
+	last := lifecycle.Kind(h.Type)
+	if h.Breached {
+		last = lifecycle.KindSLABreached
+	}
+	return lifecycle.NextStep(h.State, last)
 }

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/uuid"
+	"google.golang.org/grpc"
+
+	nurturev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/nurture/v1"
+)
+
+// slowNurture answers RecycleLead after the caller gave up, having done
+// it, and keeps the request ids it got.
+type slowNurture struct {
+	nurturev1.UnimplementedNurtureServiceServer
+	mu  sync.Mutex
+	ids []string
+}
+
+func (s *slowNurture) RecycleLead(ctx context.Context, r *nurturev1.RecycleLeadRequest) (*nurturev1.RecycleLeadResponse, error) {
+	s.mu.Lock()
+	s.ids = append(s.ids, r.GetRequestId())
+	s.mu.Unlock()
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// A write that gets no answer in time may have been done: leadctl names
+// the request id that learns its outcome (a rerun without it writes
+// again), and sends that id when told to.
+func TestAWriteWithoutAnAnswerNamesItsRequestID(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := &slowNurture{}
+	srv := grpc.NewServer()
+	nurturev1.RegisterNurtureServiceServer(srv, fake)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+
+	lead := uuid.NewString()
+	recycle := func(extra ...string) error {
+		_, err := runCtl(context.Background(), append([]string{"--nurture", lis.Addr().String(), "--timeout", "300ms",
+			"recycle", lead, "--note", "asked to pause"}, extra...)...)
+		return err
+	}
+	err = recycle()
+	fake.mu.Lock()
+	first := fake.ids[0]
+	fake.mu.Unlock()
+	if err == nil || !strings.Contains(err.Error(), "--request-id "+first) {
+		t.Fatalf("recycle without an answer: %v, want the request id %s named", err, first)
+	}
+	_ = recycle("--request-id", first)
+	fake.mu.Lock()
+	defer fake.mu.Unlock()
+	if len(fake.ids) != 2 || fake.ids[1] != first {
+		t.Errorf("request ids sent: %v, want %s twice", fake.ids, first)
+	}
+}
