@@ -393,11 +393,15 @@ func rebuildSwapsWhileServing(t *testing.T, proj project.Projection, fold, batch
 	var reports []project.Progress
 	pr, err := p.Rebuild(ctxT(t), func(pr project.Progress) {
 		reports = append(reports, pr)
+		st, err := p.Status(context.Background())
 		// Until the swap, readers are served by the old schema.
-		if !pr.Swapped {
-			if st, err := p.Status(context.Background()); err != nil || st.Active != "tally_1" {
-				t.Errorf("while building: active %q, %v", st.Active, err)
-			}
+		if !pr.Swapped && (err != nil || st.Active != "tally_1") {
+			t.Errorf("while building: active %q, %v", st.Active, err)
+		}
+		// The writers go on: the status's end moves with the position
+		// (it stayed the stream's end at the start, behind it).
+		if b := st.Rebuild; b != nil && b.Position > b.End {
+			t.Errorf("status while building: position %d past its end %d", b.Position, b.End)
 		}
 	})
 	close(done)

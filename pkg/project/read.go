@@ -62,7 +62,9 @@ func (p *Projector) Status(ctx context.Context) (Status, error) {
 	}
 	s.Active = active
 	if started != nil {
-		pr := &Progress{Started: *started, Position: uint64(position), Events: uint64(events), End: uint64(end),
+		// The end is the stream's at the replay's start; writers go on, so
+		// a catch-up passes it: never show a position past the end.
+		pr := &Progress{Started: *started, Position: uint64(position), Events: uint64(events), End: uint64(max(end, position)),
 			Swapped: swapped != nil, Done: finished != nil}
 		switch {
 		case building != nil:

@@ -3,13 +3,16 @@ package scoring
 import (
 	"slices"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"github.com/leadflow/leadflow/pkg/envelope"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 )
 
 // FactsFold folds a lead's events, in stream order, into the Facts a
 // model scores. What a merged lead's person sent while merged (an
-// event's merged_from) counts on the survivor until the unmerge that
+// event's merged_from), and what that lead knew at the merge (the
+// survivor's LeadMerged), counts on the survivor until the unmerge that
 // gives it back, and not after.
 type FactsFold struct {
 	Facts Facts
@@ -31,7 +34,7 @@ func HasFacts(ev *eventv1.Event) bool {
 	switch ev.GetPayload().(type) {
 	case *eventv1.Event_LeadCaptured, *eventv1.Event_LeadResubmitted, *eventv1.Event_ActivityRecorded, *eventv1.Event_ConsentChanged:
 		return true
-	case *eventv1.Event_LeadUnmerged:
+	case *eventv1.Event_LeadMerged, *eventv1.Event_LeadUnmerged:
 		return envelope.SurvivorSide(ev)
 	}
 	return false
@@ -69,10 +72,58 @@ func (f *FactsFold) Apply(ev *eventv1.Event) {
 		f.Facts.Activities = append(f.Facts.Activities, Activity{Type: a.GetType(), At: ev.GetOccurredAt().AsTime()})
 	case *eventv1.Event_ConsentChanged:
 		f.setConsent(p.ConsentChanged.GetConsent())
+	case *eventv1.Event_LeadMerged:
+		if envelope.SurvivorSide(ev) {
+			f.absorb(p.LeadMerged)
+		}
 	case *eventv1.Event_LeadUnmerged:
 		if envelope.SurvivorSide(ev) {
 			f.giveBack(p.LeadUnmerged)
 		}
+	}
+}
+
+// MaxAbsorbedActivities bounds the activities a survivor's LeadMerged
+// carries of the absorbed lead: the latest, older ones having decayed.
+const MaxAbsorbedActivities = 1000
+
+// Absorbed fills a survivor's LeadMerged m with what f, the absorbed
+// lead's fold, knows: its coarse profile (no company or title, which
+// stay sealed) and its latest activities.
+func (f *FactsFold) Absorbed(m *eventv1.LeadMerged) {
+	p := f.Facts.Profile
+	m.AbsorbedProfile = &eventv1.Profile{Seniority: p.Seniority, JobFunction: p.Function, Industry: p.Industry,
+		Employees: int32(p.Employees), Country: p.Country, EmailDomain: p.EmailDomain}
+	acts := f.Facts.Activities
+	acts = acts[max(0, len(acts)-MaxAbsorbedActivities):]
+	m.AbsorbedActivities = make([]*eventv1.ActivityFact, len(acts))
+	for i, a := range acts {
+		m.AbsorbedActivities[i] = &eventv1.ActivityFact{Type: a.Type, OccurredAt: timestamppb.New(a.At)}
+	}
+}
+
+// absorb takes in what the absorbed lead of m knew at the merge: its
+// profile under the survivor's (which wins where both say), and its
+// activities, each as come through that lead, so the unmerge gives them
+// back. A LeadMerged written before it carried them adds nothing.
+func (f *FactsFold) absorb(m *eventv1.LeadMerged) {
+	via := m.GetAbsorbedLeadId()
+	if m.GetAbsorbedProfile() != nil {
+		if f.layers == nil {
+			f.layers = []layer{{profile: f.Facts.Profile}}
+		}
+		f.layers = slices.Insert(f.layers, 0, layer{via: via, profile: ProfileOf(m.GetAbsorbedProfile())})
+		f.Facts.Profile = Profile{}
+		for _, l := range f.layers {
+			f.Facts.Profile = Merge(f.Facts.Profile, l.profile)
+		}
+	}
+	if len(m.GetAbsorbedActivities()) > 0 && f.actVia == nil {
+		f.actVia = make([]string, len(f.Facts.Activities), len(f.Facts.Activities)+len(m.GetAbsorbedActivities()))
+	}
+	for _, a := range m.GetAbsorbedActivities() {
+		f.Facts.Activities = append(f.Facts.Activities, Activity{Type: a.GetType(), At: a.GetOccurredAt().AsTime()})
+		f.actVia = append(f.actVia, via)
 	}
 }
 

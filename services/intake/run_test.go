@@ -1397,6 +1397,22 @@ func TestMergeThenUnmergeRestoresBoth(t *testing.T) {
 	if again, err := e.client.MergeLeads(ctx, merge); err != nil || !again.GetReplayed() || again.GetAbsorbedVersion() != m.GetAbsorbedVersion() {
 		t.Fatalf("merging again: %v %v", again, err)
 	}
+	// The survivor's LeadMerged carries what scoring knows of the
+	// absorbed lead, coarse only: the survivor is scored on both.
+	carried := 0
+	for _, ev := range e.timeline(t, survivor) {
+		if m := ev.GetLeadMerged(); m != nil {
+			carried++
+			p, acts := m.GetAbsorbedProfile(), m.GetAbsorbedActivities()
+			if p.GetEmployees() != 250 || p.GetSeniority() != eventv1.Seniority_SENIORITY_VP || p.GetCompany() != "" || p.GetTitle() != "" ||
+				len(acts) != 1 || acts[0].GetType() != eventv1.ActivityType_ACTIVITY_TYPE_WEB_VISIT {
+				t.Errorf("the survivor's LeadMerged carries %v and %v, want the absorbed lead's coarse profile and its one visit", p, acts)
+			}
+		}
+	}
+	if carried != 1 {
+		t.Errorf("%d LeadMerged on the survivor, want 1", carried)
+	}
 	a := e.getLead(t, absorbed)
 	s := e.getLead(t, survivor)
 	if a.GetLifecycle().GetStatus() != eventv1.LeadStatus_LEAD_STATUS_MERGED || a.GetMergedInto() != survivor ||

@@ -190,6 +190,11 @@ func testWhatIfOfAProposedModel(t *testing.T, newWorld func(testing.TB) *world) 
 	if err != nil || !proto.Equal(again, res) {
 		t.Fatalf("the what-if from another replica, after the first stopped: %v (%v), want %v", again, err, res)
 	}
+	// Any form of its UUID finds it (PostgreSQL takes only the plain
+	// one: the others answered INTERNAL).
+	if urn, err := other.client.GetWhatIf(ctx, &projectorv1.GetWhatIfRequest{WhatIfId: "urn:uuid:" + started.GetWhatIfId()}); err != nil || !proto.Equal(urn, res) {
+		t.Fatalf("the what-if by its URN: %v (%v)", urn, err)
+	}
 	s = other
 
 	// One whose replica stopped writing it while it ran is failed, not

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
 
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
@@ -309,5 +310,52 @@ func TestAnUnmergeScoresTheLeadItGivesBackNew(t *testing.T) {
 	if sc := causedBy(evs, un.GetEventId()); len(sc) != 1 || sc[0].GetLeadScored().GetTotal() != 40 ||
 		!sc[0].GetLifecycle().GetDeadline().AsTime().Equal(sc[0].GetRecordedAt().AsTime().Add(lifecycle.DefaultPolicy().EngageWithin)) {
 		t.Fatalf("the lead given back with its visit unscored: %v, want a score of 40 for the unmerge, its wait for engagement begun", sc)
+	}
+}
+
+// A merge scores the survivor on both leads' facts, as its LeadMerged
+// carries the absorbed lead's: two records of one person, each under the
+// threshold (a webinar's 30, a VP's 40), qualify merged (70), where they
+// stayed under it. The absorbed lead, merged, is not scored.
+func TestAMergeQualifiesTheSurvivorOnBothLeadsFacts(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	m := webinarModel(60)
+	m.Fit = []scoring.FitRule{{ID: "vp", Description: "VP", Points: 40,
+		When: scoring.Criteria{SeniorityIn: []eventv1.Seniority{eventv1.Seniority_SENIORITY_VP}}}}
+	activate(t, s.client, m)
+
+	survivor, absorbed := uuid.NewString(), uuid.NewString()
+	w.capture(t, survivor, &eventv1.Profile{Country: "DE"})
+	w.activity(t, survivor, webinar)
+	w.capture(t, absorbed, vpProfile("absorbed.example"))
+	w.settle(t)
+	for _, id := range []string{survivor, absorbed} {
+		if q := ofType(w.events(t, id), "LeadQualified"); len(q) != 0 {
+			t.Fatalf("%s qualified alone: %v", id, q)
+		}
+	}
+	// As intake writes them: the survivor's carries the absorbed lead's
+	// facts (pkg/scoring FactsFold.Absorbed).
+	payload := &eventv1.LeadMerged{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "same person"}
+	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Merge, Reason: survivor}, payload)
+	var facts scoring.FactsFold
+	for _, ev := range w.events(t, absorbed) {
+		facts.Apply(ev)
+	}
+	carried := proto.CloneOf(payload)
+	facts.Absorbed(carried)
+	merged := w.write(t, survivor, lifecycle.Command{Name: lifecycle.Resubmit}, carried)
+	w.settle(t)
+
+	evs := w.events(t, survivor)
+	sc := causedBy(evs, merged.GetEventId())
+	q := ofType(evs, "LeadQualified")
+	if len(sc) != 1 || sc[0].GetLeadScored().GetTotal() != 70 || len(q) != 1 || q[0].GetCausationId() != sc[0].GetEventId() ||
+		last(evs).GetLifecycle().GetStatus() != eventv1.LeadStatus_LEAD_STATUS_MQL {
+		t.Fatalf("the merge's scores %v, qualifications %v, status %s: want 70, qualifying, an MQL", sc, q, last(evs).GetLifecycle().GetStatus())
+	}
+	if n := len(ofType(w.events(t, absorbed), "LeadScored")); n != 1 {
+		t.Errorf("the absorbed lead has %d scores, want its capture's only", n)
 	}
 }

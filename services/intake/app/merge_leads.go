@@ -15,6 +15,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/pkg/scoring"
 	"github.com/leadflow/leadflow/pkg/vault"
 	"github.com/leadflow/leadflow/services/intake/form"
 )
@@ -96,8 +97,10 @@ func (a *App) MergeLeads(ctx context.Context, in MergeLeads, meta envelope.Meta)
 			return nil, nil, &lifecycle.RefusedError{Command: lifecycle.Merge, Status: aState.Status,
 				Reason: fmt.Sprintf("lead %s is held by %s in sales: have sales reject it first, or merge the other way", in.Absorbed, aState.Owner)}
 		case lifecycle.StatusMQL:
-			// A survivor sales has not got would drop the qualified person:
-			// nothing scores the two leads' facts together again.
+			// A survivor sales has not got would take the qualified person
+			// out of sales' way: scored on both leads' facts again, it may
+			// qualify only under the model active now, and routing starts
+			// over.
 			if !withSales(sState.Status) {
 				return nil, nil, &lifecycle.RefusedError{Command: lifecycle.Merge, Status: aState.Status,
 					Reason: fmt.Sprintf("lead %s is an MQL waiting for sales and lead %s is %s: merge %s into %s instead, so the person stays with sales",
@@ -110,7 +113,15 @@ func (a *App) MergeLeads(ctx context.Context, in MergeLeads, meta envelope.Meta)
 		if err != nil {
 			return nil, nil, fmt.Errorf("absorbed lead %s: %w", in.Absorbed, err)
 		}
-		survivor, err := a.factEvent(in.Survivor, sState, payload, meta)
+		// The survivor's carries what scoring knows of the absorbed lead:
+		// it is scored on both leads' facts (pkg/scoring FactsFold).
+		var facts scoring.FactsFold
+		for _, r := range aRecs {
+			facts.Apply(r.Event)
+		}
+		sPayload := proto.CloneOf(payload)
+		facts.Absorbed(sPayload)
+		survivor, err := a.factEvent(in.Survivor, sState, sPayload, meta)
 		if err != nil {
 			return nil, nil, survivorErr(lifecycle.Merge, in.Survivor, err)
 		}

@@ -70,9 +70,11 @@ func (s *WhatIfs) Put(ctx context.Context, w app.WhatIf) error {
 
 // Get reads a what-if; app.ErrNotFound if none has that id.
 func (s *WhatIfs) Get(ctx context.Context, id string) (app.WhatIf, error) {
-	if _, err := uuid.Parse(id); err != nil {
+	u, err := uuid.Parse(id)
+	if err != nil {
 		return app.WhatIf{}, fmt.Errorf("what-if %q: %w", id, app.ErrNotFound)
 	}
+	id = u.String() // PostgreSQL takes none of the other forms Parse does (urn:uuid:, braces)
 	var (
 		w                app.WhatIf
 		proposed, active int32
@@ -81,7 +83,7 @@ func (s *WhatIfs) Get(ctx context.Context, id string) (app.WhatIf, error) {
 		errText          string
 		result           []byte
 	)
-	err := s.pool.QueryRow(ctx, `SELECT id::text, proposed, active, period_from, period_to, read, total, done, error, result, started_at, updated_at
+	err = s.pool.QueryRow(ctx, `SELECT id::text, proposed, active, period_from, period_to, read, total, done, error, result, started_at, updated_at
 		FROM projector.what_ifs WHERE id = $1`, id).
 		Scan(&w.ID, &proposed, &active, &from, &to, &read, &total, &w.Done, &errText, &result, &w.Started, &w.Updated)
 	if errors.Is(err, pgx.ErrNoRows) {

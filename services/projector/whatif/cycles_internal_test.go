@@ -180,3 +180,28 @@ func TestNotNowIsEachVersionsOwn(t *testing.T) {
 		t.Fatal("recycled after a rejection: not in nurture")
 	}
 }
+
+// A merge scores the survivor on both leads' facts, as live: the VP's
+// record (40) merged into the webinar's (20, 40 twice) is an MQL under a
+// threshold of 70 neither reaches alone.
+func TestAMergeScoresTheSurvivorOnBothLeads(t *testing.T) {
+	active, proposed := vpWebinar(100), vpWebinar(70)
+	p := &replayer{t: t, r: New(&active, proposed, time.Time{}, time.Time{}), at: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+	p.apply("a", &eventv1.LeadCaptured{Profile: vp, Attribution: &eventv1.Attribution{Source: "web-form"}})
+	p.apply("s", &eventv1.LeadCaptured{Profile: &eventv1.Profile{Country: "DE"}, Attribution: &eventv1.Attribution{Source: "web-form"}})
+	p.apply("s", &eventv1.ActivityRecorded{Type: webinar})
+	p.apply("s", &eventv1.ActivityRecorded{Type: webinar})
+	if got := p.r.Result().Total; got.MQLsProposed != 0 {
+		t.Fatalf("before the merge: %+v, want no MQL", got)
+	}
+	merged := &eventv1.LeadMerged{SurvivorLeadId: "s", AbsorbedLeadId: "a"}
+	p.apply("a", merged)
+	var facts scoring.FactsFold
+	facts.Apply(&eventv1.Event{LeadId: "a", Payload: &eventv1.Event_LeadCaptured{LeadCaptured: &eventv1.LeadCaptured{Profile: vp}}})
+	carried := proto.CloneOf(merged)
+	facts.Absorbed(carried)
+	p.apply("s", carried)
+	if got := p.r.Result().Total; got.Leads != 1 || got.MQLsProposed != 1 || got.MQLsActive != 0 {
+		t.Fatalf("after the merge: %+v, want one lead, the proposal's MQL", got)
+	}
+}

@@ -199,6 +199,9 @@ func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
 			// As live: the survivor is scored on its own facts again.
 			l.untouch(u.GetGivenBackEventIds())
 			trigger = true
+		default:
+			// As live: the survivor is scored on both leads' facts.
+			trigger = true
 		}
 	}
 	if !trigger || l.acted {

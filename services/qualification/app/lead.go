@@ -16,13 +16,20 @@ import (
 )
 
 // IsTrigger reports whether a lead event of this type is scored: new
-// facts about the person (lifecycle.Kind.Fact), re-engagement from
-// nurture, and the enrolment in a program, which only a final
+// facts about the person (lifecycle.Kind.Fact), a merge (the survivor is
+// scored on both leads' facts; a merged lead is not scored), re-engagement
+// from nurture, and the enrolment in a program, which only a final
 // disqualification answers (enrolledVerdict). Everything else,
 // qualification's own events included, leaves the score as it is.
 func IsTrigger(eventType string) bool {
 	k := lifecycle.Kind(eventType)
-	return k.Fact() || k == lifecycle.KindReengaged || k == lifecycle.KindNurtureEnrolled
+	return k.Fact() || k == lifecycle.KindMerged || k == lifecycle.KindReengaged || k == lifecycle.KindNurtureEnrolled
+}
+
+// triggers reports whether ev is scored (IsTrigger): of a merge, only the
+// survivor's LeadMerged, which brings the absorbed lead's facts.
+func triggers(ev *eventv1.Event) bool {
+	return IsTrigger(ev.GetEventType()) && (ev.GetLeadMerged() == nil || envelope.SurvivorSide(ev))
 }
 
 // IsOwn reports whether qualification writes lead events of this type: the
@@ -153,7 +160,7 @@ func (l *lead) apply(recs []eventstore.Record, asOf uint64) {
 		if scoring.HasFacts(ev) {
 			l.pending = append(l.pending, r)
 		}
-		if IsTrigger(ev.GetEventType()) {
+		if triggers(ev) {
 			l.lastTrigger, l.lastTriggerAt = r.Seq, ev.GetRecordedAt().AsTime()
 		}
 	}

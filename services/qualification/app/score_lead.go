@@ -31,7 +31,7 @@ import (
 // version written after ev (it ran before this consumer reached ev, and
 // saw ev's facts). meta carries the correlation and trace of ev.
 func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev *eventv1.Event, meta envelope.Meta) error {
-	if !IsTrigger(ev.GetEventType()) {
+	if !triggers(ev) {
 		a.observe(leadID, seq, ev)
 		if ev.GetLeadUnmerged() != nil {
 			return a.scoreUnmerged(ctx, leadID, seq, ev)

@@ -1090,8 +1090,16 @@ type LeadMerged struct {
 	SurvivorLeadId string                 `protobuf:"bytes,1,opt,name=survivor_lead_id,json=survivorLeadId,proto3" json:"survivor_lead_id,omitempty"`
 	AbsorbedLeadId string                 `protobuf:"bytes,2,opt,name=absorbed_lead_id,json=absorbedLeadId,proto3" json:"absorbed_lead_id,omitempty"`
 	Reason         string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// absorbed_profile and absorbed_activities are what scoring knows of
+	// the absorbed lead at the merge, on the survivor's LeadMerged only
+	// (since 2026-12-06): its coarse profile, and its latest activities
+	// (at most 1,000), the leads merged into it included. The survivor is
+	// scored on both leads' facts, its own profile winning, until an
+	// unmerge gives them back.
+	AbsorbedProfile    *Profile        `protobuf:"bytes,4,opt,name=absorbed_profile,json=absorbedProfile,proto3" json:"absorbed_profile,omitempty"`
+	AbsorbedActivities []*ActivityFact `protobuf:"bytes,5,rep,name=absorbed_activities,json=absorbedActivities,proto3" json:"absorbed_activities,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *LeadMerged) Reset() {
@@ -1145,6 +1153,74 @@ func (x *LeadMerged) GetReason() string {
 	return ""
 }
 
+func (x *LeadMerged) GetAbsorbedProfile() *Profile {
+	if x != nil {
+		return x.AbsorbedProfile
+	}
+	return nil
+}
+
+func (x *LeadMerged) GetAbsorbedActivities() []*ActivityFact {
+	if x != nil {
+		return x.AbsorbedActivities
+	}
+	return nil
+}
+
+// ActivityFact is an activity as scoring sees it: its type and when it
+// occurred.
+type ActivityFact struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Type          ActivityType           `protobuf:"varint,1,opt,name=type,proto3,enum=leadflow.event.v1.ActivityType" json:"type,omitempty"`
+	OccurredAt    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActivityFact) Reset() {
+	*x = ActivityFact{}
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActivityFact) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActivityFact) ProtoMessage() {}
+
+func (x *ActivityFact) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActivityFact.ProtoReflect.Descriptor instead.
+func (*ActivityFact) Descriptor() ([]byte, []int) {
+	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ActivityFact) GetType() ActivityType {
+	if x != nil {
+		return x.Type
+	}
+	return ActivityType_ACTIVITY_TYPE_UNSPECIFIED
+}
+
+func (x *ActivityFact) GetOccurredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OccurredAt
+	}
+	return nil
+}
+
 // ActivityRecorded is one engagement signal for a lead.
 type ActivityRecorded struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1174,7 +1250,7 @@ type ActivityRecorded struct {
 
 func (x *ActivityRecorded) Reset() {
 	*x = ActivityRecorded{}
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[9]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1186,7 +1262,7 @@ func (x *ActivityRecorded) String() string {
 func (*ActivityRecorded) ProtoMessage() {}
 
 func (x *ActivityRecorded) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[9]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1199,7 +1275,7 @@ func (x *ActivityRecorded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActivityRecorded.ProtoReflect.Descriptor instead.
 func (*ActivityRecorded) Descriptor() ([]byte, []int) {
-	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{9}
+	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ActivityRecorded) GetActivityId() string {
@@ -1273,7 +1349,7 @@ type CampaignRegistered struct {
 
 func (x *CampaignRegistered) Reset() {
 	*x = CampaignRegistered{}
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[10]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1285,7 +1361,7 @@ func (x *CampaignRegistered) String() string {
 func (*CampaignRegistered) ProtoMessage() {}
 
 func (x *CampaignRegistered) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[10]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1298,7 +1374,7 @@ func (x *CampaignRegistered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CampaignRegistered.ProtoReflect.Descriptor instead.
 func (*CampaignRegistered) Descriptor() ([]byte, []int) {
-	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{10}
+	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CampaignRegistered) GetCampaignId() string {
@@ -1358,7 +1434,7 @@ type CampaignCostRecorded struct {
 
 func (x *CampaignCostRecorded) Reset() {
 	*x = CampaignCostRecorded{}
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[11]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1370,7 +1446,7 @@ func (x *CampaignCostRecorded) String() string {
 func (*CampaignCostRecorded) ProtoMessage() {}
 
 func (x *CampaignCostRecorded) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[11]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1383,7 +1459,7 @@ func (x *CampaignCostRecorded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CampaignCostRecorded.ProtoReflect.Descriptor instead.
 func (*CampaignCostRecorded) Descriptor() ([]byte, []int) {
-	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{11}
+	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CampaignCostRecorded) GetCampaignId() string {
@@ -1432,7 +1508,7 @@ type Consent struct {
 
 func (x *Consent) Reset() {
 	*x = Consent{}
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[12]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1444,7 +1520,7 @@ func (x *Consent) String() string {
 func (*Consent) ProtoMessage() {}
 
 func (x *Consent) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[12]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1457,7 +1533,7 @@ func (x *Consent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Consent.ProtoReflect.Descriptor instead.
 func (*Consent) Descriptor() ([]byte, []int) {
-	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{12}
+	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Consent) GetChannel() ConsentChannel {
@@ -1494,7 +1570,7 @@ type ConsentChanged struct {
 
 func (x *ConsentChanged) Reset() {
 	*x = ConsentChanged{}
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[13]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1506,7 +1582,7 @@ func (x *ConsentChanged) String() string {
 func (*ConsentChanged) ProtoMessage() {}
 
 func (x *ConsentChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[13]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1519,7 +1595,7 @@ func (x *ConsentChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsentChanged.ProtoReflect.Descriptor instead.
 func (*ConsentChanged) Descriptor() ([]byte, []int) {
-	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{13}
+	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ConsentChanged) GetConsent() *Consent {
@@ -1563,7 +1639,7 @@ type LeadErased struct {
 
 func (x *LeadErased) Reset() {
 	*x = LeadErased{}
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[14]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1575,7 +1651,7 @@ func (x *LeadErased) String() string {
 func (*LeadErased) ProtoMessage() {}
 
 func (x *LeadErased) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[14]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1588,7 +1664,7 @@ func (x *LeadErased) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeadErased.ProtoReflect.Descriptor instead.
 func (*LeadErased) Descriptor() ([]byte, []int) {
-	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{14}
+	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *LeadErased) GetReason() string {
@@ -1621,7 +1697,7 @@ type MergeCandidateFound struct {
 
 func (x *MergeCandidateFound) Reset() {
 	*x = MergeCandidateFound{}
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[15]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1633,7 +1709,7 @@ func (x *MergeCandidateFound) String() string {
 func (*MergeCandidateFound) ProtoMessage() {}
 
 func (x *MergeCandidateFound) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[15]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1646,7 +1722,7 @@ func (x *MergeCandidateFound) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeCandidateFound.ProtoReflect.Descriptor instead.
 func (*MergeCandidateFound) Descriptor() ([]byte, []int) {
-	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{15}
+	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *MergeCandidateFound) GetOtherLeadId() string {
@@ -1703,7 +1779,7 @@ type LeadUnmerged struct {
 
 func (x *LeadUnmerged) Reset() {
 	*x = LeadUnmerged{}
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[16]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1715,7 +1791,7 @@ func (x *LeadUnmerged) String() string {
 func (*LeadUnmerged) ProtoMessage() {}
 
 func (x *LeadUnmerged) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[16]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1728,7 +1804,7 @@ func (x *LeadUnmerged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeadUnmerged.ProtoReflect.Descriptor instead.
 func (*LeadUnmerged) Descriptor() ([]byte, []int) {
-	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{16}
+	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *LeadUnmerged) GetSurvivorLeadId() string {
@@ -1804,7 +1880,7 @@ type IdempotencyRecord struct {
 
 func (x *IdempotencyRecord) Reset() {
 	*x = IdempotencyRecord{}
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[17]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1816,7 +1892,7 @@ func (x *IdempotencyRecord) String() string {
 func (*IdempotencyRecord) ProtoMessage() {}
 
 func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_event_v1_lead_proto_msgTypes[17]
+	mi := &file_leadflow_event_v1_lead_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1829,7 +1905,7 @@ func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdempotencyRecord.ProtoReflect.Descriptor instead.
 func (*IdempotencyRecord) Descriptor() ([]byte, []int) {
-	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{17}
+	return file_leadflow_event_v1_lead_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *IdempotencyRecord) GetLeadId() string {
@@ -1939,12 +2015,18 @@ const file_leadflow_event_v1_lead_proto_rawDesc = "" +
 	"\vmerged_from\x18\x06 \x01(\tR\n" +
 	"mergedFrom\x12\"\n" +
 	"\rgiven_back_by\x18\a \x01(\tR\vgivenBackBy\x12-\n" +
-	"\x13given_back_event_id\x18\b \x01(\tR\x10givenBackEventId\"x\n" +
+	"\x13given_back_event_id\x18\b \x01(\tR\x10givenBackEventId\"\x91\x02\n" +
 	"\n" +
 	"LeadMerged\x12(\n" +
 	"\x10survivor_lead_id\x18\x01 \x01(\tR\x0esurvivorLeadId\x12(\n" +
 	"\x10absorbed_lead_id\x18\x02 \x01(\tR\x0eabsorbedLeadId\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xba\x02\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12E\n" +
+	"\x10absorbed_profile\x18\x04 \x01(\v2\x1a.leadflow.event.v1.ProfileR\x0fabsorbedProfile\x12P\n" +
+	"\x13absorbed_activities\x18\x05 \x03(\v2\x1f.leadflow.event.v1.ActivityFactR\x12absorbedActivities\"\x80\x01\n" +
+	"\fActivityFact\x123\n" +
+	"\x04type\x18\x01 \x01(\x0e2\x1f.leadflow.event.v1.ActivityTypeR\x04type\x12;\n" +
+	"\voccurred_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"occurredAt\"\xba\x02\n" +
 	"\x10ActivityRecorded\x12\x1f\n" +
 	"\vactivity_id\x18\x01 \x01(\tR\n" +
 	"activityId\x123\n" +
@@ -2071,7 +2153,7 @@ func file_leadflow_event_v1_lead_proto_rawDescGZIP() []byte {
 }
 
 var file_leadflow_event_v1_lead_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_leadflow_event_v1_lead_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_leadflow_event_v1_lead_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_leadflow_event_v1_lead_proto_goTypes = []any{
 	(JobFunction)(0),              // 0: leadflow.event.v1.JobFunction
 	(Seniority)(0),                // 1: leadflow.event.v1.Seniority
@@ -2088,17 +2170,18 @@ var file_leadflow_event_v1_lead_proto_goTypes = []any{
 	(*LeadCaptured)(nil),          // 12: leadflow.event.v1.LeadCaptured
 	(*LeadResubmitted)(nil),       // 13: leadflow.event.v1.LeadResubmitted
 	(*LeadMerged)(nil),            // 14: leadflow.event.v1.LeadMerged
-	(*ActivityRecorded)(nil),      // 15: leadflow.event.v1.ActivityRecorded
-	(*CampaignRegistered)(nil),    // 16: leadflow.event.v1.CampaignRegistered
-	(*CampaignCostRecorded)(nil),  // 17: leadflow.event.v1.CampaignCostRecorded
-	(*Consent)(nil),               // 18: leadflow.event.v1.Consent
-	(*ConsentChanged)(nil),        // 19: leadflow.event.v1.ConsentChanged
-	(*LeadErased)(nil),            // 20: leadflow.event.v1.LeadErased
-	(*MergeCandidateFound)(nil),   // 21: leadflow.event.v1.MergeCandidateFound
-	(*LeadUnmerged)(nil),          // 22: leadflow.event.v1.LeadUnmerged
-	(*IdempotencyRecord)(nil),     // 23: leadflow.event.v1.IdempotencyRecord
-	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
-	(*Money)(nil),                 // 25: leadflow.event.v1.Money
+	(*ActivityFact)(nil),          // 15: leadflow.event.v1.ActivityFact
+	(*ActivityRecorded)(nil),      // 16: leadflow.event.v1.ActivityRecorded
+	(*CampaignRegistered)(nil),    // 17: leadflow.event.v1.CampaignRegistered
+	(*CampaignCostRecorded)(nil),  // 18: leadflow.event.v1.CampaignCostRecorded
+	(*Consent)(nil),               // 19: leadflow.event.v1.Consent
+	(*ConsentChanged)(nil),        // 20: leadflow.event.v1.ConsentChanged
+	(*LeadErased)(nil),            // 21: leadflow.event.v1.LeadErased
+	(*MergeCandidateFound)(nil),   // 22: leadflow.event.v1.MergeCandidateFound
+	(*LeadUnmerged)(nil),          // 23: leadflow.event.v1.LeadUnmerged
+	(*IdempotencyRecord)(nil),     // 24: leadflow.event.v1.IdempotencyRecord
+	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
+	(*Money)(nil),                 // 26: leadflow.event.v1.Money
 }
 var file_leadflow_event_v1_lead_proto_depIdxs = []int32{
 	1,  // 0: leadflow.event.v1.Profile.seniority:type_name -> leadflow.event.v1.Seniority
@@ -2107,26 +2190,30 @@ var file_leadflow_event_v1_lead_proto_depIdxs = []int32{
 	9,  // 3: leadflow.event.v1.Personal.external_id:type_name -> leadflow.event.v1.ExternalId
 	7,  // 4: leadflow.event.v1.LeadCaptured.profile:type_name -> leadflow.event.v1.Profile
 	8,  // 5: leadflow.event.v1.LeadCaptured.attribution:type_name -> leadflow.event.v1.Attribution
-	18, // 6: leadflow.event.v1.LeadCaptured.consents:type_name -> leadflow.event.v1.Consent
+	19, // 6: leadflow.event.v1.LeadCaptured.consents:type_name -> leadflow.event.v1.Consent
 	7,  // 7: leadflow.event.v1.LeadResubmitted.profile:type_name -> leadflow.event.v1.Profile
 	8,  // 8: leadflow.event.v1.LeadResubmitted.attribution:type_name -> leadflow.event.v1.Attribution
-	2,  // 9: leadflow.event.v1.ActivityRecorded.type:type_name -> leadflow.event.v1.ActivityType
-	3,  // 10: leadflow.event.v1.CampaignRegistered.channel:type_name -> leadflow.event.v1.Channel
-	24, // 11: leadflow.event.v1.CampaignRegistered.starts_at:type_name -> google.protobuf.Timestamp
-	24, // 12: leadflow.event.v1.CampaignRegistered.ends_at:type_name -> google.protobuf.Timestamp
-	25, // 13: leadflow.event.v1.CampaignRegistered.budget:type_name -> leadflow.event.v1.Money
-	25, // 14: leadflow.event.v1.CampaignCostRecorded.amount:type_name -> leadflow.event.v1.Money
-	24, // 15: leadflow.event.v1.CampaignCostRecorded.period_start:type_name -> google.protobuf.Timestamp
-	24, // 16: leadflow.event.v1.CampaignCostRecorded.period_end:type_name -> google.protobuf.Timestamp
-	4,  // 17: leadflow.event.v1.Consent.channel:type_name -> leadflow.event.v1.ConsentChannel
-	5,  // 18: leadflow.event.v1.Consent.status:type_name -> leadflow.event.v1.ConsentStatus
-	18, // 19: leadflow.event.v1.ConsentChanged.consent:type_name -> leadflow.event.v1.Consent
-	11, // 20: leadflow.event.v1.LeadErased.released:type_name -> leadflow.event.v1.Identity
-	21, // [21:21] is the sub-list for method output_type
-	21, // [21:21] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	7,  // 9: leadflow.event.v1.LeadMerged.absorbed_profile:type_name -> leadflow.event.v1.Profile
+	15, // 10: leadflow.event.v1.LeadMerged.absorbed_activities:type_name -> leadflow.event.v1.ActivityFact
+	2,  // 11: leadflow.event.v1.ActivityFact.type:type_name -> leadflow.event.v1.ActivityType
+	25, // 12: leadflow.event.v1.ActivityFact.occurred_at:type_name -> google.protobuf.Timestamp
+	2,  // 13: leadflow.event.v1.ActivityRecorded.type:type_name -> leadflow.event.v1.ActivityType
+	3,  // 14: leadflow.event.v1.CampaignRegistered.channel:type_name -> leadflow.event.v1.Channel
+	25, // 15: leadflow.event.v1.CampaignRegistered.starts_at:type_name -> google.protobuf.Timestamp
+	25, // 16: leadflow.event.v1.CampaignRegistered.ends_at:type_name -> google.protobuf.Timestamp
+	26, // 17: leadflow.event.v1.CampaignRegistered.budget:type_name -> leadflow.event.v1.Money
+	26, // 18: leadflow.event.v1.CampaignCostRecorded.amount:type_name -> leadflow.event.v1.Money
+	25, // 19: leadflow.event.v1.CampaignCostRecorded.period_start:type_name -> google.protobuf.Timestamp
+	25, // 20: leadflow.event.v1.CampaignCostRecorded.period_end:type_name -> google.protobuf.Timestamp
+	4,  // 21: leadflow.event.v1.Consent.channel:type_name -> leadflow.event.v1.ConsentChannel
+	5,  // 22: leadflow.event.v1.Consent.status:type_name -> leadflow.event.v1.ConsentStatus
+	19, // 23: leadflow.event.v1.ConsentChanged.consent:type_name -> leadflow.event.v1.Consent
+	11, // 24: leadflow.event.v1.LeadErased.released:type_name -> leadflow.event.v1.Identity
+	25, // [25:25] is the sub-list for method output_type
+	25, // [25:25] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_event_v1_lead_proto_init() }
@@ -2141,7 +2228,7 @@ func file_leadflow_event_v1_lead_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_leadflow_event_v1_lead_proto_rawDesc), len(file_leadflow_event_v1_lead_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,65 @@
+package scoring_test
+
+import (
+	"testing"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/scoring"
+)
+
+// A merge scores the survivor on both leads' facts: the absorbed lead's
+// activities count, and its profile fills what the survivor's does not
+// say (the survivor's wins where both do), until the unmerge gives them
+// back. Each lead alone is under the threshold; merged, over it.
+func TestAMergeScoresTheSurvivorOnBothLeadsFacts(t *testing.T) {
+	m := scoring.Model{Threshold: 70, Fit: []scoring.FitRule{
+		{ID: "vp", Points: 30, When: scoring.Criteria{SeniorityIn: []eventv1.Seniority{vp}}},
+		{ID: "big", Points: 20, When: scoring.Criteria{MinEmployees: 200}},
+	}, Engagement: []scoring.EngagementRule{{ID: "webinar", Activity: webinar, Points: 20, Cap: 60, HalfLife: 30 * day}}}
+	at := timestamppb.New(t0)
+	ev := func(lead string, p any) *eventv1.Event {
+		e := &eventv1.Event{LeadId: lead, OccurredAt: at, RecordedAt: at}
+		switch x := p.(type) {
+		case *eventv1.LeadCaptured:
+			e.Payload = &eventv1.Event_LeadCaptured{LeadCaptured: x}
+		case *eventv1.ActivityRecorded:
+			e.Payload = &eventv1.Event_ActivityRecorded{ActivityRecorded: x}
+		case *eventv1.LeadMerged:
+			e.Payload = &eventv1.Event_LeadMerged{LeadMerged: x}
+		case *eventv1.LeadUnmerged:
+			e.Payload = &eventv1.Event_LeadUnmerged{LeadUnmerged: x}
+		}
+		return e
+	}
+	// The absorbed lead: a VP at 50 people, one webinar: 50.
+	var absorbed scoring.FactsFold
+	absorbed.Apply(ev("a", &eventv1.LeadCaptured{Profile: &eventv1.Profile{Seniority: vp, Employees: 50, Country: "FR"}}))
+	absorbed.Apply(ev("a", &eventv1.ActivityRecorded{Type: webinar}))
+	// The survivor: no seniority, 300 people, from Germany, one webinar:
+	// 40.
+	var s scoring.FactsFold
+	s.Apply(ev("s", &eventv1.LeadCaptured{Profile: &eventv1.Profile{Employees: 300, Country: "DE"}}))
+	s.Apply(ev("s", &eventv1.ActivityRecorded{Type: webinar}))
+	if a, b := scoring.Score(m, absorbed.Facts, t0).Total, scoring.Score(m, s.Facts, t0).Total; a >= 70 || b >= 70 {
+		t.Fatalf("alone: absorbed %d, survivor %d; want both under 70", a, b)
+	}
+	merged := &eventv1.LeadMerged{SurvivorLeadId: "s", AbsorbedLeadId: "a"}
+	absorbed.Absorbed(merged)
+	s.Apply(ev("s", merged))
+	// VP (theirs) 30 + 300 people (ours) 20 + two webinars 40 = 90.
+	if got := scoring.Score(m, s.Facts, t0).Total; got != 90 || s.Facts.Profile.Country != "DE" || s.Facts.Profile.Seniority != vp {
+		t.Errorf("merged: %d, profile %+v; want 90, the survivor's country and the absorbed lead's seniority", got, s.Facts.Profile)
+	}
+	// The absorbed side's own LeadMerged adds nothing to it.
+	before := len(absorbed.Facts.Activities)
+	absorbed.Apply(ev("a", merged))
+	if len(absorbed.Facts.Activities) != before {
+		t.Errorf("the absorbed lead's LeadMerged changed its facts")
+	}
+	s.Apply(ev("s", &eventv1.LeadUnmerged{SurvivorLeadId: "s", AbsorbedLeadId: "a"}))
+	if got := scoring.Score(m, s.Facts, t0).Total; got != 40 || s.Facts.Profile.Seniority != eventv1.Seniority_SENIORITY_UNSPECIFIED {
+		t.Errorf("unmerged: %d, profile %+v; want 40, its own again", got, s.Facts.Profile)
+	}
+}
