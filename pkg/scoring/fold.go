@@ -34,10 +34,18 @@ func HasFacts(ev *eventv1.Event) bool {
 	switch ev.GetPayload().(type) {
 	case *eventv1.Event_LeadCaptured, *eventv1.Event_LeadResubmitted, *eventv1.Event_ActivityRecorded, *eventv1.Event_ConsentChanged:
 		return true
-	case *eventv1.Event_LeadMerged, *eventv1.Event_LeadUnmerged:
+	case *eventv1.Event_LeadMerged:
+		return Absorbs(ev)
+	case *eventv1.Event_LeadUnmerged:
 		return envelope.SurvivorSide(ev)
 	}
 	return false
+}
+
+// Absorbs reports whether ev is a survivor's LeadMerged that carries the
+// absorbed lead's facts (one written before 2026-12-06 carries none).
+func Absorbs(ev *eventv1.Event) bool {
+	return ev.GetLeadMerged().GetAbsorbedProfile() != nil && envelope.SurvivorSide(ev)
 }
 
 // Apply folds one event of the lead; others than HasFacts names change
@@ -73,7 +81,7 @@ func (f *FactsFold) Apply(ev *eventv1.Event) {
 	case *eventv1.Event_ConsentChanged:
 		f.setConsent(p.ConsentChanged.GetConsent())
 	case *eventv1.Event_LeadMerged:
-		if envelope.SurvivorSide(ev) {
+		if Absorbs(ev) {
 			f.absorb(p.LeadMerged)
 		}
 	case *eventv1.Event_LeadUnmerged:
@@ -100,14 +108,25 @@ func (f *FactsFold) Absorbed(m *eventv1.LeadMerged) {
 	for i, a := range acts {
 		m.AbsorbedActivities[i] = &eventv1.ActivityFact{Type: a.Type, OccurredAt: timestamppb.New(a.At)}
 	}
+	m.AbsorbedWithdrawn = nil
+	for ch, st := range f.Facts.Consents {
+		if st == eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN {
+			m.AbsorbedWithdrawn = append(m.AbsorbedWithdrawn, ch)
+		}
+	}
+	slices.Sort(m.AbsorbedWithdrawn) // the same event for the same lead
 }
 
 // absorb takes in what the absorbed lead of m knew at the merge: its
 // profile under the survivor's (which wins where both say), and its
 // activities, each as come through that lead, so the unmerge gives them
-// back. A LeadMerged written before it carried them adds nothing.
+// back; and its withdrawals, which the events after m carry too (an
+// unmerge's events, not the fold, give the survivor its own back).
 func (f *FactsFold) absorb(m *eventv1.LeadMerged) {
 	via := m.GetAbsorbedLeadId()
+	for _, ch := range m.GetAbsorbedWithdrawn() {
+		f.setConsent(&eventv1.Consent{Channel: ch, Status: eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN})
+	}
 	if m.GetAbsorbedProfile() != nil {
 		if f.layers == nil {
 			f.layers = []layer{{profile: f.Facts.Profile}}

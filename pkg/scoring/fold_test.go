@@ -35,7 +35,8 @@ func TestAMergeScoresTheSurvivorOnBothLeadsFacts(t *testing.T) {
 	}
 	// The absorbed lead: a VP at 50 people, one webinar: 50.
 	var absorbed scoring.FactsFold
-	absorbed.Apply(ev("a", &eventv1.LeadCaptured{Profile: &eventv1.Profile{Seniority: vp, Employees: 50, Country: "FR"}}))
+	absorbed.Apply(ev("a", &eventv1.LeadCaptured{Profile: &eventv1.Profile{Seniority: vp, Employees: 50, Country: "FR"},
+		Consents: []*eventv1.Consent{{Channel: eventv1.ConsentChannel_CONSENT_CHANNEL_SMS, Status: eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN}}}))
 	absorbed.Apply(ev("a", &eventv1.ActivityRecorded{Type: webinar}))
 	// The survivor: no seniority, 300 people, from Germany, one webinar:
 	// 40.
@@ -46,8 +47,17 @@ func TestAMergeScoresTheSurvivorOnBothLeadsFacts(t *testing.T) {
 		t.Fatalf("alone: absorbed %d, survivor %d; want both under 70", a, b)
 	}
 	merged := &eventv1.LeadMerged{SurvivorLeadId: "s", AbsorbedLeadId: "a"}
+	// One stored before merges carried facts adds nothing.
+	s.Apply(ev("s", merged))
+	if got := scoring.Score(m, s.Facts, t0).Total; got != 40 || scoring.HasFacts(ev("s", merged)) {
+		t.Errorf("a LeadMerged without facts: %d, want 40 and no facts", got)
+	}
 	absorbed.Absorbed(merged)
 	s.Apply(ev("s", merged))
+	// Its withdrawals count at once: the events after it carry them.
+	if st := s.Facts.Consents[eventv1.ConsentChannel_CONSENT_CHANNEL_SMS]; st != eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN {
+		t.Errorf("merged: SMS %v, want the absorbed lead's withdrawal", st)
+	}
 	// VP (theirs) 30 + 300 people (ours) 20 + two webinars 40 = 90.
 	if got := scoring.Score(m, s.Facts, t0).Total; got != 90 || s.Facts.Profile.Country != "DE" || s.Facts.Profile.Seniority != vp {
 		t.Errorf("merged: %d, profile %+v; want 90, the survivor's country and the absorbed lead's seniority", got, s.Facts.Profile)

@@ -124,13 +124,20 @@ func testHandoffBrief(t *testing.T, newWorld func(testing.TB) *world) {
 	wantCode(t, err, codes.InvalidArgument, "lead_id")
 }
 
-// Marketing's SLA targets are data: set, replaced, listed, validated.
+// Marketing's SLA targets are data: set, replaced, listed, validated; a
+// segment's target waits for the routing rules that give the segment (a
+// misspelt one would never be met, nor judged).
 func TestMarketingTargets(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
 	ctx := ctxT(t)
 	c := s.client
 	mia := &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "mia", Team: eventv1.Team_TEAM_MARKETING}
+	_, err := c.SetMarketingTarget(ctx, &handoffv1.SetMarketingTargetRequest{Target: &eventv1.MarketingTarget{Period: "2026-Q1", Segment: "smb", MinMqls: 1}, SetBy: mia})
+	wantCode(t, err, codes.InvalidArgument, "target.segment")
+	routingSetup(t, c, 10)
+	_, err = c.SetMarketingTarget(ctx, &handoffv1.SetMarketingTargetRequest{Target: &eventv1.MarketingTarget{Period: "2026-Q1", Segment: "smbb", MinMqls: 1}, SetBy: mia})
+	wantCode(t, err, codes.InvalidArgument, "target.segment")
 	for _, tg := range []*eventv1.MarketingTarget{
 		{Period: "2026-Q1", Segment: "smb", MinMqls: 400, MinAcceptanceRateBps: 6000, MinMqlToOpportunityBps: 1500},
 		{Period: "2026-Q1", Segment: "enterprise", MinMqls: 50, MinAcceptanceRateBps: 8000, MinMqlToOpportunityBps: 3000},

@@ -99,7 +99,7 @@ func dlqCmd(o *options) *cobra.Command {
 				}
 				ctx := cmd.Context()
 				if f := cmd.Flag("timeout"); f != nil && f.Changed {
-					// Else the owner gets consume's 10 s to serve it.
+					// Else consume's 10 s bounds the request.
 					var cancel context.CancelFunc
 					ctx, cancel = context.WithTimeout(ctx, o.timeout)
 					defer cancel()
@@ -116,7 +116,7 @@ func dlqCmd(o *options) *cobra.Command {
 				if o.output == "json" {
 					return writeJSON(cmd.OutOrStdout(), map[string]any{"group": args[0], "lead": args[1], "seq": seq, "requested": op.name})
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s of lead %s requested from group %s; its owner serves it now\n", op.name, args[1], args[0])
+				fmt.Fprintf(cmd.OutOrStdout(), "%s of lead %s requested from group %s; the partition's owner serves it when one runs (leadctl dlq list shows it gone)\n", op.name, args[1], args[0])
 				return nil
 			},
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
 
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	nurturev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/nurture/v1"
 )
 
@@ -61,5 +63,26 @@ func TestAWriteWithoutAnAnswerNamesItsRequestID(t *testing.T) {
 	defer fake.mu.Unlock()
 	if len(fake.ids) != 2 || fake.ids[1] != first {
 		t.Errorf("request ids sent: %v, want %s twice", fake.ids, first)
+	}
+}
+
+// Each lost lead gets one fix, chosen by what it misses: a lead whose
+// contact attempts ran out is nurture's to recycle, not another rep's
+// (its status and owner read like a breach's).
+func TestLostNamesTheFixForWhatTheLeadMisses(t *testing.T) {
+	rep := &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_REP, Id: "ann"}
+	for _, c := range []struct {
+		missing, want, not string
+	}{
+		{"recycle to nurture (contact attempts exhausted)", "leadctl lost --redrive", "leadctl reassign"},
+		{"escalation of the SLA breach: reassignment to another rep", "leadctl reassign", "lost --redrive"},
+	} {
+		var out bytes.Buffer
+		err := writeLost(&out, &nurturev1.FindLostLeadsResponse{TotalLost: 1, Lost: []*nurturev1.LostLead{{LeadId: "l", Status: eventv1.LeadStatus_LEAD_STATUS_ACCEPTED,
+			Owner: rep, LastEventType: "SLABreached", MissingStep: c.missing, Reason: nurturev1.LostReason_LOST_REASON_OVERDUE}}})
+		fixes := out.String()[strings.Index(out.String(), "to fix:"):]
+		if err != nil || !strings.Contains(fixes, c.want) || strings.Contains(fixes, c.not) {
+			t.Errorf("missing %q: %v\n%s\nwant %q, not %q", c.missing, err, out.String(), c.want, c.not)
+		}
 	}
 }

@@ -248,6 +248,10 @@ func TestScoredNewLeadsAreNotStalledWhileTheScorerIsDown(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
 	ctx := ctxT(t)
+	// A first check waits for the index's first read: every event after
+	// it is read in full. One that read only late's last event, its
+	// score, would take the lead as scored (one run in thirty did).
+	w.find(t, s.client, &nurturev1.FindLostLeadsRequest{})
 	// qualification ran here once and has no live member now.
 	if _, err := w.nats.JS.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
 		Durable: consume.Durable("qualification", 0, eventstore.Partitions), AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
@@ -309,4 +313,39 @@ func TestAReplicaStartedAfterTheFactsKeepsTheLaterOneWaiting(t *testing.T) {
 	if ids := lostIDs(got); len(ids) != 1 || ids[0] != l || got.GetLost()[0].GetReason() != nurturev1.LostReason_LOST_REASON_STALLED {
 		t.Fatalf("lost %v, want %s stalled (its second activity waits for the scorer)", got.GetLost(), l)
 	}
+}
+
+// A breach nobody escalated stays the step a lead misses through the
+// facts after it (a click read "a contact attempt by the rep", which no
+// fix follows), and the rep's own attempt since ends it.
+func TestTheLostCheckNamesAnUnescalatedBreachUntilTheRepActs(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	w.find(t, s.client, &nurturev1.FindLostLeadsRequest{}) // the index's first read done: it sees the breach
+	lead := uuid.NewString()
+	w.accepted(t, lead, "smb", 60)
+	w.write(t, lead, lifecycle.Command{Name: lifecycle.BreachSLA}, &eventv1.SLABreached{Sla: eventv1.SLAKind_SLA_KIND_FIRST_CONTACT,
+		Owner: &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_REP, Id: "ann"}, Segment: "smb"})
+	w.activity(t, lead, webinar)
+	step := func() string {
+		t.Helper()
+		var missing string
+		eventually(t, 20*time.Second, func() bool {
+			rep := w.find(t, s.client, &nurturev1.FindLostLeadsRequest{AsOf: timestamppb.New(time.Now().Add(48 * time.Hour))})
+			for _, l := range rep.GetLost() {
+				if l.GetLeadId() == lead {
+					missing = l.GetMissingStep()
+				}
+			}
+			return missing != ""
+		}, "the lead is not listed lost")
+		return missing
+	}
+	if got := step(); !strings.Contains(got, "escalation of the SLA breach") {
+		t.Fatalf("after a click since the breach: missing %q, want the escalation", got)
+	}
+	w.write(t, lead, lifecycle.Command{Name: lifecycle.LogContact},
+		&eventv1.ContactAttempted{RepId: "ann", Attempt: 1, Channel: eventv1.ContactChannel_CONTACT_CHANNEL_PHONE})
+	eventually(t, 20*time.Second, func() bool { return !strings.Contains(step(), "escalation") },
+		"after the rep's attempt the breach is still the missing step")
 }

@@ -335,6 +335,18 @@ func TestAMergeQualifiesTheSurvivorOnBothLeadsFacts(t *testing.T) {
 			t.Fatalf("%s qualified alone: %v", id, q)
 		}
 	}
+	// A merge stored before merges carried facts is no trigger: scored,
+	// it would move a new lead's deadline for no new fact.
+	older := uuid.NewString()
+	w.capture(t, older, &eventv1.Profile{Country: "FR"})
+	w.settle(t)
+	oldStyle := &eventv1.LeadMerged{SurvivorLeadId: survivor, AbsorbedLeadId: older, Reason: "same person"}
+	w.write(t, older, lifecycle.Command{Name: lifecycle.Merge, Reason: survivor}, oldStyle)
+	old := w.write(t, survivor, lifecycle.Command{Name: lifecycle.Resubmit}, oldStyle)
+	w.settle(t)
+	if sc := causedBy(w.events(t, survivor), old.GetEventId()); len(sc) != 0 {
+		t.Fatalf("a merge without facts scored: %v", sc)
+	}
 	// As intake writes them: the survivor's carries the absorbed lead's
 	// facts (pkg/scoring FactsFold.Absorbed).
 	payload := &eventv1.LeadMerged{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "same person"}

@@ -53,6 +53,15 @@ func (a *App) SetMarketingTarget(ctx context.Context, t *eventv1.MarketingTarget
 			v.add("target.min_mql_to_opportunity_bps", "must be at most 10000 (100%%)")
 		}
 	}
+	if s := t.GetSegment(); len(v) == 0 && s != "" {
+		c, err := a.Routing(ctx)
+		if err != nil {
+			return false, err
+		}
+		for _, x := range c.CheckSegment("target.segment", s) {
+			v.add(x.Field, "%s", x.Description)
+		}
+	}
 	if err := v.err(); err != nil {
 		return false, err
 	}

@@ -6,8 +6,11 @@
 package routing
 
 import (
+	"fmt"
 	"maps"
 	"regexp"
+	"slices"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 
@@ -175,6 +178,28 @@ func (c *Config) FallbackQueue() string {
 		return q
 	}
 	return DefaultQueue
+}
+
+// Segments are the segments the routing rules give leads: each rule's,
+// and the one a lead no rule matches gets.
+func (c *Config) Segments() []string {
+	out := []string{c.defaultSegment()}
+	for _, r := range c.Rules.GetRules() {
+		if s := r.GetSegment(); s != "" && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// CheckSegment refuses a segment no routing rule gives (field names it):
+// a misspelt segment's SLA policy or target would never apply.
+func (c *Config) CheckSegment(field, s string) []Violation {
+	if segs := c.Segments(); s != "" && ValidID(s) && !slices.Contains(segs, s) {
+		return []Violation{{Field: field, Description: fmt.Sprintf("%q is not a segment the routing rules give (%s): set the rules first",
+			s, strings.Join(segs, ", "))}}
+	}
+	return nil
 }
 
 func (c *Config) defaultSegment() string {

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
@@ -484,6 +485,9 @@ func TestValidate(t *testing.T) {
 		{rules(&eventv1.RoutingRule{RuleId: "r", Segment: "s", PoolId: "us", When: &eventv1.RuleCriteria{CountryIn: []string{"UK"}}}), "change.rules[0].when.country_in[0]"},
 		{rules(&eventv1.RoutingRule{RuleId: "r", Segment: "s", PoolId: "us", When: &eventv1.RuleCriteria{MinEmployees: 10, MaxEmployees: 5}}), "change.rules[0].when.max_employees"},
 		{&eventv1.RoutingChanged{Change: &eventv1.RoutingChanged_SlaPolicy{SlaPolicy: &eventv1.SLAPolicy{Segment: "smb"}}}, "change.accept_within"},
+		// A segment no rule gives: its policy would never apply.
+		{&eventv1.RoutingChanged{Change: &eventv1.RoutingChanged_SlaPolicy{SlaPolicy: &eventv1.SLAPolicy{Segment: "smbb",
+			AcceptWithin: durationpb.New(time.Hour), FirstContactWithin: durationpb.New(time.Hour), Escalation: eventv1.SLAEscalation_SLA_ESCALATION_MANAGER}}}, "change.segment"},
 	} {
 		v := c.Validate("change", tc.ch)
 		if len(v) == 0 || v[0].Field != tc.field {

@@ -17,6 +17,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/pkg/scoring"
 	"github.com/leadflow/leadflow/services/nurture/app"
 )
 
@@ -161,8 +162,10 @@ func (x *Index) head(prev app.Head, id string, seq uint64, at time.Time, m jetst
 	h.State = lifecycle.FromProto(ev.GetLifecycle())
 	h.State.Owner.ID = x.intern(h.State.Owner.ID)
 	h.RecycleDue = ev.GetSlaBreached().GetEscalation() == eventv1.SLAEscalation_SLA_ESCALATION_RECYCLE
-	h.Breached = ev.GetSlaBreached() != nil ||
-		prev.Breached && prev.State.Status == h.State.Status && prev.State.Owner == h.State.Owner
+	// A fact or a score after an unescalated breach leaves the breach
+	// the lead's next step; anything else the rep or a service did ends it.
+	h.Breached = ev.GetSlaBreached() != nil || prev.Breached && prev.State.Status == h.State.Status &&
+		prev.State.Owner == h.State.Owner && (lifecycle.Kind(h.Type).Fact() || ev.GetLeadScored() != nil)
 	h.Unscored = app.Unscored(prev.Unscored, ev)
 	h.Partial = prev.Partial || prev.LeadID == "" && ev.GetLeadCaptured() == nil
 	if ev.GetLeadScored() != nil && h.Partial && len(prev.Unscored) > 0 && !slices.Contains(prev.Unscored, ev.GetCausationId()) {
@@ -174,7 +177,7 @@ func (x *Index) head(prev app.Head, id string, seq uint64, at time.Time, m jetst
 		h.Partial = false // every fact before has a score covering it
 	}
 	switch sc := ev.GetLeadScored(); {
-	case lifecycle.Kind(h.Type).Fact():
+	case lifecycle.Kind(h.Type).Fact() || scoring.Absorbs(ev):
 		h.Scored = false
 	case sc != nil:
 		// Only a score without a verdict leaves nothing to the scorer, and

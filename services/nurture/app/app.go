@@ -82,7 +82,8 @@ type Head struct {
 	RecycleDue bool
 	// Breached: the lead's last step is an SLABreached that escalated
 	// nowhere (handoff escalates in the same append): the facts and
-	// scores after it, which change neither status nor owner, keep it.
+	// scores after it keep it. A replica's first read of a lead (its last
+	// event only) does not see a breach before that event.
 	Breached bool
 	// Scored: every fact of the lead (lifecycle.Kind.Fact) has a score
 	// covering it, the latest with no verdict owed: the scorer owes the

@@ -10,6 +10,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/pkg/scoring"
 )
 
 // ref is one event of a lead; the zero ref is "none" (seq 0).
@@ -69,15 +70,16 @@ type lead struct {
 	steps []ref
 }
 
-// Unscored is ids, a lead's facts (lifecycle.Kind.Fact) that no score
-// covered yet, oldest first, after ev: a fact joins them (the newest
+// Unscored is ids, a lead's facts (lifecycle.Kind.Fact, and a merge that
+// brings the absorbed lead's: scoring.Absorbs) that no score covered
+// yet, oldest first, after ev: a fact joins them (the newest
 // maxFacts are kept); a score caused by one covers it and those before
 // it, and one with another cause (a re-score under a newly active
 // version) covers them all. The lead fold and the no-lost-lead index
 // both follow it, so they agree on what waits for the scorer.
 func Unscored(ids []string, ev *eventv1.Event) []string {
 	switch {
-	case lifecycle.Kind(ev.GetEventType()).Fact():
+	case lifecycle.Kind(ev.GetEventType()).Fact() || scoring.Absorbs(ev):
 		if len(ids) == maxFacts {
 			ids = ids[1:]
 		}

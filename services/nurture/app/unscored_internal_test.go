@@ -53,4 +53,25 @@ func TestRecycleWaitsForTheLatestFactsScore(t *testing.T) {
 	if !l.recycleDue(past) {
 		t.Fatal("a re-score covers the facts before it: not due")
 	}
+	// A merge that brings the absorbed lead's facts waits for its score
+	// as a fact does (merged, the lead may qualify); one without none.
+	merged := func(id string, facts bool) {
+		m := &eventv1.LeadMerged{SurvivorLeadId: l.id, AbsorbedLeadId: "0195f3a0-0000-7000-8000-000000000003"}
+		if facts {
+			m.AbsorbedProfile = &eventv1.Profile{}
+		}
+		add(id, "", "LeadMerged", &eventv1.Event{LeadId: l.id, Payload: &eventv1.Event_LeadMerged{LeadMerged: m}})
+	}
+	merged("m0", false)
+	if !l.recycleDue(past) {
+		t.Fatal("a merge that carried no facts held the recycle")
+	}
+	merged("m1", true)
+	if l.recycleDue(past) {
+		t.Fatal("due with the merge's facts not scored yet")
+	}
+	score("s3", "m1")
+	if !l.recycleDue(past) {
+		t.Fatal("the merge scored, past its deadline: not due")
+	}
 }

@@ -172,6 +172,21 @@ func TestNotNowIsEachVersionsOwn(t *testing.T) {
 		t.Fatalf("the active version's not-now: %+v, want an MQL under the proposal only", got)
 	}
 
+	// The same with the webinar 90 days on: under the proposal the lead
+	// waited 30 days for engagement and was recycled (NOT_QUALIFIED), so
+	// the webinar, no re-engagement, qualifies it under neither (it was
+	// the proposal's MQL gained).
+	late := &replayer{t: t, r: New(&withRule, plain, time.Time{}, time.Time{}), at: at}
+	late.apply("l", &eventv1.LeadCaptured{Profile: small, Attribution: &eventv1.Attribution{Source: "web-form"}})
+	late.apply("l", &eventv1.LeadDisqualified{RuleId: "tiny", NotNow: true})
+	late.apply("l", &eventv1.LeadRecycled{Cause: eventv1.RecycleCause_RECYCLE_CAUSE_NOT_READY})
+	late.apply("l", &eventv1.NurtureEnrolled{ProgramId: "first"})
+	late.at = late.at.Add(90 * 24 * time.Hour)
+	late.apply("l", &eventv1.ActivityRecorded{Type: webinar})
+	if got := late.r.Result().Total; got.MQLsActive != 0 || got.MQLsProposed != 0 {
+		t.Fatalf("the active version's not-now, a webinar 90 days on: %+v, want an MQL under neither", got)
+	}
+
 	// Recycled again later (rejected), the lead is in nurture under both.
 	p.apply("l", &eventv1.LeadRejected{Reason: eventv1.RejectReason_REJECT_REASON_NOT_READY})
 	p.apply("l", &eventv1.LeadRecycled{Cause: eventv1.RecycleCause_RECYCLE_CAUSE_REJECTED})

@@ -13,6 +13,7 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/envelope"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/pkg/scoring"
 	"github.com/leadflow/leadflow/services/projector/lead"
 )
@@ -112,8 +113,12 @@ type leadState struct {
 }
 
 // verdict is what a version made of the lead: qualified, out for good,
-// or sent to nurture by one of its "not now" rules.
-type verdict struct{ qualified, out, nurtured bool }
+// or sent to nurture by one of its "not now" rules, or by the wait for
+// engagement that ran out since its last score (last).
+type verdict struct {
+	qualified, out, nurtured bool
+	last                     time.Time
+}
 
 // New returns a replay of proposed against active (nil: no version is
 // active, so none qualifies) over leads captured in [from, to) (a zero
@@ -200,8 +205,9 @@ func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
 			l.untouch(u.GetGivenBackEventIds())
 			trigger = true
 		default:
-			// As live: the survivor is scored on both leads' facts.
-			trigger = true
+			// As live: the survivor is scored on both leads' facts, when
+			// its LeadMerged carries them.
+			trigger = scoring.Absorbs(ev)
 		}
 	}
 	if !trigger || l.acted {
@@ -221,6 +227,15 @@ func (v *verdict) score(m scoring.Model, f scoring.Facts, at time.Time, nurtured
 	if v.qualified || v.out {
 		return
 	}
+	// As live, a lead no score qualified waits for engagement until
+	// EngageWithin after its last score, then nurture recycles it (cause
+	// NOT_QUALIFIED): only a re-engagement qualifies it after that, also
+	// where the stream shows another version's way (its "not now", its
+	// final rule) and no recycle.
+	if !v.last.IsZero() && at.Sub(v.last) > lifecycle.DefaultPolicy().EngageWithin {
+		v.nurtured = true
+	}
+	v.last = at
 	res := scoring.Score(m, f, at)
 	switch {
 	case res.Disqualify != nil && !res.Disqualify.NotNow:

@@ -27,9 +27,11 @@ func IsTrigger(eventType string) bool {
 }
 
 // triggers reports whether ev is scored (IsTrigger): of a merge, only the
-// survivor's LeadMerged, which brings the absorbed lead's facts.
+// survivor's LeadMerged that brings the absorbed lead's facts (not one
+// stored before it carried them: a re-score would take it for new
+// engagement).
 func triggers(ev *eventv1.Event) bool {
-	return IsTrigger(ev.GetEventType()) && (ev.GetLeadMerged() == nil || envelope.SurvivorSide(ev))
+	return IsTrigger(ev.GetEventType()) && (ev.GetLeadMerged() == nil || scoring.Absorbs(ev))
 }
 
 // IsOwn reports whether qualification writes lead events of this type: the

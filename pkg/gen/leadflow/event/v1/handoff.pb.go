@@ -2962,7 +2962,8 @@ func (x *RoutingRules) GetDefaultSegment() string {
 // working hours.
 type SLAPolicy struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// segment it applies to; empty for the default policy.
+	// segment it applies to, one the routing rules give (checked when set,
+	// since 2026-12-06); empty for the default policy.
 	Segment            string               `protobuf:"bytes,1,opt,name=segment,proto3" json:"segment,omitempty"`
 	AcceptWithin       *durationpb.Duration `protobuf:"bytes,2,opt,name=accept_within,json=acceptWithin,proto3" json:"accept_within,omitempty"`
 	FirstContactWithin *durationpb.Duration `protobuf:"bytes,3,opt,name=first_contact_within,json=firstContactWithin,proto3" json:"first_contact_within,omitempty"`
@@ -3244,7 +3245,8 @@ type MarketingTarget struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// period is "2026", "2026-Q1" or "2026-03".
 	Period string `protobuf:"bytes,1,opt,name=period,proto3" json:"period,omitempty"`
-	// segment is a routing segment; empty for all.
+	// segment is a segment the routing rules give (checked when set, since
+	// 2026-12-06); empty for all.
 	Segment                string `protobuf:"bytes,2,opt,name=segment,proto3" json:"segment,omitempty"`
 	MinMqls                int32  `protobuf:"varint,3,opt,name=min_mqls,json=minMqls,proto3" json:"min_mqls,omitempty"`
 	MinAcceptanceRateBps   uint32 `protobuf:"varint,4,opt,name=min_acceptance_rate_bps,json=minAcceptanceRateBps,proto3" json:"min_acceptance_rate_bps,omitempty"`

@@ -1098,8 +1098,12 @@ type LeadMerged struct {
 	// unmerge gives them back.
 	AbsorbedProfile    *Profile        `protobuf:"bytes,4,opt,name=absorbed_profile,json=absorbedProfile,proto3" json:"absorbed_profile,omitempty"`
 	AbsorbedActivities []*ActivityFact `protobuf:"bytes,5,rep,name=absorbed_activities,json=absorbedActivities,proto3" json:"absorbed_activities,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// absorbed_withdrawn are the channels the absorbed lead had withdrawn:
+	// the ConsentChanged events after this one carry them onto the
+	// survivor, and its score at the merge counts them already.
+	AbsorbedWithdrawn []ConsentChannel `protobuf:"varint,6,rep,packed,name=absorbed_withdrawn,json=absorbedWithdrawn,proto3,enum=leadflow.event.v1.ConsentChannel" json:"absorbed_withdrawn,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *LeadMerged) Reset() {
@@ -1163,6 +1167,13 @@ func (x *LeadMerged) GetAbsorbedProfile() *Profile {
 func (x *LeadMerged) GetAbsorbedActivities() []*ActivityFact {
 	if x != nil {
 		return x.AbsorbedActivities
+	}
+	return nil
+}
+
+func (x *LeadMerged) GetAbsorbedWithdrawn() []ConsentChannel {
+	if x != nil {
+		return x.AbsorbedWithdrawn
 	}
 	return nil
 }
@@ -2015,14 +2026,15 @@ const file_leadflow_event_v1_lead_proto_rawDesc = "" +
 	"\vmerged_from\x18\x06 \x01(\tR\n" +
 	"mergedFrom\x12\"\n" +
 	"\rgiven_back_by\x18\a \x01(\tR\vgivenBackBy\x12-\n" +
-	"\x13given_back_event_id\x18\b \x01(\tR\x10givenBackEventId\"\x91\x02\n" +
+	"\x13given_back_event_id\x18\b \x01(\tR\x10givenBackEventId\"\xe3\x02\n" +
 	"\n" +
 	"LeadMerged\x12(\n" +
 	"\x10survivor_lead_id\x18\x01 \x01(\tR\x0esurvivorLeadId\x12(\n" +
 	"\x10absorbed_lead_id\x18\x02 \x01(\tR\x0eabsorbedLeadId\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12E\n" +
 	"\x10absorbed_profile\x18\x04 \x01(\v2\x1a.leadflow.event.v1.ProfileR\x0fabsorbedProfile\x12P\n" +
-	"\x13absorbed_activities\x18\x05 \x03(\v2\x1f.leadflow.event.v1.ActivityFactR\x12absorbedActivities\"\x80\x01\n" +
+	"\x13absorbed_activities\x18\x05 \x03(\v2\x1f.leadflow.event.v1.ActivityFactR\x12absorbedActivities\x12P\n" +
+	"\x12absorbed_withdrawn\x18\x06 \x03(\x0e2!.leadflow.event.v1.ConsentChannelR\x11absorbedWithdrawn\"\x80\x01\n" +
 	"\fActivityFact\x123\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1f.leadflow.event.v1.ActivityTypeR\x04type\x12;\n" +
 	"\voccurred_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -2195,25 +2207,26 @@ var file_leadflow_event_v1_lead_proto_depIdxs = []int32{
 	8,  // 8: leadflow.event.v1.LeadResubmitted.attribution:type_name -> leadflow.event.v1.Attribution
 	7,  // 9: leadflow.event.v1.LeadMerged.absorbed_profile:type_name -> leadflow.event.v1.Profile
 	15, // 10: leadflow.event.v1.LeadMerged.absorbed_activities:type_name -> leadflow.event.v1.ActivityFact
-	2,  // 11: leadflow.event.v1.ActivityFact.type:type_name -> leadflow.event.v1.ActivityType
-	25, // 12: leadflow.event.v1.ActivityFact.occurred_at:type_name -> google.protobuf.Timestamp
-	2,  // 13: leadflow.event.v1.ActivityRecorded.type:type_name -> leadflow.event.v1.ActivityType
-	3,  // 14: leadflow.event.v1.CampaignRegistered.channel:type_name -> leadflow.event.v1.Channel
-	25, // 15: leadflow.event.v1.CampaignRegistered.starts_at:type_name -> google.protobuf.Timestamp
-	25, // 16: leadflow.event.v1.CampaignRegistered.ends_at:type_name -> google.protobuf.Timestamp
-	26, // 17: leadflow.event.v1.CampaignRegistered.budget:type_name -> leadflow.event.v1.Money
-	26, // 18: leadflow.event.v1.CampaignCostRecorded.amount:type_name -> leadflow.event.v1.Money
-	25, // 19: leadflow.event.v1.CampaignCostRecorded.period_start:type_name -> google.protobuf.Timestamp
-	25, // 20: leadflow.event.v1.CampaignCostRecorded.period_end:type_name -> google.protobuf.Timestamp
-	4,  // 21: leadflow.event.v1.Consent.channel:type_name -> leadflow.event.v1.ConsentChannel
-	5,  // 22: leadflow.event.v1.Consent.status:type_name -> leadflow.event.v1.ConsentStatus
-	19, // 23: leadflow.event.v1.ConsentChanged.consent:type_name -> leadflow.event.v1.Consent
-	11, // 24: leadflow.event.v1.LeadErased.released:type_name -> leadflow.event.v1.Identity
-	25, // [25:25] is the sub-list for method output_type
-	25, // [25:25] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	4,  // 11: leadflow.event.v1.LeadMerged.absorbed_withdrawn:type_name -> leadflow.event.v1.ConsentChannel
+	2,  // 12: leadflow.event.v1.ActivityFact.type:type_name -> leadflow.event.v1.ActivityType
+	25, // 13: leadflow.event.v1.ActivityFact.occurred_at:type_name -> google.protobuf.Timestamp
+	2,  // 14: leadflow.event.v1.ActivityRecorded.type:type_name -> leadflow.event.v1.ActivityType
+	3,  // 15: leadflow.event.v1.CampaignRegistered.channel:type_name -> leadflow.event.v1.Channel
+	25, // 16: leadflow.event.v1.CampaignRegistered.starts_at:type_name -> google.protobuf.Timestamp
+	25, // 17: leadflow.event.v1.CampaignRegistered.ends_at:type_name -> google.protobuf.Timestamp
+	26, // 18: leadflow.event.v1.CampaignRegistered.budget:type_name -> leadflow.event.v1.Money
+	26, // 19: leadflow.event.v1.CampaignCostRecorded.amount:type_name -> leadflow.event.v1.Money
+	25, // 20: leadflow.event.v1.CampaignCostRecorded.period_start:type_name -> google.protobuf.Timestamp
+	25, // 21: leadflow.event.v1.CampaignCostRecorded.period_end:type_name -> google.protobuf.Timestamp
+	4,  // 22: leadflow.event.v1.Consent.channel:type_name -> leadflow.event.v1.ConsentChannel
+	5,  // 23: leadflow.event.v1.Consent.status:type_name -> leadflow.event.v1.ConsentStatus
+	19, // 24: leadflow.event.v1.ConsentChanged.consent:type_name -> leadflow.event.v1.Consent
+	11, // 25: leadflow.event.v1.LeadErased.released:type_name -> leadflow.event.v1.Identity
+	26, // [26:26] is the sub-list for method output_type
+	26, // [26:26] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_event_v1_lead_proto_init() }
