@@ -3,8 +3,9 @@ package scoring_test
 import (
 	"testing"
 
-	"google.golang.org/protobuf/types/known/timestamppb"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/leadflow/leadflow/pkg/envelope"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/scoring"
 )
@@ -18,18 +19,10 @@ func TestAMergeScoresTheSurvivorOnBothLeadsFacts(t *testing.T) {
 		{ID: "vp", Points: 30, When: scoring.Criteria{SeniorityIn: []eventv1.Seniority{vp}}},
 		{ID: "big", Points: 20, When: scoring.Criteria{MinEmployees: 200}},
 	}, Engagement: []scoring.EngagementRule{{ID: "webinar", Activity: webinar, Points: 20, Cap: 60, HalfLife: 30 * day}}}
-	at := timestamppb.New(t0)
-	ev := func(lead string, p any) *eventv1.Event {
-		e := &eventv1.Event{LeadId: lead, OccurredAt: at, RecordedAt: at}
-		switch x := p.(type) {
-		case *eventv1.LeadCaptured:
-			e.Payload = &eventv1.Event_LeadCaptured{LeadCaptured: x}
-		case *eventv1.ActivityRecorded:
-			e.Payload = &eventv1.Event_ActivityRecorded{ActivityRecorded: x}
-		case *eventv1.LeadMerged:
-			e.Payload = &eventv1.Event_LeadMerged{LeadMerged: x}
-		case *eventv1.LeadUnmerged:
-			e.Payload = &eventv1.Event_LeadUnmerged{LeadUnmerged: x}
+	ev := func(lead string, p proto.Message) *eventv1.Event {
+		e, err := envelope.NewEvent(lead, p, envelope.Meta{}, t0)
+		if err != nil {
+			t.Fatal(err)
 		}
 		return e
 	}

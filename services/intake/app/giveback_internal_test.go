@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
@@ -51,17 +52,11 @@ func TestGiveBackMovesNoTouchAnOlderReplayLeft(t *testing.T) {
 // are all on the absorbed lead: counted, they match its count (a consent
 // replay not counted kept it unfinished for good).
 func TestAnUnmergeCountsItsConsentReplays(t *testing.T) {
-	ev := func(p any) eventstore.Record {
-		e := &eventv1.Event{}
-		switch x := p.(type) {
-		case *eventv1.LeadUnmerged:
-			e.Payload = &eventv1.Event_LeadUnmerged{LeadUnmerged: x}
-		case *eventv1.ActivityRecorded:
-			e.Payload = &eventv1.Event_ActivityRecorded{ActivityRecorded: x}
-		case *eventv1.ConsentChanged:
-			e.Payload = &eventv1.Event_ConsentChanged{ConsentChanged: x}
+	ev := func(p proto.Message) eventstore.Record {
+		e, err := envelope.NewEvent("a", p, envelope.Meta{}, time.Now())
+		if err != nil {
+			t.Fatal(err)
 		}
-		e.LeadId = "a"
 		return eventstore.Record{Event: e}
 	}
 	recs := []eventstore.Record{
