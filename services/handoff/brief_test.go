@@ -152,6 +152,15 @@ func TestMarketingTargets(t *testing.T) {
 	if err != nil || !r.GetUnchanged() {
 		t.Fatalf("the same target again: %v %v", r, err)
 	}
+	// Rules that no longer give a segment leave its targets settable: a
+	// period judged on it can still be corrected.
+	if _, err := c.SetRoutingRules(ctx, &handoffv1.SetRoutingRulesRequest{Rules: &eventv1.RoutingRules{DefaultSegment: "all", FallbackQueue: "triage"}, ChangedBy: ops}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.SetMarketingTarget(ctx, &handoffv1.SetMarketingTargetRequest{Target: &eventv1.MarketingTarget{Period: "2026-Q1", Segment: "enterprise",
+		MinMqls: 60, MinAcceptanceRateBps: 8000, MinMqlToOpportunityBps: 3000}, SetBy: mia}); err != nil {
+		t.Fatalf("a target of a segment earlier rules gave: %v", err)
+	}
 	l, err := c.ListMarketingTargets(ctx, &handoffv1.ListMarketingTargetsRequest{})
 	if err != nil || len(l.GetTargets()) != 2 || l.GetTargets()[1].GetSegment() != "smb" || l.GetTargets()[1].GetMinMqls() != 450 {
 		t.Fatalf("targets: %v %v", l, err)

@@ -71,15 +71,19 @@ func TestAWriteWithoutAnAnswerNamesItsRequestID(t *testing.T) {
 // (its status and owner read like a breach's).
 func TestLostNamesTheFixForWhatTheLeadMisses(t *testing.T) {
 	rep := &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_REP, Id: "ann"}
+	queue := &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_QUEUE, Id: "nurture"}
 	for _, c := range []struct {
+		status             eventv1.LeadStatus
+		owner              *eventv1.Owner
 		missing, want, not string
 	}{
-		{"recycle to nurture (contact attempts exhausted)", "leadctl lost --redrive", "leadctl reassign"},
-		{"escalation of the SLA breach: reassignment to another rep", "leadctl reassign", "lost --redrive"},
+		{eventv1.LeadStatus_LEAD_STATUS_ACCEPTED, rep, "recycle to nurture (contact attempts exhausted)", "leadctl lost --redrive", "leadctl reassign"},
+		{eventv1.LeadStatus_LEAD_STATUS_ACCEPTED, rep, "escalation of the SLA breach: reassignment to another rep", "leadctl reassign", "lost --redrive"},
+		{eventv1.LeadStatus_LEAD_STATUS_LOST, queue, "recycle to nurture", "leadctl recycle", "attempts ran out"},
 	} {
 		var out bytes.Buffer
-		err := writeLost(&out, &nurturev1.FindLostLeadsResponse{TotalLost: 1, Lost: []*nurturev1.LostLead{{LeadId: "l", Status: eventv1.LeadStatus_LEAD_STATUS_ACCEPTED,
-			Owner: rep, LastEventType: "SLABreached", MissingStep: c.missing, Reason: nurturev1.LostReason_LOST_REASON_OVERDUE}}})
+		err := writeLost(&out, &nurturev1.FindLostLeadsResponse{TotalLost: 1, Lost: []*nurturev1.LostLead{{LeadId: "l", Status: c.status,
+			Owner: c.owner, LastEventType: "SLABreached", MissingStep: c.missing, Reason: nurturev1.LostReason_LOST_REASON_OVERDUE}}})
 		fixes := out.String()[strings.Index(out.String(), "to fix:"):]
 		if err != nil || !strings.Contains(fixes, c.want) || strings.Contains(fixes, c.not) {
 			t.Errorf("missing %q: %v\n%s\nwant %q, not %q", c.missing, err, out.String(), c.want, c.not)

@@ -285,7 +285,7 @@ func writeLost(w io.Writer, resp *nurturev1.FindLostLeadsResponse) error {
 				fix("leadctl assign <lead> --to <rep>: a queued MQL routed by hand")
 			case l.GetStatus() == eventv1.LeadStatus_LEAD_STATUS_OPPORTUNITY:
 				fix("the deal's rep closes it won or lost, or moves its expected close (handoff's MoveOpportunityStage with expected_close)")
-			case strings.HasPrefix(l.GetMissingStep(), "recycle to nurture"):
+			case strings.Contains(l.GetMissingStep(), "contact attempts exhausted"):
 				// Attempts exhausted: nurture owes the recycle, not a rep.
 				fix("leadctl lost --redrive: nurture recycles a lead whose contact attempts ran out (if a dead letter parked it: leadctl dlq list)")
 			case (l.GetStatus() == eventv1.LeadStatus_LEAD_STATUS_ASSIGNED || l.GetStatus() == eventv1.LeadStatus_LEAD_STATUS_ACCEPTED) &&

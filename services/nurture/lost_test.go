@@ -316,8 +316,9 @@ func TestAReplicaStartedAfterTheFactsKeepsTheLaterOneWaiting(t *testing.T) {
 }
 
 // A breach nobody escalated stays the step a lead misses through the
-// facts after it (a click read "a contact attempt by the rep", which no
-// fix follows), and the rep's own attempt since ends it.
+// facts after it (a click, a merge's facts: it read "a contact attempt by
+// the rep", which no fix follows), and the rep's own attempt since ends
+// it.
 func TestTheLostCheckNamesAnUnescalatedBreachUntilTheRepActs(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
@@ -327,6 +328,9 @@ func TestTheLostCheckNamesAnUnescalatedBreachUntilTheRepActs(t *testing.T) {
 	w.write(t, lead, lifecycle.Command{Name: lifecycle.BreachSLA}, &eventv1.SLABreached{Sla: eventv1.SLAKind_SLA_KIND_FIRST_CONTACT,
 		Owner: &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_REP, Id: "ann"}, Segment: "smb"})
 	w.activity(t, lead, webinar)
+	// And a duplicate merged into it, bringing its facts.
+	w.write(t, lead, lifecycle.Command{Name: lifecycle.Resubmit}, &eventv1.LeadMerged{SurvivorLeadId: lead, AbsorbedLeadId: uuid.NewString(),
+		Reason: "same person", AbsorbedProfile: &eventv1.Profile{Country: "DE"}})
 	step := func() string {
 		t.Helper()
 		var missing string

@@ -39,6 +39,7 @@ type Config struct {
 	calendars map[string]sla.Calendar // by team
 	domains   map[string]string       // normalized domain -> account
 	names     map[string]string       // normalized company name -> account
+	given     map[string]bool         // every segment any rules gave
 }
 
 // New returns the empty routing data (version 0).
@@ -46,7 +47,7 @@ func New() *Config {
 	return &Config{
 		Teams: map[string]*eventv1.SalesTeam{}, Reps: map[string]*eventv1.Rep{}, Absences: map[string][]*eventv1.Absence{},
 		Pools: map[string]*eventv1.Pool{}, Accounts: map[string]*eventv1.Account{}, SLAs: map[string]*eventv1.SLAPolicy{},
-		calendars: map[string]sla.Calendar{}, domains: map[string]string{}, names: map[string]string{},
+		calendars: map[string]sla.Calendar{}, domains: map[string]string{}, names: map[string]string{}, given: map[string]bool{},
 	}
 }
 
@@ -57,6 +58,7 @@ func (c *Config) Clone() *Config {
 	n.Teams, n.Reps, n.Absences = maps.Clone(c.Teams), maps.Clone(c.Reps), maps.Clone(c.Absences)
 	n.Pools, n.Accounts, n.SLAs = maps.Clone(c.Pools), maps.Clone(c.Accounts), maps.Clone(c.SLAs)
 	n.calendars, n.domains, n.names = maps.Clone(c.calendars), maps.Clone(c.domains), maps.Clone(c.names)
+	n.given = maps.Clone(c.given)
 	return &n
 }
 
@@ -110,6 +112,9 @@ func (c *Config) Apply(seq uint64, ch *eventv1.RoutingChanged) {
 		}
 	case *eventv1.RoutingChanged_Rules:
 		c.Rules = x.Rules
+		for _, seg := range c.Segments() {
+			c.given[seg] = true
+		}
 	case *eventv1.RoutingChanged_SlaPolicy:
 		c.SLAs[x.SlaPolicy.GetSegment()] = x.SlaPolicy
 	}
@@ -192,10 +197,12 @@ func (c *Config) Segments() []string {
 	return out
 }
 
-// CheckSegment refuses a segment no routing rule gives (field names it):
-// a misspelt segment's SLA policy or target would never apply.
+// CheckSegment refuses a segment no routing rules ever gave (field names
+// it): a misspelt segment's SLA policy or target would never apply. One
+// that earlier rules gave stays valid, so a period's target can still be
+// set, or set again, after the rules renamed it.
 func (c *Config) CheckSegment(field, s string) []Violation {
-	if segs := c.Segments(); s != "" && ValidID(s) && !slices.Contains(segs, s) {
+	if segs := c.Segments(); s != "" && ValidID(s) && !slices.Contains(segs, s) && !c.given[s] {
 		return []Violation{{Field: field, Description: fmt.Sprintf("%q is not a segment the routing rules give (%s): set the rules first",
 			s, strings.Join(segs, ", "))}}
 	}

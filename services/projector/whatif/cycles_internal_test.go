@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
@@ -218,5 +219,37 @@ func TestAMergeScoresTheSurvivorOnBothLeads(t *testing.T) {
 	p.apply("s", carried)
 	if got := p.r.Result().Total; got.Leads != 1 || got.MQLsProposed != 1 || got.MQLsActive != 0 {
 		t.Fatalf("after the merge: %+v, want one lead, the proposal's MQL", got)
+	}
+}
+
+// The wait for engagement is the one live scores gave new leads (a
+// deadline 60 days on: a webinar at day 45 still qualifies, where 30
+// days read it recycled), and a survivor's score at an unmerge does not
+// start it again, as live it keeps the deadline.
+func TestTheWaitForEngagementIsLives(t *testing.T) {
+	day := 24 * time.Hour
+	m := vpWebinar(50)
+	p := &replayer{t: t, r: New(&m, m, time.Time{}, time.Time{}), at: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+	p.apply("l", &eventv1.LeadCaptured{Profile: vp, Attribution: &eventv1.Attribution{Source: "web-form"}}) // 40
+	scored, err := envelope.NewEvent("l", &eventv1.LeadScored{Total: 40, Threshold: 50}, envelope.Meta{OccurredAt: p.at}, p.at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scored.Lifecycle = &eventv1.Lifecycle{Status: eventv1.LeadStatus_LEAD_STATUS_NEW, Deadline: timestamppb.New(p.at.Add(60 * day))}
+	p.r.Apply("l", scored)
+	p.at = p.at.Add(45 * day)
+	p.apply("l", &eventv1.ActivityRecorded{Type: webinar}) // 60
+	if got := p.r.Result().Total; got.MQLsActive != 1 || got.MQLsProposed != 1 {
+		t.Fatalf("a webinar at day 45 with a 60-day wait: %+v, want an MQL", got)
+	}
+
+	q := &replayer{t: t, r: New(&m, m, time.Time{}, time.Time{}), at: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+	q.apply("s", &eventv1.LeadCaptured{Profile: vp, Attribution: &eventv1.Attribution{Source: "web-form"}}) // 40, day 0
+	q.at = q.at.Add(20 * day)
+	q.apply("s", &eventv1.LeadUnmerged{SurvivorLeadId: "s", AbsorbedLeadId: "a"})
+	q.at = q.at.Add(25 * day)
+	q.apply("s", &eventv1.ActivityRecorded{Type: webinar}) // day 45: recycled at day 30 already
+	if got := q.r.Result().Total; got.MQLsActive != 0 || got.MQLsProposed != 0 {
+		t.Fatalf("a webinar 45 days after the last score but an unmerge's: %+v, want no MQL", got)
 	}
 }

@@ -75,6 +75,10 @@ type Replay struct {
 	from, to time.Time
 	leads    map[string]*leadState
 	seq      uint64 // events applied: their order, for ties
+	// wait is how long a new lead waits for engagement after a score
+	// (qualification's -engage-within): the longest a live score of a
+	// new lead gave it (0 until one is read: the default policy's).
+	wait time.Duration
 }
 
 type leadState struct {
@@ -131,6 +135,10 @@ func New(active *scoring.Model, proposed scoring.Model, from, to time.Time) *Rep
 // its capture is seen: one captured before the replay's start is ignored.
 func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
 	r.seq++
+	if lc := ev.GetLifecycle(); ev.GetLeadScored() != nil && lc.GetStatus() == eventv1.LeadStatus_LEAD_STATUS_NEW && lc.GetDeadline() != nil {
+		// A re-score keeps the deadline, so it gives less: take the most.
+		r.wait = max(r.wait, lc.GetDeadline().AsTime().Sub(ev.GetRecordedAt().AsTime()))
+	}
 	l := r.leads[leadID]
 	if l == nil {
 		c := ev.GetLeadCaptured()
@@ -217,25 +225,35 @@ func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
 	// time it was recorded.
 	at := ev.GetRecordedAt().AsTime()
 	reengaged := ev.GetLeadReengaged() != nil
+	w := wait{cmp.Or(r.wait, lifecycle.DefaultPolicy().EngageWithin), ev.GetLeadUnmerged() != nil}
 	if r.active != nil {
-		l.active.score(*r.active, l.facts.Facts, at, l.nurtured, reengaged)
+		l.active.score(*r.active, l.facts.Facts, at, l.nurtured, reengaged, w)
 	}
-	l.proposed.score(r.proposed, l.facts.Facts, at, l.nurtured, reengaged)
+	l.proposed.score(r.proposed, l.facts.Facts, at, l.nurtured, reengaged, w)
 }
 
-func (v *verdict) score(m scoring.Model, f scoring.Facts, at time.Time, nurtured, reengaged bool) {
+// wait is the wait for engagement a score starts (keep: none, as the
+// survivor's score at an unmerge keeps its deadline live).
+type wait struct {
+	within time.Duration
+	keep   bool
+}
+
+func (v *verdict) score(m scoring.Model, f scoring.Facts, at time.Time, nurtured, reengaged bool, w wait) {
 	if v.qualified || v.out {
 		return
 	}
-	// As live, a lead no score qualified waits for engagement until
-	// EngageWithin after its last score, then nurture recycles it (cause
+	// As live, a lead no score qualified waits for engagement until the
+	// wait after its last score, then nurture recycles it (cause
 	// NOT_QUALIFIED): only a re-engagement qualifies it after that, also
 	// where the stream shows another version's way (its "not now", its
 	// final rule) and no recycle.
-	if !v.last.IsZero() && at.Sub(v.last) > lifecycle.DefaultPolicy().EngageWithin {
+	if !v.last.IsZero() && at.Sub(v.last) > w.within {
 		v.nurtured = true
 	}
-	v.last = at
+	if !w.keep || v.last.IsZero() {
+		v.last = at
+	}
 	res := scoring.Score(m, f, at)
 	switch {
 	case res.Disqualify != nil && !res.Disqualify.NotNow:
