@@ -170,28 +170,50 @@ func maxFit(rules []FitRule) int {
 		all = ^uint64(0)
 	}
 	// choices[f] holds, for each value of field f the rules name, the
-	// rules a profile with that value can still match.
+	// rules a profile with that value can still match. Each distinct
+	// value is tried once against each rule, in constant time: a model of
+	// 100 rules naming 500 values each stays fast to validate.
 	var choices [][]uint64
-	field := func(names func(Criteria) []string, match func(c Criteria, v string) bool) {
-		var vals []string
-		for _, r := range pos {
-			vals = append(vals, names(r.When)...)
-		}
+	field := func(vals []string, match func(i int, v string) bool) {
 		var sets []uint64
+		seen, have := map[string]bool{}, map[uint64]bool{}
 		for _, v := range vals {
+			if seen[v] {
+				continue
+			}
+			seen[v] = true
 			var s uint64
-			for i, r := range pos {
-				if match(r.When, v) {
+			for i := range pos {
+				if match(i, v) {
 					s |= 1 << i
 				}
 			}
-			if !slices.Contains(sets, s) {
+			if !have[s] {
+				have[s] = true
 				sets = append(sets, s)
 			}
 		}
 		if len(sets) > 0 {
 			choices = append(choices, sets)
 		}
+	}
+	// named is a field whose condition is a set of values: each rule's
+	// set (nil: the rule does not look at the field) and every value.
+	named := func(get func(Criteria) []string) ([]map[string]bool, []string) {
+		sets, vals := make([]map[string]bool, len(pos)), []string(nil)
+		for i, r := range pos {
+			for _, v := range get(r.When) {
+				if sets[i] == nil {
+					sets[i] = map[string]bool{}
+				}
+				sets[i][v] = true
+				vals = append(vals, v)
+			}
+		}
+		return sets, vals
+	}
+	in := func(sets []map[string]bool) func(i int, v string) bool {
+		return func(i int, v string) bool { return sets[i] == nil || sets[i][v] }
 	}
 	fold := func(vs []string) []string {
 		out := make([]string, len(vs))
@@ -200,42 +222,51 @@ func maxFit(rules []FitRule) int {
 		}
 		return out
 	}
-	enums := func(get func(Criteria) []int32) {
-		field(func(c Criteria) []string {
+	enum := func(get func(Criteria) []int32) func(Criteria) []string {
+		return func(c Criteria) []string {
 			var out []string
 			for _, e := range get(c) {
-				out = append(out, fmt.Sprint(e))
+				out = append(out, strconv.Itoa(int(e)))
 			}
 			return out
-		}, func(c Criteria, v string) bool {
-			es := get(c)
-			return len(es) == 0 || slices.ContainsFunc(es, func(e int32) bool { return fmt.Sprint(e) == v })
-		})
+		}
 	}
-	enums(func(c Criteria) []int32 { return int32s(c.SeniorityIn) })
-	enums(func(c Criteria) []int32 { return int32s(c.FunctionIn) })
-	field(func(c Criteria) []string {
-		var out []string
-		for _, n := range []int{c.MinEmployees, c.MaxEmployees} {
+	for _, get := range []func(Criteria) []string{
+		enum(func(c Criteria) []int32 { return int32s(c.SeniorityIn) }),
+		enum(func(c Criteria) []int32 { return int32s(c.FunctionIn) }),
+		func(c Criteria) []string { return fold(c.IndustryIn) },
+		func(c Criteria) []string { return fold(c.CountryIn) },
+	} {
+		sets, vals := named(get)
+		field(vals, in(sets))
+	}
+	// A domain matches its own rules and its parents' (inDomain).
+	domains, vals := named(func(c Criteria) []string { return fold(c.EmailDomainIn) })
+	field(vals, func(i int, v string) bool {
+		if domains[i] == nil {
+			return true
+		}
+		for d := v; d != ""; {
+			if domains[i][d] {
+				return true
+			}
+			_, d, _ = strings.Cut(d, ".")
+		}
+		return false
+	})
+	// Company size: a bound is the only place the rules it meets change.
+	var sizes []string
+	for _, r := range pos {
+		for _, n := range []int{r.When.MinEmployees, r.When.MaxEmployees, 1} {
 			if n > 0 {
-				out = append(out, strconv.Itoa(n))
+				sizes = append(sizes, strconv.Itoa(n))
 			}
 		}
-		return append(out, "1")
-	}, func(c Criteria, v string) bool {
-		n, _ := strconv.Atoi(v)
-		return (c.MinEmployees <= 0 || n >= c.MinEmployees) && (c.MaxEmployees <= 0 || n <= c.MaxEmployees)
-	})
-	for _, get := range []func(Criteria) []string{
-		func(c Criteria) []string { return c.IndustryIn },
-		func(c Criteria) []string { return c.CountryIn },
-	} {
-		field(func(c Criteria) []string { return fold(get(c)) }, func(c Criteria, v string) bool {
-			return len(get(c)) == 0 || slices.Contains(fold(get(c)), v)
-		})
 	}
-	field(func(c Criteria) []string { return fold(c.EmailDomainIn) }, func(c Criteria, v string) bool {
-		return len(c.EmailDomainIn) == 0 || slices.ContainsFunc(c.EmailDomainIn, func(d string) bool { return inDomain(v, d) })
+	field(sizes, func(i int, v string) bool {
+		n, _ := strconv.Atoi(v)
+		c := pos[i].When
+		return (c.MinEmployees <= 0 || n >= c.MinEmployees) && (c.MaxEmployees <= 0 || n <= c.MaxEmployees)
 	})
 	slices.SortFunc(choices, func(a, b []uint64) int { return len(a) - len(b) })
 
