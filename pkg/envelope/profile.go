@@ -79,6 +79,21 @@ func (f *Forms) Add(before *eventv1.Profile, via string, p *eventv1.Profile) {
 	}
 }
 
+// Absorb records the profile p of a lead merged into this one (via, its
+// id), under the lead's own: a field both say is the lead's. before is
+// the lead's profile until now; Absorb returns it after.
+func (f *Forms) Absorb(before *eventv1.Profile, via string, p *eventv1.Profile) *eventv1.Profile {
+	if f.Layers == nil {
+		f.Layers = []Form{{Profile: proto.CloneOf(before)}}
+	}
+	f.Layers = slices.Insert(f.Layers, 0, Form{Via: via, Profile: proto.CloneOf(p)})
+	var profile *eventv1.Profile
+	for _, l := range f.Layers {
+		profile = MergeProfile(profile, l.Profile)
+	}
+	return profile
+}
+
 // GiveBack drops the forms the unmerge u takes back. ok: it dropped some,
 // and profile is the lead's profile from the forms left.
 func (f *Forms) GiveBack(u *eventv1.LeadUnmerged) (profile *eventv1.Profile, ok bool) {

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -51,7 +53,8 @@ func httpHandler(ctx context.Context, conn *grpc.ClientConn, gateways ...Gateway
 	// The gateway's default drops unknown fields: a misspelt
 	// idempotencyKey would then be a silent duplicate capture.
 	unmarshal := protojson.UnmarshalOptions{DiscardUnknown: false}
-	mux := runtime.NewServeMux(
+	var mux *runtime.ServeMux
+	mux = runtime.NewServeMux(
 		runtime.WithIncomingHeaderMatcher(headerMatcher),
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, decodeRecorder{&runtime.HTTPBodyMarshaler{Marshaler: &runtime.JSONPb{
 			MarshalOptions: protojson.MarshalOptions{EmitUnpopulated: true}, UnmarshalOptions: unmarshal,
@@ -60,7 +63,7 @@ func httpHandler(ctx context.Context, conn *grpc.ClientConn, gateways ...Gateway
 		runtime.WithRoutingErrorHandler(routingErrors),
 		runtime.SetQueryParameterParser(&strictQuery{}),
 		runtime.WithHealthzEndpoint(healthpb.NewHealthClient(conn)),
-		runtime.WithMiddlewares(withPath),
+		runtime.WithMiddlewares(withPath, verbOfAnother(&mux)),
 	)
 	for _, g := range gateways {
 		if err := g(ctx, mux, conn); err != nil {
@@ -74,8 +77,8 @@ func httpHandler(ctx context.Context, conn *grpc.ClientConn, gateways ...Gateway
 // before anything reads the body (checkCorrelation, over HTTP).
 func correlated(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if v := r.Header.Values(CorrelationHeader); len(v) > 0 {
-			if err := correlationError(v[0]); err != nil {
+		for _, v := range r.Header.Values(CorrelationHeader) { // a repeat is dropped as the gateway drops a bad one
+			if err := correlationError(v); err != nil && r.URL.Path != "/healthz" {
 				writeStatus(w, status.Convert(err))
 				return
 			}
@@ -88,6 +91,11 @@ func correlated(h http.Handler) http.Handler {
 // its code maps to, the status as JSON. An UNAUTHENTICATED answer names
 // the scheme to authenticate with (RFC 9110).
 func writeStatus(w http.ResponseWriter, st *status.Status) {
+	writeStatusCode(w, runtime.HTTPStatusFromCode(st.Code()), st)
+}
+
+// writeStatusCode is writeStatus with the HTTP status code given.
+func writeStatusCode(w http.ResponseWriter, code int, st *status.Status) {
 	b, err := protojson.MarshalOptions{EmitUnpopulated: true}.Marshal(st.Proto())
 	if err != nil {
 		b = []byte(`{"code":13,"message":"internal error"}`)
@@ -96,8 +104,28 @@ func writeStatus(w http.ResponseWriter, st *status.Status) {
 		w.Header().Set("WWW-Authenticate", "Bearer")
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(runtime.HTTPStatusFromCode(st.Code()))
+	w.WriteHeader(code)
 	_, _ = w.Write(b)
+}
+
+// verbOfAnother answers 405 for a GET whose path names a custom method
+// another route serves (GET /v1/leads/<id>:merge): the GET route's
+// pattern takes "<id>:merge" for its id, and would refuse it as a bad
+// id. No id of ours holds a colon.
+func verbOfAnother(mux **runtime.ServeMux) runtime.Middleware {
+	return func(next runtime.HandlerFunc) runtime.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
+			if r.Method == http.MethodGet && r.Context().Value(probeKey{}) == nil &&
+				slices.ContainsFunc(slices.Collect(maps.Values(params)), func(v string) bool { return strings.Contains(v, ":") }) {
+				if allow := slices.DeleteFunc(strings.Split(allowed(*mux, r), ", "), func(m string) bool { return m == http.MethodGet || m == "" }); len(allow) > 0 {
+					w.Header().Set("Allow", strings.Join(allow, ", "))
+					writeStatusCode(w, http.StatusMethodNotAllowed, status.New(codes.Unimplemented, r.Method+" "+r.URL.Path+": method not allowed"))
+					return
+				}
+			}
+			next(w, r, params)
+		}
+	}
 }
 
 // probeKey marks a request routingErrors sends through the mux to learn

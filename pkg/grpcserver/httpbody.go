@@ -237,8 +237,8 @@ func withPath(next runtime.HandlerFunc) runtime.HandlerFunc {
 			if names := slices.Sorted(maps.Keys(r.URL.Query())); len(names) > 0 {
 				name = names[0]
 			}
-			msg := fmt.Sprintf("%s: %s routes read the JSON body, not the query", name, r.Method)
-			writeStatus(w, status.Convert(InvalidArgument(msg, FieldViolation{Field: name, Description: msg})))
+			why := r.Method + " routes read the JSON body, not the query"
+			writeStatus(w, status.Convert(InvalidArgument(name+": "+why, FieldViolation{Field: name, Description: why})))
 			return
 		}
 		if b, ok := r.Context().Value(bodyKey{}).(*requestBody); ok {

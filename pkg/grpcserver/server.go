@@ -473,18 +473,18 @@ func checkCorrelation(ctx context.Context) error {
 // byte gRPC metadata cannot carry (the HTTP gateway drops such a header,
 // and the call would run under an id the caller never learns).
 func correlationError(v string) error {
-	var msg string
+	var why string
 	switch {
 	case len(v) > maxCorrelationID:
-		msg = fmt.Sprintf("%s: %d characters, at most %d", CorrelationHeader, len(v), maxCorrelationID)
+		why = fmt.Sprintf("%d characters, at most %d", len(v), maxCorrelationID)
 	case strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r > 0x7e }):
-		msg = CorrelationHeader + ": printable ASCII only"
+		why = "printable ASCII only"
 	case envelope.HoldsEmail(v):
-		msg = CorrelationHeader + ": must not hold an email address: every event the call writes keeps it in the clear, also after the lead's erasure"
+		why = "must not hold an email address: every event the call writes keeps it in the clear, also after the lead's erasure"
 	default:
 		return nil
 	}
-	return InvalidArgument(msg, FieldViolation{Field: CorrelationHeader, Description: msg})
+	return InvalidArgument(CorrelationHeader+": "+why, FieldViolation{Field: CorrelationHeader, Description: why})
 }
 
 func correlationUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {

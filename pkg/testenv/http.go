@@ -10,7 +10,8 @@ import (
 	"time"
 )
 
-// HTTP sends body to url with the header pairs given (name, value, ...)
+// HTTP sends body to url with the header pairs given (name, value, ...;
+// a name given twice sends both values)
 // and returns the status and the body of the answer.
 func HTTP(t testing.TB, method, url, body string, header ...string) (int, string) {
 	t.Helper()
@@ -28,7 +29,7 @@ func HTTPWithHeader(t testing.TB, method, url, body string, header ...string) (i
 		t.Fatal(err)
 	}
 	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
+		req.Header.Add(header[i], header[i+1])
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {

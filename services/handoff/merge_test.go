@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 	"testing"
@@ -172,5 +173,38 @@ func TestUnmergedLeadIsTakenUpAgain(t *testing.T) {
 	un := last(ofType(w.events(t, queued), "LeadUnmerged"))
 	if q := w.waitFor(t, queued, "LeadQueued", 2)[1]; q.GetCausationId() != un.GetEventId() {
 		t.Errorf("queued again, caused by %s, want the unmerge %s", q.GetCausationId(), un.GetEventId())
+	}
+}
+
+// A survivor qualified on both leads' facts is routed on the profile
+// that qualified it: the absorbed lead's (DACH, 300 people) where its own
+// (a free-mail address) says nothing, not the fallback queue; the brief
+// shows that profile.
+func TestAMergedLeadIsRoutedOnTheMergedProfile(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	survivor, absorbed := uuid.NewString(), uuid.NewString()
+	for id, p := range map[string]*eventv1.Profile{survivor: {EmailDomain: "gmail.com"}, absorbed: dach(300)} {
+		w.write(t, id, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{
+			SealedPersonal: w.sealed(t, id, &eventv1.Personal{Contact: &eventv1.Contact{Email: "li@" + cmp.Or(p.GetEmailDomain(), "globex.example")}}),
+			Profile:        p, Attribution: &eventv1.Attribution{Source: "web-form"}}, intakeActor)
+	}
+	payload := &eventv1.LeadMerged{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "one person"}
+	carried := proto.CloneOf(payload)
+	carried.AbsorbedProfile = dach(300)
+	w.fact(t, survivor, carried)
+	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Merge, Reason: survivor}, payload, intakeActor)
+	w.qualify(t, survivor)
+	a := w.waitFor(t, survivor, "LeadAssigned", 1)[0].GetLeadAssigned()
+	if a.GetRule() != "dach-smb" || a.GetSegment() != "smb" {
+		t.Fatalf("routed by %q to segment %q, want dach-smb: the merged profile", a.GetRule(), a.GetSegment())
+	}
+	r, err := s.client.GetHandoffBrief(ctxT(t), &handoffv1.GetHandoffBriefRequest{LeadId: survivor})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := r.GetBrief().GetProfile(); p.GetCountry() != "DE" || p.GetEmployees() != 300 || p.GetEmailDomain() != "gmail.com" {
+		t.Errorf("the brief's profile %v, want the absorbed lead's under the survivor's own", p)
 	}
 }

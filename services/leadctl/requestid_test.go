@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
 	nurturev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/nurture/v1"
 )
 
@@ -88,5 +89,33 @@ func TestLostNamesTheFixForWhatTheLeadMisses(t *testing.T) {
 		if err != nil || !strings.Contains(fixes, c.want) || strings.Contains(fixes, c.not) {
 			t.Errorf("missing %q: %v\n%s\nwant %q, not %q", c.missing, err, out.String(), c.want, c.not)
 		}
+	}
+}
+
+// slowIntake answers merges after the caller gave up.
+type slowIntake struct {
+	intakev1.UnimplementedIntakeServiceServer
+}
+
+func (slowIntake) MergeLeads(ctx context.Context, _ *intakev1.MergeLeadsRequest) (*intakev1.MergeLeadsResponse, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// A merge with no answer in time says running it again is safe: the pair
+// is its key, so a repeat answers as done (it said nothing, though the
+// first had been written).
+func TestAMergeWithoutAnAnswerSaysARepeatIsSafe(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	intakev1.RegisterIntakeServiceServer(srv, slowIntake{})
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	_, err = runCtl(context.Background(), "--intake", lis.Addr().String(), "--timeout", "300ms", "merge", uuid.NewString(), uuid.NewString(), "--reason", "same person")
+	if err == nil || !strings.Contains(err.Error(), "running it again is safe") {
+		t.Fatalf("merge without an answer: %v", err)
 	}
 }

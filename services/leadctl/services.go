@@ -58,6 +58,16 @@ func withRequestID(err error, id string) error {
 	return err
 }
 
+// repeatable tells, for a write that got no answer (in time), that
+// running it again is safe: the command is its own key (a merge of the
+// same pair, an erasure), and a repeat answers as done.
+func repeatable(err error) error {
+	if c := status.Code(err); c == codes.DeadlineExceeded || c == codes.Unavailable {
+		return fmt.Errorf("%w\nit may have been done: running it again is safe, and answers as done if it was", err)
+	}
+	return err
+}
+
 // unanswered tells "nothing there" (Unavailable) from "there, but slower
 // than --timeout" (DeadlineExceeded): the fixes differ.
 func (o *options) unanswered(name, addr string, err error) error {
@@ -462,7 +472,7 @@ func mergeCmd(o *options, undo bool) *cobra.Command {
 				return err
 			})
 			if err != nil {
-				return err
+				return repeatable(err)
 			}
 			if o.output == "json" {
 				return printProto(cmd, resp)
@@ -593,7 +603,7 @@ func eraseCmd(o *options) *cobra.Command {
 				return err
 			})
 			if err != nil {
-				return err
+				return repeatable(err)
 			}
 			if o.output == "json" {
 				return printProto(cmd, resp)

@@ -368,6 +368,9 @@ func briefOf(leadID string, recs []eventstore.Record) (b Brief, sealed []sealedD
 			} else if id := p.LeadMerged.GetAbsorbedLeadId(); !slices.Contains(absorbed, id) {
 				absorbed = append(absorbed, id)
 			}
+			if m := p.LeadMerged; envelope.SurvivorSide(ev) && m.GetAbsorbedProfile() != nil {
+				profile = forms.Absorb(profile, m.GetAbsorbedLeadId(), m.GetAbsorbedProfile())
+			}
 		case *eventv1.Event_LeadUnmerged:
 			if envelope.SurvivorSide(ev) {
 				absorbed = slices.DeleteFunc(absorbed, func(id string) bool { return id == p.LeadUnmerged.GetAbsorbedLeadId() })

@@ -207,6 +207,9 @@ func (l *lead) apply(r eventstore.Record) {
 	case *eventv1.Event_LeadMerged:
 		if !envelope.SurvivorSide(ev) {
 			l.merged.stepID, l.merged.stepSeq, l.merged.touch = l.stepID, l.stepSeq, l.touch
+		} else if m := p.LeadMerged; m.GetAbsorbedProfile() != nil {
+			// Routed on the profile the merge's score used (pkg/scoring).
+			l.profile = l.forms.Absorb(l.profile, m.GetAbsorbedLeadId(), m.GetAbsorbedProfile())
 		}
 	case *eventv1.Event_LeadUnmerged:
 		if !envelope.SurvivorSide(ev) {
