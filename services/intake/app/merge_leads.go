@@ -622,7 +622,7 @@ func (a *App) giveBack(ctx context.Context, leadID, survivor string, deeper []st
 	// A grant sent to this lead is not replayed past a withdrawal heard
 	// after it: that goes first (heardWithdrawn), and would be undone.
 	withdrawn := heard(survivor, recs, func(from string) bool { _, ok := via(from); return ok })
-	regranted := func(i int, c *eventv1.ConsentChanged) bool {
+	replayable := func(i int, c *eventv1.ConsentChanged) bool {
 		if c.GetConsent().GetStatus() != eventv1.ConsentStatus_CONSENT_STATUS_GRANTED {
 			return true
 		}
@@ -648,7 +648,7 @@ func (a *App) giveBack(ctx context.Context, leadID, survivor string, deeper []st
 			cmd, from, sealed = lifecycle.RecordActivity, p.GetMergedFrom(), p.GetSealedDetail()
 			moves = p.GetGivenBackBy() == "" || p.GetGivenBackEventId() != ""
 		case *eventv1.ConsentChanged:
-			if !regranted(i, p) {
+			if !replayable(i, p) {
 				continue
 			}
 			cmd, from, moves = lifecycle.ChangeConsent, p.GetMergedFrom(), false // no campaign touch
