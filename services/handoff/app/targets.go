@@ -58,7 +58,7 @@ func (a *App) SetMarketingTarget(ctx context.Context, t *eventv1.MarketingTarget
 		if err != nil {
 			return false, err
 		}
-		for _, x := range c.CheckSegment("target.segment", s) {
+		for _, x := range c.CheckSegment("target.segment", s, true) {
 			v.add(x.Field, "%s", x.Description)
 		}
 	}

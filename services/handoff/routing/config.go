@@ -197,12 +197,13 @@ func (c *Config) Segments() []string {
 	return out
 }
 
-// CheckSegment refuses a segment no routing rules ever gave (field names
-// it): a misspelt segment's SLA policy or target would never apply. One
-// that earlier rules gave stays valid, so a period's target can still be
-// set, or set again, after the rules renamed it.
-func (c *Config) CheckSegment(field, s string) []Violation {
-	if segs := c.Segments(); s != "" && ValidID(s) && !slices.Contains(segs, s) && !c.given[s] {
+// CheckSegment refuses a segment the routing rules do not give (field
+// names it): a misspelt segment's SLA policy or target would never apply.
+// past also takes one earlier rules gave, so that a period's target can
+// still be set, or set again, after the rules renamed it (a policy could
+// apply to no new lead).
+func (c *Config) CheckSegment(field, s string, past bool) []Violation {
+	if segs := c.Segments(); s != "" && ValidID(s) && !slices.Contains(segs, s) && !(past && c.given[s]) {
 		return []Violation{{Field: field, Description: fmt.Sprintf("%q is not a segment the routing rules give (%s): set the rules first",
 			s, strings.Join(segs, ", "))}}
 	}

@@ -494,6 +494,18 @@ func TestValidate(t *testing.T) {
 			t.Errorf("%v: violations %v, want %s first", tc.ch, v, tc.field)
 		}
 	}
+	// Rules that no longer give a segment: its policy would apply to no
+	// new lead (a target of it stays settable: CheckSegment's past).
+	renamed := c.Clone()
+	renamed.Apply(100, rules(&eventv1.RoutingRule{RuleId: "r", Segment: "smb-dach", PoolId: "dach"}))
+	policy := &eventv1.RoutingChanged{Change: &eventv1.RoutingChanged_SlaPolicy{SlaPolicy: &eventv1.SLAPolicy{Segment: "smb",
+		AcceptWithin: durationpb.New(time.Hour), FirstContactWithin: durationpb.New(time.Hour), Escalation: eventv1.SLAEscalation_SLA_ESCALATION_MANAGER}}}
+	if v := renamed.Validate("change", policy); len(v) == 0 || v[0].Field != "change.segment" {
+		t.Errorf("a policy of a segment the rules gave before only: %v, want change.segment", v)
+	}
+	if v := renamed.CheckSegment("target.segment", "smb", true); len(v) != 0 {
+		t.Errorf("a target of a segment the rules gave before: %v", v)
+	}
 }
 
 // Domains that people of every company use: no account may claim them,

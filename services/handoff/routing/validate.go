@@ -79,7 +79,7 @@ func (c *Config) Validate(field string, ch *eventv1.RoutingChanged) []Violation 
 			v.add(field+".segment", "must be empty (the default policy) or a segment id")
 		}
 		v = append(v, sla.Validate(field, x.SlaPolicy)...)
-		v = append(v, c.CheckSegment(field+".segment", x.SlaPolicy.GetSegment())...)
+		v = append(v, c.CheckSegment(field+".segment", x.SlaPolicy.GetSegment(), false)...)
 	default:
 		v.add(field, "is required")
 	}

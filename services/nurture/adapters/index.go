@@ -161,12 +161,13 @@ func (x *Index) head(prev app.Head, id string, seq uint64, at time.Time, m jetst
 	h.EventID = ev.GetEventId()
 	h.State = lifecycle.FromProto(ev.GetLifecycle())
 	h.State.Owner.ID = x.intern(h.State.Owner.ID)
-	h.RecycleDue = ev.GetSlaBreached().GetEscalation() == eventv1.SLAEscalation_SLA_ESCALATION_RECYCLE
-	// A fact, a merge's facts or a score after an unescalated breach
-	// leaves the breach the lead's next step; anything else the rep or a
-	// service did ends it.
-	h.Breached = ev.GetSlaBreached() != nil || prev.Breached && prev.State.Status == h.State.Status &&
-		prev.State.Owner == h.State.Owner && (lifecycle.Kind(h.Type).Fact() || scoring.Absorbs(ev) || ev.GetLeadScored() != nil)
+	// A fact, a merge's facts or a score after a breach leaves the breach
+	// (and the recycle it escalated to) the lead's next step; anything
+	// else the rep or a service did ends it.
+	keeps := prev.State.Status == h.State.Status && prev.State.Owner == h.State.Owner &&
+		(lifecycle.Kind(h.Type).Fact() || scoring.Absorbs(ev) || ev.GetLeadScored() != nil)
+	h.RecycleDue = ev.GetSlaBreached().GetEscalation() == eventv1.SLAEscalation_SLA_ESCALATION_RECYCLE || prev.RecycleDue && keeps
+	h.Breached = ev.GetSlaBreached() != nil || prev.Breached && keeps
 	h.Unscored = app.Unscored(prev.Unscored, ev)
 	h.Partial = prev.Partial || prev.LeadID == "" && ev.GetLeadCaptured() == nil
 	if ev.GetLeadScored() != nil && h.Partial && len(prev.Unscored) > 0 && !slices.Contains(prev.Unscored, ev.GetCausationId()) {

@@ -77,8 +77,9 @@ type Head struct {
 	Type    string
 	EventID string
 	State   lifecycle.State
-	// RecycleDue: the event is an SLABreached whose escalation sends the
-	// lead back to nurture (attempts exhausted).
+	// RecycleDue: the lead's last step is an SLABreached whose escalation
+	// sends it back to nurture (attempts exhausted); facts, merges and
+	// scores after it keep it, as they keep Breached.
 	RecycleDue bool
 	// Breached: the lead's last step is an SLABreached that escalated
 	// nowhere (handoff escalates in the same append): the facts and

@@ -230,8 +230,8 @@ func TestTheWaitForEngagementIsLives(t *testing.T) {
 	day := 24 * time.Hour
 	m := vpWebinar(50)
 	p := &replayer{t: t, r: New(&m, m, time.Time{}, time.Time{}), at: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
-	p.apply("l", &eventv1.LeadCaptured{Profile: vp, Attribution: &eventv1.Attribution{Source: "web-form"}}) // 40
-	scored, err := envelope.NewEvent("l", &eventv1.LeadScored{Total: 40, Threshold: 50}, envelope.Meta{OccurredAt: p.at}, p.at)
+	captured := p.apply("l", &eventv1.LeadCaptured{Profile: vp, Attribution: &eventv1.Attribution{Source: "web-form"}}) // 40
+	scored, err := envelope.NewEvent("l", &eventv1.LeadScored{Total: 40, Threshold: 50}, envelope.Meta{OccurredAt: p.at, CausationID: captured.GetEventId()}, p.at)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,6 +241,20 @@ func TestTheWaitForEngagementIsLives(t *testing.T) {
 	p.apply("l", &eventv1.ActivityRecorded{Type: webinar}) // 60
 	if got := p.r.Result().Total; got.MQLsActive != 1 || got.MQLsProposed != 1 {
 		t.Fatalf("a webinar at day 45 with a 60-day wait: %+v, want an MQL", got)
+	}
+	// A wait shortened since (7 days) counts for the leads scored since:
+	// one scored with it, a webinar 10 days on, was recycled by then.
+	short := p.apply("m", &eventv1.LeadCaptured{Profile: vp, Attribution: &eventv1.Attribution{Source: "web-form"}})
+	scored, err = envelope.NewEvent("m", &eventv1.LeadScored{Total: 40, Threshold: 50}, envelope.Meta{OccurredAt: p.at, CausationID: short.GetEventId()}, p.at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scored.Lifecycle = &eventv1.Lifecycle{Status: eventv1.LeadStatus_LEAD_STATUS_NEW, Deadline: timestamppb.New(p.at.Add(7 * day))}
+	p.r.Apply("m", scored)
+	p.at = p.at.Add(10 * day)
+	p.apply("m", &eventv1.ActivityRecorded{Type: webinar})
+	if got := p.r.Result().Total; got.MQLsActive != 1 || got.MQLsProposed != 1 {
+		t.Fatalf("a webinar 10 days after a score that gave 7: %+v, want no second MQL", got)
 	}
 
 	q := &replayer{t: t, r: New(&m, m, time.Time{}, time.Time{}), at: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}

@@ -76,13 +76,17 @@ type Replay struct {
 	leads    map[string]*leadState
 	seq      uint64 // events applied: their order, for ties
 	// wait is how long a new lead waits for engagement after a score
-	// (qualification's -engage-within): the longest a live score of a
-	// new lead gave it (0 until one is read: the default policy's).
+	// (qualification's -engage-within), as the latest capture's first
+	// live score gave it (0 until one is read: the default policy's).
 	wait time.Duration
 }
 
 type leadState struct {
 	in bool // captured in the period
+	// capture is its LeadCaptured's id, and wait the wait for engagement
+	// its score gave (0: unknown).
+	capture string
+	wait    time.Duration
 	// campaign is the first touch (at campaignAt) before the first
 	// opportunity (at oppAt), by when each happened.
 	campaign   string
@@ -135,10 +139,6 @@ func New(active *scoring.Model, proposed scoring.Model, from, to time.Time) *Rep
 // its capture is seen: one captured before the replay's start is ignored.
 func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
 	r.seq++
-	if lc := ev.GetLifecycle(); ev.GetLeadScored() != nil && lc.GetStatus() == eventv1.LeadStatus_LEAD_STATUS_NEW && lc.GetDeadline() != nil {
-		// A re-score keeps the deadline, so it gives less: take the most.
-		r.wait = max(r.wait, lc.GetDeadline().AsTime().Sub(ev.GetRecordedAt().AsTime()))
-	}
 	l := r.leads[leadID]
 	if l == nil {
 		c := ev.GetLeadCaptured()
@@ -147,8 +147,15 @@ func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
 			return
 		}
 		at := occurred(ev)
-		l = &leadState{in: (r.from.IsZero() || !at.Before(r.from)) && (r.to.IsZero() || at.Before(r.to))}
+		l = &leadState{in: (r.from.IsZero() || !at.Before(r.from)) && (r.to.IsZero() || at.Before(r.to)), capture: ev.GetEventId()}
 		r.leads[leadID] = l
+	}
+	// The wait in force: the deadline a capture's first score set (a
+	// re-score keeps one, so it says less).
+	if lc := ev.GetLifecycle(); ev.GetLeadScored() != nil && ev.GetCausationId() == l.capture && l.capture != "" &&
+		lc.GetStatus() == eventv1.LeadStatus_LEAD_STATUS_NEW && lc.GetDeadline() != nil {
+		l.wait = lc.GetDeadline().AsTime().Sub(ev.GetRecordedAt().AsTime())
+		r.wait = l.wait
 	}
 	if !l.in {
 		return
@@ -225,7 +232,7 @@ func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
 	// time it was recorded.
 	at := ev.GetRecordedAt().AsTime()
 	reengaged := ev.GetLeadReengaged() != nil
-	w := wait{cmp.Or(r.wait, lifecycle.DefaultPolicy().EngageWithin), ev.GetLeadUnmerged() != nil}
+	w := wait{cmp.Or(l.wait, r.wait, lifecycle.DefaultPolicy().EngageWithin), ev.GetLeadUnmerged() != nil}
 	if r.active != nil {
 		l.active.score(*r.active, l.facts.Facts, at, l.nurtured, reengaged, w)
 	}

@@ -3245,8 +3245,8 @@ type MarketingTarget struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// period is "2026", "2026-Q1" or "2026-03".
 	Period string `protobuf:"bytes,1,opt,name=period,proto3" json:"period,omitempty"`
-	// segment is a segment the routing rules give (checked when set, since
-	// 2026-12-06); empty for all.
+	// segment is a segment some routing rules gave (checked when set,
+	// since 2026-12-06); empty for all.
 	Segment                string `protobuf:"bytes,2,opt,name=segment,proto3" json:"segment,omitempty"`
 	MinMqls                int32  `protobuf:"varint,3,opt,name=min_mqls,json=minMqls,proto3" json:"min_mqls,omitempty"`
 	MinAcceptanceRateBps   uint32 `protobuf:"varint,4,opt,name=min_acceptance_rate_bps,json=minAcceptanceRateBps,proto3" json:"min_acceptance_rate_bps,omitempty"`
