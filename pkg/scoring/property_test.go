@@ -19,11 +19,7 @@ var seed = flag.Uint64("model.seed", 0, "seed for TestProperties; 0 picks one fr
 // passes the model's maximum, and decay never makes a rule worth more (in
 // size) as time goes on. A failure logs the seed; rerun with -model.seed.
 func TestProperties(t *testing.T) {
-	s0 := *seed
-	if s0 == 0 {
-		s0 = uint64(time.Now().UnixNano())
-	}
-	t.Logf("seed %d", s0)
+	s0 := seedOf(t)
 	r := rand.New(rand.NewPCG(s0, 0))
 	const cases = 2000
 	valid := 0
@@ -81,6 +77,17 @@ func TestProperties(t *testing.T) {
 
 func abs(n int) int { return max(n, -n) }
 
+// seedOf is -model.seed, or one from the clock, logged so a failure can
+// be run again.
+func seedOf(t *testing.T) uint64 {
+	s0 := *seed
+	if s0 == 0 {
+		s0 = uint64(time.Now().UnixNano())
+	}
+	t.Logf("seed %d", s0)
+	return s0
+}
+
 var activityTypes = []eventv1.ActivityType{webinar, pricing, unsub, eventv1.ActivityType_ACTIVITY_TYPE_EMAIL_CLICK, eventv1.ActivityType_ACTIVITY_TYPE_DEMO_REQUEST}
 
 func randomModel(r *rand.Rand) scoring.Model {
@@ -115,11 +122,7 @@ func randomFacts(r *rand.Rand) scoring.Facts {
 // when some rules are negative. Summing every positive rule, as it did,
 // counted two seniority bands together.
 func TestMaxFitIsReachedBySomeProfile(t *testing.T) {
-	s0 := *seed
-	if s0 == 0 {
-		s0 = uint64(time.Now().UnixNano())
-	}
-	t.Logf("seed %d", s0)
+	s0 := seedOf(t)
 	r := rand.New(rand.NewPCG(s0, 1))
 	seniorities := []eventv1.Seniority{0, 1, 2, 3}
 	functions := []eventv1.JobFunction{0, 1, 2}

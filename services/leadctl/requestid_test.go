@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -36,23 +35,16 @@ func (s *slowNurture) RecycleLead(ctx context.Context, r *nurturev1.RecycleLeadR
 // the request id that learns its outcome (a rerun without it writes
 // again), and sends that id when told to.
 func TestAWriteWithoutAnAnswerNamesItsRequestID(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	fake := &slowNurture{}
-	srv := grpc.NewServer()
-	nurturev1.RegisterNurtureServiceServer(srv, fake)
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
+	addr := serveFake(t, func(srv *grpc.Server) { nurturev1.RegisterNurtureServiceServer(srv, fake) })
 
 	lead := uuid.NewString()
 	recycle := func(extra ...string) error {
-		_, err := runCtl(context.Background(), append([]string{"--nurture", lis.Addr().String(), "--timeout", "300ms",
+		_, err := runCtl(context.Background(), append([]string{"--nurture", addr, "--timeout", "300ms",
 			"recycle", lead, "--note", "asked to pause"}, extra...)...)
 		return err
 	}
-	err = recycle()
+	err := recycle()
 	fake.mu.Lock()
 	first := fake.ids[0]
 	fake.mu.Unlock()
@@ -106,15 +98,8 @@ func (slowIntake) MergeLeads(ctx context.Context, _ *intakev1.MergeLeadsRequest)
 // is its key, so a repeat answers as done (it said nothing, though the
 // first had been written).
 func TestAMergeWithoutAnAnswerSaysARepeatIsSafe(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	intakev1.RegisterIntakeServiceServer(srv, slowIntake{})
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	_, err = runCtl(context.Background(), "--intake", lis.Addr().String(), "--timeout", "300ms", "merge", uuid.NewString(), uuid.NewString(), "--reason", "same person")
+	addr := serveFake(t, func(srv *grpc.Server) { intakev1.RegisterIntakeServiceServer(srv, slowIntake{}) })
+	_, err := runCtl(context.Background(), "--intake", addr, "--timeout", "300ms", "merge", uuid.NewString(), uuid.NewString(), "--reason", "same person")
 	if err == nil || !strings.Contains(err.Error(), "running it again is safe") {
 		t.Fatalf("merge without an answer: %v", err)
 	}
