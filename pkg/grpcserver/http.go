@@ -77,7 +77,7 @@ func httpHandler(ctx context.Context, conn *grpc.ClientConn, gateways ...Gateway
 // before anything reads the body (checkCorrelation, over HTTP).
 func correlated(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		for _, v := range r.Header.Values(CorrelationHeader) { // a repeat is dropped as the gateway drops a bad one
+		for _, v := range r.Header.Values(CorrelationHeader) { // each: the gateway drops a bad one silently
 			if err := correlationError(v); err != nil && r.URL.Path != "/healthz" {
 				writeStatus(w, status.Convert(err))
 				return
