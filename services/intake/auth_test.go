@@ -4,7 +4,9 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -120,6 +122,7 @@ func TestImportAnswersTheRowsTakenBeforeARevocation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	before := e.streamMsgs(t)
 	ctx := metadata.NewOutgoingContext(ctxT(t), metadata.Pairs("authorization", "Bearer "+tok))
 	stream, err := e.client.ImportLeads(ctx)
 	if err != nil {
@@ -134,7 +137,10 @@ func TestImportAnswersTheRowsTakenBeforeARevocation(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(1500 * time.Millisecond) // past the stream's next check of its token
-	if err := stream.Send(&intakev1.ImportLeadsRequest{Row: 4, Lead: lead("row3@slow.example")}); err != nil {
+	// io.EOF: the server ended the stream already, on a row among the
+	// first three that reached it only after the revocation (a loaded
+	// machine); Recv tells how.
+	if err := stream.Send(&intakev1.ImportLeadsRequest{Row: 4, Lead: lead("row3@slow.example")}); err != nil && !errors.Is(err, io.EOF) {
 		t.Fatal(err)
 	}
 	var rows []int64
@@ -151,7 +157,12 @@ func TestImportAnswersTheRowsTakenBeforeARevocation(t *testing.T) {
 		}
 		rows = append(rows, res.GetRow())
 	}
-	if !slices.Equal(rows, []int64{1, 2, 3}) {
-		t.Fatalf("answered rows %v, want the 3 taken before the revocation", rows)
+	// Normally all three; on a loaded machine the rows that reached the
+	// server before the revocation did: a prefix, and only those stored.
+	if len(rows) > 3 || !slices.Equal(rows, []int64{1, 2, 3}[:len(rows)]) {
+		t.Fatalf("answered rows %v, want those taken before the revocation, in order", rows)
+	}
+	if got := e.streamMsgs(t) - before; got != uint64(len(rows)) {
+		t.Fatalf("%d leads stored for the %d rows answered", got, len(rows))
 	}
 }
