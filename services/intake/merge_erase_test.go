@@ -255,6 +255,58 @@ func TestTheSurvivorsOwnGrantAfterTheAbsorbedLeadsStays(t *testing.T) {
 	}
 }
 
+// The survivor's own capture form is its word too: a grant it gave there
+// stays when the same grant, sent through the absorbed lead, goes back.
+func TestTheSurvivorsGrantOnItsFormStays(t *testing.T) {
+	e := start(t)
+	form := lead("keeper7@c.example")
+	form.Consents = []*eventv1.Consent{{Channel: emailChannel, Status: granted}}
+	keeper := e.capture(t, form).GetLeadId()
+	dupe := e.capture(t, lead("dupe7@c.example")).GetLeadId()
+	e.merge(t, keeper, dupe, "same person?")
+	e.setConsent(t, dupe, emailChannel, granted)
+	e.unmerge(t, keeper, dupe, "two people")
+	if k, d := e.getLead(t, keeper), e.getLead(t, dupe); consentOf(k, emailChannel) != granted || consentOf(d, emailChannel) != granted {
+		t.Errorf("after the unmerge: survivor %v, absorbed %v; want email granted on both", k.GetConsents(), d.GetConsents())
+	}
+}
+
+// Grants two absorbed leads' people sent both go back, in either order of
+// the unmerges: the survivor's own withdrawal stands at the end. A grant
+// given back by an earlier unmerge is no longer the survivor's word.
+func TestGrantsOfTwoAbsorbedLeadsBothGoBack(t *testing.T) {
+	for _, dFirst := range []bool{true, false} {
+		t.Run(map[bool]string{true: "first_granted_unmerged_first", false: "last_granted_unmerged_first"}[dFirst], func(t *testing.T) {
+			e := start(t)
+			keeper := e.capture(t, lead("keeper8@c.example")).GetLeadId()
+			d := e.capture(t, lead("dupe8@c.example")).GetLeadId()
+			a := e.capture(t, lead("other8@c.example")).GetLeadId()
+			e.setConsent(t, keeper, smsChannel, withdrawn)
+			e.merge(t, keeper, d, "same person?")
+			e.merge(t, keeper, a, "same person?")
+			e.setConsent(t, d, smsChannel, granted)
+			e.setConsent(t, a, smsChannel, granted)
+			first, second := d, a
+			if !dFirst {
+				first, second = a, d
+			}
+			e.unmerge(t, keeper, first, "two people")
+			if k := e.getLead(t, keeper); consentOf(k, smsChannel) != granted {
+				t.Fatalf("survivor with one grant's lead still merged: %v, want SMS granted", k.GetConsents())
+			}
+			e.unmerge(t, keeper, second, "two people")
+			if k := e.getLead(t, keeper); consentOf(k, smsChannel) != withdrawn {
+				t.Errorf("survivor after both unmerges: %v, want SMS withdrawn, its own word", k.GetConsents())
+			}
+			for _, id := range []string{d, a} {
+				if l := e.getLead(t, id); consentOf(l, smsChannel) != granted {
+					t.Errorf("lead %s after the unmerges: %v, want the SMS grant its person sent", id, l.GetConsents())
+				}
+			}
+		})
+	}
+}
+
 // A withdrawal heard while merged goes back even when the survivor was
 // granted again since (the grant may be the survivor's person's), and
 // down a chain unmerged from the top: what the middle lead was given back

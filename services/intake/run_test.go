@@ -1860,9 +1860,17 @@ func (l *lostAnswer) Append(ctx context.Context, leadID string, expected uint64,
 	return v, err
 }
 
+func (l *lostAnswer) WriteEach(ctx context.Context, writes []app.LeadWrite) ([]uint64, []error) {
+	vs, errs := l.Leads.WriteEach(ctx, writes)
+	if len(errs) > 0 && errs[0] == nil && l.armed.CompareAndSwap(true, false) {
+		vs[0], errs[0] = 0, fmt.Errorf("%w: the answer was lost", eventstore.ErrUnknownOutcome)
+	}
+	return vs, errs
+}
+
 // A capture whose write's outcome is unknown is UNAVAILABLE, to send
 // again; but one without an idempotency key is not told that is safe:
-// sent again, its submission is stored twice.
+// sent again, its submission is stored twice. So is an import's row.
 func TestACaptureWithAnUnknownOutcomeSaysWhetherToSendItAgain(t *testing.T) {
 	n := testenv.StartNATS(t)
 	lost := &lostAnswer{}
@@ -1887,6 +1895,29 @@ func TestACaptureWithAnUnknownOutcomeSaysWhetherToSendItAgain(t *testing.T) {
 			if err != nil || again.GetLeadId() != id || !again.GetReplayed() {
 				t.Errorf("sent again: %v %v, want the first answer, replayed", again, err)
 			}
+		}
+	}
+	for _, key := range []string{"", "row-9"} {
+		r := lead("unknown@example.com")
+		r.IdempotencyKey = key
+		lost.armed.Store(true)
+		stream, err := e.client.ImportLeads(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.Send(&intakev1.ImportLeadsRequest{Row: 1, Lead: r}); err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.CloseSend(); err != nil {
+			t.Fatal(err)
+		}
+		res, err := stream.Recv()
+		st := status.Convert(err)
+		if st.Code() != codes.Unavailable || strings.Contains(st.Message(), "idempotency_key") != (key == "") {
+			t.Errorf("import row with key %q: %v %v, want UNAVAILABLE, naming the missing idempotency_key only without one", key, res, err)
+		}
+		if lost.armed.Load() {
+			t.Fatalf("import row with key %q: the import wrote nothing", key)
 		}
 	}
 }

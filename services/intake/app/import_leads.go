@@ -29,7 +29,10 @@ type ImportRow struct {
 // ImportResult is the answer for one row: a capture result, or the
 // violations that refused it (nothing written for it), or another error.
 type ImportResult struct {
-	Row    int64
+	Row int64
+	// Keyed: the row has an idempotency key, so it may be sent again
+	// whatever its outcome.
+	Keyed  bool
 	Result CaptureResult
 	Err    error
 }
@@ -107,7 +110,7 @@ func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope
 	taken := map[ClaimKey]bool{}
 	var keys []ClaimKey
 	for i, r := range rows {
-		out[i].Row = r.Row
+		out[i].Row, out[i].Keyed = r.Row, r.Capture.IdempotencyKey != ""
 		l, v := form.CheckCapture(r.Capture, now)
 		if len(v) == 0 {
 			if err := a.checkCampaign(ctx, &v, "attribution.campaign_id", l.Attribution.GetCampaignId()); err != nil {

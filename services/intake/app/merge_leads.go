@@ -224,48 +224,75 @@ func (a *App) regranted(ctx context.Context, in MergeLeads, state lifecycle.Stat
 }
 
 // reclaimed withdraws again, on the survivor after its LeadUnmerged u,
-// each channel whose last change is a grant that came through the leads
-// going back (sent to one of them: merged_from), unless the survivor's
-// own last word on it (not theirs, nor what their merge carried in) was
-// a grant: the grant was the other person's, and goes back with the
-// lead (giveBack). A channel the survivor had no word on is withdrawn,
-// as a merge leaves one (regranted).
+// each channel whose last change is a grant that came through a lead
+// gone back (sent to it: merged_from; or carried in by its merge), by u
+// or an unmerge before, unless the last word on it still standing (the
+// survivor's own, its capture form's included, or that of a lead still
+// merged into it) was a grant: the grant was the other person's, and
+// went back with the lead (giveBack). A channel with no word standing is
+// withdrawn, as a merge leaves one (regranted).
 func (a *App) reclaimed(survivor string, state lifecycle.State, recs []eventstore.Record, u *eventv1.LeadUnmerged, meta envelope.Meta) ([]*eventv1.Event, error) {
 	type word struct {
 		status eventv1.ConsentStatus
-		theirs bool
+		from   string // the lead whose person's word it is; "": the survivor's
+		gone   bool   // that lead went back since
 	}
 	var (
-		last    = map[eventv1.ConsentChannel]word{}
-		own     = map[eventv1.ConsentChannel]eventv1.ConsentStatus{}
-		order   []eventv1.ConsentChannel
-		carried bool // the merge-source changes here came with the absorbed lead
+		words     = map[eventv1.ConsentChannel][]word{}
+		order     []eventv1.ConsentChannel
+		carriedBy string // the lead whose merge carried in the merge-source changes here
 	)
+	add := func(c *eventv1.Consent, from string) {
+		ch := c.GetChannel()
+		if _, ok := words[ch]; !ok {
+			order = append(order, ch)
+		}
+		words[ch] = append(words[ch], word{status: c.GetStatus(), from: from})
+	}
+	goneBack := func(u *eventv1.LeadUnmerged) {
+		for _, ws := range words {
+			for i := range ws {
+				ws[i].gone = ws[i].gone || envelope.GivenBack(u, ws[i].from)
+			}
+		}
+	}
 	for _, r := range recs {
 		ev := r.Event
 		c := ev.GetConsentChanged()
 		switch {
 		case ev.GetLeadMerged() != nil:
-			carried = ev.GetLeadMerged().GetAbsorbedLeadId() == u.GetAbsorbedLeadId()
+			carriedBy = ev.GetLeadMerged().GetAbsorbedLeadId()
 		case c == nil || c.GetSource() != consentFromMerge:
-			carried = false
+			carriedBy = ""
 		}
-		if c == nil {
-			continue
-		}
-		ch := c.GetConsent().GetChannel()
-		theirs := envelope.GivenBack(u, c.GetMergedFrom()) || (carried && c.GetSource() == consentFromMerge)
-		if _, ok := last[ch]; !ok {
-			order = append(order, ch)
-		}
-		last[ch] = word{c.GetConsent().GetStatus(), theirs}
-		if !theirs {
-			own[ch] = c.GetConsent().GetStatus()
+		switch {
+		case ev.GetLeadCaptured() != nil:
+			for _, c := range ev.GetLeadCaptured().GetConsents() {
+				add(c, "")
+			}
+		case ev.GetLeadUnmerged() != nil:
+			goneBack(ev.GetLeadUnmerged())
+		case c != nil && c.GetSource() == consentFromMerge && carriedBy != "":
+			add(c.GetConsent(), carriedBy)
+		case c != nil:
+			add(c.GetConsent(), c.GetMergedFrom())
 		}
 	}
+	goneBack(u)
 	var out []*eventv1.Event
 	for _, ch := range order {
-		if w := last[ch]; !w.theirs || w.status != eventv1.ConsentStatus_CONSENT_STATUS_GRANTED || own[ch] == eventv1.ConsentStatus_CONSENT_STATUS_GRANTED {
+		ws := words[ch]
+		if w := ws[len(ws)-1]; !w.gone || w.status != eventv1.ConsentStatus_CONSENT_STATUS_GRANTED {
+			continue
+		}
+		standing := eventv1.ConsentStatus_CONSENT_STATUS_UNSPECIFIED
+		for _, w := range slices.Backward(ws) {
+			if !w.gone {
+				standing = w.status
+				break
+			}
+		}
+		if standing == eventv1.ConsentStatus_CONSENT_STATUS_GRANTED {
 			continue
 		}
 		ev, _, err := a.leadEvent(survivor, state, lifecycle.Command{Name: lifecycle.ChangeConsent},

@@ -69,15 +69,21 @@ func capture(r *intakev1.CaptureLeadRequest) form.Capture {
 // CaptureLead captures one lead.
 func (g *GRPC) CaptureLead(ctx context.Context, r *intakev1.CaptureLeadRequest) (*intakev1.CaptureLeadResponse, error) {
 	res, err := g.app.CaptureLead(ctx, capture(r), meta(ctx, r.GetActor()))
-	if errors.Is(err, eventstore.ErrUnknownOutcome) && r.GetIdempotencyKey() == "" {
-		// Without a key a capture sent again is another submission.
-		return nil, status.Error(codes.Unavailable, "the write's outcome is unknown, and the capture has no idempotency_key: "+
-			"sent again, its submission may be stored twice (its lead is not: it is found by its email or external id)")
-	}
 	if err != nil {
-		return nil, g.status(ctx, "CaptureLead", err)
+		return nil, g.captureStatus(ctx, "CaptureLead", err, r.GetIdempotencyKey() != "")
 	}
 	return captureResponse(res), nil
+}
+
+// captureStatus is status, but a capture without an idempotency key whose
+// outcome is unknown is not told to send it again as if that were safe:
+// without a key a capture sent again is another submission.
+func (g *GRPC) captureStatus(ctx context.Context, method string, err error, keyed bool) error {
+	if errors.Is(err, eventstore.ErrUnknownOutcome) && !keyed {
+		return status.Error(codes.Unavailable, "the write's outcome is unknown, and the capture has no idempotency_key: "+
+			"sent again, its submission may be stored twice (its lead is not: it is found by its email or external id)")
+	}
+	return g.status(ctx, method, err)
 }
 
 func captureResponse(res app.CaptureResult) *intakev1.CaptureLeadResponse {
@@ -144,7 +150,7 @@ func (g *GRPC) ImportLeads(stream intakev1.IntakeService_ImportLeadsServer) erro
 			for i, f := range failed {
 				rows[i] = strconv.FormatInt(f.Row, 10)
 			}
-			p := status.Convert(g.status(ctx, "ImportLeads", failed[0].Err)).Proto()
+			p := status.Convert(g.captureStatus(ctx, "ImportLeads", failed[0].Err, failed[0].Keyed)).Proto()
 			p.Message = fmt.Sprintf("row %s: %s; the import ends here: of the rows not answered, only these may have been stored",
 				strings.Join(rows, ", "), p.GetMessage())
 			return status.ErrorProto(p)
