@@ -373,15 +373,18 @@ func (a *App) Queues(ctx context.Context, q QueueQuery) (*projectorv1.GetQueuesR
 }
 
 // zone is the location an IANA time zone name names ("" is UTC), or UTC
-// with a violation of time_zone. "Local" is refused: the server's zone
-// is no calendar a caller chose.
+// with a violation of time_zone. Only Area/Location names and UTC:
+// PostgreSQL reads a name such as CET as its abbreviation first, a fixed
+// offset where the zone keeps summer time, so the read model's buckets
+// would differ from ours; "Local" is the server's zone, no calendar a
+// caller chose.
 func zone(v *violations, name string) *time.Location {
-	if name == "" {
+	if name == "" || name == "UTC" {
 		return time.UTC
 	}
 	loc, err := time.LoadLocation(name)
-	if err != nil || name == "Local" || len(name) > 64 {
-		v.add("time_zone", "must be an IANA time zone such as Europe/Berlin")
+	if err != nil || !strings.Contains(name, "/") || len(name) > 64 {
+		v.add("time_zone", "must be an IANA time zone named Area/Location, such as Europe/Berlin, or UTC")
 		return time.UTC
 	}
 	return loc

@@ -1474,8 +1474,9 @@ type GetFunnelRequest struct {
 	// Filters.
 	Segment string `protobuf:"bytes,4,opt,name=segment,proto3" json:"segment,omitempty"`
 	Source  string `protobuf:"bytes,5,opt,name=source,proto3" json:"source,omitempty"`
-	// time_zone is the IANA zone (such as "America/Los_Angeles") whose
-	// calendar the PERIOD rows' days, weeks and months follow; empty: UTC.
+	// time_zone is the IANA zone, named Area/Location (such as
+	// "America/Los_Angeles") or "UTC", whose calendar the PERIOD rows'
+	// days, weeks and months follow; empty: UTC.
 	TimeZone      string `protobuf:"bytes,6,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2150,9 +2151,9 @@ type GetSLAComplianceRequest struct {
 	// counts its whole period, the one its target is set for.
 	Period  *Period `protobuf:"bytes,1,opt,name=period,proto3" json:"period,omitempty"`
 	Segment string  `protobuf:"bytes,2,opt,name=segment,proto3" json:"segment,omitempty"`
-	// time_zone is the IANA zone (such as "America/Los_Angeles") whose
-	// calendar marketing's months, quarters and years, its targets' among
-	// them, follow; empty: UTC.
+	// time_zone is the IANA zone, named Area/Location (such as
+	// "America/Los_Angeles") or "UTC", whose calendar marketing's months,
+	// quarters and years, its targets' among them, follow; empty: UTC.
 	TimeZone      string `protobuf:"bytes,3,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
