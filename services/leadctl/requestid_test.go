@@ -3,12 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
@@ -59,6 +62,37 @@ func TestAWriteWithoutAnAnswerNamesItsRequestID(t *testing.T) {
 	}
 }
 
+// unknownNurture answers RecycleLead as a service whose write's outcome
+// is unknown does.
+type unknownNurture struct {
+	nurturev1.UnimplementedNurtureServiceServer
+}
+
+func (unknownNurture) RecycleLead(context.Context, *nurturev1.RecycleLeadRequest) (*nurturev1.RecycleLeadResponse, error) {
+	return nil, status.Error(codes.Unavailable, "the write's outcome is unknown; send the same request again")
+}
+
+// An UNAVAILABLE the service answered is not "cannot reach it": the
+// address is right, and the write may have been done. Nothing listening
+// is.
+func TestAnUnavailableAnswerIsNotAnUnreachableService(t *testing.T) {
+	addr := serveFake(t, func(srv *grpc.Server) { nurturev1.RegisterNurtureServiceServer(srv, unknownNurture{}) })
+	_, err := runCtl(context.Background(), "--nurture", addr, "recycle", uuid.NewString(), "--note", "asked to pause")
+	if err == nil || strings.Contains(err.Error(), "cannot reach") || !strings.Contains(err.Error(), "--request-id") {
+		t.Errorf("recycle answered UNAVAILABLE: %v, want the answer and the request id, not an unreachable nurture", err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	l.Close()
+	_, err = runCtl(context.Background(), "--nurture", closed, "--timeout", "2s", "recycle", uuid.NewString(), "--note", "asked to pause")
+	if err == nil || !strings.Contains(err.Error(), "cannot reach nurture") {
+		t.Errorf("recycle with nothing listening: %v, want nurture named unreachable", err)
+	}
+}
+
 // Each lost lead gets one fix, chosen by what it misses: a lead whose
 // contact attempts ran out is nurture's to recycle, not another rep's
 // (its status and owner read like a breach's).
@@ -73,6 +107,9 @@ func TestLostNamesTheFixForWhatTheLeadMisses(t *testing.T) {
 		{eventv1.LeadStatus_LEAD_STATUS_ACCEPTED, rep, "recycle to nurture (contact attempts exhausted)", "leadctl lost --redrive", "leadctl reassign"},
 		{eventv1.LeadStatus_LEAD_STATUS_ACCEPTED, rep, "escalation of the SLA breach: reassignment to another rep", "leadctl reassign", "lost --redrive"},
 		{eventv1.LeadStatus_LEAD_STATUS_LOST, queue, "recycle to nurture", "leadctl recycle", "attempts ran out"},
+		// nurture's redrive writes what these are owed (nurture/app/owed.go)
+		{eventv1.LeadStatus_LEAD_STATUS_NURTURING, queue, "exit at the review date", "leadctl lost --redrive", "no fix is known"},
+		{eventv1.LeadStatus_LEAD_STATUS_NEW, nil, "recycle (no score qualified it)", "leadctl lost --redrive", "no fix is known"},
 	} {
 		var out bytes.Buffer
 		err := writeLost(&out, &nurturev1.FindLostLeadsResponse{TotalLost: 1, Lost: []*nurturev1.LostLead{{LeadId: "l", Status: c.status,

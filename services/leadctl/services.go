@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
@@ -44,6 +45,11 @@ func call(ctx context.Context, o *options, name, addr string, f func(context.Con
 	err = f(ctx, conn)
 	if status.Code(err) == codes.NotFound {
 		return fmt.Errorf("%w: %s", errUnknownLead, status.Convert(err).Message())
+	}
+	if conn.GetState() == connectivity.Ready {
+		// Reached: an UNAVAILABLE is the service's own answer (an
+		// unknown outcome, revocations not read yet), not a wrong address.
+		return err
 	}
 	return o.unanswered(name, addr, err)
 }
@@ -303,8 +309,12 @@ func writeLost(w io.Writer, resp *nurturev1.FindLostLeadsResponse) error {
 				// A breach nobody escalated, whatever came after it, or a
 				// deadline no timer watched.
 				fix("leadctl reassign <lead> --to <rep> --reason <why>: another rep takes a lead its rep holds past its deadline")
-			case l.GetStatus() == eventv1.LeadStatus_LEAD_STATUS_NEW && l.GetLastEventType() == "LeadScored":
+			case l.GetStatus() == eventv1.LeadStatus_LEAD_STATUS_NEW:
+				// Whatever its last event: past its deadline (a fact's
+				// score waited for at most an hour more) nurture recycles it.
 				fix("leadctl lost --redrive: nurture recycles a new lead no score qualified by its deadline (or leadctl recycle <lead> --note <why>)")
+			case l.GetStatus() == eventv1.LeadStatus_LEAD_STATUS_NURTURING:
+				fix("leadctl lost --redrive: nurture writes the step a nurtured lead is owed (its re-engagement, or its exit at the review date)")
 			case l.GetStatus() == eventv1.LeadStatus_LEAD_STATUS_RECYCLED || l.GetStatus() == eventv1.LeadStatus_LEAD_STATUS_LOST:
 				fix("leadctl lost --redrive: nurture writes the recycle or enrolment it owes (if it owes none: leadctl recycle <lead> --note <why>)")
 			default:
