@@ -3,10 +3,12 @@ package scoring
 import (
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 )
@@ -154,6 +156,13 @@ const maxFitSteps = 100_000
 // the best found. Negative rules are left out: avoiding them can only
 // raise the sum, so the answer stays an upper bound.
 func maxFit(rules []FitRule) int {
+	fit, _ := maxFitSearch(rules)
+	return fit
+}
+
+// maxFitSearch is maxFit and how many rule sets its search summed: about
+// twice maxFitSteps at most, each in time linear in the rules.
+func maxFitSearch(rules []FitRule) (fit, summed int) {
 	var pos []FitRule
 	sum := 0
 	for _, r := range rules {
@@ -163,7 +172,7 @@ func maxFit(rules []FitRule) int {
 		}
 	}
 	if len(pos) > 64 { // beyond a bitset; Validate refuses more than MaxRules anyway
-		return sum
+		return sum, 0
 	}
 	all := uint64(1)<<len(pos) - 1
 	if len(pos) == 64 {
@@ -215,13 +224,18 @@ func maxFit(rules []FitRule) int {
 	in := func(sets []map[string]bool) func(i int, v string) bool {
 		return func(i int, v string) bool { return sets[i] == nil || sets[i][v] }
 	}
-	fold := func(vs []string) []string {
-		out := make([]string, len(vs))
-		for i, v := range vs {
-			out[i] = strings.ToLower(strings.TrimSpace(v))
+	// Industries and countries match as anyFold compares them; domains as
+	// inDomain does.
+	fold := func(key func(string) string) func([]string) []string {
+		return func(vs []string) []string {
+			out := make([]string, len(vs))
+			for i, v := range vs {
+				out[i] = key(strings.TrimSpace(v))
+			}
+			return out
 		}
-		return out
 	}
+	equalFold, lower := fold(foldKey), fold(strings.ToLower)
 	enum := func(get func(Criteria) []int32) func(Criteria) []string {
 		return func(c Criteria) []string {
 			var out []string
@@ -234,14 +248,14 @@ func maxFit(rules []FitRule) int {
 	for _, get := range []func(Criteria) []string{
 		enum(func(c Criteria) []int32 { return int32s(c.SeniorityIn) }),
 		enum(func(c Criteria) []int32 { return int32s(c.FunctionIn) }),
-		func(c Criteria) []string { return fold(c.IndustryIn) },
-		func(c Criteria) []string { return fold(c.CountryIn) },
+		func(c Criteria) []string { return equalFold(c.IndustryIn) },
+		func(c Criteria) []string { return equalFold(c.CountryIn) },
 	} {
 		sets, vals := named(get)
 		field(vals, in(sets))
 	}
 	// A domain matches its own rules and its parents' (inDomain).
-	domains, vals := named(func(c Criteria) []string { return fold(c.EmailDomainIn) })
+	domains, vals := named(func(c Criteria) []string { return lower(c.EmailDomainIn) })
 	field(vals, func(i int, v string) bool {
 		if domains[i] == nil {
 			return true
@@ -271,25 +285,26 @@ func maxFit(rules []FitRule) int {
 	slices.SortFunc(choices, func(a, b []uint64) int { return len(a) - len(b) })
 
 	points := func(s uint64) int {
+		summed++
 		n := 0
-		for i, r := range pos {
-			if s&(1<<i) != 0 {
-				n += r.Points
-			}
+		for ; s != 0; s &= s - 1 {
+			n += pos[bits.TrailingZeros64(s)].Points
 		}
 		return n
 	}
-	best, steps := 0, 0
+	// Every choice tried counts, pruned or not: a field of many choices
+	// deep in the search is where the work is.
+	best, tried := 0, 0
 	var search func(f int, s uint64) bool
 	search = func(f int, s uint64) bool {
-		if steps++; steps > maxFitSteps {
-			return false
-		}
 		if f == len(choices) {
 			best = max(best, points(s))
 			return true
 		}
 		for _, c := range choices[f] {
+			if tried++; tried > maxFitSteps {
+				return false
+			}
 			if next := s & c; points(next) > best && !search(f+1, next) {
 				return false
 			}
@@ -297,9 +312,22 @@ func maxFit(rules []FitRule) int {
 		return true
 	}
 	if !search(0, all) {
-		return sum
+		return sum, summed
 	}
-	return best
+	return best, summed
+}
+
+// foldKey is s with each rune replaced by the least of its case-folding
+// orbit, so that two strings strings.EqualFold calls equal have one key
+// (strings.ToLower would keep σ and ς apart).
+func foldKey(s string) string {
+	return strings.Map(func(r rune) rune {
+		least := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			least = min(least, f)
+		}
+		return least
+	}, s)
 }
 
 func int32s[E ~int32](es []E) []int32 {

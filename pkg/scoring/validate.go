@@ -101,11 +101,16 @@ func Validate(m Model) []Violation {
 		v.text(p+".reason", r.Reason, true)
 		v.criteria(p+".when", r.When)
 	}
-	fit, eng := MaxScore(m)
-	switch {
-	case m.Threshold <= 0:
+	if m.Threshold <= 0 {
 		v.add("threshold", "must be positive: a threshold of %d qualifies leads with no fit and no engagement", m.Threshold)
-	case m.Threshold > fit+eng:
+		return v.list
+	}
+	if len(v.list) > 0 {
+		// Refused already: the bound search runs only on a model within
+		// every limit.
+		return v.list
+	}
+	if fit, eng := MaxScore(m); m.Threshold > fit+eng {
 		v.add("threshold", "%d cannot be reached: the most a lead can score is %d (fit %d + engagement %d)", m.Threshold, fit+eng, fit, eng)
 	}
 	return v.list
