@@ -408,6 +408,17 @@ func recoverStream(log *slog.Logger) grpc.StreamServerInterceptor {
 	}
 }
 
+// UnkeyedUnknown is the status of a write whose outcome is unknown
+// (eventstore.ErrUnknownOutcome) and whose request has no key (field):
+// unlike Status's, it does not tell the caller that sending it again is
+// safe; twice says what a second one would do. Nil for any other error.
+func UnkeyedUnknown(err error, field, twice string) error {
+	if !errors.Is(err, eventstore.ErrUnknownOutcome) {
+		return nil
+	}
+	return status.Errorf(codes.Unavailable, "the write's outcome is unknown, and the request has no %s: sent again, %s", field, twice)
+}
+
 // Status maps the errors every service shares to a gRPC status, and is the
 // one place an unexplained error is logged: a refused lifecycle transition
 // is FAILED_PRECONDITION, a write whose outcome is unknown UNAVAILABLE (to

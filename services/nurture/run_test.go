@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,7 +20,9 @@ import (
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	nurturev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/nurture/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/services/nurture/adapters"
 	"github.com/leadflow/leadflow/services/nurture/app"
+	"github.com/leadflow/leadflow/services/nurture/ports"
 	"github.com/leadflow/leadflow/services/nurture/program"
 )
 
@@ -242,6 +247,53 @@ func TestAStoredRecycleIsAnsweredWhateverFollows(t *testing.T) {
 	rec := ofType(w.events(t, l), "LeadRecycled")
 	if err != nil || len(rec) != 1 || r.RecycledEventID != rec[0].GetEventId() || r.EnrolledEventID != "" {
 		t.Fatalf("recycle %+v, %v; stored %v", r, err, rec)
+	}
+}
+
+// lostAnswer stores the next append and loses its answer.
+type lostAnswer struct {
+	app.Leads
+	armed atomic.Bool
+}
+
+func (l *lostAnswer) Append(ctx context.Context, leadID string, expected uint64, events ...*eventv1.Event) (uint64, error) {
+	v, err := l.Leads.Append(ctx, leadID, expected, events...)
+	if err == nil && l.armed.CompareAndSwap(true, false) {
+		return 0, fmt.Errorf("%w: the answer was lost", eventstore.ErrUnknownOutcome)
+	}
+	return v, err
+}
+
+func (l *lostAnswer) AppendKeyed(ctx context.Context, leadID string, expected uint64, requestID, eventType string, events ...*eventv1.Event) (uint64, error) {
+	v, err := l.Leads.AppendKeyed(ctx, leadID, expected, requestID, eventType, events...)
+	if err == nil && l.armed.CompareAndSwap(true, false) {
+		return 0, fmt.Errorf("%w: the answer was lost", eventstore.ErrUnknownOutcome)
+	}
+	return v, err
+}
+
+// A manual recycle whose outcome is unknown is UNAVAILABLE; only one with
+// a request id is told that sending it again is safe: without one, a
+// second would recycle the lead again.
+func TestARecycleOfUnknownOutcomeSaysWhetherToSendItAgain(t *testing.T) {
+	w := newWorld(t)
+	w.start(t).stop() // its streams
+	lost := &lostAnswer{Leads: adapters.NewLeads(w.store)}
+	log := slog.New(slog.DiscardHandler)
+	port := ports.NewGRPC(app.New(lost, adapters.NewPrograms(w.store), adapters.NewTimers(w.nats.JS, time.Hour),
+		adapters.NewIndex(w.nats.JS, stream, log), adapters.NewGroups(w.nats.JS, stream, consume.DefaultDeadLetterStream), app.WithLogger(log)), log)
+	for _, id := range []string{"", "r-9"} {
+		l := uuid.NewString()
+		w.accepted(t, l, "smb", 30)
+		lost.armed.Store(true)
+		_, err := port.RecycleLead(ctxT(t), &nurturev1.RecycleLeadRequest{LeadId: l, Note: "asked us to come back in spring", Actor: marketer, RequestId: id})
+		st := status.Convert(err)
+		if st.Code() != codes.Unavailable || strings.Contains(st.Message(), "request_id") != (id == "") {
+			t.Errorf("request id %q: %v, want UNAVAILABLE, naming the missing request_id only without one", id, err)
+		}
+		if lost.armed.Load() || len(ofType(w.events(t, l), "LeadRecycled")) != 1 {
+			t.Fatalf("request id %q: the recycle was not stored", id)
+		}
 	}
 }
 

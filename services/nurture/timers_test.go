@@ -112,6 +112,53 @@ func TestReviewFiredEarlyByTheClockWaitsForIt(t *testing.T) {
 	}
 }
 
+// A new lead's engagement timer fired early by this clock (behind the
+// server's) goes again as far past the deadline; when that one fires,
+// the lead past its deadline by this clock is recycled, though the
+// timer's own date is still ahead of it.
+func TestEngagementFiredEarlyByTheClockStillRecycles(t *testing.T) {
+	w := newWorld(t)
+	w.start(t)
+	l := uuid.NewString()
+	w.capture(t, l)
+	score := w.scored(t, l, 20, time.Hour)
+	due := stateOf(score).Deadline
+
+	js := w.nats.JS
+	st, err := js.Stream(ctxT(t), adapters.DefaultTimerStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject := fmt.Sprintf("nurture.timer.at.%d.%s.engage", eventstore.Partition(l), l)
+	scheduled := func() *eventv1.NurtureTimer {
+		m, err := st.GetLastMsgForSubject(ctxT(t), subject)
+		if err != nil {
+			return nil
+		}
+		var tm eventv1.NurtureTimer
+		if err := proto.Unmarshal(m.Data, &tm); err != nil {
+			t.Fatal(err)
+		}
+		return &tm
+	}
+	eventually(t, 10*time.Second, func() bool { return scheduled() != nil }, "the engagement deadline was not scheduled")
+	at := func(now time.Time) *app.App { return w.nurtureWith(app.WithClock(func() time.Time { return now })) }
+	timer := &eventv1.NurtureTimer{TimerId: score.GetEventId(), LeadId: l, ReviewAt: timestamppb.New(due)}
+	if err := at(due.Add(-2*time.Second)).ReviewDue(ctxT(t), timer, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	again := scheduled()
+	if got, want := again.GetReviewAt().AsTime(), due.Add(2*time.Second); !got.Equal(want) {
+		t.Fatalf("scheduled again for %v, want %v", got, want)
+	}
+	if err := at(due.Add(time.Millisecond)).ReviewDue(ctxT(t), again, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if rec := ofType(w.events(t, l), "LeadRecycled"); len(rec) != 1 || rec[0].GetCausationId() != score.GetEventId() {
+		t.Fatalf("recycled %v, want once, caused by the score whose deadline passed", rec)
+	}
+}
+
 // A new lead that shows interest before its engagement deadline, while the
 // scorer has not scored that yet (behind, or down), is not recycled at the
 // deadline: the fact's score decides, and sets the next deadline, at which

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"context"
+	"fmt"
+	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +19,9 @@ import (
 	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/pkg/scoring"
+	"github.com/leadflow/leadflow/services/qualification/adapters"
+	"github.com/leadflow/leadflow/services/qualification/app"
+	"github.com/leadflow/leadflow/services/qualification/ports"
 )
 
 // A person disqualifies what no rule caught: a spam lead ends, a lead not
@@ -182,5 +189,53 @@ func TestDisqualifyKeyOfAnotherServiceIsAnotherRequest(t *testing.T) {
 	d, err := s.client.DisqualifyLead(ctx, &qualificationv1.DisqualifyLeadRequest{LeadId: id, Reason: "spam", DecidedBy: mia, RequestId: "form-7"})
 	if err != nil || d.GetReplayed() || d.GetStatus() != eventv1.LeadStatus_LEAD_STATUS_DISQUALIFIED {
 		t.Fatalf("a verdict under the capture's key: %v %v", d, err)
+	}
+}
+
+// lostAnswer stores the next append and loses its answer.
+type lostAnswer struct {
+	app.Leads
+	armed atomic.Bool
+}
+
+func (l *lostAnswer) lose(err error) error {
+	if err == nil && l.armed.CompareAndSwap(true, false) {
+		return fmt.Errorf("%w: the answer was lost", eventstore.ErrUnknownOutcome)
+	}
+	return err
+}
+
+func (l *lostAnswer) Append(ctx context.Context, leadID string, expected uint64, events ...*eventv1.Event) (uint64, error) {
+	v, err := l.Leads.Append(ctx, leadID, expected, events...)
+	return v, l.lose(err)
+}
+
+func (l *lostAnswer) AppendKeyed(ctx context.Context, leadID string, expected uint64, requestID, eventType string, events ...*eventv1.Event) (uint64, error) {
+	v, err := l.Leads.AppendKeyed(ctx, leadID, expected, requestID, eventType, events...)
+	return v, l.lose(err)
+}
+
+// A verdict whose outcome is unknown is UNAVAILABLE; only one with a
+// request id is told that sending it again is safe: without one, a second
+// is refused as the lead's status if the first was stored.
+func TestAVerdictOfUnknownOutcomeSaysWhetherToSendItAgain(t *testing.T) {
+	w := newWorld(t)
+	w.start(t).stop() // its streams
+	lost := &lostAnswer{Leads: adapters.NewLeads(w.store)}
+	log := slog.New(slog.DiscardHandler)
+	port := ports.NewGRPC(app.New(lost, adapters.NewModels(w.store, w.nats.JS), adapters.NewScans(w.nats.JS, stream), app.WithLogger(log)), log)
+	mia := &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "mia", Team: eventv1.Team_TEAM_MARKETING}
+	for _, id := range []string{"", "d-9"} {
+		l := uuid.NewString()
+		w.capture(t, l, &eventv1.Profile{Country: "DE", EmailDomain: "mail.example"})
+		lost.armed.Store(true)
+		_, err := port.DisqualifyLead(ctxT(t), &qualificationv1.DisqualifyLeadRequest{LeadId: l, Reason: "spam", DecidedBy: mia, RequestId: id})
+		st := status.Convert(err)
+		if st.Code() != codes.Unavailable || strings.Contains(st.Message(), "request_id") != (id == "") {
+			t.Errorf("request id %q: %v, want UNAVAILABLE, naming the missing request_id only without one", id, err)
+		}
+		if lost.armed.Load() || len(ofType(w.events(t, l), "LeadDisqualified")) != 1 {
+			t.Fatalf("request id %q: the verdict was not stored", id)
+		}
 	}
 }

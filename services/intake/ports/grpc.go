@@ -17,7 +17,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
-	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
 	"github.com/leadflow/leadflow/pkg/grpcserver"
@@ -79,9 +78,11 @@ func (g *GRPC) CaptureLead(ctx context.Context, r *intakev1.CaptureLeadRequest) 
 // outcome is unknown is not told to send it again as if that were safe:
 // without a key a capture sent again is another submission.
 func (g *GRPC) captureStatus(ctx context.Context, method string, err error, keyed bool) error {
-	if errors.Is(err, eventstore.ErrUnknownOutcome) && !keyed {
-		return status.Error(codes.Unavailable, "the write's outcome is unknown, and the capture has no idempotency_key: "+
-			"sent again, its submission may be stored twice (its lead is not: it is found by its email or external id)")
+	if !keyed {
+		if st := grpcserver.UnkeyedUnknown(err, "idempotency_key",
+			"its submission may be stored twice (its lead is not: it is found by its email or external id)"); st != nil {
+			return st
+		}
 	}
 	return g.status(ctx, method, err)
 }

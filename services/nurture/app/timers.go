@@ -90,6 +90,9 @@ func (a *App) ReviewDue(ctx context.Context, t *eventv1.NurtureTimer, meta envel
 		return again(engageSlot, l.state.Deadline)
 	case l.state.Status == lifecycle.StatusNew && len(l.unscored) > 0 && now.Before(l.unscoredBy()):
 		return again(engageSlot, l.unscoredBy()) // its fact's score decides first
+	case l.state.Status == lifecycle.StatusNew:
+		// Due by this clock, whatever the timer's date: one sent again as
+		// far past due as it came early is still ahead of it here.
 	case l.state.Status == lifecycle.StatusNurturing && l.enrolled.id() == id:
 		if due := l.enrolled.ev.GetNurtureEnrolled().GetReviewAt().AsTime(); now.Before(due) {
 			return again(id, due)

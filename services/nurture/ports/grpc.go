@@ -78,6 +78,11 @@ func (g *GRPC) ListPrograms(ctx context.Context, r *nurturev1.ListProgramsReques
 func (g *GRPC) RecycleLead(ctx context.Context, r *nurturev1.RecycleLeadRequest) (*nurturev1.RecycleLeadResponse, error) {
 	res, err := g.app.RecycleLead(ctx, app.RecycleLead{LeadID: r.GetLeadId(), Note: r.GetNote(), ProgramID: r.GetProgramId(),
 		RequestID: r.GetRequestId(), Actor: r.GetActor()}, grpcserver.Meta(ctx))
+	if r.GetRequestId() == "" {
+		if st := grpcserver.UnkeyedUnknown(err, "request_id", "the lead may be recycled twice: read where it stands (GetLeadNurture) first"); st != nil {
+			return nil, st
+		}
+	}
 	if err != nil {
 		return nil, g.status(ctx, "RecycleLead", err)
 	}

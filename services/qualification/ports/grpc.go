@@ -113,6 +113,11 @@ func (g *GRPC) DisqualifyLead(ctx context.Context, r *qualificationv1.Disqualify
 	}
 	d, err := g.app.DisqualifyLead(ctx, app.DisqualifyLead{LeadID: r.GetLeadId(), Reason: r.GetReason(), NotNow: r.GetNotNow(),
 		RequestID: r.GetRequestId(), DecidedBy: by}, grpcserver.Meta(ctx))
+	if r.GetRequestId() == "" {
+		if st := grpcserver.UnkeyedUnknown(err, "request_id", "it is refused if the first was stored: read the lead's status first"); st != nil {
+			return nil, st
+		}
+	}
 	if err != nil {
 		return nil, g.status(ctx, "DisqualifyLead", err)
 	}

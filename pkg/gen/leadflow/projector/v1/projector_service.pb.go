@@ -82,7 +82,8 @@ func (FunnelGroup) EnumDescriptor() ([]byte, []int) {
 	return file_leadflow_projector_v1_projector_service_proto_rawDescGZIP(), []int{0}
 }
 
-// PeriodUnit is the length of a reporting period, in UTC.
+// PeriodUnit is the length of a reporting period, in UTC unless the
+// request names a time_zone.
 type PeriodUnit int32
 
 const (
