@@ -247,6 +247,23 @@ func TestBriefListsEachRecycleOnce(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("recycles\n got %q\nwant %q", got, want)
 	}
+
+	// Back for a third journey, the lost deal is the second's: a rep
+	// reading the brief does not take it for the lead's open deal.
+	w.qualify(t, id)
+	w.waitFor(t, id, "LeadAssigned", 3)
+	r, err = c.GetHandoffBrief(ctx, &handoffv1.GetHandoffBriefRequest{LeadId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := r.GetBrief(); b.GetJourney() != 3 || b.GetOpportunity().GetOutcome() != "lost" || b.GetOpportunity().GetJourney() != 2 {
+		t.Errorf("journey %d, deal %v; want journey 3, the deal lost in journey 2", b.GetJourney(), b.GetOpportunity())
+	}
+	for _, e := range r.GetBrief().GetSla() {
+		if e.GetJourney() < 1 || e.GetJourney() > 3 {
+			t.Errorf("SLA entry of journey %d: %v", e.GetJourney(), e)
+		}
+	}
 }
 
 // The routing decision and the segment are the current journey's: a

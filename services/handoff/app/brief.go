@@ -99,15 +99,17 @@ type SLAEntry struct {
 	Owner      *eventv1.Owner
 	Due        time.Time
 	Escalation eventv1.SLAEscalation
+	Journey    int
 }
 
-// Opportunity is the lead's deal.
+// Opportunity is the lead's latest deal, of the journey it was made in.
 type Opportunity struct {
 	ID, Stage     string
 	Amount        *eventv1.Money
 	ExpectedClose time.Time
 	Outcome       string
 	LostReason    string
+	Journey       int
 	sealedLost    []byte // LostReason, sealed
 }
 
@@ -331,13 +333,14 @@ func briefOf(leadID string, recs []eventstore.Record) (b Brief, sealed []sealedD
 			b.Recycles = append(b.Recycles, Recycle{At: at, Cause: cause, Detail: x.GetNote(), sealed: x.GetSealedNote()})
 		case *eventv1.Event_SlaWarned:
 			x := p.SlaWarned
-			b.SLA = append(b.SLA, SLAEntry{At: at, Kind: x.GetSla(), Owner: x.GetOwner(), Due: x.GetDueAt().AsTime()})
+			b.SLA = append(b.SLA, SLAEntry{At: at, Kind: x.GetSla(), Owner: x.GetOwner(), Due: x.GetDueAt().AsTime(), Journey: b.Journey})
 		case *eventv1.Event_SlaBreached:
 			x := p.SlaBreached
-			b.SLA = append(b.SLA, SLAEntry{At: at, Kind: x.GetSla(), Breached: true, Owner: x.GetOwner(), Due: x.GetDueAt().AsTime(), Escalation: x.GetEscalation()})
+			b.SLA = append(b.SLA, SLAEntry{At: at, Kind: x.GetSla(), Breached: true, Owner: x.GetOwner(), Due: x.GetDueAt().AsTime(), Escalation: x.GetEscalation(),
+				Journey: b.Journey})
 		case *eventv1.Event_OpportunityCreated:
 			x := p.OpportunityCreated
-			b.Opportunity = &Opportunity{ID: x.GetOpportunityId(), Stage: x.GetStage(), Amount: x.GetAmount(), Outcome: "open"}
+			b.Opportunity = &Opportunity{ID: x.GetOpportunityId(), Stage: x.GetStage(), Amount: x.GetAmount(), Outcome: "open", Journey: b.Journey}
 			if d := ev.GetLifecycle().GetDeadline(); d != nil { // the one given, else the policy's
 				b.Opportunity.ExpectedClose = d.AsTime()
 			}

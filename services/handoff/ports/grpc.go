@@ -286,11 +286,12 @@ func (g *GRPC) GetHandoffBrief(ctx context.Context, r *handoffv1.GetHandoffBrief
 		out.Recycles = append(out.Recycles, &handoffv1.Recycle{At: pbTime(x.At), Cause: x.Cause, Detail: x.Detail, LeadId: x.LeadID})
 	}
 	for _, x := range b.SLA {
-		out.Sla = append(out.Sla, &handoffv1.SLAEntry{At: pbTime(x.At), Sla: x.Kind, Breached: x.Breached, Owner: x.Owner, DueAt: pbTime(x.Due), Escalation: x.Escalation})
+		out.Sla = append(out.Sla, &handoffv1.SLAEntry{At: pbTime(x.At), Sla: x.Kind, Breached: x.Breached, Owner: x.Owner, DueAt: pbTime(x.Due), Escalation: x.Escalation,
+			Journey: int32(x.Journey)})
 	}
 	if o := b.Opportunity; o != nil {
 		out.Opportunity = &handoffv1.Opportunity{OpportunityId: o.ID, Stage: o.Stage, Amount: o.Amount, ExpectedClose: pbTime(o.ExpectedClose),
-			Outcome: o.Outcome, LostReason: o.LostReason}
+			Outcome: o.Outcome, LostReason: o.LostReason, Journey: int32(o.Journey)}
 	}
 	return &handoffv1.GetHandoffBriefResponse{Brief: out}, nil
 }

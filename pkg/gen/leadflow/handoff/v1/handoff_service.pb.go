@@ -2925,13 +2925,15 @@ func (x *Recycle) GetLeadId() string {
 
 // SLAEntry is one SLA warning or breach.
 type SLAEntry struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	At            *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=at,proto3" json:"at,omitempty"`
-	Sla           v1.SLAKind             `protobuf:"varint,2,opt,name=sla,proto3,enum=leadflow.event.v1.SLAKind" json:"sla,omitempty"`
-	Breached      bool                   `protobuf:"varint,3,opt,name=breached,proto3" json:"breached,omitempty"`
-	Owner         *v1.Owner              `protobuf:"bytes,4,opt,name=owner,proto3" json:"owner,omitempty"`
-	DueAt         *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
-	Escalation    v1.SLAEscalation       `protobuf:"varint,6,opt,name=escalation,proto3,enum=leadflow.event.v1.SLAEscalation" json:"escalation,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	At         *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=at,proto3" json:"at,omitempty"`
+	Sla        v1.SLAKind             `protobuf:"varint,2,opt,name=sla,proto3,enum=leadflow.event.v1.SLAKind" json:"sla,omitempty"`
+	Breached   bool                   `protobuf:"varint,3,opt,name=breached,proto3" json:"breached,omitempty"`
+	Owner      *v1.Owner              `protobuf:"bytes,4,opt,name=owner,proto3" json:"owner,omitempty"`
+	DueAt      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
+	Escalation v1.SLAEscalation       `protobuf:"varint,6,opt,name=escalation,proto3,enum=leadflow.event.v1.SLAEscalation" json:"escalation,omitempty"`
+	// journey is the one the entry belongs to (see HandoffBrief.journey).
+	Journey       int32 `protobuf:"varint,7,opt,name=journey,proto3" json:"journey,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3008,7 +3010,14 @@ func (x *SLAEntry) GetEscalation() v1.SLAEscalation {
 	return v1.SLAEscalation(0)
 }
 
-// Opportunity is the lead's deal.
+func (x *SLAEntry) GetJourney() int32 {
+	if x != nil {
+		return x.Journey
+	}
+	return 0
+}
+
+// Opportunity is the lead's latest deal.
 type Opportunity struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	OpportunityId string                 `protobuf:"bytes,1,opt,name=opportunity_id,json=opportunityId,proto3" json:"opportunity_id,omitempty"`
@@ -3016,8 +3025,11 @@ type Opportunity struct {
 	Amount        *v1.Money              `protobuf:"bytes,3,opt,name=amount,proto3" json:"amount,omitempty"`
 	ExpectedClose *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expected_close,json=expectedClose,proto3" json:"expected_close,omitempty"`
 	// outcome is "open", "won" or "lost".
-	Outcome       string `protobuf:"bytes,5,opt,name=outcome,proto3" json:"outcome,omitempty"`
-	LostReason    string `protobuf:"bytes,6,opt,name=lost_reason,json=lostReason,proto3" json:"lost_reason,omitempty"`
+	Outcome    string `protobuf:"bytes,5,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	LostReason string `protobuf:"bytes,6,opt,name=lost_reason,json=lostReason,proto3" json:"lost_reason,omitempty"`
+	// journey is the one the deal was made in: below the brief's journey,
+	// a deal of an earlier one (lost, and the lead recycled since).
+	Journey       int32 `protobuf:"varint,7,opt,name=journey,proto3" json:"journey,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3092,6 +3104,13 @@ func (x *Opportunity) GetLostReason() string {
 		return x.LostReason
 	}
 	return ""
+}
+
+func (x *Opportunity) GetJourney() int32 {
+	if x != nil {
+		return x.Journey
+	}
+	return 0
 }
 
 type SetMarketingTargetRequest struct {
@@ -3502,7 +3521,7 @@ const file_leadflow_handoff_v1_handoff_service_proto_rawDesc = "" +
 	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x14\n" +
 	"\x05cause\x18\x02 \x01(\tR\x05cause\x12\x16\n" +
 	"\x06detail\x18\x03 \x01(\tR\x06detail\x12\x17\n" +
-	"\alead_id\x18\x04 \x01(\tR\x06leadId\"\xa5\x02\n" +
+	"\alead_id\x18\x04 \x01(\tR\x06leadId\"\xbf\x02\n" +
 	"\bSLAEntry\x12*\n" +
 	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12,\n" +
 	"\x03sla\x18\x02 \x01(\x0e2\x1a.leadflow.event.v1.SLAKindR\x03sla\x12\x1a\n" +
@@ -3511,7 +3530,8 @@ const file_leadflow_handoff_v1_handoff_service_proto_rawDesc = "" +
 	"\x06due_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\x12@\n" +
 	"\n" +
 	"escalation\x18\x06 \x01(\x0e2 .leadflow.event.v1.SLAEscalationR\n" +
-	"escalation\"\xfa\x01\n" +
+	"escalation\x12\x18\n" +
+	"\ajourney\x18\a \x01(\x05R\ajourney\"\x94\x02\n" +
 	"\vOpportunity\x12%\n" +
 	"\x0eopportunity_id\x18\x01 \x01(\tR\ropportunityId\x12\x14\n" +
 	"\x05stage\x18\x02 \x01(\tR\x05stage\x120\n" +
@@ -3519,7 +3539,8 @@ const file_leadflow_handoff_v1_handoff_service_proto_rawDesc = "" +
 	"\x0eexpected_close\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\rexpectedClose\x12\x18\n" +
 	"\aoutcome\x18\x05 \x01(\tR\aoutcome\x12\x1f\n" +
 	"\vlost_reason\x18\x06 \x01(\tR\n" +
-	"lostReason\"\x88\x01\n" +
+	"lostReason\x12\x18\n" +
+	"\ajourney\x18\a \x01(\x05R\ajourney\"\x88\x01\n" +
 	"\x19SetMarketingTargetRequest\x12:\n" +
 	"\x06target\x18\x01 \x01(\v2\".leadflow.event.v1.MarketingTargetR\x06target\x12/\n" +
 	"\x06set_by\x18\x02 \x01(\v2\x18.leadflow.event.v1.ActorR\x05setBy\":\n" +
