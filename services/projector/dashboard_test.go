@@ -284,15 +284,19 @@ func TestDashboardInABrowser(t *testing.T) {
 
 	t.Run("a version nobody has signed off yet shows", func(t *testing.T) {
 		// A fresh proposal has no approvals: the overview stopped
-		// rendering on it once.
+		// rendering on it once. Proposed while the page is open, its
+		// what-if starts and finishes there (it once sat at "starting").
+		b.open(t, base+"#/?"+march)
+		b.waitFor(t, `document.querySelector('[data-k="model.v2"]') !== null`, 10*time.Second)
 		_, proposed := whatIfModels()
 		proposed.Version = 3
 		w.other(t, eventstore.ModelSubject("scoring"), -1, &eventv1.ScoringModelProposed{Model: scoring.ToProto(proposed),
 			ProposedBy: &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "maria", Team: eventv1.Team_TEAM_MARKETING}})
-		b.open(t, base+"#/?"+march)
+		b.waitFor(t, `document.querySelector('[data-k="model.v3"]') !== null`, 10*time.Second)
 		b.expectContains(t, "model.v3", "awaiting sign-off")
 		b.expectContains(t, "model.v3.marketing", "○")
 		b.expectContains(t, "model.v3.sales", "○")
+		b.waitFor(t, `(document.querySelector('#whatif [data-k="whatif"] h3') || {}).textContent?.includes("version 3 against version 1")`, 30*time.Second)
 	})
 
 	t.Run("newest leads follow the filters, money its ISO minor units", func(t *testing.T) {

@@ -69,13 +69,14 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	if err != nil {
 		return err
 	}
-	a := app.New(queries, proj, stream, stream, whatIfs, app.WithLogger(log))
+	// Open dashboards hear of every committed batch (Handle returns nil
+	// only once its batch is in PostgreSQL), of a rebuild's swap (every
+	// replica reads the new schema: relayed as a change), and of scoring
+	// model changes, which the read model does not hold.
+	live := dashboard.NewLive(0)
+	a := app.New(queries, proj, stream, stream, whatIfs, app.WithLogger(log), app.WithRebuilt(func() { live.Changed(0) }))
 	defer a.Close()
 
-	// Open dashboards hear of every committed batch (Handle returns nil
-	// only once its batch is in PostgreSQL) and of scoring model changes,
-	// which the read model does not hold.
-	live := dashboard.NewLive(0)
 	handle := func(ctx context.Context, m consume.Msg) error {
 		err := proj.Handle(ctx, m)
 		if err == nil {

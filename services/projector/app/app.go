@@ -69,6 +69,7 @@ type App struct {
 	replayer Replayer
 	log      *slog.Logger
 	now      func() time.Time
+	rebuilt  func()
 
 	// jobs run in goroutines the App owns; Close stops and waits for them.
 	ctx    context.Context
@@ -89,6 +90,10 @@ type Option func(*App)
 // WithClock replaces time.Now (tests).
 func WithClock(now func() time.Time) Option { return func(a *App) { a.now = now } }
 
+// WithRebuilt sets what a rebuild that swapped its schema in calls: the
+// reports read another read model now.
+func WithRebuilt(f func()) Option { return func(a *App) { a.rebuilt = f } }
+
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(a *App) { a.log = l } }
 
@@ -96,7 +101,7 @@ func WithLogger(l *slog.Logger) Option { return func(a *App) { a.log = l } }
 // started.
 func New(q Queries, p Projection, m Models, r Replayer, w WhatIfs, opts ...Option) *App {
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &App{queries: q, proj: p, models: m, replayer: r, whatIfs: w, log: slog.Default(), now: time.Now,
+	a := &App{queries: q, proj: p, models: m, replayer: r, whatIfs: w, log: slog.Default(), now: time.Now, rebuilt: func() {},
 		ctx: ctx, cancel: cancel, running: map[whatIfKey]string{}, starting: map[whatIfKey]*startingWhatIf{}}
 	for _, o := range opts {
 		o(a)

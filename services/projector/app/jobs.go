@@ -38,6 +38,7 @@ func (a *App) StartRebuild(ctx context.Context) (string, error) {
 			a.log.Error("rebuild failed", "schema", pr.Schema, "err", err)
 		case err == nil:
 			a.log.Info("rebuild done", "schema", pr.Schema, "events", pr.Events)
+			a.rebuilt()
 		}
 	})
 	select {

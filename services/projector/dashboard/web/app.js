@@ -310,7 +310,7 @@ async function overview(p, isLive) {
     el("div", { class: "span-7" }, funnelPanel(funnel, grouped, group)),
     el("div", { class: "span-5" }, slaPanel(slaR, queuesR)),
     el("div", { class: "span-12" }, campaignPanel(campaigns, attr)),
-    el("div", { class: "span-7" }, modelPanel(model, isLive)),
+    el("div", { class: "span-7" }, modelPanel(model)),
     el("div", { class: "span-5" }, recentPanel(leads)));
 }
 
@@ -484,7 +484,7 @@ function campaignPanel(res, attr) {
 
 // What-ifs this page started, by version and period.
 const whatIfs = {};
-function modelPanel(res, isLive) {
+function modelPanel(res) {
   if (res.err) return panel("model-panel", "Scoring model", "", null, errorBox(res.err));
   const m = res.ok, p = route().params;
   const pending = m.versions.filter((v) => v.state === "proposed");
@@ -509,8 +509,10 @@ function modelPanel(res, isLive) {
   const target = pending[0];
   if (target) {
     const key = whatIfKey(target.version);
-    if (!whatIfs[key] && !isLive) runWhatIf(target.version, false);
-    body.push(el("div", { id: "whatif" }, whatIfView(whatIfs[key] || { state: "starting", proposed: target.version })));
+    // Once a version and period: a live render that shows a new proposal
+    // starts its what-if too.
+    if (!whatIfs[key]) runWhatIf(target.version, false);
+    body.push(el("div", { id: "whatif" }, whatIfView(whatIfs[key])));
   }
   return panel("model-panel", "Scoring model", m.active ? "version " + m.active + " scores" : "no version active", null, ...body);
 }
@@ -536,7 +538,9 @@ async function runWhatIf(version, fresh) {
   }
 }
 function whatIfView(w) {
-  const title = el("h3", {}, `What-if: version ${w.proposed} against ${w.active ? "version " + w.active : "no active version"}, ${periodLabel(route().params)}`);
+  // Until the first answer the active version is not known here.
+  const against = w.state === "starting" ? "" : ` against ${w.active ? "version " + w.active : "no active version"}`;
+  const title = el("h3", {}, `What-if: version ${w.proposed}${against}, ${periodLabel(route().params)}`);
   if (w.state === "failed") return el("div", {}, title, el("div", { class: "error" }, w.error));
   if (w.state !== "done") {
     const pct = n(w.total) ? (100 * n(w.read)) / n(w.total) : 0;
@@ -596,7 +600,7 @@ const FIGURE_NAMES = {
   campaign: { captured: "attributed leads", mql: "attributed MQLs", accepted: "attributed accepted leads", opportunity: "attributed opportunities (pipeline)", won: "attributed won deals" },
   sales: { assigned: "handed off", accepted: "accepted", accepted_within_sla: "accepted within SLA", accept_due: "due for acceptance", contacted: "contacted",
     first_attempt_within_sla: "first attempt within SLA", contact_due: "due for a first attempt" },
-  marketing: { mql: "MQLs", accepted: "MQLs accepted", rejected: "MQLs rejected", opportunity: "MQLs that became opportunities" },
+  marketing: { mql: "MQLs", accepted: "MQLs accepted", rejected: "MQLs rejected", opportunity: "MQLs that became opportunities", accept_due: "MQLs due for acceptance" },
   queue: { leads: "waiting in queue", overdue: "overdue in queue" },
 };
 function describeFigure(p) {
