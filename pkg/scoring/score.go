@@ -108,6 +108,18 @@ var Fields = map[string]func(Profile) bool{
 	"email_domain": func(p Profile) bool { return strings.TrimSpace(p.EmailDomain) != "" },
 }
 
+// Final is the first disqualifying rule of m other than "not now" that
+// matches f, if any: what ends a lead already in nurture, where a "not
+// now" would only send it back.
+func Final(m Model, f Facts) *Disqualification {
+	for _, rule := range m.Disqualify {
+		if !rule.NotNow && rule.When.matches(f) {
+			return &Disqualification{RuleID: rule.ID, Reason: rule.Reason}
+		}
+	}
+	return nil
+}
+
 func anyFold(set []string, v string) bool {
 	v = strings.TrimSpace(v)
 	return slices.ContainsFunc(set, func(s string) bool { return strings.EqualFold(strings.TrimSpace(s), v) })

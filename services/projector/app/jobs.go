@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -192,17 +193,43 @@ func (a *App) StartWhatIf(ctx context.Context, n uint32, p Period) (string, erro
 
 	a.wg.Go(func() {
 		defer done()
-		err := a.replayer.Replay(a.ctx, p.From, func(_ uint64, subject string, ev *eventv1.Event) {
-			replay.Apply(ev.GetLeadId(), ev)
-		}, func(read, total uint64) {
-			job.Read, job.Total = read, total
-			if now := a.now(); now.Sub(job.Updated) >= whatIfEvery {
-				job.Updated = now
-				if err := a.whatIfs.Put(a.ctx, job); err != nil {
+		// Progress is written on a clock, not as messages come: a replay
+		// waiting on the stream, or a write refused for a while, must
+		// not read as abandoned once it goes on.
+		var (
+			mu          sync.Mutex // read and total, between the replay and its heartbeat
+			read, total uint64
+		)
+		stop, beat := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(beat)
+			t := time.NewTicker(whatIfEvery)
+			defer t.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+				}
+				mu.Lock()
+				job.Read, job.Total, job.Updated = read, total, a.now()
+				w := job
+				mu.Unlock()
+				if err := a.whatIfs.Put(a.ctx, w); err != nil {
 					a.log.Warn("what-if progress", "id", job.ID, "err", err)
 				}
 			}
+		}()
+		err := a.replayer.Replay(a.ctx, p.From, func(_ uint64, subject string, ev *eventv1.Event) {
+			replay.Apply(ev.GetLeadId(), ev)
+		}, func(r, t uint64) {
+			mu.Lock()
+			read, total = r, t
+			mu.Unlock()
 		})
+		close(stop)
+		<-beat // its last write comes before the result's
+		job.Read, job.Total = read, total
 		job.Done, job.Err, job.Result, job.Updated = true, err, replay.Result(), a.now()
 		if err != nil {
 			a.log.Warn("what-if failed", "id", job.ID, "version", n, "err", err)

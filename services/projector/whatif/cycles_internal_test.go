@@ -267,3 +267,55 @@ func TestTheWaitForEngagementIsLives(t *testing.T) {
 		t.Fatalf("a webinar 45 days after the last score but an unmerge's: %+v, want no MQL", got)
 	}
 }
+
+// A lead given back new by an unmerge long after its last score gets its
+// wait for engagement again, as live (the scores of what comes back
+// start it): the webinar given back qualifies it, where the wait from
+// before the merge read it recycled.
+func TestAnUnmergeGivesTheAbsorbedLeadItsWaitAgain(t *testing.T) {
+	day := 24 * time.Hour
+	m := vpWebinar(50)
+	p := &replayer{t: t, r: New(&m, m, time.Time{}, time.Time{}), at: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+	p.apply("a", &eventv1.LeadCaptured{Profile: vp, Attribution: &eventv1.Attribution{Source: "web-form"}}) // 40
+	p.apply("a", &eventv1.LeadMerged{SurvivorLeadId: "s", AbsorbedLeadId: "a"})
+	p.at = p.at.Add(40 * day)
+	unmerged, err := envelope.NewEvent("a", &eventv1.LeadUnmerged{SurvivorLeadId: "s", AbsorbedLeadId: "a"}, envelope.Meta{OccurredAt: p.at}, p.at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unmerged.Lifecycle = &eventv1.Lifecycle{Status: eventv1.LeadStatus_LEAD_STATUS_NEW}
+	p.r.Apply("a", unmerged)
+	p.apply("a", &eventv1.ActivityRecorded{Type: webinar, GivenBackBy: "s", GivenBackEventId: "x"}) // 60
+	if got := p.r.Result().Total; got.MQLsActive != 1 || got.MQLsProposed != 1 {
+		t.Fatalf("a webinar given back 40 days after the capture's score: %+v, want an MQL under both", got)
+	}
+}
+
+// A nurtured lead that a proposal's "not now" rule still matches is
+// ended by the proposal's final rule, as live: withdrawn email consent
+// disqualifies it for good, so its later re-engagement is the active
+// version's MQL only.
+func TestANurturedLeadMeetsTheFinalRuleBehindANotNow(t *testing.T) {
+	tiny := scoring.DisqualifyRule{ID: "tiny", NotNow: true, When: scoring.Criteria{MaxEmployees: 10}}
+	withdrawn := scoring.DisqualifyRule{ID: "email-withdrawn", When: scoring.Criteria{ConsentWithdrawn: []eventv1.ConsentChannel{eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL}}}
+	active, proposed := vpWebinar(50), vpWebinar(50)
+	active.Disqualify = []scoring.DisqualifyRule{tiny}
+	proposed.Disqualify = []scoring.DisqualifyRule{tiny, withdrawn}
+	email := func(st eventv1.ConsentStatus) *eventv1.ConsentChanged {
+		return &eventv1.ConsentChanged{Consent: &eventv1.Consent{Channel: eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL, Status: st}}
+	}
+	p := &replayer{t: t, r: New(&active, proposed, time.Time{}, time.Time{}), at: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+	p.apply("l", &eventv1.LeadCaptured{Profile: &eventv1.Profile{Seniority: eventv1.Seniority_SENIORITY_VP, Country: "US", Employees: 5},
+		Attribution: &eventv1.Attribution{Source: "web-form"}})
+	p.apply("l", &eventv1.LeadDisqualified{RuleId: "tiny", NotNow: true})
+	p.apply("l", &eventv1.LeadRecycled{Cause: eventv1.RecycleCause_RECYCLE_CAUSE_NOT_READY})
+	p.apply("l", &eventv1.NurtureEnrolled{ProgramId: "first"})
+	p.apply("l", email(eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN))
+	p.apply("l", email(eventv1.ConsentStatus_CONSENT_STATUS_GRANTED))
+	p.apply("l", &eventv1.LeadResubmitted{Profile: &eventv1.Profile{Employees: 200}})
+	p.apply("l", &eventv1.ActivityRecorded{Type: webinar})
+	p.apply("l", &eventv1.LeadReengaged{})
+	if got := p.r.Result().Total; got.MQLsActive != 1 || got.MQLsProposed != 0 || got.Lost != 1 {
+		t.Fatalf("%+v, want the active version's MQL only: the proposal ended the lead at the withdrawal", got)
+	}
+}

@@ -215,6 +215,12 @@ func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
 		switch u := ev.GetLeadUnmerged(); {
 		case !envelope.SurvivorSide(ev):
 			l.merged = ev.GetLeadMerged() != nil
+			if u != nil && ev.GetLifecycle().GetStatus() == eventv1.LeadStatus_LEAD_STATUS_NEW {
+				// As live: given back new, the scores of what comes back
+				// start its wait for engagement again.
+				l.active.restart(ev.GetRecordedAt().AsTime())
+				l.proposed.restart(ev.GetRecordedAt().AsTime())
+			}
 		case u != nil:
 			// As live: the survivor is scored on its own facts again.
 			l.untouch(u.GetGivenBackEventIds())
@@ -262,6 +268,12 @@ func (v *verdict) score(m scoring.Model, f scoring.Facts, at time.Time, nurtured
 		v.last = at
 	}
 	res := scoring.Score(m, f, at)
+	if d := res.Disqualify; d != nil && d.NotNow && (nurtured || v.nurtured) {
+		// As live: in nurture already, a "not now" qualifies nothing
+		// and only a final rule ends it.
+		v.out = scoring.Final(m, f) != nil
+		return
+	}
 	switch {
 	case res.Disqualify != nil && !res.Disqualify.NotNow:
 		v.out = true // disqualified for good: never an MQL under m
@@ -269,6 +281,14 @@ func (v *verdict) score(m scoring.Model, f scoring.Facts, at time.Time, nurtured
 		v.nurtured = true // not now: to nurture, under m
 	case (reengaged || !nurtured && !v.nurtured) && res.Qualifies(m):
 		v.qualified = true
+	}
+}
+
+// restart starts the wait for engagement again at at, for a lead a
+// score has not yet decided.
+func (v *verdict) restart(at time.Time) {
+	if !v.last.IsZero() {
+		v.last = at
 	}
 }
 

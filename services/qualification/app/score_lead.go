@@ -298,7 +298,7 @@ func (a *App) scoreEvents(l *lead, n uint32, m scoring.Model, at time.Time, qual
 	if r.Disqualify != nil && r.Disqualify.NotNow && l.state.Status == lifecycle.StatusNurturing {
 		// It is in nurture already: "not now" again would recycle it,
 		// restart its program and count another disqualification.
-		qualify, r.Disqualify = false, finalRule(m, l.facts.Facts, at)
+		qualify, r.Disqualify = false, scoring.Final(m, l.facts.Facts)
 	}
 	meta.Actor, meta.OccurredAt = Actor, at
 	payload := &eventv1.LeadScored{
@@ -327,13 +327,6 @@ func (a *App) scoreEvents(l *lead, n uint32, m scoring.Model, at time.Time, qual
 		return []*eventv1.Event{scored}, err
 	}
 	return []*eventv1.Event{scored, verdict}, nil
-}
-
-// finalRule is the first disqualifying rule other than "not now" that
-// matches the facts, if any.
-func finalRule(m scoring.Model, f scoring.Facts, at time.Time) *scoring.Disqualification {
-	m.Disqualify = slices.DeleteFunc(slices.Clone(m.Disqualify), func(d scoring.DisqualifyRule) bool { return d.NotNow })
-	return scoring.Score(m, f, at).Disqualify
 }
 
 // verdictEvent is the LeadQualified or LeadDisqualified a score decided,
