@@ -255,6 +255,39 @@ func TestTheSurvivorsOwnGrantAfterTheAbsorbedLeadsStays(t *testing.T) {
 	}
 }
 
+// A consent change a merged lead's person sent is theirs in an access
+// request: the export of that lead lists it, held by the survivor, until
+// an unmerge gives it back as the lead's own event.
+func TestTheExportOfAMergedLeadHasItsPersonsConsentChanges(t *testing.T) {
+	e := start(t)
+	keeper := e.capture(t, lead("keeper9@c.example")).GetLeadId()
+	dupe := e.capture(t, lead("dupe9@c.example")).GetLeadId()
+	e.merge(t, keeper, dupe, "same person?")
+	e.setConsent(t, dupe, emailChannel, withdrawn)
+	x, err := e.client.ExportLead(ctxT(t), &intakev1.ExportLeadRequest{LeadId: dupe})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs := x.GetConsentChanges(); len(cs) != 1 || cs[0].GetStoredOn() != keeper || cs[0].GetConsent().GetStatus() != withdrawn ||
+		cs[0].GetConsent().GetChannel() != emailChannel {
+		t.Fatalf("consent changes of the merged lead's export: %v, want its email withdrawal, stored on %s", cs, keeper)
+	}
+	e.unmerge(t, keeper, dupe, "two people")
+	x, err = e.client.ExportLead(ctxT(t), &intakev1.ExportLeadRequest{LeadId: dupe})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var own int
+	for _, ev := range x.GetEvents() {
+		if c := ev.GetEvent().GetConsentChanged(); c != nil && c.GetConsent().GetStatus() == withdrawn && c.GetGivenBackBy() == keeper {
+			own++
+		}
+	}
+	if len(x.GetConsentChanges()) != 0 || own != 1 {
+		t.Fatalf("after the unmerge: %d held elsewhere, %d given back among its events; want 0 and 1", len(x.GetConsentChanges()), own)
+	}
+}
+
 // The survivor's own capture form is its word too: a grant it gave there
 // stays when the same grant, sent through the absorbed lead, goes back.
 func TestTheSurvivorsGrantOnItsFormStays(t *testing.T) {

@@ -21,6 +21,9 @@ type Export struct {
 	Activities  []ExportedActivity
 	Events      []TimelineEntry
 	Notes       []ExportedNote
+	// ConsentChanges are those its person sent while it was merged, which
+	// a survivor up the chain holds (its own are among Events).
+	ConsentChanges []ExportedConsentChange
 	// Absorbed are the exports of the leads merged into this one.
 	Absorbed []Export
 }
@@ -60,6 +63,15 @@ type ExportedActivity struct {
 	CampaignID string
 	Detail     string
 	StoredOn   string // as in ExportedSubmission
+}
+
+// ExportedConsentChange is a consent change sent through a merged lead.
+type ExportedConsentChange struct {
+	Seq        uint64
+	OccurredAt time.Time
+	Consent    *eventv1.Consent
+	Source     string
+	StoredOn   string
 }
 
 // ExportLead returns everything held about a lead for an access request:
@@ -241,8 +253,32 @@ func (a *App) exportVia(ctx context.Context, family map[string]bool, into string
 			x.StoredOn = lead
 			out.Activities = append(out.Activities, x)
 		}
+		for _, r := range heldConsents(lead, recs) {
+			if c := r.Event.GetConsentChanged(); family[c.GetMergedFrom()] {
+				out.ConsentChanges = append(out.ConsentChanges, ExportedConsentChange{Seq: r.Seq, OccurredAt: r.Event.GetOccurredAt().AsTime(),
+					Consent: c.GetConsent(), Source: c.GetSource(), StoredOn: lead})
+			}
+		}
 		return nil
 	})
+}
+
+// heldConsents are the ConsentChanged events of recs, leadID's history,
+// sent through a lead merged into it (merged_from) that no unmerge gave
+// back since.
+func heldConsents(leadID string, recs []eventstore.Record) []eventstore.Record {
+	var out []eventstore.Record
+	for _, r := range recs {
+		if u := r.Event.GetLeadUnmerged(); u != nil && u.GetSurvivorLeadId() == leadID {
+			out = slices.DeleteFunc(out, func(x eventstore.Record) bool {
+				return envelope.GivenBack(u, x.Event.GetConsentChanged().GetMergedFrom())
+			})
+		}
+		if c := r.Event.GetConsentChanged(); c.GetMergedFrom() != "" {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // upTheChain calls fn with each lead from into up the chain of merges to

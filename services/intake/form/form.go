@@ -105,16 +105,24 @@ func LeadID(v *Violations, field, s string) {
 	}
 }
 
-// Email normalizes an address (trimmed, lowercased) and checks it. It
-// returns the normalized address and its domain.
+// Email normalizes an address (trimmed of spaces and of the invisible
+// characters exports leave at a field's ends, lowercased) and checks it.
+// It returns the normalized address and its domain. An invisible
+// character inside is refused: net/mail takes any non-ASCII rune, and
+// the same person would get another token, so another lead.
 func Email(v *Violations, field, s string) (string, string) {
-	s = strings.ToLower(strings.TrimSpace(s))
+	s = strings.ToLower(strings.TrimFunc(s, func(r rune) bool { return unicode.IsSpace(r) || invisible(r) }))
 	if s == "" {
 		v.Add(field, "is required")
 		return "", ""
 	}
 	if !utf8.ValidString(s) || len(s) > MaxEmail {
 		v.Add(field, "must be valid UTF-8 of at most %d bytes", MaxEmail)
+		return "", ""
+	}
+	if i := strings.IndexFunc(s, func(r rune) bool { return unicode.IsSpace(r) || invisible(r) }); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(s[i:])
+		v.Add(field, "must not contain spaces or invisible characters (U+%04X at byte %d)", r, i)
 		return "", ""
 	}
 	addr, err := mail.ParseAddress(s)
@@ -134,18 +142,29 @@ func Email(v *Violations, field, s string) (string, string) {
 	return s, domain
 }
 
+// invisible reports whether r prints nothing: a control or format
+// character (a byte-order mark, a zero-width space or joiner).
+func invisible(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }
+
 // Phone normalizes a phone number to E.164 (spaces, dashes, dots, slashes
-// and parentheses dropped; a leading 00 read as +) and checks it.
+// and parentheses dropped, and a "(0)" after the country code; a leading
+// 00 read as +) and checks it.
 func Phone(v *Violations, field, s string) string {
 	if s == "" {
 		return ""
 	}
-	p := phoneOK.Replace(strings.TrimSpace(s))
+	p := strings.TrimSpace(s)
+	if strings.HasPrefix(p, "+") || strings.HasPrefix(p, "00") {
+		// "+44 (0)20 …": the trunk 0 in brackets is dialled only from
+		// inside the country, never after its code.
+		p = strings.Replace(p, "(0)", "", 1)
+	}
+	p = phoneOK.Replace(p)
 	if strings.HasPrefix(p, "00") {
 		p = "+" + p[2:]
 	}
 	if !e164RE.MatchString(p) {
-		v.Add(field, "must be an international number like +4915112345678 (E.164)")
+		v.Add(field, "must be an international number like +4915112345678 (E.164, without an extension)")
 		return ""
 	}
 	return p

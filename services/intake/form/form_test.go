@@ -21,6 +21,13 @@ func TestNormalization(t *testing.T) {
 		{"unknown country", "XX", "", form.Country},
 		{"email trimmed and lowered", "  Ada@Example.COM ", "ada@example.com", func(v *form.Violations, f, s string) string { e, _ := form.Email(v, f, s); return e }},
 		{"email with two ats", "a@b@c.com", "", func(v *form.Violations, f, s string) string { e, _ := form.Email(v, f, s); return e }},
+		{"phone with the trunk 0 in brackets", "+44 (0)20 7946 0958", "+442079460958", form.Phone},
+		{"phone from 00 with the trunk 0", "0049 (0)151 12345678", "+4915112345678", form.Phone},
+		{"email with a byte-order mark first", "\ufeffada@example.com", "ada@example.com", func(v *form.Violations, f, s string) string { e, _ := form.Email(v, f, s); return e }},
+		{"email with a zero-width space last", "ada@example.com\u200b", "ada@example.com", func(v *form.Violations, f, s string) string { e, _ := form.Email(v, f, s); return e }},
+		{"email with a zero-width space inside", "ada@exam\u200bple.com", "", func(v *form.Violations, f, s string) string { e, _ := form.Email(v, f, s); return e }},
+		{"email with a no-break space inside", "ada\u00a0x@example.com", "", func(v *form.Violations, f, s string) string { e, _ := form.Email(v, f, s); return e }},
+		{"email with a C1 control", "ada\u0085@example.com", "", func(v *form.Violations, f, s string) string { e, _ := form.Email(v, f, s); return e }},
 		{"email with 65-byte local part", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@x.com", "", func(v *form.Violations, f, s string) string { e, _ := form.Email(v, f, s); return e }},
 	}
 	for _, c := range cases {

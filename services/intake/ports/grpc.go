@@ -363,6 +363,10 @@ func exportOf(x app.Export) *intakev1.ExportLeadResponse {
 	for _, ab := range x.Absorbed {
 		out.Absorbed = append(out.Absorbed, exportOf(ab))
 	}
+	for _, c := range x.ConsentChanges {
+		out.ConsentChanges = append(out.ConsentChanges, &intakev1.ExportedConsentChange{Sequence: c.Seq, OccurredAt: pbTime(c.OccurredAt),
+			Consent: c.Consent, Source: c.Source, StoredOn: c.StoredOn})
+	}
 	return out
 }
 

@@ -1772,6 +1772,86 @@ func (x *ExportedActivity) GetStoredOn() string {
 	return ""
 }
 
+// ExportedConsentChange is a consent change the lead's person sent while
+// it was merged, which a survivor up the chain holds (the lead's own are
+// among its events).
+type ExportedConsentChange struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Sequence   uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	OccurredAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	Consent    *v1.Consent            `protobuf:"bytes,3,opt,name=consent,proto3" json:"consent,omitempty"`
+	Source     string                 `protobuf:"bytes,4,opt,name=source,proto3" json:"source,omitempty"`
+	// stored_on is as in ExportedSubmission.
+	StoredOn      string `protobuf:"bytes,5,opt,name=stored_on,json=storedOn,proto3" json:"stored_on,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportedConsentChange) Reset() {
+	*x = ExportedConsentChange{}
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportedConsentChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportedConsentChange) ProtoMessage() {}
+
+func (x *ExportedConsentChange) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportedConsentChange.ProtoReflect.Descriptor instead.
+func (*ExportedConsentChange) Descriptor() ([]byte, []int) {
+	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ExportedConsentChange) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *ExportedConsentChange) GetOccurredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OccurredAt
+	}
+	return nil
+}
+
+func (x *ExportedConsentChange) GetConsent() *v1.Consent {
+	if x != nil {
+		return x.Consent
+	}
+	return nil
+}
+
+func (x *ExportedConsentChange) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *ExportedConsentChange) GetStoredOn() string {
+	if x != nil {
+		return x.StoredOn
+	}
+	return ""
+}
+
 // ExportedNote is free text others wrote about the lead, such as a rep's
 // rejection note or a lost deal's reason, opened.
 type ExportedNote struct {
@@ -1789,7 +1869,7 @@ type ExportedNote struct {
 
 func (x *ExportedNote) Reset() {
 	*x = ExportedNote{}
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[24]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1801,7 +1881,7 @@ func (x *ExportedNote) String() string {
 func (*ExportedNote) ProtoMessage() {}
 
 func (x *ExportedNote) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[24]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1814,7 +1894,7 @@ func (x *ExportedNote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportedNote.ProtoReflect.Descriptor instead.
 func (*ExportedNote) Descriptor() ([]byte, []int) {
-	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{24}
+	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ExportedNote) GetSequence() uint64 {
@@ -1871,14 +1951,17 @@ type ExportLeadResponse struct {
 	Notes []*ExportedNote `protobuf:"bytes,5,rep,name=notes,proto3" json:"notes,omitempty"`
 	// absorbed are the exports of the leads merged into this one (each with
 	// its own absorbed): the same person's data held under their ids.
-	Absorbed      []*ExportLeadResponse `protobuf:"bytes,6,rep,name=absorbed,proto3" json:"absorbed,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Absorbed []*ExportLeadResponse `protobuf:"bytes,6,rep,name=absorbed,proto3" json:"absorbed,omitempty"`
+	// consent_changes are those its person sent while it was merged, held
+	// by a survivor up the chain.
+	ConsentChanges []*ExportedConsentChange `protobuf:"bytes,7,rep,name=consent_changes,json=consentChanges,proto3" json:"consent_changes,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ExportLeadResponse) Reset() {
 	*x = ExportLeadResponse{}
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[25]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1890,7 +1973,7 @@ func (x *ExportLeadResponse) String() string {
 func (*ExportLeadResponse) ProtoMessage() {}
 
 func (x *ExportLeadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[25]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1903,7 +1986,7 @@ func (x *ExportLeadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportLeadResponse.ProtoReflect.Descriptor instead.
 func (*ExportLeadResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{25}
+	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ExportLeadResponse) GetLead() *Lead {
@@ -1948,6 +2031,13 @@ func (x *ExportLeadResponse) GetAbsorbed() []*ExportLeadResponse {
 	return nil
 }
 
+func (x *ExportLeadResponse) GetConsentChanges() []*ExportedConsentChange {
+	if x != nil {
+		return x.ConsentChanges
+	}
+	return nil
+}
+
 type MergeLeadsRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	SurvivorLeadId string                 `protobuf:"bytes,1,opt,name=survivor_lead_id,json=survivorLeadId,proto3" json:"survivor_lead_id,omitempty"`
@@ -1960,7 +2050,7 @@ type MergeLeadsRequest struct {
 
 func (x *MergeLeadsRequest) Reset() {
 	*x = MergeLeadsRequest{}
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[26]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1972,7 +2062,7 @@ func (x *MergeLeadsRequest) String() string {
 func (*MergeLeadsRequest) ProtoMessage() {}
 
 func (x *MergeLeadsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[26]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1985,7 +2075,7 @@ func (x *MergeLeadsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeLeadsRequest.ProtoReflect.Descriptor instead.
 func (*MergeLeadsRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{26}
+	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *MergeLeadsRequest) GetSurvivorLeadId() string {
@@ -2029,7 +2119,7 @@ type MergeLeadsResponse struct {
 
 func (x *MergeLeadsResponse) Reset() {
 	*x = MergeLeadsResponse{}
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[27]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2041,7 +2131,7 @@ func (x *MergeLeadsResponse) String() string {
 func (*MergeLeadsResponse) ProtoMessage() {}
 
 func (x *MergeLeadsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[27]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2054,7 +2144,7 @@ func (x *MergeLeadsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeLeadsResponse.ProtoReflect.Descriptor instead.
 func (*MergeLeadsResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{27}
+	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *MergeLeadsResponse) GetSurvivorVersion() uint64 {
@@ -2090,7 +2180,7 @@ type UnmergeLeadsRequest struct {
 
 func (x *UnmergeLeadsRequest) Reset() {
 	*x = UnmergeLeadsRequest{}
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[28]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2102,7 +2192,7 @@ func (x *UnmergeLeadsRequest) String() string {
 func (*UnmergeLeadsRequest) ProtoMessage() {}
 
 func (x *UnmergeLeadsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[28]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2115,7 +2205,7 @@ func (x *UnmergeLeadsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnmergeLeadsRequest.ProtoReflect.Descriptor instead.
 func (*UnmergeLeadsRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{28}
+	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *UnmergeLeadsRequest) GetSurvivorLeadId() string {
@@ -2162,7 +2252,7 @@ type UnmergeLeadsResponse struct {
 
 func (x *UnmergeLeadsResponse) Reset() {
 	*x = UnmergeLeadsResponse{}
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[29]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2174,7 +2264,7 @@ func (x *UnmergeLeadsResponse) String() string {
 func (*UnmergeLeadsResponse) ProtoMessage() {}
 
 func (x *UnmergeLeadsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[29]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2187,7 +2277,7 @@ func (x *UnmergeLeadsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnmergeLeadsResponse.ProtoReflect.Descriptor instead.
 func (*UnmergeLeadsResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{29}
+	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *UnmergeLeadsResponse) GetSurvivorVersion() uint64 {
@@ -2359,7 +2449,14 @@ const file_leadflow_intake_v1_intake_service_proto_rawDesc = "" +
 	"\vcampaign_id\x18\x05 \x01(\tR\n" +
 	"campaignId\x12\x16\n" +
 	"\x06detail\x18\x06 \x01(\tR\x06detail\x12\x1b\n" +
-	"\tstored_on\x18\a \x01(\tR\bstoredOn\"\xe0\x01\n" +
+	"\tstored_on\x18\a \x01(\tR\bstoredOn\"\xdb\x01\n" +
+	"\x15ExportedConsentChange\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12;\n" +
+	"\voccurred_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"occurredAt\x124\n" +
+	"\aconsent\x18\x03 \x01(\v2\x1a.leadflow.event.v1.ConsentR\aconsent\x12\x16\n" +
+	"\x06source\x18\x04 \x01(\tR\x06source\x12\x1b\n" +
+	"\tstored_on\x18\x05 \x01(\tR\bstoredOn\"\xe0\x01\n" +
 	"\fExportedNote\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12;\n" +
 	"\voccurred_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -2368,7 +2465,7 @@ const file_leadflow_intake_v1_intake_service_proto_rawDesc = "" +
 	"event_type\x18\x03 \x01(\tR\teventType\x12\x14\n" +
 	"\x05field\x18\x04 \x01(\tR\x05field\x12.\n" +
 	"\x05actor\x18\x05 \x01(\v2\x18.leadflow.event.v1.ActorR\x05actor\x12\x12\n" +
-	"\x04text\x18\x06 \x01(\tR\x04text\"\x89\x03\n" +
+	"\x04text\x18\x06 \x01(\tR\x04text\"\xdd\x03\n" +
 	"\x12ExportLeadResponse\x12,\n" +
 	"\x04lead\x18\x01 \x01(\v2\x18.leadflow.intake.v1.LeadR\x04lead\x12H\n" +
 	"\vsubmissions\x18\x02 \x03(\v2&.leadflow.intake.v1.ExportedSubmissionR\vsubmissions\x12D\n" +
@@ -2377,7 +2474,8 @@ const file_leadflow_intake_v1_intake_service_proto_rawDesc = "" +
 	"activities\x129\n" +
 	"\x06events\x18\x04 \x03(\v2!.leadflow.intake.v1.TimelineEntryR\x06events\x126\n" +
 	"\x05notes\x18\x05 \x03(\v2 .leadflow.intake.v1.ExportedNoteR\x05notes\x12B\n" +
-	"\babsorbed\x18\x06 \x03(\v2&.leadflow.intake.v1.ExportLeadResponseR\babsorbed\"\xaf\x01\n" +
+	"\babsorbed\x18\x06 \x03(\v2&.leadflow.intake.v1.ExportLeadResponseR\babsorbed\x12R\n" +
+	"\x0fconsent_changes\x18\a \x03(\v2).leadflow.intake.v1.ExportedConsentChangeR\x0econsentChanges\"\xaf\x01\n" +
 	"\x11MergeLeadsRequest\x12(\n" +
 	"\x10survivor_lead_id\x18\x01 \x01(\tR\x0esurvivorLeadId\x12(\n" +
 	"\x10absorbed_lead_id\x18\x02 \x01(\tR\x0eabsorbedLeadId\x12\x16\n" +
@@ -2433,7 +2531,7 @@ func file_leadflow_intake_v1_intake_service_proto_rawDescGZIP() []byte {
 }
 
 var file_leadflow_intake_v1_intake_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_leadflow_intake_v1_intake_service_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_leadflow_intake_v1_intake_service_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_leadflow_intake_v1_intake_service_proto_goTypes = []any{
 	(CaptureOutcome)(0),                // 0: leadflow.intake.v1.CaptureOutcome
 	(*CaptureLeadRequest)(nil),         // 1: leadflow.intake.v1.CaptureLeadRequest
@@ -2460,109 +2558,113 @@ var file_leadflow_intake_v1_intake_service_proto_goTypes = []any{
 	(*ExportLeadRequest)(nil),          // 22: leadflow.intake.v1.ExportLeadRequest
 	(*ExportedSubmission)(nil),         // 23: leadflow.intake.v1.ExportedSubmission
 	(*ExportedActivity)(nil),           // 24: leadflow.intake.v1.ExportedActivity
-	(*ExportedNote)(nil),               // 25: leadflow.intake.v1.ExportedNote
-	(*ExportLeadResponse)(nil),         // 26: leadflow.intake.v1.ExportLeadResponse
-	(*MergeLeadsRequest)(nil),          // 27: leadflow.intake.v1.MergeLeadsRequest
-	(*MergeLeadsResponse)(nil),         // 28: leadflow.intake.v1.MergeLeadsResponse
-	(*UnmergeLeadsRequest)(nil),        // 29: leadflow.intake.v1.UnmergeLeadsRequest
-	(*UnmergeLeadsResponse)(nil),       // 30: leadflow.intake.v1.UnmergeLeadsResponse
-	(*v1.Contact)(nil),                 // 31: leadflow.event.v1.Contact
-	(*v1.Profile)(nil),                 // 32: leadflow.event.v1.Profile
-	(*v1.Attribution)(nil),             // 33: leadflow.event.v1.Attribution
-	(*v1.ExternalId)(nil),              // 34: leadflow.event.v1.ExternalId
-	(*v1.Consent)(nil),                 // 35: leadflow.event.v1.Consent
-	(*timestamppb.Timestamp)(nil),      // 36: google.protobuf.Timestamp
-	(*v1.Actor)(nil),                   // 37: leadflow.event.v1.Actor
-	(v1.ActivityType)(0),               // 38: leadflow.event.v1.ActivityType
-	(v1.Channel)(0),                    // 39: leadflow.event.v1.Channel
-	(*v1.Money)(nil),                   // 40: leadflow.event.v1.Money
-	(*v1.Lifecycle)(nil),               // 41: leadflow.event.v1.Lifecycle
-	(*v1.Event)(nil),                   // 42: leadflow.event.v1.Event
-	(*v1.Personal)(nil),                // 43: leadflow.event.v1.Personal
+	(*ExportedConsentChange)(nil),      // 25: leadflow.intake.v1.ExportedConsentChange
+	(*ExportedNote)(nil),               // 26: leadflow.intake.v1.ExportedNote
+	(*ExportLeadResponse)(nil),         // 27: leadflow.intake.v1.ExportLeadResponse
+	(*MergeLeadsRequest)(nil),          // 28: leadflow.intake.v1.MergeLeadsRequest
+	(*MergeLeadsResponse)(nil),         // 29: leadflow.intake.v1.MergeLeadsResponse
+	(*UnmergeLeadsRequest)(nil),        // 30: leadflow.intake.v1.UnmergeLeadsRequest
+	(*UnmergeLeadsResponse)(nil),       // 31: leadflow.intake.v1.UnmergeLeadsResponse
+	(*v1.Contact)(nil),                 // 32: leadflow.event.v1.Contact
+	(*v1.Profile)(nil),                 // 33: leadflow.event.v1.Profile
+	(*v1.Attribution)(nil),             // 34: leadflow.event.v1.Attribution
+	(*v1.ExternalId)(nil),              // 35: leadflow.event.v1.ExternalId
+	(*v1.Consent)(nil),                 // 36: leadflow.event.v1.Consent
+	(*timestamppb.Timestamp)(nil),      // 37: google.protobuf.Timestamp
+	(*v1.Actor)(nil),                   // 38: leadflow.event.v1.Actor
+	(v1.ActivityType)(0),               // 39: leadflow.event.v1.ActivityType
+	(v1.Channel)(0),                    // 40: leadflow.event.v1.Channel
+	(*v1.Money)(nil),                   // 41: leadflow.event.v1.Money
+	(*v1.Lifecycle)(nil),               // 42: leadflow.event.v1.Lifecycle
+	(*v1.Event)(nil),                   // 43: leadflow.event.v1.Event
+	(*v1.Personal)(nil),                // 44: leadflow.event.v1.Personal
 }
 var file_leadflow_intake_v1_intake_service_proto_depIdxs = []int32{
-	31, // 0: leadflow.intake.v1.CaptureLeadRequest.contact:type_name -> leadflow.event.v1.Contact
-	32, // 1: leadflow.intake.v1.CaptureLeadRequest.profile:type_name -> leadflow.event.v1.Profile
-	33, // 2: leadflow.intake.v1.CaptureLeadRequest.attribution:type_name -> leadflow.event.v1.Attribution
-	34, // 3: leadflow.intake.v1.CaptureLeadRequest.external_id:type_name -> leadflow.event.v1.ExternalId
-	35, // 4: leadflow.intake.v1.CaptureLeadRequest.consents:type_name -> leadflow.event.v1.Consent
-	36, // 5: leadflow.intake.v1.CaptureLeadRequest.occurred_at:type_name -> google.protobuf.Timestamp
-	37, // 6: leadflow.intake.v1.CaptureLeadRequest.actor:type_name -> leadflow.event.v1.Actor
+	32, // 0: leadflow.intake.v1.CaptureLeadRequest.contact:type_name -> leadflow.event.v1.Contact
+	33, // 1: leadflow.intake.v1.CaptureLeadRequest.profile:type_name -> leadflow.event.v1.Profile
+	34, // 2: leadflow.intake.v1.CaptureLeadRequest.attribution:type_name -> leadflow.event.v1.Attribution
+	35, // 3: leadflow.intake.v1.CaptureLeadRequest.external_id:type_name -> leadflow.event.v1.ExternalId
+	36, // 4: leadflow.intake.v1.CaptureLeadRequest.consents:type_name -> leadflow.event.v1.Consent
+	37, // 5: leadflow.intake.v1.CaptureLeadRequest.occurred_at:type_name -> google.protobuf.Timestamp
+	38, // 6: leadflow.intake.v1.CaptureLeadRequest.actor:type_name -> leadflow.event.v1.Actor
 	0,  // 7: leadflow.intake.v1.CaptureLeadResponse.outcome:type_name -> leadflow.intake.v1.CaptureOutcome
 	1,  // 8: leadflow.intake.v1.ImportLeadsRequest.lead:type_name -> leadflow.intake.v1.CaptureLeadRequest
 	0,  // 9: leadflow.intake.v1.ImportLeadsResponse.outcome:type_name -> leadflow.intake.v1.CaptureOutcome
 	4,  // 10: leadflow.intake.v1.ImportLeadsResponse.errors:type_name -> leadflow.intake.v1.FieldError
-	38, // 11: leadflow.intake.v1.RecordActivityRequest.type:type_name -> leadflow.event.v1.ActivityType
-	36, // 12: leadflow.intake.v1.RecordActivityRequest.occurred_at:type_name -> google.protobuf.Timestamp
-	37, // 13: leadflow.intake.v1.RecordActivityRequest.actor:type_name -> leadflow.event.v1.Actor
-	39, // 14: leadflow.intake.v1.RegisterCampaignRequest.channel:type_name -> leadflow.event.v1.Channel
-	36, // 15: leadflow.intake.v1.RegisterCampaignRequest.starts_at:type_name -> google.protobuf.Timestamp
-	36, // 16: leadflow.intake.v1.RegisterCampaignRequest.ends_at:type_name -> google.protobuf.Timestamp
-	40, // 17: leadflow.intake.v1.RegisterCampaignRequest.budget:type_name -> leadflow.event.v1.Money
-	37, // 18: leadflow.intake.v1.RegisterCampaignRequest.actor:type_name -> leadflow.event.v1.Actor
-	40, // 19: leadflow.intake.v1.RecordCampaignCostRequest.amount:type_name -> leadflow.event.v1.Money
-	36, // 20: leadflow.intake.v1.RecordCampaignCostRequest.period_start:type_name -> google.protobuf.Timestamp
-	36, // 21: leadflow.intake.v1.RecordCampaignCostRequest.period_end:type_name -> google.protobuf.Timestamp
-	37, // 22: leadflow.intake.v1.RecordCampaignCostRequest.actor:type_name -> leadflow.event.v1.Actor
-	35, // 23: leadflow.intake.v1.SetConsentRequest.consent:type_name -> leadflow.event.v1.Consent
-	37, // 24: leadflow.intake.v1.SetConsentRequest.actor:type_name -> leadflow.event.v1.Actor
-	41, // 25: leadflow.intake.v1.Lead.lifecycle:type_name -> leadflow.event.v1.Lifecycle
-	31, // 26: leadflow.intake.v1.Lead.contact:type_name -> leadflow.event.v1.Contact
-	32, // 27: leadflow.intake.v1.Lead.profile:type_name -> leadflow.event.v1.Profile
-	33, // 28: leadflow.intake.v1.Lead.attribution:type_name -> leadflow.event.v1.Attribution
-	35, // 29: leadflow.intake.v1.Lead.consents:type_name -> leadflow.event.v1.Consent
-	36, // 30: leadflow.intake.v1.Lead.captured_at:type_name -> google.protobuf.Timestamp
-	36, // 31: leadflow.intake.v1.Lead.updated_at:type_name -> google.protobuf.Timestamp
+	39, // 11: leadflow.intake.v1.RecordActivityRequest.type:type_name -> leadflow.event.v1.ActivityType
+	37, // 12: leadflow.intake.v1.RecordActivityRequest.occurred_at:type_name -> google.protobuf.Timestamp
+	38, // 13: leadflow.intake.v1.RecordActivityRequest.actor:type_name -> leadflow.event.v1.Actor
+	40, // 14: leadflow.intake.v1.RegisterCampaignRequest.channel:type_name -> leadflow.event.v1.Channel
+	37, // 15: leadflow.intake.v1.RegisterCampaignRequest.starts_at:type_name -> google.protobuf.Timestamp
+	37, // 16: leadflow.intake.v1.RegisterCampaignRequest.ends_at:type_name -> google.protobuf.Timestamp
+	41, // 17: leadflow.intake.v1.RegisterCampaignRequest.budget:type_name -> leadflow.event.v1.Money
+	38, // 18: leadflow.intake.v1.RegisterCampaignRequest.actor:type_name -> leadflow.event.v1.Actor
+	41, // 19: leadflow.intake.v1.RecordCampaignCostRequest.amount:type_name -> leadflow.event.v1.Money
+	37, // 20: leadflow.intake.v1.RecordCampaignCostRequest.period_start:type_name -> google.protobuf.Timestamp
+	37, // 21: leadflow.intake.v1.RecordCampaignCostRequest.period_end:type_name -> google.protobuf.Timestamp
+	38, // 22: leadflow.intake.v1.RecordCampaignCostRequest.actor:type_name -> leadflow.event.v1.Actor
+	36, // 23: leadflow.intake.v1.SetConsentRequest.consent:type_name -> leadflow.event.v1.Consent
+	38, // 24: leadflow.intake.v1.SetConsentRequest.actor:type_name -> leadflow.event.v1.Actor
+	42, // 25: leadflow.intake.v1.Lead.lifecycle:type_name -> leadflow.event.v1.Lifecycle
+	32, // 26: leadflow.intake.v1.Lead.contact:type_name -> leadflow.event.v1.Contact
+	33, // 27: leadflow.intake.v1.Lead.profile:type_name -> leadflow.event.v1.Profile
+	34, // 28: leadflow.intake.v1.Lead.attribution:type_name -> leadflow.event.v1.Attribution
+	36, // 29: leadflow.intake.v1.Lead.consents:type_name -> leadflow.event.v1.Consent
+	37, // 30: leadflow.intake.v1.Lead.captured_at:type_name -> google.protobuf.Timestamp
+	37, // 31: leadflow.intake.v1.Lead.updated_at:type_name -> google.protobuf.Timestamp
 	15, // 32: leadflow.intake.v1.GetLeadResponse.lead:type_name -> leadflow.intake.v1.Lead
-	42, // 33: leadflow.intake.v1.TimelineEntry.event:type_name -> leadflow.event.v1.Event
+	43, // 33: leadflow.intake.v1.TimelineEntry.event:type_name -> leadflow.event.v1.Event
 	18, // 34: leadflow.intake.v1.GetLeadTimelineResponse.entries:type_name -> leadflow.intake.v1.TimelineEntry
-	37, // 35: leadflow.intake.v1.EraseLeadRequest.actor:type_name -> leadflow.event.v1.Actor
-	36, // 36: leadflow.intake.v1.ExportedSubmission.occurred_at:type_name -> google.protobuf.Timestamp
-	43, // 37: leadflow.intake.v1.ExportedSubmission.personal:type_name -> leadflow.event.v1.Personal
-	32, // 38: leadflow.intake.v1.ExportedSubmission.profile:type_name -> leadflow.event.v1.Profile
-	33, // 39: leadflow.intake.v1.ExportedSubmission.attribution:type_name -> leadflow.event.v1.Attribution
-	35, // 40: leadflow.intake.v1.ExportedSubmission.consents:type_name -> leadflow.event.v1.Consent
-	36, // 41: leadflow.intake.v1.ExportedActivity.occurred_at:type_name -> google.protobuf.Timestamp
-	38, // 42: leadflow.intake.v1.ExportedActivity.type:type_name -> leadflow.event.v1.ActivityType
-	36, // 43: leadflow.intake.v1.ExportedNote.occurred_at:type_name -> google.protobuf.Timestamp
-	37, // 44: leadflow.intake.v1.ExportedNote.actor:type_name -> leadflow.event.v1.Actor
-	15, // 45: leadflow.intake.v1.ExportLeadResponse.lead:type_name -> leadflow.intake.v1.Lead
-	23, // 46: leadflow.intake.v1.ExportLeadResponse.submissions:type_name -> leadflow.intake.v1.ExportedSubmission
-	24, // 47: leadflow.intake.v1.ExportLeadResponse.activities:type_name -> leadflow.intake.v1.ExportedActivity
-	18, // 48: leadflow.intake.v1.ExportLeadResponse.events:type_name -> leadflow.intake.v1.TimelineEntry
-	25, // 49: leadflow.intake.v1.ExportLeadResponse.notes:type_name -> leadflow.intake.v1.ExportedNote
-	26, // 50: leadflow.intake.v1.ExportLeadResponse.absorbed:type_name -> leadflow.intake.v1.ExportLeadResponse
-	37, // 51: leadflow.intake.v1.MergeLeadsRequest.actor:type_name -> leadflow.event.v1.Actor
-	37, // 52: leadflow.intake.v1.UnmergeLeadsRequest.actor:type_name -> leadflow.event.v1.Actor
-	1,  // 53: leadflow.intake.v1.IntakeService.CaptureLead:input_type -> leadflow.intake.v1.CaptureLeadRequest
-	3,  // 54: leadflow.intake.v1.IntakeService.ImportLeads:input_type -> leadflow.intake.v1.ImportLeadsRequest
-	6,  // 55: leadflow.intake.v1.IntakeService.RecordActivity:input_type -> leadflow.intake.v1.RecordActivityRequest
-	8,  // 56: leadflow.intake.v1.IntakeService.RegisterCampaign:input_type -> leadflow.intake.v1.RegisterCampaignRequest
-	10, // 57: leadflow.intake.v1.IntakeService.RecordCampaignCost:input_type -> leadflow.intake.v1.RecordCampaignCostRequest
-	12, // 58: leadflow.intake.v1.IntakeService.SetConsent:input_type -> leadflow.intake.v1.SetConsentRequest
-	14, // 59: leadflow.intake.v1.IntakeService.GetLead:input_type -> leadflow.intake.v1.GetLeadRequest
-	17, // 60: leadflow.intake.v1.IntakeService.GetLeadTimeline:input_type -> leadflow.intake.v1.GetLeadTimelineRequest
-	20, // 61: leadflow.intake.v1.IntakeService.EraseLead:input_type -> leadflow.intake.v1.EraseLeadRequest
-	22, // 62: leadflow.intake.v1.IntakeService.ExportLead:input_type -> leadflow.intake.v1.ExportLeadRequest
-	27, // 63: leadflow.intake.v1.IntakeService.MergeLeads:input_type -> leadflow.intake.v1.MergeLeadsRequest
-	29, // 64: leadflow.intake.v1.IntakeService.UnmergeLeads:input_type -> leadflow.intake.v1.UnmergeLeadsRequest
-	2,  // 65: leadflow.intake.v1.IntakeService.CaptureLead:output_type -> leadflow.intake.v1.CaptureLeadResponse
-	5,  // 66: leadflow.intake.v1.IntakeService.ImportLeads:output_type -> leadflow.intake.v1.ImportLeadsResponse
-	7,  // 67: leadflow.intake.v1.IntakeService.RecordActivity:output_type -> leadflow.intake.v1.RecordActivityResponse
-	9,  // 68: leadflow.intake.v1.IntakeService.RegisterCampaign:output_type -> leadflow.intake.v1.RegisterCampaignResponse
-	11, // 69: leadflow.intake.v1.IntakeService.RecordCampaignCost:output_type -> leadflow.intake.v1.RecordCampaignCostResponse
-	13, // 70: leadflow.intake.v1.IntakeService.SetConsent:output_type -> leadflow.intake.v1.SetConsentResponse
-	16, // 71: leadflow.intake.v1.IntakeService.GetLead:output_type -> leadflow.intake.v1.GetLeadResponse
-	19, // 72: leadflow.intake.v1.IntakeService.GetLeadTimeline:output_type -> leadflow.intake.v1.GetLeadTimelineResponse
-	21, // 73: leadflow.intake.v1.IntakeService.EraseLead:output_type -> leadflow.intake.v1.EraseLeadResponse
-	26, // 74: leadflow.intake.v1.IntakeService.ExportLead:output_type -> leadflow.intake.v1.ExportLeadResponse
-	28, // 75: leadflow.intake.v1.IntakeService.MergeLeads:output_type -> leadflow.intake.v1.MergeLeadsResponse
-	30, // 76: leadflow.intake.v1.IntakeService.UnmergeLeads:output_type -> leadflow.intake.v1.UnmergeLeadsResponse
-	65, // [65:77] is the sub-list for method output_type
-	53, // [53:65] is the sub-list for method input_type
-	53, // [53:53] is the sub-list for extension type_name
-	53, // [53:53] is the sub-list for extension extendee
-	0,  // [0:53] is the sub-list for field type_name
+	38, // 35: leadflow.intake.v1.EraseLeadRequest.actor:type_name -> leadflow.event.v1.Actor
+	37, // 36: leadflow.intake.v1.ExportedSubmission.occurred_at:type_name -> google.protobuf.Timestamp
+	44, // 37: leadflow.intake.v1.ExportedSubmission.personal:type_name -> leadflow.event.v1.Personal
+	33, // 38: leadflow.intake.v1.ExportedSubmission.profile:type_name -> leadflow.event.v1.Profile
+	34, // 39: leadflow.intake.v1.ExportedSubmission.attribution:type_name -> leadflow.event.v1.Attribution
+	36, // 40: leadflow.intake.v1.ExportedSubmission.consents:type_name -> leadflow.event.v1.Consent
+	37, // 41: leadflow.intake.v1.ExportedActivity.occurred_at:type_name -> google.protobuf.Timestamp
+	39, // 42: leadflow.intake.v1.ExportedActivity.type:type_name -> leadflow.event.v1.ActivityType
+	37, // 43: leadflow.intake.v1.ExportedConsentChange.occurred_at:type_name -> google.protobuf.Timestamp
+	36, // 44: leadflow.intake.v1.ExportedConsentChange.consent:type_name -> leadflow.event.v1.Consent
+	37, // 45: leadflow.intake.v1.ExportedNote.occurred_at:type_name -> google.protobuf.Timestamp
+	38, // 46: leadflow.intake.v1.ExportedNote.actor:type_name -> leadflow.event.v1.Actor
+	15, // 47: leadflow.intake.v1.ExportLeadResponse.lead:type_name -> leadflow.intake.v1.Lead
+	23, // 48: leadflow.intake.v1.ExportLeadResponse.submissions:type_name -> leadflow.intake.v1.ExportedSubmission
+	24, // 49: leadflow.intake.v1.ExportLeadResponse.activities:type_name -> leadflow.intake.v1.ExportedActivity
+	18, // 50: leadflow.intake.v1.ExportLeadResponse.events:type_name -> leadflow.intake.v1.TimelineEntry
+	26, // 51: leadflow.intake.v1.ExportLeadResponse.notes:type_name -> leadflow.intake.v1.ExportedNote
+	27, // 52: leadflow.intake.v1.ExportLeadResponse.absorbed:type_name -> leadflow.intake.v1.ExportLeadResponse
+	25, // 53: leadflow.intake.v1.ExportLeadResponse.consent_changes:type_name -> leadflow.intake.v1.ExportedConsentChange
+	38, // 54: leadflow.intake.v1.MergeLeadsRequest.actor:type_name -> leadflow.event.v1.Actor
+	38, // 55: leadflow.intake.v1.UnmergeLeadsRequest.actor:type_name -> leadflow.event.v1.Actor
+	1,  // 56: leadflow.intake.v1.IntakeService.CaptureLead:input_type -> leadflow.intake.v1.CaptureLeadRequest
+	3,  // 57: leadflow.intake.v1.IntakeService.ImportLeads:input_type -> leadflow.intake.v1.ImportLeadsRequest
+	6,  // 58: leadflow.intake.v1.IntakeService.RecordActivity:input_type -> leadflow.intake.v1.RecordActivityRequest
+	8,  // 59: leadflow.intake.v1.IntakeService.RegisterCampaign:input_type -> leadflow.intake.v1.RegisterCampaignRequest
+	10, // 60: leadflow.intake.v1.IntakeService.RecordCampaignCost:input_type -> leadflow.intake.v1.RecordCampaignCostRequest
+	12, // 61: leadflow.intake.v1.IntakeService.SetConsent:input_type -> leadflow.intake.v1.SetConsentRequest
+	14, // 62: leadflow.intake.v1.IntakeService.GetLead:input_type -> leadflow.intake.v1.GetLeadRequest
+	17, // 63: leadflow.intake.v1.IntakeService.GetLeadTimeline:input_type -> leadflow.intake.v1.GetLeadTimelineRequest
+	20, // 64: leadflow.intake.v1.IntakeService.EraseLead:input_type -> leadflow.intake.v1.EraseLeadRequest
+	22, // 65: leadflow.intake.v1.IntakeService.ExportLead:input_type -> leadflow.intake.v1.ExportLeadRequest
+	28, // 66: leadflow.intake.v1.IntakeService.MergeLeads:input_type -> leadflow.intake.v1.MergeLeadsRequest
+	30, // 67: leadflow.intake.v1.IntakeService.UnmergeLeads:input_type -> leadflow.intake.v1.UnmergeLeadsRequest
+	2,  // 68: leadflow.intake.v1.IntakeService.CaptureLead:output_type -> leadflow.intake.v1.CaptureLeadResponse
+	5,  // 69: leadflow.intake.v1.IntakeService.ImportLeads:output_type -> leadflow.intake.v1.ImportLeadsResponse
+	7,  // 70: leadflow.intake.v1.IntakeService.RecordActivity:output_type -> leadflow.intake.v1.RecordActivityResponse
+	9,  // 71: leadflow.intake.v1.IntakeService.RegisterCampaign:output_type -> leadflow.intake.v1.RegisterCampaignResponse
+	11, // 72: leadflow.intake.v1.IntakeService.RecordCampaignCost:output_type -> leadflow.intake.v1.RecordCampaignCostResponse
+	13, // 73: leadflow.intake.v1.IntakeService.SetConsent:output_type -> leadflow.intake.v1.SetConsentResponse
+	16, // 74: leadflow.intake.v1.IntakeService.GetLead:output_type -> leadflow.intake.v1.GetLeadResponse
+	19, // 75: leadflow.intake.v1.IntakeService.GetLeadTimeline:output_type -> leadflow.intake.v1.GetLeadTimelineResponse
+	21, // 76: leadflow.intake.v1.IntakeService.EraseLead:output_type -> leadflow.intake.v1.EraseLeadResponse
+	27, // 77: leadflow.intake.v1.IntakeService.ExportLead:output_type -> leadflow.intake.v1.ExportLeadResponse
+	29, // 78: leadflow.intake.v1.IntakeService.MergeLeads:output_type -> leadflow.intake.v1.MergeLeadsResponse
+	31, // 79: leadflow.intake.v1.IntakeService.UnmergeLeads:output_type -> leadflow.intake.v1.UnmergeLeadsResponse
+	68, // [68:80] is the sub-list for method output_type
+	56, // [56:68] is the sub-list for method input_type
+	56, // [56:56] is the sub-list for extension type_name
+	56, // [56:56] is the sub-list for extension extendee
+	0,  // [0:56] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_intake_v1_intake_service_proto_init() }
@@ -2576,7 +2678,7 @@ func file_leadflow_intake_v1_intake_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_leadflow_intake_v1_intake_service_proto_rawDesc), len(file_leadflow_intake_v1_intake_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   30,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
