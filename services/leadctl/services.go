@@ -46,7 +46,7 @@ func call(ctx context.Context, o *options, name, addr string, f func(context.Con
 	if status.Code(err) == codes.NotFound {
 		return fmt.Errorf("%w: %s", errUnknownLead, status.Convert(err).Message())
 	}
-	if conn.GetState() == connectivity.Ready {
+	if status.Code(err) == codes.Unavailable && conn.GetState() == connectivity.Ready {
 		// Reached: an UNAVAILABLE is the service's own answer (an
 		// unknown outcome, revocations not read yet), not a wrong address.
 		return err
