@@ -191,6 +191,27 @@ func ask(ctx context.Context, js jetstream.JetStream, deadLetterStream, group, k
 	}
 }
 
+// Served waits until group holds no re-drive or skip request of key (a
+// request is deleted once served: its dead letter handled or dropped and
+// what was parked behind it released), reading the leader every 200 ms,
+// or until ctx ends. How it went, DeadLetters tells.
+func Served(ctx context.Context, js jetstream.JetStream, deadLetterStream, group, key string) error {
+	for {
+		_, err := eventstore.LeaderLast(ctx, js, deadLetterStream, requestSubject(group, key))
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			return nil
+		case err != nil && ctx.Err() == nil:
+			return fmt.Errorf("consume: served %s %s: %w", group, key, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
 // askRelease asks for the release of key's parked messages whose dead
 // letter is gone (a member killed between deleting it and releasing what
 // waited behind it): there is nothing left to re-drive or skip, and the

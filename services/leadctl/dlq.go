@@ -81,7 +81,10 @@ func dlqCmd(o *options) *cobra.Command {
 		{"skip", "Drop a lead's dead event, then handle what is parked behind it, in order",
 			"the dead event's stream sequence (DEAD SEQ in dlq list), required: only that event is dropped", skip},
 	} {
-		var seq uint64
+		var (
+			seq  uint64
+			wait time.Duration
+		)
 		use := op.name + " <group> <lead id>"
 		if op.name == "skip" {
 			use += " --seq <dead seq>"
@@ -113,17 +116,59 @@ func dlqCmd(o *options) *cobra.Command {
 				case err != nil:
 					return err
 				}
-				if o.output == "json" {
-					return writeJSON(cmd.OutOrStdout(), map[string]any{"group": args[0], "lead": args[1], "seq": seq, "requested": op.name})
+				if wait > 0 {
+					if err := waitServed(cmd.Context(), o, op.name, args[0], args[1], wait); err != nil {
+						return err
+					}
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s of lead %s requested from group %s; the partition's owner serves it when one runs (leadctl dlq list shows it gone)\n", op.name, args[1], args[0])
+				if o.output == "json" {
+					return writeJSON(cmd.OutOrStdout(), map[string]any{"group": args[0], "lead": args[1], "seq": seq, "requested": op.name, "served": wait > 0})
+				}
+				if wait > 0 {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s of lead %s served by group %s: its dead event and what was parked behind it are through\n", op.name, args[1], args[0])
+					return nil
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s of lead %s requested from group %s; the partition's owner serves it when one runs (leadctl dlq list shows it gone; --wait waits for it)\n", op.name, args[1], args[0])
 				return nil
 			},
 		}
 		sub.Flags().Uint64Var(&seq, "seq", 0, op.seqUsage)
+		sub.Flags().DurationVar(&wait, "wait", 0, "wait this long for a member of the group to serve the request, and say how it went (0: return once it is stored)")
 		c.AddCommand(sub)
 	}
 	return c
+}
+
+// waitServed waits for group to serve the request on lead: an error when
+// none did within wait (no member running?) or the lead is dead-lettered
+// again.
+func waitServed(ctx context.Context, o *options, op, group, lead string, wait time.Duration) error {
+	nc, js, err := o.connect()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	err = consume.Served(wctx, js, consume.DefaultDeadLetterStream, group, lead)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s of lead %s requested from group %s, not served within --wait %s: is a member of %s running? The request stays, and one serves it when it starts (leadctl dlq list shows it gone)",
+			op, lead, group, wait, group)
+	}
+	if err != nil {
+		return err
+	}
+	dls, err := consume.DeadLetters(ctx, js, consume.DefaultDeadLetterStream)
+	if err != nil {
+		return err
+	}
+	for _, d := range dls {
+		if d.Group == group && d.Key == lead && d.StreamSeq != 0 {
+			return fmt.Errorf("%s of lead %s served by group %s, and it failed again: its dead event is seq %d now (%s), %d parked behind it; see leadctl dlq list",
+				op, lead, group, d.StreamSeq, oneLine(d.Error, 200), len(d.Parked))
+		}
+	}
+	return nil
 }
 
 func redrive(ctx context.Context, o *options, group, lead string, seq uint64) error {

@@ -281,22 +281,29 @@ func testDeadLetterCommands(t *testing.T, newWorld func(testing.TB) *world) {
 	var fixed atomic.Bool
 	var mu sync.Mutex
 	handled := map[string]int{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- consume.Run(ctx, w.nats.JS, consume.Config{Stream: eventstore.DefaultStream, Group: "ops",
-			Partitions: eventstore.Partitions, Filter: eventstore.PartitionSubjects, Key: eventstore.LeadID,
-			Logger: slog.New(slog.DiscardHandler)}, func(_ context.Context, m consume.Msg) error {
-			if !fixed.Load() {
-				return consume.Permanent(errors.New("no route for this lead"))
-			}
-			mu.Lock()
-			handled[m.Key]++
-			mu.Unlock()
-			return nil
-		})
-	}()
-	t.Cleanup(func() { cancel(); <-done })
+	// The group's one member, stopped and started again below.
+	start := func() (stop func()) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- consume.Run(ctx, w.nats.JS, consume.Config{Stream: eventstore.DefaultStream, Group: "ops",
+				Partitions: eventstore.Partitions, Filter: eventstore.PartitionSubjects, Key: eventstore.LeadID,
+				Logger: slog.New(slog.DiscardHandler)}, func(_ context.Context, m consume.Msg) error {
+				if !fixed.Load() {
+					return consume.Permanent(errors.New("no route for this lead"))
+				}
+				mu.Lock()
+				handled[m.Key]++
+				mu.Unlock()
+				return nil
+			})
+		}()
+		var once sync.Once
+		stop = func() { once.Do(func() { cancel(); <-done }) }
+		t.Cleanup(stop)
+		return stop
+	}
+	stop := start()
 	listed := func() string {
 		out, err := w.leadctl(t, "dlq", "list")
 		if err != nil {
@@ -333,20 +340,35 @@ func testDeadLetterCommands(t *testing.T, newWorld func(testing.TB) *world) {
 		return false
 	}, "the later event is not parked behind the dead one, or nothing parked is not []")
 
+	// Waited for while the cause is not fixed: served, and dead again.
+	if _, err := w.leadctl(t, "dlq", "redrive", "ops", poisoned, "--seq", strconv.FormatUint(dead, 10), "--wait", "15s"); err == nil ||
+		!strings.Contains(err.Error(), "failed again") || !strings.Contains(err.Error(), "1 parked") {
+		t.Fatalf("redrive of a lead still failing, waited for: %v", err)
+	}
+
 	fixed.Store(true)
 	stale := strconv.FormatUint(dead+1, 10)
 	if _, err := w.leadctl(t, "dlq", "redrive", "ops", poisoned, "--seq", stale); err == nil || !strings.Contains(err.Error(), "another message") {
 		t.Fatalf("redrive naming seq %s, not the dead one: %v", stale, err)
 	}
-	if out, err := w.leadctl(t, "dlq", "redrive", "ops", poisoned, "--seq", strconv.FormatUint(dead, 10)); err != nil || !strings.Contains(out, "redrive") {
+	if out, err := w.leadctl(t, "dlq", "redrive", "ops", poisoned, "--seq", strconv.FormatUint(dead, 10), "--wait", "15s"); err != nil || !strings.Contains(out, "served") {
 		t.Fatalf("redrive: %v %s", err, out)
 	}
+	mu.Lock()
+	if handled[poisoned] != 2 {
+		t.Errorf("handled %v once the redrive was served: the dead event and the one parked behind it", handled)
+	}
+	mu.Unlock()
 	if _, err := w.leadctl(t, "dlq", "skip", "ops", skipped); !errors.Is(err, errUsage) {
 		t.Fatalf("skip without --seq: %v", err)
 	}
-	if _, err := w.leadctl(t, "dlq", "skip", "ops", skipped, "--seq", strconv.FormatUint(skippedDead, 10)); err != nil {
-		t.Fatal(err)
+	// With no member running, nothing serves it: said, and kept.
+	stop()
+	if _, err := w.leadctl(t, "dlq", "skip", "ops", skipped, "--seq", strconv.FormatUint(skippedDead, 10), "--wait", "2s"); err == nil ||
+		!strings.Contains(err.Error(), "not served within") {
+		t.Fatalf("skip with no member running, waited for: %v", err)
 	}
+	start()
 	eventually(t, 15*time.Second, func() bool { return strings.Contains(listed(), "no dead letters") }, "dead letters left")
 	mu.Lock()
 	defer mu.Unlock()
