@@ -255,6 +255,29 @@ func TestTheSurvivorsOwnGrantAfterTheAbsorbedLeadsStays(t *testing.T) {
 	}
 }
 
+// Only an unmerge from the survivor gives its leads' words back: the
+// survivor's own unmerge from a lead above it gives nothing back, so a
+// withdrawal sent through a lead still merged into it stands after it.
+func TestTheSurvivorsOwnUnmergeGivesNothingBack(t *testing.T) {
+	e := start(t)
+	form := lead("keeper10@c.example")
+	form.Consents = []*eventv1.Consent{{Channel: emailChannel, Status: granted}}
+	keeper := e.capture(t, form).GetLeadId()
+	x := e.capture(t, lead("x10@c.example")).GetLeadId()
+	top := e.capture(t, lead("top10@c.example")).GetLeadId()
+	d := e.capture(t, lead("d10@c.example")).GetLeadId()
+	e.merge(t, keeper, x, "same person?")
+	e.setConsent(t, x, emailChannel, withdrawn)
+	e.merge(t, top, keeper, "same person?")
+	e.unmerge(t, top, keeper, "two people")
+	e.merge(t, keeper, d, "same person?")
+	e.setConsent(t, d, emailChannel, granted)
+	e.unmerge(t, keeper, d, "two people")
+	if k := e.getLead(t, keeper); consentOf(k, emailChannel) != withdrawn {
+		t.Errorf("survivor after the unmerge: %v, want email withdrawn: x, still merged into it, withdrew it last", k.GetConsents())
+	}
+}
+
 // A consent change a merged lead's person sent is theirs in an access
 // request: the export of that lead lists it, held by the survivor, until
 // an unmerge gives it back as the lead's own event.

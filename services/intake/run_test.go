@@ -1850,20 +1850,36 @@ func TestAnImportRowLostMidChunkLeavesTheOthersAnswered(t *testing.T) {
 type lostAnswer struct {
 	app.Leads
 	armed atomic.Bool
+	every atomic.Bool // every answer is lost, not only the next
 }
+
+func (l *lostAnswer) lose() bool { return l.every.Load() || l.armed.CompareAndSwap(true, false) }
 
 func (l *lostAnswer) Append(ctx context.Context, leadID string, expected uint64, events ...*eventv1.Event) (uint64, error) {
 	v, err := l.Leads.Append(ctx, leadID, expected, events...)
-	if err == nil && l.armed.CompareAndSwap(true, false) {
+	if err == nil && l.lose() {
 		return 0, fmt.Errorf("%w: the answer was lost", eventstore.ErrUnknownOutcome)
 	}
 	return v, err
 }
 
+func (l *lostAnswer) Create(ctx context.Context, leadID string, ev *eventv1.Event) (uint64, error) {
+	v, err := l.Leads.Create(ctx, leadID, ev)
+	if err == nil && l.every.Load() {
+		return 0, fmt.Errorf("%w: the answer was lost", eventstore.ErrUnknownOutcome)
+	}
+	return v, err
+}
+
+// WriteEach loses the answers of every write of its next call.
 func (l *lostAnswer) WriteEach(ctx context.Context, writes []app.LeadWrite) ([]uint64, []error) {
 	vs, errs := l.Leads.WriteEach(ctx, writes)
-	if len(errs) > 0 && errs[0] == nil && l.armed.CompareAndSwap(true, false) {
-		vs[0], errs[0] = 0, fmt.Errorf("%w: the answer was lost", eventstore.ErrUnknownOutcome)
+	if len(errs) > 0 && l.lose() {
+		for i := range errs {
+			if errs[i] == nil {
+				vs[i], errs[i] = 0, fmt.Errorf("%w: the answer was lost", eventstore.ErrUnknownOutcome)
+			}
+		}
 	}
 	return vs, errs
 }
@@ -1897,27 +1913,35 @@ func TestACaptureWithAnUnknownOutcomeSaysWhetherToSendItAgain(t *testing.T) {
 			}
 		}
 	}
-	for _, key := range []string{"", "row-9"} {
-		r := lead("unknown@example.com")
-		r.IdempotencyKey = key
-		lost.armed.Store(true)
+	// An import's rows: told to resend only when every failed row has a
+	// key (a keyed row first, an unkeyed one after it, is not).
+	for _, keys := range [][]string{{""}, {"row-9"}, {"row-10", ""}} {
+		lost.armed.Store(len(keys) == 1)
+		lost.every.Store(len(keys) > 1)
 		stream, err := e.client.ImportLeads(ctxT(t))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := stream.Send(&intakev1.ImportLeadsRequest{Row: 1, Lead: r}); err != nil {
-			t.Fatal(err)
+		keyless := false
+		for i, key := range keys {
+			r := lead(fmt.Sprintf("unknown%d-%d@example.com", len(keys), i))
+			r.IdempotencyKey = key
+			keyless = keyless || key == ""
+			if err := stream.Send(&intakev1.ImportLeadsRequest{Row: int64(i + 1), Lead: r}); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if err := stream.CloseSend(); err != nil {
 			t.Fatal(err)
 		}
 		res, err := stream.Recv()
 		st := status.Convert(err)
-		if st.Code() != codes.Unavailable || strings.Contains(st.Message(), "idempotency_key") != (key == "") {
-			t.Errorf("import row with key %q: %v %v, want UNAVAILABLE, naming the missing idempotency_key only without one", key, res, err)
+		if st.Code() != codes.Unavailable || strings.Contains(st.Message(), "idempotency_key") != keyless {
+			t.Errorf("import rows with keys %q: %v %v, want UNAVAILABLE, naming the missing idempotency_key only without one", keys, res, err)
 		}
 		if lost.armed.Load() {
-			t.Fatalf("import row with key %q: the import wrote nothing", key)
+			t.Fatalf("import rows with keys %q: the import wrote nothing", keys)
 		}
 	}
+	lost.every.Store(false)
 }

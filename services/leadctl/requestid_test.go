@@ -109,7 +109,7 @@ func TestLostNamesTheFixForWhatTheLeadMisses(t *testing.T) {
 		{eventv1.LeadStatus_LEAD_STATUS_LOST, queue, "recycle to nurture", "leadctl recycle", "attempts ran out"},
 		// nurture's redrive writes what these are owed (nurture/app/owed.go)
 		{eventv1.LeadStatus_LEAD_STATUS_NURTURING, queue, "exit at the review date", "leadctl lost --redrive", "no fix is known"},
-		{eventv1.LeadStatus_LEAD_STATUS_NEW, nil, "recycle (no score qualified it)", "leadctl lost --redrive", "no fix is known"},
+		{eventv1.LeadStatus_LEAD_STATUS_NEW, nil, "scoring and qualification", "leadctl dlq list", "no fix is known"},
 	} {
 		var out bytes.Buffer
 		err := writeLost(&out, &nurturev1.FindLostLeadsResponse{TotalLost: 1, Lost: []*nurturev1.LostLead{{LeadId: "l", Status: c.status,

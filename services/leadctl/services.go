@@ -309,10 +309,12 @@ func writeLost(w io.Writer, resp *nurturev1.FindLostLeadsResponse) error {
 				// A breach nobody escalated, whatever came after it, or a
 				// deadline no timer watched.
 				fix("leadctl reassign <lead> --to <rep> --reason <why>: another rep takes a lead its rep holds past its deadline")
-			case l.GetStatus() == eventv1.LeadStatus_LEAD_STATUS_NEW:
-				// Whatever its last event: past its deadline (a fact's
-				// score waited for at most an hour more) nurture recycles it.
+			case l.GetStatus() == eventv1.LeadStatus_LEAD_STATUS_NEW && l.GetLastEventType() == "LeadScored":
 				fix("leadctl lost --redrive: nurture recycles a new lead no score qualified by its deadline (or leadctl recycle <lead> --note <why>)")
+			case l.GetStatus() == eventv1.LeadStatus_LEAD_STATUS_NEW:
+				// Its last event waits for a score: nurture recycles only
+				// what a score left past its deadline.
+				fix("qualification scores a new lead's last event: if it is stuck, see leadctl dlq list for qualification's dead letter; once scored past its deadline, leadctl lost --redrive recycles it")
 			case l.GetStatus() == eventv1.LeadStatus_LEAD_STATUS_NURTURING:
 				fix("leadctl lost --redrive: nurture writes the step a nurtured lead is owed (its re-engagement, or its exit at the review date)")
 			case l.GetStatus() == eventv1.LeadStatus_LEAD_STATUS_RECYCLED || l.GetStatus() == eventv1.LeadStatus_LEAD_STATUS_LOST:

@@ -270,7 +270,8 @@ func (a *App) reclaimed(survivor string, state lifecycle.State, recs []eventstor
 			for _, c := range ev.GetLeadCaptured().GetConsents() {
 				add(c, "")
 			}
-		case ev.GetLeadUnmerged() != nil:
+		case ev.GetLeadUnmerged().GetSurvivorLeadId() == survivor:
+			// Its own unmerge from a survivor above gave nothing back.
 			goneBack(ev.GetLeadUnmerged())
 		case c != nil && c.GetSource() == consentFromMerge && carriedBy != "":
 			add(c.GetConsent(), carriedBy)

@@ -120,7 +120,9 @@ func Email(v *Violations, field, s string) (string, string) {
 		v.Add(field, "must be valid UTF-8 of at most %d bytes", MaxEmail)
 		return "", ""
 	}
-	if i := strings.IndexFunc(s, func(r rune) bool { return unicode.IsSpace(r) || invisible(r) }); i >= 0 {
+	// Zero-width (non-)joiners are letters' business in Persian and Indic
+	// words, which addresses may hold (RFC 6531, IDNA2008).
+	if i := strings.IndexFunc(s, func(r rune) bool { return unicode.IsSpace(r) || invisible(r) && r != '\u200c' && r != '\u200d' }); i >= 0 {
 		r, _ := utf8.DecodeRuneInString(s[i:])
 		v.Add(field, "must not contain spaces or invisible characters (U+%04X at byte %d)", r, i)
 		return "", ""

@@ -27,6 +27,7 @@ func TestNormalization(t *testing.T) {
 		{"email with a zero-width space last", "ada@example.com\u200b", "ada@example.com", func(v *form.Violations, f, s string) string { e, _ := form.Email(v, f, s); return e }},
 		{"email with a zero-width space inside", "ada@exam\u200bple.com", "", func(v *form.Violations, f, s string) string { e, _ := form.Email(v, f, s); return e }},
 		{"email with a no-break space inside", "ada\u00a0x@example.com", "", func(v *form.Violations, f, s string) string { e, _ := form.Email(v, f, s); return e }},
+		{"email with a zero-width non-joiner in a Persian word", "user@ایران\u200cخودرو.ir", "user@ایران\u200cخودرو.ir", func(v *form.Violations, f, s string) string { e, _ := form.Email(v, f, s); return e }},
 		{"email with a C1 control", "ada\u0085@example.com", "", func(v *form.Violations, f, s string) string { e, _ := form.Email(v, f, s); return e }},
 		{"email with 65-byte local part", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@x.com", "", func(v *form.Violations, f, s string) string { e, _ := form.Email(v, f, s); return e }},
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -151,7 +152,9 @@ func (g *GRPC) ImportLeads(stream intakev1.IntakeService_ImportLeadsServer) erro
 			for i, f := range failed {
 				rows[i] = strconv.FormatInt(f.Row, 10)
 			}
-			p := status.Convert(g.captureStatus(ctx, "ImportLeads", failed[0].Err, failed[0].Keyed)).Proto()
+			// Told to resend only if every failed row has a key.
+			keyed := !slices.ContainsFunc(failed, func(f app.ImportResult) bool { return !f.Keyed })
+			p := status.Convert(g.captureStatus(ctx, "ImportLeads", failed[0].Err, keyed)).Proto()
 			p.Message = fmt.Sprintf("row %s: %s; the import ends here: of the rows not answered, only these may have been stored",
 				strings.Join(rows, ", "), p.GetMessage())
 			return status.ErrorProto(p)

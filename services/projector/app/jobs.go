@@ -282,6 +282,7 @@ func (a *App) ResumeRebuild(ctx context.Context) error {
 		return err
 	case pr.Done:
 		a.log.Info("rebuild cut off after its swap: finished", "schema", pr.Schema, "events", pr.Events)
+		a.rebuilt() // the replica that swapped it in was cut off before telling
 	}
 	return nil
 }
