@@ -399,3 +399,23 @@ func (w *world) whatIfPorts(t *testing.T) (app.WhatIfs, *adapters.Stream) {
 	}
 	return jobs, adapters.NewStream(w.nats.JS, stream)
 }
+
+// A progress write that lands after the result (a heartbeat cut off by a
+// shutdown, run by PostgreSQL after the final write) does not undo it.
+func TestAWhatIfsResultOutlivesALateProgressWrite(t *testing.T) {
+	w := newWorld(t)
+	jobs, _ := w.whatIfPorts(t)
+	start := time.Now().UTC().Truncate(time.Microsecond)
+	running := app.WhatIf{ID: uuid.NewString(), Proposed: 2, Active: 1, Read: 5, Total: 10, Started: start, Updated: start}
+	done := running
+	done.Read, done.Done, done.Updated = 10, true, start.Add(time.Second)
+	for _, x := range []app.WhatIf{running, done, running} {
+		if err := jobs.Put(ctxT(t), x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := jobs.Get(ctxT(t), running.ID)
+	if err != nil || !got.Done || got.Read != 10 {
+		t.Fatalf("after a late progress write: %+v %v, want the result", got, err)
+	}
+}

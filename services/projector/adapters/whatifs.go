@@ -42,7 +42,8 @@ func NewWhatIfs(ctx context.Context, pool *pgxpool.Pool) (*WhatIfs, error) {
 	return &WhatIfs{pool: pool}, nil
 }
 
-// Put writes w, replacing what was stored under its id.
+// Put writes w, replacing what was stored under its id unless that is
+// done: a progress write that lands late never undoes a result.
 func (s *WhatIfs) Put(ctx context.Context, w app.WhatIf) error {
 	var result []byte
 	if w.Done && w.Err == nil {
@@ -59,7 +60,8 @@ func (s *WhatIfs) Put(ctx context.Context, w app.WhatIf) error {
 		(id, proposed, active, period_from, period_to, read, total, done, error, result, started_at, updated_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 		ON CONFLICT (id) DO UPDATE SET read = excluded.read, total = excluded.total, done = excluded.done,
-			error = excluded.error, result = excluded.result, updated_at = excluded.updated_at`,
+			error = excluded.error, result = excluded.result, updated_at = excluded.updated_at
+		WHERE NOT what_ifs.done`,
 		w.ID, int32(w.Proposed), int32(w.Active), bound(w.Period.From), bound(w.Period.To), int64(w.Read), int64(w.Total),
 		w.Done, errText, result, w.Started, w.Updated)
 	if err != nil {
