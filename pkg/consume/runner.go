@@ -565,11 +565,20 @@ func (r *runner) progressLoop(ctx context.Context) {
 			for it := range p.held {
 				buf = append(buf, it)
 			}
+			releasing := p.releasing
 			p.mu.Unlock()
 			lost := cut && len(buf) > 0
 			for _, it := range buf {
-				if it.state.Load() == stateSettled {
+				switch it.state.Load() {
+				case stateSettled:
 					continue
+				case stateHeld:
+					if releasing {
+						// Never to start here: left to expire, it is back
+						// on the server before the pin lapses, should a
+						// handler outlast the grace and keep the nak back.
+						continue
+					}
 				}
 				if r.leaseLost(it, now) {
 					lost = true
