@@ -78,6 +78,8 @@ func TestDisqualifyByHand(t *testing.T) {
 		field string
 	}{
 		{"no reason", &qualificationv1.DisqualifyLeadRequest{LeadId: later, Reason: " ", DecidedBy: mia}, codes.InvalidArgument, "reason"},
+		{"a reason past 500 characters", &qualificationv1.DisqualifyLeadRequest{LeadId: later, Reason: strings.Repeat("断", 501), DecidedBy: mia}, codes.InvalidArgument, "reason"},
+		{"a reason with a control character", &qualificationv1.DisqualifyLeadRequest{LeadId: later, Reason: "spam\x1b[2J", DecidedBy: mia}, codes.InvalidArgument, "reason"},
 		{"nobody decides", &qualificationv1.DisqualifyLeadRequest{LeadId: later, Reason: "r"}, codes.InvalidArgument, "decided_by"},
 		{"a malformed lead id", &qualificationv1.DisqualifyLeadRequest{LeadId: "lead.>", Reason: "r", DecidedBy: mia}, codes.InvalidArgument, "lead_id"},
 		{"an unknown lead", &qualificationv1.DisqualifyLeadRequest{LeadId: uuid.NewString(), Reason: "r", DecidedBy: mia}, codes.NotFound, "not found"},
@@ -94,7 +96,8 @@ func TestDisqualifyByHand(t *testing.T) {
 		t.Fatalf("a retry or a refusal wrote %d messages", after-before)
 	}
 
-	d, err = s.client.DisqualifyLead(ctxT(t), &qualificationv1.DisqualifyLeadRequest{LeadId: later, Reason: "budget frozen until Q3", NotNow: true, DecidedBy: mia})
+	// 500 characters, not bytes: a reason in Japanese of 400 is taken.
+	d, err = s.client.DisqualifyLead(ctxT(t), &qualificationv1.DisqualifyLeadRequest{LeadId: later, Reason: strings.Repeat("予", 400), NotNow: true, DecidedBy: mia})
 	if err != nil || d.GetStatus() != eventv1.LeadStatus_LEAD_STATUS_RECYCLED {
 		t.Fatalf("not now: %v %v", d, err)
 	}
@@ -236,6 +239,41 @@ func TestAVerdictOfUnknownOutcomeSaysWhetherToSendItAgain(t *testing.T) {
 		}
 		if lost.armed.Load() || len(ofType(w.events(t, l), "LeadDisqualified")) != 1 {
 			t.Fatalf("request id %q: the verdict was not stored", id)
+		}
+	}
+}
+
+// lostModels stores the next model event and loses its answer.
+type lostModels struct {
+	app.Models
+	armed atomic.Bool
+}
+
+func (l *lostModels) Append(ctx context.Context, expected uint64, events ...*eventv1.Event) (uint64, error) {
+	v, err := l.Models.Append(ctx, expected, events...)
+	if err == nil && l.armed.CompareAndSwap(true, false) {
+		return 0, fmt.Errorf("%w: the answer was lost", eventstore.ErrUnknownOutcome)
+	}
+	return v, err
+}
+
+// A proposal whose outcome is unknown is told to be sent again only with
+// its idempotency key: without one, a second is another version.
+func TestAProposalOfUnknownOutcomeSaysWhetherToSendItAgain(t *testing.T) {
+	w := newWorld(t)
+	w.start(t).stop() // its streams
+	models := &lostModels{Models: adapters.NewModels(w.store, w.nats.JS)}
+	log := slog.New(slog.DiscardHandler)
+	port := ports.NewGRPC(app.New(adapters.NewLeads(w.store), models, adapters.NewScans(w.nats.JS, stream), app.WithLogger(log)), log)
+	for _, key := range []string{"", "proposal-9"} {
+		models.armed.Store(true)
+		_, err := port.ProposeModel(ctxT(t), &qualificationv1.ProposeModelRequest{Model: scoring.ToProto(webinarModel(50)), ProposedBy: marketing, IdempotencyKey: key})
+		st := status.Convert(err)
+		if st.Code() != codes.Unavailable || strings.Contains(st.Message(), "idempotency_key") != (key == "") {
+			t.Errorf("key %q: %v, want UNAVAILABLE, naming the missing idempotency_key only without one", key, err)
+		}
+		if models.armed.Load() {
+			t.Fatalf("key %q: the proposal was not stored", key)
 		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
@@ -53,8 +55,10 @@ func (a *App) DisqualifyLead(ctx context.Context, in DisqualifyLead, meta envelo
 	switch r := strings.TrimSpace(in.Reason); {
 	case r == "":
 		v.add("reason", "is required")
-	case len(r) > maxReason:
+	case utf8.RuneCountInString(r) > maxReason:
 		v.add("reason", "must be at most %d characters", maxReason)
+	case strings.ContainsFunc(r, unicode.IsControl):
+		v.add("reason", "must not contain control characters")
 	}
 	if len(in.RequestID) > maxRequestID {
 		v.add("request_id", "must be at most %d characters", maxRequestID)

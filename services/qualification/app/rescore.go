@@ -27,6 +27,9 @@ type Rescore struct {
 	End uint64
 }
 
+// Past reports whether stream sequence seq is after the scan's end.
+func (r Rescore) Past(seq uint64) bool { return r.End > 0 && seq > r.End }
+
 // PendingRescore returns the active version's re-score if it has not
 // completed: after an activation, and after a crash part way through.
 func (a *App) PendingRescore(ctx context.Context) (Rescore, bool, error) {
@@ -104,7 +107,7 @@ func (a *App) StartRescore(ctx context.Context, job Rescore) (Rescore, error) {
 // never qualified twice. It writes nothing once job's version is no longer
 // active.
 func (a *App) RescoreLead(ctx context.Context, job Rescore, leadID string, seq, versionBefore uint64) error {
-	if versionBefore != 0 || (job.End > 0 && seq > job.End) {
+	if versionBefore != 0 || job.Past(seq) {
 		return nil
 	}
 	meta := envelope.Meta{CorrelationID: job.Activation.CorrelationID, CausationID: job.Activation.EventID}

@@ -109,6 +109,22 @@ func (e *Events) Rescores(ctx context.Context, js jetstream.JetStream, cfg Resco
 	}
 }
 
+// scanned handles one message of job's scan. One after the scan's end is
+// none of its business, not even when it does not decode: dead-lettered
+// in the scan, it would hold the re-score back for good.
+func (e *Events) scanned(job app.Rescore) consume.Handler {
+	return func(ctx context.Context, m consume.Msg) error {
+		if job.Past(m.Seq) {
+			return nil
+		}
+		ev, err := eventstore.DecodeLeadEvent(m.Subject, m.Header.Get(eventstore.HeaderType), m.Data)
+		if err != nil {
+			return consume.Permanent(fmt.Errorf("%s seq %d: %w", m.Subject, m.Seq, err))
+		}
+		return e.app.RescoreLead(ctx, job, m.Key, m.Seq, ev.GetVersionBefore())
+	}
+}
+
 // rescore runs one re-score until it is over or ctx is done.
 func (e *Events) rescore(ctx context.Context, js jetstream.JetStream, cfg RescoreConfig, job app.Rescore) error {
 	job, err := e.app.StartRescore(ctx, job)
@@ -130,13 +146,7 @@ func (e *Events) rescore(ctx context.Context, js jetstream.JetStream, cfg Rescor
 			Workers:       cfg.Workers,
 			AckWait:       cfg.AckWait,
 			Logger:        cfg.Logger,
-		}, func(ctx context.Context, m consume.Msg) error {
-			ev, err := eventstore.DecodeLeadEvent(m.Subject, m.Header.Get(eventstore.HeaderType), m.Data)
-			if err != nil {
-				return consume.Permanent(fmt.Errorf("%s seq %d: %w", m.Subject, m.Seq, err))
-			}
-			return e.app.RescoreLead(ctx, job, m.Key, m.Seq, ev.GetVersionBefore())
-		})
+		}, e.scanned(job))
 		stop() // Run returned on its own (an error): stop watching
 	})
 	// halt stops the scan's reader and waits for it: the scan may be

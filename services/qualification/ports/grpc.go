@@ -41,6 +41,11 @@ func (g *GRPC) ProposeModel(ctx context.Context, r *qualificationv1.ProposeModel
 		return nil, err
 	}
 	p, err := g.app.ProposeModel(ctx, app.ProposeModel{Model: r.GetModel(), ProposedBy: by, IdempotencyKey: r.GetIdempotencyKey()}, grpcserver.Meta(ctx))
+	if r.GetIdempotencyKey() == "" {
+		if st := grpcserver.UnkeyedUnknown(err, "idempotency_key", "the model may be proposed twice, as two versions: read the versions (ListModelVersions) first"); st != nil {
+			return nil, st
+		}
+	}
 	if err != nil {
 		return nil, g.status(ctx, "ProposeModel", err)
 	}
