@@ -99,6 +99,18 @@ type pendingBlock struct {
 	err  error
 }
 
+// failed reports whether the save is over and failed: started in the
+// background, a later take starts another rather than meet its old error
+// once the block runs out.
+func (p *pendingBlock) failed() bool {
+	select {
+	case <-p.done:
+		return p.err != nil
+	default:
+		return false
+	}
+}
+
 // Take returns a new data key for the lead, already stored: a slot of a
 // block this Vault saved ahead. It waits for a round trip only when the
 // supply has run out (about once in blockSize calls, less when the
@@ -133,13 +145,13 @@ func (b *blocks) take(ctx context.Context, save func(context.Context) (*block, e
 		if c := b.cur; c != nil && c.used < len(c.deks) {
 			slot := c.used
 			c.used++
-			if len(c.deks)-c.used <= refillAt && b.next == nil {
+			if len(c.deks)-c.used <= refillAt && (b.next == nil || b.next.failed()) {
 				b.refill(save)
 			}
 			b.mu.Unlock()
 			return c, slot, nil
 		}
-		if b.next == nil {
+		if b.next == nil || b.next.failed() {
 			b.refill(save)
 		}
 		p := b.next
