@@ -79,22 +79,7 @@ func TestReviewFiredEarlyByTheClockWaitsForIt(t *testing.T) {
 	due := en.GetNurtureEnrolled().GetReviewAt().AsTime()
 
 	js := w.nats.JS
-	st, err := js.Stream(ctxT(t), adapters.DefaultTimerStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	subject := fmt.Sprintf("nurture.timer.at.%d.%s.%s", eventstore.Partition(l), l, en.GetEventId())
-	scheduled := func() *eventv1.NurtureTimer {
-		m, err := st.GetLastMsgForSubject(ctxT(t), subject)
-		if err != nil {
-			return nil
-		}
-		var tm eventv1.NurtureTimer
-		if err := proto.Unmarshal(m.Data, &tm); err != nil {
-			t.Fatal(err)
-		}
-		return &tm
-	}
+	scheduled := w.timerIn(t, l, en.GetEventId())
 	// The service schedules the review after it stores the enrolment: wait
 	// for that, or it could replace the schedule made below.
 	eventually(t, 10*time.Second, func() bool { return scheduled() != nil }, "the review was not scheduled")
@@ -124,23 +109,7 @@ func TestEngagementFiredEarlyByTheClockStillRecycles(t *testing.T) {
 	score := w.scored(t, l, 20, time.Hour)
 	due := stateOf(score).Deadline
 
-	js := w.nats.JS
-	st, err := js.Stream(ctxT(t), adapters.DefaultTimerStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	subject := fmt.Sprintf("nurture.timer.at.%d.%s.engage", eventstore.Partition(l), l)
-	scheduled := func() *eventv1.NurtureTimer {
-		m, err := st.GetLastMsgForSubject(ctxT(t), subject)
-		if err != nil {
-			return nil
-		}
-		var tm eventv1.NurtureTimer
-		if err := proto.Unmarshal(m.Data, &tm); err != nil {
-			t.Fatal(err)
-		}
-		return &tm
-	}
+	scheduled := w.timerIn(t, l, "engage")
 	eventually(t, 10*time.Second, func() bool { return scheduled() != nil }, "the engagement deadline was not scheduled")
 	at := func(now time.Time) *app.App { return w.nurtureWith(app.WithClock(func() time.Time { return now })) }
 	timer := &eventv1.NurtureTimer{TimerId: score.GetEventId(), LeadId: l, ReviewAt: timestamppb.New(due)}
@@ -234,6 +203,27 @@ func (w *world) nurtureAt(now time.Time) *app.App {
 }
 
 // nurtureWith is nurture's app on w's stream with opts.
+// timerIn reads the timer scheduled in lead's slot, nil while none is.
+func (w *world) timerIn(t *testing.T, lead, slot string) func() *eventv1.NurtureTimer {
+	t.Helper()
+	st, err := w.nats.JS.Stream(ctxT(t), adapters.DefaultTimerStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject := fmt.Sprintf("nurture.timer.at.%d.%s.%s", eventstore.Partition(lead), lead, slot)
+	return func() *eventv1.NurtureTimer {
+		m, err := st.GetLastMsgForSubject(ctxT(t), subject)
+		if err != nil {
+			return nil
+		}
+		var tm eventv1.NurtureTimer
+		if err := proto.Unmarshal(m.Data, &tm); err != nil {
+			t.Fatal(err)
+		}
+		return &tm
+	}
+}
+
 func (w *world) nurtureWith(opts ...app.Option) *app.App {
 	log := slog.New(slog.DiscardHandler)
 	return app.New(adapters.NewLeads(w.store), adapters.NewPrograms(w.store), adapters.NewTimers(w.nats.JS, time.Hour),
