@@ -21,8 +21,9 @@ type Export struct {
 	Activities  []ExportedActivity
 	Events      []TimelineEntry
 	Notes       []ExportedNote
-	// ConsentChanges are those its person sent while it was merged, which
-	// a survivor up the chain holds (its own are among Events).
+	// ConsentChanges are those its person, or a merged lead's, sent while
+	// it was merged, which a survivor up the chain holds (its own are
+	// among Events).
 	ConsentChanges []ExportedConsentChange
 	// Absorbed are the exports of the leads merged into this one.
 	Absorbed []Export

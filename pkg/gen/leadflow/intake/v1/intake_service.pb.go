@@ -1772,9 +1772,9 @@ func (x *ExportedActivity) GetStoredOn() string {
 	return ""
 }
 
-// ExportedConsentChange is a consent change the lead's person sent while
-// it was merged, which a survivor up the chain holds (the lead's own are
-// among its events).
+// ExportedConsentChange is a consent change the lead's person, or the
+// person of a lead merged into it, sent while it was merged, which a
+// survivor up the chain holds (the lead's own are among its events).
 type ExportedConsentChange struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Sequence   uint64                 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
@@ -1952,8 +1952,8 @@ type ExportLeadResponse struct {
 	// absorbed are the exports of the leads merged into this one (each with
 	// its own absorbed): the same person's data held under their ids.
 	Absorbed []*ExportLeadResponse `protobuf:"bytes,6,rep,name=absorbed,proto3" json:"absorbed,omitempty"`
-	// consent_changes are those its person sent while it was merged, held
-	// by a survivor up the chain.
+	// consent_changes are those its person, or the person of a lead merged
+	// into it, sent while it was merged, held by a survivor up the chain.
 	ConsentChanges []*ExportedConsentChange `protobuf:"bytes,7,rep,name=consent_changes,json=consentChanges,proto3" json:"consent_changes,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
