@@ -457,7 +457,7 @@ func mergeCmd(o *options, undo bool) *cobra.Command {
 	var reason string
 	verb, short := "merge", "Merge the absorbed lead into the survivor (intake): its identities and later captures go to the survivor"
 	if undo {
-		verb, short = "unmerge", "Undo a merge (intake): both leads are back as they were, by replay"
+		verb, short = "unmerge", "Undo a merge (intake): each lead gets back what came through it, by replay (consents and qualifications the merge caused: see README's known weaknesses)"
 	}
 	c := &cobra.Command{
 		Use:   verb + " <survivor lead id> <absorbed lead id> --reason <why>",

@@ -120,9 +120,7 @@ func Email(v *Violations, field, s string) (string, string) {
 		v.Add(field, "must be valid UTF-8 of at most %d bytes", MaxEmail)
 		return "", ""
 	}
-	// Zero-width (non-)joiners are letters' business in Persian and Indic
-	// words, which addresses may hold (RFC 6531, IDNA2008).
-	if i := strings.IndexFunc(s, func(r rune) bool { return unicode.IsSpace(r) || invisible(r) && r != '\u200c' && r != '\u200d' }); i >= 0 {
+	if i := hiddenAt(s); i >= 0 {
 		r, _ := utf8.DecodeRuneInString(s[i:])
 		v.Add(field, "must not contain spaces or invisible characters (U+%04X at byte %d)", r, i)
 		return "", ""
@@ -145,11 +143,37 @@ func Email(v *Violations, field, s string) (string, string) {
 }
 
 // invisible reports whether r prints nothing: a control or format
-// character (a byte-order mark, a zero-width space or joiner).
-func invisible(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }
+// character (a byte-order mark, a zero-width space or joiner), or one
+// Unicode says to ignore (a variation selector, a grapheme joiner).
+func invisible(r rune) bool {
+	return unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point)
+}
+
+// hiddenAt is the byte offset of the first space or invisible character
+// in s, -1 if none. A zero-width (non-)joiner between two letters beyond
+// ASCII is the word's own (Persian, Indic scripts; RFC 6531, IDNA2008);
+// next to an ASCII letter it is a copy-paste's.
+func hiddenAt(s string) int {
+	prev := rune(-1)
+	for i, r := range s {
+		if unicode.IsSpace(r) || invisible(r) {
+			next, _ := utf8.DecodeRuneInString(s[i+utf8.RuneLen(r):])
+			joiner := r == '\u200c' || r == '\u200d'
+			if !joiner || !wordLetter(prev) || !wordLetter(next) {
+				return i
+			}
+		}
+		prev = r
+	}
+	return -1
+}
+
+func wordLetter(r rune) bool {
+	return r > unicode.MaxASCII && (unicode.IsLetter(r) || unicode.IsMark(r))
+}
 
 // Phone normalizes a phone number to E.164 (spaces, dashes, dots, slashes
-// and parentheses dropped, and a "(0)" after the country code; a leading
+// and parentheses dropped, and a "(0)" in an international number; a leading
 // 00 read as +) and checks it.
 func Phone(v *Violations, field, s string) string {
 	if s == "" {
@@ -157,8 +181,8 @@ func Phone(v *Violations, field, s string) string {
 	}
 	p := strings.TrimSpace(s)
 	if strings.HasPrefix(p, "+") || strings.HasPrefix(p, "00") {
-		// "+44 (0)20 …": the trunk 0 in brackets is dialled only from
-		// inside the country, never after its code.
+		// "+44 (0)20 …": a trunk 0 in brackets is dialled only from
+		// inside the country, never in an international number.
 		p = strings.Replace(p, "(0)", "", 1)
 	}
 	p = phoneOK.Replace(p)

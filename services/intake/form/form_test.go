@@ -28,6 +28,11 @@ func TestNormalization(t *testing.T) {
 		{"email with a zero-width space inside", "ada@exam\u200bple.com", "", func(v *form.Violations, f, s string) string { e, _ := form.Email(v, f, s); return e }},
 		{"email with a no-break space inside", "ada\u00a0x@example.com", "", func(v *form.Violations, f, s string) string { e, _ := form.Email(v, f, s); return e }},
 		{"email with a zero-width non-joiner in a Persian word", "user@ایران\u200cخودرو.ir", "user@ایران\u200cخودرو.ir", func(v *form.Violations, f, s string) string { e, _ := form.Email(v, f, s); return e }},
+		{"email with a zero-width joiner between Latin letters", "zoe.tr\u200dial@example.org", "", func(v *form.Violations, f, s string) string { e, _ := form.Email(v, f, s); return e }},
+		{"email with a zero-width non-joiner at a dot", "user@ایران\u200c.ir", "", func(v *form.Violations, f, s string) string { e, _ := form.Email(v, f, s); return e }},
+		{"email with a grapheme joiner last", "zoe@example.org\u034f", "zoe@example.org", func(v *form.Violations, f, s string) string { e, _ := form.Email(v, f, s); return e }},
+		{"email with a variation selector last", "zoe@example.org\ufe0f", "zoe@example.org", func(v *form.Violations, f, s string) string { e, _ := form.Email(v, f, s); return e }},
+		{"email with a variation selector inside", "zo\ufe0fe@example.org", "", func(v *form.Violations, f, s string) string { e, _ := form.Email(v, f, s); return e }},
 		{"email with a C1 control", "ada\u0085@example.com", "", func(v *form.Violations, f, s string) string { e, _ := form.Email(v, f, s); return e }},
 		{"email with 65-byte local part", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@x.com", "", func(v *form.Violations, f, s string) string { e, _ := form.Email(v, f, s); return e }},
 	}
