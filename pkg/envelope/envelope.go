@@ -11,6 +11,7 @@ import (
 	"math"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -117,14 +118,21 @@ func ValidLeadID(id string) bool {
 	return err == nil && u.String() == id
 }
 
-// emailIn finds something shaped like an email address in text.
-var emailIn = regexp.MustCompile(`[^\s@<>()]+@[^\s@<>()]+\.[A-Za-z]{2,}`)
+// emailIn finds something shaped like an email address in text, its
+// domain's last label in any script.
+var emailIn = regexp.MustCompile(`[^\s@<>()]+@[^\s@<>()]+\.\pL{2,}`)
+
+// atSigns are the other ways an @ is written into ids: percent-encoded
+// (a key built from a URL), quoted-printable, full-width.
+var atSigns = strings.NewReplacer("%40", "@", "=40", "@", "＠", "@")
 
 // HoldsEmail reports whether s holds something shaped like an email
-// address. Text every event keeps in the clear (an idempotency key, a
-// correlation id, an erasure's reason) must not: it would go on naming
-// the person after the lead's erasure.
-func HoldsEmail(s string) bool { return emailIn.MatchString(s) }
+// address, its @ encoded or not. Text every event keeps in the clear (an
+// idempotency key, a correlation id, an erasure's reason) must not: it
+// would go on naming the person after the lead's erasure.
+func HoldsEmail(s string) bool {
+	return emailIn.MatchString(atSigns.Replace(s))
+}
 
 // SurvivorSide reports whether ev is the surviving lead's record of a
 // merge or an unmerge: both leads record LeadMerged (LeadUnmerged), and

@@ -147,3 +147,25 @@ func TestCheckRefusesMalformedEvents(t *testing.T) {
 		}
 	}
 }
+
+// An email address is found however its @ is written into an id, and in
+// any script; ordinary ids are not.
+func TestHoldsEmail(t *testing.T) {
+	for s, want := range map[string]bool{
+		"ann@example.com":             true,
+		"crm:ann@example.com:42":      true,
+		"signup-ann%40example.com":    true,
+		"ann%2Bnews%40example.com":    true,
+		"ann=40example.com":           true,
+		"ann＠example.com":             true,
+		"ann@пример.рф":               true,
+		"form-2026-12-07-0001":        false,
+		"0199aaaa-0000-7000-8000-000": false,
+		"order=40":                    false,
+		"import:row:12":               false,
+	} {
+		if got := envelope.HoldsEmail(s); got != want {
+			t.Errorf("HoldsEmail(%q) = %v, want %v", s, got, want)
+		}
+	}
+}

@@ -16,7 +16,9 @@ const (
 
 // Inject returns the trace context of ctx's current span, for the trace field
 // of an event envelope. It returns nil when ctx has no valid span context, so
-// an event written outside any trace carries no field at all.
+// an event written outside any trace carries no field at all. The
+// traceparent only: a tracestate is the caller's vendors' free text, which
+// the stream would keep in the clear past any erasure.
 func Inject(ctx context.Context) *eventv1.TraceContext {
 	if !trace.SpanContextFromContext(ctx).IsValid() {
 		return nil
@@ -26,10 +28,7 @@ func Inject(ctx context.Context) *eventv1.TraceContext {
 	if carrier[traceparentKey] == "" {
 		return nil
 	}
-	return &eventv1.TraceContext{
-		Traceparent: carrier[traceparentKey],
-		Tracestate:  carrier[tracestateKey],
-	}
+	return &eventv1.TraceContext{Traceparent: carrier[traceparentKey]}
 }
 
 // Extract returns ctx carrying the remote span context stored in tc, so spans

@@ -176,6 +176,21 @@ func TestInjectExtract(t *testing.T) {
 	}
 }
 
+// A caller's tracestate is not stored: it is free text (an email address
+// fits in it) that the stream would keep past an erasure.
+func TestInjectKeepsNoTracestate(t *testing.T) {
+	setup(t, telemetry.Config{Service: "svc-tracestate", Writer: &bytes.Buffer{}})
+	remote := &eventv1.TraceContext{Traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", Tracestate: "acme=ann@example.com"}
+	ctx, span := telemetry.Tracer("test").Start(telemetry.Extract(context.Background(), remote), "capture")
+	defer span.End()
+	if ts := span.SpanContext().TraceState().String(); ts == "" {
+		t.Fatalf("the span did not inherit the caller's tracestate: the test shows nothing")
+	}
+	if tc := telemetry.Inject(ctx); tc.GetTraceparent() == "" || tc.GetTracestate() != "" {
+		t.Fatalf("injected %v, want a traceparent and no tracestate", tc)
+	}
+}
+
 func TestInjectWithoutSpan(t *testing.T) {
 	if tc := telemetry.Inject(context.Background()); tc != nil {
 		t.Fatalf("Inject(context.Background()) = %v, want nil", tc)

@@ -827,9 +827,11 @@ func (*Event_NurtureProgramChanged) isEvent_Payload() {}
 // TraceContext carries W3C trace context (https://www.w3.org/TR/trace-context/)
 // so a consumer continues the trace of the request that wrote the event.
 type TraceContext struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Traceparent   string                 `protobuf:"bytes,1,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
-	Tracestate    string                 `protobuf:"bytes,2,opt,name=tracestate,proto3" json:"tracestate,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Traceparent string                 `protobuf:"bytes,1,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
+	// tracestate is not written since 2026-12-07 (a caller's vendors' free
+	// text, kept past any erasure); older events may carry one.
+	Tracestate    string `protobuf:"bytes,2,opt,name=tracestate,proto3" json:"tracestate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
