@@ -71,15 +71,15 @@ func dlqCmd(o *options) *cobra.Command {
 	})
 	for _, op := range []struct {
 		name, short, seqUsage string
-		do                    func(context.Context, *options, string, string, uint64) error
+		do                    func(context.Context, jetstream.JetStream, string, string, string, uint64) error
 	}{
 		{"redrive", "Handle a lead's dead event again, then what is parked behind it, in order",
-			"the dead event's stream sequence (DEAD SEQ in dlq list): act only if it is still the dead one; 0 acts on whichever it is when served", redrive},
+			"the dead event's stream sequence (DEAD SEQ in dlq list): act only if it is still the dead one; 0 acts on whichever it is when served", consume.Redrive},
 		// A skip drops an event, so it must name the one the operator read:
 		// a skip of "whichever is dead" served after another skip drops
 		// the next event too, unseen.
 		{"skip", "Drop a lead's dead event, then handle what is parked behind it, in order",
-			"the dead event's stream sequence (DEAD SEQ in dlq list), required: only that event is dropped", skip},
+			"the dead event's stream sequence (DEAD SEQ in dlq list), required: only that event is dropped", consume.Skip},
 	} {
 		var (
 			seq  uint64
@@ -107,7 +107,12 @@ func dlqCmd(o *options) *cobra.Command {
 					ctx, cancel = context.WithTimeout(ctx, o.timeout)
 					defer cancel()
 				}
-				err := op.do(ctx, o, args[0], args[1], seq)
+				nc, js, err := o.connect()
+				if err != nil {
+					return err
+				}
+				defer nc.Close()
+				err = op.do(ctx, js, consume.DefaultDeadLetterStream, args[0], args[1], seq)
 				switch {
 				case errors.Is(err, consume.ErrNotFound):
 					return fmt.Errorf("group %s has no dead letter for lead %s (see leadctl dlq list)", args[0], args[1])
@@ -117,7 +122,7 @@ func dlqCmd(o *options) *cobra.Command {
 					return err
 				}
 				if wait > 0 {
-					if err := waitServed(cmd.Context(), o, op.name, args[0], args[1], wait); err != nil {
+					if err := waitServed(cmd.Context(), js, op.name, args[0], args[1], wait); err != nil {
 						return err
 					}
 				}
@@ -142,15 +147,10 @@ func dlqCmd(o *options) *cobra.Command {
 // waitServed waits for group to serve the request on lead: an error when
 // none did within wait (no member running?) or the lead is dead-lettered
 // again.
-func waitServed(ctx context.Context, o *options, op, group, lead string, wait time.Duration) error {
-	nc, js, err := o.connect()
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
+func waitServed(ctx context.Context, js jetstream.JetStream, op, group, lead string, wait time.Duration) error {
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	err = consume.Served(wctx, js, consume.DefaultDeadLetterStream, group, lead)
+	err := consume.Served(wctx, js, consume.DefaultDeadLetterStream, group, lead)
 	if errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("%s of lead %s requested from group %s, not served within --wait %s: is a member of %s running? The request stays, and one serves it when it starts (leadctl dlq list shows it gone)",
 			op, lead, group, wait, group)
@@ -169,24 +169,6 @@ func waitServed(ctx context.Context, o *options, op, group, lead string, wait ti
 		}
 	}
 	return nil
-}
-
-func redrive(ctx context.Context, o *options, group, lead string, seq uint64) error {
-	nc, js, err := o.connect()
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	return consume.Redrive(ctx, js, consume.DefaultDeadLetterStream, group, lead, seq)
-}
-
-func skip(ctx context.Context, o *options, group, lead string, seq uint64) error {
-	nc, js, err := o.connect()
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	return consume.Skip(ctx, js, consume.DefaultDeadLetterStream, group, lead, seq)
 }
 
 func oneLine(s string, n int) string {

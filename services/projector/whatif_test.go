@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -417,5 +418,56 @@ func TestAWhatIfsResultOutlivesALateProgressWrite(t *testing.T) {
 	got, err := jobs.Get(ctxT(t), running.ID)
 	if err != nil || !got.Done || got.Read != 10 {
 		t.Fatalf("after a late progress write: %+v %v, want the result", got, err)
+	}
+}
+
+// stalledReplayer reads part of the stream, then waits on it until
+// resume is closed, then replays it all.
+type stalledReplayer struct {
+	app.Replayer
+	resume chan struct{}
+}
+
+func (s stalledReplayer) Replay(ctx context.Context, from time.Time, fn func(uint64, string, *eventv1.Event), progress func(uint64, uint64)) error {
+	progress(1, 2)
+	select {
+	case <-s.resume:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return s.Replayer.Replay(ctx, from, fn, progress)
+}
+
+// A what-if whose replay waits on the stream longer than the staleness
+// bound (30 s by the replica's clock) is still running, not abandoned:
+// its replica writes it on a clock, not only as messages come.
+func TestAWhatIfWaitingOnTheStreamIsNotAbandoned(t *testing.T) {
+	w := newWorld(t)
+	w.whatIfModels(t)
+	ctx := ctxT(t)
+	jobs, st := w.whatIfPorts(t)
+	var now atomic.Int64
+	now.Store(time.Now().UnixNano())
+	resume := make(chan struct{})
+	a := app.New(nil, nil, st, stalledReplayer{Replayer: st, resume: resume}, jobs,
+		app.WithClock(func() time.Time { return time.Unix(0, now.Load()) }))
+	t.Cleanup(a.Close)
+	id, err := a.StartWhatIf(ctx, 2, app.Period{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now.Add(int64(31 * time.Second))    // the stream says nothing for that long
+	time.Sleep(1500 * time.Millisecond) // a heartbeat, every second
+	j, err := a.GetWhatIf(ctx, id)
+	if err != nil || j.Done || j.Read != 1 || j.Total != 2 {
+		t.Fatalf("what-if waiting on the stream: %+v %v, want running, 1 of 2 read", j, err)
+	}
+	close(resume)
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		j, err = a.GetWhatIf(ctx, id)
+		return err == nil && j.Done
+	}, "the what-if did not finish")
+	if j.Err != nil || j.Read == 0 {
+		t.Fatalf("what-if done: %+v, want it read through, no error", j)
 	}
 }
