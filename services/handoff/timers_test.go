@@ -239,6 +239,37 @@ func TestWarningFiredEarlyWaitsForIt(t *testing.T) {
 	}
 }
 
+// A warning fired early by a replica whose clock is steadily behind the
+// server's waits once, and warns when it fires again: judged against
+// its own time, not the later one it waited for, which the same clock
+// would find early again, round after round until the deadline.
+func TestWarningOnAClockSteadilyBehindWarnsAfterOneWait(t *testing.T) {
+	w, s, id, assigned := assignedUnderAnHour(t)
+	s.stop() // only the replicas below handle the timer
+	warnAt := time.Now().Add(10 * time.Minute).Truncate(time.Second)
+	tm := acceptDue(assigned, warnAt.Add(30*time.Minute))
+	tm.Phase, tm.FireAt = eventv1.TimerPhase_TIMER_PHASE_WARN, timestamppb.New(warnAt)
+	tm.TimerId = app.TimerID(assigned.GetEventId(), eventv1.SLAKind_SLA_KIND_ACCEPT, eventv1.TimerPhase_TIMER_PHASE_WARN)
+	const skew = 2 * time.Second
+	// The server fires at warnAt; this replica reads warnAt - skew.
+	first := w.app(t, adapters.NewLeads(w.store), app.WithClock(func() time.Time { return warnAt.Add(-skew) }))
+	if err := first.FireTimer(ctxT(t), tm, false, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	again := scheduled(t, w, id, tm.GetTimerId())
+	if want := warnAt.Add(skew); !firesAt(again).Equal(want) {
+		t.Fatalf("put back for %v, want %v (as far past its time as it came early)", firesAt(again), want)
+	}
+	// The server fires it then; the same clock reads warnAt.
+	second := w.app(t, adapters.NewLeads(w.store), app.WithClock(func() time.Time { return warnAt }))
+	if err := second.FireTimer(ctxT(t), again, false, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(ofType(w.events(t, id), "SLAWarned")); n != 1 {
+		t.Fatalf("%d warnings after the second firing, want 1 (put back for %v)", n, firesAt(scheduled(t, w, id, tm.GetTimerId())))
+	}
+}
+
 // Never contacted, a lead whose attempts window would have closed before
 // its first contact is due waits for that: both end together, and only
 // the first-contact SLA breaches.

@@ -63,7 +63,11 @@ func (t *Timers) Reschedule(ctx context.Context, tms ...*eventv1.SLATimer) error
 func (t *Timers) schedule(ctx context.Context, dedupe bool, tms []*eventv1.SLATimer) error {
 	out := make([]timer.Timer, len(tms))
 	for i, tm := range tms {
-		out[i] = timer.Timer{LeadID: tm.GetLeadId(), ID: tm.GetTimerId(), At: tm.GetFireAt().AsTime(), Payload: tm, Dedupe: dedupe}
+		at := tm.GetFireAt().AsTime()
+		if s := tm.GetScheduledAt(); s != nil && s.AsTime().After(at) {
+			at = s.AsTime()
+		}
+		out[i] = timer.Timer{LeadID: tm.GetLeadId(), ID: tm.GetTimerId(), At: at, Payload: tm, Dedupe: dedupe}
 	}
 	return t.s.Schedule(ctx, out...)
 }

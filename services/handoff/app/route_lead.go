@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"time"
 
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
@@ -217,10 +216,9 @@ func (a *App) routeEvents(ctx context.Context, cfg *routing.Config, l *lead, cau
 		}
 		return []*eventv1.Event{q}, nil
 	}
-	again := proto.CloneOf(retry)
+	again := moved(retry, timestamppb.New(next))
 	again.Attempt++
 	again.TimerId = TimerID(retry.GetStepEventId(), eventv1.SLAKind_SLA_KIND_ROUTE, eventv1.TimerPhase_TIMER_PHASE_DUE) + "-" + strconv.Itoa(int(again.GetAttempt()))
-	again.FireAt = timestamppb.New(next)
 	if err := a.timers.Schedule(ctx, again); err != nil {
 		return nil, err
 	}

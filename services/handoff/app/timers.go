@@ -458,8 +458,8 @@ func (a *App) onTimer(ctx context.Context, cfg *routing.Config, l *lead, t *even
 			// A lead accepted before windows ended no earlier: the window
 			// is judged again when first contact is due, or attempts made
 			// meanwhile would leave it with no timer at all.
-			again := proto.CloneOf(t)
-			again.DueAt, again.FireAt = contactBy, contactBy
+			again := moved(t, contactBy)
+			again.DueAt = contactBy
 			return nil, a.timers.Reschedule(ctx, again)
 		}
 		if need := l.slaPolicy(cfg).MinAttempts; st.Attempts >= need {
@@ -515,11 +515,20 @@ func (a *App) onTimer(ctx context.Context, cfg *routing.Config, l *lead, t *even
 // waitFor schedules t again for a time at that came early by this clock
 // (now), behind the server's: as far past at as it was early, about when
 // this clock shows at. At at itself, it would fire at once, round after
-// round.
+// round. Its fire_at stays: moved, a clock steadily behind would find
+// the next firing early again, every round.
 func (a *App) waitFor(ctx context.Context, t *eventv1.SLATimer, at, now time.Time) error {
 	again := proto.CloneOf(t)
-	again.FireAt = timestamppb.New(at.Add(at.Sub(now)))
+	again.ScheduledAt = timestamppb.New(at.Add(at.Sub(now)))
 	return a.timers.Reschedule(ctx, again)
+}
+
+// moved is t for another moment: fire_at set, an earlier wait's
+// scheduled_at dropped.
+func moved(t *eventv1.SLATimer, fire *timestamppb.Timestamp) *eventv1.SLATimer {
+	again := proto.CloneOf(t)
+	again.FireAt, again.ScheduledAt = fire, nil
+	return again
 }
 
 // absent hands on a lead still waiting for its rep to accept it once the
@@ -545,9 +554,7 @@ func (a *App) absent(ctx context.Context, cfg *routing.Config, l *lead, t *event
 		if start.Sub(now) < time.Minute || !start.After(t.GetFireAt().AsTime()) {
 			return nil, a.waitFor(ctx, t, start, now)
 		}
-		again := proto.CloneOf(t)
-		again.FireAt = timestamppb.New(start)
-		return nil, a.timers.Reschedule(ctx, again)
+		return nil, a.timers.Reschedule(ctx, moved(t, timestamppb.New(start)))
 	}
 	d, err := a.decide(ctx, cfg, l.id, t.GetTimerId(), since, func(pools map[string]routing.PoolState, loads routing.Loads) routing.Decision {
 		return cfg.Escalate(l.routingLead(), rep, l.poolID, eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP, pools, loads, now)

@@ -3396,7 +3396,12 @@ type SLATimer struct {
 	// whose read of the lead ends before it is retried: the replica that
 	// answered has not applied the step yet. 0 on timers scheduled before
 	// 2026-12-04, which are not checked.
-	StepSequence  uint64 `protobuf:"varint,9,opt,name=step_sequence,json=stepSequence,proto3" json:"step_sequence,omitempty"`
+	StepSequence uint64 `protobuf:"varint,9,opt,name=step_sequence,json=stepSequence,proto3" json:"step_sequence,omitempty"`
+	// scheduled_at is when the server is asked to fire the timer, when
+	// later than fire_at: a replica whose clock is behind the server's got
+	// it early and put it back as far past. fire_at stays the moment it is
+	// for, which the next firing is judged against. Unset: fire_at.
+	ScheduledAt   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=scheduled_at,json=scheduledAt,proto3" json:"scheduled_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3492,6 +3497,13 @@ func (x *SLATimer) GetStepSequence() uint64 {
 		return x.StepSequence
 	}
 	return 0
+}
+
+func (x *SLATimer) GetScheduledAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ScheduledAt
+	}
+	return nil
 }
 
 var File_leadflow_event_v1_handoff_proto protoreflect.FileDescriptor
@@ -3727,7 +3739,7 @@ const file_leadflow_event_v1_handoff_proto_rawDesc = "" +
 	"\x1amin_mql_to_opportunity_bps\x18\x05 \x01(\rR\x16minMqlToOpportunityBps\"\x81\x01\n" +
 	"\x12MarketingTargetSet\x12:\n" +
 	"\x06target\x18\x01 \x01(\v2\".leadflow.event.v1.MarketingTargetR\x06target\x12/\n" +
-	"\x06set_by\x18\x02 \x01(\v2\x18.leadflow.event.v1.ActorR\x05setBy\"\xec\x02\n" +
+	"\x06set_by\x18\x02 \x01(\v2\x18.leadflow.event.v1.ActorR\x05setBy\"\xab\x03\n" +
 	"\bSLATimer\x12\x19\n" +
 	"\btimer_id\x18\x01 \x01(\tR\atimerId\x12\x17\n" +
 	"\alead_id\x18\x02 \x01(\tR\x06leadId\x12,\n" +
@@ -3737,7 +3749,9 @@ const file_leadflow_event_v1_handoff_proto_rawDesc = "" +
 	"\x06due_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\x123\n" +
 	"\afire_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x06fireAt\x12\x18\n" +
 	"\aattempt\x18\b \x01(\rR\aattempt\x12#\n" +
-	"\rstep_sequence\x18\t \x01(\x04R\fstepSequence*\xbb\x02\n" +
+	"\rstep_sequence\x18\t \x01(\x04R\fstepSequence\x12=\n" +
+	"\fscheduled_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\vscheduledAt*\xbb\x02\n" +
 	"\fRejectReason\x12\x1d\n" +
 	"\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17REJECT_REASON_NOT_READY\x10\x01\x12\x1b\n" +
@@ -3944,11 +3958,12 @@ var file_leadflow_event_v1_handoff_proto_depIdxs = []int32{
 	8,  // 66: leadflow.event.v1.SLATimer.phase:type_name -> leadflow.event.v1.TimerPhase
 	45, // 67: leadflow.event.v1.SLATimer.due_at:type_name -> google.protobuf.Timestamp
 	45, // 68: leadflow.event.v1.SLATimer.fire_at:type_name -> google.protobuf.Timestamp
-	69, // [69:69] is the sub-list for method output_type
-	69, // [69:69] is the sub-list for method input_type
-	69, // [69:69] is the sub-list for extension type_name
-	69, // [69:69] is the sub-list for extension extendee
-	0,  // [0:69] is the sub-list for field type_name
+	45, // 69: leadflow.event.v1.SLATimer.scheduled_at:type_name -> google.protobuf.Timestamp
+	70, // [70:70] is the sub-list for method output_type
+	70, // [70:70] is the sub-list for method input_type
+	70, // [70:70] is the sub-list for extension type_name
+	70, // [70:70] is the sub-list for extension extendee
+	0,  // [0:70] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_event_v1_handoff_proto_init() }
