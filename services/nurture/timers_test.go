@@ -319,3 +319,40 @@ func TestAGivenBackActivityIsScoredBeforeTheLeadIsRecycled(t *testing.T) {
 	w.activity(t, own, demo)
 	waitsUntil(own, mergedAndBack(own).GetRecordedAt().AsTime().Add(time.Hour))
 }
+
+// A new lead past its engagement deadline whose latest score qualifies
+// it (a re-score under a new version keeps the deadline) is not recycled
+// while that score's LeadQualified is still to come: qualification
+// appends it second. Should it never come, an hour after the score the
+// lead is recycled.
+func TestAQualifyingScoreIsNotRecycledBeforeItsVerdict(t *testing.T) {
+	w := newWorld(t)
+	w.start(t).stop() // its streams; no consumer to race the calls below
+	l := uuid.NewString()
+	w.capture(t, l)
+	due := lifecycle.FromProto(w.scored(t, l, 15, time.Millisecond).GetLifecycle()).Deadline
+	p := lifecycle.DefaultPolicy()
+	p.EngageWithin = time.Millisecond
+	re := w.writeWith(t, p, l, lifecycle.Command{Name: lifecycle.Score, Score: 80, Rescore: true},
+		&eventv1.LeadScored{ModelId: "scoring", ModelVersion: 2, Total: 80, Threshold: 50, Verdict: eventv1.ScoreVerdict_SCORE_VERDICT_QUALIFY})
+	if st := stateOf(re); st.Status != lifecycle.StatusNew || !st.Deadline.Equal(due) {
+		t.Fatalf("the re-score left %v due %v, want NEW due %v", st.Status, st.Deadline, due)
+	}
+	timer := &eventv1.NurtureTimer{TimerId: l, LeadId: l, ReviewAt: timestamppb.New(due)}
+	by := re.GetRecordedAt().AsTime().Add(time.Hour)
+	if err := w.nurtureAt(by.Add(-time.Minute)).ReviewDue(ctxT(t), timer, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if evs := w.events(t, l); len(ofType(evs, "LeadRecycled")) != 0 {
+		t.Fatalf("recycled a lead whose latest score qualified it: %v", types(evs))
+	}
+	if next := w.timerIn(t, l, "engage")(); next == nil || !next.GetReviewAt().AsTime().Equal(by) {
+		t.Fatalf("engagement timer %v, want one at %v, when the verdict stops being awaited", next, by)
+	}
+	if err := w.nurtureAt(by.Add(time.Second)).ReviewDue(ctxT(t), timer, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if evs := w.events(t, l); len(ofType(evs, "LeadRecycled")) != 1 {
+		t.Fatalf("no verdict an hour after the score: %v, want it recycled", types(evs))
+	}
+}

@@ -45,6 +45,9 @@ type lead struct {
 	reengaged ref // the latest LeadReengaged
 	// reengagedScore is the LeadScored caused by reengaged, if any.
 	reengagedScore ref
+	// verdict is the latest LeadScored with a verdict: its LeadQualified
+	// or LeadDisqualified is a second append and follows it.
+	verdict ref
 	// unmerged is the latest LeadUnmerged that gave the lead back.
 	unmerged ref
 	// unscored are the event ids of the facts (lifecycle.Kind.Fact) no
@@ -168,6 +171,9 @@ func (l *lead) apply(recs ...eventstore.Record) {
 			}
 			if waitsForEngagement(ev) {
 				l.source = x
+			}
+			if p.LeadScored.GetVerdict() != eventv1.ScoreVerdict_SCORE_VERDICT_NONE {
+				l.verdict = x
 			}
 		case *eventv1.Event_ActivityRecorded, *eventv1.Event_LeadResubmitted:
 			if l.enrolled.seq > 0 || l.gap.seq > 0 {

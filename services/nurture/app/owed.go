@@ -80,6 +80,20 @@ func (l *lead) unscoredBy() time.Time {
 	return from.Add(unscoredGrace)
 }
 
+// verdictOwed reports whether a score after the source gave the lead a
+// verdict whose event has not come yet: a re-score under a new version,
+// or an unmerge's score, keeps the deadline, and qualification appends
+// its LeadQualified after it. That decides, for up to unscoredGrace
+// after the score (a verdict refused, or its dead letter skipped, must
+// not keep the lead NEW for good).
+func (l *lead) verdictOwed(now time.Time) bool {
+	return l.verdict.seq > l.source.seq && now.Before(l.verdictBy())
+}
+
+func (l *lead) verdictBy() time.Time {
+	return l.verdict.ev.GetRecordedAt().AsTime().Add(unscoredGrace)
+}
+
 // reengagedGrace bounds how long past its deadline a nurtured lead waits
 // for the score of its re-engagement: long past any scorer outage, as a
 // score decides the lead whenever it comes.
@@ -122,7 +136,7 @@ func (l *lead) recycleDue(now time.Time) bool {
 		// waiting for its score (the scorer behind or down) is engagement
 		// the score decides on, for up to unscoredBy.
 		return l.state.Status == lifecycle.StatusNew && !now.Before(l.state.Deadline) &&
-			(len(l.unscored) == 0 || !now.Before(l.unscoredBy()))
+			(len(l.unscored) == 0 || !now.Before(l.unscoredBy())) && !l.verdictOwed(now)
 	case *eventv1.Event_SlaBreached:
 		// The breach recycles the lead only if nobody acted on it since:
 		// same rep, same attempts.

@@ -90,6 +90,8 @@ func (a *App) ReviewDue(ctx context.Context, t *eventv1.NurtureTimer, meta envel
 		return again(engageSlot, l.state.Deadline)
 	case l.state.Status == lifecycle.StatusNew && len(l.unscored) > 0 && now.Before(l.unscoredBy()):
 		return again(engageSlot, l.unscoredBy()) // its fact's score decides first
+	case l.state.Status == lifecycle.StatusNew && l.verdictOwed(now):
+		return again(engageSlot, l.verdictBy()) // a later score's verdict decides
 	case l.state.Status == lifecycle.StatusNew:
 		// Due by this clock, whatever the timer's date: one sent again as
 		// far past due as it came early is still ahead of it here.
