@@ -22,11 +22,13 @@ type Flags struct {
 	// bad maps flag names to the error of their variable's value: a
 	// manifest's "14d" must stop the service, not run it on the default.
 	bad map[string]error
+	// listen holds the listen addresses, which must not end up empty.
+	listen map[string]*string
 }
 
 // New returns an empty flag set for a service.
 func New(name string) Flags {
-	return Flags{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), bad: map[string]error{}}
+	return Flags{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), bad: map[string]error{}, listen: map[string]*string{}}
 }
 
 // Parse parses args, then refuses a variable whose value did not parse,
@@ -41,8 +43,23 @@ func (f Flags) Parse(args []string) error {
 		if err := f.bad[fl.Name]; err != nil {
 			errs = append(errs, err)
 		}
+		if p := f.listen[fl.Name]; p != nil && strings.TrimSpace(*p) == "" {
+			errs = append(errs, fmt.Errorf("-%s must be a listen address such as %s: empty, it would listen on every interface at a random port", fl.Name, fl.DefValue))
+		}
 	})
 	return errors.Join(errs...)
+}
+
+// Listen defines a listen address flag defaulting to $env, else def.
+// Unlike String, a variable set but empty, as env files write unset,
+// is the default, and Parse refuses an empty address: net.Listen would
+// take it as every interface.
+func (f Flags) Listen(p *string, name, env, def, usage string) {
+	if v, ok := os.LookupEnv(env); ok && strings.TrimSpace(v) != "" {
+		def = strings.TrimSpace(v)
+	}
+	f.StringVar(p, name, def, usage+" ($"+env+")")
+	f.listen[name] = p
 }
 
 // fromEnv returns $env parsed by parse, and whether it is set; a value

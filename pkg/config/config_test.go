@@ -107,3 +107,29 @@ func TestBadVariableIsRefused(t *testing.T) {
 		t.Fatalf("empty variables: %v, %s; want the default", err, *d)
 	}
 }
+
+// A listen address set empty in the environment (as env files write
+// unset) is the default; given empty as a flag, it is refused, not read
+// as every interface at a random port.
+func TestAnEmptyListenAddressIsNotEveryInterface(t *testing.T) {
+	t.Setenv("LEADFLOW_TEST_ADDR", "")
+	define := func() (Flags, *string) {
+		f := New("svc")
+		var a string
+		f.Listen(&a, "addr", "LEADFLOW_TEST_ADDR", "127.0.0.1:7101", "gRPC listen address")
+		return f, &a
+	}
+	f, a := define()
+	if err := f.Parse(nil); err != nil || *a != "127.0.0.1:7101" {
+		t.Fatalf("empty variable: %q, %v; want the default", *a, err)
+	}
+	f, _ = define()
+	if err := f.Parse([]string{"-addr", " "}); err == nil || !strings.Contains(err.Error(), "-addr") {
+		t.Fatalf("empty flag: %v, want it refused, named", err)
+	}
+	t.Setenv("LEADFLOW_TEST_ADDR", "0.0.0.0:7101")
+	f, a = define()
+	if err := f.Parse(nil); err != nil || *a != "0.0.0.0:7101" {
+		t.Fatalf("set variable: %q, %v", *a, err)
+	}
+}

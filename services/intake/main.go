@@ -73,7 +73,7 @@ func mainErr() error {
 	}
 	var cfg Config
 	f := config.New("intake")
-	f.String(&cfg.Addr, "addr", "LEADFLOW_INTAKE_ADDR", "127.0.0.1:7101", "gRPC listen address")
+	f.Listen(&cfg.Addr, "addr", "LEADFLOW_INTAKE_ADDR", "127.0.0.1:7101", "gRPC listen address")
 	f.String(&cfg.HTTPAddr, "http-addr", "LEADFLOW_INTAKE_HTTP_ADDR", "127.0.0.1:7201", "HTTP/JSON API listen address (empty: no HTTP API)")
 	f.String(&cfg.AuthKeys, "auth-keys", "LEADFLOW_AUTH_KEYS", "", "comma-separated Ed25519 public keys (64 hex chars each) whose tokens are trusted; empty turns auth off")
 	f.String(&cfg.NATSURL, "nats", "LEADFLOW_NATS_URL", "", "NATS URL (required)")

@@ -69,7 +69,7 @@ func main() {
 func mainErr() error {
 	var cfg Config
 	f := config.New("nurture")
-	f.String(&cfg.Addr, "addr", "LEADFLOW_NURTURE_ADDR", "127.0.0.1:7104", "gRPC listen address")
+	f.Listen(&cfg.Addr, "addr", "LEADFLOW_NURTURE_ADDR", "127.0.0.1:7104", "gRPC listen address")
 	f.String(&cfg.HTTPAddr, "http-addr", "LEADFLOW_NURTURE_HTTP_ADDR", "127.0.0.1:7204", "HTTP/JSON API listen address (empty: no HTTP API)")
 	f.String(&cfg.AuthKeys, "auth-keys", "LEADFLOW_AUTH_KEYS", "", "comma-separated Ed25519 public keys (64 hex chars each) whose tokens are trusted; empty turns auth off")
 	f.String(&cfg.NATSURL, "nats", "LEADFLOW_NATS_URL", "", "NATS URL (required)")

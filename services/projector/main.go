@@ -67,7 +67,7 @@ func main() {
 func mainErr() error {
 	var cfg Config
 	f := config.New("projector")
-	f.String(&cfg.Addr, "addr", "LEADFLOW_PROJECTOR_ADDR", "127.0.0.1:7105", "gRPC listen address")
+	f.Listen(&cfg.Addr, "addr", "LEADFLOW_PROJECTOR_ADDR", "127.0.0.1:7105", "gRPC listen address")
 	f.String(&cfg.HTTPAddr, "http-addr", "LEADFLOW_PROJECTOR_HTTP_ADDR", "127.0.0.1:7205", "HTTP/JSON API listen address (empty: no HTTP API)")
 	f.String(&cfg.AuthKeys, "auth-keys", "LEADFLOW_AUTH_KEYS", "", "comma-separated Ed25519 public keys (64 hex chars each) whose tokens are trusted; empty turns auth off")
 	f.String(&cfg.HTTP, "http", "LEADFLOW_PROJECTOR_HTTP", "127.0.0.1:7180", "dashboard listen address (empty: no dashboard)")
