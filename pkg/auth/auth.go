@@ -54,9 +54,14 @@ type Principal struct {
 	IssuedAt time.Time
 }
 
-// Grants reports whether the principal may use scope.
+// Grants reports whether the principal may use scope. AllScopes grants
+// nothing to an integration or a service: each is given its own scopes.
 func (p Principal) Grants(scope string) bool {
-	return scope != "" && (slices.Contains(p.Scopes, scope) || slices.Contains(p.Scopes, AllScopes))
+	return scope != "" && (slices.Contains(p.Scopes, scope) || slices.Contains(p.Scopes, AllScopes) && !p.machine())
+}
+
+func (p Principal) machine() bool {
+	return p.Kind == eventv1.ActorKind_ACTOR_KIND_INTEGRATION || p.Kind == eventv1.ActorKind_ACTOR_KIND_SERVICE
 }
 
 // Actor is the principal as events record who acted.
@@ -84,6 +89,9 @@ func Issue(key ed25519.PrivateKey, p Principal, ttl time.Duration) (string, erro
 	}
 	if ttl > MaxLifetime {
 		return "", fmt.Errorf("auth: a token is valid for at most %v", MaxLifetime)
+	}
+	if p.machine() && slices.Contains(p.Scopes, AllScopes) {
+		return "", fmt.Errorf("auth: %s is an operator's scope: an integration or a service gets the scopes it needs", AllScopes)
 	}
 	now := time.Now()
 	c := claims{

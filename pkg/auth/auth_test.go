@@ -69,6 +69,25 @@ func TestIssuedTokenVerifies(t *testing.T) {
 	}
 }
 
+// "*" is an operator's: an integration's or a service's token is not
+// issued with it, and one signed elsewhere with it grants nothing.
+func TestAllScopesIsNeverAMachinesScope(t *testing.T) {
+	k := key(t)
+	for _, kind := range []eventv1.ActorKind{eventv1.ActorKind_ACTOR_KIND_INTEGRATION, eventv1.ActorKind_ACTOR_KIND_SERVICE} {
+		p := auth.Principal{Subject: "crm", Kind: kind, Team: eventv1.Team_TEAM_SALES, Scopes: []string{auth.AllScopes}}
+		if _, err := auth.Issue(k, p, time.Hour); err == nil {
+			t.Errorf("issued %v a token with *", kind)
+		}
+		if p.Grants("ops") {
+			t.Errorf("* grants %v the ops scope", kind)
+		}
+	}
+	op := auth.Principal{Subject: "ops", Kind: eventv1.ActorKind_ACTOR_KIND_USER, Team: eventv1.Team_TEAM_OPERATIONS, Scopes: []string{auth.AllScopes}}
+	if _, err := auth.Issue(k, op, time.Hour); err != nil || !op.Grants("ops") {
+		t.Fatalf("an operator's *: %v, grants ops %v", err, op.Grants("ops"))
+	}
+}
+
 func TestRefusedTokens(t *testing.T) {
 	k, other := key(t), key(t)
 	v, err := auth.NewVerifier(k.Public().(ed25519.PublicKey))

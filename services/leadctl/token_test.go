@@ -122,6 +122,11 @@ func testTokenRevoke(t *testing.T, newWorld func(testing.TB) *world) {
 			t.Fatalf("issue %v: %v, want a usage error", flag, err)
 		}
 	}
+	// * is an operator's: an integration gets the scopes it needs.
+	args := []string{"token", "issue", "--sub", "crm", "--kind", "integration", "--team", "sales", "--scope", "*", "--signing-key", keys["LEADFLOW_AUTH_SIGNING_KEY"]}
+	if _, err := runCtl(ctx, args...); !errors.Is(err, errUsage) {
+		t.Fatalf("issue an integration *: %v, want a usage error", err)
+	}
 }
 
 // With auth on, what leadctl writes names the caller its token names: an
