@@ -20,6 +20,7 @@ var lowerBase32 = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPad
 // values of different kinds do not collide; it must not contain a zero byte.
 // Callers normalise value (trim, lower-case an email) before blinding.
 func (v *Vault) Blind(kind, value string) string {
+	v.mustBlind()
 	mac := hmac.New(sha256.New, v.blindKey)
 	mac.Write([]byte(kind))
 	mac.Write([]byte{0})
@@ -35,6 +36,7 @@ func (v *Vault) Blind(kind, value string) string {
 // index doubles as an id, such as a lead id derived from an email, and
 // as a subject token: lower-case hex and dashes only.
 func (v *Vault) BlindID(kind, value string) string {
+	v.mustBlind()
 	mac := hmac.New(sha256.New, v.blindKey)
 	mac.Write([]byte("id:" + kind))
 	mac.Write([]byte{0})
@@ -44,4 +46,10 @@ func (v *Vault) BlindID(kind, value string) string {
 	b[6] = b[6]&0x0f | 0x80 // version 8: custom
 	b[8] = b[8]&0x3f | 0x80 // variant RFC 9562
 	return uuid.UUID(b).String()
+}
+
+func (v *Vault) mustBlind() {
+	if len(v.blindKey) == 0 {
+		panic("vault: Blind without a BlindKey")
+	}
 }

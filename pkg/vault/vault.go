@@ -64,7 +64,8 @@ const (
 	kvPurge           = "PURGE"
 )
 
-// Config sets up a Vault. MasterKey and BlindKey are required.
+// Config sets up a Vault. MasterKey is required; BlindKey only where
+// identities are blinded (intake): a vault without it seals and opens.
 type Config struct {
 	// Bucket is the KV bucket holding the wrapped keys, default "LEADFLOW_KEYS".
 	Bucket string
@@ -78,7 +79,8 @@ type Config struct {
 	// Rewrap and the package README).
 	ReadMasterKeys [][]byte
 	// BlindKey is the 32-byte HMAC-SHA256 key for Blind. It must differ from
-	// MasterKey.
+	// MasterKey. Empty, Blind and BlindID panic: a service that only reads
+	// and seals is not given a key it cannot rotate.
 	BlindKey []byte
 	// CacheSize is how many unwrapped DEKs are kept in memory (least recently
 	// used first out), default 100_000.
@@ -112,7 +114,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Vault, error
 	if len(cfg.MasterKey) != keySize {
 		return nil, fmt.Errorf("vault: MasterKey must be %d bytes, got %d", keySize, len(cfg.MasterKey))
 	}
-	if len(cfg.BlindKey) != keySize {
+	if len(cfg.BlindKey) != keySize && len(cfg.BlindKey) != 0 {
 		return nil, fmt.Errorf("vault: BlindKey must be %d bytes, got %d", keySize, len(cfg.BlindKey))
 	}
 	// One key for two jobs would let a blind index leak through the other.

@@ -592,6 +592,23 @@ func TestNewValidatesConfig(t *testing.T) {
 		t.Fatalf("new on an existing bucket: %v", err)
 	}
 	mustOpen(t, newVault(t, n.JS), k.LeadID(), seal(t, k, "x"), "x")
+
+	// Without a BlindKey (handoff: it seals and opens, blinds nothing) it
+	// opens what was sealed, and refuses to blind.
+	reader, err := vault.New(t.Context(), n.JS, vault.Config{MasterKey: masterKey})
+	if err != nil {
+		t.Fatalf("new without a BlindKey: %v", err)
+	}
+	defer reader.Close()
+	mustOpen(t, reader, k.LeadID(), seal(t, k, "x"), "x")
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("Blind without a BlindKey did not panic")
+			}
+		}()
+		reader.Blind("email", "ada@example.com")
+	}()
 }
 
 func TestInvalidLeadID(t *testing.T) {

@@ -265,7 +265,7 @@ func TestRejectAndLost(t *testing.T) {
 
 	// Without the key vault a rep's free text cannot be kept: refused, and
 	// nothing is written. The reason code alone goes through.
-	bare := w.startWith(t, func(c *Config) { c.MasterKey, c.BlindKey = "", "" }).client
+	bare := w.startWith(t, func(c *Config) { c.MasterKey = "" }).client
 	id := w.mql(t, dach(50))
 	owner = ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0])
 	before = len(w.events(t, id))

@@ -87,7 +87,7 @@ var testMasterKey, testBlindKey = strings.Repeat("5a", 32), strings.Repeat("a5",
 func testConfig(url string) Config {
 	return Config{Addr: "127.0.0.1:0", NATSURL: url, Stream: stream, TimerStream: "HANDOFF_TIMERS", LoadsBucket: "HANDOFF_LOAD",
 		Replicas: 1, Workers: 16, AckWait: 2 * time.Second, RouteRetry: time.Second, Grace: time.Second,
-		MasterKey: testMasterKey, BlindKey: testBlindKey}
+		MasterKey: testMasterKey}
 }
 
 // sealed is personal data of the lead sealed as intake seals it: with a

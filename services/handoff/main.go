@@ -46,12 +46,12 @@ type Config struct {
 	// TimerTTL is how long a fired timer is kept in the timer stream
 	// unhandled (a handled one is deleted).
 	TimerTTL time.Duration
-	// MasterKey and BlindKey (64 hex characters each), if set, open the
-	// vault, so routing can match accounts by the sealed company name.
+	// MasterKey (64 hex characters), if set, opens the vault, so routing
+	// can match accounts by the sealed company name and reps' notes are
+	// sealed. Handoff blinds no identity: it has no blind key.
 	MasterKey string
 	// ReadMasterKeys are master keys that only unwrap (a rotation).
 	ReadMasterKeys string
-	BlindKey       string
 	Grace          time.Duration
 	LogJSON        bool
 
@@ -91,7 +91,6 @@ func mainErr() error {
 	f.Duration(&cfg.TimerTTL, "timer-ttl", "LEADFLOW_HANDOFF_TIMER_TTL", 30*24*time.Hour, "how long a fired timer is kept unhandled (a handled one is deleted)")
 	f.Secret(&cfg.MasterKey, "master-key", "LEADFLOW_MASTER_KEY", "64 hex chars: opens sealed company names for account matching and seals the reps' notes; without it, notes and lost reasons are refused")
 	f.Secret(&cfg.ReadMasterKeys, "read-master-keys", "LEADFLOW_READ_MASTER_KEYS", "comma-separated master keys that may also have wrapped stored data keys (a rotation)")
-	f.Secret(&cfg.BlindKey, "blind-key", "LEADFLOW_BLIND_KEY", "64 hex chars: the vault's blind key, with -master-key")
 	f.Duration(&cfg.Grace, "grace", "LEADFLOW_GRACE", 10*time.Second, "how long running calls and handlers may finish on shutdown")
 	f.Bool(&cfg.LogJSON, "log-json", "LEADFLOW_LOG_JSON", false, "JSON logs")
 	if err := f.Parse(os.Args[1:]); err != nil {

@@ -59,12 +59,8 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	if cfg.crashPoints != nil {
 		opts = append(opts, app.WithCrashPoints(cfg.crashPoints))
 	}
-	if cfg.MasterKey != "" || cfg.BlindKey != "" {
+	if cfg.MasterKey != "" {
 		master, err := config.Key("-master-key", cfg.MasterKey)
-		if err != nil {
-			return err
-		}
-		blind, err := config.Key("-blind-key", cfg.BlindKey)
 		if err != nil {
 			return err
 		}
@@ -72,7 +68,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 		if err != nil {
 			return err
 		}
-		v, err := vault.New(ctx, js, vault.Config{Replicas: cfg.Replicas, MasterKey: master, ReadMasterKeys: readMasters, BlindKey: blind})
+		v, err := vault.New(ctx, js, vault.Config{Replicas: cfg.Replicas, MasterKey: master, ReadMasterKeys: readMasters})
 		if err != nil {
 			return err
 		}
