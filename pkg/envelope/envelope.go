@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
@@ -122,15 +123,27 @@ func ValidLeadID(id string) bool {
 // domain's last label in any script.
 var emailIn = regexp.MustCompile(`[^\s@<>()]+@[^\s@<>()]+\.\pL{2,}`)
 
-// atSigns are the other ways an @ is written into ids: percent-encoded
-// (a key built from a URL), quoted-printable, full-width.
-var atSigns = strings.NewReplacer("%40", "@", "=40", "@", "＠", "@")
+// atSigns are the other ways an @ is written into ids (in lower case):
+// percent-encoded (a key built from a URL), quoted-printable, full-width
+// and small, an HTML entity, spelled out in brackets.
+var atSigns = strings.NewReplacer("%40", "@", "=40", "@", "＠", "@", "﹫", "@",
+	"&#64;", "@", "&#x40;", "@", "&commat;", "@", "[at]", "@", "(at)", "@")
 
 // HoldsEmail reports whether s holds something shaped like an email
-// address, its @ encoded or not. Text every event keeps in the clear (an
-// idempotency key, a correlation id, an erasure's reason) must not: it
-// would go on naming the person after the lead's erasure.
+// address, its @ encoded or not, with invisible characters in it or not.
+// Text every event keeps in the clear (an idempotency key, a correlation
+// id, an erasure's reason) must not: it would go on naming the person
+// after the lead's erasure.
 func HoldsEmail(s string) bool {
+	s = strings.ToLower(strings.Map(func(r rune) rune {
+		if unicode.Is(unicode.Cf, r) {
+			return -1 // a zero-width space between the dot and "com"
+		}
+		return r
+	}, s))
+	for range 3 { // %40 encoded again (%2540), and again
+		s = strings.ReplaceAll(s, "%25", "%")
+	}
 	return emailIn.MatchString(atSigns.Replace(s))
 }
 
