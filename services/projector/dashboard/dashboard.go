@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"mime"
@@ -309,6 +310,39 @@ func (h *Handler) model(w http.ResponseWriter, r *http.Request) {
 	h.json(w, FoldSignOff(recs))
 }
 
+// whatIfBody takes a what-if's JSON body, {"version": 2, "from":
+// "2026-03-01", "to": "2026-04-01", "fresh": true}, where the query
+// names none of them (the page sends the query and an empty body).
+func whatIfBody(r *http.Request) error {
+	var body struct {
+		Version  *uint32 `json:"version"`
+		From, To string
+		Fresh    bool `json:"fresh"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 4096))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil && !errors.Is(err, io.EOF) {
+		return &app.ValidationError{Violations: []app.Violation{{Field: "body", Description: "must be a JSON object of version, from, to and fresh: " + err.Error()}}}
+	}
+	if err := r.ParseForm(); err != nil {
+		return &app.ValidationError{Violations: []app.Violation{{Field: "query", Description: err.Error()}}}
+	}
+	set := func(k, v string) {
+		if v != "" && r.Form.Get(k) == "" {
+			r.Form.Set(k, v)
+		}
+	}
+	if body.Version != nil {
+		set("version", strconv.FormatUint(uint64(*body.Version), 10))
+	}
+	set("from", body.From)
+	set("to", body.To)
+	if body.Fresh {
+		set("fresh", "true")
+	}
+	return nil
+}
+
 // startWhatIf starts a what-if of version over the period, or answers
 // with a recent one of the same version and period.
 func (h *Handler) startWhatIf(w http.ResponseWriter, r *http.Request) {
@@ -318,14 +352,18 @@ func (h *Handler) startWhatIf(w http.ResponseWriter, r *http.Request) {
 		h.deny(w, http.StatusUnsupportedMediaType, "want Content-Type application/json")
 		return
 	}
+	if err := whatIfBody(r); err != nil {
+		h.fail(w, r, err)
+		return
+	}
 	q, err := parseQuery(r)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
 	n, err := strconv.ParseUint(r.FormValue("version"), 10, 32)
-	if err != nil {
-		h.fail(w, r, &app.ValidationError{Violations: []app.Violation{{Field: "proposed_version", Description: "must be a version number"}}})
+	if err != nil || n == 0 {
+		h.fail(w, r, &app.ValidationError{Violations: []app.Violation{{Field: "version", Description: "must be a proposed version's number"}}})
 		return
 	}
 	key := fmt.Sprintf("%d|%s|%s", n, q.period.From, q.period.To)

@@ -65,6 +65,24 @@ func TestDashboardWhatIfs(t *testing.T) {
 	if code := post(); code != http.StatusOK || reports.started != 2 {
 		t.Fatalf("after the first failed: %d, %d started; want a second", code, reports.started)
 	}
+	// The same asked in a JSON body, as a script would: the running one.
+	reports.failed = nil
+	rec = httptest.NewRecorder()
+	body := httptest.NewRequest(http.MethodPost, "/api/whatif", strings.NewReader(`{"version": 2, "from": "2026-03-01", "to": "2026-04-01"}`))
+	body.Header.Set("Content-Type", "application/json")
+	if h.ServeHTTP(rec, body); rec.Code != http.StatusOK || reports.started != 2 {
+		t.Fatalf("a what-if in a JSON body: %d %s, %d started; want the running one", rec.Code, rec.Body, reports.started)
+	}
+	// No version, or an unknown field: 400 naming it.
+	for in, field := range map[string]string{`{}`: `"version"`, `{"proposed_version": 2}`: `"body"`} {
+		rec = httptest.NewRecorder()
+		bad := httptest.NewRequest(http.MethodPost, "/api/whatif", strings.NewReader(in))
+		bad.Header.Set("Content-Type", "application/json")
+		if h.ServeHTTP(rec, bad); rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), field) {
+			t.Fatalf("what-if of %s: %d %s, want 400 naming %s", in, rec.Code, rec.Body, field)
+		}
+	}
+	reports.failed = app.ErrWhatIfAbandoned // not reused
 	reports.refuse = &app.RefusedError{Field: "proposed_version", Reason: "activated already"}
 	if code := post(); code != http.StatusBadRequest {
 		t.Fatalf("a refused what-if: %d, want 400", code)
