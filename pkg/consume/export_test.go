@@ -66,3 +66,11 @@ func LoseHandBacks() (restore func()) {
 	lostHandBack.Store(true)
 	return func() { lostHandBack.Store(false) }
 }
+
+// DropDeliveries drops the deliveries drop is true of before the member
+// sees them, as a connection that drops with them in flight does, until
+// the returned func is called.
+func DropDeliveries(drop func(Msg) bool) (restore func()) {
+	dropDelivery.Store(&drop)
+	return func() { dropDelivery.Store(nil) }
+}

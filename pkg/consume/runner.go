@@ -73,6 +73,16 @@ type partition struct {
 	// (its naks lost) has surely expired: taken again before that, its
 	// pulls would get newer messages of the keys it held first.
 	waitUntil time.Time
+	// delivered is the durable's delivery sequence of the last message
+	// this member got since it took p (0: none yet), reconnects the
+	// connection's count when it took p. A delivery it never got (lost
+	// with a dropped connection, or sent to a pull it had given up on)
+	// shows as a step over one: missed then holds p's release back as a
+	// lost hand-back does, so the server gives the missed message back,
+	// after its AckWait, before any newer one of its key.
+	delivered  uint64
+	reconnects uint64
+	missed     bool
 }
 
 func newRunner(cfg Config, js jetstream.JetStream, h Handler, log *slog.Logger, src, dl jetstream.Stream, members jetstream.KeyValue) *runner {
@@ -172,6 +182,25 @@ func (r *runner) manage(ctx context.Context) {
 	}
 }
 
+// missedBefore records a delivery to p (p.mu held) and reports whether
+// one before it never reached this member: its delivery sequence steps
+// over one, or, the first since p was taken, the connection dropped
+// since (what was in flight went with it).
+func (r *runner) missedBefore(p *partition, delivered uint64) bool {
+	missed := p.delivered != 0 && delivered != p.delivered+1 ||
+		p.delivered == 0 && r.js.Conn().Stats().Reconnects != p.reconnects
+	p.delivered = max(p.delivered, delivered)
+	if missed {
+		p.missed = true
+	}
+	return missed
+}
+
+// dropDelivery, set by tests, drops the deliveries it is true of before
+// the member sees them, as a connection that drops with them in flight
+// does.
+var dropDelivery atomic.Pointer[func(Msg) bool]
+
 // take starts partition p's loop unless one runs.
 func (r *runner) take(p *partition) {
 	p.mu.Lock()
@@ -182,6 +211,7 @@ func (r *runner) take(p *partition) {
 	ctx, cancel := context.WithCancel(r.runCtx)
 	p.running, p.cancel, p.releasing, p.fresh, p.recovered, p.taken = true, cancel, false, true, false, time.Now()
 	p.held, p.seqs = map[*item]struct{}{}, map[uint64]bool{}
+	p.delivered, p.reconnects, p.missed = 0, r.js.Conn().Stats().Reconnects, false
 	p.hctx, p.hcancel = context.WithCancel(r.ioctx)
 	p.wctx, p.wcancel = context.WithCancel(p.hctx)
 	r.loops.Go(func() {
@@ -261,11 +291,22 @@ func (r *runner) fetchLoop(ctx context.Context, p *partition) {
 				r.log.Error("consume: not a JetStream message", "subject", m.Subject(), "error", err)
 				continue
 			}
+			if dropDelivery.Load() != nil && (*dropDelivery.Load())(it.msg) {
+				continue // a test's lost delivery
+			}
 			p.mu.Lock()
 			again := p.seqs[it.msg.Seq]
 			p.held[it], p.seqs[it.msg.Seq] = struct{}{}, true
 			losing := p.releasing
+			missed := r.missedBefore(p, it.delivered)
 			p.mu.Unlock()
+			if missed {
+				if !losing {
+					r.log.Warn("consume: a delivery never arrived; handing the partition back until it expires", "partition", p.n, "seq", it.msg.Seq)
+				}
+				p.lose()
+				continue
+			}
 			if again {
 				// The server gave us again a message we hold: it let our
 				// copy expire, so what we hold may be out of step with it.
@@ -448,11 +489,13 @@ func (r *runner) release(p *partition) {
 		}
 	}
 	p.held, p.seqs = nil, nil
-	pinned := p.pinned
+	pinned, missed := p.pinned, p.missed
 	p.mu.Unlock()
 
 	slices.SortFunc(back, func(a, b *item) int { return cmpSeq(a.msg.Seq, b.msg.Seq) })
-	handed := r.handBack(back)
+	// A missed delivery is one the server holds as ours until it expires:
+	// what a hand-back whose naks are lost leaves.
+	handed := r.handBack(back) && !missed
 	// Unpinning drops whoever holds the pin: only ours may go (a member
 	// that froze past PinnedTTL finds another pinned and must not unpin it
 	// before what it held has expired). Nor may it go while the server may

@@ -28,9 +28,11 @@ type item struct {
 	msg      Msg
 	part     *partition
 	delivery jetstream.Msg
-	state    atomic.Int32
-	touched  atomic.Int64 // unix nanos of the pull that brought it, or of the last progress signal
-	req      *request
+	// delivered is the durable's delivery sequence of this delivery.
+	delivered uint64
+	state     atomic.Int32
+	touched   atomic.Int64 // unix nanos of the pull that brought it, or of the last progress signal
+	req       *request
 }
 
 // newItem is m, which a pull sent at pulled brought: its lease counts from
@@ -52,8 +54,9 @@ func newItem(m jetstream.Msg, p *partition, key func(string) string, pulled time
 			Data:      m.Data(),
 			Delivered: meta.NumDelivered,
 		},
-		part:     p,
-		delivery: m,
+		part:      p,
+		delivery:  m,
+		delivered: meta.Sequence.Consumer,
 	}
 	it.touched.Store(pulled.UnixNano())
 	return it, nil
