@@ -484,6 +484,9 @@ func TestValidate(t *testing.T) {
 		{rules(&eventv1.RoutingRule{RuleId: "r", Segment: "s", PoolId: "us", When: &eventv1.RuleCriteria{CountryIn: []string{"de"}}}), "change.rules[0].when.country_in[0]"},
 		{rules(&eventv1.RoutingRule{RuleId: "r", Segment: "s", PoolId: "us", When: &eventv1.RuleCriteria{CountryIn: []string{"UK"}}}), "change.rules[0].when.country_in[0]"},
 		{rules(&eventv1.RoutingRule{RuleId: "r", Segment: "s", PoolId: "us", When: &eventv1.RuleCriteria{MinEmployees: 10, MaxEmployees: 5}}), "change.rules[0].when.max_employees"},
+		{fallback("routing"), "change.fallback_queue"},
+		{fallback("nurture"), "change.fallback_queue"},
+		{fallback("qualification"), "change.fallback_queue"},
 		{&eventv1.RoutingChanged{Change: &eventv1.RoutingChanged_SlaPolicy{SlaPolicy: &eventv1.SLAPolicy{Segment: "smb"}}}, "change.accept_within"},
 		// A segment no rule gives: its policy would never apply.
 		{&eventv1.RoutingChanged{Change: &eventv1.RoutingChanged_SlaPolicy{SlaPolicy: &eventv1.SLAPolicy{Segment: "smbb",
@@ -652,4 +655,11 @@ func everyDay(start, end string) *eventv1.WorkingHours {
 		h.Days = append(h.Days, &eventv1.WorkingDay{Day: d, Start: start, End: end})
 	}
 	return h
+}
+
+// fallback is rules with no rule and fallback queue q.
+func fallback(q string) *eventv1.RoutingChanged {
+	ch := rules()
+	ch.GetRules().FallbackQueue = q
+	return ch
 }

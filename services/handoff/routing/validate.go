@@ -9,6 +9,7 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/envelope"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/pkg/maildomain"
 	"github.com/leadflow/leadflow/services/handoff/sla"
 )
@@ -290,6 +291,12 @@ func (c *Config) validateRules(v *violations, f string, rs *eventv1.RoutingRules
 		}
 	}
 	v.id(f+".fallback_queue", rs.GetFallbackQueue())
+	switch q := rs.GetFallbackQueue(); q {
+	case lifecycle.QueueQualification.ID, lifecycle.QueueRouting.ID, lifecycle.QueueNurture.ID:
+		// Its leads would read as the lifecycle's own queue's: routing's
+		// would seem not routed yet, nurture's would hold MQLs.
+		v.add(f+".fallback_queue", "must not be %q, a queue of the lifecycle's own", q)
+	}
 	if s := rs.GetDefaultSegment(); s != "" {
 		v.id(f+".default_segment", s)
 	}
