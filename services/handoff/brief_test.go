@@ -401,3 +401,24 @@ func (w *world) sealedText(t testing.TB, leadID, text string) []byte {
 	}
 	return b
 }
+
+// A lead qualified again after its rep rejected it goes to another rep
+// of the pool, and the decision says why the rejecting rep was passed
+// over.
+func TestARequalifiedLeadGoesToAnotherRepThanTheOneWhoRejectedIt(t *testing.T) {
+	w, s, id, first := assignedLead(t)
+	if _, err := s.client.RejectLead(ctxT(t), &handoffv1.RejectLeadRequest{LeadId: id, RepId: first, RequestId: "r1", Reason: eventv1.RejectReason_REJECT_REASON_NOT_READY}); err != nil {
+		t.Fatal(err)
+	}
+	w.recycled(t, id, last(w.events(t, id)))
+	w.qualify(t, id)
+	again := w.waitFor(t, id, "LeadAssigned", 2)[1].GetLeadAssigned()
+	if again.GetOwner().GetId() == first {
+		t.Fatalf("journey 2 went back to %s, who rejected the lead: %s", first, again.GetDecision().GetSummary())
+	}
+	for _, cd := range again.GetDecision().GetCandidates() {
+		if cd.GetRepId() == first && cd.GetOutcome() != eventv1.CandidateOutcome_CANDIDATE_OUTCOME_PRIOR_OWNER {
+			t.Errorf("%s recorded as %v %q, want passed over for the rejection", first, cd.GetOutcome(), cd.GetDetail())
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -79,10 +80,11 @@ type lead struct {
 	// opened is the company name unseal read from the sealed submissions,
 	// for routing only.
 	opened string
-	// owners are the reps that held the lead in this journey.
-	owners        []string
-	queued        *eventv1.LeadQueued
-	routeBreached bool
+	// owners are the reps that held the lead in this journey; rejectedBy
+	// those that rejected it, in any journey.
+	owners, rejectedBy []string
+	queued             *eventv1.LeadQueued
+	routeBreached      bool
 	// waitedUntil is the end of the off-shift wait the route deadline was
 	// last moved on by: a later try counts only what comes after it.
 	// qualifiedAt is when the latest qualification started the route
@@ -247,6 +249,10 @@ func (l *lead) apply(r eventstore.Record) {
 			// breach (onTimer), and ends with it.
 			l.windowOver = true
 		}
+	case *eventv1.Event_LeadRejected:
+		if rep := p.LeadRejected.GetRepId(); rep != "" && !slices.Contains(l.rejectedBy, rep) {
+			l.rejectedBy = append(l.rejectedBy, rep)
+		}
 	case *eventv1.Event_OpportunityCreated:
 		o := p.OpportunityCreated
 		l.opportunity.id, l.opportunity.stage, l.opportunity.amount = o.GetOpportunityId(), o.GetStage(), o.GetAmount()
@@ -277,7 +283,7 @@ func (l *lead) routingLead() routing.Lead {
 		}
 		p.Company = l.opened
 	}
-	return routing.Lead{ID: l.id, Profile: p, Exclude: l.owners}
+	return routing.Lead{ID: l.id, Profile: p, Exclude: l.owners, Avoid: l.rejectedBy}
 }
 
 // unseal opens the sealed company name for routingLead, when the profile

@@ -16,6 +16,9 @@ type Lead struct {
 	// Exclude are reps that held the lead in this journey: an escalation
 	// does not give it back to them.
 	Exclude []string
+	// Avoid are reps that rejected the lead, in any journey: a pool passes
+	// them over while another of its reps can take it.
+	Avoid []string
 }
 
 // Loads says how many open leads (ASSIGNED or ACCEPTED) a rep holds; nil
@@ -156,7 +159,7 @@ func (c *Config) Route(l Lead, pools map[string]PoolState, loads Loads, now time
 	if !ok {
 		return c.queue(d, "pool "+rule.GetPoolId()+" is unknown")
 	}
-	rep, turn, cands, back := c.pick(pool, pools[pool.GetPoolId()], l.Exclude, loads, now, true)
+	rep, turn, cands, back := c.pick(pool, pools[pool.GetPoolId()], l.Exclude, l.Avoid, loads, now, true)
 	rec.Candidates = append(rec.Candidates, cands...)
 	d.RetryAt = earliest(d.RetryAt, back)
 	if rep == "" {
@@ -234,12 +237,12 @@ func (c *Config) Escalate(l Lead, current, poolID string, escalation eventv1.SLA
 	d := Decision{Record: rec}
 	exclude := append(slices.Clone(l.Exclude), current)
 	if pool, ok := c.Pools[poolID]; ok && escalation == eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP {
-		rep, turn, cands, back := c.pick(pool, pools[poolID], exclude, loads, now, true)
+		rep, turn, cands, back := c.pick(pool, pools[poolID], exclude, l.Avoid, loads, now, true)
 		if rep == "" && !back.IsZero() {
 			// Nobody at work now, as when a deadline falls at closing
 			// time: the next rep off shift, whose step starts at their
 			// opening, rather than the manager's queue.
-			rep, turn, cands, _ = c.pick(pool, pools[poolID], exclude, loads, now, false)
+			rep, turn, cands, _ = c.pick(pool, pools[poolID], exclude, l.Avoid, loads, now, false)
 			c.offShiftDetail(cands, now)
 		}
 		rec.Candidates = append(rec.Candidates, cands...)
@@ -277,15 +280,16 @@ func (c *Config) Escalate(l Lead, current, poolID string, escalation eventv1.SLA
 	return d
 }
 
-// pick takes a pool's next turn among the reps who can take a lead. It
-// returns the rep ("" for none), the turn, every member as a candidate,
-// and the earliest time a skipped rep opens or returns. With hours, a rep
-// off shift is skipped.
-func (c *Config) pick(pool *eventv1.Pool, st PoolState, exclude []string, loads Loads, now time.Time, hours bool) (string, *Turn, []*eventv1.Candidate, time.Time) {
+// pick takes a pool's next turn among the reps who can take a lead, a
+// rep in avoid only when no other can. It returns the rep ("" for none),
+// the turn, every member as a candidate, and the earliest time a skipped
+// rep opens or returns. With hours, a rep off shift is skipped.
+func (c *Config) pick(pool *eventv1.Pool, st PoolState, exclude, avoid []string, loads Loads, now time.Time, hours bool) (string, *Turn, []*eventv1.Candidate, time.Time) {
 	src := "pool:" + pool.GetPoolId()
 	cands := make([]*eventv1.Candidate, len(pool.GetMembers()))
-	best := -1
-	var bestEff uint64
+	best, bestAvoided := -1, -1
+	var bestEff, avoidedEff uint64
+	avoided := make([]bool, len(cands))
 	var retry time.Time
 	eff := func(rep string) uint64 { return max(st.Pass[rep], st.Clock) }
 	for i, m := range pool.GetMembers() {
@@ -301,9 +305,20 @@ func (c *Config) pick(pool *eventv1.Pool, st PoolState, exclude []string, loads 
 			retry = earliest(retry, back)
 			continue
 		}
-		if e := eff(rep); best < 0 || e < bestEff {
+		e := eff(rep)
+		switch {
+		case slices.Contains(avoid, rep):
+			avoided[i] = true
+			if bestAvoided < 0 || e < avoidedEff {
+				bestAvoided, avoidedEff = i, e
+			}
+		case best < 0 || e < bestEff:
 			best, bestEff = i, e
 		}
+	}
+	onlyAvoided := best < 0 && bestAvoided >= 0
+	if onlyAvoided {
+		best, bestEff = bestAvoided, avoidedEff
 	}
 	if best < 0 {
 		return "", nil, cands, retry
@@ -321,6 +336,11 @@ func (c *Config) pick(pool *eventv1.Pool, st PoolState, exclude []string, loads 
 		case i == best:
 			cd.Outcome = eventv1.CandidateOutcome_CANDIDATE_OUTCOME_CHOSEN
 			cd.Detail = fmt.Sprintf("next in turn (weight %d)", chosen.GetWeight())
+			if onlyAvoided {
+				cd.Detail += "; rejected the lead before, and nobody else can take it"
+			}
+		case avoided[i] && !onlyAvoided:
+			cd.Outcome, cd.Detail = eventv1.CandidateOutcome_CANDIDATE_OUTCOME_PRIOR_OWNER, "available, but rejected the lead before"
 		case cd.Outcome == eventv1.CandidateOutcome_CANDIDATE_OUTCOME_UNSPECIFIED:
 			cd.Outcome = eventv1.CandidateOutcome_CANDIDATE_OUTCOME_NOT_NEXT
 			cd.Detail = notNext

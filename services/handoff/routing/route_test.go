@@ -663,3 +663,30 @@ func fallback(q string) *eventv1.RoutingChanged {
 	ch.GetRules().FallbackQueue = q
 	return ch
 }
+
+// A rep who rejected the lead before is passed over while another rep of
+// the pool can take it, and gets it when nobody else can: never the
+// queue for it.
+func TestARepWhoRejectedTheLeadIsPassedOver(t *testing.T) {
+	c := world(t)
+	lead := routing.Lead{Profile: &eventv1.Profile{Country: "DE"}, Avoid: []string{"ann"}}
+	// ann, weight 2, is due first.
+	if d := c.Route(routing.Lead{Profile: lead.Profile}, nil, nil, now); d.RepID != "ann" {
+		t.Fatalf("without a rejection %s was due first, want ann", d.RepID)
+	}
+	d := c.Route(lead, nil, nil, now)
+	if d.RepID == "ann" || d.RepID == "" {
+		t.Fatalf("routed to %q (%s), want another rep than ann, who rejected it", d.RepID, d.Record.GetSummary())
+	}
+	for _, cd := range d.Record.GetCandidates() {
+		if cd.GetRepId() == "ann" && (cd.GetOutcome() != eventv1.CandidateOutcome_CANDIDATE_OUTCOME_PRIOR_OWNER || !strings.Contains(cd.GetDetail(), "rejected")) {
+			t.Errorf("ann recorded as %v %q, want passed over for the rejection", cd.GetOutcome(), cd.GetDetail())
+		}
+	}
+	// bob and cat full: ann, rather than the queue.
+	full := routing.LoadMap(map[string]int{"bob": 10, "cat": 10})
+	d = c.Route(lead, nil, full, now)
+	if d.RepID != "ann" || d.Queue != "" {
+		t.Fatalf("with everyone else full: %q %q (%s), want ann", d.RepID, d.Queue, d.Record.GetSummary())
+	}
+}
