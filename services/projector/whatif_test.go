@@ -230,8 +230,11 @@ func testWhatIfOfAProposedModel(t *testing.T, newWorld func(testing.TB) *world) 
 		time.Sleep(20 * time.Millisecond)
 	}
 	checkWhatIf(t, res.GetTotalRow(), "", 7, 2, 4, 3, 1, 2, 1, 1, 3, 1)
-	if _, err := s.client.GetWhatIf(ctx, &projectorv1.GetWhatIfRequest{WhatIfId: "nope"}); status.Code(err) != codes.NotFound {
+	if _, err := s.client.GetWhatIf(ctx, &projectorv1.GetWhatIfRequest{WhatIfId: uuid.NewString()}); status.Code(err) != codes.NotFound {
 		t.Errorf("unknown what-if: %v", err)
+	}
+	if _, err := s.client.GetWhatIf(ctx, &projectorv1.GetWhatIfRequest{WhatIfId: "nope"}); status.Code(err) != codes.InvalidArgument || !violates(err, "what_if_id") {
+		t.Errorf("a what-if id that is no id: %v, want INVALID_ARGUMENT naming what_if_id", err)
 	}
 }
 

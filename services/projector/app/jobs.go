@@ -249,6 +249,11 @@ func (a *App) StartWhatIf(ctx context.Context, n uint32, p Period) (string, erro
 // It returns ErrNotFound for an unknown id. One whose replica stopped
 // writing it before it was done is reported failed (ErrWhatIfAbandoned).
 func (a *App) GetWhatIf(ctx context.Context, id string) (WhatIf, error) {
+	if _, err := uuid.Parse(id); err != nil {
+		var v violations
+		v.add("what_if_id", "must be a what-if id, the UUID StartWhatIf answered")
+		return WhatIf{}, v.err()
+	}
 	w, err := a.whatIfs.Get(ctx, id)
 	if err != nil {
 		return WhatIf{}, err
