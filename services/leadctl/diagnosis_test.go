@@ -432,6 +432,9 @@ func TestDiagnoseFaults(t *testing.T) {
 		if _, err := hc.PutTeam(context.Background(), &handoffv1.PutTeamRequest{Team: &eventv1.SalesTeam{TeamId: "emea", Name: "EMEA", ManagerRepId: "mia"}, ChangedBy: ops}); err != nil {
 			t.Fatal(err)
 		}
+		if out, err := ctl("reassign", lead, "--to", "nobody", "--reason", "SLA breached with nobody to escalate to"); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "--to: ") {
+			t.Fatalf("reassign --to nobody: %v, want a usage error naming --to\n%s", err, out)
+		}
 		if out, err := ctl("reassign", lead, "--to", "mia", "--reason", "SLA breached with nobody to escalate to"); err != nil || !strings.Contains(out, "reassigned to rep mia") {
 			t.Fatalf("reassign: %v\n%s", err, out)
 		}
@@ -484,6 +487,10 @@ func TestDiagnoseFaults(t *testing.T) {
 		out, err := ctl("lost", "--as-of", late)
 		if line := lineWith(out, lead); !found(err) || !strings.Contains(line, "queue sales-fallback") || !strings.Contains(out, "leadctl assign <lead> --to <rep>") {
 			t.Fatalf("lost --as-of %s: %v\n%s", late, err, out)
+		}
+		// A rep that is none: the flag the user typed is named.
+		if out, err := ctl("assign", lead, "--to", "nobody"); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "--to: ") || strings.Contains(err.Error(), "rep_id") {
+			t.Fatalf("assign --to nobody: %v, want a usage error naming --to\n%s", err, out)
 		}
 		if out, err := ctl("assign", lead, "--to", "mia"); err != nil || !strings.Contains(out, "assigned to rep mia") {
 			t.Fatalf("assign: %v\n%s", err, out)

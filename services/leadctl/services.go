@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/spf13/cobra"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
@@ -62,6 +63,34 @@ func withRequestID(err error, id string) error {
 		return fmt.Errorf("%w\nit may have been written: run it again with --request-id %s to get its answer, not a second write", err, id)
 	}
 	return err
+}
+
+// asFlags names the flags a user typed in an INVALID_ARGUMENT whose
+// fields all are a command's (fields maps each to its flag): "--to" where
+// the API says "to_rep_id". Other errors are left as they are.
+func asFlags(err error, fields map[string]string) error {
+	st := status.Convert(err)
+	if err == nil || st.Code() != codes.InvalidArgument {
+		return err
+	}
+	var said []string
+	for _, d := range st.Details() {
+		br, ok := d.(*errdetails.BadRequest)
+		if !ok {
+			continue
+		}
+		for _, v := range br.GetFieldViolations() {
+			flag, ok := fields[v.GetField()]
+			if !ok {
+				return err
+			}
+			said = append(said, flag+": "+v.GetDescription())
+		}
+	}
+	if len(said) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w: %s", errUsage, strings.Join(said, "; "))
 }
 
 // repeatable tells, for a write that got no answer (in time), that
@@ -383,7 +412,7 @@ func reassignCmd(o *options) *cobra.Command {
 				return err
 			})
 			if err != nil {
-				return withRequestID(err, requestID)
+				return withRequestID(asFlags(err, map[string]string{"to_rep_id": "--to", "reason": "--reason"}), requestID)
 			}
 			if o.output == "json" {
 				return printProto(cmd, resp)
@@ -420,7 +449,7 @@ func assignCmd(o *options) *cobra.Command {
 				return err
 			})
 			if err != nil {
-				return withRequestID(err, requestID)
+				return withRequestID(asFlags(err, map[string]string{"rep_id": "--to"}), requestID)
 			}
 			if o.output == "json" {
 				return printProto(cmd, resp)
