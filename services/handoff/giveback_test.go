@@ -117,3 +117,33 @@ func TestReleaseBehindTheLeadsReturnKeepsItsReservation(t *testing.T) {
 	}
 	wantReserved(t, w, id, "ann")
 }
+
+// A reassignment whose first try reserved its rep for an accepted lead,
+// and lost its race to the conversion, hands the deal on in its retry:
+// a deal holds no capacity, so that reservation is given back, where it
+// once counted the deal against the rep for good.
+func TestAReassignmentThatFindsADealGivesBackItsReservation(t *testing.T) {
+	w := newWorld(t)
+	w.mqlUnrouted(t)
+	other := w.app(t, adapters.NewLeads(w.store))
+	id := w.mql(t, dach(50))
+	if _, err := other.AssignLead(ctxT(t), app.AssignLead{LeadID: id, RepID: "ann", RequestID: uuid.NewString(), By: ops}, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.AcceptLead(ctxT(t), app.AcceptLead{LeadID: id, RepID: "ann", RequestID: uuid.NewString()}, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	leads := &racingLeads{Leads: adapters.NewLeads(w.store), race: func() {
+		if _, err := other.ConvertLead(ctxT(t), app.ConvertLead{LeadID: id, RepID: "ann", RequestID: uuid.NewString(),
+			Amount: eur(1000_00), Stage: "discovery"}, envelope.Meta{}); err != nil {
+			t.Errorf("the conversion: %v", err)
+		}
+	}}
+	if _, err := w.app(t, leads).ReassignLead(ctxT(t), app.ReassignLead{LeadID: id, ToRepID: "cat", RequestID: uuid.NewString(), Reason: "ann left", By: ops}, envelope.Meta{}); err != nil {
+		t.Fatalf("the reassignment after the conversion: %v", err)
+	}
+	if st := w.state(t, id); st.Status != lifecycle.StatusOpportunity || st.Owner.ID != "cat" {
+		t.Fatalf("after the reassignment: %+v, want cat's opportunity", st)
+	}
+	wantReserved(t, w, id, "ann") // the lead consumer (not running here) releases ann's
+}

@@ -105,6 +105,9 @@ func (a *App) ReassignLead(ctx context.Context, in ReassignLead, meta envelope.M
 				return nil, err
 			}
 			if l.state.Status == lifecycle.StatusOpportunity {
+				// An earlier try that saw the lead ACCEPTED (converted
+				// since) reserved for it: the deal holds none.
+				h.holds = false
 				if ok, why := cfg.Available(in.ToRepID, now); !ok {
 					return nil, &UnavailableError{RepID: in.ToRepID, Why: why}
 				}
@@ -125,11 +128,13 @@ func (a *App) ReassignLead(ctx context.Context, in ReassignLead, meta envelope.M
 
 // byHand is the reservation a command by hand holds for its rep, over
 // its tries (each reserves again). own: the command made it and nobody
-// has reserved the lead with the rep since.
+// has reserved the lead with the rep since. holds: the last try's event
+// keeps it (an open deal handed on does not).
 type byHand struct {
-	rep string
-	at  time.Time
-	own bool
+	rep   string
+	at    time.Time
+	own   bool
+	holds bool
 }
 
 // takeByHand checks that a rep can be given a lead by hand and reserves
@@ -147,16 +152,16 @@ func (a *App) takeByHand(ctx context.Context, cfg *routing.Config, leadID, repID
 		return &AtCapacityError{RepID: repID, Open: r.open, Capacity: capacity}
 	}
 	own := r.prev.IsZero() || (h.own && h.rep == repID && r.prev.Equal(h.at))
-	*h = byHand{rep: repID, at: r.at, own: own}
+	*h = byHand{rep: repID, at: r.at, own: own, holds: true}
 	return nil
 }
 
 // giveBack ends the reservation h of a command that wrote nothing (err:
-// a refusal, after a lost race too), if it is still the command's own:
-// one another holder reserved since is left to it. An outcome that cannot
-// be known keeps it (the event may be stored).
+// a refusal, after a lost race too), or whose event holds none, if it is
+// still the command's own: one another holder reserved since is left to
+// it. An outcome that cannot be known keeps it (the event may be stored).
 func (a *App) giveBack(ctx context.Context, leadID string, h byHand, err error) {
-	if err == nil || !h.own || errors.Is(err, eventstore.ErrUnknownOutcome) {
+	if err == nil && h.holds || !h.own || errors.Is(err, eventstore.ErrUnknownOutcome) {
 		return
 	}
 	if err := a.unreserve(context.WithoutCancel(ctx), h.rep, leadID, h.at); err != nil {
