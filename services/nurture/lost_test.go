@@ -353,3 +353,36 @@ func TestTheLostCheckNamesAnUnescalatedBreachUntilTheRepActs(t *testing.T) {
 	eventually(t, 20*time.Second, func() bool { return !strings.Contains(step(), "escalation") },
 		"after the rep's attempt the breach is still the missing step")
 }
+
+// A nurtured lead re-engaged waits for the scorer's re-score: with the
+// scorer stopped, the check lists it stalled (its program owns it, but
+// nothing moves it on), through the facts after the re-engagement, and
+// no more once that score came.
+func TestAReengagedLeadWaitsForTheStoppedScorer(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	ctx := ctxT(t)
+	w.find(t, s.client, &nurturev1.FindLostLeadsRequest{}) // the index's first read is over
+	if _, err := w.nats.JS.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		Durable: consume.Durable("qualification", 0, eventstore.Partitions), AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	re, calm := uuid.NewString(), uuid.NewString()
+	for _, l := range []string{re, calm} {
+		w.accepted(t, l, "smb", 30)
+		w.reject(t, l, eventv1.RejectReason_REJECT_REASON_NOT_READY, "smb")
+		w.nurtured(t, l)
+	}
+	reengaged := w.write(t, re, lifecycle.Command{Name: lifecycle.Reengage}, &eventv1.LeadReengaged{ProgramId: "any"})
+	w.activity(t, re, eventv1.ActivityType_ACTIVITY_TYPE_EMAIL_OPEN) // no intent: no second re-engagement
+	w.settle(t, group)
+	got := w.find(t, s.client, &nurturev1.FindLostLeadsRequest{})
+	if ids := lostIDs(got); len(ids) != 1 || ids[0] != re || got.GetLost()[0].GetReason() != nurturev1.LostReason_LOST_REASON_STALLED {
+		t.Fatalf("lost %v, want %s stalled (its re-engagement waits for the stopped scorer), not %s", got.GetLost(), re, calm)
+	}
+	w.scoredBy(t, re, reengaged.GetEventId())
+	w.settle(t, group)
+	if got := w.find(t, s.client, &nurturev1.FindLostLeadsRequest{}); len(got.GetLost()) != 0 {
+		t.Fatalf("lost %v after the re-engagement's score, want none; %v", got.GetLost(), types(w.events(t, re)))
+	}
+}

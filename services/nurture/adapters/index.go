@@ -178,6 +178,13 @@ func (x *Index) head(prev app.Head, id string, seq uint64, at time.Time, m jetst
 	if len(h.Unscored) == 0 {
 		h.Partial = false // every fact before has a score covering it
 	}
+	switch {
+	case ev.GetLeadReengaged() != nil:
+		h.Reengaged = h.EventID
+	case prev.Reengaged != "" && h.State.Status == lifecycle.StatusNurturing &&
+		(lifecycle.Kind(h.Type).Fact() || ev.GetLeadScored() != nil && ev.GetCausationId() != prev.Reengaged):
+		h.Reengaged = prev.Reengaged
+	}
 	switch sc := ev.GetLeadScored(); {
 	case lifecycle.Kind(h.Type).Fact() || scoring.Absorbs(ev):
 		h.Scored = false

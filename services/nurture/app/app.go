@@ -91,6 +91,11 @@ type Head struct {
 	// lead nothing. Unscored are the facts waiting (see Unscored).
 	Scored   bool
 	Unscored []string
+	// Reengaged is the id of the lead's LeadReengaged while the lead waits,
+	// NURTURING, for its score (the scorer's step); facts and other
+	// scores keep it. A replica's first read of a lead sees it only when
+	// it is the last event.
+	Reengaged string
 	// Partial: Unscored may miss facts before the first event the index
 	// read of the lead (a replica reads each lead's last event on start).
 	Partial bool

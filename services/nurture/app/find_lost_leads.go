@@ -249,7 +249,7 @@ func judge(h *Head, floors []uint64, parked map[string]bool, stopped map[lifecyc
 	}
 	// A new lead scored already waits for engagement or its deadline,
 	// not for the stopped scorer: its deadline is judged below.
-	if group, ok := stopped[waitingIn(*st)]; ok && !(st.Status == lifecycle.StatusNew && h.Scored) {
+	if group, ok := stopped[waitingIn(h)]; ok && !(st.Status == lifecycle.StatusNew && h.Scored) {
 		return lost(LostStalled, fmt.Sprintf("consumer group %q has no live member: start %s", group, group), q.AsOf.Sub(h.At))
 	}
 	if late := q.AsOf.Sub(st.Deadline); late > q.OverdueGrace && late > 0 {
@@ -268,11 +268,16 @@ var queueGroups = map[lifecycle.Owner]string{
 // waitingIn is the queue whose group takes the lead out of where it waits:
 // an MQL in a named fallback queue waits for handoff's routing retries,
 // as one in the routing queue does.
-func waitingIn(st lifecycle.State) lifecycle.Owner {
-	if st.Status == lifecycle.StatusMQL && st.Owner.Kind == lifecycle.OwnerQueue {
+func waitingIn(h *Head) lifecycle.Owner {
+	switch st := h.State; {
+	case st.Status == lifecycle.StatusMQL && st.Owner.Kind == lifecycle.OwnerQueue:
 		return lifecycle.QueueRouting
+	case h.Reengaged != "":
+		// Its program owns it, but the scorer's re-score decides next.
+		return lifecycle.QueueQualification
+	default:
+		return st.Owner
 	}
-	return st.Owner
 }
 
 // nextStep says, for people, what should happen next to a lead in h.
