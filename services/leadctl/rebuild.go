@@ -142,8 +142,10 @@ func rebuild(cmd *cobra.Command, o *options, p projectorv1.ProjectorServiceClien
 			}
 			bar.set(int64(at), int64(max(pr.GetEnd(), at)), note)
 			// StartRebuild clears a resumed rebuild's old error before it
-			// answers, so any error is this run's.
-			if e := pr.GetError(); e != "" {
+			// answers, so any error is this run's; followed, the one it
+			// resumes may show the last run's until it gets that far, so
+			// only one that stopped running failed.
+			if e := pr.GetError(); e != "" && (!res.Followed || !pr.GetRunning()) {
 				bar.finish(int64(pr.GetPosition()), "failed")
 				return res, fmt.Errorf("rebuild into %s failed at stream seq %d: %s", pr.GetSchema(), pr.GetPosition(), e)
 			}
