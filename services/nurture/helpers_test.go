@@ -375,6 +375,12 @@ const (
 // (cause a model's activation).
 func (w *world) scoredBy(t testing.TB, leadID, cause string) *eventv1.Event {
 	t.Helper()
+	return w.scoreBy(t, leadID, cause, &eventv1.LeadScored{ModelId: "scoring", ModelVersion: 1, Total: 20, Threshold: 50, Verdict: eventv1.ScoreVerdict_SCORE_VERDICT_NONE})
+}
+
+// scoreBy records sc, caused by the event cause, keeping the deadline.
+func (w *world) scoreBy(t testing.TB, leadID, cause string, sc *eventv1.LeadScored) *eventv1.Event {
+	t.Helper()
 	ctx := ctxT(t)
 	subj := eventstore.LeadSubject(leadID)
 	recs, err := w.store.Load(ctx, subj)
@@ -382,8 +388,8 @@ func (w *world) scoredBy(t testing.TB, leadID, cause string) *eventv1.Event {
 		t.Fatal(err)
 	}
 	last := recs[len(recs)-1]
-	ev, _, err := lifecycle.NewEvent(leadID, lifecycle.FromProto(last.Event.GetLifecycle()), lifecycle.Command{Name: lifecycle.Score, Score: 20, Rescore: true},
-		lifecycle.DefaultPolicy(), &eventv1.LeadScored{ModelId: "scoring", ModelVersion: 1, Total: 20, Threshold: 50, Verdict: eventv1.ScoreVerdict_SCORE_VERDICT_NONE},
+	ev, _, err := lifecycle.NewEvent(leadID, lifecycle.FromProto(last.Event.GetLifecycle()), lifecycle.Command{Name: lifecycle.Score, Score: int(sc.GetTotal()), Rescore: true},
+		lifecycle.DefaultPolicy(), sc,
 		envelope.Meta{Actor: handoffActor, CorrelationID: uuid.NewString(), CausationID: cause}, time.Now())
 	if err != nil {
 		t.Fatal(err)

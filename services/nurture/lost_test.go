@@ -380,9 +380,16 @@ func TestAReengagedLeadWaitsForTheStoppedScorer(t *testing.T) {
 	if ids := lostIDs(got); len(ids) != 1 || ids[0] != re || got.GetLost()[0].GetReason() != nurturev1.LostReason_LOST_REASON_STALLED {
 		t.Fatalf("lost %v, want %s stalled (its re-engagement waits for the stopped scorer), not %s", got.GetLost(), re, calm)
 	}
-	w.scoredBy(t, re, reengaged.GetEventId())
+	// Its score qualifies it; the scorer stopped before the LeadQualified.
+	w.scoreBy(t, re, reengaged.GetEventId(), &eventv1.LeadScored{ModelId: "scoring", ModelVersion: 1, Total: 80, Threshold: 50,
+		Verdict: eventv1.ScoreVerdict_SCORE_VERDICT_QUALIFY})
+	w.settle(t, group)
+	if got := w.find(t, s.client, &nurturev1.FindLostLeadsRequest{}); len(got.GetLost()) != 1 || got.GetLost()[0].GetReason() != nurturev1.LostReason_LOST_REASON_STALLED {
+		t.Fatalf("lost %v with the qualifying score's verdict still to come, want %s stalled", got.GetLost(), re)
+	}
+	w.write(t, re, lifecycle.Command{Name: lifecycle.Qualify}, &eventv1.LeadQualified{ModelId: "scoring", ModelVersion: 1, Score: 80, Threshold: 50})
 	w.settle(t, group)
 	if got := w.find(t, s.client, &nurturev1.FindLostLeadsRequest{}); len(got.GetLost()) != 0 {
-		t.Fatalf("lost %v after the re-engagement's score, want none; %v", got.GetLost(), types(w.events(t, re)))
+		t.Fatalf("lost %v after the re-engagement's score and verdict, want none; %v", got.GetLost(), types(w.events(t, re)))
 	}
 }
