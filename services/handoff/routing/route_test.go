@@ -689,4 +689,9 @@ func TestARepWhoRejectedTheLeadIsPassedOver(t *testing.T) {
 	if d.RepID != "ann" || d.Queue != "" {
 		t.Fatalf("with everyone else full: %q %q (%s), want ann", d.RepID, d.Queue, d.Record.GetSummary())
 	}
+	// An account's owner keeps its leads, even one they rejected.
+	acme := routing.Lead{Profile: &eventv1.Profile{Country: "DE", EmailDomain: "acme.example"}, Avoid: []string{"dan"}}
+	if d := c.Route(acme, nil, nil, now); d.RepID != "dan" || d.Record.GetRuleId() != routing.RuleAccount {
+		t.Fatalf("an account's lead its owner rejected: %q by %q, want dan by the account", d.RepID, d.Record.GetRuleId())
+	}
 }

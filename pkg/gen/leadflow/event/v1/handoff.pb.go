@@ -406,7 +406,10 @@ const (
 	CandidateOutcome_CANDIDATE_OUTCOME_OUT_OF_OFFICE         CandidateOutcome = 4
 	CandidateOutcome_CANDIDATE_OUTCOME_OUTSIDE_WORKING_HOURS CandidateOutcome = 5
 	CandidateOutcome_CANDIDATE_OUTCOME_INACTIVE              CandidateOutcome = 6
-	// CANDIDATE_OUTCOME_PRIOR_OWNER: held the lead before in this journey.
+	// CANDIDATE_OUTCOME_PRIOR_OWNER: held the lead before in this journey,
+	// or (since 2026-12-07, detail "rejected the lead before") available
+	// but passed over for rejecting the lead in any journey while another
+	// rep of the pool could take it.
 	CandidateOutcome_CANDIDATE_OUTCOME_PRIOR_OWNER CandidateOutcome = 7
 	CandidateOutcome_CANDIDATE_OUTCOME_UNKNOWN_REP CandidateOutcome = 8
 )
