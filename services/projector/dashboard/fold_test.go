@@ -128,6 +128,32 @@ func TestJourneyLanesAndCycles(t *testing.T) {
 	}
 }
 
+// A deadline is missed when the next step comes after it, unless that
+// step is the one the deadline was set for: nurture's review of an
+// enrolment, or its recycle of a new lead nobody engaged, comes at it.
+func TestJourneyMarksOnlyLateStepsMissed(t *testing.T) {
+	review := time.Date(2026, 3, 2, 9, 5, 0, 0, time.UTC) // before the next step (minute = seq)
+	lc := func(st eventv1.LeadStatus) *eventv1.Lifecycle {
+		return &eventv1.Lifecycle{Cycle: 1, Status: st, Deadline: timestamppb.New(review)}
+	}
+	steps := dashboard.Journey([]eventstore.Record{
+		rec(3, "NurtureEnrolled", 1, &eventv1.Event{Payload: &eventv1.Event_NurtureEnrolled{NurtureEnrolled: &eventv1.NurtureEnrolled{}},
+			Lifecycle: lc(eventv1.LeadStatus_LEAD_STATUS_NURTURING)}),
+		rec(6, "NurtureExited", 1, &eventv1.Event{Payload: &eventv1.Event_NurtureExited{NurtureExited: &eventv1.NurtureExited{}},
+			Lifecycle: lc(eventv1.LeadStatus_LEAD_STATUS_ASSIGNED)}),
+		rec(8, "LeadAccepted", 1, &eventv1.Event{Payload: &eventv1.Event_LeadAccepted{LeadAccepted: &eventv1.LeadAccepted{}}}),
+	})
+	if steps[0].Missed {
+		t.Error("an enrolment whose review came at its date is marked missed")
+	}
+	if !steps[1].Missed {
+		t.Error("an acceptance after the deadline is not marked missed")
+	}
+	if steps[2].Missed {
+		t.Error("the last step is judged by the page's clock, not here")
+	}
+}
+
 // A burst of commits reaches a page as few notices, the last one carrying
 // the highest sequence.
 func TestLiveCoalescesABurst(t *testing.T) {

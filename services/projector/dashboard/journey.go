@@ -45,6 +45,10 @@ type Step struct {
 	// later journey cycle.
 	Recycle  bool `json:"recycle,omitempty"`
 	NewCycle bool `json:"new_cycle,omitempty"`
+	// Missed: the next step came after this one's deadline, and was not
+	// the step the deadline was set for (nurture's review of an enrolment,
+	// its recycle of a new lead nobody engaged): a late step, not a plan.
+	Missed bool `json:"missed,omitempty"`
 }
 
 // Money is an amount in minor units.
@@ -81,6 +85,11 @@ func Journey(recs []eventstore.Record) []Step {
 		s.NewCycle = cycle != 0 && s.Cycle > cycle
 		cycle = max(cycle, s.Cycle)
 		out = append(out, s)
+	}
+	for i := range len(out) - 1 {
+		s, next := &out[i], out[i+1]
+		planned := next.Lane == LaneNurture && (s.Status == "new" || s.Status == "nurturing")
+		s.Missed = !s.Deadline.IsZero() && next.At.After(s.Deadline) && !planned
 	}
 	return out
 }

@@ -672,7 +672,7 @@ async function leadView(id) {
     if (s.new_cycle) grid.append(el("div", { class: "cycle-band" }, `Cycle ${s.cycle}: qualified again after nurture`));
     const next = steps[i + 1];
     const due = ts(s.deadline);
-    const missed = due && (next ? ts(next.at) > due : due.getTime() < Date.now());
+    const missed = due && (next ? s.missed : due.getTime() < Date.now());
     grid.append(el("div", { class: "gutter" }, el("b", {}, fmtWhen(s.at)), "#" + intFmt.format(s.seq) + (s.actor ? " · " + s.actor : "")));
     for (const ln of lanes) {
       grid.append(el("div", { class: "cell lane-" + ln }, ln === s.lane ? el("div", {
