@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 
 	"github.com/nats-io/nats.go"
@@ -44,6 +45,16 @@ func provisionCmd(o *options) *cobra.Command {
 				return fmt.Errorf("cannot reach NATS at %s: %w", o.nats, err)
 			}
 			defer nc.Close()
+			// Run again after an upgrade without --replicas, the default 1
+			// would bring a cluster's streams down to one copy.
+			if !cmd.Flags().Changed("replicas") && os.Getenv("LEADFLOW_REPLICAS") == "" {
+				if st, err := js.Stream(ctx, eventstore.DefaultStream); err == nil {
+					if have := st.CachedInfo().Config.Replicas; have != replicas {
+						return fmt.Errorf("%w: %s has %d replicas and --replicas is not given (default %d): pass --replicas %d to keep them, or the count you want",
+							errUsage, eventstore.DefaultStream, have, replicas, have)
+					}
+				}
+			}
 			if err := provision.All(ctx, js, replicas); err != nil {
 				if cause := context.Cause(ctx); cause != nil && cause != ctx.Err() {
 					return cause

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -110,5 +111,27 @@ func TestProvision(t *testing.T) {
 	}
 	if v := n.Violations(t); len(v) != refusals {
 		t.Errorf("permissions violations after the operator's: %q", v[refusals:])
+	}
+}
+
+// On a cluster, provisioning again without --replicas (after an upgrade)
+// does not bring the streams down to the default single copy: it is
+// refused, naming the count to pass.
+func TestProvisionKeepsAClustersReplicas(t *testing.T) {
+	c := testenv.StartCluster(t, 3)
+	ctx := context.Background()
+	url := c.URL(0)
+	if out, err := runCtl(ctx, "--nats", url, "provision", "--replicas", "3"); err != nil {
+		t.Fatalf("provision --replicas 3: %v\n%s", err, out)
+	}
+	if _, err := runCtl(ctx, "--nats", url, "provision"); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "--replicas 3") {
+		t.Fatalf("provision without --replicas: %v, want a usage error naming --replicas 3", err)
+	}
+	st, err := c.JS.Stream(ctx, eventstore.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := st.CachedInfo().Config.Replicas; r != 3 {
+		t.Fatalf("the lead stream has %d replicas, want 3", r)
 	}
 }
