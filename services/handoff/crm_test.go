@@ -374,6 +374,8 @@ func TestCRMBadInput(t *testing.T) {
 	wantCode(t, err, codes.InvalidArgument, "reason")
 	_, err = c.ReassignLead(ctx, &handoffv1.ReassignLeadRequest{LeadId: id, ToRepId: "zed", RequestId: "x", Reason: "r", ReassignedBy: ops})
 	wantCode(t, err, codes.InvalidArgument, "to_rep_id")
+	_, err = c.ReassignLead(ctx, &handoffv1.ReassignLeadRequest{LeadId: id, ToRepId: "ann", RequestId: "x", Reason: "ada@example.com asked for ann", ReassignedBy: ops})
+	wantCode(t, err, codes.InvalidArgument, "reason")
 	_, err = c.ReassignLead(ctx, &handoffv1.ReassignLeadRequest{LeadId: id, ToRepId: owner, RequestId: "x", Reason: "r", ReassignedBy: ops})
 	wantCode(t, err, codes.FailedPrecondition, "")
 	if n := len(w.events(t, id)); n != before {

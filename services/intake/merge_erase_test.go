@@ -524,10 +524,15 @@ func TestMergeAndUnmergeNeedAReason(t *testing.T) {
 	before := e.counts(t)
 	_, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: a, AbsorbedLeadId: b, Reason: "   "})
 	assertField(t, err, "reason")
+	// A reason naming the person (kept in the clear after an erasure).
+	_, err = e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: a, AbsorbedLeadId: b, Reason: "dup of blank-b@c.example"})
+	assertField(t, err, "reason")
 	e.assertCounts(t, before)
 	e.merge(t, a, b, "same person")
 	before = e.counts(t)
 	_, err = e.client.UnmergeLeads(ctx, &intakev1.UnmergeLeadsRequest{SurvivorLeadId: a, AbsorbedLeadId: b, Reason: " "})
+	assertField(t, err, "reason")
+	_, err = e.client.UnmergeLeads(ctx, &intakev1.UnmergeLeadsRequest{SurvivorLeadId: a, AbsorbedLeadId: b, Reason: "blank-b@c.example is another person"})
 	assertField(t, err, "reason")
 	e.assertCounts(t, before)
 }

@@ -198,6 +198,7 @@ func TestBadInputWritesNothing(t *testing.T) {
 		{"recycle into a retired program", recycle(&nurturev1.RecycleLeadRequest{LeadId: accepted, Note: "n", ProgramId: "old"}),
 			codes.InvalidArgument, "program_id", "retired"},
 		{"recycle without a note", recycle(&nurturev1.RecycleLeadRequest{LeadId: accepted}), codes.InvalidArgument, "note", "required"},
+		{"recycle with a note naming the person", recycle(&nurturev1.RecycleLeadRequest{LeadId: accepted, Note: "ada@example.com asked to wait"}), codes.InvalidArgument, "note", "email"},
 		{"recycle by a request id naming the person", recycle(&nurturev1.RecycleLeadRequest{LeadId: accepted, Note: "n", RequestId: "crm:grace@example.com"}),
 			codes.InvalidArgument, "request_id", "email address"},
 		{"recycle a won lead", recycle(&nurturev1.RecycleLeadRequest{LeadId: won, Note: "n"}), codes.FailedPrecondition, "", "lead is won, a terminal state"},

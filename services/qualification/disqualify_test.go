@@ -80,6 +80,7 @@ func TestDisqualifyByHand(t *testing.T) {
 		{"no reason", &qualificationv1.DisqualifyLeadRequest{LeadId: later, Reason: " ", DecidedBy: mia}, codes.InvalidArgument, "reason"},
 		{"a reason past 500 characters", &qualificationv1.DisqualifyLeadRequest{LeadId: later, Reason: strings.Repeat("断", 501), DecidedBy: mia}, codes.InvalidArgument, "reason"},
 		{"a reason with a control character", &qualificationv1.DisqualifyLeadRequest{LeadId: later, Reason: "spam\x1b[2J", DecidedBy: mia}, codes.InvalidArgument, "reason"},
+		{"a reason naming the person", &qualificationv1.DisqualifyLeadRequest{LeadId: later, Reason: "complaint from ada@example.com", DecidedBy: mia}, codes.InvalidArgument, "reason"},
 		{"nobody decides", &qualificationv1.DisqualifyLeadRequest{LeadId: later, Reason: "r"}, codes.InvalidArgument, "decided_by"},
 		{"a malformed lead id", &qualificationv1.DisqualifyLeadRequest{LeadId: "lead.>", Reason: "r", DecidedBy: mia}, codes.InvalidArgument, "lead_id"},
 		{"an unknown lead", &qualificationv1.DisqualifyLeadRequest{LeadId: uuid.NewString(), Reason: "r", DecidedBy: mia}, codes.NotFound, "not found"},

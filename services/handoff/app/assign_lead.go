@@ -86,6 +86,7 @@ func (a *App) ReassignLead(ctx context.Context, in ReassignLead, meta envelope.M
 	checkRepID(&v, "to_rep_id", in.ToRepID)
 	checkRequestID(&v, in.RequestID)
 	checkText(&v, "reason", in.Reason, maxNote, true)
+	checkNoEmail(&v, "reason", in.Reason)
 	in.By = meta.ActorOr(in.By)
 	checkActor(&v, "reassigned_by", in.By)
 	if err := v.err(); err != nil {

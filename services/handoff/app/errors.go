@@ -179,6 +179,15 @@ func checkText(v *violations, field, s string, max int, required bool) {
 	}
 }
 
+// checkNoEmail refuses an email address in text an operator types that
+// events keep in the clear (a reassignment's reason): it would name the
+// person after the lead's erasure.
+func checkNoEmail(v *violations, field, s string) {
+	if envelope.HoldsEmail(s) {
+		v.add(field, "must not name the person: it is kept in the clear, also after the lead's erasure, and this one holds an email address")
+	}
+}
+
 const maxActorID = 128
 
 // checkActor checks who is acting: an id is required, and the kind and

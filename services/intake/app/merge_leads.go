@@ -786,6 +786,9 @@ func checkPair(in MergeLeads) error {
 		v.Add("reason", "is required")
 	}
 	form.Text(&v, "reason", in.Reason, MaxReason, false)
+	if envelope.HoldsEmail(in.Reason) {
+		v.Add("reason", "must not name the person: it is kept in the clear, also after the lead's erasure, and this one holds an email address")
+	}
 	form.Actor(&v, "actor", in.Actor)
 	return invalid(v)
 }

@@ -46,6 +46,9 @@ func (a *App) RecycleLead(ctx context.Context, in RecycleLead, meta envelope.Met
 	var v violations
 	checkLeadID(&v, "lead_id", in.LeadID)
 	checkText(&v, "note", in.Note, maxNote, true)
+	if envelope.HoldsEmail(in.Note) {
+		v.add("note", "must not name the person: it is kept in the clear, also after the lead's erasure, and this one holds an email address")
+	}
 	in.Actor = meta.ActorOr(in.Actor)
 	checkActor(&v, "actor", in.Actor)
 	if len(in.RequestID) > maxKey {

@@ -59,6 +59,8 @@ func (a *App) DisqualifyLead(ctx context.Context, in DisqualifyLead, meta envelo
 		v.add("reason", "must be at most %d characters", maxReason)
 	case strings.ContainsFunc(r, unicode.IsControl):
 		v.add("reason", "must not contain control characters")
+	case envelope.HoldsEmail(r):
+		v.add("reason", "must not name the person: it is kept in the clear, also after the lead's erasure, and this one holds an email address")
 	}
 	if len(in.RequestID) > maxRequestID {
 		v.add("request_id", "must be at most %d characters", maxRequestID)
