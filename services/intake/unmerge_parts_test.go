@@ -209,6 +209,19 @@ func TestCommandsOnALeadOwedReplaysWriteThemFirst(t *testing.T) {
 	}
 	release()
 
+	// A withdrawal sent to it: the grant its person sent while merged,
+	// given back in the later part, is written first and does not stand
+	// over the withdrawal.
+	a, release = owed("consent", keeper, none, func(a string) { e.setConsent(t, a, emailChannel, granted) })
+	e.setConsent(t, a, emailChannel, withdrawn)
+	if got := consentOf(e.getLead(t, a), emailChannel); got != withdrawn {
+		t.Errorf("email consent %v after the person withdrew, want withdrawn", got)
+	}
+	release()
+	if got := consentOf(e.getLead(t, a), emailChannel); got != withdrawn {
+		t.Errorf("email consent %v once the unmerge is done, want withdrawn", got)
+	}
+
 	// Exported: every activity its person sent is in the export.
 	a, release = owed("export", keeper, none, none)
 	x, err := e.client.ExportLead(ctx, &intakev1.ExportLeadRequest{LeadId: a})

@@ -661,7 +661,17 @@ func (a *App) follow(ctx context.Context, leadID string, head *eventstore.Record
 		}
 		state, _ := headState(head)
 		if state.Status != lifecycle.StatusMerged {
-			return leadID, head, nil
+			if !mayBeOwed(head.Event, leadID) {
+				return leadID, head, nil
+			}
+			// Cut off inside an unmerge's replays: written after this
+			// command, an older replay (a grant) would stand over the
+			// person's newer word (a withdrawal). The rest first.
+			if err := a.FinishUnmerge(ctx, leadID); err != nil {
+				return leadID, nil, err
+			}
+			head, err := a.leads.Head(ctx, leadID)
+			return leadID, head, err
 		}
 		survivor := head.Event.GetLeadMerged().GetSurvivorLeadId()
 		if survivor == "" {

@@ -770,6 +770,14 @@ func unfinishedUnmerge(recs []eventstore.Record, leadID string) string {
 	return u.GetSurvivorLeadId()
 }
 
+// mayBeOwed reports whether ev, leadID's last event, may end an unmerge
+// cut off between its commits: the lead's own LeadUnmerged that gives
+// events back, or a replay. FinishUnmerge tells.
+func mayBeOwed(ev *eventv1.Event, leadID string) bool {
+	u := ev.GetLeadUnmerged()
+	return u.GetAbsorbedLeadId() == leadID && u.GetGivenBackCount() > 0 || givenBackBy(ev) != ""
+}
+
 // givenBackBy is the survivor that gave an event back, "" for any other.
 func givenBackBy(ev *eventv1.Event) string {
 	return cmp.Or(ev.GetActivityRecorded().GetGivenBackBy(), ev.GetLeadResubmitted().GetGivenBackBy(), ev.GetConsentChanged().GetGivenBackBy())
