@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"google.golang.org/protobuf/proto"
@@ -306,16 +307,44 @@ func (a *App) answerOf(ctx context.Context, key idemKey, rec *eventv1.Idempotenc
 		}
 	}
 	if key.untilErased {
-		head, err := a.leads.Head(ctx, rec.GetLeadId())
+		erased, err := a.erasedSince(ctx, rec.GetLeadId(), rec.GetEventId())
 		if err != nil {
 			return answer{}, false, err
 		}
-		if st, _ := headState(head); st.Status == lifecycle.StatusErased {
+		if erased {
 			return answer{}, false, errStale
 		}
 	}
 	return answer{LeadID: rec.GetLeadId(), Outcome: outcomeOf(ev.Event, Outcome(rec.GetOutcome())), Version: ev.Seq + more,
 		Replayed: true, event: ev.Event}, true, nil
+}
+
+// erasedSince reports whether the person whose capture eventID stored on
+// leadID is erased: leadID, or, when an unmerge gave the capture back to
+// the lead it came through (a survivor erased since is another person),
+// that lead.
+func (a *App) erasedSince(ctx context.Context, leadID, eventID string) (bool, error) {
+	erased := func(id string) (bool, error) {
+		head, err := a.leads.Head(ctx, id)
+		if err != nil {
+			return false, err
+		}
+		st, _ := headState(head)
+		return st.Status == lifecycle.StatusErased, nil
+	}
+	if gone, err := erased(leadID); err != nil || !gone {
+		return false, err
+	}
+	recs, err := a.leads.Load(ctx, leadID)
+	if err != nil {
+		return false, err
+	}
+	for _, r := range slices.Backward(recs) {
+		if u := r.Event.GetLeadUnmerged(); u.GetSurvivorLeadId() == leadID && slices.Contains(u.GetGivenBackEventIds(), eventID) {
+			return erased(u.GetAbsorbedLeadId())
+		}
+	}
+	return true, nil
 }
 
 // find returns the lead's event with id eventID (nil if it has none) and

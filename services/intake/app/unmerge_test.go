@@ -303,6 +303,46 @@ func TestACaptureThroughAMergedLeadRepeatedAfterTheUnmergeWritesNothing(t *testi
 	}
 }
 
+// The other system's record sent through a merged lead, with its time
+// and no key, is a retry whenever it comes until its person's lead is
+// erased: the survivor it landed on, erased after an unmerge gave the
+// capture back, is another person, and the repeat writes nothing.
+func TestAnExternalRecordGivenBackOutlivesTheSurvivorsErasure(t *testing.T) {
+	f := newFixture(t)
+	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
+	survivor, absorbed := captured(t, f.app, "s@given-erased.example"), captured(t, f.app, "a@given-erased.example")
+	pair := app.MergeLeads{Survivor: survivor, Absorbed: absorbed, Reason: "one person"}
+	if _, err := f.app.MergeLeads(ctx, pair, meta); err != nil {
+		t.Fatal(err)
+	}
+	record := capture("a@given-erased.example", "")
+	record.ExternalID = &eventv1.ExternalId{System: "crm", Id: "a-given"}
+	record.OccurredAt = time.Now().Add(-time.Hour).Truncate(time.Second)
+	first, err := f.app.CaptureLead(ctx, record, meta)
+	if err != nil || first.LeadID != survivor {
+		t.Fatalf("capture through the absorbed lead: %+v, %v", first, err)
+	}
+	pair.Reason = "two people"
+	if _, err := f.app.UnmergeLeads(ctx, pair, meta); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.app.EraseLead(ctx, app.EraseLead{LeadID: survivor, Reason: "access request"}, meta); err != nil {
+		t.Fatal(err)
+	}
+	s, err := f.nats.JS.Stream(ctx, "LEADFLOW")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := s.CachedInfo().State.LastSeq
+	again, err := f.app.CaptureLead(ctx, record, meta)
+	if err != nil || !again.Replayed {
+		t.Fatalf("the repeat: %+v, %v; want the first answer", again, err)
+	}
+	if s, err = f.nats.JS.Stream(ctx, "LEADFLOW"); err != nil || s.CachedInfo().State.LastSeq != before {
+		t.Fatalf("the repeat wrote %d messages (%v)", s.CachedInfo().State.LastSeq-before, err)
+	}
+}
+
 // In a chain (a merged into b, b into s), what a's person sends lands on
 // s. Unmerging b gives it back to b, still sealed with a's key and naming
 // a; unmerging a from b then gives it to a, and a's erasure leaves it
