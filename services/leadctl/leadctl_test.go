@@ -397,6 +397,26 @@ func TestTailRefusesUnknownFilters(t *testing.T) {
 	if err := tail("--service", "qualificaton"); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "handoff, intake, nurture, qualification") {
 		t.Fatalf("tail --service with a typo: %v", err)
 	}
+	if err := tail("--last", "-5"); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "--last") {
+		t.Fatalf("tail --last -5: %v, want a usage error", err)
+	}
+}
+
+// A list cut at --limit says so: the count alone reads as the list's.
+func TestLostSaysItsListIsCut(t *testing.T) {
+	var b strings.Builder
+	resp := &nurturev1.FindLostLeadsResponse{TotalLost: 5, Lost: []*nurturev1.LostLead{{LeadId: "a"}, {LeadId: "b"}}}
+	if err := writeLost(&b, resp); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "the first 2 of 5 lost leads (--limit lists more)") {
+		t.Fatalf("a list cut at 2 of 5:\n%s", b.String())
+	}
+	b.Reset()
+	resp.TotalLost = 2
+	if err := writeLost(&b, resp); err != nil || strings.Contains(b.String(), "--limit") {
+		t.Fatalf("a whole list names --limit: %v\n%s", err, b.String())
+	}
 }
 
 // Every event type has the service that writes it, so a new type cannot

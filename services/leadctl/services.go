@@ -313,6 +313,9 @@ func writeLost(w io.Writer, resp *nurturev1.FindLostLeadsResponse) error {
 			fixes = append(fixes, f)
 		}
 	}
+	if n := len(resp.GetLost()); uint64(n) < resp.GetTotalLost() {
+		fmt.Fprintf(w, "the first %d of %d lost leads (--limit lists more)\n", n, resp.GetTotalLost())
+	}
 	if len(resp.GetLost()) > 0 {
 		fmt.Fprintln(tw, "\nLEAD\tSTATUS\tOWNER\tLAST EVENT\tAT\tMISSING STEP\tSTUCK FOR\tWHY")
 		for _, l := range resp.GetLost() {

@@ -32,6 +32,9 @@ func tailCmd(o *options) *cobra.Command {
 			if typ != "" && !slices.Contains(envelope.Types(), typ) {
 				return fmt.Errorf("%w: --type %q is not an event type; known: %s", errUsage, typ, strings.Join(envelope.Types(), ", "))
 			}
+			if last < 0 {
+				return fmt.Errorf("%w: --last must be 0 or more stream messages, not %d", errUsage, last)
+			}
 			if service != "" && !slices.Contains(writers(), service) {
 				return fmt.Errorf("%w: --service %q is not a service that writes events; known: %s",
 					errUsage, service, strings.Join(writers(), ", "))

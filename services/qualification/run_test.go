@@ -286,6 +286,9 @@ func TestSignOff(t *testing.T) {
 	// A blank key would be no key: sent twice, two proposals.
 	_, err = s.client.ProposeModel(ctx, &qualificationv1.ProposeModelRequest{Model: scoring.ToProto(other), ProposedBy: marketing, IdempotencyKey: " "})
 	assertField(t, err, codes.InvalidArgument, "idempotency_key")
+	// It is kept in the clear for good: no email address in it.
+	_, err = s.client.ProposeModel(ctx, &qualificationv1.ProposeModelRequest{Model: scoring.ToProto(other), ProposedBy: marketing, IdempotencyKey: "from maria@example.com"})
+	assertField(t, err, codes.InvalidArgument, "idempotency_key")
 	approve := func(v uint32, who *eventv1.Actor) (*qualificationv1.ApproveModelResponse, error) {
 		return s.client.ApproveModel(ctx, &qualificationv1.ApproveModelRequest{Version: v, Approver: who})
 	}

@@ -43,6 +43,8 @@ func (a *App) ProposeModel(ctx context.Context, in ProposeModel, meta envelope.M
 		v.add("idempotency_key", "must be at most %d characters", maxKey)
 	} else if blank(in.IdempotencyKey) {
 		v.add("idempotency_key", "must not be blank: a blank key is no key, and a retry would propose again")
+	} else if envelope.HoldsEmail(in.IdempotencyKey) {
+		v.add("idempotency_key", "must not hold an email address: it is kept in the clear for good")
 	}
 	if in.Model == nil {
 		v.add("model", "is required")
