@@ -1945,3 +1945,21 @@ func TestACaptureWithAnUnknownOutcomeSaysWhetherToSendItAgain(t *testing.T) {
 	}
 	lost.every.Store(false)
 }
+
+// A phone written with its extension is stored with it, apart, and shown
+// so; a later form with another phone brings its own extension, or none.
+func TestAPhoneExtensionIsKept(t *testing.T) {
+	e := start(t)
+	r := lead("ext@c.example")
+	r.Contact.Phone = "+1 (415) 555-0100 ext. 23"
+	id := e.capture(t, r).GetLeadId()
+	if c := e.getLead(t, id).GetContact(); c.GetPhone() != "+14155550100" || c.GetPhoneExtension() != "23" {
+		t.Fatalf("contact %v, want +14155550100 extension 23", c)
+	}
+	again := lead("ext@c.example")
+	again.Contact.Phone = "+1 415 555 0199"
+	e.capture(t, again)
+	if c := e.getLead(t, id).GetContact(); c.GetPhone() != "+14155550199" || c.GetPhoneExtension() != "" {
+		t.Fatalf("after a form with a new phone: %v, want +14155550199 without an extension", c)
+	}
+}

@@ -72,7 +72,11 @@ func (a *App) GetLead(ctx context.Context, leadID string) (LeadView, error) {
 		case err != nil:
 			return LeadView{}, err
 		}
-		// A later submission adds what it says and keeps the rest.
+		// A later submission adds what it says and keeps the rest; a new
+		// phone comes with its own extension, or none.
+		if p.GetContact().GetPhone() != "" {
+			view.Contact.PhoneExtension = ""
+		}
 		proto.Merge(view.Contact, p.GetContact())
 		proto.Merge(view.Profile, &eventv1.Profile{Company: p.GetCompany(), Title: p.GetTitle()})
 		if sub.first {

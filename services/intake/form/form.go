@@ -190,10 +190,41 @@ func Phone(v *Violations, field, s string) string {
 		p = "+" + p[2:]
 	}
 	if !e164RE.MatchString(p) {
-		v.Add(field, "must be an international number like +4915112345678 (E.164, without an extension)")
+		v.Add(field, "must be an international number like +4915112345678 (E.164; an extension after it as \"ext. 23\", \"x23\" or in phone_extension)")
 		return ""
 	}
 	return p
+}
+
+// extensionRE finds an extension written after a number: "ext. 23",
+// "extension 23", "x23", "#23", RFC 3966's ";ext=23".
+var extensionRE = regexp.MustCompile(`(?i)^(.*?[0-9)])\s*(?:;\s*ext=|,?\s*(?:ext\.?|extension|x|#)\s*)([0-9]{1,10})\s*$`)
+
+// SplitExtension splits a phone written with its extension into the
+// number and the extension's digits; one without is returned whole.
+func SplitExtension(s string) (number, ext string) {
+	if m := extensionRE.FindStringSubmatch(strings.TrimSpace(s)); m != nil {
+		return m[1], m[2]
+	}
+	return s, ""
+}
+
+// Extension checks a phone extension given on its own (given) against
+// the one written in the phone (inPhone) and returns the one to store:
+// digits, at most 10, and only beside a phone.
+func Extension(v *Violations, field, given, inPhone, phone string) string {
+	given = strings.TrimSpace(given)
+	switch {
+	case given == "":
+		return inPhone
+	case strings.TrimSpace(phone) == "":
+		v.Add(field, "needs a phone number beside it")
+	case len(given) > 10 || strings.Trim(given, "0123456789") != "":
+		v.Add(field, "must be 1-10 digits")
+	case inPhone != "" && inPhone != given:
+		v.Add(field, "differs from the extension written in the phone (%s)", inPhone)
+	}
+	return given
 }
 
 // Country checks an ISO 3166-1 alpha-2 code and returns it upper-cased.

@@ -50,6 +50,40 @@ func TestNormalization(t *testing.T) {
 	}
 }
 
+// A phone written with its extension keeps it, apart: CRM exports write
+// "ext. 23" after the number, and such a row was refused.
+func TestPhoneExtensions(t *testing.T) {
+	for _, c := range []struct {
+		phone, ext       string
+		wantPhone, wantX string
+		bad              string
+	}{
+		{phone: "+1 415 555 0100 ext. 23", wantPhone: "+14155550100", wantX: "23"},
+		{phone: "+1 (415) 555-0100 x23", wantPhone: "+14155550100", wantX: "23"},
+		{phone: "+44 20 7946 0958 #7", wantPhone: "+442079460958", wantX: "7"},
+		{phone: "+14155550100;ext=99", wantPhone: "+14155550100", wantX: "99"},
+		{phone: "+1 415 555 0100, Extension 4410", wantPhone: "+14155550100", wantX: "4410"},
+		{phone: "+14155550100", ext: " 23 ", wantPhone: "+14155550100", wantX: "23"},
+		{phone: "+14155550100 x23", ext: "23", wantPhone: "+14155550100", wantX: "23"},
+		{phone: "+14155550100 x24", ext: "23", bad: "contact.phone_extension"},
+		{phone: "+14155550100", ext: "2a", bad: "contact.phone_extension"},
+		{ext: "23", bad: "contact.phone_extension"},
+		{phone: "+1 415 555 0100 ext. ", bad: "contact.phone"},
+	} {
+		in := form.Capture{Contact: &eventv1.Contact{Email: "a@b.com", Phone: c.phone, PhoneExtension: c.ext}, Attribution: &eventv1.Attribution{Source: "web-form"}}
+		l, v := form.CheckCapture(in, time.Now())
+		if c.bad != "" {
+			if len(v) != 1 || v[0].Field != c.bad {
+				t.Errorf("%q ext %q: violations %v, want one on %s", c.phone, c.ext, v, c.bad)
+			}
+			continue
+		}
+		if len(v) > 0 || l.Contact.GetPhone() != c.wantPhone || l.Contact.GetPhoneExtension() != c.wantX {
+			t.Errorf("%q ext %q: %q ext %q (%v), want %q ext %q", c.phone, c.ext, l.Contact.GetPhone(), l.Contact.GetPhoneExtension(), v, c.wantPhone, c.wantX)
+		}
+	}
+}
+
 func TestCheckCaptureDoesNotChangeItsInput(t *testing.T) {
 	in := form.Capture{
 		Contact:     &eventv1.Contact{Email: " A@B.com", Phone: "0044 20 7946 0958"},

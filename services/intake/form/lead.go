@@ -44,7 +44,9 @@ func CheckCapture(in Capture, now time.Time) (Lead, Violations) {
 	c.Email = email
 	Text(&v, "contact.first_name", c.GetFirstName(), MaxName, false)
 	Text(&v, "contact.last_name", c.GetLastName(), MaxName, false)
-	c.Phone = Phone(&v, "contact.phone", c.GetPhone())
+	number, extension := SplitExtension(c.GetPhone())
+	c.Phone = Phone(&v, "contact.phone", number)
+	c.PhoneExtension = Extension(&v, "contact.phone_extension", c.GetPhoneExtension(), extension, number)
 	Text(&v, "contact.notes", c.GetNotes(), MaxNotes, true)
 
 	Text(&v, "profile.company", p.GetCompany(), MaxCompany, false)

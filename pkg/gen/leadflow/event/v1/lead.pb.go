@@ -416,9 +416,12 @@ type Contact struct {
 	// phone in E.164 form, e.g. +4915112345678.
 	Phone string `protobuf:"bytes,4,opt,name=phone,proto3" json:"phone,omitempty"`
 	// notes is free text from the form; it may hold personal data.
-	Notes         string `protobuf:"bytes,5,opt,name=notes,proto3" json:"notes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Notes string `protobuf:"bytes,5,opt,name=notes,proto3" json:"notes,omitempty"`
+	// phone_extension is the extension dialled after phone, digits only
+	// (intake takes it from a phone written "+1 415 555 0100 ext. 23" too).
+	PhoneExtension string `protobuf:"bytes,6,opt,name=phone_extension,json=phoneExtension,proto3" json:"phone_extension,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Contact) Reset() {
@@ -482,6 +485,13 @@ func (x *Contact) GetPhone() string {
 func (x *Contact) GetNotes() string {
 	if x != nil {
 		return x.Notes
+	}
+	return ""
+}
+
+func (x *Contact) GetPhoneExtension() string {
+	if x != nil {
+		return x.PhoneExtension
 	}
 	return ""
 }
@@ -1965,14 +1975,15 @@ var File_leadflow_event_v1_lead_proto protoreflect.FileDescriptor
 
 const file_leadflow_event_v1_lead_proto_rawDesc = "" +
 	"\n" +
-	"\x1cleadflow/event/v1/lead.proto\x12\x11leadflow.event.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dleadflow/event/v1/types.proto\"\x87\x01\n" +
+	"\x1cleadflow/event/v1/lead.proto\x12\x11leadflow.event.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dleadflow/event/v1/types.proto\"\xb0\x01\n" +
 	"\aContact\x12\x14\n" +
 	"\x05email\x18\x01 \x01(\tR\x05email\x12\x1d\n" +
 	"\n" +
 	"first_name\x18\x02 \x01(\tR\tfirstName\x12\x1b\n" +
 	"\tlast_name\x18\x03 \x01(\tR\blastName\x12\x14\n" +
 	"\x05phone\x18\x04 \x01(\tR\x05phone\x12\x14\n" +
-	"\x05notes\x18\x05 \x01(\tR\x05notes\"\xaf\x02\n" +
+	"\x05notes\x18\x05 \x01(\tR\x05notes\x12'\n" +
+	"\x0fphone_extension\x18\x06 \x01(\tR\x0ephoneExtension\"\xaf\x02\n" +
 	"\aProfile\x12\x18\n" +
 	"\acompany\x18\x01 \x01(\tR\acompany\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x12:\n" +
