@@ -221,6 +221,18 @@ func TestCommandsOnALeadOwedReplaysWriteThemFirst(t *testing.T) {
 	if got := consentOf(e.getLead(t, a), emailChannel); got != withdrawn {
 		t.Errorf("email consent %v once the unmerge is done, want withdrawn", got)
 	}
+	// So with another service's event last (qualification scores the
+	// replays): the rest, written after the withdrawal, leaves the grant
+	// the withdrawal is newer than.
+	a, release = owed("scored", keeper, none, func(a string) { e.setConsent(t, a, emailChannel, granted) })
+	tl := e.timeline(t, a)
+	e.appendRaw(t, &eventv1.Event{LeadId: a, EventType: "LeadScored", Actor: &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_SERVICE, Id: "qualification"},
+		Lifecycle: tl[len(tl)-1].GetLifecycle(), Payload: &eventv1.Event_LeadScored{LeadScored: &eventv1.LeadScored{Total: 10, Threshold: 50}}})
+	e.setConsent(t, a, emailChannel, withdrawn)
+	release()
+	if got := consentOf(e.getLead(t, a), emailChannel); got != withdrawn {
+		t.Errorf("email consent %v once the unmerge is done after a score, want withdrawn", got)
+	}
 
 	// Exported: every activity its person sent is in the export.
 	a, release = owed("export", keeper, none, none)
@@ -240,7 +252,7 @@ func TestCommandsOnALeadOwedReplaysWriteThemFirst(t *testing.T) {
 	if _, err := e.client.EraseLead(ctx, &intakev1.EraseLeadRequest{LeadId: a, Reason: "access request"}); err != nil {
 		t.Fatal(err)
 	}
-	tl := e.timeline(t, a)
+	tl = e.timeline(t, a)
 	erased := tl[len(tl)-1].GetLeadErased()
 	newEmail := e.vault(t).BlindID("email", "erased-new@owed.example")
 	if !slices.ContainsFunc(erased.GetReleased(), func(id *eventv1.Identity) bool { return id.GetToken() == newEmail }) {

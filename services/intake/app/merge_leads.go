@@ -603,7 +603,19 @@ func (a *App) restGivenBack(ctx context.Context, in MergeLeads, sRecs, aRecs []e
 	if err != nil {
 		return nil, fmt.Errorf("absorbed lead %s: %w", in.Absorbed, err)
 	}
-	return given, nil
+	// The person's own word on a channel since the cut (sent to the lead,
+	// not the unmerge's) is newer than any change it gives back: written
+	// after it, an older grant would stand over a withdrawal.
+	newer := map[eventv1.ConsentChannel]bool{}
+	for _, r := range aRecs[at+1:] {
+		if c := r.Event.GetConsentChanged(); c != nil && c.GetGivenBackBy() == "" && c.GetSource() != consentFromMerge {
+			newer[c.GetConsent().GetChannel()] = true
+		}
+	}
+	return slices.DeleteFunc(given, func(ev *eventv1.Event) bool {
+		c := ev.GetConsentChanged()
+		return c != nil && newer[c.GetConsent().GetChannel()]
+	}), nil
 }
 
 // absorbedBy is every lead merged into leadID now, at any depth, given

@@ -1,10 +1,10 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 
 	"google.golang.org/protobuf/proto"
@@ -307,7 +307,7 @@ func (a *App) answerOf(ctx context.Context, key idemKey, rec *eventv1.Idempotenc
 		}
 	}
 	if key.untilErased {
-		erased, err := a.erasedSince(ctx, rec.GetLeadId(), rec.GetEventId())
+		erased, err := a.erasedSince(ctx, rec.GetLeadId(), ev.Event)
 		if err != nil {
 			return answer{}, false, err
 		}
@@ -319,32 +319,27 @@ func (a *App) answerOf(ctx context.Context, key idemKey, rec *eventv1.Idempotenc
 		Replayed: true, event: ev.Event}, true, nil
 }
 
-// erasedSince reports whether the person whose capture eventID stored on
-// leadID is erased: leadID, or, when an unmerge gave the capture back to
-// the lead it came through (a survivor erased since is another person),
-// that lead.
-func (a *App) erasedSince(ctx context.Context, leadID, eventID string) (bool, error) {
-	erased := func(id string) (bool, error) {
-		head, err := a.leads.Head(ctx, id)
+// erasedSince reports whether the person whose capture ev stored on
+// leadID is erased: the lead it came through while merged (merged_from),
+// whom an unmerge gives it back to, else leadID; a lead merged since
+// goes with its survivor.
+func (a *App) erasedSince(ctx context.Context, leadID string, ev *eventv1.Event) (bool, error) {
+	person := cmp.Or(ev.GetLeadResubmitted().GetMergedFrom(), leadID)
+	for range maxHops {
+		head, err := a.leads.Head(ctx, person)
 		if err != nil {
 			return false, err
 		}
-		st, _ := headState(head)
-		return st.Status == lifecycle.StatusErased, nil
-	}
-	if gone, err := erased(leadID); err != nil || !gone {
-		return false, err
-	}
-	recs, err := a.leads.Load(ctx, leadID)
-	if err != nil {
-		return false, err
-	}
-	for _, r := range slices.Backward(recs) {
-		if u := r.Event.GetLeadUnmerged(); u.GetSurvivorLeadId() == leadID && slices.Contains(u.GetGivenBackEventIds(), eventID) {
-			return erased(u.GetAbsorbedLeadId())
+		switch st, _ := headState(head); {
+		case st.Status == lifecycle.StatusErased:
+			return true, nil
+		case st.Status == lifecycle.StatusMerged && head.Event.GetLeadMerged().GetSurvivorLeadId() != "":
+			person = head.Event.GetLeadMerged().GetSurvivorLeadId()
+		default:
+			return false, nil
 		}
 	}
-	return true, nil
+	return false, nil
 }
 
 // find returns the lead's event with id eventID (nil if it has none) and

@@ -13,6 +13,7 @@ import (
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/services/intake/app"
+	"github.com/leadflow/leadflow/services/intake/form"
 )
 
 // exportTexts is every personal text an export opened: first names and
@@ -306,40 +307,61 @@ func TestACaptureThroughAMergedLeadRepeatedAfterTheUnmergeWritesNothing(t *testi
 // The other system's record sent through a merged lead, with its time
 // and no key, is a retry whenever it comes until its person's lead is
 // erased: the survivor it landed on, erased after an unmerge gave the
-// capture back, is another person, and the repeat writes nothing.
+// capture back, is another person, and the repeat writes nothing; the
+// person's own erasure ends it, whatever became of the survivor.
 func TestAnExternalRecordGivenBackOutlivesTheSurvivorsErasure(t *testing.T) {
 	f := newFixture(t)
 	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
-	survivor, absorbed := captured(t, f.app, "s@given-erased.example"), captured(t, f.app, "a@given-erased.example")
-	pair := app.MergeLeads{Survivor: survivor, Absorbed: absorbed, Reason: "one person"}
-	if _, err := f.app.MergeLeads(ctx, pair, meta); err != nil {
-		t.Fatal(err)
+	// givenBack captures the record through absorbed, merged into
+	// survivor, and unmerges them.
+	givenBack := func(name string) (survivor, absorbed string, record form.Capture) {
+		t.Helper()
+		survivor, absorbed = captured(t, f.app, "s@"+name+".example"), captured(t, f.app, "a@"+name+".example")
+		pair := app.MergeLeads{Survivor: survivor, Absorbed: absorbed, Reason: "one person"}
+		if _, err := f.app.MergeLeads(ctx, pair, meta); err != nil {
+			t.Fatal(err)
+		}
+		record = capture("a@"+name+".example", "")
+		record.ExternalID = &eventv1.ExternalId{System: "crm", Id: name}
+		record.OccurredAt = time.Now().Add(-time.Hour).Truncate(time.Second)
+		if first, err := f.app.CaptureLead(ctx, record, meta); err != nil || first.LeadID != survivor {
+			t.Fatalf("capture through the absorbed lead: %+v, %v", first, err)
+		}
+		pair.Reason = "two people"
+		if _, err := f.app.UnmergeLeads(ctx, pair, meta); err != nil {
+			t.Fatal(err)
+		}
+		return survivor, absorbed, record
 	}
-	record := capture("a@given-erased.example", "")
-	record.ExternalID = &eventv1.ExternalId{System: "crm", Id: "a-given"}
-	record.OccurredAt = time.Now().Add(-time.Hour).Truncate(time.Second)
-	first, err := f.app.CaptureLead(ctx, record, meta)
-	if err != nil || first.LeadID != survivor {
-		t.Fatalf("capture through the absorbed lead: %+v, %v", first, err)
+	erase := func(id string) {
+		t.Helper()
+		if _, err := f.app.EraseLead(ctx, app.EraseLead{LeadID: id, Reason: "access request"}, meta); err != nil {
+			t.Fatal(err)
+		}
 	}
-	pair.Reason = "two people"
-	if _, err := f.app.UnmergeLeads(ctx, pair, meta); err != nil {
-		t.Fatal(err)
+	last := func() uint64 {
+		t.Helper()
+		s, err := f.nats.JS.Stream(ctx, "LEADFLOW")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.CachedInfo().State.LastSeq
 	}
-	if _, err := f.app.EraseLead(ctx, app.EraseLead{LeadID: survivor, Reason: "access request"}, meta); err != nil {
-		t.Fatal(err)
-	}
-	s, err := f.nats.JS.Stream(ctx, "LEADFLOW")
-	if err != nil {
-		t.Fatal(err)
-	}
-	before := s.CachedInfo().State.LastSeq
-	again, err := f.app.CaptureLead(ctx, record, meta)
-	if err != nil || !again.Replayed {
+
+	survivor, _, record := givenBack("given-erased")
+	erase(survivor)
+	before := last()
+	if again, err := f.app.CaptureLead(ctx, record, meta); err != nil || !again.Replayed {
 		t.Fatalf("the repeat: %+v, %v; want the first answer", again, err)
 	}
-	if s, err = f.nats.JS.Stream(ctx, "LEADFLOW"); err != nil || s.CachedInfo().State.LastSeq != before {
-		t.Fatalf("the repeat wrote %d messages (%v)", s.CachedInfo().State.LastSeq-before, err)
+	if after := last(); after != before {
+		t.Fatalf("the repeat wrote %d messages", after-before)
+	}
+
+	survivor, absorbed, record := givenBack("person-erased")
+	erase(absorbed)
+	if fresh, err := f.app.CaptureLead(ctx, record, meta); err != nil || fresh.Replayed || fresh.LeadID == survivor || fresh.LeadID == absorbed {
+		t.Fatalf("after its person's erasure: %+v, %v; want a new lead, not an answer naming the survivor %s", fresh, err, survivor)
 	}
 }
 
