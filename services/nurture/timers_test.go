@@ -356,3 +356,52 @@ func TestAQualifyingScoreIsNotRecycledBeforeItsVerdict(t *testing.T) {
 		t.Fatalf("no verdict an hour after the score: %v, want it recycled", types(evs))
 	}
 }
+
+// A score with a verdict whose verdict event never comes (qualification's
+// dead letter skipped) holds a lead for an hour, not for good: a
+// re-engaged lead goes back to its program, a new one is recycled at its
+// deadline.
+func TestAVerdictThatNeverComesHoldsTheLeadAnHour(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	putWebinars(t, s.client)
+	l := uuid.NewString()
+	w.accepted(t, l, "smb", 30)
+	w.reject(t, l, eventv1.RejectReason_REJECT_REASON_NOT_READY, "smb")
+	w.nurtured(t, l)
+	w.activity(t, l, webinar)
+	re := ofType(w.waitFor(t, l, "LeadReengaged", 1), "LeadReengaged")[0]
+	w.settle(t, group)
+	sc := w.scoreBy(t, l, re.GetEventId(), &eventv1.LeadScored{ModelId: "scoring", ModelVersion: 1, Total: 80, Threshold: 50,
+		Verdict: eventv1.ScoreVerdict_SCORE_VERDICT_QUALIFY})
+	by := sc.GetRecordedAt().AsTime().Add(time.Hour)
+	timer := &eventv1.NurtureTimer{TimerId: re.GetEventId(), LeadId: l, ReviewAt: timestamppb.New(stateOf(re).Deadline.Add(24 * time.Hour))}
+	if err := w.nurtureAt(by.Add(-time.Minute)).ReviewDue(ctxT(t), timer, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if exits := ofType(w.events(t, l), "NurtureExited"); len(exits) != 0 {
+		t.Fatalf("exited while the score's LeadQualified may still come: %v", exits)
+	}
+	if err := w.nurtureAt(by.Add(time.Second)).ReviewDue(ctxT(t), timer, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if exits := ofType(w.events(t, l), "NurtureExited"); len(exits) != 1 || exits[0].GetNurtureExited().GetCause() != eventv1.NurtureExitCause_NURTURE_EXIT_CAUSE_NOT_QUALIFIED {
+		t.Fatalf("an hour after a score whose verdict never came: exits %v, want one back to the program", exits)
+	}
+
+	// A new lead whose first score qualifies it, its LeadQualified lost.
+	n := uuid.NewString()
+	w.capture(t, n)
+	p := lifecycle.DefaultPolicy()
+	p.EngageWithin = time.Millisecond
+	first := w.writeWith(t, p, n, lifecycle.Command{Name: lifecycle.Score, Score: 80},
+		&eventv1.LeadScored{ModelId: "scoring", ModelVersion: 1, Total: 80, Threshold: 50, Verdict: eventv1.ScoreVerdict_SCORE_VERDICT_QUALIFY})
+	engage := &eventv1.NurtureTimer{TimerId: n, LeadId: n, ReviewAt: timestamppb.New(stateOf(first).Deadline)}
+	later := first.GetRecordedAt().AsTime().Add(time.Hour + time.Second)
+	if err := w.nurtureAt(later).ReviewDue(ctxT(t), engage, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := ofType(w.events(t, n), "LeadRecycled"); len(got) != 1 {
+		t.Fatalf("a new lead whose qualification never came: %v, want it recycled", types(w.events(t, n)))
+	}
+}

@@ -182,7 +182,7 @@ func (x *Index) head(prev app.Head, id string, seq uint64, at time.Time, m jetst
 	case ev.GetLeadReengaged() != nil:
 		h.Reengaged = h.EventID
 	case prev.Reengaged != "" && h.State.Status == lifecycle.StatusNurturing &&
-		(lifecycle.Kind(h.Type).Fact() || ev.GetLeadScored() != nil && (ev.GetCausationId() != prev.Reengaged || verdictFollows(ev.GetLeadScored()))):
+		(lifecycle.Kind(h.Type).Fact() || ev.GetLeadScored() != nil && (ev.GetCausationId() != prev.Reengaged || app.VerdictFollows(ev.GetLeadScored(), h.State.Status))):
 		// Its own score with a verdict still waits for the scorer's
 		// LeadQualified (LeadDisqualified), a second append.
 		h.Reengaged = prev.Reengaged
@@ -197,19 +197,6 @@ func (x *Index) head(prev app.Head, id string, seq uint64, at time.Time, m jetst
 		h.Scored = sc.GetVerdict() == eventv1.ScoreVerdict_SCORE_VERDICT_NONE && len(h.Unscored) == 0
 	}
 	return h
-}
-
-// verdictFollows reports whether the scorer appends a verdict event after
-// sc for a nurtured lead: a qualification, or a final disqualification
-// ("not now" does not send a nurtured lead back to nurture).
-func verdictFollows(sc *eventv1.LeadScored) bool {
-	switch sc.GetVerdict() {
-	case eventv1.ScoreVerdict_SCORE_VERDICT_QUALIFY:
-		return true
-	case eventv1.ScoreVerdict_SCORE_VERDICT_DISQUALIFY:
-		return !sc.GetDisqualify().GetNotNow()
-	}
-	return false
 }
 
 // intern keeps one copy of the few distinct types and owners; x.mu is held.

@@ -172,7 +172,7 @@ func (l *lead) apply(recs ...eventstore.Record) {
 			if waitsForEngagement(ev) {
 				l.source = x
 			}
-			if p.LeadScored.GetVerdict() != eventv1.ScoreVerdict_SCORE_VERDICT_NONE {
+			if VerdictFollows(p.LeadScored, lifecycle.FromProto(ev.GetLifecycle()).Status) {
 				l.verdict = x
 			}
 		case *eventv1.Event_ActivityRecorded, *eventv1.Event_LeadResubmitted:
@@ -210,8 +210,23 @@ func (l *lead) openGap(x ref) {
 // then goes to nurture.
 func waitsForEngagement(ev *eventv1.Event) bool {
 	sc := ev.GetLeadScored()
-	return sc != nil && sc.GetVerdict() == eventv1.ScoreVerdict_SCORE_VERDICT_NONE &&
-		lifecycle.FromProto(ev.GetLifecycle()).Status == lifecycle.StatusNew
+	// One with a verdict waits as well: should its LeadQualified never
+	// come (its dead letter skipped), the lead is not NEW for good.
+	return sc != nil && lifecycle.FromProto(ev.GetLifecycle()).Status == lifecycle.StatusNew
+}
+
+// VerdictFollows reports whether qualification appends a verdict event
+// (LeadQualified, LeadDisqualified) after sc, a score of a lead in
+// status: a qualification or a disqualification, but no "not now" for a
+// nurtured lead, which it never sends back to nurture.
+func VerdictFollows(sc *eventv1.LeadScored, status lifecycle.Status) bool {
+	switch sc.GetVerdict() {
+	case eventv1.ScoreVerdict_SCORE_VERDICT_QUALIFY:
+		return true
+	case eventv1.ScoreVerdict_SCORE_VERDICT_DISQUALIFY:
+		return status != lifecycle.StatusNurturing || !sc.GetDisqualify().GetNotNow()
+	}
+	return false
 }
 
 // segmentOf is the routing segment an event names, "" if none.

@@ -87,11 +87,17 @@ func (l *lead) unscoredBy() time.Time {
 // after the score (a verdict refused, or its dead letter skipped, must
 // not keep the lead NEW for good).
 func (l *lead) verdictOwed(now time.Time) bool {
-	return l.verdict.seq > l.source.seq && now.Before(l.verdictBy())
+	return l.verdict.seq > 0 && l.verdict.seq >= l.source.seq && now.Before(l.verdictBy())
 }
 
 func (l *lead) verdictBy() time.Time {
 	return l.verdict.ev.GetRecordedAt().AsTime().Add(unscoredGrace)
+}
+
+// reengagedVerdictBy is when a nurtured lead stops waiting for the
+// verdict event of its re-engagement's score.
+func (l *lead) reengagedVerdictBy() time.Time {
+	return l.reengagedScore.ev.GetRecordedAt().AsTime().Add(unscoredGrace)
 }
 
 // reengagedGrace bounds how long past its deadline a nurtured lead waits
@@ -273,8 +279,12 @@ func (a *App) nurtured(l *lead, cat *program.Catalog, now time.Time, meta envelo
 		switch sc := decided.GetLeadScored(); {
 		case sc == nil && !now.Before(a.reengagedBy(l)):
 			decided = l.reengaged.ev
-		case sc == nil || sc.GetVerdict() != eventv1.ScoreVerdict_SCORE_VERDICT_NONE:
-			return nil, nil // not scored yet, or a verdict event follows
+		case sc == nil:
+			return nil, nil // not scored yet
+		case VerdictFollows(sc, lifecycle.StatusNurturing) && now.Before(l.reengagedVerdictBy()):
+			// Its LeadQualified (LeadDisqualified) follows; one that never
+			// comes (its dead letter skipped) does not hold the lead here.
+			return nil, nil
 		}
 	}
 	// Judge what no score has seen (facts after the latest re-engagement)
@@ -305,7 +315,10 @@ func (a *App) nurtured(l *lead, cat *program.Catalog, now time.Time, meta envelo
 	switch {
 	case pending && now.Before(review):
 		reason := fmt.Sprintf("re-engaged, and no score came by %s: back to the program until its review", a.reengagedBy(l).UTC().Format(time.RFC3339))
-		if sc := decided.GetLeadScored(); sc != nil {
+		switch sc := decided.GetLeadScored(); {
+		case sc != nil && VerdictFollows(sc, lifecycle.StatusNurturing):
+			reason = fmt.Sprintf("re-engaged and re-scored %d, and its verdict never came: back to the program until its review", sc.GetTotal())
+		case sc != nil:
 			reason = fmt.Sprintf("re-engaged and re-scored %d, below the threshold %d: back to the program until its review", sc.GetTotal(), sc.GetThreshold())
 		}
 		return a.exit(l, prog, eventv1.NurtureExitCause_NURTURE_EXIT_CAUSE_NOT_QUALIFIED, reason, prog, review, decided, now, meta)

@@ -104,6 +104,11 @@ func (a *App) ReviewDue(ctx context.Context, t *eventv1.NurtureTimer, meta envel
 		if due := a.reengagedBy(l); now.Before(due) {
 			return again(id, due)
 		}
+	case l.state.Status == lifecycle.StatusNurturing && l.reengaged.seq > l.enrolled.seq && (id == l.reengaged.id() || id == l.unmerged.id()) &&
+		VerdictFollows(l.reengagedScore.ev.GetLeadScored(), lifecycle.StatusNurturing):
+		if due := l.reengagedVerdictBy(); now.Before(due) {
+			return again(id, due) // its verdict event is awaited that long
+		}
 	case now.Before(t.GetReviewAt().AsTime()):
 		return nil
 	}
