@@ -98,6 +98,20 @@ type Scheduler struct {
 	ttl time.Duration
 }
 
+// MinTTL is the shortest time a fired timer may be kept: it waits that
+// long for a consumer that is down, and the server refuses a message TTL
+// under a second, which would fail every schedule.
+const MinTTL = time.Hour
+
+// CheckTTL refuses a fired timers' TTL (flag) under MinTTL; 0 is the
+// default.
+func CheckTTL(flag string, ttl time.Duration) error {
+	if ttl != 0 && ttl < MinTTL {
+		return fmt.Errorf("%s %s: must be at least %s (a fired timer waits that long for its consumer), or 0 for 30 days", flag, ttl, MinTTL)
+	}
+	return nil
+}
+
 // NewScheduler returns the scheduler of s; ttl (default 30 days) bounds
 // how long fired timers are kept.
 func NewScheduler(js jetstream.JetStream, s Stream, ttl time.Duration) *Scheduler {

@@ -91,3 +91,17 @@ func TestDedupeIsPerLead(t *testing.T) {
 		t.Fatalf("%v stored, want one schedule a lead (%v)", info.State.Msgs, err)
 	}
 }
+
+// A fired timers' TTL under an hour is refused before it fails every
+// schedule (the server refuses a TTL under a second) or drops fired
+// timers a consumer down for minutes would still handle.
+func TestCheckTTL(t *testing.T) {
+	for _, c := range []struct {
+		ttl time.Duration
+		ok  bool
+	}{{0, true}, {time.Hour, true}, {30 * 24 * time.Hour, true}, {500 * time.Millisecond, false}, {time.Minute, false}, {-time.Hour, false}} {
+		if err := timer.CheckTTL("-timer-ttl", c.ttl); (err == nil) != c.ok {
+			t.Errorf("%s: %v, want ok %v", c.ttl, err, c.ok)
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	handoffv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/handoff/v1"
 	"github.com/leadflow/leadflow/pkg/grpcserver"
+	"github.com/leadflow/leadflow/pkg/timer"
 	"github.com/leadflow/leadflow/pkg/vault"
 	"github.com/leadflow/leadflow/services/handoff/adapters"
 	"github.com/leadflow/leadflow/services/handoff/app"
@@ -39,6 +40,9 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	}
 	if cfg.TimerStream == "" {
 		cfg.TimerStream = adapters.DefaultTimerStream
+	}
+	if err := timer.CheckTTL("-timer-ttl", cfg.TimerTTL); err != nil {
+		return err
 	}
 	nc, js, err := eventstore.Dial(cfg.NATSURL, "handoff", eventstore.WithUser(cfg.NATSUser, cfg.NATSPassword), eventstore.WithCA(cfg.TLS.NATSCAFile))
 	if err != nil {

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -597,5 +599,14 @@ func TestTwoReplicasShareRouting(t *testing.T) {
 	}
 	if len(leads) != n {
 		t.Errorf("%d leads took pool turns, want %d", len(leads), n)
+	}
+}
+
+// A fired timers' TTL the server would refuse on every schedule stops
+// the service at start, naming the flag.
+func TestAShortTimerTTLIsRefusedAtStart(t *testing.T) {
+	err := run(context.Background(), Config{NATSURL: "nats://127.0.0.1:1", TimerTTL: 500 * time.Millisecond}, slog.New(slog.DiscardHandler), nil)
+	if err == nil || !strings.Contains(err.Error(), "-timer-ttl") {
+		t.Fatalf("run with -timer-ttl 500ms: %v, want it refused, named", err)
 	}
 }

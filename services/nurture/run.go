@@ -12,6 +12,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	nurturev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/nurture/v1"
 	"github.com/leadflow/leadflow/pkg/grpcserver"
+	"github.com/leadflow/leadflow/pkg/timer"
 	"github.com/leadflow/leadflow/services/nurture/adapters"
 	"github.com/leadflow/leadflow/services/nurture/app"
 	"github.com/leadflow/leadflow/services/nurture/ports"
@@ -30,6 +31,9 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	}
 	if cfg.TimerStream == "" {
 		cfg.TimerStream = adapters.DefaultTimerStream
+	}
+	if err := timer.CheckTTL("-timer-ttl", cfg.TimerTTL); err != nil {
+		return err
 	}
 	nc, js, err := eventstore.Dial(cfg.NATSURL, "nurture", eventstore.WithUser(cfg.NATSUser, cfg.NATSPassword), eventstore.WithCA(cfg.TLS.NATSCAFile))
 	if err != nil {

@@ -385,3 +385,12 @@ func TestManualRecycleRetriedAfterItsProgramIsRetired(t *testing.T) {
 		t.Fatalf("a new recycle into the retired program: %v", err)
 	}
 }
+
+// A fired timers' TTL the server would refuse on every schedule stops
+// the service at start, naming the flag.
+func TestAShortTimerTTLIsRefusedAtStart(t *testing.T) {
+	err := run(context.Background(), Config{NATSURL: "nats://127.0.0.1:1", TimerTTL: 500 * time.Millisecond}, slog.New(slog.DiscardHandler), nil)
+	if err == nil || !strings.Contains(err.Error(), "-timer-ttl") {
+		t.Fatalf("run with -timer-ttl 500ms: %v, want it refused, named", err)
+	}
+}
