@@ -234,6 +234,23 @@ func TestCommandsOnALeadOwedReplaysWriteThemFirst(t *testing.T) {
 		t.Errorf("email consent %v once the unmerge is done after a score, want withdrawn", got)
 	}
 
+	// A withdrawal the lead already reads (the person withdrew before the
+	// merge and granted while merged, which the unmerge's rest gives
+	// back), which writes nothing: the rest first, then the withdrawal is
+	// written after it.
+	a, release = owed("noop", keeper, func(a string) { e.setConsent(t, a, emailChannel, withdrawn) }, func(a string) { e.setConsent(t, a, emailChannel, granted) })
+	tl = e.timeline(t, a)
+	e.appendRaw(t, &eventv1.Event{LeadId: a, EventType: "LeadScored", Actor: &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_SERVICE, Id: "qualification"},
+		Lifecycle: tl[len(tl)-1].GetLifecycle(), Payload: &eventv1.Event_LeadScored{LeadScored: &eventv1.LeadScored{Total: 10, Threshold: 50}}})
+	if got := consentOf(e.getLead(t, a), emailChannel); got != withdrawn {
+		t.Fatalf("email consent %v before the rest, want withdrawn (its own, from before the merge)", got)
+	}
+	e.setConsent(t, a, emailChannel, withdrawn)
+	release()
+	if got := consentOf(e.getLead(t, a), emailChannel); got != withdrawn {
+		t.Errorf("email consent %v after a withdrawal that found it withdrawn, once the unmerge is done, want withdrawn", got)
+	}
+
 	// Exported: every activity its person sent is in the export.
 	a, release = owed("export", keeper, none, none)
 	x, err := e.client.ExportLead(ctx, &intakev1.ExportLeadRequest{LeadId: a})

@@ -91,6 +91,19 @@ func (a *App) SetConsent(ctx context.Context, in SetConsent, meta envelope.Meta)
 			via = in.LeadID
 		}
 		if w := (consentWord{in.Consent.GetStatus(), via}); !w.heard(consentsAsOf(recs, p.expect), in.Consent.GetChannel()) {
+			// Nothing to write, unless an unmerge cut off still owes the
+			// lead an older change of the channel: written after this
+			// word unstored, it would stand over it. The rest first, then
+			// this word again.
+			if owed, err := a.stillOwed(ctx, p.leadID, recs); err != nil || owed != "" {
+				if err == nil {
+					err = a.FinishUnmerge(ctx, p.leadID)
+				}
+				if err != nil {
+					return nil, err
+				}
+				return nil, eventstore.ErrConflict
+			}
 			return &plan{done: &answer{LeadID: p.leadID, Outcome: p.outcome, Version: p.expect, Replayed: true}}, nil
 		}
 		return p, nil
