@@ -210,9 +210,8 @@ func (l *lead) openGap(x ref) {
 // then goes to nurture.
 func waitsForEngagement(ev *eventv1.Event) bool {
 	sc := ev.GetLeadScored()
-	// One with a verdict waits as well: should its LeadQualified never
-	// come (its dead letter skipped), the lead is not NEW for good.
-	return sc != nil && lifecycle.FromProto(ev.GetLifecycle()).Status == lifecycle.StatusNew
+	return sc != nil && sc.GetVerdict() == eventv1.ScoreVerdict_SCORE_VERDICT_NONE &&
+		lifecycle.FromProto(ev.GetLifecycle()).Status == lifecycle.StatusNew
 }
 
 // VerdictFollows reports whether qualification appends a verdict event

@@ -87,7 +87,7 @@ func (l *lead) unscoredBy() time.Time {
 // after the score (a verdict refused, or its dead letter skipped, must
 // not keep the lead NEW for good).
 func (l *lead) verdictOwed(now time.Time) bool {
-	return l.verdict.seq > 0 && l.verdict.seq >= l.source.seq && now.Before(l.verdictBy())
+	return l.verdict.seq > l.source.seq && now.Before(l.verdictBy())
 }
 
 func (l *lead) verdictBy() time.Time {

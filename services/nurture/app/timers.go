@@ -29,9 +29,10 @@ const engageSlot = "engage"
 
 // ScheduleTimer schedules what ev starts: the review of an enrolment (a
 // NurtureEnrolled), the end of the wait for a re-engagement's score (a
-// LeadReengaged, or an unmerge back to NURTURING), or the engagement
-// deadline of a NEW lead's score with no verdict or of an unmerge that
-// puts a lead back in NEW. Other events schedule nothing.
+// LeadReengaged, or an unmerge back to NURTURING) or for that score's
+// verdict event, or the engagement deadline of a NEW lead's score with
+// no verdict or of an unmerge that puts a lead back in NEW. Other events
+// schedule nothing.
 func (a *App) ScheduleTimer(ctx context.Context, ev *eventv1.Event) error {
 	t := &eventv1.NurtureTimer{TimerId: ev.GetEventId(), LeadId: ev.GetLeadId()}
 	switch e := ev.GetNurtureEnrolled(); {
@@ -46,6 +47,14 @@ func (a *App) ScheduleTimer(ctx context.Context, ev *eventv1.Event) error {
 		// Given back in nurture: a re-engagement the merge left unscored
 		// waits again (reengagedBy); its own timer fired while merged.
 		t.ReviewAt = timestamppb.New(a.afterUnmerge(ev).Add(reengagedGrace))
+		return a.timers.Schedule(ctx, t.GetTimerId(), t)
+	case ev.GetLeadScored() != nil && VerdictFollows(ev.GetLeadScored(), lifecycle.StatusNurturing) &&
+		lifecycle.FromProto(ev.GetLifecycle()).Status == lifecycle.StatusNurturing:
+		// A re-engagement's score with a verdict: should its verdict event
+		// never come, nurture takes the lead back an hour on. In the
+		// re-engagement's slot (the score's cause), replacing its wait.
+		t.TimerId = ev.GetCausationId()
+		t.ReviewAt = timestamppb.New(ev.GetRecordedAt().AsTime().Add(unscoredGrace))
 		return a.timers.Schedule(ctx, t.GetTimerId(), t)
 	case waitsForEngagement(ev),
 		ev.GetLeadUnmerged() != nil && lifecycle.FromProto(ev.GetLifecycle()).Status == lifecycle.StatusNew:
