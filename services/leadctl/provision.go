@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/leadflow/leadflow/pkg/eventstore"
@@ -48,11 +49,16 @@ func provisionCmd(o *options) *cobra.Command {
 			// Run again after an upgrade without --replicas, the default 1
 			// would bring a cluster's streams down to one copy.
 			if !cmd.Flags().Changed("replicas") && os.Getenv("LEADFLOW_REPLICAS") == "" {
-				if st, err := js.Stream(ctx, eventstore.DefaultStream); err == nil {
-					if have := st.CachedInfo().Config.Replicas; have != replicas {
-						return fmt.Errorf("%w: %s has %d replicas and --replicas is not given (default %d): pass --replicas %d to keep them, or the count you want",
-							errUsage, eventstore.DefaultStream, have, replicas, have)
-					}
+				st, err := js.Stream(ctx, eventstore.DefaultStream)
+				switch {
+				case errors.Is(err, jetstream.ErrStreamNotFound):
+					// A first provisioning: the default stands.
+				case err != nil:
+					return fmt.Errorf("read %s's replicas, to keep them (--replicas not given): %w", eventstore.DefaultStream, err)
+				case st.CachedInfo().Config.Replicas != replicas:
+					have := st.CachedInfo().Config.Replicas
+					return fmt.Errorf("%w: %s has %d replicas and --replicas is not given (default %d): pass --replicas %d to keep them, or the count you want",
+						errUsage, eventstore.DefaultStream, have, replicas, have)
 				}
 			}
 			if err := provision.All(ctx, js, replicas); err != nil {
