@@ -152,6 +152,17 @@ func TestJourneyMarksOnlyLateStepsMissed(t *testing.T) {
 	if steps[2].Missed {
 		t.Error("the last step is judged by the page's clock, not here")
 	}
+	// Nurture's own step, days late (it was down): missed.
+	recycled := rec(4, "LeadRecycled", 1, &eventv1.Event{Payload: &eventv1.Event_LeadRecycled{LeadRecycled: &eventv1.LeadRecycled{}}})
+	recycled.Event.OccurredAt = timestamppb.New(review.Add(72 * time.Hour))
+	late := dashboard.Journey([]eventstore.Record{
+		rec(3, "LeadScored", 1, &eventv1.Event{Payload: &eventv1.Event_LeadScored{LeadScored: &eventv1.LeadScored{}},
+			Lifecycle: lc(eventv1.LeadStatus_LEAD_STATUS_NEW)}),
+		recycled,
+	})
+	if !late[0].Missed {
+		t.Error("a recycle three days past the deadline is not marked missed")
+	}
 }
 
 // A burst of commits reaches a page as few notices, the last one carrying

@@ -47,7 +47,8 @@ type Step struct {
 	NewCycle bool `json:"new_cycle,omitempty"`
 	// Missed: the next step came after this one's deadline, and was not
 	// the step the deadline was set for (nurture's review of an enrolment,
-	// its recycle of a new lead nobody engaged): a late step, not a plan.
+	// its recycle of a new lead nobody engaged) within the hour after it:
+	// a late step, not a plan.
 	Missed bool `json:"missed,omitempty"`
 }
 
@@ -88,7 +89,9 @@ func Journey(recs []eventstore.Record) []Step {
 	}
 	for i := range len(out) - 1 {
 		s, next := &out[i], out[i+1]
-		planned := next.Lane == LaneNurture && (s.Status == "new" || s.Status == "nurturing")
+		// Within the hour nurture may wait past it (a fact's score);
+		// later, nurture itself was late.
+		planned := next.Lane == LaneNurture && (s.Status == "new" || s.Status == "nurturing") && !next.At.After(s.Deadline.Add(time.Hour))
 		s.Missed = !s.Deadline.IsZero() && next.At.After(s.Deadline) && !planned
 	}
 	return out
