@@ -251,6 +251,19 @@ func TestCommandsOnALeadOwedReplaysWriteThemFirst(t *testing.T) {
 		t.Errorf("email consent %v after a withdrawal that found it withdrawn, once the unmerge is done, want withdrawn", got)
 	}
 
+	// So does a form that withdraws it, on the same lead.
+	a, release = owed("formnoop", keeper, func(a string) { e.setConsent(t, a, emailChannel, withdrawn) }, func(a string) { e.setConsent(t, a, emailChannel, granted) })
+	tl = e.timeline(t, a)
+	e.appendRaw(t, &eventv1.Event{LeadId: a, EventType: "LeadScored", Actor: &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_SERVICE, Id: "qualification"},
+		Lifecycle: tl[len(tl)-1].GetLifecycle(), Payload: &eventv1.Event_LeadScored{LeadScored: &eventv1.LeadScored{Total: 10, Threshold: 50}}})
+	form := withExt(lead("formnoop@owed.example"), "ext-formnoop")
+	form.Consents = []*eventv1.Consent{{Channel: emailChannel, Status: withdrawn}}
+	e.capture(t, form)
+	release()
+	if got := consentOf(e.getLead(t, a), emailChannel); got != withdrawn {
+		t.Errorf("email consent %v after a form that withdrew it, once the unmerge is done, want withdrawn", got)
+	}
+
 	// Exported: every activity its person sent is in the export.
 	a, release = owed("export", keeper, none, none)
 	x, err := e.client.ExportLead(ctx, &intakev1.ExportLeadRequest{LeadId: a})
