@@ -163,6 +163,15 @@ func TestJourneyMarksOnlyLateStepsMissed(t *testing.T) {
 	if !late[0].Missed {
 		t.Error("a recycle three days past the deadline is not marked missed")
 	}
+	// An unmerge that restores a deadline gone by, recycled at once: on time.
+	unmerged := rec(3, "LeadUnmerged", 1, &eventv1.Event{Payload: &eventv1.Event_LeadUnmerged{LeadUnmerged: &eventv1.LeadUnmerged{}},
+		Lifecycle: lc(eventv1.LeadStatus_LEAD_STATUS_NEW)})
+	unmerged.Event.OccurredAt = timestamppb.New(review.Add(30 * 24 * time.Hour))
+	recycled = rec(4, "LeadRecycled", 1, &eventv1.Event{Payload: &eventv1.Event_LeadRecycled{LeadRecycled: &eventv1.LeadRecycled{}}})
+	recycled.Event.OccurredAt = timestamppb.New(review.Add(30*24*time.Hour + 5*time.Minute))
+	if back := dashboard.Journey([]eventstore.Record{unmerged, recycled}); back[0].Missed {
+		t.Error("a recycle minutes after the unmerge that restored a deadline gone by is marked missed")
+	}
 }
 
 // A burst of commits reaches a page as few notices, the last one carrying

@@ -89,9 +89,14 @@ func Journey(recs []eventstore.Record) []Step {
 	}
 	for i := range len(out) - 1 {
 		s, next := &out[i], out[i+1]
-		// Within the hour nurture may wait past it (a fact's score);
-		// later, nurture itself was late.
-		planned := next.Lane == LaneNurture && (s.Status == "new" || s.Status == "nurturing") && !next.At.After(s.Deadline.Add(time.Hour))
+		// Within the hour nurture may wait past it (a fact's score), or
+		// past the step that set it (an unmerge restoring a deadline
+		// gone by); later, nurture itself was late.
+		from := s.Deadline
+		if s.At.After(from) {
+			from = s.At
+		}
+		planned := next.Lane == LaneNurture && (s.Status == "new" || s.Status == "nurturing") && !next.At.After(from.Add(time.Hour))
 		s.Missed = !s.Deadline.IsZero() && next.At.After(s.Deadline) && !planned
 	}
 	return out
