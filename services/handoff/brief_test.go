@@ -256,8 +256,13 @@ func TestBriefListsEachRecycleOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b := r.GetBrief(); b.GetJourney() != 3 || b.GetOpportunity().GetOutcome() != "lost" || b.GetOpportunity().GetJourney() != 2 {
-		t.Errorf("journey %d, deal %v; want journey 3, the deal lost in journey 2", b.GetJourney(), b.GetOpportunity())
+	// The journeys are the lifecycle's cycles, as every event carries them:
+	// nurtured before it first qualified, the lead is in its fourth.
+	evs := w.events(t, id)
+	cycle := func(typ string) int32 { return ofType(evs, typ)[len(ofType(evs, typ))-1].GetLifecycle().GetCycle() }
+	if b := r.GetBrief(); cycle("LeadQualified") != 4 || b.GetJourney() != cycle("LeadQualified") || b.GetOpportunity().GetOutcome() != "lost" ||
+		b.GetOpportunity().GetJourney() != cycle("OpportunityCreated") {
+		t.Errorf("journey %d, deal %v; want journey %d, the deal lost in journey %d", b.GetJourney(), b.GetOpportunity(), cycle("LeadQualified"), cycle("OpportunityCreated"))
 	}
 }
 
@@ -378,6 +383,18 @@ func TestBriefTellsTheAbsorbedLeadsStory(t *testing.T) {
 	if b := brief(); !slices.Contains(details(b), "priced 90 seats") || b.GetProfile().GetCompany() != "Zeta Holdings" ||
 		b.GetProfile().GetCountry() != "US" || b.GetProfile().GetEmployees() != 900 {
 		t.Errorf("while merged: activities %v, profile %v; want what came through the absorbed lead, opened", details(b), b.GetProfile())
+	}
+	for _, a := range brief().GetActivities() {
+		if a.GetLeadId() != absorbed {
+			t.Errorf("activity %q is named %q's, want the absorbed lead's, whose person did it", a.GetDetail(), a.GetLeadId())
+		}
+	}
+	// The absorbed lead erased (its keys not shredded yet): nothing of it
+	// is opened in the survivor's brief.
+	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Erase}, &eventv1.LeadErased{Reason: "access request"}, intakeActor)
+	if b := brief(); slices.ContainsFunc(details(b), func(d string) bool { return d != "" }) || b.GetProfile().GetCompany() == "Zeta Holdings" ||
+		b.GetRejections()[0].GetNote() != "" {
+		t.Errorf("the absorbed lead erased: activities %v, company %q, rejection %v; want none of its words opened", details(b), b.GetProfile().GetCompany(), b.GetRejections())
 	}
 	// The unmerge gives it back with the absorbed lead.
 	w.fact(t, survivor, &eventv1.LeadUnmerged{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "two people"})

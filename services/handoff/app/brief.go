@@ -147,6 +147,7 @@ func (a *App) HandoffBrief(ctx context.Context, leadID string) (Brief, error) {
 	}
 	b, sealed, absorbed := briefOf(leadID, recs)
 	seen := map[string]bool{leadID: true}
+	erased := map[string]bool{} // merged leads erased (their keys may outlive it a moment)
 	for range maxMergeHops {
 		var next []string
 		for _, id := range absorbed {
@@ -159,6 +160,9 @@ func (a *App) HandoffBrief(ctx context.Context, leadID string) (Brief, error) {
 				return Brief{}, fmt.Errorf("lead %s merged into %s: %w", id, leadID, err)
 			}
 			x, _, more := briefOf(id, recs)
+			if x.State.Status == lifecycle.StatusErased {
+				erased[id] = true
+			}
 			b.absorb(x)
 			next = append(next, more...)
 		}
@@ -174,10 +178,23 @@ func (a *App) HandoffBrief(ctx context.Context, leadID string) (Brief, error) {
 		b.Activities = b.Activities[:maxActivities]
 	}
 	// An erased lead's keys may outlive LeadErased for a moment (or until
-	// its erasure's timer finishes a cut-short one): open nothing of it.
+	// its erasure's timer finishes a cut-short one): open nothing of it,
+	// nor of a merged lead erased, nor what came through one.
+	if len(erased) > 0 {
+		b.forget(erased)
+		sealed = slices.DeleteFunc(sealed, func(s sealedData) bool { return erased[s.via] })
+	}
 	if b.State.Status != lifecycle.StatusErased {
 		if err := a.openBrief(ctx, &b, sealed); err != nil {
 			return Brief{}, err
+		}
+	}
+	// What a merged lead's person did through this lead is theirs: named
+	// so, as that lead's own entries are (opened above with this lead's id
+	// for data sealed before 2026-12-05).
+	for i := range b.Activities {
+		if v := b.Activities[i].via; v != "" {
+			b.Activities[i].LeadID = v
 		}
 	}
 	if id := b.FirstTouch.Attribution.GetCampaignId(); id != "" {
@@ -188,6 +205,26 @@ func (a *App) HandoffBrief(ctx context.Context, leadID string) (Brief, error) {
 		b.FirstTouch.Campaign = camp
 	}
 	return b, nil
+}
+
+// forget drops the sealed data of the entries of the erased leads, and of
+// what came through them, so none is opened.
+func (b *Brief) forget(erased map[string]bool) {
+	for i := range b.Activities {
+		if e := &b.Activities[i]; erased[e.LeadID] || erased[e.via] {
+			e.sealed = nil
+		}
+	}
+	for i := range b.Rejections {
+		if erased[b.Rejections[i].LeadID] {
+			b.Rejections[i].sealed = nil
+		}
+	}
+	for i := range b.Recycles {
+		if erased[b.Recycles[i].LeadID] {
+			b.Recycles[i].sealed = nil
+		}
+	}
 }
 
 // absorb adds the story of x, a lead merged into b's, to b: its first
@@ -273,8 +310,11 @@ func briefOf(leadID string, recs []eventstore.Record) (b Brief, sealed []sealedD
 		case *eventv1.Event_LeadScored:
 			b.Score = p.LeadScored
 		case *eventv1.Event_LeadQualified:
-			// A new journey: an earlier one's routing is not this one's.
-			b.Journey++
+			// A new journey: an earlier one's routing is not this one's. Its
+			// number is the lifecycle's cycle, which every event carries (a
+			// lead nurtured before it first qualified is in its second);
+			// events from before cycles were recorded count qualifications.
+			b.Journey = max(b.Journey+1, int(ev.GetLifecycle().GetCycle()))
 			b.QualifiedAt = at
 			b.Routing, b.Segment = nil, ""
 		case *eventv1.Event_LeadDisqualified:

@@ -2321,7 +2321,10 @@ type HandoffBrief struct {
 	// score is the latest LeadScored: reasons and model version.
 	Score       *v1.LeadScored         `protobuf:"bytes,9,opt,name=score,proto3" json:"score,omitempty"`
 	QualifiedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=qualified_at,json=qualifiedAt,proto3" json:"qualified_at,omitempty"`
-	// journey counts the lead's qualifications: 2 is its second time as an MQL.
+	// journey is the journey cycle the lead last qualified in, the number
+	// every event's lifecycle carries (a lead nurtured before it first
+	// qualified is in cycle 2 then); for events from before cycles were
+	// recorded, its count of qualifications.
 	Journey int32 `protobuf:"varint,11,opt,name=journey,proto3" json:"journey,omitempty"`
 	// owners, rejections and recycles include those of the leads merged
 	// into this one (lead_id says which), in time order.
