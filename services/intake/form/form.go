@@ -198,7 +198,7 @@ func Phone(v *Violations, field, s string) string {
 
 // extensionRE finds an extension written after a number: "ext. 23",
 // "extension 23", "x23", "#23", RFC 3966's ";ext=23".
-var extensionRE = regexp.MustCompile(`(?i)^(.*?[0-9)])\s*(?:;\s*ext=|,?\s*(?:ext\.?|extension|x|#)\s*)([0-9]{1,10})\s*$`)
+var extensionRE = regexp.MustCompile(`(?i)^(.*?[0-9)])\s*(?:;\s*ext=|,?\s*(?:ext\.?|extension|x|#)\s*)([0-9]+)\s*$`)
 
 // SplitExtension splits a phone written with its extension into the
 // number and the extension's digits; one without is returned whole.
@@ -215,6 +215,8 @@ func SplitExtension(s string) (number, ext string) {
 func Extension(v *Violations, field, given, inPhone, phone string) string {
 	given = strings.TrimSpace(given)
 	switch {
+	case given == "" && len(inPhone) > 10:
+		v.Add(field, "must be 1-10 digits (the one written in the phone has %d)", len(inPhone))
 	case given == "":
 		return inPhone
 	case strings.TrimSpace(phone) == "":

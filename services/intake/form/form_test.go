@@ -69,6 +69,7 @@ func TestPhoneExtensions(t *testing.T) {
 		{phone: "+14155550100", ext: "2a", bad: "contact.phone_extension"},
 		{ext: "23", bad: "contact.phone_extension"},
 		{phone: "+1 415 555 0100 ext. ", bad: "contact.phone"},
+		{phone: "+1 415 555 0127 ext. 12345678901", bad: "contact.phone_extension"},
 	} {
 		in := form.Capture{Contact: &eventv1.Contact{Email: "a@b.com", Phone: c.phone, PhoneExtension: c.ext}, Attribution: &eventv1.Attribution{Source: "web-form"}}
 		l, v := form.CheckCapture(in, time.Now())
