@@ -56,7 +56,8 @@ func Setup(ctx context.Context, log *slog.Logger, f func(context.Context) error)
 	}
 }
 
-// Refused reports whether the server answered no (a 4xx API error), or the
+// Refused reports whether the server answered no (a 4xx API error, or
+// more replicas than a single server has), or the
 // connection is closed for good: retrying will not help. Anything else (a
 // timeout, no responders, a cluster without a leader for now) may pass, and
 // so may "no suitable peers" while a node is down.
@@ -67,10 +68,14 @@ func Refused(err error) bool {
 	var je jetstream.JetStreamError
 	if errors.As(err, &je) && je.APIError() != nil {
 		e := je.APIError()
-		return e.Code >= 400 && e.Code < 500 && e.ErrorCode != errNoSuitablePeers
+		return e.Code >= 400 && e.Code < 500 && e.ErrorCode != errNoSuitablePeers || e.ErrorCode == errReplicasNotSupported
 	}
 	return false
 }
+
+// errReplicasNotSupported is the server's JSStreamReplicasNotSupportedErr,
+// a 500 that no retry mends: a single server asked for more replicas.
+const errReplicasNotSupported jetstream.ErrorCode = 10074
 
 // errNoSuitablePeers is the server's JSClusterNoPeersErr: a replicated
 // stream cannot be placed because too few nodes are up, for now.
