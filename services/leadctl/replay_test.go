@@ -191,6 +191,9 @@ func testReplayFindsBrokenJourneys(t *testing.T, newWorld func(testing.TB) *worl
 	if _, _, err := w.ctlSplit(t, "replay", "--since", "yesterday"); !errors.Is(err, errUsage) {
 		t.Fatalf("bad --since: %v", err)
 	}
+	if _, _, err := w.ctlSplit(t, "replay", "--from-seq", "1000000"); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "last message") {
+		t.Fatalf("replay --from-seq past the stream's end: %v, want a usage error naming its last message", err)
+	}
 	if _, _, err := w.ctlSplit(t, "replay", "--from-seq", "9", "--to-seq", "3"); !errors.Is(err, errUsage) {
 		t.Fatalf("from after to: %v", err)
 	}
