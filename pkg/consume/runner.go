@@ -257,8 +257,9 @@ func (p *partition) loseLocked() {
 // as they expire or are handed back, not in one order. fetchLoop holds that
 // prefix back (they are the deliveries with a count above one) and hands it
 // to the workers sorted by sequence once it ends: at the first new message,
-// or when a pull comes back short (nothing more to redeliver, or MaxHeld
-// reached).
+// or when a pull comes back empty (nothing more to redeliver, or MaxHeld
+// reached; a short one was taken for that, and a second batch a moment
+// later then ran out of order).
 func (r *runner) fetchLoop(ctx context.Context, p *partition) {
 	failures := 0
 	recovering := true
@@ -327,11 +328,14 @@ func (r *runner) fetchLoop(ctx context.Context, p *partition) {
 			}
 			r.dispatch(it)
 		}
-		if recovering && len(prefix) > 0 && got < fetchBatch {
+		// Only an empty pull says nothing more comes back (or MaxHeld is
+		// reached): the server may give the redeliveries back in short
+		// batches a moment apart, the later ones of lower sequences.
+		if recovering && len(prefix) > 0 && got == 0 {
 			flush()
 		}
 		p.mu.Lock()
-		if !recovering || (got < fetchBatch && (got > 0 || pull.at.Sub(p.taken) >= r.cfg.PinnedTTL)) {
+		if !recovering || (got == 0 && pull.at.Sub(p.taken) >= r.cfg.PinnedTTL) {
 			p.recovered = true
 		}
 		p.mu.Unlock()
