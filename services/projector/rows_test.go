@@ -58,7 +58,7 @@ func TestFunnelRowsOpenTheirLeads(t *testing.T) {
 	for _, key := range []string{"ent\x00", "\xff"} {
 		q := url.Values{"figure": {"funnel"}, "row": {"segment"}, "key": {key}}
 		code, out := testenv.HTTPJSON(t, "GET", base+"api/leads?"+q.Encode(), "")
-		if code != http.StatusBadRequest || !strings.Contains(fmt.Sprint(out["violations"]), "Field:key") {
+		if code != http.StatusBadRequest || !strings.Contains(fmt.Sprint(out["violations"]), "field:key") {
 			t.Errorf("key %q: %d %v", key, code, out)
 		}
 	}

@@ -19,8 +19,8 @@ var ErrBusy = errors.New("a rebuild is running")
 
 // Violation is one refused request field.
 type Violation struct {
-	Field       string
-	Description string
+	Field       string `json:"field"`
+	Description string `json:"description"`
 }
 
 // ValidationError is a request refused for its fields.

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -131,9 +132,12 @@ type query struct {
 
 // parseQuery reads from/to (YYYY-MM-DD, UTC midnight, or RFC 3339),
 // segment and source.
-func parseQuery(r *http.Request) (query, error) {
+func parseQuery(r *http.Request, more ...string) (query, error) {
 	var q query
 	var err error
+	if err := onlyParams(r, append(more, "from", "to", "segment", "source")...); err != nil {
+		return q, err
+	}
 	if q.period.From, err = parseTime(r.FormValue("from"), "from"); err != nil {
 		return q, err
 	}
@@ -142,6 +146,18 @@ func parseQuery(r *http.Request) (query, error) {
 	}
 	q.segment, q.source = r.FormValue("segment"), r.FormValue("source")
 	return q, nil
+}
+
+// onlyParams refuses a query parameter the route does not read: a
+// misspelt ?form= would otherwise answer over all time.
+func onlyParams(r *http.Request, known ...string) error {
+	for k := range r.URL.Query() {
+		if !slices.Contains(known, k) {
+			slices.Sort(known)
+			return &app.ValidationError{Violations: []app.Violation{{Field: k, Description: "is not a parameter of " + r.URL.Path + " (" + strings.Join(known, ", ") + ")"}}}
+		}
+	}
+	return nil
 }
 
 func parseTime(s, field string) (time.Time, error) {
@@ -177,7 +193,7 @@ var groups = map[string]projectorv1.FunnelGroup{
 }
 
 func (h *Handler) funnel(w http.ResponseWriter, r *http.Request) {
-	q, err := parseQuery(r)
+	q, err := parseQuery(r, "group")
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -191,7 +207,7 @@ func (h *Handler) funnel(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) campaigns(w http.ResponseWriter, r *http.Request) {
-	q, err := parseQuery(r)
+	q, err := parseQuery(r, "attribution", "currency")
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -225,7 +241,7 @@ func (h *Handler) queues(w http.ResponseWriter, r *http.Request) {
 
 // leads lists the leads behind a figure (figure=...), or searches them.
 func (h *Handler) leads(w http.ResponseWriter, r *http.Request) {
-	q, err := parseQuery(r)
+	q, err := parseQuery(r, "limit", "figure", "measure", "campaign", "attribution", "currency", "row", "key", "month", "page", "rep", "overdue", "status")
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -356,7 +372,7 @@ func (h *Handler) startWhatIf(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	q, err := parseQuery(r)
+	q, err := parseQuery(r, "version", "fresh")
 	if err != nil {
 		h.fail(w, r, err)
 		return

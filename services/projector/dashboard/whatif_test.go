@@ -73,6 +73,13 @@ func TestDashboardWhatIfs(t *testing.T) {
 	if h.ServeHTTP(rec, body); rec.Code != http.StatusOK || reports.started != 2 {
 		t.Fatalf("a what-if in a JSON body: %d %s, %d started; want the running one", rec.Code, rec.Body, reports.started)
 	}
+	// A misspelt period in the query would replay over all time: refused.
+	rec = httptest.NewRecorder()
+	typo := httptest.NewRequest(http.MethodPost, "/api/whatif?version=2&form=2026-03-01", nil)
+	typo.Header.Set("Content-Type", "application/json")
+	if h.ServeHTTP(rec, typo); rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), `"form"`) {
+		t.Fatalf("a what-if with ?form=: %d %s, want 400 naming form", rec.Code, rec.Body)
+	}
 	// No version, or an unknown field: 400 naming it.
 	for in, field := range map[string]string{`{}`: `"version"`, `{"proposed_version": 2}`: `"body"`} {
 		rec = httptest.NewRecorder()

@@ -270,7 +270,7 @@ function panel(cls, title, sub, tools, ...body) {
 }
 function errorBox(e) {
   const v = e.body && e.body.violations;
-  return el("div", { class: "error" }, v ? v.map((x) => x.Field + ": " + x.Description).join("; ") : e.message);
+  return el("div", { class: "error" }, v ? v.map((x) => x.field + ": " + x.description).join("; ") : e.message);
 }
 async function settle(promise) { try { return { ok: await promise }; } catch (e) { return { err: e }; } }
 
@@ -444,8 +444,8 @@ function campaignPanel(res, attr) {
       Object.entries(ATTR).map(([k, v]) => el("option", { value: k, selected: k === attr }, v))));
   if (res.err) {
     const v = (res.err.body && res.err.body.violations) || [];
-    const cur = v.find((x) => x.Field === "currency");
-    const picks = cur ? (cur.Description.match(/\b[A-Z]{3}\b/g) || []).map((c) => el("button", { class: "ghost", onclick: () => setParams({ currency: c }) }, c)) : [];
+    const cur = v.find((x) => x.field === "currency");
+    const picks = cur ? (cur.description.match(/\b[A-Z]{3}\b/g) || []).map((c) => el("button", { class: "ghost", onclick: () => setParams({ currency: c }) }, c)) : [];
     return panel("campaign-panel", "Campaigns: spend to revenue", "", tools, errorBox(res.err), picks.length ? el("div", { class: "pager" }, "Report in ", picks) : null);
   }
   const r = res.ok, cur = r.currency;
