@@ -221,13 +221,19 @@ func TestCommandsOnALeadOwedReplaysWriteThemFirst(t *testing.T) {
 	if got := consentOf(e.getLead(t, a), emailChannel); got != withdrawn {
 		t.Errorf("email consent %v once the unmerge is done, want withdrawn", got)
 	}
+	// scored appends a score of lead a as qualification would, so the
+	// lead's last event is another service's, not the unmerge's.
+	scored := func(a string) {
+		t.Helper()
+		tl := e.timeline(t, a)
+		e.appendRaw(t, &eventv1.Event{LeadId: a, EventType: "LeadScored", Actor: &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_SERVICE, Id: "qualification"},
+			Lifecycle: tl[len(tl)-1].GetLifecycle(), Payload: &eventv1.Event_LeadScored{LeadScored: &eventv1.LeadScored{Total: 10, Threshold: 50}}})
+	}
 	// So with another service's event last (qualification scores the
 	// replays): the rest, written after the withdrawal, leaves the grant
 	// the withdrawal is newer than.
 	a, release = owed("scored", keeper, none, func(a string) { e.setConsent(t, a, emailChannel, granted) })
-	tl := e.timeline(t, a)
-	e.appendRaw(t, &eventv1.Event{LeadId: a, EventType: "LeadScored", Actor: &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_SERVICE, Id: "qualification"},
-		Lifecycle: tl[len(tl)-1].GetLifecycle(), Payload: &eventv1.Event_LeadScored{LeadScored: &eventv1.LeadScored{Total: 10, Threshold: 50}}})
+	scored(a)
 	e.setConsent(t, a, emailChannel, withdrawn)
 	release()
 	if got := consentOf(e.getLead(t, a), emailChannel); got != withdrawn {
@@ -239,9 +245,7 @@ func TestCommandsOnALeadOwedReplaysWriteThemFirst(t *testing.T) {
 	// back), which writes nothing: the rest first, then the withdrawal is
 	// written after it.
 	a, release = owed("noop", keeper, func(a string) { e.setConsent(t, a, emailChannel, withdrawn) }, func(a string) { e.setConsent(t, a, emailChannel, granted) })
-	tl = e.timeline(t, a)
-	e.appendRaw(t, &eventv1.Event{LeadId: a, EventType: "LeadScored", Actor: &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_SERVICE, Id: "qualification"},
-		Lifecycle: tl[len(tl)-1].GetLifecycle(), Payload: &eventv1.Event_LeadScored{LeadScored: &eventv1.LeadScored{Total: 10, Threshold: 50}}})
+	scored(a)
 	if got := consentOf(e.getLead(t, a), emailChannel); got != withdrawn {
 		t.Fatalf("email consent %v before the rest, want withdrawn (its own, from before the merge)", got)
 	}
@@ -253,9 +257,7 @@ func TestCommandsOnALeadOwedReplaysWriteThemFirst(t *testing.T) {
 
 	// So does a form that withdraws it, on the same lead.
 	a, release = owed("formnoop", keeper, func(a string) { e.setConsent(t, a, emailChannel, withdrawn) }, func(a string) { e.setConsent(t, a, emailChannel, granted) })
-	tl = e.timeline(t, a)
-	e.appendRaw(t, &eventv1.Event{LeadId: a, EventType: "LeadScored", Actor: &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_SERVICE, Id: "qualification"},
-		Lifecycle: tl[len(tl)-1].GetLifecycle(), Payload: &eventv1.Event_LeadScored{LeadScored: &eventv1.LeadScored{Total: 10, Threshold: 50}}})
+	scored(a)
 	form := withExt(lead("formnoop@owed.example"), "ext-formnoop")
 	form.Consents = []*eventv1.Consent{{Channel: emailChannel, Status: withdrawn}}
 	e.capture(t, form)
@@ -282,7 +284,7 @@ func TestCommandsOnALeadOwedReplaysWriteThemFirst(t *testing.T) {
 	if _, err := e.client.EraseLead(ctx, &intakev1.EraseLeadRequest{LeadId: a, Reason: "access request"}); err != nil {
 		t.Fatal(err)
 	}
-	tl = e.timeline(t, a)
+	tl := e.timeline(t, a)
 	erased := tl[len(tl)-1].GetLeadErased()
 	newEmail := e.vault(t).BlindID("email", "erased-new@owed.example")
 	if !slices.ContainsFunc(erased.GetReleased(), func(id *eventv1.Identity) bool { return id.GetToken() == newEmail }) {

@@ -159,15 +159,7 @@ func TestAFactWaitingForItsScoreIsNotRecycled(t *testing.T) {
 // timer a day past the deadline it set, before which nurture waits, and
 // at which the lead goes back to its program, not qualified.
 func TestAReengagementNobodyScoresGoesBackToItsProgram(t *testing.T) {
-	w := newWorld(t)
-	s := w.start(t)
-	putWebinars(t, s.client)
-	l := uuid.NewString()
-	w.accepted(t, l, "smb", 30)
-	w.reject(t, l, eventv1.RejectReason_REJECT_REASON_NOT_READY, "smb")
-	w.nurtured(t, l)
-	w.activity(t, l, webinar)
-	re := ofType(w.waitFor(t, l, "LeadReengaged", 1), "LeadReengaged")[0]
+	w, l, re := reengagedLead(t)
 	by := stateOf(re).Deadline.Add(24 * time.Hour)
 
 	st, err := w.nats.JS.Stream(ctxT(t), adapters.DefaultTimerStream)
@@ -363,15 +355,7 @@ func TestAQualifyingScoreIsNotRecycledBeforeItsVerdict(t *testing.T) {
 // good: the score schedules that hour's end in the re-engagement's slot,
 // and the lead then goes back to its program.
 func TestAVerdictThatNeverComesHoldsTheLeadAnHour(t *testing.T) {
-	w := newWorld(t)
-	s := w.start(t)
-	putWebinars(t, s.client)
-	l := uuid.NewString()
-	w.accepted(t, l, "smb", 30)
-	w.reject(t, l, eventv1.RejectReason_REJECT_REASON_NOT_READY, "smb")
-	w.nurtured(t, l)
-	w.activity(t, l, webinar)
-	re := ofType(w.waitFor(t, l, "LeadReengaged", 1), "LeadReengaged")[0]
+	w, l, re := reengagedLead(t)
 	w.settle(t, group)
 	sc := w.scoreBy(t, l, re.GetEventId(), &eventv1.LeadScored{ModelId: "scoring", ModelVersion: 1, Total: 80, Threshold: 50,
 		Verdict: eventv1.ScoreVerdict_SCORE_VERDICT_QUALIFY})
@@ -396,4 +380,20 @@ func TestAVerdictThatNeverComesHoldsTheLeadAnHour(t *testing.T) {
 		!strings.Contains(exits[0].GetNurtureExited().GetReason(), "verdict never came") {
 		t.Fatalf("an hour after a score whose verdict never came: exits %v, want one back to the program saying why", exits)
 	}
+}
+
+// reengagedLead is a world with nurture running and a lead sales
+// rejected, nurtured in "webinars" and re-engaged by a webinar: the
+// lead's id and its LeadReengaged.
+func reengagedLead(t *testing.T) (*world, string, *eventv1.Event) {
+	t.Helper()
+	w := newWorld(t)
+	s := w.start(t)
+	putWebinars(t, s.client)
+	l := uuid.NewString()
+	w.accepted(t, l, "smb", 30)
+	w.reject(t, l, eventv1.RejectReason_REJECT_REASON_NOT_READY, "smb")
+	w.nurtured(t, l)
+	w.activity(t, l, webinar)
+	return w, l, ofType(w.waitFor(t, l, "LeadReengaged", 1), "LeadReengaged")[0]
 }
