@@ -484,7 +484,7 @@ func replayStream(cmd *cobra.Command, o *options, win replayWindow, judgeAt time
 	}
 	// What the stream holds now is replayed; what comes later is not.
 	end := st.CachedInfo().State.LastSeq
-	if win.fromSeq > end {
+	if win.fromSeq > end+1 { // one past the end is the next run of a chained replay: nothing yet
 		return nil, fmt.Errorf("%w: --from-seq %d is past %s's last message, seq %d", errUsage, win.fromSeq, o.stream, end)
 	}
 	if win.toSeq != 0 {

@@ -194,6 +194,15 @@ func testReplayFindsBrokenJourneys(t *testing.T, newWorld func(testing.TB) *worl
 	if _, _, err := w.ctlSplit(t, "replay", "--from-seq", "1000000"); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "last message") {
 		t.Fatalf("replay --from-seq past the stream's end: %v, want a usage error naming its last message", err)
 	}
+	// One past it is a chained replay's next run, with nothing new yet.
+	stream, err := w.nats.JS.Stream(context.Background(), "LEADFLOW")
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := strconv.FormatUint(stream.CachedInfo().State.LastSeq+1, 10)
+	if out, _, err := w.ctlSplit(t, "replay", "--from-seq", next, "-o", "json"); err != nil || !strings.Contains(out, `"events": 0,`) {
+		t.Fatalf("replay --from-seq one past the end: %v %s, want nothing replayed", err, out)
+	}
 	if _, _, err := w.ctlSplit(t, "replay", "--from-seq", "9", "--to-seq", "3"); !errors.Is(err, errUsage) {
 		t.Fatalf("from after to: %v", err)
 	}

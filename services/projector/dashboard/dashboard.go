@@ -148,8 +148,10 @@ func parseQuery(r *http.Request, more ...string) (query, error) {
 	return q, nil
 }
 
-// onlyParams refuses a query parameter the route does not read: a
-// misspelt ?form= would otherwise answer over all time.
+// onlyParams refuses a query parameter no filter of the route has: a
+// misspelt ?form= would otherwise answer over all time. (The report
+// routes share the page's filters, from, to, segment and source, which
+// some of them do not apply.)
 func onlyParams(r *http.Request, known ...string) error {
 	for k := range r.URL.Query() {
 		if !slices.Contains(known, k) {
@@ -235,6 +237,10 @@ func (h *Handler) sla(w http.ResponseWriter, r *http.Request) {
 
 // queues is GetQueues: what the queues before a rep hold now.
 func (h *Handler) queues(w http.ResponseWriter, r *http.Request) {
+	if err := onlyParams(r, "segment"); err != nil {
+		h.fail(w, r, err)
+		return
+	}
 	out, err := h.cfg.Reports.Queues(r.Context(), app.QueueQuery{Segment: r.FormValue("segment")})
 	h.reply(w, r, out, err)
 }

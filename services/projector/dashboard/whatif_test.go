@@ -80,6 +80,11 @@ func TestDashboardWhatIfs(t *testing.T) {
 	if h.ServeHTTP(rec, typo); rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), `"form"`) {
 		t.Fatalf("a what-if with ?form=: %d %s, want 400 naming form", rec.Code, rec.Body)
 	}
+	// So are a queue list's.
+	rec = httptest.NewRecorder()
+	if h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/queues?segmnt=smb", nil)); rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), `"segmnt"`) {
+		t.Fatalf("queues with ?segmnt=: %d %s, want 400 naming segmnt", rec.Code, rec.Body)
+	}
 	// No version, or an unknown field: 400 naming it.
 	for in, field := range map[string]string{`{}`: `"version"`, `{"proposed_version": 2}`: `"body"`} {
 		rec = httptest.NewRecorder()
