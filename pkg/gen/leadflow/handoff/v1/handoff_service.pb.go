@@ -2681,7 +2681,8 @@ type Ownership struct {
 	// ended says how it ended: "rejected", "reassigned", "escalated",
 	// "out of office", "recycled", "won", "lost", "merged" (into another lead), "erased".
 	Ended string `protobuf:"bytes,5,opt,name=ended,proto3" json:"ended,omitempty"`
-	// journey is the qualification of the lead it belongs to (lead_id).
+	// journey is the journey cycle of the lead it belongs to (lead_id), as
+	// HandoffBrief.journey counts them.
 	Journey int32 `protobuf:"varint,6,opt,name=journey,proto3" json:"journey,omitempty"`
 	// lead_id is the lead merged into this one that the rep held; empty:
 	// this lead's own.
