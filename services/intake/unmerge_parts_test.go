@@ -242,28 +242,26 @@ func TestCommandsOnALeadOwedReplaysWriteThemFirst(t *testing.T) {
 
 	// A withdrawal the lead already reads (the person withdrew before the
 	// merge and granted while merged, which the unmerge's rest gives
-	// back), which writes nothing: the rest first, then the withdrawal is
-	// written after it.
-	a, release = owed("noop", keeper, func(a string) { e.setConsent(t, a, emailChannel, withdrawn) }, func(a string) { e.setConsent(t, a, emailChannel, granted) })
-	scored(a)
-	if got := consentOf(e.getLead(t, a), emailChannel); got != withdrawn {
-		t.Fatalf("email consent %v before the rest, want withdrawn (its own, from before the merge)", got)
-	}
-	e.setConsent(t, a, emailChannel, withdrawn)
-	release()
-	if got := consentOf(e.getLead(t, a), emailChannel); got != withdrawn {
-		t.Errorf("email consent %v after a withdrawal that found it withdrawn, once the unmerge is done, want withdrawn", got)
-	}
-
-	// So does a form that withdraws it, on the same lead.
-	a, release = owed("formnoop", keeper, func(a string) { e.setConsent(t, a, emailChannel, withdrawn) }, func(a string) { e.setConsent(t, a, emailChannel, granted) })
-	scored(a)
-	form := withExt(lead("formnoop@owed.example"), "ext-formnoop")
-	form.Consents = []*eventv1.Consent{{Channel: emailChannel, Status: withdrawn}}
-	e.capture(t, form)
-	release()
-	if got := consentOf(e.getLead(t, a), emailChannel); got != withdrawn {
-		t.Errorf("email consent %v after a form that withdrew it, once the unmerge is done, want withdrawn", got)
+	// back), which writes nothing, by SetConsent or by a form: the rest
+	// first, then the withdrawal is written after it.
+	for name, withdraw := range map[string]func(a string){
+		"noop": func(a string) { e.setConsent(t, a, emailChannel, withdrawn) },
+		"formnoop": func(string) {
+			form := withExt(lead("formnoop@owed.example"), "ext-formnoop")
+			form.Consents = []*eventv1.Consent{{Channel: emailChannel, Status: withdrawn}}
+			e.capture(t, form)
+		},
+	} {
+		a, release = owed(name, keeper, func(a string) { e.setConsent(t, a, emailChannel, withdrawn) }, func(a string) { e.setConsent(t, a, emailChannel, granted) })
+		scored(a)
+		if got := consentOf(e.getLead(t, a), emailChannel); got != withdrawn {
+			t.Fatalf("%s: email consent %v before the rest, want withdrawn (its own, from before the merge)", name, got)
+		}
+		withdraw(a)
+		release()
+		if got := consentOf(e.getLead(t, a), emailChannel); got != withdrawn {
+			t.Errorf("%s: email consent %v after a withdrawal that found it withdrawn, once the unmerge is done, want withdrawn", name, got)
+		}
 	}
 
 	// Exported: every activity its person sent is in the export.

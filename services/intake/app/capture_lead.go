@@ -441,14 +441,8 @@ func (a *App) consentChanges(ctx context.Context, leadID, via string, state life
 		if !w.heard(now, c.GetChannel()) {
 			// Unchanged, so nothing to write, unless an unmerge cut off
 			// still owes the lead an older change of it (as SetConsent).
-			if owed, err := a.stillOwed(ctx, leadID, recs); err != nil || owed != "" {
-				if err == nil {
-					err = a.FinishUnmerge(ctx, leadID)
-				}
-				if err != nil {
-					return nil, err
-				}
-				return nil, eventstore.ErrConflict
+			if err := a.owedFirst(ctx, leadID, recs); err != nil {
+				return nil, err
 			}
 			continue
 		}

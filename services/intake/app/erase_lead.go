@@ -48,15 +48,7 @@ func (a *App) EraseLead(ctx context.Context, in EraseLead, meta envelope.Meta) (
 	var v form.Violations
 	form.LeadID(&v, "lead_id", in.LeadID)
 	// Why is part of the record a regulator asks for.
-	if strings.TrimSpace(in.Reason) == "" {
-		v.Add("reason", "is required")
-	}
-	form.Text(&v, "reason", in.Reason, MaxReason, false)
-	// The reason outlives the erasure in the clear: an email address in it
-	// would keep naming the person. (A name cannot be told from words.)
-	if envelope.HoldsEmail(in.Reason) {
-		v.Add("reason", "must not name the person: it is kept in the clear after the erasure, and this one holds an email address")
-	}
+	form.Reason(&v, "reason", in.Reason, MaxReason)
 	form.Actor(&v, "actor", in.Actor)
 	if err := invalid(v); err != nil {
 		return Written{}, err

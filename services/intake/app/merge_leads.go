@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
@@ -551,6 +550,22 @@ func (a *App) stillOwed(ctx context.Context, leadID string, recs []eventstore.Re
 	return survivor, nil
 }
 
+// owedFirst writes what an unmerge cut off still owes leadID (recs, its
+// events) and returns eventstore.ErrConflict, so the command is planned
+// again after it; nil when nothing is owed. A consent change that finds
+// the channel saying so already writes nothing, and an older change the
+// rest gives back would then stand over it.
+func (a *App) owedFirst(ctx context.Context, leadID string, recs []eventstore.Record) error {
+	owed, err := a.stillOwed(ctx, leadID, recs)
+	if err != nil || owed == "" {
+		return err
+	}
+	if err := a.FinishUnmerge(ctx, leadID); err != nil {
+		return err
+	}
+	return eventstore.ErrConflict
+}
+
 // refuseOwed refuses cmd on leadID while its unmerge still owes it
 // replays (stillOwed): FinishUnmerge, its timer's or the command's own,
 // writes them first.
@@ -802,13 +817,7 @@ func checkPair(in MergeLeads) error {
 	if in.Survivor != "" && in.Survivor == in.Absorbed {
 		v.Add("absorbed_lead_id", "must differ from survivor_lead_id")
 	}
-	if strings.TrimSpace(in.Reason) == "" {
-		v.Add("reason", "is required")
-	}
-	form.Text(&v, "reason", in.Reason, MaxReason, false)
-	if envelope.HoldsEmail(in.Reason) {
-		v.Add("reason", "must not name the person: it is kept in the clear, also after the lead's erasure, and this one holds an email address")
-	}
+	form.Reason(&v, "reason", in.Reason, MaxReason)
 	form.Actor(&v, "actor", in.Actor)
 	return invalid(v)
 }

@@ -95,14 +95,8 @@ func (a *App) SetConsent(ctx context.Context, in SetConsent, meta envelope.Meta)
 			// lead an older change of the channel: written after this
 			// word unstored, it would stand over it. The rest first, then
 			// this word again.
-			if owed, err := a.stillOwed(ctx, p.leadID, recs); err != nil || owed != "" {
-				if err == nil {
-					err = a.FinishUnmerge(ctx, p.leadID)
-				}
-				if err != nil {
-					return nil, err
-				}
-				return nil, eventstore.ErrConflict
+			if err := a.owedFirst(ctx, p.leadID, recs); err != nil {
+				return nil, err
 			}
 			return &plan{done: &answer{LeadID: p.leadID, Outcome: p.outcome, Version: p.expect, Replayed: true}}, nil
 		}

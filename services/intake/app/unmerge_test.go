@@ -271,35 +271,15 @@ func TestSurvivorWithACaptureThroughItsAbsorbedLeadIsErased(t *testing.T) {
 func TestACaptureThroughAMergedLeadRepeatedAfterTheUnmergeWritesNothing(t *testing.T) {
 	f := newFixture(t)
 	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
-	survivor, absorbed := captured(t, f.app, "s@repeat-unmerge.example"), captured(t, f.app, "a@repeat-unmerge.example")
-	pair := app.MergeLeads{Survivor: survivor, Absorbed: absorbed, Reason: "one person"}
-	if _, err := f.app.MergeLeads(ctx, pair, meta); err != nil {
-		t.Fatal(err)
-	}
 	keyed := capture("a@repeat-unmerge.example", "k-repeat")
 	keyed.ExternalID = &eventv1.ExternalId{System: "crm", Id: "a-repeat"}
-	first, err := f.app.CaptureLead(ctx, keyed, meta)
-	if err != nil || first.LeadID != survivor {
-		t.Fatalf("capture through the absorbed lead: %+v, %v", first, err)
-	}
-	pair.Reason = "two people"
-	if _, err := f.app.UnmergeLeads(ctx, pair, meta); err != nil {
-		t.Fatal(err)
-	}
-	last := func() uint64 {
-		t.Helper()
-		s, err := f.nats.JS.Stream(ctx, "LEADFLOW")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s.CachedInfo().State.LastSeq
-	}
-	before := last()
+	_, _, first := f.givenBack(t, "repeat-unmerge", keyed)
+	before := f.lastSeq(t)
 	again, err := f.app.CaptureLead(ctx, keyed, meta)
 	if err != nil || !again.Replayed || again.LeadID != first.LeadID || again.Version != first.Version {
 		t.Fatalf("the repeat: %+v, %v; want the first answer %+v", again, err, first)
 	}
-	if after := last(); after != before {
+	if after := f.lastSeq(t); after != before {
 		t.Errorf("the repeat wrote %d messages", after-before)
 	}
 }
@@ -312,53 +292,25 @@ func TestACaptureThroughAMergedLeadRepeatedAfterTheUnmergeWritesNothing(t *testi
 func TestAnExternalRecordGivenBackOutlivesTheSurvivorsErasure(t *testing.T) {
 	f := newFixture(t)
 	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
-	// givenBack captures the record through absorbed, merged into
-	// survivor, and unmerges them.
-	givenBack := func(name string) (survivor, absorbed string, record form.Capture) {
-		t.Helper()
-		survivor, absorbed = captured(t, f.app, "s@"+name+".example"), captured(t, f.app, "a@"+name+".example")
-		pair := app.MergeLeads{Survivor: survivor, Absorbed: absorbed, Reason: "one person"}
-		if _, err := f.app.MergeLeads(ctx, pair, meta); err != nil {
-			t.Fatal(err)
-		}
-		record = capture("a@"+name+".example", "")
-		record.ExternalID = &eventv1.ExternalId{System: "crm", Id: name}
-		record.OccurredAt = time.Now().Add(-time.Hour).Truncate(time.Second)
-		if first, err := f.app.CaptureLead(ctx, record, meta); err != nil || first.LeadID != survivor {
-			t.Fatalf("capture through the absorbed lead: %+v, %v", first, err)
-		}
-		pair.Reason = "two people"
-		if _, err := f.app.UnmergeLeads(ctx, pair, meta); err != nil {
-			t.Fatal(err)
-		}
-		return survivor, absorbed, record
-	}
 	erase := func(id string) {
 		t.Helper()
 		if _, err := f.app.EraseLead(ctx, app.EraseLead{LeadID: id, Reason: "access request"}, meta); err != nil {
 			t.Fatal(err)
 		}
 	}
-	last := func() uint64 {
-		t.Helper()
-		s, err := f.nats.JS.Stream(ctx, "LEADFLOW")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s.CachedInfo().State.LastSeq
-	}
-
-	survivor, _, record := givenBack("given-erased")
+	record := externalRecord("given-erased")
+	survivor, _, _ := f.givenBack(t, "given-erased", record)
 	erase(survivor)
-	before := last()
+	before := f.lastSeq(t)
 	if again, err := f.app.CaptureLead(ctx, record, meta); err != nil || !again.Replayed {
 		t.Fatalf("the repeat: %+v, %v; want the first answer", again, err)
 	}
-	if after := last(); after != before {
+	if after := f.lastSeq(t); after != before {
 		t.Fatalf("the repeat wrote %d messages", after-before)
 	}
 
-	survivor, absorbed, record := givenBack("person-erased")
+	record = externalRecord("person-erased")
+	survivor, absorbed, _ := f.givenBack(t, "person-erased", record)
 	erase(absorbed)
 	if fresh, err := f.app.CaptureLead(ctx, record, meta); err != nil || fresh.Replayed || fresh.LeadID == survivor || fresh.LeadID == absorbed {
 		t.Fatalf("after its person's erasure: %+v, %v; want a new lead, not an answer naming the survivor %s", fresh, err, survivor)
@@ -550,4 +502,45 @@ func (f *fixture) named(t *testing.T, email, first string) string {
 		t.Fatal(err)
 	}
 	return r.LeadID
+}
+
+// givenBack captures record through lead a@<name>.example, merged into
+// s@<name>.example, and unmerges the two: the survivor, the absorbed lead
+// and the capture's first answer.
+func (f *fixture) givenBack(t *testing.T, name string, record form.Capture) (survivor, absorbed string, first app.CaptureResult) {
+	t.Helper()
+	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
+	survivor, absorbed = captured(t, f.app, "s@"+name+".example"), captured(t, f.app, "a@"+name+".example")
+	pair := app.MergeLeads{Survivor: survivor, Absorbed: absorbed, Reason: "one person"}
+	if _, err := f.app.MergeLeads(ctx, pair, meta); err != nil {
+		t.Fatal(err)
+	}
+	first, err := f.app.CaptureLead(ctx, record, meta)
+	if err != nil || first.LeadID != survivor {
+		t.Fatalf("capture through the absorbed lead: %+v, %v", first, err)
+	}
+	pair.Reason = "two people"
+	if _, err := f.app.UnmergeLeads(ctx, pair, meta); err != nil {
+		t.Fatal(err)
+	}
+	return survivor, absorbed, first
+}
+
+// externalRecord is the other system's record of a@<name>.example: an
+// external id and a time, no key.
+func externalRecord(name string) form.Capture {
+	record := capture("a@"+name+".example", "")
+	record.ExternalID = &eventv1.ExternalId{System: "crm", Id: name}
+	record.OccurredAt = time.Now().Add(-time.Hour).Truncate(time.Second)
+	return record
+}
+
+// lastSeq is the lead stream's last sequence: any write moves it.
+func (f *fixture) lastSeq(t *testing.T) uint64 {
+	t.Helper()
+	s, err := f.nats.JS.Stream(ctxT(t), "LEADFLOW")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.CachedInfo().State.LastSeq
 }

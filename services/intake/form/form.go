@@ -336,6 +336,20 @@ func Key(v *Violations, field, s string) {
 	}
 }
 
+// Reason checks an operator's reason (an erasure's, a merge's): required
+// text, kept in the clear, also after the lead's erasure, so an email
+// address in it would keep naming the person. (A name cannot be told from
+// words.)
+func Reason(v *Violations, field, s string, max int) {
+	if strings.TrimSpace(s) == "" {
+		v.Add(field, "is required")
+	}
+	Text(v, field, s, max, false)
+	if envelope.HoldsEmail(s) {
+		v.Add(field, "must not name the person: it is kept in the clear, also after the lead's erasure, and this one holds an email address")
+	}
+}
+
 func definedIn(names map[int32]string) func(int32) bool {
 	return func(x int32) bool { _, ok := names[x]; return ok }
 }
