@@ -82,6 +82,22 @@ func TestDashboardSignIn(t *testing.T) {
 	if res.StatusCode != http.StatusUnsupportedMediaType || len(res.Cookies()) != 0 {
 		t.Fatalf("sign-in posted as text/plain: %d, cookies %v; want 415 and none", res.StatusCode, res.Cookies())
 	}
+	// A misspelt or mistyped token is named in the API's words, and signs
+	// nothing in.
+	for in, want := range map[string]string{
+		`{"tokn":"` + reports + `"}`: `unknown field \"tokn\"`,
+		`{"token":5}`:                `"field":"token","description":"must be a JSON string, not number"`,
+	} {
+		res, err := http.Post(base+"api/session", "application/json", strings.NewReader(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusBadRequest || len(res.Cookies()) != 0 || !strings.Contains(string(body), want) || strings.Contains(string(body), "Go ") {
+			t.Fatalf("sign-in with %.20s: %d %s, cookies %v; want 400 with %s and none", in, res.StatusCode, body, res.Cookies(), want)
+		}
+	}
 
 	b := newBrowser(t, chromium, base)
 	b.run(t, chromedp.Navigate(base))

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -344,7 +345,7 @@ func whatIfBody(r *http.Request) error {
 	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 4096))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&body); err != nil && !errors.Is(err, io.EOF) {
-		return &app.ValidationError{Violations: []app.Violation{{Field: "body", Description: "must be a JSON object of version, from, to and fresh: " + err.Error()}}}
+		return bodyError(err, "must be a JSON object of version, from, to and fresh")
 	}
 	if err := r.ParseForm(); err != nil {
 		return &app.ValidationError{Violations: []app.Violation{{Field: "query", Description: err.Error()}}}
@@ -363,6 +364,23 @@ func whatIfBody(r *http.Request) error {
 		set("fresh", "true")
 	}
 	return nil
+}
+
+// bodyError names the field a JSON body got wrong in the API's words,
+// not the decoder's (which names Go types: "uint32", "struct field").
+func bodyError(err error, want string) error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field != "" {
+		kind := "a JSON " + te.Type.Kind().String()
+		switch te.Type.Kind() {
+		case reflect.Bool:
+			kind = "true or false"
+		case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			kind = fmt.Sprintf("a whole number from 0 to %d", uint64(1)<<(te.Type.Bits())-1)
+		}
+		return &app.ValidationError{Violations: []app.Violation{{Field: te.Field, Description: "must be " + kind + ", not " + te.Value}}}
+	}
+	return &app.ValidationError{Violations: []app.Violation{{Field: "body", Description: want + ": " + strings.TrimPrefix(err.Error(), "json: ")}}}
 }
 
 // startWhatIf starts a what-if of version over the period, or answers

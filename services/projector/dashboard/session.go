@@ -90,8 +90,10 @@ func (h *Handler) session(w http.ResponseWriter, r *http.Request) {
 		var in struct {
 			Token string `json:"token"`
 		}
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 8<<10)).Decode(&in); err != nil {
-			h.deny(w, http.StatusBadRequest, "want {\"token\": ...}")
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 8<<10))
+		dec.DisallowUnknownFields() // {"tokn": ...} is a typo, not an empty token
+		if err := dec.Decode(&in); err != nil {
+			h.fail(w, r, bodyError(err, `want {"token": "<bearer token>"}`))
 			return
 		}
 		p, err := h.cfg.Auth.Verify(strings.TrimSpace(in.Token))

@@ -86,11 +86,17 @@ func TestDashboardWhatIfs(t *testing.T) {
 		t.Fatalf("queues with ?segmnt=: %d %s, want 400 naming segmnt", rec.Code, rec.Body)
 	}
 	// No version, or an unknown field: 400 naming it.
-	for in, field := range map[string]string{`{}`: `"version"`, `{"proposed_version": 2}`: `"body"`} {
+	for in, field := range map[string]string{
+		`{}`:                      `"version"`,
+		`{"proposed_version": 2}`: `"body"`,
+		`{"version": "2"}`:        `"field":"version","description":"must be a whole number from 0 to 4294967295, not string"`,
+		`{"version": -1}`:         `"field":"version"`,
+		`{"fresh": "yes"}`:        `"field":"fresh","description":"must be true or false, not string"`,
+	} {
 		rec = httptest.NewRecorder()
 		bad := httptest.NewRequest(http.MethodPost, "/api/whatif", strings.NewReader(in))
 		bad.Header.Set("Content-Type", "application/json")
-		if h.ServeHTTP(rec, bad); rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), field) {
+		if h.ServeHTTP(rec, bad); rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), field) || strings.Contains(rec.Body.String(), "Go ") {
 			t.Fatalf("what-if of %s: %d %s, want 400 naming %s", in, rec.Code, rec.Body, field)
 		}
 	}
