@@ -45,7 +45,9 @@ var (
 )
 
 // A lead sales rejected goes back to nurture and may qualify again
-// through a re-engagement: the what-if scores that cycle too, as live.
+// through a re-engagement: the what-if scores that journey too, as live,
+// and judges each outcome by its own journey: the proposal keeps out the
+// hand-off sales rejected and qualifies the one that was won.
 func TestARejectedLeadQualifiesAgainThroughNurture(t *testing.T) {
 	active, proposed := vpWebinar(50), vpWebinar(70)
 	p := &replayer{t: t, r: New(&active, proposed, time.Time{}, time.Time{}), at: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
@@ -61,8 +63,44 @@ func TestARejectedLeadQualifiesAgainThroughNurture(t *testing.T) {
 	p.apply("l", &eventv1.DealWon{OpportunityId: "o"})
 	got := p.r.Result().Total
 	if got.MQLsActive != 1 || got.MQLsProposed != 1 || got.Won != 1 || got.WonQualified != 1 || got.WonMissed != 0 ||
-		got.Rejected != 1 || got.RejectedKeptOut != 0 {
-		t.Fatalf("totals %+v: want an MQL under both and the won deal qualified by the proposal", got)
+		got.Rejected != 1 || got.RejectedKeptOut != 1 {
+		t.Fatalf("totals %+v: want an MQL under both, the rejection kept out and the won deal qualified by the proposal", got)
+	}
+}
+
+// A proposal that qualified a lead's first journey, lost, misses the
+// deal of a later journey it would not have handed to sales, and sends
+// the hand-off of such a journey that sales rejected.
+func TestALaterJourneyIsJudgedByItsOwnVerdict(t *testing.T) {
+	for _, end := range []proto.Message{&eventv1.DealWon{OpportunityId: "o2"}, &eventv1.LeadRejected{Reason: eventv1.RejectReason_REJECT_REASON_NOT_READY}} {
+		active, proposed := vpWebinar(50), vpWebinar(70)
+		p := &replayer{t: t, r: New(&active, proposed, time.Time{}, time.Time{}), at: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+		p.apply("l", &eventv1.LeadCaptured{Profile: vp, Attribution: &eventv1.Attribution{Source: "web-form"}})
+		p.apply("l", &eventv1.ActivityRecorded{Type: webinar})
+		p.apply("l", &eventv1.ActivityRecorded{Type: webinar}) // 80: an MQL under both
+		p.apply("l", &eventv1.LeadAccepted{})
+		p.apply("l", &eventv1.OpportunityCreated{OpportunityId: "o1"})
+		p.apply("l", &eventv1.DealLost{OpportunityId: "o1"})
+		p.apply("l", &eventv1.LeadRecycled{Cause: eventv1.RecycleCause_RECYCLE_CAUSE_LOST})
+		p.apply("l", &eventv1.NurtureEnrolled{ProgramId: "warm-up"})
+		p.at = p.at.Add(120 * 24 * time.Hour) // the webinars decay to 5
+		p.apply("l", &eventv1.ActivityRecorded{Type: webinar})
+		p.apply("l", &eventv1.LeadReengaged{}) // 65: the active version's MQL only
+		p.apply("l", &eventv1.LeadAccepted{})
+		if _, won := end.(*eventv1.DealWon); won {
+			p.apply("l", &eventv1.OpportunityCreated{OpportunityId: "o2"})
+		}
+		p.apply("l", end)
+		got := p.r.Result().Total
+		if got.MQLsActive != 1 || got.MQLsProposed != 1 {
+			t.Fatalf("totals %+v: want the lead an MQL under both", got)
+		}
+		if _, won := end.(*eventv1.DealWon); won && (got.Won != 1 || got.WonQualified != 0 || got.WonMissed != 1) {
+			t.Fatalf("totals %+v: want the won deal of the second journey missed", got)
+		}
+		if _, won := end.(*eventv1.DealWon); !won && (got.Rejected != 1 || got.RejectedKeptOut != 1) {
+			t.Fatalf("totals %+v: want the second journey's rejection kept out", got)
+		}
 	}
 }
 

@@ -52,11 +52,13 @@ type Row struct {
 	Gained int64
 	Lost   int64
 	// Of the leads that became won deals, how many the proposal
-	// qualifies (WonQualified) and misses (WonMissed).
+	// qualifies in a journey that was won (WonQualified) and how many
+	// it misses (WonMissed).
 	Won          int64
 	WonQualified int64
 	WonMissed    int64
-	// Of the leads sales rejected, how many the proposal keeps out.
+	// Of the leads sales rejected, how many the proposal keeps out: it
+	// qualifies none of the journeys sales rejected.
 	Rejected        int64
 	RejectedKeptOut int64
 }
@@ -107,6 +109,11 @@ type leadState struct {
 	proposed verdict
 	won      bool
 	rejected bool
+	// wonIn, rejectedIn: a journey the proposal qualified ended won, was
+	// rejected. Each outcome is judged by its own journey's verdict: a
+	// deal of a later journey the proposal never qualified is one it
+	// misses, whatever it made of an earlier one.
+	wonIn, rejectedIn bool
 	// merged: absorbed into another lead, so not a lead of its own, as
 	// the reports count leads.
 	merged bool
@@ -120,12 +127,13 @@ type leadState struct {
 	ruleNotNow bool
 }
 
-// verdict is what a version made of the lead: qualified, out for good,
-// or sent to nurture by one of its "not now" rules, or by the wait for
-// engagement that ran out since its last score (last).
+// verdict is what a version made of the lead: qualified (in any
+// journey; journey: in the current one), out for good, or sent to
+// nurture by one of its "not now" rules, or by the wait for engagement
+// that ran out since its last score (last).
 type verdict struct {
-	qualified, out, nurtured bool
-	last                     time.Time
+	qualified, journey, out, nurtured bool
+	last                              time.Time
 }
 
 // New returns a replay of proposed against active (nil: no version is
@@ -188,11 +196,17 @@ func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
 		if r := ev.GetLeadRecycled(); r != nil && r.GetCause() != eventv1.RecycleCause_RECYCLE_CAUSE_NOT_READY {
 			l.ruleNotNow = false
 		}
+		if l.acted || l.active.journey {
+			// Back from sales: the journey ended, and each version
+			// qualifies the next one afresh.
+			l.active.journey, l.proposed.journey = false, false
+		}
 		l.nurtured, l.acted = l.nurtured || !l.ruleNotNow, false
 	case *eventv1.Event_LeadAccepted, *eventv1.Event_DealLost:
 		l.acted = true
 	case *eventv1.Event_LeadRejected:
 		l.acted, l.rejected = true, true
+		l.rejectedIn = l.rejectedIn || l.proposed.journey
 	case *eventv1.Event_OpportunityCreated:
 		if !l.opp {
 			l.oppAt = occurred(ev)
@@ -211,6 +225,7 @@ func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
 		}
 	case *eventv1.Event_DealWon:
 		l.acted, l.won = true, true
+		l.wonIn = l.wonIn || l.proposed.journey
 	case *eventv1.Event_LeadMerged, *eventv1.Event_LeadUnmerged:
 		switch u := ev.GetLeadUnmerged(); {
 		case !envelope.SurvivorSide(ev):
@@ -253,7 +268,7 @@ type wait struct {
 }
 
 func (v *verdict) score(m scoring.Model, f scoring.Facts, at time.Time, nurtured, reengaged bool, w wait) {
-	if v.qualified || v.out {
+	if v.journey || v.out {
 		return
 	}
 	// As live, a lead no score qualified waits for engagement until the
@@ -280,7 +295,7 @@ func (v *verdict) score(m scoring.Model, f scoring.Facts, at time.Time, nurtured
 	case res.Disqualify != nil:
 		v.nurtured = true // not now: to nurture, under m
 	case (reengaged || !nurtured && !v.nurtured) && res.Qualifies(m):
-		v.qualified = true
+		v.qualified, v.journey = true, true
 	}
 }
 
@@ -406,8 +421,8 @@ func (x *Row) add(l *leadState) {
 	x.Gained += b(p && !a)
 	x.Lost += b(a && !p)
 	x.Won += b(l.won)
-	x.WonQualified += b(l.won && p)
-	x.WonMissed += b(l.won && !p)
+	x.WonQualified += b(l.won && l.wonIn)
+	x.WonMissed += b(l.won && !l.wonIn)
 	x.Rejected += b(l.rejected)
-	x.RejectedKeptOut += b(l.rejected && !p)
+	x.RejectedKeptOut += b(l.rejected && !l.rejectedIn)
 }

@@ -3942,12 +3942,13 @@ type WhatIfRow struct {
 	MqlsGained int64 `protobuf:"varint,6,opt,name=mqls_gained,json=mqlsGained,proto3" json:"mqls_gained,omitempty"`
 	MqlsLost   int64 `protobuf:"varint,7,opt,name=mqls_lost,json=mqlsLost,proto3" json:"mqls_lost,omitempty"`
 	// Of the leads that became won deals: how many the proposal would have
-	// qualified and how many it would have missed.
+	// qualified in the journey that was won, and how many it would have
+	// missed.
 	Won          int64 `protobuf:"varint,8,opt,name=won,proto3" json:"won,omitempty"`
 	WonQualified int64 `protobuf:"varint,9,opt,name=won_qualified,json=wonQualified,proto3" json:"won_qualified,omitempty"`
 	WonMissed    int64 `protobuf:"varint,10,opt,name=won_missed,json=wonMissed,proto3" json:"won_missed,omitempty"`
 	// Of the leads sales rejected: how many the proposal would have kept
-	// out (not qualified).
+	// out (qualified in none of the journeys sales rejected).
 	Rejected        int64 `protobuf:"varint,11,opt,name=rejected,proto3" json:"rejected,omitempty"`
 	RejectedKeptOut int64 `protobuf:"varint,12,opt,name=rejected_kept_out,json=rejectedKeptOut,proto3" json:"rejected_kept_out,omitempty"`
 	unknownFields   protoimpl.UnknownFields
