@@ -6,9 +6,12 @@ import (
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/leadflow/leadflow/pkg/consume"
+	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/pkg/scoring"
+	"github.com/leadflow/leadflow/services/qualification/ports"
 )
 
 // What a merged lead's person sent while merged scores the survivor only
@@ -369,5 +372,53 @@ func TestAMergeQualifiesTheSurvivorOnBothLeadsFacts(t *testing.T) {
 	}
 	if n := len(ofType(w.events(t, absorbed), "LeadScored")); n != 1 {
 		t.Errorf("the absorbed lead has %d scores, want its capture's only", n)
+	}
+}
+
+// An unmerge handled again after a later score (a redelivery) writes
+// nothing: the later score, on facts after it, already says what the
+// unmerge's would, and one on the facts as of the unmerge would become
+// the lead's latest, leaving out what came since.
+func TestAnUnmergeHandledAgainAfterALaterScoreWritesNothing(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	m := webinarModel(100)
+	m.Fit = []scoring.FitRule{{ID: "vp", Description: "VP", Points: 40,
+		When: scoring.Criteria{SeniorityIn: []eventv1.Seniority{eventv1.Seniority_SENIORITY_VP}}}}
+	rescored(t, s.client, activate(t, s.client, m)) // its end is written: done before messages count
+
+	survivor, absorbed := uuid.NewString(), uuid.NewString()
+	w.capture(t, survivor, vpProfile("survivor.example")) // 40
+	w.capture(t, absorbed, &eventv1.Profile{Country: "DE"})
+	merged := &eventv1.LeadMerged{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "same person"}
+	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Merge, Reason: survivor}, merged)
+	w.write(t, survivor, lifecycle.Command{Name: lifecycle.Resubmit}, merged)
+	w.settle(t)
+	prior := lifecycle.FromProto(w.events(t, absorbed)[0].GetLifecycle())
+	unmerged := &eventv1.LeadUnmerged{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "different people"}
+	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Unmerge, Reason: "different people", Status: prior.Status, Owner: prior.Owner, Due: prior.Deadline}, unmerged)
+	un := w.write(t, survivor, lifecycle.Command{Name: lifecycle.Resubmit}, unmerged) // still 40: no score
+	own := w.activity(t, survivor, webinar)                                           // 70
+	w.settle(t)
+	evs := w.events(t, survivor)
+	if sc := causedBy(evs, un.GetEventId()); len(sc) != 0 {
+		t.Fatalf("the unmerge that changed nothing scored: %v", sc)
+	}
+	if sc := causedBy(evs, own.GetEventId()); len(sc) != 1 || sc[0].GetLeadScored().GetTotal() != 70 {
+		t.Fatalf("the webinar's score: %v, want 70", sc)
+	}
+
+	before := w.streamMsgs(t)
+	s.stop()
+	for p := range eventstore.Partitions {
+		if err := w.nats.JS.DeleteConsumer(ctxT(t), stream, consume.Durable(ports.Group, p, eventstore.Partitions)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.start(t)
+	w.settle(t)
+	if after := w.streamMsgs(t); after != before {
+		scores := ofType(w.events(t, survivor), "LeadScored")
+		t.Fatalf("handling every event again wrote %d messages; the survivor's latest score: %d", after-before, scores[len(scores)-1].GetLeadScored().GetTotal())
 	}
 }

@@ -76,6 +76,7 @@ type lead struct {
 	// lastTriggerAt when it was recorded.
 	lastTrigger   uint64
 	lastTriggerAt time.Time
+	lastTriggerID eventKey
 }
 
 // A cached lead holds no decoded events and keys its maps by 16 bytes:
@@ -98,7 +99,10 @@ func keyOf(id string) eventKey {
 // checks, and the stored bytes, decoded when a verdict is owed or a score
 // explained.
 type scoreRef struct {
-	seq          uint64
+	seq uint64
+	// causeSeq is the sequence of the lead's event it was caused by, 0
+	// when that is not on the lead (a re-score's activation) or unknown.
+	causeSeq     uint64
 	modelVersion uint32
 	eventID      eventKey
 	causationID  eventKey
@@ -140,6 +144,7 @@ func (l *lead) apply(recs []eventstore.Record, asOf uint64) {
 	// Only the last LeadScored is kept, so only it is encoded: a load of a
 	// long history holds many.
 	var lastScore *eventstore.Record
+	var causeSeq uint64
 	for i, r := range recs {
 		if r.Seq <= l.version {
 			continue // seen already
@@ -153,7 +158,7 @@ func (l *lead) apply(recs []eventstore.Record, asOf uint64) {
 		switch ev.GetPayload().(type) {
 		case *eventv1.Event_LeadScored:
 			l.scoredFor[keyOf(ev.GetCausationId())] = r.Seq
-			lastScore = &recs[i]
+			lastScore, causeSeq = &recs[i], l.causeOf(recs[:i], keyOf(ev.GetCausationId()))
 		case *eventv1.Event_LeadQualified, *eventv1.Event_LeadDisqualified:
 			l.verdicts[keyOf(ev.GetCausationId())] = true
 		case *eventv1.Event_LeadReengaged:
@@ -163,11 +168,12 @@ func (l *lead) apply(recs []eventstore.Record, asOf uint64) {
 			l.pending = append(l.pending, r)
 		}
 		if triggers(ev) {
-			l.lastTrigger, l.lastTriggerAt = r.Seq, ev.GetRecordedAt().AsTime()
+			l.lastTrigger, l.lastTriggerAt, l.lastTriggerID = r.Seq, ev.GetRecordedAt().AsTime(), keyOf(ev.GetEventId())
 		}
 	}
 	if lastScore != nil {
 		l.lastScore, l.hasScore = newScoreRef(lastScore.Seq, lastScore.Event), true
+		l.lastScore.causeSeq = causeSeq
 	}
 	l.factsAsOf(asOf)
 }
@@ -227,12 +233,33 @@ func (l *lead) sameScore(events []*eventv1.Event) bool {
 		was.GetFit() == now.GetFit() && was.GetEngagement() == now.GetEngagement() && was.GetTotal() == now.GetTotal()
 }
 
+// causeOf is the sequence of cause among the events just before a score
+// (a score follows its cause closely), or the latest trigger's; 0 if
+// neither is it.
+func (l *lead) causeOf(before []eventstore.Record, cause eventKey) uint64 {
+	for i := len(before) - 1; i >= 0 && i >= len(before)-16; i-- {
+		if keyOf(before[i].Event.GetEventId()) == cause {
+			return before[i].Seq
+		}
+	}
+	if cause == l.lastTriggerID {
+		return l.lastTrigger
+	}
+	return 0
+}
+
 // coveredAt reports whether a score already covers the facts of the
 // event at seq, though not caused by it: the re-score's of the active
-// version v after it, or that of a later re-engagement (which a re-score
-// answers ahead of the live scorer, with every fact it had).
+// version v after it, that of a later re-engagement (which a re-score
+// answers ahead of the live scorer, with every fact it had), or the
+// latest score's, caused by a later event (the event at seq handled
+// again after it: a score of its facts alone would be the lead's latest
+// and leave out what came since).
 func (l *lead) coveredAt(seq uint64, v registry.Version) bool {
 	if v.Activation != nil && l.scoredFor[keyOf(v.Activation.EventID)] > seq {
+		return true
+	}
+	if l.hasScore && l.lastScore.causeSeq > seq {
 		return true
 	}
 	return l.reengaged != "" && l.reengagedSeq > seq && l.scored(l.reengaged)

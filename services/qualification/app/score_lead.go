@@ -188,7 +188,12 @@ func (a *App) scoreUnmerged(ctx context.Context, leadID string, seq uint64, ev *
 			return nil, nil, err
 		}
 		cause, typ, asOf, at := ev.GetEventId(), string(lifecycle.KindUnmerged), seq, ev.GetRecordedAt().AsTime()
+		v, _ := reg.Get(reg.Active)
 		switch {
+		case survivor && !l.scored(cause) && l.coveredAt(seq, v):
+			// A later score, on facts after ev, says what this one
+			// would: ev handled again (a redelivery), or after a re-score.
+			return l, nil, nil
 		case survivor:
 		case l.state.Status == lifecycle.StatusNurturing && l.reengaged != "":
 			cause, typ, asOf = l.reengaged, string(lifecycle.KindReengaged), l.reengagedSeq
@@ -218,7 +223,7 @@ func (a *App) scoreUnmerged(ctx context.Context, leadID string, seq uint64, ev *
 			}
 			refreshed = true
 		}
-		v, _ := reg.Get(reg.Active)
+		v, _ = reg.Get(reg.Active)
 		meta := envelope.Meta{CorrelationID: ev.GetCorrelationId(), CausationID: cause}
 		// An unmerge is no engagement: the deadline stays, unless the
 		// absorbed lead's facts were never all scored (its first score
