@@ -158,7 +158,7 @@ func (l *lead) apply(recs []eventstore.Record, asOf uint64) {
 		switch ev.GetPayload().(type) {
 		case *eventv1.Event_LeadScored:
 			l.scoredFor[keyOf(ev.GetCausationId())] = r.Seq
-			lastScore, causeSeq = &recs[i], l.causeOf(recs[:i], keyOf(ev.GetCausationId()))
+			lastScore, causeSeq = &recs[i], l.causeOf(recs[:i], ev.GetCausationId())
 		case *eventv1.Event_LeadQualified, *eventv1.Event_LeadDisqualified:
 			l.verdicts[keyOf(ev.GetCausationId())] = true
 		case *eventv1.Event_LeadReengaged:
@@ -236,13 +236,13 @@ func (l *lead) sameScore(events []*eventv1.Event) bool {
 // causeOf is the sequence of cause among the events just before a score
 // (a score follows its cause closely), or the latest trigger's; 0 if
 // neither is it.
-func (l *lead) causeOf(before []eventstore.Record, cause eventKey) uint64 {
+func (l *lead) causeOf(before []eventstore.Record, cause string) uint64 {
 	for i := len(before) - 1; i >= 0 && i >= len(before)-16; i-- {
-		if keyOf(before[i].Event.GetEventId()) == cause {
+		if before[i].Event.GetEventId() == cause {
 			return before[i].Seq
 		}
 	}
-	if cause == l.lastTriggerID {
+	if keyOf(cause) == l.lastTriggerID {
 		return l.lastTrigger
 	}
 	return 0
