@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"maps"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -145,6 +146,36 @@ func TestUnmergeRegrantsOnlyWhatTheMergeReplaced(t *testing.T) {
 		t.Fatalf("unmerging again: %v %v", again, err)
 	}
 	e.assertCounts(t, before)
+}
+
+// A survivor's own withdrawal while merged, of a channel the merge
+// withdrew already, is its person's word and stands after the unmerge:
+// said by SetConsent or by a form, it is written, not answered as a
+// repeat of the withdrawal the merge carried in.
+func TestAnOwnWithdrawalWhileMergedOutlastsTheUnmerge(t *testing.T) {
+	for _, byForm := range []bool{false, true} {
+		e := start(t)
+		keeper := e.capture(t, lead("keeper9@c.example")).GetLeadId()
+		dupe := e.capture(t, lead("dupe9@c.example")).GetLeadId()
+		e.setConsent(t, keeper, emailChannel, granted)
+		e.setConsent(t, dupe, emailChannel, withdrawn)
+		e.merge(t, keeper, dupe, "same person")
+		before := e.counts(t)
+		if byForm {
+			r := lead("keeper9@c.example")
+			r.Consents = []*eventv1.Consent{{Channel: emailChannel, Status: withdrawn}}
+			e.capture(t, r)
+		} else {
+			e.setConsent(t, keeper, emailChannel, withdrawn)
+		}
+		if !byForm && maps.Equal(e.counts(t), before) {
+			t.Fatal("the keeper's own withdrawal while merged wrote nothing")
+		}
+		e.unmerge(t, keeper, dupe, "two people")
+		if got := consentOf(e.getLead(t, keeper), emailChannel); got != withdrawn {
+			t.Fatalf("form %v: the keeper's email after the unmerge: %v, want its own withdrawal", byForm, got)
+		}
+	}
 }
 
 // An unmerge gives the absorbed lead back a withdrawal the survivor heard

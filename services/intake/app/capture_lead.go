@@ -458,7 +458,8 @@ func (a *App) consentChanges(ctx context.Context, leadID, via string, state life
 }
 
 // consentWord is a channel's last consent change: its status, and the
-// merged lead it was sent to ("" for the lead's own).
+// merged lead it was sent to ("" for the lead's own; carried for one a
+// merge or an unmerge wrote, which no person said on this lead).
 type consentWord struct {
 	status eventv1.ConsentStatus
 	via    string
@@ -474,6 +475,11 @@ func (w consentWord) heard(now map[eventv1.ConsentChannel]consentWord, ch eventv
 	return !ok || last != w
 }
 
+// carried is the via of a consent word a merge or an unmerge wrote: not
+// a lead id, so the person's own word of the same status is heard (and
+// outlasts an unmerge, which gives back only what it finds unchanged).
+const carried = "(carried by a merge)"
+
 // consentsAsOf is each channel's last consent word in a lead's events as
 // of version.
 func consentsAsOf(recs []eventstore.Record, version uint64) map[eventv1.ConsentChannel]consentWord {
@@ -486,7 +492,11 @@ func consentsAsOf(recs []eventstore.Record, version uint64) map[eventv1.ConsentC
 			now[c.GetChannel()] = consentWord{c.GetStatus(), ""}
 		}
 		if cc := r.Event.GetConsentChanged(); cc.GetConsent() != nil {
-			now[cc.GetConsent().GetChannel()] = consentWord{cc.GetConsent().GetStatus(), cc.GetMergedFrom()}
+			via := cc.GetMergedFrom()
+			if cc.GetSource() == consentFromMerge {
+				via = carried
+			}
+			now[cc.GetConsent().GetChannel()] = consentWord{cc.GetConsent().GetStatus(), via}
 		}
 	}
 	return now
