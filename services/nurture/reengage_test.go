@@ -477,3 +477,25 @@ func TestInterestGivenBackReengagesNobodyHere(t *testing.T) {
 		t.Fatalf("the other person's webinar re-engaged the survivor: %v", types(evs))
 	}
 }
+
+// Interest that came while nurture was stopped is judged however much
+// followed it: a demo request behind 64 page views re-engages the lead.
+func TestInterestBehindManyOtherFactsReengages(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	l := uuid.NewString()
+	w.accepted(t, l, "smb", 30)
+	w.reject(t, l, eventv1.RejectReason_REJECT_REASON_NOT_READY, "smb")
+	w.nurtured(t, l)
+	w.settle(t, group)
+	s.stop()
+	want := w.activity(t, l, demo)
+	for range 64 {
+		w.activity(t, l, eventv1.ActivityType_ACTIVITY_TYPE_WEB_VISIT) // not counted by the default program
+	}
+	w.start(t)
+	evs := w.waitFor(t, l, "LeadReengaged", 1)
+	if re := ofType(evs, "LeadReengaged")[0]; re.GetCausationId() != want.GetEventId() {
+		t.Fatalf("re-engagement %v, want one caused by the demo request %s", re, want.GetEventId())
+	}
+}

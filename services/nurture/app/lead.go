@@ -21,8 +21,8 @@ type ref struct {
 
 func (r ref) id() string { return r.ev.GetEventId() }
 
-// maxFacts bounds the re-engagement candidates kept per enrolment: the
-// newest.
+// maxFacts bounds the re-engagement candidates kept per enrolment: past
+// it, an older fact of a kind a newer one repeats goes first (evictable).
 const maxFacts = 64
 
 // lead is what nurture needs of one lead, folded from its events.
@@ -178,14 +178,39 @@ func (l *lead) apply(recs ...eventstore.Record) {
 		case *eventv1.Event_ActivityRecorded, *eventv1.Event_LeadResubmitted:
 			if l.enrolled.seq > 0 || l.gap.seq > 0 {
 				if len(l.facts) == maxFacts {
-					// The newest count: an older one was judged when it came,
-					// unless more than maxFacts came in a gap.
-					l.facts = l.facts[1:]
+					i := l.evictable()
+					l.facts = slices.Delete(l.facts, i, i+1)
 				}
 				l.facts = append(l.facts, x)
 			}
 		}
 	}
+}
+
+// evictable is the fact to drop from a full list: the oldest of a kind
+// a newer fact repeats (the judgement takes the newest fact that counts,
+// so the older says nothing more), else the oldest. Dropping the oldest
+// alone lost a demo request behind 64 page views that came while nurture
+// was behind: it was never judged.
+func (l *lead) evictable() int {
+	type kind struct {
+		resubmitted bool
+		typ         eventv1.ActivityType
+		via         string
+	}
+	kindOf := func(f ref) kind {
+		return kind{f.ev.GetLeadResubmitted() != nil, f.ev.GetActivityRecorded().GetType(), mergedFrom(f.ev) + "/" + givenBackBy(f.ev)}
+	}
+	newer := map[kind]bool{}
+	oldest := 0
+	for i := len(l.facts) - 1; i >= 0; i-- {
+		k := kindOf(l.facts[i])
+		if newer[k] {
+			oldest = i
+		}
+		newer[k] = true
+	}
+	return oldest
 }
 
 // mergedFrom is the lead a fact came through while merged, if any.
