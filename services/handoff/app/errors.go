@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -172,7 +173,7 @@ func checkText(v *violations, field, s string, max int, required bool) {
 	switch {
 	case required && strings.TrimSpace(s) == "":
 		v.add(field, "is required")
-	case len(s) > max:
+	case utf8.RuneCountInString(s) > max:
 		v.add(field, "must be at most %d characters", max)
 	case strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\r' && r != '\t' }):
 		v.add(field, "must not contain control characters")

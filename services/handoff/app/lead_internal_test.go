@@ -1,6 +1,7 @@
 package app
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -65,5 +66,19 @@ func TestRouteDueCountsWorkingHours(t *testing.T) {
 	l.state.Deadline = night.Add(30 * time.Minute)
 	if got := l.routeDue(none); !got.Equal(l.state.Deadline) {
 		t.Errorf("no hours: due %v, want %v", got, l.state.Deadline)
+	}
+}
+
+// A note's limit counts characters, as its error says: 500 of Japanese
+// (1,500 bytes) are taken, 501 are not.
+func TestTextLimitsCountCharacters(t *testing.T) {
+	var v violations
+	checkText(&v, "note", strings.Repeat("日", 500), 500, false)
+	if len(v) != 0 {
+		t.Fatalf("500 characters refused: %v", v)
+	}
+	checkText(&v, "note", strings.Repeat("日", 501), 500, false)
+	if len(v) != 1 || v[0].Field != "note" {
+		t.Fatalf("501 characters: %v, want refused", v)
 	}
 }

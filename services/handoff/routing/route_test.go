@@ -695,3 +695,14 @@ func TestARepWhoRejectedTheLeadIsPassedOver(t *testing.T) {
 		t.Fatalf("an account's lead its owner rejected: %q by %q, want dan by the account", d.RepID, d.Record.GetRuleId())
 	}
 }
+
+// A name's limit counts characters, as its error says.
+func TestNamesAreLimitedInCharacters(t *testing.T) {
+	c := routing.New()
+	for n, ok := range map[int]bool{200: true, 201: false} {
+		ch := &eventv1.RoutingChanged{Change: &eventv1.RoutingChanged_Team{Team: &eventv1.SalesTeam{TeamId: "tokyo", Name: strings.Repeat("営", n)}}}
+		if v := c.Validate("change", ch); (len(v) == 0) != ok {
+			t.Errorf("a team name of %d characters: %v, want accepted %v", n, v, ok)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
@@ -36,7 +37,7 @@ func (v *violations) text(field, s string, required bool) {
 	switch {
 	case required && strings.TrimSpace(s) == "":
 		v.add(field, "is required")
-	case len(s) > 200:
+	case utf8.RuneCountInString(s) > 200:
 		v.add(field, "must be at most 200 characters")
 	case strings.ContainsFunc(s, unicode.IsControl):
 		// Names are stored as text by the read model: PostgreSQL takes no NUL.
