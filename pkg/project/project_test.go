@@ -3,6 +3,7 @@ package project_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -650,5 +651,34 @@ func TestAFoldCutOffCountsItsEventsOnce(t *testing.T) {
 	must(t, err)
 	if pr.Events != 6 {
 		t.Fatalf("the rebuild asked again reports %d events, want the stream's 6", pr.Events)
+	}
+}
+
+// A folding rebuild's count is of the messages it read, projected or
+// not, as its bar measures them against the stream's end: on a stream
+// half of claims its last report while folding is the whole stream, not
+// half of it.
+func TestAFoldCountsEveryMessageItReads(t *testing.T) {
+	e := newEnv(t)
+	lead := uuid.NewString()
+	for i := range 6 {
+		e.appendActivity(t, lead)
+		if _, err := e.nats.JS.Publish(ctxT(t), fmt.Sprintf("claim.test.%d", i), []byte("{}")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := config(e.pool, e.nats.JS)
+	cfg.RebuildBatch = 2
+	f, err := project.New(ctxT(t), cfg, foldingTally{})
+	must(t, err)
+	var lastFold project.Progress
+	pr, err := f.Rebuild(ctxT(t), func(pr project.Progress) {
+		if pr.Position == 0 {
+			lastFold = pr
+		}
+	})
+	must(t, err)
+	if lastFold.Events != 12 || lastFold.End != 12 || pr.Events != 12 {
+		t.Fatalf("folding reported %d of %d messages, and %d at the end; want 12 of 12, and 12", lastFold.Events, lastFold.End, pr.Events)
 	}
 }

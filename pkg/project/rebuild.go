@@ -266,7 +266,7 @@ func (p *Projector) replay(ctx context.Context, pr Progress, report func(Progres
 		// written (nil: batch by batch). A resumed rebuild has written
 		// already, so it goes batch by batch.
 		fold   *folding
-		folded uint64 // messages folded
+		folded uint64 // messages read into the fold, projected or not
 	)
 	if pr.Position == 0 && !pr.Swapped {
 		fold = p.newFolding(ctx)
@@ -287,6 +287,7 @@ func (p *Projector) replay(ctx context.Context, pr Progress, report func(Progres
 		}
 		batch = batch[:0]
 		idle := false
+		got := uint64(0) // messages read, projected or not: the bar's count
 		for len(batch) < p.cfg.RebuildBatch {
 			m, err := it.Next(jetstream.NextMaxWait(p.replayWait))
 			if errors.Is(err, nats.ErrTimeout) {
@@ -302,6 +303,7 @@ func (p *Projector) replay(ctx context.Context, pr Progress, report func(Progres
 			}
 			pending = md.NumPending
 			read = md.Sequence.Stream
+			got++
 			if p.wanted(m.Subject()) {
 				batch = append(batch, msg{seq: md.Sequence.Stream, subject: m.Subject(), time: md.Timestamp,
 					typ: m.Headers().Get(eventstore.HeaderType), data: m.Data()})
@@ -312,7 +314,7 @@ func (p *Projector) replay(ctx context.Context, pr Progress, report func(Progres
 		}
 		switch {
 		case fold != nil:
-			folded += uint64(len(batch))
+			folded += got
 			if err := fold.add(batch); err != nil {
 				return pr, err
 			}
@@ -337,7 +339,7 @@ func (p *Projector) replay(ctx context.Context, pr Progress, report func(Progres
 			}
 			pr.Position = read
 			pr.End = max(pr.End, pr.Position+pending)
-			pr.Events += uint64(len(batch))
+			pr.Events += got
 			if report != nil {
 				report(pr)
 			}

@@ -3515,9 +3515,11 @@ type RebuildProgress struct {
 	StartedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
 	Position  uint64                 `protobuf:"varint,4,opt,name=position,proto3" json:"position,omitempty"`
 	End       uint64                 `protobuf:"varint,5,opt,name=end,proto3" json:"end,omitempty"`
-	Events    uint64                 `protobuf:"varint,6,opt,name=events,proto3" json:"events,omitempty"`
-	Swapped   bool                   `protobuf:"varint,7,opt,name=swapped,proto3" json:"swapped,omitempty"`
-	Done      bool                   `protobuf:"varint,8,opt,name=done,proto3" json:"done,omitempty"`
+	// events is how many of the stream's messages the rebuild has read,
+	// projected or not: while it folds (position 0), its progress to end.
+	Events  uint64 `protobuf:"varint,6,opt,name=events,proto3" json:"events,omitempty"`
+	Swapped bool   `protobuf:"varint,7,opt,name=swapped,proto3" json:"swapped,omitempty"`
+	Done    bool   `protobuf:"varint,8,opt,name=done,proto3" json:"done,omitempty"`
 	// error is why the last run stopped, if it failed; a resumed run
 	// clears it.
 	Error string `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
