@@ -226,11 +226,15 @@ func (a *App) FindLostLeads(ctx context.Context, q LostQuery) (LostReport, error
 // lead, so it decides before it builds anything.
 func judge(h *Head, floors []uint64, parked map[string]bool, stopped map[lifecycle.Owner]string, q LostQuery) (LostLead, bool) {
 	st := &h.State
-	if st.Status.Terminal() || st.Status == lifecycle.StatusNone {
+	if st.Status.Terminal() {
 		return LostLead{}, false
 	}
 	lost := func(r LostReason, detail string, stuck time.Duration) (LostLead, bool) {
 		return LostLead{Head: *h, Reason: r, MissingStep: nextStep(h), Detail: detail, StuckFor: stuck}, true
+	}
+	if st.Status == lifecycle.StatusNone {
+		// Every lead event carries its lifecycle: a writer's bug.
+		return lost(LostUnknownStatus, "its last event carries no lifecycle status", q.AsOf.Sub(h.At))
 	}
 	if err := lifecycle.Check(*st); err != nil {
 		switch {

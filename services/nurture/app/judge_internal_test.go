@@ -29,3 +29,14 @@ func TestJudgeStalledQueues(t *testing.T) {
 		}
 	}
 }
+
+// A lead whose last event carries no lifecycle is listed, as of an
+// unknown status: every lead event must carry one.
+func TestJudgeListsALeadWithoutLifecycle(t *testing.T) {
+	now := time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)
+	h := &Head{LeadID: "0195f3a0-0000-7000-8000-000000000001", Seq: 9, At: now.Add(-time.Hour), Type: "LeadAccepted"}
+	got, lost := judge(h, nil, nil, nil, LostQuery{AsOf: now})
+	if !lost || got.Reason != LostUnknownStatus {
+		t.Fatalf("lost %v (%+v), want listed as of an unknown status", lost, got)
+	}
+}
