@@ -363,6 +363,11 @@ func TestCRMBadInput(t *testing.T) {
 	_, err = c.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: id, RepId: owner, RequestId: "x", Stage: "discovery",
 		Amount: &eventv1.Money{Currency: "EUR", MinorUnits: 1 << 62}})
 	wantCode(t, err, codes.InvalidArgument, "amount.minor_units")
+	// A deal worth nothing: a CRM that dropped the amount.
+	_, err = c.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: id, RepId: owner, RequestId: "x", Stage: "discovery", Amount: &eventv1.Money{Currency: "EUR"}})
+	wantCode(t, err, codes.InvalidArgument, "amount.minor_units")
+	_, err = c.CloseWon(ctx, &handoffv1.CloseWonRequest{LeadId: id, RepId: owner, RequestId: "x", Amount: &eventv1.Money{Currency: "EUR"}})
+	wantCode(t, err, codes.InvalidArgument, "amount.minor_units")
 	_, err = c.PutRep(ctx, &handoffv1.PutRepRequest{Rep: &eventv1.Rep{RepId: "nul", Name: "A\x00na", TeamId: "emea", Capacity: 5}, ChangedBy: ops})
 	wantCode(t, err, codes.InvalidArgument, "rep.name")
 	// The close date is the lead's deadline: one centuries ahead would

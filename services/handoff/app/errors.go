@@ -220,8 +220,10 @@ func checkMoney(v *violations, field string, m *eventv1.Money, required bool) {
 	case m == nil:
 	case !currencyRE.MatchString(m.GetCurrency()):
 		v.add(field+".currency", "must be an ISO 4217 code such as EUR")
-	case m.GetMinorUnits() < 0:
-		v.add(field+".minor_units", "must not be negative")
+	case m.GetMinorUnits() <= 0:
+		// A deal's amount: one of 0 (a CRM that dropped the value) would
+		// stand for good in pipeline and revenue, and a won deal is final.
+		v.add(field+".minor_units", "must be above 0")
 	case m.GetMinorUnits() > envelope.MaxMinorUnits:
 		v.add(field+".minor_units", "must be at most %d", int64(envelope.MaxMinorUnits))
 	}

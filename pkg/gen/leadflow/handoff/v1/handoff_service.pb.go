@@ -1678,8 +1678,8 @@ type ConvertLeadRequest struct {
 	RequestId string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// opportunity_id is the CRM's id; default derived from request_id.
 	OpportunityId string `protobuf:"bytes,4,opt,name=opportunity_id,json=opportunityId,proto3" json:"opportunity_id,omitempty"`
-	// amount's currency is the opportunity's: every later amount of it
-	// (MoveOpportunityStage, CloseWon) must be in it.
+	// amount, above 0: its currency is the opportunity's, and every later
+	// amount of it (MoveOpportunityStage, CloseWon) must be in it.
 	Amount *v1.Money `protobuf:"bytes,5,opt,name=amount,proto3" json:"amount,omitempty"`
 	Stage  string    `protobuf:"bytes,6,opt,name=stage,proto3" json:"stage,omitempty"`
 	// expected_close, if set, is the lead's deadline (else 90 days).
@@ -1833,8 +1833,8 @@ type MoveOpportunityStageRequest struct {
 	RepId     string                 `protobuf:"bytes,2,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
 	RequestId string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	Stage     string                 `protobuf:"bytes,4,opt,name=stage,proto3" json:"stage,omitempty"`
-	// amount, if set, replaces the opportunity's amount; it must be in the
-	// currency the opportunity was converted in.
+	// amount, if set, replaces the opportunity's amount; it must be above 0
+	// and in the currency the opportunity was converted in.
 	Amount *v1.Money `protobuf:"bytes,5,opt,name=amount,proto3" json:"amount,omitempty"`
 	// expected_close, if set, moves the opportunity's expected close, the
 	// lead's deadline: in the future, within 5 years. stage may then be
@@ -1973,8 +1973,8 @@ type CloseWonRequest struct {
 	LeadId    string                 `protobuf:"bytes,1,opt,name=lead_id,json=leadId,proto3" json:"lead_id,omitempty"`
 	RepId     string                 `protobuf:"bytes,2,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
 	RequestId string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	// amount is the amount won, in the currency the opportunity was
-	// converted in.
+	// amount is the amount won, above 0, in the currency the opportunity
+	// was converted in.
 	Amount        *v1.Money `protobuf:"bytes,4,opt,name=amount,proto3" json:"amount,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
