@@ -231,6 +231,18 @@ func TestDashboardInABrowser(t *testing.T) {
 		}
 	})
 
+	// The period's end is picked as the last day counted: the query's
+	// "to" is the day after, so a period ending today counts today.
+	t.Run("the period runs through the day picked", func(t *testing.T) {
+		b.open(t, base+"#/?"+march)
+		b.waitFor(t, `document.querySelector('[data-k="funnel.captured"]') !== null`, 10*time.Second)
+		if got := b.eval(t, `[document.getElementById("f-to").value]`)[0]; got != "2026-03-31" {
+			t.Errorf("the period's last day shows %q, want 2026-03-31", got)
+		}
+		b.eval(t, `(() => { const s = document.getElementById("f-to"); s.value = "2026-03-15"; s.dispatchEvent(new Event("change", {bubbles: true})); return []; })()`)
+		b.waitFor(t, `location.hash.includes("to=2026-03-16")`, 10*time.Second)
+	})
+
 	t.Run("a captured lead shows without a reload", func(t *testing.T) {
 		b.open(t, base+"#/?"+march)
 		before := b.text(t, "funnel.captured")

@@ -172,7 +172,7 @@ func parseTime(s, field string) (time.Time, error) {
 	}
 	t, err := time.Parse(time.RFC3339, s)
 	if err != nil {
-		return time.Time{}, &app.ValidationError{Violations: []app.Violation{{Field: "period." + field, Description: "must be YYYY-MM-DD or RFC 3339"}}}
+		return time.Time{}, &app.ValidationError{Violations: []app.Violation{{Field: field, Description: "must be YYYY-MM-DD or RFC 3339"}}}
 	}
 	return t, nil
 }
@@ -253,7 +253,11 @@ func (h *Handler) leads(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	limit, _ := strconv.Atoi(r.FormValue("limit"))
+	limit, overdue, statuses, err := leadFilters(r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
 	if fig := r.FormValue("figure"); fig != "" {
 		b := app.BehindQuery{Figure: fig, Period: q.period, Segment: q.segment, Source: q.source, Measure: r.FormValue("measure"),
 			Campaign: r.FormValue("campaign"), Attribution: attribution(r.FormValue("attribution")), Currency: strings.ToUpper(r.FormValue("currency")), Row: r.FormValue("row"),
@@ -271,16 +275,46 @@ func (h *Handler) leads(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	lq := app.LeadQuery{Segment: q.segment, Source: q.source, CampaignID: r.FormValue("campaign"), RepID: r.FormValue("rep"),
-		Captured: q.period, Overdue: r.FormValue("overdue") == "true", PageSize: limit, PageToken: r.FormValue("page")}
-	for _, s := range r.Form["status"] {
-		lq.Statuses = append(lq.Statuses, eventv1.LeadStatus(eventv1.LeadStatus_value["LEAD_STATUS_"+strings.ToUpper(s)]))
-	}
+		Captured: q.period, Overdue: overdue, PageSize: limit, PageToken: r.FormValue("page"), Statuses: statuses}
 	leads, next, err := h.cfg.Reports.SearchLeads(r.Context(), lq)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
 	h.leadList(w, r, leads, -1, next)
+}
+
+// leadFilters reads a lead list's limit, overdue and status: a value
+// that is none of theirs is refused, not read as "no filter" (which
+// answered every lead).
+func leadFilters(r *http.Request) (limit int, overdue bool, statuses []eventv1.LeadStatus, err error) {
+	var v []app.Violation
+	if s := r.FormValue("limit"); s != "" {
+		if n, err := strconv.Atoi(s); err != nil || n < 0 {
+			v = append(v, app.Violation{Field: "limit", Description: "must be a whole number of leads, not " + strconv.Quote(s)})
+		} else {
+			limit = n
+		}
+	}
+	if s := r.FormValue("overdue"); s != "" {
+		if b, err := strconv.ParseBool(s); err != nil {
+			v = append(v, app.Violation{Field: "overdue", Description: "must be true or false, not " + strconv.Quote(s)})
+		} else {
+			overdue = b
+		}
+	}
+	for _, s := range r.Form["status"] {
+		st, ok := eventv1.LeadStatus_value["LEAD_STATUS_"+strings.ToUpper(s)]
+		if !ok || st == 0 {
+			v = append(v, app.Violation{Field: "status", Description: "must be a lead status such as new, mql or accepted, not " + strconv.Quote(s)})
+			continue
+		}
+		statuses = append(statuses, eventv1.LeadStatus(st))
+	}
+	if len(v) > 0 {
+		return 0, false, nil, &app.ValidationError{Violations: v}
+	}
+	return limit, overdue, statuses, nil
 }
 
 func (h *Handler) leadList(w http.ResponseWriter, r *http.Request, leads []*projectorv1.Lead, total int64, next string) {
@@ -381,6 +415,20 @@ func bodyError(err error, want string) error {
 		return &app.ValidationError{Violations: []app.Violation{{Field: te.Field, Description: "must be " + kind + ", not " + te.Value}}}
 	}
 	return &app.ValidationError{Violations: []app.Violation{{Field: "body", Description: want + ": " + strings.TrimPrefix(err.Error(), "json: ")}}}
+}
+
+// pageFields names a report's period fields as the page's query does
+// (from, to), not as the API's (period.from, period.to).
+func pageFields(vs []app.Violation) []app.Violation {
+	out := make([]app.Violation, len(vs))
+	for i, v := range vs {
+		if f, ok := strings.CutPrefix(v.Field, "period."); ok {
+			v.Field = f
+			v.Description = strings.ReplaceAll(v.Description, "period.", "")
+		}
+		out[i] = v
+	}
+	return out
 }
 
 // startWhatIf starts a what-if of version over the period, or answers
@@ -577,7 +625,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &ve):
 		code = http.StatusBadRequest
-		body["violations"] = ve.Violations
+		named := &app.ValidationError{Violations: pageFields(ve.Violations)}
+		body["error"], body["violations"] = named.Error(), named.Violations
 	case errors.As(err, &refused):
 		code = http.StatusBadRequest
 	case errors.Is(err, app.ErrNotFound):

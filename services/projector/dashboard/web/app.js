@@ -138,6 +138,7 @@ function reportParams(keys) {
 
 // ---- periods ----
 const iso = (d) => d.toISOString().slice(0, 10);
+const dayAfter = (day, n) => iso(new Date(Date.parse(day + "T00:00:00Z") + n * 864e5));
 function presetRange(name) {
   const now = new Date(), y = now.getUTCFullYear(), m = now.getUTCMonth();
   const day = (yy, mm, dd) => iso(new Date(Date.UTC(yy, mm, dd || 1)));
@@ -161,7 +162,7 @@ function periodLabel(p) {
 function syncFilters() {
   const p = route().params;
   $("f-from").value = p.get("from") || "";
-  $("f-to").value = p.get("to") || "";
+  $("f-to").value = p.get("to") ? dayAfter(p.get("to"), -1) : ""; // the last day shown: the query's "to" is the day after
   $("f-segment").value = p.get("segment") || "";
   $("f-source").value = p.get("source") || "";
   let preset = "custom";
@@ -695,7 +696,9 @@ function onFilters(e) {
     if (t.value === "custom") return;
     const [from, to] = presetRange(t.value);
     setParams({ from, to });
-  } else if (t.id === "f-from" || t.id === "f-to" || t.id === "f-segment" || t.id === "f-source") {
+  } else if (t.id === "f-to") {
+    setParams({ to: t.value ? dayAfter(t.value, 1) : "" }); // "through" the day picked
+  } else if (t.id === "f-from" || t.id === "f-segment" || t.id === "f-source") {
     setParams({ [t.name]: t.value });
   }
 }
