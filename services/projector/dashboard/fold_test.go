@@ -66,6 +66,21 @@ func TestSignOffFollowsTheStream(t *testing.T) {
 		t.Errorf("v1 by %q, v2 threshold %d", v1.ProposedBy, v2.Threshold)
 	}
 
+	// v3, newer than v2 and approved by marketing before v2 went live,
+	// awaits sign-off from both teams again, as qualification counts it.
+	s = dashboard.FoldSignOff([]eventstore.Record{
+		rec(1, "", 0, ev(&eventv1.ScoringModelProposed{Model: &eventv1.ScoringModel{Version: 1}})),
+		rec(2, "", 0, ev(&eventv1.ScoringModelProposed{Model: &eventv1.ScoringModel{Version: 2}})),
+		rec(3, "", 0, ev(&eventv1.ScoringModelProposed{Model: &eventv1.ScoringModel{Version: 3}})),
+		rec(4, "", 0, ev(&eventv1.ScoringModelApproved{Version: 3, Approver: mkt})),
+		rec(5, "", 0, ev(&eventv1.ScoringModelApproved{Version: 2, Approver: mkt})),
+		rec(6, "", 0, ev(&eventv1.ScoringModelApproved{Version: 2, Approver: sales})),
+		rec(7, "", 0, ev(&eventv1.ScoringModelActivated{Version: 2})),
+	})
+	if v3 := s.Versions[0]; v3.State != "proposed" || len(v3.Approvals) != 0 {
+		t.Errorf("v3 after v2 went live: %s with approvals %+v, want proposed with none standing", v3.State, v3.Approvals)
+	}
+
 	// A version nobody has approved yet lists no approvals, as a list:
 	// the page stopped rendering on null.
 	s = dashboard.FoldSignOff([]eventstore.Record{

@@ -79,9 +79,14 @@ func FoldSignOff(recs []eventstore.Record) SignOff {
 			}
 			// A proposal older than the active version can no longer be
 			// approved (qualification refuses it): not awaiting sign-off.
+			// A newer one's approvals so far no longer count: they were
+			// given against the rules this activation replaced.
 			for i := range s.Versions {
-				if v := &s.Versions[i]; v.State == "proposed" && v.Version < p.GetVersion() {
+				switch v := &s.Versions[i]; {
+				case v.State == "proposed" && v.Version < p.GetVersion():
 					v.State = "superseded"
+				case v.State == "proposed":
+					v.Approvals = []Approval{}
 				}
 			}
 		case *eventv1.ScoringModelRescoreStarted:

@@ -17,6 +17,7 @@ type VersionView struct {
 
 func view(reg *registry.Registry, n uint32) VersionView {
 	v, _ := reg.Get(n)
+	v.Approvals = reg.Standing(n) // what counts towards its sign-off
 	return VersionView{Number: n, Version: v, State: reg.State(n)}
 }
 

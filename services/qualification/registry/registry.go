@@ -45,11 +45,12 @@ type Version struct {
 	Rescore    Rescore
 }
 
-// Approval is one team's sign-off.
+// Approval is one team's sign-off, stored at stream sequence Seq.
 type Approval struct {
 	Approver *eventv1.Actor
 	At       time.Time
 	EventID  string
+	Seq      uint64
 }
 
 // Activation is the event that made a version active. A re-score under the
@@ -103,7 +104,7 @@ func (r *Registry) Apply(recs ...eventstore.Record) {
 		case *eventv1.ScoringModelApproved:
 			if v := r.version(p.GetVersion()); v != nil {
 				// Clip: never append into an array a snapshot shares.
-				v.Approvals = append(slices.Clip(v.Approvals), Approval{Approver: p.GetApprover(), At: at, EventID: ev.GetEventId()})
+				v.Approvals = append(slices.Clip(v.Approvals), Approval{Approver: p.GetApprover(), At: at, EventID: ev.GetEventId(), Seq: rec.Seq})
 			}
 		case *eventv1.ScoringModelActivated:
 			if v := r.version(p.GetVersion()); v != nil {
@@ -199,12 +200,13 @@ func (r *Registry) Approve(n uint32, approver *eventv1.Actor) (Decision, error) 
 	if v == nil {
 		return Decision{}, fmt.Errorf("version %d: %w", n, ErrUnknownVersion)
 	}
+	approvals := r.Standing(n)
 	// A retried approval still answers as it first did, activation
 	// included.
-	if i := slices.IndexFunc(v.Approvals, func(a Approval) bool {
+	if i := slices.IndexFunc(approvals, func(a Approval) bool {
 		return a.Approver.GetId() == approver.GetId() && a.Approver.GetTeam() == approver.GetTeam()
 	}); i >= 0 {
-		return Decision{Replay: true, Activate: v.Activation != nil && v.Activation.CausationID == v.Approvals[i].EventID}, nil
+		return Decision{Replay: true, Activate: v.Activation != nil && v.Activation.CausationID == approvals[i].EventID}, nil
 	}
 	if r.State(n) == Stale {
 		// Activating it would put older rules back over newer signed-off
@@ -217,7 +219,7 @@ func (r *Registry) Approve(n uint32, approver *eventv1.Actor) (Decision, error) 
 	if v.Activation != nil {
 		return Decision{}, &RefusedError{Field: "version", Reason: fmt.Sprintf("version %d was activated already", n)}
 	}
-	for _, a := range v.Approvals {
+	for _, a := range approvals {
 		same := a.Approver.GetId() == approver.GetId()
 		switch {
 		case a.Approver.GetTeam() == approver.GetTeam():
@@ -230,7 +232,23 @@ func (r *Registry) Approve(n uint32, approver *eventv1.Actor) (Decision, error) 
 	}
 	// Every approval so far is by another team, so this one completes the
 	// sign-off when it is the last team missing.
-	return Decision{Activate: len(v.Approvals)+1 == len(SignOffTeams), Supersedes: r.Active}, nil
+	return Decision{Activate: len(approvals)+1 == len(SignOffTeams), Supersedes: r.Active}, nil
+}
+
+// Standing are the approvals of version n that count: those given since
+// the active version activated. One given before was given against other
+// rules: counted, a proposal signed off before another version went live
+// would undo that version on the other team's later word alone.
+func (r *Registry) Standing(n uint32) []Approval {
+	v := r.version(n)
+	if v == nil {
+		return nil
+	}
+	active := r.version(r.Active)
+	if active == nil || active.Activation == nil || v.Activation != nil || n < r.Active {
+		return v.Approvals // a stale one's, refused anyway, still answer a retry
+	}
+	return slices.DeleteFunc(slices.Clone(v.Approvals), func(a Approval) bool { return a.Seq <= active.Activation.Seq })
 }
 
 func teamName(t eventv1.Team) string {

@@ -138,3 +138,28 @@ func TestAProposalOlderThanTheActiveVersionIsStale(t *testing.T) {
 		}
 	}
 }
+
+// A proposal newer than the active version counts only the approvals
+// given since that version went live: v3, approved by marketing while v1
+// was active, is not activated by sales' approval after v2 went live (it
+// would undo v2 on a sign-off given against v1). Marketing approves
+// again, and that activates it.
+func TestApprovalsBeforeTheActiveVersionWentLiveDoNotCount(t *testing.T) {
+	reg := history(proposed(1), &eventv1.ScoringModelApproved{Version: 1, Approver: mia},
+		&eventv1.ScoringModelApproved{Version: 1, Approver: sam}, &eventv1.ScoringModelActivated{Version: 1},
+		proposed(2), proposed(3), &eventv1.ScoringModelApproved{Version: 3, Approver: mia},
+		&eventv1.ScoringModelApproved{Version: 2, Approver: mia}, &eventv1.ScoringModelApproved{Version: 2, Approver: sam},
+		&eventv1.ScoringModelActivated{Version: 2, SupersededVersion: 1})
+	if got := reg.Standing(3); len(got) != 0 {
+		t.Fatalf("v3's standing approvals: %v, want none (mia's came before v2 went live)", got)
+	}
+	d, err := reg.Approve(3, sam)
+	if err != nil || d.Activate || d.Replay {
+		t.Fatalf("sam approves v3: %+v %v, want an approval that does not activate it", d, err)
+	}
+	ev, _ := envelope.NewEvent("", &eventv1.ScoringModelApproved{Version: 3, Approver: sam}, envelope.Meta{}, time.Now())
+	reg.Apply(eventstore.Record{Seq: reg.Seq + 1, Event: ev})
+	if d, err := reg.Approve(3, mia); err != nil || !d.Activate || d.Replay || d.Supersedes != 2 {
+		t.Fatalf("mia approves v3 again: %+v %v, want it activated over v2", d, err)
+	}
+}
