@@ -112,6 +112,13 @@ func dlqCmd(o *options) *cobra.Command {
 					return err
 				}
 				defer nc.Close()
+				// What its stream no longer holds (expired, as fired timers
+				// do) is dropped unhandled when the request is served: said
+				// below, not passed off as handled.
+				gone, err := goneFromStream(ctx, js, op.name, args[0], args[1])
+				if err != nil {
+					return err
+				}
 				err = op.do(ctx, js, consume.DefaultDeadLetterStream, args[0], args[1], seq)
 				switch {
 				case errors.Is(err, consume.ErrNotFound):
@@ -125,6 +132,9 @@ func dlqCmd(o *options) *cobra.Command {
 					if err := waitServed(cmd.Context(), js, op.name, args[0], args[1], wait); err != nil {
 						return err
 					}
+					if gone != "" {
+						return fmt.Errorf("%s of lead %s served by group %s, but %s: dropped unhandled, so the steps they carried never ran", op.name, args[1], args[0], gone)
+					}
 				}
 				if o.output == "json" {
 					return writeJSON(cmd.OutOrStdout(), map[string]any{"group": args[0], "lead": args[1], "seq": seq, "requested": op.name, "served": wait > 0})
@@ -134,6 +144,9 @@ func dlqCmd(o *options) *cobra.Command {
 					return nil
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s of lead %s requested from group %s; the partition's owner serves it when one runs (leadctl dlq list shows it gone; --wait waits for it)\n", op.name, args[1], args[0])
+				if gone != "" {
+					fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s: they will be dropped unhandled\n", gone)
+				}
 				return nil
 			},
 		}
@@ -169,6 +182,41 @@ func waitServed(ctx context.Context, js jetstream.JetStream, op, group, lead str
 		}
 	}
 	return nil
+}
+
+// goneFromStream says which of group's messages of lead, that a request
+// op would handle (the dead one for a re-drive, those parked behind it),
+// their stream no longer holds; "" when it holds them all.
+func goneFromStream(ctx context.Context, js jetstream.JetStream, op, group, lead string) (string, error) {
+	dls, err := consume.DeadLetters(ctx, js, consume.DefaultDeadLetterStream)
+	if err != nil {
+		return "", err
+	}
+	i := slices.IndexFunc(dls, func(d consume.DeadLetter) bool { return d.Group == group && d.Key == lead })
+	if i < 0 || dls[i].Stream == "" {
+		return "", nil // nothing to do: the request says so
+	}
+	d := dls[i]
+	seqs := d.Parked
+	if op != "skip" && d.StreamSeq != 0 {
+		seqs = append([]uint64{d.StreamSeq}, seqs...)
+	}
+	s, err := js.Stream(ctx, d.Stream)
+	if err != nil {
+		return "", fmt.Errorf("stream %s: %w", d.Stream, err)
+	}
+	var gone []string
+	for _, seq := range seqs {
+		if _, err := s.GetMsg(ctx, seq); errors.Is(err, jetstream.ErrMsgNotFound) {
+			gone = append(gone, fmt.Sprint(seq))
+		} else if err != nil {
+			return "", fmt.Errorf("stream %s seq %d: %w", d.Stream, seq, err)
+		}
+	}
+	if len(gone) == 0 {
+		return "", nil
+	}
+	return fmt.Sprintf("stream %s no longer holds seq %s (expired or removed)", d.Stream, strings.Join(gone, ", ")), nil
 }
 
 func oneLine(s string, n int) string {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -1020,4 +1021,46 @@ func TestStateJSONLeavesNoneEmpty(t *testing.T) {
 func found(err error) bool {
 	var f *foundError
 	return errors.As(err, &f)
+}
+
+// A re-drive waited for, of a dead event its stream no longer holds (a
+// fired timer's copy expires), does not say it went through: the group
+// drops what is gone unhandled, and leadctl says so and fails.
+func TestARedriveOfMessagesGoneFromTheirStreamSaysSo(t *testing.T) {
+	w := newWorld(t)
+	ctx, stop := context.WithTimeout(context.Background(), time.Minute)
+	defer stop()
+	if _, err := w.nats.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "GONE", Subjects: []string{"gone.>"}, AllowMsgTTL: true}); err != nil {
+		t.Fatal(err)
+	}
+	publish := func(data string) uint64 {
+		ack, err := w.nats.JS.Publish(ctx, "gone.k1", []byte(data), jetstream.WithMsgTTL(2*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ack.Sequence
+	}
+	poison := publish("poison")
+	rctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- consume.Run(rctx, w.nats.JS, consume.Config{Stream: "GONE", Group: "gone", Filter: func(int) []string { return []string{"gone.>"} },
+			Key: func(s string) string { return strings.TrimPrefix(s, "gone.") }, Logger: slog.New(slog.DiscardHandler)},
+			func(_ context.Context, m consume.Msg) error {
+				if m.Seq == poison {
+					return consume.Permanent(errors.New("bad"))
+				}
+				return nil
+			})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	eventually(t, 15*time.Second, func() bool {
+		out, _ := w.leadctl(t, "dlq", "list")
+		return strings.Contains(out, "k1")
+	}, "no dead letter")
+	time.Sleep(3 * time.Second) // expired
+	_, err := w.leadctl(t, "dlq", "redrive", "gone", "k1", "--seq", strconv.FormatUint(poison, 10), "--wait", "15s")
+	if err == nil || !strings.Contains(err.Error(), "no longer holds seq "+strconv.FormatUint(poison, 10)) || !strings.Contains(err.Error(), "dropped unhandled") {
+		t.Fatalf("redrive of an expired dead event: %v, want it said dropped unhandled", err)
+	}
 }
