@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/envelope"
@@ -774,7 +776,17 @@ func (n *fakeNurture) FindLostLeads(_ context.Context, r *nurturev1.FindLostLead
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.asked = r
-	return n.lost, nil
+	// A page: the leads after the cursor, at most limit of them, as
+	// nurture pages them (its order is the fake's list).
+	page := proto.Clone(n.lost).(*nurturev1.FindLostLeadsResponse)
+	if a := r.GetAfter(); a != nil {
+		i := slices.IndexFunc(page.Lost, func(l *nurturev1.LostLead) bool { return l.GetLeadId() == a.GetLeadId() })
+		page.Lost = page.Lost[i+1:]
+	}
+	if r.GetLimit() > 0 && len(page.Lost) > int(r.GetLimit()) {
+		page.Lost = page.Lost[:r.GetLimit()]
+	}
+	return page, nil
 }
 
 func (n *fakeNurture) RedriveLeads(_ context.Context, r *nurturev1.RedriveLeadsRequest) (*nurturev1.RedriveLeadsResponse, error) {
@@ -865,6 +877,26 @@ func TestLostAsOfAndGrace(t *testing.T) {
 		if _, err := ctl(append([]string{"lost"}, bad...)...); !errors.Is(err, errUsage) {
 			t.Fatalf("lost %v: %v", bad, err)
 		}
+	}
+}
+
+// lost --redrive re-drives every page of the listing, each judged as the
+// first was: with a page of one, both lost leads.
+func TestLostRedriveTakesEveryPage(t *testing.T) {
+	n, _, _, ctl := lostNurture(t, newWorld(t))
+	asOf := timestamppb.New(time.Date(2026, 12, 1, 9, 30, 0, 0, time.UTC))
+	n.mu.Lock()
+	n.lost.AsOf = asOf
+	n.mu.Unlock()
+	out, _ := ctl("lost", "--redrive", "--limit", "1")
+	if !strings.Contains(out, "re-drive requested for 2 lead(s)") {
+		t.Fatalf("lost --redrive --limit 1 of 2 lost leads:\n%s", out)
+	}
+	n.mu.Lock()
+	asked := n.asked
+	n.mu.Unlock()
+	if !proto.Equal(asked.GetAsOf(), asOf) || asked.GetAfter().GetLeadId() == "" {
+		t.Fatalf("the last page was asked %v, want the first page's as_of and a cursor", asked)
 	}
 }
 

@@ -179,6 +179,23 @@ func lostCmd(o *options) *cobra.Command {
 				return err
 			}
 			if redrive {
+				// Every page of it, judged as the first was: past the first
+				// page are leads a re-drive fixes too, below those it
+				// cannot, which stay stuck longest.
+				for page := resp; len(page.GetLost()) == int(limit) && limit > 0; {
+					last := page.GetLost()[len(page.GetLost())-1]
+					req.AsOf = resp.GetAsOf()
+					req.After = &nurturev1.LostCursor{StuckFor: last.GetStuckFor(), LeadId: last.GetLeadId()}
+					err := call(cmd.Context(), o, "nurture", o.nurture, func(ctx context.Context, conn *grpc.ClientConn) error {
+						var err error
+						page, err = nurturev1.NewNurtureServiceClient(conn).FindLostLeads(ctx, req)
+						return err
+					})
+					if err != nil {
+						return err
+					}
+					resp.Lost = append(resp.Lost, page.GetLost()...)
+				}
 				return redriveLost(cmd, o, resp)
 			}
 			if o.output == "json" {
@@ -285,9 +302,6 @@ func redriveLost(cmd *cobra.Command, o *options, resp *nurturev1.FindLostLeadsRe
 		if l.GetAction() == nurturev1.RedriveAction_REDRIVE_ACTION_FAILED {
 			fmt.Fprintf(w, "  %s failed: %s\n", l.GetLeadId(), l.GetError())
 		}
-	}
-	if more := resp.GetTotalLost() - uint64(len(resp.GetLost())); more > 0 {
-		fmt.Fprintf(w, "%d more lost leads than one answer lists: run leadctl lost --redrive again\n", more)
 	}
 	// Only what was handed back or written can come out clean; a dead
 	// letter handed back can fail again.

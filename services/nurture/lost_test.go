@@ -182,6 +182,28 @@ func testLostLeadCheckFindsExactlyTheBrokenLeads(t *testing.T, newWorld func(tes
 	if got, want := lostIDs(later), sorted(dropRejected, dropLost, dropNotNow, noOwner, fresh); !slices.Equal(got, want) {
 		t.Fatalf("two hours on: lost %v, want %v", got, want)
 	}
+	// Paged two at a time at the same as_of: every one of them once, in
+	// the listing's order.
+	var paged []string
+	page := &nurturev1.FindLostLeadsRequest{AsOf: later.GetAsOf(), Limit: 2}
+	for range 5 {
+		r := w.find(t, s.client, page)
+		for _, l := range r.GetLost() {
+			paged = append(paged, l.GetLeadId())
+		}
+		if len(r.GetLost()) < 2 {
+			break
+		}
+		l := r.GetLost()[len(r.GetLost())-1]
+		page.After = &nurturev1.LostCursor{StuckFor: l.GetStuckFor(), LeadId: l.GetLeadId()}
+	}
+	var whole []string
+	for _, l := range later.GetLost() {
+		whole = append(whole, l.GetLeadId())
+	}
+	if !slices.Equal(paged, whole) {
+		t.Fatalf("paged two at a time: %v, want %v", paged, whole)
+	}
 
 	// Fix the causes, then re-drive.
 	put(t, s.client, &eventv1.NurtureProgram{ProgramId: "spring-2027", Name: "Spring 2027", Duration: days(90),

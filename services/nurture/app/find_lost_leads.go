@@ -26,6 +26,16 @@ type LostQuery struct {
 	ClaimGrace time.Duration
 	// Limit caps the lost leads listed; 0: DefaultLostLimit.
 	Limit int
+	// After pages the listing: only the leads after this one in its order
+	// (longest stuck first, then by lead id) are listed. Its page was
+	// judged at the same AsOf, or the order has moved.
+	After *LostCursor
+}
+
+// LostCursor is a lead's place in the lost leads' order.
+type LostCursor struct {
+	StuckFor time.Duration
+	LeadID   string
 }
 
 // Limits on the lost leads one answer lists.
@@ -214,6 +224,15 @@ func (a *App) FindLostLeads(ctx context.Context, q LostQuery) (LostReport, error
 		return cmp.Or(cmp.Compare(y.StuckFor, x.StuckFor), strings.Compare(x.LeadID, y.LeadID))
 	})
 	rep.TotalLost = len(rep.Lost)
+	if c := q.After; c != nil {
+		// The leads up to the cursor, in the same order, were listed: the
+		// page starts at the first after it (the cursor's own lead, equal,
+		// counts as before).
+		i, _ := slices.BinarySearchFunc(rep.Lost, *c, func(l LostLead, c LostCursor) int {
+			return cmp.Or(cmp.Compare(c.StuckFor, l.StuckFor), strings.Compare(l.LeadID, c.LeadID), -1)
+		})
+		rep.Lost = rep.Lost[i:]
+	}
 	if len(rep.Lost) > q.Limit {
 		rep.Lost = rep.Lost[:q.Limit]
 	}

@@ -127,6 +127,16 @@ func (g *GRPC) FindLostLeads(ctx context.Context, r *nurturev1.FindLostLeadsRequ
 			*d.to = d.pb.AsDuration()
 		}
 	}
+	if c := r.GetAfter(); c != nil {
+		switch d := c.GetStuckFor(); {
+		case d == nil || d.CheckValid() != nil:
+			bad = append(bad, grpcserver.FieldViolation{Field: "after.stuck_for", Description: "must be the stuck_for of the lead listed last"})
+		case c.GetLeadId() == "":
+			bad = append(bad, grpcserver.FieldViolation{Field: "after.lead_id", Description: "must be the lead_id of the lead listed last"})
+		default:
+			q.After = &app.LostCursor{StuckFor: d.AsDuration(), LeadID: c.GetLeadId()}
+		}
+	}
 	if len(bad) > 0 {
 		return nil, grpcserver.InvalidArgument(bad[0].Field+": "+bad[0].Description, bad...)
 	}

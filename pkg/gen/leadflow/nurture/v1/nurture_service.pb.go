@@ -1136,7 +1136,11 @@ type FindLostLeadsRequest struct {
 	ClaimGrace *durationpb.Duration `protobuf:"bytes,3,opt,name=claim_grace,json=claimGrace,proto3" json:"claim_grace,omitempty"`
 	// limit caps the lost leads listed (default 1000, at most 10000);
 	// total_lost counts them all.
-	Limit         uint32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	Limit uint32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	// after pages the listing: only the lost leads after this one in its
+	// order (longest stuck first, then by lead id) are listed. Give its
+	// page's as_of too, or the order has moved since.
+	After         *LostCursor `protobuf:"bytes,5,opt,name=after,proto3" json:"after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1199,6 +1203,67 @@ func (x *FindLostLeadsRequest) GetLimit() uint32 {
 	return 0
 }
 
+func (x *FindLostLeadsRequest) GetAfter() *LostCursor {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+// LostCursor is a lost lead's place in the listing's order: its
+// stuck_for and lead_id as listed.
+type LostCursor struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	StuckFor      *durationpb.Duration   `protobuf:"bytes,1,opt,name=stuck_for,json=stuckFor,proto3" json:"stuck_for,omitempty"`
+	LeadId        string                 `protobuf:"bytes,2,opt,name=lead_id,json=leadId,proto3" json:"lead_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LostCursor) Reset() {
+	*x = LostCursor{}
+	mi := &file_leadflow_nurture_v1_nurture_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LostCursor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LostCursor) ProtoMessage() {}
+
+func (x *LostCursor) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_nurture_v1_nurture_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LostCursor.ProtoReflect.Descriptor instead.
+func (*LostCursor) Descriptor() ([]byte, []int) {
+	return file_leadflow_nurture_v1_nurture_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *LostCursor) GetStuckFor() *durationpb.Duration {
+	if x != nil {
+		return x.StuckFor
+	}
+	return nil
+}
+
+func (x *LostCursor) GetLeadId() string {
+	if x != nil {
+		return x.LeadId
+	}
+	return ""
+}
+
 // LostLead is one lead that breaks the invariant.
 type LostLead struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1223,7 +1288,7 @@ type LostLead struct {
 
 func (x *LostLead) Reset() {
 	*x = LostLead{}
-	mi := &file_leadflow_nurture_v1_nurture_service_proto_msgTypes[15]
+	mi := &file_leadflow_nurture_v1_nurture_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1235,7 +1300,7 @@ func (x *LostLead) String() string {
 func (*LostLead) ProtoMessage() {}
 
 func (x *LostLead) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_nurture_v1_nurture_service_proto_msgTypes[15]
+	mi := &file_leadflow_nurture_v1_nurture_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1248,7 +1313,7 @@ func (x *LostLead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LostLead.ProtoReflect.Descriptor instead.
 func (*LostLead) Descriptor() ([]byte, []int) {
-	return file_leadflow_nurture_v1_nurture_service_proto_rawDescGZIP(), []int{15}
+	return file_leadflow_nurture_v1_nurture_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *LostLead) GetLeadId() string {
@@ -1362,7 +1427,7 @@ type ParkedLead struct {
 
 func (x *ParkedLead) Reset() {
 	*x = ParkedLead{}
-	mi := &file_leadflow_nurture_v1_nurture_service_proto_msgTypes[16]
+	mi := &file_leadflow_nurture_v1_nurture_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1374,7 +1439,7 @@ func (x *ParkedLead) String() string {
 func (*ParkedLead) ProtoMessage() {}
 
 func (x *ParkedLead) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_nurture_v1_nurture_service_proto_msgTypes[16]
+	mi := &file_leadflow_nurture_v1_nurture_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1387,7 +1452,7 @@ func (x *ParkedLead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ParkedLead.ProtoReflect.Descriptor instead.
 func (*ParkedLead) Descriptor() ([]byte, []int) {
-	return file_leadflow_nurture_v1_nurture_service_proto_rawDescGZIP(), []int{16}
+	return file_leadflow_nurture_v1_nurture_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ParkedLead) GetGroup() string {
@@ -1497,7 +1562,7 @@ type OrphanClaim struct {
 
 func (x *OrphanClaim) Reset() {
 	*x = OrphanClaim{}
-	mi := &file_leadflow_nurture_v1_nurture_service_proto_msgTypes[17]
+	mi := &file_leadflow_nurture_v1_nurture_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1509,7 +1574,7 @@ func (x *OrphanClaim) String() string {
 func (*OrphanClaim) ProtoMessage() {}
 
 func (x *OrphanClaim) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_nurture_v1_nurture_service_proto_msgTypes[17]
+	mi := &file_leadflow_nurture_v1_nurture_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1522,7 +1587,7 @@ func (x *OrphanClaim) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrphanClaim.ProtoReflect.Descriptor instead.
 func (*OrphanClaim) Descriptor() ([]byte, []int) {
-	return file_leadflow_nurture_v1_nurture_service_proto_rawDescGZIP(), []int{17}
+	return file_leadflow_nurture_v1_nurture_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *OrphanClaim) GetSubject() string {
@@ -1579,7 +1644,7 @@ type FindLostLeadsResponse struct {
 
 func (x *FindLostLeadsResponse) Reset() {
 	*x = FindLostLeadsResponse{}
-	mi := &file_leadflow_nurture_v1_nurture_service_proto_msgTypes[18]
+	mi := &file_leadflow_nurture_v1_nurture_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1591,7 +1656,7 @@ func (x *FindLostLeadsResponse) String() string {
 func (*FindLostLeadsResponse) ProtoMessage() {}
 
 func (x *FindLostLeadsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_nurture_v1_nurture_service_proto_msgTypes[18]
+	mi := &file_leadflow_nurture_v1_nurture_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1604,7 +1669,7 @@ func (x *FindLostLeadsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindLostLeadsResponse.ProtoReflect.Descriptor instead.
 func (*FindLostLeadsResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_nurture_v1_nurture_service_proto_rawDescGZIP(), []int{18}
+	return file_leadflow_nurture_v1_nurture_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *FindLostLeadsResponse) GetAsOf() *timestamppb.Timestamp {
@@ -1672,7 +1737,7 @@ type RedriveLeadsRequest struct {
 
 func (x *RedriveLeadsRequest) Reset() {
 	*x = RedriveLeadsRequest{}
-	mi := &file_leadflow_nurture_v1_nurture_service_proto_msgTypes[19]
+	mi := &file_leadflow_nurture_v1_nurture_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1684,7 +1749,7 @@ func (x *RedriveLeadsRequest) String() string {
 func (*RedriveLeadsRequest) ProtoMessage() {}
 
 func (x *RedriveLeadsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_nurture_v1_nurture_service_proto_msgTypes[19]
+	mi := &file_leadflow_nurture_v1_nurture_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1697,7 +1762,7 @@ func (x *RedriveLeadsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveLeadsRequest.ProtoReflect.Descriptor instead.
 func (*RedriveLeadsRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_nurture_v1_nurture_service_proto_rawDescGZIP(), []int{19}
+	return file_leadflow_nurture_v1_nurture_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RedriveLeadsRequest) GetLeadIds() []string {
@@ -1725,7 +1790,7 @@ type Redriven struct {
 
 func (x *Redriven) Reset() {
 	*x = Redriven{}
-	mi := &file_leadflow_nurture_v1_nurture_service_proto_msgTypes[20]
+	mi := &file_leadflow_nurture_v1_nurture_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1737,7 +1802,7 @@ func (x *Redriven) String() string {
 func (*Redriven) ProtoMessage() {}
 
 func (x *Redriven) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_nurture_v1_nurture_service_proto_msgTypes[20]
+	mi := &file_leadflow_nurture_v1_nurture_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1750,7 +1815,7 @@ func (x *Redriven) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Redriven.ProtoReflect.Descriptor instead.
 func (*Redriven) Descriptor() ([]byte, []int) {
-	return file_leadflow_nurture_v1_nurture_service_proto_rawDescGZIP(), []int{20}
+	return file_leadflow_nurture_v1_nurture_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Redriven) GetLeadId() string {
@@ -1800,7 +1865,7 @@ type RedriveLeadsResponse struct {
 
 func (x *RedriveLeadsResponse) Reset() {
 	*x = RedriveLeadsResponse{}
-	mi := &file_leadflow_nurture_v1_nurture_service_proto_msgTypes[21]
+	mi := &file_leadflow_nurture_v1_nurture_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1812,7 +1877,7 @@ func (x *RedriveLeadsResponse) String() string {
 func (*RedriveLeadsResponse) ProtoMessage() {}
 
 func (x *RedriveLeadsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_nurture_v1_nurture_service_proto_msgTypes[21]
+	mi := &file_leadflow_nurture_v1_nurture_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1825,7 +1890,7 @@ func (x *RedriveLeadsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveLeadsResponse.ProtoReflect.Descriptor instead.
 func (*RedriveLeadsResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_nurture_v1_nurture_service_proto_rawDescGZIP(), []int{21}
+	return file_leadflow_nurture_v1_nurture_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RedriveLeadsResponse) GetLeads() []*Redriven {
@@ -1913,13 +1978,18 @@ const file_leadflow_nurture_v1_nurture_service_proto_rawDesc = "" +
 	"\n" +
 	"program_id\x18\x05 \x01(\tR\tprogramId\x12\x14\n" +
 	"\x05cycle\x18\x06 \x01(\rR\x05cycle\x12\x18\n" +
-	"\asummary\x18\a \x01(\tR\asummary\"\xd9\x01\n" +
+	"\asummary\x18\a \x01(\tR\asummary\"\x90\x02\n" +
 	"\x14FindLostLeadsRequest\x12/\n" +
 	"\x05as_of\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04asOf\x12>\n" +
 	"\roverdue_grace\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\foverdueGrace\x12:\n" +
 	"\vclaim_grace\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"claimGrace\x12\x14\n" +
-	"\x05limit\x18\x04 \x01(\rR\x05limit\"\xa0\x04\n" +
+	"\x05limit\x18\x04 \x01(\rR\x05limit\x125\n" +
+	"\x05after\x18\x05 \x01(\v2\x1f.leadflow.nurture.v1.LostCursorR\x05after\"]\n" +
+	"\n" +
+	"LostCursor\x126\n" +
+	"\tstuck_for\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\bstuckFor\x12\x17\n" +
+	"\alead_id\x18\x02 \x01(\tR\x06leadId\"\xa0\x04\n" +
 	"\bLostLead\x12\x17\n" +
 	"\alead_id\x18\x01 \x01(\tR\x06leadId\x127\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x1f.leadflow.nurture.v1.LostReasonR\x06reason\x125\n" +
@@ -2028,7 +2098,7 @@ func file_leadflow_nurture_v1_nurture_service_proto_rawDescGZIP() []byte {
 }
 
 var file_leadflow_nurture_v1_nurture_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_leadflow_nurture_v1_nurture_service_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_leadflow_nurture_v1_nurture_service_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_leadflow_nurture_v1_nurture_service_proto_goTypes = []any{
 	(ProgramSource)(0),             // 0: leadflow.nurture.v1.ProgramSource
 	(LostReason)(0),                // 1: leadflow.nurture.v1.LostReason
@@ -2048,86 +2118,89 @@ var file_leadflow_nurture_v1_nurture_service_proto_goTypes = []any{
 	(*GetLeadNurtureResponse)(nil), // 15: leadflow.nurture.v1.GetLeadNurtureResponse
 	(*NurtureStep)(nil),            // 16: leadflow.nurture.v1.NurtureStep
 	(*FindLostLeadsRequest)(nil),   // 17: leadflow.nurture.v1.FindLostLeadsRequest
-	(*LostLead)(nil),               // 18: leadflow.nurture.v1.LostLead
-	(*ParkedLead)(nil),             // 19: leadflow.nurture.v1.ParkedLead
-	(*OrphanClaim)(nil),            // 20: leadflow.nurture.v1.OrphanClaim
-	(*FindLostLeadsResponse)(nil),  // 21: leadflow.nurture.v1.FindLostLeadsResponse
-	(*RedriveLeadsRequest)(nil),    // 22: leadflow.nurture.v1.RedriveLeadsRequest
-	(*Redriven)(nil),               // 23: leadflow.nurture.v1.Redriven
-	(*RedriveLeadsResponse)(nil),   // 24: leadflow.nurture.v1.RedriveLeadsResponse
-	(*v1.NurtureProgram)(nil),      // 25: leadflow.event.v1.NurtureProgram
-	(*timestamppb.Timestamp)(nil),  // 26: google.protobuf.Timestamp
-	(*v1.Actor)(nil),               // 27: leadflow.event.v1.Actor
-	(v1.LeadStatus)(0),             // 28: leadflow.event.v1.LeadStatus
-	(*v1.Owner)(nil),               // 29: leadflow.event.v1.Owner
-	(*v1.LeadRecycled)(nil),        // 30: leadflow.event.v1.LeadRecycled
-	(*durationpb.Duration)(nil),    // 31: google.protobuf.Duration
+	(*LostCursor)(nil),             // 18: leadflow.nurture.v1.LostCursor
+	(*LostLead)(nil),               // 19: leadflow.nurture.v1.LostLead
+	(*ParkedLead)(nil),             // 20: leadflow.nurture.v1.ParkedLead
+	(*OrphanClaim)(nil),            // 21: leadflow.nurture.v1.OrphanClaim
+	(*FindLostLeadsResponse)(nil),  // 22: leadflow.nurture.v1.FindLostLeadsResponse
+	(*RedriveLeadsRequest)(nil),    // 23: leadflow.nurture.v1.RedriveLeadsRequest
+	(*Redriven)(nil),               // 24: leadflow.nurture.v1.Redriven
+	(*RedriveLeadsResponse)(nil),   // 25: leadflow.nurture.v1.RedriveLeadsResponse
+	(*v1.NurtureProgram)(nil),      // 26: leadflow.event.v1.NurtureProgram
+	(*timestamppb.Timestamp)(nil),  // 27: google.protobuf.Timestamp
+	(*v1.Actor)(nil),               // 28: leadflow.event.v1.Actor
+	(v1.LeadStatus)(0),             // 29: leadflow.event.v1.LeadStatus
+	(*v1.Owner)(nil),               // 30: leadflow.event.v1.Owner
+	(*v1.LeadRecycled)(nil),        // 31: leadflow.event.v1.LeadRecycled
+	(*durationpb.Duration)(nil),    // 32: google.protobuf.Duration
 }
 var file_leadflow_nurture_v1_nurture_service_proto_depIdxs = []int32{
-	25, // 0: leadflow.nurture.v1.Program.program:type_name -> leadflow.event.v1.NurtureProgram
+	26, // 0: leadflow.nurture.v1.Program.program:type_name -> leadflow.event.v1.NurtureProgram
 	0,  // 1: leadflow.nurture.v1.Program.source:type_name -> leadflow.nurture.v1.ProgramSource
-	26, // 2: leadflow.nurture.v1.Program.changed_at:type_name -> google.protobuf.Timestamp
-	27, // 3: leadflow.nurture.v1.Program.changed_by:type_name -> leadflow.event.v1.Actor
-	25, // 4: leadflow.nurture.v1.PutProgramRequest.program:type_name -> leadflow.event.v1.NurtureProgram
-	27, // 5: leadflow.nurture.v1.PutProgramRequest.changed_by:type_name -> leadflow.event.v1.Actor
+	27, // 2: leadflow.nurture.v1.Program.changed_at:type_name -> google.protobuf.Timestamp
+	28, // 3: leadflow.nurture.v1.Program.changed_by:type_name -> leadflow.event.v1.Actor
+	26, // 4: leadflow.nurture.v1.PutProgramRequest.program:type_name -> leadflow.event.v1.NurtureProgram
+	28, // 5: leadflow.nurture.v1.PutProgramRequest.changed_by:type_name -> leadflow.event.v1.Actor
 	3,  // 6: leadflow.nurture.v1.PutProgramResponse.program:type_name -> leadflow.nurture.v1.Program
-	27, // 7: leadflow.nurture.v1.RetireProgramRequest.changed_by:type_name -> leadflow.event.v1.Actor
+	28, // 7: leadflow.nurture.v1.RetireProgramRequest.changed_by:type_name -> leadflow.event.v1.Actor
 	3,  // 8: leadflow.nurture.v1.RetireProgramResponse.program:type_name -> leadflow.nurture.v1.Program
 	3,  // 9: leadflow.nurture.v1.GetProgramResponse.program:type_name -> leadflow.nurture.v1.Program
 	3,  // 10: leadflow.nurture.v1.ListProgramsResponse.programs:type_name -> leadflow.nurture.v1.Program
-	27, // 11: leadflow.nurture.v1.RecycleLeadRequest.actor:type_name -> leadflow.event.v1.Actor
-	26, // 12: leadflow.nurture.v1.RecycleLeadResponse.review_at:type_name -> google.protobuf.Timestamp
-	28, // 13: leadflow.nurture.v1.GetLeadNurtureResponse.status:type_name -> leadflow.event.v1.LeadStatus
-	29, // 14: leadflow.nurture.v1.GetLeadNurtureResponse.owner:type_name -> leadflow.event.v1.Owner
-	26, // 15: leadflow.nurture.v1.GetLeadNurtureResponse.deadline:type_name -> google.protobuf.Timestamp
-	26, // 16: leadflow.nurture.v1.GetLeadNurtureResponse.review_at:type_name -> google.protobuf.Timestamp
-	30, // 17: leadflow.nurture.v1.GetLeadNurtureResponse.last_recycle:type_name -> leadflow.event.v1.LeadRecycled
+	28, // 11: leadflow.nurture.v1.RecycleLeadRequest.actor:type_name -> leadflow.event.v1.Actor
+	27, // 12: leadflow.nurture.v1.RecycleLeadResponse.review_at:type_name -> google.protobuf.Timestamp
+	29, // 13: leadflow.nurture.v1.GetLeadNurtureResponse.status:type_name -> leadflow.event.v1.LeadStatus
+	30, // 14: leadflow.nurture.v1.GetLeadNurtureResponse.owner:type_name -> leadflow.event.v1.Owner
+	27, // 15: leadflow.nurture.v1.GetLeadNurtureResponse.deadline:type_name -> google.protobuf.Timestamp
+	27, // 16: leadflow.nurture.v1.GetLeadNurtureResponse.review_at:type_name -> google.protobuf.Timestamp
+	31, // 17: leadflow.nurture.v1.GetLeadNurtureResponse.last_recycle:type_name -> leadflow.event.v1.LeadRecycled
 	16, // 18: leadflow.nurture.v1.GetLeadNurtureResponse.steps:type_name -> leadflow.nurture.v1.NurtureStep
-	26, // 19: leadflow.nurture.v1.NurtureStep.at:type_name -> google.protobuf.Timestamp
-	26, // 20: leadflow.nurture.v1.FindLostLeadsRequest.as_of:type_name -> google.protobuf.Timestamp
-	31, // 21: leadflow.nurture.v1.FindLostLeadsRequest.overdue_grace:type_name -> google.protobuf.Duration
-	31, // 22: leadflow.nurture.v1.FindLostLeadsRequest.claim_grace:type_name -> google.protobuf.Duration
-	1,  // 23: leadflow.nurture.v1.LostLead.reason:type_name -> leadflow.nurture.v1.LostReason
-	28, // 24: leadflow.nurture.v1.LostLead.status:type_name -> leadflow.event.v1.LeadStatus
-	29, // 25: leadflow.nurture.v1.LostLead.owner:type_name -> leadflow.event.v1.Owner
-	26, // 26: leadflow.nurture.v1.LostLead.deadline:type_name -> google.protobuf.Timestamp
-	26, // 27: leadflow.nurture.v1.LostLead.last_event_at:type_name -> google.protobuf.Timestamp
-	31, // 28: leadflow.nurture.v1.LostLead.stuck_for:type_name -> google.protobuf.Duration
-	26, // 29: leadflow.nurture.v1.ParkedLead.since:type_name -> google.protobuf.Timestamp
-	28, // 30: leadflow.nurture.v1.ParkedLead.status:type_name -> leadflow.event.v1.LeadStatus
-	31, // 31: leadflow.nurture.v1.ParkedLead.stuck_for:type_name -> google.protobuf.Duration
-	29, // 32: leadflow.nurture.v1.ParkedLead.owner:type_name -> leadflow.event.v1.Owner
-	26, // 33: leadflow.nurture.v1.ParkedLead.last_event_at:type_name -> google.protobuf.Timestamp
-	26, // 34: leadflow.nurture.v1.OrphanClaim.claimed_at:type_name -> google.protobuf.Timestamp
-	31, // 35: leadflow.nurture.v1.OrphanClaim.age:type_name -> google.protobuf.Duration
-	26, // 36: leadflow.nurture.v1.FindLostLeadsResponse.as_of:type_name -> google.protobuf.Timestamp
-	18, // 37: leadflow.nurture.v1.FindLostLeadsResponse.lost:type_name -> leadflow.nurture.v1.LostLead
-	19, // 38: leadflow.nurture.v1.FindLostLeadsResponse.parked:type_name -> leadflow.nurture.v1.ParkedLead
-	20, // 39: leadflow.nurture.v1.FindLostLeadsResponse.orphan_claims:type_name -> leadflow.nurture.v1.OrphanClaim
-	31, // 40: leadflow.nurture.v1.FindLostLeadsResponse.took:type_name -> google.protobuf.Duration
-	2,  // 41: leadflow.nurture.v1.Redriven.action:type_name -> leadflow.nurture.v1.RedriveAction
-	23, // 42: leadflow.nurture.v1.RedriveLeadsResponse.leads:type_name -> leadflow.nurture.v1.Redriven
-	4,  // 43: leadflow.nurture.v1.NurtureService.PutProgram:input_type -> leadflow.nurture.v1.PutProgramRequest
-	6,  // 44: leadflow.nurture.v1.NurtureService.RetireProgram:input_type -> leadflow.nurture.v1.RetireProgramRequest
-	8,  // 45: leadflow.nurture.v1.NurtureService.GetProgram:input_type -> leadflow.nurture.v1.GetProgramRequest
-	10, // 46: leadflow.nurture.v1.NurtureService.ListPrograms:input_type -> leadflow.nurture.v1.ListProgramsRequest
-	12, // 47: leadflow.nurture.v1.NurtureService.RecycleLead:input_type -> leadflow.nurture.v1.RecycleLeadRequest
-	14, // 48: leadflow.nurture.v1.NurtureService.GetLeadNurture:input_type -> leadflow.nurture.v1.GetLeadNurtureRequest
-	17, // 49: leadflow.nurture.v1.NurtureService.FindLostLeads:input_type -> leadflow.nurture.v1.FindLostLeadsRequest
-	22, // 50: leadflow.nurture.v1.NurtureService.RedriveLeads:input_type -> leadflow.nurture.v1.RedriveLeadsRequest
-	5,  // 51: leadflow.nurture.v1.NurtureService.PutProgram:output_type -> leadflow.nurture.v1.PutProgramResponse
-	7,  // 52: leadflow.nurture.v1.NurtureService.RetireProgram:output_type -> leadflow.nurture.v1.RetireProgramResponse
-	9,  // 53: leadflow.nurture.v1.NurtureService.GetProgram:output_type -> leadflow.nurture.v1.GetProgramResponse
-	11, // 54: leadflow.nurture.v1.NurtureService.ListPrograms:output_type -> leadflow.nurture.v1.ListProgramsResponse
-	13, // 55: leadflow.nurture.v1.NurtureService.RecycleLead:output_type -> leadflow.nurture.v1.RecycleLeadResponse
-	15, // 56: leadflow.nurture.v1.NurtureService.GetLeadNurture:output_type -> leadflow.nurture.v1.GetLeadNurtureResponse
-	21, // 57: leadflow.nurture.v1.NurtureService.FindLostLeads:output_type -> leadflow.nurture.v1.FindLostLeadsResponse
-	24, // 58: leadflow.nurture.v1.NurtureService.RedriveLeads:output_type -> leadflow.nurture.v1.RedriveLeadsResponse
-	51, // [51:59] is the sub-list for method output_type
-	43, // [43:51] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	27, // 19: leadflow.nurture.v1.NurtureStep.at:type_name -> google.protobuf.Timestamp
+	27, // 20: leadflow.nurture.v1.FindLostLeadsRequest.as_of:type_name -> google.protobuf.Timestamp
+	32, // 21: leadflow.nurture.v1.FindLostLeadsRequest.overdue_grace:type_name -> google.protobuf.Duration
+	32, // 22: leadflow.nurture.v1.FindLostLeadsRequest.claim_grace:type_name -> google.protobuf.Duration
+	18, // 23: leadflow.nurture.v1.FindLostLeadsRequest.after:type_name -> leadflow.nurture.v1.LostCursor
+	32, // 24: leadflow.nurture.v1.LostCursor.stuck_for:type_name -> google.protobuf.Duration
+	1,  // 25: leadflow.nurture.v1.LostLead.reason:type_name -> leadflow.nurture.v1.LostReason
+	29, // 26: leadflow.nurture.v1.LostLead.status:type_name -> leadflow.event.v1.LeadStatus
+	30, // 27: leadflow.nurture.v1.LostLead.owner:type_name -> leadflow.event.v1.Owner
+	27, // 28: leadflow.nurture.v1.LostLead.deadline:type_name -> google.protobuf.Timestamp
+	27, // 29: leadflow.nurture.v1.LostLead.last_event_at:type_name -> google.protobuf.Timestamp
+	32, // 30: leadflow.nurture.v1.LostLead.stuck_for:type_name -> google.protobuf.Duration
+	27, // 31: leadflow.nurture.v1.ParkedLead.since:type_name -> google.protobuf.Timestamp
+	29, // 32: leadflow.nurture.v1.ParkedLead.status:type_name -> leadflow.event.v1.LeadStatus
+	32, // 33: leadflow.nurture.v1.ParkedLead.stuck_for:type_name -> google.protobuf.Duration
+	30, // 34: leadflow.nurture.v1.ParkedLead.owner:type_name -> leadflow.event.v1.Owner
+	27, // 35: leadflow.nurture.v1.ParkedLead.last_event_at:type_name -> google.protobuf.Timestamp
+	27, // 36: leadflow.nurture.v1.OrphanClaim.claimed_at:type_name -> google.protobuf.Timestamp
+	32, // 37: leadflow.nurture.v1.OrphanClaim.age:type_name -> google.protobuf.Duration
+	27, // 38: leadflow.nurture.v1.FindLostLeadsResponse.as_of:type_name -> google.protobuf.Timestamp
+	19, // 39: leadflow.nurture.v1.FindLostLeadsResponse.lost:type_name -> leadflow.nurture.v1.LostLead
+	20, // 40: leadflow.nurture.v1.FindLostLeadsResponse.parked:type_name -> leadflow.nurture.v1.ParkedLead
+	21, // 41: leadflow.nurture.v1.FindLostLeadsResponse.orphan_claims:type_name -> leadflow.nurture.v1.OrphanClaim
+	32, // 42: leadflow.nurture.v1.FindLostLeadsResponse.took:type_name -> google.protobuf.Duration
+	2,  // 43: leadflow.nurture.v1.Redriven.action:type_name -> leadflow.nurture.v1.RedriveAction
+	24, // 44: leadflow.nurture.v1.RedriveLeadsResponse.leads:type_name -> leadflow.nurture.v1.Redriven
+	4,  // 45: leadflow.nurture.v1.NurtureService.PutProgram:input_type -> leadflow.nurture.v1.PutProgramRequest
+	6,  // 46: leadflow.nurture.v1.NurtureService.RetireProgram:input_type -> leadflow.nurture.v1.RetireProgramRequest
+	8,  // 47: leadflow.nurture.v1.NurtureService.GetProgram:input_type -> leadflow.nurture.v1.GetProgramRequest
+	10, // 48: leadflow.nurture.v1.NurtureService.ListPrograms:input_type -> leadflow.nurture.v1.ListProgramsRequest
+	12, // 49: leadflow.nurture.v1.NurtureService.RecycleLead:input_type -> leadflow.nurture.v1.RecycleLeadRequest
+	14, // 50: leadflow.nurture.v1.NurtureService.GetLeadNurture:input_type -> leadflow.nurture.v1.GetLeadNurtureRequest
+	17, // 51: leadflow.nurture.v1.NurtureService.FindLostLeads:input_type -> leadflow.nurture.v1.FindLostLeadsRequest
+	23, // 52: leadflow.nurture.v1.NurtureService.RedriveLeads:input_type -> leadflow.nurture.v1.RedriveLeadsRequest
+	5,  // 53: leadflow.nurture.v1.NurtureService.PutProgram:output_type -> leadflow.nurture.v1.PutProgramResponse
+	7,  // 54: leadflow.nurture.v1.NurtureService.RetireProgram:output_type -> leadflow.nurture.v1.RetireProgramResponse
+	9,  // 55: leadflow.nurture.v1.NurtureService.GetProgram:output_type -> leadflow.nurture.v1.GetProgramResponse
+	11, // 56: leadflow.nurture.v1.NurtureService.ListPrograms:output_type -> leadflow.nurture.v1.ListProgramsResponse
+	13, // 57: leadflow.nurture.v1.NurtureService.RecycleLead:output_type -> leadflow.nurture.v1.RecycleLeadResponse
+	15, // 58: leadflow.nurture.v1.NurtureService.GetLeadNurture:output_type -> leadflow.nurture.v1.GetLeadNurtureResponse
+	22, // 59: leadflow.nurture.v1.NurtureService.FindLostLeads:output_type -> leadflow.nurture.v1.FindLostLeadsResponse
+	25, // 60: leadflow.nurture.v1.NurtureService.RedriveLeads:output_type -> leadflow.nurture.v1.RedriveLeadsResponse
+	53, // [53:61] is the sub-list for method output_type
+	45, // [45:53] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_nurture_v1_nurture_service_proto_init() }
@@ -2141,7 +2214,7 @@ func file_leadflow_nurture_v1_nurture_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_leadflow_nurture_v1_nurture_service_proto_rawDesc), len(file_leadflow_nurture_v1_nurture_service_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
