@@ -40,7 +40,7 @@ func testHandoffBrief(t *testing.T, newWorld func(testing.TB) *world) {
 	}
 
 	id := uuid.NewString()
-	w.write(t, id, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{SealedPersonal: w.sealed(t, id, &eventv1.Personal{Contact: &eventv1.Contact{Email: "ada@example.com"}}), Profile: dach(50),
+	w.write(t, id, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{SealedPersonal: w.sealed(t, id, &eventv1.Personal{Contact: &eventv1.Contact{Email: "ada@example.com"}, UtmMedium: "email", UtmCampaign: "spring"}), Profile: dach(50),
 		Attribution: &eventv1.Attribution{Source: "webinar", CampaignId: "webinar-q4", UtmSource: "newsletter"},
 		Consents:    []*eventv1.Consent{{Channel: eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL, Status: eventv1.ConsentStatus_CONSENT_STATUS_GRANTED}}}, intakeActor)
 	for _, a := range []eventv1.ActivityType{eventv1.ActivityType_ACTIVITY_TYPE_WEBINAR_ATTENDED, eventv1.ActivityType_ACTIVITY_TYPE_PRICING_PAGE_VISIT} {
@@ -76,6 +76,11 @@ func testHandoffBrief(t *testing.T, newWorld func(testing.TB) *world) {
 	ft := b.GetFirstTouch()
 	if ft.GetAttribution().GetCampaignId() != "webinar-q4" || ft.GetCampaign().GetName() != "Q4 product webinar" || ft.GetAt() == nil {
 		t.Errorf("first touch: %v", ft)
+	}
+	// Its UTM tags, sealed with the capture's personal data (an older
+	// capture's in the clear), are the rep's to read.
+	if a := ft.GetAttribution(); a.GetUtmSource() != "newsletter" || a.GetUtmMedium() != "email" || a.GetUtmCampaign() != "spring" {
+		t.Errorf("first touch's UTM tags: %v, want newsletter / email / spring", a)
 	}
 	if b.GetActivityCount() != 3 || b.GetActivities()[0].GetType() != eventv1.ActivityType_ACTIVITY_TYPE_DEMO_REQUEST {
 		t.Errorf("activities (newest first): %v", b.GetActivities())

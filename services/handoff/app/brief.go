@@ -48,6 +48,7 @@ type FirstTouch struct {
 	Attribution *eventv1.Attribution
 	Campaign    *eventv1.CampaignRegistered
 	LeadID      string
+	sealed      []byte // the capture's personal data, sealed: its UTM tags, once opened
 }
 
 // Activity is one engagement signal.
@@ -210,6 +211,9 @@ func (a *App) HandoffBrief(ctx context.Context, leadID string) (Brief, error) {
 // forget drops the sealed data of the entries of the erased leads, and of
 // what came through them, so none is opened.
 func (b *Brief) forget(erased map[string]bool) {
+	if erased[b.FirstTouch.LeadID] {
+		b.FirstTouch.sealed = nil
+	}
 	for i := range b.Activities {
 		if e := &b.Activities[i]; erased[e.LeadID] || erased[e.via] {
 			e.sealed = nil
@@ -293,7 +297,7 @@ func briefOf(leadID string, recs []eventstore.Record) (b Brief, sealed []sealedD
 		case *eventv1.Event_LeadCaptured:
 			profile, forms = proto.CloneOf(p.LeadCaptured.GetProfile()), envelope.Forms{}
 			sealed = []sealedData{{b: p.LeadCaptured.GetSealedPersonal()}}
-			b.FirstTouch = FirstTouch{At: at, Attribution: p.LeadCaptured.GetAttribution()}
+			b.FirstTouch = FirstTouch{At: at, Attribution: p.LeadCaptured.GetAttribution(), sealed: p.LeadCaptured.GetSealedPersonal()}
 			for _, c := range p.LeadCaptured.GetConsents() {
 				consents[c.GetChannel()] = c
 			}
@@ -478,6 +482,22 @@ func (a *App) openBrief(ctx context.Context, b *Brief, sealed []sealedData) erro
 			b.Profile = &eventv1.Profile{}
 		}
 		b.Profile.Company, b.Profile.Title = cmp.Or(company, b.Profile.GetCompany()), cmp.Or(title, b.Profile.GetTitle())
+	}
+	// The capture's UTM tags are sealed with the rest of its personal
+	// data: a rep reads them, as the company and title.
+	if t := &b.FirstTouch; len(t.sealed) > 0 {
+		p, err := a.personal.Personal(ctx, cmp.Or(t.LeadID, b.LeadID), "", t.sealed)
+		if err != nil {
+			return err
+		}
+		if p.GetUtmSource() != "" || p.GetUtmMedium() != "" || p.GetUtmCampaign() != "" {
+			at := proto.CloneOf(t.Attribution) // the event's own, shared with the fold
+			if at == nil {
+				at = &eventv1.Attribution{}
+			}
+			at.UtmSource, at.UtmMedium, at.UtmCampaign = cmp.Or(p.GetUtmSource(), at.GetUtmSource()), cmp.Or(p.GetUtmMedium(), at.GetUtmMedium()), cmp.Or(p.GetUtmCampaign(), at.GetUtmCampaign())
+			t.Attribution = at
+		}
 	}
 	// A merged lead's entries are sealed with that lead's key, and so is
 	// what came through a lead merged into the entry's (via).
