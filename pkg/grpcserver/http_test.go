@@ -224,6 +224,19 @@ func TestHTTPCallsGoThroughTheGRPCServer(t *testing.T) {
 	if code != 400 || out["code"] != float64(codes.InvalidArgument) || !strings.Contains(toJSON(t, out["details"]), `"field":"contact.email"`) {
 		t.Fatalf("invalid capture: %d %v", code, out)
 	}
+	// A value its field does not take is named in the API's words (an
+	// enum's names, a time's form), not the parser's lines and columns.
+	for body, want := range map[string]string{
+		`{"contact":{"email":"a@b.example"},"consents":[{"channel":"FAX"}]}`: "consents[0].channel: must be one of CONSENT_CHANNEL_EMAIL, ",
+		`{"contact":{"email":"a@b.example"},"occurredAt":"yesterday"}`:       "occurred_at: must be an RFC 3339 time",
+		`{"contact":{"email":7}}`: "contact.email: must be a string",
+	} {
+		field, _, _ := strings.Cut(want, ":")
+		code, out := testenv.HTTPJSON(t, "POST", base+"/v1/leads", body)
+		if got := toJSON(t, out["details"]); code != 400 || !strings.Contains(got, `"field":"`+field+`"`) || !strings.Contains(got, want) || strings.Contains(got, "line 1") {
+			t.Fatalf("%s: %d %s, want %s", body, code, got, want)
+		}
+	}
 	if code, out := testenv.HTTPJSON(t, "GET", base+"/v1/leads/nobody", ""); code != 404 || out["code"] != float64(codes.NotFound) {
 		t.Fatalf("unknown lead: %d %v", code, out)
 	}

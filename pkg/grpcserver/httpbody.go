@@ -178,8 +178,12 @@ func (m decodeRecorder) decode(jd *json.Decoder, other runtime.Decoder, v any) e
 		if uf := unknownField(raw, md, ""); uf != nil {
 			return uf
 		}
-		if path := badValue(raw, md, "", m.unmarshal); path != "" {
-			return &BadValueError{Path: path, Err: err}
+		if path, fd := badValue(raw, md, "", m.unmarshal); path != "" {
+			bv := &BadValueError{Path: path, Err: err}
+			if fd != nil {
+				bv.Want = wants(fd)
+			}
+			return bv
 		}
 		return err
 	}

@@ -105,20 +105,65 @@ func unknownField(raw json.RawMessage, md protoreflect.MessageDescriptor, path s
 // bytes.
 type BadValueError struct {
 	Path string
+	// Want says what the field takes, in the API's words ("" when it
+	// cannot say): the parser's own text names lines and columns.
+	Want string
 	Err  error
 }
 
-func (e *BadValueError) Error() string { return e.Path + ": " + e.Err.Error() }
+func (e *BadValueError) Error() string {
+	if e.Want != "" {
+		return e.Path + ": " + e.Want
+	}
+	return e.Path + ": " + e.Err.Error()
+}
+
+// wants says what a field of fd's kind takes in JSON.
+func wants(fd protoreflect.FieldDescriptor) string {
+	if ed := fd.Enum(); ed != nil && ed.FullName() != "google.protobuf.NullValue" {
+		var names []string
+		for i := range ed.Values().Len() {
+			if v := ed.Values().Get(i); v.Number() != 0 {
+				names = append(names, string(v.Name()))
+			}
+		}
+		return "must be one of " + strings.Join(names, ", ")
+	}
+	if md := fd.Message(); md != nil {
+		switch md.FullName() {
+		case "google.protobuf.Timestamp":
+			return `must be an RFC 3339 time, like "2026-12-01T09:30:00Z"`
+		case "google.protobuf.Duration":
+			return `must be a duration in seconds, like "90s"`
+		}
+		return "must be a JSON object of " + string(md.Name())
+	}
+	switch fd.Kind() {
+	case protoreflect.BoolKind:
+		return "must be true or false"
+	case protoreflect.StringKind:
+		return "must be a string"
+	case protoreflect.BytesKind:
+		return "must be base64"
+	case protoreflect.FloatKind, protoreflect.DoubleKind:
+		return "must be a number"
+	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind, protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
+		return "must be a whole number"
+	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind, protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		return "must be a whole number, 0 or more"
+	}
+	return ""
+}
 func (e *BadValueError) Unwrap() error { return e.Err }
 
 // badValue finds the first field of raw, a JSON object for a message of
 // type md, whose value does not decode, at any depth: each field is
 // decoded on its own, and a failing message, list or map is looked into.
-// "" when none fails on its own.
-func badValue(raw json.RawMessage, md protoreflect.MessageDescriptor, path string, u protojson.UnmarshalOptions) string {
+// "" when none fails on its own; with the field (of a map, its value).
+func badValue(raw json.RawMessage, md protoreflect.MessageDescriptor, path string, u protojson.UnmarshalOptions) (string, protoreflect.FieldDescriptor) {
 	var obj map[string]json.RawMessage
 	if json.Unmarshal(raw, &obj) != nil {
-		return ""
+		return "", nil
 	}
 	decodes := func(name string, v json.RawMessage) bool {
 		one, err := json.Marshal(map[string]json.RawMessage{name: v})
@@ -134,7 +179,7 @@ func badValue(raw json.RawMessage, md protoreflect.MessageDescriptor, path strin
 		case fd.IsMap():
 			var m map[string]json.RawMessage
 			if json.Unmarshal(obj[name], &m) != nil {
-				return at
+				return at, nil
 			}
 			for _, k := range slices.Sorted(maps.Keys(m)) {
 				one, _ := json.Marshal(map[string]json.RawMessage{k: m[k]})
@@ -142,16 +187,16 @@ func badValue(raw json.RawMessage, md protoreflect.MessageDescriptor, path strin
 					continue
 				}
 				if v := fd.MapValue().Message(); v != nil && !wellKnown(v) {
-					if p := badValue(m[k], v, at+"["+k+"].", u); p != "" {
-						return p
+					if p, f := badValue(m[k], v, at+"["+k+"].", u); p != "" {
+						return p, f
 					}
 				}
-				return at + "[" + k + "]"
+				return at + "[" + k + "]", fd.MapValue()
 			}
 		case fd.IsList():
 			var l []json.RawMessage
 			if json.Unmarshal(obj[name], &l) != nil {
-				return at
+				return at, nil
 			}
 			for i, v := range l {
 				one, _ := json.Marshal([]json.RawMessage{v})
@@ -160,18 +205,18 @@ func badValue(raw json.RawMessage, md protoreflect.MessageDescriptor, path strin
 				}
 				elem := fmt.Sprintf("%s[%d]", at, i)
 				if m := fd.Message(); m != nil && !wellKnown(m) {
-					if p := badValue(v, m, elem+".", u); p != "" {
-						return p
+					if p, f := badValue(v, m, elem+".", u); p != "" {
+						return p, f
 					}
 				}
-				return elem
+				return elem, fd
 			}
 		case fd.Message() != nil && !wellKnown(fd.Message()):
-			if p := badValue(obj[name], fd.Message(), at+".", u); p != "" {
-				return p
+			if p, f := badValue(obj[name], fd.Message(), at+".", u); p != "" {
+				return p, f
 			}
 		}
-		return at
+		return at, fd
 	}
-	return ""
+	return "", nil
 }
