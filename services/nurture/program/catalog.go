@@ -236,8 +236,9 @@ type Choice struct {
 
 // Choose picks the program for a lead with key k: the active program
 // whose entry rule matches (no two can, see Put), else the recycle
-// policy's fallback: DataRepair for BAD_DATA rejections, NotAFit for
-// NOT_A_FIT ones, Default for the rest.
+// policy's fallback: the own program of a rejection with its own policy
+// (OwnPolicy: bad data, not a fit, existing customer, duplicate), Default
+// for the rest.
 func (c *Catalog) Choose(k Key) Choice {
 	for _, e := range c.List(false) {
 		for _, r := range e.Program.GetEntryRules() {
@@ -248,13 +249,8 @@ func (c *Catalog) Choose(k Key) Choice {
 		}
 	}
 	id := Default
-	if k.Cause == eventv1.RecycleCause_RECYCLE_CAUSE_REJECTED {
-		switch k.RejectReason {
-		case eventv1.RejectReason_REJECT_REASON_BAD_DATA:
-			id = DataRepair
-		case eventv1.RejectReason_REJECT_REASON_NOT_A_FIT:
-			id = NotAFit
-		}
+	if own, ok := ownPrograms[k.RejectReason]; ok && k.Cause == eventv1.RecycleCause_RECYCLE_CAUSE_REJECTED {
+		id = own
 	}
 	return Choice{Program: c.entries[id].Program, Why: fmt.Sprintf("no entry rule matched %s: the recycle policy's %q", k, id)}
 }

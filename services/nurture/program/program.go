@@ -31,6 +31,13 @@ const (
 	// NotAFit takes leads rejected as NOT_A_FIT: a long wait, and only a
 	// new form fill (a new company or role may fit) re-engages them.
 	NotAFit = "not-a-fit"
+	// ExistingCustomer takes leads rejected as EXISTING_CUSTOMER: the
+	// person buys already, so no new-business interest sends them back
+	// to sales.
+	ExistingCustomer = "existing-customer"
+	// Duplicate takes leads rejected as DUPLICATE: sales works the person
+	// under their other lead, so nothing sends this one back (merge it).
+	Duplicate = "duplicate"
 )
 
 // intentActivities are the activities that show intent: the default
@@ -63,6 +70,12 @@ func BuiltIns() []*eventv1.NurtureProgram {
 			Description: "Leads rejected as not a fit: only a new form fill re-engages them; reviewed every 180 days.",
 			Duration:    durationpb.New(180 * day),
 			ExitRules:   &eventv1.NurtureExitRules{ReengageOnResubmission: true}},
+		{ProgramId: ExistingCustomer, Name: "Existing customer",
+			Description: "Leads rejected as existing customers: nothing re-engages them as new business; reviewed every 365 days.",
+			Duration:    durationpb.New(365 * day), ExitRules: &eventv1.NurtureExitRules{}},
+		{ProgramId: Duplicate, Name: "Duplicate",
+			Description: "Leads rejected as duplicates of another lead: nothing re-engages them (merge them into the other); reviewed every 30 days.",
+			Duration:    durationpb.New(30 * day), ExitRules: &eventv1.NurtureExitRules{}},
 	}
 }
 
@@ -70,7 +83,16 @@ func BuiltIns() []*eventv1.NurtureProgram {
 // no entry rule takes them unless it names r, and they fall back to their
 // own program instead of the default one.
 func OwnPolicy(r eventv1.RejectReason) bool {
-	return r == eventv1.RejectReason_REJECT_REASON_BAD_DATA || r == eventv1.RejectReason_REJECT_REASON_NOT_A_FIT
+	_, own := ownPrograms[r]
+	return own
+}
+
+// ownPrograms are the programs of the rejections with their own policy.
+var ownPrograms = map[eventv1.RejectReason]string{
+	eventv1.RejectReason_REJECT_REASON_BAD_DATA:          DataRepair,
+	eventv1.RejectReason_REJECT_REASON_NOT_A_FIT:         NotAFit,
+	eventv1.RejectReason_REJECT_REASON_EXISTING_CUSTOMER: ExistingCustomer,
+	eventv1.RejectReason_REJECT_REASON_DUPLICATE:         Duplicate,
 }
 
 // Key is what entry rules look at in a recycled lead.

@@ -54,6 +54,8 @@ func TestChooseFallsBackByPolicy(t *testing.T) {
 	}{
 		{program.Key{Cause: rejected, RejectReason: badData}, program.DataRepair},
 		{program.Key{Cause: rejected, RejectReason: eventv1.RejectReason_REJECT_REASON_NOT_A_FIT}, program.NotAFit},
+		{program.Key{Cause: rejected, RejectReason: eventv1.RejectReason_REJECT_REASON_EXISTING_CUSTOMER}, program.ExistingCustomer},
+		{program.Key{Cause: rejected, RejectReason: eventv1.RejectReason_REJECT_REASON_DUPLICATE}, program.Duplicate},
 		{program.Key{Cause: rejected, RejectReason: noBudget}, program.Default},
 		{program.Key{Cause: lost}, program.Default},
 	} {
@@ -223,5 +225,22 @@ func TestShortPrograms(t *testing.T) {
 	short := program.New().WithShortest(time.Second)
 	if _, _, err := short.Put(p, by); err != nil || short.Duration(p) != time.Second {
 		t.Fatalf("with the shortest at a second: %v, %v", err, short.Duration(p))
+	}
+}
+
+// Nothing sends an existing customer or a duplicate back to sales: an
+// email click re-engaged them in the default program within seconds.
+func TestCustomersAndDuplicatesAreNotReengaged(t *testing.T) {
+	cat := program.New()
+	for _, r := range []eventv1.RejectReason{eventv1.RejectReason_REJECT_REASON_EXISTING_CUSTOMER, eventv1.RejectReason_REJECT_REASON_DUPLICATE} {
+		p := cat.Choose(program.Key{Cause: rejected, RejectReason: r}).Program
+		for t2 := range eventv1.ActivityType_name {
+			if program.ReengagesOn(p, eventv1.ActivityType(t2)) {
+				t.Errorf("%s: %s re-engages on %s", r, p.GetProgramId(), eventv1.ActivityType(t2))
+			}
+		}
+		if p.GetExitRules().GetReengageOnResubmission() {
+			t.Errorf("%s: %s re-engages on a form fill", r, p.GetProgramId())
+		}
 	}
 }
