@@ -169,12 +169,14 @@ func lostCmd(o *options) *cobra.Command {
 			if grace > 0 {
 				req.OverdueGrace = durationpb.New(grace)
 			}
-			var resp *nurturev1.FindLostLeadsResponse
-			err := call(cmd.Context(), o, "nurture", o.nurture, func(ctx context.Context, conn *grpc.ClientConn) error {
-				var err error
-				resp, err = nurturev1.NewNurtureServiceClient(conn).FindLostLeads(ctx, req)
-				return err
-			})
+			find := func() (resp *nurturev1.FindLostLeadsResponse, err error) {
+				err = call(cmd.Context(), o, "nurture", o.nurture, func(ctx context.Context, conn *grpc.ClientConn) error {
+					resp, err = nurturev1.NewNurtureServiceClient(conn).FindLostLeads(ctx, req)
+					return err
+				})
+				return resp, err
+			}
+			resp, err := find()
 			if err != nil {
 				return err
 			}
@@ -186,12 +188,7 @@ func lostCmd(o *options) *cobra.Command {
 					last := page.GetLost()[len(page.GetLost())-1]
 					req.AsOf = resp.GetAsOf()
 					req.After = &nurturev1.LostCursor{StuckFor: last.GetStuckFor(), LeadId: last.GetLeadId()}
-					err := call(cmd.Context(), o, "nurture", o.nurture, func(ctx context.Context, conn *grpc.ClientConn) error {
-						var err error
-						page, err = nurturev1.NewNurtureServiceClient(conn).FindLostLeads(ctx, req)
-						return err
-					})
-					if err != nil {
+					if page, err = find(); err != nil {
 						return err
 					}
 					resp.Lost = append(resp.Lost, page.GetLost()...)
