@@ -75,6 +75,7 @@ func (p *Projector) Stats() Stats {
 type target struct {
 	schema   string // "" for the active schema
 	position uint64 // rebuild: the last stream sequence this batch read
+	read     int    // rebuild: the messages this batch read, projected or not
 }
 
 // applyBatch applies msgs (stream order) in one transaction: the
@@ -105,7 +106,7 @@ func (p *Projector) applyBatch(ctx context.Context, to target, msgs []msg) error
 		}
 	}
 	p.at(stageRows, events)
-	if err := saveCheckpoints(ctx, tx, p.cfg.Name, cps, unknown, to, len(msgs)); err != nil {
+	if err := saveCheckpoints(ctx, tx, p.cfg.Name, cps, unknown, to); err != nil {
 		return err
 	}
 	p.at(stageCheckpoint, events)
@@ -345,7 +346,7 @@ func lockCheckpoints(ctx context.Context, tx pgx.Tx, msgs []msg) (map[string]*ch
 // saveCheckpoints writes the moved checkpoints and the unknown counts and,
 // for a rebuild, its progress: all in the batch's transaction, in one
 // round trip.
-func saveCheckpoints(ctx context.Context, tx pgx.Tx, name string, cps map[string]*checkpoint, unknown map[string]*unknownCount, to target, read int) error {
+func saveCheckpoints(ctx context.Context, tx pgx.Tx, name string, cps map[string]*checkpoint, unknown map[string]*unknownCount, to target) error {
 	var (
 		subjects []string
 		seqs     []int64
@@ -379,7 +380,7 @@ func saveCheckpoints(ctx context.Context, tx pgx.Tx, name string, cps map[string
 	}
 	if to.schema != "" {
 		b.Queue(`UPDATE project.build_progress SET position = greatest(position, $2), events = events + $3
-			WHERE name = $1 AND schema = $4`, name, int64(to.position), int64(read), to.schema)
+			WHERE name = $1 AND schema = $4`, name, int64(to.position), int64(to.read), to.schema)
 	}
 	if b.Len() == 0 {
 		return nil

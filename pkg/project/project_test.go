@@ -682,3 +682,42 @@ func TestAFoldCountsEveryMessageItReads(t *testing.T) {
 		t.Fatalf("folding reported %d of %d messages, and %d at the end; want 12 of 12, and 12", lastFold.Events, lastFold.End, pr.Events)
 	}
 }
+
+// A rebuild cut off after its fold is written goes on batch by batch,
+// and counts every message it reads there too: the count it returns is
+// the one its status shows, the stream's.
+func TestAResumedRebuildCountsEveryMessageAsItsStatusDoes(t *testing.T) {
+	e := newEnv(t)
+	lead := uuid.NewString()
+	n := 0
+	both := func(k int) {
+		for range k {
+			e.appendActivity(t, lead)
+			if _, err := e.nats.JS.Publish(ctxT(t), fmt.Sprintf("claim.test.%d", n), []byte("{}")); err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+	}
+	both(6)
+	cfg := config(e.pool, e.nats.JS)
+	cfg.RebuildBatch = 2
+	f, err := project.New(ctxT(t), cfg, foldingTally{})
+	must(t, err)
+	ctx, cancel := context.WithCancel(ctxT(t))
+	if _, err := f.Rebuild(ctx, func(pr project.Progress) {
+		if pr.Position > 0 {
+			cancel() // the fold is written
+		}
+	}); err == nil {
+		t.Fatal("the rebuild cut off after its fold ended well")
+	}
+	both(2)
+	pr, err := f.Rebuild(ctxT(t), nil)
+	must(t, err)
+	st, err := f.Status(ctxT(t))
+	must(t, err)
+	if pr.Events != 16 || st.Rebuild == nil || st.Rebuild.Events != pr.Events {
+		t.Fatalf("the resumed rebuild returned %d messages, its status says %v; want the stream's 16 in both", pr.Events, st.Rebuild)
+	}
+}

@@ -332,7 +332,7 @@ func (p *Projector) replay(ctx context.Context, pr Progress, report func(Progres
 			}
 		case read > pr.Position:
 			bctx, cancel := context.WithTimeout(ctx, batchTimeout)
-			err := p.applyBatch(bctx, target{schema: pr.Schema, position: read}, batch)
+			err := p.applyBatch(bctx, target{schema: pr.Schema, position: read, read: int(got)}, batch)
 			cancel()
 			if err != nil {
 				return pr, err
