@@ -236,19 +236,26 @@ func (r *Registry) Approve(n uint32, approver *eventv1.Actor) (Decision, error) 
 }
 
 // Standing are the approvals of version n that count: those given since
-// the active version activated. One given before was given against other
-// rules: counted, a proposal signed off before another version went live
-// would undo that version on the other team's later word alone.
+// the activation before it (before its own, once it is active). One
+// given before was given against other rules: counted, a proposal signed
+// off before another version went live would undo that version on the
+// other team's later word alone. A stale proposal's are all kept: it is
+// refused anyway, and a retry still answers as it first did.
 func (r *Registry) Standing(n uint32) []Approval {
 	v := r.version(n)
 	if v == nil {
 		return nil
 	}
-	active := r.version(r.Active)
-	if active == nil || active.Activation == nil || v.Activation != nil || n < r.Active {
-		return v.Approvals // a stale one's, refused anyway, still answer a retry
+	if v.Activation == nil && n < r.Active {
+		return v.Approvals
 	}
-	return slices.DeleteFunc(slices.Clone(v.Approvals), func(a Approval) bool { return a.Seq <= active.Activation.Seq })
+	var since uint64 // the last activation of another version before v's (or now)
+	for i := range r.Versions {
+		if a := r.Versions[i].Activation; a != nil && uint32(i+1) != n && (v.Activation == nil || a.Seq < v.Activation.Seq) {
+			since = max(since, a.Seq)
+		}
+	}
+	return slices.DeleteFunc(slices.Clone(v.Approvals), func(a Approval) bool { return a.Seq <= since })
 }
 
 func teamName(t eventv1.Team) string {

@@ -162,4 +162,15 @@ func TestApprovalsBeforeTheActiveVersionWentLiveDoNotCount(t *testing.T) {
 	if d, err := reg.Approve(3, mia); err != nil || !d.Activate || d.Replay || d.Supersedes != 2 {
 		t.Fatalf("mia approves v3 again: %+v %v, want it activated over v2", d, err)
 	}
+	// Recorded so, her retry answers as her call did, and v3's standing
+	// approvals are the two that activated it.
+	again, _ := envelope.NewEvent("", &eventv1.ScoringModelApproved{Version: 3, Approver: mia}, envelope.Meta{}, time.Now())
+	act, _ := envelope.NewEvent("", &eventv1.ScoringModelActivated{Version: 3, SupersededVersion: 2}, envelope.Meta{CausationID: again.GetEventId()}, time.Now())
+	reg.Apply(eventstore.Record{Seq: reg.Seq + 1, Event: again}, eventstore.Record{Seq: reg.Seq + 2, Event: act})
+	if d, err := reg.Approve(3, mia); err != nil || !d.Replay || !d.Activate {
+		t.Fatalf("mia's retry: %+v %v, want a replay of the approval that activated v3", d, err)
+	}
+	if got := reg.Standing(3); len(got) != 2 {
+		t.Fatalf("v3's standing approvals once active: %v, want sam's and mia's second", got)
+	}
 }

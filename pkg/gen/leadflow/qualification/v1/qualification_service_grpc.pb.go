@@ -46,9 +46,12 @@ type QualificationServiceClient interface {
 	ProposeModel(ctx context.Context, in *ProposeModelRequest, opts ...grpc.CallOption) (*ProposeModelResponse, error)
 	// ApproveModel records one team's sign-off (MARKETING or SALES). The
 	// second team's approval activates the version, and every open lead is
-	// re-scored under it. Repeating an approval is a no-op. A version older
-	// than the active one can no longer be approved: FAILED_PRECONDITION
-	// naming the active version (propose its model again to roll back).
+	// re-scored under it. Only approvals given since the active version
+	// went live count: one given before is given again. Repeating a
+	// standing approval is a no-op that answers as the first did. A version
+	// older than the active one can no longer be approved:
+	// FAILED_PRECONDITION naming the active version (propose its model
+	// again to roll back).
 	ApproveModel(ctx context.Context, in *ApproveModelRequest, opts ...grpc.CallOption) (*ApproveModelResponse, error)
 	// GetModel returns one version, by default the active one.
 	GetModel(ctx context.Context, in *GetModelRequest, opts ...grpc.CallOption) (*GetModelResponse, error)
@@ -176,9 +179,12 @@ type QualificationServiceServer interface {
 	ProposeModel(context.Context, *ProposeModelRequest) (*ProposeModelResponse, error)
 	// ApproveModel records one team's sign-off (MARKETING or SALES). The
 	// second team's approval activates the version, and every open lead is
-	// re-scored under it. Repeating an approval is a no-op. A version older
-	// than the active one can no longer be approved: FAILED_PRECONDITION
-	// naming the active version (propose its model again to roll back).
+	// re-scored under it. Only approvals given since the active version
+	// went live count: one given before is given again. Repeating a
+	// standing approval is a no-op that answers as the first did. A version
+	// older than the active one can no longer be approved:
+	// FAILED_PRECONDITION naming the active version (propose its model
+	// again to roll back).
 	ApproveModel(context.Context, *ApproveModelRequest) (*ApproveModelResponse, error)
 	// GetModel returns one version, by default the active one.
 	GetModel(context.Context, *GetModelRequest) (*GetModelResponse, error)
