@@ -28,7 +28,8 @@ type SetConsent struct {
 // other content is refused. Without one, the status the channel has
 // already is no change: nothing is written, and the answer is the lead's
 // version, as a repeat's would be; a change sent through a merged lead,
-// or the lead's own after one, is a change of who said it (consentWord).
+// or the lead's own after one or after one a merge or an unmerge wrote,
+// is a change of who said it (consentWord).
 // A consent change of a merged lead is written on the survivor.
 //
 // Errors: *ValidationError, *KeyReusedError, ErrNotFound,
