@@ -240,6 +240,13 @@ func LeaderLast(ctx context.Context, js jetstream.JetStream, stream, subject str
 	return leaderGet(ctx, js, stream, leaderGetRequest{LastFor: subject})
 }
 
+// LeaderMsg is stream's message seq as the stream's leader holds it
+// (jetstream.ErrMsgNotFound if it has none): a replica behind the leader
+// answers a direct get "not found" for a message it has not caught up to.
+func LeaderMsg(ctx context.Context, js jetstream.JetStream, stream string, seq uint64) (*jetstream.RawStreamMsg, error) {
+	return leaderGet(ctx, js, stream, leaderGetRequest{Seq: seq})
+}
+
 // leaderGet is a message get through the stream API, which only the
 // stream's leader answers, where a direct get is answered by any replica.
 // It costs more than a direct get, so it is asked only where a replica

@@ -679,3 +679,21 @@ func lastOf(seqs []uint64) uint64 {
 	}
 	return seqs[len(seqs)-1]
 }
+
+// LeaderMsg reads one message by sequence from the stream's leader: the
+// message stored there, and ErrMsgNotFound past the stream's end.
+func TestLeaderMsgReadsBySequence(t *testing.T) {
+	n, s := setup(t)
+	lead := uuid.NewString()
+	seq, err := s.Append(context.Background(), eventstore.LeadSubject(lead), 0, activity(t, lead, "one"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := eventstore.LeaderMsg(context.Background(), n.JS, eventstore.DefaultStream, seq)
+	if err != nil || m.Sequence != seq || m.Subject != eventstore.LeadSubject(lead) {
+		t.Fatalf("message %d from the leader: %v %v", seq, m, err)
+	}
+	if _, err := eventstore.LeaderMsg(context.Background(), n.JS, eventstore.DefaultStream, seq+1); !errors.Is(err, jetstream.ErrMsgNotFound) {
+		t.Fatalf("a message past the end: %v, want ErrMsgNotFound", err)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/leadflow/leadflow/pkg/consume"
+	"github.com/leadflow/leadflow/pkg/eventstore"
 )
 
 func dlqCmd(o *options) *cobra.Command {
@@ -117,7 +118,8 @@ func dlqCmd(o *options) *cobra.Command {
 				// below, not passed off as handled.
 				gone, err := goneFromStream(ctx, js, op.name, args[0], args[1])
 				if err != nil {
-					return err
+					// Only a warning is lost: the request still goes.
+					fmt.Fprintf(cmd.ErrOrStderr(), "warning: could not check that the events are still in their stream: %v\n", err)
 				}
 				err = op.do(ctx, js, consume.DefaultDeadLetterStream, args[0], args[1], seq)
 				switch {
@@ -201,13 +203,11 @@ func goneFromStream(ctx context.Context, js jetstream.JetStream, op, group, lead
 	if op != "skip" && d.StreamSeq != 0 {
 		seqs = append([]uint64{d.StreamSeq}, seqs...)
 	}
-	s, err := js.Stream(ctx, d.Stream)
-	if err != nil {
-		return "", fmt.Errorf("stream %s: %w", d.Stream, err)
-	}
 	var gone []string
 	for _, seq := range seqs {
-		if _, err := s.GetMsg(ctx, seq); errors.Is(err, jetstream.ErrMsgNotFound) {
+		// From the leader: a replica behind it has "not found" for a
+		// message it has not caught up to.
+		if _, err := eventstore.LeaderMsg(ctx, js, d.Stream, seq); errors.Is(err, jetstream.ErrMsgNotFound) {
 			gone = append(gone, fmt.Sprint(seq))
 		} else if err != nil {
 			return "", fmt.Errorf("stream %s seq %d: %w", d.Stream, seq, err)
