@@ -1,13 +1,16 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/pkg/testenv"
 )
 
 // The dashboard's list of all leads pages through them: 130 leads show as
@@ -44,4 +47,21 @@ func TestLeadListPages(t *testing.T) {
 	b.click(t, `[data-k="leads.first"]`)
 	b.waitFor(t, `!location.hash.includes("page=") && document.querySelectorAll(".leads-panel tr[data-lead]").length === 100`, 10*time.Second)
 	b.check(t)
+}
+
+// The page's lead list names its filters as its query does, also where
+// the search refuses them: to and limit, not captured.to and page_size.
+func TestDashboardLeadListNamesThePagesFilters(t *testing.T) {
+	w := newWorld(t)
+	_, base := w.startDashboard(t)
+	for query, want := range map[string]string{
+		"from=2026-12-07&to=2026-12-07": `"description":"must be after from","field":"to"`,
+		"limit=501":                     `"field":"limit"`,
+	} {
+		code, out := testenv.HTTPJSON(t, "GET", base+"api/leads?"+query, "")
+		b, _ := json.Marshal(out["violations"])
+		if got := string(b); code != 400 || !strings.Contains(got, want) || strings.Contains(got, "captured.") || strings.Contains(got, "page_size") {
+			t.Errorf("leads?%s: %d %s, want 400 with %s", query, code, got, want)
+		}
+	}
 }

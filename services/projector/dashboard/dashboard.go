@@ -372,9 +372,10 @@ func (h *Handler) model(w http.ResponseWriter, r *http.Request) {
 // names none of them (the page sends the query and an empty body).
 func whatIfBody(r *http.Request) error {
 	var body struct {
-		Version  *uint32 `json:"version"`
-		From, To string
-		Fresh    bool `json:"fresh"`
+		Version *uint32 `json:"version"`
+		From    string  `json:"from"`
+		To      string  `json:"to"`
+		Fresh   bool    `json:"fresh"`
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 4096))
 	dec.DisallowUnknownFields()
@@ -417,19 +418,27 @@ func bodyError(err error, want string) error {
 	return &app.ValidationError{Violations: []app.Violation{{Field: "body", Description: want + ": " + strings.TrimPrefix(err.Error(), "json: ")}}}
 }
 
-// pageFields names a report's period fields as the page's query does
-// (from, to), not as the API's (period.from, period.to).
+// pageFields names the fields of a report's or a search's request as the
+// page's query does (from, to, limit, page, ...), not as the API's
+// (period.from, captured.to, page_size, ...).
 func pageFields(vs []app.Violation) []app.Violation {
 	out := make([]app.Violation, len(vs))
 	for i, v := range vs {
-		if f, ok := strings.CutPrefix(v.Field, "period."); ok {
-			v.Field = f
-			v.Description = strings.ReplaceAll(v.Description, "period.", "")
+		for _, prefix := range []string{"period.", "captured."} {
+			if f, ok := strings.CutPrefix(v.Field, prefix); ok {
+				v.Field, v.Description = f, strings.ReplaceAll(v.Description, prefix, "")
+			}
+		}
+		if name, _, _ := strings.Cut(v.Field, "["); pageNames[name] != "" {
+			v.Field = pageNames[name]
 		}
 		out[i] = v
 	}
 	return out
 }
+
+// pageNames are the page's query names of the lead search's fields.
+var pageNames = map[string]string{"page_size": "limit", "page_token": "page", "statuses": "status", "campaign_id": "campaign", "rep_id": "rep"}
 
 // startWhatIf starts a what-if of version over the period, or answers
 // with a recent one of the same version and period.

@@ -92,6 +92,7 @@ func TestDashboardWhatIfs(t *testing.T) {
 		`{"version": "2"}`:        `"field":"version","description":"must be a whole number from 0 to 4294967295, not string"`,
 		`{"version": -1}`:         `"field":"version"`,
 		`{"fresh": "yes"}`:        `"field":"fresh","description":"must be true or false, not string"`,
+		`{"from": 20260301}`:      `"field":"from","description":"must be a JSON string, not number"`,
 	} {
 		rec = httptest.NewRecorder()
 		bad := httptest.NewRequest(http.MethodPost, "/api/whatif", strings.NewReader(in))
