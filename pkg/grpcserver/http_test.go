@@ -230,6 +230,8 @@ func TestHTTPCallsGoThroughTheGRPCServer(t *testing.T) {
 		`{"contact":{"email":"a@b.example"},"consents":[{"channel":"FAX"}]}`: "consents[0].channel: must be one of CONSENT_CHANNEL_EMAIL, ",
 		`{"contact":{"email":"a@b.example"},"occurredAt":"yesterday"}`:       "occurred_at: must be an RFC 3339 time",
 		`{"contact":{"email":7}}`: "contact.email: must be a string",
+		`{"contact":{"email":"a@b.example"},"consents":{"channel":"FAX"}}`:       "consents: must be a list",
+		`{"contact":{"email":"a@b.example"},"profile":{"employees":3000000000}}`: "profile.employees: must be a whole number from -2147483648 to 2147483647",
 	} {
 		field, _, _ := strings.Cut(want, ":")
 		code, out := testenv.HTTPJSON(t, "POST", base+"/v1/leads", body)

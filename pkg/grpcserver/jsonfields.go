@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 
@@ -118,8 +119,18 @@ func (e *BadValueError) Error() string {
 	return e.Path + ": " + e.Err.Error()
 }
 
+// shape is a list or map field given something else: what it takes is
+// its shape, not its elements' kind.
+type shape struct {
+	protoreflect.FieldDescriptor
+	want string
+}
+
 // wants says what a field of fd's kind takes in JSON.
 func wants(fd protoreflect.FieldDescriptor) string {
+	if s, ok := fd.(shape); ok {
+		return s.want
+	}
 	if ed := fd.Enum(); ed != nil && ed.FullName() != "google.protobuf.NullValue" {
 		var names []string
 		for i := range ed.Values().Len() {
@@ -147,10 +158,14 @@ func wants(fd protoreflect.FieldDescriptor) string {
 		return "must be base64"
 	case protoreflect.FloatKind, protoreflect.DoubleKind:
 		return "must be a number"
-	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind, protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
-		return "must be a whole number"
-	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind, protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
-		return "must be a whole number, 0 or more"
+	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
+		return fmt.Sprintf("must be a whole number from %d to %d", math.MinInt32, math.MaxInt32)
+	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
+		return fmt.Sprintf("must be a whole number from %d to %d", math.MinInt64, math.MaxInt64)
+	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
+		return fmt.Sprintf("must be a whole number from 0 to %d", uint32(math.MaxUint32))
+	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		return fmt.Sprintf("must be a whole number from 0 to %d", uint64(math.MaxUint64))
 	}
 	return ""
 }
@@ -179,7 +194,7 @@ func badValue(raw json.RawMessage, md protoreflect.MessageDescriptor, path strin
 		case fd.IsMap():
 			var m map[string]json.RawMessage
 			if json.Unmarshal(obj[name], &m) != nil {
-				return at, nil
+				return at, shape{fd, "must be a JSON object"}
 			}
 			for _, k := range slices.Sorted(maps.Keys(m)) {
 				one, _ := json.Marshal(map[string]json.RawMessage{k: m[k]})
@@ -196,7 +211,7 @@ func badValue(raw json.RawMessage, md protoreflect.MessageDescriptor, path strin
 		case fd.IsList():
 			var l []json.RawMessage
 			if json.Unmarshal(obj[name], &l) != nil {
-				return at, nil
+				return at, shape{fd, "must be a list"}
 			}
 			for i, v := range l {
 				one, _ := json.Marshal([]json.RawMessage{v})

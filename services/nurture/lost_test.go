@@ -10,6 +10,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -203,6 +205,11 @@ func testLostLeadCheckFindsExactlyTheBrokenLeads(t *testing.T, newWorld func(tes
 	}
 	if !slices.Equal(paged, whole) {
 		t.Fatalf("paged two at a time: %v, want %v", paged, whole)
+	}
+	// A cursor judged now, not as its page was, would skip leads.
+	page.AsOf = nil
+	if _, err := s.client.FindLostLeads(ctx, page); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "as_of") {
+		t.Fatalf("a cursor without as_of: %v, want INVALID_ARGUMENT naming as_of", err)
 	}
 
 	// Fix the causes, then re-drive.

@@ -133,6 +133,10 @@ func (g *GRPC) FindLostLeads(ctx context.Context, r *nurturev1.FindLostLeadsRequ
 			bad = append(bad, grpcserver.FieldViolation{Field: "after.stuck_for", Description: "must be the stuck_for of the lead listed last"})
 		case c.GetLeadId() == "":
 			bad = append(bad, grpcserver.FieldViolation{Field: "after.lead_id", Description: "must be the lead_id of the lead listed last"})
+		case r.GetAsOf() == nil:
+			// Judged now, every lead has been stuck longer since the page
+			// before: some would move ahead of the cursor, never listed.
+			bad = append(bad, grpcserver.FieldViolation{Field: "as_of", Description: "is required with after: the as_of of the page before"})
 		default:
 			q.After = &app.LostCursor{StuckFor: d.AsDuration(), LeadID: c.GetLeadId()}
 		}

@@ -1138,8 +1138,9 @@ type FindLostLeadsRequest struct {
 	// total_lost counts them all.
 	Limit uint32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
 	// after pages the listing: only the lost leads after this one in its
-	// order (longest stuck first, then by lead id) are listed. Give its
-	// page's as_of too, or the order has moved since.
+	// order (longest stuck first, then by lead id) are listed. It needs its
+	// page's as_of (INVALID_ARGUMENT without one): judged later, the order
+	// has moved since.
 	After         *LostCursor `protobuf:"bytes,5,opt,name=after,proto3" json:"after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
