@@ -51,7 +51,8 @@ var legalSuffixes = map[string]bool{
 
 // NormalizeCompany is a company name as accounts are matched by it:
 // folded to one form (NFKD compatibility forms, so full-width "ＡＣＭＥ" is
-// "acme"; accents dropped, so "Müller" is "muller" however it was typed;
+// "acme"; the accents of Latin, Greek and Cyrillic letters dropped, so
+// "Müller" is "muller" however it was typed, other scripts' marks kept;
 // lower case), punctuation dropped (dots, apostrophes and slashes join,
 // "S.A." is "sa", "A/S" is "as"; anything else separates words), "&"
 // and "and" dropped ("Procter & Gamble" is "Procter and Gamble"), legal
@@ -63,8 +64,8 @@ func NormalizeCompany(name string) string {
 	for _, r := range fold(name) {
 		switch {
 		case r == '.' || r == '\'' || r == '’' || r == '/':
-		case unicode.IsLetter(r) || unicode.IsDigit(r):
-			b.WriteRune(r)
+		case unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r):
+			b.WriteRune(r) // a mark kept by fold is part of its word (an Indic vowel sign)
 		default:
 			b.WriteRune(' ')
 		}
@@ -86,15 +87,22 @@ func NormalizeCompany(name string) string {
 }
 
 // fold is s in one form for comparison: compatibility characters
-// decomposed (full-width letters, ligatures), combining marks dropped
-// (an "ü" typed as u and a diaeresis is the same "u"), lower case. Again
+// decomposed (full-width letters, ligatures), the accents of Latin, Greek
+// and Cyrillic letters dropped (an "ü" typed as u and a diaeresis is the
+// same "u"), lower case. The marks of other scripts are kept: in
+// Devanagari or Thai they are the vowels, and "पुरी" is not "परी". Again
 // until nothing changes: lower-casing may make a decomposable letter.
 func fold(s string) string {
 	for range 4 {
 		var b strings.Builder
+		accented := false // the letter before is one whose marks are accents
 		for _, r := range norm.NFKD.String(s) {
-			if !unicode.Is(unicode.Mn, r) {
+			switch {
+			case !unicode.Is(unicode.Mn, r):
+				accented = unicode.In(r, unicode.Latin, unicode.Greek, unicode.Cyrillic)
 				b.WriteRune(unicode.ToLower(r))
+			case !accented:
+				b.WriteRune(r)
 			}
 		}
 		if b.String() == s {

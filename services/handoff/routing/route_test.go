@@ -394,6 +394,10 @@ func TestNormalizeCompany(t *testing.T) {
 		"Acme Private Limited":  "acme",
 		"Acme Ltda.":            "acme",
 		"Acme S.à r.l.":         "acme",
+		// The marks of other scripts are their vowels, not accents.
+		"पुरी":         "पुरी",
+		"टाटा लिमिटेड": "टाटा लिमिटेड",
+		"ข้าว":         "ข้าว",
 	} {
 		if got := routing.NormalizeCompany(in); got != want {
 			t.Errorf("NormalizeCompany(%q) = %q, want %q", in, got, want)
@@ -703,6 +707,16 @@ func TestNamesAreLimitedInCharacters(t *testing.T) {
 		ch := &eventv1.RoutingChanged{Change: &eventv1.RoutingChanged_Team{Team: &eventv1.SalesTeam{TeamId: "tokyo", Name: strings.Repeat("営", n)}}}
 		if v := c.Validate("change", ch); (len(v) == 0) != ok {
 			t.Errorf("a team name of %d characters: %v, want accepted %v", n, v, ok)
+		}
+	}
+}
+
+// Two company names in Devanagari that differ by a vowel sign are two
+// companies, not one.
+func TestIndicCompaniesAreNotFoldedTogether(t *testing.T) {
+	for _, pair := range [][2]string{{"पुरी", "परी"}, {"टाटा", "टीटी"}, {"ข้าว", "ขาว"}} {
+		if a, b := routing.NormalizeCompany(pair[0]), routing.NormalizeCompany(pair[1]); a == b {
+			t.Errorf("%s and %s both normalize to %q", pair[0], pair[1], a)
 		}
 	}
 }
