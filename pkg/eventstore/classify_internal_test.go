@@ -23,6 +23,8 @@ func TestClassify(t *testing.T) {
 		{"503 during an election", &jetstream.APIError{Code: 503, ErrorCode: 10008}, true, true},
 		{"429 too many batches", &jetstream.APIError{Code: 429, ErrorCode: 10205}, true, true},
 		{"refused for good", &jetstream.APIError{Code: 400, ErrorCode: 10054}, true, false},
+		// A batch the server never got whole: nothing stored, sent again.
+		{"batch incomplete", &jetstream.APIError{Code: 400, ErrorCode: 10176}, true, true},
 		// The leader holds the first copy, not yet applied: it may be
 		// stored in a moment, and the next attempt answers its sequence.
 		{"duplicate in process", &jetstream.APIError{Code: 409, ErrorCode: 10158}, false, true},

@@ -65,6 +65,12 @@ func IsWrongLastSequence(err error) bool {
 // has no name for it.
 const errCodeDuplicateInProcess jetstream.ErrorCode = 10158
 
+// errCodeBatchIncomplete (10176, "atomic publish batch is incomplete") is
+// a batch whose first messages the server never got whole (they went to
+// a leader that lost its place, or were lost in a reconnect): nothing of
+// it is stored, and a new attempt may be.
+const errCodeBatchIncomplete jetstream.ErrorCode = 10176
+
 // HasErrorCode reports whether err is, or wraps, a JetStream API error
 // (*jetstream.APIError) carrying one of the server error codes.
 func HasErrorCode(err error, codes ...jetstream.ErrorCode) bool {

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -171,16 +172,29 @@ func (s *Store) Commit(ctx context.Context, writes ...Write) ([]uint64, error) {
 		if IsWrongLastSequence(err) {
 			seqs, err := s.resolveConflict(ctx, writes)
 			var ce *ConflictError
-			if !errors.As(err, &ce) {
+			var unknown *UnknownOutcomeError
+			switch {
+			case err == nil || errors.As(err, &unknown):
 				return seqs, err
+			case !errors.As(err, &ce) && sent:
+				// The look-up failed, and an attempt without an answer may
+				// be stored: nobody can tell.
+				return nil, &UnknownOutcomeError{Subject: writes[0].Subject, Err: err}
+			case !errors.As(err, &ce):
+				return nil, err
 			}
 			if ce.Actual != ce.Expected {
 				if sent {
 					// The look-up's two reads go out together: an earlier
 					// attempt still replicating may have landed between
 					// them, and it is what moved the subject. Look once
-					// more, now that it has moved.
-					if seqs, found, serr := s.stored(ctx, writes); serr == nil && found {
+					// more, now that it has moved; a look that fails
+					// cannot tell.
+					seqs, found, serr := s.stored(ctx, writes)
+					switch {
+					case serr != nil:
+						return nil, &UnknownOutcomeError{Subject: writes[0].Subject, Err: serr}
+					case found:
 						return seqs, nil
 					}
 				}
@@ -333,6 +347,9 @@ func classify(err error) (answered, retry bool) {
 	case HasErrorCode(err, errCodeDuplicateInProcess):
 		// An earlier attempt is being stored: the next one answers it.
 		return false, true
+	case HasErrorCode(err, errCodeBatchIncomplete):
+		// Nothing of it stored, and no refusal of its content.
+		return true, true
 	case errors.As(err, &apiErr):
 		// Too many batches in flight is back-pressure, not a refusal.
 		return true, apiErr.Code == 429
@@ -362,7 +379,18 @@ func messages(writes []Write) ([]*nats.Msg, error) {
 	return msgs, nil
 }
 
+// lost and lookFailed, set by tests, lose an attempt on the way (it is
+// never sent, and nothing answers it) and fail a look for a commit
+// ("stored") or at a subject's last sequence ("last"), where they say so.
+var (
+	lost       atomic.Pointer[func() bool]
+	lookFailed atomic.Pointer[func(look string) bool]
+)
+
 func (s *Store) commitOnce(ctx context.Context, msgs []*nats.Msg) ([]uint64, error) {
+	if f := lost.Load(); f != nil && (*f)() {
+		return nil, context.DeadlineExceeded
+	}
 	if len(msgs) == 1 {
 		ack, err := s.js.PublishMsg(ctx, copyMsg(msgs[0]))
 		if err != nil {
@@ -450,6 +478,9 @@ func (s *Store) resolveConflict(ctx context.Context, writes []Write) ([]uint64, 
 // are stored whole and contiguously, so one write tells for all. Event
 // ids are UUIDv7s minted per command, so an event is the best witness.
 func (s *Store) stored(ctx context.Context, writes []Write) ([]uint64, bool, error) {
+	if f := lookFailed.Load(); f != nil && (*f)("stored") {
+		return nil, false, errors.New("look failed (a test's)")
+	}
 	probe := -1
 	for i, w := range writes {
 		if w.Unchecked {
@@ -542,6 +573,9 @@ func (s *Store) next(ctx context.Context, subject string, after uint64) (*jetstr
 
 // lastSeq is the last sequence of any subject matching filter, 0 if none.
 func (s *Store) lastSeq(ctx context.Context, filter string) (uint64, error) {
+	if f := lookFailed.Load(); f != nil && (*f)("last") {
+		return 0, errors.New("look failed (a test's)")
+	}
 	last, err := s.Last(ctx, filter)
 	if err != nil {
 		return 0, err

@@ -1,0 +1,69 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/leadflow/leadflow/pkg/envelope"
+	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/natsserver"
+)
+
+// After an attempt that got no answer (it may be stored), a refusal
+// whose second look for the commit fails is an unknown outcome, not a
+// conflict: a caller told "conflict" decides again and writes twice.
+func TestAFailedLookAfterAnUnansweredAttemptIsAnUnknownOutcome(t *testing.T) {
+	srv, err := natsserver.Start(natsserver.Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	nc, js, err := Dial(srv.URL(), t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := EnsureStream(context.Background(), js, StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	s := New(js, "")
+	lead := uuid.NewString()
+	event := func() *eventv1.Event {
+		ev, err := envelope.NewEvent(lead, &eventv1.ActivityRecorded{ActivityId: uuid.NewString(), Type: eventv1.ActivityType_ACTIVITY_TYPE_WEB_VISIT},
+			envelope.Meta{CorrelationID: "c"}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev
+	}
+	if _, err := s.Append(context.Background(), LeadSubject(lead), 0, event()); err != nil {
+		t.Fatal(err) // another writer's: the subject has moved
+	}
+	// The second look for the commit fails, or the first at the
+	// subject's last sequence does.
+	for _, failing := range []struct {
+		look string
+		nth  int
+	}{{"stored", 2}, {"last", 1}} {
+		attempts, looks := 0, 0
+		lose := func() bool { attempts++; return attempts == 1 }
+		fail := func(look string) bool {
+			if look == failing.look {
+				looks++
+			}
+			return look == failing.look && looks == failing.nth
+		}
+		lost.Store(&lose)
+		lookFailed.Store(&fail)
+		_, err = s.Append(context.Background(), LeadSubject(lead), 0, event())
+		lost.Store(nil)
+		lookFailed.Store(nil)
+		if !errors.Is(err, ErrUnknownOutcome) || errors.Is(err, ErrConflict) {
+			t.Fatalf("a refusal after an unanswered attempt, look %s %d failed: %v, want an unknown outcome", failing.look, failing.nth, err)
+		}
+	}
+}
