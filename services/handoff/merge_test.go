@@ -208,3 +208,30 @@ func TestAMergedLeadIsRoutedOnTheMergedProfile(t *testing.T) {
 		t.Errorf("the brief's profile %v, want the absorbed lead's under the survivor's own", p)
 	}
 }
+
+// A survivor whose own address is a free mail provider's goes to the
+// owner of the account the absorbed lead's company address matches, as
+// that lead would have: the merge does not take the person from them.
+func TestAMergedLeadKeepsTheAbsorbedLeadsAccount(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	routingSetup(t, s.client, 10)
+	survivor, absorbed := uuid.NewString(), uuid.NewString()
+	company := dach(300)
+	company.EmailDomain = "acme.example"
+	for id, p := range map[string]*eventv1.Profile{survivor: {EmailDomain: "gmail.com"}, absorbed: company} {
+		w.write(t, id, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{
+			SealedPersonal: w.sealed(t, id, &eventv1.Personal{Contact: &eventv1.Contact{Email: "li@" + p.GetEmailDomain()}}),
+			Profile:        p, Attribution: &eventv1.Attribution{Source: "web-form"}}, intakeActor)
+	}
+	payload := &eventv1.LeadMerged{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "one person"}
+	carried := proto.CloneOf(payload)
+	carried.AbsorbedProfile = company
+	w.fact(t, survivor, carried)
+	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Merge, Reason: survivor}, payload, intakeActor)
+	w.qualify(t, survivor)
+	a := w.waitFor(t, survivor, "LeadAssigned", 1)[0].GetLeadAssigned()
+	if a.GetRule() != "account" || a.GetOwner().GetId() != "dan" || a.GetDecision().GetAccountId() != "acme" {
+		t.Fatalf("routed by %q to %s, account %q; want the account acme's owner dan", a.GetRule(), a.GetOwner().GetId(), a.GetDecision().GetAccountId())
+	}
+}

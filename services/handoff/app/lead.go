@@ -283,7 +283,13 @@ func (l *lead) routingLead() routing.Lead {
 		}
 		p.Company = l.opened
 	}
-	return routing.Lead{ID: l.id, Profile: p, Exclude: l.owners, Avoid: l.rejectedBy}
+	var merged []*eventv1.Profile
+	for _, f := range l.forms.Layers {
+		if f.Via != "" {
+			merged = append(merged, f.Profile)
+		}
+	}
+	return routing.Lead{ID: l.id, Profile: p, Exclude: l.owners, Avoid: l.rejectedBy, Merged: merged}
 }
 
 // unseal opens the sealed company name for routingLead, when the profile

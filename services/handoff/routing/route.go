@@ -19,6 +19,10 @@ type Lead struct {
 	// Avoid are reps that rejected the lead, in any journey: a pool passes
 	// them over while another of its reps can take it.
 	Avoid []string
+	// Merged are the profiles of leads merged into it, its person's too:
+	// where its own matches no account (a free-mail address), one of
+	// theirs may (the company address it used before).
+	Merged []*eventv1.Profile
 }
 
 // Loads says how many open leads (ASSIGNED or ACCEPTED) a rep holds; nil
@@ -126,7 +130,16 @@ func (c *Config) Route(l Lead, pools map[string]PoolState, loads Loads, now time
 	rec.Segment = d.Segment
 
 	offOwner := "" // the account's owner, when full outside their hours
-	if acct, how := c.MatchAccount(l.Profile); acct != nil {
+	acct, how := c.MatchAccount(l.Profile)
+	for _, p := range l.Merged {
+		if acct != nil {
+			break
+		}
+		if acct, how = c.MatchAccount(p); acct != nil {
+			how += ", a merged lead's"
+		}
+	}
+	if acct != nil {
 		rec.AccountId, rec.AccountMatch = acct.GetAccountId(), how
 		owner := acct.GetOwnerRepId()
 		// An account's owner keeps its leads outside working hours: the
