@@ -10,23 +10,13 @@ import (
 
 	"github.com/leadflow/leadflow/pkg/envelope"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
-	"github.com/leadflow/leadflow/pkg/natsserver"
 )
 
 // After an attempt that got no answer (it may be stored), a refusal
 // whose second look for the commit fails is an unknown outcome, not a
 // conflict: a caller told "conflict" decides again and writes twice.
 func TestAFailedLookAfterAnUnansweredAttemptIsAnUnknownOutcome(t *testing.T) {
-	srv, err := natsserver.Start(natsserver.Config{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	nc, js, err := Dial(srv.URL(), t.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	js := startJS(t)
 	if _, err := EnsureStream(context.Background(), js, StreamConfig{}); err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +49,7 @@ func TestAFailedLookAfterAnUnansweredAttemptIsAnUnknownOutcome(t *testing.T) {
 		}
 		lost.Store(&lose)
 		lookFailed.Store(&fail)
-		_, err = s.Append(context.Background(), LeadSubject(lead), 0, event())
+		_, err := s.Append(context.Background(), LeadSubject(lead), 0, event())
 		lost.Store(nil)
 		lookFailed.Store(nil)
 		if !errors.Is(err, ErrUnknownOutcome) || errors.Is(err, ErrConflict) {

@@ -13,16 +13,7 @@ import (
 // A stream as wanted is recognised as such, so a second Ensure sends no
 // update (the update path races consumer creation inside the server).
 func TestEnsureRecognisesAStreamAsWanted(t *testing.T) {
-	srv, err := natsserver.Start(natsserver.Config{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	nc, js, err := Dial(srv.URL(), t.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	js := startJS(t)
 	ctx := context.Background()
 	if _, err := EnsureStream(ctx, js, StreamConfig{}); err != nil {
 		t.Fatal(err)
@@ -44,4 +35,21 @@ func TestEnsureRecognisesAStreamAsWanted(t *testing.T) {
 	if sameSettings(s.CachedInfo().Config, want) {
 		t.Fatal("a change of replicas went unnoticed")
 	}
+}
+
+// startJS starts a server for the test (an internal test cannot use
+// testenv, which imports this package) and dials it.
+func startJS(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	srv, err := natsserver.Start(natsserver.Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, js, err := Dial(srv.URL(), t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return js
 }

@@ -660,17 +660,7 @@ func TestAFoldCutOffCountsItsEventsOnce(t *testing.T) {
 // half of it.
 func TestAFoldCountsEveryMessageItReads(t *testing.T) {
 	e := newEnv(t)
-	lead := uuid.NewString()
-	for i := range 6 {
-		e.appendActivity(t, lead)
-		if _, err := e.nats.JS.Publish(ctxT(t), fmt.Sprintf("claim.test.%d", i), []byte("{}")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cfg := config(e.pool, e.nats.JS)
-	cfg.RebuildBatch = 2
-	f, err := project.New(ctxT(t), cfg, foldingTally{})
-	must(t, err)
+	f := foldingHalfClaims(t, e)(6)
 	var lastFold project.Progress
 	pr, err := f.Rebuild(ctxT(t), func(pr project.Progress) {
 		if pr.Position == 0 {
@@ -688,22 +678,8 @@ func TestAFoldCountsEveryMessageItReads(t *testing.T) {
 // the one its status shows, the stream's.
 func TestAResumedRebuildCountsEveryMessageAsItsStatusDoes(t *testing.T) {
 	e := newEnv(t)
-	lead := uuid.NewString()
-	n := 0
-	both := func(k int) {
-		for range k {
-			e.appendActivity(t, lead)
-			if _, err := e.nats.JS.Publish(ctxT(t), fmt.Sprintf("claim.test.%d", n), []byte("{}")); err != nil {
-				t.Fatal(err)
-			}
-			n++
-		}
-	}
-	both(6)
-	cfg := config(e.pool, e.nats.JS)
-	cfg.RebuildBatch = 2
-	f, err := project.New(ctxT(t), cfg, foldingTally{})
-	must(t, err)
+	both := foldingHalfClaims(t, e)
+	f := both(6)
 	ctx, cancel := context.WithCancel(ctxT(t))
 	if _, err := f.Rebuild(ctx, func(pr project.Progress) {
 		if pr.Position > 0 {
@@ -719,5 +695,28 @@ func TestAResumedRebuildCountsEveryMessageAsItsStatusDoes(t *testing.T) {
 	must(t, err)
 	if pr.Events != 16 || st.Rebuild == nil || st.Rebuild.Events != pr.Events {
 		t.Fatalf("the resumed rebuild returned %d messages, its status says %v; want the stream's 16 in both", pr.Events, st.Rebuild)
+	}
+}
+
+// foldingHalfClaims returns a folding projector, rebuilding 2 messages a
+// batch, of a stream that add fills: each call stores n activities of one
+// lead, each followed by a claim the projector does not want.
+func foldingHalfClaims(t *testing.T, e *env) (add func(n int) *project.Projector) {
+	t.Helper()
+	lead := uuid.NewString()
+	cfg := config(e.pool, e.nats.JS)
+	cfg.RebuildBatch = 2
+	f, err := project.New(ctxT(t), cfg, foldingTally{})
+	must(t, err)
+	claims := 0
+	return func(n int) *project.Projector {
+		for range n {
+			e.appendActivity(t, lead)
+			if _, err := e.nats.JS.Publish(ctxT(t), fmt.Sprintf("claim.test.%d", claims), []byte("{}")); err != nil {
+				t.Fatal(err)
+			}
+			claims++
+		}
+		return f
 	}
 }
