@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/leadflow/leadflow/pkg/consume"
+	dl "github.com/leadflow/leadflow/pkg/deadline"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 )
 
@@ -190,6 +191,10 @@ func waitServed(ctx context.Context, js jetstream.JetStream, op, group, lead str
 // op would handle (the dead one for a re-drive, those parked behind it),
 // their stream no longer holds; "" when it holds them all.
 func goneFromStream(ctx context.Context, js jetstream.JetStream, op, group, lead string) (string, error) {
+	// A leader that answers nothing (an election) must not hold the
+	// request back: the check is only a warning.
+	ctx, cancel := dl.Default(ctx, 5*time.Second)
+	defer cancel()
 	dls, err := consume.DeadLetters(ctx, js, consume.DefaultDeadLetterStream)
 	if err != nil {
 		return "", err

@@ -51,8 +51,8 @@ var legalSuffixes = map[string]bool{
 
 // NormalizeCompany is a company name as accounts are matched by it:
 // folded to one form (NFKD compatibility forms, so full-width "ＡＣＭＥ" is
-// "acme"; the accents of Latin, Greek and Cyrillic letters dropped, so
-// "Müller" is "muller" however it was typed, other scripts' marks kept;
+// "acme"; the marks people leave out dropped (fold), so "Müller" is
+// "muller" however it was typed, and the marks that make letters kept;
 // lower case), punctuation dropped (dots, apostrophes and slashes join,
 // "S.A." is "sa", "A/S" is "as"; anything else separates words), "&"
 // and "and" dropped ("Procter & Gamble" is "Procter and Gamble"), legal
@@ -87,21 +87,22 @@ func NormalizeCompany(name string) string {
 }
 
 // fold is s in one form for comparison: compatibility characters
-// decomposed (full-width letters, ligatures), the accents of Latin, Greek
-// and Cyrillic letters dropped (an "ü" typed as u and a diaeresis is the
-// same "u"), lower case. The marks of other scripts are kept: in
-// Devanagari or Thai they are the vowels, and "पुरी" is not "परी". Again
-// until nothing changes: lower-casing may make a decomposable letter.
+// decomposed (full-width letters, ligatures), the marks people leave out
+// dropped (an "ü" typed as u and a diaeresis is the same "u"; Arabic
+// vowel marks and shadda, Hebrew points), lower case. The marks that make
+// another letter are kept: in Devanagari or Thai they are the vowels
+// ("पुरी" is not "परी"), and Cyrillic "й" is not "и". Again until
+// nothing changes: lower-casing may make a decomposable letter.
 func fold(s string) string {
 	for range 4 {
 		var b strings.Builder
-		accented := false // the letter before is one whose marks are accents
+		var base rune // the letter the marks that follow belong to
 		for _, r := range norm.NFKD.String(s) {
 			switch {
 			case !unicode.Is(unicode.Mn, r):
-				accented = unicode.In(r, unicode.Latin, unicode.Greek, unicode.Cyrillic)
+				base = r
 				b.WriteRune(unicode.ToLower(r))
-			case !accented:
+			case !optionalMark(base, r):
 				b.WriteRune(r)
 			}
 		}
@@ -111,6 +112,17 @@ func fold(s string) string {
 		s = b.String()
 	}
 	return s
+}
+
+// optionalMark reports whether mark, after base, is one people leave out.
+func optionalMark(base, mark rune) bool {
+	switch {
+	case unicode.In(base, unicode.Latin, unicode.Greek, unicode.Arabic, unicode.Hebrew):
+		return true
+	case unicode.Is(unicode.Cyrillic, base):
+		return mark != '\u0306' // the breve makes й and ў letters of their own
+	}
+	return false
 }
 
 // MatchAccount finds the account of a lead: by its email domain (a

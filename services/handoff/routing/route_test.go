@@ -714,9 +714,16 @@ func TestNamesAreLimitedInCharacters(t *testing.T) {
 // Two company names in Devanagari that differ by a vowel sign are two
 // companies, not one.
 func TestIndicCompaniesAreNotFoldedTogether(t *testing.T) {
-	for _, pair := range [][2]string{{"पुरी", "परी"}, {"टाटा", "टीटी"}, {"ข้าว", "ขาว"}} {
+	for _, pair := range [][2]string{{"पुरी", "परी"}, {"टाटा", "टीटी"}, {"ข้าว", "ขาว"}, {"Май", "Маи"}} {
 		if a, b := routing.NormalizeCompany(pair[0]), routing.NormalizeCompany(pair[1]); a == b {
 			t.Errorf("%s and %s both normalize to %q", pair[0], pair[1], a)
+		}
+	}
+	// The marks people leave out stay one company: Arabic shadda and
+	// vowel marks, Hebrew points, Russian ё for е.
+	for _, pair := range [][2]string{{"شركة محمّد", "شركة محمد"}, {"שָׁלוֹם", "שלום"}, {"Ёлка", "Елка"}} {
+		if a, b := routing.NormalizeCompany(pair[0]), routing.NormalizeCompany(pair[1]); a != b {
+			t.Errorf("%s is %q and %s is %q: want one company", pair[0], a, pair[1], b)
 		}
 	}
 }

@@ -1809,9 +1809,10 @@ type RoutingDecision struct {
 	RuleId    string `protobuf:"bytes,2,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
 	AccountId string `protobuf:"bytes,3,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
 	// account_match says how: "domain <d>", or "company name" (the name
-	// itself is personal data and stays out of the decision); ", a merged
-	// lead's" after it when the profile of a lead merged into this one
-	// matched, its own matching none.
+	// itself is personal data and stays out of the decision); "domain <d>,
+	// a merged lead's" when the email domain of a lead merged into this one
+	// matched, its own profile matching none (a merged lead's company name
+	// is sealed with its key and not matched).
 	AccountMatch string `protobuf:"bytes,4,opt,name=account_match,json=accountMatch,proto3" json:"account_match,omitempty"`
 	// pool_id is the pool of the rule that matched; for an account lead,
 	// or one assigned by hand, the pool an escalation from its rep goes to.
