@@ -204,8 +204,9 @@ func (s *Store) Commit(ctx context.Context, writes ...Write) ([]uint64, error) {
 			// one on its subject is in process, whatever is stored, and an
 			// earlier attempt of this one (or of a call that sent these
 			// very writes before, unanswered) may be that batch, waiting
-			// for its replicas. Look again once it is through.
-			last = err
+			// for its replicas. Look again once it is through; if time
+			// runs out first, nobody can tell.
+			last, sent = err, true
 			if sleep(ctx, backoff(attempt)) != nil {
 				break
 			}
