@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -931,4 +932,21 @@ func freeOffset(t *testing.T) int {
 	}
 	t.Fatal("no free port range for devstack")
 	return 0
+}
+
+// A second stack on the data directory of a running one is refused,
+// naming the directory and the first one's pid: two servers on one
+// JetStream directory corrupt its files.
+func TestASecondStackOnTheSameDataIsRefused(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Fatal("the lock is Linux's (flock); this test runs where make test runs")
+	}
+	dir := t.TempDir()
+	if err := lockData(dir); err != nil {
+		t.Fatal(err)
+	}
+	err := lockData(dir)
+	if err == nil || !strings.Contains(err.Error(), "another stack uses "+dir) || !strings.Contains(err.Error(), strconv.Itoa(os.Getpid())) {
+		t.Fatalf("a second lock of %s: %v, want a refusal naming it and pid %d", dir, err, os.Getpid())
+	}
 }

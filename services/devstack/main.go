@@ -76,6 +76,9 @@ func run() error {
 	if err := os.MkdirAll(filepath.Join(dataDir, "bin"), 0o755); err != nil {
 		return err
 	}
+	if err := lockData(dataDir); err != nil {
+		return err
+	}
 	keys, signer, passwords, err := loadKeys(filepath.Join(dataDir, "keys.env"))
 	if err != nil {
 		return err

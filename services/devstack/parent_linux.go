@@ -1,7 +1,13 @@
 package main
 
 import (
+	"errors"
+	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -17,3 +23,29 @@ func diesWithParent(cmd *exec.Cmd) {
 func dieWithParent() {
 	_, _, _ = syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_PDEATHSIG, uintptr(syscall.SIGTERM), 0)
 }
+
+// lockData holds dir for this process: a second stack on the same
+// JetStream files corrupts them. The lock goes with the process, however
+// it ends; the file names the holder.
+func lockData(dir string) error {
+	path := filepath.Join(dir, "lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(path)
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return fmt.Errorf("another stack uses %s (pid %s): stop it, or give this one its own -data", dir, strings.TrimSpace(string(holder)))
+		}
+		return err
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	locks = append(locks, f) // held open until the process ends
+	return nil
+}
+
+var locks []*os.File
