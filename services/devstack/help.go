@@ -82,7 +82,7 @@ func printHelp(out io.Writer, data, natsURL string, services []service, lead str
 	// and shows headers (type, id): the bodies are protobuf.
 	fmt.Fprintf(out, "  scripts/gotool nats -s %s sub --stream LEADFLOW --all --terminate-at-end --headers-only '%s'   # the lead's events\n", natsURL, subject)
 	fmt.Fprintf(out, "  scripts/gotool nats -s %s kv ls %s   # consumer group members\n", natsURL, consume.DefaultMembersBucket)
-	fmt.Fprintf(out, "\nOperate it (leadctl, after the exports above; -o json for scripts):\n")
+	fmt.Fprintf(out, "\nOperate it (leadctl, after the exports above; -o json for scripts; go run makes every failure exit 1,\nso a script that reads its exit codes, 3 for lost leads found, runs a build: go build -o bin/leadctl ./services/leadctl):\n")
 	id := lead
 	if id == "" {
 		id = "<lead id>"
