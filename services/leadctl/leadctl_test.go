@@ -873,7 +873,7 @@ func TestLostAsOfAndGrace(t *testing.T) {
 	if !asked.GetAsOf().AsTime().Equal(asOf) || asked.GetOverdueGrace().AsDuration() != 90*time.Second {
 		t.Fatalf("nurture was asked %v", asked)
 	}
-	for _, bad := range [][]string{{"--as-of", "yesterday"}, {"--grace", "-1s"}} {
+	for _, bad := range [][]string{{"--as-of", "yesterday"}, {"--grace", "-1s"}, {"--redrive", "--as-of", asOf.Format(time.RFC3339)}} {
 		if _, err := ctl(append([]string{"lost"}, bad...)...); !errors.Is(err, errUsage) {
 			t.Fatalf("lost %v: %v", bad, err)
 		}

@@ -155,6 +155,11 @@ func lostCmd(o *options) *cobra.Command {
 			if grace < 0 {
 				return fmt.Errorf("%w: --grace must not be negative", errUsage)
 			}
+			if redrive && asOf != "" {
+				// A lead due only later is owed nothing now: the re-drive
+				// would answer "owed nothing" for what --as-of listed.
+				return fmt.Errorf("%w: --redrive re-drives what is lost now; --as-of only lists", errUsage)
+			}
 			if redrive && limit == 0 {
 				limit = maxLostLimit // a re-drive is for every lost lead there is
 			}
@@ -208,7 +213,7 @@ func lostCmd(o *options) *cobra.Command {
 	}
 	c.Flags().BoolVar(&redrive, "redrive", false, "re-drive the dead letters and write the nurture steps listed leads are owed (others need their own fix)")
 	c.Flags().Uint32Var(&limit, "limit", 0, fmt.Sprintf("list at most this many lost leads (default 1000, with --redrive %d; at most %d)", maxLostLimit, maxLostLimit))
-	c.Flags().StringVar(&asOf, "as-of", "", "judge deadlines at this time (RFC 3339; default now)")
+	c.Flags().StringVar(&asOf, "as-of", "", "judge today's leads' deadlines at this time (RFC 3339; default now): not their state then (leadctl state --as-of)")
 	c.Flags().DurationVar(&grace, "grace", 0, "do not report a deadline missed by less than this")
 	return c
 }
