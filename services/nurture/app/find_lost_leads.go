@@ -205,7 +205,7 @@ func (a *App) FindLostLeads(ctx context.Context, q LostQuery) (LostReport, error
 				p.StuckFor = 0
 			}
 			if h := v.Lead(d.Key); h != nil {
-				p.Status, p.Last, p.MissingStep = h.State.Status, *h, nextStep(h)
+				p.Status, p.Last, p.MissingStep = h.State.Status, *h, parkedStep(d.Group, h)
 			}
 			rep.Parked = append(rep.Parked, p)
 		}
@@ -301,6 +301,16 @@ func waitingIn(h *Head) lifecycle.Owner {
 	default:
 		return st.Owner
 	}
+}
+
+// parkedStep says what a lead parked by group misses: the read model's
+// view of it for the projector's groups (its journey goes on), else its
+// next step.
+func parkedStep(group string, h *Head) string {
+	if strings.HasPrefix(group, "projector") {
+		return "its events in the read model (reports and search), after the dead one; the journey itself goes on"
+	}
+	return nextStep(h)
 }
 
 // nextStep says, for people, what should happen next to a lead in h.

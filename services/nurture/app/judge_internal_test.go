@@ -1,6 +1,7 @@
 package app
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -38,5 +39,19 @@ func TestJudgeListsALeadWithoutLifecycle(t *testing.T) {
 	got, lost := judge(h, nil, nil, nil, LostQuery{AsOf: now})
 	if !lost || got.Reason != LostUnknownStatus {
 		t.Fatalf("lost %v (%+v), want listed as of an unknown status", lost, got)
+	}
+}
+
+// A lead parked by the projector misses nothing of its journey, only
+// the read model's view of it; one parked by a business group misses its
+// next step.
+func TestAParkedLeadsStepIsItsGroups(t *testing.T) {
+	h := &Head{LeadID: "0195f3a0-0000-7000-8000-000000000001", Type: "LeadCaptured",
+		State: lifecycle.State{Status: lifecycle.StatusNew, Owner: lifecycle.QueueQualification}}
+	if got := parkedStep("projector", h); !strings.Contains(got, "read model") {
+		t.Errorf("parked by the projector: %q, want the read model named", got)
+	}
+	if got, want := parkedStep("qualification", h), nextStep(h); got != want || strings.Contains(got, "read model") {
+		t.Errorf("parked by qualification: %q, want its next step %q", got, want)
 	}
 }
