@@ -183,11 +183,17 @@ var attributions = map[string]projectorv1.AttributionModel{
 	"linear": projectorv1.AttributionModel_ATTRIBUTION_MODEL_LINEAR,
 }
 
+// attribution reads the page's word (first, last, linear) or the API's
+// enum name (ATTRIBUTION_MODEL_LINEAR), as a script copies it from the
+// HTTP/JSON API.
 func attribution(s string) projectorv1.AttributionModel {
 	if s == "" {
 		s = "first"
 	}
-	return attributions[s] // unknown: UNSPECIFIED, which app refuses naming the field
+	if m, ok := attributions[strings.ToLower(s)]; ok {
+		return m
+	}
+	return projectorv1.AttributionModel(projectorv1.AttributionModel_value[strings.ToUpper(s)]) // unknown: UNSPECIFIED, which app refuses naming the field
 }
 
 var groups = map[string]projectorv1.FunnelGroup{
@@ -201,9 +207,13 @@ func (h *Handler) funnel(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	g, ok := groups[r.FormValue("group")]
+	g, ok := groups[strings.ToLower(r.FormValue("group"))]
+	if v, named := projectorv1.FunnelGroup_value[strings.ToUpper(r.FormValue("group"))]; !ok && named {
+		g, ok = projectorv1.FunnelGroup(v), true // the API's name
+	}
 	if !ok {
-		g = projectorv1.FunnelGroup(-1) // refused by app, naming group_by
+		h.fail(w, r, &app.ValidationError{Violations: []app.Violation{{Field: "group", Description: "must be source, segment or period (or none), not " + strconv.Quote(r.FormValue("group"))}}})
+		return
 	}
 	out, err := h.cfg.Reports.Funnel(r.Context(), app.FunnelQuery{Period: q.period, GroupBy: g, Segment: q.segment, Source: q.source})
 	h.reply(w, r, out, err)
@@ -304,7 +314,13 @@ func leadFilters(r *http.Request) (limit int, overdue bool, statuses []eventv1.L
 		}
 	}
 	for _, s := range r.Form["status"] {
-		st, ok := eventv1.LeadStatus_value["LEAD_STATUS_"+strings.ToUpper(s)]
+		// The page's word (mql) or the API's name (LEAD_STATUS_MQL), which
+		// the lead list's own answers carry.
+		name := strings.ToUpper(s)
+		if !strings.HasPrefix(name, "LEAD_STATUS_") {
+			name = "LEAD_STATUS_" + name
+		}
+		st, ok := eventv1.LeadStatus_value[name]
 		if !ok || st == 0 {
 			v = append(v, app.Violation{Field: "status", Description: "must be a lead status such as new, mql or accepted, not " + strconv.Quote(s)})
 			continue

@@ -17,7 +17,9 @@ import (
 // as the app refuses a period that ends before it starts.
 type searchReports struct {
 	dashboard.Reports
-	asked *app.LeadQuery
+	asked     *app.LeadQuery
+	funnel    *app.FunnelQuery
+	campaigns *app.CampaignQuery
 }
 
 func (r *searchReports) SearchLeads(_ context.Context, q app.LeadQuery) ([]*projectorv1.Lead, string, error) {
@@ -25,8 +27,17 @@ func (r *searchReports) SearchLeads(_ context.Context, q app.LeadQuery) ([]*proj
 	return nil, "", nil
 }
 
-func (r *searchReports) Funnel(context.Context, app.FunnelQuery) (*projectorv1.GetFunnelResponse, error) {
-	return nil, &app.ValidationError{Violations: []app.Violation{{Field: "period.to", Description: "must be after period.from"}}}
+func (r *searchReports) Funnel(_ context.Context, q app.FunnelQuery) (*projectorv1.GetFunnelResponse, error) {
+	if q.Period.From.Equal(q.Period.To) && !q.Period.From.IsZero() {
+		return nil, &app.ValidationError{Violations: []app.Violation{{Field: "period.to", Description: "must be after period.from"}}}
+	}
+	r.funnel = &q
+	return &projectorv1.GetFunnelResponse{}, nil
+}
+
+func (r *searchReports) Campaigns(_ context.Context, q app.CampaignQuery) (*projectorv1.GetCampaignReportResponse, error) {
+	r.campaigns = &q
+	return &projectorv1.GetCampaignReportResponse{}, nil
 }
 
 // A lead list's filters are read or refused: a value that is none of
@@ -45,7 +56,19 @@ func TestDashboardLeadFiltersAreReadOrRefused(t *testing.T) {
 		len(reports.asked.Statuses) != 2 || reports.asked.Statuses[0] != eventv1.LeadStatus_LEAD_STATUS_MQL || reports.asked.Statuses[1] != eventv1.LeadStatus_LEAD_STATUS_ACCEPTED {
 		t.Fatalf("leads?overdue=1&limit=5&status=mql&status=ACCEPTED: %d %s, asked %+v", rec.Code, rec.Body, reports.asked)
 	}
+	// The API's names, as its own answers spell them, are read too.
+	if rec := get("leads?status=LEAD_STATUS_NEW"); rec.Code != http.StatusOK || len(reports.asked.Statuses) != 1 || reports.asked.Statuses[0] != eventv1.LeadStatus_LEAD_STATUS_NEW {
+		t.Fatalf("leads?status=LEAD_STATUS_NEW: %d %s", rec.Code, rec.Body)
+	}
+	if rec := get("campaigns?attribution=ATTRIBUTION_MODEL_LINEAR"); rec.Code != http.StatusOK || reports.campaigns == nil ||
+		reports.campaigns.Attribution != projectorv1.AttributionModel_ATTRIBUTION_MODEL_LINEAR {
+		t.Fatalf("campaigns?attribution=ATTRIBUTION_MODEL_LINEAR: %d %s", rec.Code, rec.Body)
+	}
+	if rec := get("funnel?group=FUNNEL_GROUP_SEGMENT"); rec.Code != http.StatusOK || reports.funnel == nil || reports.funnel.GroupBy != projectorv1.FunnelGroup_FUNNEL_GROUP_SEGMENT {
+		t.Fatalf("funnel?group=FUNNEL_GROUP_SEGMENT: %d %s", rec.Code, rec.Body)
+	}
 	for query, field := range map[string]string{
+		"funnel?group=bogus":                   `"field":"group"`,
 		"leads?overdue=yes":                    `"field":"overdue"`,
 		"leads?limit=abc":                      `"field":"limit"`,
 		"leads?limit=-1":                       `"field":"limit"`,
