@@ -469,6 +469,7 @@ func (w *world) tailing(t *testing.T, args ...string) (out *syncBuffer, stop fun
 	done := make(chan error, 1)
 	go func() {
 		root := newRoot(out)
+		root.SetErr(out)
 		root.SetArgs(append(append(w.natsFlags(), "tail"), args...))
 		done <- root.ExecuteContext(ctx)
 	}()
@@ -484,6 +485,23 @@ func (w *world) tailing(t *testing.T, args ...string) (out *syncBuffer, stop fun
 }
 
 func TestTailFollowsNewEvents(t *testing.T) { testTailFollowsNewEvents(t, newWorld) }
+
+// A tail whose NATS goes away says so, and that it is back, and follows
+// on: quiet would read as no events.
+func TestTailSaysWhenNATSIsGone(t *testing.T) {
+	w := newWorld(t)
+	lead := uuid.NewString()
+	out, stop := w.tailing(t, "--lead", lead)
+	time.Sleep(500 * time.Millisecond)
+	w.nats.Restart(t)
+	eventually(t, 20*time.Second, func() bool {
+		return strings.Contains(out.String(), "lost NATS") && strings.Contains(out.String(), "NATS is back")
+	}, "tail said nothing of the restart: %q", func() any { return out.String() })
+	w.write(t, lead, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", time.Now())
+	eventually(t, 20*time.Second, func() bool { return strings.Contains(out.String(), "LeadCaptured") },
+		"tail showed nothing after NATS came back: %q", func() any { return out.String() })
+	stop()
+}
 
 func testTailFollowsNewEvents(t *testing.T, newWorld func(testing.TB) *world) {
 	w := newWorld(t)

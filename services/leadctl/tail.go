@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
@@ -51,6 +52,15 @@ func tailCmd(o *options) *cobra.Command {
 				return err
 			}
 			defer nc.Close()
+			// Quiet is no events, so a lost connection says so: it is
+			// followed again from where it was once NATS is back.
+			errOut := cmd.ErrOrStderr()
+			nc.SetDisconnectErrHandler(func(_ *nats.Conn, err error) {
+				fmt.Fprintf(errOut, "leadctl tail: lost NATS at %s (%v); reconnecting, nothing shows until it is back\n", o.nats, err)
+			})
+			nc.SetReconnectHandler(func(*nats.Conn) {
+				fmt.Fprintf(errOut, "leadctl tail: NATS is back at %s; following on\n", o.nats)
+			})
 			// Start by sequence, read once: an ordered consumer started
 			// "new" restarts at the then end whenever it is recreated
 			// before its first message, and would skip what came between.
