@@ -135,3 +135,13 @@ func TestProvisionKeepsAClustersReplicas(t *testing.T) {
 		t.Fatalf("the lead stream has %d replicas, want 3", r)
 	}
 }
+
+// More replicas than a single server has is a usage error that says why,
+// not the server's raw 500.
+func TestProvisionReplicasOnASingleServer(t *testing.T) {
+	n := testenv.StartNATS(t)
+	_, err := runCtl(context.Background(), "--nats", n.Server.URL(), "provision", "--replicas", "3")
+	if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "single server") {
+		t.Fatalf("provision --replicas 3 on one server: %v, want a usage error saying it is a single server", err)
+	}
+}
