@@ -788,12 +788,17 @@ type fakeNurture struct {
 	perCall int
 	// failFrom, if set, is the first RedriveLeads call that fails.
 	failFrom, calls int
+	// unauthenticated: every call is refused as without a token.
+	unauthenticated bool
 }
 
 func (n *fakeNurture) FindLostLeads(_ context.Context, r *nurturev1.FindLostLeadsRequest) (*nurturev1.FindLostLeadsResponse, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.asked = r
+	if n.unauthenticated {
+		return nil, status.Error(codes.Unauthenticated, "a bearer token is required")
+	}
 	// A page: the leads after the cursor, at most limit of them, as
 	// nurture pages them (its order is the fake's list).
 	page := proto.Clone(n.lost).(*nurturev1.FindLostLeadsResponse)
@@ -895,6 +900,18 @@ func TestLostAsOfAndGrace(t *testing.T) {
 		if _, err := ctl(append([]string{"lost"}, bad...)...); !errors.Is(err, errUsage) {
 			t.Fatalf("lost %v: %v", bad, err)
 		}
+	}
+}
+
+// A call refused for want of a token says where leadctl takes one.
+func TestAMissingTokenIsNamed(t *testing.T) {
+	t.Setenv("LEADFLOW_TOKEN", "")
+	n, _, _, ctl := lostNurture(t, newWorld(t))
+	n.mu.Lock()
+	n.unauthenticated = true
+	n.mu.Unlock()
+	if _, err := ctl("lost"); err == nil || !strings.Contains(err.Error(), "$LEADFLOW_TOKEN or --token") {
+		t.Fatalf("lost without a token: %v, want $LEADFLOW_TOKEN named", err)
 	}
 }
 

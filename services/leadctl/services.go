@@ -47,6 +47,9 @@ func call(ctx context.Context, o *options, name, addr string, f func(context.Con
 	if status.Code(err) == codes.NotFound {
 		return fmt.Errorf("%w: %s", errUnknownLead, status.Convert(err).Message())
 	}
+	if status.Code(err) == codes.Unauthenticated && o.token == "" {
+		return fmt.Errorf("%s: %w (set $LEADFLOW_TOKEN or --token: make run prints one)", name, err)
+	}
 	if status.Code(err) == codes.Unavailable && conn.GetState() == connectivity.Ready {
 		// Reached: an UNAVAILABLE is the service's own answer (an
 		// unknown outcome, revocations not read yet), not a wrong address.
