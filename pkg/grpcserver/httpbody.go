@@ -335,6 +335,40 @@ func bodyViolation(err error) FieldViolation {
 	return FieldViolation{Field: "body", Description: err.Error()}
 }
 
+// paramWants says what the query or path parameter param (a dotted path,
+// proto or JSON names) of the call's request takes, "" when it cannot
+// tell.
+func paramWants(ctx context.Context, param string) string {
+	method, ok := runtime.RPCMethod(ctx) // "/leadflow.intake.v1.IntakeService/GetLead"
+	if !ok {
+		return ""
+	}
+	svc, name, ok := strings.Cut(strings.TrimPrefix(method, "/"), "/")
+	if !ok {
+		return ""
+	}
+	d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(svc))
+	sd, isSvc := d.(protoreflect.ServiceDescriptor)
+	if err != nil || !isSvc || sd.Methods().ByName(protoreflect.Name(name)) == nil {
+		return ""
+	}
+	md := sd.Methods().ByName(protoreflect.Name(name)).Input()
+	var fd protoreflect.FieldDescriptor
+	for part := range strings.SplitSeq(param, ".") {
+		if md == nil {
+			return ""
+		}
+		if fd, _ = field(md, "", part); fd == nil {
+			return ""
+		}
+		md = fd.Message()
+	}
+	if fd == nil {
+		return ""
+	}
+	return wants(fd)
+}
+
 // unparsedParam is the parameter of the gateway's refusal of a query or
 // path value that does not parse (`parsing field "from": ...`, `parsing
 // list "statuses": ...`, `type mismatch, parameter: version, ...`), which
@@ -421,7 +455,11 @@ func bodyErrors(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler,
 			// strictQuery's refusal, which the gateway passes on as text.
 			err = InvalidArgument(s.Message(), FieldViolation{Field: field, Description: s.Message()})
 		} else if field, ok := unparsedParam(s.Message(), r.URL.Query()); ok {
-			err = InvalidArgument(s.Message(), FieldViolation{Field: field, Description: s.Message()})
+			desc := s.Message()
+			if want := paramWants(ctx, field); want != "" {
+				desc = field + ": " + want // the API's words, not strconv's
+			}
+			err = InvalidArgument(desc, FieldViolation{Field: field, Description: desc})
 		}
 	}
 	if status.Code(err) == codes.Unauthenticated {

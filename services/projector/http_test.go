@@ -82,14 +82,21 @@ func TestHTTPQueriesAnswerAsGRPC(t *testing.T) {
 		t.Fatalf("attribution=LINEAR: %d %v", code, out)
 	}
 	// So does one in a nested or repeated parameter, by its whole name.
-	for query, field := range map[string]string{"period.from=yesterday": "period.from", "statuses=BOGUS": "statuses"} {
+	// It says, in the API's words, what the parameter takes.
+	for query, want := range map[string]string{
+		"period.from=yesterday": "period.from: must be an RFC 3339 time",
+		"statuses=BOGUS":        "statuses: must be one of LEAD_STATUS_NEW,",
+		"pageSize=abc":          "pageSize: must be a whole number",
+	} {
+		field, _, _ := strings.Cut(want, ":")
 		path := "/v1/reports/funnel?"
-		if field == "statuses" {
+		if field != "period.from" {
 			path = "/v1/leads?"
 		}
 		code, out = testenv.HTTPJSON(t, "GET", base+path+query, "")
-		if details, _ := json.Marshal(out["details"]); code != http.StatusBadRequest || !strings.Contains(string(details), `"field":"`+field+`"`) {
-			t.Fatalf("?%s: %d %v, want a violation for %s", query, code, out, field)
+		if details, _ := json.Marshal(out["details"]); code != http.StatusBadRequest || !strings.Contains(string(details), `"field":"`+field+`"`) ||
+			!strings.Contains(string(details), want) || strings.Contains(string(details), "strconv") {
+			t.Fatalf("?%s: %d %v, want a violation for %s saying %q", query, code, out, field, want)
 		}
 	}
 	// A misspelt filter is refused, not dropped: dropped, the search would
