@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
@@ -40,20 +41,53 @@ func TestAFailedLookAfterAnUnansweredAttemptIsAnUnknownOutcome(t *testing.T) {
 		nth  int
 	}{{"stored", 2}, {"last", 1}} {
 		attempts, looks := 0, 0
-		lose := func() bool { attempts++; return attempts == 1 }
+		lose := func() error {
+			if attempts++; attempts == 1 {
+				return context.DeadlineExceeded // lost on the way
+			}
+			return nil
+		}
 		fail := func(look string) bool {
 			if look == failing.look {
 				looks++
 			}
 			return look == failing.look && looks == failing.nth
 		}
-		lost.Store(&lose)
+		answer.Store(&lose)
 		lookFailed.Store(&fail)
 		_, err := s.Append(context.Background(), LeadSubject(lead), 0, event())
-		lost.Store(nil)
+		answer.Store(nil)
 		lookFailed.Store(nil)
 		if !errors.Is(err, ErrUnknownOutcome) || errors.Is(err, ErrConflict) {
 			t.Fatalf("a refusal after an unanswered attempt, look %s %d failed: %v, want an unknown outcome", failing.look, failing.nth, err)
 		}
+	}
+}
+
+// A commit refused while a batch on its subject is in process (maybe its
+// own, sent before) until the caller's deadline ends has an unknown
+// outcome, and is no conflict: a caller told "conflict" decides again.
+func TestARefusalWhileNothingMovedOutlastingTheDeadlineIsNoConflict(t *testing.T) {
+	js := startJS(t)
+	if _, err := EnsureStream(context.Background(), js, StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	s := New(js, "")
+	lead := uuid.NewString()
+	ev, err := envelope.NewEvent(lead, &eventv1.ActivityRecorded{ActivityId: uuid.NewString(), Type: eventv1.ActivityType_ACTIVITY_TYPE_WEB_VISIT},
+		envelope.Meta{CorrelationID: "c"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	inProcess := func() error { // what the leader answers while a batch on the subject is in process
+		return &jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeStreamWrongLastSequence, Description: "wrong last sequence: 0"}
+	}
+	answer.Store(&inProcess)
+	t.Cleanup(func() { answer.Store(nil) })
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	_, err = s.Append(ctx, LeadSubject(lead), 0, ev)
+	if !errors.Is(err, ErrUnknownOutcome) || errors.Is(err, ErrConflict) {
+		t.Fatalf("refused while nothing moved until the deadline: %v (conflict %v), want an unknown outcome and no conflict", err, errors.Is(err, ErrConflict))
 	}
 }

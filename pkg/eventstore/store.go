@@ -231,6 +231,13 @@ func (s *Store) Commit(ctx context.Context, writes ...Write) ([]uint64, error) {
 			return seqs, nil
 		}
 	}
+	var ce *ConflictError
+	if errors.As(last, &ce) {
+		// A refusal while nothing moved says nothing of this commit: an
+		// unknown outcome must not match ErrConflict, or callers decide
+		// again.
+		last = fmt.Errorf("refused while a batch on %s was in process", ce.Subject)
+	}
 	return nil, &UnknownOutcomeError{Subject: writes[0].Subject, Err: errors.Join(last, ctx.Err())}
 }
 
@@ -380,17 +387,20 @@ func messages(writes []Write) ([]*nats.Msg, error) {
 	return msgs, nil
 }
 
-// lost and lookFailed, set by tests, lose an attempt on the way (it is
-// never sent, and nothing answers it) and fail a look for a commit
-// ("stored") or at a subject's last sequence ("last"), where they say so.
+// answer and lookFailed, set by tests, answer an attempt without
+// sending it (where answer gives an error: context.DeadlineExceeded is an
+// attempt lost on the way) and fail a look for a commit ("stored") or at
+// a subject's last sequence ("last"), where they say so.
 var (
-	lost       atomic.Pointer[func() bool]
+	answer     atomic.Pointer[func() error]
 	lookFailed atomic.Pointer[func(look string) bool]
 )
 
 func (s *Store) commitOnce(ctx context.Context, msgs []*nats.Msg) ([]uint64, error) {
-	if f := lost.Load(); f != nil && (*f)() {
-		return nil, context.DeadlineExceeded
+	if f := answer.Load(); f != nil {
+		if err := (*f)(); err != nil {
+			return nil, err
+		}
 	}
 	if len(msgs) == 1 {
 		ack, err := s.js.PublishMsg(ctx, copyMsg(msgs[0]))
