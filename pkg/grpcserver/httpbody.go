@@ -366,6 +366,14 @@ func paramWants(ctx context.Context, param string) string {
 	if fd == nil {
 		return ""
 	}
+	if m := fd.Message(); m != nil && !wellKnown(m) && !fd.IsList() && !fd.IsMap() {
+		// A query cannot hold an object: it sets a message by its fields.
+		var subs []string
+		for i := range m.Fields().Len() {
+			subs = append(subs, param+"."+m.Fields().Get(i).JSONName())
+		}
+		return "is set by its fields in the query: " + strings.Join(subs, ", ")
+	}
 	return wants(fd)
 }
 

@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/leadflow/leadflow/pkg/consume"
-	dl "github.com/leadflow/leadflow/pkg/deadline"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 )
 
@@ -193,7 +192,7 @@ func waitServed(ctx context.Context, js jetstream.JetStream, op, group, lead str
 func goneFromStream(ctx context.Context, js jetstream.JetStream, op, group, lead string) (string, error) {
 	// A leader that answers nothing (an election) must not hold the
 	// request back: the check is only a warning.
-	ctx, cancel := dl.Default(ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second) // whatever --timeout leaves the request
 	defer cancel()
 	dls, err := consume.DeadLetters(ctx, js, consume.DefaultDeadLetterStream)
 	if err != nil {

@@ -486,6 +486,18 @@ func (w *world) tailing(t *testing.T, args ...string) (out *syncBuffer, stop fun
 
 func TestTailFollowsNewEvents(t *testing.T) { testTailFollowsNewEvents(t, newWorld) }
 
+// A tail that ends says nothing of losing NATS: its own close is no loss.
+func TestTailSaysNothingOfItsOwnClose(t *testing.T) {
+	w := newWorld(t)
+	out, stop := w.tailing(t, "--lead", uuid.NewString())
+	time.Sleep(300 * time.Millisecond)
+	stop()
+	time.Sleep(300 * time.Millisecond) // the client's callbacks run on a goroutine of their own
+	if strings.Contains(out.String(), "lost NATS") {
+		t.Fatalf("tail said, as it ended: %q", out.String())
+	}
+}
+
 // A tail whose NATS goes away says so, and that it is back, and follows
 // on: quiet would read as no events.
 func TestTailSaysWhenNATSIsGone(t *testing.T) {

@@ -55,7 +55,10 @@ func tailCmd(o *options) *cobra.Command {
 			// Quiet is no events, so a lost connection says so: it is
 			// followed again from where it was once NATS is back.
 			errOut := cmd.ErrOrStderr()
-			nc.SetDisconnectErrHandler(func(_ *nats.Conn, err error) {
+			nc.SetDisconnectErrHandler(func(c *nats.Conn, err error) {
+				if err == nil || c.IsClosed() {
+					return // tail's own close, as it ends
+				}
 				fmt.Fprintf(errOut, "leadctl tail: lost NATS at %s (%v); reconnecting, nothing shows until it is back\n", o.nats, err)
 			})
 			nc.SetReconnectHandler(func(*nats.Conn) {

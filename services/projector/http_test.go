@@ -87,10 +87,11 @@ func TestHTTPQueriesAnswerAsGRPC(t *testing.T) {
 		"period.from=yesterday": "period.from: must be an RFC 3339 time",
 		"statuses=BOGUS":        "statuses: must be one of LEAD_STATUS_NEW,",
 		"pageSize=abc":          "pageSize: must be a whole number",
+		"period=2026-12":        "period: is set by its fields in the query: period.from, period.to",
 	} {
 		field, _, _ := strings.Cut(want, ":")
 		path := "/v1/reports/funnel?"
-		if field != "period.from" {
+		if !strings.HasPrefix(field, "period") {
 			path = "/v1/leads?"
 		}
 		code, out = testenv.HTTPJSON(t, "GET", base+path+query, "")

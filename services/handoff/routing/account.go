@@ -117,10 +117,16 @@ func fold(s string) string {
 // optionalMark reports whether mark, after base, is one people leave out.
 func optionalMark(base, mark rune) bool {
 	switch {
-	case unicode.In(base, unicode.Latin, unicode.Greek, unicode.Arabic, unicode.Hebrew):
+	case unicode.In(base, unicode.Latin, unicode.Greek, unicode.Hebrew):
 		return true
+	case unicode.Is(unicode.Arabic, base):
+		// Vowel marks, tanwin, shadda and sukun; not hamza or madda,
+		// which make letters (ئ is not ي).
+		return mark >= '\u064B' && mark <= '\u0652'
 	case unicode.Is(unicode.Cyrillic, base):
-		return mark != '\u0306' // the breve makes й and ў letters of their own
+		// The breve makes й and ў letters of their own, and the diaeresis
+		// Ukrainian ї; Russian ё is written е.
+		return mark != '\u0306' && (mark != '\u0308' || unicode.ToLower(base) != 'і')
 	}
 	return false
 }
