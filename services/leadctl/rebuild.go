@@ -47,7 +47,7 @@ rebuild.`,
 			p := projectorv1.NewProjectorServiceClient(conn)
 			res, err := rebuild(cmd, o, p, poll)
 			if err != nil {
-				return err
+				return needsToken(o, "projector", err)
 			}
 			if o.output == "json" {
 				return writeJSON(cmd.OutOrStdout(), res)

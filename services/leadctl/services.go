@@ -47,8 +47,8 @@ func call(ctx context.Context, o *options, name, addr string, f func(context.Con
 	if status.Code(err) == codes.NotFound {
 		return fmt.Errorf("%w: %s", errUnknownLead, status.Convert(err).Message())
 	}
-	if status.Code(err) == codes.Unauthenticated && o.token == "" {
-		return fmt.Errorf("%s: %w (set $LEADFLOW_TOKEN or --token: make run prints one)", name, err)
+	if status.Code(err) == codes.Unauthenticated {
+		return needsToken(o, name, err)
 	}
 	if status.Code(err) == codes.Unavailable && conn.GetState() == connectivity.Ready {
 		// Reached: an UNAVAILABLE is the service's own answer (an
@@ -56,6 +56,15 @@ func call(ctx context.Context, o *options, name, addr string, f func(context.Con
 		return err
 	}
 	return o.unanswered(name, addr, err)
+}
+
+// needsToken names where leadctl takes a token, when name refused a call
+// for want of one.
+func needsToken(o *options, name string, err error) error {
+	if status.Code(err) == codes.Unauthenticated && o.token == "" {
+		return fmt.Errorf("%s: %w (set $LEADFLOW_TOKEN or --token: make run prints one)", name, err)
+	}
+	return err
 }
 
 // withRequestID tells, for a write that got no answer (in time), how to
