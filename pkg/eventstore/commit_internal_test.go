@@ -17,20 +17,8 @@ import (
 // whose second look for the commit fails is an unknown outcome, not a
 // conflict: a caller told "conflict" decides again and writes twice.
 func TestAFailedLookAfterAnUnansweredAttemptIsAnUnknownOutcome(t *testing.T) {
-	js := startJS(t)
-	if _, err := EnsureStream(context.Background(), js, StreamConfig{}); err != nil {
-		t.Fatal(err)
-	}
-	s := New(js, "")
-	lead := uuid.NewString()
-	event := func() *eventv1.Event {
-		ev, err := envelope.NewEvent(lead, &eventv1.ActivityRecorded{ActivityId: uuid.NewString(), Type: eventv1.ActivityType_ACTIVITY_TYPE_WEB_VISIT},
-			envelope.Meta{CorrelationID: "c"}, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ev
-	}
+	s, lead := storeOfOne(t)
+	event := func() *eventv1.Event { return webVisit(t, lead) }
 	if _, err := s.Append(context.Background(), LeadSubject(lead), 0, event()); err != nil {
 		t.Fatal(err) // another writer's: the subject has moved
 	}
@@ -68,17 +56,8 @@ func TestAFailedLookAfterAnUnansweredAttemptIsAnUnknownOutcome(t *testing.T) {
 // own, sent before) until the caller's deadline ends has an unknown
 // outcome, and is no conflict: a caller told "conflict" decides again.
 func TestARefusalWhileNothingMovedOutlastingTheDeadlineIsNoConflict(t *testing.T) {
-	js := startJS(t)
-	if _, err := EnsureStream(context.Background(), js, StreamConfig{}); err != nil {
-		t.Fatal(err)
-	}
-	s := New(js, "")
-	lead := uuid.NewString()
-	ev, err := envelope.NewEvent(lead, &eventv1.ActivityRecorded{ActivityId: uuid.NewString(), Type: eventv1.ActivityType_ACTIVITY_TYPE_WEB_VISIT},
-		envelope.Meta{CorrelationID: "c"}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, lead := storeOfOne(t)
+	ev := webVisit(t, lead)
 	inProcess := func() error { // what the leader answers while a batch on the subject is in process
 		return &jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeStreamWrongLastSequence, Description: "wrong last sequence: 0"}
 	}
@@ -86,8 +65,29 @@ func TestARefusalWhileNothingMovedOutlastingTheDeadlineIsNoConflict(t *testing.T
 	t.Cleanup(func() { answer.Store(nil) })
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	_, err = s.Append(ctx, LeadSubject(lead), 0, ev)
+	_, err := s.Append(ctx, LeadSubject(lead), 0, ev)
 	if !errors.Is(err, ErrUnknownOutcome) || errors.Is(err, ErrConflict) {
 		t.Fatalf("refused while nothing moved until the deadline: %v (conflict %v), want an unknown outcome and no conflict", err, errors.Is(err, ErrConflict))
 	}
+}
+
+// storeOfOne is a store on a server of the test's own, and a lead id.
+func storeOfOne(t *testing.T) (*Store, string) {
+	t.Helper()
+	js := startJS(t)
+	if _, err := EnsureStream(context.Background(), js, StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	return New(js, ""), uuid.NewString()
+}
+
+// webVisit is an event of lead, not yet stored.
+func webVisit(t *testing.T, lead string) *eventv1.Event {
+	t.Helper()
+	ev, err := envelope.NewEvent(lead, &eventv1.ActivityRecorded{ActivityId: uuid.NewString(), Type: eventv1.ActivityType_ACTIVITY_TYPE_WEB_VISIT},
+		envelope.Meta{CorrelationID: "c"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev
 }
