@@ -141,8 +141,9 @@ func TestDealCountsFollowTheReportCurrency(t *testing.T) {
 		}
 	}
 
-	// The dashboard's API names its own words for a model it does not know.
-	for _, path := range []string{"api/campaigns?attribution=LINEAR&currency=EUR", "api/leads?figure=campaign&campaign=webinar&attribution=nope&currency=EUR"} {
+	// The dashboard's API names its own words for a model it does not know
+	// (it reads the API's enum names too, in any case).
+	for _, path := range []string{"api/campaigns?attribution=lineer&currency=EUR", "api/leads?figure=campaign&campaign=webinar&attribution=nope&currency=EUR"} {
 		code, out := testenv.HTTPJSON(t, "GET", base+path, "")
 		if code != http.StatusBadRequest || !strings.Contains(fmt.Sprint(out), "must be first, last or linear") {
 			t.Fatalf("%s: %d %v", path, code, out)
