@@ -101,13 +101,6 @@ func dlqCmd(o *options) *cobra.Command {
 				if u, err := uuid.Parse(args[1]); err == nil {
 					args[1] = u.String() // a lead's key is its id in its one form
 				}
-				ctx := cmd.Context()
-				if f := cmd.Flag("timeout"); f != nil && f.Changed {
-					// Else consume's 10 s bounds the request.
-					var cancel context.CancelFunc
-					ctx, cancel = context.WithTimeout(ctx, o.timeout)
-					defer cancel()
-				}
 				nc, js, err := o.connect()
 				if err != nil {
 					return err
@@ -115,11 +108,19 @@ func dlqCmd(o *options) *cobra.Command {
 				defer nc.Close()
 				// What its stream no longer holds (expired, as fired timers
 				// do) is dropped unhandled when the request is served: said
-				// below, not passed off as handled.
-				gone, err := goneFromStream(ctx, js, op.name, args[0], args[1])
+				// below, not passed off as handled. Checked before the
+				// request's --timeout starts, which it must not use up.
+				gone, err := goneFromStream(cmd.Context(), js, op.name, args[0], args[1])
 				if err != nil {
 					// Only a warning is lost: the request still goes.
 					fmt.Fprintf(cmd.ErrOrStderr(), "warning: could not check that the events are still in their stream: %v\n", err)
+				}
+				ctx := cmd.Context()
+				if f := cmd.Flag("timeout"); f != nil && f.Changed {
+					// Else consume's 10 s bounds the request.
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, o.timeout)
+					defer cancel()
 				}
 				err = op.do(ctx, js, consume.DefaultDeadLetterStream, args[0], args[1], seq)
 				switch {
@@ -192,7 +193,7 @@ func waitServed(ctx context.Context, js jetstream.JetStream, op, group, lead str
 func goneFromStream(ctx context.Context, js jetstream.JetStream, op, group, lead string) (string, error) {
 	// A leader that answers nothing (an election) must not hold the
 	// request back: the check is only a warning.
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second) // whatever --timeout leaves the request
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	dls, err := consume.DeadLetters(ctx, js, consume.DefaultDeadLetterStream)
 	if err != nil {

@@ -120,9 +120,10 @@ func optionalMark(base, mark rune) bool {
 	case unicode.In(base, unicode.Latin, unicode.Greek, unicode.Hebrew):
 		return true
 	case unicode.Is(unicode.Arabic, base):
-		// Vowel marks, tanwin, shadda and sukun; not hamza or madda,
-		// which make letters (ئ is not ي).
-		return mark >= '\u064B' && mark <= '\u0652'
+		// Vowel marks, tanwin, shadda, sukun and the dagger alif, and
+		// alif's hamza and madda (أحمد is typed احمد); not the hamza that
+		// makes another letter (ئ is not ي).
+		return mark >= '\u064B' && mark <= '\u0652' || mark == '\u0670' || base == '\u0627' && mark >= '\u0653' && mark <= '\u0655'
 	case unicode.Is(unicode.Cyrillic, base):
 		// The breve makes й and ў letters of their own, and the diaeresis
 		// Ukrainian ї; Russian ё is written е.
