@@ -2,7 +2,6 @@ package consume
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -734,16 +733,8 @@ func (r *runner) gone(seq uint64, err error) bool {
 	}
 	ctx, cancel := context.WithTimeout(r.ioctx, ioTimeout)
 	defer cancel()
-	reply, err := r.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+r.cfg.Stream, fmt.Appendf(nil, `{"seq":%d}`, seq))
-	if err != nil {
-		return false
-	}
-	var resp struct {
-		Error *struct {
-			ErrCode jetstream.ErrorCode `json:"err_code"`
-		} `json:"error"`
-	}
-	return json.Unmarshal(reply.Data, &resp) == nil && resp.Error != nil && resp.Error.ErrCode == jetstream.JSErrCodeMessageNotFound
+	_, err = eventstore.LeaderMsg(ctx, r.js, r.cfg.Stream, seq)
+	return errors.Is(err, jetstream.ErrMsgNotFound)
 }
 
 // stripDirectGetHeaders removes what a get adds to a message's own headers,

@@ -68,14 +68,14 @@ func Refused(err error) bool {
 	var je jetstream.JetStreamError
 	if errors.As(err, &je) && je.APIError() != nil {
 		e := je.APIError()
-		return e.Code >= 400 && e.Code < 500 && e.ErrorCode != errNoSuitablePeers || e.ErrorCode == errReplicasNotSupported
+		return e.Code >= 400 && e.Code < 500 && e.ErrorCode != errNoSuitablePeers || e.ErrorCode == ErrCodeReplicasNotSupported
 	}
 	return false
 }
 
-// errReplicasNotSupported is the server's JSStreamReplicasNotSupportedErr,
+// ErrCodeReplicasNotSupported is the server's JSStreamReplicasNotSupportedErr,
 // a 500 that no retry mends: a single server asked for more replicas.
-const errReplicasNotSupported jetstream.ErrorCode = 10074
+const ErrCodeReplicasNotSupported jetstream.ErrorCode = 10074
 
 // errNoSuitablePeers is the server's JSClusterNoPeersErr: a replicated
 // stream cannot be placed because too few nodes are up, for now.

@@ -65,7 +65,7 @@ func provisionCmd(o *options) *cobra.Command {
 				if cause := context.Cause(ctx); cause != nil && cause != ctx.Err() {
 					return cause
 				}
-				if eventstore.HasErrorCode(err, 10074) { // JSStreamReplicasNotSupportedErr
+				if eventstore.HasErrorCode(err, eventstore.ErrCodeReplicasNotSupported) {
 					return fmt.Errorf("%w: --replicas %d needs a NATS cluster of at least %d servers; this one is a single server (--replicas 1)", errUsage, replicas, replicas)
 				}
 				return err
