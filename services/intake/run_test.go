@@ -305,7 +305,7 @@ func TestAnExternalIDRepeatedReturnsTheFirstAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = stream.CloseSend()
-	if got := importResults(t, stream); len(got) != 1 || got[0].GetLeadId() != first.GetLeadId() || !got[0].GetReplayed() || got[0].GetOutcome() != first.GetOutcome() {
+	if got := importResults(t, stream); len(got) != 1 || got[0].GetLeadId() != first.GetLeadId() || !got[0].GetReplayed() || got[0].GetOutcome() != first.GetOutcome() || got[0].GetVersion() != first.GetVersion() {
 		t.Fatalf("the record imported again: %v, want the first answer %v", got, first)
 	}
 	e.assertCounts(t, before)
@@ -1793,14 +1793,50 @@ func TestASteadyImportIsAnsweredAsItGoes(t *testing.T) {
 type lostWrite struct {
 	app.Leads
 	armed atomic.Bool
+	// refused: the chunk's first write fails too, for good.
+	refused bool
 }
 
 func (l *lostWrite) WriteEach(ctx context.Context, writes []app.LeadWrite) ([]uint64, []error) {
-	versions, errs := l.Leads.WriteEach(ctx, writes)
-	if len(errs) > 1 && l.armed.CompareAndSwap(true, false) {
-		errs[1] = fmt.Errorf("%w: the answer was lost", eventstore.ErrUnknownOutcome)
+	if !l.armed.CompareAndSwap(true, false) || len(writes) < 2 {
+		return l.Leads.WriteEach(ctx, writes)
 	}
+	if l.refused {
+		writes = writes[1:]
+	}
+	versions, errs := l.Leads.WriteEach(ctx, writes)
+	if l.refused {
+		versions, errs = append([]uint64{0}, versions...), append([]error{errors.New("the store refused it")}, errs...)
+	}
+	errs[1] = fmt.Errorf("%w: the answer was lost", eventstore.ErrUnknownOutcome)
 	return versions, errs
+}
+
+// An import whose failed rows have no key warns of a second submission
+// when any of them may be stored, though the first failed otherwise.
+func TestAnImportEndsWarningOfAnyRowThatMayBeStored(t *testing.T) {
+	n := testenv.StartNATS(t)
+	lost := &lostWrite{refused: true}
+	e := startWith(t, n, Config{Addr: "127.0.0.1:0", NATSURL: n.Server.URL(), Stream: "LEADFLOW", Replicas: 1,
+		MasterKey: hexKey(t), BlindKey: hexKey(t), Grace: time.Second, importLinger: time.Hour,
+		leads: func(inner app.Leads) app.Leads { lost.Leads = inner; return lost }})
+	lost.armed.Store(true)
+	stream, err := e.client.ImportLeads(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := stream.Send(&intakev1.ImportLeadsRequest{Row: int64(i), Lead: lead(fmt.Sprintf("warn%d@example.com", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := stream.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := stream.Recv()
+	if st := status.Convert(err); st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "idempotency_key") || !strings.Contains(st.Message(), "row 0, 1: ") {
+		t.Fatalf("the import ended with %v %v, want UNAVAILABLE naming rows 0 and 1 and the missing idempotency_key", r, err)
+	}
 }
 
 // An import row whose write's outcome is unknown ends the import, naming

@@ -53,6 +53,8 @@ type pending struct {
 	// leads are the leads its identities were held by at the look-up (and
 	// the one it was planned on): rows sharing one are written in order.
 	leads []string
+	// failed: its write with the chunk's failed, not its own fault.
+	failed bool
 }
 
 // sentRow is a row whose one write went with the chunk's others.
@@ -89,9 +91,10 @@ type ImportBatch struct {
 	single []pending
 	// taken are the identities the chunk's rows bring.
 	taken map[ClaimKey]bool
-	// survivors finds where a row's holders land, for rows that lost
-	// their write's race.
+	// survivors finds where a row's holders land.
 	survivors survivorsOf
+	// blind: the chunk's look-up failed, so its rows go one at a time.
+	blind bool
 }
 
 // PrepareImport checks up to ImportChunk rows, looks their identities up
@@ -136,7 +139,8 @@ func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope
 	}
 
 	held, err := a.leads.Holders(ctx, keys...)
-	if err != nil {
+	blind := err != nil
+	if blind {
 		held = nil
 		for _, p := range rowsOK {
 			whole[p.i] = true
@@ -233,7 +237,7 @@ func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope
 		writes = append(writes, LeadWrite{LeadID: pl.leadID, Event: pl.event, Create: pl.create, Expected: pl.expect})
 		sent = append(sent, sentRow{pending: p, outcome: pl.outcome, then: pl.then})
 	}
-	return &ImportBatch{a: a, meta: meta, out: out, writes: writes, sent: sent, single: single, taken: taken, survivors: survivors}
+	return &ImportBatch{a: a, meta: meta, out: out, writes: writes, sent: sent, single: single, taken: taken, survivors: survivors, blind: blind}
 }
 
 // survivorsOf finds the lead a holder lands on: the survivor at the top of
@@ -265,7 +269,6 @@ func (s survivorsOf) top(ctx context.Context, holder string) string {
 // order.
 func (b *ImportBatch) Write(ctx context.Context) []ImportResult {
 	a, meta, out, writes, single := b.a, b.meta, b.out, b.writes, b.single
-	raced := false
 	if len(writes) > 0 {
 		versions, errs := a.leads.WriteEach(ctx, writes)
 		var wg sync.WaitGroup
@@ -291,9 +294,11 @@ func (b *ImportBatch) Write(ctx context.Context) []ImportResult {
 				// in order with the chunk's other rows on that lead.
 				r.held, r.leads = nil, append(r.leads, writes[j].LeadID)
 				single = append(single, r.pending)
-				raced = true
 			default:
+				// Linked with the rows after it, so they are held back.
 				out[r.i].Err = errs[j]
+				r.failed, r.leads = true, append(r.leads, writes[j].LeadID)
+				single = append(single, r.pending)
 			}
 		}
 		wg.Wait()
@@ -305,31 +310,59 @@ func (b *ImportBatch) Write(ctx context.Context) []ImportResult {
 	// the lead its first row made and a key's first row is its first use;
 	// unlinked rows side by side.
 	slices.SortFunc(single, func(x, y pending) int { return x.i - y.i })
-	if raced {
-		// A row that lost its race is linked to the chunk's rows whose
-		// holders land on its lead through a merge.
-		for i := range single {
-			for _, l := range single[i].leads {
-				if top := b.survivors.top(ctx, l); top != l && !slices.Contains(single[i].leads, top) {
-					single[i].leads = append(single[i].leads, top)
-				}
+	// A row is linked to the chunk's rows whose holders land on its lead
+	// through a merge (two keyed rows, one by an absorbed lead's email, one
+	// by its survivor's), a row that lost its race included.
+	for i := range single {
+		for _, l := range single[i].leads {
+			if top := b.survivors.top(ctx, l); top != l && !slices.Contains(single[i].leads, top) {
+				single[i].leads = append(single[i].leads, top)
 			}
 		}
 	}
 	groups := linked(single)
+	if b.blind {
+		// Without the look-up nothing says which rows share a lead.
+		groups = [][]pending{single}
+	}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, importWorkers)
 	for _, g := range groups {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			for _, p := range g {
-				out[p.i].Result, out[p.i].Err = a.capture(ctx, p.l, p.ids, rowMeta(meta, p.l), p.held)
+			for k, p := range g {
+				if !p.failed {
+					out[p.i].Result, out[p.i].Err = a.capture(ctx, p.l, p.ids, rowMeta(meta, p.l), p.held)
+				}
+				if err := out[p.i].Err; err != nil && !RowsOwnFault(err) {
+					// Its outcome is not its own: written now, a later row
+					// of the group would come before it when it is sent again.
+					for _, q := range g[k+1:] {
+						out[q.i].Err = ErrHeldBack
+					}
+					break
+				}
 			}
 		})
 	}
 	wg.Wait()
 	return out
+}
+
+// ErrHeldBack answers a row not written because a row before it that it
+// is linked to (one person, one key, one lead) failed: sent again after
+// that row, it keeps their order.
+var ErrHeldBack = errors.New("not written: a row before it on the same lead failed")
+
+// RowsOwnFault says whether a row's error is its own (a bad field, a key
+// reused with other content): the rows after it go on.
+func RowsOwnFault(err error) bool {
+	var (
+		ve *ValidationError
+		ke *KeyReusedError
+	)
+	return errors.As(err, &ve) || errors.As(err, &ke)
 }
 
 // linked splits rows into groups that share no identity, no

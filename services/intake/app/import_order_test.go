@@ -2,6 +2,9 @@ package app_test
 
 import (
 	"context"
+	"errors"
+	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -123,4 +126,127 @@ func (l *slowLookUp) Holders(ctx context.Context, keys ...app.ClaimKey) (map[app
 		time.Sleep(300 * time.Millisecond)
 	}
 	return l.Leads.Holders(ctx, keys...)
+}
+
+// Two keyed rows, one by an absorbed lead's email and a later one by its
+// survivor's, go the whole way one after the other, though their
+// look-ups found two different holders: the survivor shows the later row.
+func TestImportKeyedRowsThroughAMergeKeepTheirOrder(t *testing.T) {
+	f := newFixture(t)
+	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
+	survivor, absorbed := captured(t, f.app, "l@keyed-merge.example"), captured(t, f.app, "m@keyed-merge.example")
+	if _, err := f.app.MergeLeads(ctx, app.MergeLeads{Survivor: survivor, Absorbed: absorbed, Reason: "same person"}, meta); err != nil {
+		t.Fatal(err)
+	}
+	viaMerged := capture("m@keyed-merge.example", "k-keyed-merge-1")
+	viaMerged.Contact.FirstName = "Old"
+	own := capture("l@keyed-merge.example", "k-keyed-merge-2")
+	own.Contact.FirstName = "New"
+	// The first row's own look-up is slow: side by side, the second
+	// would be written first.
+	slow := app.New(&slowLookUp{Leads: f.leads.Leads, of: absorbed}, adapters.NewCampaigns(f.store), f.keys)
+	res := slow.ImportLeads(ctx, []app.ImportRow{{Row: 1, Capture: viaMerged}, {Row: 2, Capture: own}}, meta)
+	for _, x := range res {
+		if x.Err != nil || x.Result.LeadID != survivor {
+			t.Fatalf("row %d: %+v, %v; want it on the survivor %s", x.Row, x.Result, x.Err, survivor)
+		}
+	}
+	if res[1].Result.Version <= res[0].Result.Version {
+		t.Errorf("row 2 written at %d, before row 1 at %d", res[1].Result.Version, res[0].Result.Version)
+	}
+	if v, err := f.app.GetLead(ctx, survivor); err != nil || v.Contact.GetFirstName() != "New" {
+		t.Fatalf("the survivor after the import: %q, %v; want the later row's New", v.Contact.GetFirstName(), err)
+	}
+}
+
+// When a chunk's look-up fails, nothing says which rows share a lead, so
+// its rows go one at a time: a row by a lead's external id and a later
+// one by its email keep their order.
+func TestImportWithoutItsLookUpKeepsOrder(t *testing.T) {
+	f := newFixture(t)
+	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
+	known := capture("known@blind.example", "")
+	known.ExternalID = &eventv1.ExternalId{System: "crm", Id: "blind-1"}
+	r, err := f.app.CaptureLead(ctx, known, meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byExt := capture("other@blind.example", "")
+	byExt.ExternalID, byExt.Contact.FirstName = known.ExternalID, "Old"
+	byEmail := capture("known@blind.example", "")
+	byEmail.Contact.FirstName = "New"
+	blind := app.New(&blindOnce{Leads: f.leads.Leads}, adapters.NewCampaigns(f.store), f.keys)
+	res := blind.ImportLeads(ctx, []app.ImportRow{{Row: 1, Capture: byExt}, {Row: 2, Capture: byEmail}}, meta)
+	for _, x := range res {
+		if x.Err != nil || x.Result.LeadID != r.LeadID {
+			t.Fatalf("row %d: %+v, %v; want it on %s", x.Row, x.Result, x.Err, r.LeadID)
+		}
+	}
+	if res[1].Result.Version <= res[0].Result.Version {
+		t.Errorf("row 2 written at %d, before row 1 at %d", res[1].Result.Version, res[0].Result.Version)
+	}
+	if v, err := f.app.GetLead(ctx, r.LeadID); err != nil || v.Contact.GetFirstName() != "New" {
+		t.Fatalf("the lead after the import: %q, %v; want the later row's New", v.Contact.GetFirstName(), err)
+	}
+}
+
+// blindOnce is the real lead store whose first look-up fails and whose
+// look-ups of an external id take a while.
+type blindOnce struct {
+	*adapters.Leads
+	failed atomic.Bool
+}
+
+func (l *blindOnce) Holders(ctx context.Context, keys ...app.ClaimKey) (map[app.ClaimKey]app.Holder, error) {
+	if l.failed.CompareAndSwap(false, true) {
+		return nil, errors.New("look-up failed")
+	}
+	if slices.ContainsFunc(keys, func(k app.ClaimKey) bool { return k.Kind == app.KindExt }) {
+		time.Sleep(300 * time.Millisecond)
+	}
+	return l.Leads.Holders(ctx, keys...)
+}
+
+// A row whose write fails (not for its content) holds back the chunk's
+// later rows of its person: written, they would come before it when it
+// is sent again. Sent again, the two are stored in row order.
+func TestImportRowAfterAFailedOneIsHeldBack(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		first string // the first row's idempotency key: keyed rows go the whole way
+		crash func(f *fixture)
+	}{
+		{"whole way", "k-held-1", func(f *fixture) { f.leads.crashNext.Store(true) }},
+		{"chunk write", "", func(f *fixture) { f.leads.crashEach.Store(true) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
+			first := capture("a@held.example", tc.first)
+			first.Contact.FirstName = "First"
+			second := capture("a@held.example", "k-held-2")
+			second.Contact.FirstName = "Second"
+			rows := []app.ImportRow{{Row: 1, Capture: first}, {Row: 2, Capture: second}}
+			tc.crash(f)
+			res := f.app.ImportLeads(ctx, rows, meta)
+			if res[0].Err == nil || app.RowsOwnFault(res[0].Err) {
+				t.Fatalf("row 1: %+v, %v; want its write failed", res[0].Result, res[0].Err)
+			}
+			if !errors.Is(res[1].Err, app.ErrHeldBack) {
+				t.Fatalf("row 2: %+v, %v; want it held back", res[1].Result, res[1].Err)
+			}
+			res = f.app.ImportLeads(ctx, rows, meta)
+			for _, x := range res {
+				if x.Err != nil {
+					t.Fatalf("sent again, row %d: %v", x.Row, x.Err)
+				}
+			}
+			if res[0].Result.Outcome != app.Created || res[1].Result.Version <= res[0].Result.Version {
+				t.Errorf("sent again: row 1 %+v, row 2 %+v; want row 1 creating the lead, row 2 after it", res[0].Result, res[1].Result)
+			}
+			if v, err := f.app.GetLead(ctx, res[1].Result.LeadID); err != nil || v.Contact.GetFirstName() != "Second" {
+				t.Fatalf("the lead: %q, %v; want the later row's Second", v.Contact.GetFirstName(), err)
+			}
+		})
+	}
 }

@@ -24,6 +24,18 @@ import (
 type crashing struct {
 	*adapters.Leads
 	crashNext atomic.Bool
+	crashEach atomic.Bool // the next WriteEach fails every write
+}
+
+func (c *crashing) WriteEach(ctx context.Context, writes []app.LeadWrite) ([]uint64, []error) {
+	if c.crashEach.CompareAndSwap(true, false) {
+		errs := make([]error, len(writes))
+		for i := range errs {
+			errs[i] = errCrash
+		}
+		return make([]uint64, len(writes)), errs
+	}
+	return c.Leads.WriteEach(ctx, writes)
 }
 
 var errCrash = errors.New("crashed before the event")

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
+	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
 	"github.com/leadflow/leadflow/pkg/grpcserver"
@@ -136,12 +137,15 @@ func (g *GRPC) ImportLeads(stream intakev1.IntakeService_ImportLeadsServer) erro
 			case errors.As(res.Err, &ke):
 				// The row's own fault, like a bad field: the rows after it go on.
 				out.Errors = []*intakev1.FieldError{{Field: ke.Field, Description: ke.Error()}}
+			case errors.Is(res.Err, app.ErrHeldBack):
+				// Not written, so neither answered nor named: sent again.
+				continue
 			case res.Err != nil:
 				failed = append(failed, res)
 				continue
 			default:
 				c := captureResponse(res.Result)
-				out.LeadId, out.Outcome, out.Replayed = c.GetLeadId(), c.GetOutcome(), c.GetReplayed()
+				out.LeadId, out.Outcome, out.Replayed, out.Version = c.GetLeadId(), c.GetOutcome(), c.GetReplayed(), c.GetVersion()
 			}
 			if err := stream.Send(out); err != nil {
 				return err
@@ -152,9 +156,15 @@ func (g *GRPC) ImportLeads(stream intakev1.IntakeService_ImportLeadsServer) erro
 			for i, f := range failed {
 				rows[i] = strconv.FormatInt(f.Row, 10)
 			}
-			// Told to resend only if every failed row has a key.
-			keyed := !slices.ContainsFunc(failed, func(f app.ImportResult) bool { return !f.Keyed })
-			p := status.Convert(g.captureStatus(ctx, "ImportLeads", failed[0].Err, keyed)).Proto()
+			// The status warns of a second submission when any failed
+			// row without a key may be stored.
+			worst := failed[0]
+			if i := slices.IndexFunc(failed, func(f app.ImportResult) bool {
+				return !f.Keyed && errors.Is(f.Err, eventstore.ErrUnknownOutcome)
+			}); i >= 0 {
+				worst = failed[i]
+			}
+			p := status.Convert(g.captureStatus(ctx, "ImportLeads", worst.Err, worst.Keyed)).Proto()
 			p.Message = fmt.Sprintf("row %s: %s; the import ends here: of the rows not answered, only these may have been stored",
 				strings.Join(rows, ", "), p.GetMessage())
 			return status.ErrorProto(p)

@@ -363,7 +363,10 @@ type ImportLeadsResponse struct {
 	Outcome  CaptureOutcome         `protobuf:"varint,3,opt,name=outcome,proto3,enum=leadflow.intake.v1.CaptureOutcome" json:"outcome,omitempty"`
 	Replayed bool                   `protobuf:"varint,4,opt,name=replayed,proto3" json:"replayed,omitempty"`
 	// errors is set when the row was refused; nothing was written for it.
-	Errors        []*FieldError `protobuf:"bytes,5,rep,name=errors,proto3" json:"errors,omitempty"`
+	Errors []*FieldError `protobuf:"bytes,5,rep,name=errors,proto3" json:"errors,omitempty"`
+	// version is the lead's stream version after the row's write; on a
+	// replay, the version the first answer gave (as CaptureLead's).
+	Version       uint64 `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -431,6 +434,13 @@ func (x *ImportLeadsResponse) GetErrors() []*FieldError {
 		return x.Errors
 	}
 	return nil
+}
+
+func (x *ImportLeadsResponse) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
 }
 
 type RecordActivityRequest struct {
@@ -2328,13 +2338,14 @@ const file_leadflow_intake_v1_intake_service_proto_rawDesc = "" +
 	"\n" +
 	"FieldError\x12\x14\n" +
 	"\x05field\x18\x01 \x01(\tR\x05field\x12 \n" +
-	"\vdescription\x18\x02 \x01(\tR\vdescription\"\xd2\x01\n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\"\xec\x01\n" +
 	"\x13ImportLeadsResponse\x12\x10\n" +
 	"\x03row\x18\x01 \x01(\x03R\x03row\x12\x17\n" +
 	"\alead_id\x18\x02 \x01(\tR\x06leadId\x12<\n" +
 	"\aoutcome\x18\x03 \x01(\x0e2\".leadflow.intake.v1.CaptureOutcomeR\aoutcome\x12\x1a\n" +
 	"\breplayed\x18\x04 \x01(\bR\breplayed\x126\n" +
-	"\x06errors\x18\x05 \x03(\v2\x1e.leadflow.intake.v1.FieldErrorR\x06errors\"\xac\x02\n" +
+	"\x06errors\x18\x05 \x03(\v2\x1e.leadflow.intake.v1.FieldErrorR\x06errors\x12\x18\n" +
+	"\aversion\x18\x06 \x01(\x04R\aversion\"\xac\x02\n" +
 	"\x15RecordActivityRequest\x12\x17\n" +
 	"\alead_id\x18\x01 \x01(\tR\x06leadId\x12\x1f\n" +
 	"\vactivity_id\x18\x02 \x01(\tR\n" +

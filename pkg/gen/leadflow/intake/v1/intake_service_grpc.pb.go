@@ -55,7 +55,8 @@ type IntakeServiceClient interface {
 	// row refused or lost in a race leaves the others written. A row whose
 	// write fails otherwise (its outcome unknown) ends the stream with that
 	// row's status, naming every row of its chunk that failed so, once the
-	// chunk's other rows are answered.
+	// chunk's other rows are answered; the chunk's later rows on the same
+	// person, key or lead are then not written (and not answered).
 	ImportLeads(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ImportLeadsRequest, ImportLeadsResponse], error)
 	// RecordActivity records an engagement signal on a lead, or on the lead
 	// it was merged into.
@@ -252,7 +253,8 @@ type IntakeServiceServer interface {
 	// row refused or lost in a race leaves the others written. A row whose
 	// write fails otherwise (its outcome unknown) ends the stream with that
 	// row's status, naming every row of its chunk that failed so, once the
-	// chunk's other rows are answered.
+	// chunk's other rows are answered; the chunk's later rows on the same
+	// person, key or lead are then not written (and not answered).
 	ImportLeads(grpc.BidiStreamingServer[ImportLeadsRequest, ImportLeadsResponse]) error
 	// RecordActivity records an engagement signal on a lead, or on the lead
 	// it was merged into.
