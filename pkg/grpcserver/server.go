@@ -421,8 +421,8 @@ func UnkeyedUnknown(err error, field, twice string) error {
 
 // Status maps the errors every service shares to a gRPC status, and is the
 // one place an unexplained error is logged: a refused lifecycle transition
-// is FAILED_PRECONDITION, a write whose outcome is unknown UNAVAILABLE (to
-// send again), a lost optimistic-concurrency race that outlived its
+// is FAILED_PRECONDITION, a write whose outcome is unknown or JetStream
+// not taking requests UNAVAILABLE (to send again), a lost optimistic-concurrency race that outlived its
 // retries ABORTED, a cancelled or expired context CANCELED or
 // DEADLINE_EXCEEDED, anything else INTERNAL without details. Services map
 // their own errors (validation, not found) first and hand the rest here.
@@ -438,6 +438,10 @@ func Status(ctx context.Context, log *slog.Logger, method string, err error) err
 		// Nothing is known to be lost: the same request again (same key
 		// or request id) finds out, and stores it at most once.
 		return status.Error(codes.Unavailable, "the write's outcome is unknown; send the same request again")
+	case eventstore.Unavailable(err):
+		// A server starting, a stream between leaders: it took nothing of
+		// the step that failed, and takes it again in a moment.
+		return status.Error(codes.Unavailable, "JetStream is unavailable for now; send the same request again")
 	case errors.Is(err, eventstore.ErrConflict):
 		return status.Error(codes.Aborted, err.Error())
 	case errors.Is(err, context.Canceled):

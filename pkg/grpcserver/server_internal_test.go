@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -133,6 +135,10 @@ func TestStatusMapsLifecycleErrors(t *testing.T) {
 		{&lifecycle.InvalidCommandError{Command: lifecycle.Convert, Field: "due", Reason: "must be after now"}, codes.InvalidArgument, "due must be after now"},
 		// Maybe stored: to send again, not a server bug (nurture answered INTERNAL).
 		{fmt.Errorf("commit: %w", eventstore.ErrUnknownOutcome), codes.Unavailable, "send the same request again"},
+		// JetStream took nothing (a stream between leaders): a client's
+		// retry policy retries UNAVAILABLE, not INTERNAL.
+		{fmt.Errorf("load: %w", nats.ErrNoResponders), codes.Unavailable, "JetStream is unavailable"},
+		{fmt.Errorf("load: %w", &jetstream.APIError{Code: 503, Description: "JetStream system temporarily unavailable"}), codes.Unavailable, "send the same request again"},
 		{io.ErrUnexpectedEOF, codes.Internal, "internal error"},
 	} {
 		st, _ := status.FromError(Status(context.Background(), log, "AcceptLead", c.err))
