@@ -231,7 +231,7 @@ func (l *Lead) Apply(seq uint64, ev *eventv1.Event) {
 			r.GetMergedFrom(), r.GetGivenBackBy(), r.GetGivenBackEventId())
 	case *eventv1.Event_ActivityRecorded:
 		a := p.ActivityRecorded
-		l.touchOf(TouchAt{Event: ev.GetEventId(), Seq: seq, Campaign: a.GetCampaignId(), At: at},
+		l.touchOf(TouchAt{Event: ev.GetEventId(), Seq: seq, Campaign: ActivityCampaign(a), At: at},
 			a.GetMergedFrom(), a.GetGivenBackBy(), a.GetGivenBackEventId())
 	case *eventv1.Event_LeadMerged:
 		if s := p.LeadMerged.GetSurvivorLeadId(); s != l.ID {
@@ -389,7 +389,8 @@ func (l *Lead) enter(seq uint64, from eventv1.LeadStatus, at time.Time, cycle in
 			cycle = len(l.Journeys) + 1
 		}
 		if j == nil || j.Cycle != cycle {
-			l.Cycle = cycle
+			// A new journey's segment is its own routing's, none before.
+			l.Cycle, l.Segment = cycle, ""
 			l.Journeys = append(l.Journeys, Journey{Cycle: cycle, MQLAt: at, Dirty: true})
 		}
 	case eventv1.LeadStatus_LEAD_STATUS_ASSIGNED:
@@ -467,6 +468,15 @@ func (l *Lead) profile(p *eventv1.Profile) {
 // and can be the first or last touch. (A touch counted before an
 // opportunity recorded later but backdated before it stays counted.)
 // via names the merged lead it came through, "" for the lead's own.
+// ActivityCampaign is the campaign an activity touches: none for an
+// unsubscribe, which is not interest, so no credit for revenue after it.
+func ActivityCampaign(a *eventv1.ActivityRecorded) string {
+	if a.GetType() == eventv1.ActivityType_ACTIVITY_TYPE_UNSUBSCRIBE {
+		return ""
+	}
+	return a.GetCampaignId()
+}
+
 func (l *Lead) touch(t TouchAt, via string) {
 	if t.Campaign == "" || (!l.OpportunityAt.IsZero() && !t.At.Before(l.OpportunityAt)) {
 		return

@@ -102,6 +102,15 @@ func TestTwoJourneys(t *testing.T) {
 	if l.OwnerKind != eventv1.OwnerKind_OWNER_KIND_UNSPECIFIED || !l.Deadline.IsZero() {
 		t.Errorf("a won lead has owner %v/%q deadline %v", l.OwnerKind, l.OwnerID, l.Deadline)
 	}
+	// Qualified again, before routing: no segment yet, not the first
+	// journey's (a queue filtered by segment would count it there).
+	again := lead.New("l")
+	for i, ev := range recycledAndBack(t)[:9] {
+		again.Apply(uint64(i+1), ev)
+	}
+	if again.Status != eventv1.LeadStatus_LEAD_STATUS_MQL || again.Segment != "" {
+		t.Errorf("qualified again: %v in segment %q, want an MQL in none yet", again.Status, again.Segment)
+	}
 }
 
 // A capture dated ahead of the scorer's clock (a form's clock, up to the
@@ -220,6 +229,27 @@ func TestLateRecordedTouchesCountByWhenTheyHappened(t *testing.T) {
 	// form 1, webinar 2, ads 1: 4 touches; "late" and "after" none.
 	if l.TouchCount != 4 || len(l.Touches) != 3 || l.Touches.Of("form") != 1 || l.Touches.Of("webinar") != 2 || l.Touches.Of("ads") != 1 {
 		t.Errorf("touches %v (%d), want form 1, webinar 2, ads 1 (4)", l.Touches, l.TouchCount)
+	}
+}
+
+// An unsubscribe is not interest: its campaign gets no touch, so no
+// credit for the deal won after it.
+func TestAnUnsubscribeIsNoTouch(t *testing.T) {
+	c := func(n lifecycle.CommandName) lifecycle.Command { return lifecycle.Command{Name: n} }
+	evs := journey(t, []step{
+		{0, c(lifecycle.Capture), &eventv1.LeadCaptured{Attribution: &eventv1.Attribution{Source: "form", CampaignId: "webinar"}}},
+		{1, c(lifecycle.RecordActivity), &eventv1.ActivityRecorded{CampaignId: "newsletter", Type: eventv1.ActivityType_ACTIVITY_TYPE_UNSUBSCRIBE}},
+		{2, c(lifecycle.Qualify), &eventv1.LeadQualified{}},
+		{3, lifecycle.Command{Name: lifecycle.Assign, Owner: ann}, &eventv1.LeadAssigned{Owner: &eventv1.Owner{Id: "ann"}}},
+		{4, c(lifecycle.Accept), &eventv1.LeadAccepted{RepId: "ann"}},
+		{5, c(lifecycle.Convert), &eventv1.OpportunityCreated{OpportunityId: "o"}},
+	})
+	l := lead.New("l")
+	for i, ev := range evs {
+		l.Apply(uint64(i+1), ev)
+	}
+	if l.LastCampaign != "webinar" || l.Touches.Of("newsletter") != 0 || l.TouchCount != 1 {
+		t.Errorf("last touch %q, touches %v (%d); want webinar's alone", l.LastCampaign, l.Touches, l.TouchCount)
 	}
 }
 

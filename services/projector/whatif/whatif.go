@@ -181,7 +181,7 @@ func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
 		trigger = true
 	case *eventv1.Event_ActivityRecorded:
 		a := p.ActivityRecorded
-		l.touchOf(lead.TouchAt{Event: ev.GetEventId(), Campaign: a.GetCampaignId(), At: occurred(ev), Seq: r.seq},
+		l.touchOf(lead.TouchAt{Event: ev.GetEventId(), Campaign: lead.ActivityCampaign(a), At: occurred(ev), Seq: r.seq},
 			a.GetMergedFrom(), a.GetGivenBackBy(), a.GetGivenBackEventId())
 		trigger = true
 	case *eventv1.Event_ConsentChanged:
