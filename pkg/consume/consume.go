@@ -14,8 +14,10 @@
 // Order: messages with one key (a lead) are handled one at a time, in stream
 // order, by one worker. Across a hand-over it holds because AckWait is shorter
 // than PinnedTTL: the messages a dead owner held expire, and the server
-// redelivers expired messages sorted by sequence before any new one, before
-// it pins the next owner. A clean hand-over naks what it holds, in order. A
+// redelivers them before any new one, before it pins the next owner; in
+// batches, not in one order, so the next owner sorts that prefix by
+// sequence before its workers see it. A clean hand-over naks what it
+// holds, in order. A
 // replica that finds a held message older than its lease (it was frozen, or
 // its connection dropped) drops everything it holds of that partition.
 //

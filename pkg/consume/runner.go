@@ -153,17 +153,24 @@ func (r *runner) manage(ctx context.Context) {
 	defer t.Stop()
 	failures := 0
 	members := []string{r.id}
+	renewed := time.Now()
 	for {
+		at := time.Now()
 		live, err := r.renew(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:
-			// Go on with the last membership known: the pin fences us if
-			// others took a partition meanwhile.
+			// Go on with the last membership known while our key lives.
 			if failures++; failures&(failures-1) == 0 {
 				r.log.Warn("consume: membership", "error", err, "failures", failures)
 			}
+			if time.Since(renewed) >= memberTTL-heartbeat {
+				// It may have expired, and others taken our partitions: the
+				// pin fences their messages, not the requests a partition
+				// counted recovered serves, so let them all go.
+				members = nil
+			}
 		case err == nil:
-			failures, members = 0, live
+			failures, members, renewed = 0, live, at
 		}
 		if ctx.Err() == nil {
 			for _, p := range r.parts {
@@ -335,7 +342,10 @@ func (r *runner) fetchLoop(ctx context.Context, p *partition) {
 			flush()
 		}
 		p.mu.Lock()
-		if !recovering || (got == 0 && pull.at.Sub(p.taken) >= r.cfg.PinnedTTL) {
+		// Empty pulls for PinnedTTL after the take: a dead owner's pin has
+		// lapsed, one heartbeat more for an owner that pulled on until it
+		// learned it lost the partition.
+		if !recovering || (got == 0 && pull.at.Sub(p.taken) >= r.cfg.PinnedTTL+heartbeat) {
 			p.recovered = true
 		}
 		p.mu.Unlock()
