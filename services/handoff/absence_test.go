@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -118,6 +119,52 @@ func TestAbsenceHandsOnUnacceptedLeads(t *testing.T) {
 	}
 	if len(hows) != 2 || hows[0] != "routed/out of office" || hows[1] != "out of office/" {
 		t.Errorf("brief's owners %v, want routed, then handed on out of office", hows)
+	}
+}
+
+// A rep made inactive (they left) hands on at once the leads they have
+// not accepted, as an absence does, and keeps those they accepted; made
+// active again, they hand on nothing more.
+func TestAnInactiveRepHandsOnUnacceptedLeads(t *testing.T) {
+	w, s := withAcceptSLA(t, time.Hour, eventv1.SLAEscalation_SLA_ESCALATION_MANAGER)
+	ctx := ctxT(t)
+	waiting := w.mql(t, dach(50))
+	owner := ownerOf(w.waitFor(t, waiting, "LeadAssigned", 1)[0])
+	var kept string
+	for i := 0; kept == ""; i++ {
+		if i == 10 {
+			t.Fatalf("ten leads, none routed to %s", owner)
+		}
+		id := w.mql(t, dach(50))
+		if ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0]) == owner {
+			kept = id
+		}
+	}
+	if _, err := s.client.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: kept, RepId: owner, RequestId: "accept-kept"}); err != nil {
+		t.Fatal(err)
+	}
+	w.settle(t)
+	put := func(active bool) {
+		t.Helper()
+		if _, err := s.client.PutRep(ctx, &handoffv1.PutRepRequest{Rep: &eventv1.Rep{RepId: owner, TeamId: "emea", Capacity: 10, Active: active}, ChangedBy: ops}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(false)
+	w.waitFor(t, waiting, "LeadReassigned", 1)
+	r := last(ofType(w.events(t, waiting), "LeadReassigned")).GetLeadReassigned()
+	if r.GetCause() != eventv1.ReassignCause_REASSIGN_CAUSE_REP_INACTIVE || r.GetFrom().GetId() != owner ||
+		r.GetTo().GetKind() != eventv1.OwnerKind_OWNER_KIND_REP || r.GetTo().GetId() == owner || !strings.Contains(r.GetReason(), "inactive") {
+		t.Fatalf("handed on %v from %v to %v (%q), want to the pool's next rep as the rep is inactive", r.GetCause(), r.GetFrom(), r.GetTo(), r.GetReason())
+	}
+	if st := w.state(t, kept); st.Status != lifecycle.StatusAccepted || st.Owner.ID != owner {
+		t.Errorf("the accepted lead: %+v, want it still %s's", st, owner)
+	}
+	// Active again: nothing more moves.
+	put(true)
+	w.settle(t)
+	if n := len(ofType(w.events(t, waiting), "LeadReassigned")); n != 1 {
+		t.Errorf("%d reassignments, want 1", n)
 	}
 }
 

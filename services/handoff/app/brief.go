@@ -342,6 +342,8 @@ func briefOf(leadID string, recs []eventstore.Record) (b Brief, sealed []sealedD
 				how = "escalated"
 			case eventv1.ReassignCause_REASSIGN_CAUSE_OUT_OF_OFFICE:
 				how = "out of office"
+			case eventv1.ReassignCause_REASSIGN_CAUSE_REP_INACTIVE:
+				how = "rep inactive"
 			}
 			endOwner(at, how)
 			b.Owners = append(b.Owners, Ownership{Owner: ownerOf(p.LeadReassigned.GetTo()), From: at, How: how, Journey: b.Journey})

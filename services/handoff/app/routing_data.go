@@ -116,8 +116,8 @@ func (a *App) RoutingStored(ctx context.Context, ev *eventv1.Event) error {
 
 // routingChanged does what a stored change asks of the leads: an
 // absence hands on the leads its rep has not accepted when it starts,
-// and whether it takes working time depends on the rep's team hours too.
-// cfg includes the change.
+// and whether it takes working time depends on the rep's team hours too;
+// a rep made inactive hands them on at once. cfg includes the change.
 func (a *App) routingChanged(ctx context.Context, cfg *routing.Config, ch *eventv1.RoutingChanged) error {
 	var reps []string
 	switch {
@@ -134,7 +134,7 @@ func (a *App) routingChanged(ctx context.Context, cfg *routing.Config, ch *event
 	}
 	var errs []error // one rep's failure keeps none of the others from their timers
 	for _, rep := range reps {
-		if len(cfg.Absences[rep]) == 0 {
+		if len(cfg.Absences[rep]) == 0 && !cfg.Inactive(rep) {
 			continue
 		}
 		if err := a.absenceChanged(ctx, cfg, rep); err != nil {

@@ -569,7 +569,11 @@ func (a *App) absent(ctx context.Context, cfg *routing.Config, l *lead, t *event
 	case d.RepID == "":
 		return nil, nil // nobody to take it (no manager): the deadline stands
 	}
-	re, err := a.reassignedEvent(cfg, l, st, to, cal, rep+" is out of office", eventv1.ReassignCause_REASSIGN_CAUSE_OUT_OF_OFFICE, d.Record, meta, now)
+	why, cause := rep+" is out of office", eventv1.ReassignCause_REASSIGN_CAUSE_OUT_OF_OFFICE
+	if cfg.Inactive(rep) {
+		why, cause = rep+" is inactive", eventv1.ReassignCause_REASSIGN_CAUSE_REP_INACTIVE
+	}
+	re, err := a.reassignedEvent(cfg, l, st, to, cal, why, cause, d.Record, meta, now)
 	if err != nil {
 		return nil, err
 	}

@@ -430,8 +430,11 @@ func (c *Config) Available(repID string, now time.Time) (ok bool, why string) {
 // AbsentDuring returns the start of the rep's earliest recorded absence
 // that takes working time (the rep's team hours) from [from, to), no
 // earlier than from; ok false for none. An absence on days off takes
-// nothing.
+// nothing. A rep made inactive is away from from on, whatever the hours.
 func (c *Config) AbsentDuring(repID string, from, to time.Time) (start time.Time, ok bool) {
+	if c.Inactive(repID) && from.Before(to) {
+		return from, true
+	}
 	cal := c.RepCalendar(repID)
 	for _, a := range c.Absences[repID] {
 		s, end := a.GetFrom().AsTime(), a.GetUntil().AsTime()
@@ -449,6 +452,12 @@ func (c *Config) AbsentDuring(repID string, from, to time.Time) (start time.Time
 		}
 	}
 	return start, ok
+}
+
+// Inactive reports whether repID is a known rep made inactive.
+func (c *Config) Inactive(repID string) bool {
+	r, ok := c.Reps[repID]
+	return ok && !r.GetActive()
 }
 
 // matchRule returns the first rule the profile matches, recording each

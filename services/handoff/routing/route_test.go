@@ -501,6 +501,12 @@ func TestValidate(t *testing.T) {
 			t.Errorf("%v: violations %v, want %s first", tc.ch, v, tc.field)
 		}
 	}
+	// A new team's manager cannot be a rep yet (a rep needs a team): the
+	// refusal says the way round.
+	boss := &eventv1.RoutingChanged{Change: &eventv1.RoutingChanged_Team{Team: &eventv1.SalesTeam{TeamId: "apac", ManagerRepId: "hana"}}}
+	if v := c.Validate("change", boss); len(v) == 0 || v[0].Field != "change.manager_rep_id" || !strings.Contains(v[0].Description, "then the rep") {
+		t.Errorf("a team naming an unknown manager: %v, want change.manager_rep_id saying to put the rep first", v)
+	}
 	// Rules that no longer give a segment: its policy would apply to no
 	// new lead (a target of it stays settable: CheckSegment's past).
 	renamed := c.Clone()

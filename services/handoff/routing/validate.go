@@ -105,7 +105,10 @@ func (c *Config) validateTeam(v *violations, f string, t *eventv1.SalesTeam) {
 	*v = append(*v, cv...)
 	if m := t.GetManagerRepId(); m != "" {
 		v.id(f+".manager_rep_id", m)
-		c.knownRep(v, f+".manager_rep_id", m)
+		if _, ok := c.Reps[m]; !ok && ValidID(m) {
+			// A rep needs a team first: the way out of the circle.
+			v.add(f+".manager_rep_id", "%q is not a known rep: put the team without a manager, then the rep, then the team again naming them", m)
+		}
 	}
 }
 

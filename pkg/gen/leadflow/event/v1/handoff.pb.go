@@ -349,6 +349,9 @@ const (
 	// REASSIGN_CAUSE_OUT_OF_OFFICE: the rep's recorded absence began while
 	// the lead waited for them to accept it.
 	ReassignCause_REASSIGN_CAUSE_OUT_OF_OFFICE ReassignCause = 3
+	// REASSIGN_CAUSE_REP_INACTIVE: the rep was made inactive while the lead
+	// waited for them to accept it (since the forty-third session).
+	ReassignCause_REASSIGN_CAUSE_REP_INACTIVE ReassignCause = 4
 )
 
 // Enum value maps for ReassignCause.
@@ -358,12 +361,14 @@ var (
 		1: "REASSIGN_CAUSE_MANUAL",
 		2: "REASSIGN_CAUSE_ESCALATION",
 		3: "REASSIGN_CAUSE_OUT_OF_OFFICE",
+		4: "REASSIGN_CAUSE_REP_INACTIVE",
 	}
 	ReassignCause_value = map[string]int32{
 		"REASSIGN_CAUSE_UNSPECIFIED":   0,
 		"REASSIGN_CAUSE_MANUAL":        1,
 		"REASSIGN_CAUSE_ESCALATION":    2,
 		"REASSIGN_CAUSE_OUT_OF_OFFICE": 3,
+		"REASSIGN_CAUSE_REP_INACTIVE":  4,
 	}
 )
 
@@ -3796,12 +3801,13 @@ const file_leadflow_event_v1_handoff_proto_rawDesc = "" +
 	"\x17SLA_ESCALATION_NEXT_REP\x10\x02\x12\x1a\n" +
 	"\x16SLA_ESCALATION_MANAGER\x10\x03\x12\x1a\n" +
 	"\x16SLA_ESCALATION_RECYCLE\x10\x04\x12\x1a\n" +
-	"\x16SLA_ESCALATION_REQUEUE\x10\x05*\x8b\x01\n" +
+	"\x16SLA_ESCALATION_REQUEUE\x10\x05*\xac\x01\n" +
 	"\rReassignCause\x12\x1e\n" +
 	"\x1aREASSIGN_CAUSE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15REASSIGN_CAUSE_MANUAL\x10\x01\x12\x1d\n" +
 	"\x19REASSIGN_CAUSE_ESCALATION\x10\x02\x12 \n" +
-	"\x1cREASSIGN_CAUSE_OUT_OF_OFFICE\x10\x03*\xce\x02\n" +
+	"\x1cREASSIGN_CAUSE_OUT_OF_OFFICE\x10\x03\x12\x1f\n" +
+	"\x1bREASSIGN_CAUSE_REP_INACTIVE\x10\x04*\xce\x02\n" +
 	"\x10CandidateOutcome\x12!\n" +
 	"\x1dCANDIDATE_OUTCOME_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CANDIDATE_OUTCOME_CHOSEN\x10\x01\x12\x1e\n" +
