@@ -111,6 +111,17 @@ func TestTwoJourneys(t *testing.T) {
 	if again.Status != eventv1.LeadStatus_LEAD_STATUS_MQL || again.Segment != "" {
 		t.Errorf("qualified again: %v in segment %q, want an MQL in none yet", again.Status, again.Segment)
 	}
+	// Queued while its pool is off shift: the segment routing decided.
+	queued, _, err := lifecycle.NewEvent("l", lifecycle.State{Status: lifecycle.StatusMQL}, lifecycle.Command{Name: lifecycle.Queue,
+		Owner: lifecycle.Owner{Kind: lifecycle.OwnerQueue, ID: "triage"}}, lifecycle.DefaultPolicy(),
+		&eventv1.LeadQueued{Queue: "triage", Decision: &eventv1.RoutingDecision{RuleId: "latam", Segment: "latam"}}, envelope.Meta{OccurredAt: t0.Add(10 * time.Hour)}, t0.Add(10*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	again.Apply(10, queued)
+	if again.Segment != "latam" || again.Journeys[1].Segment != "latam" {
+		t.Errorf("queued: segment %q, journey's %q; want the decision's latam", again.Segment, again.Journeys[1].Segment)
+	}
 }
 
 // A capture dated ahead of the scorer's clock (a form's clock, up to the
