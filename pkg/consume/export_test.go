@@ -74,10 +74,3 @@ func DropDeliveries(drop func(Msg) bool) (restore func()) {
 	dropDelivery.Store(&drop)
 	return func() { dropDelivery.Store(nil) }
 }
-
-// FailRenewals fails the membership renewals of members on the
-// connections f is true of, until the returned func is called.
-func FailRenewals(f func(jetstream.JetStream) bool) (restore func()) {
-	renewFails.Store(&f)
-	return func() { renewFails.Store(nil) }
-}

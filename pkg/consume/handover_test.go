@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/leadflow/leadflow/pkg/consume"
 )
 
@@ -139,45 +137,4 @@ func TestUnansweredWaitIsBounded(t *testing.T) {
 		t.Fatalf("dead letter %+v, want poison seq %d", dl, poison)
 	}
 	eventually(t, 30*time.Second, func() bool { return handledAll(j.all(), want) }, "handled %d of 20 other messages", j.len())
-}
-
-// A member whose renewals fail (its members bucket out of reach) while
-// its pulls work lets its partitions go once its key may have expired:
-// the others take them, and it serves neither their messages nor their
-// re-drives, which a second owner of a parked key would undo.
-func TestAMemberThatCannotRenewLetsGo(t *testing.T) {
-	n := startParts(t)
-	var j journal
-	handler := func(member string) consume.Handler {
-		return func(_ context.Context, m consume.Msg) error {
-			j.add(member, m)
-			return nil
-		}
-	}
-	cfg := config("fenced")
-	_, jsA := n.Connect(t)
-	start(t, jsA, cfg, handler("a"))
-	_, jsB := n.Connect(t)
-	start(t, jsB, cfg, handler("b"))
-	want := map[string][]uint64{}
-	for p := range partitions {
-		k := keyIn("F", p)
-		want[k] = append(want[k], publish(t, n.JS, k, "1"))
-	}
-	eventually(t, 20*time.Second, func() bool { return handledAll(j.all(), want) }, "handled %d messages", j.len())
-	defer consume.FailRenewals(func(js jetstream.JetStream) bool { return js == jsA })()
-	// A's key expires (3 s), B takes every partition and its pins lapse
-	// or are given back.
-	time.Sleep(3*time.Second + cfg.PinnedTTL + 2*time.Second)
-	before := len(j.all())
-	for p := range partitions {
-		k := keyIn("F", p)
-		want[k] = append(want[k], publish(t, n.JS, k, "2"))
-	}
-	eventually(t, 30*time.Second, func() bool { return handledAll(j.all(), want) }, "handled %d messages", j.len())
-	for _, h := range j.all()[before:] {
-		if h.member != "b" {
-			t.Fatalf("%s handled %s after its renewals failed for seconds; want only b", h.member, h.key)
-		}
-	}
 }

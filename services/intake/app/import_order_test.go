@@ -250,3 +250,53 @@ func TestImportRowAfterAFailedOneIsHeldBack(t *testing.T) {
 		})
 	}
 }
+
+// Rows that fail together say so each: a later one linked to an earlier
+// failed one is named as failed (it may be stored), not held back.
+func TestImportRowsThatFailTogetherEachSaySo(t *testing.T) {
+	f := newFixture(t)
+	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
+	survivor, absorbed := captured(t, f.app, "l@fail-together.example"), captured(t, f.app, "m@fail-together.example")
+	if _, err := f.app.MergeLeads(ctx, app.MergeLeads{Survivor: survivor, Absorbed: absorbed, Reason: "same person"}, meta); err != nil {
+		t.Fatal(err)
+	}
+	f.leads.crashEach.Store(true)
+	res := f.app.ImportLeads(ctx, []app.ImportRow{{Row: 1, Capture: capture("m@fail-together.example", "")}, {Row: 2, Capture: capture("l@fail-together.example", "")}}, meta)
+	for _, x := range res {
+		if !errors.Is(x.Err, errCrash) {
+			t.Errorf("row %d: %+v, %v; want its own write's failure", x.Row, x.Result, x.Err)
+		}
+	}
+}
+
+// A row that fails before its write (its campaign could not be read)
+// holds back its person's later rows too.
+func TestImportRowFailedBeforeItsWriteHoldsBackItsPerson(t *testing.T) {
+	f := newFixture(t)
+	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
+	campaigns := &unreadableOnce{Campaigns: adapters.NewCampaigns(f.store)}
+	campaigns.armed.Store(true)
+	a := app.New(f.leads.Leads, campaigns, f.keys)
+	first := capture("a@campaign-down.example", "")
+	first.Attribution = &eventv1.Attribution{Source: "ads", CampaignId: "spring"}
+	res := a.ImportLeads(ctx, []app.ImportRow{{Row: 1, Capture: first}, {Row: 2, Capture: capture("a@campaign-down.example", "")}}, meta)
+	if res[0].Err == nil || app.RowsOwnFault(res[0].Err) {
+		t.Fatalf("row 1: %+v, %v; want its campaign's read failed", res[0].Result, res[0].Err)
+	}
+	if !errors.Is(res[1].Err, app.ErrHeldBack) {
+		t.Fatalf("row 2: %+v, %v; want it held back", res[1].Result, res[1].Err)
+	}
+}
+
+// unreadableOnce is the real campaign store whose next look-up fails.
+type unreadableOnce struct {
+	app.Campaigns
+	armed atomic.Bool
+}
+
+func (c *unreadableOnce) Exists(ctx context.Context, id string) (bool, error) {
+	if c.armed.CompareAndSwap(true, false) {
+		return false, errors.New("campaigns out of reach")
+	}
+	return c.Campaigns.Exists(ctx, id)
+}
