@@ -199,12 +199,9 @@ func authenticated(v *auth.Verifier, h http.Handler) http.Handler {
 			h.ServeHTTP(w, r)
 			return
 		}
-		header := r.Header.Get("Authorization")
-		if header == "" {
-			header = r.Header.Get("Grpc-Metadata-Authorization")
-		}
+		// Authorization alone: the only header the gateway passes on.
 		var st *status.Status
-		if token := auth.BearerToken(header); token == "" {
+		if token := auth.BearerToken(r.Header.Get("Authorization")); token == "" {
 			st = status.New(codes.Unauthenticated, "authorization: a bearer token is required")
 		} else if _, err := v.Verify(token); errors.Is(err, auth.ErrNotReady) {
 			st = status.New(codes.Unavailable, err.Error())

@@ -63,6 +63,12 @@ func TestAuthScopesOverGRPCAndHTTP(t *testing.T) {
 	if code, out := testenv.HTTPJSON(t, "POST", base+"/v1/leads", huge, "Authorization", "Bearer forged"); code != http.StatusUnauthorized {
 		t.Fatalf("HTTP with a forged token and a long body: %d %v", code, out["message"])
 	}
+	// The gateway passes on Authorization alone: a good token in another
+	// header is refused before the body is read, not by the gRPC side.
+	if code, out := testenv.HTTPJSON(t, "POST", base+"/v1/leads", huge, "Grpc-Metadata-Authorization", "Bearer "+token("leads:capture")); code != http.StatusUnauthorized ||
+		!strings.Contains(fmt.Sprint(out["message"]), "authorization: a bearer token is required") {
+		t.Fatalf("HTTP with the token in Grpc-Metadata-Authorization and a long body: %d %v", code, out["message"])
+	}
 	if code, _ := testenv.HTTPJSON(t, "POST", base+"/v1/leads", captureJSON, "Authorization", "Bearer "+token("leads:read")); code != http.StatusForbidden {
 		t.Fatalf("HTTP without the scope: %d", code)
 	}

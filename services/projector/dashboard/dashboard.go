@@ -640,8 +640,9 @@ func (h *Handler) json(w http.ResponseWriter, v any) {
 
 // fail answers an error as the gRPC port maps it over HTTP/JSON: a
 // refused field is 400 with the violations, a refusal
-// (FAILED_PRECONDITION) 400 too, an unknown id 404, else 500, logged once
-// here.
+// (FAILED_PRECONDITION) 400 too, an unknown id 404, JetStream not taking
+// requests or the request's end (the projector stopping: a page that
+// went away reads nothing) 503 to try again, else 500, logged once here.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var ve *app.ValidationError
 	var refused *app.RefusedError
@@ -658,8 +659,11 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		code = http.StatusNotFound
 	case errors.Is(err, app.ErrTooManyWhatIfs):
 		code = http.StatusTooManyRequests
-	case r.Context().Err() != nil:
-		return // the page went away
+	case r.Context().Err() != nil, eventstore.Unavailable(err):
+		// Written, or the server would answer 200 with no body.
+		code = http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", "1")
+		body["error"] = "unavailable for now: try again"
 	default:
 		h.cfg.Log.Error("dashboard", "path", r.URL.Path, "err", err)
 		body["error"] = "internal error (logged by the projector)"

@@ -71,7 +71,13 @@ func (h *Handler) session(w http.ResponseWriter, r *http.Request) {
 	case http.MethodGet:
 		out := map[string]any{"auth": h.cfg.Auth != nil}
 		if h.cfg.Auth != nil {
-			if p, err := h.caller(r); err == nil {
+			p, err := h.caller(r)
+			if errors.Is(err, auth.ErrNotReady) {
+				// Not "signed out": the page would ask for the good token.
+				h.refuse(w, err, "")
+				return
+			}
+			if err == nil {
 				out["subject"] = p.Subject
 			}
 		}

@@ -47,6 +47,8 @@ func TestDashboardRefusalsSayWhetherToSignInOrRetry(t *testing.T) {
 	for name, res := range map[string]*http.Response{
 		"a report":  call("GET", "/api/funnel", "", "Authorization", "Bearer "+tok),
 		"a sign-in": call("POST", "/api/session", `{"token":"`+tok+`"}`, "Content-Type", "application/json"),
+		// The page asks whether it is signed in when its live view drops.
+		"a session's check": call("GET", "/api/session", "", "Authorization", "Bearer "+tok),
 	} {
 		if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" || len(res.Cookies()) != 0 {
 			t.Errorf("%s, revocations unread: %d Retry-After %q, want 503", name, res.StatusCode, res.Header.Get("Retry-After"))

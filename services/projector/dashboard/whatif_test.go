@@ -2,10 +2,13 @@ package dashboard_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/leadflow/leadflow/services/projector/app"
 	"github.com/leadflow/leadflow/services/projector/dashboard"
@@ -105,5 +108,35 @@ func TestDashboardWhatIfs(t *testing.T) {
 	reports.refuse = &app.RefusedError{Field: "proposed_version", Reason: "activated already"}
 	if code := post(); code != http.StatusBadRequest {
 		t.Fatalf("a refused what-if: %d, want 400", code)
+	}
+}
+
+// failingReports answers every what-if read with err.
+type failingReports struct {
+	dashboard.Reports
+	err error
+}
+
+func (r failingReports) GetWhatIf(context.Context, string) (app.WhatIf, error) {
+	return app.WhatIf{}, r.err
+}
+
+// JetStream between leaders, or the projector stopping under a request
+// (its context ended), is 503 to try again: not 500, and not a 200 with
+// no body, which the page read as an empty report.
+func TestDashboardUnavailableIsToTryAgain(t *testing.T) {
+	get := func(err error, ctx context.Context) *httptest.ResponseRecorder {
+		h := dashboard.New(dashboard.Config{Reports: failingReports{err: err}})
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/whatif/w1", nil).WithContext(ctx))
+		return rec
+	}
+	if rec := get(fmt.Errorf("read: %w", nats.ErrNoResponders), context.Background()); rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Errorf("no responders: %d %q, want 503 with Retry-After", rec.Code, rec.Body.String())
+	}
+	stopped, cancel := context.WithCancel(context.Background())
+	cancel()
+	if rec := get(context.Canceled, stopped); rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "try again") {
+		t.Errorf("the request's context ended: %d %q, want 503 saying to try again", rec.Code, rec.Body.String())
 	}
 }
