@@ -140,7 +140,11 @@ func dlqCmd(o *options) *cobra.Command {
 					}
 				}
 				if o.output == "json" {
-					return writeJSON(cmd.OutOrStdout(), map[string]any{"group": args[0], "lead": args[1], "seq": seq, "requested": op.name, "served": wait > 0})
+					out := map[string]any{"group": args[0], "lead": args[1], "seq": seq, "requested": op.name, "served": wait > 0}
+					if gone != "" {
+						out["gone"] = gone // dropped unhandled when served
+					}
+					return writeJSON(cmd.OutOrStdout(), out)
 				}
 				if wait > 0 {
 					fmt.Fprintf(cmd.OutOrStdout(), "%s of lead %s served by group %s: its dead event and what was parked behind it are through\n", op.name, args[1], args[0])

@@ -1120,13 +1120,18 @@ func TestARedriveOfMessagesGoneFromTheirStreamSaysSo(t *testing.T) {
 		return ack.Sequence
 	}
 	poison := publish("poison")
+	ack, err := w.nats.JS.Publish(ctx, "gone.k2", []byte("poison"), jetstream.WithMsgTTL(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	poison2 := ack.Sequence
 	rctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
 		done <- consume.Run(rctx, w.nats.JS, consume.Config{Stream: "GONE", Group: "gone", Filter: func(int) []string { return []string{"gone.>"} },
 			Key: func(s string) string { return strings.TrimPrefix(s, "gone.") }, Logger: slog.New(slog.DiscardHandler)},
 			func(_ context.Context, m consume.Msg) error {
-				if m.Seq == poison {
+				if m.Seq == poison || m.Seq == poison2 {
 					return consume.Permanent(errors.New("bad"))
 				}
 				return nil
@@ -1135,11 +1140,44 @@ func TestARedriveOfMessagesGoneFromTheirStreamSaysSo(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 	eventually(t, 15*time.Second, func() bool {
 		out, _ := w.leadctl(t, "dlq", "list")
-		return strings.Contains(out, "k1")
-	}, "no dead letter")
+		return strings.Contains(out, "k1") && strings.Contains(out, "k2")
+	}, "no dead letters")
 	time.Sleep(3 * time.Second) // expired
-	_, err := w.leadctl(t, "dlq", "redrive", "gone", "k1", "--seq", strconv.FormatUint(poison, 10), "--wait", "15s")
+	_, err = w.leadctl(t, "dlq", "redrive", "gone", "k1", "--seq", strconv.FormatUint(poison, 10), "--wait", "15s")
 	if err == nil || !strings.Contains(err.Error(), "no longer holds seq "+strconv.FormatUint(poison, 10)) || !strings.Contains(err.Error(), "dropped unhandled") {
 		t.Fatalf("redrive of an expired dead event: %v, want it said dropped unhandled", err)
+	}
+	// A script reading -o json is told too.
+	out, err := w.leadctl(t, "-o", "json", "dlq", "redrive", "gone", "k2", "--seq", strconv.FormatUint(poison2, 10))
+	if err != nil || !strings.Contains(out, `"gone":`) || !strings.Contains(out, "seq "+strconv.FormatUint(poison2, 10)) {
+		t.Fatalf("redrive -o json of an expired dead event: %v\n%s\nwant a gone field naming its seq", err, out)
+	}
+}
+
+// An answer past gRPC's default 4 MiB (thousands of parked leads, each
+// with its error) is read whole: the check is needed most then.
+func TestLostReadsALargeAnswer(t *testing.T) {
+	n, owed, _, ctl := lostNurture(t, newWorld(t))
+	n.mu.Lock()
+	for i := range 3000 {
+		n.lost.Parked = append(n.lost.Parked, &nurturev1.ParkedLead{Group: "handoff", LeadId: uuid.NewString(), DeadSeq: uint64(i + 1),
+			Error: strings.Repeat("x", 2000)})
+	}
+	n.mu.Unlock()
+	if out, err := ctl("lost"); !found(err) || !strings.Contains(out, owed) {
+		t.Fatalf("lost with 3,000 parked leads (6 MB): %v", err)
+	}
+}
+
+// A lead whose dead letter already has a request waiting is said to be
+// left as it was, not counted as handed back.
+func TestLostRedriveNamesAPendingRequest(t *testing.T) {
+	n, owed, _, ctl := lostNurture(t, newWorld(t))
+	n.mu.Lock()
+	n.actions[owed] = nurturev1.RedriveAction_REDRIVE_ACTION_PENDING
+	n.mu.Unlock()
+	out, err := ctl("lost", "--redrive")
+	if err != nil || !strings.Contains(out, "0 dead letters handed back") || !strings.Contains(out, "1 lead(s) left as they were: a request for their dead letter") {
+		t.Fatalf("lost --redrive with a request pending: %v\n%s", err, out)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -139,7 +140,10 @@ func (o *options) dial(addr string) (*grpc.ClientConn, error) {
 		}
 		creds = c
 	}
-	return grpc.NewClient(addr, grpc.WithTransportCredentials(creds), auth.Bearer(o.token))
+	// An answer is read whole however large (the no-lost-lead check lists
+	// every parked lead): the default 4 MiB would fail when most needed.
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(creds), auth.Bearer(o.token),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32)))
 }
 
 // printProto prints m as every -o json is printed: see protoJSON.
@@ -308,6 +312,9 @@ func redriveLost(cmd *cobra.Command, o *options, resp *nurturev1.FindLostLeadsRe
 	none := counts[nurturev1.RedriveAction_REDRIVE_ACTION_NONE]
 	fmt.Fprintf(w, "re-drive requested for %d lead(s): %d dead letters handed back, %d written by nurture, %d owed nothing, %d unknown, %d failed\n",
 		len(ids), redriven, written, none, counts[nurturev1.RedriveAction_REDRIVE_ACTION_NOT_FOUND], failed)
+	if n := counts[nurturev1.RedriveAction_REDRIVE_ACTION_PENDING]; n > 0 {
+		fmt.Fprintf(w, "%d lead(s) left as they were: a request for their dead letter (a re-drive or a skip) already waits for their group's owner (leadctl dlq list)\n", n)
+	}
 	if stopped != nil {
 		fmt.Fprintf(w, "%d lead(s) without an answer (those of the failed call may have been re-driven): %v; run leadctl lost --redrive again\n",
 			len(ids)-len(all.GetLeads()), stopped)

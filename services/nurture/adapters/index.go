@@ -161,11 +161,13 @@ func (x *Index) head(prev app.Head, id string, seq uint64, at time.Time, m jetst
 	h.EventID = ev.GetEventId()
 	h.State = lifecycle.FromProto(ev.GetLifecycle())
 	h.State.Owner.ID = x.intern(h.State.Owner.ID)
-	// A fact, a merge's facts or a score after a breach leaves the breach
-	// (and the recycle it escalated to) the lead's next step; anything
-	// else the rep or a service did ends it.
+	// A fact, a merge's facts (or a candidate for one) or a score after a
+	// breach leaves the breach (and the recycle it escalated to) the
+	// lead's next step; anything else the rep or a service did ends it.
+	// So do facts and merges a re-engagement waiting for its score.
+	passive := lifecycle.Kind(h.Type).Fact() || scoring.Absorbs(ev) || ev.GetMergeCandidateFound() != nil
 	keeps := prev.State.Status == h.State.Status && prev.State.Owner == h.State.Owner &&
-		(lifecycle.Kind(h.Type).Fact() || scoring.Absorbs(ev) || ev.GetLeadScored() != nil)
+		(passive || ev.GetLeadScored() != nil)
 	h.RecycleDue = ev.GetSlaBreached().GetEscalation() == eventv1.SLAEscalation_SLA_ESCALATION_RECYCLE || prev.RecycleDue && keeps
 	h.Breached = ev.GetSlaBreached() != nil || prev.Breached && keeps
 	h.Unscored = app.Unscored(prev.Unscored, ev)
@@ -182,7 +184,7 @@ func (x *Index) head(prev app.Head, id string, seq uint64, at time.Time, m jetst
 	case ev.GetLeadReengaged() != nil:
 		h.Reengaged = h.EventID
 	case prev.Reengaged != "" && h.State.Status == lifecycle.StatusNurturing &&
-		(lifecycle.Kind(h.Type).Fact() || ev.GetLeadScored() != nil && (ev.GetCausationId() != prev.Reengaged || app.VerdictFollows(ev.GetLeadScored(), h.State.Status))):
+		(passive || ev.GetLeadScored() != nil && (ev.GetCausationId() != prev.Reengaged || app.VerdictFollows(ev.GetLeadScored(), h.State.Status))):
 		// Its own score with a verdict still waits for the scorer's
 		// LeadQualified (LeadDisqualified), a second append.
 		h.Reengaged = prev.Reengaged

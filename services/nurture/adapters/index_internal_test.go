@@ -59,3 +59,36 @@ func TestTheIndexKeepsABreachThroughFactsAndMerges(t *testing.T) {
 		t.Errorf("after the rep's attempt: recycle due %v, breached %v; want neither", got.RecycleDue, got.Breached)
 	}
 }
+
+// A re-engaged lead waits for its score through a merge (the survivor's
+// facts grow) or a merge candidate, as through a fact: the lost check
+// names the scorer, not the program.
+func TestTheIndexKeepsAReengagementThroughMerges(t *testing.T) {
+	x := &Index{strs: map[string]string{}}
+	nurturing := &eventv1.Lifecycle{Status: eventv1.LeadStatus_LEAD_STATUS_NURTURING,
+		Owner: &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_PROGRAM, Id: "p"}}
+	var h app.Head
+	seq := uint64(0)
+	step := func(p proto.Message) app.Head {
+		t.Helper()
+		ev, err := envelope.NewEvent("l", p, envelope.Meta{}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev.Lifecycle = nurturing
+		b, err := proto.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq++
+		h = x.head(h, "l", seq, time.Now(), msg{h: nats.Header{eventstore.HeaderType: []string{ev.GetEventType()}}, d: b})
+		return h
+	}
+	re := step(&eventv1.LeadReengaged{ProgramId: "p"}).Reengaged
+	if got := step(&eventv1.LeadMerged{SurvivorLeadId: "l", AbsorbedLeadId: "a", AbsorbedProfile: &eventv1.Profile{}}); got.Reengaged != re {
+		t.Fatalf("after a merge: re-engagement %q, want %q", got.Reengaged, re)
+	}
+	if got := step(&eventv1.MergeCandidateFound{OtherLeadId: "b"}); got.Reengaged != re {
+		t.Fatalf("after a merge candidate: re-engagement %q, want %q", got.Reengaged, re)
+	}
+}

@@ -22,6 +22,9 @@ const (
 	RedriveNotFound
 	RedriveRedrivenAndWritten
 	RedriveFailed
+	// RedrivePending: a request for its dead letter (re-drive or skip)
+	// already waits for the group's owner; nothing else was done.
+	RedrivePending
 )
 
 // Redriven is one lead's re-drive.
@@ -116,9 +119,12 @@ func (a *App) redrive(ctx context.Context, id string, dls []consume.DeadLetter, 
 			continue // re-driven meanwhile, or only parked events left: the owner releases them
 		}
 		if errors.Is(err, consume.ErrRequestPending) {
-			// An operator's skip waits for the group's owner: that request
-			// hands the lead back, not another re-drive.
-			r.Groups, r.Action = append(r.Groups, d.Group), RedriveRedriven
+			// An operator's skip (or re-drive) waits for the group's
+			// owner: that request hands the lead back, not this one.
+			r.Groups = append(r.Groups, d.Group)
+			if r.Action == RedriveNone {
+				r.Action = RedrivePending
+			}
 			continue
 		}
 		if err != nil {
@@ -126,6 +132,7 @@ func (a *App) redrive(ctx context.Context, id string, dls []consume.DeadLetter, 
 		}
 		r.Groups, r.Action = append(r.Groups, d.Group), RedriveRedriven
 	}
+	pending := r.Action == RedrivePending
 	if slices.Contains(r.Groups, Group) {
 		return r // parked here: nurture's own owner writes what it owes
 	}
@@ -138,7 +145,7 @@ func (a *App) redrive(ctx context.Context, id string, dls []consume.DeadLetter, 
 		r.Action = RedriveNotFound // a mistyped id: not a lead that owes nothing
 	case err != nil:
 		return fail(err)
-	case len(written) > 0 && len(r.Groups) > 0:
+	case len(written) > 0 && len(r.Groups) > 0 && !pending:
 		r.Action = RedriveRedrivenAndWritten
 	case len(written) > 0:
 		r.Action = RedriveWritten

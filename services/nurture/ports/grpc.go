@@ -202,6 +202,7 @@ var redriveActions = map[app.RedriveAction]nurturev1.RedriveAction{
 	app.RedriveNotFound:           nurturev1.RedriveAction_REDRIVE_ACTION_NOT_FOUND,
 	app.RedriveRedrivenAndWritten: nurturev1.RedriveAction_REDRIVE_ACTION_REDRIVEN_AND_WRITTEN,
 	app.RedriveFailed:             nurturev1.RedriveAction_REDRIVE_ACTION_FAILED,
+	app.RedrivePending:            nurturev1.RedriveAction_REDRIVE_ACTION_PENDING,
 }
 
 func programProto(e program.Entry) *nurturev1.Program {

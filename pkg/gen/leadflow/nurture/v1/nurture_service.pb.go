@@ -167,6 +167,10 @@ const (
 	// REDRIVE_ACTION_FAILED: this lead's re-drive failed (error says why);
 	// the call went on with the other leads.
 	RedriveAction_REDRIVE_ACTION_FAILED RedriveAction = 6
+	// REDRIVE_ACTION_PENDING: a request for its dead letter (an operator's
+	// re-drive or skip) already waits for the group's owner, and is what
+	// hands it back; nothing else was done (since the forty-third session).
+	RedriveAction_REDRIVE_ACTION_PENDING RedriveAction = 7
 )
 
 // Enum value maps for RedriveAction.
@@ -179,6 +183,7 @@ var (
 		4: "REDRIVE_ACTION_NOT_FOUND",
 		5: "REDRIVE_ACTION_REDRIVEN_AND_WRITTEN",
 		6: "REDRIVE_ACTION_FAILED",
+		7: "REDRIVE_ACTION_PENDING",
 	}
 	RedriveAction_value = map[string]int32{
 		"REDRIVE_ACTION_UNSPECIFIED":          0,
@@ -188,6 +193,7 @@ var (
 		"REDRIVE_ACTION_NOT_FOUND":            4,
 		"REDRIVE_ACTION_REDRIVEN_AND_WRITTEN": 5,
 		"REDRIVE_ACTION_FAILED":               6,
+		"REDRIVE_ACTION_PENDING":              7,
 	}
 )
 
@@ -1778,7 +1784,8 @@ type Redriven struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	LeadId string                 `protobuf:"bytes,1,opt,name=lead_id,json=leadId,proto3" json:"lead_id,omitempty"`
 	Action RedriveAction          `protobuf:"varint,2,opt,name=action,proto3,enum=leadflow.nurture.v1.RedriveAction" json:"action,omitempty"`
-	// groups are the groups its dead letters were re-driven in.
+	// groups are the groups its dead letters were re-driven in, or wait for
+	// a pending request in (PENDING).
 	Groups []string `protobuf:"bytes,3,rep,name=groups,proto3" json:"groups,omitempty"`
 	// event_types are the events nurture wrote.
 	EventTypes []string `protobuf:"bytes,4,rep,name=event_types,json=eventTypes,proto3" json:"event_types,omitempty"`
@@ -2063,7 +2070,7 @@ const file_leadflow_nurture_v1_nurture_service_proto_rawDesc = "" +
 	"\x1aLOST_REASON_UNKNOWN_STATUS\x10\x03\x12\x17\n" +
 	"\x13LOST_REASON_DROPPED\x10\x04\x12\x17\n" +
 	"\x13LOST_REASON_OVERDUE\x10\x05\x12\x17\n" +
-	"\x13LOST_REASON_STALLED\x10\x06*\xe3\x01\n" +
+	"\x13LOST_REASON_STALLED\x10\x06*\xff\x01\n" +
 	"\rRedriveAction\x12\x1e\n" +
 	"\x1aREDRIVE_ACTION_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13REDRIVE_ACTION_NONE\x10\x01\x12\x1b\n" +
@@ -2071,7 +2078,8 @@ const file_leadflow_nurture_v1_nurture_service_proto_rawDesc = "" +
 	"\x16REDRIVE_ACTION_WRITTEN\x10\x03\x12\x1c\n" +
 	"\x18REDRIVE_ACTION_NOT_FOUND\x10\x04\x12'\n" +
 	"#REDRIVE_ACTION_REDRIVEN_AND_WRITTEN\x10\x05\x12\x19\n" +
-	"\x15REDRIVE_ACTION_FAILED\x10\x062\xb4\a\n" +
+	"\x15REDRIVE_ACTION_FAILED\x10\x06\x12\x1a\n" +
+	"\x16REDRIVE_ACTION_PENDING\x10\a2\xb4\a\n" +
 	"\x0eNurtureService\x12p\n" +
 	"\n" +
 	"PutProgram\x12&.leadflow.nurture.v1.PutProgramRequest\x1a'.leadflow.nurture.v1.PutProgramResponse\"\x11\x8a\xb5\x18\rnurture:write\x12y\n" +
