@@ -150,14 +150,27 @@ func (c Criteria) fields() []field {
 		{"when.seniority_in", list(c.SeniorityIn)},
 		{"when.min_employees", num(c.MinEmployees)},
 		{"when.max_employees", num(c.MaxEmployees)},
-		{"when.industry_in", strings.Join(c.IndustryIn, ", ")},
-		{"when.country_in", strings.Join(c.CountryIn, ", ")},
-		{"when.title_contains", strings.Join(c.TitleContains, ", ")},
+		{"when.industry_in", texts(c.IndustryIn)},
+		{"when.country_in", texts(c.CountryIn)},
+		{"when.title_contains", texts(c.TitleContains)},
 		{"when.function_in", list(c.FunctionIn)},
-		{"when.email_domain_in", strings.Join(c.EmailDomainIn, ", ")},
-		{"when.required", strings.Join(c.Required, ", ")},
+		{"when.email_domain_in", texts(c.EmailDomainIn)},
+		{"when.required", texts(c.Required)},
 		{"when.consent_withdrawn", list(c.ConsentWithdrawn)},
 	}
+}
+
+// texts shows a list of values; one holding a comma or a quote is quoted,
+// so ["a, b"] does not read as ["a", "b"].
+func texts(vs []string) string {
+	s := make([]string, len(vs))
+	for i, v := range vs {
+		if strings.ContainsAny(v, ",\"") {
+			v = strconv.Quote(v)
+		}
+		s[i] = v
+	}
+	return strings.Join(s, ", ")
 }
 
 func list[E fmt.Stringer](es []E) string {

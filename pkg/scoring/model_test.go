@@ -263,6 +263,13 @@ func TestDiff(t *testing.T) {
 			t.Errorf("removed rule: %+v", c)
 		}
 	}
+	// Two industries made one that holds a comma: a change to review.
+	two, one := scoring.Default(), scoring.Default()
+	two.Fit[0].When.IndustryIn = []string{"Software", "Fintech"}
+	one.Fit[0].When.IndustryIn = []string{"Software, Fintech"}
+	if d := scoring.Diff(two, one); len(d) != 1 || d[0].Path != "fit_rules[decision-maker].when.industry_in" {
+		t.Fatalf("two industries made one: %+v, want the change", d)
+	}
 }
 
 const day = 24 * time.Hour

@@ -413,3 +413,44 @@ func vpWebinarsOutOfReach() scoring.Model {
 		When: scoring.Criteria{SeniorityIn: []eventv1.Seniority{eventv1.Seniority_SENIORITY_VP}}}}
 	return m
 }
+
+// A version activated while a lead was merged skips it (merged leads are
+// not scored); given back as an MQL, it is scored under that version, so
+// a final disqualifier the version added applies, as the re-score would
+// have applied it.
+func TestAnUnmergeScoresTheLeadARescoreSkipped(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	activate(t, s.client, vpWebinarModel())
+	survivor, absorbed := uuid.NewString(), uuid.NewString()
+	w.capture(t, survivor, &eventv1.Profile{Country: "DE"})
+	w.capture(t, absorbed, vpProfile("rival.example"))
+	w.activity(t, absorbed, webinar) // 70: an MQL
+	w.settle(t)
+	evs := w.events(t, absorbed)
+	prior := lifecycle.FromProto(evs[len(evs)-1].GetLifecycle())
+	if prior.Status != lifecycle.StatusMQL {
+		t.Fatalf("before the merge: %v, want an MQL", prior.Status)
+	}
+	merged := &eventv1.LeadMerged{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "one person"}
+	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Merge, Reason: survivor}, merged)
+	w.write(t, survivor, lifecycle.Command{Name: lifecycle.Resubmit}, merged)
+	w.settle(t)
+	m := vpWebinarModel()
+	m.Disqualify = append([]scoring.DisqualifyRule{{ID: "rival", Description: "A competitor", Reason: "works for a competitor",
+		When: scoring.Criteria{EmailDomainIn: []string{"rival.example"}}}}, m.Disqualify...)
+	v2 := activate(t, s.client, m)
+	rescored(t, s.client, v2)
+	unmerged := &eventv1.LeadUnmerged{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "two people"}
+	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Unmerge, Reason: "two people", Status: prior.Status, Owner: prior.Owner, Due: prior.Deadline}, unmerged)
+	w.write(t, survivor, lifecycle.Command{Name: lifecycle.Resubmit}, unmerged)
+	w.settle(t)
+	evs = w.events(t, absorbed)
+	sc := ofType(evs, "LeadScored")
+	if last := sc[len(sc)-1].GetLeadScored(); last.GetModelVersion() != v2 {
+		t.Fatalf("the lead given back: last score under version %d, want %d", last.GetModelVersion(), v2)
+	}
+	if d := ofType(evs, "LeadDisqualified"); len(d) != 1 || d[0].GetLeadDisqualified().GetRuleId() != "rival" {
+		t.Fatalf("the lead given back: %v, want it disqualified by version %d's rule", d, v2)
+	}
+}

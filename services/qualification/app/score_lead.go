@@ -169,7 +169,9 @@ func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev 
 // score starts its wait for engagement, as the live one would have. A
 // lead given back in nurture gets the score its merge refused its latest
 // re-engagement, as the live scorer would have written it then: nurture
-// waits for that score, caused by the re-engagement. A verdict a crash
+// waits for that score, caused by the re-engagement. A lead given back
+// further on, scored under a version older than the active one, gets the
+// active version's score (its re-score skipped it). A verdict a crash
 // cut off after either score is written when ev comes again.
 func (a *App) scoreUnmerged(ctx context.Context, leadID string, seq uint64, ev *eventv1.Event) error {
 	reg, err := a.registry(ctx, seq, a.maxAge)
@@ -205,6 +207,10 @@ func (a *App) scoreUnmerged(ctx context.Context, leadID string, seq uint64, ev *
 			// a version activated while it was merged skipped it, so it
 			// is scored as the survivor is. Facts the unmerge gave back
 			// are scored each, and cover this.
+		case l.hasScore && l.lastScore.modelVersion < reg.Active && !factAfter(recs, seq):
+			// Given back further on (an MQL, a rep's) with the score of a
+			// version older than the active one, whose re-score skipped
+			// it while merged: scored as that re-score would have.
 		default:
 			return l, nil, nil
 		}
