@@ -157,8 +157,8 @@ func (r *runner) manage(ctx context.Context) {
 		live, err := r.renew(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:
-			// Go on with the last membership known: the pin fences us if
-			// others took a partition meanwhile.
+			// Go on with the last membership known: while we pull, the pin
+			// is ours, and a member that took a partition gets nothing.
 			if failures++; failures&(failures-1) == 0 {
 				r.log.Warn("consume: membership", "error", err, "failures", failures)
 			}

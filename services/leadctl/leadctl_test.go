@@ -1177,7 +1177,7 @@ func TestLostRedriveNamesAPendingRequest(t *testing.T) {
 	n.actions[owed] = nurturev1.RedriveAction_REDRIVE_ACTION_PENDING
 	n.mu.Unlock()
 	out, err := ctl("lost", "--redrive")
-	if err != nil || !strings.Contains(out, "0 dead letters handed back") || !strings.Contains(out, "1 lead(s) left as they were: a request for their dead letter") {
+	if err != nil || !strings.Contains(out, "0 dead letters handed back") || !strings.Contains(out, "1 lead(s) left as they were: an operator's skip of their dead letter") {
 		t.Fatalf("lost --redrive with a request pending: %v\n%s", err, out)
 	}
 }

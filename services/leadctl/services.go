@@ -313,7 +313,7 @@ func redriveLost(cmd *cobra.Command, o *options, resp *nurturev1.FindLostLeadsRe
 	fmt.Fprintf(w, "re-drive requested for %d lead(s): %d dead letters handed back, %d written by nurture, %d owed nothing, %d unknown, %d failed\n",
 		len(ids), redriven, written, none, counts[nurturev1.RedriveAction_REDRIVE_ACTION_NOT_FOUND], failed)
 	if n := counts[nurturev1.RedriveAction_REDRIVE_ACTION_PENDING]; n > 0 {
-		fmt.Fprintf(w, "%d lead(s) left as they were: a request for their dead letter (a re-drive or a skip) already waits for their group's owner (leadctl dlq list)\n", n)
+		fmt.Fprintf(w, "%d lead(s) left as they were: an operator's skip of their dead letter already waits for their group's owner, and drops the dead event when served (leadctl dlq list)\n", n)
 	}
 	if stopped != nil {
 		fmt.Fprintf(w, "%d lead(s) without an answer (those of the failed call may have been re-driven): %v; run leadctl lost --redrive again\n",

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/google/uuid"
@@ -417,8 +418,14 @@ func vpWebinarsOutOfReach() scoring.Model {
 // A version activated while a lead was merged skips it (merged leads are
 // not scored); given back as an MQL, it is scored under that version, so
 // a final disqualifier the version added applies, as the re-score would
-// have applied it.
+// have applied it; also when a crash cut the verdict off after the score.
 func TestAnUnmergeScoresTheLeadARescoreSkipped(t *testing.T) {
+	for _, crash := range []bool{false, true} {
+		t.Run(fmt.Sprintf("crash=%v", crash), func(t *testing.T) { testAnUnmergeScoresTheLeadARescoreSkipped(t, crash) })
+	}
+}
+
+func testAnUnmergeScoresTheLeadARescoreSkipped(t *testing.T, crash bool) {
 	w := newWorld(t)
 	s := w.start(t)
 	activate(t, s.client, vpWebinarModel())
@@ -441,9 +448,18 @@ func TestAnUnmergeScoresTheLeadARescoreSkipped(t *testing.T) {
 		When: scoring.Criteria{EmailDomainIn: []string{"rival.example"}}}}, m.Disqualify...)
 	v2 := activate(t, s.client, m)
 	rescored(t, s.client, v2)
+	if crash {
+		s.stop()
+	}
 	unmerged := &eventv1.LeadUnmerged{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "two people"}
-	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Unmerge, Reason: "two people", Status: prior.Status, Owner: prior.Owner, Due: prior.Deadline}, unmerged)
+	un := w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Unmerge, Reason: "two people", Status: prior.Status, Owner: prior.Owner, Due: prior.Deadline}, unmerged)
 	w.write(t, survivor, lifecycle.Command{Name: lifecycle.Resubmit}, unmerged)
+	if crash {
+		// What the killed scorer stored: the score, not its verdict.
+		w.scoredFor(t, un, &eventv1.LeadScored{ModelId: scoring.ID, ModelVersion: v2, Total: 70, Threshold: 50, Verdict: eventv1.ScoreVerdict_SCORE_VERDICT_DISQUALIFY,
+			Disqualify: &eventv1.LeadDisqualified{RuleId: "rival", Reason: "works for a competitor", ModelId: scoring.ID, ModelVersion: v2}})
+		w.start(t)
+	}
 	w.settle(t)
 	evs = w.events(t, absorbed)
 	sc := ofType(evs, "LeadScored")

@@ -125,6 +125,7 @@ func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope
 				for _, k := range p.ids.all() {
 					taken[k] = true
 				}
+				keys = append(keys, p.ids.all()...) // its leads link it too
 				failed = append(failed, p)
 				continue
 			}
@@ -174,6 +175,13 @@ func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope
 	for _, h := range held {
 		if h.Head != nil {
 			survivors.heads[h.LeadID] = h.Head
+		}
+	}
+	for i, p := range failed {
+		for _, k := range p.ids.all() {
+			if h := held[k].LeadID; h != "" && !slices.Contains(p.leads, h) {
+				failed[i].leads = append(failed[i].leads, h)
+			}
 		}
 	}
 	toSingle := func(p pending, leads []string) {

@@ -300,3 +300,29 @@ func (c *unreadableOnce) Exists(ctx context.Context, id string) (bool, error) {
 	}
 	return c.Campaigns.Exists(ctx, id)
 }
+
+// A row that fails before its write holds back a later row on its lead
+// that shares no identity with it (the lead's external id).
+func TestImportRowFailedBeforeItsWriteHoldsBackItsLead(t *testing.T) {
+	f := newFixture(t)
+	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
+	known := capture("known@campaign-down.example", "")
+	known.ExternalID = &eventv1.ExternalId{System: "crm", Id: "down-1"}
+	if _, err := f.app.CaptureLead(ctx, known, meta); err != nil {
+		t.Fatal(err)
+	}
+	campaigns := &unreadableOnce{Campaigns: adapters.NewCampaigns(f.store)}
+	campaigns.armed.Store(true)
+	a := app.New(f.leads.Leads, campaigns, f.keys)
+	first := capture("known@campaign-down.example", "")
+	first.Attribution = &eventv1.Attribution{Source: "ads", CampaignId: "spring"}
+	byExt := capture("other@campaign-down.example", "")
+	byExt.ExternalID = known.ExternalID
+	res := a.ImportLeads(ctx, []app.ImportRow{{Row: 1, Capture: first}, {Row: 2, Capture: byExt}}, meta)
+	if res[0].Err == nil || app.RowsOwnFault(res[0].Err) {
+		t.Fatalf("row 1: %+v, %v; want its campaign's read failed", res[0].Result, res[0].Err)
+	}
+	if !errors.Is(res[1].Err, app.ErrHeldBack) {
+		t.Fatalf("row 2: %+v, %v; want it held back", res[1].Result, res[1].Err)
+	}
+}

@@ -22,8 +22,8 @@ const (
 	RedriveNotFound
 	RedriveRedrivenAndWritten
 	RedriveFailed
-	// RedrivePending: a request for its dead letter (re-drive or skip)
-	// already waits for the group's owner; nothing else was done.
+	// RedrivePending: an operator's skip of its dead letter already waits
+	// for the group's owner; nothing else was done.
 	RedrivePending
 )
 
@@ -119,8 +119,8 @@ func (a *App) redrive(ctx context.Context, id string, dls []consume.DeadLetter, 
 			continue // re-driven meanwhile, or only parked events left: the owner releases them
 		}
 		if errors.Is(err, consume.ErrRequestPending) {
-			// An operator's skip (or re-drive) waits for the group's
-			// owner: that request hands the lead back, not this one.
+			// An operator's skip waits for the group's owner (a pending
+			// re-drive is replaced, not refused): it hands the lead back.
 			r.Groups = append(r.Groups, d.Group)
 			if r.Action == RedriveNone {
 				r.Action = RedrivePending

@@ -207,10 +207,11 @@ func (a *App) scoreUnmerged(ctx context.Context, leadID string, seq uint64, ev *
 			// a version activated while it was merged skipped it, so it
 			// is scored as the survivor is. Facts the unmerge gave back
 			// are scored each, and cover this.
-		case l.hasScore && l.lastScore.modelVersion < reg.Active && !factAfter(recs, seq):
+		case (l.hasScore && l.lastScore.modelVersion < reg.Active || l.scored(cause)) && !factAfter(recs, seq):
 			// Given back further on (an MQL, a rep's) with the score of a
 			// version older than the active one, whose re-score skipped
-			// it while merged: scored as that re-score would have.
+			// it while merged: scored as that re-score would have (and
+			// handled again, the verdict a crash cut off is written).
 		default:
 			return l, nil, nil
 		}

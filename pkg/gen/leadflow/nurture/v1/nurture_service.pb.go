@@ -167,9 +167,10 @@ const (
 	// REDRIVE_ACTION_FAILED: this lead's re-drive failed (error says why);
 	// the call went on with the other leads.
 	RedriveAction_REDRIVE_ACTION_FAILED RedriveAction = 6
-	// REDRIVE_ACTION_PENDING: a request for its dead letter (an operator's
-	// re-drive or skip) already waits for the group's owner, and is what
-	// hands it back; nothing else was done (since the forty-third session).
+	// REDRIVE_ACTION_PENDING: an operator's skip of its dead letter already
+	// waits for the group's owner: served, it drops the dead event and
+	// hands the lead back; nothing else was done (since the forty-third
+	// session).
 	RedriveAction_REDRIVE_ACTION_PENDING RedriveAction = 7
 )
 
@@ -1784,8 +1785,8 @@ type Redriven struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	LeadId string                 `protobuf:"bytes,1,opt,name=lead_id,json=leadId,proto3" json:"lead_id,omitempty"`
 	Action RedriveAction          `protobuf:"varint,2,opt,name=action,proto3,enum=leadflow.nurture.v1.RedriveAction" json:"action,omitempty"`
-	// groups are the groups its dead letters were re-driven in, or wait for
-	// a pending request in (PENDING).
+	// groups are the groups its dead letters were re-driven in, and those
+	// where a skip of it waits (PENDING, or WRITTEN beside one).
 	Groups []string `protobuf:"bytes,3,rep,name=groups,proto3" json:"groups,omitempty"`
 	// event_types are the events nurture wrote.
 	EventTypes []string `protobuf:"bytes,4,rep,name=event_types,json=eventTypes,proto3" json:"event_types,omitempty"`
