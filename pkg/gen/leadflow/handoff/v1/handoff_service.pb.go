@@ -966,7 +966,8 @@ type LeadHandoff struct {
 	Attempts int32                  `protobuf:"varint,5,opt,name=attempts,proto3" json:"attempts,omitempty"`
 	// version is the lead's version (stream sequence of its last event).
 	Version uint64 `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`
-	// event_id is the event the command wrote (or first wrote, on a replay).
+	// event_id is the event the command wrote (or first wrote, on a replay);
+	// empty when it wrote none (a stage move to the stage the deal is in).
 	EventId       string `protobuf:"bytes,7,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1676,7 +1677,8 @@ type ConvertLeadRequest struct {
 	LeadId    string                 `protobuf:"bytes,1,opt,name=lead_id,json=leadId,proto3" json:"lead_id,omitempty"`
 	RepId     string                 `protobuf:"bytes,2,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
 	RequestId string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	// opportunity_id is the CRM's id; default derived from request_id.
+	// opportunity_id is the CRM's id; default derived from request_id. It
+	// is unique per lead only: another lead's deal may carry the same id.
 	OpportunityId string `protobuf:"bytes,4,opt,name=opportunity_id,json=opportunityId,proto3" json:"opportunity_id,omitempty"`
 	// amount, above 0: its currency is the opportunity's, and every later
 	// amount of it (MoveOpportunityStage, CloseWon) must be in it.
