@@ -60,17 +60,12 @@ func outOfOffice(t *testing.T, evs []*eventv1.Event) []*eventv1.LeadReassigned {
 	return out
 }
 
-// A rep who goes out of office (recorded now, starting now) hands on the
-// leads they have not accepted, at once, to the pool's next rep, who gets
-// a fresh acceptance deadline; a lead they accepted stays theirs. The
-// brief says why the lead changed hands.
-func TestAbsenceHandsOnUnacceptedLeads(t *testing.T) {
-	w, s := withAcceptSLA(t, time.Hour, eventv1.SLAEscalation_SLA_ESCALATION_MANAGER)
-	ctx := ctxT(t)
-
-	waiting := w.mql(t, dach(50))
-	owner := ownerOf(w.waitFor(t, waiting, "LeadAssigned", 1)[0])
-	var kept string
+// waitingAndKept routes two leads to one rep, who accepts the second
+// (kept) and leaves the first waiting.
+func waitingAndKept(t *testing.T, w *world, s *service) (waiting, kept, owner string) {
+	t.Helper()
+	waiting = w.mql(t, dach(50))
+	owner = ownerOf(w.waitFor(t, waiting, "LeadAssigned", 1)[0])
 	for i := 0; kept == ""; i++ {
 		if i == 10 {
 			t.Fatalf("ten leads, none routed to %s", owner)
@@ -80,10 +75,22 @@ func TestAbsenceHandsOnUnacceptedLeads(t *testing.T) {
 			kept = id
 		}
 	}
-	if _, err := s.client.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: kept, RepId: owner, RequestId: "accept-kept"}); err != nil {
+	if _, err := s.client.AcceptLead(ctxT(t), &handoffv1.AcceptLeadRequest{LeadId: kept, RepId: owner, RequestId: "accept-kept"}); err != nil {
 		t.Fatal(err)
 	}
 	w.settle(t)
+	return waiting, kept, owner
+}
+
+// A rep who goes out of office (recorded now, starting now) hands on the
+// leads they have not accepted, at once, to the pool's next rep, who gets
+// a fresh acceptance deadline; a lead they accepted stays theirs. The
+// brief says why the lead changed hands.
+func TestAbsenceHandsOnUnacceptedLeads(t *testing.T) {
+	w, s := withAcceptSLA(t, time.Hour, eventv1.SLAEscalation_SLA_ESCALATION_MANAGER)
+	ctx := ctxT(t)
+
+	waiting, kept, owner := waitingAndKept(t, w, s)
 
 	away := time.Now()
 	absence(t, s.client, owner, away.Add(-time.Minute), away.Add(24*time.Hour))
@@ -128,22 +135,7 @@ func TestAbsenceHandsOnUnacceptedLeads(t *testing.T) {
 func TestAnInactiveRepHandsOnUnacceptedLeads(t *testing.T) {
 	w, s := withAcceptSLA(t, time.Hour, eventv1.SLAEscalation_SLA_ESCALATION_MANAGER)
 	ctx := ctxT(t)
-	waiting := w.mql(t, dach(50))
-	owner := ownerOf(w.waitFor(t, waiting, "LeadAssigned", 1)[0])
-	var kept string
-	for i := 0; kept == ""; i++ {
-		if i == 10 {
-			t.Fatalf("ten leads, none routed to %s", owner)
-		}
-		id := w.mql(t, dach(50))
-		if ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0]) == owner {
-			kept = id
-		}
-	}
-	if _, err := s.client.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: kept, RepId: owner, RequestId: "accept-kept"}); err != nil {
-		t.Fatal(err)
-	}
-	w.settle(t)
+	waiting, kept, owner := waitingAndKept(t, w, s)
 	put := func(active bool) {
 		t.Helper()
 		if _, err := s.client.PutRep(ctx, &handoffv1.PutRepRequest{Rep: &eventv1.Rep{RepId: owner, TeamId: "emea", Capacity: 10, Active: active}, ChangedBy: ops}); err != nil {

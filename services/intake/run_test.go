@@ -1812,11 +1812,12 @@ func (l *lostWrite) WriteEach(ctx context.Context, writes []app.LeadWrite) ([]ui
 	return versions, errs
 }
 
-// An import whose failed rows have no key warns of a second submission
-// when any of them may be stored, though the first failed otherwise.
-func TestAnImportEndsWarningOfAnyRowThatMayBeStored(t *testing.T) {
+// importThroughLostWrite imports rows new people named prefix<i>@ through
+// an intake whose lead store is lost (armed), and returns the stream, its
+// sending side closed.
+func importThroughLostWrite(t *testing.T, lost *lostWrite, prefix string, rows int) intakev1.IntakeService_ImportLeadsClient {
+	t.Helper()
 	n := testenv.StartNATS(t)
-	lost := &lostWrite{refused: true}
 	e := startWith(t, n, Config{Addr: "127.0.0.1:0", NATSURL: n.Server.URL(), Stream: "LEADFLOW", Replicas: 1,
 		MasterKey: hexKey(t), BlindKey: hexKey(t), Grace: time.Second, importLinger: time.Hour,
 		leads: func(inner app.Leads) app.Leads { lost.Leads = inner; return lost }})
@@ -1825,14 +1826,21 @@ func TestAnImportEndsWarningOfAnyRowThatMayBeStored(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range 2 {
-		if err := stream.Send(&intakev1.ImportLeadsRequest{Row: int64(i), Lead: lead(fmt.Sprintf("warn%d@example.com", i))}); err != nil {
+	for i := range rows {
+		if err := stream.Send(&intakev1.ImportLeadsRequest{Row: int64(i), Lead: lead(fmt.Sprintf("%s%d@example.com", prefix, i))}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := stream.CloseSend(); err != nil {
 		t.Fatal(err)
 	}
+	return stream
+}
+
+// An import whose failed rows have no key warns of a second submission
+// when any of them may be stored, though the first failed otherwise.
+func TestAnImportEndsWarningOfAnyRowThatMayBeStored(t *testing.T) {
+	stream := importThroughLostWrite(t, &lostWrite{refused: true}, "warn", 2)
 	r, err := stream.Recv()
 	if st := status.Convert(err); st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "idempotency_key") || !strings.Contains(st.Message(), "row 0, 1: ") {
 		t.Fatalf("the import ended with %v %v, want UNAVAILABLE naming rows 0 and 1 and the missing idempotency_key", r, err)
@@ -1843,24 +1851,7 @@ func TestAnImportEndsWarningOfAnyRowThatMayBeStored(t *testing.T) {
 // the row, but only after the chunk's other rows, stored, are answered: a
 // client sending again what got no answer must not resubmit them.
 func TestAnImportRowLostMidChunkLeavesTheOthersAnswered(t *testing.T) {
-	n := testenv.StartNATS(t)
-	lost := &lostWrite{}
-	e := startWith(t, n, Config{Addr: "127.0.0.1:0", NATSURL: n.Server.URL(), Stream: "LEADFLOW", Replicas: 1,
-		MasterKey: hexKey(t), BlindKey: hexKey(t), Grace: time.Second, importLinger: time.Hour,
-		leads: func(inner app.Leads) app.Leads { lost.Leads = inner; return lost }})
-	lost.armed.Store(true)
-	stream, err := e.client.ImportLeads(ctxT(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 3 {
-		if err := stream.Send(&intakev1.ImportLeadsRequest{Row: int64(i), Lead: lead(fmt.Sprintf("lost%d@example.com", i))}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := stream.CloseSend(); err != nil {
-		t.Fatal(err)
-	}
+	stream := importThroughLostWrite(t, &lostWrite{}, "lost", 3)
 	var rows []int64
 	for {
 		r, err := stream.Recv()

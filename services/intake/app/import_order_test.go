@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -16,59 +17,78 @@ import (
 
 // Two rows of one chunk on one lead, linked only through that lead (one
 // by its external id, the next by its email), are written in row order:
-// the lead shows the later row's answers.
+// the lead shows the later row's answers. So when the chunk's look-up
+// failed (blind): nothing then says which rows share a lead, so its rows
+// go one at a time (the external id's look-ups slow, so that side by
+// side the second row would be written first).
 func TestImportRowsOnOneLeadKeepTheirOrder(t *testing.T) {
-	f := newFixture(t)
-	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
-	known := capture("known@order.example", "")
-	known.ExternalID = &eventv1.ExternalId{System: "crm", Id: "order-1"}
-	r, err := f.app.CaptureLead(ctx, known, meta)
-	if err != nil {
-		t.Fatal(err)
-	}
-	byExt := capture("other@order.example", "")
-	byExt.ExternalID, byExt.Contact.FirstName = known.ExternalID, "Old"
-	byEmail := capture("known@order.example", "")
-	byEmail.Contact.FirstName = "New"
-	res := f.app.ImportLeads(ctx, []app.ImportRow{{Row: 1, Capture: byExt}, {Row: 2, Capture: byEmail}}, meta)
-	for _, x := range res {
-		if x.Err != nil || x.Result.LeadID != r.LeadID {
-			t.Fatalf("row %d: %+v, %v; want it on %s", x.Row, x.Result, x.Err, r.LeadID)
-		}
-	}
-	if res[1].Result.Version <= res[0].Result.Version {
-		t.Errorf("row 2 written at %d, before row 1 at %d", res[1].Result.Version, res[0].Result.Version)
-	}
-	if v, err := f.app.GetLead(ctx, r.LeadID); err != nil || v.Contact.GetFirstName() != "New" {
-		t.Fatalf("the lead after the import: %q, %v; want the later row's New", v.Contact.GetFirstName(), err)
+	for _, blind := range []bool{false, true} {
+		t.Run(fmt.Sprintf("blind=%v", blind), func(t *testing.T) {
+			f := newFixture(t)
+			ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
+			known := capture("known@order.example", "")
+			known.ExternalID = &eventv1.ExternalId{System: "crm", Id: "order-1"}
+			r, err := f.app.CaptureLead(ctx, known, meta)
+			if err != nil {
+				t.Fatal(err)
+			}
+			byExt := capture("other@order.example", "")
+			byExt.ExternalID, byExt.Contact.FirstName = known.ExternalID, "Old"
+			byEmail := capture("known@order.example", "")
+			byEmail.Contact.FirstName = "New"
+			a := f.app
+			if blind {
+				a = app.New(&blindOnce{Leads: f.leads.Leads}, adapters.NewCampaigns(f.store), f.keys)
+			}
+			res := a.ImportLeads(ctx, []app.ImportRow{{Row: 1, Capture: byExt}, {Row: 2, Capture: byEmail}}, meta)
+			for _, x := range res {
+				if x.Err != nil || x.Result.LeadID != r.LeadID {
+					t.Fatalf("row %d: %+v, %v; want it on %s", x.Row, x.Result, x.Err, r.LeadID)
+				}
+			}
+			if res[1].Result.Version <= res[0].Result.Version {
+				t.Errorf("row 2 written at %d, before row 1 at %d", res[1].Result.Version, res[0].Result.Version)
+			}
+			if v, err := f.app.GetLead(ctx, r.LeadID); err != nil || v.Contact.GetFirstName() != "New" {
+				t.Fatalf("the lead after the import: %q, %v; want the later row's New", v.Contact.GetFirstName(), err)
+			}
+		})
 	}
 }
 
 // The same through a merge: a keyed row for the absorbed lead's person
 // lands on the survivor, and a later row of the chunk for the survivor's
-// own person is written after it.
+// own person is written after it, keyed or not: two keyed rows go the
+// whole way one after the other, though their look-ups found two
+// different holders (the first one's own look-up slow, so that side by
+// side the second would be written first).
 func TestImportRowsOnOneLeadThroughAMergeKeepTheirOrder(t *testing.T) {
-	f := newFixture(t)
-	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
-	survivor, absorbed := captured(t, f.app, "l@order-merge.example"), captured(t, f.app, "m@order-merge.example")
-	if _, err := f.app.MergeLeads(ctx, app.MergeLeads{Survivor: survivor, Absorbed: absorbed, Reason: "same person"}, meta); err != nil {
-		t.Fatal(err)
-	}
-	viaMerged := capture("m@order-merge.example", "k-order-1")
-	viaMerged.Contact.FirstName = "Old"
-	own := capture("l@order-merge.example", "")
-	own.Contact.FirstName = "New"
-	res := f.app.ImportLeads(ctx, []app.ImportRow{{Row: 1, Capture: viaMerged}, {Row: 2, Capture: own}}, meta)
-	for _, x := range res {
-		if x.Err != nil || x.Result.LeadID != survivor {
-			t.Fatalf("row %d: %+v, %v; want it on the survivor %s", x.Row, x.Result, x.Err, survivor)
-		}
-	}
-	if res[1].Result.Version <= res[0].Result.Version {
-		t.Errorf("row 2 written at %d, before row 1 at %d", res[1].Result.Version, res[0].Result.Version)
-	}
-	if v, err := f.app.GetLead(ctx, survivor); err != nil || v.Contact.GetFirstName() != "New" {
-		t.Fatalf("the survivor after the import: %q, %v; want the later row's New", v.Contact.GetFirstName(), err)
+	for _, ownKey := range []string{"", "k-order-2"} {
+		t.Run("own key "+ownKey, func(t *testing.T) {
+			f := newFixture(t)
+			ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
+			survivor, absorbed := captured(t, f.app, "l@order-merge.example"), captured(t, f.app, "m@order-merge.example")
+			if _, err := f.app.MergeLeads(ctx, app.MergeLeads{Survivor: survivor, Absorbed: absorbed, Reason: "same person"}, meta); err != nil {
+				t.Fatal(err)
+			}
+			viaMerged := capture("m@order-merge.example", "k-order-1")
+			viaMerged.Contact.FirstName = "Old"
+			own := capture("l@order-merge.example", ownKey)
+			own.Contact.FirstName = "New"
+			slow := app.New(&slowLookUp{Leads: f.leads.Leads, of: absorbed}, adapters.NewCampaigns(f.store), f.keys)
+			res := slow.ImportLeads(ctx, []app.ImportRow{{Row: 1, Capture: viaMerged}, {Row: 2, Capture: own}}, meta)
+			for _, x := range res {
+				if x.Err != nil || x.Result.LeadID != survivor {
+					t.Fatalf("row %d: %+v, %v; want it on the survivor %s", x.Row, x.Result, x.Err, survivor)
+				}
+			}
+			if res[1].Result.Version <= res[0].Result.Version {
+				t.Errorf("row 2 written at %d, before row 1 at %d", res[1].Result.Version, res[0].Result.Version)
+			}
+			if v, err := f.app.GetLead(ctx, survivor); err != nil || v.Contact.GetFirstName() != "New" {
+				t.Fatalf("the survivor after the import: %q, %v; want the later row's New", v.Contact.GetFirstName(), err)
+			}
+		})
 	}
 }
 
@@ -126,68 +146,6 @@ func (l *slowLookUp) Holders(ctx context.Context, keys ...app.ClaimKey) (map[app
 		time.Sleep(300 * time.Millisecond)
 	}
 	return l.Leads.Holders(ctx, keys...)
-}
-
-// Two keyed rows, one by an absorbed lead's email and a later one by its
-// survivor's, go the whole way one after the other, though their
-// look-ups found two different holders: the survivor shows the later row.
-func TestImportKeyedRowsThroughAMergeKeepTheirOrder(t *testing.T) {
-	f := newFixture(t)
-	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
-	survivor, absorbed := captured(t, f.app, "l@keyed-merge.example"), captured(t, f.app, "m@keyed-merge.example")
-	if _, err := f.app.MergeLeads(ctx, app.MergeLeads{Survivor: survivor, Absorbed: absorbed, Reason: "same person"}, meta); err != nil {
-		t.Fatal(err)
-	}
-	viaMerged := capture("m@keyed-merge.example", "k-keyed-merge-1")
-	viaMerged.Contact.FirstName = "Old"
-	own := capture("l@keyed-merge.example", "k-keyed-merge-2")
-	own.Contact.FirstName = "New"
-	// The first row's own look-up is slow: side by side, the second
-	// would be written first.
-	slow := app.New(&slowLookUp{Leads: f.leads.Leads, of: absorbed}, adapters.NewCampaigns(f.store), f.keys)
-	res := slow.ImportLeads(ctx, []app.ImportRow{{Row: 1, Capture: viaMerged}, {Row: 2, Capture: own}}, meta)
-	for _, x := range res {
-		if x.Err != nil || x.Result.LeadID != survivor {
-			t.Fatalf("row %d: %+v, %v; want it on the survivor %s", x.Row, x.Result, x.Err, survivor)
-		}
-	}
-	if res[1].Result.Version <= res[0].Result.Version {
-		t.Errorf("row 2 written at %d, before row 1 at %d", res[1].Result.Version, res[0].Result.Version)
-	}
-	if v, err := f.app.GetLead(ctx, survivor); err != nil || v.Contact.GetFirstName() != "New" {
-		t.Fatalf("the survivor after the import: %q, %v; want the later row's New", v.Contact.GetFirstName(), err)
-	}
-}
-
-// When a chunk's look-up fails, nothing says which rows share a lead, so
-// its rows go one at a time: a row by a lead's external id and a later
-// one by its email keep their order.
-func TestImportWithoutItsLookUpKeepsOrder(t *testing.T) {
-	f := newFixture(t)
-	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
-	known := capture("known@blind.example", "")
-	known.ExternalID = &eventv1.ExternalId{System: "crm", Id: "blind-1"}
-	r, err := f.app.CaptureLead(ctx, known, meta)
-	if err != nil {
-		t.Fatal(err)
-	}
-	byExt := capture("other@blind.example", "")
-	byExt.ExternalID, byExt.Contact.FirstName = known.ExternalID, "Old"
-	byEmail := capture("known@blind.example", "")
-	byEmail.Contact.FirstName = "New"
-	blind := app.New(&blindOnce{Leads: f.leads.Leads}, adapters.NewCampaigns(f.store), f.keys)
-	res := blind.ImportLeads(ctx, []app.ImportRow{{Row: 1, Capture: byExt}, {Row: 2, Capture: byEmail}}, meta)
-	for _, x := range res {
-		if x.Err != nil || x.Result.LeadID != r.LeadID {
-			t.Fatalf("row %d: %+v, %v; want it on %s", x.Row, x.Result, x.Err, r.LeadID)
-		}
-	}
-	if res[1].Result.Version <= res[0].Result.Version {
-		t.Errorf("row 2 written at %d, before row 1 at %d", res[1].Result.Version, res[0].Result.Version)
-	}
-	if v, err := f.app.GetLead(ctx, r.LeadID); err != nil || v.Contact.GetFirstName() != "New" {
-		t.Fatalf("the lead after the import: %q, %v; want the later row's New", v.Contact.GetFirstName(), err)
-	}
 }
 
 // blindOnce is the real lead store whose first look-up fails and whose

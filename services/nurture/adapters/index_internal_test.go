@@ -29,26 +29,8 @@ func (m msg) Data() []byte         { return m.d }
 // recycle (lost then said "reassignment to another rep", which handoff
 // never does for it); the rep's attempt ends the breach.
 func TestTheIndexKeepsABreachThroughFactsAndMerges(t *testing.T) {
-	x := &Index{strs: map[string]string{}}
-	accepted := &eventv1.Lifecycle{Status: eventv1.LeadStatus_LEAD_STATUS_ACCEPTED,
-		Owner: &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_REP, Id: "ann"}}
-	var h app.Head
-	seq := uint64(0)
-	step := func(p proto.Message) app.Head {
-		t.Helper()
-		ev, err := envelope.NewEvent("l", p, envelope.Meta{}, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		ev.Lifecycle = accepted
-		b, err := proto.Marshal(ev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		seq++
-		h = x.head(h, "l", seq, time.Now(), msg{h: nats.Header{eventstore.HeaderType: []string{ev.GetEventType()}}, d: b})
-		return h
-	}
+	step := heads(t, &eventv1.Lifecycle{Status: eventv1.LeadStatus_LEAD_STATUS_ACCEPTED,
+		Owner: &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_REP, Id: "ann"}})
 	step(&eventv1.LeadAccepted{RepId: "ann"})
 	step(&eventv1.SLABreached{Sla: eventv1.SLAKind_SLA_KIND_FOLLOW_UP, Escalation: eventv1.SLAEscalation_SLA_ESCALATION_RECYCLE})
 	step(&eventv1.ActivityRecorded{Type: eventv1.ActivityType_ACTIVITY_TYPE_EMAIL_CLICK})
@@ -64,18 +46,30 @@ func TestTheIndexKeepsABreachThroughFactsAndMerges(t *testing.T) {
 // facts grow) or a merge candidate, as through a fact: the lost check
 // names the scorer, not the program.
 func TestTheIndexKeepsAReengagementThroughMerges(t *testing.T) {
+	step := heads(t, &eventv1.Lifecycle{Status: eventv1.LeadStatus_LEAD_STATUS_NURTURING,
+		Owner: &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_PROGRAM, Id: "p"}})
+	re := step(&eventv1.LeadReengaged{ProgramId: "p"}).Reengaged
+	if got := step(&eventv1.LeadMerged{SurvivorLeadId: "l", AbsorbedLeadId: "a", AbsorbedProfile: &eventv1.Profile{}}); got.Reengaged != re {
+		t.Fatalf("after a merge: re-engagement %q, want %q", got.Reengaged, re)
+	}
+	if got := step(&eventv1.MergeCandidateFound{OtherLeadId: "b"}); got.Reengaged != re {
+		t.Fatalf("after a merge candidate: re-engagement %q, want %q", got.Reengaged, re)
+	}
+}
+
+// heads folds one lead's events, each with lifecycle lc, through an
+// index's head, and returns the head after each.
+func heads(t *testing.T, lc *eventv1.Lifecycle) func(proto.Message) app.Head {
 	x := &Index{strs: map[string]string{}}
-	nurturing := &eventv1.Lifecycle{Status: eventv1.LeadStatus_LEAD_STATUS_NURTURING,
-		Owner: &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_PROGRAM, Id: "p"}}
 	var h app.Head
 	seq := uint64(0)
-	step := func(p proto.Message) app.Head {
+	return func(p proto.Message) app.Head {
 		t.Helper()
 		ev, err := envelope.NewEvent("l", p, envelope.Meta{}, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
-		ev.Lifecycle = nurturing
+		ev.Lifecycle = lc
 		b, err := proto.Marshal(ev)
 		if err != nil {
 			t.Fatal(err)
@@ -83,12 +77,5 @@ func TestTheIndexKeepsAReengagementThroughMerges(t *testing.T) {
 		seq++
 		h = x.head(h, "l", seq, time.Now(), msg{h: nats.Header{eventstore.HeaderType: []string{ev.GetEventType()}}, d: b})
 		return h
-	}
-	re := step(&eventv1.LeadReengaged{ProgramId: "p"}).Reengaged
-	if got := step(&eventv1.LeadMerged{SurvivorLeadId: "l", AbsorbedLeadId: "a", AbsorbedProfile: &eventv1.Profile{}}); got.Reengaged != re {
-		t.Fatalf("after a merge: re-engagement %q, want %q", got.Reengaged, re)
-	}
-	if got := step(&eventv1.MergeCandidateFound{OtherLeadId: "b"}); got.Reengaged != re {
-		t.Fatalf("after a merge candidate: re-engagement %q, want %q", got.Reengaged, re)
 	}
 }
