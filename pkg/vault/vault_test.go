@@ -794,9 +794,9 @@ func onDisk(t testing.TB, dir string, b []byte) bool {
 	return found
 }
 
-// TestShredErasesKeyFromDisk checks the file store itself: a plain KV purge
-// leaves the purged value's bytes in the stream's block file, where the
-// master key would still unwrap them.
+// TestShredErasesKeyFromDisk checks the file store itself: Shred's message
+// delete leaves no byte of the wrapped key in the stream's block file,
+// where the master key would still unwrap it (a plain KV purge would).
 func TestShredErasesKeyFromDisk(t *testing.T) {
 	n := testenv.StartNATS(t)
 	v := newVault(t, n.JS)
