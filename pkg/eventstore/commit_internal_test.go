@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/leadflow/leadflow/pkg/envelope"
@@ -91,3 +92,37 @@ func webVisit(t *testing.T, lead string) *eventv1.Event {
 	}
 	return ev
 }
+
+// A write of CommitEach stored whose answer never comes (a leader gone
+// quiet) is sent again and found stored: success with its sequence, not
+// an unknown outcome that a caller without a key sends twice.
+func TestCommitEachFindsAWriteWhoseAnswerNeverCame(t *testing.T) {
+	s, lead := storeOfOne(t)
+	s.js = quietAnswers{s.js}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	seqs, errs := s.CommitEach(ctx, []Write{{Subject: LeadSubject(lead), Event: webVisit(t, lead)}})
+	if errs[0] != nil || seqs[0] == 0 {
+		t.Fatalf("a stored write whose answer never came: %d, %v; want its sequence", seqs[0], errs[0])
+	}
+	recs, err := s.Load(ctx, LeadSubject(lead))
+	if err != nil || len(recs) != 1 || recs[0].Seq != seqs[0] {
+		t.Fatalf("the lead holds %v (%v), want the one write at %d", recs, err, seqs[0])
+	}
+}
+
+// quietAnswers stores asynchronous publishes but never answers them.
+type quietAnswers struct{ jetstream.JetStream }
+
+func (q quietAnswers) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	if _, err := q.JetStream.PublishMsgAsync(m, opts...); err != nil {
+		return nil, err
+	}
+	return silent{m}, nil
+}
+
+type silent struct{ m *nats.Msg }
+
+func (s silent) Ok() <-chan *jetstream.PubAck { return nil }
+func (s silent) Err() <-chan error            { return nil }
+func (s silent) Msg() *nats.Msg               { return s.m }

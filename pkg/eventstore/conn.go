@@ -12,13 +12,21 @@ import (
 // SyncQueueLen bounds every batch a reader may request on a Dial connection.
 const SyncQueueLen = 1024
 
+// asyncAnswerWait is how long an asynchronous publish waits for its
+// answer: past every caller's deadline, so only an answer nobody waits
+// for any more is given up. A variable for tests.
+var asyncAnswerWait = 30 * time.Second
+
 // Dial connects to NATS the way every Leadflow process does: reconnecting
 // forever (a server restart is an outage to ride out, not a crash) and
 // with a synchronous queue sized to the largest batch a Leadflow reader
 // asks for (Load's direct-get batches, consumer fetches): the default
 // allocates a 64k-slot channel for every short request, and anything
 // smaller than a batch drops replies as a slow consumer. Errors the server
-// reports on its own (a permissions violation) are logged. opts come last
+// reports on its own (a permissions violation) are logged. An asynchronous
+// publish whose answer never comes is given up after asyncAnswerWait:
+// else it stays pending until a reconnect, and once 4,000 wait (a stream
+// leader gone quiet on a cluster) every later one fails. opts come last
 // and win: WithUser for credentials, WithCA for TLS.
 func Dial(url, name string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
 	nc, err := nats.Connect(url, append([]nats.Option{
@@ -31,7 +39,7 @@ func Dial(url, name string, opts ...nats.Option) (*nats.Conn, jetstream.JetStrea
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect %s: %w", url, err)
 	}
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(asyncAnswerWait))
 	if err != nil {
 		nc.Close()
 		return nil, nil, fmt.Errorf("jetstream: %w", err)

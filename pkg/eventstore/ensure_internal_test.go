@@ -35,6 +35,11 @@ func TestEnsureRecognisesAStreamAsWanted(t *testing.T) {
 	if sameSettings(s.CachedInfo().Config, want) {
 		t.Fatal("a change of replicas went unnoticed")
 	}
+	want.Replicas = 1
+	want.Retention = jetstream.InterestPolicy // as a stream edited by hand
+	if sameSettings(s.CachedInfo().Config, want) {
+		t.Fatal("a change of retention went unnoticed: acked events would be removed")
+	}
 }
 
 // startJS starts a server for the test (an internal test cannot use

@@ -247,7 +247,8 @@ func (s *Store) Commit(ctx context.Context, writes ...Write) ([]uint64, error) {
 // of a bulk import's new leads, cost about one round trip instead of one
 // each. It returns each write's sequence or error; a refused expectation
 // is resolved as Commit resolves it. A write whose answer does not come
-// is sent again by Commit until ctx ends.
+// within an attempt's time is sent again by Commit until ctx ends, and
+// found when it was stored.
 func (s *Store) CommitEach(ctx context.Context, writes []Write) ([]uint64, []error) {
 	seqs := make([]uint64, len(writes))
 	errs := make([]error, len(writes))
@@ -273,6 +274,10 @@ func (s *Store) CommitEach(ctx context.Context, writes []Write) ([]uint64, []err
 			errs[i] = err
 		}
 	}
+	// Answers not in by one attempt's time are sent again through Commit,
+	// which also looks for a write stored whose answer was lost.
+	answerBy, stop := context.WithTimeout(ctx, attemptTimeout)
+	defer stop()
 	var wg sync.WaitGroup
 	for i, f := range futures {
 		if f == nil {
@@ -284,9 +289,12 @@ func (s *Store) CommitEach(ctx context.Context, writes []Write) ([]uint64, []err
 			seqs[i] = ack.Sequence
 			continue
 		case err = <-f.Err():
-		case <-ctx.Done():
-			errs[i] = &UnknownOutcomeError{Subject: writes[i].Subject, Err: ctx.Err()}
-			continue
+		case <-answerBy.Done():
+			if ctx.Err() != nil {
+				errs[i] = &UnknownOutcomeError{Subject: writes[i].Subject, Err: ctx.Err()}
+				continue
+			}
+			err = errNoAnswer
 		}
 		// Settle it the way Commit does: a refused expectation by looking
 		// for the write, no answer by sending it again.
@@ -308,6 +316,9 @@ func (s *Store) CommitEach(ctx context.Context, writes []Write) ([]uint64, []err
 	wg.Wait()
 	return seqs, errs
 }
+
+// errNoAnswer is a write of CommitEach not answered in an attempt's time.
+var errNoAnswer = errors.New("eventstore: no answer in time")
 
 // answeredOnly reports an error by which the server refused a write
 // for good: nothing was stored and sending it again changes nothing.

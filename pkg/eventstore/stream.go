@@ -219,6 +219,9 @@ func EnsureKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.K
 func sameSettings(have, want jetstream.StreamConfig) bool {
 	noLimit := func(n int64) int64 { return max(n, 0) } // 0 and -1 both mean none
 	return have.RePublish == nil && have.Mirror == nil && len(have.Sources) == 0 && have.SubjectTransform == nil &&
+		// Interest or work-queue retention removes what consumers acked,
+		// DenyDelete or not.
+		have.Retention == want.Retention && have.Sealed == want.Sealed && have.NoAck == want.NoAck &&
 		have.MaxAge == want.MaxAge &&
 		noLimit(have.MaxMsgs) == noLimit(want.MaxMsgs) &&
 		noLimit(have.MaxBytes) == noLimit(want.MaxBytes) &&
