@@ -264,6 +264,18 @@ func TestCommandsOnALeadOwedReplaysWriteThemFirst(t *testing.T) {
 		}
 	}
 
+	// A lead merged into it whose person withdrew: the withdrawal the
+	// merge carries in is newer than the grant the rest gives back, which
+	// is written first.
+	a, release = owed("into", keeper, none, func(a string) { e.setConsent(t, a, emailChannel, granted) })
+	withdrew := e.capture(t, lead("withdrew@owed.example")).GetLeadId()
+	e.setConsent(t, withdrew, emailChannel, withdrawn)
+	merge(a, withdrew)
+	release()
+	if got := consentOf(e.getLead(t, a), emailChannel); got != withdrawn {
+		t.Errorf("email consent %v after a merge carried a withdrawal in, once the unmerge is done, want withdrawn", got)
+	}
+
 	// Exported: every activity its person sent is in the export.
 	a, release = owed("export", keeper, none, none)
 	x, err := e.client.ExportLead(ctx, &intakev1.ExportLeadRequest{LeadId: a})

@@ -17,7 +17,7 @@ import (
 func TestCandidateCutShortIsCompletedPastTheDuplicatesWindow(t *testing.T) {
 	const window = 200 * time.Millisecond
 	var cut atomic.Bool
-	f := newFixtureWith(t, eventstore.StreamConfig{Duplicates: window}, func(f *fixture, p app.CrashPoint) {
+	f := newFixtureWith(t, eventstore.StreamConfig{Duplicates: window}, func(f *fixture, p app.CrashPoint, _ string) {
 		if p == app.AfterFirstCandidate && cut.CompareAndSwap(false, true) {
 			f.leads.crashNext.Store(true) // the other lead's event fails, once
 		}

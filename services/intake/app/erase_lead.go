@@ -97,7 +97,15 @@ func (a *App) erase(ctx context.Context, leadID, survivor, reason string, meta e
 		}
 		if depth > 0 {
 			for _, absorbed := range view.Absorbed {
-				if _, err := a.erase(ctx, absorbed, leadID, reason, meta, depth-1); err != nil {
+				_, err := a.erase(ctx, absorbed, leadID, reason, meta, depth-1)
+				var unfinished *unfinishedErasure
+				if errors.As(err, &unfinished) {
+					// Erased, its keys shredded; its timer finishes the
+					// releases. This lead must not stay readable meanwhile.
+					a.log.WarnContext(ctx, "erasure of a merged lead not finished; its timer retries", "lead", absorbed, "err", err)
+					continue
+				}
+				if err != nil {
 					return Written{}, fmt.Errorf("erase %s, merged into %s: %w", absorbed, leadID, err)
 				}
 			}
@@ -157,10 +165,20 @@ func (a *App) erase(ctx context.Context, leadID, survivor, reason string, meta e
 		a.passed(AfterErased, leadID)
 		// recs is the whole history before LeadErased: the append
 		// checked it, so every key it names is here.
-		return Written{Version: nv}, a.finishErase(ctx, leadID, released, sealedKeyIDs(recs), ev.GetEventId())
+		if err := a.finishErase(ctx, leadID, released, sealedKeyIDs(recs), ev.GetEventId()); err != nil {
+			return Written{Version: nv}, &unfinishedErasure{err}
+		}
+		return Written{Version: nv}, nil
 	}
 	return Written{}, fmt.Errorf("lead %s: %w after %d races", leadID, eventstore.ErrConflict, maxRaces)
 }
+
+// unfinishedErasure is an erasure committed whose shredding or releases
+// failed: its timer finishes them.
+type unfinishedErasure struct{ err error }
+
+func (e *unfinishedErasure) Error() string { return "erasure stored, not finished: " + e.err.Error() }
+func (e *unfinishedErasure) Unwrap() error { return e.err }
 
 // mergedErasable refuses the erasure of a lead merged into survivor:
 // what was captured of the person since the merge is sealed on the

@@ -135,14 +135,40 @@ func TestErasureFinishIsScheduledAfterItsCommit(t *testing.T) {
 	}
 }
 
-// A survivor's erasure cut short after the lead merged into it was
-// erased (its releases failed) leaves the survivor as it was: readable,
-// not shown erased, though what came through the erased lead opens no
-// more. Asking again finishes it.
-func TestASurvivorsErasureCutShortIsNotShownErased(t *testing.T) {
+// A survivor's erasure whose merged lead's releases fail goes on: the
+// merged lead is erased (its keys shredded, its timer finishes the
+// releases), and the survivor is erased too, nothing of it readable,
+// though the call answers the failure. It used to stop before the
+// survivor's LeadErased, which left it readable with no timer to finish.
+func TestASurvivorsErasureGoesOnPastAMergedLeadsFailedRelease(t *testing.T) {
 	f := newFixture(t)
 	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
-	survivor, absorbed := captured(t, f.app, "s@cut-short.example"), captured(t, f.app, "a@cut-short.example")
+	survivor, absorbed := captured(t, f.app, "s@release-down.example"), captured(t, f.app, "a@release-down.example")
+	if _, err := f.app.MergeLeads(ctx, app.MergeLeads{Survivor: survivor, Absorbed: absorbed, Reason: "one person"}, meta); err != nil {
+		t.Fatal(err)
+	}
+	down := app.New(unreleasing{f.leads.Leads}, adapters.NewCampaigns(f.store), f.keys)
+	if _, err := down.EraseLead(ctx, app.EraseLead{LeadID: survivor, Reason: "request"}, meta); !errors.Is(err, errReleaseDown) {
+		t.Fatalf("erasure with releases down: %v, want %v", err, errReleaseDown)
+	}
+	if v, err := f.app.GetLead(ctx, survivor); err != nil || !v.Erased || v.Contact != nil {
+		t.Fatalf("the survivor after its merged lead's releases failed: %+v, %v; want it erased, nothing readable", v, err)
+	}
+}
+
+// A survivor's erasure cut short (a crash) after the lead merged into it
+// was erased leaves the survivor as it was: readable, not shown erased,
+// though what came through the erased lead opens no more. Asking again
+// finishes it.
+func TestASurvivorsErasureCutShortIsNotShownErased(t *testing.T) {
+	var survivor, absorbed string
+	f := newFixtureWith(t, eventstore.StreamConfig{}, func(f *fixture, p app.CrashPoint, lead string) {
+		if p == app.AfterErased && lead == absorbed {
+			f.leads.crashNext.Store(true) // the survivor's LeadErased is not stored
+		}
+	})
+	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
+	survivor, absorbed = captured(t, f.app, "s@cut-short.example"), captured(t, f.app, "a@cut-short.example")
 	if _, err := f.app.MergeLeads(ctx, app.MergeLeads{Survivor: survivor, Absorbed: absorbed, Reason: "one person"}, meta); err != nil {
 		t.Fatal(err)
 	}
@@ -151,9 +177,8 @@ func TestASurvivorsErasureCutShortIsNotShownErased(t *testing.T) {
 	if r, err := f.app.CaptureLead(ctx, through, meta); err != nil || r.LeadID != survivor {
 		t.Fatalf("capture through the absorbed lead: %+v, %v", r, err)
 	}
-	down := app.New(unreleasing{f.leads.Leads}, adapters.NewCampaigns(f.store), f.keys)
-	if _, err := down.EraseLead(ctx, app.EraseLead{LeadID: survivor, Reason: "request"}, meta); !errors.Is(err, errReleaseDown) {
-		t.Fatalf("erasure with releases down: %v, want %v", err, errReleaseDown)
+	if _, err := f.app.EraseLead(ctx, app.EraseLead{LeadID: survivor, Reason: "request"}, meta); !errors.Is(err, errCrash) {
+		t.Fatalf("erasure cut short: %v, want %v", err, errCrash)
 	}
 	v, err := f.app.GetLead(ctx, survivor)
 	if err != nil || v.Erased || v.Contact.GetFirstName() != "Ada" || v.Contact.GetEmail() != "s@cut-short.example" {

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -149,8 +150,14 @@ func (a *App) exportOne(ctx context.Context, leadID string, view LeadView) (Expo
 	_, subs := fold(leadID, recs)
 	out := Export{View: view}
 	for _, sub := range subs {
-		if sub.gone && a.givenBack(ctx, sub) {
-			continue // its person's export has it
+		if sub.gone {
+			back, err := a.sealedFor(ctx, sub.via, sub.sealed)
+			if err != nil {
+				return Export{}, err
+			}
+			if back {
+				continue // its person's export has it
+			}
 		}
 		es := exportedSubmission(sub)
 		if !view.Erased {
@@ -174,7 +181,11 @@ func (a *App) exportOne(ctx context.Context, leadID string, view LeadView) (Expo
 			out.Notes = append(out.Notes, notes...)
 		}
 	}
-	for _, r := range a.heldActivities(ctx, leadID, recs) {
+	held, err := a.heldActivities(ctx, leadID, recs)
+	if err != nil {
+		return Export{}, err
+	}
+	for _, r := range held {
 		act := r.Event.GetActivityRecorded()
 		detail, err := a.openDetail(ctx, leadID, r, act, view.Erased)
 		if err != nil {
@@ -185,41 +196,48 @@ func (a *App) exportOne(ctx context.Context, leadID string, view LeadView) (Expo
 	return out, nil
 }
 
-// givenBack reports whether the unmerge that took sub from the survivor
-// replayed it on the lead it came through: only what is sealed with that
-// lead's key (stored since 2026-12-05) could be. One sealed with the
-// survivor's key stayed with it, and its export shows it.
-func (a *App) givenBack(ctx context.Context, sub submission) bool {
-	return a.sealedFor(ctx, sub.via, sub.sealed)
-}
-
 // sealedFor reports whether sealed data opens with via's key (or is
-// none): what an unmerge gives back to via.
-func (a *App) sealedFor(ctx context.Context, via string, sealed []byte) bool {
+// none, or via's keys are shredded): what an unmerge gives back to via,
+// stored since 2026-12-05; one sealed with the survivor's key stayed with
+// it. An error that says neither (the vault out of reach) is returned:
+// an export must not leave the item out as given back.
+func (a *App) sealedFor(ctx context.Context, via string, sealed []byte) (bool, error) {
 	if len(sealed) == 0 {
-		return true
+		return true, nil
 	}
 	_, err := a.keys.Open(ctx, via, sealed)
-	return !errors.Is(err, vault.ErrCorrupt) && !errors.Is(err, vault.ErrNoKey)
+	switch {
+	case err == nil, errors.Is(err, vault.ErrShredded):
+		return true, nil
+	case errors.Is(err, vault.ErrCorrupt), errors.Is(err, vault.ErrNoKey):
+		return false, nil
+	}
+	return false, err
 }
 
 // heldActivities are the ActivityRecorded events of recs, leadID's
 // history, that no unmerge gave back: one whose detail is sealed with
 // the survivor's key (older) stayed with it, as for submissions.
-func (a *App) heldActivities(ctx context.Context, leadID string, recs []eventstore.Record) []eventstore.Record {
+func (a *App) heldActivities(ctx context.Context, leadID string, recs []eventstore.Record) ([]eventstore.Record, error) {
 	var out []eventstore.Record
+	var failed error
 	for _, r := range recs {
 		if u := r.Event.GetLeadUnmerged(); u != nil && u.GetSurvivorLeadId() == leadID {
 			out = slices.DeleteFunc(out, func(x eventstore.Record) bool {
 				act := x.Event.GetActivityRecorded()
-				return envelope.GivenBack(u, act.GetMergedFrom()) && a.sealedFor(ctx, act.GetMergedFrom(), act.GetSealedDetail())
+				if !envelope.GivenBack(u, act.GetMergedFrom()) {
+					return false
+				}
+				back, err := a.sealedFor(ctx, act.GetMergedFrom(), act.GetSealedDetail())
+				failed = cmp.Or(failed, err)
+				return back
 			})
 		}
 		if r.Event.GetActivityRecorded() != nil {
 			out = append(out, r)
 		}
 	}
-	return out
+	return out, failed
 }
 
 // exportVia adds to out what each survivor up the chain from into holds
@@ -241,7 +259,11 @@ func (a *App) exportVia(ctx context.Context, family map[string]bool, into string
 			es.Personal, es.StoredOn = p, lead
 			out.Submissions = append(out.Submissions, es)
 		}
-		for _, r := range a.heldActivities(ctx, lead, recs) {
+		held, err := a.heldActivities(ctx, lead, recs)
+		if err != nil {
+			return err
+		}
+		for _, r := range held {
 			act := r.Event.GetActivityRecorded()
 			if act.GetMergedFrom() == "" || !family[act.GetMergedFrom()] {
 				continue

@@ -49,14 +49,20 @@ type Merged struct {
 // merged into a lead that is not an MQL, in sales or won, one with an
 // open opportunity or with merges
 // below it as deep as a capture follows, or whose unmerge is still
-// giving it back what came through it, a merged or erased survivor),
+// giving it back what came through it, a merged or erased survivor, or
+// one whose unmerge is),
 // eventstore.ErrConflict after repeated races.
 func (a *App) MergeLeads(ctx context.Context, in MergeLeads, meta envelope.Meta) (Merged, error) {
 	if err := checkPair(in); err != nil {
 		return Merged{}, err
 	}
-	if err := a.FinishUnmerge(ctx, in.Absorbed); err != nil {
-		return Merged{}, err
+	// What an unmerge still owes either lead is written first: owed to
+	// the survivor and written after the merge, an older word of its
+	// person would stand over what the merge carries in.
+	for _, lead := range []string{in.Survivor, in.Absorbed} {
+		if err := a.FinishUnmerge(ctx, lead); err != nil {
+			return Merged{}, err
+		}
 	}
 	meta.Actor = meta.ActorOr(in.Actor)
 	payload := &eventv1.LeadMerged{SurvivorLeadId: in.Survivor, AbsorbedLeadId: in.Absorbed, Reason: in.Reason}
@@ -80,8 +86,12 @@ func (a *App) MergeLeads(ctx context.Context, in MergeLeads, meta envelope.Meta)
 				in.Absorbed, depth, maxMergeDepth)}
 		}
 		// Absorbed now, what its unmerge still owes it could go nowhere
-		// (an unmerge's first commit that landed since FinishUnmerge).
+		// (an unmerge's first commit that landed since FinishUnmerge);
+		// the survivor's would come after what the merge carries in.
 		if err := a.refuseOwed(ctx, lifecycle.Merge, in.Absorbed, aState, aRecs); err != nil {
+			return nil, nil, err
+		}
+		if err := a.refuseOwed(ctx, lifecycle.Merge, in.Survivor, sState, sRecs); err != nil {
 			return nil, nil, err
 		}
 		switch aState.Status {

@@ -81,7 +81,7 @@ func newFixture(t *testing.T) *fixture {
 
 // newFixtureWith is newFixture on a stream of cfg, its app told of crash
 // points through at (nil: not told).
-func newFixtureWith(t *testing.T, cfg eventstore.StreamConfig, at func(f *fixture, p app.CrashPoint)) *fixture {
+func newFixtureWith(t *testing.T, cfg eventstore.StreamConfig, at func(f *fixture, p app.CrashPoint, lead string)) *fixture {
 	t.Helper()
 	n := testenv.StartNATS(t)
 	ctx := context.Background()
@@ -96,7 +96,7 @@ func newFixtureWith(t *testing.T, cfg eventstore.StreamConfig, at func(f *fixtur
 	f := &fixture{leads: &crashing{Leads: adapters.NewLeads(store)}, store: store, keys: keys, nats: n}
 	var opts []app.Option
 	if at != nil {
-		opts = append(opts, app.WithCrashPoints(func(p app.CrashPoint, _ string) { at(f, p) }))
+		opts = append(opts, app.WithCrashPoints(func(p app.CrashPoint, lead string) { at(f, p, lead) }))
 	}
 	f.app = app.New(f.leads, adapters.NewCampaigns(store), keys, opts...)
 	return f

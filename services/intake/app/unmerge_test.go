@@ -1,6 +1,8 @@
 package app_test
 
 import (
+	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +14,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/services/intake/adapters"
 	"github.com/leadflow/leadflow/services/intake/app"
 	"github.com/leadflow/leadflow/services/intake/form"
 )
@@ -489,6 +492,26 @@ func testAnOlderSubmissionAnUnmergeLeft(t *testing.T, leadKey bool) {
 	if count["Legacyzq"] != 1 || count["legacy-detail-zq"] != 1 {
 		t.Fatalf("the older submission is in %d exports and the activity in %d, want 1 each (the survivor's)", count["Legacyzq"], count["legacy-detail-zq"])
 	}
+	// With the vault out of reach for the lead it came through, nothing
+	// says whether it was given back: the export fails rather than leave
+	// it out.
+	flaky := app.New(f.leads.Leads, adapters.NewCampaigns(f.store), unopenable{Keys: f.keys, lead: a})
+	if x, err := flaky.ExportLead(ctx, s); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("the survivor's export with %s's keys out of reach: %v, %v; want the failure", a, exportTexts(x), err)
+	}
+}
+
+// unopenable is a vault that cannot be reached for lead's keys.
+type unopenable struct {
+	app.Keys
+	lead string
+}
+
+func (u unopenable) Open(ctx context.Context, leadID string, sealed []byte) ([]byte, error) {
+	if leadID == u.lead {
+		return nil, context.DeadlineExceeded
+	}
+	return u.Keys.Open(ctx, leadID, sealed)
 }
 
 // named captures a new person of that email and first name and returns
