@@ -3,6 +3,7 @@ package eventstore
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -126,3 +127,47 @@ type silent struct{ m *nats.Msg }
 func (s silent) Ok() <-chan *jetstream.PubAck { return nil }
 func (s silent) Err() <-chan error            { return nil }
 func (s silent) Msg() *nats.Msg               { return s.m }
+
+// Once one answer is late, the writes answered by then are not sent
+// again: only the late one is settled through Commit.
+func TestCommitEachSendsAgainOnlyWhatIsUnanswered(t *testing.T) {
+	s, _ := storeOfOne(t)
+	js := &firstSilent{JetStream: s.js}
+	s.js = js
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	writes := make([]Write, 200)
+	for i := range writes {
+		lead := uuid.NewString()
+		writes[i] = Write{Subject: LeadSubject(lead), Event: webVisit(t, lead)}
+	}
+	seqs, errs := s.CommitEach(ctx, writes)
+	for i := range writes {
+		if errs[i] != nil || seqs[i] == 0 {
+			t.Fatalf("write %d: %d, %v", i, seqs[i], errs[i])
+		}
+	}
+	if n := js.syncs.Load(); n != 1 {
+		t.Fatalf("%d writes sent again, want the one unanswered", n)
+	}
+}
+
+// firstSilent stores every asynchronous publish but never answers the
+// first; it counts the synchronous ones.
+type firstSilent struct {
+	jetstream.JetStream
+	async, syncs atomic.Int32
+}
+
+func (q *firstSilent) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	f, err := q.JetStream.PublishMsgAsync(m, opts...)
+	if err != nil || q.async.Add(1) > 1 {
+		return f, err
+	}
+	return silent{m}, nil
+}
+
+func (q *firstSilent) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	q.syncs.Add(1)
+	return q.JetStream.PublishMsg(ctx, m, opts...)
+}

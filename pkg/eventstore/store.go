@@ -278,6 +278,7 @@ func (s *Store) CommitEach(ctx context.Context, writes []Write) ([]uint64, []err
 	// which also looks for a write stored whose answer was lost.
 	answerBy, stop := context.WithTimeout(ctx, attemptTimeout)
 	defer stop()
+	settling := make(chan struct{}, maxSettling)
 	var wg sync.WaitGroup
 	for i, f := range futures {
 		if f == nil {
@@ -290,11 +291,20 @@ func (s *Store) CommitEach(ctx context.Context, writes []Write) ([]uint64, []err
 			continue
 		case err = <-f.Err():
 		case <-answerBy.Done():
-			if ctx.Err() != nil {
-				errs[i] = &UnknownOutcomeError{Subject: writes[i].Subject, Err: ctx.Err()}
+			// An answer in by now wins over the timer (select picks at
+			// random among ready cases).
+			select {
+			case ack := <-f.Ok():
+				seqs[i] = ack.Sequence
 				continue
+			case err = <-f.Err():
+			default:
+				if ctx.Err() != nil {
+					errs[i] = &UnknownOutcomeError{Subject: writes[i].Subject, Err: ctx.Err()}
+					continue
+				}
+				err = errNoAnswer
 			}
-			err = errNoAnswer
 		}
 		// Settle it the way Commit does: a refused expectation by looking
 		// for the write, no answer by sending it again.
@@ -307,6 +317,8 @@ func (s *Store) CommitEach(ctx context.Context, writes []Write) ([]uint64, []err
 			continue
 		}
 		wg.Go(func() {
+			settling <- struct{}{}
+			defer func() { <-settling }()
 			var got []uint64
 			if got, errs[i] = settle(); errs[i] == nil {
 				seqs[i] = got[0]
@@ -316,6 +328,10 @@ func (s *Store) CommitEach(ctx context.Context, writes []Write) ([]uint64, []err
 	wg.Wait()
 	return seqs, errs
 }
+
+// maxSettling bounds the writes CommitEach settles through Commit at
+// once: when answers are slow, the server is too.
+const maxSettling = 64
 
 // errNoAnswer is a write of CommitEach not answered in an attempt's time.
 var errNoAnswer = errors.New("eventstore: no answer in time")

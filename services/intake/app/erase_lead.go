@@ -100,8 +100,9 @@ func (a *App) erase(ctx context.Context, leadID, survivor, reason string, meta e
 				_, err := a.erase(ctx, absorbed, leadID, reason, meta, depth-1)
 				var unfinished *unfinishedErasure
 				if errors.As(err, &unfinished) {
-					// Erased, its keys shredded; its timer finishes the
-					// releases. This lead must not stay readable meanwhile.
+					// Erased and its keys shredded (now or before); its timer
+					// finishes the releases. This lead must not stay
+					// readable meanwhile.
 					a.log.WarnContext(ctx, "erasure of a merged lead not finished; its timer retries", "lead", absorbed, "err", err)
 					continue
 				}
@@ -165,16 +166,14 @@ func (a *App) erase(ctx context.Context, leadID, survivor, reason string, meta e
 		a.passed(AfterErased, leadID)
 		// recs is the whole history before LeadErased: the append
 		// checked it, so every key it names is here.
-		if err := a.finishErase(ctx, leadID, released, sealedKeyIDs(recs), ev.GetEventId()); err != nil {
-			return Written{Version: nv}, &unfinishedErasure{err}
-		}
-		return Written{Version: nv}, nil
+		return Written{Version: nv}, a.finishErase(ctx, leadID, released, sealedKeyIDs(recs), ev.GetEventId())
 	}
 	return Written{}, fmt.Errorf("lead %s: %w after %d races", leadID, eventstore.ErrConflict, maxRaces)
 }
 
-// unfinishedErasure is an erasure committed whose shredding or releases
-// failed: its timer finishes them.
+// unfinishedErasure is an erasure committed and its keys shredded whose
+// identity releases failed: its timer finishes them. A failed shred is
+// not one: it leaves data readable, and the caller must hear of it.
 type unfinishedErasure struct{ err error }
 
 func (e *unfinishedErasure) Error() string { return "erasure stored, not finished: " + e.err.Error() }
@@ -308,16 +307,18 @@ func (a *App) finishErase(ctx context.Context, leadID string, released []*eventv
 	for i, id := range released {
 		keys[i] = ClaimKey{Kind: id.GetKind(), Token: id.GetToken()}
 	}
+	// Shredded: what is left undone releases identities, which hides no
+	// data (unfinishedErasure).
 	held, err := a.leads.Holders(ctx, keys...)
 	if err != nil {
-		return err
+		return &unfinishedErasure{err}
 	}
 	var errs []error
 	for _, k := range keys {
 		errs = append(errs, a.release(ctx, k, held[k], leadID, eventID))
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("release identities of %s: %w", leadID, err)
+		return &unfinishedErasure{fmt.Errorf("release identities of %s: %w", leadID, err)}
 	}
 	return nil
 }

@@ -147,13 +147,56 @@ func TestASurvivorsErasureGoesOnPastAMergedLeadsFailedRelease(t *testing.T) {
 	if _, err := f.app.MergeLeads(ctx, app.MergeLeads{Survivor: survivor, Absorbed: absorbed, Reason: "one person"}, meta); err != nil {
 		t.Fatal(err)
 	}
-	down := app.New(unreleasing{f.leads.Leads}, adapters.NewCampaigns(f.store), f.keys)
+	// The survivor's first append loses a race (an activity stored after
+	// the merged lead's erasure): the next try finds that lead erased,
+	// its releases still failing, and goes on too.
+	raced := false
+	down := app.New(unreleasing{f.leads.Leads}, adapters.NewCampaigns(f.store), f.keys, app.WithCrashPoints(func(p app.CrashPoint, lead string) {
+		if p == app.AfterErased && lead == absorbed && !raced {
+			raced = true
+			if _, err := f.app.RecordActivity(ctx, app.RecordActivity{LeadID: survivor, ActivityID: "between",
+				Type: eventv1.ActivityType_ACTIVITY_TYPE_WEB_VISIT}, meta); err != nil {
+				t.Error(err)
+			}
+		}
+	}))
 	if _, err := down.EraseLead(ctx, app.EraseLead{LeadID: survivor, Reason: "request"}, meta); !errors.Is(err, errReleaseDown) {
 		t.Fatalf("erasure with releases down: %v, want %v", err, errReleaseDown)
 	}
-	if v, err := f.app.GetLead(ctx, survivor); err != nil || !v.Erased || v.Contact != nil {
-		t.Fatalf("the survivor after its merged lead's releases failed: %+v, %v; want it erased, nothing readable", v, err)
+	if v, err := f.app.GetLead(ctx, survivor); err != nil || !v.Erased || v.Contact != nil || !raced {
+		t.Fatalf("the survivor after its merged lead's releases failed (raced %v): %+v, %v; want it erased, nothing readable", raced, v, err)
 	}
+}
+
+// A merged lead whose keys could not be shredded is not erased as far
+// as the caller goes: its data still opens, so the survivor's erasure
+// answers the failure, not success.
+func TestASurvivorsErasureAnswersAMergedLeadsFailedShred(t *testing.T) {
+	f := newFixture(t)
+	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
+	survivor, absorbed := captured(t, f.app, "s@shred-down.example"), captured(t, f.app, "a@shred-down.example")
+	if _, err := f.app.MergeLeads(ctx, app.MergeLeads{Survivor: survivor, Absorbed: absorbed, Reason: "one person"}, meta); err != nil {
+		t.Fatal(err)
+	}
+	down := app.New(f.leads.Leads, adapters.NewCampaigns(f.store), unshredding{Keys: f.keys, lead: absorbed})
+	if _, err := down.EraseLead(ctx, app.EraseLead{LeadID: survivor, Reason: "request"}, meta); !errors.Is(err, errShredDown) {
+		t.Fatalf("erasure with the merged lead's shred failing: %v, want %v", err, errShredDown)
+	}
+}
+
+var errShredDown = errors.New("keys unreachable")
+
+// unshredding is a vault whose shreds of lead's keys fail.
+type unshredding struct {
+	app.Keys
+	lead string
+}
+
+func (u unshredding) Shred(ctx context.Context, leadID string, keyIDs ...string) error {
+	if leadID == u.lead {
+		return errShredDown
+	}
+	return u.Keys.Shred(ctx, leadID, keyIDs...)
 }
 
 // A survivor's erasure cut short (a crash) after the lead merged into it
