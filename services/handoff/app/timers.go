@@ -563,14 +563,21 @@ func (a *App) absent(ctx context.Context, cfg *routing.Config, l *lead, t *event
 		return nil, err
 	}
 	to, cal := lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: d.RepID}, cfg.RepCalendar(d.RepID)
+	inactive := cfg.Inactive(rep)
 	switch {
 	case d.Queue != "":
 		to, cal = lifecycle.Owner{Kind: lifecycle.OwnerQueue, ID: d.Queue}, cfg.RepCalendar(rep)
+	case d.RepID == "" && inactive:
+		// The rep left, and neither the pool nor a manager takes it: the
+		// rules' fallback queue does, as for a lead no rep can take.
+		q := cfg.FallbackQueue()
+		d.Record.FallbackQueue, d.Record.Summary = q, d.Record.GetSummary()+"; to the fallback queue "+q
+		to, cal = lifecycle.Owner{Kind: lifecycle.OwnerQueue, ID: q}, cfg.RepCalendar(rep)
 	case d.RepID == "":
 		return nil, nil // nobody to take it (no manager): the deadline stands
 	}
 	why, cause := rep+" is out of office", eventv1.ReassignCause_REASSIGN_CAUSE_OUT_OF_OFFICE
-	if cfg.Inactive(rep) {
+	if inactive {
 		why, cause = rep+" is inactive", eventv1.ReassignCause_REASSIGN_CAUSE_REP_INACTIVE
 	}
 	re, err := a.reassignedEvent(cfg, l, st, to, cal, why, cause, d.Record, meta, now)

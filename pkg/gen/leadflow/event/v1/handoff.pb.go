@@ -286,7 +286,9 @@ const (
 	SLAEscalation_SLA_ESCALATION_MANAGER SLAEscalation = 3
 	// SLA_ESCALATION_RECYCLE: attempts exhausted, back to nurture.
 	SLAEscalation_SLA_ESCALATION_RECYCLE SLAEscalation = 4
-	// SLA_ESCALATION_REQUEUE: still no rep; queued again with a new deadline.
+	// SLA_ESCALATION_REQUEUE: still no rep at a queued lead's route deadline:
+	// it stays queued, its deadline where it was, and routing keeps trying
+	// (no LeadQueued follows the breach).
 	SLAEscalation_SLA_ESCALATION_REQUEUE SLAEscalation = 5
 )
 
