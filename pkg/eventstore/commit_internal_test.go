@@ -171,3 +171,36 @@ func (q *firstSilent) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetst
 	q.syncs.Add(1)
 	return q.JetStream.PublishMsg(ctx, m, opts...)
 }
+
+// With the server answering nothing, every write of a large CommitEach
+// is an unknown outcome (each was sent), also those that waited for a
+// turn to be settled until the deadline.
+func TestCommitEachWithNoAnswersIsUnknownForEveryWrite(t *testing.T) {
+	s, _ := storeOfOne(t)
+	s.js = deaf{s.js}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	writes := make([]Write, 200)
+	for i := range writes {
+		lead := uuid.NewString()
+		writes[i] = Write{Subject: LeadSubject(lead), Event: webVisit(t, lead)}
+	}
+	_, errs := s.CommitEach(ctx, writes)
+	for i, err := range errs {
+		if !errors.Is(err, ErrUnknownOutcome) {
+			t.Fatalf("write %d: %v, want an unknown outcome", i, err)
+		}
+	}
+}
+
+// deaf sends nothing and answers nothing until the caller gives up.
+type deaf struct{ jetstream.JetStream }
+
+func (d deaf) PublishMsgAsync(m *nats.Msg, _ ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	return silent{m}, nil
+}
+
+func (d deaf) PublishMsg(ctx context.Context, _ *nats.Msg, _ ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}

@@ -316,11 +316,21 @@ func (s *Store) CommitEach(ctx context.Context, writes []Write) ([]uint64, []err
 			errs[i] = fmt.Errorf("commit %s: %w", writes[i].Subject, err)
 			continue
 		}
+		unanswered := errors.Is(err, errNoAnswer)
 		wg.Go(func() {
-			settling <- struct{}{}
+			select {
+			case settling <- struct{}{}:
+			case <-ctx.Done():
+				// Sent, never settled: it may be stored.
+				errs[i] = &UnknownOutcomeError{Subject: writes[i].Subject, Err: ctx.Err()}
+				return
+			}
 			defer func() { <-settling }()
-			var got []uint64
-			if got, errs[i] = settle(); errs[i] == nil {
+			got, err := settle()
+			if err != nil && unanswered && ctx.Err() != nil && !errors.Is(err, ErrUnknownOutcome) {
+				err = &UnknownOutcomeError{Subject: writes[i].Subject, Err: err}
+			}
+			if errs[i] = err; err == nil {
 				seqs[i] = got[0]
 			}
 		})

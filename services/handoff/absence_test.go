@@ -160,26 +160,6 @@ func TestAnInactiveRepHandsOnUnacceptedLeads(t *testing.T) {
 	}
 }
 
-// A rep made inactive whom neither the pool nor a manager can replace
-// (pool us is dan alone; team us has no manager) hands the lead to the
-// rules' fallback queue: it is not left with a rep who left.
-func TestAnInactiveRepNobodyReplacesHandsOnToTheFallbackQueue(t *testing.T) {
-	w, s := withAcceptSLA(t, time.Hour, eventv1.SLAEscalation_SLA_ESCALATION_MANAGER)
-	id := w.mql(t, &eventv1.Profile{Country: "US", Industry: "software", EmailDomain: uuid.NewString()[:8] + ".example"})
-	if owner := ownerOf(w.waitFor(t, id, "LeadAssigned", 1)[0]); owner != "dan" {
-		t.Fatalf("routed to %s, want dan", owner)
-	}
-	if _, err := s.client.PutRep(ctxT(t), &handoffv1.PutRepRequest{Rep: &eventv1.Rep{RepId: "dan", TeamId: "us", Capacity: 10}, ChangedBy: ops}); err != nil {
-		t.Fatal(err)
-	}
-	w.waitFor(t, id, "LeadReassigned", 1)
-	r := last(ofType(w.events(t, id), "LeadReassigned")).GetLeadReassigned()
-	if r.GetCause() != eventv1.ReassignCause_REASSIGN_CAUSE_REP_INACTIVE || r.GetTo().GetKind() != eventv1.OwnerKind_OWNER_KIND_QUEUE ||
-		r.GetTo().GetId() != "sales-fallback" || r.GetDecision().GetFallbackQueue() != "sales-fallback" {
-		t.Fatalf("handed on %v to %v (decision %v), want to the fallback queue as the rep is inactive", r.GetCause(), r.GetTo(), r.GetDecision())
-	}
-}
-
 // An absence recorded ahead, starting before a lead's acceptance
 // deadline, hands the lead on when it starts, not before, and not at all
 // once withdrawn: whether the lead came before or after the absence was

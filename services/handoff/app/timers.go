@@ -567,12 +567,6 @@ func (a *App) absent(ctx context.Context, cfg *routing.Config, l *lead, t *event
 	switch {
 	case d.Queue != "":
 		to, cal = lifecycle.Owner{Kind: lifecycle.OwnerQueue, ID: d.Queue}, cfg.RepCalendar(rep)
-	case d.RepID == "" && inactive:
-		// The rep left, and neither the pool nor a manager takes it: the
-		// rules' fallback queue does, as for a lead no rep can take.
-		q := cfg.FallbackQueue()
-		d.Record.FallbackQueue, d.Record.Summary = q, d.Record.GetSummary()+"; to the fallback queue "+q
-		to, cal = lifecycle.Owner{Kind: lifecycle.OwnerQueue, ID: q}, cfg.RepCalendar(rep)
 	case d.RepID == "":
 		return nil, nil // nobody to take it (no manager): the deadline stands
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -151,7 +152,8 @@ func TestASurvivorsErasureGoesOnPastAMergedLeadsFailedRelease(t *testing.T) {
 	// the merged lead's erasure): the next try finds that lead erased,
 	// its releases still failing, and goes on too.
 	raced := false
-	down := app.New(unreleasing{f.leads.Leads}, adapters.NewCampaigns(f.store), f.keys, app.WithCrashPoints(func(p app.CrashPoint, lead string) {
+	later := &laterLeads{}
+	down := app.New(unreleasing{f.leads.Leads}, adapters.NewCampaigns(f.store), f.keys, app.WithLater(later, time.Minute), app.WithCrashPoints(func(p app.CrashPoint, lead string) {
 		if p == app.AfterErased && lead == absorbed && !raced {
 			raced = true
 			if _, err := f.app.RecordActivity(ctx, app.RecordActivity{LeadID: survivor, ActivityID: "between",
@@ -166,6 +168,51 @@ func TestASurvivorsErasureGoesOnPastAMergedLeadsFailedRelease(t *testing.T) {
 	if v, err := f.app.GetLead(ctx, survivor); err != nil || !v.Erased || v.Contact != nil || !raced {
 		t.Fatalf("the survivor after its merged lead's releases failed (raced %v): %+v, %v; want it erased, nothing readable", raced, v, err)
 	}
+	// Twice with its commit, and again when the second pass found it
+	// erased (a timer that fired may be spent).
+	if n := later.count(absorbed); n < 3 {
+		t.Fatalf("the merged lead's finish scheduled %d times, want once more on the second pass", n)
+	}
+	// Without timers nothing would finish it: the caller hears of it,
+	// and the survivor is not erased past it.
+	other, gone := captured(t, f.app, "s2@release-down.example"), captured(t, f.app, "a2@release-down.example")
+	if _, err := f.app.MergeLeads(ctx, app.MergeLeads{Survivor: other, Absorbed: gone, Reason: "one person"}, meta); err != nil {
+		t.Fatal(err)
+	}
+	bare := app.New(unreleasing{f.leads.Leads}, adapters.NewCampaigns(f.store), f.keys)
+	if _, err := bare.EraseLead(ctx, app.EraseLead{LeadID: other, Reason: "request"}, meta); !errors.Is(err, errReleaseDown) {
+		t.Fatalf("erasure without timers, releases down: %v, want %v", err, errReleaseDown)
+	}
+	if v, err := f.app.GetLead(ctx, other); err != nil || v.Erased {
+		t.Fatalf("the survivor, its merged lead unfinished and no timer: %+v, %v; want it not erased", v, err)
+	}
+}
+
+// laterLeads records the leads whose erasure's finish is scheduled.
+type laterLeads struct {
+	mu    sync.Mutex
+	leads []string
+}
+
+func (*laterLeads) FinishUnmerge(context.Context, string, time.Time) error { return nil }
+
+func (l *laterLeads) FinishErase(_ context.Context, leadID string, _ time.Time) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.leads = append(l.leads, leadID)
+	return nil
+}
+
+func (l *laterLeads) count(leadID string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, x := range l.leads {
+		if x == leadID {
+			n++
+		}
+	}
+	return n
 }
 
 // A merged lead whose keys could not be shredded is not erased as far
