@@ -204,3 +204,47 @@ func (d deaf) PublishMsg(ctx context.Context, _ *nats.Msg, _ ...jetstream.Publis
 	<-ctx.Done()
 	return nil, ctx.Err()
 }
+
+// A write whose send failed with its connection (it may be stored) and
+// whose settling meets only "no responders" until the deadline is an
+// unknown outcome, not a plain failure.
+func TestCommitEachAfterADroppedConnectionIsUnknown(t *testing.T) {
+	s, _ := storeOfOne(t)
+	s.js = dropped{s.js}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	writes := make([]Write, 10)
+	for i := range writes {
+		lead := uuid.NewString()
+		writes[i] = Write{Subject: LeadSubject(lead), Event: webVisit(t, lead)}
+	}
+	_, errs := s.CommitEach(ctx, writes)
+	for i, err := range errs {
+		if !errors.Is(err, ErrUnknownOutcome) {
+			t.Fatalf("write %d: %v, want an unknown outcome", i, err)
+		}
+	}
+}
+
+// dropped fails every asynchronous publish with its connection and
+// answers every synchronous one "no responders".
+type dropped struct{ jetstream.JetStream }
+
+func (d dropped) PublishMsgAsync(m *nats.Msg, _ ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	errs := make(chan error, 1)
+	errs <- nats.ErrDisconnected
+	return failed{m, errs}, nil
+}
+
+func (d dropped) PublishMsg(context.Context, *nats.Msg, ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	return nil, nats.ErrNoResponders
+}
+
+type failed struct {
+	m    *nats.Msg
+	errs chan error
+}
+
+func (f failed) Ok() <-chan *jetstream.PubAck { return nil }
+func (f failed) Err() <-chan error            { return f.errs }
+func (f failed) Msg() *nats.Msg               { return f.m }

@@ -316,7 +316,10 @@ func (s *Store) CommitEach(ctx context.Context, writes []Write) ([]uint64, []err
 			errs[i] = fmt.Errorf("commit %s: %w", writes[i].Subject, err)
 			continue
 		}
-		unanswered := errors.Is(err, errNoAnswer)
+		// Sent and not answered (no answer in time, a dropped
+		// connection): it may be stored.
+		answered, _ := classify(err)
+		unanswered := !answered
 		wg.Go(func() {
 			select {
 			case settling <- struct{}{}:

@@ -74,7 +74,7 @@ func (a *App) erase(ctx context.Context, leadID, survivor, reason string, meta e
 		state, version := stateOf(recs)
 		view, subs := fold(leadID, recs)
 		if state.Status == lifecycle.StatusErased {
-			return Written{Version: version, Replayed: true}, a.retried(ctx, leadID, a.finishRecorded(ctx, leadID, recs))
+			return Written{Version: version, Replayed: true}, a.retried(ctx, leadID, a.finishRecorded(ctx, leadID, recs), true)
 		}
 		// What an unmerge still owes the lead is on its survivor, sealed
 		// with this lead's keys: written first, the erasure finds them.
@@ -166,7 +166,8 @@ func (a *App) erase(ctx context.Context, leadID, survivor, reason string, meta e
 		a.passed(AfterErased, leadID)
 		// recs is the whole history before LeadErased: the append
 		// checked it, so every key it names is here.
-		return Written{Version: nv}, a.retried(ctx, leadID, a.finishErase(ctx, leadID, released, sealedKeyIDs(recs), ev.GetEventId()))
+		// Its timer was scheduled with the commit.
+		return Written{Version: nv}, a.retried(ctx, leadID, a.finishErase(ctx, leadID, released, sealedKeyIDs(recs), ev.GetEventId()), false)
 	}
 	return Written{}, fmt.Errorf("lead %s: %w after %d races", leadID, eventstore.ErrConflict, maxRaces)
 }
@@ -180,16 +181,20 @@ func (e *unfinishedErasure) Error() string { return "erasure stored, not finishe
 func (e *unfinishedErasure) Unwrap() error { return e.err }
 
 // retried keeps err an unfinishedErasure only while a timer will finish
-// leadID's erasure, scheduled again here (one that fired may be spent,
-// dead-lettered while the releases kept failing). Without timers, or when
-// scheduling fails, it is a plain error: the caller must hear of it.
-func (a *App) retried(ctx context.Context, leadID string, err error) error {
+// leadID's erasure: scheduled with its commit, or (again) here for one
+// erased before, whose timer may be spent (dead-lettered while the
+// releases kept failing). Without timers, or when scheduling fails, it
+// is a plain error: the caller must hear of it.
+func (a *App) retried(ctx context.Context, leadID string, err error, again bool) error {
 	var unfinished *unfinishedErasure
 	if !errors.As(err, &unfinished) {
 		return err
 	}
 	if a.later == nil {
 		return unfinished.err
+	}
+	if !again {
+		return err
 	}
 	if serr := a.later.FinishErase(ctx, leadID, a.now().Add(a.finishAfter)); serr != nil {
 		return errors.Join(unfinished.err, serr)
