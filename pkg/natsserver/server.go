@@ -76,8 +76,9 @@ type Server struct {
 // readyWithin bounds the wait for a started server's listeners. A
 // clustered node recovers its JetStream state before it listens: a
 // restarted node under the race detector on a busy 2-core machine once
-// took more than 10 s (TestEnsureWaitsForAQuorum).
-const readyWithin = 30 * time.Second
+// took more than 10 s (TestEnsureWaitsForAQuorum), and once more than
+// 30 s (TestReplicatedStreamOutlivesItsLeaders, in `.ci/run`).
+const readyWithin = 60 * time.Second
 
 // Start starts a server and waits until it accepts connections.
 func Start(cfg Config) (*Server, error) {
