@@ -176,11 +176,19 @@ func (q *firstSilent) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetst
 // is an unknown outcome (each was sent), also those that waited for a
 // turn to be settled until the deadline.
 func TestCommitEachWithNoAnswersIsUnknownForEveryWrite(t *testing.T) {
+	everyUnknown(t, func(js jetstream.JetStream) jetstream.JetStream { return deaf{js} }, 200)
+}
+
+// everyUnknown commits n writes through CommitEach on the store's
+// JetStream as wrap makes it, with 3 s to go, and wants each an unknown
+// outcome.
+func everyUnknown(t *testing.T, wrap func(jetstream.JetStream) jetstream.JetStream, n int) {
+	t.Helper()
 	s, _ := storeOfOne(t)
-	s.js = deaf{s.js}
+	s.js = wrap(s.js)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	writes := make([]Write, 200)
+	writes := make([]Write, n)
 	for i := range writes {
 		lead := uuid.NewString()
 		writes[i] = Write{Subject: LeadSubject(lead), Event: webVisit(t, lead)}
@@ -209,21 +217,7 @@ func (d deaf) PublishMsg(ctx context.Context, _ *nats.Msg, _ ...jetstream.Publis
 // whose settling meets only "no responders" until the deadline is an
 // unknown outcome, not a plain failure.
 func TestCommitEachAfterADroppedConnectionIsUnknown(t *testing.T) {
-	s, _ := storeOfOne(t)
-	s.js = dropped{s.js}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	writes := make([]Write, 10)
-	for i := range writes {
-		lead := uuid.NewString()
-		writes[i] = Write{Subject: LeadSubject(lead), Event: webVisit(t, lead)}
-	}
-	_, errs := s.CommitEach(ctx, writes)
-	for i, err := range errs {
-		if !errors.Is(err, ErrUnknownOutcome) {
-			t.Fatalf("write %d: %v, want an unknown outcome", i, err)
-		}
-	}
+	everyUnknown(t, func(js jetstream.JetStream) jetstream.JetStream { return dropped{js} }, 10)
 }
 
 // dropped fails every asynchronous publish with its connection and
