@@ -322,7 +322,7 @@ func TestBriefTellsTheAbsorbedLeadsStory(t *testing.T) {
 
 	absorbed := uuid.NewString()
 	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{
-		SealedPersonal: w.sealed(t, absorbed, &eventv1.Personal{Contact: &eventv1.Contact{Email: "ada@old.example"}}), Profile: dach(50),
+		SealedPersonal: w.sealed(t, absorbed, &eventv1.Personal{Contact: &eventv1.Contact{Email: "ada@old.example"}, Company: "Old Corp", Title: "VP Sales"}), Profile: dach(50),
 		Attribution: &eventv1.Attribution{Source: "webinar", CampaignId: "webinar-q1"}}, intakeActor)
 	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.RecordActivity}, &eventv1.ActivityRecorded{ActivityId: uuid.NewString(),
 		Type: eventv1.ActivityType_ACTIVITY_TYPE_DEMO_REQUEST, SealedDetail: w.sealedText(t, absorbed, "wants a demo for 40 seats")}, intakeActor)
@@ -361,6 +361,12 @@ func TestBriefTellsTheAbsorbedLeadsStory(t *testing.T) {
 	if rc := b.GetRecycles(); len(rc) != 1 || rc[0].GetDetail() != "NOT_READY: call back in spring" || rc[0].GetLeadId() != absorbed {
 		t.Errorf("recycles: %v", rc)
 	}
+	// The survivor's own form sealed no company: the absorbed lead's
+	// person told theirs, sealed with its key (over the clear one, as the
+	// lead's own would be).
+	if p := b.GetProfile(); p.GetCompany() != "Old Corp" || p.GetTitle() != "VP Sales" {
+		t.Errorf("profile %v: want the company and title the absorbed lead's person gave", p)
+	}
 	if b.GetStatus() != eventv1.LeadStatus_LEAD_STATUS_ASSIGNED || b.GetOwner().GetId() != newRep || b.GetJourney() != 1 {
 		t.Errorf("the survivor's own state: %v %v journey %d", b.GetStatus(), b.GetOwner(), b.GetJourney())
 	}
@@ -397,13 +403,13 @@ func TestBriefTellsTheAbsorbedLeadsStory(t *testing.T) {
 	// The absorbed lead erased (its keys not shredded yet): nothing of it
 	// is opened in the survivor's brief.
 	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Erase}, &eventv1.LeadErased{Reason: "access request"}, intakeActor)
-	if b := brief(); slices.ContainsFunc(details(b), func(d string) bool { return d != "" }) || b.GetProfile().GetCompany() == "Zeta Holdings" ||
+	if b := brief(); slices.ContainsFunc(details(b), func(d string) bool { return d != "" }) || b.GetProfile().GetCompany() != "Beispiel AG" ||
 		b.GetRejections()[0].GetNote() != "" {
 		t.Errorf("the absorbed lead erased: activities %v, company %q, rejection %v; want none of its words opened", details(b), b.GetProfile().GetCompany(), b.GetRejections())
 	}
 	// The unmerge gives it back with the absorbed lead.
 	w.fact(t, survivor, &eventv1.LeadUnmerged{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "two people"})
-	if b := brief(); len(details(b)) != 0 || b.GetProfile().GetCompany() == "Zeta Holdings" ||
+	if b := brief(); len(details(b)) != 0 || b.GetProfile().GetCompany() != "Beispiel AG" || b.GetProfile().GetTitle() != "" ||
 		b.GetProfile().GetCountry() != "DE" || b.GetProfile().GetEmployees() != 50 {
 		t.Errorf("after the unmerge: activities %v, profile %v; want none of the absorbed lead's", details(b), b.GetProfile())
 	}

@@ -213,20 +213,36 @@ func TestAMergedLeadIsRoutedOnTheMergedProfile(t *testing.T) {
 // owner of the account the absorbed lead's company address matches, as
 // that lead would have: the merge does not take the person from them.
 func TestAMergedLeadKeepsTheAbsorbedLeadsAccount(t *testing.T) {
+	company := dach(300)
+	company.EmailDomain = "acme.example"
+	routedToAcme(t, company, &eventv1.Personal{Contact: &eventv1.Contact{Email: "li@acme.example"}})
+}
+
+// So does one whose absorbed lead named the account's company on its
+// form (sealed with that lead's key) from an address no account has.
+func TestAMergedLeadKeepsTheAccountItsCompanyNames(t *testing.T) {
+	company := dach(300)
+	company.EmailDomain, company.Company = "li-consulting.example", ""
+	routedToAcme(t, company, &eventv1.Personal{Contact: &eventv1.Contact{Email: "li@li-consulting.example"}, Company: "Acme GmbH."})
+}
+
+// routedToAcme merges a lead captured with profile and personal into a
+// free-mail survivor, qualifies the survivor and wants it routed to the
+// account acme's owner.
+func routedToAcme(t *testing.T, profile *eventv1.Profile, personal *eventv1.Personal) {
+	t.Helper()
 	w := newWorld(t)
 	s := w.start(t)
 	routingSetup(t, s.client, 10)
 	survivor, absorbed := uuid.NewString(), uuid.NewString()
-	company := dach(300)
-	company.EmailDomain = "acme.example"
-	for id, p := range map[string]*eventv1.Profile{survivor: {EmailDomain: "gmail.com"}, absorbed: company} {
-		w.write(t, id, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{
-			SealedPersonal: w.sealed(t, id, &eventv1.Personal{Contact: &eventv1.Contact{Email: "li@" + p.GetEmailDomain()}}),
-			Profile:        p, Attribution: &eventv1.Attribution{Source: "web-form"}}, intakeActor)
-	}
+	w.write(t, survivor, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{
+		SealedPersonal: w.sealed(t, survivor, &eventv1.Personal{Contact: &eventv1.Contact{Email: "li@gmail.com"}}),
+		Profile:        &eventv1.Profile{EmailDomain: "gmail.com"}, Attribution: &eventv1.Attribution{Source: "web-form"}}, intakeActor)
+	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{
+		SealedPersonal: w.sealed(t, absorbed, personal), Profile: profile, Attribution: &eventv1.Attribution{Source: "web-form"}}, intakeActor)
 	payload := &eventv1.LeadMerged{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "one person"}
 	carried := proto.CloneOf(payload)
-	carried.AbsorbedProfile = company
+	carried.AbsorbedProfile = profile
 	w.fact(t, survivor, carried)
 	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Merge, Reason: survivor}, payload, intakeActor)
 	w.qualify(t, survivor)

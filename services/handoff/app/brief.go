@@ -160,11 +160,14 @@ func (a *App) HandoffBrief(ctx context.Context, leadID string) (Brief, error) {
 			if err != nil {
 				return Brief{}, fmt.Errorf("lead %s merged into %s: %w", id, leadID, err)
 			}
-			x, _, more := briefOf(id, recs)
+			x, told, more := briefOf(id, recs)
 			if x.State.Status == lifecycle.StatusErased {
 				erased[id] = true
 			}
 			b.absorb(x)
+			// Its person's own answers (company, title) are sealed with its
+			// key: beneath this lead's, as its profile is (envelope.Forms).
+			sealed = slices.Concat(throughMerged(id, told), sealed)
 			next = append(next, more...)
 		}
 		absorbed = next

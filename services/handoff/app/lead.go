@@ -80,6 +80,10 @@ type lead struct {
 	// opened is the company name unseal read from the sealed submissions,
 	// for routing only.
 	opened string
+	// mergedCompany are the company names unseal read from merged leads'
+	// own submissions (by lead id), for the decision it read them for:
+	// the next event clears them, so no fold keeps a merged person's name.
+	mergedCompany map[string]string
 	// owners are the reps that held the lead in this journey; rejectedBy
 	// those that rejected it, in any journey.
 	owners, rejectedBy []string
@@ -125,6 +129,7 @@ func foldLead(id string, recs []eventstore.Record) *lead {
 func (l *lead) apply(r eventstore.Record) {
 	ev := r.Event
 	l.version, l.lastEventID = r.Seq, ev.GetEventId()
+	l.mergedCompany = nil
 	before := l.state.Deadline
 	l.state = lifecycle.FromProto(ev.GetLifecycle())
 	// Only handoff's own commands' keys: another service's key (a form's,
@@ -285,9 +290,18 @@ func (l *lead) routingLead() routing.Lead {
 	}
 	var merged []*eventv1.Profile
 	for _, f := range l.forms.Layers {
-		if f.Via != "" {
-			merged = append(merged, f.Profile)
+		if f.Via == "" {
+			continue
 		}
+		m := f.Profile
+		if c := l.mergedCompany[f.Via]; c != "" && m.GetCompany() == "" {
+			m = proto.CloneOf(m)
+			if m == nil {
+				m = &eventv1.Profile{}
+			}
+			m.Company = c
+		}
+		merged = append(merged, m)
 	}
 	return routing.Lead{ID: l.id, Profile: p, Exclude: l.owners, Avoid: l.rejectedBy, Merged: merged}
 }
@@ -297,14 +311,42 @@ func (l *lead) routingLead() routing.Lead {
 // key). The name never goes into an event, and the fold keeps it only
 // until the lead's next submission or erasure (apply).
 func (a *App) unseal(ctx context.Context, cfg *routing.Config, l *lead) error {
-	if a.personal == nil || l.profile.GetCompany() != "" || l.opened != "" || len(l.sealed) == 0 || !cfg.NeedsCompany(l.profile) {
+	if a.personal == nil {
 		return nil
 	}
-	company, _, err := a.sealedProfile(ctx, l.id, l.sealed, false)
-	if err != nil {
-		return err
+	if l.profile.GetCompany() == "" && l.opened == "" && len(l.sealed) > 0 && cfg.NeedsCompany(l.profile) {
+		company, _, err := a.sealedProfile(ctx, l.id, l.sealed, false)
+		if err != nil {
+			return err
+		}
+		l.opened = company
 	}
-	l.opened = company
+	if acct, _ := cfg.MatchAccount(l.routingLead().Profile); acct != nil {
+		return nil
+	}
+	// A merged lead's person may have named their company on its own
+	// forms, sealed with its key on its events (read for this decision
+	// only; nothing of an erased one).
+	for _, f := range l.forms.Layers {
+		if f.Via == "" || f.Profile.GetCompany() != "" || !cfg.NeedsCompany(f.Profile) {
+			continue
+		}
+		m, err := a.load(ctx, f.Via)
+		if err != nil {
+			return fmt.Errorf("lead %s merged into %s: %w", f.Via, l.id, err)
+		}
+		if m.state.Status == lifecycle.StatusErased {
+			continue
+		}
+		company, _, err := a.sealedProfile(ctx, f.Via, m.sealed, false)
+		if err != nil {
+			return err
+		}
+		if l.mergedCompany == nil {
+			l.mergedCompany = map[string]string{}
+		}
+		l.mergedCompany[f.Via] = company
+	}
 	return nil
 }
 
@@ -397,6 +439,16 @@ func withoutVia(sealed []sealedData, u *eventv1.LeadUnmerged) []sealedData {
 		if !envelope.GivenBack(u, s.via) {
 			out = append(out, s)
 		}
+	}
+	return out
+}
+
+// throughMerged is a merged lead's sealed submissions as its survivor
+// opens them: its own with its key, the rest as they came to it.
+func throughMerged(id string, sealed []sealedData) []sealedData {
+	out := make([]sealedData, len(sealed))
+	for i, s := range sealed {
+		out[i] = sealedData{via: cmp.Or(s.via, id), b: s.b}
 	}
 	return out
 }

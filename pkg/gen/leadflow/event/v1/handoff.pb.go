@@ -1818,8 +1818,8 @@ type RoutingDecision struct {
 	// account_match says how: "domain <d>", or "company name" (the name
 	// itself is personal data and stays out of the decision); "domain <d>,
 	// a merged lead's" when the email domain of a lead merged into this one
-	// matched, its own profile matching none (a merged lead's company name
-	// is sealed with its key and not matched).
+	// matched, its own profile matching none, and "company name, a merged
+	// lead's" when the company that lead's own form named did.
 	AccountMatch string `protobuf:"bytes,4,opt,name=account_match,json=accountMatch,proto3" json:"account_match,omitempty"`
 	// pool_id is the pool of the rule that matched; for an account lead,
 	// or one assigned by hand, the pool an escalation from its rep goes to.
