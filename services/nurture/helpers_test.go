@@ -38,6 +38,9 @@ const stream = "LEADFLOW"
 type world struct {
 	nats  *testenv.NATS
 	store *eventstore.Store
+	// occurred, if set, is when the events the test writes occurred (a
+	// late sync); else when they are written.
+	occurred time.Time
 }
 
 func newWorld(t testing.TB) *world {
@@ -162,7 +165,7 @@ func (w *world) appendLead(ctx context.Context, p lifecycle.Policy, leadID strin
 			last := recs[len(recs)-1]
 			state, version = lifecycle.FromProto(last.Event.GetLifecycle()), last.Seq
 		}
-		meta := envelope.Meta{Actor: actor, CorrelationID: uuid.NewString()}
+		meta := envelope.Meta{Actor: actor, CorrelationID: uuid.NewString(), OccurredAt: w.occurred}
 		if _, ok := payload.(*eventv1.LeadScored); ok {
 			// As qualification does: caused by the fact it scores.
 			for _, r := range slices.Backward(recs) {

@@ -148,6 +148,14 @@ func testReengagementAndProgramEnd(t *testing.T, newWorld func(testing.TB) *worl
 		if err != nil || got.GetStatus() != eventv1.LeadStatus_LEAD_STATUS_MQL || got.GetCycle() != 2 {
 			t.Fatalf("after qualifying again: %v %v", got, err)
 		}
+		// Sent back "not now" before any routing in this journey: the
+		// recycle names no segment, not the first journey's.
+		w.write(t, qualified, lifecycle.Command{Name: lifecycle.Disqualify, Reason: "budget next year", NotNow: true},
+			&eventv1.LeadDisqualified{RuleId: "budget", Reason: "budget next year", NotNow: true})
+		evs = w.waitFor(t, qualified, "LeadRecycled", 2)
+		if r := ofType(evs, "LeadRecycled")[1].GetLeadRecycled(); r.GetSegment() != "" || r.GetCycle() != 2 {
+			t.Fatalf("the second journey's recycle: %v, want no segment, cycle 2", r)
+		}
 	})
 	t.Run("program ends", func(t *testing.T) {
 		// Rejected only now: its program lasts two seconds.
@@ -497,5 +505,29 @@ func TestInterestBehindManyOtherFactsReengages(t *testing.T) {
 	evs := w.waitFor(t, l, "LeadReengaged", 1)
 	if re := ofType(evs, "LeadReengaged")[0]; re.GetCausationId() != want.GetEventId() {
 		t.Fatalf("re-engagement %v, want one caused by the demo request %s", re, want.GetEventId())
+	}
+}
+
+// Interest that occurred before the lead was recycled, synced late (a
+// webinar platform's upload), was sales' to see: it re-engages nobody.
+// What occurs after the recycle does.
+func TestInterestThatOccurredBeforeTheRecycleIsNotJudged(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	putWebinars(t, s.client)
+	l := uuid.NewString()
+	w.accepted(t, l, "smb", 30)
+	rejected := w.reject(t, l, eventv1.RejectReason_REJECT_REASON_NOT_READY, "smb")
+	w.nurtured(t, l)
+	w.occurred = rejected.GetOccurredAt().AsTime().Add(-2 * time.Hour)
+	w.activity(t, l, webinar)
+	w.occurred = time.Time{}
+	w.settle(t, group)
+	if evs := w.events(t, l); len(ofType(evs, "LeadReengaged")) != 0 {
+		t.Fatalf("a webinar attended before the rejection re-engaged the lead: %v", types(evs))
+	}
+	now := w.activity(t, l, webinar)
+	if re := ofType(w.waitFor(t, l, "LeadReengaged", 1), "LeadReengaged")[0]; re.GetCausationId() != now.GetEventId() {
+		t.Fatalf("re-engagement %v, want one caused by the webinar since %s", re, now.GetEventId())
 	}
 }

@@ -41,6 +41,10 @@ func recyclePrograms() []*eventv1.NurtureProgram {
 			EntryRules: []*eventv1.NurtureEntryRule{{RuleId: "unreached", Causes: []eventv1.RecycleCause{eventv1.RecycleCause_RECYCLE_CAUSE_ATTEMPTS_EXHAUSTED},
 				Segments: []string{"smb"}}},
 			ExitRules: &eventv1.NurtureExitRules{ReengageOn: []eventv1.ActivityType{demo}, ReengageOnResubmission: true}},
+		{ProgramId: "smb-later", Name: "SMB, not now", Duration: days(90),
+			EntryRules: []*eventv1.NurtureEntryRule{{RuleId: "smb-not-now", Causes: []eventv1.RecycleCause{eventv1.RecycleCause_RECYCLE_CAUSE_NOT_READY},
+				Segments: []string{"smb"}}},
+			ExitRules: &eventv1.NurtureExitRules{ReengageOn: []eventv1.ActivityType{demo}}},
 		{ProgramId: "welcome", Name: "Welcome series", Duration: days(45),
 			EntryRules: []*eventv1.NurtureEntryRule{{RuleId: "never-qualified", Causes: []eventv1.RecycleCause{notQualified}}},
 			ExitRules:  &eventv1.NurtureExitRules{ReengageOn: []eventv1.ActivityType{demo, webinar}}},
@@ -54,6 +58,7 @@ type recycleCase struct {
 	cause   eventv1.RecycleCause
 	program string
 	rule    string
+	segment string // the recycle's routing segment
 	// recycledBy is the LeadRecycled someone else wrote (handoff), if so.
 	recycledBy *eventv1.Event
 }
@@ -83,28 +88,28 @@ func testEveryRecyclePath(t *testing.T, newWorld func(testing.TB) *world) {
 	l := id()
 	w.accepted(t, l, "smb", 30)
 	add(recycleCase{name: "rejected not ready", lead: l, source: w.reject(t, l, eventv1.RejectReason_REJECT_REASON_NOT_READY, "smb"),
-		cause: rejected, program: "smb-warm", rule: "smb-low"})
+		cause: rejected, program: "smb-warm", rule: "smb-low", segment: "smb"})
 	l = id()
 	w.accepted(t, l, "smb", 30)
 	add(recycleCase{name: "rejected bad data", lead: l, source: w.reject(t, l, eventv1.RejectReason_REJECT_REASON_BAD_DATA, "smb"),
-		cause: rejected, program: program.DataRepair})
+		cause: rejected, program: program.DataRepair, segment: "smb"})
 	l = id()
 	w.accepted(t, l, "smb", 30)
 	add(recycleCase{name: "rejected not a fit", lead: l, source: w.reject(t, l, eventv1.RejectReason_REJECT_REASON_NOT_A_FIT, "smb"),
-		cause: rejected, program: program.NotAFit})
+		cause: rejected, program: program.NotAFit, segment: "smb"})
 	l = id()
 	w.accepted(t, l, "enterprise", 80)
 	add(recycleCase{name: "rejected, no rule matches", lead: l, source: w.reject(t, l, eventv1.RejectReason_REJECT_REASON_NO_BUDGET, "enterprise"),
-		cause: rejected, program: program.Default})
+		cause: rejected, program: program.Default, segment: "enterprise"})
 	l = id()
 	w.accepted(t, l, "smb", 30)
-	add(recycleCase{name: "deal lost", lead: l, source: w.lose(t, l, "smb"), cause: lostCause, program: "lost-deals", rule: "lost"})
+	add(recycleCase{name: "deal lost", lead: l, source: w.lose(t, l, "smb"), cause: lostCause, program: "lost-deals", rule: "lost", segment: "smb"})
 	l = id()
 	w.accepted(t, l, "smb", 30)
 	for range 3 {
 		w.write(t, l, lifecycle.Command{Name: lifecycle.LogContact}, &eventv1.ContactAttempted{RepId: "ann", Outcome: eventv1.ContactOutcome_CONTACT_OUTCOME_NO_ANSWER})
 	}
-	add(recycleCase{name: "attempts exhausted (breach)", lead: l, cause: eventv1.RecycleCause_RECYCLE_CAUSE_ATTEMPTS_EXHAUSTED, program: "exhausted", rule: "unreached",
+	add(recycleCase{name: "attempts exhausted (breach)", lead: l, cause: eventv1.RecycleCause_RECYCLE_CAUSE_ATTEMPTS_EXHAUSTED, program: "exhausted", rule: "unreached", segment: "smb",
 		source: w.write(t, l, lifecycle.Command{Name: lifecycle.BreachSLA}, &eventv1.SLABreached{Sla: eventv1.SLAKind_SLA_KIND_FOLLOW_UP,
 			Owner: &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_REP, Id: "ann"}, Escalation: eventv1.SLAEscalation_SLA_ESCALATION_RECYCLE, Segment: "smb"})})
 	l = id()
@@ -117,6 +122,16 @@ func testEveryRecyclePath(t *testing.T, newWorld func(testing.TB) *world) {
 	w.capture(t, l)
 	add(recycleCase{name: "disqualified not now", lead: l, cause: eventv1.RecycleCause_RECYCLE_CAUSE_NOT_READY, program: program.Default,
 		source: w.write(t, l, lifecycle.Command{Name: lifecycle.Disqualify, Reason: "budget next year", NotNow: true},
+			&eventv1.LeadDisqualified{RuleId: "budget", Reason: "budget next year", NotNow: true})})
+	l = id()
+	w.capture(t, l)
+	w.write(t, l, lifecycle.Command{Name: lifecycle.Score, Score: 80},
+		&eventv1.LeadScored{ModelId: "scoring", ModelVersion: 1, Total: 80, Threshold: 50, Verdict: eventv1.ScoreVerdict_SCORE_VERDICT_QUALIFY})
+	w.write(t, l, lifecycle.Command{Name: lifecycle.Qualify}, &eventv1.LeadQualified{ModelId: "scoring", ModelVersion: 1, Score: 80, Threshold: 50})
+	w.write(t, l, lifecycle.Command{Name: lifecycle.Queue, Owner: lifecycle.Owner{Kind: lifecycle.OwnerQueue, ID: "triage"}},
+		&eventv1.LeadQueued{Queue: "triage", Decision: &eventv1.RoutingDecision{RuleId: "smb", Segment: "smb"}})
+	add(recycleCase{name: "queued MQL not now", lead: l, cause: eventv1.RecycleCause_RECYCLE_CAUSE_NOT_READY, program: "smb-later", rule: "smb-not-now",
+		segment: "smb", source: w.write(t, l, lifecycle.Command{Name: lifecycle.Disqualify, Reason: "budget next year", NotNow: true},
 			&eventv1.LeadDisqualified{RuleId: "budget", Reason: "budget next year", NotNow: true})})
 	l = id()
 	w.capture(t, l)
@@ -200,7 +215,7 @@ func checkRecycled(t *testing.T, c recycleCase, evs []*eventv1.Event) {
 	} else {
 		rc := r.GetLeadRecycled()
 		if r.GetCausationId() != c.source.GetEventId() || rc.GetCause() != c.cause || rc.GetSourceEventType() != c.source.GetEventType() ||
-			r.GetActor().GetId() != "nurture" || rc.GetNote() == "" || rc.GetCycle() != 1 {
+			r.GetActor().GetId() != "nurture" || rc.GetNote() == "" || rc.GetCycle() != 1 || rc.GetSegment() != c.segment {
 			t.Fatalf("recycle %v, want cause %s caused by %s %s", r, c.cause, c.source.GetEventType(), c.source.GetEventId())
 		}
 		if c.source.GetLeadRejected() != nil && rc.GetRejectReason() != c.source.GetLeadRejected().GetReason() {

@@ -397,3 +397,33 @@ func reengagedLead(t *testing.T) (*world, string, *eventv1.Event) {
 	w.activity(t, l, webinar)
 	return w, l, ofType(w.waitFor(t, l, "LeadReengaged", 1), "LeadReengaged")[0]
 }
+
+// A re-engagement scored below the threshold once its program's review
+// has passed goes on to the next program, saying so: not "ended without
+// re-engagement".
+func TestAReengagementScoredLowAfterTheReviewSaysWhy(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	putWebinars(t, s.client)
+	l := uuid.NewString()
+	w.accepted(t, l, "smb", 30)
+	w.reject(t, l, eventv1.RejectReason_REJECT_REASON_NOT_READY, "smb")
+	review := last(w.nurtured(t, l)).GetNurtureEnrolled().GetReviewAt().AsTime()
+	w.activity(t, l, webinar)
+	re := ofType(w.waitFor(t, l, "LeadReengaged", 1), "LeadReengaged")[0]
+	w.settle(t, group)
+	s.stop()
+	w.scoreFor(t, l, re, 35, false)
+	if _, err := w.nurtureAt(review.Add(time.Minute)).Reconcile(ctxT(t), l, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	exits := ofType(w.events(t, l), "NurtureExited")
+	if len(exits) != 1 {
+		t.Fatalf("exits %v, want one", exits)
+	}
+	x := exits[0].GetNurtureExited()
+	if x.GetCause() != eventv1.NurtureExitCause_NURTURE_EXIT_CAUSE_NOT_QUALIFIED || !strings.Contains(x.GetReason(), "re-scored 35, below the threshold 50") ||
+		x.GetNextProgramId() == "" || !x.GetNextReviewAt().AsTime().After(review) {
+		t.Fatalf("exit %v, want NOT_QUALIFIED naming the score, on to a program reviewed later", x)
+	}
+}

@@ -89,7 +89,12 @@ func (x *Index) Run(ctx context.Context) error {
 	for {
 		m, err := it.Next()
 		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-			return nil
+			if ctx.Err() != nil {
+				return nil
+			}
+			// Closed under us: a replica with a dead index would answer
+			// every no-lost-lead check with a timeout; stop it instead.
+			return fmt.Errorf("index: the reader of %s closed", x.stream)
 		}
 		if err != nil {
 			if ctx.Err() != nil {

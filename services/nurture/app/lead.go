@@ -122,6 +122,7 @@ func (l *lead) apply(recs ...eventstore.Record) {
 		switch p := ev.GetPayload().(type) {
 		case *eventv1.Event_LeadQualified:
 			l.qualified++
+			l.segment = "" // a new journey is routed afresh
 		case *eventv1.Event_LeadRejected, *eventv1.Event_DealLost:
 			l.source = x
 		case *eventv1.Event_LeadDisqualified:
@@ -176,7 +177,9 @@ func (l *lead) apply(recs ...eventstore.Record) {
 				l.verdict = x
 			}
 		case *eventv1.Event_ActivityRecorded, *eventv1.Event_LeadResubmitted:
-			if l.enrolled.seq > 0 || l.gap.seq > 0 {
+			// Interest that occurred before the lead was recycled, synced
+			// late, was sales' to see: no program judges it.
+			if (l.enrolled.seq > 0 || l.gap.seq > 0) && !ev.GetOccurredAt().AsTime().Before(l.recycled.ev.GetOccurredAt().AsTime()) {
 				if len(l.facts) == maxFacts {
 					i := l.evictable()
 					l.facts = slices.Delete(l.facts, i, i+1)
@@ -258,6 +261,8 @@ func segmentOf(ev *eventv1.Event) string {
 	switch p := ev.GetPayload().(type) {
 	case *eventv1.Event_LeadAssigned:
 		return p.LeadAssigned.GetSegment()
+	case *eventv1.Event_LeadQueued:
+		return p.LeadQueued.GetDecision().GetSegment()
 	case *eventv1.Event_LeadAccepted:
 		return p.LeadAccepted.GetSegment()
 	case *eventv1.Event_LeadRejected:

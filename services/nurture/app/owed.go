@@ -34,7 +34,7 @@ import (
 //   - NURTURING, re-engaged and re-scored below the threshold: another
 //     LeadReengaged if such a fact came after the re-engagement (its
 //     score did not see it), else NurtureExited back into the program,
-//     until its review date.
+//     until its review date (past it, on to the next program).
 //   - NURTURING past the review date without re-engagement: NurtureExited,
 //     then (RECYCLED again) NurtureEnrolled in the exit rules' next
 //     program with the next review date.
@@ -314,20 +314,31 @@ func (a *App) nurtured(l *lead, cat *program.Catalog, now time.Time, meta envelo
 	}
 	switch {
 	case pending && now.Before(review):
-		reason := fmt.Sprintf("re-engaged, and no score came by %s: back to the program until its review", a.reengagedBy(l).UTC().Format(time.RFC3339))
-		switch sc := decided.GetLeadScored(); {
-		case sc != nil && VerdictFollows(sc, lifecycle.StatusNurturing):
-			reason = fmt.Sprintf("re-engaged and re-scored %d, and its verdict never came: back to the program until its review", sc.GetTotal())
-		case sc != nil:
-			reason = fmt.Sprintf("re-engaged and re-scored %d, below the threshold %d: back to the program until its review", sc.GetTotal(), sc.GetThreshold())
-		}
-		return a.exit(l, prog, eventv1.NurtureExitCause_NURTURE_EXIT_CAUSE_NOT_QUALIFIED, reason, prog, review, decided, now, meta)
+		return a.exit(l, prog, eventv1.NurtureExitCause_NURTURE_EXIT_CAUSE_NOT_QUALIFIED, a.notQualified(l, decided)+": back to the program until its review",
+			prog, review, decided, now, meta)
 	case pending:
-		return a.ended(l, cat, prog, decided, now, meta)
+		next := a.next(l, cat, prog)
+		return a.exit(l, prog, eventv1.NurtureExitCause_NURTURE_EXIT_CAUSE_NOT_QUALIFIED,
+			fmt.Sprintf("%s, after the program's review: on to program %q", a.notQualified(l, decided), next.GetProgramId()),
+			next, now.Add(cat.Duration(next)), decided, now, meta)
 	case !now.Before(review):
-		return a.ended(l, cat, prog, l.enrolled.ev, now, meta)
+		next := a.next(l, cat, prog)
+		return a.exit(l, prog, eventv1.NurtureExitCause_NURTURE_EXIT_CAUSE_ENDED, fmt.Sprintf("program %q ended without re-engagement", prog.GetProgramId()),
+			next, now.Add(cat.Duration(next)), l.enrolled.ev, now, meta)
 	}
 	return nil, nil
+}
+
+// notQualified says how a re-engagement (decided: its score, or the
+// re-engagement itself when none came) failed to qualify the lead.
+func (a *App) notQualified(l *lead, decided *eventv1.Event) string {
+	switch sc := decided.GetLeadScored(); {
+	case sc != nil && VerdictFollows(sc, lifecycle.StatusNurturing):
+		return fmt.Sprintf("re-engaged and re-scored %d, and its verdict never came", sc.GetTotal())
+	case sc != nil:
+		return fmt.Sprintf("re-engaged and re-scored %d, below the threshold %d", sc.GetTotal(), sc.GetThreshold())
+	}
+	return fmt.Sprintf("re-engaged, and no score came by %s", a.reengagedBy(l).UTC().Format(time.RFC3339))
 }
 
 func (a *App) reengage(l *lead, prog *eventv1.NurtureProgram, fact *eventv1.Event, activityID string, t eventv1.ActivityType, now time.Time, meta envelope.Meta) (*eventv1.Event, error) {
@@ -337,16 +348,13 @@ func (a *App) reengage(l *lead, prog *eventv1.NurtureProgram, fact *eventv1.Even
 	return ev, err
 }
 
-// ended is the NurtureExited of a program that ran its course: the lead
-// goes to the exit rules' next program (by the entry rules if that one is
-// retired), reviewed after that program's duration.
-func (a *App) ended(l *lead, cat *program.Catalog, prog *eventv1.NurtureProgram, cause *eventv1.Event, now time.Time, meta envelope.Meta) (*eventv1.Event, error) {
-	next, ok := cat.Active(program.Next(prog))
-	if !ok {
-		next = cat.Choose(l.key()).Program
+// next is the program a lead goes to once prog is over: the exit
+// rules' next (by the entry rules if that one is retired).
+func (a *App) next(l *lead, cat *program.Catalog, prog *eventv1.NurtureProgram) *eventv1.NurtureProgram {
+	if next, ok := cat.Active(program.Next(prog)); ok {
+		return next
 	}
-	reason := fmt.Sprintf("program %q ended without re-engagement", prog.GetProgramId())
-	return a.exit(l, prog, eventv1.NurtureExitCause_NURTURE_EXIT_CAUSE_ENDED, reason, next, now.Add(cat.Duration(next)), cause, now, meta)
+	return cat.Choose(l.key()).Program
 }
 
 func (a *App) exit(l *lead, prog *eventv1.NurtureProgram, c eventv1.NurtureExitCause, reason string, next *eventv1.NurtureProgram, review time.Time,

@@ -100,7 +100,7 @@ const (
 	NurtureExitCause_NURTURE_EXIT_CAUSE_ENDED NurtureExitCause = 1
 	// NURTURE_EXIT_CAUSE_NOT_QUALIFIED: the lead re-engaged, was re-scored
 	// and stayed below the threshold; it goes back to the program until its
-	// review date.
+	// review date, or, that date passed, on to next_program_id.
 	NurtureExitCause_NURTURE_EXIT_CAUSE_NOT_QUALIFIED NurtureExitCause = 2
 )
 
