@@ -309,6 +309,19 @@ func TestDashboardInABrowser(t *testing.T) {
 		b.expectContains(t, "model.v3.marketing", "○")
 		b.expectContains(t, "model.v3.sales", "○")
 		b.waitFor(t, `(document.querySelector('#whatif [data-k="whatif"] h3') || {}).textContent?.includes("version 3 against version 1")`, 30*time.Second)
+
+		// An older proposal's what-if, asked for, stays in the box when a
+		// live refresh (a newer proposal) redraws the panel.
+		b.click(t, `[data-k="model.v2"] button`)
+		b.waitFor(t, `(document.querySelector('#whatif [data-k="whatif"] h3') || {}).textContent?.includes("version 2 against version 1")`, 30*time.Second)
+		proposed.Version = 4
+		w.other(t, eventstore.ModelSubject("scoring"), -1, &eventv1.ScoringModelProposed{Model: scoring.ToProto(proposed),
+			ProposedBy: &eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: "maria", Team: eventv1.Team_TEAM_MARKETING}})
+		b.waitFor(t, `document.querySelector('[data-k="model.v4"]') !== null`, 10*time.Second)
+		time.Sleep(time.Second) // a poll of the older what-if would write over the box by now
+		if got := b.eval(t, `[document.querySelector('#whatif [data-k="whatif"] h3').textContent]`); !strings.Contains(got[0], "version 2 against version 1") {
+			t.Errorf("after a live refresh the what-if box shows %q, want version 2's, the one asked for", got[0])
+		}
 	})
 
 	t.Run("newest leads follow the filters, money its ISO minor units", func(t *testing.T) {

@@ -3,7 +3,11 @@
 // those leads (won, rejected). It is pure: the caller feeds it the
 // stream; the scoring is qualification's own scoring.Score, with the facts
 // and the time qualification uses, so "active" here is what the live
-// scorer would say.
+// scorer would say with the active version. It is not what was said
+// then: a lead scored under an earlier version may have gone otherwise,
+// so over a period before the active version's activation the active
+// column may differ from the funnel. Both columns are one model each,
+// replayed over the same facts.
 package whatif
 
 import (

@@ -485,6 +485,9 @@ function campaignPanel(res, attr) {
 
 // What-ifs this page started, by version and period.
 const whatIfs = {};
+// whatIfShown is the proposal whose what-if the panel shows: the one last
+// asked for, else the newest.
+let whatIfShown = 0;
 function modelPanel(res) {
   if (res.err) return panel("model-panel", "Scoring model", "", null, errorBox(res.err));
   const m = res.ok, p = route().params;
@@ -504,16 +507,16 @@ function modelPanel(res) {
           (v.activated_at ? " · active since " + fmtWhen(v.activated_at) : "") + rescore),
         v.description ? el("div", { class: "meta" }, v.description) : null),
       el("div", { class: "signoffs" }, teams,
-        v.state === "proposed" ? el("button", { class: "ghost", onclick: () => runWhatIf(v.version, true) }, "What-if") : null));
+        v.state === "proposed" ? el("button", { class: "ghost", onclick: () => { whatIfShown = v.version; const box = $("whatif"); if (box) box.dataset.version = v.version; runWhatIf(v.version, true); } }, "What-if") : null));
   });
   const body = m.versions.length ? [el("div", { class: "versions" }, cards)] : [el("div", { class: "empty" }, "No scoring model has been proposed yet.")];
-  const target = pending[0];
+  const target = pending.find((v) => v.version === whatIfShown) || pending[0];
   if (target) {
     const key = whatIfKey(target.version);
     // Once a version and period: a live render that shows a new proposal
     // starts its what-if too.
     if (!whatIfs[key]) runWhatIf(target.version, false);
-    body.push(el("div", { id: "whatif" }, whatIfView(whatIfs[key])));
+    body.push(el("div", { id: "whatif", dataset: { version: target.version } }, whatIfView(whatIfs[key])));
   }
   return panel("model-panel", "Scoring model", m.active ? "version " + m.active + " scores" : "no version active", null, ...body);
 }
@@ -528,14 +531,15 @@ async function runWhatIf(version, fresh) {
       const w = await api("whatif/" + id);
       w.started = started;
       whatIfs[key] = w;
-      // Only into the box of its own period: the page may show another now.
-      const box = $("whatif"); if (box && whatIfKey(version) === key) box.replaceChildren(whatIfView(w));
+      // Only into the box of its own version and period: the page may
+      // show another now.
+      const box = $("whatif"); if (box && box.dataset.version === String(version) && whatIfKey(version) === key) box.replaceChildren(whatIfView(w));
       if (w.state !== "running") break;
       await new Promise((r) => setTimeout(r, 400));
     }
   } catch (e) {
     whatIfs[key] = { state: "failed", error: e.message, proposed: version };
-    const box = $("whatif"); if (box && whatIfKey(version) === key) box.replaceChildren(whatIfView(whatIfs[key]));
+    const box = $("whatif"); if (box && box.dataset.version === String(version) && whatIfKey(version) === key) box.replaceChildren(whatIfView(whatIfs[key]));
   }
 }
 function whatIfView(w) {
@@ -560,7 +564,7 @@ function whatIfView(w) {
     el("div", { class: "scroll" }, el("table", { class: "tbl-compact" },
       el("thead", {}, el("tr", {}, ["Campaign", "Leads", `MQLs: v${w.active || 0} → v${w.proposed}`, "Gained / lost", "Won it qualifies", "Rejected kept out"].map((h) => el("th", {}, h)))),
       el("tbody", {}, w.campaigns.map((r) => row(r, false)), row(w.total_row, true)))),
-    el("div", { class: "note" }, "By first-touch campaign. Replayed from the stream with qualification's scoring; nothing is written. Started " + fmtWhen(w.started) + "."));
+    el("div", { class: "note" }, "By first-touch campaign. Both versions replayed over the same facts with qualification's scoring (the active one's MQLs are what it would say, not what earlier versions said before its activation); nothing is written. Started " + fmtWhen(w.started) + "."));
 }
 
 function recentPanel(res) {

@@ -3937,7 +3937,10 @@ type WhatIfRow struct {
 	CampaignId  string                 `protobuf:"bytes,1,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
 	Attribution AttributionModel       `protobuf:"varint,2,opt,name=attribution,proto3,enum=leadflow.projector.v1.AttributionModel" json:"attribution,omitempty"`
 	Leads       int64                  `protobuf:"varint,3,opt,name=leads,proto3" json:"leads,omitempty"`
-	// mqls_active and mqls_proposed count leads each version qualifies.
+	// mqls_active and mqls_proposed count leads each version qualifies,
+	// each replayed over the period's facts: the active version's count is
+	// what it would say, not what the versions active then said (the
+	// funnel), for leads scored before its activation.
 	MqlsActive   int64 `protobuf:"varint,4,opt,name=mqls_active,json=mqlsActive,proto3" json:"mqls_active,omitempty"`
 	MqlsProposed int64 `protobuf:"varint,5,opt,name=mqls_proposed,json=mqlsProposed,proto3" json:"mqls_proposed,omitempty"`
 	// gained: qualified by the proposal only; lost: by the active only.
