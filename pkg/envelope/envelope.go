@@ -1,7 +1,8 @@
 // Package envelope wraps event payloads in the Event envelope every
 // Leadflow event is stored in (see docs/events.md), and unwraps them. It is
-// pure: no I/O, and it depends only on the generated schema, protobuf and
-// uuid, so a writer needs neither the store nor the domain to build events.
+// pure: no I/O, and it depends only on the generated schema, protobuf,
+// uuid and a currency list, so a writer needs neither the store nor the
+// domain to build events.
 package envelope
 
 import (
@@ -15,6 +16,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/bojanz/currency"
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -174,6 +176,16 @@ const LeadIDRule = "must be a lead id: a lower-case UUID like 0199aaaa-0000-7000
 // ten trillion in a two-decimal currency): the read model sums amounts in
 // 64 bits, and a thousand at the bound still fit. Writers refuse more.
 const MaxMinorUnits = 1e15
+
+// Currency reports whether code is a currency ISO 4217 lists now, upper
+// case (github.com/bojanz/currency's list, which follows CLDR; a code
+// withdrawn, such as HRK, or a made-up one such as XYZ, is not): writers
+// refuse any other, since an amount's currency binds every later amount
+// of its deal.
+func Currency(code string) bool { return code != "" && currency.IsValid(code) } // IsValid takes "" as none
+
+// CurrencyRule is what Currency asks of a code, for error messages.
+const CurrencyRule = "must be a current ISO 4217 code such as EUR"
 
 // ErrMalformed is wrapped by Check's errors.
 var ErrMalformed = errors.New("envelope: malformed event")

@@ -175,3 +175,14 @@ func TestHoldsEmail(t *testing.T) {
 		}
 	}
 }
+
+// Currencies ISO 4217 lists now, upper case; not a made-up or withdrawn
+// one, nor the codes for no currency or for tests.
+func TestCurrency(t *testing.T) {
+	for code, want := range map[string]bool{"EUR": true, "JPY": true, "BHD": true, "VES": true, "SLE": true,
+		"eur": false, "XYZ": false, "HRK": false, "XXX": false, "XTS": false, "": false, "EURO": false} {
+		if got := envelope.Currency(code); got != want {
+			t.Errorf("Currency(%q) = %v, want %v", code, got, want)
+		}
+	}
+}

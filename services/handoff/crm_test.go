@@ -354,6 +354,10 @@ func TestCRMBadInput(t *testing.T) {
 	}
 	_, err = c.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: id, RepId: owner, RequestId: "x", Stage: "discovery", Amount: &eventv1.Money{Currency: "euro", MinorUnits: 1}})
 	wantCode(t, err, codes.InvalidArgument, "amount.currency")
+	// Three capitals that no currency has: the deal's later amounts
+	// would have to follow the typo.
+	_, err = c.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: id, RepId: owner, RequestId: "x", Stage: "discovery", Amount: &eventv1.Money{Currency: "XYZ", MinorUnits: 1}})
+	wantCode(t, err, codes.InvalidArgument, "amount.currency")
 	_, err = c.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: id, RepId: owner, RequestId: "x", Amount: eur(1)})
 	wantCode(t, err, codes.InvalidArgument, "stage")
 	// What the read model could not store, or sum: a NUL in the request id

@@ -831,6 +831,9 @@ func TestActivityCampaignsAndConsent(t *testing.T) {
 	if _, err := e.client.RegisterCampaign(ctx, &intakev1.RegisterCampaignRequest{CampaignId: "expo", Name: "Expo", Channel: eventv1.Channel_CHANNEL_EVENT}); err != nil {
 		t.Fatal(err)
 	}
+	// Not a made-up currency, which every later cost would have to follow.
+	_, err = e.client.RecordCampaignCost(ctx, &intakev1.RecordCampaignCostRequest{CampaignId: "expo", CostId: "inv-xyz", Amount: &eventv1.Money{Currency: "XYZ", MinorUnits: 100}})
+	assertField(t, err, "amount.currency")
 	usd.CampaignId = "expo"
 	if _, err := e.client.RecordCampaignCost(ctx, usd); err != nil {
 		t.Fatal(err)

@@ -211,15 +211,15 @@ func checkActor(v *violations, field string, a *eventv1.Actor) {
 	}
 }
 
-var currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
-
 func checkMoney(v *violations, field string, m *eventv1.Money, required bool) {
 	switch {
 	case m == nil && required:
 		v.add(field, "is required")
 	case m == nil:
-	case !currencyRE.MatchString(m.GetCurrency()):
-		v.add(field+".currency", "must be an ISO 4217 code such as EUR")
+	case !envelope.Currency(m.GetCurrency()):
+		// A deal's later amounts must be in its first's currency: a typo
+		// would stand for good.
+		v.add(field+".currency", envelope.CurrencyRule)
 	case m.GetMinorUnits() <= 0:
 		// A deal's amount: one of 0 (a CRM that dropped the value) would
 		// stand for good in pipeline and revenue, and a won deal is final.

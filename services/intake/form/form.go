@@ -290,7 +290,7 @@ func Consents(v *Violations, field string, cs []*eventv1.Consent) {
 	}
 }
 
-// Money checks an amount: an ISO 4217 code and a non-negative amount.
+// Money checks an amount: a current ISO 4217 code and a non-negative amount.
 func Money(v *Violations, field string, m *eventv1.Money, required bool) {
 	if m == nil {
 		if required {
@@ -298,8 +298,8 @@ func Money(v *Violations, field string, m *eventv1.Money, required bool) {
 		}
 		return
 	}
-	if len(m.GetCurrency()) != 3 || strings.ToUpper(m.GetCurrency()) != m.GetCurrency() || strings.ContainsFunc(m.GetCurrency(), func(r rune) bool { return r < 'A' || r > 'Z' }) {
-		v.Add(field+".currency", "must be an ISO 4217 code like EUR")
+	if !envelope.Currency(m.GetCurrency()) {
+		v.Add(field+".currency", envelope.CurrencyRule)
 	}
 	switch {
 	case m.GetMinorUnits() < 0:
