@@ -2678,10 +2678,12 @@ type Ownership struct {
 	Until *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=until,proto3" json:"until,omitempty"`
 	// how the rep got the lead: "routed", "assigned", "reassigned",
 	// "escalated", "out of office" (from a rep whose absence began before
+	// they accepted it), "rep inactive" (from a rep made inactive before
 	// they accepted it), or "unmerged" (given back by an unmerge).
 	How string `protobuf:"bytes,4,opt,name=how,proto3" json:"how,omitempty"`
 	// ended says how it ended: "rejected", "reassigned", "escalated",
-	// "out of office", "recycled", "won", "lost", "merged" (into another lead), "erased".
+	// "out of office", "rep inactive", "recycled", "won", "lost", "merged"
+	// (into another lead), "erased".
 	Ended string `protobuf:"bytes,5,opt,name=ended,proto3" json:"ended,omitempty"`
 	// journey is the journey cycle of the lead it belongs to (lead_id), as
 	// HandoffBrief.journey counts them.
