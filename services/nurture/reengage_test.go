@@ -512,13 +512,7 @@ func TestInterestBehindManyOtherFactsReengages(t *testing.T) {
 // webinar platform's upload), was sales' to see: it re-engages nobody.
 // What occurs after the recycle does.
 func TestInterestThatOccurredBeforeTheRecycleIsNotJudged(t *testing.T) {
-	w := newWorld(t)
-	s := w.start(t)
-	putWebinars(t, s.client)
-	l := uuid.NewString()
-	w.accepted(t, l, "smb", 30)
-	rejected := w.reject(t, l, eventv1.RejectReason_REJECT_REASON_NOT_READY, "smb")
-	w.nurtured(t, l)
+	w, _, l, rejected, _ := webinarLead(t)
 	w.occurred = rejected.GetOccurredAt().AsTime().Add(-2 * time.Hour)
 	w.activity(t, l, webinar)
 	w.occurred = time.Time{}

@@ -387,28 +387,31 @@ func TestAVerdictThatNeverComesHoldsTheLeadAnHour(t *testing.T) {
 // lead's id and its LeadReengaged.
 func reengagedLead(t *testing.T) (*world, string, *eventv1.Event) {
 	t.Helper()
-	w := newWorld(t)
-	s := w.start(t)
-	putWebinars(t, s.client)
-	l := uuid.NewString()
-	w.accepted(t, l, "smb", 30)
-	w.reject(t, l, eventv1.RejectReason_REJECT_REASON_NOT_READY, "smb")
-	w.nurtured(t, l)
+	w, _, l, _, _ := webinarLead(t)
 	w.activity(t, l, webinar)
 	return w, l, ofType(w.waitFor(t, l, "LeadReengaged", 1), "LeadReengaged")[0]
+}
+
+// webinarLead is a world with nurture running and a lead sales rejected,
+// nurtured in "webinars": the lead's id, its LeadRejected and its
+// NurtureEnrolled.
+func webinarLead(t *testing.T) (w *world, s *service, l string, rejected, enrolled *eventv1.Event) {
+	t.Helper()
+	w = newWorld(t)
+	s = w.start(t)
+	putWebinars(t, s.client)
+	l = uuid.NewString()
+	w.accepted(t, l, "smb", 30)
+	rejected = w.reject(t, l, eventv1.RejectReason_REJECT_REASON_NOT_READY, "smb")
+	return w, s, l, rejected, last(w.nurtured(t, l))
 }
 
 // A re-engagement scored below the threshold once its program's review
 // has passed goes on to the next program, saying so: not "ended without
 // re-engagement".
 func TestAReengagementScoredLowAfterTheReviewSaysWhy(t *testing.T) {
-	w := newWorld(t)
-	s := w.start(t)
-	putWebinars(t, s.client)
-	l := uuid.NewString()
-	w.accepted(t, l, "smb", 30)
-	w.reject(t, l, eventv1.RejectReason_REJECT_REASON_NOT_READY, "smb")
-	review := last(w.nurtured(t, l)).GetNurtureEnrolled().GetReviewAt().AsTime()
+	w, s, l, _, enrolled := webinarLead(t)
+	review := enrolled.GetNurtureEnrolled().GetReviewAt().AsTime()
 	w.activity(t, l, webinar)
 	re := ofType(w.waitFor(t, l, "LeadReengaged", 1), "LeadReengaged")[0]
 	w.settle(t, group)
