@@ -69,6 +69,10 @@ rebuild.`,
 // recorded itself before it asks the projector again.
 var unrecordedWait = 2 * time.Second
 
+// silentFor is how long leadctl asks again a projector that stopped
+// answering during a rebuild: one killed is restarted within seconds.
+var silentFor = 15 * time.Second
+
 // rebuild starts (or joins) the rebuild and polls GetProjectionStatus
 // until it is done or has failed.
 func rebuild(cmd *cobra.Command, o *options, p projectorv1.ProjectorServiceClient, poll time.Duration) (rebuildResult, error) {
@@ -77,12 +81,11 @@ func rebuild(cmd *cobra.Command, o *options, p projectorv1.ProjectorServiceClien
 	statusOf := func() (*projectorv1.GetProjectionStatusResponse, error) {
 		cctx, cancel := context.WithTimeout(ctx, o.timeout)
 		defer cancel()
-		st, err := p.GetProjectionStatus(cctx, &projectorv1.GetProjectionStatusRequest{})
-		return st, unreachable(err)
+		return p.GetProjectionStatus(cctx, &projectorv1.GetProjectionStatusRequest{})
 	}
 	before, err := statusOf()
 	if err != nil {
-		return rebuildResult{}, err
+		return rebuildResult{}, unreachable(err)
 	}
 	started := time.Now()
 	res := rebuildResult{}
@@ -104,11 +107,33 @@ func rebuild(cmd *cobra.Command, o *options, p projectorv1.ProjectorServiceClien
 	tick := time.NewTicker(poll)
 	defer tick.Stop()
 	asked := time.Now()
-	for {
+	var silent time.Time // since when the projector has not answered
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				bar.finish(int64(res.Position), "stopped following")
+				return res, errors.New("stopped following; the rebuild goes on in the projector (leadctl rebuild follows it again)")
+			case <-tick.C:
+			}
+		}
 		st, err := statusOf()
 		if err != nil {
-			return res, err
+			// It answered before: killed, it is back within seconds (or
+			// another replica answers) and says whether the rebuild runs.
+			if silent.IsZero() {
+				silent = time.Now()
+			}
+			if time.Since(silent) < silentFor {
+				bar.set(int64(res.Position), int64(res.Position), "the projector does not answer; asking again")
+				continue
+			}
+			bar.finish(int64(res.Position), "no answer")
+			return res, fmt.Errorf("rebuild into %s: the projector at %s stopped answering for %s: %w\n"+
+				"a rebuild stops with the projector that runs it (here after stream seq %d): leadctl rebuild resumes it",
+				orDash(res.Schema), o.projector, silentFor, err, res.Position)
 		}
+		silent = time.Time{}
 		pr := st.GetRebuild()
 		// Followed, the running rebuild may not have recorded itself yet
 		// (it is dropping the schema before it, or migrating): the status
@@ -159,12 +184,6 @@ func rebuild(cmd *cobra.Command, o *options, p projectorv1.ProjectorServiceClien
 				return res, fmt.Errorf("rebuild into %s stopped at stream seq %d: no projector runs it (the one that did stopped); "+
 					"leadctl rebuild resumes it", pr.GetSchema(), pr.GetPosition())
 			}
-		}
-		select {
-		case <-ctx.Done():
-			bar.finish(int64(res.Position), "stopped following")
-			return res, errors.New("stopped following; the rebuild goes on in the projector (leadctl rebuild follows it again)")
-		case <-tick.C:
 		}
 	}
 }

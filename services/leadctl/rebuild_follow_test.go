@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,7 +17,8 @@ import (
 )
 
 // scriptedProjector answers StartRebuild with AlreadyExists and each
-// status call with the next of statuses (the last one for good).
+// status call with the next of statuses (the last one for good); a nil
+// status is a projector not there (Unavailable).
 type scriptedProjector struct {
 	projectorv1.ProjectorServiceClient
 	mu       sync.Mutex
@@ -33,6 +35,9 @@ func (s *scriptedProjector) GetProjectionStatus(context.Context, *projectorv1.Ge
 	st := s.statuses[0]
 	if len(s.statuses) > 1 {
 		s.statuses = s.statuses[1:]
+	}
+	if st == nil {
+		return nil, status.Error(codes.Unavailable, "connection refused")
 	}
 	return st, nil
 }
@@ -61,5 +66,37 @@ func TestAFollowedRebuildIsNotFailedByTheLastRunsError(t *testing.T) {
 	p.statuses = []*projectorv1.GetProjectionStatusResponse{{ActiveSchema: "leads_3"}, {ActiveSchema: "leads_3", Rebuild: stopped}}
 	if _, err := rebuild(cmd, o, p, time.Millisecond); err == nil {
 		t.Fatal("a followed rebuild that stopped with an error: no error")
+	}
+}
+
+// A projector killed mid-rebuild is asked again until it is back (a
+// supervisor restarts it), which then says the rebuild stopped; one that
+// stays away is reported so, not as a wrong address. Either way leadctl
+// says a new rebuild resumes it.
+func TestARebuildWhoseProjectorDiesSaysSo(t *testing.T) {
+	defer func(d time.Duration) { silentFor = d }(silentFor)
+	silentFor = 200 * time.Millisecond
+	running := &projectorv1.RebuildProgress{Schema: "leads_4", Running: true, Position: 600}
+	cmd := &cobra.Command{}
+	cmd.SetErr(&bytes.Buffer{})
+	cmd.SetContext(context.Background())
+	o := &options{timeout: time.Second, projector: "127.0.0.1:7425"}
+
+	back := &scriptedProjector{statuses: []*projectorv1.GetProjectionStatusResponse{
+		{ActiveSchema: "leads_3"}, {ActiveSchema: "leads_3", Rebuild: running}, nil, nil, nil,
+		{ActiveSchema: "leads_3", Rebuild: &projectorv1.RebuildProgress{Schema: "leads_4", Position: 650}},
+	}}
+	_, err := rebuild(cmd, o, back, time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "stopped at stream seq 650") || !strings.Contains(err.Error(), "leadctl rebuild resumes it") {
+		t.Fatalf("restarted projector: %v, want the rebuild stopped at 650 and how to resume it", err)
+	}
+
+	gone := &scriptedProjector{statuses: []*projectorv1.GetProjectionStatusResponse{
+		{ActiveSchema: "leads_3"}, {ActiveSchema: "leads_3", Rebuild: running}, nil,
+	}}
+	_, err = rebuild(cmd, o, gone, 10*time.Millisecond)
+	if err == nil || strings.Contains(err.Error(), "set --projector") || !strings.Contains(err.Error(), "stopped answering") ||
+		!strings.Contains(err.Error(), "after stream seq 600") || !strings.Contains(err.Error(), "leadctl rebuild resumes it") {
+		t.Fatalf("projector gone: %v, want it said to have stopped answering after 600, and how to resume", err)
 	}
 }
