@@ -422,3 +422,45 @@ func TestAReengagedLeadWaitsForTheStoppedScorer(t *testing.T) {
 		t.Fatalf("lost %v after the re-engagement's score and verdict, want none; %v", got.GetLost(), types(w.events(t, re)))
 	}
 }
+
+// An unmerge does not hide a re-engagement that waits for the stopped
+// scorer: not the survivor's (its side of the unmerge moves nothing), nor
+// the absorbed lead's, given back NURTURING (the scorer scores an
+// unmerged lead's re-engagement).
+func TestAnUnmergeKeepsAReengagementStalled(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	ctx := ctxT(t)
+	w.find(t, s.client, &nurturev1.FindLostLeadsRequest{}) // the index's first read is over
+	if _, err := w.nats.JS.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		Durable: consume.Durable("qualification", 0, eventstore.Partitions), AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	survivor, absorbed, other, into := uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()
+	for _, l := range []string{survivor, absorbed} {
+		w.accepted(t, l, "smb", 30)
+		w.reject(t, l, eventv1.RejectReason_REJECT_REASON_NOT_READY, "smb")
+		w.nurtured(t, l)
+		w.write(t, l, lifecycle.Command{Name: lifecycle.Reengage}, &eventv1.LeadReengaged{ProgramId: "any"})
+	}
+	// The survivor's side of a merge and its unmerge.
+	w.capture(t, other)
+	merged := &eventv1.LeadMerged{SurvivorLeadId: survivor, AbsorbedLeadId: other, Reason: "same person",
+		AbsorbedProfile: &eventv1.Profile{Country: "GB"}}
+	w.write(t, survivor, lifecycle.Command{Name: lifecycle.Resubmit}, merged)
+	w.write(t, survivor, lifecycle.Command{Name: lifecycle.Resubmit}, &eventv1.LeadUnmerged{SurvivorLeadId: survivor, AbsorbedLeadId: other, Reason: "two people"})
+	// The absorbed lead merged away and given back as it was.
+	prior := stateOf(last(w.events(t, absorbed)))
+	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Merge, Reason: into}, &eventv1.LeadMerged{SurvivorLeadId: into, AbsorbedLeadId: absorbed, Reason: "same person"})
+	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Unmerge, Reason: "two people", Status: prior.Status, Owner: prior.Owner, Due: prior.Deadline},
+		&eventv1.LeadUnmerged{SurvivorLeadId: into, AbsorbedLeadId: absorbed, Reason: "two people"})
+	w.settle(t, group)
+	got := w.find(t, s.client, &nurturev1.FindLostLeadsRequest{})
+	stalled := map[string]bool{}
+	for _, l := range got.GetLost() {
+		stalled[l.GetLeadId()] = l.GetReason() == nurturev1.LostReason_LOST_REASON_STALLED
+	}
+	if !stalled[survivor] || !stalled[absorbed] {
+		t.Fatalf("lost %v, want the survivor %s and the absorbed lead %s stalled: their re-engagements wait for the stopped scorer", got.GetLost(), survivor, absorbed)
+	}
+}

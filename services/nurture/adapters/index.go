@@ -193,6 +193,11 @@ func (x *Index) head(prev app.Head, id string, seq uint64, at time.Time, m jetst
 		// Its own score with a verdict still waits for the scorer's
 		// LeadQualified (LeadDisqualified), a second append.
 		h.Reengaged = prev.Reengaged
+	case prev.Reengaged != "" && (h.State.Status == lifecycle.StatusMerged || ev.GetLeadUnmerged() != nil && h.State.Status == lifecycle.StatusNurturing):
+		// An unmerge (either side) leaves it waiting for that score, as a
+		// merge away does (a terminal status the check skips): the scorer
+		// scores an unmerged lead's re-engagement.
+		h.Reengaged = prev.Reengaged
 	}
 	switch sc := ev.GetLeadScored(); {
 	case lifecycle.Kind(h.Type).Fact() || scoring.Absorbs(ev):

@@ -92,8 +92,8 @@ type Head struct {
 	Scored   bool
 	Unscored []string
 	// Reengaged is the id of the lead's LeadReengaged while the lead waits,
-	// NURTURING, for its score (the scorer's step); facts and other
-	// scores keep it. A replica's first read of a lead sees it only when
+	// NURTURING, for its score (the scorer's step); facts, other scores
+	// and unmerges keep it. A replica's first read of a lead sees it only when
 	// it is the last event.
 	Reengaged string
 	// Partial: Unscored may miss facts before the first event the index
