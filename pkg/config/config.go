@@ -86,15 +86,16 @@ func (f Flags) String(p *string, name, env, def, usage string) {
 		def = v
 	}
 	f.StringVar(p, name, def, usage+" ($"+env+")")
-	f.Lookup(name).DefValue = redacted(def)
+	f.Lookup(name).DefValue = Redacted(def)
 }
 
 var passwordParam = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]+)`)
 
-// redacted is s with the password of its URL and of each comma-separated
+// Redacted is s with the password of its URL and of each comma-separated
 // URL in it (a password may hold a comma: the whole is tried first), and
-// of each password= parameter, quoted or not, replaced by xxxxx.
-func redacted(s string) string {
+// of each password= parameter, quoted or not, replaced by xxxxx: for help
+// text, logs and errors.
+func Redacted(s string) string {
 	hide := func(part string) (string, bool) {
 		u, err := url.Parse(strings.TrimSpace(part))
 		if err != nil {

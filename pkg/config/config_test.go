@@ -63,8 +63,8 @@ func TestURLPasswordIsNotPrinted(t *testing.T) {
 		"host=db password='a b' dbname=x":             "host=db password=xxxxx dbname=x",
 		"host=db password = p,w dbname=x":             "host=db password = xxxxx dbname=x",
 	} {
-		if got := redacted(in); got != want {
-			t.Errorf("redacted(%q) = %q, want %q", in, got, want)
+		if got := Redacted(in); got != want {
+			t.Errorf("Redacted(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/leadflow/leadflow/pkg/config"
 )
 
 // SyncQueueLen bounds every batch a reader may request on a Dial connection.
@@ -37,7 +39,7 @@ func Dial(url, name string, opts ...nats.Option) (*nats.Conn, jetstream.JetStrea
 		nats.ErrorHandler(logAsyncError),
 	}, opts...)...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect %s: %w", url, err)
+		return nil, nil, fmt.Errorf("connect %s: %w", config.Redacted(url), err)
 	}
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(asyncAnswerWait))
 	if err != nil {

@@ -1,10 +1,14 @@
 package eventstore_test
 
 import (
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/leadflow/leadflow/pkg/devcert"
 	"github.com/leadflow/leadflow/pkg/eventstore"
@@ -67,5 +71,20 @@ func TestNATSCAIsReadAtEachReconnect(t *testing.T) {
 	}
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A URL's password is no part of a failed connection's error, which
+// services print when they cannot start.
+func TestDialErrorHidesThePassword(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now
+	_, _, err = eventstore.Dial("nats://intake:S3cret-pw@"+addr, "test", nats.MaxReconnects(0), nats.Timeout(time.Second))
+	if err == nil || strings.Contains(err.Error(), "S3cret-pw") || !strings.Contains(err.Error(), addr) {
+		t.Fatalf("Dial: %v; want an error naming %s without the password", err, addr)
 	}
 }

@@ -144,7 +144,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 			Workers:       1, AckWait: cfg.AckWait, ShutdownGrace: cfg.Grace, Logger: log,
 		}, events.Routing)
 	})
-	log.Info("handoff serving", "grpc", lis.Addr().String(), "http", api, "nats", cfg.NATSURL, "stream", cfg.Stream, "timers", cfg.TimerStream)
+	log.Info("handoff serving", "grpc", lis.Addr().String(), "http", api, "nats", config.Redacted(cfg.NATSURL), "stream", cfg.Stream, "timers", cfg.TimerStream)
 	if cfg.httpReady != nil {
 		cfg.httpReady(api)
 	}

@@ -121,7 +121,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 		lis.Close()
 		return err
 	}
-	log.Info("intake serving", "grpc", lis.Addr().String(), "http", api, "nats", cfg.NATSURL, "stream", cfg.Stream)
+	log.Info("intake serving", "grpc", lis.Addr().String(), "http", api, "nats", config.Redacted(cfg.NATSURL), "stream", cfg.Stream)
 	if cfg.httpReady != nil {
 		cfg.httpReady(api)
 	}

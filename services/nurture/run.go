@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 
+	"github.com/leadflow/leadflow/pkg/config"
 	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	nurturev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/nurture/v1"
@@ -104,7 +105,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 			DropHandled: true,
 		}, events.Timer)
 	})
-	log.Info("nurture serving", "grpc", lis.Addr().String(), "http", api, "nats", cfg.NATSURL, "stream", cfg.Stream, "timers", cfg.TimerStream)
+	log.Info("nurture serving", "grpc", lis.Addr().String(), "http", api, "nats", config.Redacted(cfg.NATSURL), "stream", cfg.Stream, "timers", cfg.TimerStream)
 	if cfg.httpReady != nil {
 		cfg.httpReady(api)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 
+	"github.com/leadflow/leadflow/pkg/config"
 	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	projectorv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/projector/v1"
@@ -165,7 +166,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 			}
 		}
 	})
-	log.Info("projector serving", "grpc", lis.Addr().String(), "http", api, "dashboard", dash, "nats", cfg.NATSURL, "stream", cfg.Stream)
+	log.Info("projector serving", "grpc", lis.Addr().String(), "http", api, "dashboard", dash, "nats", config.Redacted(cfg.NATSURL), "stream", cfg.Stream)
 	if cfg.httpReady != nil {
 		cfg.httpReady(api)
 	}

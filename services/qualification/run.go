@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 
+	"github.com/leadflow/leadflow/pkg/config"
 	"github.com/leadflow/leadflow/pkg/consume"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
@@ -82,7 +83,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	part(1, func() error {
 		return events.Rescores(ctx, js, ports.RescoreConfig{Stream: cfg.Stream, Workers: cfg.Workers, AckWait: cfg.AckWait, Logger: log})
 	})
-	log.Info("qualification serving", "grpc", lis.Addr().String(), "http", api, "nats", cfg.NATSURL, "stream", cfg.Stream)
+	log.Info("qualification serving", "grpc", lis.Addr().String(), "http", api, "nats", config.Redacted(cfg.NATSURL), "stream", cfg.Stream)
 	if cfg.httpReady != nil {
 		cfg.httpReady(api)
 	}
