@@ -188,6 +188,15 @@ func (v *Verifier) Verify(token string) (Principal, error) {
 	if c.IssuedAt == nil || c.ExpiresAt.Sub(c.IssuedAt.Time) > MaxLifetime {
 		return Principal{}, fmt.Errorf("%w: valid for longer than %v", ErrUnauthenticated, MaxLifetime)
 	}
+	// A kind or team the token names but this build does not know (a
+	// typo, another issuer's word) would make it a person's of no team:
+	// "*" would grant it everything.
+	if _, ok := eventv1.ActorKind_value["ACTOR_KIND_"+strings.ToUpper(c.Kind)]; c.Kind != "" && !ok {
+		return Principal{}, fmt.Errorf("%w: kind %q is none of USER, INTEGRATION, SERVICE", ErrUnauthenticated, c.Kind)
+	}
+	if _, ok := eventv1.Team_value["TEAM_"+strings.ToUpper(c.Team)]; c.Team != "" && !ok {
+		return Principal{}, fmt.Errorf("%w: team %q is not a team Leadflow knows", ErrUnauthenticated, c.Team)
+	}
 	p = c.principal()
 	if v.revoked(p) {
 		return Principal{}, fmt.Errorf("%w: revoked", ErrUnauthenticated)
@@ -218,8 +227,8 @@ func (v *Verifier) StillValid(p Principal) error {
 func (c claims) principal() Principal {
 	p := Principal{
 		Subject: c.Subject,
-		Kind:    eventv1.ActorKind(eventv1.ActorKind_value["ACTOR_KIND_"+c.Kind]),
-		Team:    eventv1.Team(eventv1.Team_value["TEAM_"+c.Team]),
+		Kind:    eventv1.ActorKind(eventv1.ActorKind_value["ACTOR_KIND_"+strings.ToUpper(c.Kind)]),
+		Team:    eventv1.Team(eventv1.Team_value["TEAM_"+strings.ToUpper(c.Team)]),
 		Scopes:  strings.Fields(c.Scope),
 		ID:      c.ID,
 	}

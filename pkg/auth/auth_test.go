@@ -134,6 +134,12 @@ func TestRefusedTokens(t *testing.T) {
 		"iat": now.Add(400 * 24 * time.Hour).Unix(), "exp": now.Add(401 * 24 * time.Hour).Unix()}).SignedString(k))
 	fastClock := must(jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iss": auth.Issuer, "sub": "x", "scope": "*",
 		"iat": now.Add(2 * time.Minute).Unix(), "exp": now.Add(time.Hour).Unix()}).SignedString(k))
+	// A kind or team this build does not know: as a person's of no team,
+	// "*" would grant it everything.
+	claimed := func(kind, team string) string {
+		return must(jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iss": auth.Issuer, "sub": "x", "scope": "*",
+			"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(), "kind": kind, "team": team}).SignedString(k))
+	}
 	if _, err := auth.Issue(k, reader, auth.MaxLifetime+time.Second); err == nil {
 		t.Error("issued a token valid for longer than MaxLifetime")
 	}
@@ -141,6 +147,7 @@ func TestRefusedTokens(t *testing.T) {
 		"another key": foreign, "forged payload": forged, "hmac": hmac, "none": none,
 		"wrong issuer": wrongIssuer, "no expiry": noExpiry, "garbage": "abc", "empty": "",
 		"valid too long": tooLong, "no issue time": noIssueTime, "issued in a year": future, "issued in 2 minutes": fastClock,
+		"unknown kind": claimed("robot", "OPERATIONS"), "unknown team": claimed("USER", "finance"),
 	} {
 		if _, err := v.Verify(tok); !errors.Is(err, auth.ErrUnauthenticated) {
 			t.Errorf("%s: verified (err %v)", name, err)
@@ -153,6 +160,12 @@ func TestRefusedTokens(t *testing.T) {
 	}
 	if _, err := v.Verify(expired); err != nil {
 		t.Errorf("expired within the leeway: %v", err)
+	}
+	// A known kind in another case is that kind: "*" grants an
+	// integration nothing.
+	if p, err := v.Verify(claimed("integration", "marketing")); err != nil || p.Kind != eventv1.ActorKind_ACTOR_KIND_INTEGRATION ||
+		p.Team != eventv1.Team_TEAM_MARKETING || p.Grants("reports:read") {
+		t.Errorf("a lower-case integration token: %+v, %v; want an integration of marketing whom * grants nothing", p, err)
 	}
 }
 
