@@ -336,6 +336,26 @@ func Key(v *Violations, field, s string) {
 	}
 }
 
+// Industry checks a lead's industry: a coarse field kept in the clear
+// for scoring and routing, also after the lead's erasure, so it must not
+// carry what names the person (an email address, a number as long as a
+// phone number's). A name cannot be told from words.
+func Industry(v *Violations, field, s string) {
+	Text(v, field, s, MaxIndustry, false)
+	digits := 0
+	for _, r := range s {
+		if unicode.IsDigit(r) {
+			digits++
+		}
+	}
+	switch {
+	case envelope.HoldsEmail(s):
+		v.Add(field, "must name an industry: it is kept in the clear, also after the lead's erasure, and this one holds an email address")
+	case digits >= 6:
+		v.Add(field, "must name an industry: it is kept in the clear, also after the lead's erasure, and this one holds a number as long as a phone number's")
+	}
+}
+
 // Reason checks an operator's reason (an erasure's, a merge's): required
 // text, kept in the clear, also after the lead's erasure, so an email
 // address in it would keep naming the person. (A name cannot be told from

@@ -51,7 +51,7 @@ func CheckCapture(in Capture, now time.Time) (Lead, Violations) {
 
 	Text(&v, "profile.company", p.GetCompany(), MaxCompany, false)
 	Text(&v, "profile.title", p.GetTitle(), MaxTitle, false)
-	Text(&v, "profile.industry", p.GetIndustry(), MaxIndustry, false)
+	Industry(&v, "profile.industry", p.GetIndustry())
 	Enum(&v, "profile.seniority", int32(p.GetSeniority()), Defined(eventv1.Seniority_name), false)
 	Enum(&v, "profile.job_function", int32(p.GetJobFunction()), Defined(eventv1.JobFunction_name), false)
 	if p.GetJobFunction() == eventv1.JobFunction_JOB_FUNCTION_UNSPECIFIED {

@@ -502,8 +502,11 @@ type Profile struct {
 	Company   string                 `protobuf:"bytes,1,opt,name=company,proto3" json:"company,omitempty"`
 	Title     string                 `protobuf:"bytes,2,opt,name=title,proto3" json:"title,omitempty"`
 	Seniority Seniority              `protobuf:"varint,3,opt,name=seniority,proto3,enum=leadflow.event.v1.Seniority" json:"seniority,omitempty"`
-	Industry  string                 `protobuf:"bytes,4,opt,name=industry,proto3" json:"industry,omitempty"`
-	Employees int32                  `protobuf:"varint,5,opt,name=employees,proto3" json:"employees,omitempty"`
+	// industry is kept in the clear, also after an erasure: intake refuses
+	// one holding an email address or a phone-length number (since
+	// 2026-12-07).
+	Industry  string `protobuf:"bytes,4,opt,name=industry,proto3" json:"industry,omitempty"`
+	Employees int32  `protobuf:"varint,5,opt,name=employees,proto3" json:"employees,omitempty"`
 	// country is an ISO 3166-1 alpha-2 code.
 	Country string `protobuf:"bytes,6,opt,name=country,proto3" json:"country,omitempty"`
 	// email_domain is the domain part of the email, kept in the clear for
