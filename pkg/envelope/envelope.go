@@ -180,8 +180,8 @@ const MaxMinorUnits = 1e15
 // Currency reports whether code is a currency ISO 4217 lists now, upper
 // case (github.com/bojanz/currency's list, which follows CLDR; a code
 // withdrawn, such as HRK, or a made-up one such as XYZ, is not): writers
-// refuse any other, since an amount's currency binds every later amount
-// of its deal.
+// ask it where a deal or a campaign takes its currency, which binds every
+// later amount of it.
 func Currency(code string) bool { return code != "" && currency.IsValid(code) } // IsValid takes "" as none
 
 // CurrencyRule is what Currency asks of a code, for error messages.

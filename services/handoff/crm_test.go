@@ -772,3 +772,29 @@ func TestExpectedCloseMoves(t *testing.T) {
 		t.Fatalf("the unchanged move again after its day: %v", err)
 	}
 }
+
+// A deal converted in a code ISO 4217 has since withdrawn (HRK, stored by
+// an earlier version, which took any three capitals) goes on in it: its
+// stage moves and its win take that currency. A new conversion takes
+// only a current code.
+func TestCRMADealInAWithdrawnCurrencyGoesOn(t *testing.T) {
+	w, s, id, owner := assignedLead(t)
+	ctx := ctxT(t)
+	c := s.client
+	hrk := &eventv1.Money{Currency: "HRK", MinorUnits: 500_000}
+	if _, err := c.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: id, RepId: owner, RequestId: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: id, RepId: owner, RequestId: "c-hrk", Amount: hrk, Stage: "discovery"})
+	wantCode(t, err, codes.InvalidArgument, "amount.currency")
+	w.write(t, id, lifecycle.Command{Name: lifecycle.Convert}, &eventv1.OpportunityCreated{OpportunityId: "opp-old", RepId: owner, Amount: hrk, Stage: "discovery"},
+		&eventv1.Actor{Kind: eventv1.ActorKind_ACTOR_KIND_USER, Id: owner, Team: eventv1.Team_TEAM_SALES})
+	if _, err := c.MoveOpportunityStage(ctx, &handoffv1.MoveOpportunityStageRequest{LeadId: id, RepId: owner, RequestId: "m", Stage: "proposal",
+		Amount: &eventv1.Money{Currency: "HRK", MinorUnits: 600_000}}); err != nil {
+		t.Fatalf("a stage move in the deal's HRK: %v", err)
+	}
+	won, err := c.CloseWon(ctx, &handoffv1.CloseWonRequest{LeadId: id, RepId: owner, RequestId: "w", Amount: &eventv1.Money{Currency: "HRK", MinorUnits: 700_000}})
+	if err != nil || won.GetLead().GetStatus() != eventv1.LeadStatus_LEAD_STATUS_WON {
+		t.Fatalf("a win in the deal's HRK: %v %v", won, err)
+	}
+}

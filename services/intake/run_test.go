@@ -33,6 +33,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/leadflow/leadflow/pkg/consume"
+	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
@@ -1991,5 +1992,29 @@ func TestAPhoneExtensionIsKept(t *testing.T) {
 	e.capture(t, again)
 	if c := e.getLead(t, id).GetContact(); c.GetPhone() != "+14155550199" || c.GetPhoneExtension() != "" {
 		t.Fatalf("after a form with a new phone: %v, want +14155550199 without an extension", c)
+	}
+}
+
+// A campaign takes its currency from its budget or first cost: a code
+// ISO 4217 does not list now is refused there, naming the field, but a
+// campaign an earlier version bound to one (HRK, when any three capitals
+// passed) takes more costs in it.
+func TestACampaignsCurrencyIsCurrentOrAlreadyItsOwn(t *testing.T) {
+	e := start(t)
+	ctx := ctxT(t)
+	_, err := e.client.RegisterCampaign(ctx, &intakev1.RegisterCampaignRequest{CampaignId: "typo", Name: "Typo", Channel: eventv1.Channel_CHANNEL_WEBINAR,
+		Budget: &eventv1.Money{Currency: "XYZ", MinorUnits: 100}})
+	assertCodeAndField(t, err, codes.InvalidArgument, "budget.currency")
+	old, err := envelope.NewEvent("", &eventv1.CampaignRegistered{CampaignId: "zagreb", Name: "Zagreb fair", Channel: eventv1.Channel_CHANNEL_EVENT,
+		Budget: &eventv1.Money{Currency: "HRK", MinorUnits: 1_000_000}}, envelope.Meta{CorrelationID: "c"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eventstore.New(e.nats.JS, "LEADFLOW").Append(ctx, eventstore.CampaignSubject("zagreb"), 0, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.RecordCampaignCost(ctx, &intakev1.RecordCampaignCostRequest{CampaignId: "zagreb", CostId: "stand",
+		Amount: &eventv1.Money{Currency: "HRK", MinorUnits: 200_000}}); err != nil {
+		t.Fatalf("a cost in the campaign's own HRK: %v", err)
 	}
 }

@@ -61,6 +61,11 @@ func (a *App) ConvertLead(ctx context.Context, in ConvertLead, meta envelope.Met
 			// new: a retry of a conversion made before its expected close
 			// answers as the first did.
 			cmd := lifecycle.Command{Name: lifecycle.Convert}
+			// The deal's every later amount must be in this currency: a
+			// typo would stand for good.
+			if !envelope.Currency(in.Amount.GetCurrency()) {
+				return nil, invalid("amount.currency", envelope.CurrencyRule)
+			}
 			if in.ExpectedClose != nil {
 				switch cmd.Due = in.ExpectedClose.AsTime(); {
 				case !cmd.Due.After(now):

@@ -211,15 +211,17 @@ func checkActor(v *violations, field string, a *eventv1.Actor) {
 	}
 }
 
+var currencyRE = regexp.MustCompile(`^[A-Z]{3}$`)
+
 func checkMoney(v *violations, field string, m *eventv1.Money, required bool) {
 	switch {
 	case m == nil && required:
 		v.add(field, "is required")
 	case m == nil:
-	case !envelope.Currency(m.GetCurrency()):
-		// A deal's later amounts must be in its first's currency: a typo
-		// would stand for good.
-		v.add(field+".currency", envelope.CurrencyRule)
+	case !currencyRE.MatchString(m.GetCurrency()):
+		// Whether it is one ISO 4217 lists now is asked where a deal takes
+		// its currency (ConvertLead): a deal bound to a withdrawn one goes on.
+		v.add(field+".currency", "must be an ISO 4217 code such as EUR")
 	case m.GetMinorUnits() <= 0:
 		// A deal's amount: one of 0 (a CRM that dropped the value) would
 		// stand for good in pipeline and revenue, and a won deal is final.

@@ -57,6 +57,11 @@ func (a *App) RegisterCampaign(ctx context.Context, in RegisterCampaign, meta en
 	meta.Actor = meta.ActorOr(in.Actor)
 	return a.appendToCampaign(ctx, in.CampaignID, payload, meta, func(recs []eventstore.Record) (uint64, error) {
 		if len(recs) == 0 {
+			// Its costs must be in its budget's currency: a typo would
+			// stand for good.
+			if in.Budget != nil && !envelope.Currency(in.Budget.GetCurrency()) {
+				return 0, invalid(form.Violations{{Field: "budget.currency", Description: envelope.CurrencyRule}})
+			}
 			return 0, nil
 		}
 		if proto.Equal(recs[0].Event.GetCampaignRegistered(), payload) {
@@ -156,8 +161,12 @@ func (a *App) RecordCampaignCost(ctx context.Context, in RecordCampaignCost, met
 			}
 			currency = cmp.Or(currency, c.GetAmount().GetCurrency())
 		}
-		if currency != "" && in.Amount.GetCurrency() != currency {
+		switch {
+		case currency != "" && in.Amount.GetCurrency() != currency:
 			return 0, invalid(form.Violations{{Field: "amount.currency", Description: "must be " + currency + ", the campaign's currency"}})
+		case currency == "" && !envelope.Currency(in.Amount.GetCurrency()):
+			// The first cost sets the currency of every later one.
+			return 0, invalid(form.Violations{{Field: "amount.currency", Description: envelope.CurrencyRule}})
 		}
 		return 0, nil
 	})

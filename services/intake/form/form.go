@@ -290,7 +290,7 @@ func Consents(v *Violations, field string, cs []*eventv1.Consent) {
 	}
 }
 
-// Money checks an amount: a current ISO 4217 code and a non-negative amount.
+// Money checks an amount: an ISO 4217-shaped code and a non-negative amount.
 func Money(v *Violations, field string, m *eventv1.Money, required bool) {
 	if m == nil {
 		if required {
@@ -298,8 +298,10 @@ func Money(v *Violations, field string, m *eventv1.Money, required bool) {
 		}
 		return
 	}
-	if !envelope.Currency(m.GetCurrency()) {
-		v.Add(field+".currency", envelope.CurrencyRule)
+	if len(m.GetCurrency()) != 3 || strings.ContainsFunc(m.GetCurrency(), func(r rune) bool { return r < 'A' || r > 'Z' }) {
+		// Whether it is one ISO 4217 lists now is asked where a campaign
+		// takes its currency: one bound to a withdrawn code goes on.
+		v.Add(field+".currency", "must be an ISO 4217 code like EUR")
 	}
 	switch {
 	case m.GetMinorUnits() < 0:
@@ -338,22 +340,34 @@ func Key(v *Violations, field, s string) {
 
 // Industry checks a lead's industry: a coarse field kept in the clear
 // for scoring and routing, also after the lead's erasure, so it must not
-// carry what names the person (an email address, a number as long as a
-// phone number's). A name cannot be told from words.
+// carry what names the person (an email address, a number of seven
+// digits or more, as a phone number's). A name cannot be told from words.
 func Industry(v *Violations, field, s string) {
 	Text(v, field, s, MaxIndustry, false)
-	digits := 0
-	for _, r := range s {
-		if unicode.IsDigit(r) {
-			digits++
-		}
-	}
 	switch {
 	case envelope.HoldsEmail(s):
 		v.Add(field, "must name an industry: it is kept in the clear, also after the lead's erasure, and this one holds an email address")
-	case digits >= 6:
+	case longestNumber(s) >= 7: // an industry code (NAICS) has up to 6 digits
 		v.Add(field, "must name an industry: it is kept in the clear, also after the lead's erasure, and this one holds a number as long as a phone number's")
 	}
+}
+
+// longestNumber is the most digits in one number of s, written as phone
+// numbers are: digits with spaces, dots, dashes, brackets or a plus
+// between them.
+func longestNumber(s string) int {
+	longest, digits := 0, 0
+	for _, r := range s {
+		switch {
+		case unicode.IsDigit(r):
+			digits++
+			longest = max(longest, digits)
+		case strings.ContainsRune(" .-()+", r):
+		default:
+			digits = 0
+		}
+	}
+	return longest
 }
 
 // Reason checks an operator's reason (an erasure's, a merge's): required

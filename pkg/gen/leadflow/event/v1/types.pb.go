@@ -376,8 +376,9 @@ func (x *Owner) GetId() string {
 }
 
 // Money is an amount in minor units (cents) of an ISO 4217 currency.
-// Writers take only codes ISO 4217 lists now (since 2026-12-07; before,
-// any three capitals).
+// A deal or a campaign takes its currency from its first amount, which
+// must be a code ISO 4217 lists now (since 2026-12-07; before, any three
+// capitals): later amounts are in that one, withdrawn since or not.
 type Money struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Currency      string                 `protobuf:"bytes,1,opt,name=currency,proto3" json:"currency,omitempty"`
