@@ -226,25 +226,45 @@ func TestAMergedLeadKeepsTheAccountItsCompanyNames(t *testing.T) {
 	routedToAcme(t, company, &eventv1.Personal{Contact: &eventv1.Contact{Email: "li@li-consulting.example"}, Company: "Acme GmbH."})
 }
 
+// And one whose company a lead merged into its merged lead named.
+func TestAMergedLeadKeepsTheAccountANestedMergeNames(t *testing.T) {
+	company := dach(300)
+	company.EmailDomain, company.Company = "li-consulting.example", ""
+	routedToAcme(t, company, &eventv1.Personal{Contact: &eventv1.Contact{Email: "li@li-consulting.example"}, Company: "Acme GmbH."}, true)
+}
+
 // routedToAcme merges a lead captured with profile and personal into a
-// free-mail survivor, qualifies the survivor and wants it routed to the
-// account acme's owner.
-func routedToAcme(t *testing.T, profile *eventv1.Profile, personal *eventv1.Personal) {
+// free-mail survivor (nested: by way of another free-mail lead merged
+// into it), qualifies the survivor and wants it routed to the account
+// acme's owner.
+func routedToAcme(t *testing.T, profile *eventv1.Profile, personal *eventv1.Personal, nested ...bool) {
 	t.Helper()
 	w := newWorld(t)
 	s := w.start(t)
 	routingSetup(t, s.client, 10)
-	survivor, absorbed := uuid.NewString(), uuid.NewString()
-	w.write(t, survivor, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{
-		SealedPersonal: w.sealed(t, survivor, &eventv1.Personal{Contact: &eventv1.Contact{Email: "li@gmail.com"}}),
-		Profile:        &eventv1.Profile{EmailDomain: "gmail.com"}, Attribution: &eventv1.Attribution{Source: "web-form"}}, intakeActor)
+	freeMail := func() string {
+		id := uuid.NewString()
+		w.write(t, id, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{
+			SealedPersonal: w.sealed(t, id, &eventv1.Personal{Contact: &eventv1.Contact{Email: "li@gmail.com"}}),
+			Profile:        &eventv1.Profile{EmailDomain: "gmail.com"}, Attribution: &eventv1.Attribution{Source: "web-form"}}, intakeActor)
+		return id
+	}
+	merge := func(survivor, absorbed string, p *eventv1.Profile) {
+		payload := &eventv1.LeadMerged{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "one person"}
+		carried := proto.CloneOf(payload)
+		carried.AbsorbedProfile = p
+		w.fact(t, survivor, carried)
+		w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Merge, Reason: survivor}, payload, intakeActor)
+	}
+	survivor, absorbed := freeMail(), uuid.NewString()
 	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{
 		SealedPersonal: w.sealed(t, absorbed, personal), Profile: profile, Attribution: &eventv1.Attribution{Source: "web-form"}}, intakeActor)
-	payload := &eventv1.LeadMerged{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "one person"}
-	carried := proto.CloneOf(payload)
-	carried.AbsorbedProfile = profile
-	w.fact(t, survivor, carried)
-	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Merge, Reason: survivor}, payload, intakeActor)
+	if len(nested) > 0 && nested[0] {
+		between := freeMail()
+		merge(between, absorbed, profile)
+		absorbed, profile = between, envelope.MergeProfile(&eventv1.Profile{EmailDomain: "gmail.com"}, profile)
+	}
+	merge(survivor, absorbed, profile)
 	w.qualify(t, survivor)
 	a := w.waitFor(t, survivor, "LeadAssigned", 1)[0].GetLeadAssigned()
 	if a.GetRule() != "account" || a.GetOwner().GetId() != "dan" || a.GetDecision().GetAccountId() != "acme" {

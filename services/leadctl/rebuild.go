@@ -118,6 +118,9 @@ func rebuild(cmd *cobra.Command, o *options, p projectorv1.ProjectorServiceClien
 			}
 		}
 		st, err := statusOf()
+		if c := status.Code(err); err != nil && c != codes.Unavailable && c != codes.DeadlineExceeded {
+			return res, err // a refused token, say: asking again would not help
+		}
 		if err != nil {
 			// It answered before: killed, it is back within seconds (or
 			// another replica answers) and says whether the rebuild runs.

@@ -39,6 +39,9 @@ func (s *scriptedProjector) GetProjectionStatus(context.Context, *projectorv1.Ge
 	if st == nil {
 		return nil, status.Error(codes.Unavailable, "connection refused")
 	}
+	if st.GetActiveSchema() == "refused" {
+		return nil, status.Error(codes.Unauthenticated, "the token expired")
+	}
 	return st, nil
 }
 
@@ -98,5 +101,15 @@ func TestARebuildWhoseProjectorDiesSaysSo(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "set --projector") || !strings.Contains(err.Error(), "stopped answering") ||
 		!strings.Contains(err.Error(), "after stream seq 600") || !strings.Contains(err.Error(), "leadctl rebuild resumes it") {
 		t.Fatalf("projector gone: %v, want it said to have stopped answering after 600, and how to resume", err)
+	}
+
+	// A projector that answers, refusing: said at once, as it is.
+	refused := &scriptedProjector{statuses: []*projectorv1.GetProjectionStatusResponse{
+		{ActiveSchema: "leads_3"}, {ActiveSchema: "leads_3", Rebuild: running}, {ActiveSchema: "refused"},
+	}}
+	start := time.Now()
+	_, err = rebuild(cmd, o, refused, 10*time.Millisecond)
+	if status.Code(err) != codes.Unauthenticated || strings.Contains(err.Error(), "stopped answering") || time.Since(start) >= silentFor {
+		t.Fatalf("a refused status: %v after %v, want the refusal at once", err, time.Since(start))
 	}
 }

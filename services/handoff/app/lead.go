@@ -331,14 +331,7 @@ func (a *App) unseal(ctx context.Context, cfg *routing.Config, l *lead) error {
 		if f.Via == "" || f.Profile.GetCompany() != "" || !cfg.NeedsCompany(f.Profile) {
 			continue
 		}
-		m, err := a.load(ctx, f.Via)
-		if err != nil {
-			return fmt.Errorf("lead %s merged into %s: %w", f.Via, l.id, err)
-		}
-		if m.state.Status == lifecycle.StatusErased {
-			continue
-		}
-		company, _, err := a.sealedProfile(ctx, f.Via, m.sealed, false)
+		company, err := a.mergedCompanyOf(ctx, l.id, f.Via, maxMergeHops)
 		if err != nil {
 			return err
 		}
@@ -348,6 +341,29 @@ func (a *App) unseal(ctx context.Context, cfg *routing.Config, l *lead) error {
 		l.mergedCompany[f.Via] = company
 	}
 	return nil
+}
+
+// mergedCompanyOf is the company a lead merged into survivor named last
+// on its own forms, else one a lead merged into it named (hops deep, as
+// the brief follows merges); "" for an erased one.
+func (a *App) mergedCompanyOf(ctx context.Context, survivor, id string, hops int) (string, error) {
+	m, err := a.load(ctx, id)
+	if err != nil {
+		return "", fmt.Errorf("lead %s merged into %s: %w", id, survivor, err)
+	}
+	if m.state.Status == lifecycle.StatusErased {
+		return "", nil
+	}
+	company, _, err := a.sealedProfile(ctx, id, m.sealed, false)
+	for _, f := range m.forms.Layers {
+		if company != "" || err != nil || hops <= 1 {
+			break
+		}
+		if f.Via != "" {
+			company, err = a.mergedCompanyOf(ctx, id, f.Via, hops-1)
+		}
+	}
+	return company, err
 }
 
 // slaPolicy is the current owner's SLA policy: as recorded when the lead
