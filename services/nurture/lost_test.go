@@ -276,16 +276,12 @@ func testLostLeadCheckFindsExactlyTheBrokenLeads(t *testing.T, newWorld func(tes
 func TestScoredNewLeadsAreNotStalledWhileTheScorerIsDown(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
-	ctx := ctxT(t)
 	// A first check waits for the index's first read: every event after
 	// it is read in full. One that read only late's last event, its
 	// score, would take the lead as scored (one run in thirty did).
 	w.find(t, s.client, &nurturev1.FindLostLeadsRequest{})
 	// qualification ran here once and has no live member now.
-	if _, err := w.nats.JS.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
-		Durable: consume.Durable("qualification", 0, eventstore.Partitions), AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
-		t.Fatal(err)
-	}
+	w.stoppedScorer(t)
 	scored, unscored, pending, verdict := uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()
 	late, rescored := uuid.NewString(), uuid.NewString()
 	for _, l := range []string{scored, unscored, pending, verdict, late, rescored} {
@@ -325,11 +321,7 @@ func TestScoredNewLeadsAreNotStalledWhileTheScorerIsDown(t *testing.T) {
 // lead still waits for the scorer.
 func TestAReplicaStartedAfterTheFactsKeepsTheLaterOneWaiting(t *testing.T) {
 	w := newWorld(t)
-	ctx := ctxT(t)
-	if _, err := w.nats.JS.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
-		Durable: consume.Durable("qualification", 0, eventstore.Partitions), AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
-		t.Fatal(err)
-	}
+	w.stoppedScorer(t)
 	l := uuid.NewString()
 	w.capture(t, l)
 	w.scored(t, l, 20, 30*24*time.Hour)
@@ -390,12 +382,8 @@ func TestTheLostCheckNamesAnUnescalatedBreachUntilTheRepActs(t *testing.T) {
 func TestAReengagedLeadWaitsForTheStoppedScorer(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
-	ctx := ctxT(t)
 	w.find(t, s.client, &nurturev1.FindLostLeadsRequest{}) // the index's first read is over
-	if _, err := w.nats.JS.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
-		Durable: consume.Durable("qualification", 0, eventstore.Partitions), AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
-		t.Fatal(err)
-	}
+	w.stoppedScorer(t)
 	re, calm := uuid.NewString(), uuid.NewString()
 	for _, l := range []string{re, calm} {
 		w.accepted(t, l, "smb", 30)
@@ -430,12 +418,8 @@ func TestAReengagedLeadWaitsForTheStoppedScorer(t *testing.T) {
 func TestAnUnmergeKeepsAReengagementStalled(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
-	ctx := ctxT(t)
 	w.find(t, s.client, &nurturev1.FindLostLeadsRequest{}) // the index's first read is over
-	if _, err := w.nats.JS.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
-		Durable: consume.Durable("qualification", 0, eventstore.Partitions), AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
-		t.Fatal(err)
-	}
+	w.stoppedScorer(t)
 	survivor, absorbed, other, into := uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()
 	for _, l := range []string{survivor, absorbed} {
 		w.accepted(t, l, "smb", 30)
@@ -462,5 +446,15 @@ func TestAnUnmergeKeepsAReengagementStalled(t *testing.T) {
 	}
 	if !stalled[survivor] || !stalled[absorbed] {
 		t.Fatalf("lost %v, want the survivor %s and the absorbed lead %s stalled: their re-engagements wait for the stopped scorer", got.GetLost(), survivor, absorbed)
+	}
+}
+
+// stoppedScorer makes qualification a group that ran on this stream and
+// has no live member now.
+func (w *world) stoppedScorer(t *testing.T) {
+	t.Helper()
+	if _, err := w.nats.JS.CreateOrUpdateConsumer(ctxT(t), stream, jetstream.ConsumerConfig{
+		Durable: consume.Durable("qualification", 0, eventstore.Partitions), AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
 	}
 }
