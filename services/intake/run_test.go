@@ -956,6 +956,42 @@ func TestResubmissionCarriesItsConsents(t *testing.T) {
 	}
 }
 
+// A form dated before the person's last word on a channel (a backfill
+// of older forms) does not overrule it: a phone withdrawn in the newer
+// form stays withdrawn, and nothing is written for it; a channel the
+// older form alone names is heard.
+func TestAnOlderFormDoesNotOverruleANewerConsent(t *testing.T) {
+	e := start(t)
+	newer := lead("backfill@c.example")
+	newer.OccurredAt = timestamppb.New(time.Now().Add(-24 * time.Hour))
+	newer.Consents = []*eventv1.Consent{{Channel: eventv1.ConsentChannel_CONSENT_CHANNEL_PHONE, Status: eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN}}
+	id := e.capture(t, newer).GetLeadId()
+	older := lead("backfill@c.example")
+	older.OccurredAt = timestamppb.New(time.Now().Add(-400 * 24 * time.Hour))
+	older.Consents = []*eventv1.Consent{{Channel: eventv1.ConsentChannel_CONSENT_CHANNEL_PHONE, Status: eventv1.ConsentStatus_CONSENT_STATUS_GRANTED},
+		{Channel: eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL, Status: eventv1.ConsentStatus_CONSENT_STATUS_GRANTED}}
+	if r := e.capture(t, older); r.GetLeadId() != id || r.GetOutcome() != intakev1.CaptureOutcome_CAPTURE_OUTCOME_RESUBMITTED {
+		t.Fatalf("the older form: %v", r)
+	}
+	got := map[eventv1.ConsentChannel]eventv1.ConsentStatus{}
+	for _, c := range e.getLead(t, id).GetConsents() {
+		got[c.GetChannel()] = c.GetStatus()
+	}
+	if got[eventv1.ConsentChannel_CONSENT_CHANNEL_PHONE] != eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN ||
+		got[eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL] != eventv1.ConsentStatus_CONSENT_STATUS_GRANTED {
+		t.Fatalf("consents after an older form: %v, want phone still withdrawn, email granted", got)
+	}
+	changes := 0
+	for _, ev := range e.timeline(t, id) {
+		if ev.GetConsentChanged() != nil {
+			changes++
+		}
+	}
+	if changes != 1 {
+		t.Fatalf("%d consent changes, want one (email's)", changes)
+	}
+}
+
 // The server stops and starts on the same folder mid-run: acknowledged
 // leads are all there and the service goes on without a restart.
 func TestServerRestartLosesNothing(t *testing.T) {

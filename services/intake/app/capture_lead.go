@@ -434,11 +434,15 @@ func (a *App) consentChanges(ctx context.Context, leadID, via string, state life
 	if err != nil {
 		return nil, err
 	}
-	now := consentsAsOf(recs, version)
+	now, said := consentsAsOf(recs, version), consentTimes(recs, version)
 	var out []*eventv1.Event
 	for _, c := range l.Consents {
 		w := consentWord{c.GetStatus(), via}
-		if !w.heard(now, c.GetChannel()) {
+		// An older form (a backfill) does not overrule a word the person
+		// said since.
+		t, ok := said[c.GetChannel()]
+		older := ok && !l.OccurredAt.IsZero() && l.OccurredAt.Before(t)
+		if older || !w.heard(now, c.GetChannel()) {
 			// Unchanged, so nothing to write, unless an unmerge cut off
 			// still owes the lead an older change of it (as SetConsent).
 			if err := a.owedFirst(ctx, leadID, recs); err != nil {
@@ -500,6 +504,25 @@ func consentsAsOf(recs []eventstore.Record, version uint64) map[eventv1.ConsentC
 		}
 	}
 	return now
+}
+
+// consentTimes is when each channel's last consent word in a lead's
+// events as of version was said (occurred_at).
+func consentTimes(recs []eventstore.Record, version uint64) map[eventv1.ConsentChannel]time.Time {
+	at := map[eventv1.ConsentChannel]time.Time{}
+	for _, r := range recs {
+		if r.Seq > version {
+			break
+		}
+		t := r.Event.GetOccurredAt().AsTime()
+		for _, c := range r.Event.GetLeadCaptured().GetConsents() {
+			at[c.GetChannel()] = t
+		}
+		if c := r.Event.GetConsentChanged().GetConsent(); c != nil {
+			at[c.GetChannel()] = t
+		}
+	}
+	return at
 }
 
 // ResubmissionSource is the source of the consent changes a resubmission
