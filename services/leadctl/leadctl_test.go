@@ -189,7 +189,10 @@ func testTimelineAndStateAsOf(t *testing.T, newWorld func(testing.TB) *world) {
 	if err != nil || !strings.Contains(out, "MQL") || !strings.Contains(out, "LeadQualified") {
 		t.Fatalf("state now: %v\n%s", err, out)
 	}
-	if _, err := w.leadctl(t, "state", lead, "--as-of", t0.Add(-time.Minute).Format(time.RFC3339)); !errors.Is(err, errUnknownLead) {
+	// Before its first event was recorded: said so, with when that event
+	// says it happened (a backfilled lead's is earlier).
+	if _, err := w.leadctl(t, "state", lead, "--as-of", t0.Add(-time.Minute).Format(time.RFC3339)); !errors.Is(err, errUnknownLead) ||
+		!strings.Contains(err.Error(), "goes by when events were recorded") || !strings.Contains(err.Error(), "says it happened at") {
 		t.Fatalf("state before capture: %v", err)
 	}
 }

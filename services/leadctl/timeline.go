@@ -167,7 +167,10 @@ func stateCmd(o *options) *cobra.Command {
 			}
 			s, ok := stateAsOf(recs, at)
 			if !ok {
-				return fmt.Errorf("%w %s: it did not exist yet at %s", errUnknownLead, args[0], at.UTC().Format(time.RFC3339))
+				first := recs[0].Event
+				return fmt.Errorf("%w %s: nothing of it was recorded yet at %s (--as-of goes by when events were recorded: its first, "+
+					"recorded at %s, says it happened at %s)", errUnknownLead, args[0], at.UTC().Format(time.RFC3339),
+					first.GetRecordedAt().AsTime().UTC().Format(time.RFC3339), first.GetOccurredAt().AsTime().UTC().Format(time.RFC3339))
 			}
 			if o.output == "json" {
 				return writeJSON(cmd.OutOrStdout(), s)
@@ -178,7 +181,7 @@ func stateCmd(o *options) *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	c.Flags().StringVar(&asOf, "as-of", "", "a time in RFC 3339 (default: now, or the lead's last event if its writer's clock is ahead)")
+	c.Flags().StringVar(&asOf, "as-of", "", "a time in RFC 3339: the state after the last event recorded by then, whenever it says it happened (default: now, or the lead's last event if its writer's clock is ahead)")
 	return c
 }
 

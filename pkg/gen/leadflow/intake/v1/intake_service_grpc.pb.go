@@ -48,7 +48,8 @@ type IntakeServiceClient interface {
 	// the first answer and writes nothing; so does, without a key, an
 	// external_id sent again with the same content, until its lead is
 	// erased: with occurred_at whenever it comes, without only if no
-	// capture of that external_id said something else in between.
+	// capture of that external_id said something else in between (a capture
+	// first sent with a key is found only by its key).
 	CaptureLead(ctx context.Context, in *CaptureLeadRequest, opts ...grpc.CallOption) (*CaptureLeadResponse, error)
 	// ImportLeads captures a stream of rows and answers one result per row,
 	// in order. Rows are sent in chunks, each row committed on its own: one
@@ -246,7 +247,8 @@ type IntakeServiceServer interface {
 	// the first answer and writes nothing; so does, without a key, an
 	// external_id sent again with the same content, until its lead is
 	// erased: with occurred_at whenever it comes, without only if no
-	// capture of that external_id said something else in between.
+	// capture of that external_id said something else in between (a capture
+	// first sent with a key is found only by its key).
 	CaptureLead(context.Context, *CaptureLeadRequest) (*CaptureLeadResponse, error)
 	// ImportLeads captures a stream of rows and answers one result per row,
 	// in order. Rows are sent in chunks, each row committed on its own: one
