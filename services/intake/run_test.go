@@ -992,6 +992,62 @@ func TestAnOlderFormDoesNotOverruleANewerConsent(t *testing.T) {
 	}
 }
 
+// The guard against older forms compares a person's own words only:
+// not one a merge or an unmerge carried (dated by it), nor another
+// person's, whose form came through a merged lead.
+func TestAnOlderFormIsComparedWithItsPersonsOwnWords(t *testing.T) {
+	e := start(t)
+	ctx := ctxT(t)
+	email := eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL
+	form := func(addr string, daysAgo int, st eventv1.ConsentStatus) *intakev1.CaptureLeadRequest {
+		r := lead(addr)
+		r.OccurredAt = timestamppb.New(time.Now().Add(-time.Duration(daysAgo) * 24 * time.Hour))
+		r.Consents = []*eventv1.Consent{{Channel: email, Status: st}}
+		return r
+	}
+	emailOf := func(id string) eventv1.ConsentStatus {
+		for _, c := range e.getLead(t, id).GetConsents() {
+			if c.GetChannel() == email {
+				return c.GetStatus()
+			}
+		}
+		return eventv1.ConsentStatus_CONSENT_STATUS_UNSPECIFIED
+	}
+	pair := func(a, b string) {
+		if _, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: b, AbsorbedLeadId: a, Reason: "same person"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	split := func(a, b string) {
+		if _, err := e.client.UnmergeLeads(ctx, &intakev1.UnmergeLeadsRequest{SurvivorLeadId: b, AbsorbedLeadId: a, Reason: "two people"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	withdrawn, granted := eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN, eventv1.ConsentStatus_CONSENT_STATUS_GRANTED
+
+	// B granted 20 days ago; a merge and an unmerge write words dated now;
+	// B's own form of 5 days ago still withdraws.
+	a := e.capture(t, form("own-a@c.example", 30, withdrawn)).GetLeadId()
+	b := e.capture(t, form("own-b@c.example", 20, granted)).GetLeadId()
+	pair(a, b)
+	split(a, b)
+	e.capture(t, form("own-b@c.example", 5, withdrawn))
+	if got := emailOf(b); got != withdrawn {
+		t.Fatalf("B's email %v after its own withdrawal of 5 days ago (its grant was 20 days ago)", got)
+	}
+
+	// A's person withdraws 5 days ago through the survivor, whose own
+	// person granted 1 day ago: the unmerge gives A the withdrawal.
+	a = e.capture(t, form("via-a@c.example", 30, granted)).GetLeadId()
+	b = e.capture(t, form("via-b@c.example", 1, granted)).GetLeadId()
+	pair(a, b)
+	e.capture(t, form("via-a@c.example", 5, withdrawn))
+	split(a, b)
+	if got := emailOf(a); got != withdrawn {
+		t.Fatalf("A's email %v after the unmerge, want the withdrawal its person sent 5 days ago", got)
+	}
+}
+
 // The server stops and starts on the same folder mid-run: acknowledged
 // leads are all there and the service goes on without a restart.
 func TestServerRestartLosesNothing(t *testing.T) {

@@ -118,8 +118,15 @@ func rebuild(cmd *cobra.Command, o *options, p projectorv1.ProjectorServiceClien
 			}
 		}
 		st, err := statusOf()
-		if c := status.Code(err); err != nil && c != codes.Unavailable && c != codes.DeadlineExceeded {
-			return res, err // a refused token, say: asking again would not help
+		switch c := status.Code(err); {
+		case err == nil:
+		case ctx.Err() != nil:
+			continue // stopped following, above
+		case c != codes.Unavailable && c != codes.DeadlineExceeded && c != codes.Internal && c != codes.Unknown:
+			// A refused token, say: asking again would not help.
+			bar.finish(int64(res.Position), "refused")
+			return res, fmt.Errorf("rebuild into %s: the projector at %s refused its status: %w\n"+
+				"the rebuild goes on in the projector (leadctl rebuild follows it again)", orDash(res.Schema), o.projector, err)
 		}
 		if err != nil {
 			// It answered before: killed, it is back within seconds (or

@@ -39,6 +39,9 @@ func (s *scriptedProjector) GetProjectionStatus(context.Context, *projectorv1.Ge
 	if st == nil {
 		return nil, status.Error(codes.Unavailable, "connection refused")
 	}
+	if st.GetActiveSchema() == "failing" {
+		return nil, status.Error(codes.Internal, "internal error")
+	}
 	if st.GetActiveSchema() == "refused" {
 		return nil, status.Error(codes.Unauthenticated, "the token expired")
 	}
@@ -86,7 +89,7 @@ func TestARebuildWhoseProjectorDiesSaysSo(t *testing.T) {
 	o := &options{timeout: time.Second, projector: "127.0.0.1:7425"}
 
 	back := &scriptedProjector{statuses: []*projectorv1.GetProjectionStatusResponse{
-		{ActiveSchema: "leads_3"}, {ActiveSchema: "leads_3", Rebuild: running}, nil, nil, nil,
+		{ActiveSchema: "leads_3"}, {ActiveSchema: "leads_3", Rebuild: running}, nil, {ActiveSchema: "failing"}, nil,
 		{ActiveSchema: "leads_3", Rebuild: &projectorv1.RebuildProgress{Schema: "leads_4", Position: 650}},
 	}}
 	_, err := rebuild(cmd, o, back, time.Millisecond)
@@ -109,7 +112,8 @@ func TestARebuildWhoseProjectorDiesSaysSo(t *testing.T) {
 	}}
 	start := time.Now()
 	_, err = rebuild(cmd, o, refused, 10*time.Millisecond)
-	if status.Code(err) != codes.Unauthenticated || strings.Contains(err.Error(), "stopped answering") || time.Since(start) >= silentFor {
+	if status.Code(err) != codes.Unauthenticated || strings.Contains(err.Error(), "stopped answering") || time.Since(start) >= silentFor ||
+		!strings.Contains(err.Error(), "leadctl rebuild follows it again") {
 		t.Fatalf("a refused status: %v after %v, want the refusal at once", err, time.Since(start))
 	}
 }

@@ -331,7 +331,7 @@ func (a *App) unseal(ctx context.Context, cfg *routing.Config, l *lead) error {
 		if f.Via == "" || f.Profile.GetCompany() != "" || !cfg.NeedsCompany(f.Profile) {
 			continue
 		}
-		company, err := a.mergedCompanyOf(ctx, l.id, f.Via, maxMergeHops)
+		company, err := a.mergedCompanyOf(ctx, l.id, f.Via, map[string]bool{l.id: true})
 		if err != nil {
 			return err
 		}
@@ -344,9 +344,13 @@ func (a *App) unseal(ctx context.Context, cfg *routing.Config, l *lead) error {
 }
 
 // mergedCompanyOf is the company a lead merged into survivor named last
-// on its own forms, else one a lead merged into it named (hops deep, as
-// the brief follows merges); "" for an erased one.
-func (a *App) mergedCompanyOf(ctx context.Context, survivor, id string, hops int) (string, error) {
+// on its own forms, else one a lead merged into it named (as deep as the
+// brief follows merges, each lead read once: seen); "" for an erased one.
+func (a *App) mergedCompanyOf(ctx context.Context, survivor, id string, seen map[string]bool) (string, error) {
+	if seen[id] || len(seen) > maxMergeHops {
+		return "", nil
+	}
+	seen[id] = true
 	m, err := a.load(ctx, id)
 	if err != nil {
 		return "", fmt.Errorf("lead %s merged into %s: %w", id, survivor, err)
@@ -356,11 +360,11 @@ func (a *App) mergedCompanyOf(ctx context.Context, survivor, id string, hops int
 	}
 	company, _, err := a.sealedProfile(ctx, id, m.sealed, false)
 	for _, f := range m.forms.Layers {
-		if company != "" || err != nil || hops <= 1 {
+		if company != "" || err != nil {
 			break
 		}
 		if f.Via != "" {
-			company, err = a.mergedCompanyOf(ctx, id, f.Via, hops-1)
+			company, err = a.mergedCompanyOf(ctx, id, f.Via, seen)
 		}
 	}
 	return company, err

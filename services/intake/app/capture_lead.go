@@ -438,9 +438,10 @@ func (a *App) consentChanges(ctx context.Context, leadID, via string, state life
 	var out []*eventv1.Event
 	for _, c := range l.Consents {
 		w := consentWord{c.GetStatus(), via}
-		// An older form (a backfill) does not overrule a word the person
-		// said since.
-		t, ok := said[c.GetChannel()]
+		// An older form (a backfill) does not overrule a word its person
+		// wrote since (through the same lead: another person's is not
+		// theirs to keep).
+		t, ok := said[saidKey{c.GetChannel(), via}]
 		older := ok && !l.OccurredAt.IsZero() && l.OccurredAt.Before(t)
 		if older || !w.heard(now, c.GetChannel()) {
 			// Unchanged, so nothing to write, unless an unmerge cut off
@@ -506,20 +507,28 @@ func consentsAsOf(recs []eventstore.Record, version uint64) map[eventv1.ConsentC
 	return now
 }
 
-// consentTimes is when each channel's last consent word in a lead's
-// events as of version was said (occurred_at).
-func consentTimes(recs []eventstore.Record, version uint64) map[eventv1.ConsentChannel]time.Time {
-	at := map[eventv1.ConsentChannel]time.Time{}
+// saidKey is a consent channel and the merged lead its word came
+// through ("" for the lead's own).
+type saidKey struct {
+	ch  eventv1.ConsentChannel
+	via string
+}
+
+// consentTimes is when each channel's last word that a person wrote on a
+// lead (as of version; not one a merge or an unmerge carried, dated by
+// that) says it was said (occurred_at), by the lead it came through.
+func consentTimes(recs []eventstore.Record, version uint64) map[saidKey]time.Time {
+	at := map[saidKey]time.Time{}
 	for _, r := range recs {
 		if r.Seq > version {
 			break
 		}
 		t := r.Event.GetOccurredAt().AsTime()
 		for _, c := range r.Event.GetLeadCaptured().GetConsents() {
-			at[c.GetChannel()] = t
+			at[saidKey{c.GetChannel(), ""}] = t
 		}
-		if c := r.Event.GetConsentChanged().GetConsent(); c != nil {
-			at[c.GetChannel()] = t
+		if cc := r.Event.GetConsentChanged(); cc.GetConsent() != nil && cc.GetSource() != consentFromMerge {
+			at[saidKey{cc.GetConsent().GetChannel(), cc.GetMergedFrom()}] = t
 		}
 	}
 	return at

@@ -340,8 +340,8 @@ func Key(v *Violations, field, s string) {
 
 // Industry checks a lead's industry: a coarse field kept in the clear
 // for scoring and routing, also after the lead's erasure, so it must not
-// carry what names the person (an email address, a number of seven
-// digits or more, as a phone number's). A name cannot be told from words.
+// carry what names the person (an email address, seven digits or more
+// written as a phone number's). A name cannot be told from words.
 func Industry(v *Violations, field, s string) {
 	Text(v, field, s, MaxIndustry, false)
 	switch {

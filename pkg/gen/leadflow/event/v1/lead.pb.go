@@ -503,8 +503,8 @@ type Profile struct {
 	Title     string                 `protobuf:"bytes,2,opt,name=title,proto3" json:"title,omitempty"`
 	Seniority Seniority              `protobuf:"varint,3,opt,name=seniority,proto3,enum=leadflow.event.v1.Seniority" json:"seniority,omitempty"`
 	// industry is kept in the clear, also after an erasure: intake refuses
-	// one holding an email address or a number of seven digits or more
-	// (since 2026-12-07).
+	// one holding an email address or seven digits or more with only
+	// spaces, dots, dashes, brackets or + between them (since 2026-12-07).
 	Industry  string `protobuf:"bytes,4,opt,name=industry,proto3" json:"industry,omitempty"`
 	Employees int32  `protobuf:"varint,5,opt,name=employees,proto3" json:"employees,omitempty"`
 	// country is an ISO 3166-1 alpha-2 code.
