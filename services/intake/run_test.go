@@ -992,9 +992,10 @@ func TestAnOlderFormDoesNotOverruleANewerConsent(t *testing.T) {
 	}
 }
 
-// The guard against older forms compares a person's own words only:
-// not one a merge or an unmerge carried (dated by it), nor another
-// person's, whose form came through a merged lead.
+// The guard against older forms' grants compares a person's own words
+// only: not one a merge carried (dated by the merge), nor another
+// person's, whose form came through a merged lead. A withdrawal, older or
+// not, is always heard.
 func TestAnOlderFormIsComparedWithItsPersonsOwnWords(t *testing.T) {
 	e := start(t)
 	ctx := ctxT(t)
@@ -1013,38 +1014,44 @@ func TestAnOlderFormIsComparedWithItsPersonsOwnWords(t *testing.T) {
 		}
 		return eventv1.ConsentStatus_CONSENT_STATUS_UNSPECIFIED
 	}
-	pair := func(a, b string) {
-		if _, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: b, AbsorbedLeadId: a, Reason: "same person"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	split := func(a, b string) {
-		if _, err := e.client.UnmergeLeads(ctx, &intakev1.UnmergeLeadsRequest{SurvivorLeadId: b, AbsorbedLeadId: a, Reason: "two people"}); err != nil {
+	merge := func(absorbed, survivor string) {
+		if _, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "same person"}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	withdrawn, granted := eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN, eventv1.ConsentStatus_CONSENT_STATUS_GRANTED
 
-	// B granted 20 days ago; a merge and an unmerge write words dated now;
-	// B's own form of 5 days ago still withdraws.
+	// The merge carries A's withdrawal onto B, dated now; B's own grant
+	// of 5 days ago, after its person's words of 20 and 30 days ago, is
+	// the latest.
 	a := e.capture(t, form("own-a@c.example", 30, withdrawn)).GetLeadId()
 	b := e.capture(t, form("own-b@c.example", 20, granted)).GetLeadId()
-	pair(a, b)
-	split(a, b)
-	e.capture(t, form("own-b@c.example", 5, withdrawn))
+	merge(a, b)
 	if got := emailOf(b); got != withdrawn {
-		t.Fatalf("B's email %v after its own withdrawal of 5 days ago (its grant was 20 days ago)", got)
+		t.Fatalf("B's email %v after the merge, want the withdrawal it carried", got)
+	}
+	e.capture(t, form("own-b@c.example", 5, granted))
+	if got := emailOf(b); got != granted {
+		t.Fatalf("B's email %v after its person's grant of 5 days ago", got)
+	}
+	// Withdrawn 10 days ago, older than that grant: heard all the same.
+	e.capture(t, form("own-b@c.example", 10, withdrawn))
+	if got := emailOf(b); got != withdrawn {
+		t.Fatalf("B's email %v after an older withdrawal, want it heard", got)
 	}
 
-	// A's person withdraws 5 days ago through the survivor, whose own
-	// person granted 1 day ago: the unmerge gives A the withdrawal.
-	a = e.capture(t, form("via-a@c.example", 30, granted)).GetLeadId()
+	// A's person grants 5 days ago through the survivor, whose own person
+	// granted 1 day ago: B's words are not A's, so the unmerge gives A
+	// the grant.
+	a = e.capture(t, form("via-a@c.example", 30, withdrawn)).GetLeadId()
 	b = e.capture(t, form("via-b@c.example", 1, granted)).GetLeadId()
-	pair(a, b)
-	e.capture(t, form("via-a@c.example", 5, withdrawn))
-	split(a, b)
-	if got := emailOf(a); got != withdrawn {
-		t.Fatalf("A's email %v after the unmerge, want the withdrawal its person sent 5 days ago", got)
+	merge(a, b)
+	e.capture(t, form("via-a@c.example", 5, granted))
+	if _, err := e.client.UnmergeLeads(ctx, &intakev1.UnmergeLeadsRequest{SurvivorLeadId: b, AbsorbedLeadId: a, Reason: "two people"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := emailOf(a); got != granted {
+		t.Fatalf("A's email %v after the unmerge, want the grant its person sent 5 days ago", got)
 	}
 }
 

@@ -438,11 +438,12 @@ func (a *App) consentChanges(ctx context.Context, leadID, via string, state life
 	var out []*eventv1.Event
 	for _, c := range l.Consents {
 		w := consentWord{c.GetStatus(), via}
-		// An older form (a backfill) does not overrule a word its person
-		// wrote since (through the same lead: another person's is not
-		// theirs to keep).
+		// An older form's grant (a backfill) does not overrule a word its
+		// person wrote since (through the same lead: another person's is
+		// not theirs to keep). A withdrawal is always heard: clocks differ,
+		// and contacting against a withdrawal is the worse mistake.
 		t, ok := said[saidKey{c.GetChannel(), via}]
-		older := ok && !l.OccurredAt.IsZero() && l.OccurredAt.Before(t)
+		older := ok && c.GetStatus() == eventv1.ConsentStatus_CONSENT_STATUS_GRANTED && !l.OccurredAt.IsZero() && l.OccurredAt.Before(t)
 		if older || !w.heard(now, c.GetChannel()) {
 			// Unchanged, so nothing to write, unless an unmerge cut off
 			// still owes the lead an older change of it (as SetConsent).
