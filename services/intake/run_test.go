@@ -936,10 +936,7 @@ func TestResubmissionCarriesItsConsents(t *testing.T) {
 	if r := e.capture(t, again); r.GetLeadId() != id {
 		t.Fatalf("capture once more: %v", r)
 	}
-	got := map[eventv1.ConsentChannel]eventv1.ConsentStatus{}
-	for _, c := range e.getLead(t, id).GetConsents() {
-		got[c.GetChannel()] = c.GetStatus()
-	}
+	got := e.consents(t, id)
 	if got[eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL] != eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN ||
 		got[eventv1.ConsentChannel_CONSENT_CHANNEL_PHONE] != eventv1.ConsentStatus_CONSENT_STATUS_GRANTED {
 		t.Fatalf("consents after the forms: %v", got)
@@ -973,10 +970,7 @@ func TestAnOlderFormDoesNotOverruleANewerConsent(t *testing.T) {
 	if r := e.capture(t, older); r.GetLeadId() != id || r.GetOutcome() != intakev1.CaptureOutcome_CAPTURE_OUTCOME_RESUBMITTED {
 		t.Fatalf("the older form: %v", r)
 	}
-	got := map[eventv1.ConsentChannel]eventv1.ConsentStatus{}
-	for _, c := range e.getLead(t, id).GetConsents() {
-		got[c.GetChannel()] = c.GetStatus()
-	}
+	got := e.consents(t, id)
 	if got[eventv1.ConsentChannel_CONSENT_CHANNEL_PHONE] != eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN ||
 		got[eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL] != eventv1.ConsentStatus_CONSENT_STATUS_GRANTED {
 		t.Fatalf("consents after an older form: %v, want phone still withdrawn, email granted", got)
@@ -1006,14 +1000,7 @@ func TestAnOlderFormIsComparedWithItsPersonsOwnWords(t *testing.T) {
 		r.Consents = []*eventv1.Consent{{Channel: email, Status: st}}
 		return r
 	}
-	emailOf := func(id string) eventv1.ConsentStatus {
-		for _, c := range e.getLead(t, id).GetConsents() {
-			if c.GetChannel() == email {
-				return c.GetStatus()
-			}
-		}
-		return eventv1.ConsentStatus_CONSENT_STATUS_UNSPECIFIED
-	}
+	emailOf := func(id string) eventv1.ConsentStatus { return e.consents(t, id)[email] }
 	merge := func(absorbed, survivor string) {
 		if _, err := e.client.MergeLeads(ctx, &intakev1.MergeLeadsRequest{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "same person"}); err != nil {
 			t.Fatal(err)
@@ -1782,6 +1769,16 @@ func (e *env) getLead(t *testing.T, id string) *intakev1.Lead {
 		t.Fatal(err)
 	}
 	return got.GetLead()
+}
+
+// consents is each channel's consent GetLead answers for a lead.
+func (e *env) consents(t *testing.T, id string) map[eventv1.ConsentChannel]eventv1.ConsentStatus {
+	t.Helper()
+	got := map[eventv1.ConsentChannel]eventv1.ConsentStatus{}
+	for _, c := range e.getLead(t, id).GetConsents() {
+		got[c.GetChannel()] = c.GetStatus()
+	}
+	return got
 }
 
 // Replicas share no memory: an email one replica claimed for a lead (it
