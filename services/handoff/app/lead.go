@@ -321,6 +321,12 @@ func (a *App) unseal(ctx context.Context, cfg *routing.Config, l *lead) error {
 		}
 		l.opened = company
 	}
+	// Only a lead with leads merged into it reads further, and only when
+	// its own answers match no account.
+	merged := slices.ContainsFunc(l.forms.Layers, func(f envelope.Form) bool { return f.Via != "" })
+	if !merged {
+		return nil
+	}
 	if acct, _ := cfg.MatchAccount(l.routingLead().Profile); acct != nil {
 		return nil
 	}
