@@ -232,6 +232,9 @@ func (c claims) principal() Principal {
 		Scopes:  strings.Fields(c.Scope),
 		ID:      c.ID,
 	}
+	if p.Kind == eventv1.ActorKind_ACTOR_KIND_UNSPECIFIED {
+		p.Kind = eventv1.ActorKind_ACTOR_KIND_USER // a token of no kind is a person's, and events say so
+	}
 	if c.ExpiresAt != nil {
 		p.Expires = c.ExpiresAt.Time
 	}

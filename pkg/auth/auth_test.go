@@ -296,11 +296,33 @@ func TestActingIsTheCaller(t *testing.T) {
 	if _, err := auth.Acting(ctx, asSales, "approver"); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("maria signing for sales: %v", err)
 	}
-	for _, claimed := range []*eventv1.Actor{nil, {Id: "maria", Team: eventv1.Team_TEAM_MARKETING}} {
+	for _, claimed := range []*eventv1.Actor{nil, {Id: "maria", Team: eventv1.Team_TEAM_MARKETING}, {Id: "maria"}, {Team: eventv1.Team_TEAM_MARKETING}} {
 		a, err := auth.Acting(ctx, claimed, "approver")
 		if err != nil || a.GetId() != "maria" || a.GetTeam() != eventv1.Team_TEAM_MARKETING || a.GetKind() != eventv1.ActorKind_ACTOR_KIND_USER {
 			t.Fatalf("claimed %v: %v, %v", claimed, a, err)
 		}
+	}
+}
+
+// A token naming no kind is a person's: it verifies as a user, so what it
+// signs (a model's approval) is a person's sign-off and its events say so.
+func TestAKindlessTokenIsAPersons(t *testing.T) {
+	k := key(t)
+	v, err := auth.NewVerifier(k.Public().(ed25519.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := auth.Issue(k, auth.Principal{Subject: "maria", Team: eventv1.Team_TEAM_MARKETING, Scopes: []string{"models:approve"}}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := v.Verify(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := auth.Acting(auth.WithPrincipal(context.Background(), p), nil, "approver")
+	if err != nil || a.GetKind() != eventv1.ActorKind_ACTOR_KIND_USER || a.GetId() != "maria" || a.GetTeam() != eventv1.Team_TEAM_MARKETING {
+		t.Fatalf("a kindless token acts as %v, %v; want the user maria of MARKETING", a, err)
 	}
 }
 

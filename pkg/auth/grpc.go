@@ -190,17 +190,17 @@ func ActingAs(ctx context.Context, id, field string) (string, error) {
 // Acting is who a request acts as when it names an actor (field) whose
 // word matters, such as the team that signs a scoring model off. With auth
 // off it is the actor the request names. With auth on it is the caller: a
-// request naming nobody acts as the caller, and one naming someone else is
-// PERMISSION_DENIED, so nobody signs for another person or team.
+// request naming nobody (or only the caller's id or team) acts as the
+// caller, and one naming someone else is PERMISSION_DENIED, so nobody signs
+// for another person or team.
 func Acting(ctx context.Context, claimed *eventv1.Actor, field string) (*eventv1.Actor, error) {
 	p, ok := FromContext(ctx)
 	if !ok {
 		return claimed, nil
 	}
-	if claimed.GetId() == "" && claimed.GetTeam() == eventv1.Team_TEAM_UNSPECIFIED {
-		return p.Actor(), nil
-	}
-	if claimed.GetId() != p.Subject || claimed.GetTeam() != p.Team {
+	// What the request leaves out (the id, the team) is the caller's.
+	id, team := claimed.GetId(), claimed.GetTeam()
+	if id != "" && id != p.Subject || team != eventv1.Team_TEAM_UNSPECIFIED && team != p.Team {
 		return nil, status.Errorf(codes.PermissionDenied, "%s is %q of %s, but the caller is %q of %s: a request acts as its caller",
 			field, claimed.GetId(), claimed.GetTeam(), p.Subject, p.Team)
 	}

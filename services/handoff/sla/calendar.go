@@ -356,29 +356,73 @@ func (c Calendar) Sub(t time.Time, d time.Duration, from time.Time) time.Time {
 	return from
 }
 
-// AddDays returns the same clock time n working days (days with working
-// hours) after t, moved to the next opening if it falls outside them. A t
-// outside working hours counts from the next opening, so that n days give
-// n days of work.
+// AddDays returns the time as far into the n-th working day after t's as
+// t is into its own, counted in working time. A working day is a date with
+// working hours, a night shift's hours after midnight belonging to the
+// date it began on: a shift of 22:00 to 06:00 is one working day, not two.
+// A t outside working hours counts from the next opening, so that n days
+// give n days of work.
 func (c Calendar) AddDays(t time.Time, n int) time.Time {
 	t = c.NextOpen(t)
 	if n <= 0 {
 		return t
 	}
+	if !c.set {
+		return t.AddDate(0, 0, n)
+	}
 	day := c.date(t)
-	lt := t.In(c.Location())
-	tod := time.Duration(lt.Hour())*time.Hour + time.Duration(lt.Minute())*time.Minute +
-		time.Duration(lt.Second())*time.Second + time.Duration(lt.Nanosecond())
+	if ps := c.periods(day); len(ps) > 0 && t.Before(ps[0][1]) && c.carriesOver(prevDay(day)) {
+		day = prevDay(day) // in the night shift that began the day before
+	}
+	into := c.worked(c.shift(day)[0][0], t)
 	for range horizon {
 		day = nextDay(day)
-		if c.set && (len(c.days[day.Weekday()]) == 0 || c.off[day]) {
-			continue
-		}
-		if n--; n == 0 {
-			return c.NextOpen(c.at(day, tod))
+		if ps := c.shift(day); len(ps) > 0 {
+			if n--; n == 0 {
+				return c.Add(ps[0][0], into)
+			}
 		}
 	}
 	return t.AddDate(0, 0, n)
+}
+
+// carriesOver reports whether day's hours run on past midnight: its last
+// period, begun after its midnight, ends at 24:00 and the next date's
+// first begins at 00:00.
+func (c Calendar) carriesOver(day time.Time) bool {
+	last, next := c.days[day.Weekday()], c.days[nextDay(day).Weekday()]
+	return !c.off[day] && !c.off[nextDay(day)] && len(last) > 0 && len(next) > 0 &&
+		last[len(last)-1].end == 24*60 && last[len(last)-1].start > 0 && next[0].start == 0
+}
+
+// shift is day's periods less the night shift carried over from the day
+// before: the working day that begins on day.
+func (c Calendar) shift(day time.Time) [][2]time.Time {
+	ps := c.periods(day)
+	if len(ps) > 0 && c.carriesOver(prevDay(day)) {
+		ps = ps[1:]
+	}
+	return ps
+}
+
+// worked is the working time from a to b.
+func (c Calendar) worked(a, b time.Time) time.Duration {
+	var d time.Duration
+	for day := c.date(a); !day.After(c.date(b)); day = nextDay(day) {
+		for _, p := range c.periods(day) {
+			if e, s := minTime(p[1], b), maxTime(p[0], a); e.After(s) {
+				d += e.Sub(s)
+			}
+		}
+	}
+	return d
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return b
+	}
+	return a
 }
 
 func maxTime(a, b time.Time) time.Time {

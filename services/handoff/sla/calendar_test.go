@@ -184,6 +184,41 @@ func working(c sla.Calendar, a, b time.Time) time.Duration {
 	return total
 }
 
+// A night team's shift runs past midnight, written as two periods (22:00
+// to 24:00, and 00:00 to 06:00 the next date): one shift is one working
+// day, so n days give n shifts' work however many weekends they cross.
+func TestCalendarAddDaysNightShift(t *testing.T) {
+	h := &eventv1.WorkingHours{TimeZone: "Europe/Berlin"}
+	for d := eventv1.Weekday_WEEKDAY_MONDAY; d <= eventv1.Weekday_WEEKDAY_FRIDAY; d++ {
+		h.Days = append(h.Days, &eventv1.WorkingDay{Day: d, Start: "22:00", End: "24:00"},
+			&eventv1.WorkingDay{Day: d%7 + 1, Start: "00:00", End: "06:00"}) // the next weekday; Friday's is Saturday
+	}
+	c, v := sla.NewCalendar("hours", h)
+	if len(v) > 0 {
+		t.Fatal(v)
+	}
+	for _, tc := range []struct {
+		from string
+		n    int
+		want string
+	}{
+		{"2026-03-03 23:00", 2, "2026-03-05 23:00"}, // Tuesday night
+		{"2026-03-06 23:00", 2, "2026-03-10 23:00"}, // Friday night: Monday's and Tuesday's shifts
+		{"2026-03-07 03:00", 1, "2026-03-10 03:00"}, // Friday's shift, after midnight
+		{"2026-03-07 03:00", 3, "2026-03-12 03:00"},
+		{"2026-03-07 12:00", 1, "2026-03-10 22:00"}, // closed: from Monday's opening
+	} {
+		from := at(t, tc.from)
+		got := c.AddDays(from, tc.n)
+		if !got.Equal(at(t, tc.want)) {
+			t.Errorf("AddDays(%s, %d) = %s, want %s", tc.from, tc.n, got.In(c.Location()).Format("2006-01-02 15:04"), tc.want)
+		}
+		if w, want := working(c, from, got), time.Duration(tc.n)*8*time.Hour; w != want {
+			t.Errorf("AddDays(%s, %d) leaves %s of working time, want %s", tc.from, tc.n, w, want)
+		}
+	}
+}
+
 // Around clock changes where a local midnight or a whole date does not
 // exist, Add is still the working time between, against a minute walk.
 func TestCalendarSkippedMidnights(t *testing.T) {

@@ -260,8 +260,12 @@ func (l *Lead) Apply(seq uint64, ev *eventv1.Event) {
 		l.startHandoff(seq, a.GetOwner().GetId(), a.GetSegment(), at, timeOf(a.GetAcceptBy()))
 	case *eventv1.Event_LeadQueued:
 		// Queued (off shift, no rep free, no rule matched): routing
-		// decided its segment already.
-		l.segment(p.LeadQueued.GetDecision().GetSegment())
+		// decided its segment and account already.
+		d := p.LeadQueued.GetDecision()
+		l.segment(d.GetSegment())
+		if id := d.GetAccountId(); id != "" {
+			l.AccountID = id
+		}
 	case *eventv1.Event_LeadReassigned:
 		r := p.LeadReassigned
 		l.segment(r.GetSegment())

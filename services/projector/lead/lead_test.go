@@ -114,13 +114,17 @@ func TestTwoJourneys(t *testing.T) {
 	// Queued while its pool is off shift: the segment routing decided.
 	queued, _, err := lifecycle.NewEvent("l", lifecycle.State{Status: lifecycle.StatusMQL}, lifecycle.Command{Name: lifecycle.Queue,
 		Owner: lifecycle.Owner{Kind: lifecycle.OwnerQueue, ID: "triage"}}, lifecycle.DefaultPolicy(),
-		&eventv1.LeadQueued{Queue: "triage", Decision: &eventv1.RoutingDecision{RuleId: "latam", Segment: "latam"}}, envelope.Meta{OccurredAt: t0.Add(10 * time.Hour)}, t0.Add(10*time.Hour))
+		&eventv1.LeadQueued{Queue: "triage", Decision: &eventv1.RoutingDecision{RuleId: "latam", Segment: "latam", AccountId: "acme"}}, envelope.Meta{OccurredAt: t0.Add(10 * time.Hour)}, t0.Add(10*time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
 	again.Apply(10, queued)
 	if again.Segment != "latam" || again.Journeys[1].Segment != "latam" {
 		t.Errorf("queued: segment %q, journey's %q; want the decision's latam", again.Segment, again.Journeys[1].Segment)
+	}
+	// ... and the account it matched: the lead rolls up to it while it waits.
+	if again.AccountID != "acme" {
+		t.Errorf("queued: account %q, want the decision's acme", again.AccountID)
 	}
 }
 
