@@ -343,18 +343,27 @@ func trySetup(ctx context.Context, js jetstream.JetStream, cfg Config, h Handler
 			return nil, err
 		}
 	}
-	r.redr, err = dl.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:       redriveConsumer(cfg.Group),
-		Description:   "re-drive and skip requests for " + cfg.Group,
+	if r.redr, err = r.ensureRedrive(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// ensureRedrive creates or updates the group's consumer of its re-drive
+// and skip requests.
+func (r *runner) ensureRedrive(ctx context.Context) (jetstream.Consumer, error) {
+	c, err := r.dl.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       redriveConsumer(r.cfg.Group),
+		Description:   "re-drive and skip requests for " + r.cfg.Group,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       10 * time.Second,
-		FilterSubject: requestSubject(cfg.Group, "*"),
+		FilterSubject: requestSubject(r.cfg.Group, "*"),
 		MaxAckPending: 64,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("consume: re-drive consumer of %s on %s: %w", cfg.Group, cfg.DeadLetter, err)
+		return nil, fmt.Errorf("consume: re-drive consumer of %s on %s: %w", r.cfg.Group, r.cfg.DeadLetter, err)
 	}
-	return r, nil
+	return c, nil
 }
 
 func redriveConsumer(group string) string { return group + "_redrive" }

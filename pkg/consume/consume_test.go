@@ -301,6 +301,43 @@ func TestDeadLetterParksKeyUntilRedrive(t *testing.T) {
 	}
 }
 
+// A group whose re-drive consumer is deleted under it (by hand, or by its
+// stream provisioned again) makes it again: a re-drive asked afterwards is
+// served without a restart.
+func TestRedriveConsumerDeletedIsMadeAgain(t *testing.T) {
+	n := startParts(t)
+	var broken atomic.Bool
+	broken.Store(true)
+	var j journal
+	poison := publish(t, n.JS, "K1", "poison")
+	h := func(_ context.Context, m consume.Msg) error {
+		if m.Seq == poison && broken.Load() {
+			return errors.New("cannot handle yet")
+		}
+		j.add("m", m)
+		return nil
+	}
+	start(t, n.JS, config("gone"), h)
+	eventually(t, 10*time.Second, func() bool { return len(deadLetters(t, n.JS)) == 1 }, "no dead letter")
+	later := publish(t, n.JS, "K1", "later")
+	eventually(t, 10*time.Second, func() bool {
+		dl := deadLetters(t, n.JS)
+		return len(dl) == 1 && len(dl[0].Parked) == 1
+	}, "later message not parked")
+	if err := n.JS.DeleteConsumer(context.Background(), consume.DefaultDeadLetterStream, "gone_redrive"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // a pull or two meet no consumer
+	broken.Store(false)
+	if err := consume.Redrive(context.Background(), n.JS, consume.DefaultDeadLetterStream, "gone", "K1", 0); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, func() bool { return j.len() == 2 }, "re-drive not served: handled %d", j.len())
+	if hs := j.all(); hs[0].seq != poison || hs[1].seq != later {
+		t.Fatalf("after re-drive handled %+v, want %d then %d", hs, poison, later)
+	}
+}
+
 // Skip drops the dead message and releases the parked ones; a parked one
 // that fails becomes the new dead letter with the rest still behind it.
 func TestSkipAndFailingRelease(t *testing.T) {

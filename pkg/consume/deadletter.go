@@ -446,18 +446,40 @@ func publishRequest(ctx context.Context, js jetstream.JetStream, stream, group, 
 // the key's partition serves it through the key's worker, so it is ordered
 // with the key's live messages. Others hand it back for the owner.
 func (r *runner) redriveLoop(ctx context.Context) {
+	failures := 0
 	for ctx.Err() == nil {
 		batch, err := r.redr.Fetch(16, jetstream.FetchMaxWait(fetchWait))
-		if err != nil {
-			if errors.Is(err, nats.ErrConnectionClosed) {
-				return
+		if err == nil {
+			for m := range batch.Messages() {
+				r.routeRequest(m)
 			}
-			sleepCtx(ctx, time.Second)
+			err = batch.Error() // a pull that ended at once: no consumer to answer it
+		}
+		if err == nil {
+			failures = 0
 			continue
 		}
-		for m := range batch.Messages() {
-			r.routeRequest(m)
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			return
 		}
+		failures++
+		if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
+			// Deleted, or its stream provisioned again: requests would wait
+			// for a restart of every member.
+			cctx, cancel := context.WithTimeout(r.ioctx, ioTimeout)
+			c, cerr := r.ensureRedrive(cctx)
+			cancel()
+			if cerr == nil {
+				r.log.Warn("consume: re-drive consumer was gone; created it again", "group", r.cfg.Group)
+				r.redr = c
+				continue
+			}
+			err = cerr
+		}
+		if failures&(failures-1) == 0 {
+			r.log.Warn("consume: pull of re-drive requests failed; retrying", "group", r.cfg.Group, "error", err, "failures", failures)
+		}
+		sleepCtx(ctx, min(100*time.Millisecond<<min(failures-1, 5), 2*time.Second))
 	}
 }
 

@@ -114,7 +114,13 @@ type Config struct {
 	// RebuildConns is how many loads (then index builds) of a fold run at
 	// once, each on its own connection; default 4.
 	RebuildConns int
-	Logger       *slog.Logger
+	// Rules is the version of the projection's rules: how Apply turns
+	// events into rows. A schema records the version that built it, and
+	// Outdated tells an active schema built by older rules, which only a
+	// rebuild puts right (rows written before keep the old rules' view).
+	// Raise it when Apply's meaning changes; 0 leaves schemas unversioned.
+	Rules  int
+	Logger *slog.Logger
 }
 
 var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,40}$`)

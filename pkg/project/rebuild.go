@@ -171,7 +171,10 @@ func (p *Projector) startRebuild(ctx context.Context, swappedOnly bool) (Progres
 			if _, err := conn.Exec(ctx, `UPDATE project.projections SET build_error = NULL WHERE name = $1`, p.cfg.Name); err != nil {
 				return fmt.Errorf("project: resume rebuild: %w", err)
 			}
-			return p.migrate(ctx, conn, pr.Schema)
+			if err := p.migrate(ctx, conn, pr.Schema); err != nil {
+				return err
+			}
+			return p.builtBy(ctx, conn, pr.Schema, pr.Position > 0 || pr.Swapped)
 		}
 		if previous != nil && *previous != *active {
 			if err := dropSchema(ctx, conn, *previous); err != nil {
@@ -183,6 +186,9 @@ func (p *Projector) startRebuild(ctx context.Context, swappedOnly bool) (Progres
 			return err
 		}
 		if err := p.migrate(ctx, conn, next); err != nil {
+			return err
+		}
+		if err := p.builtBy(ctx, conn, next, false); err != nil {
 			return err
 		}
 		pr = Progress{Schema: next, Replaces: *active, Started: time.Now()}

@@ -52,6 +52,11 @@ CREATE TABLE IF NOT EXISTS unknown_events (
 	event_type text PRIMARY KEY,
 	count      bigint NOT NULL,
 	last_seq   bigint NOT NULL
+);
+-- The version of the rules that built the schema (Config.Rules); none in
+-- a schema built before versions were kept, which counts as 0.
+CREATE TABLE IF NOT EXISTS rules (
+	version int NOT NULL
 );`
 
 // setupLock is the advisory lock key held while schemas are created and
@@ -65,15 +70,51 @@ func (p *Projector) setup(ctx context.Context) error {
 		}
 		var active string
 		err := conn.QueryRow(ctx, `SELECT active FROM project.projections WHERE name = $1`, p.cfg.Name).Scan(&active)
-		if errors.Is(err, pgx.ErrNoRows) {
+		first := errors.Is(err, pgx.ErrNoRows)
+		if first {
 			active = p.schemaName(1)
 			_, err = conn.Exec(ctx, `INSERT INTO project.projections (name, active, generation) VALUES ($1, $2, 1)`, p.cfg.Name, active)
 		}
 		if err != nil {
 			return fmt.Errorf("project: control row of %s: %w", p.cfg.Name, err)
 		}
-		return p.migrate(ctx, conn, active)
+		if err := p.migrate(ctx, conn, active); err != nil {
+			return err
+		}
+		if first {
+			return p.builtBy(ctx, conn, active, false)
+		}
+		return nil
 	})
+}
+
+// builtBy records in schema that these rules build it: a new schema's
+// version, or for one resumed, the older of the two (some of its rows are
+// the earlier run's).
+func (p *Projector) builtBy(ctx context.Context, conn *pgx.Conn, schema string, resumed bool) error {
+	t := pgx.Identifier{schema, "rules"}.Sanitize()
+	q := `INSERT INTO ` + t + ` (version) SELECT $1 WHERE NOT EXISTS (SELECT 1 FROM ` + t + `)`
+	if resumed {
+		q = `UPDATE ` + t + ` SET version = least(version, $1)`
+	}
+	if _, err := conn.Exec(ctx, q, p.cfg.Rules); err != nil {
+		return fmt.Errorf("project: rules of %s: %w", schema, err)
+	}
+	return nil
+}
+
+// Outdated reports whether the active schema was built by rules older
+// than Config.Rules, and by which version (0: before versions were kept).
+func (p *Projector) Outdated(ctx context.Context) (bool, int, error) {
+	var active string
+	if err := p.cfg.Pool.QueryRow(ctx, `SELECT active FROM project.projections WHERE name = $1`, p.cfg.Name).Scan(&active); err != nil {
+		return false, 0, fmt.Errorf("project: control row of %s: %w", p.cfg.Name, err)
+	}
+	var v int
+	if err := p.cfg.Pool.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM `+pgx.Identifier{active, "rules"}.Sanitize()).Scan(&v); err != nil {
+		return false, 0, fmt.Errorf("project: rules of %s: %w", active, err)
+	}
+	return v < p.cfg.Rules, v, nil
 }
 
 // locked runs f on a pooled connection holding the setup lock.

@@ -180,7 +180,7 @@ func measureProjector(ctx context.Context, dir string, leads int, syncAlways boo
 	// Rebuild: a fresh read model replays the whole stream into its next
 	// schema while its first one serves.
 	proj, err := project.New(ctx, project.Config{Name: adapters.Name, Pool: pool, JS: js, Stream: eventstore.DefaultStream,
-		Subjects: adapters.Subjects, RebuildConns: *projectorConns, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}, adapters.ReadModel{}) // its phases, on stderr
+		Subjects: adapters.Subjects, Rules: adapters.Rules, RebuildConns: *projectorConns, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}, adapters.ReadModel{}) // its phases, on stderr
 	if err != nil {
 		return nil, err
 	}

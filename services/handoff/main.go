@@ -86,7 +86,7 @@ func mainErr() error {
 	f.String(&cfg.LoadsBucket, "loads-bucket", "LEADFLOW_HANDOFF_LOADS_BUCKET", "HANDOFF_LOAD", "KV bucket of reps' open leads")
 	f.Int(&cfg.Replicas, "replicas", "LEADFLOW_REPLICAS", 1, "stream replicas (3 in a cluster)")
 	f.Int(&cfg.Workers, "workers", "LEADFLOW_HANDOFF_WORKERS", 256, "leads handled at once (a decision waits on round trips, not the CPU)")
-	f.Duration(&cfg.AckWait, "ack-wait", "LEADFLOW_ACK_WAIT", 2*time.Second, "redelivery delay of an unacknowledged event (below the 6s partition hand-over)")
+	f.Duration(&cfg.AckWait, "ack-wait", "LEADFLOW_ACK_WAIT", 2*time.Second, "redelivery delay of an unacknowledged event (under 5.5s: the 6s partition hand-over less a pull)")
 	f.Duration(&cfg.RouteRetry, "route-retry", "LEADFLOW_HANDOFF_ROUTE_RETRY", 15*time.Minute, "how often routing retries a queued lead")
 	f.Duration(&cfg.TimerTTL, "timer-ttl", "LEADFLOW_HANDOFF_TIMER_TTL", 30*24*time.Hour, "how long a fired timer is kept unhandled (a handled one is deleted)")
 	f.Secret(&cfg.MasterKey, "master-key", "LEADFLOW_MASTER_KEY", "64 hex chars: opens sealed company names for account matching and seals the reps' notes; without it, notes and lost reasons are refused")

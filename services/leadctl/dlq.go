@@ -147,7 +147,11 @@ func dlqCmd(o *options) *cobra.Command {
 					return writeJSON(cmd.OutOrStdout(), out)
 				}
 				if wait > 0 {
-					fmt.Fprintf(cmd.OutOrStdout(), "%s of lead %s served by group %s: its dead event and what was parked behind it are through\n", op.name, args[1], args[0])
+					what := "its dead event and what was parked behind it are handled"
+					if op.name == "skip" {
+						what = "its dead event was dropped unhandled, and what was parked behind it is handled"
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "%s of lead %s served by group %s: %s\n", op.name, args[1], args[0], what)
 					return nil
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s of lead %s requested from group %s; the partition's owner serves it when one runs (leadctl dlq list shows it gone; --wait waits for it)\n", op.name, args[1], args[0])

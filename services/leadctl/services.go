@@ -455,7 +455,7 @@ func reassignCmd(o *options) *cobra.Command {
 			if o.output == "json" {
 				return printProto(cmd, resp)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "lead %s reassigned to rep %s\n", args[0], to)
+			fmt.Fprintf(cmd.OutOrStdout(), "lead %s reassigned to rep %s%s\n", args[0], to, repeat(resp.GetReplayed()))
 			return nil
 		},
 	}
@@ -492,7 +492,7 @@ func assignCmd(o *options) *cobra.Command {
 			if o.output == "json" {
 				return printProto(cmd, resp)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "lead %s assigned to rep %s\n", args[0], to)
+			fmt.Fprintf(cmd.OutOrStdout(), "lead %s assigned to rep %s%s\n", args[0], to, repeat(resp.GetReplayed()))
 			return nil
 		},
 	}

@@ -80,7 +80,7 @@ func mainErr() error {
 	f.String(&cfg.TimerStream, "timer-stream", "LEADFLOW_NURTURE_TIMER_STREAM", "NURTURE_TIMERS", "review timer stream name")
 	f.Int(&cfg.Replicas, "replicas", "LEADFLOW_REPLICAS", 1, "stream replicas (3 in a cluster)")
 	f.Int(&cfg.Workers, "workers", "LEADFLOW_NURTURE_WORKERS", 16, "leads handled at once")
-	f.Duration(&cfg.AckWait, "ack-wait", "LEADFLOW_ACK_WAIT", 2*time.Second, "redelivery delay of an unacknowledged event (below the 6s partition hand-over)")
+	f.Duration(&cfg.AckWait, "ack-wait", "LEADFLOW_ACK_WAIT", 2*time.Second, "redelivery delay of an unacknowledged event (under 5.5s: the 6s partition hand-over less a pull)")
 	f.Duration(&cfg.TimerTTL, "timer-ttl", "LEADFLOW_NURTURE_TIMER_TTL", 30*24*time.Hour, "how long a fired review timer is kept unhandled (a handled one is deleted)")
 	f.Duration(&cfg.Grace, "grace", "LEADFLOW_GRACE", 10*time.Second, "how long running calls and handlers may finish on shutdown")
 	f.Bool(&cfg.LogJSON, "log-json", "LEADFLOW_LOG_JSON", false, "JSON logs")

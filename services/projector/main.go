@@ -80,7 +80,7 @@ func mainErr() error {
 	f.String(&cfg.Postgres, "postgres", "LEADFLOW_POSTGRES_URL", "", "PostgreSQL URL of the read models (required)")
 	f.Int(&cfg.Workers, "workers", "LEADFLOW_PROJECTOR_WORKERS", 2048, "leads projected at once (the most events one transaction holds)")
 	f.Int(&cfg.Flushers, "flushers", "LEADFLOW_PROJECTOR_FLUSHERS", 3, "transactions of projected events committed at once")
-	f.Duration(&cfg.AckWait, "ack-wait", "LEADFLOW_ACK_WAIT", 2*time.Second, "redelivery delay of an unacknowledged event (below the 6s partition hand-over)")
+	f.Duration(&cfg.AckWait, "ack-wait", "LEADFLOW_ACK_WAIT", 2*time.Second, "redelivery delay of an unacknowledged event (under 5.5s: the 6s partition hand-over less a pull)")
 	f.Duration(&cfg.Grace, "grace", "LEADFLOW_GRACE", 10*time.Second, "how long running calls and batches may finish on shutdown")
 	f.Bool(&cfg.LogJSON, "log-json", "LEADFLOW_LOG_JSON", false, "JSON logs")
 	f.Float64(&cfg.TraceSample, "trace-sample", "LEADFLOW_TRACE_SAMPLE", 0.05, "share of new traces recorded (1: all)")

@@ -45,7 +45,7 @@ func (w *world) replay(t *testing.T, dsn string) *replayed {
 	t.Cleanup(pool.Close)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	proj, err := project.New(ctx, project.Config{Name: adapters.Name, Pool: pool, JS: w.nats.JS, Stream: stream,
-		Subjects: adapters.Subjects, Logger: log}, adapters.ReadModel{})
+		Subjects: adapters.Subjects, Rules: adapters.Rules, Logger: log}, adapters.ReadModel{})
 	if err != nil {
 		t.Fatal(err)
 	}

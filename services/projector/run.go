@@ -60,7 +60,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	defer pool.Close()
 	// Migrations are applied here, before anything is consumed or served.
 	proj, err := project.New(ctx, project.Config{Name: adapters.Name, Pool: pool, JS: js, Stream: cfg.Stream,
-		Subjects: adapters.Subjects, MaxBatch: cfg.Workers, Flushers: cfg.Flushers, Logger: log}, adapters.ReadModel{})
+		Subjects: adapters.Subjects, MaxBatch: cfg.Workers, Flushers: cfg.Flushers, Rules: adapters.Rules, Logger: log}, adapters.ReadModel{})
 	if err != nil {
 		return err
 	}

@@ -73,7 +73,7 @@ func mainErr() error {
 	f.String(&cfg.Stream, "stream", "LEADFLOW_STREAM", "LEADFLOW", "event stream name")
 	f.Int(&cfg.Replicas, "replicas", "LEADFLOW_REPLICAS", 1, "stream replicas (3 in a cluster)")
 	f.Int(&cfg.Workers, "workers", "LEADFLOW_QUALIFICATION_WORKERS", 64, "leads scored at once (a score waits on round trips, not the CPU)")
-	f.Duration(&cfg.AckWait, "ack-wait", "LEADFLOW_ACK_WAIT", 2*time.Second, "redelivery delay of an unacknowledged event (below the 6s partition hand-over)")
+	f.Duration(&cfg.AckWait, "ack-wait", "LEADFLOW_ACK_WAIT", 2*time.Second, "redelivery delay of an unacknowledged event (under 5.5s: the 6s partition hand-over less a pull)")
 	f.Duration(&cfg.Grace, "grace", "LEADFLOW_GRACE", 10*time.Second, "how long running calls and handlers may finish on shutdown")
 	f.Duration(&cfg.EngageWithin, "engage-within", "LEADFLOW_ENGAGE_WITHIN", lifecycle.DefaultPolicy().EngageWithin,
 		"how long a new lead scored below the threshold waits for engagement before nurture takes it")

@@ -145,7 +145,19 @@ func (a *App) completeReplayed(ctx context.Context, run *captureRun, ans answer)
 		if st, _ := headState(head); st.Status == lifecycle.StatusMerged || st.Status == lifecycle.StatusErased {
 			return
 		}
-		err = a.claimRest(ans.LeadID, via, run.ids, held, run.meta)(ctx, ans.event)
+		if via != ans.LeadID {
+			// The lead claimed for, unmerged and erased since, released
+			// its person: claiming again would hand them back to it.
+			var vh *eventstore.Record
+			if vh, err = a.leads.Head(ctx, via); err == nil && vh != nil {
+				if st, _ := headState(vh); st.Status == lifecycle.StatusErased {
+					return
+				}
+			}
+		}
+		if err == nil {
+			err = a.claimRest(ans.LeadID, via, run.ids, held, run.meta)(ctx, ans.event)
+		}
 	}
 	if err != nil && ctx.Err() == nil {
 		a.log.WarnContext(ctx, "replayed capture's follow-ups failed; the next capture retries them", "lead", ans.LeadID, "err", err)

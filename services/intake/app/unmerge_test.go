@@ -567,3 +567,47 @@ func (f *fixture) lastSeq(t *testing.T) uint64 {
 	}
 	return s.CachedInfo().State.LastSeq
 }
+
+// A keyed capture that came through a merged lead claimed its new email
+// for that lead; retried after the lead was unmerged and erased, it
+// writes nothing: the erasure released the person, and their next
+// capture makes a fresh lead.
+func TestAReplayDoesNotClaimForAnErasedLead(t *testing.T) {
+	f := newFixture(t)
+	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
+	withID := func(email, key string) form.Capture {
+		c := capture(email, key)
+		c.ExternalID = &eventv1.ExternalId{System: "crm", Id: "ann-1"}
+		return c
+	}
+	first, err := f.app.CaptureLead(ctx, withID("ann@home.example", ""), meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := first.LeadID, f.named(t, "ben@x.example", "Ben")
+	pair := app.MergeLeads{Survivor: b, Absorbed: a, Reason: "same"}
+	if _, err := f.app.MergeLeads(ctx, pair, meta); err != nil {
+		t.Fatal(err)
+	}
+	again := withID("ann@new.example", "webhook-991")
+	if r, err := f.app.CaptureLead(ctx, again, meta); err != nil || r.LeadID != b {
+		t.Fatalf("through the merge: %+v, %v; want lead %s", r, err, b)
+	}
+	if _, err := f.app.UnmergeLeads(ctx, pair, meta); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.app.EraseLead(ctx, app.EraseLead{LeadID: a, Reason: "request"}, meta); err != nil {
+		t.Fatal(err)
+	}
+	before := f.lastSeq(t)
+	if _, err := f.app.CaptureLead(ctx, again, meta); err != nil {
+		t.Fatal(err)
+	}
+	if after := f.lastSeq(t); after != before {
+		t.Fatalf("the retry wrote %d messages; want none", after-before)
+	}
+	r, err := f.app.CaptureLead(ctx, capture("ann@new.example", ""), meta)
+	if err != nil || r.Outcome != app.Created || r.LeadID == a || r.LeadID == b {
+		t.Fatalf("Ann signs up again: %+v, %v; want a fresh lead", r, err)
+	}
+}

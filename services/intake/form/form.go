@@ -111,7 +111,7 @@ func LeadID(v *Violations, field, s string) {
 // character inside is refused: net/mail takes any non-ASCII rune, and
 // the same person would get another token, so another lead.
 func Email(v *Violations, field, s string) (string, string) {
-	s = strings.ToLower(strings.TrimFunc(s, func(r rune) bool { return unicode.IsSpace(r) || invisible(r) }))
+	s = strings.ToLower(trimHidden(s))
 	if s == "" {
 		v.Add(field, "is required")
 		return "", ""
@@ -140,6 +140,12 @@ func Email(v *Violations, field, s string) (string, string) {
 		return "", ""
 	}
 	return s, domain
+}
+
+// trimHidden trims s of spaces and of the invisible characters exports
+// leave at a field's ends (a byte-order mark, a zero-width space).
+func trimHidden(s string) string {
+	return strings.TrimFunc(s, func(r rune) bool { return unicode.IsSpace(r) || invisible(r) })
 }
 
 // invisible reports whether r prints nothing: a control or format

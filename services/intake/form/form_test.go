@@ -1,6 +1,7 @@
 package form_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -113,6 +114,16 @@ func TestCheckCaptureDoesNotChangeItsInput(t *testing.T) {
 	}
 	if _, v := form.CheckCapture(ext("   "), time.Now()); len(v) != 1 || v[0].Field != "external_id.id" {
 		t.Fatalf("blank external id: violations %v", v)
+	}
+	// ... nor the invisible characters a CSV export leaves at its ends
+	// (one record would be two identities); one inside is refused.
+	for _, id := range []string{"\ufeff0015g00000ABC", "0015g00000ABC\u200b", "\u2060 0015g00000ABC"} {
+		if l, v := form.CheckCapture(ext(id), time.Now()); len(v) > 0 || l.ExternalID.GetId() != "0015g00000ABC" {
+			t.Errorf("external id %+q: %v %v, want 0015g00000ABC", id, l.ExternalID, v)
+		}
+	}
+	if _, v := form.CheckCapture(ext("0015g\u200b00000ABC"), time.Now()); len(v) != 1 || v[0].Field != "external_id.id" || !strings.Contains(v[0].Description, "U+200B") {
+		t.Errorf("an invisible character inside an external id: violations %v", v)
 	}
 	// A nil profile and attribution are refused for the source, not a panic.
 	_, v = form.CheckCapture(form.Capture{Contact: &eventv1.Contact{Email: "a@b.com"}}, time.Now())

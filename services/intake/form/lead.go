@@ -3,6 +3,8 @@ package form
 import (
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 
@@ -79,12 +81,19 @@ func CheckCapture(in Capture, now time.Time) (Lead, Violations) {
 	if in.ExternalID != nil && (in.ExternalID.GetSystem() != "" || in.ExternalID.GetId() != "") {
 		// The id as the system means it: spaces around it would make
 		// another identity of "123 ", and a blank one a shared one.
-		ext = &eventv1.ExternalId{System: in.ExternalID.GetSystem(), Id: strings.TrimSpace(in.ExternalID.GetId())}
+		ext = &eventv1.ExternalId{System: in.ExternalID.GetSystem(), Id: trimHidden(in.ExternalID.GetId())}
 		Slug(&v, "external_id.system", ext.GetSystem(), true)
 		if ext.GetId() == "" {
 			v.Add("external_id.id", "is required with external_id.system")
 		}
 		Text(&v, "external_id.id", ext.GetId(), MaxExternalID, false)
+		// One record, one token: an invisible character would make the
+		// same id another identity, so another lead.
+		// (Text refuses control characters.)
+		if i := strings.IndexFunc(ext.GetId(), func(r rune) bool { return invisible(r) && !unicode.IsControl(r) }); i >= 0 && utf8.ValidString(ext.GetId()) {
+			r, _ := utf8.DecodeRuneInString(ext.GetId()[i:])
+			v.Add("external_id.id", "must not contain invisible characters (U+%04X at byte %d)", r, i)
+		}
 	}
 	Consents(&v, "consents", in.Consents)
 	Key(&v, "idempotency_key", in.IdempotencyKey)

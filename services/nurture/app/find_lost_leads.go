@@ -303,15 +303,24 @@ func waitingIn(h *Head) lifecycle.Owner {
 	}
 }
 
-// parkedStep says what a lead parked by group misses: the read model's
-// view of it for the projector's groups (its journey goes on), else its
-// next step.
+// parkedStep says what a lead parked by group misses: for a group that
+// carries no step of the journey (the projector's, a re-score, intake's
+// timers) what that group does, else the lead's next step.
 func parkedStep(group string, h *Head) string {
-	if strings.HasPrefix(group, "projector") {
+	switch {
+	case strings.HasPrefix(group, "projector"):
 		return "its events in the read model (reports and search), after the dead one; the journey itself goes on"
+	case strings.HasPrefix(group, "rescore-"):
+		return "its score under the newly active model (that re-score cannot finish while the dead letter stays); the journey itself goes on"
+	case group == intakeTimerGroup:
+		return "intake's finishing of its erasure or unmerge (releasing or giving back identities); the journey itself goes on"
 	}
 	return nextStep(h)
 }
+
+// intakeTimerGroup is intake's group of fired timers (services never
+// import each other; pkg/natsauth names it too).
+const intakeTimerGroup = "intake-timers"
 
 // nextStep says, for people, what should happen next to a lead in h.
 func nextStep(h *Head) string {

@@ -54,4 +54,12 @@ func TestAParkedLeadsStepIsItsGroups(t *testing.T) {
 	if got, want := parkedStep("qualification", h), nextStep(h); got != want || strings.Contains(got, "read model") {
 		t.Errorf("parked by qualification: %q, want its next step %q", got, want)
 	}
+	// A re-score's or intake's timers' dead letter holds what that group
+	// does, not the journey that the live groups carry on.
+	if got := parkedStep("rescore-v2", h); !strings.Contains(got, "re-score") || got == nextStep(h) {
+		t.Errorf("parked by a re-score: %q, want the re-score named", got)
+	}
+	if got := parkedStep("intake-timers", h); !strings.Contains(got, "erasure or unmerge") {
+		t.Errorf("parked by intake's timers: %q, want the erasure or unmerge named", got)
+	}
 }

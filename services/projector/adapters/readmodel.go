@@ -29,6 +29,13 @@ var migrations embed.FS
 // Name is the read model's name: its schemas are leads_1, leads_2, ...
 const Name = "leads"
 
+// Rules is the version of the read model's rules (pkg/project's
+// Config.Rules): raise it when lead.Apply or the rows it writes change
+// meaning, and every projector rebuilds a read model built before, once.
+// 1: a queued lead takes routing's account (2026-12-07), with every fold
+// change before it.
+const Rules = 1
+
 // Subjects are what the read model reads: every lead event, campaigns,
 // and the routing data and marketing targets. Pool round-robin pointers
 // (model.routing-pool-*) and the scoring model are left out.

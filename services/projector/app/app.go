@@ -45,6 +45,9 @@ type Projection interface {
 	Status(ctx context.Context) (project.Status, error)
 	Rebuild(ctx context.Context, report func(project.Progress)) (project.Progress, error)
 	ResumeSwapped(ctx context.Context, report func(project.Progress)) (project.Progress, error)
+	// Outdated reports whether the active schema was built by older rules
+	// of the read model, and by which version.
+	Outdated(ctx context.Context) (bool, int, error)
 }
 
 // Models reads the scoring model's history from the stream.

@@ -268,16 +268,20 @@ func (a *App) GetWhatIf(ctx context.Context, id string) (WhatIf, error) {
 // rolling update, an error during its catch-up): the schema serving now
 // may lack what live batches wrote to the old one just before the swap,
 // so it cannot wait for an operator. A rebuild cut off before its swap
-// waits for the next StartRebuild: the old schema serves meanwhile. The
-// projector calls it now and then (ResumeEvery); a rebuild running
-// anywhere makes it a no-op.
+// waits for the next StartRebuild (the old schema serves meanwhile),
+// unless the schema serving was built by older rules of the read model:
+// then it starts or resumes that rebuild itself. The projector calls it
+// now and then (ResumeEvery); a rebuild running anywhere makes it a no-op.
 func (a *App) ResumeRebuild(ctx context.Context) error {
 	st, err := a.proj.Status(ctx)
 	if err != nil {
 		return err
 	}
-	if r := st.Rebuild; r == nil || !r.Swapped || r.Done || r.Running {
+	if r := st.Rebuild; r != nil && r.Running {
 		return nil
+	}
+	if r := st.Rebuild; r == nil || !r.Swapped || r.Done {
+		return a.rebuildOutdated(ctx)
 	}
 	pr, err := a.proj.ResumeSwapped(ctx, nil)
 	switch {
@@ -292,6 +296,25 @@ func (a *App) ResumeRebuild(ctx context.Context) error {
 	return nil
 }
 
+// rebuildOutdated starts a rebuild (or resumes one cut off) when the
+// active schema was built by older rules of the read model: its stored
+// folds and rows keep those rules' view until every lead is folded again.
+func (a *App) rebuildOutdated(ctx context.Context) error {
+	old, built, err := a.proj.Outdated(ctx)
+	if err != nil || !old {
+		return err
+	}
+	schema, err := a.StartRebuild(ctx)
+	switch {
+	case errors.Is(err, ErrBusy):
+		return nil
+	case err != nil:
+		return err
+	}
+	a.log.Info("read model built by older rules: rebuilding it while it serves", "built_by", built, "schema", schema)
+	return nil
+}
+
 // ResumeEvery is how often the projector looks for a rebuild cut off
-// after its swap.
+// after its swap, or for a read model built by older rules.
 const ResumeEvery = 30 * time.Second
