@@ -25,12 +25,7 @@ func TestRebuildCutOffAfterItsSwapIsFinishedAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	status := func(c projectorv1.ProjectorServiceClient) *projectorv1.GetProjectionStatusResponse {
-		t.Helper()
-		st, err := c.GetProjectionStatus(ctx, &projectorv1.GetProjectionStatusRequest{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st
+		return projectionStatus(ctx, t, c)
 	}
 	testenv.Eventually(t, 45*time.Second, func() bool { return status(s.client).GetRebuild().GetDone() }, "the rebuild did not finish")
 	s.stop()
@@ -103,12 +98,7 @@ func TestAReadModelBuiltByOlderRulesIsRebuiltAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	status := func(c projectorv1.ProjectorServiceClient) *projectorv1.GetProjectionStatusResponse {
-		t.Helper()
-		st, err := c.GetProjectionStatus(ctx, &projectorv1.GetProjectionStatusRequest{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st
+		return projectionStatus(ctx, t, c)
 	}
 	s = w.start(t)
 	testenv.Eventually(t, 45*time.Second, func() bool {
@@ -125,4 +115,13 @@ func TestAReadModelBuiltByOlderRulesIsRebuiltAtStart(t *testing.T) {
 	if st := status(s.client); st.GetActiveSchema() != "leads_2" || !st.GetRebuild().GetDone() {
 		t.Fatalf("a start with the same rules: %v", st)
 	}
+}
+
+func projectionStatus(ctx context.Context, t *testing.T, c projectorv1.ProjectorServiceClient) *projectorv1.GetProjectionStatusResponse {
+	t.Helper()
+	st, err := c.GetProjectionStatus(ctx, &projectorv1.GetProjectionStatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }

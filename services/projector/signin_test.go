@@ -119,6 +119,25 @@ func TestDashboardSignIn(t *testing.T) {
 	if got := b.eval(t, `[document.cookie]`); strings.Contains(got[0], "leadflow_session") {
 		t.Fatalf("the session cookie is readable by script: %q", got[0])
 	}
+	// A period the page cannot read (a year mistyped into the date field,
+	// a shared link's RFC 3339 time) is named, not a blank page.
+	for _, u := range []string{"#/?from=20261-03-01", "#/?to=2026-04-01T00:00:00Z", "#/leads?from=2026-13-01"} {
+		b.open(t, base+u)
+		field := "from:"
+		if strings.Contains(u, "to=") {
+			field = "to:"
+		}
+		if got := b.eval(t, `[document.getElementById("view").textContent]`); !strings.Contains(got[0], field+" must be a date") {
+			t.Errorf("%s shows %q, want the period named", u, got[0])
+		}
+	}
+	// Signing out ends the session: the page asks for a token again, also
+	// after a reload.
+	b.open(t, base+"#/")
+	b.click(t, "#signout")
+	b.waitFor(t, `document.body.dataset.signin === "true"`, 10*time.Second)
+	b.run(t, chromedp.Navigate("about:blank"), chromedp.Navigate(base))
+	b.waitFor(t, `document.body.dataset.signin === "true"`, 20*time.Second)
 	b.close(t)
 }
 

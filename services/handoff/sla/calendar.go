@@ -386,14 +386,23 @@ func (c Calendar) AddDays(t time.Time, n int) time.Time {
 	return t.AddDate(0, 0, n)
 }
 
-// carriesOver reports whether day's hours run on past midnight: its last
-// period, begun after its midnight, ends at 24:00 and the next date's
-// first begins at 00:00.
+// carriesOver reports whether day's hours run on past midnight as one
+// night shift: its last period ends at 24:00, the next date's first
+// begins at 00:00, and the two together last at most maxNightShift. Longer
+// (a desk open around the clock, written as two or three periods a day)
+// they are each their date's.
 func (c Calendar) carriesOver(day time.Time) bool {
 	last, next := c.days[day.Weekday()], c.days[nextDay(day).Weekday()]
-	return !c.off[day] && !c.off[nextDay(day)] && len(last) > 0 && len(next) > 0 &&
-		last[len(last)-1].end == 24*60 && last[len(last)-1].start > 0 && next[0].start == 0
+	if c.off[day] || c.off[nextDay(day)] || len(last) == 0 || len(next) == 0 {
+		return false
+	}
+	l, n := last[len(last)-1], next[0]
+	return l.end == 24*60 && l.start > 0 && n.start == 0 && (l.end-l.start)+n.end <= maxNightShift
 }
+
+// maxNightShift is the longest shift past midnight counted as one working
+// day, in minutes.
+const maxNightShift = 12 * 60
 
 // shift is day's periods less the night shift carried over from the day
 // before: the working day that begins on day.

@@ -193,27 +193,54 @@ func TestCalendarAddDaysNightShift(t *testing.T) {
 		h.Days = append(h.Days, &eventv1.WorkingDay{Day: d, Start: "22:00", End: "24:00"},
 			&eventv1.WorkingDay{Day: d%7 + 1, Start: "00:00", End: "06:00"}) // the next weekday; Friday's is Saturday
 	}
-	c, v := sla.NewCalendar("hours", h)
-	if len(v) > 0 {
-		t.Fatal(v)
-	}
-	for _, tc := range []struct {
-		from string
-		n    int
-		want string
-	}{
+	checkAddDays(t, h, 8*time.Hour, []addDaysCase{
 		{"2026-03-03 23:00", 2, "2026-03-05 23:00"}, // Tuesday night
 		{"2026-03-06 23:00", 2, "2026-03-10 23:00"}, // Friday night: Monday's and Tuesday's shifts
 		{"2026-03-07 03:00", 1, "2026-03-10 03:00"}, // Friday's shift, after midnight
 		{"2026-03-07 03:00", 3, "2026-03-12 03:00"},
 		{"2026-03-07 12:00", 1, "2026-03-10 22:00"}, // closed: from Monday's opening
-	} {
+	})
+}
+
+// A desk open around the clock on weekdays, written as periods that meet
+// at midnight, has working days of its dates: no night shift joins them.
+func TestCalendarAddDaysAroundTheClock(t *testing.T) {
+	for _, split := range [][]string{{"00:00", "12:00", "12:00", "24:00"}, {"00:00", "12:00", "12:30", "24:00"}, {"00:00", "08:00", "08:00", "16:00", "16:00", "24:00"}} {
+		h := &eventv1.WorkingHours{TimeZone: "Europe/Berlin"}
+		for d := eventv1.Weekday_WEEKDAY_MONDAY; d <= eventv1.Weekday_WEEKDAY_FRIDAY; d++ {
+			for i := 0; i < len(split); i += 2 {
+				h.Days = append(h.Days, &eventv1.WorkingDay{Day: d, Start: split[i], End: split[i+1]})
+			}
+		}
+		checkAddDays(t, h, 0, []addDaysCase{
+			{"2026-03-02 10:00", 1, "2026-03-03 10:00"},
+			{"2026-03-03 10:00", 3, "2026-03-06 10:00"},
+			{"2026-03-05 10:00", 1, "2026-03-06 10:00"},
+		})
+	}
+}
+
+type addDaysCase struct {
+	from string
+	n    int
+	want string
+}
+
+// checkAddDays checks AddDays over hours, and with a day's work (perDay,
+// if set) that n days leave n days of working time.
+func checkAddDays(t *testing.T, h *eventv1.WorkingHours, perDay time.Duration, cases []addDaysCase) {
+	t.Helper()
+	c, v := sla.NewCalendar("hours", h)
+	if len(v) > 0 {
+		t.Fatal(v)
+	}
+	for _, tc := range cases {
 		from := at(t, tc.from)
 		got := c.AddDays(from, tc.n)
 		if !got.Equal(at(t, tc.want)) {
 			t.Errorf("AddDays(%s, %d) = %s, want %s", tc.from, tc.n, got.In(c.Location()).Format("2006-01-02 15:04"), tc.want)
 		}
-		if w, want := working(c, from, got), time.Duration(tc.n)*8*time.Hour; w != want {
+		if w, want := working(c, from, got), time.Duration(tc.n)*perDay; perDay > 0 && w != want {
 			t.Errorf("AddDays(%s, %d) leaves %s of working time, want %s", tc.from, tc.n, w, want)
 		}
 	}

@@ -183,6 +183,14 @@ func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope
 				failed[i].leads = append(failed[i].leads, h)
 			}
 		}
+		// A later row on its leads, by any identity, waits behind it: one
+		// written now would be stored before the retried failed row.
+		for _, l := range failed[i].leads {
+			if !behind[l] {
+				wholeHolders = append(wholeHolders, l)
+			}
+			behind[l] = true
+		}
 	}
 	toSingle := func(p pending, leads []string) {
 		p.leads = leads

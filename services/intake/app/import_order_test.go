@@ -283,4 +283,20 @@ func TestImportRowFailedBeforeItsWriteHoldsBackItsLead(t *testing.T) {
 	if !errors.Is(res[1].Err, app.ErrHeldBack) {
 		t.Fatalf("row 2: %+v, %v; want it held back", res[1].Result, res[1].Err)
 	}
+	// ... also a plain row (no external id, which always goes the whole
+	// way) reaching the lead by another email the lead claimed.
+	alias := capture("alias@campaign-down.example", "")
+	alias.ExternalID = known.ExternalID
+	if _, err := f.app.CaptureLead(ctx, alias, meta); err != nil {
+		t.Fatal(err)
+	}
+	campaigns.armed.Store(true)
+	plain := capture("alias@campaign-down.example", "")
+	res = a.ImportLeads(ctx, []app.ImportRow{{Row: 1, Capture: first}, {Row: 2, Capture: plain}}, meta)
+	if res[0].Err == nil || app.RowsOwnFault(res[0].Err) {
+		t.Fatalf("again, row 1: %+v, %v; want its campaign's read failed", res[0].Result, res[0].Err)
+	}
+	if !errors.Is(res[1].Err, app.ErrHeldBack) {
+		t.Fatalf("again, row 2 by another email: %+v, %v; want it held back", res[1].Result, res[1].Err)
+	}
 }

@@ -159,10 +159,14 @@ func invisible(r rune) bool {
 // in s, -1 if none. A zero-width (non-)joiner between two letters beyond
 // ASCII is the word's own (Persian, Indic scripts; RFC 6531, IDNA2008);
 // next to an ASCII letter it is a copy-paste's.
-func hiddenAt(s string) int {
+func hiddenAt(s string) int { return hiddenIn(s, true) }
+
+// hiddenIn is hiddenAt, spaces counted only when spaces is set; control
+// characters are left to Text.
+func hiddenIn(s string, spaces bool) int {
 	prev := rune(-1)
 	for i, r := range s {
-		if unicode.IsSpace(r) || invisible(r) {
+		if spaces && unicode.IsSpace(r) || invisible(r) && (spaces || !unicode.IsControl(r)) {
 			next, _ := utf8.DecodeRuneInString(s[i+utf8.RuneLen(r):])
 			joiner := r == '\u200c' || r == '\u200d'
 			if !joiner || !wordLetter(prev) || !wordLetter(next) {

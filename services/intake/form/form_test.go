@@ -125,6 +125,13 @@ func TestCheckCaptureDoesNotChangeItsInput(t *testing.T) {
 	if _, v := form.CheckCapture(ext("0015g\u200b00000ABC"), time.Now()); len(v) != 1 || v[0].Field != "external_id.id" || !strings.Contains(v[0].Description, "U+200B") {
 		t.Errorf("an invisible character inside an external id: violations %v", v)
 	}
+	// A joiner inside a word of a script that writes one is the word's,
+	// as in an email; so are spaces inside an id.
+	for _, id := range []string{"شرکت\u200cنوین-42", "मेरी\u200dकंपनी-7", "acct 42"} {
+		if l, v := form.CheckCapture(ext(id), time.Now()); len(v) > 0 || l.ExternalID.GetId() != id {
+			t.Errorf("external id %+q: %v %v, want it kept", id, l.ExternalID, v)
+		}
+	}
 	// A nil profile and attribution are refused for the source, not a panic.
 	_, v = form.CheckCapture(form.Capture{Contact: &eventv1.Contact{Email: "a@b.com"}}, time.Now())
 	if len(v) != 1 || v[0].Field != "attribution.source" {

@@ -1,9 +1,7 @@
 package form
 
 import (
-	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
@@ -88,9 +86,9 @@ func CheckCapture(in Capture, now time.Time) (Lead, Violations) {
 		}
 		Text(&v, "external_id.id", ext.GetId(), MaxExternalID, false)
 		// One record, one token: an invisible character would make the
-		// same id another identity, so another lead.
-		// (Text refuses control characters.)
-		if i := strings.IndexFunc(ext.GetId(), func(r rune) bool { return invisible(r) && !unicode.IsControl(r) }); i >= 0 && utf8.ValidString(ext.GetId()) {
+		// same id another identity, so another lead (a joiner inside a
+		// word of a script that writes one is the word's own).
+		if i := hiddenIn(ext.GetId(), false); i >= 0 && utf8.ValidString(ext.GetId()) {
 			r, _ := utf8.DecodeRuneInString(ext.GetId()[i:])
 			v.Add("external_id.id", "must not contain invisible characters (U+%04X at byte %d)", r, i)
 		}

@@ -31,7 +31,7 @@ const Name = "leads"
 
 // Rules is the version of the read model's rules (pkg/project's
 // Config.Rules): raise it when lead.Apply or the rows it writes change
-// meaning, and every projector rebuilds a read model built before, once.
+// meaning, and a projector rebuilds a read model built before by itself.
 // 1: a queued lead takes routing's account (2026-12-07), with every fold
 // change before it.
 const Rules = 1

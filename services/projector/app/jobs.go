@@ -270,7 +270,8 @@ func (a *App) GetWhatIf(ctx context.Context, id string) (WhatIf, error) {
 // so it cannot wait for an operator. A rebuild cut off before its swap
 // waits for the next StartRebuild (the old schema serves meanwhile),
 // unless the schema serving was built by older rules of the read model:
-// then it starts or resumes that rebuild itself. The projector calls it
+// then it starts or resumes that rebuild itself, unless its last run
+// failed. The projector calls it
 // now and then (ResumeEvery); a rebuild running anywhere makes it a no-op.
 func (a *App) ResumeRebuild(ctx context.Context) error {
 	st, err := a.proj.Status(ctx)
@@ -281,6 +282,9 @@ func (a *App) ResumeRebuild(ctx context.Context) error {
 		return nil
 	}
 	if r := st.Rebuild; r == nil || !r.Swapped || r.Done {
+		if r != nil && !r.Done && r.Err != "" {
+			return nil // a failed rebuild waits for an operator's StartRebuild: retried by itself, it could fail forever
+		}
 		return a.rebuildOutdated(ctx)
 	}
 	pr, err := a.proj.ResumeSwapped(ctx, nil)

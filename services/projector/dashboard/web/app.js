@@ -138,7 +138,10 @@ function reportParams(keys) {
 
 // ---- periods ----
 const iso = (d) => d.toISOString().slice(0, 10);
-const dayAfter = (day, n) => iso(new Date(Date.parse(day + "T00:00:00Z") + n * 864e5));
+// The page's period is whole days, YYYY-MM-DD: a link or a field holding
+// anything else is said so, not turned into a blank page.
+const isDay = (s) => /^\d{4}-\d{2}-\d{2}$/.test(s) && !isNaN(Date.parse(s + "T00:00:00Z"));
+const dayAfter = (day, n) => (isDay(day) ? iso(new Date(Date.parse(day + "T00:00:00Z") + n * 864e5)) : day);
 function presetRange(name) {
   const now = new Date(), y = now.getUTCFullYear(), m = now.getUTCMonth();
   const day = (yy, mm, dd) => iso(new Date(Date.UTC(yy, mm, dd || 1)));
@@ -154,8 +157,8 @@ function presetRange(name) {
 function periodLabel(p) {
   const from = p.get("from"), to = p.get("to");
   if (!from && !to) return "all time";
-  const f = from ? fmtDay(from + "T00:00:00Z") : "the start";
-  const t = to ? fmtDay(new Date(Date.parse(to + "T00:00:00Z") - 864e5).toISOString()) : "now";
+  const f = !from ? "the start" : isDay(from) ? fmtDay(from + "T00:00:00Z") : from;
+  const t = !to ? "now" : isDay(to) ? fmtDay(dayAfter(to, -1) + "T00:00:00Z") : to;
   return f + " – " + t;
 }
 
@@ -193,7 +196,9 @@ function connectLive() {
     const notice = JSON.parse(e.data);
     live.seq = notice.seq;
     setLive(true);
-    if (live.gen !== -1 && notice.gen !== live.gen) scheduleRefresh();
+    // A first notice refreshes a page whose last load failed (the
+    // projector not ready yet): nothing else would until a change.
+    if (live.gen !== -1 ? notice.gen !== live.gen : $("view").querySelector(".error") && !signingIn) scheduleRefresh();
     live.gen = notice.gen;
     const dot = $("live"); dot.classList.add("flash"); setTimeout(() => dot.classList.remove("flash"), 150);
   });
@@ -242,9 +247,15 @@ async function render(isLive) {
     const { path, params } = route();
     syncFilters();
     let view;
-    if (path.startsWith("/lead/")) view = await leadView(decodeURIComponent(path.slice(6)));
-    else if (path === "/leads") view = await leadsView(params);
-    else view = await overview(params, isLive);
+    const bad = ["from", "to"].filter((k) => params.get(k) && !isDay(params.get(k)));
+    try {
+      if (bad.length) throw new Error(bad.map((k) => `${k}: must be a date like 2026-03-01, not ${JSON.stringify(params.get(k))}`).join("; "));
+      if (path.startsWith("/lead/")) view = await leadView(decodeURIComponent(path.slice(6)));
+      else if (path === "/leads") view = await leadsView(params);
+      else view = await overview(params, isLive);
+    } catch (e) {
+      view = panel("", "Cannot show this page", "", null, errorBox(e));
+    }
     if (my !== renderSeq || signingIn) return; // a newer render won, or the sign-in form shows
     $("view").replaceChildren(view);
     if (path !== "/leads" && !path.startsWith("/lead/")) overviewHash = hash || "#/";
@@ -487,10 +498,11 @@ function campaignPanel(res, attr) {
 const whatIfs = {};
 // whatIfShown is the proposal whose what-if the panel shows: the one last
 // asked for, else the newest.
-let whatIfShown = 0;
+let whatIfShown = 0, activeVersion = 0;
 function modelPanel(res) {
   if (res.err) return panel("model-panel", "Scoring model", "", null, errorBox(res.err));
   const m = res.ok, p = route().params;
+  activeVersion = m.active || 0;
   const pending = m.versions.filter((v) => v.state === "proposed");
   const cards = m.versions.slice(0, 4).map((v) => {
     const teams = ["marketing", "sales"].map((team) => {
@@ -515,12 +527,15 @@ function modelPanel(res) {
     const key = whatIfKey(target.version);
     // Once a version and period: a live render that shows a new proposal
     // starts its what-if too.
-    if (!whatIfs[key]) runWhatIf(target.version, false);
+    const w = whatIfs[key];
+    if (!w || (w.state === "failed" && Date.now() - w.failedAt > 10000)) runWhatIf(target.version, false);
     body.push(el("div", { id: "whatif", dataset: { version: target.version } }, whatIfView(whatIfs[key])));
   }
   return panel("model-panel", "Scoring model", m.active ? "version " + m.active + " scores" : "no version active", null, ...body);
 }
-const whatIfKey = (v) => v + "|" + (route().params.get("from") || "") + "|" + (route().params.get("to") || "");
+// Once a proposal, period and active version: activating another makes it
+// another comparison.
+const whatIfKey = (v) => v + "|" + (route().params.get("from") || "") + "|" + (route().params.get("to") || "") + "|" + activeVersion;
 async function runWhatIf(version, fresh) {
   const key = whatIfKey(version);
   whatIfs[key] = { state: "starting", proposed: version };
@@ -538,7 +553,7 @@ async function runWhatIf(version, fresh) {
       await new Promise((r) => setTimeout(r, 400));
     }
   } catch (e) {
-    whatIfs[key] = { state: "failed", error: e.message, proposed: version };
+    whatIfs[key] = { state: "failed", error: e.message, proposed: version, failedAt: Date.now() };
     const box = $("whatif"); if (box && box.dataset.version === String(version) && whatIfKey(version) === key) box.replaceChildren(whatIfView(whatIfs[key]));
   }
 }
@@ -701,20 +716,28 @@ function onFilters(e) {
     const [from, to] = presetRange(t.value);
     setParams({ from, to });
   } else if (t.id === "f-to") {
-    setParams({ to: t.value ? dayAfter(t.value, 1) : "" }); // "through" the day picked
+    setParams({ to: t.value ? dayAfter(t.value, 1) : "" }); // "through" the day picked (one it cannot read goes as typed, and is said so)
   } else if (t.id === "f-from" || t.id === "f-segment" || t.id === "f-source") {
     setParams({ [t.name]: t.value });
   }
 }
+function signOut() {
+  api("session", null, { method: "DELETE" }).then(() => {
+    if (live.es) { live.es.close(); live.es = null; }
+    setLive(false);
+    showSignIn("signed out");
+  }, (e) => { $("view").replaceChildren(panel("", "Sign out", "", null, errorBox(e))); });
+}
 function init() {
   $("filters").addEventListener("change", onFilters);
+  $("signout").addEventListener("click", signOut);
   $("filters").addEventListener("submit", (e) => e.preventDefault());
   $("f-lead").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && e.target.value.trim()) location.hash = href("/lead/" + encodeURIComponent(e.target.value.trim())).slice(1);
   });
   window.addEventListener("hashchange", () => render(false));
   $("foot").textContent = "Times in " + Intl.DateTimeFormat().resolvedOptions().timeZone + ". Figures from the projector's read model; journeys straight from the event stream.";
-  api("session").then((s) => { if (s.auth && !s.subject) showSignIn(); else start(); }, () => start());
+  api("session").then((s) => { $("signout").hidden = !s.auth; if (s.auth && !s.subject) showSignIn(); else start(); }, () => start());
 }
 let started = false;
 function start() {
