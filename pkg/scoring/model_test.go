@@ -149,6 +149,35 @@ func TestCriteria(t *testing.T) {
 	}
 }
 
+// A domain written in Unicode (as intake keeps a lead's) and its ASCII
+// form are one domain, whichever a rule names; so is a domain with an
+// underscore, which intake takes.
+func TestARuleMatchesADomainInEitherForm(t *testing.T) {
+	for _, tc := range []struct{ rule, lead string }{
+		{"müller-gmbh.de", "müller-gmbh.de"},
+		{"xn--mller-gmbh-9db.de", "müller-gmbh.de"},
+		{"Müller-GmbH.de", "eu.xn--mller-gmbh-9db.de"},
+		{"my_co.com", "my_co.com"},
+	} {
+		m := scoring.Default()
+		m.Disqualify = append(m.Disqualify, scoring.DisqualifyRule{ID: "rival-de", Reason: "competitor",
+			When: scoring.Criteria{EmailDomainIn: []string{tc.rule}}})
+		if v := scoring.Validate(m); len(v) > 0 {
+			t.Errorf("a rule on %s: %v", tc.rule, v)
+			continue
+		}
+		if r := scoring.Score(m, scoring.Facts{Profile: scoring.Profile{EmailDomain: tc.lead}}, t0); r.Disqualify == nil || r.Disqualify.RuleID != "rival-de" {
+			t.Errorf("a rule on %s missed a lead of %s: %+v", tc.rule, tc.lead, r.Disqualify)
+		}
+	}
+	m := scoring.Default()
+	m.Disqualify = append(m.Disqualify, scoring.DisqualifyRule{ID: "rival-de", Reason: "competitor",
+		When: scoring.Criteria{EmailDomainIn: []string{"müller-gmbh.de"}}})
+	if r := scoring.Score(m, scoring.Facts{Profile: scoring.Profile{EmailDomain: "notmüller-gmbh.de"}}, t0); r.Disqualify != nil {
+		t.Errorf("a rule on müller-gmbh.de caught notmüller-gmbh.de")
+	}
+}
+
 func TestValidate(t *testing.T) {
 	fit := func(r scoring.FitRule) scoring.Model {
 		m := scoring.Default()
@@ -174,6 +203,7 @@ func TestValidate(t *testing.T) {
 		{"no such country", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{CountryIn: []string{"DE", "UK"}}}), "fit_rules[0].when.country_in[1]"},
 		{"no such country, spaced", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{CountryIn: []string{" UK "}}}), "fit_rules[0].when.country_in[0]"},
 		{"bad domain", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{EmailDomainIn: []string{"a@b.com"}}}), "fit_rules[0].when.email_domain_in[0]"},
+		{"control character in a description", fit(scoring.FitRule{ID: "x", Points: 5, Description: "spam\x1b[2J", When: scoring.Criteria{MinEmployees: 1}}), "fit_rules[0].description"},
 		{"unknown field", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{Required: []string{"shoe_size"}}}), "fit_rules[0].when.required[0]"},
 		{"field name with a space", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{Required: []string{"country "}}}), "fit_rules[0].when.required[0]"},
 		{"title keywords (sealed)", fit(scoring.FitRule{ID: "x", Points: 5, When: scoring.Criteria{TitleContains: []string{"sales"}}}), "fit_rules[0].when.title_contains"},

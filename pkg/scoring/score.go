@@ -9,6 +9,9 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/net/idna"
 
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 )
@@ -128,8 +131,24 @@ func anyFold(set []string, v string) bool {
 // inDomain reports whether domain is d or a subdomain of it: a rule on
 // rival.com must catch eu.rival.com, never notrival.com.
 func inDomain(domain, d string) bool {
-	domain, d = strings.ToLower(strings.TrimSpace(domain)), strings.ToLower(strings.TrimSpace(d))
+	domain, d = canonDomain(domain), canonDomain(d)
 	return domain != "" && (domain == d || strings.HasSuffix(domain, "."+d))
+}
+
+// canonDomain is a domain lower-cased and, if it is written in Unicode,
+// in its ASCII form: intake keeps a lead's as its email had it, and a
+// rule may name either (müller.de and xn--mller-kva.de are one domain).
+func canonDomain(d string) string {
+	d = strings.ToLower(strings.TrimSpace(d))
+	for i := 0; i < len(d); i++ {
+		if d[i] >= utf8.RuneSelf {
+			if a, err := idna.Lookup.ToASCII(d); err == nil {
+				return a
+			}
+			return d
+		}
+	}
+	return d
 }
 
 func describe(id, desc string) string {

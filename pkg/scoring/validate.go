@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -36,7 +37,9 @@ const (
 var (
 	ruleIDRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 	countryRE = regexp.MustCompile(`^[A-Za-z]{2}$`)
-	domainRE  = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$`)
+	// Labels of letters, digits, '-' and '_' (mail domains may hold one),
+	// in the ASCII form (canonDomain).
+	domainRE = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)+$`)
 )
 
 // Validate returns everything wrong with m, or nothing. It refuses unknown
@@ -128,6 +131,10 @@ func (v *violations) text(field, s string, required bool) {
 		v.add(field, "is required")
 	case utf8.RuneCountInString(s) > MaxText:
 		v.add(field, "must be at most %d characters", MaxText)
+	case strings.ContainsFunc(s, unicode.IsControl):
+		// A reason goes on every lead the rule disqualifies, and into
+		// operators' terminals.
+		v.add(field, "must not contain control characters")
 	}
 }
 
@@ -171,7 +178,7 @@ func (v *violations) criteria(field string, c Criteria) {
 		v.add(field+".max_employees", "%d is below min_employees %d: no company matches", c.MaxEmployees, c.MinEmployees)
 	}
 	v.set(field+".industry_in", c.IndustryIn, nil)
-	v.set(field+".country_in", c.CountryIn, countryRE)
+	v.set(field+".country_in", c.CountryIn, countryRE.MatchString)
 	for i, cc := range c.CountryIn {
 		// Matched trimmed (score.go), so " UK" is UK.
 		if cc := strings.TrimSpace(cc); countryRE.MatchString(cc) && !envelope.IsCountry(strings.ToUpper(cc)) {
@@ -181,7 +188,9 @@ func (v *violations) criteria(field string, c Criteria) {
 	if len(c.TitleContains) > 0 {
 		v.add(field+".title_contains", "titles are sealed at capture, so no lead would match: use function_in")
 	}
-	v.set(field+".email_domain_in", c.EmailDomainIn, domainRE)
+	// Any domain a lead's email may have, in Unicode or its ASCII form
+	// (they match each other: inDomain).
+	v.set(field+".email_domain_in", c.EmailDomainIn, func(d string) bool { return domainRE.MatchString(canonDomain(d)) })
 	v.set(field+".required", c.Required, nil)
 	for i, name := range c.Required {
 		// Matched as written (score.go), so " country" would never match.
@@ -216,7 +225,7 @@ func enumSet[E interface {
 
 // set checks a list of text values: not blank, not repeated, of the
 // right shape.
-func (v *violations) set(field string, values []string, shape *regexp.Regexp) {
+func (v *violations) set(field string, values []string, shape func(string) bool) {
 	if len(values) > MaxValues {
 		v.add(field, "must have at most %d values", MaxValues)
 		return
@@ -230,7 +239,7 @@ func (v *violations) set(field string, values []string, shape *regexp.Regexp) {
 			v.add(p, "must not be blank")
 		case utf8.RuneCountInString(s) > MaxText:
 			v.add(p, "must be at most %d characters", MaxText)
-		case shape != nil && !shape.MatchString(strings.TrimSpace(s)):
+		case shape != nil && !shape(strings.TrimSpace(s)):
 			v.add(p, "%q is not valid here", s)
 		case dup:
 			v.add(p, "%q repeats %s[%d]", s, field, j)

@@ -824,6 +824,10 @@ func TestActivityCampaignsAndConsent(t *testing.T) {
 	_, err = e.client.RecordCampaignCost(ctx, &intakev1.RecordCampaignCostRequest{CampaignId: "webinar-q4", CostId: "inv-old",
 		Amount: &eventv1.Money{Currency: "EUR", MinorUnits: 100}, PeriodStart: timestamppb.New(time.Date(1899, 1, 1, 0, 0, 0, 0, time.UTC))})
 	assertField(t, err, "period_start")
+	// An end alone: the cost would count where it was recorded.
+	_, err = e.client.RecordCampaignCost(ctx, &intakev1.RecordCampaignCostRequest{CampaignId: "webinar-q4", CostId: "inv-end",
+		Amount: &eventv1.Money{Currency: "EUR", MinorUnits: 100}, PeriodEnd: timestamppb.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))})
+	assertField(t, err, "period_start")
 	_, err = e.client.RegisterCampaign(ctx, &intakev1.RegisterCampaignRequest{CampaignId: "far", Name: "Far", Channel: eventv1.Channel_CHANNEL_WEBINAR,
 		EndsAt: timestamppb.New(time.Now().AddDate(50, 0, 0))})
 	assertField(t, err, "ends_at")

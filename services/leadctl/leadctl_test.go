@@ -695,7 +695,18 @@ func TestExportEraseAndLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	lead := c.GetLeadId()
-	out, err := ctl("export", lead)
+	// An access request names the person: find gives the lead to export.
+	out, err := ctl("find", "--email", "Grace@COBOL.example")
+	if err != nil || !strings.Contains(out, "lead "+lead+" (by email)") {
+		t.Fatalf("find: %v\n%s", err, out)
+	}
+	if _, err := ctl("find", "--external-id", "no-colon"); !errors.Is(err, errUsage) {
+		t.Fatalf("find --external-id without a system: %v", err)
+	}
+	if _, err := ctl("find", "--email", "nobody@cobol.example"); !errors.Is(err, errUnknownLead) {
+		t.Fatalf("find of nobody: %v", err)
+	}
+	out, err = ctl("export", lead)
 	if err != nil || !strings.Contains(out, "grace@cobol.example") || !strings.Contains(out, "Grace") {
 		t.Fatalf("export: %v\n%s", err, out)
 	}
@@ -712,6 +723,9 @@ func TestExportEraseAndLost(t *testing.T) {
 	}
 	if out, err := ctl("timeline", lead); err != nil || !strings.Contains(out, "LeadErased") {
 		t.Fatalf("history after erasure: %v\n%s", err, out)
+	}
+	if out, err := ctl("find", "--email", "grace@cobol.example"); !errors.Is(err, errUnknownLead) {
+		t.Fatalf("find after the erasure: %v\n%s", err, out)
 	}
 
 	// By hand to nurture: not an erased lead, but a new one, enrolled at once.

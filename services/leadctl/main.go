@@ -96,7 +96,7 @@ func newRoot(out io.Writer) *cobra.Command {
 	f.StringVarP(&o.output, "output", "o", "text", "output: text or json")
 	f.DurationVar(&o.timeout, "timeout", 5*time.Second, "how long to wait for a server")
 	f.StringVar(&o.token, "token", "", "bearer token for the services' APIs ($LEADFLOW_TOKEN; make run prints one)")
-	root.AddCommand(timelineCmd(o), stateCmd(o), dlqCmd(o), tailCmd(o), explainCmd(o), lostCmd(o), assignCmd(o), reassignCmd(o), recycleCmd(o), disqualifyCmd(o), eraseCmd(o), exportCmd(o),
+	root.AddCommand(timelineCmd(o), stateCmd(o), dlqCmd(o), tailCmd(o), explainCmd(o), lostCmd(o), assignCmd(o), reassignCmd(o), recycleCmd(o), disqualifyCmd(o), eraseCmd(o), exportCmd(o), findCmd(o),
 		mergeCmd(o, false), mergeCmd(o, true),
 		replayCmd(o), rebuildCmd(o), queuesCmd(o), tokenCmd(o), provisionCmd(o))
 	return root

@@ -699,6 +699,48 @@ func eraseCmd(o *options) *cobra.Command {
 	return c
 }
 
+func findCmd(o *options) *cobra.Command {
+	var email, ext string
+	c := &cobra.Command{
+		Use:   "find --email <address> | --external-id <system>:<id>",
+		Short: "The lead a person's email or CRM id leads to, for an access or erasure request; writes nothing (intake)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			req := &intakev1.FindLeadRequest{Email: email}
+			if ext != "" {
+				system, id, ok := strings.Cut(ext, ":")
+				if !ok {
+					return fmt.Errorf("%w: --external-id is <system>:<id>, e.g. salesforce:0015g00000ABC", errUsage)
+				}
+				req.ExternalId = &eventv1.ExternalId{System: system, Id: id}
+			}
+			if (email == "") == (ext == "") {
+				return fmt.Errorf("%w: give --email or --external-id, one of the two", errUsage)
+			}
+			var resp *intakev1.FindLeadResponse
+			err := call(cmd.Context(), o, "intake", o.intake, func(ctx context.Context, conn *grpc.ClientConn) error {
+				var err error
+				resp, err = intakev1.NewIntakeServiceClient(conn).FindLead(ctx, req)
+				return err
+			})
+			if err != nil {
+				return asFlags(err, map[string]string{"email": "--email", "external_id.system": "--external-id", "external_id.id": "--external-id"})
+			}
+			if o.output == "json" {
+				return printProto(cmd, resp)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "lead %s (by %s)\n", resp.GetLeadId(), resp.GetMatchedBy())
+			if s := resp.GetSurvivorLeadId(); s != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "merged into lead %s: its person's later data is there (leadctl export %s covers both)\n", s, s)
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&email, "email", "", "the person's email address, as they gave it")
+	c.Flags().StringVar(&ext, "external-id", "", "the person's id in another system, <system>:<id>")
+	return c
+}
+
 func exportCmd(o *options) *cobra.Command {
 	return &cobra.Command{
 		Use:   "export <lead id>",

@@ -131,7 +131,12 @@ func (a *App) RecordCampaignCost(ctx context.Context, in RecordCampaignCost, met
 	form.Money(&v, "amount", in.Amount, true)
 	form.Planned(&v, "period_start", in.PeriodStart, a.now())
 	form.Planned(&v, "period_end", in.PeriodEnd, a.now())
-	if !in.PeriodStart.IsZero() && !in.PeriodEnd.IsZero() && !in.PeriodEnd.After(in.PeriodStart) {
+	switch {
+	case in.PeriodStart.IsZero() && !in.PeriodEnd.IsZero():
+		// A cost is dated by its period's start, else by when it was
+		// recorded: an end alone would date it wherever it came in.
+		v.Add("period_start", "is required with period_end")
+	case !in.PeriodStart.IsZero() && !in.PeriodEnd.IsZero() && !in.PeriodEnd.After(in.PeriodStart):
 		v.Add("period_end", "must be after period_start")
 	}
 	form.Actor(&v, "actor", in.Actor)

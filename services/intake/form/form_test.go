@@ -115,6 +115,14 @@ func TestCheckCaptureDoesNotChangeItsInput(t *testing.T) {
 	if _, v := form.CheckCapture(ext("   "), time.Now()); len(v) != 1 || v[0].Field != "external_id.id" {
 		t.Fatalf("blank external id: violations %v", v)
 	}
+	// Names, company and title are trimmed too: a blank one is none.
+	padded := in
+	padded.Contact = &eventv1.Contact{Email: "a@b.com", FirstName: "   ", LastName: "  Park\u200b "}
+	padded.Profile = &eventv1.Profile{Company: " Acme Inc ", Title: "\ufeffCTO"}
+	if l, v := form.CheckCapture(padded, time.Now()); len(v) > 0 || l.Contact.GetFirstName() != "" || l.Contact.GetLastName() != "Park" ||
+		l.Profile.GetCompany() != "Acme Inc" || l.Profile.GetTitle() != "CTO" {
+		t.Errorf("padded names: %v %v %v", l.Contact, l.Profile, v)
+	}
 	// ... nor the invisible characters a CSV export leaves at its ends
 	// (one record would be two identities); one inside is refused.
 	for _, id := range []string{"\ufeff0015g00000ABC", "0015g00000ABC\u200b", "\u2060 0015g00000ABC"} {

@@ -42,6 +42,10 @@ func CheckCapture(in Capture, now time.Time) (Lead, Violations) {
 
 	email, domain := Email(&v, "contact.email", c.GetEmail())
 	c.Email = email
+	// Spaces around a name are a form's, not the person's: a blank one is
+	// none, and does not overwrite the name a lead holds.
+	c.FirstName, c.LastName = trimHidden(c.GetFirstName()), trimHidden(c.GetLastName())
+	p.Company, p.Title = trimHidden(p.GetCompany()), trimHidden(p.GetTitle())
 	Text(&v, "contact.first_name", c.GetFirstName(), MaxName, false)
 	Text(&v, "contact.last_name", c.GetLastName(), MaxName, false)
 	number, extension := SplitExtension(c.GetPhone())
@@ -75,24 +79,7 @@ func CheckCapture(in Capture, now time.Time) (Lead, Violations) {
 	Text(&v, "attribution.utm_medium", a.GetUtmMedium(), MaxUTM, false)
 	Text(&v, "attribution.utm_campaign", a.GetUtmCampaign(), MaxUTM, false)
 
-	var ext *eventv1.ExternalId
-	if in.ExternalID != nil && (in.ExternalID.GetSystem() != "" || in.ExternalID.GetId() != "") {
-		// The id as the system means it: spaces around it would make
-		// another identity of "123 ", and a blank one a shared one.
-		ext = &eventv1.ExternalId{System: in.ExternalID.GetSystem(), Id: trimHidden(in.ExternalID.GetId())}
-		Slug(&v, "external_id.system", ext.GetSystem(), true)
-		if ext.GetId() == "" {
-			v.Add("external_id.id", "is required with external_id.system")
-		}
-		Text(&v, "external_id.id", ext.GetId(), MaxExternalID, false)
-		// One record, one token: an invisible character would make the
-		// same id another identity, so another lead (a joiner inside a
-		// word of a script that writes one is the word's own).
-		if i := hiddenIn(ext.GetId(), false); i >= 0 && utf8.ValidString(ext.GetId()) {
-			r, _ := utf8.DecodeRuneInString(ext.GetId()[i:])
-			v.Add("external_id.id", "must not contain invisible characters (U+%04X at byte %d)", r, i)
-		}
-	}
+	ext := ExternalID(&v, "external_id", in.ExternalID)
 	Consents(&v, "consents", in.Consents)
 	Key(&v, "idempotency_key", in.IdempotencyKey)
 	Time(&v, "occurred_at", in.OccurredAt, now)
@@ -111,4 +98,28 @@ func cloneOr[M proto.Message](m M, empty M) M {
 		return empty
 	}
 	return proto.Clone(m).(M)
+}
+
+// ExternalID normalizes an external id (field its path) and checks it: nil
+// for none (nil, or both parts empty).
+func ExternalID(v *Violations, field string, in *eventv1.ExternalId) *eventv1.ExternalId {
+	if in.GetSystem() == "" && in.GetId() == "" {
+		return nil
+	}
+	// The id as the system means it: spaces around it would make
+	// another identity of "123 ", and a blank one a shared one.
+	ext := &eventv1.ExternalId{System: in.GetSystem(), Id: trimHidden(in.GetId())}
+	Slug(v, field+".system", ext.GetSystem(), true)
+	if ext.GetId() == "" {
+		v.Add(field+".id", "is required with %s.system", field)
+	}
+	Text(v, field+".id", ext.GetId(), MaxExternalID, false)
+	// One record, one token: an invisible character would make the same
+	// id another identity, so another lead (a joiner inside a word of a
+	// script that writes one is the word's own).
+	if i := hiddenIn(ext.GetId(), false); i >= 0 && utf8.ValidString(ext.GetId()) {
+		r, _ := utf8.DecodeRuneInString(ext.GetId()[i:])
+		v.Add(field+".id", "must not contain invisible characters (U+%04X at byte %d)", r, i)
+	}
+	return ext
 }

@@ -439,3 +439,12 @@ func pbTime(t time.Time) *timestamppb.Timestamp {
 	}
 	return timestamppb.New(t)
 }
+
+// FindLead looks a person's lead up by an identity, writing nothing.
+func (g *GRPC) FindLead(ctx context.Context, r *intakev1.FindLeadRequest) (*intakev1.FindLeadResponse, error) {
+	f, err := g.app.FindLead(ctx, r.GetEmail(), r.GetExternalId())
+	if err != nil {
+		return nil, g.status(ctx, "FindLead", err)
+	}
+	return &intakev1.FindLeadResponse{LeadId: f.LeadID, SurvivorLeadId: f.Survivor, MatchedBy: f.MatchedBy}, nil
+}

@@ -301,8 +301,9 @@ func finalVerdict(events []*eventv1.Event) bool {
 // scoreEvents scores l under version n of the model as of at and returns
 // the events to append: LeadScored, recording its verdict (QUALIFY only
 // if qualify), then the verdict (LeadQualified or LeadDisqualified) if the
-// lifecycle allows it. It returns none when the lifecycle refuses a score
-// (a finished lead). A rescore (under a newly active version) is no
+// lifecycle allows it; no disqualification while a later fact waits to
+// be scored. It returns none when the lifecycle refuses a score (a
+// finished lead). A rescore (under a newly active version) is no
 // engagement: a new lead keeps its deadline. A nurtured lead that a "not
 // now" rule matches is not qualified, and only a final rule disqualifies it.
 func (a *App) scoreEvents(l *lead, n uint32, m scoring.Model, at time.Time, qualify, rescore bool, meta envelope.Meta) ([]*eventv1.Event, error) {
@@ -318,6 +319,10 @@ func (a *App) scoreEvents(l *lead, n uint32, m scoring.Model, at time.Time, qual
 		Threshold: int32(m.Threshold), Reasons: scoring.ReasonsToProto(r.Reasons), Verdict: eventv1.ScoreVerdict_SCORE_VERDICT_NONE,
 	}
 	switch {
+	case r.Disqualify != nil && len(l.pending) > 0:
+		// A later fact waits to be scored, and its score decides: this one,
+		// of facts it may undo (a consent granted again), would end the
+		// lead for good. Nor may it qualify a lead its facts disqualify.
 	case r.Disqualify != nil:
 		payload.Verdict = eventv1.ScoreVerdict_SCORE_VERDICT_DISQUALIFY
 		payload.Disqualify = &eventv1.LeadDisqualified{RuleId: r.Disqualify.RuleID, Reason: r.Disqualify.Reason, NotNow: r.Disqualify.NotNow,

@@ -751,7 +751,9 @@ type RecordCampaignCostRequest struct {
 	CostId string `protobuf:"bytes,2,opt,name=cost_id,json=costId,proto3" json:"cost_id,omitempty"`
 	// amount is in the campaign's currency: its budget's, or else its first
 	// cost's.
-	Amount        *v1.Money              `protobuf:"bytes,3,opt,name=amount,proto3" json:"amount,omitempty"`
+	Amount *v1.Money `protobuf:"bytes,3,opt,name=amount,proto3" json:"amount,omitempty"`
+	// period_start dates the cost in reports (without it, the time it was
+	// recorded); period_end needs it.
 	PeriodStart   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=period_start,json=periodStart,proto3" json:"period_start,omitempty"`
 	PeriodEnd     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=period_end,json=periodEnd,proto3" json:"period_end,omitempty"`
 	Actor         *v1.Actor              `protobuf:"bytes,6,opt,name=actor,proto3" json:"actor,omitempty"`
@@ -1539,6 +1541,122 @@ func (x *EraseLeadResponse) GetReplayed() bool {
 	return false
 }
 
+type FindLeadRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Email         string                 `protobuf:"bytes,1,opt,name=email,proto3" json:"email,omitempty"`
+	ExternalId    *v1.ExternalId         `protobuf:"bytes,2,opt,name=external_id,json=externalId,proto3" json:"external_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FindLeadRequest) Reset() {
+	*x = FindLeadRequest{}
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FindLeadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FindLeadRequest) ProtoMessage() {}
+
+func (x *FindLeadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FindLeadRequest.ProtoReflect.Descriptor instead.
+func (*FindLeadRequest) Descriptor() ([]byte, []int) {
+	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *FindLeadRequest) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *FindLeadRequest) GetExternalId() *v1.ExternalId {
+	if x != nil {
+		return x.ExternalId
+	}
+	return nil
+}
+
+type FindLeadResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// lead_id holds the identity.
+	LeadId string `protobuf:"bytes,1,opt,name=lead_id,json=leadId,proto3" json:"lead_id,omitempty"`
+	// survivor_lead_id is the lead it was merged into (the last of a chain
+	// of merges), where the person's later data is; empty when not merged.
+	SurvivorLeadId string `protobuf:"bytes,2,opt,name=survivor_lead_id,json=survivorLeadId,proto3" json:"survivor_lead_id,omitempty"`
+	// matched_by is "email" or "external_id".
+	MatchedBy     string `protobuf:"bytes,3,opt,name=matched_by,json=matchedBy,proto3" json:"matched_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FindLeadResponse) Reset() {
+	*x = FindLeadResponse{}
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FindLeadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FindLeadResponse) ProtoMessage() {}
+
+func (x *FindLeadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FindLeadResponse.ProtoReflect.Descriptor instead.
+func (*FindLeadResponse) Descriptor() ([]byte, []int) {
+	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *FindLeadResponse) GetLeadId() string {
+	if x != nil {
+		return x.LeadId
+	}
+	return ""
+}
+
+func (x *FindLeadResponse) GetSurvivorLeadId() string {
+	if x != nil {
+		return x.SurvivorLeadId
+	}
+	return ""
+}
+
+func (x *FindLeadResponse) GetMatchedBy() string {
+	if x != nil {
+		return x.MatchedBy
+	}
+	return ""
+}
+
 type ExportLeadRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	LeadId        string                 `protobuf:"bytes,1,opt,name=lead_id,json=leadId,proto3" json:"lead_id,omitempty"`
@@ -1548,7 +1666,7 @@ type ExportLeadRequest struct {
 
 func (x *ExportLeadRequest) Reset() {
 	*x = ExportLeadRequest{}
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[21]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1560,7 +1678,7 @@ func (x *ExportLeadRequest) String() string {
 func (*ExportLeadRequest) ProtoMessage() {}
 
 func (x *ExportLeadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[21]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1573,7 +1691,7 @@ func (x *ExportLeadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportLeadRequest.ProtoReflect.Descriptor instead.
 func (*ExportLeadRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{21}
+	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ExportLeadRequest) GetLeadId() string {
@@ -1604,7 +1722,7 @@ type ExportedSubmission struct {
 
 func (x *ExportedSubmission) Reset() {
 	*x = ExportedSubmission{}
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[22]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1616,7 +1734,7 @@ func (x *ExportedSubmission) String() string {
 func (*ExportedSubmission) ProtoMessage() {}
 
 func (x *ExportedSubmission) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[22]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1629,7 +1747,7 @@ func (x *ExportedSubmission) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportedSubmission.ProtoReflect.Descriptor instead.
 func (*ExportedSubmission) Descriptor() ([]byte, []int) {
-	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{22}
+	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ExportedSubmission) GetSequence() uint64 {
@@ -1705,7 +1823,7 @@ type ExportedActivity struct {
 
 func (x *ExportedActivity) Reset() {
 	*x = ExportedActivity{}
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[23]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1717,7 +1835,7 @@ func (x *ExportedActivity) String() string {
 func (*ExportedActivity) ProtoMessage() {}
 
 func (x *ExportedActivity) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[23]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1730,7 +1848,7 @@ func (x *ExportedActivity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportedActivity.ProtoReflect.Descriptor instead.
 func (*ExportedActivity) Descriptor() ([]byte, []int) {
-	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{23}
+	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ExportedActivity) GetSequence() uint64 {
@@ -1799,7 +1917,7 @@ type ExportedConsentChange struct {
 
 func (x *ExportedConsentChange) Reset() {
 	*x = ExportedConsentChange{}
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[24]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1811,7 +1929,7 @@ func (x *ExportedConsentChange) String() string {
 func (*ExportedConsentChange) ProtoMessage() {}
 
 func (x *ExportedConsentChange) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[24]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1824,7 +1942,7 @@ func (x *ExportedConsentChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportedConsentChange.ProtoReflect.Descriptor instead.
 func (*ExportedConsentChange) Descriptor() ([]byte, []int) {
-	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{24}
+	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ExportedConsentChange) GetSequence() uint64 {
@@ -1879,7 +1997,7 @@ type ExportedNote struct {
 
 func (x *ExportedNote) Reset() {
 	*x = ExportedNote{}
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[25]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1891,7 +2009,7 @@ func (x *ExportedNote) String() string {
 func (*ExportedNote) ProtoMessage() {}
 
 func (x *ExportedNote) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[25]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1904,7 +2022,7 @@ func (x *ExportedNote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportedNote.ProtoReflect.Descriptor instead.
 func (*ExportedNote) Descriptor() ([]byte, []int) {
-	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{25}
+	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ExportedNote) GetSequence() uint64 {
@@ -1971,7 +2089,7 @@ type ExportLeadResponse struct {
 
 func (x *ExportLeadResponse) Reset() {
 	*x = ExportLeadResponse{}
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[26]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1983,7 +2101,7 @@ func (x *ExportLeadResponse) String() string {
 func (*ExportLeadResponse) ProtoMessage() {}
 
 func (x *ExportLeadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[26]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1996,7 +2114,7 @@ func (x *ExportLeadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportLeadResponse.ProtoReflect.Descriptor instead.
 func (*ExportLeadResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{26}
+	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ExportLeadResponse) GetLead() *Lead {
@@ -2060,7 +2178,7 @@ type MergeLeadsRequest struct {
 
 func (x *MergeLeadsRequest) Reset() {
 	*x = MergeLeadsRequest{}
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[27]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2072,7 +2190,7 @@ func (x *MergeLeadsRequest) String() string {
 func (*MergeLeadsRequest) ProtoMessage() {}
 
 func (x *MergeLeadsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[27]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2085,7 +2203,7 @@ func (x *MergeLeadsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeLeadsRequest.ProtoReflect.Descriptor instead.
 func (*MergeLeadsRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{27}
+	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *MergeLeadsRequest) GetSurvivorLeadId() string {
@@ -2129,7 +2247,7 @@ type MergeLeadsResponse struct {
 
 func (x *MergeLeadsResponse) Reset() {
 	*x = MergeLeadsResponse{}
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[28]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2141,7 +2259,7 @@ func (x *MergeLeadsResponse) String() string {
 func (*MergeLeadsResponse) ProtoMessage() {}
 
 func (x *MergeLeadsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[28]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2154,7 +2272,7 @@ func (x *MergeLeadsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeLeadsResponse.ProtoReflect.Descriptor instead.
 func (*MergeLeadsResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{28}
+	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *MergeLeadsResponse) GetSurvivorVersion() uint64 {
@@ -2190,7 +2308,7 @@ type UnmergeLeadsRequest struct {
 
 func (x *UnmergeLeadsRequest) Reset() {
 	*x = UnmergeLeadsRequest{}
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[29]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2202,7 +2320,7 @@ func (x *UnmergeLeadsRequest) String() string {
 func (*UnmergeLeadsRequest) ProtoMessage() {}
 
 func (x *UnmergeLeadsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[29]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2215,7 +2333,7 @@ func (x *UnmergeLeadsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnmergeLeadsRequest.ProtoReflect.Descriptor instead.
 func (*UnmergeLeadsRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{29}
+	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *UnmergeLeadsRequest) GetSurvivorLeadId() string {
@@ -2262,7 +2380,7 @@ type UnmergeLeadsResponse struct {
 
 func (x *UnmergeLeadsResponse) Reset() {
 	*x = UnmergeLeadsResponse{}
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[30]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2274,7 +2392,7 @@ func (x *UnmergeLeadsResponse) String() string {
 func (*UnmergeLeadsResponse) ProtoMessage() {}
 
 func (x *UnmergeLeadsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[30]
+	mi := &file_leadflow_intake_v1_intake_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2287,7 +2405,7 @@ func (x *UnmergeLeadsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnmergeLeadsResponse.ProtoReflect.Descriptor instead.
 func (*UnmergeLeadsResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{30}
+	return file_leadflow_intake_v1_intake_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *UnmergeLeadsResponse) GetSurvivorVersion() uint64 {
@@ -2436,7 +2554,16 @@ const file_leadflow_intake_v1_intake_service_proto_rawDesc = "" +
 	"\x05actor\x18\x03 \x01(\v2\x18.leadflow.event.v1.ActorR\x05actor\"I\n" +
 	"\x11EraseLeadResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x1a\n" +
-	"\breplayed\x18\x02 \x01(\bR\breplayed\",\n" +
+	"\breplayed\x18\x02 \x01(\bR\breplayed\"g\n" +
+	"\x0fFindLeadRequest\x12\x14\n" +
+	"\x05email\x18\x01 \x01(\tR\x05email\x12>\n" +
+	"\vexternal_id\x18\x02 \x01(\v2\x1d.leadflow.event.v1.ExternalIdR\n" +
+	"externalId\"t\n" +
+	"\x10FindLeadResponse\x12\x17\n" +
+	"\alead_id\x18\x01 \x01(\tR\x06leadId\x12(\n" +
+	"\x10survivor_lead_id\x18\x02 \x01(\tR\x0esurvivorLeadId\x12\x1d\n" +
+	"\n" +
+	"matched_by\x18\x03 \x01(\tR\tmatchedBy\",\n" +
 	"\x11ExportLeadRequest\x12\x17\n" +
 	"\alead_id\x18\x01 \x01(\tR\x06leadId\"\x92\x03\n" +
 	"\x12ExportedSubmission\x12\x1a\n" +
@@ -2508,7 +2635,7 @@ const file_leadflow_intake_v1_intake_service_proto_rawDesc = "" +
 	"\x0eCaptureOutcome\x12\x1f\n" +
 	"\x1bCAPTURE_OUTCOME_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17CAPTURE_OUTCOME_CREATED\x10\x01\x12\x1f\n" +
-	"\x1bCAPTURE_OUTCOME_RESUBMITTED\x10\x022\x95\v\n" +
+	"\x1bCAPTURE_OUTCOME_RESUBMITTED\x10\x022\x80\f\n" +
 	"\rIntakeService\x12q\n" +
 	"\vCaptureLead\x12&.leadflow.intake.v1.CaptureLeadRequest\x1a'.leadflow.intake.v1.CaptureLeadResponse\"\x11\x8a\xb5\x18\rleads:capture\x12u\n" +
 	"\vImportLeads\x12&.leadflow.intake.v1.ImportLeadsRequest\x1a'.leadflow.intake.v1.ImportLeadsResponse\"\x11\x8a\xb5\x18\rleads:capture(\x010\x01\x12z\n" +
@@ -2523,7 +2650,8 @@ const file_leadflow_intake_v1_intake_service_proto_rawDesc = "" +
 	"leads:read\x12k\n" +
 	"\tEraseLead\x12$.leadflow.intake.v1.EraseLeadRequest\x1a%.leadflow.intake.v1.EraseLeadResponse\"\x11\x8a\xb5\x18\rprivacy:erase\x12o\n" +
 	"\n" +
-	"ExportLead\x12%.leadflow.intake.v1.ExportLeadRequest\x1a&.leadflow.intake.v1.ExportLeadResponse\"\x12\x8a\xb5\x18\x0eprivacy:export\x12l\n" +
+	"ExportLead\x12%.leadflow.intake.v1.ExportLeadRequest\x1a&.leadflow.intake.v1.ExportLeadResponse\"\x12\x8a\xb5\x18\x0eprivacy:export\x12i\n" +
+	"\bFindLead\x12#.leadflow.intake.v1.FindLeadRequest\x1a$.leadflow.intake.v1.FindLeadResponse\"\x12\x8a\xb5\x18\x0eprivacy:export\x12l\n" +
 	"\n" +
 	"MergeLeads\x12%.leadflow.intake.v1.MergeLeadsRequest\x1a&.leadflow.intake.v1.MergeLeadsResponse\"\x0f\x8a\xb5\x18\vleads:merge\x12r\n" +
 	"\fUnmergeLeads\x12'.leadflow.intake.v1.UnmergeLeadsRequest\x1a(.leadflow.intake.v1.UnmergeLeadsResponse\"\x0f\x8a\xb5\x18\vleads:mergeB\xd8\x01\n" +
@@ -2542,7 +2670,7 @@ func file_leadflow_intake_v1_intake_service_proto_rawDescGZIP() []byte {
 }
 
 var file_leadflow_intake_v1_intake_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_leadflow_intake_v1_intake_service_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_leadflow_intake_v1_intake_service_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_leadflow_intake_v1_intake_service_proto_goTypes = []any{
 	(CaptureOutcome)(0),                // 0: leadflow.intake.v1.CaptureOutcome
 	(*CaptureLeadRequest)(nil),         // 1: leadflow.intake.v1.CaptureLeadRequest
@@ -2566,116 +2694,121 @@ var file_leadflow_intake_v1_intake_service_proto_goTypes = []any{
 	(*GetLeadTimelineResponse)(nil),    // 19: leadflow.intake.v1.GetLeadTimelineResponse
 	(*EraseLeadRequest)(nil),           // 20: leadflow.intake.v1.EraseLeadRequest
 	(*EraseLeadResponse)(nil),          // 21: leadflow.intake.v1.EraseLeadResponse
-	(*ExportLeadRequest)(nil),          // 22: leadflow.intake.v1.ExportLeadRequest
-	(*ExportedSubmission)(nil),         // 23: leadflow.intake.v1.ExportedSubmission
-	(*ExportedActivity)(nil),           // 24: leadflow.intake.v1.ExportedActivity
-	(*ExportedConsentChange)(nil),      // 25: leadflow.intake.v1.ExportedConsentChange
-	(*ExportedNote)(nil),               // 26: leadflow.intake.v1.ExportedNote
-	(*ExportLeadResponse)(nil),         // 27: leadflow.intake.v1.ExportLeadResponse
-	(*MergeLeadsRequest)(nil),          // 28: leadflow.intake.v1.MergeLeadsRequest
-	(*MergeLeadsResponse)(nil),         // 29: leadflow.intake.v1.MergeLeadsResponse
-	(*UnmergeLeadsRequest)(nil),        // 30: leadflow.intake.v1.UnmergeLeadsRequest
-	(*UnmergeLeadsResponse)(nil),       // 31: leadflow.intake.v1.UnmergeLeadsResponse
-	(*v1.Contact)(nil),                 // 32: leadflow.event.v1.Contact
-	(*v1.Profile)(nil),                 // 33: leadflow.event.v1.Profile
-	(*v1.Attribution)(nil),             // 34: leadflow.event.v1.Attribution
-	(*v1.ExternalId)(nil),              // 35: leadflow.event.v1.ExternalId
-	(*v1.Consent)(nil),                 // 36: leadflow.event.v1.Consent
-	(*timestamppb.Timestamp)(nil),      // 37: google.protobuf.Timestamp
-	(*v1.Actor)(nil),                   // 38: leadflow.event.v1.Actor
-	(v1.ActivityType)(0),               // 39: leadflow.event.v1.ActivityType
-	(v1.Channel)(0),                    // 40: leadflow.event.v1.Channel
-	(*v1.Money)(nil),                   // 41: leadflow.event.v1.Money
-	(*v1.Lifecycle)(nil),               // 42: leadflow.event.v1.Lifecycle
-	(*v1.Event)(nil),                   // 43: leadflow.event.v1.Event
-	(*v1.Personal)(nil),                // 44: leadflow.event.v1.Personal
+	(*FindLeadRequest)(nil),            // 22: leadflow.intake.v1.FindLeadRequest
+	(*FindLeadResponse)(nil),           // 23: leadflow.intake.v1.FindLeadResponse
+	(*ExportLeadRequest)(nil),          // 24: leadflow.intake.v1.ExportLeadRequest
+	(*ExportedSubmission)(nil),         // 25: leadflow.intake.v1.ExportedSubmission
+	(*ExportedActivity)(nil),           // 26: leadflow.intake.v1.ExportedActivity
+	(*ExportedConsentChange)(nil),      // 27: leadflow.intake.v1.ExportedConsentChange
+	(*ExportedNote)(nil),               // 28: leadflow.intake.v1.ExportedNote
+	(*ExportLeadResponse)(nil),         // 29: leadflow.intake.v1.ExportLeadResponse
+	(*MergeLeadsRequest)(nil),          // 30: leadflow.intake.v1.MergeLeadsRequest
+	(*MergeLeadsResponse)(nil),         // 31: leadflow.intake.v1.MergeLeadsResponse
+	(*UnmergeLeadsRequest)(nil),        // 32: leadflow.intake.v1.UnmergeLeadsRequest
+	(*UnmergeLeadsResponse)(nil),       // 33: leadflow.intake.v1.UnmergeLeadsResponse
+	(*v1.Contact)(nil),                 // 34: leadflow.event.v1.Contact
+	(*v1.Profile)(nil),                 // 35: leadflow.event.v1.Profile
+	(*v1.Attribution)(nil),             // 36: leadflow.event.v1.Attribution
+	(*v1.ExternalId)(nil),              // 37: leadflow.event.v1.ExternalId
+	(*v1.Consent)(nil),                 // 38: leadflow.event.v1.Consent
+	(*timestamppb.Timestamp)(nil),      // 39: google.protobuf.Timestamp
+	(*v1.Actor)(nil),                   // 40: leadflow.event.v1.Actor
+	(v1.ActivityType)(0),               // 41: leadflow.event.v1.ActivityType
+	(v1.Channel)(0),                    // 42: leadflow.event.v1.Channel
+	(*v1.Money)(nil),                   // 43: leadflow.event.v1.Money
+	(*v1.Lifecycle)(nil),               // 44: leadflow.event.v1.Lifecycle
+	(*v1.Event)(nil),                   // 45: leadflow.event.v1.Event
+	(*v1.Personal)(nil),                // 46: leadflow.event.v1.Personal
 }
 var file_leadflow_intake_v1_intake_service_proto_depIdxs = []int32{
-	32, // 0: leadflow.intake.v1.CaptureLeadRequest.contact:type_name -> leadflow.event.v1.Contact
-	33, // 1: leadflow.intake.v1.CaptureLeadRequest.profile:type_name -> leadflow.event.v1.Profile
-	34, // 2: leadflow.intake.v1.CaptureLeadRequest.attribution:type_name -> leadflow.event.v1.Attribution
-	35, // 3: leadflow.intake.v1.CaptureLeadRequest.external_id:type_name -> leadflow.event.v1.ExternalId
-	36, // 4: leadflow.intake.v1.CaptureLeadRequest.consents:type_name -> leadflow.event.v1.Consent
-	37, // 5: leadflow.intake.v1.CaptureLeadRequest.occurred_at:type_name -> google.protobuf.Timestamp
-	38, // 6: leadflow.intake.v1.CaptureLeadRequest.actor:type_name -> leadflow.event.v1.Actor
+	34, // 0: leadflow.intake.v1.CaptureLeadRequest.contact:type_name -> leadflow.event.v1.Contact
+	35, // 1: leadflow.intake.v1.CaptureLeadRequest.profile:type_name -> leadflow.event.v1.Profile
+	36, // 2: leadflow.intake.v1.CaptureLeadRequest.attribution:type_name -> leadflow.event.v1.Attribution
+	37, // 3: leadflow.intake.v1.CaptureLeadRequest.external_id:type_name -> leadflow.event.v1.ExternalId
+	38, // 4: leadflow.intake.v1.CaptureLeadRequest.consents:type_name -> leadflow.event.v1.Consent
+	39, // 5: leadflow.intake.v1.CaptureLeadRequest.occurred_at:type_name -> google.protobuf.Timestamp
+	40, // 6: leadflow.intake.v1.CaptureLeadRequest.actor:type_name -> leadflow.event.v1.Actor
 	0,  // 7: leadflow.intake.v1.CaptureLeadResponse.outcome:type_name -> leadflow.intake.v1.CaptureOutcome
 	1,  // 8: leadflow.intake.v1.ImportLeadsRequest.lead:type_name -> leadflow.intake.v1.CaptureLeadRequest
 	0,  // 9: leadflow.intake.v1.ImportLeadsResponse.outcome:type_name -> leadflow.intake.v1.CaptureOutcome
 	4,  // 10: leadflow.intake.v1.ImportLeadsResponse.errors:type_name -> leadflow.intake.v1.FieldError
-	39, // 11: leadflow.intake.v1.RecordActivityRequest.type:type_name -> leadflow.event.v1.ActivityType
-	37, // 12: leadflow.intake.v1.RecordActivityRequest.occurred_at:type_name -> google.protobuf.Timestamp
-	38, // 13: leadflow.intake.v1.RecordActivityRequest.actor:type_name -> leadflow.event.v1.Actor
-	40, // 14: leadflow.intake.v1.RegisterCampaignRequest.channel:type_name -> leadflow.event.v1.Channel
-	37, // 15: leadflow.intake.v1.RegisterCampaignRequest.starts_at:type_name -> google.protobuf.Timestamp
-	37, // 16: leadflow.intake.v1.RegisterCampaignRequest.ends_at:type_name -> google.protobuf.Timestamp
-	41, // 17: leadflow.intake.v1.RegisterCampaignRequest.budget:type_name -> leadflow.event.v1.Money
-	38, // 18: leadflow.intake.v1.RegisterCampaignRequest.actor:type_name -> leadflow.event.v1.Actor
-	41, // 19: leadflow.intake.v1.RecordCampaignCostRequest.amount:type_name -> leadflow.event.v1.Money
-	37, // 20: leadflow.intake.v1.RecordCampaignCostRequest.period_start:type_name -> google.protobuf.Timestamp
-	37, // 21: leadflow.intake.v1.RecordCampaignCostRequest.period_end:type_name -> google.protobuf.Timestamp
-	38, // 22: leadflow.intake.v1.RecordCampaignCostRequest.actor:type_name -> leadflow.event.v1.Actor
-	36, // 23: leadflow.intake.v1.SetConsentRequest.consent:type_name -> leadflow.event.v1.Consent
-	38, // 24: leadflow.intake.v1.SetConsentRequest.actor:type_name -> leadflow.event.v1.Actor
-	42, // 25: leadflow.intake.v1.Lead.lifecycle:type_name -> leadflow.event.v1.Lifecycle
-	32, // 26: leadflow.intake.v1.Lead.contact:type_name -> leadflow.event.v1.Contact
-	33, // 27: leadflow.intake.v1.Lead.profile:type_name -> leadflow.event.v1.Profile
-	34, // 28: leadflow.intake.v1.Lead.attribution:type_name -> leadflow.event.v1.Attribution
-	36, // 29: leadflow.intake.v1.Lead.consents:type_name -> leadflow.event.v1.Consent
-	37, // 30: leadflow.intake.v1.Lead.captured_at:type_name -> google.protobuf.Timestamp
-	37, // 31: leadflow.intake.v1.Lead.updated_at:type_name -> google.protobuf.Timestamp
+	41, // 11: leadflow.intake.v1.RecordActivityRequest.type:type_name -> leadflow.event.v1.ActivityType
+	39, // 12: leadflow.intake.v1.RecordActivityRequest.occurred_at:type_name -> google.protobuf.Timestamp
+	40, // 13: leadflow.intake.v1.RecordActivityRequest.actor:type_name -> leadflow.event.v1.Actor
+	42, // 14: leadflow.intake.v1.RegisterCampaignRequest.channel:type_name -> leadflow.event.v1.Channel
+	39, // 15: leadflow.intake.v1.RegisterCampaignRequest.starts_at:type_name -> google.protobuf.Timestamp
+	39, // 16: leadflow.intake.v1.RegisterCampaignRequest.ends_at:type_name -> google.protobuf.Timestamp
+	43, // 17: leadflow.intake.v1.RegisterCampaignRequest.budget:type_name -> leadflow.event.v1.Money
+	40, // 18: leadflow.intake.v1.RegisterCampaignRequest.actor:type_name -> leadflow.event.v1.Actor
+	43, // 19: leadflow.intake.v1.RecordCampaignCostRequest.amount:type_name -> leadflow.event.v1.Money
+	39, // 20: leadflow.intake.v1.RecordCampaignCostRequest.period_start:type_name -> google.protobuf.Timestamp
+	39, // 21: leadflow.intake.v1.RecordCampaignCostRequest.period_end:type_name -> google.protobuf.Timestamp
+	40, // 22: leadflow.intake.v1.RecordCampaignCostRequest.actor:type_name -> leadflow.event.v1.Actor
+	38, // 23: leadflow.intake.v1.SetConsentRequest.consent:type_name -> leadflow.event.v1.Consent
+	40, // 24: leadflow.intake.v1.SetConsentRequest.actor:type_name -> leadflow.event.v1.Actor
+	44, // 25: leadflow.intake.v1.Lead.lifecycle:type_name -> leadflow.event.v1.Lifecycle
+	34, // 26: leadflow.intake.v1.Lead.contact:type_name -> leadflow.event.v1.Contact
+	35, // 27: leadflow.intake.v1.Lead.profile:type_name -> leadflow.event.v1.Profile
+	36, // 28: leadflow.intake.v1.Lead.attribution:type_name -> leadflow.event.v1.Attribution
+	38, // 29: leadflow.intake.v1.Lead.consents:type_name -> leadflow.event.v1.Consent
+	39, // 30: leadflow.intake.v1.Lead.captured_at:type_name -> google.protobuf.Timestamp
+	39, // 31: leadflow.intake.v1.Lead.updated_at:type_name -> google.protobuf.Timestamp
 	15, // 32: leadflow.intake.v1.GetLeadResponse.lead:type_name -> leadflow.intake.v1.Lead
-	43, // 33: leadflow.intake.v1.TimelineEntry.event:type_name -> leadflow.event.v1.Event
+	45, // 33: leadflow.intake.v1.TimelineEntry.event:type_name -> leadflow.event.v1.Event
 	18, // 34: leadflow.intake.v1.GetLeadTimelineResponse.entries:type_name -> leadflow.intake.v1.TimelineEntry
-	38, // 35: leadflow.intake.v1.EraseLeadRequest.actor:type_name -> leadflow.event.v1.Actor
-	37, // 36: leadflow.intake.v1.ExportedSubmission.occurred_at:type_name -> google.protobuf.Timestamp
-	44, // 37: leadflow.intake.v1.ExportedSubmission.personal:type_name -> leadflow.event.v1.Personal
-	33, // 38: leadflow.intake.v1.ExportedSubmission.profile:type_name -> leadflow.event.v1.Profile
-	34, // 39: leadflow.intake.v1.ExportedSubmission.attribution:type_name -> leadflow.event.v1.Attribution
-	36, // 40: leadflow.intake.v1.ExportedSubmission.consents:type_name -> leadflow.event.v1.Consent
-	37, // 41: leadflow.intake.v1.ExportedActivity.occurred_at:type_name -> google.protobuf.Timestamp
-	39, // 42: leadflow.intake.v1.ExportedActivity.type:type_name -> leadflow.event.v1.ActivityType
-	37, // 43: leadflow.intake.v1.ExportedConsentChange.occurred_at:type_name -> google.protobuf.Timestamp
-	36, // 44: leadflow.intake.v1.ExportedConsentChange.consent:type_name -> leadflow.event.v1.Consent
-	37, // 45: leadflow.intake.v1.ExportedNote.occurred_at:type_name -> google.protobuf.Timestamp
-	38, // 46: leadflow.intake.v1.ExportedNote.actor:type_name -> leadflow.event.v1.Actor
-	15, // 47: leadflow.intake.v1.ExportLeadResponse.lead:type_name -> leadflow.intake.v1.Lead
-	23, // 48: leadflow.intake.v1.ExportLeadResponse.submissions:type_name -> leadflow.intake.v1.ExportedSubmission
-	24, // 49: leadflow.intake.v1.ExportLeadResponse.activities:type_name -> leadflow.intake.v1.ExportedActivity
-	18, // 50: leadflow.intake.v1.ExportLeadResponse.events:type_name -> leadflow.intake.v1.TimelineEntry
-	26, // 51: leadflow.intake.v1.ExportLeadResponse.notes:type_name -> leadflow.intake.v1.ExportedNote
-	27, // 52: leadflow.intake.v1.ExportLeadResponse.absorbed:type_name -> leadflow.intake.v1.ExportLeadResponse
-	25, // 53: leadflow.intake.v1.ExportLeadResponse.consent_changes:type_name -> leadflow.intake.v1.ExportedConsentChange
-	38, // 54: leadflow.intake.v1.MergeLeadsRequest.actor:type_name -> leadflow.event.v1.Actor
-	38, // 55: leadflow.intake.v1.UnmergeLeadsRequest.actor:type_name -> leadflow.event.v1.Actor
-	1,  // 56: leadflow.intake.v1.IntakeService.CaptureLead:input_type -> leadflow.intake.v1.CaptureLeadRequest
-	3,  // 57: leadflow.intake.v1.IntakeService.ImportLeads:input_type -> leadflow.intake.v1.ImportLeadsRequest
-	6,  // 58: leadflow.intake.v1.IntakeService.RecordActivity:input_type -> leadflow.intake.v1.RecordActivityRequest
-	8,  // 59: leadflow.intake.v1.IntakeService.RegisterCampaign:input_type -> leadflow.intake.v1.RegisterCampaignRequest
-	10, // 60: leadflow.intake.v1.IntakeService.RecordCampaignCost:input_type -> leadflow.intake.v1.RecordCampaignCostRequest
-	12, // 61: leadflow.intake.v1.IntakeService.SetConsent:input_type -> leadflow.intake.v1.SetConsentRequest
-	14, // 62: leadflow.intake.v1.IntakeService.GetLead:input_type -> leadflow.intake.v1.GetLeadRequest
-	17, // 63: leadflow.intake.v1.IntakeService.GetLeadTimeline:input_type -> leadflow.intake.v1.GetLeadTimelineRequest
-	20, // 64: leadflow.intake.v1.IntakeService.EraseLead:input_type -> leadflow.intake.v1.EraseLeadRequest
-	22, // 65: leadflow.intake.v1.IntakeService.ExportLead:input_type -> leadflow.intake.v1.ExportLeadRequest
-	28, // 66: leadflow.intake.v1.IntakeService.MergeLeads:input_type -> leadflow.intake.v1.MergeLeadsRequest
-	30, // 67: leadflow.intake.v1.IntakeService.UnmergeLeads:input_type -> leadflow.intake.v1.UnmergeLeadsRequest
-	2,  // 68: leadflow.intake.v1.IntakeService.CaptureLead:output_type -> leadflow.intake.v1.CaptureLeadResponse
-	5,  // 69: leadflow.intake.v1.IntakeService.ImportLeads:output_type -> leadflow.intake.v1.ImportLeadsResponse
-	7,  // 70: leadflow.intake.v1.IntakeService.RecordActivity:output_type -> leadflow.intake.v1.RecordActivityResponse
-	9,  // 71: leadflow.intake.v1.IntakeService.RegisterCampaign:output_type -> leadflow.intake.v1.RegisterCampaignResponse
-	11, // 72: leadflow.intake.v1.IntakeService.RecordCampaignCost:output_type -> leadflow.intake.v1.RecordCampaignCostResponse
-	13, // 73: leadflow.intake.v1.IntakeService.SetConsent:output_type -> leadflow.intake.v1.SetConsentResponse
-	16, // 74: leadflow.intake.v1.IntakeService.GetLead:output_type -> leadflow.intake.v1.GetLeadResponse
-	19, // 75: leadflow.intake.v1.IntakeService.GetLeadTimeline:output_type -> leadflow.intake.v1.GetLeadTimelineResponse
-	21, // 76: leadflow.intake.v1.IntakeService.EraseLead:output_type -> leadflow.intake.v1.EraseLeadResponse
-	27, // 77: leadflow.intake.v1.IntakeService.ExportLead:output_type -> leadflow.intake.v1.ExportLeadResponse
-	29, // 78: leadflow.intake.v1.IntakeService.MergeLeads:output_type -> leadflow.intake.v1.MergeLeadsResponse
-	31, // 79: leadflow.intake.v1.IntakeService.UnmergeLeads:output_type -> leadflow.intake.v1.UnmergeLeadsResponse
-	68, // [68:80] is the sub-list for method output_type
-	56, // [56:68] is the sub-list for method input_type
-	56, // [56:56] is the sub-list for extension type_name
-	56, // [56:56] is the sub-list for extension extendee
-	0,  // [0:56] is the sub-list for field type_name
+	40, // 35: leadflow.intake.v1.EraseLeadRequest.actor:type_name -> leadflow.event.v1.Actor
+	37, // 36: leadflow.intake.v1.FindLeadRequest.external_id:type_name -> leadflow.event.v1.ExternalId
+	39, // 37: leadflow.intake.v1.ExportedSubmission.occurred_at:type_name -> google.protobuf.Timestamp
+	46, // 38: leadflow.intake.v1.ExportedSubmission.personal:type_name -> leadflow.event.v1.Personal
+	35, // 39: leadflow.intake.v1.ExportedSubmission.profile:type_name -> leadflow.event.v1.Profile
+	36, // 40: leadflow.intake.v1.ExportedSubmission.attribution:type_name -> leadflow.event.v1.Attribution
+	38, // 41: leadflow.intake.v1.ExportedSubmission.consents:type_name -> leadflow.event.v1.Consent
+	39, // 42: leadflow.intake.v1.ExportedActivity.occurred_at:type_name -> google.protobuf.Timestamp
+	41, // 43: leadflow.intake.v1.ExportedActivity.type:type_name -> leadflow.event.v1.ActivityType
+	39, // 44: leadflow.intake.v1.ExportedConsentChange.occurred_at:type_name -> google.protobuf.Timestamp
+	38, // 45: leadflow.intake.v1.ExportedConsentChange.consent:type_name -> leadflow.event.v1.Consent
+	39, // 46: leadflow.intake.v1.ExportedNote.occurred_at:type_name -> google.protobuf.Timestamp
+	40, // 47: leadflow.intake.v1.ExportedNote.actor:type_name -> leadflow.event.v1.Actor
+	15, // 48: leadflow.intake.v1.ExportLeadResponse.lead:type_name -> leadflow.intake.v1.Lead
+	25, // 49: leadflow.intake.v1.ExportLeadResponse.submissions:type_name -> leadflow.intake.v1.ExportedSubmission
+	26, // 50: leadflow.intake.v1.ExportLeadResponse.activities:type_name -> leadflow.intake.v1.ExportedActivity
+	18, // 51: leadflow.intake.v1.ExportLeadResponse.events:type_name -> leadflow.intake.v1.TimelineEntry
+	28, // 52: leadflow.intake.v1.ExportLeadResponse.notes:type_name -> leadflow.intake.v1.ExportedNote
+	29, // 53: leadflow.intake.v1.ExportLeadResponse.absorbed:type_name -> leadflow.intake.v1.ExportLeadResponse
+	27, // 54: leadflow.intake.v1.ExportLeadResponse.consent_changes:type_name -> leadflow.intake.v1.ExportedConsentChange
+	40, // 55: leadflow.intake.v1.MergeLeadsRequest.actor:type_name -> leadflow.event.v1.Actor
+	40, // 56: leadflow.intake.v1.UnmergeLeadsRequest.actor:type_name -> leadflow.event.v1.Actor
+	1,  // 57: leadflow.intake.v1.IntakeService.CaptureLead:input_type -> leadflow.intake.v1.CaptureLeadRequest
+	3,  // 58: leadflow.intake.v1.IntakeService.ImportLeads:input_type -> leadflow.intake.v1.ImportLeadsRequest
+	6,  // 59: leadflow.intake.v1.IntakeService.RecordActivity:input_type -> leadflow.intake.v1.RecordActivityRequest
+	8,  // 60: leadflow.intake.v1.IntakeService.RegisterCampaign:input_type -> leadflow.intake.v1.RegisterCampaignRequest
+	10, // 61: leadflow.intake.v1.IntakeService.RecordCampaignCost:input_type -> leadflow.intake.v1.RecordCampaignCostRequest
+	12, // 62: leadflow.intake.v1.IntakeService.SetConsent:input_type -> leadflow.intake.v1.SetConsentRequest
+	14, // 63: leadflow.intake.v1.IntakeService.GetLead:input_type -> leadflow.intake.v1.GetLeadRequest
+	17, // 64: leadflow.intake.v1.IntakeService.GetLeadTimeline:input_type -> leadflow.intake.v1.GetLeadTimelineRequest
+	20, // 65: leadflow.intake.v1.IntakeService.EraseLead:input_type -> leadflow.intake.v1.EraseLeadRequest
+	24, // 66: leadflow.intake.v1.IntakeService.ExportLead:input_type -> leadflow.intake.v1.ExportLeadRequest
+	22, // 67: leadflow.intake.v1.IntakeService.FindLead:input_type -> leadflow.intake.v1.FindLeadRequest
+	30, // 68: leadflow.intake.v1.IntakeService.MergeLeads:input_type -> leadflow.intake.v1.MergeLeadsRequest
+	32, // 69: leadflow.intake.v1.IntakeService.UnmergeLeads:input_type -> leadflow.intake.v1.UnmergeLeadsRequest
+	2,  // 70: leadflow.intake.v1.IntakeService.CaptureLead:output_type -> leadflow.intake.v1.CaptureLeadResponse
+	5,  // 71: leadflow.intake.v1.IntakeService.ImportLeads:output_type -> leadflow.intake.v1.ImportLeadsResponse
+	7,  // 72: leadflow.intake.v1.IntakeService.RecordActivity:output_type -> leadflow.intake.v1.RecordActivityResponse
+	9,  // 73: leadflow.intake.v1.IntakeService.RegisterCampaign:output_type -> leadflow.intake.v1.RegisterCampaignResponse
+	11, // 74: leadflow.intake.v1.IntakeService.RecordCampaignCost:output_type -> leadflow.intake.v1.RecordCampaignCostResponse
+	13, // 75: leadflow.intake.v1.IntakeService.SetConsent:output_type -> leadflow.intake.v1.SetConsentResponse
+	16, // 76: leadflow.intake.v1.IntakeService.GetLead:output_type -> leadflow.intake.v1.GetLeadResponse
+	19, // 77: leadflow.intake.v1.IntakeService.GetLeadTimeline:output_type -> leadflow.intake.v1.GetLeadTimelineResponse
+	21, // 78: leadflow.intake.v1.IntakeService.EraseLead:output_type -> leadflow.intake.v1.EraseLeadResponse
+	29, // 79: leadflow.intake.v1.IntakeService.ExportLead:output_type -> leadflow.intake.v1.ExportLeadResponse
+	23, // 80: leadflow.intake.v1.IntakeService.FindLead:output_type -> leadflow.intake.v1.FindLeadResponse
+	31, // 81: leadflow.intake.v1.IntakeService.MergeLeads:output_type -> leadflow.intake.v1.MergeLeadsResponse
+	33, // 82: leadflow.intake.v1.IntakeService.UnmergeLeads:output_type -> leadflow.intake.v1.UnmergeLeadsResponse
+	70, // [70:83] is the sub-list for method output_type
+	57, // [57:70] is the sub-list for method input_type
+	57, // [57:57] is the sub-list for extension type_name
+	57, // [57:57] is the sub-list for extension extendee
+	0,  // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_intake_v1_intake_service_proto_init() }
@@ -2689,7 +2822,7 @@ func file_leadflow_intake_v1_intake_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_leadflow_intake_v1_intake_service_proto_rawDesc), len(file_leadflow_intake_v1_intake_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   31,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

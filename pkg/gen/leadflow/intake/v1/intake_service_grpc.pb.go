@@ -29,6 +29,7 @@ const (
 	IntakeService_GetLeadTimeline_FullMethodName    = "/leadflow.intake.v1.IntakeService/GetLeadTimeline"
 	IntakeService_EraseLead_FullMethodName          = "/leadflow.intake.v1.IntakeService/EraseLead"
 	IntakeService_ExportLead_FullMethodName         = "/leadflow.intake.v1.IntakeService/ExportLead"
+	IntakeService_FindLead_FullMethodName           = "/leadflow.intake.v1.IntakeService/FindLead"
 	IntakeService_MergeLeads_FullMethodName         = "/leadflow.intake.v1.IntakeService/MergeLeads"
 	IntakeService_UnmergeLeads_FullMethodName       = "/leadflow.intake.v1.IntakeService/UnmergeLeads"
 )
@@ -82,6 +83,12 @@ type IntakeServiceClient interface {
 	// data subject's access request. What an unmerge cut off by a crash
 	// still owes the lead is written to it first.
 	ExportLead(ctx context.Context, in *ExportLeadRequest, opts ...grpc.CallOption) (*ExportLeadResponse, error)
+	// FindLead looks a person up by an identity they gave, an email or an
+	// external id (one of the two, normalized as a capture's), and writes
+	// nothing: for a data subject's access or erasure request, which names
+	// a person, not a lead. NOT_FOUND when no lead holds it (never
+	// captured, or erased: an erasure gives its identities up).
+	FindLead(ctx context.Context, in *FindLeadRequest, opts ...grpc.CallOption) (*FindLeadResponse, error)
 	// MergeLeads merges the absorbed lead into the survivor: both record
 	// LeadMerged, and the absorbed lead's identities and later captures
 	// lead to the survivor. A lead a rep holds (ASSIGNED, ACCEPTED) or with
@@ -212,6 +219,16 @@ func (c *intakeServiceClient) ExportLead(ctx context.Context, in *ExportLeadRequ
 	return out, nil
 }
 
+func (c *intakeServiceClient) FindLead(ctx context.Context, in *FindLeadRequest, opts ...grpc.CallOption) (*FindLeadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FindLeadResponse)
+	err := c.cc.Invoke(ctx, IntakeService_FindLead_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *intakeServiceClient) MergeLeads(ctx context.Context, in *MergeLeadsRequest, opts ...grpc.CallOption) (*MergeLeadsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(MergeLeadsResponse)
@@ -281,6 +298,12 @@ type IntakeServiceServer interface {
 	// data subject's access request. What an unmerge cut off by a crash
 	// still owes the lead is written to it first.
 	ExportLead(context.Context, *ExportLeadRequest) (*ExportLeadResponse, error)
+	// FindLead looks a person up by an identity they gave, an email or an
+	// external id (one of the two, normalized as a capture's), and writes
+	// nothing: for a data subject's access or erasure request, which names
+	// a person, not a lead. NOT_FOUND when no lead holds it (never
+	// captured, or erased: an erasure gives its identities up).
+	FindLead(context.Context, *FindLeadRequest) (*FindLeadResponse, error)
 	// MergeLeads merges the absorbed lead into the survivor: both record
 	// LeadMerged, and the absorbed lead's identities and later captures
 	// lead to the survivor. A lead a rep holds (ASSIGNED, ACCEPTED) or with
@@ -337,6 +360,9 @@ func (UnimplementedIntakeServiceServer) EraseLead(context.Context, *EraseLeadReq
 }
 func (UnimplementedIntakeServiceServer) ExportLead(context.Context, *ExportLeadRequest) (*ExportLeadResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ExportLead not implemented")
+}
+func (UnimplementedIntakeServiceServer) FindLead(context.Context, *FindLeadRequest) (*FindLeadResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method FindLead not implemented")
 }
 func (UnimplementedIntakeServiceServer) MergeLeads(context.Context, *MergeLeadsRequest) (*MergeLeadsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method MergeLeads not implemented")
@@ -534,6 +560,24 @@ func _IntakeService_ExportLead_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _IntakeService_FindLead_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FindLeadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IntakeServiceServer).FindLead(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IntakeService_FindLead_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IntakeServiceServer).FindLead(ctx, req.(*FindLeadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _IntakeService_MergeLeads_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(MergeLeadsRequest)
 	if err := dec(in); err != nil {
@@ -612,6 +656,10 @@ var IntakeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ExportLead",
 			Handler:    _IntakeService_ExportLead_Handler,
+		},
+		{
+			MethodName: "FindLead",
+			Handler:    _IntakeService_FindLead_Handler,
 		},
 		{
 			MethodName: "MergeLeads",

@@ -1568,14 +1568,17 @@ type FunnelRow struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// key is the period start (YYYY-MM-DD), the segment or the source;
 	// empty for the total.
-	Key             string  `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	Captured        int64   `protobuf:"varint,2,opt,name=captured,proto3" json:"captured,omitempty"`
-	Mql             int64   `protobuf:"varint,3,opt,name=mql,proto3" json:"mql,omitempty"`
-	Accepted        int64   `protobuf:"varint,4,opt,name=accepted,proto3" json:"accepted,omitempty"`
-	Opportunity     int64   `protobuf:"varint,5,opt,name=opportunity,proto3" json:"opportunity,omitempty"`
-	Won             int64   `protobuf:"varint,6,opt,name=won,proto3" json:"won,omitempty"`
-	Recycled        int64   `protobuf:"varint,7,opt,name=recycled,proto3" json:"recycled,omitempty"`
-	Disqualified    int64   `protobuf:"varint,8,opt,name=disqualified,proto3" json:"disqualified,omitempty"`
+	Key          string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Captured     int64  `protobuf:"varint,2,opt,name=captured,proto3" json:"captured,omitempty"`
+	Mql          int64  `protobuf:"varint,3,opt,name=mql,proto3" json:"mql,omitempty"`
+	Accepted     int64  `protobuf:"varint,4,opt,name=accepted,proto3" json:"accepted,omitempty"`
+	Opportunity  int64  `protobuf:"varint,5,opt,name=opportunity,proto3" json:"opportunity,omitempty"`
+	Won          int64  `protobuf:"varint,6,opt,name=won,proto3" json:"won,omitempty"`
+	Recycled     int64  `protobuf:"varint,7,opt,name=recycled,proto3" json:"recycled,omitempty"`
+	Disqualified int64  `protobuf:"varint,8,opt,name=disqualified,proto3" json:"disqualified,omitempty"`
+	// Rates are shares of the stage before: win_rate is won / opportunity
+	// in leads (an open deal counts as not won, any currency), not the
+	// performance report's won / (won + lost) deals.
 	MqlRate         float64 `protobuf:"fixed64,9,opt,name=mql_rate,json=mqlRate,proto3" json:"mql_rate,omitempty"`
 	AcceptRate      float64 `protobuf:"fixed64,10,opt,name=accept_rate,json=acceptRate,proto3" json:"accept_rate,omitempty"`
 	OpportunityRate float64 `protobuf:"fixed64,11,opt,name=opportunity_rate,json=opportunityRate,proto3" json:"opportunity_rate,omitempty"`
@@ -1834,7 +1837,9 @@ type CampaignRow struct {
 	Mqls          *Figure `protobuf:"bytes,7,opt,name=mqls,proto3" json:"mqls,omitempty"`
 	Accepted      *Figure `protobuf:"bytes,8,opt,name=accepted,proto3" json:"accepted,omitempty"`
 	Opportunities *Figure `protobuf:"bytes,9,opt,name=opportunities,proto3" json:"opportunities,omitempty"`
-	// pipeline is the amount of every opportunity of the attributed leads.
+	// pipeline is the amount of every opportunity of the attributed leads,
+	// won and lost ones included: the pipeline the campaign created, not
+	// what is open now (the accounts report's pipeline).
 	Pipeline *Figure `protobuf:"bytes,10,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
 	// won_deals counts the deals won in the report's currency, as
 	// won_revenue sums them, so cost_per_won_deal divides like by like.
