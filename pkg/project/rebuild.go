@@ -100,6 +100,11 @@ func (p *Projector) rebuild(ctx context.Context, report func(Progress), swappedO
 		report(pr)
 	}
 	pr, err = p.replay(ctx, pr, report)
+	if err != nil && ctx.Err() != nil {
+		// Cut off (a shutdown), like a crash: no failure to keep, and
+		// nothing that should hold back the next start's resume.
+		return pr, err
+	}
 	if err != nil {
 		pr.Err = err.Error()
 		if _, uerr := p.cfg.Pool.Exec(context.WithoutCancel(ctx), `UPDATE project.projections SET build_error = $2 WHERE name = $1`,

@@ -271,3 +271,33 @@ func routedToAcme(t *testing.T, profile *eventv1.Profile, personal *eventv1.Pers
 		t.Fatalf("routed by %q to %s, account %q; want the account acme's owner dan", a.GetRule(), a.GetOwner().GetId(), a.GetDecision().GetAccountId())
 	}
 }
+
+// A survivor's person is the absorbed lead's too: a rep who rejected the
+// absorbed lead is passed over for the survivor as for a lead of their
+// own (README: a rep who rejected the lead, in any journey).
+func TestAMergedLeadIsNotRoutedToTheAbsorbedLeadsRejecter(t *testing.T) {
+	w, s, absorbed, first := assignedLead(t)
+	if _, err := s.client.RejectLead(ctxT(t), &handoffv1.RejectLeadRequest{LeadId: absorbed, RepId: first, RequestId: "r1", Reason: eventv1.RejectReason_REJECT_REASON_NOT_READY}); err != nil {
+		t.Fatal(err)
+	}
+	w.recycled(t, absorbed, last(w.events(t, absorbed)))
+	survivor := uuid.NewString()
+	w.write(t, survivor, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{
+		SealedPersonal: w.sealed(t, survivor, &eventv1.Personal{Contact: &eventv1.Contact{Email: "li@gmail.com"}}),
+		Profile:        &eventv1.Profile{EmailDomain: "gmail.com"}, Attribution: &eventv1.Attribution{Source: "web-form"}}, intakeActor)
+	payload := &eventv1.LeadMerged{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "one person"}
+	carried := proto.CloneOf(payload)
+	carried.AbsorbedProfile = dach(5000)
+	w.fact(t, survivor, carried)
+	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Merge, Reason: survivor}, payload, intakeActor)
+	w.qualify(t, survivor)
+	a := w.waitFor(t, survivor, "LeadAssigned", 1)[0].GetLeadAssigned()
+	if a.GetOwner().GetId() == first {
+		t.Fatalf("the survivor went to %s, who rejected the lead merged into it: %s", first, a.GetDecision().GetSummary())
+	}
+	for _, cd := range a.GetDecision().GetCandidates() {
+		if cd.GetRepId() == first && cd.GetOutcome() != eventv1.CandidateOutcome_CANDIDATE_OUTCOME_PRIOR_OWNER {
+			t.Errorf("%s recorded as %v %q, want passed over for the rejection", first, cd.GetOutcome(), cd.GetDetail())
+		}
+	}
+}

@@ -91,6 +91,14 @@ func TestAnUnavailableAnswerIsNotAnUnreachableService(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "cannot reach nurture") {
 		t.Errorf("recycle with nothing listening: %v, want nurture named unreachable", err)
 	}
+	// Nothing was sent, so nothing may have been written.
+	if err != nil && (strings.Contains(err.Error(), "may have been") || strings.Contains(err.Error(), "--request-id")) {
+		t.Errorf("recycle with nothing listening: %v, want no word of a write that may have been done", err)
+	}
+	_, err = runCtl(context.Background(), "--intake", closed, "--timeout", "2s", "erase", uuid.NewString(), "--reason", "ticket 9")
+	if err == nil || !strings.Contains(err.Error(), "cannot reach intake") || strings.Contains(err.Error(), "may have been") {
+		t.Errorf("erase with nothing listening: %v, want intake unreachable and no word of a write done", err)
+	}
 }
 
 // Each lost lead gets one fix, chosen by what it misses: a lead whose

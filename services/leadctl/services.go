@@ -10,6 +10,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -37,7 +39,8 @@ import (
 // call dials one service and runs f, turning "nothing answers" into a clear
 // error naming the flag that sets the address.
 func call(ctx context.Context, o *options, name, addr string, f func(context.Context, *grpc.ClientConn) error) error {
-	conn, err := o.dial(addr)
+	var sent sentHeaders
+	conn, err := o.dial(addr, grpc.WithStatsHandler(&sent))
 	if err != nil {
 		return err
 	}
@@ -56,8 +59,28 @@ func call(ctx context.Context, o *options, name, addr string, f func(context.Con
 		// unknown outcome, revocations not read yet), not a wrong address.
 		return err
 	}
-	return o.unanswered(name, addr, err)
+	err = o.unanswered(name, addr, err)
+	if status.Code(err) == codes.Unavailable && !sent.any.Load() {
+		return fmt.Errorf("%w%w", err, errNotSent) // no request left leadctl: nothing was written
+	}
+	return err
 }
+
+// errNotSent marks a call no request of which reached a connection.
+var errNotSent = errors.New("")
+
+// sentHeaders records whether a call sent a request's headers on a
+// connection: before that, nothing of it can have been handled.
+type sentHeaders struct{ any atomic.Bool }
+
+func (s *sentHeaders) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
+func (s *sentHeaders) HandleRPC(_ context.Context, st stats.RPCStats) {
+	if _, ok := st.(*stats.OutHeader); ok {
+		s.any.Store(true)
+	}
+}
+func (s *sentHeaders) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+func (s *sentHeaders) HandleConn(context.Context, stats.ConnStats)                       {}
 
 // needsToken names where leadctl takes a token, when name refused a call
 // for want of one.
@@ -72,7 +95,7 @@ func needsToken(o *options, name string, err error) error {
 // learn its outcome: the same request id again answers the first write,
 // where a new run, with a new id, would write again.
 func withRequestID(err error, id string) error {
-	if c := status.Code(err); c == codes.DeadlineExceeded || c == codes.Unavailable {
+	if c := status.Code(err); (c == codes.DeadlineExceeded || c == codes.Unavailable) && !errors.Is(err, errNotSent) {
 		return fmt.Errorf("%w\nit may have been written: run it again with --request-id %s to get its answer, not a second write", err, id)
 	}
 	return err
@@ -110,7 +133,7 @@ func asFlags(err error, fields map[string]string) error {
 // running it again is safe: the command is its own key (a merge of the
 // same pair, an erasure), and a repeat answers as done.
 func repeatable(err error) error {
-	if c := status.Code(err); c == codes.DeadlineExceeded || c == codes.Unavailable {
+	if c := status.Code(err); (c == codes.DeadlineExceeded || c == codes.Unavailable) && !errors.Is(err, errNotSent) {
 		return fmt.Errorf("%w\nit may have been done: running it again is safe, and answers as done if it was", err)
 	}
 	return err
@@ -131,7 +154,7 @@ func (o *options) unanswered(name, addr string, err error) error {
 // dial is how leadctl reaches a service: over TLS when --tls-ca names
 // their CA, else plaintext (`make run`), with the operator's token when
 // there is one.
-func (o *options) dial(addr string) (*grpc.ClientConn, error) {
+func (o *options) dial(addr string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
 	creds := insecure.NewCredentials()
 	if o.tlsCA != "" {
 		c, err := credentials.NewClientTLSFromFile(o.tlsCA, "")
@@ -142,8 +165,8 @@ func (o *options) dial(addr string) (*grpc.ClientConn, error) {
 	}
 	// An answer is read whole however large (the no-lost-lead check lists
 	// every parked lead): the default 4 MiB would fail when most needed.
-	return grpc.NewClient(addr, grpc.WithTransportCredentials(creds), auth.Bearer(o.token),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32)))
+	return grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(creds), auth.Bearer(o.token),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32))}, opts...)...)
 }
 
 // printProto prints m as every -o json is printed: see protoJSON.

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -194,4 +195,23 @@ func TestAnErasedLeadsDealIsNotOpen(t *testing.T) {
 	if a := r.GetAccounts()[0]; a.GetAccountId() != "zeta.example" || a.GetLeads() != 2 || a.GetOpenOpportunities() != 1 || a.GetPipeline() != 1_000_000 {
 		t.Errorf("zeta.example: %v, want z1's open deal only", a)
 	}
+}
+
+// A campaign report picked in one currency offers the others its
+// campaigns hold money in: the page has a way to them besides the link.
+func TestDashboardSwitchesTheCampaignsCurrency(t *testing.T) {
+	chromium := findChromium(t)
+	w := newWorld(t)
+	_, base := w.startDashboard(t)
+	w.fixture(t)
+	w.other(t, eventstore.CampaignSubject("events"), -44, &eventv1.CampaignCostRecorded{CampaignId: "events", CostId: "usd-1",
+		Amount: &eventv1.Money{Currency: "USD", MinorUnits: 30000}})
+	w.projected(t, w.dsn)
+	b := newBrowser(t, chromium, base)
+	b.open(t, base+"#/?currency=EUR")
+	b.waitFor(t, `document.querySelector('[data-k="campaign.currencies"] button') !== null`, 20*time.Second)
+	b.click(t, `[data-k="campaign.currencies"] button`)
+	b.waitFor(t, `location.hash.includes("currency=USD") && document.body.dataset.route === location.hash`, 20*time.Second)
+	b.expectContains(t, "campaign.stamp", "currency USD")
+	b.close(t)
 }

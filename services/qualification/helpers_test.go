@@ -369,3 +369,14 @@ func (w *world) streamMsgs(t testing.TB) uint64 {
 	}
 	return st.CachedInfo().State.Msgs
 }
+
+// activateFirst activates m on a stream without leads and waits for its
+// re-score: finished later, it could score the leads a test writes next
+// first, covering their live scores (a race the tests would lose now and
+// then).
+func activateFirst(t testing.TB, c qualificationv1.QualificationServiceClient, m scoring.Model) uint32 {
+	t.Helper()
+	n := activate(t, c, m)
+	rescored(t, c, n)
+	return n
+}

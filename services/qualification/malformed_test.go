@@ -24,7 +24,7 @@ import (
 func TestMalformedEventIsDeadLettered(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
-	activate(t, s.client, webinarModel(50))
+	activateFirst(t, s.client, webinarModel(50))
 	lead, other := uuid.NewString(), uuid.NewString()
 	captured := w.capture(t, lead, &eventv1.Profile{Country: "DE"})
 	w.settle(t)

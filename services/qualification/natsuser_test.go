@@ -25,7 +25,7 @@ func TestAsItsNATSUser(t *testing.T) {
 	t.Run("DeadLetterAndRedrive", func(t *testing.T) {
 		w := newWorldWithUsers(t)
 		s := w.start(t)
-		activate(t, s.client, scoring.Default())
+		activateFirst(t, s.client, scoring.Default())
 		rescored(t, s.client, 1)
 		// An event nobody can decode: dead-lettered, its lead parked.
 		lead := uuid.NewString()

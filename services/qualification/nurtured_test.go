@@ -38,7 +38,7 @@ func startNurtured(t *testing.T) (w *world, s *service, lead string) {
 	t.Helper()
 	w = newWorld(t)
 	s = w.start(t)
-	activate(t, s.client, webinarModel(50))
+	activateFirst(t, s.client, webinarModel(50))
 	lead = uuid.NewString()
 	w.nurture(t, lead)
 	w.activity(t, lead, webinar)
@@ -172,7 +172,7 @@ func TestEnrolmentDisqualifiesALeadThatWithdrewConsentWhileSalesHeldIt(t *testin
 	m := webinarModel(50)
 	m.Disqualify = append(m.Disqualify, scoring.DisqualifyRule{ID: "later", Description: "Not ready in FR", Reason: "not now",
 		NotNow: true, When: scoring.Criteria{CountryIn: []string{"FR"}}})
-	activate(t, s.client, m)
+	activateFirst(t, s.client, m)
 
 	enrolled := map[string]*eventv1.Event{}
 	for _, c := range []struct{ lead, country string }{{"withdrew", "DE"}, {"kept", "DE"}, {"notnow", "FR"}} {
@@ -239,7 +239,7 @@ func TestNurturedLeadIsNotSentToNurtureAgain(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
 	m := studentModel()
-	activate(t, s.client, m)
+	activateFirst(t, s.client, m)
 	lead := uuid.NewString()
 	w.capture(t, lead, &eventv1.Profile{Seniority: eventv1.Seniority_SENIORITY_STUDENT, Country: "DE"})
 	w.settle(t)
@@ -285,7 +285,7 @@ func TestNurturedLeadIsNotSentToNurtureAgain(t *testing.T) {
 func TestRedeliveryOwesNoNotNowToANurturedLead(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
-	version := activate(t, s.client, studentModel())
+	version := activateFirst(t, s.client, studentModel())
 	s.stop() // the durable has seen nothing of the lead
 
 	lead := uuid.NewString()
@@ -320,7 +320,7 @@ func TestRedeliveryOwesNoNotNowToANurturedLead(t *testing.T) {
 func TestRedeliveryOwesNoQualificationToANurturedLead(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
-	version := activate(t, s.client, webinarModel(50))
+	version := activateFirst(t, s.client, webinarModel(50))
 	s.stop() // the durable has seen nothing of the lead
 
 	lead := uuid.NewString()

@@ -58,8 +58,7 @@ func TestReplicasFrozenAndKilledScoreFromAllFacts(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
 	m := scoring.Default()
-	n := activate(t, s.client, m)
-	rescored(t, s.client, n)
+	activateFirst(t, s.client, m)
 	s.stop()
 
 	const leads = 60

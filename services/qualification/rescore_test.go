@@ -52,7 +52,7 @@ func scoreBy(evs []*eventv1.Event, n uint32) []*eventv1.Event {
 func TestRescoreEqualsScoringFromScratch(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
-	activate(t, s.client, scoring.Default())
+	activateFirst(t, s.client, scoring.Default())
 	const n = 60
 	ids := w.seed(t, n, variedProfile, variedActivities)
 	w.settle(t)
@@ -250,7 +250,7 @@ func (w *world) pauseScoring(t testing.TB) (resume func()) {
 func TestEngagementARescoreCoversMovesTheDeadline(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
-	activate(t, s.client, webinarModel(60))
+	activateFirst(t, s.client, webinarModel(60))
 	engaged, idle := uuid.NewString(), uuid.NewString()
 	w.capture(t, engaged, &eventv1.Profile{Country: "DE"})
 	w.capture(t, idle, &eventv1.Profile{Country: "DE"})

@@ -101,7 +101,7 @@ func TestScoringFromTheStream(t *testing.T) { testScoringFromTheStream(t, newWor
 func testScoringFromTheStream(t *testing.T, newWorld func(testing.TB) *world) {
 	w := newWorld(t)
 	s := w.start(t)
-	activate(t, s.client, scoring.Default())
+	activateFirst(t, s.client, scoring.Default())
 	rescored(t, s.client, 1)
 
 	ada := uuid.NewString()
@@ -162,7 +162,7 @@ func testScoringFromTheStream(t *testing.T, newWorld func(testing.TB) *world) {
 func TestDisqualifiers(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
-	activate(t, s.client, scoring.Default())
+	activateFirst(t, s.client, scoring.Default())
 
 	rival, student, withdrawn := uuid.NewString(), uuid.NewString(), uuid.NewString()
 	w.capture(t, rival, vpProfile("eu.rival.example"))
@@ -330,7 +330,7 @@ func TestSignOff(t *testing.T) {
 	v2 := scoring.Default()
 	v2.Threshold = 60
 	v2.Fit = v2.Fit[1:]
-	v2n := activate(t, s.client, v2)
+	v2n := activateFirst(t, s.client, v2)
 	list, err := s.client.ListModelVersions(ctx, &qualificationv1.ListModelVersionsRequest{})
 	if err != nil || list.GetActiveVersion() != 2 || len(list.GetVersions()) != 2 ||
 		list.GetVersions()[0].GetState() != qualificationv1.ModelState_MODEL_STATE_SUPERSEDED ||
@@ -366,7 +366,7 @@ func TestAProposalOlderThanTheActiveVersionCannotBeApproved(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
 	ctx := ctxT(t)
-	activate(t, s.client, scoring.Default())
+	activateFirst(t, s.client, scoring.Default())
 	v2 := scoring.Default()
 	v2.Threshold = 60
 	p, err := s.client.ProposeModel(ctx, &qualificationv1.ProposeModelRequest{Model: scoring.ToProto(v2), ProposedBy: marketing})
@@ -378,7 +378,7 @@ func TestAProposalOlderThanTheActiveVersionCannotBeApproved(t *testing.T) {
 	}
 	v3 := scoring.Default()
 	v3.Threshold = 80
-	v3n := activate(t, s.client, v3)
+	v3n := activateFirst(t, s.client, v3)
 
 	_, err = s.client.ApproveModel(ctx, &qualificationv1.ApproveModelRequest{Version: p.GetVersion(), Approver: sales})
 	assertField(t, err, codes.FailedPrecondition, fmt.Sprintf("version %d, which is active", v3n))
@@ -395,7 +395,7 @@ func TestAProposalOlderThanTheActiveVersionCannotBeApproved(t *testing.T) {
 func TestAStaleScoreDisqualifiesNothing(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
-	activate(t, s.client, scoring.Default())
+	activateFirst(t, s.client, scoring.Default())
 	s.stop()
 	email := eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL
 	lead := uuid.NewString()

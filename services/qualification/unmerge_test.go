@@ -18,7 +18,7 @@ import (
 func TestUnmergeTakesBackTheAbsorbedLeadsFacts(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
-	activate(t, s.client, vpWebinarsOutOfReach())
+	activateFirst(t, s.client, vpWebinarsOutOfReach())
 
 	survivor, absorbed := uuid.NewString(), uuid.NewString()
 	w.capture(t, survivor, &eventv1.Profile{Country: "DE"})
@@ -70,7 +70,7 @@ func TestUnmergeTakesBackTheAbsorbedLeadsFacts(t *testing.T) {
 func TestAnUnmergeAnswersTheReengagementItsMergeLeftUnscored(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
-	activate(t, s.client, webinarModel(50))
+	activateFirst(t, s.client, webinarModel(50))
 	lead, survivor := uuid.NewString(), uuid.NewString()
 	w.nurture(t, lead)
 	w.capture(t, survivor, &eventv1.Profile{Country: "DE"})
@@ -109,7 +109,7 @@ func TestAnUnmergeAnswersTheReengagementItsMergeLeftUnscored(t *testing.T) {
 func TestAnUnmergeScoresTheSurvivorOnItsOwnFacts(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
-	activate(t, s.client, vpWebinarModel())
+	activateFirst(t, s.client, vpWebinarModel())
 	survivor, unmerge := w.mergedUnderAManager(t)
 	w.settle(t)
 	un := unmerge()
@@ -131,7 +131,7 @@ func TestAnUnmergeScoresTheSurvivorOnItsOwnFacts(t *testing.T) {
 func TestAnUnmergeFinishesAVerdictCutOffByACrash(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
-	version := activate(t, s.client, vpWebinarModel())
+	version := activateFirst(t, s.client, vpWebinarModel())
 	survivor, unmerge := w.mergedUnderAManager(t)
 	lead, other := uuid.NewString(), uuid.NewString()
 	w.nurture(t, lead)
@@ -219,7 +219,7 @@ func (w *world) mergedUnderAManagerWithout(t *testing.T) (survivor string, unmer
 func TestAnUnmergeScoresTheFactsAsOfIt(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
-	activate(t, s.client, vpWebinarModel())
+	activateFirst(t, s.client, vpWebinarModel())
 	survivor, unmerge := w.mergedUnderAManagerWithout(t)
 	w.settle(t)
 	s.stop()
@@ -246,7 +246,7 @@ func TestAnUnmergeScoresTheFactsAsOfIt(t *testing.T) {
 func TestAnUnmergeScoresTheLeadItGivesBackNew(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
-	activate(t, s.client, vpWebinarModel())
+	activateFirst(t, s.client, vpWebinarModel())
 	survivor, scored, visited := uuid.NewString(), uuid.NewString(), uuid.NewString()
 	w.capture(t, survivor, &eventv1.Profile{Country: "DE"})
 	w.capture(t, scored, vpProfile("scored.example"))
@@ -321,7 +321,7 @@ func TestAMergeQualifiesTheSurvivorOnBothLeadsFacts(t *testing.T) {
 	m := webinarModel(60)
 	m.Fit = []scoring.FitRule{{ID: "vp", Description: "VP", Points: 40,
 		When: scoring.Criteria{SeniorityIn: []eventv1.Seniority{eventv1.Seniority_SENIORITY_VP}}}}
-	activate(t, s.client, m)
+	activateFirst(t, s.client, m)
 
 	survivor, absorbed := uuid.NewString(), uuid.NewString()
 	w.capture(t, survivor, &eventv1.Profile{Country: "DE"})
@@ -428,7 +428,7 @@ func TestAnUnmergeScoresTheLeadARescoreSkipped(t *testing.T) {
 func testAnUnmergeScoresTheLeadARescoreSkipped(t *testing.T, crash bool) {
 	w := newWorld(t)
 	s := w.start(t)
-	activate(t, s.client, vpWebinarModel())
+	activateFirst(t, s.client, vpWebinarModel())
 	survivor, absorbed := uuid.NewString(), uuid.NewString()
 	w.capture(t, survivor, &eventv1.Profile{Country: "DE"})
 	w.capture(t, absorbed, vpProfile("rival.example"))

@@ -20,7 +20,7 @@ import (
 func TestRedeliveryFinishesAVerdictCutOffByACrash(t *testing.T) {
 	w := newWorld(t)
 	s := w.start(t)
-	version := activate(t, s.client, scoring.Default())
+	version := activateFirst(t, s.client, scoring.Default())
 	s.stop() // the durable stays where it is: it has seen nothing of the lead
 
 	lead := uuid.NewString()

@@ -85,10 +85,11 @@ type lead struct {
 	// the next event clears them, so no fold keeps a merged person's name.
 	mergedCompany map[string]string
 	// owners are the reps that held the lead in this journey; rejectedBy
-	// those that rejected it, in any journey.
-	owners, rejectedBy []string
-	queued             *eventv1.LeadQueued
-	routeBreached      bool
+	// those that rejected it, in any journey; mergedRejectedBy those that
+	// rejected a lead merged into it, read by unseal as mergedCompany is.
+	owners, rejectedBy, mergedRejectedBy []string
+	queued                               *eventv1.LeadQueued
+	routeBreached                        bool
 	// waitedUntil is the end of the off-shift wait the route deadline was
 	// last moved on by: a later try counts only what comes after it.
 	// qualifiedAt is when the latest qualification started the route
@@ -129,7 +130,7 @@ func foldLead(id string, recs []eventstore.Record) *lead {
 func (l *lead) apply(r eventstore.Record) {
 	ev := r.Event
 	l.version, l.lastEventID = r.Seq, ev.GetEventId()
-	l.mergedCompany = nil
+	l.mergedCompany, l.mergedRejectedBy = nil, nil
 	before := l.state.Deadline
 	l.state = lifecycle.FromProto(ev.GetLifecycle())
 	// Only handoff's own commands' keys: another service's key (a form's,
@@ -303,14 +304,36 @@ func (l *lead) routingLead() routing.Lead {
 		}
 		merged = append(merged, m)
 	}
-	return routing.Lead{ID: l.id, Profile: p, Exclude: l.owners, Avoid: l.rejectedBy, Merged: merged}
+	avoid := l.rejectedBy
+	for _, rep := range l.mergedRejectedBy {
+		if !slices.Contains(avoid, rep) {
+			avoid = append(slices.Clip(avoid), rep)
+		}
+	}
+	return routing.Lead{ID: l.id, Profile: p, Exclude: l.owners, Avoid: avoid, Merged: merged}
 }
 
-// unseal opens the sealed company name for routingLead, when the profile
-// has none in the clear and routing could use it (a read of the lead's
-// key). The name never goes into an event, and the fold keeps it only
-// until the lead's next submission or erasure (apply).
+// unseal reads what routingLead needs beyond the fold: the reps who
+// rejected leads merged into this one, and the sealed company name, when
+// the profile has none in the clear and routing could use it (a read of
+// the lead's key). The name never goes into an event, and the fold keeps
+// it only until the lead's next submission or erasure (apply).
 func (a *App) unseal(ctx context.Context, cfg *routing.Config, l *lead) error {
+	// Only a lead with leads merged into it reads other leads: who
+	// rejected them (their person is this lead's), and, when its own
+	// answers match no account, the company they named.
+	merged := slices.ContainsFunc(l.forms.Layers, func(f envelope.Form) bool { return f.Via != "" })
+	if merged {
+		l.mergedRejectedBy = nil
+		seen := map[string]bool{l.id: true}
+		for _, f := range l.forms.Layers {
+			if f.Via != "" {
+				if err := a.mergedRejecters(ctx, l, f.Via, seen); err != nil {
+					return err
+				}
+			}
+		}
+	}
 	if a.personal == nil {
 		return nil
 	}
@@ -321,9 +344,6 @@ func (a *App) unseal(ctx context.Context, cfg *routing.Config, l *lead) error {
 		}
 		l.opened = company
 	}
-	// Only a lead with leads merged into it reads further, and only when
-	// its own answers match no account.
-	merged := slices.ContainsFunc(l.forms.Layers, func(f envelope.Form) bool { return f.Via != "" })
 	if !merged {
 		return nil
 	}
@@ -345,6 +365,28 @@ func (a *App) unseal(ctx context.Context, cfg *routing.Config, l *lead) error {
 			l.mergedCompany = map[string]string{}
 		}
 		l.mergedCompany[f.Via] = company
+	}
+	return nil
+}
+
+// mergedRejecters adds to l.mergedRejectedBy the reps who rejected lead
+// id, merged into l, and the leads merged into it (each read once: seen).
+func (a *App) mergedRejecters(ctx context.Context, l *lead, id string, seen map[string]bool) error {
+	if seen[id] || len(seen) > maxMergeHops {
+		return nil
+	}
+	seen[id] = true
+	m, err := a.load(ctx, id)
+	if err != nil {
+		return fmt.Errorf("lead %s merged into %s: %w", id, l.id, err)
+	}
+	l.mergedRejectedBy = append(l.mergedRejectedBy, m.rejectedBy...)
+	for _, f := range m.forms.Layers {
+		if f.Via != "" {
+			if err := a.mergedRejecters(ctx, l, f.Via, seen); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -381,6 +381,26 @@ func (c *Config) offShiftDetail(cands []*eventv1.Candidate, now time.Time) {
 	}
 }
 
+// backAt is when a rep out of office at now is back: the end of the
+// absences that cover now, one running on from the next (a sync that
+// sends a day at a time); zero when the rep is in.
+func (c *Config) backAt(repID string, now time.Time) time.Time {
+	var until time.Time
+	for moved := true; moved; {
+		moved = false
+		at := now
+		if !until.IsZero() {
+			at = until
+		}
+		for _, a := range c.Absences[repID] {
+			if from, end := a.GetFrom().AsTime(), a.GetUntil().AsTime(); !at.Before(from) && at.Before(end) && end.After(until) {
+				until, moved = end, true
+			}
+		}
+	}
+	return until
+}
+
 // availability says whether a rep can take a lead now (CHOSEN), or why
 // not, and when that may change (zero: unknown). hours: outside working
 // hours counts against the rep.
@@ -392,10 +412,8 @@ func (c *Config) availability(repID string, loads Loads, now time.Time, hours bo
 	case !rep.GetActive():
 		return eventv1.CandidateOutcome_CANDIDATE_OUTCOME_INACTIVE, "", time.Time{}
 	}
-	for _, a := range c.Absences[repID] {
-		if from, until := a.GetFrom().AsTime(), a.GetUntil().AsTime(); !now.Before(from) && now.Before(until) {
-			return eventv1.CandidateOutcome_CANDIDATE_OUTCOME_OUT_OF_OFFICE, "back " + until.UTC().Format(time.RFC3339), until
-		}
+	if until := c.backAt(repID, now); !until.IsZero() {
+		return eventv1.CandidateOutcome_CANDIDATE_OUTCOME_OUT_OF_OFFICE, "back " + until.UTC().Format(time.RFC3339), until
 	}
 	if cal := c.RepCalendar(repID); hours && !cal.Open(now) {
 		opens := cal.NextOpen(now)

@@ -126,6 +126,26 @@ func TestUnknownCompanySize(t *testing.T) {
 	}
 }
 
+// Absences one after another (a sync that sends a day at a time) are one
+// absence: the rep is back at the end of the last, not of the first.
+func TestBackAfterAbsencesThatRunOn(t *testing.T) {
+	c := world(t)
+	day := 24 * time.Hour
+	c.Apply(100, &eventv1.RoutingChanged{Version: 100, Change: &eventv1.RoutingChanged_OutOfOffice{OutOfOffice: &eventv1.OutOfOffice{RepId: "bob",
+		Absences: []*eventv1.Absence{
+			{From: timestamppb.New(now.Add(day)), Until: timestamppb.New(now.Add(14 * day))},
+			{From: timestamppb.New(now.Add(-time.Hour)), Until: timestamppb.New(now.Add(day))},
+			{From: timestamppb.New(now.Add(20 * day)), Until: timestamppb.New(now.Add(21 * day))},
+		}}}})
+	d := c.Route(routing.Lead{Profile: &eventv1.Profile{Country: "CH"}}, nil, routing.LoadMap(map[string]int{"ann": 10, "cat": 10}), now)
+	want := "back " + now.Add(14*day).UTC().Format(time.RFC3339)
+	for _, cd := range d.Record.GetCandidates() {
+		if cd.GetRepId() == "bob" && (cd.GetOutcome() != eventv1.CandidateOutcome_CANDIDATE_OUTCOME_OUT_OF_OFFICE || cd.GetDetail() != want) {
+			t.Errorf("bob: %v %q, want out of office, %q", cd.GetOutcome(), cd.GetDetail(), want)
+		}
+	}
+}
+
 // Weighted round robin: over many turns each rep gets leads in
 // proportion to its weight, taking turns rather than runs.
 func TestPoolFairness(t *testing.T) {

@@ -387,22 +387,26 @@ func (c Calendar) AddDays(t time.Time, n int) time.Time {
 }
 
 // carriesOver reports whether day's hours run on past midnight as one
-// night shift: its last period ends at 24:00, the next date's first
-// begins at 00:00, and the two together last at most maxNightShift. Longer
-// (a desk open around the clock, written as two or three periods a day)
-// they are each their date's.
+// shift: its last period, begun after its midnight, ends at 24:00, and
+// the next date's first begins at 00:00 and is followed by a rest of at
+// least minRest (or by nothing) before that date's own work. A desk open
+// around the clock, written as two or three periods a day with no such
+// rest, has working days of its dates.
 func (c Calendar) carriesOver(day time.Time) bool {
 	last, next := c.days[day.Weekday()], c.days[nextDay(day).Weekday()]
 	if c.off[day] || c.off[nextDay(day)] || len(last) == 0 || len(next) == 0 {
 		return false
 	}
 	l, n := last[len(last)-1], next[0]
-	return l.end == 24*60 && l.start > 0 && n.start == 0 && (l.end-l.start)+n.end <= maxNightShift
+	if l.end != 24*60 || l.start == 0 || n.start != 0 || n.end == 24*60 {
+		return false
+	}
+	return len(next) == 1 || next[1].start-n.end >= minRest
 }
 
-// maxNightShift is the longest shift past midnight counted as one working
-// day, in minutes.
-const maxNightShift = 12 * 60
+// minRest is the shortest break between a night shift's end and the next
+// shift's start, in minutes: a shorter one (a lunch) is within a day.
+const minRest = 4 * 60
 
 // shift is day's periods less the night shift carried over from the day
 // before: the working day that begins on day.

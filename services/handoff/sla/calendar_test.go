@@ -202,6 +202,26 @@ func TestCalendarAddDaysNightShift(t *testing.T) {
 	})
 }
 
+// A desk open from morning to past midnight, and a long night shift, are
+// one working day each, however long.
+func TestCalendarAddDaysLongShiftsPastMidnight(t *testing.T) {
+	for _, tc := range []struct {
+		start, end, tail string
+		perDay           time.Duration
+		cases            []addDaysCase
+	}{
+		{"09:00", "24:00", "01:00", 16 * time.Hour, []addDaysCase{{"2026-03-02 10:00", 1, "2026-03-03 10:00"}, {"2026-03-06 23:30", 1, "2026-03-09 23:30"}}},
+		{"18:00", "24:00", "07:00", 13 * time.Hour, []addDaysCase{{"2026-03-02 23:00", 1, "2026-03-03 23:00"}, {"2026-03-03 05:00", 2, "2026-03-05 05:00"}}},
+	} {
+		h := &eventv1.WorkingHours{TimeZone: "Europe/Berlin"}
+		for d := eventv1.Weekday_WEEKDAY_MONDAY; d <= eventv1.Weekday_WEEKDAY_FRIDAY; d++ {
+			h.Days = append(h.Days, &eventv1.WorkingDay{Day: d, Start: tc.start, End: tc.end},
+				&eventv1.WorkingDay{Day: d%7 + 1, Start: "00:00", End: tc.tail})
+		}
+		checkAddDays(t, h, tc.perDay, tc.cases)
+	}
+}
+
 // A desk open around the clock on weekdays, written as periods that meet
 // at midnight, has working days of its dates: no night shift joins them.
 func TestCalendarAddDaysAroundTheClock(t *testing.T) {

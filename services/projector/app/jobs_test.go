@@ -51,4 +51,11 @@ func TestAnOutdatedReadModelIsRebuiltUntilARebuildFails(t *testing.T) {
 	if _, err := a.StartRebuild(context.Background()); err == nil || p.rebuilt.Load() != 2 {
 		t.Fatalf("an operator's rebuild: %v, started %d", err, p.rebuilt.Load())
 	}
+	// One cut off by a shutdown (no error: pkg/project records none) is
+	// resumed by itself.
+	p.status.Rebuild.Err = ""
+	_ = a.ResumeRebuild(context.Background())
+	if got := p.rebuilt.Load(); got != 3 {
+		t.Fatalf("a rebuild cut off by a shutdown: started %d, want it resumed", got-2)
+	}
 }

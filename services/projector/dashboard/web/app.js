@@ -489,7 +489,12 @@ function campaignPanel(res, attr) {
   const table = rows.length ? el("div", { class: "scroll" }, el("table", { class: "tbl-compact campaigns" },
     el("thead", {}, el("tr", {}, ["Campaign", "Spend", "Leads", "MQLs", "Accepted", "Opps", "Pipeline", "Won deals", "Won revenue", "Cost / won deal", "ROI"].map((h) => el("th", {}, h)))),
     el("tbody", {}, rows))) : el("div", { class: "empty" }, "No campaigns in the period.");
-  return panel("campaign-panel", "Campaigns: spend to revenue", "sorted by won revenue", tools, table,
+  // Money in other currencies: a way to their reports, as the refusal
+  // offered before one was picked.
+  const others = [...new Set(r.campaigns.concat(r.unattributed ? [r.unattributed] : []).flatMap((c) => c.other_currencies || []))].filter((c) => c !== cur).sort();
+  const switcher = others.length ? el("div", { class: "pager", dataset: { k: "campaign.currencies" } }, "Also in ",
+    others.map((c) => el("button", { class: "ghost", onclick: () => setParams({ currency: c }) }, c))) : null;
+  return panel("campaign-panel", "Campaigns: spend to revenue", "sorted by won revenue", tools, table, switcher,
     el("div", { class: "note", dataset: { k: "campaign.stamp" } }, `Attribution: ${ATTR[attr]} (stamped on every figure)` + (cur ? ` · currency ${cur}` : "") +
       (attr === "linear" ? " · linear shares are fractional; a campaign's list shows every lead it has a share of" : "")));
 }
