@@ -65,9 +65,7 @@ func TestMergeKeepsTheRepsCapacity(t *testing.T) {
 // merge as it stands, the absorbed lead becomes MERGED.
 func (w *world) merge(t *testing.T, survivor, absorbed string) {
 	t.Helper()
-	payload := &eventv1.LeadMerged{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "one person"}
-	w.fact(t, survivor, payload)
-	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Merge, Reason: survivor}, payload, intakeActor)
+	w.mergeCarrying(t, survivor, absorbed, nil)
 }
 
 // fact writes payload on a lead as intake writes a fact (the survivor's
@@ -190,11 +188,7 @@ func TestAMergedLeadIsRoutedOnTheMergedProfile(t *testing.T) {
 			SealedPersonal: w.sealed(t, id, &eventv1.Personal{Contact: &eventv1.Contact{Email: "li@" + cmp.Or(p.GetEmailDomain(), "globex.example")}}),
 			Profile:        p, Attribution: &eventv1.Attribution{Source: "web-form"}}, intakeActor)
 	}
-	payload := &eventv1.LeadMerged{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "one person"}
-	carried := proto.CloneOf(payload)
-	carried.AbsorbedProfile = dach(300)
-	w.fact(t, survivor, carried)
-	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Merge, Reason: survivor}, payload, intakeActor)
+	w.mergeCarrying(t, survivor, absorbed, dach(300))
 	w.qualify(t, survivor)
 	a := w.waitFor(t, survivor, "LeadAssigned", 1)[0].GetLeadAssigned()
 	if a.GetRule() != "dach-smb" || a.GetSegment() != "smb" {
@@ -242,20 +236,8 @@ func routedToAcme(t *testing.T, profile *eventv1.Profile, personal *eventv1.Pers
 	w := newWorld(t)
 	s := w.start(t)
 	routingSetup(t, s.client, 10)
-	freeMail := func() string {
-		id := uuid.NewString()
-		w.write(t, id, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{
-			SealedPersonal: w.sealed(t, id, &eventv1.Personal{Contact: &eventv1.Contact{Email: "li@gmail.com"}}),
-			Profile:        &eventv1.Profile{EmailDomain: "gmail.com"}, Attribution: &eventv1.Attribution{Source: "web-form"}}, intakeActor)
-		return id
-	}
-	merge := func(survivor, absorbed string, p *eventv1.Profile) {
-		payload := &eventv1.LeadMerged{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "one person"}
-		carried := proto.CloneOf(payload)
-		carried.AbsorbedProfile = p
-		w.fact(t, survivor, carried)
-		w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Merge, Reason: survivor}, payload, intakeActor)
-	}
+	freeMail := func() string { return w.freeMailLead(t) }
+	merge := func(survivor, absorbed string, p *eventv1.Profile) { w.mergeCarrying(t, survivor, absorbed, p) }
 	survivor, absorbed := freeMail(), uuid.NewString()
 	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{
 		SealedPersonal: w.sealed(t, absorbed, personal), Profile: profile, Attribution: &eventv1.Attribution{Source: "web-form"}}, intakeActor)
@@ -281,15 +263,8 @@ func TestAMergedLeadIsNotRoutedToTheAbsorbedLeadsRejecter(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.recycled(t, absorbed, last(w.events(t, absorbed)))
-	survivor := uuid.NewString()
-	w.write(t, survivor, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{
-		SealedPersonal: w.sealed(t, survivor, &eventv1.Personal{Contact: &eventv1.Contact{Email: "li@gmail.com"}}),
-		Profile:        &eventv1.Profile{EmailDomain: "gmail.com"}, Attribution: &eventv1.Attribution{Source: "web-form"}}, intakeActor)
-	payload := &eventv1.LeadMerged{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "one person"}
-	carried := proto.CloneOf(payload)
-	carried.AbsorbedProfile = dach(5000)
-	w.fact(t, survivor, carried)
-	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Merge, Reason: survivor}, payload, intakeActor)
+	survivor := w.freeMailLead(t)
+	w.mergeCarrying(t, survivor, absorbed, dach(5000))
 	w.qualify(t, survivor)
 	a := w.waitFor(t, survivor, "LeadAssigned", 1)[0].GetLeadAssigned()
 	if a.GetOwner().GetId() == first {
@@ -300,4 +275,25 @@ func TestAMergedLeadIsNotRoutedToTheAbsorbedLeadsRejecter(t *testing.T) {
 			t.Errorf("%s recorded as %v %q, want passed over for the rejection", first, cd.GetOutcome(), cd.GetDetail())
 		}
 	}
+}
+
+// freeMailLead captures a lead whose address is a free mail provider's.
+func (w *world) freeMailLead(t *testing.T) string {
+	t.Helper()
+	id := uuid.NewString()
+	w.write(t, id, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{
+		SealedPersonal: w.sealed(t, id, &eventv1.Personal{Contact: &eventv1.Contact{Email: "li@gmail.com"}}),
+		Profile:        &eventv1.Profile{EmailDomain: "gmail.com"}, Attribution: &eventv1.Attribution{Source: "web-form"}}, intakeActor)
+	return id
+}
+
+// mergeCarrying is merge with the survivor's LeadMerged carrying the
+// absorbed lead's profile p, as intake writes it since 2026-12-06.
+func (w *world) mergeCarrying(t *testing.T, survivor, absorbed string, p *eventv1.Profile) {
+	t.Helper()
+	payload := &eventv1.LeadMerged{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "one person"}
+	carried := proto.CloneOf(payload)
+	carried.AbsorbedProfile = p
+	w.fact(t, survivor, carried)
+	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Merge, Reason: survivor}, payload, intakeActor)
 }

@@ -328,7 +328,7 @@ func (a *App) unseal(ctx context.Context, cfg *routing.Config, l *lead) error {
 		seen := map[string]bool{l.id: true}
 		for _, f := range l.forms.Layers {
 			if f.Via != "" {
-				if err := a.mergedRejecters(ctx, l, f.Via, seen); err != nil {
+				if err := a.mergedRejecters(ctx, l, f.Via, seen, 1); err != nil {
 					return err
 				}
 			}
@@ -370,9 +370,10 @@ func (a *App) unseal(ctx context.Context, cfg *routing.Config, l *lead) error {
 }
 
 // mergedRejecters adds to l.mergedRejectedBy the reps who rejected lead
-// id, merged into l, and the leads merged into it (each read once: seen).
-func (a *App) mergedRejecters(ctx context.Context, l *lead, id string, seen map[string]bool) error {
-	if seen[id] || len(seen) > maxMergeHops {
+// id, merged into l at depth, and the leads merged into it (each read
+// once: seen; as deep as the brief follows merges).
+func (a *App) mergedRejecters(ctx context.Context, l *lead, id string, seen map[string]bool, depth int) error {
+	if seen[id] || depth > maxMergeHops {
 		return nil
 	}
 	seen[id] = true
@@ -383,7 +384,7 @@ func (a *App) mergedRejecters(ctx context.Context, l *lead, id string, seen map[
 	l.mergedRejectedBy = append(l.mergedRejectedBy, m.rejectedBy...)
 	for _, f := range m.forms.Layers {
 		if f.Via != "" {
-			if err := a.mergedRejecters(ctx, l, f.Via, seen); err != nil {
+			if err := a.mergedRejecters(ctx, l, f.Via, seen, depth+1); err != nil {
 				return err
 			}
 		}

@@ -387,18 +387,23 @@ func (c Calendar) AddDays(t time.Time, n int) time.Time {
 }
 
 // carriesOver reports whether day's hours run on past midnight as one
-// shift: its last period, begun after its midnight, ends at 24:00, and
-// the next date's first begins at 00:00 and is followed by a rest of at
-// least minRest (or by nothing) before that date's own work. A desk open
-// around the clock, written as two or three periods a day with no such
-// rest, has working days of its dates.
+// shift: its last period ends at 24:00 after a rest of at least minRest
+// (from the date's midnight, or its period before), and the next date's
+// first begins at 00:00 and is followed by such a rest (or by nothing)
+// before that date's own work. A desk open around the clock, written as
+// two or three periods a day with no such rest, has working days of its
+// dates.
 func (c Calendar) carriesOver(day time.Time) bool {
 	last, next := c.days[day.Weekday()], c.days[nextDay(day).Weekday()]
 	if c.off[day] || c.off[nextDay(day)] || len(last) == 0 || len(next) == 0 {
 		return false
 	}
 	l, n := last[len(last)-1], next[0]
-	if l.end != 24*60 || l.start == 0 || n.start != 0 || n.end == 24*60 {
+	restBefore := l.start
+	if len(last) > 1 {
+		restBefore = l.start - last[len(last)-2].end
+	}
+	if l.end != 24*60 || restBefore < minRest || n.start != 0 || n.end == 24*60 {
 		return false
 	}
 	return len(next) == 1 || next[1].start-n.end >= minRest

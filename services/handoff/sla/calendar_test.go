@@ -238,6 +238,12 @@ func TestCalendarAddDaysAroundTheClock(t *testing.T) {
 			{"2026-03-05 10:00", 1, "2026-03-06 10:00"},
 		})
 	}
+	// ... also when its last date of the week is one shorter period.
+	h := &eventv1.WorkingHours{TimeZone: "Europe/Berlin", Days: []*eventv1.WorkingDay{{Day: eventv1.Weekday_WEEKDAY_FRIDAY, Start: "00:00", End: "18:00"}}}
+	for d := eventv1.Weekday_WEEKDAY_MONDAY; d <= eventv1.Weekday_WEEKDAY_THURSDAY; d++ {
+		h.Days = append(h.Days, &eventv1.WorkingDay{Day: d, Start: "00:00", End: "12:00"}, &eventv1.WorkingDay{Day: d, Start: "12:00", End: "24:00"})
+	}
+	checkAddDays(t, h, 0, []addDaysCase{{"2026-03-05 10:00", 1, "2026-03-06 10:00"}})
 }
 
 type addDaysCase struct {

@@ -238,9 +238,10 @@ func (a *App) scoreUnmerged(ctx context.Context, leadID string, seq uint64, ev *
 		// starts the wait for engagement, as a re-score's does).
 		asUnmerge := typ == string(lifecycle.KindUnmerged)
 		keep := asUnmerge && (survivor || !l.triggeredSinceScore())
-		// Facts after asOf may have had their live turn while the lead
-		// was merged, refused: this score decides (later false).
-		events, err := a.scoreEvents(l, reg.Active, v.Model, at, mayQualify(l.state, typ), keep, false, meta)
+		// The survivor's facts after the unmerge are scored each as they
+		// come; the absorbed lead's after asOf may have had their live
+		// turn while it was merged, refused: this score decides for them.
+		events, err := a.scoreEvents(l, reg.Active, v.Model, at, mayQualify(l.state, typ), keep, survivor && len(l.pending) > 0, meta)
 		if err != nil || (keep && l.sameScore(events)) {
 			return l, nil, err
 		}
