@@ -387,31 +387,3 @@ func TestAProposalOlderThanTheActiveVersionCannotBeApproved(t *testing.T) {
 		t.Fatalf("after the late approval: %v %v; want v%d active and v%d superseded", list, err, v3n, p.GetVersion())
 	}
 }
-
-// A score of an earlier fact handled after later ones (a backlog, a fast
-// opt-out and opt-in) decides no disqualification: the later fact's own
-// score decides, so a consent withdrawn and granted again before the
-// scorer came does not end the lead for good.
-func TestAStaleScoreDisqualifiesNothing(t *testing.T) {
-	w := newWorld(t)
-	s := w.start(t)
-	activateFirst(t, s.client, scoring.Default())
-	s.stop()
-	email := eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL
-	lead := uuid.NewString()
-	w.capture(t, lead, vpProfile("acme.example"), &eventv1.Consent{Channel: email, Status: eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN})
-	w.consent(t, lead, email, eventv1.ConsentStatus_CONSENT_STATUS_GRANTED)
-	w.start(t)
-	w.settle(t)
-	evs := w.events(t, lead)
-	if d := ofType(evs, "LeadDisqualified"); len(d) != 0 {
-		t.Fatalf("disqualified by %v; the consent was granted again before any score", d[0].GetLeadDisqualified())
-	}
-	scores := ofType(evs, "LeadScored")
-	if len(scores) != 2 || scores[0].GetLeadScored().GetVerdict() != eventv1.ScoreVerdict_SCORE_VERDICT_NONE {
-		t.Fatalf("scores %v; want one a fact, the first deciding nothing", scores)
-	}
-	if st := last(evs).GetLifecycle().GetStatus(); st == eventv1.LeadStatus_LEAD_STATUS_DISQUALIFIED {
-		t.Fatalf("lead %v", st)
-	}
-}

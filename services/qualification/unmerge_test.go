@@ -470,34 +470,3 @@ func testAnUnmergeScoresTheLeadARescoreSkipped(t *testing.T, crash bool) {
 		t.Fatalf("the lead given back: %v, want it disqualified by version %d's rule", d, v2)
 	}
 }
-
-// The survivor's score after an unmerge rests on its facts as of the
-// unmerge; a fact after it (a consent granted again) is scored in its
-// turn, so the unmerge's score disqualifies nothing meanwhile.
-func TestAnUnmergeScoreWaitsForTheSurvivorsLaterFacts(t *testing.T) {
-	w := newWorld(t)
-	s := w.start(t)
-	activateFirst(t, s.client, scoring.Default())
-	survivor, absorbed := uuid.NewString(), uuid.NewString()
-	w.capture(t, survivor, vpProfile("survivor.example"))
-	w.capture(t, absorbed, vpProfile("absorbed.example"))
-	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Merge, Reason: survivor},
-		&eventv1.LeadMerged{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "same person"})
-	w.write(t, survivor, lifecycle.Command{Name: lifecycle.Resubmit},
-		&eventv1.LeadMerged{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "same person"})
-	w.settle(t)
-	s.stop()
-	email := eventv1.ConsentChannel_CONSENT_CHANNEL_EMAIL
-	w.consent(t, survivor, email, eventv1.ConsentStatus_CONSENT_STATUS_WITHDRAWN)
-	prior := lifecycle.FromProto(w.events(t, absorbed)[0].GetLifecycle())
-	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Unmerge, Reason: "different people", Status: prior.Status, Owner: prior.Owner, Due: prior.Deadline},
-		&eventv1.LeadUnmerged{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "different people"})
-	w.write(t, survivor, lifecycle.Command{Name: lifecycle.Resubmit},
-		&eventv1.LeadUnmerged{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "different people"})
-	w.consent(t, survivor, email, eventv1.ConsentStatus_CONSENT_STATUS_GRANTED)
-	w.start(t)
-	w.settle(t)
-	if d := ofType(w.events(t, survivor), "LeadDisqualified"); len(d) != 0 {
-		t.Fatalf("the survivor was disqualified (%v) though its consent was granted again", d[0].GetLeadDisqualified())
-	}
-}

@@ -174,7 +174,7 @@ func (a *App) RescoreLead(ctx context.Context, job Rescore, leadID string, seq, 
 			if l.lastTriggerAt.After(at) {
 				at = l.lastTriggerAt
 			}
-			if events, err = a.scoreEvents(l, job.Version, job.Model, at, qualify, !l.triggeredSinceScore(), false, m); err != nil || len(events) == 0 {
+			if events, err = a.scoreEvents(l, job.Version, job.Model, at, qualify, !l.triggeredSinceScore(), m); err != nil || len(events) == 0 {
 				return nil, nil, err
 			}
 		}

@@ -129,8 +129,7 @@ func (a *App) ScoreLeadEvent(ctx context.Context, leadID string, seq uint64, ev 
 			refreshed = true
 			continue
 		}
-		// Facts after ev are scored each as they come: theirs decide.
-		events, err := a.scoreEvents(l, reg.Active, v.Model, at, mayQualify(l.state, ev.GetEventType()), false, len(l.pending) > 0, meta)
+		events, err := a.scoreEvents(l, reg.Active, v.Model, at, mayQualify(l.state, ev.GetEventType()), false, meta)
 		if err != nil {
 			return err
 		}
@@ -238,10 +237,7 @@ func (a *App) scoreUnmerged(ctx context.Context, leadID string, seq uint64, ev *
 		// starts the wait for engagement, as a re-score's does).
 		asUnmerge := typ == string(lifecycle.KindUnmerged)
 		keep := asUnmerge && (survivor || !l.triggeredSinceScore())
-		// The survivor's facts after the unmerge are scored each as they
-		// come; the absorbed lead's after asOf may have had their live
-		// turn while it was merged, refused: this score decides for them.
-		events, err := a.scoreEvents(l, reg.Active, v.Model, at, mayQualify(l.state, typ), keep, survivor && len(l.pending) > 0, meta)
+		events, err := a.scoreEvents(l, reg.Active, v.Model, at, mayQualify(l.state, typ), keep, meta)
 		if err != nil || (keep && l.sameScore(events)) {
 			return l, nil, err
 		}
@@ -305,12 +301,11 @@ func finalVerdict(events []*eventv1.Event) bool {
 // scoreEvents scores l under version n of the model as of at and returns
 // the events to append: LeadScored, recording its verdict (QUALIFY only
 // if qualify), then the verdict (LeadQualified or LeadDisqualified) if the
-// lifecycle allows it; no disqualification when later (a later fact
-// waits for its own live score). It returns none when the lifecycle
-// refuses a score (a finished lead). A rescore (under a newly active version) is no
+// lifecycle allows it. It returns none when the lifecycle refuses a score
+// (a finished lead). A rescore (under a newly active version) is no
 // engagement: a new lead keeps its deadline. A nurtured lead that a "not
 // now" rule matches is not qualified, and only a final rule disqualifies it.
-func (a *App) scoreEvents(l *lead, n uint32, m scoring.Model, at time.Time, qualify, rescore, later bool, meta envelope.Meta) ([]*eventv1.Event, error) {
+func (a *App) scoreEvents(l *lead, n uint32, m scoring.Model, at time.Time, qualify, rescore bool, meta envelope.Meta) ([]*eventv1.Event, error) {
 	r := scoring.Score(m, l.facts.Facts, at)
 	if r.Disqualify != nil && r.Disqualify.NotNow && l.state.Status == lifecycle.StatusNurturing {
 		// It is in nurture already: "not now" again would recycle it,
@@ -323,10 +318,6 @@ func (a *App) scoreEvents(l *lead, n uint32, m scoring.Model, at time.Time, qual
 		Threshold: int32(m.Threshold), Reasons: scoring.ReasonsToProto(r.Reasons), Verdict: eventv1.ScoreVerdict_SCORE_VERDICT_NONE,
 	}
 	switch {
-	case r.Disqualify != nil && later:
-		// A later fact waits to be scored, and its score decides: this one,
-		// of facts it may undo (a consent granted again), would end the
-		// lead for good. Nor may it qualify a lead its facts disqualify.
 	case r.Disqualify != nil:
 		payload.Verdict = eventv1.ScoreVerdict_SCORE_VERDICT_DISQUALIFY
 		payload.Disqualify = &eventv1.LeadDisqualified{RuleId: r.Disqualify.RuleID, Reason: r.Disqualify.Reason, NotNow: r.Disqualify.NotNow,
