@@ -157,7 +157,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, ready func(net.Addr)
 	part(5, func() error {
 		for {
 			if err := a.ResumeRebuild(ctx); err != nil && ctx.Err() == nil {
-				log.Warn("resume the rebuild cut off after its swap", "err", err)
+				log.Warn("resume or start a rebuild", "err", err)
 			}
 			select {
 			case <-ctx.Done():
