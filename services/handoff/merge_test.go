@@ -236,17 +236,15 @@ func routedToAcme(t *testing.T, profile *eventv1.Profile, personal *eventv1.Pers
 	w := newWorld(t)
 	s := w.start(t)
 	routingSetup(t, s.client, 10)
-	freeMail := func() string { return w.freeMailLead(t) }
-	merge := func(survivor, absorbed string, p *eventv1.Profile) { w.mergeCarrying(t, survivor, absorbed, p) }
-	survivor, absorbed := freeMail(), uuid.NewString()
+	survivor, absorbed := w.freeMailLead(t), uuid.NewString()
 	w.write(t, absorbed, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{
 		SealedPersonal: w.sealed(t, absorbed, personal), Profile: profile, Attribution: &eventv1.Attribution{Source: "web-form"}}, intakeActor)
 	if len(nested) > 0 && nested[0] {
-		between := freeMail()
-		merge(between, absorbed, profile)
+		between := w.freeMailLead(t)
+		w.mergeCarrying(t, between, absorbed, profile)
 		absorbed, profile = between, envelope.MergeProfile(&eventv1.Profile{EmailDomain: "gmail.com"}, profile)
 	}
-	merge(survivor, absorbed, profile)
+	w.mergeCarrying(t, survivor, absorbed, profile)
 	w.qualify(t, survivor)
 	a := w.waitFor(t, survivor, "LeadAssigned", 1)[0].GetLeadAssigned()
 	if a.GetRule() != "account" || a.GetOwner().GetId() != "dan" || a.GetDecision().GetAccountId() != "acme" {
