@@ -239,6 +239,22 @@ func TestHTTPCallsGoThroughTheGRPCServer(t *testing.T) {
 			t.Fatalf("%s: %d %s, want %s", body, code, got, want)
 		}
 	}
+	// A path or query value that is not UTF-8 is the caller's to fix,
+	// named, not the gateway's own client failing to encode it (INTERNAL).
+	calls = len(fake.served())
+	for url, field := range map[string]string{"/v1/leads/%FF": "lead_id", "/v1/leads/ab%C3/activities": "lead_id", "/v1/leads/known?x=%FF": "x"} {
+		method := "GET"
+		if strings.HasSuffix(url, "activities") {
+			method = "POST"
+		}
+		code, out := testenv.HTTPJSON(t, method, base+url, "{}")
+		if code != 400 || out["code"] != float64(codes.InvalidArgument) || !strings.Contains(toJSON(t, out["details"]), `"field":"`+field+`"`) {
+			t.Fatalf("%s %s: %d %v; want a violation for %s", method, url, code, out, field)
+		}
+	}
+	if n := len(fake.served()); n != calls {
+		t.Fatalf("calls not UTF-8 were served: %d calls, want %d", n, calls)
+	}
 	if code, out := testenv.HTTPJSON(t, "GET", base+"/v1/leads/nobody", ""); code != 404 || out["code"] != float64(codes.NotFound) {
 		t.Fatalf("unknown lead: %d %v", code, out)
 	}

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
@@ -245,11 +246,37 @@ func withPath(next runtime.HandlerFunc) runtime.HandlerFunc {
 			writeStatus(w, status.Convert(InvalidArgument(name+": "+why, FieldViolation{Field: name, Description: why})))
 			return
 		}
+		if name, bad := notUTF8(params, r.URL.Query()); bad {
+			// The gateway's own client would fail to encode it, as
+			// INTERNAL, before the server's check of the field.
+			why := name + ": is not valid UTF-8"
+			writeStatus(w, status.Convert(InvalidArgument(why, FieldViolation{Field: name, Description: why})))
+			return
+		}
 		if b, ok := r.Context().Value(bodyKey{}).(*requestBody); ok {
 			b.path = params
 		}
 		next(w, r, params)
 	}
+}
+
+// notUTF8 names the first path parameter or query key whose value (or
+// key) is not valid UTF-8: "query" for a key that is not.
+func notUTF8(path map[string]string, query url.Values) (string, bool) {
+	for _, k := range slices.Sorted(maps.Keys(path)) {
+		if !utf8.ValidString(path[k]) {
+			return k, true
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(query)) {
+		if !utf8.ValidString(k) {
+			return "query", true
+		}
+		if slices.ContainsFunc(query[k], func(v string) bool { return !utf8.ValidString(v) }) {
+			return k, true
+		}
+	}
+	return "", false
 }
 
 // PathMismatchError is a body that sets a field its path also names, to
@@ -379,7 +406,8 @@ func paramWants(ctx context.Context, param string) string {
 
 // unparsedParam is the parameter of the gateway's refusal of a query or
 // path value that does not parse (`parsing field "from": ...`, `parsing
-// list "statuses": ...`, `type mismatch, parameter: version, ...`), which
+// list "statuses": ...`, `type mismatch, parameter: version, ...`, a
+// value given twice), which
 // it passes on as text only, naming a query field by its last name: the
 // query's key that ends in it names it whole (`period.from`).
 func unparsedParam(msg string, query url.Values) (string, bool) {
@@ -388,7 +416,7 @@ func unparsedParam(msg string, query url.Values) (string, bool) {
 		return field, ok && field != ""
 	}
 	var rest string
-	for _, p := range []string{`parsing field "`, `parsing list "`, `parsing map key "`, `parsing map value "`} {
+	for _, p := range []string{`parsing field "`, `parsing list "`, `parsing map key "`, `parsing map value "`, tooMany} {
 		if r, ok := strings.CutPrefix(msg, p); ok {
 			rest = r
 			break
@@ -409,6 +437,10 @@ func unparsedParam(msg string, query url.Values) (string, bool) {
 	}
 	return cmp.Or(field, name), true
 }
+
+// tooMany begins the gateway's refusal of a query parameter of one value
+// given more than once.
+const tooMany = `too many values for field "`
 
 // jsonName is a proto field name's JSON name (lowerCamelCase).
 func jsonName(name string) string {
@@ -464,7 +496,9 @@ func bodyErrors(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler,
 			err = InvalidArgument(s.Message(), FieldViolation{Field: field, Description: s.Message()})
 		} else if field, ok := unparsedParam(s.Message(), r.URL.Query()); ok {
 			desc := s.Message()
-			if want := paramWants(ctx, field); want != "" {
+			if strings.HasPrefix(desc, tooMany) {
+				desc = field + ": is given more than once; it takes one value"
+			} else if want := paramWants(ctx, field); want != "" {
 				desc = field + ": " + want // the API's words, not strconv's
 			}
 			err = InvalidArgument(desc, FieldViolation{Field: field, Description: desc})

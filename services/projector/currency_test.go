@@ -61,6 +61,56 @@ func TestReportsPickTheCurrencyOfTheirOwnMoney(t *testing.T) {
 	}
 }
 
+// A report that names no currency looks only at the money of its period:
+// a USD cost line of 2025 and a USD deal of a lead captured then (in
+// March 2026's segment) leave March 2026's reports in EUR, and a report
+// over both years still asks.
+func TestReportsPickTheCurrencyOfTheirPeriod(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	w.fixture(t)
+	old := -24 * 300.0 // May 2025
+	w.other(t, eventstore.CampaignSubject("old-usd"), old, &eventv1.CampaignCostRecorded{CampaignId: "old-usd", CostId: "u1",
+		Amount: &eventv1.Money{Currency: "USD", MinorUnits: 30000}, PeriodStart: timestamppb.New(w.at(old))})
+	cmd := func(n lifecycle.CommandName) lifecycle.Command { return lifecycle.Command{Name: n} }
+	w.lead(t, "u2", old, cmd(lifecycle.Capture), &eventv1.LeadCaptured{SealedContact: []byte("s"), Attribution: &eventv1.Attribution{Source: "web-form"}})
+	w.lead(t, "u2", old+1, cmd(lifecycle.Qualify), &eventv1.LeadQualified{Score: 80, Threshold: 70})
+	w.lead(t, "u2", old+2, lifecycle.Command{Name: lifecycle.Assign, Owner: lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: "ann"}},
+		&eventv1.LeadAssigned{Owner: &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_REP, Id: "ann"}, Segment: "mid"})
+	w.lead(t, "u2", old+3, cmd(lifecycle.Accept), &eventv1.LeadAccepted{RepId: "ann", Segment: "mid"})
+	w.lead(t, "u2", old+4, cmd(lifecycle.Convert), &eventv1.OpportunityCreated{OpportunityId: "ou2", Amount: &eventv1.Money{Currency: "USD", MinorUnits: 100},
+		RepId: "ann", Segment: "mid", Stage: "discovery"})
+	w.projected(t, w.dsn)
+	ctx := ctxT(t)
+
+	march := marchPeriod()
+	both := &projectorv1.Period{From: timestamppb.New(w.at(old - 1)), To: march.GetTo()}
+	for _, tc := range []struct {
+		name string
+		call func(p *projectorv1.Period) (string, error)
+	}{
+		{"campaign report", func(p *projectorv1.Period) (string, error) {
+			r, err := s.client.GetCampaignReport(ctx, &projectorv1.GetCampaignReportRequest{Period: p, Attribution: projectorv1.AttributionModel_ATTRIBUTION_MODEL_FIRST_TOUCH})
+			return r.GetCurrency(), err
+		}},
+		{"performance", func(p *projectorv1.Period) (string, error) {
+			r, err := s.client.GetPerformance(ctx, &projectorv1.GetPerformanceRequest{Period: p})
+			return r.GetCurrency(), err
+		}},
+		{"accounts", func(p *projectorv1.Period) (string, error) {
+			r, err := s.client.GetAccounts(ctx, &projectorv1.GetAccountsRequest{Period: p})
+			return r.GetCurrency(), err
+		}},
+	} {
+		if cur, err := tc.call(march); err != nil || cur != "EUR" {
+			t.Errorf("%s of March 2026 without a currency: %q, %v; want EUR", tc.name, cur, err)
+		}
+		if _, err := tc.call(both); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "EUR, USD") {
+			t.Errorf("%s over 2025 and March 2026 without a currency: %v; want it to ask", tc.name, err)
+		}
+	}
+}
+
 // A report counts the deals in its currency, as it sums their amounts:
 // in EUR, a webinar lead's deal won in USD is no won deal (it made one of
 // 2, and the cost per won deal half), and an open USD opportunity is no

@@ -88,6 +88,9 @@ func TestHTTPQueriesAnswerAsGRPC(t *testing.T) {
 		"statuses=BOGUS":        "statuses: must be one of LEAD_STATUS_NEW,",
 		"pageSize=abc":          "pageSize: must be a whole number",
 		"period=2026-12":        "period: is set by its fields in the query: period.from, period.to",
+		"segment=a&segment=b":   "segment: is given more than once; it takes one value",
+		"period.from=2026-01-01T00:00:00Z&period.from=2026-02-01T00:00:00Z": "period.from: is given more than once",
+		"segment=%FF": "segment: is not valid UTF-8",
 	} {
 		field, _, _ := strings.Cut(want, ":")
 		path := "/v1/reports/funnel?"

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 
@@ -134,5 +135,38 @@ func TestAnUnmergeMovesATouchToItsPerson(t *testing.T) {
 	}
 	if again, err := fresh.client.GetCampaignReport(ctx, req); err != nil || !proto.Equal(r, again) {
 		t.Errorf("replayed report: %v %v, live %v", again, err, r)
+	}
+}
+
+// A merge undone leaves no stay in MERGED among the times in stage: it is
+// no stage of the funnel (the lead's NEW stays before the merge and after
+// the unmerge count as two).
+func TestAnUnmergedLeadHasNoStayInMerged(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	cmd := func(n lifecycle.CommandName) lifecycle.Command { return lifecycle.Command{Name: n} }
+	capture := func(id string) *eventv1.Event {
+		return w.lead(t, id, 0, cmd(lifecycle.Capture), &eventv1.LeadCaptured{SealedContact: []byte("s"), Attribution: &eventv1.Attribution{Source: "web-form"}})
+	}
+	capture("su")
+	before := lifecycle.FromProto(capture("ab").GetLifecycle())
+	merged := &eventv1.LeadMerged{SurvivorLeadId: "su", AbsorbedLeadId: "ab", Reason: "same person"}
+	w.lead(t, "ab", 2, lifecycle.Command{Name: lifecycle.Merge, Reason: "su"}, merged)
+	w.lead(t, "su", 2, cmd(lifecycle.Resubmit), merged)
+	unmerged := &eventv1.LeadUnmerged{SurvivorLeadId: "su", AbsorbedLeadId: "ab", Reason: "two people"}
+	w.lead(t, "su", 50, cmd(lifecycle.Resubmit), unmerged)
+	w.lead(t, "ab", 50, lifecycle.Command{Name: lifecycle.Unmerge, Reason: "two people", Status: before.Status, Owner: before.Owner, Due: before.Deadline}, unmerged)
+	w.lead(t, "ab", 52, cmd(lifecycle.Qualify), &eventv1.LeadQualified{Score: 80, Threshold: 70})
+	w.projected(t, w.dsn)
+	r, err := s.client.GetPerformance(ctxT(t), &projectorv1.GetPerformanceRequest{Period: marchPeriod()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, ts := range r.GetTimeInStage() {
+		got = append(got, fmt.Sprintf("%v×%d", ts.GetStatus(), ts.GetStays()))
+	}
+	if want := "[LEAD_STATUS_NEW×2]"; fmt.Sprint(got) != want {
+		t.Errorf("time in stage %v, want %s", got, want)
 	}
 }

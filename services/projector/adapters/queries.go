@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -367,15 +368,17 @@ func ratio[T int64 | float64](a, b T) float64 {
 }
 
 // Currencies implements app.Queries.
-func (q *Queries) Currencies(ctx context.Context, costs, merged bool) ([]string, error) {
+func (q *Queries) Currencies(ctx context.Context, c app.CurrencyScope) ([]string, error) {
 	var out []string
 	err := q.db.Read(ctx, func(tx pgx.Tx) error {
-		// Deals of merged leads count only where the report counts them
-		// (performance: the deals were made).
-		rows, err := tx.Query(ctx, `SELECT currency FROM campaign_costs WHERE $1
-			UNION SELECT o.currency FROM opportunities o JOIN leads l USING (lead_id) WHERE o.currency <> '' AND ($2 OR `+live+`)
-			UNION SELECT o.won_currency FROM opportunities o JOIN leads l USING (lead_id) WHERE o.won_currency <> '' AND ($2 OR `+live+`) ORDER BY 1`,
-			costs, merged)
+		// As each report selects its money (Campaigns, Performance,
+		// Accounts).
+		deals := `(($2 AND ` + period("o.created_at", 3, 4) + ` AND ($5 = '' OR o.segment = $5))
+			OR (NOT $2 AND ` + live + ` AND l.captured_at IS NOT NULL AND ` + period("l.captured_at", 3, 4) + `))`
+		rows, err := tx.Query(ctx, `SELECT currency FROM campaign_costs WHERE $1 AND `+period("coalesce(period_start, recorded_at)", 3, 4)+`
+			UNION SELECT o.currency FROM opportunities o JOIN leads l USING (lead_id) WHERE o.currency <> '' AND `+deals+`
+			UNION SELECT o.won_currency FROM opportunities o JOIN leads l USING (lead_id) WHERE o.won_currency <> '' AND `+deals+` ORDER BY 1`,
+			c.Costs, c.Created, bound(c.Period.From), bound(c.Period.To), c.Segment)
 		if err != nil {
 			return err
 		}
@@ -971,6 +974,7 @@ func (q *Queries) Performance(ctx context.Context, p app.PerformanceQuery) (*pro
 		percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM s.left_at - s.entered_at))::float8 / 3600
 		FROM stage_visits s JOIN leads l ON l.lead_id = s.lead_id
 		WHERE ` + live + ` AND s.left_at IS NOT NULL AND ` + period("s.entered_at", 1, 2) + ` AND ($3 = '' OR l.segment = $3)
+			AND s.status <> ` + strconv.Itoa(int(eventv1.LeadStatus_LEAD_STATUS_MERGED)) + ` -- a merge undone is no stage
 		GROUP BY s.status ORDER BY s.status`
 	out := &projectorv1.GetPerformanceResponse{Currency: p.Currency}
 	err := q.db.Read(ctx, func(tx pgx.Tx) error {

@@ -34,10 +34,8 @@ type Queries interface {
 	Performance(ctx context.Context, q PerformanceQuery) (*projectorv1.GetPerformanceResponse, error)
 	Accounts(ctx context.Context, q AccountQuery) (*projectorv1.GetAccountsResponse, error)
 	Queues(ctx context.Context, q QueueQuery) (*projectorv1.GetQueuesResponse, error)
-	// Currencies lists the currencies of every opportunity of a lead not
-	// merged away (with merged, of those too) and, with costs, of every
-	// campaign cost.
-	Currencies(ctx context.Context, costs, merged bool) ([]string, error)
+	// Currencies lists the currencies of the money a report shows.
+	Currencies(ctx context.Context, s CurrencyScope) ([]string, error)
 }
 
 // Projection is the read model's machinery (a *project.Projector).

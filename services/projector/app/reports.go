@@ -238,7 +238,7 @@ func (a *App) Campaigns(ctx context.Context, q CampaignQuery) (*projectorv1.GetC
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	cur, err := a.currency(ctx, q.Currency, true, false)
+	cur, err := a.currency(ctx, q.Currency, CurrencyScope{Period: q.Period, Costs: true})
 	if err != nil {
 		return nil, err
 	}
@@ -246,18 +246,29 @@ func (a *App) Campaigns(ctx context.Context, q CampaignQuery) (*projectorv1.GetC
 	return a.queries.Campaigns(ctx, q)
 }
 
-// currency checks a requested currency, or picks the one the data holds:
-// the deals' (with merged, those of leads merged away too, which the
-// performance report counts) and, for a report with spend in it (costs),
-// the costs'.
-func (a *App) currency(ctx context.Context, c string, costs, merged bool) (string, error) {
+// CurrencyScope is the money a report shows: a report that names no
+// currency is in the one currency of that money, if there is one.
+type CurrencyScope struct {
+	Period Period
+	// Costs: the cost lines counted for the period (campaign report).
+	Costs bool
+	// Created: the deals created in the period, in Segment if one is
+	// named, merged leads' too (performance); else the deals of the leads
+	// captured in the period and not merged away.
+	Created bool
+	Segment string
+}
+
+// currency checks a requested currency, or picks the one the money of
+// the report (s) is in.
+func (a *App) currency(ctx context.Context, c string, s CurrencyScope) (string, error) {
 	if c != "" {
 		if !currencyRE.MatchString(c) {
 			return "", &ValidationError{Violations: []Violation{{Field: "currency", Description: "must be an ISO 4217 code such as EUR"}}}
 		}
 		return c, nil
 	}
-	all, err := a.queries.Currencies(ctx, costs, merged)
+	all, err := a.queries.Currencies(ctx, s)
 	if err != nil {
 		return "", err
 	}
@@ -315,7 +326,7 @@ func (a *App) Performance(ctx context.Context, q PerformanceQuery) (*projectorv1
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	cur, err := a.currency(ctx, q.Currency, false, true) // win rates and deal sizes: deals only, merged leads' too
+	cur, err := a.currency(ctx, q.Currency, CurrencyScope{Period: q.Period, Created: true, Segment: q.Segment}) // win rates and deal sizes
 	if err != nil {
 		return nil, err
 	}
@@ -344,7 +355,7 @@ func (a *App) Accounts(ctx context.Context, q AccountQuery) (*projectorv1.GetAcc
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	cur, err := a.currency(ctx, q.Currency, false, false)
+	cur, err := a.currency(ctx, q.Currency, CurrencyScope{Period: q.Period})
 	if err != nil {
 		return nil, err
 	}

@@ -357,3 +357,46 @@ func TestANurturedLeadMeetsTheFinalRuleBehindANotNow(t *testing.T) {
 		t.Fatalf("%+v, want the active version's MQL only: the proposal ended the lead at the withdrawal", got)
 	}
 }
+
+// A person's "not now", or a person's recycle of a lead sales never had,
+// sends it to nurture under both versions: a proposal that qualified only
+// the journey before must qualify the next one on its re-engagement's
+// score to be credited with its won deal, or blamed for its rejection.
+func TestAPersonSendingTheLeadBackEndsTheProposalsJourney(t *testing.T) {
+	visit := eventv1.ActivityType_ACTIVITY_TYPE_WEB_VISIT
+	active := vpWebinar(70)
+	proposed := scoring.Model{Threshold: 50, Fit: active.Fit,
+		Engagement: []scoring.EngagementRule{{ID: "visit", Activity: visit, Points: 20, Cap: 20, HalfLife: 30 * 24 * time.Hour}}}
+	for _, back := range []string{"not now", "manual recycle"} {
+		for _, end := range []string{"won", "rejected"} {
+			p := &replayer{t: t, r: New(&active, proposed, time.Time{}, time.Time{}), at: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+			p.apply("l", &eventv1.LeadCaptured{Profile: vp, Attribution: &eventv1.Attribution{Source: "web-form"}})
+			p.apply("l", &eventv1.ActivityRecorded{Type: visit}) // proposal 60, its MQL; active 40
+			if back == "not now" {
+				p.apply("l", &eventv1.LeadDisqualified{NotNow: true, Reason: "call me in Q3"})
+				p.apply("l", &eventv1.LeadRecycled{Cause: eventv1.RecycleCause_RECYCLE_CAUSE_NOT_READY})
+			} else {
+				p.apply("l", &eventv1.LeadRecycled{Cause: eventv1.RecycleCause_RECYCLE_CAUSE_MANUAL})
+			}
+			p.apply("l", &eventv1.NurtureEnrolled{ProgramId: "warm-up"})
+			p.at = p.at.Add(120 * 24 * time.Hour) // the visit decays to about 1
+			p.apply("l", &eventv1.ActivityRecorded{Type: webinar})
+			p.apply("l", &eventv1.ActivityRecorded{Type: webinar})
+			p.apply("l", &eventv1.LeadReengaged{}) // active 80, its MQL; proposal about 41
+			p.apply("l", &eventv1.LeadAccepted{})
+			if end == "won" {
+				p.apply("l", &eventv1.OpportunityCreated{OpportunityId: "o"})
+				p.apply("l", &eventv1.DealWon{OpportunityId: "o"})
+			} else {
+				p.apply("l", &eventv1.LeadRejected{Reason: eventv1.RejectReason_REJECT_REASON_NOT_A_FIT})
+			}
+			got := p.r.Result().Total
+			if end == "won" && (got.WonMissed != 1 || got.WonQualified != 0) {
+				t.Errorf("%s, won: %+v; want the deal missed by the proposal", back, got)
+			}
+			if end == "rejected" && got.RejectedKeptOut != 1 {
+				t.Errorf("%s, rejected: %+v; want the rejection kept out by the proposal", back, got)
+			}
+		}
+	}
+}

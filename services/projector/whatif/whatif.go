@@ -200,9 +200,10 @@ func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
 		if r := ev.GetLeadRecycled(); r != nil && r.GetCause() != eventv1.RecycleCause_RECYCLE_CAUSE_NOT_READY {
 			l.ruleNotNow = false
 		}
-		if l.acted || l.active.journey {
-			// Back from sales: the journey ended, and each version
-			// qualifies the next one afresh.
+		if l.acted || l.active.journey || ev.GetLeadRecycled().GetCause() == eventv1.RecycleCause_RECYCLE_CAUSE_MANUAL {
+			// Back from sales, or sent back by a person: the journey
+			// ended under every version, and each qualifies the next
+			// one afresh.
 			l.active.journey, l.proposed.journey = false, false
 		}
 		l.nurtured, l.acted = l.nurtured || !l.ruleNotNow, false
@@ -223,7 +224,10 @@ func (r *Replay) Apply(leadID string, ev *eventv1.Event) {
 		case d.GetNotNow() && d.GetRuleId() != "":
 			l.ruleNotNow = true
 		case d.GetNotNow():
-			l.nurtured, l.ruleNotNow = true, false // a person's: in nurture under any version
+			// A person's: in nurture under any version, whichever had
+			// qualified the journey it ends.
+			l.nurtured, l.ruleNotNow = true, false
+			l.active.journey, l.proposed.journey = false, false
 		case d.GetRuleId() == "":
 			l.acted = true
 		}

@@ -322,7 +322,8 @@ type Lead struct {
 	// campaign touch before its first opportunity.
 	FirstCampaignId string `protobuf:"bytes,8,opt,name=first_campaign_id,json=firstCampaignId,proto3" json:"first_campaign_id,omitempty"`
 	LastCampaignId  string `protobuf:"bytes,9,opt,name=last_campaign_id,json=lastCampaignId,proto3" json:"last_campaign_id,omitempty"`
-	// segment is the routing segment it was last routed in.
+	// segment is the routing segment of its current journey: empty while
+	// a new journey (re-qualified after nurture) waits for routing.
 	Segment string `protobuf:"bytes,10,opt,name=segment,proto3" json:"segment,omitempty"`
 	// account_id is the account routing matched, else empty.
 	AccountId string `protobuf:"bytes,11,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
