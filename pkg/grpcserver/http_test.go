@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -752,5 +753,31 @@ func TestHTTPUnaryBodyIsOneValue(t *testing.T) {
 	}
 	if code, out := testenv.HTTPJSON(t, "POST", base+"/v1/leads", `{"contact":{"email":"z4@example.com"}}`+"\n\t "); code != http.StatusOK {
 		t.Fatalf("one value and white space: %d %v", code, out)
+	}
+}
+
+// Every service's OpenAPI document says its calls take a bearer token, so
+// a client generated from it sends one (else every call is a 401).
+func TestOpenAPIDocumentsDeclareTheBearerToken(t *testing.T) {
+	docs, err := filepath.Glob("../gen/leadflow/*/v1/*_service.swagger.json")
+	if err != nil || len(docs) < 5 {
+		t.Fatalf("OpenAPI documents: %v %v", docs, err)
+	}
+	for _, path := range docs {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct {
+			SecurityDefinitions map[string]struct{ Type, Name, In string }
+			Security            []map[string][]string
+		}
+		if err := json.Unmarshal(raw, &doc); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		s := doc.SecurityDefinitions["bearer"]
+		if s.Type != "apiKey" || s.Name != "Authorization" || s.In != "header" || len(doc.Security) != 1 || doc.Security[0]["bearer"] == nil {
+			t.Errorf("%s: security definitions %+v, security %v; want the bearer token in Authorization, required", path, doc.SecurityDefinitions, doc.Security)
+		}
 	}
 }
