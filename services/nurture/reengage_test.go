@@ -525,3 +525,26 @@ func TestInterestThatOccurredBeforeTheRecycleIsNotJudged(t *testing.T) {
 		t.Fatalf("re-engagement %v, want one caused by the webinar since %s", re, now.GetEventId())
 	}
 }
+
+// A new lead recycled unqualified was never sales': interest that
+// occurred before its recycle, synced late, is its program's to judge
+// (its scorer may not qualify a lead in nurture): a demo request made
+// five minutes before the deadline and stored after the recycle
+// re-engages it.
+func TestLateInterestOfALeadRecycledUnqualifiedReengages(t *testing.T) {
+	w := newWorld(t)
+	w.start(t)
+	l := uuid.NewString()
+	w.capture(t, l)
+	w.scored(t, l, 20, 2*time.Second)
+	recycled := ofType(w.waitFor(t, l, "NurtureEnrolled", 1), "LeadRecycled")[0]
+	if c := recycled.GetLeadRecycled().GetCause(); c != notQualified {
+		t.Fatalf("recycled %v, want not qualified", c)
+	}
+	w.occurred = recycled.GetOccurredAt().AsTime().Add(-5 * time.Minute)
+	late := w.activity(t, l, demo)
+	w.occurred = time.Time{}
+	if re := ofType(w.waitFor(t, l, "LeadReengaged", 1), "LeadReengaged")[0]; re.GetCausationId() != late.GetEventId() {
+		t.Fatalf("re-engagement %v, want one caused by the late demo request %s", re, late.GetEventId())
+	}
+}

@@ -178,8 +178,11 @@ func (l *lead) apply(recs ...eventstore.Record) {
 			}
 		case *eventv1.Event_ActivityRecorded, *eventv1.Event_LeadResubmitted:
 			// Interest that occurred before the lead was recycled, synced
-			// late, was sales' to see: no program judges it.
-			if (l.enrolled.seq > 0 || l.gap.seq > 0) && !ev.GetOccurredAt().AsTime().Before(l.recycled.ev.GetOccurredAt().AsTime()) {
+			// late, was sales' to see: no program judges it. A new lead
+			// recycled unqualified was never sales', and its scorer may
+			// not qualify it in nurture: its program judges that too.
+			if (l.enrolled.seq > 0 || l.gap.seq > 0) && (l.recycled.ev.GetLeadRecycled().GetCause() == eventv1.RecycleCause_RECYCLE_CAUSE_NOT_QUALIFIED ||
+				!ev.GetOccurredAt().AsTime().Before(l.recycled.ev.GetOccurredAt().AsTime())) {
 				if len(l.facts) == maxFacts {
 					i := l.evictable()
 					l.facts = slices.Delete(l.facts, i, i+1)
