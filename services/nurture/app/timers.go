@@ -121,8 +121,25 @@ func (a *App) ReviewDue(ctx context.Context, t *eventv1.NurtureTimer, meta envel
 	case now.Before(t.GetReviewAt().AsTime()):
 		return nil
 	}
-	if _, err := a.reconcile(ctx, t.GetLeadId(), 0, l, meta); !errors.Is(err, ErrNotFound) {
+	w, err := a.reconcile(ctx, t.GetLeadId(), 0, l, meta)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil || len(w) > 0 || l.state.Status != lifecycle.StatusNew {
 		return err
+	}
+	// Nothing written for a new lead: a fact stored meanwhile (the
+	// recycle lost its race, and the lead read again waits for the fact's
+	// score) puts it off, and this timer is used up. That score schedules
+	// the next, unless it never lands: wake up for it as above.
+	if l, err = a.load(ctx, t.GetLeadId()); err != nil {
+		return err
+	}
+	switch now = a.now(); {
+	case l.state.Status == lifecycle.StatusNew && len(l.unscored) > 0 && now.Before(l.unscoredBy()):
+		return again(engageSlot, l.unscoredBy())
+	case l.state.Status == lifecycle.StatusNew && l.verdictOwed(now):
+		return again(engageSlot, l.verdictBy())
 	}
 	return nil
 }
