@@ -145,6 +145,34 @@ func (s *Store) walk(ctx context.Context, subject string, after uint64) ([]Recor
 	return out, want, true, nil
 }
 
+// LoadEvery is Load without the walk: every event stored under subject,
+// in order, read in batches. Load follows version_before, which checked
+// appends keep whole; a write that bypassed the check can name a version
+// before the last, and the walk then steps over the events between. An
+// operator looking for what broke (leadctl) reads them all.
+func (s *Store) LoadEvery(ctx context.Context, subject string) ([]Record, error) {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	st, leader, err := s.direct(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", subject, err)
+	}
+	var m *jetstream.RawStreamMsg
+	if leader {
+		m, err = s.leaderLast(ctx, subject)
+	} else {
+		m, err = st.GetLastMsgForSubject(ctx, subject)
+	}
+	want := uint64(0)
+	switch {
+	case err == nil:
+		want = m.Sequence
+	case !errors.Is(err, jetstream.ErrMsgNotFound):
+		return nil, fmt.Errorf("load %s: %w", subject, err)
+	}
+	return s.loadBatched(ctx, subject, 0, want)
+}
+
 // loadBatched reads a subject's events after after with batched direct
 // gets. The replica that answers may be behind the leader: until the
 // history reaches want, it is read again.

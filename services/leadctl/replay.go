@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -436,14 +437,20 @@ func replayLead(ctx context.Context, o *options, id string, win replayWindow, ju
 		if (win.toSeq != 0 && rec.Seq > win.toSeq) || (!win.until.IsZero() && at.After(win.until)) {
 			break
 		}
-		n := len(r.res.Breaks)
+		n, unchecked := len(r.res.Breaks), maps.Clone(r.res.Unchecked)
+		var pair [2]string
+		if c := rec.Event.GetMergeCandidateFound(); c != nil && r.candidates[pairOf(rec.Event.GetLeadId(), c.GetOtherLeadId())] == nil {
+			pair = pairOf(rec.Event.GetLeadId(), c.GetOtherLeadId())
+		}
 		breaks, err := r.apply(rec.Seq, rec.Event, at)
 		if err != nil {
 			return nil, err
 		}
 		if !win.holds(rec.Seq, at) {
-			// Before the window: it only sets the state the window starts from.
-			r.res.Breaks, r.res.Events = r.res.Breaks[:n], r.res.Events-1
+			// Before the window: it only sets the state the window starts
+			// from, and counts nothing (a candidate it found included).
+			r.res.Breaks, r.res.Events, r.res.Unchecked = r.res.Breaks[:n], r.res.Events-1, unchecked
+			delete(r.candidates, pair)
 			continue
 		}
 		if r.res.FromSeq == 0 {

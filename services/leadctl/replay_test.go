@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"regexp"
 	"strconv"
@@ -688,5 +689,77 @@ func TestReplaySinceWithFromSeq(t *testing.T) {
 	// --from-seq after --since: it is the later bound.
 	if res := replay(w.version(t, b)); res.Events != 1 || res.Leads != 1 || res.FromSeq != w.version(t, b) {
 		t.Fatalf("--from-seq after --since: want b's last event only: %+v", res)
+	}
+}
+
+// An event a write that bypassed the concurrency check stepped over (the
+// next one names the version before it) is in the lead's timeline, and
+// the lead's replay finds the gap as the whole stream's does: read along
+// the version chain, it would be missing with no trace.
+func TestALeadsReadShowsAnEventSteppedOver(t *testing.T) {
+	w := newWorld(t)
+	lead, now := uuid.NewString(), time.Now()
+	capture := w.write(t, lead, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", now)
+	w.write(t, lead, lifecycle.Command{Name: lifecycle.RecordActivity}, activity(eventv1.ActivityType_ACTIVITY_TYPE_EMAIL_CLICK), "", now)
+	recs, err := w.store.Load(context.Background(), eventstore.LeadSubject(lead))
+	if err != nil || len(recs) != 2 || recs[0].Event.GetEventId() != capture.GetEventId() {
+		t.Fatalf("the lead before: %v %v", recs, err)
+	}
+	act, _, err := lifecycle.NewEvent(lead, lifecycle.FromProto(recs[1].Event.GetLifecycle()), lifecycle.Command{Name: lifecycle.RecordActivity},
+		lifecycle.DefaultPolicy(), activity(eventv1.ActivityType_ACTIVITY_TYPE_WEB_VISIT), envelope.Meta{CorrelationID: "y"}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	act.VersionBefore = recs[0].Seq
+	w.raw(t, lead, act)
+
+	out, err := w.leadctl(t, "timeline", lead, "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(out, `"ActivityRecorded"`); n != 2 {
+		t.Fatalf("timeline: %d activities, want both: %s", n, out)
+	}
+	stdout, _, err := w.ctlSplit(t, "replay", "--lead", lead, "-o", "json")
+	if !found(err) {
+		t.Fatalf("replay --lead: %v, want exit 3", err)
+	}
+	var res replayResult
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatalf("%v: %s", err, stdout)
+	}
+	if got := strings.Join(breaksOf(res, lead), ","); res.Events != 3 || got != "gap ActivityRecorded" {
+		t.Fatalf("replay --lead: %d events, breaks %q; want 3 and the gap", res.Events, got)
+	}
+}
+
+// A lead's replay in a window counts only what the window holds: a merge
+// candidate found before it is neither an unchecked event nor an open
+// candidate of the window.
+func TestALeadsReplayCountsOnlyItsWindow(t *testing.T) {
+	w := newWorld(t)
+	lead, other, now := uuid.NewString(), uuid.NewString(), time.Now()
+	w.write(t, lead, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", now)
+	w.write(t, other, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", now)
+	w.write(t, lead, lifecycle.Command{Name: lifecycle.Resubmit}, &eventv1.MergeCandidateFound{OtherLeadId: other,
+		Identity: "email"}, "", now)
+	act := w.write(t, lead, lifecycle.Command{Name: lifecycle.RecordActivity}, activity(eventv1.ActivityType_ACTIVITY_TYPE_EMAIL_CLICK), "", now)
+	recs, err := w.store.Load(context.Background(), eventstore.LeadSubject(lead))
+	if err != nil || len(recs) != 3 || recs[2].Event.GetEventId() != act.GetEventId() {
+		t.Fatalf("the lead: %v %v", recs, err)
+	}
+	for _, window := range [][]string{nil, {"--from-seq", fmt.Sprint(recs[2].Seq)}} {
+		stdout, _, err := w.ctlSplit(t, append([]string{"replay", "--lead", lead, "-o", "json"}, window...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res replayResult
+		if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+			t.Fatalf("%v: %s", err, stdout)
+		}
+		whole := window == nil
+		if whole != (res.Unchecked["MergeCandidateFound"] == 1) || whole != (len(res.MergeCandidates) == 1) {
+			t.Errorf("replay --lead %v: unchecked %v, candidates %v; want the candidate only without a window", window, res.Unchecked, res.MergeCandidates)
+		}
 	}
 }

@@ -50,7 +50,9 @@ func loadLead(ctx context.Context, o *options, id string) ([]eventstore.Record, 
 	defer closeConn()
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	recs, err := s.Load(ctx, eventstore.LeadSubject(id))
+	// Every event, not the version chain: one a bypassing write stepped
+	// over is what the operator is looking for.
+	recs, err := s.LoadEvery(ctx, eventstore.LeadSubject(id))
 	if err != nil {
 		return nil, fmt.Errorf("read lead %s from stream %s: %w", id, o.stream, err)
 	}
