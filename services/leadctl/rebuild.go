@@ -96,6 +96,11 @@ func rebuild(cmd *cobra.Command, o *options, p projectorv1.ProjectorServiceClien
 	case status.Code(err) == codes.AlreadyExists:
 		res.Followed = true
 		fmt.Fprintln(cmd.ErrOrStderr(), "a rebuild is already running; following it")
+	case status.Code(err) == codes.DeadlineExceeded && ctx.Err() == nil:
+		// The start drops the schema before and migrates the new one
+		// first, which may take longer: it runs on in the projector.
+		res.Followed = true
+		fmt.Fprintf(cmd.ErrOrStderr(), "the projector did not answer the start within --timeout (%s); following the rebuild it runs\n", o.timeout)
 	case err != nil:
 		return res, unreachable(err)
 	default:

@@ -23,9 +23,17 @@ type scriptedProjector struct {
 	projectorv1.ProjectorServiceClient
 	mu       sync.Mutex
 	statuses []*projectorv1.GetProjectionStatusResponse
+	// slowStart: the first StartRebuild outlasts the caller's timeout.
+	slowStart bool
 }
 
 func (s *scriptedProjector) StartRebuild(context.Context, *projectorv1.StartRebuildRequest, ...grpc.CallOption) (*projectorv1.StartRebuildResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.slowStart {
+		s.slowStart = false
+		return nil, status.Error(codes.DeadlineExceeded, "context deadline exceeded")
+	}
 	return nil, status.Error(codes.AlreadyExists, "a rebuild is running")
 }
 
@@ -72,6 +80,24 @@ func TestAFollowedRebuildIsNotFailedByTheLastRunsError(t *testing.T) {
 	p.statuses = []*projectorv1.GetProjectionStatusResponse{{ActiveSchema: "leads_3"}, {ActiveSchema: "leads_3", Rebuild: stopped}}
 	if _, err := rebuild(cmd, o, p, time.Millisecond); err == nil {
 		t.Fatal("a followed rebuild that stopped with an error: no error")
+	}
+}
+
+// A start the projector does not answer within --timeout (it drops the
+// schema before and migrates the new one first) may run all the same:
+// leadctl follows the rebuild to its swap instead of failing.
+func TestARebuildWhoseStartOutlastsTheTimeoutIsFollowed(t *testing.T) {
+	p := &scriptedProjector{slowStart: true, statuses: []*projectorv1.GetProjectionStatusResponse{
+		{ActiveSchema: "leads_3"}, // before
+		{ActiveSchema: "leads_3", Rebuild: &projectorv1.RebuildProgress{Schema: "leads_4", Running: true, Position: 600}},
+		{ActiveSchema: "leads_4", Rebuild: &projectorv1.RebuildProgress{Schema: "leads_4", Done: true, Position: 700}},
+	}}
+	cmd := &cobra.Command{}
+	cmd.SetErr(&bytes.Buffer{})
+	cmd.SetContext(context.Background())
+	res, err := rebuild(cmd, &options{timeout: time.Second}, p, time.Millisecond)
+	if err != nil || res.Schema != "leads_4" || !res.Followed {
+		t.Fatalf("a rebuild whose start timed out: %+v, %v; want it followed to its swap", res, err)
 	}
 }
 
