@@ -361,7 +361,8 @@ func (c Calendar) Sub(t time.Time, d time.Duration, from time.Time) time.Time {
 // working hours, a night shift's hours after midnight belonging to the
 // date it began on: a shift of 22:00 to 06:00 is one working day, not two.
 // A t outside working hours counts from the next opening, so that n days
-// give n days of work.
+// give n days of work. A n-th day shorter than that ends the count at its
+// close.
 func (c Calendar) AddDays(t time.Time, n int) time.Time {
 	t = c.NextOpen(t)
 	if n <= 0 {
@@ -379,11 +380,26 @@ func (c Calendar) AddDays(t time.Time, n int) time.Time {
 		day = nextDay(day)
 		if ps := c.shift(day); len(ps) > 0 {
 			if n--; n == 0 {
+				// A shorter day ends there: its time runs into no other.
+				if end := c.shiftEnd(day); c.worked(ps[0][0], end) <= into {
+					return end
+				}
 				return c.Add(ps[0][0], into)
 			}
 		}
 	}
 	return t.AddDate(0, 0, n)
+}
+
+// shiftEnd is when day's shift ends: its last period's end, or the end of
+// the next date's first period when the shift runs on past midnight.
+func (c Calendar) shiftEnd(day time.Time) time.Time {
+	ps := c.shift(day)
+	end := ps[len(ps)-1][1]
+	if c.carriesOver(day) {
+		end = c.periods(nextDay(day))[0][1]
+	}
+	return end
 }
 
 // carriesOver reports whether day's hours run on past midnight as one

@@ -252,6 +252,30 @@ type addDaysCase struct {
 	want string
 }
 
+// A working day shorter than the time already worked on the day counted
+// from ends the count at its close: it does not run into the day after.
+func TestCalendarAddDaysEndsWithAShorterDay(t *testing.T) {
+	h := weekdays("Europe/Berlin", "09:00", "17:00")
+	h.Days[4].End = "13:00" // Friday
+	checkAddDays(t, h, 0, []addDaysCase{
+		{"2026-03-05 16:00", 1, "2026-03-06 13:00"}, // Thursday, 7 h in: Friday's 4 h end it
+		{"2026-03-05 11:00", 1, "2026-03-06 11:00"},
+		{"2026-03-04 16:00", 2, "2026-03-06 13:00"},
+		{"2026-03-06 12:00", 1, "2026-03-09 12:00"},
+	})
+	// So with a night shift whose next day is shorter.
+	night := &eventv1.WorkingHours{TimeZone: "Europe/Berlin"}
+	for d := eventv1.Weekday_WEEKDAY_MONDAY; d <= eventv1.Weekday_WEEKDAY_FRIDAY; d++ {
+		end := "06:00"
+		if d == eventv1.Weekday_WEEKDAY_THURSDAY {
+			end = "02:00" // Thursday's shift ends Friday 02:00
+		}
+		night.Days = append(night.Days, &eventv1.WorkingDay{Day: d, Start: "22:00", End: "24:00"},
+			&eventv1.WorkingDay{Day: d%7 + 1, Start: "00:00", End: end})
+	}
+	checkAddDays(t, night, 0, []addDaysCase{{"2026-03-05 05:00", 1, "2026-03-06 02:00"}, {"2026-03-04 05:00", 1, "2026-03-05 05:00"}})
+}
+
 // checkAddDays checks AddDays over hours, and with a day's work (perDay,
 // if set) that n days leave n days of working time.
 func checkAddDays(t *testing.T, h *eventv1.WorkingHours, perDay time.Duration, cases []addDaysCase) {
