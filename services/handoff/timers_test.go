@@ -202,6 +202,13 @@ func TestTimersNoOpAndAttemptsExhausted(t *testing.T) {
 	if r := rec.GetLeadRecycled(); r.GetCause() != eventv1.RecycleCause_RECYCLE_CAUSE_ATTEMPTS_EXHAUSTED || rec.GetCausationId() != tm.GetTimerId() {
 		t.Errorf("recycled: %v caused by %s", r, rec.GetCausationId())
 	}
+	// It says what every LeadRecycled says: the segment, score and
+	// journey it left.
+	assigned := ofType(evs, "LeadAssigned")[0]
+	if r, before := rec.GetLeadRecycled(), lifecycle.FromProto(accepted.GetLifecycle()); r.GetSegment() == "" || r.GetSegment() != assigned.GetLeadAssigned().GetSegment() ||
+		r.GetScore() != 80 || r.GetScore() != int32(before.Score) || r.GetCycle() != uint32(before.Cycle) || r.GetCycle() != 1 {
+		t.Errorf("recycled %v; want segment %q, score 80, cycle 1", r, assigned.GetLeadAssigned().GetSegment())
+	}
 	if st := w.state(t, id); st.Status != lifecycle.StatusRecycled || st.Owner != lifecycle.QueueNurture || st.Deadline.IsZero() {
 		t.Errorf("after exhaustion: %+v", st)
 	}

@@ -503,7 +503,8 @@ func (a *App) onTimer(ctx context.Context, cfg *routing.Config, l *lead, t *even
 		// reached: back to marketing, for nurture to pick up.
 		ev, _, err := a.leadEvent(l.id, st, lifecycle.Command{Name: lifecycle.Recycle, Reason: "attempts exhausted"}, a.policy,
 			&eventv1.LeadRecycled{Cause: eventv1.RecycleCause_RECYCLE_CAUSE_ATTEMPTS_EXHAUSTED,
-				Note: fmt.Sprintf("%d contact attempts by %s without reaching the lead", st.Attempts, st.Owner.ID)}, meta, a.now())
+				Note:    fmt.Sprintf("%d contact attempts by %s without reaching the lead", st.Attempts, st.Owner.ID),
+				Segment: l.segment, Score: int32(st.Score), Cycle: uint32(st.Cycle)}, meta, a.now())
 		if err != nil {
 			return nil, err
 		}

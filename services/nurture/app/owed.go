@@ -250,8 +250,8 @@ func (l *lead) key() program.Key {
 	}
 	k := program.Key{Cause: r.GetCause(), RejectReason: r.GetRejectReason(), Segment: r.GetSegment(), Score: int(r.GetScore())}
 	if r.GetCycle() == 0 {
-		// Written by another service (handoff recycles leads whose contact
-		// attempts ran out), which records no segment or score.
+		// Written by handoff (leads whose contact attempts ran out)
+		// before 2026-12-07, which recorded no segment, score or cycle.
 		k.Segment, k.Score = l.segment, lifecycle.FromProto(l.recycled.ev.GetLifecycle()).Score
 	}
 	return k

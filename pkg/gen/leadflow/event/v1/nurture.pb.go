@@ -201,7 +201,9 @@ func (NurtureProgramChange) EnumDescriptor() ([]byte, []int) {
 // LeadRecycled is a lead taken back by nurture. Its causation_id is the
 // event that sent it back (LeadRejected, DealLost, LeadDisqualified with
 // not_now, SLABreached with escalation RECYCLE, a NEW lead's last
-// LeadScored) or the request.
+// LeadScored), the request, or, written by handoff when the attempts
+// window ran out (ATTEMPTS_EXHAUSTED), handoff's timer (no event:
+// source_event_type is empty).
 type LeadRecycled struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Cause RecycleCause           `protobuf:"varint,1,opt,name=cause,proto3,enum=leadflow.event.v1.RecycleCause" json:"cause,omitempty"`
