@@ -92,11 +92,7 @@ func (s *Store) walk(ctx context.Context, subject string, after uint64) ([]Recor
 		m     *jetstream.RawStreamMsg
 	)
 	wg.Go(func() { first, ferr = s.next(ctx, subject, after) })
-	if leader {
-		m, err = s.leaderLast(ctx, subject)
-	} else {
-		m, err = st.GetLastMsgForSubject(ctx, subject)
-	}
+	m, err = s.last(ctx, st, leader, subject)
 	wg.Wait()
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound):
@@ -157,12 +153,7 @@ func (s *Store) LoadEvery(ctx context.Context, subject string) ([]Record, error)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", subject, err)
 	}
-	var m *jetstream.RawStreamMsg
-	if leader {
-		m, err = s.leaderLast(ctx, subject)
-	} else {
-		m, err = st.GetLastMsgForSubject(ctx, subject)
-	}
+	m, err := s.last(ctx, st, leader, subject)
 	want := uint64(0)
 	switch {
 	case err == nil:
@@ -248,6 +239,15 @@ func (s *Store) direct(ctx context.Context) (jetstream.Stream, bool, error) {
 // it.
 func (s *Store) leaderLast(ctx context.Context, subject string) (*jetstream.RawStreamMsg, error) {
 	return s.leaderGet(ctx, leaderGetRequest{LastFor: subject})
+}
+
+// last is the subject's last message from st, or from the leader when
+// leader (see direct).
+func (s *Store) last(ctx context.Context, st jetstream.Stream, leader bool, subject string) (*jetstream.RawStreamMsg, error) {
+	if leader {
+		return s.leaderLast(ctx, subject)
+	}
+	return st.GetLastMsgForSubject(ctx, subject)
 }
 
 // leaderGetRequest is the stream API's message get request.

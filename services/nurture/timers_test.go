@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -218,8 +219,13 @@ func (w *world) timerIn(t *testing.T, lead, slot string) func() *eventv1.Nurture
 }
 
 func (w *world) nurtureWith(opts ...app.Option) *app.App {
+	return w.nurtureOn(adapters.NewLeads(w.store), opts...)
+}
+
+// nurtureOn is nurtureWith reading and writing leads through leads.
+func (w *world) nurtureOn(leads app.Leads, opts ...app.Option) *app.App {
 	log := slog.New(slog.DiscardHandler)
-	return app.New(adapters.NewLeads(w.store), adapters.NewPrograms(w.store), adapters.NewTimers(w.nats.JS, time.Hour),
+	return app.New(leads, adapters.NewPrograms(w.store), adapters.NewTimers(w.nats.JS, time.Hour),
 		adapters.NewIndex(w.nats.JS, stream, log), adapters.NewGroups(w.nats.JS, stream, consume.DefaultDeadLetterStream),
 		append([]app.Option{app.WithLogger(log)}, opts...)...)
 }
@@ -428,5 +434,49 @@ func TestAReengagementScoredLowAfterTheReviewSaysWhy(t *testing.T) {
 	if x.GetCause() != eventv1.NurtureExitCause_NURTURE_EXIT_CAUSE_NOT_QUALIFIED || !strings.Contains(x.GetReason(), "re-scored 35, below the threshold 50") ||
 		x.GetNextProgramId() == "" || !x.GetNextReviewAt().AsTime().After(review) {
 		t.Fatalf("exit %v, want NOT_QUALIFIED naming the score, on to a program reviewed later", x)
+	}
+}
+
+// racedLeads is the lead store with another writer's event stored just
+// before its first append.
+type racedLeads struct {
+	app.Leads
+	meanwhile func()
+}
+
+func (r *racedLeads) Append(ctx context.Context, leadID string, expected uint64, evs ...*eventv1.Event) (uint64, error) {
+	if m := r.meanwhile; m != nil {
+		r.meanwhile = nil
+		m()
+	}
+	return r.Leads.Append(ctx, leadID, expected, evs...)
+}
+
+// An engagement timer whose recycle loses its race to a fact (stored
+// between the timer's read and the recycle) is set again for that fact's
+// wait: the fact's score would schedule the next one, but only if it
+// lands.
+func TestAnEngagementTimerThatLostItsRaceIsSetAgain(t *testing.T) {
+	w := newWorld(t)
+	w.start(t).stop() // its streams; no consumer to race the calls below
+	l := uuid.NewString()
+	w.capture(t, l)
+	score := w.scored(t, l, 20, time.Hour)
+	due := stateOf(score).Deadline
+	leads := &racedLeads{Leads: adapters.NewLeads(w.store), meanwhile: func() { w.activity(t, l, demo) }}
+	now := due.Add(time.Minute)
+	a := w.nurtureOn(leads, app.WithClock(func() time.Time { return now }))
+	timer := &eventv1.NurtureTimer{TimerId: score.GetEventId(), LeadId: l, ReviewAt: timestamppb.New(due)}
+	if err := a.ReviewDue(ctxT(t), timer, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if leads.meanwhile != nil {
+		t.Fatal("nurture wrote nothing: the race was not run")
+	}
+	if evs := w.events(t, l); len(ofType(evs, "LeadRecycled")) != 0 {
+		t.Fatalf("recycled with a demo request waiting for its score: %v", types(evs))
+	}
+	if next := w.timerIn(t, l, "engage")(); next == nil || !next.GetReviewAt().AsTime().After(now) {
+		t.Fatalf("engagement timer %v; want it set again for the demo request's wait", next)
 	}
 }
