@@ -307,6 +307,11 @@ func TestReportsOnTheFixture(t *testing.T) {
 		if err != nil || leadIDs(res.GetLeads()) != "l5 l1" {
 			t.Errorf("touched by webinar: %v %v", res, err)
 		}
+		// Domain and country in any case, as intake takes them.
+		res, err = c.SearchLeads(ctx, &projectorv1.SearchLeadsRequest{EmailDomain: " Delta.EXAMPLE", Country: "de"})
+		if err != nil || leadIDs(res.GetLeads()) != "l9 l4" {
+			t.Errorf("delta.example in DE: %v %v", res, err)
+		}
 		res, err = c.SearchLeads(ctx, &projectorv1.SearchLeadsRequest{Segment: "mid", RepId: "ann"})
 		if err != nil || leadIDs(res.GetLeads()) != "l7 l1" {
 			t.Errorf("mid, ann: %v %v", res, err)

@@ -8,10 +8,11 @@ import (
 )
 
 // LeadHistory returns every event of one lead from the stream, in order
-// (a direct-get batch on its subject; an unknown lead has none). The
-// dashboard draws a lead's journey from it.
+// (direct-get batches on its subject; an unknown lead has none), also
+// one a bypassing write stepped over (LoadEvery). The dashboard draws a
+// lead's journey from it.
 func (s *Stream) LeadHistory(ctx context.Context, leadID string) ([]eventstore.Record, error) {
-	recs, err := s.store.Load(ctx, eventstore.LeadSubject(leadID))
+	recs, err := s.store.LoadEvery(ctx, eventstore.LeadSubject(leadID))
 	if err != nil {
 		return nil, fmt.Errorf("lead %s history: %w", leadID, err)
 	}
@@ -21,7 +22,7 @@ func (s *Stream) LeadHistory(ctx context.Context, leadID string) ([]eventstore.R
 // ScoringHistory returns the events of model.scoring in order: every
 // proposal, approval, activation and re-score.
 func (s *Stream) ScoringHistory(ctx context.Context) ([]eventstore.Record, error) {
-	recs, err := s.store.Load(ctx, eventstore.ModelSubject("scoring"))
+	recs, err := s.store.LoadEvery(ctx, eventstore.ModelSubject("scoring"))
 	if err != nil {
 		return nil, fmt.Errorf("scoring model history: %w", err)
 	}

@@ -139,6 +139,8 @@ func (a *App) SearchLeads(ctx context.Context, q LeadQuery) ([]*projectorv1.Lead
 	}
 	q.After = after
 	q.Now = a.now()
+	// As intake stores them.
+	q.EmailDomain, q.Country = strings.ToLower(strings.TrimSpace(q.EmailDomain)), strings.ToUpper(strings.TrimSpace(q.Country))
 	return a.queries.SearchLeads(ctx, q)
 }
 

@@ -587,11 +587,14 @@ type SearchLeadsRequest struct {
 	Statuses []v1.LeadStatus `protobuf:"varint,1,rep,packed,name=statuses,proto3,enum=leadflow.event.v1.LeadStatus" json:"statuses,omitempty"`
 	Segment  string          `protobuf:"bytes,2,opt,name=segment,proto3" json:"segment,omitempty"`
 	Source   string          `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
-	// campaign_id matches a lead touched by the campaign.
+	// campaign_id matches a lead the campaign touched before its first
+	// opportunity (the touches Lead.touches lists and attribution counts).
 	CampaignId string `protobuf:"bytes,4,opt,name=campaign_id,json=campaignId,proto3" json:"campaign_id,omitempty"`
 	AccountId  string `protobuf:"bytes,5,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
 	// rep_id matches the last rep a lead was handed to (Lead.rep_id).
-	RepId       string `protobuf:"bytes,6,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
+	RepId string `protobuf:"bytes,6,opt,name=rep_id,json=repId,proto3" json:"rep_id,omitempty"`
+	// email_domain and country match in any case (intake stores them
+	// lower- and upper-cased).
 	EmailDomain string `protobuf:"bytes,7,opt,name=email_domain,json=emailDomain,proto3" json:"email_domain,omitempty"`
 	Country     string `protobuf:"bytes,8,opt,name=country,proto3" json:"country,omitempty"`
 	// captured bounds the capture time.
