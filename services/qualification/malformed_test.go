@@ -29,32 +29,7 @@ func TestMalformedEventIsDeadLettered(t *testing.T) {
 	captured := w.capture(t, lead, &eventv1.Profile{Country: "DE"})
 	w.settle(t)
 
-	foreign := proto.Clone(captured).(*eventv1.Event)
-	foreign.LeadId, foreign.EventId = other, uuid.NewString()
-	foreign.Payload = &eventv1.Event_ActivityRecorded{ActivityRecorded: &eventv1.ActivityRecorded{ActivityId: "a", Type: webinar}}
-	foreign.EventType = "ActivityRecorded"
-	data, err := proto.Marshal(foreign)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := nats.NewMsg(eventstore.LeadSubject(lead))
-	m.Data = data
-	m.Header.Set(eventstore.HeaderType, "ActivityRecorded")
-	ack, err := w.nats.JS.PublishMsg(ctxT(t), m, jetstream.WithExpectStream(stream))
-	if err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 20*time.Second, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		dls, _ := consume.DeadLetters(ctx, w.nats.JS, consume.DefaultDeadLetterStream)
-		for _, d := range dls {
-			if d.Group == ports.Group && d.Key == lead && d.StreamSeq == ack.Sequence {
-				return true
-			}
-		}
-		return false
-	}, "the malformed event is not dead-lettered")
+	w.foreignWebinar(t, lead, other, captured)
 	if n := len(ofType(w.events(t, lead), "LeadScored")); n != 1 {
 		t.Fatalf("%d scores, want the capture's only", n)
 	}
@@ -94,5 +69,70 @@ func TestMalformedEventIsDeadLettered(t *testing.T) {
 		if d.Group == scan {
 			t.Errorf("the completed re-score left %v", d)
 		}
+	}
+}
+
+// foreignWebinar stores another lead's webinar under lead's subject (a
+// writer that bypassed the store) and waits for its dead letter in the
+// scorer's group. It returns its stream sequence.
+func (w *world) foreignWebinar(t *testing.T, lead, other string, like *eventv1.Event) uint64 {
+	t.Helper()
+	foreign := proto.Clone(like).(*eventv1.Event)
+	foreign.LeadId, foreign.EventId = other, uuid.NewString()
+	foreign.Payload = &eventv1.Event_ActivityRecorded{ActivityRecorded: &eventv1.ActivityRecorded{ActivityId: "a", Type: webinar}}
+	foreign.EventType = "ActivityRecorded"
+	data, err := proto.Marshal(foreign)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := nats.NewMsg(eventstore.LeadSubject(lead))
+	m.Data = data
+	m.Header.Set(eventstore.HeaderType, "ActivityRecorded")
+	ack, err := w.nats.JS.PublishMsg(ctxT(t), m, jetstream.WithExpectStream(stream))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		dls, _ := consume.DeadLetters(ctx, w.nats.JS, consume.DefaultDeadLetterStream)
+		for _, d := range dls {
+			if d.Group == ports.Group && d.Key == lead && d.StreamSeq == ack.Sequence {
+				return true
+			}
+		}
+		return false
+	}, "the malformed event is not dead-lettered")
+	return ack.Sequence
+}
+
+// A malformed event an operator skipped (the stream keeps it) is not
+// counted later either: the lead's loads leave it out, as its delivery
+// did, so the next webinar scores 30, not the 60 that would qualify.
+func TestASkippedMalformedEventIsNotCountedLater(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	activateFirst(t, s.client, webinarModel(50))
+	lead := uuid.NewString()
+	captured := w.capture(t, lead, &eventv1.Profile{Country: "DE"})
+	w.settle(t)
+	seq := w.foreignWebinar(t, lead, uuid.NewString(), captured)
+	if err := consume.Skip(ctxT(t), w.nats.JS, consume.DefaultDeadLetterStream, ports.Group, lead, seq); err != nil {
+		t.Fatal(err)
+	}
+	if err := consume.Served(ctxT(t), w.nats.JS, consume.DefaultDeadLetterStream, ports.Group, lead); err != nil {
+		t.Fatal(err)
+	}
+	w.activity(t, lead, webinar)
+	var evs []*eventv1.Event
+	eventually(t, 20*time.Second, func() bool {
+		evs = w.events(t, lead)
+		return len(ofType(evs, "LeadScored")) == 2
+	}, "the webinar was not scored")
+	w.settle(t)
+	evs = w.events(t, lead)
+	scores := ofType(evs, "LeadScored")
+	if len(scores) != 2 || last(scores).GetLeadScored().GetTotal() != 30 || len(ofType(evs, "LeadQualified")) != 0 {
+		t.Fatalf("scores %v, qualified %v: want the webinar's 30 alone, not qualified", scores, ofType(evs, "LeadQualified"))
 	}
 }

@@ -154,6 +154,11 @@ func (l *lead) apply(recs []eventstore.Record, asOf uint64) {
 		}
 		l.version = r.Seq
 		ev := r.Event
+		if envelope.Check(ev, l.id, "") != nil {
+			// Not this lead's (a bypassing write): its delivery was
+			// dead-lettered, and skipped, it counts for nothing here.
+			continue
+		}
 		l.state = lifecycle.FromProto(ev.GetLifecycle())
 		switch ev.GetPayload().(type) {
 		case *eventv1.Event_LeadScored:
