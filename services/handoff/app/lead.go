@@ -129,6 +129,10 @@ func foldLead(id string, recs []eventstore.Record) *lead {
 
 func (l *lead) apply(r eventstore.Record) {
 	ev := r.Event
+	if envelope.Check(ev, l.id, "") != nil {
+		l.version = r.Seq // not this lead's: dead-lettered, skipped, counts for nothing
+		return
+	}
 	l.version, l.lastEventID = r.Seq, ev.GetEventId()
 	l.mergedCompany, l.mergedRejectedBy = nil, nil
 	before := l.state.Deadline

@@ -10,6 +10,7 @@ import (
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
+	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/services/handoff/sla"
 )
 
@@ -80,5 +81,20 @@ func TestTextLimitsCountCharacters(t *testing.T) {
 	checkText(&v, "note", strings.Repeat("日", 501), 500, false)
 	if len(v) != 1 || v[0].Field != "note" {
 		t.Fatalf("501 characters: %v, want refused", v)
+	}
+}
+
+// An event stored under the lead that is another lead's (a bypassing
+// write; its delivery was dead-lettered) moves the lead's version and
+// nothing else: its key answers no command here.
+func TestAnotherLeadsEventCountsForNothing(t *testing.T) {
+	id := "0195f3a0-0000-7000-8000-000000000001"
+	captured := &eventv1.Event{LeadId: id, EventType: "LeadCaptured", Payload: &eventv1.Event_LeadCaptured{LeadCaptured: &eventv1.LeadCaptured{}},
+		Lifecycle: &eventv1.Lifecycle{Status: eventv1.LeadStatus_LEAD_STATUS_NEW, Cycle: 1}}
+	foreign := &eventv1.Event{LeadId: "0195f3a0-0000-7000-8000-000000000002", EventType: "LeadAccepted", IdempotencyKey: "accept-1",
+		Payload: &eventv1.Event_LeadAccepted{LeadAccepted: &eventv1.LeadAccepted{}}, Lifecycle: &eventv1.Lifecycle{Status: eventv1.LeadStatus_LEAD_STATUS_ACCEPTED, Cycle: 1}}
+	l := foldLead(id, []eventstore.Record{{Seq: 1, Event: captured}, {Seq: 2, Event: foreign}})
+	if _, keyed := l.byKey["accept-1"]; l.version != 2 || l.state.Status != lifecycle.StatusNew || keyed {
+		t.Fatalf("version %d, status %v, key kept %v: want 2, NEW, no", l.version, l.state.Status, keyed)
 	}
 }

@@ -109,6 +109,10 @@ func (l *lead) apply(recs ...eventstore.Record) {
 			continue // seen already
 		}
 		ev := r.Event
+		if envelope.Check(ev, l.id, "") != nil {
+			l.version = r.Seq // not this lead's: dead-lettered, skipped, counts for nothing
+			continue
+		}
 		x := ref{seq: r.Seq, ev: ev}
 		l.version, l.last = r.Seq, x
 		l.state = lifecycle.FromProto(ev.GetLifecycle())

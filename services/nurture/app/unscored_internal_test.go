@@ -19,7 +19,7 @@ func TestRecycleWaitsForTheLatestFactsScore(t *testing.T) {
 	seq := uint64(0)
 	add := func(id, cause, typ string, p *eventv1.Event) {
 		seq++
-		p.EventId, p.CausationId, p.EventType = id, cause, typ
+		p.LeadId, p.EventId, p.CausationId, p.EventType = l.id, id, cause, typ
 		p.Lifecycle = &eventv1.Lifecycle{Status: eventv1.LeadStatus_LEAD_STATUS_NEW, Deadline: timestamppb.New(deadline)}
 		l.apply(eventstore.Record{Seq: seq, Event: p})
 	}
