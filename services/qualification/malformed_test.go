@@ -92,18 +92,64 @@ func (w *world) foreignWebinar(t *testing.T, lead, other string, like *eventv1.E
 	if err != nil {
 		t.Fatal(err)
 	}
+	w.deadLettered(t, ports.Group, lead, ack.Sequence)
+	return ack.Sequence
+}
+
+// deadLettered waits for lead's dead letter at seq in group.
+func (w *world) deadLettered(t *testing.T, group, lead string, seq uint64) {
+	t.Helper()
 	eventually(t, 20*time.Second, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		dls, _ := consume.DeadLetters(ctx, w.nats.JS, consume.DefaultDeadLetterStream)
 		for _, d := range dls {
-			if d.Group == ports.Group && d.Key == lead && d.StreamSeq == ack.Sequence {
+			if d.Group == group && d.Key == lead && d.StreamSeq == seq {
 				return true
 			}
 		}
 		return false
-	}, "the malformed event is not dead-lettered")
-	return ack.Sequence
+	}, "lead %s seq %d is not dead-lettered in %s", lead, seq, group)
+}
+
+// skip skips lead's dead letter at seq in group and waits until what was
+// parked behind it is released.
+func (w *world) skip(t *testing.T, group, lead string, seq uint64) {
+	t.Helper()
+	if err := consume.Skip(ctxT(t), w.nats.JS, consume.DefaultDeadLetterStream, group, lead, seq); err != nil {
+		t.Fatal(err)
+	}
+	if err := consume.Served(ctxT(t), w.nats.JS, consume.DefaultDeadLetterStream, group, lead); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A lead whose first event a re-score dead-lettered is re-scored once
+// what was parked behind it is released by a skip: the scan gives a lead
+// its turn at its first event, which was dropped.
+func TestARescoreSkipOfTheFirstEventStillRescoresTheLead(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	activateFirst(t, s.client, webinarModel(50))
+	other, lead := uuid.NewString(), uuid.NewString()
+	like := w.capture(t, other, &eventv1.Profile{Country: "DE"})
+	first := w.foreignWebinar(t, lead, other, like) // the lead's first event is another lead's
+	w.activity(t, lead, webinar)
+	w.skip(t, ports.Group, lead, first)
+	eventually(t, 20*time.Second, func() bool { return len(ofType(w.events(t, lead), "LeadScored")) == 1 }, "the webinar was not scored")
+
+	v := activate(t, s.client, webinarModel(20))
+	scan := "rescore-v" + strconv.FormatUint(uint64(v), 10)
+	w.deadLettered(t, scan, lead, first)
+	w.skip(t, scan, lead, first)
+	rescored(t, s.client, v)
+	var under []uint32
+	for _, sc := range ofType(w.events(t, lead), "LeadScored") {
+		under = append(under, sc.GetLeadScored().GetModelVersion())
+	}
+	if len(under) != 2 || under[1] != v {
+		t.Fatalf("scored under versions %v, want the webinar's then the re-score's %d", under, v)
+	}
 }
 
 // A malformed event an operator skipped (the stream keeps it) is not
@@ -117,12 +163,7 @@ func TestASkippedMalformedEventIsNotCountedLater(t *testing.T) {
 	captured := w.capture(t, lead, &eventv1.Profile{Country: "DE"})
 	w.settle(t)
 	seq := w.foreignWebinar(t, lead, uuid.NewString(), captured)
-	if err := consume.Skip(ctxT(t), w.nats.JS, consume.DefaultDeadLetterStream, ports.Group, lead, seq); err != nil {
-		t.Fatal(err)
-	}
-	if err := consume.Served(ctxT(t), w.nats.JS, consume.DefaultDeadLetterStream, ports.Group, lead); err != nil {
-		t.Fatal(err)
-	}
+	w.skip(t, ports.Group, lead, seq)
 	w.activity(t, lead, webinar)
 	var evs []*eventv1.Event
 	eventually(t, 20*time.Second, func() bool {

@@ -98,7 +98,9 @@ func (a *App) StartRescore(ctx context.Context, job Rescore) (Rescore, error) {
 // RescoreLead re-scores one lead, read by the scan at stream sequence
 // seq, under job's version, as of the activation, caused by it. The scan
 // reads every lead event; a lead's turn is its first one (versionBefore
-// 0, the start of its history), so the rest cost no I/O. It skips a
+// 0, the start of its history; the caller passes 0 too for an event
+// released from behind a dead letter, which may have been the first), so
+// the rest cost no I/O. It skips a
 // message after the scan's end (the lead is new), and a lead that is
 // finished, that was captured after the activation or scored under the
 // version since (the live path scored it already), or that has this

@@ -121,7 +121,13 @@ func (e *Events) scanned(job app.Rescore) consume.Handler {
 		if err != nil {
 			return consume.Permanent(fmt.Errorf("%s seq %d: %w", m.Subject, m.Seq, err))
 		}
-		return e.app.RescoreLead(ctx, job, m.Key, m.Seq, ev.GetVersionBefore())
+		before := ev.GetVersionBefore()
+		if m.Delivered == 0 {
+			// Re-driven, or released from behind a dead letter: the lead's
+			// first event may be the one skipped, so this is its turn.
+			before = 0
+		}
+		return e.app.RescoreLead(ctx, job, m.Key, m.Seq, before)
 	}
 }
 
