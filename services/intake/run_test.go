@@ -2017,7 +2017,8 @@ func (l *lostAnswer) WriteEach(ctx context.Context, writes []app.LeadWrite) ([]u
 
 // A capture whose write's outcome is unknown is UNAVAILABLE, to send
 // again; but one without an idempotency key is not told that is safe:
-// sent again, its submission is stored twice. So is an import's row.
+// sent again, its submission is stored twice. So is an import's row. An
+// external id keys a capture as well: sent again, it is the first answer.
 func TestACaptureWithAnUnknownOutcomeSaysWhetherToSendItAgain(t *testing.T) {
 	n := testenv.StartNATS(t)
 	lost := &lostAnswer{}
@@ -2025,14 +2026,18 @@ func TestACaptureWithAnUnknownOutcomeSaysWhetherToSendItAgain(t *testing.T) {
 		MasterKey: hexKey(t), BlindKey: hexKey(t), Grace: time.Second,
 		leads: func(inner app.Leads) app.Leads { lost.Leads = inner; return lost }})
 	id := e.capture(t, lead("unknown@example.com")).GetLeadId()
-	for _, key := range []string{"", "form-9"} {
+	for _, key := range []string{"", "form-9", "crm:unknown-9"} {
 		r := lead("unknown@example.com")
-		r.IdempotencyKey = key
+		if system, id, ok := strings.Cut(key, ":"); ok {
+			r.ExternalId = &eventv1.ExternalId{System: system, Id: id}
+		} else {
+			r.IdempotencyKey = key
+		}
 		lost.armed.Store(true)
 		_, err := e.client.CaptureLead(ctxT(t), r)
 		st := status.Convert(err)
 		if st.Code() != codes.Unavailable || strings.Contains(st.Message(), "idempotency_key") != (key == "") {
-			t.Errorf("key %q: %v, want UNAVAILABLE, naming the missing idempotency_key only without one", key, err)
+			t.Errorf("key %q: %v, want UNAVAILABLE, naming the missing idempotency_key only without a key", key, err)
 		}
 		if lost.armed.Load() {
 			t.Fatalf("key %q: the capture appended nothing", key)
@@ -2040,7 +2045,7 @@ func TestACaptureWithAnUnknownOutcomeSaysWhetherToSendItAgain(t *testing.T) {
 		if key != "" {
 			again, err := e.client.CaptureLead(ctxT(t), r)
 			if err != nil || again.GetLeadId() != id || !again.GetReplayed() {
-				t.Errorf("sent again: %v %v, want the first answer, replayed", again, err)
+				t.Errorf("key %q sent again: %v %v, want the first answer, replayed", key, again, err)
 			}
 		}
 	}
@@ -2116,5 +2121,127 @@ func TestACampaignsCurrencyIsCurrentOrAlreadyItsOwn(t *testing.T) {
 	if _, err := e.client.RecordCampaignCost(ctx, &intakev1.RecordCampaignCostRequest{CampaignId: "zagreb", CostId: "stand",
 		Amount: &eventv1.Money{Currency: "HRK", MinorUnits: 200_000}}); err != nil {
 		t.Fatalf("a cost in the campaign's own HRK: %v", err)
+	}
+}
+
+// lookedUp is the lead store with a write of meanwhile's made right after
+// the next look-up of two or more identities (an import chunk's).
+type lookedUp struct {
+	app.Leads
+	meanwhile atomic.Pointer[func()]
+}
+
+func (l *lookedUp) Holders(ctx context.Context, keys ...app.ClaimKey) (map[app.ClaimKey]app.Holder, error) {
+	held, err := l.Leads.Holders(ctx, keys...)
+	if len(keys) > 1 {
+		if m := l.meanwhile.Swap(nil); m != nil {
+			(*m)()
+		}
+	}
+	return held, err
+}
+
+// Two plain rows of one import chunk on one lead by two of its identities
+// (its email and an alias its CRM record claimed) are stored in row
+// order, also when the lead moved on between the chunk's look-up and its
+// write: the later row's form is the lead's last.
+func TestImportRowsOnOneLeadByTwoIdentitiesKeepTheirOrder(t *testing.T) {
+	n := testenv.StartNATS(t)
+	store := &lookedUp{}
+	e := startWith(t, n, Config{Addr: "127.0.0.1:0", NATSURL: n.Server.URL(), Stream: "LEADFLOW", Replicas: 1,
+		MasterKey: hexKey(t), BlindKey: hexKey(t), Grace: time.Second,
+		leads: func(inner app.Leads) app.Leads { store.Leads = inner; return store }})
+	own := lead("own@order.example")
+	own.ExternalId = &eventv1.ExternalId{System: "crm", Id: "order-1"}
+	id := e.capture(t, own).GetLeadId()
+	alias := lead("alias@order.example")
+	alias.ExternalId = own.ExternalId
+	if got := e.capture(t, alias); got.GetLeadId() != id {
+		t.Fatalf("the CRM record's alias went to %s, not its lead %s", got.GetLeadId(), id)
+	}
+	activity := func() {
+		if _, err := e.client.RecordActivity(ctxT(t), &intakev1.RecordActivityRequest{LeadId: id, ActivityId: "meanwhile",
+			Type: eventv1.ActivityType_ACTIVITY_TYPE_WEB_VISIT}); err != nil {
+			t.Error(err)
+		}
+	}
+	store.meanwhile.Store(&activity)
+
+	stream, err := e.client.ImportLeads(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range []*intakev1.CaptureLeadRequest{lead("own@order.example"), lead("alias@order.example")} {
+		r.Contact.FirstName = []string{"Old", "New"}[i]
+		if err := stream.Send(&intakev1.ImportLeadsRequest{Row: int64(i + 1), Lead: r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := stream.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	answers := importResults(t, stream)
+	if store.meanwhile.Load() != nil {
+		t.Fatal("the chunk looked up nothing: the race was not run")
+	}
+	if len(answers) != 2 || answers[0].GetLeadId() != id || answers[1].GetLeadId() != id || answers[0].GetVersion() >= answers[1].GetVersion() {
+		t.Fatalf("answers %v: want both rows on %s, row 1 stored first", answers, id)
+	}
+	got, err := e.client.GetLead(ctxT(t), &intakev1.GetLeadRequest{LeadId: id})
+	if err != nil || got.GetLead().GetContact().GetFirstName() != "New" {
+		t.Fatalf("lead %v %v: want the last row's first name, New", got.GetLead().GetContact(), err)
+	}
+}
+
+// claimLost is the lead store of a process killed between a capture's
+// event and its external id's claim (armed: the next such claim).
+type claimLost struct {
+	app.Leads
+	armed atomic.Bool
+}
+
+func (l *claimLost) Claim(ctx context.Context, key app.ClaimKey, seen app.Holder, claim *eventv1.Claim) error {
+	if key.Kind == app.KindExt && l.armed.CompareAndSwap(true, false) {
+		return errors.New("killed before the claim")
+	}
+	return l.Leads.Claim(ctx, key, seen, claim)
+}
+
+// A keyed capture whose external id's claim was cut off, and whose lead
+// was merged before the client sent it again, claims the id on that
+// retry for the lead it made, as a capture through a merged lead does: the
+// CRM record's next capture, with another email, lands on the survivor
+// instead of making a second lead.
+func TestARetryAfterAMergeClaimsWhatItsFirstAttemptDidNot(t *testing.T) {
+	n := testenv.StartNATS(t)
+	store := &claimLost{}
+	e := startWith(t, n, Config{Addr: "127.0.0.1:0", NATSURL: n.Server.URL(), Stream: "LEADFLOW", Replicas: 1,
+		MasterKey: hexKey(t), BlindKey: hexKey(t), Grace: time.Second,
+		leads: func(inner app.Leads) app.Leads { store.Leads = inner; return store }})
+	survivor := e.capture(t, lead("kept@merge.example")).GetLeadId()
+	r := lead("first@merge.example")
+	r.IdempotencyKey, r.ExternalId = "form-rm-1", &eventv1.ExternalId{System: "crm", Id: "rm-1"}
+	store.armed.Store(true)
+	absorbed := e.capture(t, r).GetLeadId()
+	if store.armed.Load() {
+		t.Fatal("the capture claimed no external id: nothing was cut off")
+	}
+	if _, err := e.client.FindLead(ctxT(t), &intakev1.FindLeadRequest{ExternalId: r.ExternalId}); status.Code(err) != codes.NotFound {
+		t.Fatalf("the cut-off claim is found: %v", err)
+	}
+	if _, err := e.client.MergeLeads(ctxT(t), &intakev1.MergeLeadsRequest{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: "same person"}); err != nil {
+		t.Fatal(err)
+	}
+	if again := e.capture(t, r); again.GetLeadId() != absorbed || !again.GetReplayed() {
+		t.Fatalf("sent again: %v, want the first answer, replayed", again)
+	}
+	found, err := e.client.FindLead(ctxT(t), &intakev1.FindLeadRequest{ExternalId: r.ExternalId})
+	if err != nil || found.GetLeadId() != absorbed || found.GetSurvivorLeadId() != survivor {
+		t.Fatalf("external id found as %v %v, want held by %s, merged into %s", found, err, absorbed, survivor)
+	}
+	next := lead("moved@merge.example")
+	next.ExternalId = r.ExternalId
+	if got := e.capture(t, next); got.GetLeadId() != survivor || got.GetOutcome() != intakev1.CaptureOutcome_CAPTURE_OUTCOME_RESUBMITTED {
+		t.Fatalf("the CRM record's next capture: %v, want a resubmission on %s", got, survivor)
 	}
 }

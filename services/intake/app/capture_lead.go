@@ -117,7 +117,8 @@ func (a *App) captureWith(ctx context.Context, key idemKey, lead form.Lead, ids 
 // event and them leaves them to whoever sends the capture again, and the
 // caller's retry with the same key is the one sure to come. With nothing
 // missing it writes nothing and reads the holders at most (an import
-// brings them). A lead merged or erased since keeps no claims.
+// brings them). A lead erased since, or merged into one erased since,
+// keeps no claims.
 func (a *App) completeReplayed(ctx context.Context, run *captureRun, ans answer) {
 	held := run.held
 	if held == nil {
@@ -141,6 +142,14 @@ func (a *App) completeReplayed(ctx context.Context, run *captureRun, ans answer)
 		return
 	}
 	head, err := a.leads.Head(ctx, ans.LeadID)
+	lead := ans.LeadID
+	if err == nil && head != nil {
+		if st, _ := headState(head); st.Status == lifecycle.StatusMerged {
+			// Merged since: claimed for via still, as a capture through a
+			// merged lead is (planCapture), unless the survivor is erased.
+			lead, head, err = a.follow(ctx, ans.LeadID, head)
+		}
+	}
 	if err == nil && head != nil {
 		if st, _ := headState(head); st.Status == lifecycle.StatusMerged || st.Status == lifecycle.StatusErased {
 			return
@@ -156,7 +165,7 @@ func (a *App) completeReplayed(ctx context.Context, run *captureRun, ans answer)
 			}
 		}
 		if err == nil {
-			err = a.claimRest(ans.LeadID, via, run.ids, held, run.meta)(ctx, ans.event)
+			err = a.claimRest(lead, via, run.ids, held, run.meta)(ctx, ans.event)
 		}
 	}
 	if err != nil && ctx.Err() == nil {

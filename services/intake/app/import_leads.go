@@ -30,8 +30,8 @@ type ImportRow struct {
 // violations that refused it (nothing written for it), or another error.
 type ImportResult struct {
 	Row int64
-	// Keyed: the row has an idempotency key, so it may be sent again
-	// whatever its outcome.
+	// Keyed: the row has an idempotency key or an external id, so it may
+	// be sent again whatever its outcome.
 	Keyed  bool
 	Result CaptureResult
 	Err    error
@@ -114,7 +114,7 @@ func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope
 	taken := map[ClaimKey]bool{}
 	var keys []ClaimKey
 	for i, r := range rows {
-		out[i].Row, out[i].Keyed = r.Row, r.Capture.IdempotencyKey != ""
+		out[i].Row, out[i].Keyed = r.Row, r.Capture.IdempotencyKey != "" || r.Capture.ExternalID.GetId() != ""
 		l, v := form.CheckCapture(r.Capture, now)
 		if len(v) == 0 {
 			if err := a.checkCampaign(ctx, &v, "attribution.campaign_id", l.Attribution.GetCampaignId()); err != nil {
@@ -170,7 +170,12 @@ func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope
 		wholeHolders []string
 		resolved     int
 		landsOn      = map[string][]string{}
-		survivors    = survivorsOf{a: a, heads: map[string]*eventstore.Record{}, tops: map[string]string{}}
+		// planned are the leads a plain write of this chunk goes to: a
+		// later row on one (by another identity, so not linked to it) goes
+		// the whole way behind it, else a lost race would store the
+		// earlier row after it.
+		planned   = map[string]bool{}
+		survivors = survivorsOf{a: a, heads: map[string]*eventstore.Record{}, tops: map[string]string{}}
 	)
 	for _, h := range held {
 		if h.Head != nil {
@@ -251,7 +256,7 @@ func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope
 		if err == nil && !pl.create && pl.leadID != "" {
 			merged = mergedBehind(ctx, pl.leadID)
 		}
-		if err != nil || pl.done != nil || len(pl.before) > 0 || len(pl.more) > 0 || behind[pl.leadID] || len(merged) > 0 {
+		if err != nil || pl.done != nil || len(pl.before) > 0 || len(pl.more) > 0 || behind[pl.leadID] || planned[pl.leadID] || len(merged) > 0 {
 			// Anything but a plain resubmission or creation goes the
 			// whole way through CaptureLead (so does one on a lead, a
 			// merge's survivor, that a row before it goes to that way).
@@ -262,6 +267,7 @@ func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope
 			continue
 		}
 		p.leads = leads // should its write lose a race (Write)
+		planned[pl.leadID] = true
 		writes = append(writes, LeadWrite{LeadID: pl.leadID, Event: pl.event, Create: pl.create, Expected: pl.expect})
 		sent = append(sent, sentRow{pending: p, outcome: pl.outcome, then: pl.then})
 	}

@@ -209,9 +209,12 @@ func TestImportRowAfterAFailedOneIsHeldBack(t *testing.T) {
 	}
 }
 
-// Rows that fail together say so each: a later one linked to an earlier
-// failed one is named as failed (it may be stored), not held back.
-func TestImportRowsThatFailTogetherEachSaySo(t *testing.T) {
+// Two rows of a chunk that land on one lead (one through a merge) are
+// not written side by side: the later waits behind the earlier, so when
+// the earlier's write fails it is held back, not written (a lost race of
+// the earlier would store it after the later), and sent again both are
+// stored in row order.
+func TestImportRowsOnOneLeadByTwoIdentitiesAreNotWrittenSideBySide(t *testing.T) {
 	f := newFixture(t)
 	ctx, meta := ctxT(t), envelope.Meta{CorrelationID: "c"}
 	survivor, absorbed := captured(t, f.app, "l@fail-together.example"), captured(t, f.app, "m@fail-together.example")
@@ -219,11 +222,15 @@ func TestImportRowsThatFailTogetherEachSaySo(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.leads.crashEach.Store(true)
-	res := f.app.ImportLeads(ctx, []app.ImportRow{{Row: 1, Capture: capture("m@fail-together.example", "")}, {Row: 2, Capture: capture("l@fail-together.example", "")}}, meta)
-	for _, x := range res {
-		if !errors.Is(x.Err, errCrash) {
-			t.Errorf("row %d: %+v, %v; want its own write's failure", x.Row, x.Result, x.Err)
-		}
+	rows := []app.ImportRow{{Row: 1, Capture: capture("m@fail-together.example", "")}, {Row: 2, Capture: capture("l@fail-together.example", "")}}
+	res := f.app.ImportLeads(ctx, rows, meta)
+	if !errors.Is(res[0].Err, errCrash) || !errors.Is(res[1].Err, app.ErrHeldBack) {
+		t.Fatalf("row 1: %v; row 2: %v; want row 1's write failed, row 2 held back", res[0].Err, res[1].Err)
+	}
+	res = f.app.ImportLeads(ctx, rows, meta)
+	if res[0].Err != nil || res[1].Err != nil || res[0].Result.LeadID != survivor || res[1].Result.LeadID != survivor ||
+		res[1].Result.Version <= res[0].Result.Version {
+		t.Fatalf("sent again: %+v %v, %+v %v; want both on %s in row order", res[0].Result, res[0].Err, res[1].Result, res[1].Err, survivor)
 	}
 }
 
