@@ -77,6 +77,13 @@ func (p *progress) line(n int64, note string) string {
 	return s
 }
 
+// complete is finish for work that ended whole at n: a window that
+// closed before the total it was set against (the stream's end).
+func (p *progress) complete(n int64, note string) {
+	p.total = n
+	p.finish(n, note)
+}
+
 // finish ends the bar, or prints the last line.
 func (p *progress) finish(n int64, note string) {
 	if p.done {

@@ -606,7 +606,7 @@ func replayStream(cmd *cobra.Command, o *options, win replayWindow, judgeAt time
 	if r.res.ToSeq >= r.res.FromSeq {
 		done = int64(r.res.ToSeq - r.res.FromSeq + 1)
 	}
-	bar.finish(done, fmt.Sprintf("%d events of %d leads", r.res.Events, len(r.order)))
+	bar.complete(done, fmt.Sprintf("%d events of %d leads", r.res.Events, len(r.order)))
 	r.finish(judgeAt)
 	return r.res, nil
 }

@@ -245,6 +245,24 @@ func TestReplayToSeqJudgesWhenTheWindowEnds(t *testing.T) {
 	}
 }
 
+// A replay that --until cuts before the stream's end ends its progress
+// at what its window held, whole, not part of the way to the end.
+func TestReplayUntilEndsItsProgressWhole(t *testing.T) {
+	w := newWorld(t)
+	w.write(t, uuid.NewString(), lifecycle.Command{Name: lifecycle.Capture}, captured(), "", time.Now())
+	time.Sleep(1100 * time.Millisecond)
+	until := time.Now().Format(time.RFC3339) // after the first capture was stored
+	time.Sleep(1100 * time.Millisecond)
+	for range 3 {
+		w.write(t, uuid.NewString(), lifecycle.Command{Name: lifecycle.Capture}, captured(), "", time.Now())
+	}
+	_, stderr, err := w.ctlSplit(t, "replay", "--until", until)
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	if err != nil || !strings.Contains(lines[len(lines)-1], "1 of 1 (100%)") {
+		t.Fatalf("replay --until: %v, progress ends %q, want 1 of 1 (100%%)", err, lines[len(lines)-1])
+	}
+}
+
 // A queued lead and an unmerged lead are steps of the state machine, so
 // replay checks them like any other: done by the rules they pass, and an
 // unmerge stamped as still merged (a writer that never restored the lead)
