@@ -360,6 +360,9 @@ func TestCRMBadInput(t *testing.T) {
 	wantCode(t, err, codes.InvalidArgument, "amount.currency")
 	_, err = c.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: id, RepId: owner, RequestId: "x", Amount: eur(1)})
 	wantCode(t, err, codes.InvalidArgument, "stage")
+	if d := grpcserver.Violations(err)[0].Description; d != "is required" {
+		t.Errorf("stage left out: %q, want it called required", d)
+	}
 	// What the read model could not store, or sum: a NUL in the request id
 	// that names the opportunity, an amount past 64-bit sums.
 	_, err = c.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: id, RepId: owner, RequestId: "x\x00", Stage: "discovery", Amount: eur(1)})

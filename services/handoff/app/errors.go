@@ -240,7 +240,9 @@ func checkTime(v *violations, field string, t *timestamppb.Timestamp) {
 var stageRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9 _-]{0,63}$`)
 
 func checkStage(v *violations, field, s string) {
-	if !stageRE.MatchString(s) {
+	if s == "" {
+		v.add(field, "is required")
+	} else if !stageRE.MatchString(s) {
 		v.add(field, "must be a stage name: 1-64 letters, digits, spaces, '-' or '_'")
 	}
 }

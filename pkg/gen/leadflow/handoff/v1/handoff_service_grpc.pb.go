@@ -53,7 +53,9 @@ const (
 // timers (JetStream message schedules).
 //
 // Every CRM command needs a request_id: repeating it returns the first
-// answer and writes nothing. A command the lifecycle refuses is
+// answer and writes nothing, for the lead's whole life (a request id
+// reused in a later journey, after a recycle, is that first answer, not a
+// new command: make ids per action, not per lead and verb). A command the lifecycle refuses is
 // FAILED_PRECONDITION naming the lead's state, so is a command by a rep
 // who does not own the lead. Invalid input is INVALID_ARGUMENT naming the
 // field; an unknown lead is NOT_FOUND. A request's actor field (changed_by,
@@ -332,7 +334,9 @@ func (c *handoffServiceClient) ListMarketingTargets(ctx context.Context, in *Lis
 // timers (JetStream message schedules).
 //
 // Every CRM command needs a request_id: repeating it returns the first
-// answer and writes nothing. A command the lifecycle refuses is
+// answer and writes nothing, for the lead's whole life (a request id
+// reused in a later journey, after a recycle, is that first answer, not a
+// new command: make ids per action, not per lead and verb). A command the lifecycle refuses is
 // FAILED_PRECONDITION naming the lead's state, so is a command by a rep
 // who does not own the lead. Invalid input is INVALID_ARGUMENT naming the
 // field; an unknown lead is NOT_FOUND. A request's actor field (changed_by,
