@@ -263,6 +263,21 @@ func TestDashboardInABrowser(t *testing.T) {
 		b.screenshot(t, "dashboard-live")
 	})
 
+	t.Run("a change committed before the stream opened shows", func(t *testing.T) {
+		b.open(t, base+"#/?"+march)
+		b.waitFor(t, `live.es !== null && live.es.readyState === EventSource.OPEN && document.body.dataset.loaded === "true"`, 20*time.Second)
+		// The page as its first load leaves it when that load ran before
+		// its stream opened: no stream, no notice seen yet.
+		b.eval(t, `(live.es.close(), live.es = null, live.gen = -1, [])`)
+		w.lead(t, "l11", 201, lifecycle.Command{Name: lifecycle.Capture}, &eventv1.LeadCaptured{SealedContact: []byte("sealed"),
+			Profile:     &eventv1.Profile{EmailDomain: "kappa.example", Country: "FR", Employees: 40},
+			Attribution: &eventv1.Attribution{Source: "web-form", CampaignId: "search"}})
+		w.projected(t, w.dsn)
+		time.Sleep(time.Second) // the projector's notice of it is out: the stream opens after it
+		b.eval(t, `(connectLive(), [])`)
+		b.waitFor(t, `document.querySelector('.recent-panel [data-lead="l11"]') !== null`, 20*time.Second)
+	})
+
 	t.Run("a lead's journey shows its events in stream order", func(t *testing.T) {
 		recs, err := w.store.Load(ctx, eventstore.LeadSubject("l2"))
 		if err != nil {

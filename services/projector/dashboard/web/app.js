@@ -187,7 +187,16 @@ function setOptions(select, values) {
 }
 
 // ---- live: Server-Sent Events when the projector commits ----
-const live = { gen: -1, seq: 0, lastRefresh: 0, inFlight: false, again: false, timer: 0, connected: false, es: null, retry: 1000 };
+// renderedFrom is the notice generation known when the page shown began
+// loading: its figures are at least that new. firstNotice, while set,
+// holds the first page's load until the stream tells where it stands.
+const live = { gen: -1, renderedFrom: -1, firstNotice: null, seq: 0, lastRefresh: 0, inFlight: false, again: false, timer: 0, connected: false, es: null, retry: 1000 };
+function firstNoticeCame() {
+  const go = live.firstNotice;
+  live.firstNotice = null;
+  if (go) go();
+  return go !== null;
+}
 function connectLive() {
   if (live.es) live.es.close();
   const es = new EventSource("/api/live");
@@ -196,15 +205,19 @@ function connectLive() {
     const notice = JSON.parse(e.data);
     live.seq = notice.seq;
     setLive(true);
-    // A first notice refreshes a page whose last load failed (the
-    // projector not ready yet): nothing else would until a change.
-    if (live.gen !== -1 ? notice.gen !== live.gen : $("view").querySelector(".error") && !signingIn) scheduleRefresh();
+    const first = live.gen === -1;
     live.gen = notice.gen;
+    // A page loaded from older figures than the notice's (a change
+    // committed since, or before the stream opened) loads again; so does
+    // one whose load failed (the projector not ready yet) at the first
+    // notice: nothing else would until a change.
+    if (!firstNoticeCame() && (notice.gen !== live.renderedFrom || first && $("view").querySelector(".error") && !signingIn)) scheduleRefresh();
     const dot = $("live"); dot.classList.add("flash"); setTimeout(() => dot.classList.remove("flash"), 150);
   });
   es.onopen = () => { live.retry = 1000; setLive(true); };
   es.onerror = () => {
     setLive(false);
+    firstNoticeCame(); // no stream: the first page loads without it
     // The browser reconnects by itself after a dropped stream, not after
     // a refusal: the session ended (the token expired or was revoked), or
     // something in between answers for the projector; tried again less
@@ -242,6 +255,7 @@ let renderSeq = 0;
 async function render(isLive) {
   const my = ++renderSeq;
   const hash = location.hash;
+  const from = live.gen;
   live.inFlight = true;
   try {
     const { path, params } = route();
@@ -261,7 +275,8 @@ async function render(isLive) {
     if (path !== "/leads" && !path.startsWith("/lead/")) overviewHash = hash || "#/";
     document.body.dataset.loaded = "true";
     document.body.dataset.route = hash;
-    document.body.dataset.gen = String(live.gen);
+    live.renderedFrom = from;
+    document.body.dataset.gen = String(from);
     live.lastRefresh = Date.now();
     updateLiveText();
   } finally {
@@ -768,6 +783,10 @@ function start() {
   } else if (!live.connected && !document.hidden) {
     connectLive(); // signed in again after the session ended
   }
-  render(false);
+  if (live.es && live.gen === -1) {
+    // Loaded after the first notice, the page needs no second load for
+    // it; a stream slower than a second is not waited for.
+    new Promise((resolve) => { live.firstNotice = resolve; setTimeout(resolve, 1000); }).then(() => { live.firstNotice = null; render(false); });
+  } else render(false);
 }
 init();
