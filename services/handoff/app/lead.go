@@ -129,14 +129,13 @@ func foldLead(id string, recs []eventstore.Record) *lead {
 
 func (l *lead) apply(r eventstore.Record) {
 	ev := r.Event
-	if envelope.Check(ev, l.id, "") != nil {
-		l.version = r.Seq // not this lead's: dead-lettered, skipped, counts for nothing
-		return
-	}
 	l.version, l.lastEventID = r.Seq, ev.GetEventId()
 	l.mergedCompany, l.mergedRejectedBy = nil, nil
 	before := l.state.Deadline
 	l.state = lifecycle.FromProto(ev.GetLifecycle())
+	if envelope.Check(ev, l.id, "") != nil {
+		return // not this lead's (docs/events.md): its lifecycle stands, nothing else
+	}
 	// Only handoff's own commands' keys: another service's key (a form's,
 	// say) is another request, even spelled the same.
 	if k := ev.GetIdempotencyKey(); k != "" && commandTypes[ev.GetEventType()] {

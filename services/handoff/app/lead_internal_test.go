@@ -85,16 +85,19 @@ func TestTextLimitsCountCharacters(t *testing.T) {
 }
 
 // An event stored under the lead that is another lead's (a bypassing
-// write; its delivery was dead-lettered) moves the lead's version and
-// nothing else: its key answers no command here.
-func TestAnotherLeadsEventCountsForNothing(t *testing.T) {
+// write; its delivery was dead-lettered) leaves its lifecycle as the
+// lead's state, as every reader takes it, and its id as the event at the
+// lead's version (a request id's record names it), and nothing else: its
+// key answers no command here.
+func TestAnotherLeadsEventCountsOnlyItsLifecycle(t *testing.T) {
 	id := "0195f3a0-0000-7000-8000-000000000001"
 	captured := &eventv1.Event{LeadId: id, EventType: "LeadCaptured", Payload: &eventv1.Event_LeadCaptured{LeadCaptured: &eventv1.LeadCaptured{}},
 		Lifecycle: &eventv1.Lifecycle{Status: eventv1.LeadStatus_LEAD_STATUS_NEW, Cycle: 1}}
-	foreign := &eventv1.Event{LeadId: "0195f3a0-0000-7000-8000-000000000002", EventType: "LeadAccepted", IdempotencyKey: "accept-1",
+	foreign := &eventv1.Event{EventId: "foreign", LeadId: "0195f3a0-0000-7000-8000-000000000002", EventType: "LeadAccepted", IdempotencyKey: "accept-1",
 		Payload: &eventv1.Event_LeadAccepted{LeadAccepted: &eventv1.LeadAccepted{}}, Lifecycle: &eventv1.Lifecycle{Status: eventv1.LeadStatus_LEAD_STATUS_ACCEPTED, Cycle: 1}}
 	l := foldLead(id, []eventstore.Record{{Seq: 1, Event: captured}, {Seq: 2, Event: foreign}})
-	if _, keyed := l.byKey["accept-1"]; l.version != 2 || l.state.Status != lifecycle.StatusNew || keyed {
-		t.Fatalf("version %d, status %v, key kept %v: want 2, NEW, no", l.version, l.state.Status, keyed)
+	if _, keyed := l.byKey["accept-1"]; l.version != 2 || l.lastEventID != "foreign" || l.state.Status != lifecycle.StatusAccepted || keyed || l.accepted != nil {
+		t.Fatalf("version %d, last event %q, status %v, key kept %v, accepted %v: want 2, foreign, ACCEPTED, no, nil",
+			l.version, l.lastEventID, l.state.Status, keyed, l.accepted)
 	}
 }

@@ -109,13 +109,12 @@ func (l *lead) apply(recs ...eventstore.Record) {
 			continue // seen already
 		}
 		ev := r.Event
-		if envelope.Check(ev, l.id, "") != nil {
-			l.version = r.Seq // not this lead's: dead-lettered, skipped, counts for nothing
-			continue
-		}
 		x := ref{seq: r.Seq, ev: ev}
 		l.version, l.last = r.Seq, x
 		l.state = lifecycle.FromProto(ev.GetLifecycle())
+		if envelope.Check(ev, l.id, "") != nil {
+			continue // not this lead's (docs/events.md): its lifecycle stands, nothing else
+		}
 		l.unscored = Unscored(l.unscored, ev)
 		if lifecycle.Kind(ev.GetEventType()).Fact() && givenBackBy(ev) != "" {
 			l.givenBack = ev.GetRecordedAt().AsTime()

@@ -154,12 +154,10 @@ func (l *lead) apply(recs []eventstore.Record, asOf uint64) {
 		}
 		l.version = r.Seq
 		ev := r.Event
-		if envelope.Check(ev, l.id, "") != nil {
-			// Not this lead's (a bypassing write): its delivery was
-			// dead-lettered, and skipped, it counts for nothing here.
-			continue
-		}
 		l.state = lifecycle.FromProto(ev.GetLifecycle())
+		if envelope.Check(ev, l.id, "") != nil {
+			continue // not this lead's (docs/events.md): its lifecycle stands, nothing else
+		}
 		switch ev.GetPayload().(type) {
 		case *eventv1.Event_LeadScored:
 			l.scoredFor[keyOf(ev.GetCausationId())] = r.Seq
