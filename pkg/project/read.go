@@ -53,7 +53,17 @@ func (p *Projector) Status(ctx context.Context) (Status, error) {
 		buildErr                   *string
 		active                     string
 	)
-	err := p.cfg.Pool.QueryRow(ctx, `SELECT p.active, p.building, p.previous, p.build_started_at, p.build_swapped_at, p.build_finished_at,
+	// The rebuild's lock is read before its row and again after: a
+	// rebuild records its end, then lets go of the lock, so one that let
+	// go before the first read shows done in the row; one that took it
+	// after, and recorded itself before the row was read, holds it still
+	// at the second. Read after the row alone, a rebuild ending between
+	// the two reads looked stopped (not done, nobody holding it).
+	heldBefore, err := p.rebuildHeld(ctx)
+	if err != nil {
+		return s, err
+	}
+	err = p.cfg.Pool.QueryRow(ctx, `SELECT p.active, p.building, p.previous, p.build_started_at, p.build_swapped_at, p.build_finished_at,
 		coalesce(b.position, 0), coalesce(b.events, 0), p.build_end_seq, p.build_error
 		FROM project.projections p LEFT JOIN project.build_progress b ON b.name = p.name WHERE p.name = $1`, p.cfg.Name).
 		Scan(&active, &building, &previous, &started, &swapped, &finished, &position, &events, &end, &buildErr)
@@ -82,13 +92,11 @@ func (p *Projector) Status(ctx context.Context) (Status, error) {
 			pr.Err = *buildErr
 		}
 		if !pr.Done {
-			// The lock is a session's, so it goes with a dead process.
-			err := p.cfg.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
-				AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-				AND objsubid = 1 AND (classid::bigint << 32 | objid::bigint) = $1)`, rebuildLock(p.cfg.Name)).Scan(&pr.Running)
+			heldAfter, err := p.rebuildHeld(ctx)
 			if err != nil {
-				return s, fmt.Errorf("project: status: %w", err)
+				return s, err
 			}
+			pr.Running = heldBefore || heldAfter
 		}
 		s.Rebuild = pr
 	}
@@ -118,4 +126,17 @@ func (p *Projector) Status(ctx context.Context) (Status, error) {
 	}
 	s.Stats = p.Stats()
 	return s, nil
+}
+
+// rebuildHeld reports whether a process holds the rebuild's lock. The lock
+// is a session's, so it goes with a dead process.
+func (p *Projector) rebuildHeld(ctx context.Context) (bool, error) {
+	var held bool
+	err := p.cfg.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+		AND objsubid = 1 AND (classid::bigint << 32 | objid::bigint) = $1)`, rebuildLock(p.cfg.Name)).Scan(&held)
+	if err != nil {
+		return false, fmt.Errorf("project: status: %w", err)
+	}
+	return held, nil
 }
