@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/leadflow/leadflow/pkg/config"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 )
 
@@ -83,6 +84,7 @@ func newRoot(out io.Writer) *cobra.Command {
 	root.SetOut(out)
 	f := root.PersistentFlags()
 	f.StringVar(&o.nats, "nats", envOr("LEADFLOW_NATS_URL", "nats://127.0.0.1:4333"), "NATS URL ($LEADFLOW_NATS_URL)")
+	f.Lookup("nats").DefValue = config.Redacted(o.nats) // help is pasted into tickets
 	f.StringVar(&o.natsUser, "nats-user", "", "NATS user, the operator's ($LEADFLOW_NATS_USER; make run prints it)")
 	f.StringVar(&o.natsPassword, "nats-password", "", "NATS password ($LEADFLOW_NATS_PASSWORD)")
 	f.StringVar(&o.natsCA, "nats-ca", os.Getenv("LEADFLOW_NATS_CA"), "PEM CA of the NATS server's certificate: connect over TLS ($LEADFLOW_NATS_CA)")
@@ -114,7 +116,7 @@ func (o *options) connect() (*nats.Conn, jetstream.JetStream, error) {
 	nc, js, err := eventstore.Dial(o.nats, "leadctl", nats.Timeout(o.timeout), eventstore.WithUser(o.natsUser, o.natsPassword),
 		eventstore.WithCA(o.natsCA))
 	if err != nil {
-		return nil, nil, fmt.Errorf("cannot reach NATS at %s (is `make run` up? set --nats, --nats-user): %w", o.nats, err)
+		return nil, nil, fmt.Errorf("cannot reach NATS at %s (is `make run` up? set --nats, --nats-user): %w", config.Redacted(o.nats), err)
 	}
 	return nc, js, nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/leadflow/leadflow/pkg/config"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	"github.com/leadflow/leadflow/pkg/natsauth"
 	"github.com/leadflow/leadflow/pkg/provision"
@@ -43,7 +44,7 @@ func provisionCmd(o *options) *cobra.Command {
 			nc, js, err := eventstore.Dial(o.nats, "leadctl-provision", nats.Timeout(o.timeout), eventstore.WithUser(o.natsUser, o.natsPassword),
 				eventstore.WithCA(o.natsCA), nats.ErrorHandler(refused))
 			if err != nil {
-				return fmt.Errorf("cannot reach NATS at %s: %w", o.nats, err)
+				return fmt.Errorf("cannot reach NATS at %s: %w", config.Redacted(o.nats), err)
 			}
 			defer nc.Close()
 			// Run again after an upgrade without --replicas, the default 1

@@ -174,6 +174,13 @@ func TestHelpPrintsNoSecret(t *testing.T) {
 		secrets[env] = "s3cr3t-" + strings.ToLower(env)
 		t.Setenv(env, secrets[env])
 	}
+	// A password in the NATS URL: neither help nor a failed connection
+	// shows it.
+	secrets["LEADFLOW_NATS_URL"] = "s3cr3t-in-url"
+	t.Setenv("LEADFLOW_NATS_URL", "nats://operator:s3cr3t-in-url@127.0.0.1:1")
+	if out, err := runCtl(context.Background(), "dlq", "list", "--timeout", "1s"); err == nil || strings.Contains(out+err.Error(), "s3cr3t-in-url") {
+		t.Errorf("dlq list with nothing listening: %v %q, want an error without the URL's password", err, out)
+	}
 	var walk func(c *cobra.Command) []string
 	walk = func(c *cobra.Command) []string {
 		paths := []string{c.CommandPath()}

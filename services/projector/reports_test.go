@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -311,6 +312,10 @@ func TestReportsOnTheFixture(t *testing.T) {
 		res, err = c.SearchLeads(ctx, &projectorv1.SearchLeadsRequest{EmailDomain: " Delta.EXAMPLE", Country: "de"})
 		if err != nil || leadIDs(res.GetLeads()) != "l9 l4" {
 			t.Errorf("delta.example in DE: %v %v", res, err)
+		}
+		if _, err := c.SearchLeads(ctx, &projectorv1.SearchLeadsRequest{Country: " "}); status.Code(err) != codes.InvalidArgument ||
+			!strings.Contains(err.Error(), "country") {
+			t.Errorf("a blank country: %v, want INVALID_ARGUMENT naming country, not every lead", err)
 		}
 		res, err = c.SearchLeads(ctx, &projectorv1.SearchLeadsRequest{Segment: "mid", RepId: "ann"})
 		if err != nil || leadIDs(res.GetLeads()) != "l7 l1" {

@@ -30,8 +30,8 @@ type ImportRow struct {
 // violations that refused it (nothing written for it), or another error.
 type ImportResult struct {
 	Row int64
-	// Keyed: the row has an idempotency key or an external id, so it may
-	// be sent again whatever its outcome.
+	// Keyed: the row has an idempotency key, or an external id and its
+	// time, so it may be sent again whatever its outcome.
 	Keyed  bool
 	Result CaptureResult
 	Err    error
@@ -114,7 +114,7 @@ func (a *App) PrepareImport(ctx context.Context, rows []ImportRow, meta envelope
 	taken := map[ClaimKey]bool{}
 	var keys []ClaimKey
 	for i, r := range rows {
-		out[i].Row, out[i].Keyed = r.Row, r.Capture.IdempotencyKey != "" || r.Capture.ExternalID.GetId() != ""
+		out[i].Row, out[i].Keyed = r.Row, r.Capture.IdempotencyKey != "" || r.Capture.ExternalID.GetId() != "" && !r.Capture.OccurredAt.IsZero()
 		l, v := form.CheckCapture(r.Capture, now)
 		if len(v) == 0 {
 			if err := a.checkCampaign(ctx, &v, "attribution.campaign_id", l.Attribution.GetCampaignId()); err != nil {

@@ -71,15 +71,15 @@ func capture(r *intakev1.CaptureLeadRequest) form.Capture {
 func (g *GRPC) CaptureLead(ctx context.Context, r *intakev1.CaptureLeadRequest) (*intakev1.CaptureLeadResponse, error) {
 	res, err := g.app.CaptureLead(ctx, capture(r), meta(ctx, r.GetActor()))
 	if err != nil {
-		return nil, g.captureStatus(ctx, "CaptureLead", err, r.GetIdempotencyKey() != "" || r.GetExternalId().GetId() != "")
+		return nil, g.captureStatus(ctx, "CaptureLead", err, r.GetIdempotencyKey() != "" || r.GetExternalId().GetId() != "" && r.GetOccurredAt() != nil)
 	}
 	return captureResponse(res), nil
 }
 
-// captureStatus is status, but a capture without an idempotency key or
-// external id (whose repeat is the first answer too) whose outcome is
-// unknown is not told to send it again as if that were safe: sent again,
-// it is another submission.
+// captureStatus is status, but a capture without an idempotency key, or
+// an external id with its time (whose repeat is the first answer too,
+// whatever came since), whose outcome is unknown is not told to send it
+// again as if that were safe: sent again, it may be another submission.
 func (g *GRPC) captureStatus(ctx context.Context, method string, err error, keyed bool) error {
 	if !keyed {
 		if st := grpcserver.UnkeyedUnknown(err, "idempotency_key",

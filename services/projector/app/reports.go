@@ -126,6 +126,18 @@ func (a *App) SearchLeads(ctx context.Context, q LeadQuery) ([]*projectorv1.Lead
 		}
 	}
 	q.Captured.check(&v, "captured")
+	// As intake stores them; blank is not "any".
+	for _, f := range []struct {
+		field string
+		s     *string
+		norm  func(string) string
+	}{{"email_domain", &q.EmailDomain, strings.ToLower}, {"country", &q.Country, strings.ToUpper}} {
+		if t := strings.TrimSpace(*f.s); t == "" && *f.s != "" {
+			v.add(f.field, "must not be blank")
+		} else {
+			*f.s = f.norm(t)
+		}
+	}
 	for _, f := range []struct{ field, s string }{{"segment", q.Segment}, {"source", q.Source}, {"campaign_id", q.CampaignID},
 		{"account_id", q.AccountID}, {"rep_id", q.RepID}, {"queue_id", q.QueueID}, {"email_domain", q.EmailDomain}, {"country", q.Country}} {
 		checkText(&v, f.field, f.s)
@@ -139,8 +151,6 @@ func (a *App) SearchLeads(ctx context.Context, q LeadQuery) ([]*projectorv1.Lead
 	}
 	q.After = after
 	q.Now = a.now()
-	// As intake stores them.
-	q.EmailDomain, q.Country = strings.ToLower(strings.TrimSpace(q.EmailDomain)), strings.ToUpper(strings.TrimSpace(q.Country))
 	return a.queries.SearchLeads(ctx, q)
 }
 
