@@ -58,7 +58,8 @@ func TestMakeRun(t *testing.T) {
 		"account orbital (domain orbit.example) is owned by dev",   // account owner
 		"meeting booked, opportunity, negotiation, won EUR 45,000", // worked to a won deal
 		"rejected by", "LeadRecycled: recycled: rejected by rep", // back to nurture
-		"ACCEPT breached → NEXT_REP; owners dev → ",                               // the breach escalating
+		"ACCEPT breached → NEXT_REP; owners dev → ",       // the breach escalating
+		"left unaccepted on purpose", "leadctl reassign ", // and what clears it
 		"contact.email: must be a plain email address",                            // bad input, by field
 		"LEADFLOW_INTAKE_ADDR=" + at(7101), "LEADFLOW_NATS_URL=nats://127.0.0.1:", // where leadctl must look
 		"http://" + at(7180) + "/",

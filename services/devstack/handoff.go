@@ -253,6 +253,9 @@ func showHandoff(ctx context.Context, conns map[string]*grpc.ClientConn, as asCa
 		for _, l := range slaStory(b) {
 			fmt.Fprintf(out, "  %-26s %s\n", "", l)
 		}
+		// Left so on purpose: an operator trying leadctl meets it.
+		fmt.Fprintf(out, "  %-26s left unaccepted on purpose: it ends overdue in the manager's queue, where `leadctl lost` lists it (exit 3)\n", "")
+		fmt.Fprintf(out, "  %-26s until someone takes it: go run ./services/leadctl reassign %s --to <rep> --reason <why>\n", "", katherine)
 	}
 	return nil
 }
