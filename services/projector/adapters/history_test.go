@@ -73,3 +73,40 @@ func TestLeadHistoryHoldsWhatABypassingWriteSteppedOver(t *testing.T) {
 		t.Fatalf("journey holds stream sequences %v, want [1 2 3]", seqs)
 	}
 }
+
+// A what-if's replay hands on no event that is not its subject's lead's:
+// such an event counts for nothing in a score (docs/events.md).
+func TestReplayPassesOverAnotherLeadsEvent(t *testing.T) {
+	n := testenv.StartNATS(t)
+	ctx := context.Background()
+	if _, err := eventstore.EnsureStream(ctx, n.JS, eventstore.StreamConfig{Name: "LEADFLOW"}); err != nil {
+		t.Fatal(err)
+	}
+	lead := uuid.NewString()
+	captured, _, err := lifecycle.NewEvent(lead, lifecycle.State{}, lifecycle.Command{Name: lifecycle.Capture}, lifecycle.DefaultPolicy(),
+		&eventv1.LeadCaptured{}, envelope.Meta{CorrelationID: "c"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign := proto.CloneOf(captured)
+	foreign.LeadId = uuid.NewString()
+	for _, ev := range []*eventv1.Event{captured, foreign} {
+		b, err := proto.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := nats.NewMsg(eventstore.LeadSubject(lead))
+		m.Data = b
+		m.Header.Set(eventstore.HeaderType, ev.GetEventType())
+		if _, err := n.JS.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	err = NewStream(n.JS, "LEADFLOW").Replay(ctx, time.Time{}, func(_ uint64, _ string, ev *eventv1.Event) {
+		got = append(got, ev.GetLeadId())
+	}, func(uint64, uint64) {})
+	if err != nil || len(got) != 1 || got[0] != lead {
+		t.Fatalf("replayed events of leads %v (%v), want the lead's own capture alone", got, err)
+	}
+}

@@ -56,7 +56,8 @@ type Models interface {
 
 // Replayer reads lead events from the stream for a what-if.
 type Replayer interface {
-	// Replay hands fn every lead event stored since from (nil: the start)
+	// Replay hands fn every lead event stored since from (nil: the start),
+	// but one that is not its subject's lead's (envelope.Check),
 	// up to the stream's end when it started, in order. progress is told
 	// how many it read of how many.
 	Replay(ctx context.Context, from time.Time, fn func(seq uint64, subject string, ev *eventv1.Event), progress func(read, total uint64)) error

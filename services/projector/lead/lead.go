@@ -213,6 +213,9 @@ func (l *Lead) Apply(seq uint64, ev *eventv1.Event) {
 	if cycle > 0 {
 		l.Cycle = cycle
 	}
+	if envelope.Check(ev, l.ID, "") != nil {
+		return // not this lead's (docs/events.md): its lifecycle stands, nothing else
+	}
 
 	switch p := ev.GetPayload().(type) {
 	case *eventv1.Event_LeadCaptured:

@@ -403,9 +403,25 @@ func TestAnUnmergeKeepsFirstAndLastInOrder(t *testing.T) {
 func folded(id string, evs []*eventv1.Event) *lead.Lead {
 	l := lead.New(id)
 	for i, ev := range evs {
+		ev.LeadId = id // journey writes lead "l"
 		l.Apply(uint64(i+1), ev)
 	}
 	return l
+}
+
+// An event under the lead that is another lead's (a write that bypassed
+// the store) leaves its lifecycle as the lead's state, as every reader
+// takes it, and counts nothing else: not its deal, not its touch.
+func TestAnotherLeadsEventCountsOnlyItsLifecycle(t *testing.T) {
+	evs := recycledAndBack(t)
+	won := evs[len(evs)-1]
+	evs[len(evs)-1] = proto.CloneOf(won)
+	evs[len(evs)-1].LeadId = "other"
+	l := folded("l", evs[:len(evs)-1])
+	l.Apply(uint64(len(evs)), evs[len(evs)-1])
+	if len(l.Opportunities) != 1 || l.Status != eventv1.LeadStatus_LEAD_STATUS_WON || !l.Opportunities[0].WonAt.IsZero() || l.Opportunities[0].WonMinor != 0 {
+		t.Fatalf("status %v, deals %+v: want WON (its lifecycle), its deal not won (no revenue)", l.Status, l.Opportunities)
+	}
 }
 
 // An open deal handed to another rep (its rep left) starts no hand-off:
