@@ -54,13 +54,13 @@ const (
 //
 // Every CRM command needs a request_id: repeating it returns the first
 // answer and writes nothing, for the lead's whole life (a request id
-// reused in a later journey, after a recycle, is that first answer, not a
-// new command: make ids per action, not per lead and verb). A command the lifecycle refuses is
-// FAILED_PRECONDITION naming the lead's state, so is a command by a rep
-// who does not own the lead. Invalid input is INVALID_ARGUMENT naming the
-// field; an unknown lead is NOT_FOUND. A request's actor field (changed_by,
-// assigned_by, reassigned_by, set_by) left unset is the caller its token
-// names.
+// reused in a later journey, after a recycle, is that first answer, not
+// a new command: make ids per action, not per lead and verb). A command
+// the lifecycle refuses is FAILED_PRECONDITION naming the lead's state,
+// so is a command by a rep who does not own the lead. Invalid input is
+// INVALID_ARGUMENT naming the field; an unknown lead is NOT_FOUND. A
+// request's actor field (changed_by, assigned_by, reassigned_by, set_by)
+// left unset is the caller its token names.
 type HandoffServiceClient interface {
 	// PutTeam creates or replaces a team: working hours and manager.
 	PutTeam(ctx context.Context, in *PutTeamRequest, opts ...grpc.CallOption) (*PutTeamResponse, error)
@@ -335,13 +335,13 @@ func (c *handoffServiceClient) ListMarketingTargets(ctx context.Context, in *Lis
 //
 // Every CRM command needs a request_id: repeating it returns the first
 // answer and writes nothing, for the lead's whole life (a request id
-// reused in a later journey, after a recycle, is that first answer, not a
-// new command: make ids per action, not per lead and verb). A command the lifecycle refuses is
-// FAILED_PRECONDITION naming the lead's state, so is a command by a rep
-// who does not own the lead. Invalid input is INVALID_ARGUMENT naming the
-// field; an unknown lead is NOT_FOUND. A request's actor field (changed_by,
-// assigned_by, reassigned_by, set_by) left unset is the caller its token
-// names.
+// reused in a later journey, after a recycle, is that first answer, not
+// a new command: make ids per action, not per lead and verb). A command
+// the lifecycle refuses is FAILED_PRECONDITION naming the lead's state,
+// so is a command by a rep who does not own the lead. Invalid input is
+// INVALID_ARGUMENT naming the field; an unknown lead is NOT_FOUND. A
+// request's actor field (changed_by, assigned_by, reassigned_by, set_by)
+// left unset is the caller its token names.
 type HandoffServiceServer interface {
 	// PutTeam creates or replaces a team: working hours and manager.
 	PutTeam(context.Context, *PutTeamRequest) (*PutTeamResponse, error)
