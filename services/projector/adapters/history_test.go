@@ -50,16 +50,7 @@ func TestLeadHistoryHoldsWhatABypassingWriteSteppedOver(t *testing.T) {
 	}
 	bypass := activity()
 	bypass.VersionBefore = 1
-	b, err := proto.Marshal(bypass)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := nats.NewMsg(subj)
-	m.Data = b
-	m.Header.Set(eventstore.HeaderType, bypass.GetEventType())
-	if _, err := n.JS.PublishMsg(ctx, m); err != nil {
-		t.Fatal(err)
-	}
+	publishRaw(t, n, lead, bypass)
 
 	recs, err := NewStream(n.JS, "LEADFLOW").LeadHistory(ctx, lead)
 	if err != nil {
@@ -90,23 +81,29 @@ func TestReplayPassesOverAnotherLeadsEvent(t *testing.T) {
 	}
 	foreign := proto.CloneOf(captured)
 	foreign.LeadId = uuid.NewString()
-	for _, ev := range []*eventv1.Event{captured, foreign} {
-		b, err := proto.Marshal(ev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m := nats.NewMsg(eventstore.LeadSubject(lead))
-		m.Data = b
-		m.Header.Set(eventstore.HeaderType, ev.GetEventType())
-		if _, err := n.JS.PublishMsg(ctx, m); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publishRaw(t, n, lead, captured)
+	publishRaw(t, n, lead, foreign)
 	var got []string
 	err = NewStream(n.JS, "LEADFLOW").Replay(ctx, time.Time{}, func(_ uint64, _ string, ev *eventv1.Event) {
 		got = append(got, ev.GetLeadId())
 	}, func(uint64, uint64) {})
 	if err != nil || len(got) != 1 || got[0] != lead {
 		t.Fatalf("replayed events of leads %v (%v), want the lead's own capture alone", got, err)
+	}
+}
+
+// publishRaw stores ev under lead's subject as a writer that bypasses the
+// event store would: no expected-sequence check.
+func publishRaw(t *testing.T, n *testenv.NATS, lead string, ev *eventv1.Event) {
+	t.Helper()
+	b, err := proto.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := nats.NewMsg(eventstore.LeadSubject(lead))
+	m.Data = b
+	m.Header.Set(eventstore.HeaderType, ev.GetEventType())
+	if _, err := n.JS.PublishMsg(context.Background(), m); err != nil {
+		t.Fatal(err)
 	}
 }
