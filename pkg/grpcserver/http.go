@@ -63,6 +63,9 @@ func httpHandler(ctx context.Context, conn *grpc.ClientConn, gateways ...Gateway
 		runtime.SetQueryParameterParser(&strictQuery{}),
 		runtime.WithHealthzEndpoint(healthpb.NewHealthClient(conn)),
 		runtime.WithMiddlewares(withPath, verbOfAnother(&mux)),
+		// A form POST (curl -d without a content type) to a GET route is
+		// a mistake to refuse (405), not a GET whose body is dropped.
+		runtime.WithDisablePathLengthFallback(),
 	)
 	for _, g := range gateways {
 		if err := g(ctx, mux, conn); err != nil {
@@ -148,8 +151,6 @@ func allowed(mux *runtime.ServeMux, r *http.Request) string {
 		served := false
 		p := r.Clone(context.WithValue(r.Context(), probeKey{}, &served))
 		p.Method, p.Body, p.ContentLength = m, http.NoBody, 0
-		p.Header.Del("Content-Type") // else a form POST falls back to a GET route
-		p.Header.Del("X-HTTP-Method-Override")
 		mux.ServeHTTP(discard{}, p)
 		if served {
 			out = append(out, m)

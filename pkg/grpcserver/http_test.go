@@ -271,6 +271,24 @@ func TestHTTPCallsGoThroughTheGRPCServer(t *testing.T) {
 			t.Fatalf("%s %s: %d Allow %q %s, want 405 Allow %q", method, path, code, header.Get("Allow"), body, allow)
 		}
 	}
+	// A form POST (curl -d without a content type) to a GET route is not
+	// served as the GET (grpc-gateway's path-length fallback): 405 too.
+	for _, h := range []http.Header{{"Content-Type": {"application/x-www-form-urlencoded"}},
+		{"Content-Type": {"application/x-www-form-urlencoded"}, "X-HTTP-Method-Override": {"GET"}}} {
+		req, err := http.NewRequest("POST", base+"/v1/leads/known", strings.NewReader(`{"firstName":"Ada"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header = h
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusMethodNotAllowed || res.Header.Get("Allow") != "GET" {
+			t.Fatalf("form POST %v to a GET route: %d Allow %q, want 405 Allow GET", h, res.StatusCode, res.Header.Get("Allow"))
+		}
+	}
 	if code, out := testenv.HTTPJSON(t, "GET", base+"/v1/leads/merged", ""); code != 400 || out["code"] != float64(codes.FailedPrecondition) ||
 		out["message"] != "lead merged: refused in MERGED" {
 		t.Fatalf("refused: %d %v", code, out)
