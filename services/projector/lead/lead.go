@@ -197,7 +197,13 @@ func New(id string) *Lead { return &Lead{ID: id} }
 func (l *Lead) Apply(seq uint64, ev *eventv1.Event) {
 	at := when(ev)
 	l.Version = seq
-	l.UpdatedAt = at
+	// When the stream recorded its last change: a late sync's event
+	// (occurred hours ago) is a change now, for a "changed since" reader.
+	if rec := timeOf(ev.GetRecordedAt()); rec.After(l.UpdatedAt) {
+		l.UpdatedAt = rec
+	} else if rec.IsZero() && at.After(l.UpdatedAt) {
+		l.UpdatedAt = at
+	}
 	before := l.Status
 	cycle := 0 // the cycle the event carries, if it does
 	if lc := ev.GetLifecycle(); lc != nil {

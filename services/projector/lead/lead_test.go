@@ -545,3 +545,18 @@ func TestTouchesKeepTheMapsJSON(t *testing.T) {
 		t.Errorf("no touches written as %s", b)
 	}
 }
+
+// A late sync's event (occurred before the lead's last change, recorded
+// after it) moves the lead's updated time to when it was recorded: a
+// "changed since" reader sees it, and the time never goes back.
+func TestUpdatedAtIsWhenTheLastChangeWasRecorded(t *testing.T) {
+	evs := recycledAndBack(t)
+	won := evs[len(evs)-1].GetRecordedAt().AsTime()
+	late := proto.CloneOf(evs[6]) // an activity
+	late.OccurredAt = timestamppb.New(won.Add(-10 * time.Hour))
+	late.RecordedAt = timestamppb.New(won.Add(time.Minute))
+	l := folded("l", append(evs, late))
+	if !l.UpdatedAt.Equal(won.Add(time.Minute)) {
+		t.Fatalf("updated at %v, want %v, when the late event was recorded", l.UpdatedAt, won.Add(time.Minute))
+	}
+}

@@ -339,7 +339,9 @@ type Lead struct {
 	// more each time it qualifies again after nurture.
 	Cycle int32 `protobuf:"varint,18,opt,name=cycle,proto3" json:"cycle,omitempty"`
 	// version is the stream sequence of its last event projected.
-	Version   uint64                 `protobuf:"varint,19,opt,name=version,proto3" json:"version,omitempty"`
+	Version uint64 `protobuf:"varint,19,opt,name=version,proto3" json:"version,omitempty"`
+	// updated_at is when the stream recorded the lead's last change (a late
+	// sync's event is a change then, whenever it occurred).
 	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	// merged_into is the surviving lead of a merge that absorbed it.
 	MergedInto string `protobuf:"bytes,21,opt,name=merged_into,json=mergedInto,proto3" json:"merged_into,omitempty"`
