@@ -25,6 +25,7 @@ import (
 	nurturev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/nurture/v1"
 	qualificationv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/qualification/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
+	"github.com/leadflow/leadflow/services/nurture/app"
 )
 
 // scoreFor records, as qualification would, a score caused by cause with
@@ -546,5 +547,71 @@ func TestLateInterestOfALeadRecycledUnqualifiedReengages(t *testing.T) {
 	w.occurred = time.Time{}
 	if re := ofType(w.waitFor(t, l, "LeadReengaged", 1), "LeadReengaged")[0]; re.GetCausationId() != late.GetEventId() {
 		t.Fatalf("re-engagement %v, want one caused by the late demo request %s", re, late.GetEventId())
+	}
+}
+
+// So is a new lead sent to nurture by hand before it qualified: sales
+// never had it either, and a demo request made before the recycle,
+// synced after it, re-engages it.
+func TestLateInterestOfANewLeadRecycledByHandReengages(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	l := uuid.NewString()
+	w.capture(t, l)
+	w.scored(t, l, 20, time.Hour)
+	if _, err := s.client.RecycleLead(ctxT(t), &nurturev1.RecycleLeadRequest{LeadId: l, Note: "not for sales yet", Actor: marketer}); err != nil {
+		t.Fatal(err)
+	}
+	recycled := ofType(w.waitFor(t, l, "NurtureEnrolled", 1), "LeadRecycled")[0]
+	w.occurred = recycled.GetOccurredAt().AsTime().Add(-5 * time.Minute)
+	late := w.activity(t, l, demo)
+	w.occurred = time.Time{}
+	if re := ofType(w.waitFor(t, l, "LeadReengaged", 1), "LeadReengaged")[0]; re.GetCausationId() != late.GetEventId() {
+		t.Fatalf("re-engagement %v, want one caused by the late demo request %s", re, late.GetEventId())
+	}
+}
+
+// A re-engaged lead scored below the threshold goes back to its program
+// until that program's review; an enrolment written only after the
+// review passed (nurture killed between the exit and it) takes the lead
+// where the review would have: the program that follows, not the same
+// program for a fresh term.
+func TestAnEnrolmentLateForItsReviewTakesTheNextProgram(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	put(t, s.client, &eventv1.NurtureProgram{ProgramId: "wb", Name: "Webinars", Duration: days(45),
+		EntryRules: []*eventv1.NurtureEntryRule{{RuleId: "smb", Causes: []eventv1.RecycleCause{rejected}, Segments: []string{"smb"}}},
+		ExitRules:  &eventv1.NurtureExitRules{ReengageOn: []eventv1.ActivityType{webinar}, ThenProgramId: "nurture-default"}})
+	l := uuid.NewString()
+	w.accepted(t, l, "smb", 30)
+	w.reject(t, l, eventv1.RejectReason_REJECT_REASON_NOT_READY, "smb")
+	review := last(w.nurtured(t, l)).GetNurtureEnrolled().GetReviewAt().AsTime()
+	w.activity(t, l, webinar)
+	re := ofType(w.waitFor(t, l, "LeadReengaged", 1), "LeadReengaged")[0]
+	w.settle(t, group)
+	s.stop() // only the calls below act
+	w.scoreFor(t, l, re, 35, false)
+
+	// The exit, a minute before the review; killed before the enrolment.
+	ctx, cancel := context.WithCancel(ctxT(t))
+	before := w.nurtureWith(app.WithClock(func() time.Time { return review.Add(-time.Minute) }),
+		app.WithAfterAppend(func(ev *eventv1.Event) {
+			if ev.GetNurtureExited() != nil {
+				cancel()
+			}
+		}))
+	_, _ = before.Reconcile(ctx, l, envelope.Meta{})
+	if x := ofType(w.events(t, l), "NurtureExited"); len(x) != 1 || x[0].GetNurtureExited().GetNextProgramId() != "wb" {
+		t.Fatalf("exits %v, want one back to wb until its review", x)
+	}
+	if n := len(ofType(w.events(t, l), "NurtureEnrolled")); n != 1 {
+		t.Fatalf("%d enrolments, want the first alone: the kill came before the second", n)
+	}
+	// Back an hour after the review.
+	if _, err := w.nurtureAt(review.Add(time.Hour)).Reconcile(ctxT(t), l, envelope.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	if e := last(ofType(w.events(t, l), "NurtureEnrolled")).GetNurtureEnrolled(); e.GetProgramId() != "nurture-default" {
+		t.Fatalf("enrolled in %q until %v after wb's review %v passed, want nurture-default", e.GetProgramId(), e.GetReviewAt().AsTime(), review)
 	}
 }

@@ -38,11 +38,16 @@ type lead struct {
 	// LeadRejected, DealLost, LeadDisqualified with not_now, SLABreached
 	// with escalation RECYCLE, or a NEW lead's LeadScored with no verdict
 	// (it goes to nurture at the deadline the score set).
-	source    ref
-	recycled  ref // the latest LeadRecycled, by anyone
-	enrolled  ref // the latest NurtureEnrolled
-	exited    ref // the latest NurtureExited
-	reengaged ref // the latest LeadReengaged
+	source   ref
+	recycled ref // the latest LeadRecycled, by anyone
+	// unsold: the journey the latest recycle ended never qualified (a new
+	// lead recycled unqualified, by hand, or as not now): sales never had
+	// it. qualifiedAtRecycle is l.qualified then.
+	unsold             bool
+	qualifiedAtRecycle int
+	enrolled           ref // the latest NurtureEnrolled
+	exited             ref // the latest NurtureExited
+	reengaged          ref // the latest LeadReengaged
 	// reengagedScore is the LeadScored caused by reengaged, if any.
 	reengagedScore ref
 	// verdict is the latest LeadScored with a verdict: its LeadQualified
@@ -138,6 +143,7 @@ func (l *lead) apply(recs ...eventstore.Record) {
 			}
 		case *eventv1.Event_LeadRecycled:
 			l.recycled = x
+			l.unsold, l.qualifiedAtRecycle = l.qualified == l.qualifiedAtRecycle, l.qualified
 			l.openGap(x)
 			if k := ev.GetIdempotencyKey(); k != "" {
 				l.byKey[k] = x
@@ -181,10 +187,11 @@ func (l *lead) apply(recs ...eventstore.Record) {
 			}
 		case *eventv1.Event_ActivityRecorded, *eventv1.Event_LeadResubmitted:
 			// Interest that occurred before the lead was recycled, synced
-			// late, was sales' to see: no program judges it. A new lead
-			// recycled unqualified was never sales', and its scorer may
-			// not qualify it in nurture: its program judges that too.
-			if (l.enrolled.seq > 0 || l.gap.seq > 0) && (l.recycled.ev.GetLeadRecycled().GetCause() == eventv1.RecycleCause_RECYCLE_CAUSE_NOT_QUALIFIED ||
+			// late, was sales' to see: no program judges it. A journey
+			// recycled before it qualified (unqualified, by hand, not now)
+			// was never sales', and its scorer may not qualify the lead in
+			// nurture: its program judges that too.
+			if (l.enrolled.seq > 0 || l.gap.seq > 0) && (l.unsold ||
 				!ev.GetOccurredAt().AsTime().Before(l.recycled.ev.GetOccurredAt().AsTime())) {
 				if len(l.facts) == maxFacts {
 					i := l.evictable()

@@ -216,9 +216,16 @@ func (a *App) enrol(l *lead, cat *program.Catalog, anchor ref, now time.Time, me
 	case *eventv1.Event_NurtureExited:
 		ex := x.NurtureExited
 		back, inCat := cat.Get(ex.GetProgramId())
-		if p, ok := cat.Active(ex.GetNextProgramId()); ok {
+		backUntil := ex.GetCause() == eventv1.NurtureExitCause_NURTURE_EXIT_CAUSE_NOT_QUALIFIED && ex.GetNextProgramId() == ex.GetProgramId()
+		if r := ex.GetNextReviewAt(); backUntil && inCat && r != nil && !r.AsTime().After(now) {
+			// Back to its own program until its review, which passed
+			// while this enrolment waited (a crash, an outage): where the
+			// review would have taken it.
+			p := a.next(l, cat, back.Program)
+			choice = program.Choice{Program: p, Why: fmt.Sprintf("after program %q, whose review passed before the lead was back in it: %s", ex.GetProgramId(), ex.GetReason())}
+		} else if p, ok := cat.Active(ex.GetNextProgramId()); ok {
 			choice = program.Choice{Program: p, Why: fmt.Sprintf("after program %q: %s", ex.GetProgramId(), ex.GetReason())}
-		} else if ex.GetCause() == eventv1.NurtureExitCause_NURTURE_EXIT_CAUSE_NOT_QUALIFIED && ex.GetNextProgramId() == ex.GetProgramId() && inCat {
+		} else if backUntil && inCat {
 			// Back to its own program until its review: retiring a program
 			// turns new leads away, not those in it.
 			choice = program.Choice{Program: back.Program, Why: fmt.Sprintf("back to program %q (retired) until its review: %s", ex.GetProgramId(), ex.GetReason())}
