@@ -542,12 +542,7 @@ func TestLateInterestOfALeadRecycledUnqualifiedReengages(t *testing.T) {
 	if c := recycled.GetLeadRecycled().GetCause(); c != notQualified {
 		t.Fatalf("recycled %v, want not qualified", c)
 	}
-	w.occurred = recycled.GetOccurredAt().AsTime().Add(-5 * time.Minute)
-	late := w.activity(t, l, demo)
-	w.occurred = time.Time{}
-	if re := ofType(w.waitFor(t, l, "LeadReengaged", 1), "LeadReengaged")[0]; re.GetCausationId() != late.GetEventId() {
-		t.Fatalf("re-engagement %v, want one caused by the late demo request %s", re, late.GetEventId())
-	}
+	w.lateDemoReengages(t, l, recycled)
 }
 
 // So is a new lead sent to nurture by hand before it qualified: sales
@@ -563,12 +558,7 @@ func TestLateInterestOfANewLeadRecycledByHandReengages(t *testing.T) {
 		t.Fatal(err)
 	}
 	recycled := ofType(w.waitFor(t, l, "NurtureEnrolled", 1), "LeadRecycled")[0]
-	w.occurred = recycled.GetOccurredAt().AsTime().Add(-5 * time.Minute)
-	late := w.activity(t, l, demo)
-	w.occurred = time.Time{}
-	if re := ofType(w.waitFor(t, l, "LeadReengaged", 1), "LeadReengaged")[0]; re.GetCausationId() != late.GetEventId() {
-		t.Fatalf("re-engagement %v, want one caused by the late demo request %s", re, late.GetEventId())
-	}
+	w.lateDemoReengages(t, l, recycled)
 }
 
 // A re-engaged lead scored below the threshold goes back to its program
@@ -613,5 +603,17 @@ func TestAnEnrolmentLateForItsReviewTakesTheNextProgram(t *testing.T) {
 	}
 	if e := last(ofType(w.events(t, l), "NurtureEnrolled")).GetNurtureEnrolled(); e.GetProgramId() != "nurture-default" {
 		t.Fatalf("enrolled in %q until %v after wb's review %v passed, want nurture-default", e.GetProgramId(), e.GetReviewAt().AsTime(), review)
+	}
+}
+
+// lateDemoReengages stores a demo request made five minutes before the
+// lead's recycle (a late sync) and checks that it re-engages the lead.
+func (w *world) lateDemoReengages(t *testing.T, l string, recycled *eventv1.Event) {
+	t.Helper()
+	w.occurred = recycled.GetOccurredAt().AsTime().Add(-5 * time.Minute)
+	late := w.activity(t, l, demo)
+	w.occurred = time.Time{}
+	if re := ofType(w.waitFor(t, l, "LeadReengaged", 1), "LeadReengaged")[0]; re.GetCausationId() != late.GetEventId() {
+		t.Fatalf("re-engagement %v, want one caused by the late demo request %s", re, late.GetEventId())
 	}
 }
