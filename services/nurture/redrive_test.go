@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -17,6 +18,8 @@ import (
 	nurturev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/nurture/v1"
 	"github.com/leadflow/leadflow/pkg/lifecycle"
 	"github.com/leadflow/leadflow/pkg/testenv"
+	"github.com/leadflow/leadflow/services/nurture/adapters"
+	"github.com/leadflow/leadflow/services/nurture/app"
 )
 
 // A re-drive goes on past a lead whose own re-drive fails (its recycle
@@ -204,5 +207,61 @@ func TestRedriveOfALeadWithAPendingSkip(t *testing.T) {
 	}
 	if r := res.GetLeads(); len(r) != 1 || r[0].GetAction() != nurturev1.RedriveAction_REDRIVE_ACTION_PENDING || !slices.Contains(r[0].GetGroups(), g) {
 		t.Fatalf("re-drive: %v, want %s pending in %s (its skip waiting)", r, lead, g)
+	}
+}
+
+// staleListing lists each dead letter of one group under a sequence it
+// no longer has, as a listing does when the event was re-driven and died
+// again (or a later one died) between the listing and the request.
+type staleListing struct {
+	*adapters.Groups
+	group string
+}
+
+func (s staleListing) DeadLetters(ctx context.Context) ([]consume.DeadLetter, error) {
+	dls, err := s.Groups.DeadLetters(ctx)
+	for i := range dls {
+		if dls[i].Group == s.group {
+			dls[i].StreamSeq--
+		}
+	}
+	return dls, err
+}
+
+// A lead whose dead letter in nurture's own group is another event than
+// the one listed is still parked there: it is re-driven there, and the
+// re-drive writes nothing beside it, since a step written while events
+// wait behind the dead one would come before them.
+func TestRedriveOfALeadWhoseDeadLetterChanged(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	ctx := ctxT(t)
+	l := uuid.NewString()
+	w.accepted(t, l, "smb", 30)
+	w.write(t, l, lifecycle.Command{Name: lifecycle.Recycle, Reason: "spring campaign"},
+		&eventv1.LeadRecycled{Cause: eventv1.RecycleCause_RECYCLE_CAUSE_MANUAL, Note: "spring campaign", ProgramId: "spring-2027"})
+	w.activity(t, l, webinar) // parked behind the recycle
+	eventually(t, 20*time.Second, func() bool {
+		rep := w.find(t, s.client, &nurturev1.FindLostLeadsRequest{})
+		return slices.Equal(parkedIDs(rep), []string{group + "/" + l}) && len(rep.GetParked()[0].GetParkedSeqs()) == 1
+	}, "lead %s is not parked behind its recycle", l)
+	put(t, s.client, &eventv1.NurtureProgram{ProgramId: "spring-2027", Name: "Spring 2027", Duration: days(90),
+		ExitRules: &eventv1.NurtureExitRules{ReengageOn: []eventv1.ActivityType{demo}}})
+
+	log := slog.New(slog.DiscardHandler)
+	js := w.nats.JS
+	b := app.New(adapters.NewLeads(w.store), adapters.NewPrograms(w.store), adapters.NewTimers(js, time.Hour),
+		adapters.NewIndex(js, stream, log), staleListing{adapters.NewGroups(js, stream, consume.DefaultDeadLetterStream), group}, app.WithLogger(log))
+	res, err := b.RedriveLeads(ctx, []string{l}, envelope.Meta{Actor: marketer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 1 || res[0].Action != app.RedriveRedriven || !slices.Equal(res[0].Groups, []string{group}) || len(res[0].EventTypes) != 0 {
+		t.Fatalf("re-drive: %+v, want %s re-driven in %s, nothing written beside it", res, l, group)
+	}
+	w.nurtured(t, l)
+	w.settle(t, group)
+	if evs := w.events(t, l); len(ofType(evs, "NurtureEnrolled")) != 1 {
+		t.Fatalf("lead %s after the re-drive: %v, want one enrolment", l, types(evs))
 	}
 }

@@ -115,7 +115,12 @@ func (a *App) redrive(ctx context.Context, id string, dls []consume.DeadLetter, 
 			continue
 		}
 		err := a.groups.Redrive(ctx, d.Group, id, d.StreamSeq)
-		if errors.Is(err, consume.ErrNotFound) || errors.Is(err, consume.ErrOtherDeadLetter) {
+		if errors.Is(err, consume.ErrOtherDeadLetter) {
+			// Another of its events died since the listing: the lead is
+			// still parked there, behind that one.
+			err = a.groups.Redrive(ctx, d.Group, id, 0)
+		}
+		if errors.Is(err, consume.ErrNotFound) {
 			continue // re-driven meanwhile, or only parked events left: the owner releases them
 		}
 		if errors.Is(err, consume.ErrRequestPending) {
