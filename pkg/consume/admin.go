@@ -26,11 +26,13 @@ type DeadLetter struct {
 	// StreamSeq is the dead message's sequence; it stays in its stream. 0
 	// when only parked messages are left (their dead letter was dropped and
 	// the release did not finish; the partition's owner releases them).
-	StreamSeq uint64    `json:"stream_seq"`
-	Subject   string    `json:"subject,omitempty"`
-	Error     string    `json:"error,omitempty"`
-	Attempts  int       `json:"attempts"`
-	At        time.Time `json:"at,omitzero"`
+	StreamSeq uint64 `json:"stream_seq"`
+	Subject   string `json:"subject,omitempty"`
+	Error     string `json:"error,omitempty"`
+	Attempts  int    `json:"attempts"`
+	// At is when the message was first dead-lettered: a re-drive that
+	// fails again keeps it, as the key stayed parked.
+	At time.Time `json:"at,omitzero"`
 	// Parked are the stream sequences of the key's later messages, in order.
 	Parked []uint64 `json:"parked"`
 }

@@ -610,3 +610,33 @@ func TestDropHandledDeletesOnlyWhatWasHandled(t *testing.T) {
 		t.Fatalf("re-drive handled %d, want %d", got, poison)
 	}
 }
+
+// A dead letter that fails again when re-driven keeps the time it first
+// failed: its key has been parked since, and an operator reading how long
+// must not see a re-drive that changed nothing as a fresh jam.
+func TestADeadLetterFailingAgainKeepsItsTime(t *testing.T) {
+	n := startParts(t)
+	s1 := publish(t, n.JS, "K1", "1")
+	start(t, n.JS, config("again"), func(context.Context, consume.Msg) error { return consume.Permanent(errors.New("bad")) })
+	var first consume.DeadLetter
+	eventually(t, 10*time.Second, func() bool {
+		dl := deadLetters(t, n.JS)
+		if len(dl) == 1 && dl[0].StreamSeq == s1 {
+			first = dl[0]
+		}
+		return !first.At.IsZero()
+	}, "s1 not dead: %+v", func() any { return deadLetters(t, n.JS) })
+	time.Sleep(20 * time.Millisecond)
+	if err := consume.Redrive(context.Background(), n.JS, consume.DefaultDeadLetterStream, "again", "K1", s1); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := consume.Served(ctx, n.JS, consume.DefaultDeadLetterStream, "again", "K1"); err != nil {
+		t.Fatal(err)
+	}
+	dl := deadLetters(t, n.JS)
+	if len(dl) != 1 || dl[0].StreamSeq != s1 || !dl[0].At.Equal(first.At) {
+		t.Fatalf("after a re-drive that failed again: %+v, want s1 dead since %s", dl, first.At)
+	}
+}

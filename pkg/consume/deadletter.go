@@ -387,10 +387,14 @@ func (r *runner) storeDead(ctx context.Context, key string, e entry) (uint64, er
 		case err != nil:
 			return 0, err
 		}
-		if dead := parseEntry(cur.Header).streamSeq; dead != e.streamSeq {
+		was := parseEntry(cur.Header)
+		if was.streamSeq != e.streamSeq {
 			_, err := r.js.PublishMsg(ctx, r.parkedMsg(key, e.subject, e.streamSeq, e.partition),
 				jetstream.WithExpectStream(r.cfg.DeadLetter))
-			return dead, err
+			return was.streamSeq, err
+		}
+		if !was.at.IsZero() && was.at.Before(e.at) {
+			e.at = was.at // failed again (a re-drive): dead, and its key parked, since it first failed
 		}
 		last = cur.Sequence
 	}

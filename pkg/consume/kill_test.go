@@ -226,15 +226,23 @@ func TestCrashingMessageParksItsKeyInOrder(t *testing.T) {
 	// A re-drive of it, still crashing its process, fails the same way:
 	// the dead letter is stored again and the request settled, where the
 	// group's members would otherwise crash on it for ever.
-	before, asked := restarts.Load(), time.Now()
+	before, first := restarts.Load(), deadLetters(t, n.JS)[0].At
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := consume.Redrive(ctx, n.JS, consume.DefaultDeadLetterStream, "poisoned", "K1", poison); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 120*time.Second, func() bool {
+	// Settled with the dead letter still there: it failed again (one
+	// handled would have been deleted), and it keeps the time it first
+	// failed, as its key stayed parked.
+	sctx, scancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer scancel()
+	if err := consume.Served(sctx, n.JS, consume.DefaultDeadLetterStream, "poisoned", "K1"); err != nil {
+		t.Fatalf("the crashing re-drive was not settled: %v, %d crashes since", err, restarts.Load()-before)
+	}
+	eventually(t, 10*time.Second, func() bool {
 		dl := deadLetters(t, n.JS)
-		return len(dl) == 1 && dl[0].StreamSeq == poison && dl[0].At.After(asked) && fmt.Sprint(dl[0].Parked) == fmt.Sprint([]uint64{later})
+		return len(dl) == 1 && dl[0].StreamSeq == poison && dl[0].At.Equal(first) && fmt.Sprint(dl[0].Parked) == fmt.Sprint([]uint64{later})
 	}, "the crashing re-drive was not dead-lettered again: %+v, %d crashes since", func() any { return deadLetters(t, n.JS) },
 		func() any { return restarts.Load() - before })
 	if restarts.Load() == before {

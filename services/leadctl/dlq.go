@@ -56,7 +56,7 @@ func dlqCmd(o *options) *cobra.Command {
 				if !d.At.IsZero() {
 					since = time.Since(d.At).Round(time.Second).String()
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\n", d.Group, d.Key, d.StreamSeq, since, len(d.Parked), oneLine(d.Error, 80))
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\n", d.Group, d.Key, d.StreamSeq, since, len(d.Parked), gist(d.Error, d.Key, 80))
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -230,6 +230,26 @@ func goneFromStream(ctx context.Context, js jetstream.JetStream, op, group, lead
 		return "", nil
 	}
 	return fmt.Sprintf("stream %s no longer holds seq %s (expired or removed)", d.Stream, strings.Join(gone, ", ")), nil
+}
+
+// gist is a dead letter's error for a column n wide: without what the
+// row says already (the lead's subject and sequence, or the lead, that
+// begin a consumer's errors), and cut at the front, since a Go error
+// ends with its cause.
+func gist(err, key string, n int) string {
+	s := strings.Join(strings.Fields(err), " ")
+	if key != "" {
+		if i := strings.Index(s, key+" seq "); i >= 0 && strings.HasPrefix(s, "lead.") && !strings.Contains(s[:i], " ") {
+			if _, rest, ok := strings.Cut(s[i:], ": "); ok {
+				s = rest
+			}
+		}
+		s = strings.TrimPrefix(s, "lead "+key+": ")
+	}
+	if r := []rune(s); len(r) > n {
+		return "…" + string(r[len(r)-n+1:])
+	}
+	return s
 }
 
 func oneLine(s string, n int) string {

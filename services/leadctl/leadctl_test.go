@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
@@ -399,6 +400,14 @@ func TestTailRefusesUnknownFilters(t *testing.T) {
 	}
 	if err := tail("--type", "LeadQualifed"); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "LeadQualified, ") {
 		t.Fatalf("tail --type with a typo: %v", err)
+	}
+	if err := tail("--type", "RoutingChanged"); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "tail follows lead events") {
+		t.Fatalf("tail --type of a model's event: %v, want a usage error", err)
+	}
+	for typ := range notOnLeads {
+		if !slices.Contains(envelope.Types(), typ) {
+			t.Errorf("notOnLeads names %s, which is no event type", typ)
+		}
 	}
 	if err := tail("--service", "qualificaton"); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "handoff, intake, nurture, qualification") {
 		t.Fatalf("tail --service with a typo: %v", err)
@@ -1196,5 +1205,46 @@ func TestLostRedriveNamesAPendingRequest(t *testing.T) {
 	out, err := ctl("lost", "--redrive")
 	if err != nil || !strings.Contains(out, "0 dead letters handed back") || !strings.Contains(out, "1 lead(s) left as they were: an operator's skip of their dead letter") {
 		t.Fatalf("lost --redrive with a request pending: %v\n%s", err, out)
+	}
+}
+
+// A time to the second, as timeline prints them, holds that whole second:
+// the state as of the time timeline shows for a lead's first event is
+// that event's, and a time before it says when the event was recorded,
+// to the fraction, so the two times never read the same.
+func TestStateAsOfASecondHoldsIt(t *testing.T) {
+	w := newWorld(t)
+	lead := uuid.NewString()
+	t0 := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
+	w.write(t, lead, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", t0.Add(300*time.Millisecond))
+	out, err := w.leadctl(t, "state", lead, "--as-of", "2026-11-30T09:00:00Z")
+	if err != nil || !strings.Contains(out, "LeadCaptured") || !strings.Contains(out, "2026-11-30T09:00:00Z") {
+		t.Fatalf("state as of the second its capture was recorded in: %v\n%s", err, out)
+	}
+	_, err = w.leadctl(t, "state", lead, "--as-of", "2026-11-30T08:59:59Z")
+	if !errors.Is(err, errUnknownLead) || !strings.Contains(err.Error(), "recorded at 2026-11-30T09:00:00.3Z") {
+		t.Fatalf("state as of the second before: %v", err)
+	}
+	if _, err := w.leadctl(t, "state", lead, "--as-of", "2026-11-30T09:00:00.2Z"); !errors.Is(err, errUnknownLead) {
+		t.Fatalf("state as of a fraction before its capture: %v", err)
+	}
+}
+
+// dlq list's error column shows an error's cause, which comes last, not
+// the lead and sequence its row shows already.
+func TestDeadLetterErrorShowsItsCause(t *testing.T) {
+	key := uuid.NewString()
+	for _, c := range []struct{ err, want string }{
+		{"lead.12." + key + " seq 185: decode event: envelope: malformed event: ActivityRecorded without its payload",
+			"decode event: envelope: malformed event: ActivityRecorded without its payload"},
+		{"lead " + key + `: LeadRecycled 01a252ea-10a0-7699-b141-5e2f9c1d7a30: names program "spring-2027", which does not exist`,
+			`…names program "spring-2027", which does not exist`},
+		{"no route for this lead", "no route for this lead"},
+	} {
+		got := gist(c.err, key, 80)
+		if !strings.HasSuffix(got, strings.TrimPrefix(c.want, "…")) || strings.HasPrefix(c.want, "…") != strings.HasPrefix(got, "…") ||
+			utf8.RuneCountInString(got) > 80 || strings.Contains(got, key+" seq") {
+			t.Errorf("gist(%q) = %q, want %q", c.err, got, c.want)
+		}
 	}
 }

@@ -29,6 +29,7 @@ const (
 	breakStamp     = "stamp"     // the state stamped on the event is not what the rules make of it
 	breakInvariant = "invariant" // a live lead left without an owner or a deadline
 	breakOverdue   = "overdue"   // the lead ends waiting for a step whose deadline has passed
+	breakMalformed = "malformed" // the event does not fit the lead it is stored under: consumers dead-letter it
 )
 
 // replayBreak is one place a lead's journey broke.
@@ -273,16 +274,11 @@ func (r *replayer) flag(j *journey, seq uint64, eventType string, at time.Time, 
 	return kind + ": " + detail
 }
 
-// apply checks one event against the lead's journey and moves it on. It
-// returns the breaks it found, for people.
-func (r *replayer) apply(seq uint64, ev *eventv1.Event, at time.Time) ([]string, error) {
-	id := ev.GetLeadId()
-	j := r.journeys[id]
-	if j == nil {
-		j = &journey{id: id}
-		r.journeys[id] = j
-		r.order = append(r.order, id)
-	}
+// apply checks one event, stored under lead id's subject with type
+// header typ ("" when not read), against the lead's journey and moves it
+// on. It returns the breaks it found, for people.
+func (r *replayer) apply(seq uint64, id, typ string, ev *eventv1.Event, at time.Time) ([]string, error) {
+	j := r.journey(id)
 	r.res.Events++
 	vb := ev.GetVersionBefore()
 	if !j.started {
@@ -320,6 +316,16 @@ func (r *replayer) apply(seq uint64, ev *eventv1.Event, at time.Time) ([]string,
 			what += ": events in between are missing"
 		}
 		breaks = append(breaks, r.flag(j, seq, ev.GetEventType(), at, breakGap, what))
+	}
+	if err := envelope.Check(ev, id, typ); err != nil {
+		// What the services' readers do: its payload counts for nothing,
+		// its stamp stands as the lead's state.
+		breaks = append(breaks, r.flag(j, seq, ev.GetEventType(), at, breakMalformed, err.Error()))
+		if ev.GetLifecycle() != nil {
+			j.state = lifecycle.FromProto(ev.GetLifecycle())
+		}
+		j.lastSeq, j.lastType, j.lastAt = seq, ev.GetEventType(), at
+		return breaks, nil
 	}
 	recorded := lifecycle.FromProto(ev.GetLifecycle())
 	kind := lifecycle.Kind(ev.GetEventType())
@@ -389,6 +395,26 @@ func (r *replayer) apply(seq uint64, ev *eventv1.Event, at time.Time) ([]string,
 	return breaks, nil
 }
 
+func (r *replayer) journey(id string) *journey {
+	j := r.journeys[id]
+	if j == nil {
+		j = &journey{id: id}
+		r.journeys[id] = j
+		r.order = append(r.order, id)
+	}
+	return j
+}
+
+// undecodable breaks the journey of lead id at an event that cannot be
+// decoded: consumers dead-letter it, and the lead's state stays as it was.
+func (r *replayer) undecodable(seq uint64, id, typ string, at time.Time, err error) {
+	j := r.journey(id)
+	r.res.Events++
+	j.started = true
+	r.flag(j, seq, typ, at, breakMalformed, err.Error())
+	j.lastSeq, j.lastType, j.lastAt = seq, typ, at
+}
+
 // finish judges where each lead ended, at judgeAt.
 func (r *replayer) finish(judgeAt time.Time) {
 	r.res.JudgedAt = judgeAt.UTC()
@@ -439,10 +465,10 @@ func replayLead(ctx context.Context, o *options, id string, win replayWindow, ju
 		}
 		n, unchecked := len(r.res.Breaks), maps.Clone(r.res.Unchecked)
 		var pair [2]string
-		if c := rec.Event.GetMergeCandidateFound(); c != nil && r.candidates[pairOf(rec.Event.GetLeadId(), c.GetOtherLeadId())] == nil {
-			pair = pairOf(rec.Event.GetLeadId(), c.GetOtherLeadId())
+		if c := rec.Event.GetMergeCandidateFound(); c != nil && r.candidates[pairOf(id, c.GetOtherLeadId())] == nil {
+			pair = pairOf(id, c.GetOtherLeadId())
 		}
-		breaks, err := r.apply(rec.Seq, rec.Event, at)
+		breaks, err := r.apply(rec.Seq, id, "", rec.Event, at)
 		if err != nil {
 			return nil, err
 		}
@@ -464,12 +490,8 @@ func replayLead(ctx context.Context, o *options, id string, win replayWindow, ju
 	if r.res.Events == 0 {
 		return nil, fmt.Errorf("lead %s has no events in the window", id)
 	}
-	r.journeys[id].broken = false
-	for _, b := range r.res.Breaks {
-		if b.Lead == id {
-			r.journeys[id].broken = true
-		}
-	}
+	// Broken only by what the window holds.
+	r.journeys[id].broken = len(r.res.Breaks) > 0
 	r.finish(judgeAt)
 	return r.res, nil
 }
@@ -581,14 +603,17 @@ func replayStream(cmd *cobra.Command, o *options, win replayWindow, judgeAt time
 				r.res.FromSeq = seq
 			}
 			r.res.ToSeq = seq
-			if m.Headers().Get(eventstore.HeaderType) == "Claim" {
+			typ := m.Headers().Get(eventstore.HeaderType)
+			if typ == "Claim" {
 				continue
 			}
+			lead := eventstore.LeadID(m.Subject())
 			ev, err := eventstore.DecodeEvent(m.Data())
 			if err != nil {
-				return nil, fmt.Errorf("seq %d: %w", seq, err)
+				r.undecodable(seq, lead, typ, meta.Timestamp, err)
+				continue
 			}
-			if _, err := r.apply(seq, ev, meta.Timestamp); err != nil {
+			if _, err := r.apply(seq, lead, typ, ev, meta.Timestamp); err != nil {
 				return nil, err
 			}
 		}

@@ -68,9 +68,14 @@ func (w *world) raw(t *testing.T, lead string, ev *eventv1.Event) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	w.rawBytes(t, lead, ev.GetEventType(), b)
+}
+
+func (w *world) rawBytes(t *testing.T, lead, typ string, data []byte) {
+	t.Helper()
 	m := nats.NewMsg(eventstore.LeadSubject(lead))
-	m.Data = b
-	m.Header.Set(eventstore.HeaderType, ev.GetEventType())
+	m.Data = data
+	m.Header.Set(eventstore.HeaderType, typ)
 	if _, err := w.nats.JS.PublishMsg(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
@@ -785,5 +790,61 @@ func TestALeadsReplayCountsOnlyItsWindow(t *testing.T) {
 		if whole != (res.Unchecked["MergeCandidateFound"] == 1) || whole != (len(res.MergeCandidates) == 1) {
 			t.Errorf("replay --lead %v: unchecked %v, candidates %v; want the candidate only without a window", window, res.Unchecked, res.MergeCandidates)
 		}
+	}
+}
+
+// An event stored under a lead that does not fit it (another lead's id,
+// a type without its payload, bytes that are no event), which every
+// consumer dead-letters and parks the lead for, breaks the journey of
+// the lead it is stored under, and no other's: that is the lead to look
+// at. Its stamp stands, as it does for the services' readers.
+func TestReplayBlamesTheLeadAnEventIsStoredUnder(t *testing.T) {
+	w := newWorld(t)
+	now := time.Now()
+	stuck, named, garbled := uuid.NewString(), uuid.NewString(), uuid.NewString()
+	for _, l := range []string{named, stuck, garbled} {
+		w.write(t, l, lifecycle.Command{Name: lifecycle.Capture}, captured(), "", now)
+	}
+	bad := func(lead string) *eventv1.Event {
+		t.Helper()
+		ev, _, err := lifecycle.NewEvent(stuck, lifecycle.FromProto(w.last(t, stuck).GetLifecycle()), lifecycle.Command{Name: lifecycle.RecordActivity},
+			lifecycle.DefaultPolicy(), activity(eventv1.ActivityType_ACTIVITY_TYPE_WEBINAR_ATTENDED), envelope.Meta{CorrelationID: "x"}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev.LeadId, ev.VersionBefore = lead, w.version(t, stuck)
+		return ev
+	}
+	w.raw(t, stuck, bad(named)) // another lead's id
+	bare := bad(stuck)
+	bare.Payload = nil // a known type without its payload
+	w.raw(t, stuck, bare)
+	w.write(t, stuck, lifecycle.Command{Name: lifecycle.RecordActivity}, activity(eventv1.ActivityType_ACTIVITY_TYPE_EMAIL_CLICK), "", now)
+	w.rawBytes(t, garbled, "ActivityRecorded", []byte{0xff, 0xff, 0xff})
+
+	res, _ := w.replayJSON(t)
+	if got := strings.Join(breaksOf(res, stuck), ","); got != "malformed ActivityRecorded,malformed ActivityRecorded" {
+		t.Fatalf("whole stream: %s's breaks %q, want both malformed events: %+v", stuck, got, res.Breaks)
+	}
+	if got := breaksOf(res, named); len(got) != 0 {
+		t.Fatalf("whole stream: the lead the event names, stored elsewhere, broke: %v", got)
+	}
+	if got := strings.Join(breaksOf(res, garbled), ","); got != "malformed ActivityRecorded" {
+		t.Fatalf("whole stream: the undecodable event's lead: breaks %q: %+v", got, res.Breaks)
+	}
+	if res.Leads != 3 || res.Broken != 2 || res.Events != 7 {
+		t.Fatalf("whole stream: %d events of %d leads, %d broke; want 7 of 3, 2 broke", res.Events, res.Leads, res.Broken)
+	}
+
+	stdout, _, err := w.ctlSplit(t, "replay", "--lead", stuck, "-o", "json")
+	if !found(err) {
+		t.Fatalf("replay --lead: %v, want exit 3", err)
+	}
+	res = replayResult{}
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatalf("%v: %s", err, stdout)
+	}
+	if got := strings.Join(breaksOf(res, stuck), ","); res.Leads != 1 || res.Events != 4 || got != "malformed ActivityRecorded,malformed ActivityRecorded" || len(res.Breaks) != 2 {
+		t.Fatalf("replay --lead: %d events of %d leads, breaks %+v; want 4 of 1 and both malformed events", res.Events, res.Leads, res.Breaks)
 	}
 }

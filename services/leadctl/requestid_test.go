@@ -99,6 +99,36 @@ func TestAnUnavailableAnswerIsNotAnUnreachableService(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "cannot reach intake") || strings.Contains(err.Error(), "may have been") {
 		t.Errorf("erase with nothing listening: %v, want intake unreachable and no word of a write done", err)
 	}
+	// A frozen service: it takes the connection and never speaks, so the
+	// call runs out of time before a request is sent.
+	mute, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan net.Conn, 16)
+	t.Cleanup(func() {
+		mute.Close()
+		for len(accepted) > 0 {
+			(<-accepted).Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := mute.Accept()
+			if err != nil {
+				return
+			}
+			select {
+			case accepted <- c:
+			default:
+				c.Close()
+			}
+		}
+	}()
+	_, err = runCtl(context.Background(), "--handoff", mute.Addr().String(), "--timeout", "1s", "assign", uuid.NewString(), "--to", "ana")
+	if err == nil || !strings.Contains(err.Error(), "did not answer") || strings.Contains(err.Error(), "may have been") {
+		t.Errorf("assign to a service that never speaks: %v, want no answer in time and no word of a write done", err)
+	}
 }
 
 // Each lost lead gets one fix, chosen by what it misses: a lead whose

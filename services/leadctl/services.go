@@ -60,8 +60,10 @@ func call(ctx context.Context, o *options, name, addr string, f func(context.Con
 		return err
 	}
 	err = o.unanswered(name, addr, err)
-	if status.Code(err) == codes.Unavailable && !sent.any.Load() {
-		return fmt.Errorf("%w%w", err, errNotSent) // no request left leadctl: nothing was written
+	if c := status.Code(err); (c == codes.Unavailable || c == codes.DeadlineExceeded) && !sent.any.Load() {
+		// No request left leadctl (nothing listening, or a server that
+		// took the connection and never spoke): nothing was written.
+		return fmt.Errorf("%w%w", err, errNotSent)
 	}
 	return err
 }

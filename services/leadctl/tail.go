@@ -29,9 +29,13 @@ func tailCmd(o *options) *cobra.Command {
 		Short: "Follow lead events live, filtered by lead, type or writing service",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			// A typo would match nothing and look like a quiet stream.
-			if typ != "" && !slices.Contains(envelope.Types(), typ) {
-				return fmt.Errorf("%w: --type %q is not an event type; known: %s", errUsage, typ, strings.Join(envelope.Types(), ", "))
+			// A typo, or a type no lead subject holds, would match nothing
+			// and look like a quiet stream.
+			if typ != "" && notOnLeads[typ] {
+				return fmt.Errorf("%w: --type %s: tail follows lead events, and %s is stored on a campaign's or a model's subject", errUsage, typ, typ)
+			}
+			if typ != "" && !slices.Contains(leadEventTypes(), typ) {
+				return fmt.Errorf("%w: --type %q is not a lead event type; known: %s", errUsage, typ, strings.Join(leadEventTypes(), ", "))
 			}
 			if last < 0 {
 				return fmt.Errorf("%w: --last must be 0 or more stream messages, not %d", errUsage, last)
@@ -156,6 +160,20 @@ var commandedThrough = map[string]string{
 	"SLABreached": "handoff", "SLAWarned": "handoff",
 	"LeadRecycled": "nurture", "LeadReengaged": "nurture", "NurtureEnrolled": "nurture", "NurtureExited": "nurture",
 	"NurtureProgramChanged": "nurture",
+}
+
+// notOnLeads are the event types stored on campaign and model subjects,
+// not on a lead's.
+var notOnLeads = map[string]bool{
+	"CampaignRegistered": true, "CampaignCostRecorded": true,
+	"ScoringModelProposed": true, "ScoringModelApproved": true, "ScoringModelActivated": true,
+	"ScoringModelRescoreStarted": true, "ScoringModelRescoreCompleted": true,
+	"RoutingChanged": true, "PoolTurnTaken": true, "MarketingTargetSet": true, "NurtureProgramChanged": true,
+}
+
+// leadEventTypes are the event types stored on lead subjects, sorted.
+func leadEventTypes() []string {
+	return slices.DeleteFunc(envelope.Types(), func(t string) bool { return notOnLeads[t] })
 }
 
 // writtenBy is the service that wrote ev: the actor when a service acted

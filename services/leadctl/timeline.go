@@ -144,13 +144,18 @@ func stateCmd(o *options) *cobra.Command {
 		Short: "A lead's state, now or as of a point in time, from the stream",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var at time.Time
+			var at, through time.Time
 			if asOf != "" {
 				t, err := time.Parse(time.RFC3339, asOf)
 				if err != nil {
 					return fmt.Errorf("%w: --as-of %q: want RFC 3339, like 2026-12-01T09:30:00Z", errUsage, asOf)
 				}
-				at = t
+				at, through = t, t
+				if !strings.Contains(asOf, ".") {
+					// A time to the second, as timeline prints them, holds
+					// that whole second.
+					through = t.Add(time.Second - 1)
+				}
 			}
 			recs, err := loadLead(cmd.Context(), o, args[0])
 			if err != nil {
@@ -166,14 +171,16 @@ func stateCmd(o *options) *cobra.Command {
 						at = t
 					}
 				}
+				through = at
 			}
-			s, ok := stateAsOf(recs, at)
+			s, ok := stateAsOf(recs, through)
 			if !ok {
 				first := recs[0].Event
 				return fmt.Errorf("%w %s: nothing of it was recorded yet at %s (--as-of goes by when events were recorded: its first, "+
-					"recorded at %s, says it happened at %s)", errUnknownLead, args[0], at.UTC().Format(time.RFC3339),
-					first.GetRecordedAt().AsTime().UTC().Format(time.RFC3339), first.GetOccurredAt().AsTime().UTC().Format(time.RFC3339))
+					"recorded at %s, says it happened at %s)", errUnknownLead, args[0], through.UTC().Format(time.RFC3339Nano),
+					first.GetRecordedAt().AsTime().UTC().Format(time.RFC3339Nano), first.GetOccurredAt().AsTime().UTC().Format(time.RFC3339Nano))
 			}
+			s.AsOf = at.UTC().Format(time.RFC3339Nano)
 			if o.output == "json" {
 				return writeJSON(cmd.OutOrStdout(), s)
 			}

@@ -49,7 +49,15 @@ func TestAsItsNATSUser(t *testing.T) {
 		if err := consume.Redrive(ctxT(t), ojs, consume.DefaultDeadLetterStream, ports.Group, lead, 0); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 30*time.Second, func() bool { d := dead(); return len(d) == 1 && d[0].At.After(first) }, "re-drive not served")
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := consume.Served(sctx, ojs, consume.DefaultDeadLetterStream, ports.Group, lead); err != nil {
+			t.Fatalf("re-drive not served: %v", err)
+		}
+		// Failed again: still dead, since it first failed.
+		if d := dead(); len(d) != 1 || !d[0].At.Equal(first) {
+			t.Fatalf("after the re-drive: %+v, want the dead letter since %s", d, first)
+		}
 		if err := consume.Skip(ctxT(t), ojs, consume.DefaultDeadLetterStream, ports.Group, lead, 0); err != nil {
 			t.Fatal(err)
 		}

@@ -1415,10 +1415,12 @@ type ParkedLead struct {
 	LeadId string                 `protobuf:"bytes,2,opt,name=lead_id,json=leadId,proto3" json:"lead_id,omitempty"`
 	// dead_seq is the stream sequence of the event that failed; 0 when
 	// only parked events are left.
-	DeadSeq       uint64                 `protobuf:"varint,3,opt,name=dead_seq,json=deadSeq,proto3" json:"dead_seq,omitempty"`
-	DeadEventType string                 `protobuf:"bytes,4,opt,name=dead_event_type,json=deadEventType,proto3" json:"dead_event_type,omitempty"`
-	Error         string                 `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
-	Since         *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=since,proto3" json:"since,omitempty"`
+	DeadSeq       uint64 `protobuf:"varint,3,opt,name=dead_seq,json=deadSeq,proto3" json:"dead_seq,omitempty"`
+	DeadEventType string `protobuf:"bytes,4,opt,name=dead_event_type,json=deadEventType,proto3" json:"dead_event_type,omitempty"`
+	Error         string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
+	// since is when the dead event first failed: a re-drive that fails
+	// again keeps it, as the lead stayed parked.
+	Since *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=since,proto3" json:"since,omitempty"`
 	// parked_seqs are the lead's later events, waiting.
 	ParkedSeqs []uint64             `protobuf:"varint,7,rep,packed,name=parked_seqs,json=parkedSeqs,proto3" json:"parked_seqs,omitempty"`
 	Status     v1.LeadStatus        `protobuf:"varint,8,opt,name=status,proto3,enum=leadflow.event.v1.LeadStatus" json:"status,omitempty"`
