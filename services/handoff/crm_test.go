@@ -281,6 +281,21 @@ func TestRejectAndLost(t *testing.T) {
 		Reason: eventv1.RejectReason_REJECT_REASON_NOT_READY}); err != nil {
 		t.Fatalf("a rejection without a note, without the vault: %v", err)
 	}
+	// A lost deal's reason is required: sending it without is no way out.
+	deal := w.mql(t, dach(50))
+	owner = ownerOf(w.waitFor(t, deal, "LeadAssigned", 1)[0])
+	if _, err := bare.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: deal, RepId: owner, RequestId: "a3"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bare.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: deal, RepId: owner, RequestId: "o3", OpportunityId: "opp-bare",
+		Amount: eur(100), Stage: "discovery"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = bare.CloseLost(ctx, &handoffv1.CloseLostRequest{LeadId: deal, RepId: owner, RequestId: "l3", Reason: "went with a rival"})
+	if msg := status.Convert(err).Message(); status.Code(err) != codes.FailedPrecondition || !strings.HasPrefix(msg, "reason: ") ||
+		strings.Contains(msg, "without it") || !strings.Contains(msg, "required") {
+		t.Fatalf("a lost deal's reason without the vault: %v, want FAILED_PRECONDITION saying the reason is required and cannot be kept", err)
+	}
 
 	// Keys shredded by an erasure whose LeadErased is not written yet:
 	// the note is refused as erased, not an internal error.

@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/prototext"
 
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	intakev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/intake/v1"
@@ -632,5 +633,118 @@ func (e *env) unmerge(t *testing.T, survivor, absorbed, reason string) {
 	t.Helper()
 	if _, err := e.client.UnmergeLeads(ctxT(t), &intakev1.UnmergeLeadsRequest{SurvivorLeadId: survivor, AbsorbedLeadId: absorbed, Reason: reason}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// After an unmerge, the survivor's export (its person's access request)
+// holds nothing the other person sent while merged: not their form, their
+// activity or their consent change among its events, nor what scoring
+// knew of them on its LeadMerged. Both timelines still show the merge
+// and the unmerge, and the other person's export has what they sent.
+func TestASurvivorsExportAfterAnUnmergeHoldsNothingOfTheOtherPerson(t *testing.T) {
+	e := start(t)
+	ctx := ctxT(t)
+	b := e.capture(t, lead("keeper@keep.example")).GetLeadId()
+	other := func() *intakev1.CaptureLeadRequest {
+		r := lead("other@othercorp.example")
+		r.Profile.Industry, r.Profile.Country = "veterinary clinics", "NZ"
+		return r
+	}
+	a := e.capture(t, other()).GetLeadId()
+	e.merge(t, b, a, "looked alike")
+	e.capture(t, other())
+	if _, err := e.client.RecordActivity(ctx, &intakev1.RecordActivityRequest{LeadId: a, ActivityId: "other-visit",
+		Type: eventv1.ActivityType_ACTIVITY_TYPE_WEB_VISIT, Detail: "pricing page"}); err != nil {
+		t.Fatal(err)
+	}
+	e.setConsent(t, a, smsChannel, withdrawn)
+	e.unmerge(t, b, a, "two people")
+
+	x, err := e.client.ExportLead(ctx, &intakev1.ExportLeadRequest{LeadId: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var merged, unmerged bool
+	for _, en := range x.GetEvents() {
+		ev := en.GetEvent()
+		if ev.GetLeadResubmitted() != nil || ev.GetActivityRecorded() != nil || ev.GetConsentChanged().GetMergedFrom() != "" {
+			t.Errorf("the survivor's export holds the other person's %s", ev.GetEventType())
+		}
+		merged = merged || ev.GetLeadMerged() != nil
+		unmerged = unmerged || ev.GetLeadUnmerged() != nil
+	}
+	if !merged || !unmerged {
+		t.Errorf("the survivor's export lost its merge (%v) or unmerge (%v)", merged, unmerged)
+	}
+	if s := prototext.Format(x); strings.Contains(s, "veterinary") || strings.Contains(s, "othercorp") {
+		t.Errorf("the survivor's export names the other person's industry or email domain:\n%s", s)
+	}
+	y, err := e.client.ExportLead(ctx, &intakev1.ExportLeadRequest{LeadId: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(y.GetActivities()) != 1 || y.GetActivities()[0].GetDetail() != "pricing page" || len(y.GetSubmissions()) != 2 {
+		t.Errorf("the other person's export: %d activities %v, %d submissions; want their visit and both forms",
+			len(y.GetActivities()), y.GetActivities(), len(y.GetSubmissions()))
+	}
+}
+
+// An unmerge of a lead erased with its survivor says so, not that the
+// lead is not merged into it: its last merge is into that survivor.
+func TestUnmergeOfALeadErasedWithItsSurvivor(t *testing.T) {
+	e := start(t)
+	ctx := ctxT(t)
+	b := e.capture(t, lead("keeper@gone.example")).GetLeadId()
+	a := e.capture(t, lead("other@gone.example")).GetLeadId()
+	e.merge(t, b, a, "looked alike")
+	if _, err := e.client.EraseLead(ctx, &intakev1.EraseLeadRequest{LeadId: b, Reason: "ticket 12"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.client.UnmergeLeads(ctx, &intakev1.UnmergeLeadsRequest{SurvivorLeadId: b, AbsorbedLeadId: a, Reason: "two people"})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "erased while merged into "+b) {
+		t.Fatalf("unmerge after the survivor's erasure: %v, want FAILED_PRECONDITION saying it was erased while merged", err)
+	}
+}
+
+// A grant the absorbed lead's person sent while merged, which its unmerge
+// does not replay on it (the survivor's person withdrew the channel
+// after), stays on the survivor's stream alone: the absorbed lead's
+// export still lists it, stored on the survivor, and the survivor's
+// export does not.
+func TestAnUnmergedLeadsExportHoldsTheGrantLeftOnItsSurvivor(t *testing.T) {
+	e := start(t)
+	ctx := ctxT(t)
+	b := e.capture(t, lead("keeper@left.example")).GetLeadId()
+	a := e.capture(t, lead("other@left.example")).GetLeadId()
+	e.merge(t, b, a, "looked alike")
+	e.setConsent(t, a, emailChannel, granted)   // a's person, through a
+	e.setConsent(t, b, emailChannel, withdrawn) // b's person
+	e.unmerge(t, b, a, "two people")
+	x, err := e.client.ExportLead(ctx, &intakev1.ExportLeadRequest{LeadId: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var grants int
+	for _, c := range x.GetConsentChanges() {
+		if c.GetConsent().GetChannel() == emailChannel && c.GetConsent().GetStatus() == granted && c.GetStoredOn() == b {
+			grants++
+		}
+	}
+	for _, en := range x.GetEvents() {
+		if c := en.GetEvent().GetConsentChanged(); c.GetConsent().GetChannel() == emailChannel && c.GetConsent().GetStatus() == granted {
+			grants++
+		}
+	}
+	if grants != 1 {
+		t.Fatalf("the unmerged lead's export lists its email grant %d times, want once (stored on %s): %v", grants, b, x.GetConsentChanges())
+	}
+	y, err := e.client.ExportLead(ctx, &intakev1.ExportLeadRequest{LeadId: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, en := range y.GetEvents() {
+		if en.GetEvent().GetConsentChanged().GetMergedFrom() == a {
+			t.Fatalf("the survivor's export holds the other person's consent change: %v", en.GetEvent())
+		}
 	}
 }

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -92,6 +93,9 @@ func (a *App) CloseLost(ctx context.Context, in CloseLost, meta envelope.Meta) (
 			}
 			// Sealed once the lifecycle allows the step, as a rejection's note.
 			if lost.SealedReason, err = a.sealText(ctx, l, "reason", in.Reason); err != nil {
+				if ce, ok := errors.AsType[*CannotSealError](err); ok {
+					ce.Required = true
+				}
 				return nil, err
 			}
 			return []*eventv1.Event{ev}, nil

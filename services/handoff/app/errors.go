@@ -120,9 +120,14 @@ func (e *UnavailableError) Error() string {
 // handoff has no key vault, or the lead no data key. Nothing was written.
 type CannotSealError struct {
 	Field, Why string
+	// Required: the request cannot go without the text.
+	Required bool
 }
 
 func (e *CannotSealError) Error() string {
+	if e.Required {
+		return fmt.Sprintf("%s: %s, and free text may name the person, so it is kept only sealed; it is required, so this cannot be done here until it can be sealed", e.Field, e.Why)
+	}
 	return fmt.Sprintf("%s: %s, and free text may name the person, so it is kept only sealed; send the request without it", e.Field, e.Why)
 }
 

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/leadflow/leadflow/pkg/envelope"
 	"github.com/leadflow/leadflow/pkg/eventstore"
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
@@ -149,6 +151,9 @@ func (a *App) exportOne(ctx context.Context, leadID string, view LeadView) (Expo
 	// loaded now.
 	_, subs := fold(leadID, recs)
 	out := Export{View: view}
+	// away are the events an unmerge gave back to another lead: that
+	// person's, in their export, not in this one's events either.
+	away := map[uint64]bool{}
 	for _, sub := range subs {
 		if sub.gone {
 			back, err := a.sealedFor(ctx, sub.via, sub.sealed)
@@ -156,6 +161,7 @@ func (a *App) exportOne(ctx context.Context, leadID string, view LeadView) (Expo
 				return Export{}, err
 			}
 			if back {
+				away[sub.rec.Seq] = true
 				continue // its person's export has it
 			}
 		}
@@ -171,7 +177,37 @@ func (a *App) exportOne(ctx context.Context, leadID string, view LeadView) (Expo
 		}
 		out.Submissions = append(out.Submissions, es)
 	}
-	for _, r := range recs {
+	held, err := a.heldActivities(ctx, leadID, recs)
+	if err != nil {
+		return Export{}, err
+	}
+	kept := map[uint64]bool{}
+	for _, r := range held {
+		kept[r.Seq] = true
+		act := r.Event.GetActivityRecorded()
+		detail, err := a.openDetail(ctx, leadID, r, act, view.Erased)
+		if err != nil {
+			return Export{}, err
+		}
+		out.Activities = append(out.Activities, exportedActivity(r, act, detail))
+	}
+	for _, r := range heldConsents(leadID, recs) {
+		kept[r.Seq] = true
+	}
+	for i, r := range recs {
+		if via := mergedFrom(r.Event); via != "" && !kept[r.Seq] && r.Event.GetLeadResubmitted() == nil {
+			away[r.Seq] = true // an activity or consent change given back
+		}
+		if away[r.Seq] {
+			continue
+		}
+		if m := r.Event.GetLeadMerged(); m.GetSurvivorLeadId() == leadID && unmergedAfter(recs[i+1:], leadID, m.GetAbsorbedLeadId()) {
+			// What scoring knew of the other person at the merge.
+			ev := proto.CloneOf(r.Event)
+			em := ev.GetLeadMerged()
+			em.AbsorbedProfile, em.AbsorbedActivities, em.AbsorbedWithdrawn = nil, nil, nil
+			r.Event = ev
+		}
 		out.Events = append(out.Events, TimelineEntry{Record: r, Summary: Summarize(r.Event)})
 		if !view.Erased {
 			notes, err := a.openNotes(ctx, leadID, r)
@@ -181,19 +217,80 @@ func (a *App) exportOne(ctx context.Context, leadID string, view LeadView) (Expo
 			out.Notes = append(out.Notes, notes...)
 		}
 	}
-	held, err := a.heldActivities(ctx, leadID, recs)
+	left, err := a.leftOnSurvivors(ctx, leadID, recs)
 	if err != nil {
 		return Export{}, err
 	}
-	for _, r := range held {
-		act := r.Event.GetActivityRecorded()
-		detail, err := a.openDetail(ctx, leadID, r, act, view.Erased)
-		if err != nil {
-			return Export{}, err
+	out.ConsentChanges = append(out.ConsentChanges, left...)
+	return out, nil
+}
+
+// leftOnSurvivors are the consent changes leadID's person sent while it
+// was merged that its unmerges did not replay on it (a grant a withdrawal
+// heard after it would have undone): they stay on the survivor's stream
+// alone, and are still this person's word. A replay copies its change's
+// channel, status and time, and names the survivor in given_back_by.
+func (a *App) leftOnSurvivors(ctx context.Context, leadID string, recs []eventstore.Record) ([]ExportedConsentChange, error) {
+	type word struct {
+		survivor string
+		ch       eventv1.ConsentChannel
+		st       eventv1.ConsentStatus
+		at       int64
+	}
+	replayed := map[word]int{}
+	var survivors []string
+	for _, r := range recs {
+		if u := r.Event.GetLeadUnmerged(); u.GetAbsorbedLeadId() == leadID && !slices.Contains(survivors, u.GetSurvivorLeadId()) {
+			survivors = append(survivors, u.GetSurvivorLeadId())
 		}
-		out.Activities = append(out.Activities, exportedActivity(r, act, detail))
+		if c := r.Event.GetConsentChanged(); c.GetGivenBackBy() != "" {
+			replayed[word{c.GetGivenBackBy(), c.GetConsent().GetChannel(), c.GetConsent().GetStatus(), r.Event.GetOccurredAt().AsTime().UnixNano()}]++
+		}
+	}
+	var out []ExportedConsentChange
+	for _, s := range survivors {
+		srecs, err := a.leads.Load(ctx, s)
+		if err != nil {
+			return nil, fmt.Errorf("lead %s, unmerged from %s: %w", leadID, s, err)
+		}
+		// Up to its last unmerge of leadID: what came after, through a
+		// merge since, the survivor still holds for it (exportVia).
+		last := -1
+		for i, r := range srecs {
+			if u := r.Event.GetLeadUnmerged(); u.GetSurvivorLeadId() == s && u.GetAbsorbedLeadId() == leadID {
+				last = i
+			}
+		}
+		for _, r := range srecs[:last+1] {
+			c := r.Event.GetConsentChanged()
+			if c.GetMergedFrom() != leadID {
+				continue
+			}
+			w := word{s, c.GetConsent().GetChannel(), c.GetConsent().GetStatus(), r.Event.GetOccurredAt().AsTime().UnixNano()}
+			if replayed[w] > 0 {
+				replayed[w]--
+				continue
+			}
+			out = append(out, ExportedConsentChange{Seq: r.Seq, OccurredAt: r.Event.GetOccurredAt().AsTime(), Consent: c.GetConsent(),
+				Source: c.GetSource(), StoredOn: s})
+		}
 	}
 	return out, nil
+}
+
+// mergedFrom is the merged lead an activity or a consent change came
+// through, if any.
+func mergedFrom(ev *eventv1.Event) string {
+	return cmp.Or(ev.GetActivityRecorded().GetMergedFrom(), ev.GetConsentChanged().GetMergedFrom())
+}
+
+// unmergedAfter reports whether recs, the survivor's events after a
+// merge, hold the unmerge of absorbed.
+func unmergedAfter(recs []eventstore.Record, survivor, absorbed string) bool {
+	return slices.ContainsFunc(recs, func(r eventstore.Record) bool {
+		u := r.Event.GetLeadUnmerged()
+		return u.GetSurvivorLeadId() == survivor && u.GetAbsorbedLeadId() == absorbed
+	})
 }
 
 // sealedFor reports whether sealed data opens with via's key (or is

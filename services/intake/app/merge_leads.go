@@ -449,6 +449,11 @@ func (a *App) UnmergeLeads(ctx context.Context, in MergeLeads, meta envelope.Met
 			return nil, nil, err
 		}
 		merged := aHead.Event.GetLeadMerged()
+		if at := lastAbsorbedAt(aRecs, in.Absorbed); aState.Status == lifecycle.StatusErased && at >= 0 &&
+			aRecs[at].Event.GetLeadMerged().GetSurvivorLeadId() == in.Survivor {
+			return nil, nil, &lifecycle.RefusedError{Command: "Unmerge", Status: aState.Status,
+				Reason: "lead " + in.Absorbed + " was erased while merged into " + in.Survivor + ": an erased lead is not unmerged"}
+		}
 		if aState.Status != lifecycle.StatusMerged || merged.GetSurvivorLeadId() != in.Survivor {
 			return nil, nil, &lifecycle.RefusedError{Command: "Unmerge", Status: aState.Status, Reason: "lead " + in.Absorbed + " is not merged into " + in.Survivor}
 		}

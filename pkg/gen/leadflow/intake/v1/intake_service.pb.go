@@ -2072,7 +2072,11 @@ type ExportLeadResponse struct {
 	Lead        *Lead                  `protobuf:"bytes,1,opt,name=lead,proto3" json:"lead,omitempty"`
 	Submissions []*ExportedSubmission  `protobuf:"bytes,2,rep,name=submissions,proto3" json:"submissions,omitempty"`
 	Activities  []*ExportedActivity    `protobuf:"bytes,3,rep,name=activities,proto3" json:"activities,omitempty"`
-	// events is the lead's whole history as stored (personal fields sealed).
+	// events is the lead's history as stored (personal fields sealed),
+	// but for what an unmerge gave back to another lead: the events that
+	// came through it are left out, and what the survivor's LeadMerged
+	// knew of it (absorbed_profile, absorbed_activities,
+	// absorbed_withdrawn) is cleared.
 	Events []*TimelineEntry `protobuf:"bytes,4,rep,name=events,proto3" json:"events,omitempty"`
 	// notes are the other sealed texts of its events, opened (empty once
 	// the lead is erased).
@@ -2081,7 +2085,10 @@ type ExportLeadResponse struct {
 	// its own absorbed): the same person's data held under their ids.
 	Absorbed []*ExportLeadResponse `protobuf:"bytes,6,rep,name=absorbed,proto3" json:"absorbed,omitempty"`
 	// consent_changes are those its person, or the person of a lead merged
-	// into it, sent while it was merged, held by a survivor up the chain.
+	// into it, sent while it was merged, held by a survivor up the chain;
+	// and, once unmerged, those it sent while merged that its unmerge did
+	// not replay on it (a grant a withdrawal heard after it would undo),
+	// which only the survivor's stream holds.
 	ConsentChanges []*ExportedConsentChange `protobuf:"bytes,7,rep,name=consent_changes,json=consentChanges,proto3" json:"consent_changes,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
