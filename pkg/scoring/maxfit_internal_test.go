@@ -71,3 +71,23 @@ func TestMaxFitFoldsCaseAsScoringDoes(t *testing.T) {
 		}
 	}
 }
+
+// A domain named in Unicode by one rule and in its ASCII form by another
+// is one domain, as scoring matches it: a lead there takes both rules.
+func TestMaxFitTakesADomainInEitherForm(t *testing.T) {
+	m := Model{Threshold: 100, Fit: []FitRule{
+		{ID: "a", Points: 50, When: Criteria{EmailDomainIn: []string{"bücher.de"}}},
+		{ID: "b", Points: 50, When: Criteria{EmailDomainIn: []string{"XN--BCHER-KVA.de"}}},
+	}}
+	if got := Score(m, Facts{Profile: Profile{EmailDomain: "shop.bücher.de"}}, time.Time{}).Fit; got != 100 {
+		t.Fatalf("the profile scores %d, want 100 (both rules)", got)
+	}
+	if fit, _ := MaxScore(m); fit != 100 {
+		t.Errorf("MaxScore's fit %d, want 100", fit)
+	}
+	for _, v := range Validate(m) {
+		if v.Field == "threshold" {
+			t.Errorf("threshold refused: %s", v.Description)
+		}
+	}
+}

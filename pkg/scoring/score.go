@@ -266,7 +266,7 @@ func maxFitSearch(rules []FitRule) (fit, summed int) {
 			return out
 		}
 	}
-	equalFold, lower := fold(foldKey), fold(strings.ToLower)
+	equalFold, domain := fold(foldKey), fold(canonDomain)
 	enum := func(get func(Criteria) []int32) func(Criteria) []string {
 		return func(c Criteria) []string {
 			var out []string
@@ -286,7 +286,7 @@ func maxFitSearch(rules []FitRule) (fit, summed int) {
 		field(vals, in(sets))
 	}
 	// A domain matches its own rules and its parents' (inDomain).
-	domains, vals := named(func(c Criteria) []string { return lower(c.EmailDomainIn) })
+	domains, vals := named(func(c Criteria) []string { return domain(c.EmailDomainIn) })
 	field(vals, func(i int, v string) bool {
 		if domains[i] == nil {
 			return true

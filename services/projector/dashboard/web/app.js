@@ -599,7 +599,7 @@ function whatIfView(w) {
     el("div", { class: "scroll" }, el("table", { class: "tbl-compact" },
       el("thead", {}, el("tr", {}, ["Campaign", "Leads", `MQLs: v${w.active || 0} → v${w.proposed}`, "Gained / lost", "Won it qualifies", "Rejected kept out"].map((h) => el("th", {}, h)))),
       el("tbody", {}, w.campaigns.map((r) => row(r, false)), row(w.total_row, true)))),
-    el("div", { class: "note" }, "By first-touch campaign. Both versions replayed over the same facts with qualification's scoring (the active one's MQLs are what it would say, not what earlier versions said before its activation); nothing is written. Started " + fmtWhen(w.started) + "."));
+    el("div", { class: "note" }, "By first-touch campaign. Both versions replayed over the same facts with qualification's scoring, as if each had scored these leads from their capture (the active one's MQLs are what it would say, not what earlier versions said before its activation). Not a forecast of activating the proposal: activation qualifies only new leads and nurtured ones with a re-engagement pending. Nothing is written. Started " + fmtWhen(w.started) + "."));
 }
 
 function recentPanel(res) {

@@ -81,8 +81,12 @@ type ProjectorServiceClient interface {
 	StartRebuild(ctx context.Context, in *StartRebuildRequest, opts ...grpc.CallOption) (*StartRebuildResponse, error)
 	// StartWhatIf replays a proposed (not yet active) scoring model version
 	// over the leads captured in a period, from the stream, and compares it
-	// with the active version by campaign. It touches no live state and
-	// returns at once; GetWhatIf reports progress and the result.
+	// with the active version by campaign: what each would have said had it
+	// scored those leads from their capture, not what activating it now
+	// would change (activation qualifies only new leads and nurtured ones
+	// with a re-engagement pending). It
+	// touches no live state and returns at once; GetWhatIf reports progress
+	// and the result.
 	StartWhatIf(ctx context.Context, in *StartWhatIfRequest, opts ...grpc.CallOption) (*StartWhatIfResponse, error)
 	// GetWhatIf returns a what-if's progress, and its result once done.
 	GetWhatIf(ctx context.Context, in *GetWhatIfRequest, opts ...grpc.CallOption) (*GetWhatIfResponse, error)
@@ -264,8 +268,12 @@ type ProjectorServiceServer interface {
 	StartRebuild(context.Context, *StartRebuildRequest) (*StartRebuildResponse, error)
 	// StartWhatIf replays a proposed (not yet active) scoring model version
 	// over the leads captured in a period, from the stream, and compares it
-	// with the active version by campaign. It touches no live state and
-	// returns at once; GetWhatIf reports progress and the result.
+	// with the active version by campaign: what each would have said had it
+	// scored those leads from their capture, not what activating it now
+	// would change (activation qualifies only new leads and nurtured ones
+	// with a re-engagement pending). It
+	// touches no live state and returns at once; GetWhatIf reports progress
+	// and the result.
 	StartWhatIf(context.Context, *StartWhatIfRequest) (*StartWhatIfResponse, error)
 	// GetWhatIf returns a what-if's progress, and its result once done.
 	GetWhatIf(context.Context, *GetWhatIfRequest) (*GetWhatIfResponse, error)
