@@ -16,6 +16,7 @@ import (
 	nurturev1 "github.com/leadflow/leadflow/pkg/gen/leadflow/nurture/v1"
 	"github.com/leadflow/leadflow/services/nurture/adapters"
 	"github.com/leadflow/leadflow/services/nurture/app"
+	"github.com/leadflow/leadflow/services/nurture/program"
 )
 
 // A replica whose program list is a moment old judges a lead enrolled in
@@ -130,5 +131,38 @@ func TestRedriveAnswersWhatItDidBeforeItsDeadline(t *testing.T) {
 		if r.LeadID != ids[i] || r.Action != app.RedriveNotFound {
 			t.Fatalf("answer %d: %+v, want %s not found (in the order asked)", i, r, ids[i])
 		}
+	}
+}
+
+// A lead recycled by hand while its rejection's recycle is still owed
+// (nurture behind or passed over it) takes the rejection's cause, and so
+// the program that cause leads to: bad data goes to data repair, not the
+// default program an email click would send back to sales. A second call
+// with the same request id answers the first.
+func TestARecycleByHandOfARejectedLeadKeepsTheRejectionsCause(t *testing.T) {
+	w := newWorld(t)
+	log := slog.New(slog.DiscardHandler)
+	js := w.nats.JS
+	b := app.New(adapters.NewLeads(w.store), adapters.NewPrograms(w.store), adapters.NewTimers(js, time.Hour),
+		adapters.NewIndex(js, stream, log), adapters.NewGroups(js, stream, consume.DefaultDeadLetterStream), app.WithLogger(log))
+	l := uuid.NewString()
+	w.accepted(t, l, "smb", 30)
+	w.reject(t, l, eventv1.RejectReason_REJECT_REASON_BAD_DATA, "smb")
+	in := app.RecycleLead{LeadID: l, Note: "nurture missed it", RequestID: "by-hand", Actor: marketer}
+	res, err := b.RecycleLead(ctxT(t), in, envelope.Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := ofType(w.events(t, l), "LeadRecycled")
+	if len(rec) != 1 || res.ProgramID != program.DataRepair {
+		t.Fatalf("a lead rejected as bad data, recycled by hand: %d recycles, program %q, want one, %s", len(rec), res.ProgramID, program.DataRepair)
+	}
+	if r := rec[0].GetLeadRecycled(); r.GetCause() != eventv1.RecycleCause_RECYCLE_CAUSE_REJECTED ||
+		r.GetRejectReason() != eventv1.RejectReason_REJECT_REASON_BAD_DATA || r.GetNote() != in.Note || rec[0].GetActor().GetId() != marketer.GetId() {
+		t.Fatalf("the recycle by hand: %v", rec[0])
+	}
+	again, err := b.RecycleLead(ctxT(t), in, envelope.Meta{})
+	if err != nil || !again.Replayed || again.RecycledEventID != res.RecycledEventID {
+		t.Fatalf("the same request again: %+v %v, want the first answer", again, err)
 	}
 }

@@ -155,6 +155,15 @@ func (l *lead) recycleDue(now time.Time) bool {
 
 // recycle is the LeadRecycled the lead's source owes.
 func (a *App) recycle(l *lead, now time.Time, meta envelope.Meta) (*eventv1.Event, error) {
+	p := sourceRecycle(l)
+	cmd := lifecycle.Command{Name: lifecycle.Recycle, Reason: p.Note}
+	ev, _, err := lifecycle.NewEvent(l.id, l.state, cmd, a.policy, p, stepMeta(meta, l.source.ev), now)
+	return ev, err
+}
+
+// sourceRecycle is the payload of the LeadRecycled the lead's source
+// owes: its cause, and the note that says why.
+func sourceRecycle(l *lead) *eventv1.LeadRecycled {
 	src := l.source.ev
 	p := &eventv1.LeadRecycled{Segment: l.segment, Score: int32(l.state.Score), Cycle: l.cycle(), SourceEventType: src.GetEventType()}
 	switch x := src.GetPayload().(type) {
@@ -184,9 +193,7 @@ func (a *App) recycle(l *lead, now time.Time, meta envelope.Meta) (*eventv1.Even
 		p.Note = fmt.Sprintf("not qualified by %s: last scored %d, below the threshold %d",
 			l.state.Deadline.UTC().Format(time.DateOnly), sc.GetTotal(), sc.GetThreshold())
 	}
-	cmd := lifecycle.Command{Name: lifecycle.Recycle, Reason: p.Note}
-	ev, _, err := lifecycle.NewEvent(l.id, l.state, cmd, a.policy, p, stepMeta(meta, src), now)
-	return ev, err
+	return p
 }
 
 // enrol is the NurtureEnrolled that anchor (a LeadRecycled or a

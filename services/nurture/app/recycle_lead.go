@@ -31,7 +31,9 @@ type Recycled struct {
 }
 
 // RecycleLead appends LeadRecycled (cause MANUAL, naming the program if
-// one is given) where the lifecycle allows a recycle, then enrols the
+// one is given; without one, for a lead whose rejection, lost deal or
+// other cause owes a recycle not written yet, that cause) where the
+// lifecycle allows a recycle, then enrols the
 // lead as for any recycle; an enrolment that fails then is left to the
 // consumer, and the answer has none. A repeated request_id returns the first
 // answer, found from the id's record (sent after the recycle), and
@@ -103,6 +105,14 @@ func (a *App) RecycleLead(ctx context.Context, in RecycleLead, meta envelope.Met
 		}
 		payload := &eventv1.LeadRecycled{Cause: eventv1.RecycleCause_RECYCLE_CAUSE_MANUAL, Note: in.Note, Segment: l.segment,
 			Score: int32(l.state.Score), Cycle: l.cycle(), ProgramId: in.ProgramID, SourceEventType: "RecycleLead"}
+		if in.ProgramID == "" && l.recycleDue(a.now()) {
+			// The recycle its rejection, lost deal or "not now" owes, not
+			// written yet (nurture behind, parked or passed over): by hand
+			// it takes that cause all the same, and so the program the
+			// cause leads to.
+			src := sourceRecycle(l)
+			payload.Cause, payload.RejectReason, payload.SealedNote = src.GetCause(), src.GetRejectReason(), src.GetSealedNote()
+		}
 		ev, _, err := lifecycle.NewEvent(l.id, l.state, lifecycle.Command{Name: lifecycle.Recycle, Reason: in.Note}, a.policy, payload, meta, a.now())
 		if err != nil {
 			return Recycled{}, err

@@ -710,8 +710,8 @@ type NurtureEntryRule struct {
 	RuleId string         `protobuf:"bytes,1,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
 	Causes []RecycleCause `protobuf:"varint,2,rep,packed,name=causes,proto3,enum=leadflow.event.v1.RecycleCause" json:"causes,omitempty"`
 	// reject_reasons apply to rejected leads. Without them the rule takes
-	// no lead rejected for BAD_DATA or NOT_A_FIT: those follow their own
-	// policy unless a rule names them.
+	// no lead rejected for BAD_DATA, NOT_A_FIT, EXISTING_CUSTOMER or
+	// DUPLICATE: those follow their own policy unless a rule names them.
 	RejectReasons []RejectReason `protobuf:"varint,3,rep,packed,name=reject_reasons,json=rejectReasons,proto3,enum=leadflow.event.v1.RejectReason" json:"reject_reasons,omitempty"`
 	// segments are routing segments, compared without regard to case.
 	Segments []string `protobuf:"bytes,4,rep,name=segments,proto3" json:"segments,omitempty"`

@@ -45,7 +45,8 @@ const (
 // caller its token names.
 type NurtureServiceClient interface {
 	// PutProgram defines a program or changes one; it is recorded as a new
-	// revision. Putting a program exactly as it is writes nothing.
+	// revision. Putting a program exactly as it is writes nothing; putting
+	// a retired one, even unchanged, makes it active again.
 	PutProgram(ctx context.Context, in *PutProgramRequest, opts ...grpc.CallOption) (*PutProgramResponse, error)
 	// RetireProgram stops a program from taking new leads. Leads in it stay
 	// until their review.
@@ -180,7 +181,8 @@ func (c *nurtureServiceClient) RedriveLeads(ctx context.Context, in *RedriveLead
 // caller its token names.
 type NurtureServiceServer interface {
 	// PutProgram defines a program or changes one; it is recorded as a new
-	// revision. Putting a program exactly as it is writes nothing.
+	// revision. Putting a program exactly as it is writes nothing; putting
+	// a retired one, even unchanged, makes it active again.
 	PutProgram(context.Context, *PutProgramRequest) (*PutProgramResponse, error)
 	// RetireProgram stops a program from taking new leads. Leads in it stay
 	// until their review.
