@@ -748,3 +748,42 @@ func TestAnUnmergedLeadsExportHoldsTheGrantLeftOnItsSurvivor(t *testing.T) {
 		}
 	}
 }
+
+// Down a chain too: c merged into a, a into b, c's person grants email
+// (stored on b through c) and b's person withdraws it after. The unmerge
+// of a from b does not replay the grant; c's export lists it, stored on
+// b, once.
+func TestAGrantLeftOnASurvivorThroughAChainIsInItsPersonsExport(t *testing.T) {
+	e := start(t)
+	ctx := ctxT(t)
+	b := e.capture(t, lead("keeper@chain.example")).GetLeadId()
+	a := e.capture(t, lead("mid@chain.example")).GetLeadId()
+	c := e.capture(t, lead("deep@chain.example")).GetLeadId()
+	e.merge(t, a, c, "looked alike")
+	e.merge(t, b, a, "looked alike")
+	e.setConsent(t, c, emailChannel, granted)
+	e.setConsent(t, b, emailChannel, withdrawn)
+	e.unmerge(t, b, a, "two people")
+	grants := func(x *intakev1.ExportLeadResponse) (n int) {
+		for _, cc := range x.GetConsentChanges() {
+			if cc.GetConsent().GetChannel() == emailChannel && cc.GetConsent().GetStatus() == granted && cc.GetStoredOn() == b {
+				n++
+			}
+		}
+		return n
+	}
+	x, err := e.client.ExportLead(ctx, &intakev1.ExportLeadRequest{LeadId: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := grants(x); n != 1 {
+		t.Fatalf("c's export lists its person's email grant, stored on b, %d times, want once: %v", n, x.GetConsentChanges())
+	}
+	y, err := e.client.ExportLead(ctx, &intakev1.ExportLeadRequest{LeadId: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(y.GetAbsorbed()) != 1 || grants(y.GetAbsorbed()[0]) != 1 || grants(y) != 0 {
+		t.Fatalf("a's export: %d of its own, absorbed %v; want c's grant once, under c", grants(y), y.GetAbsorbed())
+	}
+}

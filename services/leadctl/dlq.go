@@ -56,7 +56,7 @@ func dlqCmd(o *options) *cobra.Command {
 				if !d.At.IsZero() {
 					since = time.Since(d.At).Round(time.Second).String()
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\n", d.Group, d.Key, d.StreamSeq, since, len(d.Parked), gist(d.Error, d.Key, 80))
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\n", d.Group, d.Key, d.StreamSeq, since, len(d.Parked), gist(d.Error, d.Key, 120))
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -234,8 +234,8 @@ func goneFromStream(ctx context.Context, js jetstream.JetStream, op, group, lead
 
 // gist is a dead letter's error for a column n wide: without what the
 // row says already (the lead's subject and sequence, or the lead, that
-// begin a consumer's errors), and cut at the front, since a Go error
-// ends with its cause.
+// begin a consumer's errors), and cut in the middle, since a Go error
+// ends with its cause and some say what happened first.
 func gist(err, key string, n int) string {
 	s := strings.Join(strings.Fields(err), " ")
 	if key != "" {
@@ -247,7 +247,8 @@ func gist(err, key string, n int) string {
 		s = strings.TrimPrefix(s, "lead "+key+": ")
 	}
 	if r := []rune(s); len(r) > n {
-		return "…" + string(r[len(r)-n+1:])
+		head := (n - 1) / 2
+		return string(r[:head]) + "…" + string(r[len(r)-(n-1-head):])
 	}
 	return s
 }

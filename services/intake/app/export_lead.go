@@ -226,53 +226,97 @@ func (a *App) exportOne(ctx context.Context, leadID string, view LeadView) (Expo
 }
 
 // leftOnSurvivors are the consent changes leadID's person sent while it
-// was merged that its unmerges did not replay on it (a grant a withdrawal
-// heard after it would have undone): they stay on the survivor's stream
-// alone, and are still this person's word. A replay copies its change's
-// channel, status and time, and names the survivor in given_back_by.
+// was merged, directly or through a lead it was merged into, that an
+// unmerge did not replay (a grant a withdrawal heard after it would have
+// undone): they stay on the survivor's stream alone, and are still this
+// person's word. Each unmerge of X (leadID, or a lead it was merged into,
+// or that one's) from S gives back what came through leadID while X was
+// merged into S; a replay on X copies its change's channel, status and
+// time, names S in given_back_by, and keeps merged_from leadID when X is
+// another lead.
 func (a *App) leftOnSurvivors(ctx context.Context, leadID string, recs []eventstore.Record) ([]ExportedConsentChange, error) {
 	type word struct {
-		survivor string
-		ch       eventv1.ConsentChannel
-		st       eventv1.ConsentStatus
-		at       int64
+		ch eventv1.ConsentChannel
+		st eventv1.ConsentStatus
+		at int64
 	}
-	replayed := map[word]int{}
-	var survivors []string
-	for _, r := range recs {
-		if u := r.Event.GetLeadUnmerged(); u.GetAbsorbedLeadId() == leadID && !slices.Contains(survivors, u.GetSurvivorLeadId()) {
-			survivors = append(survivors, u.GetSurvivorLeadId())
+	wordOf := func(r eventstore.Record) word {
+		c := r.Event.GetConsentChanged().GetConsent()
+		return word{c.GetChannel(), c.GetStatus(), r.Event.GetOccurredAt().AsTime().UnixNano()}
+	}
+	// The leads leadID was ever merged into, and theirs, with their events.
+	loaded := map[string][]eventstore.Record{leadID: recs}
+	load := func(id string) ([]eventstore.Record, error) {
+		if r, ok := loaded[id]; ok {
+			return r, nil
 		}
-		if c := r.Event.GetConsentChanged(); c.GetGivenBackBy() != "" {
-			replayed[word{c.GetGivenBackBy(), c.GetConsent().GetChannel(), c.GetConsent().GetStatus(), r.Event.GetOccurredAt().AsTime().UnixNano()}]++
+		r, err := a.leads.Load(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("lead %s, once merged with %s: %w", id, leadID, err)
+		}
+		loaded[id] = r
+		return r, nil
+	}
+	chain := []string{leadID}
+	for i := 0; i < len(chain) && len(chain) <= maxHops; i++ {
+		xr, err := load(chain[i])
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range xr {
+			if m := r.Event.GetLeadMerged(); m.GetAbsorbedLeadId() == chain[i] && !slices.Contains(chain, m.GetSurvivorLeadId()) {
+				chain = append(chain, m.GetSurvivorLeadId())
+			}
 		}
 	}
 	var out []ExportedConsentChange
-	for _, s := range survivors {
-		srecs, err := a.leads.Load(ctx, s)
-		if err != nil {
-			return nil, fmt.Errorf("lead %s, unmerged from %s: %w", leadID, s, err)
+	for _, x := range chain {
+		xr := loaded[x]
+		keep := leadID
+		if x == leadID {
+			keep = ""
 		}
-		// Up to its last unmerge of leadID: what came after, through a
-		// merge since, the survivor still holds for it (exportVia).
-		last := -1
-		for i, r := range srecs {
-			if u := r.Event.GetLeadUnmerged(); u.GetSurvivorLeadId() == s && u.GetAbsorbedLeadId() == leadID {
-				last = i
+		var from []string // the survivors x was unmerged from, giving leadID's back
+		for _, r := range xr {
+			if u := r.Event.GetLeadUnmerged(); u.GetAbsorbedLeadId() == x && (x == leadID || slices.Contains(u.GetGivenBackVia(), leadID)) &&
+				!slices.Contains(from, u.GetSurvivorLeadId()) {
+				from = append(from, u.GetSurvivorLeadId())
 			}
 		}
-		for _, r := range srecs[:last+1] {
-			c := r.Event.GetConsentChanged()
-			if c.GetMergedFrom() != leadID {
-				continue
+		for _, sv := range from {
+			replayed := map[word]int{}
+			for _, r := range xr {
+				if c := r.Event.GetConsentChanged(); c.GetGivenBackBy() == sv && c.GetMergedFrom() == keep {
+					replayed[wordOf(r)]++
+				}
 			}
-			w := word{s, c.GetConsent().GetChannel(), c.GetConsent().GetStatus(), r.Event.GetOccurredAt().AsTime().UnixNano()}
-			if replayed[w] > 0 {
-				replayed[w]--
-				continue
+			sr, err := load(sv)
+			if err != nil {
+				return nil, err
 			}
-			out = append(out, ExportedConsentChange{Seq: r.Seq, OccurredAt: r.Event.GetOccurredAt().AsTime(), Consent: c.GetConsent(),
-				Source: c.GetSource(), StoredOn: s})
+			// Only what came while x was merged into sv, in windows an
+			// unmerge closed: an open one the survivor still holds
+			// (exportVia).
+			var window []eventstore.Record
+			for _, r := range sr {
+				switch {
+				case r.Event.GetLeadMerged().GetAbsorbedLeadId() == x && r.Event.GetLeadMerged().GetSurvivorLeadId() == sv:
+					window = []eventstore.Record{}
+				case r.Event.GetLeadUnmerged().GetAbsorbedLeadId() == x && r.Event.GetLeadUnmerged().GetSurvivorLeadId() == sv:
+					for _, w := range window {
+						if replayed[wordOf(w)] > 0 {
+							replayed[wordOf(w)]--
+							continue
+						}
+						c := w.Event.GetConsentChanged()
+						out = append(out, ExportedConsentChange{Seq: w.Seq, OccurredAt: w.Event.GetOccurredAt().AsTime(), Consent: c.GetConsent(),
+							Source: c.GetSource(), StoredOn: sv})
+					}
+					window = nil
+				case window != nil && r.Event.GetConsentChanged().GetMergedFrom() == leadID:
+					window = append(window, r)
+				}
+			}
 		}
 	}
 	return out, nil

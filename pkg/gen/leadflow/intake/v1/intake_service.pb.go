@@ -2076,7 +2076,8 @@ type ExportLeadResponse struct {
 	// but for what an unmerge gave back to another lead: the events that
 	// came through it are left out, and what the survivor's LeadMerged
 	// knew of it (absorbed_profile, absorbed_activities,
-	// absorbed_withdrawn) is cleared.
+	// absorbed_withdrawn) is cleared. The withdrawals the merge carried
+	// onto the survivor stay: they changed the survivor's own consent.
 	Events []*TimelineEntry `protobuf:"bytes,4,rep,name=events,proto3" json:"events,omitempty"`
 	// notes are the other sealed texts of its events, opened (empty once
 	// the lead is erased).
