@@ -24,6 +24,8 @@ type Record struct {
 	Subject string
 	Time    time.Time
 	Event   *eventv1.Event
+	// Type is the type header it was stored with, "" where not read.
+	Type string
 }
 
 // Raw is one stored message, event or claim, undecoded.
@@ -436,7 +438,7 @@ func decodeRecord(m *jetstream.RawStreamMsg) (Record, error) {
 	if err != nil {
 		return Record{}, fmt.Errorf("%s seq %d: %w", m.Subject, m.Sequence, err)
 	}
-	return Record{Seq: m.Sequence, Subject: m.Subject, Time: m.Time, Event: ev}, nil
+	return Record{Seq: m.Sequence, Subject: m.Subject, Time: m.Time, Event: ev, Type: m.Header.Get(HeaderType)}, nil
 }
 
 // CaughtUp reports whether a consumer reading the stream in order, whose

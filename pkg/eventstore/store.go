@@ -603,7 +603,7 @@ func (s *Store) NextEvent(ctx context.Context, subject string, after uint64) (Re
 	if err != nil {
 		return Record{}, false, fmt.Errorf("%s seq %d: %w", raw.Subject, raw.Seq, err)
 	}
-	return Record{Seq: raw.Seq, Subject: raw.Subject, Time: raw.Time, Event: ev}, true, nil
+	return Record{Seq: raw.Seq, Subject: raw.Subject, Time: raw.Time, Event: ev, Type: raw.Header.Get(HeaderType)}, true, nil
 }
 
 // next is Next's single direct get; nil when there is no such message.

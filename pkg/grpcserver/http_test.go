@@ -234,9 +234,10 @@ func TestHTTPCallsGoThroughTheGRPCServer(t *testing.T) {
 		`{"contact":{"email":"a@b.example"},"consents":{"channel":"FAX"}}`:       "consents: must be a list",
 		`{"contact":{"email":"a@b.example"},"profile":{"employees":3000000000}}`: "profile.employees: must be a whole number from -2147483648 to 2147483647",
 	} {
-		field, _, _ := strings.Cut(want, ":")
+		field, desc, _ := strings.Cut(want, ": ")
 		code, out := testenv.HTTPJSON(t, "POST", base+"/v1/leads", body)
-		if got := toJSON(t, out["details"]); code != 400 || !strings.Contains(got, `"field":"`+field+`"`) || !strings.Contains(got, want) || strings.Contains(got, "line 1") {
+		if got := toJSON(t, out["details"]); code != 400 || !strings.Contains(got, `"field":"`+field+`"`) || !strings.Contains(got, `"description":"`+desc) ||
+			!strings.Contains(out["message"].(string), want) || strings.Contains(got, "line 1") {
 			t.Fatalf("%s: %d %s, want %s", body, code, got, want)
 		}
 	}
@@ -314,7 +315,7 @@ func TestHTTPCallsGoThroughTheGRPCServer(t *testing.T) {
 	} {
 		code, out := testenv.HTTPJSON(t, "POST", base+"/v1/leads", body)
 		if msg, _ := out["message"].(string); code != 400 || out["code"] != float64(codes.InvalidArgument) || !strings.HasPrefix(msg, field+": unknown field") ||
-			!strings.Contains(toJSON(t, out["details"]), `"field":"`+field+`"`) {
+			!strings.Contains(toJSON(t, out["details"]), `"field":"`+field+`"`) || !strings.Contains(toJSON(t, out["details"]), `"description":"unknown field`) {
 			t.Fatalf("%s: %d %v", body, code, out)
 		}
 	}
@@ -325,8 +326,11 @@ func TestHTTPCallsGoThroughTheGRPCServer(t *testing.T) {
 		`{"contact":{"email":"a@example.com"},"consents":[{"channel":1},{"channel":"NOPE"}]}`: "consents[1].channel",
 		`{"contact":{"email":7}}`: "contact.email",
 	} {
+		// Its description does not say the field again, as a service's
+		// own violations do not.
 		code, out := testenv.HTTPJSON(t, "POST", base+"/v1/leads", body)
-		if code != 400 || out["code"] != float64(codes.InvalidArgument) || !strings.Contains(toJSON(t, out["details"]), `"field":"`+field+`"`) {
+		if details := toJSON(t, out["details"]); code != 400 || out["code"] != float64(codes.InvalidArgument) || !strings.Contains(details, `"field":"`+field+`"`) ||
+			strings.Contains(details, `"description":"`+field) {
 			t.Fatalf("%s: %d %v, want a violation of %s", body, code, out, field)
 		}
 	}

@@ -345,19 +345,21 @@ func (s bodyCheckedStream) RecvMsg(m any) error {
 }
 
 // bodyViolation names the field of a body that did not decode: the
-// unknown field's path, else the body.
+// unknown field's path, else the body. Its description does not say the
+// field again, as the services' own violations do not.
 func bodyViolation(err error) FieldViolation {
-	var uf *UnknownFieldError
-	if errors.As(err, &uf) {
-		return FieldViolation{Field: uf.Path, Description: uf.Error()}
-	}
-	var bv *BadValueError
-	if errors.As(err, &bv) {
-		return FieldViolation{Field: bv.Path, Description: bv.Error()}
-	}
-	var pm *PathMismatchError
-	if errors.As(err, &pm) {
-		return FieldViolation{Field: pm.Field, Description: pm.Error()}
+	var (
+		uf *UnknownFieldError
+		bv *BadValueError
+		pm *PathMismatchError
+	)
+	switch {
+	case errors.As(err, &uf):
+		return FieldViolation{Field: uf.Path, Description: strings.TrimPrefix(uf.Error(), uf.Path+": ")}
+	case errors.As(err, &bv):
+		return FieldViolation{Field: bv.Path, Description: strings.TrimPrefix(bv.Error(), bv.Path+": ")}
+	case errors.As(err, &pm):
+		return FieldViolation{Field: pm.Field, Description: strings.TrimPrefix(pm.Error(), pm.Field+": ")}
 	}
 	return FieldViolation{Field: "body", Description: err.Error()}
 }

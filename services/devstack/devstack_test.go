@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/event/v1"
 	handoffv1 "github.com/leadflow/leadflow/pkg/gen/leadflow/handoff/v1"
@@ -421,6 +422,29 @@ func TestSLAStory(t *testing.T) {
 	}
 	if got := slaStory(b); !slices.Equal(got, want) {
 		t.Errorf("slaStory:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	// An operator hands her back to carla, and she breaches again: the
+	// hand-back is told where it came.
+	at := func(m int) *timestamppb.Timestamp {
+		return timestamppb.New(time.Date(2026, 12, 1, 9, m, 0, 0, time.UTC))
+	}
+	b = &handoffv1.HandoffBrief{
+		Owner: queue,
+		Owners: []*handoffv1.Ownership{{Owner: rep("dev"), How: "routed", From: at(0)}, {Owner: rep("carla"), How: "escalated", From: at(1)},
+			{Owner: queue, How: "escalated", From: at(2)}, {Owner: rep("carla"), How: "reassigned", From: at(3)}, {Owner: queue, How: "escalated", From: at(4)}},
+		Sla: []*handoffv1.SLAEntry{{At: at(1), Sla: accept, Breached: true, Owner: rep("dev"), Escalation: eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP},
+			{At: at(2), Sla: accept, Breached: true, Owner: rep("carla"), Escalation: eventv1.SLAEscalation_SLA_ESCALATION_MANAGER},
+			{At: at(4), Sla: accept, Breached: true, Owner: rep("carla"), Escalation: eventv1.SLAEscalation_SLA_ESCALATION_MANAGER}},
+	}
+	want = []string{
+		"ACCEPT breached → NEXT_REP; owners dev → carla",
+		"ACCEPT breached → MANAGER; owners carla → manager:americas",
+		"reassigned: owner carla",
+		"ACCEPT breached → MANAGER; owners carla → manager:americas",
+	}
+	if got := slaStory(b); !slices.Equal(got, want) {
+		t.Errorf("slaStory after a hand-back:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 

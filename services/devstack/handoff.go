@@ -262,16 +262,31 @@ func showHandoff(ctx context.Context, conns map[string]*grpc.ClientConn, as asCa
 
 // slaStory tells b's SLA entries, a line per breach with the warnings
 // before it and where the breach took the lead: the k-th escalating
-// breach wrote the k-th "escalated" ownership.
+// breach wrote the k-th "escalated" ownership. A hand-on that was no
+// breach's (an operator's reassignment, say) is told where it came, so a
+// later breach's owners follow from the lines before it.
 func slaStory(b *handoffv1.HandoffBrief) []string {
 	var escalated []string
-	for _, o := range b.GetOwners() {
-		if o.GetHow() == "escalated" {
+	var handedOn []*handoffv1.Ownership
+	for i, o := range b.GetOwners() {
+		switch {
+		case o.GetHow() == "escalated":
 			escalated = append(escalated, o.GetOwner().GetId())
+		case i > 0:
+			handedOn = append(handedOn, o)
 		}
 	}
 	var lines, warned []string
+	handOnsBefore := func(at time.Time) {
+		for len(handedOn) > 0 && (at.IsZero() || handedOn[0].GetFrom().AsTime().Before(at)) {
+			lines = append(lines, fmt.Sprintf("%s: owner %s", handedOn[0].GetHow(), handedOn[0].GetOwner().GetId()))
+			handedOn = handedOn[1:]
+		}
+	}
 	for _, e := range b.GetSla() {
+		if e.GetAt() != nil {
+			handOnsBefore(e.GetAt().AsTime())
+		}
 		kind := strings.TrimPrefix(e.GetSla().String(), "SLA_KIND_")
 		if !e.GetBreached() {
 			warned = append(warned, kind+" warned")
@@ -289,6 +304,7 @@ func slaStory(b *handoffv1.HandoffBrief) []string {
 		lines = append(lines, fmt.Sprintf("%s → %s; owners %s → %s", l, strings.TrimPrefix(esc.String(), "SLA_ESCALATION_"), from, escalated[0]))
 		escalated = escalated[1:]
 	}
+	handOnsBefore(time.Time{})
 	if len(warned) > 0 {
 		lines = append(lines, fmt.Sprintf("%s; owner %s", strings.Join(warned, ", "), b.GetOwner().GetId()))
 	}

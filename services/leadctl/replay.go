@@ -468,7 +468,7 @@ func replayLead(ctx context.Context, o *options, id string, win replayWindow, ju
 		if c := rec.Event.GetMergeCandidateFound(); c != nil && r.candidates[pairOf(id, c.GetOtherLeadId())] == nil {
 			pair = pairOf(id, c.GetOtherLeadId())
 		}
-		breaks, err := r.apply(rec.Seq, id, "", rec.Event, at)
+		breaks, err := r.apply(rec.Seq, id, rec.Type, rec.Event, at)
 		if err != nil {
 			return nil, err
 		}
@@ -574,6 +574,10 @@ func replayStream(cmd *cobra.Command, o *options, win replayWindow, judgeAt time
 	}
 	pending := info.NumPending
 	first := true
+	// Progress counts stream sequences from the first message read, to
+	// the end as the bar's whole, first line to last.
+	var base uint64
+	stop := end // the last sequence the replay covered
 	for pending > 0 {
 		batch, err := cons.Fetch(int(min(pending, 256)), jetstream.FetchMaxWait(o.timeout))
 		if err != nil {
@@ -588,11 +592,14 @@ func replayStream(cmd *cobra.Command, o *options, win replayWindow, judgeAt time
 			}
 			seq := meta.Sequence.Stream
 			pending = meta.NumPending
+			if base == 0 {
+				base = seq
+			}
 			if seq > end || (!win.until.IsZero() && meta.Timestamp.After(win.until)) {
-				pending = 0
+				pending, stop = 0, min(seq-1, end)
 				break
 			}
-			bar.set(int64(seq-r.res.FromSeq+1), int64(end-r.res.FromSeq+1), "")
+			bar.set(int64(seq-base+1), int64(end-base+1), "")
 			// The consumer starts at one bound; an event before the other
 			// (stored before --since, or before --from-seq) is not replayed.
 			if !win.holds(seq, meta.Timestamp) {
@@ -628,8 +635,8 @@ func replayStream(cmd *cobra.Command, o *options, win replayWindow, judgeAt time
 		}
 	}
 	done := int64(0)
-	if r.res.ToSeq >= r.res.FromSeq {
-		done = int64(r.res.ToSeq - r.res.FromSeq + 1)
+	if base != 0 && stop >= base {
+		done = int64(stop - base + 1)
 	}
 	bar.complete(done, fmt.Sprintf("%d events of %d leads", r.res.Events, len(r.order)))
 	r.finish(judgeAt)

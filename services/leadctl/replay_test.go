@@ -819,11 +819,17 @@ func TestReplayBlamesTheLeadAnEventIsStoredUnder(t *testing.T) {
 	bare := bad(stuck)
 	bare.Payload = nil // a known type without its payload
 	w.raw(t, stuck, bare)
+	mislabelled, err := proto.Marshal(bad(stuck))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.rawBytes(t, stuck, "LeadScored", mislabelled) // its header names another type
 	w.write(t, stuck, lifecycle.Command{Name: lifecycle.RecordActivity}, activity(eventv1.ActivityType_ACTIVITY_TYPE_EMAIL_CLICK), "", now)
 	w.rawBytes(t, garbled, "ActivityRecorded", []byte{0xff, 0xff, 0xff})
 
 	res, _ := w.replayJSON(t)
-	if got := strings.Join(breaksOf(res, stuck), ","); got != "malformed ActivityRecorded,malformed ActivityRecorded" {
+	want := "malformed ActivityRecorded,malformed ActivityRecorded,malformed ActivityRecorded"
+	if got := strings.Join(breaksOf(res, stuck), ","); got != want {
 		t.Fatalf("whole stream: %s's breaks %q, want both malformed events: %+v", stuck, got, res.Breaks)
 	}
 	if got := breaksOf(res, named); len(got) != 0 {
@@ -832,8 +838,8 @@ func TestReplayBlamesTheLeadAnEventIsStoredUnder(t *testing.T) {
 	if got := strings.Join(breaksOf(res, garbled), ","); got != "malformed ActivityRecorded" {
 		t.Fatalf("whole stream: the undecodable event's lead: breaks %q: %+v", got, res.Breaks)
 	}
-	if res.Leads != 3 || res.Broken != 2 || res.Events != 7 {
-		t.Fatalf("whole stream: %d events of %d leads, %d broke; want 7 of 3, 2 broke", res.Events, res.Leads, res.Broken)
+	if res.Leads != 3 || res.Broken != 2 || res.Events != 8 {
+		t.Fatalf("whole stream: %d events of %d leads, %d broke; want 8 of 3, 2 broke", res.Events, res.Leads, res.Broken)
 	}
 
 	stdout, _, err := w.ctlSplit(t, "replay", "--lead", stuck, "-o", "json")
@@ -844,7 +850,7 @@ func TestReplayBlamesTheLeadAnEventIsStoredUnder(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
 		t.Fatalf("%v: %s", err, stdout)
 	}
-	if got := strings.Join(breaksOf(res, stuck), ","); res.Leads != 1 || res.Events != 4 || got != "malformed ActivityRecorded,malformed ActivityRecorded" || len(res.Breaks) != 2 {
-		t.Fatalf("replay --lead: %d events of %d leads, breaks %+v; want 4 of 1 and both malformed events", res.Events, res.Leads, res.Breaks)
+	if got := strings.Join(breaksOf(res, stuck), ","); res.Leads != 1 || res.Events != 5 || got != want || len(res.Breaks) != 3 {
+		t.Fatalf("replay --lead: %d events of %d leads, breaks %+v; want 5 of 1 and the three malformed events", res.Events, res.Leads, res.Breaks)
 	}
 }

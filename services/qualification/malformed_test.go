@@ -77,6 +77,14 @@ func TestMalformedEventIsDeadLettered(t *testing.T) {
 // scorer's group. It returns its stream sequence.
 func (w *world) foreignWebinar(t *testing.T, lead, other string, like *eventv1.Event) uint64 {
 	t.Helper()
+	return w.badWebinar(t, lead, other, "ActivityRecorded", like)
+}
+
+// badWebinar stores other's webinar under lead's subject with the type
+// header typ, and waits for its dead letter in the scorer's group: other
+// lead's, or typ another type's, makes it malformed.
+func (w *world) badWebinar(t *testing.T, lead, other, typ string, like *eventv1.Event) uint64 {
+	t.Helper()
 	foreign := proto.Clone(like).(*eventv1.Event)
 	foreign.LeadId, foreign.EventId = other, uuid.NewString()
 	foreign.Payload = &eventv1.Event_ActivityRecorded{ActivityRecorded: &eventv1.ActivityRecorded{ActivityId: "a", Type: webinar}}
@@ -87,7 +95,7 @@ func (w *world) foreignWebinar(t *testing.T, lead, other string, like *eventv1.E
 	}
 	m := nats.NewMsg(eventstore.LeadSubject(lead))
 	m.Data = data
-	m.Header.Set(eventstore.HeaderType, "ActivityRecorded")
+	m.Header.Set(eventstore.HeaderType, typ)
 	ack, err := w.nats.JS.PublishMsg(ctxT(t), m, jetstream.WithExpectStream(stream))
 	if err != nil {
 		t.Fatal(err)
@@ -155,14 +163,25 @@ func TestARescoreSkipOfTheFirstEventStillRescoresTheLead(t *testing.T) {
 // A malformed event an operator skipped (the stream keeps it) is not
 // counted later either: the lead's loads leave it out, as its delivery
 // did, so the next webinar scores 30, not the 60 that would qualify.
+// Malformed: another lead's, or its type header another type's.
 func TestASkippedMalformedEventIsNotCountedLater(t *testing.T) {
+	t.Run("AnotherLeads", func(t *testing.T) { testASkippedMalformedEventIsNotCountedLater(t, false) })
+	t.Run("AnotherTypesHeader", func(t *testing.T) { testASkippedMalformedEventIsNotCountedLater(t, true) })
+}
+
+func testASkippedMalformedEventIsNotCountedLater(t *testing.T, header bool) {
 	w := newWorld(t)
 	s := w.start(t)
 	activateFirst(t, s.client, webinarModel(50))
 	lead := uuid.NewString()
 	captured := w.capture(t, lead, &eventv1.Profile{Country: "DE"})
 	w.settle(t)
-	seq := w.foreignWebinar(t, lead, uuid.NewString(), captured)
+	var seq uint64
+	if header {
+		seq = w.badWebinar(t, lead, lead, "LeadAccepted", captured)
+	} else {
+		seq = w.foreignWebinar(t, lead, uuid.NewString(), captured)
+	}
 	w.skip(t, ports.Group, lead, seq)
 	w.activity(t, lead, webinar)
 	var evs []*eventv1.Event

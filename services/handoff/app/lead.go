@@ -133,8 +133,8 @@ func (l *lead) apply(r eventstore.Record) {
 	l.mergedCompany, l.mergedRejectedBy = nil, nil
 	before := l.state.Deadline
 	l.state = lifecycle.FromProto(ev.GetLifecycle())
-	if envelope.Check(ev, l.id, "") != nil {
-		return // not this lead's (docs/events.md): its lifecycle stands, nothing else
+	if envelope.Check(ev, l.id, r.Type) != nil {
+		return // malformed (docs/events.md): its lifecycle stands, nothing else
 	}
 	// Only handoff's own commands' keys: another service's key (a form's,
 	// say) is another request, even spelled the same.

@@ -117,8 +117,8 @@ func (l *lead) apply(recs ...eventstore.Record) {
 		x := ref{seq: r.Seq, ev: ev}
 		l.version, l.last = r.Seq, x
 		l.state = lifecycle.FromProto(ev.GetLifecycle())
-		if envelope.Check(ev, l.id, "") != nil {
-			continue // not this lead's (docs/events.md): its lifecycle stands, nothing else
+		if envelope.Check(ev, l.id, r.Type) != nil {
+			continue // malformed (docs/events.md): its lifecycle stands, nothing else
 		}
 		l.unscored = Unscored(l.unscored, ev)
 		if lifecycle.Kind(ev.GetEventType()).Fact() && givenBackBy(ev) != "" {

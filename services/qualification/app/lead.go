@@ -155,8 +155,8 @@ func (l *lead) apply(recs []eventstore.Record, asOf uint64) {
 		l.version = r.Seq
 		ev := r.Event
 		l.state = lifecycle.FromProto(ev.GetLifecycle())
-		if envelope.Check(ev, l.id, "") != nil {
-			continue // not this lead's (docs/events.md): its lifecycle stands, nothing else
+		if envelope.Check(ev, l.id, r.Type) != nil {
+			continue // malformed (docs/events.md): its lifecycle stands, nothing else
 		}
 		switch ev.GetPayload().(type) {
 		case *eventv1.Event_LeadScored:
