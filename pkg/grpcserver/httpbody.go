@@ -249,8 +249,8 @@ func withPath(next runtime.HandlerFunc) runtime.HandlerFunc {
 		if name, bad := notUTF8(params, r.URL.Query()); bad {
 			// The gateway's own client would fail to encode it, as
 			// INTERNAL, before the server's check of the field.
-			why := name + ": is not valid UTF-8"
-			writeStatus(w, status.Convert(InvalidArgument(why, FieldViolation{Field: name, Description: why})))
+			why := "is not valid UTF-8"
+			writeStatus(w, status.Convert(InvalidArgument(name+": "+why, FieldViolation{Field: name, Description: why})))
 			return
 		}
 		if b, ok := r.Context().Value(bodyKey{}).(*requestBody); ok {
@@ -495,15 +495,19 @@ func bodyErrors(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler,
 			err = InvalidArgument(s.Message(), bodyViolation(bad))
 		} else if field, _, ok := strings.Cut(s.Message(), unknownFieldSep); ok && r.URL.RawQuery != "" {
 			// strictQuery's refusal, which the gateway passes on as text.
-			err = InvalidArgument(s.Message(), FieldViolation{Field: field, Description: s.Message()})
+			err = InvalidArgument(s.Message(), FieldViolation{Field: field, Description: strings.TrimPrefix(s.Message(), field+": ")})
 		} else if field, ok := unparsedParam(s.Message(), r.URL.Query()); ok {
 			desc := s.Message()
 			if strings.HasPrefix(desc, tooMany) {
-				desc = field + ": is given more than once; it takes one value"
+				desc = "is given more than once; it takes one value"
 			} else if want := paramWants(ctx, field); want != "" {
-				desc = field + ": " + want // the API's words, not strconv's
+				desc = want // the API's words, not strconv's
 			}
-			err = InvalidArgument(desc, FieldViolation{Field: field, Description: desc})
+			msg := desc
+			if !strings.HasPrefix(msg, field) {
+				msg = field + ": " + desc
+			}
+			err = InvalidArgument(msg, FieldViolation{Field: field, Description: desc})
 		}
 	}
 	if status.Code(err) == codes.Unauthenticated {

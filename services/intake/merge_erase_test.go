@@ -787,3 +787,42 @@ func TestAGrantLeftOnASurvivorThroughAChainIsInItsPersonsExport(t *testing.T) {
 		t.Fatalf("a's export: %d of its own, absorbed %v; want c's grant once, under c", grants(y), y.GetAbsorbed())
 	}
 }
+
+// A change sent while the lead was merged straight into the survivor is
+// not counted again under another lead's unmerge from it: c, merged into
+// b itself beside a, grants email; c's unmerge gives it back; a's later
+// unmerge from b gave nothing of c's, so c's export does not list the
+// grant as left on b.
+func TestAChangeGivenBackIsNotLeftOnTheSurvivorUnderAnotherUnmerge(t *testing.T) {
+	e := start(t)
+	ctx := ctxT(t)
+	b := e.capture(t, lead("keeper@win.example")).GetLeadId()
+	a := e.capture(t, lead("mid@win.example")).GetLeadId()
+	c := e.capture(t, lead("deep@win.example")).GetLeadId()
+	e.merge(t, a, c, "looked alike")
+	e.merge(t, b, a, "looked alike")
+	e.unmerge(t, b, a, "not yet")
+	e.unmerge(t, a, c, "not yet")
+	e.merge(t, b, a, "again")
+	e.merge(t, b, c, "directly")
+	e.setConsent(t, c, emailChannel, granted)
+	e.unmerge(t, b, c, "two people")
+	e.unmerge(t, b, a, "two people")
+	x, err := e.client.ExportLead(ctx, &intakev1.ExportLeadRequest{LeadId: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cc := range x.GetConsentChanges() {
+		if cc.GetConsent().GetChannel() == emailChannel && cc.GetStoredOn() == b {
+			t.Fatalf("c's export lists its grant as left on b, though its unmerge gave it back: %v", x.GetConsentChanges())
+		}
+	}
+	var replayed bool
+	for _, en := range x.GetEvents() {
+		c := en.GetEvent().GetConsentChanged()
+		replayed = replayed || c.GetConsent().GetChannel() == emailChannel && c.GetConsent().GetStatus() == granted && c.GetGivenBackBy() == b
+	}
+	if !replayed {
+		t.Fatalf("c's grant was not replayed on it: the test shows nothing")
+	}
+}

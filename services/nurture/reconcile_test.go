@@ -157,9 +157,11 @@ func TestARecycleByHandOfARejectedLeadKeepsTheRejectionsCause(t *testing.T) {
 	if len(rec) != 1 || res.ProgramID != program.DataRepair {
 		t.Fatalf("a lead rejected as bad data, recycled by hand: %d recycles, program %q, want one, %s", len(rec), res.ProgramID, program.DataRepair)
 	}
+	rejected := ofType(w.events(t, l), "LeadRejected")
 	if r := rec[0].GetLeadRecycled(); r.GetCause() != eventv1.RecycleCause_RECYCLE_CAUSE_REJECTED ||
-		r.GetRejectReason() != eventv1.RejectReason_REJECT_REASON_BAD_DATA || r.GetNote() != in.Note || rec[0].GetActor().GetId() != marketer.GetId() {
-		t.Fatalf("the recycle by hand: %v", rec[0])
+		r.GetRejectReason() != eventv1.RejectReason_REJECT_REASON_BAD_DATA || r.GetNote() != in.Note || rec[0].GetActor().GetId() != marketer.GetId() ||
+		len(rejected) != 1 || rec[0].GetCausationId() != rejected[0].GetEventId() {
+		t.Fatalf("the recycle by hand: %v, want the rejection's cause and it as its causation", rec[0])
 	}
 	again, err := b.RecycleLead(ctxT(t), in, envelope.Meta{})
 	if err != nil || !again.Replayed || again.RecycledEventID != res.RecycledEventID {

@@ -303,6 +303,12 @@ func (a *App) leftOnSurvivors(ctx context.Context, leadID string, recs []eventst
 				case r.Event.GetLeadMerged().GetAbsorbedLeadId() == x && r.Event.GetLeadMerged().GetSurvivorLeadId() == sv:
 					window = []eventstore.Record{}
 				case r.Event.GetLeadUnmerged().GetAbsorbedLeadId() == x && r.Event.GetLeadUnmerged().GetSurvivorLeadId() == sv:
+					if x != leadID && !slices.Contains(r.Event.GetLeadUnmerged().GetGivenBackVia(), leadID) {
+						// leadID was not under x then (merged into sv
+						// itself, say): this unmerge gave nothing of its back.
+						window = nil
+						continue
+					}
 					for _, w := range window {
 						if replayed[wordOf(w)] > 0 {
 							replayed[wordOf(w)]--

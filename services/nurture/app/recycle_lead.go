@@ -103,6 +103,7 @@ func (a *App) RecycleLead(ctx context.Context, in RecycleLead, meta envelope.Met
 		if err := a.checkRecycleProgram(ctx, in.ProgramID); err != nil {
 			return Recycled{}, err
 		}
+		by := meta // this attempt's
 		payload := &eventv1.LeadRecycled{Cause: eventv1.RecycleCause_RECYCLE_CAUSE_MANUAL, Note: in.Note, Segment: l.segment,
 			Score: int32(l.state.Score), Cycle: l.cycle(), ProgramId: in.ProgramID, SourceEventType: "RecycleLead"}
 		if in.ProgramID == "" && l.recycleDue(a.now()) {
@@ -110,10 +111,13 @@ func (a *App) RecycleLead(ctx context.Context, in RecycleLead, meta envelope.Met
 			// written yet (nurture behind, parked or passed over): by hand
 			// it takes that cause all the same, and so the program the
 			// cause leads to.
+			// Caused by that event, as nurture's own would be: readers (the
+			// brief) take the two as one hand-back.
 			src := sourceRecycle(l)
 			payload.Cause, payload.RejectReason, payload.SealedNote = src.GetCause(), src.GetRejectReason(), src.GetSealedNote()
+			by.CausationID = l.source.ev.GetEventId()
 		}
-		ev, _, err := lifecycle.NewEvent(l.id, l.state, lifecycle.Command{Name: lifecycle.Recycle, Reason: in.Note}, a.policy, payload, meta, a.now())
+		ev, _, err := lifecycle.NewEvent(l.id, l.state, lifecycle.Command{Name: lifecycle.Recycle, Reason: in.Note}, a.policy, payload, by, a.now())
 		if err != nil {
 			return Recycled{}, err
 		}

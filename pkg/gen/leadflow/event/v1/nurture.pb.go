@@ -33,7 +33,11 @@ const (
 	RecycleCause_RECYCLE_CAUSE_ATTEMPTS_EXHAUSTED RecycleCause = 3
 	RecycleCause_RECYCLE_CAUSE_NOT_READY          RecycleCause = 4
 	// RECYCLE_CAUSE_MANUAL: a person sent the lead back (nurture's
-	// RecycleLead call).
+	// RecycleLead call) of their own accord. One sent back by hand for a
+	// rejection, lost deal, "not now" or missed engagement deadline whose
+	// recycle nurture had not written yet takes that cause, with that event
+	// as its causation; its actor is the person, its source_event_type
+	// "RecycleLead".
 	RecycleCause_RECYCLE_CAUSE_MANUAL RecycleCause = 5
 	// RECYCLE_CAUSE_NOT_QUALIFIED: a new lead that no score took over the
 	// threshold by its deadline (the lifecycle's EngageWithin after its
