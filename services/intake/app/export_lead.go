@@ -195,7 +195,7 @@ func (a *App) exportOne(ctx context.Context, leadID string, view LeadView) (Expo
 		kept[r.Seq] = true
 	}
 	for i, r := range recs {
-		if via := mergedFrom(r.Event); via != "" && !kept[r.Seq] && r.Event.GetLeadResubmitted() == nil {
+		if mergedFrom(r.Event) != "" && !kept[r.Seq] && r.Event.GetLeadResubmitted() == nil {
 			away[r.Seq] = true // an activity or consent change given back
 		}
 		if away[r.Seq] {

@@ -32,7 +32,8 @@ type Recycled struct {
 
 // RecycleLead appends LeadRecycled (cause MANUAL, naming the program if
 // one is given; without one, for a lead whose rejection, lost deal or
-// other cause owes a recycle not written yet, that cause) where the
+// other cause owes a recycle not written yet, that cause, caused by that
+// event) where the
 // lifecycle allows a recycle, then enrols the
 // lead as for any recycle; an enrolment that fails then is left to the
 // consumer, and the answer has none. A repeated request_id returns the first
@@ -107,12 +108,11 @@ func (a *App) RecycleLead(ctx context.Context, in RecycleLead, meta envelope.Met
 		payload := &eventv1.LeadRecycled{Cause: eventv1.RecycleCause_RECYCLE_CAUSE_MANUAL, Note: in.Note, Segment: l.segment,
 			Score: int32(l.state.Score), Cycle: l.cycle(), ProgramId: in.ProgramID, SourceEventType: "RecycleLead"}
 		if in.ProgramID == "" && l.recycleDue(a.now()) {
-			// The recycle its rejection, lost deal or "not now" owes, not
-			// written yet (nurture behind, parked or passed over): by hand
-			// it takes that cause all the same, and so the program the
-			// cause leads to.
-			// Caused by that event, as nurture's own would be: readers (the
-			// brief) take the two as one hand-back.
+			// The recycle its rejection, lost deal, "not now" or deadline
+			// owes, not written yet (nurture behind, parked or passed
+			// over): by hand it takes that cause all the same, and so the
+			// program the cause leads to, and is caused by that event, as
+			// nurture's own would be (the brief shows one hand-back).
 			src := sourceRecycle(l)
 			payload.Cause, payload.RejectReason, payload.SealedNote = src.GetCause(), src.GetRejectReason(), src.GetSealedNote()
 			by.CausationID = l.source.ev.GetEventId()
