@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -92,10 +91,7 @@ func (a *App) CloseLost(ctx context.Context, in CloseLost, meta envelope.Meta) (
 				return nil, err
 			}
 			// Sealed once the lifecycle allows the step, as a rejection's note.
-			if lost.SealedReason, err = a.sealText(ctx, l, "reason", in.Reason); err != nil {
-				if ce, ok := errors.AsType[*CannotSealError](err); ok {
-					ce.Required = true
-				}
+			if lost.SealedReason, err = a.sealText(ctx, l, "reason", in.Reason, true); err != nil {
 				return nil, err
 			}
 			return []*eventv1.Event{ev}, nil

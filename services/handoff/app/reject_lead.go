@@ -23,18 +23,19 @@ const maxNote = 500
 
 // sealText seals a rep's free text for the lead (nil for none) with the
 // key of its last submission, so that erasing the lead shreds it.
-func (a *App) sealText(ctx context.Context, l *lead, field, text string) ([]byte, error) {
+// required: the request cannot go without the text (its error says so).
+func (a *App) sealText(ctx context.Context, l *lead, field, text string, required bool) ([]byte, error) {
 	switch {
 	case strings.TrimSpace(text) == "":
 		return nil, nil
 	case a.personal == nil:
-		return nil, &CannotSealError{Field: field, Why: "this handoff runs without the key vault (-master-key)"}
+		return nil, &CannotSealError{Field: field, Why: "this handoff runs without the key vault (-master-key)", Required: required}
 	case len(l.sealWith) == 0:
-		return nil, &CannotSealError{Field: field, Why: "the lead has no data key"}
+		return nil, &CannotSealError{Field: field, Why: "the lead has no data key", Required: required}
 	}
 	sealed, err := a.personal.Seal(ctx, l.id, l.sealWith, text)
 	if errors.Is(err, ErrErased) { // erased since the lead was read
-		return nil, &CannotSealError{Field: field, Why: err.Error()}
+		return nil, &CannotSealError{Field: field, Why: err.Error(), Required: required}
 	}
 	return sealed, err
 }
@@ -93,7 +94,7 @@ func (a *App) RejectLead(ctx context.Context, in RejectLead, meta envelope.Meta)
 			}
 			// Sealed once the lifecycle allows the step: a refusal names the
 			// lead's state, not the key the note would need.
-			if rejected.SealedNote, err = a.sealText(ctx, l, "note", in.Note); err != nil {
+			if rejected.SealedNote, err = a.sealText(ctx, l, "note", in.Note, false); err != nil {
 				return nil, err
 			}
 			return []*eventv1.Event{ev}, nil
