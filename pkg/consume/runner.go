@@ -75,11 +75,14 @@ type partition struct {
 	waitUntil time.Time
 	// delivered is the durable's delivery sequence of the last message
 	// this member got since it took p (0: none yet), reconnects the
-	// connection's count when it took p. A delivery it never got (lost
-	// with a dropped connection, or sent to a pull it had given up on)
-	// shows as a step over one: missed then holds p's release back as a
-	// lost hand-back does, so the server gives the missed message back,
-	// after its AckWait, before any newer one of its key.
+	// connection's count when it took p, then when the pull of its last
+	// delivery was sent. A delivery it never got (lost with a dropped
+	// connection, or sent to a pull it had given up on) shows as a step
+	// over one: missed then holds p's release back as a lost hand-back
+	// does, so the server gives the missed message back, after its
+	// AckWait, before any newer one of its key. A release after a
+	// reconnect that no later delivery has stepped over does the same:
+	// what was in flight may have gone with it.
 	delivered  uint64
 	reconnects uint64
 	missed     bool
@@ -186,10 +189,11 @@ func (r *runner) manage(ctx context.Context) {
 // one before it never reached this member: its delivery sequence steps
 // over one, or, the first since p was taken, the connection dropped
 // since (what was in flight went with it).
-func (r *runner) missedBefore(p *partition, delivered uint64) bool {
+func (r *runner) missedBefore(p *partition, delivered uint64, pull pullStart) bool {
 	missed := p.delivered != 0 && delivered != p.delivered+1 ||
 		p.delivered == 0 && r.js.Conn().Stats().Reconnects != p.reconnects
 	p.delivered = max(p.delivered, delivered)
+	p.reconnects = max(p.reconnects, pull.reconnects)
 	if missed {
 		p.missed = true
 	}
@@ -299,7 +303,7 @@ func (r *runner) fetchLoop(ctx context.Context, p *partition) {
 			again := p.seqs[it.msg.Seq]
 			p.held[it], p.seqs[it.msg.Seq] = struct{}{}, true
 			losing := p.releasing
-			missed := r.missedBefore(p, it.delivered)
+			missed := r.missedBefore(p, it.delivered, pull)
 			p.mu.Unlock()
 			if missed {
 				if !losing {
@@ -496,7 +500,8 @@ func (r *runner) release(p *partition) {
 		}
 	}
 	p.held, p.seqs = nil, nil
-	pinned, missed := p.pinned, p.missed
+	pinned := p.pinned
+	missed := p.missed || r.js.Conn().Stats().Reconnects != p.reconnects
 	p.mu.Unlock()
 
 	slices.SortFunc(back, func(a, b *item) int { return cmpSeq(a.msg.Seq, b.msg.Seq) })

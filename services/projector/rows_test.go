@@ -204,3 +204,32 @@ func pagesOfOne(t *testing.T, c projectorv1.ProjectorServiceClient, n int) []str
 	}
 	return got
 }
+
+// A deal won within the hour it was made has a sales cycle under a day,
+// which counts as one: velocity stays the day's revenue it stands for,
+// not that divided by a fraction of a day.
+func TestVelocityCountsACycleUnderADayAsOne(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	w.fixture(t)
+	bob := &eventv1.Owner{Kind: eventv1.OwnerKind_OWNER_KIND_REP, Id: "bob"}
+	cmd := func(n lifecycle.CommandName) lifecycle.Command { return lifecycle.Command{Name: n} }
+	gbp := &eventv1.Money{Currency: "GBP", MinorUnits: 250000}
+	w.lead(t, "l20", 1, cmd(lifecycle.Capture), &eventv1.LeadCaptured{Profile: &eventv1.Profile{EmailDomain: "kappa.example", Country: "GB"},
+		Attribution: &eventv1.Attribution{Source: "web-form"}})
+	w.lead(t, "l20", 2, cmd(lifecycle.Qualify), &eventv1.LeadQualified{ModelId: "scoring", ModelVersion: 1, Score: 80, Threshold: 70})
+	w.lead(t, "l20", 3, lifecycle.Command{Name: lifecycle.Assign, Owner: lifecycle.Owner{Kind: lifecycle.OwnerRep, ID: "bob"}}, &eventv1.LeadAssigned{Owner: bob, Segment: "smb"})
+	w.lead(t, "l20", 4, cmd(lifecycle.Accept), &eventv1.LeadAccepted{RepId: "bob", Segment: "smb"})
+	w.lead(t, "l20", 5, cmd(lifecycle.Convert), &eventv1.OpportunityCreated{OpportunityId: "o20", RepId: "bob", Segment: "smb", Stage: "discovery", Amount: gbp})
+	w.lead(t, "l20", 5.5, cmd(lifecycle.Win), &eventv1.DealWon{OpportunityId: "o20", Amount: gbp, RepId: "bob", Segment: "smb"})
+	w.projected(t, w.dsn)
+
+	p, err := s.client.GetPerformance(ctxT(t), &projectorv1.GetPerformanceRequest{Period: marchPeriod(), Currency: "GBP"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.GetOpportunities() != 1 || p.GetWon() != 1 || !near(p.GetAvgSalesCycleDays(), 0.5/24) || !near(p.GetVelocity(), 250000) {
+		t.Errorf("%d opportunities, %d won, cycle %v days, velocity %v; want 1, 1, 1/48, 250,000 a day",
+			p.GetOpportunities(), p.GetWon(), p.GetAvgSalesCycleDays(), p.GetVelocity())
+	}
+}

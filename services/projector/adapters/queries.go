@@ -1017,9 +1017,9 @@ func (q *Queries) Performance(ctx context.Context, p app.PerformanceQuery) (*pro
 		return nil, fmt.Errorf("performance: %w", err)
 	}
 	out.WinRate = ratio(out.Won, out.Won+out.Lost)
-	if out.AvgSalesCycleDays > 0 {
-		out.Velocity = float64(out.Opportunities) * out.AvgWonDeal * out.WinRate / out.AvgSalesCycleDays
-	}
+	// A cycle under a day counts as one: a deal won minutes after it was
+	// made would read as revenue a day without bound.
+	out.Velocity = float64(out.Opportunities) * out.AvgWonDeal * out.WinRate / max(out.AvgSalesCycleDays, 1)
 	return out, nil
 }
 

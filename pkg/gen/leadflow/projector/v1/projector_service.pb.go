@@ -2986,7 +2986,8 @@ type GetPerformanceResponse struct {
 	// avg_sales_cycle_days is from opportunity to won.
 	AvgSalesCycleDays float64 `protobuf:"fixed64,7,opt,name=avg_sales_cycle_days,json=avgSalesCycleDays,proto3" json:"avg_sales_cycle_days,omitempty"`
 	// velocity is opportunities × avg_won_deal × win_rate /
-	// avg_sales_cycle_days: revenue per day, in minor units.
+	// avg_sales_cycle_days (a cycle under a day counting as one): revenue
+	// per day, in minor units.
 	Velocity      float64            `protobuf:"fixed64,8,opt,name=velocity,proto3" json:"velocity,omitempty"`
 	Conversions   []*StageConversion `protobuf:"bytes,9,rep,name=conversions,proto3" json:"conversions,omitempty"`
 	TimeInStage   []*StageTime       `protobuf:"bytes,10,rep,name=time_in_stage,json=timeInStage,proto3" json:"time_in_stage,omitempty"`
