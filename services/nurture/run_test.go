@@ -265,6 +265,57 @@ func TestAStoredRecycleIsAnsweredWhateverFollows(t *testing.T) {
 	}
 }
 
+// A lead recycled by hand whose enrolment nurture still owes (the
+// enrolment failed, nurture's consumer is down) is not recycled again by
+// a request without a program, which would count the one hand-back twice:
+// FAILED_PRECONDITION naming the state, nothing written. One naming a
+// program sends the lead there instead.
+func TestARecycledLeadAwaitingItsEnrolmentIsNotRecycledAgain(t *testing.T) {
+	w := newWorld(t)
+	s := w.start(t)
+	put(t, s.client, recyclePrograms()[0])
+	s.stop()
+	l := uuid.NewString()
+	w.accepted(t, l, "smb", 30)
+	ctx, cancel := context.WithCancel(ctxT(t))
+	defer cancel()
+	first := w.nurtureWith(app.WithAfterAppend(func(ev *eventv1.Event) {
+		if ev.GetLeadRecycled() != nil {
+			cancel() // the enrolment's reads fail
+		}
+	}))
+	meta := envelope.Meta{CorrelationID: uuid.NewString()}
+	if _, err := first.RecycleLead(ctx, app.RecycleLead{LeadID: l, Note: "asked us to come back in spring", Actor: marketer}, meta); err != nil {
+		t.Fatal(err)
+	}
+	before := w.events(t, l)
+	if len(ofType(before, "LeadRecycled")) != 1 || len(ofType(before, "NurtureEnrolled")) != 0 {
+		t.Fatalf("after the first recycle: %v", types(before))
+	}
+
+	log := slog.New(slog.DiscardHandler)
+	port := ports.NewGRPC(w.nurtureWith(), log)
+	req := &nurturev1.RecycleLeadRequest{LeadId: l, Note: "asked us to come back in spring", Actor: marketer}
+	_, err := port.RecycleLead(ctxT(t), req)
+	if st := status.Convert(err); st.Code() != codes.FailedPrecondition || !strings.Contains(st.Message(), "recycled") || !strings.Contains(st.Message(), "enrolment") {
+		t.Fatalf("a second recycle without a program: %v, want FAILED_PRECONDITION saying the enrolment is owed", err)
+	}
+	if evs := w.events(t, l); len(evs) != len(before) {
+		t.Fatalf("the refused recycle wrote: %v", types(evs))
+	}
+
+	req.ProgramId = "smb-warm"
+	r, err := port.RecycleLead(ctxT(t), req)
+	if err != nil || r.GetProgramId() != "smb-warm" || r.GetEnrolledEventId() == "" {
+		t.Fatalf("a recycle into a program: %v, %v", r, err)
+	}
+	evs := w.events(t, l)
+	rec, en := ofType(evs, "LeadRecycled"), ofType(evs, "NurtureEnrolled")
+	if len(rec) != 2 || len(en) != 1 || en[0].GetCausationId() != rec[1].GetEventId() || en[0].GetNurtureEnrolled().GetProgramId() != "smb-warm" {
+		t.Fatalf("after the recycle into a program: %v", types(evs))
+	}
+}
+
 // lostAnswer stores the next append and loses its answer.
 type lostAnswer struct {
 	app.Leads

@@ -34,7 +34,8 @@ type Recycled struct {
 // one is given; without one, for a lead whose rejection, lost deal or
 // other cause owes a recycle not written yet, that cause, caused by that
 // event) where the
-// lifecycle allows a recycle, then enrols the
+// lifecycle allows a recycle, and, without a program, the lead is not
+// recycled already with its enrolment still owed; then enrols the
 // lead as for any recycle; an enrolment that fails then is left to the
 // consumer, and the answer has none. A repeated request_id returns the first
 // answer, found from the id's record (sent after the recycle), and
@@ -99,6 +100,9 @@ func (a *App) RecycleLead(ctx context.Context, in RecycleLead, meta envelope.Met
 			out.Replayed = true
 			return out, nil
 		}
+		if err := enrolmentOwed(l, in.ProgramID); err != nil {
+			return Recycled{}, err
+		}
 		// The program is judged only for a new recycle: a retry answers
 		// what the first wrote, even once its program is retired.
 		if err := a.checkRecycleProgram(ctx, in.ProgramID); err != nil {
@@ -151,6 +155,24 @@ func (a *App) RecycleLead(ctx context.Context, in RecycleLead, meta envelope.Met
 		return recycledOf(l, ref{seq: v, ev: ev}), nil
 	}
 	return Recycled{}, fmt.Errorf("recycle lead %s: %w after %d races", in.LeadID, eventstore.ErrConflict, maxRaces)
+}
+
+// enrolmentOwed refuses a recycle without a program of a lead recycled
+// (or sent on by its program's exit) whose enrolment nurture has not
+// written yet: a second LeadRecycled would count the one hand-back twice,
+// and its enrolment would no longer follow the first's cause or exit.
+// Naming a program is another matter: the lead goes there instead.
+func enrolmentOwed(l *lead, programID string) error {
+	anchor, what := l.recycled, "its LeadRecycled"
+	if l.exited.seq > anchor.seq {
+		anchor, what = l.exited, "its NurtureExited"
+	}
+	if programID != "" || l.state.Status != lifecycle.StatusRecycled || anchor.seq <= l.enrolled.seq {
+		return nil
+	}
+	return &lifecycle.RefusedError{Command: lifecycle.Recycle, Status: l.state.Status, Reason: fmt.Sprintf(
+		"lead is recycled already (%s at version %d) and nurture owes its enrolment, which its consumer writes when it reaches that event (`leadctl lost --redrive` if it is held up); name a program_id to send it to another program",
+		what, anchor.seq)}
 }
 
 // checkRecycleProgram refuses a recycle into a program that is unknown

@@ -60,7 +60,9 @@ type NurtureServiceClient interface {
 	// rules. Once the recycle is stored the call answers it, with the
 	// enrolment if it read that back (else nurture's consumer writes it). A
 	// repeated request_id answers the same recycle, with its enrolment once
-	// written.
+	// written. A RECYCLED lead whose enrolment nurture still owes (after its
+	// recycle or its program's exit) is FAILED_PRECONDITION without a
+	// program_id: it is on its way to nurture already.
 	RecycleLead(ctx context.Context, in *RecycleLeadRequest, opts ...grpc.CallOption) (*RecycleLeadResponse, error)
 	// GetLeadNurture says where a lead stands in nurture.
 	GetLeadNurture(ctx context.Context, in *GetLeadNurtureRequest, opts ...grpc.CallOption) (*GetLeadNurtureResponse, error)
@@ -196,7 +198,9 @@ type NurtureServiceServer interface {
 	// rules. Once the recycle is stored the call answers it, with the
 	// enrolment if it read that back (else nurture's consumer writes it). A
 	// repeated request_id answers the same recycle, with its enrolment once
-	// written.
+	// written. A RECYCLED lead whose enrolment nurture still owes (after its
+	// recycle or its program's exit) is FAILED_PRECONDITION without a
+	// program_id: it is on its way to nurture already.
 	RecycleLead(context.Context, *RecycleLeadRequest) (*RecycleLeadResponse, error)
 	// GetLeadNurture says where a lead stands in nurture.
 	GetLeadNurture(context.Context, *GetLeadNurtureRequest) (*GetLeadNurtureResponse, error)
