@@ -74,3 +74,13 @@ func DropDeliveries(drop func(Msg) bool) (restore func()) {
 	dropDelivery.Store(&drop)
 	return func() { dropDelivery.Store(nil) }
 }
+
+// SetBeforeRelease runs f(partition) as each release begins, until the
+// returned func is called.
+func SetBeforeRelease(f func(int)) (restore func()) {
+	beforeRelease.Store(&f)
+	return func() { beforeRelease.Store(nil) }
+}
+
+// Owner is the member of members that owns partition p.
+func Owner(members []string, p int) string { return owner(members, p) }

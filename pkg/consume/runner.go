@@ -81,11 +81,15 @@ type partition struct {
 	// over one: missed then holds p's release back as a lost hand-back
 	// does, so the server gives the missed message back, after its
 	// AckWait, before any newer one of its key. A release after a
-	// reconnect that no later delivery has stepped over does the same:
-	// what was in flight may have gone with it.
+	// reconnect that no later delivery has stepped over, nor a pull 1.5
+	// AckWait after it has found empty, or while the connection is down,
+	// does the same: what was in flight may have gone with it.
 	delivered  uint64
 	reconnects uint64
 	missed     bool
+	// quiet is the first empty pull sent since the reconnect reconnects
+	// has not caught up with.
+	quiet pullStart
 }
 
 func newRunner(cfg Config, js jetstream.JetStream, h Handler, log *slog.Logger, src, dl jetstream.Stream, members jetstream.KeyValue) *runner {
@@ -200,6 +204,9 @@ func (r *runner) missedBefore(p *partition, delivered uint64, pull pullStart) bo
 	return missed
 }
 
+// beforeRelease, set by tests, runs as a partition's release begins.
+var beforeRelease atomic.Pointer[func(int)]
+
 // dropDelivery, set by tests, drops the deliveries it is true of before
 // the member sees them, as a connection that drops with them in flight
 // does.
@@ -215,7 +222,7 @@ func (r *runner) take(p *partition) {
 	ctx, cancel := context.WithCancel(r.runCtx)
 	p.running, p.cancel, p.releasing, p.fresh, p.recovered, p.taken = true, cancel, false, true, false, time.Now()
 	p.held, p.seqs = map[*item]struct{}{}, map[uint64]bool{}
-	p.delivered, p.reconnects, p.missed = 0, r.js.Conn().Stats().Reconnects, false
+	p.delivered, p.reconnects, p.missed, p.quiet = 0, r.js.Conn().Stats().Reconnects, false, pullStart{}
 	p.hctx, p.hcancel = context.WithCancel(r.ioctx)
 	p.wctx, p.wcancel = context.WithCancel(p.hctx)
 	r.loops.Go(func() {
@@ -391,6 +398,16 @@ func (r *runner) notePull(p *partition, pull pullStart, got int, err error) {
 	case err == nil && held && !p.pinned.IsZero() && pull.at.Sub(p.pinned) < r.cfg.PinnedTTL/2:
 		p.pinned = pull.at
 	}
+	// A reconnect no delivery has stepped over stops counting as a loss
+	// once a pull sent 1.5 AckWait after it comes back empty: a delivery
+	// lost with the connection would have expired and come back on it.
+	if got == 0 && err == nil && held && pull.reconnects != p.reconnects && len(p.held) < r.cfg.MaxHeld {
+		if p.quiet.reconnects != pull.reconnects {
+			p.quiet = pull
+		} else if pull.at.Sub(p.quiet.at) >= r.cfg.AckWait+r.cfg.AckWait/2 {
+			p.reconnects = pull.reconnects
+		}
+	}
 }
 
 // reportStall warns when p's pulls have come back empty for a while
@@ -484,6 +501,9 @@ func (r *runner) pullFailed(ctx context.Context, p *partition, err error, failur
 // these (fetchLoop sorts them); a nak with a delay would wait for the
 // server's timer, and a new message could overtake it.
 func (r *runner) release(p *partition) {
+	if f := beforeRelease.Load(); f != nil {
+		(*f)(p.n)
+	}
 	p.mu.Lock()
 	p.releasing = true
 	p.wcancel()
@@ -500,14 +520,17 @@ func (r *runner) release(p *partition) {
 		}
 	}
 	p.held, p.seqs = nil, nil
-	pinned := p.pinned
-	missed := p.missed || r.js.Conn().Stats().Reconnects != p.reconnects
+	pinned, missed, reconnects := p.pinned, p.missed, p.reconnects
 	p.mu.Unlock()
 
 	slices.SortFunc(back, func(a, b *item) int { return cmpSeq(a.msg.Seq, b.msg.Seq) })
 	// A missed delivery is one the server holds as ours until it expires:
-	// what a hand-back whose naks are lost leaves.
+	// what a hand-back whose naks are lost leaves. So may a delivery that
+	// was in flight when the connection dropped, before its reconnect or
+	// after (read after the hand-back, which may span one).
 	handed := r.handBack(back) && !missed
+	nc := r.js.Conn()
+	handed = handed && nc.IsConnected() && nc.Stats().Reconnects == reconnects
 	// Unpinning drops whoever holds the pin: only ours may go (a member
 	// that froze past PinnedTTL finds another pinned and must not unpin it
 	// before what it held has expired). Nor may it go while the server may

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/leadflow/leadflow/pkg/consume"
 )
 
@@ -35,34 +37,37 @@ func TestCleanStopUnpinsIdlePartitions(t *testing.T) {
 		}
 	}
 	eventually(t, 10*time.Second, func() bool { return j.len() == partitions }, "handled %d of %d", j.len(), partitions)
-	pinned := func() (out []string) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		for p := range partitions {
-			c, err := n.JS.Consumer(ctx, parts, consume.Durable("unpin", p, partitions))
-			if err != nil {
-				t.Fatal(err)
-			}
-			info, err := c.Info(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, g := range info.PriorityGroups {
-				if g.PinnedClientID != "" {
-					out = append(out, fmt.Sprintf("p%d", p))
-				}
-			}
-		}
-		return out
-	}
 	time.Sleep(cfg.PinnedTTL + 500*time.Millisecond) // idle past PinnedTTL
-	if p := pinned(); len(p) != partitions {
+	if p := pinnedParts(t, n.JS, "unpin"); len(p) != partitions {
 		t.Fatalf("idle partitions pinned: %v, want all %d (the owner's pulls keep them)", p, partitions)
 	}
 	if err := run.stop(t, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if p := pinned(); len(p) != 0 {
+	if p := pinnedParts(t, n.JS, "unpin"); len(p) != 0 {
 		t.Fatalf("still pinned after a clean stop: %v", p)
 	}
+}
+
+// pinnedParts lists group's partitions whose durable has a client pinned.
+func pinnedParts(t testing.TB, js jetstream.JetStream, group string) (out []string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for p := range partitions {
+		c, err := js.Consumer(ctx, parts, consume.Durable(group, p, partitions))
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range info.PriorityGroups {
+			if g.PinnedClientID != "" {
+				out = append(out, fmt.Sprintf("p%d", p))
+			}
+		}
+	}
+	return out
 }

@@ -717,6 +717,42 @@ func TestNoOpStageMoveRetriedAfterALaterMove(t *testing.T) {
 	}
 }
 
+// A CRM's own stage names go through as they are ("Proposal/Price
+// Quote", "Id. Decision Makers", another language's); control
+// characters, a leading punctuation mark, a trailing space or an address
+// do not, and write nothing.
+func TestCRMStageNames(t *testing.T) {
+	w, s, id, owner := assignedLead(t)
+	ctx := ctxT(t)
+	c := s.client
+	if _, err := c.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: id, RepId: owner, RequestId: "a1"}); err != nil {
+		t.Fatal(err)
+	}
+	before := len(w.events(t, id))
+	for _, bad := range []string{"bad\x00stage", "-lead", "proposal ", "ada@example.com", strings.Repeat("s", 65)} {
+		_, err := c.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: id, RepId: owner, RequestId: "o-bad", Amount: eur(100_00), Stage: bad})
+		wantCode(t, err, codes.InvalidArgument, "stage")
+	}
+	if n := len(w.events(t, id)); n != before {
+		t.Fatalf("refused stages wrote %d events", n-before)
+	}
+	if _, err := c.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: id, RepId: owner, RequestId: "o1", Amount: eur(100_00), Stage: "Id. Decision Makers"}); err != nil {
+		t.Fatal(err)
+	}
+	for i, stage := range []string{"Proposal/Price Quote", "Étude de besoins", "Propuesta (enviada)"} {
+		if _, err := c.MoveOpportunityStage(ctx, &handoffv1.MoveOpportunityStageRequest{LeadId: id, RepId: owner, RequestId: fmt.Sprintf("m%d", i), Stage: stage}); err != nil {
+			t.Fatalf("move to %q: %v", stage, err)
+		}
+	}
+	var got []string
+	for _, ev := range ofType(w.events(t, id), "OpportunityStageChanged") {
+		got = append(got, ev.GetOpportunityStageChanged().GetToStage())
+	}
+	if want := []string{"Proposal/Price Quote", "Étude de besoins", "Propuesta (enviada)"}; !slices.Equal(got, want) {
+		t.Errorf("stage changes %q, want %q", got, want)
+	}
+}
+
 // A lead the rules send to a pool, assigned by hand from the queue (the
 // pool full), keeps that pool: an escalation from its rep goes to the
 // pool's next rep, as from one routing chose.

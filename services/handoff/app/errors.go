@@ -242,12 +242,27 @@ func checkTime(v *violations, field string, t *timestamppb.Timestamp) {
 	}
 }
 
-var stageRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9 _-]{0,63}$`)
+// stagePunct is what CRMs' stage names hold besides letters, digits and
+// spaces ("Proposal/Price Quote", "Id. Decision Makers").
+const stagePunct = "-_./()&,'+:#"
 
 func checkStage(v *violations, field, s string) {
 	if s == "" {
 		v.add(field, "is required")
-	} else if !stageRE.MatchString(s) {
-		v.add(field, "must be a stage name: 1-64 letters, digits, spaces, '-' or '_'")
+	} else if !stageName(s) {
+		v.add(field, "must be a stage name: 1-64 letters (any language), digits, spaces or %s, starting with a letter or digit and not ending in a space", stagePunct)
 	}
+}
+
+func stageName(s string) bool {
+	if !utf8.ValidString(s) || utf8.RuneCountInString(s) > 64 || strings.HasSuffix(s, " ") {
+		return false
+	}
+	for i, r := range s {
+		word := unicode.IsLetter(r) || unicode.IsDigit(r)
+		if i == 0 && !word || !word && !unicode.IsMark(r) && r != ' ' && !strings.ContainsRune(stagePunct, r) {
+			return false
+		}
+	}
+	return true
 }

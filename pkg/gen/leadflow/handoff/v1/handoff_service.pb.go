@@ -1683,7 +1683,9 @@ type ConvertLeadRequest struct {
 	// amount, above 0: its currency is the opportunity's, and every later
 	// amount of it (MoveOpportunityStage, CloseWon) must be in it.
 	Amount *v1.Money `protobuf:"bytes,5,opt,name=amount,proto3" json:"amount,omitempty"`
-	// stage is required: the opportunity's first stage name.
+	// stage is required: the opportunity's first stage name, as the CRM
+	// names it (1-64 letters of any language, digits, spaces or
+	// -_./()&,'+:#, starting with a letter or digit).
 	Stage string `protobuf:"bytes,6,opt,name=stage,proto3" json:"stage,omitempty"`
 	// expected_close, if set, is the lead's deadline (else 90 days).
 	ExpectedClose *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=expected_close,json=expectedClose,proto3" json:"expected_close,omitempty"`
