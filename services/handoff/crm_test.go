@@ -729,7 +729,7 @@ func TestCRMStageNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := len(w.events(t, id))
-	for _, bad := range []string{"bad\x00stage", "-lead", "proposal ", "ada@example.com", strings.Repeat("s", 65)} {
+	for _, bad := range []string{"bad\x00stage", "-lead", "proposal ", "ada@example.com", strings.Repeat("s", 65), "\u3164", "Pro\u034fposal", "Proposal\ufe0f"} {
 		_, err := c.ConvertLead(ctx, &handoffv1.ConvertLeadRequest{LeadId: id, RepId: owner, RequestId: "o-bad", Amount: eur(100_00), Stage: bad})
 		wantCode(t, err, codes.InvalidArgument, "stage")
 	}
@@ -750,6 +750,20 @@ func TestCRMStageNames(t *testing.T) {
 	}
 	if want := []string{"Proposal/Price Quote", "Étude de besoins", "Propuesta (enviada)"}; !slices.Equal(got, want) {
 		t.Errorf("stage changes %q, want %q", got, want)
+	}
+	// A name spelt in decomposed form is stored composed, and is the
+	// stage it is in when spelt either way: a move there writes nothing.
+	for _, req := range []string{"m-nfd", "m-nfd-again"} {
+		if _, err := c.MoveOpportunityStage(ctx, &handoffv1.MoveOpportunityStageRequest{LeadId: id, RepId: owner, RequestId: req, Stage: "E\u0301tude de besoins"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.MoveOpportunityStage(ctx, &handoffv1.MoveOpportunityStageRequest{LeadId: id, RepId: owner, RequestId: "m-nfc", Stage: "Étude de besoins"}); err != nil {
+		t.Fatal(err)
+	}
+	evs := ofType(w.events(t, id), "OpportunityStageChanged")
+	if last := evs[len(evs)-1].GetOpportunityStageChanged(); len(evs) != 4 || last.GetToStage() != "Étude de besoins" {
+		t.Errorf("a move to the decomposed spelling: %d stage changes, the last to %q; want 4, to %q as composed", len(evs), last.GetToStage(), "Étude de besoins")
 	}
 }
 

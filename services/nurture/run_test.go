@@ -250,13 +250,7 @@ func TestAStoredRecycleIsAnsweredWhateverFollows(t *testing.T) {
 	w.start(t).stop() // its streams
 	l := uuid.NewString()
 	w.accepted(t, l, "smb", 30)
-	ctx, cancel := context.WithCancel(ctxT(t))
-	defer cancel()
-	a := w.nurtureWith(app.WithAfterAppend(func(ev *eventv1.Event) {
-		if ev.GetLeadRecycled() != nil {
-			cancel() // the enrolment's reads fail
-		}
-	}))
+	a, ctx := w.enrolmentCut(t)
 	r, err := a.RecycleLead(ctx, app.RecycleLead{LeadID: l, Note: "asked us to come back in spring", Actor: marketer},
 		envelope.Meta{CorrelationID: uuid.NewString()})
 	rec := ofType(w.events(t, l), "LeadRecycled")
@@ -277,13 +271,7 @@ func TestARecycledLeadAwaitingItsEnrolmentIsNotRecycledAgain(t *testing.T) {
 	s.stop()
 	l := uuid.NewString()
 	w.accepted(t, l, "smb", 30)
-	ctx, cancel := context.WithCancel(ctxT(t))
-	defer cancel()
-	first := w.nurtureWith(app.WithAfterAppend(func(ev *eventv1.Event) {
-		if ev.GetLeadRecycled() != nil {
-			cancel() // the enrolment's reads fail
-		}
-	}))
+	first, ctx := w.enrolmentCut(t)
 	meta := envelope.Meta{CorrelationID: uuid.NewString()}
 	if _, err := first.RecycleLead(ctx, app.RecycleLead{LeadID: l, Note: "asked us to come back in spring", Actor: marketer}, meta); err != nil {
 		t.Fatal(err)
@@ -314,6 +302,29 @@ func TestARecycledLeadAwaitingItsEnrolmentIsNotRecycledAgain(t *testing.T) {
 	if len(rec) != 2 || len(en) != 1 || en[0].GetCausationId() != rec[1].GetEventId() || en[0].GetNurtureEnrolled().GetProgramId() != "smb-warm" {
 		t.Fatalf("after the recycle into a program: %v", types(evs))
 	}
+
+	// A recycle naming a program that does not exist owes an enrolment
+	// nurture can never write: without a program, the entry rules choose.
+	ghost := uuid.NewString()
+	w.accepted(t, ghost, "smb", 30)
+	w.write(t, ghost, lifecycle.Command{Name: lifecycle.Recycle, Reason: "by hand"},
+		&eventv1.LeadRecycled{Cause: eventv1.RecycleCause_RECYCLE_CAUSE_MANUAL, Note: "by hand", ProgramId: "ghost"})
+	req = &nurturev1.RecycleLeadRequest{LeadId: ghost, Note: "asked us to come back in spring", Actor: marketer}
+	if r, err := port.RecycleLead(ctxT(t), req); err != nil || r.GetEnrolledEventId() == "" {
+		t.Fatalf("a recycle without a program of a lead whose recycle names no program there is: %v, %v", r, err)
+	}
+}
+
+// enrolmentCut is nurture whose reads and writes through ctx fail once
+// it has stored a LeadRecycled: a recycle's enrolment then fails.
+func (w *world) enrolmentCut(t *testing.T) (*app.App, context.Context) {
+	ctx, cancel := context.WithCancel(ctxT(t))
+	t.Cleanup(cancel)
+	return w.nurtureWith(app.WithAfterAppend(func(ev *eventv1.Event) {
+		if ev.GetLeadRecycled() != nil {
+			cancel()
+		}
+	})), ctx
 }
 
 // lostAnswer stores the next append and loses its answer.

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"golang.org/x/text/unicode/norm"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -38,6 +39,7 @@ func (a *App) ConvertLead(ctx context.Context, in ConvertLead, meta envelope.Met
 	checkRepID(&v, "rep_id", in.RepID)
 	checkRequestID(&v, in.RequestID)
 	checkMoney(&v, "amount", in.Amount, true)
+	in.Stage = norm.NFC.String(in.Stage)
 	checkStage(&v, "stage", in.Stage)
 	checkTime(&v, "expected_close", in.ExpectedClose)
 	if in.OpportunityID != "" && !routing.ValidID(in.OpportunityID) {
@@ -117,6 +119,7 @@ func (a *App) MoveOpportunityStage(ctx context.Context, in MoveStage, meta envel
 	checkLeadID(&v, in.LeadID)
 	checkRepID(&v, "rep_id", in.RepID)
 	checkRequestID(&v, in.RequestID)
+	in.Stage = norm.NFC.String(in.Stage)
 	if in.Stage != "" || in.ExpectedClose == nil { // empty with a new close: the stage stays
 		checkStage(&v, "stage", in.Stage)
 	}

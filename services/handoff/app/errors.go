@@ -246,6 +246,8 @@ func checkTime(v *violations, field string, t *timestamppb.Timestamp) {
 // spaces ("Proposal/Price Quote", "Id. Decision Makers").
 const stagePunct = "-_./()&,'+:#"
 
+// checkStage checks a stage name, which callers take in NFC: one name
+// spelt two ways would be two stages, and a move between them no move.
 func checkStage(v *violations, field, s string) {
 	if s == "" {
 		v.add(field, "is required")
@@ -260,7 +262,8 @@ func stageName(s string) bool {
 	}
 	for i, r := range s {
 		word := unicode.IsLetter(r) || unicode.IsDigit(r)
-		if i == 0 && !word || !word && !unicode.IsMark(r) && r != ' ' && !strings.ContainsRune(stagePunct, r) {
+		if i == 0 && !word || !word && !unicode.IsMark(r) && r != ' ' && !strings.ContainsRune(stagePunct, r) ||
+			unicode.In(r, unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point) { // prints nothing
 			return false
 		}
 	}

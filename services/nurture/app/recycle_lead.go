@@ -100,7 +100,7 @@ func (a *App) RecycleLead(ctx context.Context, in RecycleLead, meta envelope.Met
 			out.Replayed = true
 			return out, nil
 		}
-		if err := enrolmentOwed(l, in.ProgramID); err != nil {
+		if err := a.enrolmentOwed(ctx, l, in.ProgramID); err != nil {
 			return Recycled{}, err
 		}
 		// The program is judged only for a new recycle: a retry answers
@@ -161,14 +161,25 @@ func (a *App) RecycleLead(ctx context.Context, in RecycleLead, meta envelope.Met
 // (or sent on by its program's exit) whose enrolment nurture has not
 // written yet: a second LeadRecycled would count the one hand-back twice,
 // and its enrolment would no longer follow the first's cause or exit.
-// Naming a program is another matter: the lead goes there instead.
-func enrolmentOwed(l *lead, programID string) error {
+// Naming a program is another matter: the lead goes there instead. So
+// is a recycle naming a program that does not exist: that enrolment
+// never comes (enrol's PoisonError), and this one's entry rules choose.
+func (a *App) enrolmentOwed(ctx context.Context, l *lead, programID string) error {
 	anchor, what := l.recycled, "its LeadRecycled"
 	if l.exited.seq > anchor.seq {
 		anchor, what = l.exited, "its NurtureExited"
 	}
 	if programID != "" || l.state.Status != lifecycle.StatusRecycled || anchor.seq <= l.enrolled.seq {
 		return nil
+	}
+	if id := anchor.ev.GetLeadRecycled().GetProgramId(); id != "" {
+		cat, err := a.catalog(ctx, 0)
+		if err != nil {
+			return err
+		}
+		if _, ok := cat.Get(id); !ok {
+			return nil
+		}
 	}
 	return &lifecycle.RefusedError{Command: lifecycle.Recycle, Status: l.state.Status, Reason: fmt.Sprintf(
 		"lead is recycled already (%s at version %d) and nurture owes its enrolment, which its consumer writes when it reaches that event (`leadctl lost --redrive` if it is held up); name a program_id to send it to another program",

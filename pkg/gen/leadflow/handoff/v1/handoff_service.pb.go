@@ -1685,7 +1685,8 @@ type ConvertLeadRequest struct {
 	Amount *v1.Money `protobuf:"bytes,5,opt,name=amount,proto3" json:"amount,omitempty"`
 	// stage is required: the opportunity's first stage name, as the CRM
 	// names it (1-64 letters of any language, digits, spaces or
-	// -_./()&,'+:#, starting with a letter or digit).
+	// -_./()&,'+:#, starting with a letter or digit, none that prints
+	// nothing), kept in Unicode's composed form (NFC).
 	Stage string `protobuf:"bytes,6,opt,name=stage,proto3" json:"stage,omitempty"`
 	// expected_close, if set, is the lead's deadline (else 90 days).
 	ExpectedClose *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=expected_close,json=expectedClose,proto3" json:"expected_close,omitempty"`

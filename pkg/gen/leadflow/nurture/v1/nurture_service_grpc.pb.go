@@ -62,7 +62,8 @@ type NurtureServiceClient interface {
 	// repeated request_id answers the same recycle, with its enrolment once
 	// written. A RECYCLED lead whose enrolment nurture still owes (after its
 	// recycle or its program's exit) is FAILED_PRECONDITION without a
-	// program_id: it is on its way to nurture already.
+	// program_id: it is on its way to nurture already (unless its recycle
+	// names a program that does not exist).
 	RecycleLead(ctx context.Context, in *RecycleLeadRequest, opts ...grpc.CallOption) (*RecycleLeadResponse, error)
 	// GetLeadNurture says where a lead stands in nurture.
 	GetLeadNurture(ctx context.Context, in *GetLeadNurtureRequest, opts ...grpc.CallOption) (*GetLeadNurtureResponse, error)
@@ -200,7 +201,8 @@ type NurtureServiceServer interface {
 	// repeated request_id answers the same recycle, with its enrolment once
 	// written. A RECYCLED lead whose enrolment nurture still owes (after its
 	// recycle or its program's exit) is FAILED_PRECONDITION without a
-	// program_id: it is on its way to nurture already.
+	// program_id: it is on its way to nurture already (unless its recycle
+	// names a program that does not exist).
 	RecycleLead(context.Context, *RecycleLeadRequest) (*RecycleLeadResponse, error)
 	// GetLeadNurture says where a lead stands in nurture.
 	GetLeadNurture(context.Context, *GetLeadNurtureRequest) (*GetLeadNurtureResponse, error)
