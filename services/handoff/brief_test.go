@@ -2,6 +2,7 @@ package main
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -448,5 +449,50 @@ func TestARequalifiedLeadGoesToAnotherRepThanTheOneWhoRejectedIt(t *testing.T) {
 		if cd.GetRepId() == first && cd.GetOutcome() != eventv1.CandidateOutcome_CANDIDATE_OUTCOME_PRIOR_OWNER {
 			t.Errorf("%s recorded as %v %q, want passed over for the rejection", first, cd.GetOutcome(), cd.GetDetail())
 		}
+	}
+}
+
+// A rep who takes a lead over sees what the one before did with it: when
+// they accepted it, and each contact attempt and what came of it, under
+// that rep's time with the lead.
+func TestBriefTellsEachRepsAcceptanceAndAttempts(t *testing.T) {
+	_, s, id, first := assignedLead(t)
+	ctx := ctxT(t)
+	c := s.client
+	if _, err := c.AcceptLead(ctx, &handoffv1.AcceptLeadRequest{LeadId: id, RepId: first, RequestId: "a1"}); err != nil {
+		t.Fatal(err)
+	}
+	for i, o := range []eventv1.ContactOutcome{eventv1.ContactOutcome_CONTACT_OUTCOME_NO_ANSWER, eventv1.ContactOutcome_CONTACT_OUTCOME_MEETING_BOOKED} {
+		if _, err := c.LogContactAttempt(ctx, &handoffv1.LogContactAttemptRequest{LeadId: id, RepId: first, RequestId: "c" + strconv.Itoa(i),
+			Channel: eventv1.ContactChannel_CONTACT_CHANNEL_PHONE, Outcome: o}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := "mia"
+	if first == next {
+		next = "ann"
+	}
+	if _, err := c.ReassignLead(ctx, &handoffv1.ReassignLeadRequest{LeadId: id, ToRepId: next, RequestId: "re1", Reason: "strategic", ReassignedBy: ops}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.GetHandoffBrief(ctx, &handoffv1.GetHandoffBriefRequest{LeadId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	owners := r.GetBrief().GetOwners()
+	if len(owners) != 2 {
+		t.Fatalf("owners %v, want %s then %s", owners, first, next)
+	}
+	was, now := owners[0], owners[1]
+	var got []string
+	for _, x := range was.GetContacts() {
+		got = append(got, x.GetChannel().String()+" "+x.GetOutcome().String())
+	}
+	want := []string{"CONTACT_CHANNEL_PHONE CONTACT_OUTCOME_NO_ANSWER", "CONTACT_CHANNEL_PHONE CONTACT_OUTCOME_MEETING_BOOKED"}
+	if was.GetOwner().GetId() != first || was.GetAcceptedAt() == nil || was.GetAcceptedAt().AsTime().Before(was.GetFrom().AsTime()) || !slices.Equal(got, want) {
+		t.Errorf("%s's time: accepted %v, attempts %q; want accepted after %v and %q", was.GetOwner().GetId(), was.GetAcceptedAt(), got, was.GetFrom(), want)
+	}
+	if now.GetOwner().GetId() != next || now.GetAcceptedAt() != nil || len(now.GetContacts()) != 0 {
+		t.Errorf("%s's time: accepted %v, attempts %v; want neither yet", now.GetOwner().GetId(), now.GetAcceptedAt(), now.GetContacts())
 	}
 }

@@ -69,6 +69,15 @@ type Ownership struct {
 	How, Ended string
 	Journey    int
 	LeadID     string
+	AcceptedAt time.Time // zero: not accepted
+	Contacts   []Contact
+}
+
+// Contact is one logged contact attempt.
+type Contact struct {
+	At      time.Time
+	Channel eventv1.ContactChannel
+	Outcome eventv1.ContactOutcome
 }
 
 // Rejection is sales turning the lead down.
@@ -276,6 +285,13 @@ func briefOf(leadID string, recs []eventstore.Record) (b Brief, sealed []sealedD
 		profile *eventv1.Profile
 		forms   envelope.Forms
 	)
+	// current is the ownership still running, if any.
+	current := func() *Ownership {
+		if n := len(b.Owners); n > 0 && b.Owners[n-1].To.IsZero() {
+			return &b.Owners[n-1]
+		}
+		return nil
+	}
 	endOwner := func(at time.Time, how string) {
 		if n := len(b.Owners); n > 0 && b.Owners[n-1].To.IsZero() {
 			b.Owners[n-1].To, b.Owners[n-1].Ended = at, how
@@ -352,6 +368,14 @@ func briefOf(leadID string, recs []eventstore.Record) (b Brief, sealed []sealedD
 			b.Owners = append(b.Owners, Ownership{Owner: ownerOf(p.LeadReassigned.GetTo()), From: at, How: how, Journey: b.Journey})
 			if d := p.LeadReassigned.GetDecision(); d != nil {
 				b.Routing = d
+			}
+		case *eventv1.Event_LeadAccepted:
+			if o := current(); o != nil {
+				o.AcceptedAt = at
+			}
+		case *eventv1.Event_ContactAttempted:
+			if o := current(); o != nil {
+				o.Contacts = append(o.Contacts, Contact{At: at, Channel: p.ContactAttempted.GetChannel(), Outcome: p.ContactAttempted.GetOutcome()})
 			}
 		case *eventv1.Event_LeadRejected:
 			x := p.LeadRejected

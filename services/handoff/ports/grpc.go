@@ -276,8 +276,12 @@ func (g *GRPC) GetHandoffBrief(ctx context.Context, r *handoffv1.GetHandoffBrief
 		out.Activities = append(out.Activities, &handoffv1.ActivityEntry{At: pbTime(x.At), Type: x.Type, CampaignId: x.CampaignID, Detail: x.Detail, LeadId: x.LeadID})
 	}
 	for _, x := range b.Owners {
-		out.Owners = append(out.Owners, &handoffv1.Ownership{Owner: ownerProto(x.Owner), From: pbTime(x.From), Until: pbTime(x.To),
-			How: x.How, Ended: x.Ended, Journey: int32(x.Journey), LeadId: x.LeadID})
+		o := &handoffv1.Ownership{Owner: ownerProto(x.Owner), From: pbTime(x.From), Until: pbTime(x.To),
+			How: x.How, Ended: x.Ended, Journey: int32(x.Journey), LeadId: x.LeadID, AcceptedAt: pbTime(x.AcceptedAt)}
+		for _, c := range x.Contacts {
+			o.Contacts = append(o.Contacts, &handoffv1.ContactEntry{At: pbTime(c.At), Channel: c.Channel, Outcome: c.Outcome})
+		}
+		out.Owners = append(out.Owners, o)
 	}
 	for _, x := range b.Rejections {
 		out.Rejections = append(out.Rejections, &handoffv1.Rejection{At: pbTime(x.At), RepId: x.RepID, Reason: x.Reason, Note: x.Note, LeadId: x.LeadID})

@@ -2694,7 +2694,12 @@ type Ownership struct {
 	Journey int32 `protobuf:"varint,6,opt,name=journey,proto3" json:"journey,omitempty"`
 	// lead_id is the lead merged into this one that the rep held; empty:
 	// this lead's own.
-	LeadId        string `protobuf:"bytes,7,opt,name=lead_id,json=leadId,proto3" json:"lead_id,omitempty"`
+	LeadId string `protobuf:"bytes,7,opt,name=lead_id,json=leadId,proto3" json:"lead_id,omitempty"`
+	// accepted_at is when the rep accepted the lead; unset if they did not.
+	AcceptedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=accepted_at,json=acceptedAt,proto3" json:"accepted_at,omitempty"`
+	// contacts are the rep's contact attempts while they held the lead, in
+	// time order: the next rep knows who was called and what came of it.
+	Contacts      []*ContactEntry `protobuf:"bytes,9,rep,name=contacts,proto3" json:"contacts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2778,6 +2783,81 @@ func (x *Ownership) GetLeadId() string {
 	return ""
 }
 
+func (x *Ownership) GetAcceptedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AcceptedAt
+	}
+	return nil
+}
+
+func (x *Ownership) GetContacts() []*ContactEntry {
+	if x != nil {
+		return x.Contacts
+	}
+	return nil
+}
+
+// ContactEntry is one logged contact attempt.
+type ContactEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=at,proto3" json:"at,omitempty"`
+	Channel       v1.ContactChannel      `protobuf:"varint,2,opt,name=channel,proto3,enum=leadflow.event.v1.ContactChannel" json:"channel,omitempty"`
+	Outcome       v1.ContactOutcome      `protobuf:"varint,3,opt,name=outcome,proto3,enum=leadflow.event.v1.ContactOutcome" json:"outcome,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContactEntry) Reset() {
+	*x = ContactEntry{}
+	mi := &file_leadflow_handoff_v1_handoff_service_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContactEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContactEntry) ProtoMessage() {}
+
+func (x *ContactEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_leadflow_handoff_v1_handoff_service_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContactEntry.ProtoReflect.Descriptor instead.
+func (*ContactEntry) Descriptor() ([]byte, []int) {
+	return file_leadflow_handoff_v1_handoff_service_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *ContactEntry) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *ContactEntry) GetChannel() v1.ContactChannel {
+	if x != nil {
+		return x.Channel
+	}
+	return v1.ContactChannel(0)
+}
+
+func (x *ContactEntry) GetOutcome() v1.ContactOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return v1.ContactOutcome(0)
+}
+
 // Rejection is sales turning the lead down.
 type Rejection struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -2794,7 +2874,7 @@ type Rejection struct {
 
 func (x *Rejection) Reset() {
 	*x = Rejection{}
-	mi := &file_leadflow_handoff_v1_handoff_service_proto_msgTypes[41]
+	mi := &file_leadflow_handoff_v1_handoff_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2806,7 +2886,7 @@ func (x *Rejection) String() string {
 func (*Rejection) ProtoMessage() {}
 
 func (x *Rejection) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_handoff_v1_handoff_service_proto_msgTypes[41]
+	mi := &file_leadflow_handoff_v1_handoff_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2819,7 +2899,7 @@ func (x *Rejection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rejection.ProtoReflect.Descriptor instead.
 func (*Rejection) Descriptor() ([]byte, []int) {
-	return file_leadflow_handoff_v1_handoff_service_proto_rawDescGZIP(), []int{41}
+	return file_leadflow_handoff_v1_handoff_service_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Rejection) GetAt() *timestamppb.Timestamp {
@@ -2879,7 +2959,7 @@ type Recycle struct {
 
 func (x *Recycle) Reset() {
 	*x = Recycle{}
-	mi := &file_leadflow_handoff_v1_handoff_service_proto_msgTypes[42]
+	mi := &file_leadflow_handoff_v1_handoff_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2891,7 +2971,7 @@ func (x *Recycle) String() string {
 func (*Recycle) ProtoMessage() {}
 
 func (x *Recycle) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_handoff_v1_handoff_service_proto_msgTypes[42]
+	mi := &file_leadflow_handoff_v1_handoff_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2904,7 +2984,7 @@ func (x *Recycle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Recycle.ProtoReflect.Descriptor instead.
 func (*Recycle) Descriptor() ([]byte, []int) {
-	return file_leadflow_handoff_v1_handoff_service_proto_rawDescGZIP(), []int{42}
+	return file_leadflow_handoff_v1_handoff_service_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Recycle) GetAt() *timestamppb.Timestamp {
@@ -2952,7 +3032,7 @@ type SLAEntry struct {
 
 func (x *SLAEntry) Reset() {
 	*x = SLAEntry{}
-	mi := &file_leadflow_handoff_v1_handoff_service_proto_msgTypes[43]
+	mi := &file_leadflow_handoff_v1_handoff_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2964,7 +3044,7 @@ func (x *SLAEntry) String() string {
 func (*SLAEntry) ProtoMessage() {}
 
 func (x *SLAEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_handoff_v1_handoff_service_proto_msgTypes[43]
+	mi := &file_leadflow_handoff_v1_handoff_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2977,7 +3057,7 @@ func (x *SLAEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SLAEntry.ProtoReflect.Descriptor instead.
 func (*SLAEntry) Descriptor() ([]byte, []int) {
-	return file_leadflow_handoff_v1_handoff_service_proto_rawDescGZIP(), []int{43}
+	return file_leadflow_handoff_v1_handoff_service_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SLAEntry) GetAt() *timestamppb.Timestamp {
@@ -3048,7 +3128,7 @@ type Opportunity struct {
 
 func (x *Opportunity) Reset() {
 	*x = Opportunity{}
-	mi := &file_leadflow_handoff_v1_handoff_service_proto_msgTypes[44]
+	mi := &file_leadflow_handoff_v1_handoff_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3060,7 +3140,7 @@ func (x *Opportunity) String() string {
 func (*Opportunity) ProtoMessage() {}
 
 func (x *Opportunity) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_handoff_v1_handoff_service_proto_msgTypes[44]
+	mi := &file_leadflow_handoff_v1_handoff_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3073,7 +3153,7 @@ func (x *Opportunity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Opportunity.ProtoReflect.Descriptor instead.
 func (*Opportunity) Descriptor() ([]byte, []int) {
-	return file_leadflow_handoff_v1_handoff_service_proto_rawDescGZIP(), []int{44}
+	return file_leadflow_handoff_v1_handoff_service_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Opportunity) GetOpportunityId() string {
@@ -3135,7 +3215,7 @@ type SetMarketingTargetRequest struct {
 
 func (x *SetMarketingTargetRequest) Reset() {
 	*x = SetMarketingTargetRequest{}
-	mi := &file_leadflow_handoff_v1_handoff_service_proto_msgTypes[45]
+	mi := &file_leadflow_handoff_v1_handoff_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3147,7 +3227,7 @@ func (x *SetMarketingTargetRequest) String() string {
 func (*SetMarketingTargetRequest) ProtoMessage() {}
 
 func (x *SetMarketingTargetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_handoff_v1_handoff_service_proto_msgTypes[45]
+	mi := &file_leadflow_handoff_v1_handoff_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3160,7 +3240,7 @@ func (x *SetMarketingTargetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMarketingTargetRequest.ProtoReflect.Descriptor instead.
 func (*SetMarketingTargetRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_handoff_v1_handoff_service_proto_rawDescGZIP(), []int{45}
+	return file_leadflow_handoff_v1_handoff_service_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SetMarketingTargetRequest) GetTarget() *v1.MarketingTarget {
@@ -3186,7 +3266,7 @@ type SetMarketingTargetResponse struct {
 
 func (x *SetMarketingTargetResponse) Reset() {
 	*x = SetMarketingTargetResponse{}
-	mi := &file_leadflow_handoff_v1_handoff_service_proto_msgTypes[46]
+	mi := &file_leadflow_handoff_v1_handoff_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3198,7 +3278,7 @@ func (x *SetMarketingTargetResponse) String() string {
 func (*SetMarketingTargetResponse) ProtoMessage() {}
 
 func (x *SetMarketingTargetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_handoff_v1_handoff_service_proto_msgTypes[46]
+	mi := &file_leadflow_handoff_v1_handoff_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3211,7 +3291,7 @@ func (x *SetMarketingTargetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetMarketingTargetResponse.ProtoReflect.Descriptor instead.
 func (*SetMarketingTargetResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_handoff_v1_handoff_service_proto_rawDescGZIP(), []int{46}
+	return file_leadflow_handoff_v1_handoff_service_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *SetMarketingTargetResponse) GetUnchanged() bool {
@@ -3229,7 +3309,7 @@ type ListMarketingTargetsRequest struct {
 
 func (x *ListMarketingTargetsRequest) Reset() {
 	*x = ListMarketingTargetsRequest{}
-	mi := &file_leadflow_handoff_v1_handoff_service_proto_msgTypes[47]
+	mi := &file_leadflow_handoff_v1_handoff_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3241,7 +3321,7 @@ func (x *ListMarketingTargetsRequest) String() string {
 func (*ListMarketingTargetsRequest) ProtoMessage() {}
 
 func (x *ListMarketingTargetsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_handoff_v1_handoff_service_proto_msgTypes[47]
+	mi := &file_leadflow_handoff_v1_handoff_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3254,7 +3334,7 @@ func (x *ListMarketingTargetsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMarketingTargetsRequest.ProtoReflect.Descriptor instead.
 func (*ListMarketingTargetsRequest) Descriptor() ([]byte, []int) {
-	return file_leadflow_handoff_v1_handoff_service_proto_rawDescGZIP(), []int{47}
+	return file_leadflow_handoff_v1_handoff_service_proto_rawDescGZIP(), []int{48}
 }
 
 type ListMarketingTargetsResponse struct {
@@ -3266,7 +3346,7 @@ type ListMarketingTargetsResponse struct {
 
 func (x *ListMarketingTargetsResponse) Reset() {
 	*x = ListMarketingTargetsResponse{}
-	mi := &file_leadflow_handoff_v1_handoff_service_proto_msgTypes[48]
+	mi := &file_leadflow_handoff_v1_handoff_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3278,7 +3358,7 @@ func (x *ListMarketingTargetsResponse) String() string {
 func (*ListMarketingTargetsResponse) ProtoMessage() {}
 
 func (x *ListMarketingTargetsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_leadflow_handoff_v1_handoff_service_proto_msgTypes[48]
+	mi := &file_leadflow_handoff_v1_handoff_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3291,7 +3371,7 @@ func (x *ListMarketingTargetsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMarketingTargetsResponse.ProtoReflect.Descriptor instead.
 func (*ListMarketingTargetsResponse) Descriptor() ([]byte, []int) {
-	return file_leadflow_handoff_v1_handoff_service_proto_rawDescGZIP(), []int{48}
+	return file_leadflow_handoff_v1_handoff_service_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ListMarketingTargetsResponse) GetTargets() []*v1.MarketingTarget {
@@ -3514,7 +3594,7 @@ const file_leadflow_handoff_v1_handoff_service_proto_rawDesc = "" +
 	"\vcampaign_id\x18\x03 \x01(\tR\n" +
 	"campaignId\x12\x16\n" +
 	"\x06detail\x18\x04 \x01(\tR\x06detail\x12\x17\n" +
-	"\alead_id\x18\x05 \x01(\tR\x06leadId\"\xf8\x01\n" +
+	"\alead_id\x18\x05 \x01(\tR\x06leadId\"\xf4\x02\n" +
 	"\tOwnership\x12.\n" +
 	"\x05owner\x18\x01 \x01(\v2\x18.leadflow.event.v1.OwnerR\x05owner\x12.\n" +
 	"\x04from\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x120\n" +
@@ -3522,7 +3602,14 @@ const file_leadflow_handoff_v1_handoff_service_proto_rawDesc = "" +
 	"\x03how\x18\x04 \x01(\tR\x03how\x12\x14\n" +
 	"\x05ended\x18\x05 \x01(\tR\x05ended\x12\x18\n" +
 	"\ajourney\x18\x06 \x01(\x05R\ajourney\x12\x17\n" +
-	"\alead_id\x18\a \x01(\tR\x06leadId\"\xb4\x01\n" +
+	"\alead_id\x18\a \x01(\tR\x06leadId\x12;\n" +
+	"\vaccepted_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"acceptedAt\x12=\n" +
+	"\bcontacts\x18\t \x03(\v2!.leadflow.handoff.v1.ContactEntryR\bcontacts\"\xb4\x01\n" +
+	"\fContactEntry\x12*\n" +
+	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12;\n" +
+	"\achannel\x18\x02 \x01(\x0e2!.leadflow.event.v1.ContactChannelR\achannel\x12;\n" +
+	"\aoutcome\x18\x03 \x01(\x0e2!.leadflow.event.v1.ContactOutcomeR\aoutcome\"\xb4\x01\n" +
 	"\tRejection\x12*\n" +
 	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x15\n" +
 	"\x06rep_id\x18\x02 \x01(\tR\x05repId\x127\n" +
@@ -3602,7 +3689,7 @@ func file_leadflow_handoff_v1_handoff_service_proto_rawDescGZIP() []byte {
 	return file_leadflow_handoff_v1_handoff_service_proto_rawDescData
 }
 
-var file_leadflow_handoff_v1_handoff_service_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_leadflow_handoff_v1_handoff_service_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_leadflow_handoff_v1_handoff_service_proto_goTypes = []any{
 	(*PutTeamRequest)(nil),               // 0: leadflow.handoff.v1.PutTeamRequest
 	(*PutTeamResponse)(nil),              // 1: leadflow.handoff.v1.PutTeamResponse
@@ -3645,166 +3732,172 @@ var file_leadflow_handoff_v1_handoff_service_proto_goTypes = []any{
 	(*FirstTouch)(nil),                   // 38: leadflow.handoff.v1.FirstTouch
 	(*ActivityEntry)(nil),                // 39: leadflow.handoff.v1.ActivityEntry
 	(*Ownership)(nil),                    // 40: leadflow.handoff.v1.Ownership
-	(*Rejection)(nil),                    // 41: leadflow.handoff.v1.Rejection
-	(*Recycle)(nil),                      // 42: leadflow.handoff.v1.Recycle
-	(*SLAEntry)(nil),                     // 43: leadflow.handoff.v1.SLAEntry
-	(*Opportunity)(nil),                  // 44: leadflow.handoff.v1.Opportunity
-	(*SetMarketingTargetRequest)(nil),    // 45: leadflow.handoff.v1.SetMarketingTargetRequest
-	(*SetMarketingTargetResponse)(nil),   // 46: leadflow.handoff.v1.SetMarketingTargetResponse
-	(*ListMarketingTargetsRequest)(nil),  // 47: leadflow.handoff.v1.ListMarketingTargetsRequest
-	(*ListMarketingTargetsResponse)(nil), // 48: leadflow.handoff.v1.ListMarketingTargetsResponse
-	(*v1.SalesTeam)(nil),                 // 49: leadflow.event.v1.SalesTeam
-	(*v1.Actor)(nil),                     // 50: leadflow.event.v1.Actor
-	(*v1.Rep)(nil),                       // 51: leadflow.event.v1.Rep
-	(*v1.OutOfOffice)(nil),               // 52: leadflow.event.v1.OutOfOffice
-	(*v1.Pool)(nil),                      // 53: leadflow.event.v1.Pool
-	(*v1.Account)(nil),                   // 54: leadflow.event.v1.Account
-	(*v1.RoutingRules)(nil),              // 55: leadflow.event.v1.RoutingRules
-	(*v1.SLAPolicy)(nil),                 // 56: leadflow.event.v1.SLAPolicy
-	(v1.LeadStatus)(0),                   // 57: leadflow.event.v1.LeadStatus
-	(*v1.Owner)(nil),                     // 58: leadflow.event.v1.Owner
-	(*timestamppb.Timestamp)(nil),        // 59: google.protobuf.Timestamp
-	(v1.RejectReason)(0),                 // 60: leadflow.event.v1.RejectReason
-	(v1.ContactChannel)(0),               // 61: leadflow.event.v1.ContactChannel
-	(v1.ContactOutcome)(0),               // 62: leadflow.event.v1.ContactOutcome
-	(*v1.Money)(nil),                     // 63: leadflow.event.v1.Money
-	(*v1.Profile)(nil),                   // 64: leadflow.event.v1.Profile
-	(*v1.LeadScored)(nil),                // 65: leadflow.event.v1.LeadScored
-	(*v1.Consent)(nil),                   // 66: leadflow.event.v1.Consent
-	(*v1.RoutingDecision)(nil),           // 67: leadflow.event.v1.RoutingDecision
-	(*v1.Attribution)(nil),               // 68: leadflow.event.v1.Attribution
-	(*v1.CampaignRegistered)(nil),        // 69: leadflow.event.v1.CampaignRegistered
-	(v1.ActivityType)(0),                 // 70: leadflow.event.v1.ActivityType
-	(v1.SLAKind)(0),                      // 71: leadflow.event.v1.SLAKind
-	(v1.SLAEscalation)(0),                // 72: leadflow.event.v1.SLAEscalation
-	(*v1.MarketingTarget)(nil),           // 73: leadflow.event.v1.MarketingTarget
+	(*ContactEntry)(nil),                 // 41: leadflow.handoff.v1.ContactEntry
+	(*Rejection)(nil),                    // 42: leadflow.handoff.v1.Rejection
+	(*Recycle)(nil),                      // 43: leadflow.handoff.v1.Recycle
+	(*SLAEntry)(nil),                     // 44: leadflow.handoff.v1.SLAEntry
+	(*Opportunity)(nil),                  // 45: leadflow.handoff.v1.Opportunity
+	(*SetMarketingTargetRequest)(nil),    // 46: leadflow.handoff.v1.SetMarketingTargetRequest
+	(*SetMarketingTargetResponse)(nil),   // 47: leadflow.handoff.v1.SetMarketingTargetResponse
+	(*ListMarketingTargetsRequest)(nil),  // 48: leadflow.handoff.v1.ListMarketingTargetsRequest
+	(*ListMarketingTargetsResponse)(nil), // 49: leadflow.handoff.v1.ListMarketingTargetsResponse
+	(*v1.SalesTeam)(nil),                 // 50: leadflow.event.v1.SalesTeam
+	(*v1.Actor)(nil),                     // 51: leadflow.event.v1.Actor
+	(*v1.Rep)(nil),                       // 52: leadflow.event.v1.Rep
+	(*v1.OutOfOffice)(nil),               // 53: leadflow.event.v1.OutOfOffice
+	(*v1.Pool)(nil),                      // 54: leadflow.event.v1.Pool
+	(*v1.Account)(nil),                   // 55: leadflow.event.v1.Account
+	(*v1.RoutingRules)(nil),              // 56: leadflow.event.v1.RoutingRules
+	(*v1.SLAPolicy)(nil),                 // 57: leadflow.event.v1.SLAPolicy
+	(v1.LeadStatus)(0),                   // 58: leadflow.event.v1.LeadStatus
+	(*v1.Owner)(nil),                     // 59: leadflow.event.v1.Owner
+	(*timestamppb.Timestamp)(nil),        // 60: google.protobuf.Timestamp
+	(v1.RejectReason)(0),                 // 61: leadflow.event.v1.RejectReason
+	(v1.ContactChannel)(0),               // 62: leadflow.event.v1.ContactChannel
+	(v1.ContactOutcome)(0),               // 63: leadflow.event.v1.ContactOutcome
+	(*v1.Money)(nil),                     // 64: leadflow.event.v1.Money
+	(*v1.Profile)(nil),                   // 65: leadflow.event.v1.Profile
+	(*v1.LeadScored)(nil),                // 66: leadflow.event.v1.LeadScored
+	(*v1.Consent)(nil),                   // 67: leadflow.event.v1.Consent
+	(*v1.RoutingDecision)(nil),           // 68: leadflow.event.v1.RoutingDecision
+	(*v1.Attribution)(nil),               // 69: leadflow.event.v1.Attribution
+	(*v1.CampaignRegistered)(nil),        // 70: leadflow.event.v1.CampaignRegistered
+	(v1.ActivityType)(0),                 // 71: leadflow.event.v1.ActivityType
+	(v1.SLAKind)(0),                      // 72: leadflow.event.v1.SLAKind
+	(v1.SLAEscalation)(0),                // 73: leadflow.event.v1.SLAEscalation
+	(*v1.MarketingTarget)(nil),           // 74: leadflow.event.v1.MarketingTarget
 }
 var file_leadflow_handoff_v1_handoff_service_proto_depIdxs = []int32{
-	49,  // 0: leadflow.handoff.v1.PutTeamRequest.team:type_name -> leadflow.event.v1.SalesTeam
-	50,  // 1: leadflow.handoff.v1.PutTeamRequest.changed_by:type_name -> leadflow.event.v1.Actor
-	51,  // 2: leadflow.handoff.v1.PutRepRequest.rep:type_name -> leadflow.event.v1.Rep
-	50,  // 3: leadflow.handoff.v1.PutRepRequest.changed_by:type_name -> leadflow.event.v1.Actor
-	52,  // 4: leadflow.handoff.v1.SetOutOfOfficeRequest.out_of_office:type_name -> leadflow.event.v1.OutOfOffice
-	50,  // 5: leadflow.handoff.v1.SetOutOfOfficeRequest.changed_by:type_name -> leadflow.event.v1.Actor
-	53,  // 6: leadflow.handoff.v1.PutPoolRequest.pool:type_name -> leadflow.event.v1.Pool
-	50,  // 7: leadflow.handoff.v1.PutPoolRequest.changed_by:type_name -> leadflow.event.v1.Actor
-	54,  // 8: leadflow.handoff.v1.PutAccountRequest.account:type_name -> leadflow.event.v1.Account
-	50,  // 9: leadflow.handoff.v1.PutAccountRequest.changed_by:type_name -> leadflow.event.v1.Actor
-	55,  // 10: leadflow.handoff.v1.SetRoutingRulesRequest.rules:type_name -> leadflow.event.v1.RoutingRules
-	50,  // 11: leadflow.handoff.v1.SetRoutingRulesRequest.changed_by:type_name -> leadflow.event.v1.Actor
-	56,  // 12: leadflow.handoff.v1.SetSLAPolicyRequest.policy:type_name -> leadflow.event.v1.SLAPolicy
-	50,  // 13: leadflow.handoff.v1.SetSLAPolicyRequest.changed_by:type_name -> leadflow.event.v1.Actor
-	49,  // 14: leadflow.handoff.v1.GetRoutingResponse.teams:type_name -> leadflow.event.v1.SalesTeam
-	51,  // 15: leadflow.handoff.v1.GetRoutingResponse.reps:type_name -> leadflow.event.v1.Rep
-	52,  // 16: leadflow.handoff.v1.GetRoutingResponse.out_of_office:type_name -> leadflow.event.v1.OutOfOffice
-	53,  // 17: leadflow.handoff.v1.GetRoutingResponse.pools:type_name -> leadflow.event.v1.Pool
-	54,  // 18: leadflow.handoff.v1.GetRoutingResponse.accounts:type_name -> leadflow.event.v1.Account
-	55,  // 19: leadflow.handoff.v1.GetRoutingResponse.rules:type_name -> leadflow.event.v1.RoutingRules
-	56,  // 20: leadflow.handoff.v1.GetRoutingResponse.sla_policies:type_name -> leadflow.event.v1.SLAPolicy
-	57,  // 21: leadflow.handoff.v1.LeadHandoff.status:type_name -> leadflow.event.v1.LeadStatus
-	58,  // 22: leadflow.handoff.v1.LeadHandoff.owner:type_name -> leadflow.event.v1.Owner
-	59,  // 23: leadflow.handoff.v1.LeadHandoff.deadline:type_name -> google.protobuf.Timestamp
-	50,  // 24: leadflow.handoff.v1.AssignLeadRequest.assigned_by:type_name -> leadflow.event.v1.Actor
+	50,  // 0: leadflow.handoff.v1.PutTeamRequest.team:type_name -> leadflow.event.v1.SalesTeam
+	51,  // 1: leadflow.handoff.v1.PutTeamRequest.changed_by:type_name -> leadflow.event.v1.Actor
+	52,  // 2: leadflow.handoff.v1.PutRepRequest.rep:type_name -> leadflow.event.v1.Rep
+	51,  // 3: leadflow.handoff.v1.PutRepRequest.changed_by:type_name -> leadflow.event.v1.Actor
+	53,  // 4: leadflow.handoff.v1.SetOutOfOfficeRequest.out_of_office:type_name -> leadflow.event.v1.OutOfOffice
+	51,  // 5: leadflow.handoff.v1.SetOutOfOfficeRequest.changed_by:type_name -> leadflow.event.v1.Actor
+	54,  // 6: leadflow.handoff.v1.PutPoolRequest.pool:type_name -> leadflow.event.v1.Pool
+	51,  // 7: leadflow.handoff.v1.PutPoolRequest.changed_by:type_name -> leadflow.event.v1.Actor
+	55,  // 8: leadflow.handoff.v1.PutAccountRequest.account:type_name -> leadflow.event.v1.Account
+	51,  // 9: leadflow.handoff.v1.PutAccountRequest.changed_by:type_name -> leadflow.event.v1.Actor
+	56,  // 10: leadflow.handoff.v1.SetRoutingRulesRequest.rules:type_name -> leadflow.event.v1.RoutingRules
+	51,  // 11: leadflow.handoff.v1.SetRoutingRulesRequest.changed_by:type_name -> leadflow.event.v1.Actor
+	57,  // 12: leadflow.handoff.v1.SetSLAPolicyRequest.policy:type_name -> leadflow.event.v1.SLAPolicy
+	51,  // 13: leadflow.handoff.v1.SetSLAPolicyRequest.changed_by:type_name -> leadflow.event.v1.Actor
+	50,  // 14: leadflow.handoff.v1.GetRoutingResponse.teams:type_name -> leadflow.event.v1.SalesTeam
+	52,  // 15: leadflow.handoff.v1.GetRoutingResponse.reps:type_name -> leadflow.event.v1.Rep
+	53,  // 16: leadflow.handoff.v1.GetRoutingResponse.out_of_office:type_name -> leadflow.event.v1.OutOfOffice
+	54,  // 17: leadflow.handoff.v1.GetRoutingResponse.pools:type_name -> leadflow.event.v1.Pool
+	55,  // 18: leadflow.handoff.v1.GetRoutingResponse.accounts:type_name -> leadflow.event.v1.Account
+	56,  // 19: leadflow.handoff.v1.GetRoutingResponse.rules:type_name -> leadflow.event.v1.RoutingRules
+	57,  // 20: leadflow.handoff.v1.GetRoutingResponse.sla_policies:type_name -> leadflow.event.v1.SLAPolicy
+	58,  // 21: leadflow.handoff.v1.LeadHandoff.status:type_name -> leadflow.event.v1.LeadStatus
+	59,  // 22: leadflow.handoff.v1.LeadHandoff.owner:type_name -> leadflow.event.v1.Owner
+	60,  // 23: leadflow.handoff.v1.LeadHandoff.deadline:type_name -> google.protobuf.Timestamp
+	51,  // 24: leadflow.handoff.v1.AssignLeadRequest.assigned_by:type_name -> leadflow.event.v1.Actor
 	16,  // 25: leadflow.handoff.v1.AssignLeadResponse.lead:type_name -> leadflow.handoff.v1.LeadHandoff
-	50,  // 26: leadflow.handoff.v1.ReassignLeadRequest.reassigned_by:type_name -> leadflow.event.v1.Actor
+	51,  // 26: leadflow.handoff.v1.ReassignLeadRequest.reassigned_by:type_name -> leadflow.event.v1.Actor
 	16,  // 27: leadflow.handoff.v1.ReassignLeadResponse.lead:type_name -> leadflow.handoff.v1.LeadHandoff
 	16,  // 28: leadflow.handoff.v1.AcceptLeadResponse.lead:type_name -> leadflow.handoff.v1.LeadHandoff
-	60,  // 29: leadflow.handoff.v1.RejectLeadRequest.reason:type_name -> leadflow.event.v1.RejectReason
+	61,  // 29: leadflow.handoff.v1.RejectLeadRequest.reason:type_name -> leadflow.event.v1.RejectReason
 	16,  // 30: leadflow.handoff.v1.RejectLeadResponse.lead:type_name -> leadflow.handoff.v1.LeadHandoff
-	61,  // 31: leadflow.handoff.v1.LogContactAttemptRequest.channel:type_name -> leadflow.event.v1.ContactChannel
-	62,  // 32: leadflow.handoff.v1.LogContactAttemptRequest.outcome:type_name -> leadflow.event.v1.ContactOutcome
+	62,  // 31: leadflow.handoff.v1.LogContactAttemptRequest.channel:type_name -> leadflow.event.v1.ContactChannel
+	63,  // 32: leadflow.handoff.v1.LogContactAttemptRequest.outcome:type_name -> leadflow.event.v1.ContactOutcome
 	16,  // 33: leadflow.handoff.v1.LogContactAttemptResponse.lead:type_name -> leadflow.handoff.v1.LeadHandoff
-	63,  // 34: leadflow.handoff.v1.ConvertLeadRequest.amount:type_name -> leadflow.event.v1.Money
-	59,  // 35: leadflow.handoff.v1.ConvertLeadRequest.expected_close:type_name -> google.protobuf.Timestamp
+	64,  // 34: leadflow.handoff.v1.ConvertLeadRequest.amount:type_name -> leadflow.event.v1.Money
+	60,  // 35: leadflow.handoff.v1.ConvertLeadRequest.expected_close:type_name -> google.protobuf.Timestamp
 	16,  // 36: leadflow.handoff.v1.ConvertLeadResponse.lead:type_name -> leadflow.handoff.v1.LeadHandoff
-	63,  // 37: leadflow.handoff.v1.MoveOpportunityStageRequest.amount:type_name -> leadflow.event.v1.Money
-	59,  // 38: leadflow.handoff.v1.MoveOpportunityStageRequest.expected_close:type_name -> google.protobuf.Timestamp
+	64,  // 37: leadflow.handoff.v1.MoveOpportunityStageRequest.amount:type_name -> leadflow.event.v1.Money
+	60,  // 38: leadflow.handoff.v1.MoveOpportunityStageRequest.expected_close:type_name -> google.protobuf.Timestamp
 	16,  // 39: leadflow.handoff.v1.MoveOpportunityStageResponse.lead:type_name -> leadflow.handoff.v1.LeadHandoff
-	63,  // 40: leadflow.handoff.v1.CloseWonRequest.amount:type_name -> leadflow.event.v1.Money
+	64,  // 40: leadflow.handoff.v1.CloseWonRequest.amount:type_name -> leadflow.event.v1.Money
 	16,  // 41: leadflow.handoff.v1.CloseWonResponse.lead:type_name -> leadflow.handoff.v1.LeadHandoff
 	16,  // 42: leadflow.handoff.v1.CloseLostResponse.lead:type_name -> leadflow.handoff.v1.LeadHandoff
 	37,  // 43: leadflow.handoff.v1.GetHandoffBriefResponse.brief:type_name -> leadflow.handoff.v1.HandoffBrief
-	57,  // 44: leadflow.handoff.v1.HandoffBrief.status:type_name -> leadflow.event.v1.LeadStatus
-	58,  // 45: leadflow.handoff.v1.HandoffBrief.owner:type_name -> leadflow.event.v1.Owner
-	59,  // 46: leadflow.handoff.v1.HandoffBrief.deadline:type_name -> google.protobuf.Timestamp
-	64,  // 47: leadflow.handoff.v1.HandoffBrief.profile:type_name -> leadflow.event.v1.Profile
+	58,  // 44: leadflow.handoff.v1.HandoffBrief.status:type_name -> leadflow.event.v1.LeadStatus
+	59,  // 45: leadflow.handoff.v1.HandoffBrief.owner:type_name -> leadflow.event.v1.Owner
+	60,  // 46: leadflow.handoff.v1.HandoffBrief.deadline:type_name -> google.protobuf.Timestamp
+	65,  // 47: leadflow.handoff.v1.HandoffBrief.profile:type_name -> leadflow.event.v1.Profile
 	38,  // 48: leadflow.handoff.v1.HandoffBrief.first_touch:type_name -> leadflow.handoff.v1.FirstTouch
 	39,  // 49: leadflow.handoff.v1.HandoffBrief.activities:type_name -> leadflow.handoff.v1.ActivityEntry
-	65,  // 50: leadflow.handoff.v1.HandoffBrief.score:type_name -> leadflow.event.v1.LeadScored
-	59,  // 51: leadflow.handoff.v1.HandoffBrief.qualified_at:type_name -> google.protobuf.Timestamp
+	66,  // 50: leadflow.handoff.v1.HandoffBrief.score:type_name -> leadflow.event.v1.LeadScored
+	60,  // 51: leadflow.handoff.v1.HandoffBrief.qualified_at:type_name -> google.protobuf.Timestamp
 	40,  // 52: leadflow.handoff.v1.HandoffBrief.owners:type_name -> leadflow.handoff.v1.Ownership
-	41,  // 53: leadflow.handoff.v1.HandoffBrief.rejections:type_name -> leadflow.handoff.v1.Rejection
-	42,  // 54: leadflow.handoff.v1.HandoffBrief.recycles:type_name -> leadflow.handoff.v1.Recycle
-	66,  // 55: leadflow.handoff.v1.HandoffBrief.consents:type_name -> leadflow.event.v1.Consent
-	67,  // 56: leadflow.handoff.v1.HandoffBrief.routing:type_name -> leadflow.event.v1.RoutingDecision
-	43,  // 57: leadflow.handoff.v1.HandoffBrief.sla:type_name -> leadflow.handoff.v1.SLAEntry
-	44,  // 58: leadflow.handoff.v1.HandoffBrief.opportunity:type_name -> leadflow.handoff.v1.Opportunity
-	59,  // 59: leadflow.handoff.v1.FirstTouch.at:type_name -> google.protobuf.Timestamp
-	68,  // 60: leadflow.handoff.v1.FirstTouch.attribution:type_name -> leadflow.event.v1.Attribution
-	69,  // 61: leadflow.handoff.v1.FirstTouch.campaign:type_name -> leadflow.event.v1.CampaignRegistered
-	59,  // 62: leadflow.handoff.v1.ActivityEntry.at:type_name -> google.protobuf.Timestamp
-	70,  // 63: leadflow.handoff.v1.ActivityEntry.type:type_name -> leadflow.event.v1.ActivityType
-	58,  // 64: leadflow.handoff.v1.Ownership.owner:type_name -> leadflow.event.v1.Owner
-	59,  // 65: leadflow.handoff.v1.Ownership.from:type_name -> google.protobuf.Timestamp
-	59,  // 66: leadflow.handoff.v1.Ownership.until:type_name -> google.protobuf.Timestamp
-	59,  // 67: leadflow.handoff.v1.Rejection.at:type_name -> google.protobuf.Timestamp
-	60,  // 68: leadflow.handoff.v1.Rejection.reason:type_name -> leadflow.event.v1.RejectReason
-	59,  // 69: leadflow.handoff.v1.Recycle.at:type_name -> google.protobuf.Timestamp
-	59,  // 70: leadflow.handoff.v1.SLAEntry.at:type_name -> google.protobuf.Timestamp
-	71,  // 71: leadflow.handoff.v1.SLAEntry.sla:type_name -> leadflow.event.v1.SLAKind
-	58,  // 72: leadflow.handoff.v1.SLAEntry.owner:type_name -> leadflow.event.v1.Owner
-	59,  // 73: leadflow.handoff.v1.SLAEntry.due_at:type_name -> google.protobuf.Timestamp
-	72,  // 74: leadflow.handoff.v1.SLAEntry.escalation:type_name -> leadflow.event.v1.SLAEscalation
-	63,  // 75: leadflow.handoff.v1.Opportunity.amount:type_name -> leadflow.event.v1.Money
-	59,  // 76: leadflow.handoff.v1.Opportunity.expected_close:type_name -> google.protobuf.Timestamp
-	73,  // 77: leadflow.handoff.v1.SetMarketingTargetRequest.target:type_name -> leadflow.event.v1.MarketingTarget
-	50,  // 78: leadflow.handoff.v1.SetMarketingTargetRequest.set_by:type_name -> leadflow.event.v1.Actor
-	73,  // 79: leadflow.handoff.v1.ListMarketingTargetsResponse.targets:type_name -> leadflow.event.v1.MarketingTarget
-	0,   // 80: leadflow.handoff.v1.HandoffService.PutTeam:input_type -> leadflow.handoff.v1.PutTeamRequest
-	2,   // 81: leadflow.handoff.v1.HandoffService.PutRep:input_type -> leadflow.handoff.v1.PutRepRequest
-	4,   // 82: leadflow.handoff.v1.HandoffService.SetOutOfOffice:input_type -> leadflow.handoff.v1.SetOutOfOfficeRequest
-	6,   // 83: leadflow.handoff.v1.HandoffService.PutPool:input_type -> leadflow.handoff.v1.PutPoolRequest
-	8,   // 84: leadflow.handoff.v1.HandoffService.PutAccount:input_type -> leadflow.handoff.v1.PutAccountRequest
-	10,  // 85: leadflow.handoff.v1.HandoffService.SetRoutingRules:input_type -> leadflow.handoff.v1.SetRoutingRulesRequest
-	12,  // 86: leadflow.handoff.v1.HandoffService.SetSLAPolicy:input_type -> leadflow.handoff.v1.SetSLAPolicyRequest
-	14,  // 87: leadflow.handoff.v1.HandoffService.GetRouting:input_type -> leadflow.handoff.v1.GetRoutingRequest
-	17,  // 88: leadflow.handoff.v1.HandoffService.AssignLead:input_type -> leadflow.handoff.v1.AssignLeadRequest
-	19,  // 89: leadflow.handoff.v1.HandoffService.ReassignLead:input_type -> leadflow.handoff.v1.ReassignLeadRequest
-	21,  // 90: leadflow.handoff.v1.HandoffService.AcceptLead:input_type -> leadflow.handoff.v1.AcceptLeadRequest
-	23,  // 91: leadflow.handoff.v1.HandoffService.RejectLead:input_type -> leadflow.handoff.v1.RejectLeadRequest
-	25,  // 92: leadflow.handoff.v1.HandoffService.LogContactAttempt:input_type -> leadflow.handoff.v1.LogContactAttemptRequest
-	27,  // 93: leadflow.handoff.v1.HandoffService.ConvertLead:input_type -> leadflow.handoff.v1.ConvertLeadRequest
-	29,  // 94: leadflow.handoff.v1.HandoffService.MoveOpportunityStage:input_type -> leadflow.handoff.v1.MoveOpportunityStageRequest
-	31,  // 95: leadflow.handoff.v1.HandoffService.CloseWon:input_type -> leadflow.handoff.v1.CloseWonRequest
-	33,  // 96: leadflow.handoff.v1.HandoffService.CloseLost:input_type -> leadflow.handoff.v1.CloseLostRequest
-	35,  // 97: leadflow.handoff.v1.HandoffService.GetHandoffBrief:input_type -> leadflow.handoff.v1.GetHandoffBriefRequest
-	45,  // 98: leadflow.handoff.v1.HandoffService.SetMarketingTarget:input_type -> leadflow.handoff.v1.SetMarketingTargetRequest
-	47,  // 99: leadflow.handoff.v1.HandoffService.ListMarketingTargets:input_type -> leadflow.handoff.v1.ListMarketingTargetsRequest
-	1,   // 100: leadflow.handoff.v1.HandoffService.PutTeam:output_type -> leadflow.handoff.v1.PutTeamResponse
-	3,   // 101: leadflow.handoff.v1.HandoffService.PutRep:output_type -> leadflow.handoff.v1.PutRepResponse
-	5,   // 102: leadflow.handoff.v1.HandoffService.SetOutOfOffice:output_type -> leadflow.handoff.v1.SetOutOfOfficeResponse
-	7,   // 103: leadflow.handoff.v1.HandoffService.PutPool:output_type -> leadflow.handoff.v1.PutPoolResponse
-	9,   // 104: leadflow.handoff.v1.HandoffService.PutAccount:output_type -> leadflow.handoff.v1.PutAccountResponse
-	11,  // 105: leadflow.handoff.v1.HandoffService.SetRoutingRules:output_type -> leadflow.handoff.v1.SetRoutingRulesResponse
-	13,  // 106: leadflow.handoff.v1.HandoffService.SetSLAPolicy:output_type -> leadflow.handoff.v1.SetSLAPolicyResponse
-	15,  // 107: leadflow.handoff.v1.HandoffService.GetRouting:output_type -> leadflow.handoff.v1.GetRoutingResponse
-	18,  // 108: leadflow.handoff.v1.HandoffService.AssignLead:output_type -> leadflow.handoff.v1.AssignLeadResponse
-	20,  // 109: leadflow.handoff.v1.HandoffService.ReassignLead:output_type -> leadflow.handoff.v1.ReassignLeadResponse
-	22,  // 110: leadflow.handoff.v1.HandoffService.AcceptLead:output_type -> leadflow.handoff.v1.AcceptLeadResponse
-	24,  // 111: leadflow.handoff.v1.HandoffService.RejectLead:output_type -> leadflow.handoff.v1.RejectLeadResponse
-	26,  // 112: leadflow.handoff.v1.HandoffService.LogContactAttempt:output_type -> leadflow.handoff.v1.LogContactAttemptResponse
-	28,  // 113: leadflow.handoff.v1.HandoffService.ConvertLead:output_type -> leadflow.handoff.v1.ConvertLeadResponse
-	30,  // 114: leadflow.handoff.v1.HandoffService.MoveOpportunityStage:output_type -> leadflow.handoff.v1.MoveOpportunityStageResponse
-	32,  // 115: leadflow.handoff.v1.HandoffService.CloseWon:output_type -> leadflow.handoff.v1.CloseWonResponse
-	34,  // 116: leadflow.handoff.v1.HandoffService.CloseLost:output_type -> leadflow.handoff.v1.CloseLostResponse
-	36,  // 117: leadflow.handoff.v1.HandoffService.GetHandoffBrief:output_type -> leadflow.handoff.v1.GetHandoffBriefResponse
-	46,  // 118: leadflow.handoff.v1.HandoffService.SetMarketingTarget:output_type -> leadflow.handoff.v1.SetMarketingTargetResponse
-	48,  // 119: leadflow.handoff.v1.HandoffService.ListMarketingTargets:output_type -> leadflow.handoff.v1.ListMarketingTargetsResponse
-	100, // [100:120] is the sub-list for method output_type
-	80,  // [80:100] is the sub-list for method input_type
-	80,  // [80:80] is the sub-list for extension type_name
-	80,  // [80:80] is the sub-list for extension extendee
-	0,   // [0:80] is the sub-list for field type_name
+	42,  // 53: leadflow.handoff.v1.HandoffBrief.rejections:type_name -> leadflow.handoff.v1.Rejection
+	43,  // 54: leadflow.handoff.v1.HandoffBrief.recycles:type_name -> leadflow.handoff.v1.Recycle
+	67,  // 55: leadflow.handoff.v1.HandoffBrief.consents:type_name -> leadflow.event.v1.Consent
+	68,  // 56: leadflow.handoff.v1.HandoffBrief.routing:type_name -> leadflow.event.v1.RoutingDecision
+	44,  // 57: leadflow.handoff.v1.HandoffBrief.sla:type_name -> leadflow.handoff.v1.SLAEntry
+	45,  // 58: leadflow.handoff.v1.HandoffBrief.opportunity:type_name -> leadflow.handoff.v1.Opportunity
+	60,  // 59: leadflow.handoff.v1.FirstTouch.at:type_name -> google.protobuf.Timestamp
+	69,  // 60: leadflow.handoff.v1.FirstTouch.attribution:type_name -> leadflow.event.v1.Attribution
+	70,  // 61: leadflow.handoff.v1.FirstTouch.campaign:type_name -> leadflow.event.v1.CampaignRegistered
+	60,  // 62: leadflow.handoff.v1.ActivityEntry.at:type_name -> google.protobuf.Timestamp
+	71,  // 63: leadflow.handoff.v1.ActivityEntry.type:type_name -> leadflow.event.v1.ActivityType
+	59,  // 64: leadflow.handoff.v1.Ownership.owner:type_name -> leadflow.event.v1.Owner
+	60,  // 65: leadflow.handoff.v1.Ownership.from:type_name -> google.protobuf.Timestamp
+	60,  // 66: leadflow.handoff.v1.Ownership.until:type_name -> google.protobuf.Timestamp
+	60,  // 67: leadflow.handoff.v1.Ownership.accepted_at:type_name -> google.protobuf.Timestamp
+	41,  // 68: leadflow.handoff.v1.Ownership.contacts:type_name -> leadflow.handoff.v1.ContactEntry
+	60,  // 69: leadflow.handoff.v1.ContactEntry.at:type_name -> google.protobuf.Timestamp
+	62,  // 70: leadflow.handoff.v1.ContactEntry.channel:type_name -> leadflow.event.v1.ContactChannel
+	63,  // 71: leadflow.handoff.v1.ContactEntry.outcome:type_name -> leadflow.event.v1.ContactOutcome
+	60,  // 72: leadflow.handoff.v1.Rejection.at:type_name -> google.protobuf.Timestamp
+	61,  // 73: leadflow.handoff.v1.Rejection.reason:type_name -> leadflow.event.v1.RejectReason
+	60,  // 74: leadflow.handoff.v1.Recycle.at:type_name -> google.protobuf.Timestamp
+	60,  // 75: leadflow.handoff.v1.SLAEntry.at:type_name -> google.protobuf.Timestamp
+	72,  // 76: leadflow.handoff.v1.SLAEntry.sla:type_name -> leadflow.event.v1.SLAKind
+	59,  // 77: leadflow.handoff.v1.SLAEntry.owner:type_name -> leadflow.event.v1.Owner
+	60,  // 78: leadflow.handoff.v1.SLAEntry.due_at:type_name -> google.protobuf.Timestamp
+	73,  // 79: leadflow.handoff.v1.SLAEntry.escalation:type_name -> leadflow.event.v1.SLAEscalation
+	64,  // 80: leadflow.handoff.v1.Opportunity.amount:type_name -> leadflow.event.v1.Money
+	60,  // 81: leadflow.handoff.v1.Opportunity.expected_close:type_name -> google.protobuf.Timestamp
+	74,  // 82: leadflow.handoff.v1.SetMarketingTargetRequest.target:type_name -> leadflow.event.v1.MarketingTarget
+	51,  // 83: leadflow.handoff.v1.SetMarketingTargetRequest.set_by:type_name -> leadflow.event.v1.Actor
+	74,  // 84: leadflow.handoff.v1.ListMarketingTargetsResponse.targets:type_name -> leadflow.event.v1.MarketingTarget
+	0,   // 85: leadflow.handoff.v1.HandoffService.PutTeam:input_type -> leadflow.handoff.v1.PutTeamRequest
+	2,   // 86: leadflow.handoff.v1.HandoffService.PutRep:input_type -> leadflow.handoff.v1.PutRepRequest
+	4,   // 87: leadflow.handoff.v1.HandoffService.SetOutOfOffice:input_type -> leadflow.handoff.v1.SetOutOfOfficeRequest
+	6,   // 88: leadflow.handoff.v1.HandoffService.PutPool:input_type -> leadflow.handoff.v1.PutPoolRequest
+	8,   // 89: leadflow.handoff.v1.HandoffService.PutAccount:input_type -> leadflow.handoff.v1.PutAccountRequest
+	10,  // 90: leadflow.handoff.v1.HandoffService.SetRoutingRules:input_type -> leadflow.handoff.v1.SetRoutingRulesRequest
+	12,  // 91: leadflow.handoff.v1.HandoffService.SetSLAPolicy:input_type -> leadflow.handoff.v1.SetSLAPolicyRequest
+	14,  // 92: leadflow.handoff.v1.HandoffService.GetRouting:input_type -> leadflow.handoff.v1.GetRoutingRequest
+	17,  // 93: leadflow.handoff.v1.HandoffService.AssignLead:input_type -> leadflow.handoff.v1.AssignLeadRequest
+	19,  // 94: leadflow.handoff.v1.HandoffService.ReassignLead:input_type -> leadflow.handoff.v1.ReassignLeadRequest
+	21,  // 95: leadflow.handoff.v1.HandoffService.AcceptLead:input_type -> leadflow.handoff.v1.AcceptLeadRequest
+	23,  // 96: leadflow.handoff.v1.HandoffService.RejectLead:input_type -> leadflow.handoff.v1.RejectLeadRequest
+	25,  // 97: leadflow.handoff.v1.HandoffService.LogContactAttempt:input_type -> leadflow.handoff.v1.LogContactAttemptRequest
+	27,  // 98: leadflow.handoff.v1.HandoffService.ConvertLead:input_type -> leadflow.handoff.v1.ConvertLeadRequest
+	29,  // 99: leadflow.handoff.v1.HandoffService.MoveOpportunityStage:input_type -> leadflow.handoff.v1.MoveOpportunityStageRequest
+	31,  // 100: leadflow.handoff.v1.HandoffService.CloseWon:input_type -> leadflow.handoff.v1.CloseWonRequest
+	33,  // 101: leadflow.handoff.v1.HandoffService.CloseLost:input_type -> leadflow.handoff.v1.CloseLostRequest
+	35,  // 102: leadflow.handoff.v1.HandoffService.GetHandoffBrief:input_type -> leadflow.handoff.v1.GetHandoffBriefRequest
+	46,  // 103: leadflow.handoff.v1.HandoffService.SetMarketingTarget:input_type -> leadflow.handoff.v1.SetMarketingTargetRequest
+	48,  // 104: leadflow.handoff.v1.HandoffService.ListMarketingTargets:input_type -> leadflow.handoff.v1.ListMarketingTargetsRequest
+	1,   // 105: leadflow.handoff.v1.HandoffService.PutTeam:output_type -> leadflow.handoff.v1.PutTeamResponse
+	3,   // 106: leadflow.handoff.v1.HandoffService.PutRep:output_type -> leadflow.handoff.v1.PutRepResponse
+	5,   // 107: leadflow.handoff.v1.HandoffService.SetOutOfOffice:output_type -> leadflow.handoff.v1.SetOutOfOfficeResponse
+	7,   // 108: leadflow.handoff.v1.HandoffService.PutPool:output_type -> leadflow.handoff.v1.PutPoolResponse
+	9,   // 109: leadflow.handoff.v1.HandoffService.PutAccount:output_type -> leadflow.handoff.v1.PutAccountResponse
+	11,  // 110: leadflow.handoff.v1.HandoffService.SetRoutingRules:output_type -> leadflow.handoff.v1.SetRoutingRulesResponse
+	13,  // 111: leadflow.handoff.v1.HandoffService.SetSLAPolicy:output_type -> leadflow.handoff.v1.SetSLAPolicyResponse
+	15,  // 112: leadflow.handoff.v1.HandoffService.GetRouting:output_type -> leadflow.handoff.v1.GetRoutingResponse
+	18,  // 113: leadflow.handoff.v1.HandoffService.AssignLead:output_type -> leadflow.handoff.v1.AssignLeadResponse
+	20,  // 114: leadflow.handoff.v1.HandoffService.ReassignLead:output_type -> leadflow.handoff.v1.ReassignLeadResponse
+	22,  // 115: leadflow.handoff.v1.HandoffService.AcceptLead:output_type -> leadflow.handoff.v1.AcceptLeadResponse
+	24,  // 116: leadflow.handoff.v1.HandoffService.RejectLead:output_type -> leadflow.handoff.v1.RejectLeadResponse
+	26,  // 117: leadflow.handoff.v1.HandoffService.LogContactAttempt:output_type -> leadflow.handoff.v1.LogContactAttemptResponse
+	28,  // 118: leadflow.handoff.v1.HandoffService.ConvertLead:output_type -> leadflow.handoff.v1.ConvertLeadResponse
+	30,  // 119: leadflow.handoff.v1.HandoffService.MoveOpportunityStage:output_type -> leadflow.handoff.v1.MoveOpportunityStageResponse
+	32,  // 120: leadflow.handoff.v1.HandoffService.CloseWon:output_type -> leadflow.handoff.v1.CloseWonResponse
+	34,  // 121: leadflow.handoff.v1.HandoffService.CloseLost:output_type -> leadflow.handoff.v1.CloseLostResponse
+	36,  // 122: leadflow.handoff.v1.HandoffService.GetHandoffBrief:output_type -> leadflow.handoff.v1.GetHandoffBriefResponse
+	47,  // 123: leadflow.handoff.v1.HandoffService.SetMarketingTarget:output_type -> leadflow.handoff.v1.SetMarketingTargetResponse
+	49,  // 124: leadflow.handoff.v1.HandoffService.ListMarketingTargets:output_type -> leadflow.handoff.v1.ListMarketingTargetsResponse
+	105, // [105:125] is the sub-list for method output_type
+	85,  // [85:105] is the sub-list for method input_type
+	85,  // [85:85] is the sub-list for extension type_name
+	85,  // [85:85] is the sub-list for extension extendee
+	0,   // [0:85] is the sub-list for field type_name
 }
 
 func init() { file_leadflow_handoff_v1_handoff_service_proto_init() }
@@ -3818,7 +3911,7 @@ func file_leadflow_handoff_v1_handoff_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_leadflow_handoff_v1_handoff_service_proto_rawDesc), len(file_leadflow_handoff_v1_handoff_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   49,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
