@@ -144,7 +144,7 @@ func (c *Config) Route(l Lead, pools map[string]PoolState, loads Loads, now time
 		owner := acct.GetOwnerRepId()
 		// An account's owner keeps its leads outside working hours: the
 		// SLA clock waits for the owner's hours instead.
-		out, detail, back := c.availability(owner, loads, now, false)
+		out, detail, back := c.availability(owner, loads, now, time.Time{})
 		cand := &eventv1.Candidate{RepId: owner, Outcome: out, Detail: detail, Source: "account:" + acct.GetAccountId()}
 		rec.Candidates = append(rec.Candidates, cand)
 		if out == eventv1.CandidateOutcome_CANDIDATE_OUTCOME_CHOSEN {
@@ -172,7 +172,7 @@ func (c *Config) Route(l Lead, pools map[string]PoolState, loads Loads, now time
 	if !ok {
 		return c.queue(d, "pool "+rule.GetPoolId()+" is unknown")
 	}
-	rep, turn, cands, back := c.pick(pool, pools[pool.GetPoolId()], l.Exclude, l.Avoid, loads, now, true)
+	rep, turn, cands, back := c.pick(pool, pools[pool.GetPoolId()], l.Exclude, l.Avoid, loads, now, now)
 	rec.Candidates = append(rec.Candidates, cands...)
 	d.RetryAt = earliest(d.RetryAt, back)
 	if rep == "" {
@@ -234,6 +234,10 @@ func (c *Config) queue(d Decision, why string) Decision {
 	return d
 }
 
+// maxOpenings bounds the openings an off-shift escalation looks ahead to
+// for a rep at work (one back from leave may open only later).
+const maxOpenings = 8
+
 // ManagerQueue is the queue of a team's manager, where escalations wait
 // for the manager to hand them on. ':' keeps it apart from configured
 // queue ids.
@@ -243,19 +247,36 @@ func ManagerQueue(teamID string) string { return "manager:" + teamID }
 // policy, the next rep of the pool it was routed from (never a rep who
 // held it in this journey), else, or by policy, the queue of the manager
 // of the current owner's team, whatever the manager's load: the manager
-// hands it on. With no rep of the pool at work now, the next one off
-// shift takes it. RepID and Queue are both "" when there is nowhere to go.
+// hands it on. With no rep of the pool at work now, the one at work
+// first takes it. RepID and Queue are both "" when there is nowhere to go.
 func (c *Config) Escalate(l Lead, current, poolID string, escalation eventv1.SLAEscalation, pools map[string]PoolState, loads Loads, now time.Time) Decision {
 	rec := &eventv1.RoutingDecision{RoutingVersion: c.Version, RuleId: RuleEscalation, PoolId: poolID}
 	d := Decision{Record: rec}
 	exclude := append(slices.Clone(l.Exclude), current)
 	if pool, ok := c.Pools[poolID]; ok && escalation == eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP {
-		rep, turn, cands, back := c.pick(pool, pools[poolID], exclude, l.Avoid, loads, now, true)
+		rep, turn, cands, back := c.pick(pool, pools[poolID], exclude, l.Avoid, loads, now, now)
 		if rep == "" && !back.IsZero() {
 			// Nobody at work now, as when a deadline falls at closing
-			// time: the next rep off shift, whose step starts at their
-			// opening, rather than the manager's queue.
-			rep, turn, cands, _ = c.pick(pool, pools[poolID], exclude, l.Avoid, loads, now, false)
+			// time: a rep off shift, whose step starts at their opening,
+			// rather than the manager's queue. The one at work first (by
+			// turn among those who open then), not the next in turn: in a
+			// pool of different hours that could be days away.
+			for at, i := now, 0; rep == "" && i < maxOpenings; i++ {
+				var next time.Time
+				for _, cd := range cands {
+					if cd.GetOutcome() == eventv1.CandidateOutcome_CANDIDATE_OUTCOME_OUTSIDE_WORKING_HOURS {
+						next = earliest(next, c.RepCalendar(cd.GetRepId()).NextOpen(at))
+					}
+				}
+				if !next.After(at) {
+					break
+				}
+				at = next
+				rep, turn, cands, _ = c.pick(pool, pools[poolID], exclude, l.Avoid, loads, now, at)
+			}
+			if rep == "" {
+				rep, turn, cands, _ = c.pick(pool, pools[poolID], exclude, l.Avoid, loads, now, time.Time{})
+			}
 			c.offShiftDetail(cands, now)
 		}
 		rec.Candidates = append(rec.Candidates, cands...)
@@ -296,8 +317,9 @@ func (c *Config) Escalate(l Lead, current, poolID string, escalation eventv1.SLA
 // pick takes a pool's next turn among the reps who can take a lead, a
 // rep in avoid only when no other can. It returns the rep ("" for none),
 // the turn, every member as a candidate, and the earliest time a skipped
-// rep opens or returns. With hours, a rep off shift is skipped.
-func (c *Config) pick(pool *eventv1.Pool, st PoolState, exclude, avoid []string, loads Loads, now time.Time, hours bool) (string, *Turn, []*eventv1.Candidate, time.Time) {
+// rep opens or returns. A rep off shift at openAt is skipped (zero: hours
+// count for nothing); one away is skipped at now.
+func (c *Config) pick(pool *eventv1.Pool, st PoolState, exclude, avoid []string, loads Loads, now, openAt time.Time) (string, *Turn, []*eventv1.Candidate, time.Time) {
 	src := "pool:" + pool.GetPoolId()
 	cands := make([]*eventv1.Candidate, len(pool.GetMembers()))
 	best, bestAvoided := -1, -1
@@ -312,7 +334,7 @@ func (c *Config) pick(pool *eventv1.Pool, st PoolState, exclude, avoid []string,
 			cands[i].Outcome, cands[i].Detail = eventv1.CandidateOutcome_CANDIDATE_OUTCOME_PRIOR_OWNER, "held the lead before"
 			continue
 		}
-		out, detail, back := c.availability(rep, loads, now, hours)
+		out, detail, back := c.availability(rep, loads, now, openAt)
 		if out != eventv1.CandidateOutcome_CANDIDATE_OUTCOME_CHOSEN {
 			cands[i].Outcome, cands[i].Detail = out, detail
 			retry = earliest(retry, back)
@@ -402,9 +424,9 @@ func (c *Config) backAt(repID string, now time.Time) time.Time {
 }
 
 // availability says whether a rep can take a lead now (CHOSEN), or why
-// not, and when that may change (zero: unknown). hours: outside working
-// hours counts against the rep.
-func (c *Config) availability(repID string, loads Loads, now time.Time, hours bool) (eventv1.CandidateOutcome, string, time.Time) {
+// not, and when that may change (zero: unknown). Being off shift at
+// openAt counts against the rep (zero: hours count for nothing).
+func (c *Config) availability(repID string, loads Loads, now, openAt time.Time) (eventv1.CandidateOutcome, string, time.Time) {
 	rep, ok := c.Reps[repID]
 	switch {
 	case !ok:
@@ -415,8 +437,8 @@ func (c *Config) availability(repID string, loads Loads, now time.Time, hours bo
 	if until := c.backAt(repID, now); !until.IsZero() {
 		return eventv1.CandidateOutcome_CANDIDATE_OUTCOME_OUT_OF_OFFICE, "back " + until.UTC().Format(time.RFC3339), until
 	}
-	if cal := c.RepCalendar(repID); hours && !cal.Open(now) {
-		opens := cal.NextOpen(now)
+	if cal := c.RepCalendar(repID); !openAt.IsZero() && !cal.Open(openAt) {
+		opens := cal.NextOpen(openAt)
 		return eventv1.CandidateOutcome_CANDIDATE_OUTCOME_OUTSIDE_WORKING_HOURS, "opens " + opens.In(cal.Location()).Format(time.RFC3339), opens
 	}
 	n := 0
@@ -433,7 +455,7 @@ func (c *Config) availability(repID string, loads Loads, now time.Time, hours bo
 // known, active and in the office (working hours and capacity are the
 // caller's to weigh). why says why not.
 func (c *Config) Available(repID string, now time.Time) (ok bool, why string) {
-	out, detail, _ := c.availability(repID, nil, now, false)
+	out, detail, _ := c.availability(repID, nil, now, time.Time{})
 	switch out {
 	case eventv1.CandidateOutcome_CANDIDATE_OUTCOME_CHOSEN, eventv1.CandidateOutcome_CANDIDATE_OUTCOME_AT_CAPACITY:
 		return true, ""

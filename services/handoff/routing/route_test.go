@@ -473,6 +473,49 @@ func TestEscalate(t *testing.T) {
 	}
 }
 
+// A breach at closing time in a pool whose reps keep different hours
+// goes to the rep at work first, not to the next in turn: a part-timer
+// working Mondays only is behind in turn all week (routing skips them off
+// shift), and would hold a lead breached on Tuesday evening until Monday
+// while another opens Wednesday morning.
+func TestAnOffShiftEscalationGoesToTheRepAtWorkFirst(t *testing.T) {
+	week := func(days ...eventv1.Weekday) *eventv1.WorkingHours {
+		h := &eventv1.WorkingHours{TimeZone: "Europe/Berlin"}
+		for _, d := range days {
+			h.Days = append(h.Days, &eventv1.WorkingDay{Day: d, Start: "09:00", End: "17:00"})
+		}
+		return h
+	}
+	c := build(t, team("full", week(eventv1.Weekday_WEEKDAY_MONDAY, eventv1.Weekday_WEEKDAY_TUESDAY, eventv1.Weekday_WEEKDAY_WEDNESDAY,
+		eventv1.Weekday_WEEKDAY_THURSDAY, eventv1.Weekday_WEEKDAY_FRIDAY)), team("part", week(eventv1.Weekday_WEEKDAY_MONDAY)),
+		rep("ann", "full", 10), rep("bob", "full", 10), rep("pia", "part", 10),
+		pool("mixed", member("ann", 1), member("bob", 1), member("pia", 1)))
+	// Tuesday 2026-03-03: four leads by turn to ann and bob; pia is off.
+	st := routing.PoolStateOf(0, nil)
+	for i := range 4 {
+		d := c.Escalate(routing.Lead{Profile: &eventv1.Profile{}}, "nobody", "mixed", eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP,
+			map[string]routing.PoolState{"mixed": st}, nil, time.Date(2026, 3, 3, 9, i, 0, 0, time.UTC))
+		if d.RepID == "pia" || d.Turn == nil {
+			t.Fatalf("Tuesday's lead %d went to %q", i, d.RepID)
+		}
+		st = routing.PoolState{Clock: d.Turn.Clock, Pass: d.Turn.Passes}
+	}
+	// Ann's lead breaches at 17:00 Berlin: nobody is at work, and pia is
+	// next in turn.
+	closing := time.Date(2026, 3, 3, 16, 0, 0, 0, time.UTC)
+	d := c.Escalate(routing.Lead{Profile: &eventv1.Profile{}}, "ann", "mixed", eventv1.SLAEscalation_SLA_ESCALATION_NEXT_REP,
+		map[string]routing.PoolState{"mixed": st}, nil, closing)
+	if d.RepID != "bob" || d.Turn == nil {
+		t.Fatalf("escalated at closing to %q (opens %v), want bob (opens %v): %s", d.RepID,
+			c.RepCalendar(d.RepID).NextOpen(closing), c.RepCalendar("bob").NextOpen(closing), d.Record.GetSummary())
+	}
+	for _, cd := range d.Record.GetCandidates() {
+		if cd.GetRepId() == "bob" && !strings.Contains(cd.GetDetail(), "off shift") {
+			t.Errorf("bob chosen without saying he is off shift: %v", cd)
+		}
+	}
+}
+
 // A rule named as a decision marker, stored before such names were
 // refused, does not block the next edit of the rule set.
 func TestAStoredMarkerRuleIdStaysEditable(t *testing.T) {
