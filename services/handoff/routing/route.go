@@ -235,7 +235,7 @@ func (c *Config) queue(d Decision, why string) Decision {
 }
 
 // maxOpenings bounds the openings an off-shift escalation looks ahead to
-// for a rep at work (one back from leave may open only later).
+// for a rep at work (the first to open may be full).
 const maxOpenings = 8
 
 // ManagerQueue is the queue of a team's manager, where escalations wait
