@@ -293,8 +293,8 @@ func briefOf(leadID string, recs []eventstore.Record) (b Brief, sealed []sealedD
 		return nil
 	}
 	endOwner := func(at time.Time, how string) {
-		if n := len(b.Owners); n > 0 && b.Owners[n-1].To.IsZero() {
-			b.Owners[n-1].To, b.Owners[n-1].Ended = at, how
+		if o := current(); o != nil {
+			o.To, o.Ended = at, how
 		}
 	}
 	// The recycle entry each handing-back event made, by event id, and
